@@ -1,0 +1,256 @@
+"""The Kafka edge: the event consumer, the dead-letter publisher, topic creation.
+
+aiokafka errors are translated into :class:`BrokerUnavailable` /
+:class:`BrokerError` here; nothing above this module imports aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from controller.core.errors import BrokerError, BrokerUnavailable
+from controller.settings import KafkaSettings, TopicSettings
+
+log = structlog.get_logger("controller.kafka")
+
+
+class Record(Protocol):
+    """The parts of a consumed record the controller reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class PartitionListener(Protocol):
+    """Told when the group gives or takes partitions of the events topic."""
+
+    def partitions_assigned(self, partitions: list[int]) -> None: ...
+    def partitions_revoked(self, partitions: list[int]) -> None: ...
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for connection and security settings."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+def _translate(exc: BaseException) -> BrokerError:
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+        return BrokerUnavailable(f"broker unreachable: {exc}")
+    return BrokerError(f"broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, target: PartitionListener) -> None:
+        self._target = target
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._target.partitions_revoked(sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._target.partitions_assigned(sorted(tp.partition for tp in assigned))
+
+
+class EventConsumer:
+    """A group consumer of one topic whose offsets the caller stores elsewhere.
+
+    Kafka commits are made only so that consumer lag can be monitored; the
+    position to resume from is the one the caller passes to :meth:`seek`.
+    """
+
+    def __init__(
+        self, *, kafka: KafkaSettings, topic: str, listener: PartitionListener, start_from: str
+    ) -> None:
+        self._topic = topic
+        self._listener = _Listener(listener)
+        self._start_from = start_from
+        self._consumer = AIOKafkaConsumer(
+            **client_options(kafka),
+            group_id=kafka.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=start_from,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Join the group (idempotent)."""
+        if self._started:
+            return
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise _translate(exc) from exc
+        self._consumer.subscribe([self._topic], listener=self._listener)
+        self._started = True
+
+    async def stop(self) -> None:
+        """Leave the group (idempotent)."""
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
+        """The next records by partition; empty when none arrived within the timeout."""
+        try:
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise _translate(exc) from exc
+        return {tp.partition: records for tp, records in batch.items()}
+
+    async def seek(self, partition: int, offset: int | None) -> None:
+        """Read ``partition`` from ``offset``; None means from the configured start."""
+        tp = TopicPartition(self._topic, partition)
+        if offset is not None:
+            self._consumer.seek(tp, offset)
+        elif self._start_from == "earliest":
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            await self._consumer.seek_to_end(tp)
+
+    def pause(self, partitions: list[int]) -> None:
+        self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
+
+    def resume(self, partitions: list[int]) -> None:
+        self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions))
+
+    def assigned(self) -> list[int]:
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        """Record progress in Kafka for lag monitoring; failures are only logged."""
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(
+                {TopicPartition(self._topic, p): o for p, o in offsets.items()}
+            )
+        except KafkaError as exc:
+            log.debug("kafka_commit_skipped", error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected record and why it was rejected."""
+
+    record: Record
+    reason: str
+    detail: str
+
+
+class DeadLetterPublisher:
+    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers."""
+
+    def __init__(self, *, kafka: KafkaSettings, topic: str) -> None:
+        self._topic = topic
+        self._producer = AIOKafkaProducer(**client_options(kafka), acks="all", linger_ms=5)
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise _translate(exc) from exc
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        """Send every letter and wait until the broker has them all."""
+        if not letters:
+            return
+        try:
+            futures = [
+                await self._producer.send(
+                    self._topic, key=d.record.key, value=d.record.value, headers=_headers(d)
+                )
+                for d in letters
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise _translate(exc) from exc
+
+
+def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    record = letter.record
+    own = [
+        ("rc.reason", letter.reason.encode()),
+        ("rc.detail", letter.detail.encode()[:1000]),
+        ("rc.source.topic", record.topic.encode()),
+        ("rc.source.partition", str(record.partition).encode()),
+        ("rc.source.offset", str(record.offset).encode()),
+    ]
+    return own + [(k, v) for k, v in (record.headers or ()) if not k.startswith("rc.")]
+
+
+async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
+    """Create the controller's topics that do not exist yet; return the created names."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=kafka.events_partitions if name == topics.events else 3,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if name == topics.flag_state else {},
+            )
+            for name in dict.fromkeys(topics.model_dump().values())
+            if name not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    except KafkaError as exc:
+        raise _translate(exc) from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,104 @@
+"""The ``rollout-controller`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller import __version__
+from controller.core.errors import ConfigError, ControllerError
+
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_DRIFT = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollout-controller",
+        description=(
+            "Progressive delivery for feature flags: folds exposure and outcome events "
+            "from Kafka into treatment/control aggregates in Redis, exactly once."
+        ),
+        epilog="Settings come from --config (YAML), then RC_<GROUP>__<FIELD> environment "
+        "variables, KAFKA_BOOTSTRAP_SERVERS and REDIS_URL. See ops/controller.yaml.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon until SIGTERM")
+    _add_config(run)
+
+    config = commands.add_parser("config", help="inspect settings")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="print the effective settings, secrets masked")
+    _add_config(show)
+
+    schemas = commands.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schema_commands.add_parser("export", help="write the schema files")
+    export.add_argument("--out", type=Path, default=Path("schemas"), help="directory (schemas/)")
+    export.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the files differ"
+    )
+    return parser
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML settings file (see ops/controller.yaml)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "config":
+            return _show_config(args.config)
+        return _schemas(args.out, check=args.check)
+    except ConfigError as exc:
+        print(f"rollout-controller: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ControllerError as exc:
+        print(f"rollout-controller: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Path | None) -> int:
+    from controller import logs, running  # noqa: PLC0415 - keep `--help` fast
+    from controller.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(config)
+    logs.configure(settings.log)
+    return asyncio.run(running.run(settings))
+
+
+def _show_config(config: Path | None) -> int:
+    from controller.settings import load_settings  # noqa: PLC0415
+
+    print(json.dumps(load_settings(config).masked(), indent=2))
+    return 0
+
+
+def _schemas(out: Path, *, check: bool) -> int:
+    from controller import contracts  # noqa: PLC0415
+
+    if check:
+        stale = contracts.drift(out)
+        for name in stale:
+            print(f"out of date: {out / name}", file=sys.stderr)
+        if stale:
+            print("run `rollout-controller schemas export` to regenerate", file=sys.stderr)
+        return EXIT_DRIFT if stale else 0
+    for path in contracts.export(out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Per-arm aggregates: what ingest accumulates and the gates read.
+
+A :class:`CellDelta` is the increment that one batch adds for one
+(flag, flag_version, arm); an :class:`ArmAggregate` is the sum that a read
+returns. Both use the same field names as the store's hash fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from controller.core.histogram import BUCKET_COUNT
+from controller.core.messages import Arm
+
+COUNTER_FIELDS = ("exp", "req", "err", "lat_n", "conv", "cv_n")
+"""Integer counters: exposures, requests, errors, requests with a latency,
+conversions, conversions with a value."""
+FLOAT_FIELDS = ("lat_sum", "cv_sum", "cv_sq")
+"""Float sums: latency in ms, conversion value, conversion value squared."""
+HIST_PREFIX = "h"
+"""Histogram bucket ``i`` is stored under the field ``h<i>``."""
+
+
+class CellKey(NamedTuple):
+    """Where an event is counted: ingest needs no rollout state to compute it."""
+
+    flag: str
+    flag_version: int
+    arm: Arm
+
+
+@dataclass(slots=True)
+class CellDelta:
+    """The increments one batch applies to one cell; mutable while folding."""
+
+    exp: int = 0
+    req: int = 0
+    err: int = 0
+    lat_n: int = 0
+    conv: int = 0
+    cv_n: int = 0
+    lat_sum: float = 0.0
+    cv_sum: float = 0.0
+    cv_sq: float = 0.0
+    hist: dict[int, int] = field(default_factory=dict)
+    units: set[str] = field(default_factory=set)
+
+    def counters(self) -> dict[str, int]:
+        """Non-zero integer increments by store field name, histogram included."""
+        out = {name: getattr(self, name) for name in COUNTER_FIELDS if getattr(self, name)}
+        out.update({f"{HIST_PREFIX}{i}": n for i, n in self.hist.items()})
+        return out
+
+    def floats(self) -> dict[str, float]:
+        """Non-zero float increments by store field name."""
+        return {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
+
+
+@dataclass(frozen=True, slots=True)
+class ArmAggregate:
+    """Everything counted for one arm, summed over flag versions and partitions."""
+
+    exposures: int = 0
+    units: int = 0
+    requests: int = 0
+    errors: int = 0
+    latency_count: int = 0
+    latency_sum_ms: float = 0.0
+    latency_histogram: tuple[int, ...] = (0,) * BUCKET_COUNT
+    conversions: int = 0
+    conversion_values: int = 0
+    conversion_value_sum: float = 0.0
+    conversion_value_sq: float = 0.0
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, float], *, units: int) -> ArmAggregate:
+        """Build from summed store fields (missing fields count as zero)."""
+        hist = [0] * BUCKET_COUNT
+        for name, value in fields.items():
+            if name.startswith(HIST_PREFIX) and name[1:].isdigit():
+                hist[int(name[1:])] = int(value)
+        return cls(
+            exposures=int(fields.get("exp", 0)),
+            units=units,
+            requests=int(fields.get("req", 0)),
+            errors=int(fields.get("err", 0)),
+            latency_count=int(fields.get("lat_n", 0)),
+            latency_sum_ms=float(fields.get("lat_sum", 0.0)),
+            latency_histogram=tuple(hist),
+            conversions=int(fields.get("conv", 0)),
+            conversion_values=int(fields.get("cv_n", 0)),
+            conversion_value_sum=float(fields.get("cv_sum", 0.0)),
+            conversion_value_sq=float(fields.get("cv_sq", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FlagAggregates:
+    """Both arms of one flag over a set of flag versions."""
+
+    flag: str
+    versions: frozenset[int]
+    treatment: ArmAggregate
+    control: ArmAggregate

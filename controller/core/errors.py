@@ -1,0 +1,56 @@
+"""One exception root for the controller.
+
+The tree::
+
+    ControllerError                 retriable: bool, carried as data
+    ├── ConfigError                 bad settings or plan; permanent
+    ├── StoreError                  anything from the aggregate/state store
+    │   ├── StoreUnavailable        connection lost, timeout; retriable
+    │   └── FencedError             a newer owner holds the partition; permanent
+    └── BrokerError                 anything from the Kafka-protocol broker
+        └── BrokerUnavailable       cannot reach the broker; retriable
+
+Adapters translate third-party errors (aiokafka, redis, httpx) into this tree
+at their edge, so the services above them handle one family only.
+"""
+
+from __future__ import annotations
+
+
+class ControllerError(Exception):
+    """Root of every error the controller raises on purpose."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(ControllerError):
+    """Settings or a plan are invalid; fixing them needs a person."""
+
+
+class StoreError(ControllerError):
+    """The store refused or failed an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the same call may succeed later."""
+
+    retriable = True
+
+
+class FencedError(StoreError):
+    """A flush carried a stale fencing epoch: another consumer owns the partition."""
+
+
+class BrokerError(ControllerError):
+    """The Kafka-protocol broker refused or failed an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached right now."""
+
+    retriable = True

@@ -1,0 +1,215 @@
+"""Wire contracts, version 1: one JSON object per Kafka message.
+
+Every model forbids unknown fields, bounds its strings and is frozen. Inbound
+events are discriminated on ``type``; ``v`` is the schema version. Timestamps
+(``ts``) are UTC, given as epoch milliseconds or an RFC 3339 string with an
+offset. The JSON Schema files in ``schemas/`` are generated from these models
+(``rollout-controller schemas export``) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    TypeAdapter,
+)
+
+SCHEMA_VERSION = 1
+FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+MAX_EPOCH_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
+
+FlagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=FLAG_KEY_PATTERN)]
+"""A flag key: letters, digits and ``. _ : -``; safe in Redis keys and prompts."""
+
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Reason = Annotated[str, StringConstraints(max_length=500)]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+FlagVersion = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+StrictFloatish = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A JSON number (integer or fraction), never a numeric string."""
+
+
+def _rfc3339_only(value: object) -> object:
+    # pydantic would also read numbers and digit-only strings as epoch seconds.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or ("T" not in value.upper() and " " not in value):
+        raise ValueError("a timestamp must be epoch ms or RFC 3339, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+Timestamp = (
+    Annotated[StrictInt, Field(ge=0, le=MAX_EPOCH_MS)]
+    | Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+)
+
+
+class Arm(StrEnum):
+    """Which side of a flag a unit was served."""
+
+    TREATMENT = "treatment"
+    CONTROL = "control"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    v: Literal[1] = Field(description="Schema version of this message.")
+    id: MessageId = Field(description="Unique id of this message, used for deduplication.")
+    ts: Timestamp = Field(
+        description="When it happened: epoch milliseconds, or RFC 3339 with an offset."
+    )
+
+
+class _FlagEvent(_Message):
+    flag: FlagKey
+    unit: UnitId = Field(description="The unit (user, session, request) that was assigned.")
+    arm: Arm
+    flag_version: FlagVersion = Field(
+        description="Version of the flag state the app acted on (from rollout.flag-state)."
+    )
+
+
+class Exposure(_FlagEvent):
+    """A unit was served an arm of a flag."""
+
+    type: Literal["exposure"]
+
+
+class RequestOutcome(_FlagEvent):
+    """A request served under a flag finished: whether it failed and how long it took."""
+
+    type: Literal["request"]
+    error: StrictBool
+    latency_ms: Annotated[StrictFloatish, Field(ge=0)] | None = None
+
+
+class Conversion(_FlagEvent):
+    """A unit converted (purchase, signup, ...), optionally with a value."""
+
+    type: Literal["conversion"]
+    value: StrictFloatish | None = None
+
+
+Event = Annotated[Exposure | RequestOutcome | Conversion, Field(discriminator="type")]
+"""Any inbound event on ``rollout.events``."""
+
+EVENT_TYPES = frozenset({"exposure", "request", "conversion"})
+event_adapter: TypeAdapter[Exposure | RequestOutcome | Conversion] = TypeAdapter(Event)
+
+
+class CommandAction(StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    ABORT = "abort"
+    KILL = "kill"
+    APPROVE = "approve"
+
+
+class Command(_Message):
+    """An operator command on ``rollout.commands``, signed with Ed25519."""
+
+    type: Literal["command"]
+    action: CommandAction
+    flag: FlagKey
+    actor: Actor = Field(description="Who issued the command.")
+    reason: Reason = ""
+    plan: dict[str, Any] | None = Field(
+        default=None, description="The rollout plan; required with `start`."
+    )
+    to_end: bool = Field(default=False, description="With `promote`: jump to 100%.")
+    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="Base64 Ed25519 signature over the canonical command without `sig`."
+    )
+
+
+class FlagStatus(StrEnum):
+    INACTIVE = "inactive"
+    ROLLING_OUT = "rolling_out"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    KILLED = "killed"
+
+
+class FlagState(_Message):
+    """The assignment config apps follow, on the compacted ``rollout.flag-state`` topic."""
+
+    type: Literal["flag_state"]
+    flag: FlagKey
+    version: FlagVersion = Field(description="Bumped on every change; apps echo it in events.")
+    status: FlagStatus
+    percent: Percent = Field(description="Share of units served treatment, 0.001% resolution.")
+    salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    rollout_id: MessageId | None = None
+    stage: NonNegativeInt | None = None
+
+
+class Decision(_Message):
+    """A state change, gate result, command outcome or advisor opinion, with evidence."""
+
+    type: Literal["decision"]
+    flag: FlagKey
+    rollout_id: MessageId | None = None
+    kind: Literal["transition", "gate", "command", "advisor"]
+    action: ShortText
+    outcome: Literal["applied", "held", "rejected", "recorded"]
+    reason: Reason = ""
+    stage: NonNegativeInt | None = None
+    phase_before: ShortText | None = None
+    phase_after: ShortText | None = None
+    command_id: MessageId | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alert(_Message):
+    """Something a person should know: rollback, kill, SRM, stuck rollout, advisor outage."""
+
+    type: Literal["alert"]
+    flag: FlagKey | None = None
+    rollout_id: MessageId | None = None
+    severity: Literal["info", "warning", "critical"]
+    kind: Literal["rollback", "kill", "srm", "stuck", "no_traffic", "advisor_unavailable"]
+    summary: Reason
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorAlert(_Message):
+    """An uptime monitor changed state; ``down`` kills the flags mapped to it."""
+
+    type: Literal["monitor"]
+    monitor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    status: Literal["down", "up"]
+    incident_id: MessageId | None = None
+
+
+PUBLISHED_MODELS: dict[str, Any] = {
+    "event": Event,
+    "command": Command,
+    "flag-state": FlagState,
+    "decision": Decision,
+    "alert": Alert,
+    "monitor": MonitorAlert,
+}
+"""Each contract by the file stem of its JSON Schema in ``schemas/``."""

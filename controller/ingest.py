@@ -1,0 +1,277 @@
+"""Ingest: events from Kafka into per-cell aggregates in Redis, exactly once.
+
+The order of one batch, and why it is safe to crash anywhere in it:
+
+1. fetch records of owned partitions (the position is the offset stored in
+   Redis, sought when the partition was claimed);
+2. decode and fold them in memory, one :class:`PartitionDelta` per partition;
+3. publish rejected records to the DLQ and wait for the broker's ack, so a
+   rejection is durable before its offset can advance (a crash here
+   republishes it: the DLQ is at-least-once, deduplicate on source offset);
+4. flush each partition's delta with one Redis script that applies every
+   increment and records the next offset atomically, fenced by the epoch;
+5. now and then commit offsets to Kafka, for lag monitoring only.
+
+A crash before step 4 replays the batch; a crash after it finds the stored
+offset already advanced, so the replay is a no-op. When Redis is unreachable
+the batch is held, fetching pauses, and the flush is retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import structlog
+
+from controller.adapters.kafka import DeadLetter, Record
+from controller.adapters.redis_store import Claim, FlushOutcome
+from controller.core.decoding import InEvent, Rejection, decode_event
+from controller.core.errors import ControllerError, FencedError
+from controller.core.folding import PartitionDelta, fold
+from controller.settings import IngestSettings
+
+log = structlog.get_logger("controller.ingest")
+T = TypeVar("T")
+
+
+class Source(Protocol):
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]: ...
+    async def seek(self, partition: int, offset: int | None) -> None: ...
+    def pause(self, partitions: list[int]) -> None: ...
+    def resume(self, partitions: list[int]) -> None: ...
+    async def commit(self, offsets: dict[int, int]) -> None: ...
+
+
+class Store(Protocol):
+    async def claim(self, partition: int) -> Claim: ...
+    async def flush(
+        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+    ) -> FlushOutcome: ...
+
+
+class DeadLetters(Protocol):
+    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Owned:
+    epoch: int
+    offset: int | None
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Running totals, for progress logs and (later) metrics."""
+
+    events: int = 0
+    batches: int = 0
+    replays: int = 0
+    fenced: int = 0
+    rejects: Counter[str] = field(default_factory=Counter)
+    last_flush_seconds: float = 0.0
+
+
+class Ingest:
+    """The ingest loop; also the partition listener of its consumer."""
+
+    def __init__(self, *, settings: IngestSettings) -> None:
+        self._settings = settings
+        self._owned: dict[int, _Owned] = {}
+        self._to_claim: set[int] = set()
+        self._stopping = asyncio.Event()
+        self.stats = IngestStats()
+        self._source: Source | None = None
+
+    # -- partition listener (called by the consumer during a rebalance) --------
+    def partitions_assigned(self, partitions: list[int]) -> None:
+        # Claiming needs Redis, so it happens in the loop; until then, no fetching.
+        self._to_claim.update(partitions)
+        if self._source is not None and partitions:
+            self._source.pause(partitions)
+
+    def partitions_revoked(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self._owned.pop(p, None)
+            self._to_claim.discard(p)
+
+    # -- lifecycle -------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch in hand, flush it, and return from :meth:`run`."""
+        self._stopping.set()
+
+    async def run(self, *, source: Source, store: Store, dead_letters: DeadLetters) -> None:
+        """Consume until :meth:`stop`; every fetched batch is flushed before returning."""
+        self._source = source
+        if self._to_claim:
+            source.pause(sorted(self._to_claim))
+        last_commit = last_progress = time.monotonic()
+        while not self._stopping.is_set():
+            await self._claim_pending(source, store)
+            batch = await source.fetch(
+                timeout_ms=self._settings.fetch_timeout_ms,
+                max_records=self._settings.max_batch_records,
+            )
+            if batch:
+                await self._process(batch, source=source, store=store, dead_letters=dead_letters)
+            now = time.monotonic()
+            if now - last_commit >= self._settings.commit_interval_seconds:
+                await source.commit(self._positions())
+                last_commit = now
+            if now - last_progress >= 10:
+                self._log_progress()
+                last_progress = now
+        await source.commit(self._positions())
+        self._log_progress()
+
+    def _positions(self) -> dict[int, int]:
+        return {p: o.offset for p, o in self._owned.items() if o.offset is not None}
+
+    def _log_progress(self) -> None:
+        s = self.stats
+        log.info(
+            "ingest_progress",
+            events=s.events,
+            batches=s.batches,
+            rejects=dict(s.rejects),
+            replays=s.replays,
+            fenced=s.fenced,
+            partitions=sorted(self._owned),
+            last_flush_ms=round(s.last_flush_seconds * 1000, 2),
+        )
+
+    # -- claiming ----------------------------------------------------------------
+    async def _claim_pending(self, source: Source, store: Store) -> None:
+        while self._to_claim and not self._stopping.is_set():
+            partition = min(self._to_claim)
+            claim = await self._retrying(lambda p=partition: store.claim(p), f"claim p{partition}")  # type: ignore[misc]
+            if claim is None:
+                return
+            if partition not in self._to_claim:  # revoked while we were claiming
+                continue
+            self._to_claim.discard(partition)
+            self._owned[partition] = _Owned(epoch=claim.epoch, offset=claim.offset)
+            await source.seek(partition, claim.offset)
+            source.resume([partition])
+            log.info(
+                "partition_claimed", partition=partition, epoch=claim.epoch, offset=claim.offset
+            )
+
+    # -- one batch ---------------------------------------------------------------
+    async def _process(
+        self,
+        batch: dict[int, list[Record]],
+        *,
+        source: Source,
+        store: Store,
+        dead_letters: DeadLetters,
+    ) -> None:
+        deltas: list[PartitionDelta] = []
+        letters: list[DeadLetter] = []
+        for partition, records in batch.items():
+            if partition not in self._owned or not records:
+                continue  # revoked meanwhile: the new owner reads it from the stored offset
+            deltas.append(self._fold(partition, records, letters))
+        if letters:
+            await self._retrying(lambda: dead_letters.publish(letters), "dead-letter publish")
+        held = [d.partition for d in deltas]
+        started = time.perf_counter()
+        for delta in deltas:
+            await self._flush(delta, store=store, source=source, held=held)
+        self.stats.last_flush_seconds = time.perf_counter() - started
+        self.stats.batches += 1
+
+    def _fold(
+        self, partition: int, records: list[Record], letters: list[DeadLetter]
+    ) -> PartitionDelta:
+        max_bytes = self._settings.max_event_bytes
+        delta = PartitionDelta(partition=partition, next_offset=records[-1].offset + 1)
+        events: list[InEvent] = []
+        for record in records:
+            decoded = decode_event(record.value, max_bytes=max_bytes)
+            if isinstance(decoded, Rejection):
+                letters.append(DeadLetter(record, decoded.reason.value, decoded.detail))
+                delta.rejects[decoded.reason.value] += 1
+                log.warning(
+                    "event_rejected",
+                    reason=decoded.reason.value,
+                    detail=decoded.detail,
+                    partition=partition,
+                    offset=record.offset,
+                )
+            else:
+                events.append(decoded)
+        fold(events, delta.cells)
+        return delta
+
+    async def _flush(
+        self, delta: PartitionDelta, *, store: Store, source: Source, held: list[int]
+    ) -> None:
+        owned = self._owned.get(delta.partition)
+        if owned is None:
+            return
+        try:
+            outcome = await self._retrying(
+                lambda: store.flush(delta, epoch=owned.epoch, expected_offset=owned.offset),
+                f"flush p{delta.partition}",
+                pause=(source, held),
+            )
+        except FencedError as exc:
+            # Another consumer owns the partition now; it replays from the stored offset.
+            self.stats.fenced += 1
+            self._owned.pop(delta.partition, None)
+            log.warning("flush_fenced", partition=delta.partition, error=str(exc))
+            return
+        if outcome is None:
+            return
+        owned.offset = delta.next_offset
+        if outcome is FlushOutcome.REPLAYED:
+            self.stats.replays += 1
+            return
+        self.stats.events += delta.events
+        self.stats.rejects.update(delta.rejects)
+
+    async def _retrying(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        pause: tuple[Source, list[int]] | None = None,
+    ) -> T | None:
+        """Run ``call``; while it fails retriably, back off (fetching paused).
+
+        Returns None only when asked to stop before the call succeeded; the
+        work in hand is then not flushed and will be replayed by the next owner.
+        """
+        delay = self._settings.retry_initial_seconds
+        paused = False
+        while True:
+            try:
+                result = await call()
+            except ControllerError as exc:
+                if not exc.retriable:
+                    raise
+                if pause is not None and not paused:
+                    pause[0].pause(pause[1])
+                    paused = True
+                log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 3))
+                if await self._sleep_or_stop(delay):
+                    return None
+                delay = min(delay * 2, self._settings.retry_max_seconds)
+                continue
+            if paused and pause is not None:
+                pause[0].resume([p for p in pause[1] if p in self._owned])
+                log.info("recovered", what=what)
+            return result
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep, waking early on stop; True if stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True

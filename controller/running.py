@@ -1,0 +1,103 @@
+"""Wiring: build every part from the settings, run them under one supervisor.
+
+Start order: Redis client → store → topics → dead-letter producer → consumer →
+ingest task. Stop order is the reverse. SIGTERM or SIGINT asks ingest to
+drain (stop fetching, flush the batch in hand, commit) within
+``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
+nothing, because an unflushed batch is replayed from the stored offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+import structlog
+
+from controller.adapters.kafka import DeadLetterPublisher, EventConsumer, ensure_topics
+from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.core.errors import ControllerError
+from controller.ingest import Ingest
+from controller.settings import Settings
+
+log = structlog.get_logger("controller.running")
+
+EXIT_OK = 0
+EXIT_FORCED = 3
+
+
+async def run(settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
+    log.info("starting", config=settings.masked())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _supervise(settings, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
+    ingest = Ingest(settings=settings.ingest)
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(connect(settings.redis))
+        store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        await _wait_for_redis(store, stop)
+        if settings.kafka.create_topics:
+            created = await ensure_topics(settings.kafka, settings.topics)
+            if created:
+                log.info("topics_created", topics=created)
+        dead_letters = await stack.enter_async_context(
+            DeadLetterPublisher(kafka=settings.kafka, topic=settings.topics.dlq)
+        )
+        consumer = await stack.enter_async_context(
+            EventConsumer(
+                kafka=settings.kafka,
+                topic=settings.topics.events,
+                listener=ingest,
+                start_from=settings.ingest.start_from,
+            )
+        )
+        task = asyncio.create_task(
+            ingest.run(source=consumer, store=store, dead_letters=dead_letters), name="ingest"
+        )
+        return await _until_stopped(task, ingest, stop, settings.shutdown_grace_seconds)
+    return EXIT_OK  # pragma: no cover - the context above always returns
+
+
+async def _until_stopped(
+    task: asyncio.Task[None], ingest: Ingest, stop: asyncio.Event, grace: float
+) -> int:
+    """Wait for SIGTERM (or the task dying), then drain within ``grace``."""
+    stopper = asyncio.create_task(stop.wait(), name="signals")
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task.done():
+        task.result()  # a dead ingest task stops the daemon with its error
+        return EXIT_OK
+    log.info("draining", grace_s=grace)
+    ingest.stop()
+    try:
+        await asyncio.wait_for(task, timeout=grace)
+    except TimeoutError:
+        log.warning("drain_timed_out", grace_s=grace)
+        return EXIT_FORCED
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _wait_for_redis(store: RedisAggregateStore, stop: asyncio.Event) -> None:
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            await store.ping()
+        except ControllerError as exc:
+            log.warning("waiting_for_redis", error=str(exc), delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            return

@@ -1,0 +1,226 @@
+"""Settings: frozen, grouped, every field documented, secrets masked.
+
+Sources, highest precedence first: keyword arguments, environment variables
+(``RC_<GROUP>__<FIELD>``, e.g. ``RC_INGEST__MAX_BATCH_RECORDS=2000``; the
+conventional ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` work too), the YAML
+config file given with ``--config``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from controller.core.errors import ConfigError
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    """How to reach the Kafka-protocol broker."""
+
+    bootstrap_servers: str = Field(
+        default="localhost:9092", description="Comma-separated host:port list of brokers."
+    )
+    client_id: str = Field(default="rollout-controller", description="Client id sent to brokers.")
+    group_id: str = Field(
+        default="rollout-controller",
+        description="Consumer group; instances sharing it split the event partitions.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Transport security towards the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with a SASL_* protocol."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
+    create_topics: bool = Field(
+        default=True,
+        description="Create missing topics at start (turn off where ACLs forbid it).",
+    )
+    events_partitions: int = Field(
+        default=12, ge=1, description="Partitions of the events topic when it is created."
+    )
+
+
+class TopicSettings(_Group):
+    """Topic names (DESIGN §2)."""
+
+    events: str = Field(default="rollout.events", description="Inbound app events.")
+    commands: str = Field(default="rollout.commands", description="Inbound operator commands.")
+    monitors: str = Field(default="rollout.monitors", description="Inbound monitor alerts.")
+    flag_state: str = Field(default="rollout.flag-state", description="Outbound, compacted.")
+    decisions: str = Field(default="rollout.decisions", description="Outbound decisions.")
+    alerts: str = Field(default="rollout.alerts", description="Outbound alerts.")
+    dlq: str = Field(default="rollout.dlq", description="Rejected input with the reason.")
+
+
+class RedisSettings(_Group):
+    """Where aggregates, offsets and rollout state live."""
+
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis URL; use rediss:// for TLS. Put the password in `password`.",
+    )
+    password: SecretStr | None = Field(default=None, description="Redis password.")
+    key_prefix: str = Field(
+        default="rc", pattern=r"^[A-Za-z0-9:_.-]{1,64}$", description="Prefix of every key."
+    )
+    aggregate_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="Aggregates expire this long after their last write.",
+    )
+
+
+class IngestSettings(_Group):
+    """The event consumer."""
+
+    max_batch_records: int = Field(default=5000, ge=1, description="Records per fold+flush.")
+    fetch_timeout_ms: int = Field(default=500, ge=1, description="Longest wait for a batch.")
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Larger messages go to the DLQ as oversize."
+    )
+    retry_initial_seconds: float = Field(
+        default=0.1, gt=0, description="First back-off when Redis is unreachable."
+    )
+    retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest back-off.")
+    commit_interval_seconds: float = Field(
+        default=1.0, ge=0, description="How often offsets are committed to Kafka (lag only)."
+    )
+    start_from: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a partition with no stored offset starts."
+    )
+
+
+class LogSettings(_Group):
+    level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    format: Literal["json", "console"] = Field(default="json")
+
+
+class Settings(BaseSettings):
+    """Every setting of the controller."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="RC_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    shutdown_grace_seconds: float = Field(
+        default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _ConventionalEnv(settings_cls), env_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as ``'**********'``."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        data["redis"]["url"] = mask_url(self.redis.url)
+        return data
+
+
+class _ConventionalEnv(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, as every Kafka/Redis tool reads them."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os  # noqa: PLC0415 - read at call time so tests can set the environment
+
+        out: dict[str, Any] = {}
+        if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            out["kafka"] = {"bootstrap_servers": bootstrap}
+        if url := os.environ.get("REDIS_URL"):
+            out["redis"] = {"url": url}
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide a password embedded in a URL (``redis://:secret@host`` → ``redis://:***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = creds.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the YAML file (if any), the environment and ``overrides``.
+
+    Raises :class:`ConfigError` naming the file and the offending field.
+    """
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping at the top level")
+        file_data = loaded or {}
+    try:
+        return _with_file_defaults(file_data)(**overrides)
+    except ValidationError as exc:
+        where = f" (config file {config_file})" if config_file else ""
+        raise ConfigError(f"invalid settings{where}: {exc}") from exc
+
+
+def _with_file_defaults(file_data: dict[str, Any]) -> type[Settings]:
+    """A Settings subclass whose lowest-precedence source is the file's contents."""
+
+    class _FileSource(PydanticBaseSettingsSource):
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return None, field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            return file_data
+
+    class _Settings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                _ConventionalEnv(settings_cls),
+                env_settings,
+                _FileSource(settings_cls),
+            )
+
+    return _Settings
