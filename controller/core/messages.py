@@ -19,7 +19,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
     StrictBool,
     StrictInt,
     StringConstraints,
@@ -39,11 +38,22 @@ MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Reason = Annotated[str, StringConstraints(max_length=500)]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
-FlagVersion = Annotated[int, Field(ge=0, le=2**31 - 1)]
+FlagVersion = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+Stage = Annotated[StrictInt, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 StrictFloatish = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A JSON number (integer or fraction), never a numeric string."""
+
+
+def _exact_int(value: object) -> object:
+    # Literal[1] alone would also take true and 1.0, which ingest refuses.
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_exact_int)]
 
 
 def _rfc3339_only(value: object) -> object:
@@ -71,7 +81,7 @@ class Arm(StrEnum):
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
-    v: Literal[1] = Field(description="Schema version of this message.")
+    v: SchemaVersion = Field(description="Schema version of this message.")
     id: MessageId = Field(description="Unique id of this message, used for deduplication.")
     ts: Timestamp = Field(
         description="When it happened: epoch milliseconds, or RFC 3339 with an offset."
@@ -163,7 +173,7 @@ class FlagState(_Message):
     percent: Percent = Field(description="Share of units served treatment, 0.001% resolution.")
     salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rollout_id: MessageId | None = None
-    stage: NonNegativeInt | None = None
+    stage: Stage | None = None
 
 
 class Decision(_Message):
@@ -176,7 +186,7 @@ class Decision(_Message):
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""
-    stage: NonNegativeInt | None = None
+    stage: Stage | None = None
     phase_before: ShortText | None = None
     phase_after: ShortText | None = None
     command_id: MessageId | None = None

@@ -1,0 +1,124 @@
+"""Reference model and event generators shared by the integration tests."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import mmh3
+import orjson
+
+from controller.core.aggregates import ArmAggregate
+from controller.core.histogram import BUCKET_COUNT, bucket_of
+
+
+def make_event(rng: random.Random, i: int, *, flags: int = 3, units: int = 200) -> dict[str, Any]:
+    """One random valid event; ``i`` makes its id unique."""
+    kind = rng.choice(("exposure", "request", "request", "conversion"))
+    body: dict[str, Any] = {
+        "type": kind,
+        "v": 1,
+        "id": f"e{i}",
+        "ts": 1_763_780_000_000 + i,
+        "flag": f"flag-{rng.randrange(flags)}",
+        "unit": f"u{rng.randrange(units)}",
+        "arm": rng.choice(("treatment", "control")),
+        "flag_version": rng.randrange(1, 4),
+    }
+    if kind == "request":
+        body["error"] = rng.random() < 0.1
+        if rng.random() < 0.9:
+            body["latency_ms"] = round(rng.lognormvariate(3, 1), 3)
+    elif kind == "conversion" and rng.random() < 0.7:
+        body["value"] = round(rng.uniform(0, 100), 2)
+    return body
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def partition_of(unit: str, partitions: int) -> int:
+    """A stable unit -> partition map for tests that place events themselves."""
+    return mmh3.hash(unit, signed=False) % partitions
+
+
+@dataclass
+class _Arm:
+    exposures: int = 0
+    requests: int = 0
+    errors: int = 0
+    latency_count: int = 0
+    latency_sum_ms: float = 0.0
+    conversions: int = 0
+    conversion_values: int = 0
+    conversion_value_sum: float = 0.0
+    conversion_value_sq: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.hist = [0] * BUCKET_COUNT
+        self.units: set[str] = set()
+
+
+def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _Arm]:
+    """The obvious, slow fold the store must agree with."""
+    cells: dict[tuple[str, int, str], _Arm] = defaultdict(_Arm)
+    for e in events:
+        cell = cells[(e["flag"], e["flag_version"], e["arm"])]
+        cell.units.add(e["unit"])
+        if e["type"] == "exposure":
+            cell.exposures += 1
+        elif e["type"] == "request":
+            cell.requests += 1
+            cell.errors += int(e["error"])
+            if e.get("latency_ms") is not None:
+                cell.latency_count += 1
+                cell.latency_sum_ms += e["latency_ms"]
+                cell.hist[bucket_of(e["latency_ms"])] += 1
+        else:
+            cell.conversions += 1
+            if e.get("value") is not None:
+                cell.conversion_values += 1
+                cell.conversion_value_sum += e["value"]
+                cell.conversion_value_sq += e["value"] ** 2
+    return cells
+
+
+def expected_arm(
+    cells: dict[tuple[str, int, str], _Arm], flag: str, versions: set[int], arm: str
+) -> tuple[ArmAggregate, int]:
+    """The aggregate a read must return, and the exact number of unique units."""
+    parts = [c for (f, v, a), c in cells.items() if f == flag and v in versions and a == arm]
+    units = set().union(*(c.units for c in parts)) if parts else set()
+    hist = [sum(c.hist[i] for c in parts) for i in range(BUCKET_COUNT)]
+    agg = ArmAggregate(
+        exposures=sum(c.exposures for c in parts),
+        units=len(units),
+        requests=sum(c.requests for c in parts),
+        errors=sum(c.errors for c in parts),
+        latency_count=sum(c.latency_count for c in parts),
+        latency_sum_ms=sum(c.latency_sum_ms for c in parts),
+        latency_histogram=tuple(hist),
+        conversions=sum(c.conversions for c in parts),
+        conversion_values=sum(c.conversion_values for c in parts),
+        conversion_value_sum=sum(c.conversion_value_sum for c in parts),
+        conversion_value_sq=sum(c.conversion_value_sq for c in parts),
+    )
+    return agg, len(units)
+
+
+FLOAT_FIELDS = ("latency_sum_ms", "conversion_value_sum", "conversion_value_sq")
+
+
+def assert_arm_equal(got: ArmAggregate, want: ArmAggregate, *, where: str) -> None:
+    """Counters exactly, float sums to 1e-9 relative, unique units within HLL error."""
+    for name in ArmAggregate.__dataclass_fields__:
+        g, w = getattr(got, name), getattr(want, name)
+        if name in FLOAT_FIELDS:
+            assert abs(g - w) <= 1e-9 * max(1.0, abs(w)), f"{where}.{name}: {g} != {w}"
+        elif name == "units":
+            assert abs(g - w) <= max(1, round(0.02 * w)), f"{where}.units: {g} vs {w}"
+        else:
+            assert g == w, f"{where}.{name}: {g} != {w}"

@@ -1,0 +1,147 @@
+"""Folding, the histogram and bucketing: pure functions, tables of cases."""
+
+from __future__ import annotations
+
+import math
+
+import mmh3
+import orjson
+import pytest
+
+from controller.core import histogram
+from controller.core.aggregates import CellDelta, CellKey
+from controller.core.bucketing import BUCKETS, assign, bucket
+from controller.core.decoding import InEvent, Rejection, decode_event
+from controller.core.folding import fold
+from controller.core.messages import Arm
+
+
+def ev(kind: str, unit: str, arm: str = "treatment", version: int = 1, **extra: object) -> InEvent:
+    body = {"type": kind, "v": 1, "id": "x", "ts": 0, "flag": "f", "unit": unit, "arm": arm}
+    decoded = decode_event(orjson.dumps({**body, "flag_version": version, **extra}), max_bytes=9999)
+    assert not isinstance(decoded, Rejection), decoded
+    return decoded
+
+
+T1 = CellKey("f", 1, Arm.TREATMENT)
+C1 = CellKey("f", 1, Arm.CONTROL)
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([], {}),
+        ([ev("exposure", "a")], {T1: CellDelta(exp=1, units={"a"})}),
+        (
+            [ev("exposure", "a"), ev("exposure", "a"), ev("exposure", "b", arm="control")],
+            {T1: CellDelta(exp=2, units={"a"}), C1: CellDelta(exp=1, units={"b"})},
+        ),
+        (
+            [ev("request", "a", error=True, latency_ms=1.0), ev("request", "b", error=False)],
+            {
+                T1: CellDelta(
+                    req=2,
+                    err=1,
+                    lat_n=1,
+                    lat_sum=1.0,
+                    hist={histogram.bucket_of(1.0): 1},
+                    units={"a", "b"},
+                )
+            },
+        ),
+        (
+            [
+                ev("conversion", "a", value=2.0),
+                ev("conversion", "a"),
+                ev("conversion", "c", value=-1),
+            ],
+            {T1: CellDelta(conv=3, cv_n=2, cv_sum=1.0, cv_sq=5.0, units={"a", "c"})},
+        ),
+        (
+            [ev("exposure", "a", version=1), ev("exposure", "a", version=2)],
+            {
+                T1: CellDelta(exp=1, units={"a"}),
+                CellKey("f", 2, Arm.TREATMENT): CellDelta(exp=1, units={"a"}),
+            },
+        ),
+    ],
+)
+def test_fold(events: list[InEvent], expected: dict[CellKey, CellDelta]) -> None:
+    cells: dict[CellKey, CellDelta] = {}
+    fold(events, cells)
+    assert cells == expected
+
+
+def test_cell_fields_match_store_names() -> None:
+    cell = CellDelta(exp=1, req=2, err=1, hist={3: 4}, lat_sum=2.5)
+    assert cell.counters() == {"exp": 1, "req": 2, "err": 1, "h3": 4}
+    assert cell.floats() == {"lat_sum": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "index"),
+    [
+        (0.0, 0),
+        (0.0999, 0),
+        (0.1, 1),
+        (0.11, 1),
+        (0.1 * 10 ** (1 / 20), 2),
+        (1.0, 21),
+        (1000.0, 81),
+        (60_000.0, 116),
+        (63_095.8, 117),
+        (1e9, 117),
+    ],
+)
+def test_histogram_bucket_of(latency_ms: float, index: int) -> None:
+    assert histogram.bucket_of(latency_ms) == index
+    low, high = histogram.bucket_bounds(index)
+    assert low <= latency_ms < high
+
+
+def test_histogram_edges_cover_documented_range() -> None:
+    assert histogram.BUCKET_COUNT == 118
+    assert histogram.EDGES_MS[0] == pytest.approx(0.1)
+    assert histogram.EDGES_MS[-2] < 60_000 <= histogram.EDGES_MS[-1]
+    ratios = {
+        round(b / a, 9) for a, b in zip(histogram.EDGES_MS, histogram.EDGES_MS[1:], strict=False)
+    }
+    assert ratios == {round(10 ** (1 / 20), 9)}
+    with pytest.raises(ValueError, match="outside"):
+        histogram.bucket_bounds(118)
+    assert math.isinf(histogram.bucket_bounds(117)[1])
+
+
+def test_bucket_is_murmur3_of_flag_salt_unit() -> None:
+    # Reference values of murmur3_x86_32(seed=0), unsigned, from the published test vectors.
+    assert mmh3.hash("", seed=0, signed=False) == 0
+    assert mmh3.hash("hello", seed=0, signed=False) == 613153351
+    assert (
+        bucket("checkout", "s1", "user-1")
+        == mmh3.hash("checkout:s1:user-1", signed=False) % BUCKETS
+    )
+
+
+@pytest.mark.parametrize(
+    ("percent", "threshold"), [(0, 0), (0.001, 1), (1, 1000), (25.5, 25500), (100, 100_000)]
+)
+def test_assign_threshold(percent: float, threshold: int) -> None:
+    units = [f"u{i}" for i in range(2000)]
+    treated = {u for u in units if assign("f", "s", u, percent) is Arm.TREATMENT}
+    assert treated == {u for u in units if bucket("f", "s", u) < threshold}
+
+
+def test_raising_percent_only_moves_control_to_treatment() -> None:
+    units = [f"u{i}" for i in range(5000)]
+    previous: set[str] = set()
+    for percent in (1, 5, 25, 50, 100):
+        treated = {u for u in units if assign("flag", "salt", u, percent) is Arm.TREATMENT}
+        assert previous <= treated
+        assert abs(len(treated) / len(units) - percent / 100) < 0.03
+        previous = treated
+
+
+@pytest.mark.parametrize("percent", [-0.1, 100.001])
+def test_assign_rejects_out_of_range_percent(percent: float) -> None:
+    with pytest.raises(ValueError, match="percent"):
+        assign("f", "s", "u", percent)
