@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 
@@ -13,6 +14,9 @@ from controller.settings import LogSettings
 def configure(settings: LogSettings) -> None:
     """Route structlog and the standard library's logging through one renderer."""
     level = getattr(logging, settings.level.upper())
+    # One line per event, even when stdout is a pipe or a file (containers, journald).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.format == "json"

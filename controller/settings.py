@@ -46,6 +46,18 @@ class KafkaSettings(_Group):
     sasl_username: str | None = Field(default=None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
     ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="A member silent this long leaves the group; a crashed instance's "
+        "partitions move to the others after it.",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3000, ge=100, description="Heartbeats to the group coordinator."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication of the topics the controller creates."
+    )
     create_topics: bool = Field(
         default=True,
         description="Create missing topics at start (turn off where ACLs forbid it).",

@@ -93,6 +93,8 @@ class EventConsumer:
         self._consumer = AIOKafkaConsumer(
             **client_options(kafka),
             group_id=kafka.group_id,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             enable_auto_commit=False,
             auto_offset_reset=start_from,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -241,7 +243,7 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
             NewTopic(
                 name,
                 num_partitions=kafka.events_partitions if name == topics.events else 3,
-                replication_factor=1,
+                replication_factor=kafka.replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if name == topics.flag_state else {},
             )
             for name in dict.fromkeys(topics.model_dump().values())

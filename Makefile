@@ -1,0 +1,35 @@
+# One entry point for every check. `make check test` is what CI runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install check lint typecheck contracts test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python  ## create the virtualenv and install the project with every extra
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+lint:
+	$(BIN)/ruff check controller tests bench
+	$(BIN)/ruff format --check controller tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+contracts:
+	$(BIN)/lint-imports
+	$(BIN)/rollout-controller schemas export --check
+
+check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
+
+test:  ## the README's test command
+	$(BIN)/python -m pytest
+
+bench:  ## ingest throughput and memory against a bare consume loop
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

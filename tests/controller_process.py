@@ -1,0 +1,100 @@
+"""Run the real ``rollout-controller run`` as a child process, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class ControllerProcess:
+    """One daemon process; ``kill()`` is ``kill -9``, ``terminate()`` is SIGTERM."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+        self._env = {**os.environ, **env}
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._run_starts_at = 0
+
+    def start(self) -> ControllerProcess:
+        self._run_starts_at = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "controller", "run"],
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGTERM)
+        return self._proc.wait(timeout)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 30) -> None:
+        """Wait until the current run (not an earlier one) logs ``needle``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(self._run_starts_at)
+                current = log.read().decode(errors="replace")
+            if needle in current:
+                return
+            if not self.running:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{needle!r} not logged in {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def __enter__(self) -> ControllerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def controller_env(
+    *, bootstrap: str, redis_url: str, prefix: str, events: str, dlq: str, group: str
+) -> dict[str, str]:
+    """Environment for a daemon isolated to one test's topics and key namespace."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "RC_REDIS__KEY_PREFIX": prefix,
+        "RC_TOPICS__EVENTS": events,
+        "RC_TOPICS__DLQ": dlq,
+        "RC_TOPICS__COMMANDS": f"{events}.commands",
+        "RC_TOPICS__MONITORS": f"{events}.monitors",
+        "RC_TOPICS__FLAG_STATE": f"{events}.flag-state",
+        "RC_TOPICS__DECISIONS": f"{events}.decisions",
+        "RC_TOPICS__ALERTS": f"{events}.alerts",
+        "RC_KAFKA__GROUP_ID": group,
+        "RC_KAFKA__SESSION_TIMEOUT_MS": "3000",
+        "RC_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
+        "RC_INGEST__MAX_BATCH_RECORDS": "500",
+        "RC_INGEST__RETRY_MAX_SECONDS": "0.5",
+        "RC_LOG__FORMAT": "json",
+        "RC_SHUTDOWN_GRACE_SECONDS": "30",
+    }

@@ -1,0 +1,264 @@
+"""Ingest end to end: the real daemon, a real broker, a real Redis.
+
+Each test owns its topics, consumer group and key namespace, so tests do not
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess, controller_env
+from tests.reference import assert_arm_equal, encode, expected_arm, make_event, reference_fold
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TopicFactory = Callable[..., Awaitable[str]]
+
+
+class Rig:
+    """One test's topics, namespace and daemon environment."""
+
+    def __init__(self, bootstrap: str, redis_url: str, events: str, dlq: str, prefix: str) -> None:
+        self.bootstrap, self.redis_url = bootstrap, redis_url
+        self.events, self.dlq, self.prefix = events, dlq, prefix
+        self.env = controller_env(
+            bootstrap=bootstrap,
+            redis_url=redis_url,
+            prefix=prefix,
+            events=events,
+            dlq=dlq,
+            group=f"g-{prefix}",
+        )
+
+    def daemon(self, tmp_path: Path, name: str = "controller") -> ControllerProcess:
+        return ControllerProcess(env=self.env, log_path=tmp_path / f"{name}.log")
+
+    async def produce(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10)
+        await producer.start()
+        try:
+            for key, value in values:
+                await producer.send(self.events, key=key, value=value)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def produce_events(self, events: list[dict[str, Any]], *, pace: float = 0) -> None:
+        chunk = 200
+        for start in range(0, len(events), chunk):
+            part = events[start : start + chunk]
+            await self.produce([(e["unit"].encode(), encode(e)) for e in part])
+            if pace:
+                await asyncio.sleep(pace)
+
+    async def counted(self, flag_names: set[str]) -> int:
+        """Events counted so far (exposures + requests + conversions) over all flags."""
+        async with connect(RedisSettings(url=self.redis_url)) as client:
+            store = RedisAggregateStore(
+                client, settings=RedisSettings(key_prefix=self.prefix), topic=self.events
+            )
+            total = 0
+            for flag in flag_names:
+                agg = await store.read(flag, {1, 2, 3})
+                for arm in (agg.treatment, agg.control):
+                    total += arm.exposures + arm.requests + arm.conversions
+            return total
+
+    async def wait_counted(self, flags: set[str], n: int, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        got = -1
+        while time.monotonic() < deadline:
+            got = await self.counted(flags)
+            if got >= n:
+                return got
+            await asyncio.sleep(0.25)
+        return got
+
+    async def assert_exact(self, events: list[dict[str, Any]]) -> None:
+        cells = reference_fold(events)
+        async with connect(RedisSettings(url=self.redis_url)) as client:
+            store = RedisAggregateStore(
+                client, settings=RedisSettings(key_prefix=self.prefix), topic=self.events
+            )
+            for flag in {e["flag"] for e in events}:
+                got = await store.read(flag, {1, 2, 3})
+                for arm, agg in (("treatment", got.treatment), ("control", got.control)):
+                    want, _ = expected_arm(cells, flag, {1, 2, 3}, arm)
+                    assert_arm_equal(agg, want, where=f"{flag}.{arm}")
+
+    async def dead_letters(self, expected: int, timeout: float = 20) -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            self.dlq, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while len(found) < expected and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    found.extend(records)
+        finally:
+            await consumer.stop()
+        return found
+
+
+@pytest.fixture
+async def rig(
+    kafka_bootstrap: str, redis_url: str, topic_factory: TopicFactory, redis_namespace: str
+) -> Rig:
+    events = await topic_factory("events", partitions=4)
+    dlq = await topic_factory("dlq", partitions=1)
+    return Rig(kafka_bootstrap, redis_url, events, dlq, redis_namespace)
+
+
+def flags_of(events: list[dict[str, Any]]) -> set[str]:
+    return {e["flag"] for e in events}
+
+
+BAD_INPUT: list[tuple[bytes | None, str]] = [
+    (b"{not json", "malformed_json"),
+    (b"[1,2,3]", "not_an_object"),
+    (orjson.dumps({"type": "click", "v": 1}), "unknown_type"),
+    (orjson.dumps({"type": "exposure", "v": 7}), "unsupported_version"),
+    (orjson.dumps({"type": "exposure", "v": 1, "id": "x"}), "schema_violation"),
+    (b'{"pad": "' + b"x" * 70_000 + b'"}', "oversize"),
+    (None, "empty"),
+]
+
+
+async def test_poison_messages_go_to_the_dlq_and_good_ones_count_exactly(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    good = [make_event(rng, i) for i in range(3000)]
+    stream: list[tuple[bytes | None, bytes | None]] = [
+        (e["unit"].encode(), encode(e)) for e in good
+    ]
+    for index, (value, _) in enumerate(BAD_INPUT * 3):
+        stream.insert(rng.randrange(len(stream)), (f"bad-{index}".encode(), value))
+    with rig.daemon(tmp_path) as daemon:
+        await rig.produce(stream)
+        assert await rig.wait_counted(flags_of(good), len(good)) == len(good)
+        letters = await rig.dead_letters(len(BAD_INPUT) * 3)
+        assert daemon.running, daemon.log_text()[-2000:]
+    await rig.assert_exact(good)
+    by_key = {m.key: m for m in letters}
+    assert len(by_key) == len(BAD_INPUT) * 3
+    for index, (value, reason) in enumerate(BAD_INPUT * 3):
+        letter = by_key[f"bad-{index}".encode()]
+        headers = dict(letter.headers)
+        assert headers["rc.reason"].decode() == reason
+        assert letter.value == value
+        assert headers["rc.source.topic"].decode() == rig.events
+        assert int(headers["rc.source.offset"]) >= 0
+        assert headers["rc.detail"]
+    async with connect(RedisSettings(url=rig.redis_url)) as client:
+        store = RedisAggregateStore(
+            client, settings=RedisSettings(key_prefix=rig.prefix), topic=rig.events
+        )
+        assert await store.rejects() == {reason: 3 for _, reason in BAD_INPUT}
+
+
+async def test_kill_9_mid_stream_then_restart_is_exact(rig: Rig, tmp_path: Path) -> None:
+    rng = random.Random(uuid.uuid4().int)
+    events = [make_event(rng, i, flags=5, units=2000) for i in range(20_000)]
+    daemon = rig.daemon(tmp_path).start()
+    try:
+        producing = asyncio.create_task(rig.produce_events(events, pace=0.01))
+        target = rng.randrange(2000, 15_000)
+        await rig.wait_counted(flags_of(events), target)
+        daemon.kill()  # kill -9 at a random point of the stream
+        await producing
+        daemon.start()
+        assert await rig.wait_counted(flags_of(events), len(events)) >= len(events)
+        await asyncio.sleep(1.5)  # nothing more may arrive: a double count would show now
+        await rig.assert_exact(events)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+async def test_rebalance_second_consumer_joins_and_leaves(rig: Rig, tmp_path: Path) -> None:
+    rng = random.Random(uuid.uuid4().int)
+    events = [make_event(rng, i, flags=4, units=3000) for i in range(16_000)]
+    first = rig.daemon(tmp_path, "first").start()
+    second = rig.daemon(tmp_path, "second")
+    try:
+        producing = asyncio.create_task(rig.produce_events(events, pace=0.02))
+        await rig.wait_counted(flags_of(events), 3000)
+        second.start()
+        second.wait_for_log("partition_claimed", timeout=60)
+        await rig.wait_counted(flags_of(events), 9000)
+        assert second.terminate() == 0  # leaves the group: its partitions move back
+        await producing
+        assert await rig.wait_counted(flags_of(events), len(events), timeout=90) >= len(events)
+        await asyncio.sleep(1.5)
+        await rig.assert_exact(events)
+        assert first.terminate() == 0
+    finally:
+        first.kill()
+        second.kill()
+
+
+async def test_redis_outage_mid_stream_loses_nothing(
+    rig: Rig, tmp_path: Path, redis_server_factory: Callable[..., Any]
+) -> None:
+    server = redis_server_factory(persistent=True)
+    outage_rig = Rig(rig.bootstrap, server.url, rig.events, rig.dlq, rig.prefix)
+    rng = random.Random(uuid.uuid4().int)
+    events = [make_event(rng, i) for i in range(12_000)]
+    daemon = outage_rig.daemon(tmp_path).start()
+    try:
+        half = len(events) // 2
+        await outage_rig.produce_events(events[:half])
+        assert await outage_rig.wait_counted(flags_of(events), half) == half
+        server.stop()
+        # The second half arrives while Redis is down, for several seconds.
+        await outage_rig.produce_events(events[half:])
+        await asyncio.sleep(5)
+        assert daemon.running, "the daemon must survive a Redis outage"
+        server.start()
+        got = await outage_rig.wait_counted(flags_of(events), len(events), timeout=90)
+        assert got >= len(events)
+        await asyncio.sleep(1.5)
+        await outage_rig.assert_exact(events)
+        assert '"retrying"' in daemon.log_text()
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+async def test_sigterm_drains_and_exits_zero(rig: Rig, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    events = [make_event(rng, i) for i in range(4000)]
+    daemon = rig.daemon(tmp_path).start()
+    try:
+        daemon.wait_for_log("partition_claimed")
+        await rig.produce_events(events)
+        await rig.wait_counted(flags_of(events), 1)
+        assert daemon.terminate() == 0
+        log = daemon.log_text()
+        assert '"draining"' in log
+        assert '"stopped"' in log
+        # Whatever was fetched before SIGTERM was flushed; a restart finishes the rest once.
+        daemon.start()
+        daemon.wait_for_log("partition_claimed")
+        assert await rig.wait_counted(flags_of(events), len(events)) >= len(events)
+        await rig.assert_exact(events)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()

@@ -1,0 +1,116 @@
+"""The shared fixtures provide working services: a broker, Redis, and test-owned servers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from tests.conftest import RedisServerFactory, TopicFactory
+
+pytestmark = pytest.mark.integration
+
+
+async def test_produce_and_consume_on_a_fresh_topic(
+    kafka_bootstrap: str, topic_factory: TopicFactory
+) -> None:
+    topic = await topic_factory("roundtrip", partitions=3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"payload", key=b"flag-1")
+    finally:
+        await producer.stop()
+    assert sent.topic == topic
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        received: list[ConsumerRecord[bytes, bytes]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not received and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                received.extend(records)
+        assert consumer.assignment(), "the group never assigned partitions"
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+
+    assert [(r.key, r.value) for r in received] == [(b"flag-1", b"payload")]
+    assert received[0].partition == sent.partition
+
+
+async def test_topic_factory_names_are_unique(topic_factory: TopicFactory) -> None:
+    first = await topic_factory("same hint/with odd chars", partitions=1)
+    second = await topic_factory("same hint/with odd chars", partitions=1)
+    assert first != second
+    assert first.startswith("t-same-hint-with-odd-chars-")
+
+
+async def test_namespace_keys_round_trip_and_are_cleaned_up(
+    redis_url: str, redis_client: aioredis.Redis, redis_namespace: str
+) -> None:
+    assert redis_namespace.startswith("rctest:")
+    await redis_client.set(f"{redis_namespace}:k", b"v")
+    await redis_client.hset(f"agg:{{{redis_namespace}:flag}}", mapping={b"n": b"1"})
+    assert await redis_client.get(f"{redis_namespace}:k") == b"v"
+    assert await redis_client.hget(f"agg:{{{redis_namespace}:flag}}", b"n") == b"1"
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+def _with_client(url: str, action: Callable[[redis.Redis], object]) -> object:
+    client = _client(url)
+    try:
+        return action(client)
+    finally:
+        client.close()
+
+
+def test_persistent_server_keeps_keys_across_stop_and_kill(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory(persistent=True)
+    url, port = server.url, server.port
+
+    _with_client(url, lambda c: c.mset({"a": "1", "b": "2"}))
+    server.stop()
+    server.stop()  # idempotent
+    assert not server.running()
+    server.start()
+    assert (server.url, server.port) == (url, port)
+    assert _with_client(url, lambda c: c.mget("a", "b")) == [b"1", b"2"]
+
+    # appendfsync always: an acknowledged write survives SIGKILL.
+    _with_client(url, lambda c: c.set("c", "3"))
+    server.kill()
+    assert not server.running()
+    server.start()
+    assert _with_client(url, lambda c: c.mget("a", "b", "c")) == [b"1", b"2", b"3"]
+
+    server.restart()
+    assert _with_client(url, lambda c: c.dbsize()) == 3
+
+
+def test_volatile_server_forgets_keys_on_restart(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory(persistent=False)
+    _with_client(server.url, lambda c: c.set("gone", "1"))
+    server.restart()
+    assert _with_client(server.url, lambda c: c.exists("gone")) == 0

@@ -1,0 +1,167 @@
+"""The Redis store against a real Redis: exactness, replays, fencing, TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from controller.adapters.redis_store import FlushOutcome, RedisAggregateStore, connect
+from controller.core.decoding import InEvent, Rejection, decode_event
+from controller.core.errors import FencedError
+from controller.core.folding import PartitionDelta, fold
+from controller.settings import RedisSettings
+from tests.reference import (
+    assert_arm_equal,
+    encode,
+    expected_arm,
+    make_event,
+    partition_of,
+    reference_fold,
+)
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 3
+
+
+def decoded(event: dict[str, Any]) -> InEvent:
+    result = decode_event(encode(event), max_bytes=65536)
+    assert not isinstance(result, Rejection), result
+    return result
+
+
+def store_for(client: aioredis.Redis, prefix: str, *, ttl: int = 3600) -> RedisAggregateStore:
+    settings = RedisSettings(key_prefix=prefix, aggregate_ttl_seconds=ttl)
+    return RedisAggregateStore(client, settings=settings, topic="events")
+
+
+async def _flush_stream(
+    store: RedisAggregateStore, events: list[dict[str, Any]], cuts: list[int], replays: list[int]
+) -> None:
+    """Place events on partitions, cut into batches at ``cuts``, replay batches in ``replays``."""
+    claims = {p: await store.claim(p) for p in range(PARTITIONS)}
+    next_offset = dict.fromkeys(range(PARTITIONS), 0)
+    stored: dict[int, int | None] = {p: c.offset for p, c in claims.items()}
+    flushed: list[tuple[PartitionDelta, int | None]] = []
+    bounds = sorted({0, *cuts, len(events)})
+    for start, end in itertools.pairwise(bounds):
+        by_partition: dict[int, list[InEvent]] = {}
+        for e in events[start:end]:
+            by_partition.setdefault(partition_of(e["unit"], PARTITIONS), []).append(decoded(e))
+        for p, batch in by_partition.items():
+            next_offset[p] += len(batch)
+            delta = PartitionDelta(partition=p, next_offset=next_offset[p])
+            fold(batch, delta.cells)
+            outcome = await store.flush(delta, epoch=claims[p].epoch, expected_offset=stored[p])
+            assert outcome is FlushOutcome.APPLIED
+            flushed.append((delta, stored[p]))
+            stored[p] = next_offset[p]
+        for index in replays:
+            if index < len(flushed):
+                delta, expected = flushed[index]
+                again = await store.flush(
+                    delta, epoch=claims[delta.partition].epoch, expected_offset=expected
+                )
+                assert again is FlushOutcome.REPLAYED
+
+
+async def _check_against_reference(
+    store: RedisAggregateStore, events: list[dict[str, Any]]
+) -> None:
+    cells = reference_fold(events)
+    for flag in {e["flag"] for e in events}:
+        for versions in ({1}, {1, 2, 3}, {2, 3}):
+            got = await store.read(flag, versions)
+            for arm, agg in (("treatment", got.treatment), ("control", got.control)):
+                want, _ = expected_arm(cells, flag, versions, arm)
+                assert_arm_equal(agg, want, where=f"{flag}{sorted(versions)}.{arm}")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32),
+    n=st.integers(1, 400),
+    cuts=st.lists(st.integers(0, 400), max_size=12),
+    replays=st.lists(st.integers(0, 30), max_size=6),
+)
+def test_store_equals_reference_fold(
+    redis_url: str, seed: int, n: int, cuts: list[int], replays: list[int]
+) -> None:
+    """Random event mixes, random batch boundaries and redelivered batches: exact sums."""
+    rng = random.Random(seed)
+    events = [make_event(rng, i) for i in range(n)]
+
+    async def scenario() -> None:
+        prefix = f"prop{seed}-{rng.randrange(1 << 30)}"
+        async with connect(RedisSettings(url=redis_url)) as client:
+            store = store_for(client, prefix)
+            try:
+                await _flush_stream(store, events, cuts, replays)
+                await _check_against_reference(store, events)
+            finally:
+                keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+                if keys:
+                    await client.delete(*keys)
+
+    asyncio.run(scenario())
+
+
+async def test_stale_epoch_is_refused(redis_client: aioredis.Redis, redis_namespace: str) -> None:
+    store = store_for(redis_client, redis_namespace)
+    old = await store.claim(0)
+    new = await store.claim(0)  # a second owner took the partition over
+    assert new.epoch == old.epoch + 1
+    delta = PartitionDelta(partition=0, next_offset=5)
+    fold([decoded(make_event(random.Random(1), 1))], delta.cells)
+    with pytest.raises(FencedError, match="epoch"):
+        await store.flush(delta, epoch=old.epoch, expected_offset=None)
+    assert await store.offset(0) is None
+    assert (await store.read(delta_flag(delta), {1, 2, 3})).treatment.exposures == 0
+    assert await store.flush(delta, epoch=new.epoch, expected_offset=None) is FlushOutcome.APPLIED
+    assert await store.offset(0) == 5
+
+
+def delta_flag(delta: PartitionDelta) -> str:
+    return next(iter(delta.cells)).flag
+
+
+async def test_offset_conflict_is_refused(
+    redis_client: aioredis.Redis, redis_namespace: str
+) -> None:
+    store = store_for(redis_client, redis_namespace)
+    claim = await store.claim(1)
+    first = PartitionDelta(partition=1, next_offset=10)
+    assert await store.flush(first, epoch=claim.epoch, expected_offset=None) is FlushOutcome.APPLIED
+    skipped = PartitionDelta(partition=1, next_offset=30)
+    with pytest.raises(FencedError, match="stored offset is 10"):
+        await store.flush(skipped, epoch=claim.epoch, expected_offset=20)
+
+
+async def test_keys_carry_a_ttl_and_share_a_slot(
+    redis_client: aioredis.Redis, redis_namespace: str
+) -> None:
+    store = store_for(redis_client, redis_namespace, ttl=600)
+    claim = await store.claim(2)
+    delta = PartitionDelta(partition=2, next_offset=1)
+    delta.rejects["malformed_json"] += 1
+    fold([decoded(make_event(random.Random(2), 1))], delta.cells)
+    await store.flush(delta, epoch=claim.epoch, expected_offset=None)
+    keys = [
+        k.decode() async for k in redis_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
+    ]
+    assert len(keys) == 5  # meta, rejects, flags, aggregate, units
+    for key in keys:
+        ttl = await redis_client.ttl(key)
+        assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert await store.rejects() == {"malformed_json": 1}
+    assert await store.flags_seen() == {delta_flag(delta)}
