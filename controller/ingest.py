@@ -4,12 +4,15 @@ The order of one batch, and why it is safe to crash anywhere in it:
 
 1. fetch records of owned partitions (the position is the offset stored in
    Redis, sought when the partition was claimed);
-2. decode and fold them in memory, one :class:`PartitionDelta` per partition;
+2. decode and fold them in memory, one :class:`PartitionDelta` per partition
+   (while the previous batch's flush is still running in Redis);
 3. publish rejected records to the DLQ and wait for the broker's ack, so a
    rejection is durable before its offset can advance (a crash here
    republishes it: the DLQ is at-least-once, deduplicate on source offset);
-4. flush each partition's delta with one Redis script that applies every
-   increment and records the next offset atomically, fenced by the epoch;
+4. once the previous flush has finished, flush each partition's delta with
+   one Redis script that applies every increment and records the next offset
+   atomically, fenced by the epoch (at most one flush is in flight, so
+   memory stays bounded and offsets chain in order);
 5. now and then commit offsets to Kafka, for lag monitoring only.
 
 A crash before step 4 replays the batch; a crash after it finds the stored
@@ -30,7 +33,7 @@ import structlog
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_store import Claim, FlushOutcome
-from controller.core.decoding import InEvent, Rejection, decode_event
+from controller.core.decoding import EventDecoder, InEvent, Rejection
 from controller.core.errors import ControllerError, FencedError
 from controller.core.folding import PartitionDelta, fold
 from controller.settings import IngestSettings
@@ -81,11 +84,13 @@ class Ingest:
 
     def __init__(self, *, settings: IngestSettings) -> None:
         self._settings = settings
+        self._decoder = EventDecoder(max_bytes=settings.max_event_bytes)
         self._owned: dict[int, _Owned] = {}
         self._to_claim: set[int] = set()
         self._stopping = asyncio.Event()
         self.stats = IngestStats()
         self._source: Source | None = None
+        self._in_flight: asyncio.Task[None] | None = None
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
@@ -125,8 +130,15 @@ class Ingest:
             if now - last_progress >= 10:
                 self._log_progress()
                 last_progress = now
+        await self._settle()
         await source.commit(self._positions())
         self._log_progress()
+
+    async def _settle(self) -> None:
+        """Wait for the flush in flight, if any; its errors surface here."""
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            await task
 
     def _positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self._owned.items() if o.offset is not None}
@@ -178,6 +190,16 @@ class Ingest:
             deltas.append(self._fold(partition, records, letters))
         if letters:
             await self._retrying(lambda: dead_letters.publish(letters), "dead-letter publish")
+        # One flush in flight: Redis applies this batch while the next one is
+        # fetched and folded. Flushes stay in order, so offsets chain per partition.
+        await self._settle()
+        self._in_flight = asyncio.create_task(
+            self._flush_all(deltas, store=store, source=source), name="ingest-flush"
+        )
+
+    async def _flush_all(
+        self, deltas: list[PartitionDelta], *, store: Store, source: Source
+    ) -> None:
         held = [d.partition for d in deltas]
         started = time.perf_counter()
         for delta in deltas:
@@ -188,11 +210,11 @@ class Ingest:
     def _fold(
         self, partition: int, records: list[Record], letters: list[DeadLetter]
     ) -> PartitionDelta:
-        max_bytes = self._settings.max_event_bytes
+        decode = self._decoder.decode
         delta = PartitionDelta(partition=partition, next_offset=records[-1].offset + 1)
         events: list[InEvent] = []
         for record in records:
-            decoded = decode_event(record.value, max_bytes=max_bytes)
+            decoded = decode(record.value)
             if isinstance(decoded, Rejection):
                 letters.append(DeadLetter(record, decoded.reason.value, decoded.detail))
                 delta.rejects[decoded.reason.value] += 1
@@ -223,7 +245,8 @@ class Ingest:
         except FencedError as exc:
             # Another consumer owns the partition now; it replays from the stored offset.
             self.stats.fenced += 1
-            self._owned.pop(delta.partition, None)
+            if self._owned.get(delta.partition) is owned:
+                del self._owned[delta.partition]
             log.warning("flush_fenced", partition=delta.partition, error=str(exc))
             return
         if outcome is None:

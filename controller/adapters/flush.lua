@@ -1,8 +1,8 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen                      KEYS[4..] per cell: aggregate hash, unit HLL
--- ARGV: epoch, expected_offset, next_offset, ttl, n_rejects, (reason, count)*,
---       then per cell: flag, n_counters, (field, incr)*, n_floats, (field, incr)*, n_units, unit*
+-- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
+-- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...}}
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict.
 local meta = KEYS[1]
 local epoch = redis.call('HGET', meta, 'epoch')
@@ -12,29 +12,21 @@ local expected, nxt, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4
 if stored >= nxt then return {0, tostring(stored)} end
 if stored ~= expected then return {-2, tostring(stored)} end
 
-local i = 6
-for _ = 1, tonumber(ARGV[5]) do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
+local batch = cmsgpack.unpack(ARGV[5])
+for reason, count in pairs(batch[1]) do
+  redis.call('HINCRBY', KEYS[2], reason, count)
 end
-local k = 4
-while i <= #ARGV do
-  local agg, hll = KEYS[k], KEYS[k + 1]
-  redis.call('SADD', KEYS[3], ARGV[i])
-  local n = tonumber(ARGV[i + 1]); i = i + 2
-  for _ = 1, n do redis.call('HINCRBY', agg, ARGV[i], ARGV[i + 1]); i = i + 2 end
-  n = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, n do redis.call('HINCRBYFLOAT', agg, ARGV[i], ARGV[i + 1]); i = i + 2 end
-  n = tonumber(ARGV[i]); i = i + 1
-  local last = i + n - 1
-  while i <= last do
-    local j = math.min(i + 999, last)
-    redis.call('PFADD', hll, unpack(ARGV, i, j))
-    i = j + 1
+for index, cell in ipairs(batch[2]) do
+  local agg, hll = KEYS[2 + 2 * index], KEYS[3 + 2 * index]
+  redis.call('SADD', KEYS[3], cell[1])
+  for field, n in pairs(cell[2]) do redis.call('HINCRBY', agg, field, n) end
+  for field, x in pairs(cell[3]) do redis.call('HINCRBYFLOAT', agg, field, x) end
+  local units = cell[4]
+  for i = 1, #units, 1000 do
+    redis.call('PFADD', hll, unpack(units, i, math.min(i + 999, #units)))
   end
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
-  k = k + 2
 end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)

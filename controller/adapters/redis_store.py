@@ -28,6 +28,7 @@ from enum import Enum
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
@@ -42,6 +43,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 """
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
+_msgpack = msgspec.msgpack.Encoder()
 _UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
@@ -117,17 +119,17 @@ class RedisAggregateStore:
     ) -> tuple[list[str], list[Any]]:
         tag = self._tag(delta.partition)
         keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags"]
-        args: list[Any] = [epoch, -1 if expected_offset is None else expected_offset]
-        args += [delta.next_offset, self._ttl, len(delta.rejects)]
-        for reason, count in delta.rejects.items():
-            args += [reason, count]
+        cells = []
         for (flag, version, arm), cell in delta.cells.items():
             keys += [f"{tag}:a:{flag}:{version}:{arm}", f"{tag}:u:{flag}:{version}:{arm}"]
-            counters, floats = cell.counters(), cell.floats()
-            args += [flag, len(counters), *_flatten(counters.items())]
-            args += [len(floats), *_flatten((k, repr(v)) for k, v in floats.items())]
-            args += [len(cell.units), *cell.units]
-        return keys, args
+            # Floats travel as repr() text: Lua would print numbers with 14 digits only.
+            floats = {k: repr(v) for k, v in cell.floats().items()}
+            cells.append((flag, cell.counters(), floats, list(cell.units)))
+        # One msgpack argument instead of thousands: packing arguments one by one
+        # was a fifth of ingest's CPU time.
+        payload = _msgpack.encode((dict(delta.rejects), cells))
+        expected = -1 if expected_offset is None else expected_offset
+        return keys, [epoch, expected, delta.next_offset, self._ttl, payload]
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""
@@ -197,10 +199,6 @@ def _sum_arms(flag: str, versions: list[int], results: list[Any], n_parts: int) 
         treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=units[Arm.TREATMENT]),
         control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=units[Arm.CONTROL]),
     )
-
-
-def _flatten(pairs: Iterable[tuple[str, Any]]) -> list[Any]:
-    return [x for pair in pairs for x in pair]
 
 
 def _text(value: Any) -> str:

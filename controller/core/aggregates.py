@@ -8,10 +8,8 @@ returns. Both use the same field names as the store's hash fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from controller.core.histogram import BUCKET_COUNT
-from controller.core.messages import Arm
 
 COUNTER_FIELDS = ("exp", "req", "err", "lat_n", "conv", "cv_n")
 """Integer counters: exposures, requests, errors, requests with a latency,
@@ -22,12 +20,10 @@ HIST_PREFIX = "h"
 """Histogram bucket ``i`` is stored under the field ``h<i>``."""
 
 
-class CellKey(NamedTuple):
-    """Where an event is counted: ingest needs no rollout state to compute it."""
-
-    flag: str
-    flag_version: int
-    arm: Arm
+CellKey = tuple[str, int, str]
+"""Where an event is counted: (flag, flag_version, arm). Ingest needs no rollout
+state to compute it. A plain tuple because it is built once per event; an
+:class:`Arm` member equals and hashes like its string value."""
 
 
 @dataclass(slots=True)

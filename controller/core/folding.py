@@ -11,28 +11,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.core.aggregates import CellDelta, CellKey
-from controller.core.decoding import ConversionIn, ExposureIn, InEvent
+from controller.core.decoding import ConversionIn, InEvent, RequestIn
 from controller.core.histogram import bucket_of
-from controller.core.messages import Arm
 
 
 def fold(events: Iterable[InEvent], into: dict[CellKey, CellDelta]) -> None:
     """Add every event to its (flag, flag_version, arm) cell in ``into``."""
+    # The hot loop of ingest: one tuple, one dict lookup and a few adds per event.
     for event in events:
-        key = CellKey(event.flag, event.flag_version, Arm(event.arm))
+        key = (event.flag, event.flag_version, event.arm)
         cell = into.get(key)
         if cell is None:
             cell = into[key] = CellDelta()
         cell.units.add(event.unit)
-        if isinstance(event, ExposureIn):
-            cell.exp += 1
-        elif isinstance(event, ConversionIn):
-            _add_conversion(cell, event.value)
-        else:
+        if type(event) is RequestIn:
             cell.req += 1
-            cell.err += event.error
+            if event.error:
+                cell.err += 1
             if event.latency_ms is not None:
                 _add_latency(cell, event.latency_ms)
+        elif type(event) is ConversionIn:
+            _add_conversion(cell, event.value)
+        else:
+            cell.exp += 1
 
 
 def _add_latency(cell: CellDelta, latency_ms: float) -> None:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from controller.core.decoding import (
     ConversionIn,
+    EventDecoder,
     ExposureIn,
     Rejection,
     RejectReason,
@@ -150,3 +151,14 @@ def test_fast_decoder_accepts_exactly_what_the_contract_accepts(candidate: dict[
         return
     assert not isinstance(fast, Rejection), f"ingest refuses a valid event: {candidate} {fast}"
     assert _comparable(fast) == _comparable(model)
+
+
+def test_stream_decoder_checks_every_distinct_flag_and_bounds_its_memory() -> None:
+    decoder = EventDecoder(max_bytes=MAX, max_remembered_flags=2)
+    for flag in ("a", "b", "c", "a"):
+        assert isinstance(decoder.decode(orjson.dumps(event(flag=flag))), RequestIn)
+    for bad in ("-starts-with-dash", "has space", "a/b"):
+        result = decoder.decode(orjson.dumps(event(flag=bad)))
+        assert isinstance(result, Rejection)
+        assert result.reason is RejectReason.SCHEMA_VIOLATION
+        assert "flag" in result.detail

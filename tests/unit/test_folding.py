@@ -23,8 +23,8 @@ def ev(kind: str, unit: str, arm: str = "treatment", version: int = 1, **extra: 
     return decoded
 
 
-T1 = CellKey("f", 1, Arm.TREATMENT)
-C1 = CellKey("f", 1, Arm.CONTROL)
+T1 = ("f", 1, Arm.TREATMENT)
+C1: CellKey = ("f", 1, Arm.CONTROL)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ C1 = CellKey("f", 1, Arm.CONTROL)
             [ev("exposure", "a", version=1), ev("exposure", "a", version=2)],
             {
                 T1: CellDelta(exp=1, units={"a"}),
-                CellKey("f", 2, Arm.TREATMENT): CellDelta(exp=1, units={"a"}),
+                ("f", 2, Arm.TREATMENT): CellDelta(exp=1, units={"a"}),
             },
         ),
     ],
