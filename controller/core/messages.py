@@ -200,7 +200,9 @@ class Alert(_Message):
     flag: FlagKey | None = None
     rollout_id: MessageId | None = None
     severity: Literal["info", "warning", "critical"]
-    kind: Literal["rollback", "kill", "srm", "stuck", "no_traffic", "advisor_unavailable"]
+    kind: Literal[
+        "rollback", "kill", "srm", "stuck", "no_traffic", "guardrail", "advisor_unavailable"
+    ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,326 @@
+"""The rollout state machine: ``step(state, input) -> (new_state, actions)``.
+
+Pure: it decides, the engine acts (saves the state, then performs the actions
+in order). Transitions, by input and phase (``-`` = no rollout or a finished
+one; anything not listed is rejected with a reason and changes nothing):
+
+=========== ======================= =========================================
+input       from                    to
+=========== ======================= =========================================
+start       -                       running(stage 0)
+gate        running, paused         rollback verdict → rolled_back
+gate        running                 pause verdict → paused(reason)
+gate        running                 advance → running(stage+1) | completed |
+                                    paused(awaiting_approval) if the stage
+                                    needs approval
+gate        running                 hold → unchanged (no decision recorded)
+tick        running                 past max_duration → alert "stuck" (once)
+pause       running                 paused(operator)
+resume      paused (not approval)   running
+approve     paused(awaiting_approval advance, as an approved gate would
+            or advisor_objection)
+promote     running, paused         running(stage+1) | completed;
+                                    ``to_end`` → completed
+rollback    running, paused         rolled_back
+abort       running, paused         aborted
+kill        running, paused,        killed
+            completed
+monitor     running, paused,        killed
+down        completed
+=========== ======================= =========================================
+
+Every accepted transition publishes the flag state (with a new flag version)
+and records a decision; rollbacks, kills and automatic pauses raise alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controller.core.messages import CommandAction
+from controller.core.rollout import (
+    Action,
+    CommandInput,
+    GateInput,
+    Input,
+    PauseReason,
+    Phase,
+    PublishFlagState,
+    RaiseAlert,
+    RecordDecision,
+    Rollout,
+    TickInput,
+    Verdict,
+    VerdictKind,
+)
+
+Step = tuple[Rollout | None, list[Action]]
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why a transition happens: the gate (with evidence) or a command."""
+
+    kind: str
+    reason: str
+    cmd: CommandInput | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cmd: CommandInput, default_reason: str) -> Cause:
+        return cls("command", cmd.reason or default_reason, cmd)
+
+    @classmethod
+    def gate(cls, verdict: Verdict) -> Cause:
+        return cls("gate", verdict.reason, None, verdict.evidence)
+
+
+def step(state: Rollout | None, event: Input) -> Step:
+    """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
+    if isinstance(event, CommandInput):
+        return _command(state, event)
+    if state is None:
+        return None, []
+    if isinstance(event, GateInput):
+        return _gate(state, event)
+    if isinstance(event, TickInput):
+        return _tick(state, event)
+    details = {"monitor": event.monitor, "incident": event.incident_id}
+    return _kill(
+        state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
+    )
+
+
+# -- gate verdicts -------------------------------------------------------------------
+
+
+def _gate(state: Rollout, event: GateInput) -> Step:
+    verdict = event.verdict
+    if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
+        return _roll_back(state, event.now, Cause.gate(verdict))
+    if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
+        return state, []
+    if verdict.kind is VerdictKind.PAUSE:
+        reason = verdict.pause_reason or PauseReason.GUARDRAIL
+        return _pause(state, event.now, reason, Cause.gate(verdict))
+    if state.plan.stages[state.stage].approval:
+        why = Cause("gate", "the stage needs an operator's approval", None, verdict.evidence)
+        return _pause(state, event.now, PauseReason.AWAITING_APPROVAL, why)
+    return _advance(state, event.now, Cause.gate(verdict))
+
+
+def _tick(state: Rollout, event: TickInput) -> Step:
+    limit = state.plan.stages[state.stage].max_duration if state.phase.active else None
+    if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
+        return state, []
+    new = state.model_copy(update={"stuck_alerted": True, "updated_at": event.now})
+    summary = f"{state.flag}: stage {state.stage} has run past its max_duration of {limit}"
+    details = {
+        "stage": state.stage,
+        "phase": state.phase.value,
+        "max_duration_s": limit.total_seconds(),
+    }
+    return new, [RaiseAlert("stuck", "warning", summary, details)]
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def _command(state: Rollout | None, cmd: CommandInput) -> Step:
+    if cmd.action is CommandAction.START:
+        return _start(state, cmd)
+    if state is None:
+        return None, [_rejected(None, cmd, "no rollout exists for this flag")]
+    handler = _HANDLERS[cmd.action]
+    return handler(state, cmd)
+
+
+def _start(state: Rollout | None, cmd: CommandInput) -> Step:
+    if state is not None and state.phase.active:
+        return state, [_rejected(state, cmd, f"a rollout is already {state.phase.value}")]
+    if cmd.plan is None:
+        return state, [_rejected(state, cmd, "start needs a plan")]
+    version = (state.flag_version if state else 0) + 1
+    new = Rollout(
+        flag=cmd.flag,
+        rollout_id=cmd.new_rollout_id,
+        plan=cmd.plan,
+        phase=Phase.RUNNING,
+        stage=0,
+        stage_started_at=cmd.now,
+        salt=cmd.new_salt,
+        flag_version=version,
+        stage_versions={0: [version]},
+        started_at=cmd.now,
+        updated_at=cmd.now,
+    )
+    return new, [PublishFlagState(), _applied(state, new, cmd, "start")]
+
+
+def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is not Phase.RUNNING:
+        return state, [_rejected(state, cmd, f"cannot pause a {state.phase.value} rollout")]
+    return _pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
+
+
+def _resume(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is not Phase.PAUSED:
+        return state, [_rejected(state, cmd, f"cannot resume a {state.phase.value} rollout")]
+    if state.pause_reason in (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION):
+        return state, [_rejected(state, cmd, "the rollout awaits an approval; use approve")]
+    new = _bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
+    return new, [PublishFlagState(), _applied(state, new, cmd, "resume")]
+
+
+def _approve(state: Rollout, cmd: CommandInput) -> Step:
+    waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
+    if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
+        return state, [_rejected(state, cmd, "nothing awaits an approval")]
+    return _advance(state, cmd.now, Cause.of(cmd, "approved"))
+
+
+def _promote(state: Rollout, cmd: CommandInput) -> Step:
+    if not state.phase.active:
+        return state, [_rejected(state, cmd, f"cannot promote a {state.phase.value} rollout")]
+    if cmd.to_end:
+        return _complete(state, cmd.now, Cause.of(cmd, "promoted to the end"))
+    return _advance(state, cmd.now, Cause.of(cmd, "promoted"))
+
+
+def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    if not state.phase.active:
+        return state, [_rejected(state, cmd, f"cannot roll back a {state.phase.value} rollout")]
+    return _roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
+
+
+def _abort(state: Rollout, cmd: CommandInput) -> Step:
+    if not state.phase.active:
+        return state, [_rejected(state, cmd, f"cannot abort a {state.phase.value} rollout")]
+    new = _bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
+    return new, [PublishFlagState(), _applied(state, new, cmd, "abort")]
+
+
+def _kill_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    return _kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
+
+
+_HANDLERS = {
+    CommandAction.PAUSE: _pause_cmd,
+    CommandAction.RESUME: _resume,
+    CommandAction.APPROVE: _approve,
+    CommandAction.PROMOTE: _promote,
+    CommandAction.ROLLBACK: _rollback_cmd,
+    CommandAction.ABORT: _abort,
+    CommandAction.KILL: _kill_cmd,
+}
+
+
+# -- shared transitions ----------------------------------------------------------------
+
+
+def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
+    if state.stage + 1 >= len(state.plan.stages):
+        return _complete(state, now, why)
+    stage = state.stage + 1
+    new = _bump(
+        state,
+        now,
+        phase=Phase.RUNNING,
+        pause_reason=None,
+        stage=stage,
+        stage_started_at=now,
+        stuck_alerted=False,
+    )
+    return new, [PublishFlagState(), _decision(state, new, "advance", why)]
+
+
+def _complete(state: Rollout, now: datetime, why: Cause) -> Step:
+    new = _bump(state, now, phase=Phase.COMPLETED, pause_reason=None)
+    return new, [PublishFlagState(), _decision(state, new, "complete", why)]
+
+
+_ALERTED_PAUSES = (PauseReason.SRM, PauseReason.NO_TRAFFIC, PauseReason.GUARDRAIL)
+
+
+def _pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Step:
+    new = _bump(state, now, phase=Phase.PAUSED, pause_reason=reason)
+    actions: list[Action] = [
+        PublishFlagState(),
+        _decision(state, new, f"pause:{reason.value}", why),
+    ]
+    if reason in _ALERTED_PAUSES:
+        details = {"stage": state.stage, **why.evidence}
+        summary = f"{state.flag} paused: {why.reason}"
+        actions.append(RaiseAlert(reason.value, "warning", summary, details))
+    return new, actions
+
+
+def _roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
+    new = _bump(state, now, phase=Phase.ROLLED_BACK, pause_reason=None)
+    summary = f"{state.flag} rolled back at stage {state.stage} ({state.percent}%): {why.reason}"
+    return new, [
+        PublishFlagState(),
+        _decision(state, new, "rollback", why),
+        RaiseAlert("rollback", "critical", summary, {"stage": state.stage, **why.evidence}),
+    ]
+
+
+def _kill(state: Rollout, now: datetime, why: Cause) -> Step:
+    if not (state.phase.active or state.phase is Phase.COMPLETED):
+        if why.cmd is None:
+            return state, []
+        return state, [_rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
+    new = _bump(state, now, phase=Phase.KILLED, pause_reason=None)
+    return new, [
+        PublishFlagState(),
+        _decision(state, new, "kill", why),
+        RaiseAlert("kill", "critical", f"{state.flag} killed: {why.reason}", why.evidence),
+    ]
+
+
+def _bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
+    """A new state with a new flag version, recorded against the (new) stage."""
+    version = state.flag_version + 1
+    stage = changes.get("stage", state.stage)
+    versions = {k: list(v) for k, v in state.stage_versions.items()}
+    versions.setdefault(stage, []).append(version)
+    return state.model_copy(
+        update={**changes, "flag_version": version, "stage_versions": versions, "updated_at": now}
+    )
+
+
+def _decision(before: Rollout | None, after: Rollout, action: str, why: Cause) -> RecordDecision:
+    cmd = why.cmd
+    return RecordDecision(
+        kind=why.kind,
+        action=cmd.action.value if cmd else action,
+        outcome="applied",
+        reason=why.reason,
+        phase_before=before.phase.value if before else None,
+        phase_after=after.phase.value,
+        stage=after.stage,
+        command_id=cmd.command_id if cmd else None,
+        evidence=why.evidence,
+    )
+
+
+def _applied(
+    before: Rollout | None, after: Rollout, cmd: CommandInput, action: str
+) -> RecordDecision:
+    return _decision(before, after, action, Cause("command", cmd.reason, cmd))
+
+
+def _rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDecision:
+    phase = state.phase.value if state else None
+    return RecordDecision(
+        kind="command",
+        action=cmd.action.value,
+        outcome="rejected",
+        reason=reason,
+        phase_before=phase,
+        phase_after=phase,
+        stage=state.stage if state else None,
+        command_id=cmd.command_id,
+    )

@@ -1,0 +1,135 @@
+"""Rollout plans: stages, guardrails and the statistical settings of the gates.
+
+A plan is data: pydantic validates it (from a `start` command or a YAML file)
+and the gate and state machine read it. :data:`DEFAULT_PLAN` walks
+1% → 5% → 25% → 50% → 100% with error-rate and p99-latency guardrails.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from controller.core.errors import ConfigError
+
+Metric = Literal[
+    "error_rate",
+    "latency_p95",
+    "latency_p99",
+    "latency_exceedance",
+    "conversion_rate",
+    "conversion_value",
+]
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"error_rate", "latency_p95", "latency_p99", "latency_exceedance"}
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stage(_Frozen):
+    """One step of a rollout: serve ``percent`` for at least ``min_duration``."""
+
+    percent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+    min_duration: timedelta = Field(
+        default=timedelta(minutes=30), description="The gate is not run before this."
+    )
+    min_units_per_arm: int = Field(default=100, ge=0, description="Hold until both arms have it.")
+    max_duration: timedelta | None = Field(
+        default=None, description="Past this without a decision, alert as stuck."
+    )
+    approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> Self:
+        if self.max_duration is not None and self.max_duration < self.min_duration:
+            raise ValueError("max_duration must not be shorter than min_duration")
+        return self
+
+
+class Guardrail(_Frozen):
+    """A metric that must not regress beyond its tolerance, checked continuously."""
+
+    metric: Metric
+    tolerance: float = Field(default=0.0, ge=0, description="δ, in the metric's unit or relative.")
+    relative: bool = Field(default=False, description="δ is a share of the control value.")
+    action: Literal["rollback", "pause"] = "rollback"
+    edge_ms: float | None = Field(
+        default=None, gt=0, description="With latency_exceedance: the latency edge in ms."
+    )
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+    @model_validator(mode="after")
+    def _edge_with_exceedance(self) -> Self:
+        if (self.metric == "latency_exceedance") != (self.edge_ms is not None):
+            raise ValueError("edge_ms is required with latency_exceedance, and only there")
+        return self
+
+
+class Plan(_Frozen):
+    """Stages in increasing percent, guardrails, and the gate's statistical settings."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)] = "default"
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=20)]
+    guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Sequential test level.")
+    n_tune: int = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
+    min_metric_events: int = Field(
+        default=150, ge=1, description="Events of a metric in the larger arm before it is tested."
+    )
+    srm_p_threshold: float = Field(default=0.001, gt=0, lt=0.5)
+    srm_action: Literal["pause", "rollback"] = "pause"
+    no_traffic_grace: timedelta = Field(
+        default=timedelta(minutes=15), description="Pause when a stage saw no events this long."
+    )
+
+    @model_validator(mode="after")
+    def _stages_increase(self) -> Self:
+        percents = [s.percent for s in self.stages]
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError(f"stage percents must increase, got {percents}")
+        return self
+
+
+DEFAULT_PLAN = Plan(
+    stages=[
+        Stage(percent=1, min_duration=timedelta(minutes=30), min_units_per_arm=100),
+        Stage(percent=5, min_duration=timedelta(hours=1), min_units_per_arm=500),
+        Stage(percent=25, min_duration=timedelta(hours=2), min_units_per_arm=1000),
+        Stage(percent=50, min_duration=timedelta(hours=4), min_units_per_arm=2000),
+        Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
+    ],
+    guardrails=[
+        Guardrail(metric="error_rate", tolerance=0.0),
+        Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
+    ],
+)
+
+
+def parse_plan(data: Any, *, source: str = "plan") -> Plan:
+    """Validate plan data; a :class:`ConfigError` names each offending field."""
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(plan)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid {source}: {problems}") from exc
+
+
+def load_plan(text: str, *, source: str = "plan") -> Plan:
+    """A plan from YAML (or JSON) text."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+    return parse_plan(data, source=source)

@@ -1,0 +1,181 @@
+"""The rollout's persisted state and what the state machine reads and emits.
+
+A :class:`Rollout` is one value per flag, saved with compare-and-set. Timers
+are absolute instants, so a restarted controller resumes exactly where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.core.messages import CommandAction, FlagStatus
+from controller.core.plan import Plan
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    KILLED = "killed"
+
+    @property
+    def active(self) -> bool:
+        """Running or paused: the rollout still owns the flag's percent."""
+        return self in (Phase.RUNNING, Phase.PAUSED)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.COMPLETED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.KILLED)
+
+
+class PauseReason(StrEnum):
+    OPERATOR = "operator"
+    SRM = "srm"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ADVISOR_OBJECTION = "advisor_objection"
+    NO_TRAFFIC = "no_traffic"
+    GUARDRAIL = "guardrail"
+
+
+class Rollout(BaseModel):
+    """Everything the controller knows about one flag's current rollout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flag: str
+    rollout_id: str
+    plan: Plan
+    phase: Phase
+    stage: int = Field(ge=0)
+    stage_started_at: datetime
+    salt: str
+    flag_version: int = Field(ge=0, description="The flag-state version last published.")
+    stage_versions: dict[int, list[int]] = Field(
+        default_factory=dict, description="Flag-state versions published during each stage."
+    )
+    pause_reason: PauseReason | None = None
+    stuck_alerted: bool = False
+    started_at: datetime
+    updated_at: datetime
+
+    @property
+    def percent(self) -> float:
+        """The share of units that get treatment in this state."""
+        if self.phase is Phase.COMPLETED:
+            return 100.0
+        if self.phase.active:
+            return self.plan.stages[self.stage].percent
+        return 0.0
+
+    @property
+    def flag_status(self) -> FlagStatus:
+        return {
+            Phase.PENDING: FlagStatus.INACTIVE,
+            Phase.RUNNING: FlagStatus.ROLLING_OUT,
+            Phase.PAUSED: FlagStatus.PAUSED,
+            Phase.COMPLETED: FlagStatus.COMPLETED,
+            Phase.ROLLED_BACK: FlagStatus.ROLLED_BACK,
+            Phase.ABORTED: FlagStatus.INACTIVE,
+            Phase.KILLED: FlagStatus.KILLED,
+        }[self.phase]
+
+    def stage_flag_versions(self) -> set[int]:
+        """The flag versions whose events count for the current stage."""
+        return set(self.stage_versions.get(self.stage, []))
+
+
+class VerdictKind(StrEnum):
+    ADVANCE = "advance"
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the gate concluded from the statistics, with the evidence."""
+
+    kind: VerdictKind
+    reason: str
+    pause_reason: PauseReason | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+# -- inputs of the state machine --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateInput:
+    verdict: Verdict
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TickInput:
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInput:
+    """An operator command that already passed authentication and deduplication."""
+
+    action: CommandAction
+    flag: str
+    command_id: str
+    actor: str
+    now: datetime
+    reason: str = ""
+    plan: Plan | None = None
+    to_end: bool = False
+    new_rollout_id: str = ""
+    new_salt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorDownInput:
+    monitor: str
+    incident_id: str
+    now: datetime
+
+
+Input = GateInput | TickInput | CommandInput | MonitorDownInput
+
+
+# -- actions the adapters perform -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFlagState:
+    """Publish the rollout's current assignment config on the flag-state topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecision:
+    kind: str
+    action: str
+    outcome: str
+    reason: str
+    phase_before: str | None
+    phase_after: str | None
+    stage: int | None = None
+    command_id: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAlert:
+    kind: str
+    severity: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Action = PublishFlagState | RecordDecision | RaiseAlert

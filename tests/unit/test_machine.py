@@ -1,0 +1,256 @@
+"""The state machine, as a table: every phase x every input -> state and actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.core.machine import step
+from controller.core.messages import CommandAction
+from controller.core.plan import Plan, Stage
+from controller.core.rollout import (
+    Action,
+    CommandInput,
+    GateInput,
+    Input,
+    MonitorDownInput,
+    PauseReason,
+    Phase,
+    PublishFlagState,
+    RaiseAlert,
+    RecordDecision,
+    Rollout,
+    TickInput,
+    Verdict,
+    VerdictKind,
+)
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=1)
+PLAN = Plan(
+    stages=[
+        Stage(percent=1, min_duration=timedelta(minutes=5)),
+        Stage(percent=50, min_duration=timedelta(minutes=5), max_duration=timedelta(minutes=30)),
+        Stage(percent=100, min_duration=timedelta(0)),
+    ]
+)
+
+
+def rollout(
+    phase: Phase, *, stage: int = 1, reason: PauseReason | None = None, approval: bool = False
+) -> Rollout:
+    plan = PLAN
+    if approval:
+        stages = list(PLAN.stages)
+        stages[stage] = stages[stage].model_copy(update={"approval": True})
+        plan = PLAN.model_copy(update={"stages": stages})
+    return Rollout(
+        flag="checkout",
+        rollout_id="r1",
+        plan=plan,
+        phase=phase,
+        stage=stage,
+        stage_started_at=T0,
+        salt="s1",
+        flag_version=7,
+        stage_versions={0: [5, 6], 1: [7]},
+        pause_reason=reason,
+        started_at=T0,
+        updated_at=T0,
+    )
+
+
+STATES: dict[str, Rollout | None] = {
+    "none": None,
+    "running": rollout(Phase.RUNNING),
+    "running-approval": rollout(Phase.RUNNING, approval=True),
+    "running-last": rollout(Phase.RUNNING, stage=2),
+    "paused-operator": rollout(Phase.PAUSED, reason=PauseReason.OPERATOR),
+    "paused-srm": rollout(Phase.PAUSED, reason=PauseReason.SRM),
+    "paused-approval": rollout(Phase.PAUSED, reason=PauseReason.AWAITING_APPROVAL),
+    "completed": rollout(Phase.COMPLETED, stage=2),
+    "rolled_back": rollout(Phase.ROLLED_BACK),
+    "aborted": rollout(Phase.ABORTED),
+    "killed": rollout(Phase.KILLED),
+}
+
+
+def cmd(action: CommandAction, **extra: object) -> CommandInput:
+    return CommandInput(
+        action=action,
+        flag="checkout",
+        command_id=f"c-{action.value}",
+        actor="ana",
+        now=NOW,
+        new_rollout_id="r2",
+        new_salt="s2",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def gate(kind: VerdictKind, pause: PauseReason | None = None) -> GateInput:
+    return GateInput(Verdict(kind, f"gate says {kind.value}", pause, {"delta": 0.01}), NOW)
+
+
+INPUTS: dict[str, Input] = {
+    "start": cmd(CommandAction.START, plan=PLAN),
+    "start-no-plan": cmd(CommandAction.START),
+    "pause": cmd(CommandAction.PAUSE),
+    "resume": cmd(CommandAction.RESUME),
+    "promote": cmd(CommandAction.PROMOTE),
+    "promote-end": cmd(CommandAction.PROMOTE, to_end=True),
+    "rollback": cmd(CommandAction.ROLLBACK),
+    "abort": cmd(CommandAction.ABORT),
+    "kill": cmd(CommandAction.KILL),
+    "approve": cmd(CommandAction.APPROVE),
+    "gate-advance": gate(VerdictKind.ADVANCE),
+    "gate-hold": gate(VerdictKind.HOLD),
+    "gate-rollback": gate(VerdictKind.ROLLBACK),
+    "gate-srm": gate(VerdictKind.PAUSE, PauseReason.SRM),
+    "tick-late": TickInput(T0 + timedelta(minutes=31)),
+    "tick-early": TickInput(T0 + timedelta(minutes=29)),
+    "monitor-down": MonitorDownInput("api-uptime", "inc-1", NOW),
+}
+
+# Expected outcome: (phase after or None, stage after, summary of actions).
+# Summaries: "reject" = one rejected decision, "-" = nothing; otherwise the
+# applied decision's action plus any alert kind, e.g. "advance", "rollback+alert:rollback".
+ACTIVE = (
+    "running",
+    "running-approval",
+    "running-last",
+    "paused-operator",
+    "paused-srm",
+    "paused-approval",
+)
+FINISHED = ("completed", "rolled_back", "aborted", "killed")
+
+
+def expected(state_key: str, input_key: str) -> tuple[str | None, int | None, str]:
+    st = STATES[state_key]
+    phase = st.phase.value if st else None
+    stage = st.stage if st else None
+    running = state_key.startswith("running")
+    active = state_key in ACTIVE
+    if input_key == "start":
+        return ("running", 0, "start") if not active else (phase, stage, "reject")
+    if input_key == "start-no-plan":
+        return phase, stage, "reject"
+    if st is None:
+        return (
+            (None, None, "-")
+            if input_key.startswith(("gate", "tick", "monitor"))
+            else (None, None, "reject")
+        )
+    last = st.stage + 1 >= len(st.plan.stages)
+    advance = ("completed", st.stage, "complete") if last else ("running", st.stage + 1, "advance")
+    if input_key == "pause":
+        return ("paused", stage, "pause") if running else (phase, stage, "reject")
+    if input_key == "resume":
+        ok = state_key in ("paused-operator", "paused-srm")
+        return ("running", stage, "resume") if ok else (phase, stage, "reject")
+    if input_key == "promote":
+        return (*advance[:2], "promote") if active else (phase, stage, "reject")
+    if input_key == "promote-end":
+        return ("completed", stage, "promote") if active else (phase, stage, "reject")
+    if input_key in ("rollback", "gate-rollback"):
+        if active:
+            return "rolled_back", stage, "rollback+alert:rollback"
+        return (phase, stage, "reject") if input_key == "rollback" else (phase, stage, "-")
+    if input_key == "abort":
+        return ("aborted", stage, "abort") if active else (phase, stage, "reject")
+    if input_key in ("kill", "monitor-down"):
+        if active or state_key == "completed":
+            return "killed", stage, "kill+alert:kill"
+        return (phase, stage, "reject") if input_key == "kill" else (phase, stage, "-")
+    if input_key == "approve":
+        return (
+            (*advance[:2], "approve")
+            if state_key == "paused-approval"
+            else (phase, stage, "reject")
+        )
+    if input_key == "gate-advance":
+        if state_key == "running-approval":
+            return "paused", stage, "pause:awaiting_approval"
+        return advance if running else (phase, stage, "-")
+    if input_key == "gate-srm":
+        return ("paused", stage, "pause:srm+alert:srm") if running else (phase, stage, "-")
+    if input_key == "tick-late" and active and st.plan.stages[st.stage].max_duration:
+        return phase, stage, "alert:stuck"
+    return phase, stage, "-"  # gate-hold, early ticks, ticks without max_duration
+
+
+def summarize(actions: list[Action]) -> str:
+    parts: list[str] = []
+    for a in actions:
+        if isinstance(a, RecordDecision):
+            parts.append("reject" if a.outcome == "rejected" else a.action)
+        elif isinstance(a, RaiseAlert):
+            parts.append(f"alert:{a.kind}")
+    return "+".join(parts) or "-"
+
+
+@pytest.mark.parametrize("input_key", sorted(INPUTS))
+@pytest.mark.parametrize("state_key", sorted(STATES))
+def test_transition_table(state_key: str, input_key: str) -> None:
+    before = STATES[state_key]
+    after, actions = step(before, INPUTS[input_key])
+    want_phase, want_stage, want_actions = expected(state_key, input_key)
+    assert (after.phase.value if after else None) == want_phase
+    assert (after.stage if after else None) == want_stage
+    assert summarize(actions) == want_actions
+    changed = want_actions not in ("-", "reject", "alert:stuck")
+    assert (PublishFlagState() in actions) == changed
+    if changed:
+        assert after is not None
+        assert after.flag_version == (before.flag_version if before else 0) + 1
+        assert after.flag_version in after.stage_versions[after.stage]
+        assert after.updated_at == NOW
+    elif want_actions != "alert:stuck":
+        assert after == before  # rejected or ignored inputs never change state
+
+
+def test_percent_follows_phase_and_stage() -> None:
+    assert STATES["running"].percent == 50  # type: ignore[union-attr]
+    assert STATES["paused-srm"].percent == 50  # type: ignore[union-attr]
+    assert STATES["completed"].percent == 100  # type: ignore[union-attr]
+    for key in ("rolled_back", "aborted", "killed"):
+        assert STATES[key].percent == 0  # type: ignore[union-attr]
+
+
+def test_advancing_starts_the_next_stage_timer_and_versions() -> None:
+    after, _ = step(STATES["running"], gate(VerdictKind.ADVANCE))
+    assert after is not None
+    assert after.stage == 2
+    assert after.stage_started_at == NOW
+    assert after.stage_flag_versions() == {8}
+    assert after.stage_versions[1] == [7]
+
+
+def test_stuck_alert_fires_once() -> None:
+    after, actions = step(STATES["running"], INPUTS["tick-late"])
+    assert summarize(actions) == "alert:stuck"
+    assert after is not None
+    assert after.stuck_alerted
+    again, more = step(after, INPUTS["tick-late"])
+    assert more == []
+    assert again == after
+
+
+def test_rollback_carries_the_gate_evidence() -> None:
+    _, actions = step(STATES["running"], gate(VerdictKind.ROLLBACK))
+    decision = next(a for a in actions if isinstance(a, RecordDecision))
+    alert = next(a for a in actions if isinstance(a, RaiseAlert))
+    assert decision.evidence == {"delta": 0.01}
+    assert alert.severity == "critical"
+    assert alert.details["delta"] == 0.01
+
+
+def test_rejections_say_why() -> None:
+    _, actions = step(STATES["killed"], INPUTS["resume"])
+    (decision,) = actions
+    assert isinstance(decision, RecordDecision)
+    assert decision.outcome == "rejected"
+    assert "killed" in decision.reason
+    assert decision.command_id == "c-resume"
