@@ -8,7 +8,9 @@ units) to a fresh topic, then measures in one run:
 (b) controller: the real daemon (``rollout-controller run``) from its first
     flush until Redis holds all N events, and its peak RSS.
 
-Both clocks start at the first event consumed, so start-up and group join are
+The two are measured alternately ``--rounds`` times (default 2) and averaged,
+because this machine's speed drifts by ±15% between runs. Both clocks start
+at the first event consumed, so start-up and group join are
 not counted. The last line printed is one JSON object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
@@ -22,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -135,7 +139,7 @@ async def controller_run(
         dlq=f"{topic}.dlq",
         group=f"g-{prefix}",
     )
-    env["RC_INGEST__MAX_BATCH_RECORDS"] = "5000"
+    env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
     env["RC_LOG__LEVEL"] = "warning"
     daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
     settings = RedisSettings(url=redis_url, key_prefix=prefix)
@@ -179,20 +183,30 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         values = make_values(args.events, args.flags, args.units)
         produce_eps = await produce(bootstrap, topic, values)
         del values
-        progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s; raw loop...")
-        raw_eps = await raw_loop(bootstrap, topic, args.events)
-        progress(f"raw {raw_eps:,.0f}/s; controller...")
-        controller_eps, peak_mb = await controller_run(
-            bootstrap, redis_url, topic, args.events, workdir
-        )
+        progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
+        raw: list[float] = []
+        ctl: list[float] = []
+        peaks: list[float] = []
+        # Alternate the two, so drift in the machine's speed hits both alike.
+        for round_ in range(args.rounds):
+            raw.append(await raw_loop(bootstrap, topic, args.events))
+            progress(f"round {round_ + 1}: raw {raw[-1]:,.0f}/s; controller...")
+            eps, peak = await controller_run(bootstrap, redis_url, topic, args.events, workdir)
+            ctl.append(eps)
+            peaks.append(peak)
+            progress(f"round {round_ + 1}: controller {eps:,.0f}/s, peak RSS {peak:.0f} MB")
+    raw_eps, controller_eps = statistics.mean(raw), statistics.mean(ctl)
     return {
         "events": args.events,
         "flags": args.flags,
         "units": args.units,
+        "rounds": args.rounds,
         "raw_eps": round(raw_eps),
         "controller_eps": round(controller_eps),
         "ratio": round(controller_eps / raw_eps, 3),
-        "peak_rss_mb": round(peak_mb, 1),
+        "ratio_min": round(min(ctl) / max(raw), 3),
+        "ratio_max": round(max(ctl) / min(raw), 3),
+        "peak_rss_mb": round(max(peaks), 1),
     }
 
 
@@ -201,5 +215,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
     parser.add_argument("--flags", type=int, default=20, help="distinct flags")
     parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    parser.add_argument("--rounds", type=int, default=2, help="raw/controller pairs to average")
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

@@ -40,6 +40,7 @@ from controller.settings import IngestSettings
 
 log = structlog.get_logger("controller.ingest")
 T = TypeVar("T")
+_TURNS_TO_SEND = 3
 
 
 class Source(Protocol):
@@ -77,6 +78,10 @@ class IngestStats:
     fenced: int = 0
     rejects: Counter[str] = field(default_factory=Counter)
     last_flush_seconds: float = 0.0
+    fetch_wait_seconds: float = 0.0
+    """Time the loop spent waiting for records from the broker."""
+    flush_wait_seconds: float = 0.0
+    """Time the loop spent waiting for the previous flush to finish."""
 
 
 class Ingest:
@@ -117,10 +122,12 @@ class Ingest:
         last_commit = last_progress = time.monotonic()
         while not self._stopping.is_set():
             await self._claim_pending(source, store)
+            waited = time.perf_counter()
             batch = await source.fetch(
                 timeout_ms=self._settings.fetch_timeout_ms,
                 max_records=self._settings.max_batch_records,
             )
+            self.stats.fetch_wait_seconds += time.perf_counter() - waited
             if batch:
                 await self._process(batch, source=source, store=store, dead_letters=dead_letters)
             now = time.monotonic()
@@ -138,7 +145,9 @@ class Ingest:
         """Wait for the flush in flight, if any; its errors surface here."""
         if self._in_flight is not None:
             task, self._in_flight = self._in_flight, None
+            waited = time.perf_counter()
             await task
+            self.stats.flush_wait_seconds += time.perf_counter() - waited
 
     def _positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self._owned.items() if o.offset is not None}
@@ -154,6 +163,8 @@ class Ingest:
             fenced=s.fenced,
             partitions=sorted(self._owned),
             last_flush_ms=round(s.last_flush_seconds * 1000, 2),
+            fetch_wait_s=round(s.fetch_wait_seconds, 3),
+            flush_wait_s=round(s.flush_wait_seconds, 3),
         )
 
     # -- claiming ----------------------------------------------------------------
@@ -196,14 +207,22 @@ class Ingest:
         self._in_flight = asyncio.create_task(
             self._flush_all(deltas, store=store, source=source), name="ingest-flush"
         )
+        # Let the flush write its requests now: a fetch served from aiokafka's
+        # buffer does not yield, so without this Redis would only see them at
+        # _settle. Each turn runs every ready task one step: the flush task to
+        # its gather, then each partition's request onto its socket.
+        for _ in range(_TURNS_TO_SEND):
+            await asyncio.sleep(0)
 
     async def _flush_all(
         self, deltas: list[PartitionDelta], *, store: Store, source: Source
     ) -> None:
         held = [d.partition for d in deltas]
         started = time.perf_counter()
-        for delta in deltas:
-            await self._flush(delta, store=store, source=source, held=held)
+        # Partitions are independent (own keys, own offsets): flush them together.
+        await asyncio.gather(
+            *(self._flush(d, store=store, source=source, held=held) for d in deltas)
+        )
         self.stats.last_flush_seconds = time.perf_counter() - started
         self.stats.batches += 1
 
