@@ -1,0 +1,213 @@
+"""The gate: a stage's aggregates and its plan → a verdict with evidence.
+
+Pure. The order (DESIGN §7, after GrowthBook's ramp evaluator), with the
+checks that protect users first because they run continuously, not only when
+a stage is due:
+
+1. any guardrail regression → rollback (or pause, as the guardrail says);
+   a metric is tested once its larger arm has ``min_metric_events`` events;
+2. sample-ratio mismatch → pause (or rollback, per ``srm_action``);
+3. minimum stage time not elapsed → hold;
+4. no traffic in the stage → hold, then pause after ``no_traffic_grace``;
+5. fewer than ``min_units_per_arm`` units in either arm → hold;
+6. otherwise advance (the advisor, where enabled, may only make this more
+   cautious; that is the machine's business, not the gate's).
+
+Every verdict carries the evidence it was reached on: per-arm counts, each
+guardrail's test (Δ, bounds, p-value) and the SRM check.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.plan import Guardrail, Plan
+from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
+from controller.core.stats import (
+    SequentialResult,
+    SrmResult,
+    exceedance_bucket,
+    exceedance_test,
+    latency_quantile_test,
+    mean_test,
+    proportion_test,
+    srm_test,
+)
+
+QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
+    """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
+    plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
+    tests: dict[str, SequentialResult | None] = {
+        g.metric: guardrail_result(g, data, plan) for g in plan.guardrails
+    }
+    srm = srm_test(
+        data.treatment.units,
+        data.control.units,
+        stage.percent / 100,
+        p_threshold=plan.srm_p_threshold,
+    )
+    evidence = _evidence(data, tests, srm)
+    for guardrail in plan.guardrails:
+        result = tests[guardrail.metric]
+        if result is not None and result.regressed:
+            return _regression(guardrail, result, evidence)
+    if srm.flagged:
+        why = f"sample ratio mismatch: p = {srm.p_value:.2g} < {plan.srm_p_threshold}"
+        if plan.srm_action == "rollback":
+            return Verdict(VerdictKind.ROLLBACK, why, None, evidence)
+        return Verdict(VerdictKind.PAUSE, why, PauseReason.SRM, evidence)
+    return _timing(rollout, data, now, evidence)
+
+
+def _timing(
+    rollout: Rollout, data: FlagAggregates, now: datetime, evidence: dict[str, Any]
+) -> Verdict:
+    plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
+    elapsed = now - rollout.stage_started_at
+    if elapsed < stage.min_duration:
+        return Verdict(
+            VerdictKind.HOLD, f"minimum stage time {stage.min_duration} not reached", None, evidence
+        )
+    if _events(data.treatment) + _events(data.control) == 0:
+        if elapsed >= plan.no_traffic_grace:
+            why = f"no events in the stage for {elapsed}"
+            return Verdict(VerdictKind.PAUSE, why, PauseReason.NO_TRAFFIC, evidence)
+        return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
+    fewest = min(data.treatment.units, data.control.units)
+    if fewest < stage.min_units_per_arm:
+        why = f"{fewest} units in the smaller arm, {stage.min_units_per_arm} needed"
+        return Verdict(VerdictKind.HOLD, why, None, evidence)
+    return Verdict(VerdictKind.ADVANCE, "guardrails hold and the stage is complete", None, evidence)
+
+
+def guardrail_result(
+    guardrail: Guardrail, data: FlagAggregates, plan: Plan
+) -> SequentialResult | None:
+    """The guardrail's sequential test, or None while its metric has too little data."""
+    t, c = data.treatment, data.control
+    metric = guardrail.metric
+    if max(_metric_events(metric, t), _metric_events(metric, c)) < plan.min_metric_events:
+        return None
+    if metric in QUANTILES:
+        relative = guardrail.tolerance if guardrail.relative else 0.0
+        return latency_quantile_test(
+            t.latency_histogram,
+            c.latency_histogram,
+            QUANTILES[metric],
+            relative_tolerance=relative,
+            alpha=plan.alpha,
+            n_tune=plan.n_tune,
+        )
+    if metric == "latency_exceedance":
+        assert guardrail.edge_ms is not None  # the plan model guarantees it
+        return exceedance_test(
+            t.latency_histogram,
+            c.latency_histogram,
+            guardrail.edge_ms,
+            tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
+            alpha=plan.alpha,
+            n_tune=plan.n_tune,
+        )
+    if metric == "conversion_value":
+        return mean_test(
+            t.conversion_value_sum,
+            t.conversion_value_sq,
+            t.conversion_values,
+            c.conversion_value_sum,
+            c.conversion_value_sq,
+            c.conversion_values,
+            direction="higher_is_better",
+            tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
+            alpha=plan.alpha,
+            n_tune=plan.n_tune,
+        )
+    successes_t, n_t, successes_c, n_c = _proportion_counts(metric, t, c)
+    return proportion_test(
+        successes_t,
+        n_t,
+        successes_c,
+        n_c,
+        direction="lower_is_better" if guardrail.lower_is_better else "higher_is_better",
+        tolerance=_absolute(guardrail, _rate(successes_c, n_c)),
+        alpha=plan.alpha,
+        n_tune=plan.n_tune,
+    )
+
+
+def _proportion_counts(metric: str, t: ArmAggregate, c: ArmAggregate) -> tuple[int, int, int, int]:
+    if metric == "error_rate":
+        return t.errors, t.requests, c.errors, c.requests
+    # Conversion rate: conversions per exposure, capped at one per exposure.
+    return (
+        min(t.conversions, t.exposures),
+        t.exposures,
+        min(c.conversions, c.exposures),
+        c.exposures,
+    )
+
+
+def _metric_events(metric: str, arm: ArmAggregate) -> int:
+    if metric == "error_rate":
+        return arm.requests
+    if metric == "conversion_rate":
+        return arm.exposures
+    if metric == "conversion_value":
+        return arm.conversion_values
+    return arm.latency_count
+
+
+def _absolute(guardrail: Guardrail, control_value: float) -> float:
+    return guardrail.tolerance * abs(control_value) if guardrail.relative else guardrail.tolerance
+
+
+def _exceedance_share(arm: ArmAggregate, edge_ms: float) -> float:
+    above = sum(arm.latency_histogram[exceedance_bucket(edge_ms) :])
+    return _rate(above, arm.latency_count)
+
+
+def _rate(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _events(arm: ArmAggregate) -> int:
+    return arm.exposures + arm.requests + arm.conversions
+
+
+def _regression(
+    guardrail: Guardrail, result: SequentialResult, evidence: dict[str, Any]
+) -> Verdict:
+    why = (
+        f"{guardrail.metric} regressed: delta {result.delta:.4g}, bound "
+        f"[{result.lower:.4g}, {result.upper:.4g}], p = {result.p_value:.2g}"
+    )
+    if guardrail.action == "pause":
+        return Verdict(
+            VerdictKind.PAUSE, why, PauseReason.GUARDRAIL, {**evidence, "breach": guardrail.metric}
+        )
+    return Verdict(VerdictKind.ROLLBACK, why, None, {**evidence, "breach": guardrail.metric})
+
+
+def _evidence(
+    data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
+) -> dict[str, Any]:
+    arms = {
+        name: {
+            "units": arm.units,
+            "exposures": arm.exposures,
+            "requests": arm.requests,
+            "errors": arm.errors,
+            "conversions": arm.conversions,
+        }
+        for name, arm in (("treatment", data.treatment), ("control", data.control))
+    }
+    return {
+        "arms": arms,
+        "flag_versions": sorted(data.versions),
+        "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
+        "srm": srm.evidence(),
+    }

@@ -1,0 +1,211 @@
+"""The gate, as a table: aggregates + plan + time -> verdict, in DESIGN §7's order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.gate import evaluate
+from controller.core.histogram import BUCKET_COUNT, bucket_of
+from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.rollout import PauseReason, Phase, Rollout, VerdictKind
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def plan(**changes: object) -> Plan:
+    base = Plan(
+        stages=[
+            Stage(percent=10, min_duration=timedelta(minutes=30), min_units_per_arm=1000),
+            Stage(percent=100, min_duration=timedelta(0)),
+        ],
+        guardrails=[
+            Guardrail(metric="error_rate"),
+            Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
+            Guardrail(metric="conversion_rate"),
+        ],
+        no_traffic_grace=timedelta(minutes=45),
+    )
+    return base.model_copy(update=changes)
+
+
+def rollout(p: Plan | None = None) -> Rollout:
+    return Rollout(
+        flag="f",
+        rollout_id="r",
+        plan=p or plan(),
+        phase=Phase.RUNNING,
+        stage=0,
+        stage_started_at=T0,
+        salt="s",
+        flag_version=1,
+        stage_versions={0: [1]},
+        started_at=T0,
+        updated_at=T0,
+    )
+
+
+def hist(latency_ms: float, n: int) -> tuple[int, ...]:
+    counts = [0] * BUCKET_COUNT
+    counts[bucket_of(latency_ms)] = n
+    return tuple(counts)
+
+
+def arm(
+    units: int = 10_000,
+    requests: int = 100_000,
+    errors: int = 500,
+    latency: float = 20.0,
+    exposures: int = 50_000,
+    conversions: int = 5_000,
+) -> ArmAggregate:
+    return ArmAggregate(
+        exposures=exposures,
+        units=units,
+        requests=requests,
+        errors=errors,
+        latency_count=requests,
+        latency_sum_ms=latency * requests,
+        latency_histogram=hist(latency, requests),
+        conversions=conversions,
+    )
+
+
+def data(t: ArmAggregate, c: ArmAggregate) -> FlagAggregates:
+    return FlagAggregates(flag="f", versions=frozenset({1}), treatment=t, control=c)
+
+
+HEALTHY = data(arm(units=1_111), arm(units=10_000))
+LATE = T0 + timedelta(hours=1)
+EARLY = T0 + timedelta(minutes=5)
+EMPTY = data(ArmAggregate(), ArmAggregate())
+
+
+@pytest.mark.parametrize(
+    ("case", "agg", "now", "the_plan", "kind", "pause"),
+    [
+        ("healthy and due", HEALTHY, LATE, None, VerdictKind.ADVANCE, None),
+        ("healthy, too early", HEALTHY, EARLY, None, VerdictKind.HOLD, None),
+        (
+            "error regression before min time",
+            data(arm(units=1_111, errors=650), arm()),
+            EARLY,
+            None,
+            VerdictKind.ROLLBACK,
+            None,
+        ),
+        (
+            "error regression, pause guardrail",
+            data(arm(units=1_111, errors=650), arm()),
+            LATE,
+            plan(guardrails=[Guardrail(metric="error_rate", action="pause")]),
+            VerdictKind.PAUSE,
+            PauseReason.GUARDRAIL,
+        ),
+        (
+            "error regression within tolerance",
+            data(arm(units=1_111, errors=650), arm()),
+            LATE,
+            plan(guardrails=[Guardrail(metric="error_rate", tolerance=0.01)]),
+            VerdictKind.ADVANCE,
+            None,
+        ),
+        (
+            "p99 latency doubled",
+            data(arm(units=1_111, latency=40.0), arm()),
+            EARLY,
+            None,
+            VerdictKind.ROLLBACK,
+            None,
+        ),
+        (
+            "p99 latency +5% within 10%",
+            data(arm(units=1_111, latency=21.0), arm()),
+            LATE,
+            None,
+            VerdictKind.ADVANCE,
+            None,
+        ),
+        (
+            "conversions halved",
+            data(arm(units=1_111, conversions=2_500), arm()),
+            EARLY,
+            None,
+            VerdictKind.ROLLBACK,
+            None,
+        ),
+        (
+            "too few requests to test",
+            data(arm(units=1_111, requests=100, errors=50), arm(requests=100, errors=0)),
+            LATE,
+            plan(guardrails=[Guardrail(metric="error_rate")]),
+            VerdictKind.ADVANCE,
+            None,
+        ),
+        (
+            "srm at a 10% stage",
+            data(arm(units=9_600), arm(units=90_400)),
+            EARLY,
+            None,
+            VerdictKind.PAUSE,
+            PauseReason.SRM,
+        ),
+        (
+            "srm, plan says rollback",
+            data(arm(units=9_600), arm(units=90_400)),
+            EARLY,
+            plan(srm_action="rollback"),
+            VerdictKind.ROLLBACK,
+            None,
+        ),
+        ("no traffic yet", EMPTY, T0 + timedelta(minutes=40), None, VerdictKind.HOLD, None),
+        (
+            "no traffic past the grace",
+            EMPTY,
+            T0 + timedelta(minutes=46),
+            None,
+            VerdictKind.PAUSE,
+            PauseReason.NO_TRAFFIC,
+        ),
+        (
+            "too few units",
+            data(arm(units=900), arm(units=8_100)),
+            LATE,
+            None,
+            VerdictKind.HOLD,
+            None,
+        ),
+    ],
+)
+def test_gate(
+    case: str,
+    agg: FlagAggregates,
+    now: datetime,
+    the_plan: Plan | None,
+    kind: VerdictKind,
+    pause: PauseReason | None,
+) -> None:
+    verdict = evaluate(rollout(the_plan), agg, now)
+    assert verdict.kind is kind, f"{case}: {verdict.reason}"
+    assert verdict.pause_reason is pause
+    assert verdict.reason
+
+
+def test_rollback_evidence_names_the_breach_and_its_bounds() -> None:
+    verdict = evaluate(rollout(), data(arm(units=1_111, errors=650), arm()), EARLY)
+    ev = verdict.evidence
+    assert ev["breach"] == "error_rate"
+    error = ev["guardrails"]["error_rate"]
+    assert error["lower"] == pytest.approx(4.2034596434345e-4, abs=1e-9)
+    assert error["regressed"] is True
+    assert ev["arms"]["treatment"]["errors"] == 650
+    assert ev["srm"]["flagged"] is False
+    assert "p =" in verdict.reason
+
+
+def test_insufficient_data_is_recorded_as_such() -> None:
+    tiny = data(arm(units=1_111, requests=10, errors=0), arm(requests=10, errors=0))
+    verdict = evaluate(rollout(), tiny, LATE)
+    assert verdict.evidence["guardrails"]["error_rate"] == "insufficient data"
