@@ -38,7 +38,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import msgspec
-import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
+from tests.reference import encode, make_event
 from tests.services import resolve_kafka, resolve_redis
 
 PARTITIONS = 4
@@ -59,27 +59,10 @@ def progress(message: str) -> None:
 
 def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
     rng = random.Random(seed)
-    out: list[tuple[bytes, bytes]] = []
-    for i in range(n):
-        unit = f"u{rng.randrange(units)}"
-        kind = rng.choice(("exposure", "request", "request", "conversion"))
-        body: dict[str, object] = {
-            "type": kind,
-            "v": 1,
-            "id": f"e{i}",
-            "ts": 1_763_780_000_000 + i,
-            "flag": f"flag-{rng.randrange(flags)}",
-            "unit": unit,
-            "arm": "treatment" if rng.random() < 0.5 else "control",
-            "flag_version": 1,
-        }
-        if kind == "request":
-            body["error"] = rng.random() < 0.02
-            body["latency_ms"] = round(rng.lognormvariate(3, 0.8), 2)
-        elif kind == "conversion":
-            body["value"] = round(rng.uniform(1, 50), 2)
-        out.append((unit.encode(), orjson.dumps(body)))
-    return out
+    events = (
+        make_event(rng, i, flags=flags, units=units, versions=1, error_rate=0.02) for i in range(n)
+    )
+    return [(e["unit"].encode(), encode(e)) for e in events]
 
 
 async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> float:

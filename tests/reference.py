@@ -14,7 +14,15 @@ from controller.core.aggregates import ArmAggregate
 from controller.core.histogram import BUCKET_COUNT, bucket_of
 
 
-def make_event(rng: random.Random, i: int, *, flags: int = 3, units: int = 200) -> dict[str, Any]:
+def make_event(
+    rng: random.Random,
+    i: int,
+    *,
+    flags: int = 3,
+    units: int = 200,
+    versions: int = 3,
+    error_rate: float = 0.1,
+) -> dict[str, Any]:
     """One random valid event; ``i`` makes its id unique."""
     kind = rng.choice(("exposure", "request", "request", "conversion"))
     body: dict[str, Any] = {
@@ -25,10 +33,10 @@ def make_event(rng: random.Random, i: int, *, flags: int = 3, units: int = 200) 
         "flag": f"flag-{rng.randrange(flags)}",
         "unit": f"u{rng.randrange(units)}",
         "arm": rng.choice(("treatment", "control")),
-        "flag_version": rng.randrange(1, 4),
+        "flag_version": rng.randrange(1, versions + 1),
     }
     if kind == "request":
-        body["error"] = rng.random() < 0.1
+        body["error"] = rng.random() < error_rate
         if rng.random() < 0.9:
             body["latency_ms"] = round(rng.lognormvariate(3, 1), 3)
     elif kind == "conversion" and rng.random() < 0.7:

@@ -551,24 +551,15 @@ def _noop() -> None:
     return None
 
 
-def _import_kafka_container() -> Any:
+def _import_container(name: str, cls: str) -> Any:
+    """A testcontainers class, from its community module where it lives now."""
     try:
-        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+        module = importlib.import_module(f"testcontainers.community.{name}")
     except ImportError:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
-    return KafkaContainer
-
-
-def _import_redis_container() -> Any:
-    try:
-        from testcontainers.community.redis import RedisContainer  # noqa: PLC0415
-    except ImportError:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from testcontainers.redis import RedisContainer  # noqa: PLC0415
-    return RedisContainer
+            module = importlib.import_module(f"testcontainers.{name}")
+    return getattr(module, cls)
 
 
 def _stopper(container: Any) -> Callable[[], None]:
@@ -586,7 +577,7 @@ def resolve_kafka(log_dir: Path) -> tuple[str, Callable[[], None], str]:
         return env_bootstrap, _noop, f"external Kafka from KAFKA_BOOTSTRAP_SERVERS={env_bootstrap}"
     if docker_engine_available():
         try:
-            kafka_container = _import_kafka_container()
+            kafka_container = _import_container("kafka", "KafkaContainer")
         except ImportError as exc:
             raise ServiceUnavailable(
                 "a Docker engine answers but testcontainers' Kafka module is missing: "
@@ -615,7 +606,7 @@ def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:
         return env_url, _noop, f"external Redis from REDIS_URL={env_url}"
     if docker_engine_available():
         try:
-            redis_container = _import_redis_container()
+            redis_container = _import_container("redis", "RedisContainer")
         except ImportError as exc:
             raise ServiceUnavailable(
                 "a Docker engine answers but testcontainers' Redis module is missing: "
