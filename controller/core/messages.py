@@ -148,9 +148,13 @@ class Command(_Message):
         default=None, description="The rollout plan; required with `start`."
     )
     to_end: bool = Field(default=False, description="With `promote`: jump to 100%.")
-    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
-        description="Base64 Ed25519 signature over the canonical command without `sig`."
+    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Which operator key signed it; unsigned commands are rejected."
+    )
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="Base64 Ed25519 signature over the canonical command without `sig`: "
+        "its JSON with keys sorted and no whitespace.",
     )
 
 
