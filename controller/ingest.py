@@ -33,6 +33,7 @@ import structlog
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_store import Claim, FlushOutcome
+from controller.backoff import Backoff
 from controller.core.decoding import EventDecoder, InEvent, Rejection
 from controller.core.errors import ControllerError, FencedError
 from controller.core.folding import PartitionDelta, fold
@@ -289,7 +290,11 @@ class Ingest:
         Returns None only when asked to stop before the call succeeded; the
         work in hand is then not flushed and will be replayed by the next owner.
         """
-        delay = self._settings.retry_initial_seconds
+        backoff = Backoff(
+            initial=self._settings.retry_initial_seconds,
+            maximum=self._settings.retry_max_seconds,
+            stopping=self._stopping,
+        )
         paused = False
         while True:
             try:
@@ -300,20 +305,11 @@ class Ingest:
                 if pause is not None and not paused:
                     pause[0].pause(pause[1])
                     paused = True
-                log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 3))
-                if await self._sleep_or_stop(delay):
+                log.warning("retrying", what=what, error=str(exc), delay_s=round(backoff.delay, 3))
+                if await backoff.wait():
                     return None
-                delay = min(delay * 2, self._settings.retry_max_seconds)
                 continue
             if paused and pause is not None:
                 pause[0].resume([p for p in pause[1] if p in self._owned])
                 log.info("recovered", what=what)
             return result
-
-    async def _sleep_or_stop(self, seconds: float) -> bool:
-        """Sleep, waking early on stop; True if stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True

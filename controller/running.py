@@ -1,7 +1,7 @@
 """Wiring: build every part from the settings, run them under one supervisor.
 
-Start order: Redis client → store → topics → dead-letter producer → consumer →
-ingest task. Stop order is the reverse. SIGTERM or SIGINT asks ingest to
+Start order: Redis client → stores → topics → producers → consumers → the
+ingest and engine tasks. Stop order is the reverse. SIGTERM or SIGINT asks ingest to
 drain (stop fetching, flush the batch in hand, commit) within
 ``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
 nothing, because an unflushed batch is replayed from the stored offset.
@@ -12,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
 
-from controller.adapters.kafka import DeadLetterPublisher, EventConsumer, ensure_topics
+from controller.adapters.kafka import (
+    ControlConsumer,
+    DeadLetterPublisher,
+    EventConsumer,
+    Publisher,
+    ensure_topics,
+)
+from controller.adapters.redis_state import RolloutStore
 from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.core.errors import ControllerError
+from controller.engine import Engine
 from controller.ingest import Ingest
 from controller.settings import Settings
 
@@ -56,6 +66,14 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         dead_letters = await stack.enter_async_context(
             DeadLetterPublisher(kafka=settings.kafka, topic=settings.topics.dlq)
         )
+        outputs = await stack.enter_async_context(Publisher(kafka=settings.kafka))
+        control = await stack.enter_async_context(
+            ControlConsumer(
+                kafka=settings.kafka,
+                commands=settings.topics.commands,
+                monitors=settings.topics.monitors,
+            )
+        )
         consumer = await stack.enter_async_context(
             EventConsumer(
                 kafka=settings.kafka,
@@ -64,30 +82,50 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 start_from=settings.ingest.start_from,
             )
         )
-        task = asyncio.create_task(
-            ingest.run(source=consumer, store=store, dead_letters=dead_letters), name="ingest"
+        engine = Engine(
+            settings=settings.engine,
+            topics=settings.topics,
+            states=RolloutStore(client, settings=settings.redis),
+            aggregates=store,
+            outputs=outputs,
+            dead_letters=dead_letters,
         )
-        return await _until_stopped(task, ingest, stop, settings.shutdown_grace_seconds)
+        services = {
+            "ingest": (
+                ingest.run(source=consumer, store=store, dead_letters=dead_letters),
+                ingest.stop,
+            ),
+            "engine": (engine.run(control=control), engine.stop),
+        }
+        return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
     return EXIT_OK  # pragma: no cover - the context above always returns
 
 
-async def _until_stopped(
-    task: asyncio.Task[None], ingest: Ingest, stop: asyncio.Event, grace: float
-) -> int:
-    """Wait for SIGTERM (or the task dying), then drain within ``grace``."""
+Service = tuple[Coroutine[Any, Any, None], Callable[[], None]]
+
+
+async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grace: float) -> int:
+    """Run the services until SIGTERM or until one dies; then stop all within ``grace``.
+
+    Stopping asks each service to finish the work in hand (ingest flushes its
+    batch, the engine its current decision); past the grace period the tasks
+    are cancelled. A service that died takes the daemon down with its error.
+    """
+    tasks = {asyncio.create_task(coro, name=name): halt for name, (coro, halt) in services.items()}
     stopper = asyncio.create_task(stop.wait(), name="signals")
-    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
-    if task.done():
-        task.result()  # a dead ingest task stops the daemon with its error
-        return EXIT_OK
-    log.info("draining", grace_s=grace)
-    ingest.stop()
+    died = [t for t in done if t is not stopper and (t.cancelled() or t.exception())]
+    log.info("draining", grace_s=grace, cause="signal" if not died else died[0].get_name())
+    for halt in tasks.values():
+        halt()
     try:
-        await asyncio.wait_for(task, timeout=grace)
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=grace)
     except TimeoutError:
         log.warning("drain_timed_out", grace_s=grace)
         return EXIT_FORCED
+    for task in died:
+        task.result()  # re-raise the error that stopped the daemon
     log.info("stopped")
     return EXIT_OK
 

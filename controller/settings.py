@@ -117,6 +117,28 @@ class IngestSettings(_Group):
     )
 
 
+class EngineSettings(_Group):
+    """The rollout engine: gates, commands, monitors."""
+
+    gate_interval_seconds: float = Field(
+        default=0.25, gt=0, description="How often flags that received events are gated."
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often every active rollout is gated (timers)."
+    )
+    command_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="Commands older (or further ahead) than this are stale."
+    )
+    operator_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Operator key id -> base64 Ed25519 public key (`rolloutctl keygen`).",
+    )
+    monitors: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Monitor name -> flags to kill when it reports `down`.",
+    )
+
+
 class LogSettings(_Group):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     format: Literal["json", "console"] = Field(default="json")
@@ -137,6 +159,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."

@@ -1,6 +1,7 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
--- KEYS[3] set of flags seen                      KEYS[4..] per cell: aggregate hash, unit HLL
+-- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
+-- KEYS[5..] per cell: aggregate hash, unit HLL
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...}}
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict.
@@ -17,8 +18,9 @@ for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end
 for index, cell in ipairs(batch[2]) do
-  local agg, hll = KEYS[2 + 2 * index], KEYS[3 + 2 * index]
+  local agg, hll = KEYS[3 + 2 * index], KEYS[4 + 2 * index]
   redis.call('SADD', KEYS[3], cell[1])
+  redis.call('SADD', KEYS[4], cell[1])
   for field, n in pairs(cell[2]) do redis.call('HINCRBY', agg, field, n) end
   for field, x in pairs(cell[3]) do redis.call('HINCRBYFLOAT', agg, field, x) end
   local units = cell[4]
@@ -30,5 +32,6 @@ for index, cell in ipairs(batch[2]) do
 end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('HSET', meta, 'offset', ARGV[3])
 return {1, ARGV[3]}

@@ -16,6 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
 
 from controller.core.errors import BrokerError, BrokerUnavailable
 from controller.settings import KafkaSettings, TopicSettings
@@ -256,3 +257,103 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
         raise _translate(exc) from exc
     finally:
         await admin.close()
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition a producer's default partitioner sends ``key`` to (murmur2)."""
+    return int(DefaultPartitioner()(key.encode(), list(range(partitions)), []))
+
+
+class Publisher:
+    """Publishes the controller's outputs and waits for the broker's acknowledgement."""
+
+    def __init__(self, *, kafka: KafkaSettings) -> None:
+        self._producer = AIOKafkaProducer(
+            **client_options(kafka), acks="all", linger_ms=2, enable_idempotence=False
+        )
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        if not self._started:
+            try:
+                await self._producer.start()
+            except KafkaError as exc:
+                await self._producer.stop()
+                raise _translate(exc) from exc
+            self._started = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def publish(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Send (topic, key, value) messages in order; return once all are acknowledged."""
+        try:
+            futures = [
+                await self._producer.send(topic, key=key.encode(), value=value)
+                for topic, key, value in messages
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise _translate(exc) from exc
+
+
+class ControlConsumer:
+    """Group consumer of the commands and monitors topics (committed offsets).
+
+    The partitions of the commands topic it is assigned decide which flags this
+    instance owns: their state machines and gates run here (DESIGN §11).
+    """
+
+    def __init__(self, *, kafka: KafkaSettings, commands: str, monitors: str) -> None:
+        self._commands = commands
+        self._topics = [commands, monitors]
+        self._consumer = AIOKafkaConsumer(
+            **client_options(kafka),
+            group_id=f"{kafka.group_id}.control",
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        if not self._started:
+            try:
+                await self._consumer.start()
+            except KafkaError as exc:
+                await self._consumer.stop()
+                raise _translate(exc) from exc
+            self._consumer.subscribe(self._topics)
+            self._started = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    async def fetch(self, *, timeout_ms: int) -> list[Record]:
+        """The next records of both topics, in order per partition."""
+        try:
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+        except KafkaError as exc:
+            raise _translate(exc) from exc
+        return [r for records in batch.values() for r in records]
+
+    async def commit(self) -> None:
+        try:
+            await self._consumer.commit()
+        except KafkaError as exc:
+            log.debug("kafka_commit_skipped", error=repr(exc))
+
+    def owns(self, flag: str) -> bool:
+        """Whether this instance is assigned the commands partition of ``flag``."""
+        partitions = self._consumer.partitions_for_topic(self._commands)
+        if not partitions:
+            return False
+        owned = {tp.partition for tp in self._consumer.assignment() if tp.topic == self._commands}
+        return partition_for(flag, len(partitions)) in owned

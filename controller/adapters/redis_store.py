@@ -5,6 +5,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:meta                  hash: epoch, offset (next offset to read)
     {P:T:n}:rejects               hash: reject reason -> count
     {P:T:n}:flags                 set: flags that received events
+    {P:T:n}:dirty                 set: flags with events the engine has not gated yet
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
     P:partitions:T                set: partitions ever claimed
@@ -81,12 +82,12 @@ class RedisAggregateStore:
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis answers."""
-        async with _translated():
+        async with translated():
             await self._redis.ping()
 
     async def claim(self, partition: int) -> Claim:
         """Take ownership of ``partition``: bump its epoch, return the stored offset."""
-        async with _translated():
+        async with translated():
             await self._redis.sadd(self._partitions_key, partition)
             epoch, offset = await self._claim(keys=[f"{self._tag(partition)}:meta"])
         stored = int(offset)
@@ -101,7 +102,7 @@ class RedisAggregateStore:
         newer epoch) or the stored offset is not the one this owner expects.
         """
         keys, args = self._flush_arguments(delta, epoch, expected_offset)
-        async with _translated():
+        async with translated():
             code, detail = await self._flush(keys=keys, args=args)
         code = int(code)
         if code == 1:
@@ -118,7 +119,7 @@ class RedisAggregateStore:
         self, delta: PartitionDelta, epoch: int, expected_offset: int | None
     ) -> tuple[list[str], list[Any]]:
         tag = self._tag(delta.partition)
-        keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags"]
+        keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags", f"{tag}:dirty"]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
             keys += [f"{tag}:a:{flag}:{version}:{arm}", f"{tag}:u:{flag}:{version}:{arm}"]
@@ -133,29 +134,38 @@ class RedisAggregateStore:
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""
-        async with _translated():
+        async with translated():
             members = await self._redis.smembers(self._partitions_key)
         return sorted(int(m) for m in members)
 
     async def offset(self, partition: int) -> int | None:
         """The next offset to read on ``partition``, or None if it was never flushed."""
-        async with _translated():
+        async with translated():
             value = await self._redis.hget(f"{self._tag(partition)}:meta", "offset")
         return None if value is None else int(value)
 
     async def flags_seen(self) -> set[str]:
         """Flags that received events on any partition (within the aggregate TTL)."""
         parts = await self.partitions()
-        async with _translated(), self._redis.pipeline(transaction=False) as pipe:
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for p in parts:
                 pipe.smembers(f"{self._tag(p)}:flags")
             results = await pipe.execute()
         return {_text(m) for members in results for m in members}
 
+    async def pop_dirty(self, limit: int = 10_000) -> set[str]:
+        """Flags that received events since the last call (on any partition)."""
+        parts = await self.partitions()
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for p in parts:
+                pipe.spop(f"{self._tag(p)}:dirty", limit)
+            results = await pipe.execute()
+        return {_text(m) for members in results for m in (members or [])}
+
     async def rejects(self) -> dict[str, int]:
         """Reject counts by reason, summed over partitions."""
         parts = await self.partitions()
-        async with _translated(), self._redis.pipeline(transaction=False) as pipe:
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for p in parts:
                 pipe.hgetall(f"{self._tag(p)}:rejects")
             results = await pipe.execute()
@@ -170,7 +180,7 @@ class RedisAggregateStore:
         wanted = sorted(set(versions))
         parts = await self.partitions()
         arms = (Arm.TREATMENT, Arm.CONTROL)
-        async with _translated(), self._redis.pipeline(transaction=False) as pipe:
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for p, arm in ((p, arm) for p in parts for arm in arms):
                 tag = self._tag(p)
                 for v in wanted:
@@ -206,7 +216,7 @@ def _text(value: Any) -> str:
 
 
 @asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+async def translated() -> AsyncIterator[None]:
     """Translate redis-py errors into the controller's tree at this edge."""
     try:
         yield

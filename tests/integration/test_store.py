@@ -158,7 +158,7 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
     keys = [
         k.decode() async for k in redis_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
     ]
-    assert len(keys) == 5  # meta, rejects, flags, aggregate, units
+    assert len(keys) == 6  # meta, rejects, flags, dirty, aggregate, units
     for key in keys:
         ttl = await redis_client.ttl(key)
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)

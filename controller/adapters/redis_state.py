@@ -1,0 +1,149 @@
+"""Rollout state in Redis: one value per flag, compare-and-set, with an outbox.
+
+Keys (``P`` is the key prefix)::
+
+    {P:flag:<flag>}:state    hash: rev (compare-and-set counter), doc (Rollout JSON)
+    {P:flag:<flag>}:outbox   list: messages saved with the state, not yet published
+    P:rollouts               set: flags that have a rollout
+    {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
+
+The state, its outbox and the flag's applied command ids share a hash tag, so
+one Lua script saves a new state, the messages it implies and the id of the
+command that caused it, atomically: a crash after the save republishes the
+messages on restart (at-least-once; consumers deduplicate by message id), and
+a redelivered or retried command is recognised as already applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import orjson
+import redis.asyncio as aioredis
+
+from controller.adapters.redis_store import translated
+from controller.core.rollout import Rollout
+from controller.settings import RedisSettings
+
+# KEYS: state, outbox, applied commands (zset id -> ms)
+# ARGV: expected rev (-1: any, only to queue messages), state JSON ('' keeps it),
+#       command id ('' none), now ms, keep ms, outbox messages...
+# Returns {1, rev} saved, {0, rev} revision conflict, {-1, rev} command already applied.
+_SAVE = """
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if ARGV[3] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[3]) then return {-1, rev} end
+if ARGV[1] ~= '-1' and rev ~= tonumber(ARGV[1]) then return {0, rev} end
+if ARGV[2] ~= '' then
+  rev = rev + 1
+  redis.call('HSET', KEYS[1], 'rev', rev, 'doc', ARGV[2])
+end
+if ARGV[3] ~= '' then
+  local now = tonumber(ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
+  redis.call('ZADD', KEYS[3], now, ARGV[3])
+end
+for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return {1, rev}
+"""
+
+
+class SaveOutcome(IntEnum):
+    SAVED = 1
+    CONFLICT = 0
+    ALREADY_APPLIED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A rollout as stored, with the revision to compare against when saving."""
+
+    rev: int
+    rollout: Rollout | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to publish: which output topic, its key and its JSON value."""
+
+    topic: str
+    key: str
+    value: bytes
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"topic": self.topic, "key": self.key, "value": self.value.decode()})
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> OutboxMessage:
+        data = orjson.loads(raw)
+        return cls(data["topic"], data["key"], data["value"].encode())
+
+
+class RolloutStore:
+    """Rollout state per flag, saved with compare-and-set together with its outbox."""
+
+    def __init__(self, client: aioredis.Redis, *, settings: RedisSettings) -> None:
+        self._redis = client
+        self._prefix = settings.key_prefix
+        self._save = client.register_script(_SAVE)
+
+    def _key(self, flag: str, part: str) -> str:
+        return f"{{{self._prefix}:flag:{flag}}}:{part}"
+
+    async def load(self, flag: str) -> Loaded:
+        async with translated():
+            rev, doc = await self._redis.hmget(self._key(flag, "state"), ["rev", "doc"])
+        if doc is None:
+            return Loaded(0, None)
+        return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
+
+    async def save(
+        self,
+        flag: str,
+        *,
+        rev: int,
+        rollout: Rollout | None,
+        outbox: list[OutboxMessage],
+        command_id: str | None = None,
+        now_ms: int = 0,
+        keep_ms: int = 0,
+    ) -> SaveOutcome:
+        """Write ``rollout`` (None keeps the state) and queue ``outbox``, iff still at ``rev``.
+
+        ``rev=-1`` queues ``outbox`` whatever the revision (with ``rollout=None``).
+
+        With ``command_id``, also record it as applied (ids older than ``keep_ms``
+        are forgotten), unless it already was: then nothing is written.
+        """
+        doc = rollout.model_dump_json() if rollout is not None else ""
+        args: list[bytes | str | int] = [rev, doc, command_id or "", now_ms, keep_ms]
+        args += [m.encode() for m in outbox]
+        keys = [self._key(flag, "state"), self._key(flag, "outbox"), self._key(flag, "commands")]
+        async with translated():
+            code, _ = await self._save(keys=keys, args=args)
+            if code == 1 and rollout is not None:
+                await self._redis.sadd(f"{self._prefix}:rollouts", flag)
+        return SaveOutcome(int(code))
+
+    async def applied(self, flag: str, command_id: str) -> bool:
+        """Whether ``command_id`` was already applied to ``flag`` (within the kept window)."""
+        async with translated():
+            score = await self._redis.zscore(self._key(flag, "commands"), command_id)
+        return score is not None
+
+    async def pending(self, flag: str) -> list[OutboxMessage]:
+        """Messages saved for ``flag`` and not yet confirmed published, oldest first."""
+        async with translated():
+            raw = await self._redis.lrange(self._key(flag, "outbox"), 0, -1)
+        return [OutboxMessage.decode(r) for r in raw]
+
+    async def published(self, flag: str, count: int) -> None:
+        """Drop the ``count`` oldest outbox messages: the broker has them."""
+        async with translated():
+            await self._redis.ltrim(self._key(flag, "outbox"), count, -1)
+
+    async def flags(self) -> set[str]:
+        """Every flag that has (or had) a rollout."""
+        async with translated():
+            members = await self._redis.smembers(f"{self._prefix}:rollouts")
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}

@@ -1,0 +1,403 @@
+"""The rollout engine: commands, monitor alerts and gates, around the pure core.
+
+For every input the order is the same (an outbox, DESIGN §6):
+
+1. load the flag's rollout and its revision;
+2. decide: ``machine.step(state, input) -> (new_state, actions)``;
+3. save the new state and the messages its actions imply in one atomic
+   compare-and-set (a conflict reloads and decides again);
+4. publish the saved messages and wait for the broker; only then drop them
+   from the outbox. A crash between 3 and 4 republishes them at start-up;
+   consumers deduplicate by message id.
+
+Commands are authenticated before they reach the machine: a known operator key
+and a valid Ed25519 signature, a timestamp within the freshness window, and a
+command id not seen before. A refused command changes nothing and is
+published as a rejected decision with its reason. Gates run for the flags
+whose commands partition this instance owns: those that received events
+since the last pass every ``gate_interval_seconds``, and all active ones every
+``sweep_interval_seconds`` (timers, minimum durations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+import orjson
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from controller.adapters.kafka import DeadLetter, Record
+from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
+from controller.backoff import Backoff, sleep_or_stop
+from controller.core import signing
+from controller.core.aggregates import FlagAggregates
+from controller.core.decoding import summarize
+from controller.core.errors import ConfigError, ControllerError
+from controller.core.gate import evaluate
+from controller.core.machine import step
+from controller.core.messages import (
+    Alert,
+    Command,
+    CommandAction,
+    Decision,
+    FlagState,
+    MonitorAlert,
+)
+from controller.core.plan import parse_plan
+from controller.core.rollout import (
+    Action,
+    CommandInput,
+    GateInput,
+    Input,
+    MonitorDownInput,
+    PublishFlagState,
+    RaiseAlert,
+    RecordDecision,
+    Rollout,
+    TickInput,
+)
+from controller.settings import EngineSettings, TopicSettings
+
+log = structlog.get_logger("controller.engine")
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+class States(Protocol):
+    async def load(self, flag: str) -> Loaded: ...
+    async def save(
+        self,
+        flag: str,
+        *,
+        rev: int,
+        rollout: Rollout | None,
+        outbox: list[OutboxMessage],
+        command_id: str | None = None,
+        now_ms: int = 0,
+        keep_ms: int = 0,
+    ) -> SaveOutcome: ...
+    async def applied(self, flag: str, command_id: str) -> bool: ...
+    async def pending(self, flag: str) -> list[OutboxMessage]: ...
+    async def published(self, flag: str, count: int) -> None: ...
+    async def flags(self) -> set[str]: ...
+
+
+class Aggregates(Protocol):
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates: ...
+    async def pop_dirty(self, limit: int = 10_000) -> set[str]: ...
+
+
+class Outputs(Protocol):
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+
+
+class Control(Protocol):
+    async def fetch(self, *, timeout_ms: int) -> list[Record]: ...
+    async def commit(self) -> None: ...
+    def owns(self, flag: str) -> bool: ...
+
+
+class DeadLetters(Protocol):
+    async def publish(self, letters: list[DeadLetter]) -> None: ...
+
+
+class Engine:
+    """Applies commands, monitor alerts and gate verdicts to rollouts, and publishes them."""
+
+    def __init__(
+        self,
+        *,
+        settings: EngineSettings,
+        topics: TopicSettings,
+        states: States,
+        aggregates: Aggregates,
+        outputs: Outputs,
+        dead_letters: DeadLetters,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._states = states
+        self._aggregates = aggregates
+        self._outputs = outputs
+        self._dead_letters = dead_letters
+        self._now = clock
+        self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- loops ---------------------------------------------------------------------
+
+    async def run(self, *, control: Control) -> None:
+        """Republish what a crash left in outboxes, then serve commands and gates."""
+        for flag in await self._states.flags():
+            await self._drain(flag)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._control_loop(control), name="engine-control")
+            tasks.create_task(self._gate_loop(control), name="engine-gates")
+
+    async def _control_loop(self, control: Control) -> None:
+        while not self._stopping.is_set():
+            records = await self._retrying(lambda: control.fetch(timeout_ms=200), "fetch")
+            for record in records or []:
+                # Retried until it is applied: commands are deduplicated by id
+                # atomically with the state they change, so a retry is safe.
+                await self._retrying(lambda r=record: self.handle(r), "command")  # type: ignore[misc]
+            if records:
+                await control.commit()
+
+    async def _gate_loop(self, control: Control) -> None:
+        last_sweep = datetime.min.replace(tzinfo=UTC)
+        sweep = timedelta(seconds=self._settings.sweep_interval_seconds)
+        while not await sleep_or_stop(self._settings.gate_interval_seconds, self._stopping):
+            now = self._now()
+            full = now - last_sweep >= sweep
+            if await self._retrying(lambda f=full: self._gate_pass(control, full=f), "gates"):  # type: ignore[misc]
+                last_sweep = now if full else last_sweep
+
+    async def _gate_pass(self, control: Control, *, full: bool) -> bool:
+        flags = await self._aggregates.pop_dirty()
+        if full:
+            flags |= await self._states.flags()
+        for flag in sorted(f for f in flags if control.owns(f)):
+            await self.gate(flag)
+        return True
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
+        """Run ``call``, backing off while it fails retriably; None if stopped first."""
+        backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
+        while True:
+            try:
+                return await call()
+            except ControllerError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("retrying", what=what, error=str(exc), delay_s=backoff.delay)
+                if await backoff.wait():
+                    return None
+
+    # -- inputs --------------------------------------------------------------------
+
+    async def gate(self, flag: str) -> None:
+        """Evaluate the flag's current stage and apply the verdict and the timers."""
+        loaded = await self._states.load(flag)
+        rollout = loaded.rollout
+        if rollout is None or not rollout.phase.active:
+            return
+        data = await self._aggregates.read(flag, rollout.stage_flag_versions())
+        now = self._now()
+        await self.apply(flag, GateInput(evaluate(rollout, data, now), now))
+        await self.apply(flag, TickInput(now))
+
+    async def handle(self, record: Record) -> None:
+        """One record from the commands or monitors topic."""
+        try:
+            if record.topic == self._topics.monitors:
+                await self._on_monitor(record)
+            else:
+                await self._on_command(record)
+        except ControllerError:
+            raise
+        except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
+            detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
+            log.warning("control_message_rejected", topic=record.topic, detail=detail)
+            await self._dead_letters.publish([DeadLetter(record, "schema_violation", detail[:500])])
+
+    async def _on_monitor(self, record: Record) -> None:
+        alert = MonitorAlert.model_validate_json(record.value or b"")
+        if alert.status != "down":
+            log.info("monitor_recovered", monitor=alert.monitor)
+            return
+        incident = alert.incident_id or alert.id
+        for flag in self._settings.monitors.get(alert.monitor, []):
+            await self.apply(flag, MonitorDownInput(alert.monitor, incident, self._now()))
+
+    async def _on_command(self, record: Record) -> None:
+        raw = orjson.loads(record.value or b"")
+        if not isinstance(raw, dict):
+            raise ValueError("a command must be a JSON object")  # noqa: TRY004 - reported as bad input
+        command = Command.model_validate(raw)
+        now = self._now()
+        refusal = await self._refusal(command, raw, now)
+        if refusal is None:
+            try:
+                plan = parse_plan(command.plan, source="plan") if command.plan else None
+            except ConfigError as exc:
+                refusal = str(exc)
+        if refusal is not None:
+            log.warning("command_rejected", flag=command.flag, id=command.id, reason=refusal)
+            await self._reject(command, refusal, now)
+            return
+        await self.apply(command.flag, _command_input(command, plan, now))
+
+    async def _refusal(self, command: Command, raw: dict[str, Any], now: datetime) -> str | None:
+        """Why the command may not run, or None: signature, freshness, replay."""
+        if command.sig is None or command.key_id is None:
+            return "unsigned command"
+        key = self._keys.get(command.key_id)
+        if key is None:
+            return f"unknown key id {command.key_id!r}"
+        if not signing.verify(raw, key):
+            return "bad signature"
+        age = abs((now - _instant(command.ts)).total_seconds())
+        if age > self._settings.command_max_age_seconds:
+            limit = self._settings.command_max_age_seconds
+            return f"stale command: {age:.0f}s from now, limit {limit:.0f}s"
+        if await self._states.applied(command.flag, command.id):
+            return "replayed command id"
+        return None
+
+    async def _reject(self, command: Command, reason: str, now: datetime) -> None:
+        loaded = await self._states.load(command.flag)
+        state = loaded.rollout
+        decision = RecordDecision(
+            kind="command",
+            action=command.action.value,
+            outcome="rejected",
+            reason=reason,
+            phase_before=state.phase.value if state else None,
+            phase_after=state.phase.value if state else None,
+            stage=state.stage if state else None,
+            command_id=command.id,
+            evidence={"actor": command.actor, "key_id": command.key_id},
+        )
+        async with self._locks[command.flag]:
+            outbox = self._render(command.flag, state, [decision], now)
+            await self._states.save(command.flag, rev=-1, rollout=None, outbox=outbox)
+            await self._drain(command.flag, locked=True)
+
+    # -- decide, save, publish -------------------------------------------------------
+
+    async def apply(self, flag: str, event: Input) -> None:
+        """Decide ``event`` for ``flag``, save the result with its outbox, publish it."""
+        command_id = event.command_id if isinstance(event, CommandInput) else None
+        keep_ms = int(self._settings.command_max_age_seconds * 2000)
+        async with self._locks[flag]:
+            for _ in range(10):
+                loaded = await self._states.load(flag)
+                new, actions = step(loaded.rollout, event)
+                if not actions and new == loaded.rollout:
+                    return
+                outcome = await self._states.save(
+                    flag,
+                    rev=loaded.rev,
+                    rollout=None if new == loaded.rollout else new,
+                    outbox=self._render(flag, new, actions, event.now),
+                    command_id=command_id,
+                    now_ms=int(event.now.timestamp() * 1000),
+                    keep_ms=keep_ms,
+                )
+                if outcome is SaveOutcome.CONFLICT:
+                    continue
+                if outcome is SaveOutcome.SAVED:
+                    for action in actions:
+                        _log_action(flag, action)
+                await self._drain(flag, locked=True)
+                return
+            raise ControllerError(f"{flag}: could not save after 10 compare-and-set conflicts")
+
+    async def _drain(self, flag: str, *, locked: bool = False) -> None:
+        if not locked:
+            async with self._locks[flag]:
+                await self._drain(flag, locked=True)
+            return
+        pending = await self._states.pending(flag)
+        if pending:
+            await self._outputs.publish([(m.topic, m.key, m.value) for m in pending])
+            await self._states.published(flag, len(pending))
+
+    def _render(
+        self, flag: str, rollout: Rollout | None, actions: list[Action], now: datetime
+    ) -> list[OutboxMessage]:
+        out: list[OutboxMessage] = []
+        for action in actions:
+            topic, message = self._message(flag, rollout, action, now)
+            out.append(OutboxMessage(topic, flag, message.model_dump_json().encode()))
+        return out
+
+    def _message(
+        self, flag: str, rollout: Rollout | None, action: Action, now: datetime
+    ) -> tuple[str, BaseModel]:
+        """The contract message for ``action``, validated like any other output."""
+        common: dict[str, Any] = {"v": 1, "id": uuid.uuid4().hex, "ts": now, "flag": flag}
+        common["rollout_id"] = rollout.rollout_id if rollout else None
+        if isinstance(action, PublishFlagState):
+            assert rollout is not None  # the machine only publishes a state it has
+            state = {
+                "type": "flag_state",
+                "version": rollout.flag_version,
+                "status": rollout.flag_status,
+                "percent": rollout.percent,
+                "salt": rollout.salt,
+                "stage": rollout.stage,
+            }
+            return self._topics.flag_state, FlagState.model_validate({**common, **state})
+        if isinstance(action, RaiseAlert):
+            alert = {
+                "type": "alert",
+                "severity": action.severity,
+                "kind": action.kind,
+                "summary": action.summary[:500],
+                "details": action.details,
+            }
+            return self._topics.alerts, Alert.model_validate({**common, **alert})
+        decision = {
+            "type": "decision",
+            "kind": action.kind,
+            "action": action.action,
+            "outcome": action.outcome,
+            "reason": action.reason[:500],
+            "stage": action.stage,
+            "phase_before": action.phase_before,
+            "phase_after": action.phase_after,
+            "command_id": action.command_id,
+            "evidence": action.evidence,
+        }
+        return self._topics.decisions, Decision.model_validate({**common, **decision})
+
+
+def _command_input(command: Command, plan: Any, now: datetime) -> CommandInput:
+    return CommandInput(
+        action=command.action,
+        flag=command.flag,
+        command_id=command.id,
+        actor=command.actor,
+        now=now,
+        reason=command.reason,
+        plan=plan,
+        to_end=command.to_end,
+        new_rollout_id=uuid.uuid4().hex,
+        new_salt=secrets.token_hex(8),
+    )
+
+
+def _instant(ts: int | datetime) -> datetime:
+    return ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts / 1000, tz=UTC)
+
+
+def _log_action(flag: str, action: Action) -> None:
+    if isinstance(action, RecordDecision):
+        log.info(
+            "decision",
+            flag=flag,
+            action=action.action,
+            outcome=action.outcome,
+            reason=action.reason,
+            phase=action.phase_after,
+            stage=action.stage,
+        )
+    elif isinstance(action, RaiseAlert):
+        log.warning("alert", flag=flag, kind=action.kind, summary=action.summary)
+
+
+__all__ = ["CommandAction", "Engine"]
