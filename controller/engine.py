@@ -200,21 +200,32 @@ class Engine:
         await self.apply(flag, TickInput(now))
 
     async def handle(self, record: Record) -> None:
-        """One record from the commands or monitors topic."""
+        """One record from the commands or monitors topic.
+
+        Only parsing failures count as bad input (dead-lettered); an error while
+        acting on valid input propagates, so it is retried, never dropped.
+        """
         try:
-            if record.topic == self._topics.monitors:
-                await self._on_monitor(record)
-            else:
-                await self._on_command(record)
-        except ControllerError:
-            raise
+            message = self._parse(record)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
             log.warning("control_message_rejected", topic=record.topic, detail=detail)
             await self._dead_letters.publish([DeadLetter(record, "schema_violation", detail[:500])])
+            return
+        if isinstance(message, MonitorAlert):
+            await self._on_monitor(message)
+        else:
+            await self._on_command(*message)
 
-    async def _on_monitor(self, record: Record) -> None:
-        alert = MonitorAlert.model_validate_json(record.value or b"")
+    def _parse(self, record: Record) -> MonitorAlert | tuple[Command, dict[str, Any]]:
+        if record.topic == self._topics.monitors:
+            return MonitorAlert.model_validate_json(record.value or b"")
+        raw = orjson.loads(record.value or b"")
+        if not isinstance(raw, dict):
+            raise ValueError("a command must be a JSON object")  # noqa: TRY004 - bad input
+        return Command.model_validate(raw), raw
+
+    async def _on_monitor(self, alert: MonitorAlert) -> None:
         if alert.status != "down":
             log.info("monitor_recovered", monitor=alert.monitor)
             return
@@ -222,16 +233,13 @@ class Engine:
         for flag in self._settings.monitors.get(alert.monitor, []):
             await self.apply(flag, MonitorDownInput(alert.monitor, incident, self._now()))
 
-    async def _on_command(self, record: Record) -> None:
-        raw = orjson.loads(record.value or b"")
-        if not isinstance(raw, dict):
-            raise ValueError("a command must be a JSON object")  # noqa: TRY004 - reported as bad input
-        command = Command.model_validate(raw)
+    async def _on_command(self, command: Command, raw: dict[str, Any]) -> None:
         now = self._now()
         refusal = await self._refusal(command, raw, now)
-        if refusal is None:
+        plan = None
+        if refusal is None and command.plan is not None:
             try:
-                plan = parse_plan(command.plan, source="plan") if command.plan else None
+                plan = parse_plan(command.plan, source="plan")
             except ConfigError as exc:
                 refusal = str(exc)
         if refusal is not None:

@@ -186,7 +186,7 @@ class Decision(_Message):
     type: Literal["decision"]
     flag: FlagKey
     rollout_id: MessageId | None = None
-    kind: Literal["transition", "gate", "command", "advisor"]
+    kind: Literal["transition", "gate", "command", "monitor", "advisor"]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""

@@ -1,0 +1,277 @@
+"""Given/when/then harness for whole rollouts: the real daemon, broker and Redis.
+
+A :class:`Scenario` owns one test's topics and key namespace, runs the
+controller as a child process, signs commands with its own operator key,
+simulates apps that follow ``rollout.flag-state`` and assign arms with the
+shared bucketing function, and records everything published on the
+decisions, alerts and flag-state topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.adapters.redis_state import RolloutStore
+from controller.adapters.redis_store import connect
+from controller.core import signing
+from controller.core.bucketing import assign
+from controller.core.messages import Arm
+from controller.core.plan import Plan
+from controller.core.rollout import Rollout
+from controller.operator import encode_command, signed_command
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess, controller_env
+
+KEY_ID = "ops-test"
+
+# Error probability of a request, given the flag state the app acts on and the arm.
+ErrorModel = Callable[[dict[str, Any], Arm], float]
+
+
+def healthy(_state: dict[str, Any], _arm: Arm) -> float:
+    return 0.02
+
+
+@dataclass
+class Observed:
+    """Everything the controller published, in order."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    flag_states: list[dict[str, Any]] = field(default_factory=list)
+
+    def decision_where(self, **match: Any) -> dict[str, Any] | None:
+        return next((d for d in self.decisions if _matches(d, match)), None)
+
+    def alert_where(self, **match: Any) -> dict[str, Any] | None:
+        return next((a for a in self.alerts if _matches(a, match)), None)
+
+
+def _matches(message: dict[str, Any], match: dict[str, Any]) -> bool:
+    return all(message.get(k) == v for k, v in match.items())
+
+
+class Scenario:
+    """One rollout world: topics, daemon, operator, apps and observers."""
+
+    def __init__(
+        self, *, bootstrap: str, redis_url: str, prefix: str, topics: dict[str, str], workdir: Path
+    ) -> None:
+        self.bootstrap, self.redis_url, self.prefix = bootstrap, redis_url, prefix
+        self.topics = topics
+        self.key: Ed25519PrivateKey = Ed25519PrivateKey.generate()
+        self.observed = Observed()
+        self.monitors: dict[str, list[str]] = {}
+        self.daemon = ControllerProcess(env=self._env(), log_path=workdir / "controller.log")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._states: dict[str, dict[str, Any]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self.events_sent = 0
+
+    def _env(self) -> dict[str, str]:
+        env = controller_env(
+            bootstrap=self.bootstrap,
+            redis_url=self.redis_url,
+            prefix=self.prefix,
+            events=self.topics["events"],
+            dlq=self.topics["dlq"],
+            group=f"g-{self.prefix}",
+        )
+        env.update(
+            {
+                "RC_TOPICS__COMMANDS": self.topics["commands"],
+                "RC_TOPICS__MONITORS": self.topics["monitors"],
+                "RC_TOPICS__FLAG_STATE": self.topics["flag_state"],
+                "RC_TOPICS__DECISIONS": self.topics["decisions"],
+                "RC_TOPICS__ALERTS": self.topics["alerts"],
+                "RC_ENGINE__OPERATOR_KEYS": orjson.dumps(
+                    {KEY_ID: signing.public_key_text(self.key.public_key())}
+                ).decode(),
+                "RC_ENGINE__GATE_INTERVAL_SECONDS": "0.2",
+                "RC_ENGINE__SWEEP_INTERVAL_SECONDS": "1",
+                "RC_INGEST__FETCH_TIMEOUT_MS": "100",
+            }
+        )
+        return env
+
+    def map_monitor(self, monitor: str, flags: list[str]) -> None:
+        self.monitors[monitor] = flags
+        self.daemon = ControllerProcess(
+            env={**self._env(), "RC_ENGINE__MONITORS": orjson.dumps(self.monitors).decode()},
+            log_path=self.daemon.log_path,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Scenario:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await self._producer.start()
+        for name in ("decisions", "alerts", "flag_state"):
+            self._tasks.append(asyncio.create_task(self._observe(name), name=f"observe-{name}"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._producer is not None:
+            await self._producer.stop()
+        self.daemon.kill()
+
+    def start_daemon(self) -> None:
+        self.daemon.start()
+        self.daemon.wait_for_log("partition_claimed", timeout=60)
+
+    async def _observe(self, name: str) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topics[name], bootstrap_servers=self.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        target = {
+            "decisions": self.observed.decisions,
+            "alerts": self.observed.alerts,
+            "flag_state": self.observed.flag_states,
+        }[name]
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        message = orjson.loads(record.value)
+                        target.append(message)
+                        if name == "flag_state":
+                            self._states[message["flag"]] = message
+        finally:
+            await consumer.stop()
+
+    # -- the operator ----------------------------------------------------------------
+
+    def command(self, action: str, flag: str, **options: Any) -> dict[str, Any]:
+        """A correctly signed command."""
+        return signed_command(
+            action, flag, private_key=self.key, key_id=KEY_ID, actor="tester", **options
+        )
+
+    async def send(self, command: dict[str, Any] | bytes, *, flag: str) -> None:
+        assert self._producer is not None
+        value = command if isinstance(command, bytes) else encode_command(command)
+        await self._producer.send_and_wait(self.topics["commands"], key=flag.encode(), value=value)
+
+    async def start(self, flag: str, plan: Plan) -> dict[str, Any]:
+        command = self.command("start", flag, plan=plan)
+        await self.send(command, flag=flag)
+        return command
+
+    async def monitor(self, monitor: str, status: str, incident: str) -> None:
+        assert self._producer is not None
+        alert = {
+            "type": "monitor",
+            "v": 1,
+            "id": incident + status,
+            "ts": int(time.time() * 1000),
+            "monitor": monitor,
+            "status": status,
+            "incident_id": incident,
+        }
+        await self._producer.send_and_wait(
+            self.topics["monitors"], key=monitor.encode(), value=orjson.dumps(alert)
+        )
+
+    # -- simulated apps ----------------------------------------------------------------
+
+    def run_apps(
+        self,
+        flag: str,
+        *,
+        errors: ErrorModel = healthy,
+        rate: int = 3000,
+        units: int = 4000,
+        drop: Callable[[Arm], bool] | None = None,
+    ) -> None:
+        """Apps serving ``flag``: exposures and requests at ``rate`` events/s."""
+        self._tasks.append(
+            asyncio.create_task(self._app(flag, errors, rate, units, drop), name=f"app-{flag}")
+        )
+
+    async def _app(
+        self,
+        flag: str,
+        errors: ErrorModel,
+        rate: int,
+        units: int,
+        drop: Callable[[Arm], bool] | None,
+    ) -> None:
+        assert self._producer is not None
+        rng = random.Random(flag)
+        tick, i = 0.05, 0
+        while True:
+            state = self._states.get(flag)
+            if state is None or state["status"] not in ("rolling_out", "paused", "completed"):
+                await asyncio.sleep(tick)
+                continue
+            for _ in range(int(rate * tick) // 2):
+                unit = f"u{rng.randrange(units)}"
+                arm = assign(flag, state["salt"], unit, state["percent"])
+                if drop is not None and drop(arm):
+                    continue
+                base = {
+                    "v": 1,
+                    "ts": int(time.time() * 1000),
+                    "flag": flag,
+                    "unit": unit,
+                    "arm": arm.value,
+                    "flag_version": state["version"],
+                }
+                failed = rng.random() < errors(state, arm)
+                latency = round(rng.lognormvariate(3, 0.3), 2)
+                for body in (
+                    {"type": "exposure", "id": f"x{i}"},
+                    {"type": "request", "id": f"r{i}", "error": failed, "latency_ms": latency},
+                ):
+                    await self._producer.send(
+                        self.topics["events"],
+                        key=unit.encode(),
+                        value=orjson.dumps({**base, **body}),
+                    )
+                    self.events_sent += 1
+                i += 1
+            await asyncio.sleep(tick)
+
+    # -- waiting and reading -------------------------------------------------------------
+
+    async def until(self, check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = check()
+            if result:
+                return result
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}\n"
+            f"decisions: {self._decision_summary()}\n"
+            f"daemon log tail:\n{self.daemon.log_text()[-2500:]}"
+        )
+
+    def _decision_summary(self) -> list[tuple[Any, ...]]:
+        return [
+            (d["flag"], d["action"], d["outcome"], d.get("stage"), d["reason"][:80])
+            for d in self.observed.decisions
+        ]
+
+    async def rollout(self, flag: str) -> Rollout | None:
+        async with connect(RedisSettings(url=self.redis_url)) as client:
+            store = RolloutStore(client, settings=RedisSettings(key_prefix=self.prefix))
+            return (await store.load(flag)).rollout
