@@ -28,8 +28,10 @@ check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema dri
 test:  ## the README's test command
 	$(BIN)/python -m pytest
 
-bench:  ## ingest throughput and memory against a bare consume loop
+bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/reaction.py
+	$(BIN)/python bench/gates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
