@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -11,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core import signing
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import Phase
-from controller.operator import encode_command
-from tests.scenarios.harness import Scenario
+from controller.operator import encode_command, write_private_key
+from tests.scenarios.harness import KEY_ID, Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -284,3 +287,47 @@ async def test_monitor_down_kills_its_flags(scenario: Scenario) -> None:
     footer = await scenario.rollout("footer")
     assert footer is not None
     assert footer.phase is Phase.RUNNING
+
+
+async def test_rolloutctl_send_starts_a_rollout(scenario: Scenario, tmp_path: Path) -> None:
+    # Given the operator's key in a file, as `rolloutctl keygen` leaves it
+    key_file = tmp_path / "ops-test.key"
+    write_private_key(key_file, scenario.key)
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(fast_plan(hold_stage=0).model_dump(mode="json")))
+    scenario.start_daemon()
+    # When the real rolloutctl sends a start
+    rolloutctl = Path(sys.executable).with_name("rolloutctl")
+    result = subprocess.run(  # noqa: ASYNC221 - a short-lived CLI, as an operator runs it
+        [
+            str(rolloutctl),
+            "send",
+            "start",
+            "cli-flag",
+            "--plan",
+            str(plan_file),
+            "--key",
+            str(key_file),
+            "--key-id",
+            KEY_ID,
+            "--actor",
+            "ana",
+            "--bootstrap",
+            scenario.bootstrap,
+            "--topic",
+            scenario.topics["commands"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # Then the controller applies it, attributing it to the actor
+    started = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="cli-flag", action="start"),
+        timeout=30,
+        what="the start from rolloutctl",
+    )
+    assert started["outcome"] == "applied"
+    assert started["command_id"] in result.stdout
