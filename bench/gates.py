@@ -1,0 +1,641 @@
+"""1,000 concurrent rollouts: gate-loop cost.
+
+Creates N running rollouts of :data:`DEFAULT_PLAN` (random stage 0..3, each
+started some time ago, so about half are past their stage's minimum duration)
+and writes realistic aggregates for each one's current stage through the real
+flush script: both arms split by the stage's percent, a few requests per unit,
+2% errors, a log-normal latency histogram, and the units themselves (real
+strings in HyperLogLogs, sized so that about half the due stages have enough
+units to advance). About 5% of the flags are regressed (treatment errors 3x),
+so the gates roll some of them back.
+
+Then it runs full sweeps, ``for flag in flags: await engine.gate(flag)``, with
+the real :class:`RolloutStore` and :class:`RedisAggregateStore` and a fixed
+clock, and measures each sweep's wall time, this process's CPU time and
+Redis's own CPU time (``INFO cpu``). The first sweep applies the decisions
+(advances, rollbacks); the later ones see the decided flags in their new stage
+or terminal, which is the steady state. Publishing is recorded in memory:
+sending to Kafka happens after the save and is the producer's cost, not the
+gate loop's. As a baseline, the same run times the pure part alone
+(``gate.evaluate`` and ``machine.step`` on rollouts and aggregates loaded
+beforehand), so the output shows how much of a gate is I/O and decoding.
+
+The last line printed is one JSON object.
+
+    python bench/gates.py [--rollouts 1000] [--sweeps 3] [--partitions 4] [--unit-scale 1.0]
+                           [--profile]
+
+Uses REDIS_URL when set (its CPU figures then include other clients' load),
+else starts a private redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import itertools
+import json
+import logging
+import math
+import pstats
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controller.adapters.kafka import DeadLetter
+from controller.adapters.redis_state import RolloutStore
+from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.core.aggregates import CellDelta, CellKey, FlagAggregates
+from controller.core.folding import PartitionDelta
+from controller.core.gate import evaluate
+from controller.core.histogram import BUCKET_COUNT, EDGES_MS
+from controller.core.machine import step
+from controller.core.messages import Arm
+from controller.core.plan import DEFAULT_PLAN
+from controller.core.rollout import GateInput, Phase, Rollout, TickInput
+from controller.engine import Engine
+from controller.logs import configure as configure_logs
+from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
+from tests.services import resolve_redis
+
+FLAGS_PER_FLUSH = 25
+TOPIC = "rollout.events"
+REGRESSED_SHARE = 0.05
+ERROR_RATE = 0.02
+STAGES = (0, 1, 2, 3)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- the rollouts and their aggregates ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSpec:
+    rollout: Rollout
+    regressed: bool
+
+    @property
+    def flag(self) -> str:
+        return self.rollout.flag
+
+
+def make_rollout(rng: random.Random, index: int, now: datetime) -> Rollout:
+    """A running rollout at a random stage 0..3, started 0.3x to 1.7x its minimum ago."""
+    stage = rng.choice(STAGES)
+    minimum = DEFAULT_PLAN.stages[stage].min_duration
+    stage_started = now - minimum * rng.uniform(0.3, 1.7)
+    started = stage_started - timedelta(minutes=45 * stage + rng.uniform(1, 30))
+    return Rollout(
+        flag=f"bench.flag-{index:05d}",
+        rollout_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+        plan=DEFAULT_PLAN,
+        phase=Phase.RUNNING,
+        stage=stage,
+        stage_started_at=stage_started,
+        salt=secrets.token_hex(8),
+        flag_version=stage + 1,
+        stage_versions={s: [s + 1] for s in range(stage + 1)},
+        started_at=started,
+        updated_at=stage_started,
+    )
+
+
+def lognormal_histogram(n: int, mu: float, sigma: float) -> dict[int, int]:
+    """``n`` latencies from LogNormal(mu, sigma) in ms, binned as expected counts."""
+
+    def cdf(x: float) -> float:
+        return 0.5 * math.erfc(-(math.log(x) - mu) / (sigma * math.sqrt(2)))
+
+    below = [cdf(edge) for edge in EDGES_MS]
+    shares = [below[0], *(b - a for a, b in itertools.pairwise(below)), 1 - below[-1]]
+    assert len(shares) == BUCKET_COUNT
+    counts = {i: round(n * s) for i, s in enumerate(shares)}
+    return {i: c for i, c in counts.items() if c}
+
+
+def split(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def arm_cells(
+    rng: random.Random,
+    *,
+    units: int,
+    error_rate: float,
+    per_unit: float,
+    latency: tuple[float, float],
+    next_unit: Iterator[int],
+    partitions: int,
+) -> list[CellDelta]:
+    """One arm's aggregates, spread over the partitions as keyed events would be."""
+    requests = round(units * per_unit)
+    sd = math.sqrt(requests * error_rate * (1 - error_rate))
+    errors = max(0, round(requests * error_rate + rng.gauss(0, 1) * sd))
+    exposures = round(units * rng.uniform(1.5, 3.0))
+    hist = lognormal_histogram(requests, *latency)
+    mean_ms = math.exp(latency[0] + latency[1] ** 2 / 2)
+    cells = [CellDelta() for _ in range(partitions)]
+    for name, total in (("req", requests), ("err", errors), ("exp", exposures)):
+        for cell, part in zip(cells, split(total, partitions), strict=True):
+            setattr(cell, name, part)
+    for bucket, count in hist.items():
+        for cell, part in zip(cells, split(count, partitions), strict=True):
+            if part:
+                cell.hist[bucket] = part
+    for cell in cells:
+        cell.lat_n = sum(cell.hist.values())
+        cell.lat_sum = cell.lat_n * mean_ms
+    for _ in range(units):
+        uid = next(next_unit)
+        cells[uid % partitions].units.add(f"u{uid:08d}")
+    return cells
+
+
+# Total units per flag at which the smaller arm just reaches the stage's
+# min_units_per_arm: 100 at 1%, 500 at 5%, 1000 at 25%, 2000 at 50%.
+UNITS_NEEDED = {
+    s: round(DEFAULT_PLAN.stages[s].min_units_per_arm * 100 / DEFAULT_PLAN.stages[s].percent)
+    for s in STAGES
+}
+
+
+def flag_cells(
+    rng: random.Random,
+    spec: FlagSpec,
+    *,
+    unit_scale: float,
+    next_unit: Iterator[int],
+    partitions: int,
+) -> list[dict[CellKey, CellDelta]]:
+    """Both arms of the flag's current stage version, one dict per partition."""
+    rollout = spec.rollout
+    share = rollout.plan.stages[rollout.stage].percent / 100
+    total = max(2, round(UNITS_NEEDED[rollout.stage] * rng.uniform(0.5, 1.6) * unit_scale))
+    treatment_units = max(1, round(total * share))
+    per_unit = rng.uniform(3.0, 8.0)
+    latency = (math.log(rng.uniform(40, 120)), rng.uniform(0.5, 0.9))
+    version = rollout.flag_version
+    out: list[dict[CellKey, CellDelta]] = [{} for _ in range(partitions)]
+    arms = (
+        (Arm.TREATMENT, treatment_units, ERROR_RATE * (3 if spec.regressed else 1)),
+        (Arm.CONTROL, total - treatment_units, ERROR_RATE),
+    )
+    for arm, units, error_rate in arms:
+        cells = arm_cells(
+            rng,
+            units=units,
+            error_rate=error_rate,
+            per_unit=per_unit,
+            latency=latency,
+            next_unit=next_unit,
+            partitions=partitions,
+        )
+        for part, cell in zip(out, cells, strict=True):
+            part[(rollout.flag, version, arm.value)] = cell
+    return out
+
+
+def unit_ids() -> Iterator[int]:
+    uid = 0
+    while True:
+        yield uid
+        uid += 1
+
+
+async def populate(
+    states: RolloutStore,
+    store: RedisAggregateStore,
+    specs: list[FlagSpec],
+    *,
+    unit_scale: float,
+    partitions: int,
+    seed: int,
+) -> int:
+    """Save every rollout and flush its aggregates; return the number of units written."""
+    for spec in specs:
+        await states.save(spec.flag, rev=0, rollout=spec.rollout, outbox=[])
+    claims = {p: await store.claim(p) for p in range(partitions)}
+    offsets: dict[int, int | None] = {p: c.offset for p, c in claims.items()}
+    rng, next_unit, written = random.Random(seed + 1), unit_ids(), 0
+    for start in range(0, len(specs), FLAGS_PER_FLUSH):
+        batch: list[dict[CellKey, CellDelta]] = [{} for _ in range(partitions)]
+        for spec in specs[start : start + FLAGS_PER_FLUSH]:
+            cells_of_flag = flag_cells(
+                rng, spec, unit_scale=unit_scale, next_unit=next_unit, partitions=partitions
+            )
+            for part, cells in zip(batch, cells_of_flag, strict=True):
+                part.update(cells)
+        for partition, cells in enumerate(batch):
+            written += sum(len(c.units) for c in cells.values())
+            before = offsets[partition]
+            after = (before or 0) + 1 + sum(c.exp + c.req for c in cells.values())
+            delta = PartitionDelta(partition=partition, next_offset=after, cells=cells)
+            await store.flush(delta, epoch=claims[partition].epoch, expected_offset=before)
+            offsets[partition] = after
+        done = min(start + FLAGS_PER_FLUSH, len(specs))
+        if done % 200 == 0 or done == len(specs):
+            progress(f"aggregates written for {done:,}/{len(specs):,} flags ({written:,} units)")
+    return written
+
+
+# -- what the engine talks to besides Redis -------------------------------------------------
+
+
+@dataclass
+class RecordingOutputs:
+    """Stands in for the Kafka publisher: keeps the messages, sends nothing."""
+
+    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+        self.messages.extend(messages)
+
+
+class NoDeadLetters:
+    async def publish(self, letters: list[DeadLetter]) -> None:
+        return None
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    wall_s: float
+    cpu_s: float
+    redis_cpu_s: float
+    redis_commands: int
+    published: int
+    decisions: dict[str, int]
+    phases: dict[str, int]
+
+    def summary(self, n: int) -> dict[str, Any]:
+        return {
+            "wall_s": round(self.wall_s, 4),
+            "cpu_s": round(self.cpu_s, 4),
+            "redis_cpu_s": round(self.redis_cpu_s, 4),
+            "ms_per_gate": round(1000 * self.wall_s / n, 4),
+            "cpu_ms_per_gate": round(1000 * self.cpu_s / n, 4),
+            "redis_commands_per_gate": round(self.redis_commands / n, 2),
+            "published_messages": self.published,
+            "decisions": self.decisions,
+            "phases_after": self.phases,
+        }
+
+
+async def redis_counters(client: aioredis.Redis) -> tuple[float, int]:
+    """Redis's own CPU seconds (user + sys) and commands processed so far."""
+    info = await client.info()  # one command: the cpu and stats sections among others
+    used = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return used, int(info["total_commands_processed"])
+
+
+def decisions_of(messages: list[tuple[str, str, bytes]], topics: TopicSettings) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for topic, _, value in messages:
+        if topic == topics.decisions:
+            counts[str(orjson.loads(value)["action"])] += 1
+    return dict(sorted(counts.items()))
+
+
+async def phases_of(states: RolloutStore, flags: list[str]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for flag in flags:
+        rollout = (await states.load(flag)).rollout
+        counts[rollout.phase.value if rollout else "none"] += 1
+    return dict(sorted(counts.items()))
+
+
+async def sweep(
+    engine: Engine,
+    flags: list[str],
+    *,
+    client: aioredis.Redis,
+    states: RolloutStore,
+    outputs: RecordingOutputs,
+    topics: TopicSettings,
+    profile: cProfile.Profile | None = None,
+) -> Sweep:
+    first_message = len(outputs.messages)
+    redis_cpu, commands = await redis_counters(client)
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profile is not None:
+        profile.enable()
+    for flag in flags:
+        await engine.gate(flag)
+    if profile is not None:
+        profile.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    redis_cpu_after, commands_after = await redis_counters(client)
+    new = outputs.messages[first_message:]
+    return Sweep(
+        wall_s=wall,
+        cpu_s=cpu,
+        redis_cpu_s=redis_cpu_after - redis_cpu,
+        # Less the one INFO call that read the counters before the sweep.
+        redis_commands=commands_after - commands - 1,
+        published=len(new),
+        decisions=decisions_of(new, topics),
+        phases=await phases_of(states, flags),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    pure_s: float
+    parse_s: float
+    verdicts: dict[str, int]
+
+
+def pure_baseline(
+    loaded: list[tuple[Rollout, FlagAggregates]], docs: list[bytes], now: datetime, repeat: int
+) -> Baseline:
+    """The gate's decision without I/O: evaluate, then step the gate and the tick.
+
+    Also times decoding one stored rollout document (the engine decodes one per
+    load). Each figure is the median of ``repeat`` passes over every flag.
+    """
+    pure: list[float] = []
+    verdicts: Counter[str] = Counter()
+    for _ in range(repeat):
+        verdicts.clear()
+        started = time.process_time()
+        for rollout, data in loaded:
+            verdict = evaluate(rollout, data, now)
+            new, _ = step(rollout, GateInput(verdict, now))
+            step(new, TickInput(now))
+            verdicts[verdict.kind.value] += 1
+        pure.append(time.process_time() - started)
+    parse: list[float] = []
+    for _ in range(repeat):
+        started = time.process_time()
+        for doc in docs:
+            Rollout.model_validate_json(doc)
+        parse.append(time.process_time() - started)
+    return Baseline(
+        statistics.median(pure), statistics.median(parse), dict(sorted(verdicts.items()))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """CPU time of the engine's two reads, alone, per call."""
+
+    load_s: float
+    read_s: float
+    reads: int
+
+
+async def io_breakdown(
+    states: RolloutStore, store: RedisAggregateStore, flags: list[str]
+) -> Breakdown:
+    """One state load per flag, then one aggregate read per active flag, timed apart."""
+    started = time.process_time()
+    rollouts = [(await states.load(flag)).rollout for flag in flags]
+    load_s = time.process_time() - started
+    active = [r for r in rollouts if r is not None and r.phase.active]
+    started = time.process_time()
+    for rollout in active:
+        await store.read(rollout.flag, rollout.stage_flag_versions())
+    return Breakdown(
+        load_s / len(flags), (time.process_time() - started) / len(active), len(active)
+    )
+
+
+def tune_garbage_collector() -> None:
+    """The daemon's collector settings (``controller.running``), so the loop runs as it would."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(50_000, second, third)
+
+
+def quiet_logs(path: Path) -> None:
+    """The daemon's JSON logging at info level, written to a file instead of stdout."""
+    configure_logs(LogSettings(level="info", format="json"))
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=path.open("w")))
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    prefix = f"benchgates{uuid.uuid4().hex[:8]}"
+    settings = RedisSettings(url=redis_url, key_prefix=prefix)
+    topics = TopicSettings()
+    now = datetime.now(UTC).replace(microsecond=0)
+    rng = random.Random(args.seed)
+    specs = [
+        FlagSpec(make_rollout(rng, i, now), rng.random() < REGRESSED_SHARE)
+        for i in range(args.rollouts)
+    ]
+    flags = [s.flag for s in specs]
+    async with connect(settings) as client:
+        try:
+            states = RolloutStore(client, settings=settings)
+            store = RedisAggregateStore(client, settings=settings, topic=TOPIC)
+            started = time.perf_counter()
+            units = await populate(
+                states,
+                store,
+                specs,
+                unit_scale=args.unit_scale,
+                partitions=args.partitions,
+                seed=args.seed,
+            )
+            progress(
+                f"{len(specs):,} rollouts and {units:,} units written in "
+                f"{time.perf_counter() - started:.1f}s; stages "
+                f"{dict(sorted(Counter(s.rollout.stage for s in specs).items()))}, "
+                f"{sum(s.regressed for s in specs)} regressed"
+            )
+
+            tune_garbage_collector()
+            # The baseline: the same flags, loaded beforehand, decided without I/O.
+            loaded: list[tuple[Rollout, FlagAggregates]] = []
+            docs: list[bytes] = []
+            for flag in flags:
+                rollout = (await states.load(flag)).rollout
+                assert rollout is not None
+                loaded.append((rollout, await store.read(flag, rollout.stage_flag_versions())))
+                docs.append(rollout.model_dump_json().encode())
+            baseline = pure_baseline(loaded, docs, now, repeat=3)
+            progress(
+                f"pure gate+machine {1000 * baseline.pure_s / len(flags):.3f} ms/flag, "
+                f"one rollout decode {1000 * baseline.parse_s / len(flags):.3f} ms; "
+                f"verdicts {baseline.verdicts}"
+            )
+
+            outputs = RecordingOutputs()
+            engine = Engine(
+                settings=EngineSettings(),
+                topics=topics,
+                states=states,
+                aggregates=store,
+                outputs=outputs,
+                dead_letters=NoDeadLetters(),
+                clock=lambda: now,
+            )
+            sweeps: list[Sweep] = []
+            for index in range(args.sweeps):
+                result = await sweep(
+                    engine, flags, client=client, states=states, outputs=outputs, topics=topics
+                )
+                sweeps.append(result)
+                progress(
+                    f"sweep {index + 1}: wall {result.wall_s:.3f}s, cpu {result.cpu_s:.3f}s, "
+                    f"redis cpu {result.redis_cpu_s:.3f}s, "
+                    f"{result.redis_commands / len(flags):.1f} redis commands/gate, "
+                    f"published {result.published}, decisions {result.decisions}"
+                )
+            parts = await io_breakdown(states, store, flags)
+            progress(
+                f"alone: one state load {1000 * parts.load_s:.3f} ms cpu, one aggregate "
+                f"read {1000 * parts.read_s:.3f} ms cpu ({parts.reads} active flags)"
+            )
+            if args.profile:
+                # An extra sweep, not reported: the profiler triples its time.
+                profile = cProfile.Profile()
+                await sweep(
+                    engine,
+                    flags,
+                    client=client,
+                    states=states,
+                    outputs=outputs,
+                    topics=topics,
+                    profile=profile,
+                )
+                text = io.StringIO()
+                pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
+                progress(f"profile of one more steady-state sweep, by own time:\n{text.getvalue()}")
+        finally:
+            keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=1000)]
+            for i in range(0, len(keys), 500):
+                await client.delete(*keys[i : i + 500])
+            progress(f"deleted {len(keys):,} keys")
+    return report(len(flags), args.partitions, units, sweeps, baseline, parts, EngineSettings())
+
+
+def report(
+    n: int,
+    partitions: int,
+    units: int,
+    sweeps: list[Sweep],
+    baseline: Baseline,
+    parts: Breakdown,
+    engine: EngineSettings,
+) -> dict[str, Any]:
+    steady = sweeps[-1]
+    first = sweeps[0]
+    cpu_per_gate = steady.cpu_s / n
+    pure_per_gate = baseline.pure_s / n
+    return {
+        "rollouts": n,
+        "partitions": partitions,
+        "units_written": units,
+        "sweeps": len(sweeps),
+        "sweep_wall_s": round(steady.wall_s, 4),
+        "sweep_cpu_s": round(steady.cpu_s, 4),
+        "redis_cpu_s": round(steady.redis_cpu_s, 4),
+        "gates_per_cpu_second": round(n / steady.cpu_s),
+        "ms_per_gate": round(1000 * steady.wall_s / n, 4),
+        "cpu_ms_per_gate": round(1000 * cpu_per_gate, 4),
+        "redis_cpu_ms_per_gate": round(1000 * steady.redis_cpu_s / n, 4),
+        "redis_commands_per_gate": round(steady.redis_commands / n, 2),
+        "pure_ms_per_gate": round(1000 * pure_per_gate, 4),
+        "pure_share_of_cpu": round(pure_per_gate / cpu_per_gate, 3),
+        "rollout_decode_ms": round(1000 * baseline.parse_s / n, 4),
+        # A holding gate loads the state three times and reads the aggregates once.
+        "state_load_cpu_ms": round(1000 * parts.load_s, 4),
+        "aggregate_read_cpu_ms": round(1000 * parts.read_s, 4),
+        "baseline_verdicts": baseline.verdicts,
+        "rollbacks": first.decisions.get("rollback", 0),
+        "advances": first.decisions.get("advance", 0) + first.decisions.get("complete", 0),
+        "published_messages": sum(s.published for s in sweeps),
+        "per_sweep": [s.summary(n) for s in sweeps],
+        # Every active rollout is gated once per sweep interval: the sweep alone.
+        "core_share_sweep_interval": round(steady.cpu_s / engine.sweep_interval_seconds, 4),
+        "redis_core_share_sweep_interval": round(
+            steady.redis_cpu_s / engine.sweep_interval_seconds, 4
+        ),
+        # Flags that received events are gated every gate interval as well: if all
+        # of them receive traffic, that is a full sweep every gate interval.
+        "core_share_all_dirty": round(steady.cpu_s / engine.gate_interval_seconds, 3),
+        "sweep_interval_s": engine.sweep_interval_seconds,
+        "gate_interval_s": engine.gate_interval_seconds,
+    }
+
+
+def implication(result: dict[str, Any]) -> str:
+    """What the steady-state sweep means for the daemon's one event loop."""
+    share, dirty = result["core_share_sweep_interval"], result["core_share_all_dirty"]
+    redis = result["redis_core_share_sweep_interval"]
+    text = (
+        f"{result['rollouts']:,} rollouts: one sweep every {result['sweep_interval_s']:g} s costs "
+        f"{100 * share:.0f}% of one core (Redis {100 * redis:.1f}%)"
+    )
+    if share >= 1:
+        text += "; a sweep outlasts the interval, so the gate loop never idles"
+    return text + (
+        f"; gating every flag on each {result['gate_interval_s']:g} s pass (all of them receiving "
+        f"events) would need {dirty:.1f} cores, on the event loop that also runs ingest"
+    )
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-gates-"))
+    quiet_logs(workdir / "controller.log")
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
+        stack.callback(stop_redis)
+        progress(f"redis: {redis_desc}")
+        return asyncio.run(run(args, redis_url))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rollouts", type=int, default=1000, help="concurrent rollouts")
+    parser.add_argument("--sweeps", type=int, default=3, help="full sweeps to time")
+    parser.add_argument(
+        "--unit-scale",
+        type=float,
+        default=1.0,
+        help="scale the units per flag (below 1, more due stages hold for too few units)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="events-topic partitions the aggregates span"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="random seed")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one more sweep, printed to stderr"
+    )
+    result = main(parser.parse_args())
+    result["implication"] = implication(result)
+    progress(result["implication"])
+    print(json.dumps(result))
