@@ -92,6 +92,7 @@ class States(Protocol):
 class Aggregates(Protocol):
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates: ...
     async def pop_dirty(self, limit: int = 10_000) -> set[str]: ...
+    async def mark_dirty(self, flags: set[str]) -> None: ...
 
 
 class Outputs(Protocol):
@@ -131,6 +132,8 @@ class Engine:
         self._now = clock
         self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Last aggregates read per flag, with the stage they belong to.
+        self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -166,11 +169,14 @@ class Engine:
                 last_sweep = now if full else last_sweep
 
     async def _gate_pass(self, control: Control, *, full: bool) -> bool:
-        flags = await self._aggregates.pop_dirty()
-        if full:
-            flags |= await self._states.flags()
-        for flag in sorted(f for f in flags if control.owns(f)):
-            await self.gate(flag)
+        dirty = await self._aggregates.pop_dirty()
+        theirs = {f for f in dirty if not control.owns(f)}
+        if theirs:  # another instance gates these: leave the news for it
+            await self._aggregates.mark_dirty(theirs)
+        mine = dirty - theirs
+        swept = {f for f in await self._states.flags() if control.owns(f)} if full else set()
+        for flag in sorted(mine | swept):
+            await self.gate(flag, fresh=flag in mine)
         return True
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
@@ -188,16 +194,34 @@ class Engine:
 
     # -- inputs --------------------------------------------------------------------
 
-    async def gate(self, flag: str) -> None:
-        """Evaluate the flag's current stage and apply the verdict and the timers."""
-        loaded = await self._states.load(flag)
-        rollout = loaded.rollout
+    async def gate(self, flag: str, *, fresh: bool = True) -> None:
+        """Evaluate the flag's current stage and apply the verdict and the timers.
+
+        ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the
+        aggregates read last time for the same stage: they cannot have changed.
+        Most gates hold, so the decision is first taken on the state just loaded
+        and only a change goes through :meth:`apply` (lock, reload, save).
+        """
+        rollout = (await self._states.load(flag)).rollout
         if rollout is None or not rollout.phase.active:
+            self._seen.pop(flag, None)
             return
-        data = await self._aggregates.read(flag, rollout.stage_flag_versions())
+        data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
-        await self.apply(flag, GateInput(evaluate(rollout, data, now), now))
-        await self.apply(flag, TickInput(now))
+        for event in (GateInput(evaluate(rollout, data, now), now), TickInput(now)):
+            new, actions = step(rollout, event)
+            if actions or new != rollout:
+                await self.apply(flag, event)
+
+    async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
+        versions = rollout.stage_flag_versions()
+        stage = (rollout.rollout_id, rollout.stage, frozenset(versions))
+        cached = self._seen.get(flag)
+        if not fresh and cached is not None and cached[0] == stage:
+            return cached[1]
+        data = await self._aggregates.read(flag, versions)
+        self._seen[flag] = (stage, data)
+        return data
 
     async def handle(self, record: Record) -> None:
         """One record from the commands or monitors topic.

@@ -162,6 +162,13 @@ class RedisAggregateStore:
             results = await pipe.execute()
         return {_text(m) for members in results for m in (members or [])}
 
+    async def mark_dirty(self, flags: set[str]) -> None:
+        """Put flags back as having news (into the first partition's set; reads pop all)."""
+        parts = await self.partitions()
+        if flags and parts:
+            async with translated():
+                await self._redis.sadd(f"{self._tag(parts[0])}:dirty", *flags)
+
     async def rejects(self) -> dict[str, int]:
         """Reject counts by reason, summed over partitions."""
         parts = await self.partitions()

@@ -1,0 +1,175 @@
+"""The engine's own logic against in-memory fakes of its store, aggregates and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from controller.adapters.kafka import DeadLetter, Record
+from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
+from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.messages import CommandAction
+from controller.core.plan import Plan, Stage
+from controller.core.rollout import CommandInput, Rollout
+from controller.engine import Engine
+from controller.settings import EngineSettings, TopicSettings
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PLAN = Plan(stages=[Stage(percent=5, min_duration=timedelta(hours=1)), Stage(percent=100)])
+
+
+@dataclass
+class FakeStates:
+    docs: dict[str, tuple[int, Rollout]] = field(default_factory=dict)
+    outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
+    commands: set[str] = field(default_factory=set)
+    loads: int = 0
+
+    async def load(self, flag: str) -> Loaded:
+        self.loads += 1
+        if flag not in self.docs:
+            return Loaded(0, None)
+        rev, doc = self.docs[flag]
+        return Loaded(rev, doc)
+
+    async def save(
+        self,
+        flag: str,
+        *,
+        rev: int,
+        rollout: Rollout | None,
+        outbox: list[OutboxMessage],
+        command_id: str | None = None,
+        now_ms: int = 0,
+        keep_ms: int = 0,
+    ) -> SaveOutcome:
+        if command_id in self.commands:
+            return SaveOutcome.ALREADY_APPLIED
+        current = self.docs.get(flag, (0, None))[0]
+        if rev not in (-1, current):
+            return SaveOutcome.CONFLICT
+        if rollout is not None:
+            self.docs[flag] = (current + 1, rollout)
+        if command_id:
+            self.commands.add(command_id)
+        self.outbox.setdefault(flag, []).extend(outbox)
+        return SaveOutcome.SAVED
+
+    async def applied(self, flag: str, command_id: str) -> bool:
+        return command_id in self.commands
+
+    async def pending(self, flag: str) -> list[OutboxMessage]:
+        return list(self.outbox.get(flag, []))
+
+    async def published(self, flag: str, count: int) -> None:
+        self.outbox[flag] = self.outbox[flag][count:]
+
+    async def flags(self) -> set[str]:
+        return set(self.docs)
+
+
+@dataclass
+class FakeAggregates:
+    dirty: set[str] = field(default_factory=set)
+    reads: int = 0
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
+        self.reads += 1
+        return FlagAggregates(flag, frozenset(versions), ArmAggregate(), ArmAggregate())
+
+    async def pop_dirty(self, limit: int = 10_000) -> set[str]:
+        popped, self.dirty = self.dirty, set()
+        return popped
+
+    async def mark_dirty(self, flags: set[str]) -> None:
+        self.dirty |= flags
+
+
+@dataclass
+class FakeOutputs:
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+        self.sent.extend(messages)
+
+
+@dataclass
+class FakeControl:
+    mine: set[str]
+
+    async def fetch(self, *, timeout_ms: int) -> list[Record]:
+        return []
+
+    async def commit(self) -> None:
+        return None
+
+    def owns(self, flag: str) -> bool:
+        return flag in self.mine
+
+
+class NoDeadLetters:
+    async def publish(self, letters: list[DeadLetter]) -> None:
+        raise AssertionError(f"unexpected dead letters: {letters}")
+
+
+def engine(states: FakeStates, aggregates: FakeAggregates, outputs: FakeOutputs) -> Engine:
+    return Engine(
+        settings=EngineSettings(),
+        topics=TopicSettings(),
+        states=states,
+        aggregates=aggregates,
+        outputs=outputs,
+        dead_letters=NoDeadLetters(),
+        clock=lambda: NOW,
+    )
+
+
+def start(flag: str, command_id: str = "c1") -> CommandInput:
+    return CommandInput(
+        action=CommandAction.START,
+        flag=flag,
+        command_id=command_id,
+        actor="ana",
+        now=NOW,
+        plan=PLAN,
+        new_rollout_id=f"r-{flag}",
+        new_salt="s",
+    )
+
+
+async def test_a_command_applies_once_even_when_delivered_twice() -> None:
+    states, outputs = FakeStates(), FakeOutputs()
+    eng = engine(states, FakeAggregates(), outputs)
+    await eng.apply("f", start("f"))
+    published = len(outputs.sent)
+    await eng.apply("f", start("f"))  # redelivered after a crash
+    assert states.docs["f"][0] == 1
+    assert len(outputs.sent) == published
+    assert {topic for topic, _, _ in outputs.sent} == {"rollout.flag-state", "rollout.decisions"}
+    assert states.outbox["f"] == []
+
+
+async def test_gate_pass_leaves_other_instances_flags_dirty() -> None:
+    states, aggregates = FakeStates(), FakeAggregates()
+    eng = engine(states, aggregates, FakeOutputs())
+    for flag in ("mine", "theirs"):
+        await eng.apply(flag, start(flag, f"c-{flag}"))
+    aggregates.dirty = {"mine", "theirs"}
+    await eng._gate_pass(FakeControl({"mine"}), full=False)
+    assert aggregates.dirty == {"theirs"}
+    assert aggregates.reads == 1
+
+
+async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage() -> None:
+    states, aggregates = FakeStates(), FakeAggregates()
+    eng = engine(states, aggregates, FakeOutputs())
+    await eng.apply("f", start("f"))
+    await eng.gate("f", fresh=True)
+    loads = states.loads
+    await eng.gate("f", fresh=False)
+    await eng.gate("f", fresh=False)
+    assert aggregates.reads == 1
+    assert states.loads == loads + 2  # one load per holding gate, no reload
+    await eng.gate("f", fresh=True)
+    assert aggregates.reads == 2
