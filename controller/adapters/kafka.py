@@ -78,7 +78,40 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._target.partitions_assigned(sorted(tp.partition for tp in assigned))
 
 
-class EventConsumer:
+class _Lifecycle:
+    """An aiokafka client behind ``start()``/``stop()`` (both idempotent) and ``async with``."""
+
+    _client: Any
+    _started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        try:
+            await self._client.start()
+        except KafkaError as exc:
+            await self._client.stop()
+            raise _translate(exc) from exc
+        self._on_started()
+        self._started = True
+
+    def _on_started(self) -> None:
+        """Subscribe, for consumers; nothing for producers."""
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._client.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class EventConsumer(_Lifecycle):
     """A group consumer of one topic whose offsets the caller stores elsewhere.
 
     Kafka commits are made only so that consumer lag can be monitored; the
@@ -91,7 +124,7 @@ class EventConsumer:
         self._topic = topic
         self._listener = _Listener(listener)
         self._start_from = start_from
-        self._consumer = AIOKafkaConsumer(
+        self._client = self._consumer = AIOKafkaConsumer(
             **client_options(kafka),
             group_id=kafka.group_id,
             session_timeout_ms=kafka.session_timeout_ms,
@@ -101,32 +134,9 @@ class EventConsumer:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
         )
-        self._started = False
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Join the group (idempotent)."""
-        if self._started:
-            return
-        try:
-            await self._consumer.start()
-        except KafkaError as exc:
-            await self._consumer.stop()
-            raise _translate(exc) from exc
+    def _on_started(self) -> None:
         self._consumer.subscribe([self._topic], listener=self._listener)
-        self._started = True
-
-    async def stop(self) -> None:
-        """Leave the group (idempotent)."""
-        if self._started:
-            self._started = False
-            await self._consumer.stop()
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
         """The next records by partition; empty when none arrived within the timeout."""
@@ -176,35 +186,14 @@ class DeadLetter:
     detail: str
 
 
-class DeadLetterPublisher:
+class DeadLetterPublisher(_Lifecycle):
     """Sends rejected input to the DLQ topic: original key and bytes, reason in headers."""
 
     def __init__(self, *, kafka: KafkaSettings, topic: str) -> None:
         self._topic = topic
-        self._producer = AIOKafkaProducer(**client_options(kafka), acks="all", linger_ms=5)
-        self._started = False
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        if self._started:
-            return
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._producer.stop()
-            raise _translate(exc) from exc
-        self._started = True
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._producer.stop()
+        self._client = self._producer = AIOKafkaProducer(
+            **client_options(kafka), acks="all", linger_ms=5
+        )
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         """Send every letter and wait until the broker has them all."""
@@ -264,29 +253,13 @@ def partition_for(key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(key.encode(), list(range(partitions)), []))
 
 
-class Publisher:
+class Publisher(_Lifecycle):
     """Publishes the controller's outputs and waits for the broker's acknowledgement."""
 
     def __init__(self, *, kafka: KafkaSettings) -> None:
-        self._producer = AIOKafkaProducer(
-            **client_options(kafka), acks="all", linger_ms=2, enable_idempotence=False
+        self._client = self._producer = AIOKafkaProducer(
+            **client_options(kafka), acks="all", linger_ms=2
         )
-        self._started = False
-
-    async def __aenter__(self) -> Self:
-        if not self._started:
-            try:
-                await self._producer.start()
-            except KafkaError as exc:
-                await self._producer.stop()
-                raise _translate(exc) from exc
-            self._started = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._started:
-            self._started = False
-            await self._producer.stop()
 
     async def publish(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
         """Send (topic, key, value) messages in order; return once all are acknowledged."""
@@ -300,7 +273,7 @@ class Publisher:
             raise _translate(exc) from exc
 
 
-class ControlConsumer:
+class ControlConsumer(_Lifecycle):
     """Group consumer of the commands and monitors topics (committed offsets).
 
     The partitions of the commands topic it is assigned decide which flags this
@@ -310,7 +283,7 @@ class ControlConsumer:
     def __init__(self, *, kafka: KafkaSettings, commands: str, monitors: str) -> None:
         self._commands = commands
         self._topics = [commands, monitors]
-        self._consumer = AIOKafkaConsumer(
+        self._client = self._consumer = AIOKafkaConsumer(
             **client_options(kafka),
             group_id=f"{kafka.group_id}.control",
             session_timeout_ms=kafka.session_timeout_ms,
@@ -318,23 +291,9 @@ class ControlConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._started = False
 
-    async def __aenter__(self) -> Self:
-        if not self._started:
-            try:
-                await self._consumer.start()
-            except KafkaError as exc:
-                await self._consumer.stop()
-                raise _translate(exc) from exc
-            self._consumer.subscribe(self._topics)
-            self._started = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._started:
-            self._started = False
-            await self._consumer.stop()
+    def _on_started(self) -> None:
+        self._consumer.subscribe(self._topics)
 
     async def fetch(self, *, timeout_ms: int) -> list[Record]:
         """The next records of both topics, in order per partition."""
