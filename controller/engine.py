@@ -37,6 +37,7 @@ from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
 from controller.backoff import Backoff, sleep_or_stop
 from controller.core import signing
+from controller.core.advice import AdvisorResult, Unavailable
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
@@ -62,8 +63,10 @@ from controller.core.rollout import (
     RecordDecision,
     Rollout,
     TickInput,
+    Verdict,
+    VerdictKind,
 )
-from controller.settings import EngineSettings, TopicSettings
+from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.engine")
 T = TypeVar("T")
@@ -109,6 +112,10 @@ class DeadLetters(Protocol):
     async def publish(self, letters: list[DeadLetter]) -> None: ...
 
 
+class AdvisorPort(Protocol):
+    async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult: ...
+
+
 class Engine:
     """Applies commands, monitor alerts and gate verdicts to rollouts, and publishes them."""
 
@@ -121,6 +128,8 @@ class Engine:
         aggregates: Aggregates,
         outputs: Outputs,
         dead_letters: DeadLetters,
+        llm: LlmSettings | None = None,
+        advisor: AdvisorPort | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
@@ -130,6 +139,9 @@ class Engine:
         self._outputs = outputs
         self._dead_letters = dead_letters
         self._now = clock
+        self._llm = llm or LlmSettings()
+        self._advisor = advisor if self._llm.mode != "off" else None
+        self._advisor_down = False
         self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Last aggregates read per flag, with the stage they belong to.
@@ -208,10 +220,34 @@ class Engine:
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
-        for event in (GateInput(evaluate(rollout, data, now), now), TickInput(now)):
+        gate = await self._with_advice(rollout, evaluate(rollout, data, now), now)
+        for event in (gate, TickInput(now)):
             new, actions = step(rollout, event)
             if actions or new != rollout:
                 await self.apply(flag, event)
+
+    async def _with_advice(self, rollout: Rollout, verdict: Verdict, now: datetime) -> GateInput:
+        """The gate input, with the advisor's result when the statistics say advance.
+
+        The advisor is never asked about a rollback, a pause or a hold: those
+        never wait for it. An outage raises one alert, not one per gate.
+        """
+        held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
+        if self._advisor is None or verdict.kind is not VerdictKind.ADVANCE or held:
+            return GateInput(verdict, now)
+        advice = await self._advisor.advise(_gate_data(rollout, verdict, now))
+        down = isinstance(advice, Unavailable)
+        first_failure, self._advisor_down = down and not self._advisor_down, down
+        if isinstance(advice, Unavailable):
+            log.warning("advisor_unavailable", flag=rollout.flag, cause=advice.cause)
+        return GateInput(
+            verdict,
+            now,
+            advice=advice,
+            advisor_mode=self._llm.mode,
+            advisor_hold=timedelta(seconds=self._llm.hold_seconds),
+            advisor_alert=first_failure,
+        )
 
     async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
         versions = rollout.stage_flag_versions()
@@ -411,6 +447,25 @@ def _command_input(command: Command, plan: Any, now: datetime) -> CommandInput:
         new_rollout_id=uuid.uuid4().hex,
         new_salt=secrets.token_hex(8),
     )
+
+
+def _gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, Any]:
+    """What the advisor is shown: the gate's numbers and, as untrusted text, names."""
+    return {
+        "flag": rollout.flag,
+        "plan": rollout.plan.name,
+        "operator_reason": rollout.note,
+        "stage": rollout.stage,
+        "stages": len(rollout.plan.stages),
+        "percent": rollout.percent,
+        "next_percent": rollout.plan.stages[
+            min(rollout.stage + 1, len(rollout.plan.stages) - 1)
+        ].percent,
+        "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds()),
+        "statistical_verdict": verdict.kind.value,
+        "statistical_reason": verdict.reason,
+        "evidence": verdict.evidence,
+    }
 
 
 def _instant(ts: int | datetime) -> datetime:

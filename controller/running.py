@@ -25,6 +25,7 @@ from controller.adapters.kafka import (
     Publisher,
     ensure_topics,
 )
+from controller.adapters.llm import Advisor
 from controller.adapters.redis_state import RolloutStore
 from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.core.errors import ControllerError
@@ -82,8 +83,13 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 start_from=settings.ingest.start_from,
             )
         )
+        advisor = None
+        if settings.llm.mode != "off":
+            advisor = await stack.enter_async_context(Advisor(settings.llm))
         engine = Engine(
             settings=settings.engine,
+            llm=settings.llm,
+            advisor=advisor,
             topics=settings.topics,
             states=RolloutStore(client, settings=settings.redis),
             aggregates=store,

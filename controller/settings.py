@@ -2,7 +2,8 @@
 
 Sources, highest precedence first: keyword arguments, environment variables
 (``RC_<GROUP>__<FIELD>``, e.g. ``RC_INGEST__MAX_BATCH_RECORDS=2000``; the
-conventional ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` work too), the YAML
+conventional ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``LLM_BASE_URL``
+work too), the YAML
 config file given with ``--config``, then the defaults below.
 """
 
@@ -139,6 +140,37 @@ class EngineSettings(_Group):
     )
 
 
+class LlmSettings(_Group):
+    """The advisor: an OpenAI-compatible server (LocalAI, Ollama, llama.cpp) asked at gates."""
+
+    mode: Literal["off", "advisory", "gating"] = Field(
+        default="off",
+        description="off; advisory (advice recorded only); gating (advice may hold a stage "
+        "or turn an advance into a pause awaiting approval, never anything bolder).",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8080/v1", description="Base URL up to /v1 (LLM_BASE_URL)."
+    )
+    model: str = Field(default="smollm2-135m-instruct", description="Model name to ask for.")
+    api_key: SecretStr | None = Field(default=None, description="Bearer token, if required.")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
+    retries: int = Field(default=1, ge=0, le=3, description="Retries after a failed attempt.")
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=200, ge=16, le=2000)
+    response_format: Literal["json_schema", "json_object", "grammar"] = Field(
+        default="json_schema",
+        description="How the reply is constrained: OpenAI json_schema, llama.cpp json_object "
+        "with a schema, or LocalAI's grammar.",
+    )
+    breaker_failures: int = Field(default=3, ge=1, description="Failures that open the circuit.")
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit fails fast."
+    )
+    hold_seconds: float = Field(
+        default=60.0, gt=0, description="After a hold, how long before the advisor is asked again."
+    )
+
+
 class LogSettings(_Group):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     format: Literal["json", "console"] = Field(default="json")
@@ -160,6 +192,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
@@ -197,6 +230,8 @@ class _ConventionalEnv(PydanticBaseSettingsSource):
             out["kafka"] = {"bootstrap_servers": bootstrap}
         if url := os.environ.get("REDIS_URL"):
             out["redis"] = {"url": url}
+        if llm := os.environ.get("LLM_BASE_URL"):
+            out["llm"] = {"base_url": llm}
         return out
 
 

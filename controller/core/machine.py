@@ -35,10 +35,12 @@ and records a decision; rollbacks, kills and automatic pauses raise alerts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from controller.core.advice import Opinion, Unavailable
 from controller.core.messages import CommandAction
 from controller.core.rollout import (
     Action,
@@ -105,10 +107,41 @@ def _gate(state: Rollout, event: GateInput) -> Step:
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return _pause(state, event.now, reason, Cause.gate(verdict))
+    return _advance_with_advice(state, event)
+
+
+def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
+    """The statistics say advance; the advisor may only make that more cautious."""
+    if state.advisor_hold_until is not None and event.now < state.advisor_hold_until:
+        return state, []
+    why = Cause.gate(event.verdict)
+    alerts: list[Action] = []
+    if event.advice is not None:
+        why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
+    if event.advisor_alert and isinstance(event.advice, Unavailable):
+        summary = f"advisor unavailable, gates proceed on the statistics: {event.advice.cause}"
+        alerts.append(RaiseAlert("advisor_unavailable", "warning", summary[:500], {}))
+    given = event.advice.advice if isinstance(event.advice, Opinion) else None
+    opinion = given.action if given else None
+    if event.advisor_mode == "gating" and opinion == "hold":
+        held = state.model_copy(
+            update={"advisor_hold_until": event.now + event.advisor_hold, "updated_at": event.now}
+        )
+        return held, [
+            _decision(state, held, "hold", dataclasses.replace(why, kind="advisor")),
+            *alerts,
+        ]
+    if event.advisor_mode == "gating" and opinion == "rollback":
+        objection = given.rationale[:200] if given else ""
+        why = dataclasses.replace(why, reason=f"the advisor objects: {objection}")
+        new, actions = _pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
+        return new, actions + alerts
     if state.plan.stages[state.stage].approval:
-        why = Cause("gate", "the stage needs an operator's approval", None, verdict.evidence)
-        return _pause(state, event.now, PauseReason.AWAITING_APPROVAL, why)
-    return _advance(state, event.now, Cause.gate(verdict))
+        approval = Cause("gate", "the stage needs an operator's approval", None, why.evidence)
+        new, actions = _pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
+        return new, actions + alerts
+    new, actions = _advance(state, event.now, why)
+    return new, actions + alerts
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:
@@ -153,6 +186,7 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         salt=cmd.new_salt,
         flag_version=version,
         stage_versions={0: [version]},
+        note=cmd.reason[:500],
         started_at=cmd.now,
         updated_at=cmd.now,
     )
@@ -232,6 +266,7 @@ def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
         stage=stage,
         stage_started_at=now,
         stuck_alerted=False,
+        advisor_hold_until=None,
     )
     return new, [PublishFlagState(), _decision(state, new, "advance", why)]
 

@@ -7,12 +7,13 @@ are absolute instants, so a restarted controller resumes exactly where it was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.core.advice import AdvisorResult
 from controller.core.messages import CommandAction, FlagStatus
 from controller.core.plan import Plan
 
@@ -63,6 +64,10 @@ class Rollout(BaseModel):
     )
     pause_reason: PauseReason | None = None
     stuck_alerted: bool = False
+    note: str = Field(default="", max_length=500, description="The operator's reason at start.")
+    advisor_hold_until: datetime | None = Field(
+        default=None, description="The advisor held this stage; gate again after this."
+    )
     started_at: datetime
     updated_at: datetime
 
@@ -114,8 +119,15 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class GateInput:
+    """A gate's statistical verdict, with the advisor's result when it was asked."""
+
     verdict: Verdict
     now: datetime
+    advice: AdvisorResult | None = None
+    advisor_mode: str = "off"
+    advisor_hold: timedelta = timedelta(minutes=1)
+    advisor_alert: bool = False
+    """The advisor just became unavailable: raise the alert (once per outage)."""
 
 
 @dataclass(frozen=True, slots=True)
