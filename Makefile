@@ -32,6 +32,7 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/gates.py
+	$(BIN)/python bench/advisor.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
