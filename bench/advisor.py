@@ -95,9 +95,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     latencies = [a["latency_ms"] for a in advice if a["status"] == "ok"]
     if not latencies:
         raise SystemExit(f"the model gave no valid advice: {advice[:3]}")
-    progress(
-        f"advisor on: gate p50 {statistics.median(on_times):.1f} ms; advice {Counter(a.get('action') for a in advice)}"
-    )
+    actions = Counter(a.get("action", "unavailable") for a in advice)
+    progress(f"advisor on: gate p50 {statistics.median(on_times):.1f} ms; advice {dict(actions)}")
     return {
         "gates": args.gates,
         "advice_ok": len(latencies),
