@@ -6,14 +6,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
+from controller.core.advice import AdvisorResult, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.messages import CommandAction
 from controller.core.plan import Plan, Stage
 from controller.core.rollout import CommandInput, Rollout
 from controller.engine import Engine
-from controller.settings import EngineSettings, TopicSettings
+from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PLAN = Plan(stages=[Stage(percent=5, min_duration=timedelta(hours=1)), Stage(percent=100)])
@@ -173,3 +176,67 @@ async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage() -> None:
     assert states.loads == loads + 2  # one load per holding gate, no reload
     await eng.gate("f", fresh=True)
     assert aggregates.reads == 2
+
+
+class BusyAggregates(FakeAggregates):
+    """A stage with traffic and nothing wrong: the statistics say advance."""
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
+        self.reads += 1
+        return FlagAggregates(
+            flag,
+            frozenset(versions),
+            ArmAggregate(exposures=5, units=5),
+            ArmAggregate(exposures=95, units=95),
+        )
+
+
+@dataclass
+class DownAdvisor:
+    calls: int = 0
+
+    async def advise(self, gate_data: dict[str, object]) -> AdvisorResult:
+        self.calls += 1
+        return Unavailable("connection refused")
+
+
+async def test_an_advisor_outage_alerts_once_and_gates_proceed() -> None:
+    ladder = Plan(
+        stages=[
+            Stage(percent=p, min_duration=timedelta(0), min_units_per_arm=0) for p in (1, 5, 25, 50)
+        ]
+        + [Stage(percent=100)]
+    )
+    states, outputs, advisor = FakeStates(), FakeOutputs(), DownAdvisor()
+    eng = Engine(
+        settings=EngineSettings(),
+        topics=TopicSettings(),
+        states=states,
+        aggregates=BusyAggregates(),
+        outputs=outputs,
+        dead_letters=NoDeadLetters(),
+        llm=LlmSettings(mode="gating"),
+        advisor=advisor,
+        clock=lambda: NOW,
+    )
+    start = CommandInput(
+        action=CommandAction.START,
+        flag="f",
+        command_id="c",
+        actor="ana",
+        now=NOW,
+        plan=ladder,
+        new_rollout_id="r",
+        new_salt="s",
+    )
+    await eng.apply("f", start)
+    for _ in range(3):
+        await eng.gate("f")
+    assert advisor.calls == 3
+    assert states.docs["f"][1].stage == 3  # advanced on the statistics each time
+    alerts = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.alerts"]
+    assert [a["kind"] for a in alerts] == ["advisor_unavailable"]
+    decisions = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.decisions"]
+    gated = [d for d in decisions if d["action"] == "advance"]
+    assert all(d["evidence"]["advisor"]["status"] == "unavailable" for d in gated)
+    assert all(d["evidence"]["advisor"]["cause"] == "connection refused" for d in gated)
