@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -131,20 +131,30 @@ def pytest_terminal_summary(
 # --------------------------------------------------------------------------------------
 
 
+Resolver = Callable[[Path], tuple[str, Callable[[], None], str]]
+
+
+def _serve(
+    config: pytest.Config, factory: pytest.TempPathFactory, name: str, resolve: Resolver
+) -> Iterator[str]:
+    """Provide one service for the session: resolve it, say which, always clean up."""
+    try:
+        address, cleanup, description = resolve(factory.mktemp(name))
+    except ServiceUnavailable as exc:
+        _service_unavailable(config, exc)
+    try:
+        _record_service(config, description)
+        yield address
+    finally:
+        cleanup()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``host:port`` of a Kafka-protocol broker (env, Docker, or the embedded tansu)."""
-    try:
-        bootstrap, cleanup, description = resolve_kafka(tmp_path_factory.mktemp("kafka"))
-    except ServiceUnavailable as exc:
-        _service_unavailable(pytestconfig, exc)
-    try:
-        _record_service(pytestconfig, description)
-        yield bootstrap
-    finally:
-        cleanup()
+    yield from _serve(pytestconfig, tmp_path_factory, "kafka", resolve_kafka)
 
 
 @pytest.fixture(scope="session")
@@ -152,15 +162,7 @@ def redis_url(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """URL of a Redis server (env, Docker, or a test-owned non-persistent redis-server)."""
-    try:
-        url, cleanup, description = resolve_redis(tmp_path_factory.mktemp("redis"))
-    except ServiceUnavailable as exc:
-        _service_unavailable(pytestconfig, exc)
-    try:
-        _record_service(pytestconfig, description)
-        yield url
-    finally:
-        cleanup()
+    yield from _serve(pytestconfig, tmp_path_factory, "redis", resolve_redis)
 
 
 @pytest.fixture(scope="session")
@@ -168,15 +170,7 @@ def llm_base_url(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama-cpp-python)."""
-    try:
-        url, cleanup, description = resolve_llm(tmp_path_factory.mktemp("llm"))
-    except ServiceUnavailable as exc:
-        _service_unavailable(pytestconfig, exc)
-    try:
-        _record_service(pytestconfig, description)
-        yield url
-    finally:
-        cleanup()
+    yield from _serve(pytestconfig, tmp_path_factory, "llm", resolve_llm)
 
 
 # --------------------------------------------------------------------------------------
