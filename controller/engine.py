@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
-from controller.backoff import Backoff, sleep_or_stop
+from controller.backoff import Backoff, retrying, sleep_or_stop
 from controller.core import signing
 from controller.core.advice import AdvisorResult, Unavailable
 from controller.core.aggregates import FlagAggregates
@@ -194,15 +194,7 @@ class Engine:
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
         """Run ``call``, backing off while it fails retriably; None if stopped first."""
         backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
-        while True:
-            try:
-                return await call()
-            except ControllerError as exc:
-                if not exc.retriable:
-                    raise
-                log.warning("retrying", what=what, error=str(exc), delay_s=backoff.delay)
-                if await backoff.wait():
-                    return None
+        return await retrying(call, what=what, backoff=backoff)
 
     # -- inputs --------------------------------------------------------------------
 

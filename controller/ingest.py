@@ -33,9 +33,9 @@ import structlog
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_store import Claim, FlushOutcome
-from controller.backoff import Backoff
+from controller.backoff import Backoff, retrying
 from controller.core.decoding import EventDecoder, InEvent, Rejection
-from controller.core.errors import ControllerError, FencedError
+from controller.core.errors import FencedError
 from controller.core.folding import PartitionDelta, fold
 from controller.settings import IngestSettings
 
@@ -285,7 +285,7 @@ class Ingest:
         *,
         pause: tuple[Source, list[int]] | None = None,
     ) -> T | None:
-        """Run ``call``; while it fails retriably, back off (fetching paused).
+        """Run ``call``; while it fails retriably, back off with ``pause``'s partitions paused.
 
         Returns None only when asked to stop before the call succeeded; the
         work in hand is then not flushed and will be replayed by the next owner.
@@ -295,21 +295,13 @@ class Ingest:
             maximum=self._settings.retry_max_seconds,
             stopping=self._stopping,
         )
-        paused = False
-        while True:
-            try:
-                result = await call()
-            except ControllerError as exc:
-                if not exc.retriable:
-                    raise
-                if pause is not None and not paused:
-                    pause[0].pause(pause[1])
-                    paused = True
-                log.warning("retrying", what=what, error=str(exc), delay_s=round(backoff.delay, 3))
-                if await backoff.wait():
-                    return None
-                continue
-            if paused and pause is not None:
-                pause[0].resume([p for p in pause[1] if p in self._owned])
-                log.info("recovered", what=what)
-            return result
+        if pause is None:
+            return await retrying(call, what=what, backoff=backoff)
+        source, held = pause
+        return await retrying(
+            call,
+            what=what,
+            backoff=backoff,
+            on_outage=lambda: source.pause(held),
+            on_recovery=lambda: source.resume([p for p in held if p in self._owned]),
+        )
