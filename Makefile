@@ -13,8 +13,8 @@ install: $(BIN)/python  ## create the virtualenv and install the project with ev
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 lint:
-	$(BIN)/ruff check controller tests bench
-	$(BIN)/ruff format --check controller tests bench
+	$(BIN)/ruff check controller tests bench examples
+	$(BIN)/ruff format --check controller tests bench examples
 
 typecheck:
 	$(BIN)/mypy

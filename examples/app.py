@@ -1,0 +1,64 @@
+"""An example app: serve a flag with FlagClient and report what happened with EventEmitter.
+
+    python examples/app.py --bootstrap localhost:9092 --flag checkout --units 5000 --seconds 30
+
+Every second it serves a few hundred requests to random units, emits an
+exposure and a request outcome for each, and prints the arms it served and
+the emitter's counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+from collections import Counter
+
+from controller.client import EventEmitter, FlagClient
+from controller.core.messages import Arm
+from controller.settings import KafkaSettings
+
+REQUESTS_PER_SECOND = 200
+
+
+def serve(flags: FlagClient, events: EventEmitter, flag: str, unit: str) -> Arm:
+    """Handle one request: pick the arm, pretend to do the work, report it."""
+    arm, version = flags.arm(flag, unit)
+    events.exposure(flag, unit, arm, version)
+    latency = random.lognormvariate(3, 0.3)  # simulated work
+    failed = random.random() < 0.02  # noqa: S311
+    events.request(flag, unit, arm, version, error=failed, latency_ms=round(latency, 2))
+    return arm
+
+
+async def run(args: argparse.Namespace) -> None:
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
+    async with FlagClient(kafka) as flags, EventEmitter(kafka) as events:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(flags.ready.wait(), 10)
+        for second in range(1, args.seconds + 1):
+            arms: Counter[str] = Counter()
+            for _ in range(REQUESTS_PER_SECOND):
+                unit = f"u{random.randrange(args.units)}"  # noqa: S311
+                arms[serve(flags, events, args.flag, unit)] += 1
+            state = flags.state(args.flag)
+            print(
+                f"{second:>4}s version={state.version if state else 0} "
+                f"treatment={arms[Arm.TREATMENT]} control={arms[Arm.CONTROL]} "
+                f"sent={events.sent} buffered={events.buffered} dropped={dict(events.dropped)}"
+            )
+            await asyncio.sleep(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default="localhost:9092", help="Kafka host:port")
+    parser.add_argument("--flag", default="checkout", help="the flag to serve")
+    parser.add_argument("--units", type=int, default=5000, help="how many distinct units")
+    parser.add_argument("--seconds", type=int, default=30, help="how long to run")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
