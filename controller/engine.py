@@ -66,6 +66,7 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.metrics import Metrics
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.engine")
@@ -130,6 +131,7 @@ class Engine:
         dead_letters: DeadLetters,
         llm: LlmSettings | None = None,
         advisor: AdvisorPort | None = None,
+        metrics: Metrics | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
@@ -139,6 +141,7 @@ class Engine:
         self._outputs = outputs
         self._dead_letters = dead_letters
         self._now = clock
+        self._metrics = metrics or Metrics()
         self._llm = llm or LlmSettings()
         self._advisor = advisor if self._llm.mode != "off" else None
         self._advisor_down = False
@@ -231,7 +234,10 @@ class Engine:
         down = isinstance(advice, Unavailable)
         first_failure, self._advisor_down = down and not self._advisor_down, down
         if isinstance(advice, Unavailable):
+            self._metrics.advisor_failures.inc()
             log.warning("advisor_unavailable", flag=rollout.flag, cause=advice.cause)
+        else:
+            self._metrics.advisor_seconds.observe(advice.latency_ms / 1000)
         return GateInput(
             verdict,
             now,
@@ -332,6 +338,7 @@ class Engine:
             evidence={"actor": command.actor, "key_id": command.key_id},
         )
         async with self._locks[command.flag]:
+            self._count(command.flag, state, [decision])
             outbox = self._render(command.flag, state, [decision], now)
             await self._states.save(command.flag, rev=-1, rollout=None, outbox=outbox)
             await self._drain(command.flag, locked=True)
@@ -360,11 +367,18 @@ class Engine:
                 if outcome is SaveOutcome.CONFLICT:
                     continue
                 if outcome is SaveOutcome.SAVED:
-                    for action in actions:
-                        _log_action(flag, action)
+                    self._count(flag, new, actions)
                 await self._drain(flag, locked=True)
                 return
             raise ControllerError(f"{flag}: could not save after 10 compare-and-set conflicts")
+
+    def _count(self, flag: str, rollout: Rollout | None, actions: list[Action]) -> None:
+        for action in actions:
+            _log_action(flag, action)
+            if isinstance(action, RecordDecision):
+                self._metrics.decisions.labels(action.action, action.outcome).inc()
+            elif isinstance(action, PublishFlagState) and rollout is not None:
+                self._metrics.percent.labels(flag).set(rollout.percent)
 
     async def _drain(self, flag: str, *, locked: bool = False) -> None:
         if not locked:

@@ -37,6 +37,7 @@ from controller.backoff import Backoff, retrying
 from controller.core.decoding import EventDecoder, InEvent, Rejection
 from controller.core.errors import FencedError
 from controller.core.folding import PartitionDelta, fold
+from controller.metrics import Metrics
 from controller.settings import IngestSettings
 
 log = structlog.get_logger("controller.ingest")
@@ -50,6 +51,7 @@ class Source(Protocol):
     def pause(self, partitions: list[int]) -> None: ...
     def resume(self, partitions: list[int]) -> None: ...
     async def commit(self, offsets: dict[int, int]) -> None: ...
+    def highwater(self, partition: int) -> int | None: ...
 
 
 class Store(Protocol):
@@ -88,8 +90,9 @@ class IngestStats:
 class Ingest:
     """The ingest loop; also the partition listener of its consumer."""
 
-    def __init__(self, *, settings: IngestSettings) -> None:
+    def __init__(self, *, settings: IngestSettings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._decoder = EventDecoder(max_bytes=settings.max_event_bytes)
         self._owned: dict[int, _Owned] = {}
         self._to_claim: set[int] = set()
@@ -109,8 +112,14 @@ class Ingest:
         for p in partitions:
             self._owned.pop(p, None)
             self._to_claim.discard(p)
+        self._metrics.partitions.set(len(self._owned))
 
     # -- lifecycle -------------------------------------------------------------
+    @property
+    def owned_partitions(self) -> int:
+        """How many events partitions this instance owns (claimed) now."""
+        return len(self._owned)
+
     def stop(self) -> None:
         """Finish the batch in hand, flush it, and return from :meth:`run`."""
         self._stopping.set()
@@ -179,6 +188,7 @@ class Ingest:
                 continue
             self._to_claim.discard(partition)
             self._owned[partition] = _Owned(epoch=claim.epoch, offset=claim.offset)
+            self._metrics.partitions.set(len(self._owned))
             await source.seek(partition, claim.offset)
             source.resume([partition])
             log.info(
@@ -226,6 +236,15 @@ class Ingest:
         )
         self.stats.last_flush_seconds = time.perf_counter() - started
         self.stats.batches += 1
+        self._metrics.flush_seconds.observe(self.stats.last_flush_seconds)
+        self._observe_lag(source)
+
+    def _observe_lag(self, source: Source) -> None:
+        self._metrics.partitions.set(len(self._owned))
+        for partition, owned in list(self._owned.items()):
+            end = source.highwater(partition)
+            if end is not None and owned.offset is not None:
+                self._metrics.lag.labels(str(partition)).set(max(0, end - owned.offset))
 
     def _fold(
         self, partition: int, records: list[Record], letters: list[DeadLetter]
@@ -277,6 +296,9 @@ class Ingest:
             return
         self.stats.events += delta.events
         self.stats.rejects.update(delta.rejects)
+        self._metrics.events.inc(delta.events)
+        for reason, count in delta.rejects.items():
+            self._metrics.rejects.labels(reason).inc(count)
 
     async def _retrying(
         self,

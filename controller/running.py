@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from controller.adapters.http import HttpServer
 from controller.adapters.kafka import (
     ControlConsumer,
     DeadLetterPublisher,
@@ -31,6 +32,7 @@ from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.core.errors import ControllerError
 from controller.engine import Engine
 from controller.ingest import Ingest
+from controller.metrics import CONTENT_TYPE, Metrics
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.running")
@@ -55,7 +57,8 @@ async def run(settings: Settings) -> int:
 
 
 async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
-    ingest = Ingest(settings=settings.ingest)
+    metrics = Metrics()
+    ingest = Ingest(settings=settings.ingest, metrics=metrics)
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
@@ -86,12 +89,25 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
+        states = RolloutStore(client, settings=settings.redis)
+        if settings.http.enabled:
+            await stack.enter_async_context(
+                HttpServer(
+                    host=settings.http.host,
+                    port=settings.http.port,
+                    readiness=lambda: _readiness(store, ingest),
+                    flags=lambda: _flag_states(states),
+                    metrics=metrics.exposition,
+                    metrics_content_type=CONTENT_TYPE,
+                )
+            )
         engine = Engine(
             settings=settings.engine,
             llm=settings.llm,
             advisor=advisor,
+            metrics=metrics,
             topics=settings.topics,
-            states=RolloutStore(client, settings=settings.redis),
+            states=states,
             aggregates=store,
             outputs=outputs,
             dead_letters=dead_letters,
@@ -134,6 +150,37 @@ async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grac
         task.result()  # re-raise the error that stopped the daemon
     log.info("stopped")
     return EXIT_OK
+
+
+async def _readiness(store: RedisAggregateStore, ingest: Ingest) -> tuple[bool, dict[str, Any]]:
+    """Ready: Redis answers and this instance owns events partitions."""
+    try:
+        await store.ping()
+    except ControllerError as exc:
+        return False, {"reason": f"redis: {exc}"}
+    if ingest.owned_partitions == 0:
+        return False, {"reason": "no events partitions assigned yet"}
+    return True, {"partitions": ingest.owned_partitions}
+
+
+async def _flag_states(states: RolloutStore) -> list[dict[str, Any]]:
+    """The current state of every flag with a rollout, as apps see it."""
+    out = []
+    for flag in sorted(await states.flags()):
+        rollout = (await states.load(flag)).rollout
+        if rollout is not None:
+            out.append(
+                {
+                    "flag": flag,
+                    "version": rollout.flag_version,
+                    "status": rollout.flag_status.value,
+                    "percent": rollout.percent,
+                    "salt": rollout.salt,
+                    "rollout_id": rollout.rollout_id,
+                    "stage": rollout.stage,
+                }
+            )
+    return out
 
 
 def _tune_garbage_collector() -> None:

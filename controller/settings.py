@@ -171,6 +171,14 @@ class LlmSettings(_Group):
     )
 
 
+class HttpSettings(_Group):
+    """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags."""
+
+    enabled: bool = Field(default=True, description="Serve HTTP at all.")
+    host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+
+
 class LogSettings(_Group):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     format: Literal["json", "console"] = Field(default="json")
@@ -193,6 +201,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."

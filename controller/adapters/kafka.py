@@ -162,6 +162,11 @@ class EventConsumer(_Lifecycle):
     def resume(self, partitions: list[int]) -> None:
         self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions))
 
+    def highwater(self, partition: int) -> int | None:
+        """The end offset of ``partition`` as of the last fetch, if known."""
+        end = self._consumer.highwater(TopicPartition(self._topic, partition))
+        return None if end is None else int(end)
+
     def assigned(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
 

@@ -8,126 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.reference import assert_arm_equal, encode, expected_arm, make_event, reference_fold
+from tests.integration.rig import Rig, flags_of
+from tests.reference import encode, make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-TopicFactory = Callable[..., Awaitable[str]]
-
-
-class Rig:
-    """One test's topics, namespace and daemon environment."""
-
-    def __init__(self, bootstrap: str, redis_url: str, events: str, dlq: str, prefix: str) -> None:
-        self.bootstrap, self.redis_url = bootstrap, redis_url
-        self.events, self.dlq, self.prefix = events, dlq, prefix
-        self.env = controller_env(
-            bootstrap=bootstrap,
-            redis_url=redis_url,
-            prefix=prefix,
-            events=events,
-            dlq=dlq,
-            group=f"g-{prefix}",
-        )
-
-    def daemon(self, tmp_path: Path, name: str = "controller") -> ControllerProcess:
-        return ControllerProcess(env=self.env, log_path=tmp_path / f"{name}.log")
-
-    async def produce(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10)
-        await producer.start()
-        try:
-            for key, value in values:
-                await producer.send(self.events, key=key, value=value)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    async def produce_events(self, events: list[dict[str, Any]], *, pace: float = 0) -> None:
-        chunk = 200
-        for start in range(0, len(events), chunk):
-            part = events[start : start + chunk]
-            await self.produce([(e["unit"].encode(), encode(e)) for e in part])
-            if pace:
-                await asyncio.sleep(pace)
-
-    async def counted(self, flag_names: set[str]) -> int:
-        """Events counted so far (exposures + requests + conversions) over all flags."""
-        async with connect(RedisSettings(url=self.redis_url)) as client:
-            store = RedisAggregateStore(
-                client, settings=RedisSettings(key_prefix=self.prefix), topic=self.events
-            )
-            total = 0
-            for flag in flag_names:
-                agg = await store.read(flag, {1, 2, 3})
-                for arm in (agg.treatment, agg.control):
-                    total += arm.exposures + arm.requests + arm.conversions
-            return total
-
-    async def wait_counted(self, flags: set[str], n: int, timeout: float = 60) -> int:
-        deadline = time.monotonic() + timeout
-        got = -1
-        while time.monotonic() < deadline:
-            got = await self.counted(flags)
-            if got >= n:
-                return got
-            await asyncio.sleep(0.25)
-        return got
-
-    async def assert_exact(self, events: list[dict[str, Any]]) -> None:
-        cells = reference_fold(events)
-        async with connect(RedisSettings(url=self.redis_url)) as client:
-            store = RedisAggregateStore(
-                client, settings=RedisSettings(key_prefix=self.prefix), topic=self.events
-            )
-            for flag in {e["flag"] for e in events}:
-                got = await store.read(flag, {1, 2, 3})
-                for arm, agg in (("treatment", got.treatment), ("control", got.control)):
-                    want, _ = expected_arm(cells, flag, {1, 2, 3}, arm)
-                    assert_arm_equal(agg, want, where=f"{flag}.{arm}")
-
-    async def dead_letters(self, expected: int, timeout: float = 20) -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            self.dlq, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        found: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout
-            while len(found) < expected and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    found.extend(records)
-        finally:
-            await consumer.stop()
-        return found
-
-
-@pytest.fixture
-async def rig(
-    kafka_bootstrap: str, redis_url: str, topic_factory: TopicFactory, redis_namespace: str
-) -> Rig:
-    events = await topic_factory("events", partitions=4)
-    dlq = await topic_factory("dlq", partitions=1)
-    return Rig(kafka_bootstrap, redis_url, events, dlq, redis_namespace)
-
-
-def flags_of(events: list[dict[str, Any]]) -> set[str]:
-    return {e["flag"] for e in events}
-
 
 BAD_INPUT: list[tuple[bytes | None, str]] = [
     (b"{not json", "malformed_json"),
