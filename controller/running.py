@@ -23,6 +23,7 @@ from controller.adapters.kafka import (
     ControlConsumer,
     DeadLetterPublisher,
     EventConsumer,
+    Producer,
     Publisher,
     ensure_topics,
 )
@@ -67,10 +68,9 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             created = await ensure_topics(settings.kafka, settings.topics)
             if created:
                 log.info("topics_created", topics=created)
-        dead_letters = await stack.enter_async_context(
-            DeadLetterPublisher(kafka=settings.kafka, topic=settings.topics.dlq)
-        )
-        outputs = await stack.enter_async_context(Publisher(kafka=settings.kafka))
+        producer = await stack.enter_async_context(Producer(kafka=settings.kafka))
+        dead_letters = DeadLetterPublisher(producer=producer, topic=settings.topics.dlq)
+        outputs = Publisher(producer=producer)
         control = await stack.enter_async_context(
             ControlConsumer(
                 kafka=settings.kafka,

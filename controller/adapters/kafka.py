@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
 import structlog
@@ -191,29 +191,49 @@ class DeadLetter:
     detail: str
 
 
-class DeadLetterPublisher(_Lifecycle):
-    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers."""
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One message to produce."""
 
-    def __init__(self, *, kafka: KafkaSettings, topic: str) -> None:
-        self._topic = topic
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Producer(_Lifecycle):
+    """The daemon's one producer: sends batches and waits for the broker's acknowledgement."""
+
+    def __init__(self, *, kafka: KafkaSettings) -> None:
         self._client = self._producer = AIOKafkaProducer(
-            **client_options(kafka), acks="all", linger_ms=5
+            **client_options(kafka), acks="all", linger_ms=2
         )
 
-    async def publish(self, letters: Sequence[DeadLetter]) -> None:
-        """Send every letter and wait until the broker has them all."""
-        if not letters:
-            return
+    async def send_all(self, records: Sequence[OutRecord]) -> None:
+        """Send ``records`` in order; return once the broker has them all."""
         try:
             futures = [
-                await self._producer.send(
-                    self._topic, key=d.record.key, value=d.record.value, headers=_headers(d)
-                )
-                for d in letters
+                await self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers)
+                for r in records
             ]
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise _translate(exc) from exc
+
+
+class DeadLetterPublisher:
+    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers."""
+
+    def __init__(self, *, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        """Send every letter and wait until the broker has them all."""
+        records = [
+            OutRecord(self._topic, d.record.key, d.record.value, _headers(d)) for d in letters
+        ]
+        await self._producer.send_all(records)
 
 
 def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
@@ -258,24 +278,15 @@ def partition_for(key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(key.encode(), list(range(partitions)), []))
 
 
-class Publisher(_Lifecycle):
-    """Publishes the controller's outputs and waits for the broker's acknowledgement."""
+class Publisher:
+    """Publishes the controller's outputs: (topic, key, value) messages, acknowledged."""
 
-    def __init__(self, *, kafka: KafkaSettings) -> None:
-        self._client = self._producer = AIOKafkaProducer(
-            **client_options(kafka), acks="all", linger_ms=2
-        )
+    def __init__(self, *, producer: Producer) -> None:
+        self._producer = producer
 
     async def publish(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
-        """Send (topic, key, value) messages in order; return once all are acknowledged."""
-        try:
-            futures = [
-                await self._producer.send(topic, key=key.encode(), value=value)
-                for topic, key, value in messages
-            ]
-            await asyncio.gather(*futures)
-        except KafkaError as exc:
-            raise _translate(exc) from exc
+        """Send the messages in order; return once all are acknowledged."""
+        await self._producer.send_all([OutRecord(t, k.encode(), v) for t, k, v in messages])
 
 
 class ControlConsumer(_Lifecycle):
