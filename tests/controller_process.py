@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tests.services import ManagedProcess
+
 
 class ControllerProcess:
-    """One daemon process; ``kill()`` is ``kill -9``, ``terminate()`` is SIGTERM."""
+    """The daemon, restartable; ``kill()`` is ``kill -9``, ``terminate()`` is SIGTERM.
+
+    Each run is a :class:`ManagedProcess` appending to the same log.
+    """
 
     def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
         self._env = {**os.environ, **env}
         self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ManagedProcess | None = None
         self._run_starts_at = 0
 
     def start(self) -> ControllerProcess:
         self._run_starts_at = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "run"],
-            env=self._env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._proc = ManagedProcess(
+            [sys.executable, "-m", "controller", "run"], self.log_path, env=self._env
         )
-        log.close()
         return self
 
     @property
@@ -39,17 +36,19 @@ class ControllerProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.running()
 
     def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait(10)
+        if self._proc is not None:
+            self._proc.kill()
 
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, and the exit code (killed, hence negative, if it outlived ``timeout``)."""
         assert self._proc is not None
-        self._proc.send_signal(signal.SIGTERM)
-        return self._proc.wait(timeout)
+        self._proc.stop(timeout)
+        code = self._proc.returncode
+        assert code is not None
+        return code
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -60,9 +59,8 @@ class ControllerProcess:
         while time.monotonic() < deadline:
             with self.log_path.open("rb") as log:
                 log.seek(self._run_starts_at)
-                current = log.read().decode(errors="replace")
-            if needle in current:
-                return
+                if needle in log.read().decode(errors="replace"):
+                    return
             if not self.running:
                 break
             time.sleep(0.1)
