@@ -58,6 +58,7 @@ from controller.core.rollout import (
     GateInput,
     Input,
     MonitorDownInput,
+    MonitorUpInput,
     PublishFlagState,
     RaiseAlert,
     RecordDecision,
@@ -284,12 +285,12 @@ class Engine:
         return Command.model_validate(raw), raw
 
     async def _on_monitor(self, alert: MonitorAlert) -> None:
-        if alert.status != "down":
-            log.info("monitor_recovered", monitor=alert.monitor)
-            return
         incident = alert.incident_id or alert.id
-        for flag in self._settings.monitors.get(alert.monitor, []):
-            await self.apply(flag, MonitorDownInput(alert.monitor, incident, self._now()))
+        flags = self._settings.monitors.get(alert.monitor, [])
+        log.info("monitor", monitor=alert.monitor, status=alert.status, flags=flags)
+        kind = MonitorDownInput if alert.status == "down" else MonitorUpInput
+        for flag in flags:
+            await self.apply(flag, kind(alert.monitor, incident, self._now()))
 
     async def _on_command(self, command: Command, raw: dict[str, Any]) -> None:
         now = self._now()

@@ -59,6 +59,13 @@ class Metrics:
             "rollout_advisor_failures", "Advisor calls that gave no valid advice.", registry=r
         )
 
+        self.webhooks = Counter(
+            "rollout_webhooks",
+            "Monitor webhook deliveries, by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)

@@ -35,6 +35,7 @@ from controller.engine import Engine
 from controller.ingest import Ingest
 from controller.metrics import CONTENT_TYPE, Metrics
 from controller.settings import Settings
+from controller.webhooks import MonitorIntake
 
 log = structlog.get_logger("controller.running")
 
@@ -91,6 +92,15 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             advisor = await stack.enter_async_context(Advisor(settings.llm))
         states = RolloutStore(client, settings=settings.redis)
         if settings.http.enabled:
+            token = settings.http.webhook_token
+            intake = MonitorIntake(
+                claims=states,
+                outputs=outputs,
+                topic=settings.topics.monitors,
+                monitors=settings.engine.monitors,
+                dedupe_seconds=settings.http.webhook_dedupe_seconds,
+                metrics=metrics,
+            )
             await stack.enter_async_context(
                 HttpServer(
                     host=settings.http.host,
@@ -99,6 +109,8 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                     flags=lambda: _flag_states(states),
                     metrics=metrics.exposition,
                     metrics_content_type=CONTENT_TYPE,
+                    monitors=intake,
+                    webhook_token=token.get_secret_value() if token else None,
                 )
             )
         engine = Engine(

@@ -172,11 +172,21 @@ class LlmSettings(_Group):
 
 
 class HttpSettings(_Group):
-    """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags."""
+    """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags, /webhooks/*."""
 
     enabled: bool = Field(default=True, description="Serve HTTP at all.")
     host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description="Token the monitor webhooks require (`Authorization: Bearer <token>` "
+        "or `?token=`); unset, the webhooks answer 403.",
+    )
+    webhook_dedupe_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a webhook incident is remembered, so a redelivery changes nothing.",
+    )
 
 
 class LogSettings(_Group):

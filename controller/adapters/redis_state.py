@@ -5,6 +5,7 @@ Keys (``P`` is the key prefix)::
     {P:flag:<flag>}:state    hash: rev (compare-and-set counter), doc (Rollout JSON)
     {P:flag:<flag>}:outbox   list: messages saved with the state, not yet published
     P:rollouts               set: flags that have a rollout
+    P:claim:<id>             string with a TTL: a webhook delivery already accepted
     {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
 
 The state, its outbox and the flag's applied command ids share a hash tag, so
@@ -147,3 +148,15 @@ class RolloutStore:
         async with translated():
             members = await self._redis.smembers(f"{self._prefix}:rollouts")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+    async def claim(self, claim_id: str, *, ttl_s: int) -> bool:
+        """Record ``claim_id`` for ``ttl_s`` seconds; False if it was already recorded."""
+        async with translated():
+            return bool(
+                await self._redis.set(f"{self._prefix}:claim:{claim_id}", 1, nx=True, ex=ttl_s)
+            )
+
+    async def release(self, claim_id: str) -> None:
+        """Forget ``claim_id``, so a retried delivery is accepted again."""
+        async with translated():
+            await self._redis.delete(f"{self._prefix}:claim:{claim_id}")

@@ -27,6 +27,8 @@ kill        running, paused,        killed
             completed
 monitor     running, paused,        killed
 down        completed
+monitor up  killed                  unchanged; records the recovery (the flag
+                                    stays off until a person starts it again)
 =========== ======================= =========================================
 
 Every accepted transition publishes the flag state (with a new flag version)
@@ -47,6 +49,7 @@ from controller.core.rollout import (
     CommandInput,
     GateInput,
     Input,
+    MonitorUpInput,
     PauseReason,
     Phase,
     PublishFlagState,
@@ -89,6 +92,8 @@ def step(state: Rollout | None, event: Input) -> Step:
         return _gate(state, event)
     if isinstance(event, TickInput):
         return _tick(state, event)
+    if isinstance(event, MonitorUpInput):
+        return _recovered(state, event)
     details = {"monitor": event.monitor, "incident": event.incident_id}
     return _kill(
         state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
@@ -312,6 +317,27 @@ def _kill(state: Rollout, now: datetime, why: Cause) -> Step:
         PublishFlagState(),
         _decision(state, new, "kill", why),
         RaiseAlert("kill", "critical", f"{state.flag} killed: {why.reason}", why.evidence),
+    ]
+
+
+def _recovered(state: Rollout, event: MonitorUpInput) -> Step:
+    if state.phase is not Phase.KILLED:
+        return state, []
+    reason = (
+        f"monitor {event.monitor} is up again; the flag stays killed until "
+        "an operator starts a new rollout"
+    )
+    return state, [
+        RecordDecision(
+            kind="monitor",
+            action="monitor_up",
+            outcome="recorded",
+            reason=reason,
+            phase_before=state.phase.value,
+            phase_after=state.phase.value,
+            stage=state.stage,
+            evidence={"monitor": event.monitor, "incident": event.incident_id},
+        )
     ]
 
 

@@ -158,7 +158,16 @@ class MonitorDownInput:
     now: datetime
 
 
-Input = GateInput | TickInput | CommandInput | MonitorDownInput
+@dataclass(frozen=True, slots=True)
+class MonitorUpInput:
+    """A monitor mapped to the flag recovered; a killed flag stays off."""
+
+    monitor: str
+    incident_id: str
+    now: datetime
+
+
+Input = GateInput | TickInput | CommandInput | MonitorDownInput | MonitorUpInput
 
 
 # -- actions the adapters perform -------------------------------------------------

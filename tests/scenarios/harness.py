@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,32 @@ from controller.adapters.redis_store import connect
 from controller.core import signing
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.core.plan import Plan
+from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import Rollout
 from controller.operator import encode_command, signed_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 
 KEY_ID = "ops-test"
+
+PERCENTS = (1, 5, 25, 50, 100)
+
+
+def fast_plan(*, hold_stage: int | None = None) -> Plan:
+    """The default ladder with seconds instead of hours; ``hold_stage`` lasts a minute."""
+    return Plan(
+        stages=[
+            Stage(
+                percent=p,
+                min_duration=timedelta(seconds=60 if i == hold_stage else (0 if p == 100 else 2)),
+                min_units_per_arm=0 if p == 100 else 20,
+            )
+            for i, p in enumerate(PERCENTS)
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+        alpha=0.01,  # five stages peeked continuously: keep false rollbacks rare
+    )
+
 
 # Error probability of a request, given the flag state the app acts on and the arm.
 ErrorModel = Callable[[dict[str, Any], Arm], float]

@@ -7,8 +7,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,52 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.core import signing
 from controller.core.advice import Advice
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import Phase
 from controller.operator import encode_command, write_private_key
-from tests.scenarios.harness import KEY_ID, Scenario
+from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PERCENTS = (1, 5, 25, 50, 100)
-
-
-def fast_plan(*, hold_stage: int | None = None) -> Plan:
-    """The default ladder with seconds instead of hours; ``hold_stage`` lasts a minute."""
-    return Plan(
-        stages=[
-            Stage(
-                percent=p,
-                min_duration=timedelta(seconds=60 if i == hold_stage else (0 if p == 100 else 2)),
-                min_units_per_arm=0 if p == 100 else 20,
-            )
-            for i, p in enumerate(PERCENTS)
-        ],
-        guardrails=[Guardrail(metric="error_rate")],
-        alpha=0.01,  # five stages peeked continuously: keep false rollbacks rare
-    )
-
-
-@pytest.fixture
-async def scenario(
-    kafka_bootstrap: str,
-    redis_url: str,
-    topic_factory: Callable[..., Awaitable[str]],
-    redis_namespace: str,
-    tmp_path: Path,
-) -> AsyncIterator[Scenario]:
-    topics = {"events": await topic_factory("events", partitions=4)}
-    for name in ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq"):
-        topics[name] = await topic_factory(name, partitions=2 if name == "commands" else 1)
-    async with Scenario(
-        bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        yield world
 
 
 def percents_published(world: Scenario, flag: str) -> list[float]:

@@ -15,6 +15,7 @@ from controller.core.rollout import (
     GateInput,
     Input,
     MonitorDownInput,
+    MonitorUpInput,
     PauseReason,
     Phase,
     PublishFlagState,
@@ -111,6 +112,7 @@ INPUTS: dict[str, Input] = {
     "tick-late": TickInput(T0 + timedelta(minutes=31)),
     "tick-early": TickInput(T0 + timedelta(minutes=29)),
     "monitor-down": MonitorDownInput("api-uptime", "inc-1", NOW),
+    "monitor-up": MonitorUpInput("api-uptime", "inc-1", NOW),
 }
 
 # Expected outcome: (phase after or None, stage after, summary of actions).
@@ -176,6 +178,8 @@ def expected(state_key: str, input_key: str) -> tuple[str | None, int | None, st
         return advance if running else (phase, stage, "-")
     if input_key == "gate-srm":
         return ("paused", stage, "pause:srm+alert:srm") if running else (phase, stage, "-")
+    if input_key == "monitor-up":
+        return phase, stage, "monitor_up" if state_key == "killed" else "-"
     if input_key == "tick-late" and active and st.plan.stages[st.stage].max_duration:
         return phase, stage, "alert:stuck"
     return phase, stage, "-"  # gate-hold, early ticks, ticks without max_duration
@@ -200,7 +204,7 @@ def test_transition_table(state_key: str, input_key: str) -> None:
     assert (after.phase.value if after else None) == want_phase
     assert (after.stage if after else None) == want_stage
     assert summarize(actions) == want_actions
-    changed = want_actions not in ("-", "reject", "alert:stuck")
+    changed = want_actions not in ("-", "reject", "alert:stuck", "monitor_up")
     assert (PublishFlagState() in actions) == changed
     if changed:
         assert after is not None

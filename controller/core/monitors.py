@@ -1,0 +1,172 @@
+"""Monitor webhooks: turn a monitoring system's payload into a monitor signal.
+
+Pure: the HTTP server hands in the decoded JSON body and gets back either a
+:class:`MonitorSignal` (down or up, with the incident it belongs to), ``None``
+for a payload that is valid but means nothing here (an incident was
+acknowledged), or a :class:`PayloadError` naming what is wrong.
+
+Two shapes are accepted:
+
+* **Better Uptime** (Better Stack) incident webhooks::
+
+      {"event": "started" | "acknowledged" | "resolved",
+       "data": {"id": "<incident id>", "type": "incident",
+                "attributes": {"name": "...", "cause": "...", ...},
+                "relationships": {"monitor": {"data": {"id": "<monitor id>"}}}}}
+
+  ``started`` means down and ``resolved`` means up. The monitor is named by
+  its Better Uptime id, so ``engine.monitors`` maps that id to flags.
+
+* **Generic**: ``{"monitor": "...", "status": "down" | "up", "incident_id": "..."}``;
+  ``incident_id`` is optional (without it every delivery counts once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from controller.core.decoding import summarize
+
+MonitorStatus = Literal["down", "up"]
+M = TypeVar("M", bound="BaseModel")
+_ID = Field(min_length=1, max_length=128)
+
+
+class PayloadError(ValueError):
+    """The payload is not a webhook this endpoint understands; the text says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSignal:
+    """A monitor went down or came back, as one incident."""
+
+    source: str
+    monitor: str
+    status: MonitorStatus
+    incident_id: str
+    summary: str = ""
+
+    @property
+    def message_id(self) -> str:
+        """Stable id of this signal: a redelivered webhook gets the same one."""
+        key = f"{self.source}\0{self.monitor}\0{self.incident_id}\0{self.status}"
+        return f"{self.source}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """What became of a signal: whether it was new, and the flags mapped to it."""
+
+    accepted: bool
+    flags: list[str]
+
+
+class _Lenient(BaseModel):
+    # Monitoring systems add fields over time; only the ones read here are checked.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Ref(_Lenient):
+    id: str | int
+
+
+class _MonitorLink(_Lenient):
+    data: _Ref
+
+
+class _Relationships(_Lenient):
+    monitor: _MonitorLink
+
+
+class _Attributes(_Lenient):
+    name: str = ""
+    cause: str | None = None
+
+
+class _Incident(_Lenient):
+    id: str | int
+    type: Literal["incident"]
+    attributes: _Attributes = Field(default_factory=_Attributes)
+    relationships: _Relationships
+
+
+class _BetterUptime(_Lenient):
+    event: Literal["started", "acknowledged", "resolved"]
+    data: _Incident
+
+
+class _Generic(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    monitor: str = _ID
+    status: MonitorStatus
+    incident_id: str | None = Field(default=None, min_length=1, max_length=128)
+    summary: str = Field(default="", max_length=500)
+
+
+_BETTER_UPTIME_STATUS: dict[str, MonitorStatus] = {"started": "down", "resolved": "up"}
+
+
+def parse_betteruptime(payload: object) -> MonitorSignal | None:
+    """The signal in a Better Uptime incident webhook; None for ``acknowledged``."""
+    hook = _validated(_BetterUptime, payload)
+    status = _BETTER_UPTIME_STATUS.get(hook.event)
+    if status is None:
+        return None
+    incident = hook.data
+    attrs = incident.attributes
+    summary = f"{attrs.name}: {attrs.cause}" if attrs.cause else attrs.name
+    return MonitorSignal(
+        source="betteruptime",
+        monitor=_bounded(str(incident.relationships.monitor.data.id), "monitor id"),
+        status=status,
+        incident_id=_bounded(str(incident.id), "incident id"),
+        summary=summary[:500],
+    )
+
+
+def parse_generic(payload: object, *, delivery_id: str) -> MonitorSignal:
+    """The signal in a generic monitor webhook.
+
+    ``delivery_id`` stands in for a missing ``incident_id``: a payload without
+    one is its own incident.
+    """
+    hook = _validated(_Generic, payload)
+    return MonitorSignal(
+        source="monitor",
+        monitor=hook.monitor,
+        status=hook.status,
+        incident_id=hook.incident_id or delivery_id,
+        summary=hook.summary,
+    )
+
+
+def _validated(model: type[M], payload: object) -> M:
+    if not isinstance(payload, dict):
+        raise PayloadError("the body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise PayloadError(summarize(exc)) from exc
+
+
+def _bounded(value: str, what: str) -> str:
+    if not 1 <= len(value) <= 128:
+        raise PayloadError(f"{what} must be 1 to 128 characters")
+    return value
+
+
+def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
+    """The fields of the ``monitor`` contract message for ``signal`` (without ``ts``)."""
+    return {
+        "type": "monitor",
+        "v": 1,
+        "id": signal.message_id,
+        "monitor": signal.monitor,
+        "status": signal.status,
+        "incident_id": signal.incident_id,
+    }

@@ -1,0 +1,149 @@
+"""Monitor webhooks end to end: real HTTP requests to the daemon kill mapped flags."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.core.rollout import Phase
+from tests.scenarios.harness import Scenario, fast_plan
+from tests.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "s3cret-webhook-token"
+
+
+def betteruptime(event: str, *, incident: str = "9001", monitor: str = "4242") -> dict[str, Any]:
+    """A Better Uptime incident webhook body, as its documentation shows it."""
+    return {
+        "event": event,
+        "data": {
+            "id": incident,
+            "type": "incident",
+            "attributes": {
+                "name": "api.example.com",
+                "url": "https://api.example.com/health",
+                "http_method": "get",
+                "cause": "Status 503",
+                "started_at": "2026-11-22T10:51:28.151Z",
+                "acknowledged_at": None,
+                "resolved_at": None,
+            },
+            "relationships": {"monitor": {"data": {"id": monitor, "type": "monitor"}}},
+        },
+    }
+
+
+def count(scenario: Scenario, flag: str, action: str) -> int:
+    return sum(
+        1 for d in scenario.observed.decisions if d["flag"] == flag and d["action"] == action
+    )
+
+
+async def started(scenario: Scenario, port: int) -> httpx.AsyncClient:
+    scenario.map_monitor("4242", ["cart", "wishlist"])
+    scenario.map_monitor("payments-uptime", ["footer"])
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__WEBHOOK_TOKEN=TOKEN)
+    scenario.start_daemon()
+    for flag in ("cart", "wishlist", "footer"):
+        scenario.run_apps(flag, rate=400)
+        await scenario.start(flag, fast_plan(hold_stage=0))
+    await scenario.until(
+        lambda: sum(count(scenario, f, "start") for f in ("cart", "wishlist", "footer")) == 3,
+        timeout=60,
+        what="three starts",
+    )
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+
+async def test_betteruptime_down_kills_mapped_flags_once_and_up_records_recovery(
+    scenario: Scenario,
+) -> None:
+    # Given three running flags, two mapped to Better Uptime monitor 4242
+    async with await started(scenario, free_port()) as http:
+        url = "/webhooks/betteruptime"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        # When bad requests arrive, they are refused with a reason and change nothing
+        refusals = [
+            await http.post(url, json=betteruptime("started")),
+            await http.post(url, json=betteruptime("started"), headers={"Authorization": "x"}),
+            await http.post(f"{url}?token=wrong", json=betteruptime("started")),
+            await http.post(url, content=b"{not json", headers=auth),
+            await http.post(url, json={"event": "started", "data": {"id": "1"}}, headers=auth),
+            await http.post(url, json=betteruptime("exploded"), headers=auth),
+        ]
+        assert [r.status_code for r in refusals] == [401, 401, 401, 422, 422, 422]
+        assert all(r.json()["error"] for r in refusals)
+        await asyncio.sleep(2)
+        assert not [d for d in scenario.observed.decisions if d["action"] == "kill"]
+        # When the monitor goes down, delivered twice, with the token in the query
+        first = await http.post(f"{url}?token={TOKEN}", json=betteruptime("started"))
+        again = await http.post(url, json=betteruptime("started"), headers=auth)
+        assert first.status_code == 202, first.text
+        assert first.json() == {
+            "monitor": "4242",
+            "status": "down",
+            "flags": ["cart", "wishlist"],
+            "result": "accepted",
+        }
+        assert again.status_code == 200
+        assert again.json()["result"] == "duplicate"
+        # Then the mapped flags are killed, each exactly once; the other runs on
+        for flag in ("cart", "wishlist"):
+            kill = await scenario.until(
+                lambda f=flag: scenario.observed.decision_where(flag=f, action="kill"),  # type: ignore[misc]
+                timeout=30,
+                what=f"{flag} killed",
+            )
+            assert kill["evidence"] == {"monitor": "4242", "incident": "9001"}
+        footer = await scenario.rollout("footer")
+        assert footer is not None
+        assert footer.phase is Phase.RUNNING
+        # When it is acknowledged, nothing happens; when resolved, the recovery is recorded
+        ack = await http.post(url, json=betteruptime("acknowledged"), headers=auth)
+        assert ack.status_code == 200
+        assert ack.json()["status"] == "ignored"
+        up = await http.post(url, json=betteruptime("resolved"), headers=auth)
+        assert up.status_code == 202, up.text
+        for flag in ("cart", "wishlist"):
+            recovered = await scenario.until(
+                lambda f=flag: scenario.observed.decision_where(flag=f, action="monitor_up"),  # type: ignore[misc]
+                timeout=30,
+                what=f"{flag} recovery recorded",
+            )
+            assert recovered["phase_after"] == "killed"
+            assert "stays killed" in recovered["reason"]
+        await asyncio.sleep(1.5)
+        for flag in ("cart", "wishlist"):
+            assert count(scenario, flag, "kill") == 1
+            assert count(scenario, flag, "monitor_up") == 1
+            rollout = await scenario.rollout(flag)
+            assert rollout is not None
+            assert rollout.phase is Phase.KILLED
+
+
+async def test_generic_monitor_webhook_kills_its_flag(scenario: Scenario) -> None:
+    async with await started(scenario, free_port()) as http:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        body = {"monitor": "payments-uptime", "status": "down", "incident_id": "pd-77"}
+        bad = await http.post(
+            "/webhooks/monitor", json={**body, "status": "sideways"}, headers=auth
+        )
+        assert bad.status_code == 422
+        assert "status" in bad.json()["error"]
+        ok = await http.post("/webhooks/monitor", json=body, headers=auth)
+        assert ok.status_code == 202, ok.text
+        kill = await scenario.until(
+            lambda: scenario.observed.decision_where(flag="footer", action="kill"),
+            timeout=30,
+            what="footer killed",
+        )
+        assert kill["evidence"]["incident"] == "pd-77"
+        for flag in ("cart", "wishlist"):
+            rollout = await scenario.rollout(flag)
+            assert rollout is not None
+            assert rollout.phase is Phase.RUNNING
