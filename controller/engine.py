@@ -41,7 +41,7 @@ from controller.core.advice import AdvisorResult, Unavailable
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
-from controller.core.gate import evaluate
+from controller.core.gate import describe, evaluate
 from controller.core.machine import step
 from controller.core.messages import (
     Alert,
@@ -221,6 +221,25 @@ class Engine:
             new, actions = step(rollout, event)
             if actions or new != rollout:
                 await self.apply(flag, event)
+
+    async def status(self, flag: str | None = None) -> list[dict[str, Any]]:
+        """Each rollout (or ``flag``'s) as :func:`describe` shows it, with a fresh gate view.
+
+        Read-only: the verdict is computed, never applied, and the advisor is
+        not asked.
+        """
+        flags = [flag] if flag is not None else sorted(await self._states.flags())
+        now, out = self._now(), []
+        for name in flags:
+            rollout = (await self._states.load(name)).rollout
+            if rollout is None:
+                continue
+            verdict = None
+            if rollout.phase.active:
+                data = await self._aggregates.read(name, rollout.stage_flag_versions())
+                verdict = evaluate(rollout, data, now)
+            out.append(describe(rollout, verdict, now))
+        return out
 
     async def _with_advice(self, rollout: Rollout, verdict: Verdict, now: datetime) -> GateInput:
         """The gate input, with the advisor's result when the statistics say advance.

@@ -91,6 +91,17 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
         states = RolloutStore(client, settings=settings.redis)
+        engine = Engine(
+            settings=settings.engine,
+            llm=settings.llm,
+            advisor=advisor,
+            metrics=metrics,
+            topics=settings.topics,
+            states=states,
+            aggregates=store,
+            outputs=outputs,
+            dead_letters=dead_letters,
+        )
         if settings.http.enabled:
             token = settings.http.webhook_token
             intake = MonitorIntake(
@@ -109,21 +120,11 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                     flags=lambda: _flag_states(states),
                     metrics=metrics.exposition,
                     metrics_content_type=CONTENT_TYPE,
+                    rollouts=engine.status,
                     monitors=intake,
                     webhook_token=token.get_secret_value() if token else None,
                 )
             )
-        engine = Engine(
-            settings=settings.engine,
-            llm=settings.llm,
-            advisor=advisor,
-            metrics=metrics,
-            topics=settings.topics,
-            states=states,
-            aggregates=store,
-            outputs=outputs,
-            dead_letters=dead_letters,
-        )
         services = {
             "ingest": (
                 ingest.run(source=consumer, store=store, dead_letters=dead_letters),

@@ -4,6 +4,8 @@
 Redis answers and this instance owns events partitions (503 with the reason
 otherwise); ``/metrics`` is the Prometheus text format; ``/flags`` lists the
 current flag states with an ETag, so pollers get 304 when nothing changed.
+``/rollouts`` and ``/rollouts/{flag}`` show each rollout's phase, stage, time
+in stage and the gate's current evidence (what ``rolloutctl status`` prints).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.core.monitors`). They answer 401 without
@@ -35,6 +37,7 @@ from controller.core.monitors import (
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 FlagStates = Callable[[], Awaitable[list[dict[str, Any]]]]
+RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
 MAX_WEBHOOK_BYTES = 64 * 1024
 
 
@@ -54,6 +57,7 @@ class HttpServer:
         flags: FlagStates,
         metrics: Callable[[], bytes],
         metrics_content_type: str,
+        rollouts: RolloutStatus | None = None,
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
     ) -> None:
@@ -61,11 +65,14 @@ class HttpServer:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
+        self._rollouts = rollouts
         app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/flags", self._flag_states)
+        app.router.add_get("/rollouts", self._rollout_list)
+        app.router.add_get("/rollouts/{flag}", self._rollout_one)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         self._runner = web.AppRunner(app, access_log=None)
@@ -95,6 +102,18 @@ class HttpServer:
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
+    async def _rollout_list(self, _request: web.Request) -> web.Response:
+        if self._rollouts is None:
+            return _json({"error": "rollout status is not served here"}, status=404)
+        return _json({"rollouts": await self._rollouts(None)})
+
+    async def _rollout_one(self, request: web.Request) -> web.Response:
+        flag = request.match_info["flag"]
+        found = await self._rollouts(flag) if self._rollouts is not None else []
+        if not found:
+            return _json({"error": f"no rollout for flag {flag!r}"}, status=404)
+        return _json(found[0])
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
         return await self._webhook(request, parse_betteruptime)

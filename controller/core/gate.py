@@ -211,3 +211,31 @@ def _evidence(
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),
     }
+
+
+def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[str, Any]:
+    """A rollout's state for people and dashboards: where it is and what the gate sees.
+
+    ``verdict`` is the gate's current view of the stage (None once the rollout
+    finished); its evidence carries the per-arm counts and the guardrail bounds.
+    """
+    stage = rollout.plan.stages[rollout.stage]
+    return {
+        "flag": rollout.flag,
+        "rollout_id": rollout.rollout_id,
+        "plan": rollout.plan.name,
+        "phase": rollout.phase.value,
+        "pause_reason": rollout.pause_reason.value if rollout.pause_reason else None,
+        "stage": rollout.stage,
+        "stages": len(rollout.plan.stages),
+        "percent": rollout.percent,
+        "flag_version": rollout.flag_version,
+        "started_at": rollout.started_at.isoformat(),
+        "stage_started_at": rollout.stage_started_at.isoformat(),
+        "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds(), 1),
+        "min_duration_s": stage.min_duration.total_seconds(),
+        "min_units_per_arm": stage.min_units_per_arm,
+        "verdict": None if verdict is None else verdict.kind.value,
+        "verdict_reason": None if verdict is None else verdict.reason,
+        "evidence": {} if verdict is None else verdict.evidence,
+    }

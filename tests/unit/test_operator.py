@@ -21,10 +21,10 @@ from controller.operator import (
     UsageError,
     command_record,
     encode_command,
-    main,
     signed_command,
     verify_command,
 )
+from controller.rolloutctl import main
 
 PLAN_YAML = """\
 name: careful

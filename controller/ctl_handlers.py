@@ -1,0 +1,295 @@
+"""What each ``rolloutctl`` subcommand does, once its arguments are parsed.
+
+Imported only when a command runs, so ``rolloutctl --help`` stays fast.
+Output goes to stdout (``--json`` for scripts); progress and errors go to
+stderr; the return value is the exit code documented in
+:mod:`controller.rolloutctl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from controller import steering, views
+from controller.core import signing
+from controller.core.errors import ConfigError, ControllerError
+from controller.core.messages import CommandAction
+from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
+from controller.operator import (
+    ENV_ACTOR,
+    ENV_KEY,
+    ENV_KEY_ID,
+    EXIT_FAILURE,
+    KEY_ID_PATTERN,
+    UsageError,
+    config_snippet,
+    default_key_dir,
+    encode_command,
+    os_reason,
+    read_private_key,
+    send_command,
+    signed_command,
+    verify_command,
+    warn,
+    write_private_key,
+)
+from controller.rolloutctl import EXIT_NO_DECISION, EXIT_REJECTED, env_url, print_json
+from controller.settings import KafkaSettings, Settings, load_settings
+
+# -- steering: sign, send, await the decision -------------------------------------------
+
+
+def steer(args: argparse.Namespace) -> int:
+    """An action command: sign it, send it, wait for the decision (unless --no-wait)."""
+    command = _command_from_args(args)
+    settings, kafka = _broker(args)
+    topic = settings.topics.commands
+
+    async def send() -> tuple[int, int]:
+        return await send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout)
+
+    if args.no_wait:
+        asyncio.run(send())
+        return _report_sent(args, command)
+    decision = asyncio.run(
+        steering.send_and_await(
+            command,
+            send=send,
+            kafka=kafka,
+            decisions=settings.topics.decisions,
+            timeout_s=args.timeout,
+        )
+    )
+    if decision is None:
+        warn(
+            f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision "
+            f"came within {args.timeout:g}s: is the controller running? `rolloutctl watch` "
+            "shows it when it comes"
+        )
+        return EXIT_NO_DECISION
+    if args.json:
+        print_json(decision)
+    else:
+        print(views.outcome_line(decision))
+    return EXIT_REJECTED if decision["outcome"] == "rejected" else 0
+
+
+def _report_sent(args: argparse.Namespace, command: dict[str, Any]) -> int:
+    if args.json:
+        print_json({"id": command["id"], "action": command["action"], "flag": command["flag"]})
+    else:
+        print(f"sent: {command['action']} {command['flag']} (id {command['id']})")
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
+    settings = load_settings(args.config)
+    kafka = settings.kafka
+    if args.bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    return settings, kafka
+
+
+def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The signed command the arguments describe."""
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    return signed_command(
+        args.action,
+        args.flag,
+        private_key=read_private_key(_key_path(args.key, key_id)),
+        key_id=key_id,
+        actor=_actor(args.actor),
+        reason=args.reason,
+        plan=_plan(args.action, getattr(args, "plan", None)),
+        to_end=getattr(args, "to_end", False),
+    )
+
+
+def _key_path(given: Path | None, key_id: str) -> Path:
+    if given is not None:
+        return given
+    if env := os.environ.get(ENV_KEY):
+        return Path(env).expanduser()
+    if KEY_ID_PATTERN.match(key_id):
+        return default_key_dir() / f"{key_id}.key"
+    raise UsageError(f"no key file: pass --key or set {ENV_KEY}")
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    if env := os.environ.get(ENV_ACTOR):
+        return env
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError) as exc:
+        raise UsageError(f"no actor: pass --actor or set {ENV_ACTOR}") from exc
+
+
+def _plan(action: str, path: Path | None) -> Plan | None:
+    if action != CommandAction.START:
+        if path is not None:
+            raise UsageError(f"--plan goes with start, not {action}")
+        return None
+    if path is None:
+        warn("no --plan given; using the default plan (1% -> 5% -> 25% -> 50% -> 100%)")
+        return DEFAULT_PLAN
+    return _read_plan(path)
+
+
+def _read_plan(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read plan {path}: {os_reason(exc)}") from exc
+    return load_plan(text, source=f"plan {path}")
+
+
+# -- looking: status and watch ------------------------------------------------------------
+
+
+def status(args: argparse.Namespace) -> int:
+    """The status table, or one rollout in detail, from the controller's HTTP API."""
+    base = env_url(args.url)
+    path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
+    try:
+        response = httpx.get(base + path, timeout=10)
+    except httpx.HTTPError as exc:
+        raise ControllerError(f"cannot reach the controller at {base}: {exc}") from exc
+    if response.status_code == 404 and args.flag:
+        warn(f"no rollout for flag {args.flag!r}")
+        return EXIT_FAILURE
+    if response.status_code != 200:
+        raise ControllerError(f"{base}{path} answered {response.status_code}: {response.text}")
+    body = response.json()
+    if args.json:
+        print_json(body)
+    elif args.flag:
+        print(views.status_detail(body))
+    else:
+        print(views.status_table(body["rollouts"]))
+    return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Print decisions and alerts as they are published, until Ctrl-C, --max or --for."""
+    settings, kafka = _broker(args)
+    topics = [settings.topics.decisions, settings.topics.alerts]
+    try:
+        shown = asyncio.run(_watch(args, kafka, topics))
+    except KeyboardInterrupt:
+        return 0
+    return 0 if args.max is None or shown >= args.max else EXIT_NO_DECISION
+
+
+async def _watch(args: argparse.Namespace, kafka: KafkaSettings, topics: list[str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if args.seconds is not None:
+        loop.call_later(args.seconds, stop.set)
+    if not args.json:
+        warn(f"watching {', '.join(topics)}{' for ' + args.flag if args.flag else ''}")
+    shown = 0
+    follow = steering.follow(kafka, topics, from_beginning=args.from_beginning, stop=stop)
+    async with contextlib.aclosing(follow) as messages:
+        async for message in messages:
+            if args.flag and message.get("flag") != args.flag:
+                continue
+            print(orjson.dumps(message).decode() if args.json else views.decision_line(message))
+            sys.stdout.flush()
+            shown += 1
+            if args.max is not None and shown >= args.max:
+                break
+    return shown
+
+
+# -- plans, keys, raw commands ----------------------------------------------------------------
+
+
+def validate_plans(args: argparse.Namespace) -> int:
+    """Parse each plan file; print its stages, or every error, then exit 0 or 78."""
+    failed = 0
+    for path in args.files:
+        try:
+            plan = _read_plan(path)
+        except ConfigError as exc:
+            failed += 1
+            _plan_result(args, path, error=str(exc))
+            continue
+        _plan_result(args, path, plan=plan)
+    return 78 if failed else 0
+
+
+def _plan_result(
+    args: argparse.Namespace, path: Path, *, plan: Plan | None = None, error: str = ""
+) -> None:
+    if args.json:
+        print_json({"file": str(path), "valid": plan is not None, "error": error or None})
+    elif plan is None:
+        print(f"{path}: invalid: {error}")
+    else:
+        ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
+        guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
+        print(f"{path}: valid plan {plan.name!r}: {ladder}; guardrails: {guardrails}")
+
+
+def keygen(args: argparse.Namespace) -> int:
+    key_id, out = args.key_id, args.out or default_key_dir()
+    if not KEY_ID_PATTERN.match(key_id):
+        raise UsageError(f"key id {key_id!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    path = out / f"{key_id}.key"
+    key, public = signing.generate_key()
+    write_private_key(path, key, force=args.force)
+    warn(f"wrote the private key to {path} (mode 0600); keep it secret")
+    print(f"public key: {public}")
+    print("\nadd to the controller config (YAML), then restart the controller:\n")
+    print(config_snippet(key_id, public), end="")
+    return 0
+
+
+def sign(args: argparse.Namespace) -> int:
+    sys.stdout.write(encode_command(_command_from_args(args)).decode() + "\n")
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    command = _command_from_args(args)
+    settings, kafka = _broker(args)
+    topic = args.topic or settings.topics.commands
+    partition, offset = asyncio.run(
+        send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout)
+    )
+    warn(f"sent {command['action']} {command['flag']} to {topic}[{partition}]@{offset}")
+    print(command["id"])
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    try:
+        signing.load_public_key(args.public_key)
+    except ValueError as exc:
+        raise UsageError(f"--public-key: {exc}") from exc
+    try:
+        command = orjson.loads(sys.stdin.read())
+    except orjson.JSONDecodeError:
+        command = None
+    if not isinstance(command, dict):
+        print("invalid: stdin does not hold a JSON object")
+        return EXIT_FAILURE
+    problem = verify_command(command, args.public_key)
+    print("valid" if problem is None else f"invalid: {problem}")
+    return 0 if problem is None else EXIT_FAILURE

@@ -1,0 +1,313 @@
+"""``rolloutctl``: the operator's command line.
+
+Steer rollouts (``start``, ``pause``, ``resume``, ``promote``, ``rollback``,
+``abort``, ``kill``, ``approve``): each signs a command with the operator's
+key, produces it to the commands topic and waits for the controller's
+decision, printing the reason when it is rejected. Look at them (``status``,
+``watch``), check a plan (``plan validate``), forward alerts to Slack
+(``alerts``), and manage keys and raw commands (``keygen``, ``sign``,
+``send``, ``verify``).
+
+Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
+invalid signature), 2 usage, 3 the controller rejected the command, 4 no
+decision within ``--timeout`` (the command was sent and may still apply),
+78 bad configuration, plan or key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from controller.core.errors import ConfigError, ControllerError
+from controller.core.messages import CommandAction
+from controller.operator import (
+    DEFAULT_KEY_DIR,
+    ENV_ACTOR,
+    ENV_KEY,
+    ENV_KEY_ID,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    os_reason,
+    warn,
+)
+
+EXIT_REJECTED = 3
+EXIT_NO_DECISION = 4
+ENV_URL = "ROLLOUTCTL_URL"
+DEFAULT_URL = "http://127.0.0.1:8000"
+Subparsers = argparse._SubParsersAction
+
+ACTION_HELP = {
+    CommandAction.START: "start a rollout of FLAG with a plan",
+    CommandAction.PAUSE: "pause a running rollout",
+    CommandAction.RESUME: "resume a rollout paused by an operator or a sample-ratio mismatch",
+    CommandAction.PROMOTE: "skip to the next stage (or to 100%% with --to-end)",
+    CommandAction.ROLLBACK: "roll back: every unit gets control",
+    CommandAction.ABORT: "stop the rollout and serve control, without calling it a failure",
+    CommandAction.KILL: "kill the flag now (also from a completed rollout)",
+    CommandAction.APPROVE: "approve a stage that waits for a person, or overrule the advisor",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operate rollouts: steer them with signed commands, watch what the "
+        "controller decides, check plans and forward alerts.",
+        epilog=f"Defaults come from {ENV_ACTOR}, {ENV_KEY}, {ENV_KEY_ID} and {ENV_URL}. "
+        "Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the controller, "
+        "4 no decision in time, 78 bad configuration, plan or key.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for action in CommandAction:
+        _add_action(commands, action)
+    _add_status(commands)
+    _add_watch(commands)
+    _add_plan(commands)
+    _add_alerts(commands)
+    _add_keygen(commands)
+    _add_raw(commands)
+    return parser
+
+
+# -- parsers --------------------------------------------------------------------------------
+
+
+def _signing_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help=f"private key file (default: ${ENV_KEY}, else {DEFAULT_KEY_DIR}/ID.key)",
+    )
+    common.add_argument("--key-id", metavar="ID", help=f"key id (default: ${ENV_KEY_ID})")
+    common.add_argument(
+        "--actor", metavar="NAME", help=f"who issues it (default: ${ENV_ACTOR}, else login name)"
+    )
+    common.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit trail")
+    return common
+
+
+def _broker_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
+    )
+    common.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
+    return common
+
+
+def _output_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
+
+
+def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAction) -> None:
+    sub = commands.add_parser(
+        action.value,
+        parents=[_signing_options(), _broker_options(), _output_options()],
+        help=ACTION_HELP[action],
+        description=f"{ACTION_HELP[action][:1].upper()}{ACTION_HELP[action][1:]}. "
+        "The command is signed with your "
+        "key, sent to the commands topic, and the controller's decision is awaited: "
+        "exit 0 when applied, 3 with the reason when rejected, 4 if none came in time.",
+    )
+    sub.add_argument("flag", metavar="FLAG", help="the flag key")
+    if action is CommandAction.START:
+        sub.add_argument(
+            "--plan", type=Path, metavar="FILE", help="rollout plan YAML (default: built-in)"
+        )
+    if action is CommandAction.PROMOTE:
+        sub.add_argument("--to-end", action="store_true", help="go straight to 100%%")
+    sub.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
+    )
+    sub.add_argument(
+        "--no-wait", action="store_true", help="send and exit without waiting for the decision"
+    )
+    sub.set_defaults(action=action.value)
+
+
+def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "status",
+        parents=[_output_options()],
+        help="show every rollout, or one in detail",
+        description="Ask the controller's HTTP API for each rollout's phase, stage, percent, "
+        "time in stage, per-arm counts and the gate's current view (guardrail bounds, SRM). "
+        "With FLAG, show that rollout in detail.",
+    )
+    sub.add_argument("flag", nargs="?", metavar="FLAG", help="one flag, in detail")
+    sub.add_argument(
+        "--url", metavar="URL", help=f"controller HTTP address (default: ${ENV_URL}, {DEFAULT_URL})"
+    )
+
+
+def _add_watch(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "watch",
+        parents=[_broker_options(), _output_options()],
+        help="follow decisions and alerts live",
+        description="Print each decision and alert the controller publishes, as it happens, "
+        "until Ctrl-C (or --max / --for).",
+    )
+    sub.add_argument("flag", nargs="?", metavar="FLAG", help="only this flag")
+    sub.add_argument("--from-beginning", action="store_true", help="replay what is on the topics")
+    sub.add_argument("--max", type=int, metavar="N", help="stop after N messages")
+    sub.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help="stop after this")
+
+
+def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser("plan", help="work with rollout plans")
+    verbs = plan.add_subparsers(dest="plan_command", required=True, metavar="VERB")
+    validate = verbs.add_parser(
+        "validate",
+        parents=[_output_options()],
+        help="check plan files",
+        description="Parse each plan as the controller would; print its stages, or the "
+        "errors naming each offending field (exit 78).",
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+
+def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    from controller import forwarding  # noqa: PLC0415 - keep `--help` fast
+
+    sub = commands.add_parser(
+        "alerts",
+        help="forward alerts to a Slack-compatible webhook",
+        description="Consume the alerts topic and post each alert once to a Slack-compatible "
+        "incoming webhook, with retries; the delivered ids survive a restart.",
+    )
+    forwarding.add_arguments(sub)
+
+
+def _add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    keygen = commands.add_parser(
+        "keygen",
+        help="make an operator key pair",
+        description="Make an Ed25519 key pair: write the private key to DIR/ID.key (mode "
+        "0600) and print the public key with the YAML an admin adds to the controller config.",
+    )
+    keygen.add_argument(
+        "--key-id", required=True, metavar="ID", help="name of the key (letters, digits, . _ -)"
+    )
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"directory of the private key file (default: {DEFAULT_KEY_DIR})",
+    )
+    keygen.add_argument("--force", action="store_true", help="replace an existing key file")
+
+
+def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    raw = argparse.ArgumentParser(add_help=False, parents=[_signing_options()])
+    actions = [a.value for a in CommandAction]
+    raw.add_argument(
+        "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
+    )
+    raw.add_argument("flag", metavar="FLAG", help="the flag key")
+    raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
+    raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
+    commands.add_parser(
+        "sign",
+        parents=[raw],
+        help="print a signed command as one JSON line",
+        description="Build a command, validate it, sign it and print it as one JSON line.",
+    )
+    send = commands.add_parser(
+        "send",
+        parents=[raw, _broker_options()],
+        help="sign a command and produce it, without waiting",
+        description="Build and sign a command, produce it to the commands topic (key: the "
+        "flag, acks=all) and print its id. The action commands do this and wait.",
+    )
+    send.add_argument("--topic", metavar="NAME", help="commands topic, overrides --config")
+    send.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
+    )
+    verify = commands.add_parser(
+        "verify",
+        help="check a command's signature (command JSON on stdin)",
+        description="Read a command as JSON from stdin; print `valid` and exit 0, or "
+        "`invalid: REASON` and exit 1.",
+    )
+    verify.add_argument(
+        "--public-key", required=True, metavar="BASE64", help="the operator's public key"
+    )
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    # aiokafka logs each failed connection attempt; the one-line error says it.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    except ControllerError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        return _fail(os_reason(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from controller import ctl_handlers as handlers  # noqa: PLC0415 - keep `--help` fast
+
+    if args.command in {a.value for a in CommandAction}:
+        return handlers.steer(args)
+    if args.command == "alerts":
+        from controller import forwarding  # noqa: PLC0415
+
+        return forwarding.run(args)
+    handler = {
+        "status": handlers.status,
+        "watch": handlers.watch,
+        "plan": handlers.validate_plans,
+        "keygen": handlers.keygen,
+        "sign": handlers.sign,
+        "send": handlers.send,
+        "verify": handlers.verify,
+    }[args.command]
+    return handler(args)
+
+
+def _fail(message: str, code: int) -> int:
+    lines = (line.strip() for line in message.splitlines())
+    warn("; ".join(line for line in lines if line))
+    return code
+
+
+def print_json(data: Any) -> None:
+    """``data`` as one line of JSON on stdout."""
+    sys.stdout.write(orjson.dumps(data).decode() + "\n")
+
+
+def env_url(given: str | None) -> str:
+    return (given or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

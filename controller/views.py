@@ -1,0 +1,138 @@
+"""Text views for operators: the status table, one rollout in detail, decision lines.
+
+Pure functions of the JSON the controller serves (``/rollouts``) and
+publishes (decisions, alerts), so ``rolloutctl`` output is testable without a
+terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+_COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
+
+
+def status_table(rollouts: Sequence[dict[str, Any]]) -> str:
+    """One line per rollout: phase, stage, percent, time in stage, arms, the gate's view."""
+    if not rollouts:
+        return "no rollouts"
+    rows = [_COLUMNS, *(_row(r) for r in rollouts)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _row(r: dict[str, Any]) -> tuple[str, ...]:
+    arms = r.get("evidence", {}).get("arms", {})
+    t, c = arms.get("treatment", {}), arms.get("control", {})
+    return (
+        r["flag"],
+        _phase(r),
+        f"{r['stage'] + 1}/{r['stages']}",
+        f"{r['percent']:g}%",
+        _duration(r["time_in_stage_s"]) if r["verdict"] else "-",
+        f"{t.get('units', '-')}/{c.get('units', '-')}" if arms else "-",
+        f"{_rate(t)}/{_rate(c)}" if arms else "-",
+        r["verdict"] or "-",
+    )
+
+
+def status_detail(r: dict[str, Any]) -> str:
+    """Everything about one rollout, including each guardrail's bounds."""
+    lines = [
+        f"flag:        {r['flag']}",
+        f"rollout:     {r['rollout_id']} (plan {r['plan']})",
+        f"phase:       {_phase(r)}",
+        f"stage:       {r['stage'] + 1} of {r['stages']} at {r['percent']:g}%"
+        f" (flag version {r['flag_version']})",
+        f"in stage:    {_duration(r['time_in_stage_s'])}"
+        f" (minimum {_duration(r['min_duration_s'])},"
+        f" {r['min_units_per_arm']} units per arm)",
+    ]
+    if r["verdict"]:
+        lines.append(f"gate:        {r['verdict']}: {r['verdict_reason']}")
+    evidence = r.get("evidence", {})
+    for name, arm in evidence.get("arms", {}).items():
+        lines.append(
+            f"  {name:<10} units {arm['units']:>8}  exposures {arm['exposures']:>8}"
+            f"  requests {arm['requests']:>8}  errors {arm['errors']:>6} ({_rate(arm)})"
+        )
+    for metric, test in evidence.get("guardrails", {}).items():
+        lines.append(f"  guardrail {metric}: {_bounds(test)}")
+    if srm := evidence.get("srm"):
+        flagged = "MISMATCH" if srm["flagged"] else "ok"
+        lines.append(f"  sample ratio: chi2 {srm['chi2']:.3g}, p {srm['p_value']:.3g} ({flagged})")
+    return "\n".join(lines)
+
+
+def decision_line(message: dict[str, Any]) -> str:
+    """A decision or alert as one human-readable line."""
+    when = _clock(message.get("ts"))
+    flag = message.get("flag") or "-"
+    if message.get("type") == "alert":
+        severity = str(message.get("severity", "")).upper()
+        return f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {message.get('summary')}"
+    stage = message.get("stage")
+    where = f" stage {stage + 1}" if isinstance(stage, int) else ""
+    before, after = message.get("phase_before"), message.get("phase_after")
+    moved = f" {before} -> {after}" if before != after else f" ({after})" if after else ""
+    reason = f": {message['reason']}" if message.get("reason") else ""
+    action, outcome = message.get("action"), message.get("outcome")
+    return f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}"
+
+
+def outcome_line(decision: dict[str, Any]) -> str:
+    """What became of a command, for the operator who sent it."""
+    if decision["outcome"] == "rejected":
+        return f"rejected: {decision['action']} {decision['flag']}: {decision['reason']}"
+    stage = decision.get("stage")
+    where = f", stage {stage + 1}" if isinstance(stage, int) else ""
+    after = decision.get("phase_after")
+    return f"{decision['outcome']}: {decision['action']} {decision['flag']} -> {after}{where}"
+
+
+def _phase(r: dict[str, Any]) -> str:
+    return f"paused ({r['pause_reason']})" if r.get("pause_reason") else r["phase"]
+
+
+def _rate(arm: dict[str, Any]) -> str:
+    requests = arm.get("requests") or 0
+    return f"{100 * arm.get('errors', 0) / requests:.2f}%" if requests else "-"
+
+
+def _bounds(test: Any) -> str:
+    if not isinstance(test, dict):
+        return str(test)  # "insufficient data"
+    verdict = "REGRESSED" if test["regressed"] else "ok"
+    return (
+        f"delta {_num(test['delta'])}, bounds [{_num(test['lower'])}, {_num(test['upper'])}],"
+        f" tolerance {_num(test['tolerance'])}, {verdict}"
+    )
+
+
+def _num(value: Any) -> str:
+    return f"{value:+.4g}" if isinstance(value, int | float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _clock(ts: Any) -> str:
+    if isinstance(ts, int | float):
+        return datetime.fromtimestamp(ts / 1000).astimezone().strftime("%H:%M:%S")
+    if isinstance(ts, str):
+        try:
+            return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")
+        except ValueError:
+            return ts
+    return "--:--:--"

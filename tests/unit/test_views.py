@@ -1,0 +1,112 @@
+"""Operator text views: the status table, the detail, decision and outcome lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.views import decision_line, outcome_line, status_detail, status_table
+
+
+def rollout(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "flag": "checkout",
+        "rollout_id": "r1",
+        "plan": "default",
+        "phase": "running",
+        "pause_reason": None,
+        "stage": 1,
+        "stages": 5,
+        "percent": 5.0,
+        "flag_version": 3,
+        "time_in_stage_s": 754.2,
+        "min_duration_s": 1800.0,
+        "min_units_per_arm": 100,
+        "verdict": "hold",
+        "verdict_reason": "minimum stage time not reached",
+        "evidence": {
+            "arms": {
+                "treatment": {"units": 50, "exposures": 60, "requests": 200, "errors": 3},
+                "control": {"units": 950, "exposures": 990, "requests": 4000, "errors": 40},
+            },
+            "guardrails": {
+                "error_rate": {
+                    "delta": 0.005,
+                    "lower": -0.01,
+                    "upper": 0.02,
+                    "tolerance": 0.0,
+                    "regressed": False,
+                },
+                "latency_p95": "insufficient data",
+            },
+            "srm": {"chi2": 0.4, "p_value": 0.52, "flagged": False},
+        },
+    }
+    return {**base, **over}
+
+
+def test_status_table_aligns_one_row_per_rollout() -> None:
+    done = rollout(flag="search", phase="killed", verdict=None, evidence={}, percent=0.0)
+    text = status_table([rollout(), rollout(phase="paused", pause_reason="srm"), done])
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["FLAG", "PHASE", "STAGE", "PERCENT"]
+    assert lines[1].split() == [
+        "checkout", "running", "2/5", "5%", "12m34s", "50/950", "1.50%/1.00%", "hold",
+    ]  # fmt: skip
+    assert "paused (srm)" in lines[2]
+    assert lines[3].split() == ["search", "killed", "2/5", "0%", "-", "-", "-", "-"]
+    columns = {line.index("PERCENT") if "PERCENT" in line else None for line in lines[:1]}
+    assert columns == {lines[1].index("5%")}
+
+
+def test_status_table_without_rollouts() -> None:
+    assert status_table([]) == "no rollouts"
+
+
+def test_status_detail_shows_bounds_and_srm() -> None:
+    text = status_detail(rollout())
+    assert "stage:       2 of 5 at 5% (flag version 3)" in text
+    assert "in stage:    12m34s (minimum 30m00s, 100 units per arm)" in text
+    assert "guardrail error_rate: delta +0.005, bounds [-0.01, +0.02]" in text
+    assert "guardrail latency_p95: insufficient data" in text
+    assert "sample ratio: chi2 0.4, p 0.52 (ok)" in text
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            {"type": "decision", "flag": "f", "action": "advance", "outcome": "applied",
+             "stage": 2, "phase_before": "running", "phase_after": "running",
+             "reason": "stage passed"},
+            "f  advance applied stage 3 (running): stage passed",
+        ),
+        (
+            {"type": "decision", "flag": "f", "action": "rollback", "outcome": "applied",
+             "stage": 2, "phase_before": "running", "phase_after": "rolled_back", "reason": ""},
+            "f  rollback applied stage 3 running -> rolled_back",
+        ),
+        (
+            {"type": "alert", "flag": "f", "severity": "critical", "kind": "kill",
+             "summary": "f killed"},
+            "f  ALERT CRITICAL kill: f killed",
+        ),
+    ],
+)  # fmt: skip
+def test_decision_lines(message: dict[str, Any], expected: str) -> None:
+    line = decision_line({**message, "ts": "2026-11-22T10:00:00+00:00"})
+    assert line.split("  ", 1)[1] == expected
+
+
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        ({"outcome": "applied", "action": "pause", "flag": "f", "phase_after": "paused",
+          "stage": 0}, "applied: pause f -> paused, stage 1"),
+        ({"outcome": "rejected", "action": "resume", "flag": "f", "reason": "no rollout"},
+         "rejected: resume f: no rollout"),
+    ],
+)  # fmt: skip
+def test_outcome_lines(decision: dict[str, Any], expected: str) -> None:
+    assert outcome_line(decision) == expected
