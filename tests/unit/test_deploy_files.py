@@ -326,8 +326,13 @@ def test_prometheus_scrapes_the_controller_and_loads_the_mounted_rules() -> None
     assert targets == [f"controller:{Settings().http.port}"]
     assert job.get("metrics_path", "/metrics") in _served_paths()
     mounts = _mounts(_services()["prometheus"])
-    assert mounts["ops/prometheus/alerts.yml"] in config["rule_files"]
-    assert mounts["ops/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config_dir = Path(mounts["ops/prometheus/prometheus.yml"]).parent
+    assert (
+        "--config.file=" + mounts["ops/prometheus/prometheus.yml"]
+        in _services()["prometheus"]["command"]
+    )
+    rules = {str(config_dir / rule) for rule in config["rule_files"]}
+    assert rules == {mounts["ops/prometheus/alerts.yml"]}
 
 
 def _metric_sources() -> Iterator[tuple[str, set[str]]]:
