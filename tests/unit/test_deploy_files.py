@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from controller.adapters.http import HttpServer
 from controller.core.plan import load_plan
 from controller.metrics import Metrics
-from controller.settings import Settings, TopicSettings, load_settings
+from controller.settings import HttpSettings, Settings, TopicSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -111,6 +111,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> N
     for name, value in env.items():
         if value is not None:
             monkeypatch.setenv(name, value)
+
+
+def _compose_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The controller's settings in the compose stack: its config file and environment."""
+    _clean_env(monkeypatch, _env(_services()["controller"]))
+    return load_settings(ROOT / "ops" / "controller.yaml")
 
 
 def _settings_from_text(text: str, tmp_path: Path) -> Settings:
@@ -247,8 +253,7 @@ def test_compose_controller_settings_load_and_name_the_localai_model(
     services = _services()
     mounts = _mounts(services["controller"])
     assert mounts["ops/controller.yaml"] == "/etc/rollout-controller/controller.yaml"
-    _clean_env(monkeypatch, _env(services["controller"]))
-    settings = load_settings(ROOT / "ops" / "controller.yaml")
+    settings = _compose_settings(monkeypatch)
     model_files = [src for src in _mounts(services["localai"]) if src.startswith("ops/localai/")]
     assert len(model_files) == 1
     model = _yaml(ROOT / model_files[0])
@@ -294,36 +299,43 @@ def test_redis_persists_with_aof() -> None:
 
 
 def test_compose_stop_grace_covers_the_drain(monkeypatch: pytest.MonkeyPatch) -> None:
-    _clean_env(monkeypatch, _env(_services()["controller"]))
-    settings = load_settings(ROOT / "ops" / "controller.yaml")
+    settings = _compose_settings(monkeypatch)
     grace = _seconds(_services()["controller"]["stop_grace_period"])
     assert grace > settings.shutdown_grace_seconds
 
 
-def _health_urls() -> Iterator[tuple[str, str]]:
+def _health_checks() -> Iterator[tuple[str, str, bool]]:
+    """Where, the health check's text, and whether it runs with the compose settings."""
     test = _services()["controller"]["healthcheck"]["test"]
-    yield "compose", " ".join(test)
-    yield "Dockerfile", (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    yield "compose", " ".join(test), True
+    yield "Dockerfile", (ROOT / "Dockerfile").read_text(encoding="utf-8"), False
 
 
-@pytest.mark.parametrize(("where", "text"), [pytest.param(*h, id=h[0]) for h in _health_urls()])
-def test_health_checks_hit_served_endpoints(where: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "text", "in_compose"), [pytest.param(*h, id=h[0]) for h in _health_checks()]
+)
+def test_health_checks_hit_served_endpoints(
+    where: str, text: str, in_compose: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _compose_settings(monkeypatch).http.port if in_compose else HttpSettings().port
     urls = re.findall(r"http://[^'\"\s)]+", text)
     assert urls, f"no URL in the {where} health check"
     for url in urls:
         parts = urlsplit(url)
         assert parts.path in _served_paths(), url
-        assert parts.port == Settings().http.port, url
+        assert parts.port == port, url
 
 
 # -- Prometheus, Grafana, alerts ------------------------------------------------------------
 
 
-def test_prometheus_scrapes_the_controller_and_loads_the_mounted_rules() -> None:
+def test_prometheus_scrapes_the_controller_and_loads_the_mounted_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = _yaml(OPS / "prometheus" / "prometheus.yml")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "rollout-controller")
     targets = [t for group in job["static_configs"] for t in group["targets"]]
-    assert targets == [f"controller:{Settings().http.port}"]
+    assert targets == [f"controller:{_compose_settings(monkeypatch).http.port}"]
     assert job.get("metrics_path", "/metrics") in _served_paths()
     mounts = _mounts(_services()["prometheus"])
     config_dir = Path(mounts["ops/prometheus/prometheus.yml"]).parent
