@@ -1,0 +1,187 @@
+"""The pure parts of forwarding alerts to a Slack-compatible webhook.
+
+The payload an alert becomes (every untrusted string escaped, within Slack's
+block limits), the bounded ledger of delivered alert ids and its file format,
+what an HTTP status means for a delivery, the wait a ``Retry-After`` asks for,
+and the webhook URL with its secret hidden. No I/O: ``controller.forwarding``
+does the consuming, the POSTs and the state file.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import orjson
+
+from controller.core.messages import Alert
+
+LEDGER_CAPACITY = 10_000
+EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+MAX_FIELDS = 10  # Slack's limit on the fields of one section
+MAX_VALUE_CHARS = 200
+
+
+# -- the Slack payload ------------------------------------------------------------
+
+
+def escape_mrkdwn(text: str) -> str:
+    """``text`` with ``& < >`` escaped, so it cannot form Slack links or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(alert: Alert) -> dict[str, Any]:
+    """The webhook body for ``alert``: a ``text`` fallback and Slack ``blocks``.
+
+    Every string taken from the message is escaped: flag, summary, details, ids.
+    """
+    emoji, flag = EMOJI[alert.severity], escape_mrkdwn(alert.flag or "no flag")
+    summary = escape_mrkdwn(alert.summary) or "(no summary)"
+    blocks: list[dict[str, Any]] = [
+        _section(f"{emoji} *{alert.severity.upper()}* · *{alert.kind}* · `{flag}`"),
+        _section(summary),
+    ]
+    fields = [f"*{escape_mrkdwn(k)}*\n{escape_mrkdwn(v)}" for k, v in key_details(alert.details)]
+    if fields:
+        blocks.append({"type": "section", "fields": [_mrkdwn(f) for f in fields]})
+    rollout = escape_mrkdwn(alert.rollout_id or "none")
+    context = [f"rollout `{rollout}`", f"alert `{escape_mrkdwn(alert.id)}`", _when(alert.ts)]
+    blocks.append({"type": "context", "elements": [_mrkdwn(c) for c in context]})
+    return {"text": f"{emoji} [{alert.severity}] {alert.kind} {flag}: {summary}", "blocks": blocks}
+
+
+def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """The details worth a glance, at most ten: the top-level values, the breached
+    guardrail's test, the SRM check when it flagged, and the units per arm."""
+    shown = [(key, _show(value)) for key, value in details.items() if _scalar(value)]
+    guardrails, breach = details.get("guardrails"), details.get("breach")
+    if isinstance(guardrails, dict) and isinstance(breach, str):
+        shown += _picked(guardrails.get(breach), breach, ("delta", "lower", "upper", "p_value"))
+    srm = details.get("srm")
+    if isinstance(srm, dict) and srm.get("flagged") is True:
+        shown += _picked(srm, "srm", ("p_value", "expected_treatment_share"))
+    arms = details.get("arms")
+    for arm, counts in arms.items() if isinstance(arms, dict) else ():
+        shown += _picked(counts, str(arm), ("units",))
+    return shown[:MAX_FIELDS]
+
+
+def _picked(source: object, prefix: str, keys: Sequence[str]) -> list[tuple[str, str]]:
+    if not isinstance(source, dict):
+        return []
+    return [(f"{prefix} {k}", _show(source[k])) for k in keys if _scalar(source.get(k, []))]
+
+
+def _scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)[:MAX_VALUE_CHARS]
+
+
+def _when(ts: int | datetime) -> str:
+    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts / 1000, tz=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+# -- the ledger, statuses, secrets ------------------------------------------------
+
+
+class Ledger:
+    """The ids of the last ``capacity`` delivered alerts; the oldest is dropped first."""
+
+    def __init__(self, ids: Iterable[str] = (), *, capacity: int = LEDGER_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"a ledger holds at least one id, not {capacity}")
+        self._capacity = capacity
+        self._ids: dict[str, None] = {}  # a dict keeps insertion order: an ordered set
+        for alert_id in ids:
+            self.add(alert_id)
+
+    def __contains__(self, alert_id: object) -> bool:
+        return alert_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, alert_id: str) -> None:
+        """Remember ``alert_id``; forget the oldest id if that makes one too many."""
+        if alert_id in self._ids:
+            return
+        self._ids[alert_id] = None
+        if len(self._ids) > self._capacity:
+            del self._ids[next(iter(self._ids))]
+
+    def ids(self) -> list[str]:
+        """The ids, oldest first."""
+        return list(self._ids)
+
+
+def encode_ledger(ledger: Ledger) -> bytes:
+    """The state file's contents: ``{"v": 1, "ids": [oldest, ..., newest]}``."""
+    return orjson.dumps({"v": 1, "ids": ledger.ids()})
+
+
+def decode_ledger(data: bytes, *, capacity: int = LEDGER_CAPACITY) -> Ledger:
+    """The ledger in ``data`` (its newest ``capacity`` ids); ValueError if it is not one."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or parsed.get("v") != 1:
+        raise ValueError('expected an object with "v": 1')
+    ids = parsed.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError('"ids" must be a list of strings')
+    return Ledger(ids, capacity=capacity)
+
+
+def classify_status(status: int) -> Literal["delivered", "retry", "refused"]:
+    """2xx delivered; 429 and 5xx may succeed later; anything else is a refusal."""
+    if 200 <= status < 300:
+        return "delivered"
+    if status == 429 or status >= 500:
+        return "retry"
+    return "refused"
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for (seconds or an HTTP date); None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC in an HTTP date
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def is_webhook_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def mask_webhook(url: str) -> str:
+    """The webhook URL with its secret path hidden: ``https://hooks.slack.com/***``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***" if parts.netloc else "***"
