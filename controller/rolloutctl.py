@@ -189,8 +189,10 @@ def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "alerts",
         help="forward alerts to a Slack-compatible webhook",
-        description="Consume the alerts topic and post each alert once to a Slack-compatible "
-        "incoming webhook, with retries; the delivered ids survive a restart.",
+        description="Consume the alerts topic and post each alert to a Slack-compatible "
+        "incoming webhook, retrying while it is down. Delivered alert ids are kept in a "
+        "state file, so a restart or a republished alert does not post twice (the one "
+        "exception: a crash between the receiver's answer and that file's write).",
     )
     forwarding.add_arguments(sub)
 
