@@ -23,6 +23,7 @@ the batch is held, fetching pauses, and the flush is retried with back-off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -112,6 +113,10 @@ class Ingest:
         for p in partitions:
             self._owned.pop(p, None)
             self._to_claim.discard(p)
+            # The new owner reports this partition's lag; a stale value here would
+            # read as ingest stalled.
+            with contextlib.suppress(KeyError):
+                self._metrics.lag.remove(str(p))
         self._metrics.partitions.set(len(self._owned))
 
     # -- lifecycle -------------------------------------------------------------
