@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts test bench clean
+.PHONY: install check lint typecheck contracts test bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema dri
 
 test:  ## the README's test command
 	$(BIN)/python -m pytest
+
+# Installed once per change of pyproject.toml (llama-cpp-python compiles llama.cpp the first time).
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e ".[embedded,llm]"
+	touch $@
+
+demo: $(VENV)/.demo-installed  ## the whole product on this machine; DEMO_ARGS="--plain --flags 3"
+	$(BIN)/rollout-controller demo $(DEMO_ARGS)
 
 bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/ingest.py

@@ -45,7 +45,61 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"
     )
+    _add_demo(commands)
     return parser
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="the whole product on this machine: services, controller, rollouts, apps",
+        description="Start an embedded Kafka-compatible broker, Redis and a small local model "
+        "(or use KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and LLM_BASE_URL), run the controller, "
+        "start signed rollouts of a few flags with stages of seconds, and serve them from "
+        "simulated apps. The first flag's treatment starts failing 3x as often at --fault-at "
+        "percent and is rolled back automatically; the others reach 100%. The model's advice "
+        "is asked at every stage gate and shown (advisory mode: it never blocks).",
+        epilog="Exit code 0 when every healthy flag completed and the faulty one was rolled "
+        "back, 1 otherwise, 2 for bad options, 130 when interrupted. Another model server: "
+        "set LLM_BASE_URL, RC_LLM__MODEL and RC_LLM__RESPONSE_FORMAT.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="hard cap on the whole run; it ends earlier once every flag has finished "
+        "(default: 120)",
+    )
+    demo.add_argument(
+        "--flags",
+        type=int,
+        default=2,
+        metavar="N",
+        help="how many flags, 1 to 5: the first one turns faulty, the others stay healthy "
+        "(default: 2)",
+    )
+    demo.add_argument(
+        "--fault-at",
+        type=float,
+        default=25.0,
+        metavar="PERCENT",
+        help="the faulty flag's treatment fails 3x as often from this stage percent, "
+        "below 100 (default: 25)",
+    )
+    demo.add_argument("--no-llm", action="store_true", help="run without the model advisor")
+    demo.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain log lines instead of the live view (automatic when stdout is not a terminal)",
+    )
+    demo.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="decision log: every decision and alert, one JSON object per line "
+        "(default: a new temporary file)",
+    )
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config)
         if args.command == "config":
             return _show_config(args.config)
+        if args.command == "demo":
+            return _demo(args)
         return _schemas(args.out, check=args.check)
     except ConfigError as exc:
         print(f"rollout-controller: {exc}", file=sys.stderr)
@@ -83,6 +139,25 @@ def _show_config(config: Path | None) -> int:
 
     print(json.dumps(load_settings(config).masked(), indent=2))
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from controller.demo.options import DemoOptions  # noqa: PLC0415 - keep `--help` fast
+    from controller.demo.run import run_demo  # noqa: PLC0415
+
+    try:
+        options = DemoOptions(
+            duration=args.duration,
+            flags=args.flags,
+            fault_at=args.fault_at,
+            llm=not args.no_llm,
+            plain=args.plain,
+            log=args.log,
+        )
+    except ValueError as exc:
+        print(f"rollout-controller demo: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_demo(options)
 
 
 def _schemas(out: Path, *, check: bool) -> int:

@@ -1,0 +1,208 @@
+"""The demo's state at one instant, as plain data: what the view renders.
+
+Pure. :func:`flag_view` combines a flag's rollout (from Redis), the gate's
+verdict on its current stage (the pure :func:`controller.core.gate.evaluate`
+run on the aggregates just read) and what the controller published about it.
+:func:`run_outcome` says whether the run showed what it should.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from controller.core.rollout import Phase, Rollout, Verdict
+from controller.demo.scenario import DemoFlag
+from controller.demo.tracking import FlagRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ArmView:
+    """One arm's counts in the evidence shown."""
+
+    exposures: int = 0
+    requests: int = 0
+    errors: int = 0
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundView:
+    """The error-rate guardrail's sequential test: Δ = treatment - control, and its bounds.
+
+    The flag is rolled back when ``lower`` > 0: treatment fails more often than
+    control beyond what chance explains, however often the test was looked at.
+    """
+
+    delta: float
+    lower: float
+    upper: float
+    p_value: float
+    regressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AdvisorView:
+    """The advisor's latest opinion: advance, hold, rollback, or unavailable (with why)."""
+
+    action: str
+    confidence: float | None
+    rationale: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagView:
+    """One flag, ready to render."""
+
+    flag: str
+    faulty: bool
+    phase: str
+    stage: int
+    stages: int
+    stage_percent: float
+    percent: float
+    """The share of units served treatment now (0 once rolled back)."""
+    seconds_in_stage: float | None
+    treatment: ArmView
+    control: ArmView
+    bound: BoundView | None
+    live: bool
+    """Whether the counts are the current stage's, or the last comparison's."""
+    note: str
+    advisor: AdvisorView | None
+    advice_counts: tuple[tuple[str, int], ...]
+    decisions: int
+    stages_passed: int
+    rollback_reason: str | None
+    rollback_alerted: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in {p.value for p in Phase if p.terminal}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSnapshot:
+    """Everything on screen at one instant."""
+
+    elapsed_s: float
+    flags: tuple[FlagView, ...]
+    events_sent: int
+    events_per_s: float
+    advisor: str
+    """``off``, or the mode and model, e.g. ``advisory, smollm2-135m-instruct``."""
+    fault: str
+    log_path: str
+
+
+def flag_view(
+    flag: DemoFlag,
+    rollout: Rollout | None,
+    verdict: Verdict | None,
+    record: FlagRecord,
+    now: datetime,
+) -> FlagView:
+    """The view of ``flag``; ``verdict`` is the gate's on the current stage, if active."""
+    live = rollout is not None and rollout.phase.active and verdict is not None
+    evidence = verdict.evidence if live and verdict else (record.evidence or {})
+    arms = evidence.get("arms") or {}
+    return FlagView(
+        flag=flag.name,
+        faulty=flag.faulty,
+        phase=rollout.phase.value if rollout else Phase.PENDING.value,
+        stage=rollout.stage if rollout else 0,
+        stages=len(rollout.plan.stages) if rollout else 0,
+        stage_percent=rollout.plan.stages[rollout.stage].percent if rollout else 0.0,
+        percent=rollout.percent if rollout else 0.0,
+        seconds_in_stage=_in_stage(rollout, now),
+        treatment=_arm(arms.get("treatment")),
+        control=_arm(arms.get("control")),
+        bound=_bound(evidence),
+        live=live,
+        note=_note(rollout, verdict, record),
+        advisor=_advisor(record.advice[-1]) if record.advice else None,
+        advice_counts=tuple(sorted(record.advice_counts().items())),
+        decisions=record.decisions,
+        stages_passed=_stages_passed(rollout),
+        rollback_reason=record.rollback_reason,
+        rollback_alerted=record.rollback_alerted(),
+    )
+
+
+def run_outcome(views: Iterable[FlagView]) -> tuple[bool, list[str]]:
+    """Whether the run showed what it should: healthy flags complete, the faulty one rolls back.
+
+    Returns the verdict and one line per flag that did not.
+    """
+    problems = []
+    for view in views:
+        expected = Phase.ROLLED_BACK if view.faulty else Phase.COMPLETED
+        if view.phase != expected.value:
+            problems.append(f"{view.flag}: {view.phase}, expected {expected.value}")
+        elif view.faulty and not view.rollback_alerted:
+            problems.append(f"{view.flag}: rolled back, but no rollback alert was published")
+    return not problems, problems
+
+
+def _in_stage(rollout: Rollout | None, now: datetime) -> float | None:
+    if rollout is None or not rollout.phase.active:
+        return None
+    return max(0.0, (now - rollout.stage_started_at).total_seconds())
+
+
+def _stages_passed(rollout: Rollout | None) -> int:
+    if rollout is None:
+        return 0
+    return len(rollout.plan.stages) if rollout.phase is Phase.COMPLETED else rollout.stage
+
+
+def _arm(data: Any) -> ArmView:
+    if not isinstance(data, dict):
+        return ArmView()
+    return ArmView(
+        exposures=int(data.get("exposures", 0)),
+        requests=int(data.get("requests", 0)),
+        errors=int(data.get("errors", 0)),
+    )
+
+
+def _bound(evidence: dict[str, Any]) -> BoundView | None:
+    test = (evidence.get("guardrails") or {}).get("error_rate")
+    if not isinstance(test, dict):
+        return None
+    try:
+        view = BoundView(
+            delta=float(test["delta"]),
+            lower=float(test["lower"]),  # "-inf" / "inf" read as infinities
+            upper=float(test["upper"]),
+            p_value=float(test["p_value"]),
+            regressed=bool(test["regressed"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return view if math.isfinite(view.lower) and math.isfinite(view.upper) else None
+
+
+def _note(rollout: Rollout | None, verdict: Verdict | None, record: FlagRecord) -> str:
+    if rollout is None:
+        return "waiting for the start command"
+    if rollout.phase.active and verdict is not None:
+        return f"gate: {verdict.kind.value}, {verdict.reason}"
+    return record.last_reason
+
+
+def _advisor(advice: dict[str, Any]) -> AdvisorView:
+    if advice.get("status") != "ok":
+        return AdvisorView("unavailable", None, str(advice.get("cause", "")))
+    confidence = advice.get("confidence")
+    return AdvisorView(
+        action=str(advice.get("action", "?")),
+        confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        rationale=str(advice.get("rationale", "")),
+    )

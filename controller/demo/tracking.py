@@ -1,0 +1,88 @@
+"""What the controller published, folded per flag: decisions, advisor opinions, alerts.
+
+Pure: :meth:`Tracker.observe` takes one decoded message from the decisions,
+alerts or flag-state topic; the demo's view and summary read the result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLLBACK = "rollback"
+
+
+@dataclass
+class FlagRecord:
+    """Everything published about one flag so far."""
+
+    decisions: int = 0
+    advice: list[dict[str, Any]] = field(default_factory=list)
+    """The advisor's part of each decision that carried one, oldest first."""
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    rollback_reason: str | None = None
+    last_reason: str = ""
+    evidence: dict[str, Any] | None = None
+    """The latest decision evidence that holds a real error-rate comparison."""
+    state: dict[str, Any] | None = None
+
+    def advice_counts(self) -> Counter[str]:
+        """How often the advisor said advance, hold or rollback, or was unavailable."""
+        return Counter(_advice_action(a) for a in self.advice)
+
+    def rollback_alerted(self) -> bool:
+        return any(a.get("kind") == ROLLBACK for a in self.alerts)
+
+
+class Tracker:
+    """Folds the output topics' messages into one :class:`FlagRecord` per flag."""
+
+    def __init__(self) -> None:
+        self.flags: dict[str, FlagRecord] = {}
+        self.messages = 0
+
+    def record(self, flag: str) -> FlagRecord:
+        """The record of ``flag`` (empty until something about it is published)."""
+        return self.flags.setdefault(flag, FlagRecord())
+
+    def observe(self, message: dict[str, Any]) -> None:
+        """Fold one message from the decisions, alerts or flag-state topic."""
+        flag = message.get("flag")
+        if not isinstance(flag, str):
+            return
+        self.messages += 1
+        kind = message.get("type")
+        if kind == "decision":
+            _decision(self.record(flag), message)
+        elif kind == "alert":
+            self.record(flag).alerts.append(message)
+        elif kind == "flag_state":
+            self.record(flag).state = message
+
+
+def _decision(record: FlagRecord, decision: dict[str, Any]) -> None:
+    record.decisions += 1
+    evidence = decision.get("evidence") or {}
+    if isinstance(evidence.get("advisor"), dict):
+        record.advice.append(evidence["advisor"])
+    if decision.get("outcome") != "applied":
+        return
+    record.last_reason = str(decision.get("reason", ""))
+    if decision.get("action") == ROLLBACK:
+        record.rollback_reason = record.last_reason
+    if _compares_arms(evidence):
+        record.evidence = evidence
+
+
+def _compares_arms(evidence: dict[str, Any]) -> bool:
+    """Whether the error-rate test ran with data in both arms (not at 100%, say)."""
+    guardrails = evidence.get("guardrails")
+    test = guardrails.get("error_rate") if isinstance(guardrails, dict) else None
+    return isinstance(test, dict) and test.get("half_width") != "inf"
+
+
+def _advice_action(advice: dict[str, Any]) -> str:
+    if advice.get("status") == "ok":
+        return str(advice.get("action", "?"))
+    return "unavailable"

@@ -1,0 +1,274 @@
+"""The demo's screens: pure functions from snapshots to rich renderables or plain lines.
+
+Nothing here reads or writes anything: the live view, the summary table and
+the plain log lines are computed from :mod:`controller.demo.snapshot` data,
+so they can be rendered into a recording console and checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from controller.demo.snapshot import ArmView, BoundView, DemoSnapshot, FlagView
+
+PHASE_STYLES = {
+    "pending": "dim",
+    "running": "bold cyan",
+    "paused": "bold yellow",
+    "completed": "bold green",
+    "rolled_back": "bold red",
+    "aborted": "bold magenta",
+    "killed": "bold red",
+}
+RATIONALE_CHARS = 160
+REASON_MIN_WIDTH = 24
+NO_VALUE = "-"
+
+
+# -- numbers ---------------------------------------------------------------------------
+
+
+def percent(value: float) -> str:
+    """A stage percent: ``25%``, ``0.5%``."""
+    return f"{value:g}%"
+
+
+def rate(value: float | None) -> str:
+    """An error rate: ``2.15%``, or ``-`` without requests."""
+    return NO_VALUE if value is None else f"{value * 100:.2f}%"
+
+
+def points(value: float) -> str:
+    """A difference of rates in percentage points: ``+4.01 pp``."""
+    return f"{value * 100:+.2f} pp"
+
+
+def bound_text(bound: BoundView | None) -> str:
+    """The error-rate test in one line: Δ, its bounds, and what it means."""
+    if bound is None:
+        return "error rate: not tested yet (too few requests)"
+    verdict = "REGRESSED" if bound.regressed else "no regression"
+    low, high = f"{bound.lower * 100:+.2f}", f"{bound.upper * 100:+.2f}"
+    return (
+        f"{verdict}: Δ error rate {points(bound.delta)}, bound [{low}, {high}] pp, "
+        f"p = {bound.p_value:.2g}"
+    )
+
+
+def advice_counts(view: FlagView) -> str:
+    """``advance=3 hold=1``, or ``-`` when the advisor was never asked."""
+    return " ".join(f"{action}={n}" for action, n in view.advice_counts) or NO_VALUE
+
+
+# -- the live view ---------------------------------------------------------------------
+
+
+def render_live(snapshot: DemoSnapshot) -> RenderableType:
+    """The whole live screen: a header, then one panel per flag."""
+    return Group(_header(snapshot), *(flag_panel(view) for view in snapshot.flags))
+
+
+def _header(snapshot: DemoSnapshot) -> Text:
+    text = Text()
+    text.append("rollout-controller demo", style="bold")
+    text.append(f"  {snapshot.elapsed_s:.1f} s  ")
+    text.append(f"{snapshot.events_per_s:,.0f} events/s ({snapshot.events_sent:,} sent)\n")
+    text.append(f"advisor: {snapshot.advisor}\n", style="dim")
+    text.append(f"fault: {snapshot.fault}\n", style="dim")
+    text.append(f"decision log: {snapshot.log_path}", style="dim")
+    return text
+
+
+def flag_panel(view: FlagView) -> Panel:
+    """One flag: phase and stage, per-arm counts and error rates, the bound, the advisor."""
+    parts: list[RenderableType] = [_title(view), _arms(view), Text(bound_text(view.bound))]
+    if view.note:
+        parts.append(Text(view.note, style="dim"))
+    if view.advisor is not None:
+        parts.append(_advisor(view))
+    style = PHASE_STYLES.get(view.phase, "").replace("bold ", "") or "white"
+    return Panel(Group(*parts), border_style=style, box=box.ROUNDED, padding=(0, 1))
+
+
+def _title(view: FlagView) -> Text:
+    text = Text()
+    text.append(view.flag, style="bold")
+    text.append("  (faulty treatment)" if view.faulty else "  (healthy)", style="dim")
+    text.append("\n")
+    text.append(view.phase, style=PHASE_STYLES.get(view.phase, ""))
+    if view.stages:
+        text.append(f"  stage {view.stage + 1}/{view.stages} at {percent(view.stage_percent)}")
+    text.append(f"  serving {percent(view.percent)}")
+    if view.seconds_in_stage is not None:
+        text.append(f"  {view.seconds_in_stage:.1f} s in stage")
+    return text
+
+
+def _arms(view: FlagView) -> Table:
+    title = "this stage" if view.live else "last comparison"
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), title=None, show_edge=False)
+    table.add_column(title, no_wrap=True)
+    for name in ("exposures", "requests", "errors", "error rate"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for name, arm in (("treatment", view.treatment), ("control", view.control)):
+        table.add_row(name, *_arm_cells(arm))
+    return table
+
+
+def _arm_cells(arm: ArmView) -> tuple[str, str, str, str]:
+    return f"{arm.exposures:,}", f"{arm.requests:,}", f"{arm.errors:,}", rate(arm.error_rate)
+
+
+def _advisor(view: FlagView) -> Text:
+    advice = view.advisor
+    assert advice is not None  # the caller checked
+    text = Text("advisor: ", style="bold")
+    text.append(advice.action)
+    if advice.confidence is not None:
+        text.append(f" ({advice.confidence:.2f})")
+    rationale = advice.rationale.replace("\n", " ").strip()
+    if len(rationale) > RATIONALE_CHARS:
+        rationale = rationale[: RATIONALE_CHARS - 1] + "…"
+    if rationale:
+        text.append(f' "{rationale}"', style="italic")
+    return text
+
+
+# -- the summary -----------------------------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    "flag",
+    "final phase",
+    "final %",
+    "stages passed",
+    "rollback reason",
+    "decisions",
+    "advisor opinions",
+)
+
+
+def render_summary(views: Sequence[FlagView]) -> RenderableType:
+    """The end-of-run table; one row per flag, or one small table per flag when narrow."""
+    return _FitWidth(_summary_table(views), _summary_cards(views))
+
+
+def _summary_row(view: FlagView) -> tuple[str, ...]:
+    stages = f"{view.stages_passed}/{view.stages}" if view.stages else NO_VALUE
+    return (
+        view.flag,
+        view.phase,
+        percent(view.percent),
+        stages,
+        view.rollback_reason or NO_VALUE,
+        str(view.decisions),
+        advice_counts(view),
+    )
+
+
+def _summary_table(views: Sequence[FlagView]) -> Table:
+    """Every column as wide as its longest value; the rollback reason takes the rest."""
+    rows = [_summary_row(view) for view in views]
+    table = Table(
+        title="Summary",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        expand=True,
+    )
+    for i, name in enumerate(SUMMARY_COLUMNS):
+        if name == "rollback reason":
+            table.add_column(name, ratio=1, min_width=REASON_MIN_WIDTH)
+            continue
+        values = [row[i] for row in rows]
+        if name == "advisor opinions":  # a list of counts: one per line if need be
+            values = [word for value in values for word in value.split()]
+        table.add_column(name, width=max(_longest_word(name), *map(len, values)))
+    for view, row in zip(views, rows, strict=True):
+        table.add_row(*row, style=PHASE_STYLES.get(view.phase, ""))
+    return table
+
+
+def _longest_word(text: str) -> int:
+    return max(len(word) for word in text.split())
+
+
+def _summary_cards(views: Sequence[FlagView]) -> Group:
+    cards: list[RenderableType] = [Text("Summary", style="italic")]
+    for view in views:
+        card = Table(box=box.ROUNDED, show_header=False, padding=(0, 1))
+        card.add_column("field", no_wrap=True, style="dim")
+        card.add_column("value", overflow="fold")
+        for name, value in zip(SUMMARY_COLUMNS, _summary_row(view), strict=True):
+            card.add_row(name, Text(value, style=PHASE_STYLES.get(view.phase, "")))
+        cards.append(card)
+    return Group(*cards)
+
+
+class _FitWidth:
+    """Renders ``wide`` where it fits, else ``narrow``."""
+
+    def __init__(self, wide: Table, narrow: RenderableType) -> None:
+        self.wide, self.narrow = wide, narrow
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        needed = Measurement.get(console, options.update(width=10_000), self.wide).minimum
+        yield self.wide if needed <= options.max_width else self.narrow
+
+
+# -- plain log lines -------------------------------------------------------------------
+
+
+def status_line(elapsed_s: float, view: FlagView) -> str:
+    """One flag's state in one line, for ``--plain``."""
+    head = f"[{elapsed_s:6.1f}s] {view.flag}: {view.phase}"
+    if not view.stages:
+        return f"{head}, {view.note}"
+    t, c = view.treatment, view.control
+    return (
+        f"{head}, stage {view.stage + 1}/{view.stages} at {percent(view.stage_percent)}, "
+        f"exposures T {t.exposures:,} C {c.exposures:,}, "
+        f"error rate T {rate(t.error_rate)} C {rate(c.error_rate)}; {bound_text(view.bound)}"
+    )
+
+
+def message_lines(
+    elapsed_s: float, message: dict[str, Any], serving: float | None = None
+) -> Iterator[str]:
+    """The lines ``--plain`` prints for a published decision or alert.
+
+    ``serving`` is the flag's percent in the latest flag state, published just
+    before the decision that set it.
+    """
+    at = f"[{elapsed_s:6.1f}s]"
+    kind, flag = message.get("type"), message.get("flag", "")
+    if kind == "alert":
+        severity, what = message.get("severity", ""), message.get("kind", "")
+        yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
+    elif kind == "decision":
+        now = "" if serving is None else f", serving {percent(serving)}"
+        action, outcome = message.get("action", ""), message.get("outcome", "")
+        yield f"{at} {flag}: {action} ({outcome}{now}): {message.get('reason', '')}"
+        advice = (message.get("evidence") or {}).get("advisor")
+        if isinstance(advice, dict):
+            yield f"{at} {flag}: advisor {_advice_line(advice)}"
+
+
+def _advice_line(advice: dict[str, Any]) -> str:
+    seconds = float(advice.get("latency_ms", 0.0)) / 1000
+    if advice.get("status") != "ok":
+        return f"unavailable after {seconds:.1f} s: {advice.get('cause', '')}"
+    rationale = str(advice.get("rationale", "")).replace("\n", " ")[:RATIONALE_CHARS]
+    return (
+        f"says {advice.get('action', '?')} (confidence {advice.get('confidence', '?')}, "
+        f"{seconds:.1f} s): {rationale}"
+    )

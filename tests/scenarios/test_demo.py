@@ -1,0 +1,104 @@
+"""``rollout-controller demo``, headless, end to end: what a user gets from one command.
+
+The demo runs as a real child process. It uses the services named by
+``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``LLM_BASE_URL`` when they are
+set and starts its own otherwise (the embedded broker, ``redis-server``, the
+SmolLM2 model server), so a missing service fails this test, never skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.demo.scenario import PERCENTS, demo_flags
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DURATION_SECONDS = 110
+FAULT_STAGE = PERCENTS.index(25.0)
+
+
+def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    messages = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert {m["type"] for m in messages} <= {"decision", "alert"}
+    decisions = [m for m in messages if m["type"] == "decision"]
+    return decisions, [m for m in messages if m["type"] == "alert"]
+
+
+@pytest.mark.timeout(DURATION_SECONDS + 90)
+def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path: Path) -> None:
+    # Given the demo's two flags: the first one's treatment fails 3x as often from 25%
+    faulty, healthy = (flag.name for flag in demo_flags(2))
+    log = tmp_path / "decisions.jsonl"
+    # When a user runs the demo, headless
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "demo",
+            "--plain",
+            *("--duration", str(DURATION_SECONDS)),
+            *("--log", str(log)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DURATION_SECONDS + 60,
+        check=False,
+    )
+    took = time.monotonic() - started
+    output = f"{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-3000:]}"
+    # Then it says it passed, within its time limit
+    assert result.returncode == 0, output
+    assert "demo passed" in result.stdout, output
+    assert took < DURATION_SECONDS + 30, output
+    decisions, alerts = read_log(log)
+    assert f"decision log: {log}" in result.stdout
+    # ...the healthy flag walked every stage to 100%
+    mine = [d for d in decisions if d["flag"] == healthy and d["outcome"] == "applied"]
+    assert [d["action"] for d in mine] == [
+        "start",
+        "advance",
+        "advance",
+        "advance",
+        "advance",
+        "complete",
+    ]
+    assert mine[-1]["phase_after"] == "completed"
+    # ...the faulty one was rolled back on its error rate, at or after the fault, before 100%
+    rollback = next(d for d in decisions if d["flag"] == faulty and d["action"] == "rollback")
+    assert rollback["kind"] == "gate"
+    assert rollback["phase_after"] == "rolled_back"
+    assert FAULT_STAGE <= rollback["stage"] < len(PERCENTS) - 1
+    assert rollback["evidence"]["breach"] == "error_rate"
+    test = rollback["evidence"]["guardrails"]["error_rate"]
+    assert test["regressed"] is True
+    assert test["lower"] > 0
+    arms = rollback["evidence"]["arms"]
+    assert arms["treatment"]["errors"] / arms["treatment"]["requests"] > (
+        arms["control"]["errors"] / arms["control"]["requests"]
+    )
+    assert not any(d["flag"] == faulty and d["action"] == "complete" for d in decisions)
+    # ...with a critical rollback alert published for it, and none for the healthy flag
+    (alert,) = [a for a in alerts if a["kind"] == "rollback"]
+    assert (alert["flag"], alert["severity"]) == (faulty, "critical")
+    assert not any(a["flag"] == healthy for a in alerts)
+    # ...and the model was asked at every gate that advanced a stage
+    advances = [d for d in decisions if d["action"] in ("advance", "complete")]
+    assert advances
+    for decision in advances:
+        advice = decision["evidence"]["advisor"]
+        assert advice["status"] in ("ok", "unavailable"), advice
+        assert advice["prompt_version"] == "gate-v1"
+    # ...and the summary says the same
+    summary = result.stdout[result.stdout.index("Summary") :]
+    for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error_rate"):
+        assert expected in summary, output
