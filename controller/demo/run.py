@@ -70,6 +70,7 @@ from controller.operator import write_private_key
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+STOPPED = "every process the demo started was stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,11 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> int:
     try:
         views = _run(setup, console)
     except KeyboardInterrupt:
-        _say(console, f"interrupted; every process the demo started was stopped ({setup.workdir})")
+        _say(console, f"interrupted; {STOPPED} ({setup.workdir})")
         return EXIT_INTERRUPTED
+    except SystemExit:  # SIGTERM or SIGHUP, see exit_on_signals
+        _say(console, f"stopped by a signal; {STOPPED} ({setup.workdir})")
+        raise
     except (ServiceUnavailable, ControllerError, RuntimeError, OSError, LookupError) as exc:
         _say(console, f"demo failed: {exc}")
         if isinstance(exc, ServiceUnavailable) and options.llm:
