@@ -17,11 +17,18 @@ published as a rejected decision with its reason. Gates run for the flags
 whose commands partition this instance owns: those that received events
 since the last pass every ``gate_interval_seconds``, and all active ones every
 ``sweep_interval_seconds`` (timers, minimum durations).
+
+The advisor is consulted off the gate loop: a stage ready to advance starts
+one consultation for its flag in the background, and the loop goes on gating
+every flag, that one included, so a slow model never delays a rollback. When
+the advice arrives the stage is evaluated again on fresh aggregates; only if
+it is still the same stage and still ready to advance is the advice applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import uuid
 from collections import defaultdict
@@ -151,6 +158,7 @@ class Engine:
         # Last aggregates read per flag, with the stage they belong to.
         self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
         self._stopping = asyncio.Event()
+        self._consulting: dict[str, asyncio.Task[None]] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -161,9 +169,15 @@ class Engine:
         """Republish what a crash left in outboxes, then serve commands and gates."""
         for flag in await self._states.flags():
             await self._drain(flag)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._control_loop(control), name="engine-control")
-            tasks.create_task(self._gate_loop(control), name="engine-gates")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._control_loop(control), name="engine-control")
+                tasks.create_task(self._gate_loop(control), name="engine-gates")
+        finally:
+            # A consultation cut short loses nothing: the next gate asks again.
+            for task in self._consulting.values():
+                task.cancel()
+            await asyncio.gather(*self._consulting.values(), return_exceptions=True)
 
     async def _control_loop(self, control: Control) -> None:
         while not self._stopping.is_set():
@@ -192,7 +206,7 @@ class Engine:
         mine = dirty - theirs
         swept = {f for f in await self._states.flags() if control.owns(f)} if full else set()
         for flag in sorted(mine | swept):
-            await self.gate(flag, fresh=flag in mine)
+            await self.gate(flag, fresh=flag in mine, background=True)
         return True
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
@@ -202,13 +216,15 @@ class Engine:
 
     # -- inputs --------------------------------------------------------------------
 
-    async def gate(self, flag: str, *, fresh: bool = True) -> None:
+    async def gate(self, flag: str, *, fresh: bool = True, background: bool = False) -> None:
         """Evaluate the flag's current stage and apply the verdict and the timers.
 
         ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the
         aggregates read last time for the same stage: they cannot have changed.
         Most gates hold, so the decision is first taken on the state just loaded
         and only a change goes through :meth:`apply` (lock, reload, save).
+        With ``background``, a verdict that needs the advisor starts a
+        consultation and returns at once; otherwise the model is awaited here.
         """
         rollout = (await self._states.load(flag)).rollout
         if rollout is None or not rollout.phase.active:
@@ -216,11 +232,57 @@ class Engine:
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
-        gate = await self._with_advice(rollout, evaluate(rollout, data, now), now)
-        for event in (gate, TickInput(now)):
+        verdict = evaluate(rollout, data, now)
+        events: list[Input] = [TickInput(now)]
+        if not self._needs_advice(rollout, verdict, now):
+            events.insert(0, GateInput(verdict, now))
+        elif background:
+            self._consult(flag, rollout, verdict, now)
+        else:
+            events.insert(0, await self._with_advice(rollout, verdict, now))
+        for event in events:
             new, actions = step(rollout, event)
             if actions or new != rollout:
                 await self.apply(flag, event)
+
+    def _needs_advice(self, rollout: Rollout, verdict: Verdict, now: datetime) -> bool:
+        """Only an advance asks the model; rollbacks, pauses and holds never wait for it."""
+        held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
+        return self._advisor is not None and verdict.kind is VerdictKind.ADVANCE and not held
+
+    def _consult(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> None:
+        """Ask the advisor in the background, unless a consultation for ``flag`` runs."""
+        running = self._consulting.get(flag)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(
+            self._advise_then_gate(flag, rollout, verdict, now), name=f"advise-{flag}"
+        )
+        self._consulting[flag] = task
+        task.add_done_callback(lambda t, f=flag: self._consulted(f, t))  # type: ignore[misc]
+
+    def _consulted(self, flag: str, task: asyncio.Task[None]) -> None:
+        if self._consulting.get(flag) is task:
+            del self._consulting[flag]
+
+    async def _advise_then_gate(
+        self, flag: str, asked: Rollout, verdict: Verdict, now: datetime
+    ) -> None:
+        """Get the advice, then apply it if the stage is still ready to advance."""
+        try:
+            gate = await self._with_advice(asked, verdict, now)
+            rollout = (await self._states.load(flag)).rollout
+            if rollout is None or _stage_key(rollout) != _stage_key(asked):
+                log.info("advice_outdated", flag=flag, reason="the stage changed meanwhile")
+                return
+            data = await self._aggregates.read(flag, rollout.stage_flag_versions())
+            fresh = evaluate(rollout, data, self._now())
+            if fresh.kind is not VerdictKind.ADVANCE:
+                log.info("advice_outdated", flag=flag, reason=f"the gate now says {fresh.kind}")
+                return
+            await self.apply(flag, dataclasses.replace(gate, verdict=fresh, now=self._now()))
+        except ControllerError as exc:  # the next gate pass asks again
+            log.warning("advice_not_applied", flag=flag, error=str(exc))
 
     async def status(self, flag: str | None = None) -> list[dict[str, Any]]:
         """Each rollout (or ``flag``'s) as :func:`describe` shows it, with a fresh gate view.
@@ -247,8 +309,7 @@ class Engine:
         The advisor is never asked about a rollback, a pause or a hold: those
         never wait for it. An outage raises one alert, not one per gate.
         """
-        held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
-        if self._advisor is None or verdict.kind is not VerdictKind.ADVANCE or held:
+        if self._advisor is None or not self._needs_advice(rollout, verdict, now):
             return GateInput(verdict, now)
         advice = await self._advisor.advise(_gate_data(rollout, verdict, now))
         down = isinstance(advice, Unavailable)
@@ -492,6 +553,11 @@ def _gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, A
         "statistical_reason": verdict.reason,
         "evidence": verdict.evidence,
     }
+
+
+def _stage_key(rollout: Rollout) -> tuple[str, int, int]:
+    """Which stage, of which rollout, under which flag version: changes with any transition."""
+    return rollout.rollout_id, rollout.stage, rollout.flag_version
 
 
 def _instant(ts: int | datetime) -> datetime:

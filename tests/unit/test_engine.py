@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,10 @@ import orjson
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
-from controller.core.advice import AdvisorResult, Unavailable
+from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.messages import CommandAction
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import CommandInput, Rollout
 from controller.engine import Engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
@@ -240,3 +241,88 @@ async def test_an_advisor_outage_alerts_once_and_gates_proceed() -> None:
     gated = [d for d in decisions if d["action"] == "advance"]
     assert all(d["evidence"]["advisor"]["status"] == "unavailable" for d in gated)
     assert all(d["evidence"]["advisor"]["cause"] == "connection refused" for d in gated)
+
+
+@dataclass
+class SplitAggregates(FakeAggregates):
+    """Healthy numbers for every flag except ``bad``, whose treatment fails a third of requests."""
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
+        self.reads += 1
+        errors = 300 if flag == "bad" else 10
+        return FlagAggregates(
+            flag,
+            frozenset(versions),
+            ArmAggregate(exposures=1000, units=1000, requests=1000, errors=errors),
+            ArmAggregate(exposures=1000, units=1000, requests=1000, errors=10),
+        )
+
+
+@dataclass
+class SlowAdvisor:
+    """Answers `advance` only when the test releases it."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: int = 0
+
+    async def advise(self, gate_data: dict[str, object]) -> AdvisorResult:
+        self.calls += 1
+        await self.release.wait()
+        return Opinion(Advice(action="advance", confidence=0.9, rationale="fine"), "m", 5000.0)
+
+
+async def test_a_slow_model_never_delays_a_rollback() -> None:
+    # Given two flags ready to advance and a model that takes its time
+    ladder = Plan(
+        stages=[
+            Stage(percent=p, min_duration=timedelta(0), min_units_per_arm=0) for p in (50, 100)
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+    )
+    states, outputs, advisor = FakeStates(), FakeOutputs(), SlowAdvisor()
+    aggregates = SplitAggregates()
+    eng = Engine(
+        settings=EngineSettings(),
+        topics=TopicSettings(),
+        states=states,
+        aggregates=aggregates,
+        outputs=outputs,
+        dead_letters=NoDeadLetters(),
+        llm=LlmSettings(mode="gating"),
+        advisor=advisor,
+        clock=lambda: NOW,
+    )
+    for flag in ("slow", "bad"):
+        await eng.apply(flag, start_input(flag, ladder))
+    # When the gate loop runs while the model thinks about "slow"
+    control = FakeControl(mine={"slow", "bad"})
+    await eng._gate_pass(control, full=True)
+    await eng._gate_pass(control, full=True)
+    await asyncio.sleep(0.05)  # the consultation is under way
+    # Then "bad" is rolled back at once, and "slow" is asked only once so far
+    assert states.docs["bad"][1].phase.value == "rolled_back"
+    assert advisor.calls == 1
+    assert states.docs["slow"][1].stage == 0
+    # And when the model answers, the advance it approved is applied on fresh numbers
+    advisor.release.set()
+    for _ in range(100):
+        if states.docs["slow"][1].stage == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert states.docs["slow"][1].stage == 1
+    decisions = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.decisions"]
+    done = next(d for d in decisions if d["flag"] == "slow" and d["action"] == "advance")
+    assert done["evidence"]["advisor"]["action"] == "advance"
+
+
+def start_input(flag: str, plan: Plan) -> CommandInput:
+    return CommandInput(
+        action=CommandAction.START,
+        flag=flag,
+        command_id=f"c-{flag}",
+        actor="ana",
+        now=NOW,
+        plan=plan,
+        new_rollout_id=f"r-{flag}",
+        new_salt="s",
+    )
