@@ -9,26 +9,29 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python  ## create the virtualenv and install the project with every extra
+# Installed again only when pyproject.toml changes (llama-cpp-python compiles llama.cpp once).
+$(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
 
-lint:
+install: $(VENV)/.installed  ## create the virtualenv and install the project with every extra
+
+lint: $(VENV)/.installed
 	$(BIN)/ruff check controller tests bench examples
 	$(BIN)/ruff format --check controller tests bench examples
 
-typecheck:
+typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-contracts:
+contracts: $(VENV)/.installed
 	$(BIN)/lint-imports
 	$(BIN)/rollout-controller schemas export --check
 
 check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
 
-test:  ## the README's test command
+test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	$(BIN)/python -m pytest
 
-# Installed once per change of pyproject.toml (llama-cpp-python compiles llama.cpp the first time).
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[embedded,llm]"
 	touch $@
