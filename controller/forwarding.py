@@ -55,7 +55,7 @@ from pydantic import ValidationError
 
 from controller.backoff import Backoff, sleep_or_stop
 from controller.core.decoding import summarize
-from controller.core.errors import BrokerError, ConfigError, ControllerError
+from controller.core.errors import BrokerError, ConfigError
 from controller.core.messages import Alert
 from controller.core.webhook import (
     LEDGER_CAPACITY,
@@ -68,6 +68,7 @@ from controller.core.webhook import (
     retry_after_seconds,
     slack_payload,
 )
+from controller.operator import UsageError, run_guarded
 
 if TYPE_CHECKING:
     import httpx
@@ -80,9 +81,6 @@ PROG = "rolloutctl alerts"
 ENV_WEBHOOK = "ROLLOUTCTL_SLACK_WEBHOOK"
 DEFAULT_GROUP = "rolloutctl-alerts"
 DEFAULT_STATE = "~/.local/state/rolloutctl/alerts-ledger.json"
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78  # EX_CONFIG
 POST_TIMEOUT_S = 10.0
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
@@ -92,10 +90,6 @@ FETCH_TIMEOUT_MS = 500
 _COUNTED = ("delivered", "duplicate", "refused", "invalid")
 
 log = structlog.get_logger("controller.forwarding")
-
-
-class UsageError(ControllerError):
-    """The arguments do not make a valid forwarder; exit code 2."""
 
 
 # -- delivery ---------------------------------------------------------------------------
@@ -460,17 +454,7 @@ def _configure_logging(settings: LogSettings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the forwarder the parsed arguments describe; returns the exit code."""
-    try:
-        return asyncio.run(forward(options_from_args(args)))
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
-    except ControllerError as exc:
-        return _fail(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return _fail(f"{exc.strerror or exc}{where}", EXIT_FAILURE)
+    return run_guarded(lambda: asyncio.run(forward(options_from_args(args))))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -483,11 +467,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)
-    return code
 
 
 if __name__ == "__main__":

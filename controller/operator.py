@@ -18,6 +18,7 @@ import stat
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,6 +253,33 @@ def os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return str(exc)
+
+
+def run_guarded(body: Callable[[], int]) -> int:
+    """Run a command's ``body``; turn the project's errors into one line and an exit code.
+
+    Usage errors exit 2, bad configuration, plans or keys 78, anything else
+    the controller or the OS reports 1, and Ctrl-C 130.
+    """
+    try:
+        return body()
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    except ControllerError as exc:
+        return fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        return fail(os_reason(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+def fail(message: str, code: int) -> int:
+    """Tell the operator what went wrong, on one line; return ``code``."""
+    lines = (line.strip() for line in message.splitlines())
+    warn("; ".join(line for line in lines if line))
+    return code
 
 
 def warn(message: str) -> None:

@@ -26,20 +26,14 @@ from typing import Any
 
 import orjson
 
-from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.operator import (
     DEFAULT_KEY_DIR,
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_USAGE,
     PROG,
-    UsageError,
-    os_reason,
-    warn,
+    run_guarded,
 )
 
 EXIT_REJECTED = 3
@@ -261,18 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # aiokafka logs each failed connection attempt; the one-line error says it.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
-    try:
-        return _dispatch(args)
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
-    except ControllerError as exc:
-        return _fail(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        return _fail(os_reason(exc), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        return 130
+    return run_guarded(lambda: _dispatch(args))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -294,12 +277,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": handlers.verify,
     }[args.command]
     return handler(args)
-
-
-def _fail(message: str, code: int) -> int:
-    lines = (line.strip() for line in message.splitlines())
-    warn("; ".join(line for line in lines if line))
-    return code
 
 
 def print_json(data: Any) -> None:
