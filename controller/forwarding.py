@@ -68,6 +68,7 @@ from controller.core.webhook import (
     retry_after_seconds,
     slack_payload,
 )
+from controller.logs import configure
 from controller.operator import UsageError, run_guarded
 
 if TYPE_CHECKING:
@@ -431,23 +432,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 def _configure_logging(settings: LogSettings) -> None:
     """One line per event on stderr; stdout stays free for a caller's pipes."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if settings.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, settings.level.upper())
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    configure(settings, stream=sys.stderr)
     # httpx logs each request with its URL at INFO; the URL is a secret.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
