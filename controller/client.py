@@ -43,7 +43,7 @@ SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagSta
 """Statuses under which every unit is served control, reported as flag version 0."""
 
 
-class _Lifecycle:
+class Lifecycle:
     """``start()``/``stop()`` (both idempotent) and ``async with``."""
 
     async def start(self) -> None:
@@ -60,7 +60,7 @@ class _Lifecycle:
         await self.stop()
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
+async def cancel(task: asyncio.Task[None] | None) -> None:
     if task is None:
         return
     task.cancel()
@@ -73,37 +73,21 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 # --------------------------------------------------------------------------------------
 
 
-class FlagClient(_Lifecycle):
-    """The latest state of every flag, followed from the flag-state topic.
+class FlagBook:
+    """The latest state of each flag, and the arm a unit gets from it.
 
-    ``ready`` is set once the client has read up to the end offsets it saw at
-    start; before that, :meth:`arm` may answer from incomplete state. Invalid
-    messages and states older than the one held are ignored and counted in
-    ``invalid`` and ``stale``.
+    Shared by :class:`FlagClient` (Kafka) and
+    :class:`controller.flag_poller.FlagPoller` (HTTP): whichever way states
+    arrive, arms are assigned by the one bucketing function.
     """
 
-    def __init__(
-        self,
-        kafka: KafkaSettings | None = None,
-        *,
-        topic: str = _TOPICS.flag_state,
-        states: Iterable[FlagState] = (),
-        poll_timeout_ms: int = 500,
-    ) -> None:
-        self._kafka = kafka or KafkaSettings()
-        self._topic = topic
-        self._poll_timeout_ms = poll_timeout_ms
+    def __init__(self, states: Iterable[FlagState] = ()) -> None:
         self._states: dict[str, FlagState] = {}
-        self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._end: dict[Any, int] = {}
         self.ready = asyncio.Event()
         self.invalid = 0
         self.stale = 0
         for state in states:
             self.apply(state)
-
-    # -- answers -------------------------------------------------------------------
 
     def state(self, flag: str) -> FlagState | None:
         """The latest state of ``flag``, or None when none was seen."""
@@ -128,6 +112,32 @@ class FlagClient(_Lifecycle):
             return False
         self._states[state.flag] = state
         return True
+
+
+class FlagClient(FlagBook, Lifecycle):
+    """The latest state of every flag, followed from the flag-state topic.
+
+    ``ready`` is set once the client has read up to the end offsets it saw at
+    start; before that, :meth:`arm` may answer from incomplete state. Invalid
+    messages and states older than the one held are ignored and counted in
+    ``invalid`` and ``stale``.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        *,
+        topic: str = _TOPICS.flag_state,
+        states: Iterable[FlagState] = (),
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        super().__init__(states)
+        self._kafka = kafka or KafkaSettings()
+        self._topic = topic
+        self._poll_timeout_ms = poll_timeout_ms
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._end: dict[Any, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -154,7 +164,7 @@ class FlagClient(_Lifecycle):
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         task, self._task = self._task, None
-        await _cancel(task)
+        await cancel(task)
         if consumer is not None:
             await consumer.stop()
 
@@ -217,7 +227,7 @@ def _transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "retriable", False))
 
 
-class EventEmitter(_Lifecycle):
+class EventEmitter(Lifecycle):
     """Sends exposure, request and conversion events to the events topic, keyed by unit.
 
     The event methods return the event's id, or None when it was dropped.
@@ -330,7 +340,7 @@ class EventEmitter(_Lifecycle):
         if self.buffered:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), self._flush_timeout)
-        await _cancel(task)
+        await cancel(task)
         self.dropped["shutdown"] += self.buffered
         self._queue.clear()
         self._inflight.clear()

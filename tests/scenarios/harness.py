@@ -55,6 +55,18 @@ def fast_plan(*, hold_stage: int | None = None) -> Plan:
     )
 
 
+def manual_plan() -> Plan:
+    """Stages that never advance by themselves within a test: only commands move it."""
+    return Plan(
+        name="by-hand",
+        stages=[
+            Stage(percent=p, min_duration=timedelta(minutes=10), min_units_per_arm=0)
+            for p in (1, 5, 25, 100)
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+    )
+
+
 # Error probability of a request, given the flag state the app acts on and the arm.
 ErrorModel = Callable[[dict[str, Any], Arm], float]
 

@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.core.plan import Guardrail, Plan, Stage
 from controller.operator import write_private_key
-from tests.scenarios.harness import KEY_ID, Scenario
+from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,18 +66,6 @@ class Operator:
         return Result(process.returncode, out.decode(), err.decode())
 
 
-def slow_plan() -> Plan:
-    """Stages that never advance by themselves within the test: only commands move it."""
-    return Plan(
-        name="by-hand",
-        stages=[
-            Stage(percent=p, min_duration=timedelta(minutes=10), min_units_per_arm=0)
-            for p in (1, 5, 25, 100)
-        ],
-        guardrails=[Guardrail(metric="error_rate")],
-    )
-
-
 async def until_counted(operator: Operator) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
@@ -100,7 +86,7 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     scenario.run_apps(FLAG, rate=800)
     ctl = Operator(scenario, tmp_path, port)
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(yaml.safe_dump(slow_plan().model_dump(mode="json")))
+    plan_file.write_text(yaml.safe_dump(manual_plan().model_dump(mode="json")))
 
     # start, and the decision comes back to the terminal
     started = await ctl("start", FLAG, "--plan", str(plan_file), "--reason", "ship it")
@@ -182,7 +168,7 @@ async def test_a_rejected_command_says_why_and_exits_non_zero(
 
 async def test_plan_validate_names_the_bad_field(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump(slow_plan().model_dump(mode="json")))
+    good.write_text(yaml.safe_dump(manual_plan().model_dump(mode="json")))
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  - {percent: 150}\n")
     process = await asyncio.create_subprocess_exec(
