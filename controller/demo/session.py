@@ -211,13 +211,19 @@ class Session:
             now = time.monotonic()
             if all(view.finished for view in views):
                 finished_at = finished_at or now
-                if _alerts_in(views) or now - finished_at > ALERT_GRACE_SECONDS:
+                # Redis says it is over; wait until the log holds the last decisions too.
+                if self._logged(views) or now - finished_at > ALERT_GRACE_SECONDS:
                     return views
             if now >= deadline:
                 return views
             self._check_controller()
             _check_tasks(tasks)
             await asyncio.sleep(REFRESH_SECONDS)
+
+    def _logged(self, views: tuple[FlagView, ...]) -> bool:
+        """Every rollout's concluding decision, and each rollback's alert, are in the log."""
+        concluded = all(self._tracker.record(view.flag).concluded for view in views)
+        return concluded and _alerts_in(views)
 
     def _snapshot(self, views: tuple[FlagView, ...], sent: int, meter: _RateMeter) -> DemoSnapshot:
         return DemoSnapshot(

@@ -26,6 +26,8 @@ class FlagRecord:
     evidence: dict[str, Any] | None = None
     """The latest decision evidence that holds a real error-rate comparison."""
     state: dict[str, Any] | None = None
+    concluded: bool = False
+    """The decision that ended the rollout (complete, rollback, abort, kill) was seen."""
 
     def advice_counts(self) -> Counter[str]:
         """How often the advisor said advance, hold or rollback, or was unavailable."""
@@ -61,6 +63,9 @@ class Tracker:
             self.record(flag).state = message
 
 
+_ENDED = frozenset({"completed", "rolled_back", "aborted", "killed"})
+
+
 def _decision(record: FlagRecord, decision: dict[str, Any]) -> None:
     record.decisions += 1
     evidence = decision.get("evidence") or {}
@@ -69,6 +74,7 @@ def _decision(record: FlagRecord, decision: dict[str, Any]) -> None:
     if decision.get("outcome") != "applied":
         return
     record.last_reason = str(decision.get("reason", ""))
+    record.concluded = decision.get("phase_after") in _ENDED
     if decision.get("action") == ROLLBACK:
         record.rollback_reason = record.last_reason
     if _compares_arms(evidence):
