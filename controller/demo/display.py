@@ -15,9 +15,7 @@ PLAIN_STATUS_EVERY_S = 5.0
 
 class Display(Protocol):
     def show(self, snapshot: DemoSnapshot) -> None: ...
-    def published(
-        self, elapsed_s: float, message: dict[str, Any], serving: float | None
-    ) -> None: ...
+    def published(self, elapsed_s: float, message: dict[str, Any]) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc_info: object) -> None: ...
 
@@ -31,7 +29,7 @@ class LiveDisplay:
     def show(self, snapshot: DemoSnapshot) -> None:
         self._live.update(render_live(snapshot))
 
-    def published(self, elapsed_s: float, message: dict[str, Any], serving: float | None) -> None:
+    def published(self, elapsed_s: float, message: dict[str, Any]) -> None:
         """The live view shows the latest state; single messages are in the decision log."""
 
     def __enter__(self) -> Self:
@@ -56,8 +54,8 @@ class PlainDisplay:
         for view in snapshot.flags:
             self._print(status_line(snapshot.elapsed_s, view))
 
-    def published(self, elapsed_s: float, message: dict[str, Any], serving: float | None) -> None:
-        for line in message_lines(elapsed_s, message, serving):
+    def published(self, elapsed_s: float, message: dict[str, Any]) -> None:
+        for line in message_lines(elapsed_s, message):
             self._print(line)
 
     def _print(self, line: str) -> None:

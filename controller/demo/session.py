@@ -163,11 +163,7 @@ class Session:
         )
 
     def _published(self, message: dict[str, Any]) -> None:
-        record = self._tracker.flags.get(str(message.get("flag")))
-        serving = (record.state or {}).get("percent") if record else None
-        self._display.published(
-            self.elapsed(), message, float(serving) if serving is not None else None
-        )
+        self._display.published(self.elapsed(), message)
 
     def _apps(self, flags: FlagClient, emitter: EventEmitter) -> SimulatedApps:
         return SimulatedApps(

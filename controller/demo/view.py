@@ -241,21 +241,16 @@ def status_line(elapsed_s: float, view: FlagView) -> str:
     )
 
 
-def message_lines(
-    elapsed_s: float, message: dict[str, Any], serving: float | None = None
-) -> Iterator[str]:
-    """The lines ``--plain`` prints for a published decision or alert.
-
-    ``serving`` is the flag's percent in the latest flag state, published just
-    before the decision that set it.
-    """
+def message_lines(elapsed_s: float, message: dict[str, Any]) -> Iterator[str]:
+    """The lines ``--plain`` prints for a published decision or alert."""
     at = f"[{elapsed_s:6.1f}s]"
     kind, flag = message.get("type"), message.get("flag", "")
     if kind == "alert":
         severity, what = message.get("severity", ""), message.get("kind", "")
         yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
     elif kind == "decision":
-        now = "" if serving is None else f", serving {percent(serving)}"
+        stage = message.get("stage")
+        now = f", stage {stage + 1}" if isinstance(stage, int) else ""
         action, outcome = message.get("action", ""), message.get("outcome", "")
         yield f"{at} {flag}: {action} ({outcome}{now}): {message.get('reason', '')}"
         advice = (message.get("evidence") or {}).get("advisor")

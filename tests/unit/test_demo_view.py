@@ -202,8 +202,8 @@ def test_plain_lines_carry_state_evidence_and_advice() -> None:
             }
         },
     }
-    lines = list(message_lines(3.0, decision, 25.0))
-    assert lines[0].endswith(f"{HEALTHY}: advance (applied, serving 25%): {reason}")
+    lines = list(message_lines(3.0, {**decision, "stage": 2}))
+    assert lines[0].endswith(f"{HEALTHY}: advance (applied, stage 3): {reason}")
     assert "advisor says advance (confidence 0.9, 1.2 s): fine" in lines[1]
     alert = {"type": "alert", "severity": "critical", "kind": "rollback", "summary": "rolled"}
     assert list(message_lines(4.0, alert)) == ["[   4.0s] ALERT critical rollback: rolled"]
