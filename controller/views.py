@@ -65,7 +65,8 @@ def status_detail(r: dict[str, Any]) -> str:
         lines.append(f"  guardrail {metric}: {_bounds(test)}")
     if srm := evidence.get("srm"):
         flagged = "MISMATCH" if srm["flagged"] else "ok"
-        lines.append(f"  sample ratio: chi2 {srm['chi2']:.3g}, p {srm['p_value']:.3g} ({flagged})")
+        p = srm.get("sequential_p_value", srm["p_value"])
+        lines.append(f"  sample ratio: chi2 {srm['chi2']:.3g}, sequential p {p:.3g} ({flagged})")
     return "\n".join(lines)
 
 

@@ -57,7 +57,11 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         if result is not None and result.regressed:
             return _regression(guardrail, result, evidence)
     if srm.flagged:
-        why = f"sample ratio mismatch: p = {srm.p_value:.2g} < {plan.srm_p_threshold}"
+        why = (
+            f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
+            f" < {plan.srm_p_threshold} ({srm.observed_treatment} treatment units"
+            f" against {srm.expected_treatment:.0f} expected)"
+        )
         if plan.srm_action == "rollback":
             return Verdict(VerdictKind.ROLLBACK, why, None, evidence)
         return Verdict(VerdictKind.PAUSE, why, PauseReason.SRM, evidence)

@@ -62,7 +62,7 @@ def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
         shown += _picked(guardrails.get(breach), breach, ("delta", "lower", "upper", "p_value"))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:
-        shown += _picked(srm, "srm", ("p_value", "expected_treatment_share"))
+        shown += _picked(srm, "srm", ("sequential_p_value", "expected_treatment_share"))
     arms = details.get("arms")
     for arm, counts in arms.items() if isinstance(arms, dict) else ():
         shown += _picked(counts, str(arm), ("units",))

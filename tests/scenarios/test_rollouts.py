@@ -102,7 +102,7 @@ async def test_sample_ratio_mismatch_pauses_and_alerts(scenario: Scenario) -> No
         what="the SRM pause",
     )
     assert paused["evidence"]["srm"]["flagged"] is True
-    assert paused["evidence"]["srm"]["p_value"] < 0.001
+    assert paused["evidence"]["srm"]["sequential_p_value"] < 0.001
     await scenario.until(
         lambda: scenario.observed.alert_where(flag="banner", kind="srm"),
         timeout=10,

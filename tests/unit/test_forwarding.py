@@ -40,7 +40,12 @@ ERROR_TEST = {
     "direction": "lower_is_better",
 }
 SRM_OK = {"observed_treatment": 4_900, "p_value": 0.4, "flagged": False}
-SRM_FLAGGED = {"p_value": 2.5e-5, "expected_treatment_share": 0.1, "chi2": 17.78, "flagged": True}
+SRM_FLAGGED = {
+    "sequential_p_value": 2.5e-7,
+    "expected_treatment_share": 0.1,
+    "chi2": 35.6,
+    "flagged": True,
+}
 
 
 def _evidence(breach: str | None = None, srm: dict[str, Any] = SRM_OK) -> dict[str, Any]:
@@ -65,7 +70,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("kill", "critical", {"monitor": "checkout-api", "incident": "inc-7"}, ["checkout-api"]),
     ("kill", "critical", {}, []),
-    ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm p_value*\n2.5e-05"]),
+    ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (
         "stuck",
         "warning",

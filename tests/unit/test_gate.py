@@ -146,7 +146,7 @@ EMPTY = data(ArmAggregate(), ArmAggregate())
         ),
         (
             "srm at a 10% stage",
-            data(arm(units=9_600), arm(units=90_400)),
+            data(arm(units=9_000), arm(units=91_000)),
             EARLY,
             None,
             VerdictKind.PAUSE,
@@ -154,7 +154,7 @@ EMPTY = data(ArmAggregate(), ArmAggregate())
         ),
         (
             "srm, plan says rollback",
-            data(arm(units=9_600), arm(units=90_400)),
+            data(arm(units=9_000), arm(units=91_000)),
             EARLY,
             plan(srm_action="rollback"),
             VerdictKind.ROLLBACK,

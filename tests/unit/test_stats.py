@@ -103,7 +103,13 @@ def test_design_srm_example() -> None:
     assert f"{result.p_value:.1e}" == "2.5e-05"
     assert abs(result.p_value - 2.48266063e-5) < 1e-12
     assert (result.expected_treatment, result.expected_control) == pytest.approx((10_000, 90_000))
-    assert result.flagged
+    # One look's p-value is 2.5e-5, but the gate looks continuously: the
+    # anytime-valid evidence at this point is a Bayes factor of about 695, short
+    # of the 1,000 that p < 0.001 needs; the same 0.4-point deficit is flagged
+    # once twice as many units have arrived.
+    assert 600 < result.bayes_factor < 800
+    assert not result.flagged
+    assert srm_test(19_200, 180_800, 0.10).flagged
 
 
 # --- the sequential test --------------------------------------------------------------------
@@ -593,8 +599,11 @@ def test_exceedance_cases(hist_t: tuple[int, ...], regressed: bool, share_t: flo
 @pytest.mark.parametrize(
     ("units_t", "units_c", "share", "flagged"),
     [
-        (9_600, 90_400, 0.10, True),
+        (9_600, 90_400, 0.10, False),
+        (19_200, 180_800, 0.10, True),
+        (9_000, 91_000, 0.10, True),
         (10_050, 89_950, 0.10, False),
+        (150, 10_000, 0.01, True),
         (5_000, 5_000, 0.5, False),
         (0, 40, 0.5, False),
         (7, 100, 0.5, False),
@@ -688,3 +697,42 @@ def test_doubled_error_rate_is_caught_by_the_last_peek() -> None:
     rate = regression_rate(rate_t=0.04, rate_c=0.02, experiments=400, seed=20_240_502)
     print(f"\n2% vs 4%, 400 experiments, 50 peeks: detected in {rate:.4f}")
     assert rate >= 0.95
+
+
+def _srm_false_flags(share: float, *, anytime: bool, runs: int = 300, seed: int = 11) -> float:
+    """Healthy stages (the split is right) checked every 10 units up to 3,000: flagged share."""
+    rng = random.Random(seed)
+    flagged = 0
+    for _ in range(runs):
+        treatment = 0
+        for n in range(1, 3_001):
+            treatment += rng.random() < share
+            if n % 10:
+                continue
+            result = srm_test(treatment, n - treatment, share)
+            one_look = result.p_value < result.p_threshold and min(treatment, n - treatment) >= 8
+            if result.flagged if anytime else one_look:
+                flagged += 1
+                break
+    return flagged / runs
+
+
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.5])
+def test_srm_under_continuous_checks_rarely_flags_a_healthy_stage(share: float) -> None:
+    anytime = _srm_false_flags(share, anytime=True)
+    fixed = _srm_false_flags(share, anytime=False)
+    print(f"\nSRM on a healthy {share:.0%} stage, 300 checks each: {anytime:.4f} flagged, "
+          f"chi-square at every check {fixed:.4f}")  # fmt: skip
+    assert anytime <= 0.005  # the bound is 0.001; 0.005 leaves room for 300 runs' noise
+    assert anytime <= fixed
+
+
+def test_srm_catches_a_real_mismatch_while_watching() -> None:
+    # A stage that loses a fifth of its treatment units (5% expected, 4% seen)
+    rng = random.Random(3)
+    treatment = 0
+    for n in range(1, 50_001):
+        treatment += rng.random() < 0.04
+        if n % 100 == 0 and srm_test(treatment, n - treatment, 0.05).flagged:
+            break
+    assert n < 20_000, n

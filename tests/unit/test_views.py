@@ -40,7 +40,7 @@ def rollout(**over: Any) -> dict[str, Any]:
                 },
                 "latency_p95": "insufficient data",
             },
-            "srm": {"chi2": 0.4, "p_value": 0.52, "flagged": False},
+            "srm": {"chi2": 0.4, "p_value": 0.52, "sequential_p_value": 1.0, "flagged": False},
         },
     }
     return {**base, **over}
@@ -70,7 +70,7 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     assert "in stage:    12m34s (minimum 30m00s, 100 units per arm)" in text
     assert "guardrail error_rate: delta +0.005, bounds [-0.01, +0.02]" in text
     assert "guardrail latency_p95: insufficient data" in text
-    assert "sample ratio: chi2 0.4, p 0.52 (ok)" in text
+    assert "sample ratio: chi2 0.4, sequential p 1 (ok)" in text
 
 
 @pytest.mark.parametrize(
