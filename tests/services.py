@@ -32,16 +32,14 @@ from typing import Any
 
 from controller.embedded import (
     LLM_MODEL_ALIAS,
-    LOCALHOST,
-    ManagedProcess,
     RedisServer,
     ServiceUnavailable,
-    free_port,
     redis_server_binary,
     smollm2_model_path,
     start_embedded_broker,
     start_llm_server,
 )
+from controller.processes import LOCALHOST, ManagedProcess, free_port
 
 __all__ = [
     "LLM_MODEL_ALIAS",

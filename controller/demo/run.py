@@ -55,17 +55,15 @@ from controller.demo.snapshot import FlagView, run_outcome
 from controller.demo.view import render_summary
 from controller.embedded import (
     LLM_MODEL_ALIAS,
-    ManagedProcess,
     ServiceStarter,
     ServiceUnavailable,
-    exit_on_signals,
-    free_port,
     kafka_service,
     llm_service,
     redis_service,
     start_services,
 )
 from controller.operator import write_private_key
+from controller.processes import ManagedProcess, exit_on_signals, free_port
 
 EXIT_OK = 0
 EXIT_FAILED = 1

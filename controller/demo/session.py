@@ -47,8 +47,8 @@ from controller.demo.scenario import (
 from controller.demo.snapshot import DemoSnapshot, FlagView, flag_view
 from controller.demo.tracking import Tracker
 from controller.demo.watch import OutputWatcher
-from controller.embedded import ManagedProcess
 from controller.operator import send_command, signed_command
+from controller.processes import ManagedProcess
 from controller.settings import KafkaSettings, RedisSettings
 
 REFRESH_SECONDS = 0.5
