@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
@@ -51,11 +51,8 @@ from controller.core.errors import ConfigError, ControllerError
 from controller.core.gate import describe, evaluate
 from controller.core.machine import step
 from controller.core.messages import (
-    Alert,
     Command,
     CommandAction,
-    Decision,
-    FlagState,
     MonitorAlert,
 )
 from controller.core.plan import parse_plan
@@ -75,6 +72,7 @@ from controller.core.rollout import (
     VerdictKind,
 )
 from controller.metrics import Metrics
+from controller.rendering import render
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.engine")
@@ -420,7 +418,7 @@ class Engine:
         )
         async with self._locks[command.flag]:
             self._count(command.flag, state, [decision])
-            outbox = self._render(command.flag, state, [decision], now)
+            outbox = render(command.flag, state, [decision], now, self._topics)
             await self._states.save(command.flag, rev=-1, rollout=None, outbox=outbox)
             await self._drain(command.flag, locked=True)
 
@@ -440,7 +438,7 @@ class Engine:
                     flag,
                     rev=loaded.rev,
                     rollout=None if new == loaded.rollout else new,
-                    outbox=self._render(flag, new, actions, event.now),
+                    outbox=render(flag, new, actions, event.now, self._topics),
                     command_id=command_id,
                     now_ms=int(event.now.timestamp() * 1000),
                     keep_ms=keep_ms,
@@ -470,55 +468,6 @@ class Engine:
         if pending:
             await self._outputs.publish([(m.topic, m.key, m.value) for m in pending])
             await self._states.published(flag, len(pending))
-
-    def _render(
-        self, flag: str, rollout: Rollout | None, actions: list[Action], now: datetime
-    ) -> list[OutboxMessage]:
-        out: list[OutboxMessage] = []
-        for action in actions:
-            topic, message = self._message(flag, rollout, action, now)
-            out.append(OutboxMessage(topic, flag, message.model_dump_json().encode()))
-        return out
-
-    def _message(
-        self, flag: str, rollout: Rollout | None, action: Action, now: datetime
-    ) -> tuple[str, BaseModel]:
-        """The contract message for ``action``, validated like any other output."""
-        common: dict[str, Any] = {"v": 1, "id": uuid.uuid4().hex, "ts": now, "flag": flag}
-        common["rollout_id"] = rollout.rollout_id if rollout else None
-        if isinstance(action, PublishFlagState):
-            assert rollout is not None  # the machine only publishes a state it has
-            state = {
-                "type": "flag_state",
-                "version": rollout.flag_version,
-                "status": rollout.flag_status,
-                "percent": rollout.percent,
-                "salt": rollout.salt,
-                "stage": rollout.stage,
-            }
-            return self._topics.flag_state, FlagState.model_validate({**common, **state})
-        if isinstance(action, RaiseAlert):
-            alert = {
-                "type": "alert",
-                "severity": action.severity,
-                "kind": action.kind,
-                "summary": action.summary[:500],
-                "details": action.details,
-            }
-            return self._topics.alerts, Alert.model_validate({**common, **alert})
-        decision = {
-            "type": "decision",
-            "kind": action.kind,
-            "action": action.action,
-            "outcome": action.outcome,
-            "reason": action.reason[:500],
-            "stage": action.stage,
-            "phase_before": action.phase_before,
-            "phase_after": action.phase_after,
-            "command_id": action.command_id,
-            "evidence": action.evidence,
-        }
-        return self._topics.decisions, Decision.model_validate({**common, **decision})
 
 
 def _command_input(command: Command, plan: Any, now: datetime) -> CommandInput:
