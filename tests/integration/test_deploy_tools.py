@@ -1,4 +1,4 @@
-"""The deployment kit passes the tools its users will run on it: Compose and promtool.
+"""The deployment kit passes the tools its users will run on it: Compose, promtool, kubectl.
 
 ``tests/unit/test_deploy_files.py`` cross-checks the files against the code; these
 tests hand the same files to the real tools, so a file that parses as YAML but
@@ -17,6 +17,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "ops" / "prometheus"
+MANIFEST_KINDS = (
+    *("Namespace", "ConfigMap", "Secret", "Deployment", "Service"),
+    *("PodDisruptionBudget", "ServiceMonitor"),
+)
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -54,3 +58,34 @@ def test_promtool_accepts_the_prometheus_files(promtool: str, check: list[str]) 
     result = _run([promtool, *verb, str(PROMETHEUS / name)])
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "SUCCESS" in result.stdout
+
+
+def test_kustomize_renders_one_namespace_whose_references_resolve(kubectl: str) -> None:
+    # Given ops/k8s as an operator applies it (`kubectl apply -k ops/k8s`)
+    result = _run([kubectl, "kustomize", "ops/k8s"])
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    by_kind = {doc["kind"]: doc for doc in objects}
+    # Then it renders every object once, all in the controller's namespace
+    assert sorted(doc["kind"] for doc in objects) == sorted(MANIFEST_KINDS)
+    namespace = by_kind["Namespace"]["metadata"]["name"]
+    assert {doc["metadata"].get("namespace") for doc in objects if doc["kind"] != "Namespace"} == {
+        namespace
+    }
+    # ...and what the Deployment mounts and reads is what was rendered
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    config_maps = {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    secrets = {
+        source["secretRef"]["name"]
+        for container in pod["containers"]
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    assert config_maps == {by_kind["ConfigMap"]["metadata"]["name"]}
+    assert secrets == {by_kind["Secret"]["metadata"]["name"]}
+    # ...and the Service, budget and monitor select the Deployment's pods
+    labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget", "ServiceMonitor"):
+        spec = by_kind[kind]["spec"]
+        selector = spec["selector"].get("matchLabels", spec["selector"])
+        assert selector.items() <= labels.items(), kind
