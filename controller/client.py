@@ -31,7 +31,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
-from controller.adapters.kafka import client_options
 from controller.core.bucketing import assign
 from controller.core.messages import SCHEMA_VERSION, Arm, FlagState, FlagStatus
 from controller.settings import KafkaSettings, TopicSettings
@@ -146,7 +145,7 @@ class FlagClient(FlagBook, Lifecycle):
         if self._consumer is not None:
             return
         consumer = AIOKafkaConsumer(
-            **client_options(self._kafka),
+            **self._kafka.client_options(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -371,7 +370,7 @@ class EventEmitter(Lifecycle):
         backoff = 0.1
         while True:
             producer = AIOKafkaProducer(
-                **client_options(self._kafka),
+                **self._kafka.client_options(),
                 linger_ms=20,
                 request_timeout_ms=self._request_timeout_ms,
             )

@@ -344,11 +344,9 @@ async def _start_consumer(options: Options) -> AIOKafkaConsumer:
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
-    from controller.adapters.kafka import client_options  # noqa: PLC0415
-
     consumer = AIOKafkaConsumer(
         options.topic,
-        **client_options(options.kafka) | {"client_id": "rolloutctl-alerts"},
+        **options.kafka.client_options() | {"client_id": "rolloutctl-alerts"},
         group_id=options.group,
         session_timeout_ms=options.kafka.session_timeout_ms,
         heartbeat_interval_ms=options.kafka.heartbeat_interval_ms,

@@ -147,10 +147,8 @@ async def send_command(
     from aiokafka import AIOKafkaProducer  # noqa: PLC0415 - keep `--help` fast
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
-    from controller.adapters.kafka import client_options  # noqa: PLC0415
-
     key, value = command_record(command)
-    options = client_options(kafka) | {"client_id": PROG}
+    options = kafka.client_options() | {"client_id": PROG}
     producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):

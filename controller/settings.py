@@ -9,6 +9,7 @@ config file given with ``--config``, then the defaults below.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,6 +67,24 @@ class KafkaSettings(_Group):
     events_partitions: int = Field(
         default=12, ge=1, description="Partitions of the events topic when it is created."
     )
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for the connection and security settings."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = ssl.create_default_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return options
 
 
 class TopicSettings(_Group):

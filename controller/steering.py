@@ -19,7 +19,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controller.adapters.kafka import client_options
 from controller.core.errors import BrokerError
 from controller.settings import KafkaSettings
 
@@ -65,7 +64,7 @@ async def _reader(
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer without a group, on every partition of ``topics``, positioned."""
     consumer = AIOKafkaConsumer(
-        **client_options(kafka) | {"client_id": "rolloutctl"},
+        **kafka.client_options() | {"client_id": "rolloutctl"},
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

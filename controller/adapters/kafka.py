@@ -7,7 +7,6 @@ aiokafka errors are translated into :class:`BrokerUnavailable` /
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
@@ -40,25 +39,6 @@ class PartitionListener(Protocol):
 
     def partitions_assigned(self, partitions: list[int]) -> None: ...
     def partitions_revoked(self, partitions: list[int]) -> None: ...
-
-
-def client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """aiokafka keyword arguments for connection and security settings."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-        )
-    if settings.sasl_mechanism:
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options
 
 
 def _translate(exc: BaseException) -> BrokerError:
@@ -125,7 +105,7 @@ class EventConsumer(_Lifecycle):
         self._listener = _Listener(listener)
         self._start_from = start_from
         self._client = self._consumer = AIOKafkaConsumer(
-            **client_options(kafka),
+            **kafka.client_options(),
             group_id=kafka.group_id,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
@@ -206,7 +186,7 @@ class Producer(_Lifecycle):
 
     def __init__(self, *, kafka: KafkaSettings) -> None:
         self._client = self._producer = AIOKafkaProducer(
-            **client_options(kafka), acks="all", linger_ms=2
+            **kafka.client_options(), acks="all", linger_ms=2
         )
 
     async def send_all(self, records: Sequence[OutRecord]) -> None:
@@ -250,7 +230,7 @@ def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
 
 async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """Create the controller's topics that do not exist yet; return the created names."""
-    admin = AIOKafkaAdminClient(**client_options(kafka))
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -300,7 +280,7 @@ class ControlConsumer(_Lifecycle):
         self._commands = commands
         self._topics = [commands, monitors]
         self._client = self._consumer = AIOKafkaConsumer(
-            **client_options(kafka),
+            **kafka.client_options(),
             group_id=f"{kafka.group_id}.control",
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,

@@ -27,7 +27,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
-from controller.adapters.kafka import client_options
 from controller.adapters.redis_state import RolloutStore
 from controller.adapters.redis_store import RedisAggregateStore, connect
 from controller.client import EventEmitter, FlagClient
@@ -268,7 +267,7 @@ async def forget(
                 await redis.delete(*keys[start : start + 500])
     if not kafka_is_ours:
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
-        admin = AIOKafkaAdminClient(**client_options(kafka))
+        admin = AIOKafkaAdminClient(**kafka.client_options())
         await admin.start()
         try:
             await admin.delete_topics(list(topics.values()))

@@ -13,7 +13,6 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from controller.adapters.kafka import client_options
 from controller.demo.tracking import Tracker
 from controller.settings import KafkaSettings
 
@@ -43,7 +42,7 @@ class OutputWatcher:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             *self._topics,
-            **client_options(self._kafka),
+            **self._kafka.client_options(),
             group_id=None,  # every partition, and no offsets left behind on the broker
             auto_offset_reset="earliest",
             enable_auto_commit=False,
