@@ -200,7 +200,7 @@ def _tool(config: pytest.Config, find: Callable[[], _Found]) -> _Found:
         found = find()
     except ServiceUnavailable as exc:
         _service_unavailable(config, exc)
-    _record_service(config, f"{found}")
+    _record_service(config, " ".join(found) if isinstance(found, list) else str(found))
     return found
 
 
