@@ -2,7 +2,7 @@
 
 ``tests/unit/test_deploy_files.py`` cross-checks the files against the code; these
 tests hand the same files to the real tools, so a file that parses as YAML but
-that Docker Compose or Prometheus would refuse fails here.
+that Docker Compose, Prometheus or kustomize would refuse fails here.
 """
 
 from __future__ import annotations
