@@ -35,8 +35,14 @@ import structlog
 from controller.adapters.kafka import DeadLetter, Record
 from controller.adapters.redis_store import Claim, FlushOutcome
 from controller.backoff import Backoff, retrying
-from controller.core.decoding import EventDecoder, InEvent, Rejection
-from controller.core.errors import FencedError
+from controller.core.decoding import (
+    MAX_DETAIL_CHARS,
+    EventDecoder,
+    InEvent,
+    Rejection,
+    RejectReason,
+)
+from controller.core.errors import FencedError, FlushRefused
 from controller.core.folding import PartitionDelta, fold
 from controller.metrics import Metrics
 from controller.settings import IngestSettings
@@ -82,6 +88,8 @@ class IngestStats:
     fenced: int = 0
     rejects: Counter[str] = field(default_factory=Counter)
     last_flush_seconds: float = 0.0
+    last_flush_at: float = field(default_factory=time.monotonic)
+    """When the last flush finished (monotonic clock); start-up counts as one."""
     fetch_wait_seconds: float = 0.0
     """Time the loop spent waiting for records from the broker."""
     flush_wait_seconds: float = 0.0
@@ -209,19 +217,20 @@ class Ingest:
         store: Store,
         dead_letters: DeadLetters,
     ) -> None:
-        deltas: list[PartitionDelta] = []
+        deltas: list[tuple[PartitionDelta, list[Record]]] = []
         letters: list[DeadLetter] = []
         for partition, records in batch.items():
             if partition not in self._owned or not records:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
-            deltas.append(self._fold(partition, records, letters))
+            deltas.append((self._fold(partition, records, letters), records))
         if letters:
             await self._retrying(lambda: dead_letters.publish(letters), "dead-letter publish")
         # One flush in flight: Redis applies this batch while the next one is
         # fetched and folded. Flushes stay in order, so offsets chain per partition.
         await self._settle()
         self._in_flight = asyncio.create_task(
-            self._flush_all(deltas, store=store, source=source), name="ingest-flush"
+            self._flush_all(deltas, store=store, source=source, dead_letters=dead_letters),
+            name="ingest-flush",
         )
         # Let the flush write its requests now: a fetch served from aiokafka's
         # buffer does not yield, so without this Redis would only see them at
@@ -231,15 +240,24 @@ class Ingest:
             await asyncio.sleep(0)
 
     async def _flush_all(
-        self, deltas: list[PartitionDelta], *, store: Store, source: Source
+        self,
+        deltas: list[tuple[PartitionDelta, list[Record]]],
+        *,
+        store: Store,
+        source: Source,
+        dead_letters: DeadLetters,
     ) -> None:
-        held = [d.partition for d in deltas]
+        held = [d.partition for d, _ in deltas]
         started = time.perf_counter()
         # Partitions are independent (own keys, own offsets): flush them together.
         await asyncio.gather(
-            *(self._flush(d, store=store, source=source, held=held) for d in deltas)
+            *(
+                self._flush(d, records, store=store, source=source, held=held, letters=dead_letters)
+                for d, records in deltas
+            )
         )
         self.stats.last_flush_seconds = time.perf_counter() - started
+        self.stats.last_flush_at = time.monotonic()
         self.stats.batches += 1
         self._metrics.flush_seconds.observe(self.stats.last_flush_seconds)
         self._observe_lag(source)
@@ -275,7 +293,14 @@ class Ingest:
         return delta
 
     async def _flush(
-        self, delta: PartitionDelta, *, store: Store, source: Source, held: list[int]
+        self,
+        delta: PartitionDelta,
+        records: list[Record],
+        *,
+        store: Store,
+        source: Source,
+        held: list[int],
+        letters: DeadLetters,
     ) -> None:
         owned = self._owned.get(delta.partition)
         if owned is None:
@@ -287,14 +312,23 @@ class Ingest:
                 pause=(source, held),
             )
         except FencedError as exc:
-            # Another consumer owns the partition now; it replays from the stored offset.
-            self.stats.fenced += 1
-            if self._owned.get(delta.partition) is owned:
-                del self._owned[delta.partition]
-            log.warning("flush_fenced", partition=delta.partition, error=str(exc))
+            self._fenced(delta.partition, owned, exc)
             return
-        if outcome is None:
+        except FlushRefused as exc:
+            log.warning("flush_refused", partition=delta.partition, error=str(exc))
+            await self._flush_each(records, owned, store=store, letters=letters)
             return
+        if outcome is not None:
+            self._applied(delta, owned, outcome)
+
+    def _fenced(self, partition: int, owned: _Owned, exc: FencedError) -> None:
+        # Another consumer owns the partition now; it replays from the stored offset.
+        self.stats.fenced += 1
+        if self._owned.get(partition) is owned:
+            del self._owned[partition]
+        log.warning("flush_fenced", partition=partition, error=str(exc))
+
+    def _applied(self, delta: PartitionDelta, owned: _Owned, outcome: FlushOutcome) -> None:
         owned.offset = delta.next_offset
         if outcome is FlushOutcome.REPLAYED:
             self.stats.replays += 1
@@ -304,6 +338,53 @@ class Ingest:
         self._metrics.events.inc(delta.events)
         for reason, count in delta.rejects.items():
             self._metrics.rejects.labels(reason).inc(count)
+
+    async def _flush_each(
+        self, records: list[Record], owned: _Owned, *, store: Store, letters: DeadLetters
+    ) -> None:
+        """Flush a refused batch one record at a time, dead-lettering what Redis would refuse.
+
+        Slow, but only ever taken when a flush was refused: it confines the
+        refusal to the records behind it, so the rest of the batch is counted.
+        """
+        for record in records:
+            delta = self._fold(record.partition, [record], [])
+            try:
+                outcome = await self._retrying(
+                    lambda d=delta: store.flush(d, epoch=owned.epoch, expected_offset=owned.offset),  # type: ignore[misc]
+                    f"flush p{record.partition}",
+                )
+            except FlushRefused as exc:
+                outcome = await self._refuse(record, owned, exc, store=store, letters=letters)
+            except FencedError as exc:
+                self._fenced(record.partition, owned, exc)
+                return
+            if outcome is None:
+                return
+            self._applied(delta, owned, outcome)
+
+    async def _refuse(
+        self,
+        record: Record,
+        owned: _Owned,
+        exc: FlushRefused,
+        *,
+        store: Store,
+        letters: DeadLetters,
+    ) -> FlushOutcome | None:
+        """Dead-letter one record the store refused and move the offset past it."""
+        reason = RejectReason.STORE_REFUSED.value
+        log.warning(
+            "event_rejected", reason=reason, partition=record.partition, offset=record.offset
+        )
+        letter = DeadLetter(record, reason, str(exc)[:MAX_DETAIL_CHARS])
+        await self._retrying(lambda: letters.publish([letter]), "dead-letter publish")
+        skip = PartitionDelta(partition=record.partition, next_offset=record.offset + 1)
+        skip.rejects[reason] += 1
+        return await self._retrying(
+            lambda: store.flush(skip, epoch=owned.epoch, expected_offset=owned.offset),
+            f"flush p{record.partition}",
+        )
 
     async def _retrying(
         self,

@@ -4,16 +4,91 @@
 -- KEYS[5..] per cell: aggregate hash, unit HLL
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...}}
--- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict.
+-- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
+-- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse.
+--
+-- Redis does not roll back a script that fails half-way, so every command
+-- that could fail is checked before the first write: key types, integer
+-- counters that stay exact, float sums that stay finite. A refused batch
+-- writes nothing.
+local MAX_COUNT = 9007199254740991  -- 2^53 - 1: beyond it Lua's doubles lose counts
+local MAX_SUM = 1e300               -- far below the double limit, so a sum never turns inf
+
+local function kind(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+local function refuse_keys(wanted)
+  for key, t in pairs(wanted) do
+    local found = kind(key)
+    if found ~= 'none' and found ~= t then
+      return key .. ' holds a ' .. found .. ', not a ' .. t
+    end
+  end
+  return nil
+end
+
+local function finite(x)
+  return x ~= nil and x == x and x > -MAX_SUM and x < MAX_SUM
+end
+
+-- Why Redis would refuse to add the cell's increments, or nil.
+local function refuse_cell(agg, hll, cell)
+  local why = refuse_keys({[agg] = 'hash', [hll] = 'string'})
+  if why then return why end
+  if kind(hll) == 'string' and redis.call('GETRANGE', hll, 0, 3) ~= 'HYLL' then
+    return hll .. ' is not a HyperLogLog'
+  end
+  local fields, adds = {}, {}
+  for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
+  local counters = #fields
+  for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
+  if #fields == 0 then return nil end
+  local have = redis.call('HMGET', agg, unpack(fields))
+  for i = 1, #fields do
+    local base = 0
+    if have[i] then base = tonumber(have[i]) end
+    local add = adds[i]
+    if i <= counters then
+      if type(add) ~= 'number' or add < 0 or add ~= math.floor(add) or base == nil
+          or base ~= math.floor(base) or base + add > MAX_COUNT then
+        return agg .. ' ' .. fields[i] .. ': counter would not stay exact'
+      end
+    elseif not (finite(add) and finite(base) and finite(base + add)) then
+      return agg .. ' ' .. fields[i] .. ': sum would not stay finite'
+    end
+  end
+  return nil
+end
+
 local meta = KEYS[1]
+if kind(meta) ~= 'hash' and kind(meta) ~= 'none' then return {-4, meta .. ' is not a hash'} end
 local epoch = redis.call('HGET', meta, 'epoch')
 if epoch ~= ARGV[1] then return {-1, tostring(epoch)} end
 local stored = tonumber(redis.call('HGET', meta, 'offset') or '-1')
 local expected, nxt, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if stored == nil or expected == nil or nxt == nil or ttl == nil then
+  return {-4, 'offsets and ttl must be numbers'}
+end
 if stored >= nxt then return {0, tostring(stored)} end
 if stored ~= expected then return {-2, tostring(stored)} end
 
-local batch = cmsgpack.unpack(ARGV[5])
+local ok, batch = pcall(cmsgpack.unpack, ARGV[5])
+if not ok or type(batch) ~= 'table' then return {-4, 'the batch is not msgpack'} end
+local why = refuse_keys({[KEYS[2]] = 'hash', [KEYS[3]] = 'set', [KEYS[4]] = 'set'})
+if why then return {-4, why} end
+for reason, count in pairs(batch[1]) do
+  local have = tonumber(redis.call('HGET', KEYS[2], reason) or '0')
+  if have == nil or have + count > MAX_COUNT then
+    return {-4, KEYS[2] .. ' ' .. reason .. ': counter would not stay exact'}
+  end
+end
+for index, cell in ipairs(batch[2]) do
+  why = refuse_cell(KEYS[3 + 2 * index], KEYS[4 + 2 * index], cell)
+  if why then return {-3, why} end
+end
+
+-- Nothing below can fail.
 for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.errors import FencedError, StoreError, StoreUnavailable
+from controller.core.errors import FencedError, FlushRefused, StoreError, StoreUnavailable
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
 from controller.settings import RedisSettings
@@ -99,7 +99,9 @@ class RedisAggregateStore:
         """Apply ``delta`` and advance the partition's offset, atomically, once.
 
         Raises :class:`FencedError` when another owner holds the partition (a
-        newer epoch) or the stored offset is not the one this owner expects.
+        newer epoch) or the stored offset is not the one this owner expects,
+        and :class:`FlushRefused` when Redis would refuse part of the batch;
+        in every one of these cases nothing was written.
         """
         keys, args = self._flush_arguments(delta, epoch, expected_offset)
         async with translated():
@@ -109,6 +111,11 @@ class RedisAggregateStore:
             return FlushOutcome.APPLIED
         if code == 0:
             return FlushOutcome.REPLAYED
+        if code in (-3, -4):
+            raise FlushRefused(
+                f"partition {delta.partition}: flush refused, nothing written: {_text(detail)}",
+                per_cell=code == -3,
+            )
         what = "epoch" if code == -1 else "stored offset"
         raise FencedError(
             f"partition {delta.partition}: flush refused, {what} is {_text(detail)}"

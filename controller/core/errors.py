@@ -6,9 +6,11 @@ The tree::
     ├── ConfigError                 bad settings or plan; permanent
     ├── StoreError                  anything from the aggregate/state store
     │   ├── StoreUnavailable        connection lost, timeout; retriable
-    │   └── FencedError             a newer owner holds the partition; permanent
+    │   ├── FencedError             a newer owner holds the partition; permanent
+    │   └── FlushRefused            the store would refuse a batch; it wrote nothing
     └── BrokerError                 anything from the Kafka-protocol broker
-        └── BrokerUnavailable       cannot reach the broker; retriable
+        ├── BrokerUnavailable       cannot reach the broker; retriable
+        └── MessageTooLarge         the broker will never take this message; permanent
 
 Adapters translate third-party errors (aiokafka, redis, httpx) into this tree
 at their edge, so the services above them handle one family only.
@@ -46,6 +48,20 @@ class FencedError(StoreError):
     """A flush carried a stale fencing epoch: another consumer owns the partition."""
 
 
+class FlushRefused(StoreError):
+    """The store would refuse part of a batch (a key of the wrong type, a sum that
+    would overflow), so the flush wrote nothing.
+
+    ``per_cell`` says whether one cell of the batch is to blame, so that the
+    records behind it can be set aside; otherwise a partition-wide key is
+    damaged and the batch waits (retriable) until a person repairs it.
+    """
+
+    def __init__(self, message: str, *, per_cell: bool) -> None:
+        super().__init__(message, retriable=not per_cell)
+        self.per_cell = per_cell
+
+
 class BrokerError(ControllerError):
     """The Kafka-protocol broker refused or failed an operation."""
 
@@ -54,3 +70,7 @@ class BrokerUnavailable(BrokerError):
     """The broker cannot be reached right now."""
 
     retriable = True
+
+
+class MessageTooLarge(BrokerError):
+    """A message is larger than the broker accepts: sending it again cannot help."""
