@@ -41,6 +41,7 @@ DLQ_REASONS = (
     "unknown_type",
     "unsupported_version",
     "schema_violation",
+    "store_refused",
 )
 """Values of the DLQ ``rc.reason`` header (``decoding.RejectReason``)."""
 

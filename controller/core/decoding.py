@@ -92,6 +92,8 @@ class RejectReason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     UNSUPPORTED_VERSION = "unsupported_version"
     SCHEMA_VIOLATION = "schema_violation"
+    STORE_REFUSED = "store_refused"
+    """Valid, but Redis would refuse to add it (a damaged aggregate key)."""
 
 
 @dataclass(frozen=True, slots=True)
