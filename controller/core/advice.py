@@ -5,9 +5,15 @@ when it is bad, slow or hostile. So:
 
 * everything taken from outside (flag key, plan name, operator reasons) is
   length-limited, stripped of control characters and placed inside a fenced
-  JSON data block that the instructions say is data, never instructions;
+  JSON data block that the instructions say is data, never instructions. No
+  input can form the fence inside the block: :func:`untrusted` removes fence
+  markers until none remain, and the block writes ``<`` and ``>`` as JSON
+  unicode escapes, so it holds no ``<`` at all;
 * the reply must be exactly one JSON object matching :class:`Advice`; anything
   else (prose, extra fields, an action outside the enum) is a failed call;
+* whatever the server sends back is bounded before it is kept: the model
+  name and the causes of :class:`Unavailable` are cut with a marker, so no
+  reply can make a decision too large to publish;
 * what the advice may do is decided by the state machine, not here: it can
   only make a decision more cautious.
 """
@@ -23,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PROMPT_VERSION = "gate-v1"
 MAX_UNTRUSTED_CHARS = 200
+MAX_MODEL_CHARS = 100
+MAX_CAUSE_CHARS = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 FENCE = "<<<GATE_DATA>>>"
 
@@ -58,6 +66,10 @@ class Opinion:
     latency_ms: float
     prompt_version: str = PROMPT_VERSION
 
+    def __post_init__(self) -> None:
+        # The name comes from the server's reply: bounded before anyone keeps it.
+        object.__setattr__(self, "model", clip(self.model, MAX_MODEL_CHARS))
+
     def evidence(self) -> dict[str, Any]:
         return {
             "status": "ok",
@@ -75,10 +87,14 @@ class Unavailable:
     cause: str
     latency_ms: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Causes echo error texts and reply fragments from the server.
+        object.__setattr__(self, "cause", clip(self.cause, MAX_CAUSE_CHARS))
+
     def evidence(self) -> dict[str, Any]:
         return {
             "status": "unavailable",
-            "cause": self.cause[:300],
+            "cause": self.cause,
             "latency_ms": round(self.latency_ms, 1),
             "prompt_version": PROMPT_VERSION,
         }
@@ -87,9 +103,22 @@ class Unavailable:
 AdvisorResult = Opinion | Unavailable
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, with a marker saying it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = f"...[cut, {len(text)} chars]"
+    return text[: max(limit - len(marker), 0)] + marker[:limit]
+
+
 def untrusted(text: str, limit: int = MAX_UNTRUSTED_CHARS) -> str:
-    """Text from outside, made safe to show a model: no control characters, bounded."""
-    cleaned = _CONTROL.sub(" ", text).replace(FENCE, "")
+    """Text from outside, made safe to show a model: no control characters, no fence, bounded."""
+    # Cut first so the removal loop below costs little however long the input.
+    cleaned = _CONTROL.sub(" ", text[: limit * 4])
+    # One pass is not enough: removing "<<<GATE_DATA>>>" from
+    # "<<<GATE_<<<GATE_DATA>>>DATA>>>" forms a new one. Each pass shortens the text.
+    while FENCE in cleaned:
+        cleaned = cleaned.replace(FENCE, "")
     return cleaned[:limit]
 
 
@@ -107,6 +136,9 @@ Prompt version {PROMPT_VERSION}."""
 def build_messages(gate_data: dict[str, Any]) -> list[dict[str, str]]:
     """The chat messages for one gate; ``gate_data`` strings are treated as untrusted."""
     data = json.dumps(_scrub(gate_data), sort_keys=True, ensure_ascii=True)
+    # JSON itself never needs "<" or ">" outside strings: escaping them leaves the
+    # data equal once parsed, and no substring of the block can equal the fence.
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e")
     user = f"{FENCE}\n{data}\n{FENCE}\nAdvise: advance, hold or rollback?"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 

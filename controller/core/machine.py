@@ -14,6 +14,8 @@ gate        running                 advance → running(stage+1) | completed |
                                     paused(awaiting_approval) if the stage
                                     needs approval
 gate        running                 hold → unchanged (no decision recorded)
+gate        any                     ``advisor_alert`` → alert "advisor_unavailable",
+                                    whatever the verdict does
 tick        running                 past max_duration → alert "stuck" (once)
 pause       running                 paused(operator)
 resume      paused (not approval)   running
@@ -104,6 +106,19 @@ def step(state: Rollout | None, event: Input) -> Step:
 
 
 def _gate(state: Rollout, event: GateInput) -> Step:
+    new, actions = _verdict(state, event)
+    return new, actions + _outage_alert(event)
+
+
+def _outage_alert(event: GateInput) -> list[Action]:
+    """The alert for the failure that began an advisor outage, whichever gate saw it."""
+    if not (event.advisor_alert and isinstance(event.advice, Unavailable)):
+        return []
+    summary = f"advisor unavailable, gates proceed on the statistics: {event.advice.cause}"
+    return [RaiseAlert("advisor_unavailable", "warning", summary[:500], {})]
+
+
+def _verdict(state: Rollout, event: GateInput) -> Step:
     verdict = event.verdict
     if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
         return _roll_back(state, event.now, Cause.gate(verdict))
@@ -120,33 +135,23 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
     if state.advisor_hold_until is not None and event.now < state.advisor_hold_until:
         return state, []
     why = Cause.gate(event.verdict)
-    alerts: list[Action] = []
     if event.advice is not None:
         why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
-    if event.advisor_alert and isinstance(event.advice, Unavailable):
-        summary = f"advisor unavailable, gates proceed on the statistics: {event.advice.cause}"
-        alerts.append(RaiseAlert("advisor_unavailable", "warning", summary[:500], {}))
     given = event.advice.advice if isinstance(event.advice, Opinion) else None
     opinion = given.action if given else None
     if event.advisor_mode == "gating" and opinion == "hold":
         held = state.model_copy(
             update={"advisor_hold_until": event.now + event.advisor_hold, "updated_at": event.now}
         )
-        return held, [
-            _decision(state, held, "hold", dataclasses.replace(why, kind="advisor")),
-            *alerts,
-        ]
+        return held, [_decision(state, held, "hold", dataclasses.replace(why, kind="advisor"))]
     if event.advisor_mode == "gating" and opinion == "rollback":
         objection = given.rationale[:200] if given else ""
         why = dataclasses.replace(why, reason=f"the advisor objects: {objection}")
-        new, actions = _pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
-        return new, actions + alerts
+        return _pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
     if state.plan.stages[state.stage].approval:
         approval = Cause("gate", "the stage needs an operator's approval", None, why.evidence)
-        new, actions = _pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
-        return new, actions + alerts
-    new, actions = _advance(state, event.now, why)
-    return new, actions + alerts
+        return _pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
+    return _advance(state, event.now, why)
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:
