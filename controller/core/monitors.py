@@ -19,21 +19,49 @@ Two shapes are accepted:
 
 * **Generic**: ``{"monitor": "...", "status": "down" | "up", "incident_id": "..."}``;
   ``incident_id`` is optional (without it every delivery counts once).
+
+Incident and monitor ids may come as strings or integers, and senders are not
+consistent about it: ``7``, ``"7"`` and ``" 7 "`` are one incident, so a
+redelivery in another form is still recognised as a redelivery.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from controller.core.decoding import summarize
 
 MonitorStatus = Literal["down", "up"]
 M = TypeVar("M", bound="BaseModel")
-_ID = Field(min_length=1, max_length=128)
+MAX_ID_CHARS = 128
+_ID = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+def _external_id(value: object) -> str:
+    """One text form of an id a sender may write as a string or an integer."""
+    # bool is an int to Python, but true is no incident id
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError("must be a string or an integer")
+
+
+ExternalId = Annotated[str, BeforeValidator(_external_id)]
+BoundedId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS), BeforeValidator(_external_id)
+]
 
 
 class PayloadError(ValueError):
@@ -71,7 +99,7 @@ class _Lenient(BaseModel):
 
 
 class _Ref(_Lenient):
-    id: str | int
+    id: ExternalId
 
 
 class _MonitorLink(_Lenient):
@@ -88,7 +116,7 @@ class _Attributes(_Lenient):
 
 
 class _Incident(_Lenient):
-    id: str | int
+    id: ExternalId
     type: Literal["incident"]
     attributes: _Attributes = Field(default_factory=_Attributes)
     relationships: _Relationships
@@ -104,7 +132,7 @@ class _Generic(BaseModel):
 
     monitor: str = _ID
     status: MonitorStatus
-    incident_id: str | None = Field(default=None, min_length=1, max_length=128)
+    incident_id: BoundedId | None = None
     summary: str = Field(default="", max_length=500)
 
 
@@ -122,9 +150,9 @@ def parse_betteruptime(payload: object) -> MonitorSignal | None:
     summary = f"{attrs.name}: {attrs.cause}" if attrs.cause else attrs.name
     return MonitorSignal(
         source="betteruptime",
-        monitor=_bounded(str(incident.relationships.monitor.data.id), "monitor id"),
+        monitor=_bounded(incident.relationships.monitor.data.id, "monitor id"),
         status=status,
-        incident_id=_bounded(str(incident.id), "incident id"),
+        incident_id=_bounded(incident.id, "incident id"),
         summary=summary[:500],
     )
 
@@ -133,14 +161,15 @@ def parse_generic(payload: object, *, delivery_id: str) -> MonitorSignal:
     """The signal in a generic monitor webhook.
 
     ``delivery_id`` stands in for a missing ``incident_id``: a payload without
-    one is its own incident.
+    one is its own incident. It is bounded here (see :func:`bounded_id`), so
+    a header of any length can be passed as it came.
     """
     hook = _validated(_Generic, payload)
     return MonitorSignal(
         source="monitor",
         monitor=hook.monitor,
         status=hook.status,
-        incident_id=hook.incident_id or delivery_id,
+        incident_id=hook.incident_id or bounded_id(delivery_id),
         summary=hook.summary,
     )
 
@@ -155,9 +184,23 @@ def _validated(model: type[M], payload: object) -> M:
 
 
 def _bounded(value: str, what: str) -> str:
-    if not 1 <= len(value) <= 128:
-        raise PayloadError(f"{what} must be 1 to 128 characters")
+    if not 1 <= len(value) <= MAX_ID_CHARS:
+        raise PayloadError(f"{what} must be 1 to {MAX_ID_CHARS} characters")
     return value
+
+
+def bounded_id(value: str) -> str:
+    """A sender's id (an ``X-Request-Id``, say) in a form that fits a contract id.
+
+    A short printable ASCII id is kept as sent, so it can be traced in the
+    sender's logs; anything longer or stranger becomes a digest of it, so it
+    stays bounded and a redelivery with the same id still maps to the same one.
+    """
+    value = value.strip()
+    if 1 <= len(value) <= MAX_ID_CHARS and value.isascii() and value.isprintable():
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "backslashreplace")).hexdigest()
+    return f"sha256-{digest[:40]}"
 
 
 def signal_fields(signal: MonitorSignal) -> dict[str, Any]:

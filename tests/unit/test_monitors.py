@@ -10,6 +10,7 @@ from controller.core.messages import MonitorAlert
 from controller.core.monitors import (
     MonitorSignal,
     PayloadError,
+    bounded_id,
     parse_betteruptime,
     parse_generic,
     signal_fields,
@@ -51,6 +52,9 @@ def test_betteruptime_events(payload: dict[str, Any], status: str | None) -> Non
         (bu("started", type="monitor"), "type"),
         (bu("started", relationships={}), "monitor"),
         (bu("started", id="x" * 129), "incident id"),
+        (bu("started", id="  "), "incident id"),
+        (bu("started", id=True), "data.id"),
+        (bu("started", id=None), "data.id"),
     ],
 )
 def test_betteruptime_refusals_name_the_problem(payload: object, reason: str) -> None:
@@ -77,6 +81,10 @@ def test_generic_payloads(payload: dict[str, Any], expected: tuple[str, str, str
         ({"status": "down"}, "monitor"),
         ({"monitor": "", "status": "down"}, "monitor"),
         ({"monitor": "m", "status": "down", "surprise": 1}, "surprise"),
+        ({"monitor": "m", "status": "down", "incident_id": "   "}, "incident_id"),
+        ({"monitor": "m", "status": "down", "incident_id": True}, "incident_id"),
+        ({"monitor": "m", "status": "down", "incident_id": 7.5}, "incident_id"),
+        ({"monitor": "m", "status": "down", "incident_id": "i" * 129}, "incident_id"),
         ("down", "JSON object"),
     ],
 )
@@ -99,3 +107,46 @@ def test_a_signal_is_a_valid_monitor_message() -> None:
     signal = parse_generic({"monitor": "m", "status": "down"}, delivery_id="d")
     message = MonitorAlert.model_validate({**signal_fields(signal), "ts": 0})
     assert (message.monitor, message.status, message.incident_id) == ("m", "down", "d")
+
+
+@pytest.mark.parametrize("form", [9001, "9001", " 9001 ", "9001\n"])
+def test_an_incident_id_is_one_id_whatever_form_it_is_sent_in(form: object) -> None:
+    generic = parse_generic(
+        {"monitor": "m", "status": "down", "incident_id": form}, delivery_id="d"
+    )
+    better = parse_betteruptime(bu("started", id=form))
+    assert better is not None
+    assert (generic.incident_id, better.incident_id) == ("9001", "9001")
+    assert (
+        generic.message_id
+        == parse_generic(
+            {"monitor": "m", "status": "down", "incident_id": "9001"}, delivery_id="other"
+        ).message_id
+    )
+    assert better.message_id == parse_betteruptime(bu("started", id="9001")).message_id  # type: ignore[union-attr]
+
+
+def test_a_betteruptime_monitor_id_is_one_id_whatever_form_it_is_sent_in() -> None:
+    as_text = bu("started", relationships={"monitor": {"data": {"id": " 4242 "}}})
+    assert parse_betteruptime(as_text) == parse_betteruptime(bu("started"))
+
+
+@pytest.mark.parametrize(
+    "header", ["r" * 129, "r" * 300, "é-accented", "tab\tinside", "\udcff-undecodable", ""]
+)
+def test_a_long_or_odd_delivery_id_becomes_a_bounded_stable_one(header: str) -> None:
+    signal = parse_generic({"monitor": "m", "status": "down"}, delivery_id=header)
+    assert signal.incident_id == bounded_id(header)
+    assert signal.incident_id.startswith("sha256-")
+    assert len(signal.incident_id) <= 128
+    assert (
+        signal.message_id
+        == parse_generic({"monitor": "m", "status": "down"}, delivery_id=header).message_id
+    )
+    MonitorAlert.model_validate({**signal_fields(signal), "ts": 0})
+
+
+def test_a_short_printable_delivery_id_is_kept_as_sent() -> None:
+    assert bounded_id(" req-42 ") == "req-42"
+    assert bounded_id("r" * 128) == "r" * 128
+    assert bounded_id("r" * 128) != bounded_id("r" * 129)
