@@ -67,6 +67,14 @@ class KafkaSettings(_Group):
     events_partitions: int = Field(
         default=12, ge=1, description="Partitions of the events topic when it is created."
     )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=16 * 1024,
+        le=100 * 1024 * 1024,
+        description="Largest message the controller produces (keep it at or below the "
+        "broker's message.max.bytes); a dead letter over it is truncated to fit, and an "
+        "output over it is quarantined.",
+    )
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka keyword arguments for the connection and security settings."""

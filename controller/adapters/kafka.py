@@ -7,6 +7,7 @@ aiokafka errors are translated into :class:`BrokerUnavailable` /
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
@@ -14,10 +15,16 @@ from typing import Any, Protocol, Self
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
-from controller.core.errors import BrokerError, BrokerUnavailable
+from controller.core.errors import BrokerError, BrokerUnavailable, MessageTooLarge
 from controller.settings import KafkaSettings, TopicSettings
 
 log = structlog.get_logger("controller.kafka")
@@ -44,6 +51,8 @@ class PartitionListener(Protocol):
 def _translate(exc: BaseException) -> BrokerError:
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
         return BrokerUnavailable(f"broker unreachable: {exc}")
+    if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+        return MessageTooLarge(f"message too large for the broker: {exc}")
     return BrokerError(f"broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
 
 
@@ -185,8 +194,12 @@ class Producer(_Lifecycle):
     """The daemon's one producer: sends batches and waits for the broker's acknowledgement."""
 
     def __init__(self, *, kafka: KafkaSettings) -> None:
+        self.max_message_bytes = kafka.max_message_bytes
         self._client = self._producer = AIOKafkaProducer(
-            **kafka.client_options(), acks="all", linger_ms=2
+            **kafka.client_options(),
+            acks="all",
+            linger_ms=2,
+            max_request_size=kafka.max_message_bytes,
         )
 
     async def send_all(self, records: Sequence[OutRecord]) -> None:
@@ -202,7 +215,14 @@ class Producer(_Lifecycle):
 
 
 class DeadLetterPublisher:
-    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers."""
+    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers.
+
+    A letter never grows past what the producer may send: the original's
+    headers are bounded, and a value (or key) that does not fit is cut, with
+    ``rc.truncated`` and the original's size and SHA-256 in headers. If the
+    broker still refuses a letter as too large (its limit is lower than
+    ``kafka.max_message_bytes``), it is sent again with no value at all.
+    """
 
     def __init__(self, *, producer: Producer, topic: str) -> None:
         self._producer = producer
@@ -210,10 +230,40 @@ class DeadLetterPublisher:
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         """Send every letter and wait until the broker has them all."""
-        records = [
-            OutRecord(self._topic, d.record.key, d.record.value, _headers(d)) for d in letters
-        ]
-        await self._producer.send_all(records)
+        budget = self._producer.max_message_bytes - _LETTER_OVERHEAD
+        try:
+            await self._producer.send_all([self._record(d, budget) for d in letters])
+        except MessageTooLarge:
+            await self._producer.send_all([self._record(d, 0) for d in letters])
+
+    def _record(self, letter: DeadLetter, budget: int) -> OutRecord:
+        headers = _headers(letter)
+        key, value = letter.record.key, letter.record.value or b""
+        room = max(0, budget - sum(len(k) + len(v) for k, v in headers))
+        if key is not None and len(key) > MAX_LETTER_KEY_BYTES:
+            headers.append(("rc.key.truncated", str(len(key)).encode()))
+            key = key[:MAX_LETTER_KEY_BYTES]
+        room -= len(key or b"")
+        if len(value) > room:
+            headers += _truncation(value)
+            value = value[: max(0, room)]
+        kept = None if letter.record.value is None else value
+        return OutRecord(self._topic, key, kept, headers)
+
+
+_LETTER_OVERHEAD = 4096
+"""Bytes kept free under the producer's limit for the record's own framing."""
+MAX_LETTER_KEY_BYTES = 1024
+MAX_COPIED_HEADERS = 32
+MAX_COPIED_HEADER_BYTES = 8192
+
+
+def _truncation(value: bytes) -> list[tuple[str, bytes]]:
+    return [
+        ("rc.truncated", b"true"),
+        ("rc.original.bytes", str(len(value)).encode()),
+        ("rc.original.sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
 
 
 def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
@@ -225,7 +275,22 @@ def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
         ("rc.source.partition", str(record.partition).encode()),
         ("rc.source.offset", str(record.offset).encode()),
     ]
-    return own + [(k, v) for k, v in (record.headers or ()) if not k.startswith("rc.")]
+    return own + _copied_headers(record.headers or ())
+
+
+def _copied_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The original's headers, bounded in count and bytes (its own ``rc.*`` ones dropped)."""
+    theirs = [(name, value or b"") for name, value in headers if not name.startswith("rc.")]
+    kept: list[tuple[str, bytes]] = []
+    size = 0
+    for name, value in theirs[:MAX_COPIED_HEADERS]:
+        size += len(name) + len(value)
+        if size > MAX_COPIED_HEADER_BYTES:
+            break
+        kept.append((name, value))
+    if len(kept) < len(theirs):
+        kept.append(("rc.headers.dropped", str(len(theirs) - len(kept)).encode()))
+    return kept
 
 
 async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
