@@ -123,6 +123,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                     rollouts=engine.status,
                     monitors=intake,
                     webhook_token=token.get_secret_value() if token else None,
+                    limits=settings.http,
                 )
             )
         services = {

@@ -231,6 +231,32 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         nested_model_default_partial_update=True,
     )
+    header_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Time a client has for a request line and headers, counted from connecting "
+        "or from the previous response; a slower or idle connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Time a client has for a request body once its headers are in; slower "
+        "gets 408. Also how long an unread body is drained before the connection closes.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=10000,
+        description="Connections served at once; past it a new one is answered 503 and closed.",
+    )
+    max_header_bytes: int = Field(
+        default=8190,
+        ge=1024,
+        le=65536,
+        description="Longest request line or header field; a longer one is answered 400.",
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

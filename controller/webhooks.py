@@ -3,18 +3,30 @@
 A webhook delivery becomes a ``monitor`` message on the monitors topic, the
 same path a monitoring system that writes to Kafka takes, so the engine
 handles both alike (``down`` kills the mapped flags, ``up`` records the
-recovery). The order: claim the signal's id in Redis (a redelivery finds it
-claimed and changes nothing), then publish; if publishing fails the claim is
-released, so the monitor's retry is accepted.
+recovery).
+
+A delivery counts as seen only once it was published: the whole message is
+validated first (a refusal takes no claim), then the signal's id is claimed in
+Redis (a redelivery finds it claimed and changes nothing), then it is
+published. Any failure after the claim was attempted releases it, so the
+monitor's retry is accepted rather than answered "duplicate" for a signal that
+never reached the topic. Releasing a claim that was not ours (the claim call
+failed, and a concurrent delivery took it) at worst publishes a signal twice:
+a second ``down`` finds the flag already killed, a second ``up`` is recorded
+twice. Keeping a claim for an unpublished signal would lose a kill.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Protocol
 
+from pydantic import ValidationError
+
+from controller.core.decoding import summarize
 from controller.core.messages import MonitorAlert
-from controller.core.monitors import Intake, MonitorSignal, signal_fields
+from controller.core.monitors import Intake, MonitorSignal, PayloadError, signal_fields
 from controller.metrics import Metrics
 
 
@@ -44,18 +56,37 @@ class MonitorIntake:
         self._monitors, self._ttl, self._metrics = monitors, dedupe_seconds, metrics
 
     async def accept(self, signal: MonitorSignal) -> Intake:
-        """Publish ``signal`` unless this incident's status was already accepted."""
+        """Publish ``signal`` unless this incident's status was already accepted.
+
+        Raises :class:`PayloadError` (nothing claimed) when the signal does not
+        make a valid monitor message; any other error leaves no claim behind.
+        """
         flags = list(self._monitors.get(signal.monitor, []))
-        if not await self._claims.claim(signal.message_id, ttl_s=self._ttl):
-            self._metrics.webhooks.labels(signal.source, "duplicate").inc()
-            return Intake(accepted=False, flags=flags)
-        message = MonitorAlert.model_validate({**signal_fields(signal), "ts": datetime.now(UTC)})
+        value = _message(signal)
         try:
-            await self._outputs.publish(
-                [(self._topic, signal.monitor, message.model_dump_json().encode())]
-            )
+            fresh = await self._claims.claim(signal.message_id, ttl_s=self._ttl)
+            if fresh:
+                await self._outputs.publish([(self._topic, signal.monitor, value)])
         except BaseException:
-            await self._claims.release(signal.message_id)
+            await self._release(signal.message_id)
             raise
-        self._metrics.webhooks.labels(signal.source, "accepted").inc()
-        return Intake(accepted=True, flags=flags)
+        return Intake(accepted=fresh, flags=flags)
+
+    def count(self, source: str, outcome: str) -> None:
+        """Count one delivery from ``source`` by what became of it (the HTTP server's word)."""
+        self._metrics.webhooks.labels(source, outcome).inc()
+
+    async def _release(self, claim_id: str) -> None:
+        # Best effort: the error that brought us here is the one to report,
+        # and when Redis is down the claim call most likely never landed.
+        with contextlib.suppress(Exception):
+            await self._claims.release(claim_id)
+
+
+def _message(signal: MonitorSignal) -> bytes:
+    """The monitor message for ``signal``, validated against the contract."""
+    try:
+        message = MonitorAlert.model_validate({**signal_fields(signal), "ts": datetime.now(UTC)})
+    except ValidationError as exc:
+        raise PayloadError(f"not a valid monitor message: {summarize(exc)}") from exc
+    return message.model_dump_json().encode()

@@ -9,14 +9,21 @@ in stage and the gate's current evidence (what ``rolloutctl status`` prints).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.core.monitors`). They answer 401 without
-the token, 403 when no token is configured, 413 over 64 KiB, 422 with the
-reason for a payload they cannot read, 202 when accepted, 200 for a
-redelivery of an incident already accepted (nothing changes), 503 when the
-signal could not be published, so the sender retries.
+the token, 403 when no token is configured, 415 for a body that is not
+``application/json``, 413 over 64 KiB, 408 for a body slower than
+``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
+read, 202 when accepted, 200 for a redelivery of an incident already accepted
+(nothing changes), 503 when the signal could not be published and 500 for
+anything unforeseen, so the sender retries. Every answer names its reason in
+``error`` or ``reason``, and is counted in ``rollout_webhooks_total`` by
+source and outcome.
+
+The server is bounded against slow and greedy clients: see :class:`HttpServer`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -24,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Self
 
 import orjson
+import structlog
 from aiohttp import web
 
 from controller.core.errors import ControllerError
@@ -34,19 +42,44 @@ from controller.core.monitors import (
     parse_betteruptime,
     parse_generic,
 )
+from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 FlagStates = Callable[[], Awaitable[list[dict[str, Any]]]]
 RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
+Parser = Callable[[object], MonitorSignal | None]
 MAX_WEBHOOK_BYTES = 64 * 1024
+MAX_HEADERS = 64
+log = structlog.get_logger("controller.http")
 
 
 class MonitorSink(Protocol):
     async def accept(self, signal: MonitorSignal) -> Intake: ...
+    def count(self, source: str, outcome: str) -> None: ...
 
 
 class HttpServer:
-    """aiohttp application behind ``async with``; binds ``host:port``."""
+    """aiohttp application behind ``async with``; binds ``host:port``.
+
+    Limits come from ``limits`` (an :class:`HttpSettings`; its host, port and
+    token are not read from it). aiohttp 3.14 bounds header lines, fields and
+    counts (``max_line_size``, ``max_field_size``, ``max_headers``) but has no
+    timeout for reading a request, nor a connection limit, so:
+
+    * the request line and headers: aiohttp's keep-alive timer is armed when a
+      connection opens and again after every response, and when it fires it
+      closes the connection if the handler is still waiting for a complete
+      request head. With ``keepalive_timeout`` set to
+      ``header_timeout_seconds`` that timer is the header deadline, for the
+      first request and every later one on the connection (and an idle
+      keep-alive connection closes after the same time);
+    * the body: the webhook handlers read it under ``body_timeout_seconds``
+      (408 past it), and aiohttp drains an unread body for at most
+      ``lingering_time``, set to the same value, before it closes;
+    * connections: the listening socket's protocol factory answers 503 and
+      closes at once when ``max_connections`` are already open, so slow
+      clients cannot pile up between their deadlines.
+    """
 
     def __init__(
         self,
@@ -60,12 +93,15 @@ class HttpServer:
         rollouts: RolloutStatus | None = None,
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
+        limits: HttpSettings | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
         self._rollouts = rollouts
+        self._limits = limits or HttpSettings()
+        self._listener: asyncio.Server | None = None
         app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -75,15 +111,33 @@ class HttpServer:
         app.router.add_get("/rollouts/{flag}", self._rollout_one)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
 
     async def __aenter__(self) -> Self:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self._connection, self._host, self._port)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._listener is not None:
+            self._listener.close()
         await self._runner.cleanup()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one asked for, or the one picked for port 0)."""
+        if self._listener is None or not self._listener.sockets:
+            return self._port
+        return int(self._listener.sockets[0].getsockname()[1])
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        """A protocol for one new connection: aiohttp's, or a 503 past the limit."""
+        server = self._runner.server
+        assert server is not None  # set up in __aenter__ before listening
+        if len(server.connections) >= self._limits.max_connections:
+            return _Busy()
+        return server()
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return _json({"status": "ok"})
@@ -116,56 +170,130 @@ class HttpServer:
         return _json(found[0])
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
-        return await self._webhook(request, parse_betteruptime)
+        return await self._webhook(request, "betteruptime", parse_betteruptime)
 
     async def _generic_monitor(self, request: web.Request) -> web.Response:
-        delivery = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        return await self._webhook(request, lambda body: parse_generic(body, delivery_id=delivery))
+        # parse_generic bounds the id, so a header of any length is fine here
+        delivery = request.headers.get("X-Request-Id", "").strip() or uuid.uuid4().hex
+        return await self._webhook(
+            request, "monitor", lambda body: parse_generic(body, delivery_id=delivery)
+        )
 
-    async def _webhook(
-        self, request: web.Request, parse: Callable[[object], MonitorSignal | None]
-    ) -> web.Response:
-        """Authenticate, parse, then hand the signal to the sink; the status says which."""
-        if refusal := self._unauthorized(request):
-            return refusal
-        signal = await _signal(request, parse)
-        if isinstance(signal, web.Response):
-            return signal
-        assert self._monitors is not None  # checked by _unauthorized
+    async def _webhook(self, request: web.Request, source: str, parse: Parser) -> web.Response:
+        """Answer one webhook delivery, with a reason, and count what became of it."""
         try:
-            intake = await self._monitors.accept(signal)
+            response, outcome = await self._deliver(request, parse)
+        except _Refused as refusal:
+            response, outcome = refusal.response(), refusal.outcome
+        except Exception:
+            # One delivery's failure is that delivery's: answered, counted, logged.
+            log.exception("webhook_failed", source=source)
+            reason = "the delivery could not be handled; retry later"
+            response, outcome = _json({"error": reason}, status=500), "error"
+        if self._monitors is not None:
+            self._monitors.count(source, outcome)
+        return response
+
+    async def _deliver(self, request: web.Request, parse: Parser) -> tuple[web.Response, str]:
+        """Authenticate, read, parse, then hand the signal to the sink; or refuse."""
+        sink = self._authorized(request)
+        signal = _parsed(parse, await self._json_body(request))
+        if signal is None:
+            reason = "only started and resolved count"
+            return _json({"status": "ignored", "reason": reason}), "ignored"
+        try:
+            intake = await sink.accept(signal)
+        except PayloadError as exc:
+            raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
         except ControllerError as exc:
-            return _json({"error": f"not accepted, retry later: {exc}"}, status=503)
+            raise _Refused(503, "unavailable", f"not accepted, retry later: {exc}") from exc
         body = {"monitor": signal.monitor, "status": signal.status, "flags": intake.flags}
         if not intake.accepted:
-            return _json({**body, "result": "duplicate"})
-        return _json({**body, "result": "accepted"}, status=202)
+            reason = "this incident's status was already accepted"
+            return _json({**body, "result": "duplicate", "reason": reason}), "duplicate"
+        reason = "published to the monitors topic"
+        return _json({**body, "result": "accepted", "reason": reason}, status=202), "accepted"
 
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
+    def _authorized(self, request: web.Request) -> MonitorSink:
         if self._token is None or self._monitors is None:
-            return _json({"error": "webhooks are disabled: set http.webhook_token"}, status=403)
+            raise _Refused(403, "disabled", "webhooks are disabled: set http.webhook_token")
         given = request.query.get("token", "")
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             given = credentials.strip()
         if not given or not hmac.compare_digest(given.encode(), self._token.encode()):
-            return _json({"error": "missing or wrong webhook token"}, status=401)
-        return None
+            raise _Refused(401, "unauthorized", "missing or wrong webhook token")
+        return self._monitors
+
+    async def _json_body(self, request: web.Request) -> object:
+        """The decoded JSON body, read within the body deadline and size limit."""
+        if request.content_type != "application/json":
+            given = request.content_type[:100]
+            reason = f"the body must be application/json, not {given!r}"
+            raise _Refused(415, "unsupported_media_type", reason)
+        too_large = _Refused(413, "too_large", f"the body is over {MAX_WEBHOOK_BYTES} bytes")
+        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+            raise too_large
+        timeout = self._limits.body_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
+        except TimeoutError as exc:
+            reason = f"the body did not arrive within {timeout:g} s"
+            raise _Refused(408, "timeout", reason, close=True) from exc
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise too_large from exc
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Refused(422, "not_json", "the body is not JSON") from exc
 
 
-async def _signal(
-    request: web.Request, parse: Callable[[object], MonitorSignal | None]
-) -> MonitorSignal | web.Response:
-    """The signal in the request body, or the response that refuses or ignores it."""
+class _Refused(Exception):
+    """A webhook delivery refused with a status, a counted outcome and a reason."""
+
+    def __init__(self, status: int, outcome: str, reason: str, *, close: bool = False) -> None:
+        super().__init__(reason)
+        self.status, self.outcome, self.reason, self.close = status, outcome, reason, close
+
+    def response(self) -> web.Response:
+        response = _json({"error": self.reason}, status=self.status)
+        if self.close:
+            response.force_close()
+        return response
+
+
+class _Busy(asyncio.Protocol):
+    """Answers 503 and closes: the server already holds its maximum of connections."""
+
+    _BODY = b'{"error": "too many connections, retry later"}'
+    _ANSWER = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
+    )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self._ANSWER)
+        transport.close()
+
+
+def _parsed(parse: Parser, body: object) -> MonitorSignal | None:
     try:
-        signal = parse(orjson.loads(await request.read()))
-    except orjson.JSONDecodeError:
-        return _json({"error": "the body is not JSON"}, status=422)
+        return parse(body)
     except PayloadError as exc:
-        return _json({"error": f"unreadable payload: {exc}"}, status=422)
-    if signal is None:
-        return _json({"status": "ignored", "reason": "only started and resolved count"})
-    return signal
+        raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
+
+
+def _handler_args(limits: HttpSettings) -> dict[str, Any]:
+    """aiohttp's per-connection knobs for ``limits`` (see :class:`HttpServer`)."""
+    return {
+        "keepalive_timeout": limits.header_timeout_seconds,
+        "lingering_time": limits.body_timeout_seconds,
+        "max_line_size": limits.max_header_bytes,
+        "max_field_size": limits.max_header_bytes,
+        "max_headers": MAX_HEADERS,
+    }
 
 
 def _json(data: dict[str, Any], *, status: int = 200) -> web.Response:
