@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -72,7 +73,7 @@ from controller.core.rollout import (
     VerdictKind,
 )
 from controller.metrics import Metrics
-from controller.rendering import render
+from controller.rendering import render, render_alert
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.engine")
@@ -96,6 +97,7 @@ class States(Protocol):
     async def applied(self, flag: str, command_id: str) -> bool: ...
     async def pending(self, flag: str) -> list[OutboxMessage]: ...
     async def published(self, flag: str, count: int) -> None: ...
+    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None: ...
     async def flags(self) -> set[str]: ...
 
 
@@ -157,6 +159,9 @@ class Engine:
         self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
         self._stopping = asyncio.Event()
         self._consulting: dict[str, asyncio.Task[None]] = {}
+        self._failing: set[str] = set()
+        self.last_gate_pass = self.last_control_pass = time.monotonic()
+        """When each loop last completed a pass (monotonic clock), for readiness."""
 
     def stop(self) -> None:
         self._stopping.set()
@@ -166,7 +171,7 @@ class Engine:
     async def run(self, *, control: Control) -> None:
         """Republish what a crash left in outboxes, then serve commands and gates."""
         for flag in await self._states.flags():
-            await self._drain(flag)
+            await self._contained(self._drain(flag), where="drain", flag=flag)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._control_loop(control), name="engine-control")
@@ -183,9 +188,14 @@ class Engine:
             for record in records or []:
                 # Retried until it is applied: commands are deduplicated by id
                 # atomically with the state they change, so a retry is safe.
-                await self._retrying(lambda r=record: self.handle(r), "command")  # type: ignore[misc]
+                await self._contained(
+                    self._retrying(lambda r=record: self.handle(r), "command"),  # type: ignore[misc]
+                    where="command",
+                    record=record,
+                )
             if records:
                 await control.commit()
+            self.last_control_pass = time.monotonic()
 
     async def _gate_loop(self, control: Control) -> None:
         last_sweep = datetime.min.replace(tzinfo=UTC)
@@ -204,8 +214,72 @@ class Engine:
         mine = dirty - theirs
         swept = {f for f in await self._states.flags() if control.owns(f)} if full else set()
         for flag in sorted(mine | swept):
-            await self.gate(flag, fresh=flag in mine, background=True)
+            if await self._contained(
+                self.gate(flag, fresh=flag in mine, background=True), where="gate", flag=flag
+            ):
+                self._failing.discard(flag)
+        self.last_gate_pass = time.monotonic()
         return True
+
+    async def _contained(
+        self,
+        work: Awaitable[object],
+        *,
+        where: str,
+        flag: str | None = None,
+        record: Record | None = None,
+    ) -> bool:
+        """Run ``work``; a failure that retrying cannot fix stays with its one input.
+
+        A retriable error propagates (the loop backs off and tries again); any
+        other error is logged with its traceback, counted and alerted, and a
+        record is dead-lettered with the reason, so one bad command or one
+        damaged flag never stops the commands and gates of every other flag.
+        Returns whether ``work`` succeeded.
+        """
+        try:
+            await work
+        except ControllerError as exc:
+            if exc.retriable:
+                raise
+            await self._failed(exc, where=where, flag=flag, record=record)
+            return False
+        except Exception as exc:  # confined to this one input, and reported
+            await self._failed(exc, where=where, flag=flag, record=record)
+            return False
+        return True
+
+    async def _failed(
+        self, exc: Exception, *, where: str, flag: str | None, record: Record | None
+    ) -> None:
+        why = f"{type(exc).__name__}: {exc}"[:500]
+        self._metrics.contained.labels(where).inc()
+        log.error("input_failed", where=where, flag=flag, error=why, exc_info=exc)
+        if record is not None:
+            letter = DeadLetter(record, "processing_error", why)
+            await self._retrying(lambda: self._dead_letters.publish([letter]), "dead-letter")
+        elif flag in self._failing:
+            return  # one alert per flag until its gate works again
+        if flag is not None:
+            self._failing.add(flag)
+        summary = f"{where} failed and was set aside: {why}"
+        await self._alert_now(flag if record is None else None, summary, {"where": where})
+
+    async def _alert_now(self, flag: str | None, summary: str, details: dict[str, Any]) -> None:
+        """Publish an ``input_failed`` alert straight away, not through an outbox.
+
+        Used when the flag's own state may be what failed; a broker that
+        refuses it for good is only logged, so reporting cannot loop.
+        """
+        action = RaiseAlert("input_failed", "critical", summary[:500], details)
+        message = render_alert(flag, action, self._now(), self._topics)
+        try:
+            await self._retrying(
+                lambda: self._outputs.publish([(message.topic, message.key, message.value)]),
+                "alert",
+            )
+        except ControllerError as exc:
+            log.warning("alert_not_published", error=str(exc)[:500])
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
         """Run ``call``, backing off while it fails retriably; None if stopped first."""
@@ -465,9 +539,62 @@ class Engine:
                 await self._drain(flag, locked=True)
             return
         pending = await self._states.pending(flag)
-        if pending:
-            await self._outputs.publish([(m.topic, m.key, m.value) for m in pending])
-            await self._states.published(flag, len(pending))
+        while pending:
+            sent, refusal = await self._publish(pending)
+            if sent:
+                await self._states.published(flag, sent)
+            if refusal is None:
+                return
+            await self._quarantine(flag, refusal)
+            pending = await self._states.pending(flag)
+
+    async def _publish(self, messages: list[OutboxMessage]) -> tuple[int, str | None]:
+        """Publish in order: how many went out, and why the next one never can (or None).
+
+        Retriable failures propagate. A permanent one is narrowed down to the
+        first message that cannot be published, so the ones before it still go.
+        """
+        readable = next((i for i, m in enumerate(messages) if not m.readable), len(messages))
+        try:
+            await self._outputs.publish([(m.topic, m.key, m.value) for m in messages[:readable]])
+        except ControllerError as exc:
+            if exc.retriable:
+                raise
+        else:
+            if readable == len(messages):
+                return readable, None
+            return readable, "the outbox entry is unreadable"
+        for index, m in enumerate(messages[:readable]):
+            try:
+                await self._outputs.publish([(m.topic, m.key, m.value)])
+            except ControllerError as exc:
+                if exc.retriable:
+                    raise
+                return index, str(exc)[:500]
+        return readable, None
+
+    async def _quarantine(self, flag: str, reason: str) -> None:
+        """Set aside ``flag``'s oldest outbox message, which can never be published.
+
+        Its later messages (a kill above all) then go out. An alert says so,
+        unless the message set aside was itself an alert: that could loop.
+        """
+        message = await self._states.quarantine(flag, reason)
+        if message is None:
+            return
+        topic = message.topic or "unreadable"
+        self._metrics.quarantined.labels(topic).inc()
+        log.error("output_quarantined", flag=flag, topic=topic, reason=reason)
+        if message.topic == self._topics.alerts:
+            return
+        alert = RaiseAlert(
+            kind="output_quarantined",
+            severity="critical",
+            summary=f"a message for {topic} can never be published and was set aside: {reason}",
+            details={"topic": topic, "bytes": len(message.value)},
+        )
+        outbox = render(flag, None, [alert], self._now(), self._topics)
+        await self._states.save(flag, rev=-1, rollout=None, outbox=outbox)
 
 
 def _command_input(command: Command, plan: Any, now: datetime) -> CommandInput:

@@ -58,6 +58,18 @@ class Metrics:
         self.advisor_failures = Counter(
             "rollout_advisor_failures", "Advisor calls that gave no valid advice.", registry=r
         )
+        self.quarantined = Counter(
+            "rollout_outputs_quarantined",
+            "Outbox messages set aside because they can never be published, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.contained = Counter(
+            "rollout_contained_failures",
+            "Failures confined to one input or one flag instead of stopping the daemon, by where.",
+            ["where"],
+            registry=r,
+        )
 
         self.webhooks = Counter(
             "rollout_webhooks",

@@ -2,21 +2,28 @@
 
 Every message is validated against its contract model before it is saved,
 like any other output, so an invalid decision or alert fails where it is
-made, not in a consumer.
+made, not in a consumer. A message is also kept small: evidence or details
+past :data:`MAX_DETAIL_BYTES` are replaced by a note of their size and
+digest, so no decision grows too large to publish.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from controller.adapters.redis_state import OutboxMessage
 from controller.core.messages import Alert, Decision, FlagState
 from controller.core.rollout import Action, PublishFlagState, RaiseAlert, Rollout
 from controller.settings import TopicSettings
+
+MAX_DETAIL_BYTES = 64 * 1024
+"""The most a decision's evidence or an alert's details may take, as JSON."""
 
 
 def render(
@@ -32,6 +39,25 @@ def render(
         topic, message = _message(flag, rollout, action, now, topics)
         out.append(OutboxMessage(topic, flag, message.model_dump_json().encode()))
     return out
+
+
+def render_alert(
+    flag: str | None, action: RaiseAlert, now: datetime, topics: TopicSettings
+) -> OutboxMessage:
+    """An alert that may concern no flag (``flag`` None), keyed by the flag or by its kind."""
+    alert = {
+        "type": "alert",
+        "v": 1,
+        "id": uuid.uuid4().hex,
+        "ts": now,
+        "flag": flag,
+        "severity": action.severity,
+        "kind": action.kind,
+        "summary": action.summary[:500],
+        "details": _bounded(action.details),
+    }
+    value = Alert.model_validate(alert).model_dump_json().encode()
+    return OutboxMessage(topics.alerts, flag or action.kind, value)
 
 
 def _message(
@@ -57,7 +83,7 @@ def _message(
             "severity": action.severity,
             "kind": action.kind,
             "summary": action.summary[:500],
-            "details": action.details,
+            "details": _bounded(action.details),
         }
         return topics.alerts, Alert.model_validate({**common, **alert})
     decision = {
@@ -70,6 +96,19 @@ def _message(
         "phase_before": action.phase_before,
         "phase_after": action.phase_after,
         "command_id": action.command_id,
-        "evidence": action.evidence,
+        "evidence": _bounded(action.evidence),
     }
     return topics.decisions, Decision.model_validate({**common, **decision})
+
+
+def _bounded(data: dict[str, Any]) -> dict[str, Any]:
+    """``data``, or a note of its size and digest when it is too large to publish."""
+    raw = orjson.dumps(data, default=str)
+    if len(raw) <= MAX_DETAIL_BYTES:
+        return data
+    return {
+        "truncated": True,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "keys": sorted(str(k)[:64] for k in data)[:50],
+    }

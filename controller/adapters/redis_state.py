@@ -4,6 +4,7 @@ Keys (``P`` is the key prefix)::
 
     {P:flag:<flag>}:state    hash: rev (compare-and-set counter), doc (Rollout JSON)
     {P:flag:<flag>}:outbox   list: messages saved with the state, not yet published
+    {P:flag:<flag>}:quarantine  list: outbox messages that can never be published (last 100)
     P:rollouts               set: flags that have a rollout
     P:claim:<id>             string with a TTL: a webhook delivery already accepted
     {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
@@ -13,6 +14,11 @@ one Lua script saves a new state, the messages it implies and the id of the
 command that caused it, atomically: a crash after the save republishes the
 messages on restart (at-least-once; consumers deduplicate by message id), and
 a redelivered or retried command is recognised as already applied.
+
+A stored state or outbox entry that cannot be read is reported, not raised as
+a crash: :meth:`RolloutStore.load` raises a permanent :class:`StoreError`
+naming the flag, and :meth:`RolloutStore.pending` hands an unreadable entry
+back with an empty topic, so the engine can quarantine it.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from enum import IntEnum
 
 import orjson
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from controller.adapters.redis_store import translated
+from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.settings import RedisSettings
 
@@ -47,6 +55,17 @@ end
 for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return {1, rev}
 """
+
+# KEYS: outbox, quarantine   ARGV: reason, how many quarantined entries to keep
+# Moves the oldest outbox entry to the quarantine with its reason; returns it.
+_QUARANTINE = """
+local entry = redis.call('LPOP', KEYS[1])
+if not entry then return false end
+redis.call('RPUSH', KEYS[2], cjson.encode({reason = ARGV[1], entry = entry}))
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+return entry
+"""
+QUARANTINE_KEEP = 100
 
 
 class SaveOutcome(IntEnum):
@@ -76,8 +95,16 @@ class OutboxMessage:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> OutboxMessage:
-        data = orjson.loads(raw)
-        return cls(data["topic"], data["key"], data["value"].encode())
+        """The message in an outbox entry; an unreadable entry comes back with no topic."""
+        try:
+            data = orjson.loads(raw)
+            return cls(str(data["topic"]), str(data["key"]), str(data["value"]).encode())
+        except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeError):
+            return cls("", "", raw.encode() if isinstance(raw, str) else raw)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.topic)
 
 
 class RolloutStore:
@@ -87,6 +114,7 @@ class RolloutStore:
         self._redis = client
         self._prefix = settings.key_prefix
         self._save = client.register_script(_SAVE)
+        self._quarantine = client.register_script(_QUARANTINE)
 
     def _key(self, flag: str, part: str) -> str:
         return f"{{{self._prefix}:flag:{flag}}}:{part}"
@@ -96,7 +124,12 @@ class RolloutStore:
             rev, doc = await self._redis.hmget(self._key(flag, "state"), ["rev", "doc"])
         if doc is None:
             return Loaded(0, None)
-        return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
+        try:
+            return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
+        except (ValidationError, ValueError) as exc:
+            raise StoreError(
+                f"{flag}: the stored rollout state is unreadable: {exc}"[:500]
+            ) from exc
 
     async def save(
         self,
@@ -142,6 +175,19 @@ class RolloutStore:
         """Drop the ``count`` oldest outbox messages: the broker has them."""
         async with translated():
             await self._redis.ltrim(self._key(flag, "outbox"), count, -1)
+
+    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
+        """Move ``flag``'s oldest outbox message to its quarantine, with ``reason``."""
+        keys = [self._key(flag, "outbox"), self._key(flag, "quarantine")]
+        async with translated():
+            entry = await self._quarantine(keys=keys, args=[reason[:500], QUARANTINE_KEEP])
+        return None if entry is None else OutboxMessage.decode(entry)
+
+    async def quarantined(self, flag: str) -> list[dict[str, str]]:
+        """The quarantined messages of ``flag`` with their reasons, oldest first."""
+        async with translated():
+            raw = await self._redis.lrange(self._key(flag, "quarantine"), 0, -1)
+        return [orjson.loads(r) for r in raw]
 
     async def flags(self) -> set[str]:
         """Every flag that has (or had) a rollout."""

@@ -205,7 +205,15 @@ class Alert(_Message):
     rollout_id: MessageId | None = None
     severity: Literal["info", "warning", "critical"]
     kind: Literal[
-        "rollback", "kill", "srm", "stuck", "no_traffic", "guardrail", "advisor_unavailable"
+        "rollback",
+        "kill",
+        "srm",
+        "stuck",
+        "no_traffic",
+        "guardrail",
+        "advisor_unavailable",
+        "output_quarantined",
+        "input_failed",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

@@ -29,6 +29,7 @@ class FakeStates:
     outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
     commands: set[str] = field(default_factory=set)
     loads: int = 0
+    quarantined: list[tuple[str, str, OutboxMessage]] = field(default_factory=list)
 
     async def load(self, flag: str) -> Loaded:
         self.loads += 1
@@ -68,6 +69,13 @@ class FakeStates:
 
     async def published(self, flag: str, count: int) -> None:
         self.outbox[flag] = self.outbox[flag][count:]
+
+    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
+        if not self.outbox.get(flag):
+            return None
+        message, self.outbox[flag] = self.outbox[flag][0], self.outbox[flag][1:]
+        self.quarantined.append((flag, reason, message))
+        return message
 
     async def flags(self) -> set[str]:
         return set(self.docs)
