@@ -1,0 +1,231 @@
+"""The daemon's HTTP server against slow, greedy and malformed clients, over real sockets.
+
+Every connection goes to 127.0.0.1 only, in bounded numbers, and every wait is
+for a positive signal (an answer, the server closing the connection) under a
+deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.rig import Rig
+from tests.integration.test_http import wait_status
+from tests.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "limits-webhook-token"
+HEADER_TIMEOUT = 4.0
+BODY_TIMEOUT = 2.0
+SLOW_CLIENTS = 200
+MAX_CONNECTIONS = SLOW_CLIENTS + 20
+SLACK = 3.0  # two shared cores: the daemon's loop may be late by this much
+WEBHOOK_HEAD = (
+    "POST /webhooks/monitor HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+    "Content-Length: 1000\r\n\r\n"
+).encode()
+
+
+@dataclass
+class Dribbled:
+    """What one slow client saw: how long the server kept it, and what it answered."""
+
+    seconds: float | None  # None: still open when the client gave up
+    answer: bytes
+    answered_after: float | None = None
+
+
+async def dribble(
+    port: int,
+    head: bytes,
+    slow: Iterator[bytes],
+    limit: float,
+    connected: Callable[[], None] = lambda: None,
+) -> Dribbled:
+    """Send ``head`` at once, then ``slow`` one byte a second until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    start = time.monotonic()
+    connected()
+    seen = Dribbled(None, b"")
+    try:
+        writer.write(head)
+        while time.monotonic() - start < limit:
+            writer.write(next(slow))
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                chunk = await asyncio.wait_for(reader.read(4096), 1.0)
+                if not chunk:
+                    seen.seconds = time.monotonic() - start
+                    break
+                seen.answered_after = seen.answered_after or time.monotonic() - start
+                seen.answer += chunk
+    except ConnectionError:
+        seen.seconds = time.monotonic() - start
+    finally:
+        writer.close()
+    return seen
+
+
+def endless_header() -> Iterator[bytes]:
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ":
+        yield bytes([byte])
+    while True:
+        yield b"a"
+
+
+def endless_body() -> Iterator[bytes]:
+    while True:
+        yield b" "
+
+
+@contextlib.asynccontextmanager
+async def limited_daemon(rig: Rig, tmp_path: Path) -> AsyncIterator[str]:
+    port = free_port()
+    rig.env.update(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__WEBHOOK_TOKEN=TOKEN,
+        RC_HTTP__HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        RC_HTTP__BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+        RC_HTTP__MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+    )
+    base = f"http://127.0.0.1:{port}"
+    with rig.daemon(tmp_path):
+        await wait_status(f"{base}/healthz", 200)
+        yield base
+
+
+async def test_slow_headers_are_cut_off_while_normal_requests_are_served(
+    rig: Rig, tmp_path: Path
+) -> None:
+    async with limited_daemon(rig, tmp_path) as base:
+        port = int(base.rsplit(":", 1)[1])
+        limit = HEADER_TIMEOUT + SLACK + 5
+        # Given 200 clients each sending its headers at one byte a second
+        connections = 0
+        all_connected = asyncio.Event()
+
+        def connected() -> None:
+            nonlocal connections
+            connections += 1
+            if connections == SLOW_CLIENTS:
+                all_connected.set()
+
+        slow = [
+            asyncio.create_task(dribble(port, b"", endless_header(), limit, connected))
+            for _ in range(SLOW_CLIENTS)
+        ]
+        await asyncio.wait_for(all_connected.wait(), 10)
+        # Then a normal request is still served while they dribble
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=5) as client:
+            health = await client.get(f"{base}/healthz")
+        assert health.status_code == 200
+        assert time.monotonic() - started < HEADER_TIMEOUT
+        # And past the connection limit a new connection is answered 503 at once
+        extra = await asyncio.gather(
+            *(dribble(port, b"", endless_header(), limit) for _ in range(30))
+        )
+        busy = [e for e in extra if e.answer.startswith(b"HTTP/1.1 503")]
+        assert busy, [e.answer[:40] for e in extra]
+        assert all(e.answered_after is not None and e.answered_after < 1.5 for e in busy)
+        # And every slow client is closed by the server once its header deadline passed
+        seen = await asyncio.gather(*slow)
+        still_open = [s for s in seen if s.seconds is None]
+        assert still_open == []
+        times = sorted(s.seconds for s in seen if s.seconds is not None)
+        assert times[0] >= HEADER_TIMEOUT - 0.5
+        assert times[-1] <= HEADER_TIMEOUT + SLACK, times[-10:]
+        assert all(s.answer == b"" for s in seen)
+
+
+async def test_a_slow_body_gets_408_and_is_closed(rig: Rig, tmp_path: Path) -> None:
+    async with limited_daemon(rig, tmp_path) as base:
+        port = int(base.rsplit(":", 1)[1])
+        limit = 2 * BODY_TIMEOUT + SLACK + 5
+        seen = await asyncio.gather(
+            *(dribble(port, WEBHOOK_HEAD, endless_body(), limit) for _ in range(10))
+        )
+        for slow in seen:
+            assert slow.answer.startswith(b"HTTP/1.1 408"), slow.answer[:80]
+            assert b"did not arrive within" in slow.answer
+            assert slow.answered_after is not None
+            assert slow.answered_after <= BODY_TIMEOUT + SLACK
+            # aiohttp drains an unread body for at most the body timeout, then closes
+            assert slow.seconds is not None
+            assert slow.seconds <= 2 * BODY_TIMEOUT + SLACK
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+        assert webhook_count(metrics, "timeout") == 10
+
+
+async def test_webhook_refusals_name_their_reason_and_are_counted(rig: Rig, tmp_path: Path) -> None:
+    async with limited_daemon(rig, tmp_path) as base, httpx.AsyncClient(timeout=10) as client:
+        url = f"{base}/webhooks/monitor"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        body = b'{"monitor": "m", "status": "down"}'
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(80):
+                yield b" " * 1024
+
+        refusals = {
+            "unauthorized": await client.post(url, content=body),
+            "unsupported_media_type": await client.post(
+                url, content=body, headers={**auth, "Content-Type": "text/plain"}
+            ),
+            "no_content_type": await client.post(url, content=body, headers=auth),
+            "too_large": await client.post(url, json={"pad": "x" * 70_000}, headers=auth),
+            "too_large_chunked": await client.post(
+                url, content=chunks(), headers={**auth, "Content-Type": "application/json"}
+            ),
+            "not_json": await client.post(
+                url, content=b"{nope", headers={**auth, "Content-Type": "application/json"}
+            ),
+        }
+        statuses = {name: r.status_code for name, r in refusals.items()}
+        assert statuses == {
+            "unauthorized": 401,
+            "unsupported_media_type": 415,
+            "no_content_type": 415,
+            "too_large": 413,
+            "too_large_chunked": 413,
+            "not_json": 422,
+        }
+        assert all(r.json()["error"] for r in refusals.values())
+        assert "application/json" in refusals["unsupported_media_type"].json()["error"]
+        # A header past the size limit is refused before any handler runs
+        huge = await client.get(f"{base}/healthz", headers={"X-Huge": "h" * 9000})
+        assert huge.status_code == 400
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+        counted = {
+            outcome: webhook_count(metrics, outcome)
+            for outcome in ("unauthorized", "unsupported_media_type", "too_large", "not_json")
+        }
+        assert counted == {
+            "unauthorized": 1,
+            "unsupported_media_type": 2,
+            "too_large": 2,
+            "not_json": 1,
+        }
+
+
+def webhook_count(metrics_text: str, outcome: str, source: str = "monitor") -> float:
+    """``rollout_webhooks_total`` for one source and outcome (0 when never counted)."""
+    for family in text_string_to_metric_families(metrics_text):
+        for s in family.samples:
+            if s.name == "rollout_webhooks_total" and s.labels == {
+                "source": source,
+                "outcome": outcome,
+            }:
+                return float(s.value)
+    return 0.0
