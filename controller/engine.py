@@ -203,7 +203,11 @@ class Engine:
         while not await sleep_or_stop(self._settings.gate_interval_seconds, self._stopping):
             now = self._now()
             full = now - last_sweep >= sweep
-            if await self._retrying(lambda f=full: self._gate_pass(control, full=f), "gates"):  # type: ignore[misc]
+            passed = self._retrying(lambda f=full: self._gate_pass(control, full=f), "gates")  # type: ignore[misc]
+            # A pass that fails for good (a damaged key every pass reads) is
+            # reported once and tried again; /readyz shows the loop stalled.
+            if await self._contained(passed, where="gate pass"):
+                self._failing.discard("gate pass")
                 last_sweep = now if full else last_sweep
 
     async def _gate_pass(self, control: Control, *, full: bool) -> bool:

@@ -133,6 +133,26 @@ class Ingest:
         """How many events partitions this instance owns (claimed) now."""
         return len(self._owned)
 
+    def stalled(self, now: float) -> str | None:
+        """Why ingest counts as stalled at monotonic time ``now``, or None.
+
+        Stalled: no batch flushed for ``stall_after_seconds`` while an owned
+        partition has records left to read (an idle stream is not stalled).
+        """
+        idle = now - self.stats.last_flush_at
+        if idle < self._settings.stall_after_seconds or self._source is None:
+            return None
+        behind = {
+            p: end - o.offset
+            for p, o in self._owned.items()
+            if o.offset is not None
+            and (end := self._source.highwater(p)) is not None
+            and end > o.offset
+        }
+        if not behind:
+            return None
+        return f"ingest stalled: nothing flushed for {idle:.0f} s, records behind {behind}"
+
     def stop(self) -> None:
         """Finish the batch in hand, flush it, and return from :meth:`run`."""
         self._stopping.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -116,7 +117,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 HttpServer(
                     host=settings.http.host,
                     port=settings.http.port,
-                    readiness=lambda: _readiness(store, ingest),
+                    readiness=lambda: _readiness(store, ingest, engine, settings),
                     flags=lambda: _flag_states(states),
                     metrics=metrics.exposition,
                     metrics_content_type=CONTENT_TYPE,
@@ -166,15 +167,28 @@ async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grac
     return EXIT_OK
 
 
-async def _readiness(store: RedisAggregateStore, ingest: Ingest) -> tuple[bool, dict[str, Any]]:
-    """Ready: Redis answers and this instance owns events partitions."""
+async def _readiness(
+    store: RedisAggregateStore, ingest: Ingest, engine: Engine, settings: Settings
+) -> tuple[bool, dict[str, Any]]:
+    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled."""
     try:
         await store.ping()
     except ControllerError as exc:
         return False, {"reason": f"redis: {exc}"}
     if ingest.owned_partitions == 0:
         return False, {"reason": "no events partitions assigned yet"}
+    now = time.monotonic()
+    stall = ingest.stalled(now) or _loop_stalled(engine, now, settings.engine.stall_after_seconds)
+    if stall is not None:
+        return False, {"reason": stall, "partitions": ingest.owned_partitions}
     return True, {"partitions": ingest.owned_partitions}
+
+
+def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
+    for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass)):
+        if now - last > limit:
+            return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
+    return None
 
 
 async def _flag_states(states: RolloutStore) -> list[dict[str, Any]]:

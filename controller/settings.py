@@ -140,6 +140,12 @@ class IngestSettings(_Group):
     commit_interval_seconds: float = Field(
         default=1.0, ge=0, description="How often offsets are committed to Kafka (lag only)."
     )
+    stall_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz reports ingest stalled when no batch was flushed this long "
+        "while an owned partition has records left to read.",
+    )
     start_from: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a partition with no stored offset starts."
     )
@@ -153,6 +159,12 @@ class EngineSettings(_Group):
     )
     sweep_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often every active rollout is gated (timers)."
+    )
+    stall_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz reports the gate or command loop stalled when it has not "
+        "completed a pass this long (e.g. Redis refusing the rollout states).",
     )
     command_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Commands older (or further ahead) than this are stale."

@@ -16,10 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from tests.integration.rig import Rig, flags_of
+from tests.integration.test_http import wait_status
 from tests.reference import encode, make_event
+from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -125,3 +128,44 @@ async def test_poison_between_valid_events_survives_a_kill_at_a_random_point(
         key = f"poison-{index}".encode()
         assert key in by_key, f"seed {seed}: poison {index} ({value[:40]!r}) not dead-lettered"
         assert reason is None or by_key[key] == reason, (index, by_key[key])
+
+
+async def test_readyz_tells_when_ingest_or_the_gate_loop_is_stalled(
+    rig: Rig, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    port = free_port()
+    rig.env.update(
+        {
+            "RC_HTTP__PORT": str(port),
+            "RC_INGEST__STALL_AFTER_SECONDS": "1.5",
+            "RC_ENGINE__STALL_AFTER_SECONDS": "1.5",
+        }
+    )
+    readyz = f"http://127.0.0.1:{port}/readyz"
+    rng = random.Random(9)
+    first = [make_event(rng, i) for i in range(400)]
+    second = [make_event(rng, 400 + i) for i in range(400)]
+    dirty = [f"{{{rig.prefix}:{rig.events}:{p}}}:dirty" for p in range(4)]
+    with rig.daemon(tmp_path) as daemon:
+        await rig.produce_events(first)
+        assert await rig.wait_counted(flags_of(first), 400) == 400
+        await wait_status(readyz, 200)
+        # A partition-wide key Redis would refuse holds every batch: ingest stalls.
+        for key in dirty:
+            await redis_client.delete(key)
+            await redis_client.rpush(key, "x")
+        await rig.produce_events(second)
+        stalled = await wait_status(readyz, 503)
+        assert "ingest stalled" in stalled.json()["reason"], stalled.text
+        for key in dirty:
+            await redis_client.delete(key)
+        assert await rig.wait_counted(flags_of(first), 800) == 800
+        await wait_status(readyz, 200)
+        # A damaged set of rollouts makes every gate pass fail: the gate loop stalls.
+        await redis_client.set(f"{rig.prefix}:rollouts", "not a set")
+        stalled = await wait_status(readyz, 503)
+        assert "gate loop stalled" in stalled.json()["reason"], stalled.text
+        await redis_client.delete(f"{rig.prefix}:rollouts")
+        await wait_status(readyz, 200)
+        assert daemon.running, daemon.log_text()[-3000:]
+    await rig.assert_exact(first + second)
