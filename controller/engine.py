@@ -262,10 +262,10 @@ class Engine:
         if record is not None:
             letter = DeadLetter(record, "processing_error", why)
             await self._retrying(lambda: self._dead_letters.publish([letter]), "dead-letter")
-        elif flag in self._failing:
-            return  # one alert per flag until its gate works again
-        if flag is not None:
-            self._failing.add(flag)
+        elif (flag or where) in self._failing:
+            return  # one alert per flag (or loop) until it works again
+        else:
+            self._failing.add(flag or where)
         summary = f"{where} failed and was set aside: {why}"
         await self._alert_now(flag if record is None else None, summary, {"where": where})
 
