@@ -42,6 +42,7 @@ DLQ_REASONS = (
     "unsupported_version",
     "schema_violation",
     "store_refused",
+    "processing_error",
 )
 """Values of the DLQ ``rc.reason`` header (``decoding.RejectReason``)."""
 

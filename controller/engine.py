@@ -47,7 +47,7 @@ from controller.backoff import Backoff, retrying, sleep_or_stop
 from controller.core import signing
 from controller.core.advice import AdvisorResult, Unavailable
 from controller.core.aggregates import FlagAggregates
-from controller.core.decoding import summarize
+from controller.core.decoding import RejectReason, summarize
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.gate import describe, evaluate
 from controller.core.machine import step
@@ -77,6 +77,8 @@ from controller.rendering import render, render_alert
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.engine")
+MAX_CONTROL_BYTES = 256 * 1024
+"""The largest command or monitor alert read; a plan fits in far less."""
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
@@ -260,7 +262,7 @@ class Engine:
         self._metrics.contained.labels(where).inc()
         log.error("input_failed", where=where, flag=flag, error=why, exc_info=exc)
         if record is not None:
-            letter = DeadLetter(record, "processing_error", why)
+            letter = DeadLetter(record, RejectReason.PROCESSING_ERROR.value, why)
             await self._retrying(lambda: self._dead_letters.publish([letter]), "dead-letter")
         elif (flag or where) in self._failing:
             return  # one alert per flag (or loop) until it works again
@@ -417,20 +419,28 @@ class Engine:
     async def handle(self, record: Record) -> None:
         """One record from the commands or monitors topic.
 
-        Only parsing failures count as bad input (dead-lettered); an error while
-        acting on valid input propagates, so it is retried, never dropped.
+        Only parsing failures count as bad input (dead-lettered; a message over
+        :data:`MAX_CONTROL_BYTES` is not even parsed); an error while acting on
+        valid input propagates, so it is retried, never dropped.
         """
+        size = len(record.value or b"")
+        if size > MAX_CONTROL_BYTES:
+            await self._reject_record(record, "oversize", f"{size} bytes > {MAX_CONTROL_BYTES}")
+            return
         try:
             message = self._parse(record)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
-            log.warning("control_message_rejected", topic=record.topic, detail=detail)
-            await self._dead_letters.publish([DeadLetter(record, "schema_violation", detail[:500])])
+            await self._reject_record(record, "schema_violation", detail)
             return
         if isinstance(message, MonitorAlert):
             await self._on_monitor(message)
         else:
             await self._on_command(*message)
+
+    async def _reject_record(self, record: Record, reason: str, detail: str) -> None:
+        log.warning("control_message_rejected", topic=record.topic, reason=reason, detail=detail)
+        await self._dead_letters.publish([DeadLetter(record, reason, detail[:500])])
 
     def _parse(self, record: Record) -> MonitorAlert | tuple[Command, dict[str, Any]]:
         if record.topic == self._topics.monitors:

@@ -94,6 +94,9 @@ class RejectReason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     STORE_REFUSED = "store_refused"
     """Valid, but Redis would refuse to add it (a damaged aggregate key)."""
+    PROCESSING_ERROR = "processing_error"
+    """A command or monitor alert that failed while it was applied, for a reason
+    no retry can fix; the detail names the error."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,3 +125,23 @@ async def test_a_damaged_flag_is_confined_and_the_other_flags_are_still_steered(
         what="a command after the restart",
     )
     assert scenario.daemon.running
+
+
+async def test_an_oversized_or_deeply_nested_command_is_dead_lettered_unread(
+    scenario: Scenario,
+) -> None:
+    scenario.start_daemon()
+    # When a command far over any plan's size, and one nested past every parser's limit, arrive
+    await scenario.send(b'{"pad": "' + b"x" * 300_000 + b'"}', flag="noise")
+    await scenario.send(b'{"a":' * 5000 + b"1" + b"}" * 5000, flag="noise")
+    # and then a valid one
+    await scenario.start("after", manual_plan())
+    # Then the valid one is applied, and both are in the DLQ with their reasons
+    await scenario.until(
+        lambda: scenario.observed.decision_where(flag="after", action="start", outcome="applied"),
+        timeout=30,
+        what="the command after the oversized one",
+    )
+    letters = await _dead_letters(scenario, 2)
+    assert sorted(h["rc.reason"] for h in letters) == [b"oversize", b"schema_violation"]
+    assert scenario.daemon.running

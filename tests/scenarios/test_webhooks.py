@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from controller.core.rollout import Phase
+from tests.integration.test_http_limits import webhook_count
 from tests.scenarios.harness import Scenario, fast_plan
 from tests.services import free_port
 
@@ -17,7 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "s3cret-webhook-token"
 
 
-def betteruptime(event: str, *, incident: str = "9001", monitor: str = "4242") -> dict[str, Any]:
+def betteruptime(
+    event: str, *, incident: str | int = "9001", monitor: str | int = "4242"
+) -> dict[str, Any]:
     """A Better Uptime incident webhook body, as its documentation shows it."""
     return {
         "event": event,
@@ -73,10 +76,13 @@ async def test_betteruptime_down_kills_mapped_flags_once_and_up_records_recovery
             await http.post(url, json=betteruptime("started"), headers={"Authorization": "x"}),
             await http.post(f"{url}?token=wrong", json=betteruptime("started")),
             await http.post(url, content=b"{not json", headers=auth),
+            await http.post(
+                url, content=b"{not json", headers={**auth, "Content-Type": "application/json"}
+            ),
             await http.post(url, json={"event": "started", "data": {"id": "1"}}, headers=auth),
             await http.post(url, json=betteruptime("exploded"), headers=auth),
         ]
-        assert [r.status_code for r in refusals] == [401, 401, 401, 422, 422, 422]
+        assert [r.status_code for r in refusals] == [401, 401, 401, 415, 422, 422, 422]
         assert all(r.json()["error"] for r in refusals)
         await asyncio.sleep(2)
         assert not [d for d in scenario.observed.decisions if d["action"] == "kill"]
@@ -89,9 +95,11 @@ async def test_betteruptime_down_kills_mapped_flags_once_and_up_records_recovery
             "status": "down",
             "flags": ["cart", "wishlist"],
             "result": "accepted",
+            "reason": "published to the monitors topic",
         }
         assert again.status_code == 200
         assert again.json()["result"] == "duplicate"
+        assert again.json()["reason"]
         # Then the mapped flags are killed, each exactly once; the other runs on
         for flag in ("cart", "wishlist"):
             kill = await scenario.until(
@@ -107,6 +115,7 @@ async def test_betteruptime_down_kills_mapped_flags_once_and_up_records_recovery
         ack = await http.post(url, json=betteruptime("acknowledged"), headers=auth)
         assert ack.status_code == 200
         assert ack.json()["status"] == "ignored"
+        assert ack.json()["reason"]
         up = await http.post(url, json=betteruptime("resolved"), headers=auth)
         assert up.status_code == 202, up.text
         for flag in ("cart", "wishlist"):
@@ -147,3 +156,71 @@ async def test_generic_monitor_webhook_kills_its_flag(scenario: Scenario) -> Non
             rollout = await scenario.rollout(flag)
             assert rollout is not None
             assert rollout.phase is Phase.RUNNING
+
+
+async def test_a_generic_down_with_a_long_request_id_is_accepted_and_kills(
+    scenario: Scenario,
+) -> None:
+    async with await started(scenario, free_port()) as http:
+        # Given a down without an incident id, its delivery named by a 300-character header
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Request-Id": "r" * 300}
+        body = {"monitor": "payments-uptime", "status": "down"}
+        # When it is delivered, and delivered again
+        first = await http.post("/webhooks/monitor", json=body, headers=headers)
+        again = await http.post("/webhooks/monitor", json=body, headers=headers)
+        # Then the first is accepted and the redelivery recognised
+        assert first.status_code == 202, first.text
+        assert again.status_code == 200, again.text
+        assert again.json()["result"] == "duplicate"
+        # And the mapped flag is killed, the incident named by a bounded id
+        kill = await scenario.until(
+            lambda: scenario.observed.decision_where(flag="footer", action="kill"),
+            timeout=30,
+            what="footer killed",
+        )
+        incident = kill["evidence"]["incident"]
+        assert incident.startswith("sha256-")
+        assert len(incident) <= 128
+        metrics = (await http.get("/metrics")).text
+        assert webhook_count(metrics, "accepted") == 1
+        assert webhook_count(metrics, "duplicate") == 1
+
+
+async def test_an_incident_id_sent_as_a_number_and_as_text_is_one_incident(
+    scenario: Scenario,
+) -> None:
+    async with await started(scenario, free_port()) as http:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        # When each incident arrives with an integer id, then with the same id as text
+        generic = {"monitor": "payments-uptime", "status": "down"}
+        answers = [
+            await http.post("/webhooks/monitor", json={**generic, "incident_id": 77}, headers=auth),
+            await http.post(
+                "/webhooks/monitor", json={**generic, "incident_id": " 77 "}, headers=auth
+            ),
+            await http.post(
+                "/webhooks/betteruptime",
+                json=betteruptime("started", incident=9001, monitor=4242),
+                headers=auth,
+            ),
+            await http.post(
+                "/webhooks/betteruptime",
+                json=betteruptime("started", incident="9001 ", monitor="4242"),
+                headers=auth,
+            ),
+        ]
+        # Then the first of each is accepted and the second is a redelivery
+        assert [a.status_code for a in answers] == [202, 200, 202, 200], [a.text for a in answers]
+        assert [a.json()["result"] for a in answers] == ["accepted", "duplicate"] * 2
+        # And each incident kills its flags once, under one id
+        for flag, incident in (("footer", "77"), ("cart", "9001"), ("wishlist", "9001")):
+            kill = await scenario.until(
+                lambda f=flag: scenario.observed.decision_where(flag=f, action="kill"),  # type: ignore[misc]
+                timeout=30,
+                what=f"{flag} killed",
+            )
+            assert kill["evidence"]["incident"] == incident
+        metrics = (await http.get("/metrics")).text
+        for source in ("monitor", "betteruptime"):
+            assert webhook_count(metrics, "accepted", source) == 1
+            assert webhook_count(metrics, "duplicate", source) == 1
