@@ -192,8 +192,16 @@ class LlmSettings(_Group):
     )
     model: str = Field(default="smollm2-135m-instruct", description="Model name to ask for.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token, if required.")
-    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Per attempt: connect, request and every byte of the reply."
+    )
     retries: int = Field(default=1, ge=0, le=3, description="Retries after a failed attempt.")
+    budget_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Deadline of one consultation, retries included; past it the advisor "
+        "counts as unavailable. Unset: timeout_seconds * (retries + 1).",
+    )
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=16, le=2000)
     response_format: Literal["json_schema", "json_object", "grammar"] = Field(
@@ -208,6 +216,12 @@ class LlmSettings(_Group):
     hold_seconds: float = Field(
         default=60.0, gt=0, description="After a hold, how long before the advisor is asked again."
     )
+
+    def budget(self) -> float:
+        """Seconds one consultation may take in all: ``budget_seconds`` or every attempt's."""
+        if self.budget_seconds is not None:
+            return self.budget_seconds
+        return self.timeout_seconds * (self.retries + 1)
 
 
 class HttpSettings(_Group):

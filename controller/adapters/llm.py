@@ -1,18 +1,31 @@
 """The advisor client: one OpenAI-compatible chat completion per gate, bounded.
 
-Works with LocalAI, Ollama (``/v1``) and the llama.cpp server. Each call has a
-strict timeout and ``retries`` more attempts; a circuit breaker fails fast
-for ``breaker_cooldown_seconds`` after ``breaker_failures`` failed calls in a
-row. No error escapes: every failure becomes :class:`Unavailable` with its
-cause, and the gate proceeds on the statistics.
+Works with LocalAI, Ollama (``/v1``) and the llama.cpp server. Bounded in
+time and size whatever the server does:
+
+* each attempt has a deadline of ``timeout_seconds`` for the whole exchange
+  (connect, request, every byte of the reply), and ``retries`` more attempts
+  follow a failure; httpx's own timeouts apply per socket operation, so a
+  server dripping one byte at a time would never trip them on its own;
+* the whole consultation, retries included, has a deadline of
+  ``budget_seconds`` (by default the attempts' deadlines added up);
+* the reply is read as a stream and abandoned past :data:`MAX_REPLY_BYTES`,
+  uncompressed only, so no body, however large, is held in memory;
+* a circuit breaker fails fast for ``breaker_cooldown_seconds`` after
+  ``breaker_failures`` failed consultations in a row.
+
+No error escapes: every failure becomes :class:`Unavailable` with its cause,
+and the gate proceeds on the statistics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Self
 
 import httpx
+import orjson
 
 from controller.core.advice import (
     ADVICE_SCHEMA,
@@ -23,6 +36,9 @@ from controller.core.advice import (
     parse_advice,
 )
 from controller.settings import LlmSettings
+
+MAX_REPLY_BYTES = 256 * 1024
+"""A chat completion of ``max_tokens`` ≤ 2000 fits many times over."""
 
 _GRAMMAR = r"""root ::= "{" ws "\"action\":" ws action "," ws "\"confidence\":" ws number ","
   ws "\"rationale\":" ws string ws "}"
@@ -39,7 +55,8 @@ class Advisor:
         self, settings: LlmSettings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._settings = settings
-        headers = {}
+        # Compressed replies are refused: a small gzip body can inflate past any bound.
+        headers = {"Accept-Encoding": "identity"}
         if settings.api_key is not None:
             headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
         self._http = httpx.AsyncClient(
@@ -61,44 +78,84 @@ class Advisor:
         await self._http.aclose()
 
     async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult:
-        """Advice on one gate, or why there is none."""
+        """Advice on one gate, or why there is none, within ``budget_seconds``."""
         now = time.monotonic()
         if now < self._open_until:
             return Unavailable(f"circuit open for {self._open_until - now:.0f} s more")
         started = time.perf_counter()
-        cause = "no attempt made"
-        for _ in range(self._settings.retries + 1):
-            result = await self._attempt(gate_data, started)
-            if isinstance(result, Opinion):
-                self._failures = 0
-                return result
-            cause = result
+        budget = self._settings.budget()
+        causes: list[str] = []
+        try:
+            async with asyncio.timeout(budget):
+                result = await self._attempts(gate_data, started, causes)
+        except TimeoutError:
+            before = f"; before that: {causes[-1]}" if causes else ""
+            result = f"no advice within the {budget:g} s budget{before}"
+        except Exception as exc:  # the advisor's contract: it never raises
+            result = f"advisor error: {type(exc).__name__}: {exc}"
+        if isinstance(result, Opinion):
+            self._failures = 0
+            return result
         self._failures += 1
         if self._failures >= self._settings.breaker_failures:
             self._open_until = time.monotonic() + self._settings.breaker_cooldown_seconds
-        return Unavailable(cause, (time.perf_counter() - started) * 1000)
+        return Unavailable(result, (time.perf_counter() - started) * 1000)
+
+    async def _attempts(
+        self, gate_data: dict[str, Any], started: float, causes: list[str]
+    ) -> Opinion | str:
+        """The first advice given, or the last cause; ``causes`` collects every failure."""
+        for _ in range(self._settings.retries + 1):
+            result = await self._attempt(gate_data, started)
+            if isinstance(result, Opinion):
+                return result
+            causes.append(result)
+        return causes[-1]
 
     async def _attempt(self, gate_data: dict[str, Any], started: float) -> Opinion | str:
+        timeout = self._settings.timeout_seconds
         try:
-            response = await self._http.post("/chat/completions", json=self._request(gate_data))
-        except httpx.TimeoutException:
-            return f"timed out after {self._settings.timeout_seconds:g} s"
+            async with asyncio.timeout(timeout):
+                reply = await self._post(gate_data)
+        except (TimeoutError, httpx.TimeoutException):
+            return f"timed out after {timeout:g} s"
         except httpx.HTTPError as exc:
-            return f"request failed: {type(exc).__name__}: {str(exc)[:200]}"
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}: {response.text[:200]}"
+            return f"request failed: {type(exc).__name__}: {exc}"
+        if isinstance(reply, str):
+            return reply
+        status, body = reply
+        if status != 200:
+            return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+        return self._opinion(body, started)
+
+    async def _post(self, gate_data: dict[str, Any]) -> tuple[int, bytes] | str:
+        """The reply's status and body, or why the body was not read."""
+        request = self._request(gate_data)
+        async with self._http.stream("POST", "/chat/completions", json=request) as response:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                return f"invalid reply: compressed ({encoding[:40]}) though identity was asked"
+            body = await _read_bounded(response, MAX_REPLY_BYTES)
+            if body is None:
+                return f"invalid reply: larger than {MAX_REPLY_BYTES} bytes"
+            return response.status_code, body
+
+    def _opinion(self, body: bytes, started: float) -> Opinion | str:
         try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            reply = orjson.loads(body)
+            content = reply["choices"][0]["message"]["content"]
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             return "invalid reply: not an OpenAI chat completion"
-        advice = parse_advice(str(content))
+        if not isinstance(content, str):
+            return "invalid reply: the message content is not text"
+        advice = parse_advice(content)
         if isinstance(advice, str):
             return advice
-        latency = (time.perf_counter() - started) * 1000
+        model = reply.get("model")
         return Opinion(
             advice,
-            model=str(response.json().get("model", self._settings.model)),
-            latency_ms=latency,
+            model=model if isinstance(model, str) else self._settings.model,
+            latency_ms=(time.perf_counter() - started) * 1000,
         )
 
     def _request(self, gate_data: dict[str, Any]) -> dict[str, Any]:
@@ -119,3 +176,17 @@ class Advisor:
         else:
             body["grammar"] = _GRAMMAR
         return body
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    # Raw bytes: nothing is decompressed, so each chunk is at most one socket read.
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
