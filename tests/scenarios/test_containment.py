@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from controller.adapters.redis_state import OutboxMessage
+from controller.core import signing
 from tests.scenarios.harness import Scenario, manual_plan
 
 TOO_LARGE = 2 * 1024 * 1024
@@ -145,3 +146,35 @@ async def test_an_oversized_or_deeply_nested_command_is_dead_lettered_unread(
     letters = await _dead_letters(scenario, 2)
     assert sorted(h["rc.reason"] for h in letters) == [b"oversize", b"schema_violation"]
     assert scenario.daemon.running
+
+
+async def test_a_plan_with_a_negative_duration_is_refused_with_the_field_named(
+    scenario: Scenario,
+) -> None:
+    scenario.start_daemon()
+    # When a start carries a plan with a negative duration, correctly signed
+    for flag, field, value in (
+        ("neg-max", ("stages", 0, "max_duration"), "-PT1H"),
+        ("neg-min", ("stages", 1, "min_duration"), -60),
+        ("neg-grace", ("no_traffic_grace",), "-PT15M"),
+    ):
+        command = scenario.command("start", flag, plan=manual_plan())
+        target = command["plan"]
+        for part in field[:-1]:
+            target = target[part]
+        target[field[-1]] = value
+        del command["sig"]
+        command["sig"] = signing.sign(command, scenario.key)
+        await scenario.send(command, flag=flag)
+        # Then it is rejected, and the reason names the field
+        rejected = await scenario.until(
+            lambda f=flag: scenario.observed.decision_where(  # type: ignore[misc]
+                flag=f, action="start", outcome="rejected"
+            ),
+            timeout=30,
+            what=f"{flag} to be rejected",
+        )
+        assert ".".join(str(p) for p in field) in rejected["reason"], rejected["reason"]
+    # and nothing started: no flag state, no alert
+    assert not scenario.observed.flag_states
+    assert not scenario.observed.alerts
