@@ -60,7 +60,8 @@ async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
     """Every key of the namespace with its type and contents."""
     out: dict[bytes, Any] = {}
     async for key in client.scan_iter(match=f"*{prefix}*"):
-        kind = (await client.type(key)).decode()
+        found = await client.type(key)
+        kind = found.decode() if isinstance(found, bytes) else found
         if kind == "hash":
             out[key] = await client.hgetall(key)
         elif kind == "set":
@@ -130,7 +131,9 @@ async def test_the_daemon_dead_letters_only_the_events_behind_a_damaged_key(
     # The damaged cell's aggregate hash, on every partition, is a string.
     for p in range(4):
         await redis_client.set(f"{{{rig.prefix}:{rig.events}:{p}}}:a:damaged:1:treatment", "x")
-    stream = [(e["unit"].encode(), encode(e)) for e in good]
+    stream: list[tuple[bytes | None, bytes | None]] = [
+        (e["unit"].encode(), encode(e)) for e in good
+    ]
     for event in bad:
         stream.insert(rng.randrange(len(stream)), (event["unit"].encode(), encode(event)))
 
