@@ -5,6 +5,12 @@ events are discriminated on ``type``; ``v`` is the schema version. Timestamps
 (``ts``) are UTC, given as epoch milliseconds or an RFC 3339 string with an
 offset. The JSON Schema files in ``schemas/`` are generated from these models
 (``rollout-controller schemas export``) and a test fails when they drift.
+
+Numbers from outside are finite and bounded (:data:`MAX_LATENCY_MS`,
+:data:`MAX_CONVERSION_VALUE`), and a command's plan is bounded in depth and
+size, so no single message can overflow an aggregate or exhaust a parser. A
+key repeated in one JSON object takes its last value, as pydantic reads it;
+ingest's fast decoder follows the same rule (:mod:`decoding`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import msgspec
+import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -29,6 +38,15 @@ SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 MAX_EPOCH_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
+MAX_LATENCY_MS = 86_400_000
+"""A day: a request latency beyond it is an input error, not a measurement."""
+MAX_CONVERSION_VALUE = 1e9
+"""The largest ``|value|`` of one conversion: aggregates sum value and value²,
+and beyond this a float sum over years of traffic would lose the small values."""
+MAX_PLAN_DEPTH = 8
+"""How deeply a command's plan may nest objects and lists (a real plan uses 3)."""
+MAX_PLAN_BYTES = 65_536
+"""The largest plan a command may carry, as compact JSON."""
 
 FlagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=FLAG_KEY_PATTERN)]
 """A flag key: letters, digits and ``. _ : -``; safe in Redis keys and prompts."""
@@ -57,12 +75,20 @@ SchemaVersion = Annotated[Literal[1], BeforeValidator(_exact_int)]
 
 
 def _rfc3339_only(value: object) -> object:
-    # pydantic would also read numbers and digit-only strings as epoch seconds.
+    # pydantic would also read numbers and digit-only strings as epoch seconds,
+    # times without seconds, and a comma before the fraction; and it truncates
+    # a fraction past microseconds where msgspec rounds it. Parsing with
+    # msgspec, as ingest's fast decoder does, makes both read every timestamp
+    # the same way.
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or ("T" not in value.upper() and " " not in value):
-        raise ValueError("a timestamp must be epoch ms or RFC 3339, e.g. 2026-01-31T12:00:00Z")
-    return value
+    problem = "a timestamp must be epoch ms or RFC 3339, e.g. 2026-01-31T12:00:00Z"
+    if not isinstance(value, str):
+        raise ValueError(problem)  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+    try:
+        return msgspec.convert(value, datetime)
+    except msgspec.ValidationError as exc:
+        raise ValueError(problem) from exc
 
 
 Timestamp = (
@@ -108,14 +134,16 @@ class RequestOutcome(_FlagEvent):
 
     type: Literal["request"]
     error: StrictBool
-    latency_ms: Annotated[StrictFloatish, Field(ge=0)] | None = None
+    latency_ms: Annotated[StrictFloatish, Field(ge=0, le=MAX_LATENCY_MS)] | None = None
 
 
 class Conversion(_FlagEvent):
     """A unit converted (purchase, signup, ...), optionally with a value."""
 
     type: Literal["conversion"]
-    value: StrictFloatish | None = None
+    value: (
+        Annotated[StrictFloatish, Field(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
+    ) = None
 
 
 Event = Annotated[Exposure | RequestOutcome | Conversion, Field(discriminator="type")]
@@ -136,6 +164,42 @@ class CommandAction(StrEnum):
     APPROVE = "approve"
 
 
+def _nesting(value: object, limit: int) -> int:
+    """How deeply ``value`` nests dicts and lists (a scalar is 0), counting to ``limit + 1``."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [node for node in level if isinstance(node, dict | list)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [
+            child
+            for node in containers
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+    return depth
+
+
+def _bounded_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    # Bounded before anything walks or re-encodes it: orjson refuses to encode
+    # more than 255 levels (signature checks encode the command) and the plan
+    # parser recurses.
+    if _nesting(plan, MAX_PLAN_DEPTH) > MAX_PLAN_DEPTH:
+        raise ValueError(f"the plan nests deeper than {MAX_PLAN_DEPTH} levels")
+    try:
+        size = len(orjson.dumps(plan))
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"the plan is not JSON data: {exc}") from exc
+    if size > MAX_PLAN_BYTES:
+        raise ValueError(f"the plan is {size} bytes of JSON, more than {MAX_PLAN_BYTES}")
+    return plan
+
+
+BoundedPlan = Annotated[dict[str, Any], AfterValidator(_bounded_plan)]
+"""A plan as data: JSON objects, at most :data:`MAX_PLAN_DEPTH` deep and
+:data:`MAX_PLAN_BYTES` long; :func:`plan.parse_plan` checks its meaning."""
+
+
 class Command(_Message):
     """An operator command on ``rollout.commands``, signed with Ed25519."""
 
@@ -144,8 +208,10 @@ class Command(_Message):
     flag: FlagKey
     actor: Actor = Field(description="Who issued the command.")
     reason: Reason = ""
-    plan: dict[str, Any] | None = Field(
-        default=None, description="The rollout plan; required with `start`."
+    plan: BoundedPlan | None = Field(
+        default=None,
+        description=f"The rollout plan; required with `start`. At most {MAX_PLAN_DEPTH} "
+        f"levels deep and {MAX_PLAN_BYTES} bytes as compact JSON.",
     )
     to_end: bool = Field(default=False, description="With `promote`: jump to 100%.")
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(

@@ -1,4 +1,4 @@
-"""Decoding: every reject reason, and the fast decoder equals the contract."""
+"""Decoding: every reject reason, hostile input, and the fast decoder equals the contract."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from controller.contracts import json_schemas
 from controller.core.decoding import (
+    MAX_NESTING,
     ConversionIn,
     EventDecoder,
     ExposureIn,
@@ -18,8 +20,9 @@ from controller.core.decoding import (
     RejectReason,
     RequestIn,
     decode_event,
+    nesting_exceeds,
 )
-from controller.core.messages import event_adapter
+from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS, event_adapter
 
 MAX = 4096
 
@@ -162,3 +165,184 @@ def test_stream_decoder_checks_every_distinct_flag_and_bounds_its_memory() -> No
         assert isinstance(result, Rejection)
         assert result.reason is RejectReason.SCHEMA_VIOLATION
         assert "flag" in result.detail
+
+
+def request_text(**raw_values: bytes) -> bytes:
+    """A valid request event as JSON text, with some values given as raw text."""
+    fields = {k: orjson.dumps(v) for k, v in event().items()}
+    fields.update(raw_values)
+    return b"{" + b",".join(orjson.dumps(k) + b":" + v for k, v in fields.items()) + b"}"
+
+
+def refused_by_both(raw: bytes) -> Rejection:
+    """The decoder's rejection of ``raw``, after checking the contract refuses it too."""
+    with pytest.raises(ValidationError):
+        event_adapter.validate_json(raw)
+    result = decode_event(raw, max_bytes=1 << 20)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"])
+@pytest.mark.parametrize("field", ["unit", "id", "flag"])
+def test_invalid_utf8_inside_a_string_is_malformed_json(field: str, bad: bytes) -> None:
+    raw = request_text(**{field: b'"x' + bad + b'"'})
+    assert refused_by_both(raw).reason is RejectReason.MALFORMED_JSON
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"a":' * 1000 + b"1" + b"}" * 1000, RejectReason.SCHEMA_VIOLATION),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, RejectReason.SCHEMA_VIOLATION),
+        (b'{"a":' * 10_000, RejectReason.SCHEMA_VIOLATION),
+        (b"[" * 1000 + b"]" * 1000, RejectReason.NOT_AN_OBJECT),
+        (b" [" * 10_000, RejectReason.NOT_AN_OBJECT),
+        (b"1" + b"[" * 100, RejectReason.MALFORMED_JSON),
+        (request_text(extra=b"[" * 1000 + b"]" * 1000), RejectReason.SCHEMA_VIOLATION),
+        (
+            b'{"x":' + b"[" * 1000 + b"]" * 1000 + b',"type":"request"}',
+            RejectReason.SCHEMA_VIOLATION,
+        ),
+    ],
+)
+def test_deep_nesting_is_refused_without_recursing(raw: bytes, reason: RejectReason) -> None:
+    result = decode_event(raw, max_bytes=1 << 20)
+    assert isinstance(result, Rejection)
+    assert result.reason is reason
+    assert f"deeper than {MAX_NESTING}" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "deeper_than_2"),
+    [
+        (b"[[]]", False),
+        (b"[[[]]]", True),
+        (b'{"a":{"b":{"c":1}}}', True),
+        (b'{"a":"[[[[[[","b":"{{{{"}', False),
+        (b'{"a":"\\"[[[[","b":1}', False),
+        (b'["\\\\", [[1]]]', True),
+        (b'["\\\\"[[[[', True),
+        (b'"unterminated [[[[', False),
+        (b"]]]][[", False),
+    ],
+)
+def test_nesting_scan_counts_brackets_outside_strings(raw: bytes, deeper_than_2: bool) -> None:
+    assert nesting_exceeds(raw, 2) is deeper_than_2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request_text(latency_ms=b"1.7e308"),
+        request_text(latency_ms=b"1e200"),
+        request_text(latency_ms=b"86400000.5"),
+        request_text(latency_ms=b"86400001"),
+        orjson.dumps(event(type="conversion", error=..., latency_ms=..., value=1e200)),
+        orjson.dumps(event(type="conversion", error=..., latency_ms=..., value=-1e200)),
+        orjson.dumps(event(type="conversion", error=..., latency_ms=..., value=1.7e308)),
+        orjson.dumps(event(type="conversion", error=..., latency_ms=..., value=1_000_000_001)),
+    ],
+)
+def test_numbers_beyond_the_contract_limits_are_refused(raw: bytes) -> None:
+    result = refused_by_both(raw)
+    assert result.reason is RejectReason.SCHEMA_VIOLATION
+    assert "less than or equal" in result.detail or "greater than or equal" in result.detail
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request_text(latency_ms=str(MAX_LATENCY_MS).encode()),
+        orjson.dumps(
+            event(type="conversion", error=..., latency_ms=..., value=MAX_CONVERSION_VALUE)
+        ),
+        orjson.dumps(
+            event(type="conversion", error=..., latency_ms=..., value=-MAX_CONVERSION_VALUE)
+        ),
+    ],
+)
+def test_numbers_at_the_limits_are_counted(raw: bytes) -> None:
+    event_adapter.validate_json(raw)
+    assert not isinstance(decode_event(raw, max_bytes=MAX), Rejection)
+
+
+def test_the_json_schema_publishes_the_number_limits() -> None:
+    defs = json_schemas()["event"]["$defs"]
+    latency = defs["RequestOutcome"]["properties"]["latency_ms"]["anyOf"][0]
+    value = defs["Conversion"]["properties"]["value"]["anyOf"][0]
+    assert (latency["minimum"], latency["maximum"]) == (0, MAX_LATENCY_MS)
+    assert (value["minimum"], value["maximum"]) == (-MAX_CONVERSION_VALUE, MAX_CONVERSION_VALUE)
+
+
+@pytest.mark.parametrize("flag", ["trail\n", "trail\r\n", "\ntrail", "a\nb", "trail\u2028"])
+def test_a_flag_key_with_a_newline_is_refused_like_the_contract_does(flag: str) -> None:
+    decoder = EventDecoder(max_bytes=MAX)
+    result = decoder.decode(orjson.dumps(event(flag=flag)))
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectReason.SCHEMA_VIOLATION
+    assert "flag" in result.detail
+    refused_by_both(orjson.dumps(event(flag=flag)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "flag_version"),
+    [
+        (request_text(flag_version=b'-1,"flag_version":4'), 4),
+        (request_text(flag_version=b'"x","flag_version":4'), 4),
+        (request_text(flag_version=b'1e400,"flag_version":4'), 4),
+        (request_text(flag_version=b'1,"flag_version":4'), 4),
+        (b'{"type":"click",' + request_text()[1:], 3),
+        (request_text(type=b'"exposure","type":"request"'), 3),
+    ],
+)
+def test_a_repeated_key_takes_its_last_value_in_both_decoders(
+    raw: bytes, flag_version: int
+) -> None:
+    model = event_adapter.validate_json(raw)
+    result = decode_event(raw, max_bytes=MAX)
+    assert isinstance(result, RequestIn), result
+    assert result.flag_version == model.flag_version == flag_version
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request_text(flag_version=b'4,"flag_version":-1'),
+        request_text(type=b'"request","type":"exposure"'),
+        request_text(flag=b'"ok","flag":"trail\\n"'),
+    ],
+)
+def test_a_repeated_key_whose_last_value_is_invalid_is_refused(raw: bytes) -> None:
+    assert refused_by_both(raw).reason is RejectReason.SCHEMA_VIOLATION
+
+
+@pytest.mark.parametrize("kind", [b"[]", b"{}", b'["request"]', b"1e400"])
+def test_a_type_that_is_not_a_string_is_an_unknown_type(kind: bytes) -> None:
+    result = refused_by_both(request_text(type=kind))
+    assert result.reason in {RejectReason.UNKNOWN_TYPE, RejectReason.MALFORMED_JSON}
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2026-01-01T00:00Z",
+        "2026-01-01T00:00:00,5Z",
+        "9999-12-31T23:59:59.9999999Z",
+        "2026-01-01T00:00:00",
+        "2026-01-01",
+    ],
+)
+def test_timestamps_ingest_cannot_read_are_refused_by_the_contract(ts: str) -> None:
+    assert refused_by_both(orjson.dumps(event(ts=ts))).reason is RejectReason.SCHEMA_VIOLATION
+
+
+@pytest.mark.parametrize(
+    "ts", ["2026-01-01T00:00:00+0100", "2026-01-01t00:00:00.9999999z", "2026-01-01 00:00:00-00:00"]
+)
+def test_both_decoders_read_a_timestamp_as_the_same_instant(ts: str) -> None:
+    raw = orjson.dumps(event(ts=ts))
+    model = event_adapter.validate_json(raw)
+    result = decode_event(raw, max_bytes=MAX)
+    assert isinstance(result, RequestIn)
+    assert result.ts == model.ts
