@@ -3,6 +3,10 @@
 A plan is data: pydantic validates it (from a `start` command or a YAML file)
 and the gate and state machine read it. :data:`DEFAULT_PLAN` walks
 1% → 5% → 25% → 50% → 100% with error-rate and p99-latency guardrails.
+
+Every number in a plan is finite and bounded: durations within
+[0, :data:`MAX_DURATION`], counts up to :data:`MAX_COUNT`, so a typo or a
+hostile command cannot start a rollout that alerts at once or never decides.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller.core.errors import ConfigError
+from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 
 Metric = Literal[
     "error_rate",
@@ -27,6 +32,15 @@ Metric = Literal[
 LOWER_IS_BETTER: frozenset[str] = frozenset(
     {"error_rate", "latency_p95", "latency_p99", "latency_exceedance"}
 )
+MAX_DURATION = timedelta(days=365)
+"""The longest duration a plan may name; a year-long stage is a typo."""
+MAX_COUNT = 1_000_000_000
+"""The largest count (units, events, samples) a plan may ask for."""
+MAX_TOLERANCE = MAX_CONVERSION_VALUE
+"""The largest guardrail tolerance: no metric moves further than a conversion value may."""
+
+Duration = Annotated[timedelta, Field(ge=timedelta(0), le=MAX_DURATION)]
+Count = Annotated[int, Field(le=MAX_COUNT)]
 
 
 class _Frozen(BaseModel):
@@ -37,11 +51,11 @@ class Stage(_Frozen):
     """One step of a rollout: serve ``percent`` for at least ``min_duration``."""
 
     percent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
-    min_duration: timedelta = Field(
+    min_duration: Duration = Field(
         default=timedelta(minutes=30), description="The gate is not run before this."
     )
-    min_units_per_arm: int = Field(default=100, ge=0, description="Hold until both arms have it.")
-    max_duration: timedelta | None = Field(
+    min_units_per_arm: Count = Field(default=100, ge=0, description="Hold until both arms have it.")
+    max_duration: Duration | None = Field(
         default=None, description="Past this without a decision, alert as stuck."
     )
     approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
@@ -57,11 +71,21 @@ class Guardrail(_Frozen):
     """A metric that must not regress beyond its tolerance, checked continuously."""
 
     metric: Metric
-    tolerance: float = Field(default=0.0, ge=0, description="δ, in the metric's unit or relative.")
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_TOLERANCE,
+        allow_inf_nan=False,
+        description="δ, in the metric's unit or relative.",
+    )
     relative: bool = Field(default=False, description="δ is a share of the control value.")
     action: Literal["rollback", "pause"] = "rollback"
     edge_ms: float | None = Field(
-        default=None, gt=0, description="With latency_exceedance: the latency edge in ms."
+        default=None,
+        gt=0,
+        le=MAX_LATENCY_MS,
+        allow_inf_nan=False,
+        description="With latency_exceedance: the latency edge in ms.",
     )
 
     @property
@@ -81,14 +105,16 @@ class Plan(_Frozen):
     name: Annotated[str, Field(min_length=1, max_length=128)] = "default"
     stages: Annotated[list[Stage], Field(min_length=1, max_length=20)]
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Sequential test level.")
-    n_tune: int = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
-    min_metric_events: int = Field(
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, allow_inf_nan=False, description="Sequential test level."
+    )
+    n_tune: Count = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
+    min_metric_events: Count = Field(
         default=150, ge=1, description="Events of a metric in the larger arm before it is tested."
     )
-    srm_p_threshold: float = Field(default=0.001, gt=0, lt=0.5)
+    srm_p_threshold: float = Field(default=0.001, gt=0, lt=0.5, allow_inf_nan=False)
     srm_action: Literal["pause", "rollback"] = "pause"
-    no_traffic_grace: timedelta = Field(
+    no_traffic_grace: Duration = Field(
         default=timedelta(minutes=15), description="Pause when a stage saw no events this long."
     )
 
