@@ -64,6 +64,7 @@ from controller.core.rollout import (
     Input,
     MonitorDownInput,
     MonitorUpInput,
+    Phase,
     PublishFlagState,
     RaiseAlert,
     RecordDecision,
@@ -324,9 +325,15 @@ class Engine:
                 await self.apply(flag, event)
 
     def _needs_advice(self, rollout: Rollout, verdict: Verdict, now: datetime) -> bool:
-        """Only an advance asks the model; rollbacks, pauses and holds never wait for it."""
+        """Only a running stage the statistics would advance asks the model.
+
+        Rollbacks, pauses and holds never wait for it; a paused rollout or one
+        the advisor holds would not act on the advice, so it is not asked.
+        """
+        if self._advisor is None or rollout.phase is not Phase.RUNNING:
+            return False
         held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
-        return self._advisor is not None and verdict.kind is VerdictKind.ADVANCE and not held
+        return verdict.kind is VerdictKind.ADVANCE and not held
 
     def _consult(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> None:
         """Ask the advisor in the background, unless a consultation for ``flag`` runs."""
@@ -346,21 +353,35 @@ class Engine:
     async def _advise_then_gate(
         self, flag: str, asked: Rollout, verdict: Verdict, now: datetime
     ) -> None:
-        """Get the advice, then apply it if the stage is still ready to advance."""
+        """Get the advice, then apply it if the stage is still ready to advance.
+
+        Outdated advice is dropped, but an outage it revealed is still alerted.
+        """
+        gate = await self._with_advice(asked, verdict, now)
         try:
-            gate = await self._with_advice(asked, verdict, now)
-            rollout = (await self._states.load(flag)).rollout
-            if rollout is None or _stage_key(rollout) != _stage_key(asked):
-                log.info("advice_outdated", flag=flag, reason="the stage changed meanwhile")
-                return
-            data = await self._aggregates.read(flag, rollout.stage_flag_versions())
-            fresh = evaluate(rollout, data, self._now())
+            fresh = await self._recheck(flag, asked)
             if fresh.kind is not VerdictKind.ADVANCE:
-                log.info("advice_outdated", flag=flag, reason=f"the gate now says {fresh.kind}")
-                return
+                log.info("advice_outdated", flag=flag, reason=fresh.reason)
             await self.apply(flag, dataclasses.replace(gate, verdict=fresh, now=self._now()))
         except ControllerError as exc:  # the next gate pass asks again
             log.warning("advice_not_applied", flag=flag, error=str(exc))
+            if gate.advisor_alert:  # not published: let the next failure alert instead
+                self._advisor_down = False
+
+    async def _recheck(self, flag: str, asked: Rollout) -> Verdict:
+        """The stage's verdict on fresh aggregates if it is still ready to advance.
+
+        Otherwise a hold saying why the advice no longer applies: a hold changes
+        nothing, yet the machine still raises an outage alert the advice carries.
+        """
+        rollout = (await self._states.load(flag)).rollout
+        if rollout is None or _stage_key(rollout) != _stage_key(asked):
+            return Verdict(VerdictKind.HOLD, "the stage changed meanwhile")
+        data = await self._aggregates.read(flag, rollout.stage_flag_versions())
+        fresh = evaluate(rollout, data, self._now())
+        if fresh.kind is not VerdictKind.ADVANCE:
+            return Verdict(VerdictKind.HOLD, f"the gate now says {fresh.kind}")
+        return fresh
 
     async def status(self, flag: str | None = None) -> list[dict[str, Any]]:
         """Each rollout (or ``flag``'s) as :func:`describe` shows it, with a fresh gate view.
@@ -385,7 +406,10 @@ class Engine:
         """The gate input, with the advisor's result when the statistics say advance.
 
         The advisor is never asked about a rollback, a pause or a hold: those
-        never wait for it. An outage raises one alert, not one per gate.
+        never wait for it. An outage raises one alert, not one per gate: the
+        first failure after a success (or since start) carries ``advisor_alert``,
+        which the machine turns into an alert whatever it does with the verdict;
+        the next success ends the outage.
         """
         if self._advisor is None or not self._needs_advice(rollout, verdict, now):
             return GateInput(verdict, now)

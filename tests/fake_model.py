@@ -41,7 +41,6 @@ def _reply(status: int, body: bytes, *headers: str) -> bytes:
 FIXED: dict[str, bytes] = {
     "advance": _reply(200, advice("advance")),
     "hold": _reply(200, advice("hold")),
-    "error500": _reply(500, b'{"error": "model crashed"}'),
     "prose": _reply(200, completion("Sure! I think you should advance to the next stage.")),
     "bad_action": _reply(
         200, completion('{"action": "promote", "confidence": 1, "rationale": "go"}')
@@ -81,7 +80,11 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.behaviour = "advance"
+        self.error = "model crashed"
+        """What ``error500`` replies say."""
         self.requests: list[dict[str, Any]] = []
+        self.replies: list[str] = []
+        """The behaviour each request met, in the order the requests arrived."""
         self.port = 0
         self.release = asyncio.Event()
         """Set at teardown: lets every held reply go."""
@@ -93,6 +96,7 @@ class FakeModel:
             "close": self._close,
             "drip": self._drip,
             "endless": self._endless,
+            "error500": self._error500,
             "held_error": self._held_error,
             "gzip": self._gzip,
         }
@@ -122,11 +126,13 @@ class FakeModel:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             self.requests.append(orjson.loads(await reader.readexactly(_length(head))))
-            special = self._special.get(self.behaviour)
+            behaviour = self.behaviour
+            self.replies.append(behaviour)
+            special = self._special.get(behaviour)
             if special is not None:
                 await special(writer)
             else:
-                writer.write(FIXED[self.behaviour])
+                writer.write(FIXED[behaviour])
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client gave up: what these tests provoke
@@ -139,10 +145,13 @@ class FakeModel:
     async def _close(self, _writer: asyncio.StreamWriter) -> None:
         return
 
+    async def _error500(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(_reply(500, orjson.dumps({"error": self.error})))
+        await writer.drain()
+
     async def _held_error(self, writer: asyncio.StreamWriter) -> None:
         await self.answer_held.wait()
-        writer.write(FIXED["error500"])
-        await writer.drain()
+        await self._error500(writer)
 
     async def _gzip(self, writer: asyncio.StreamWriter) -> None:
         writer.write(_reply(200, _gzip_bomb(50), "content-encoding: gzip"))
