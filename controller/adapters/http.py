@@ -50,6 +50,8 @@ RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
 Parser = Callable[[object], MonitorSignal | None]
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
+BACKLOG = 128  # what aiohttp's TCPSite asks for
+BUSY_LINGER = 1.0
 log = structlog.get_logger("controller.http")
 
 
@@ -77,8 +79,8 @@ class HttpServer:
       (408 past it), and aiohttp drains an unread body for at most
       ``lingering_time``, set to the same value, before it closes;
     * connections: the listening socket's protocol factory answers 503 and
-      closes at once when ``max_connections`` are already open, so slow
-      clients cannot pile up between their deadlines.
+      closes when ``max_connections`` are already open, so slow clients
+      cannot pile up between their deadlines.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class HttpServer:
         self._rollouts = rollouts
         self._limits = limits or HttpSettings()
         self._listener: asyncio.Server | None = None
+        self._busy: set[_Busy] = set()
         app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -116,7 +119,9 @@ class HttpServer:
     async def __aenter__(self) -> Self:
         await self._runner.setup()
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._connection, self._host, self._port)
+        self._listener = await loop.create_server(
+            self._connection, self._host, self._port, backlog=BACKLOG
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -135,9 +140,13 @@ class HttpServer:
         """A protocol for one new connection: aiohttp's, or a 503 past the limit."""
         server = self._runner.server
         assert server is not None  # set up in __aenter__ before listening
-        if len(server.connections) >= self._limits.max_connections:
-            return _Busy()
-        return server()
+        limit = self._limits.max_connections
+        if len(server.connections) < limit:
+            return server()
+        # Refused connections linger a moment too, so they are bounded as well.
+        busy = _Busy(linger=BUSY_LINGER if len(self._busy) < limit else 0, done=self._busy.discard)
+        self._busy.add(busy)
+        return busy
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return _json({"status": "ok"})
@@ -264,7 +273,13 @@ class _Refused(Exception):
 
 
 class _Busy(asyncio.Protocol):
-    """Answers 503 and closes: the server already holds its maximum of connections."""
+    """Answers 503 and closes: the server already holds its maximum of connections.
+
+    The answer is followed by a half-close, and what the client sends is read
+    and dropped until it closes too, for at most ``linger`` seconds: closing
+    with its request unread would make the kernel send a reset, which can
+    destroy the answer before the client reads it.
+    """
 
     _BODY = b'{"error": "too many connections, retry later"}'
     _ANSWER = (
@@ -272,10 +287,26 @@ class _Busy(asyncio.Protocol):
         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
     )
 
+    def __init__(self, linger: float, done: Callable[[_Busy], None]) -> None:
+        self._linger, self._done = linger, done
+        self._timer: asyncio.TimerHandle | None = None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        assert isinstance(transport, asyncio.Transport)
         transport.write(self._ANSWER)
-        transport.close()
+        if transport.can_write_eof() and self._linger > 0:
+            transport.write_eof()
+            self._timer = asyncio.get_running_loop().call_later(self._linger, transport.close)
+        else:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        """The request nobody will serve: dropped."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._done(self)
 
 
 def _parsed(parse: Parser, body: object) -> MonitorSignal | None:
