@@ -80,6 +80,8 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("no_traffic", "warning", _evidence(), ["*treatment units*\n4900"]),
     ("guardrail", "warning", _evidence("error_rate"), ["*error_rate lower*\n0.031"]),
     ("advisor_unavailable", "warning", {}, []),
+    ("output_quarantined", "critical", {"topic": "rollout.decisions", "bytes": 9}, []),
+    ("input_failed", "critical", {"where": "command"}, []),
 ]
 
 
