@@ -91,6 +91,7 @@ class FakeModel:
         self.answer_held = asyncio.Event()
         """Set by a test: lets ``held_error`` replies go."""
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._special: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
             "hang": self._hang,
             "close": self._close,
@@ -115,6 +116,8 @@ class FakeModel:
         self.answer_held.set()
         assert self._server is not None
         self._server.close()
+        if self._handlers:  # released above: each ends within a tick
+            await asyncio.wait(self._handlers, timeout=1)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 1)
 
@@ -123,6 +126,10 @@ class FakeModel:
         return sum(1 for r in self.requests if _gate_data(r).get("flag") == flag)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             self.requests.append(orjson.loads(await reader.readexactly(_length(head))))
