@@ -240,23 +240,6 @@ class HttpSettings(_Group):
         gt=0,
         description="How long a webhook incident is remembered, so a redelivery changes nothing.",
     )
-
-
-class LogSettings(_Group):
-    level: Literal["debug", "info", "warning", "error"] = Field(default="info")
-    format: Literal["json", "console"] = Field(default="json")
-
-
-class Settings(BaseSettings):
-    """Every setting of the controller."""
-
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix="RC_",
-        env_nested_delimiter="__",
-        nested_model_default_partial_update=True,
-    )
     header_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
@@ -282,6 +265,23 @@ class Settings(BaseSettings):
         ge=1024,
         le=65536,
         description="Longest request line or header field; a longer one is answered 400.",
+    )
+
+
+class LogSettings(_Group):
+    level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    format: Literal["json", "console"] = Field(default="json")
+
+
+class Settings(BaseSettings):
+    """Every setting of the controller."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="RC_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
