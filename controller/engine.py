@@ -363,8 +363,8 @@ class Engine:
             if fresh.kind is not VerdictKind.ADVANCE:
                 log.info("advice_outdated", flag=flag, reason=fresh.reason)
             await self.apply(flag, dataclasses.replace(gate, verdict=fresh, now=self._now()))
-        except ControllerError as exc:  # the next gate pass asks again
-            log.warning("advice_not_applied", flag=flag, error=str(exc))
+        except Exception as exc:  # a background task: log it; the next gate pass asks again
+            log.warning("advice_not_applied", flag=flag, error=repr(exc)[:500])
             if gate.advisor_alert:  # not published: let the next failure alert instead
                 self._advisor_down = False
 
