@@ -32,33 +32,43 @@ local function finite(x)
   return x ~= nil and x == x and x > -MAX_SUM and x < MAX_SUM
 end
 
--- Why Redis would refuse to add the cell's increments, or nil.
-local function refuse_cell(agg, hll, cell)
-  local why = refuse_keys({[agg] = 'hash', [hll] = 'string'})
-  if why then return why end
-  if kind(hll) == 'string' and redis.call('GETRANGE', hll, 0, 3) ~= 'HYLL' then
-    return hll .. ' is not a HyperLogLog'
+local function failed(reply)
+  return type(reply) == 'table' and reply['err'] ~= nil
+end
+
+-- The cell's new field values ({field, value, ...}, for one HSET), or nil and
+-- why Redis would refuse them. redis.pcall turns a wrong-type key into a
+-- value to test, so each check is one read; and since the current values are
+-- read anyway, the sums are computed here and written with one HSET.
+local function new_values(agg, hll, cell)
+  local magic = redis.pcall('GETRANGE', hll, 0, 3)
+  if failed(magic) or (magic ~= '' and magic ~= 'HYLL') then
+    return nil, hll .. ' is not a HyperLogLog'
   end
   local fields, adds = {}, {}
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
   local counters = #fields
   for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
-  if #fields == 0 then return nil end
-  local have = redis.call('HMGET', agg, unpack(fields))
+  if #fields == 0 then return {} end
+  local have = redis.pcall('HMGET', agg, unpack(fields))
+  if failed(have) then return nil, agg .. ' is not a hash' end
+  local out = {}
   for i = 1, #fields do
-    local base = 0
+    local base, add = 0, adds[i]
     if have[i] then base = tonumber(have[i]) end
-    local add = adds[i]
     if i <= counters then
       if type(add) ~= 'number' or add < 0 or add ~= math.floor(add) or base == nil
           or base ~= math.floor(base) or base + add > MAX_COUNT then
-        return agg .. ' ' .. fields[i] .. ': counter would not stay exact'
+        return nil, agg .. ' ' .. fields[i] .. ': counter would not stay exact'
       end
+      out[#out + 1], out[#out + 2] = fields[i], string.format('%.0f', base + add)
     elseif not (finite(add) and finite(base) and finite(base + add)) then
-      return agg .. ' ' .. fields[i] .. ': sum would not stay finite'
+      return nil, agg .. ' ' .. fields[i] .. ': sum would not stay finite'
+    else
+      out[#out + 1], out[#out + 2] = fields[i], string.format('%.17g', base + add)
     end
   end
-  return nil
+  return out
 end
 
 local meta = KEYS[1]
@@ -83,9 +93,11 @@ for reason, count in pairs(batch[1]) do
     return {-4, KEYS[2] .. ' ' .. reason .. ': counter would not stay exact'}
   end
 end
+local writes = {}
 for index, cell in ipairs(batch[2]) do
-  why = refuse_cell(KEYS[3 + 2 * index], KEYS[4 + 2 * index], cell)
-  if why then return {-3, why} end
+  local values, why_not = new_values(KEYS[3 + 2 * index], KEYS[4 + 2 * index], cell)
+  if values == nil then return {-3, why_not} end
+  writes[index] = values
 end
 
 -- Nothing below can fail.
@@ -96,8 +108,7 @@ for index, cell in ipairs(batch[2]) do
   local agg, hll = KEYS[3 + 2 * index], KEYS[4 + 2 * index]
   redis.call('SADD', KEYS[3], cell[1])
   redis.call('SADD', KEYS[4], cell[1])
-  for field, n in pairs(cell[2]) do redis.call('HINCRBY', agg, field, n) end
-  for field, x in pairs(cell[3]) do redis.call('HINCRBYFLOAT', agg, field, x) end
+  if #writes[index] > 0 then redis.call('HSET', agg, unpack(writes[index])) end
   local units = cell[4]
   for i = 1, #units, 1000 do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + 999, #units)))
