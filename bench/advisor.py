@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
-from controller.engine import AdvisorPort, Engine
+from controller.daemon.engine import AdvisorPort, Engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.integration.test_advisor_faults import NOW, TrafficAggregates, injected_start
 from tests.services import LLM_MODEL_ALIAS, resolve_llm

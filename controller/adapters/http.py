@@ -8,7 +8,7 @@ current flag states with an ETag, so pollers get 304 when nothing changed.
 in stage and the gate's current evidence (what ``rolloutctl status`` prints).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
-webhooks (shapes in :mod:`controller.core.monitors`). They answer 401 without
+webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
 the token, 403 when no token is configured, 415 for a body that is not
 ``application/json``, 413 over 64 KiB, 408 for a body slower than
 ``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
@@ -35,7 +35,7 @@ import structlog
 from aiohttp import web
 
 from controller.core.errors import ControllerError
-from controller.core.monitors import (
+from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
     PayloadError,

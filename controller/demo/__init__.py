@@ -9,6 +9,6 @@
 * :mod:`~controller.demo.snapshot`, :mod:`~controller.demo.view` and
   :mod:`~controller.demo.display`: what is on screen, as data, as rich renderables, on a terminal.
 
-The services come from :mod:`controller.embedded`; the controller runs as a child
+The services come from :mod:`controller.dev.embedded`; the controller runs as a child
 process, so the demo exercises exactly what an operator deploys.
 """

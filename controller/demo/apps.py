@@ -14,8 +14,8 @@ import random
 import time
 from collections.abc import Sequence
 
-from controller.client import EventEmitter, FlagClient
 from controller.demo.scenario import CONVERSION_RATE, UNITS, DemoFlag, error_rate
+from controller.sdk.client import EventEmitter, FlagClient
 
 TICK_SECONDS = 0.05
 

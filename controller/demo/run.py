@@ -38,6 +38,7 @@ from rich.console import Console
 
 from controller.core import signing
 from controller.core.errors import ControllerError
+from controller.ctl.commands import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
@@ -53,7 +54,7 @@ from controller.demo.scenario import (
 )
 from controller.demo.snapshot import FlagView, run_outcome
 from controller.demo.view import render_summary
-from controller.embedded import (
+from controller.dev.embedded import (
     LLM_MODEL_ALIAS,
     ServiceStarter,
     ServiceUnavailable,
@@ -62,8 +63,7 @@ from controller.embedded import (
     redis_service,
     start_services,
 )
-from controller.operator import write_private_key
-from controller.processes import ManagedProcess, exit_on_signals, free_port
+from controller.dev.processes import ManagedProcess, exit_on_signals, free_port
 
 EXIT_OK = 0
 EXIT_FAILED = 1

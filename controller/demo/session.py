@@ -27,11 +27,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
-from controller.adapters.redis_state import RolloutStore
-from controller.adapters.redis_store import RedisAggregateStore, connect
-from controller.client import EventEmitter, FlagClient
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.errors import ControllerError
 from controller.core.gate import evaluate
+from controller.ctl.commands import send_command, signed_command
 from controller.demo.apps import SimulatedApps
 from controller.demo.display import Display, LiveDisplay, PlainDisplay
 from controller.demo.options import DemoOptions
@@ -46,8 +46,8 @@ from controller.demo.scenario import (
 from controller.demo.snapshot import DemoSnapshot, FlagView, flag_view
 from controller.demo.tracking import Tracker
 from controller.demo.watch import OutputWatcher
-from controller.operator import send_command, signed_command
-from controller.processes import ManagedProcess
+from controller.dev.processes import ManagedProcess
+from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 
 REFRESH_SECONDS = 0.5

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import assert_arm_equal, encode, expected_arm, reference_fold

@@ -21,7 +21,7 @@ from controller.core.machine import step
 from controller.core.messages import CommandAction
 from controller.core.plan import Plan, Stage
 from controller.core.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
-from controller.engine import Engine
+from controller.daemon.engine import Engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_model import DRIP_INTERVAL, FakeModel
 from tests.unit.test_advice import rollout

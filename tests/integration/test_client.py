@@ -11,9 +11,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from controller.client import EventEmitter, FlagClient
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, event_adapter
+from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration

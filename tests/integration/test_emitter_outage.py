@@ -25,8 +25,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.client import EventEmitter
 from controller.core.messages import Arm
+from controller.sdk.client import EventEmitter
 from controller.settings import KafkaSettings
 from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from controller.adapters.redis_store import FlushOutcome, RedisAggregateStore
+from controller.adapters.redis.aggregates import FlushOutcome, RedisAggregateStore
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import FlushRefused
 from controller.core.folding import PartitionDelta, fold

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.http import HttpServer
-from controller.core.monitors import Intake, MonitorSignal
+from controller.integrations.monitors import Intake, MonitorSignal
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
 from tests.services import free_port

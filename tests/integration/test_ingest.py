@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig, flags_of
 from tests.reference import encode, make_event

@@ -23,14 +23,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.adapters.redis_state import RolloutStore
-from controller.adapters.redis_store import connect
+from controller.adapters.redis.aggregates import connect
+from controller.adapters.redis.rollouts import RolloutStore
 from controller.core import signing
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import Rollout
-from controller.operator import encode_command, signed_command
+from controller.ctl.commands import encode_command, signed_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.client import FlagClient
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.flag_poller import FlagPoller
+from controller.sdk.client import FlagClient
+from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.services import free_port

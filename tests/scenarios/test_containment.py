@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
-from controller.adapters.redis_state import OutboxMessage
+from controller.adapters.redis.rollouts import OutboxMessage
 from controller.core import signing
 from tests.scenarios.harness import Scenario, manual_plan
 

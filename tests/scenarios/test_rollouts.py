@@ -18,7 +18,7 @@ from controller.core import signing
 from controller.core.advice import Advice
 from controller.core.messages import Arm
 from controller.core.rollout import Phase
-from controller.operator import encode_command, write_private_key
+from controller.ctl.commands import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.services import LLM_MODEL_ALIAS
 

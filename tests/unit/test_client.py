@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from controller.client import EventEmitter, FlagClient
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 
 CLOSED_PORT = KafkaSettings(bootstrap_servers="127.0.0.1:1")

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from controller.adapters.http import HttpServer
 from controller.core.plan import load_plan
-from controller.metrics import Metrics
+from controller.daemon.metrics import Metrics
 from controller.settings import HttpSettings, Settings, TopicSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
+from controller.adapters.redis.rollouts import Loaded, OutboxMessage, SaveOutcome
 from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.messages import CommandAction
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import CommandInput, Rollout
-from controller.engine import Engine
+from controller.daemon.engine import Engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

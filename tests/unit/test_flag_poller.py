@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from controller.client import FlagClient
 from controller.core.messages import Arm, FlagState
-from controller.flag_poller import FlagPoller
+from controller.sdk.client import FlagClient
+from controller.sdk.poller import FlagPoller
 
 STATE = {
     "flag": "checkout",

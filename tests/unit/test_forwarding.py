@@ -12,7 +12,8 @@ import pytest
 
 from controller.core.errors import ConfigError
 from controller.core.messages import Alert
-from controller.core.webhook import (
+from controller.ctl.alerts import ENV_WEBHOOK, load_ledger, main, save_ledger
+from controller.integrations.slack import (
     Ledger,
     classify_status,
     decode_ledger,
@@ -24,7 +25,6 @@ from controller.core.webhook import (
     retry_after_seconds,
     slack_payload,
 )
-from controller.forwarding import ENV_WEBHOOK, load_ledger, main, save_ledger
 
 TS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 ARMS = {

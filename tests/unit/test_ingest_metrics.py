@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.ingest import Ingest
-from controller.metrics import Metrics
+from controller.daemon.ingest import Ingest
+from controller.daemon.metrics import Metrics
 from controller.settings import IngestSettings
 
 

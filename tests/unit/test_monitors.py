@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from controller.core.messages import MonitorAlert
-from controller.core.monitors import (
+from controller.integrations.monitors import (
     MonitorSignal,
     PayloadError,
     bounded_id,

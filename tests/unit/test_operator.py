@@ -15,7 +15,8 @@ import yaml
 from controller.core import signing
 from controller.core.messages import Command
 from controller.core.plan import DEFAULT_PLAN, load_plan
-from controller.operator import (
+from controller.ctl.app import main
+from controller.ctl.commands import (
     EXIT_CONFIG,
     EXIT_USAGE,
     UsageError,
@@ -24,7 +25,6 @@ from controller.operator import (
     signed_command,
     verify_command,
 )
-from controller.rolloutctl import main
 
 PLAN_YAML = """\
 name: careful

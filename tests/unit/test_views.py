@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.views import decision_line, outcome_line, status_detail, status_table
+from controller.ctl.views import decision_line, outcome_line, status_detail, status_table
 
 
 def rollout(**over: Any) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from controller.core.errors import StoreUnavailable
-from controller.core.monitors import MonitorSignal, PayloadError
-from controller.metrics import Metrics
-from controller.webhooks import MonitorIntake
+from controller.daemon.intake import MonitorIntake
+from controller.daemon.metrics import Metrics
+from controller.integrations.monitors import MonitorSignal, PayloadError
 
 SIGNAL = MonitorSignal("monitor", "payments", "down", "pd-1")
 

@@ -13,7 +13,7 @@ process group (so its own children go with it), its output in a log file.
 :func:`start_services` uses ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
 ``LLM_BASE_URL`` when they are set and starts nothing for them.
 
-How the processes are always stopped is :mod:`controller.processes`.
+How the processes are always stopped is :mod:`controller.dev.processes`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Self
 import httpx
 import redis
 
-from controller.processes import (
+from controller.dev.processes import (
     LOCALHOST,
     ManagedProcess,
     free_port,

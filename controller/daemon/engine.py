@@ -42,7 +42,7 @@ import structlog
 from pydantic import ValidationError
 
 from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis_state import Loaded, OutboxMessage, SaveOutcome
+from controller.adapters.redis.rollouts import Loaded, OutboxMessage, SaveOutcome
 from controller.backoff import Backoff, retrying, sleep_or_stop
 from controller.core import signing
 from controller.core.advice import AdvisorResult, Unavailable
@@ -73,11 +73,11 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.metrics import Metrics
-from controller.rendering import render, render_alert
+from controller.daemon.metrics import Metrics
+from controller.daemon.rendering import render, render_alert
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
-log = structlog.get_logger("controller.engine")
+log = structlog.get_logger("controller.daemon.engine")
 MAX_CONTROL_BYTES = 256 * 1024
 """The largest command or monitor alert read; a plan fits in far less."""
 T = TypeVar("T")

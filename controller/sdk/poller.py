@@ -2,8 +2,8 @@
 
 :class:`FlagPoller` polls the controller's ``GET /flags`` every ``interval``
 seconds with ``If-None-Match``, so an unchanged answer costs a 304, and
-answers :meth:`~controller.client.FlagBook.arm` exactly as
-:class:`controller.client.FlagClient` does: the same bucketing function over
+answers :meth:`~controller.sdk.client.FlagBook.arm` exactly as
+:class:`controller.sdk.client.FlagClient` does: the same bucketing function over
 the same states, so both kinds of app serve a unit the same arm. While the
 controller is unreachable the last states are kept and the poller retries;
 ``ready`` is set after the first answer.
@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from controller.client import FlagBook, Lifecycle, cancel
 from controller.core.messages import FlagState
+from controller.sdk.client import FlagBook, Lifecycle, cancel
 
-log = logging.getLogger("controller.flag_poller")
+log = logging.getLogger("controller.sdk.poller")
 
 
 class FlagPoller(FlagBook, Lifecycle):

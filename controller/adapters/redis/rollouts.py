@@ -30,7 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from controller.adapters.redis_store import translated
+from controller.adapters.redis.aggregates import translated
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.settings import RedisSettings

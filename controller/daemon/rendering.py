@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from controller.adapters.redis_state import OutboxMessage
+from controller.adapters.redis.rollouts import OutboxMessage
 from controller.core.messages import Alert, Decision, FlagState
 from controller.core.rollout import Action, PublishFlagState, RaiseAlert, Rollout
 from controller.settings import TopicSettings

@@ -29,16 +29,16 @@ from controller.adapters.kafka import (
     ensure_topics,
 )
 from controller.adapters.llm import Advisor
-from controller.adapters.redis_state import RolloutStore
-from controller.adapters.redis_store import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.errors import ControllerError
-from controller.engine import Engine
-from controller.ingest import Ingest
-from controller.metrics import CONTENT_TYPE, Metrics
+from controller.daemon.engine import Engine
+from controller.daemon.ingest import Ingest
+from controller.daemon.intake import MonitorIntake
+from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.settings import Settings
-from controller.webhooks import MonitorIntake
 
-log = structlog.get_logger("controller.running")
+log = structlog.get_logger("controller.daemon.wiring")
 
 EXIT_OK = 0
 EXIT_FORCED = 3

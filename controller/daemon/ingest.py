@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 import structlog
 
 from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis_store import Claim, FlushOutcome
+from controller.adapters.redis.aggregates import Claim, FlushOutcome
 from controller.backoff import Backoff, retrying
 from controller.core.decoding import (
     MAX_DETAIL_CHARS,
@@ -44,10 +44,10 @@ from controller.core.decoding import (
 )
 from controller.core.errors import FencedError, FlushRefused
 from controller.core.folding import PartitionDelta, fold
-from controller.metrics import Metrics
+from controller.daemon.metrics import Metrics
 from controller.settings import IngestSettings
 
-log = structlog.get_logger("controller.ingest")
+log = structlog.get_logger("controller.daemon.ingest")
 T = TypeVar("T")
 _TURNS_TO_SEND = 3
 

@@ -3,7 +3,7 @@
 Imported only when a command runs, so ``rolloutctl --help`` stays fast.
 Output goes to stdout (``--json`` for scripts); progress and errors go to
 stderr; the return value is the exit code documented in
-:mod:`controller.rolloutctl`.
+:mod:`controller.ctl.app`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any
 import httpx
 import orjson
 
-from controller import steering, views
 from controller.core import signing
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
-from controller.operator import (
+from controller.ctl import steering, views
+from controller.ctl.app import EXIT_NO_DECISION, EXIT_REJECTED, env_url, print_json
+from controller.ctl.commands import (
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
@@ -44,7 +45,6 @@ from controller.operator import (
     warn,
     write_private_key,
 )
-from controller.rolloutctl import EXIT_NO_DECISION, EXIT_REJECTED, env_url, print_json
 from controller.settings import KafkaSettings, Settings, load_settings
 
 # -- steering: sign, send, await the decision -------------------------------------------

@@ -1,6 +1,6 @@
 """Forward every alert on ``rollout.alerts`` to a Slack-compatible incoming webhook.
 
-``rolloutctl alerts`` (or ``python -m controller.forwarding``) reads the alerts
+``rolloutctl alerts`` (or ``python -m controller.ctl.alerts``) reads the alerts
 topic in a consumer group and POSTs each alert, as Slack ``text`` plus
 ``blocks``, to the webhook. Each message, in order per partition:
 
@@ -57,7 +57,8 @@ from controller.backoff import Backoff, sleep_or_stop
 from controller.core.decoding import summarize
 from controller.core.errors import BrokerError, ConfigError
 from controller.core.messages import Alert
-from controller.core.webhook import (
+from controller.ctl.commands import UsageError, run_guarded
+from controller.integrations.slack import (
     LEDGER_CAPACITY,
     Ledger,
     classify_status,
@@ -69,7 +70,6 @@ from controller.core.webhook import (
     slack_payload,
 )
 from controller.logs import configure
-from controller.operator import UsageError, run_guarded
 
 if TYPE_CHECKING:
     import httpx
@@ -90,7 +90,7 @@ MAX_RETRY_AFTER_S = 600.0
 FETCH_TIMEOUT_MS = 500
 _COUNTED = ("delivered", "duplicate", "refused", "invalid")
 
-log = structlog.get_logger("controller.forwarding")
+log = structlog.get_logger("controller.ctl.alerts")
 
 
 # -- delivery ---------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m controller.forwarding``: the same as ``rolloutctl alerts``."""
+    """``python -m controller.ctl.alerts``: the same as ``rolloutctl alerts``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Forward every alert on the alerts topic to a Slack-compatible incoming "

@@ -6,7 +6,7 @@ the operator's machine, the public key goes into the controller's
 contract by :func:`build_command`, signed by :func:`signed_command` and
 encoded by :func:`encode_command`; the controller verifies the signature over
 exactly these bytes, so nothing re-serializes the command in between. The
-command line itself is :mod:`controller.rolloutctl`.
+command line itself is :mod:`controller.ctl.app`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from controller.core.messages import CommandAction
-from controller.operator import (
+from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
     ENV_ACTOR,
     ENV_KEY,
@@ -178,7 +178,7 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller import forwarding  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl import alerts as forwarding  # noqa: PLC0415 - keep `--help` fast
 
     sub = commands.add_parser(
         "alerts",
@@ -259,12 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from controller import ctl_handlers as handlers  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl import handlers  # noqa: PLC0415 - keep `--help` fast
 
     if args.command in {a.value for a in CommandAction}:
         return handlers.steer(args)
     if args.command == "alerts":
-        from controller import forwarding  # noqa: PLC0415
+        from controller.ctl import alerts as forwarding  # noqa: PLC0415
 
         return forwarding.run(args)
     handler = {

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 
 from controller.core.decoding import summarize
 from controller.core.messages import MonitorAlert
-from controller.core.monitors import Intake, MonitorSignal, PayloadError, signal_fields
-from controller.metrics import Metrics
+from controller.daemon.metrics import Metrics
+from controller.integrations.monitors import Intake, MonitorSignal, PayloadError, signal_fields
 
 
 class Claims(Protocol):

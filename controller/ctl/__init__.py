@@ -1,0 +1,1 @@
+"""rolloutctl: the operator's command line, its views and the alert forwarder."""

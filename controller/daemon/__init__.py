@@ -1,0 +1,1 @@
+"""The daemon's services: ingest, the rollout engine, monitor intake, wiring, metrics."""

@@ -1,0 +1,1 @@
+"""Development tooling: an embedded broker, Redis and model server as child processes."""

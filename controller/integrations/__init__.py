@@ -1,0 +1,1 @@
+"""Payload formats of the systems the controller talks to: Slack, uptime monitors."""
