@@ -1,0 +1,40 @@
+"""The Kafka edge: every use of aiokafka in the daemon and the operator's tools.
+
+Modules by role: :mod:`~.errors` (the one translation of aiokafka errors into
+:class:`~controller.core.errors.BrokerError`), :mod:`~.consumers` (the
+daemon's event and control consumers), :mod:`~.producer` (producing and the
+dead-letter publisher), :mod:`~.readers` (topic readers for ``rolloutctl`` and
+the demo) and :mod:`~.admin` (topics and partitioning). Nothing outside the
+adapters imports aiokafka; the app SDK has its own transport.
+"""
+
+from controller.adapters.kafka.admin import delete_topics, ensure_topics, partition_for, topic_names
+from controller.adapters.kafka.consumers import ControlConsumer, EventConsumer, PartitionListener
+from controller.adapters.kafka.producer import (
+    DeadLetterPublisher,
+    OutRecord,
+    Producer,
+    Publisher,
+    send_and_wait,
+)
+from controller.adapters.kafka.readers import GroupConsumer, TopicReader
+from controller.ports import DeadLetter, Record
+
+__all__ = [
+    "ControlConsumer",
+    "DeadLetter",
+    "DeadLetterPublisher",
+    "EventConsumer",
+    "GroupConsumer",
+    "OutRecord",
+    "PartitionListener",
+    "Producer",
+    "Publisher",
+    "Record",
+    "TopicReader",
+    "delete_topics",
+    "ensure_topics",
+    "partition_for",
+    "send_and_wait",
+    "topic_names",
+]

@@ -1,0 +1,143 @@
+"""The daemon's consumers: events (offsets kept by the caller) and control (commands, monitors)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from controller.adapters.kafka.admin import partition_for
+from controller.adapters.kafka.errors import BROKER_FAILURES, translated
+from controller.adapters.kafka.lifecycle import ClientLifecycle
+from controller.ports import Record
+from controller.settings import KafkaSettings
+
+log = structlog.get_logger("controller.kafka")
+
+
+class PartitionListener(Protocol):
+    """Told when the group gives or takes partitions of the events topic."""
+
+    def partitions_assigned(self, partitions: list[int]) -> None: ...
+    def partitions_revoked(self, partitions: list[int]) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, target: PartitionListener) -> None:
+        self._target = target
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._target.partitions_revoked(sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._target.partitions_assigned(sorted(tp.partition for tp in assigned))
+
+
+class EventConsumer(ClientLifecycle):
+    """A group consumer of one topic whose offsets the caller stores elsewhere.
+
+    Kafka commits are made only so that consumer lag can be monitored; the
+    position to resume from is the one the caller passes to :meth:`seek`.
+    """
+
+    def __init__(
+        self, *, kafka: KafkaSettings, topic: str, listener: PartitionListener, start_from: str
+    ) -> None:
+        self._topic = topic
+        self._listener = _Listener(listener)
+        self._start_from = start_from
+        self._client = self._consumer = AIOKafkaConsumer(
+            **kafka.client_options(),
+            group_id=kafka.group_id,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            enable_auto_commit=False,
+            auto_offset_reset=start_from,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+
+    async def _on_started(self) -> None:
+        self._consumer.subscribe([self._topic], listener=self._listener)
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
+        """The next records by partition; empty when none arrived within the timeout."""
+        with translated():
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {tp.partition: records for tp, records in batch.items()}
+
+    async def seek(self, partition: int, offset: int | None) -> None:
+        """Read ``partition`` from ``offset``; None means from the configured start."""
+        tp = TopicPartition(self._topic, partition)
+        if offset is not None:
+            self._consumer.seek(tp, offset)
+        elif self._start_from == "earliest":
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            await self._consumer.seek_to_end(tp)
+
+    def pause(self, partitions: list[int]) -> None:
+        self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
+
+    def resume(self, partitions: list[int]) -> None:
+        self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions))
+
+    def highwater(self, partition: int) -> int | None:
+        """The end offset of ``partition`` as of the last fetch, if known."""
+        end = self._consumer.highwater(TopicPartition(self._topic, partition))
+        return None if end is None else int(end)
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        """Record progress in Kafka for lag monitoring; failures are only logged."""
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(
+                {TopicPartition(self._topic, p): o for p, o in offsets.items()}
+            )
+        except BROKER_FAILURES as exc:
+            log.debug("kafka_commit_skipped", error=repr(exc))
+
+
+class ControlConsumer(ClientLifecycle):
+    """Group consumer of the commands and monitors topics (committed offsets).
+
+    The partitions of the commands topic it is assigned decide which flags this
+    instance owns: their state machines and gates run here (DESIGN §11).
+    """
+
+    def __init__(self, *, kafka: KafkaSettings, commands: str, monitors: str) -> None:
+        self._commands = commands
+        self._topics = [commands, monitors]
+        self._client = self._consumer = AIOKafkaConsumer(
+            **kafka.client_options(),
+            group_id=f"{kafka.group_id}.control",
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def _on_started(self) -> None:
+        self._consumer.subscribe(self._topics)
+
+    async def fetch(self, *, timeout_ms: int) -> list[Record]:
+        """The next records of both topics, in order per partition."""
+        with translated():
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+        return [r for records in batch.values() for r in records]
+
+    async def commit(self) -> None:
+        try:
+            await self._consumer.commit()
+        except BROKER_FAILURES as exc:
+            log.debug("kafka_commit_skipped", error=repr(exc))
+
+    def owns(self, flag: str) -> bool:
+        """Whether this instance is assigned the commands partition of ``flag``."""
+        partitions = self._consumer.partitions_for_topic(self._commands)
+        if not partitions:
+            return False
+        owned = {tp.partition for tp in self._consumer.assignment() if tp.topic == self._commands}
+        return partition_for(flag, len(partitions)) in owned

@@ -1,0 +1,158 @@
+"""Producing: the daemon's producer, its publishers, and one-off sends for ``rolloutctl``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from controller.adapters.kafka.errors import translated
+from controller.adapters.kafka.lifecycle import ClientLifecycle
+from controller.core.errors import MessageTooLarge
+from controller.ports import DeadLetter
+from controller.settings import KafkaSettings
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Producer(ClientLifecycle):
+    """The daemon's one producer: sends batches and waits for the broker's acknowledgement."""
+
+    def __init__(self, *, kafka: KafkaSettings) -> None:
+        self.max_message_bytes = kafka.max_message_bytes
+        self._client = self._producer = AIOKafkaProducer(
+            **kafka.client_options(),
+            acks="all",
+            linger_ms=2,
+            max_request_size=kafka.max_message_bytes,
+        )
+
+    async def send_all(self, records: Sequence[OutRecord]) -> None:
+        """Send ``records`` in order; return once the broker has them all."""
+        with translated():
+            futures = [
+                await self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers)
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+
+
+class DeadLetterPublisher:
+    """Sends rejected input to the DLQ topic: original key and bytes, reason in headers.
+
+    A letter never grows past what the producer may send: the original's
+    headers are bounded, and a value (or key) that does not fit is cut, with
+    ``rc.truncated`` and the original's size and SHA-256 in headers. If the
+    broker still refuses a letter as too large (its limit is lower than
+    ``kafka.max_message_bytes``), it is sent again with no value at all.
+    """
+
+    def __init__(self, *, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        """Send every letter and wait until the broker has them all."""
+        budget = self._producer.max_message_bytes - _LETTER_OVERHEAD
+        try:
+            await self._producer.send_all([self._record(d, budget) for d in letters])
+        except MessageTooLarge:
+            await self._producer.send_all([self._record(d, 0) for d in letters])
+
+    def _record(self, letter: DeadLetter, budget: int) -> OutRecord:
+        headers = _headers(letter)
+        key, value = letter.record.key, letter.record.value or b""
+        room = max(0, budget - sum(len(k) + len(v) for k, v in headers))
+        if key is not None and len(key) > MAX_LETTER_KEY_BYTES:
+            headers.append(("rc.key.truncated", str(len(key)).encode()))
+            key = key[:MAX_LETTER_KEY_BYTES]
+        room -= len(key or b"")
+        if len(value) > room:
+            headers += _truncation(value)
+            value = value[: max(0, room)]
+        kept = None if letter.record.value is None else value
+        return OutRecord(self._topic, key, kept, headers)
+
+
+_LETTER_OVERHEAD = 4096
+"""Bytes kept free under the producer's limit for the record's own framing."""
+MAX_LETTER_KEY_BYTES = 1024
+MAX_COPIED_HEADERS = 32
+MAX_COPIED_HEADER_BYTES = 8192
+
+
+def _truncation(value: bytes) -> list[tuple[str, bytes]]:
+    return [
+        ("rc.truncated", b"true"),
+        ("rc.original.bytes", str(len(value)).encode()),
+        ("rc.original.sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
+
+
+def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    record = letter.record
+    own = [
+        ("rc.reason", letter.reason.encode()),
+        ("rc.detail", letter.detail.encode()[:1000]),
+        ("rc.source.topic", record.topic.encode()),
+        ("rc.source.partition", str(record.partition).encode()),
+        ("rc.source.offset", str(record.offset).encode()),
+    ]
+    return own + _copied_headers(record.headers or ())
+
+
+def _copied_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The original's headers, bounded in count and bytes (its own ``rc.*`` ones dropped)."""
+    theirs = [(name, value or b"") for name, value in headers if not name.startswith("rc.")]
+    kept: list[tuple[str, bytes]] = []
+    size = 0
+    for name, value in theirs[:MAX_COPIED_HEADERS]:
+        size += len(name) + len(value)
+        if size > MAX_COPIED_HEADER_BYTES:
+            break
+        kept.append((name, value))
+    if len(kept) < len(theirs):
+        kept.append(("rc.headers.dropped", str(len(theirs) - len(kept)).encode()))
+    return kept
+
+
+class Publisher:
+    """Publishes the controller's outputs: (topic, key, value) messages, acknowledged."""
+
+    def __init__(self, *, producer: Producer) -> None:
+        self._producer = producer
+
+    async def publish(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Send the messages in order; return once all are acknowledged."""
+        await self._producer.send_all([OutRecord(t, k.encode(), v) for t, k, v in messages])
+
+
+async def send_and_wait(
+    kafka: KafkaSettings, *, topic: str, key: bytes, value: bytes, client_id: str, timeout_s: float
+) -> tuple[int, int]:
+    """Produce one message with acks=all; the partition and offset it was written at.
+
+    Raises :class:`~controller.core.errors.BrokerError` when the broker cannot
+    be reached within ``timeout_s`` or refuses the message.
+    """
+    options = kafka.client_options() | {"client_id": client_id}
+    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        with translated(f"cannot send to {topic} at {kafka.bootstrap_servers}"):
+            async with asyncio.timeout(timeout_s):
+                await producer.start()
+                meta = await producer.send_and_wait(topic, key=key, value=value)
+    finally:
+        await producer.stop()
+    return int(meta.partition), int(meta.offset)

@@ -1,0 +1,98 @@
+"""Readers for the operator's tools: ``rolloutctl`` and the demo, not the daemon.
+
+:class:`TopicReader` reads every partition of some topics without a consumer
+group, from their beginning or from their end as of its start;
+:class:`GroupConsumer` reads one topic in a group and commits each record
+once the caller is done with it.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from controller.adapters.kafka.errors import translated
+from controller.adapters.kafka.lifecycle import ClientLifecycle
+from controller.core.errors import BrokerError
+from controller.ports import Record
+from controller.settings import KafkaSettings
+
+
+class TopicReader(ClientLifecycle):
+    """Every partition of ``topics``, with no group and no offsets left on the broker.
+
+    With ``from_end``, reading starts at the end offsets resolved during
+    :meth:`start`, so a message produced after ``start`` returns cannot slip
+    past. Starting raises :class:`BrokerError` when a topic does not exist or
+    the broker does not answer within ``timeout_s``.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: list[str],
+        *,
+        from_end: bool,
+        client_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self._topics = topics
+        self._from_end = from_end
+        self._context = f"cannot read {', '.join(topics)} at {kafka.bootstrap_servers}"
+        self._start_timeout_s = timeout_s
+        options = kafka.client_options() | ({"client_id": client_id} if client_id else {})
+        self._client = self._consumer = AIOKafkaConsumer(
+            **options, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+
+    async def _on_started(self) -> None:
+        await self._consumer.topics()  # loads the cluster metadata
+        partitions: list[TopicPartition] = []
+        for topic in self._topics:
+            found = self._consumer.partitions_for_topic(topic)
+            if not found:
+                raise BrokerError(f"topic {topic} does not exist: is the controller running?")
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        self._consumer.assign(partitions)
+        # Resolved offsets, not seek_to_end(): that one is lazy and could land
+        # after a message produced in the meantime.
+        ends = await self._consumer.end_offsets(partitions) if self._from_end else {}
+        for partition in partitions:
+            self._consumer.seek(partition, ends.get(partition, 0))
+
+    async def values(self, timeout_s: float) -> list[bytes | None]:
+        """The values of the records that arrive within ``timeout_s``, in order per partition."""
+        with translated("reading failed"):
+            batch = await self._consumer.getmany(timeout_ms=max(1, int(timeout_s * 1000)))
+        return [record.value for records in batch.values() for record in records]
+
+
+class GroupConsumer(ClientLifecycle):
+    """One topic read in consumer group ``group``, committed record by record (manually)."""
+
+    def __init__(
+        self, kafka: KafkaSettings, *, topic: str, group: str, start_from: str, client_id: str
+    ) -> None:
+        self._topic = topic
+        self._context = f"cannot consume {topic} at {kafka.bootstrap_servers}"
+        self._client = self._consumer = AIOKafkaConsumer(
+            topic,
+            **kafka.client_options() | {"client_id": client_id},
+            group_id=group,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            enable_auto_commit=False,
+            auto_offset_reset=start_from,
+        )
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> list[Record]:
+        """The next records, in order per partition; empty when none came within the timeout."""
+        with translated("fetching failed"):
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [record for records in batch.values() for record in records]
+
+    async def commit_through(self, record: Record) -> None:
+        """Commit ``record``'s partition up to and including ``record``."""
+        with translated("commit failed"):
+            await self._consumer.commit(
+                {TopicPartition(record.topic, record.partition): record.offset + 1}
+            )
