@@ -28,11 +28,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
-from controller.daemon.engine import AdvisorPort, Engine
+from controller.adapters.memory import MemoryOutputs, MemoryStates
+from controller.daemon.engine import Engine
+from controller.ports import Advisor as AdvisorPort
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.integration.test_advisor_faults import NOW, TrafficAggregates, injected_start
 from tests.services import LLM_MODEL_ALIAS, resolve_llm
-from tests.unit.test_engine import FakeOutputs, FakeStates, NoDeadLetters
+from tests.unit.test_engine import NoDeadLetters
 
 
 def progress(message: str) -> None:
@@ -51,7 +53,7 @@ async def timed_gates(
     times: list[float] = []
     advice: list[dict[str, Any]] = []
     for i in range(n):
-        states, outputs = FakeStates(), FakeOutputs()
+        states, outputs = MemoryStates(), MemoryOutputs()
         engine = Engine(
             settings=EngineSettings(),
             topics=TopicSettings(),

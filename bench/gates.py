@@ -50,7 +50,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,7 +63,6 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.adapters.kafka import DeadLetter
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.aggregates import CellDelta, CellKey, FlagAggregates
@@ -76,6 +75,7 @@ from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import GateInput, Phase, Rollout, TickInput
 from controller.daemon.engine import Engine
 from controller.logs import configure as configure_logs
+from controller.ports import DeadLetter, StateWrite
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
 from tests.services import resolve_redis
 
@@ -237,7 +237,7 @@ async def populate(
 ) -> int:
     """Save every rollout and flush its aggregates; return the number of units written."""
     for spec in specs:
-        await states.save(spec.flag, rev=0, rollout=spec.rollout, outbox=[])
+        await states.save(spec.flag, StateWrite(rev=0, rollout=spec.rollout))
     claims = {p: await store.claim(p) for p in range(partitions)}
     offsets: dict[int, int | None] = {p: c.offset for p, c in claims.items()}
     rng, next_unit, written = random.Random(seed + 1), unit_ids(), 0
@@ -276,7 +276,7 @@ class RecordingOutputs:
 
 
 class NoDeadLetters:
-    async def publish(self, letters: list[DeadLetter]) -> None:
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
         return None
 
 

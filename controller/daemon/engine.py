@@ -1,6 +1,7 @@
 """The rollout engine: commands, monitor alerts and gates, around the pure core.
 
-For every input the order is the same (an outbox, DESIGN §6):
+For every input the order is the same (an outbox; see docs/architecture.md,
+*Exactly once*):
 
 1. load the flag's rollout and its revision;
 2. decide: ``machine.step(state, input) -> (new_state, actions)``;
@@ -33,19 +34,17 @@ import secrets
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis.rollouts import Loaded, OutboxMessage, SaveOutcome
 from controller.backoff import Backoff, retrying, sleep_or_stop
 from controller.core import signing
-from controller.core.advice import AdvisorResult, Unavailable
+from controller.core.advice import Unavailable
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import RejectReason, summarize
 from controller.core.errors import ConfigError, ControllerError
@@ -75,6 +74,19 @@ from controller.core.rollout import (
 )
 from controller.daemon.metrics import Metrics
 from controller.daemon.rendering import render, render_alert
+from controller.ports import (
+    Advisor,
+    AggregateReader,
+    ControlSource,
+    DeadLetter,
+    DeadLetters,
+    OutboxMessage,
+    Outputs,
+    Record,
+    RolloutStates,
+    SaveOutcome,
+    StateWrite,
+)
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.engine")
@@ -82,50 +94,6 @@ MAX_CONTROL_BYTES = 256 * 1024
 """The largest command or monitor alert read; a plan fits in far less."""
 T = TypeVar("T")
 Clock = Callable[[], datetime]
-
-
-class States(Protocol):
-    async def load(self, flag: str) -> Loaded: ...
-    async def save(
-        self,
-        flag: str,
-        *,
-        rev: int,
-        rollout: Rollout | None,
-        outbox: list[OutboxMessage],
-        command_id: str | None = None,
-        now_ms: int = 0,
-        keep_ms: int = 0,
-    ) -> SaveOutcome: ...
-    async def applied(self, flag: str, command_id: str) -> bool: ...
-    async def pending(self, flag: str) -> list[OutboxMessage]: ...
-    async def published(self, flag: str, count: int) -> None: ...
-    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None: ...
-    async def flags(self) -> set[str]: ...
-
-
-class Aggregates(Protocol):
-    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates: ...
-    async def pop_dirty(self, limit: int = 10_000) -> set[str]: ...
-    async def mark_dirty(self, flags: set[str]) -> None: ...
-
-
-class Outputs(Protocol):
-    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None: ...
-
-
-class Control(Protocol):
-    async def fetch(self, *, timeout_ms: int) -> list[Record]: ...
-    async def commit(self) -> None: ...
-    def owns(self, flag: str) -> bool: ...
-
-
-class DeadLetters(Protocol):
-    async def publish(self, letters: list[DeadLetter]) -> None: ...
-
-
-class AdvisorPort(Protocol):
-    async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult: ...
 
 
 class Engine:
@@ -136,12 +104,12 @@ class Engine:
         *,
         settings: EngineSettings,
         topics: TopicSettings,
-        states: States,
-        aggregates: Aggregates,
+        states: RolloutStates,
+        aggregates: AggregateReader,
         outputs: Outputs,
         dead_letters: DeadLetters,
         llm: LlmSettings | None = None,
-        advisor: AdvisorPort | None = None,
+        advisor: Advisor | None = None,
         metrics: Metrics | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
@@ -171,7 +139,7 @@ class Engine:
 
     # -- loops ---------------------------------------------------------------------
 
-    async def run(self, *, control: Control) -> None:
+    async def run(self, *, control: ControlSource) -> None:
         """Republish what a crash left in outboxes, then serve commands and gates."""
         for flag in await self._states.flags():
             await self._contained(self._drain(flag), where="drain", flag=flag)
@@ -185,7 +153,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*self._consulting.values(), return_exceptions=True)
 
-    async def _control_loop(self, control: Control) -> None:
+    async def _control_loop(self, control: ControlSource) -> None:
         while not self._stopping.is_set():
             records = await self._retrying(lambda: control.fetch(timeout_ms=200), "fetch")
             for record in records or []:
@@ -200,7 +168,7 @@ class Engine:
                 await control.commit()
             self.last_control_pass = time.monotonic()
 
-    async def _gate_loop(self, control: Control) -> None:
+    async def _gate_loop(self, control: ControlSource) -> None:
         last_sweep = datetime.min.replace(tzinfo=UTC)
         sweep = timedelta(seconds=self._settings.sweep_interval_seconds)
         while not await sleep_or_stop(self._settings.gate_interval_seconds, self._stopping):
@@ -213,7 +181,7 @@ class Engine:
                 self._failing.discard("gate pass")
                 last_sweep = now if full else last_sweep
 
-    async def _gate_pass(self, control: Control, *, full: bool) -> bool:
+    async def _gate_pass(self, control: ControlSource, *, full: bool) -> bool:
         dirty = await self._aggregates.pop_dirty()
         theirs = {f for f in dirty if not control.owns(f)}
         if theirs:  # another instance gates these: leave the news for it
@@ -345,6 +313,10 @@ class Engine:
         )
         self._consulting[flag] = task
         task.add_done_callback(lambda t, f=flag: self._consulted(f, t))  # type: ignore[misc]
+
+    async def consultations_done(self) -> None:
+        """Wait until every consultation under way has been applied or dropped."""
+        await asyncio.gather(*list(self._consulting.values()), return_exceptions=True)
 
     def _consulted(self, flag: str, task: asyncio.Task[None]) -> None:
         if self._consulting.get(flag) is task:
@@ -531,7 +503,7 @@ class Engine:
         async with self._locks[command.flag]:
             self._count(command.flag, state, [decision])
             outbox = render(command.flag, state, [decision], now, self._topics)
-            await self._states.save(command.flag, rev=-1, rollout=None, outbox=outbox)
+            await self._states.save(command.flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
             await self._drain(command.flag, locked=True)
 
     # -- decide, save, publish -------------------------------------------------------
@@ -546,8 +518,7 @@ class Engine:
                 new, actions = step(loaded.rollout, event)
                 if not actions and new == loaded.rollout:
                     return
-                outcome = await self._states.save(
-                    flag,
+                write = StateWrite(
                     rev=loaded.rev,
                     rollout=None if new == loaded.rollout else new,
                     outbox=render(flag, new, actions, event.now, self._topics),
@@ -555,6 +526,7 @@ class Engine:
                     now_ms=int(event.now.timestamp() * 1000),
                     keep_ms=keep_ms,
                 )
+                outcome = await self._states.save(flag, write)
                 if outcome is SaveOutcome.CONFLICT:
                     continue
                 if outcome is SaveOutcome.SAVED:
@@ -632,7 +604,7 @@ class Engine:
             details={"topic": topic, "bytes": len(message.value)},
         )
         outbox = render(flag, None, [alert], self._now(), self._topics)
-        await self._states.save(flag, rev=-1, rollout=None, outbox=outbox)
+        await self._states.save(flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
 
 
 def _command_input(command: Command, plan: Any, now: datetime) -> CommandInput:

@@ -26,14 +26,12 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import structlog
 
-from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis.aggregates import Claim, FlushOutcome
 from controller.backoff import Backoff, retrying
 from controller.core.decoding import (
     MAX_DETAIL_CHARS,
@@ -45,31 +43,19 @@ from controller.core.decoding import (
 from controller.core.errors import FencedError, FlushRefused
 from controller.core.folding import PartitionDelta, fold
 from controller.daemon.metrics import Metrics
+from controller.ports import (
+    AggregateWriter,
+    DeadLetter,
+    DeadLetters,
+    EventSource,
+    FlushOutcome,
+    Record,
+)
 from controller.settings import IngestSettings
 
 log = structlog.get_logger("controller.daemon.ingest")
 T = TypeVar("T")
 _TURNS_TO_SEND = 3
-
-
-class Source(Protocol):
-    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]: ...
-    async def seek(self, partition: int, offset: int | None) -> None: ...
-    def pause(self, partitions: list[int]) -> None: ...
-    def resume(self, partitions: list[int]) -> None: ...
-    async def commit(self, offsets: dict[int, int]) -> None: ...
-    def highwater(self, partition: int) -> int | None: ...
-
-
-class Store(Protocol):
-    async def claim(self, partition: int) -> Claim: ...
-    async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
-    ) -> FlushOutcome: ...
-
-
-class DeadLetters(Protocol):
-    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -107,7 +93,7 @@ class Ingest:
         self._to_claim: set[int] = set()
         self._stopping = asyncio.Event()
         self.stats = IngestStats()
-        self._source: Source | None = None
+        self._source: EventSource | None = None
         self._in_flight: asyncio.Task[None] | None = None
 
     # -- partition listener (called by the consumer during a rebalance) --------
@@ -157,7 +143,9 @@ class Ingest:
         """Finish the batch in hand, flush it, and return from :meth:`run`."""
         self._stopping.set()
 
-    async def run(self, *, source: Source, store: Store, dead_letters: DeadLetters) -> None:
+    async def run(
+        self, *, source: EventSource, store: AggregateWriter, dead_letters: DeadLetters
+    ) -> None:
         """Consume until :meth:`stop`; every fetched batch is flushed before returning."""
         self._source = source
         if self._to_claim:
@@ -211,7 +199,7 @@ class Ingest:
         )
 
     # -- claiming ----------------------------------------------------------------
-    async def _claim_pending(self, source: Source, store: Store) -> None:
+    async def _claim_pending(self, source: EventSource, store: AggregateWriter) -> None:
         while self._to_claim and not self._stopping.is_set():
             partition = min(self._to_claim)
             claim = await self._retrying(lambda p=partition: store.claim(p), f"claim p{partition}")  # type: ignore[misc]
@@ -233,8 +221,8 @@ class Ingest:
         self,
         batch: dict[int, list[Record]],
         *,
-        source: Source,
-        store: Store,
+        source: EventSource,
+        store: AggregateWriter,
         dead_letters: DeadLetters,
     ) -> None:
         deltas: list[tuple[PartitionDelta, list[Record]]] = []
@@ -263,8 +251,8 @@ class Ingest:
         self,
         deltas: list[tuple[PartitionDelta, list[Record]]],
         *,
-        store: Store,
-        source: Source,
+        store: AggregateWriter,
+        source: EventSource,
         dead_letters: DeadLetters,
     ) -> None:
         held = [d.partition for d, _ in deltas]
@@ -282,7 +270,7 @@ class Ingest:
         self._metrics.flush_seconds.observe(self.stats.last_flush_seconds)
         self._observe_lag(source)
 
-    def _observe_lag(self, source: Source) -> None:
+    def _observe_lag(self, source: EventSource) -> None:
         self._metrics.partitions.set(len(self._owned))
         for partition, owned in list(self._owned.items()):
             end = source.highwater(partition)
@@ -317,8 +305,8 @@ class Ingest:
         delta: PartitionDelta,
         records: list[Record],
         *,
-        store: Store,
-        source: Source,
+        store: AggregateWriter,
+        source: EventSource,
         held: list[int],
         letters: DeadLetters,
     ) -> None:
@@ -360,7 +348,7 @@ class Ingest:
             self._metrics.rejects.labels(reason).inc(count)
 
     async def _flush_each(
-        self, records: list[Record], owned: _Owned, *, store: Store, letters: DeadLetters
+        self, records: list[Record], owned: _Owned, *, store: AggregateWriter, letters: DeadLetters
     ) -> None:
         """Flush a refused batch one record at a time, dead-lettering what Redis would refuse.
 
@@ -389,7 +377,7 @@ class Ingest:
         owned: _Owned,
         exc: FlushRefused,
         *,
-        store: Store,
+        store: AggregateWriter,
         letters: DeadLetters,
     ) -> FlushOutcome | None:
         """Dead-letter one record the store refused and move the offset past it."""
@@ -411,7 +399,7 @@ class Ingest:
         call: Callable[[], Awaitable[T]],
         what: str,
         *,
-        pause: tuple[Source, list[int]] | None = None,
+        pause: tuple[EventSource, list[int]] | None = None,
     ) -> T | None:
         """Run ``call``; while it fails retriably, back off with ``pause``'s partitions paused.
 

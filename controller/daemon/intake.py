@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -28,15 +27,7 @@ from controller.core.decoding import summarize
 from controller.core.messages import MonitorAlert
 from controller.daemon.metrics import Metrics
 from controller.integrations.monitors import Intake, MonitorSignal, PayloadError, signal_fields
-
-
-class Claims(Protocol):
-    async def claim(self, claim_id: str, *, ttl_s: int) -> bool: ...
-    async def release(self, claim_id: str) -> None: ...
-
-
-class Outputs(Protocol):
-    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+from controller.ports import Claims, Outputs
 
 
 class MonitorIntake:

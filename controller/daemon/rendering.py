@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from controller.adapters.redis.rollouts import OutboxMessage
 from controller.core.messages import Alert, Decision, FlagState
 from controller.core.rollout import Action, PublishFlagState, RaiseAlert, Rollout
+from controller.ports import OutboxMessage
 from controller.settings import TopicSettings
 
 MAX_DETAIL_BYTES = 64 * 1024

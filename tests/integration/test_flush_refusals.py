@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from controller.adapters.redis.aggregates import FlushOutcome, RedisAggregateStore
+from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import FlushRefused
 from controller.core.folding import PartitionDelta, fold
+from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig, flags_of
 from tests.reference import encode, make_event, partition_of

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from controller.adapters.redis.aggregates import FlushOutcome, RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import FencedError
 from controller.core.folding import PartitionDelta, fold
+from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.reference import (
     assert_arm_equal,

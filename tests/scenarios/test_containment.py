@@ -17,8 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
-from controller.adapters.redis.rollouts import OutboxMessage
 from controller.core import signing
+from controller.ports import OutboxMessage
 from tests.scenarios.harness import Scenario, manual_plan
 
 TOO_LARGE = 2 * 1024 * 1024

@@ -3,138 +3,68 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import orjson
+import pytest
 
-from controller.adapters.kafka import DeadLetter, Record
-from controller.adapters.redis.rollouts import Loaded, OutboxMessage, SaveOutcome
+from controller.adapters.memory import MemoryAggregates, MemoryControl, MemoryOutputs, MemoryStates
 from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.messages import CommandAction
 from controller.core.plan import Guardrail, Plan, Stage
-from controller.core.rollout import CommandInput, Rollout
+from controller.core.rollout import CommandInput
 from controller.daemon.engine import Engine
+from controller.ports import Advisor, DeadLetter
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PLAN = Plan(stages=[Stage(percent=5, min_duration=timedelta(hours=1)), Stage(percent=100)])
 
 
-@dataclass
-class FakeStates:
-    docs: dict[str, tuple[int, Rollout]] = field(default_factory=dict)
-    outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
-    commands: set[str] = field(default_factory=set)
-    loads: int = 0
-    quarantined: list[tuple[str, str, OutboxMessage]] = field(default_factory=list)
-
-    async def load(self, flag: str) -> Loaded:
-        self.loads += 1
-        if flag not in self.docs:
-            return Loaded(0, None)
-        rev, doc = self.docs[flag]
-        return Loaded(rev, doc)
-
-    async def save(
-        self,
-        flag: str,
-        *,
-        rev: int,
-        rollout: Rollout | None,
-        outbox: list[OutboxMessage],
-        command_id: str | None = None,
-        now_ms: int = 0,
-        keep_ms: int = 0,
-    ) -> SaveOutcome:
-        if command_id in self.commands:
-            return SaveOutcome.ALREADY_APPLIED
-        current = self.docs.get(flag, (0, None))[0]
-        if rev not in (-1, current):
-            return SaveOutcome.CONFLICT
-        if rollout is not None:
-            self.docs[flag] = (current + 1, rollout)
-        if command_id:
-            self.commands.add(command_id)
-        self.outbox.setdefault(flag, []).extend(outbox)
-        return SaveOutcome.SAVED
-
-    async def applied(self, flag: str, command_id: str) -> bool:
-        return command_id in self.commands
-
-    async def pending(self, flag: str) -> list[OutboxMessage]:
-        return list(self.outbox.get(flag, []))
-
-    async def published(self, flag: str, count: int) -> None:
-        self.outbox[flag] = self.outbox[flag][count:]
-
-    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
-        if not self.outbox.get(flag):
-            return None
-        message, self.outbox[flag] = self.outbox[flag][0], self.outbox[flag][1:]
-        self.quarantined.append((flag, reason, message))
-        return message
-
-    async def flags(self) -> set[str]:
-        return set(self.docs)
-
-
-@dataclass
-class FakeAggregates:
-    dirty: set[str] = field(default_factory=set)
-    reads: int = 0
-
-    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
-        self.reads += 1
-        return FlagAggregates(flag, frozenset(versions), ArmAggregate(), ArmAggregate())
-
-    async def pop_dirty(self, limit: int = 10_000) -> set[str]:
-        popped, self.dirty = self.dirty, set()
-        return popped
-
-    async def mark_dirty(self, flags: set[str]) -> None:
-        self.dirty |= flags
-
-
-@dataclass
-class FakeOutputs:
-    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
-
-    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
-        self.sent.extend(messages)
-
-
-@dataclass
-class FakeControl:
-    mine: set[str]
-
-    async def fetch(self, *, timeout_ms: int) -> list[Record]:
-        return []
-
-    async def commit(self) -> None:
-        return None
-
-    def owns(self, flag: str) -> bool:
-        return flag in self.mine
-
-
 class NoDeadLetters:
-    async def publish(self, letters: list[DeadLetter]) -> None:
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
         raise AssertionError(f"unexpected dead letters: {letters}")
 
 
-def engine(states: FakeStates, aggregates: FakeAggregates, outputs: FakeOutputs) -> Engine:
-    return Engine(
-        settings=EngineSettings(),
-        topics=TopicSettings(),
-        states=states,
-        aggregates=aggregates,
-        outputs=outputs,
-        dead_letters=NoDeadLetters(),
-        clock=lambda: NOW,
-    )
+class EngineFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        states: MemoryStates | None = None,
+        aggregates: MemoryAggregates | None = None,
+        outputs: MemoryOutputs | None = None,
+        advisor: Advisor | None = None,
+    ) -> Engine: ...
+
+
+@pytest.fixture
+def make_engine() -> EngineFactory:
+    """An engine on in-memory ports at a fixed time; with ``advisor``, in gating mode."""
+
+    def build(
+        *,
+        states: MemoryStates | None = None,
+        aggregates: MemoryAggregates | None = None,
+        outputs: MemoryOutputs | None = None,
+        advisor: Advisor | None = None,
+    ) -> Engine:
+        return Engine(
+            settings=EngineSettings(),
+            topics=TopicSettings(),
+            states=states or MemoryStates(),
+            aggregates=aggregates or MemoryAggregates(),
+            outputs=outputs or MemoryOutputs(),
+            dead_letters=NoDeadLetters(),
+            llm=LlmSettings(mode="gating" if advisor else "off"),
+            advisor=advisor,
+            clock=lambda: NOW,
+        )
+
+    return build
 
 
 def start(flag: str, command_id: str = "c1") -> CommandInput:
@@ -150,9 +80,11 @@ def start(flag: str, command_id: str = "c1") -> CommandInput:
     )
 
 
-async def test_a_command_applies_once_even_when_delivered_twice() -> None:
-    states, outputs = FakeStates(), FakeOutputs()
-    eng = engine(states, FakeAggregates(), outputs)
+async def test_a_command_applies_once_even_when_delivered_twice(
+    make_engine: EngineFactory,
+) -> None:
+    states, outputs = MemoryStates(), MemoryOutputs()
+    eng = make_engine(states=states, outputs=outputs)
     await eng.apply("f", start("f"))
     published = len(outputs.sent)
     await eng.apply("f", start("f"))  # redelivered after a crash
@@ -162,20 +94,22 @@ async def test_a_command_applies_once_even_when_delivered_twice() -> None:
     assert states.outbox["f"] == []
 
 
-async def test_gate_pass_leaves_other_instances_flags_dirty() -> None:
-    states, aggregates = FakeStates(), FakeAggregates()
-    eng = engine(states, aggregates, FakeOutputs())
+async def test_gate_pass_leaves_other_instances_flags_dirty(make_engine: EngineFactory) -> None:
+    aggregates = MemoryAggregates()
+    eng = make_engine(aggregates=aggregates)
     for flag in ("mine", "theirs"):
         await eng.apply(flag, start(flag, f"c-{flag}"))
     aggregates.dirty = {"mine", "theirs"}
-    await eng._gate_pass(FakeControl({"mine"}), full=False)
+    await eng._gate_pass(MemoryControl({"mine"}), full=False)
     assert aggregates.dirty == {"theirs"}
     assert aggregates.reads == 1
 
 
-async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage() -> None:
-    states, aggregates = FakeStates(), FakeAggregates()
-    eng = engine(states, aggregates, FakeOutputs())
+async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage(
+    make_engine: EngineFactory,
+) -> None:
+    states, aggregates = MemoryStates(), MemoryAggregates()
+    eng = make_engine(states=states, aggregates=aggregates)
     await eng.apply("f", start("f"))
     await eng.gate("f", fresh=True)
     loads = states.loads
@@ -187,7 +121,7 @@ async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage() -> None:
     assert aggregates.reads == 2
 
 
-class BusyAggregates(FakeAggregates):
+class BusyAggregates(MemoryAggregates):
     """A stage with traffic and nothing wrong: the statistics say advance."""
 
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
@@ -209,25 +143,17 @@ class DownAdvisor:
         return Unavailable("connection refused")
 
 
-async def test_an_advisor_outage_alerts_once_and_gates_proceed() -> None:
+async def test_an_advisor_outage_alerts_once_and_gates_proceed(
+    make_engine: EngineFactory,
+) -> None:
     ladder = Plan(
         stages=[
             Stage(percent=p, min_duration=timedelta(0), min_units_per_arm=0) for p in (1, 5, 25, 50)
         ]
         + [Stage(percent=100)]
     )
-    states, outputs, advisor = FakeStates(), FakeOutputs(), DownAdvisor()
-    eng = Engine(
-        settings=EngineSettings(),
-        topics=TopicSettings(),
-        states=states,
-        aggregates=BusyAggregates(),
-        outputs=outputs,
-        dead_letters=NoDeadLetters(),
-        llm=LlmSettings(mode="gating"),
-        advisor=advisor,
-        clock=lambda: NOW,
-    )
+    states, outputs, advisor = MemoryStates(), MemoryOutputs(), DownAdvisor()
+    eng = make_engine(states=states, aggregates=BusyAggregates(), outputs=outputs, advisor=advisor)
     start = CommandInput(
         action=CommandAction.START,
         flag="f",
@@ -252,7 +178,7 @@ async def test_an_advisor_outage_alerts_once_and_gates_proceed() -> None:
 
 
 @dataclass
-class SplitAggregates(FakeAggregates):
+class SplitAggregates(MemoryAggregates):
     """Healthy numbers for every flag except ``bad``, whose treatment fails a third of requests."""
 
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
@@ -271,15 +197,17 @@ class SlowAdvisor:
     """Answers `advance` only when the test releases it."""
 
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
     calls: int = 0
 
     async def advise(self, gate_data: dict[str, object]) -> AdvisorResult:
         self.calls += 1
+        self.asked.set()
         await self.release.wait()
         return Opinion(Advice(action="advance", confidence=0.9, rationale="fine"), "m", 5000.0)
 
 
-async def test_a_slow_model_never_delays_a_rollback() -> None:
+async def test_a_slow_model_never_delays_a_rollback(make_engine: EngineFactory) -> None:
     # Given two flags ready to advance and a model that takes its time
     ladder = Plan(
         stages=[
@@ -287,36 +215,22 @@ async def test_a_slow_model_never_delays_a_rollback() -> None:
         ],
         guardrails=[Guardrail(metric="error_rate")],
     )
-    states, outputs, advisor = FakeStates(), FakeOutputs(), SlowAdvisor()
-    aggregates = SplitAggregates()
-    eng = Engine(
-        settings=EngineSettings(),
-        topics=TopicSettings(),
-        states=states,
-        aggregates=aggregates,
-        outputs=outputs,
-        dead_letters=NoDeadLetters(),
-        llm=LlmSettings(mode="gating"),
-        advisor=advisor,
-        clock=lambda: NOW,
-    )
+    states, outputs, advisor = MemoryStates(), MemoryOutputs(), SlowAdvisor()
+    eng = make_engine(states=states, aggregates=SplitAggregates(), outputs=outputs, advisor=advisor)
     for flag in ("slow", "bad"):
         await eng.apply(flag, start_input(flag, ladder))
     # When the gate loop runs while the model thinks about "slow"
-    control = FakeControl(mine={"slow", "bad"})
+    control = MemoryControl(mine={"slow", "bad"})
     await eng._gate_pass(control, full=True)
     await eng._gate_pass(control, full=True)
-    await asyncio.sleep(0.05)  # the consultation is under way
+    await asyncio.wait_for(advisor.asked.wait(), timeout=5)  # the consultation is under way
     # Then "bad" is rolled back at once, and "slow" is asked only once so far
     assert states.docs["bad"][1].phase.value == "rolled_back"
     assert advisor.calls == 1
     assert states.docs["slow"][1].stage == 0
     # And when the model answers, the advance it approved is applied on fresh numbers
     advisor.release.set()
-    for _ in range(100):
-        if states.docs["slow"][1].stage == 1:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(eng.consultations_done(), timeout=5)
     assert states.docs["slow"][1].stage == 1
     decisions = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.decisions"]
     done = next(d for d in decisions if d["flag"] == "slow" and d["action"] == "advance")

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from enum import Enum
 from importlib import resources
 from typing import Any
 
@@ -37,6 +35,7 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.errors import FencedError, FlushRefused, StoreError, StoreUnavailable
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
+from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
 
 _CLAIM = """
@@ -46,20 +45,6 @@ return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
 _msgpack = msgspec.msgpack.Encoder()
 _UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Ownership of a partition: the fencing epoch and where to resume reading."""
-
-    partition: int
-    epoch: int
-    offset: int | None
-
-
-class FlushOutcome(Enum):
-    APPLIED = "applied"
-    REPLAYED = "replayed"
 
 
 class RedisAggregateStore:

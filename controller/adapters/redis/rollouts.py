@@ -23,9 +23,6 @@ back with an empty topic, so the engine can quarantine it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import IntEnum
-
 import orjson
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -33,13 +30,21 @@ from pydantic import ValidationError
 from controller.adapters.redis.aggregates import translated
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
+from controller.ports import Loaded, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 
 # KEYS: state, outbox, applied commands (zset id -> ms)
 # ARGV: expected rev (-1: any, only to queue messages), state JSON ('' keeps it),
 #       command id ('' none), now ms, keep ms, outbox messages...
 # Returns {1, rev} saved, {0, rev} revision conflict, {-1, rev} command already applied.
+# Key types are checked first: Redis does not roll back a script that fails part-way.
 _SAVE = """
+for i, want in ipairs({'hash', 'list', 'zset'}) do
+  local found = redis.call('TYPE', KEYS[i])['ok']
+  if found ~= 'none' and found ~= want then
+    return redis.error_reply(KEYS[i] .. ' holds a ' .. found .. ', not a ' .. want)
+  end
+end
 local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 if ARGV[3] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[3]) then return {-1, rev} end
 if ARGV[1] ~= '-1' and rev ~= tonumber(ARGV[1]) then return {0, rev} end
@@ -68,45 +73,6 @@ return entry
 QUARANTINE_KEEP = 100
 
 
-class SaveOutcome(IntEnum):
-    SAVED = 1
-    CONFLICT = 0
-    ALREADY_APPLIED = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """A rollout as stored, with the revision to compare against when saving."""
-
-    rev: int
-    rollout: Rollout | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """A message to publish: which output topic, its key and its JSON value."""
-
-    topic: str
-    key: str
-    value: bytes
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"topic": self.topic, "key": self.key, "value": self.value.decode()})
-
-    @classmethod
-    def decode(cls, raw: bytes | str) -> OutboxMessage:
-        """The message in an outbox entry; an unreadable entry comes back with no topic."""
-        try:
-            data = orjson.loads(raw)
-            return cls(str(data["topic"]), str(data["key"]), str(data["value"]).encode())
-        except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeError):
-            return cls("", "", raw.encode() if isinstance(raw, str) else raw)
-
-    @property
-    def readable(self) -> bool:
-        return bool(self.topic)
-
-
 class RolloutStore:
     """Rollout state per flag, saved with compare-and-set together with its outbox."""
 
@@ -131,31 +97,21 @@ class RolloutStore:
                 f"{flag}: the stored rollout state is unreadable: {exc}"[:500]
             ) from exc
 
-    async def save(
-        self,
-        flag: str,
-        *,
-        rev: int,
-        rollout: Rollout | None,
-        outbox: list[OutboxMessage],
-        command_id: str | None = None,
-        now_ms: int = 0,
-        keep_ms: int = 0,
-    ) -> SaveOutcome:
-        """Write ``rollout`` (None keeps the state) and queue ``outbox``, iff still at ``rev``.
-
-        ``rev=-1`` queues ``outbox`` whatever the revision (with ``rollout=None``).
-
-        With ``command_id``, also record it as applied (ids older than ``keep_ms``
-        are forgotten), unless it already was: then nothing is written.
-        """
-        doc = rollout.model_dump_json() if rollout is not None else ""
-        args: list[bytes | str | int] = [rev, doc, command_id or "", now_ms, keep_ms]
-        args += [m.encode() for m in outbox]
+    async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
+        """Apply ``write`` to ``flag``'s state and outbox, iff still at its revision."""
+        doc = write.rollout.model_dump_json() if write.rollout is not None else ""
+        args: list[bytes | str | int] = [
+            write.rev,
+            doc,
+            write.command_id or "",
+            write.now_ms,
+            write.keep_ms,
+        ]
+        args += [m.encode() for m in write.outbox]
         keys = [self._key(flag, "state"), self._key(flag, "outbox"), self._key(flag, "commands")]
         async with translated():
             code, _ = await self._save(keys=keys, args=args)
-            if code == 1 and rollout is not None:
+            if code == 1 and write.rollout is not None:
                 await self._redis.sadd(f"{self._prefix}:rollouts", flag)
         return SaveOutcome(int(code))
 

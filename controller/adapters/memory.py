@@ -1,0 +1,122 @@
+"""In-memory implementations of the ports, for unit tests and benchmarks of the services.
+
+They keep the semantics the services rely on (compare-and-set revisions,
+commands applied once, outbox order, dirty flags popped once) and nothing
+else: no persistence, no concurrency beyond one event loop. The Kafka and
+Redis adapters are proved by the integration tests; these never stand in for
+them there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.rollout import Rollout
+from controller.ports import DeadLetter, Loaded, OutboxMessage, Record, SaveOutcome, StateWrite
+
+
+@dataclass
+class MemoryStates:
+    """:class:`~controller.ports.RolloutStates` in dictionaries."""
+
+    docs: dict[str, tuple[int, Rollout]] = field(default_factory=dict)
+    outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
+    commands: set[str] = field(default_factory=set)
+    quarantined: list[tuple[str, str, OutboxMessage]] = field(default_factory=list)
+    loads: int = 0
+
+    async def load(self, flag: str) -> Loaded:
+        self.loads += 1
+        if flag not in self.docs:
+            return Loaded(0, None)
+        rev, doc = self.docs[flag]
+        return Loaded(rev, doc)
+
+    async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
+        if write.command_id in self.commands:
+            return SaveOutcome.ALREADY_APPLIED
+        current = self.docs.get(flag, (0, None))[0]
+        if write.rev not in (-1, current):
+            return SaveOutcome.CONFLICT
+        if write.rollout is not None:
+            self.docs[flag] = (current + 1, write.rollout)
+        if write.command_id:
+            self.commands.add(write.command_id)
+        self.outbox.setdefault(flag, []).extend(write.outbox)
+        return SaveOutcome.SAVED
+
+    async def applied(self, flag: str, command_id: str) -> bool:
+        return command_id in self.commands
+
+    async def pending(self, flag: str) -> list[OutboxMessage]:
+        return list(self.outbox.get(flag, []))
+
+    async def published(self, flag: str, count: int) -> None:
+        self.outbox[flag] = self.outbox[flag][count:]
+
+    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
+        if not self.outbox.get(flag):
+            return None
+        message, self.outbox[flag] = self.outbox[flag][0], self.outbox[flag][1:]
+        self.quarantined.append((flag, reason, message))
+        return message
+
+    async def flags(self) -> set[str]:
+        return set(self.docs)
+
+
+@dataclass
+class MemoryAggregates:
+    """:class:`~controller.ports.AggregateReader` with no traffic: every read is empty."""
+
+    dirty: set[str] = field(default_factory=set)
+    reads: int = 0
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
+        self.reads += 1
+        return FlagAggregates(flag, frozenset(versions), ArmAggregate(), ArmAggregate())
+
+    async def pop_dirty(self, limit: int = 10_000) -> set[str]:
+        popped, self.dirty = self.dirty, set()
+        return popped
+
+    async def mark_dirty(self, flags: set[str]) -> None:
+        self.dirty |= flags
+
+
+@dataclass
+class MemoryOutputs:
+    """:class:`~controller.ports.Outputs` that keeps what was published, in order."""
+
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+        self.sent.extend(messages)
+
+
+@dataclass
+class MemoryControl:
+    """:class:`~controller.ports.ControlSource` with no records, owning the flags in ``mine``."""
+
+    mine: set[str] = field(default_factory=set)
+
+    async def fetch(self, *, timeout_ms: int) -> list[Record]:
+        return []
+
+    async def commit(self) -> None:
+        return None
+
+    def owns(self, flag: str) -> bool:
+        return flag in self.mine
+
+
+@dataclass
+class MemoryDeadLetters:
+    """:class:`~controller.ports.DeadLetters` that keeps the letters."""
+
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)

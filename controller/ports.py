@@ -1,0 +1,197 @@
+"""The ports: what the daemon's services need from outside, with the values that cross.
+
+The services in :mod:`controller.daemon` depend on these Protocols only. The
+adapters in :mod:`controller.adapters` implement them against Kafka and Redis
+(proved by the integration tests), and :mod:`controller.adapters.memory`
+implements them in memory for unit tests and benchmarks. A port owns its
+value types, so neither side imports the other to exchange them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any, Protocol
+
+import orjson
+
+from controller.core.advice import AdvisorResult
+from controller.core.aggregates import FlagAggregates
+from controller.core.folding import PartitionDelta
+from controller.core.rollout import Rollout
+
+# -- values -------------------------------------------------------------------------
+
+
+class Record(Protocol):
+    """The parts of a consumed Kafka record the controller reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected record and why it was rejected (the DLQ's ``rc.reason`` and ``rc.detail``)."""
+
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Ownership of an events partition: the fencing epoch and where to resume reading."""
+
+    partition: int
+    epoch: int
+    offset: int | None
+
+
+class FlushOutcome(Enum):
+    APPLIED = "applied"
+    REPLAYED = "replayed"
+
+
+class SaveOutcome(IntEnum):
+    SAVED = 1
+    CONFLICT = 0
+    ALREADY_APPLIED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A rollout as stored, with the revision to compare against when saving."""
+
+    rev: int
+    rollout: Rollout | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to publish: which output topic, its key and its JSON value."""
+
+    topic: str
+    key: str
+    value: bytes
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"topic": self.topic, "key": self.key, "value": self.value.decode()})
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> OutboxMessage:
+        """The message in an outbox entry; an unreadable entry comes back with no topic."""
+        try:
+            data = orjson.loads(raw)
+            return cls(str(data["topic"]), str(data["key"]), str(data["value"]).encode())
+        except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeError):
+            return cls("", "", raw.encode() if isinstance(raw, str) else raw)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.topic)
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One compare-and-set of a flag's rollout state, with the messages it implies.
+
+    ``rev`` is the revision the write expects (``-1``: any, to queue messages
+    only); ``rollout=None`` keeps the stored state. With ``command_id``, the
+    command is recorded as applied (ids older than ``keep_ms`` before
+    ``now_ms`` are forgotten), unless it already was: then nothing is written.
+    """
+
+    rev: int
+    rollout: Rollout | None
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    command_id: str | None = None
+    now_ms: int = 0
+    keep_ms: int = 0
+
+
+# -- what ingest needs ----------------------------------------------------------------
+
+
+class EventSource(Protocol):
+    """The events topic, partition by partition, at positions ingest chooses."""
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]: ...
+    async def seek(self, partition: int, offset: int | None) -> None: ...
+    def pause(self, partitions: list[int]) -> None: ...
+    def resume(self, partitions: list[int]) -> None: ...
+    async def commit(self, offsets: dict[int, int]) -> None: ...
+    def highwater(self, partition: int) -> int | None: ...
+
+
+class AggregateWriter(Protocol):
+    """Claims partitions and applies batches to them, exactly once."""
+
+    async def claim(self, partition: int) -> Claim: ...
+    async def flush(
+        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+    ) -> FlushOutcome: ...
+
+
+class DeadLetters(Protocol):
+    """Where rejected input goes, acknowledged before its offset advances."""
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+# -- what the engine needs --------------------------------------------------------------
+
+
+class RolloutStates(Protocol):
+    """Each flag's rollout state, saved by compare-and-set together with its outbox."""
+
+    async def load(self, flag: str) -> Loaded: ...
+    async def save(self, flag: str, write: StateWrite) -> SaveOutcome: ...
+    async def applied(self, flag: str, command_id: str) -> bool: ...
+    async def pending(self, flag: str) -> list[OutboxMessage]: ...
+    async def published(self, flag: str, count: int) -> None: ...
+    async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None: ...
+    async def flags(self) -> set[str]: ...
+
+
+class AggregateReader(Protocol):
+    """The gates' view of the aggregates, and which flags have news."""
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates: ...
+    async def pop_dirty(self, limit: int = 10_000) -> set[str]: ...
+    async def mark_dirty(self, flags: set[str]) -> None: ...
+
+
+class Outputs(Protocol):
+    """Publishes ``(topic, key, value)`` messages in order and waits for the broker."""
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+
+
+class ControlSource(Protocol):
+    """The commands and monitors topics, and which flags this instance owns."""
+
+    async def fetch(self, *, timeout_ms: int) -> list[Record]: ...
+    async def commit(self) -> None: ...
+    def owns(self, flag: str) -> bool: ...
+
+
+class Advisor(Protocol):
+    """The model asked at stage gates; it never raises."""
+
+    async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult: ...
+
+
+# -- what the monitor intake needs ------------------------------------------------------
+
+
+class Claims(Protocol):
+    """Ids remembered for a while, so a redelivered webhook changes nothing."""
+
+    async def claim(self, claim_id: str, *, ttl_s: int) -> bool: ...
+    async def release(self, claim_id: str) -> None: ...
