@@ -44,7 +44,7 @@ from controller.core import signing
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
-from controller.core.stats import proportion_test
+from controller.core.sequential import proportion_test
 from controller.ctl.commands import encode_command, signed_command
 from tests.controller_process import ControllerProcess, controller_env
 from tests.services import resolve_kafka, resolve_redis

@@ -1,6 +1,7 @@
 """The gate: a stage's aggregates and its plan → a verdict with evidence.
 
-Pure. The order (DESIGN §7, after GrowthBook's ramp evaluator), with the
+Pure. The order (see docs/architecture.md, *The stage gate*; after
+GrowthBook's ramp evaluator), with the
 checks that protect users first because they run continuously, not only when
 a stage is due:
 
@@ -23,18 +24,11 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.latency import exceedance_bucket, exceedance_test, latency_quantile_test
 from controller.core.plan import Guardrail, Plan
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
-from controller.core.stats import (
-    SequentialResult,
-    SrmResult,
-    exceedance_bucket,
-    exceedance_test,
-    latency_quantile_test,
-    mean_test,
-    proportion_test,
-    srm_test,
-)
+from controller.core.sequential import SequentialResult, mean_test, proportion_test
+from controller.core.srm import SrmResult, srm_test
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
 

@@ -59,7 +59,6 @@ ShortText = Annotated[str, StringConstraints(max_length=200)]
 FlagVersion = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 Stage = Annotated[StrictInt, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 StrictFloatish = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A JSON number (integer or fraction), never a numeric string."""
 

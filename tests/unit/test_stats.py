@@ -11,33 +11,32 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from controller.core import stats
 from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
-from controller.core.stats import (
-    Direction,
-    SequentialResult,
-    always_valid_p_value,
-    difference_test,
-    enough_data,
+from controller.core.latency import (
     exceedance_bucket,
     exceedance_test,
     histogram_quantile,
     latency_quantile_test,
+    quantile_standard_error,
+)
+from controller.core.sequential import (
+    Direction,
+    SequentialResult,
+    difference_test,
     mean_test,
     proportion_test,
-    quantile_standard_error,
     sequential_half_width,
     sequential_rho,
     sequential_test,
-    srm_test,
 )
+from controller.core.srm import srm_test
 
 LOWER: Direction = "lower_is_better"
 HIGHER: Direction = "higher_is_better"
 
 
 def design_half_width(*, variance: float, n: int, alpha: float, n_tune: int) -> float:
-    """DESIGN §8 typed out once more, reading ``ln 2a`` as ``ln(2a)``."""
+    """The bound of docs/architecture.md, *Statistics*, typed out once more."""
     rho = math.sqrt((-2 * math.log(2 * alpha) + math.log(1 - 2 * math.log(2 * alpha))) / n_tune)
     term = n * rho**2 + 1
     return math.sqrt(
@@ -222,9 +221,7 @@ def test_rho_and_p_value_refuse_degenerate_parameters(alpha: float, n_tune: int)
     with pytest.raises(ValueError, match="need"):
         sequential_rho(alpha, n_tune)
     with pytest.raises(ValueError, match="need"):
-        always_valid_p_value(
-            delta=1.0, variance=1.0, n=10, direction=LOWER, alpha=alpha, n_tune=n_tune
-        )
+        difference_test(delta=1.0, variance=1.0, n=10, direction=LOWER, alpha=alpha, n_tune=n_tune)
 
 
 @pytest.mark.parametrize("args", [(5, 4, 1, 4), (-1, 4, 1, 4), (1, 4, 1, -4)])
@@ -283,7 +280,7 @@ def test_design_example_p_value() -> None:
     ],
 )
 def test_p_value_edges(delta: float, variance: float, n: int, expected: float) -> None:
-    p_value = always_valid_p_value(delta=delta, variance=variance, n=n, direction=LOWER)
+    p_value = difference_test(delta=delta, variance=variance, n=n, direction=LOWER).p_value
     assert p_value == expected
 
 
@@ -635,19 +632,6 @@ def test_srm_p_value_is_the_chi_square_tail() -> None:
     # For one degree of freedom P(χ² > 3.841) = 0.05 and P(χ² > 10.828) = 0.001.
     for critical, level in ((3.841458820694124, 0.05), (10.827566170662733, 0.001)):
         assert math.erfc(math.sqrt(critical / 2)) == pytest.approx(level, rel=1e-9)
-
-
-@pytest.mark.parametrize(
-    ("events", "floor", "enough"),
-    [(0, 150, False), (149, 150, False), (150, 150, True), (10**9, 150, True), (5, 5, True)],
-)
-def test_enough_data(events: int, floor: int, enough: bool) -> None:
-    assert enough_data(events, floor) is enough
-
-
-def test_default_data_floor_is_the_designs() -> None:
-    assert (enough_data(149), enough_data(150)) == (False, True)
-    assert stats.DEFAULT_DATA_FLOOR == 150
 
 
 # --- simulation: continuous peeking -----------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Latency tests from histograms: quantiles and the share above an edge.
+
+Pure functions of bucket counts; no I/O and nothing beyond the standard library.
+
+**Latency quantiles** come from the fixed log-scale histogram
+(:mod:`controller.core.histogram`) at the continuous rank n·q: geometric
+interpolation inside a bucket, linear in the underflow bucket [0, 0.1 ms),
+the low edge in the overflow bucket. A quantile's standard error comes from
+its order-statistic interval: the ranks n·q ± z·√(n·q(1 - q)), z = 1.96,
+mapped through the quantile function, SE ≈ (Q_high - Q_low) / 2z. Mass in
+the overflow bucket has no width, so it understates the error there.
+Both tests use the sequential boundary of :mod:`controller.core.sequential`.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+
+from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.sequential import (
+    DEFAULT_ALPHA,
+    DEFAULT_N_TUNE,
+    SequentialResult,
+    difference_test,
+    proportion_test,
+)
+
+QUANTILE_Z = 1.96
+"""z of the order-statistic interval behind a quantile's standard error."""
+_EDGE_SLACK = 1e-9
+"""Relative slack so that an exceedance edge equal to a bucket edge, up to
+floating-point rounding, selects that bucket."""
+
+
+def _histogram_total(hist: Sequence[int]) -> int:
+    if len(hist) != BUCKET_COUNT or any(count < 0 for count in hist):
+        raise ValueError(f"need {BUCKET_COUNT} non-negative bucket counts")
+    return sum(hist)
+
+
+def _within_bucket(index: int, fraction: float) -> float:
+    """The latency a share ``fraction`` of the way through bucket ``index``."""
+    low, high = bucket_bounds(index)
+    if index == 0:
+        return low + fraction * (high - low)
+    if math.isinf(high):
+        return low
+    return low * math.pow(high / low, fraction)
+
+
+def _value_at_rank(hist: Sequence[int], rank: float) -> float:
+    """The latency below which ``rank`` of the counts lie (``hist`` must not be empty)."""
+    seen, last = 0, 0
+    for index, count in enumerate(hist):
+        if count and seen + count >= rank:
+            return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / count)))
+        seen += count
+        last = index if count else last
+    return _within_bucket(last, 1.0)
+
+
+def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
+    """The q-quantile of a latency histogram in ms, or ``None`` when it is empty."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    total = _histogram_total(hist)
+    return _value_at_rank(hist, q * total) if total else None
+
+
+def quantile_standard_error(hist: Sequence[int], q: float) -> float:
+    """Standard error of the q-quantile, from its order-statistic interval (inf when empty)."""
+    if histogram_quantile(hist, q) is None:
+        return math.inf
+    total = sum(hist)
+    spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q))
+    low = _value_at_rank(hist, max(0.0, total * q - spread))
+    high = _value_at_rank(hist, min(float(total), total * q + spread))
+    return (high - low) / (2.0 * QUANTILE_Z)
+
+
+def latency_quantile_test(
+    hist_t: Sequence[int],
+    hist_c: Sequence[int],
+    q: float,
+    *,
+    relative_tolerance: float = 0.10,
+    alpha: float = DEFAULT_ALPHA,
+    n_tune: int = DEFAULT_N_TUNE,
+) -> SequentialResult:
+    """Sequential test of Q_T - Q_C, V = SE_T² + SE_C², tolerating ``relative_tolerance·Q_C``."""
+    q_t, q_c = histogram_quantile(hist_t, q), histogram_quantile(hist_c, q)
+    n = sum(hist_t) + sum(hist_c)
+    if q_t is None or q_c is None:
+        return difference_test(
+            delta=0.0,
+            variance=math.inf,
+            n=n,
+            direction="lower_is_better",
+            alpha=alpha,
+            n_tune=n_tune,
+        )
+    variance = quantile_standard_error(hist_t, q) ** 2 + quantile_standard_error(hist_c, q) ** 2
+    return difference_test(
+        delta=q_t - q_c,
+        variance=variance,
+        n=n,
+        direction="lower_is_better",
+        tolerance=relative_tolerance * q_c,
+        alpha=alpha,
+        n_tune=n_tune,
+    )
+
+
+def exceedance_bucket(edge_ms: float) -> int:
+    """The first bucket whose low edge is at or above ``edge_ms``.
+
+    A bucket that straddles the edge is left out, so the edge is in effect
+    rounded up to the next bucket edge (at most about 12% higher).
+    """
+    if edge_ms <= 0.0:
+        return 0
+    return bisect_left(EDGES_MS, edge_ms * (1.0 - _EDGE_SLACK)) + 1
+
+
+def exceedance_test(
+    hist_t: Sequence[int],
+    hist_c: Sequence[int],
+    edge_ms: float,
+    *,
+    tolerance: float = 0.0,
+    alpha: float = DEFAULT_ALPHA,
+    n_tune: int = DEFAULT_N_TUNE,
+) -> SequentialResult:
+    """Sequential test of the share of requests at or above ``edge_ms`` (lower is better).
+
+    Requests are counted from :func:`exceedance_bucket` up, so an edge inside a
+    bucket is rounded up to that bucket's high edge.
+    """
+    first = exceedance_bucket(edge_ms)
+    total_t, total_c = _histogram_total(hist_t), _histogram_total(hist_c)
+    return proportion_test(
+        sum(hist_t[first:]),
+        total_t,
+        sum(hist_c[first:]),
+        total_c,
+        direction="lower_is_better",
+        tolerance=tolerance,
+        alpha=alpha,
+        n_tune=n_tune,
+    )
