@@ -96,7 +96,7 @@ class KafkaSettings(_Group):
 
 
 class TopicSettings(_Group):
-    """Topic names (DESIGN §2)."""
+    """Topic names (see docs/architecture.md, *Topics and wire contracts*)."""
 
     events: str = Field(default="rollout.events", description="Inbound app events.")
     commands: str = Field(default="rollout.commands", description="Inbound operator commands.")

@@ -6,10 +6,10 @@
 every app instance serves a unit the same arm for the same flag version.
 
 :class:`EventEmitter` turns exposures, request outcomes and conversions into
-wire events (DESIGN §3) and sends them to the events topic from a background
-task. Its methods never block and never raise: events wait in a bounded
-buffer, and when the buffer is full or the client shuts down, events are
-dropped and counted instead.
+wire events (see docs/architecture.md, *Topics and wire contracts*) and
+sends them to the events topic from a background task. Its methods never
+block and never raise: events wait in a bounded buffer, and when the buffer
+is full or the client shuts down, events are dropped and counted instead.
 
 Only aiokafka, orjson, the core package and the settings are imported, so
 apps do not pull in the daemon's Redis or engine code.

@@ -1,4 +1,5 @@
-"""The gate, as a table: aggregates + plan + time -> verdict, in DESIGN §7's order."""
+"""The gate, as a table: aggregates + plan + time -> verdict, in the order of
+docs/architecture.md, *The stage gate*."""
 
 from __future__ import annotations
 

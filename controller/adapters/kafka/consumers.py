@@ -104,7 +104,8 @@ class ControlConsumer(ClientLifecycle):
     """Group consumer of the commands and monitors topics (committed offsets).
 
     The partitions of the commands topic it is assigned decide which flags this
-    instance owns: their state machines and gates run here (DESIGN §11).
+    instance owns: their state machines and gates run here (see
+    docs/architecture.md, *Scaling and failover*).
     """
 
     def __init__(self, *, kafka: KafkaSettings, commands: str, monitors: str) -> None:
