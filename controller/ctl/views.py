@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from controller.core.timestamps import as_datetime
+
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
 
@@ -130,7 +132,7 @@ def _duration(seconds: float) -> str:
 
 def _clock(ts: Any) -> str:
     if isinstance(ts, int | float):
-        return datetime.fromtimestamp(ts / 1000).astimezone().strftime("%H:%M:%S")
+        return as_datetime(ts).astimezone().strftime("%H:%M:%S")
     if isinstance(ts, str):
         try:
             return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")

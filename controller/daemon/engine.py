@@ -72,6 +72,7 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.timestamps import as_datetime
 from controller.daemon.metrics import Metrics
 from controller.daemon.rendering import render, render_alert
 from controller.ports import (
@@ -478,7 +479,7 @@ class Engine:
             return f"unknown key id {command.key_id!r}"
         if not signing.verify(raw, key):
             return "bad signature"
-        age = abs((now - _instant(command.ts)).total_seconds())
+        age = abs((now - as_datetime(command.ts)).total_seconds())
         if age > self._settings.command_max_age_seconds:
             limit = self._settings.command_max_age_seconds
             return f"stale command: {age:.0f}s from now, limit {limit:.0f}s"
@@ -644,10 +645,6 @@ def _gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, A
 def _stage_key(rollout: Rollout) -> tuple[str, int, int]:
     """Which stage, of which rollout, under which flag version: changes with any transition."""
     return rollout.rollout_id, rollout.stage, rollout.flag_version
-
-
-def _instant(ts: int | datetime) -> datetime:
-    return ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts / 1000, tz=UTC)
 
 
 def _log_action(flag: str, action: Action) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from controller.core.messages import Alert
+from controller.core.timestamps import as_datetime
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -86,8 +87,7 @@ def _show(value: object) -> str:
 
 
 def _when(ts: int | datetime) -> str:
-    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts / 1000, tz=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return as_datetime(ts).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _section(text: str) -> dict[str, Any]:
