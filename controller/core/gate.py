@@ -87,44 +87,66 @@ def guardrail_result(
     guardrail: Guardrail, data: FlagAggregates, plan: Plan
 ) -> SequentialResult | None:
     """The guardrail's sequential test, or None while its metric has too little data."""
-    t, c = data.treatment, data.control
-    metric = guardrail.metric
+    t, c, metric = data.treatment, data.control, guardrail.metric
     if max(_metric_events(metric, t), _metric_events(metric, c)) < plan.min_metric_events:
         return None
     if metric in QUANTILES:
-        relative = guardrail.tolerance if guardrail.relative else 0.0
-        return latency_quantile_test(
-            t.latency_histogram,
-            c.latency_histogram,
-            QUANTILES[metric],
-            relative_tolerance=relative,
-            alpha=plan.alpha,
-            n_tune=plan.n_tune,
-        )
+        return _quantile_result(guardrail, t, c, plan)
     if metric == "latency_exceedance":
-        assert guardrail.edge_ms is not None  # the plan model guarantees it
-        return exceedance_test(
-            t.latency_histogram,
-            c.latency_histogram,
-            guardrail.edge_ms,
-            tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
-            alpha=plan.alpha,
-            n_tune=plan.n_tune,
-        )
+        return _exceedance_result(guardrail, t, c, plan)
     if metric == "conversion_value":
-        return mean_test(
-            t.conversion_value_sum,
-            t.conversion_value_sq,
-            t.conversion_values,
-            c.conversion_value_sum,
-            c.conversion_value_sq,
-            c.conversion_values,
-            direction="higher_is_better",
-            tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
-            alpha=plan.alpha,
-            n_tune=plan.n_tune,
-        )
-    successes_t, n_t, successes_c, n_c = _proportion_counts(metric, t, c)
+        return _value_result(guardrail, t, c, plan)
+    return _proportion_result(guardrail, t, c, plan)
+
+
+def _quantile_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    return latency_quantile_test(
+        t.latency_histogram,
+        c.latency_histogram,
+        QUANTILES[guardrail.metric],
+        relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
+        alpha=plan.alpha,
+        n_tune=plan.n_tune,
+    )
+
+
+def _exceedance_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    assert guardrail.edge_ms is not None  # the plan model guarantees it
+    return exceedance_test(
+        t.latency_histogram,
+        c.latency_histogram,
+        guardrail.edge_ms,
+        tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
+        alpha=plan.alpha,
+        n_tune=plan.n_tune,
+    )
+
+
+def _value_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    return mean_test(
+        t.conversion_value_sum,
+        t.conversion_value_sq,
+        t.conversion_values,
+        c.conversion_value_sum,
+        c.conversion_value_sq,
+        c.conversion_values,
+        direction="higher_is_better",
+        tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
+        alpha=plan.alpha,
+        n_tune=plan.n_tune,
+    )
+
+
+def _proportion_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    successes_t, n_t, successes_c, n_c = _proportion_counts(guardrail.metric, t, c)
     return proportion_test(
         successes_t,
         n_t,
