@@ -91,23 +91,16 @@ def latency_quantile_test(
 ) -> SequentialResult:
     """Sequential test of Q_T - Q_C, V = SE_T² + SE_C², tolerating ``relative_tolerance·Q_C``."""
     q_t, q_c = histogram_quantile(hist_t, q), histogram_quantile(hist_c, q)
-    n = sum(hist_t) + sum(hist_c)
-    if q_t is None or q_c is None:
-        return difference_test(
-            delta=0.0,
-            variance=math.inf,
-            n=n,
-            direction="lower_is_better",
-            alpha=alpha,
-            n_tune=n_tune,
-        )
-    variance = quantile_standard_error(hist_t, q) ** 2 + quantile_standard_error(hist_c, q) ** 2
+    delta, variance, tolerance = 0.0, math.inf, 0.0  # an empty arm: no bound at all
+    if q_t is not None and q_c is not None:
+        delta, tolerance = q_t - q_c, relative_tolerance * q_c
+        variance = quantile_standard_error(hist_t, q) ** 2 + quantile_standard_error(hist_c, q) ** 2
     return difference_test(
-        delta=q_t - q_c,
+        delta=delta,
         variance=variance,
-        n=n,
+        n=sum(hist_t) + sum(hist_c),
         direction="lower_is_better",
-        tolerance=relative_tolerance * q_c,
+        tolerance=tolerance,
         alpha=alpha,
         n_tune=n_tune,
     )
