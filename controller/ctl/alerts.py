@@ -47,236 +47,37 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import orjson
 import structlog
-from pydantic import ValidationError
 
-from controller.backoff import Backoff, sleep_or_stop
-from controller.core.decoding import summarize
-from controller.core.errors import BrokerError, ConfigError
-from controller.core.messages import Alert
+from controller.backoff import Backoff
 from controller.ctl.commands import UsageError, run_guarded
-from controller.integrations.slack import (
-    LEDGER_CAPACITY,
-    Ledger,
-    classify_status,
-    decode_ledger,
-    encode_ledger,
-    is_webhook_url,
-    mask_webhook,
-    retry_after_seconds,
-    slack_payload,
+from controller.ctl.forwarder import (
+    RETRY_INITIAL_S,
+    RETRY_MAX_S,
+    Forwarder,
+    load_ledger,
+    save_ledger,
 )
+from controller.ctl.webhook import Webhook
+from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
 from controller.logs import configure
 
 if TYPE_CHECKING:
-    import httpx
-    from aiokafka import AIOKafkaConsumer
-
-    from controller.adapters.kafka import Record
+    from controller.adapters.kafka import GroupConsumer
     from controller.settings import KafkaSettings, LogSettings
+
+__all__ = ["ENV_WEBHOOK", "Options", "add_arguments", "load_ledger", "main", "run", "save_ledger"]
 
 PROG = "rolloutctl alerts"
 ENV_WEBHOOK = "ROLLOUTCTL_SLACK_WEBHOOK"
 DEFAULT_GROUP = "rolloutctl-alerts"
 DEFAULT_STATE = "~/.local/state/rolloutctl/alerts-ledger.json"
 POST_TIMEOUT_S = 10.0
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
-MAX_RETRY_AFTER_S = 600.0
-"""A longer ``Retry-After`` is cut to this, so a wrong header cannot park alerts for days."""
-FETCH_TIMEOUT_MS = 500
 _COUNTED = ("delivered", "duplicate", "refused", "invalid")
 
 log = structlog.get_logger("controller.ctl.alerts")
-
-
-# -- delivery ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """How one alert's POST ended: delivered, refused (permanent) or abandoned (stopping)."""
-
-    outcome: Literal["delivered", "refused", "abandoned"]
-    status: int | None
-    attempts: int
-    reason: str = ""
-
-
-class Webhook:
-    """POSTs payloads to the incoming webhook, retrying what may succeed later."""
-
-    def __init__(
-        self, *, client: httpx.AsyncClient, url: str, stopping: asyncio.Event, backoff: Backoff
-    ) -> None:
-        self._client = client
-        self._url = url
-        self._stopping = stopping
-        self._backoff = backoff
-
-    async def post(self, payload: dict[str, Any]) -> Delivery:
-        """POST until 2xx or a permanent refusal; ``abandoned`` once stopping is asked."""
-        self._backoff.reset()
-        attempts = 0
-        while True:
-            attempts += 1
-            status, retry_after, reason = await self._attempt(orjson.dumps(payload))
-            verdict = "retry" if status is None else classify_status(status)
-            if verdict != "retry":
-                return Delivery(verdict, status, attempts, reason if verdict == "refused" else "")
-            delay = self._backoff.delay if retry_after is None else retry_after
-            log.warning(
-                "webhook_retrying", status=status, reason=reason, attempts=attempts, delay_s=delay
-            )
-            if await self._wait(retry_after):
-                return Delivery("abandoned", status, attempts, reason)
-
-    async def _attempt(self, body: bytes) -> tuple[int | None, float | None, str]:
-        """One POST: its status (None if no answer came), Retry-After and the reason."""
-        import httpx  # noqa: PLC0415 - keep `rolloutctl --help` fast
-
-        headers = {"Content-Type": "application/json"}
-        try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            # Never echo the URL: its path is the webhook's secret.
-            detail = str(exc).replace(self._url, mask_webhook(self._url))
-            return None, None, f"{type(exc).__name__}: {detail}"[:300]
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        return response.status_code, retry_after, response.text.strip()[:300]
-
-    async def _wait(self, retry_after: float | None) -> bool:
-        if retry_after is None:
-            return await self._backoff.wait()
-        return await sleep_or_stop(min(retry_after, MAX_RETRY_AFTER_S), self._stopping)
-
-
-# -- the forwarding loop ----------------------------------------------------------------
-
-
-class Forwarder:
-    """Reads alerts, delivers each once, and records progress in the ledger, then Kafka."""
-
-    def __init__(
-        self,
-        *,
-        consumer: AIOKafkaConsumer,
-        webhook: Webhook,
-        ledger: Ledger,
-        state: Path,
-        stopping: asyncio.Event,
-    ) -> None:
-        self._consumer = consumer
-        self._webhook = webhook
-        self._ledger = ledger
-        self._state = state
-        self._stopping = stopping
-        self.counts: Counter[str] = Counter()
-
-    async def run(self) -> None:
-        """Forward until stopping is asked; every alert handled by then is committed."""
-        from aiokafka.errors import KafkaError  # noqa: PLC0415
-
-        backoff = Backoff(initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, stopping=self._stopping)
-        while not self._stopping.is_set():
-            try:
-                batch = await self._consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=100)
-            except KafkaError as exc:  # aiokafka reconnects by itself; fetch again later
-                log.warning("fetch_failed", error=repr(exc), delay_s=backoff.delay)
-                await backoff.wait()
-                continue
-            backoff.reset()
-            for records in batch.values():
-                for record in records:
-                    if self._stopping.is_set() or not await self._handle(record):
-                        return
-
-    async def _handle(self, record: Record) -> bool:
-        """Handle one record; False if it was left uncommitted because stopping was asked."""
-        alert = self._decode(record)
-        if alert is not None and alert.id in self._ledger:
-            self.counts["duplicate"] += 1
-            log.info("alert_duplicate_skipped", alert_id=alert.id, flag=alert.flag)
-        elif alert is not None:
-            delivery = await self._webhook.post(slack_payload(alert))
-            if delivery.outcome == "abandoned":
-                return False
-            await self._record(alert, delivery)
-        await self._commit(record)
-        return True
-
-    def _decode(self, record: Record) -> Alert | None:
-        try:
-            return Alert.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            reason = summarize(exc)
-        self.counts["invalid"] += 1
-        where = {"partition": record.partition, "offset": record.offset}
-        log.error("alert_invalid_skipped", reason=reason, **where)
-        return None
-
-    async def _record(self, alert: Alert, delivery: Delivery) -> None:
-        self.counts[delivery.outcome] += 1
-        fields: dict[str, object] = {"alert_id": alert.id, "kind": alert.kind, "flag": alert.flag}
-        fields |= {"status": delivery.status, "attempts": delivery.attempts}
-        if delivery.outcome == "refused":
-            # Retrying cannot help; the receiver's reason tells a person what to fix.
-            log.error("alert_refused", reason=delivery.reason, **fields)
-            return
-        self._ledger.add(alert.id)
-        await asyncio.to_thread(save_ledger, self._state, self._ledger)
-        log.info("alert_delivered", **fields)
-
-    async def _commit(self, record: Record) -> None:
-        from aiokafka import TopicPartition  # noqa: PLC0415
-        from aiokafka.errors import KafkaError  # noqa: PLC0415
-
-        try:
-            await self._consumer.commit(
-                {TopicPartition(record.topic, record.partition): record.offset + 1}
-            )
-        except KafkaError as exc:
-            # The ledger holds the id already: reading the record again skips it.
-            log.warning("commit_failed", error=repr(exc), offset=record.offset)
-
-
-# -- the state file ---------------------------------------------------------------------
-
-
-def load_ledger(path: Path, capacity: int = LEDGER_CAPACITY) -> Ledger:
-    """The ledger in ``path``, empty if the file does not exist yet.
-
-    Raises :class:`ConfigError` if the file cannot be read or holds no ledger.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Ledger(capacity=capacity)
-    except OSError as exc:
-        raise ConfigError(f"cannot read state file {path}: {exc.strerror}") from exc
-    try:
-        return decode_ledger(data, capacity=capacity)
-    except ValueError as exc:
-        raise ConfigError(f"state file {path} holds no ledger ({exc}); move it away") from exc
-
-
-def save_ledger(path: Path, ledger: Ledger) -> None:
-    """Replace ``path`` with ``ledger`` atomically: a crash leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as out:
-        out.write(encode_ledger(ledger))
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # makes the rename itself durable
-    finally:
-        os.close(directory)
 
 
 # -- wiring and the command line --------------------------------------------------------
@@ -309,12 +110,12 @@ async def forward(options: Options) -> int:
 
 
 async def _forward(
-    consumer: AIOKafkaConsumer, ledger: Ledger, options: Options, stopping: asyncio.Event
+    consumer: GroupConsumer, ledger: Ledger, options: Options, stopping: asyncio.Event
 ) -> Counter[str]:
-    import httpx  # noqa: PLC0415 - keep `rolloutctl --help` fast
+    from controller.adapters.http_client import JsonPoster  # noqa: PLC0415 - keep `--help` fast
 
     backoff = Backoff(initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, stopping=stopping)
-    async with httpx.AsyncClient(timeout=POST_TIMEOUT_S) as client:
+    async with JsonPoster(timeout_s=POST_TIMEOUT_S) as client:
         webhook = Webhook(client=client, url=options.webhook, stopping=stopping, backoff=backoff)
         forwarder = Forwarder(
             consumer=consumer,
@@ -340,25 +141,17 @@ def _stop_on_signals(stopping: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _start_consumer(options: Options) -> AIOKafkaConsumer:
-    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
+async def _start_consumer(options: Options) -> GroupConsumer:
+    from controller.adapters.kafka import GroupConsumer  # noqa: PLC0415 - keep `--help` fast
 
-    consumer = AIOKafkaConsumer(
-        options.topic,
-        **options.kafka.client_options() | {"client_id": "rolloutctl-alerts"},
-        group_id=options.group,
-        session_timeout_ms=options.kafka.session_timeout_ms,
-        heartbeat_interval_ms=options.kafka.heartbeat_interval_ms,
-        enable_auto_commit=False,
-        auto_offset_reset=options.start_from,
+    consumer = GroupConsumer(
+        options.kafka,
+        topic=options.topic,
+        group=options.group,
+        start_from=options.start_from,
+        client_id="rolloutctl-alerts",
     )
-    try:
-        await consumer.start()
-    except (KafkaError, OSError) as exc:
-        await consumer.stop()
-        where = options.kafka.bootstrap_servers
-        raise BrokerError(f"cannot consume {options.topic} at {where}: {exc!r}") from exc
+    await consumer.start()
     return consumer
 
 

@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from controller.core.messages import CommandAction
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
+    DEFAULT_URL,
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
+    ENV_URL,
     PROG,
     run_guarded,
 )
 
-EXIT_REJECTED = 3
-EXIT_NO_DECISION = 4
-ENV_URL = "ROLLOUTCTL_URL"
-DEFAULT_URL = "http://127.0.0.1:8000"
 Subparsers = argparse._SubParsersAction
 
 ACTION_HELP = {
@@ -277,15 +271,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": handlers.verify,
     }[args.command]
     return handler(args)
-
-
-def print_json(data: Any) -> None:
-    """``data`` as one line of JSON on stdout."""
-    sys.stdout.write(orjson.dumps(data).decode() + "\n")
-
-
-def env_url(given: str | None) -> str:
-    return (given or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
 
 
 if __name__ == "__main__":

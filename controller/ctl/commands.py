@@ -11,7 +11,6 @@ command line itself is :mod:`controller.ctl.app`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import stat
@@ -28,9 +27,10 @@ from pydantic import ValidationError
 
 from controller.core import signing
 from controller.core.decoding import summarize
-from controller.core.errors import BrokerError, ConfigError, ControllerError
+from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import Command, CommandAction
 from controller.core.plan import Plan
+from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,13 +38,12 @@ if TYPE_CHECKING:
     from controller.settings import KafkaSettings
 
 PROG = "rolloutctl"
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78  # EX_CONFIG
 ENV_ACTOR = "ROLLOUTCTL_ACTOR"
 ENV_KEY = "ROLLOUTCTL_KEY"
 ENV_KEY_ID = "ROLLOUTCTL_KEY_ID"
+ENV_URL = "ROLLOUTCTL_URL"
 DEFAULT_KEY_DIR = "~/.config/rolloutctl"
+DEFAULT_URL = "http://127.0.0.1:8000"
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Key ids ``keygen`` accepts: safe as a file name and as a YAML key."""
 
@@ -142,23 +141,15 @@ async def send_command(
 ) -> tuple[int, int]:
     """Produce ``command`` with acks=all; the partition and offset it was written at.
 
-    Raises :class:`BrokerError` when the broker cannot be reached or refuses it.
+    Raises :class:`~controller.core.errors.BrokerError` when the broker cannot be
+    reached or refuses it.
     """
-    from aiokafka import AIOKafkaProducer  # noqa: PLC0415 - keep `--help` fast
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
+    from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast
 
     key, value = command_record(command)
-    options = kafka.client_options() | {"client_id": PROG}
-    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
-    try:
-        async with asyncio.timeout(timeout_s):
-            await producer.start()
-            meta = await producer.send_and_wait(topic, key=key, value=value)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise BrokerError(f"cannot send to {topic} at {kafka.bootstrap_servers}: {exc!r}") from exc
-    finally:
-        await producer.stop()
-    return int(meta.partition), int(meta.offset)
+    return await send_and_wait(
+        kafka, topic=topic, key=key, value=value, client_id=PROG, timeout_s=timeout_s
+    )
 
 
 def verify_command(command: dict[str, Any], public_key: str) -> str | None:
@@ -270,7 +261,7 @@ def run_guarded(body: Callable[[], int]) -> int:
     except OSError as exc:
         return fail(os_reason(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def fail(message: str, code: int) -> int:
@@ -278,6 +269,16 @@ def fail(message: str, code: int) -> int:
     lines = (line.strip() for line in message.splitlines())
     warn("; ".join(line for line in lines if line))
     return code
+
+
+def print_json(data: Any) -> None:
+    """``data`` as one line of JSON on stdout."""
+    sys.stdout.write(orjson.dumps(data).decode() + "\n")
+
+
+def env_url(given: str | None) -> str:
+    """The controller's HTTP address: ``given``, else ``$ROLLOUTCTL_URL``, else the default."""
+    return (given or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
 
 
 def warn(message: str) -> None:

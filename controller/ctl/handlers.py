@@ -18,26 +18,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
+from controller.adapters import http_client
 from controller.core import signing
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
 from controller.ctl import steering, views
-from controller.ctl.app import EXIT_NO_DECISION, EXIT_REJECTED, env_url, print_json
 from controller.ctl.commands import (
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
-    EXIT_FAILURE,
     KEY_ID_PATTERN,
     UsageError,
     config_snippet,
     default_key_dir,
     encode_command,
+    env_url,
     os_reason,
+    print_json,
     read_private_key,
     send_command,
     signed_command,
@@ -45,6 +45,7 @@ from controller.ctl.commands import (
     warn,
     write_private_key,
 )
+from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.settings import KafkaSettings, Settings, load_settings
 
 # -- steering: sign, send, await the decision -------------------------------------------
@@ -166,15 +167,15 @@ def status(args: argparse.Namespace) -> int:
     base = env_url(args.url)
     path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
     try:
-        response = httpx.get(base + path, timeout=10)
-    except httpx.HTTPError as exc:
+        answer = http_client.get(base + path, timeout_s=10)
+    except http_client.Unreachable as exc:
         raise ControllerError(f"cannot reach the controller at {base}: {exc}") from exc
-    if response.status_code == 404 and args.flag:
+    if answer.status == 404 and args.flag:
         warn(f"no rollout for flag {args.flag!r}")
         return EXIT_FAILURE
-    if response.status_code != 200:
-        raise ControllerError(f"{base}{path} answered {response.status_code}: {response.text}")
-    body = response.json()
+    if answer.status != 200:
+        raise ControllerError(f"{base}{path} answered {answer.status}: {answer.text}")
+    body = answer.json()
     if args.json:
         print_json(body)
     elif args.flag:
@@ -231,7 +232,7 @@ def validate_plans(args: argparse.Namespace) -> int:
             _plan_result(args, path, error=str(exc))
             continue
         _plan_result(args, path, plan=plan)
-    return 78 if failed else 0
+    return EXIT_CONFIG if failed else 0
 
 
 def _plan_result(

@@ -1,0 +1,87 @@
+"""Plain HTTP calls of the operator's tools: the controller's API, readiness probes, webhooks.
+
+The daemon's own HTTP server is :mod:`controller.adapters.http`; the model
+client is :mod:`controller.adapters.llm`. This module is the one place the
+tools (``rolloutctl``, the demo, the dev tooling) use httpx, and it turns
+httpx's errors into :class:`Unreachable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+import orjson
+
+from controller.core.errors import ControllerError
+
+
+class Unreachable(ControllerError):
+    """No answer came: the connection failed or timed out. The message names the cause."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer: its status, its headers (case-insensitive) and its body as text."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError if it is not."""
+        return orjson.loads(self.text)
+
+
+def _answer(response: httpx.Response) -> Answer:
+    return Answer(response.status_code, response.headers, response.text)
+
+
+def get(url: str, *, timeout_s: float) -> Answer:
+    """GET ``url``; :class:`Unreachable` if no answer came within ``timeout_s``."""
+    try:
+        return _answer(httpx.get(url, timeout=timeout_s))
+    except httpx.HTTPError as exc:
+        raise Unreachable(str(exc)) from exc
+
+
+def answers_ok(url: str, *, timeout_s: float) -> bool:
+    """Whether ``url`` answers a GET with 200 within ``timeout_s``."""
+    try:
+        return get(url, timeout_s=timeout_s).status == httpx.codes.OK
+    except Unreachable:
+        return False
+
+
+async def answers_ok_async(url: str, *, timeout_s: float) -> bool:
+    """:func:`answers_ok` for a caller inside an event loop."""
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        try:
+            return (await client.get(url)).status_code == httpx.codes.OK
+        except httpx.HTTPError:
+            return False
+
+
+class JsonPoster:
+    """POSTs JSON bodies over one connection pool; use it with ``async with``."""
+
+    def __init__(self, *, timeout_s: float) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+
+    async def post(self, url: str, body: bytes) -> Answer:
+        """POST ``body`` as JSON; :class:`Unreachable` ("ErrorType: detail") if no answer came."""
+        headers = {"Content-Type": "application/json"}
+        try:
+            return _answer(await self._client.post(url, content=body, headers=headers))
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.aclose()
