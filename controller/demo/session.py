@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
+from controller.adapters.http_client import answers_ok_async
+from controller.adapters.kafka import delete_topics
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.errors import ControllerError
@@ -131,18 +131,16 @@ class Session:
         """Until the controller's /readyz answers 200: Redis up, events partitions owned."""
         url = f"http://127.0.0.1:{self._endpoints.http_port}/readyz"
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        async with httpx.AsyncClient(timeout=1.0) as http:
-            while True:
-                self._check_controller()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(url)).status_code == httpx.codes.OK:
-                        return
-                if time.monotonic() > deadline:
-                    raise DemoError(
-                        f"the controller was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n"
-                        f"{self._controller.log_tail()}"
-                    )
-                await asyncio.sleep(0.2)
+        while True:
+            self._check_controller()
+            if await answers_ok_async(url, timeout_s=1.0):
+                return
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"the controller was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n"
+                    f"{self._controller.log_tail()}"
+                )
+            await asyncio.sleep(0.2)
 
     def _check_controller(self) -> None:
         if not self._controller.running():
@@ -267,12 +265,7 @@ async def forget(
                 await redis.delete(*keys[start : start + 500])
     if not kafka_is_ours:
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
-        admin = AIOKafkaAdminClient(**kafka.client_options())
-        await admin.start()
-        try:
-            await admin.delete_topics(list(topics.values()))
-        finally:
-            await admin.close()
+        await delete_topics(kafka, list(topics.values()))
 
 
 def _alerts_in(views: Sequence[FlagView]) -> bool:

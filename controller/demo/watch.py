@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
+from controller.adapters.kafka import TopicReader
 from controller.demo.tracking import Tracker
 from controller.settings import KafkaSettings
 
@@ -40,23 +40,11 @@ class OutputWatcher:
         self.logged = 0
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            *self._topics,
-            **self._kafka.client_options(),
-            group_id=None,  # every partition, and no offsets left behind on the broker
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
+        async with TopicReader(self._kafka, self._topics, from_end=False) as reader:
             while True:
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    for record in records:
-                        self._take(record.value)
+                for value in await reader.values(0.2):
+                    self._take(value)
                 self._log.flush()
-        finally:
-            await consumer.stop()
 
     def _take(self, value: bytes | None) -> None:
         try:

@@ -112,6 +112,10 @@ def exit_on_signals(*signals: signal.Signals) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class ServiceUnavailable(RuntimeError):
+    """A backing service cannot be provided on this machine; the message says how to fix it."""
+
+
 class ManagedProcess:
     """A child process in its own process group whose output goes to a log file.
 
