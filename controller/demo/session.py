@@ -47,7 +47,7 @@ from controller.demo.snapshot import DemoSnapshot, FlagView, flag_view
 from controller.demo.tracking import Tracker
 from controller.demo.watch import OutputWatcher
 from controller.dev.processes import ManagedProcess
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 
 REFRESH_SECONDS = 0.5

@@ -11,7 +11,8 @@ request outcomes and conversions without ever blocking the caller.
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk.events import EventEmitter
+from controller.sdk.flags import FlagClient
 from controller.sdk.poller import FlagPoller
 
 __all__ = ["Arm", "EventEmitter", "FlagClient", "FlagPoller", "assign"]

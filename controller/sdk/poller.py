@@ -2,8 +2,8 @@
 
 :class:`FlagPoller` polls the controller's ``GET /flags`` every ``interval``
 seconds with ``If-None-Match``, so an unchanged answer costs a 304, and
-answers :meth:`~controller.sdk.client.FlagBook.arm` exactly as
-:class:`controller.sdk.client.FlagClient` does: the same bucketing function over
+answers :meth:`~controller.sdk.flags.FlagBook.arm` exactly as
+:class:`controller.sdk.flags.FlagClient` does: the same bucketing function over
 the same states, so both kinds of app serve a unit the same arm. While the
 controller is unreachable the last states are kept and the poller retries;
 ``ready`` is set after the first answer.
@@ -17,11 +17,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
 from controller.core.messages import FlagState
-from controller.sdk.client import FlagBook, Lifecycle, cancel
+from controller.sdk.flags import FlagBook
+from controller.sdk.lifecycle import Lifecycle, cancel
+from controller.sdk.transport import FlagsEndpoint, HttpTransport, PollFailed
 
 log = logging.getLogger("controller.sdk.poller")
 
@@ -36,12 +37,13 @@ class FlagPoller(FlagBook, Lifecycle):
         interval: float = 1.0,
         timeout: float = 5.0,
         states: Iterable[FlagState] = (),
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: HttpTransport | None = None,
     ) -> None:
         super().__init__(states)
-        self._url = url.rstrip("/") + "/flags"
         self._interval = interval
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._endpoint = FlagsEndpoint(
+            url.rstrip("/") + "/flags", timeout=timeout, transport=transport
+        )
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.polls = 0
@@ -57,27 +59,18 @@ class FlagPoller(FlagBook, Lifecycle):
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel(task)
-        await self._http.aclose()
+        await self._endpoint.close()
 
     async def poll(self) -> bool:
         """One request; whether it succeeded (a 304 counts as success)."""
         self.polls += 1
-        headers = {"If-None-Match": self._etag} if self._etag else {}
         try:
-            response = await self._http.get(self._url, headers=headers)
-        except httpx.HTTPError as exc:
-            return self._failed(f"{type(exc).__name__}: {exc}")
-        if response.status_code == 304:
-            self.ready.set()
-            return True
-        if response.status_code != 200:
-            return self._failed(f"HTTP {response.status_code}")
-        try:
-            items = response.json()
-        except ValueError:
-            return self._failed("the answer is not JSON")
-        self._receive(items if isinstance(items, list) else [])
-        self._etag = response.headers.get("ETag")
+            answer = await self._endpoint.get(self._etag)
+        except PollFailed as exc:
+            return self._failed(str(exc))
+        if not answer.unchanged:
+            self._receive(answer.items)
+            self._etag = answer.etag
         self.ready.set()
         return True
 
@@ -101,7 +94,7 @@ class FlagPoller(FlagBook, Lifecycle):
 
     def _failed(self, why: str) -> bool:
         self.failures += 1
-        log.warning("flag poll of %s failed: %s; keeping the last states", self._url, why)
+        log.warning("flag poll of %s failed: %s; keeping the last states", self._endpoint.url, why)
         return False
 
     async def _run(self) -> None:

@@ -1,0 +1,194 @@
+"""Events from apps: :class:`EventEmitter` sends exposures, request outcomes and conversions.
+
+It turns them into wire events (see the contracts in ``schemas/``) and sends
+them to the events topic from a background task. Its methods never block and
+never raise: events wait in a bounded buffer, and when the buffer is full or
+the client shuts down, events are dropped and counted instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from typing import Any
+
+import orjson
+
+from controller.core.errors import BrokerError
+from controller.core.messages import SCHEMA_VERSION, Arm
+from controller.sdk.lifecycle import Lifecycle, cancel
+from controller.sdk.transport import EventProducer, Item, Outcome
+from controller.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger("controller.sdk.client")
+
+_TOPICS = TopicSettings()
+
+
+class EventEmitter(Lifecycle):
+    """Sends exposure, request and conversion events to the events topic, keyed by unit.
+
+    The event methods return the event's id, or None when it was dropped.
+    ``sent`` counts events the broker acknowledged, ``dropped`` counts lost
+    events by reason (``buffer_full``, ``shutdown``, ``rejected``) and
+    ``buffered`` is how many wait, including those being sent.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        *,
+        topic: str = _TOPICS.events,
+        max_buffered: int = 10_000,
+        batch_size: int = 500,
+        flush_timeout: float = 5.0,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        if max_buffered < 1 or batch_size < 1:
+            raise ValueError("max_buffered and batch_size must be positive")
+        self._kafka = kafka or KafkaSettings()
+        self._topic = topic
+        self._max = max_buffered
+        self._batch_size = batch_size
+        self._flush_timeout = flush_timeout
+        self._request_timeout_ms = request_timeout_ms
+        self._queue: deque[Item] = deque()
+        self._inflight: list[Item] = []
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: EventProducer | None = None
+        self.sent = 0
+        self.dropped: Counter[str] = Counter()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._queue) + len(self._inflight)
+
+    # -- the app's calls -----------------------------------------------------------
+
+    def exposure(self, flag: str, unit: str, arm: Arm, flag_version: int) -> str | None:
+        """Record that ``unit`` was served ``arm`` of ``flag``."""
+        return self._emit("exposure", flag, unit, arm, flag_version)
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+    ) -> str | None:
+        """Record how a request served under ``flag`` ended."""
+        if latency_ms is None:
+            return self._emit("request", flag, unit, arm, flag_version, error=error)
+        return self._emit(
+            "request", flag, unit, arm, flag_version, error=error, latency_ms=latency_ms
+        )
+
+    def conversion(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, value: float | None = None
+    ) -> str | None:
+        """Record that ``unit`` converted, optionally with a value."""
+        if value is None:
+            return self._emit("conversion", flag, unit, arm, flag_version)
+        return self._emit("conversion", flag, unit, arm, flag_version, value=value)
+
+    def _emit(
+        self, kind: str, flag: str, unit: str, arm: Arm, flag_version: int, **extra: Any
+    ) -> str | None:
+        if self.buffered >= self._max:
+            self.dropped["buffer_full"] += 1
+            return None
+        event_id = uuid.uuid4().hex
+        event = {
+            "type": kind,
+            "v": SCHEMA_VERSION,
+            "id": event_id,
+            "ts": time.time_ns() // 1_000_000,
+            "flag": flag,
+            "unit": unit,
+            "arm": Arm(arm).value,
+            "flag_version": flag_version,
+            **extra,
+        }
+        self._queue.append((unit.encode(), orjson.dumps(event)))
+        self._drained.clear()
+        self._wakeup.set()
+        return event_id
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start sending in the background; an unreachable broker is retried, not raised."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"event-emitter-{self._topic}")
+
+    async def stop(self) -> None:
+        """Send what can be sent within the flush timeout; count the rest as dropped.
+
+        If the broker went away with a batch in flight, closing the producer can
+        take up to ``request_timeout_ms`` more while aiokafka gives that batch up.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if self.buffered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self._flush_timeout)
+        await cancel(task)
+        self.dropped["shutdown"] += self.buffered
+        self._queue.clear()
+        self._inflight.clear()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    # -- sending -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        self._producer = await self._connect()
+        backoff = 0.1
+        while True:
+            if not self.buffered:
+                self._drained.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if not self._inflight:
+                count = min(self._batch_size, len(self._queue))
+                self._inflight = [self._queue.popleft() for _ in range(count)]
+            if await self._send_inflight(self._producer):
+                backoff = 0.1
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _connect(self) -> EventProducer:
+        backoff = 0.1
+        while True:
+            producer = EventProducer(
+                self._kafka, topic=self._topic, request_timeout_ms=self._request_timeout_ms
+            )
+            try:
+                await producer.start()
+            except BrokerError as exc:
+                log.warning("event_producer_unavailable: %s", exc)
+            else:
+                return producer
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _send_inflight(self, producer: EventProducer) -> bool:
+        """Send the in-flight batch; keep what failed transiently. True if all went."""
+        outcomes = await producer.send(self._inflight)
+        self.sent += outcomes.count(Outcome.SENT)
+        self.dropped["rejected"] += outcomes.count(Outcome.REJECTED)
+        pairs = zip(self._inflight, outcomes, strict=True)
+        self._inflight = [item for item, outcome in pairs if outcome == Outcome.RETRY]
+        return not self._inflight

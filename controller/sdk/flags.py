@@ -1,0 +1,142 @@
+"""Flag states and arm assignment: :class:`FlagBook`, and :class:`FlagClient` over Kafka.
+
+:class:`FlagClient` reads the compacted flag-state topic from its beginning
+(no consumer group: every partition, every instance) and answers
+:meth:`FlagClient.arm` from memory with the shared bucketing function, so
+every app instance serves a unit the same arm for the same flag version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from controller.core.bucketing import assign
+from controller.core.errors import BrokerError
+from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.sdk.lifecycle import Lifecycle, cancel
+from controller.sdk.transport import TopicFollower
+from controller.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger("controller.sdk.client")
+
+_TOPICS = TopicSettings()
+SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
+"""Statuses under which every unit is served control, reported as flag version 0."""
+
+
+class FlagBook:
+    """The latest state of each flag, and the arm a unit gets from it.
+
+    Shared by :class:`FlagClient` (Kafka) and
+    :class:`controller.sdk.poller.FlagPoller` (HTTP): whichever way states
+    arrive, arms are assigned by the one bucketing function.
+    """
+
+    def __init__(self, states: Iterable[FlagState] = ()) -> None:
+        self._states: dict[str, FlagState] = {}
+        self.ready = asyncio.Event()
+        self.invalid = 0
+        self.stale = 0
+        for state in states:
+            self.apply(state)
+
+    def state(self, flag: str) -> FlagState | None:
+        """The latest state of ``flag``, or None when none was seen."""
+        return self._states.get(flag)
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
+        """The arm to serve ``unit`` and the flag version to report with it.
+
+        Unknown flags and flags that are inactive, rolled back or killed serve
+        control with flag version 0.
+        """
+        state = self._states.get(flag)
+        if state is None or state.status in SERVES_CONTROL:
+            return Arm.CONTROL, 0
+        return assign(flag, state.salt, unit, state.percent), state.version
+
+    def apply(self, state: FlagState) -> bool:
+        """Hold ``state`` unless a state of the same or a newer version is held already."""
+        current = self._states.get(state.flag)
+        if current is not None and state.version <= current.version:
+            self.stale += 1
+            return False
+        self._states[state.flag] = state
+        return True
+
+
+class FlagClient(FlagBook, Lifecycle):
+    """The latest state of every flag, followed from the flag-state topic.
+
+    ``ready`` is set once the client has read up to the end offsets it saw at
+    start; before that, :meth:`arm` may answer from incomplete state. Invalid
+    messages and states older than the one held are ignored and counted in
+    ``invalid`` and ``stale``.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        *,
+        topic: str = _TOPICS.flag_state,
+        states: Iterable[FlagState] = (),
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        super().__init__(states)
+        self._kafka = kafka or KafkaSettings()
+        self._topic = topic
+        self._poll_timeout_ms = poll_timeout_ms
+        self._follower: TopicFollower | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Assign every partition of the topic, read from the beginning, follow it."""
+        if self._follower is not None:
+            return
+        follower = TopicFollower(self._kafka, self._topic)
+        await follower.start()
+        self._follower = follower
+        await self._check_caught_up(follower)
+        self._task = asyncio.create_task(self._follow(follower), name=f"flag-client-{self._topic}")
+
+    async def stop(self) -> None:
+        follower, self._follower = self._follower, None
+        task, self._task = self._task, None
+        await cancel(task)
+        if follower is not None:
+            await follower.stop()
+
+    # -- following -----------------------------------------------------------------
+
+    async def _follow(self, follower: TopicFollower) -> None:
+        while True:
+            try:
+                values = await follower.values(self._poll_timeout_ms)
+            except BrokerError as exc:
+                log.warning("flag_state_fetch_failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for value in values:
+                self._receive(value)
+            await self._check_caught_up(follower)
+
+    def _receive(self, value: bytes | None) -> None:
+        if value is None:  # a tombstone: nothing to assign from
+            self.invalid += 1
+            return
+        try:
+            state = FlagState.model_validate_json(value)
+        except ValidationError:
+            self.invalid += 1
+            return
+        self.apply(state)
+
+    async def _check_caught_up(self, follower: TopicFollower) -> None:
+        if not self.ready.is_set() and await follower.caught_up():
+            self.ready.set()

@@ -1,0 +1,198 @@
+"""The app SDK's own transport: the only SDK module that imports aiokafka or httpx.
+
+The SDK does not use the daemon's adapters, so that apps pull in neither
+Redis nor the daemon's logging. Kafka errors are translated here, once, into
+the controller's :class:`~controller.core.errors.BrokerError` family, whose
+``retriable`` says whether sending again may succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from controller.core.errors import BrokerError, BrokerUnavailable
+from controller.settings import KafkaSettings
+
+log = logging.getLogger("controller.sdk.client")
+
+HttpTransport: TypeAlias = httpx.AsyncBaseTransport
+"""What :class:`~controller.sdk.poller.FlagPoller` accepts to replace the network (tests)."""
+Item = tuple[bytes, bytes]
+"""(key, value) of one message."""
+
+
+def translate(exc: BaseException) -> BrokerError:
+    """A Kafka client's failure as a :class:`BrokerError`; retriable if trying again may help."""
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+        return BrokerUnavailable(f"broker unreachable: {exc!r}")
+    return BrokerError(f"broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (KafkaError, OSError) as exc:
+        raise translate(exc) from exc
+
+
+# -- the flag-state topic ---------------------------------------------------------------
+
+
+class TopicFollower:
+    """Every partition of one topic from its beginning, without a group.
+
+    :meth:`start` raises LookupError when the topic does not exist, and lets
+    the client's own errors through, as it always did, so an app sees why it
+    cannot start.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            **kafka.client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._end: dict[Any, int] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        try:
+            await self._assign_all()
+        except BaseException:
+            await self._consumer.stop()
+            raise
+
+    async def _assign_all(self) -> None:
+        await self._consumer.topics()  # refreshes the metadata of every topic
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        if not partitions:
+            raise LookupError(f"the flag-state topic {self._topic!r} does not exist")
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._end = dict(await self._consumer.end_offsets(tps))
+
+    async def values(self, timeout_ms: int) -> list[bytes | None]:
+        """The values that came within ``timeout_ms``; :class:`BrokerError` if fetching failed."""
+        with _translated():
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        return [record.value for records in batch.values() for record in records]
+
+    async def caught_up(self) -> bool:
+        """Whether every partition has been read up to its end offset as of :meth:`start`."""
+        for tp, end in self._end.items():
+            if await self._consumer.position(tp) < end:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+# -- the events topic ---------------------------------------------------------------------
+
+
+class Outcome:
+    """How the broker answered one message."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    REJECTED = "rejected"
+
+
+class EventProducer:
+    """A producer of one topic that reports, per message, whether it went, may go, or never will."""
+
+    def __init__(self, kafka: KafkaSettings, *, topic: str, request_timeout_ms: int) -> None:
+        self._topic = topic
+        self._producer = AIOKafkaProducer(
+            **kafka.client_options(), linger_ms=20, request_timeout_ms=request_timeout_ms
+        )
+
+    async def start(self) -> None:
+        """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
+        try:
+            with _translated():
+                await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+
+    async def send(self, items: list[Item]) -> list[str]:
+        """Send ``items`` in order; an :class:`Outcome` for each, in the same order."""
+        futures: list[asyncio.Future[Any]] = []
+        for key, value in items:
+            try:
+                futures.append(await self._producer.send(self._topic, key=key, value=value))
+            except KafkaError as exc:
+                log.warning("event_send_failed: %r", exc)
+                break
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        unsent = [Outcome.RETRY] * (len(items) - len(futures))
+        return [_outcome(result) for result in results] + unsent
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+def _outcome(result: object) -> str:
+    if not isinstance(result, BaseException):
+        return Outcome.SENT
+    return Outcome.RETRY if translate(result).retriable else Outcome.REJECTED
+
+
+# -- the controller's /flags over HTTP ------------------------------------------------------
+
+
+class PollFailed(Exception):
+    """A poll got no usable answer; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsAnswer:
+    """The states ``/flags`` returned, or ``unchanged`` on a 304."""
+
+    unchanged: bool
+    items: list[Any]
+    etag: str | None
+
+
+class FlagsEndpoint:
+    """``GET /flags`` with ``If-None-Match``, so an unchanged answer costs a 304."""
+
+    def __init__(self, url: str, *, timeout: float, transport: HttpTransport | None) -> None:
+        self.url = url
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def get(self, etag: str | None) -> FlagsAnswer:
+        """The answer; :class:`PollFailed` on no answer, a status but 200/304, or no JSON."""
+        headers = {"If-None-Match": etag} if etag else {}
+        try:
+            response = await self._http.get(self.url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise PollFailed(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 304:
+            return FlagsAnswer(True, [], etag)
+        if response.status_code != 200:
+            raise PollFailed(f"HTTP {response.status_code}")
+        try:
+            items = response.json()
+        except ValueError as exc:
+            raise PollFailed("the answer is not JSON") from exc
+        etag = response.headers.get("ETag")
+        return FlagsAnswer(False, items if isinstance(items, list) else [], etag)
+
+    async def close(self) -> None:
+        await self._http.aclose()
