@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
@@ -43,6 +42,7 @@ from controller.core.decoding import (
 from controller.core.errors import FencedError, FlushRefused
 from controller.core.folding import PartitionDelta, fold
 from controller.daemon.metrics import Metrics
+from controller.daemon.progress import IngestStats
 from controller.ports import (
     AggregateWriter,
     DeadLetter,
@@ -62,24 +62,6 @@ _TURNS_TO_SEND = 3
 class _Owned:
     epoch: int
     offset: int | None
-
-
-@dataclass(slots=True)
-class IngestStats:
-    """Running totals, for progress logs and (later) metrics."""
-
-    events: int = 0
-    batches: int = 0
-    replays: int = 0
-    fenced: int = 0
-    rejects: Counter[str] = field(default_factory=Counter)
-    last_flush_seconds: float = 0.0
-    last_flush_at: float = field(default_factory=time.monotonic)
-    """When the last flush finished (monotonic clock); start-up counts as one."""
-    fetch_wait_seconds: float = 0.0
-    """Time the loop spent waiting for records from the broker."""
-    flush_wait_seconds: float = 0.0
-    """Time the loop spent waiting for the previous flush to finish."""
 
 
 class Ingest:
@@ -184,19 +166,7 @@ class Ingest:
         return {p: o.offset for p, o in self._owned.items() if o.offset is not None}
 
     def _log_progress(self) -> None:
-        s = self.stats
-        log.info(
-            "ingest_progress",
-            events=s.events,
-            batches=s.batches,
-            rejects=dict(s.rejects),
-            replays=s.replays,
-            fenced=s.fenced,
-            partitions=sorted(self._owned),
-            last_flush_ms=round(s.last_flush_seconds * 1000, 2),
-            fetch_wait_s=round(s.fetch_wait_seconds, 3),
-            flush_wait_s=round(s.flush_wait_seconds, 3),
-        )
+        self.stats.log(partitions=sorted(self._owned))
 
     # -- claiming ----------------------------------------------------------------
     async def _claim_pending(self, source: EventSource, store: AggregateWriter) -> None:

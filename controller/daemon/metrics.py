@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controller.core.rollout import Action, RaiseAlert, RecordDecision, Rollout
+
+log = structlog.get_logger("controller.daemon.engine")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -77,6 +81,25 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+
+    def count_actions(self, flag: str, rollout: Rollout | None, actions: list[Action]) -> None:
+        """Log and count what the machine decided for ``flag``."""
+        for action in actions:
+            if isinstance(action, RecordDecision):
+                self.decisions.labels(action.action, action.outcome).inc()
+                log.info(
+                    "decision",
+                    flag=flag,
+                    action=action.action,
+                    outcome=action.outcome,
+                    reason=action.reason,
+                    phase=action.phase_after,
+                    stage=action.stage,
+                )
+            elif isinstance(action, RaiseAlert):
+                log.warning("alert", flag=flag, kind=action.kind, summary=action.summary)
+            elif rollout is not None:
+                self.percent.labels(flag).set(rollout.percent)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -1,0 +1,104 @@
+"""The outbox: publish what a flag's saved state implies, and set aside what never can be.
+
+The engine saves a flag's new state and the messages it implies in one
+compare-and-set; :meth:`Outbox.drain` then publishes those messages in order
+and drops them only once the broker has them, so a crash in between
+republishes them (consumers deduplicate by message id). A message the broker
+refuses for good (too large, not writable) or an entry that cannot be read is
+moved to the flag's quarantine with an alert, so the messages after it, a
+kill above all, still go out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from controller.core.errors import ControllerError
+from controller.core.rollout import RaiseAlert
+from controller.daemon.metrics import Metrics
+from controller.daemon.rendering import render
+from controller.ports import OutboxMessage, Outputs, RolloutStates, StateWrite
+from controller.settings import TopicSettings
+
+log = structlog.get_logger("controller.daemon.outbox")
+
+
+class Outbox:
+    """Drains flags' outboxes to the output topics; the caller holds the flag's lock."""
+
+    def __init__(
+        self,
+        *,
+        states: RolloutStates,
+        outputs: Outputs,
+        topics: TopicSettings,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._states, self._outputs, self._topics = states, outputs, topics
+        self._metrics, self._now = metrics, clock
+
+    async def drain(self, flag: str) -> None:
+        """Publish ``flag``'s pending messages in order; quarantine any that never can go."""
+        pending = await self._states.pending(flag)
+        while pending:
+            sent, refusal = await self._publish(pending)
+            if sent:
+                await self._states.published(flag, sent)
+            if refusal is None:
+                return
+            await self._quarantine(flag, refusal)
+            pending = await self._states.pending(flag)
+
+    async def _publish(self, messages: list[OutboxMessage]) -> tuple[int, str | None]:
+        """Publish in order: how many went out, and why the next one never can (or None).
+
+        Retriable failures propagate. A permanent one is narrowed down to the
+        first message that cannot be published, so the ones before it still go.
+        """
+        readable = next((i for i, m in enumerate(messages) if not m.readable), len(messages))
+        try:
+            await self._outputs.publish([(m.topic, m.key, m.value) for m in messages[:readable]])
+        except ControllerError as exc:
+            if exc.retriable:
+                raise
+        else:
+            if readable == len(messages):
+                return readable, None
+            return readable, "the outbox entry is unreadable"
+        return await self._publish_each(messages[:readable])
+
+    async def _publish_each(self, messages: list[OutboxMessage]) -> tuple[int, str | None]:
+        for index, m in enumerate(messages):
+            try:
+                await self._outputs.publish([(m.topic, m.key, m.value)])
+            except ControllerError as exc:
+                if exc.retriable:
+                    raise
+                return index, str(exc)[:500]
+        return len(messages), None
+
+    async def _quarantine(self, flag: str, reason: str) -> None:
+        """Set aside ``flag``'s oldest outbox message, with an alert.
+
+        No alert when the message set aside was itself an alert: that could loop.
+        """
+        message = await self._states.quarantine(flag, reason)
+        if message is None:
+            return
+        topic = message.topic or "unreadable"
+        self._metrics.quarantined.labels(topic).inc()
+        log.error("output_quarantined", flag=flag, topic=topic, reason=reason)
+        if message.topic == self._topics.alerts:
+            return
+        alert = RaiseAlert(
+            kind="output_quarantined",
+            severity="critical",
+            summary=f"a message for {topic} can never be published and was set aside: {reason}",
+            details={"topic": topic, "bytes": len(message.value)},
+        )
+        outbox = render(flag, None, [alert], self._now(), self._topics)
+        await self._states.save(flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
