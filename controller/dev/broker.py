@@ -71,58 +71,53 @@ def start_embedded_broker(
     """
     binary = _tansu_binary()
     log_dir.mkdir(parents=True, exist_ok=True)
-    # The broker reads these from the environment as defaults; the command line wins, but
-    # a stray STORAGE_ENGINE (say, a shared Postgres) must not leak into tests.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"STORAGE_ENGINE", "SCHEMA_REGISTRY", "CLUSTER_ID"}
-    }
-    last_error = "not started"
+    problem = "not started"
     attempts = 3 if port is None else 1
     for attempt in range(attempts):
         chosen = free_port() if port is None else port
-        url = f"tcp://{LOCALHOST}:{chosen}"
-        proc = ManagedProcess(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            log_dir / f"tansu-{chosen}.log",
-            env=env,
-        )
-        bootstrap = f"{LOCALHOST}:{chosen}"
-        deadline = time.monotonic() + startup_timeout
+        proc = _tansu_process(binary, chosen, log_dir)
         try:
-            while True:
-                if not proc.running():
-                    last_error = f"exited with code {proc.returncode}"
-                    break
-                if tcp_connectable(LOCALHOST, chosen):
-                    remaining = max(1.0, deadline - time.monotonic())
-                    problem = _kafka_metadata_ok(bootstrap, min(5.0, remaining))
-                    if problem is None:
-                        return bootstrap, proc
-                    last_error = f"metadata request failed: {problem}"
-                if time.monotonic() >= deadline:
-                    last_error = f"not ready after {startup_timeout:.0f}s ({last_error})"
-                    break
-                time.sleep(0.1)
+            problem = _wait_until_serving(proc, chosen, startup_timeout) or ""
         except BaseException:
             proc.stop()
             raise
+        if not problem:
+            return f"{LOCALHOST}:{chosen}", proc
         tail = proc.log_tail()
         proc.stop()
         address_in_use = "AddrInUse" in tail or "Address in use" in tail
         if not (address_in_use and attempt < attempts - 1):
             raise RuntimeError(
-                f"embedded tansu broker ({binary}) at {bootstrap} did not come up: "
-                f"{last_error}\n--- {proc.log_path} (tail) ---\n{tail}"
+                f"embedded tansu broker ({binary}) at {LOCALHOST}:{chosen} did not come up: "
+                f"{problem}\n--- {proc.log_path} (tail) ---\n{tail}"
             )
-    raise RuntimeError(f"embedded tansu broker did not come up: {last_error}")
+    raise RuntimeError(f"embedded tansu broker did not come up: {problem}")
+
+
+def _tansu_process(binary: str, port: int, log_dir: Path) -> ManagedProcess:
+    url = f"tcp://{LOCALHOST}:{port}"
+    # The broker reads these from the environment as defaults; the command line wins, but
+    # a stray STORAGE_ENGINE (say, a shared Postgres) must not leak into tests.
+    unwanted = {"STORAGE_ENGINE", "SCHEMA_REGISTRY", "CLUSTER_ID"}
+    env = {k: v for k, v in os.environ.items() if k not in unwanted}
+    command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command += ["--storage-engine", "memory://tansu/"]
+    return ManagedProcess(command, log_dir / f"tansu-{port}.log", env=env)
+
+
+def _wait_until_serving(proc: ManagedProcess, port: int, startup_timeout: float) -> str | None:
+    """None once the broker answers a metadata request; else why it did not in time."""
+    deadline = time.monotonic() + startup_timeout
+    last_error = "not started"
+    while True:
+        if not proc.running():
+            return f"exited with code {proc.returncode}"
+        if tcp_connectable(LOCALHOST, port):
+            remaining = max(1.0, deadline - time.monotonic())
+            problem = _kafka_metadata_ok(f"{LOCALHOST}:{port}", min(5.0, remaining))
+            if problem is None:
+                return None
+            last_error = f"metadata request failed: {problem}"
+        if time.monotonic() >= deadline:
+            return f"not ready after {startup_timeout:.0f}s ({last_error})"
+        time.sleep(0.1)
