@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -295,6 +295,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
+    _file_data: ClassVar[dict[str, Any]] = {}
+    """The config file's contents: the lowest-precedence source (see load_settings)."""
 
     @classmethod
     def settings_customise_sources(
@@ -305,7 +307,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _ConventionalEnv(settings_cls), env_settings)
+        file = _FileSource(settings_cls, cls._file_data)
+        return (init_settings, _ConventionalEnv(settings_cls), env_settings, file)
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets shown as ``'**********'``."""
@@ -366,29 +369,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def _with_file_defaults(file_data: dict[str, Any]) -> type[Settings]:
     """A Settings subclass whose lowest-precedence source is the file's contents."""
+    return type("Settings", (Settings,), {"_file_data": file_data})
 
-    class _FileSource(PydanticBaseSettingsSource):
-        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-            return None, field_name, False
 
-        def __call__(self) -> dict[str, Any]:
-            return file_data
+class _FileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
 
-    class _Settings(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (
-                init_settings,
-                _ConventionalEnv(settings_cls),
-                env_settings,
-                _FileSource(settings_cls),
-            )
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
 
-    return _Settings
+    def __call__(self) -> dict[str, Any]:
+        return self._data
