@@ -188,7 +188,8 @@ class EventEmitter(Lifecycle):
         """Send the in-flight batch; keep what failed transiently. True if all went."""
         outcomes = await producer.send(self._inflight)
         self.sent += outcomes.count(Outcome.SENT)
-        self.dropped["rejected"] += outcomes.count(Outcome.REJECTED)
+        if rejected := outcomes.count(Outcome.REJECTED):
+            self.dropped["rejected"] += rejected  # no zero entry: ``dropped`` lists real losses
         pairs = zip(self._inflight, outcomes, strict=True)
         self._inflight = [item for item, outcome in pairs if outcome == Outcome.RETRY]
         return not self._inflight
