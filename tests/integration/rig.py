@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import assert_arm_equal, encode, expected_arm, reference_fold
+
+# A flag of the rig's own: its events mark how far the daemon has read each partition.
+MARKER_FLAG = "rig-marker"
 
 
 class Rig:
@@ -29,9 +33,13 @@ class Rig:
             dlq=dlq,
             group=f"g-{prefix}",
         )
+        self._daemons: list[ControllerProcess] = []
 
     def daemon(self, tmp_path: Path, name: str = "controller") -> ControllerProcess:
-        return ControllerProcess(env=self.env, log_path=tmp_path / f"{name}.log")
+        """A daemon on the rig's topics; its log is shown when a wait times out."""
+        process = ControllerProcess(env=self.env, log_path=tmp_path / f"{name}.log")
+        self._daemons.append(process)
+        return process
 
     async def produce(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10)
@@ -64,15 +72,51 @@ class Rig:
                     total += arm.exposures + arm.requests + arm.conversions
             return total
 
-    async def wait_counted(self, flags: set[str], n: int, timeout: float = 60) -> int:
+    async def wait_counted(
+        self, flags: set[str], n: int, *, timeout: float = 60, what: str = ""
+    ) -> int:
+        """Wait until at least ``n`` events of ``flags`` are counted; the count then.
+
+        Raises AssertionError on timeout with what was counted, what was
+        expected and the tail of each daemon's log.
+        """
         deadline = time.monotonic() + timeout
-        got = -1
-        while time.monotonic() < deadline:
-            got = await self.counted(flags)
-            if got >= n:
-                return got
+        while (got := await self.counted(flags)) < n:
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timed_out(got, n, timeout, what))
             await asyncio.sleep(0.25)
         return got
+
+    def _timed_out(self, got: int, n: int, timeout: float, what: str) -> str:
+        logs = "".join(f"\n{d.log_path.name} tail:\n{d.log_text()[-2500:]}" for d in self._daemons)
+        context = f" ({what})" if what else ""
+        return f"timed out after {timeout}s: {got} of {n} events counted{context}{logs}"
+
+    async def settle(self, timeout: float = 60) -> None:
+        """Wait until the daemon has processed everything produced so far.
+
+        One marker event goes to every partition; a partition is read in order,
+        so once each marker is counted, whatever came before it (a replay, a
+        double count) is counted too. A positive signal, where a pause would guess.
+        """
+        before = await self.counted({MARKER_FLAG})
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            partitions = sorted(await producer.partitions_for(self.events))
+            for partition in partitions:
+                marker = _marker(partition)
+                await producer.send_and_wait(
+                    self.events,
+                    key=marker["unit"].encode(),
+                    value=encode(marker),
+                    partition=partition,
+                )
+        finally:
+            await producer.stop()
+        await self.wait_counted(
+            {MARKER_FLAG}, before + len(partitions), timeout=timeout, what="the markers"
+        )
 
     async def assert_exact(self, events: list[dict[str, Any]]) -> None:
         cells = reference_fold(events)
@@ -105,3 +149,16 @@ class Rig:
 
 def flags_of(events: list[dict[str, Any]]) -> set[str]:
     return {e["flag"] for e in events}
+
+
+def _marker(partition: int) -> dict[str, Any]:
+    return {
+        "type": "exposure",
+        "v": 1,
+        "id": f"marker-{uuid.uuid4().hex}",
+        "ts": int(time.time() * 1000),
+        "flag": MARKER_FLAG,
+        "unit": f"marker-{partition}",
+        "arm": "control",
+        "flag_version": 1,
+    }
