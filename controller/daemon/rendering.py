@@ -41,6 +41,19 @@ def render(
     return out
 
 
+def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
+    """What apps need of a rollout to assign arms: the fields of a flag state."""
+    return {
+        "flag": rollout.flag,
+        "version": rollout.flag_version,
+        "status": rollout.flag_status.value,
+        "percent": rollout.percent,
+        "salt": rollout.salt,
+        "rollout_id": rollout.rollout_id,
+        "stage": rollout.stage,
+    }
+
+
 def render_alert(
     flag: str | None, action: RaiseAlert, now: datetime, topics: TopicSettings
 ) -> OutboxMessage:
@@ -68,15 +81,8 @@ def _message(
     common["rollout_id"] = rollout.rollout_id if rollout else None
     if isinstance(action, PublishFlagState):
         assert rollout is not None  # the machine only publishes a state it has
-        state = {
-            "type": "flag_state",
-            "version": rollout.flag_version,
-            "status": rollout.flag_status,
-            "percent": rollout.percent,
-            "salt": rollout.salt,
-            "stage": rollout.stage,
-        }
-        return topics.flag_state, FlagState.model_validate({**common, **state})
+        state = {**common, "type": "flag_state", **flag_state_fields(rollout)}
+        return topics.flag_state, FlagState.model_validate(state)
     if isinstance(action, RaiseAlert):
         alert = {
             "type": "alert",

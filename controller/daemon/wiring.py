@@ -31,11 +31,13 @@ from controller.adapters.kafka import (
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.backoff import Backoff, retrying
 from controller.core.errors import ControllerError
 from controller.daemon.engine import Engine
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
+from controller.daemon.rendering import flag_state_fields
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.wiring")
@@ -193,22 +195,8 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
 
 async def _flag_states(states: RolloutStore) -> list[dict[str, Any]]:
     """The current state of every flag with a rollout, as apps see it."""
-    out = []
-    for flag in sorted(await states.flags()):
-        rollout = (await states.load(flag)).rollout
-        if rollout is not None:
-            out.append(
-                {
-                    "flag": flag,
-                    "version": rollout.flag_version,
-                    "status": rollout.flag_status.value,
-                    "percent": rollout.percent,
-                    "salt": rollout.salt,
-                    "rollout_id": rollout.rollout_id,
-                    "stage": rollout.stage,
-                }
-            )
-    return out
+    loaded = [(await states.load(flag)).rollout for flag in sorted(await states.flags())]
+    return [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
 
 
 def _tune_garbage_collector() -> None:
@@ -227,13 +215,6 @@ def _tune_garbage_collector() -> None:
 
 
 async def _wait_for_redis(store: RedisAggregateStore, stop: asyncio.Event) -> None:
-    delay = 0.2
-    while not stop.is_set():
-        try:
-            await store.ping()
-        except ControllerError as exc:
-            log.warning("waiting_for_redis", error=str(exc), delay_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        else:
-            return
+    """Return once Redis answers (or stopping was asked); a permanent error is raised."""
+    backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
+    await retrying(store.ping, what="waiting for redis", backoff=backoff)
