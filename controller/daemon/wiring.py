@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -68,28 +69,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         await _wait_for_redis(store, stop)
-        if settings.kafka.create_topics:
-            created = await ensure_topics(settings.kafka, settings.topics)
-            if created:
-                log.info("topics_created", topics=created)
-        producer = await stack.enter_async_context(Producer(kafka=settings.kafka))
-        dead_letters = DeadLetterPublisher(producer=producer, topic=settings.topics.dlq)
-        outputs = Publisher(producer=producer)
-        control = await stack.enter_async_context(
-            ControlConsumer(
-                kafka=settings.kafka,
-                commands=settings.topics.commands,
-                monitors=settings.topics.monitors,
-            )
-        )
-        consumer = await stack.enter_async_context(
-            EventConsumer(
-                kafka=settings.kafka,
-                topic=settings.topics.events,
-                listener=ingest,
-                start_from=settings.ingest.start_from,
-            )
-        )
+        kafka = await _connect_kafka(stack, settings, ingest)
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
@@ -102,42 +82,90 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             topics=settings.topics,
             states=states,
             aggregates=store,
-            outputs=outputs,
-            dead_letters=dead_letters,
+            outputs=kafka.outputs,
+            dead_letters=kafka.dead_letters,
         )
         if settings.http.enabled:
-            token = settings.http.webhook_token
-            intake = MonitorIntake(
-                claims=states,
-                outputs=outputs,
-                topic=settings.topics.monitors,
-                monitors=settings.engine.monitors,
-                dedupe_seconds=settings.http.webhook_dedupe_seconds,
-                metrics=metrics,
-            )
-            await stack.enter_async_context(
-                HttpServer(
-                    host=settings.http.host,
-                    port=settings.http.port,
-                    readiness=lambda: _readiness(store, ingest, engine, settings),
-                    flags=lambda: _flag_states(states),
-                    metrics=metrics.exposition,
-                    metrics_content_type=CONTENT_TYPE,
-                    rollouts=engine.status,
-                    monitors=intake,
-                    webhook_token=token.get_secret_value() if token else None,
-                    limits=settings.http,
-                )
-            )
+            parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs)
+            await stack.enter_async_context(_http_server(settings, parts))
         services = {
             "ingest": (
-                ingest.run(source=consumer, store=store, dead_letters=dead_letters),
+                ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
                 ingest.stop,
             ),
-            "engine": (engine.run(control=control), engine.stop),
+            "engine": (engine.run(control=kafka.control), engine.stop),
         }
         return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
     return EXIT_OK  # pragma: no cover - the context above always returns
+
+
+@dataclass(frozen=True, slots=True)
+class _Kafka:
+    dead_letters: DeadLetterPublisher
+    outputs: Publisher
+    control: ControlConsumer
+    events: EventConsumer
+
+
+async def _connect_kafka(stack: AsyncExitStack, settings: Settings, ingest: Ingest) -> _Kafka:
+    """Create missing topics, then start the producer and both consumers."""
+    if settings.kafka.create_topics:
+        created = await ensure_topics(settings.kafka, settings.topics)
+        if created:
+            log.info("topics_created", topics=created)
+    producer = await stack.enter_async_context(Producer(kafka=settings.kafka))
+    topics = settings.topics
+    control = ControlConsumer(
+        kafka=settings.kafka, commands=topics.commands, monitors=topics.monitors
+    )
+    events = EventConsumer(
+        kafka=settings.kafka,
+        topic=topics.events,
+        listener=ingest,
+        start_from=settings.ingest.start_from,
+    )
+    return _Kafka(
+        dead_letters=DeadLetterPublisher(producer=producer, topic=topics.dlq),
+        outputs=Publisher(producer=producer),
+        control=await stack.enter_async_context(control),
+        events=await stack.enter_async_context(events),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What the HTTP server shows and feeds."""
+
+    metrics: Metrics
+    store: RedisAggregateStore
+    states: RolloutStore
+    ingest: Ingest
+    engine: Engine
+    outputs: Publisher
+
+
+def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
+    token = settings.http.webhook_token
+    intake = MonitorIntake(
+        claims=parts.states,
+        outputs=parts.outputs,
+        topic=settings.topics.monitors,
+        monitors=settings.engine.monitors,
+        dedupe_seconds=settings.http.webhook_dedupe_seconds,
+        metrics=parts.metrics,
+    )
+    return HttpServer(
+        host=settings.http.host,
+        port=settings.http.port,
+        readiness=lambda: _readiness(parts.store, parts.ingest, parts.engine, settings),
+        flags=lambda: _flag_states(parts.states),
+        metrics=parts.metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
+        rollouts=parts.engine.status,
+        monitors=intake,
+        webhook_token=token.get_secret_value() if token else None,
+        limits=settings.http,
+    )
 
 
 Service = tuple[Coroutine[Any, Any, None], Callable[[], None]]
