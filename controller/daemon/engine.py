@@ -38,7 +38,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.backoff import Backoff, retrying, sleep_or_stop
+from controller.backoff import Backoff, sleep_or_stop
 from controller.core import signing
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
@@ -79,6 +79,7 @@ from controller.ports import (
     SaveOutcome,
     StateWrite,
 )
+from controller.retrying import retrying
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.engine")

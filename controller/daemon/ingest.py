@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import structlog
 
-from controller.backoff import Backoff, retrying
+from controller.backoff import Backoff
 from controller.core.decoding import (
     MAX_DETAIL_CHARS,
     EventDecoder,
@@ -51,6 +51,7 @@ from controller.ports import (
     FlushOutcome,
     Record,
 )
+from controller.retrying import retrying
 from controller.settings import IngestSettings
 
 log = structlog.get_logger("controller.daemon.ingest")

@@ -32,13 +32,14 @@ from controller.adapters.kafka import (
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.backoff import Backoff, retrying
+from controller.backoff import Backoff
 from controller.core.errors import ControllerError
 from controller.daemon.engine import Engine
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
+from controller.retrying import retrying
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.wiring")

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from controller.backoff import Backoff
 from controller.core.errors import BrokerError
 from controller.core.messages import SCHEMA_VERSION, Arm
 from controller.sdk.lifecycle import Lifecycle, cancel
@@ -154,7 +155,7 @@ class EventEmitter(Lifecycle):
 
     async def _run(self) -> None:
         self._producer = await self._connect()
-        backoff = 0.1
+        backoff = _backoff()
         while True:
             if not self.buffered:
                 self._drained.set()
@@ -164,13 +165,12 @@ class EventEmitter(Lifecycle):
                 count = min(self._batch_size, len(self._queue))
                 self._inflight = [self._queue.popleft() for _ in range(count)]
             if await self._send_inflight(self._producer):
-                backoff = 0.1
+                backoff.reset()
             else:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.wait()
 
     async def _connect(self) -> EventProducer:
-        backoff = 0.1
+        backoff = _backoff()
         while True:
             producer = EventProducer(
                 self._kafka, topic=self._topic, request_timeout_ms=self._request_timeout_ms
@@ -181,8 +181,7 @@ class EventEmitter(Lifecycle):
                 log.warning("event_producer_unavailable: %s", exc)
             else:
                 return producer
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.wait()
 
     async def _send_inflight(self, producer: EventProducer) -> bool:
         """Send the in-flight batch; keep what failed transiently. True if all went."""
@@ -193,3 +192,8 @@ class EventEmitter(Lifecycle):
         pairs = zip(self._inflight, outcomes, strict=True)
         self._inflight = [item for item, outcome in pairs if outcome == Outcome.RETRY]
         return not self._inflight
+
+
+def _backoff() -> Backoff:
+    """0.1 s doubling to 5 s; the emitter is stopped by cancelling, never by this event."""
+    return Backoff(initial=0.1, maximum=5.0, stopping=asyncio.Event())

@@ -17,14 +17,13 @@ from controller.core.messages import Command
 from controller.core.plan import DEFAULT_PLAN, load_plan
 from controller.ctl.app import main
 from controller.ctl.commands import (
-    EXIT_CONFIG,
-    EXIT_USAGE,
     UsageError,
     command_record,
     encode_command,
     signed_command,
     verify_command,
 )
+from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
 
 PLAN_YAML = """\
 name: careful
