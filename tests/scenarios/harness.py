@@ -302,6 +302,22 @@ class Scenario:
             f"daemon log tail:\n{self.daemon.log_text()[-2500:]}"
         )
 
+    async def gates_ran(self, marker: str, *, timeout: float = 60) -> None:
+        """Return once the daemon has gated every active flag since this call.
+
+        A gate that changes nothing publishes nothing, so a fresh healthy
+        rollout of ``marker`` is started and awaited through its first stage:
+        that takes a gate at least two seconds later, and every second the
+        daemon sweeps all active flags.
+        """
+        self.run_apps(marker)
+        await self.start(marker, fast_plan())
+        await self.until(
+            lambda: self.observed.decision_where(flag=marker, action="advance", stage=1),
+            timeout=timeout,
+            what=f"{marker} through its first stage (gates running)",
+        )
+
     def _decision_summary(self) -> list[tuple[Any, ...]]:
         return [
             (d["flag"], d["action"], d["outcome"], d.get("stage"), d["reason"][:80])

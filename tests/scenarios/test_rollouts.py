@@ -108,11 +108,13 @@ async def test_sample_ratio_mismatch_pauses_and_alerts(scenario: Scenario) -> No
         timeout=10,
         what="the SRM alert",
     )
-    await asyncio.sleep(3)
+    await scenario.gates_ran("marker")
     rollout = await scenario.rollout("banner")
     assert rollout is not None
     assert rollout.phase is Phase.PAUSED
-    assert scenario.observed.decision_where(flag="banner", action="complete") is None
+    assert [d["action"] for d in scenario.observed.decisions if d["flag"] == "banner"][-1] == (
+        "pause:srm"
+    )
 
 
 async def test_restart_mid_rollout_resumes_with_same_timers(scenario: Scenario) -> None:
@@ -129,9 +131,8 @@ async def test_restart_mid_rollout_resumes_with_same_timers(scenario: Scenario) 
     assert before is not None
     # When the controller is killed (-9) and started again
     scenario.daemon.kill()
-    await asyncio.sleep(1)
     scenario.start_daemon()
-    await asyncio.sleep(4)
+    await scenario.gates_ran("marker")
     # Then the rollout is where it was, with the same timers, and nothing was decided twice
     after = await scenario.rollout("profile")
     assert after is not None
@@ -141,9 +142,9 @@ async def test_restart_mid_rollout_resumes_with_same_timers(scenario: Scenario) 
         before.stage_started_at,
     )
     assert after.flag_version == before.flag_version
-    seen: dict[tuple[str, Any], set[str]] = {}
+    seen: dict[tuple[str, str, Any], set[str]] = {}
     for d in scenario.observed.decisions:
-        seen.setdefault((d["action"], d.get("stage")), set()).add(d["id"])
+        seen.setdefault((d["flag"], d["action"], d.get("stage")), set()).add(d["id"])
     assert all(len(ids) == 1 for ids in seen.values()), seen
 
 
