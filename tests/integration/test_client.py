@@ -119,27 +119,26 @@ async def test_emitter_delivers_every_event_once(
                 await asyncio.sleep(0)
     assert (emitter.sent, sum(emitter.dropped.values()), emitter.buffered) == (2000, 0, 0)
 
-    received = await _consume(kafka_bootstrap, topic, 4, expect=2000)
+    received = await _consume(kafka_bootstrap, topic, 4)
     seen = [event_adapter.validate_json(value) for _, value in received]
     assert sorted(e.id for e in seen) == sorted(ids)
     assert all(key == ids[e.id].encode() for (key, _), e in zip(received, seen, strict=True))
 
 
-async def _consume(
-    bootstrap: str, topic: str, partitions: int, *, expect: int
-) -> list[tuple[bytes, bytes]]:
+async def _consume(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes, bytes]]:
+    """Every record of the topic, read up to the end offsets: a duplicate cannot hide."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
         received: list[tuple[bytes, bytes]] = []
         deadline = time.monotonic() + 20
-        while len(received) < expect and time.monotonic() < deadline:
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, f"only {len(received)} records read"
             batch = await consumer.getmany(timeout_ms=200)
             received += [(r.key, r.value) for rs in batch.values() for r in rs]
-        await asyncio.sleep(0.5)  # anything beyond the expected count would be a duplicate
-        batch = await consumer.getmany(timeout_ms=200)
-        received += [(r.key, r.value) for rs in batch.values() for r in rs]
         return received
     finally:
         await consumer.stop()

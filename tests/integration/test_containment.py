@@ -114,11 +114,10 @@ async def test_poison_between_valid_events_survives_a_kill_at_a_random_point(
     daemon = rig.daemon(tmp_path)
     with daemon:
         await rig.produce(stream)
-        reached = await rig.wait_counted(flags_of(good), kill_after)
-        assert reached >= kill_after, f"seed {seed}: {daemon.log_text()[-3000:]}"
+        reached = await rig.wait_counted(flags_of(good), kill_after, what=f"seed {seed}")
         daemon.kill()
         daemon.start()
-        counted = await rig.wait_counted(flags_of(good), len(good))
+        counted = await rig.wait_counted(flags_of(good), len(good), what=f"seed {seed}")
         letters = await rig.dead_letters(len(poisons))
         assert daemon.running, f"seed {seed}: {daemon.log_text()[-3000:]}"
     assert counted == len(good), f"seed {seed}, killed after {reached}"

@@ -138,6 +138,25 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
+async def produce_markers(bootstrap: str, topic: str, first: int) -> list[Alert]:
+    """One alert on every partition, after everything already there.
+
+    A partition is forwarded in order: once each marker is delivered, whatever came
+    before it (a redelivery too) was handled.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        markers = [make_alert(first + p, "marker") for p in partitions]
+        for partition, alert in zip(partitions, markers, strict=True):
+            key, value = record(alert)
+            await producer.send_and_wait(topic, key=key, value=value, partition=partition)
+    finally:
+        await producer.stop()
+    return markers
+
+
 def forwarder(log: Path, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     command = [sys.executable, "-m", "controller.ctl.alerts", *args]
     inherited = {k: v for k, v in os.environ.items() if k != ENV_WEBHOOK}
@@ -218,10 +237,11 @@ async def test_every_alert_once_in_order_across_a_restart(
             ),
             run2,
         )
-        await asyncio.sleep(1.0)  # anything sent twice would arrive meanwhile
+        markers = await produce_markers(kafka_bootstrap, topic, first=12)
+        await wait_until(lambda: {m.id for m in markers} <= set(receiver.delivered()), run2)
         assert await terminate(run2) == 0
 
-    alerts = first + second
+    alerts = first + second + markers
     delivered = receiver.delivered()
     assert Counter(delivered) == Counter(a.id for a in alerts)  # every id exactly once
     assert len(receiver.posts) == len(alerts)
@@ -247,8 +267,9 @@ async def test_retries_until_delivered_and_a_refusal_does_not_block(
 
     proc = forwarder(tmp_path / "run.log", *args, env={ENV_WEBHOOK: receiver.url})
     with proc:
+        # ``last`` follows the refused alert on the one partition: once it is
+        # delivered, the refusal was settled (a retry of it would come first).
         await wait_until(lambda: last.id in receiver.delivered(), proc)
-        await asyncio.sleep(1.5)  # a refused alert retried would show up meanwhile
         assert await terminate(proc) == 0
 
     assert receiver.statuses(flaky.id) == [503, 503, 200]
@@ -292,8 +313,9 @@ async def test_an_alert_still_being_retried_at_sigterm_is_sent_after_the_restart
     receiver.failing.clear()  # the receiver is back
     run2 = forwarder(tmp_path / "run2.log", *args, env=env)
     with run2:
-        await wait_until(lambda: receiver.delivered() == [alert.id], run2)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: alert.id in receiver.delivered(), run2)
+        (marker,) = await produce_markers(kafka_bootstrap, topic, first=1)
+        await wait_until(lambda: marker.id in receiver.delivered(), run2)
         assert await terminate(run2) == 0
     assert set(receiver.statuses(alert.id)[:-1]) == {503}
-    assert receiver.delivered() == [alert.id]
+    assert receiver.delivered() == [alert.id, marker.id]
