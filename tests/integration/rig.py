@@ -41,8 +41,15 @@ class Rig:
         self._daemons.append(process)
         return process
 
-    async def produce(self, values: list[tuple[bytes | None, bytes | None]]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10)
+    async def produce(
+        self,
+        values: list[tuple[bytes | None, bytes | None]],
+        *,
+        max_request_size: int = 1_048_576,
+    ) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=10, max_request_size=max_request_size
+        )
         await producer.start()
         try:
             for key, value in values:

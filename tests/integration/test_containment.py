@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
@@ -29,19 +28,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NEAR_LIMIT = 1_048_400
 
 
-async def _produce_large(rig: Rig, values: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=rig.bootstrap, linger_ms=10, max_request_size=4 * 1024 * 1024
-    )
-    await producer.start()
-    try:
-        for key, value in values:
-            await producer.send(rig.events, key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def test_a_message_at_the_size_limit_is_dead_lettered_cut_and_ingest_goes_on(
     rig: Rig, tmp_path: Path
 ) -> None:
@@ -51,7 +37,7 @@ async def test_a_message_at_the_size_limit_is_dead_lettered_cut_and_ingest_goes_
     huge = b'{"pad": "' + b"x" * (NEAR_LIMIT - 11) + b'"}'
     with rig.daemon(tmp_path) as daemon:
         await rig.produce_events(before)
-        await _produce_large(rig, [(b"huge", huge)])
+        await rig.produce([(b"huge", huge)], max_request_size=4 * 1024 * 1024)
         await rig.produce_events(after)
         counted = await rig.wait_counted(flags_of(before + after), 1000)
         letters = await rig.dead_letters(1)

@@ -35,6 +35,7 @@ from controller.core.decoding import (
     nesting_exceeds,
 )
 from controller.core.messages import Command, MonitorAlert, event_adapter
+from tests.unit.test_decoding import event as valid_request
 
 MAX_BYTES = 65_536
 FUZZ = settings(
@@ -57,18 +58,7 @@ def text(value: Any) -> bytes:
 VALID_FIELDS: dict[str, list[Field]] = {
     kind: [(text(k), text(v)) for k, v in body.items()]
     for kind, body in {
-        "request": {
-            "type": "request",
-            "v": 1,
-            "id": "e-1",
-            "ts": 1_763_780_000_000,
-            "flag": "checkout.new-flow",
-            "unit": "user-42",
-            "arm": "treatment",
-            "flag_version": 3,
-            "error": False,
-            "latency_ms": 12.5,
-        },
+        "request": valid_request(),
         "conversion": {
             "type": "conversion",
             "v": 1,
