@@ -38,13 +38,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -63,10 +61,11 @@ from controller.ctl.forwarder import (
 from controller.ctl.webhook import Webhook
 from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
 from controller.logs import configure
+from controller.settings import KafkaSettings, LogSettings
+from controller.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from controller.adapters.kafka import GroupConsumer
-    from controller.settings import KafkaSettings, LogSettings
 
 __all__ = ["ENV_WEBHOOK", "Options", "add_arguments", "load_ledger", "main", "run", "save_ledger"]
 
@@ -99,7 +98,7 @@ async def forward(options: Options) -> int:
     """Forward alerts until SIGTERM/SIGINT; return the exit code."""
     ledger = await asyncio.to_thread(load_ledger, options.state)
     stopping = asyncio.Event()
-    with _stop_on_signals(stopping):
+    with stop_on_signals(stopping):
         consumer = await _start_consumer(options)
         try:
             counts = await _forward(consumer, ledger, options, stopping)
@@ -127,18 +126,6 @@ async def _forward(
         _log_start(options, ledger)
         await forwarder.run()
     return forwarder.counts
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stopping: asyncio.Event) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
 
 async def _start_consumer(options: Options) -> GroupConsumer:

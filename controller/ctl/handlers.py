@@ -15,6 +15,7 @@ import getpass
 import os
 import signal
 import sys
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from controller.ctl.commands import (
 )
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.settings import KafkaSettings, Settings, load_settings
+from controller.stopping import stop_on_signals
 
 # -- steering: sign, send, await the decision -------------------------------------------
 
@@ -198,14 +200,18 @@ def watch(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace, kafka: KafkaSettings, topics: list[str]) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     if args.seconds is not None:
-        loop.call_later(args.seconds, stop.set)
+        asyncio.get_running_loop().call_later(args.seconds, stop.set)
     if not args.json:
         warn(f"watching {', '.join(topics)}{' for ' + args.flag if args.flag else ''}")
-    shown = 0
     follow = steering.follow(kafka, topics, from_beginning=args.from_beginning, stop=stop)
+    with stop_on_signals(stop, (signal.SIGTERM,)):
+        return await _show(args, follow)
+
+
+async def _show(args: argparse.Namespace, follow: AsyncGenerator[dict[str, Any], None]) -> int:
+    """Print the decisions ``follow`` yields (of ``--flag`` only), up to ``--max``."""
+    shown = 0
     async with contextlib.aclosing(follow) as messages:
         async for message in messages:
             if args.flag and message.get("flag") != args.flag:

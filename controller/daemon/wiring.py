@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import signal
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -41,6 +40,7 @@ from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.retrying import retrying
 from controller.settings import Settings
+from controller.stopping import stop_on_signals
 
 log = structlog.get_logger("controller.daemon.wiring")
 
@@ -53,14 +53,8 @@ async def run(settings: Settings) -> int:
     log.info("starting", config=settings.masked())
     _tune_garbage_collector()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with stop_on_signals(stop):
         return await _supervise(settings, stop)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
 
 async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
