@@ -165,4 +165,3 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert await store.rejects() == {"malformed_json": 1}
-    assert await store.flags_seen() == {delta_flag(delta)}

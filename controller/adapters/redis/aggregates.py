@@ -136,15 +136,6 @@ class RedisAggregateStore:
             value = await self._redis.hget(f"{self._tag(partition)}:meta", "offset")
         return None if value is None else int(value)
 
-    async def flags_seen(self) -> set[str]:
-        """Flags that received events on any partition (within the aggregate TTL)."""
-        parts = await self.partitions()
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for p in parts:
-                pipe.smembers(f"{self._tag(p)}:flags")
-            results = await pipe.execute()
-        return {_text(m) for members in results for m in members}
-
     async def pop_dirty(self, limit: int = 10_000) -> set[str]:
         """Flags that received events since the last call (on any partition)."""
         parts = await self.partitions()
