@@ -6,8 +6,8 @@
 * :mod:`~controller.demo.apps`: simulated apps on the real ``FlagClient`` and ``EventEmitter``;
 * :mod:`~controller.demo.watch` and :mod:`~controller.demo.tracking`: what the controller
   published, logged and folded per flag;
-* :mod:`~controller.demo.snapshot`, :mod:`~controller.demo.view` and
-  :mod:`~controller.demo.display`: what is on screen, as data, as rich renderables, on a terminal.
+* :mod:`~controller.demo.snapshot`, :mod:`~controller.demo.screens` and
+  :mod:`~controller.demo.terminal`: what is on screen, as data, as rich renderables, on a terminal.
 
 The services come from :mod:`controller.dev.embedded`; the controller runs as a child
 process, so the demo exercises exactly what an operator deploys.

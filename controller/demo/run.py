@@ -52,8 +52,8 @@ from controller.demo.scenario import (
     key_prefix,
     topic_names,
 )
+from controller.demo.screens import render_summary
 from controller.demo.snapshot import FlagView, run_outcome
-from controller.demo.view import render_summary
 from controller.dev.embedded import (
     LLM_MODEL_ALIAS,
     ServiceStarter,

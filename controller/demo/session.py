@@ -33,7 +33,6 @@ from controller.core.errors import ControllerError
 from controller.core.gate import evaluate
 from controller.ctl.commands import send_command, signed_command
 from controller.demo.apps import SimulatedApps
-from controller.demo.display import Display, LiveDisplay, PlainDisplay
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
     ACTOR,
@@ -44,6 +43,7 @@ from controller.demo.scenario import (
     requests_per_second,
 )
 from controller.demo.snapshot import DemoSnapshot, FlagView, flag_view
+from controller.demo.terminal import Display, LiveDisplay, PlainDisplay
 from controller.demo.tracking import Tracker
 from controller.demo.watch import OutputWatcher
 from controller.dev.processes import ManagedProcess

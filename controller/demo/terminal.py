@@ -7,8 +7,8 @@ from typing import Any, Protocol, Self
 from rich.console import Console
 from rich.live import Live
 
+from controller.demo.screens import message_lines, render_live, status_line
 from controller.demo.snapshot import DemoSnapshot
-from controller.demo.view import message_lines, render_live, status_line
 
 PLAIN_STATUS_EVERY_S = 5.0
 

@@ -16,6 +16,7 @@ from controller.core.messages import Arm
 from controller.core.rollout import Phase, Rollout
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import DemoFlag, demo_flags, demo_plan, error_rate
+from controller.demo.screens import message_lines, render_live, render_summary, status_line
 from controller.demo.snapshot import (
     AdvisorView,
     ArmView,
@@ -26,7 +27,6 @@ from controller.demo.snapshot import (
     run_outcome,
 )
 from controller.demo.tracking import Tracker
-from controller.demo.view import message_lines, render_live, render_summary, status_line
 
 FAULTY = "checkout.payment-provider-v2-with-3ds-challenge"
 HEALTHY = "onboarding.progressive-signup-form-variant-b"
