@@ -13,7 +13,6 @@ import ssl
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +21,7 @@ from pydantic_settings import (
 )
 
 from controller.core.errors import ConfigError
+from controller.core.yamltext import load_yaml
 
 
 class _Group(BaseModel):
@@ -354,8 +354,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     file_data: dict[str, Any] = {}
     if config_file is not None:
         try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            text = config_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        try:
+            loaded = load_yaml(text, source="it")
+        except ConfigError as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {config_file} must hold a mapping at the top level")

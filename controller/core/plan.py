@@ -15,11 +15,11 @@ import itertools
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller.core.errors import ConfigError
 from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.yamltext import load_yaml
 
 Metric = Literal[
     "error_rate",
@@ -153,9 +153,5 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
 
 
 def load_plan(text: str, *, source: str = "plan") -> Plan:
-    """A plan from YAML (or JSON) text."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
-    return parse_plan(data, source=source)
+    """A plan from YAML (or JSON) text, bounded as :func:`load_yaml` says."""
+    return parse_plan(load_yaml(text, source=source), source=source)
