@@ -97,7 +97,7 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
     for decision in advances:
         advice = decision["evidence"]["advisor"]
         assert advice["status"] in ("ok", "unavailable"), advice
-        assert advice["prompt_version"] == "gate-v1"
+        assert advice["prompt_version"] == "gate-v2"
     # ...and the summary says the same
     summary = result.stdout[result.stdout.index("Summary") :]
     for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error_rate"):
