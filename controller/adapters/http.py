@@ -179,7 +179,11 @@ class HttpServer:
         return _json(found[0])
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
-        return await self._webhook(request, "betteruptime", parse_betteruptime)
+        # names a reopen whose payload carries no timestamp telling it apart
+        delivery = request.headers.get("X-Request-Id", "").strip() or uuid.uuid4().hex
+        return await self._webhook(
+            request, "betteruptime", lambda body: parse_betteruptime(body, delivery_id=delivery)
+        )
 
     async def _generic_monitor(self, request: web.Request) -> web.Response:
         # parse_generic bounds the id, so a header of any length is fine here
@@ -208,7 +212,7 @@ class HttpServer:
         sink = self._authorized(request)
         signal = _parsed(parse, await self._json_body(request))
         if signal is None:
-            reason = "only started and resolved count"
+            reason = "only started, reopened and resolved count"
             return _json({"status": "ignored", "reason": reason}), "ignored"
         try:
             intake = await sink.accept(signal)

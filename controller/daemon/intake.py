@@ -1,4 +1,4 @@
-"""Monitor webhooks into the monitors topic: accepted once per incident.
+"""Monitor webhooks into the monitors topic: accepted once per incident and reopen.
 
 A webhook delivery becomes a ``monitor`` message on the monitors topic, the
 same path a monitoring system that writes to Kafka takes, so the engine
@@ -31,7 +31,7 @@ from controller.ports import Claims, Outputs
 
 
 class MonitorIntake:
-    """Publishes monitor signals to the monitors topic, once per incident and status."""
+    """Publishes monitor signals to the monitors topic, once per incident, status and reopen."""
 
     def __init__(
         self,

@@ -9,13 +9,22 @@ Two shapes are accepted:
 
 * **Better Uptime** (Better Stack) incident webhooks::
 
-      {"event": "started" | "acknowledged" | "resolved",
+      {"event": "started" | "acknowledged" | "resolved" | "reopened",
        "data": {"id": "<incident id>", "type": "incident",
                 "attributes": {"name": "...", "cause": "...", ...},
                 "relationships": {"monitor": {"data": {"id": "<monitor id>"}}}}}
 
   ``started`` means down and ``resolved`` means up. The monitor is named by
   its Better Uptime id, so ``engine.monitors`` maps that id to flags.
+
+  ``reopened`` means down again: a resolved incident came back, so it is a new
+  signal, not a redelivery of its ``started``, and it gets its own message id.
+  The documented payload carries no reopen counter, only the incident's
+  timestamps, so a reopen is told apart by the first of ``reopened_at``,
+  ``updated_at`` or ``resolved_at`` (the resolution it reopens) that the payload
+  carries, else by the delivery id (``X-Request-Id``, or one per delivery). Where
+  it cannot be told, a redelivery counts again: a second kill of a killed flag
+  changes nothing, while a reopen taken for a duplicate would lose a kill.
 
 * **Generic**: ``{"monitor": "...", "status": "down" | "up", "incident_id": "..."}``;
   ``incident_id`` is optional (without it every delivery counts once).
@@ -77,11 +86,15 @@ class MonitorSignal:
     status: MonitorStatus
     incident_id: str
     summary: str = ""
+    occurrence: str = ""
+    """What tells a reopened incident's down from its first one ("" for the first)."""
 
     @property
     def message_id(self) -> str:
         """Stable id of this signal: a redelivered webhook gets the same one."""
         key = f"{self.source}\0{self.monitor}\0{self.incident_id}\0{self.status}"
+        if self.occurrence:
+            key += f"\0{self.occurrence}"
         return f"{self.source}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
@@ -113,6 +126,11 @@ class _Relationships(_Lenient):
 class _Attributes(_Lenient):
     name: str = ""
     cause: str | None = None
+    # Read only to tell reopens apart, and of any type: a sender's odd timestamp
+    # must not turn a started incident into a refusal.
+    reopened_at: object = None
+    updated_at: object = None
+    resolved_at: object = None
 
 
 class _Incident(_Lenient):
@@ -123,7 +141,7 @@ class _Incident(_Lenient):
 
 
 class _BetterUptime(_Lenient):
-    event: Literal["started", "acknowledged", "resolved"]
+    event: Literal["started", "acknowledged", "resolved", "reopened"]
     data: _Incident
 
 
@@ -136,11 +154,19 @@ class _Generic(BaseModel):
     summary: str = Field(default="", max_length=500)
 
 
-_BETTER_UPTIME_STATUS: dict[str, MonitorStatus] = {"started": "down", "resolved": "up"}
+_BETTER_UPTIME_STATUS: dict[str, MonitorStatus] = {
+    "started": "down",
+    "reopened": "down",
+    "resolved": "up",
+}
 
 
-def parse_betteruptime(payload: object) -> MonitorSignal | None:
-    """The signal in a Better Uptime incident webhook; None for ``acknowledged``."""
+def parse_betteruptime(payload: object, *, delivery_id: str = "") -> MonitorSignal | None:
+    """The signal in a Better Uptime incident webhook; None for ``acknowledged``.
+
+    ``delivery_id`` tells a ``reopened`` incident apart when its payload
+    carries no timestamp that does (see the module docstring).
+    """
     hook = _validated(_BetterUptime, payload)
     status = _BETTER_UPTIME_STATUS.get(hook.event)
     if status is None:
@@ -154,7 +180,18 @@ def parse_betteruptime(payload: object) -> MonitorSignal | None:
         status=status,
         incident_id=_bounded(incident.id, "incident id"),
         summary=summary[:500],
+        occurrence=_reopen(attrs, delivery_id) if hook.event == "reopened" else "",
     )
+
+
+def _reopen(attrs: _Attributes, delivery_id: str) -> str:
+    """What names this reopen: the first timestamp that changes with each one."""
+    for name in ("reopened_at", "updated_at", "resolved_at"):
+        value = getattr(attrs, name)
+        if isinstance(value, str) and value.strip():
+            # bounded: a digest of anything longer, as for a delivery id
+            return f"reopened:{name}:{bounded_id(value)}"
+    return f"reopened:delivery:{bounded_id(delivery_id)}"
 
 
 def parse_generic(payload: object, *, delivery_id: str) -> MonitorSignal:

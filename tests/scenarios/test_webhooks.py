@@ -226,3 +226,63 @@ async def test_an_incident_id_sent_as_a_number_and_as_text_is_one_incident(
         for source in ("monitor", "betteruptime"):
             assert webhook_count(metrics, "accepted", source) == 1
             assert webhook_count(metrics, "duplicate", source) == 1
+
+
+def reopened(resolved_at: str) -> dict[str, Any]:
+    """The incident's ``reopened`` webhook, after the resolution at ``resolved_at``."""
+    body = betteruptime("reopened")
+    body["data"]["attributes"]["resolved_at"] = resolved_at
+    return body
+
+
+async def test_a_reopened_incident_kills_again(scenario: Scenario) -> None:
+    async with await started(scenario, free_port()) as http:
+        url, auth = "/webhooks/betteruptime", {"Authorization": f"Bearer {TOKEN}"}
+        # Given incident 9001 started (killing cart), was resolved, and cart restarted
+        assert (await http.post(url, json=betteruptime("started"), headers=auth)).status_code == 202
+        await scenario.until(
+            lambda: count(scenario, "cart", "kill") == 1, timeout=30, what="cart killed"
+        )
+        assert (
+            await http.post(url, json=betteruptime("resolved"), headers=auth)
+        ).status_code == 202
+        await scenario.start("cart", fast_plan(hold_stage=0))
+        await scenario.until(
+            lambda: count(scenario, "cart", "start") == 2, timeout=30, what="cart restarted"
+        )
+        # When the incident is reopened, and that delivery comes twice
+        first = await http.post(url, json=reopened("2026-11-22T11:00:00Z"), headers=auth)
+        again = await http.post(url, json=reopened("2026-11-22T11:00:00Z"), headers=auth)
+        # Then the reopen is a new down, its redelivery a duplicate
+        assert first.status_code == 202, first.text
+        assert first.json()["result"] == "accepted"
+        assert again.json()["result"] == "duplicate"
+        # And the restarted flag is killed again, for the same incident
+        await scenario.until(
+            lambda: count(scenario, "cart", "kill") == 2, timeout=30, what="cart killed again"
+        )
+        kills = [
+            d for d in scenario.observed.decisions if d["flag"] == "cart" and d["action"] == "kill"
+        ]
+        assert kills[-1]["evidence"] == {"monitor": "4242", "incident": "9001"}
+        rollout = await scenario.rollout("cart")
+        assert rollout is not None
+        assert rollout.phase is Phase.KILLED
+        # When it is reopened once more while wishlist is still killed, that is accepted
+        # too, and a killed flag stays killed (no second kill decision for it)
+        later = await http.post(url, json=reopened("2026-11-22T12:00:00Z"), headers=auth)
+        assert later.json()["result"] == "accepted", later.text
+        metrics = (await http.get("/metrics")).text
+        assert webhook_count(metrics, "accepted", source="betteruptime") == 4
+        assert webhook_count(metrics, "duplicate", source="betteruptime") == 1
+        # Once a resolution (of another incident) published after it is decided, so
+        # is that reopen (one monitor, one partition): it left the killed flag as it was
+        done = await http.post(url, json=betteruptime("resolved", incident="9002"), headers=auth)
+        assert done.status_code == 202, done.text
+        await scenario.until(
+            lambda: count(scenario, "wishlist", "monitor_up") == 2,
+            timeout=30,
+            what="the second resolution recorded",
+        )
+        assert count(scenario, "wishlist", "kill") == 1
+        assert count(scenario, "cart", "kill") == 2

@@ -32,6 +32,7 @@ def bu(event: str, **data: Any) -> dict[str, Any]:
     [
         (bu("started"), "down"),
         (bu("resolved"), "up"),
+        (bu("reopened"), "down"),
         (bu("acknowledged"), None),
     ],
 )
@@ -40,7 +41,14 @@ def test_betteruptime_events(payload: dict[str, Any], status: str | None) -> Non
     if status is None:
         assert signal is None
         return
-    assert signal == MonitorSignal("betteruptime", "4242", status, "77", "api: Status 503")  # type: ignore[arg-type]
+    assert signal is not None
+    assert (signal.source, signal.monitor, signal.status, signal.incident_id) == (
+        "betteruptime",
+        "4242",
+        status,
+        "77",
+    )
+    assert signal.summary == "api: Status 503"
 
 
 @pytest.mark.parametrize(
@@ -150,3 +158,68 @@ def test_a_short_printable_delivery_id_is_kept_as_sent() -> None:
     assert bounded_id(" req-42 ") == "req-42"
     assert bounded_id("r" * 128) == "r" * 128
     assert bounded_id("r" * 128) != bounded_id("r" * 129)
+
+
+def reopened(delivery_id: str = "d-1", **attributes: object) -> MonitorSignal:
+    payload = bu("reopened")
+    payload["data"]["attributes"].update(attributes)
+    signal = parse_betteruptime(payload, delivery_id=delivery_id)
+    assert signal is not None
+    return signal
+
+
+def test_a_reopen_is_a_new_down_not_a_redelivery_of_the_start() -> None:
+    started = parse_betteruptime(bu("started"))
+    assert started is not None
+    reopen = reopened(resolved_at="2026-11-22T11:00:00Z")
+    assert (reopen.status, reopen.incident_id) == ("down", started.incident_id)
+    assert reopen.message_id != started.message_id
+    # the start's id is what it always was: deliveries already claimed stay claimed
+    assert started.occurrence == ""
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        # a redelivery of one reopen carries the same payload
+        ({"resolved_at": "T1"}, {"resolved_at": "T1"}, True),
+        # a later reopen follows a later resolution
+        ({"resolved_at": "T1"}, {"resolved_at": "T2"}, False),
+        (
+            {"reopened_at": "R1", "resolved_at": "T1"},
+            {"reopened_at": "R2", "resolved_at": "T1"},
+            False,
+        ),
+        ({"updated_at": "U1"}, {"updated_at": "U1", "resolved_at": "T9"}, True),
+        # no timestamp: the delivery id decides (a redelivery keeps its X-Request-Id)
+        (
+            {"resolved_at": None, "delivery_id": "a"},
+            {"resolved_at": None, "delivery_id": "a"},
+            True,
+        ),
+        (
+            {"resolved_at": None, "delivery_id": "a"},
+            {"resolved_at": None, "delivery_id": "b"},
+            False,
+        ),
+        ({"resolved_at": 17, "delivery_id": "a"}, {"resolved_at": "  ", "delivery_id": "a"}, True),
+        # a hostile timestamp is bounded, and still tells reopens apart
+        ({"resolved_at": "x" * 10_000}, {"resolved_at": "y" * 10_000}, False),
+    ],
+)
+def test_which_reopens_are_one_signal(
+    first: dict[str, Any], second: dict[str, Any], same: bool
+) -> None:
+    one = reopened(first.pop("delivery_id", "d-1"), **first)
+    other = reopened(second.pop("delivery_id", "d-2"), **second)
+    assert (one.message_id == other.message_id) is same
+    assert len(one.occurrence) <= 200
+    MonitorAlert.model_validate({**signal_fields(one), "ts": 0})
+
+
+def test_odd_timestamps_on_a_started_incident_are_no_reason_to_refuse_it() -> None:
+    payload = bu("started")
+    payload["data"]["attributes"].update(resolved_at=["odd"], updated_at={"x": 1})
+    signal = parse_betteruptime(payload)
+    assert signal is not None
+    assert signal.message_id == parse_betteruptime(bu("started")).message_id  # type: ignore[union-attr]
