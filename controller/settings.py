@@ -177,6 +177,12 @@ class EngineSettings(_Group):
         default_factory=dict,
         description="Monitor name -> flags to kill when it reports `down`.",
     )
+    max_flag_series: int = Field(
+        default=200,
+        ge=0,
+        le=10_000,
+        description="At most this many flags get per-guardrail gauges on /metrics.",
+    )
 
 
 class LlmSettings(_Group):

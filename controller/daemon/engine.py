@@ -190,6 +190,8 @@ class Engine:
             await self._aggregates.mark_dirty(theirs)
         mine = dirty - theirs
         swept = {f for f in await self._states.flags() if control.owns(f)} if full else set()
+        if full:  # the flags this instance no longer gates are another's to report
+            self._metrics.guardrails.retain(swept)
         for flag in sorted(mine | swept):
             await self._contained(
                 self.gate(flag, fresh=flag in mine, background=True), where="gate", flag=flag
@@ -217,10 +219,12 @@ class Engine:
         rollout = (await self._states.load(flag)).rollout
         if rollout is None or not rollout.phase.active:
             self._seen.pop(flag, None)
+            self._metrics.guardrails.forget(flag)
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
         verdict = evaluate(rollout, data, now)
+        self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         events: list[Input] = [TickInput(now)]
         if not self._consultations.needs_advice(rollout, verdict, now):
             events.insert(0, GateInput(verdict, now))
