@@ -55,16 +55,7 @@ class Advisor:
         self, settings: LlmSettings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._settings = settings
-        # Compressed replies are refused: a small gzip body can inflate past any bound.
-        headers = {"Accept-Encoding": "identity"}
-        if settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-        self._http = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_seconds),
-            transport=transport,
-        )
+        self._http = _client(settings, transport)
         self._failures = 0
         self._open_until = 0.0
 
@@ -130,28 +121,16 @@ class Advisor:
 
     async def _post(self, gate_data: dict[str, Any]) -> tuple[int, bytes] | str:
         """The reply's status and body, or why the body was not read."""
-        request = self._request(gate_data)
-        async with self._http.stream("POST", "/chat/completions", json=request) as response:
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("", "identity"):
-                return f"invalid reply: compressed ({encoding[:40]}) though identity was asked"
-            body = await _read_bounded(response, MAX_REPLY_BYTES)
-            if body is None:
-                return f"invalid reply: larger than {MAX_REPLY_BYTES} bytes"
-            return response.status_code, body
+        return await _post(self._http, self._request(gate_data))
 
     def _opinion(self, body: bytes, started: float) -> Opinion | str:
-        try:
-            reply = orjson.loads(body)
-            content = reply["choices"][0]["message"]["content"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            return "invalid reply: not an OpenAI chat completion"
-        if not isinstance(content, str):
-            return "invalid reply: the message content is not text"
+        reply = _content(body)
+        if isinstance(reply, str):
+            return reply
+        content, model = reply
         advice = parse_advice(content)
         if isinstance(advice, str):
             return advice
-        model = reply.get("model")
         return Opinion(
             advice,
             model=model if isinstance(model, str) else self._settings.model,
@@ -176,6 +155,89 @@ class Advisor:
         else:
             body["grammar"] = _GRAMMAR
         return body
+
+
+async def constrained_completion(
+    settings: LlmSettings,
+    messages: list[dict[str, str]],
+    schema: dict[str, Any],
+    *,
+    name: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> str | Unavailable:
+    """One chat completion constrained by ``schema``: its text, or why there is none.
+
+    The advisor's bounds, for any JSON reply: one deadline of
+    ``settings.budget()`` for the whole exchange, the reply read up to
+    :data:`MAX_REPLY_BYTES`, nothing compressed, and no error escapes. The
+    text is not validated here: the caller parses it against its own model.
+    """
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": messages,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+    }
+    if settings.response_format == "json_schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": True},
+        }
+    elif settings.response_format == "json_object":
+        body["response_format"] = {"type": "json_object", "schema": schema}
+    else:  # the llama.cpp server turns a schema into its grammar itself
+        body["json_schema"] = schema
+    try:
+        async with _client(settings, transport) as http, asyncio.timeout(settings.budget()):
+            reply = await _post(http, body)
+    except TimeoutError:
+        return Unavailable(f"no reply within {settings.budget():g} s")
+    except Exception as exc:  # the contract: it never raises
+        return Unavailable(f"request failed: {type(exc).__name__}: {exc}")
+    if isinstance(reply, str):
+        return Unavailable(reply)
+    status, raw = reply
+    if status != 200:
+        return Unavailable(f"HTTP {status}: {raw[:200].decode(errors='replace')}")
+    content = _content(raw)
+    return Unavailable(content) if isinstance(content, str) else content[0]
+
+
+def _client(settings: LlmSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    # Compressed replies are refused: a small gzip body can inflate past any bound.
+    headers = {"Accept-Encoding": "identity"}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    return httpx.AsyncClient(
+        base_url=settings.base_url.rstrip("/"),
+        headers=headers,
+        timeout=httpx.Timeout(settings.timeout_seconds),
+        transport=transport,
+    )
+
+
+async def _post(http: httpx.AsyncClient, request: dict[str, Any]) -> tuple[int, bytes] | str:
+    """The reply's status and body, or why the body was not read."""
+    async with http.stream("POST", "/chat/completions", json=request) as response:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return f"invalid reply: compressed ({encoding[:40]}) though identity was asked"
+        body = await _read_bounded(response, MAX_REPLY_BYTES)
+        if body is None:
+            return f"invalid reply: larger than {MAX_REPLY_BYTES} bytes"
+        return response.status_code, body
+
+
+def _content(body: bytes) -> tuple[str, object] | str:
+    """A chat completion's message text and model field, or why the body is not one."""
+    try:
+        reply = orjson.loads(body)
+        content = reply["choices"][0]["message"]["content"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return "invalid reply: not an OpenAI chat completion"
+    if not isinstance(content, str):
+        return "invalid reply: the message content is not text"
+    return content, reply.get("model") if isinstance(reply, dict) else None
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:

@@ -4,7 +4,8 @@ Steer rollouts (``start``, ``pause``, ``resume``, ``promote``, ``rollback``,
 ``abort``, ``kill``, ``approve``): each signs a command with the operator's
 key, produces it to the commands topic and waits for the controller's
 decision, printing the reason when it is rejected. Look at them (``status``,
-``watch``), check a plan (``plan validate``), forward alerts to Slack
+``watch``), check a plan (``plan validate``) or have the model draft one for
+review (``plan draft``), forward alerts to Slack
 (``alerts``), and manage keys and raw commands (``keygen``, ``sign``,
 ``send``, ``verify``).
 
@@ -169,6 +170,17 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "errors naming each offending field (exit 78).",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    from controller.ctl import drafting  # noqa: PLC0415 - keep `--help` fast
+
+    draft = verbs.add_parser(
+        "draft",
+        help="have the configured model draft a plan, for review",
+        description="Ask the configured model (the llm settings: config file, LLM_BASE_URL) "
+        "for a plan for the change, validate it and print it as commented YAML. Without a "
+        "model, or when its plan is invalid or unsafe, print the built-in template for the "
+        "risk level and say why on stderr. Nothing is started.",
+    )
+    drafting.add_arguments(draft)
 
 
 def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -261,6 +273,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from controller.ctl import alerts as forwarding  # noqa: PLC0415
 
         return forwarding.run(args)
+    if args.command == "plan" and args.plan_command == "draft":
+        from controller.ctl import drafting  # noqa: PLC0415
+
+        return drafting.run(args)
     handler = {
         "status": handlers.status,
         "watch": handlers.watch,

@@ -1,0 +1,140 @@
+"""``rolloutctl plan draft``: a plan drafted by the configured model, for a person to review.
+
+The model is asked once, with the plan's JSON Schema constraining its reply
+(:func:`controller.adapters.llm.constrained_completion`: bounded in time and
+size, never raises). Its plan is printed only if the plan model accepts it and
+:func:`controller.core.templates.review` finds it sane; otherwise the built-in
+template for the risk level is printed and stderr says why. Nothing is started:
+the output is YAML for ``rolloutctl start --plan``, after review.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from controller.adapters.llm import constrained_completion
+from controller.core.advice import untrusted
+from controller.core.errors import ConfigError
+from controller.core.plan import Plan, parse_plan
+from controller.core.templates import (
+    DRAFT_SCHEMA,
+    RISKS,
+    TEMPLATES,
+    Risk,
+    draft_messages,
+    plan_yaml,
+    review,
+)
+from controller.ctl.commands import warn
+from controller.settings import LlmSettings, load_settings
+
+DEFAULT_TIMEOUT = 120.0
+MAX_DRAFT_TOKENS = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The plan to print; ``fallback`` says why the template was used instead of the model's."""
+
+    plan: Plan
+    model: str | None
+    fallback: str | None = None
+
+
+def add_arguments(sub: argparse.ArgumentParser) -> None:
+    """The options of ``plan draft``."""
+    sub.add_argument("--risk", required=True, choices=RISKS, help="how risky the change is")
+    sub.add_argument(
+        "--describe", required=True, metavar="TEXT", help="what the flag changes, in a sentence"
+    )
+    sub.add_argument(
+        "--config", type=Path, metavar="FILE", help="controller settings YAML (its llm section)"
+    )
+    sub.add_argument("--model-url", metavar="URL", help="model server up to /v1, overrides config")
+    sub.add_argument("--model", metavar="NAME", help="model name, overrides config")
+    sub.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="(120)"
+    )
+    sub.add_argument("--no-model", action="store_true", help="print the built-in template")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draft, print the YAML on stdout and, for a fallback, the reason on stderr."""
+    llm = None if args.no_model else model_settings(args)
+    draft = asyncio.run(draft_plan(args.risk, args.describe, llm))
+    if draft.fallback is not None:
+        warn(f"using the built-in {args.risk}-risk template: {draft.fallback}")
+    print(plan_yaml(draft.plan, header(draft, args.risk, args.describe)), end="")
+    return 0
+
+
+def model_settings(args: argparse.Namespace) -> LlmSettings:
+    """The configured model (config file, environment, options), given time for a plan."""
+    llm = load_settings(args.config).llm
+    changes: dict[str, object] = {
+        "timeout_seconds": args.timeout,
+        "budget_seconds": args.timeout,
+        "retries": 0,
+        "max_tokens": max(llm.max_tokens, MAX_DRAFT_TOKENS),
+    }
+    if args.model_url:
+        changes["base_url"] = args.model_url
+    if args.model:
+        changes["model"] = args.model
+    return LlmSettings.model_validate({**llm.model_dump(), **changes})
+
+
+async def draft_plan(
+    risk: Risk,
+    description: str,
+    llm: LlmSettings | None,
+) -> Draft:
+    """The model's plan for the change if it is valid and sane, else the risk's template."""
+    if llm is None:
+        return Draft(TEMPLATES[risk], None, "no model asked (--no-model)")
+    reply = await constrained_completion(
+        llm,
+        draft_messages(risk, description),
+        DRAFT_SCHEMA,
+        name="rollout_plan",
+    )
+    if not isinstance(reply, str):
+        return Draft(TEMPLATES[risk], None, f"the model gave no plan: {reply.cause}")
+    plan = _plan_in(reply, risk)
+    if isinstance(plan, str):
+        return Draft(TEMPLATES[risk], None, untrusted(plan, 400))
+    return Draft(plan, llm.model)
+
+
+def _plan_in(content: str, risk: Risk) -> Plan | str:
+    """The plan in the model's reply, or why it is not one worth showing."""
+    try:
+        data = orjson.loads(content.strip())
+        plan = parse_plan(data, source="plan from the model")
+    except orjson.JSONDecodeError:
+        return "the model's reply is not JSON"
+    except ConfigError as exc:
+        return str(exc)
+    problems = review(plan, risk)
+    if problems:
+        return "the model's plan is not a sane draft: " + "; ".join(problems)
+    return plan
+
+
+def header(draft: Draft, risk: Risk, description: str) -> list[str]:
+    """The comment lines above the YAML: where the plan came from, and that it is a draft."""
+    described = untrusted(description, 200)
+    source = (
+        f"Drafted by the model {untrusted(draft.model, 100)}"
+        if draft.model is not None
+        else "Built-in template"
+    )
+    return [
+        f"{source} for a {risk}-risk change: {described}",
+        "A draft: review every stage before `rolloutctl start FLAG --plan FILE`.",
+    ]
