@@ -14,18 +14,26 @@ a stage is due:
 6. otherwise advance (the advisor, where enabled, may only make this more
    cautious; that is the machine's business, not the gate's).
 
+With ``early_advance`` in the plan, step 3 gives way once every gating
+guardrail's bound already excludes harm beyond its tolerance, the minimum
+sample is met and there is no sample-ratio mismatch. A ``dry_run`` guardrail
+is tested and recorded (``evidence["dry_run"]``) but never acts: what it would
+have done is reported in :attr:`Verdict.dry_run_breaches` for the machine to
+alert on, and it neither holds nor blocks an early advance.
+
 Every verdict carries the evidence it was reached on: per-arm counts, each
 guardrail's test (Δ, bounds, p-value) and the SRM check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.latency import exceedance_bucket, exceedance_test, latency_quantile_test
-from controller.core.plan import Guardrail, Plan
+from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.srm import SrmResult, srm_test
@@ -46,7 +54,22 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         p_threshold=plan.srm_p_threshold,
     )
     evidence = _evidence(data, tests, srm)
-    for guardrail in plan.guardrails:
+    breaches = _dry_run(plan, tests, evidence)
+    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence)
+    return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
+
+
+def _verdict(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+    *,
+    srm: SrmResult,
+    evidence: dict[str, Any],
+) -> Verdict:
+    plan = rollout.plan
+    for guardrail in _gating(plan):
         result = tests[guardrail.metric]
         if result is not None and result.regressed:
             return _regression(guardrail, result, evidence)
@@ -59,7 +82,70 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         if plan.srm_action == "rollback":
             return Verdict(VerdictKind.ROLLBACK, why, None, evidence)
         return Verdict(VerdictKind.PAUSE, why, PauseReason.SRM, evidence)
+    if _early(rollout, data, now, tests):
+        why = (
+            "early advance: every guardrail's bound excludes harm beyond its tolerance and the"
+            f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
+        )
+        return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
     return _timing(rollout, data, now, evidence)
+
+
+def _stage(rollout: Rollout) -> Stage:
+    return rollout.plan.stages[rollout.stage]
+
+
+def _gating(plan: Plan) -> list[Guardrail]:
+    """The guardrails that may act: every one not marked ``dry_run``."""
+    return [g for g in plan.guardrails if not g.dry_run]
+
+
+def _dry_run(
+    plan: Plan, tests: dict[str, SequentialResult | None], evidence: dict[str, Any]
+) -> tuple[str, ...]:
+    """Record each dry-run guardrail in ``evidence``; the metrics that would have acted."""
+    trial = [g for g in plan.guardrails if g.dry_run]
+    if not trial:
+        return ()
+    would = {g.metric: _would(g, tests[g.metric]) for g in trial}
+    evidence["dry_run"] = {m: {"would": action} for m, action in would.items()}
+    return tuple(m for m, action in would.items() if action is not None)
+
+
+def _would(guardrail: Guardrail, result: SequentialResult | None) -> str | None:
+    return guardrail.action if result is not None and result.regressed else None
+
+
+def _early(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+) -> bool:
+    """Strong evidence of no harm may end the stage before its minimum duration.
+
+    Only with at least one gating guardrail: with none there is no evidence.
+    """
+    plan, stage = rollout.plan, _stage(rollout)
+    gating = _gating(plan)
+    if not (plan.early_advance and gating and now - rollout.stage_started_at < stage.min_duration):
+        return False
+    if min(data.treatment.units, data.control.units) < max(stage.min_units_per_arm, 1):
+        return False
+    return all(harm_excluded(tests[g.metric]) for g in gating)
+
+
+def harm_excluded(result: SequentialResult | None) -> bool:
+    """The sequential bound shows any harm is within the tolerance (None: too little data).
+
+    Lower is better: the upper bound is at most the tolerance; higher is better:
+    the lower bound is at least minus the tolerance. An infinite bound never does.
+    """
+    if result is None:
+        return False
+    if result.direction == "lower_is_better":
+        return result.upper <= result.tolerance
+    return result.lower >= -result.tolerance
 
 
 def _timing(

@@ -16,6 +16,9 @@ gate        running                 advance → running(stage+1) | completed |
 gate        running                 hold → unchanged (no decision recorded)
 gate        any                     ``advisor_alert`` → alert "advisor_unavailable",
                                     whatever the verdict does
+gate        running, paused         a dry-run guardrail would have acted → alert
+                                    "guardrail" (info, once per stage), whatever
+                                    the verdict does; it never acts itself
 tick        running                 past max_duration → alert "stuck" (once)
 pause       running                 paused(operator)
 resume      paused (not approval)   running
@@ -106,8 +109,21 @@ def step(state: Rollout | None, event: Input) -> Step:
 
 
 def _gate(state: Rollout, event: GateInput) -> Step:
+    state, trial = _dry_run_alert(state, event)
     new, actions = _verdict(state, event)
-    return new, actions + _outage_alert(event)
+    return new, trial + actions + _outage_alert(event)
+
+
+def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Action]]:
+    """One alert per stage when a dry-run guardrail would have acted; it never acts."""
+    breaches = event.verdict.dry_run_breaches
+    if not (breaches and state.phase.active) or state.dry_run_alerted:
+        return state, []
+    alerted = state.model_copy(update={"dry_run_alerted": True, "updated_at": event.now})
+    summary = f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted (no action)"
+    trial = event.verdict.evidence.get("dry_run", {})
+    details = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
+    return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
 
 
 def _outage_alert(event: GateInput) -> list[Action]:
@@ -276,6 +292,7 @@ def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
         stage=stage,
         stage_started_at=now,
         stuck_alerted=False,
+        dry_run_alerted=False,
         advisor_hold_until=None,
     )
     return new, [PublishFlagState(), _decision(state, new, "advance", why)]

@@ -87,6 +87,10 @@ class Guardrail(_Frozen):
         allow_inf_nan=False,
         description="With latency_exceedance: the latency edge in ms.",
     )
+    dry_run: bool = Field(
+        default=False,
+        description="Evaluated, recorded and alerted on, but never rolls back, pauses or holds.",
+    )
 
     @property
     def lower_is_better(self) -> bool:
@@ -116,6 +120,13 @@ class Plan(_Frozen):
     srm_action: Literal["pause", "rollback"] = "pause"
     no_traffic_grace: Duration = Field(
         default=timedelta(minutes=15), description="Pause when a stage saw no events this long."
+    )
+    early_advance: bool = Field(
+        default=False,
+        description=(
+            "Advance before min_duration once every guardrail's bound excludes harm beyond"
+            " its tolerance and the stage's minimum sample is met."
+        ),
     )
 
     @model_validator(mode="after")

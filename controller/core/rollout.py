@@ -64,6 +64,9 @@ class Rollout(BaseModel):
     )
     pause_reason: PauseReason | None = None
     stuck_alerted: bool = False
+    dry_run_alerted: bool = Field(
+        default=False, description="A dry-run guardrail's breach was alerted in this stage."
+    )
     note: str = Field(default="", max_length=500, description="The operator's reason at start.")
     advisor_hold_until: datetime | None = Field(
         default=None, description="The advisor held this stage; gate again after this."
@@ -112,6 +115,8 @@ class Verdict:
     reason: str
     pause_reason: PauseReason | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    dry_run_breaches: tuple[str, ...] = ()
+    """Dry-run guardrails that would have acted: alerted on, never acted upon."""
 
 
 # -- inputs of the state machine --------------------------------------------------

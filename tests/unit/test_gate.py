@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
+from controller.core.gate import evaluate, harm_excluded
 from controller.core.histogram import BUCKET_COUNT, bucket_of
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Phase, Rollout, VerdictKind
+from controller.core.sequential import proportion_test
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -210,3 +211,170 @@ def test_insufficient_data_is_recorded_as_such() -> None:
     tiny = data(arm(units=1_111, requests=10, errors=0), arm(requests=10, errors=0))
     verdict = evaluate(rollout(), tiny, LATE)
     assert verdict.evidence["guardrails"]["error_rate"] == "insufficient data"
+
+
+# -- early advance and dry-run guardrails --------------------------------------------
+
+TOLERANT = [
+    Guardrail(metric="error_rate", tolerance=0.002),
+    Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
+    Guardrail(metric="conversion_rate", tolerance=0.01),
+]
+EARLY_PLAN = plan(early_advance=True, guardrails=TOLERANT)
+TRIAL = Guardrail(metric="error_rate", dry_run=True)
+SMALL = data(
+    arm(units=1_111, requests=2_000, errors=10, exposures=2_000, conversions=200),
+    arm(requests=2_000, errors=10, exposures=2_000, conversions=200),
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "agg", "now", "the_plan", "kind", "early"),
+    [
+        ("strong evidence, early", HEALTHY, EARLY, EARLY_PLAN, VerdictKind.ADVANCE, True),
+        ("option off", HEALTHY, EARLY, plan(guardrails=TOLERANT), VerdictKind.HOLD, False),
+        ("due anyway: a plain advance", HEALTHY, LATE, EARLY_PLAN, VerdictKind.ADVANCE, False),
+        (
+            "a zero tolerance is never shown",
+            HEALTHY,
+            EARLY,
+            plan(early_advance=True),
+            VerdictKind.HOLD,
+            False,
+        ),
+        ("bounds too wide on a small sample", SMALL, EARLY, EARLY_PLAN, VerdictKind.HOLD, False),
+        (
+            "too few units per arm",
+            data(arm(units=900), arm(units=8_100)),
+            EARLY,
+            EARLY_PLAN,
+            VerdictKind.HOLD,
+            False,
+        ),
+        (
+            "a metric under the data floor",
+            HEALTHY,
+            EARLY,
+            EARLY_PLAN.model_copy(update={"min_metric_events": 200_000}),
+            VerdictKind.HOLD,
+            False,
+        ),
+        (
+            "srm pauses, never advances",
+            data(arm(units=9_000), arm(units=91_000)),
+            EARLY,
+            EARLY_PLAN,
+            VerdictKind.PAUSE,
+            False,
+        ),
+        (
+            "only dry-run guardrails: no evidence",
+            HEALTHY,
+            EARLY,
+            plan(early_advance=True, guardrails=[TOLERANT[0].model_copy(update={"dry_run": True})]),
+            VerdictKind.HOLD,
+            False,
+        ),
+        (
+            "a dry-run guardrail does not block it",
+            HEALTHY,
+            EARLY,
+            plan(early_advance=True, guardrails=[*TOLERANT[1:], TRIAL]),
+            VerdictKind.ADVANCE,
+            True,
+        ),
+    ],
+)
+def test_early_advance(
+    case: str,
+    agg: FlagAggregates,
+    now: datetime,
+    the_plan: Plan,
+    kind: VerdictKind,
+    early: bool,
+) -> None:
+    verdict = evaluate(rollout(the_plan), agg, now)
+    assert verdict.kind is kind, f"{case}: {verdict.reason}"
+    assert verdict.evidence.get("early_advance", False) is early
+    assert verdict.reason.startswith("early advance") is early
+
+
+def test_harm_excluded_by_direction() -> None:
+    lower = proportion_test(50, 10_000, 50, 10_000, direction="lower_is_better", tolerance=0.01)
+    higher = proportion_test(50, 10_000, 50, 10_000, direction="higher_is_better", tolerance=0.01)
+    tight = proportion_test(50, 10_000, 50, 10_000, direction="lower_is_better", tolerance=0.0)
+    worse = proportion_test(150, 10_000, 50, 10_000, direction="higher_is_better", tolerance=0.01)
+    assert harm_excluded(lower)
+    assert harm_excluded(higher)
+    assert not harm_excluded(tight)
+    assert harm_excluded(worse), "more of a higher-is-better metric is no harm"
+    assert not harm_excluded(None)
+
+
+REGRESSED = data(arm(units=1_111, errors=650), arm())
+LATENCY = Guardrail(metric="latency_p99", tolerance=0.10, relative=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "agg", "now", "guardrails", "kind", "breaches", "would"),
+    [
+        (
+            "regression, due",
+            REGRESSED,
+            LATE,
+            [TRIAL, LATENCY],
+            VerdictKind.ADVANCE,
+            ("error_rate",),
+            "rollback",
+        ),
+        (
+            "regression, too early",
+            REGRESSED,
+            EARLY,
+            [TRIAL],
+            VerdictKind.HOLD,
+            ("error_rate",),
+            "rollback",
+        ),
+        (
+            "a pause guardrail would pause",
+            REGRESSED,
+            LATE,
+            [TRIAL.model_copy(update={"action": "pause"})],
+            VerdictKind.ADVANCE,
+            ("error_rate",),
+            "pause",
+        ),
+        ("healthy", HEALTHY, LATE, [TRIAL], VerdictKind.ADVANCE, (), None),
+        (
+            "a gating guardrail still acts",
+            data(arm(units=1_111, errors=650, latency=40.0), arm()),
+            EARLY,
+            [TRIAL, LATENCY],
+            VerdictKind.ROLLBACK,
+            ("error_rate",),
+            "rollback",
+        ),
+    ],
+)
+def test_dry_run_guardrail_never_acts(
+    case: str,
+    agg: FlagAggregates,
+    now: datetime,
+    guardrails: list[Guardrail],
+    kind: VerdictKind,
+    breaches: tuple[str, ...],
+    would: str | None,
+) -> None:
+    verdict = evaluate(rollout(plan(guardrails=guardrails)), agg, now)
+    assert verdict.kind is kind, f"{case}: {verdict.reason}"
+    assert verdict.dry_run_breaches == breaches
+    assert verdict.evidence["dry_run"] == {"error_rate": {"would": would}}
+    assert isinstance(verdict.evidence["guardrails"]["error_rate"], dict)
+    assert verdict.evidence.get("breach") != "error_rate"
+
+
+def test_without_dry_run_guardrails_the_evidence_has_no_dry_run_key() -> None:
+    verdict = evaluate(rollout(), HEALTHY, LATE)
+    assert "dry_run" not in verdict.evidence
+    assert verdict.dry_run_breaches == ()

@@ -258,3 +258,60 @@ def test_rejections_say_why() -> None:
     assert decision.outcome == "rejected"
     assert "killed" in decision.reason
     assert decision.command_id == "c-resume"
+
+
+# -- dry-run guardrails: alerted once per stage, never acted upon ---------------------
+
+DRY_RUN_GATES = ("gate-advance", "gate-hold", "gate-rollback", "gate-srm")
+
+
+def dry_run(gate_input: Input) -> GateInput:
+    """The same gate verdict with a dry-run error-rate guardrail that would have acted."""
+    assert isinstance(gate_input, GateInput)
+    trial = {"error_rate": {"would": "rollback"}}
+    verdict = gate_input.verdict
+    evidence = {**verdict.evidence, "dry_run": trial}
+    return GateInput(
+        Verdict(verdict.kind, verdict.reason, verdict.pause_reason, evidence, ("error_rate",)),
+        gate_input.now,
+    )
+
+
+@pytest.mark.parametrize("input_key", DRY_RUN_GATES)
+@pytest.mark.parametrize("state_key", sorted(STATES))
+def test_dry_run_breach_table(state_key: str, input_key: str) -> None:
+    """A dry-run breach adds one alert to an active rollout; the verdict does the rest."""
+    before = STATES[state_key]
+    after, actions = step(before, dry_run(INPUTS[input_key]))
+    plain_after, plain_actions = step(before, INPUTS[input_key])
+    alerted = before is not None and before.phase.active
+    want = summarize(plain_actions)
+    if alerted:
+        want = "alert:guardrail" if want == "-" else f"alert:guardrail+{want}"
+    assert summarize(actions) == want
+    assert (after.phase if after else None) == (plain_after.phase if plain_after else None)
+    assert (after.stage if after else None) == (plain_after.stage if plain_after else None)
+    if before is None or after is None:
+        return
+    if alerted and after.stage == before.stage and after.phase.active:
+        assert after.dry_run_alerted
+    elif after.stage != before.stage:
+        assert not after.dry_run_alerted  # a new stage may alert again
+
+
+def test_dry_run_alert_fires_once_per_stage() -> None:
+    first, actions = step(STATES["running"], dry_run(INPUTS["gate-hold"]))
+    (alert,) = actions
+    assert isinstance(alert, RaiseAlert)
+    assert alert.severity == "info"
+    assert alert.details["dry_run"] == {"error_rate": {"would": "rollback"}}
+    assert alert.details["breaches"] == ["error_rate"]
+    assert first is not None
+    assert first.flag_version == STATES["running"].flag_version  # type: ignore[union-attr]
+    again, more = step(first, dry_run(INPUTS["gate-hold"]))
+    assert more == []
+    assert again == first
+    advanced, _ = step(first, dry_run(INPUTS["gate-advance"]))
+    assert advanced is not None
+    assert advanced.stage == first.stage + 1
+    assert not advanced.dry_run_alerted

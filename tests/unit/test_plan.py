@@ -11,7 +11,14 @@ from pydantic import ValidationError
 
 from controller.core.errors import ConfigError
 from controller.core.messages import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, Command
-from controller.core.plan import MAX_COUNT, MAX_DURATION, MAX_TOLERANCE, Plan, parse_plan
+from controller.core.plan import (
+    MAX_COUNT,
+    MAX_DURATION,
+    MAX_TOLERANCE,
+    Plan,
+    load_plan,
+    parse_plan,
+)
 
 
 def plan_data(
@@ -145,3 +152,45 @@ def test_a_deep_command_from_json_only_fails_validation(depth: int) -> None:
         return  # deeper than orjson reads: the engine dead-letters it as malformed
     with pytest.raises(ValidationError):
         Command.model_validate(obj)
+
+
+@pytest.mark.parametrize(
+    ("data", "dry_run", "early_advance"),
+    [
+        (plan_data(), False, False),
+        (plan_data(guardrail={"dry_run": True}), True, False),
+        (plan_data(early_advance=True), False, True),
+        (plan_data(guardrail={"dry_run": False}, early_advance=False), False, False),
+    ],
+)
+def test_dry_run_and_early_advance_are_off_unless_asked(
+    data: dict[str, Any], dry_run: bool, early_advance: bool
+) -> None:
+    plan = parse_plan(data)
+    assert plan.guardrails[0].dry_run is dry_run
+    assert plan.early_advance is early_advance
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (plan_data(guardrail={"dry_run": "sometimes"}), "guardrails.0.dry_run"),
+        (plan_data(early_advance=[1]), "early_advance"),
+    ],
+)
+def test_plan_options_must_be_booleans(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{field}: "):
+        parse_plan(data)
+
+
+def test_plan_options_read_from_yaml() -> None:
+    text = (
+        "early_advance: true\n"
+        "stages: [{percent: 10, min_duration: PT6H}, {percent: 100}]\n"
+        "guardrails:\n"
+        "  - {metric: error_rate, tolerance: 0.002}\n"
+        "  - {metric: latency_p99, tolerance: 0.1, relative: true, dry_run: true}\n"
+    )
+    plan = load_plan(text)
+    assert plan.early_advance
+    assert [g.dry_run for g in plan.guardrails] == [False, True]
