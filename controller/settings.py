@@ -169,6 +169,12 @@ class EngineSettings(_Group):
     command_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Commands older (or further ahead) than this are stale."
     )
+    stale_after_days: float = Field(
+        default=14.0,
+        gt=0,
+        le=3650,
+        description="A flag completed this long ago raises one `stale_flag` reminder.",
+    )
     operator_keys: dict[str, str] = Field(
         default_factory=dict,
         description="Operator key id -> base64 Ed25519 public key (`rolloutctl keygen`).",

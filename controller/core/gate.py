@@ -43,14 +43,14 @@ QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
 
 def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
     """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
-    plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
+    plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
         g.metric: guardrail_result(g, data, plan) for g in plan.guardrails
     }
     srm = srm_test(
         data.treatment.units,
         data.control.units,
-        stage.percent / 100,
+        rollout.percent / 100,  # in a watch, 100% less the holdback
         p_threshold=plan.srm_p_threshold,
     )
     evidence = _evidence(data, tests, srm)
@@ -338,6 +338,7 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[s
         "flag_version": rollout.flag_version,
         "started_at": rollout.started_at.isoformat(),
         "stage_started_at": rollout.stage_started_at.isoformat(),
+        "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
         "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds(), 1),
         "min_duration_s": stage.min_duration.total_seconds(),
         "min_units_per_arm": stage.min_units_per_arm,

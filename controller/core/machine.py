@@ -14,17 +14,22 @@ gate        running                 advance → running(stage+1) | completed |
                                     paused(awaiting_approval) if the stage
                                     needs approval
 gate        running                 hold → unchanged (no decision recorded)
+gate        running, watching       rollback verdict with ``on_regression: alert``
+                                    → unchanged, alert "guardrail" (once);
+                                    advance → completed once the watch ended,
+                                    else unchanged
 gate        any                     ``advisor_alert`` → alert "advisor_unavailable",
                                     whatever the verdict does
 gate        running, paused         a dry-run guardrail would have acted → alert
                                     "guardrail" (info, once per stage), whatever
                                     the verdict does; it never acts itself
 tick        running                 past max_duration → alert "stuck" (once)
+tick        completed               past ``stale_after`` → alert "stale_flag" (once)
 pause       running                 paused(operator)
 resume      paused (not approval)   running
 approve     paused(awaiting_approval advance, as an approved gate would
             or advisor_objection)
-promote     running, paused         running(stage+1) | completed;
+promote     running, paused         running(stage+1) | watching | completed;
                                     ``to_end`` → completed
 rollback    running, paused         rolled_back
 abort       running, paused         aborted
@@ -35,6 +40,10 @@ down        completed
 monitor up  killed                  unchanged; records the recovery (the flag
                                     stays off until a person starts it again)
 =========== ======================= =========================================
+
+Advancing past the last stage of a plan with a ``watch`` enters the watch
+instead of completing: still running at the last stage, with the holdback on
+control (``watch_until`` set); advancing again completes.
 
 Every accepted transition publishes the flag state (with a new flag version)
 and records a decision; rollbacks, kills and automatic pauses raise alerts.
@@ -49,6 +58,7 @@ from typing import Any
 
 from controller.core.advice import Opinion, Unavailable
 from controller.core.messages import CommandAction
+from controller.core.plan import Watch
 from controller.core.rollout import (
     Action,
     CommandInput,
@@ -65,6 +75,7 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.watching import stale_reminder, start_watch, watch_alert, watch_evidence
 
 Step = tuple[Rollout | None, list[Action]]
 
@@ -136,6 +147,10 @@ def _outage_alert(event: GateInput) -> list[Action]:
 
 def _verdict(state: Rollout, event: GateInput) -> Step:
     verdict = event.verdict
+    if state.watching and state.phase.active:
+        watched = _watch_verdict(state, event)
+        if watched is not None:
+            return watched
     if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
         return _roll_back(state, event.now, Cause.gate(verdict))
     if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
@@ -170,7 +185,24 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
     return _advance(state, event.now, why)
 
 
+def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
+    """What the watch decides itself, or None to let the verdict act as in a stage."""
+    verdict, watch = event.verdict, state.plan.watch
+    if verdict.kind is VerdictKind.ROLLBACK and watch and watch.on_regression == "alert":
+        alerted, actions = watch_alert(state, event.now, verdict)
+        return alerted, list(actions)
+    if verdict.kind is not VerdictKind.ADVANCE or state.phase is not Phase.RUNNING:
+        return None
+    if state.watch_until is not None and event.now < state.watch_until:
+        return state, []
+    evidence = {**verdict.evidence, "watch": watch_evidence(state)}
+    return _complete(state, event.now, Cause("gate", "the watch ended clean", None, evidence))
+
+
 def _tick(state: Rollout, event: TickInput) -> Step:
+    if state.phase is Phase.COMPLETED:
+        stale, reminder = stale_reminder(state, event)
+        return stale, list(reminder)
     limit = state.plan.stages[state.stage].max_duration if state.phase.active else None
     if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
         return state, []
@@ -282,6 +314,8 @@ _HANDLERS = {
 
 def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
     if state.stage + 1 >= len(state.plan.stages):
+        if state.plan.watch is not None and not state.watching:
+            return _start_watch(state, now, why, state.plan.watch)
         return _complete(state, now, why)
     stage = state.stage + 1
     new = _bump(
@@ -298,8 +332,16 @@ def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
     return new, [PublishFlagState(), _decision(state, new, "advance", why)]
 
 
+def _start_watch(state: Rollout, now: datetime, why: Cause, watch: Watch) -> Step:
+    new = start_watch(state, now, watch)
+    why = dataclasses.replace(why, evidence={**why.evidence, "watch": watch_evidence(state)})
+    return new, [PublishFlagState(), _decision(state, new, "watch", why)]
+
+
 def _complete(state: Rollout, now: datetime, why: Cause) -> Step:
-    new = _bump(state, now, phase=Phase.COMPLETED, pause_reason=None)
+    new = _bump(
+        state, now, phase=Phase.COMPLETED, pause_reason=None, watch_until=None, completed_at=now
+    )
     return new, [PublishFlagState(), _decision(state, new, "complete", why)]
 
 

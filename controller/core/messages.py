@@ -279,6 +279,7 @@ class Alert(_Message):
         "advisor_unavailable",
         "output_quarantined",
         "input_failed",
+        "stale_flag",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

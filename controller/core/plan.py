@@ -103,6 +103,20 @@ class Guardrail(_Frozen):
         return self
 
 
+class Watch(_Frozen):
+    """A watch after the last stage: a holdback stays on control while the guardrails run.
+
+    With ``holdback_percent`` 0 there is no control arm, so only absolute checks
+    (sample ratio, traffic, uptime monitors) are watched, not the guardrails.
+    """
+
+    duration: Duration = Field(description="How long the watch lasts before completing.")
+    holdback_percent: float = Field(
+        default=1.0, ge=0, le=50, allow_inf_nan=False, description="Units kept on control."
+    )
+    on_regression: Literal["rollback", "alert"] = "rollback"
+
+
 class Plan(_Frozen):
     """Stages in increasing percent, guardrails, and the gate's statistical settings."""
 
@@ -128,12 +142,17 @@ class Plan(_Frozen):
             " its tolerance and the stage's minimum sample is met."
         ),
     )
+    watch: Watch | None = Field(
+        default=None, description="After the last stage (at 100%), watch before completing."
+    )
 
     @model_validator(mode="after")
     def _stages_increase(self) -> Self:
         percents = [s.percent for s in self.stages]
         if any(b <= a for a, b in itertools.pairwise(percents)):
             raise ValueError(f"stage percents must increase, got {percents}")
+        if self.watch is not None and percents[-1] != 100:
+            raise ValueError("a watch needs the last stage at 100%")
         return self
 
 

@@ -71,6 +71,12 @@ class Rollout(BaseModel):
     advisor_hold_until: datetime | None = Field(
         default=None, description="The advisor held this stage; gate again after this."
     )
+    watch_until: datetime | None = Field(
+        default=None, description="In the plan's watch after the last stage, until this."
+    )
+    watch_alerted: bool = Field(default=False, description="A watch regression was alerted.")
+    completed_at: datetime | None = None
+    stale_alerted: bool = Field(default=False, description="The stale-flag reminder was sent.")
     started_at: datetime
     updated_at: datetime
 
@@ -79,6 +85,8 @@ class Rollout(BaseModel):
         """The share of units that get treatment in this state."""
         if self.phase is Phase.COMPLETED:
             return 100.0
+        if self.phase.active and self.watching and self.plan.watch is not None:
+            return 100.0 - self.plan.watch.holdback_percent
         if self.phase.active:
             return self.plan.stages[self.stage].percent
         return 0.0
@@ -94,6 +102,17 @@ class Rollout(BaseModel):
             Phase.ABORTED: FlagStatus.INACTIVE,
             Phase.KILLED: FlagStatus.KILLED,
         }[self.phase]
+
+    @property
+    def watching(self) -> bool:
+        """In the watch after the last stage (paused or not)."""
+        return self.watch_until is not None
+
+    def stale(self, now: datetime, after: timedelta) -> bool:
+        """Completed for longer than ``after``: the flag should leave the code."""
+        if self.phase is not Phase.COMPLETED:
+            return False
+        return now - (self.completed_at or self.updated_at) >= after
 
     def stage_flag_versions(self) -> set[int]:
         """The flag versions whose events count for the current stage."""
@@ -138,6 +157,8 @@ class GateInput:
 @dataclass(frozen=True, slots=True)
 class TickInput:
     now: datetime
+    stale_after: timedelta | None = None
+    """Remind once to remove a flag completed longer than this (None: never)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,10 @@ def status_detail(r: dict[str, Any]) -> str:
         f" (minimum {_duration(r['min_duration_s'])},"
         f" {r['min_units_per_arm']} units per arm)",
     ]
+    if r.get("watch_until"):
+        lines.append(f"watch:       until {r['watch_until']}, the holdback stays on control")
+    if r.get("stale"):
+        lines.append("stale:       completed long ago; remove the flag from the code")
     if r["verdict"]:
         lines.append(f"gate:        {r['verdict']}: {r['verdict_reason']}")
     evidence = r.get("evidence", {})
@@ -99,7 +103,10 @@ def outcome_line(decision: dict[str, Any]) -> str:
 
 
 def _phase(r: dict[str, Any]) -> str:
-    return f"paused ({r['pause_reason']})" if r.get("pause_reason") else r["phase"]
+    phase = f"paused ({r['pause_reason']})" if r.get("pause_reason") else str(r["phase"])
+    if r.get("watch_until"):
+        return f"{phase} (watch)"
+    return f"{phase} (stale)" if r.get("stale") else phase
 
 
 def _rate(arm: dict[str, Any]) -> str:

@@ -56,6 +56,7 @@ from controller.core.rollout import (
     Input,
     MonitorDownInput,
     MonitorUpInput,
+    Phase,
     RecordDecision,
     Rollout,
     TickInput,
@@ -111,6 +112,7 @@ class Engine:
         self._outputs = outputs
         self._dead_letters = dead_letters
         self._now = clock
+        self._stale_after = timedelta(days=settings.stale_after_days)
         self._metrics = metrics or Metrics()
         self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -220,12 +222,14 @@ class Engine:
         if rollout is None or not rollout.phase.active:
             self._seen.pop(flag, None)
             self._metrics.guardrails.forget(flag)
+            if rollout is not None and rollout.phase is Phase.COMPLETED:
+                await self._remind_stale(flag, rollout)
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
         verdict = evaluate(rollout, data, now)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
-        events: list[Input] = [TickInput(now)]
+        events: list[Input] = [TickInput(now, self._stale_after)]
         if not self._consultations.needs_advice(rollout, verdict, now):
             events.insert(0, GateInput(verdict, now))
         elif background:
@@ -236,6 +240,13 @@ class Engine:
             new, actions = step(rollout, event)
             if actions or new != rollout:
                 await self.apply(flag, event)
+
+    async def _remind_stale(self, flag: str, rollout: Rollout) -> None:
+        """A completed flag's one reminder, once it is stale."""
+        tick = TickInput(self._now(), self._stale_after)
+        new, actions = step(rollout, tick)
+        if actions or new != rollout:
+            await self.apply(flag, tick)
 
     async def consultations_done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
@@ -257,7 +268,9 @@ class Engine:
             if rollout.phase.active:
                 data = await self._aggregates.read(name, rollout.stage_flag_versions())
                 verdict = evaluate(rollout, data, now)
-            out.append(describe(rollout, verdict, now))
+            out.append(
+                {**describe(rollout, verdict, now), "stale": rollout.stale(now, self._stale_after)}
+            )
         return out
 
     async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:

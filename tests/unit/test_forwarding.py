@@ -82,6 +82,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("advisor_unavailable", "warning", {}, []),
     ("output_quarantined", "critical", {"topic": "rollout.decisions", "bytes": 9}, []),
     ("input_failed", "critical", {"where": "command"}, []),
+    ("stale_flag", "info", {"completed_at": "2026-03-02T14:30:00+00:00"}, ["*completed_at*"]),
 ]
 
 
@@ -134,7 +135,9 @@ def test_every_kind_renders(
 ) -> None:
     payload = slack_payload(_alert(kind, severity, details=details))
     _check_slack_limits(payload)
-    emoji = ":rotating_light:" if severity == "critical" else ":warning:"
+    emoji = {"critical": ":rotating_light:", "info": ":information_source:"}.get(
+        severity, ":warning:"
+    )
     assert (
         payload["text"]
         == f"{emoji} [{severity}] {kind} checkout.new-flow: checkout.new-flow: {kind}"

@@ -110,3 +110,27 @@ def test_decision_lines(message: dict[str, Any], expected: str) -> None:
 )  # fmt: skip
 def test_outcome_lines(decision: dict[str, Any], expected: str) -> None:
     assert outcome_line(decision) == expected
+
+
+@pytest.mark.parametrize(
+    ("over", "phase"),
+    [
+        ({}, "running"),
+        ({"watch_until": "2026-11-22T14:00:00+00:00", "percent": 99.0}, "running (watch)"),
+        (
+            {"watch_until": "2026-11-22T14:00:00+00:00", "phase": "paused", "pause_reason": "srm"},
+            "paused (srm) (watch)",
+        ),
+        ({"phase": "completed", "verdict": None, "stale": True}, "completed (stale)"),
+        ({"phase": "completed", "verdict": None, "stale": False}, "completed"),
+        ({"phase": "completed", "verdict": None}, "completed"),  # an older controller
+    ],
+)
+def test_status_marks_watches_and_stale_flags(over: dict[str, Any], phase: str) -> None:
+    r = rollout(**over)
+    row = status_table([r]).splitlines()[1]
+    assert row.startswith(f"checkout  {phase}  ")
+    detail = status_detail(r)
+    assert f"phase:       {phase}" in detail
+    assert ("watch:       until" in detail) == ("watch_until" in over)
+    assert ("remove the flag from the code" in detail) == bool(over.get("stale"))
