@@ -1,0 +1,101 @@
+"""The watch after 100% and the stale-flag reminder, through the real broker, Redis and daemon."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from controller.core.messages import Arm
+from controller.core.plan import Plan, Watch
+from tests.scenarios.harness import Scenario, fast_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def watched_plan(duration: timedelta) -> Plan:
+    """The fast ladder, then a watch with a 1% control holdback."""
+    return fast_plan().model_copy(
+        update={"watch": Watch(duration=duration, holdback_percent=1, on_regression="rollback")}
+    )
+
+
+def flag_states(world: Scenario, flag: str) -> list[dict[str, Any]]:
+    return [s for s in world.observed.flag_states if s["flag"] == flag]
+
+
+async def test_a_clean_watch_completes_at_100_and_the_flag_goes_stale(scenario: Scenario) -> None:
+    # Given a daemon that calls a flag stale two seconds after it completed
+    scenario.configure(RC_ENGINE__STALE_AFTER_DAYS=str(2 / 86400))
+    scenario.start_daemon()
+    scenario.run_apps("checkout")
+    # When a healthy rollout with a five-second watch runs
+    await scenario.start("checkout", watched_plan(timedelta(seconds=5)))
+    # Then it enters the watch at 99% (1% held back on control) ...
+    watch = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="checkout", action="watch"),
+        timeout=120,
+        what="the watch to start",
+    )
+    assert (watch["stage"], watch["phase_after"]) == (4, "running")
+    assert "holdback" in watch["evidence"]["watch"]["watched"]
+    # ... and completes at 100% when the watch ends clean, having seen control units
+    done = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="checkout", action="complete"),
+        timeout=60,
+        what="the watch to end",
+    )
+    assert done["reason"] == "the watch ended clean"
+    assert done["evidence"]["arms"]["control"]["units"] > 0
+    assert done["evidence"]["guardrails"]["error_rate"] != "insufficient data"
+    assert done["evidence"]["guardrails"]["error_rate"]["regressed"] is False
+    assert [s["percent"] for s in flag_states(scenario, "checkout")][-3:] == [100, 99, 100]
+    assert flag_states(scenario, "checkout")[-1]["status"] == "completed"
+    # And the completed flag raises one reminder to remove it from the code
+    stale = await scenario.until(
+        lambda: scenario.observed.alert_where(flag="checkout", kind="stale_flag"),
+        timeout=30,
+        what="the stale-flag reminder",
+    )
+    assert stale["severity"] == "info"
+    # (once: a later flag's reminder shows the sweeps went on since)
+    await scenario.gates_ran("marker")
+    await scenario.until(
+        lambda: scenario.observed.alert_where(flag="marker", kind="stale_flag"),
+        timeout=90,
+        what="the marker's stale-flag reminder",
+    )
+    reminders = [a for a in scenario.observed.alerts if a["kind"] == "stale_flag"]
+    assert [a["flag"] for a in reminders].count("checkout") == 1
+    assert {a["kind"] for a in scenario.observed.alerts} == {"stale_flag"}
+
+
+async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) -> None:
+    # Given apps whose treatment starts failing once the flag is in its watch (99%)
+    def errors(state: dict[str, Any], arm: Arm) -> float:
+        return 0.30 if arm is Arm.TREATMENT and state["percent"] == 99 else 0.02
+
+    scenario.start_daemon()
+    scenario.run_apps("search", errors=errors)
+    # When a rollout with a long watch runs
+    await scenario.start("search", watched_plan(timedelta(minutes=30)))
+    # Then the watch catches the regression against the holdback and rolls back
+    rollback = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="search", action="rollback"),
+        timeout=180,
+        what="the rollback during the watch",
+    )
+    assert scenario.observed.decision_where(flag="search", action="watch") is not None
+    assert rollback["stage"] == 4
+    assert rollback["evidence"]["breach"] == "error_rate"
+    assert rollback["evidence"]["guardrails"]["error_rate"]["lower"] > 0
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag="search", kind="rollback"),
+        timeout=10,
+        what="the rollback alert",
+    )
+    assert "stage 4 (99.0%)" in alert["summary"]
+    last = flag_states(scenario, "search")[-1]
+    assert (last["status"], last["percent"]) == ("rolled_back", 0)
+    assert scenario.observed.decision_where(flag="search", action="complete") is None
