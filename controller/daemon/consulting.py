@@ -60,9 +60,10 @@ class Consultations:
         """Only a running stage the statistics would advance asks the model.
 
         Rollbacks, pauses and holds never wait for it; a paused rollout or one
-        the advisor holds would not act on the advice, so it is not asked.
+        the advisor holds would not act on the advice, so it is not asked; nor
+        is a watch after 100%, which the clock and the statistics end.
         """
-        if self._advisor is None or rollout.phase is not Phase.RUNNING:
+        if self._advisor is None or rollout.phase is not Phase.RUNNING or rollout.watching:
             return False
         held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
         return verdict.kind is VerdictKind.ADVANCE and not held
