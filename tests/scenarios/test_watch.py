@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -99,3 +99,38 @@ async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) 
     last = flag_states(scenario, "search")[-1]
     assert (last["status"], last["percent"]) == ("rolled_back", 0)
     assert scenario.observed.decision_where(flag="search", action="complete") is None
+
+
+async def test_an_alerting_watch_alerts_once_and_keeps_its_holdback(scenario: Scenario) -> None:
+    # Given apps whose treatment starts failing in the watch, and a plan that alerts
+    def errors(state: dict[str, Any], arm: Arm) -> float:
+        return 0.30 if arm is Arm.TREATMENT and state["percent"] == 99 else 0.02
+
+    plan = watched_plan(timedelta(seconds=5))
+    alerting = plan.model_copy(
+        update={"watch": plan.watch.model_copy(update={"on_regression": "alert"})}  # type: ignore[union-attr]
+    )
+    scenario.start_daemon()
+    scenario.run_apps("search", errors=errors)
+    # When the rollout runs into its watch
+    await scenario.start("search", alerting)
+    # Then the regression raises one critical alert, and nothing rolls back
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag="search", kind="guardrail"),
+        timeout=180,
+        what="the watch's regression alert",
+    )
+    assert alert["severity"] == "critical"
+    assert alert["details"]["watch"] is True
+    assert alert["details"]["breach"] == "error_rate"
+    assert scenario.observed.decision_where(flag="search", action="watch_regression")
+    watching = await scenario.rollout("search")
+    assert watching is not None
+    assert watching.watch_until is not None
+    ends = watching.watch_until
+    await scenario.until(lambda: datetime.now(UTC) > ends, timeout=30, what="the watch's end")
+    await scenario.gates_ran("marker")  # gates ran after the watch's end: it still holds
+    rollout = await scenario.rollout("search")
+    assert rollout is not None
+    assert (rollout.phase.value, rollout.percent) == ("running", 99)
+    assert [a["kind"] for a in scenario.observed.alerts if a["flag"] == "search"] == ["guardrail"]
