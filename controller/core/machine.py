@@ -52,13 +52,9 @@ and records a decision; rollbacks, kills and automatic pauses raise alerts.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from controller.core.advice import Opinion, Unavailable
 from controller.core.messages import CommandAction
-from controller.core.plan import Watch
 from controller.core.rollout import (
     Action,
     CommandInput,
@@ -69,33 +65,25 @@ from controller.core.rollout import (
     Phase,
     PublishFlagState,
     RaiseAlert,
-    RecordDecision,
     Rollout,
     TickInput,
-    Verdict,
     VerdictKind,
 )
-from controller.core.watching import stale_reminder, start_watch, watch_alert, watch_evidence
-
-Step = tuple[Rollout | None, list[Action]]
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """Why a transition happens: the gate (with evidence) or a command."""
-
-    kind: str
-    reason: str
-    cmd: CommandInput | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, cmd: CommandInput, default_reason: str) -> Cause:
-        return cls("command", cmd.reason or default_reason, cmd)
-
-    @classmethod
-    def gate(cls, verdict: Verdict) -> Cause:
-        return cls("gate", verdict.reason, None, verdict.evidence)
+from controller.core.transitions import (
+    Cause,
+    Step,
+    advance,
+    applied,
+    bump,
+    complete,
+    decision,
+    kill,
+    pause,
+    recovered,
+    rejected,
+    roll_back,
+)
+from controller.core.watching import stale_reminder, watch_alert, watch_evidence
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -109,9 +97,9 @@ def step(state: Rollout | None, event: Input) -> Step:
     if isinstance(event, TickInput):
         return _tick(state, event)
     if isinstance(event, MonitorUpInput):
-        return _recovered(state, event)
+        return recovered(state, event)
     details = {"monitor": event.monitor, "incident": event.incident_id}
-    return _kill(
+    return kill(
         state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
     )
 
@@ -152,12 +140,12 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
         if watched is not None:
             return watched
     if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
-        return _roll_back(state, event.now, Cause.gate(verdict))
+        return roll_back(state, event.now, Cause.gate(verdict))
     if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
         return state, []
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
-        return _pause(state, event.now, reason, Cause.gate(verdict))
+        return pause(state, event.now, reason, Cause.gate(verdict))
     return _advance_with_advice(state, event)
 
 
@@ -174,15 +162,15 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
         held = state.model_copy(
             update={"advisor_hold_until": event.now + event.advisor_hold, "updated_at": event.now}
         )
-        return held, [_decision(state, held, "hold", dataclasses.replace(why, kind="advisor"))]
+        return held, [decision(state, held, "hold", dataclasses.replace(why, kind="advisor"))]
     if event.advisor_mode == "gating" and opinion == "rollback":
         objection = given.rationale[:200] if given else ""
         why = dataclasses.replace(why, reason=f"the advisor objects: {objection}")
-        return _pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
+        return pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
     if state.plan.stages[state.stage].approval:
         approval = Cause("gate", "the stage needs an operator's approval", None, why.evidence)
-        return _pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
-    return _advance(state, event.now, why)
+        return pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
+    return advance(state, event.now, why)
 
 
 def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
@@ -196,7 +184,7 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
     if state.watch_until is not None and event.now < state.watch_until:
         return state, []
     evidence = {**verdict.evidence, "watch": watch_evidence(state)}
-    return _complete(state, event.now, Cause("gate", "the watch ended clean", None, evidence))
+    return complete(state, event.now, Cause("gate", "the watch ended clean", None, evidence))
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:
@@ -223,16 +211,16 @@ def _command(state: Rollout | None, cmd: CommandInput) -> Step:
     if cmd.action is CommandAction.START:
         return _start(state, cmd)
     if state is None:
-        return None, [_rejected(None, cmd, "no rollout exists for this flag")]
+        return None, [rejected(None, cmd, "no rollout exists for this flag")]
     handler = _HANDLERS[cmd.action]
     return handler(state, cmd)
 
 
 def _start(state: Rollout | None, cmd: CommandInput) -> Step:
     if state is not None and state.phase.active:
-        return state, [_rejected(state, cmd, f"a rollout is already {state.phase.value}")]
+        return state, [rejected(state, cmd, f"a rollout is already {state.phase.value}")]
     if cmd.plan is None:
-        return state, [_rejected(state, cmd, "start needs a plan")]
+        return state, [rejected(state, cmd, "start needs a plan")]
     version = (state.flag_version if state else 0) + 1
     new = Rollout(
         flag=cmd.flag,
@@ -248,54 +236,54 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         started_at=cmd.now,
         updated_at=cmd.now,
     )
-    return new, [PublishFlagState(), _applied(state, new, cmd, "start")]
+    return new, [PublishFlagState(), applied(state, new, cmd, "start")]
 
 
 def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:
     if state.phase is not Phase.RUNNING:
-        return state, [_rejected(state, cmd, f"cannot pause a {state.phase.value} rollout")]
-    return _pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
+        return state, [rejected(state, cmd, f"cannot pause a {state.phase.value} rollout")]
+    return pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
 
 
 def _resume(state: Rollout, cmd: CommandInput) -> Step:
     if state.phase is not Phase.PAUSED:
-        return state, [_rejected(state, cmd, f"cannot resume a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot resume a {state.phase.value} rollout")]
     if state.pause_reason in (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION):
-        return state, [_rejected(state, cmd, "the rollout awaits an approval; use approve")]
-    new = _bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
-    return new, [PublishFlagState(), _applied(state, new, cmd, "resume")]
+        return state, [rejected(state, cmd, "the rollout awaits an approval; use approve")]
+    new = bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
+    return new, [PublishFlagState(), applied(state, new, cmd, "resume")]
 
 
 def _approve(state: Rollout, cmd: CommandInput) -> Step:
     waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
     if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
-        return state, [_rejected(state, cmd, "nothing awaits an approval")]
-    return _advance(state, cmd.now, Cause.of(cmd, "approved"))
+        return state, [rejected(state, cmd, "nothing awaits an approval")]
+    return advance(state, cmd.now, Cause.of(cmd, "approved"))
 
 
 def _promote(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [_rejected(state, cmd, f"cannot promote a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot promote a {state.phase.value} rollout")]
     if cmd.to_end:
-        return _complete(state, cmd.now, Cause.of(cmd, "promoted to the end"))
-    return _advance(state, cmd.now, Cause.of(cmd, "promoted"))
+        return complete(state, cmd.now, Cause.of(cmd, "promoted to the end"))
+    return advance(state, cmd.now, Cause.of(cmd, "promoted"))
 
 
 def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [_rejected(state, cmd, f"cannot roll back a {state.phase.value} rollout")]
-    return _roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
+        return state, [rejected(state, cmd, f"cannot roll back a {state.phase.value} rollout")]
+    return roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
 
 
 def _abort(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [_rejected(state, cmd, f"cannot abort a {state.phase.value} rollout")]
-    new = _bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
-    return new, [PublishFlagState(), _applied(state, new, cmd, "abort")]
+        return state, [rejected(state, cmd, f"cannot abort a {state.phase.value} rollout")]
+    new = bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
+    return new, [PublishFlagState(), applied(state, new, cmd, "abort")]
 
 
 def _kill_cmd(state: Rollout, cmd: CommandInput) -> Step:
-    return _kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
+    return kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
 
 
 _HANDLERS = {
@@ -307,145 +295,3 @@ _HANDLERS = {
     CommandAction.ABORT: _abort,
     CommandAction.KILL: _kill_cmd,
 }
-
-
-# -- shared transitions ----------------------------------------------------------------
-
-
-def _advance(state: Rollout, now: datetime, why: Cause) -> Step:
-    if state.stage + 1 >= len(state.plan.stages):
-        if state.plan.watch is not None and not state.watching:
-            return _start_watch(state, now, why, state.plan.watch)
-        return _complete(state, now, why)
-    stage = state.stage + 1
-    new = _bump(
-        state,
-        now,
-        phase=Phase.RUNNING,
-        pause_reason=None,
-        stage=stage,
-        stage_started_at=now,
-        stuck_alerted=False,
-        dry_run_alerted=False,
-        advisor_hold_until=None,
-    )
-    return new, [PublishFlagState(), _decision(state, new, "advance", why)]
-
-
-def _start_watch(state: Rollout, now: datetime, why: Cause, watch: Watch) -> Step:
-    new = start_watch(state, now, watch)
-    why = dataclasses.replace(why, evidence={**why.evidence, "watch": watch_evidence(state)})
-    return new, [PublishFlagState(), _decision(state, new, "watch", why)]
-
-
-def _complete(state: Rollout, now: datetime, why: Cause) -> Step:
-    new = _bump(
-        state, now, phase=Phase.COMPLETED, pause_reason=None, watch_until=None, completed_at=now
-    )
-    return new, [PublishFlagState(), _decision(state, new, "complete", why)]
-
-
-_ALERTED_PAUSES = (PauseReason.SRM, PauseReason.NO_TRAFFIC, PauseReason.GUARDRAIL)
-
-
-def _pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Step:
-    new = _bump(state, now, phase=Phase.PAUSED, pause_reason=reason)
-    actions: list[Action] = [
-        PublishFlagState(),
-        _decision(state, new, f"pause:{reason.value}", why),
-    ]
-    if reason in _ALERTED_PAUSES:
-        details = {"stage": state.stage, **why.evidence}
-        summary = f"{state.flag} paused: {why.reason}"
-        actions.append(RaiseAlert(reason.value, "warning", summary, details))
-    return new, actions
-
-
-def _roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
-    new = _bump(state, now, phase=Phase.ROLLED_BACK, pause_reason=None)
-    summary = f"{state.flag} rolled back at stage {state.stage} ({state.percent}%): {why.reason}"
-    return new, [
-        PublishFlagState(),
-        _decision(state, new, "rollback", why),
-        RaiseAlert("rollback", "critical", summary, {"stage": state.stage, **why.evidence}),
-    ]
-
-
-def _kill(state: Rollout, now: datetime, why: Cause) -> Step:
-    if not (state.phase.active or state.phase is Phase.COMPLETED):
-        if why.cmd is None:
-            return state, []
-        return state, [_rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
-    new = _bump(state, now, phase=Phase.KILLED, pause_reason=None)
-    return new, [
-        PublishFlagState(),
-        _decision(state, new, "kill", why),
-        RaiseAlert("kill", "critical", f"{state.flag} killed: {why.reason}", why.evidence),
-    ]
-
-
-def _recovered(state: Rollout, event: MonitorUpInput) -> Step:
-    if state.phase is not Phase.KILLED:
-        return state, []
-    reason = (
-        f"monitor {event.monitor} is up again; the flag stays killed until "
-        "an operator starts a new rollout"
-    )
-    return state, [
-        RecordDecision(
-            kind="monitor",
-            action="monitor_up",
-            outcome="recorded",
-            reason=reason,
-            phase_before=state.phase.value,
-            phase_after=state.phase.value,
-            stage=state.stage,
-            evidence={"monitor": event.monitor, "incident": event.incident_id},
-        )
-    ]
-
-
-def _bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
-    """A new state with a new flag version, recorded against the (new) stage."""
-    version = state.flag_version + 1
-    stage = changes.get("stage", state.stage)
-    versions = {k: list(v) for k, v in state.stage_versions.items()}
-    versions.setdefault(stage, []).append(version)
-    return state.model_copy(
-        update={**changes, "flag_version": version, "stage_versions": versions, "updated_at": now}
-    )
-
-
-def _decision(before: Rollout | None, after: Rollout, action: str, why: Cause) -> RecordDecision:
-    cmd = why.cmd
-    return RecordDecision(
-        kind=why.kind,
-        action=cmd.action.value if cmd else action,
-        outcome="applied",
-        reason=why.reason,
-        phase_before=before.phase.value if before else None,
-        phase_after=after.phase.value,
-        stage=after.stage,
-        command_id=cmd.command_id if cmd else None,
-        evidence=why.evidence,
-    )
-
-
-def _applied(
-    before: Rollout | None, after: Rollout, cmd: CommandInput, action: str
-) -> RecordDecision:
-    return _decision(before, after, action, Cause("command", cmd.reason, cmd))
-
-
-def _rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDecision:
-    phase = state.phase.value if state else None
-    return RecordDecision(
-        kind="command",
-        action=cmd.action.value,
-        outcome="rejected",
-        reason=reason,
-        phase_before=phase,
-        phase_after=phase,
-        stage=state.stage if state else None,
-        command_id=cmd.command_id,
-    )
