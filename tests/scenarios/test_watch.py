@@ -50,8 +50,12 @@ async def test_a_clean_watch_completes_at_100_and_the_flag_goes_stale(scenario: 
     assert done["evidence"]["arms"]["control"]["units"] > 0
     assert done["evidence"]["guardrails"]["error_rate"] != "insufficient data"
     assert done["evidence"]["guardrails"]["error_rate"]["regressed"] is False
+    await scenario.until(
+        lambda: flag_states(scenario, "checkout")[-1]["status"] == "completed",
+        timeout=10,
+        what="the completed flag state",
+    )
     assert [s["percent"] for s in flag_states(scenario, "checkout")][-3:] == [100, 99, 100]
-    assert flag_states(scenario, "checkout")[-1]["status"] == "completed"
     # And the completed flag raises one reminder to remove it from the code
     stale = await scenario.until(
         lambda: scenario.observed.alert_where(flag="checkout", kind="stale_flag"),
@@ -96,8 +100,12 @@ async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) 
         what="the rollback alert",
     )
     assert "stage 4 (99.0%)" in alert["summary"]
-    last = flag_states(scenario, "search")[-1]
-    assert (last["status"], last["percent"]) == ("rolled_back", 0)
+    await scenario.until(
+        lambda: flag_states(scenario, "search")[-1]["status"] == "rolled_back",
+        timeout=10,
+        what="the rolled-back flag state",
+    )
+    assert flag_states(scenario, "search")[-1]["percent"] == 0
     assert scenario.observed.decision_where(flag="search", action="complete") is None
 
 
@@ -123,7 +131,12 @@ async def test_an_alerting_watch_alerts_once_and_keeps_its_holdback(scenario: Sc
     assert alert["severity"] == "critical"
     assert alert["details"]["watch"] is True
     assert alert["details"]["breach"] == "error_rate"
-    assert scenario.observed.decision_where(flag="search", action="watch_regression")
+    # The decision is on another topic than the alert: it may be observed a moment later.
+    await scenario.until(
+        lambda: scenario.observed.decision_where(flag="search", action="watch_regression"),
+        timeout=30,
+        what="the watch's regression decision",
+    )
     watching = await scenario.rollout("search")
     assert watching is not None
     assert watching.watch_until is not None
