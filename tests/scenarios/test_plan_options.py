@@ -69,8 +69,20 @@ async def test_a_regressing_dry_run_guardrail_alerts_but_never_rolls_back(
     assert len(stages) == len(set(stages))
     assert alerts[0]["details"]["breaches"] == ["error_rate"]
     assert alerts[0]["details"]["dry_run"]["error_rate"]["would"] == "rollback"
-    last = [s for s in scenario.observed.flag_states if s["flag"] == "trial"][-1]
-    assert (last["status"], last["percent"]) == ("completed", 100)
+    # The flag state comes on its own topic: wait for the completed one.
+    last = await scenario.until(
+        lambda: next(
+            (
+                s
+                for s in reversed(scenario.observed.flag_states)
+                if s["flag"] == "trial" and s["status"] == "completed"
+            ),
+            None,
+        ),
+        timeout=10,
+        what="the completed flag state",
+    )
+    assert last["percent"] == 100
 
 
 async def test_a_healthy_stage_advances_before_its_long_minimum(scenario: Scenario) -> None:
