@@ -19,7 +19,8 @@ import pytest
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.gate import evaluate
 from controller.core.plan import Guardrail, Plan, Stage
-from controller.core.rollout import Phase, Rollout, VerdictKind
+from controller.core.rollout import VerdictKind
+from tests.unit.test_gate import rollout
 from tests.unit.test_stats import binomial
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -44,22 +45,6 @@ def plan(*, early: bool) -> Plan:
         alpha=ALPHA,
         n_tune=50_000,
         early_advance=early,
-    )
-
-
-def rollout(the_plan: Plan) -> Rollout:
-    return Rollout(
-        flag="f",
-        rollout_id="r",
-        plan=the_plan,
-        phase=Phase.RUNNING,
-        stage=0,
-        stage_started_at=T0,
-        salt="s",
-        flag_version=1,
-        stage_versions={0: [1]},
-        started_at=T0,
-        updated_at=T0,
     )
 
 
