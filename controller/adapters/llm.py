@@ -138,23 +138,8 @@ class Advisor:
         )
 
     def _request(self, gate_data: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self._settings.model,
-            "messages": build_messages(gate_data),
-            "temperature": self._settings.temperature,
-            "max_tokens": self._settings.max_tokens,
-        }
-        kind = self._settings.response_format
-        if kind == "json_schema":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "gate_advice", "schema": ADVICE_SCHEMA, "strict": True},
-            }
-        elif kind == "json_object":
-            body["response_format"] = {"type": "json_object", "schema": ADVICE_SCHEMA}
-        else:
-            body["grammar"] = _GRAMMAR
-        return body
+        messages = build_messages(gate_data)
+        return _chat_request(self._settings, messages, ADVICE_SCHEMA, "gate_advice", _GRAMMAR)
 
 
 async def constrained_completion(
@@ -172,21 +157,7 @@ async def constrained_completion(
     :data:`MAX_REPLY_BYTES`, nothing compressed, and no error escapes. The
     text is not validated here: the caller parses it against its own model.
     """
-    body: dict[str, Any] = {
-        "model": settings.model,
-        "messages": messages,
-        "temperature": settings.temperature,
-        "max_tokens": settings.max_tokens,
-    }
-    if settings.response_format == "json_schema":
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": schema, "strict": True},
-        }
-    elif settings.response_format == "json_object":
-        body["response_format"] = {"type": "json_object", "schema": schema}
-    else:  # the llama.cpp server turns a schema into its grammar itself
-        body["json_schema"] = schema
+    body = _chat_request(settings, messages, schema, name)
     try:
         async with _client(settings, transport) as http, asyncio.timeout(settings.budget()):
             reply = await _post(http, body)
@@ -201,6 +172,39 @@ async def constrained_completion(
         return Unavailable(f"HTTP {status}: {raw[:200].decode(errors='replace')}")
     content = _content(raw)
     return Unavailable(content) if isinstance(content, str) else content[0]
+
+
+def _chat_request(
+    settings: LlmSettings,
+    messages: list[dict[str, str]],
+    schema: dict[str, Any],
+    name: str,
+    grammar: str | None = None,
+) -> dict[str, Any]:
+    """A chat completion request whose reply ``settings.response_format`` constrains.
+
+    With ``grammar``, LocalAI's grammar is sent; without one, the schema itself
+    (the llama.cpp server turns it into its grammar).
+    """
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": messages,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+    }
+    kind = settings.response_format
+    if kind == "json_schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": True},
+        }
+    elif kind == "json_object":
+        body["response_format"] = {"type": "json_object", "schema": schema}
+    elif grammar is not None:
+        body["grammar"] = grammar
+    else:
+        body["json_schema"] = schema
+    return body
 
 
 def _client(settings: LlmSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
