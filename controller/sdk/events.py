@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
@@ -28,6 +30,11 @@ from controller.settings import KafkaSettings, TopicSettings
 log = logging.getLogger("controller.sdk.client")
 
 _TOPICS = TopicSettings()
+_ids = random.Random()  # noqa: S311 (ids must be unique, not secret)
+"""Random event ids without a system call per event (``uuid4`` reads ``os.urandom``). A
+private generator, so an app seeding ``random`` cannot make ids repeat; reseeded from
+the system in a forked child, so workers forked from one parent never share ids."""
+os.register_at_fork(after_in_child=_ids.seed)
 _EVENT_IDS = uuid.UUID("8d7c5e0a-6f1e-5b8e-9a43-2f1c0de5a001")
 """The namespace of :func:`stable_id`'s name-based ids; changing it changes every id."""
 
@@ -142,7 +149,7 @@ class EventEmitter(Lifecycle):
             self.dropped["buffer_full"] += 1
             return None
         if key is None:
-            event_id = uuid.uuid4().hex
+            event_id = f"{_ids.getrandbits(128):032x}"
         else:
             event_id = stable_id(key, flag, kind)
             if self._repeated(event_id):
