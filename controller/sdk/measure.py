@@ -71,13 +71,22 @@ class Measurement:
     ``SystemExit``) records no outcome: the request did not fail, it was
     abandoned, and its latency means nothing. ``key`` is the idempotency key
     passed to every event (see :func:`controller.sdk.events.stable_id`).
+    ``expose=False`` when the exposure was emitted already (an OpenFeature hook).
     """
 
     def __init__(
-        self, arms: ArmSource, events: EventSink, flag: str, unit: str, *, key: str | None = None
+        self,
+        arms: ArmSource,
+        events: EventSink,
+        flag: str,
+        unit: str,
+        *,
+        key: str | None = None,
+        expose: bool = True,
     ) -> None:
         self._arms, self._events = arms, events
         self.flag, self.unit, self.key = flag, unit, key
+        self._expose = expose
         self.arm = Arm.CONTROL
         self.flag_version = 0
         self.latency_ms: float | None = None
@@ -86,7 +95,8 @@ class Measurement:
 
     def __enter__(self) -> Arm:
         self.arm, self.flag_version = self._arms.arm(self.flag, self.unit)
-        self._events.exposure(self.flag, self.unit, self.arm, self.flag_version, key=self.key)
+        if self._expose:
+            self._events.exposure(self.flag, self.unit, self.arm, self.flag_version, key=self.key)
         self._started = time.perf_counter()
         return self.arm
 
@@ -121,6 +131,16 @@ class Measurement:
         traceback: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, traceback)
+
+
+class Served:
+    """An :class:`ArmSource` that answers the arm already served (resolved elsewhere)."""
+
+    def __init__(self, arm: Arm, flag_version: int) -> None:
+        self._served = (arm, flag_version)
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
+        return self._served
 
 
 class Flags(Lifecycle):
@@ -161,6 +181,21 @@ class Flags(Lifecycle):
         self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
     ) -> str | None:
         return self.events.exposure(flag, unit, arm, flag_version, key=key)
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None:
+        return self.events.request(
+            flag, unit, arm, flag_version, error=error, latency_ms=latency_ms, key=key
+        )
 
     def conversion(
         self,

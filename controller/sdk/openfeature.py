@@ -34,6 +34,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, Protocol, TypeVar
 
 from openfeature.evaluation_context import EvaluationContext
@@ -46,6 +47,7 @@ from openfeature.track import TrackingEventDetails
 
 from controller.core.messages import Arm, FlagState
 from controller.sdk.flags import SERVES_CONTROL, Listener
+from controller.sdk.measure import Measurement, Served
 
 log = logging.getLogger("controller.sdk.openfeature")
 T = TypeVar("T")
@@ -79,6 +81,18 @@ class FlagSource(Protocol):
         flag_version: int,
         *,
         value: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
         key: str | None = None,
     ) -> str | None: ...
 
@@ -251,7 +265,23 @@ class RolloutProvider(AbstractProvider):
             },
         )
 
-    # -- exposures and conversions --------------------------------------------------
+    # -- exposures, outcomes and conversions ----------------------------------------
+
+    def measure(
+        self, details: FlagEvaluationDetails[Any], unit: str, *, key: str | None = None
+    ) -> AbstractContextManager[Arm]:
+        """``with provider.measure(details, unit) as arm:`` reports the block's request outcome.
+
+        For a flag evaluated through OpenFeature (the hook has emitted the
+        exposure): times the block and emits its outcome with the arm and
+        version of ``details``, like :class:`~controller.sdk.measure.Measurement`.
+        An evaluation that served no arm (unknown flag, error) reports nothing.
+        """
+        version = details.flag_metadata.get("version")
+        if details.variant is None or not isinstance(version, int):
+            return nullcontext(Arm.CONTROL)
+        served = Served(Arm(details.variant), version)
+        return Measurement(served, self.source, details.flag_key, unit, key=key, expose=False)
 
     def expose(self, flag: str, unit: str, arm: Arm, version: int, key: str | None) -> None:
         """Emit the exposure unless this unit already saw this flag version (``once``)."""

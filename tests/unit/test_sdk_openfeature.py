@@ -193,3 +193,24 @@ def test_exposure_memory_is_bounded_and_forgets_the_least_recent_unit() -> None:
     assert memory.record("c", FLAG, Arm.CONTROL, 1)  # evicts "b"
     assert memory.of("b") == {}
     assert memory.of("a") == {FLAG: (Arm.CONTROL, 1)}
+
+
+def test_provider_measure_reports_the_outcome_of_the_evaluated_arm(domain: str) -> None:
+    flags = _flags(_state(5, 50.0))
+    provider = RolloutProvider(flags)
+    client = _client(domain, provider)
+    ctx = EvaluationContext(targeting_key="u1")
+    details = client.get_boolean_details(FLAG, False, ctx)
+    with pytest.raises(RuntimeError), provider.measure(details, "u1", key="k") as arm:
+        raise RuntimeError("the step failed")
+    unknown = client.get_boolean_details("unknown", False, ctx)
+    with provider.measure(unknown, "u1") as served:
+        pass
+    events = _events(flags)
+    assert arm.value == details.variant
+    assert served is Arm.CONTROL
+    assert [(e["type"], e["arm"], e["flag_version"], e.get("error")) for e in events] == [
+        ("exposure", details.variant, 5, None),
+        ("request", details.variant, 5, True),
+    ]
+    assert events[1]["id"] == stable_id("k", FLAG, "request")
