@@ -7,6 +7,8 @@ One JSON command per line on stdin, one JSON answer per line on stdout:
 - ``{"cmd": "eval", "version": V, "units": [...]}``: wait until the flag is at
   version V, evaluate every unit twice (the hook exposes each once), answer
   the variants and reasons;
+- ``{"cmd": "measure", "units": [...]}``: evaluate each unit and report a
+  measured step's outcome, every fifth one an error;
 - ``{"cmd": "track", "units": [...], "value": X}``: ``client.track`` each unit;
 - ``{"cmd": "close"}``: flush, answer the emitter's counters and exit.
 """
@@ -47,6 +49,22 @@ def _evaluate(
     return {"variants": variants, "reasons": sorted(reasons)}
 
 
+def _measure(client: OpenFeatureClient, flag: str, units: list[str]) -> dict[str, Any]:
+    """Evaluate and run a measured step per unit; every fifth step raises."""
+    provider = client.provider
+    assert isinstance(provider, RolloutProvider)
+    failed = 0
+    for i, unit in enumerate(units):
+        details = client.get_boolean_details(flag, False, EvaluationContext(unit))
+        try:
+            with provider.measure(details, unit):
+                if i % 5 == 0:
+                    raise RuntimeError("the step failed")
+        except RuntimeError:
+            failed += 1
+    return {"measured": len(units), "failed": failed}
+
+
 def main() -> None:
     bootstrap, flag_topic, events_topic, flag = sys.argv[1:5]
     flags = SyncFlags(
@@ -62,6 +80,8 @@ def main() -> None:
         command = orjson.loads(line)
         if command["cmd"] == "eval":
             answer = _evaluate(flags, client, flag, command)
+        elif command["cmd"] == "measure":
+            answer = _measure(client, flag, command["units"])
         elif command["cmd"] == "track":
             for unit in command["units"]:
                 details = TrackingEventDetails(value=command["value"])

@@ -8,6 +8,7 @@ arrives exactly once, an exception in a measured view is an error event and a
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from controller.core.bucketing import assign
 from controller.core.messages import Arm, event_adapter
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +181,61 @@ async def test_calls_after_close_are_dropped_and_counted_not_sent(
     await asyncio.to_thread(use)
     assert (flags.sent, +flags.dropped) == (1, Counter(closed=1))
     assert [e["type"] for e in await _consume(kafka_bootstrap, events_topic)] == ["exposure"]
+
+
+EXITING_APP = """
+import sys
+from controller.core.messages import Arm
+from controller.sdk.sync import SyncFlags
+from controller.settings import KafkaSettings
+from tests.services import free_port
+flags = SyncFlags(KafkaSettings(bootstrap_servers=sys.argv[1]), flag_topic=sys.argv[2],
+                  events_topic=sys.argv[3])
+for i in range(500):
+    flags.exposure("checkout.new-flow", f"u{i}", Arm.CONTROL, 0)
+print("emitted", flush=True)
+"""
+
+
+async def test_events_emitted_just_before_the_process_exits_are_flushed_at_exit(
+    kafka_bootstrap: str, topic_factory: TopicFactory
+) -> None:
+    flag_topic, events_topic = await _topics(kafka_bootstrap, topic_factory)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        EXITING_APP,
+        kafka_bootstrap,
+        flag_topic,
+        events_topic,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output.decode()[-2000:]
+    assert b"emitted" in output
+    events = await _consume(kafka_bootstrap, events_topic)
+    assert sorted(e["unit"] for e in events) == sorted(f"u{i}" for i in range(500))
+
+
+async def test_an_unreachable_broker_blocks_neither_calls_nor_close() -> None:
+    port = free_port()  # nothing listens there
+    flags = SyncFlags(
+        KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
+        max_buffered=100,
+        flush_timeout=0.5,
+        request_timeout_ms=1_000,
+    )
+
+    def use() -> list[str | None]:
+        with flags.measure(FLAG, "u1") as arm:
+            assert arm is Arm.CONTROL  # nothing loaded: control, version 0
+        ids = [flags.conversion(FLAG, f"u{i}", Arm.CONTROL, 0) for i in range(200)]
+        flags.close()
+        return ids
+
+    ids = await asyncio.to_thread(use)
+    assert ids.count(None) == 102  # the buffer held 100: 2 from measure, 98 conversions
+    assert not flags.loaded
+    assert flags.sent == 0
+    assert +flags.dropped == Counter(buffer_full=102, shutdown=100)

@@ -3,7 +3,8 @@
 Both processes resolve every unit to the arm the controller's flag state
 implies, at every stage; the provider's hook exposes each unit once per flag
 version per process, ``track`` converts the exposed units, and the daemon
-counts each of those events exactly once in the aggregates its gates read.
+counts each of those events exactly once in the aggregates its gates read;
+measured steps arrive as request outcomes with their errors and latencies.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ async def test_two_openfeature_apps_agree_and_their_events_reach_the_gate_once(
     try:
         versions = await _through_stages(scenario, apps)
         assert (await apps[0].ask(cmd="track", units=TRACKED, value=VALUE))["tracked"] == 300
+        measured = await apps[1].ask(cmd="measure", units=TRACKED)
+        assert measured == {"measured": 300, "failed": 60}
         closed = [await app.close() for app in apps]
     finally:
         for app in apps:
@@ -95,7 +98,7 @@ async def test_two_openfeature_apps_agree_and_their_events_reach_the_gate_once(
 
     # Then each process exposed every unit once per version, and app 0 converted 300
     last_version, last_salt = versions[-1]
-    expected_events = 2 * len(UNITS) * len(versions) + len(TRACKED)
+    expected_events = 2 * len(UNITS) * len(versions) + 2 * len(TRACKED)
     assert sum(c["sent"] for c in closed) == expected_events
     assert all(c["dropped"] == 0 for c in closed)
     events = await _events(scenario)
@@ -121,6 +124,23 @@ async def test_two_openfeature_apps_agree_and_their_events_reach_the_gate_once(
         len(TRACKED) - converted,
     )
     assert aggregates.treatment.conversion_value_sum == pytest.approx(converted * VALUE)
+
+    # And the measured steps' outcomes, errors and latencies, by arm
+    arms = [assign(FLAG, last_salt, u, PERCENTS[-1]) for u in TRACKED]
+    want_requests = (arms.count(Arm.TREATMENT), arms.count(Arm.CONTROL))
+    want_errors = (
+        sum(a is Arm.TREATMENT for a in arms[::5]),
+        sum(a is Arm.CONTROL for a in arms[::5]),
+    )
+    aggregates = await _counted(
+        scenario,
+        last_version,
+        lambda a: a.treatment.requests + a.control.requests >= len(TRACKED),
+        "request outcomes",
+    )
+    assert (aggregates.treatment.requests, aggregates.control.requests) == want_requests
+    assert (aggregates.treatment.errors, aggregates.control.errors) == want_errors
+    assert (aggregates.treatment.latency_count, aggregates.control.latency_count) == want_requests
 
 
 async def _through_stages(scenario: Scenario, apps: list[App]) -> list[tuple[int, str]]:
