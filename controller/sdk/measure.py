@@ -18,7 +18,7 @@ import time
 from types import TracebackType
 from typing import Protocol
 
-from controller.core.messages import Arm, FlagState
+from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagClient, Listener
 from controller.sdk.lifecycle import Lifecycle
@@ -109,7 +109,8 @@ class Measurement:
         elapsed_ms = (time.perf_counter() - self._started) * 1000
         if exc is not None and not isinstance(exc, Exception):
             return
-        self.latency_ms = round(elapsed_ms, 3)
+        # A block longer than the contract's bound (a day) reports no latency, not a bad event.
+        self.latency_ms = round(elapsed_ms, 3) if elapsed_ms <= MAX_LATENCY_MS else None
         self.error = exc is not None
         self._events.request(
             self.flag,

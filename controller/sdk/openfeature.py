@@ -31,6 +31,7 @@ flag the unit was exposed to, with the tracking value.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,13 +46,15 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
-from controller.core.messages import Arm, FlagState
+from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
 from controller.sdk.flags import SERVES_CONTROL, Listener
 from controller.sdk.measure import Measurement, Served
 
 log = logging.getLogger("controller.sdk.openfeature")
 T = TypeVar("T")
 
+MAX_UNIT_CHARS = 256
+"""The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 IDEMPOTENCY_KEY = "idempotency_key"
 """The hook hint and tracking attribute that carries the caller's idempotency key."""
 
@@ -156,6 +159,8 @@ class RolloutProvider(AbstractProvider):
         self._loaded = threading.Event()
         self._initialized = False
         self._hook = ExposureHook(self)
+        self.untracked = 0
+        """``track`` calls that emitted nothing: no or too long a targeting key, a bad value."""
         source.on_change(self._changed)
         if source.loaded:
             self._loaded.set()
@@ -249,6 +254,12 @@ class RolloutProvider(AbstractProvider):
                 ErrorCode.TARGETING_KEY_MISSING,
                 "the evaluation context has no targeting_key: it is the unit that is bucketed",
             )
+        if len(unit) > MAX_UNIT_CHARS:
+            return _error(
+                default,
+                ErrorCode.INVALID_CONTEXT,
+                f"the targeting_key is longer than {MAX_UNIT_CHARS} characters",
+            )
         state = self.source.state(flag)
         if state is None:
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
@@ -302,10 +313,12 @@ class RolloutProvider(AbstractProvider):
         ``idempotency_key`` attribute makes the conversion ids stable.
         """
         unit = evaluation_context.targeting_key if evaluation_context is not None else None
-        if not unit:
-            log.warning("track(%r) without a targeting_key: no conversion", tracking_event_name)
-            return
         details = tracking_event_details or TrackingEventDetails()
+        problem = _untrackable(unit, details.value)
+        if problem or unit is None:
+            self.untracked += 1
+            log.warning("track(%r): no conversion, %s", tracking_event_name, problem)
+            return
         key = details.attributes.get(IDEMPOTENCY_KEY)
         for flag, (arm, version) in self.exposures.of(unit).items():
             self.source.conversion(
@@ -344,6 +357,21 @@ class ExposureHook(Hook):
             version,
             key if isinstance(key, str) else None,
         )
+
+
+def _untrackable(unit: str | None, value: object) -> str:
+    """Why a tracking event cannot become a valid conversion, or "" if it can."""
+    if not unit:
+        return "the evaluation context has no targeting_key"
+    if len(unit) > MAX_UNIT_CHARS:
+        return f"the targeting_key is longer than {MAX_UNIT_CHARS} characters"
+    if value is None:
+        return ""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return f"the value {value!r} is not a finite number"
+    if abs(value) > MAX_CONVERSION_VALUE:
+        return f"the value {value!r} is beyond ±{MAX_CONVERSION_VALUE:g}"
+    return ""
 
 
 def _is_treatment(arm: Arm) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -138,3 +139,15 @@ def test_unkeyed_events_always_get_fresh_ids() -> None:
             pass
     assert len({orjson.loads(v)["id"] for _, v in emitter._queue}) == 4
     assert emitter.repeated == 0
+
+
+def test_a_block_longer_than_a_day_reports_no_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 90_000.0])  # entered, then left 25 hours later
+    monkeypatch.setattr(
+        "controller.sdk.measure.time", SimpleNamespace(perf_counter=lambda: next(clock))
+    )
+    emitter = EventEmitter()
+    with Measurement(_book(), emitter, FLAG, "u1"):
+        pass
+    _, request = _sent(emitter)
+    assert (request["error"], "latency_ms" in request) == (False, False)

@@ -214,3 +214,25 @@ def test_provider_measure_reports_the_outcome_of_the_evaluated_arm(domain: str) 
         ("request", details.variant, 5, True),
     ]
     assert events[1]["id"] == stable_id("k", FLAG, "request")
+
+
+def test_hostile_contexts_and_values_become_errors_or_nothing_never_bad_events(
+    domain: str,
+) -> None:
+    flags = _flags(_state(1, 50.0))
+    provider = RolloutProvider(flags)
+    client = _client(domain, provider)
+    long_unit = EvaluationContext(targeting_key="u" * 257)
+    details = client.get_boolean_details(FLAG, True, long_unit)
+    assert (details.value, details.error_code) == (True, ErrorCode.INVALID_CONTEXT)
+    ctx = EvaluationContext(targeting_key="u1")
+    client.get_boolean_value(FLAG, False, ctx)  # one exposure
+    for value in (float("nan"), float("inf"), 1e12, -1e12):
+        client.track("purchase", ctx, TrackingEventDetails(value=value))
+    client.track("purchase", long_unit, TrackingEventDetails(value=1.0))
+    client.track("purchase", ctx, TrackingEventDetails(value=-3.0))
+    assert [(e["type"], e.get("value")) for e in _events(flags)] == [
+        ("exposure", None),
+        ("conversion", -3.0),
+    ]
+    assert provider.untracked == 5
