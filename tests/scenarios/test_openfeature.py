@@ -91,6 +91,7 @@ async def test_two_openfeature_apps_agree_and_their_events_reach_the_gate_once(
         assert (await apps[0].ask(cmd="track", units=TRACKED, value=VALUE))["tracked"] == 300
         measured = await apps[1].ask(cmd="measure", units=TRACKED)
         assert measured == {"measured": 300, "failed": 60}
+        await _killed_serves_control(scenario, apps)
         closed = [await app.close() for app in apps]
     finally:
         for app in apps:
@@ -162,6 +163,27 @@ async def _through_stages(scenario: Scenario, apps: list[App]) -> list[tuple[int
         if stage < len(PERCENTS) - 1:
             await scenario.send(scenario.command("promote", FLAG), flag=FLAG)
     return versions
+
+
+async def _killed_serves_control(scenario: Scenario, apps: list[App]) -> None:
+    """After a kill every unit resolves to control, DISABLED, and nothing more is exposed."""
+    await scenario.send(scenario.command("kill", FLAG, reason="test"), flag=FLAG)
+    killed = await scenario.until(
+        lambda: next(
+            (
+                s
+                for s in scenario.observed.flag_states
+                if s["flag"] == FLAG and s["status"] == "killed"
+            ),
+            None,
+        ),
+        timeout=30,
+        what="the killed flag state",
+    )
+    for app in apps:
+        answer = await app.ask(cmd="eval", version=killed["version"], units=UNITS)
+        assert answer.get("variants") == ["control"] * len(UNITS), answer.get("error")
+        assert answer["reasons"] == ["DISABLED"]
 
 
 def _at_stage(scenario: Scenario, stage: int) -> dict[str, Any] | None:
