@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from typing import Any
 
 import orjson
@@ -28,6 +30,13 @@ from controller.settings import KafkaSettings, TopicSettings
 log = logging.getLogger("controller.sdk.client")
 
 _TOPICS = TopicSettings()
+_ids = random.Random()  # noqa: S311 (ids must be unique, not secret)
+"""Random event ids without a system call per event (``uuid4`` reads ``os.urandom``). A
+private generator, so an app seeding ``random`` cannot make ids repeat; reseeded from
+the system in a forked child, so workers forked from one parent never share ids."""
+os.register_at_fork(after_in_child=_ids.seed)
+_EVENT_IDS = uuid.UUID("8d7c5e0a-6f1e-5b8e-9a43-2f1c0de5a001")
+"""The namespace of :func:`stable_id`'s name-based ids; changing it changes every id."""
 
 
 class EventEmitter(Lifecycle):
@@ -37,6 +46,11 @@ class EventEmitter(Lifecycle):
     ``sent`` counts events the broker acknowledged, ``dropped`` counts lost
     events by reason (``buffer_full``, ``shutdown``, ``rejected``) and
     ``buffered`` is how many wait, including those being sent.
+
+    An event given an idempotency ``key`` has a stable id; if an event of the
+    same id was emitted among the last ``remember_keys`` keyed events (a
+    retried task in this process), it is not sent again and ``repeated``
+    counts it. So a retry keeps the first attempt's outcome.
     """
 
     def __init__(
@@ -48,6 +62,7 @@ class EventEmitter(Lifecycle):
         batch_size: int = 500,
         flush_timeout: float = 5.0,
         request_timeout_ms: int = 10_000,
+        remember_keys: int = 10_000,
     ) -> None:
         if max_buffered < 1 or batch_size < 1:
             raise ValueError("max_buffered and batch_size must be positive")
@@ -63,7 +78,10 @@ class EventEmitter(Lifecycle):
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._producer: EventProducer | None = None
+        self._keyed: OrderedDict[str, None] = OrderedDict()
+        self._remember_keys = remember_keys
         self.sent = 0
+        self.repeated = 0
         self.dropped: Counter[str] = Counter()
 
     @property
@@ -72,9 +90,16 @@ class EventEmitter(Lifecycle):
 
     # -- the app's calls -----------------------------------------------------------
 
-    def exposure(self, flag: str, unit: str, arm: Arm, flag_version: int) -> str | None:
-        """Record that ``unit`` was served ``arm`` of ``flag``."""
-        return self._emit("exposure", flag, unit, arm, flag_version)
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None:
+        """Record that ``unit`` was served ``arm`` of ``flag``.
+
+        ``key`` is the caller's idempotency key (a task run, a request id): the
+        event then has the same id every time it is sent with that key, see
+        :func:`stable_id`. Without one, every event gets a fresh id.
+        """
+        return self._emit("exposure", flag, unit, arm, flag_version, key=key)
 
     def request(
         self,
@@ -85,29 +110,50 @@ class EventEmitter(Lifecycle):
         *,
         error: bool,
         latency_ms: float | None = None,
+        key: str | None = None,
     ) -> str | None:
-        """Record how a request served under ``flag`` ended."""
+        """Record how a request served under ``flag`` ended (``key`` as for :meth:`exposure`)."""
         if latency_ms is None:
-            return self._emit("request", flag, unit, arm, flag_version, error=error)
+            return self._emit("request", flag, unit, arm, flag_version, key=key, error=error)
         return self._emit(
-            "request", flag, unit, arm, flag_version, error=error, latency_ms=latency_ms
+            "request", flag, unit, arm, flag_version, key=key, error=error, latency_ms=latency_ms
         )
 
     def conversion(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, value: float | None = None
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
     ) -> str | None:
-        """Record that ``unit`` converted, optionally with a value."""
+        """Record that ``unit`` converted, optionally with a value (``key`` as for exposures)."""
         if value is None:
-            return self._emit("conversion", flag, unit, arm, flag_version)
-        return self._emit("conversion", flag, unit, arm, flag_version, value=value)
+            return self._emit("conversion", flag, unit, arm, flag_version, key=key)
+        return self._emit("conversion", flag, unit, arm, flag_version, key=key, value=value)
 
     def _emit(
-        self, kind: str, flag: str, unit: str, arm: Arm, flag_version: int, **extra: Any
+        self,
+        kind: str,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        key: str | None,
+        **extra: Any,
     ) -> str | None:
         if self.buffered >= self._max:
             self.dropped["buffer_full"] += 1
             return None
-        event_id = uuid.uuid4().hex
+        if key is None:
+            event_id = f"{_ids.getrandbits(128):032x}"
+        else:
+            event_id = stable_id(key, flag, kind)
+            if self._repeated(event_id):
+                return event_id
         event = {
             "type": kind,
             "v": SCHEMA_VERSION,
@@ -120,9 +166,23 @@ class EventEmitter(Lifecycle):
             **extra,
         }
         self._queue.append((unit.encode(), orjson.dumps(event)))
+        self._signal()
+        return event_id
+
+    def _repeated(self, event_id: str) -> bool:
+        """Whether this keyed event was sent lately (a retry): then it is counted, not sent."""
+        if event_id in self._keyed:
+            self.repeated += 1
+            return True
+        self._keyed[event_id] = None
+        if len(self._keyed) > self._remember_keys:
+            self._keyed.popitem(last=False)
+        return False
+
+    def _signal(self) -> None:
+        """Tell the sending task there is work; a client on another thread overrides this."""
         self._drained.clear()
         self._wakeup.set()
-        return event_id
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -192,6 +252,16 @@ class EventEmitter(Lifecycle):
         pairs = zip(self._inflight, outcomes, strict=True)
         self._inflight = [item for item, outcome in pairs if outcome == Outcome.RETRY]
         return not self._inflight
+
+
+def stable_id(key: str, flag: str, kind: str) -> str:
+    """The id of the ``kind`` event of ``flag`` sent under idempotency ``key``.
+
+    A name-based UUID (version 5), so a retried task that sends its events
+    again with the same key sends the same ids, and a consumer that
+    deduplicates by id counts them once.
+    """
+    return uuid.uuid5(_EVENT_IDS, f"{key}\x1f{flag}\x1f{kind}").hex
 
 
 def _backoff() -> Backoff:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 
@@ -26,6 +26,8 @@ log = logging.getLogger("controller.sdk.client")
 _TOPICS = TopicSettings()
 SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
 """Statuses under which every unit is served control, reported as flag version 0."""
+Listener = Callable[[FlagState | None], None]
+"""Told of each newer flag state, and with None once the states are loaded."""
 
 
 class FlagBook:
@@ -38,11 +40,33 @@ class FlagBook:
 
     def __init__(self, states: Iterable[FlagState] = ()) -> None:
         self._states: dict[str, FlagState] = {}
+        self._listeners: list[Listener] = []
         self.ready = asyncio.Event()
         self.invalid = 0
         self.stale = 0
         for state in states:
             self.apply(state)
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(state)`` for every newer state held, and ``listener(None)`` when ready.
+
+        Listeners run on the thread that follows the states (the event loop's);
+        one that raises is logged and the others still run.
+        """
+        self._listeners.append(listener)
+
+    def _notify(self, state: FlagState | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("flag_listener_failed")
+
+    def mark_ready(self) -> None:
+        """Set ``ready`` (once) and tell the listeners: the states are loaded."""
+        if not self.ready.is_set():
+            self.ready.set()
+            self._notify(None)
 
     def state(self, flag: str) -> FlagState | None:
         """The latest state of ``flag``, or None when none was seen."""
@@ -66,6 +90,7 @@ class FlagBook:
             self.stale += 1
             return False
         self._states[state.flag] = state
+        self._notify(state)
         return True
 
 
@@ -139,4 +164,4 @@ class FlagClient(FlagBook, Lifecycle):
 
     async def _check_caught_up(self, follower: TopicFollower) -> None:
         if not self.ready.is_set() and await follower.caught_up():
-            self.ready.set()
+            self.mark_ready()

@@ -71,7 +71,7 @@ class FlagPoller(FlagBook, Lifecycle):
         if not answer.unchanged:
             self._receive(answer.items)
             self._etag = answer.etag
-        self.ready.set()
+        self.mark_ready()
         return True
 
     def _receive(self, items: list[Any]) -> None:

@@ -67,11 +67,11 @@ class TopicFollower:
         self._end: dict[Any, int] = {}
 
     async def start(self) -> None:
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             await self._assign_all()
         except BaseException:
-            await self._consumer.stop()
+            await self._consumer.stop()  # a failed start leaves nothing open
             raise
 
     async def _assign_all(self) -> None:

@@ -1,0 +1,215 @@
+"""One-line instrumentation: ``with flags.measure(flag, unit) as arm:``.
+
+:class:`Measurement` picks the arm, emits the exposure on entry and the
+request outcome on exit: the block's latency, and ``error`` when the block
+raised (the exception is re-raised unchanged). It is both a ``with`` and an
+``async with`` context manager, because emitting never blocks: the same
+object serves Flask views, Celery tasks and asyncio handlers.
+
+:class:`Flags` is the asyncio app's one object: a flag source (the Kafka
+:class:`~controller.sdk.flags.FlagClient` or the HTTP
+:class:`~controller.sdk.poller.FlagPoller`) and an
+:class:`~controller.sdk.events.EventEmitter`, started and stopped together.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Protocol
+
+from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
+from controller.sdk.events import EventEmitter
+from controller.sdk.flags import FlagClient, Listener
+from controller.sdk.lifecycle import Lifecycle
+from controller.sdk.poller import FlagPoller
+
+
+class ArmSource(Protocol):
+    """Where arms come from: a :class:`~controller.sdk.flags.FlagBook` or a client holding one."""
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]: ...
+
+
+class EventSink(Protocol):
+    """Where events go: an :class:`~controller.sdk.events.EventEmitter` or a thread's proxy."""
+
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None: ...
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+    def conversion(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+
+class Measurement:
+    """One measured block: the exposure on entry, the request outcome on exit.
+
+    A block that raises an :class:`Exception` is recorded as an error and the
+    exception propagates unchanged. A block ended by a ``BaseException`` that
+    is not an ``Exception`` (task cancellation, ``KeyboardInterrupt``,
+    ``SystemExit``) records no outcome: the request did not fail, it was
+    abandoned, and its latency means nothing. ``key`` is the idempotency key
+    passed to every event (see :func:`controller.sdk.events.stable_id`).
+    ``expose=False`` when the exposure was emitted already (an OpenFeature hook).
+    """
+
+    def __init__(
+        self,
+        arms: ArmSource,
+        events: EventSink,
+        flag: str,
+        unit: str,
+        *,
+        key: str | None = None,
+        expose: bool = True,
+    ) -> None:
+        self._arms, self._events = arms, events
+        self.flag, self.unit, self.key = flag, unit, key
+        self._expose = expose
+        self.arm = Arm.CONTROL
+        self.flag_version = 0
+        self.latency_ms: float | None = None
+        self.error: bool | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> Arm:
+        self.arm, self.flag_version = self._arms.arm(self.flag, self.unit)
+        if self._expose:
+            self._events.exposure(self.flag, self.unit, self.arm, self.flag_version, key=self.key)
+        self._started = time.perf_counter()
+        return self.arm
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - self._started) * 1000
+        if exc is not None and not isinstance(exc, Exception):
+            return
+        # A block longer than the contract's bound (a day) reports no latency, not a bad event.
+        self.latency_ms = round(elapsed_ms, 3) if elapsed_ms <= MAX_LATENCY_MS else None
+        self.error = exc is not None
+        self._events.request(
+            self.flag,
+            self.unit,
+            self.arm,
+            self.flag_version,
+            error=self.error,
+            latency_ms=self.latency_ms,
+            key=self.key,
+        )
+
+    async def __aenter__(self) -> Arm:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+
+class Served:
+    """An :class:`ArmSource` that answers the arm already served (resolved elsewhere)."""
+
+    def __init__(self, arm: Arm, flag_version: int) -> None:
+        self._served = (arm, flag_version)
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
+        return self._served
+
+
+class Flags(Lifecycle):
+    """An asyncio app's flags and events in one object; ``async with Flags(...) as flags``.
+
+    ``source`` is a :class:`~controller.sdk.flags.FlagClient`
+    or :class:`~controller.sdk.poller.FlagPoller`; ``events`` the emitter.
+    """
+
+    def __init__(self, source: FlagClient | FlagPoller, events: EventEmitter) -> None:
+        self.book = source
+        self.events = events
+
+    async def start(self) -> None:
+        await self.events.start()
+        await self.book.start()
+
+    async def stop(self) -> None:
+        await self.book.stop()
+        await self.events.stop()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the flag states were read up to where they were when the source started."""
+        return self.book.ready.is_set()
+
+    def state(self, flag: str) -> FlagState | None:
+        return self.book.state(flag)
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
+        return self.book.arm(flag, unit)
+
+    def on_change(self, listener: Listener) -> None:
+        """See :meth:`~controller.sdk.flags.FlagBook.on_change`."""
+        self.book.on_change(listener)
+
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None:
+        return self.events.exposure(flag, unit, arm, flag_version, key=key)
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None:
+        return self.events.request(
+            flag, unit, arm, flag_version, error=error, latency_ms=latency_ms, key=key
+        )
+
+    def conversion(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
+    ) -> str | None:
+        return self.events.conversion(flag, unit, arm, flag_version, value=value, key=key)
+
+    def measure(self, flag: str, unit: str, *, key: str | None = None) -> Measurement:
+        """``with``/``async with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""
+        return Measurement(self.book, self.events, flag, unit, key=key)

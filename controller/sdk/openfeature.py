@@ -1,0 +1,390 @@
+"""An OpenFeature provider over the controller's flag states, with exposures and conversions.
+
+::
+
+    from openfeature import api
+    from controller.sdk.openfeature import RolloutProvider
+    from controller.sdk.sync import SyncFlags
+
+    api.set_provider(RolloutProvider(SyncFlags(kafka)))
+    client = api.get_client()
+    ctx = EvaluationContext(targeting_key=user_id)
+    if client.get_boolean_value("checkout.new-flow", False, ctx): ...
+    client.track("purchase", ctx, TrackingEventDetails(value=12.5))
+
+The unit is the evaluation context's ``targeting_key`` and the arm is the one
+the shared bucketing function gives every other client, so OpenFeature apps
+and native apps agree. Boolean flags resolve ``treatment`` to True, string
+flags resolve to the arm's name; the variant is always the arm. Reasons:
+``SPLIT`` while the flag is rolled out, ``DISABLED`` when it serves control
+to everyone (inactive, rolled back, killed), ``DEFAULT`` for a flag the
+controller does not know (the caller's default is returned), and ``ERROR``
+with a code when the states are not loaded yet, the targeting key is
+missing or the type is not boolean or string. Resolving never raises.
+
+The provider's hook emits an exposure after each ``SPLIT`` evaluation, at
+most once per unit per flag version unless ``exposures="every"``, and
+remembers which arm each unit saw; ``track`` emits a conversion for each
+flag the unit was exposed to, with the tracking value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal, Protocol, TypeVar
+
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.event import ProviderEventDetails
+from openfeature.exception import ErrorCode, ProviderNotReadyError
+from openfeature.flag_evaluation import FlagEvaluationDetails, FlagResolutionDetails, Reason
+from openfeature.hook import Hook, HookContext, HookHints
+from openfeature.provider import AbstractProvider, Metadata
+from openfeature.track import TrackingEventDetails
+
+from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
+from controller.sdk.flags import SERVES_CONTROL, Listener
+from controller.sdk.measure import Measurement, Served
+
+log = logging.getLogger("controller.sdk.openfeature")
+T = TypeVar("T")
+
+MAX_UNIT_CHARS = 256
+"""The longest unit the event contract accepts; a longer targeting key is an invalid context."""
+IDEMPOTENCY_KEY = "idempotency_key"
+"""The hook hint and tracking attribute that carries the caller's idempotency key."""
+
+
+class FlagSource(Protocol):
+    """What the provider reads and emits through: :class:`~controller.sdk.measure.Flags`
+    (asyncio apps) or :class:`~controller.sdk.sync.SyncFlags` (threaded apps)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def state(self, flag: str) -> FlagState | None: ...
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]: ...
+
+    def on_change(self, listener: Listener) -> None: ...
+
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None: ...
+
+    def conversion(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+
+class Exposures:
+    """Which arm and flag version each recent unit was exposed to, per flag (bounded, LRU).
+
+    Bounded by ``max_units``: the least recently exposed units are forgotten,
+    so a forgotten unit may be exposed (and counted) again, and its later
+    conversions are not attributed.
+    """
+
+    def __init__(self, max_units: int) -> None:
+        if max_units < 1:
+            raise ValueError("max_units must be positive")
+        self._max = max_units
+        self._units: OrderedDict[str, dict[str, tuple[Arm, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, unit: str, flag: str, arm: Arm, version: int) -> bool:
+        """Remember the exposure; True if it is new for this unit, flag and version."""
+        with self._lock:
+            flags = self._units.get(unit)
+            if flags is None:
+                flags = self._units[unit] = {}
+                if len(self._units) > self._max:
+                    self._units.popitem(last=False)
+            else:
+                self._units.move_to_end(unit)
+            new = flags.get(flag) != (arm, version)
+            flags[flag] = (arm, version)
+            return new
+
+    def of(self, unit: str) -> dict[str, tuple[Arm, int]]:
+        with self._lock:
+            return dict(self._units.get(unit, {}))
+
+
+class RolloutProvider(AbstractProvider):
+    """Resolves boolean and string flags from the controller's flag states.
+
+    ``ready_timeout`` is how long :meth:`initialize` (which OpenFeature runs
+    on a thread of its own) waits for the states; if they come later the
+    provider reports ``PROVIDER_READY`` then. A newer state of a flag is
+    reported as ``PROVIDER_CONFIGURATION_CHANGED``.
+    """
+
+    def __init__(
+        self,
+        source: FlagSource,
+        *,
+        exposures: Literal["once", "every", "off"] = "once",
+        remember_units: int = 100_000,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.exposures = Exposures(remember_units)
+        self._mode = exposures
+        self._ready_timeout = ready_timeout
+        self._loaded = threading.Event()
+        self._initialized = False
+        self._hook = ExposureHook(self)
+        self.untracked = 0
+        """``track`` calls that emitted nothing: no or too long a targeting key, a bad value."""
+        source.on_change(self._changed)
+        if source.loaded:
+            self._loaded.set()
+
+    # -- lifecycle and events ---------------------------------------------------------
+
+    def get_metadata(self) -> Metadata:
+        return Metadata(name="rollout-controller")
+
+    def get_provider_hooks(self) -> list[Hook]:
+        return [] if self._mode == "off" else [self._hook]
+
+    def initialize(self, evaluation_context: EvaluationContext) -> None:
+        """Wait up to ``ready_timeout`` for the states; raise ProviderNotReadyError if not there."""
+        self._loaded.wait(self._ready_timeout)
+        self._initialized = True  # before the second look: a late load then reports READY
+        if not self._loaded.is_set():
+            raise ProviderNotReadyError("the flag states are not loaded yet")
+
+    def _changed(self, state: FlagState | None) -> None:
+        if state is None:
+            self._loaded.set()
+            if self._initialized:  # initialize() already returned: report readiness now
+                self.emit_provider_ready(ProviderEventDetails(message="flag states loaded"))
+            return
+        if self._loaded.is_set():
+            self.emit_provider_configuration_changed(
+                ProviderEventDetails(
+                    flags_changed=[state.flag],
+                    metadata={"version": state.version, "status": state.status.value},
+                )
+            )
+
+    # -- resolving -------------------------------------------------------------------
+
+    def resolve_boolean_details(
+        self,
+        flag_key: str,
+        default_value: bool,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[bool]:
+        return self._resolve(
+            flag_key, default_value, evaluation_context, lambda a: a is Arm.TREATMENT
+        )
+
+    def resolve_string_details(
+        self,
+        flag_key: str,
+        default_value: str,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[str]:
+        return self._resolve(flag_key, default_value, evaluation_context, lambda a: a.value)
+
+    def resolve_integer_details(
+        self,
+        flag_key: str,
+        default_value: int,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[int]:
+        return _mismatch(default_value, "integer")
+
+    def resolve_float_details(
+        self,
+        flag_key: str,
+        default_value: float,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[float]:
+        return _mismatch(default_value, "float")
+
+    def resolve_object_details(
+        self,
+        flag_key: str,
+        default_value: Any,
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[Any]:
+        return _mismatch(default_value, "object")
+
+    def _resolve(
+        self,
+        flag: str,
+        default: T,
+        context: EvaluationContext | None,
+        value_of: Callable[[Arm], T],
+    ) -> FlagResolutionDetails[T]:
+        if not self.source.loaded:
+            return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
+        unit = context.targeting_key if context is not None else None
+        if not unit:
+            return _error(
+                default,
+                ErrorCode.TARGETING_KEY_MISSING,
+                "the evaluation context has no targeting_key: it is the unit that is bucketed",
+            )
+        if len(unit) > MAX_UNIT_CHARS:
+            return _error(
+                default,
+                ErrorCode.INVALID_CONTEXT,
+                f"the targeting_key is longer than {MAX_UNIT_CHARS} characters",
+            )
+        state = self.source.state(flag)
+        if state is None:
+            return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
+        arm, version = self.source.arm(flag, unit)
+        reason = Reason.DISABLED if state.status in SERVES_CONTROL else Reason.SPLIT
+        return FlagResolutionDetails(
+            value=value_of(arm),
+            reason=reason,
+            variant=arm.value,
+            flag_metadata={
+                "version": version,
+                "percent": 0.0 if reason == Reason.DISABLED else float(state.percent),
+                "status": state.status.value,
+            },
+        )
+
+    # -- exposures, outcomes and conversions ----------------------------------------
+
+    def measure(
+        self, details: FlagEvaluationDetails[Any], unit: str, *, key: str | None = None
+    ) -> AbstractContextManager[Arm]:
+        """``with provider.measure(details, unit) as arm:`` reports the block's request outcome.
+
+        For a flag evaluated through OpenFeature (the hook has emitted the
+        exposure): times the block and emits its outcome with the arm and
+        version of ``details``, like :class:`~controller.sdk.measure.Measurement`.
+        An evaluation that served no arm (unknown flag, error) reports nothing.
+        """
+        version = details.flag_metadata.get("version")
+        if details.variant is None or not isinstance(version, int):
+            return nullcontext(Arm.CONTROL)
+        served = Served(Arm(details.variant), version)
+        return Measurement(served, self.source, details.flag_key, unit, key=key, expose=False)
+
+    def expose(self, flag: str, unit: str, arm: Arm, version: int, key: str | None) -> None:
+        """Emit the exposure unless this unit already saw this flag version (``once``)."""
+        new = self.exposures.record(unit, flag, arm, version)
+        if new or self._mode == "every":
+            self.source.exposure(flag, unit, arm, version, key=key)
+
+    def track(
+        self,
+        tracking_event_name: str,
+        evaluation_context: EvaluationContext | None = None,
+        tracking_event_details: TrackingEventDetails | None = None,
+    ) -> None:
+        """A conversion for every flag the unit was exposed to; never raises.
+
+        The event name is not carried: the event contract has conversions,
+        not named events. The value is the details' ``value``; an
+        ``idempotency_key`` attribute makes the conversion ids stable.
+        """
+        unit = evaluation_context.targeting_key if evaluation_context is not None else None
+        details = tracking_event_details or TrackingEventDetails()
+        problem = _untrackable(unit, details.value)
+        if problem or unit is None:
+            self.untracked += 1
+            log.warning("track(%r): no conversion, %s", tracking_event_name, problem)
+            return
+        key = details.attributes.get(IDEMPOTENCY_KEY)
+        for flag, (arm, version) in self.exposures.of(unit).items():
+            self.source.conversion(
+                flag,
+                unit,
+                arm,
+                version,
+                value=details.value,
+                key=f"{key}:{tracking_event_name}" if isinstance(key, str) else None,
+            )
+
+
+class ExposureHook(Hook):
+    """After a ``SPLIT`` evaluation, emits the exposure through the provider (see ``expose``)."""
+
+    def __init__(self, provider: RolloutProvider) -> None:
+        self._provider = provider
+
+    def after(
+        self,
+        hook_context: HookContext,
+        details: FlagEvaluationDetails[Any],
+        hints: HookHints,
+    ) -> None:
+        unit = hook_context.evaluation_context.targeting_key
+        if details.reason != Reason.SPLIT or not unit or details.variant is None:
+            return
+        version = details.flag_metadata.get("version")
+        if not isinstance(version, int):
+            return
+        key = hints.get(IDEMPOTENCY_KEY)
+        self._provider.expose(
+            details.flag_key,
+            unit,
+            Arm(details.variant),
+            version,
+            key if isinstance(key, str) else None,
+        )
+
+
+def _untrackable(unit: str | None, value: object) -> str:
+    """Why a tracking event cannot become a valid conversion, or "" if it can."""
+    if not unit:
+        return "the evaluation context has no targeting_key"
+    if len(unit) > MAX_UNIT_CHARS:
+        return f"the targeting_key is longer than {MAX_UNIT_CHARS} characters"
+    if value is None:
+        return ""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return f"the value {value!r} is not a finite number"
+    if abs(value) > MAX_CONVERSION_VALUE:
+        return f"the value {value!r} is beyond ±{MAX_CONVERSION_VALUE:g}"
+    return ""
+
+
+def _is_treatment(arm: Arm) -> bool:
+    return arm is Arm.TREATMENT
+
+
+def _error(default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T]:
+    return FlagResolutionDetails(
+        value=default, reason=Reason.ERROR, error_code=code, error_message=message
+    )
+
+
+def _mismatch(default: T, kind: str) -> FlagResolutionDetails[T]:
+    return _error(
+        default, ErrorCode.TYPE_MISMATCH, f"rollout flags are boolean or string, not {kind}"
+    )

@@ -1,0 +1,235 @@
+"""OpenFeature end to end: two app processes with the provider, the daemon, its aggregates.
+
+Both processes resolve every unit to the arm the controller's flag state
+implies, at every stage; the provider's hook exposes each unit once per flag
+version per process, ``track`` converts the exposed units, and the daemon
+counts each of those events exactly once in the aggregates its gates read;
+measured steps arrive as request outcomes with their errors and latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.core.aggregates import FlagAggregates
+from controller.core.bucketing import assign
+from controller.core.messages import Arm
+from controller.settings import RedisSettings
+from tests.scenarios.harness import Scenario, manual_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FLAG = "checkout.new-flow"
+UNITS = [f"user-{i}" for i in range(2000)]
+PERCENTS = (1, 5, 25)
+TRACKED = UNITS[:300]
+VALUE = 4.5
+
+
+class App:
+    """One app process (``tests/openfeature_app.py``) and its command pipe."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @classmethod
+    async def start(cls, scenario: Scenario) -> App:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.openfeature_app",
+            scenario.bootstrap,
+            scenario.topics["flag_state"],
+            scenario.topics["events"],
+            FLAG,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        app = cls(process)
+        assert await app._answer() == {"ready": True}
+        return app
+
+    async def ask(self, **command: Any) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        self._process.stdin.write(orjson.dumps(command) + b"\n")
+        await self._process.stdin.drain()
+        return await self._answer()
+
+    async def _answer(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), 60)
+        assert line, f"the app process ended (exit code {self._process.returncode})"
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
+
+    async def close(self) -> dict[str, Any]:
+        answer = await self.ask(cmd="close")
+        await asyncio.wait_for(self._process.wait(), 30)
+        return answer
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+
+
+async def test_two_openfeature_apps_agree_and_their_events_reach_the_gate_once(
+    scenario: Scenario,
+) -> None:
+    scenario.start_daemon()
+    await scenario.start(FLAG, manual_plan())
+    apps = [await App.start(scenario), await App.start(scenario)]
+    try:
+        versions = await _through_stages(scenario, apps)
+        assert (await apps[0].ask(cmd="track", units=TRACKED, value=VALUE))["tracked"] == 300
+        measured = await apps[1].ask(cmd="measure", units=TRACKED)
+        assert measured == {"measured": 300, "failed": 60}
+        await _killed_serves_control(scenario, apps)
+        closed = [await app.close() for app in apps]
+    finally:
+        for app in apps:
+            app.kill()
+
+    # Then each process exposed every unit once per version, and app 0 converted 300
+    last_version, last_salt = versions[-1]
+    expected_events = 2 * len(UNITS) * len(versions) + 2 * len(TRACKED)
+    assert sum(c["sent"] for c in closed) == expected_events
+    assert all(c["dropped"] == 0 for c in closed)
+    events = await _events(scenario)
+    assert len(events) == len({e["id"] for e in events}) == expected_events
+
+    # And the daemon counted each exactly once, per version and arm
+    for (version, salt), percent in zip(versions, PERCENTS, strict=True):
+        treated = sum(assign(FLAG, salt, u, percent) is Arm.TREATMENT for u in UNITS)
+        want = (2 * treated, 2 * (len(UNITS) - treated))
+        aggregates = await _counted(
+            scenario, version, lambda a, w=want: _exposures(a) >= w, f"exposures v{version}"
+        )
+        assert _exposures(aggregates) == want
+    converted = sum(assign(FLAG, last_salt, u, PERCENTS[-1]) is Arm.TREATMENT for u in TRACKED)
+    aggregates = await _counted(
+        scenario,
+        last_version,
+        lambda a: a.treatment.conversions + a.control.conversions >= len(TRACKED),
+        "conversions",
+    )
+    assert (aggregates.treatment.conversions, aggregates.control.conversions) == (
+        converted,
+        len(TRACKED) - converted,
+    )
+    assert aggregates.treatment.conversion_value_sum == pytest.approx(converted * VALUE)
+
+    # And the measured steps' outcomes, errors and latencies, by arm
+    arms = [assign(FLAG, last_salt, u, PERCENTS[-1]) for u in TRACKED]
+    want_requests = (arms.count(Arm.TREATMENT), arms.count(Arm.CONTROL))
+    want_errors = (
+        sum(a is Arm.TREATMENT for a in arms[::5]),
+        sum(a is Arm.CONTROL for a in arms[::5]),
+    )
+    aggregates = await _counted(
+        scenario,
+        last_version,
+        lambda a: a.treatment.requests + a.control.requests >= len(TRACKED),
+        "request outcomes",
+    )
+    assert (aggregates.treatment.requests, aggregates.control.requests) == want_requests
+    assert (aggregates.treatment.errors, aggregates.control.errors) == want_errors
+    assert (aggregates.treatment.latency_count, aggregates.control.latency_count) == want_requests
+
+
+async def _through_stages(scenario: Scenario, apps: list[App]) -> list[tuple[int, str]]:
+    """At each stage both apps resolve every unit as the daemon's state implies."""
+    versions: list[tuple[int, str]] = []
+    for stage, percent in enumerate(PERCENTS):
+        state = await scenario.until(
+            lambda s=stage: _at_stage(scenario, s),  # type: ignore[misc]
+            timeout=30,
+            what=f"stage {stage}",
+        )
+        version, salt = state["version"], state["salt"]
+        expected = [assign(FLAG, salt, u, percent).value for u in UNITS]
+        for app in apps:
+            answer = await app.ask(cmd="eval", version=version, units=UNITS)
+            assert answer.get("variants") == expected, answer.get("error")
+            assert answer["reasons"] == ["SPLIT"]
+        versions.append((version, salt))
+        if stage < len(PERCENTS) - 1:
+            await scenario.send(scenario.command("promote", FLAG), flag=FLAG)
+    return versions
+
+
+async def _killed_serves_control(scenario: Scenario, apps: list[App]) -> None:
+    """After a kill every unit resolves to control, DISABLED, and nothing more is exposed."""
+    await scenario.send(scenario.command("kill", FLAG, reason="test"), flag=FLAG)
+    killed = await scenario.until(
+        lambda: next(
+            (
+                s
+                for s in scenario.observed.flag_states
+                if s["flag"] == FLAG and s["status"] == "killed"
+            ),
+            None,
+        ),
+        timeout=30,
+        what="the killed flag state",
+    )
+    for app in apps:
+        answer = await app.ask(cmd="eval", version=killed["version"], units=UNITS)
+        assert answer.get("variants") == ["control"] * len(UNITS), answer.get("error")
+        assert answer["reasons"] == ["DISABLED"]
+
+
+def _at_stage(scenario: Scenario, stage: int) -> dict[str, Any] | None:
+    states = [s for s in scenario.observed.flag_states if s["flag"] == FLAG]
+    if not states or states[-1]["stage"] != stage or states[-1]["status"] != "rolling_out":
+        return None
+    return states[-1]
+
+
+def _exposures(aggregates: FlagAggregates) -> tuple[int, int]:
+    return aggregates.treatment.exposures, aggregates.control.exposures
+
+
+async def _counted(
+    scenario: Scenario, version: int, done: Any, what: str, timeout: float = 60
+) -> FlagAggregates:
+    """The aggregates of one flag version, once ``done(aggregates)``: what the gate reads."""
+    async with connect(RedisSettings(url=scenario.redis_url)) as client:
+        store = RedisAggregateStore(
+            client,
+            settings=RedisSettings(key_prefix=scenario.prefix),
+            topic=scenario.topics["events"],
+        )
+        deadline = time.monotonic() + timeout
+        while not done(aggregates := await store.read(FLAG, [version])):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {aggregates}"
+            await asyncio.sleep(0.2)
+        return aggregates
+
+
+async def _events(scenario: Scenario) -> list[dict[str, Any]]:
+    """Every event on the events topic, read up to its end offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=scenario.bootstrap)
+    await consumer.start()
+    try:
+        topic = scenario.topics["events"]
+        assigned = [TopicPartition(topic, p) for p in range(4)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, f"only {len(events)} events read"
+            batch = await consumer.getmany(timeout_ms=200)
+            events += [orjson.loads(r.value) for rs in batch.values() for r in rs]
+        return events
+    finally:
+        await consumer.stop()
