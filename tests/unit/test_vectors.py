@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,20 @@ def test_the_controller_agrees_with_the_reference_on_any_text(unit: str, salt: s
     except UnicodeEncodeError:
         return  # not Unicode: the test above shows it raises
     assert bucket("flag", salt, unit) == generate.murmur3_x86_32(key) % BUCKETS
+
+
+def test_a_javascript_client_written_from_the_spec_passes_every_vector(node: str) -> None:
+    script = generate.PATH.with_name("bucketing.mjs")
+    done = subprocess.run(
+        [node, str(script), str(generate.PATH)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    report = json.loads(done.stdout)
+    assert report == {"checked": len(_vectors()), "mismatches": []}
 
 
 # -- the example messages -------------------------------------------------------------------------
