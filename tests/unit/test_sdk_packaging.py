@@ -105,17 +105,28 @@ def sdk_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _wheel(tmp_path_factory.mktemp("sdk-wheel"))
 
 
-def _requires(wheel: Path) -> list[Requirement]:
+def _requires(wheel: Path) -> tuple[list[Requirement], list[str]]:
+    """The wheel's requirements (its extras' too, with their markers) and its extras."""
     with zipfile.ZipFile(wheel) as archive:
         [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         meta = Parser().parsestr(archive.read(name).decode())
-    return [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
+    requirements = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
+    return requirements, meta.get_all("Provides-Extra") or []
 
 
-def _closure(requirements: list[Requirement]) -> set[str]:
-    """The distributions these requirements install, transitively (extras left out)."""
+def _closure(requirements: list[Requirement], extras: list[str]) -> set[str]:
+    """The distributions these requirements install with every extra, transitively.
+
+    An optional module of the SDK (the OpenFeature provider) may need a library
+    that only one of the wheel's extras installs.
+    """
+    wanted = ["", *extras]
     seen: set[str] = set()
-    todo = [r for r in requirements if r.marker is None or r.marker.evaluate({"extra": ""})]
+    todo = [
+        r
+        for r in requirements
+        if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in wanted)
+    ]
     while todo:
         name = canonicalize_name(todo.pop().name)
         if name in seen:
@@ -142,7 +153,7 @@ def test_the_sdk_runs_from_its_wheel_with_the_daemon_blocked(
 def test_the_wheel_declares_every_library_the_sdk_loads_and_none_of_the_daemons(
     sdk_wheel: Path,
 ) -> None:
-    installs = _closure(_requires(sdk_wheel))
+    installs = _closure(*_requires(sdk_wheel))
     assert not installs & DAEMON_DISTRIBUTIONS, installs & DAEMON_DISTRIBUTIONS
     providers = metadata.packages_distributions()
     loaded = _probe(ROOT)["third_party"]
@@ -167,6 +178,12 @@ def test_the_wheel_ships_the_sdk_and_no_daemon_room(sdk_wheel: Path) -> None:
 def test_both_distributions_have_one_version_and_the_same_bounds(sdk_wheel: Path) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert sdk_wheel.name.startswith(f"rollout_controller_sdk-{project['version']}-")
-    main = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
-    for req in _requires(sdk_wheel):
-        assert str(req.specifier) == str(main[canonicalize_name(req.name)].specifier), req
+    texts = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        texts += extra
+    main = {canonicalize_name(r.name): r for r in map(Requirement, texts)}
+    requirements, _ = _requires(sdk_wheel)
+    for req in requirements:
+        same = main.get(canonicalize_name(req.name))
+        assert same is not None, f"{req.name} is not a dependency of rollout-controller"
+        assert str(req.specifier) == str(same.specifier), req
