@@ -92,7 +92,7 @@ def probe(vectors_file: str) -> dict[str, object]:
                 if m not in sys.stdlib_module_names
                 and not m.startswith("_")  # the interpreter's own, such as _sysconfigdata_*
                 and m != "controller"
-                and getattr(sys.modules.get(m), "__file__", None)  # not cython_runtime
+                and _on_disk(sys.modules.get(m))
             }
         ),
         "vectors": len(vectors),
@@ -100,6 +100,11 @@ def probe(vectors_file: str) -> dict[str, object]:
         "event_id": event_id,
         "queued": queued,
     }
+
+
+def _on_disk(module: ModuleType | None) -> bool:
+    """A module or package from a file, or a namespace package (not ``cython_runtime``)."""
+    return bool(getattr(module, "__file__", None) or getattr(module, "__path__", None))
 
 
 def main(argv: list[str]) -> int:

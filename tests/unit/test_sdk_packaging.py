@@ -185,5 +185,7 @@ def test_both_distributions_have_one_version_and_the_same_bounds(sdk_wheel: Path
     requirements, _ = _requires(sdk_wheel)
     for req in requirements:
         same = main.get(canonicalize_name(req.name))
-        assert same is not None, f"{req.name} is not a dependency of rollout-controller"
+        if same is None:  # only an optional module's library may be the SDK's alone
+            assert req.marker is not None, f"{req.name} is not a dependency of rollout-controller"
+            continue
         assert str(req.specifier) == str(same.specifier), req
