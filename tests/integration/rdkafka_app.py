@@ -1,12 +1,13 @@
 """An app on librdkafka, in a process of its own: produce events as docs/clients.md says.
 
-    python tests/integration/rdkafka_app.py BOOTSTRAP TOPIC LINES_FILE
+    python tests/integration/rdkafka_app.py BOOTSTRAP TOPIC LINES_FILE CODEC
 
 Each line of ``LINES_FILE`` is one message, the key before a tab. The
 producer is configured as ``docs/clients.md`` asks of any client: keyed by
 unit with the Java client's partitioner (``murmur2_random`` in librdkafka),
 acks from all replicas, no idempotence (the embedded broker lacks it), and
-gzip-compressed batches as a production app might send. It prints one JSON
+batches compressed with ``CODEC`` (``none``, ``gzip``, ``snappy``, ``lz4`` or
+``zstd``) as a production app might send them. It prints one JSON
 object: how many messages were delivered, how many failed, and librdkafka's
 version.
 
@@ -25,14 +26,14 @@ from confluent_kafka import KafkaError, Message, Producer, libversion
 
 
 def main(argv: list[str]) -> int:
-    bootstrap, topic, path = argv[1:]
+    bootstrap, topic, path, codec = argv[1:]
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
             "partitioner": "murmur2_random",
             "acks": "all",
             "enable.idempotence": False,
-            "compression.type": "gzip",
+            "compression.type": codec,
             "linger.ms": 20,
         }
     )
