@@ -31,11 +31,13 @@ PROBE = Path(__file__).with_name("sdk_probe.py")
 VECTORS = ROOT / "tests" / "vectors" / "bucketing.json"
 
 DAEMON_LIBRARIES: tuple[str, ...] = ("redis", "hiredis", "aiohttp", "structlog", "rich")
-DAEMON_LIBRARIES += ("prometheus_client", "cryptography", "click", "pygments")
-"""Import names of what only the daemon and rolloutctl need (click and pygments come
-with rich; httpx imports them only for its command line, and carries on without)."""
+DAEMON_LIBRARIES += ("prometheus_client", "cryptography", "click", "pygments", "cramjam")
+"""Import names of what only the daemon and rolloutctl need. httpx imports click and
+pygments (which come with rich) only for its command line, and aiokafka imports
+cramjam only to decompress snappy, lz4 and zstd batches, which the flag-state topic
+never holds: both carry on without them."""
 DAEMON_DISTRIBUTIONS = {"redis", "hiredis", "aiohttp", "structlog", "prometheus-client"}
-DAEMON_DISTRIBUTIONS |= {"rich", "cryptography"}
+DAEMON_DISTRIBUTIONS |= {"rich", "cryptography", "cramjam"}
 DAEMON_ROOMS = (
     "controller.daemon",
     "controller.adapters",
