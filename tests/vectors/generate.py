@@ -135,7 +135,7 @@ def _random_unit(rng: random.Random) -> str:
 
 
 def _random_percent(rng: random.Random) -> float:
-    """A percent with at most three decimals, as plans and flag states hold them."""
+    """A percent with at most three decimals, as plans usually hold them."""
     return rng.randrange(0, 100_001) / 1000
 
 
