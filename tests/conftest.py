@@ -29,6 +29,7 @@ from tests.services import (
     ServiceUnavailable,
     compose_command,
     kubectl_binary,
+    node_binary,
     promtool_binary,
     redis_server_binary,
     resolve_kafka,
@@ -193,6 +194,12 @@ def promtool(pytestconfig: pytest.Config) -> str:
 def kubectl(pytestconfig: pytest.Config) -> str:
     """Path of ``kubectl``."""
     return _tool(pytestconfig, kubectl_binary)
+
+
+@pytest.fixture(scope="session")
+def node(pytestconfig: pytest.Config) -> str:
+    """Path of Node.js."""
+    return _tool(pytestconfig, node_binary)
 
 
 def _tool(config: pytest.Config, find: Callable[[], _Found]) -> _Found:

@@ -287,3 +287,11 @@ def kubectl_binary() -> str:
             "or install kubectl from your platform's packages."
         )
     return found
+
+
+def node_binary() -> str:
+    """Node.js, which runs the JavaScript client of ``tests/vectors/bucketing.mjs``."""
+    found = shutil.which("node") or shutil.which("nodejs")
+    if found is None:
+        raise ServiceUnavailable("no node on PATH: `apt-get install nodejs` (Debian).")
+    return found
