@@ -87,6 +87,23 @@ def label_of(message: dict[str, Any]) -> str | None:
     return position_label(message.get("stage"), message.get("stages"), None)
 
 
+def decided_at(message: dict[str, Any]) -> str:
+    """Where a decision was taken, and where it left the rollout if elsewhere.
+
+    ``at stage 2/5 (5%) (now stage 3/5)`` for an advance, ``at stage 3/5 (25%)``
+    for a rollback; empty when the message names no stage.
+    """
+    label = label_of(message)
+    if label is None:
+        return ""
+    evidence = message.get("evidence")
+    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
+    if not isinstance(position, dict) or message.get("stage") == position.get("index"):
+        return f"at {label}"
+    now = position_label(message.get("stage"), position.get("of"), None)
+    return f"at {label} (now {now})" if now else f"at {label}"
+
+
 def position_label(index: Any, stages: Any, percent: Any) -> str | None:
     """:func:`stage_label` of values read from JSON; None unless ``index`` is a sane index."""
     if not _count(index):

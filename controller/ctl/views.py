@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.timestamps import as_datetime
-from controller.core.wording import AT_STAGE, label_of, percent_text, position_label
+from controller.core.wording import decided_at, label_of, percent_text
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -102,15 +102,8 @@ def outcome_line(decision: dict[str, Any]) -> str:
 
 
 def _where(message: dict[str, Any]) -> str:
-    """`` at stage 2/5 (5%)``, and `` (now stage 3/5)`` when the decision moved the stage."""
-    label = label_of(message)
-    if label is None:
-        return ""
-    evidence = message.get("evidence")
-    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
-    stage, was = message.get("stage"), position.get("index") if isinstance(position, dict) else None
-    now = position_label(stage, position.get("of"), None) if position and stage != was else None
-    return f" at {label}" + (f" (now {now})" if now else "")
+    where = decided_at(message)
+    return f" {where}" if where else ""
 
 
 def _phase(r: dict[str, Any]) -> str:

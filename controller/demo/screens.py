@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.wording import advice_text, advisor_name, label_of, percent_text, stage_label
+from controller.core.wording import advice_text, advisor_name, decided_at, percent_text, stage_label
 from controller.demo.snapshot import ArmView, BoundView, DemoSnapshot, FlagView
 
 PHASE_STYLES = {
@@ -254,8 +254,7 @@ def message_lines(elapsed_s: float, message: dict[str, Any]) -> Iterator[str]:
         severity, what = message.get("severity", ""), message.get("kind", "")
         yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
     elif kind == "decision":
-        label = label_of(message)
-        where = f" at {label}" if label else ""
+        where = f" {decided_at(message)}" if decided_at(message) else ""
         action, outcome = message.get("action", ""), message.get("outcome", "")
         yield f"{at} {flag}: {action} {outcome}{where}: {message.get('reason', '')}"
         advice = (message.get("evidence") or {}).get("advisor")

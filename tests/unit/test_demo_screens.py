@@ -213,7 +213,9 @@ def test_plain_lines_carry_state_evidence_and_advice() -> None:
         },
     }
     lines = list(message_lines(3.0, {**decision, "stage": 2}))
-    assert lines[0].endswith(f"{HEALTHY}: advance applied at stage 2/5 (5%): {reason}")
+    assert lines[0].endswith(
+        f"{HEALTHY}: advance applied at stage 2/5 (5%) (now stage 3/5): {reason}"
+    )
     said = "advisor says advance (confidence 0.9, 1.2 s); advisor's rationale: fine"
     assert lines[1].endswith(said)
     decision["evidence"]["advisor"]["model"] = "smollm2-135m-instruct"

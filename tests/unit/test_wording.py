@@ -12,6 +12,7 @@ from controller.core.rollout import Phase, Rollout
 from controller.core.wording import (
     advice_text,
     advisor_name,
+    decided_at,
     label_of,
     model_billions,
     percent_text,
@@ -169,3 +170,16 @@ def test_advice_is_labelled_as_the_models_words(advice: dict[str, Any], expected
 def test_a_large_model_is_just_the_advisor() -> None:
     assert advisor_name("llama3.1-70b") == "advisor"
     assert advisor_name(None) == "advisor"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"stage": 3, "evidence": {"at_stage": AT}}, "at stage 3/5 (25%) (now stage 4/5)"),
+        ({"stage": 2, "evidence": {"at_stage": AT}}, "at stage 3/5 (25%)"),
+        ({"stage": 2}, "at stage 3"),
+        ({"stage": None, "evidence": {}}, ""),
+    ],
+)
+def test_decisions_say_where_they_were_taken(message: dict[str, Any], expected: str) -> None:
+    assert decided_at(message) == expected
