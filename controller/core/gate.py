@@ -336,6 +336,7 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[s
         "stage": rollout.stage,
         "stages": len(rollout.plan.stages),
         "at_stage": stage_position(rollout),
+        "stage_percents": [s.percent for s in rollout.plan.stages],
         "percent": rollout.percent,
         "flag_version": rollout.flag_version,
         "started_at": rollout.started_at.isoformat(),
