@@ -105,6 +105,9 @@ class Report:
     stages: list[StageReport] = field(default_factory=list)
     decisions: list[DecisionRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    narrative: str | None = None
+    """A few sentences by the model, every number in them checked against the evidence."""
+    narrated_by: str | None = None
 
 
 def build(

@@ -126,6 +126,8 @@ def markdown(report: Report) -> str:
     out = [f"# Canary report: {_md(report.flag)}", ""]
     out += [f"- **{name}**: {_md(value)}" for name, value in _summary(report)]
     out += [""] + [f"> {_md(note)}" for note in report.notes]
+    if report.narrative:
+        out += ["", "## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
     out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages])]
     for stage in report.stages:
         out += ["", f"### {_md(stage.label)}", ""]
@@ -183,6 +185,7 @@ def html_page(report: Report, *, chart: ChartHook | None = None) -> str:
         *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in _summary(report)),
         "</dl>",
         *(f'<p class="note">{_h(note)}</p>' for note in report.notes),
+        *_h_narrative(report),
         "<h2>Stages</h2>",
         _h_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages]),
     ]
@@ -191,6 +194,21 @@ def html_page(report: Report, *, chart: ChartHook | None = None) -> str:
     parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(_decision_cells(report)))]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _byline(report: Report) -> str:
+    model = report.narrated_by or "the model"
+    return f"Written by {model}; every number in it was checked against the evidence."
+
+
+def _h_narrative(report: Report) -> list[str]:
+    if not report.narrative:
+        return []
+    return [
+        "<h2>In short</h2>",
+        f"<p>{_h(report.narrative)}</p>",
+        f'<p class="note">{_h(_byline(report))}</p>',
+    ]
 
 
 def _h_stage(stage: StageReport, chart: ChartHook | None) -> list[str]:

@@ -23,7 +23,7 @@ import orjson
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.errors import ConfigError, ControllerError
-from controller.ctl import report, report_render
+from controller.ctl import narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
 from controller.settings import KafkaSettings, load_settings
@@ -50,6 +50,12 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
     )
+    sub.add_argument(
+        "--narrative",
+        action="store_true",
+        help="have the configured model (llm settings) open the report with a few sentences, "
+        "kept only if every number in them is in the evidence",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     built = report.build(status, decisions, history, datetime.now(UTC))
     if not complete:
         built.notes.append("the decisions topic was not read to its end: decisions may be missing")
+    if args.narrative:
+        text, why = asyncio.run(narrating.narrate(built, settings.llm))
+        if text is None:
+            built.notes.append(f"no narrative: {why}")
+        built.narrative, built.narrated_by = text, settings.llm.model if text else None
     return _write(args, built)
 
 
