@@ -50,8 +50,11 @@ FIXED: dict[str, bytes] = {
     "narrative": _reply(
         200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 70 s."}')
     ),
+    "narrative_rollback_25": _reply(
+        200, completion('{"narrative": "It was rolled back at stage 3/5 (25%)."}')
+    ),
     "narrative_invented": _reply(
-        200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 75 s."}')
+        200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 123456789 s."}')
     ),
     # Past the reply limit: a 1.5 MB model name, an error page of 1 MB.
     "huge_model": _reply(

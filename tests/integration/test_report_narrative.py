@@ -45,7 +45,7 @@ async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_repor
 @pytest.mark.parametrize(
     ("behaviour", "why"),
     [
-        ("narrative_invented", "not in the evidence (75)"),
+        ("narrative_invented", "not in the evidence (123456789)"),
         ("prose", "not JSON"),
         ("error500", "the model gave none: HTTP 500"),
         ("hang", "the model gave none: no reply within"),

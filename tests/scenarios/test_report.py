@@ -14,6 +14,7 @@ import pytest
 
 from controller.core.messages import Arm
 from controller.ctl.report_render import count, number
+from tests.fake_model import FakeModel
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.scenarios.test_rolloutctl import Operator
 from tests.services import free_port
@@ -118,3 +119,15 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
         assert expected in text.out, expected
         assert expected in shown, expected
     assert page.loads == []
+
+    # When the model is asked for a narrative: kept when its numbers are true, else dropped
+    async with FakeModel() as model:
+        asked = {"RC_LLM__BASE_URL": model.base_url}
+        model.behaviour = "narrative_rollback_25"
+        told = await ctl("report", FLAG, "--markdown", "--narrative", env=asked)
+        assert told.code == 0, told.err
+        assert "## In short\n\nIt was rolled back at stage 3/5 (25%)." in told.out
+        model.behaviour = "narrative_invented"
+        dropped = (await ctl("report", FLAG, "--json", "--narrative", env=asked)).json()
+    assert dropped["narrative"] is None
+    assert any("no narrative: it held numbers that are not in" in n for n in dropped["notes"])
