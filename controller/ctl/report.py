@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller.core.timestamps import as_datetime
@@ -163,7 +163,8 @@ def _stages(
             current = _open(at or index or 0, decision, status, watch=False)
             stages.append(current)
         if _has_gate_evidence(decision) and (at is None or at == current.index):
-            _take_evidence(current, decision["evidence"], f"{_action(decision)} at {_ts(decision)}")
+            source = f"the {_action(decision)} decision at {clock(_ts(decision))}"
+            _take_evidence(current, decision["evidence"], source)
         action = _action(decision)
         moved = index is not None and index != current.index
         if decision.get("phase_after") in TERMINAL or moved or action == "watch":
@@ -337,6 +338,18 @@ def _at_stage(decision: dict[str, Any]) -> int | None:
 
 def _action(decision: dict[str, Any]) -> str:
     return _text(decision.get("action"))[:64]
+
+
+def clock(iso: str | None) -> str:
+    """An ISO time as people read it in a report: ``2026-11-22 21:24:12 UTC``."""
+    if iso is None:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso[:40]
+    zone = "UTC" if moment.utcoffset() == timedelta(0) else moment.strftime("%z")
+    return f"{moment:%Y-%m-%d %H:%M:%S} {zone}".rstrip()
 
 
 def _ts(decision: dict[str, Any]) -> str:

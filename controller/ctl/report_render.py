@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from controller.ctl.report import Arm, GuardrailResult, Report, StageReport
+from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
 
 ChartHook = Callable[[str, Sequence[dict[str, Any]]], str]
 """``(metric, points) -> SVG``: a guardrail's chart over a stage's history points."""
@@ -84,25 +84,26 @@ def _guardrail_cells(test: GuardrailResult) -> list[str]:
         test.metric,
         test.result,
         number(test.delta),
-        "-" if test.lower is None else f"[{number(test.lower)}, {number(test.upper)}]",
+        "-" if test.lower is None else f"{number(test.lower)} to {number(test.upper)}",
         number(test.tolerance),
         number(test.p_value),
     ]
 
 
 ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
-GUARDRAIL_HEAD = ["guardrail", "result", "delta (T - C)", "bound", "tolerance", "p"]
+GUARDRAIL_HEAD = ["guardrail", "result", "delta (T - C)", "anytime-valid bound", "tolerance", "p"]
 DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
 STAGE_HEAD = ["stage", "started", "duration", "ended by"]
 
 
 def _decision_cells(report: Report) -> Iterator[list[str]]:
     for row in report.decisions:
-        yield [row.ts, row.stage, row.action, row.outcome, row.by, row.reason, row.advisor or "-"]
+        advice = row.advisor or "-"
+        yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
 
 
 def _stage_cells(stage: StageReport) -> list[str]:
-    return [stage.label, stage.started_at or "-", duration(stage.duration_s), stage.outcome]
+    return [stage.label, clock(stage.started_at), duration(stage.duration_s), stage.outcome]
 
 
 def _summary(report: Report) -> list[tuple[str, str]]:
@@ -113,8 +114,8 @@ def _summary(report: Report) -> list[tuple[str, str]]:
         ("plan", report.plan),
         ("phase", report.phase),
         ("serving", served),
-        ("started", report.started_at or "-"),
-        ("report made", report.generated_at),
+        ("started", clock(report.started_at)),
+        ("report made", clock(report.generated_at)),
     ]
 
 

@@ -119,6 +119,7 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
         assert expected in text.out, expected
         assert expected in shown, expected
     assert page.loads == []
+    print(text.out)  # the report, for whoever reads the test log
 
     # When the model is asked for a narrative: kept when its numbers are true, else dropped
     async with FakeModel() as model:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.ctl.report import build, who
+from controller.ctl.report import build, clock, who
 from controller.ctl.report_render import html_page, markdown
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
@@ -95,7 +95,7 @@ def test_each_stage_has_the_numbers_of_the_decision_that_ended_it() -> None:
         )
         assert latency.result == "insufficient data"
     assert second.guardrails[0].result == "regressed"
-    assert second.evidence_from == "rollback at 2026-11-22T10:01:40+00:00"
+    assert second.evidence_from == "the rollback decision at 2026-11-22 10:01:40 UTC"
     assert [d.action for d in report.decisions] == ["start", "advance", "rollback"]
     assert report.decisions[0].by == "operator ana (key ops-1)"
     assert report.decisions[2].stage == "stage 2/5 (5%)"
@@ -214,3 +214,17 @@ def test_a_chart_hook_draws_each_guardrail_of_a_stage_with_history() -> None:
     table = html_page(report)
     assert "error_rate over the stage" in table
     assert "0.01" in table
+
+
+@pytest.mark.parametrize(
+    ("iso", "expected"),
+    [
+        ("2026-11-22T10:01:40.123456+00:00", "2026-11-22 10:01:40 UTC"),
+        ("2026-11-22T11:01:40+01:00", "2026-11-22 11:01:40 +0100"),
+        ("2026-11-22T10:01:40", "2026-11-22 10:01:40"),
+        ("yesterday", "yesterday"),
+        (None, "-"),
+    ],
+)
+def test_times_read_as_people_read_them(iso: str | None, expected: str) -> None:
+    assert clock(iso) == expected
