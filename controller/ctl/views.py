@@ -97,7 +97,8 @@ def outcome_line(decision: dict[str, Any]) -> str:
     if decision["outcome"] == "rejected":
         return f"rejected: {decision['action']} {decision['flag']}: {decision['reason']}"
     after = decision.get("phase_after")
-    where = _where(decision).replace(" at", ",", 1)
+    stage = decided_at(decision).removeprefix("at ")
+    where = f", {stage}" if stage else ""
     return f"{decision['outcome']}: {decision['action']} {decision['flag']} -> {after}{where}"
 
 
