@@ -266,7 +266,7 @@ def _spread(points: Sequence[dict[str, Any]], most: int) -> list[dict[str, Any]]
 def _h_table(head: list[str], rows: list[list[str]], *, marked: int | None = None) -> str:
     if not rows:
         return '<p class="note">(none)</p>'
-    out = ['<div class="wrap"><table><thead><tr>']
+    out = ['<div class="wrap" tabindex="0"><table><thead><tr>']
     out += [f'<th scope="col">{_h(cell)}</th>' for cell in head]
     out.append("</tr></thead><tbody>")
     for row in rows:
