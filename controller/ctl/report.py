@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.core.timestamps import as_datetime
-from controller.core.wording import AT_STAGE, advice_text, position_label
+from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 
 MAX_DECISIONS = 2_000
 """The most decisions a report lists; a longer rollout's report says it was cut."""
@@ -263,12 +263,7 @@ def _percent_of(index: int, decision: dict[str, Any], status: dict[str, Any]) ->
 def _row(decision: dict[str, Any]) -> DecisionRow:
     evidence = decision.get("evidence")
     advice = evidence.get("advisor") if isinstance(evidence, dict) else None
-    at = _position(decision)
-    stage = position_label(
-        at.get("index") if at else decision.get("stage"),
-        at.get("of") if at else None,
-        at.get("percent") if at else None,
-    )
+    stage = label_of({"stage": decision.get("stage"), "evidence": evidence})
     return DecisionRow(
         ts=_ts(decision),
         stage=stage or "-",
