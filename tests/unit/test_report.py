@@ -228,3 +228,25 @@ def test_a_chart_hook_draws_each_guardrail_of_a_stage_with_history() -> None:
 )
 def test_times_read_as_people_read_them(iso: str | None, expected: str) -> None:
     assert clock(iso) == expected
+
+
+def test_a_promoted_stage_has_no_gate_numbers_and_a_watch_is_a_stage_of_its_own() -> None:
+    promote = decision(
+        "10:00:10", "promote", 1, 0, kind="command", evidence={"actor": "ana", "key_id": "k"}
+    )
+    to_last = decision("10:00:20", "promote", 4, 1, kind="command", reason="to the end")
+    watch = decision("10:00:30", "watch", 4, 4, evidence=evidence(500, 5))
+    done = decision("10:30:30", "complete", 4, 4, phase_after="completed")
+    status = {**STATUS, "phase": "completed", "stage": 4, "percent": 100.0}
+    report = build(status, [START, promote, to_last, watch, done], None, NOW)
+    assert [(s.label, s.outcome) for s in report.stages] == [
+        ("stage 1/5 (1%)", "promote"),
+        ("stage 2/5 (5%)", "promote"),
+        ("stage 5/5 (100%)", "watch"),
+        ("stage 5/5 (100%), watch", "complete"),
+    ]
+    assert report.stages[0].arms == []
+    assert report.stages[2].arms[0].units == 500
+    assert report.stages[3].duration_s == 1800.0
+    assert report.decisions[1].by == "operator ana (key k)"
+    assert "(none)" not in markdown(report)  # stages without numbers just say less
