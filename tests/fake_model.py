@@ -46,6 +46,16 @@ FIXED: dict[str, bytes] = {
         200, completion('{"action": "promote", "confidence": 1, "rationale": "go"}')
     ),
     "not_openai": _reply(200, b'{"hello": "world"}'),
+    # A report's narrative (tests/integration/test_report_narrative.py): true, then invented.
+    "narrative": _reply(
+        200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 70 s."}')
+    ),
+    "narrative_rollback_25": _reply(
+        200, completion('{"narrative": "It was rolled back at stage 3/5 (25%)."}')
+    ),
+    "narrative_invented": _reply(
+        200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 123456789 s."}')
+    ),
     # Past the reply limit: a 1.5 MB model name, an error page of 1 MB.
     "huge_model": _reply(
         200,

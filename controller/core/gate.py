@@ -37,6 +37,7 @@ from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.srm import SrmResult, srm_test
+from controller.core.wording import stage_position
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
 
@@ -334,6 +335,8 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[s
         "pause_reason": rollout.pause_reason.value if rollout.pause_reason else None,
         "stage": rollout.stage,
         "stages": len(rollout.plan.stages),
+        "at_stage": stage_position(rollout),
+        "stage_percents": [s.percent for s in rollout.plan.stages],
         "percent": rollout.percent,
         "flag_version": rollout.flag_version,
         "started_at": rollout.started_at.isoformat(),

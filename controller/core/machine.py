@@ -84,6 +84,7 @@ from controller.core.transitions import (
     roll_back,
 )
 from controller.core.watching import stale_reminder, watch_alert, watch_evidence
+from controller.core.wording import at_stage, rollout_stage
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -119,9 +120,13 @@ def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Acti
     if not (breaches and state.phase.active) or state.dry_run_alerted:
         return state, []
     alerted = state.model_copy(update={"dry_run_alerted": True, "updated_at": event.now})
-    summary = f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted (no action)"
+    summary = (
+        f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted at "
+        f"{rollout_stage(state)} (no action)"
+    )
     trial = event.verdict.evidence.get("dry_run", {})
     details = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
+    details |= at_stage(state)
     return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
 
 
@@ -195,9 +200,10 @@ def _tick(state: Rollout, event: TickInput) -> Step:
     if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
         return state, []
     new = state.model_copy(update={"stuck_alerted": True, "updated_at": event.now})
-    summary = f"{state.flag}: stage {state.stage} has run past its max_duration of {limit}"
+    summary = f"{state.flag}: {rollout_stage(state)} has run past its max_duration of {limit}"
     details = {
         "stage": state.stage,
+        **at_stage(state),
         "phase": state.phase.value,
         "max_duration_s": limit.total_seconds(),
     }

@@ -175,6 +175,8 @@ class CommandInput:
     to_end: bool = False
     new_rollout_id: str = ""
     new_salt: str = ""
+    key_id: str = ""
+    """The operator key that signed the command: who decided, with ``actor``."""
 
 
 @dataclass(frozen=True, slots=True)

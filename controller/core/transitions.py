@@ -27,6 +27,7 @@ from controller.core.rollout import (
     Verdict,
 )
 from controller.core.watching import start_watch, watch_evidence
+from controller.core.wording import AT_STAGE, at_stage, rollout_stage, stage_position
 
 Step = tuple[Rollout | None, list[Action]]
 
@@ -92,19 +93,20 @@ def pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Ste
         decision(state, new, f"pause:{reason.value}", why),
     ]
     if reason in ALERTED_PAUSES:
-        details = {"stage": state.stage, **why.evidence}
-        summary = f"{state.flag} paused: {why.reason}"
+        details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+        summary = f"{state.flag} paused at {rollout_stage(state)}: {why.reason}"
         actions.append(RaiseAlert(reason.value, "warning", summary, details))
     return new, actions
 
 
 def roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
     new = bump(state, now, phase=Phase.ROLLED_BACK, pause_reason=None)
-    summary = f"{state.flag} rolled back at stage {state.stage} ({state.percent}%): {why.reason}"
+    summary = f"{state.flag} rolled back at {rollout_stage(state)}: {why.reason}"
+    details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
     return new, [
         PublishFlagState(),
         decision(state, new, "rollback", why),
-        RaiseAlert("rollback", "critical", summary, {"stage": state.stage, **why.evidence}),
+        RaiseAlert("rollback", "critical", summary, details),
     ]
 
 
@@ -114,10 +116,12 @@ def kill(state: Rollout, now: datetime, why: Cause) -> Step:
             return state, []
         return state, [rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
     new = bump(state, now, phase=Phase.KILLED, pause_reason=None)
+    summary = f"{state.flag} killed at {rollout_stage(state)}: {why.reason}"
+    details = {**why.evidence, AT_STAGE: stage_position(state)}
     return new, [
         PublishFlagState(),
         decision(state, new, "kill", why),
-        RaiseAlert("kill", "critical", f"{state.flag} killed: {why.reason}", why.evidence),
+        RaiseAlert("kill", "critical", summary, details),
     ]
 
 
@@ -137,7 +141,11 @@ def recovered(state: Rollout, event: MonitorUpInput) -> Step:
             phase_before=state.phase.value,
             phase_after=state.phase.value,
             stage=state.stage,
-            evidence={"monitor": event.monitor, "incident": event.incident_id},
+            evidence={
+                "monitor": event.monitor,
+                "incident": event.incident_id,
+                AT_STAGE: stage_position(state),
+            },
         )
     ]
 
@@ -154,7 +162,15 @@ def bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
 
 
 def decision(before: Rollout | None, after: Rollout, action: str, why: Cause) -> RecordDecision:
+    """The record of a transition: its evidence names the stage it was taken at and by whom.
+
+    ``stage`` is where the rollout is after it (for an advance, the new stage);
+    ``evidence["at_stage"]`` the stage it was decided at, so a report can put
+    the evidence next to the stage it was measured in.
+    """
     cmd = why.cmd
+    at = before if before is not None and before.rollout_id == after.rollout_id else after
+    evidence = {**why.evidence, AT_STAGE: stage_position(at), **operator(cmd)}
     return RecordDecision(
         kind=why.kind,
         action=cmd.action.value if cmd else action,
@@ -164,7 +180,7 @@ def decision(before: Rollout | None, after: Rollout, action: str, why: Cause) ->
         phase_after=after.phase.value,
         stage=after.stage,
         command_id=cmd.command_id if cmd else None,
-        evidence=why.evidence,
+        evidence=evidence,
     )
 
 
@@ -185,4 +201,12 @@ def rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDec
         phase_after=phase,
         stage=state.stage if state else None,
         command_id=cmd.command_id,
+        evidence={**at_stage(state), **operator(cmd)},
     )
+
+
+def operator(cmd: CommandInput | None) -> dict[str, Any]:
+    """Who signed a command, for its decision's evidence; nothing for the gate's own."""
+    if cmd is None:
+        return {}
+    return {"actor": cmd.actor, "key_id": cmd.key_id}

@@ -11,6 +11,7 @@ from typing import Any
 
 from controller.core.plan import Watch
 from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout, TickInput, Verdict
+from controller.core.wording import at_stage
 
 Step = tuple[Rollout, list[RecordDecision | RaiseAlert]]
 
@@ -71,9 +72,9 @@ def watch_alert(state: Rollout, now: datetime, verdict: Verdict) -> Step:
         phase_before=state.phase.value,
         phase_after=state.phase.value,
         stage=state.stage,
-        evidence=verdict.evidence,
+        evidence={**verdict.evidence, **at_stage(state)},
     )
-    details = {"stage": state.stage, "watch": True, **verdict.evidence}
+    details = {"stage": state.stage, "watch": True, **verdict.evidence, **at_stage(state)}
     return new, [decision, RaiseAlert("guardrail", "critical", summary[:500], details)]
 
 

@@ -4,7 +4,7 @@ Steer rollouts (``start``, ``pause``, ``resume``, ``promote``, ``rollback``,
 ``abort``, ``kill``, ``approve``): each signs a command with the operator's
 key, produces it to the commands topic and waits for the controller's
 decision, printing the reason when it is rejected. Look at them (``status``,
-``watch``), check a plan (``plan validate``) or have the model draft one for
+``watch``, ``report``), check a plan (``plan validate``) or have the model draft one for
 review (``plan draft``), forward alerts to Slack
 (``alerts``), and manage keys and raw commands (``keygen``, ``sign``,
 ``send``, ``verify``).
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_action(commands, action)
     _add_status(commands)
     _add_watch(commands)
+    _add_report(commands)
     _add_plan(commands)
     _add_alerts(commands)
     _add_keygen(commands)
@@ -157,6 +158,21 @@ def _add_watch(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sub.add_argument("--from-beginning", action="store_true", help="replay what is on the topics")
     sub.add_argument("--max", type=int, metavar="N", help="stop after N messages")
     sub.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help="stop after this")
+
+
+def _add_report(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    from controller.ctl import reporting  # noqa: PLC0415 - keep `--help` fast
+
+    sub = commands.add_parser(
+        "report",
+        help="write a canary report of a rollout (Markdown, HTML or JSON)",
+        description="Report FLAG's current rollout: each stage's duration, units and events "
+        "per arm, each guardrail's result and the sample-ratio check, as the gate decided "
+        "them, and every decision with who made it. Reads the controller's HTTP API and the "
+        "decisions topic. Markdown goes to stdout; --html FILE writes one page that loads "
+        "nothing from anywhere.",
+    )
+    reporting.add_arguments(sub)
 
 
 def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -273,6 +289,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from controller.ctl import alerts as forwarding  # noqa: PLC0415
 
         return forwarding.run(args)
+    if args.command == "report":
+        from controller.ctl import reporting  # noqa: PLC0415
+
+        return reporting.run(args)
     if args.command == "plan" and args.plan_command == "draft":
         from controller.ctl import drafting  # noqa: PLC0415
 

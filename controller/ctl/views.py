@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.timestamps import as_datetime
+from controller.core.wording import decided_at, label_of, percent_text
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -34,8 +35,8 @@ def _row(r: dict[str, Any]) -> tuple[str, ...]:
     return (
         r["flag"],
         _phase(r),
-        f"{r['stage'] + 1}/{r['stages']}",
-        f"{r['percent']:g}%",
+        label_of(r) or "-",
+        percent_text(r["percent"]),
         _duration(r["time_in_stage_s"]) if r["verdict"] else "-",
         f"{t.get('units', '-')}/{c.get('units', '-')}" if arms else "-",
         f"{_rate(t)}/{_rate(c)}" if arms else "-",
@@ -49,7 +50,7 @@ def status_detail(r: dict[str, Any]) -> str:
         f"flag:        {r['flag']}",
         f"rollout:     {r['rollout_id']} (plan {r['plan']})",
         f"phase:       {_phase(r)}",
-        f"stage:       {r['stage'] + 1} of {r['stages']} at {r['percent']:g}%"
+        f"stage:       {label_of(r) or '-'}, serving {percent_text(r['percent'])}"
         f" (flag version {r['flag_version']})",
         f"in stage:    {_duration(r['time_in_stage_s'])}"
         f" (minimum {_duration(r['min_duration_s'])},"
@@ -83,10 +84,9 @@ def decision_line(message: dict[str, Any]) -> str:
     if message.get("type") == "alert":
         severity = str(message.get("severity", "")).upper()
         return f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {message.get('summary')}"
-    stage = message.get("stage")
-    where = f" stage {stage + 1}" if isinstance(stage, int) else ""
+    where = _where(message)
     before, after = message.get("phase_before"), message.get("phase_after")
-    moved = f" {before} -> {after}" if before != after else f" ({after})" if after else ""
+    moved = f", {before} -> {after}" if before != after else f" ({after})" if after else ""
     reason = f": {message['reason']}" if message.get("reason") else ""
     action, outcome = message.get("action"), message.get("outcome")
     return f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}"
@@ -96,10 +96,15 @@ def outcome_line(decision: dict[str, Any]) -> str:
     """What became of a command, for the operator who sent it."""
     if decision["outcome"] == "rejected":
         return f"rejected: {decision['action']} {decision['flag']}: {decision['reason']}"
-    stage = decision.get("stage")
-    where = f", stage {stage + 1}" if isinstance(stage, int) else ""
     after = decision.get("phase_after")
+    stage = decided_at(decision).removeprefix("at ")
+    where = f", {stage}" if stage else ""
     return f"{decision['outcome']}: {decision['action']} {decision['flag']} -> {after}{where}"
+
+
+def _where(message: dict[str, Any]) -> str:
+    where = decided_at(message)
+    return f" {where}" if where else ""
 
 
 def _phase(r: dict[str, Any]) -> str:

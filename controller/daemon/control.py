@@ -72,6 +72,7 @@ def command_input(command: Command, plan: Plan | None, now: datetime) -> Command
         flag=command.flag,
         command_id=command.id,
         actor=command.actor,
+        key_id=command.key_id or "",
         now=now,
         reason=command.reason,
         plan=plan,

@@ -61,6 +61,7 @@ from controller.core.rollout import (
     Rollout,
     TickInput,
 )
+from controller.core.wording import at_stage
 from controller.daemon import control
 from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
@@ -352,7 +353,7 @@ class Engine:
             phase_after=state.phase.value if state else None,
             stage=state.stage if state else None,
             command_id=command.id,
-            evidence={"actor": command.actor, "key_id": command.key_id},
+            evidence={"actor": command.actor, "key_id": command.key_id, **at_stage(state)},
         )
         async with self._locks[command.flag]:
             self._metrics.count_actions(command.flag, state, [decision])

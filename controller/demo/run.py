@@ -38,6 +38,7 @@ from rich.console import Console
 
 from controller.core import signing
 from controller.core.errors import ControllerError
+from controller.core.wording import SMALL_MODEL_NOTE, too_small
 from controller.ctl.commands import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions
@@ -140,6 +141,7 @@ def _run(setup: RunSetup, console: Console) -> tuple[FlagView, ...]:
         controller = _start_controller(setup, config)
         stack.callback(controller.stop)
         _say(console, f"  controller: pid {controller.pid}, config {config}")
+        _say(console, f"  advisor: {_advisor_label(setup.options)}")
         _say(console, _try_this(setup, endpoints))
         log: IO[bytes] = stack.enter_context(setup.log_path.open("wb"))
         drive = session.Session(
@@ -241,7 +243,10 @@ def _say(console: Console, line: str) -> None:
 
 
 def _advisor_label(options: DemoOptions) -> str:
-    return f"advisory, {LLM_MODEL_ALIAS}" if options.llm else "off (--no-llm)"
+    if not options.llm:
+        return "off (--no-llm)"
+    small = f": {SMALL_MODEL_NOTE}" if too_small(LLM_MODEL_ALIAS) else ""
+    return f"advisory, {LLM_MODEL_ALIAS}{small}"
 
 
 def _fault(setup: RunSetup) -> str:

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from controller.core.wording import advice_text, advisor_name, decided_at, percent_text, stage_label
 from controller.demo.snapshot import ArmView, BoundView, DemoSnapshot, FlagView
 
 PHASE_STYLES = {
@@ -38,7 +39,7 @@ NO_VALUE = "-"
 
 def percent(value: float) -> str:
     """A stage percent: ``25%``, ``0.5%``."""
-    return f"{value:g}%"
+    return percent_text(value)
 
 
 def rate(value: float | None) -> str:
@@ -105,7 +106,7 @@ def _title(view: FlagView) -> Text:
     text.append("\n")
     text.append(view.phase, style=PHASE_STYLES.get(view.phase, ""))
     if view.stages:
-        text.append(f"  stage {view.stage + 1}/{view.stages} at {percent(view.stage_percent)}")
+        text.append(f"  {stage_label(view.stage, view.stages, view.stage_percent)}")
     text.append(f"  serving {percent(view.percent)}")
     if view.seconds_in_stage is not None:
         text.append(f"  {view.seconds_in_stage:.1f} s in stage")
@@ -130,15 +131,19 @@ def _arm_cells(arm: ArmView) -> tuple[str, str, str, str]:
 def _advisor(view: FlagView) -> Text:
     advice = view.advisor
     assert advice is not None  # the caller checked
-    text = Text("advisor: ", style="bold")
-    text.append(advice.action)
-    if advice.confidence is not None:
-        text.append(f" ({advice.confidence:.2f})")
-    rationale = advice.rationale.replace("\n", " ").strip()
+    text = Text(advisor_name(advice.model), style="bold")
+    rationale = " ".join(advice.rationale.split())
     if len(rationale) > RATIONALE_CHARS:
         rationale = rationale[: RATIONALE_CHARS - 1] + "…"
+    if advice.action == "unavailable":
+        text.append(f" unavailable: {rationale}")
+        return text
+    text.append(f" says {advice.action}")
+    if advice.confidence is not None:
+        text.append(f" (confidence {advice.confidence:.2f})")
     if rationale:
-        text.append(f' "{rationale}"', style="italic")
+        text.append("; advisor's rationale: ")
+        text.append(f'"{rationale}"', style="italic")
     return text
 
 
@@ -235,7 +240,7 @@ def status_line(elapsed_s: float, view: FlagView) -> str:
         return f"{head}, {view.note}"
     t, c = view.treatment, view.control
     return (
-        f"{head}, stage {view.stage + 1}/{view.stages} at {percent(view.stage_percent)}, "
+        f"{head}, {stage_label(view.stage, view.stages, view.stage_percent)}, "
         f"exposures T {t.exposures:,} C {c.exposures:,}, "
         f"error rate T {rate(t.error_rate)} C {rate(c.error_rate)}; {bound_text(view.bound)}"
     )
@@ -249,21 +254,9 @@ def message_lines(elapsed_s: float, message: dict[str, Any]) -> Iterator[str]:
         severity, what = message.get("severity", ""), message.get("kind", "")
         yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
     elif kind == "decision":
-        stage = message.get("stage")
-        now = f", stage {stage + 1}" if isinstance(stage, int) else ""
+        where = f" {decided_at(message)}" if decided_at(message) else ""
         action, outcome = message.get("action", ""), message.get("outcome", "")
-        yield f"{at} {flag}: {action} ({outcome}{now}): {message.get('reason', '')}"
+        yield f"{at} {flag}: {action} {outcome}{where}: {message.get('reason', '')}"
         advice = (message.get("evidence") or {}).get("advisor")
         if isinstance(advice, dict):
-            yield f"{at} {flag}: advisor {_advice_line(advice)}"
-
-
-def _advice_line(advice: dict[str, Any]) -> str:
-    seconds = float(advice.get("latency_ms", 0.0)) / 1000
-    if advice.get("status") != "ok":
-        return f"unavailable after {seconds:.1f} s: {advice.get('cause', '')}"
-    rationale = str(advice.get("rationale", "")).replace("\n", " ")[:RATIONALE_CHARS]
-    return (
-        f"says {advice.get('action', '?')} (confidence {advice.get('confidence', '?')}, "
-        f"{seconds:.1f} s): {rationale}"
-    )
+            yield f"{at} {flag}: {advice_text(advice, rationale_chars=RATIONALE_CHARS)}"

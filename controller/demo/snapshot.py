@@ -54,6 +54,8 @@ class AdvisorView:
     action: str
     confidence: float | None
     rationale: str
+    """The model's own words; for ``unavailable``, why."""
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,4 +207,5 @@ def _advisor(advice: dict[str, Any]) -> AdvisorView:
         action=str(advice.get("action", "?")),
         confidence=float(confidence) if isinstance(confidence, int | float) else None,
         rationale=str(advice.get("rationale", "")),
+        model=str(advice.get("model", "")),
     )

@@ -19,6 +19,7 @@ import orjson
 
 from controller.core.messages import Alert
 from controller.core.timestamps import as_datetime
+from controller.core.wording import label_of
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -58,6 +59,9 @@ def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
     """The details worth a glance, at most ten: the top-level values, the breached
     guardrail's test, the SRM check when it flagged, and the units per arm."""
     shown = [(key, _show(value)) for key, value in details.items() if _scalar(value)]
+    # The stage as every text says it (1-based, "stage 3/5 (25%)"), not its 0-based index.
+    label = label_of({"stage": details.get("stage"), "details": details})
+    shown = [(key, label if key == "stage" and label else value) for key, value in shown]
     guardrails, breach = details.get("guardrails"), details.get("breach")
     if isinstance(guardrails, dict) and isinstance(breach, str):
         shown += _picked(guardrails.get(breach), breach, ("delta", "lower", "upper", "p_value"))

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from controller.core.wording import stage_label
 from controller.demo.scenario import PERCENTS, demo_flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,6 +99,16 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
         advice = decision["evidence"]["advisor"]
         assert advice["status"] in ("ok", "unavailable"), advice
         assert advice["prompt_version"] == "gate-v2"
+    # ...every text names the rollback's stage one way: the alert, the decision line
+    label = rollback["evidence"]["at_stage"]["label"]
+    assert label == stage_label(rollback["stage"], len(PERCENTS), PERCENTS[rollback["stage"]])
+    assert f"rolled back at {label}:" in alert["summary"]
+    assert f"{faulty}: rollback applied at {label}:" in result.stdout, output
+    # ...the model's words are labelled, and its size is called what it is
+    assert "advisor: advisory, smollm2-135m-instruct: a model this small" in result.stdout
+    said = [line for line in result.stdout.splitlines() if " says " in line]
+    assert all("advisor (smollm2-135m-instruct, too small" in line for line in said), said
+    assert all("; advisor's rationale: " in line or line.endswith(" s)") for line in said), said
     # ...and the summary says the same
     summary = result.stdout[result.stdout.index("Summary") :]
     for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error_rate"):

@@ -92,7 +92,7 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     started = await ctl("start", FLAG, "--plan", str(plan_file), "--reason", "ship it")
     assert (started.code, started.out.strip()) == (
         0,
-        f"applied: start {FLAG} -> running, stage 1",
+        f"applied: start {FLAG} -> running, stage 1/4 (1%)",
     ), started.err
 
     # status: the table, then the detail with per-arm counts and guardrail bounds
@@ -101,7 +101,7 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     assert table.code == 0, table.err
     header, row = table.out.splitlines()[:2]
     assert header.split()[:4] == ["FLAG", "PHASE", "STAGE", "PERCENT"]
-    assert row.split()[:4] == [FLAG, "running", "1/4", "1%"]
+    assert row.split()[:6] == [FLAG, "running", "stage", "1/4", "(1%)", "1%"]
     detail = await ctl("status", FLAG)
     assert "plan by-hand" in detail.out
     assert "treatment" in detail.out
@@ -110,7 +110,10 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
 
     # pause; a second pause is rejected with its reason and exit code 3
     paused = await ctl("pause", FLAG, "--reason", "looking at dashboards")
-    assert (paused.code, paused.out.strip()) == (0, f"applied: pause {FLAG} -> paused, stage 1")
+    assert (paused.code, paused.out.strip()) == (
+        0,
+        f"applied: pause {FLAG} -> paused, stage 1/4 (1%)",
+    )
     again = await ctl("pause", FLAG)
     assert again.code == 3
     assert again.out.strip() == f"rejected: pause {FLAG}: cannot pause a paused rollout"
@@ -125,7 +128,10 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     now = (await ctl("status", FLAG, "--json")).json()
     assert (now["phase"], now["stage"], now["percent"]) == ("running", 1, 5)
     killed = await ctl("kill", FLAG, "--reason", "pager")
-    assert (killed.code, killed.out.strip()) == (0, f"applied: kill {FLAG} -> killed, stage 2")
+    assert (killed.code, killed.out.strip()) == (
+        0,
+        f"applied: kill {FLAG} -> killed, stage 2/4 (5%)",
+    )
     final = (await ctl("status", "--json")).json()["rollouts"]
     assert [(r["flag"], r["phase"], r["percent"]) for r in final] == [(FLAG, "killed", 0)]
 

@@ -99,7 +99,7 @@ async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) 
         timeout=10,
         what="the rollback alert",
     )
-    assert "stage 4 (99.0%)" in alert["summary"]
+    assert "at stage 5/5 (100%), in its watch (99% served):" in alert["summary"]
     await scenario.until(
         lambda: flag_states(scenario, "search")[-1]["status"] == "rolled_back",
         timeout=10,

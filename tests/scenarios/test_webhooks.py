@@ -108,7 +108,11 @@ async def test_betteruptime_down_kills_mapped_flags_once_and_up_records_recovery
                 timeout=30,
                 what=f"{flag} killed",
             )
-            assert kill["evidence"] == {"monitor": "4242", "incident": "9001"}
+            assert kill["evidence"] == {
+                "monitor": "4242",
+                "incident": "9001",
+                "at_stage": kill["evidence"]["at_stage"],
+            }
         footer = await scenario.rollout("footer")
         assert footer is not None
         assert footer.phase is Phase.RUNNING
@@ -264,7 +268,10 @@ async def test_a_reopened_incident_kills_again(scenario: Scenario) -> None:
         kills = [
             d for d in scenario.observed.decisions if d["flag"] == "cart" and d["action"] == "kill"
         ]
-        assert kills[-1]["evidence"] == {"monitor": "4242", "incident": "9001"}
+        assert {k: v for k, v in kills[-1]["evidence"].items() if k != "at_stage"} == {
+            "monitor": "4242",
+            "incident": "9001",
+        }
         rollout = await scenario.rollout("cart")
         assert rollout is not None
         assert rollout.phase is Phase.KILLED

@@ -116,9 +116,9 @@ def test_live_view_keeps_every_important_column_within_the_width(width: int) -> 
         HEALTHY,
         "rolled_back",
         "running",
-        "stage 3/5 at 25%",
+        "stage 3/5 (25%)",
         "serving 0%",
-        "stage 4/5 at 50%",
+        "stage 4/5 (50%)",
         "3.4 s in stage",
         "6.37%",  # faulty treatment: 97 / 1,523
         "1.91%",  # its control: 88 / 4,612
@@ -128,8 +128,8 @@ def test_live_view_keeps_every_important_column_within_the_width(width: int) -> 
         "4,612",
         "REGRESSED: Δ error rate +4.46 pp",
         "no regression",
-        "advisor: advance (0.90)",
-        "advisor: unavailable",
+        "advisor says advance (confidence 0.90); advisor's rationale:",
+        "advisor unavailable: timeout after 30.0 s",
         "3,210 events/s",
     ):
         assert expected in text, f"{expected!r} missing at width {width}:\n{text}"
@@ -147,7 +147,16 @@ def test_a_flag_without_data_yet_says_so() -> None:
     waiting = view(bound=None, treatment=ArmView(), control=ArmView(), advisor=None)
     text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(waiting,))), 80)
     assert "not tested yet" in text
-    assert "advisor: advance" not in text
+    assert "advisor says advance" not in text
+
+
+def test_the_live_view_says_when_the_model_is_too_small_to_count() -> None:
+    small = AdvisorView("advance", 0.9, "fine", model="smollm2-135m-instruct")
+    text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(view(advisor=small),))), 200)
+    assert (
+        "advisor (smollm2-135m-instruct, too small for its opinion to carry weight) says advance"
+        ' (confidence 0.90); advisor\'s rationale: "fine"'
+    ) in text
 
 
 # -- the summary ---------------------------------------------------------------------------
@@ -199,12 +208,22 @@ def test_plain_lines_carry_state_evidence_and_advice() -> None:
                 "confidence": 0.9,
                 "rationale": "fine",
                 "latency_ms": 1234.0,
-            }
+            },
+            "at_stage": {"index": 1, "of": 5, "percent": 5.0},
         },
     }
     lines = list(message_lines(3.0, {**decision, "stage": 2}))
-    assert lines[0].endswith(f"{HEALTHY}: advance (applied, stage 3): {reason}")
-    assert "advisor says advance (confidence 0.9, 1.2 s): fine" in lines[1]
+    assert lines[0].endswith(
+        f"{HEALTHY}: advance applied at stage 2/5 (5%) (now stage 3/5): {reason}"
+    )
+    said = "advisor says advance (confidence 0.9, 1.2 s); advisor's rationale: fine"
+    assert lines[1].endswith(said)
+    decision["evidence"]["advisor"]["model"] = "smollm2-135m-instruct"
+    small = list(message_lines(3.0, decision))[1]
+    assert small.endswith(
+        f"{HEALTHY}: advisor (smollm2-135m-instruct, too small for its opinion to carry weight)"
+        " says advance (confidence 0.9, 1.2 s); advisor's rationale: fine"
+    )
     alert = {"type": "alert", "severity": "critical", "kind": "rollback", "summary": "rolled"}
     assert list(message_lines(4.0, alert)) == ["[   4.0s] ALERT critical rollback: rolled"]
 

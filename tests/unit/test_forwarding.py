@@ -212,7 +212,13 @@ def test_key_details_are_bounded() -> None:
 
 def test_key_details_skip_nested_values_they_do_not_know() -> None:
     details = {"stage": 1, "evidence": {"x": 1}, "list": [1, 2], "breach": "nope", "guardrails": {}}
-    assert key_details(details) == [("stage", "1"), ("breach", "nope")]
+    assert key_details(details) == [("stage", "stage 2"), ("breach", "nope")]
+
+
+def test_key_details_name_the_stage_as_every_text_does() -> None:
+    position = {"index": 2, "number": 3, "of": 5, "percent": 25.0, "label": "stage 3/5 (25%)"}
+    shown = key_details({"stage": 2, "at_stage": position})
+    assert shown == [("stage", "stage 3/5 (25%)")]
 
 
 def test_the_documented_examples_are_valid_alerts_of_every_kind_and_render() -> None:

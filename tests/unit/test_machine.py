@@ -246,7 +246,8 @@ def test_rollback_carries_the_gate_evidence() -> None:
     _, actions = step(STATES["running"], gate(VerdictKind.ROLLBACK))
     decision = next(a for a in actions if isinstance(a, RecordDecision))
     alert = next(a for a in actions if isinstance(a, RaiseAlert))
-    assert decision.evidence == {"delta": 0.01}
+    assert decision.evidence["delta"] == 0.01
+    assert decision.evidence["at_stage"]["index"] == decision.stage
     assert alert.severity == "critical"
     assert alert.details["delta"] == 0.01
 

@@ -8,6 +8,8 @@ import pytest
 
 from controller.ctl.views import decision_line, outcome_line, status_detail, status_table
 
+AT_2_OF_5 = {"index": 1, "number": 2, "of": 5, "percent": 5.0, "label": "stage 2/5 (5%)"}
+
 
 def rollout(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
@@ -52,12 +54,18 @@ def test_status_table_aligns_one_row_per_rollout() -> None:
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["FLAG", "PHASE", "STAGE", "PERCENT"]
     assert lines[1].split() == [
-        "checkout", "running", "2/5", "5%", "12m34s", "50/950", "1.50%/1.00%", "hold",
+        "checkout", "running", "stage", "2/5", "5%", "12m34s", "50/950", "1.50%/1.00%", "hold",
     ]  # fmt: skip
     assert "paused (srm)" in lines[2]
-    assert lines[3].split() == ["search", "killed", "2/5", "0%", "-", "-", "-", "-"]
+    assert lines[3].split() == ["search", "killed", "stage", "2/5", "0%", "-", "-", "-", "-"]
     columns = {line.index("PERCENT") if "PERCENT" in line else None for line in lines[:1]}
     assert columns == {lines[1].index("5%")}
+
+
+def test_status_names_the_stage_as_everything_else_does() -> None:
+    served = rollout(at_stage=AT_2_OF_5, phase="rolled_back", percent=0.0)
+    assert status_table([served]).splitlines()[1].split()[2:6] == ["stage", "2/5", "(5%)", "0%"]
+    assert "stage:       stage 2/5 (5%), serving 0% (flag version 3)" in status_detail(served)
 
 
 def test_status_table_without_rollouts() -> None:
@@ -66,7 +74,7 @@ def test_status_table_without_rollouts() -> None:
 
 def test_status_detail_shows_bounds_and_srm() -> None:
     text = status_detail(rollout())
-    assert "stage:       2 of 5 at 5% (flag version 3)" in text
+    assert "stage:       stage 2/5, serving 5% (flag version 3)" in text
     assert "in stage:    12m34s (minimum 30m00s, 100 units per arm)" in text
     assert "guardrail error_rate: delta +0.005, bounds [-0.01, +0.02]" in text
     assert "guardrail latency_p95: insufficient data" in text
@@ -80,12 +88,24 @@ def test_status_detail_shows_bounds_and_srm() -> None:
             {"type": "decision", "flag": "f", "action": "advance", "outcome": "applied",
              "stage": 2, "phase_before": "running", "phase_after": "running",
              "reason": "stage passed"},
-            "f  advance applied stage 3 (running): stage passed",
+            "f  advance applied at stage 3 (running): stage passed",
+        ),
+        (
+            {"type": "decision", "flag": "f", "action": "advance", "outcome": "applied",
+             "stage": 2, "phase_before": "running", "phase_after": "running",
+             "reason": "stage passed", "evidence": {"at_stage": AT_2_OF_5}},
+            "f  advance applied at stage 2/5 (5%) (now stage 3/5) (running): stage passed",
         ),
         (
             {"type": "decision", "flag": "f", "action": "rollback", "outcome": "applied",
              "stage": 2, "phase_before": "running", "phase_after": "rolled_back", "reason": ""},
-            "f  rollback applied stage 3 running -> rolled_back",
+            "f  rollback applied at stage 3, running -> rolled_back",
+        ),
+        (
+            {"type": "decision", "flag": "f", "action": "rollback", "outcome": "applied",
+             "stage": 1, "phase_before": "running", "phase_after": "rolled_back", "reason": "",
+             "evidence": {"at_stage": AT_2_OF_5}},
+            "f  rollback applied at stage 2/5 (5%), running -> rolled_back",
         ),
         (
             {"type": "alert", "flag": "f", "severity": "critical", "kind": "kill",
@@ -104,6 +124,9 @@ def test_decision_lines(message: dict[str, Any], expected: str) -> None:
     [
         ({"outcome": "applied", "action": "pause", "flag": "f", "phase_after": "paused",
           "stage": 0}, "applied: pause f -> paused, stage 1"),
+        ({"outcome": "applied", "action": "promote", "flag": "f", "phase_after": "running",
+          "stage": 2, "evidence": {"at_stage": AT_2_OF_5}},
+         "applied: promote f -> running, stage 2/5 (5%) (now stage 3/5)"),
         ({"outcome": "rejected", "action": "resume", "flag": "f", "reason": "no rollout"},
          "rejected: resume f: no rollout"),
     ],

@@ -8,6 +8,9 @@ once the caller is done with it.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.adapters.kafka.errors import translated
@@ -58,6 +61,38 @@ class TopicReader(ClientLifecycle):
         ends = await self._consumer.end_offsets(partitions) if self._from_end else {}
         for partition in partitions:
             self._consumer.seek(partition, ends.get(partition, 0))
+
+    async def until_end(
+        self, *, key: bytes | None, max_records: int, max_kept: int, timeout_s: float
+    ) -> tuple[list[bytes], bool]:
+        """The values (of records keyed ``key``, or all) up to the topics' end as of this call.
+
+        Also says whether the end was reached: reading stops early after
+        ``max_records`` records or ``timeout_s``, so a topic of any length costs a
+        bounded time, and only the last ``max_kept`` of the records asked for are kept.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        with translated("reading failed"):
+            partitions = list(self._consumer.assignment())
+            ends = await self._consumer.end_offsets(partitions)
+        kept: collections.deque[bytes] = collections.deque(maxlen=max_kept)
+        read = 0
+        while read < max_records:
+            with translated("reading failed"):
+                positions = [await self._consumer.position(p) for p in partitions]
+            if all(at >= ends[p] for at, p in zip(positions, partitions, strict=True)):
+                return list(kept), True
+            if (left := deadline - loop.time()) <= 0:
+                break
+            with translated("reading failed"):
+                batch = await self._consumer.getmany(
+                    timeout_ms=max(1, int(min(left, 0.5) * 1000)), max_records=10_000
+                )
+            records = [r for rs in batch.values() for r in rs]
+            read += len(records)
+            kept.extend(r.value or b"" for r in records if key is None or r.key == key)
+        return list(kept), False
 
     async def values(self, timeout_s: float) -> list[bytes | None]:
         """The values of the records that arrive within ``timeout_s``, in order per partition."""

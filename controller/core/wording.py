@@ -1,0 +1,181 @@
+"""How every output names a stage and labels the advisor: one wording, one place.
+
+Stages are 0-based indexes inside the controller and on the wire (the
+``stage`` field of decisions, alerts and flag states), but people count from
+one: every text says "stage 3/5 (25%)" for index 2 of a five-stage plan at
+25%, whether it is an alert's summary, a decision line, ``rolloutctl status``,
+the demo's screens or a report. Messages carry the same position as numbers
+under :data:`AT_STAGE`, so a reader of the JSON never has to guess which
+counting a number uses. Pure; the readers of JSON are defensive, since a
+message from outside may lack a field or hold an odd one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from controller.core.rollout import Rollout
+
+AT_STAGE = "at_stage"
+"""The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
+
+SMALL_MODEL_NOTE = (
+    "a model this small cannot weigh the evidence: its opinion is shown to demonstrate "
+    "the wiring and carries no weight"
+)
+"""What to say next to the opinion of a model too small to judge a rollout."""
+SMALL_MODEL_MAX_BILLIONS = 1.0
+"""Below this many billion parameters a model's opinion is called too small to carry weight."""
+
+
+def percent_text(value: float) -> str:
+    """A share of units as people write it: ``25%``, ``0.5%``, ``100%``."""
+    return f"{value:g}%"
+
+
+def stage_label(index: int, stages: int | None = None, percent: float | None = None) -> str:
+    """``stage 3/5 (25%)`` for index 2 of 5 stages at 25%; the parts unknown are left out."""
+    number = f"stage {index + 1}"
+    if stages:
+        number += f"/{stages}"
+    return f"{number} ({percent_text(percent)})" if percent is not None else number
+
+
+def stage_position(rollout: Rollout) -> dict[str, Any]:
+    """Where ``rollout`` stands in its plan, as numbers and in words, for messages."""
+    stages = len(rollout.plan.stages)
+    percent = rollout.plan.stages[rollout.stage].percent
+    return {
+        "index": rollout.stage,
+        "number": rollout.stage + 1,
+        "of": stages,
+        "percent": percent,
+        "label": stage_label(rollout.stage, stages, percent),
+    }
+
+
+def at_stage(rollout: Rollout | None) -> dict[str, Any]:
+    """``{"at_stage": position}`` for a message about ``rollout``; empty without one."""
+    return {AT_STAGE: stage_position(rollout)} if rollout is not None else {}
+
+
+def rollout_stage(rollout: Rollout) -> str:
+    """The label of ``rollout``'s current stage, and its watch when in one.
+
+    In the watch after the last stage the flag serves less than the stage's
+    percent (the holdback stays on control), so the watch is said, with what
+    is served: "stage 5/5 (100%), in its watch (99% served)".
+    """
+    label = str(stage_position(rollout)["label"])
+    if rollout.watching and rollout.phase.active:
+        return f"{label}, in its watch ({percent_text(rollout.percent)} served)"
+    return label
+
+
+def label_of(message: dict[str, Any]) -> str | None:
+    """The stage a message or a rollout's status is at, in words; None when it names none.
+
+    Reads the position under :data:`AT_STAGE` (at the top, as ``/rollouts``
+    serves it, or in a decision's ``evidence`` or an alert's ``details``), else
+    the bare 0-based ``stage`` (and ``stages``) that every version has.
+    """
+    for inner in (message, message.get("evidence"), message.get("details")):
+        position = inner.get(AT_STAGE) if isinstance(inner, dict) else None
+        if isinstance(position, dict) and (label := _label_from(position)) is not None:
+            return label
+    return position_label(message.get("stage"), message.get("stages"), None)
+
+
+def decided_at(message: dict[str, Any]) -> str:
+    """Where a decision was taken, and where it left the rollout if elsewhere.
+
+    ``at stage 2/5 (5%) (now stage 3/5)`` for an advance, ``at stage 3/5 (25%)``
+    for a rollback; empty when the message names no stage.
+    """
+    label = label_of(message)
+    if label is None:
+        return ""
+    evidence = message.get("evidence")
+    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
+    if not isinstance(position, dict) or message.get("stage") == position.get("index"):
+        return f"at {label}"
+    now = position_label(message.get("stage"), position.get("of"), None)
+    return f"at {label} (now {now})" if now else f"at {label}"
+
+
+def position_label(index: Any, stages: Any, percent: Any) -> str | None:
+    """:func:`stage_label` of values read from JSON; None unless ``index`` is a sane index."""
+    if not _count(index):
+        return None
+    total = stages if _count(stages) and stages > 0 else None
+    share = float(percent) if _share(percent) else None
+    return stage_label(index, total, share)
+
+
+def model_billions(model: str) -> float | None:
+    """The parameter count a model's name states (``smollm2-135m`` → 0.135), if any."""
+    for part in model.lower().replace("_", "-").replace(":", "-").split("-"):
+        for suffix, scale in (("m", 0.001), ("b", 1.0)):
+            digits = part.removesuffix(suffix)
+            if digits != part and _decimal(digits):
+                return float(digits) * scale
+    return None
+
+
+def too_small(model: str) -> bool:
+    """Whether a model's name says it is too small for its opinion to carry weight."""
+    size = model_billions(model)
+    return size is not None and size < SMALL_MODEL_MAX_BILLIONS
+
+
+def advisor_name(model: Any) -> str:
+    """``advisor``, saying plainly when its model is too small for the opinion to count."""
+    if isinstance(model, str) and too_small(model):
+        return f"advisor ({model[:64]}, too small for its opinion to carry weight)"
+    return "advisor"
+
+
+def advice_text(advice: dict[str, Any], *, rationale_chars: int = 160) -> str:
+    """An advisor's opinion (a decision's ``evidence["advisor"]``) in one line.
+
+    The rationale is labelled as the model's own words, so it is not read as
+    the controller's action: "advisor says advance (confidence 0.9, 5.5 s);
+    advisor's rationale: ...".
+    """
+    name = advisor_name(advice.get("model"))
+    seconds = _seconds(advice.get("latency_ms"))
+    if advice.get("status") != "ok":
+        return f"{name} unavailable after {seconds:.1f} s: {str(advice.get('cause', ''))[:200]}"
+    confidence = advice.get("confidence")
+    sure = f"confidence {confidence:g}, " if _share(confidence) else ""
+    line = f"{name} says {str(advice.get('action', '?'))[:20]} ({sure}{seconds:.1f} s)"
+    rationale = " ".join(str(advice.get("rationale", "")).split())[:rationale_chars]
+    return f"{line}; advisor's rationale: {rationale}" if rationale else line
+
+
+def _label_from(position: dict[str, Any]) -> str | None:
+    return position_label(position.get("index"), position.get("of"), position.get("percent"))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000
+
+
+def _share(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 100
+    )
+
+
+def _seconds(latency_ms: Any) -> float:
+    ok = isinstance(latency_ms, int | float) and not isinstance(latency_ms, bool)
+    return float(latency_ms) / 1000 if ok and math.isfinite(latency_ms) else 0.0
+
+
+def _decimal(text: str) -> bool:
+    head, _, tail = text.partition(".")
+    return head.isdigit() and (tail == "" or tail.isdigit()) and len(text) <= 8

@@ -1,0 +1,62 @@
+"""The model's few sentences atop a canary report (``rolloutctl report --narrative``).
+
+The report's facts go to the configured model as short sentences with the
+numbers written as the report writes them; its reply is constrained to
+``{"narrative": "..."}`` and bounded like the advisor's. The narrative is kept
+only if :func:`controller.core.narrative.accepted` finds every number in it
+among the facts; otherwise, as when the model does not answer, the report
+carries a note saying why there is none.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from controller.adapters.llm import constrained_completion
+from controller.core.advice import untrusted
+from controller.core.narrative import NARRATIVE_SCHEMA, accepted, messages
+from controller.ctl.report import Report, StageReport
+from controller.ctl.report_render import count, number
+from controller.settings import LlmSettings
+
+
+def facts(report: Report) -> list[str]:
+    """The report in sentences, each number written once, as the report shows it."""
+    served = "-" if report.percent is None else f"{report.percent:g}%"
+    lines = [f"The rollout of {untrusted(report.flag, 128)} is {report.phase}; it serves {served}."]
+    for stage in report.stages:
+        lines += _stage_facts(stage)
+    return lines
+
+
+def _stage_facts(stage: StageReport) -> list[str]:
+    seconds = "" if stage.duration_s is None else f", lasted {stage.duration_s:.0f} s"
+    lines = [f"{stage.label}{seconds}, ended by {stage.outcome}."]
+    for arm in stage.arms:
+        lines.append(
+            f"{stage.label}, {arm.name}: {count(arm.units)} units, {count(arm.errors)} errors"
+            f" in {count(arm.requests)} requests."
+        )
+    for test in stage.guardrails:
+        if test.delta is None:
+            lines.append(f"{stage.label}, guardrail {test.metric}: {test.result}.")
+            continue
+        lines.append(
+            f"{stage.label}, guardrail {test.metric}: {test.result}, delta {number(test.delta)},"
+            f" bound [{number(test.lower)}, {number(test.upper)}], p {number(test.p_value)}."
+        )
+    return lines
+
+
+async def narrate(report: Report, llm: LlmSettings) -> tuple[str | None, str]:
+    """The model's narrative of ``report`` if every number in it is true; else why not."""
+    given = facts(report)
+    reply = await constrained_completion(llm, messages(given), NARRATIVE_SCHEMA, name="narrative")
+    if not isinstance(reply, str):
+        return None, f"the model gave none: {reply.cause}"
+    try:
+        parsed = orjson.loads(reply.strip())
+    except orjson.JSONDecodeError:
+        return None, "the model's reply is not JSON"
+    text, why = accepted(parsed, given)
+    return (untrusted(text, 1200), "") if text is not None else (None, why)

@@ -1,0 +1,297 @@
+"""A canary report as Markdown or as one self-contained HTML page.
+
+Pure functions of :class:`controller.ctl.report.Report`. The HTML page has its
+CSS inline and loads nothing (no script, font, image or stylesheet from
+anywhere), so it can be mailed or attached to a ticket and opened offline;
+every value is escaped, since flags, reasons, actors and the model's words
+come from outside. Markdown escapes the same values so none can form a link,
+an image or a table cell of its own.
+
+Charts: :data:`ChartHook` draws one guardrail of one stage as SVG from the
+stage's gate history (Δ with its bound over time, the tolerance). Without one
+(or without history), the HTML shows the history as a table.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
+
+ChartHook = Callable[[str, Sequence[dict[str, Any]]], str]
+"""``(metric, points) -> SVG``: a guardrail's chart over a stage's history points."""
+HISTORY_ROWS = 12
+"""History points shown per guardrail in a table when no chart is drawn."""
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
+
+
+# -- numbers and words, shared -------------------------------------------------------------
+
+
+def number(value: float | None) -> str:
+    """A measured value, four significant digits: ``0.0204``, ``-inf``; ``-`` when absent."""
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m04s``, ``12.5s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _srm_text(srm: dict[str, Any]) -> str:
+    if not srm:
+        return "-"
+    verdict = "MISMATCH" if srm.get("flagged") else "ok"
+    return (
+        f"{number(srm.get('observed_treatment'))} treatment units against "
+        f"{number(srm.get('expected_treatment'))} expected, sequential p "
+        f"{number(srm.get('sequential_p_value'))} ({verdict})"
+    )
+
+
+def _arm_cells(arm: Arm) -> list[str]:
+    return [
+        arm.name,
+        count(arm.units),
+        count(arm.exposures),
+        count(arm.requests),
+        count(arm.errors),
+        count(arm.conversions),
+    ]
+
+
+def _guardrail_cells(test: GuardrailResult) -> list[str]:
+    return [
+        test.metric,
+        test.result,
+        number(test.delta),
+        "-" if test.lower is None else f"{number(test.lower)} to {number(test.upper)}",
+        number(test.tolerance),
+        number(test.p_value),
+    ]
+
+
+ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
+GUARDRAIL_HEAD = ["guardrail", "result", "delta (T - C)", "anytime-valid bound", "tolerance", "p"]
+DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
+STAGE_HEAD = ["stage", "started", "duration", "ended by"]
+
+
+def _decision_cells(report: Report) -> Iterator[list[str]]:
+    for row in report.decisions:
+        advice = row.advisor or "-"
+        yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
+
+
+def _stage_cells(stage: StageReport) -> list[str]:
+    return [stage.label, clock(stage.started_at), duration(stage.duration_s), stage.outcome]
+
+
+def _summary(report: Report) -> list[tuple[str, str]]:
+    served = "-" if report.percent is None else f"{report.percent:g}%"
+    return [
+        ("flag", report.flag),
+        ("rollout", report.rollout_id),
+        ("plan", report.plan),
+        ("phase", report.phase),
+        ("serving", served),
+        ("started", clock(report.started_at)),
+        ("report made", clock(report.generated_at)),
+    ]
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+def markdown(report: Report) -> str:
+    """The report as GitHub-flavoured Markdown."""
+    out = [f"# Canary report: {_md(report.flag)}", ""]
+    out += [f"- **{name}**: {_md(value)}" for name, value in _summary(report)]
+    out += [""] + [f"> {_md(note)}" for note in report.notes]
+    if report.narrative:
+        out += ["", "## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
+    out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages])]
+    for stage in report.stages:
+        out += ["", f"### {_md(stage.label)}", ""]
+        out += [f"{_md(duration(stage.duration_s))}, ended by {_md(stage.outcome)}."]
+        if stage.evidence_from:
+            out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
+        if stage.arms:
+            out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
+        if stage.guardrails:
+            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g) for g in stage.guardrails])
+        out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
+        if stage.points:
+            out += [f"Gate history: {len(stage.points)} points (charts in the HTML report)."]
+    out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(_decision_cells(report)))]
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    """``text`` safe inside Markdown: one line, every markup character escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;
+max-width:72rem;padding:0 1rem;color:#1b1f24;background:#fff}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1.05rem;margin-top:1.5rem}
+table{border-collapse:collapse;margin:.5rem 0;width:100%;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
+.regressed{color:#b42318;font-weight:600}.ok{color:#1a7f37}
+.wrap{overflow-x:auto}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
+dt{font-weight:600}dd{margin:0}
+"""
+
+
+def html_page(report: Report, *, chart: ChartHook | None = None) -> str:
+    """The report as one HTML page with nothing to load."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Canary report: {_h(report.flag)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Canary report: {_h(report.flag)}</h1>",
+        "<dl>",
+        *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in _summary(report)),
+        "</dl>",
+        *(f'<p class="note">{_h(note)}</p>' for note in report.notes),
+        *_h_narrative(report),
+        "<h2>Stages</h2>",
+        _h_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages]),
+    ]
+    for stage in report.stages:
+        parts += _h_stage(stage, chart)
+    parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(_decision_cells(report)))]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _byline(report: Report) -> str:
+    model = report.narrated_by or "the model"
+    return f"Written by {model}; every number in it was checked against the evidence."
+
+
+def _h_narrative(report: Report) -> list[str]:
+    if not report.narrative:
+        return []
+    return [
+        "<h2>In short</h2>",
+        f"<p>{_h(report.narrative)}</p>",
+        f'<p class="note">{_h(_byline(report))}</p>',
+    ]
+
+
+def _h_stage(stage: StageReport, chart: ChartHook | None) -> list[str]:
+    parts = [
+        f"<section><h3>{_h(stage.label)}</h3>",
+        f"<p>{_h(duration(stage.duration_s))}, ended by {_h(stage.outcome)}.",
+    ]
+    if stage.evidence_from:
+        parts.append(f' <span class="note">Numbers from: {_h(stage.evidence_from)}.</span>')
+    parts.append("</p>")
+    if stage.arms:
+        parts.append(_h_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]))
+    if stage.guardrails:
+        rows = [_guardrail_cells(g) for g in stage.guardrails]
+        parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
+    parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
+    for test in stage.guardrails if stage.points else ():
+        parts.append(_h_history(test.metric, stage.points, chart))
+    parts.append("</section>")
+    return parts
+
+
+def _h_history(metric: str, points: Sequence[dict[str, Any]], chart: ChartHook | None) -> str:
+    """One guardrail over the stage: the chart when one is drawn, else a table of points."""
+    title = f"<h4>{_h(metric)} over the stage</h4>"
+    if chart is not None:
+        # The chart is drawn by our own renderer from numbers, and escapes its own text.
+        label = f"{_h(metric)} over time"
+        return f'{title}<figure role="img" aria-label="{label}">{chart(metric, points)}</figure>'
+    rows = []
+    for point in _spread(points, HISTORY_ROWS):
+        test = (point.get("guardrails") or {}).get(metric)
+        if not isinstance(test, dict):
+            continue
+        rows.append(
+            [
+                str(point.get("t", "-"))[:40],
+                *(number(_num(test.get(k))) for k in ("delta", "lower", "upper", "tolerance")),
+                number(_num(test.get("p_value"))),
+            ]
+        )
+    head = ["time", "delta", "lower", "upper", "tolerance", "p"]
+    return title + _h_table(head, rows)
+
+
+def _spread(points: Sequence[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """At most ``most`` points, evenly spread, always with the last one."""
+    if len(points) <= most:
+        return list(points)
+    step = (len(points) - 1) / (most - 1)
+    return [points[round(i * step)] for i in range(most)]
+
+
+def _h_table(head: list[str], rows: list[list[str]], *, marked: int | None = None) -> str:
+    if not rows:
+        return '<p class="note">(none)</p>'
+    out = ['<div class="wrap" tabindex="0"><table><thead><tr>']
+    out += [f'<th scope="col">{_h(cell)}</th>' for cell in head]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            css = _css(cell) if i == marked else "n" if _numeric(cell) else ""
+            cells.append(f'<td class="{css}">{_h(cell)}</td>' if css else f"<td>{_h(cell)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _css(result: str) -> str:
+    return {"regressed": "regressed", "no regression shown": "ok"}.get(result, "")
+
+
+def _numeric(cell: str) -> bool:
+    return bool(re.fullmatch(r"-?[\d,.]+(e[-+]?\d+)?", cell))
+
+
+def _h(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -1,0 +1,157 @@
+"""``rolloutctl report``: gather a rollout's status, history and decisions, then render.
+
+The status and the gate history come from the controller's HTTP API
+(``/rollouts/{flag}``, ``/rollouts/{flag}/history``); a controller that serves
+no history (404) still gets a report, without charts over time. The
+decisions come from the decisions topic, read from its beginning up to its
+end as of the call, at most :data:`MAX_RECORDS` records and ``--timeout``
+seconds; a report built from a partial read says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from controller.adapters import http_client
+from controller.adapters.kafka import TopicReader
+from controller.core.errors import ConfigError, ControllerError
+from controller.ctl import narrating, report, report_render
+from controller.ctl.commands import env_url, os_reason, print_json, warn
+from controller.ctl.exits import EXIT_FAILURE
+from controller.settings import KafkaSettings, load_settings
+
+MAX_RECORDS = 500_000
+"""The most records read from the decisions topic for one report."""
+MAX_KEPT = 20_000
+"""The most of the flag's decisions kept (the latest): a report shows at most 2,000."""
+MAX_BODY_CHARS = 32 * 1024 * 1024
+"""The largest status or history answer read: anything bigger is not a controller's."""
+CLIENT_ID = "rolloutctl-report"
+CHART: report_render.ChartHook | None = None
+"""What draws a guardrail's chart over a stage's gate history (delta, its bound, the
+tolerance) as SVG for the HTML report; None: the history is shown as a table."""
+
+
+def add_arguments(sub: argparse.ArgumentParser) -> None:
+    """The options of ``rolloutctl report``."""
+    sub.add_argument("flag", metavar="FLAG", help="the flag whose current rollout to report")
+    form = sub.add_mutually_exclusive_group()
+    form.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page")
+    form.add_argument("--markdown", action="store_true", help="print Markdown (the default)")
+    form.add_argument("--json", action="store_true", help="print the report's data as JSON")
+    sub.add_argument("--url", metavar="URL", help="controller HTTP address (ROLLOUTCTL_URL)")
+    sub.add_argument("--config", type=Path, metavar="FILE", help="controller settings YAML")
+    sub.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
+    sub.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
+    )
+    sub.add_argument(
+        "--narrative",
+        action="store_true",
+        help="have the configured model (llm settings) open the report with a few sentences, "
+        "kept only if every number in them is in the evidence",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report of ``args.flag``'s rollout and write it where asked."""
+    base = env_url(args.url)
+    status = _get(base, f"/rollouts/{quote(args.flag, safe='')}", args.timeout)
+    if status is None:
+        warn(f"no rollout for flag {args.flag!r}")
+        return EXIT_FAILURE
+    history = _get(base, f"/rollouts/{quote(args.flag, safe='')}/history", args.timeout)
+    settings = load_settings(args.config)
+    kafka = settings.kafka
+    if args.bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    decisions, complete = asyncio.run(
+        read_decisions(kafka, settings.topics.decisions, args.flag, timeout_s=args.timeout)
+    )
+    built = report.build(status, decisions, history, datetime.now(UTC))
+    if not complete:
+        built.notes.append("the decisions topic was not read to its end: decisions may be missing")
+    if args.narrative:
+        text, why = asyncio.run(narrating.narrate(built, settings.llm))
+        if text is None:
+            built.notes.append(f"no narrative: {why}")
+        built.narrative, built.narrated_by = text, settings.llm.model if text else None
+    return _write(args, built)
+
+
+def _write(args: argparse.Namespace, built: report.Report) -> int:
+    if args.json:
+        print_json(_plain(built))
+    elif args.html is not None:
+        try:
+            args.html.write_text(report_render.html_page(built, chart=CHART), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.html}: {os_reason(exc)}") from exc
+        warn(f"wrote the report of {built.flag} to {args.html}")
+    else:
+        sys.stdout.write(report_render.markdown(built))
+    return 0
+
+
+def _plain(built: report.Report) -> dict[str, Any]:
+    """The report's data as JSON-ready values (``asdict`` does not know slotted classes' kids)."""
+    raw = orjson.dumps(built, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_dataclass)
+    data: dict[str, Any] = orjson.loads(raw)
+    return data
+
+
+def _dataclass(value: Any) -> Any:
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is None:
+        raise TypeError(type(value).__name__)
+    return {name: getattr(value, name) for name in fields}
+
+
+def _get(base: str, path: str, timeout_s: float) -> dict[str, Any] | None:
+    """The JSON object at ``path``; None on 404; an error for anything else."""
+    try:
+        answer = http_client.get(base + path, timeout_s=timeout_s)
+    except http_client.Unreachable as exc:
+        raise ControllerError(f"cannot reach the controller at {base}: {exc}") from exc
+    if answer.status == 404:
+        return None
+    if answer.status != 200 or len(answer.text) > MAX_BODY_CHARS:
+        raise ControllerError(f"{base}{path} answered {answer.status}: {answer.text[:200]}")
+    try:
+        body = answer.json()
+    except ValueError as exc:
+        raise ControllerError(f"{base}{path} answered with something other than JSON") from exc
+    if not isinstance(body, dict):
+        raise ControllerError(f"{base}{path} answered with JSON that is not an object")
+    return body
+
+
+async def read_decisions(
+    kafka: KafkaSettings, topic: str, flag: str, *, timeout_s: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """``flag``'s decisions on ``topic`` up to its current end, and whether the end was reached.
+
+    Decisions are keyed by their flag, so only that flag's records are kept.
+    """
+    reader = TopicReader(kafka, [topic], from_end=False, client_id=CLIENT_ID, timeout_s=timeout_s)
+    async with reader:
+        values, complete = await reader.until_end(
+            key=flag.encode(), max_records=MAX_RECORDS, max_kept=MAX_KEPT, timeout_s=timeout_s
+        )
+    decisions = []
+    for value in values:
+        try:
+            message = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue  # not a decision; the report is about the ones that are
+        if isinstance(message, dict) and message.get("type") == "decision":
+            decisions.append(message)
+    return decisions, complete

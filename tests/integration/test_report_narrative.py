@@ -1,0 +1,62 @@
+"""``rolloutctl report --narrative`` against a model server on a socket: kept or dropped whole."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controller.ctl.narrating import facts, narrate
+from controller.ctl.report import build
+from controller.ctl.report_render import html_page, markdown
+from controller.settings import LlmSettings
+from tests.fake_model import FakeModel
+from tests.unit.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeModel]:
+    async with FakeModel() as fake:
+        yield fake
+
+
+def settings(fake: FakeModel) -> LlmSettings:
+    return LlmSettings(base_url=fake.base_url, timeout_seconds=5.0)
+
+
+async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_report(
+    server: FakeModel,
+) -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    server.behaviour = "narrative"
+    text, why = await narrate(report, settings(server))
+    assert (text, why) == ("It was rolled back at stage 2/5 (5%) after 70 s.", "")
+    # The model was shown the facts, each number as the report writes it
+    shown = server.requests[-1]["messages"][-1]["content"]
+    assert all(f"- {fact}" in shown for fact in facts(report))
+    assert "stage 2/5 (5%), lasted 70 s, ended by rollback." in shown
+    report.narrative, report.narrated_by = text, "fake"
+    assert "## In short" in markdown(report)
+    assert "It was rolled back at stage 2/5 (5%) after 70 s." in html_page(report)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "why"),
+    [
+        ("narrative_invented", "not in the evidence (123456789)"),
+        ("prose", "not JSON"),
+        ("error500", "the model gave none: HTTP 500"),
+        ("hang", "the model gave none: no reply within"),
+    ],
+)
+async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
+    server: FakeModel, behaviour: str, why: str
+) -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    server.behaviour = behaviour
+    fast = settings(server).model_copy(update={"timeout_seconds": 0.5, "retries": 0})
+    text, reason = await narrate(report, fast)
+    assert text is None
+    assert why in reason

@@ -1,0 +1,134 @@
+"""``rolloutctl report`` on a finished rollout: the real daemon, broker and Redis.
+
+The report's numbers are checked against the decisions the controller
+published: each stage shows exactly the evidence of the decision that ended it.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.messages import Arm
+from controller.ctl.report_render import count, number
+from tests.fake_model import FakeModel
+from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
+from tests.scenarios.test_rolloutctl import Operator
+from tests.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FLAG = "report-flag"
+LABELS = ["stage 1/5 (1%)", "stage 2/5 (5%)", "stage 3/5 (25%)"]
+
+
+def failing_from_25(state: dict[str, Any], arm: Arm) -> float:
+    return 0.30 if arm is Arm.TREATMENT and state["percent"] >= 25 else 0.02
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.loads += [(name, value) for name, value in attrs if name in ("src", "href")]
+        if tag in ("script", "link", "img", "iframe", "object"):
+            self.loads.append((tag, None))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a rollout whose treatment starts failing at 25%, rolled back by the gate
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port))
+    scenario.start_daemon()
+    scenario.run_apps(FLAG, errors=failing_from_25)
+    await scenario.start(FLAG, fast_plan())
+    rollback = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=FLAG, action="rollback"),
+        timeout=120,
+        what="the rollback",
+    )
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag=FLAG, kind="rollback"),
+        timeout=30,
+        what="the rollback alert",
+    )
+    mine = [d for d in scenario.observed.decisions if d["flag"] == FLAG]
+    ctl = Operator(scenario, tmp_path, port)
+
+    # When an operator asks for its report, as data
+    data = await ctl("report", FLAG, "--json")
+    assert data.code == 0, data.err
+    report = data.json()
+
+    # Then every stage is there, ended by the decision that ended it, with its evidence
+    stages = report["stages"]
+    assert [s["label"] for s in stages] == LABELS
+    assert [s["outcome"] for s in stages] == ["advance", "advance", "rollback"]
+    enders = [d for d in mine if d["action"] in ("advance", "rollback")]
+    assert [d["evidence"]["at_stage"]["label"] for d in enders] == LABELS
+    for stage, decision in zip(stages, enders, strict=True):
+        evidence = decision["evidence"]
+        for arm in stage["arms"]:
+            assert {k: v for k, v in arm.items() if k != "name"} == evidence["arms"][arm["name"]]
+        (test,) = stage["guardrails"]
+        expected = evidence["guardrails"]["error_rate"]
+        if isinstance(expected, dict):
+            for key in ("delta", "lower", "upper", "tolerance", "p_value"):
+                assert test[key] == expected[key], key
+        assert stage["srm"]["sequential_p_value"] == evidence["srm"]["sequential_p_value"]
+    assert stages[-1]["guardrails"][0]["result"] == "regressed"
+    # ...it names the stage as the alert does, and who made each decision
+    assert f"rolled back at {LABELS[-1]}:" in alert["summary"]
+    decisions = report["decisions"]
+    assert [d["action"] for d in decisions] == [d["action"] for d in mine]
+    assert decisions[0]["by"] == f"operator tester (key {KEY_ID})"
+    assert {d["by"] for d in decisions[1:]} == {"engine (gate statistics)"}
+    # ...and this controller serves no history, which the report says instead of failing
+    assert any("no gate history" in note for note in report["notes"])
+
+    # When it is asked for as Markdown and as HTML
+    text = await ctl("report", FLAG, "--markdown")
+    assert text.code == 0, text.err
+    page_file = tmp_path / "report.html"
+    written = await ctl("report", FLAG, "--html", str(page_file))
+    assert written.code == 0, written.err
+    page = Page()
+    page.feed(page_file.read_text(encoding="utf-8"))
+    shown = "".join(page.text)
+
+    # Then both show the rollback stage's numbers as decided, and the page loads nothing
+    arms, test = rollback["evidence"]["arms"], rollback["evidence"]["guardrails"]["error_rate"]
+    for expected in (
+        LABELS[-1],
+        count(arms["treatment"]["units"]),
+        count(arms["control"]["errors"]),
+        number(test["delta"]),
+        number(test["lower"]),
+    ):
+        assert expected in text.out, expected
+        assert expected in shown, expected
+    assert page.loads == []
+    print(text.out)  # the report, for whoever reads the test log
+
+    # When the model is asked for a narrative: kept when its numbers are true, else dropped
+    async with FakeModel() as model:
+        asked = {"RC_LLM__BASE_URL": model.base_url}
+        model.behaviour = "narrative_rollback_25"
+        told = await ctl("report", FLAG, "--markdown", "--narrative", env=asked)
+        assert told.code == 0, told.err
+        assert "## In short\n\nIt was rolled back at stage 3/5 (25%)." in told.out
+        model.behaviour = "narrative_invented"
+        dropped = (await ctl("report", FLAG, "--json", "--narrative", env=asked)).json()
+    assert dropped["narrative"] is None
+    assert any("no narrative: it held numbers that are not in" in n for n in dropped["notes"])
