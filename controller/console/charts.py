@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-WIDTH, HEIGHT = 640, 240
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 16, 16, 36
+WIDTH, HEIGHT = 900, 300
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +187,21 @@ def _axes(scale: _Scale, limit: float) -> str:
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}" height="{bottom - PAD_TOP}"'
         ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>'
     ]
-    for value, cls, label in ((0.0, "zero", "0"), (limit, "tolerance", "tolerance")):
+    lines = [(0.0, "zero", "0"), (limit, "tolerance", f"tolerance {_fmt(limit)}")]
+    for value, cls, label in lines:
         y = scale.y(value)
         dash = ' stroke-dasharray="6 4"' if cls == "tolerance" else ""
         out.append(
             f'<line class="{cls}" x1="{left}" x2="{right}" y1="{y}" y2="{y}"'
             f' data-value="{value!r}" stroke="currentColor"{dash}/>'
         )
+        if cls == "zero" and value == limit:
+            continue  # the tolerance's label says it
+        side = "tick" if cls == "zero" else "tolerance-label"
+        x, anchor = (left - 4, "end") if cls == "zero" else (left + 4, "start")
         out.append(
-            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" class="tick">{label}</text>'
+            f'<text x="{x}" y="{y - 4 if cls != "zero" else y + 4}" text-anchor="{anchor}"'
+            f' class="{side}">{label}</text>'
         )
     for value in (scale.lo, scale.hi):
         y = scale.y(value)
@@ -205,8 +211,8 @@ def _axes(scale: _Scale, limit: float) -> str:
     for ts in (scale.t0, scale.t1):
         anchor = "start" if ts == scale.t0 else "end"
         out.append(
-            f'<text x="{scale.x(ts)}" y="{bottom + 28}" text-anchor="{anchor}" class="tick">'
-            f"{_clock(ts)}</text>"
+            f'<text x="{scale.x(ts)}" y="{bottom + 18}" text-anchor="{anchor}" class="tick">'
+            f"{_clock(ts)} UTC</text>"
         )
     return "".join(out)
 
@@ -234,13 +240,17 @@ def _line(points: Sequence[ChartPoint], scale: _Scale) -> str:
 
 
 def _mark(mark: Mark, scale: _Scale, cls: str) -> str:
+    """A vertical line; stage labels along the top, decision labels along the bottom."""
     x, bottom = scale.x(mark.ts_ms), scale.height - PAD_BOTTOM
-    y_text = PAD_TOP + 10 if cls == "stage" else bottom + 14
+    y_text = PAD_TOP + 12 if cls == "stage" else bottom - 4
+    right_half = x > (PAD_LEFT + scale.width - PAD_RIGHT) / 2
+    anchor, x_text = ("end", x - 3) if right_half else ("start", x + 3)
     return (
         f'<line class="{cls}" x1="{x}" x2="{x}" y1="{PAD_TOP}" y2="{bottom}"'
         f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
         ' stroke-dasharray="2 3"/>'
-        f'<text class="{cls}-label" x="{x + 3}" y="{y_text}">{escape(mark.label)}</text>'
+        f'<text class="{cls}-label" x="{x_text}" y="{y_text}" text-anchor="{anchor}">'
+        f"{escape(mark.label)}</text>"
     )
 
 

@@ -43,6 +43,7 @@ def page(title: str, body: str, *, fragment: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · rollout console</title>"
         '<link rel="stylesheet" href="/ui/static/console.css">'
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
         '<script src="/ui/static/console.js" defer></script></head><body>'
         '<a class="skip" href="#live">Skip to content</a>'
         '<header><nav aria-label="console"><a href="/ui">Rollouts</a></nav>'
@@ -60,6 +61,7 @@ def message_page(title: str, text: str) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{esc(title)}</title><link rel="stylesheet" href="/ui/static/console.css">'
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
         f"</head><body><main><h1>{esc(title)}</h1><p>{esc(text)}</p></main></body></html>"
     )
 

@@ -49,7 +49,7 @@ def rollout_detail(detail: Mapping[str, Any]) -> str:
             _summary(flag, status),
             _timeline(status, detail.get("plan", {}), history),
             _charts(detail.get("plan", {}), history, decisions),
-            _srm(status),
+            _srm(status, history),
             _advisor(decisions),
             _decisions(decisions),
             f'<section aria-labelledby="h-alerts"><h2 id="h-alerts">Alerts</h2>'
@@ -70,9 +70,15 @@ def _summary(flag: str, s: Mapping[str, Any]) -> str:
         f'<h1 data-flag="{esc(flag)}">{esc(flag)}</h1><dl class="summary">'
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f"<dt>stage</dt><dd>{esc(stage_text(s))} at {esc(s.get('percent', '-'))}%</dd>"
-        f"<dt>time in stage</dt><dd>{esc(duration(s.get('time_in_stage_s')))}</dd>"
+        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>"
         f"<dt>plan</dt><dd>{esc(s.get('plan', ''))}</dd>{gate}</dl>"
     )
+
+
+def _in_stage(s: Mapping[str, Any]) -> str:
+    if s.get("phase") not in ("running", "paused"):
+        return "-"
+    return duration(s.get("time_in_stage_s"))
 
 
 def _timeline(
@@ -132,7 +138,9 @@ def _charts(
             decisions=[m for m in decision_marks if _within(m, points)],
         )
         sections.append(
-            f'<figure class="guardrail" data-metric="{esc(metric)}">{svg}'
+            f'<figure class="guardrail" data-metric="{esc(metric)}">'
+            f'<div class="scroll" tabindex="0" role="region" aria-label="{esc(metric)} chart">'
+            f"{svg}</div>"
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
             f" dashed: tolerance{' (dry run)' if guardrail.get('dry_run') else ''}</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{chart_table(points)}</details>"
@@ -159,15 +167,27 @@ def _tolerance(
     return float(guardrail.get("tolerance", 0.0)), bool(guardrail.get("lower_is_better", True))
 
 
-def _srm(status: Mapping[str, Any]) -> str:
+def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
+    """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     evidence = status.get("evidence") or {}
     srm, arms = evidence.get("srm"), evidence.get("arms") or {}
-    if not isinstance(srm, dict):
-        return (
-            '<section aria-labelledby="h-srm"><h2 id="h-srm">Sample ratio</h2>'
-            '<p class="none">No gate evidence (the rollout is not active).</p></section>'
+    if isinstance(srm, dict):
+        flagged = "mismatch" if srm.get("flagged") else "ok"
+        text = (
+            f'<p class="srm {flagged}"><b>{flagged}</b>: {esc(srm.get("observed_treatment"))}'
+            f" treatment units against {_num(srm.get('expected_treatment'))} expected;"
+            f" sequential p = {_num(srm.get('sequential_p_value'))}"
+            f" (threshold {esc(srm.get('p_threshold'))})</p>"
         )
-    flagged = "mismatch" if srm.get("flagged") else "ok"
+    elif (last := _last_point(history)) is not None:
+        arms = last.get("arms") or {}
+        text = (
+            f'<p class="srm">At the last recorded gate ({esc(clock(last.get("ts_ms")))},'
+            f" stage {esc(last.get('stage', 0) + 1)}): sequential p ="
+            f" {_num(last.get('srm_p'))}</p>"
+        )
+    else:
+        text = '<p class="none">No gate evidence yet.</p>'
     rows = "".join(
         f'<tr><th scope="row">{esc(arm)}</th>'
         + "".join(f"<td>{esc(counts.get(k, 0))}</td>" for k in _ARM_COLUMNS)
@@ -176,16 +196,22 @@ def _srm(status: Mapping[str, Any]) -> str:
         if isinstance(counts, dict)
     )
     head = "".join(f'<th scope="col">{k}</th>' for k in _ARM_COLUMNS)
-    return (
-        '<section aria-labelledby="h-srm"><h2 id="h-srm">Sample ratio</h2>'
-        f'<p class="srm {flagged}"><b>{flagged}</b>: {esc(srm.get("observed_treatment"))}'
-        f" treatment units against {_num(srm.get('expected_treatment'))} expected;"
-        f" sequential p = {_num(srm.get('sequential_p_value'))}"
-        f" (threshold {esc(srm.get('p_threshold'))})</p>"
+    table = (
         '<div class="scroll" tabindex="0" role="region" aria-label="arms">'
         f'<table class="arms"><thead><tr><th scope="col">arm</th>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table></div></section>"
+        f"<tbody>{rows}</tbody></table></div>"
+        if rows
+        else ""
     )
+    return _section("srm", "Sample ratio", text + table)
+
+
+def _last_point(history: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for stage in reversed(history.get("stages", [])):
+        if stage.get("points"):
+            point: Mapping[str, Any] = stage["points"][-1]
+            return point
+    return None
 
 
 _ARM_COLUMNS = ("units", "exposures", "requests", "errors", "conversions")
@@ -224,9 +250,9 @@ def _decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
         body = '<p class="none">No decisions yet.</p>'
     else:
         body = (
-            '<ol class="decisions" reversed>'
+            '<ul class="decisions">'
             + "".join(_decision(d) for d in reversed(decisions))
-            + "</ol>"
+            + "</ul>"
         )
     return _section("decisions", "Decisions", body)
 
