@@ -250,9 +250,7 @@ def _decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
         body = '<p class="none">No decisions yet.</p>'
     else:
         body = (
-            '<ul class="decisions">'
-            + "".join(_decision(d) for d in reversed(decisions))
-            + "</ul>"
+            '<ul class="decisions">' + "".join(_decision(d) for d in reversed(decisions)) + "</ul>"
         )
     return _section("decisions", "Decisions", body)
 

@@ -151,7 +151,7 @@ def test_points_thin_out_as_the_stage_ages() -> None:
             counts[second + 1] = len(kept)
     assert counts[600] == 120
     assert 300 < counts[3600] < 360
-    assert 680 < counts[24 * 3600] < 720  # 120 × (1 + ln 144)
+    assert 680 < counts[24 * 3600] < 720  # 120 * (1 + ln 144)
 
 
 def settings(**changes: object) -> HistorySettings:
