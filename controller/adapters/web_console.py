@@ -114,7 +114,8 @@ class ConsoleRoutes:
         if (refused := self._refusal(request)) is not None:
             return refused
         body = await self._source.list_fragment()
-        return _html(pages.page("Rollouts", body, fragment="/ui/fragment/list"))
+        fragment, every = "/ui/fragment/list", pages.LIST_REFRESH_MS
+        return _html(pages.page("Rollouts", body, fragment=fragment, refresh_ms=every))
 
     async def _rollout_page(self, request: web.Request) -> web.Response:
         if (refused := self._refusal(request)) is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 REFRESH_MS = 2000
+LIST_REFRESH_MS = 5000
 HEALTH_TEXT = {
     "healthy": "healthy",
     "attention": "needs attention",
@@ -36,7 +37,7 @@ def flag_url(flag: str) -> str:
     return "/ui/rollouts/" + quote(flag, safe="")
 
 
-def page(title: str, body: str, *, fragment: str) -> str:
+def page(title: str, body: str, *, fragment: str, refresh_ms: int = REFRESH_MS) -> str:
     """A whole page: ``body`` inside ``<main>``, refreshed from ``fragment``."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -49,7 +50,7 @@ def page(title: str, body: str, *, fragment: str) -> str:
         '<header><nav aria-label="console"><a href="/ui">Rollouts</a></nav>'
         '<p class="readonly">Read-only: steer with <code>rolloutctl</code>.</p></header>'
         f'<main id="live" tabindex="-1" data-fragment="{esc(fragment)}"'
-        f' data-interval="{REFRESH_MS}">{body}</main>'
+        f' data-interval="{refresh_ms}">{body}</main>'
         '<footer><span id="updated" role="status" aria-live="polite"></span></footer>'
         "</body></html>"
     )

@@ -3,8 +3,8 @@
 Pure. The engine gates a busy flag several times a second; the history keeps
 one :class:`GatePoint` at most every ``min_interval_s`` seconds, and the
 interval grows with the stage's age (:func:`due`), so the points of a stage
-grow with the logarithm of its length (with 120 per stage and 5 s: about
-340 for an hour, 950 for a week), and a store caps them besides. A verdict that acts
+grow with the logarithm of its length (with the defaults, 60 per stage and
+5 s: about 210 for an hour, 500 for a week), and the store caps them too. A verdict that acts
 differently from the last recorded one (a rollback after holds) is always
 kept, so the moment a bound crossed its tolerance is never thinned away.
 

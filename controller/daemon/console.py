@@ -10,6 +10,8 @@ point or message is skipped.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,8 @@ from controller.core.rollout import Rollout
 from controller.ports import GateHistory, RolloutStates
 
 RECENT_ALERTS = 20
+LIST_TTL_S = 4.0
+"""The list is built at most this often, however many browsers poll it."""
 Status = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
 
 
@@ -36,9 +40,13 @@ class ConsoleData:
         history: GateHistory,
         status: Status,
         clock: Callable[[], datetime],
+        list_ttl_s: float = LIST_TTL_S,
     ) -> None:
         self._states, self._history = states, history
         self._status, self._now = status, clock
+        self._list_ttl = list_ttl_s
+        self._list: tuple[float, str] | None = None
+        self._building = asyncio.Lock()
 
     async def history(self, flag: str) -> dict[str, Any] | None:
         """The current rollout of ``flag``'s gate history, stage by stage; None without one."""
@@ -64,8 +72,13 @@ class ConsoleData:
         }
 
     async def list_fragment(self) -> str:
-        rows = await self.rows()
-        return pages.rollout_list(rows, await self._alerts())
+        """The list of every rollout; one build serves every poll for ``list_ttl_s``."""
+        async with self._building:
+            if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
+                return self._list[1]
+            fragment = pages.rollout_list(await self.rows(), await self._alerts())
+            self._list = (time.monotonic(), fragment)
+            return fragment
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every rollout as the list shows it, with its health from the last gate point."""

@@ -19,14 +19,14 @@ class HistorySettings(BaseModel):
         "kept); the interval grows as a stage ages.",
     )
     points_per_stage: int = Field(
-        default=120,
+        default=60,
         ge=10,
         le=10_000,
         description="Aimed-for points per stage: past min_interval_seconds times this, the "
         "interval is the stage's age divided by it.",
     )
     max_points_per_stage: int = Field(
-        default=1000,
+        default=500,
         ge=10,
         le=100_000,
         description="Hard cap on stored points per stage; the oldest go first.",
@@ -38,7 +38,7 @@ class HistorySettings(BaseModel):
         default=200, ge=1, le=10_000, description="Recent alerts kept for the console."
     )
     ttl_seconds: int = Field(
-        default=30 * 24 * 3600,
+        default=14 * 24 * 3600,
         ge=60,
         description="A flag's history expires this long after its last write.",
     )

@@ -169,6 +169,7 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
     assert await page.locator('li.decision[data-action="rollback"]').count() == 1
     assert "rolloutctl kill search" in await page.locator("pre.commands").inner_text()
     await page.screenshot(path=artifacts() / "rollout-1280.png", full_page=True)
+    await page.screenshot(path=artifacts() / "console.png")  # docs/images/console.png
 
     # When a decision is taken while the running rollout's page is open
     await page.goto(f"{base}/ui/rollouts/checkout")
