@@ -90,10 +90,13 @@ def _row(r: Mapping[str, Any]) -> str:
     return (
         f'<tr data-flag="{esc(flag)}" data-phase="{esc(r.get("phase", ""))}">'
         f'<th scope="row"><a href="{esc(flag_url(flag))}">{esc(flag)}</a></th>'
-        f"<td>{esc(phase_text(r))}</td><td>{esc(stage_text(r))}</td>"
-        f"<td>{_percent(r.get('percent'))}</td>"
-        f"<td>{esc(duration(r.get('time_in_stage_s')) if r.get('active') else '-')}</td>"
-        f'<td><span class="health {esc(health)}">{esc(HEALTH_TEXT.get(health, health))}</span>'
+        f'<td data-label="phase">{esc(phase_text(r))}</td>'
+        f'<td data-label="stage">{esc(stage_text(r))}</td>'
+        f'<td data-label="percent">{_percent(r.get("percent"))}</td>'
+        f'<td data-label="in stage">'
+        f"{esc(duration(r.get('time_in_stage_s')) if r.get('active') else '-')}</td>"
+        f'<td data-label="health">'
+        f'<span class="health {esc(health)}">{esc(HEALTH_TEXT.get(health, health))}</span>'
         f"{f' <small>{esc(note)}</small>' if note else ''}</td></tr>"
     )
 

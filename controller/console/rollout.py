@@ -139,7 +139,8 @@ def _charts(
         )
         sections.append(
             f'<figure class="guardrail" data-metric="{esc(metric)}">'
-            f'<div class="scroll" tabindex="0" role="region" aria-label="{esc(metric)} chart">'
+            '<div class="scroll chart-scroll" tabindex="0" role="region"'
+            f' aria-label="{esc(metric)} chart">'
             f"{svg}</div>"
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
             f" dashed: tolerance{' (dry run)' if guardrail.get('dry_run') else ''}</figcaption>"

@@ -56,5 +56,7 @@
       .catch(function () { say("Controller unreachable; retrying."); })
       .finally(function () { window.setTimeout(tick, every); });
   }
+  // On a narrow screen a chart scrolls sideways: start at its newest end.
+  main.querySelectorAll(".chart-scroll").forEach(function (el) { el.scrollLeft = el.scrollWidth; });
   window.setTimeout(tick, every);
 })();
