@@ -351,7 +351,8 @@ class Engine:
             self._metrics.count_actions(command.flag, state, [decision])
             outbox = render(command.flag, state, [decision], now, self._topics)
             await self._states.save(command.flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
-            await self._history.published(command.flag, outbox)
+            if state is not None:  # no history for flags that never had a rollout
+                await self._history.published(command.flag, outbox)
             await self._drain(command.flag, locked=True)
 
     # -- decide, save, publish -------------------------------------------------------

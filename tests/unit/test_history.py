@@ -10,14 +10,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.adapters.memory import MemoryGateHistory
+from controller.adapters.memory import (
+    MemoryAggregates,
+    MemoryGateHistory,
+    MemoryOutputs,
+    MemoryStates,
+)
 from controller.core import history
 from controller.core.errors import StoreUnavailable
 from controller.core.gate import evaluate
 from controller.core.rollout import Verdict
+from controller.daemon.engine import Engine
 from controller.daemon.history import Recorder
 from controller.ports import OutboxMessage
-from controller.settings import HistorySettings, TopicSettings
+from controller.settings import EngineSettings, HistorySettings, TopicSettings
+from tests.unit.test_engine import NOW, NoDeadLetters, start
 from tests.unit.test_gate import EARLY, EMPTY, HEALTHY, T0, arm, data, rollout
 
 REGRESSED = data(arm(units=1_111, errors=650), arm())
@@ -209,3 +216,25 @@ async def test_memory_history_caps_like_the_store() -> None:
     assert await store.points("f", "r", 2) == [[b"2", b"3", b"4"], []]
     assert await store.recent_alerts(10) == [b"4", b"3"]
     assert await store.latest([("f", "r", 0), ("f", "r", 1)]) == [b"4", None]
+
+
+async def test_the_engine_records_its_gates_and_the_decisions_it_publishes() -> None:
+    store, topics = MemoryGateHistory(), TopicSettings()
+    engine = Engine(
+        settings=EngineSettings(),
+        topics=topics,
+        states=MemoryStates(),
+        aggregates=MemoryAggregates(),
+        outputs=MemoryOutputs(),
+        dead_letters=NoDeadLetters(),
+        history=Recorder(store=store, settings=settings(), topics=topics),
+        clock=lambda: NOW,
+    )
+    await engine.apply("f", start("f"))
+    await engine.gate("f")
+    (stage0, _) = await store.points("f", "r-f", 2)
+    (kept,) = [history.decode(p) for p in stage0]
+    assert kept is not None
+    assert (kept.verdict, kept.ts_ms) == ("hold", int(NOW.timestamp() * 1000))
+    (decision,) = [orjson.loads(m) for m in await store.messages("f")]
+    assert (decision["action"], decision["rollout_id"]) == ("start", "r-f")
