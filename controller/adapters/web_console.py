@@ -97,7 +97,7 @@ class ConsoleRoutes:
         if "token" in request.query and _same(request.query["token"], self._token):
             rest = {k: v for k, v in request.query.items() if k != "token"}
             target = request.path + ("?" + urlencode(rest) if rest else "")
-            found = web.HTTPSeeOther(target, headers=HEADERS)
+            found = web.Response(status=303, headers={**HEADERS, "Location": target})
             found.set_cookie(
                 COOKIE,
                 session_value(self._token),
