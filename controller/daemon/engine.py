@@ -351,9 +351,9 @@ class Engine:
             self._metrics.count_actions(command.flag, state, [decision])
             outbox = render(command.flag, state, [decision], now, self._topics)
             await self._states.save(command.flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
+            await self._drain(command.flag, locked=True)
             if state is not None:  # no history for flags that never had a rollout
                 await self._history.published(command.flag, outbox)
-            await self._drain(command.flag, locked=True)
 
     # -- decide, save, publish -------------------------------------------------------
 
@@ -380,8 +380,9 @@ class Engine:
                     continue
                 if outcome is SaveOutcome.SAVED:
                     self._metrics.count_actions(flag, new, actions)
-                    await self._history.published(flag, write.outbox)
                 await self._drain(flag, locked=True)
+                if outcome is SaveOutcome.SAVED:  # after publishing: history never delays it
+                    await self._history.published(flag, write.outbox)
                 return
             raise ControllerError(f"{flag}: could not save after 10 compare-and-set conflicts")
 
