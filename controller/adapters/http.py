@@ -5,7 +5,9 @@ Redis answers and this instance owns events partitions (503 with the reason
 otherwise); ``/metrics`` is the Prometheus text format; ``/flags`` lists the
 current flag states with an ETag, so pollers get 304 when nothing changed.
 ``/rollouts`` and ``/rollouts/{flag}`` show each rollout's phase, stage, time
-in stage and the gate's current evidence (what ``rolloutctl status`` prints).
+in stage and the gate's current evidence (what ``rolloutctl status`` prints);
+``/rollouts/{flag}/history`` its gate history, stage by stage. ``/ui`` is the
+web console (:mod:`controller.adapters.web_console`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -34,6 +36,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import ControllerError
 from controller.integrations.monitors import (
     Intake,
@@ -47,6 +50,7 @@ from controller.settings import HttpSettings
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 FlagStates = Callable[[], Awaitable[list[dict[str, Any]]]]
 RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
+RolloutHistory = Callable[[str], Awaitable[dict[str, Any] | None]]
 Parser = Callable[[object], MonitorSignal | None]
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
@@ -93,6 +97,8 @@ class HttpServer:
         metrics: Callable[[], bytes],
         metrics_content_type: str,
         rollouts: RolloutStatus | None = None,
+        history: RolloutHistory | None = None,
+        console: ConsoleSource | None = None,
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
@@ -101,7 +107,7 @@ class HttpServer:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
-        self._rollouts = rollouts
+        self._rollouts, self._history = rollouts, history
         self._limits = limits or HttpSettings()
         self._listener: asyncio.Server | None = None
         self._busy: set[_Busy] = set()
@@ -112,6 +118,9 @@ class HttpServer:
         app.router.add_get("/flags", self._flag_states)
         app.router.add_get("/rollouts", self._rollout_list)
         app.router.add_get("/rollouts/{flag}", self._rollout_one)
+        app.router.add_get("/rollouts/{flag}/history", self._rollout_history)
+        if console is not None:
+            ConsoleRoutes(console, token=webhook_token, host=host).add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         self._runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
@@ -177,6 +186,13 @@ class HttpServer:
         if not found:
             return _json({"error": f"no rollout for flag {flag!r}"}, status=404)
         return _json(found[0])
+
+    async def _rollout_history(self, request: web.Request) -> web.Response:
+        flag = request.match_info["flag"]
+        found = await self._history(flag) if self._history is not None else None
+        if found is None:
+            return _json({"error": f"no rollout history for flag {flag!r}"}, status=404)
+        return _json(found)
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
         # names a reopen whose payload carries no timestamp telling it apart

@@ -120,3 +120,38 @@ class MemoryDeadLetters:
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+
+
+@dataclass
+class MemoryGateHistory:
+    """:class:`~controller.ports.GateHistory` in dictionaries, with the Redis store's caps."""
+
+    max_points_per_stage: int = 1000
+    decisions_kept: int = 200
+    alerts_kept: int = 200
+    lists: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def _push(self, key: str, value: bytes, keep: int) -> None:
+        self.lists[key] = [*self.lists.get(key, []), value][-keep:]
+
+    async def append_point(self, flag: str, rollout_id: str, stage: int, point: bytes) -> None:
+        self._push(f"{flag}:{rollout_id}:{stage}", point, self.max_points_per_stage)
+
+    async def points(self, flag: str, rollout_id: str, stages: int) -> list[list[bytes]]:
+        return [list(self.lists.get(f"{flag}:{rollout_id}:{s}", [])) for s in range(stages)]
+
+    async def latest(self, stages: Sequence[tuple[str, str, int]]) -> list[bytes | None]:
+        found = (self.lists.get(f"{f}:{r}:{s}") for f, r, s in stages)
+        return [points[-1] if points else None for points in found]
+
+    async def append_message(self, flag: str | None, message: bytes, *, alert: bool) -> None:
+        if flag is not None:
+            self._push(f"{flag}:messages", message, self.decisions_kept)
+        if alert:
+            self._push("alerts", message, self.alerts_kept)
+
+    async def messages(self, flag: str) -> list[bytes]:
+        return list(self.lists.get(f"{flag}:messages", []))
+
+    async def recent_alerts(self, limit: int) -> list[bytes]:
+        return list(reversed(self.lists.get("alerts", [])[-limit:]))

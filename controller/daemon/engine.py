@@ -43,7 +43,7 @@ from controller.core import signing
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
-from controller.core.gate import describe, evaluate
+from controller.core.gate import evaluate
 from controller.core.machine import step
 from controller.core.messages import (
     Command,
@@ -66,9 +66,11 @@ from controller.daemon import control
 from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
 from controller.daemon.control import MAX_CONTROL_BYTES
+from controller.daemon.history import Recorder
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.daemon.rendering import render
+from controller.daemon.status import StatusView
 from controller.ports import (
     Advisor,
     AggregateReader,
@@ -82,7 +84,7 @@ from controller.ports import (
     StateWrite,
 )
 from controller.retrying import retrying
-from controller.settings import EngineSettings, LlmSettings, TopicSettings
+from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.engine")
 T = TypeVar("T")
@@ -104,6 +106,7 @@ class Engine:
         llm: LlmSettings | None = None,
         advisor: Advisor | None = None,
         metrics: Metrics | None = None,
+        history: Recorder | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
@@ -115,6 +118,11 @@ class Engine:
         self._now = clock
         self._stale_after = timedelta(days=settings.stale_after_days)
         self._metrics = metrics or Metrics()
+        off = HistorySettings(enabled=False)
+        self._history = history or Recorder(store=None, settings=off, topics=topics)
+        self._status = StatusView(
+            states=states, aggregates=aggregates, stale_after=self._stale_after, clock=clock
+        )
         self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Last aggregates read per flag, with the stage they belong to.
@@ -222,6 +230,7 @@ class Engine:
         rollout = (await self._states.load(flag)).rollout
         if rollout is None or not rollout.phase.active:
             self._seen.pop(flag, None)
+            self._history.forget(flag)
             self._metrics.guardrails.forget(flag)
             if rollout is not None and rollout.phase is Phase.COMPLETED:
                 await self._remind_stale(flag, rollout)
@@ -230,6 +239,7 @@ class Engine:
         now = self._now()
         verdict = evaluate(rollout, data, now)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
+        await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]
         if not self._consultations.needs_advice(rollout, verdict, now):
             events.insert(0, GateInput(verdict, now))
@@ -254,25 +264,8 @@ class Engine:
         await self._consultations.done()
 
     async def status(self, flag: str | None = None) -> list[dict[str, Any]]:
-        """Each rollout (or ``flag``'s) as :func:`describe` shows it, with a fresh gate view.
-
-        Read-only: the verdict is computed, never applied, and the advisor is
-        not asked.
-        """
-        flags = [flag] if flag is not None else sorted(await self._states.flags())
-        now, out = self._now(), []
-        for name in flags:
-            rollout = (await self._states.load(name)).rollout
-            if rollout is None:
-                continue
-            verdict = None
-            if rollout.phase.active:
-                data = await self._aggregates.read(name, rollout.stage_flag_versions())
-                verdict = evaluate(rollout, data, now)
-            out.append(
-                {**describe(rollout, verdict, now), "stale": rollout.stale(now, self._stale_after)}
-            )
-        return out
+        """Each rollout (or ``flag``'s) with a fresh, read-only gate view (see StatusView)."""
+        return await self._status(flag)
 
     async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
         versions = rollout.stage_flag_versions()
@@ -360,6 +353,8 @@ class Engine:
             outbox = render(command.flag, state, [decision], now, self._topics)
             await self._states.save(command.flag, StateWrite(rev=-1, rollout=None, outbox=outbox))
             await self._drain(command.flag, locked=True)
+            if state is not None:  # no history for flags that never had a rollout
+                await self._history.published(command.flag, outbox)
 
     # -- decide, save, publish -------------------------------------------------------
 
@@ -387,6 +382,8 @@ class Engine:
                 if outcome is SaveOutcome.SAVED:
                     self._metrics.count_actions(flag, new, actions)
                 await self._drain(flag, locked=True)
+                if outcome is SaveOutcome.SAVED:  # after publishing: history never delays it
+                    await self._history.published(flag, write.outbox)
                 return
             raise ControllerError(f"{flag}: could not save after 10 compare-and-set conflicts")
 

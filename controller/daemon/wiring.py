@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -30,10 +31,13 @@ from controller.adapters.kafka import (
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError
+from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
+from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
@@ -69,6 +73,8 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
         states = RolloutStore(client, settings=settings.redis)
+        gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
+        recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
         engine = Engine(
             settings=settings.engine,
             llm=settings.llm,
@@ -79,9 +85,13 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             aggregates=store,
             outputs=kafka.outputs,
             dead_letters=kafka.dead_letters,
+            history=recorder,
         )
         if settings.http.enabled:
-            parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs)
+            console = ConsoleData(
+                states=states, history=gate_history, status=engine.status, clock=_utcnow
+            )
+            parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs, console)
             await stack.enter_async_context(_http_server(settings, parts))
         services = {
             "ingest": (
@@ -137,6 +147,7 @@ class _Parts:
     ingest: Ingest
     engine: Engine
     outputs: Publisher
+    console: ConsoleData
 
 
 def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
@@ -157,6 +168,8 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         rollouts=parts.engine.status,
+        history=parts.console.history,
+        console=parts.console,
         monitors=intake,
         webhook_token=token.get_secret_value() if token else None,
         limits=settings.http,
@@ -220,6 +233,10 @@ async def _flag_states(states: RolloutStore) -> list[dict[str, Any]]:
     """The current state of every flag with a rollout, as apps see it."""
     loaded = [(await states.load(flag)).rollout for flag in sorted(await states.flags())]
     return [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _tune_garbage_collector() -> None:

@@ -142,6 +142,7 @@ def _run(setup: RunSetup, console: Console) -> tuple[FlagView, ...]:
         stack.callback(controller.stop)
         _say(console, f"  controller: pid {controller.pid}, config {config}")
         _say(console, f"  advisor: {_advisor_label(setup.options)}")
+        _say(console, f"  console: http://127.0.0.1:{endpoints.http_port}/ui (while the demo runs)")
         _say(console, _try_this(setup, endpoints))
         log: IO[bytes] = stack.enter_context(setup.log_path.open("wb"))
         drive = session.Session(

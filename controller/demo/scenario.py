@@ -153,6 +153,8 @@ def controller_config(
         },
         "llm": llm,
         "http": {"enabled": True, "host": "127.0.0.1", "port": endpoints.http_port},
+        # Stages of seconds: a history point every half second draws them.
+        "history": {"min_interval_seconds": 0.5},
         "log": {"level": "info", "format": "json"},
         "shutdown_grace_seconds": 10.0,
     }

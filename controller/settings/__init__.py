@@ -32,9 +32,11 @@ from controller.settings.groups import (
     RedisSettings,
     TopicSettings,
 )
+from controller.settings.history import HistorySettings
 
 __all__ = [
     "EngineSettings",
+    "HistorySettings",
     "HttpSettings",
     "IngestSettings",
     "KafkaSettings",
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."

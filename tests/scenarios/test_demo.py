@@ -9,6 +9,7 @@ SmolLM2 model server), so a missing service fails this test, never skips it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -63,6 +64,7 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
     assert took < DURATION_SECONDS + 30, output
     decisions, alerts = read_log(log)
     assert f"decision log: {log}" in result.stdout
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/ui", result.stdout), output
     # ...the healthy flag walked every stage to 100%
     mine = [d for d in decisions if d["flag"] == healthy and d["outcome"] == "applied"]
     assert [d["action"] for d in mine] == [

@@ -1,0 +1,292 @@
+"""Guardrail charts as server-rendered SVG: Δ over time with its confidence sequence.
+
+Pure: points in, an SVG string out. Rendering on the server needs no
+JavaScript build and no chart library in the browser, works offline, and the
+same function draws the charts of the console and of a report written to a
+file. Every chart carries its text equivalent (``<title>`` and ``<desc>`` for
+screen readers); :func:`chart_table` gives the numbers as a table.
+
+What a chart shows: the always-valid bound as a band, Δ (treatment minus
+control) as a line, zero, the tolerance as a dashed line, stage boundaries as
+labelled vertical lines, decisions as marks on the time axis, and the first
+point where the bound lay wholly beyond the tolerance (the crossing) as a
+ringed dot. The drawing carries ``data-`` attributes (``data-ts`` in ms,
+``data-value``) so tests can check what it shows against the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+WIDTH, HEIGHT = 900, 300
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
+
+
+@dataclass(frozen=True, slots=True)
+class ChartPoint:
+    """One gate's test of one guardrail: when, in which stage, Δ and its bound."""
+
+    ts_ms: int
+    stage: int
+    delta: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A labelled instant on the time axis: a stage boundary or a decision."""
+
+    ts_ms: int
+    label: str
+
+
+def chart_points(history: Mapping[str, Any], metric: str) -> list[ChartPoint]:
+    """``metric``'s points in a served history (``/rollouts/{flag}/history``), oldest first."""
+    out = []
+    for stage in history.get("stages", []):
+        for point in stage.get("points", []):
+            test = point.get("guardrails", {}).get(metric)
+            if isinstance(test, dict):
+                values = (_num(test.get(k)) for k in ("delta", "lower", "upper"))
+                delta, lower, upper = values
+                out.append(
+                    ChartPoint(int(point["ts_ms"]), int(point["stage"]), delta, lower, upper)
+                )
+    return sorted(out, key=lambda p: p.ts_ms)
+
+
+def crossing(points: Sequence[ChartPoint], tolerance: float, *, lower_is_better: bool) -> int:
+    """Index of the first point whose bound lies wholly beyond the tolerance; -1 if none."""
+    for i, p in enumerate(points):
+        if (p.lower > tolerance) if lower_is_better else (p.upper < -tolerance):
+            return i
+    return -1
+
+
+def guardrail_chart(
+    points: Sequence[ChartPoint],
+    tolerance: float,
+    *,
+    metric: str,
+    lower_is_better: bool = True,
+    stages: Sequence[Mark] = (),
+    decisions: Sequence[Mark] = (),
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> str:
+    """An accessible SVG chart of ``metric``'s Δ and bound against ``tolerance``.
+
+    ``tolerance`` is absolute and non-negative: harm is Δ above it when lower
+    is better, below minus it when higher is better. ``stages`` marks where
+    each stage began and ``decisions`` when a decision was taken.
+    """
+    limit = tolerance if lower_is_better else -tolerance
+    title = f"{metric}: treatment minus control, with its always-valid bound"
+    desc = describe(points, tolerance, metric=metric, lower_is_better=lower_is_better)
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
+        f' width="100%" role="img" aria-labelledby="t-{_id(metric)} d-{_id(metric)}"'
+        f' data-metric="{escape(metric)}" data-tolerance="{limit!r}">'
+        f'<title id="t-{_id(metric)}">{escape(title)}</title>'
+        f'<desc id="d-{_id(metric)}">{escape(desc)}</desc>'
+    )
+    if not points:
+        text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
+        return head + text + "no data yet</text></svg>"
+    scale = _Scale(points, limit, width, height, [m.ts_ms for m in (*stages, *decisions)])
+    parts = [
+        head,
+        _axes(scale, limit),
+        _band(points, scale),
+        _line(points, scale),
+        *(_mark(m, scale, "stage") for m in stages),
+        *(_mark(m, scale, "decision") for m in decisions),
+        _crossing(points, tolerance, lower_is_better, scale),
+        "</svg>",
+    ]
+    return "".join(parts)
+
+
+def describe(
+    points: Sequence[ChartPoint], tolerance: float, *, metric: str, lower_is_better: bool
+) -> str:
+    """The chart in one sentence, for screen readers and text views."""
+    if not points:
+        return f"{metric}: no data yet."
+    last = points[-1]
+    side = "above" if lower_is_better else "below"
+    limit = tolerance if lower_is_better else -tolerance
+    text = (
+        f"{metric}: {len(points)} points; latest delta {_fmt(last.delta)}, bound"
+        f" [{_fmt(last.lower)}, {_fmt(last.upper)}]; harm is the bound wholly {side}"
+        f" the tolerance {_fmt(limit)}."
+    )
+    index = crossing(points, tolerance, lower_is_better=lower_is_better)
+    if index < 0:
+        return text + " The bound has not crossed the tolerance."
+    p = points[index]
+    return text + f" The bound crossed the tolerance at {_clock(p.ts_ms)} in stage {p.stage + 1}."
+
+
+def chart_table(points: Sequence[ChartPoint], *, limit: int = 60) -> str:
+    """The chart's numbers as an HTML table: the last ``limit`` points, newest first."""
+    rows = "".join(
+        f"<tr><td>{_clock(p.ts_ms)}</td><td>{p.stage + 1}</td><td>{_fmt(p.delta)}</td>"
+        f"<td>{_fmt(p.lower)}</td><td>{_fmt(p.upper)}</td></tr>"
+        for p in list(reversed(points))[:limit]
+    )
+    head = "<tr><th>time</th><th>stage</th><th>Δ</th><th>lower</th><th>upper</th></tr>"
+    return f'<table class="numbers"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
+class _Scale:
+    """Data to pixels: time on x, value on y; bounds far off the scale are clipped."""
+
+    def __init__(
+        self,
+        points: Sequence[ChartPoint],
+        limit: float,
+        width: int,
+        height: int,
+        instants: Iterable[int],
+    ) -> None:
+        times = [p.ts_ms for p in points] + list(instants)
+        self.t0, self.t1 = min(times), max(times)
+        if self.t1 <= self.t0:
+            self.t1 = self.t0 + 1000
+        core = [0.0, limit] + [p.delta for p in points if math.isfinite(p.delta)]
+        span = (max(core) - min(core)) or abs(limit) or 1e-3
+        # The early bound is very wide: show up to 1.5 spans beyond Δ and the tolerance.
+        room = [v for p in points for v in (p.lower, p.upper) if math.isfinite(v)]
+        lo = max(min(core + room), min(core) - 1.5 * span)
+        hi = min(max(core + room), max(core) + 1.5 * span)
+        pad = (hi - lo) * 0.05 or span * 0.05
+        self.lo, self.hi = lo - pad, hi + pad
+        self.width, self.height = width, height
+
+    def x(self, ts_ms: int) -> float:
+        share = (ts_ms - self.t0) / (self.t1 - self.t0)
+        return round(PAD_LEFT + share * (self.width - PAD_LEFT - PAD_RIGHT), 1)
+
+    def y(self, value: float) -> float:
+        value = min(max(value, self.lo), self.hi)  # infinities and outliers at the edge
+        share = (value - self.lo) / (self.hi - self.lo)
+        return round(self.height - PAD_BOTTOM - share * (self.height - PAD_TOP - PAD_BOTTOM), 1)
+
+
+def _axes(scale: _Scale, limit: float) -> str:
+    left, right = PAD_LEFT, scale.width - PAD_RIGHT
+    bottom = scale.height - PAD_BOTTOM
+    out = [
+        f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}" height="{bottom - PAD_TOP}"'
+        ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>'
+    ]
+    lines = [(0.0, "zero", "0"), (limit, "tolerance", f"tolerance {_fmt(limit)}")]
+    for value, cls, label in lines:
+        y = scale.y(value)
+        dash = ' stroke-dasharray="6 4"' if cls == "tolerance" else ""
+        out.append(
+            f'<line class="{cls}" x1="{left}" x2="{right}" y1="{y}" y2="{y}"'
+            f' data-value="{value!r}" stroke="currentColor"{dash}/>'
+        )
+        if cls == "zero" and value == limit:
+            continue  # the tolerance's label says it
+        side = "tick" if cls == "zero" else "tolerance-label"
+        x, anchor = (left - 4, "end") if cls == "zero" else (left + 4, "start")
+        out.append(
+            f'<text x="{x}" y="{y - 4 if cls != "zero" else y + 4}" text-anchor="{anchor}"'
+            f' class="{side}">{label}</text>'
+        )
+    for value in (scale.lo, scale.hi):
+        y = scale.y(value)
+        out.append(
+            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" class="tick">{_fmt(value)}</text>'
+        )
+    for ts in (scale.t0, scale.t1):
+        anchor = "start" if ts == scale.t0 else "end"
+        out.append(
+            f'<text x="{scale.x(ts)}" y="{bottom + 18}" text-anchor="{anchor}" class="tick">'
+            f"{_clock(ts)} UTC</text>"
+        )
+    return "".join(out)
+
+
+def _band(points: Sequence[ChartPoint], scale: _Scale) -> str:
+    upper = [f"{scale.x(p.ts_ms)},{scale.y(p.upper)}" for p in points]
+    lower = [f"{scale.x(p.ts_ms)},{scale.y(p.lower)}" for p in reversed(points)]
+    return (
+        f'<polygon class="bound" points="{" ".join(upper + lower)}"'
+        ' fill="currentColor" fill-opacity="0.18" stroke="none"/>'
+    )
+
+
+def _line(points: Sequence[ChartPoint], scale: _Scale) -> str:
+    path = " ".join(f"{scale.x(p.ts_ms)},{scale.y(p.delta)}" for p in points)
+    dots = "".join(
+        f'<circle class="point" cx="{scale.x(p.ts_ms)}" cy="{scale.y(p.delta)}" r="1.6"'
+        f' data-ts="{p.ts_ms}" data-lower="{p.lower!r}" data-upper="{p.upper!r}"/>'
+        for p in points
+    )
+    return (
+        f'<polyline class="delta" points="{path}" fill="none" stroke="currentColor"'
+        f' stroke-width="1.5"/>{dots}'
+    )
+
+
+def _mark(mark: Mark, scale: _Scale, cls: str) -> str:
+    """A vertical line; stage labels along the top, decision labels along the bottom."""
+    x, bottom = scale.x(mark.ts_ms), scale.height - PAD_BOTTOM
+    y_text = PAD_TOP + 12 if cls == "stage" else bottom - 4
+    right_half = x > (PAD_LEFT + scale.width - PAD_RIGHT) / 2
+    anchor, x_text = ("end", x - 3) if right_half else ("start", x + 3)
+    return (
+        f'<line class="{cls}" x1="{x}" x2="{x}" y1="{PAD_TOP}" y2="{bottom}"'
+        f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
+        ' stroke-dasharray="2 3"/>'
+        f'<text class="{cls}-label" x="{x_text}" y="{y_text}" text-anchor="{anchor}">'
+        f"{escape(mark.label)}</text>"
+    )
+
+
+def _crossing(
+    points: Sequence[ChartPoint], tolerance: float, lower_is_better: bool, scale: _Scale
+) -> str:
+    index = crossing(points, tolerance, lower_is_better=lower_is_better)
+    if index < 0:
+        return ""
+    p = points[index]
+    bound = p.lower if lower_is_better else p.upper
+    x, y = scale.x(p.ts_ms), scale.y(bound)
+    return (
+        f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
+        f' stroke-width="2" data-ts="{p.ts_ms}" data-value="{bound!r}"/>'
+        f'<text class="crossing-label" x="{x - 4}" y="{max(y - 8, PAD_TOP + 10)}"'
+        f' text-anchor="end">crossed {_clock(p.ts_ms)}</text>'
+    )
+
+
+def _id(metric: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in metric)[:64]
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return "∞" if value > 0 else "-∞" if value < 0 else "n/a"
+    return f"{value:.4g}"
+
+
+def _clock(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")

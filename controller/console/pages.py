@@ -1,0 +1,203 @@
+"""The console's pages: the list of rollouts, and the page shell around a live fragment.
+
+Pure: plain data in, HTML out. Every value that came from outside (flag
+names, reasons, rationales, alert summaries) passes through :func:`esc`; the
+pages load no script or style but the console's own, so a Content Security
+Policy of ``'self'`` holds. Each page is a shell whose ``<main>`` the
+console's script refreshes from a fragment URL, so updates arrive without a
+reload and the page works (statically) with scripts off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+REFRESH_MS = 2000
+LIST_REFRESH_MS = 5000
+HEALTH_TEXT = {
+    "healthy": "healthy",
+    "attention": "needs attention",
+    "failed": "failed",
+    "done": "completed",
+    "idle": "not running",
+}
+
+
+def esc(value: object) -> str:
+    """Text for HTML content or a quoted attribute."""
+    return escape(str(value), quote=True)
+
+
+def flag_url(flag: str) -> str:
+    return "/ui/rollouts/" + quote(flag, safe="")
+
+
+def page(title: str, body: str, *, fragment: str, refresh_ms: int = REFRESH_MS) -> str:
+    """A whole page: ``body`` inside ``<main>``, refreshed from ``fragment``."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)} · rollout console</title>"
+        '<link rel="stylesheet" href="/ui/static/console.css">'
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
+        '<script src="/ui/static/console.js" defer></script></head><body>'
+        '<a class="skip" href="#live">Skip to content</a>'
+        '<header><nav aria-label="console"><a href="/ui">Rollouts</a></nav>'
+        '<p class="readonly">Read-only: steer with <code>rolloutctl</code>.</p></header>'
+        f'<main id="live" tabindex="-1" data-fragment="{esc(fragment)}"'
+        f' data-interval="{refresh_ms}">{body}</main>'
+        '<footer><span id="updated" role="status" aria-live="polite"></span></footer>'
+        "</body></html>"
+    )
+
+
+def message_page(title: str, text: str) -> str:
+    """A plain page with no live part (sign-in needed, not found)."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{esc(title)}</title><link rel="stylesheet" href="/ui/static/console.css">'
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
+        f"</head><body><main><h1>{esc(title)}</h1><p>{esc(text)}</p></main></body></html>"
+    )
+
+
+def rollout_list(rows: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]) -> str:
+    """The list fragment: every rollout at a glance, then the recent alerts."""
+    body = "".join(_row(r) for r in rows) or '<tr><td colspan="6">No rollouts yet.</td></tr>'
+    head = (
+        '<tr><th scope="col">flag</th><th scope="col">phase</th><th scope="col">stage</th>'
+        '<th scope="col">percent</th><th scope="col">time in stage</th>'
+        '<th scope="col">health</th></tr>'
+    )
+    return (
+        f"<h1>Rollouts <small>({len(rows)})</small></h1>"
+        '<div class="scroll" tabindex="0" role="region" aria-label="rollouts">'
+        f'<table class="rollouts"><thead>{head}</thead><tbody>{body}</tbody></table></div>'
+        f"<h2>Recent alerts</h2>{alert_list(alerts)}"
+    )
+
+
+def _row(r: Mapping[str, Any]) -> str:
+    flag = str(r.get("flag", ""))
+    health = str(r.get("health", "idle"))
+    note = r.get("health_reason") or ""
+    return (
+        f'<tr data-flag="{esc(flag)}" data-phase="{esc(r.get("phase", ""))}">'
+        f'<th scope="row"><a href="{esc(flag_url(flag))}">{esc(flag)}</a></th>'
+        f'<td data-label="phase">{esc(phase_text(r))}</td>'
+        f'<td data-label="stage">{esc(stage_text(r))}</td>'
+        f'<td data-label="percent">{_percent(r.get("percent"))}</td>'
+        f'<td data-label="in stage">'
+        f"{esc(duration(r.get('time_in_stage_s')) if r.get('active') else '-')}</td>"
+        f'<td data-label="health">'
+        f'<span class="health {esc(health)}">{esc(HEALTH_TEXT.get(health, health))}</span>'
+        f"{f' <small>{esc(note)}</small>' if note else ''}</td></tr>"
+    )
+
+
+def alert_list(alerts: Sequence[Mapping[str, Any]]) -> str:
+    if not alerts:
+        return '<p class="none">No alerts.</p>'
+    items = "".join(
+        f'<li class="alert {esc(a.get("severity", ""))}"><time>{esc(clock(a.get("ts")))}</time>'
+        f' <span class="sev">{esc(a.get("severity", ""))}</span>'
+        f" <b>{esc(a.get('kind', ''))}</b>"
+        f"{_alert_flag(a.get('flag'))}: {esc(a.get('summary', ''))}</li>"
+        for a in alerts
+    )
+    return f'<ul class="alerts">{items}</ul>'
+
+
+def _alert_flag(flag: object) -> str:
+    if not isinstance(flag, str) or not flag:
+        return ""
+    return f' <a href="{esc(flag_url(flag))}">{esc(flag)}</a>'
+
+
+def phase_text(r: Mapping[str, Any]) -> str:
+    phase = str(r.get("phase", ""))
+    if r.get("pause_reason"):
+        return f"{phase} ({r['pause_reason']})"
+    if r.get("watch_until"):
+        return f"{phase} (watch)"
+    return phase
+
+
+def stage_text(r: Mapping[str, Any]) -> str:
+    """Stages counted from 1, as ``rolloutctl status`` shows them."""
+    stage, stages = r.get("stage"), r.get("stages")
+    if not isinstance(stage, int) or not isinstance(stages, int):
+        return "-"
+    return f"{stage + 1}/{stages}"
+
+
+def _percent(value: object) -> str:
+    return f"{value:g}%" if isinstance(value, int | float) else "-"
+
+
+def duration(seconds: object) -> str:
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def clock(ts: object) -> str:
+    """A message's time (ISO 8601 or ms since the epoch) as HH:MM:SS UTC."""
+    when = parse_ts(ts)
+    return when.strftime("%H:%M:%S") if when else "?"
+
+
+def parse_ts(ts: object) -> datetime | None:
+    try:
+        if isinstance(ts, int | float) and not isinstance(ts, bool):
+            return datetime.fromtimestamp(ts / 1000, tz=UTC)
+        if isinstance(ts, str):
+            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def ts_ms(ts: object) -> int | None:
+    when = parse_ts(ts)
+    return int(when.timestamp() * 1000) if when else None
+
+
+def health(row: Mapping[str, Any], last: Mapping[str, Any] | None) -> tuple[str, str]:
+    """A rollout's health at a glance, with the reason: from its phase and last gate point.
+
+    ``failed``: rolled back, killed or aborted; ``attention``: paused, a
+    guardrail whose always-valid p-value is below 0.05 (harm building), or a
+    sample-ratio p below 0.01; ``done``: completed; else ``healthy``.
+    """
+    phase = row.get("phase")
+    if phase in ("rolled_back", "killed", "aborted"):
+        return "failed", str(phase).replace("_", " ")
+    if phase in ("running", "paused"):
+        return _active_health(row, last or {})
+    return ("done", "") if phase == "completed" else ("idle", "")
+
+
+def _active_health(row: Mapping[str, Any], last: Mapping[str, Any]) -> tuple[str, str]:
+    if row.get("phase") == "paused":
+        return "attention", f"paused: {row.get('pause_reason') or 'operator'}"
+    for metric, test in (last.get("guardrails") or {}).items():
+        p = test.get("p_value") if isinstance(test, dict) else None
+        if isinstance(p, int | float) and p < 0.05:
+            return "attention", f"{metric} p = {p:.2g}"
+    srm = last.get("srm_p")
+    if isinstance(srm, int | float) and srm < 0.01:
+        return "attention", f"sample ratio p = {srm:.2g}"
+    return "healthy", ""

@@ -1,0 +1,141 @@
+"""What the console and ``/rollouts/{flag}/history`` show, gathered from the stores.
+
+Read-only, and cheap where it must scale: the list of every rollout reads
+each state and the last history point of each active stage (one pipelined
+round trip), not the aggregates, so a thousand rollouts list in one page
+(``bench/console.py``). Only a rollout's own page runs a fresh gate view.
+Everything read back from the stores is decoded defensively: an unreadable
+point or message is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from controller.console import pages, rollout
+from controller.core import history
+from controller.core.gate import describe
+from controller.core.rollout import Rollout
+from controller.ports import GateHistory, RolloutStates
+
+RECENT_ALERTS = 20
+LIST_TTL_S = 4.0
+"""The list is built at most this often, however many browsers poll it."""
+Status = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
+
+
+class ConsoleData:
+    """The console's pages and the history JSON, from the rollout states and the gate history."""
+
+    def __init__(
+        self,
+        *,
+        states: RolloutStates,
+        history: GateHistory,
+        status: Status,
+        clock: Callable[[], datetime],
+        list_ttl_s: float = LIST_TTL_S,
+    ) -> None:
+        self._states, self._history = states, history
+        self._status, self._now = status, clock
+        self._list_ttl = list_ttl_s
+        self._list: tuple[float, str] | None = None
+        self._building = asyncio.Lock()
+
+    async def history(self, flag: str) -> dict[str, Any] | None:
+        """The current rollout of ``flag``'s gate history, stage by stage; None without one."""
+        found = (await self._states.load(flag)).rollout
+        if found is None:
+            return None
+        return await self._served(found)
+
+    async def _served(self, found: Rollout) -> dict[str, Any]:
+        stages = len(found.plan.stages)
+        raw = await self._history.points(found.flag, found.rollout_id, stages)
+        return {
+            "flag": found.flag,
+            "rollout_id": found.rollout_id,
+            "stages": [
+                {
+                    "stage": i,
+                    "percent": found.plan.stages[i].percent,
+                    "points": [p.as_json() for p in map(history.decode, entries) if p is not None],
+                }
+                for i, entries in enumerate(raw)
+            ],
+        }
+
+    async def list_fragment(self) -> str:
+        """The list of every rollout; one build serves every poll for ``list_ttl_s``."""
+        async with self._building:
+            if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
+                return self._list[1]
+            fragment = pages.rollout_list(await self.rows(), await self._alerts())
+            self._list = (time.monotonic(), fragment)
+            return fragment
+
+    async def rows(self) -> list[dict[str, Any]]:
+        """Every rollout as the list shows it, with its health from the last gate point."""
+        now = self._now()
+        loaded = [(await self._states.load(f)).rollout for f in sorted(await self._states.flags())]
+        found = [r for r in loaded if r is not None]
+        active = [r for r in found if r.phase.active]
+        latest = await self._history.latest([(r.flag, r.rollout_id, r.stage) for r in active])
+        last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
+        rows = []
+        for r in found:
+            row = {**describe(r, None, now), "active": r.phase.active}
+            row["health"], row["health_reason"] = pages.health(row, last.get(r.flag))
+            rows.append(row)
+        return rows
+
+    async def rollout_fragment(self, flag: str) -> str | None:
+        """``flag``'s page fragment; None when it has no rollout."""
+        found = (await self._states.load(flag)).rollout
+        if found is None:
+            return None
+        status = await self._status(flag)
+        messages = [m for m in map(_message, await self._history.messages(flag)) if m]
+        mine = [m for m in messages if m.get("rollout_id") in (found.rollout_id, None)]
+        plan = {
+            "stages": [s.percent for s in found.plan.stages],
+            "guardrails": [
+                {
+                    "metric": g.metric,
+                    "tolerance": g.tolerance,
+                    "lower_is_better": g.lower_is_better,
+                    "dry_run": g.dry_run,
+                }
+                for g in found.plan.guardrails
+            ],
+        }
+        detail = {
+            "status": status[0] if status else describe(found, None, self._now()),
+            "plan": plan,
+            "history": await self._served(found),
+            "messages": mine,
+        }
+        return rollout.rollout_detail(detail)
+
+    async def _alerts(self) -> list[dict[str, Any]]:
+        raw = await self._history.recent_alerts(RECENT_ALERTS)
+        return [m for m in map(_message, raw) if m]
+
+
+def _point(raw: bytes | None) -> dict[str, Any] | None:
+    point = history.decode(raw) if raw is not None else None
+    return point.as_json() if point is not None else None
+
+
+def _message(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

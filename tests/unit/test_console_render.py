@@ -1,0 +1,172 @@
+"""The console's rendering: charts, pages and the data behind them, on in-memory stores."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from controller.adapters.memory import MemoryGateHistory, MemoryStates
+from controller.adapters.web_console import is_loopback, session_value
+from controller.console import pages
+from controller.console.charts import ChartPoint, Mark, crossing, guardrail_chart
+from controller.core import history
+from controller.core.gate import describe, evaluate
+from controller.core.rollout import Phase
+from controller.daemon.console import ConsoleData
+from controller.ports import StateWrite
+from tests.unit.test_gate import EARLY, HEALTHY, T0, arm, data, rollout
+
+HOSTILE = '<script>alert("x")</script>&'
+
+
+def rising(n: int = 10, tolerance: float = 0.0) -> list[ChartPoint]:
+    """Δ climbing from 0 while the bound narrows: the lower bound crosses at i = 6."""
+    return [
+        ChartPoint(1000 * i, i // 4, 0.01 * i, 0.01 * i - 0.05, 0.01 * i + 0.05) for i in range(n)
+    ]
+
+
+def test_crossing_is_the_first_point_whose_bound_clears_the_tolerance() -> None:
+    assert crossing(rising(), 0.0, lower_is_better=True) == 6
+    assert crossing(rising(), 0.2, lower_is_better=True) == -1
+    falling = [ChartPoint(p.ts_ms, 0, -p.delta, -p.upper, -p.lower) for p in rising()]
+    assert crossing(falling, 0.0, lower_is_better=False) == 6
+
+
+def test_chart_draws_the_crossing_above_the_tolerance_with_marks_and_a_description() -> None:
+    svg = guardrail_chart(
+        rising(),
+        0.0,
+        metric="error_rate",
+        stages=[Mark(4000, "stage 2")],
+        decisions=[Mark(6000, "rollback")],
+    )
+    circle = re.search(
+        r'<circle class="crossing" cx="[\d.]+" cy="([\d.]+)"[^>]*data-ts="(\d+)"', svg
+    )
+    tolerance = re.search(r'<line class="tolerance"[^>]* y1="([\d.]+)"', svg)
+    assert circle is not None
+    assert tolerance is not None
+    assert circle.group(2) == "6000"
+    assert float(circle.group(1)) < float(tolerance.group(1))
+    assert 'class="decision"' in svg
+    assert "stage 2" in svg
+    assert "crossed the tolerance at 00:00:06 in stage 2" in svg
+    assert 'role="img"' in svg
+
+
+def test_chart_clips_infinite_bounds_and_handles_no_data() -> None:
+    points = [ChartPoint(0, 0, 0.0, -math.inf, math.inf), *rising()[1:]]
+    svg = guardrail_chart(points, 0.0, metric="error_rate")
+    band = re.search(r'<polygon class="bound" points="([^"]+)"', svg)
+    assert band is not None
+    ys = [float(xy.split(",")[1]) for xy in band.group(1).split()]
+    assert all(0 <= y <= 300 for y in ys)  # clipped to the plot
+    assert "no data yet" in guardrail_chart([], 0.0, metric="error_rate")
+
+
+def test_chart_escapes_its_metric_and_labels() -> None:
+    svg = guardrail_chart(rising(), 0.0, metric=HOSTILE, stages=[Mark(1000, HOSTILE)])
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+
+
+def test_list_escapes_outside_text_and_says_health_in_words() -> None:
+    row = {
+        "flag": HOSTILE,
+        "phase": "rolled_back",
+        "stage": 2,
+        "stages": 5,
+        "percent": 0.0,
+        "health": "failed",
+        "health_reason": HOSTILE,
+    }
+    alert = {"ts": "2026-11-22T12:00:00Z", "severity": "critical", "kind": "x", "summary": HOSTILE}
+    html = pages.rollout_list([row], [{**alert, "flag": HOSTILE}])
+    assert "<script>" not in html
+    assert "3/5" in html
+    assert "failed" in html
+    assert "/ui/rollouts/%3Cscript%3E" in html
+
+
+def test_health_from_phase_and_last_point() -> None:
+    last = {"guardrails": {"error_rate": {"p_value": 0.01}}, "srm_p": 1.0}
+    assert pages.health({"phase": "running"}, None) == ("healthy", "")
+    assert pages.health({"phase": "running"}, last)[0] == "attention"
+    assert pages.health({"phase": "running"}, {"srm_p": 0.001})[0] == "attention"
+    assert pages.health({"phase": "paused", "pause_reason": "srm"}, None)[0] == "attention"
+    assert pages.health({"phase": "killed"}, last)[0] == "failed"
+    assert pages.health({"phase": "completed"}, last)[0] == "done"
+
+
+def test_session_cookie_is_not_the_token_and_loopback_is_recognised() -> None:
+    assert session_value("t") != "t"
+    assert session_value("t") != session_value("u")
+    assert all(is_loopback(h) for h in ("127.0.0.1", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "example.com"))
+
+
+async def console_over(*phases: Phase) -> tuple[ConsoleData, MemoryGateHistory]:
+    states, store = MemoryStates(), MemoryGateHistory()
+    for i, phase in enumerate(phases):
+        r = rollout().model_copy(update={"flag": f"f{i}", "rollout_id": f"r{i}", "phase": phase})
+        await states.save(r.flag, StateWrite(rev=0, rollout=r))
+        verdict = evaluate(r, data(arm(units=1_111, errors=650), arm()), EARLY)
+        await store.append_point(
+            r.flag, r.rollout_id, 0, history.encode(history.point_of(r, verdict, EARLY))
+        )
+        decision = {"type": "decision", "rollout_id": r.rollout_id, "ts": "2026-11-22T12:00:00Z"}
+        decision |= {"action": "pause", "outcome": "applied", "kind": "command", "reason": HOSTILE}
+        await store.append_message(r.flag, orjson.dumps(decision), alert=False)
+
+    async def status(flag: str | None) -> list[dict[str, object]]:
+        found = (await states.load(flag or "")).rollout
+        if found is None:
+            return []
+        return [describe(found, evaluate(found, HEALTHY, EARLY), EARLY)]
+
+    console = ConsoleData(states=states, history=store, status=status, clock=lambda: EARLY)
+    return console, store
+
+
+async def test_rows_read_the_last_point_of_active_rollouts_only() -> None:
+    console, _ = await console_over(Phase.RUNNING, Phase.ROLLED_BACK)
+    rows = {r["flag"]: r for r in await console.rows()}
+    assert rows["f0"]["health"] == "attention"  # its last gate saw the error rate regress
+    assert rows["f1"]["health"] == "failed"
+
+
+async def test_history_is_served_stage_by_stage() -> None:
+    console, _ = await console_over(Phase.RUNNING)
+    served = await console.history("f0")
+    assert served is not None
+    assert [s["stage"] for s in served["stages"]] == [0, 1]
+    (point,) = served["stages"][0]["points"]
+    assert point["verdict"] == "rollback"
+    assert point["guardrails"]["error_rate"]["regressed"] is True
+    assert await console.history("nobody") is None
+
+
+async def test_rollout_page_has_chart_decisions_and_commands_escaped() -> None:
+    console, _ = await console_over(Phase.RUNNING)
+    html = await console.rollout_fragment("f0")
+    assert html is not None
+    assert 'svg xmlns="http://www.w3.org/2000/svg" class="chart"' in html
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "rolloutctl kill f0" in html
+    assert "rolloutctl approve f0" in html
+    assert await console.rollout_fragment("nobody") is None
+
+
+@pytest.mark.parametrize("flag", ["a b", "x;rm -rf /"])
+def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
+    from controller.console.rollout import rollout_detail  # noqa: PLC0415
+
+    status = describe(rollout().model_copy(update={"flag": flag}), None, T0 + timedelta(1))
+    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
