@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -97,7 +97,12 @@ class RedisSettings(_Group):
 
     url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        description="Redis URL; use rediss:// for TLS. Put the password in `password`.",
+        description="Redis URL; use rediss:// for TLS, redis+cluster://host:port[,host:port] "
+        "for a Redis Cluster. Put the password in `password`.",
+    )
+    cluster: bool = Field(
+        default=False,
+        description="The URL names a node of a Redis Cluster (the same as redis+cluster://).",
     )
     password: SecretStr | None = Field(default=None, description="Redis password.")
     key_prefix: str = Field(

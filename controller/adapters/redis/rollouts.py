@@ -24,10 +24,9 @@ back with an empty topic, so the engine can quarantine it.
 from __future__ import annotations
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from controller.adapters.redis.aggregates import translated
+from controller.adapters.redis.client import RedisClient, translated
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.ports import Loaded, OutboxMessage, SaveOutcome, StateWrite
@@ -76,7 +75,7 @@ QUARANTINE_KEEP = 100
 class RolloutStore:
     """Rollout state per flag, saved with compare-and-set together with its outbox."""
 
-    def __init__(self, client: aioredis.Redis, *, settings: RedisSettings) -> None:
+    def __init__(self, client: RedisClient, *, settings: RedisSettings) -> None:
         self._redis = client
         self._prefix = settings.key_prefix
         self._save = client.register_script(_SAVE)
