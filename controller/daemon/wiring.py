@@ -64,7 +64,8 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         await _wait_for_redis(store, stop)
-        kafka = await _connect_kafka(stack, settings, ingest, metrics)
+        ownership = _Ownership(metrics)
+        kafka = await _connect_kafka(stack, settings, ingest, ownership)
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
@@ -80,6 +81,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             outputs=kafka.outputs,
             dead_letters=kafka.dead_letters,
         )
+        ownership.engine = engine
         if settings.http.enabled:
             parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs, kafka.control)
             await stack.enter_async_context(_http_server(settings, parts))
@@ -102,14 +104,22 @@ class _Kafka:
     events: EventConsumer
 
 
-def _commands_assigned(metrics: Metrics, owned: list[int]) -> None:
-    """Say which commands partitions, hence which flags' rollouts, this instance runs now."""
-    log.info("commands_partitions_assigned", partitions=owned)
-    metrics.owned("commands", owned)
+@dataclass(slots=True)
+class _Ownership:
+    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
+
+    metrics: Metrics
+    engine: Engine | None = None
+
+    def assigned(self, owned: list[int]) -> None:
+        log.info("commands_partitions_assigned", partitions=owned)
+        self.metrics.owned("commands", owned)
+        if self.engine is not None:  # flags taken over from a lost instance: gate them now
+            self.engine.sweep_soon()
 
 
 async def _connect_kafka(
-    stack: AsyncExitStack, settings: Settings, ingest: Ingest, metrics: Metrics
+    stack: AsyncExitStack, settings: Settings, ingest: Ingest, ownership: _Ownership
 ) -> _Kafka:
     """Create missing topics, then start the producer and both consumers."""
     if settings.kafka.create_topics:
@@ -122,7 +132,7 @@ async def _connect_kafka(
         kafka=settings.kafka,
         commands=topics.commands,
         monitors=topics.monitors,
-        on_assignment=lambda owned: _commands_assigned(metrics, owned),
+        on_assignment=ownership.assigned,
     )
     events = EventConsumer(
         kafka=settings.kafka,

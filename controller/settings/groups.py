@@ -34,13 +34,18 @@ class KafkaSettings(_Group):
     sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
     ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
     session_timeout_ms: int = Field(
-        default=10_000,
+        default=6000,
         ge=1000,
         description="A member silent this long leaves the group; a crashed instance's "
-        "partitions move to the others after it.",
+        "partitions move to the others after it (takeover takes about this plus "
+        "heartbeat_interval_ms plus 1-2 s). Kafka brokers refuse less than their "
+        "group.min.session.timeout.ms (6000 by default).",
     )
     heartbeat_interval_ms: int = Field(
-        default=3000, ge=100, description="Heartbeats to the group coordinator."
+        default=1000,
+        ge=100,
+        description="Heartbeats to the group coordinator; the survivors of a crash learn "
+        "of the rebalance at their next heartbeat. Keep it under a third of the session.",
     )
     replication_factor: int = Field(
         default=1, ge=1, description="Replication of the topics the controller creates."
