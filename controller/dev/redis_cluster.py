@@ -2,7 +2,8 @@
 
 Each node is a :class:`RedisServer` started with ``--cluster-enabled yes`` and
 its own cluster bus port (``--cluster-port``, so no port + 10000 arithmetic
-can collide). The cluster is formed without ``redis-cli``: each node is given
+can collide). The cluster is formed without ``redis-cli`` or a Redis client
+(the dev tooling speaks the few commands it needs itself): each node is given
 a third of the slots with ``CLUSTER ADDSLOTSRANGE`` and introduced to the first
 with ``CLUSTER MEET``; :meth:`RedisClusterServers.start` returns once every node
 reports ``cluster_state:ok``.
@@ -10,12 +11,11 @@ reports ``cluster_state:ok``.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-import redis
 
 from controller.dev.processes import LOCALHOST, free_port
 from controller.dev.redis_server import RedisServer
@@ -69,11 +69,10 @@ class RedisClusterServers:
         for index, node in enumerate(self.nodes):
             first = index * share
             last = SLOTS - 1 if index == len(self.nodes) - 1 else first + share - 1
-            with _client(node.port) as client:
-                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
-                if index > 0:
-                    first_node = (LOCALHOST, self.nodes[0].port, self.bus_ports[0])
-                    client.execute_command("CLUSTER", "MEET", *first_node)
+            _command(node.port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+            if index > 0:
+                first_node = (LOCALHOST, self.nodes[0].port, self.bus_ports[0])
+                _command(node.port, "CLUSTER", "MEET", *first_node)
         deadline = time.monotonic() + self.timeout
         while not all(self._node_ok(n.port) for n in self.nodes):
             if time.monotonic() > deadline:
@@ -82,9 +81,7 @@ class RedisClusterServers:
 
     def _node_ok(self, port: int) -> bool:
         """Whether the node reports the cluster ok and knows every other node."""
-        with _client(port) as client:
-            info = client.execute_command("CLUSTER", "INFO")
-        text = info.decode() if isinstance(info, bytes) else str(info)
+        text = _command(port, "CLUSTER", "INFO").decode(errors="replace")
         return "cluster_state:ok" in text and f"cluster_known_nodes:{len(self.nodes)}" in text
 
     def stop(self) -> None:
@@ -106,5 +103,19 @@ class RedisClusterServers:
         return f"<RedisClusterServers {self.url}>"
 
 
-def _client(port: int) -> redis.Redis:
-    return redis.Redis(host=LOCALHOST, port=port, socket_timeout=5.0)
+def _command(port: int, *args: object) -> bytes:
+    """Send one command to the node on ``port``; its reply (a status or a bulk string).
+
+    Raises RuntimeError on an error reply.
+    """
+    parts = [str(a).encode() for a in args]
+    request = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection((LOCALHOST, port), timeout=5.0) as conn:
+        conn.sendall(request)
+        reply = conn.makefile("rb")
+        line = reply.readline().rstrip(b"\r\n")
+        if line.startswith(b"-"):
+            raise RuntimeError(f"redis on port {port}: {args[:2]} failed: {line[1:].decode()}")
+        if line.startswith(b"$"):
+            return reply.read(int(line[1:]))
+        return line[1:]
