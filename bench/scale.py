@@ -10,13 +10,14 @@
     the cost of cluster mode and of coordination more than scaling.
 (b) Takeover: 3 daemons with the default group and engine settings run one
     rollout while apps send events. The instance owning the flag's commands
-    partition is killed (``kill -9``) and the time until a survivor gates the
-    flag (its ``/metrics`` shows the flag's guardrail gauges, which only the
-    instance gating it sets) is recorded; the killed instance is restarted
-    and the group left to settle before the next kill. p50/p95 over
+    partition is killed (``kill -9``) once both consumer groups are stable,
+    and the time until a survivor gates the flag (its ``/metrics`` shows the
+    flag's guardrail gauges, which only the instance gating it sets) is
+    recorded; the killed instance is restarted and the groups left to settle
+    before the next kill. p50/p95 over
     ``--kills`` kills.
 
-    python bench/scale.py [--events 200000] [--kills 5]
+    python bench/scale.py [--events 200000] [--kills 5] [--parts ingest,takeover]
 
 The last line printed is one JSON object. Uses KAFKA_BOOTSTRAP_SERVERS /
 REDIS_URL / REDIS_CLUSTER_URL when set, else starts its own.
@@ -183,21 +184,30 @@ class Group:
         except httpx.HTTPError:
             return None
 
-    async def commands(self, port: int) -> list[int] | None:
+    async def owned(self, port: int, role: str) -> list[int]:
         reply = await self.get(port, "/readyz")
-        return None if reply is None else list(reply.json().get("commands_partitions", []))
+        return [] if reply is None else list(reply.json().get(f"{role}_partitions", []))
 
     async def gating(self, port: int) -> bool:
         reply = await self.get(port, "/metrics")
         return reply is not None and f'flag="{FLAG}"' in reply.text
 
     async def settled(self) -> bool:
-        """Every instance owns one commands partition and only the owner gates the flag."""
-        owned = [await self.commands(p) for p in self.daemons]
-        if sorted(p for o in owned for p in (o or [])) != list(range(COMMANDS_PARTITIONS)):
-            return False
+        """Both groups are stable: every partition owned once, every instance owning some
+        of each, and only the flag's owner gating it."""
+        for role, count in (("events", PARTITIONS), ("commands", COMMANDS_PARTITIONS)):
+            owned = [await self.owned(p, role) for p in self.daemons]
+            if not all(owned) or sorted(p for o in owned for p in o) != list(range(count)):
+                return False
         gating = [p for p in self.daemons if await self.gating(p)]
-        return len(gating) == 1 and FLAG_PARTITION in (await self.commands(gating[0]) or [])
+        return len(gating) == 1 and FLAG_PARTITION in await self.owned(gating[0], "commands")
+
+    async def stable(self) -> bool:
+        """Settled, and still so a second later (no rebalance under way)."""
+        if not await self.settled():
+            return False
+        await asyncio.sleep(1)
+        return bool(await self.settled())
 
     def kill_all(self) -> None:
         for daemon in self.daemons.values():
@@ -209,7 +219,7 @@ FLAG_PARTITION = partition_for(FLAG, COMMANDS_PARTITIONS)
 
 async def takeover_once(group: Group) -> float:
     """Seconds from ``kill -9`` of the flag's owner until a survivor gates the flag."""
-    await until(group.settled, "the group to settle")
+    await until(group.stable, "the group to settle")
     gating = [p for p in group.daemons if await group.gating(p)]
     owner = gating[0]
     group.daemons.pop(owner).kill()
@@ -283,8 +293,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         progress(f"broker: {kafka_desc}; redis: {redis_desc}; cluster: {cluster_desc}")
         backends = {"node": redis_url, "cluster": cluster_url}
         result: dict[str, Any] = {"events": args.events, "partitions": PARTITIONS}
-        result |= await ingest(bootstrap, backends, args.events, workdir)
-        result |= await takeover(bootstrap, redis_url, args.kills, workdir)
+        if "ingest" in args.parts:
+            result |= await ingest(bootstrap, backends, args.events, workdir)
+        if "takeover" in args.parts:
+            result |= await takeover(bootstrap, redis_url, args.kills, workdir)
     return result
 
 
@@ -292,4 +304,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events to ingest per run")
     parser.add_argument("--kills", type=int, default=5, help="owners to kill for takeover")
+    parser.add_argument(
+        "--parts", default="ingest,takeover", help="which measurements (comma-separated)"
+    )
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

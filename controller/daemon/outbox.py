@@ -29,7 +29,7 @@ from controller.settings import TopicSettings
 
 log = structlog.get_logger("controller.daemon.outbox")
 
-DRAIN_LEASE_MS = 30_000
+DRAIN_LEASE_MS = 10_000
 """How long a drain's lease lasts unless renewed: a crashed drainer blocks others this long."""
 
 
