@@ -46,12 +46,15 @@ def is_cluster(settings: RedisSettings) -> bool:
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The ``(host, port)`` start-up nodes of a ``redis+cluster://a:1,b:2`` URL."""
+    """The ``(host, port)`` start-up nodes of a ``redis+cluster://a:1,b:2`` URL (port 6379
+    when left out)."""
     netloc = urlsplit(url).netloc.rpartition("@")[2]
     nodes = []
-    for item in netloc.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
+    for item in (part.strip() for part in netloc.split(",")):
+        host, colon, port = item.rpartition(":")
+        if not colon:
+            host, port = item, "6379"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise StoreError(f"redis url: {item!r} is not host:port")
         nodes.append((host.strip("[]"), int(port)))
     return nodes
