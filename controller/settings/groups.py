@@ -103,7 +103,8 @@ class RedisSettings(_Group):
     url: str = Field(
         default="redis://127.0.0.1:6379/0",
         description="Redis URL; use rediss:// for TLS, redis+cluster://host:port[,host:port] "
-        "for a Redis Cluster. Put the password in `password`.",
+        "for a Redis Cluster, redis+sentinel://host:port[,host:port]/<service> for a master "
+        "behind Redis Sentinel. Put the password in `password`.",
     )
     cluster: bool = Field(
         default=False,

@@ -2,9 +2,11 @@
 
 ``redis://`` (``rediss://`` for TLS) is one node; ``redis+cluster://host:port[,host:port]``
 (``rediss+cluster://``) or ``redis.cluster: true`` is a Redis Cluster, reached
-through any of the nodes listed. Every key the stores write carries a hash tag
-(a partition's keys share one, a flag's keys share one), so each script and
-each multi-key command touches one slot, which is what a cluster requires.
+through any of the nodes listed; ``redis+sentinel://host:port[,host:port]/<service>``
+is the master that Redis Sentinel names for ``<service>``. Every key the
+stores write carries a hash tag (a partition's keys share one, a flag's keys
+share one), so each script and each multi-key command touches one slot,
+which is what a cluster requires.
 
 A plain client pointed at a cluster gets ``MOVED`` replies; redis-py raises
 those with nothing but ``<slot> <host:port>`` as the message, so they are
@@ -21,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from controller.core.errors import StoreError, StoreUnavailable
 from controller.settings import RedisSettings
@@ -29,6 +32,7 @@ RedisClient = aioredis.Redis | RedisCluster
 """What the stores talk to: one node or a cluster; both run the same commands and scripts."""
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -46,8 +50,8 @@ def is_cluster(settings: RedisSettings) -> bool:
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The ``(host, port)`` start-up nodes of a ``redis+cluster://a:1,b:2`` URL (port 6379
-    when left out)."""
+    """The ``(host, port)`` nodes of a ``redis+cluster://a:1,b:2`` URL, or the sentinels of a
+    ``redis+sentinel://`` one (port 6379 when left out)."""
     netloc = urlsplit(url).netloc.rpartition("@")[2]
     nodes = []
     for item in (part.strip() for part in netloc.split(",")):
@@ -73,6 +77,27 @@ def _cluster(settings: RedisSettings, password: str | None) -> RedisCluster:
     )
 
 
+def _sentinel(settings: RedisSettings, password: str | None) -> tuple[aioredis.Redis, Sentinel]:
+    """The master of ``redis+sentinel://s1:26379[,s2:26379]/<service>[/<db>]``, found (and
+    found again after a failover) through the sentinels; and the sentinels, to close."""
+    parts = urlsplit(settings.url)
+    path = [p for p in parts.path.split("/") if p]
+    if not path or (len(path) > 1 and not path[1].isdigit()):
+        raise StoreError("redis url: use redis+sentinel://host:port[,host:port]/<service>[/<db>]")
+    user, _, url_password = parts.netloc.rpartition("@")[0].partition(":")
+    nodes = cluster_nodes(settings.url)
+    sentinel = Sentinel(nodes, sentinel_kwargs=dict(_CLIENT_OPTIONS))  # type: ignore[no-untyped-call]
+    master = sentinel.master_for(
+        unquote(path[0]),
+        db=int(path[1]) if len(path) > 1 else 0,
+        username=unquote(user) or None,
+        password=password or unquote(url_password) or None,
+        ssl=parts.scheme.startswith("rediss"),
+        **_CLIENT_OPTIONS,
+    )
+    return master, sentinel
+
+
 def client_for(settings: RedisSettings) -> RedisClient:
     """A client for ``settings``; nothing is connected until the first command."""
     password = settings.password.get_secret_value() if settings.password else None
@@ -85,12 +110,21 @@ def client_for(settings: RedisSettings) -> RedisClient:
 
 @asynccontextmanager
 async def connect(settings: RedisSettings) -> AsyncIterator[RedisClient]:
-    """A client for ``settings`` (one node or a cluster), closed on exit."""
-    client = client_for(settings)
+    """A client for ``settings`` (one node, a cluster, or a master behind sentinels), closed
+    on exit."""
+    sentinel = None
+    if urlsplit(settings.url).scheme in SENTINEL_SCHEMES:
+        password = settings.password.get_secret_value() if settings.password else None
+        client: RedisClient
+        client, sentinel = _sentinel(settings, password)
+    else:
+        client = client_for(settings)
     try:
         yield client
     finally:
         await client.aclose()
+        for node in sentinel.sentinels if sentinel is not None else []:
+            await node.aclose()
 
 
 @asynccontextmanager
