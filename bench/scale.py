@@ -2,7 +2,8 @@
 
 (a) Ingest: N mixed events on 6 partitions, counted by 1, 2 and 3 daemons
     sharing a group, against one Redis node and against a 3-master Redis
-    Cluster. Each configuration gets a fresh key prefix and group; the clock
+    Cluster, ``--rounds`` times each (medians; the machine's speed drifts).
+    Each run gets a fresh key prefix and group; the clock
     runs from the first flush until Redis holds all N (the group forming, as
     the instances start together, is inside the window). Ratios are against
     1 instance on 1 node, measured in the same run. On a machine with few
@@ -17,7 +18,7 @@
     before the next kill. p50/p95 over
     ``--kills`` kills.
 
-    python bench/scale.py [--events 200000] [--kills 5] [--parts ingest,takeover]
+    python bench/scale.py [--events 200000] [--rounds 3] [--kills 5] [--parts ingest,takeover]
 
 The last line printed is one JSON object. Uses KAFKA_BOOTSTRAP_SERVERS /
 REDIS_URL / REDIS_CLUSTER_URL when set, else starts its own.
@@ -122,19 +123,29 @@ async def ingest_run(
     return (n - first) / elapsed
 
 
-async def ingest(bootstrap: str, backends: dict[str, str], n: int, workdir: Path) -> dict[str, Any]:
+async def ingest(
+    bootstrap: str, backends: dict[str, str], n: int, rounds: int, workdir: Path
+) -> dict[str, Any]:
+    """Each configuration ``rounds`` times, interleaved so drift hits all alike; medians."""
     topic = f"scale-{uuid.uuid4().hex[:8]}"
     await produce_topic(bootstrap, topic, n)
-    rates: dict[str, float] = {}
-    for backend, url in backends.items():
-        for instances in (1, 2, 3):
-            eps = await ingest_run(bootstrap, url, topic, n, instances, workdir)
-            rates[f"{backend}_{instances}"] = eps
-            progress(f"ingest, {backend}, {instances} instance(s): {eps:,.0f} events/s")
-    base = rates["node_1"]
+    rates: dict[str, list[float]] = {}
+    for round_ in range(rounds):
+        for backend, url in backends.items():
+            for instances in (1, 2, 3):
+                eps = await ingest_run(bootstrap, url, topic, n, instances, workdir)
+                rates.setdefault(f"{backend}_{instances}", []).append(eps)
+                progress(
+                    f"round {round_ + 1}: ingest, {backend}, {instances} instance(s): "
+                    f"{eps:,.0f} events/s"
+                )
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    base = medians["node_1"]
     return {
-        "ingest_eps": {k: round(v) for k, v in rates.items()},
-        "ingest_ratio": {k: round(v / base, 3) for k, v in rates.items()},
+        "ingest_rounds": rounds,
+        "ingest_eps": {k: round(v) for k, v in medians.items()},
+        "ingest_ratio": {k: round(v / base, 3) for k, v in medians.items()},
+        "ingest_eps_range": {k: [round(min(v)), round(max(v))] for k, v in rates.items()},
     }
 
 
@@ -294,7 +305,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         backends = {"node": redis_url, "cluster": cluster_url}
         result: dict[str, Any] = {"events": args.events, "partitions": PARTITIONS}
         if "ingest" in args.parts:
-            result |= await ingest(bootstrap, backends, args.events, workdir)
+            result |= await ingest(bootstrap, backends, args.events, args.rounds, workdir)
         if "takeover" in args.parts:
             result |= await takeover(bootstrap, redis_url, args.kills, workdir)
     return result
@@ -303,6 +314,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events to ingest per run")
+    parser.add_argument("--rounds", type=int, default=3, help="ingest runs per configuration")
     parser.add_argument("--kills", type=int, default=5, help="owners to kill for takeover")
     parser.add_argument(
         "--parts", default="ingest,takeover", help="which measurements (comma-separated)"
