@@ -18,7 +18,7 @@
     before the next kill. p50/p95 over
     ``--kills`` kills.
 
-    python bench/scale.py [--events 200000] [--rounds 3] [--kills 5] [--parts ingest,takeover]
+    python bench/scale.py [--events 1000000] [--rounds 3] [--kills 5] [--parts ingest,takeover]
 
 The last line printed is one JSON object. Uses KAFKA_BOOTSTRAP_SERVERS /
 REDIS_URL / REDIS_CLUSTER_URL when set, else starts its own.
@@ -313,7 +313,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="events to ingest per run")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to ingest per run")
     parser.add_argument("--rounds", type=int, default=3, help="ingest runs per configuration")
     parser.add_argument("--kills", type=int, default=5, help="owners to kill for takeover")
     parser.add_argument(
