@@ -90,11 +90,19 @@ async def test_a_flush_held_across_a_rebalance_is_refused(
         store_b = RedisAggregateStore(client_b, settings=settings, topic=events_topic)
         old = Ingest(settings=ingest_settings, metrics=Metrics())
         new = Ingest(settings=ingest_settings, metrics=Metrics())
+        # Member ids start with the client id and the assignor sorts them: the
+        # newcomer, "a-...", is given the topic's one partition when it joins.
         consumer_a = EventConsumer(
-            kafka=kafka, topic=events_topic, listener=old, start_from="earliest"
+            kafka=kafka.model_copy(update={"client_id": "z-old-owner"}),
+            topic=events_topic,
+            listener=old,
+            start_from="earliest",
         )
         consumer_b = EventConsumer(
-            kafka=kafka, topic=events_topic, listener=new, start_from="earliest"
+            kafka=kafka.model_copy(update={"client_id": "a-new-owner"}),
+            topic=events_topic,
+            listener=new,
+            start_from="earliest",
         )
         async with consumer_a:
             task_a = asyncio.create_task(
