@@ -58,12 +58,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.aggregates import CellDelta, CellKey, FlagAggregates
 from controller.core.folding import PartitionDelta
@@ -307,7 +307,7 @@ class Sweep:
         }
 
 
-async def redis_counters(client: aioredis.Redis) -> tuple[float, int]:
+async def redis_counters(client: RedisClient) -> tuple[float, int]:
     """Redis's own CPU seconds (user + sys) and commands processed so far."""
     info = await client.info()  # one command: the cpu and stats sections among others
     used = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -334,7 +334,7 @@ async def sweep(
     engine: Engine,
     flags: list[str],
     *,
-    client: aioredis.Redis,
+    client: RedisClient,
     states: RolloutStore,
     outputs: RecordingOutputs,
     topics: TopicSettings,

@@ -9,6 +9,7 @@ value types, so neither side imports the other to exchange them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
@@ -79,17 +80,23 @@ class OutboxMessage:
     topic: str
     key: str
     value: bytes
+    id: str = field(default="", compare=False)
+    """The outbox entry's id, given when it is saved: publishing is confirmed by it."""
 
     def encode(self) -> bytes:
-        return orjson.dumps({"topic": self.topic, "key": self.key, "value": self.value.decode()})
+        """The outbox entry, with a fresh id unless the message already has one."""
+        entry_id = self.id or uuid.uuid4().hex
+        value = self.value.decode()
+        return orjson.dumps({"id": entry_id, "topic": self.topic, "key": self.key, "value": value})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> OutboxMessage:
         """The message in an outbox entry; an unreadable entry comes back with no topic."""
         try:
             data = orjson.loads(raw)
-            return cls(str(data["topic"]), str(data["key"]), str(data["value"]).encode())
-        except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeError):
+            entry_id = str(data.get("id", ""))
+            return cls(str(data["topic"]), str(data["key"]), str(data["value"]).encode(), entry_id)
+        except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeError, AttributeError):
             return cls("", "", raw.encode() if isinstance(raw, str) else raw)
 
     @property
@@ -154,7 +161,9 @@ class RolloutStates(Protocol):
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome: ...
     async def applied(self, flag: str, command_id: str) -> bool: ...
     async def pending(self, flag: str) -> list[OutboxMessage]: ...
-    async def published(self, flag: str, count: int) -> None: ...
+    async def published(self, flag: str, ids: Sequence[str]) -> int: ...
+    async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool: ...
+    async def end_drain(self, flag: str, token: str) -> None: ...
     async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None: ...
     async def flags(self) -> set[str]: ...
 

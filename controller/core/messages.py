@@ -114,6 +114,13 @@ class _Message(BaseModel):
 
 
 class _FlagEvent(_Message):
+    id: MessageId = Field(
+        description="Unique id of this event, for tracing. Events are not deduplicated by "
+        "it: each record on the topic is counted once (its offset is stored with the "
+        "counts), so a copy the app writes twice counts twice; the app client's "
+        "idempotent producer keeps its own retries from writing copies, where the broker "
+        "supports it."
+    )
     flag: FlagKey
     unit: UnitId = Field(description="The unit (user, session, request) that was assigned.")
     arm: Arm

@@ -45,10 +45,7 @@ from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.gate import evaluate
 from controller.core.machine import step
-from controller.core.messages import (
-    Command,
-    MonitorAlert,
-)
+from controller.core.messages import Command, MonitorAlert
 from controller.core.plan import parse_plan
 from controller.core.rollout import (
     CommandInput,
@@ -128,6 +125,7 @@ class Engine:
         # Last aggregates read per flag, with the stage they belong to.
         self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
         self._stopping = asyncio.Event()
+        self._sweep_now = False
         self._consultations = Consultations(
             advisor=advisor,
             llm=llm or LlmSettings(),
@@ -153,6 +151,10 @@ class Engine:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def sweep_soon(self) -> None:
+        """Gate every owned flag at the next pass: commands partitions were just assigned."""
+        self._sweep_now = True
 
     # -- loops ---------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class Engine:
         sweep = timedelta(seconds=self._settings.sweep_interval_seconds)
         while not await sleep_or_stop(self._settings.gate_interval_seconds, self._stopping):
             now = self._now()
-            full = now - last_sweep >= sweep
+            full, self._sweep_now = self._sweep_now or now - last_sweep >= sweep, False
             passed = self._retrying(lambda f=full: self._gate_pass(control, full=f), "gates")  # type: ignore[misc]
             # A pass that fails for good (a damaged key every pass reads) is
             # reported once and tried again; /readyz shows the loop stalled.

@@ -90,17 +90,22 @@ class Ingest:
         for p in partitions:
             self._owned.pop(p, None)
             self._to_claim.discard(p)
-            # The new owner reports this partition's lag; a stale value here would
-            # read as ingest stalled.
+            # The new owner reports its lag; a stale value here would read as stalled.
             with contextlib.suppress(KeyError):
                 self._metrics.lag.remove(str(p))
-        self._metrics.partitions.set(len(self._owned))
+        self._metrics.owned("events", self._owned)
+        log.info("partitions_revoked", partitions=partitions, owned=self.owned_partition_ids)
 
     # -- lifecycle -------------------------------------------------------------
     @property
     def owned_partitions(self) -> int:
         """How many events partitions this instance owns (claimed) now."""
         return len(self._owned)
+
+    @property
+    def owned_partition_ids(self) -> list[int]:
+        """The events partitions this instance owns (claimed) now."""
+        return sorted(self._owned)
 
     def stalled(self, now: float) -> str | None:
         """Why ingest counts as stalled at monotonic time ``now``, or None.
@@ -180,7 +185,7 @@ class Ingest:
                 continue
             self._to_claim.discard(partition)
             self._owned[partition] = _Owned(epoch=claim.epoch, offset=claim.offset)
-            self._metrics.partitions.set(len(self._owned))
+            self._metrics.owned("events", self._owned)
             await source.seek(partition, claim.offset)
             source.resume([partition])
             log.info(
@@ -305,6 +310,7 @@ class Ingest:
         self.stats.fenced += 1
         if self._owned.get(partition) is owned:
             del self._owned[partition]
+            self._metrics.owned("events", self._owned)
         log.warning("flush_fenced", partition=partition, error=str(exc))
 
     def _applied(self, delta: PartitionDelta, owned: _Owned, outcome: FlushOutcome) -> None:

@@ -46,6 +46,14 @@ class Metrics:
         self.partitions = Gauge(
             "rollout_ingest_partitions", "Events partitions this instance owns.", registry=r
         )
+        self.owned_partitions = Gauge(
+            "rollout_partition_owned",
+            "1 for each partition this instance owns, by role: events (aggregates it "
+            "writes) and commands (flags whose rollouts it runs).",
+            ["role", "partition"],
+            registry=r,
+        )
+        self._owned: dict[str, set[int]] = {}
         self.percent = Gauge(
             "rollout_flag_percent",
             "Share of units served treatment, by flag.",
@@ -108,6 +116,18 @@ class Metrics:
                 log.warning("alert", flag=flag, kind=action.kind, summary=action.summary)
             elif rollout is not None:
                 self.percent.labels(flag).set(rollout.percent)
+
+    def owned(self, role: str, partitions: Iterable[int]) -> None:
+        """Show exactly ``partitions`` as owned in ``role``; drop the series of the others."""
+        now, before = set(partitions), self._owned.get(role, set())
+        if role == "events":
+            self.partitions.set(len(now))
+        for p in before - now:
+            with contextlib.suppress(KeyError):
+                self.owned_partitions.remove(role, str(p))
+        for p in now:
+            self.owned_partitions.labels(role, str(p)).set(1)
+        self._owned[role] = now
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

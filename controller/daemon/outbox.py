@@ -2,8 +2,10 @@
 
 The engine saves a flag's new state and the messages it implies in one
 compare-and-set; :meth:`Outbox.drain` then publishes those messages in order
-and drops them only once the broker has them, so a crash in between
-republishes them (consumers deduplicate by message id). A message the broker
+and drops them, by entry id, only once the broker has them, so a crash in
+between republishes them (consumers deduplicate by message id). One drain of
+a flag runs at a time across instances (a lease in the store), so the drain
+at start-up and the owner's never interleave a flag's messages. A message the broker
 refuses for good (too large, not writable) or an entry that cannot be read is
 moved to the flag's quarantine with an alert, so the messages after it, a
 kill above all, still go out.
@@ -11,6 +13,8 @@ kill above all, still go out.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -24,6 +28,9 @@ from controller.ports import OutboxMessage, Outputs, RolloutStates, StateWrite
 from controller.settings import TopicSettings
 
 log = structlog.get_logger("controller.daemon.outbox")
+
+DRAIN_LEASE_MS = 10_000
+"""How long a drain's lease lasts unless renewed: a crashed drainer blocks others this long."""
 
 
 class Outbox:
@@ -42,15 +49,38 @@ class Outbox:
         self._metrics, self._now = metrics, clock
 
     async def drain(self, flag: str) -> None:
-        """Publish ``flag``'s pending messages in order; quarantine any that never can go."""
+        """Publish ``flag``'s pending messages in order; quarantine any that never can go.
+
+        Holds the flag's drain lease throughout, waiting for another instance's
+        drain to end first, and drains until the outbox is empty, so a message
+        saved while another drain held the lease is published by one of them.
+        """
+        token = uuid.uuid4().hex
+        await self._hold(flag, token)
+        try:
+            await self._drain_held(flag, token)
+        finally:
+            await self._states.end_drain(flag, token)
+
+    async def _hold(self, flag: str, token: str) -> None:
+        """Wait until this drain holds ``flag``'s lease (at most the lease's life)."""
+        delay = 0.01
+        while not await self._states.hold_drain(flag, token, ttl_ms=DRAIN_LEASE_MS):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def _drain_held(self, flag: str, token: str) -> None:
         pending = await self._states.pending(flag)
         while pending:
             sent, refusal = await self._publish(pending)
+            dropped = 0
             if sent:
-                await self._states.published(flag, sent)
-            if refusal is None:
-                return
-            await self._quarantine(flag, refusal)
+                dropped = await self._states.published(flag, [m.id for m in pending[:sent]])
+            if refusal is not None:
+                await self._quarantine(flag, refusal)
+            elif dropped == 0:
+                return  # confirmed by another drain, or already gone: nothing to repeat
+            await self._states.hold_drain(flag, token, ttl_ms=DRAIN_LEASE_MS)
             pending = await self._states.pending(flag)
 
     async def _publish(self, messages: list[OutboxMessage]) -> tuple[int, str | None]:

@@ -68,7 +68,8 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         await _wait_for_redis(store, stop)
-        kafka = await _connect_kafka(stack, settings, ingest)
+        ownership = _Ownership(metrics)
+        kafka = await _connect_kafka(stack, settings, ingest, ownership)
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
@@ -87,11 +88,14 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             dead_letters=kafka.dead_letters,
             history=recorder,
         )
+        ownership.engine = engine
         if settings.http.enabled:
             console = ConsoleData(
                 states=states, history=gate_history, status=engine.status, clock=_utcnow
             )
-            parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs, console)
+            parts = _Parts(
+                metrics, store, states, ingest, engine, kafka.outputs, console, kafka.control
+            )
             await stack.enter_async_context(_http_server(settings, parts))
         services = {
             "ingest": (
@@ -112,7 +116,23 @@ class _Kafka:
     events: EventConsumer
 
 
-async def _connect_kafka(stack: AsyncExitStack, settings: Settings, ingest: Ingest) -> _Kafka:
+@dataclass(slots=True)
+class _Ownership:
+    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
+
+    metrics: Metrics
+    engine: Engine | None = None
+
+    def assigned(self, owned: list[int]) -> None:
+        log.info("commands_partitions_assigned", partitions=owned)
+        self.metrics.owned("commands", owned)
+        if self.engine is not None:  # flags taken over from a lost instance: gate them now
+            self.engine.sweep_soon()
+
+
+async def _connect_kafka(
+    stack: AsyncExitStack, settings: Settings, ingest: Ingest, ownership: _Ownership
+) -> _Kafka:
     """Create missing topics, then start the producer and both consumers."""
     if settings.kafka.create_topics:
         created = await ensure_topics(settings.kafka, settings.topics)
@@ -121,7 +141,10 @@ async def _connect_kafka(stack: AsyncExitStack, settings: Settings, ingest: Inge
     producer = await stack.enter_async_context(Producer(kafka=settings.kafka))
     topics = settings.topics
     control = ControlConsumer(
-        kafka=settings.kafka, commands=topics.commands, monitors=topics.monitors
+        kafka=settings.kafka,
+        commands=topics.commands,
+        monitors=topics.monitors,
+        on_assignment=ownership.assigned,
     )
     events = EventConsumer(
         kafka=settings.kafka,
@@ -148,6 +171,7 @@ class _Parts:
     engine: Engine
     outputs: Publisher
     console: ConsoleData
+    control: ControlConsumer
 
 
 def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
@@ -163,7 +187,7 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
     return HttpServer(
         host=settings.http.host,
         port=settings.http.port,
-        readiness=lambda: _readiness(parts.store, parts.ingest, parts.engine, settings),
+        readiness=lambda: _readiness(parts, settings),
         flags=lambda: _flag_states(parts.states),
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
@@ -205,21 +229,29 @@ async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grac
     return EXIT_OK
 
 
-async def _readiness(
-    store: RedisAggregateStore, ingest: Ingest, engine: Engine, settings: Settings
-) -> tuple[bool, dict[str, Any]]:
-    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled."""
+async def _readiness(parts: _Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
+    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled.
+
+    The detail names the partitions this instance owns: the events partitions
+    whose aggregates it writes and the commands partitions whose flags it gates.
+    """
+    owned = {
+        "partitions": parts.ingest.owned_partitions,
+        "events_partitions": parts.ingest.owned_partition_ids,
+        "commands_partitions": parts.control.owned_partitions(),
+    }
     try:
-        await store.ping()
+        await parts.store.ping()
     except ControllerError as exc:
-        return False, {"reason": f"redis: {exc}"}
-    if ingest.owned_partitions == 0:
-        return False, {"reason": "no events partitions assigned yet"}
+        return False, {"reason": f"redis: {exc}", **owned}
+    if parts.ingest.owned_partitions == 0:
+        return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()
-    stall = ingest.stalled(now) or _loop_stalled(engine, now, settings.engine.stall_after_seconds)
+    limit = settings.engine.stall_after_seconds
+    stall = parts.ingest.stalled(now) or _loop_stalled(parts.engine, now, limit)
     if stall is not None:
-        return False, {"reason": stall, "partitions": ingest.owned_partitions}
-    return True, {"partitions": ingest.owned_partitions}
+        return False, {"reason": stall, **owned}
+    return True, owned
 
 
 def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:

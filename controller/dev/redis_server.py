@@ -71,6 +71,7 @@ class RedisServer:
         binary: str | None = None,
         port: int | None = None,
         startup_timeout: float = 10.0,
+        extra_args: list[str] | None = None,
     ) -> None:
         resolved = binary or redis_server_binary()
         if resolved is None:
@@ -85,6 +86,7 @@ class RedisServer:
         self.persistent = persistent
         self.startup_timeout = startup_timeout
         self._port = port if port is not None else free_port()
+        self._extra_args = list(extra_args or [])
         self._process: ManagedProcess | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -129,7 +131,7 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        return args
+        return args + self._extra_args
 
     def _ping(self) -> bool:
         """Whether the server answers PING with PONG (not LOADING while the AOF is replayed).

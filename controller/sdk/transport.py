@@ -113,16 +113,42 @@ class Outcome:
 
 
 class EventProducer:
-    """A producer of one topic that reports, per message, whether it went, may go, or never will."""
+    """A producer of one topic that reports, per message, whether it went, may go, or never will.
+
+    Idempotent where the broker allows it: Kafka then drops the copies a
+    retried send would otherwise write, so the client's own retries cannot
+    double-count an event. :meth:`start` asks the broker for a producer id
+    once; a broker that refuses (an old Kafka, the embedded tansu) gets a
+    plain producer, and a warning says so.
+    """
 
     def __init__(self, kafka: KafkaSettings, *, topic: str, request_timeout_ms: int) -> None:
         self._topic = topic
-        self._producer = AIOKafkaProducer(
-            **kafka.client_options(), linger_ms=20, request_timeout_ms=request_timeout_ms
-        )
+        self._options = {
+            **kafka.client_options(),
+            "linger_ms": 20,
+            "request_timeout_ms": request_timeout_ms,
+        }
+        self.idempotent = True
+        self._producer = AIOKafkaProducer(**self._options, enable_idempotence=True)
 
     async def start(self) -> None:
         """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
+        try:
+            await self._start()
+        except BrokerError as exc:
+            if exc.retriable or not self.idempotent:
+                raise
+            log.warning(
+                "idempotent_producer_unsupported: %s; sending without it, so a retried "
+                "send may write an event twice",
+                exc,
+            )
+            self.idempotent = False
+            self._producer = AIOKafkaProducer(**self._options, enable_idempotence=False)
+            await self._start()
+
+    async def _start(self) -> None:
         try:
             with _translated():
                 await self._producer.start()

@@ -34,13 +34,18 @@ class KafkaSettings(_Group):
     sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
     ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
     session_timeout_ms: int = Field(
-        default=10_000,
+        default=6000,
         ge=1000,
         description="A member silent this long leaves the group; a crashed instance's "
-        "partitions move to the others after it.",
+        "partitions move to the others after it (takeover takes about this plus "
+        "heartbeat_interval_ms plus 1-2 s). Kafka brokers refuse less than their "
+        "group.min.session.timeout.ms (6000 by default).",
     )
     heartbeat_interval_ms: int = Field(
-        default=3000, ge=100, description="Heartbeats to the group coordinator."
+        default=1000,
+        ge=100,
+        description="Heartbeats to the group coordinator; the survivors of a crash learn "
+        "of the rebalance at their next heartbeat. Keep it under a third of the session.",
     )
     replication_factor: int = Field(
         default=1, ge=1, description="Replication of the topics the controller creates."
@@ -97,7 +102,13 @@ class RedisSettings(_Group):
 
     url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        description="Redis URL; use rediss:// for TLS. Put the password in `password`.",
+        description="Redis URL; use rediss:// for TLS, redis+cluster://host:port[,host:port] "
+        "for a Redis Cluster, redis+sentinel://host:port[,host:port]/<service> for a master "
+        "behind Redis Sentinel. Put the password in `password`.",
+    )
+    cluster: bool = Field(
+        default=False,
+        description="The URL names a node of a Redis Cluster (the same as redis+cluster://).",
     )
     password: SecretStr | None = Field(default=None, description="Redis password.")
     key_prefix: str = Field(

@@ -65,6 +65,11 @@ async def test_health_readiness_metrics_and_flags(rig: Rig, tmp_path: Path) -> N
         while sample(before, "rollout_ingest_partitions") < 4:  # claims arrive one by one
             assert time.monotonic() < deadline, before
             before = (await wait_status(f"{base}/metrics", 200)).text
+        # It says which partitions it owns: the events ones and the commands ones (its flags).
+        owned = (await wait_status(f"{base}/readyz", 200)).json()
+        assert owned["events_partitions"] == [0, 1, 2, 3]
+        assert owned["commands_partitions"]
+        assert 'rollout_partition_owned{partition="3",role="events"} 1.0' in before
         events = [make_event(random.Random(5), i) for i in range(1000)]
         await rig.produce_events(events)
         await rig.produce([(b"k", b"{broken")])

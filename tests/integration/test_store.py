@@ -1,19 +1,21 @@
-"""The Redis store against a real Redis: exactness, replays, fencing, TTL."""
+"""The Redis store against a real Redis, one node and a 3-master cluster: exactness,
+replays, fencing, TTL."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.client import RedisClient
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import FencedError
 from controller.core.folding import PartitionDelta, fold
@@ -38,7 +40,28 @@ def decoded(event: dict[str, Any]) -> InEvent:
     return result
 
 
-def store_for(client: aioredis.Redis, prefix: str, *, ttl: int = 3600) -> RedisAggregateStore:
+@pytest.fixture(params=["node", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The session's single Redis node, then its 3-master Redis Cluster."""
+    name = "redis_url" if request.param == "node" else "redis_cluster_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def store_client(store_url: str, redis_namespace: str) -> AsyncIterator[RedisClient]:
+    """A client of ``store_url``; the namespace's keys are deleted at teardown (every node)."""
+    async with connect(RedisSettings(url=store_url)) as client:
+        yield client
+        await drop_keys(client, redis_namespace)
+
+
+async def drop_keys(client: RedisClient, prefix: str) -> None:
+    keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+    for key in keys:  # one by one: on a cluster, keys of several slots
+        await client.delete(key)
+
+
+def store_for(client: RedisClient, prefix: str, *, ttl: int = 3600) -> RedisAggregateStore:
     settings = RedisSettings(key_prefix=prefix, aggregate_ttl_seconds=ttl)
     return RedisAggregateStore(client, settings=settings, topic="events")
 
@@ -95,7 +118,7 @@ async def _check_against_reference(
     replays=st.lists(st.integers(0, 30), max_size=6),
 )
 def test_store_equals_reference_fold(
-    redis_url: str, seed: int, n: int, cuts: list[int], replays: list[int]
+    store_url: str, seed: int, n: int, cuts: list[int], replays: list[int]
 ) -> None:
     """Random event mixes, random batch boundaries and redelivered batches: exact sums."""
     rng = random.Random(seed)
@@ -103,21 +126,19 @@ def test_store_equals_reference_fold(
 
     async def scenario() -> None:
         prefix = f"prop{seed}-{rng.randrange(1 << 30)}"
-        async with connect(RedisSettings(url=redis_url)) as client:
+        async with connect(RedisSettings(url=store_url)) as client:
             store = store_for(client, prefix)
             try:
                 await _flush_stream(store, events, cuts, replays)
                 await _check_against_reference(store, events)
             finally:
-                keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
-                if keys:
-                    await client.delete(*keys)
+                await drop_keys(client, prefix)
 
     asyncio.run(scenario())
 
 
-async def test_stale_epoch_is_refused(redis_client: aioredis.Redis, redis_namespace: str) -> None:
-    store = store_for(redis_client, redis_namespace)
+async def test_stale_epoch_is_refused(store_client: RedisClient, redis_namespace: str) -> None:
+    store = store_for(store_client, redis_namespace)
     old = await store.claim(0)
     new = await store.claim(0)  # a second owner took the partition over
     assert new.epoch == old.epoch + 1
@@ -135,10 +156,8 @@ def delta_flag(delta: PartitionDelta) -> str:
     return next(iter(delta.cells))[0]
 
 
-async def test_offset_conflict_is_refused(
-    redis_client: aioredis.Redis, redis_namespace: str
-) -> None:
-    store = store_for(redis_client, redis_namespace)
+async def test_offset_conflict_is_refused(store_client: RedisClient, redis_namespace: str) -> None:
+    store = store_for(store_client, redis_namespace)
     claim = await store.claim(1)
     first = PartitionDelta(partition=1, next_offset=10)
     assert await store.flush(first, epoch=claim.epoch, expected_offset=None) is FlushOutcome.APPLIED
@@ -148,20 +167,20 @@ async def test_offset_conflict_is_refused(
 
 
 async def test_keys_carry_a_ttl_and_share_a_slot(
-    redis_client: aioredis.Redis, redis_namespace: str
+    store_client: RedisClient, redis_namespace: str
 ) -> None:
-    store = store_for(redis_client, redis_namespace, ttl=600)
+    store = store_for(store_client, redis_namespace, ttl=600)
     claim = await store.claim(2)
     delta = PartitionDelta(partition=2, next_offset=1)
     delta.rejects["malformed_json"] += 1
     fold([decoded(make_event(random.Random(2), 1))], delta.cells)
     await store.flush(delta, epoch=claim.epoch, expected_offset=None)
     keys = [
-        k.decode() async for k in redis_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
+        k.decode() async for k in store_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
     ]
     assert len(keys) == 6  # meta, rejects, flags, dirty, aggregate, units
     for key in keys:
-        ttl = await redis_client.ttl(key)
+        ttl = await store_client.ttl(key)
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert await store.rejects() == {"malformed_json": 1}

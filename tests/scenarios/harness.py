@@ -138,6 +138,10 @@ class Scenario:
         )
         return env
 
+    def daemon_env(self) -> dict[str, str]:
+        """The environment of this world's daemons, extra settings included."""
+        return {**self._env(), **self._extra}
+
     def configure(self, **env: str) -> None:
         """Extra settings for the daemon (before it starts)."""
         self._extra.update(env)
@@ -286,6 +290,17 @@ class Scenario:
                     self.events_sent += 1
                 i += 1
             await asyncio.sleep(tick)
+
+    async def stop_apps(self) -> None:
+        """Stop every simulated app and wait until the broker has all they sent."""
+        apps = [t for t in self._tasks if t.get_name().startswith("app-")]
+        for task in apps:
+            task.cancel()
+        for task in apps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._producer is not None:
+            await self._producer.flush()
 
     # -- waiting and reading -------------------------------------------------------------
 

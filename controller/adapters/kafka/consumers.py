@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -32,6 +33,17 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._target.partitions_assigned(sorted(tp.partition for tp in assigned))
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Nothing to hand over: a flag's state lives in Redis."""
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._changed()
 
 
 class EventConsumer(ClientLifecycle):
@@ -108,9 +120,17 @@ class ControlConsumer(ClientLifecycle):
     docs/architecture.md, *Scaling and failover*).
     """
 
-    def __init__(self, *, kafka: KafkaSettings, commands: str, monitors: str) -> None:
+    def __init__(
+        self,
+        *,
+        kafka: KafkaSettings,
+        commands: str,
+        monitors: str,
+        on_assignment: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self._commands = commands
         self._topics = [commands, monitors]
+        self._on_assignment = on_assignment
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=f"{kafka.group_id}.control",
@@ -121,7 +141,17 @@ class ControlConsumer(ClientLifecycle):
         )
 
     async def _on_started(self) -> None:
-        self._consumer.subscribe(self._topics)
+        self._consumer.subscribe(self._topics, listener=_AssignmentListener(self._assigned))
+
+    def _assigned(self) -> None:
+        if self._on_assignment is not None:
+            self._on_assignment(self.owned_partitions())
+
+    def owned_partitions(self) -> list[int]:
+        """The commands partitions assigned to this instance: whose flags it gates."""
+        return sorted(
+            tp.partition for tp in self._consumer.assignment() if tp.topic == self._commands
+        )
 
     async def fetch(self, *, timeout_ms: int) -> list[Record]:
         """The next records of both topics, in order per partition."""

@@ -22,21 +22,23 @@ error because events are keyed by unit id, so each unit lives on one partition.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
+from controller.adapters.redis.client import RedisClient, connect, translated
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.errors import FencedError, FlushRefused, StoreError, StoreUnavailable
+from controller.core.errors import FencedError, FlushRefused
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
+
+__all__ = ["RedisAggregateStore", "connect", "translated"]
 
 _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -44,14 +46,14 @@ return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 """
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
 _msgpack = msgspec.msgpack.Encoder()
-_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 class RedisAggregateStore:
     """Aggregates and partition offsets of one events topic, in Redis."""
 
-    def __init__(self, client: aioredis.Redis, *, settings: RedisSettings, topic: str) -> None:
+    def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
         self._redis = client
+        self._cluster = isinstance(client, RedisCluster)
         self._prefix = settings.key_prefix
         self._topic = topic
         self._ttl = settings.aggregate_ttl_seconds
@@ -166,70 +168,61 @@ class RedisAggregateStore:
         return totals
 
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
-        """Both arms of ``flag`` summed over ``versions`` and every partition."""
+        """Both arms of ``flag`` summed over ``versions`` and every partition.
+
+        The unit count of one partition and arm is one ``PFCOUNT`` over the
+        HyperLogLogs of every version (a union: a unit seen under two versions
+        counts once). On one node everything goes in one pipeline, one round
+        trip. A cluster pipeline refuses multi-key commands even within one
+        slot, so there the hashes go in a pipeline (split by node) and the
+        ``PFCOUNT`` calls, one per partition and arm, run concurrently beside it.
+        """
         wanted = sorted(set(versions))
         parts = await self.partitions()
-        arms = (Arm.TREATMENT, Arm.CONTROL)
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for p, arm in ((p, arm) for p in parts for arm in arms):
-                tag = self._tag(p)
-                for v in wanted:
-                    pipe.hgetall(f"{tag}:a:{flag}:{v}:{arm}")
-                pipe.pfcount(*[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] or [f"{tag}:none"])
+        cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
+        hashes = [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
+        units = [[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] for tag, arm in cells]
+        async with translated():
+            rows, counts = await self._read(hashes, [keys for keys in units if keys])
+        per_cell = iter(counts)
+        return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
+
+    async def _read(self, hashes: list[str], units: list[list[str]]) -> tuple[list[Any], list[int]]:
+        """``HGETALL`` of each hash and ``PFCOUNT`` of each group of HyperLogLogs."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in hashes:
+                pipe.hgetall(key)
+            if self._cluster:
+                rows, *counts = await asyncio.gather(
+                    pipe.execute(), *(self._redis.pfcount(*keys) for keys in units)
+                )
+                return rows, [int(c) for c in counts]
+            for keys in units:
+                pipe.pfcount(*keys)
             results = await pipe.execute()
-        return _sum_arms(flag, wanted, results, len(parts))
+        split = len(hashes)
+        return results[:split], [int(c) for c in results[split:]]
 
 
-def _sum_arms(flag: str, versions: list[int], results: list[Any], n_parts: int) -> FlagAggregates:
-    """Sum pipeline results laid out as partition, arm, then (versions..., pfcount)."""
+def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int]) -> FlagAggregates:
+    """Sum hash rows laid out as partition, arm, version, and unit counts as partition, arm."""
     fields: dict[Arm, dict[str, float]] = {Arm.TREATMENT: {}, Arm.CONTROL: {}}
-    units = {Arm.TREATMENT: 0, Arm.CONTROL: 0}
-    stride = len(versions) + 1
-    for index in range(n_parts * 2):
+    totals = {Arm.TREATMENT: 0, Arm.CONTROL: 0}
+    stride = len(versions)
+    for index, count in enumerate(units):
         arm = Arm.TREATMENT if index % 2 == 0 else Arm.CONTROL
-        chunk = results[index * stride : (index + 1) * stride]
-        for row in chunk[:-1]:
+        for row in rows[index * stride : (index + 1) * stride]:
             for name, value in row.items():
                 key = _text(name)
                 fields[arm][key] = fields[arm].get(key, 0) + float(value)
-        units[arm] += int(chunk[-1])
+        totals[arm] += count
     return FlagAggregates(
         flag=flag,
         versions=frozenset(versions),
-        treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=units[Arm.TREATMENT]),
-        control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=units[Arm.CONTROL]),
+        treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
+        control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
     )
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@asynccontextmanager
-async def translated() -> AsyncIterator[None]:
-    """Translate redis-py errors into the controller's tree at this edge."""
-    try:
-        yield
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"redis unreachable: {exc}") from exc
-    except redis_errors.BusyLoadingError as exc:
-        raise StoreUnavailable(f"redis is loading its data set: {exc}") from exc
-    except redis_errors.RedisError as exc:
-        raise StoreError(f"redis error: {exc}") from exc
-
-
-@asynccontextmanager
-async def connect(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client for ``settings``, closed on exit."""
-    password = settings.password.get_secret_value() if settings.password else None
-    client = aioredis.Redis.from_url(
-        settings.url,
-        password=password,
-        socket_timeout=5.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=10,
-    )
-    try:
-        yield client
-    finally:
-        await client.aclose()

@@ -8,12 +8,19 @@ Keys (``P`` is the key prefix)::
     P:rollouts               set: flags that have a rollout
     P:claim:<id>             string with a TTL: a webhook delivery already accepted
     {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
+    {P:flag:<flag>}:draining string with a TTL: the instance draining the outbox now
 
 The state, its outbox and the flag's applied command ids share a hash tag, so
 one Lua script saves a new state, the messages it implies and the id of the
 command that caused it, atomically: a crash after the save republishes the
 messages on restart (at-least-once; consumers deduplicate by message id), and
 a redelivered or retried command is recognised as already applied.
+
+Each outbox entry carries an id. A drain confirms what the broker acknowledged
+by those ids (the head of the list is dropped only while it is one of them),
+never by a count, so a message appended meanwhile is never dropped; and one
+drain at a time holds the flag's ``draining`` lease, so two instances never
+publish one flag's messages interleaved (an older flag state after a newer).
 
 A stored state or outbox entry that cannot be read is reported, not raised as
 a crash: :meth:`RolloutStore.load` raises a permanent :class:`StoreError`
@@ -23,11 +30,12 @@ back with an empty topic, so the engine can quarantine it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from controller.adapters.redis.aggregates import translated
+from controller.adapters.redis.client import RedisClient, translated
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.ports import Loaded, OutboxMessage, SaveOutcome, StateWrite
@@ -72,15 +80,49 @@ return entry
 """
 QUARANTINE_KEEP = 100
 
+# KEYS: outbox   ARGV: ids of entries the broker acknowledged
+# Drops the head of the outbox while its id is one of them; returns how many it dropped.
+_PUBLISHED = """
+local confirmed = {}
+for i = 1, #ARGV do confirmed[ARGV[i]] = true end
+local dropped = 0
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local ok, entry = pcall(cjson.decode, head)
+  if not ok or type(entry) ~= 'table' or not confirmed[tostring(entry['id'] or '')] then break end
+  redis.call('LPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
+"""
+
+# KEYS: lease   ARGV: token, ttl ms. Takes or renews the lease; 1 if this token holds it.
+_HOLD = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: lease   ARGV: token. Releases the lease if this token still holds it.
+_END = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RolloutStore:
     """Rollout state per flag, saved with compare-and-set together with its outbox."""
 
-    def __init__(self, client: aioredis.Redis, *, settings: RedisSettings) -> None:
+    def __init__(self, client: RedisClient, *, settings: RedisSettings) -> None:
         self._redis = client
         self._prefix = settings.key_prefix
         self._save = client.register_script(_SAVE)
         self._quarantine = client.register_script(_QUARANTINE)
+        self._published = client.register_script(_PUBLISHED)
+        self._hold = client.register_script(_HOLD)
+        self._end = client.register_script(_END)
 
     def _key(self, flag: str, part: str) -> str:
         return f"{{{self._prefix}:flag:{flag}}}:{part}"
@@ -127,10 +169,27 @@ class RolloutStore:
             raw = await self._redis.lrange(self._key(flag, "outbox"), 0, -1)
         return [OutboxMessage.decode(r) for r in raw]
 
-    async def published(self, flag: str, count: int) -> None:
-        """Drop the ``count`` oldest outbox messages: the broker has them."""
+    async def published(self, flag: str, ids: Sequence[str]) -> int:
+        """Drop the messages ``ids`` from the head of the outbox: the broker has them.
+
+        Returns how many were dropped (fewer when another drain confirmed some first).
+        """
+        if not ids:
+            return 0
         async with translated():
-            await self._redis.ltrim(self._key(flag, "outbox"), count, -1)
+            dropped = await self._published(keys=[self._key(flag, "outbox")], args=list(ids))
+        return int(dropped)
+
+    async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool:
+        """Take or renew ``flag``'s drain lease for ``ttl_ms``; False if another holds it."""
+        async with translated():
+            held = await self._hold(keys=[self._key(flag, "draining")], args=[token, ttl_ms])
+        return bool(held)
+
+    async def end_drain(self, flag: str, token: str) -> None:
+        """Give the drain lease back, if ``token`` still holds it."""
+        async with translated():
+            await self._end(keys=[self._key(flag, "draining")], args=[token])
 
     async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None:
         """Move ``flag``'s oldest outbox message to its quarantine, with ``reason``."""
