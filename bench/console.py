@@ -46,13 +46,13 @@ from typing import Any
 
 import httpx
 import orjson
-import redis.asyncio as aioredis
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.http import HttpServer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core import history
@@ -118,7 +118,7 @@ def arm(seconds: float, share: float, rng: random.Random) -> ArmAggregate:
 # -- part 1: the history's cost ---------------------------------------------------------------
 
 
-async def history_cost(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
+async def history_cost(client: RedisClient, prefix: str) -> dict[str, Any]:
     settings = HistorySettings()
     store = RedisGateHistory(client, settings=RedisSettings(key_prefix=prefix), history=settings)
     recorder = Recorder(store=store, settings=settings, topics=TopicSettings())
@@ -161,7 +161,7 @@ async def history_cost(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
 # -- part 2: the pages with 1,000 rollouts ------------------------------------------------------
 
 
-async def fill(client: aioredis.Redis, prefix: str, n: int) -> list[Rollout]:
+async def fill(client: RedisClient, prefix: str, n: int) -> list[Rollout]:
     rng = random.Random(11)
     now = datetime.now(UTC)
     states = RolloutStore(client, settings=RedisSettings(key_prefix=prefix))
@@ -213,9 +213,7 @@ async def timed(http: httpx.AsyncClient, path: str, n: int) -> dict[str, float]:
     }
 
 
-async def page_latency(
-    client: aioredis.Redis, prefix: str, n: int, requests: int
-) -> dict[str, Any]:
+async def page_latency(client: RedisClient, prefix: str, n: int, requests: int) -> dict[str, Any]:
     redis_settings = RedisSettings(key_prefix=prefix)
     made = await fill(client, prefix, n)
     progress(f"{n} rollouts with history written")

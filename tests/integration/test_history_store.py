@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from controller.adapters.redis.client import RedisClient, connect
 from controller.adapters.redis.history import MAX_MESSAGE_BYTES, RedisGateHistory
 from controller.settings import HistorySettings, RedisSettings
+from tests.integration.test_store import drop_keys
 
 pytestmark = pytest.mark.integration
 
 
-def store(client: aioredis.Redis, prefix: str, **changes: int) -> RedisGateHistory:
+@pytest.fixture(params=["node", "cluster"])
+async def redis_client(
+    request: pytest.FixtureRequest, redis_namespace: str
+) -> AsyncIterator[RedisClient]:
+    """A client of the session's single Redis node, then of its 3-master Redis Cluster."""
+    url = str(
+        request.getfixturevalue("redis_url" if request.param == "node" else "redis_cluster_url")
+    )
+    async with connect(RedisSettings(url=url)) as client:
+        yield client
+        await drop_keys(client, redis_namespace)
+
+
+def store(client: RedisClient, prefix: str, **changes: int) -> RedisGateHistory:
     history = HistorySettings(max_points_per_stage=10, decisions_kept=10, alerts_kept=3, **changes)  # type: ignore[arg-type]
     return RedisGateHistory(client, settings=RedisSettings(key_prefix=prefix), history=history)
 
 
 async def test_points_are_capped_per_stage_and_expire(
-    redis_client: aioredis.Redis, redis_namespace: str
+    redis_client: RedisClient, redis_namespace: str
 ) -> None:
     history = store(redis_client, redis_namespace, ttl_seconds=3600)
     for i in range(25):
@@ -39,7 +55,7 @@ async def test_points_are_capped_per_stage_and_expire(
 
 
 async def test_messages_per_flag_and_recent_alerts_across_flags(
-    redis_client: aioredis.Redis, redis_namespace: str
+    redis_client: RedisClient, redis_namespace: str
 ) -> None:
     history = store(redis_client, redis_namespace)
     await history.append_message("a", b'{"type": "decision"}', alert=False)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from controller.adapters.redis.aggregates import translated
+from controller.adapters.redis.client import RedisClient
 from controller.settings import HistorySettings, RedisSettings
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -29,7 +28,7 @@ class RedisGateHistory:
     """:class:`~controller.ports.GateHistory` in Redis lists."""
 
     def __init__(
-        self, client: aioredis.Redis, *, settings: RedisSettings, history: HistorySettings
+        self, client: RedisClient, *, settings: RedisSettings, history: HistorySettings
     ) -> None:
         self._redis = client
         self._prefix = settings.key_prefix
