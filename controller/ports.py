@@ -20,6 +20,7 @@ from controller.core.advice import AdvisorResult
 from controller.core.aggregates import FlagAggregates
 from controller.core.folding import PartitionDelta
 from controller.core.rollout import Rollout
+from controller.core.serving import Applied, Serving, Target
 
 # -- values -------------------------------------------------------------------------
 
@@ -195,3 +196,24 @@ class Claims(Protocol):
 
     async def claim(self, claim_id: str, *, ttl_s: int) -> bool: ...
     async def release(self, claim_id: str) -> None: ...
+
+
+# -- what the flag-backend sync needs (#14) ------------------------------------------------
+
+
+class FlagBackend(Protocol):
+    """A flag platform serving rollouts (Unleash): read back what it serves, make it serve.
+
+    Both raise a retriable :class:`~controller.core.errors.ControllerError`
+    while the platform cannot be reached; ``write`` is idempotent.
+    """
+
+    async def read(self, target: Target) -> Serving: ...
+    async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None: ...
+
+
+class AppliedRecords(Protocol):
+    """What the sync applied last for each flag, kept where the rollout state is."""
+
+    async def get(self, flag: str) -> Applied | None: ...
+    async def put(self, flag: str, record: Applied) -> None: ...

@@ -30,9 +30,12 @@ from controller.adapters.kafka import (
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError
+from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
@@ -69,6 +72,21 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
         states = RolloutStore(client, settings=settings.redis)
+        outputs: Publisher | NudgingOutputs = kafka.outputs
+        sync = None
+        if settings.unleash.enabled:  # rollouts served from Unleash too (#14)
+            sync = BackendSync(
+                backend=await stack.enter_async_context(UnleashAdmin(settings.unleash)),
+                records=AppliedStore(client, settings=settings.redis),
+                states=states,
+                settings=settings.unleash,
+                topics=settings.topics,
+                outputs=kafka.outputs,
+                owns=kafka.control.owns,
+            )
+            outputs = NudgingOutputs(
+                kafka.outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
+            )
         engine = Engine(
             settings=settings.engine,
             llm=settings.llm,
@@ -77,7 +95,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             topics=settings.topics,
             states=states,
             aggregates=store,
-            outputs=kafka.outputs,
+            outputs=outputs,
             dead_letters=kafka.dead_letters,
         )
         if settings.http.enabled:
@@ -90,6 +108,9 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
         }
+        if sync is not None:
+            sync.attach(engine.apply)
+            services["backends"] = (sync.run(), sync.stop)
         return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
     return EXIT_OK  # pragma: no cover - the context above always returns
 

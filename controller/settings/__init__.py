@@ -32,6 +32,7 @@ from controller.settings.groups import (
     RedisSettings,
     TopicSettings,
 )
+from controller.settings.unleash import UnleashSettings
 
 __all__ = [
     "EngineSettings",
@@ -43,6 +44,7 @@ __all__ = [
     "RedisSettings",
     "Settings",
     "TopicSettings",
+    "UnleashSettings",
     "load_settings",
     "mask_url",
 ]
@@ -67,6 +69,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    unleash: UnleashSettings = Field(default_factory=UnleashSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
