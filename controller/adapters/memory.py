@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.rollout import Rollout
+from controller.core.serving import Applied
 from controller.ports import DeadLetter, Loaded, OutboxMessage, Record, SaveOutcome, StateWrite
 
 
@@ -120,3 +121,16 @@ class MemoryDeadLetters:
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+
+
+@dataclass
+class MemoryApplied:
+    """:class:`~controller.ports.AppliedRecords` in a dictionary."""
+
+    records: dict[str, Applied] = field(default_factory=dict)
+
+    async def get(self, flag: str) -> Applied | None:
+        return self.records.get(flag)
+
+    async def put(self, flag: str, record: Applied) -> None:
+        self.records[flag] = record

@@ -188,7 +188,9 @@ def parse_feature(body: Any, target: Target) -> Serving:
     enabled = env.get("enabled") is True
     strategies = env.get("strategies")
     for strategy in (strategies if isinstance(strategies, list) else [])[:1000]:
-        parameters = strategy.get("parameters") if isinstance(strategy, dict) else None
+        if not isinstance(strategy, dict):
+            continue
+        parameters = strategy.get("parameters")
         if (
             strategy.get("name") == STRATEGY
             and isinstance(parameters, dict)
