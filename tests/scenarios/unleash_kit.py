@@ -80,7 +80,11 @@ class Person:
         if answer.status_code == httpx.codes.NOT_FOUND:
             return None
         answer.raise_for_status()
-        env = next(e for e in answer.json()["environments"] if e["name"] == self.server.environment)
+        environment = self.server.environment
+        envs = [e for e in answer.json()["environments"] if e["name"] == environment]
+        if not envs:  # a feature being created may not list its environments yet
+            return {"enabled": False, "strategies": 0}
+        env = envs[0]
         strategies = [s for s in env["strategies"] if s["name"] == "flexibleRollout"]
         out: dict[str, Any] = {"enabled": env["enabled"], "strategies": len(env["strategies"])}
         if strategies:
