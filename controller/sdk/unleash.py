@@ -25,6 +25,8 @@ The unit is the context field the strategy is sticky on (``default``:
 ``userId``, else ``sessionId``); an evaluation without it, or of a feature
 the controller does not manage, is served but not exposed. Imports nothing
 of the Unleash SDK: the client is used through its documented methods only.
+Call it where the emitter lives (the thread running its event loop), as any
+other use of :class:`~controller.sdk.events.EventEmitter`.
 """
 
 from __future__ import annotations
@@ -88,15 +90,31 @@ class UnleashExposures:
         """``client`` with ``is_enabled`` and ``get_variant`` that emit exposures."""
         return ServedFlags(client, self)
 
-    def expose(self, feature: str, context: Mapping[str, Any] | None, served: bool) -> None:
+    def expose(
+        self, feature: str, context: Mapping[str, Any] | None, served: bool
+    ) -> Exposed | None:
         """Emit the exposure of one evaluation, if the feature is managed and has a unit."""
         managed = self._managed.get(feature)
         if managed is None:
-            return
+            return None
         unit = unit_of(context or {}, managed.stickiness)
-        if unit is not None:
-            arm = Arm.TREATMENT if served else Arm.CONTROL
-            self._emit(managed.flag, unit, arm, managed.version)
+        if unit is None:
+            return None
+        exposed = Exposed(
+            managed.flag, unit, Arm.TREATMENT if served else Arm.CONTROL, managed.version
+        )
+        self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version)
+        return exposed
+
+
+@dataclass(frozen=True, slots=True)
+class Exposed:
+    """What one evaluation exposed: the app's request and conversion events repeat it."""
+
+    flag: str
+    unit: str
+    arm: Arm
+    flag_version: int
 
 
 class ServedFlags:
@@ -110,6 +128,11 @@ class ServedFlags:
         served = bool(self.client.is_enabled(feature, context))
         self._exposures.expose(feature, context, served)
         return served
+
+    def exposed(self, feature: str, context: dict[str, Any] | None = None) -> Exposed | None:
+        """Evaluate like ``is_enabled``; what was exposed (None: not the controller's flag)."""
+        served = bool(self.client.is_enabled(feature, context))
+        return self._exposures.expose(feature, context, served)
 
     def get_variant(self, feature: str, context: dict[str, Any] | None = None) -> dict[str, Any]:
         variant = self.client.get_variant(feature, context)

@@ -8,7 +8,9 @@ refreshing every second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import random
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import timedelta
@@ -21,6 +23,8 @@ import pytest
 from controller.core.messages import Arm
 from controller.core.rollout import Phase
 from controller.dev.unleash import UnleashServer
+from controller.sdk import EventEmitter
+from controller.settings import KafkaSettings
 from tests.conftest import serve_unleash
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_webhooks import TOKEN, betteruptime
@@ -258,3 +262,57 @@ async def _down_for(scenario: Scenario, *, seconds: float) -> None:
     """Keep Unleash down this long (the outage itself, not a wait), the daemon retrying."""
     await asyncio.sleep(seconds)
     assert scenario.daemon.running
+
+
+async def test_exposures_from_the_real_sdk_drive_the_gates_and_its_refresh_lag_is_no_srm(
+    scenario: Scenario, unleash_server: UnleashServer, tmp_path: Path
+) -> None:
+    # Given an app that evaluates the flag with the real SDK (refreshing every 2 s, longer
+    # than a stage's minimum) and reports what it served through the exposure helper
+    feature, flag = feature_name(), "checkout.unleash-gated"
+    serve_from(scenario, unleash_server)
+    scenario.start_daemon()
+    sdk = App(unleash_server, tmp_path / "gated-cache", refresh_interval=2)
+    kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
+    async with EventEmitter(kafka, topic=scenario.topics["events"]) as events:
+        sdk.use_emitter(events)
+        app = asyncio.create_task(_serve_traffic(sdk, feature, events))
+        try:
+            # When a rollout with short stages is started
+            await scenario.start(flag, unleash_plan(feature, min_duration=timedelta(seconds=2)))
+            # Then the gates walk it to the end on what the SDK actually served
+            await scenario.until(
+                lambda: scenario.observed.decision_where(flag=flag, phase_after="completed"),
+                timeout=240,
+                what="the rollout completed on SDK-served exposures",
+            )
+        finally:
+            app.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await app
+            sdk.close()
+    # And no stage paused for a sample-ratio mismatch while SDKs caught up
+    actions = [d["action"] for d in scenario.observed.decisions if d["flag"] == flag]
+    assert not [a for a in actions if a.startswith("pause")], actions
+    assert actions.count("advance") == len(PERCENTS) - 1, actions
+    # And exposures carried the versions the SDK served: several per stage, lagging included
+    versions = {v for _, _, _, v in sdk.exposures}
+    assert len(versions) >= len(PERCENTS) - 1, versions
+
+
+async def _serve_traffic(sdk: App, feature: str, events: EventEmitter) -> None:
+    """Requests from 4,000 users: each evaluation is an exposure, each request an outcome."""
+    rng = random.Random(feature)
+    while True:
+        for _ in range(100):
+            exposed = sdk.flags.exposed(feature, {"userId": f"user-{rng.randrange(4000)}"})
+            if exposed is not None:
+                events.request(
+                    exposed.flag,
+                    exposed.unit,
+                    exposed.arm,
+                    exposed.flag_version,
+                    error=rng.random() < 0.02,
+                    latency_ms=round(rng.lognormvariate(3, 0.3), 2),
+                )
+        await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ from UnleashClient.clients.unleash_client import UnleashClient
 from controller.core.messages import Arm
 from controller.core.plan import Backend, Guardrail, Plan, Stage, UnleashTarget
 from controller.dev.unleash import UnleashServer
+from controller.sdk import EventEmitter
 from controller.sdk.unleash import ServedFlags, UnleashExposures
 from tests.scenarios.harness import Scenario
 
@@ -115,16 +116,17 @@ class Person:
 class App:
     """An app evaluating flags with the real ``UnleashClient``, wrapped by the exposure helper."""
 
-    def __init__(self, server: UnleashServer, cache: Path) -> None:
+    def __init__(self, server: UnleashServer, cache: Path, *, refresh_interval: int = 1) -> None:
         self.exposures: list[tuple[str, str, Arm, int]] = []
         self._lock = threading.Lock()
+        self._emitter: EventEmitter | None = None
         self.helper = UnleashExposures(self._record)
         self.client = UnleashClient(
             url=f"{server.url}/api",
             app_name=f"app-{uuid.uuid4().hex[:6]}",
             environment=server.environment,
             custom_headers={"Authorization": server.client_token},
-            refresh_interval=1,
+            refresh_interval=refresh_interval,
             disable_metrics=True,
             disable_registration=True,
             cache_directory=str(cache),
@@ -133,9 +135,15 @@ class App:
         self.client.initialize_client()
         self.flags: ServedFlags = self.helper.wrap(self.client)
 
+    def use_emitter(self, emitter: EventEmitter) -> None:
+        """Send the helper's exposures to the events topic too."""
+        self._emitter = emitter
+
     def _record(self, flag: str, unit: str, arm: Arm, version: int) -> None:
         with self._lock:
             self.exposures.append((flag, unit, arm, version))
+        if self._emitter is not None:
+            self._emitter.exposure(flag, unit, arm, version)
 
     def close(self) -> None:
         self.client.destroy()

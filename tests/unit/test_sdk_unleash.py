@@ -123,3 +123,12 @@ def test_the_unit_is_the_sticky_field(
 )
 def test_hostile_payloads_manage_nothing(raw: str) -> None:
     assert managed_features(raw) == {}
+
+
+def test_exposed_returns_what_the_app_s_request_events_repeat() -> None:
+    exposures, emitted = helper()
+    exposures.on_event(Fetched(payload("7")))
+    exposed = exposures.wrap(FakeClient(False)).exposed("new-checkout", {"userId": "u1"})
+    assert exposed is not None
+    assert (exposed.flag, exposed.unit, exposed.arm, exposed.flag_version) == emitted[0]
+    assert exposures.wrap(FakeClient(True)).exposed("by-hand", {"userId": "u1"}) is None
