@@ -30,6 +30,7 @@ contracts: $(VENV)/.installed
 check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
 
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
+	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	$(BIN)/python -m pytest
 
 # unleash-server from the npm registry (Node 18-20), pinned by ops/unleash/package-lock.json,
