@@ -49,7 +49,6 @@ from controller.core.messages import (
     Command,
     MonitorAlert,
 )
-from controller.core.plan import parse_plan
 from controller.core.rollout import (
     CommandInput,
     GateInput,
@@ -104,6 +103,7 @@ class Engine:
         advisor: Advisor | None = None,
         metrics: Metrics | None = None,
         clock: Clock = lambda: datetime.now(UTC),
+        backends: frozenset[str] = frozenset(),
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -111,7 +111,7 @@ class Engine:
         self._aggregates = aggregates
         self._outputs = outputs
         self._dead_letters = dead_letters
-        self._now = clock
+        self._now, self._backends = clock, backends  # flag platforms a plan may name
         self._stale_after = timedelta(days=settings.stale_after_days)
         self._metrics = metrics or Metrics()
         self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
@@ -331,7 +331,7 @@ class Engine:
         plan = None
         if refusal is None and command.plan is not None:
             try:
-                plan = parse_plan(command.plan, source="plan")
+                plan = control.plan(command.plan, backends=self._backends)
             except ConfigError as exc:
                 refusal = str(exc)
         if refusal is not None:

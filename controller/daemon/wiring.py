@@ -97,6 +97,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             aggregates=store,
             outputs=outputs,
             dead_letters=kafka.dead_letters,
+            backends=frozenset({"unleash"} if sync is not None else set()),
         )
         if settings.http.enabled:
             parts = _Parts(metrics, store, states, ingest, engine, kafka.outputs)

@@ -20,10 +20,12 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.adapters.unleash import BackendUnavailable
+from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import Backend, Plan, Stage, UnleashTarget
 from controller.core.rollout import CommandInput, Phase
 from controller.core.serving import Serving, Target
+from controller.daemon import control
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
@@ -224,3 +226,24 @@ async def test_rollouts_without_unleash_are_left_alone(world: World) -> None:
     await world.engine.apply(FLAG, plain)
     await world.sync.sync(FLAG)
     assert world.unleash.reads == 0
+
+
+def test_a_plan_for_unleash_is_refused_by_a_controller_without_unleash() -> None:
+    data = PLAN.model_dump(mode="json")
+    with pytest.raises(ConfigError, match=r"backend\.unleash: this controller has no Unleash"):
+        control.plan(data, backends=frozenset())
+    assert control.plan(data, backends=frozenset({"unleash"})) == PLAN
+
+
+async def test_a_flag_unleash_refuses_for_good_is_alerted_once_and_tried_each_sweep(
+    world: World,
+) -> None:
+    async def refuse(target: Target) -> Serving:
+        raise ControllerError("Unleash refused to read the feature: HTTP 400")
+
+    world.unleash.read = refuse  # type: ignore[method-assign]
+    await world.command(CommandAction.START, "c1")
+    for _ in range(3):
+        assert await world.sync._pass([FLAG]) == set()  # not retried in a tight loop
+    (alert,) = world.alerts("input_failed")
+    assert "HTTP 400" in str(alert["summary"])
