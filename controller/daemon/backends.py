@@ -40,7 +40,7 @@ from typing import Any
 import structlog
 
 from controller.backoff import Backoff
-from controller.core.errors import ControllerError
+from controller.core.errors import ControllerError, StoreError
 from controller.core.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.rendering import render_alert
@@ -136,28 +136,34 @@ class BackendSync:
         failed: set[str] = set()
         for flag in flags:
             try:
-                await self.sync(flag)
+                asked = await self.sync(flag)
             except ControllerError as exc:
                 if not exc.retriable:
                     await self._failed(flag, exc)
                     continue
                 failed.add(flag)
-                await self._unreachable(str(exc))
+                if not isinstance(exc, StoreError):  # Redis has its own alarms
+                    await self._unreachable(str(exc))
             except Exception as exc:  # confined to this flag, reported once
                 await self._failed(flag, exc)
             else:
                 self._failing.discard(flag)
-                await self._reachable()
+                if asked:
+                    await self._reachable()
         return failed
 
     # -- one flag --------------------------------------------------------------------
 
-    async def sync(self, flag: str) -> None:
-        """Compare ``flag``'s desired and actual serving once, and act on the difference."""
+    async def sync(self, flag: str) -> bool:
+        """Compare ``flag``'s desired and actual serving once, and act on the difference.
+
+        Whether Unleash was asked (and answered): a flag it does not serve, or
+        one on hold, is no sign that Unleash is back.
+        """
         rollout = (await self._states.load(flag)).rollout
         unleash = rollout.plan.unleash if rollout is not None else None
         if rollout is None or unleash is None:
-            return
+            return False
         target = Target.of(
             unleash,
             project=self._settings.project,
@@ -169,7 +175,7 @@ class BackendSync:
         if record is not None and record.rollout_id != rollout.rollout_id:
             record = None
         if want is None or (record is not None and record.held_version == rollout.flag_version):
-            return
+            return False
         actual = await self._backend.read(target)
         verdict, changes = reconcile(rollout, want, actual, record, target)
         if verdict is Verdict.RECORD:
@@ -178,6 +184,7 @@ class BackendSync:
             await self._write(flag, rollout, target, want=want, actual=actual, record=record)
         elif verdict is Verdict.DRIFT:
             await self._drifted(flag, rollout, target, changes, actual)
+        return True
 
     async def _write(
         self,

@@ -247,3 +247,19 @@ async def test_a_flag_unleash_refuses_for_good_is_alerted_once_and_tried_each_sw
         assert await world.sync._pass([FLAG]) == set()  # not retried in a tight loop
     (alert,) = world.alerts("input_failed")
     assert "HTTP 400" in str(alert["summary"])
+
+
+async def test_only_an_answer_from_unleash_ends_an_outage(world: World) -> None:
+    plain = dataclasses.replace(
+        command(CommandAction.START, "c0"), flag="plain", plan=Plan(stages=[Stage(percent=5)])
+    )
+    await world.engine.apply("plain", plain)
+    await world.command(CommandAction.START, "c1")
+    world.unleash.down = True
+    assert await world.sync._pass([FLAG, "plain"]) == {FLAG}
+    assert await world.sync._pass(["plain"]) == set()  # no Unleash asked: still down
+    assert world.alerts("backend_recovered") == []
+    world.unleash.down = False
+    assert await world.sync._pass([FLAG]) == set()
+    assert len(world.alerts("backend_unreachable")) == 1
+    assert len(world.alerts("backend_recovered")) == 1
