@@ -316,3 +316,28 @@ async def _serve_traffic(sdk: App, feature: str, events: EventEmitter) -> None:
                     latency_ms=round(rng.lognormvariate(3, 0.3), 2),
                 )
         await asyncio.sleep(0.05)
+
+
+async def test_a_decision_made_while_unleash_is_down_survives_a_controller_crash(
+    scenario: Scenario, unleash_server: UnleashServer, person: Person
+) -> None:
+    # Given an Unleash-backed rollout at 1%
+    feature, flag = feature_name(), "checkout.unleash-crash"
+    serve_from(scenario, unleash_server)
+    scenario.start_daemon()
+    await scenario.start(flag, unleash_plan(feature))
+    await served(scenario, person, feature, enabled=True, percent=1)
+    try:
+        # When Unleash is down, the rollout is promoted, and the controller is killed (-9)
+        unleash_server.stop()
+        await scenario.send(scenario.command("promote", flag), flag=flag)
+        await scenario.until(lambda: _at_stage(scenario, flag, 1), timeout=30, what="stage 1")
+        scenario.daemon.wait_for_log('"backend_unreachable"', timeout=30)
+        scenario.daemon.kill()
+        # Then after both come back, Unleash serves the promoted stage
+        unleash_server.start()
+        scenario.start_daemon()
+        await served(scenario, person, feature, enabled=True, percent=5)
+    finally:
+        if not unleash_server.running:
+            unleash_server.start()
