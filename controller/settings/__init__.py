@@ -92,6 +92,8 @@ class Settings(BaseSettings):
         """The effective settings as plain data, secrets shown as ``'**********'``."""
         data: dict[str, Any] = self.model_dump(mode="json")
         data["redis"]["url"] = mask_url(self.redis.url)
+        if self.unleash.url is not None:
+            data["unleash"]["url"] = mask_url(self.unleash.url)
         return data
 
 
