@@ -132,14 +132,14 @@ async def test_a_faulty_rollout_is_turned_off_in_unleash_and_the_sdk_serves_the_
     await scenario.start(flag, unleash_plan(feature, min_duration=timedelta(seconds=2)))
     await served(scenario, person, feature, enabled=True, percent=1)
     # When the gate rolls it back
-    await scenario.until(
+    rollback = await scenario.until(
         lambda: scenario.observed.decision_where(flag=flag, action="rollback"),
         timeout=90,
         what="the rollback decision",
     )
-    # Then the environment is off in Unleash (the strategy is left as it was)
+    # Then the environment is off in Unleash (the strategy is left at the stage's percent)
     now = await served(scenario, person, feature, enabled=False)
-    assert now["percent"] == 1
+    assert now["percent"] == PERCENTS[rollback["stage"]]
     # And the SDK serves the fallback to every unit after its refresh
     await scenario.until(lambda: app.treated(feature, 500) == 0, timeout=30, what="SDK fallback")
     assert app.treated(feature) == 0
