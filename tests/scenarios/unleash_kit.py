@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from UnleashClient.clients.unleash_client import UnleashClient
 
 from controller.core.messages import Arm
@@ -120,7 +121,9 @@ class App:
         self.exposures: list[tuple[str, str, Arm, int]] = []
         self._lock = threading.Lock()
         self._emitter: EventEmitter | None = None
-        self.helper = UnleashExposures(self._record)
+        self.enabled: dict[str, bool] = {}
+        """Each feature's ``enabled`` in the last payload the SDK fetched."""
+        self.helper = UnleashExposures(self._record, chain=self._fetched)
         self.client = UnleashClient(
             url=f"{server.url}/api",
             app_name=f"app-{uuid.uuid4().hex[:6]}",
@@ -134,6 +137,12 @@ class App:
         )
         self.client.initialize_client()
         self.flags: ServedFlags = self.helper.wrap(self.client)
+
+    def _fetched(self, event: object) -> None:
+        raw = getattr(event, "raw_features", None)
+        if isinstance(raw, str):
+            features = orjson.loads(raw)["features"]
+            self.enabled = {f["name"]: f["enabled"] for f in features}
 
     def use_emitter(self, emitter: EventEmitter) -> None:
         """Send the helper's exposures to the events topic too."""
