@@ -41,7 +41,14 @@ import structlog
 
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError, StoreError
-from controller.core.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
+from controller.core.rollout import (
+    BackendDriftInput,
+    Input,
+    PauseReason,
+    Phase,
+    RaiseAlert,
+    Rollout,
+)
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.rendering import render_alert
 from controller.ports import AppliedRecords, FlagBackend, Outputs, RolloutStates
@@ -229,11 +236,17 @@ class BackendSync:
             "serving": actual.to_json(),
         }
         log.warning("backend_drift", flag=flag, changes=changes)
+        paused = False
         if rollout.phase is Phase.RUNNING and self._apply is not None:
             drift = BackendDriftInput(f"changed by hand: {what}", self._now(), details)
             await self._apply(flag, drift)
-            rollout = (await self._states.load(flag)).rollout or rollout
-        else:
+            after = (await self._states.load(flag)).rollout or rollout
+            # The machine's pause raised the alert, unless the rollout moved meanwhile.
+            paused = after.flag_version != rollout.flag_version and (
+                after.pause_reason is PauseReason.BACKEND_DRIFT
+            )
+            rollout = after
+        if not paused:
             summary = f"{flag}: changed by hand, not overwritten: {what}"
             await self._alert(flag, RaiseAlert("backend_drift", "warning", summary, details))
         held = Applied(rollout.rollout_id, held_version=rollout.flag_version, held_what=what[:500])

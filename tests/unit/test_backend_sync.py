@@ -263,3 +263,18 @@ async def test_only_an_answer_from_unleash_ends_an_outage(world: World) -> None:
     assert await world.sync._pass([FLAG]) == set()
     assert len(world.alerts("backend_unreachable")) == 1
     assert len(world.alerts("backend_recovered")) == 1
+
+
+async def test_drift_is_alerted_even_when_the_pause_did_not_happen(world: World) -> None:
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+
+    async def moved_meanwhile(flag: str, event: object) -> None:
+        """The rollout left ``running`` between the read and the pause: no pause, no alert."""
+
+    world.sync.attach(moved_meanwhile)
+    world.unleash.serving = dataclasses.replace(world.unleash.serving, percent=40)
+    await world.sync.sync(FLAG)
+    (alert,) = world.alerts("backend_drift")
+    assert "not overwritten" in str(alert["summary"])
+    assert await world.phase() is Phase.RUNNING
