@@ -196,7 +196,7 @@ def serve_unleash(config: pytest.Config, workdir: Path) -> Generator[UnleashServ
         _record_service(config, server.description)
         yield server
     finally:
-        server.stop()
+        server.drop()
 
 
 @pytest.fixture(scope="session")

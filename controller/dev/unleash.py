@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -56,9 +57,8 @@ class UnleashServer:
         self.log_path = workdir / "unleash.log"
         self._proc: ManagedProcess | None = None
 
-    def start(self, timeout: float = START_TIMEOUT) -> UnleashServer:
-        """Start the server and return once ``/health`` answers."""
-        env = {
+    def _env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "DATABASE_URL": f"{postgres_url()}/{self.database}",
             "PORT": str(self.port),
@@ -66,7 +66,10 @@ class UnleashServer:
             "INIT_CLIENT_API_TOKENS": self.client_token,
             "UNLEASH_HOME": str(unleash_home()),
         }
-        self._proc = ManagedProcess([self.node, str(SERVER_JS)], self.log_path, env=env)
+
+    def start(self, timeout: float = START_TIMEOUT) -> UnleashServer:
+        """Start the server and return once ``/health`` answers."""
+        self._proc = ManagedProcess([self.node, str(SERVER_JS)], self.log_path, env=self._env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if answers_ok(f"{self.url}/health", timeout_s=1.0):
@@ -82,6 +85,19 @@ class UnleashServer:
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
+
+    def drop(self) -> None:
+        """Stop the server and drop its database; a failure is only logged in its log file."""
+        self.stop()
+        with self.log_path.open("ab") as log:
+            subprocess.run(  # noqa: S603 - our own argv
+                [self.node, str(SERVER_JS), "--drop-database"],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+                check=False,
+            )
 
     @property
     def running(self) -> bool:

@@ -7,7 +7,8 @@
 //   node ops/unleash/server.js
 //
 // The database is created first when it does not exist (CREATE_DATABASE=0 skips
-// that); unleash-server migrates it at its first start. UNLEASH_HOME says where
+// that); unleash-server migrates it at its first start. With --drop-database the
+// script drops the database instead and exits (the tests' clean-up). UNLEASH_HOME says where
 // unleash-server is installed (default: .unleash/ at the top of the checkout).
 'use strict';
 const path = require('path');
@@ -17,13 +18,18 @@ const modules = path.join(home, 'node_modules');
 const unleash = require(path.join(modules, 'unleash-server'));
 const { Client } = require(path.join(modules, 'pg'));
 
-async function ensureDatabase(url) {
+function parse(url) {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
   if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`unsupported database name: ${name}`);
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const client = new Client({ connectionString: admin.toString() });
+  return { name, admin: admin.toString() };
+}
+
+async function ensureDatabase(url) {
+  const { name, admin } = parse(url);
+  const client = new Client({ connectionString: admin });
   await client.connect();
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
@@ -33,9 +39,24 @@ async function ensureDatabase(url) {
   }
 }
 
+async function dropDatabase(url) {
+  const { name, admin } = parse(url);
+  const client = new Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}"`);
+  } finally {
+    await client.end();
+  }
+}
+
 async function main() {
   const url = process.env.DATABASE_URL;
   if (!url) throw new Error('DATABASE_URL is not set');
+  if (process.argv.includes('--drop-database')) {
+    await dropDatabase(url); // the tests' clean-up, once the server has stopped
+    return;
+  }
   if (process.env.CREATE_DATABASE !== '0') await ensureDatabase(url);
   const instance = await unleash.start({
     db: { ssl: false },
