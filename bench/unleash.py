@@ -209,7 +209,7 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
     finally:
         client.destroy()
         await admin.close()
-        server.stop()
+        server.drop()
     figures = {key: quantiles([r[key] for r in results]) for key in results[0]}
     base = figures["baseline_read_s"]["p95"] or 1e-9
     return {
