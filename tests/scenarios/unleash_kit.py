@@ -158,14 +158,18 @@ class App:
         self.client.destroy()
 
     async def serves_version(self, feature: str, version: int, *, timeout: float = 30) -> None:
-        """Wait until the SDK has fetched the strategy the controller wrote at ``version``."""
+        """Wait until the SDK has fetched the strategy written at ``version``, environment on.
+
+        The controller writes the strategy before it turns the environment on,
+        so a fetch in between has the version with the feature still off.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             managed = self.helper.managed(feature)
-            if managed is not None and managed.version >= version:
+            if managed is not None and managed.version >= version and self.enabled.get(feature):
                 return
             await asyncio.sleep(0.1)
-        raise AssertionError(f"the SDK never fetched {feature} at version {version}")
+        raise AssertionError(f"the SDK never fetched {feature} at version {version}, on")
 
     def treated(self, feature: str, units: int = UNITS) -> int:
         """How many of ``units`` distinct users the SDK serves the feature to."""
