@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts test bench demo clean
+.PHONY: install check lint typecheck contracts test bench demo clean unleash
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,19 @@ contracts: $(VENV)/.installed
 check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
 
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
+	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	$(BIN)/python -m pytest
+
+# unleash-server from the npm registry (Node 18-20), pinned by ops/unleash/package-lock.json,
+# for the Unleash tests and bench/unleash.py; ops/unleash/server.js starts it.
+UNLEASH_HOME ?= .unleash
+$(UNLEASH_HOME)/.installed: ops/unleash/package.json ops/unleash/package-lock.json
+	mkdir -p $(UNLEASH_HOME)
+	cp ops/unleash/package.json ops/unleash/package-lock.json $(UNLEASH_HOME)/
+	cd $(UNLEASH_HOME) && npm ci --omit=dev --no-audit --no-fund
+	touch $@
+
+unleash: $(UNLEASH_HOME)/.installed  ## install unleash-server from npm into .unleash/
 
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[embedded,llm]"
@@ -44,6 +56,7 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/gates.py
 	$(BIN)/python bench/advisor.py
+	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME)

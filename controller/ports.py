@@ -21,6 +21,7 @@ from controller.core.advice import AdvisorResult
 from controller.core.aggregates import FlagAggregates
 from controller.core.folding import PartitionDelta
 from controller.core.rollout import Rollout
+from controller.core.serving import Applied, Serving, Target
 
 # -- values -------------------------------------------------------------------------
 
@@ -223,3 +224,24 @@ class GateHistory(Protocol):
     async def append_message(self, flag: str | None, message: bytes, *, alert: bool) -> None: ...
     async def messages(self, flag: str) -> list[bytes]: ...
     async def recent_alerts(self, limit: int) -> list[bytes]: ...
+
+
+# -- what the flag-backend sync needs (#14) ------------------------------------------------
+
+
+class FlagBackend(Protocol):
+    """A flag platform serving rollouts (Unleash): read back what it serves, make it serve.
+
+    Both raise a retriable :class:`~controller.core.errors.ControllerError`
+    while the platform cannot be reached; ``write`` is idempotent.
+    """
+
+    async def read(self, target: Target) -> Serving: ...
+    async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None: ...
+
+
+class AppliedRecords(Protocol):
+    """What the sync applied last for each flag, kept where the rollout state is."""
+
+    async def get(self, flag: str) -> Applied | None: ...
+    async def put(self, flag: str, record: Applied) -> None: ...

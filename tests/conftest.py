@@ -24,6 +24,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from controller.dev.unleash import UnleashServer
 from tests.services import (
     RedisServer,
     ServiceUnavailable,
@@ -185,6 +186,27 @@ def llm_base_url(
 ) -> Iterator[str]:
     """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama-cpp-python)."""
     yield from _serve(pytestconfig, tmp_path_factory, "llm", resolve_llm)
+
+
+@pytest.fixture(scope="session")
+def unleash_server(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UnleashServer]:
+    """A real unleash-server (npm) on the machine's PostgreSQL, on a fresh database."""
+    yield from serve_unleash(pytestconfig, tmp_path_factory.mktemp("unleash"))
+
+
+def serve_unleash(config: pytest.Config, workdir: Path) -> Generator[UnleashServer]:
+    """Start an Unleash server of its own in ``workdir``; stopped when the caller is done."""
+    try:
+        server = UnleashServer(workdir).start()
+    except ServiceUnavailable as exc:
+        _service_unavailable(config, exc)
+    try:
+        _record_service(config, server.description)
+        yield server
+    finally:
+        server.drop()
 
 
 @pytest.fixture(scope="session")

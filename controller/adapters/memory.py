@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.rollout import Rollout
+from controller.core.serving import Applied
 from controller.ports import DeadLetter, Loaded, OutboxMessage, Record, SaveOutcome, StateWrite
 
 
@@ -169,3 +170,16 @@ class MemoryGateHistory:
 
     async def recent_alerts(self, limit: int) -> list[bytes]:
         return list(reversed(self.lists.get("alerts", [])[-limit:]))
+
+
+@dataclass
+class MemoryApplied:
+    """:class:`~controller.ports.AppliedRecords` in a dictionary."""
+
+    records: dict[str, Applied] = field(default_factory=dict)
+
+    async def get(self, flag: str) -> Applied | None:
+        return self.records.get(flag)
+
+    async def put(self, flag: str, record: Applied) -> None:
+        self.records[flag] = record

@@ -39,6 +39,8 @@ monitor     running, paused,        killed
 down        completed
 monitor up  killed                  unchanged; records the recovery (the flag
                                     stays off until a person starts it again)
+drift       running                 paused(backend_drift), alert: a person changed
+                                    what the flag platform serves
 =========== ======================= =========================================
 
 Advancing past the last stage of a plan with a ``watch`` enters the watch
@@ -57,9 +59,11 @@ from controller.core.advice import Opinion, Unavailable
 from controller.core.messages import CommandAction
 from controller.core.rollout import (
     Action,
+    BackendDriftInput,
     CommandInput,
     GateInput,
     Input,
+    MonitorDownInput,
     MonitorUpInput,
     PauseReason,
     Phase,
@@ -97,8 +101,18 @@ def step(state: Rollout | None, event: Input) -> Step:
         return _gate(state, event)
     if isinstance(event, TickInput):
         return _tick(state, event)
+    return _outside(state, event)
+
+
+def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendDriftInput) -> Step:
+    """What the world reports: uptime monitors and a person's change on the flag platform."""
     if isinstance(event, MonitorUpInput):
         return recovered(state, event)
+    if isinstance(event, BackendDriftInput):
+        if state.phase is not Phase.RUNNING:
+            return state, []
+        why = Cause("backend", event.what, None, event.details)
+        return pause(state, event.now, PauseReason.BACKEND_DRIFT, why)
     details = {"monitor": event.monitor, "incident": event.incident_id}
     return kill(
         state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)

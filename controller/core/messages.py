@@ -258,7 +258,7 @@ class Decision(_Message):
     type: Literal["decision"]
     flag: FlagKey
     rollout_id: MessageId | None = None
-    kind: Literal["transition", "gate", "command", "monitor", "advisor"]
+    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend"]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""
@@ -287,6 +287,9 @@ class Alert(_Message):
         "output_quarantined",
         "input_failed",
         "stale_flag",
+        "backend_drift",
+        "backend_unreachable",
+        "backend_recovered",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

@@ -117,6 +117,27 @@ class Watch(_Frozen):
     on_regression: Literal["rollback", "alert"] = "rollback"
 
 
+FeatureName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.~-]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.~-]+$")]
+
+
+class UnleashTarget(_Frozen):
+    """The Unleash feature a rollout is served from; what it leaves out the settings give."""
+
+    feature: FeatureName = Field(description="The feature (toggle) name in Unleash.")
+    project: Name | None = Field(default=None, description="Default: the settings' project.")
+    environment: Name | None = Field(default=None, description="Default: the settings' one.")
+    stickiness: Name | None = Field(
+        default=None, description="The context field units are hashed on (default: settings)."
+    )
+
+
+class Backend(_Frozen):
+    """Where the rollout's assignment is served besides the flag-state topic (#14)."""
+
+    unleash: UnleashTarget | None = None
+
+
 class Plan(_Frozen):
     """Stages in increasing percent, guardrails, and the gate's statistical settings."""
 
@@ -145,6 +166,10 @@ class Plan(_Frozen):
     watch: Watch | None = Field(
         default=None, description="After the last stage (at 100%), watch before completing."
     )
+    backend: Backend | None = Field(
+        default=None,
+        description="Serve the rollout from a flag platform too (the flag-state topic always).",
+    )
 
     @model_validator(mode="after")
     def _stages_increase(self) -> Self:
@@ -153,7 +178,27 @@ class Plan(_Frozen):
             raise ValueError(f"stage percents must increase, got {percents}")
         if self.watch is not None and percents[-1] != 100:
             raise ValueError("a watch needs the last stage at 100%")
+        if self.backend is not None and self.backend.unleash is not None:
+            _whole_percents(self)
         return self
+
+    @property
+    def unleash(self) -> UnleashTarget | None:
+        """The Unleash feature this rollout is served from, if any."""
+        return self.backend.unleash if self.backend is not None else None
+
+
+def _whole_percents(plan: Plan) -> None:
+    """Unleash's ``flexibleRollout`` serves whole percents from 1: refuse any other share."""
+    for i, stage in enumerate(plan.stages):
+        if stage.percent < 1 or stage.percent != int(stage.percent):
+            raise ValueError(
+                f"stages.{i}.percent: Unleash serves whole percents from 1 to 100,"
+                f" got {stage.percent:g}"
+            )
+    holdback = plan.watch.holdback_percent if plan.watch is not None else 0.0
+    if holdback != int(holdback):
+        raise ValueError(f"watch.holdback_percent: Unleash serves whole percents, got {holdback:g}")
 
 
 DEFAULT_PLAN = Plan(

@@ -44,6 +44,7 @@ class PauseReason(StrEnum):
     ADVISOR_OBJECTION = "advisor_objection"
     NO_TRAFFIC = "no_traffic"
     GUARDRAIL = "guardrail"
+    BACKEND_DRIFT = "backend_drift"
 
 
 class Rollout(BaseModel):
@@ -195,7 +196,16 @@ class MonitorUpInput:
     now: datetime
 
 
-Input = GateInput | TickInput | CommandInput | MonitorDownInput | MonitorUpInput
+@dataclass(frozen=True, slots=True)
+class BackendDriftInput:
+    """A person changed what the flag platform serves: pause, never fight them (#14)."""
+
+    what: str
+    now: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Input = GateInput | TickInput | CommandInput | MonitorDownInput | MonitorUpInput | BackendDriftInput
 
 
 # -- actions the adapters perform -------------------------------------------------

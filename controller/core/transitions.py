@@ -83,7 +83,12 @@ def complete(state: Rollout, now: datetime, why: Cause) -> Step:
     return new, [PublishFlagState(), decision(state, new, "complete", why)]
 
 
-ALERTED_PAUSES = (PauseReason.SRM, PauseReason.NO_TRAFFIC, PauseReason.GUARDRAIL)
+ALERTED_PAUSES = (
+    PauseReason.SRM,
+    PauseReason.NO_TRAFFIC,
+    PauseReason.GUARDRAIL,
+    PauseReason.BACKEND_DRIFT,
+)
 
 
 def pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Step:

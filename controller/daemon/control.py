@@ -19,8 +19,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from controller.core import signing
+from controller.core.errors import ConfigError
 from controller.core.messages import Command, MonitorAlert
-from controller.core.plan import Plan
+from controller.core.plan import Plan, parse_plan
 from controller.core.rollout import CommandInput
 from controller.core.timestamps import as_datetime
 from controller.ports import Record
@@ -80,3 +81,15 @@ def command_input(command: Command, plan: Plan | None, now: datetime) -> Command
         new_rollout_id=uuid.uuid4().hex,
         new_salt=secrets.token_hex(8),
     )
+
+
+def plan(data: Any, *, backends: frozenset[str]) -> Plan:
+    """A start command's plan; :class:`ConfigError` if invalid or if it names a flag platform
+    this controller is not connected to (a plan for Unleash without ``unleash.url``).
+    """
+    parsed = parse_plan(data, source="plan")
+    if parsed.unleash is not None and "unleash" not in backends:
+        raise ConfigError(
+            "invalid plan: backend.unleash: this controller has no Unleash (unleash.url is not set)"
+        )
+    return parsed

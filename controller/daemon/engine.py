@@ -46,7 +46,6 @@ from controller.core.errors import ConfigError, ControllerError
 from controller.core.gate import evaluate
 from controller.core.machine import step
 from controller.core.messages import Command, MonitorAlert
-from controller.core.plan import parse_plan
 from controller.core.rollout import (
     CommandInput,
     GateInput,
@@ -105,6 +104,7 @@ class Engine:
         metrics: Metrics | None = None,
         history: Recorder | None = None,
         clock: Clock = lambda: datetime.now(UTC),
+        backends: frozenset[str] = frozenset(),
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -112,7 +112,7 @@ class Engine:
         self._aggregates = aggregates
         self._outputs = outputs
         self._dead_letters = dead_letters
-        self._now = clock
+        self._now, self._backends = clock, backends  # flag platforms a plan may name
         self._stale_after = timedelta(days=settings.stale_after_days)
         self._metrics = metrics or Metrics()
         off = HistorySettings(enabled=False)
@@ -327,7 +327,7 @@ class Engine:
         plan = None
         if refusal is None and command.plan is not None:
             try:
-                plan = parse_plan(command.plan, source="plan")
+                plan = control.plan(command.plan, backends=self._backends)
             except ConfigError as exc:
                 refusal = str(exc)
         if refusal is not None:

@@ -31,10 +31,13 @@ from controller.adapters.kafka import (
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError
+from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
 from controller.daemon.history import Recorder
@@ -76,6 +79,21 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         states = RolloutStore(client, settings=settings.redis)
         gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
         recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
+        outputs: Publisher | NudgingOutputs = kafka.outputs
+        sync = None
+        if settings.unleash.enabled:  # rollouts served from Unleash too (#14)
+            sync = BackendSync(
+                backend=await stack.enter_async_context(UnleashAdmin(settings.unleash)),
+                records=AppliedStore(client, settings=settings.redis),
+                states=states,
+                settings=settings.unleash,
+                topics=settings.topics,
+                outputs=kafka.outputs,
+                owns=kafka.control.owns,
+            )
+            outputs = NudgingOutputs(
+                kafka.outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
+            )
         engine = Engine(
             settings=settings.engine,
             llm=settings.llm,
@@ -84,9 +102,10 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             topics=settings.topics,
             states=states,
             aggregates=store,
-            outputs=kafka.outputs,
+            outputs=outputs,
             dead_letters=kafka.dead_letters,
             history=recorder,
+            backends=frozenset({"unleash"} if sync is not None else set()),
         )
         ownership.engine = engine
         if settings.http.enabled:
@@ -104,6 +123,9 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
         }
+        if sync is not None:
+            sync.attach(engine.apply)
+            services["backends"] = (sync.run(), sync.stop)
         return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
     return EXIT_OK  # pragma: no cover - the context above always returns
 

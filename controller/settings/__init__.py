@@ -33,6 +33,7 @@ from controller.settings.groups import (
     TopicSettings,
 )
 from controller.settings.history import HistorySettings
+from controller.settings.unleash import UnleashSettings
 
 __all__ = [
     "EngineSettings",
@@ -45,6 +46,7 @@ __all__ = [
     "RedisSettings",
     "Settings",
     "TopicSettings",
+    "UnleashSettings",
     "load_settings",
     "mask_url",
 ]
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    unleash: UnleashSettings = Field(default_factory=UnleashSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
@@ -92,6 +95,8 @@ class Settings(BaseSettings):
         """The effective settings as plain data, secrets shown as ``'**********'``."""
         data: dict[str, Any] = self.model_dump(mode="json")
         data["redis"]["url"] = mask_url(self.redis.url)
+        if self.unleash.url is not None:
+            data["unleash"]["url"] = mask_url(self.unleash.url)
         return data
 
 

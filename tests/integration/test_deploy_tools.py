@@ -38,11 +38,25 @@ def test_compose_accepts_the_stack_as_written(compose_cli: list[str]) -> None:
     assert result.stderr.strip() == "", result.stderr
     resolved: dict[str, Any] = json.loads(result.stdout)
     written = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert set(resolved["services"]) == set(written["services"])
+    profiled = {n for n, svc in written["services"].items() if svc.get("profiles")}
+    assert profiled == {"unleash", "unleash-db"}
+    assert set(resolved["services"]) == set(written["services"]) - profiled
     controller = resolved["services"]["controller"]
     assert controller["build"]["dockerfile"] == "Dockerfile"
     assert Path(controller["build"]["context"]) == ROOT
     assert set(controller["depends_on"]) == {"kafka-init", "redis"}
+
+
+def test_compose_unleash_profile_adds_unleash_on_its_own_postgres(compose_cli: list[str]) -> None:
+    # When Docker Compose resolves the stack with the optional Unleash profile
+    command = [*compose_cli, "--file", "docker-compose.yml", "--profile", "unleash", "config"]
+    result = _run([*command, "--format", "json"])
+    # Then Unleash and its database join the stack, Unleash waiting for a healthy database
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"unleash", "unleash-db", "controller"} <= set(services)
+    assert services["unleash"]["depends_on"]["unleash-db"]["condition"] == "service_healthy"
+    assert "unleash-db:5432" in services["unleash"]["environment"]["DATABASE_URL"]
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,14 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*breach*\nerror_rate", "*error_rate delta*\n0.04", "*error_rate p_value*\n1.2e-06"],
     ),
     ("kill", "critical", {"monitor": "checkout-api", "incident": "inc-7"}, ["checkout-api"]),
+    (
+        "backend_drift",
+        "warning",
+        {"feature": "new-checkout", "changes": ["rollout was changed from 25% to 40%"]},
+        ["new-checkout"],
+    ),
+    ("backend_unreachable", "critical", {}, []),
+    ("backend_recovered", "info", {"error": "ConnectError"}, ["ConnectError"]),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (

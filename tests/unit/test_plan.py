@@ -194,3 +194,44 @@ def test_plan_options_read_from_yaml() -> None:
     plan = load_plan(text)
     assert plan.early_advance
     assert [g.dry_run for g in plan.guardrails] == [False, True]
+
+
+UNLEASH = {"unleash": {"feature": "new-checkout"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"stages": [{"percent": 0.5}, {"percent": 100}], "backend": UNLEASH}, "stages.0.percent"),
+        ({"stages": [{"percent": 1}, {"percent": 2.5}], "backend": UNLEASH}, "stages.1.percent"),
+        (
+            {
+                "stages": [{"percent": 5}, {"percent": 100}],
+                "watch": {"duration": "PT1H", "holdback_percent": 0.5},
+                "backend": UNLEASH,
+            },
+            "watch.holdback_percent",
+        ),
+    ],
+)
+def test_an_unleash_backed_plan_refuses_what_unleash_cannot_serve_with_the_field_named(
+    data: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{field}: Unleash serves whole percents"):
+        parse_plan(data)
+
+
+def test_fractional_stages_stay_fine_without_unleash_and_whole_ones_with_it() -> None:
+    assert parse_plan({"stages": [{"percent": 0.5}, {"percent": 100}]}).unleash is None
+    plan = parse_plan({"stages": [{"percent": 1}, {"percent": 100}], "backend": UNLEASH})
+    assert plan.unleash is not None
+    assert plan.unleash.feature == "new-checkout"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [{"feature": ""}, {"feature": "a/b"}, {"feature": "x" * 101}, {"feature": "f", "x": 1}],
+)
+def test_an_unleash_target_is_bounded(target: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"backend\.unleash"):
+        parse_plan({"stages": [{"percent": 100}], "backend": {"unleash": target}})

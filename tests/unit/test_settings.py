@@ -77,3 +77,14 @@ def test_cli_reports_bad_config_with_exit_78(
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_unleash_secrets_are_masked() -> None:
+    settings = load_settings(
+        unleash={"url": "http://admin:pw@unleash:4242", "admin_token": "*:*.secret"}
+    )
+    shown = settings.masked()["unleash"]
+    assert shown["url"] == "http://admin:***@unleash:4242"
+    assert shown["admin_token"] == "**********"
+    assert settings.unleash.admin_token is not None
+    assert settings.unleash.admin_token.get_secret_value() == "*:*.secret"

@@ -1,0 +1,203 @@
+"""What a flag platform should serve for a rollout, and how to tell a person's change (#14).
+
+Pure, like the rest of the core. The daemon's backend sync reads what the
+platform serves (:class:`Serving`), compares it with what the rollout wants
+(:func:`desired`) and with what it applied last (:class:`Applied`), and acts
+on the verdict of :func:`reconcile`: write, record, nothing, or stop and
+report a person's change (drift). The sync is level-triggered: the rollout's
+saved state is the desired state, so a write that failed, or that a crash
+cut short, is simply made again on the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from controller.core.plan import UnleashTarget
+from controller.core.rollout import Phase, Rollout
+
+FLAG_PARAMETER = "rcFlag"
+"""Strategy parameter naming the controller's flag, for the app's exposure helper."""
+VERSION_PARAMETER = "rcFlagVersion"
+"""Strategy parameter with the flag version the strategy serves: exposures carry it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A feature in one environment of one project, with the stickiness units hash on."""
+
+    feature: str
+    project: str
+    environment: str
+    stickiness: str
+
+    @classmethod
+    def of(
+        cls, target: UnleashTarget, *, project: str, environment: str, stickiness: str
+    ) -> Target:
+        """The plan's target, what it leaves out taken from the settings' defaults."""
+        return cls(
+            feature=target.feature,
+            project=target.project or project,
+            environment=target.environment or environment,
+            stickiness=target.stickiness or stickiness,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What the platform serves (read back) or should serve (desired).
+
+    ``percent`` None: the controller's strategy is missing (read back), or its
+    percent does not matter because the environment is off (desired).
+    """
+
+    enabled: bool
+    percent: int | None = None
+    stickiness: str | None = None
+    version: int | None = None
+    strategy_id: str | None = field(default=None, compare=False)
+    exists: bool = field(default=True, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "percent": self.percent,
+            "stickiness": self.stickiness,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Serving | None:
+        if not isinstance(data, dict):
+            return None
+        percent, version = data.get("percent"), data.get("version")
+        stickiness = data.get("stickiness")
+        return cls(
+            enabled=data.get("enabled") is True,
+            percent=percent if isinstance(percent, int) else None,
+            stickiness=stickiness if isinstance(stickiness, str) else None,
+            version=version if isinstance(version, int) else None,
+        )
+
+
+def desired(rollout: Rollout, target: Target) -> Serving | None:
+    """What the platform should serve in this state; None before the rollout starts.
+
+    Running, paused or watching: the stage's percent. Completed: 100.
+    Rolled back, aborted or killed: the environment off (the strategy is left).
+    """
+    if rollout.phase is Phase.PENDING:
+        return None
+    if not (rollout.phase.active or rollout.phase is Phase.COMPLETED):
+        return Serving(enabled=False)
+    return Serving(
+        enabled=True,
+        percent=round(rollout.percent),
+        stickiness=target.stickiness,
+        version=rollout.flag_version,
+    )
+
+
+def matches(actual: Serving, want: Serving) -> bool:
+    """Whether the platform already serves ``want`` (off: whatever the strategy says)."""
+    if not want.enabled:
+        return not actual.enabled
+    return actual.exists and actual == want
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The sync's record of one flag: what it applied last and what it is applying.
+
+    ``intent`` is written before a change is made and cleared once it is, so a
+    half-made change (a crash between two API calls) is not taken for a
+    person's. ``held_version``: a person's change was found while the rollout
+    was at this flag version; nothing is written until the rollout moves on.
+    """
+
+    rollout_id: str
+    applied: Serving | None = None
+    intent: Serving | None = None
+    held_version: int | None = None
+    held_what: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rollout_id": self.rollout_id,
+            "applied": self.applied.to_json() if self.applied else None,
+            "intent": self.intent.to_json() if self.intent else None,
+            "held_version": self.held_version,
+            "held_what": self.held_what,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Applied | None:
+        if not isinstance(data, dict) or not isinstance(data.get("rollout_id"), str):
+            return None
+        held = data.get("held_version")
+        what = data.get("held_what")
+        return cls(
+            rollout_id=data["rollout_id"],
+            applied=Serving.from_json(data.get("applied")),
+            intent=Serving.from_json(data.get("intent")),
+            held_version=held if isinstance(held, int) else None,
+            held_what=what[:500] if isinstance(what, str) else "",
+        )
+
+
+def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
+    """What a person changed: each field that is neither what was applied nor being applied."""
+    if record is None or record.applied is None:
+        return []
+    known = [s for s in (record.applied, record.intent) if s is not None]
+    changes: list[str] = []
+    if all(actual.enabled != s.enabled for s in known):
+        state = "on" if actual.enabled else "off"
+        changes.append(f"environment {target.environment} was turned {state}")
+    wanted = [s for s in known if s.enabled and s.percent is not None]
+    if wanted and actual.enabled:
+        if not actual.exists or actual.percent is None:
+            changes.append(f"the flexibleRollout strategy of {target.feature} was removed")
+        else:
+            if all(actual.percent != s.percent for s in wanted):
+                was = "/".join(f"{s.percent}%" for s in wanted)
+                changes.append(f"rollout was changed from {was} to {actual.percent}%")
+            if all(actual.stickiness != s.stickiness for s in wanted):
+                changes.append(
+                    f"stickiness was changed from {wanted[0].stickiness} to {actual.stickiness}"
+                )
+    return changes
+
+
+class Verdict(Enum):
+    NOTHING = "nothing"
+    RECORD = "record"
+    WRITE = "write"
+    DRIFT = "drift"
+    HELD = "held"
+
+
+def reconcile(
+    rollout: Rollout, want: Serving, actual: Serving, record: Applied | None, target: Target
+) -> tuple[Verdict, list[str]]:
+    """What to do about one flag, and the changes a person made (with ``DRIFT``).
+
+    A hold stays while the rollout is at the version it was found at: the
+    operator resumes, rolls back or kills to move on, and only then does the
+    controller write again.
+    """
+    if record is not None and record.held_version == rollout.flag_version:
+        return Verdict.HELD, []
+    if record is not None and record.held_version is not None:  # moved on: take over again
+        return (Verdict.RECORD if matches(actual, want) else Verdict.WRITE), []
+    changes = drift(actual, record, target)
+    if changes:
+        return Verdict.DRIFT, changes
+    if matches(actual, want):
+        if record is not None and record.applied == want and record.intent is None:
+            return Verdict.NOTHING, []
+        return Verdict.RECORD, []
+    return Verdict.WRITE, []

@@ -1,0 +1,295 @@
+"""The flag-backend sync: make Unleash serve what each rollout decided, and notice people (#14).
+
+Level-triggered, not a queue of writes. A rollout's saved state (in Redis,
+saved with compare-and-set before anything is published) already is the
+desired state, so the sync does not keep its own list of pending API calls:
+for a flag it computes what Unleash should serve (``core.serving.desired``),
+reads back what Unleash serves, and writes only the difference. That gives
+the outbox's guarantees by construction: a write is retried with back-off
+until Unleash has it; it is idempotent (a write that is already in place is
+not repeated); and nothing is lost across a crash, because at start-up, and
+every ``sync_interval_seconds``, every flag is compared again. Several
+decisions made while Unleash was down collapse into the last one, which is
+the one that must be served.
+
+Latency: the engine publishes a flag's new state right after saving it; the
+:class:`NudgingOutputs` wrapper around its outputs hands the flag to the sync
+at that moment, so a rollback or kill reaches Unleash within one admin API
+round trip of the decision, not at the next sweep.
+
+People: the sync records (Redis, next to the rollout state) what it applied
+last and, while writing, what it is applying. When Unleash serves something
+that is neither, a person changed it: a running rollout is paused with an
+alert naming the change (the machine's ``backend_drift`` pause), and nothing
+is written until the rollout moves on (the operator resumes, rolls back or
+kills). The sync never fights a person.
+
+Unleash unreachable: one ``backend_unreachable`` alert when it starts
+failing, one ``backend_recovered`` alert when it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from controller.backoff import Backoff
+from controller.core.errors import ControllerError, StoreError
+from controller.core.rollout import (
+    BackendDriftInput,
+    Input,
+    PauseReason,
+    Phase,
+    RaiseAlert,
+    Rollout,
+)
+from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.daemon.rendering import render_alert
+from controller.ports import AppliedRecords, FlagBackend, Outputs, RolloutStates
+from controller.retrying import retrying
+from controller.settings import TopicSettings, UnleashSettings
+
+log = structlog.get_logger("controller.daemon.backends")
+Apply = Callable[[str, Input], Awaitable[None]]
+
+
+class NudgingOutputs:
+    """The engine's outputs; every flag state published hands its flag to the sync at once."""
+
+    def __init__(self, inner: Outputs, *, flag_state_topic: str, nudge: Callable[[str], None]):
+        self._inner, self._topic, self._nudge = inner, flag_state_topic, nudge
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+        await self._inner.publish(messages)
+        for topic, key, _ in messages:
+            if topic == self._topic:
+                self._nudge(key)
+
+
+class BackendSync:
+    """Keeps Unleash serving what the rollouts of the flags this instance owns decided."""
+
+    def __init__(
+        self,
+        *,
+        backend: FlagBackend,
+        records: AppliedRecords,
+        states: RolloutStates,
+        settings: UnleashSettings,
+        topics: TopicSettings,
+        outputs: Outputs,
+        owns: Callable[[str], bool] = lambda _flag: True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._backend, self._records, self._states = backend, records, states
+        self._settings, self._topics, self._outputs = settings, topics, outputs
+        self._owns, self._now = owns, clock
+        self._apply: Apply | None = None
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._down: str | None = None
+        self._failing: set[str] = set()
+        self.passes = 0
+        """Completed passes, for tests and readiness."""
+
+    def attach(self, apply: Apply) -> None:
+        """The engine's ``apply``: how the sync pauses a rollout a person interfered with."""
+        self._apply = apply
+
+    def nudge(self, flag: str) -> None:
+        """``flag``'s state changed: compare it now rather than at the next sweep."""
+        self._dirty.add(flag)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Sweep every flag now and every ``sync_interval_seconds``; nudged flags at once."""
+        backoff = Backoff(initial=0.2, maximum=5.0, stopping=self._stopping)
+        interval = self._settings.sync_interval_seconds
+        next_sweep = 0.0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            flags, self._dirty = self._dirty, set()
+            if time.monotonic() >= next_sweep:
+                flags |= await self._retrying(self._states.flags, "backend sweep") or set()
+                next_sweep = time.monotonic() + interval
+            failed = await self._pass(sorted(f for f in flags if self._owns(f)))
+            self.passes += 1
+            if failed:
+                self._dirty |= failed
+                if await backoff.wait():
+                    return
+                continue
+            backoff.reset()
+            if not self._dirty:
+                await self._sleep(max(0.0, next_sweep - time.monotonic()))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _pass(self, flags: list[str]) -> set[str]:
+        """Sync each flag; the ones to try again (Unleash or Redis unreachable)."""
+        failed: set[str] = set()
+        for flag in flags:
+            try:
+                asked = await self.sync(flag)
+            except ControllerError as exc:
+                if not exc.retriable:
+                    await self._failed(flag, exc)
+                    continue
+                failed.add(flag)
+                if not isinstance(exc, StoreError):  # Redis has its own alarms
+                    await self._unreachable(str(exc))
+            except Exception as exc:  # confined to this flag, reported once
+                await self._failed(flag, exc)
+            else:
+                self._failing.discard(flag)
+                if asked:
+                    await self._reachable()
+        return failed
+
+    # -- one flag --------------------------------------------------------------------
+
+    async def sync(self, flag: str) -> bool:
+        """Compare ``flag``'s desired and actual serving once, and act on the difference.
+
+        Whether Unleash was asked (and answered): a flag it does not serve, or
+        one on hold, is no sign that Unleash is back.
+        """
+        rollout = (await self._states.load(flag)).rollout
+        unleash = rollout.plan.unleash if rollout is not None else None
+        if rollout is None or unleash is None:
+            return False
+        target = Target.of(
+            unleash,
+            project=self._settings.project,
+            environment=self._settings.environment,
+            stickiness=self._settings.stickiness,
+        )
+        want = desired(rollout, target)
+        record = await self._records.get(flag)
+        if record is not None and record.rollout_id != rollout.rollout_id:
+            record = None
+        if want is None or (record is not None and record.held_version == rollout.flag_version):
+            return False
+        actual = await self._backend.read(target)
+        verdict, changes = reconcile(rollout, want, actual, record, target)
+        if verdict is Verdict.RECORD:
+            await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
+        elif verdict is Verdict.WRITE:
+            await self._write(flag, rollout, target, want=want, actual=actual, record=record)
+        elif verdict is Verdict.DRIFT:
+            await self._drifted(flag, rollout, target, changes, actual)
+        return True
+
+    async def _write(
+        self,
+        flag: str,
+        rollout: Rollout,
+        target: Target,
+        *,
+        want: Serving,
+        actual: Serving,
+        record: Applied | None,
+    ) -> None:
+        """Record the intent, write, record the result: a crash between is no person's change."""
+        if record is None:
+            base = None
+        elif record.held_version is not None:
+            base = actual  # the person's change, accepted when the rollout moved on
+        else:
+            base = record.applied
+        await self._records.put(flag, Applied(rollout.rollout_id, applied=base, intent=want))
+        await self._backend.write(target, want, actual, flag=flag)
+        await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
+        log.info(
+            "backend_applied",
+            flag=flag,
+            feature=target.feature,
+            environment=target.environment,
+            enabled=want.enabled,
+            percent=want.percent,
+            version=rollout.flag_version,
+        )
+
+    async def _drifted(
+        self, flag: str, rollout: Rollout, target: Target, changes: list[str], actual: Serving
+    ) -> None:
+        """Pause (a running rollout) and alert; hold every write until the rollout moves on."""
+        what = f"Unleash feature {target.feature} ({target.environment}): " + "; ".join(changes)
+        details: dict[str, Any] = {
+            "feature": target.feature,
+            "project": target.project,
+            "environment": target.environment,
+            "changes": changes,
+            "serving": actual.to_json(),
+        }
+        log.warning("backend_drift", flag=flag, changes=changes)
+        paused = False
+        if rollout.phase is Phase.RUNNING and self._apply is not None:
+            drift = BackendDriftInput(f"changed by hand: {what}", self._now(), details)
+            await self._apply(flag, drift)
+            after = (await self._states.load(flag)).rollout or rollout
+            # The machine's pause raised the alert, unless the rollout moved meanwhile.
+            paused = after.flag_version != rollout.flag_version and (
+                after.pause_reason is PauseReason.BACKEND_DRIFT
+            )
+            rollout = after
+        if not paused:
+            summary = f"{flag}: changed by hand, not overwritten: {what}"
+            await self._alert(flag, RaiseAlert("backend_drift", "warning", summary, details))
+        held = Applied(rollout.rollout_id, held_version=rollout.flag_version, held_what=what[:500])
+        await self._records.put(flag, held)
+
+    # -- reporting -------------------------------------------------------------------
+
+    async def _unreachable(self, error: str) -> None:
+        if self._down is not None:
+            return
+        self._down = error
+        log.warning("backend_unreachable", error=error)
+        summary = f"Unleash cannot be reached; its flags keep their last state: {error}"
+        await self._alert(None, RaiseAlert("backend_unreachable", "critical", summary[:500]))
+
+    async def _reachable(self) -> None:
+        if self._down is None:
+            return
+        error, self._down = self._down, None
+        log.info("backend_recovered")
+        summary = "Unleash answers again; the decisions made meanwhile are being applied"
+        details = {"error": error[:500]}
+        await self._alert(None, RaiseAlert("backend_recovered", "info", summary, details))
+
+    async def _failed(self, flag: str, exc: Exception) -> None:
+        why = f"{type(exc).__name__}: {exc}"[:500]
+        log.error("backend_sync_failed", flag=flag, error=why, exc_info=exc)
+        if flag in self._failing:
+            return
+        self._failing.add(flag)
+        summary = f"the Unleash sync of {flag} failed and is retried each sweep: {why}"
+        await self._alert(flag, RaiseAlert("input_failed", "critical", summary[:500]))
+
+    async def _alert(self, flag: str | None, action: RaiseAlert) -> None:
+        message = render_alert(flag, action, self._now(), self._topics)
+        try:
+            await self._retrying(
+                lambda: self._outputs.publish([(message.topic, message.key, message.value)]),
+                "backend alert",
+            )
+        except ControllerError as exc:
+            log.warning("alert_not_published", error=str(exc)[:500])
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
+        backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
+        return await retrying(call, what=what, backoff=backoff)

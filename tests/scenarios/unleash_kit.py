@@ -1,0 +1,183 @@
+"""What the Unleash scenarios use: a person at the admin API, and an app with the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from UnleashClient.clients.unleash_client import UnleashClient
+
+from controller.core.messages import Arm
+from controller.core.plan import Backend, Guardrail, Plan, Stage, UnleashTarget
+from controller.dev.unleash import UnleashServer
+from controller.sdk import EventEmitter
+from controller.sdk.unleash import ServedFlags, UnleashExposures
+from tests.scenarios.harness import Scenario
+
+PERCENTS = (1, 5, 25, 50, 100)
+UNITS = 10_000
+
+
+def feature_name() -> str:
+    return f"feat-{uuid.uuid4().hex[:10]}"
+
+
+def unleash_plan(feature: str, *, min_duration: timedelta = timedelta(minutes=10)) -> Plan:
+    """The default ladder served from Unleash; stages move only by command unless shortened."""
+    return Plan(
+        name="unleash",
+        stages=[
+            Stage(
+                percent=p,
+                min_duration=timedelta(0) if p == 100 else min_duration,
+                min_units_per_arm=0 if p == 100 else 20,
+            )
+            for p in PERCENTS
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+        alpha=0.01,
+        backend=Backend(unleash=UnleashTarget(feature=feature)),
+    )
+
+
+def serve_from(scenario: Scenario, server: UnleashServer, *, sync_seconds: float = 1.0) -> None:
+    """Point the scenario's daemon at ``server`` (before it starts)."""
+    scenario.configure(
+        RC_UNLEASH__URL=server.url,
+        RC_UNLEASH__ADMIN_TOKEN=server.admin_token,
+        RC_UNLEASH__ENVIRONMENT=server.environment,
+        RC_UNLEASH__SYNC_INTERVAL_SECONDS=str(sync_seconds),
+        RC_UNLEASH__REQUEST_TIMEOUT_SECONDS="2",
+    )
+
+
+class Person:
+    """Someone at Unleash's admin API: reads what it serves, changes it by hand."""
+
+    def __init__(self, server: UnleashServer) -> None:
+        self.server = server
+        self._http = httpx.AsyncClient(
+            base_url=server.url, headers={"Authorization": server.admin_token}, timeout=5
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def _env(self, feature: str) -> str:
+        return (
+            f"/api/admin/projects/default/features/{feature}/environments/{self.server.environment}"
+        )
+
+    async def serving(self, feature: str) -> dict[str, Any] | None:
+        """``enabled`` and the controller's strategy (``percent``, ``version``, ``id``)."""
+        answer = await self._http.get(f"/api/admin/projects/default/features/{feature}")
+        if answer.status_code == httpx.codes.NOT_FOUND:
+            return None
+        answer.raise_for_status()
+        environment = self.server.environment
+        envs = [e for e in answer.json()["environments"] if e["name"] == environment]
+        if not envs:  # a feature being created may not list its environments yet
+            return {"enabled": False, "strategies": 0}
+        env = envs[0]
+        strategies = [s for s in env["strategies"] if s["name"] == "flexibleRollout"]
+        out: dict[str, Any] = {"enabled": env["enabled"], "strategies": len(env["strategies"])}
+        if strategies:
+            params = strategies[0]["parameters"]
+            out |= {
+                "percent": int(params["rollout"]),
+                "version": int(params.get("rcFlagVersion", -1)),
+                "stickiness": params["stickiness"],
+                "id": strategies[0]["id"],
+                "parameters": params,
+            }
+        return out
+
+    async def set_percent(self, feature: str, percent: int) -> None:
+        """Change the rollout percent by hand, as in Unleash's UI (the whole strategy)."""
+        now = await self.serving(feature)
+        assert now is not None
+        assert "id" in now
+        body = {
+            "name": "flexibleRollout",
+            "constraints": [],
+            "parameters": {**now["parameters"], "rollout": str(percent)},
+        }
+        answer = await self._http.put(f"{self._env(feature)}/strategies/{now['id']}", json=body)
+        answer.raise_for_status()
+
+
+class App:
+    """An app evaluating flags with the real ``UnleashClient``, wrapped by the exposure helper."""
+
+    def __init__(self, server: UnleashServer, cache: Path, *, refresh_interval: int = 1) -> None:
+        self.exposures: list[tuple[str, str, Arm, int]] = []
+        self._lock = threading.Lock()
+        self._emitter: EventEmitter | None = None
+        self.enabled: dict[str, bool] = {}
+        """Each feature's ``enabled`` in the last payload the SDK fetched."""
+        self.helper = UnleashExposures(self._record, chain=self._fetched)
+        self.client = UnleashClient(
+            url=f"{server.url}/api",
+            app_name=f"app-{uuid.uuid4().hex[:6]}",
+            environment=server.environment,
+            custom_headers={"Authorization": server.client_token},
+            refresh_interval=refresh_interval,
+            disable_metrics=True,
+            disable_registration=True,
+            cache_directory=str(cache),
+            event_callback=self.helper.on_event,
+        )
+        self.client.initialize_client()
+        self.flags: ServedFlags = self.helper.wrap(self.client)
+
+    def _fetched(self, event: object) -> None:
+        raw = getattr(event, "raw_features", None)
+        if isinstance(raw, str):
+            features = orjson.loads(raw)["features"]
+            self.enabled = {f["name"]: f["enabled"] for f in features}
+
+    def use_emitter(self, emitter: EventEmitter) -> None:
+        """Send the helper's exposures to the events topic too."""
+        self._emitter = emitter
+
+    def _record(self, flag: str, unit: str, arm: Arm, version: int) -> None:
+        with self._lock:
+            self.exposures.append((flag, unit, arm, version))
+        if self._emitter is not None:
+            self._emitter.exposure(flag, unit, arm, version)
+
+    def close(self) -> None:
+        self.client.destroy()
+
+    async def serves_version(self, feature: str, version: int, *, timeout: float = 30) -> None:
+        """Wait until the SDK has fetched the strategy written at ``version``, environment on.
+
+        The controller writes the strategy before it turns the environment on,
+        so a fetch in between has the version with the feature still off.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            managed = self.helper.managed(feature)
+            if managed is not None and managed.version >= version and self.enabled.get(feature):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the SDK never fetched {feature} at version {version}, on")
+
+    def treated(self, feature: str, units: int = UNITS) -> int:
+        """How many of ``units`` distinct users the SDK serves the feature to."""
+        return sum(self.flags.is_enabled(feature, {"userId": f"user-{i}"}) for i in range(units))
+
+
+def within_binomial(count: int, percent: float, n: int = UNITS) -> bool:
+    """``count`` of ``n`` is within five standard deviations of ``percent``% (exact at 0/100)."""
+    p = percent / 100
+    sd = math.sqrt(n * p * (1 - p))
+    return abs(count - n * p) <= 5 * sd + 1

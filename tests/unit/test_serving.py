@@ -1,0 +1,141 @@
+"""What a flag platform should serve for a rollout, and telling a person's change from a lag."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from controller.core.plan import Backend, Plan, Stage, UnleashTarget
+from controller.core.rollout import Phase, Rollout
+from controller.core.serving import (
+    Applied,
+    Serving,
+    Target,
+    Verdict,
+    desired,
+    drift,
+    reconcile,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+TARGET = Target("new-checkout", "default", "production", "userId")
+PLAN = Plan(
+    stages=[Stage(percent=p) for p in (1, 25, 100)],
+    backend=Backend(unleash=UnleashTarget(feature="new-checkout")),
+)
+
+
+def rollout(phase: Phase = Phase.RUNNING, stage: int = 1, version: int = 3) -> Rollout:
+    return Rollout(
+        flag="checkout",
+        rollout_id="r1",
+        plan=PLAN,
+        phase=phase,
+        stage=stage,
+        stage_started_at=NOW,
+        salt="s",
+        flag_version=version,
+        started_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def on(percent: int, version: int = 3, stickiness: str = "userId") -> Serving:
+    return Serving(enabled=True, percent=percent, stickiness=stickiness, version=version)
+
+
+@pytest.mark.parametrize(
+    ("phase", "want"),
+    [
+        (Phase.PENDING, None),
+        (Phase.RUNNING, on(25)),
+        (Phase.PAUSED, on(25)),
+        (Phase.COMPLETED, on(100)),
+        (Phase.ROLLED_BACK, Serving(enabled=False)),
+        (Phase.ABORTED, Serving(enabled=False)),
+        (Phase.KILLED, Serving(enabled=False)),
+    ],
+)
+def test_desired_follows_the_phase(phase: Phase, want: Serving | None) -> None:
+    assert desired(rollout(phase), TARGET) == want
+
+
+def test_the_plan_target_takes_the_settings_defaults_for_what_it_leaves_out() -> None:
+    target = Target.of(
+        UnleashTarget(feature="f", environment="staging"),
+        project="p",
+        environment="production",
+        stickiness="default",
+    )
+    assert target == Target("f", "p", "staging", "default")
+
+
+def test_nothing_to_do_when_unleash_serves_what_was_applied() -> None:
+    record = Applied("r1", applied=on(25))
+    assert reconcile(rollout(), on(25), on(25), record, TARGET) == (Verdict.NOTHING, [])
+
+
+def test_a_first_sync_writes_whatever_unleash_serves() -> None:
+    actual = Serving(enabled=True, percent=70, stickiness="userId", version=None)
+    assert reconcile(rollout(), on(25), actual, None, TARGET) == (Verdict.WRITE, [])
+
+
+def test_a_stage_change_not_applied_yet_is_written_not_taken_for_drift() -> None:
+    record = Applied("r1", applied=on(1, version=2))
+    assert reconcile(rollout(), on(25), on(1, version=2), record, TARGET) == (Verdict.WRITE, [])
+
+
+def test_a_write_cut_short_by_a_crash_is_finished_not_taken_for_drift() -> None:
+    # the strategy was updated, the record still says 1% with the 25% intent
+    record = Applied("r1", applied=on(1, version=2), intent=on(25))
+    half = Serving(enabled=False, percent=25, stickiness="userId", version=3)
+    record_on = Applied("r1", applied=on(1, version=2), intent=on(25))
+    assert drift(half, record_on, TARGET) == ["environment production was turned off"]
+    assert reconcile(rollout(), on(25), on(25), record, TARGET) == (Verdict.RECORD, [])
+
+
+@pytest.mark.parametrize(
+    ("actual", "change"),
+    [
+        (on(40), "rollout was changed from 25% to 40%"),
+        (Serving(enabled=False, percent=25, stickiness="userId", version=3), "turned off"),
+        (on(25, stickiness="sessionId"), "stickiness was changed from userId to sessionId"),
+        (Serving(enabled=True), "strategy of new-checkout was removed"),
+    ],
+)
+def test_a_person_s_change_is_drift_and_named(actual: Serving, change: str) -> None:
+    record = Applied("r1", applied=on(25))
+    verdict, changes = reconcile(rollout(), on(25), actual, record, TARGET)
+    assert verdict is Verdict.DRIFT
+    assert any(change in c for c in changes), changes
+
+
+def test_a_hold_stays_until_the_rollout_moves_on_then_the_controller_takes_over() -> None:
+    held = Applied("r1", applied=on(25), held_version=3, held_what="rollout 25 → 40")
+    assert reconcile(rollout(version=3), on(25), on(40), held, TARGET) == (Verdict.HELD, [])
+    resumed = rollout(version=4)
+    assert reconcile(resumed, on(25, 4), on(40), held, TARGET) == (Verdict.WRITE, [])
+
+
+def test_turning_off_ignores_the_strategy() -> None:
+    record = Applied("r1", applied=Serving(enabled=False))
+    off = Serving(enabled=False, percent=25, stickiness="userId", version=3)
+    assert reconcile(rollout(Phase.KILLED), Serving(enabled=False), off, record, TARGET) == (
+        Verdict.NOTHING,
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, 1, "x", [], {}, {"rollout_id": 5}, {"rollout_id": "r", "applied": "no"}],
+)
+def test_an_unreadable_record_counts_as_none_or_as_empty(raw: object) -> None:
+    record = Applied.from_json(raw)
+    assert record is None or (record.applied is None and record.held_version is None)
+
+
+def test_a_record_survives_its_json() -> None:
+    record = Applied("r1", applied=on(25), intent=on(50, 4), held_version=None)
+    assert Applied.from_json(record.to_json()) == record
