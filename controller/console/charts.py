@@ -29,6 +29,9 @@ WIDTH, HEIGHT = 900, 300
 MAX_POINTS = 5_000
 """The most points one chart draws (the latest): far more than a served history holds."""
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
+LABEL_CHAR_PX = 7.0
+"""About how wide a character of a 12 px label is, to keep labels apart."""
+MAX_LABEL_ROWS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +157,8 @@ def guardrail_chart(
         _axes(scale, limit),
         _band(points, scale),
         _line(points, scale),
-        *(_mark(m, scale, "stage") for m in stages),
-        *(_mark(m, scale, "decision") for m in decisions),
+        _marks(stages, scale, "stage"),
+        _marks(decisions, scale, "decision"),
         _crossing(points, tolerance, lower_is_better, scale),
         "</svg>",
     ]
@@ -288,12 +291,29 @@ def _line(points: Sequence[ChartPoint], scale: _Scale) -> str:
     )
 
 
-def _mark(mark: Mark, scale: _Scale, cls: str) -> str:
-    """A vertical line; stage labels along the top, decision labels along the bottom."""
+def _marks(marks: Sequence[Mark], scale: _Scale, cls: str) -> str:
+    """Vertical lines; stage labels along the top, decision labels along the bottom.
+
+    A label starts at its line (it names what begins there) unless it would
+    run off the plot, and labels that would overlap go on further rows.
+    """
+    ends: list[float] = []  # per row, where its last label ends
+    out = []
+    for mark in sorted(marks, key=lambda m: m.ts_ms):
+        x, right = scale.x(mark.ts_ms), scale.width - PAD_RIGHT
+        span = LABEL_CHAR_PX * len(mark.label)
+        anchor, start = ("start", x + 3) if x + 3 + span <= right else ("end", x - 3 - span)
+        row = next((i for i, end in enumerate(ends) if end < start), len(ends))
+        row = min(row, MAX_LABEL_ROWS - 1)
+        ends[row : row + 1] = [start + span + 4]
+        out.append(_mark(mark, scale, cls, anchor, row))
+    return "".join(out)
+
+
+def _mark(mark: Mark, scale: _Scale, cls: str, anchor: str, row: int) -> str:
     x, bottom = scale.x(mark.ts_ms), scale.height - PAD_BOTTOM
-    y_text = PAD_TOP + 12 if cls == "stage" else bottom - 4
-    right_half = x > (PAD_LEFT + scale.width - PAD_RIGHT) / 2
-    anchor, x_text = ("end", x - 3) if right_half else ("start", x + 3)
+    y_text = PAD_TOP + 12 + 14 * row if cls == "stage" else bottom - 4 - 14 * row
+    x_text = x + 3 if anchor == "start" else x - 3
     return (
         f'<line class="{cls}" x1="{x}" x2="{x}" y1="{PAD_TOP}" y2="{bottom}"'
         f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
