@@ -178,7 +178,8 @@ th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-ali
 th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
 .regressed{color:#b42318;font-weight:600}.ok{color:#1a7f37}
 .wrap{overflow-x:auto}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
-dt{font-weight:600}dd{margin:0;min-width:0;overflow-wrap:anywhere}figure{margin:.5rem 0}figcaption{color:#57606a}
+dt{font-weight:600}dd{margin:0;min-width:0;overflow-wrap:anywhere}
+figure{margin:.5rem 0}figcaption{color:#57606a}
 svg.chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
 svg.chart text{fill:currentColor}svg.chart .tick{fill:#57606a}
 svg.chart .bound,svg.chart .delta{color:#0969da}svg.chart .point{fill:#0969da}

@@ -261,3 +261,17 @@ def point_at(state: Rollout, agg: object, day: int) -> dict[str, object]:
     when = T0 + timedelta(days=day, minutes=5)
     verdict = evaluate(state, agg, when)  # type: ignore[arg-type]
     return history.point_of(state, verdict, when).as_json()
+
+
+def test_mark_labels_start_at_their_line_and_stack_when_they_would_overlap() -> None:
+    stages = [Mark(2000, "stage 2/5 (5%)"), Mark(2500, "stage 3/5 (25%)"), Mark(9000, "stage 4")]
+    svg = guardrail_chart(rising(), 0.0, metric="error_rate", stages=stages)
+    labels = re.findall(
+        r'<text class="stage-label" x="([\d.]+)" y="([\d.]+)" text-anchor="(\w+)">([^<]+)<', svg
+    )
+    lines = re.findall(r'<line class="stage" x1="([\d.]+)"', svg)
+    (first, second, last) = labels
+    assert first[2] == second[2] == "start"  # each begins where its stage begins
+    assert float(first[0]) == float(lines[0]) + 3
+    assert first[1] != second[1]  # too close: the second goes on the next row
+    assert last[2] == "end"  # no room to its right: it ends at its line
