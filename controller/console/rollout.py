@@ -28,9 +28,10 @@ from controller.console.pages import (
     stage_text,
     ts_ms,
 )
-from controller.core.wording import advisor_name, decided_at, stage_label
+from controller.core.wording import advice_text, decided_at, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
+MAX_RATIONALE_CHARS = 2000
 COMMANDS = (
     ("pause", '--reason "investigating"'),
     ("resume", ""),
@@ -205,17 +206,18 @@ def _advisor(decisions: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _opinion(decision: Mapping[str, Any], advice: Mapping[str, Any]) -> str:
+    """The advisor's opinion in the words the demo and reports use, then the gate's decision."""
     when = f"<time>{esc(clock(decision.get('ts')))}</time>"
-    name = esc(advisor_name(advice.get("model")))
-    if advice.get("status") != "ok":
-        return f"<li>{when} {name} unavailable: {esc(advice.get('cause', ''))}</li>"
+    said = esc(advice_text(dict(advice), rationale_chars=0))
+    rationale = str(advice.get("rationale") or "")[:MAX_RATIONALE_CHARS]
+    why = (
+        f'<br>Advisor\'s rationale: <q class="rationale">{esc(rationale)}</q>'
+        if advice.get("status") == "ok" and rationale
+        else ""
+    )
     return (
-        f"<li>{when} {_stage(decision)}: {name} said <b>{esc(advice.get('action', ''))}</b>"
-        f" (confidence {esc(advice.get('confidence', ''))}, {esc(advice.get('model', ''))},"
-        f" {esc(advice.get('latency_ms', ''))} ms); the gate decided"
-        f" <b>{esc(decision.get('action', ''))}</b>."
-        "<br>Advisor's rationale:"
-        f' <q class="rationale">{esc(advice.get("rationale", ""))}</q></li>'
+        f"<li>{when} {_stage(decision)}: {said}; the gate decided"
+        f" <b>{esc(decision.get('action', ''))}</b>.{why}</li>"
     )
 
 

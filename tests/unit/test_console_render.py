@@ -275,3 +275,17 @@ def test_mark_labels_start_at_their_line_and_stack_when_they_would_overlap() -> 
     assert float(first[0]) == float(lines[0]) + 3
     assert first[1] != second[1]  # too close: the second goes on the next row
     assert last[2] == "end"  # no room to its right: it ends at its line
+
+
+def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -> None:
+    advice = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 5500,
+              "model": "smollm2-135m", "rationale": HOSTILE}  # fmt: skip
+    evidence = {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}
+    decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
+                "stage": 2, "evidence": evidence}  # fmt: skip
+    status = describe(rollout(), None, EARLY)
+    page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
+    assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
+    assert "says advance (confidence 0.9, 5.5 s); the gate decided <b>rollback</b>." in opinion
+    assert f'Advisor\'s rationale: <q class="rationale">{pages.esc(HOSTILE)}</q>' in opinion
