@@ -27,7 +27,10 @@ from controller.core.wording import position_label, stage_label
 
 WIDTH, HEIGHT = 900, 300
 MAX_POINTS = 5_000
-"""The most points one chart draws (the latest): far more than a served history holds."""
+"""The most points one chart draws, and read per stage (the latest): far more than a
+served history holds (a stage keeps about 200 an hour)."""
+MAX_STAGES = 20
+"""A plan has at most 20 stages; a served history's further entries are not read."""
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
 LABEL_CHAR_PX = 7.0
 """About how wide a character of a 12 px label is, to keep labels apart."""
@@ -69,8 +72,7 @@ def chart_points(history: Mapping[str, Any], metric: str) -> list[ChartPoint]:
     out = []
     names = stage_names(history)
     for entry in served_stages(history):
-        points = entry.get("points")
-        for point in points if isinstance(points, list) else ():
+        for point in served_points(entry):
             parsed = _chart_point(point, metric, names)
             if parsed is not None:
                 out.append(parsed)
@@ -92,7 +94,15 @@ def stage_names(history: Mapping[str, Any]) -> dict[int, str]:
 def served_stages(history: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The stage entries of a served history that are objects; none if it has no list."""
     stages = history.get("stages")
-    return [s for s in stages if isinstance(s, Mapping)] if isinstance(stages, list) else []
+    if not isinstance(stages, list):
+        return []
+    return [s for s in stages[:MAX_STAGES] if isinstance(s, Mapping)]
+
+
+def served_points(entry: Mapping[str, Any]) -> list[Any]:
+    """A served stage's points, at most :data:`MAX_POINTS` (the latest), unchecked."""
+    points = entry.get("points")
+    return points[-MAX_POINTS:] if isinstance(points, list) else []
 
 
 def _chart_point(point: object, metric: str, names: Mapping[int, str]) -> ChartPoint | None:

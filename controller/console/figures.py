@@ -29,6 +29,7 @@ from controller.console.charts import (
     describe,
     guardrail_chart,
     served_number,
+    served_points,
     served_stages,
     stage_names,
 )
@@ -163,17 +164,15 @@ def tolerance_of(
 
 def _points(history: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     for entry in served_stages(history):
-        points = entry.get("points")
-        for point in points if isinstance(points, list) else ():
+        for point in served_points(entry):
             if isinstance(point, Mapping):
                 yield point
 
 
 def _times(entry: Mapping[str, Any]) -> list[int]:
-    points = entry.get("points")
     return [
         ts
-        for p in (points if isinstance(points, list) else ())
+        for p in served_points(entry)
         if isinstance(p, Mapping)
         and isinstance(ts := p.get("ts_ms"), int)
         and not isinstance(ts, bool)

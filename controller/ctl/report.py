@@ -26,9 +26,6 @@ from controller.core.wording import AT_STAGE, advice_text, label_of, position_la
 
 MAX_DECISIONS = 2_000
 """The most decisions a report lists; a longer rollout's report says it was cut."""
-MAX_POINTS = 500
-"""The most history points read per stage (a controller keeps far fewer)."""
-MAX_STAGES = 100
 MAX_GUARDRAILS = 20
 TERMINAL = ("completed", "rolled_back", "aborted", "killed")
 ARM_FIELDS = ("units", "exposures", "requests", "errors", "conversions")
@@ -314,17 +311,10 @@ def _charts(
     if history.get("rollout_id") not in (None, report.rollout_id):
         report.notes.append("the gate history served is of another rollout and is left out")
         return []
-    bounded = [_bounded(entry) for entry in stages[:MAX_STAGES] if isinstance(entry, dict)]
-    drawn = figures({"stages": bounded}, decisions)
+    drawn = figures(history, decisions)  # reads what it can, at most so many points
     if not any(figure.points for figure in drawn):
         report.notes.append("the gate history holds no guardrail test yet: no charts over time")
     return drawn
-
-
-def _bounded(entry: dict[str, Any]) -> dict[str, Any]:
-    """A stage of the history with at most :data:`MAX_POINTS` points, the latest."""
-    points = entry.get("points")
-    return {**entry, "points": points[-MAX_POINTS:] if isinstance(points, list) else []}
 
 
 # -- reading -----------------------------------------------------------------------------

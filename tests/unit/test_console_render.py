@@ -12,7 +12,15 @@ import pytest
 from controller.adapters.memory import MemoryGateHistory, MemoryStates
 from controller.adapters.web_console import is_loopback, session_value
 from controller.console import pages
-from controller.console.charts import ChartPoint, Mark, crossing, guardrail_chart
+from controller.console.charts import (
+    MAX_POINTS,
+    MAX_STAGES,
+    ChartPoint,
+    Mark,
+    chart_points,
+    crossing,
+    guardrail_chart,
+)
 from controller.console.rollout import rollout_detail
 from controller.core import history
 from controller.core.gate import describe, evaluate
@@ -289,3 +297,18 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
     assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
     assert "says advance (confidence 0.9, 5.5 s); the gate decided <b>rollback</b>." in opinion
     assert f'Advisor\'s rationale: <q class="rationale">{pages.esc(HOSTILE)}</q>' in opinion
+
+
+def test_a_served_history_is_read_within_bounds() -> None:
+    test = {"delta": 0.1, "lower": "-inf", "upper": "inf"}
+    many = [{"ts_ms": i, "stage": 0, "guardrails": {"error_rate": test}} for i in range(6_000)]
+    stages = [{"stage": 0, "percent": 1.0, "points": many}]
+    later = [
+        {"stage": i, "percent": 5.0, "points": [{**many[0], "ts_ms": 10_000 + i, "stage": i}]}
+        for i in range(1, 30)
+    ]
+    points = chart_points({"stages": stages + later}, "error_rate")
+    assert len(points) == MAX_POINTS
+    assert points[-1].ts_ms == 10_000 + MAX_STAGES - 1  # the latest, of the stages a plan has
+    assert points[-MAX_STAGES].ts_ms == 5_999
+    assert math.isinf(points[0].lower)  # infinities arrive as strings
