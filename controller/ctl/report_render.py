@@ -181,6 +181,8 @@ th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
 dt{font-weight:600}dd{margin:0;min-width:0;overflow-wrap:anywhere}
 figure{margin:.5rem 0}figcaption{color:#57606a}
 svg.chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
+/* a chart too wide for the screen scrolls, starting at its newest end */
+.newest{direction:rtl}.newest>svg{direction:ltr}
 svg.chart text{fill:currentColor}svg.chart .tick{fill:#57606a}
 svg.chart .bound,svg.chart .delta{color:#0969da}svg.chart .point{fill:#0969da}
 svg.chart .tolerance,svg.chart .crossing{color:#cf222e}
@@ -241,7 +243,8 @@ def _h_charts(charts: list[Figure]) -> list[str]:
         # The chart and its table are drawn from numbers and escape their own text.
         parts += [
             f'<section class="guardrail" data-metric="{metric}"><h3>{metric}</h3>',
-            f'<figure><div class="wrap" tabindex="0" role="region" aria-label="{metric} chart">'
+            f'<figure><div class="wrap newest" tabindex="0" role="region"'
+            f' aria-label="{metric} chart">'
             f"{figure.svg()}</div><figcaption>{_h(figure.text())}</figcaption></figure>",
             f"<details><summary>numbers for {metric}: the latest {shown} gates, newest first"
             f'</summary><div class="wrap" tabindex="0">{figure.table(limit=TABLE_ROWS)}</div>'

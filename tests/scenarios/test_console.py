@@ -9,15 +9,13 @@ screenshots are written to ``$TEST_ARTIFACTS_DIR/console`` (default
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 
 from controller.core.messages import Arm
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
@@ -26,7 +24,6 @@ from tests.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "console-test-token"
-CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="document.title=1"> & "quotes"'
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,30 +32,6 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / ".artifacts")) / "console"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium; missing, the test fails under CI and is skipped elsewhere."""
-    executable = _chromium()
-    if executable is None:
-        message = "SERVICE MISSING: chromium (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def faulty(state: dict[str, Any], arm: Arm) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from controller.core.messages import Arm
 from controller.ctl.report_render import count, number
@@ -73,8 +74,26 @@ class Page(HTMLParser):
         return ["".join(t) for n, a, t in self.elements if n == tag and a.get("class") == css]
 
 
+async def look_at(browser: Browser, page_file: Path, width: int) -> None:
+    """Open the written report in Chromium: it draws its chart, fits the width, loads nothing."""
+    context = await browser.new_context(viewport={"width": width, "height": 900})
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: None if r.url == page_file.as_uri() else problems.append(r.url))
+    await page.goto(page_file.as_uri())
+    box = await page.locator('svg.chart[data-metric="error_rate"]').bounding_box()
+    assert box is not None
+    assert box["width"] >= min(560, width - 40)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.screenshot(path=artifacts() / f"report-{width}.png", full_page=True)
+    await context.close()
+    assert problems == []
+
+
 async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
-    scenario: Scenario, tmp_path: Path
+    scenario: Scenario, tmp_path: Path, browser: Browser
 ) -> None:
     # Given a rollout whose treatment starts failing at 25%, rolled back by the gate
     port = free_port()
@@ -174,6 +193,9 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
     assert said in shown
     assert said in text.out  # the Markdown report says it in words
     shutil.copy(page_file, artifacts() / "report.html")
+    # ...which a browser shows at both widths, asking for nothing else
+    for width in (1280, 390):
+        await look_at(browser, page_file, width)
 
     # When the model is asked for a narrative: kept when its numbers are true, else dropped
     async with FakeModel() as model:
