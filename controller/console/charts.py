@@ -21,10 +21,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import Any, TypeGuard
+
+from controller.core.wording import position_label, stage_label
 
 WIDTH, HEIGHT = 900, 300
+MAX_POINTS = 5_000
+"""The most points one chart draws, and read per stage (the latest): far more than a
+served history holds (a stage keeps about 200 an hour)."""
+MAX_STAGES = 20
+"""A plan has at most 20 stages; a served history's further entries are not read."""
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
+LABEL_CHAR_PX = 7.0
+"""About how wide a character of a 12 px label is, to keep labels apart."""
+MAX_LABEL_ROWS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,12 @@ class ChartPoint:
     delta: float
     lower: float
     upper: float
+    label: str = ""
+    """The stage in words (``stage 3/5 (25%)``); empty: counted from 1 without the plan."""
+
+    @property
+    def stage_name(self) -> str:
+        return self.label or stage_label(self.stage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +63,64 @@ class Mark:
 
 
 def chart_points(history: Mapping[str, Any], metric: str) -> list[ChartPoint]:
-    """``metric``'s points in a served history (``/rollouts/{flag}/history``), oldest first."""
+    """``metric``'s points in a served history (``/rollouts/{flag}/history``), oldest first.
+
+    Read as input from outside (a report reads the history over the network):
+    a stage or point of the wrong shape is skipped, never raised, and at most
+    :data:`MAX_POINTS` are kept, the latest.
+    """
     out = []
-    for stage in history.get("stages", []):
-        for point in stage.get("points", []):
-            test = point.get("guardrails", {}).get(metric)
-            if isinstance(test, dict):
-                values = (_num(test.get(k)) for k in ("delta", "lower", "upper"))
-                delta, lower, upper = values
-                out.append(
-                    ChartPoint(int(point["ts_ms"]), int(point["stage"]), delta, lower, upper)
-                )
-    return sorted(out, key=lambda p: p.ts_ms)
+    names = stage_names(history)
+    for entry in served_stages(history):
+        for point in served_points(entry):
+            parsed = _chart_point(point, metric, names)
+            if parsed is not None:
+                out.append(parsed)
+    return sorted(out, key=lambda p: p.ts_ms)[-MAX_POINTS:]
+
+
+def stage_names(history: Mapping[str, Any]) -> dict[int, str]:
+    """Each stage of a served history in words, as every output names it: ``stage 3/5 (25%)``."""
+    entries = served_stages(history)
+    names: dict[int, str] = {}
+    for entry in entries:
+        index = entry.get("stage")
+        label = position_label(index, len(entries), entry.get("percent"))
+        if _whole(index) and label is not None:
+            names[index] = label
+    return names
+
+
+def served_stages(history: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The stage entries of a served history that are objects; none if it has no list."""
+    stages = history.get("stages")
+    if not isinstance(stages, list):
+        return []
+    return [s for s in stages[:MAX_STAGES] if isinstance(s, Mapping)]
+
+
+def served_points(entry: Mapping[str, Any]) -> list[Any]:
+    """A served stage's points, at most :data:`MAX_POINTS` (the latest), unchecked."""
+    points = entry.get("points")
+    return points[-MAX_POINTS:] if isinstance(points, list) else []
+
+
+def _chart_point(point: object, metric: str, names: Mapping[int, str]) -> ChartPoint | None:
+    if not isinstance(point, Mapping):
+        return None
+    tests = point.get("guardrails")
+    test = tests.get(metric) if isinstance(tests, Mapping) else None
+    ts, stage = point.get("ts_ms"), point.get("stage")
+    if not (isinstance(test, Mapping) and _whole(ts) and _whole(stage)):
+        return None
+    delta, lower, upper = (served_number(test.get(k)) for k in ("delta", "lower", "upper"))
+    if not math.isfinite(delta) or math.isnan(lower) or math.isnan(upper):
+        return None
+    return ChartPoint(ts, stage, delta, lower, upper, names.get(stage, ""))
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 def crossing(points: Sequence[ChartPoint], tolerance: float, *, lower_is_better: bool) -> int:
@@ -105,8 +167,8 @@ def guardrail_chart(
         _axes(scale, limit),
         _band(points, scale),
         _line(points, scale),
-        *(_mark(m, scale, "stage") for m in stages),
-        *(_mark(m, scale, "decision") for m in decisions),
+        _marks(stages, scale, "stage"),
+        _marks(decisions, scale, "decision"),
         _crossing(points, tolerance, lower_is_better, scale),
         "</svg>",
     ]
@@ -131,13 +193,13 @@ def describe(
     if index < 0:
         return text + " The bound has not crossed the tolerance."
     p = points[index]
-    return text + f" The bound crossed the tolerance at {_clock(p.ts_ms)} in stage {p.stage + 1}."
+    return text + f" The bound crossed the tolerance at {_clock(p.ts_ms)} in {p.stage_name}."
 
 
 def chart_table(points: Sequence[ChartPoint], *, limit: int = 60) -> str:
     """The chart's numbers as an HTML table: the last ``limit`` points, newest first."""
     rows = "".join(
-        f"<tr><td>{_clock(p.ts_ms)}</td><td>{p.stage + 1}</td><td>{_fmt(p.delta)}</td>"
+        f"<tr><td>{_clock(p.ts_ms)}</td><td>{escape(p.stage_name)}</td><td>{_fmt(p.delta)}</td>"
         f"<td>{_fmt(p.lower)}</td><td>{_fmt(p.upper)}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
@@ -239,12 +301,29 @@ def _line(points: Sequence[ChartPoint], scale: _Scale) -> str:
     )
 
 
-def _mark(mark: Mark, scale: _Scale, cls: str) -> str:
-    """A vertical line; stage labels along the top, decision labels along the bottom."""
+def _marks(marks: Sequence[Mark], scale: _Scale, cls: str) -> str:
+    """Vertical lines; stage labels along the top, decision labels along the bottom.
+
+    A label starts at its line (it names what begins there) unless it would
+    run off the plot, and labels that would overlap go on further rows.
+    """
+    ends: list[float] = []  # per row, where its last label ends
+    out = []
+    for mark in sorted(marks, key=lambda m: m.ts_ms):
+        x, right = scale.x(mark.ts_ms), scale.width - PAD_RIGHT
+        span = LABEL_CHAR_PX * len(mark.label)
+        anchor, start = ("start", x + 3) if x + 3 + span <= right else ("end", x - 3 - span)
+        row = next((i for i, end in enumerate(ends) if end < start), len(ends))
+        row = min(row, MAX_LABEL_ROWS - 1)
+        ends[row : row + 1] = [start + span + 4]
+        out.append(_mark(mark, scale, cls, anchor, row))
+    return "".join(out)
+
+
+def _mark(mark: Mark, scale: _Scale, cls: str, anchor: str, row: int) -> str:
     x, bottom = scale.x(mark.ts_ms), scale.height - PAD_BOTTOM
-    y_text = PAD_TOP + 12 if cls == "stage" else bottom - 4
-    right_half = x > (PAD_LEFT + scale.width - PAD_RIGHT) / 2
-    anchor, x_text = ("end", x - 3) if right_half else ("start", x + 3)
+    y_text = PAD_TOP + 12 + 14 * row if cls == "stage" else bottom - 4 - 14 * row
+    x_text = x + 3 if anchor == "start" else x - 3
     return (
         f'<line class="{cls}" x1="{x}" x2="{x}" y1="{PAD_TOP}" y2="{bottom}"'
         f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
@@ -275,10 +354,13 @@ def _id(metric: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in metric)[:64]
 
 
-def _num(value: Any) -> float:
+def served_number(value: Any) -> float:
+    """A served number; infinities arrive as ``"inf"``/``"-inf"``; NaN for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > 32:
+        return math.nan
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return math.nan
 
 

@@ -17,6 +17,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from controller.core.wording import label_of
+
 REFRESH_MS = 2000
 LIST_REFRESH_MS = 5000
 HEALTH_TEXT = {
@@ -72,7 +74,7 @@ def rollout_list(rows: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str
     body = "".join(_row(r) for r in rows) or '<tr><td colspan="6">No rollouts yet.</td></tr>'
     head = (
         '<tr><th scope="col">flag</th><th scope="col">phase</th><th scope="col">stage</th>'
-        '<th scope="col">percent</th><th scope="col">time in stage</th>'
+        '<th scope="col">serving</th><th scope="col">time in stage</th>'
         '<th scope="col">health</th></tr>'
     )
     return (
@@ -92,7 +94,7 @@ def _row(r: Mapping[str, Any]) -> str:
         f'<th scope="row"><a href="{esc(flag_url(flag))}">{esc(flag)}</a></th>'
         f'<td data-label="phase">{esc(phase_text(r))}</td>'
         f'<td data-label="stage">{esc(stage_text(r))}</td>'
-        f'<td data-label="percent">{_percent(r.get("percent"))}</td>'
+        f'<td data-label="serving">{percent_cell(r.get("percent"))}</td>'
         f'<td data-label="in stage">'
         f"{esc(duration(r.get('time_in_stage_s')) if r.get('active') else '-')}</td>"
         f'<td data-label="health">'
@@ -130,14 +132,16 @@ def phase_text(r: Mapping[str, Any]) -> str:
 
 
 def stage_text(r: Mapping[str, Any]) -> str:
-    """Stages counted from 1, as ``rolloutctl status`` shows them."""
-    stage, stages = r.get("stage"), r.get("stages")
-    if not isinstance(stage, int) or not isinstance(stages, int):
-        return "-"
-    return f"{stage + 1}/{stages}"
+    """The stage a rollout is at, as alerts, decisions, ``rolloutctl status`` and reports say it.
+
+    ``stage 3/5 (25%)``: the stage's planned percent, which may differ from
+    what is served (nothing once rolled back; less than 100% in the watch).
+    """
+    return label_of(dict(r)) or "-"
 
 
-def _percent(value: object) -> str:
+def percent_cell(value: object) -> str:
+    """A served share of units: ``25%``; ``-`` when unknown."""
     return f"{value:g}%" if isinstance(value, int | float) else "-"
 
 

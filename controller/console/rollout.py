@@ -1,9 +1,11 @@
 """The console's rollout page: timeline, guardrail charts, SRM, advisor, decisions, commands.
 
 Pure: the data :class:`controller.daemon.console.ConsoleData` gathers in,
-an HTML fragment out. Stages are counted from 1 here, as in ``rolloutctl
-status``; the raw evidence shown under each decision keeps the published
-(0-based) ``stage`` field as it is on the wire.
+an HTML fragment out. Stages are named as every output names them
+(:mod:`controller.core.wording`: ``stage 3/5 (25%)``); the raw evidence shown
+under each decision keeps the published (0-based) ``stage`` field as it is on
+the wire. The charts are :mod:`controller.console.figures`', the same a
+written report draws.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ from typing import Any
 
 import orjson
 
-from controller.console.charts import ChartPoint, Mark, chart_points, chart_table, guardrail_chart
+from controller.console.charts import stage_names
+from controller.console.figures import figures
 from controller.console.pages import (
     alert_list,
     clock,
     duration,
     esc,
+    percent_cell,
     phase_text,
     stage_text,
     ts_ms,
 )
+from controller.core.wording import advice_text, decided_at, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
+MAX_RATIONALE_CHARS = 2000
 COMMANDS = (
     ("pause", '--reason "investigating"'),
     ("resume", ""),
@@ -69,7 +75,8 @@ def _summary(flag: str, s: Mapping[str, Any]) -> str:
     return (
         f'<h1 data-flag="{esc(flag)}">{esc(flag)}</h1><dl class="summary">'
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
-        f"<dt>stage</dt><dd>{esc(stage_text(s))} at {esc(s.get('percent', '-'))}%</dd>"
+        f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
+        f"<dt>serving</dt><dd>{percent_cell(s.get('percent'))} of units</dd>"
         f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>"
         f"<dt>plan</dt><dd>{esc(s.get('plan', ''))}</dd>{gate}</dl>"
     )
@@ -86,8 +93,9 @@ def _timeline(
 ) -> str:
     current, phase = status.get("stage", 0), status.get("phase", "")
     started = {st.get("stage"): _first_ts(st) for st in history.get("stages", [])}
+    percents = plan.get("stages", [])
     items = []
-    for i, percent in enumerate(plan.get("stages", [])):
+    for i, percent in enumerate(percents):
         if phase == "completed" or i < current:
             state = "passed"
         elif i == current:
@@ -97,9 +105,9 @@ def _timeline(
         when = started.get(i)
         at = f" <time>{esc(clock(when))}</time>" if when else ""
         current_attr = ' aria-current="step"' if i == current and state == "current" else ""
+        label = esc(stage_label(i, len(percents), percent))
         items.append(
-            f'<li class="{state}"{current_attr}><b>{i + 1}</b> {esc(percent)}%'
-            f" <small>{state}</small>{at}</li>"
+            f'<li class="{state}"{current_attr}><b>{label}</b> <small>{state}</small>{at}</li>'
         )
     return (
         '<section aria-labelledby="h-stages"><h2 id="h-stages">Stages</h2>'
@@ -115,57 +123,21 @@ def _first_ts(stage: Mapping[str, Any]) -> int | None:
 def _charts(
     plan: Mapping[str, Any], history: Mapping[str, Any], decisions: Sequence[Mapping[str, Any]]
 ) -> str:
-    stage_marks = [
-        Mark(ts, f"stage {st['stage'] + 1}")
-        for st in history.get("stages", [])
-        if (ts := _first_ts(st)) is not None and st.get("stage", 0) > 0
-    ]
-    acted = [d for d in decisions if d.get("kind") == "gate" or d.get("outcome") == "applied"]
-    decision_marks = [
-        Mark(ms, str(d.get("action", ""))) for d in acted if (ms := ts_ms(d.get("ts"))) is not None
-    ]
     sections = []
-    for guardrail in plan.get("guardrails", []):
-        metric = str(guardrail.get("metric", ""))
-        points = chart_points(history, metric)
-        tolerance, lower_is_better = _tolerance(history, metric, guardrail)
-        svg = guardrail_chart(
-            points,
-            tolerance,
-            metric=metric,
-            lower_is_better=lower_is_better,
-            stages=stage_marks,
-            decisions=[m for m in decision_marks if _within(m, points)],
-        )
+    for figure in figures(history, decisions, plan.get("guardrails", [])):
+        metric = figure.metric
         sections.append(
             f'<figure class="guardrail" data-metric="{esc(metric)}">'
             '<div class="scroll chart-scroll" tabindex="0" role="region"'
             f' aria-label="{esc(metric)} chart">'
-            f"{svg}</div>"
+            f"{figure.svg()}</div>"
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
-            f" dashed: tolerance{' (dry run)' if guardrail.get('dry_run') else ''}</figcaption>"
-            f"<details><summary>numbers for {esc(metric)}</summary>{chart_table(points)}</details>"
+            f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}</figcaption>"
+            f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     return _section("guardrails", "Guardrails", body)
-
-
-def _within(mark: Mark, points: Sequence[ChartPoint]) -> bool:
-    """Only decisions of this rollout's charted span (plus a minute) are marked."""
-    return bool(points) and points[0].ts_ms - 60_000 <= mark.ts_ms <= points[-1].ts_ms + 60_000
-
-
-def _tolerance(
-    history: Mapping[str, Any], metric: str, guardrail: Mapping[str, Any]
-) -> tuple[float, bool]:
-    """The absolute tolerance and direction the latest test of ``metric`` used."""
-    for stage in reversed(history.get("stages", [])):
-        for point in reversed(stage.get("points", [])):
-            test = point.get("guardrails", {}).get(metric)
-            if isinstance(test, dict):
-                return float(test["tolerance"]), test["direction"] == "lower_is_better"
-    return float(guardrail.get("tolerance", 0.0)), bool(guardrail.get("lower_is_better", True))
 
 
 def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
@@ -184,7 +156,7 @@ def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
         arms = last.get("arms") or {}
         text = (
             f'<p class="srm">At the last recorded gate ({esc(clock(last.get("ts_ms")))},'
-            f" stage {esc(last.get('stage', 0) + 1)}): sequential p ="
+            f" {esc(stage_names(history).get(last.get('stage', 0), ''))}): sequential p ="
             f" {_num(last.get('srm_p'))}</p>"
         )
     else:
@@ -234,15 +206,18 @@ def _advisor(decisions: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _opinion(decision: Mapping[str, Any], advice: Mapping[str, Any]) -> str:
+    """The advisor's opinion in the words the demo and reports use, then the gate's decision."""
     when = f"<time>{esc(clock(decision.get('ts')))}</time>"
-    if advice.get("status") != "ok":
-        return f"<li>{when} advisor unavailable: {esc(advice.get('cause', ''))}</li>"
+    said = esc(advice_text(dict(advice), rationale_chars=0))
+    rationale = str(advice.get("rationale") or "")[:MAX_RATIONALE_CHARS]
+    why = (
+        f'<br>Advisor\'s rationale: <q class="rationale">{esc(rationale)}</q>'
+        if advice.get("status") == "ok" and rationale
+        else ""
+    )
     return (
-        f"<li>{when} {_stage(decision)} advisor said <b>{esc(advice.get('action', ''))}</b>"
-        f" (confidence {esc(advice.get('confidence', ''))}, {esc(advice.get('model', ''))},"
-        f" {esc(advice.get('latency_ms', ''))} ms); the gate decided"
-        f" <b>{esc(decision.get('action', ''))}</b>."
-        f'<br><q class="rationale">{esc(advice.get("rationale", ""))}</q></li>'
+        f"<li>{when} {_stage(decision)}: {said}; the gate decided"
+        f" <b>{esc(decision.get('action', ''))}</b>.{why}</li>"
     )
 
 
@@ -271,8 +246,8 @@ def _decision(d: Mapping[str, Any]) -> str:
 
 
 def _stage(d: Mapping[str, Any]) -> str:
-    stage = d.get("stage")
-    return f"stage {stage + 1}" if isinstance(stage, int) and not isinstance(stage, bool) else ""
+    """Where a decision was taken, as alerts, views and reports say it: ``at stage 3/5 (25%)``."""
+    return esc(decided_at(dict(d)))
 
 
 def _commands(flag: str) -> str:

@@ -6,9 +6,11 @@ gate history (``/rollouts/{flag}/history``), and returns the report's data.
 Each stage's numbers are those of the gate decision that ended it, copied from
 that decision's evidence as they are, so the report says exactly what the
 controller decided on; a stage still running shows the gate's current view.
-Every field is read defensively: the inputs come over the network, and an odd
-field costs a blank cell, never the report. :mod:`controller.ctl.report_render`
-turns the data into Markdown or HTML.
+The gate history becomes one figure per guardrail over the whole rollout
+(:func:`controller.console.figures.figures`: the console's own charts, with
+the stages and decisions marked). Every field is read defensively: the inputs
+come over the network, and an odd field costs a blank cell, never the report.
+:mod:`controller.ctl.report_render` turns the data into Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from controller.console.figures import Figure, figures
 from controller.core.timestamps import as_datetime
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 
 MAX_DECISIONS = 2_000
 """The most decisions a report lists; a longer rollout's report says it was cut."""
-MAX_POINTS = 500
-"""The most history points kept per stage."""
 MAX_GUARDRAILS = 20
 TERMINAL = ("completed", "rolled_back", "aborted", "killed")
 ARM_FIELDS = ("units", "exposures", "requests", "errors", "conversions")
@@ -74,8 +75,6 @@ class StageReport:
     arms: list[Arm] = field(default_factory=list)
     guardrails: list[GuardrailResult] = field(default_factory=list)
     srm: dict[str, Any] = field(default_factory=dict)
-    points: list[dict[str, Any]] = field(default_factory=list)
-    """The gate history of the stage, when the controller serves it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +104,8 @@ class Report:
     stages: list[StageReport] = field(default_factory=list)
     decisions: list[DecisionRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    charts: list[Figure] = field(default_factory=list)
+    """One per guardrail: its gate history over the whole rollout, when the controller has one."""
     narrative: str | None = None
     """A few sentences by the model, every number in them checked against the evidence."""
     narrated_by: str | None = None
@@ -141,7 +142,7 @@ def build(
     report.decisions = [_row(d) for d in mine]
     if not mine:
         report.notes.append("no decisions of this rollout were found on the decisions topic")
-    _attach_history(report, history)
+    report.charts = _charts(report, history, mine)
     return report
 
 
@@ -296,25 +297,24 @@ def who(decision: dict[str, Any]) -> str:
 # -- history -----------------------------------------------------------------------------
 
 
-def _attach_history(report: Report, history: dict[str, Any] | None) -> None:
-    """Each stage's gate history, when served (``None``: the controller has none to serve)."""
+def _charts(
+    report: Report, history: dict[str, Any] | None, decisions: list[dict[str, Any]]
+) -> list[Figure]:
+    """Each guardrail's figure from the served history; a note says why when there are none."""
     if history is None:
         report.notes.append("this controller serves no gate history: no charts over time")
-        return
+        return []
     stages = history.get("stages")
     if not isinstance(stages, list):
         report.notes.append("the gate history was unreadable and is left out")
-        return
-    by_index: dict[int, list[dict[str, Any]]] = {}
-    for entry in stages[:100]:
-        if isinstance(entry, dict) and (index := _index(entry.get("stage"))) is not None:
-            points = entry.get("points")
-            if isinstance(points, list):
-                kept = [p for p in points if isinstance(p, dict)]
-                by_index.setdefault(index, []).extend(kept)
-    for stage in report.stages:
-        if not stage.watch:
-            stage.points = by_index.get(stage.index, [])[-MAX_POINTS:]
+        return []
+    if history.get("rollout_id") not in (None, report.rollout_id):
+        report.notes.append("the gate history served is of another rollout and is left out")
+        return []
+    drawn = figures(history, decisions)  # reads what it can, at most so many points
+    if not any(figure.points for figure in drawn):
+        report.notes.append("the gate history holds no guardrail test yet: no charts over time")
+    return drawn
 
 
 # -- reading -----------------------------------------------------------------------------

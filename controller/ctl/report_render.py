@@ -7,9 +7,11 @@ every value is escaped, since flags, reasons, actors and the model's words
 come from outside. Markdown escapes the same values so none can form a link,
 an image or a table cell of its own.
 
-Charts: :data:`ChartHook` draws one guardrail of one stage as SVG from the
-stage's gate history (Δ with its bound over time, the tolerance). Without one
-(or without history), the HTML shows the history as a table.
+Charts: each guardrail's gate history over the whole rollout is drawn as the
+console draws it (:class:`controller.console.figures.Figure`: inline SVG, Δ
+with its always-valid bound, the tolerance, the crossing, stage starts and
+decisions), with its description in words and its numbers as a table; the
+Markdown report gives the description.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
+from controller.console.figures import Figure
 from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
 
-ChartHook = Callable[[str, Sequence[dict[str, Any]]], str]
-"""``(metric, points) -> SVG``: a guardrail's chart over a stage's history points."""
-HISTORY_ROWS = 12
-"""History points shown per guardrail in a table when no chart is drawn."""
+TABLE_ROWS = 200
+"""The most gates listed under a chart (the latest): a history keeps about that many a stage."""
+CHART_KEY = (
+    "Each chart is one guardrail over the whole rollout: delta (treatment minus control) as a"
+    " line, its always-valid bound as a band, the tolerance dashed, the start of each stage and"
+    " each decision as dotted lines, and the first gate whose bound lay wholly beyond the"
+    " tolerance ringed."
+)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
 
 
@@ -140,8 +147,10 @@ def markdown(report: Report) -> str:
         if stage.guardrails:
             out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g) for g in stage.guardrails])
         out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
-        if stage.points:
-            out += [f"Gate history: {len(stage.points)} points (charts in the HTML report)."]
+    if report.charts:
+        out += ["", "## Guardrails over time", ""]
+        out += [f"- {_md(figure.text())}" for figure in report.charts]
+        out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
     out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(_decision_cells(report)))]
     return "\n".join(out) + "\n"
 
@@ -169,11 +178,22 @@ th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-ali
 th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
 .regressed{color:#b42318;font-weight:600}.ok{color:#1a7f37}
 .wrap{overflow-x:auto}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
-dt{font-weight:600}dd{margin:0}
+dt{font-weight:600}dd{margin:0;min-width:0;overflow-wrap:anywhere}
+figure{margin:.5rem 0}figcaption{color:#57606a}
+svg.chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
+/* a chart too wide for the screen scrolls, starting at its newest end */
+.newest{direction:rtl}.newest>svg{direction:ltr}
+svg.chart text{fill:currentColor}svg.chart .tick{fill:#57606a}
+svg.chart .bound,svg.chart .delta{color:#0969da}svg.chart .point{fill:#0969da}
+svg.chart .tolerance,svg.chart .crossing{color:#cf222e}
+svg.chart .tolerance-label,svg.chart .crossing-label{fill:#cf222e}
+svg.chart .crossing-label{font-weight:600}svg.chart .zero,svg.chart .stage{color:#59636e}
+svg.chart .stage-label{fill:#59636e}svg.chart .decision{color:#9a6700}
+svg.chart .decision-label{fill:#9a6700}summary{cursor:pointer}
 """
 
 
-def html_page(report: Report, *, chart: ChartHook | None = None) -> str:
+def html_page(report: Report) -> str:
     """The report as one HTML page with nothing to load."""
     parts = [
         "<!DOCTYPE html>",
@@ -189,9 +209,10 @@ def html_page(report: Report, *, chart: ChartHook | None = None) -> str:
         *_h_narrative(report),
         "<h2>Stages</h2>",
         _h_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages]),
+        *_h_charts(report.charts),
     ]
     for stage in report.stages:
-        parts += _h_stage(stage, chart)
+        parts += _h_stage(stage)
     parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(_decision_cells(report)))]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -212,7 +233,27 @@ def _h_narrative(report: Report) -> list[str]:
     ]
 
 
-def _h_stage(stage: StageReport, chart: ChartHook | None) -> list[str]:
+def _h_charts(charts: list[Figure]) -> list[str]:
+    """Each guardrail over the rollout: the chart, its description, and its numbers."""
+    if not charts:
+        return []
+    parts = ["<h2>Guardrails over time</h2>", f'<p class="note">{_h(CHART_KEY)}</p>']
+    for figure in charts:
+        metric, shown = _h(figure.metric), min(len(figure.points), TABLE_ROWS)
+        # The chart and its table are drawn from numbers and escape their own text.
+        parts += [
+            f'<section class="guardrail" data-metric="{metric}"><h3>{metric}</h3>',
+            f'<figure><div class="wrap newest" tabindex="0" role="region"'
+            f' aria-label="{metric} chart">'
+            f"{figure.svg()}</div><figcaption>{_h(figure.text())}</figcaption></figure>",
+            f"<details><summary>numbers for {metric}: the latest {shown} gates, newest first"
+            f'</summary><div class="wrap" tabindex="0">{figure.table(limit=TABLE_ROWS)}</div>'
+            "</details></section>",
+        ]
+    return parts
+
+
+def _h_stage(stage: StageReport) -> list[str]:
     parts = [
         f"<section><h3>{_h(stage.label)}</h3>",
         f"<p>{_h(duration(stage.duration_s))}, ended by {_h(stage.outcome)}.",
@@ -226,41 +267,8 @@ def _h_stage(stage: StageReport, chart: ChartHook | None) -> list[str]:
         rows = [_guardrail_cells(g) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
     parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
-    for test in stage.guardrails if stage.points else ():
-        parts.append(_h_history(test.metric, stage.points, chart))
     parts.append("</section>")
     return parts
-
-
-def _h_history(metric: str, points: Sequence[dict[str, Any]], chart: ChartHook | None) -> str:
-    """One guardrail over the stage: the chart when one is drawn, else a table of points."""
-    title = f"<h4>{_h(metric)} over the stage</h4>"
-    if chart is not None:
-        # The chart is drawn by our own renderer from numbers, and escapes its own text.
-        label = f"{_h(metric)} over time"
-        return f'{title}<figure role="img" aria-label="{label}">{chart(metric, points)}</figure>'
-    rows = []
-    for point in _spread(points, HISTORY_ROWS):
-        test = (point.get("guardrails") or {}).get(metric)
-        if not isinstance(test, dict):
-            continue
-        rows.append(
-            [
-                str(point.get("t", "-"))[:40],
-                *(number(_num(test.get(k))) for k in ("delta", "lower", "upper", "tolerance")),
-                number(_num(test.get("p_value"))),
-            ]
-        )
-    head = ["time", "delta", "lower", "upper", "tolerance", "p"]
-    return title + _h_table(head, rows)
-
-
-def _spread(points: Sequence[dict[str, Any]], most: int) -> list[dict[str, Any]]:
-    """At most ``most`` points, evenly spread, always with the last one."""
-    if len(points) <= most:
-        return list(points)
-    step = (len(points) - 1) / (most - 1)
-    return [points[round(i * step)] for i in range(most)]
 
 
 def _h_table(head: list[str], rows: list[list[str]], *, marked: int | None = None) -> str:

@@ -35,9 +35,6 @@ MAX_KEPT = 20_000
 MAX_BODY_CHARS = 32 * 1024 * 1024
 """The largest status or history answer read: anything bigger is not a controller's."""
 CLIENT_ID = "rolloutctl-report"
-CHART: report_render.ChartHook | None = None
-"""What draws a guardrail's chart over a stage's gate history (delta, its bound, the
-tolerance) as SVG for the HTML report; None: the history is shown as a table."""
 
 
 def add_arguments(sub: argparse.ArgumentParser) -> None:
@@ -92,7 +89,7 @@ def _write(args: argparse.Namespace, built: report.Report) -> int:
         print_json(_plain(built))
     elif args.html is not None:
         try:
-            args.html.write_text(report_render.html_page(built, chart=CHART), encoding="utf-8")
+            args.html.write_text(report_render.html_page(built), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write {args.html}: {os_reason(exc)}") from exc
         warn(f"wrote the report of {built.flag} to {args.html}")

@@ -9,15 +9,13 @@ screenshots are written to ``$TEST_ARTIFACTS_DIR/console`` (default
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 
 from controller.core.messages import Arm
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
@@ -26,7 +24,6 @@ from tests.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "console-test-token"
-CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="document.title=1"> & "quotes"'
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,30 +32,6 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / ".artifacts")) / "console"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium; missing, the test fails under CI and is skipped elsewhere."""
-    executable = _chromium()
-    if executable is None:
-        message = "SERVICE MISSING: chromium (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def faulty(state: dict[str, Any], arm: Arm) -> float:
@@ -149,13 +122,26 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
         "rolled_back"
     )
     assert "failed" in await page.locator('tr[data-flag="search"] .health').inner_text()
+    # ...naming the stage the rollout failed at as its alert does
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag="search", kind="rollback"),
+        timeout=30,
+        what="the rollback alert",
+    )
+    label = alert["details"]["at_stage"]["label"]
+    assert f"rolled back at {label}:" in alert["summary"]
+    stage_cell = page.locator('tr[data-flag="search"] td[data-label="stage"]')
+    assert await stage_cell.inner_text() == label
     await page.screenshot(path=artifacts() / "list-1280.png", full_page=True)
 
     # When they follow the rolled-back flag's link with the keyboard
     await page.locator('tr[data-flag="search"] a').focus()
     await page.keyboard.press("Enter")
     await page.locator('h1[data-flag="search"]').wait_for()
-    # Then its chart shows the bound crossing the tolerance at the rollback's time
+    # Then its summary and its timeline name the failed stage as the alert does
+    assert await page.locator("dl.summary dd.stage").inner_text() == label
+    assert await page.locator("ol.timeline li.failed b").inner_text() == label
+    # And its chart shows the bound crossing the tolerance at the rollback's time
     chart = page.locator('svg.chart[data-metric="error_rate"]')
     crossing = chart.locator("circle.crossing")
     assert int(await crossing.get_attribute("data-ts") or 0) == ms(rollback["ts"])
@@ -165,7 +151,8 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
     assert float(await crossing.get_attribute("cy") or "nan") < tolerance_y  # drawn above it
     marks = [await m.get_attribute("data-ts") for m in await chart.locator("line.decision").all()]
     assert str(ms(rollback["ts"])) in marks
-    assert "crossed the tolerance at" in (await chart.locator("desc").text_content() or "")
+    assert f"in {label}." in (await chart.locator("desc").text_content() or "")
+    assert label in await chart.locator("text.stage-label").all_text_contents()
     assert await page.locator('li.decision[data-action="rollback"]').count() == 1
     assert "rolloutctl kill search" in await page.locator("pre.commands").inner_text()
     await page.screenshot(path=artifacts() / "rollout-1280.png", full_page=True)

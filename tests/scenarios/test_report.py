@@ -1,16 +1,24 @@
 """``rolloutctl report`` on a finished rollout: the real daemon, broker and Redis.
 
 The report's numbers are checked against the decisions the controller
-published: each stage shows exactly the evidence of the decision that ended it.
+published: each stage shows exactly the evidence of the decision that ended it,
+and the HTML report's chart of the guardrail (the console's chart, drawn from
+the served gate history) crosses the tolerance at the rollback, at its numbers.
+The HTML report is saved under ``$TEST_ARTIFACTS_DIR/report`` (default
+``.artifacts/report``) for people to look at.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from controller.core.messages import Arm
 from controller.ctl.report_render import count, number
@@ -23,6 +31,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLAG = "report-flag"
 LABELS = ["stage 1/5 (1%)", "stage 2/5 (5%)", "stage 3/5 (25%)"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ms(ts: str) -> int:
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def artifacts() -> Path:
+    folder = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / ".artifacts")) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def failing_from_25(state: dict[str, Any], arm: Arm) -> float:
@@ -34,18 +53,47 @@ class Page(HTMLParser):
         super().__init__()
         self.loads: list[tuple[str, str | None]] = []
         self.text: list[str] = []
+        self.elements: list[tuple[str, dict[str, str], list[str]]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.loads += [(name, value) for name, value in attrs if name in ("src", "href")]
         if tag in ("script", "link", "img", "iframe", "object"):
             self.loads.append((tag, None))
+        self.elements.append((tag, {k: v or "" for k, v in attrs}, []))
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        if self.elements:
+            self.elements[-1][2].append(data)
+
+    def drawn(self, tag: str, css: str) -> list[dict[str, str]]:
+        """The attributes of every ``tag`` of class ``css`` (an SVG chart's parts)."""
+        return [attrs for t, attrs, _ in self.elements if t == tag and attrs.get("class") == css]
+
+    def texts(self, tag: str, css: str) -> list[str]:
+        return ["".join(t) for n, a, t in self.elements if n == tag and a.get("class") == css]
+
+
+async def look_at(browser: Browser, page_file: Path, width: int) -> None:
+    """Open the written report in Chromium: it draws its chart, fits the width, loads nothing."""
+    context = await browser.new_context(viewport={"width": width, "height": 900})
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: None if r.url == page_file.as_uri() else problems.append(r.url))
+    await page.goto(page_file.as_uri())
+    box = await page.locator('svg.chart[data-metric="error_rate"]').bounding_box()
+    assert box is not None
+    assert box["width"] >= min(560, width - 40)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.screenshot(path=artifacts() / f"report-{width}.png", full_page=True)
+    await context.close()
+    assert problems == []
 
 
 async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
-    scenario: Scenario, tmp_path: Path
+    scenario: Scenario, tmp_path: Path, browser: Browser
 ) -> None:
     # Given a rollout whose treatment starts failing at 25%, rolled back by the gate
     port = free_port()
@@ -94,8 +142,12 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
     assert [d["action"] for d in decisions] == [d["action"] for d in mine]
     assert decisions[0]["by"] == f"operator tester (key {KEY_ID})"
     assert {d["by"] for d in decisions[1:]} == {"engine (gate statistics)"}
-    # ...and this controller serves no history, which the report says instead of failing
-    assert any("no gate history" in note for note in report["notes"])
+    # ...and its gate history as one series for the guardrail, through the rollback's gate
+    (chart,) = report["charts"]
+    assert chart["metric"] == "error_rate"
+    gates = {p["ts_ms"]: p for p in chart["points"]}
+    assert gates[ms(rollback["ts"])]["label"] == LABELS[-1]
+    assert not any("history" in note for note in report["notes"])
 
     # When it is asked for as Markdown and as HTML
     text = await ctl("report", FLAG, "--markdown")
@@ -120,6 +172,30 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
         assert expected in shown, expected
     assert page.loads == []
     print(text.out)  # the report, for whoever reads the test log
+
+    # And the HTML draws the guardrail as the console does: the bound crosses the tolerance
+    # at the rollback's time, at the numbers the rollback decided on
+    rolled_back_at = ms(rollback["ts"])
+    (crossing,) = page.drawn("circle", "crossing")
+    assert int(crossing["data-ts"]) == rolled_back_at
+    assert float(crossing["data-value"]) == pytest.approx(test["lower"], rel=1e-4)
+    (tolerance,) = page.drawn("line", "tolerance")
+    assert float(tolerance["data-value"]) == test["tolerance"]
+    assert float(crossing["cy"]) < float(tolerance["y1"])  # drawn beyond it
+    (at_rollback,) = [
+        p for p in page.drawn("circle", "point") if p["data-ts"] == crossing["data-ts"]
+    ]
+    assert float(at_rollback["data-upper"]) == pytest.approx(test["upper"], rel=1e-4)
+    assert str(rolled_back_at) in [m["data-ts"] for m in page.drawn("line", "decision")]
+    assert page.texts("text", "stage-label") == LABELS[1:]  # the stages named as everywhere
+    when = datetime.fromisoformat(rollback["ts"].replace("Z", "+00:00")).strftime("%H:%M:%S")
+    said = f"The bound crossed the tolerance at {when} in {LABELS[-1]}."
+    assert said in shown
+    assert said in text.out  # the Markdown report says it in words
+    shutil.copy(page_file, artifacts() / "report.html")
+    # ...which a browser shows at both widths, asking for nothing else
+    for width in (1280, 390):
+        await look_at(browser, page_file, width)
 
     # When the model is asked for a narrative: kept when its numbers are true, else dropped
     async with FakeModel() as model:

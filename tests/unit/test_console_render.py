@@ -12,13 +12,25 @@ import pytest
 from controller.adapters.memory import MemoryGateHistory, MemoryStates
 from controller.adapters.web_console import is_loopback, session_value
 from controller.console import pages
-from controller.console.charts import ChartPoint, Mark, crossing, guardrail_chart
+from controller.console.charts import (
+    MAX_POINTS,
+    MAX_STAGES,
+    ChartPoint,
+    Mark,
+    chart_points,
+    crossing,
+    guardrail_chart,
+)
+from controller.console.rollout import rollout_detail
 from controller.core import history
 from controller.core.gate import describe, evaluate
-from controller.core.rollout import Phase
+from controller.core.plan import Stage
+from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout
+from controller.core.transitions import Cause, roll_back
+from controller.ctl import views
 from controller.daemon.console import ConsoleData
 from controller.ports import StateWrite
-from tests.unit.test_gate import EARLY, HEALTHY, T0, arm, data, rollout
+from tests.unit.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout
 
 HOSTILE = '<script>alert("x")</script>&'
 
@@ -165,8 +177,138 @@ async def test_rollout_page_has_chart_decisions_and_commands_escaped() -> None:
 
 @pytest.mark.parametrize("flag", ["a b", "x;rm -rf /"])
 def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
-    from controller.console.rollout import rollout_detail  # noqa: PLC0415
-
     status = describe(rollout().model_copy(update={"flag": flag}), None, T0 + timedelta(1))
     html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
+
+
+def at_stage(index: int, of: int, percent: float) -> dict[str, object]:
+    return {"index": index, "of": of, "percent": percent}
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"stage": 2, "stages": 5, "at_stage": at_stage(2, 5, 25.0)}, "stage 3/5 (25%)"),
+        ({"stage": 0, "stages": 3, "at_stage": at_stage(0, 3, 0.5)}, "stage 1/3 (0.5%)"),
+        ({"stage": 2, "stages": 5}, "stage 3/5"),
+        ({"stage": 2, "stages": 5, "at_stage": "junk"}, "stage 3/5"),
+        ({"stage": "2", "stages": 5}, "-"),
+        ({"stage": True, "stages": 5}, "-"),
+        ({}, "-"),
+    ],
+)  # fmt: skip
+def test_the_list_names_a_stage_as_rolloutctl_status_does(
+    row: dict[str, object], expected: str
+) -> None:
+    assert pages.stage_text(row) == expected
+    assert f'<td data-label="stage">{pages.esc(expected)}</td>' in pages.rollout_list([row], [])
+
+
+PERCENTS = (1.0, 5.0, 25.0, 50.0, 100.0)
+LABELS = [
+    "stage 1/5 (1%)",
+    "stage 2/5 (5%)",
+    "stage 3/5 (25%)",
+    "stage 4/5 (50%)",
+    "stage 5/5 (100%)",
+]
+
+
+def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does() -> None:
+    # Given a five-stage rollout rolled back by its gate at 25%, with a history of three stages
+    ladder = plan(stages=[Stage(percent=p, min_duration=timedelta(0)) for p in PERCENTS])
+    at = [
+        rollout(ladder).model_copy(update={"stage": i, "stage_started_at": T0 + timedelta(i)})
+        for i in range(3)
+    ]
+    failing = data(arm(units=1_111, errors=650), arm())
+    verdict = evaluate(at[2], failing, T0 + timedelta(days=2, minutes=5))
+    after, actions = roll_back(at[2], T0 + timedelta(days=2, minutes=5), Cause.gate(verdict))
+    assert after is not None
+    (alert,) = [a for a in actions if isinstance(a, RaiseAlert)]
+    (recorded,) = [a for a in actions if isinstance(a, RecordDecision)]
+    label = alert.details["at_stage"]["label"]
+    assert label == LABELS[2]
+    assert f"rolled back at {label}:" in alert.summary
+    points = [[point_at(at[i], failing if i == 2 else HEALTHY, i)] for i in range(3)]
+    served = {
+        "stages": [
+            {"stage": i, "percent": p, "points": points[i] if i < 3 else []}
+            for i, p in enumerate(PERCENTS)
+        ]
+    }
+    decision = {
+        "type": "decision", "rollout_id": "r", "ts": "2026-11-24T12:05:00+00:00",
+        "kind": recorded.kind, "action": recorded.action, "outcome": recorded.outcome,
+        "reason": recorded.reason, "stage": recorded.stage, "evidence": recorded.evidence,
+    }  # fmt: skip
+    status = describe(after, None, T0 + timedelta(days=3))
+    guardrails = [{"metric": "error_rate", "tolerance": 0.0, "lower_is_better": True}]
+    detail = {"status": status, "plan": {"stages": list(PERCENTS), "guardrails": guardrails}}
+
+    # When the console shows it: the list, and its page
+    listed = pages.rollout_list([{**status, "health": "failed"}], [])
+    page = rollout_detail({**detail, "history": served, "messages": [decision]})
+
+    # Then the list, the page's summary, timeline, decisions and chart say what the alert,
+    # rolloutctl status and decision lines say
+    assert f'<td data-label="stage">{label}</td>' in listed
+    assert f'<dd class="stage">{label}</dd>' in page
+    assert f'<li class="failed"><b>{label}</b>' in page
+    assert re.findall(r"<li[^>]*><b>([^<]+)</b>", page) == LABELS
+    assert f"</time> at {label} <b>rollback</b>" in page
+    marks = re.findall(r'<text class="stage-label"[^>]*>([^<]+)</text>', page)
+    assert marks == LABELS[1:3]
+    assert f"in {label}." in page  # the chart's description of the crossing
+    assert f"stage:       {label}, serving 0%" in views.status_detail(status)
+    assert f"at {label}" in views.decision_line({**decision, "flag": "f"})
+
+
+def point_at(state: Rollout, agg: object, day: int) -> dict[str, object]:
+    when = T0 + timedelta(days=day, minutes=5)
+    verdict = evaluate(state, agg, when)  # type: ignore[arg-type]
+    return history.point_of(state, verdict, when).as_json()
+
+
+def test_mark_labels_start_at_their_line_and_stack_when_they_would_overlap() -> None:
+    stages = [Mark(2000, "stage 2/5 (5%)"), Mark(2500, "stage 3/5 (25%)"), Mark(9000, "stage 4")]
+    svg = guardrail_chart(rising(), 0.0, metric="error_rate", stages=stages)
+    labels = re.findall(
+        r'<text class="stage-label" x="([\d.]+)" y="([\d.]+)" text-anchor="(\w+)">([^<]+)<', svg
+    )
+    lines = re.findall(r'<line class="stage" x1="([\d.]+)"', svg)
+    (first, second, last) = labels
+    assert first[2] == second[2] == "start"  # each begins where its stage begins
+    assert float(first[0]) == float(lines[0]) + 3
+    assert first[1] != second[1]  # too close: the second goes on the next row
+    assert last[2] == "end"  # no room to its right: it ends at its line
+
+
+def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -> None:
+    advice = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 5500,
+              "model": "smollm2-135m", "rationale": HOSTILE}  # fmt: skip
+    evidence = {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}
+    decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
+                "stage": 2, "evidence": evidence}  # fmt: skip
+    status = describe(rollout(), None, EARLY)
+    page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
+    assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
+    assert "says advance (confidence 0.9, 5.5 s); the gate decided <b>rollback</b>." in opinion
+    assert f'Advisor\'s rationale: <q class="rationale">{pages.esc(HOSTILE)}</q>' in opinion
+
+
+def test_a_served_history_is_read_within_bounds() -> None:
+    test = {"delta": 0.1, "lower": "-inf", "upper": "inf"}
+    many = [{"ts_ms": i, "stage": 0, "guardrails": {"error_rate": test}} for i in range(6_000)]
+    stages = [{"stage": 0, "percent": 1.0, "points": many}]
+    later = [
+        {"stage": i, "percent": 5.0, "points": [{**many[0], "ts_ms": 10_000 + i, "stage": i}]}
+        for i in range(1, 30)
+    ]
+    points = chart_points({"stages": stages + later}, "error_rate")
+    assert len(points) == MAX_POINTS
+    assert points[-1].ts_ms == 10_000 + MAX_STAGES - 1  # the latest, of the stages a plan has
+    assert points[-MAX_STAGES].ts_ms == 5_999
+    assert math.isinf(points[0].lower)  # infinities arrive as strings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import math
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from controller.core import history
 from controller.ctl.report import build, clock, who
 from controller.ctl.report_render import html_page, markdown
 
@@ -126,16 +129,87 @@ def test_who_decided(kind: str, extra: dict[str, Any], expected: str) -> None:
     assert who({"kind": kind, "evidence": extra}) == expected
 
 
-def test_history_is_attached_per_stage_or_its_absence_noted() -> None:
-    point = {"t": "2026-11-22T10:00:10Z", "guardrails": {"error_rate": {"delta": 0.01}}}
-    history = {"flag": "checkout", "stages": [{"stage": 0, "points": [point, "junk"]}]}
-    with_history = build(STATUS, [START, ADVANCE, ROLLBACK], history, NOW)
-    assert with_history.stages[0].points == [point]
-    assert with_history.stages[1].points == []
-    without = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
-    assert any("no gate history" in note for note in without.notes)
-    odd = build(STATUS, [START], {"stages": "nope"}, NOW)
-    assert any("unreadable" in note for note in odd.notes)
+def gate(ts: str, stage: int, lower: float, *, verdict: str = "hold") -> dict[str, Any]:
+    """A point as ``/rollouts/{flag}/history`` serves it (the stored form, read back)."""
+    moment = datetime.fromisoformat(f"2026-11-22T{ts}+00:00")
+    test = history.GuardrailPoint(0.0204, lower, 0.0239, 0.5, 0.0, True, lower > 0)
+    stored = history.GatePoint(
+        ts_ms=int(moment.timestamp() * 1000), stage=stage, percent=PERCENTS[stage],
+        verdict=verdict, srm_p=1.0, arms={"treatment": (1,) * 5, "control": (1,) * 5},
+        guardrails={"error_rate": test, "latency_p99": None},
+    )  # fmt: skip
+    decoded = history.decode(history.encode(stored))
+    assert decoded is not None
+    return decoded.as_json()
+
+
+def served(*stages: list[dict[str, Any]], rollout_id: str = "r1") -> dict[str, Any]:
+    entries = [
+        {"stage": i, "percent": PERCENTS[i], "points": points} for i, points in enumerate(stages)
+    ]
+    return {"flag": "checkout", "rollout_id": rollout_id, "stages": entries}
+
+
+HISTORY = served(
+    [gate("10:00:05", 0, -math.inf), gate("10:00:25", 0, -0.01)],
+    [gate("10:00:35", 1, -0.005), gate("10:01:40", 1, 0.0169, verdict="rollback")],
+    [],
+    [],
+    [],
+)
+
+
+def test_the_served_history_becomes_one_figure_per_guardrail_over_the_rollout() -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    error_rate, latency = report.charts
+    assert (error_rate.metric, latency.metric) == ("error_rate", "latency_p99")
+    assert [p.label for p in error_rate.points] == ["stage 1/5 (1%)"] * 2 + ["stage 2/5 (5%)"] * 2
+    assert latency.points == ()
+    # the crossing is the rollback's gate, marked with the stage it began and the decisions
+    crossed = error_rate.crossed
+    assert crossed is not None
+    assert crossed.ts_ms == int(datetime.fromisoformat(ROLLBACK["ts"]).timestamp() * 1000)
+    assert crossed.lower == ROLLBACK["evidence"]["guardrails"]["error_rate"]["lower"]
+    assert [m.label for m in error_rate.stages] == ["stage 2/5 (5%)"]
+    assert [m.label for m in error_rate.decisions] == ["start", "advance", "rollback"]
+    assert "crossed the tolerance at 10:01:40 in stage 2/5 (5%)" in error_rate.text()
+    assert not any("history" in note for note in report.notes)
+
+
+@pytest.mark.parametrize(
+    ("served_history", "note"),
+    [
+        (None, "serves no gate history"),
+        ({"stages": "nope"}, "unreadable"),
+        (served([gate("10:00:05", 0, 0.1)], rollout_id="r0"), "of another rollout"),
+        (served([], []), "no guardrail test yet"),
+    ],
+)
+def test_without_a_usable_history_there_are_no_charts_and_a_note_says_why(
+    served_history: dict[str, Any] | None, note: str
+) -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], served_history, NOW)
+    assert not any(figure.points for figure in report.charts)
+    assert any(note in n for n in report.notes), report.notes
+    assert "<svg" not in html_page(report) or "no data yet" in html_page(report)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "x",
+        {"ts_ms": "soon", "stage": 0, "guardrails": {"error_rate": {"delta": 1}}},
+        {"ts_ms": 5, "stage": True, "guardrails": {"error_rate": {}}},
+        {"ts_ms": 5, "stage": 0, "guardrails": {"error_rate": {"delta": "NaN", "lower": 0}}},
+        {"ts_ms": 5, "stage": 0, "guardrails": ["error_rate"]},
+        {"ts_ms": -5, "stage": 0, "guardrails": {"error_rate": {"delta": 1, "lower": 0}}},
+    ],
+)
+def test_a_damaged_history_point_is_left_out_of_the_chart(junk: Any) -> None:
+    damaged = served([junk, gate("10:00:05", 0, -0.01)])
+    (error_rate, _) = build(STATUS, [START], damaged, NOW).charts
+    assert len(error_rate.points) == 1
+    assert "<svg" in html_page(build(STATUS, [START], damaged, NOW))
 
 
 @pytest.mark.parametrize(
@@ -198,22 +272,40 @@ def test_markdown_escapes_every_value() -> None:
     assert {line.count(" | ") for line in table_rows[:1]} == {3}
 
 
-def test_a_chart_hook_draws_each_guardrail_of_a_stage_with_history() -> None:
-    point = {"t": "2026-11-22T10:00:10Z", "guardrails": {"error_rate": {"delta": 0.01}}}
-    history = {"stages": [{"stage": 0, "points": [point]}]}
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], history, NOW)
-    drawn: list[tuple[str, int]] = []
+def test_html_draws_each_guardrail_as_the_console_does_with_words_and_numbers() -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    page = html_page(report)
+    error_rate, _ = report.charts
+    assert error_rate.svg() in page  # the console's chart, as it is
+    assert page.count('<svg xmlns="http://www.w3.org/2000/svg" class="chart"') == 2
+    assert '<circle class="crossing" cx="' in page
+    assert html.escape(error_rate.text(), quote=True) in page
+    assert error_rate.table(limit=200) in page
+    assert "latency_p99: no data yet." in page
+    assert not [value for name, value in _attrs(page) if name in ("src", "href")]
+    text = markdown(report)
+    assert "## Guardrails over time" in text
+    assert "crossed the tolerance at 10:01:40 in stage 2/5 (5%)" in text
+    assert "- latency_p99: no data yet." in text
 
-    def chart(metric: str, points: Any) -> str:
-        drawn.append((metric, len(points)))
-        return "<svg><title>chart</title></svg>"
 
-    page = html_page(report, chart=chart)
-    assert drawn == [("error_rate", 1), ("latency_p99", 1)]
-    assert page.count("<svg>") == 2
-    table = html_page(report)
-    assert "error_rate over the stage" in table
-    assert "0.01" in table
+def test_a_hostile_metric_name_in_the_history_is_text_in_the_chart() -> None:
+    point = {**gate("10:00:05", 0, 0.1), "guardrails": {HOSTILE: {"delta": 1, "lower": 0.5,
+             "upper": 2, "tolerance": 0.0, "direction": "lower_is_better"}}}  # fmt: skip
+    page = html_page(build(STATUS, [START], served([point]), NOW))
+    parsed = Collector()
+    parsed.feed(page)
+    assert "script" not in parsed.tags
+    assert HOSTILE in "".join(parsed.text)
+    assert not [value for name, value in parsed.attrs if name in ("src", "href")]
+    named = {name for name, value in parsed.attrs if "http://evil" in (value or "")}
+    assert named == {"data-metric", "aria-label"}  # escaped, as the name of what it labels
+
+
+def _attrs(page: str) -> list[tuple[str, str | None]]:
+    parsed = Collector()
+    parsed.feed(page)
+    return parsed.attrs
 
 
 @pytest.mark.parametrize(
