@@ -56,6 +56,11 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/gates.py
 	$(BIN)/python bench/advisor.py
+	$(BIN)/python bench/advisor_eval.py
+	$(BIN)/python bench/sdk.py
+	$(BIN)/python bench/console.py
+	$(BIN)/python bench/scale.py
+	$(MAKE) --no-print-directory unleash
 	$(BIN)/python bench/unleash.py
 
 clean:
