@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.core.serving import Applied
 from controller.ports import DeadLetter, Loaded, OutboxMessage, Record, SaveOutcome, StateWrite
@@ -36,6 +37,9 @@ class MemoryStates:
             return Loaded(0, None)
         rev, doc = self.docs[flag]
         return Loaded(rev, doc)
+
+    async def load_many(self, flags: Sequence[str]) -> list[Loaded | StoreError]:
+        return [await self.load(flag) for flag in flags]
 
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
         if write.command_id in self.commands:

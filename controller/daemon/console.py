@@ -17,12 +17,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import structlog
 
 from controller.console import pages, rollout
 from controller.core import history
+from controller.core.errors import StoreError
 from controller.core.gate import describe
 from controller.core.rollout import Rollout
-from controller.ports import GateHistory, RolloutStates
+from controller.ports import GateHistory, Loaded, RolloutStates
+
+log = structlog.get_logger("controller.daemon.console")
 
 RECENT_ALERTS = 20
 LIST_TTL_S = 4.0
@@ -83,8 +87,11 @@ class ConsoleData:
     async def rows(self) -> list[dict[str, Any]]:
         """Every rollout as the list shows it, with its health from the last gate point."""
         now = self._now()
-        loaded = [(await self._states.load(f)).rollout for f in sorted(await self._states.flags())]
-        found = [r for r in loaded if r is not None]
+        flags = sorted(await self._states.flags())
+        loaded = await self._states.load_many(flags)
+        for failed in (x for x in loaded if isinstance(x, StoreError)):
+            log.warning("console_state_unreadable", error=str(failed))
+        found = [x.rollout for x in loaded if isinstance(x, Loaded) and x.rollout is not None]
         active = [r for r in found if r.phase.active]
         latest = await self._history.latest([(r.flag, r.rollout_id, r.stage) for r in active])
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}

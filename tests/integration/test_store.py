@@ -16,10 +16,11 @@ from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import FencedError
+from controller.core.errors import FencedError, StoreError
 from controller.core.folding import PartitionDelta, fold
-from controller.ports import FlushOutcome
+from controller.ports import FlushOutcome, Loaded, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.reference import (
     assert_arm_equal,
@@ -29,6 +30,7 @@ from tests.reference import (
     partition_of,
     reference_fold,
 )
+from tests.unit.test_gate import rollout
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
@@ -184,3 +186,22 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert await store.rejects() == {"malformed_json": 1}
+
+
+async def test_states_load_together_and_an_unreadable_one_is_its_own_error(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    states = RolloutStore(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    for flag in ("a", "c"):
+        saved = rollout().model_copy(update={"flag": flag})
+        assert await states.save(flag, StateWrite(rev=0, rollout=saved)) == SaveOutcome.SAVED
+    await store_client.hset(f"{{{redis_namespace}:flag:c}}:state", "doc", b"{not json")
+    found = await states.load_many(["a", "b", "c"])
+    first, missing, broken = found
+    assert isinstance(first, Loaded)
+    assert first.rollout is not None
+    assert (first.rollout.flag, first.rev) == ("a", 1)
+    assert missing == Loaded(0, None)
+    assert isinstance(broken, StoreError)
+    assert "c: the stored rollout state is unreadable" in str(broken)
+    assert [await states.load("a")] == found[:1]

@@ -130,14 +130,21 @@ class RolloutStore:
     async def load(self, flag: str) -> Loaded:
         async with translated():
             rev, doc = await self._redis.hmget(self._key(flag, "state"), ["rev", "doc"])
-        if doc is None:
-            return Loaded(0, None)
-        try:
-            return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
-        except (ValidationError, ValueError) as exc:
-            raise StoreError(
-                f"{flag}: the stored rollout state is unreadable: {exc}"[:500]
-            ) from exc
+        return _loaded(flag, rev, doc)
+
+    async def load_many(self, flags: Sequence[str]) -> list[Loaded | StoreError]:
+        """Each flag's state in one round trip per node; an unreadable one as its error."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for flag in flags:
+                pipe.hmget(self._key(flag, "state"), ["rev", "doc"])
+            replies = await pipe.execute()
+        found: list[Loaded | StoreError] = []
+        for flag, (rev, doc) in zip(flags, replies, strict=True):
+            try:
+                found.append(_loaded(flag, rev, doc))
+            except StoreError as exc:
+                found.append(exc)
+        return found
 
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
         """Apply ``write`` to ``flag``'s state and outbox, iff still at its revision."""
@@ -221,3 +228,13 @@ class RolloutStore:
         """Forget ``claim_id``, so a retried delivery is accepted again."""
         async with translated():
             await self._redis.delete(f"{self._prefix}:claim:{claim_id}")
+
+
+def _loaded(flag: str, rev: bytes | str | None, doc: bytes | str | None) -> Loaded:
+    """A stored state as :class:`Loaded`; :class:`StoreError` when it cannot be read."""
+    if doc is None:
+        return Loaded(0, None)
+    try:
+        return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
+    except (ValidationError, ValueError) as exc:
+        raise StoreError(f"{flag}: the stored rollout state is unreadable: {exc}"[:500]) from exc
