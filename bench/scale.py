@@ -89,14 +89,7 @@ async def ingest_run(
 ) -> float:
     """Events per second counted by ``instances`` daemons, first flush to last."""
     prefix = f"scale{uuid.uuid4().hex[:8]}"
-    env = controller_env(
-        bootstrap=bootstrap,
-        redis_url=redis_url,
-        prefix=prefix,
-        events=topic,
-        dlq=f"{topic}.dlq",
-        group=f"g-{prefix}",
-    )
+    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env.update(RC_INGEST__MAX_BATCH_RECORDS="5000", RC_LOG__LEVEL="warning")
     daemons = [
         ControllerProcess(env=env, log_path=workdir / f"{prefix}-{i}.log").start()

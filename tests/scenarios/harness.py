@@ -119,7 +119,6 @@ class Scenario:
             prefix=self.prefix,
             events=self.topics["events"],
             dlq=self.topics["dlq"],
-            group=f"g-{self.prefix}",
         )
         env.update(
             {
