@@ -33,13 +33,10 @@ import asyncio
 import json
 import random
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,7 +63,7 @@ from controller.daemon.history import Recorder
 from controller.daemon.status import StatusView
 from controller.ports import StateWrite
 from controller.settings import HistorySettings, RedisSettings, TopicSettings
-from tests.services import resolve_redis
+from tests.services import scratch_redis
 
 GATE_INTERVAL_S = 0.25
 HOUR_S = 3600
@@ -309,11 +306,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-console-"))
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
-        stack.callback(stop_redis)
+    with scratch_redis("rc-bench-console-") as (_, redis_url, redis_desc):
         progress(f"redis: {redis_desc}")
         return asyncio.run(run(args, redis_url))
 

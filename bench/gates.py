@@ -43,15 +43,12 @@ import math
 import pstats
 import random
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,7 +74,7 @@ from controller.daemon.engine import Engine
 from controller.logs import configure as configure_logs
 from controller.ports import DeadLetter, StateWrite
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
-from tests.services import resolve_redis
+from tests.services import scratch_redis
 
 FLAGS_PER_FLUSH = 25
 TOPIC = "rollout.events"
@@ -630,12 +627,8 @@ def implication(result: dict[str, Any]) -> str:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-gates-"))
-    quiet_logs(workdir / "controller.log")
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
-        stack.callback(stop_redis)
+    with scratch_redis("rc-bench-gates-") as (workdir, redis_url, redis_desc):
+        quiet_logs(workdir / "controller.log")
         progress(f"redis: {redis_desc}")
         return asyncio.run(run(args, redis_url))
 

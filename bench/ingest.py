@@ -124,14 +124,7 @@ async def controller_run(
     bootstrap: str, redis_url: str, topic: str, n: int, workdir: Path
 ) -> tuple[float, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    env = controller_env(
-        bootstrap=bootstrap,
-        redis_url=redis_url,
-        prefix=prefix,
-        events=topic,
-        dlq=f"{topic}.dlq",
-        group=f"g-{prefix}",
-    )
+    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
     env["RC_LOG__LEVEL"] = "warning"
     daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()

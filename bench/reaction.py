@@ -94,7 +94,6 @@ class Bench:
             prefix=self.prefix,
             events=self.topics["events"],
             dlq=self.topics["dlq"],
-            group=f"g-{self.prefix}",
         )
         env.update({f"RC_TOPICS__{n.upper()}": t for n, t in self.topics.items()})
         env["RC_ENGINE__OPERATOR_KEYS"] = orjson.dumps(

@@ -53,7 +53,7 @@ from controller.core.plan import Guardrail, Plan, Stage
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import encode, make_event
-from tests.scenarios.harness import Scenario
+from tests.scenarios.harness import TOPICS, Scenario
 from tests.services import free_port, resolve_kafka, resolve_redis, resolve_redis_cluster
 
 PARTITIONS = 6
@@ -89,14 +89,7 @@ async def ingest_run(
 ) -> float:
     """Events per second counted by ``instances`` daemons, first flush to last."""
     prefix = f"scale{uuid.uuid4().hex[:8]}"
-    env = controller_env(
-        bootstrap=bootstrap,
-        redis_url=redis_url,
-        prefix=prefix,
-        events=topic,
-        dlq=f"{topic}.dlq",
-        group=f"g-{prefix}",
-    )
+    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env.update(RC_INGEST__MAX_BATCH_RECORDS="5000", RC_LOG__LEVEL="warning")
     daemons = [
         ControllerProcess(env=env, log_path=workdir / f"{prefix}-{i}.log").start()
@@ -249,8 +242,7 @@ async def takeover(bootstrap: str, redis_url: str, kills: int, workdir: Path) ->
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     base = f"takeover-{uuid.uuid4().hex[:8]}"
-    names = ("events", "commands", "monitors", "flag_state", "decisions", "alerts", "dlq")
-    topics = {name: f"{base}.{name}" for name in names}
+    topics = {name: f"{base}.{name}" for name in ("events", *TOPICS)}
     sizes = {"events": PARTITIONS, "commands": COMMANDS_PARTITIONS}
     try:
         await admin.create_topics([NewTopic(t, sizes.get(n, 1), 1) for n, t in topics.items()])

@@ -74,9 +74,14 @@ class ControllerProcess:
 
 
 def controller_env(
-    *, bootstrap: str, redis_url: str, prefix: str, events: str, dlq: str, group: str
+    *, bootstrap: str, redis_url: str, prefix: str, events: str, dlq: str = "", group: str = ""
 ) -> dict[str, str]:
-    """Environment for a daemon isolated to one test's topics and key namespace."""
+    """Environment for a daemon isolated to one test's topics and key namespace.
+
+    The dead-letter topic defaults to ``<events>.dlq`` and the group to ``g-<prefix>``.
+    """
+    dlq = dlq or f"{events}.dlq"
+    group = group or f"g-{prefix}"
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "REDIS_URL": redis_url,

@@ -28,8 +28,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,20 @@ def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:
         server.stop,
         f"test-owned {Path(server.binary).name} at {server.url} (log {server.log_path})",
     )
+
+
+@contextlib.contextmanager
+def scratch_redis(prefix: str) -> Iterator[tuple[Path, str, str]]:
+    """A fresh scratch directory and a Redis in it, both gone after the block (benchmarks).
+
+    Yields ``(workdir, redis_url, description)``; see :func:`resolve_redis`.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        redis_url, stop_redis, description = resolve_redis(workdir)
+        stack.callback(stop_redis)
+        yield workdir, redis_url, description
 
 
 def resolve_redis_cluster(workdir: Path) -> tuple[str, Callable[[], None], str]:

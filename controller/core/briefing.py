@@ -37,12 +37,12 @@ def sentences(gate_data: dict[str, Any]) -> list[str]:
 
 
 def _stage_line(data: dict[str, Any]) -> str:
-    stage, stages = _number(data.get("stage")), _number(data.get("stages"))
+    stage, stages = parse_number(data.get("stage")), parse_number(data.get("stages"))
     where = f"stage {stage + 1:.0f} of {stages:.0f}" if stage is not None and stages else "stage"
-    percent, following = _number(data.get("percent")), _number(data.get("next_percent"))
+    percent, following = parse_number(data.get("percent")), parse_number(data.get("next_percent"))
     at = f" at {percent:g}% of units" if percent is not None else ""
     then = f", next {following:g}%" if following is not None else ""
-    seconds = _number(data.get("time_in_stage_s"))
+    seconds = parse_number(data.get("time_in_stage_s"))
     spent = f", {seconds:.0f} s in the stage" if seconds is not None else ""
     verdict = data.get("statistical_verdict")
     says = f"; the statistics say {verdict}" if isinstance(verdict, str) else ""
@@ -76,14 +76,14 @@ def _guardrail_line(metric: str, result: Any) -> str:
     if not isinstance(result, dict):
         return f"guardrail {name}: not tested yet, too few events."
     scale, unit = (100.0, " pp") if metric in PERCENT_METRICS else (1.0, _unit(metric))
-    delta, lower, upper = (_number(result.get(k)) for k in ("delta", "lower", "upper"))
-    tolerance = _number(result.get("tolerance")) or 0.0
+    delta, lower, upper = (parse_number(result.get(k)) for k in ("delta", "lower", "upper"))
+    tolerance = parse_number(result.get("tolerance")) or 0.0
     if delta is None:
         return f"guardrail {name}: no estimate yet."
     bound = f"[{_bound(lower, scale)}, {_bound(upper, scale)}]{unit}"
     worse = "higher" if metric in LOWER_IS_BETTER else "lower"
     verdict = "regression shown" if result.get("regressed") is True else "no regression shown"
-    p_value = _number(result.get("p_value"))
+    p_value = parse_number(result.get("p_value"))
     p = f", p {p_value:.2g}" if p_value is not None else ""
     return (
         f"guardrail {name} ({worse} is worse): delta {_signed(delta * scale)}{unit},"
@@ -93,11 +93,12 @@ def _guardrail_line(metric: str, result: Any) -> str:
 
 def _srm_line(srm: dict[str, Any]) -> str:
     observed, expected = (
-        _number(srm.get("observed_treatment")),
-        _number(srm.get("expected_treatment")),
+        parse_number(srm.get("observed_treatment")),
+        parse_number(srm.get("expected_treatment")),
     )
-    share = _number(srm.get("expected_treatment_share"))
-    p_value, threshold = _number(srm.get("sequential_p_value")), _number(srm.get("p_threshold"))
+    share = parse_number(srm.get("expected_treatment_share"))
+    p_value = parse_number(srm.get("sequential_p_value"))
+    threshold = parse_number(srm.get("p_threshold"))
     if observed is None or expected is None or p_value is None:
         return ""
     planned = f" ({share:.1%} planned)" if share is not None else ""
@@ -124,19 +125,22 @@ def _signed(value: float) -> str:
 
 
 def _share(arm: dict[str, Any], part: str, whole: str) -> float | None:
-    numerator, denominator = _number(arm.get(part)), _number(arm.get(whole))
+    numerator, denominator = parse_number(arm.get(part)), parse_number(arm.get(whole))
     if numerator is None or not denominator:
         return None
     return numerator / denominator
 
 
 def _count(arm: dict[str, Any], key: str) -> str:
-    value = _number(arm.get(key))
+    value = parse_number(arm.get(key))
     return "?" if value is None else f"{value:.0f}"
 
 
-def _number(value: Any) -> float | None:
-    """A finite or infinite number from evidence (infinities arrive as "inf"), else None."""
+def parse_number(value: Any) -> float | None:
+    """A finite or infinite number from evidence or a status, else None.
+
+    Infinities arrive as "inf" (JSON has no infinity); NaN and booleans are no numbers.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):

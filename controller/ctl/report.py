@@ -15,12 +15,12 @@ come over the network, and an odd field costs a blank cell, never the report.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from controller.console.figures import Figure, figures
+from controller.core.briefing import parse_number
 from controller.core.timestamps import as_datetime
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 
@@ -131,7 +131,7 @@ def build(
         rollout_id=rollout_id,
         plan=_text(status.get("plan")),
         phase=_text(status.get("phase")),
-        percent=_number(status.get("percent")),
+        percent=parse_number(status.get("percent")),
         started_at=_iso(status.get("started_at")),
         generated_at=now.isoformat(),
     )
@@ -231,13 +231,13 @@ def _guardrail(metric: str, test: Any) -> GuardrailResult:
     if not isinstance(test, dict):
         return GuardrailResult(metric, "insufficient data")
     result = "regressed" if test.get("regressed") is True else "no regression shown"
-    values = (_number(test.get(key)) for key in GUARDRAIL_FIELDS)
+    values = (parse_number(test.get(key)) for key in GUARDRAIL_FIELDS)
     return GuardrailResult(metric, result, *values)
 
 
 def _srm(srm: dict[str, Any]) -> dict[str, Any]:
     keys = ("observed_treatment", "observed_control", "expected_treatment", "sequential_p_value")
-    picked: dict[str, Any] = {key: _number(srm.get(key)) for key in keys}
+    picked: dict[str, Any] = {key: parse_number(srm.get(key)) for key in keys}
     picked["flagged"] = srm.get("flagged") is True
     return picked
 
@@ -251,10 +251,10 @@ def _percent_of(index: int, decision: dict[str, Any], status: dict[str, Any]) ->
     """The planned percent of stage ``index``: from the plan's ladder, else a position."""
     ladder = status.get("stage_percents")
     if isinstance(ladder, list) and 0 <= index < len(ladder):
-        return _number(ladder[index])
+        return parse_number(ladder[index])
     for position in (_position(decision), status.get(AT_STAGE)):
         if isinstance(position, dict) and position.get("index") == index:
-            return _number(position.get("percent"))
+            return parse_number(position.get("percent"))
     return None
 
 
@@ -379,17 +379,6 @@ def _index(value: Any) -> int | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _number(value: Any) -> float | None:
-    """A finite or infinite number (infinities arrive as "inf"); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return None if math.isnan(value) else float(value)
-    if value in ("inf", "-inf"):
-        return float(value)
-    return None
 
 
 def _text(value: Any) -> str:

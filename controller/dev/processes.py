@@ -116,7 +116,35 @@ class ServiceUnavailable(RuntimeError):
     """A backing service cannot be provided on this machine; the message says how to fix it."""
 
 
-class ManagedProcess:
+class StopOnExit:
+    """``with`` support: leaving the block, even by an exception, calls ``stop()``."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class StartStop(StopOnExit):
+    """A server that entering the ``with`` block starts and leaving it stops."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+
+class ManagedProcess(StopOnExit):
     """A child process in its own process group whose output goes to a log file.
 
     ``stop()`` sends SIGTERM to the whole group, waits up to ``stop_timeout`` seconds and
@@ -193,17 +221,6 @@ class ManagedProcess:
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
         _untrack(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running() else f"exited({self.returncode})"

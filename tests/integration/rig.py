@@ -31,7 +31,6 @@ class Rig:
             prefix=prefix,
             events=events,
             dlq=dlq,
-            group=f"g-{prefix}",
         )
         self._daemons: list[ControllerProcess] = []
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, event_adapter
 from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
+from tests.reading import read_to_end, until
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +50,6 @@ async def _produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]]
         await producer.stop()
 
 
-async def _until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def _expected(percent: float) -> list[Arm]:
     return [assign(FLAG, "s1", unit, percent) for unit in UNITS]
 
@@ -86,7 +79,7 @@ async def test_two_clients_agree_and_follow_updates(
         assert 300 < len(before) < 500
 
         await _produce(kafka_bootstrap, topic, [(FLAG, orjson.dumps(_state(4, 60.0)))])
-        await _until(
+        await until(
             lambda: all(c.arm(FLAG, "x")[1] == 4 for c in (one, two)),
             timeout=5,
             what="both clients to read version 4",
@@ -126,19 +119,5 @@ async def test_emitter_delivers_every_event_once(
 
 
 async def _consume(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes, bytes]]:
-    """Every record of the topic, read up to the end offsets: a duplicate cannot hide."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        received: list[tuple[bytes, bytes]] = []
-        deadline = time.monotonic() + 20
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(received)} records read"
-            batch = await consumer.getmany(timeout_ms=200)
-            received += [(r.key, r.value) for rs in batch.values() for r in rs]
-        return received
-    finally:
-        await consumer.stop()
+    """(key, value) of every record of the topic: a duplicate cannot hide."""
+    return [(r.key, r.value) for r in await read_to_end(bootstrap, topic, partitions)]

@@ -22,12 +22,13 @@ from pathlib import Path
 import orjson
 import psutil
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.core.messages import Arm
 from controller.sdk.client import EventEmitter
 from controller.settings import KafkaSettings
+from tests.reading import read_to_end, until
 from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -203,7 +204,7 @@ async def _emit_and_drain(emitter: EventEmitter, ledger: Ledger, rounds: int) ->
     """Emit ``rounds`` buffer-sized bursts, each sent before the next: nothing is refused."""
     for _ in range(rounds):
         _emit(emitter, ledger, BUFFER)
-        await _until(lambda: emitter.buffered == 0, timeout=20, what="the buffer to drain")
+        await until(lambda: emitter.buffered == 0, timeout=20, what="the buffer to drain")
 
 
 def _accounted(emitter: EventEmitter, *ledgers: Ledger) -> None:
@@ -216,14 +217,6 @@ def _accounted(emitter: EventEmitter, *ledgers: Ledger) -> None:
 # --------------------------------------------------------------------------------------
 # Waiting and reading back
 # --------------------------------------------------------------------------------------
-
-
-async def _until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def _until_async(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
@@ -241,21 +234,8 @@ async def _until_async(check: Callable[[], Awaitable[bool]], *, timeout: float, 
 
 async def _consume(bootstrap: str) -> list[tuple[bytes, str]]:
     """(key, event id) of every event in the topic, read up to the end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        received: list[tuple[bytes, str]] = []
-        deadline = time.monotonic() + 20
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(received)} events read"
-            batch = await consumer.getmany(timeout_ms=300)
-            received += [(r.key, orjson.loads(r.value)["id"]) for rs in batch.values() for r in rs]
-        return received
-    finally:
-        await consumer.stop()
+    records = await read_to_end(bootstrap, TOPIC, PARTITIONS, timeout=20)
+    return [(r.key, orjson.loads(r.value)["id"]) for r in records]
 
 
 def _rss() -> int:
@@ -287,13 +267,13 @@ async def test_emitter_survives_a_broker_outage(broker: OutageBroker, sends: Sen
         await _flood_while_down(emitter, during)
         # The batch in flight when the broker went fails, and is sent again: still
         # counted as buffered, neither sent nor dropped.
-        await _until(lambda: sends.after_a_failure > 0, timeout=30, what="a failed send retried")
+        await until(lambda: sends.after_a_failure > 0, timeout=30, what="a failed send retried")
         assert (emitter.sent, emitter.buffered) == (3 * BUFFER, BUFFER)
         _accounted(emitter, before, during)
 
         began = time.monotonic()
         broker.start()
-        await _until(lambda: emitter.buffered == 0, timeout=30, what="the backlog to go out")
+        await until(lambda: emitter.buffered == 0, timeout=30, what="the backlog to go out")
         print(f"backlog sent {time.monotonic() - began:.1f}s after the restart began")
         await _emit_and_drain(emitter, after, rounds=2)
     _accounted(emitter, before, during, after)

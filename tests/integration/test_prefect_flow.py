@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from controller.core.bucketing import assign
-from controller.core.messages import event_adapter
+from tests.reading import events_of, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -126,22 +126,5 @@ async def _run_flow(
 
 async def _events(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every event of the topic, read up to the end offsets, in production order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in range(4)]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(events)} events read"
-            batch = await consumer.getmany(timeout_ms=200)
-            events += [
-                event_adapter.validate_json(r.value).model_dump(mode="json")
-                for rs in batch.values()
-                for r in rs
-            ]
-        return sorted(events, key=lambda e: ("exposure", "request", "conversion").index(e["type"]))
-    finally:
-        await consumer.stop()
+    events = events_of(await read_to_end(bootstrap, topic))
+    return sorted(events, key=lambda e: ("exposure", "request", "conversion").index(e["type"]))

@@ -17,13 +17,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from flask import Flask
 
 from controller.core.bucketing import assign
-from controller.core.messages import Arm, event_adapter
+from controller.core.messages import Arm
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
+from tests.reading import events_of, read_to_end
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -63,27 +64,9 @@ async def _topics(bootstrap: str, topic_factory: TopicFactory) -> tuple[str, str
     return flag_topic, events_topic
 
 
-async def _consume(bootstrap: str, topic: str, partitions: int = 4) -> list[dict[str, Any]]:
+async def _consume(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every event of the topic, read up to the end offsets: a duplicate cannot hide."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        received: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(received)} events read"
-            batch = await consumer.getmany(timeout_ms=200)
-            received += [
-                event_adapter.validate_json(r.value).model_dump(mode="json")
-                for rs in batch.values()
-                for r in rs
-            ]
-        return received
-    finally:
-        await consumer.stop()
+    return events_of(await read_to_end(bootstrap, topic))
 
 
 def _app(flags: SyncFlags) -> Flask:

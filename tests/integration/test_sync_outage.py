@@ -18,7 +18,6 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
 
 import psutil
 import pytest
@@ -32,6 +31,7 @@ from tests.integration.test_emitter_outage import (
     _consume,
     broker,  # noqa: F401 (the fixture)
 )
+from tests.reading import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,14 +93,6 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-async def _until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_broker_outage_blocks_no_request(broker: OutageBroker) -> None:  # noqa: F811
     flags = SyncFlags(
         KafkaSettings(bootstrap_servers=broker.bootstrap),
@@ -114,10 +106,10 @@ async def test_a_broker_outage_blocks_no_request(broker: OutageBroker) -> None: 
     try:
         warm = Load(app, flags)  # the same load with the broker up: the baseline
         warm.start()
-        await _until(lambda: flags.sent >= 2_000, timeout=30, what="events sent before")
+        await until(lambda: flags.sent >= 2_000, timeout=30, what="events sent before")
         await asyncio.sleep(BASELINE_SECONDS)  # a fixed span to measure over, not a wait
         warm.stop()
-        await _until(lambda: flags.buffered == 0, timeout=30, what="the buffer to drain")
+        await until(lambda: flags.buffered == 0, timeout=30, what="the buffer to drain")
         sent_before = flags.sent
 
         broker.kill()
@@ -141,7 +133,7 @@ async def test_a_broker_outage_blocks_no_request(broker: OutageBroker) -> None: 
         assert rss_peak - rss_before < MAX_RSS_GROWTH
 
         broker.start()
-        await _until(lambda: flags.buffered == 0, timeout=60, what="the backlog to go out")
+        await until(lambda: flags.buffered == 0, timeout=60, what="the backlog to go out")
         assert flags.sent > sent_before
     finally:
         await asyncio.to_thread(flags.close)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.scenarios.harness import Scenario
+from tests.scenarios.harness import Scenario, scenario_topics
 
 
 @pytest.fixture
@@ -25,9 +25,7 @@ async def scenario(
     redis_namespace: str,
     tmp_path: Path,
 ) -> AsyncIterator[Scenario]:
-    topics = {"events": await topic_factory("events", partitions=4)}
-    for name in ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq"):
-        topics[name] = await topic_factory(name, partitions=2 if name == "commands" else 1)
+    topics = await scenario_topics(topic_factory)
     async with Scenario(
         bootstrap=kafka_bootstrap,
         redis_url=redis_url,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +37,22 @@ from tests.controller_process import ControllerProcess, controller_env
 KEY_ID = "ops-test"
 
 PERCENTS = (1, 5, 25, 50, 100)
+TOPICS = ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq")
+"""A scenario's topics besides ``events``."""
+
+
+async def scenario_topics(
+    topic_factory: Callable[..., Awaitable[str]], *, commands_partitions: int = 2
+) -> dict[str, str]:
+    """Fresh topics for one :class:`Scenario`, so scenarios never see each other's messages.
+
+    Events get 4 partitions, commands ``commands_partitions``, the rest 1.
+    """
+    topics = {"events": await topic_factory("events", partitions=4)}
+    for name in TOPICS:
+        partitions = commands_partitions if name == "commands" else 1
+        topics[name] = await topic_factory(name, partitions=partitions)
+    return topics
 
 
 def fast_plan(*, hold_stage: int | None = None) -> Plan:
@@ -119,7 +135,6 @@ class Scenario:
             prefix=self.prefix,
             events=self.topics["events"],
             dlq=self.topics["dlq"],
-            group=f"g-{self.prefix}",
         )
         env.update(
             {

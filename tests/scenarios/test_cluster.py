@@ -11,7 +11,7 @@ import pytest
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.integration.test_store import drop_keys
-from tests.scenarios.harness import Scenario, fast_plan
+from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,9 +23,7 @@ async def cluster_scenario(
     topic_factory: Callable[..., Awaitable[str]],
     tmp_path: Path,
 ) -> AsyncIterator[Scenario]:
-    topics = {"events": await topic_factory("events", partitions=4)}
-    for name in ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq"):
-        topics[name] = await topic_factory(name, partitions=2 if name == "commands" else 1)
+    topics = await scenario_topics(topic_factory)
     prefix = f"rctest:{uuid.uuid4().hex[:8]}"
     async with Scenario(
         bootstrap=kafka_bootstrap,

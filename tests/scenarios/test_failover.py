@@ -22,7 +22,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig
-from tests.scenarios.harness import Scenario, fast_plan
+from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,10 +38,7 @@ async def world(
     redis_namespace: str,
     tmp_path: Path,
 ) -> AsyncIterator[Scenario]:
-    topics = {"events": await topic_factory("events", partitions=4)}
-    for name in ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq"):
-        partitions = COMMANDS_PARTITIONS if name == "commands" else 1
-        topics[name] = await topic_factory(name, partitions=partitions)
+    topics = await scenario_topics(topic_factory, commands_partitions=COMMANDS_PARTITIONS)
     async with Scenario(
         bootstrap=kafka_bootstrap,
         redis_url=redis_url,

@@ -16,13 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.aggregates import FlagAggregates
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
 from controller.settings import RedisSettings
+from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -216,20 +216,5 @@ async def _counted(
 
 async def _events(scenario: Scenario) -> list[dict[str, Any]]:
     """Every event on the events topic, read up to its end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=scenario.bootstrap)
-    await consumer.start()
-    try:
-        topic = scenario.topics["events"]
-        assigned = [TopicPartition(topic, p) for p in range(4)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(events)} events read"
-            batch = await consumer.getmany(timeout_ms=200)
-            events += [orjson.loads(r.value) for rs in batch.values() for r in rs]
-        return events
-    finally:
-        await consumer.stop()
+    records = await read_to_end(scenario.bootstrap, scenario.topics["events"])
+    return [orjson.loads(r.value) for r in records]
