@@ -25,7 +25,8 @@ import httpx
 import orjson
 
 from controller.core.errors import ControllerError
-from controller.core.serving import FLAG_PARAMETER, VERSION_PARAMETER, Serving, Target
+from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER
+from controller.core.serving import Serving, Target
 from controller.settings import UnleashSettings
 
 STRATEGY = "flexibleRollout"

@@ -62,6 +62,14 @@ Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 StrictFloatish = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A JSON number (integer or fraction), never a numeric string."""
 
+# The flag platform's strategy parameters the controller writes beside the
+# percent (Unleash: flexibleRollout), so an app's exposure helper can tell
+# which flag version the SDK actually served.
+FLAG_PARAMETER = "rcFlag"
+"""Strategy parameter naming the controller's flag, for the app's exposure helper."""
+VERSION_PARAMETER = "rcFlagVersion"
+"""Strategy parameter with the flag version the strategy serves: exposures carry it."""
+
 
 def _exact_int(value: object) -> object:
     # Literal[1] alone would also take true and 1.0, which ingest refuses.

@@ -18,11 +18,6 @@ from typing import Any
 from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
 
-FLAG_PARAMETER = "rcFlag"
-"""Strategy parameter naming the controller's flag, for the app's exposure helper."""
-VERSION_PARAMETER = "rcFlagVersion"
-"""Strategy parameter with the flag version the strategy serves: exposures carry it."""
-
 
 @dataclass(frozen=True, slots=True)
 class Target:

@@ -37,8 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.core.messages import Arm
-from controller.core.serving import FLAG_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER, Arm
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A fetched feature payload larger than this is ignored (the versions stay as they were)."""
