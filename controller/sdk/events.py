@@ -154,8 +154,10 @@ class EventEmitter(EventMethods, Lifecycle):
 
     The event methods return the event's id, or None when it was dropped.
     ``sent`` counts events the broker acknowledged, ``dropped`` counts lost
-    events by reason (``buffer_full``, ``shutdown``, ``rejected``) and
-    ``buffered`` is how many wait, including those being sent.
+    events by reason (``buffer_full``, ``shutdown``, ``rejected``: refused by
+    the broker, or not encodable, such as a unit with a lone surrogate) and
+    ``buffered`` is how many wait, including those being sent. No event call
+    raises.
 
     An event given an idempotency ``key`` has a stable id; if an event of the
     same id was emitted among the last ``remember_keys`` keyed events (a
@@ -214,24 +216,28 @@ class EventEmitter(EventMethods, Lifecycle):
         if self.buffered >= self._max:
             self.dropped["buffer_full"] += 1
             return None
-        if key is None:
-            event_id = f"{_ids.getrandbits(128):032x}"
-        else:
-            event_id = stable_id(key, flag, kind)
-            if self._repeated(event_id):
-                return event_id
-        event = {
-            "type": kind,
-            "v": SCHEMA_VERSION,
-            "id": event_id,
-            "ts": time.time_ns() // 1_000_000,
-            "flag": flag,
-            "unit": unit,
-            "arm": Arm(arm).value,
-            "flag_version": flag_version,
-            **extra,
-        }
-        self._queue.append((unit.encode(), orjson.dumps(event)))
+        try:
+            event_id = (
+                f"{_ids.getrandbits(128):032x}" if key is None else stable_id(key, flag, kind)
+            )
+            event = {
+                "type": kind,
+                "v": SCHEMA_VERSION,
+                "id": event_id,
+                "ts": time.time_ns() // 1_000_000,
+                "flag": flag,
+                "unit": unit,
+                "arm": Arm(arm).value,
+                "flag_version": flag_version,
+                **extra,
+            }
+            item = (unit.encode(), orjson.dumps(event))
+        except (UnicodeEncodeError, orjson.JSONEncodeError, TypeError, ValueError):
+            self.dropped["rejected"] += 1  # not UTF-8 (a lone surrogate), not JSON, no such arm
+            return None
+        if key is not None and self._repeated(event_id):
+            return event_id
+        self._queue.append(item)
         self._signal()
         return event_id
 

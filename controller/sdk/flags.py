@@ -76,12 +76,16 @@ class FlagBook:
         """The arm to serve ``unit`` and the flag version to report with it.
 
         Unknown flags and flags that are inactive, rolled back or killed serve
-        control with flag version 0.
+        control with flag version 0, and so does a unit that is not valid
+        Unicode (a lone surrogate): it cannot be bucketed, and never raises here.
         """
         state = self._states.get(flag)
         if state is None or state.status in SERVES_CONTROL:
             return Arm.CONTROL, 0
-        return assign(flag, state.salt, unit, state.percent), state.version
+        try:
+            return assign(flag, state.salt, unit, state.percent), state.version
+        except UnicodeEncodeError:
+            return Arm.CONTROL, 0
 
     def apply(self, state: FlagState) -> bool:
         """Hold ``state`` unless a state of the same or a newer version is held already."""

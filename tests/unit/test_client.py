@@ -82,6 +82,22 @@ async def test_emitter_buffers_before_start_and_stops_cleanly() -> None:
     assert emitter.dropped == {"buffer_full": 2, "shutdown": 3}
 
 
+async def test_an_event_that_cannot_be_encoded_is_dropped_as_rejected_not_raised() -> None:
+    async with EventEmitter(CLOSED_PORT, flush_timeout=0.1) as emitter:
+        assert emitter.exposure("checkout", "lone-\ud800", Arm.CONTROL, 1) is None
+        assert emitter.conversion("checkout", "u", Arm.CONTROL, 1, key="k-\udfff") is None
+        assert emitter.request("checkout", "u", "neither", 1, error=False) is None  # type: ignore[arg-type]
+        assert emitter.buffered == 0
+        assert isinstance(emitter.exposure("checkout", "u", Arm.TREATMENT, 1), str)
+    assert emitter.dropped == {"rejected": 3, "shutdown": 1}
+
+
+def test_a_unit_that_is_not_unicode_is_served_control_not_raised() -> None:
+    client = FlagClient(CLOSED_PORT, states=[_state(2, 100.0)])
+    assert client.arm("checkout", "ok") == (Arm.TREATMENT, 2)
+    assert client.arm("checkout", "lone-\ud800") == (Arm.CONTROL, 0)
+
+
 def test_emitter_rejects_a_non_positive_bound() -> None:
     with pytest.raises(ValueError, match="positive"):
         EventEmitter(CLOSED_PORT, max_buffered=0)
