@@ -26,6 +26,11 @@ kills). The sync never fights a person.
 
 Unleash unreachable: one ``backend_unreachable`` alert when it starts
 failing, one ``backend_recovered`` alert when it answers again.
+
+Metrics (:class:`~controller.daemon.metrics.BackendMetrics`): each pass over a
+flag that had something to do is counted by outcome, each drift found once,
+the ``rollout_backend_unreachable`` gauge is 1 between the two alerts, and a
+write that lands observes the time since the decision it serves.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError, StoreError
@@ -50,6 +56,7 @@ from controller.core.rollout import (
     Rollout,
 )
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.daemon.metrics import BackendMetrics
 from controller.daemon.rendering import render_alert
 from controller.ports import AppliedRecords, FlagBackend, Outputs, RolloutStates
 from controller.retrying import retrying
@@ -86,10 +93,12 @@ class BackendSync:
         outputs: Outputs,
         owns: Callable[[str], bool] = lambda _flag: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self._backend, self._records, self._states = backend, records, states
         self._settings, self._topics, self._outputs = settings, topics, outputs
         self._owns, self._now = owns, clock
+        self._metrics = metrics or BackendMetrics(CollectorRegistry())
         self._apply: Apply | None = None
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -145,6 +154,7 @@ class BackendSync:
             try:
                 asked = await self.sync(flag)
             except ControllerError as exc:
+                self._metrics.wrote("failed")
                 if not exc.retriable:
                     await self._failed(flag, exc)
                     continue
@@ -152,6 +162,7 @@ class BackendSync:
                 if not isinstance(exc, StoreError):  # Redis has its own alarms
                     await self._unreachable(str(exc))
             except Exception as exc:  # confined to this flag, reported once
+                self._metrics.wrote("failed")
                 await self._failed(flag, exc)
             else:
                 self._failing.discard(flag)
@@ -181,12 +192,16 @@ class BackendSync:
         record = await self._records.get(flag)
         if record is not None and record.rollout_id != rollout.rollout_id:
             record = None
-        if want is None or (record is not None and record.held_version == rollout.flag_version):
+        if want is None:
+            return False
+        if record is not None and record.held_version == rollout.flag_version:
+            self._metrics.wrote("held")
             return False
         actual = await self._backend.read(target)
         verdict, changes = reconcile(rollout, want, actual, record, target)
         if verdict is Verdict.RECORD:
             await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
+            self._metrics.wrote("in_place")
         elif verdict is Verdict.WRITE:
             await self._write(flag, rollout, target, want=want, actual=actual, record=record)
         elif verdict is Verdict.DRIFT:
@@ -213,6 +228,7 @@ class BackendSync:
         await self._records.put(flag, Applied(rollout.rollout_id, applied=base, intent=want))
         await self._backend.write(target, want, actual, flag=flag)
         await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
+        self._metrics.applied((self._now() - rollout.updated_at).total_seconds())
         log.info(
             "backend_applied",
             flag=flag,
@@ -236,6 +252,7 @@ class BackendSync:
             "serving": actual.to_json(),
         }
         log.warning("backend_drift", flag=flag, changes=changes)
+        self._metrics.drifts.inc()
         paused = False
         if rollout.phase is Phase.RUNNING and self._apply is not None:
             drift = BackendDriftInput(f"changed by hand: {what}", self._now(), details)
@@ -258,6 +275,7 @@ class BackendSync:
         if self._down is not None:
             return
         self._down = error
+        self._metrics.unreachable.set(1)
         log.warning("backend_unreachable", error=error)
         summary = f"Unleash cannot be reached; its flags keep their last state: {error}"
         await self._alert(None, RaiseAlert("backend_unreachable", "critical", summary[:500]))
@@ -266,6 +284,7 @@ class BackendSync:
         if self._down is None:
             return
         error, self._down = self._down, None
+        self._metrics.unreachable.set(0)
         log.info("backend_recovered")
         summary = "Unleash answers again; the decisions made meanwhile are being applied"
         details = {"error": error[:500]}

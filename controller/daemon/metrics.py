@@ -95,6 +95,7 @@ class Metrics:
             registry=r,
         )
         self.guardrails = GuardrailGauges(r)
+        self.backend = BackendMetrics(r)
 
     def count_actions(self, flag: str, rollout: Rollout | None, actions: list[Action]) -> None:
         """Log and count what the machine decided for ``flag``."""
@@ -132,6 +133,59 @@ class Metrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)
+
+
+WRITE_OUTCOMES = ("applied", "in_place", "held", "failed")
+"""The only ``outcome`` label values of ``rollout_backend_writes`` (see :class:`BackendMetrics`)."""
+
+
+class BackendMetrics:
+    """The flag-backend sync (#14): writes, drifts, reachability, decision-to-served latency.
+
+    No ``flag`` label: the sync handles every flag an instance owns, so the
+    series would grow with the flags; per-flag detail is in the log and in
+    the ``backend_*`` alerts. Outcomes of a pass over a flag that had something
+    to do: ``applied`` (written, Unleash confirmed), ``in_place`` (Unleash
+    already served it; only recorded), ``held`` (not written: a person's change
+    holds the flag until the rollout moves on), ``failed`` (the pass stopped
+    before Unleash was known to serve the decision; it is retried).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.writes = Counter(
+            "rollout_backend_writes",
+            "Flag-backend sync passes that had something to do, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WRITE_OUTCOMES:  # every outcome exported from the start, at 0
+            self.writes.labels(outcome)
+        self.drifts = Counter(
+            "rollout_backend_drifts",
+            "Changes made by hand in the flag backend, found and left in place.",
+            registry=r,
+        )
+        self.unreachable = Gauge(
+            "rollout_backend_unreachable",
+            "1 while the flag backend cannot be reached (its flags keep their last state).",
+            registry=r,
+        )
+        self.apply_seconds = Histogram(
+            "rollout_backend_apply_latency_seconds",
+            "Time from a rollout's decision to the flag backend serving it.",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+        )
+
+    def wrote(self, outcome: str) -> None:
+        """Count one pass of ``outcome`` (one of :data:`WRITE_OUTCOMES`)."""
+        self.writes.labels(outcome).inc()
+
+    def applied(self, seconds: float) -> None:
+        """A write landed ``seconds`` after its decision (clocks of two hosts: clamped at 0)."""
+        self.writes.labels("applied").inc()
+        self.apply_seconds.observe(max(0.0, seconds))
 
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))

@@ -90,6 +90,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 topics=settings.topics,
                 outputs=kafka.outputs,
                 owns=kafka.control.owns,
+                metrics=metrics.backend,
             )
             outputs = NudgingOutputs(
                 kafka.outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge

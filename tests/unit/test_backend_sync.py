@@ -28,6 +28,7 @@ from controller.core.serving import Serving, Target
 from controller.daemon import control
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine
+from controller.daemon.metrics import BackendMetrics
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -101,6 +102,11 @@ def command(action: CommandAction, command_id: str) -> CommandInput:
 
 @pytest.fixture
 def world() -> World:
+    return make_world()
+
+
+def make_world(metrics: BackendMetrics | None = None, *, later: timedelta = timedelta()) -> World:
+    """The engine (deciding at ``NOW``) and the sync (``later``) on in-memory ports."""
     states, outputs, records, unleash = (
         MemoryStates(),
         MemoryOutputs(),
@@ -115,7 +121,8 @@ def world() -> World:
         settings=settings,
         topics=TOPICS,
         outputs=outputs,
-        clock=lambda: NOW,
+        clock=lambda: NOW + later,
+        metrics=metrics,
     )
     engine = Engine(
         settings=EngineSettings(),
