@@ -12,13 +12,14 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.messages import Arm
 from controller.core.rollout import Phase
@@ -226,12 +227,20 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
     servers: Generator[UnleashServer] = serve_unleash(pytestconfig, tmp_path / "own-unleash")
     server = next(servers)
     person = Person(server)
+    port = free_port()
     try:
         feature, flag = feature_name(), "checkout.unleash-outage"
         serve_from(scenario, server)
+        scenario.configure(RC_HTTP__PORT=str(port))
         scenario.start_daemon()
         await scenario.start(flag, unleash_plan(feature))
         await served(scenario, person, feature, enabled=True, percent=1)
+        # And the daemon's /metrics shows the write (counted just after Unleash has it)
+        before = await backend_metrics(
+            port, until=lambda m: m[("rollout_backend_writes_total", "applied")] >= 1
+        )
+        assert before[("rollout_backend_apply_latency_seconds_count", "")] >= 1
+        assert before[("rollout_backend_unreachable", "")] == 0
         # When Unleash goes down and the rollout is promoted meanwhile
         server.stop()
         await scenario.send(scenario.command("promote", flag), flag=flag)
@@ -241,6 +250,9 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
             timeout=30,
             what="the unreachable alert",
         )
+        during = await backend_metrics(port)  # the gauge is set before the alert is sent
+        assert during[("rollout_backend_unreachable", "")] == 1
+        assert during[("rollout_backend_writes_total", "failed")] >= 1
         await scenario.send(scenario.command("promote", flag), flag=flag)
         await scenario.until(lambda: _at_stage(scenario, flag, 2), timeout=30, what="stage 2")
         await _down_for(scenario, seconds=30)
@@ -255,9 +267,43 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
         kinds = [a["kind"] for a in scenario.observed.alerts]
         assert kinds.count("backend_unreachable") == 1
         assert kinds.count("backend_recovered") == 1
+        # And /metrics shows Unleash reachable again and the write that landed
+        after = await backend_metrics(port)
+        assert after[("rollout_backend_unreachable", "")] == 0
+        applied = after[("rollout_backend_writes_total", "applied")]
+        assert applied > before[("rollout_backend_writes_total", "applied")]
+        assert after[("rollout_backend_apply_latency_seconds_count", "")] == applied
     finally:
         await person.close()
         servers.close()
+
+
+BackendSamples = dict[tuple[str, str], float]
+
+
+async def backend_metrics(
+    port: int, *, until: Callable[[BackendSamples], bool] = lambda _m: True
+) -> BackendSamples:
+    """The daemon's ``rollout_backend_*`` samples on its real /metrics, by name and outcome.
+
+    Scraped again (30 s at most) until ``until`` holds of them.
+    """
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        while True:
+            answer = await http.get("/metrics")
+            answer.raise_for_status()
+            found = {
+                (s.name, s.labels.get("outcome", "")): s.value
+                for family in text_string_to_metric_families(answer.text)
+                for s in family.samples
+                if s.name.startswith("rollout_backend_")
+            }
+            if until(found):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/metrics never showed what was awaited: {found}")
+            await asyncio.sleep(0.1)
 
 
 async def _down_for(scenario: Scenario, *, seconds: float) -> None:
