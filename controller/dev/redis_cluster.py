@@ -41,25 +41,28 @@ class RedisClusterServers(StartStop):
     ) -> None:
         self.timeout = timeout
         self.masters = masters
+        self._workdir = workdir
+        self._persistent = persistent
+        self._node_timeout_ms = node_timeout_ms
         total = masters * (1 + replicas)
         self.bus_ports = [free_port() for _ in range(total)]
-        self.nodes = [
-            RedisServer(
-                workdir / f"node-{i}",
-                persistent=persistent,
-                extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    str(node_timeout_ms),
-                    "--cluster-port",
-                    str(self.bus_ports[i]),
-                ],
-            )
-            for i in range(total)
-        ]
+        self.nodes = [self._node(i, workdir / f"node-{i}") for i in range(total)]
+
+    def _node(self, index: int, workdir: Path) -> RedisServer:
+        return RedisServer(
+            workdir,
+            persistent=self._persistent,
+            extra_args=[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self._node_timeout_ms),
+                "--cluster-port",
+                str(self.bus_ports[index]),
+            ],
+        )
 
     @property
     def url(self) -> str:
@@ -73,13 +76,30 @@ class RedisClusterServers(StartStop):
     def start(self) -> Self:
         """Start every node, split the slots among them, and wait for ``cluster_state:ok``."""
         try:
-            for node in self.nodes:
-                node.start()
+            for index in range(len(self.nodes)):
+                self._start_node(index)
             self._form()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_node(self, index: int, attempts: int = 5) -> None:
+        """Start one node; on a port taken since it was picked, pick new ports and retry.
+
+        Ports are chosen free but not held, and two per node are needed (client
+        and cluster bus), so on a busy machine another process can take one first.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self.nodes[index].start()
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts:
+                    raise
+            else:
+                return
+            self.bus_ports[index] = free_port()
+            self.nodes[index] = self._node(index, self._workdir / f"node-{index}-{attempt}")
 
     def _form(self) -> None:
         share = SLOTS // self.masters
