@@ -58,7 +58,7 @@ from controller.core.rollout import (
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.rendering import render_alert
-from controller.ports import AppliedRecords, FlagBackend, Outputs, RolloutStates
+from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
 from controller.retrying import retrying
 from controller.settings import TopicSettings, UnleashSettings
 
@@ -150,9 +150,13 @@ class BackendSync:
     async def _pass(self, flags: list[str]) -> set[str]:
         """Sync each flag; the ones to try again (Unleash or Redis unreachable)."""
         failed: set[str] = set()
-        for flag in flags:
+        try:  # every state in one round trip; a failure here fails each flag alike
+            loaded: list[Loaded | ControllerError] = [*await self._states.load_many(flags)]
+        except ControllerError as exc:
+            loaded = [exc] * len(flags)
+        for flag, found in zip(flags, loaded, strict=True):
             try:
-                asked = await self.sync(flag)
+                asked = await self.sync(flag, found)
             except ControllerError as exc:
                 self._metrics.wrote("failed")
                 if not exc.retriable:
@@ -172,13 +176,19 @@ class BackendSync:
 
     # -- one flag --------------------------------------------------------------------
 
-    async def sync(self, flag: str) -> bool:
+    async def sync(self, flag: str, found: Loaded | ControllerError | None = None) -> bool:
         """Compare ``flag``'s desired and actual serving once, and act on the difference.
 
-        Whether Unleash was asked (and answered): a flag it does not serve, or
-        one on hold, is no sign that Unleash is back.
+        ``found`` is the flag's state as a sweep loaded it (or the error that
+        loading it raised); without it, the state is loaded here. Returns whether
+        Unleash was asked (and answered): a flag it does not serve, or one on
+        hold, is no sign that Unleash is back.
         """
-        rollout = (await self._states.load(flag)).rollout
+        if found is None:
+            found = await self._states.load(flag)
+        if isinstance(found, ControllerError):
+            raise found
+        rollout = found.rollout
         unleash = rollout.plan.unleash if rollout is not None else None
         if rollout is None or unleash is None:
             return False
