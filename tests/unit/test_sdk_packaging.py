@@ -38,6 +38,9 @@ cramjam only to decompress snappy, lz4 and zstd batches, which the flag-state to
 never holds: both carry on without them."""
 DAEMON_DISTRIBUTIONS = {"redis", "hiredis", "aiohttp", "structlog", "prometheus-client"}
 DAEMON_DISTRIBUTIONS |= {"rich", "cryptography", "cramjam"}
+VERIFY_EXTRA = "verify"
+"""The SDK's extra for apps that verify the controller's signatures on flag states:
+it installs cryptography, which the SDK imports only when given public keys."""
 DAEMON_ROOMS = (
     "controller.daemon",
     "controller.adapters",
@@ -155,8 +158,12 @@ def test_the_sdk_runs_from_its_wheel_with_the_daemon_blocked(
 def test_the_wheel_declares_every_library_the_sdk_loads_and_none_of_the_daemons(
     sdk_wheel: Path,
 ) -> None:
-    installs = _closure(*_requires(sdk_wheel))
+    requirements, extras = _requires(sdk_wheel)
+    installs = _closure(requirements, [e for e in extras if e != VERIFY_EXTRA])
     assert not installs & DAEMON_DISTRIBUTIONS, installs & DAEMON_DISTRIBUTIONS
+    # Only the extra of apps that verify flag states brings one: Ed25519 (#23).
+    verifying = _closure(requirements, [VERIFY_EXTRA])
+    assert verifying & DAEMON_DISTRIBUTIONS == {"cryptography"}
     providers = metadata.packages_distributions()
     loaded = _probe(ROOT)["third_party"]
     undeclared = {
