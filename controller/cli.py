@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -180,9 +181,9 @@ def _signing_key(key_id: str, out: Path | None) -> int:
     if out is None:
         printed["private_key"] = private
     else:
-        try:
-            with out.open("x", encoding="ascii") as file:  # never overwrites a key
-                out.chmod(0o600)
+        try:  # a new file, readable by its owner only: never overwrites a key
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as file:
                 file.write(private + "\n")
         except OSError as exc:
             raise ConfigError(f"cannot write the key to {out}: {exc}") from exc

@@ -11,18 +11,22 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
-from controller.core import flagstates
+from controller.core import flagstates, signing
+from controller.core.errors import ConfigError
 from controller.core.flagstates import Verdict, supersedes
 from controller.core.messages import FlagState, FlagStatus
 from controller.core.signing import StateSigner, StateVerifier, generate_key
-from controller.daemon.signed import SigningOutputs, signed_states
+from controller.daemon.signed import SigningOutputs, load_signer, signed_states
 from controller.sdk.flags import FlagBook
+from controller.settings import SigningSettings
 from tests.vectors import flag_signing
 
 FILE = json.loads(flag_signing.PATH.read_text(encoding="utf-8"))
@@ -200,3 +204,24 @@ def test_flags_answers_are_signed_with_a_key_and_as_they_were_without() -> None:
     assert signed_states([fields], None) == [fields]
     [signed] = signed_states([fields], StateSigner(key, "k1"))
     assert StateVerifier({"k1": public}).problem(_message(signed)) is None
+
+
+def test_the_signing_key_comes_inline_or_from_a_file(tmp_path: Path) -> None:
+    key, public = generate_key()
+    text = signing.private_key_text(key)
+    assert load_signer(SigningSettings()) is None  # unsigned, as before, with a warning
+    inline = load_signer(SigningSettings(key=SecretStr(text), key_id="k1"))
+    (tmp_path / "key").write_text(text + "\n", encoding="ascii")
+    from_file = load_signer(SigningSettings(key_file=tmp_path / "key"))
+    assert inline is not None
+    assert from_file is not None
+    assert (inline.key_id, inline.public_key) == ("k1", public)
+    assert (from_file.key_id, from_file.public_key) == ("controller", public)
+
+
+@pytest.mark.parametrize("text", ["not base64!", base64.b64encode(b"short").decode()])
+def test_a_signing_key_that_is_not_one_stops_the_start(text: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="signing key"):
+        load_signer(SigningSettings(key=SecretStr(text)))
+    with pytest.raises(ConfigError, match="signing key file"):
+        load_signer(SigningSettings(key_file=tmp_path / "missing"))
