@@ -148,3 +148,37 @@ def _served(book: FlagBook) -> tuple[Any, ...]:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def test_without_a_key_states_are_unsigned_with_a_warning_and_verifying_apps_hold_none(
+    scenario: Scenario,
+) -> None:
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port))
+    scenario.start_daemon()
+    kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
+    topic = scenario.topics["flag_state"]
+    _key, public = signing.generate_key()
+    await scenario.start(FLAG, manual_plan())
+    async with (
+        FlagClient(kafka, topic=topic) as plain,
+        FlagClient(kafka, topic=topic, keys={KEY_ID: public}) as verifying,
+        FlagPoller(f"http://127.0.0.1:{port}", interval=0.1, keys={KEY_ID: public}) as poller,
+    ):
+        # Given a daemon with no signing key: it says so at start, and works as before
+        assert "flag_states_unsigned" in scenario.daemon.log_text()
+        await scenario.until(
+            lambda: _holds(plain, FlagStatus.ROLLING_OUT), timeout=30, what="the plain app"
+        )
+        state = plain.state(FLAG)
+        assert state is not None
+        assert (state.key_id, state.sig) == (None, None)
+        # Then apps told to verify refuse its states, count them, and serve control
+        await scenario.until(
+            lambda: verifying.rejected >= 1 and poller.rejected >= 1,
+            timeout=30,
+            what="the verifying apps to refuse the unsigned state",
+        )
+        for book in (verifying, poller):
+            assert book.state(FLAG) is None
+            assert book.arm(FLAG, "user-1") == (Arm.CONTROL, 0)
