@@ -109,16 +109,15 @@ class FlagBook:
         """Hold ``state`` if it is trusted and supersedes the state held; whether it was."""
         if self._verifier is not None and (problem := self._verifier.problem(state)):
             self.rejected += 1
-            # Logged at the 1st, 2nd, 4th, 8th...: a flood of forgeries cannot flood the log.
-            if self.rejected & (self.rejected - 1) == 0:
-                log.warning(
-                    "flag_state_rejected: %s (flag %s, version %d, key %s); rejected so far: %d",
-                    problem,
-                    state.flag,
-                    state.version,
-                    state.key_id,
-                    self.rejected,
-                )
+            _log_at_powers_of_two(
+                self.rejected,
+                "flag_state_rejected: %s (flag %s, version %d, key %s); rejected so far: %d",
+                problem,
+                state.flag,
+                state.version,
+                state.key_id,
+                self.rejected,
+            )
             return False
         verdict = supersedes(self._states.get(state.flag), state, verified=self.verifying)
         if verdict is Verdict.STALE:
@@ -126,7 +125,8 @@ class FlagBook:
             return False
         if verdict is Verdict.SAFETY:
             self.overridden += 1
-            log.warning(
+            _log_at_powers_of_two(
+                self.overridden,
                 "flag_state_override: %s %s at version %d replaces version %d, which served "
                 "treatment (unverified states: a version above the controller's may be forged)",
                 state.flag,
@@ -137,6 +137,12 @@ class FlagBook:
         self._states[state.flag] = state
         self._notify(state)
         return True
+
+
+def _log_at_powers_of_two(count: int, message: str, *args: object) -> None:
+    """Warn at the 1st, 2nd, 4th, 8th... occurrence: a flood of forgeries cannot flood the log."""
+    if count & (count - 1) == 0:
+        log.warning(message, *args)
 
 
 class FlagClient(FlagBook, Lifecycle):

@@ -147,7 +147,7 @@ def test_which_state_an_app_holds(
     assert supersedes(held_state, _state(*incoming), verified=verified) is verdict
 
 
-def test_a_verifying_book_holds_no_forgery_and_counts_it() -> None:
+def test_a_verifying_book_holds_no_forgery_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
     key, public = generate_key()
     signer = StateSigner(key, "k1")
     fields = {"flag": "f", "status": "rolling_out", "salt": "s", "rollout_id": "r1"}
@@ -160,6 +160,12 @@ def test_a_verifying_book_holds_no_forgery_and_counts_it() -> None:
         _message(signer.sign({**fields, "version": 4, "status": "killed"} | {"percent": 0.0}))
     )
     assert (book.rejected, book.stale) == (2, 0)
+    logged = [r.getMessage() for r in caplog.records if "flag_state_rejected" in r.getMessage()]
+    assert logged == [
+        "flag_state_rejected: unsigned (flag f, version 2147483647, key None); rejected so far: 1",
+        "flag_state_rejected: bad_signature (flag f, version 2147483647, key k1); "
+        "rejected so far: 2",
+    ]
     state = book.state("f")
     assert state is not None
     assert (state.version, state.status) == (4, FlagStatus.KILLED)
