@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from pydantic import ValidationError
@@ -56,6 +57,8 @@ class FlagBook:
         self.stale = 0
         self.rejected = 0
         """States refused for their signature: unsigned, by an unknown key, or forged."""
+        self.rejected_by: Counter[str] = Counter()
+        """``rejected`` by reason: ``unsigned``, ``unknown_key``, ``bad_signature``."""
         self.overridden = 0
         for state in states:
             self.apply(state)
@@ -109,6 +112,7 @@ class FlagBook:
         """Hold ``state`` if it is trusted and supersedes the state held; whether it was."""
         if self._verifier is not None and (problem := self._verifier.problem(state)):
             self.rejected += 1
+            self.rejected_by[problem] += 1
             _log_at_powers_of_two(
                 self.rejected,
                 "flag_state_rejected: %s (flag %s, version %d, key %s); rejected so far: %d",

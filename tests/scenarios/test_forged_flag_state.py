@@ -117,6 +117,7 @@ async def test_a_forged_state_is_refused_and_the_kill_reaches_every_app(
             lambda: verifying.rejected == 2, timeout=30, what="both forgeries refused"
         )
         assert verifying.state(FLAG) == real
+        assert verifying.rejected_by == {"unsigned": 1, "bad_signature": 1}
         assert verifying.arm(FLAG, "user-1")[1] == real.version
         assert trusting.arm(FLAG, "user-1") == (Arm.TREATMENT, MAX_VERSION)
 

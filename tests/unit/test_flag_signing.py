@@ -160,6 +160,7 @@ def test_a_verifying_book_holds_no_forgery_and_counts_it(caplog: pytest.LogCaptu
         _message(signer.sign({**fields, "version": 4, "status": "killed"} | {"percent": 0.0}))
     )
     assert (book.rejected, book.stale) == (2, 0)
+    assert book.rejected_by == {"unsigned": 1, "bad_signature": 1}
     logged = [r.getMessage() for r in caplog.records if "flag_state_rejected" in r.getMessage()]
     assert logged == [
         "flag_state_rejected: unsigned (flag f, version 2147483647, key None); rejected so far: 1",
