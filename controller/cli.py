@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller import __version__
@@ -44,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, default=Path("schemas"), help="directory (schemas/)")
     export.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"
+    )
+    key = commands.add_parser(
+        "signing-key",
+        help="make an Ed25519 key to sign flag states with; print its public key for apps",
+    )
+    key.add_argument("--key-id", default="controller", help="the key's id (default: controller)")
+    key.add_argument(
+        "--out", type=Path, help="write the private key to this new file (mode 600), not stdout"
     )
     _add_demo(commands)
     return parser
@@ -110,13 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args.config)
-        if args.command == "config":
-            return _show_config(args.config)
-        if args.command == "demo":
-            return _demo(args)
-        return _schemas(args.out, check=args.check)
+        handlers: dict[str, Callable[[], int]] = {
+            "run": lambda: _run(args.config),
+            "config": lambda: _show_config(args.config),
+            "demo": lambda: _demo(args),
+            "signing-key": lambda: _signing_key(args.key_id, args.out),
+        }
+        handler = handlers.get(args.command, lambda: _schemas(args.out, check=args.check))
+        return handler()
     except ConfigError as exc:
         print(f"rollout-controller: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -159,6 +169,27 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"rollout-controller demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return run_demo(options)
+
+
+def _signing_key(key_id: str, out: Path | None) -> int:
+    """Print ``{"key_id", "public_key", "private_key"}`` (no private key with ``out``)."""
+    from controller.core import signing  # noqa: PLC0415
+
+    key, public = signing.generate_key()
+    printed = {"key_id": key_id, "public_key": public}
+    private = signing.private_key_text(key)
+    if out is None:
+        printed["private_key"] = private
+    else:
+        try:  # a new file, readable by its owner only: never overwrites a key
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(private + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the key to {out}: {exc}") from exc
+        printed["private_key_file"] = str(out)
+    print(json.dumps(printed, indent=2))
+    return 0
 
 
 def _schemas(out: Path, *, check: bool) -> int:

@@ -34,7 +34,9 @@ def serve(flags: FlagClient, events: EventEmitter, flag: str, unit: str) -> Arm:
 
 async def run(args: argparse.Namespace) -> None:
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
-    async with FlagClient(kafka) as flags, EventEmitter(kafka) as events:
+    # With the controller's public key, only the flag states it signed are served.
+    keys = dict(key.split("=", 1) for key in args.flag_key)
+    async with FlagClient(kafka, keys=keys) as flags, EventEmitter(kafka) as events:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(flags.ready.wait(), 10)
         for second in range(1, args.seconds + 1):
@@ -46,7 +48,8 @@ async def run(args: argparse.Namespace) -> None:
             print(
                 f"{second:>4}s version={state.version if state else 0} "
                 f"treatment={arms[Arm.TREATMENT]} control={arms[Arm.CONTROL]} "
-                f"sent={events.sent} buffered={events.buffered} dropped={dict(events.dropped)}"
+                f"sent={events.sent} buffered={events.buffered} dropped={dict(events.dropped)} "
+                f"rejected_states={flags.rejected}"
             )
             await asyncio.sleep(1)
 
@@ -57,6 +60,14 @@ def main() -> None:
     parser.add_argument("--flag", default="checkout", help="the flag to serve")
     parser.add_argument("--units", type=int, default=5000, help="how many distinct units")
     parser.add_argument("--seconds", type=int, default=30, help="how long to run")
+    parser.add_argument(
+        "--flag-key",
+        action="append",
+        default=[],
+        metavar="KEY_ID=PUBLIC_KEY",
+        help="verify flag states with this controller key (from `rollout-controller "
+        "signing-key`); repeat while a key is rotated",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -36,6 +36,8 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+"""A signing key's id, as flag states carry it."""
 MAX_EPOCH_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
 MAX_LATENCY_MS = 86_400_000
@@ -258,6 +260,17 @@ class FlagState(_Message):
     salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rollout_id: MessageId | None = None
     stage: Stage | None = None
+    key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
+        default=None,
+        description="Which controller key signed this state; none when the controller has "
+        "no signing key.",
+    )
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="Base64 Ed25519 signature over the state's signed form (docs/clients.md, "
+        '"Verifying flag states"): apps configured with the controller\'s public keys '
+        "hold no state without a valid one.",
+    )
 
 
 class Decision(_Message):

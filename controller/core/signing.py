@@ -6,17 +6,25 @@ integers, booleans, null, and the plan's numbers). Operators hold private
 keys; the controller holds only public keys, by key id. Verification is pure
 computation: no clock, no store; freshness and replay are checked by the
 engine.
+
+Flag states are signed too, by the controller's own key, so that apps can
+refuse states nobody but the controller could have published
+(:class:`StateSigner`, :class:`StateVerifier`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from controller.core import flagstates
+from controller.core.messages import FlagState
 
 
 def canonical_bytes(command: dict[str, Any]) -> bytes:
@@ -71,3 +79,58 @@ def load_private_key(text: str) -> Ed25519PrivateKey:
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 private key has 32 bytes, this has {len(raw)}")
     return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+# -- flag states ------------------------------------------------------------------------
+
+
+class StateSigner:
+    """Signs flag states with the controller's key (:mod:`flagstates` says what is signed).
+
+    Ed25519 signatures are deterministic, so the last signatures are kept by
+    the bytes they cover: ``/flags`` answers every poll without signing
+    unchanged states again.
+    """
+
+    CACHED = 4096
+
+    def __init__(self, key: Ed25519PrivateKey, key_id: str) -> None:
+        self.key_id = key_id
+        self.public_key = public_key_text(key.public_key())
+        self._key = key
+        self._cache: dict[bytes, str] = {}
+
+    def sign(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` (a flag state's fields) with ``key_id`` and ``sig`` set."""
+        data = flagstates.signed_bytes(state, self.key_id)
+        sig = self._cache.get(data)
+        if sig is None:
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            sig = base64.b64encode(self._key.sign(data)).decode()
+            self._cache[data] = sig
+        return {**state, "key_id": self.key_id, "sig": sig}
+
+
+class StateVerifier:
+    """Checks flag states' signatures against the controller's public keys, by key id."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        if not keys:
+            raise ValueError("verifying flag states needs at least one public key")
+        self._keys = {key_id: load_public_key(text) for key_id, text in keys.items()}
+
+    def problem(self, state: FlagState) -> str | None:
+        """Why ``state`` is not signed by one of the keys, or None when it is."""
+        if state.key_id is None or state.sig is None:
+            return "unsigned"
+        key = self._keys.get(state.key_id)
+        if key is None:
+            return "unknown_key"
+        try:
+            signature = base64.b64decode(state.sig, validate=True)
+            data = flagstates.state_bytes(state)
+            key.verify(signature, data or b"")
+        except (InvalidSignature, binascii.Error, ValueError, orjson.JSONEncodeError):
+            return "bad_signature"
+        return None

@@ -37,6 +37,7 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError
+from controller.core.signing import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
@@ -45,6 +46,8 @@ from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
+from controller.daemon.signed import SigningOutputs, load_signer, signed_states
+from controller.ports import Outputs
 from controller.retrying import retrying
 from controller.settings import Settings
 from controller.stopping import stop_on_signals
@@ -65,6 +68,7 @@ async def run(settings: Settings) -> int:
 
 
 async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
+    signer = load_signer(settings.signing)
     metrics = Metrics()
     ingest = Ingest(settings=settings.ingest, metrics=metrics)
     async with AsyncExitStack() as stack:
@@ -79,7 +83,11 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
         states = RolloutStore(client, settings=settings.redis)
         gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
         recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
-        outputs: Publisher | NudgingOutputs = kafka.outputs
+        outputs: Outputs = kafka.outputs
+        if signer is not None:  # apps that verify hold only states the controller signed (#23)
+            outputs = SigningOutputs(
+                outputs, flag_state_topic=settings.topics.flag_state, signer=signer
+            )
         sync = None
         if settings.unleash.enabled:  # rollouts served from Unleash too (#14)
             sync = BackendSync(
@@ -93,7 +101,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 metrics=metrics.backend,
             )
             outputs = NudgingOutputs(
-                kafka.outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
+                outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
             )
         engine = Engine(
             settings=settings.engine,
@@ -114,7 +122,15 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 states=states, history=gate_history, status=engine.status, clock=_utcnow
             )
             parts = _Parts(
-                metrics, store, states, ingest, engine, kafka.outputs, console, kafka.control
+                metrics,
+                store,
+                states,
+                ingest,
+                engine,
+                kafka.outputs,
+                console,
+                kafka.control,
+                signer,
             )
             await stack.enter_async_context(_http_server(settings, parts))
         services = {
@@ -195,6 +211,7 @@ class _Parts:
     outputs: Publisher
     console: ConsoleData
     control: ControlConsumer
+    signer: StateSigner | None
 
 
 def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
@@ -211,7 +228,7 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
         host=settings.http.host,
         port=settings.http.port,
         readiness=lambda: _readiness(parts, settings),
-        flags=lambda: _flag_states(parts.states),
+        flags=lambda: _flag_states(parts.states, parts.signer),
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         rollouts=parts.engine.status,
@@ -284,10 +301,11 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
     return None
 
 
-async def _flag_states(states: RolloutStore) -> list[dict[str, Any]]:
-    """The current state of every flag with a rollout, as apps see it."""
+async def _flag_states(states: RolloutStore, signer: StateSigner | None) -> list[dict[str, Any]]:
+    """The current state of every flag with a rollout, as apps see it (signed, with a key)."""
     loaded = [(await states.load(flag)).rollout for flag in sorted(await states.flags())]
-    return [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
+    fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
+    return signed_states(fields, signer)
 
 
 def _utcnow() -> datetime:

@@ -45,6 +45,7 @@ from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
     BASE_ERROR_RATE,
     FAULT_FACTOR,
+    FLAG_STATE_KEY_ID,
     KEY_ID,
     DemoFlag,
     Endpoints,
@@ -136,7 +137,8 @@ def _run(setup: RunSetup, console: Console) -> tuple[FlagView, ...]:
             http_port=free_port(),
         )
         key = _operator_key(setup.workdir)
-        config = _write_config(setup, endpoints, key)
+        flag_keys = _flag_state_key(setup.workdir)
+        config = _write_config(setup, endpoints, key, flag_keys)
         stack.callback(_forget_run, setup, endpoints)  # after the controller has stopped
         controller = _start_controller(setup, config)
         stack.callback(controller.stop)
@@ -152,6 +154,7 @@ def _run(setup: RunSetup, console: Console) -> tuple[FlagView, ...]:
             topics=topic_names(setup.run_id),
             prefix=key_prefix(setup.run_id),
             key=key,
+            flag_keys=flag_keys,
             controller=controller,
             log=log,
             console=console,
@@ -196,7 +199,16 @@ def _operator_key(workdir: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _write_config(setup: RunSetup, endpoints: Endpoints, key: Ed25519PrivateKey) -> Path:
+def _flag_state_key(workdir: Path) -> dict[str, str]:
+    """A fresh key the controller signs flag states with; the apps' key id -> public key."""
+    key, public = signing.generate_key()
+    write_private_key(workdir / "keys" / f"{FLAG_STATE_KEY_ID}.key", key)
+    return {FLAG_STATE_KEY_ID: public}
+
+
+def _write_config(
+    setup: RunSetup, endpoints: Endpoints, key: Ed25519PrivateKey, flag_keys: dict[str, str]
+) -> Path:
     config = controller_config(
         setup.run_id,
         endpoints,
@@ -204,6 +216,10 @@ def _write_config(setup: RunSetup, endpoints: Endpoints, key: Ed25519PrivateKey)
         advisor_mode="advisory" if setup.options.llm else "off",
         model=LLM_MODEL_ALIAS,
     )
+    # The demo's apps verify flag states (#23): the controller signs with this key.
+    [key_id] = flag_keys
+    signing_key = setup.workdir / "keys" / f"{key_id}.key"
+    config["signing"] = {"key_file": str(signing_key), "key_id": key_id}
     path = setup.workdir / "controller.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

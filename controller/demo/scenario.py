@@ -15,6 +15,8 @@ from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 
 KEY_ID = "demo-operator"
+FLAG_STATE_KEY_ID = "demo-controller"
+"""The key the demo's controller signs flag states with, as its apps know it."""
 ACTOR = "demo"
 PERCENTS = (1.0, 5.0, 25.0, 50.0, 100.0)
 STAGE_SECONDS = 5

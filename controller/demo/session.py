@@ -80,6 +80,7 @@ class Session:
         topics: dict[str, str],
         prefix: str,
         key: Ed25519PrivateKey,
+        flag_keys: dict[str, str],
         controller: ManagedProcess,
         log: IO[bytes],
         console: Console,
@@ -92,6 +93,7 @@ class Session:
         self._topics = topics
         self._prefix = prefix
         self._key = key
+        self._flag_keys = flag_keys
         self._controller = controller
         self._log = log
         self._console = console
@@ -111,7 +113,9 @@ class Session:
             redis_settings = RedisSettings(url=self._endpoints.redis)
             redis = await stack.enter_async_context(connect(redis_settings))
             topic = self._topics["flag_state"]
-            flags = await stack.enter_async_context(FlagClient(self._kafka, topic=topic))
+            flags = await stack.enter_async_context(
+                FlagClient(self._kafka, topic=topic, keys=self._flag_keys)
+            )
             emitter = await stack.enter_async_context(
                 EventEmitter(self._kafka, topic=self._topics["events"], max_buffered=50_000)
             )

@@ -5,8 +5,9 @@ arm assignment) and :mod:`controller.sdk.events` (the event emitter); apps
 import the same names from :mod:`controller.sdk`.
 """
 
+from controller.core.flagstates import SERVES_CONTROL
 from controller.sdk.events import EventEmitter
-from controller.sdk.flags import SERVES_CONTROL, FlagBook, FlagClient
+from controller.sdk.flags import FlagBook, FlagClient
 from controller.sdk.lifecycle import Lifecycle, cancel
 
 __all__ = ["SERVES_CONTROL", "EventEmitter", "FlagBook", "FlagClient", "Lifecycle", "cancel"]

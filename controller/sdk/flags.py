@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 
 from controller.core.bucketing import assign
 from controller.core.errors import BrokerError
-from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.core.flagstates import SERVES_CONTROL, Verdict, supersedes
+from controller.core.messages import Arm, FlagState
 from controller.sdk.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import TopicFollower
+from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger("controller.sdk.client")
 
 _TOPICS = TopicSettings()
-SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
-"""Statuses under which every unit is served control, reported as flag version 0."""
 Listener = Callable[[FlagState | None], None]
 """Told of each newer flag state, and with None once the states are loaded."""
 
@@ -36,14 +37,29 @@ class FlagBook:
     Shared by :class:`FlagClient` (Kafka) and
     :class:`controller.sdk.poller.FlagPoller` (HTTP): whichever way states
     arrive, arms are assigned by the one bucketing function.
+
+    With ``keys`` (key id -> base64 Ed25519 public key of the controller) a
+    state is held only with a valid signature by one of them; the others are
+    counted in ``rejected`` and logged. Which state replaces which follows
+    :func:`controller.core.flagstates.supersedes`; a state that serves
+    control replacing a higher version (books that do not verify) is
+    counted in ``overridden``.
     """
 
-    def __init__(self, states: Iterable[FlagState] = ()) -> None:
+    def __init__(
+        self, states: Iterable[FlagState] = (), *, keys: Mapping[str, str] | None = None
+    ) -> None:
         self._states: dict[str, FlagState] = {}
         self._listeners: list[Listener] = []
+        self._verifier = verifier(keys)
         self.ready = asyncio.Event()
         self.invalid = 0
         self.stale = 0
+        self.rejected = 0
+        """States refused for their signature: unsigned, by an unknown key, or forged."""
+        self.rejected_by: Counter[str] = Counter()
+        """``rejected`` by reason: ``unsigned``, ``unknown_key``, ``bad_signature``."""
+        self.overridden = 0
         for state in states:
             self.apply(state)
 
@@ -87,15 +103,50 @@ class FlagBook:
         except UnicodeEncodeError:
             return Arm.CONTROL, 0
 
+    @property
+    def verifying(self) -> bool:
+        """Whether states are held only with a valid signature."""
+        return self._verifier is not None
+
     def apply(self, state: FlagState) -> bool:
-        """Hold ``state`` unless a state of the same or a newer version is held already."""
-        current = self._states.get(state.flag)
-        if current is not None and state.version <= current.version:
+        """Hold ``state`` if it is trusted and supersedes the state held; whether it was."""
+        if self._verifier is not None and (problem := self._verifier.problem(state)):
+            self.rejected += 1
+            self.rejected_by[problem] += 1
+            _log_at_powers_of_two(
+                self.rejected,
+                "flag_state_rejected: %s (flag %s, version %d, key %s); rejected so far: %d",
+                problem,
+                state.flag,
+                state.version,
+                state.key_id,
+                self.rejected,
+            )
+            return False
+        verdict = supersedes(self._states.get(state.flag), state, verified=self.verifying)
+        if verdict is Verdict.STALE:
             self.stale += 1
             return False
+        if verdict is Verdict.SAFETY:
+            self.overridden += 1
+            _log_at_powers_of_two(
+                self.overridden,
+                "flag_state_override: %s %s at version %d replaces version %d, which served "
+                "treatment (unverified states: a version above the controller's may be forged)",
+                state.flag,
+                state.status.value,
+                state.version,
+                self._states[state.flag].version,
+            )
         self._states[state.flag] = state
         self._notify(state)
         return True
+
+
+def _log_at_powers_of_two(count: int, message: str, *args: object) -> None:
+    """Warn at the 1st, 2nd, 4th, 8th... occurrence: a flood of forgeries cannot flood the log."""
+    if count & (count - 1) == 0:
+        log.warning(message, *args)
 
 
 class FlagClient(FlagBook, Lifecycle):
@@ -104,7 +155,8 @@ class FlagClient(FlagBook, Lifecycle):
     ``ready`` is set once the client has read up to the end offsets it saw at
     start; before that, :meth:`arm` may answer from incomplete state. Invalid
     messages and states older than the one held are ignored and counted in
-    ``invalid`` and ``stale``.
+    ``invalid`` and ``stale``; with ``keys``, states without a valid
+    signature in ``rejected`` (see :class:`FlagBook`).
     """
 
     def __init__(
@@ -114,8 +166,9 @@ class FlagClient(FlagBook, Lifecycle):
         topic: str = _TOPICS.flag_state,
         states: Iterable[FlagState] = (),
         poll_timeout_ms: int = 500,
+        keys: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(states)
+        super().__init__(states, keys=keys)
         self._kafka = kafka or KafkaSettings()
         self._topic = topic
         self._poll_timeout_ms = poll_timeout_ms

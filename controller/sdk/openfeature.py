@@ -46,9 +46,10 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
+from controller.core.flagstates import SERVES_CONTROL
 from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
 from controller.sdk.events import EventSink
-from controller.sdk.flags import SERVES_CONTROL, Listener
+from controller.sdk.flags import Listener
 from controller.sdk.measure import Measurement, Served
 
 log = logging.getLogger("controller.sdk.openfeature")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,7 +28,12 @@ log = logging.getLogger("controller.sdk.poller")
 
 
 class FlagPoller(FlagBook, Lifecycle):
-    """The latest state of every flag, polled from the controller's ``/flags``."""
+    """The latest state of every flag, polled from the controller's ``/flags``.
+
+    With ``keys`` only states the controller signed are held (see
+    :class:`~controller.sdk.flags.FlagBook`): TLS aside, this is what keeps a
+    proxy or a server posing as the controller from serving its own states.
+    """
 
     def __init__(
         self,
@@ -38,8 +43,9 @@ class FlagPoller(FlagBook, Lifecycle):
         timeout: float = 5.0,
         states: Iterable[FlagState] = (),
         transport: HttpTransport | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(states)
+        super().__init__(states, keys=keys)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
             url.rstrip("/") + "/flags", timeout=timeout, transport=transport

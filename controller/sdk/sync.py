@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Self
 
 from controller.backoff import Backoff
@@ -77,7 +78,9 @@ class SyncFlags(EventForwarder):
     """Flag arms and events for threaded apps; every call returns at once.
 
     Reads states from the Kafka topic, or from the controller's ``/flags``
-    when ``flags_url`` is given. ``loaded`` turns true once the states are
+    when ``flags_url`` is given; with ``flag_keys`` (key id -> the controller's
+    base64 public key) only states it signed, the others counted in
+    ``book.rejected``. ``loaded`` turns true once the states are
     read; until then unknown flags serve control with flag version 0, as
     they do in the asyncio clients. The client starts on construction.
     """
@@ -95,13 +98,14 @@ class SyncFlags(EventForwarder):
         flush_timeout: float = 5.0,
         poll_interval: float = 1.0,
         request_timeout_ms: int = 10_000,
+        flag_keys: Mapping[str, str] | None = None,
     ) -> None:
         kafka = kafka or KafkaSettings()
         self._loop = asyncio.new_event_loop()
         self._source: FlagClient | FlagPoller = (
-            FlagPoller(flags_url, interval=poll_interval)
+            FlagPoller(flags_url, interval=poll_interval, keys=flag_keys)
             if flags_url
-            else FlagClient(kafka, topic=flag_topic)
+            else FlagClient(kafka, topic=flag_topic, keys=flag_keys)
         )
         self.events = ThreadedEmitter(
             self._loop,

@@ -33,6 +33,7 @@ from controller.settings.groups import (
     TopicSettings,
 )
 from controller.settings.history import HistorySettings
+from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "LogSettings",
     "RedisSettings",
     "Settings",
+    "SigningSettings",
     "TopicSettings",
     "UnleashSettings",
     "load_settings",
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(default_factory=HistorySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     unleash: UnleashSettings = Field(default_factory=UnleashSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )

@@ -38,6 +38,9 @@ cramjam only to decompress snappy, lz4 and zstd batches, which the flag-state to
 never holds: both carry on without them."""
 DAEMON_DISTRIBUTIONS = {"redis", "hiredis", "aiohttp", "structlog", "prometheus-client"}
 DAEMON_DISTRIBUTIONS |= {"rich", "cryptography", "cramjam"}
+VERIFY_EXTRA = "verify"
+"""The SDK's extra for apps that verify the controller's signatures on flag states:
+it installs cryptography, which the SDK imports only when given public keys."""
 DAEMON_ROOMS = (
     "controller.daemon",
     "controller.adapters",
@@ -155,8 +158,12 @@ def test_the_sdk_runs_from_its_wheel_with_the_daemon_blocked(
 def test_the_wheel_declares_every_library_the_sdk_loads_and_none_of_the_daemons(
     sdk_wheel: Path,
 ) -> None:
-    installs = _closure(*_requires(sdk_wheel))
+    requirements, extras = _requires(sdk_wheel)
+    installs = _closure(requirements, [e for e in extras if e != VERIFY_EXTRA])
     assert not installs & DAEMON_DISTRIBUTIONS, installs & DAEMON_DISTRIBUTIONS
+    # Only the extra of apps that verify flag states brings one: Ed25519 (#23).
+    verifying = _closure(requirements, [VERIFY_EXTRA])
+    assert verifying & DAEMON_DISTRIBUTIONS == {"cryptography"}
     providers = metadata.packages_distributions()
     loaded = _probe(ROOT)["third_party"]
     undeclared = {
@@ -191,3 +198,42 @@ def test_both_distributions_have_one_version_and_the_same_bounds(sdk_wheel: Path
             assert req.marker is not None, f"{req.name} is not a dependency of rollout-controller"
             continue
         assert str(req.specifier) == str(same.specifier), req
+
+
+VERIFYING_APP = """
+import json, sys
+from controller.core.messages import FlagState
+from controller.sdk.trust import verifier
+import controller.core.signing as signing
+vectors = json.load(open(sys.argv[1], encoding="utf-8"))
+check = verifier(vectors["keys"])
+envelope = {"type": "flag_state", "v": 1, "id": "x", "ts": 0}
+judged = [
+    check.problem(FlagState.model_validate(envelope | v["state"])) is None
+    for v in vectors["vectors"]
+]
+print(json.dumps({"signing": signing.__file__, "judged": judged}))
+"""
+
+
+def test_a_verifying_app_runs_from_the_wheel_with_its_verify_extra(
+    sdk_wheel: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    with zipfile.ZipFile(sdk_wheel) as archive:
+        archive.extractall(site)
+    vectors = ROOT / "tests" / "vectors" / "flag-signing.json"
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFYING_APP, str(vectors)],
+        cwd=tmp_path,  # `-c` puts the working directory first on the path: not the checkout
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert Path(result["signing"]).is_relative_to(site)
+    expected = [v["valid"] for v in json.loads(vectors.read_text(encoding="utf-8"))["vectors"]]
+    assert result["judged"] == expected

@@ -1,0 +1,110 @@
+"""Write ``tests/vectors/flag-signing.json``: signed flag states every verifier must judge alike.
+
+Run ``python tests/vectors/flag_signing.py`` to rewrite the file and
+``python tests/vectors/flag_signing.py --check`` to exit 1 when it differs
+from what this script makes; ``tests/unit/test_flag_signing.py`` runs the
+check, holds the controller's signer and verifier to the file, and runs the
+JavaScript verifier of ``flag-signing.mjs`` against it.
+
+The signed bytes are built here from the rule in ``docs/clients.md``
+("Verifying flag states") with the standard ``json`` module, not with the
+controller's code, and signed with a fixed key (its 32-byte seed is in the
+file), so the vectors are deterministic: Ed25519 signatures are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+PATH = Path(__file__).with_name("flag-signing.json")
+SEED = bytes(range(32))
+KEY_ID = "controller-2026"
+FORM = "rollout-controller/flag-state/1"
+
+
+def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
+    """The rule of docs/clients.md, written out independently of the controller."""
+    fields = [
+        FORM,
+        key_id,
+        state["flag"],
+        state["version"],
+        state["status"],
+        round(state["percent"] * 1000),  # Python rounds ties to even, as the rule says
+        state["salt"],
+        state.get("rollout_id"),
+        state.get("stage"),
+    ]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _state(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "flag": "checkout.new-flow",
+        "version": 7,
+        "status": "rolling_out",
+        "percent": 12.5,
+        "salt": "9f2c41d07a3e5b16",
+        "rollout_id": "3b9d6f1e2a7c4e58b0d1a2c3e4f50617",
+        "stage": 2,
+    }
+    return {**base, **fields}
+
+
+def build() -> dict[str, Any]:
+    key = Ed25519PrivateKey.from_private_bytes(SEED)
+
+    def signed(state: dict[str, Any], key_id: str = KEY_ID) -> dict[str, Any]:
+        data = signed_bytes(state, key_id)
+        sig = base64.b64encode(key.sign(data)).decode()
+        return {**state, "key_id": key_id, "sig": sig}
+
+    good = signed(_state())
+    vectors: list[dict[str, Any]] = []
+
+    def add(name: str, state: dict[str, Any], valid: bool) -> None:
+        key_id = state.get("key_id")
+        data = signed_bytes(state, key_id).decode() if key_id else None
+        vectors.append({"name": name, "state": state, "signed": data, "valid": valid})
+
+    add("a rollout at a stage", good, True)
+    add("killed", signed(_state(version=8, status="killed", percent=0.0, stage=2)), True)
+    add("a tie rounds to even", signed(_state(percent=0.0125, version=9)), True)
+    add(
+        "no rollout, no stage", signed(_state(rollout_id=None, stage=None, status="inactive")), True
+    )
+    add("strings that JSON escapes", signed(_state(salt='s"\\é\n\t\u0001 ✓')), True)
+    add("a raised version", {**good, "version": 2**31 - 1}, False)
+    add("a raised percent", {**good, "percent": 100.0}, False)
+    add("moved to another rollout", {**good, "rollout_id": "forged"}, False)
+    add("another key id", {**good, "key_id": "controller-2025"}, False)
+    add("unsigned", {k: v for k, v in good.items() if k not in ("key_id", "sig")}, False)
+    add("a signature of other bytes", {**good, "sig": base64.b64encode(bytes(64)).decode()}, False)
+    public = key.public_key().public_bytes_raw()
+    return {
+        "about": "Flag states signed by the controller; docs/clients.md, 'Verifying flag states'.",
+        "private_key_seed": base64.b64encode(SEED).decode(),
+        "keys": {KEY_ID: base64.b64encode(public).decode()},
+        "vectors": vectors,
+    }
+
+
+def text() -> str:
+    return json.dumps(build(), ensure_ascii=False, indent=1) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        return 0 if PATH.read_text(encoding="utf-8") == text() else 1
+    PATH.write_text(text(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
