@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -267,6 +267,13 @@ class HttpSettings(_Group):
         ge=1,
         le=10000,
         description="Connections served at once; past it a new one is answered 503 and closed.",
+    )
+    console_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Host names the console answers to when it runs without a token (bound to "
+        "loopback), beside localhost, 127.0.0.1 and [::1]; any other `Host` gets 421, so a web "
+        "page cannot reach the console under a name of its own (DNS rebinding).",
     )
     max_header_bytes: int = Field(
         default=8190,
