@@ -238,6 +238,14 @@ class HttpSettings(_Group):
     enabled: bool = Field(default=True, description="Serve HTTP at all.")
     host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    health_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of the health listener: /healthz, /readyz and /metrics only, with "
+        "connections of its own, so probes are answered however busy the main port is. "
+        "For the orchestrator and the scraper; do not publish it.",
+    )
     webhook_token: SecretStr | None = Field(
         default=None,
         description="Token the monitor webhooks require (`Authorization: Bearer <token>` "
