@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Group(BaseModel):
@@ -289,6 +289,12 @@ class HttpSettings(_Group):
         le=65536,
         description="Longest request line or header field; a longer one is answered 400.",
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> HttpSettings:
+        if self.health_port == self.port != 0:
+            raise ValueError("health_port must differ from port: the probes need their own")
+        return self
 
 
 class LogSettings(_Group):
