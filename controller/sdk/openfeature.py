@@ -223,7 +223,7 @@ class RolloutProvider(AbstractProvider):
         if not self.source.loaded:
             return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
         unit = context.targeting_key if context is not None else None
-        if unit is None or unit == "":
+        if unit is None or (isinstance(unit, str) and not unit):
             return _error(
                 default,
                 ErrorCode.TARGETING_KEY_MISSING,
@@ -358,7 +358,7 @@ def _invalid_unit(unit: object) -> str:
 
 def _untrackable(unit: object, value: object) -> str:
     """Why a tracking event cannot become a valid conversion, or "" if it can."""
-    if unit is None or unit == "":
+    if unit is None or (isinstance(unit, str) and not unit):
         return "the evaluation context has no targeting_key"
     if problem := _invalid_unit(unit):
         return problem
