@@ -238,10 +238,19 @@ def test_hostile_contexts_and_values_become_errors_or_nothing_never_bad_events(
     assert provider.untracked == 5
 
 
+class Incomparable:
+    """A key that cannot even be compared (as a numpy array cannot, to a string)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("no comparison")
+
+
 @pytest.mark.parametrize(
     "key",
-    [42, ["u1"], {"u": 1}, b"u1", 4.5, True],
-    ids=["int", "list", "dict", "bytes", "float", "bool"],
+    [42, ["u1"], {"u": 1}, b"u1", 4.5, True, Incomparable()],
+    ids=["int", "list", "dict", "bytes", "float", "bool", "incomparable"],
 )
 def test_a_targeting_key_that_is_not_a_string_never_raises_into_the_app(
     domain: str, key: Any
