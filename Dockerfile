@@ -22,10 +22,12 @@ RUN pip install --no-index --find-links /tmp/wheels rollout-controller \
 
 USER 10001
 WORKDIR /
-EXPOSE 8000
+# 8000: the API, console and webhooks; 8001: the health listener (/healthz,
+# /readyz, /metrics) for probes only, answered however busy 8000 is.
+EXPOSE 8000 8001
 # The daemon drains on SIGTERM (flush, save, publish) within shutdown_grace_seconds.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=3)"]
 ENTRYPOINT ["rollout-controller"]
 CMD ["run"]

@@ -100,5 +100,6 @@ def controller_env(
         "RC_INGEST__RETRY_MAX_SECONDS": "0.5",
         "RC_LOG__FORMAT": "json",
         "RC_HTTP__PORT": "0",
+        "RC_HTTP__HEALTH_PORT": "0",
         "RC_SHUTDOWN_GRACE_SECONDS": "30",
     }

@@ -120,7 +120,10 @@ class HttpServer:
         app.router.add_get("/rollouts/{flag}", self._rollout_one)
         app.router.add_get("/rollouts/{flag}/history", self._rollout_history)
         if console is not None:
-            ConsoleRoutes(console, token=webhook_token, host=host).add_to(app.router)
+            hosts = tuple(self._limits.console_hosts)
+            ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts).add_to(
+                app.router
+            )
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         self._runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

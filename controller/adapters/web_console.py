@@ -8,7 +8,14 @@ sets a session cookie, ``HttpOnly`` (no script reads it), ``SameSite=Strict``
 HMAC of the token, not the token, and changing the token ends every session.
 ``Authorization: Bearer <token>`` works too, for scripts. Without a token the
 console is served only when the server is bound to a loopback address, and
-answers 403 otherwise. No page shows the token.
+answers 403 otherwise; and since any web page can make a browser reach a
+loopback address under a name of its own (DNS rebinding), it then answers only
+requests whose ``Host`` is ``localhost``, ``127.0.0.1``, ``[::1]``, the bound
+address or a name in ``http.console_hosts`` (421 otherwise). No page shows the
+token.
+
+No header is made of request text: the sign-in redirect's ``Location`` is the
+path percent-encoded again, so a decoded CR or LF in it stays ``%0D%0A``.
 
 Every answer is ``no-store`` with a Content Security Policy that allows only
 the console's own script and stylesheet: flag names, reasons and model
@@ -22,7 +29,7 @@ import hmac
 import ipaddress
 from importlib import resources
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -56,6 +63,17 @@ def session_value(token: str) -> str:
     return hmac.new(token.encode(), b"rollout-console-session-v1", hashlib.sha256).hexdigest()
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port and brackets, lower case."""
+    name = header.strip().lower()
+    if name.startswith("["):  # an IPv6 literal: [::1]:8000
+        return name[1 : name.find("]")] if "]" in name else ""
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -68,9 +86,18 @@ def is_loopback(host: str) -> bool:
 class ConsoleRoutes:
     """The ``/ui`` routes over a :class:`ConsoleSource`."""
 
-    def __init__(self, source: ConsoleSource, *, token: str | None, host: str) -> None:
+    def __init__(
+        self,
+        source: ConsoleSource,
+        *,
+        token: str | None,
+        host: str,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         self._source, self._token = source, token
         self._open = token is None and is_loopback(host)
+        names = (*LOOPBACK_NAMES, host, *allowed_hosts)
+        self._hosts = frozenset(host_name(n) if n.startswith("[") else n.lower() for n in names)
         folder = resources.files("controller.console").joinpath("static")
         self._static = {name: folder.joinpath(name).read_bytes() for name in STATIC}
 
@@ -85,22 +112,30 @@ class ConsoleRoutes:
     def _refusal(self, request: web.Request) -> web.Response | None:
         """None when the request may see the console; otherwise the answer to give."""
         if self._open:
-            return None
+            if host_name(request.headers.get("Host", "")) in self._hosts:
+                return None
+            text = "This address is not one the console answers to: open it as localhost."
+            return _html(pages.message_page("Unknown host", text), status=421)
         if self._token is None:
             text = "Set http.webhook_token, or bind the server to a loopback address."
             return _html(pages.message_page("Console disabled", text), status=403)
+        return self._signed_in(request, self._token)
+
+    def _signed_in(self, request: web.Request, token: str) -> web.Response | None:
+        """None for a signed-in request; a sign-in redirect for the token in the query; or 401."""
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and _same(given.strip(), self._token):
+        if scheme.lower() == "bearer" and _same(given.strip(), token):
             return None
-        if _same(request.cookies.get(COOKIE, ""), session_value(self._token)):
+        if _same(request.cookies.get(COOKIE, ""), session_value(token)):
             return None
-        if "token" in request.query and _same(request.query["token"], self._token):
+        if "token" in request.query and _same(request.query["token"], token):
             rest = {k: v for k, v in request.query.items() if k != "token"}
-            target = request.path + ("?" + urlencode(rest) if rest else "")
+            # Encoded again: the decoded path may hold CR or LF, which must never reach a header.
+            target = quote(request.path, safe="/") + ("?" + urlencode(rest) if rest else "")
             found = web.Response(status=303, headers={**HEADERS, "Location": target})
             found.set_cookie(
                 COOKIE,
-                session_value(self._token),
+                session_value(token),
                 path="/ui",
                 httponly=True,
                 samesite="Strict",

@@ -20,9 +20,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
 from typing import Any, TypeGuard
 
+from controller.core.text import html_text
 from controller.core.wording import position_label, stage_label
 
 WIDTH, HEIGHT = 900, 300
@@ -154,9 +154,9 @@ def guardrail_chart(
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
         f' width="100%" role="img" aria-labelledby="t-{_id(metric)} d-{_id(metric)}"'
-        f' data-metric="{escape(metric)}" data-tolerance="{limit!r}">'
-        f'<title id="t-{_id(metric)}">{escape(title)}</title>'
-        f'<desc id="d-{_id(metric)}">{escape(desc)}</desc>'
+        f' data-metric="{html_text(metric)}" data-tolerance="{limit!r}">'
+        f'<title id="t-{_id(metric)}">{html_text(title)}</title>'
+        f'<desc id="d-{_id(metric)}">{html_text(desc)}</desc>'
     )
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
@@ -199,7 +199,7 @@ def describe(
 def chart_table(points: Sequence[ChartPoint], *, limit: int = 60) -> str:
     """The chart's numbers as an HTML table: the last ``limit`` points, newest first."""
     rows = "".join(
-        f"<tr><td>{_clock(p.ts_ms)}</td><td>{escape(p.stage_name)}</td><td>{_fmt(p.delta)}</td>"
+        f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td><td>{_fmt(p.delta)}</td>"
         f"<td>{_fmt(p.lower)}</td><td>{_fmt(p.upper)}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
@@ -329,7 +329,7 @@ def _mark(mark: Mark, scale: _Scale, cls: str, anchor: str, row: int) -> str:
         f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
         ' stroke-dasharray="2 3"/>'
         f'<text class="{cls}-label" x="{x_text}" y="{y_text}" text-anchor="{anchor}">'
-        f"{escape(mark.label)}</text>"
+        f"{html_text(mark.label)}</text>"
     )
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from controller.core.text import html_text
 from controller.core.wording import label_of
 
 REFRESH_MS = 2000
@@ -31,8 +31,8 @@ HEALTH_TEXT = {
 
 
 def esc(value: object) -> str:
-    """Text for HTML content or a quoted attribute."""
-    return escape(str(value), quote=True)
+    """Text for HTML content or a quoted attribute (see :mod:`controller.core.text`)."""
+    return html_text(value)
 
 
 def flag_url(flag: str) -> str:

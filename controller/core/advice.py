@@ -13,7 +13,10 @@ when it is bad, slow or hostile. So:
   else (prose, extra fields, an action outside the enum) is a failed call;
 * whatever the server sends back is bounded before it is kept: the model
   name and the causes of :class:`Unavailable` are cut with a marker, so no
-  reply can make a decision too large to publish;
+  reply can make a decision too large to publish, and the rationale, the
+  model name and the causes are stripped of control and bidirectional
+  characters (:func:`~controller.core.text.displayable`) before they reach
+  ``rollout.decisions``, where every surface shows them;
 * what the advice may do is decided by the state machine, not here: it can
   only make a decision more cautious.
 """
@@ -25,9 +28,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from controller.core.briefing import sentences
+from controller.core.text import displayable
 
 PROMPT_VERSION = "gate-v2"
 MAX_UNTRUSTED_CHARS = 200
@@ -44,7 +48,8 @@ class Advice(BaseModel):
 
     action: Literal["advance", "hold", "rollback"]
     confidence: Annotated[float, Field(ge=0, le=1)]
-    rationale: Annotated[str, Field(max_length=500)]
+    # The model's words, kept as data: never an escape sequence or a reordering.
+    rationale: Annotated[str, Field(max_length=500), AfterValidator(displayable)]
 
 
 ADVICE_SCHEMA: dict[str, Any] = {
@@ -70,7 +75,7 @@ class Opinion:
 
     def __post_init__(self) -> None:
         # The name comes from the server's reply: bounded before anyone keeps it.
-        object.__setattr__(self, "model", clip(self.model, MAX_MODEL_CHARS))
+        object.__setattr__(self, "model", displayable(clip(self.model, MAX_MODEL_CHARS)))
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -91,7 +96,7 @@ class Unavailable:
 
     def __post_init__(self) -> None:
         # Causes echo error texts and reply fragments from the server.
-        object.__setattr__(self, "cause", clip(self.cause, MAX_CAUSE_CHARS))
+        object.__setattr__(self, "cause", displayable(clip(self.cause, MAX_CAUSE_CHARS)))
 
     def evidence(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,13 @@ needs no check: no field of an event holds an object or a list, so msgspec
 refuses the first nested value it reads, and its own recursion guard (a
 ``RecursionError``, caught) ends the look-ahead for ``type`` through deep
 nesting. The slow path scans the bytes for nesting deeper than
-:data:`MAX_NESTING` before orjson or pydantic parse them.
+:data:`MAX_NESTING` before orjson or pydantic parse them, and the bound holds
+for the values the contract reads: when the scan finds deeper nesting, the
+top-level object is split into each key's last value (msgspec, as raw bytes,
+under its recursion guard), and the message is refused only if one of those
+is too deep. A deep value that a repeated key overwrites is not read by the
+contract, so it does not refuse the event; the contract then decides on the
+message as sent (its parser has its own recursion limit).
 
 A key repeated in one object takes its last value, as pydantic reads it.
 msgspec also keeps the last value but validates every one, so it refuses an
@@ -107,6 +113,10 @@ class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
 
 InEvent = ExposureIn | RequestIn | ConversionIn
 _fast: msgspec.json.Decoder[InEvent] = msgspec.json.Decoder(InEvent)
+# Each top-level key's last value, unparsed: how the contract reads a repeated key.
+_last_values: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(
+    dict[str, msgspec.Raw]
+)
 # What msgspec raises on bad input: its own errors, UnicodeDecodeError for
 # invalid UTF-8 in a string, RecursionError for deep nesting.
 _FAST_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
@@ -168,9 +178,9 @@ def decode_event(raw: bytes | None, *, max_bytes: int) -> InEvent | Rejection:
 
 
 def _slow(raw: bytes) -> InEvent | Rejection:
-    """The slow path: bound the nesting, then classify with the contract."""
+    """The slow path: bound the nesting of what the contract reads, then classify with it."""
     try:
-        if nesting_exceeds(raw, MAX_NESTING):
+        if nesting_exceeds(raw, MAX_NESTING) and _read_too_deep(raw):
             return _too_deep(raw)
         return _classify(raw)
     except Exception as exc:
@@ -249,6 +259,21 @@ def nesting_exceeds(raw: bytes, limit: int) -> bool:
         return False
     steps = _JSON_STRING.sub(b"", raw).translate(_BRACKET_STEPS, _NOT_BRACKETS)
     return max(accumulate(memoryview(steps).cast("b")), default=0) > limit
+
+
+def _read_too_deep(raw: bytes) -> bool:
+    """Whether a value the contract reads in ``raw`` nests deeper than :data:`MAX_NESTING`.
+
+    Only called for text the byte scan found too deep. The contract reads a
+    top-level object's last value of each key; text that is not one such
+    object (nor short of the recursion guard) is too deep as a whole.
+    """
+    try:
+        values = _last_values.decode(raw)
+    except _FAST_FAILURES:
+        return True
+    # A top-level value sits one level inside the object.
+    return any(nesting_exceeds(bytes(value), MAX_NESTING - 1) for value in values.values())
 
 
 def _too_deep(raw: bytes) -> Rejection:

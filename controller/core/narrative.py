@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from controller.core.text import displayable
+
 MAX_NARRATIVE_CHARS = 1200
 MINUS = "\u2212"
 """The minus sign a model may write instead of a hyphen."""
@@ -89,7 +91,7 @@ def accepted(reply: Any, facts: list[str]) -> tuple[str | None, str]:
     text = reply.get("narrative") if isinstance(reply, dict) else None
     if not isinstance(text, str) or not text.strip():
         return None, "the model wrote no narrative"
-    text = " ".join(text.split())
+    text = " ".join(displayable(text).split())
     if len(text) > MAX_NARRATIVE_CHARS:
         return None, "the model's narrative is too long"
     wrong = unsupported(text, facts)

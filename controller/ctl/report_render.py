@@ -16,13 +16,13 @@ Markdown report gives the description.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from controller.console.figures import Figure
+from controller.core.text import displayable, html_text
 from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
 
 TABLE_ROWS = 200
@@ -157,7 +157,7 @@ def markdown(report: Report) -> str:
 
 def _md(text: str) -> str:
     """``text`` safe inside Markdown: one line, every markup character escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(displayable(text).split()))
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -296,7 +296,7 @@ def _numeric(cell: str) -> bool:
 
 
 def _h(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html_text(text)
 
 
 def _num(value: Any) -> float | None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
 from controller.core.wording import decided_at, label_of, percent_text
 
@@ -21,7 +22,8 @@ def status_table(rollouts: Sequence[dict[str, Any]]) -> str:
     """One line per rollout: phase, stage, percent, time in stage, arms, the gate's view."""
     if not rollouts:
         return "no rollouts"
-    rows = [_COLUMNS, *(_row(r) for r in rollouts)]
+    # Cleaned before measuring: a cell's width is what a terminal shows of it.
+    rows = [_COLUMNS, *(tuple(displayable(cell) for cell in _row(r)) for r in rollouts)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -74,7 +76,7 @@ def status_detail(r: dict[str, Any]) -> str:
         flagged = "MISMATCH" if srm["flagged"] else "ok"
         p = srm.get("sequential_p_value", srm["p_value"])
         lines.append(f"  sample ratio: chi2 {srm['chi2']:.3g}, sequential p {p:.3g} ({flagged})")
-    return "\n".join(lines)
+    return displayable("\n".join(lines))
 
 
 def decision_line(message: dict[str, Any]) -> str:
@@ -83,23 +85,26 @@ def decision_line(message: dict[str, Any]) -> str:
     flag = message.get("flag") or "-"
     if message.get("type") == "alert":
         severity = str(message.get("severity", "")).upper()
-        return f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {message.get('summary')}"
+        summary = message.get("summary")
+        return displayable(f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {summary}")
     where = _where(message)
     before, after = message.get("phase_before"), message.get("phase_after")
     moved = f", {before} -> {after}" if before != after else f" ({after})" if after else ""
     reason = f": {message['reason']}" if message.get("reason") else ""
     action, outcome = message.get("action"), message.get("outcome")
-    return f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}"
+    return displayable(f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}")
 
 
 def outcome_line(decision: dict[str, Any]) -> str:
     """What became of a command, for the operator who sent it."""
     if decision["outcome"] == "rejected":
-        return f"rejected: {decision['action']} {decision['flag']}: {decision['reason']}"
+        action, flag = decision["action"], decision["flag"]
+        return displayable(f"rejected: {action} {flag}: {decision['reason']}")
     after = decision.get("phase_after")
     stage = decided_at(decision).removeprefix("at ")
     where = f", {stage}" if stage else ""
-    return f"{decision['outcome']}: {decision['action']} {decision['flag']} -> {after}{where}"
+    outcome, action, flag = decision["outcome"], decision["action"], decision["flag"]
+    return displayable(f"{outcome}: {action} {flag} -> {after}{where}")
 
 
 def _where(message: dict[str, Any]) -> str:

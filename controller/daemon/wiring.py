@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import (
     ControlConsumer,
@@ -133,6 +134,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
                 signer,
             )
             await stack.enter_async_context(_http_server(settings, parts))
+            await stack.enter_async_context(_health_server(settings, parts))
         services = {
             "ingest": (
                 ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
@@ -236,6 +238,18 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
         console=parts.console,
         monitors=intake,
         webhook_token=token.get_secret_value() if token else None,
+        limits=settings.http,
+    )
+
+
+def _health_server(settings: Settings, parts: _Parts) -> HealthServer:
+    """The probes' own listener (see :mod:`controller.adapters.health`)."""
+    return HealthServer(
+        host=settings.http.host,
+        port=settings.http.health_port,
+        readiness=lambda: _readiness(parts, settings),
+        metrics=parts.metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
         limits=settings.http,
     )
 

@@ -154,7 +154,12 @@ def controller_config(
             "operator_keys": {KEY_ID: public_key},
         },
         "llm": llm,
-        "http": {"enabled": True, "host": "127.0.0.1", "port": endpoints.http_port},
+        "http": {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": endpoints.http_port,
+            "health_port": 0,  # any free port: the demo asks the main one
+        },
         # Stages of seconds: a history point every half second draws them.
         "history": {"min_interval_seconds": 0.5},
         "log": {"level": "info", "format": "json"},

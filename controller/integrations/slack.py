@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from controller.core.messages import Alert
+from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
 from controller.core.wording import label_of
 
@@ -31,8 +32,11 @@ MAX_VALUE_CHARS = 200
 
 
 def escape_mrkdwn(text: str) -> str:
-    """``text`` with ``& < >`` escaped, so it cannot form Slack links or mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``text`` with ``& < >`` escaped, so it cannot form Slack links or mentions.
+
+    Control and bidirectional characters are replaced first (:mod:`controller.core.text`).
+    """
+    return displayable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def slack_payload(alert: Alert) -> dict[str, Any]:

@@ -224,18 +224,14 @@ class RolloutProvider(AbstractProvider):
         if not self.source.loaded:
             return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
         unit = context.targeting_key if context is not None else None
-        if not unit:
+        if unit is None or (isinstance(unit, str) and not unit):
             return _error(
                 default,
                 ErrorCode.TARGETING_KEY_MISSING,
                 "the evaluation context has no targeting_key: it is the unit that is bucketed",
             )
-        if len(unit) > MAX_UNIT_CHARS:
-            return _error(
-                default,
-                ErrorCode.INVALID_CONTEXT,
-                f"the targeting_key is longer than {MAX_UNIT_CHARS} characters",
-            )
+        if problem := _invalid_unit(unit):
+            return _error(default, ErrorCode.INVALID_CONTEXT, problem)
         state = self.source.state(flag)
         if state is None:
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
@@ -287,15 +283,32 @@ class RolloutProvider(AbstractProvider):
         The event name is not carried: the event contract has conversions,
         not named events. The value is the details' ``value``; an
         ``idempotency_key`` attribute makes the conversion ids stable.
+        Whatever the app passes, a call that cannot become a conversion is
+        counted in ``untracked`` and logged, never raised into the app.
         """
-        unit = evaluation_context.targeting_key if evaluation_context is not None else None
-        details = tracking_event_details or TrackingEventDetails()
-        problem = _untrackable(unit, details.value)
-        if problem or unit is None:
+        try:
+            self._track(tracking_event_name, evaluation_context, tracking_event_details)
+        except Exception as exc:  # the app's call must not fail for the provider's sake
             self.untracked += 1
-            log.warning("track(%r): no conversion, %s", tracking_event_name, problem)
+            log.warning("track(): no conversion, the call failed: %s", type(exc).__name__)
+
+    def _track(
+        self,
+        name: object,
+        context: EvaluationContext | None,
+        given: TrackingEventDetails | None,
+    ) -> None:
+        unit = context.targeting_key if context is not None else None
+        details = given if given is not None else TrackingEventDetails()
+        if not isinstance(details, TrackingEventDetails):
+            details = TrackingEventDetails(value=float("nan"))  # refused below, counted
+        problem = _untrackable(unit, details.value)
+        if problem or not isinstance(unit, str):
+            self.untracked += 1
+            log.warning("track(%.64r): no conversion, %s", name, problem)
             return
-        key = details.attributes.get(IDEMPOTENCY_KEY)
+        attributes = details.attributes if isinstance(details.attributes, dict) else {}
+        key = attributes.get(IDEMPOTENCY_KEY)
         for flag, (arm, version) in self.exposures.of(unit).items():
             self.source.conversion(
                 flag,
@@ -303,7 +316,7 @@ class RolloutProvider(AbstractProvider):
                 arm,
                 version,
                 value=details.value,
-                key=f"{key}:{tracking_event_name}" if isinstance(key, str) else None,
+                key=f"{key}:{name}" if isinstance(key, str) else None,
             )
 
 
@@ -335,12 +348,21 @@ class ExposureHook(Hook):
         )
 
 
-def _untrackable(unit: str | None, value: object) -> str:
-    """Why a tracking event cannot become a valid conversion, or "" if it can."""
-    if not unit:
-        return "the evaluation context has no targeting_key"
+def _invalid_unit(unit: object) -> str:
+    """Why a targeting key cannot be a unit, or "" if it can (apps pass anything)."""
+    if not isinstance(unit, str):
+        return f"the targeting_key must be a string, not {type(unit).__name__}"
     if len(unit) > MAX_UNIT_CHARS:
         return f"the targeting_key is longer than {MAX_UNIT_CHARS} characters"
+    return ""
+
+
+def _untrackable(unit: object, value: object) -> str:
+    """Why a tracking event cannot become a valid conversion, or "" if it can."""
+    if unit is None or (isinstance(unit, str) and not unit):
+        return "the evaluation context has no targeting_key"
+    if problem := _invalid_unit(unit):
+        return problem
     if value is None:
         return ""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Group(BaseModel):
@@ -238,6 +238,14 @@ class HttpSettings(_Group):
     enabled: bool = Field(default=True, description="Serve HTTP at all.")
     host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    health_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of the health listener: /healthz, /readyz and /metrics only, with "
+        "connections of its own, so probes are answered however busy the main port is. "
+        "For the orchestrator and the scraper; do not publish it.",
+    )
     webhook_token: SecretStr | None = Field(
         default=None,
         description="Token the monitor webhooks require (`Authorization: Bearer <token>` "
@@ -268,12 +276,25 @@ class HttpSettings(_Group):
         le=10000,
         description="Connections served at once; past it a new one is answered 503 and closed.",
     )
+    console_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Host names the console answers to when it runs without a token (bound to "
+        "loopback), beside localhost, 127.0.0.1 and [::1]; any other `Host` gets 421, so a web "
+        "page cannot reach the console under a name of its own (DNS rebinding).",
+    )
     max_header_bytes: int = Field(
         default=8190,
         ge=1024,
         le=65536,
         description="Longest request line or header field; a longer one is answered 400.",
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> HttpSettings:
+        if self.health_port == self.port != 0:
+            raise ValueError("health_port must differ from port: the probes need their own")
+        return self
 
 
 class LogSettings(_Group):

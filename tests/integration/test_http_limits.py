@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -312,3 +313,38 @@ async def test_an_unforeseen_failure_is_a_500_with_a_reason_and_the_retry_is_acc
     assert retried.status_code == 202, retried.text
     assert [s.incident_id for s in sink.accepted] == ["pd-9"]
     assert sink.counted == [("monitor", "error"), ("monitor", "accepted")]
+
+
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    b"POST /webhooks/monitor HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GARBAGE\r\n\r\n",
+]
+
+
+async def test_malformed_requests_are_logged_as_single_json_lines_without_a_traceback(
+    rig: Rig, tmp_path: Path
+) -> None:
+    async with limited_daemon(rig, tmp_path) as base:
+        port = int(base.rsplit(":", 1)[1])
+        daemon = rig._daemons[-1]
+        # Given requests no HTTP parser can read
+        for raw in MALFORMED:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer[:80]
+        # When the server has logged them
+        await asyncio.to_thread(daemon.wait_for_log, "Error handling request")
+        # Then every line of the log is one JSON object, with the client's error named
+        lines = daemon.log_text().splitlines()
+        assert "Traceback" not in "\n".join(lines)
+        # (a run's log starts with the command line that started it)
+        records = [orjson.loads(line) for line in lines if line.strip() and line[:2] != "$ "]
+        refused = [r for r in records if r.get("logger") == "aiohttp.server"]
+        assert refused, records[-5:]
+        assert {r["status"] for r in refused} == {400}
+        assert all(r["error"] in ("BadHttpMessage", "LineTooLong") for r in refused), refused
+        assert all("exception" not in r for r in refused)

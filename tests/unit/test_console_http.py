@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from aiohttp import web
 
 from controller.adapters.web_console import COOKIE, ConsoleRoutes, session_value
@@ -22,10 +24,13 @@ class Pages:
 
 
 @asynccontextmanager
-async def served(*, token: str | None, bound_to: str) -> AsyncIterator[httpx.AsyncClient]:
+async def served(
+    *, token: str | None, bound_to: str, hosts: tuple[str, ...] = ()
+) -> AsyncIterator[httpx.AsyncClient]:
     """The console routes as a server bound to ``bound_to`` would serve them."""
     app = web.Application()
-    ConsoleRoutes(Pages(), token=token, host=bound_to).add_to(app.router)
+    extra = {"allowed_hosts": hosts} if hosts else {}
+    ConsoleRoutes(Pages(), token=token, host=bound_to, **extra).add_to(app.router)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -70,3 +75,59 @@ async def test_without_a_token_only_a_loopback_bind_serves_the_console() -> None
         assert (await http.get("/ui/rollouts/nobody")).status_code == 404
         assert (await http.get("/ui/static/console.js")).status_code == 200
         assert (await http.get("/ui/static/..%2Fpages.py")).status_code == 404
+
+
+async def raw_get(port: int, target: bytes, host: bytes = b"127.0.0.1") -> bytes:
+    """One request with ``target`` sent as it is (no client re-encodes it), and the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        writer.write(head)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_crlf_in_the_signed_in_path_is_answered_and_never_reaches_a_header() -> None:
+    async with served(token=TOKEN, bound_to="0.0.0.0") as http:
+        port = http.base_url.port
+        assert port is not None
+        injected = b"/ui/rollouts/a%0d%0aSet-Cookie:%20evil=1?token=" + TOKEN.encode()
+        answer = await raw_get(port, injected)
+        head = answer.split(b"\r\n\r\n", 1)[0]
+        assert head.startswith(b"HTTP/1.1 303"), answer[:200]
+        fields = head.split(b"\r\n")[1:]
+        assert not any(f.lower().startswith(b"set-cookie: evil") for f in fields), head
+        location = next(line for line in head.split(b"\r\n") if line.startswith(b"Location:"))
+        assert location == b"Location: /ui/rollouts/a%0D%0ASet-Cookie%3A%20evil%3D1"
+        # Still a working sign-in: the redirect's target is the same page
+        cookie = {"Cookie": f"{COOKIE}={session_value(TOKEN)}"}
+        followed = await http.get(location.split(b": ", 1)[1].decode(), headers=cookie)
+        assert followed.status_code == 200
+        assert "Set-Cookie" not in followed.headers
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1", 200),
+        ("localhost", 200),
+        ("LOCALHOST:8000", 200),
+        ("[::1]:8000", 200),
+        ("127.0.0.1:8000", 200),
+        ("console.internal:8000", 200),
+        ("attacker.example", 421),
+        ("attacker.example:8000", 421),
+        ("127.0.0.1.attacker.example", 421),
+        ("", 421),
+    ],
+)
+async def test_without_a_token_the_console_answers_only_allowed_host_names(
+    host: str, status: int
+) -> None:
+    async with served(token=None, bound_to="127.0.0.1", hosts=("console.internal",)) as http:
+        port = http.base_url.port
+        assert port is not None
+        for target in (b"/ui", b"/ui/fragment/list", b"/ui/rollouts/a"):
+            answer = await raw_get(port, target, host=host.encode())
+            assert answer.startswith(f"HTTP/1.1 {status}".encode()), (target, answer[:200])

@@ -305,6 +305,37 @@ def test_a_repeated_key_takes_its_last_value_in_both_decoders(
     assert result.flag_version == model.flag_version == flag_version
 
 
+def nested(depth: int) -> bytes:
+    """An object ``depth`` levels deep (counting itself)."""
+    return b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, MAX_NESTING + 1, 100, 190])
+@pytest.mark.parametrize("key", [b'"unit"', b'"\\u0075nit"'])
+def test_a_deep_value_a_repeated_key_overwrites_is_read_as_the_contract_reads_it(
+    depth: int, key: bytes
+) -> None:
+    raw = request_text(unit=nested(depth) + b"," + key + b':"user-7"')
+    model = event_adapter.validate_json(raw)
+    result = decode_event(raw, max_bytes=MAX)
+    assert isinstance(result, RequestIn), result
+    assert result.unit == model.unit == "user-7"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request_text(unit=b'"user-7","unit":' + nested(MAX_NESTING)),
+        request_text(unit=nested(MAX_NESTING) + b',"unit":' + nested(MAX_NESTING)),
+        request_text(unit=nested(MAX_NESTING) + b',"extra":' + nested(MAX_NESTING)),
+        request_text(unit=nested(5000) + b',"unit":"user-7"'),
+        request_text(unit=nested(MAX_NESTING) + b',"unit":"user-7"') + b"[[[[",
+    ],
+)
+def test_a_deep_value_the_contract_reads_is_still_refused(raw: bytes) -> None:
+    refused_by_both(raw)
+
+
 @pytest.mark.parametrize(
     "raw",
     [

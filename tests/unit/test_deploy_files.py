@@ -20,6 +20,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.core.plan import load_plan
 from controller.daemon.metrics import Metrics
@@ -102,6 +103,20 @@ def _served_paths() -> set[str]:
     )
     resources = server._runner.app.router.resources()
     return {resource.canonical for resource in resources}
+
+
+def _health_paths() -> set[str]:
+    async def nothing() -> Any:
+        return None
+
+    server = HealthServer(
+        host="127.0.0.1",
+        port=0,
+        readiness=nothing,
+        metrics=bytes,
+        metrics_content_type="text/plain",
+    )
+    return {resource.canonical for resource in server._runner.app.router.resources()}
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> None:
@@ -317,13 +332,14 @@ def _health_checks() -> Iterator[tuple[str, str, bool]]:
 def test_health_checks_hit_served_endpoints(
     where: str, text: str, in_compose: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _compose_settings(monkeypatch).http.port if in_compose else HttpSettings().port
+    http = _compose_settings(monkeypatch).http if in_compose else HttpSettings()
     urls = re.findall(r"http://[^'\"\s)]+", text)
     assert urls, f"no URL in the {where} health check"
     for url in urls:
         parts = urlsplit(url)
-        assert parts.path in _served_paths(), url
-        assert parts.port == port, url
+        # The health listener: a flood on the main port cannot fail the check (#23)
+        assert parts.path in _health_paths(), url
+        assert parts.port == http.health_port, url
 
 
 # -- Prometheus, Grafana, alerts ------------------------------------------------------------
@@ -443,8 +459,15 @@ def test_probes_hit_their_endpoints_on_the_configured_port(
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     port = ports.get(get["port"], get["port"])
     assert get["path"] == path
-    assert path in _served_paths()
-    assert port == settings.http.port
+    assert path in _health_paths()
+    # The health listener: a flood on the main port cannot fail a probe (#23)
+    assert port == settings.http.health_port
+
+
+def test_the_image_exposes_both_ports() -> None:
+    exposed = re.findall(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    ports = {int(p) for line in exposed for p in line.split()}
+    assert ports == {HttpSettings().port, HttpSettings().health_port}
 
 
 def test_deployment_wires_config_secret_and_drain(

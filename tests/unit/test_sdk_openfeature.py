@@ -236,3 +236,34 @@ def test_hostile_contexts_and_values_become_errors_or_nothing_never_bad_events(
         ("conversion", -3.0),
     ]
     assert provider.untracked == 5
+
+
+class Incomparable:
+    """A key that cannot even be compared (as a numpy array cannot, to a string)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("no comparison")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [42, ["u1"], {"u": 1}, b"u1", 4.5, True, Incomparable()],
+    ids=["int", "list", "dict", "bytes", "float", "bool", "incomparable"],
+)
+def test_a_targeting_key_that_is_not_a_string_never_raises_into_the_app(
+    domain: str, key: Any
+) -> None:
+    flags = _flags(_state(1, 50.0))
+    provider = RolloutProvider(flags)
+    client = _client(domain, provider)
+    ctx = EvaluationContext(targeting_key=key)
+    details = client.get_boolean_details(FLAG, True, ctx)
+    assert (details.value, details.error_code) == (True, ErrorCode.INVALID_CONTEXT)
+    client.track("purchase", ctx, TrackingEventDetails(value=1.0))
+    provider.track("purchase", ctx, TrackingEventDetails(value=1.0))
+    # Not even odd details or a missing context make it raise
+    provider.track("purchase", ctx, "not details")  # type: ignore[arg-type]
+    assert _events(flags) == []
+    assert provider.untracked == 3

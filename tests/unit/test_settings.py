@@ -49,6 +49,7 @@ def test_precedence_env_over_file_and_conventional_names(
         ("ingest:\n  unknown_knob: 1\n", "unknown_knob"),
         ("- a list\n", "mapping"),
         ("kafka: [\n", "cannot read"),
+        ("http:\n  port: 9000\n  health_port: 9000\n", "health_port"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) -> None:
