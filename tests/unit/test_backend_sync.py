@@ -285,3 +285,92 @@ async def test_drift_is_alerted_even_when_the_pause_did_not_happen(world: World)
     (alert,) = world.alerts("backend_drift")
     assert "not overwritten" in str(alert["summary"])
     assert await world.phase() is Phase.RUNNING
+
+
+@dataclass
+class Features:
+    """Unleash serving several features; a read of a feature in ``hanging`` never answers."""
+
+    serving: dict[str, Serving] = field(default_factory=dict)
+    hanging: set[str] = field(default_factory=set)
+    hung: int = 0
+
+    async def read(self, target: Target) -> Serving:
+        if target.feature in self.hanging:
+            self.hung += 1
+            await asyncio.Event().wait()  # an answer dripping in, until cancelled
+        return self.serving.get(target.feature, Serving(enabled=False, exists=False))
+
+    async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None:
+        now = self.serving.get(target.feature, Serving(enabled=False))
+        self.serving[target.feature] = (
+            dataclasses.replace(want, strategy_id="s-1")
+            if want.enabled
+            else dataclasses.replace(now, enabled=False)
+        )
+
+
+async def test_a_read_that_never_ends_holds_back_no_other_flag_s_kill() -> None:
+    # Given two Unleash-backed rollouts, both served
+    world, unleash = make_world(), Features()
+    world.sync._backend = unleash
+    other = "search"
+    other_plan = PLAN.model_copy(update={"backend": Backend(unleash=UnleashTarget(feature="s"))})
+    async with running(world.sync):
+        await world.command(CommandAction.START, "c1")
+        start_other = dataclasses.replace(
+            command(CommandAction.START, "c9"), flag=other, plan=other_plan, new_rollout_id="r9"
+        )
+        await world.engine.apply(other, start_other)
+        await until(lambda: len(unleash.serving) == 2, "both served")
+        # When the other flag's feature stops answering mid-read and its rollout moves on
+        unleash.hanging.add("s")
+        promote = dataclasses.replace(command(CommandAction.PROMOTE, "c10"), flag=other)
+        await world.engine.apply(other, promote)
+        await until(lambda: unleash.hung >= 1, "the other flag's read hanging")
+        # Then a kill of this flag still reaches Unleash
+        await world.command(CommandAction.KILL, "c2")
+        await until(lambda: not unleash.serving["new-checkout"].enabled, "the kill served")
+    assert unleash.serving["s"].percent == 5  # the hanging flag kept its last state
+
+
+async def test_a_kill_is_written_though_a_person_changed_the_percent_before_it(
+    world: World,
+) -> None:
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+    world.unleash.serving = dataclasses.replace(world.unleash.serving, percent=40)
+    await world.command(CommandAction.KILL, "c2")  # before any sweep saw the change
+    await world.sync.sync(FLAG)
+    assert not world.unleash.serving.enabled
+    assert world.alerts("backend_drift") == []
+
+
+async def test_a_strategy_added_beside_the_controller_s_pauses_the_rollout_naming_it(
+    world: World,
+) -> None:
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+    added = "a default strategy (s-2) was added beside the controller's, serving everyone"
+    world.unleash.serving = dataclasses.replace(world.unleash.serving, others=(added,))
+    await world.sync.sync(FLAG)
+    assert await world.phase() is Phase.PAUSED
+    (alert,) = world.alerts("backend_drift")
+    assert added in str(alert["summary"])
+    # And resuming while it is still there pauses again: the controller never removes it
+    await world.command(CommandAction.RESUME, "c2")
+    await world.sync.sync(FLAG)
+    assert await world.phase() is Phase.PAUSED
+    assert len(world.alerts("backend_drift")) == 2
+
+
+async def test_unreachable_lasts_until_every_flag_that_got_no_answer_gets_one(
+    world: World,
+) -> None:
+    await world.command(CommandAction.START, "c1")
+    await world.sync._unreachable("search", "Unleash unreachable: deadline")
+    assert await world.sync._pass([FLAG]) == set()  # an answer for another flag
+    assert world.alerts("backend_recovered") == []
+    await world.sync._answered("search")
+    assert len(world.alerts("backend_unreachable")) == 1
+    assert len(world.alerts("backend_recovered")) == 1
