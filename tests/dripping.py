@@ -58,7 +58,7 @@ class Dripper:
     dripping: int = 0
     """Answers being dripped right now."""
     _server: asyncio.Server | None = None
-    _open: set[asyncio.StreamWriter] = field(default_factory=set)
+    _open: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> str:
         """Listen on a free port; the base URL."""
@@ -69,13 +69,16 @@ class Dripper:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for writer in self._open:  # a drip in progress ends with the server
-                writer.transport.abort()
+            for task in self._open:  # a drip in progress ends with the server
+                task.cancel()
+            await asyncio.gather(*self._open, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open.add(writer)
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             try:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
                 first, *lines = head.split("\r\n")
@@ -93,7 +96,7 @@ class Dripper:
                     writer.write(_closing(raw))
                     await writer.drain()
             finally:
-                self._open.discard(writer)
+                self._open.discard(task)
                 writer.close()
 
     async def _drip(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
