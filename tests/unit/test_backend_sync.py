@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import pytest
 
@@ -19,7 +20,7 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.adapters.unleash import BackendUnavailable
+from controller.adapters.unleash import BackendUnavailable, UnleashAdmin
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import Backend, Plan, Stage, UnleashTarget
@@ -374,3 +375,20 @@ async def test_unreachable_lasts_until_every_flag_that_got_no_answer_gets_one(
     await world.sync._answered("search")
     assert len(world.alerts("backend_unreachable")) == 1
     assert len(world.alerts("backend_recovered")) == 1
+
+
+async def test_a_login_page_answered_with_200_alerts_unreachable_never_drift(
+    world: World,
+) -> None:
+    # Given a rollout served, then a login proxy in front of Unleash answering every call
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+    page = httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"})
+    settings = UnleashSettings(url="http://unleash")
+    async with UnleashAdmin(settings, transport=httpx.MockTransport(lambda _r: page)) as admin:
+        world.sync._backend = admin
+        assert await world.sync._pass([FLAG]) == {FLAG}  # tried again, like any outage
+    (alert,) = world.alerts("backend_unreachable")
+    assert "content type 'text/html'" in str(alert["summary"])
+    assert world.alerts("backend_drift") == []
+    assert await world.phase() is Phase.RUNNING
