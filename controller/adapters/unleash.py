@@ -265,7 +265,8 @@ def _check(status: int, what: str, body: Any) -> None:
     detail = f"Unleash refused to {what}: HTTP {status}" + (
         f" ({str(message)[:300]})" if message else ""
     )
-    retriable = status >= 500 or status in _RETRIABLE_STATUSES
+    # A redirect is something in front of Unleash (a login proxy), not its answer.
+    retriable = status >= 500 or status in _RETRIABLE_STATUSES or 300 <= status < 400
     raise BackendUnavailable(detail) if retriable else ControllerError(detail)
 
 

@@ -120,7 +120,8 @@ async def test_off_only_turns_the_environment_off_and_only_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retriable"), [(503, True), (500, True), (429, True), (401, True), (400, False)]
+    ("status", "retriable"),
+    [(503, True), (500, True), (429, True), (401, True), (302, True), (400, False)],
 )
 async def test_refusals_are_retriable_or_not_by_status(status: int, retriable: bool) -> None:
     async with admin(lambda _r: httpx.Response(status, json={"message": "no"})) as client:
