@@ -42,13 +42,25 @@ _Text = Annotated[str, Field(max_length=1000)]
 
 
 class BackendUnavailable(ControllerError):
-    """Unleash did not answer, or answered that it cannot serve now; the cause is named."""
+    """Unleash did not answer, or answered that it cannot serve now; the cause is named.
+
+    ``cause`` sorts it for the metrics: ``deadline`` (no whole answer in
+    time), ``unreadable``, ``connection`` or ``refused`` (a status).
+    """
 
     retriable = True
+    cause = "refused"
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.cause = cause
 
 
 class Unreadable(BackendUnavailable):
     """Something answered, but not with what Unleash's API documents (a proxy, a wrong shape)."""
+
+    cause = "unreadable"
 
 
 # -- what Unleash answers, bounded ------------------------------------------------------
@@ -216,9 +228,10 @@ class UnleashAdmin:
                 f"Unleash answered {method} {path} with over {self._max_bytes} bytes"
             ) from exc
         except DeadlineExceeded as exc:
-            raise BackendUnavailable(f"Unleash unreachable: {exc}") from exc
+            raise BackendUnavailable(f"Unleash unreachable: {exc}", cause="deadline") from exc
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"Unleash unreachable: {type(exc).__name__}: {exc}") from exc
+            why = f"Unleash unreachable: {type(exc).__name__}: {exc}"
+            raise BackendUnavailable(why, cause="connection") from exc
         return status, _json(raw, kind, what, status)
 
 

@@ -67,7 +67,7 @@ from controller.core.rollout import (
     Rollout,
 )
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
-from controller.daemon.metrics import BackendMetrics
+from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.daemon.rendering import render_alert
 from controller.daemon.slots import PrioritySlots
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
@@ -224,6 +224,9 @@ class BackendSync:
                 await self._failed(flag, exc)
                 return True
             if not isinstance(exc, StoreError):  # Redis has its own alarms
+                cause = getattr(exc, "cause", "")
+                cause = cause if cause in UNANSWERED_CAUSES else "refused"
+                self._metrics.unanswered.labels(cause).inc()
                 await self._unreachable(flag, str(exc))
             return False
         except Exception as exc:  # confined to this flag, reported once
