@@ -392,3 +392,15 @@ async def test_a_login_page_answered_with_200_alerts_unreachable_never_drift(
     assert "content type 'text/html'" in str(alert["summary"])
     assert world.alerts("backend_drift") == []
     assert await world.phase() is Phase.RUNNING
+
+
+async def test_a_state_a_sweep_read_before_a_decision_is_not_synced_after_it(
+    world: World,
+) -> None:
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+    before = await world.states.load(FLAG)
+    world.sync._swept[FLAG] = (world.sync._generation.get(FLAG, 0), before)  # a sweep's read
+    await world.command(CommandAction.KILL, "c2")  # decided after it: the flag is nudged
+    assert await world.sync._attempt(FLAG)
+    assert not world.unleash.serving.enabled
