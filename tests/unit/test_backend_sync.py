@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -404,3 +405,47 @@ async def test_a_state_a_sweep_read_before_a_decision_is_not_synced_after_it(
     await world.command(CommandAction.KILL, "c2")  # decided after it: the flag is nudged
     assert await world.sync._attempt(FLAG)
     assert not world.unleash.serving.enabled
+
+
+def _document(
+    version: int, *, rollout: str = "5", beside: dict[str, Any] | None = None, **ours: Any
+) -> dict[str, Any]:
+    """A feature document as Unleash answers it, the controller's strategy as it wrote it."""
+    parameters = {"rollout": rollout, "stickiness": "default", "groupId": "new-checkout"}
+    parameters |= {"rcFlag": FLAG, "rcFlagVersion": str(version)}
+    strategy = {"id": "s-1", "name": "flexibleRollout", "constraints": [], **ours}
+    strategies = [{**strategy, "parameters": parameters}, *([beside] if beside else [])]
+    env = {"name": "production", "enabled": True, "strategies": strategies}
+    return {"name": "new-checkout", "environments": [env]}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"beside": {"id": "s-2", "name": "default"}}, "a default strategy (s-2) was added"),
+        ({"constraints": [{"contextName": "userId"}]}, "1 constraint(s) were added"),
+        ({"disabled": True}, "the flexibleRollout strategy of new-checkout was disabled"),
+        ({"rollout": "\u00b2"}, "rollout was set to '\u00b2', not a whole percent"),
+    ],
+)
+async def test_each_change_by_hand_in_unleash_pauses_the_rollout_naming_it(
+    world: World, change: dict[str, Any], named: str
+) -> None:
+    # Given a rollout at 5% that the sync applied, then Unleash read through the real client
+    await world.command(CommandAction.START, "c1")
+    await world.sync.sync(FLAG)
+    rollout = (await world.states.load(FLAG)).rollout
+    assert rollout is not None
+    body = _document(rollout.flag_version, **change)
+    settings = UnleashSettings(url="http://unleash", environment="production")
+    transport = httpx.MockTransport(lambda _r: httpx.Response(200, json=body))
+    async with UnleashAdmin(settings, transport=transport) as admin:
+        world.sync._backend = admin
+        assert await world.sync._pass([FLAG]) == set()
+    # Then the rollout is paused, with an alert naming the change
+    assert await world.phase() is Phase.PAUSED
+    decision = [orjson.loads(v) for t, _, v in world.outputs.sent if t == TOPICS.decisions][-1]
+    assert decision["action"] == "pause:backend_drift"
+    (alert,) = world.alerts("backend_drift")
+    changes: list[str] = alert["details"]["changes"]  # type: ignore[index]
+    assert [c for c in changes if c.startswith(named)], changes
