@@ -8,11 +8,18 @@ instant is known exactly. Each round starts an Unleash-backed rollout, then:
 * promotes it 5% → 25% and measures decision → the admin API shows 25%;
 * rolls it back and measures decision → the admin API shows the
   environment off, and decision → a real ``UnleashClient`` (refreshing every
-  ``--refresh`` seconds) serves the fallback to a unit it treated before.
+  ``--refresh`` seconds) serves the fallback to a unit it treated before;
+* kills another rollout while a third feature's reads drip in one byte every
+  2 s, and measures decision → the admin API shows it off (#23): a slow
+  answer for one feature must not hold back another flag's kill.
+
+The controller reaches Unleash through a small proxy (the one the tests
+use), which forwards every call and drips only the slow feature's reads.
 
 Baseline, measured in the same run: one admin API read of the feature (the
 floor of any "visible in the admin API" time). Target: rollback → off p95
-under 1 s. The SDK's figure is dominated by its refresh interval (15 s by
+under 1 s, and the kill beside a dripping read within 1 s too (its ratio to
+the plain rollback near 1). The SDK's figure is dominated by its refresh interval (15 s by
 default in apps; uniform in [0, refresh] plus a round trip). The last line
 printed is one JSON object.
 
@@ -55,6 +62,7 @@ from controller.daemon.engine import Engine
 from controller.dev.unleash import UnleashServer
 from controller.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings
+from tests.dripping import Dripper, upstream
 
 TOPICS = TopicSettings()
 POLL_S = 0.002
@@ -119,7 +127,7 @@ async def sdk_until(client: UnleashClient, feature: str, unit: str, served: bool
 
 
 async def one_round(
-    engine: Engine, admin: Admin, client: UnleashClient, index: int
+    engine: Engine, admin: Admin, client: UnleashClient, proxy: Dripper, index: int
 ) -> dict[str, float]:
     feature, flag = f"bench-{uuid.uuid4().hex[:8]}", f"bench.flag{index}"
     await engine.apply(flag, command(flag, CommandAction.START, feature))
@@ -143,7 +151,27 @@ async def one_round(
         "promote_to_admin_s": promote_admin,
         "rollback_to_admin_s": off_admin - decided,
         "rollback_to_sdk_s": off_sdk - decided,
+        "kill_beside_a_drip_s": await kill_beside_a_drip(engine, admin, proxy, index),
     }
+
+
+async def kill_beside_a_drip(engine: Engine, admin: Admin, proxy: Dripper, index: int) -> float:
+    """Decision → off for one flag's kill while another feature's read drips in."""
+    slow, fast = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
+    slow_flag, fast_flag = f"bench.slow{index}", f"bench.kill{index}"
+    await engine.apply(slow_flag, command(slow_flag, CommandAction.START, slow))
+    await engine.apply(fast_flag, command(fast_flag, CommandAction.START, fast))
+    await admin.until(slow, (True, 5))
+    await admin.until(fast, (True, 5))
+    proxy.slow = lambda method, path: method == "GET" and path.endswith(f"/features/{slow}")
+    await engine.apply(slow_flag, command(slow_flag, CommandAction.PROMOTE))
+    while not proxy.dripping:
+        await asyncio.sleep(POLL_S)
+    decided = time.perf_counter()
+    await engine.apply(fast_flag, command(fast_flag, CommandAction.KILL))
+    off = await admin.until(fast, False) - decided
+    proxy.slow = lambda _method, _path: False  # its next try, after the deadline, answers
+    return off
 
 
 async def treated_unit(client: UnleashClient, feature: str) -> str:
@@ -175,8 +203,10 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
         cache_directory=str(workdir / "sdk"),
     )
     client.initialize_client()
+    address = httpx.URL(server.url)
+    proxy = Dripper(upstream(address.host, address.port or 80), every=2.0)
     settings = UnleashSettings(
-        url=server.url,
+        url=await proxy.start(),
         admin_token=SecretStr(server.admin_token),
         environment=server.environment,
         sync_interval_seconds=3600,  # only the decisions' nudges: what is measured
@@ -203,12 +233,13 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
             )
             sync.attach(engine.apply)
             task = asyncio.create_task(sync.run())
-            results = [await one_round(engine, admin, client, i) for i in range(rounds)]
+            results = [await one_round(engine, admin, client, proxy, i) for i in range(rounds)]
             sync.stop()
             await task
     finally:
         client.destroy()
         await admin.close()
+        await proxy.close()
         server.drop()
     figures = {key: quantiles([r[key] for r in results]) for key in results[0]}
     base = figures["baseline_read_s"]["p95"] or 1e-9
@@ -219,6 +250,12 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
         **figures,
         "rollback_to_admin_p95_over_read": round(figures["rollback_to_admin_s"]["p95"] / base, 2),
         "rollback_to_admin_p95_under_1s": figures["rollback_to_admin_s"]["p95"] < 1.0,
+        "kill_beside_a_drip_p95_over_rollback": round(
+            figures["kill_beside_a_drip_s"]["p95"]
+            / (figures["rollback_to_admin_s"]["p95"] or 1e-9),
+            2,
+        ),
+        "kill_beside_a_drip_p95_under_1s": figures["kill_beside_a_drip_s"]["p95"] < 1.0,
     }
 
 
@@ -235,12 +272,17 @@ def main() -> None:
         "promote_to_admin_s",
         "rollback_to_admin_s",
         "rollback_to_sdk_s",
+        "kill_beside_a_drip_s",
     ):
         f = summary[key]
         print(f"{key:24} p50 {f['p50'] * 1000:8.1f} ms   p95 {f['p95'] * 1000:8.1f} ms")
     print(
         f"rollback → admin API p95 is {summary['rollback_to_admin_p95_over_read']}x"
         " one admin API read"
+    )
+    print(
+        f"kill beside a dripping read p95 is {summary['kill_beside_a_drip_p95_over_rollback']}x"
+        " the plain rollback's"
     )
     print(json.dumps(summary))
 

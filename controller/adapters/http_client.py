@@ -16,6 +16,10 @@ import httpx
 import orjson
 
 from controller.core.errors import ControllerError
+from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+
+MAX_ANSWER_BYTES = 64 * 1024
+"""A webhook's answer is a word or a short error: anything longer is cut off unread."""
 
 
 class Unreachable(ControllerError):
@@ -67,17 +71,33 @@ async def answers_ok_async(url: str, *, timeout_s: float) -> bool:
 
 
 class JsonPoster:
-    """POSTs JSON bodies over one connection pool; use it with ``async with``."""
+    """POSTs JSON bodies over one connection pool; use it with ``async with``.
+
+    Each POST has one deadline of ``timeout_s`` from its first byte sent to
+    the last byte of the answer read, so a receiver dripping its answer
+    cannot hold the alert forwarder; the answer is read up to
+    :data:`MAX_ANSWER_BYTES`.
+    """
 
     def __init__(self, *, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     async def post(self, url: str, body: bytes) -> Answer:
         """POST ``body`` as JSON; :class:`Unreachable` ("ErrorType: detail") if no answer came."""
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         try:
-            return _answer(await self._client.post(url, content=body, headers=headers))
-        except httpx.TransportError as exc:
+            async with (
+                deadline(self._timeout_s, "POST"),
+                self._client.stream("POST", url, content=body, headers=headers) as response,
+            ):
+                declared = response.headers.get("content-length")
+                raw = await read_bounded(
+                    response.aiter_bytes(), MAX_ANSWER_BYTES, declared=declared
+                )
+                text = raw.decode("utf-8", errors="replace")
+                return Answer(response.status_code, response.headers, text)
+        except (httpx.TransportError, DeadlineExceeded, TooLarge) as exc:
             raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
 
     async def __aenter__(self) -> Self:

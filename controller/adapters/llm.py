@@ -20,7 +20,6 @@ and the gate proceeds on the statistics.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Self
 
@@ -35,6 +34,7 @@ from controller.core.advice import (
     build_messages,
     parse_advice,
 )
+from controller.deadlines import TooLarge, deadline, read_bounded
 from controller.settings import LlmSettings
 
 MAX_REPLY_BYTES = 256 * 1024
@@ -77,7 +77,7 @@ class Advisor:
         budget = self._settings.budget()
         causes: list[str] = []
         try:
-            async with asyncio.timeout(budget):
+            async with deadline(budget, "the consultation"):
                 result = await self._attempts(gate_data, started, causes)
         except TimeoutError:
             before = f"; before that: {causes[-1]}" if causes else ""
@@ -106,7 +106,7 @@ class Advisor:
     async def _attempt(self, gate_data: dict[str, Any], started: float) -> Opinion | str:
         timeout = self._settings.timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline(timeout, "the model's reply"):
                 reply = await self._post(gate_data)
         except (TimeoutError, httpx.TimeoutException):
             return f"timed out after {timeout:g} s"
@@ -159,7 +159,10 @@ async def constrained_completion(
     """
     body = _chat_request(settings, messages, schema, name)
     try:
-        async with _client(settings, transport) as http, asyncio.timeout(settings.budget()):
+        async with (
+            _client(settings, transport) as http,
+            deadline(settings.budget(), "the model's reply"),
+        ):
             reply = await _post(http, body)
     except TimeoutError:
         return Unavailable(f"no reply within {settings.budget():g} s")
@@ -226,8 +229,11 @@ async def _post(http: httpx.AsyncClient, request: dict[str, Any]) -> tuple[int, 
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             return f"invalid reply: compressed ({encoding[:40]}) though identity was asked"
-        body = await _read_bounded(response, MAX_REPLY_BYTES)
-        if body is None:
+        declared = response.headers.get("content-length")
+        try:
+            # Raw bytes: nothing is decompressed, so each chunk is at most one socket read.
+            body = await read_bounded(response.aiter_raw(), MAX_REPLY_BYTES, declared=declared)
+        except TooLarge:
             return f"invalid reply: larger than {MAX_REPLY_BYTES} bytes"
         return response.status_code, body
 
@@ -242,17 +248,3 @@ def _content(body: bytes) -> tuple[str, object] | str:
     if not isinstance(content, str):
         return "invalid reply: the message content is not text"
     return content, reply.get("model") if isinstance(reply, dict) else None
-
-
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed ``limit`` bytes."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    # Raw bytes: nothing is decompressed, so each chunk is at most one socket read.
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)

@@ -9,34 +9,111 @@ parameters are strings: ``rollout`` (the stage's whole percent),
 carries the flag version the SDK actually served. A ``PUT`` replaces a whole
 strategy, so every write sends all of it.
 
-Everything Unleash answers is bounded (``max_response_bytes``) and parsed
-defensively: a reply that is not what the API documents reads as "no
-strategy", which the sync then writes or reports, never a crash. Connection
-failures, timeouts, 5xx, 429 and refused tokens are retriable
+Every request has one deadline (``request_timeout_seconds``) from its first
+byte sent to the last byte read: a server dripping its answer a byte at a
+time fails the call within it instead of holding the sync (#23). Answers are
+bounded (``max_response_bytes``) and parsed at this edge with bounded
+pydantic models; an answer that is not the JSON the API documents (a login
+proxy's HTML page with status 200, a wrong shape) is no answer at all and
+raises :class:`BackendUnavailable`, never a reading of "nothing served"
+that the sync would take for a person's change. What the environment would
+serve is worked out by :func:`controller.core.serving.would_serve`.
+Connection failures, deadlines, 5xx, 429 and refused tokens are retriable
 (:class:`BackendUnavailable`): the sync backs off and alerts once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Self
 from urllib.parse import quote
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from controller.core.errors import ControllerError
 from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER
-from controller.core.serving import Serving, Target
+from controller.core.serving import STRATEGY, Serving, Strategy, Target, would_serve
+from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 
-STRATEGY = "flexibleRollout"
 _RETRIABLE_STATUSES = frozenset({401, 403, 408, 425, 429})
+_Text = Annotated[str, Field(max_length=1000)]
 
 
 class BackendUnavailable(ControllerError):
-    """Unleash did not answer, or answered that it cannot serve now; the cause is named."""
+    """Unleash did not answer, or answered that it cannot serve now; the cause is named.
+
+    ``cause`` sorts it for the metrics: ``deadline`` (no whole answer in
+    time), ``unreadable``, ``connection`` or ``refused`` (a status).
+    """
 
     retriable = True
+    cause = "refused"
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.cause = cause
+
+
+class Unreadable(BackendUnavailable):
+    """Something answered, but not with what Unleash's API documents (a proxy, a wrong shape)."""
+
+    cause = "unreadable"
+
+
+# -- what Unleash answers, bounded ------------------------------------------------------
+
+
+class _Bounded(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StrategyDoc(_Bounded):
+    """One strategy of an environment; only what decides who is served is read."""
+
+    name: _Text
+    id: _Text | None = None
+    parameters: dict[_Text, _Text | int | float | bool | None] = Field(
+        default_factory=dict, max_length=100
+    )
+    constraints: list[Any] = Field(default_factory=list, max_length=1000)
+    segments: list[Any] = Field(default_factory=list, max_length=1000)
+    disabled: StrictBool | None = None
+
+    def strategy(self) -> Strategy:
+        parameters = {
+            key: value if isinstance(value, str) else str(value)
+            for key, value in self.parameters.items()
+            if value is not None
+        }
+        return Strategy(
+            name=self.name,
+            id=self.id or None,
+            parameters=parameters,
+            constraints=len(self.constraints),
+            segments=len(self.segments),
+            disabled=self.disabled is True,
+        )
+
+
+class EnvironmentDoc(_Bounded):
+    """The environment the rollout is served in."""
+
+    name: _Text
+    enabled: StrictBool
+    strategies: list[StrategyDoc] = Field(default_factory=list, max_length=1000)
+
+
+class FeatureDoc(_Bounded):
+    """A feature as ``GET .../features/{name}`` answers it: every environment of its project."""
+
+    name: _Text
+    environments: list[dict[_Text, Any]] = Field(max_length=100)
+
+
+# -- the client ---------------------------------------------------------------------------
 
 
 class UnleashAdmin:
@@ -49,11 +126,17 @@ class UnleashAdmin:
             raise ControllerError("unleash.url is not set")
         token = settings.admin_token.get_secret_value() if settings.admin_token else ""
         self._max_bytes = settings.max_response_bytes
+        self._deadline = settings.request_timeout_seconds
         self._create = settings.create_features
         self._client = httpx.AsyncClient(
             base_url=settings.url.rstrip("/"),
             timeout=settings.request_timeout_seconds,
-            headers={"Authorization": token, "Content-Type": "application/json"},
+            # Identity: a compressed answer could inflate far past its bound in one chunk.
+            headers={
+                "Authorization": token,
+                "Content-Type": "application/json",
+                "Accept-Encoding": "identity",
+            },
             transport=transport,
         )
 
@@ -67,10 +150,13 @@ class UnleashAdmin:
 
     async def read(self, target: Target) -> Serving:
         """What the feature's environment serves; ``exists=False`` if there is no feature."""
-        status, body = await self._call("GET", _feature_path(target))
+        path = _feature_path(target)
+        status, body = await self._call("GET", path)
         if status == httpx.codes.NOT_FOUND:
             return Serving(enabled=False, exists=False)
         _check(status, "read the feature", body)
+        if body is None:
+            raise Unreadable(f"Unleash answered GET {path} with no JSON")
         return parse_feature(body, target)
 
     async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None:
@@ -86,11 +172,11 @@ class UnleashAdmin:
         body = _strategy_body(target, want, flag)
         if actual.strategy_id is None:
             await self._post(f"{env}/strategies", body, "create the strategy")
-        elif (actual.percent, actual.stickiness, actual.version) != (
+        elif actual.tampered or (actual.percent, actual.stickiness, actual.version) != (
             want.percent,
             want.stickiness,
             want.version,
-        ):
+        ):  # the whole strategy: constraints or a disabled flag added by hand go too
             sid = quote(actual.strategy_id, safe="")
             status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
             _check(status, "update the strategy", answer)
@@ -119,24 +205,50 @@ class UnleashAdmin:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, Any]:
-        """One request: the status and the JSON answer (None if empty or not JSON)."""
+        """One request within its deadline: the status and the JSON answer (None if empty).
+
+        :class:`BackendUnavailable` if no whole answer came in time, and
+        :class:`Unreadable` if a non-empty answer is not JSON.
+        """
         content = orjson.dumps(body) if body is not None else None
+        what = f"Unleash {method} {path}"
         try:
-            async with self._client.stream(method, path, content=content) as response:
-                raw = bytearray()
-                async for chunk in response.aiter_bytes():
-                    raw += chunk
-                    if len(raw) > self._max_bytes:
-                        raise ControllerError(
-                            f"Unleash answered {method} {path} with over {self._max_bytes} bytes"
-                        )
-                status = response.status_code
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"Unleash unreachable: {type(exc).__name__}: {exc}") from exc
-        try:
-            return status, orjson.loads(bytes(raw)) if raw else None
-        except orjson.JSONDecodeError:
-            return status, None
+            async with (
+                deadline(self._deadline, what),
+                self._client.stream(method, path, content=content) as response,
+            ):
+                raw = await read_bounded(
+                    response.aiter_bytes(),
+                    self._max_bytes,
+                    declared=response.headers.get("content-length"),
+                )
+                status, kind = response.status_code, response.headers.get("content-type", "")
+        except TooLarge as exc:
+            raise ControllerError(
+                f"Unleash answered {method} {path} with over {self._max_bytes} bytes"
+            ) from exc
+        except DeadlineExceeded as exc:
+            raise BackendUnavailable(f"Unleash unreachable: {exc}", cause="deadline") from exc
+        except httpx.HTTPError as exc:
+            why = f"Unleash unreachable: {type(exc).__name__}: {exc}"
+            raise BackendUnavailable(why, cause="connection") from exc
+        return status, _json(raw, kind, what, status)
+
+
+def _json(raw: bytes, kind: str, what: str, status: int) -> Any:
+    """The answer's JSON; None if empty. A 2xx that is not JSON is no answer from Unleash."""
+    if not raw:
+        return None
+    media = kind.split(";", 1)[0].strip().lower()
+    is_json = media == "application/json" or media.endswith("+json")
+    try:
+        parsed = orjson.loads(raw) if is_json else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    if parsed is None and 200 <= status < 300:
+        why = "a body that is not JSON" if is_json else f"content type {media[:60]!r}"
+        raise Unreadable(f"{what} answered HTTP {status} with {why}")
+    return parsed
 
 
 def _feature_path(target: Target) -> str:
@@ -166,54 +278,28 @@ def _check(status: int, what: str, body: Any) -> None:
     detail = f"Unleash refused to {what}: HTTP {status}" + (
         f" ({str(message)[:300]})" if message else ""
     )
-    retriable = status >= 500 or status in _RETRIABLE_STATUSES
+    # A redirect is something in front of Unleash (a login proxy), not its answer.
+    retriable = status >= 500 or status in _RETRIABLE_STATUSES or 300 <= status < 400
     raise BackendUnavailable(detail) if retriable else ControllerError(detail)
 
 
 def parse_feature(body: Any, target: Target) -> Serving:
-    """The environment's state and the controller's strategy in a feature document.
+    """What the target environment of a feature document would serve.
 
-    Whatever does not have the documented shape counts as absent.
+    :class:`Unreadable` if the document does not have the documented shape;
+    an environment the feature does not list serves nothing.
     """
-    environments = body.get("environments") if isinstance(body, dict) else None
-    env = next(
-        (
-            e
-            for e in (environments if isinstance(environments, list) else [])[:100]
-            if isinstance(e, dict) and e.get("name") == target.environment
-        ),
-        None,
-    )
-    if env is None:
-        return Serving(enabled=False)
-    enabled = env.get("enabled") is True
-    strategies = env.get("strategies")
-    for strategy in (strategies if isinstance(strategies, list) else [])[:1000]:
-        if not isinstance(strategy, dict):
-            continue
-        parameters = strategy.get("parameters")
-        if (
-            strategy.get("name") == STRATEGY
-            and isinstance(parameters, dict)
-            and parameters.get("groupId") == target.feature
-        ):
-            return Serving(
-                enabled=enabled,
-                percent=_whole(parameters.get("rollout"), 0, 100),
-                stickiness=_text(parameters.get("stickiness")),
-                version=_whole(parameters.get(VERSION_PARAMETER), 0, 2**53),
-                strategy_id=_text(strategy.get("id")),
-            )
-    return Serving(enabled=enabled)
-
-
-def _whole(value: Any, low: int, high: int) -> int | None:
-    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 16:
-        return None
-    number = int(text)
-    return number if low <= number <= high else None
-
-
-def _text(value: Any) -> str | None:
-    return value[:200] if isinstance(value, str) and value else None
+    try:
+        feature = FeatureDoc.model_validate(body)
+        env = next((e for e in feature.environments if e.get("name") == target.environment), None)
+        if env is None:
+            return Serving(enabled=False)
+        doc = EnvironmentDoc.model_validate(env)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Unreadable(
+            f"Unleash's feature {target.feature[:100]} is not a feature document:"
+            f" {where}: {first['msg']}"[:300]
+        ) from exc
+    return would_serve(doc.enabled, [s.strategy() for s in doc.strategies], target)

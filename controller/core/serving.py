@@ -11,12 +11,17 @@ cut short, is simply made again on the next pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from controller.core.messages import VERSION_PARAMETER
 from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
+
+STRATEGY = "flexibleRollout"
+"""The one kind of strategy the controller writes (its ``groupId`` is the feature's name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +50,13 @@ class Target:
 class Serving:
     """What the platform serves (read back) or should serve (desired).
 
-    ``percent`` None: the controller's strategy is missing (read back), or its
-    percent does not matter because the environment is off (desired).
+    ``percent`` None: the controller's strategy is missing or its percent is
+    unreadable (read back), or its percent does not matter because the
+    environment is off (desired). Read back, ``tampered`` names what was done
+    to the controller's own strategy that a write of the whole strategy
+    undoes (constraints, a disabled flag, an unreadable value), and ``others``
+    the other strategies that serve the feature beside it: Unleash serves a
+    unit the feature if any enabled strategy matches it, so each one counts.
     """
 
     enabled: bool
@@ -55,6 +65,8 @@ class Serving:
     version: int | None = None
     strategy_id: str | None = field(default=None, compare=False)
     exists: bool = field(default=True, compare=False)
+    tampered: tuple[str, ...] = field(default=(), compare=False)
+    others: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,10 +109,91 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
 
 
 def matches(actual: Serving, want: Serving) -> bool:
-    """Whether the platform already serves ``want`` (off: whatever the strategy says)."""
+    """Whether the platform already serves ``want`` (off: whatever the strategies say)."""
     if not want.enabled:
         return not actual.enabled
-    return actual.exists and actual == want
+    return actual.exists and actual == want and not actual.tampered and not actual.others
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """One strategy of an environment as Unleash answered it, bounded by the adapter.
+
+    ``parameters`` as text (Unleash keeps them as strings); ``constraints``
+    and ``segments`` counted: any of them narrows who is served, which the
+    controller's strategy never does.
+    """
+
+    name: str
+    id: str | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    constraints: int = 0
+    segments: int = 0
+    disabled: bool = False
+
+
+def would_serve(enabled: bool, strategies: Sequence[Strategy], target: Target) -> Serving:
+    """What an environment with these strategies serves, against the controller's strategy.
+
+    The controller's strategy is the first ``flexibleRollout`` whose
+    ``groupId`` is the feature. Every other enabled strategy is named in
+    ``others``; whatever was done to the controller's own in ``tampered``.
+    """
+    ours = next((s for s in strategies if _is_ours(s, target)), None)
+    others = tuple(_other(s) for s in strategies if s is not ours and not s.disabled)
+    if ours is None:
+        return Serving(enabled=enabled, others=others)
+    parameters = ours.parameters
+    percent = whole_number(parameters.get("rollout"), 0, 100)
+    tampered = [f"rollout was set to {_shown(parameters.get('rollout'))}, not a whole percent"]
+    tampered = tampered if percent is None else []
+    if ours.disabled:
+        tampered.append(f"the {STRATEGY} strategy of {target.feature} was disabled")
+    if ours.constraints:
+        tampered.append(f"{ours.constraints} constraint(s) were added to the {STRATEGY} strategy")
+    if ours.segments:
+        tampered.append(f"{ours.segments} segment(s) were added to the {STRATEGY} strategy")
+    stickiness = parameters.get("stickiness")
+    return Serving(
+        enabled=enabled,
+        percent=percent,
+        stickiness=stickiness[:200] if stickiness else None,
+        version=whole_number(parameters.get(VERSION_PARAMETER), 0, 2**53),
+        strategy_id=ours.id,
+        tampered=tuple(tampered),
+        others=others,
+    )
+
+
+def whole_number(text: str | None, low: int, high: int) -> int | None:
+    """``text`` as a whole number within ``[low, high]``, or None.
+
+    ASCII digits only: ``"²".isdigit()`` is true in Python, and ``int("²")``
+    raises, so a hand-typed superscript must read as "unreadable", not crash.
+    """
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 16:
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
+
+
+def _is_ours(strategy: Strategy, target: Target) -> bool:
+    return strategy.name == STRATEGY and strategy.parameters.get("groupId") == target.feature
+
+
+def _other(strategy: Strategy) -> str:
+    """A strategy a person added, named so that an operator can find it in Unleash's UI."""
+    ident = f" ({strategy.id[:60]})" if strategy.id else ""
+    narrowed = strategy.constraints or strategy.segments
+    whom = "the units its constraints match" if narrowed else "every unit it matches"
+    if strategy.name == "default" and not narrowed:
+        whom = "everyone"
+    name = strategy.name[:60]
+    return f"a {name} strategy{ident} was added beside the controller's, serving {whom}"
+
+
+def _shown(value: str | None) -> str:
+    return "nothing" if value is None else repr(value[:20])
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +247,9 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
         changes.append(f"environment {target.environment} was turned {state}")
     wanted = [s for s in known if s.enabled and s.percent is not None]
     if wanted and actual.enabled:
-        if not actual.exists or actual.percent is None:
-            changes.append(f"the flexibleRollout strategy of {target.feature} was removed")
-        else:
+        if not actual.exists or (actual.strategy_id is None and actual.percent is None):
+            changes.append(f"the {STRATEGY} strategy of {target.feature} was removed")
+        elif actual.percent is not None:
             if all(actual.percent != s.percent for s in wanted):
                 was = "/".join(f"{s.percent}%" for s in wanted)
                 changes.append(f"rollout was changed from {was} to {actual.percent}%")
@@ -164,6 +257,9 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
                 changes.append(
                     f"stickiness was changed from {wanted[0].stickiness} to {actual.stickiness}"
                 )
+        changes += actual.tampered
+    if wanted:
+        changes += actual.others
     return changes
 
 
@@ -182,17 +278,31 @@ def reconcile(
 
     A hold stays while the rollout is at the version it was found at: the
     operator resumes, rolls back or kills to move on, and only then does the
-    controller write again.
+    controller write again. A safety action (the environment off) is written
+    before anything a person changed is looked at: a kill never waits on drift.
     """
     if record is not None and record.held_version == rollout.flag_version:
         return Verdict.HELD, []
-    if record is not None and record.held_version is not None:  # moved on: take over again
+    if _taking_over(want, actual, record):
         return (Verdict.RECORD if matches(actual, want) else Verdict.WRITE), []
-    changes = drift(actual, record, target)
+    # With no record yet, turning the feature on beside another strategy would
+    # serve it to whoever that strategy matches: a person's doing, never overwritten.
+    changes = drift(actual, record, target) or (list(actual.others) if want.enabled else [])
     if changes:
         return Verdict.DRIFT, changes
     if matches(actual, want):
-        if record is not None and record.applied == want and record.intent is None:
-            return Verdict.NOTHING, []
-        return Verdict.RECORD, []
+        done = record is not None and record.applied == want and record.intent is None
+        return (Verdict.NOTHING if done else Verdict.RECORD), []
     return Verdict.WRITE, []
+
+
+def _taking_over(want: Serving, actual: Serving, record: Applied | None) -> bool:
+    """Whether to write without looking for a person's change.
+
+    Turning the environment off, until it has been applied once; and the
+    first write after a hold, once the rollout moved on (unless another
+    strategy would serve the feature: that stays a person's change).
+    """
+    if not want.enabled:
+        return record is None or record.applied is None or record.applied.enabled
+    return record is not None and record.held_version is not None and not actual.others

@@ -17,6 +17,15 @@ Latency: the engine publishes a flag's new state right after saving it; the
 at that moment, so a rollback or kill reaches Unleash within one admin API
 round trip of the decision, not at the next sweep.
 
+A slow flag never delays another (#23). Each flag is synced by a task of its
+own, which reads the flag's state when it syncs it (a sweep's one pipelined
+read is used only if no decision was published since), so a nudge never
+waits behind a pass. The admin API gets at most ``max_concurrent_requests``
+calls at once, and when all are taken, turning an environment off (kill,
+rollback, abort) gets the next one before any routine read. Each call has an
+overall deadline in the admin client: an answer dripping in a byte at a time
+fails within ``request_timeout_seconds`` and counts as unreachable.
+
 People: the sync records (Redis, next to the rollout state) what it applied
 last and, while writing, what it is applying. When Unleash serves something
 that is neither, a person changed it: a running rollout is paused with an
@@ -24,8 +33,10 @@ alert naming the change (the machine's ``backend_drift`` pause), and nothing
 is written until the rollout moves on (the operator resumes, rolls back or
 kills). The sync never fights a person.
 
-Unleash unreachable: one ``backend_unreachable`` alert when it starts
-failing, one ``backend_recovered`` alert when it answers again.
+Unleash unreachable: one ``backend_unreachable`` alert when a flag gets no
+answer (a connection refused, a deadline passed, an answer that is no
+Unleash answer), one ``backend_recovered`` alert once every such flag got
+one again.
 
 Metrics (:class:`~controller.daemon.metrics.BackendMetrics`): each pass over a
 flag that had something to do is counted by outcome, each drift found once,
@@ -56,14 +67,17 @@ from controller.core.rollout import (
     Rollout,
 )
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
-from controller.daemon.metrics import BackendMetrics
+from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.daemon.rendering import render_alert
+from controller.daemon.slots import PrioritySlots
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
 from controller.retrying import retrying
 from controller.settings import TopicSettings, UnleashSettings
 
 log = structlog.get_logger("controller.daemon.backends")
 Apply = Callable[[str, Input], Awaitable[None]]
+SAFETY, ROUTINE = 0, 1
+"""Slot priorities: turning an environment off goes first."""
 
 
 class NudgingOutputs:
@@ -103,10 +117,14 @@ class BackendSync:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._down: str | None = None
+        self._slots = PrioritySlots(settings.max_concurrent_requests)
+        self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._generation: dict[str, int] = {}
+        self._swept: dict[str, tuple[int, Loaded | ControllerError]] = {}
+        self._unanswered: dict[str, str] = {}
         self._failing: set[str] = set()
         self.passes = 0
-        """Completed passes, for tests and readiness."""
+        """Completed sweeps, for tests and readiness."""
 
     def attach(self, apply: Apply) -> None:
         """The engine's ``apply``: how the sync pauses a rollout a person interfered with."""
@@ -114,6 +132,7 @@ class BackendSync:
 
     def nudge(self, flag: str) -> None:
         """``flag``'s state changed: compare it now rather than at the next sweep."""
+        self._generation[flag] = self._generation.get(flag, 0) + 1  # what a sweep read is stale
         self._dirty.add(flag)
         self._wake.set()
 
@@ -123,56 +142,101 @@ class BackendSync:
 
     async def run(self) -> None:
         """Sweep every flag now and every ``sync_interval_seconds``; nudged flags at once."""
-        backoff = Backoff(initial=0.2, maximum=5.0, stopping=self._stopping)
         interval = self._settings.sync_interval_seconds
         next_sweep = 0.0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            flags, self._dirty = self._dirty, set()
-            if time.monotonic() >= next_sweep:
-                flags |= await self._retrying(self._states.flags, "backend sweep") or set()
-                next_sweep = time.monotonic() + interval
-            failed = await self._pass(sorted(f for f in flags if self._owns(f)))
-            self.passes += 1
-            if failed:
-                self._dirty |= failed
-                if await backoff.wait():
-                    return
-                continue
-            backoff.reset()
-            if not self._dirty:
-                await self._sleep(max(0.0, next_sweep - time.monotonic()))
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                flags, self._dirty = self._dirty, set()
+                if time.monotonic() >= next_sweep:
+                    flags |= await self._sweep()
+                    next_sweep = time.monotonic() + interval
+                    self.passes += 1
+                for flag in sorted(f for f in flags if self._owns(f)):
+                    self._start(flag)
+                if not self._dirty:
+                    await self._sleep(max(0.0, next_sweep - time.monotonic()))
+        finally:
+            workers = [task for task, _ in self._workers.values()]
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    async def _pass(self, flags: list[str]) -> set[str]:
-        """Sync each flag; the ones to try again (Unleash or Redis unreachable)."""
-        failed: set[str] = set()
-        try:  # every state in one round trip; a failure here fails each flag alike
+    async def _sweep(self) -> set[str]:
+        """Every flag this instance owns, each state loaded in one round trip for its task."""
+        every = await self._retrying(self._states.flags, "backend sweep") or set()
+        flags = sorted(f for f in every if self._owns(f))
+        generations = [self._generation.get(f, 0) for f in flags]
+        try:
             loaded: list[Loaded | ControllerError] = [*await self._states.load_many(flags)]
-        except ControllerError as exc:
-            loaded = [exc] * len(flags)
-        for flag, found in zip(flags, loaded, strict=True):
-            try:
-                asked = await self.sync(flag, found)
-            except ControllerError as exc:
-                self._metrics.wrote("failed")
-                if not exc.retriable:
-                    await self._failed(flag, exc)
+        except ControllerError:
+            loaded = []  # each task loads its own
+        for flag, generation, found in zip(flags, generations, loaded, strict=False):
+            self._swept[flag] = (generation, found)
+        for gone in set(self._unanswered) - set(flags):  # no longer this instance's to sync
+            await self._answered(gone)
+        return set(flags)
+
+    def _start(self, flag: str) -> None:
+        """Sync ``flag`` in its own task, or have its running task sync it once more."""
+        if flag in self._workers:
+            self._workers[flag][1].set()
+            return
+        again = asyncio.Event()
+        task = asyncio.create_task(self._worker(flag, again), name=f"backend-sync:{flag}")
+        self._workers[flag] = (task, again)
+
+    async def _worker(self, flag: str, again: asyncio.Event) -> None:
+        """Sync until done and not nudged meanwhile; retry with back-off while Unleash fails."""
+        delay = 0.2
+        try:
+            while not self._stopping.is_set():
+                again.clear()
+                if await self._attempt(flag):
+                    if not again.is_set():
+                        return
+                    delay = 0.2
                     continue
-                failed.add(flag)
-                if not isinstance(exc, StoreError):  # Redis has its own alarms
-                    await self._unreachable(str(exc))
-            except Exception as exc:  # confined to this flag, reported once
-                self._metrics.wrote("failed")
+                with contextlib.suppress(TimeoutError):  # a nudge retries at once
+                    await asyncio.wait_for(again.wait(), timeout=delay)
+                delay = min(delay * 2, 5.0)
+        finally:
+            del self._workers[flag]
+
+    async def _pass(self, flags: list[str]) -> set[str]:
+        """Sync each flag at once (each in its slot); the ones to try again."""
+        done = await asyncio.gather(*(self._attempt(flag) for flag in flags))
+        return {flag for flag, ok in zip(flags, done, strict=True) if not ok}
+
+    async def _attempt(self, flag: str) -> bool:
+        """Sync ``flag`` once; False if it is to be tried again (Unleash or Redis unreachable)."""
+        swept = self._swept.pop(flag, None)
+        fresh = swept is not None and swept[0] == self._generation.get(flag, 0)
+        try:
+            asked = await self.sync(flag, swept[1] if swept is not None and fresh else None)
+        except ControllerError as exc:
+            self._metrics.wrote("failed")
+            if not exc.retriable:
                 await self._failed(flag, exc)
-            else:
-                self._failing.discard(flag)
-                if asked:
-                    await self._reachable()
-        return failed
+                return True
+            if not isinstance(exc, StoreError):  # Redis has its own alarms
+                cause = getattr(exc, "cause", "")
+                cause = cause if cause in UNANSWERED_CAUSES else "refused"
+                self._metrics.unanswered.labels(cause).inc()
+                await self._unreachable(flag, str(exc))
+            return False
+        except Exception as exc:  # confined to this flag, reported once
+            self._metrics.wrote("failed")
+            await self._failed(flag, exc)
+            return True
+        self._failing.discard(flag)
+        if asked:
+            await self._answered(flag)
+        return True
 
     # -- one flag --------------------------------------------------------------------
 
@@ -207,14 +271,15 @@ class BackendSync:
         if record is not None and record.held_version == rollout.flag_version:
             self._metrics.wrote("held")
             return False
-        actual = await self._backend.read(target)
-        verdict, changes = reconcile(rollout, want, actual, record, target)
-        if verdict is Verdict.RECORD:
-            await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
-            self._metrics.wrote("in_place")
-        elif verdict is Verdict.WRITE:
-            await self._write(flag, rollout, target, want=want, actual=actual, record=record)
-        elif verdict is Verdict.DRIFT:
+        async with self._slots.slot(ROUTINE if want.enabled else SAFETY):
+            actual = await self._backend.read(target)
+            verdict, changes = reconcile(rollout, want, actual, record, target)
+            if verdict is Verdict.RECORD:
+                await self._records.put(flag, Applied(rollout.rollout_id, applied=want))
+                self._metrics.wrote("in_place")
+            elif verdict is Verdict.WRITE:
+                await self._write(flag, rollout, target, want=want, actual=actual, record=record)
+        if verdict is Verdict.DRIFT:
             await self._drifted(flag, rollout, target, changes, actual)
         return True
 
@@ -281,19 +346,25 @@ class BackendSync:
 
     # -- reporting -------------------------------------------------------------------
 
-    async def _unreachable(self, error: str) -> None:
-        if self._down is not None:
+    async def _unreachable(self, flag: str, error: str) -> None:
+        """``flag`` got no answer; the first such flag raises the outage."""
+        first = not self._unanswered
+        self._unanswered[flag] = error
+        if not first:
             return
-        self._down = error
         self._metrics.unreachable.set(1)
-        log.warning("backend_unreachable", error=error)
+        log.warning("backend_unreachable", flag=flag, error=error)
         summary = f"Unleash cannot be reached; its flags keep their last state: {error}"
-        await self._alert(None, RaiseAlert("backend_unreachable", "critical", summary[:500]))
+        details = {"flag": flag, "error": error[:500]}
+        await self._alert(
+            None, RaiseAlert("backend_unreachable", "critical", summary[:500], details)
+        )
 
-    async def _reachable(self) -> None:
-        if self._down is None:
+    async def _answered(self, flag: str) -> None:
+        """``flag`` got an answer (or is no longer synced here); the last one ends the outage."""
+        error = self._unanswered.pop(flag, None)
+        if error is None or self._unanswered:
             return
-        error, self._down = self._down, None
         self._metrics.unreachable.set(0)
         log.info("backend_recovered")
         summary = "Unleash answers again; the decisions made meanwhile are being applied"

@@ -137,6 +137,8 @@ class Metrics:
 
 WRITE_OUTCOMES = ("applied", "in_place", "held", "failed")
 """The only ``outcome`` label values of ``rollout_backend_writes`` (see :class:`BackendMetrics`)."""
+UNANSWERED_CAUSES = ("deadline", "unreadable", "connection", "refused")
+"""The only ``cause`` label values of ``rollout_backend_unanswered`` (:class:`BackendMetrics`)."""
 
 
 class BackendMetrics:
@@ -166,6 +168,16 @@ class BackendMetrics:
             "Changes made by hand in the flag backend, found and left in place.",
             registry=r,
         )
+        self.unanswered = Counter(
+            "rollout_backend_unanswered",
+            "Flag-backend calls that got no usable answer, by cause: no whole answer within"
+            " the deadline, an answer that is not the backend's (a login page), no connection,"
+            " or a status saying it cannot serve now (5xx, 429, a refused token).",
+            ["cause"],
+            registry=r,
+        )
+        for cause in UNANSWERED_CAUSES:
+            self.unanswered.labels(cause)
         self.unreachable = Gauge(
             "rollout_backend_unreachable",
             "1 while the flag backend cannot be reached (its flags keep their last state).",

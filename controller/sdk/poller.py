@@ -6,7 +6,10 @@ answers :meth:`~controller.sdk.flags.FlagBook.arm` exactly as
 :class:`controller.sdk.flags.FlagClient` does: the same bucketing function over
 the same states, so both kinds of app serve a unit the same arm. While the
 controller is unreachable the last states are kept and the poller retries;
-``ready`` is set after the first answer.
+``ready`` is set after the first answer. Each poll has one deadline of
+``timeout`` seconds from first byte to last, and an answer larger than
+``max_bytes`` is abandoned as soon as that is known (counted in
+``oversized``), the last states kept.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from pydantic import ValidationError
 from controller.core.messages import FlagState
 from controller.sdk.flags import FlagBook
 from controller.sdk.lifecycle import Lifecycle, cancel
-from controller.sdk.transport import FlagsEndpoint, HttpTransport, PollFailed
+from controller.sdk.transport import AnswerTooLarge, FlagsEndpoint, HttpTransport, PollFailed
 
 log = logging.getLogger("controller.sdk.poller")
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""A state is about 200 bytes: tens of thousands of flags fit."""
 
 
 class FlagPoller(FlagBook, Lifecycle):
@@ -41,6 +46,7 @@ class FlagPoller(FlagBook, Lifecycle):
         *,
         interval: float = 1.0,
         timeout: float = 5.0,
+        max_bytes: int = MAX_ANSWER_BYTES,
         states: Iterable[FlagState] = (),
         transport: HttpTransport | None = None,
         keys: Mapping[str, str] | None = None,
@@ -48,12 +54,14 @@ class FlagPoller(FlagBook, Lifecycle):
         super().__init__(states, keys=keys)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
-            url.rstrip("/") + "/flags", timeout=timeout, transport=transport
+            url.rstrip("/") + "/flags", timeout=timeout, max_bytes=max_bytes, transport=transport
         )
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.polls = 0
         self.failures = 0
+        self.oversized = 0
+        """Answers abandoned for being larger than ``max_bytes`` (each a failure too)."""
 
     async def start(self) -> None:
         """Poll once (so ``ready`` is set when the controller answers), then keep polling."""
@@ -73,6 +81,8 @@ class FlagPoller(FlagBook, Lifecycle):
         try:
             answer = await self._endpoint.get(self._etag)
         except PollFailed as exc:
+            if isinstance(exc, AnswerTooLarge):
+                self.oversized += 1
             return self._failed(str(exc))
         if not answer.unchanged:
             self._receive(answer.items)

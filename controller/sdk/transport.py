@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from controller.core.errors import BrokerError, BrokerUnavailable
+from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import KafkaSettings
 
 log = logging.getLogger("controller.sdk.client")
@@ -186,6 +188,10 @@ class PollFailed(Exception):
     """A poll got no usable answer; the message says why."""
 
 
+class AnswerTooLarge(PollFailed):
+    """The answer was larger than the poller accepts; reading it stopped at the limit."""
+
+
 @dataclass(frozen=True, slots=True)
 class FlagsAnswer:
     """The states ``/flags`` returned, or ``unchanged`` on a 304."""
@@ -196,28 +202,47 @@ class FlagsAnswer:
 
 
 class FlagsEndpoint:
-    """``GET /flags`` with ``If-None-Match``, so an unchanged answer costs a 304."""
+    """``GET /flags`` with ``If-None-Match``, so an unchanged answer costs a 304.
 
-    def __init__(self, url: str, *, timeout: float, transport: HttpTransport | None) -> None:
+    Each poll has one deadline of ``timeout`` seconds for the whole exchange,
+    and its answer is read up to ``max_bytes``: a controller (or anything in
+    its place) dripping or flooding an answer costs one failed poll, never
+    the app's memory or a poll that never ends.
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float, max_bytes: int, transport: HttpTransport | None
+    ) -> None:
         self.url = url
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._timeout, self._max_bytes = timeout, max_bytes
+        # Identity: a compressed answer could inflate far past its bound in one chunk.
+        self._http = httpx.AsyncClient(
+            timeout=timeout, transport=transport, headers={"Accept-Encoding": "identity"}
+        )
 
     async def get(self, etag: str | None) -> FlagsAnswer:
-        """The answer; :class:`PollFailed` on no answer, a status but 200/304, or no JSON."""
+        """The answer; :class:`PollFailed` on no answer in time, another status, or no JSON."""
         headers = {"If-None-Match": etag} if etag else {}
         try:
-            response = await self._http.get(self.url, headers=headers)
-        except httpx.HTTPError as exc:
+            async with (
+                deadline(self._timeout, f"GET {self.url}"),
+                self._http.stream("GET", self.url, headers=headers) as response,
+            ):
+                if response.status_code == 304:
+                    return FlagsAnswer(True, [], etag)
+                if response.status_code != 200:
+                    raise PollFailed(f"HTTP {response.status_code}")
+                declared = response.headers.get("content-length")
+                raw = await read_bounded(response.aiter_bytes(), self._max_bytes, declared=declared)
+                etag = response.headers.get("ETag")
+        except TooLarge as exc:
+            raise AnswerTooLarge(str(exc)) from exc
+        except (httpx.HTTPError, DeadlineExceeded) as exc:
             raise PollFailed(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == 304:
-            return FlagsAnswer(True, [], etag)
-        if response.status_code != 200:
-            raise PollFailed(f"HTTP {response.status_code}")
         try:
-            items = response.json()
-        except ValueError as exc:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             raise PollFailed("the answer is not JSON") from exc
-        etag = response.headers.get("ETag")
         return FlagsAnswer(False, items if isinstance(items, list) else [], etag)
 
     async def close(self) -> None:

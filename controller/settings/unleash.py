@@ -47,7 +47,22 @@ class UnleashSettings(BaseModel):
         description="Every flag's strategy is read back this often: the drift sweep.",
     )
     request_timeout_seconds: float = Field(
-        default=5.0, gt=0, le=120, description="Timeout of one admin API request."
+        default=5.0,
+        gt=0,
+        le=120,
+        description=(
+            "Deadline of one admin API request, from its first byte sent to the last byte"
+            " read: an answer that takes longer counts as Unleash unreachable."
+        ),
+    )
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description=(
+            "Admin API requests in flight at once; when all are taken, turning an"
+            " environment off goes first."
+        ),
     )
     max_response_bytes: int = Field(
         default=1_048_576,

@@ -113,6 +113,13 @@ class Person:
         answer = await self._http.put(f"{self._env(feature)}/strategies/{now['id']}", json=body)
         answer.raise_for_status()
 
+    async def add_strategy(self, feature: str, name: str) -> str:
+        """Add a strategy of ``name`` beside the controller's, as in Unleash's UI; its id."""
+        body = {"name": name, "constraints": [], "parameters": {}}
+        answer = await self._http.post(f"{self._env(feature)}/strategies", json=body)
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
 
 class App:
     """An app evaluating flags with the real ``UnleashClient``, wrapped by the exposure helper."""

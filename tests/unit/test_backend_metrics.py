@@ -6,17 +6,22 @@ is the Prometheus text the daemon would serve on ``/metrics``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import ControllerError
 from controller.core.messages import CommandAction
 from controller.core.serving import Serving, Target
-from controller.daemon.metrics import WRITE_OUTCOMES, Metrics
+from controller.daemon.metrics import UNANSWERED_CAUSES, WRITE_OUTCOMES, Metrics
+from controller.settings import UnleashSettings
 from tests.unit.test_backend_sync import FLAG, World, make_world
 
 Step = Callable[[World], Awaitable[None]]
@@ -112,6 +117,8 @@ def test_every_series_is_exported_before_the_first_pass() -> None:
     assert writes(found) == dict.fromkeys(WRITE_OUTCOMES, 0)
     assert found[("rollout_backend_unreachable", "")] == 0
     assert found[("rollout_backend_drifts_total", "")] == 0
+    for cause in UNANSWERED_CAUSES:
+        assert found[("rollout_backend_unanswered_total", cause)] == 0
 
 
 @pytest.mark.parametrize(
@@ -139,3 +146,40 @@ async def test_a_decision_older_than_the_clock_of_the_sync_counts_as_zero() -> N
     await start(world)
     await sync(world)
     assert samples(metrics)[("rollout_backend_apply_latency_seconds_sum", "")] == 0
+
+
+async def _hang(request: httpx.Request) -> httpx.Response:
+    await asyncio.Event().wait()
+    raise AssertionError("never answered")
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+@pytest.mark.parametrize(
+    ("handler", "cause"),
+    [
+        (_hang, "deadline"),
+        (
+            lambda _r: httpx.Response(200, text="<html>", headers={"content-type": "text/html"}),
+            "unreadable",
+        ),
+        (_refuse, "connection"),
+        (lambda _r: httpx.Response(503), "refused"),
+    ],
+)
+async def test_each_call_without_an_answer_is_counted_by_cause(
+    handler: Callable[[httpx.Request], Any], cause: str
+) -> None:
+    metrics = Metrics()
+    world = make_world(metrics.backend)
+    await start(world)
+    settings = UnleashSettings(url="http://unleash", request_timeout_seconds=0.05)
+    async with UnleashAdmin(settings, transport=httpx.MockTransport(handler)) as admin:
+        world.sync._backend = admin
+        assert await world.sync._pass([FLAG]) == {FLAG}
+    found = samples(metrics)
+    counted = {c: found[("rollout_backend_unanswered_total", c)] for c in UNANSWERED_CAUSES}
+    assert counted == {c: int(c == cause) for c in UNANSWERED_CAUSES}
+    assert found[("rollout_backend_unreachable", "")] == 1

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from controller.core.messages import Arm, FlagState
 from controller.sdk.client import FlagClient
 from controller.sdk.poller import FlagPoller
+from tests.dripping import Dripper, canned
 
 STATE = {
     "flag": "checkout",
@@ -89,3 +92,54 @@ async def test_the_poller_and_the_kafka_client_assign_alike() -> None:
         kafka_side.arm("checkout", u) for u in units
     ]
     await poller.stop()
+
+
+async def test_an_answer_over_the_size_limit_is_abandoned_and_the_last_states_kept() -> None:
+    huge = [{**STATE, "flag": f"flag-{i}", "salt": "x" * 60} for i in range(200)]
+    script = Script(flags([STATE]), flags(huge, etag='"e2"'), flags(huge, etag='"e2"'))
+    chunks = _Chunks(orjson.dumps(huge))
+    script.responses.append(httpx.Response(200, stream=chunks))  # no Content-Length
+    poller = FlagPoller(
+        "http://controller:8000", transport=httpx.MockTransport(script), max_bytes=4096
+    )
+    assert await poller.poll()
+    assert not await poller.poll()
+    assert not await poller.poll()
+    assert not await poller.poll()
+    assert (poller.oversized, poller.failures) == (3, 3)
+    assert chunks.read_bytes <= 4096 + _Chunks.SIZE  # stopped while reading
+    assert poller.state("checkout") is not None
+    assert poller.state("flag-0") is None
+    await poller.stop()
+
+
+async def test_an_answer_dripping_in_fails_the_poll_within_its_deadline() -> None:
+    body = orjson.dumps([STATE])
+    dripper = Dripper(lambda *_: _now(canned(200, body)), slow=lambda _m, _p: True, every=0.05)
+    url = await dripper.start()
+    poller = FlagPoller(url, timeout=0.3)
+    try:
+        assert not await poller.poll()  # a per-read timeout would wait ~4 s for every byte
+        assert poller.failures == 1
+    finally:
+        await poller.stop()
+        await dripper.close()
+
+
+async def _now(answer: bytes) -> bytes:
+    return answer
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """A body streamed in 1 KiB chunks, counting what was read of it."""
+
+    SIZE = 1024
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.read_bytes = body, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), self.SIZE):
+            chunk = self.body[start : start + self.SIZE]
+            self.read_bytes += len(chunk)
+            yield chunk

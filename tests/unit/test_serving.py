@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -11,11 +12,15 @@ from controller.core.rollout import Phase, Rollout
 from controller.core.serving import (
     Applied,
     Serving,
+    Strategy,
     Target,
     Verdict,
     desired,
     drift,
+    matches,
     reconcile,
+    whole_number,
+    would_serve,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -139,3 +144,93 @@ def test_an_unreadable_record_counts_as_none_or_as_empty(raw: object) -> None:
 def test_a_record_survives_its_json() -> None:
     record = Applied("r1", applied=on(25), intent=on(50, 4), held_version=None)
     assert Applied.from_json(record.to_json()) == record
+
+
+OURS = Strategy(
+    "flexibleRollout",
+    "s-1",
+    {"rollout": "25", "stickiness": "userId", "groupId": "new-checkout", "rcFlagVersion": "3"},
+)
+DEFAULT = Strategy("default", "s-2")
+
+
+@pytest.mark.parametrize(
+    ("strategies", "percent", "tampered", "others"),
+    [
+        ([OURS], 25, (), ()),
+        ([OURS, DEFAULT], 25, (), ("a default strategy (s-2)",)),
+        ([DEFAULT, OURS], 25, (), ("a default strategy (s-2)",)),
+        ([OURS, dataclasses.replace(DEFAULT, disabled=True)], 25, (), ()),
+        ([OURS, dataclasses.replace(DEFAULT, constraints=2)], 25, (), ("a default strategy",)),
+        ([dataclasses.replace(OURS, constraints=1)], 25, ("1 constraint(s) were added",), ()),
+        ([dataclasses.replace(OURS, segments=3)], 25, ("3 segment(s) were added",), ()),
+        ([dataclasses.replace(OURS, disabled=True)], 25, ("the flexibleRollout strategy",), ()),
+        (
+            [dataclasses.replace(OURS, parameters={**OURS.parameters, "rollout": "\u00b2"})],
+            None,
+            ("rollout was set to '\u00b2'",),
+            (),
+        ),
+        ([DEFAULT], None, (), ("a default strategy (s-2)",)),
+        ([], None, (), ()),
+    ],
+)
+def test_what_an_environment_would_serve_counts_every_strategy(
+    strategies: list[Strategy],
+    percent: int | None,
+    tampered: tuple[str, ...],
+    others: tuple[str, ...],
+) -> None:
+    actual = would_serve(True, strategies, TARGET)
+    assert actual.percent == percent
+    assert len(actual.tampered) == len(tampered)
+    assert all(t.startswith(w) for t, w in zip(actual.tampered, tampered, strict=True))
+    assert len(actual.others) == len(others)
+    assert all(o.startswith(w) for o, w in zip(actual.others, others, strict=True))
+    assert matches(actual, on(25)) is (percent == 25 and not tampered and not others)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        *[("25", 25), ("0", 0), ("100", 100), ("101", None), ("\u00b2", None)],
+        *[("\u0663", None), ("", None), (" 5", None), ("-1", None), ("2.5", None)],
+        *[("9" * 17, None), (None, None)],
+    ],
+)
+def test_a_whole_percent_is_ascii_digits_in_range(text: str | None, number: int | None) -> None:
+    assert whole_number(text, 0, 100) == number
+
+
+ADDED = ("a default strategy (s-2) was added beside the controller's, serving everyone",)
+BESIDE = dataclasses.replace(on(25), strategy_id="s-1", others=ADDED)
+CONSTRAINED = dataclasses.replace(on(25), strategy_id="s-1", tampered=("1 constraint(s) …",))
+OFF = Serving(enabled=False)
+
+
+@pytest.mark.parametrize(
+    ("phase", "actual", "record", "verdict"),
+    [
+        # a kill is written whatever a person changed before it
+        (Phase.KILLED, on(40), Applied("r1", applied=on(25)), Verdict.WRITE),
+        (Phase.KILLED, BESIDE, Applied("r1", applied=on(25)), Verdict.WRITE),
+        (Phase.KILLED, BESIDE, None, Verdict.WRITE),
+        # once off was applied, turning it back on by hand is a person's change
+        (Phase.KILLED, on(25), Applied("r1", applied=OFF), Verdict.DRIFT),
+        # another strategy is drift: applied, not yet written, or taken back after a hold
+        (Phase.RUNNING, BESIDE, Applied("r1", applied=on(25)), Verdict.DRIFT),
+        (Phase.RUNNING, BESIDE, None, Verdict.DRIFT),
+        (Phase.RUNNING, BESIDE, Applied("r1", held_version=2), Verdict.DRIFT),
+        # the controller's own strategy tampered with: drift once applied, else rewritten
+        (Phase.RUNNING, CONSTRAINED, Applied("r1", applied=on(25)), Verdict.DRIFT),
+        (Phase.RUNNING, CONSTRAINED, None, Verdict.WRITE),
+        (Phase.RUNNING, CONSTRAINED, Applied("r1", held_version=2), Verdict.WRITE),
+    ],
+)
+def test_safety_first_then_every_strategy_counts(
+    phase: Phase, actual: Serving, record: Applied | None, verdict: Verdict
+) -> None:
+    state = rollout(phase)
+    want = desired(state, TARGET)
+    assert want is not None
+    assert reconcile(state, want, actual, record, TARGET)[0] is verdict

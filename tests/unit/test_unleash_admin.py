@@ -10,10 +10,12 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from controller.adapters.unleash import BackendUnavailable, UnleashAdmin, parse_feature
+from controller.adapters.unleash import BackendUnavailable, UnleashAdmin, Unreadable, parse_feature
 from controller.core.errors import ControllerError
-from controller.core.serving import Serving, Target
+from controller.core.serving import Applied, Serving, Target, Verdict, reconcile
 from controller.settings import UnleashSettings
+from tests.dripping import Dripper, canned
+from tests.unit.test_serving import rollout
 
 TARGET = Target("new-checkout", "default", "production", "userId")
 SETTINGS = UnleashSettings(url="http://unleash", admin_token=SecretStr("*:*.secret"))
@@ -118,7 +120,8 @@ async def test_off_only_turns_the_environment_off_and_only_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retriable"), [(503, True), (500, True), (429, True), (401, True), (400, False)]
+    ("status", "retriable"),
+    [(503, True), (500, True), (429, True), (401, True), (302, True), (400, False)],
 )
 async def test_refusals_are_retriable_or_not_by_status(status: int, retriable: bool) -> None:
     async with admin(lambda _r: httpx.Response(status, json={"message": "no"})) as client:
@@ -152,16 +155,143 @@ async def test_an_oversized_answer_is_refused() -> None:
         None,
         [],
         "x",
-        {"environments": "x"},
-        {"environments": [{"name": "production", "strategies": "x"}]},
-        {"environments": [{"name": "production", "enabled": "yes", "strategies": [1, None]}]},
-        feature(True, ours(rollout="101")),
-        feature(True, ours(rollout="-1")),
-        feature(True, ours(rollout="2.5")),
-        feature(True, ours(rollout="9" * 40)),
+        {"name": "new-checkout", "environments": "x"},
+        {"name": "new-checkout", "environments": [{"name": "production", "strategies": "x"}]},
+        {"name": "new-checkout", "environments": [{"name": "production", "enabled": "yes"}]},
+        {"name": "new-checkout", "environments": [{"name": "production", "strategies": [1]}]},
+        feature(True, {"id": "s-1", "parameters": {"rollout": "5"}}),  # a strategy with no name
+        feature(True, {**ours(), "disabled": "no"}),
     ],
 )
-def test_hostile_feature_documents_read_as_nothing_served(body: Any) -> None:
-    actual = parse_feature(body, TARGET)
+def test_a_document_of_another_shape_is_unreadable_never_nothing_served(body: Any) -> None:
+    with pytest.raises(Unreadable, match="is not a feature document") as caught:
+        parse_feature(body, TARGET)
+    assert caught.value.retriable
+
+
+@pytest.mark.parametrize("rollout", ["101", "-1", "2.5", "9" * 40, "\u00b2", "\u0663", "", " 5"])
+def test_an_unreadable_rollout_value_is_named_not_raised(rollout: str) -> None:
+    actual = parse_feature(feature(True, ours(rollout=rollout)), TARGET)
     assert actual.percent is None
-    assert actual.version is None
+    assert actual.strategy_id == "s-1"
+    assert actual.tampered == (f"rollout was set to {rollout[:20]!r}, not a whole percent",)
+
+
+WANT = Serving(True, 25, "userId", 3)
+OURS = ours(rcFlagVersion="3")
+CONSTRAINT = {"contextName": "userId", "operator": "IN", "values": ["ana"]}
+
+
+@pytest.mark.parametrize(
+    ("environment", "change"),
+    [
+        (
+            feature(True, OURS, {"id": "s-2", "name": "default", "parameters": {}}),
+            "a default strategy (s-2) was added beside the controller's, serving everyone",
+        ),
+        (
+            feature(True, {"id": "s-2", "name": "userWithId", "parameters": {}}, OURS),
+            "a userWithId strategy (s-2) was added beside the controller's, serving every unit",
+        ),
+        (
+            feature(True, OURS, {"name": "default", "constraints": [CONSTRAINT]}),
+            "a default strategy was added beside the controller's, serving the units its",
+        ),
+        (
+            feature(True, {**OURS, "constraints": [CONSTRAINT]}),
+            "1 constraint(s) were added to the flexibleRollout strategy",
+        ),
+        (
+            feature(True, {**OURS, "segments": [4]}),
+            "1 segment(s) were added to the flexibleRollout strategy",
+        ),
+        (
+            feature(True, {**OURS, "disabled": True}),
+            "the flexibleRollout strategy of new-checkout was disabled",
+        ),
+        (
+            feature(True, ours(rollout="\u00b2", rcFlagVersion="3")),
+            "rollout was set to '\u00b2', not a whole percent",
+        ),
+    ],
+)
+async def test_what_unleash_would_serve_beside_the_applied_strategy_is_drift_and_named(
+    environment: dict[str, Any], change: str
+) -> None:
+    async with admin(lambda _r: httpx.Response(200, json=environment)) as client:
+        actual = await client.read(TARGET)
+    record = Applied("r1", applied=WANT)
+    verdict, changes = reconcile(rollout(), WANT, actual, record, TARGET)
+    assert verdict is Verdict.DRIFT
+    assert [c for c in changes if c.startswith(change)], changes
+
+
+async def test_a_disabled_strategy_a_person_added_serves_nothing_and_is_no_drift() -> None:
+    body = feature(True, OURS, {"id": "s-2", "name": "default", "disabled": True})
+    async with admin(lambda _r: httpx.Response(200, json=body)) as client:
+        actual = await client.read(TARGET)
+    assert reconcile(rollout(), WANT, actual, Applied("r1", applied=WANT), TARGET) == (
+        Verdict.NOTHING,
+        [],
+    )
+
+
+async def test_a_tampered_strategy_is_put_back_whole_when_the_rollout_moves_on() -> None:
+    calls: list[tuple[str, str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=feature(True, {**OURS, "constraints": [CONSTRAINT]}))
+        calls.append((request.method, request.url.path, orjson.loads(request.content)))
+        return httpx.Response(200, json={})
+
+    async with admin(handler) as client:
+        actual = await client.read(TARGET)
+        held = Applied("r1", applied=WANT, held_version=2)
+        assert reconcile(rollout(), WANT, actual, held, TARGET) == (Verdict.WRITE, [])
+        await client.write(TARGET, WANT, actual, flag="checkout")
+    ((method, path, body),) = calls
+    assert (method, path, body["constraints"]) == ("PUT", f"{ENV}/strategies/s-1", [])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, content=orjson.dumps(feature(False)), headers={"content-type": "x"}),
+        httpx.Response(200, text="{not json", headers={"content-type": "application/json"}),
+        httpx.Response(200),
+    ],
+)
+async def test_an_answer_that_is_not_unleash_s_json_is_unreachable_not_a_change(
+    answer: httpx.Response,
+) -> None:
+    async with admin(lambda _r: answer) as client:
+        with pytest.raises(BackendUnavailable, match=r"answered .*(JSON|content type)") as caught:
+            await client.read(TARGET)
+    assert caught.value.retriable
+
+
+async def test_a_login_page_in_answer_to_a_write_is_no_write_done() -> None:
+    page = httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"})
+    async with admin(lambda _r: page) as client:
+        with pytest.raises(BackendUnavailable, match="content type 'text/html'"):
+            await client.write(TARGET, Serving(False), Serving(True, 25), flag="c")
+
+
+async def test_an_answer_dripping_in_fails_within_the_request_s_deadline() -> None:
+    # a byte every 0.05 s never trips a 0.3 s per-read timeout: only a deadline ends it
+    answer = canned(200, orjson.dumps(feature(True, OURS)))
+    dripper = Dripper(lambda *_: _ready(answer), slow=lambda _m, _p: True, every=0.05)
+    url = await dripper.start()
+    settings = SETTINGS.model_copy(update={"url": url, "request_timeout_seconds": 0.3})
+    try:
+        async with UnleashAdmin(settings) as client:
+            with pytest.raises(BackendUnavailable, match=r"no complete answer within 0\.3 s"):
+                await client.read(TARGET)
+    finally:
+        await dripper.close()
+
+
+async def _ready(answer: bytes) -> bytes:
+    return answer
