@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts test bench demo clean unleash
+.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,26 @@ contracts: $(VENV)/.installed
 
 check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
 
+tools:  ## redis-server, promtool, node/npm and chromium from Debian when missing (as root)
+	@.ci/tools
+
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
+	@.ci/tools
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	$(BIN)/python -m pytest
+
+# A machine without chromium and promtool: their tests, with both hidden from PATH, skip
+# with a "SERVICE MISSING:" line and no error, even with CI set.
+WITHOUT_TOOLS = chromium promtool
+WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
+	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
+WITHOUT_LOG = .artifacts/without-tools.log
+test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
+	@mkdir -p $(dir $(WITHOUT_LOG))
+	.ci/without $(WITHOUT_TOOLS) -- $(BIN)/python -m pytest -p no:cacheprovider -rs \
+		$(WITHOUT_TESTS) >$(WITHOUT_LOG) 2>&1; rc=$$?; cat $(WITHOUT_LOG); exit $$rc
+	@grep -q "SERVICE MISSING: 2 service(s) unavailable" $(WITHOUT_LOG) \
+		|| { echo "expected chromium and promtool to be reported missing"; exit 1; }
 
 # unleash-server from the npm registry (Node 18-20), pinned by ops/unleash/package-lock.json,
 # for the Unleash tests and bench/unleash.py; ops/unleash/server.js starts it.
