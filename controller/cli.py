@@ -30,17 +30,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon until SIGTERM")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon until SIGTERM",
+        description="Run the controller: ingest events into Redis aggregates, gate the "
+        "rollouts, apply signed commands and serve the HTTP API and console. SIGTERM or "
+        "Ctrl-C drains and stops it (exit 0; 3 when the drain outlasted "
+        "shutdown_grace_seconds); SIGHUP reloads the operator keys from --config.",
+    )
     _add_config(run)
 
-    config = commands.add_parser("config", help="inspect settings")
-    config_commands = config.add_subparsers(dest="config_command", required=True)
-    show = config_commands.add_parser("show", help="print the effective settings, secrets masked")
+    config = commands.add_parser(
+        "config",
+        help="inspect settings",
+        description="Inspect the settings the daemon would run with.",
+    )
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="VERB")
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective settings, secrets masked",
+        description="Load the settings as `run` would (--config, then RC_* variables, "
+        "KAFKA_BOOTSTRAP_SERVERS, REDIS_URL) and print them as JSON, secrets masked. "
+        "Exit 78 when they are invalid, naming each offending setting.",
+    )
     _add_config(show)
 
-    schemas = commands.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
-    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
-    export = schema_commands.add_parser("export", help="write the schema files")
+    schemas = commands.add_parser(
+        "schemas",
+        help="JSON Schema and AsyncAPI files of the contracts",
+        description="The JSON Schema of every message on the topics and the AsyncAPI "
+        "document that ties them to the topics, generated from the models.",
+    )
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True, metavar="VERB")
+    export = schema_commands.add_parser(
+        "export",
+        help="write the schema files",
+        description="Write the schema files to --out and print each path; with --check, "
+        "write nothing and exit 1 naming each file that differs from the models.",
+    )
     export.add_argument("--out", type=Path, default=Path("schemas"), help="directory (schemas/)")
     export.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"

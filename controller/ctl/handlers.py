@@ -245,7 +245,15 @@ def _plan_result(
     args: argparse.Namespace, path: Path, *, plan: Plan | None = None, error: str = ""
 ) -> None:
     if args.json:
-        print_json({"file": str(path), "valid": plan is not None, "error": error or None})
+        validated = None if plan is None else plan.model_dump(mode="json")
+        print_json(
+            {
+                "file": str(path),
+                "valid": plan is not None,
+                "error": error or None,
+                "plan": validated,
+            }
+        )
     elif plan is None:
         print(f"{path}: invalid: {error}")
     else:
