@@ -159,7 +159,7 @@ def _run(config: Path | None) -> int:
 
     settings = load_settings(config)
     logs.configure(settings.log)
-    return asyncio.run(wiring.run(settings))
+    return asyncio.run(wiring.run(settings, reread=lambda: load_settings(config)))
 
 
 def _show_config(config: Path | None) -> int:
