@@ -73,7 +73,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"
     )
     _add_demo(commands)
+    _add_dev(commands)
     return parser
+
+
+def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="keep the whole product running for your own flags: dev up, dev status, dev down",
+        description="`dev up` starts the embedded broker, Redis and model server and the "
+        "controller in the background, makes an operator key and prints the `export` lines "
+        'for rolloutctl, the app SDK and examples/app.py (eval "$(rollout-controller dev '
+        'up)"); `dev down` stops them; `dev status` says which run. Config, key, logs and '
+        "state live in --dir.",
+    )
+    verbs = dev.add_subparsers(dest="dev_command", required=True, metavar="VERB")
+    up = verbs.add_parser(
+        "up",
+        help="start everything and print the exports (again, if it is up)",
+        description="Start the broker, Redis, the model (unless --no-model) and the "
+        "controller, leave them running and print the exports. Exit 0 once the controller "
+        "is ready; 1 if something did not start (nothing is left running then).",
+    )
+    up.add_argument("--no-model", action="store_true", help="run without the model advisor")
+    up.add_argument(
+        "--port", type=int, metavar="PORT", help="the controller's HTTP port (8000 if free)"
+    )
+    down = verbs.add_parser("down", help="stop everything `dev up` started")
+    status = verbs.add_parser("status", help="which processes run (exit 1 if any is gone)")
+    for verb in (up, down, status):
+        verb.add_argument(
+            "--dir",
+            type=Path,
+            default=Path(".rollout-dev"),
+            metavar="DIR",
+            help="where the config, key, logs and state live (.rollout-dev)",
+        )
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -141,8 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config)
         if args.command == "config":
             return _show_config(args.config)
-        if args.command == "demo":
-            return _demo(args)
+        if args.command in ("demo", "dev"):
+            return _demo(args) if args.command == "demo" else _dev(args)
         return _schemas(args.out, check=args.check)
     except ConfigError as exc:
         print(f"rollout-controller: {exc}", file=sys.stderr)
@@ -186,6 +221,24 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"rollout-controller demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return run_demo(options)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from controller.demo import devstack  # noqa: PLC0415 - keep `--help` fast
+    from controller.dev.processes import ServiceUnavailable  # noqa: PLC0415
+
+    if args.dev_command == "down":
+        return devstack.down(args.dir)
+    if args.dev_command == "status":
+        return devstack.status(args.dir)
+    options = devstack.DevOptions(directory=args.dir, model=not args.no_model, port=args.port)
+    try:
+        return devstack.up(options)
+    except (ServiceUnavailable, RuntimeError, OSError) as exc:
+        print(f"rollout-controller dev up: {exc}", file=sys.stderr)
+        if isinstance(exc, ServiceUnavailable) and options.model:
+            print("the model is optional: `rollout-controller dev up --no-model`", file=sys.stderr)
+        return 1
 
 
 def _schemas(out: Path, *, check: bool) -> int:
