@@ -224,11 +224,11 @@ def _wait_ready(controller: ManagedProcess, url: str) -> None:
 
 def _print_exports(state: DevState) -> None:
     for name, value in state.exports.items():
-        print(f"export {name}={_quoted(value)}")
+        print(f"export {name}={shell_quoted(value)}")
     sys.stdout.flush()
 
 
-def _quoted(value: str) -> str:
+def shell_quoted(value: str) -> str:
     safe = value and all(c.isalnum() or c in "-_./:@=+," for c in value)
     return value if safe else "'" + value.replace("'", "'\\''") + "'"
 
