@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,11 @@ def test_a_pid_is_ours_only_while_its_command_line_holds_the_marker() -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
     )
     try:
-        assert alive(Process(child.pid, "time.sleep(60)", "", ""))
+        ours = Process(child.pid, "time.sleep(60)", "", "")
+        deadline = time.monotonic() + 30
+        while not alive(ours):  # until the child has exec'd its own command line
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         stranger = Process(child.pid, "redis-server", "", "")
         assert not alive(stranger)
         assert stop(stranger, timeout=1) is False  # not signalled: still running
