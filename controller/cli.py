@@ -31,17 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon until SIGTERM")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon until SIGTERM",
+        description="Run the controller: ingest events into Redis aggregates, gate the "
+        "rollouts, apply signed commands and serve the HTTP API and console. SIGTERM or "
+        "Ctrl-C drains and stops it (exit 0; 3 when the drain outlasted "
+        "shutdown_grace_seconds); SIGHUP reloads the operator keys from --config.",
+    )
     _add_config(run)
 
-    config = commands.add_parser("config", help="inspect settings")
-    config_commands = config.add_subparsers(dest="config_command", required=True)
-    show = config_commands.add_parser("show", help="print the effective settings, secrets masked")
+    config = commands.add_parser(
+        "config",
+        help="inspect settings",
+        description="Inspect the settings the daemon would run with.",
+    )
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="VERB")
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective settings, secrets masked",
+        description="Load the settings as `run` would (--config, then RC_* variables, "
+        "KAFKA_BOOTSTRAP_SERVERS, REDIS_URL) and print them as JSON, secrets masked. "
+        "Exit 78 when they are invalid, naming each offending setting.",
+    )
     _add_config(show)
 
-    schemas = commands.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
-    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
-    export = schema_commands.add_parser("export", help="write the schema files")
+    schemas = commands.add_parser(
+        "schemas",
+        help="JSON Schema and AsyncAPI files of the contracts",
+        description="The JSON Schema of every message on the topics and the AsyncAPI "
+        "document that ties them to the topics, generated from the models.",
+    )
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True, metavar="VERB")
+    export = schema_commands.add_parser(
+        "export",
+        help="write the schema files",
+        description="Write the schema files to --out and print each path; with --check, "
+        "write nothing and exit 1 naming each file that differs from the models.",
+    )
     export.add_argument("--out", type=Path, default=Path("schemas"), help="directory (schemas/)")
     export.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"
@@ -55,7 +82,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write the private key to this new file (mode 600), not stdout"
     )
     _add_demo(commands)
+    _add_dev(commands)
     return parser
+
+
+def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="keep the whole product running for your own flags: dev up, dev status, dev down",
+        description="`dev up` starts the embedded broker, Redis and model server and the "
+        "controller in the background, makes an operator key and prints the `export` lines "
+        'for rolloutctl, the app SDK and examples/app.py (eval "$(rollout-controller dev '
+        'up)"); `dev down` stops them; `dev status` says which run. Config, key, logs and '
+        "state live in --dir.",
+    )
+    verbs = dev.add_subparsers(dest="dev_command", required=True, metavar="VERB")
+    up = verbs.add_parser(
+        "up",
+        help="start everything and print the exports (again, if it is up)",
+        description="Start the broker, Redis, the model (unless --no-model) and the "
+        "controller, leave them running and print the exports. Exit 0 once the controller "
+        "is ready; 1 if something did not start (nothing is left running then).",
+    )
+    up.add_argument("--no-model", action="store_true", help="run without the model advisor")
+    up.add_argument(
+        "--port", type=int, metavar="PORT", help="the controller's HTTP port (8000 if free)"
+    )
+    down = verbs.add_parser("down", help="stop everything `dev up` started")
+    status = verbs.add_parser("status", help="which processes run (exit 1 if any is gone)")
+    for verb in (up, down, status):
+        verb.add_argument(
+            "--dir",
+            type=Path,
+            default=Path(".rollout-dev"),
+            metavar="DIR",
+            help="where the config, key, logs and state live (.rollout-dev)",
+        )
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": lambda: _run(args.config),
             "config": lambda: _show_config(args.config),
             "demo": lambda: _demo(args),
+            "dev": lambda: _dev(args),
             "signing-key": lambda: _signing_key(args.key_id, args.out),
         }
         handler = handlers.get(args.command, lambda: _schemas(args.out, check=args.check))
@@ -142,7 +205,7 @@ def _run(config: Path | None) -> int:
 
     settings = load_settings(config)
     logs.configure(settings.log)
-    return asyncio.run(wiring.run(settings))
+    return asyncio.run(wiring.run(settings, reread=lambda: load_settings(config)))
 
 
 def _show_config(config: Path | None) -> int:
@@ -190,6 +253,24 @@ def _signing_key(key_id: str, out: Path | None) -> int:
         printed["private_key_file"] = str(out)
     print(json.dumps(printed, indent=2))
     return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from controller.demo import devstack  # noqa: PLC0415 - keep `--help` fast
+    from controller.dev.processes import ServiceUnavailable  # noqa: PLC0415
+
+    if args.dev_command == "down":
+        return devstack.down(args.dir)
+    if args.dev_command == "status":
+        return devstack.status(args.dir)
+    options = devstack.DevOptions(directory=args.dir, model=not args.no_model, port=args.port)
+    try:
+        return devstack.up(options)
+    except (ServiceUnavailable, RuntimeError, OSError) as exc:
+        print(f"rollout-controller dev up: {exc}", file=sys.stderr)
+        if isinstance(exc, ServiceUnavailable) and options.model:
+            print("the model is optional: `rollout-controller dev up --no-model`", file=sys.stderr)
+        return 1
 
 
 def _schemas(out: Path, *, check: bool) -> int:

@@ -2,6 +2,9 @@
 
     python examples/app.py --bootstrap localhost:9092 --flag checkout --units 5000 --seconds 30
 
+(``--bootstrap`` defaults to ``$KAFKA_BOOTSTRAP_SERVERS``, which ``rollout-controller
+dev up`` prints.)
+
 Every second it serves a few hundred requests to random units, emits an
 exposure and a request outcome for each, and prints the arms it served and
 the emitter's counters.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 from collections import Counter
 
@@ -56,7 +60,11 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default="localhost:9092", help="Kafka host:port")
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="Kafka host:port (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)",
+    )
     parser.add_argument("--flag", default="checkout", help="the flag to serve")
     parser.add_argument("--units", type=int, default=5000, help="how many distinct units")
     parser.add_argument("--seconds", type=int, default=30, help="how long to run")

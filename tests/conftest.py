@@ -28,6 +28,8 @@ from controller.dev.unleash import UnleashServer
 from tests.services import (
     RedisServer,
     ServiceUnavailable,
+    absent_on_purpose,
+    chromium_binary,
     compose_command,
     kubectl_binary,
     node_binary,
@@ -82,12 +84,16 @@ def _announce(config: pytest.Config, line: str, *, red: bool = False) -> None:
         reporter.write_line(line, bold=True, red=red, yellow=not red)
 
 
-def _service_unavailable(config: pytest.Config, exc: ServiceUnavailable) -> NoReturn:
+def _service_unavailable(
+    config: pytest.Config, exc: ServiceUnavailable, *, tool: str | None = None
+) -> NoReturn:
     message = f"{SERVICE_MISSING} {exc}"
     missing = config.stash[_missing_services_key]
     if message not in missing:
         missing.append(message)
         _announce(config, f"!!! {message}", red=True)
+    if tool is not None and absent_on_purpose(tool):
+        pytest.skip(f"{message} ({tool} is hidden on purpose: RC_TESTS_WITHOUT)")
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set, so a missing service is a failure)", pytrace=False)
     pytest.skip(message)
@@ -218,7 +224,13 @@ def compose_cli(pytestconfig: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session")
 def promtool(pytestconfig: pytest.Config) -> str:
     """Path of Prometheus' ``promtool``."""
-    return _tool(pytestconfig, promtool_binary)
+    return _tool(pytestconfig, promtool_binary, name="promtool")
+
+
+@pytest.fixture(scope="session")
+def chromium(pytestconfig: pytest.Config) -> str:
+    """Path of Debian's ``chromium``, for the browser tests."""
+    return _tool(pytestconfig, chromium_binary, name="chromium")
 
 
 @pytest.fixture(scope="session")
@@ -233,11 +245,11 @@ def node(pytestconfig: pytest.Config) -> str:
     return _tool(pytestconfig, node_binary)
 
 
-def _tool(config: pytest.Config, find: Callable[[], _Found]) -> _Found:
+def _tool(config: pytest.Config, find: Callable[[], _Found], name: str | None = None) -> _Found:
     try:
         found = find()
     except ServiceUnavailable as exc:
-        _service_unavailable(config, exc)
+        _service_unavailable(config, exc, tool=name)
     _record_service(config, " ".join(found) if isinstance(found, list) else str(found))
     return found
 

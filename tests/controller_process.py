@@ -16,16 +16,17 @@ class ControllerProcess:
     Each run is a :class:`ManagedProcess` appending to the same log.
     """
 
-    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, *, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()) -> None:
         self._env = {**os.environ, **env}
         self.log_path = log_path
+        self._args = args  # after `run`: --config FILE
         self._proc: ManagedProcess | None = None
         self._run_starts_at = 0
 
     def start(self) -> ControllerProcess:
         self._run_starts_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = ManagedProcess(
-            [sys.executable, "-m", "controller", "run"], self.log_path, env=self._env
+            [sys.executable, "-m", "controller", "run", *self._args], self.log_path, env=self._env
         )
         return self
 

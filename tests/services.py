@@ -49,9 +49,12 @@ from controller.dev.redis_cluster import RedisClusterServers
 __all__ = [
     "LLM_MODEL_ALIAS",
     "LOCALHOST",
+    "WITHOUT_VARIABLE",
     "ManagedProcess",
     "RedisServer",
     "ServiceUnavailable",
+    "absent_on_purpose",
+    "chromium_binary",
     "docker_engine_available",
     "free_port",
     "redis_server_binary",
@@ -296,6 +299,16 @@ def compose_command() -> list[str]:
     )
 
 
+WITHOUT_VARIABLE = "RC_TESTS_WITHOUT"
+"""Tools a run hides on purpose (``RC_TESTS_WITHOUT="chromium promtool"``): their tests
+skip even with ``CI`` set. CI sets it to prove that a machine without them skips cleanly."""
+
+
+def absent_on_purpose(name: str) -> bool:
+    """Whether the run hides the tool ``name`` on purpose, so its tests skip even under CI."""
+    return name in os.environ.get(WITHOUT_VARIABLE, "").replace(",", " ").split()
+
+
 def promtool_binary() -> str:
     """Prometheus' ``promtool``, which checks the scrape config and runs the alert rule tests."""
     found = shutil.which("promtool")
@@ -303,6 +316,17 @@ def promtool_binary() -> str:
         raise ServiceUnavailable(
             "no promtool on PATH: `apt-get install --no-install-recommends prometheus` "
             "(Debian) or put the Prometheus release's promtool on PATH."
+        )
+    return found
+
+
+def chromium_binary() -> str:
+    """Debian's ``chromium``, which the ``playwright`` package drives for the console tests."""
+    found = shutil.which("chromium")
+    if found is None:
+        raise ServiceUnavailable(
+            "no chromium on PATH: `apt-get install chromium` (Debian; `make tools` does it). "
+            "The console's browser tests never download a browser."
         )
     return found
 

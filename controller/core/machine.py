@@ -261,13 +261,13 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
 
 def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:
     if state.phase is not Phase.RUNNING:
-        return state, [rejected(state, cmd, f"cannot pause a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot pause {_a(state.phase.value)} rollout")]
     return pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
 
 
 def _resume(state: Rollout, cmd: CommandInput) -> Step:
     if state.phase is not Phase.PAUSED:
-        return state, [rejected(state, cmd, f"cannot resume a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot resume {_a(state.phase.value)} rollout")]
     if state.pause_reason in (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION):
         return state, [rejected(state, cmd, "the rollout awaits an approval; use approve")]
     new = bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
@@ -283,7 +283,7 @@ def _approve(state: Rollout, cmd: CommandInput) -> Step:
 
 def _promote(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot promote a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot promote {_a(state.phase.value)} rollout")]
     if cmd.to_end:
         return complete(state, cmd.now, Cause.of(cmd, "promoted to the end"))
     return advance(state, cmd.now, Cause.of(cmd, "promoted"))
@@ -291,13 +291,13 @@ def _promote(state: Rollout, cmd: CommandInput) -> Step:
 
 def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot roll back a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot roll back {_a(state.phase.value)} rollout")]
     return roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
 
 
 def _abort(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot abort a {state.phase.value} rollout")]
+        return state, [rejected(state, cmd, f"cannot abort {_a(state.phase.value)} rollout")]
     new = bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
     return new, [PublishFlagState(), applied(state, new, cmd, "abort")]
 
@@ -315,3 +315,8 @@ _HANDLERS = {
     CommandAction.ABORT: _abort,
     CommandAction.KILL: _kill_cmd,
 }
+
+
+def _a(phase: str) -> str:
+    """The phase with its indefinite article, for a rejection: "a paused", "an aborted"."""
+    return f"{'an' if phase[:1] in tuple('aeiou') else 'a'} {phase}"

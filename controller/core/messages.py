@@ -311,6 +311,7 @@ class Alert(_Message):
         "backend_drift",
         "backend_unreachable",
         "backend_recovered",
+        "operator_keys",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
 from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 from controller.core.yamltext import load_yaml
@@ -39,7 +40,8 @@ MAX_COUNT = 1_000_000_000
 MAX_TOLERANCE = MAX_CONVERSION_VALUE
 """The largest guardrail tolerance: no metric moves further than a conversion value may."""
 
-Duration = Annotated[timedelta, Field(ge=timedelta(0), le=MAX_DURATION)]
+Duration = Annotated[timedelta, ReadableDuration, Field(ge=timedelta(0), le=MAX_DURATION)]
+"""``PT10M``, ``10m``, ``1h30m`` or seconds; a duration past a year is refused."""
 Count = Annotated[int, Field(le=MAX_COUNT)]
 
 

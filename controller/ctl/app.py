@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller import __version__
 from controller.core.messages import CommandAction
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
@@ -41,7 +42,7 @@ ACTION_HELP = {
     CommandAction.START: "start a rollout of FLAG with a plan",
     CommandAction.PAUSE: "pause a running rollout",
     CommandAction.RESUME: "resume a rollout paused by an operator or a sample-ratio mismatch",
-    CommandAction.PROMOTE: "skip to the next stage (or to 100%% with --to-end)",
+    CommandAction.PROMOTE: "skip to the next stage (or to 100% with --to-end)",
     CommandAction.ROLLBACK: "roll back: every unit gets control",
     CommandAction.ABORT: "stop the rollout and serve control, without calling it a failure",
     CommandAction.KILL: "kill the flag now (also from a completed rollout)",
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the controller, "
         "4 no decision in time, 78 bad configuration, plan or key.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for action in CommandAction:
         _add_action(commands, action)
@@ -109,7 +111,7 @@ def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAc
     sub = commands.add_parser(
         action.value,
         parents=[_signing_options(), _broker_options(), _output_options()],
-        help=ACTION_HELP[action],
+        help=ACTION_HELP[action].replace("%", "%%"),  # help strings are %-formatted
         description=f"{ACTION_HELP[action][:1].upper()}{ACTION_HELP[action][1:]}. "
         "The command is signed with your "
         "key, sent to the commands topic, and the controller's decision is awaited: "
@@ -274,10 +276,10 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
     # aiokafka logs each failed connection attempt; the one-line error says it.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
-    return run_guarded(lambda: _dispatch(args))
+    # Parsing is guarded too: `rolloutctl --help | head -1` must end quietly.
+    return run_guarded(lambda: _dispatch(build_parser().parse_args(argv)))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

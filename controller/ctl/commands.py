@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import stat
 import sys
 import time
@@ -30,7 +31,13 @@ from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import Command, CommandAction
 from controller.core.plan import Plan
-from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from controller.ctl.exits import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_READER_LEFT,
+    EXIT_USAGE,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -248,10 +255,24 @@ def run_guarded(body: Callable[[], int]) -> int:
     """Run a command's ``body``; turn the project's errors into one line and an exit code.
 
     Usage errors exit 2, bad configuration, plans or keys 78, anything else
-    the controller or the OS reports 1, and Ctrl-C 130.
+    the controller or the OS reports 1, and Ctrl-C 130. When the reader of
+    stdout goes away (``rolloutctl watch | head``) the command ends quietly
+    with 141, as a tool killed by SIGPIPE would.
     """
     try:
+        try:
+            return _errors_told(body)
+        finally:
+            sys.stdout.flush()  # here, not at exit: a reader that left is seen below
+    except BrokenPipeError as exc:
+        return _broken_pipe(exc)
+
+
+def _errors_told(body: Callable[[], int]) -> int:
+    try:
         return body()
+    except BrokenPipeError:
+        raise
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     except ConfigError as exc:
@@ -262,6 +283,24 @@ def run_guarded(body: Callable[[], int]) -> int:
         return fail(os_reason(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _broken_pipe(exc: BrokenPipeError) -> int:
+    if not stdout_reader_left():
+        return fail(os_reason(exc), EXIT_FAILURE)
+    # Nothing more can reach the reader; the interpreter's last flush must not try.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_READER_LEFT
+
+
+def stdout_reader_left() -> bool:
+    """Whether stdout is a pipe (or socket) whose reading end was closed."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR is reported whatever is asked
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError):  # no stdout at all: nobody to tell
+        return True
 
 
 def fail(message: str, code: int) -> int:

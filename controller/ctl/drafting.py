@@ -58,7 +58,11 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--model-url", metavar="URL", help="model server up to /v1, overrides config")
     sub.add_argument("--model", metavar="NAME", help="model name, overrides config")
     sub.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="(120)"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long the model may take to answer (120)",
     )
     sub.add_argument("--no-model", action="store_true", help="print the built-in template")
 

@@ -14,3 +14,5 @@ EXIT_CONFIG = 78  # EX_CONFIG
 """Bad configuration, plan or key."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C: 128 + SIGINT, as a shell reports it."""
+EXIT_READER_LEFT = 141
+"""The reader of stdout went away (``| head``): 128 + SIGPIPE, as a shell reports it."""

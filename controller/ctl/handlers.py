@@ -245,7 +245,15 @@ def _plan_result(
     args: argparse.Namespace, path: Path, *, plan: Plan | None = None, error: str = ""
 ) -> None:
     if args.json:
-        print_json({"file": str(path), "valid": plan is not None, "error": error or None})
+        validated = None if plan is None else plan.model_dump(mode="json")
+        print_json(
+            {
+                "file": str(path),
+                "valid": plan is not None,
+                "error": error or None,
+                "plan": validated,
+            }
+        )
     elif plan is None:
         print(f"{path}: invalid: {error}")
     else:
@@ -263,7 +271,10 @@ def keygen(args: argparse.Namespace) -> int:
     write_private_key(path, key, force=args.force)
     warn(f"wrote the private key to {path} (mode 0600); keep it secret")
     print(f"public key: {public}")
-    print("\nadd to the controller config (YAML), then restart the controller:\n")
+    print(
+        "\nadd to the controller config (YAML), then reload its keys with "
+        "`kill -HUP <controller pid>` (no restart):\n"
+    )
     print(config_snippet(key_id, public), end="")
     return 0
 

@@ -21,6 +21,8 @@ from controller.settings import KafkaSettings
 
 Sender = Callable[[], Awaitable[tuple[int, int]]]
 CLIENT_ID = "rolloutctl"
+REPLAY_MAX = 100_000
+"""At most this many messages already on the topics are replayed in time order."""
 
 
 async def send_and_await(
@@ -52,19 +54,46 @@ async def follow(
     from_beginning: bool,
     stop: asyncio.Event,
 ) -> AsyncGenerator[dict[str, Any]]:
-    """Every message on ``topics`` from now (or the beginning) until ``stop`` is set."""
+    """Every message on ``topics`` from now (or the beginning) until ``stop`` is set.
+
+    Each topic's partitions are read side by side, so a batch may hold a rollback's
+    alert before the decision it follows: each batch is put in time order, and
+    what is already on the topics (``from_beginning``, up to :data:`REPLAY_MAX`
+    messages) is read to its end first and replayed as one batch.
+    """
     reader = TopicReader(
         kafka, topics, from_end=not from_beginning, client_id=CLIENT_ID, timeout_s=30
     )
     async with reader:
+        if from_beginning:
+            values, _ = await reader.until_end(
+                key=None, max_records=REPLAY_MAX, max_kept=REPLAY_MAX, timeout_s=30
+            )
+            for message in in_time_order(_decode(values)):
+                yield message
         while not stop.is_set():
-            for message in await _poll(reader, 0.5):
+            for message in in_time_order(await _poll(reader, 0.5)):
                 yield message
 
 
+def in_time_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """By timestamp; at the same time a decision before the alert it raised (stable)."""
+
+    def when(message: dict[str, Any]) -> tuple[int, int]:
+        ts = message.get("ts")
+        at = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+        return at, 1 if message.get("type") == "alert" else 0
+
+    return sorted(messages, key=when)
+
+
 async def _poll(reader: TopicReader, seconds: float) -> list[dict[str, Any]]:
+    return _decode(await reader.values(seconds))
+
+
+def _decode(values: list[bytes] | list[bytes | None]) -> list[dict[str, Any]]:
     out = []
-    for value in await reader.values(seconds):
+    for value in values:
         try:
             message = orjson.loads(value or b"")
         except orjson.JSONDecodeError:

@@ -89,10 +89,19 @@ def decision_line(message: dict[str, Any]) -> str:
         return displayable(f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {summary}")
     where = _where(message)
     before, after = message.get("phase_before"), message.get("phase_after")
-    moved = f", {before} -> {after}" if before != after else f" ({after})" if after else ""
+    moved = _moved(before, after)
     reason = f": {message['reason']}" if message.get("reason") else ""
     action, outcome = message.get("action"), message.get("outcome")
     return displayable(f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}")
+
+
+def _moved(before: Any, after: Any) -> str:
+    """The phase change a decision made: ", paused -> running", " (running)", ", now running"."""
+    if not after:
+        return ""
+    if before == after:
+        return f" ({after})"
+    return f", {before} -> {after}" if before else f", now {after}"  # a start has no before
 
 
 def outcome_line(decision: dict[str, Any]) -> str:

@@ -39,7 +39,6 @@ import structlog
 from pydantic import ValidationError
 
 from controller.backoff import Backoff, sleep_or_stop
-from controller.core import signing
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
@@ -63,6 +62,7 @@ from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
 from controller.daemon.control import MAX_CONTROL_BYTES
 from controller.daemon.history import Recorder
+from controller.daemon.keyring import Keyring
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.daemon.rendering import render
@@ -120,7 +120,7 @@ class Engine:
         self._status = StatusView(
             states=states, aggregates=aggregates, stale_after=self._stale_after, clock=clock
         )
-        self._keys = {k: signing.load_public_key(v) for k, v in settings.operator_keys.items()}
+        self.keys = Keyring(settings.operator_keys)  # reloaded on SIGHUP (keyring.py)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Last aggregates read per flag, with the stage they belong to.
         self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
@@ -318,7 +318,7 @@ class Engine:
         refusal = control.refusal(
             command,
             raw,
-            keys=self._keys,
+            keys=self.keys,
             now=now,
             max_age_seconds=self._settings.command_max_age_seconds,
         )

@@ -45,6 +45,7 @@ from controller.daemon.engine import Engine
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
+from controller.daemon.keyring import KeyReloader
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
@@ -59,16 +60,22 @@ EXIT_OK = 0
 EXIT_FORCED = 3
 
 
-async def run(settings: Settings) -> int:
-    """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
+async def run(settings: Settings, *, reread: Callable[[], Settings] | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the process exit code.
+
+    ``reread`` loads the settings again (the config file and the environment):
+    SIGHUP reloads the operator keys from it (without it, from ``settings``).
+    """
     log.info("starting", config=settings.masked())
     _tune_garbage_collector()
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        return await _supervise(settings, stop)
+        return await _supervise(settings, stop, reread or (lambda: settings))
 
 
-async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
+async def _supervise(
+    settings: Settings, stop: asyncio.Event, reread: Callable[[], Settings]
+) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
     ingest = Ingest(settings=settings.ingest, metrics=metrics)
@@ -142,6 +149,10 @@ async def _supervise(settings: Settings, stop: asyncio.Event) -> int:
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
         }
+        keys = KeyReloader(
+            engine.keys, lambda: reread().engine.operator_keys, kafka.outputs, settings.topics
+        )
+        services["keys"] = (keys.run(), keys.stop)
         if sync is not None:
             sync.attach(engine.apply)
             services["backends"] = (sync.run(), sync.stop)

@@ -145,7 +145,7 @@ def _run(setup: RunSetup, console: Console) -> tuple[FlagView, ...]:
         _say(console, f"  controller: pid {controller.pid}, config {config}")
         _say(console, f"  advisor: {_advisor_label(setup.options)}")
         _say(console, f"  console: http://127.0.0.1:{endpoints.http_port}/ui (while the demo runs)")
-        _say(console, _try_this(setup, endpoints))
+        _say(console, _try_this(setup, config))
         log: IO[bytes] = stack.enter_context(setup.log_path.open("wb"))
         drive = session.Session(
             flags=setup.flags,
@@ -275,12 +275,12 @@ def _fault(setup: RunSetup) -> str:
     )
 
 
-def _try_this(setup: RunSetup, endpoints: Endpoints) -> str:
-    topics = topic_names(setup.run_id)
+def _try_this(setup: RunSetup, config: Path) -> str:
+    """A steering command to paste: the run's config names its broker and topics."""
     key = setup.workdir / "keys" / f"{KEY_ID}.key"
     return (
-        f"  operate it yourself: rolloutctl send pause {setup.flags[-1].name} --key {key} "
-        f"--key-id {KEY_ID} --bootstrap {endpoints.kafka} --topic {topics['commands']}"
+        f"  operate it yourself: rolloutctl pause {setup.flags[-1].name} --config {config} "
+        f"--key {key} --key-id {KEY_ID}"
     )
 
 

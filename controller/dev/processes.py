@@ -61,6 +61,7 @@ def read_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 # --------------------------------------------------------------------------------------
 
 _running: set[ManagedProcess] = set()
+_detached: list[ManagedProcess] = []
 _running_lock = threading.Lock()
 _exit_hook_installed = False
 
@@ -221,6 +222,17 @@ class ManagedProcess(StopOnExit):
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
         _untrack(self)
+
+    def detach(self) -> int:
+        """Leave the process running after this interpreter exits; its pid.
+
+        It is no longer stopped at exit: whoever detached it stops it by its
+        pid (``rollout-controller dev down``). The handle is kept, so it is
+        never collected while the child runs.
+        """
+        _untrack(self)
+        _detached.append(self)
+        return self.pid
 
     def __repr__(self) -> str:
         state = "running" if self.running() else f"exited({self.returncode})"

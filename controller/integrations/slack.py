@@ -85,12 +85,17 @@ def _picked(source: object, prefix: str, keys: Sequence[str]) -> list[tuple[str,
 
 
 def _scalar(value: object) -> bool:
+    """A value one field can show: a number, a text, or a list of texts (key ids, changes)."""
+    if isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
     return value is None or isinstance(value, str | int | float)
 
 
 def _show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list):
+        return (", ".join(value) or "-")[:MAX_VALUE_CHARS]
     return str(value)[:MAX_VALUE_CHARS]
 
 

@@ -6,8 +6,6 @@ launched by the ``playwright`` package's bundled driver.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -36,25 +34,16 @@ async def scenario(
         yield world
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-
-
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium; missing, the test fails under CI and is skipped elsewhere."""
-    executable = _chromium()
-    if executable is None:
-        message = "SERVICE MISSING: chromium (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """Debian's Chromium; missing, the test fails under CI and is skipped elsewhere.
+
+    ``chromium`` is session-scoped, so it is resolved (or the test skipped) before
+    the scenario's broker topics and observers are set up.
+    """
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=executable,
+            executable_path=chromium,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:

@@ -150,6 +150,11 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     ], lines
     alerts = [line.split()[2:5] for line in lines if " ALERT " in line]
     assert alerts == [["ALERT", "CRITICAL", "kill:"]], lines
+    # ...in the order things happened: the kill's alert after the kill, a start as "now"
+    kinds = [line.split()[2] for line in lines]
+    assert kinds.index("ALERT") == kinds.index("kill") + 1, lines
+    assert ", now running: ship it" in lines[0]
+    assert "None" not in watched.out
 
 
 async def test_a_rejected_command_says_why_and_exits_non_zero(

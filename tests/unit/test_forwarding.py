@@ -77,6 +77,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("backend_unreachable", "critical", {}, []),
     ("backend_recovered", "info", {"error": "ConnectError"}, ["ConnectError"]),
+    ("operator_keys", "info", {"added": ["bob"], "keys": ["alice", "bob"]}, ["alice, bob"]),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (

@@ -261,6 +261,23 @@ def test_rejections_say_why() -> None:
     assert decision.command_id == "c-resume"
 
 
+@pytest.mark.parametrize(
+    ("state_key", "action", "reason"),
+    [
+        ("aborted", CommandAction.PROMOTE, "cannot promote an aborted rollout"),
+        ("aborted", CommandAction.PAUSE, "cannot pause an aborted rollout"),
+        ("completed", CommandAction.ROLLBACK, "cannot roll back a completed rollout"),
+        ("killed", CommandAction.RESUME, "cannot resume a killed rollout"),
+        ("rolled_back", CommandAction.ABORT, "cannot abort a rolled_back rollout"),
+    ],
+)
+def test_rejections_read_as_english(state_key: str, action: CommandAction, reason: str) -> None:
+    _, actions = step(STATES[state_key], cmd(action))
+    (decision,) = actions
+    assert isinstance(decision, RecordDecision)
+    assert decision.reason == reason
+
+
 # -- dry-run guardrails: alerted once per stage, never acted upon ---------------------
 
 DRY_RUN_GATES = ("gate-advance", "gate-hold", "gate-rollback", "gate-srm")
