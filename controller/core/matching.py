@@ -1,0 +1,250 @@
+"""Evaluate an audience rule against a context: compiled once into closures, never raising.
+
+Evaluation is three-valued (Kleene's logic, as SQL treats NULL). A condition
+is *unknown* when its attribute is missing or ``null``, has the wrong type
+for the operator's value (a number against a string, ``"42"`` against ``42``,
+a boolean against a number), does not parse (``semver``, ``date``), or names
+a segment the lookup does not know. Then:
+
+* ``not unknown`` is unknown;
+* ``and`` is false if any part is false, else unknown if any part is, else true;
+* ``or`` is true if any part is true, else unknown if any part is, else false;
+* a rule **matches only when it is true**: unknown serves the rule's "no".
+
+So ``country != "TH"`` and ``not (country == "TH")`` do not match a context
+without ``country``, and ``plan == "pro" or country == "TH"`` still matches
+a pro user whose country is missing. The result does not depend on the order
+of the parts, so short-circuiting is safe in any language.
+
+Values are compared exactly as they are: strings by code points, case
+sensitive, without Unicode normalisation (like unit ids in bucketing);
+numbers as IEEE-754 binary64, so an integer context value is converted to
+binary64 first, as JSON parsers in other languages do (NaN is unknown);
+booleans only equal booleans. :mod:`controller.core.rule_values` defines
+semantic versions and instants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.core.audience import (
+    AllOf,
+    AnyOf,
+    AudienceRule,
+    Condition,
+    Instant,
+    Node,
+    NotRule,
+    Segment,
+    Semver,
+)
+from controller.core.rule_values import instant_ns, semver_key
+
+Truth = bool | None
+"""True, false or unknown (``None``)."""
+
+
+class SegmentLookup(Protocol):
+    """Who is in a named segment; ``None`` when the segment is not known here."""
+
+    def member(self, segment: str, value: str) -> bool | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IdSegments:
+    """Segments as sets of ids: membership costs one hash lookup."""
+
+    sets: Mapping[str, Collection[str]] = field(default_factory=dict)
+
+    def member(self, segment: str, value: str) -> bool | None:
+        ids = self.sets.get(segment)
+        return None if ids is None else value in ids
+
+
+NO_SEGMENTS = IdSegments()
+Context = Mapping[str, object]
+Check = Callable[[Context, SegmentLookup], Truth]
+
+_COMPARE: dict[str, Callable[[object, object], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,  # type: ignore[operator]
+    "<=": lambda a, b: a <= b,  # type: ignore[operator]
+    ">": lambda a, b: a > b,  # type: ignore[operator]
+    ">=": lambda a, b: a >= b,  # type: ignore[operator]
+}
+
+
+def as_number(value: object) -> float | None:
+    """A context value as binary64, or ``None`` if it is no number (booleans are not)."""
+    kind = type(value)
+    if kind is float:
+        number = value
+    elif kind is int:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            return None
+    else:
+        return None
+    # NaN is the one value unequal to itself (and this is faster than math.isnan).
+    return number if number == number else None  # type: ignore[return-value]  # noqa: PLR0124
+
+
+def as_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_bool(value: object) -> bool | None:
+    return value if type(value) is bool else None
+
+
+def _as_semver(value: object) -> object:
+    return semver_key(value) if isinstance(value, str) else None
+
+
+def _as_instant(value: object) -> object:
+    return instant_ns(value) if isinstance(value, str) else None
+
+
+def _condition(node: Condition) -> Check:
+    name, op, value = node.attribute, node.op, node.value
+    if isinstance(value, Segment):
+        return _segment(name, value.segment, negate=op == "not in")
+    if isinstance(value, list):
+        return _listed(name, value, negate=op == "not in")
+    if op in ("starts_with", "ends_with", "contains"):
+        return _string_op(name, op, str(value))
+    read: Callable[[object], object]
+    literal: object
+    if isinstance(value, Semver):
+        read, literal = _as_semver, semver_key(value.semver)
+    elif isinstance(value, Instant):
+        read, literal = _as_instant, instant_ns(value.date)
+    elif isinstance(value, bool):
+        read, literal = _as_bool, value
+    elif isinstance(value, int | float):
+        read, literal = as_number, float(value)
+    else:
+        read, literal = as_text, value
+    return _compare(name, read, _COMPARE[op], literal)
+
+
+def _compare(
+    name: str,
+    read: Callable[[object], object],
+    compare: Callable[[object, object], bool],
+    literal: object,
+) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = read(context.get(name))
+        return None if actual is None else compare(actual, literal)
+
+    return check
+
+
+def _string_op(name: str, op: str, literal: str) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = context.get(name)
+        if not isinstance(actual, str):
+            return None
+        if op == "starts_with":
+            return actual.startswith(literal)
+        return actual.endswith(literal) if op == "ends_with" else literal in actual
+
+    return check
+
+
+def _listed(name: str, values: list[str] | list[int | float], *, negate: bool) -> Check:
+    read = as_text if isinstance(values[0], str) else as_number
+    allowed = frozenset(float(v) if not isinstance(v, str) else v for v in values)
+
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = read(context.get(name))
+        return None if actual is None else (actual in allowed) is not negate
+
+    return check
+
+
+def _segment(name: str, segment: str, *, negate: bool) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = context.get(name)
+        if not isinstance(actual, str):
+            return None
+        member = segments.member(segment, actual)
+        return None if member is None else member is not negate
+
+    return check
+
+
+def _all(parts: tuple[Check, ...]) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        unknown = False
+        for part in parts:
+            truth = part(context, segments)
+            if truth is False:
+                return False
+            if truth is None:
+                unknown = True
+        return None if unknown else True
+
+    return check
+
+
+def _any(parts: tuple[Check, ...]) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        unknown = False
+        for part in parts:
+            truth = part(context, segments)
+            if truth is True:
+                return True
+            if truth is None:
+                unknown = True
+        return None if unknown else False
+
+    return check
+
+
+def _not(part: Check) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        truth = part(context, segments)
+        return None if truth is None else not truth
+
+    return check
+
+
+def compile_node(node: Node) -> Check:
+    """A function of (context, segments) giving the node's truth."""
+    if isinstance(node, AllOf):
+        return _all(tuple(compile_node(child) for child in node.all_of))
+    if isinstance(node, AnyOf):
+        return _any(tuple(compile_node(child) for child in node.any_of))
+    if isinstance(node, NotRule):
+        return _not(compile_node(node.negated))
+    return _condition(node)
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """A validated rule, compiled: ask it whether a context is in the audience."""
+
+    rule: AudienceRule
+    check: Check
+
+    @classmethod
+    def of(cls, rule: AudienceRule) -> Audience:
+        return cls(rule, compile_node(rule.root))
+
+    def truth(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> Truth:
+        """True, false or unknown; a context that breaks evaluation is unknown."""
+        try:
+            return self.check(context, segments)
+        except Exception:  # a hostile context or lookup must not reach the app
+            return None
+
+    def matches(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> bool:
+        """Whether the context is in the audience: only a true rule matches."""
+        return self.truth(context, segments) is True
