@@ -26,9 +26,10 @@ semantic versions and instants.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.core.audience import (
     AllOf,
@@ -68,14 +69,17 @@ NO_SEGMENTS = IdSegments()
 Context = Mapping[str, object]
 Check = Callable[[Context, SegmentLookup], Truth]
 
-_COMPARE: dict[str, Callable[[object, object], bool]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,  # type: ignore[operator]
-    "<=": lambda a, b: a <= b,  # type: ignore[operator]
-    ">": lambda a, b: a > b,  # type: ignore[operator]
-    ">=": lambda a, b: a >= b,  # type: ignore[operator]
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
+MEMO_SIZE = 4096
+"""Parsed semver and date values remembered per condition: an app sees few distinct ones."""
+_MISS = object()
 
 
 def as_number(value: object) -> float | None:
@@ -94,20 +98,15 @@ def as_number(value: object) -> float | None:
     return number if number == number else None  # type: ignore[return-value]  # noqa: PLR0124
 
 
-def as_text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+# Each kind of condition has its own closure, with the test (a C function from
+# ``operator`` or ``str``) chosen at compile time: one Python call per condition.
 
-
-def _as_bool(value: object) -> bool | None:
-    return value if type(value) is bool else None
-
-
-def _as_semver(value: object) -> object:
-    return semver_key(value) if isinstance(value, str) else None
-
-
-def _as_instant(value: object) -> object:
-    return instant_ns(value) if isinstance(value, str) else None
+_TEXT_TESTS: dict[str, Callable[[str, str], bool]] = {
+    **_COMPARE,
+    "starts_with": str.startswith,
+    "ends_with": str.endswith,
+    "contains": operator.contains,
+}
 
 
 def _condition(node: Condition) -> Check:
@@ -116,57 +115,77 @@ def _condition(node: Condition) -> Check:
         return _segment(name, value.segment, negate=op == "not in")
     if isinstance(value, list):
         return _listed(name, value, negate=op == "not in")
-    if op in ("starts_with", "ends_with", "contains"):
-        return _string_op(name, op, str(value))
-    read: Callable[[object], object]
-    literal: object
     if isinstance(value, Semver):
-        read, literal = _as_semver, semver_key(value.semver)
-    elif isinstance(value, Instant):
-        read, literal = _as_instant, instant_ns(value.date)
-    elif isinstance(value, bool):
-        read, literal = _as_bool, value
-    elif isinstance(value, int | float):
-        read, literal = as_number, float(value)
-    else:
-        read, literal = as_text, value
-    return _compare(name, read, _COMPARE[op], literal)
+        return _parsed(name, semver_key, _COMPARE[op], semver_key(value.semver))
+    if isinstance(value, Instant):
+        return _parsed(name, instant_ns, _COMPARE[op], instant_ns(value.date))
+    if isinstance(value, bool):
+        return _boolean(name, _COMPARE[op], value)
+    if isinstance(value, int | float):
+        return _number(name, _COMPARE[op], float(value))
+    return _text(name, _TEXT_TESTS[op], value)
 
 
-def _compare(
-    name: str,
-    read: Callable[[object], object],
-    compare: Callable[[object, object], bool],
-    literal: object,
-) -> Check:
+def _text(name: str, test: Callable[[str, str], bool], literal: str) -> Check:
     def check(context: Context, segments: SegmentLookup) -> Truth:
-        actual = read(context.get(name))
-        return None if actual is None else compare(actual, literal)
+        actual = context.get(name)
+        return test(actual, literal) if isinstance(actual, str) else None
 
     return check
 
 
-def _string_op(name: str, op: str, literal: str) -> Check:
+def _boolean(name: str, test: Callable[[bool, bool], bool], literal: bool) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = context.get(name)
+        return test(actual, literal) if type(actual) is bool else None
+
+    return check
+
+
+def _number(name: str, test: Callable[[float, float], bool], literal: float) -> Check:
+    def check(context: Context, segments: SegmentLookup) -> Truth:
+        actual = as_number(context.get(name))
+        return None if actual is None else test(actual, literal)
+
+    return check
+
+
+def _parsed(
+    name: str, parse: Callable[[str], Any], test: Callable[[Any, Any], bool], literal: object
+) -> Check:
+    """A semver or date condition; parsed values are remembered, parsing costs the most."""
+    memo: dict[str, object] = {}
+
     def check(context: Context, segments: SegmentLookup) -> Truth:
         actual = context.get(name)
         if not isinstance(actual, str):
             return None
-        if op == "starts_with":
-            return actual.startswith(literal)
-        return actual.endswith(literal) if op == "ends_with" else literal in actual
+        parsed = memo.get(actual, _MISS)
+        if parsed is _MISS:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()  # simpler than LRU, and bounded
+            parsed = memo[actual] = parse(actual)
+        return None if parsed is None else test(parsed, literal)
 
     return check
 
 
 def _listed(name: str, values: list[str] | list[int | float], *, negate: bool) -> Check:
-    read = as_text if isinstance(values[0], str) else as_number
-    allowed = frozenset(float(v) if not isinstance(v, str) else v for v in values)
+    if isinstance(values[0], str):
+        texts = frozenset(values)
 
-    def check(context: Context, segments: SegmentLookup) -> Truth:
-        actual = read(context.get(name))
-        return None if actual is None else (actual in allowed) is not negate
+        def check_text(context: Context, segments: SegmentLookup) -> Truth:
+            actual = context.get(name)
+            return (actual in texts) is not negate if isinstance(actual, str) else None
 
-    return check
+        return check_text
+    numbers = frozenset(float(v) for v in values)
+
+    def check_number(context: Context, segments: SegmentLookup) -> Truth:
+        actual = as_number(context.get(name))
+        return None if actual is None else (actual in numbers) is not negate
+
+    return check_number
 
 
 def _segment(name: str, segment: str, *, negate: bool) -> Check:
@@ -247,4 +266,7 @@ class Audience:
 
     def matches(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> bool:
         """Whether the context is in the audience: only a true rule matches."""
-        return self.truth(context, segments) is True
+        try:  # truth() inlined: this is on every flag evaluation
+            return self.check(context, segments) is True
+        except Exception:  # a hostile context or lookup must not reach the app
+            return False

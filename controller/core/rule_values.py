@@ -44,7 +44,7 @@ ASCII, and a shorter list that is a prefix of a longer one sorts first.
 
 def _numeric(text: str) -> int | None:
     """A numeric identifier: ASCII digits, no leading zero unless it is ``0``."""
-    if not text or not set(text) <= _DIGITS or (len(text) > 1 and text[0] == "0"):
+    if not (text.isascii() and text.isdigit()) or (text[0] == "0" and len(text) > 1):
         return None
     return int(text)
 
@@ -82,7 +82,7 @@ def _pre_release(text: str) -> PreRelease | None:
         return None
     key: list[tuple[int, int | str]] = []
     for identifier in identifiers:
-        if set(identifier) <= _DIGITS:
+        if identifier.isascii() and identifier.isdigit():
             number = _numeric(identifier)
             if number is None:
                 return None
@@ -94,7 +94,7 @@ def _pre_release(text: str) -> PreRelease | None:
 
 def _field(text: str, start: int, width: int, low: int, high: int) -> int | None:
     piece = text[start : start + width]
-    if len(piece) != width or not set(piece) <= _DIGITS:
+    if len(piece) != width or not (piece.isascii() and piece.isdigit()):
         return None
     value = int(piece)
     return value if low <= value <= high else None
