@@ -26,6 +26,7 @@ semantic versions and instants.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -90,8 +91,8 @@ def as_number(value: object) -> float | None:
     elif kind is int:
         try:
             number = float(value)  # type: ignore[arg-type]
-        except OverflowError:
-            return None
+        except OverflowError:  # as a JSON parser reads 1e400 (and JavaScript any such integer)
+            number = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     else:
         return None
     # NaN is the one value unequal to itself (and this is faster than math.isnan).
@@ -115,10 +116,10 @@ def _condition(node: Condition) -> Check:
         return _segment(name, value.segment, negate=op == "not in")
     if isinstance(value, list):
         return _listed(name, value, negate=op == "not in")
-    if isinstance(value, Semver):
-        return _parsed(name, semver_key, _COMPARE[op], semver_key(value.semver))
-    if isinstance(value, Instant):
-        return _parsed(name, instant_ns, _COMPARE[op], instant_ns(value.date))
+    if isinstance(value, Semver | Instant):
+        parse = semver_key if isinstance(value, Semver) else instant_ns
+        literal = value.semver if isinstance(value, Semver) else value.date
+        return _parsed(name, parse, _COMPARE[op], parse(literal))
     if isinstance(value, bool):
         return _boolean(name, _COMPARE[op], value)
     if isinstance(value, int | float):
