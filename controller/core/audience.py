@@ -62,6 +62,7 @@ RESERVED_WORDS = frozenset(
 )
 """Words of the text form, which therefore cannot name an attribute."""
 
+ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 NAME_CHARS = _NAME_START | frozenset("0123456789.")
 
@@ -122,7 +123,11 @@ def _only_float(value: object) -> object:
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-AttributeName = Annotated[str, AfterValidator(_attribute)]
+AttributeName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_CHARS, pattern=ATTRIBUTE_PATTERN),
+    AfterValidator(_attribute),  # the reserved words
+]
 Text = Annotated[
     str, StringConstraints(max_length=MAX_STRING_CHARS, strict=True), AfterValidator(_unicode)
 ]

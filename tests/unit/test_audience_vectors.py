@@ -13,12 +13,17 @@ import json
 import subprocess
 from collections import Counter
 from functools import cache
+from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from controller.core.audience import AudienceRule
 from controller.core.matching import Audience, IdSegments
 from controller.core.rule_text import parse
 from tests.vectors import audience_generate as generate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @cache
@@ -64,6 +69,26 @@ def test_the_vectors_cover_the_edges() -> None:
     assert any(c.get("name") == "cafe\u0301" for c in contexts)  # the NFD form
     assert any(c.get("country") is None and "country" in c for c in contexts)  # null
     assert any(c.get("age") == "18" for c in contexts)  # a numeric string
+
+
+def test_the_published_schema_takes_every_vectors_rule_and_refuses_bad_ones() -> None:
+    schema = json.loads((ROOT / "schemas" / "audience.schema.json").read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema)
+    for v in _file()["vectors"]:
+        validator.validate(v["rule"])
+    condition = {"attribute": "a", "op": "==", "value": 1}
+    for bad in (
+        {"and": [condition]},
+        {**condition, "attribute": "1a"},
+        {**condition, "extra": True},
+        {**condition, "value": "x" * 257},
+        {**condition, "op": "in", "value": []},
+        {"not": condition, "and": [condition, condition]},
+    ):
+        assert not validator.is_valid(bad), bad
+    # One corner the schema cannot draw: 2**53 is a JSON Schema number, but the
+    # model refuses integers no binary64 holds exactly.
+    assert validator.is_valid({**condition, "value": 2**53})
 
 
 def test_a_javascript_client_written_from_the_spec_passes_every_vector(node: str) -> None:
