@@ -19,9 +19,9 @@ of the parts, so short-circuiting is safe in any language.
 Values are compared exactly as they are: strings by code points, case
 sensitive, without Unicode normalisation (like unit ids in bucketing);
 numbers as IEEE-754 binary64, so an integer context value is converted to
-binary64 first, as JSON parsers in other languages do (NaN is unknown);
-booleans only equal booleans. :mod:`controller.core.rule_values` defines
-semantic versions and instants.
+binary64 first, as JSON parsers in other languages do (one beyond its range
+is infinite; NaN is unknown); booleans only equal booleans.
+:mod:`controller.core.rule_values` defines semantic versions and instants.
 """
 
 from __future__ import annotations
