@@ -219,6 +219,15 @@ def main() -> None:
         ("portable 5 conditions: JSONLogic (datalogic)", datalogic(ctxs), few),
         ("portable 5 conditions: Unleash engine", unleash(ctxs), few),
     ]
+    # Every rule matches every context, so each case must serve what bucketing alone serves:
+    # a candidate that silently answered "no" would skip the bucketing and look fast.
+    served = [baseline(i) for i in range(CONTEXTS)]
+    for name, check, _ in cases[1:-1]:
+        if check is not None and [check(i) for i in range(CONTEXTS)] != served:
+            raise SystemExit(f"{name} does not match every context")
+    unleash_case = cases[-1][1]
+    if unleash_case is not None and not unleash_case(0).is_found:  # type: ignore[attr-defined]
+        raise SystemExit("the Unleash engine does not know the flag")
     # Every case once per round, best round kept: a load that comes and goes
     # during the run then weighs on all cases alike rather than on one.
     present = [(name, check, n) for name, check, n in cases if check is not None]
