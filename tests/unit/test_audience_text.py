@@ -316,3 +316,27 @@ def test_any_rule_survives_text_and_json_round_trips(node: object) -> None:
         return  # deeper than allowed: the bounds tests cover it
     assert parse(to_text(rule)) == rule
     assert AudienceRule.model_validate_json(rule.to_json()) == rule
+
+
+_TOKENS = st.sampled_from(
+    [
+        *["a", "b.c", "==", "!=", "<", ">=", "in", "not", "and", "or", "(", ")", "[", "]", ","],
+        *['"x"', '"\\u00e9"', "1", "-2.5e3", "true", "segment", "semver", "date", '("2.0.0")'],
+        *["starts_with", "contains", '"', "\\", "\n", " ", "é", "=", "!", "01", "1e999"],
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_TOKENS, max_size=30).map(" ".join) | st.text(max_size=200))
+def test_any_text_is_a_rule_or_a_positioned_refusal(text: str) -> None:
+    try:
+        rule = parse(text)
+    except RuleSyntaxError as error:
+        refused = error
+    else:
+        assert parse(to_text(rule)) == rule
+        return
+    lines = text.split("\n")
+    assert 1 <= refused.line <= len(lines)
+    assert 1 <= refused.column <= len(lines[refused.line - 1]) + 1

@@ -10,12 +10,15 @@ evaluator must give the expected truth. A JavaScript client written from
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from controller.core.audience import AudienceRule
@@ -102,3 +105,15 @@ def test_a_javascript_client_written_from_the_spec_passes_every_vector(node: str
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     assert json.loads(done.stdout) == {"checked": len(_file()["vectors"]), "mismatches": []}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_the_evaluator_agrees_with_the_reference_on_random_rules(rng: random.Random) -> None:
+    segments = IdSegments({name: frozenset(ids) for name, ids in generate.SEGMENTS.items()})
+    text = generate._random_rule(rng, 3)
+    audience = Audience.of(parse(text))
+    wire = json.loads(audience.rule.to_json())
+    for _ in range(5):
+        context = generate._random_context(rng)
+        assert audience.truth(context, segments) is generate.truth(wire, context), (text, context)
