@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.core.audience import MAX_CONDITIONS, MAX_DEPTH, AudienceRule, conditions, depth
 from controller.core.matching import MEMO_SIZE, Audience, IdSegments, Truth
 from controller.core.rule_text import parse
 from controller.core.rule_values import instant_ns, semver_key
@@ -219,3 +220,40 @@ def test_the_result_does_not_depend_on_the_order_of_the_parts() -> None:
             forward = truth(f'a == 1 {word} b == 1 {word} c == "x"', context)
             backward = truth(f'c == "x" {word} b == 1 {word} a == 1', context)
             assert forward is backward
+
+
+def test_the_generated_source_holds_no_text_from_the_rule() -> None:
+    hostile = '"); import os; os.system("x"); ("'
+    rule = AudienceRule.model_validate(
+        {
+            "or": [
+                {"attribute": "__builtins__", "op": "==", "value": hostile},
+                {"attribute": "__import__", "op": "in", "value": {"segment": "os.system"}},
+                {"attribute": "k0", "op": "==", "value": 1},
+            ]
+        }
+    )
+    audience = Audience.of(rule)
+    for word in ("import", "os", "system", "__builtins__", "__import__"):
+        assert word not in audience.source, word
+    assert audience.truth({"k0": 1}) is True
+    assert audience.truth({"__builtins__": hostile}) is True
+    assert audience.truth({"__import__": "x"}) is None  # the segment "os.system" is unknown
+
+
+def test_the_largest_rule_compiles_and_evaluates() -> None:
+    # Ten levels of alternating and / or, 64 conditions in all: the bounds' worst case.
+    text, used = "a0 == 0", 1
+    for level in range(1, MAX_DEPTH):
+        word = "and" if level % 2 else "or"
+        extra = 6 if level < MAX_DEPTH - 1 else MAX_CONDITIONS - used
+        parts = [f"a{used + i} == {used + i}" for i in range(extra)]
+        used += extra
+        text = f" {word} ".join([f"({text})", *parts])
+    rule = parse(text)
+    assert depth(rule.root) == MAX_DEPTH
+    assert len(conditions(rule.root)) == MAX_CONDITIONS
+    audience = Audience.of(rule)
+    everything = {f"a{i}": i for i in range(used)}
+    assert audience.truth(everything) is True
+    assert audience.truth({}) is None
