@@ -6,7 +6,7 @@ case once per round, the best round kept) of:
 * **no rule**: bucketing only (``controller.core.bucketing.assign``), the baseline;
 * **5-condition rule**: ``country == "TH" and plan in [...] and app_version >=
   semver(...) and registered_at < date(...) and email ends_with "..."`` through
-  :mod:`controller.core.matching` (compiled once into closures), then bucketing.
+  :mod:`controller.core.matching` (compiled once into one function), then bucketing.
   Every context matches, so all five conditions run: the costliest case of ``and``;
 * **100,000-id segment**: ``user_id in segment("big")`` against a set of
   100,000 ids, then bucketing;
