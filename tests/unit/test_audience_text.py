@@ -233,6 +233,10 @@ def test_a_deep_json_rule_is_refused() -> None:
     hostile = '{"not":' * 20_000 + json.dumps(wire) + "}" * 20_000
     with pytest.raises(ValidationError, match="recursion limit"):
         AudienceRule.model_validate_json(hostile)
+    for _ in range(100_000):  # as Python objects too: refused, never a stack overflow
+        wire = {"not": wire}
+    with pytest.raises(ValidationError):
+        AudienceRule.model_validate(wire)
 
 
 def test_the_json_form_uses_the_words_of_the_text() -> None:
