@@ -19,9 +19,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import TypeAdapter
 
+from controller.core.audience import AudienceRule
 from controller.core.messages import PUBLISHED_MODELS
 
 JsonObject = dict[str, Any]
+
+COMPONENT_MODELS: dict[str, Any] = {"audience": AudienceRule}
+"""Parts of messages published as schemas of their own (no topic carries them alone)."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "https://rollout-controller.dev/schemas/v1/"
@@ -63,6 +67,11 @@ _SCHEMA_TEXT: dict[str, tuple[str, str]] = {
     ),
     "alert": ("Alert", "Something a person should know about a rollout."),
     "monitor": ("Monitor alert", "An uptime monitor changed state; `down` kills mapped flags."),
+    "audience": (
+        "Audience rule",
+        "Which units a rule selects: conditions on context attributes joined by "
+        '`and`, `or` and `not` (the JSON form of the text `country == "TH" and ...`).',
+    ),
 }
 
 
@@ -143,7 +152,8 @@ DEFAULT_TOPICS: dict[str, str] = {t.key: t.default for t in _TOPICS}
 
 def json_schemas() -> dict[str, JsonObject]:
     """Return the JSON Schema (Draft 2020-12) of each published contract, by file stem."""
-    return {stem: _json_schema(stem, model) for stem, model in PUBLISHED_MODELS.items()}
+    models = {**PUBLISHED_MODELS, **COMPONENT_MODELS}
+    return {stem: _json_schema(stem, model) for stem, model in models.items()}
 
 
 def _json_schema(stem: str, model: Any) -> JsonObject:
