@@ -26,6 +26,7 @@ from controller.core import signing
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
+from controller.core.planlint import Finding, errors, lint
 from controller.ctl import steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,
@@ -150,7 +151,14 @@ def _plan(action: str, path: Path | None) -> Plan | None:
     if path is None:
         warn("no --plan given; using the default plan (1% -> 5% -> 25% -> 50% -> 100%)")
         return DEFAULT_PLAN
-    return _read_plan(path)
+    plan = _read_plan(path)
+    findings = lint(plan)
+    if wrong := errors(findings):
+        # The controller refuses it too; saying so here spares a signed command.
+        raise ConfigError(f"plan {path} cannot work: " + "; ".join(map(str, wrong)))
+    for finding in findings:
+        warn(f"plan {path}: {finding}")
+    return plan
 
 
 def _read_plan(path: Path) -> Plan:
@@ -228,7 +236,11 @@ async def _show(args: argparse.Namespace, follow: AsyncGenerator[dict[str, Any],
 
 
 def validate_plans(args: argparse.Namespace) -> int:
-    """Parse each plan file; print its stages, or every error, then exit 0 or 78."""
+    """Parse and lint each plan file; print its stages and findings, or every error.
+
+    Exit 78 if any file does not parse or has a finding of severity error
+    (a plan that cannot work); warnings are printed and leave the exit at 0.
+    """
     failed = 0
     for path in args.files:
         try:
@@ -237,21 +249,37 @@ def validate_plans(args: argparse.Namespace) -> int:
             failed += 1
             _plan_result(args, path, error=str(exc))
             continue
-        _plan_result(args, path, plan=plan)
+        findings = lint(plan)
+        failed += bool(errors(findings))
+        _plan_result(args, path, plan=plan, findings=findings)
     return EXIT_CONFIG if failed else 0
 
 
 def _plan_result(
-    args: argparse.Namespace, path: Path, *, plan: Plan | None = None, error: str = ""
+    args: argparse.Namespace,
+    path: Path,
+    *,
+    plan: Plan | None = None,
+    error: str = "",
+    findings: list[Finding] | None = None,
 ) -> None:
+    findings = findings or []
+    wrong = errors(findings)
     if args.json:
-        print_json({"file": str(path), "valid": plan is not None, "error": error or None})
-    elif plan is None:
+        error = error or "; ".join(map(str, wrong))
+        valid = plan is not None and not wrong
+        shown = [f.as_dict() for f in findings]
+        print_json({"file": str(path), "valid": valid, "error": error or None, "findings": shown})
+        return
+    if plan is None:
         print(f"{path}: invalid: {error}")
-    else:
-        ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
-        guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
-        print(f"{path}: valid plan {plan.name!r}: {ladder}; guardrails: {guardrails}")
+        return
+    ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
+    guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
+    verdict = "invalid: cannot work as written" if wrong else "valid"
+    print(f"{path}: {verdict} plan {plan.name!r}: {ladder}; guardrails: {guardrails}")
+    for finding in findings:
+        print(f"  {finding}")
 
 
 def keygen(args: argparse.Namespace) -> int:
