@@ -53,6 +53,13 @@ FIXED: dict[str, bytes] = {
     "narrative_rollback_25": _reply(
         200, completion('{"narrative": "It was rolled back at stage 3/5 (25%)."}')
     ),
+    "narrative_partly": _reply(
+        200,
+        completion(
+            '{"narrative": "It was rolled back at stage 2/5 (5%) after 70 s.'
+            " Errors ran x40 the control's rate.\"}"
+        ),
+    ),
     "narrative_invented": _reply(
         200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 123456789 s."}')
     ),
