@@ -30,7 +30,9 @@ def completion(content: str, *, model: str = "fake") -> bytes:
 
 
 def advice(action: str) -> bytes:
-    return completion(f'{{"action": "{action}", "confidence": 0.9, "rationale": "looks fine"}}')
+    return completion(
+        f'{{"action": "{action}", "confidence": 0.9, "rationale": "error rate looks fine"}}'
+    )
 
 
 def _reply(status: int, body: bytes, *headers: str) -> bytes:
