@@ -26,6 +26,7 @@ from controller.core.numerals import (
     Written,
     numbers_in,
     numerals,
+    numeric,
     sentences,
     stripped,
 )
@@ -73,8 +74,7 @@ def messages(facts: list[str]) -> list[dict[str, str]]:
 
 def unsupported(narrative: str, facts: list[str]) -> list[str]:
     """The numbers of ``narrative`` that no fact supports or that cannot be read."""
-    known = _Known(facts)
-    return [n.text for n in numerals(narrative.split()) if not known.supports(n)]
+    return _Known(facts).unsupported(narrative.split())
 
 
 def check(narrative: str, facts: list[str]) -> Checked:
@@ -86,7 +86,7 @@ def check(narrative: str, facts: list[str]) -> Checked:
     known = _Known(facts)
     kept, wrong, dropped = [], [], 0
     for words in sentences(narrative):
-        bad = [n.text for n in numerals(words) if not known.supports(n)]
+        bad = known.unsupported(words)
         if bad:
             dropped += 1
             wrong += bad
@@ -127,6 +127,21 @@ class _Known:
             n.value for fact in facts for n in numbers_in(fact) if isinstance(n, Written)
         ]
         self.words = set(words) | {piece for w in words for piece in w.split("_")}
+
+    def unsupported(self, words: list[str]) -> list[str]:
+        """The numbers of ``words`` no fact supports, as written.
+
+        A word of numbers joined by a slash must be one the facts write: "3/5"
+        is a stage label as the facts give it, but "1/2" is a fraction, and
+        "1" and "2" each being somewhere in the facts does not make it true.
+        """
+        bad, plain = [], []
+        for word in words:
+            bare = stripped(word)
+            slashed = "/" in bare and numeric(bare) and bare not in self.words
+            bad += [bare] if slashed else []
+            plain.append("" if slashed else word)
+        return bad + [n.text for n in numerals(plain) if not self.supports(n)]
 
     def supports(self, number: Numeral) -> bool:
         if number.text in self.words:  # copied as the facts write it

@@ -35,7 +35,8 @@ FACTS = [
         ("Treatment had 98 errors.", ["98"]),  # garbled
         ("The delta was 0.02.", ["0.02"]),  # one significant digit: rounding not accepted
         ("The delta was -0.0204.", ["-0.0204"]),  # the wrong sign
-        ("It failed at stage 4/5 (50%).", ["4", "50%"]),
+        ("It failed at stage 4/5 (50%).", ["4/5", "50%"]),
+        ("About 1/2 of the units at stage 2/5 saw it.", ["1/2"]),  # a fraction, not a label
         ("Treatment had 1,524 units.", ["1,524"]),
         ("No numbers at all, just words.", []),
         ("At 10:01 it was rolled back.", ["10"]),  # no time among the facts (1 is: p 1)
@@ -108,6 +109,7 @@ BYPASSES = [
     "Latency rose 10\u2076 times.",
     "Treatment had \u0667\u0664 errors.",
     "Errors rose by \uff17\uff14%.",
+    "About 1/2 of the units saw it.",
     "The error rate rose up74% overnight.",
     "The error rate doubled.",
 ]
