@@ -276,8 +276,8 @@ def _plan_result(
         return
     ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
     guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
-    verdict = "invalid: cannot work as written" if wrong else "valid"
-    print(f"{path}: {verdict} plan {plan.name!r}: {ladder}; guardrails: {guardrails}")
+    said = f"invalid: plan {plan.name!r} cannot work" if wrong else f"valid plan {plan.name!r}"
+    print(f"{path}: {said}: {ladder}; guardrails: {guardrails}")
     for finding in findings:
         print(f"  {finding}")
 

@@ -135,7 +135,7 @@ def test_every_readme_plan_validates_without_findings_and_can_complete(block: st
         (
             "stages:\n  - {percent: 5}\n  - {percent: 100}\n",
             EXIT_CONFIG,
-            ["invalid: cannot work as written", "error: stages[1].min_units_per_arm:"],
+            ["invalid: plan 'default' cannot work:", "error: stages[1].min_units_per_arm:"],
         ),
         (
             "stages:\n  - {percent: 5}\n  - {percent: 100, min_units_per_arm: 0}\n"
@@ -147,17 +147,17 @@ def test_every_readme_plan_validates_without_findings_and_can_complete(block: st
             "stages:\n  - {percent: 5}\n  - {percent: 50}\nguardrails: [{metric: error_rate}]\n"
             "min_metric_events: 1000000000\n",
             EXIT_CONFIG,
-            ["invalid: cannot work", "error: min_metric_events:"],
+            ["invalid: plan 'default' cannot work:", "error: min_metric_events:"],
         ),
         (
             "stages:\n  - {percent: 5}\n  - {percent: 50}\nalpha: 1.0e-12\n",
             EXIT_CONFIG,
-            ["invalid: cannot work", "error: alpha:"],
+            ["invalid: plan 'default' cannot work:", "error: alpha:"],
         ),
         (
             "stages:\n  - {percent: 5}\n  - {percent: 50}\nsrm_p_threshold: 1.0e-30\n",
             EXIT_CONFIG,
-            ["invalid: cannot work", "error: srm_p_threshold:"],
+            ["invalid: plan 'default' cannot work:", "error: srm_p_threshold:"],
         ),
     ],
 )
