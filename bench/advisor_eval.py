@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
-from controller.core.advice import Opinion
+from controller.core.advice import Opinion, incoherence
 from controller.core.aggregates import FlagAggregates
 from controller.core.gate import evaluate
 from controller.core.plan import Guardrail, Plan, Stage
@@ -194,7 +194,17 @@ async def ask_all(llm: LlmSettings, cases: list[Situation]) -> list[dict[str, An
             advice = await advisor.advise(case.shown())
             action = advice.advice.action if isinstance(advice, Opinion) else None
             agree = action in case.accept
-            results.append({"name": case.name, "kind": case.kind, "action": action, "agree": agree})
+            # a rationale that contradicts its action is not reasoning, whatever the action
+            muddled = incoherence(advice.advice) if isinstance(advice, Opinion) else None
+            results.append(
+                {
+                    "name": case.name,
+                    "kind": case.kind,
+                    "action": action,
+                    "agree": agree,
+                    "incoherent": muddled,
+                }
+            )
             print(f"[eval] {case.kind:<11} {case.name:<36} {action or advice}", file=sys.stderr)
     return results
 
@@ -212,6 +222,9 @@ def summary(results: list[dict[str, Any]], model: str) -> dict[str, Any]:
         "agreement_when_parsed": round(sum(r["agree"] for r in parsed) / max(len(parsed), 1), 3),
         "by_kind": {k: round(sum(v) / len(v), 3) for k, v in by_kind.items()},
         "actions": dict(Counter(str(r["action"]) for r in results)),
+        "incoherent_when_parsed": round(
+            sum(r["incoherent"] is not None for r in parsed) / max(len(parsed), 1), 3
+        ),
     }
 
 
@@ -237,5 +250,8 @@ if __name__ == "__main__":
         help="how replies are constrained (json_object for llama-cpp-python)",
     )
     report = main(parser.parse_args())
-    print(f"agreement {report['agreement']:.0%}, parseable {report['parseable']:.0%}")
+    print(
+        f"agreement {report['agreement']:.0%}, parseable {report['parseable']:.0%},"
+        f" incoherent when parsed {report['incoherent_when_parsed']:.0%}"
+    )
     print(json.dumps(report))

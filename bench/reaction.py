@@ -53,7 +53,7 @@ TOPICS = ("events", "commands", "monitors", "flag_state", "decisions", "alerts",
 PLAN = Plan(
     stages=[
         Stage(percent=50, min_duration=timedelta(hours=1), min_units_per_arm=0),
-        Stage(percent=100, min_duration=timedelta(0)),
+        Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
     ],
     guardrails=[Guardrail(metric="error_rate")],
 )

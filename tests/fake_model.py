@@ -30,7 +30,9 @@ def completion(content: str, *, model: str = "fake") -> bytes:
 
 
 def advice(action: str) -> bytes:
-    return completion(f'{{"action": "{action}", "confidence": 0.9, "rationale": "looks fine"}}')
+    return completion(
+        f'{{"action": "{action}", "confidence": 0.9, "rationale": "error rate looks fine"}}'
+    )
 
 
 def _reply(status: int, body: bytes, *headers: str) -> bytes:
@@ -52,6 +54,13 @@ FIXED: dict[str, bytes] = {
     ),
     "narrative_rollback_25": _reply(
         200, completion('{"narrative": "It was rolled back at stage 3/5 (25%)."}')
+    ),
+    "narrative_partly": _reply(
+        200,
+        completion(
+            '{"narrative": "It was rolled back at stage 2/5 (5%) after 70 s.'
+            " Errors ran x40 the control's rate.\"}"
+        ),
     ),
     "narrative_invented": _reply(
         200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 123456789 s."}')

@@ -28,7 +28,7 @@ from controller.console.pages import (
     stage_text,
     ts_ms,
 )
-from controller.core.wording import advice_text, decided_at, stage_label
+from controller.core.wording import advice_text, decided_at, quotable_rationale, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -209,7 +209,8 @@ def _opinion(decision: Mapping[str, Any], advice: Mapping[str, Any]) -> str:
     """The advisor's opinion in the words the demo and reports use, then the gate's decision."""
     when = f"<time>{esc(clock(decision.get('ts')))}</time>"
     said = esc(advice_text(dict(advice), rationale_chars=0))
-    rationale = str(advice.get("rationale") or "")[:MAX_RATIONALE_CHARS]
+    rationale, _ = quotable_rationale(dict(advice))  # incoherent: advice_text says so instead
+    rationale = rationale[:MAX_RATIONALE_CHARS]
     why = (
         f'<br>Advisor\'s rationale: <q class="rationale">{esc(rationale)}</q>'
         if advice.get("status") == "ok" and rationale

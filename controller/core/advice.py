@@ -18,7 +18,11 @@ when it is bad, slow or hostile. So:
   characters (:func:`~controller.core.text.displayable`) before they reach
   ``rollout.decisions``, where every surface shows them;
 * what the advice may do is decided by the state machine, not here: it can
-  only make a decision more cautious.
+  only make a decision more cautious;
+* a reply whose rationale contradicts its action, names no reason, or is not
+  about the rollout is recorded as incoherent (:func:`incoherence`); every
+  surface then says so instead of quoting the rationale as reasoning. Its
+  action still counts: an incoherent hold or rollback is as cautious as any.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ PROMPT_VERSION = "gate-v2"
 MAX_UNTRUSTED_CHARS = 200
 MAX_MODEL_CHARS = 100
 MAX_CAUSE_CHARS = 300
+MAX_RATIONALE_CHARS = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 FENCE = "<<<GATE_DATA>>>"
 
@@ -49,7 +54,7 @@ class Advice(BaseModel):
     action: Literal["advance", "hold", "rollback"]
     confidence: Annotated[float, Field(ge=0, le=1)]
     # The model's words, kept as data: never an escape sequence or a reordering.
-    rationale: Annotated[str, Field(max_length=500), AfterValidator(displayable)]
+    rationale: Annotated[str, Field(max_length=MAX_RATIONALE_CHARS), AfterValidator(displayable)]
 
 
 ADVICE_SCHEMA: dict[str, Any] = {
@@ -78,9 +83,12 @@ class Opinion:
         object.__setattr__(self, "model", displayable(clip(self.model, MAX_MODEL_CHARS)))
 
     def evidence(self) -> dict[str, Any]:
+        why = incoherence(self.advice)
         return {
             "status": "ok",
             **self.advice.model_dump(),
+            "coherent": why is None,
+            **({"incoherence": why} if why is not None else {}),
             "model": self.model,
             "latency_ms": round(self.latency_ms, 1),
             "prompt_version": self.prompt_version,
@@ -108,6 +116,82 @@ class Unavailable:
 
 
 AdvisorResult = Opinion | Unavailable
+
+_ADVANCE_WORDS = frozenset({"advance", "advancing", "proceed", "proceeding", "continue", "promote"})
+_CAUTION_WORDS = frozenset(
+    {"hold", "holding", "wait", "pause", "halt", "stop", "rollback", "revert", "abort"}
+)
+_NEGATIONS = frozenset({"no", "not", "nothing", "never", "without", "nor", "neither", "against"})
+_DESCRIBED = frozenset({"guardrails", "metrics", "bounds", "tests", "numbers", "they", "results"})
+"""Before "hold", these make it a description ("the guardrails hold"), not a recommendation."""
+_FILLER = frozenset({"ok", "okay", "yes", "fine", "good", "safe", "go", "now", "it", "to", "the"})
+_ROLLOUT_VOCABULARY = """
+error errors rate rates latency p95 p99 conversion conversions value srm sample ratio units unit
+traffic stage stages guardrail guardrails control treatment arm arms regression regressed
+regressions delta bound bounds p-value confidence data evidence metric metrics users requests
+flag rollout split percent exposures significant noise
+"""
+_ROLLOUT_WORDS = frozenset(_ROLLOUT_VOCABULARY.split())
+"""Words of a rationale about this rollout; a digit counts too."""
+
+
+def incoherence(advice: Advice) -> str | None:
+    """Why ``advice``'s rationale cannot be quoted as its reasoning; None when it can."""
+    return rationale_problem(advice.action, advice.rationale)
+
+
+def rationale_problem(action: str, rationale: str) -> str | None:
+    """Why ``rationale`` cannot be quoted as the reasoning for ``action``; None when it can.
+
+    Incoherent: a rationale that gives no reason (empty, or only action words),
+    one that is not about the rollout (no metric, stage, arm or number), or one
+    that recommends the other direction: advance while it argues only for
+    caution (hold, pause, rollback), or caution while it argues only for
+    advancing. Negated words ("no need to roll back") and "the guardrails hold"
+    are not recommendations.
+    """
+    words = _words(rationale[:MAX_RATIONALE_CHARS])
+    if not [w for w in words if w not in _ADVANCE_WORDS | _CAUTION_WORDS | _FILLER | {"|"}]:
+        return "its rationale gives no reason"
+    if not any(w in _ROLLOUT_WORDS or any(c.isdigit() for c in w) for w in words):
+        return "its rationale is not about the rollout"
+    forward, back = _recommends(words)
+    if action == "advance" and back and not forward:
+        return "its rationale argues for caution while it says advance"
+    if action != "advance" and forward and not back:
+        return f"its rationale argues for advancing while it says {action[:20]}"
+    return None
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words, with each clause's end kept as a "|" word."""
+    spaced = text.lower().replace("roll back", "rollback").replace("roll-back", "rollback")
+    for mark in ",.;:!?()[]{}":
+        spaced = spaced.replace(mark, " | ")
+    for mark in "\"'":
+        spaced = spaced.replace(mark, " ")
+    return spaced.replace("n't", " not").split()
+
+
+def _recommends(words: list[str]) -> tuple[bool, bool]:
+    """Whether the words argue for advancing, and for caution, outside negated clauses.
+
+    A negation ("no", "not", "nothing", ...) negates the rest of its clause:
+    "no reason to hold or pause" recommends neither.
+    """
+    forward = back = negated = False
+    for i, word in enumerate(words):
+        if word == "|":
+            negated = False
+        elif word in _NEGATIONS:
+            negated = True
+        elif negated:
+            continue
+        elif word in _ADVANCE_WORDS:
+            forward = True
+        elif word in _CAUTION_WORDS and not (word == "hold" and i and words[i - 1] in _DESCRIBED):
+            back = True
+    return forward, back
 
 
 def clip(text: str, limit: int) -> str:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from controller.core.advice import Opinion, Unavailable
+from controller.core.advice import Advice, Opinion, Unavailable, incoherence
 from controller.core.messages import CommandAction
 from controller.core.rollout import (
     Action,
@@ -88,7 +88,7 @@ from controller.core.transitions import (
     roll_back,
 )
 from controller.core.watching import stale_reminder, watch_alert, watch_evidence
-from controller.core.wording import at_stage, rollout_stage
+from controller.core.wording import INCOHERENT, at_stage, rollout_stage
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -183,13 +183,20 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
         )
         return held, [decision(state, held, "hold", dataclasses.replace(why, kind="advisor"))]
     if event.advisor_mode == "gating" and opinion == "rollback":
-        objection = given.rationale[:200] if given else ""
-        why = dataclasses.replace(why, reason=f"the advisor objects: {objection}")
+        why = dataclasses.replace(why, reason=f"the advisor objects{_objection(given)}")
         return pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
     if state.plan.stages[state.stage].approval:
         approval = Cause("gate", "the stage needs an operator's approval", None, why.evidence)
         return pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
     return advance(state, event.now, why)
+
+
+def _objection(given: Advice | None) -> str:
+    """The advisor's rationale for a rollback, unless incoherent: that still pauses, unquoted."""
+    if given is None:
+        return ""
+    incoherent = incoherence(given)
+    return f" ({INCOHERENT}: {incoherent})" if incoherent else f": {given.rationale[:200]}"
 
 
 def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:

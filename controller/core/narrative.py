@@ -1,26 +1,38 @@
-"""A model's short account of a rollout, kept only if every number in it is true.
+"""A model's short account of a rollout, each sentence kept only if every number in it is true.
 
 A canary report may open with a few sentences written by the model. A model,
 small ones especially, invents or garbles numbers, so the narrative is checked
-before it is shown: every number in it must be one of the facts the model was
-given (as written, or that fact rounded to the precision the narrative shows,
-or a share written as a percent), else the whole narrative is dropped and the
-report says why. Pure: the prompt, the reply's schema and the checker; the
-call to the model is the caller's.
+before it is shown: every number in a sentence must be one of the facts the
+model was given (as written, or that fact rounded to the precision the
+narrative shows, or a share written as a percent), else the sentence is
+dropped, and the report says how many were and why; with none left there is
+no narrative. Numbers are found by :mod:`controller.core.numerals`, which
+treats any word holding a numeric character of any script or a number word
+as a number: one it cannot read (``½``, ``x40``, ``.74``, "twice") is one no
+fact supports, so a sentence holding it is dropped, never shown unchecked.
+Pure: the prompt, the reply's schema and the checker; the call to the model
+is the caller's.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from controller.core.numerals import (
+    MINUS,
+    Numeral,
+    Written,
+    numbers_in,
+    numerals,
+    numeric,
+    sentences,
+    stripped,
+)
 from controller.core.text import displayable
 
 MAX_NARRATIVE_CHARS = 1200
-MINUS = "\u2212"
-"""The minus sign a model may write instead of a hyphen."""
 MAX_FACTS = 60
 PROMPT_VERSION = "narrative-v1"
 
@@ -38,20 +50,18 @@ SYSTEM = (
     'Reply with JSON: {"narrative": "..."}'
 )
 
-_NUMBER = re.compile(
-    r"(?<![\w.])([-+\u2212]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[-+\u2212]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
-    r"(\s*(?:%|pp\b))?"
-)
+_UNSUPPORTED_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
-class Written:
-    """A number as the narrative writes it: its value, its decimals, and if it is a percent."""
+class Checked:
+    """A narrative after the check: the sentences kept, and what the dropped ones held."""
 
     text: str
-    value: Decimal
-    decimals: int
-    percent: bool
+    kept: int
+    dropped: int
+    wrong: tuple[str, ...]
+    """The numbers of the dropped sentences that no fact supports or that cannot be read."""
 
 
 def messages(facts: list[str]) -> list[dict[str, str]]:
@@ -63,42 +73,81 @@ def messages(facts: list[str]) -> list[dict[str, str]]:
     ]
 
 
-def numbers_in(text: str) -> list[Written]:
-    """Every number written in ``text``, with its precision and whether it is a percent."""
-    found = []
-    for match in _NUMBER.finditer(text):
-        raw = match.group(1).replace(",", "").replace(MINUS, "-")
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            continue
-        if not value.is_finite():
-            continue
-        exponent = value.as_tuple().exponent
-        decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-        found.append(Written(match.group(0).strip(), value, decimals, bool(match.group(2))))
-    return found
-
-
 def unsupported(narrative: str, facts: list[str]) -> list[str]:
-    """The numbers of ``narrative`` that no fact supports; empty when every one is true."""
-    known = [n.value for fact in facts for n in numbers_in(fact)]
-    return [n.text for n in numbers_in(narrative) if not _supported(n, known)]
+    """The numbers of ``narrative`` that no fact supports or that cannot be read."""
+    return _Known(facts).unsupported(narrative.split())
+
+
+def check(narrative: str, facts: list[str]) -> Checked:
+    """``narrative`` with every sentence dropped that holds a number no fact supports.
+
+    A number the reader cannot turn into a value (``½``, ``x40``, "twice") is
+    one no fact supports: it is never shown unchecked.
+    """
+    known = _Known(facts)
+    kept, wrong, dropped = [], [], 0
+    for words in sentences(narrative):
+        bad = known.unsupported(words)
+        if bad:
+            dropped += 1
+            wrong += bad
+        else:
+            kept.append(" ".join(words))
+    return Checked(" ".join(kept), len(kept), dropped, tuple(wrong))
 
 
 def accepted(reply: Any, facts: list[str]) -> tuple[str | None, str]:
-    """The narrative in a model's parsed reply if it is sound, else None; and why not."""
+    """The checked narrative in a model's parsed reply, or None; and what was dropped, why.
+
+    The reason is empty when the whole narrative was kept; with some sentences
+    kept it says how many were dropped, for the report to note.
+    """
     text = reply.get("narrative") if isinstance(reply, dict) else None
     if not isinstance(text, str) or not text.strip():
         return None, "the model wrote no narrative"
     text = " ".join(displayable(text).split())
     if len(text) > MAX_NARRATIVE_CHARS:
         return None, "the model's narrative is too long"
-    wrong = unsupported(text, facts)
-    if wrong:
-        shown = ", ".join(wrong[:5])
-        return None, f"it held numbers that are not in the evidence ({shown})"
-    return text, ""
+    checked = check(text, facts)
+    if not checked.dropped:
+        return checked.text, ""
+    shown = ", ".join(checked.wrong[:_UNSUPPORTED_SHOWN])
+    numbers = f"numbers that are not in the evidence or cannot be checked ({shown})"
+    if not checked.kept:
+        return None, f"it held {numbers}"
+    total = checked.kept + checked.dropped
+    return checked.text, f"{checked.dropped} of its {total} sentences dropped: they held {numbers}"
+
+
+class _Known:
+    """The facts' numbers, and their words as written (a name like ``latency_p99``)."""
+
+    def __init__(self, facts: list[str]) -> None:
+        words = [stripped(w) for fact in facts for w in fact.split()]
+        self.values = [
+            n.value for fact in facts for n in numbers_in(fact) if isinstance(n, Written)
+        ]
+        self.words = set(words) | {piece for w in words for piece in w.split("_")}
+
+    def unsupported(self, words: list[str]) -> list[str]:
+        """The numbers of ``words`` no fact supports, as written.
+
+        A word of numbers joined by a slash must be one the facts write: "3/5"
+        is a stage label as the facts give it, but "1/2" is a fraction, and
+        "1" and "2" each being somewhere in the facts does not make it true.
+        """
+        bad, plain = [], []
+        for word in words:
+            bare = stripped(word)
+            slashed = "/" in bare and numeric(bare) and bare not in self.words
+            bad += [bare] if slashed else []
+            plain.append("" if slashed else word)
+        return bad + [n.text for n in numerals(plain) if not self.supports(n)]
+
+    def supports(self, number: Numeral) -> bool:
+        if number.text in self.words:  # copied as the facts write it
+            return True
+        return isinstance(number, Written) and _supported(number, self.values)
 
 
 def _supported(written: Written, known: list[Decimal]) -> bool:

@@ -11,7 +11,9 @@ a draft for a person to review. So:
   a valid plan can still be a reckless one;
 * otherwise the template for the risk level is used, and the caller says why;
 * the YAML explains each stage in a comment built from the validated numbers
-  only, never from text the model wrote.
+  only, never from text the model wrote, and marks the lines the model wrote
+  (:data:`FROM_MODEL`), so the settings it was not asked for read as the
+  controller's defaults, not as its judgement.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import yaml
 
 from controller.core.advice import FENCE, untrusted
 from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.planlint import lint
 
 Risk = Literal["low", "medium", "high"]
 RISKS: tuple[Risk, ...] = ("low", "medium", "high")
 MAX_DESCRIPTION_CHARS = 500
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _MINUTE = timedelta(minutes=1)
+FROM_MODEL = "# from the model"
+"""The comment ending each line of a draft whose values the model chose."""
 
 
 def _stage(percent: float, minutes: int, units: int, *, approval: bool = False) -> Stage:
@@ -150,8 +155,12 @@ def draft_messages(risk: Risk, description: str) -> list[dict[str, str]]:
 
 
 def review(plan: Plan, risk: Risk) -> list[str]:
-    """Why a valid plan is still not a sane draft for ``risk``; empty when it is."""
-    stages, problems = plan.stages, []
+    """Why a valid plan is still not a sane draft for ``risk``; empty when it is.
+
+    Every finding of :func:`~controller.core.planlint.lint`, warnings too, makes
+    a draft not sane: a person reviewing a draft reads it as a recommendation.
+    """
+    stages, problems = plan.stages, [str(finding) for finding in lint(plan)]
     if stages[-1].percent != 100:
         problems.append(f"the last stage serves {stages[-1].percent:g}%, not 100%")
     if len(stages) < 2 or stages[0].percent > FIRST_PERCENT_LIMIT[risk]:
@@ -165,17 +174,25 @@ def review(plan: Plan, risk: Risk) -> list[str]:
     return problems
 
 
-def plan_yaml(plan: Plan, header: list[str]) -> str:
-    """``plan`` as YAML that ``load_plan`` reads back, a comment explaining each stage."""
+def plan_yaml(plan: Plan, header: list[str], *, from_model: bool = False) -> str:
+    """``plan`` as YAML that ``load_plan`` reads back, a comment explaining each stage.
+
+    With ``from_model``, the lines holding what the model chose (name, stages,
+    guardrails) end with :data:`FROM_MODEL`, and the settings after them are
+    introduced as the controller's defaults.
+    """
+    mark = f"  {FROM_MODEL}" if from_model else ""
     lines = [f"# {untrusted(line, 300)}" for line in header]
-    lines += [f"name: {_scalar(plan.name)}", "stages:"]
+    lines += [f"name: {_scalar(plan.name)}{mark}", "stages:"]
     for number, stage in enumerate(plan.stages, start=1):
         lines.append(f"  # {_explain(number, stage, plan)}")
-        lines.append(f"  - {_flow(_stage_data(stage))}")
+        lines.append(f"  - {_flow(_stage_data(stage))}{mark}")
     lines.append("guardrails:")
     for guardrail in plan.guardrails:
         lines.append(f"  # {_explain_guardrail(guardrail)}")
-        lines.append(f"  - {_flow(guardrail.model_dump(mode='json', exclude_none=True))}")
+        lines.append(f"  - {_flow(_guardrail_data(guardrail))}{mark}")
+    if from_model:
+        lines.append("# Not from the model: the controller's defaults for these settings.")
     settings = plan.model_dump(mode="json", exclude={"name", "stages", "guardrails"})
     lines.append(yaml.safe_dump(settings, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
@@ -204,12 +221,22 @@ def _explain_guardrail(guardrail: Guardrail) -> str:
     size = f"{guardrail.tolerance:.0%} of control" if guardrail.relative else "any amount"
     if not guardrail.relative and guardrail.tolerance:
         size = f"more than {guardrail.tolerance:g}"
+    if guardrail.dry_run:
+        return (
+            f"Dry run, never acts: {guardrail.metric} is tested, and an alert says so if it"
+            f" would {worse} by {size}, but it never rolls back, pauses or holds."
+        )
     return f"{guardrail.metric} may not {worse} by {size}: otherwise {guardrail.action}."
 
 
 def _stage_data(stage: Stage) -> dict[str, Any]:
     data = stage.model_dump(mode="json", exclude_none=True)
     return {k: v for k, v in data.items() if k != "approval" or v}
+
+
+def _guardrail_data(guardrail: Guardrail) -> dict[str, Any]:
+    data = guardrail.model_dump(mode="json", exclude_none=True)
+    return {k: v for k, v in data.items() if k != "dry_run" or v}
 
 
 def _flow(data: dict[str, Any]) -> str:

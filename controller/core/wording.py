@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from controller.core.advice import rationale_problem
 from controller.core.rollout import Rollout
 
 AT_STAGE = "at_stage"
@@ -150,8 +151,33 @@ def advice_text(advice: dict[str, Any], *, rationale_chars: int = 160) -> str:
     confidence = advice.get("confidence")
     sure = f"confidence {confidence:g}, " if _share(confidence) else ""
     line = f"{name} says {str(advice.get('action', '?'))[:20]} ({sure}{seconds:.1f} s)"
-    rationale = " ".join(str(advice.get("rationale", "")).split())[:rationale_chars]
+    rationale, why = quotable_rationale(advice)
+    if why:
+        return f"{line}; {INCOHERENT}: {why}"
+    rationale = rationale[:rationale_chars]
     return f"{line}; advisor's rationale: {rationale}" if rationale else line
+
+
+INCOHERENT = "incoherent, rationale not quoted"
+"""What every surface says in place of an incoherent advisor's rationale."""
+
+
+def quotable_rationale(advice: dict[str, Any]) -> tuple[str, str]:
+    """The rationale of an opinion to quote, or ``""`` and why it is incoherent.
+
+    Reads the opinion's recorded ``coherent`` and ``incoherence``; an opinion
+    recorded before they were is checked here with
+    :func:`controller.core.advice.rationale_problem`.
+    """
+    rationale = " ".join(str(advice.get("rationale", "")).split())
+    coherent = advice.get("coherent")
+    if coherent is True:
+        return rationale, ""
+    if coherent is False:
+        why = advice.get("incoherence")
+        return "", str(why)[:120] if isinstance(why, str) and why else "its rationale is incoherent"
+    why = rationale_problem(str(advice.get("action", ""))[:20], rationale)
+    return ("", why) if why else (rationale, "")
 
 
 def _label_from(position: dict[str, Any]) -> str | None:

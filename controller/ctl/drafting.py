@@ -3,7 +3,8 @@
 The model is asked once, with the plan's JSON Schema constraining its reply
 (:func:`controller.adapters.llm.constrained_completion`: bounded in time and
 size, never raises). Its plan is printed only if the plan model accepts it and
-:func:`controller.core.templates.review` finds it sane; otherwise the built-in
+:func:`controller.core.templates.review` finds it sane (no finding of
+:func:`controller.core.planlint.lint` either, not even a warning); otherwise the built-in
 template for the risk level is printed and stderr says why. Nothing is started:
 the output is YAML for ``rolloutctl start --plan``, after review.
 """
@@ -23,6 +24,7 @@ from controller.core.errors import ConfigError
 from controller.core.plan import Plan, parse_plan
 from controller.core.templates import (
     DRAFT_SCHEMA,
+    FROM_MODEL,
     RISKS,
     TEMPLATES,
     Risk,
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     draft = asyncio.run(draft_plan(args.risk, args.describe, llm))
     if draft.fallback is not None:
         warn(f"using the built-in {args.risk}-risk template: {draft.fallback}")
-    print(plan_yaml(draft.plan, header(draft, args.risk, args.describe)), end="")
+    lines = header(draft, args.risk, args.describe)
+    print(plan_yaml(draft.plan, lines, from_model=draft.model is not None), end="")
     return 0
 
 
@@ -138,7 +141,12 @@ def header(draft: Draft, risk: Risk, description: str) -> list[str]:
         if draft.model is not None
         else "Built-in template"
     )
-    return [
+    lines = [
         f"{source} for a {risk}-risk change: {described}",
         "A draft: review every stage before `rolloutctl start FLAG --plan FILE`.",
     ]
+    if draft.model is not None:
+        lines.append(
+            f"Lines ending '{FROM_MODEL}' hold the model's choices; the rest are defaults."
+        )
+    return lines

@@ -26,6 +26,7 @@ from controller.core import signing
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
+from controller.core.planlint import Finding, errors, lint
 from controller.ctl import steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,
@@ -150,7 +151,14 @@ def _plan(action: str, path: Path | None) -> Plan | None:
     if path is None:
         warn("no --plan given; using the default plan (1% -> 5% -> 25% -> 50% -> 100%)")
         return DEFAULT_PLAN
-    return _read_plan(path)
+    plan = _read_plan(path)
+    findings = lint(plan)
+    if wrong := errors(findings):
+        # The controller refuses it too; saying so here spares a signed command.
+        raise ConfigError(f"plan {path} cannot work: " + "; ".join(map(str, wrong)))
+    for finding in findings:
+        warn(f"plan {path}: {finding}")
+    return plan
 
 
 def _read_plan(path: Path) -> Plan:
@@ -228,7 +236,11 @@ async def _show(args: argparse.Namespace, follow: AsyncGenerator[dict[str, Any],
 
 
 def validate_plans(args: argparse.Namespace) -> int:
-    """Parse each plan file; print its stages, or every error, then exit 0 or 78."""
+    """Parse and lint each plan file; print its stages and findings, or every error.
+
+    Exit 78 if any file does not parse or has a finding of severity error
+    (a plan that cannot work); warnings are printed and leave the exit at 0.
+    """
     failed = 0
     for path in args.files:
         try:
@@ -237,29 +249,43 @@ def validate_plans(args: argparse.Namespace) -> int:
             failed += 1
             _plan_result(args, path, error=str(exc))
             continue
-        _plan_result(args, path, plan=plan)
+        findings = lint(plan)
+        failed += bool(errors(findings))
+        _plan_result(args, path, plan=plan, findings=findings)
     return EXIT_CONFIG if failed else 0
 
 
 def _plan_result(
-    args: argparse.Namespace, path: Path, *, plan: Plan | None = None, error: str = ""
+    args: argparse.Namespace,
+    path: Path,
+    *,
+    plan: Plan | None = None,
+    error: str = "",
+    findings: list[Finding] | None = None,
 ) -> None:
+    findings = findings or []
+    wrong = errors(findings)
     if args.json:
-        validated = None if plan is None else plan.model_dump(mode="json")
+        error = error or "; ".join(map(str, wrong))
         print_json(
             {
                 "file": str(path),
-                "valid": plan is not None,
+                "valid": plan is not None and not wrong,
                 "error": error or None,
-                "plan": validated,
+                "findings": [f.as_dict() for f in findings],
+                "plan": None if plan is None else plan.model_dump(mode="json"),
             }
         )
-    elif plan is None:
+        return
+    if plan is None:
         print(f"{path}: invalid: {error}")
-    else:
-        ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
-        guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
-        print(f"{path}: valid plan {plan.name!r}: {ladder}; guardrails: {guardrails}")
+        return
+    ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
+    guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
+    said = f"invalid: plan {plan.name!r} cannot work" if wrong else f"valid plan {plan.name!r}"
+    print(f"{path}: {said}: {ladder}; guardrails: {guardrails}")
+    for finding in findings:
+        print(f"  {finding}")
 
 
 def keygen(args: argparse.Namespace) -> int:

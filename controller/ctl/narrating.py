@@ -2,10 +2,10 @@
 
 The report's facts go to the configured model as short sentences with the
 numbers written as the report writes them; its reply is constrained to
-``{"narrative": "..."}`` and bounded like the advisor's. The narrative is kept
-only if :func:`controller.core.narrative.accepted` finds every number in it
-among the facts; otherwise, as when the model does not answer, the report
-carries a note saying why there is none.
+``{"narrative": "..."}`` and bounded like the advisor's. A sentence of it is
+kept only if :func:`controller.core.narrative.accepted` finds every number in
+it among the facts; the report notes how many were dropped, and when none is
+left, as when the model does not answer, why there is no narrative.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def _stage_facts(stage: StageReport) -> list[str]:
 
 
 async def narrate(report: Report, llm: LlmSettings) -> tuple[str | None, str]:
-    """The model's narrative of ``report`` if every number in it is true; else why not."""
+    """The sentences of the model's narrative whose numbers are all true, or None; and what
+    was dropped and why (empty when nothing was)."""
     given = facts(report)
     reply = await constrained_completion(llm, messages(given), NARRATIVE_SCHEMA, name="narrative")
     if not isinstance(reply, str):
@@ -59,4 +60,4 @@ async def narrate(report: Report, llm: LlmSettings) -> tuple[str | None, str]:
     except orjson.JSONDecodeError:
         return None, "the model's reply is not JSON"
     text, why = accepted(parsed, given)
-    return (untrusted(text, 1200), "") if text is not None else (None, why)
+    return (untrusted(text, 1200), why) if text is not None else (None, why)

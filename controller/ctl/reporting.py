@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         text, why = asyncio.run(narrating.narrate(built, settings.llm))
         if text is None:
             built.notes.append(f"no narrative: {why}")
+        elif why:  # some sentences held numbers not in the evidence: they are not shown
+            built.notes.append(f"narrative: {why}")
         built.narrative, built.narrated_by = text, settings.llm.model if text else None
     return _write(args, built)
 

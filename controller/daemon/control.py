@@ -22,6 +22,7 @@ from controller.core import signing
 from controller.core.errors import ConfigError
 from controller.core.messages import Command, MonitorAlert
 from controller.core.plan import Plan, parse_plan
+from controller.core.planlint import errors, lint
 from controller.core.rollout import CommandInput
 from controller.core.timestamps import as_datetime
 from controller.ports import Record
@@ -84,10 +85,14 @@ def command_input(command: Command, plan: Plan | None, now: datetime) -> Command
 
 
 def plan(data: Any, *, backends: frozenset[str]) -> Plan:
-    """A start command's plan; :class:`ConfigError` if invalid or if it names a flag platform
-    this controller is not connected to (a plan for Unleash without ``unleash.url``).
+    """A start command's plan; :class:`ConfigError` if invalid, if it cannot work as written
+    (an error of :func:`~controller.core.planlint.lint`: a stage that never completes, a
+    guardrail never tested) or if it names a flag platform this controller is not connected
+    to (a plan for Unleash without ``unleash.url``). Warnings do not refuse a plan.
     """
     parsed = parse_plan(data, source="plan")
+    if wrong := errors(lint(parsed)):
+        raise ConfigError("plan cannot work: " + "; ".join(map(str, wrong)))
     if parsed.unleash is not None and "unleash" not in backends:
         raise ConfigError(
             "invalid plan: backend.unleash: this controller has no Unleash (unleash.url is not set)"

@@ -17,7 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.wording import advice_text, advisor_name, decided_at, percent_text, stage_label
+from controller.core.wording import (
+    INCOHERENT,
+    advice_text,
+    advisor_name,
+    decided_at,
+    percent_text,
+    stage_label,
+)
 from controller.demo.snapshot import ArmView, BoundView, DemoSnapshot, FlagView
 
 PHASE_STYLES = {
@@ -141,7 +148,10 @@ def _advisor(view: FlagView) -> Text:
     text.append(f" says {advice.action}")
     if advice.confidence is not None:
         text.append(f" (confidence {advice.confidence:.2f})")
-    if rationale:
+    if advice.incoherence:
+        text.append(f"; {INCOHERENT}: ", style="bold")
+        text.append(advice.incoherence)
+    elif rationale:
         text.append("; advisor's rationale: ")
         text.append(f'"{rationale}"', style="italic")
     return text

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.rollout import Phase, Rollout, Verdict
+from controller.core.wording import quotable_rationale
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 
@@ -54,8 +55,10 @@ class AdvisorView:
     action: str
     confidence: float | None
     rationale: str
-    """The model's own words; for ``unavailable``, why."""
+    """The model's own words; for ``unavailable``, why; empty when incoherent."""
     model: str = ""
+    incoherence: str = ""
+    """Why the rationale contradicts the action or gives no reason: it is not quoted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +206,11 @@ def _advisor(advice: dict[str, Any]) -> AdvisorView:
     if advice.get("status") != "ok":
         return AdvisorView("unavailable", None, str(advice.get("cause", "")))
     confidence = advice.get("confidence")
+    rationale, incoherent = quotable_rationale(advice)
     return AdvisorView(
         action=str(advice.get("action", "?")),
         confidence=float(confidence) if isinstance(confidence, int | float) else None,
-        rationale=str(advice.get("rationale", "")),
+        rationale=rationale,
         model=str(advice.get("model", "")),
+        incoherence=incoherent,
     )

@@ -1,4 +1,4 @@
-"""``rolloutctl report --narrative`` against a model server on a socket: kept or dropped whole."""
+"""``rolloutctl report --narrative`` against a model server on a socket: checked by sentence."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_repor
 @pytest.mark.parametrize(
     ("behaviour", "why"),
     [
-        ("narrative_invented", "not in the evidence (123456789)"),
+        ("narrative_invented", "not in the evidence or cannot be checked (123456789)"),
         ("prose", "not JSON"),
         ("error500", "the model gave none: HTTP 500"),
         ("hang", "the model gave none: no reply within"),
@@ -60,3 +60,16 @@ async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
     text, reason = await narrate(report, fast)
     assert text is None
     assert why in reason
+
+
+async def test_a_sentence_with_a_number_the_check_cannot_read_is_dropped_and_counted(
+    server: FakeModel,
+) -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    server.behaviour = "narrative_partly"
+    text, why = await narrate(report, settings(server))
+    assert text == "It was rolled back at stage 2/5 (5%) after 70 s."
+    assert why == (
+        "1 of its 2 sentences dropped: they held numbers that are not in the evidence"
+        " or cannot be checked (x40)"
+    )

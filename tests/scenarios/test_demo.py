@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from controller.core.advice import rationale_problem
 from controller.core.wording import stage_label
 from controller.demo.scenario import PERCENTS, demo_flags
 
@@ -110,7 +111,18 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
     assert "advisor: advisory, smollm2-135m-instruct: a model this small" in result.stdout
     said = [line for line in result.stdout.splitlines() if " says " in line]
     assert all("advisor (smollm2-135m-instruct, too small" in line for line in said), said
-    assert all("; advisor's rationale: " in line or line.endswith(" s)") for line in said), said
+    quoted, unquoted = "; advisor's rationale: ", "; incoherent, rationale not quoted: "
+    assert all(quoted in line or unquoted in line or line.endswith(" s)") for line in said), said
+    # ...and a rationale that contradicts its action is recorded so, never quoted (#24)
+    for decision in decisions:
+        advice = decision["evidence"].get("advisor") or {}
+        if advice.get("status") != "ok":
+            continue
+        why = rationale_problem(advice["action"], advice["rationale"])
+        assert advice["coherent"] is (why is None), advice
+        words = " ".join(advice["rationale"].split())
+        if why and words:
+            assert f"{quoted}{words[:30]}" not in result.stdout, advice
     # ...and the summary says the same
     summary = result.stdout[result.stdout.index("Summary") :]
     for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error_rate"):

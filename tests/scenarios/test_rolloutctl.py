@@ -15,6 +15,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.core.plan import Plan
 from controller.ctl.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.services import free_port
@@ -175,6 +176,25 @@ async def test_a_rejected_command_says_why_and_exits_non_zero(
     assert nothing.code == 3
     assert nothing.json()["outcome"] == "rejected"
     assert nothing.json()["reason"]
+    # a plan that can never complete: rolloutctl refuses to sign it...
+    never = manual_plan().model_dump(mode="json")
+    never["stages"][-1]["min_units_per_arm"] = 100
+    plan_file = tmp_path / "never.yaml"
+    plan_file.write_text(yaml.safe_dump(never))
+    unsigned = await ctl("start", FLAG, "--plan", str(plan_file))
+    assert unsigned.code == 78
+    assert "stages[3].min_units_per_arm" in unsigned.err
+    # ...and the controller refuses it when signed elsewhere, naming the field
+    command = scenario.command("start", FLAG, plan=Plan.model_validate(never))
+    await scenario.send(command, flag=FLAG)
+    refused = await scenario.until(
+        lambda: scenario.observed.decision_where(command_id=command["id"]),
+        timeout=30,
+        what="the decision on a start whose plan cannot complete",
+    )
+    assert refused["outcome"] == "rejected"
+    assert refused["reason"].startswith("plan cannot work: error: stages[3].min_units_per_arm:")
+    assert await scenario.rollout(FLAG) is None
 
 
 async def test_plan_validate_names_the_bad_field(tmp_path: Path) -> None:

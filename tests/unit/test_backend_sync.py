@@ -34,7 +34,10 @@ from controller.settings import EngineSettings, TopicSettings, UnleashSettings
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 FLAG = "checkout"
 PLAN = Plan(
-    stages=[Stage(percent=p, min_duration=timedelta(hours=1)) for p in (5, 25, 100)],
+    stages=[
+        Stage(percent=p, min_duration=timedelta(hours=1), min_units_per_arm=0 if p == 100 else 100)
+        for p in (5, 25, 100)
+    ],
     backend=Backend(unleash=UnleashTarget(feature="new-checkout")),
 )
 TOPICS = TopicSettings()

@@ -287,7 +287,7 @@ def test_mark_labels_start_at_their_line_and_stack_when_they_would_overlap() -> 
 
 def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -> None:
     advice = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 5500,
-              "model": "smollm2-135m", "rationale": HOSTILE}  # fmt: skip
+              "model": "smollm2-135m", "rationale": f"error rate flat {HOSTILE}"}  # fmt: skip
     evidence = {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
                 "stage": 2, "evidence": evidence}  # fmt: skip
@@ -296,7 +296,19 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
     (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
     assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
     assert "says advance (confidence 0.9, 5.5 s); the gate decided <b>rollback</b>." in opinion
-    assert f'Advisor\'s rationale: <q class="rationale">{pages.esc(HOSTILE)}</q>' in opinion
+    quoted = pages.esc(f"error rate flat {HOSTILE}")
+    assert f'Advisor\'s rationale: <q class="rationale">{quoted}</q>' in opinion
+    # an opinion whose rationale contradicts its action is shown as such, never quoted
+    advice.update(rationale="The error rate regressed: roll back.", coherent=False,
+                  incoherence="its rationale argues for caution while it says advance")  # fmt: skip
+    page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
+    assert (
+        "says advance (confidence 0.9, 5.5 s); incoherent, rationale not quoted: its rationale"
+        " argues for caution while it says advance; the gate decided <b>rollback</b>."
+    ) in opinion
+    assert "regressed" not in opinion
+    assert "rationale" not in opinion.split("</b>.")[1]
 
 
 def test_a_served_history_is_read_within_bounds() -> None:

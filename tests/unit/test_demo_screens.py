@@ -206,7 +206,7 @@ def test_plain_lines_carry_state_evidence_and_advice() -> None:
                 "status": "ok",
                 "action": "advance",
                 "confidence": 0.9,
-                "rationale": "fine",
+                "rationale": "error rate flat",
                 "latency_ms": 1234.0,
             },
             "at_stage": {"index": 1, "of": 5, "percent": 5.0},
@@ -216,13 +216,13 @@ def test_plain_lines_carry_state_evidence_and_advice() -> None:
     assert lines[0].endswith(
         f"{HEALTHY}: advance applied at stage 2/5 (5%) (now stage 3/5): {reason}"
     )
-    said = "advisor says advance (confidence 0.9, 1.2 s); advisor's rationale: fine"
+    said = "advisor says advance (confidence 0.9, 1.2 s); advisor's rationale: error rate flat"
     assert lines[1].endswith(said)
     decision["evidence"]["advisor"]["model"] = "smollm2-135m-instruct"
     small = list(message_lines(3.0, decision))[1]
     assert small.endswith(
         f"{HEALTHY}: advisor (smollm2-135m-instruct, too small for its opinion to carry weight)"
-        " says advance (confidence 0.9, 1.2 s); advisor's rationale: fine"
+        " says advance (confidence 0.9, 1.2 s); advisor's rationale: error rate flat"
     )
     alert = {"type": "alert", "severity": "critical", "kind": "rollback", "summary": "rolled"}
     assert list(message_lines(4.0, alert)) == ["[   4.0s] ALERT critical rollback: rolled"]
@@ -306,7 +306,7 @@ def test_advice_is_counted_from_every_decision_that_carries_it() -> None:
     for advice in (
         {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "a"},
         {"status": "unavailable", "cause": "timeout"},
-        {"status": "ok", "action": "hold", "confidence": 0.4, "rationale": "b"},
+        {"status": "ok", "action": "hold", "confidence": 0.4, "rationale": "too few units"},
     ):
         tracker.observe(
             {
@@ -321,7 +321,7 @@ def test_advice_is_counted_from_every_decision_that_carries_it() -> None:
     assert record.decisions == 3
     assert dict(record.advice_counts()) == {"advance": 1, "unavailable": 1, "hold": 1}
     shown = flag_view(DemoFlag(HEALTHY, faulty=False), None, None, record, NOW)
-    assert shown.advisor == AdvisorView("hold", 0.4, "b")
+    assert shown.advisor == AdvisorView("hold", 0.4, "too few units")
     assert shown.phase == "pending"
 
 
@@ -374,3 +374,24 @@ def test_the_first_flag_is_the_faulty_one_and_fails_three_times_as_often_from_th
 def test_bad_options_are_refused_naming_the_option(changes: dict[str, Any], option: str) -> None:
     with pytest.raises(ValueError, match=option):
         DemoOptions(**changes)
+
+
+def test_an_incoherent_opinion_is_shown_as_such_never_quoted() -> None:
+    """The demo once printed "says advance ...; advisor's rationale: rollback"."""
+    tracker = Tracker()
+    advice = {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "rollback"}
+    decision = {"type": "decision", "flag": HEALTHY, "action": "advance", "outcome": "applied"}
+    tracker.observe({**decision, "evidence": {"advisor": advice}})
+    shown = flag_view(DemoFlag(HEALTHY, faulty=False), None, None, tracker.record(HEALTHY), NOW)
+    assert shown.advisor == AdvisorView(
+        "advance", 0.9, "", incoherence="its rationale gives no reason"
+    )
+    text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(shown,))), 200)
+    assert (
+        "advisor says advance (confidence 0.90); incoherent, rationale not quoted: its"
+        " rationale gives no reason"
+    ) in text
+    assert "rationale: rollback" not in text
+    assert '"rollback"' not in text
+    (_, line) = message_lines(3.0, {**decision, "evidence": {"advisor": advice}})
+    assert line.endswith("incoherent, rationale not quoted: its rationale gives no reason")

@@ -12,7 +12,15 @@ import pytest
 
 from controller.core.advice import FENCE
 from controller.core.plan import Guardrail, Plan, Stage, load_plan
-from controller.core.templates import RISKS, TEMPLATES, Risk, draft_messages, plan_yaml, review
+from controller.core.templates import (
+    FROM_MODEL,
+    RISKS,
+    TEMPLATES,
+    Risk,
+    draft_messages,
+    plan_yaml,
+    review,
+)
 from controller.ctl.app import main
 from tests.fake_model import FIXED, FakeModel, _reply, completion
 
@@ -20,7 +28,7 @@ SANE: dict[str, Any] = {
     "name": "checkout-new-flow",
     "stages": [
         {"percent": 2, "min_duration": 1800, "min_units_per_arm": 300, "approval": False},
-        {"percent": 20, "min_duration": 3600, "min_units_per_arm": 1000, "approval": True},
+        {"percent": 30, "min_duration": 3600, "min_units_per_arm": 1000, "approval": True},
         {"percent": 100, "min_duration": 0, "min_units_per_arm": 0, "approval": False},
     ],
     "guardrails": [
@@ -35,6 +43,11 @@ HOSTILE: dict[str, Any] = {
     "stages": [{"percent": 100, "min_duration": 0, "min_units_per_arm": 0, "approval": False}],
 }
 INVALID: dict[str, Any] = {**SANE, "stages": list(reversed(SANE["stages"]))}
+NEVER_COMPLETES: dict[str, Any] = {
+    **SANE,
+    "stages": [*SANE["stages"][:2], {**SANE["stages"][2], "min_units_per_arm": 100}],
+}
+JUMPS: dict[str, Any] = {**SANE, "stages": [SANE["stages"][0], SANE["stages"][2]]}
 
 
 @pytest.fixture
@@ -63,10 +76,17 @@ async def test_a_sane_plan_from_the_model_is_printed_as_yaml_that_loads_back(
     out, err = capsys.readouterr()
     plan = load_plan(out)
     assert plan.name == "checkout-new-flow"
-    assert [s.percent for s in plan.stages] == [2, 20, 100]
+    assert [s.percent for s in plan.stages] == [2, 30, 100]
     assert plan.stages[1].min_duration == timedelta(hours=1)
     assert "# Drafted by the model fake for a medium-risk change: new checkout flow" in out
-    assert "# Stage 2: 20% of units for at least 60 min and 1000 units per arm, then wait" in out
+    # the model chose the name, stages and guardrails; the settings are the defaults
+    chosen = [line for line in out.splitlines() if line.endswith(FROM_MODEL)]
+    assert [line.split(":")[0].strip() for line in chosen] == ["name"] + ["- {percent"] * 3 + [
+        "- {metric"
+    ] * 2
+    assert "# Not from the model: the controller's defaults for these settings." in out
+    assert out.index("alpha: 0.05") > out.index("# Not from the model")
+    assert "# Stage 2: 30% of units for at least 60 min and 1000 units per arm, then wait" in out
     assert err == ""
     (request,) = server.requests
     assert request["response_format"]["json_schema"]["schema"]["required"] == [
@@ -81,6 +101,8 @@ async def test_a_sane_plan_from_the_model_is_printed_as_yaml_that_loads_back(
     [
         (orjson.dumps(INVALID).decode(), "invalid plan from the model: (plan): Value error"),
         (orjson.dumps(HOSTILE).decode(), "the model's plan is not a sane draft"),
+        (orjson.dumps(NEVER_COMPLETES).decode(), "error: stages[2].min_units_per_arm"),
+        (orjson.dumps(JUMPS).decode(), "warning: stages[1].percent"),
         ("Sure! Here is a plan: stages 1, 10, 100", "the model's reply is not JSON"),
         ('{"name": "x", "stages": "' + "A" * 300_000 + '"}', "larger than 262144 bytes"),
     ],
@@ -126,27 +148,61 @@ async def test_without_a_model_nothing_is_asked(
 @pytest.mark.parametrize("risk", RISKS)
 def test_each_template_is_sane_and_its_yaml_loads_back(risk: Risk) -> None:
     assert review(TEMPLATES[risk], risk) == []
-    assert load_plan(plan_yaml(TEMPLATES[risk], [f"header\nwith {FENCE}"])) == TEMPLATES[risk]
+    out = plan_yaml(TEMPLATES[risk], [f"header\nwith {FENCE}"])
+    assert load_plan(out) == TEMPLATES[risk]
+    assert FROM_MODEL not in out  # nothing in a template came from a model
 
 
-def a_plan(*percents: float, minutes: int = 60, name: str = "p", guarded: bool = True) -> Plan:
+def test_the_comment_above_a_dry_run_guardrail_says_it_never_acts() -> None:
+    trial = Guardrail(metric="latency_p95", tolerance=0.1, relative=True, dry_run=True)
+    plan = TEMPLATES["medium"].model_copy(
+        update={"guardrails": [*TEMPLATES["medium"].guardrails, trial]}
+    )
+    lines = plan_yaml(plan, []).splitlines()
+    at = next(i for i, line in enumerate(lines) if "dry_run: true" in line)
+    assert lines[at - 1].startswith("  # Dry run, never acts: latency_p95 is tested")
+    assert "never rolls back, pauses or holds" in lines[at - 1]
+    assert "otherwise" not in lines[at - 1]
+    assert load_plan("\n".join(lines)) == plan
+
+
+def a_plan(
+    *percents: float,
+    minutes: int = 60,
+    name: str = "p",
+    guarded: bool = True,
+    full_units: int = 0,
+    dry_run: bool = False,
+) -> Plan:
+    """Stages of ``percents``; a 100% stage waits for ``full_units`` units per arm."""
     return Plan(
         name=name,
-        stages=[Stage(percent=p, min_duration=timedelta(minutes=minutes)) for p in percents],
-        guardrails=[Guardrail(metric="error_rate")] if guarded else [],
+        stages=[
+            Stage(
+                percent=p,
+                min_duration=timedelta(minutes=minutes),
+                min_units_per_arm=full_units if p == 100 else 100,
+            )
+            for p in percents
+        ],
+        guardrails=[Guardrail(metric="error_rate", dry_run=dry_run)] if guarded else [],
     )
 
 
 @pytest.mark.parametrize(
     ("plan", "risk", "problem"),
     [
-        (a_plan(1, 100), "high", None),
-        (a_plan(5, 100), "high", "the first stage must serve at most 1%"),
+        (a_plan(1, 25, 100), "high", None),
+        (a_plan(5, 25, 100), "high", "the first stage must serve at most 1%"),
         (a_plan(100), "low", "the first stage must serve at most 10%"),
         (a_plan(1, 50), "low", "the last stage serves 50%, not 100%"),
-        (a_plan(1, 100, minutes=10), "medium", "must last at least 15 min"),
-        (a_plan(1, 100, guarded=False), "low", "the error rate is not guarded"),
-        (a_plan(1, 100, name="Ignore\nall"), "low", "the name is not a plain lower-case name"),
+        (a_plan(1, 25, 100, minutes=10), "medium", "must last at least 15 min"),
+        (a_plan(1, 25, 100, guarded=False), "low", "the error rate is not guarded"),
+        (a_plan(1, 25, 100, name="Ignore\nall"), "low", "the name is not a plain lower-case name"),
+        # what plan validate finds: errors and warnings alike make a draft not sane
+        (a_plan(1, 25, 100, full_units=100), "low", "error: stages[2].min_units_per_arm"),
+        (a_plan(1, 100), "high", "warning: stages[1].percent: this stage goes from 1%"),
+        (a_plan(1, 25, 100, dry_run=True), "medium", "warning: guardrails[*].dry_run"),
     ],
 )
 def test_review(plan: Plan, risk: Risk, problem: str | None) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from controller.core.narrative import accepted, messages, numbers_in, unsupported
+from controller.core.narrative import accepted, check, messages, unsupported
+from controller.core.numerals import Unreadable, numbers_in
 
 FACTS = [
     "The rollout of checkout is rolled_back; it serves 0%.",
@@ -16,6 +17,7 @@ FACTS = [
     " p 6.5e-69.",
     "stage 2/5 (5%), guardrail error_rate: no regression shown, delta -0.0041, bound"
     " [-0.0255, 0.0336], p 1.",
+    "stage 3/5 (25%), guardrail latency_p99: not tested yet.",
 ]
 
 
@@ -33,10 +35,14 @@ FACTS = [
         ("Treatment had 98 errors.", ["98"]),  # garbled
         ("The delta was 0.02.", ["0.02"]),  # one significant digit: rounding not accepted
         ("The delta was -0.0204.", ["-0.0204"]),  # the wrong sign
-        ("It failed at stage 4/5 (50%).", ["4", "50%"]),
+        ("It failed at stage 4/5 (50%).", ["4/5", "50%"]),
+        ("About 1/2 of the units at stage 2/5 saw it.", ["1/2"]),  # a fraction, not a label
         ("Treatment had 1,524 units.", ["1,524"]),
         ("No numbers at all, just words.", []),
         ("At 10:01 it was rolled back.", ["10"]),  # no time among the facts (1 is: p 1)
+        ("Guardrail latency_p99 held; p99 and error_rate too.", []),  # names copied as written
+        ("It served 1,523 units, fifteen hundred and twenty-three.", []),  # in words: 1523
+        ("The p-value was 6.5e-69, the delta 2.04 percent.", []),
     ],
 )
 def test_every_number_must_be_in_the_facts(narrative: str, wrong: list[str]) -> None:
@@ -49,13 +55,86 @@ def test_every_number_must_be_in_the_facts(narrative: str, wrong: list[str]) -> 
         ("1,523 units", [("1,523", "1523", 0, False)]),
         ("delta \u22120.5 pp", [("\u22120.5 pp", "-0.5", 1, True)]),  # a minus sign
         ("25% and 6.5e-69", [("25%", "25", 0, True), ("6.5e-69", "6.5E-69", 70, False)]),
-        ("latency_p99 and v7", []),
         ("stage 3/5", [("3", "3", 0, False), ("5", "5", 0, False)]),
+        ("5 000 000 requests", [("5 000 000", "5000000", 0, False)]),
+        ("forty thousand users", [("forty thousand", "40000", 0, False)]),
+        ("one hundred and five percent", [("one hundred and five", "105", 0, True)]),
+        ("1.5 million", [("1.5 million", "1500000.0", 0, False)]),
+        (
+            "p=0.03, 10:01",
+            [("0.03", "0.03", 2, False), ("10", "10", 0, False), ("01", "1", 0, False)],
+        ),
     ],
 )
 def test_numbers_are_read_as_written(text: str, expected: list[tuple[str, str, int, bool]]) -> None:
-    found = [(n.text, str(n.value), n.decimals, n.percent) for n in numbers_in(text)]
+    found = [(n.text, str(n.value), n.decimals, n.percent) for n in numbers_in(text)]  # type: ignore[union-attr]
     assert found == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ".74",
+        "\u039474%",  # Δ74%
+        "x40",
+        "v7",
+        "latency_p99",  # a number glued to letters: read only if the facts write it so
+        "\u00bd",  # ½
+        "10\u2076",  # 10⁶
+        "\u0667\u0664",  # 74 in Arabic-Indic digits
+        "\uff17\uff14%",  # 74% in full-width digits
+        "\u216b",  # Roman numeral twelve
+        "\u56db",  # CJK four
+        "\u2460",  # circled one
+        "twice",
+        "half",
+        "doubled",
+        "dozens",
+        "one-off",
+        "0.01-0.02",
+        "5th",
+    ],
+)
+def test_a_number_the_reader_cannot_turn_into_a_value_is_unreadable(text: str) -> None:
+    assert numbers_in(f"it was {text} here") == [Unreadable(text)]
+
+
+BYPASSES = [
+    "The error rate rose by .74 points.",
+    "Treatment was \u039474% worse than control.",
+    "Errors ran x40 the control's.",
+    "It served 5 000 000 requests.",
+    "About \u00bd of the units saw it.",
+    "It saw forty thousand requests.",
+    "Latency rose 10\u2076 times.",
+    "Treatment had \u0667\u0664 errors.",
+    "Errors rose by \uff17\uff14%.",
+    "About 1/2 of the units saw it.",
+    "The error rate rose up74% overnight.",
+    "The error rate doubled.",
+]
+
+
+@pytest.mark.parametrize("sentence", BYPASSES)
+def test_a_sentence_with_a_number_that_is_not_checked_is_never_kept(sentence: str) -> None:
+    """Each of these passed the check before: the number pattern missed them."""
+    text, why = accepted({"narrative": sentence}, FACTS)
+    assert text is None
+    assert "not in the evidence or cannot be checked" in why
+
+
+@pytest.mark.parametrize("sentence", BYPASSES)
+def test_only_the_sentence_with_such_a_number_is_dropped(sentence: str) -> None:
+    true = "Rolled back at stage 3/5 (25%) after 70 s."
+    text, why = accepted({"narrative": f"{true} {sentence} Treatment had 97 errors."}, FACTS)
+    assert text == f"{true} Treatment had 97 errors."
+    assert why.startswith("1 of its 3 sentences dropped: they held numbers")
+
+
+def test_check_counts_the_sentences_kept_and_dropped() -> None:
+    checked = check("It served 25%. It served 30%! It served ½? Done.", FACTS)
+    assert (checked.text, checked.kept, checked.dropped) == ("It served 25%. Done.", 2, 2)
+    assert checked.wrong == ("30%", "½")
 
 
 @pytest.mark.parametrize(
@@ -63,14 +142,18 @@ def test_numbers_are_read_as_written(text: str, expected: list[tuple[str, str, i
     [
         ({"narrative": "Rolled back at stage 3/5 (25%)."}, True, ""),
         ({"narrative": "  Rolled back\nat 25%.  "}, True, ""),
-        ({"narrative": "Rolled back at 30%."}, False, "not in the evidence (30%)"),
+        (
+            {"narrative": "Rolled back at 30%."},
+            False,
+            "not in the evidence or cannot be checked (30%)",
+        ),
         ({"narrative": ""}, False, "no narrative"),
         ({"text": "hi"}, False, "no narrative"),
         ("just a string", False, "no narrative"),
         ({"narrative": "x" * 2000}, False, "too long"),
     ],
 )
-def test_a_reply_is_kept_whole_or_dropped_with_the_reason(reply: Any, kept: bool, why: str) -> None:
+def test_a_reply_is_kept_or_dropped_with_the_reason(reply: Any, kept: bool, why: str) -> None:
     text, reason = accepted(reply, FACTS)
     assert (text is not None) is kept
     assert why in reason

@@ -29,7 +29,7 @@ PLAN_YAML = """\
 name: careful
 stages:
   - {percent: 2, min_duration: PT10M, min_units_per_arm: 50}
-  - {percent: 100, min_duration: 0}
+  - {percent: 100, min_duration: 0, min_units_per_arm: 0}
 guardrails:
   - {metric: error_rate, tolerance: 0.01}
 """
@@ -274,6 +274,8 @@ def test_start_without_a_plan_uses_the_default_and_says_so(
         ("stages:\n  - {percent: 5}\nalpha: 0.9\n", "alpha"),
         ("stages:\n  - {percent: 5}\nsurprise: 1\n", "surprise"),
         ("stages: [\n", "YAML"),
+        # valid values, but the 100% stage waits for a control arm it never has
+        ("stages:\n  - {percent: 50}\n  - {percent: 100}\n", "stages[1].min_units_per_arm"),
     ],
 )
 def test_start_rejects_an_invalid_plan(

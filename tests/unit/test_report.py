@@ -342,3 +342,13 @@ def test_a_promoted_stage_has_no_gate_numbers_and_a_watch_is_a_stage_of_its_own(
     assert report.stages[3].duration_s == 1800.0
     assert report.decisions[1].by == "operator ana (key k)"
     assert "(none)" not in markdown(report)  # stages without numbers just say less
+
+
+def test_an_advisor_contradicting_itself_is_reported_as_incoherent_not_quoted() -> None:
+    said = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 10,
+            "rationale": "Errors regressed badly: roll back."}  # fmt: skip
+    advised = {**ADVANCE, "evidence": {**ADVANCE["evidence"], "advisor": said}}
+    text = markdown(build(STATUS, [START, advised, ROLLBACK], None, NOW))
+    assert "advisor says advance (confidence 0.9, 0.0 s); incoherent, rationale not quoted:" in text
+    assert "its rationale argues for caution while it says advance" in text
+    assert "regressed badly" not in text

@@ -134,31 +134,54 @@ def test_model_sizes_from_their_names(model: str, billions: float | None, small:
     assert too_small(model) is small
 
 
+NOT_QUOTED = "incoherent, rationale not quoted"
+
+
 @pytest.mark.parametrize(
     ("advice", "expected"),
     [
         (
+            {"status": "ok", "action": "advance", "confidence": 0.9,
+             "rationale": "Error rate flat at 2.0%.", "latency_ms": 5500.0},
+            "advisor says advance (confidence 0.9, 5.5 s); advisor's rationale: Error rate flat"
+            " at 2.0%.",
+        ),
+        (  # the demo's "says advance ...; advisor's rationale: rollback": never quoted again
             {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "rollback",
              "latency_ms": 5500.0},
-            "advisor says advance (confidence 0.9, 5.5 s); advisor's rationale: rollback",
+            f"advisor says advance (confidence 0.9, 5.5 s); {NOT_QUOTED}: its rationale gives"
+            " no reason",
+        ),
+        (  # as recorded by the controller since: the recorded reason is shown
+            {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "roll back now",
+             "latency_ms": 5500.0, "coherent": False, "incoherence": "it says so"},
+            f"advisor says advance (confidence 0.9, 5.5 s); {NOT_QUOTED}: it says so",
         ),
         (
             {"status": "ok", "action": "hold", "confidence": 0.4, "rationale": "",
              "latency_ms": 900.0, "model": "llama3.1-8b"},
-            "advisor says hold (confidence 0.4, 0.9 s)",
+            f"advisor says hold (confidence 0.4, 0.9 s); {NOT_QUOTED}: its rationale gives no"
+            " reason",
+        ),
+        (
+            {"status": "ok", "action": "advance", "confidence": 0.9,
+             "rationale": "p99\nflat", "latency_ms": 5500.0, "model": "smollm2-135m-instruct"},
+            "advisor (smollm2-135m-instruct, too small for its opinion to carry weight) says"
+            " advance (confidence 0.9, 5.5 s); advisor's rationale: p99 flat",
         ),
         (
             {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "a\nb",
-             "latency_ms": 5500.0, "model": "smollm2-135m-instruct"},
-            "advisor (smollm2-135m-instruct, too small for its opinion to carry weight) says"
-            " advance (confidence 0.9, 5.5 s); advisor's rationale: a b",
+             "latency_ms": 5500.0},
+            f"advisor says advance (confidence 0.9, 5.5 s); {NOT_QUOTED}: its rationale is not"
+            " about the rollout",
         ),
         (
             {"status": "unavailable", "cause": "timeout", "latency_ms": 30000.0},
             "advisor unavailable after 30.0 s: timeout",
         ),
         (
-            {"status": "ok", "action": "advance", "confidence": "high", "latency_ms": "x"},
+            {"status": "ok", "action": "advance", "confidence": "high", "latency_ms": "x",
+             "coherent": True},
             "advisor says advance (0.0 s)",
         ),
     ],

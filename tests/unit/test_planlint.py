@@ -1,0 +1,204 @@
+"""Plans that cannot work are errors, risky ones warnings, each naming its field."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.errors import ConfigError
+from controller.core.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
+from controller.core.planlint import Finding, errors, lint
+from controller.core.templates import TEMPLATES
+from controller.ctl.app import main
+from controller.ctl.exits import EXIT_CONFIG
+from controller.daemon import control
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def plan(*percents: float, last_units: int = 0, **top: Any) -> dict[str, Any]:
+    """A plan over ``percents``, an error-rate guardrail, the 100% stage waiting for nobody."""
+    stages: list[dict[str, Any]] = [{"percent": p} for p in percents]
+    if percents[-1] == 100:
+        stages[-1]["min_units_per_arm"] = last_units
+    return {"stages": stages, "guardrails": [{"metric": "error_rate"}], **top}
+
+
+def found(data: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f.severity, f.field) for f in lint(parse_plan(data))]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (plan(1, 5, 25, 50, 100), []),
+        # the README's Unleash example as it was: the 100% stage kept the default 100 units
+        (
+            plan(1, 5, 25, 50, 100, last_units=100),
+            [("error", "stages[4].min_units_per_arm")],
+        ),
+        (plan(1, 100), [("warning", "stages[1].percent")]),  # from 1% straight to everyone
+        (plan(5, 10), [("warning", "stages[1].percent")]),  # completes at 100% after 10%
+        (plan(100), [("warning", "stages[0].percent")]),  # never a control arm
+        (plan(25, 100), []),
+        (plan(50), []),
+        (
+            {**plan(1, 25, 100), "guardrails": [{"metric": "error_rate", "dry_run": True}]},
+            [("warning", "guardrails[*].dry_run")],
+        ),
+        (
+            {
+                **plan(1, 25, 100),
+                "guardrails": [
+                    {"metric": "error_rate", "dry_run": True},
+                    {"metric": "latency_p99", "tolerance": 0.1, "relative": True},
+                ],
+            },
+            [],
+        ),
+        ({**plan(1, 25, 100), "guardrails": []}, [("warning", "guardrails")]),
+        (plan(1, 25, 100, min_metric_events=10**9), [("error", "min_metric_events")]),
+        (plan(1, 25, 100, min_metric_events=500_000), [("warning", "min_metric_events")]),
+        (plan(1, 25, 100, min_metric_events=10_000_000), [("warning", "min_metric_events")]),
+        (plan(1, 25, 100, alpha=1e-300), [("error", "alpha")]),
+        (plan(1, 25, 100, alpha=1e-4), [("warning", "alpha")]),
+        (plan(1, 25, 100, alpha=0.001), []),
+        (plan(1, 25, 100, srm_p_threshold=1e-12), [("error", "srm_p_threshold")]),
+        (plan(1, 25, 100, srm_p_threshold=1e-6), [("warning", "srm_p_threshold")]),
+        (
+            plan(1, 100, last_units=10, alpha=1e-4, srm_p_threshold=1e-200),
+            [
+                ("error", "stages[1].min_units_per_arm"),
+                ("error", "srm_p_threshold"),
+                ("warning", "stages[1].percent"),
+                ("warning", "alpha"),
+            ],
+        ),
+    ],
+)
+def test_findings_name_the_field_errors_first(
+    data: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert found(data) == expected
+
+
+def test_a_finding_reads_as_severity_field_and_why() -> None:
+    (finding,) = lint(parse_plan(plan(1, 50, 100, last_units=100)))
+    assert str(finding).startswith("error: stages[2].min_units_per_arm: at 100% every unit")
+    assert "control arm stays empty" in finding.message
+    assert finding.as_dict() == {
+        "severity": "error",
+        "field": "stages[2].min_units_per_arm",
+        "message": finding.message,
+    }
+    assert errors([finding, Finding("warning", "alpha", "small")]) == [finding]
+
+
+@pytest.mark.parametrize("built_in", [DEFAULT_PLAN, *TEMPLATES.values()], ids=lambda p: p.name)
+def test_the_built_in_plans_have_no_findings(built_in: Plan) -> None:
+    assert lint(built_in) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "ops" / "plans").glob("*.yaml")), ids=str)
+def test_the_shipped_plans_have_no_findings(path: Path) -> None:
+    assert lint(load_plan(path.read_text(encoding="utf-8"))) == []
+
+
+def readme_plans() -> list[str]:
+    """Every YAML block of the README that is a plan (it has ``stages``)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return [block for block in blocks if re.search(r"^stages:", block, flags=re.MULTILINE)]
+
+
+def test_the_readme_has_plan_examples() -> None:
+    assert readme_plans()
+
+
+@pytest.mark.parametrize("block", readme_plans())
+def test_every_readme_plan_validates_without_findings_and_can_complete(block: str) -> None:
+    example = load_plan(block, source="README.md")
+    assert lint(example) == []
+    last = example.stages[-1]
+    # completing needs the last stage to reach everyone without waiting for a control arm
+    assert last.percent == 100
+    assert last.min_units_per_arm == 0
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "code", "lines"),
+    [
+        (
+            "stages:\n  - {percent: 5}\n  - {percent: 100}\n",
+            EXIT_CONFIG,
+            ["invalid: plan 'default' cannot work:", "error: stages[1].min_units_per_arm:"],
+        ),
+        (
+            "stages:\n  - {percent: 5}\n  - {percent: 100, min_units_per_arm: 0}\n"
+            "guardrails:\n  - {metric: error_rate, dry_run: true}\n",
+            0,
+            ["valid plan", "warning: stages[1].percent:", "warning: guardrails[*].dry_run:"],
+        ),
+        (
+            "stages:\n  - {percent: 5}\n  - {percent: 50}\nguardrails: [{metric: error_rate}]\n"
+            "min_metric_events: 1000000000\n",
+            EXIT_CONFIG,
+            ["invalid: plan 'default' cannot work:", "error: min_metric_events:"],
+        ),
+        (
+            "stages:\n  - {percent: 5}\n  - {percent: 50}\nalpha: 1.0e-12\n",
+            EXIT_CONFIG,
+            ["invalid: plan 'default' cannot work:", "error: alpha:"],
+        ),
+        (
+            "stages:\n  - {percent: 5}\n  - {percent: 50}\nsrm_p_threshold: 1.0e-30\n",
+            EXIT_CONFIG,
+            ["invalid: plan 'default' cannot work:", "error: srm_p_threshold:"],
+        ),
+    ],
+)
+def test_plan_validate_prints_each_finding_with_its_field(
+    yaml_text: str,
+    code: int,
+    lines: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml_text)
+    assert main(["plan", "validate", str(path)]) == code
+    out = capsys.readouterr().out
+    for line in lines:
+        assert line in out
+
+
+def test_plan_validate_json_carries_the_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    risky, broken = tmp_path / "risky.yaml", tmp_path / "broken.yaml"
+    guarded = "guardrails: [{metric: error_rate}]\n"
+    risky.write_text("stages: [{percent: 1}, {percent: 100, min_units_per_arm: 0}]\n" + guarded)
+    broken.write_text("stages:\n  - {percent: 1}\n  - {percent: 100}\n")
+    assert main(["plan", "validate", "--json", str(risky), str(broken)]) == EXIT_CONFIG
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["valid"] is True
+    assert first["error"] is None
+    assert [(f["severity"], f["field"]) for f in first["findings"]] == [
+        ("warning", "stages[1].percent")
+    ]
+    assert second["valid"] is False
+    assert "stages[1].min_units_per_arm" in second["error"]
+    assert second["findings"][0]["field"] == "stages[1].min_units_per_arm"
+
+
+def test_the_controller_refuses_to_start_a_plan_that_cannot_work() -> None:
+    """A start command's plan goes through this; its error is the rejected decision's reason."""
+    never_completes = plan(1, 25, 100, last_units=100)
+    with pytest.raises(ConfigError, match=r"cannot work: error: stages\[2\]\.min_units_per_arm"):
+        control.plan(never_completes, backends=frozenset())
+    risky = plan(1, 100)  # warnings only: the operator was told when validating
+    assert control.plan(risky, backends=frozenset()) == parse_plan(risky)
