@@ -22,7 +22,7 @@ PLAN = """\
 name: careful
 stages:
   - {percent: 2, min_duration: %s, min_units_per_arm: 50}
-  - {percent: 100, min_duration: 0}
+  - {percent: 100, min_duration: 0, min_units_per_arm: 0}
 guardrails:
   - {metric: error_rate}
 """
