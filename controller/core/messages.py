@@ -298,6 +298,7 @@ class Alert(_Message):
         "backend_drift",
         "backend_unreachable",
         "backend_recovered",
+        "store_lost_writes",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)
