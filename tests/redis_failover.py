@@ -167,20 +167,16 @@ async def until(ready: Callable[[], bool], what: str, timeout: float = 30) -> fl
     return time.monotonic() - started
 
 
-def stored_offset(port: int, meta_key: str) -> int:
-    """A partition's stored offset as the Redis on ``port`` holds it (-1: none)."""
-    value = answers(port, "HGET", meta_key, "offset")
+def stored(port: int, key: str, field: str) -> int:
+    """An integer field of a hash as the Redis on ``port`` holds it (-1: none)."""
+    value = answers(port, "HGET", key, field)
     return int(value) if isinstance(value, bytes) else -1
 
 
-async def lose_writes_from(master: RedisServer, replica: RedisServer, meta_key: str) -> int:
-    """Hang ``replica`` and cut its link, then wait until ``master`` acknowledges a flush of
-    ``meta_key``'s partition that the replica will never have; that flush's offset."""
+def cut_off(master: RedisServer, replica: RedisServer) -> None:
+    """Hang ``replica`` and cut its link: nothing ``master`` writes from now on reaches it."""
     replica.pause()
     ask(master.port, "CLIENT", "KILL", "TYPE", "replica")
-    cut = stored_offset(master.port, meta_key)
-    await until(lambda: stored_offset(master.port, meta_key) > cut, "a flush after the cut")
-    return stored_offset(master.port, meta_key)
 
 
 @contextlib.contextmanager

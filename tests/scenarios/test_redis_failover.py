@@ -2,10 +2,10 @@
 
 The whole daemon runs on a Redis Cluster with a replica per master, and on a
 master watched by Sentinel. The master that holds events partition 0 and the
-flag's rollout state is made to acknowledge flushes its replica will never
-have (the replica hangs and its link is cut, read back from the master's own
-stored offset), then is SIGKILLed; the replica resumes and is promoted (read
-from Redis). Ingest finds partition 0 stored behind what it wrote: not
+flag's rollout state is made to acknowledge a flush and the rollout's next
+state that its replica will never have (the replica hangs and its link is
+cut; both read back from the master), then is SIGKILLed; the replica resumes
+and is promoted (read from Redis). Ingest finds partition 0 stored behind what it wrote: not
 another owner but lost writes, so it claims the partition again, replays it
 and alerts. Every partition is ingested again within 10 s of the promotion,
 no event is lost or doubled, and no decision is published twice (the
@@ -32,8 +32,9 @@ from tests.redis_failover import (
     ClusterTopology,
     SentinelTopology,
     Topology,
-    lose_writes_from,
+    cut_off,
     running,
+    stored,
     until,
 )
 from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
@@ -117,8 +118,19 @@ async def test_a_master_lost_with_unreplicated_writes_loses_nothing(
             timeout=90,
             what="the first advance",
         )
-        # When the master acknowledges flushes its replica never gets, and dies
-        acknowledged = await lose_writes_from(master, replica, meta)
+        # When the master acknowledges a flush and a rollout state its replica never gets
+        state = f"{{{prefix}:flag:{flag}}}:state"
+        offset, rev = stored(master.port, meta, "offset"), stored(master.port, state, "rev")
+        cut_off(master, replica)
+        await until(
+            lambda: (
+                stored(master.port, meta, "offset") > offset
+                and stored(master.port, state, "rev") > rev
+            ),
+            "the master to acknowledge a flush and a decision after the cut",
+        )
+        acknowledged = stored(master.port, meta, "offset")
+        # and dies
         master.kill()
         replica.resume()
         await until(lambda: topology.promoted(replica), "the replica to be promoted", 60)
