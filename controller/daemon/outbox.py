@@ -81,9 +81,15 @@ class Outbox:
     async def _drain_held(self, flag: str, token: str) -> None:
         pending = await self._states.pending(flag)
         while pending:
-            # What was read is on a replica before it goes out: a failover then
-            # keeps the state that these messages announce.
+            # What was read is on a replica before it goes out, so a failover
+            # keeps the state these messages announce; and only what the master
+            # still holds then goes out (a failover meanwhile may have lost some).
             await self._states.replicated(flag)
+            kept = {m.id for m in await self._states.pending(flag)}
+            pending = [m for m in pending if m.id in kept]
+            if not pending:
+                pending = await self._states.pending(flag)
+                continue
             sent, refusal = await self._publish(pending)
             dropped = 0
             if sent:

@@ -5,10 +5,12 @@ before any replica has it, and the replica promoted in its place never saw
 it. For rollout states that matters once their messages are published: a
 decision published from a state the failover then loses would be decided
 again, with a new id. So before an outbox is published, :meth:`ReplicaWait.replicated`
-writes a marker to the flag's master and waits, on the same connection, for
-replicas to acknowledge it. ``WAIT`` counts the writes of its own connection,
-and the master's replication stream is ordered, so the marker's acknowledgement
-covers every earlier write of that master: the state and its outbox included.
+reads the master's replication offset, writes a marker and waits (``WAIT``),
+all on one connection, for replicas to acknowledge it: the replication stream
+is ordered, so that covers every earlier write of the master, the state and
+its outbox included. The master is then asked which of its replicas have
+reached that offset (``INFO replication``): same master (replication id),
+enough replicas, or the wait failed, whatever a retried ``WAIT`` answered.
 
 How many replicas: ``redis.wait_replicas``; unset, one when the master has had
 a replica acknowledging within the last ``wait_replica_max_lag_seconds`` (read
@@ -45,7 +47,7 @@ class ReplicaWait:
         self._in_sync_at: dict[str, float] = {}  # master -> when a replica was last in sync
 
     async def replicated(self, mark_key: str) -> int:
-        """Write ``mark_key`` and wait until enough replicas have it; how many do.
+        """Wait until enough replicas have what the master of ``mark_key`` holds now; how many.
 
         Raises :class:`StoreUnavailable` when fewer acknowledged within the timeout.
         """
@@ -54,7 +56,9 @@ class ReplicaWait:
             needed = await self._needed(node)
             if needed == 0:
                 return 0
-            acked = await self._wait(mark_key, node, needed)
+            before, acked = await self._wait(mark_key, node, needed)
+            if acked >= needed:
+                acked = await self._confirmed(node, before)
         if acked < needed:
             self._known.pop(_name(node), None)  # read the topology afresh next time
             raise StoreUnavailable(
@@ -75,10 +79,7 @@ class ReplicaWait:
         known = self._known.get(name)
         if known is not None and now - known[1] < _TOPOLOGY_TTL_S:
             return known[0]
-        if node is None:
-            info = await self._redis.info("replication")
-        else:
-            info = await self._redis.info("replication", target_nodes=node)
+        info = await self._info(node)
         # Remembered per master (its replication id), so a replica whose link
         # was cut is still waited for until it has been silent the longest lag.
         master = str(info.get("master_replid", name))
@@ -89,16 +90,45 @@ class ReplicaWait:
         self._known[name] = (needed, now)
         return needed
 
-    async def _wait(self, key: str, node: Any, needed: int) -> int:
-        """The marker write and ``WAIT`` in one pipeline: one connection, in that order."""
+    async def _wait(self, key: str, node: Any, needed: int) -> tuple[dict[str, Any], int]:
+        """The master's replication state, a marker write and ``WAIT``, in one pipeline.
+
+        On one connection and in that order, ``WAIT`` covers the marker, hence
+        everything the master held when its state was read. ``WAIT`` is what
+        makes replicas acknowledge at once instead of within a second.
+        """
         async with self._redis.pipeline(transaction=False) as pipe:
+            _on(pipe, node, "INFO", "replication")
             pipe.set(key, "1", px=_MARK_TTL_MS)
-            if node is None:
-                pipe.execute_command("WAIT", needed, self._timeout_ms)
-            else:
-                pipe.execute_command("WAIT", needed, self._timeout_ms, target_nodes=node)
-            _, acked = await pipe.execute()
-        return int(acked)
+            _on(pipe, node, "WAIT", needed, self._timeout_ms)
+            before, _, acked = await pipe.execute()
+        return before, int(acked)
+
+    async def _confirmed(self, node: Any, before: dict[str, Any]) -> int:
+        """How many replicas of the same master have acknowledged its offset in ``before``.
+
+        The client library retries a pipeline whose connection broke (a failover)
+        command by command, on other connections, where ``WAIT`` counts nothing
+        of ours; the master's own word on its replicas' offsets cannot be fooled.
+        """
+        info = await self._info(node)
+        if info.get("role") != "master" or info.get("master_replid") != before.get("master_replid"):
+            return 0
+        target = int(before.get("master_repl_offset", 0))
+        return sum(1 for row in _replicas(info) if int(row.get("offset", -1)) >= target)
+
+    async def _info(self, node: Any) -> dict[str, Any]:
+        if node is None:
+            return await self._redis.info("replication")
+        return await self._redis.info("replication", target_nodes=node)
+
+
+def _on(pipe: Any, node: Any, *args: Any) -> None:
+    """Queue a command for ``node`` (a cluster's), or for the one node."""
+    if node is None:
+        pipe.execute_command(*args)
+    else:
+        pipe.execute_command(*args, target_nodes=node)
 
 
 def _name(node: Any) -> str:
