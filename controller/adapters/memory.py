@@ -67,6 +67,9 @@ class MemoryStates:
         self.outbox[flag] = queue[dropped:]
         return dropped
 
+    async def replicated(self, flag: str) -> None:
+        """Memory has no replicas to wait for."""
+
     async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool:
         holder = self.drains.setdefault(flag, token)
         return holder == token

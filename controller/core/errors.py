@@ -7,6 +7,7 @@ The tree::
     ├── StoreError                  anything from the aggregate/state store
     │   ├── StoreUnavailable        connection lost, timeout; retriable
     │   ├── FencedError             a newer owner holds the partition; permanent
+    │   ├── LostWrites              the store lost writes it acknowledged; replay
     │   └── FlushRefused            the store would refuse a batch; it wrote nothing
     └── BrokerError                 anything from the Kafka-protocol broker
         ├── BrokerUnavailable       cannot reach the broker; retriable
@@ -46,6 +47,20 @@ class StoreUnavailable(StoreError):
 
 class FencedError(StoreError):
     """A flush carried a stale fencing epoch: another consumer owns the partition."""
+
+
+class LostWrites(StoreError):
+    """The partition's stored epoch or offset is behind this owner's: the store lost
+    writes it had acknowledged (an asynchronous replica was promoted without them).
+
+    Not another owner: the partition is claimed again and read from ``stored_offset``
+    (None: nothing stored), which is exact because a flush writes the offset and the
+    aggregates in one script.
+    """
+
+    def __init__(self, message: str, *, stored_offset: int | None) -> None:
+        super().__init__(message)
+        self.stored_offset = stored_offset
 
 
 class FlushRefused(StoreError):

@@ -312,6 +312,7 @@ class Alert(_Message):
         "backend_unreachable",
         "backend_recovered",
         "operator_keys",
+        "store_lost_writes",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

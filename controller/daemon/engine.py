@@ -197,6 +197,8 @@ class Engine:
                 last_sweep = now if full else last_sweep
 
     async def _gate_pass(self, control: ControlSource, *, full: bool) -> bool:
+        for flag in sorted(self._outbox.undrained):  # saved, then not published
+            await self._contained(self._drain(flag), where="drain", flag=flag)
         dirty = await self._aggregates.pop_dirty()
         theirs = {f for f in dirty if not control.owns(f)}
         if theirs:  # another instance gates these: leave the news for it

@@ -17,13 +17,13 @@ The order of one batch, and why it is safe to crash anywhere in it:
 
 A crash before step 4 replays the batch; a crash after it finds the stored
 offset already advanced, so the replay is a no-op. When Redis is unreachable
-the batch is held, fetching pauses, and the flush is retried with back-off.
+the batch is held, fetching pauses, and the flush is retried with back-off;
+a stored offset behind ours (Redis lost writes) is replayed (:mod:`.partitions`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,9 +39,11 @@ from controller.core.decoding import (
     Rejection,
     RejectReason,
 )
-from controller.core.errors import FencedError, FlushRefused
+from controller.core.errors import FencedError, FlushRefused, LostWrites
 from controller.core.folding import PartitionDelta, fold
+from controller.core.rollout import RaiseAlert
 from controller.daemon.metrics import Metrics
+from controller.daemon.partitions import Owned, Partitions
 from controller.daemon.progress import IngestStats
 from controller.ports import (
     AggregateWriter,
@@ -57,75 +59,69 @@ from controller.settings import IngestSettings
 log = structlog.get_logger("controller.daemon.ingest")
 T = TypeVar("T")
 _TURNS_TO_SEND = 3
+Alarm = Callable[[RaiseAlert], None]
+"""Raises an alert that concerns no flag (published on the alerts topic)."""
 
 
 @dataclass(slots=True)
-class _Owned:
-    epoch: int
-    offset: int | None
+class _Work:
+    """One partition's share of a batch, with the claim it was read under."""
+
+    delta: PartitionDelta
+    records: list[Record]
+    owned: Owned
 
 
 class Ingest:
     """The ingest loop; also the partition listener of its consumer."""
 
-    def __init__(self, *, settings: IngestSettings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: IngestSettings,
+        metrics: Metrics | None = None,
+        alarm: Alarm | None = None,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
+        self._alarm = alarm
         self._decoder = EventDecoder(max_bytes=settings.max_event_bytes)
-        self._owned: dict[int, _Owned] = {}
-        self._to_claim: set[int] = set()
+        self._parts = Partitions(metrics=self._metrics, stall_after=settings.stall_after_seconds)
         self._stopping = asyncio.Event()
         self.stats = IngestStats()
         self._source: EventSource | None = None
         self._in_flight: asyncio.Task[None] | None = None
+        self._outage = False
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
         # Claiming needs Redis, so it happens in the loop; until then, no fetching.
-        self._to_claim.update(partitions)
+        self._parts.assigned(partitions)
         if self._source is not None and partitions:
             self._source.pause(partitions)
 
     def partitions_revoked(self, partitions: list[int]) -> None:
-        for p in partitions:
-            self._owned.pop(p, None)
-            self._to_claim.discard(p)
-            # The new owner reports its lag; a stale value here would read as stalled.
-            with contextlib.suppress(KeyError):
-                self._metrics.lag.remove(str(p))
-        self._metrics.owned("events", self._owned)
-        log.info("partitions_revoked", partitions=partitions, owned=self.owned_partition_ids)
+        self._parts.revoked(partitions)
 
     # -- lifecycle -------------------------------------------------------------
     @property
     def owned_partitions(self) -> int:
         """How many events partitions this instance owns (claimed) now."""
-        return len(self._owned)
+        return len(self._parts.owned)
 
     @property
     def owned_partition_ids(self) -> list[int]:
         """The events partitions this instance owns (claimed) now."""
-        return sorted(self._owned)
+        return sorted(self._parts.owned)
+
+    @property
+    def waiting_partition_ids(self) -> list[int]:
+        """Events partitions assigned here but not ingested now (claiming, fenced, replaying)."""
+        return self._parts.waiting_ids()
 
     def stalled(self, now: float) -> str | None:
-        """Why ingest counts as stalled at monotonic time ``now``, or None.
-
-        Stalled: no batch flushed for ``stall_after_seconds`` while an owned
-        partition has records left to read (an idle stream is not stalled).
-        """
-        idle = now - self.stats.last_flush_at
-        if idle < self._settings.stall_after_seconds or self._source is None:
-            return None
-        behind = {
-            p: end - o.offset
-            for p, o in self._owned.items()
-            if o.offset is not None
-            and (end := self._source.highwater(p)) is not None
-            and end > o.offset
-        }
-        if not behind:
-            return None
-        return f"ingest stalled: nothing flushed for {idle:.0f} s, records behind {behind}"
+        """Why ingest counts as stalled at monotonic time ``now``, or None (see Partitions)."""
+        return self._parts.stalled(now, self._source)
 
     def stop(self) -> None:
         """Finish the batch in hand, flush it, and return from :meth:`run`."""
@@ -136,11 +132,12 @@ class Ingest:
     ) -> None:
         """Consume until :meth:`stop`; every fetched batch is flushed before returning."""
         self._source = source
-        if self._to_claim:
-            source.pause(sorted(self._to_claim))
+        if self._parts.to_claim:
+            source.pause(sorted(self._parts.to_claim))
         last_commit = last_progress = time.monotonic()
         while not self._stopping.is_set():
-            await self._claim_pending(source, store)
+            await self._parts.claim_pending(source, store, self._retrying)
+            claims = dict(self._parts.owned)  # what the fetched records are read under
             waited = time.perf_counter()
             batch = await source.fetch(
                 timeout_ms=self._settings.fetch_timeout_ms,
@@ -148,17 +145,29 @@ class Ingest:
             )
             self.stats.fetch_wait_seconds += time.perf_counter() - waited
             if batch:
-                await self._process(batch, source=source, store=store, dead_letters=dead_letters)
+                await self._process(
+                    batch, claims, source=source, store=store, dead_letters=dead_letters
+                )
             now = time.monotonic()
             if now - last_commit >= self._settings.commit_interval_seconds:
-                await source.commit(self._positions())
+                await source.commit(self._parts.positions())
+                await self._ask_ends(source)
                 last_commit = now
             if now - last_progress >= 10:
                 self._log_progress()
                 last_progress = now
         await self._settle()
-        await source.commit(self._positions())
+        await source.commit(self._parts.positions())
         self._log_progress()
+
+    async def _ask_ends(self, source: EventSource) -> None:
+        """Ask the broker for the end of partitions not fetched now, so their lag is true."""
+        idle = self._parts.waiting_ids()
+        if self._outage:
+            idle = self._parts.assigned_ids
+        if idle:
+            self._parts.ends_known(await source.end_offsets(idle))
+            self._parts.observe_lag(source)
 
     async def _settle(self) -> None:
         """Wait for the flush in flight, if any; its errors surface here."""
@@ -168,52 +177,36 @@ class Ingest:
             await task
             self.stats.flush_wait_seconds += time.perf_counter() - waited
 
-    def _positions(self) -> dict[int, int]:
-        return {p: o.offset for p, o in self._owned.items() if o.offset is not None}
-
     def _log_progress(self) -> None:
-        self.stats.log(partitions=sorted(self._owned))
-
-    # -- claiming ----------------------------------------------------------------
-    async def _claim_pending(self, source: EventSource, store: AggregateWriter) -> None:
-        while self._to_claim and not self._stopping.is_set():
-            partition = min(self._to_claim)
-            claim = await self._retrying(lambda p=partition: store.claim(p), f"claim p{partition}")  # type: ignore[misc]
-            if claim is None:
-                return
-            if partition not in self._to_claim:  # revoked while we were claiming
-                continue
-            self._to_claim.discard(partition)
-            self._owned[partition] = _Owned(epoch=claim.epoch, offset=claim.offset)
-            self._metrics.owned("events", self._owned)
-            await source.seek(partition, claim.offset)
-            source.resume([partition])
-            log.info(
-                "partition_claimed", partition=partition, epoch=claim.epoch, offset=claim.offset
-            )
+        self.stats.log(partitions=sorted(self._parts.owned))
 
     # -- one batch ---------------------------------------------------------------
     async def _process(
         self,
         batch: dict[int, list[Record]],
+        claims: dict[int, Owned],
         *,
         source: EventSource,
         store: AggregateWriter,
         dead_letters: DeadLetters,
     ) -> None:
-        deltas: list[tuple[PartitionDelta, list[Record]]] = []
+        work: list[_Work] = []
         letters: list[DeadLetter] = []
         for partition, records in batch.items():
-            if partition not in self._owned or not records:
+            owned = claims.get(partition)
+            if owned is None or not self._parts.current(partition, owned) or not records:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
-            deltas.append((self._fold(partition, records, letters), records))
+            work.append(_Work(self._fold(partition, records, letters), records, owned))
         if letters:
             await self._retrying(lambda: dead_letters.publish(letters), "dead-letter publish")
         # One flush in flight: Redis applies this batch while the next one is
         # fetched and folded. Flushes stay in order, so offsets chain per partition.
         await self._settle()
+        # A partition claimed again meanwhile (Redis lost writes) is read again
+        # from its stored offset: what was fetched before that is not flushed.
+        work = [w for w in work if self._parts.current(w.delta.partition, w.owned)]
         self._in_flight = asyncio.create_task(
-            self._flush_all(deltas, store=store, source=source, dead_letters=dead_letters),
+            self._flush_all(work, store=store, source=source, dead_letters=dead_letters),
             name="ingest-flush",
         )
         # Let the flush write its requests now: a fetch served from aiokafka's
@@ -225,33 +218,33 @@ class Ingest:
 
     async def _flush_all(
         self,
-        deltas: list[tuple[PartitionDelta, list[Record]]],
+        work: list[_Work],
         *,
         store: AggregateWriter,
         source: EventSource,
         dead_letters: DeadLetters,
     ) -> None:
-        held = [d.partition for d, _ in deltas]
+        held = [w.delta.partition for w in work]
         started = time.perf_counter()
-        # Partitions are independent (own keys, own offsets): flush them together.
-        await asyncio.gather(
-            *(
-                self._flush(d, records, store=store, source=source, held=held, letters=dead_letters)
-                for d, records in deltas
+        try:
+            # Partitions are independent (own keys, own offsets): flush them together.
+            await asyncio.gather(
+                *(
+                    self._flush(w, store=store, source=source, held=held, letters=dead_letters)
+                    for w in work
+                )
             )
-        )
+        finally:
+            # An outage in one partition's flush paused them all; however each
+            # flush ended (applied, fenced, lost), the ones still owned go on.
+            if self._outage:
+                self._outage = False
+                source.resume(self._parts.resumable(held))
         self.stats.last_flush_seconds = time.perf_counter() - started
         self.stats.last_flush_at = time.monotonic()
         self.stats.batches += 1
         self._metrics.flush_seconds.observe(self.stats.last_flush_seconds)
-        self._observe_lag(source)
-
-    def _observe_lag(self, source: EventSource) -> None:
-        self._metrics.partitions.set(len(self._owned))
-        for partition, owned in list(self._owned.items()):
-            end = source.highwater(partition)
-            if end is not None and owned.offset is not None:
-                self._metrics.lag.labels(str(partition)).set(max(0, end - owned.offset))
+        self._parts.observe_lag(source)
 
     def _fold(
         self, partition: int, records: list[Record], letters: list[DeadLetter]
@@ -278,17 +271,14 @@ class Ingest:
 
     async def _flush(
         self,
-        delta: PartitionDelta,
-        records: list[Record],
+        work: _Work,
         *,
         store: AggregateWriter,
         source: EventSource,
         held: list[int],
         letters: DeadLetters,
     ) -> None:
-        owned = self._owned.get(delta.partition)
-        if owned is None:
-            return
+        delta, owned = work.delta, work.owned
         try:
             outcome = await self._retrying(
                 lambda: store.flush(delta, epoch=owned.epoch, expected_offset=owned.offset),
@@ -296,25 +286,29 @@ class Ingest:
                 pause=(source, held),
             )
         except FencedError as exc:
-            self._fenced(delta.partition, owned, exc)
+            self.stats.fenced += 1
+            self._parts.fenced(delta.partition, owned, exc)
+            return
+        except LostWrites as exc:
+            self._lost(delta.partition, owned, exc, source)
             return
         except FlushRefused as exc:
             log.warning("flush_refused", partition=delta.partition, error=str(exc))
-            await self._flush_each(records, owned, store=store, letters=letters)
+            await self._flush_each(work, store=store, source=source, letters=letters)
             return
         if outcome is not None:
             self._applied(delta, owned, outcome)
 
-    def _fenced(self, partition: int, owned: _Owned, exc: FencedError) -> None:
-        # Another consumer owns the partition now; it replays from the stored offset.
-        self.stats.fenced += 1
-        if self._owned.get(partition) is owned:
-            del self._owned[partition]
-            self._metrics.owned("events", self._owned)
-        log.warning("flush_fenced", partition=partition, error=str(exc))
+    def _lost(self, partition: int, owned: Owned, exc: LostWrites, source: EventSource) -> None:
+        """Redis lost acknowledged writes of ``partition``: replay them, and tell people."""
+        alert = self._parts.lost(partition, owned, exc, source)
+        if alert is not None:
+            self.stats.lost_writes += 1
+            if self._alarm is not None:
+                self._alarm(alert)
 
-    def _applied(self, delta: PartitionDelta, owned: _Owned, outcome: FlushOutcome) -> None:
-        owned.offset = delta.next_offset
+    def _applied(self, delta: PartitionDelta, owned: Owned, outcome: FlushOutcome) -> None:
+        self._parts.advanced(delta.partition, owned, delta.next_offset)
         if outcome is FlushOutcome.REPLAYED:
             self.stats.replays += 1
             return
@@ -325,14 +319,15 @@ class Ingest:
             self._metrics.rejects.labels(reason).inc(count)
 
     async def _flush_each(
-        self, records: list[Record], owned: _Owned, *, store: AggregateWriter, letters: DeadLetters
+        self, work: _Work, *, store: AggregateWriter, source: EventSource, letters: DeadLetters
     ) -> None:
         """Flush a refused batch one record at a time, dead-lettering what Redis would refuse.
 
         Slow, but only ever taken when a flush was refused: it confines the
         refusal to the records behind it, so the rest of the batch is counted.
         """
-        for record in records:
+        owned = work.owned
+        for record in work.records:
             delta = self._fold(record.partition, [record], [])
             try:
                 outcome = await self._retrying(
@@ -342,7 +337,11 @@ class Ingest:
             except FlushRefused as exc:
                 outcome = await self._refuse(record, owned, exc, store=store, letters=letters)
             except FencedError as exc:
-                self._fenced(record.partition, owned, exc)
+                self.stats.fenced += 1
+                self._parts.fenced(record.partition, owned, exc)
+                return
+            except LostWrites as exc:
+                self._lost(record.partition, owned, exc, source)
                 return
             if outcome is None:
                 return
@@ -351,7 +350,7 @@ class Ingest:
     async def _refuse(
         self,
         record: Record,
-        owned: _Owned,
+        owned: Owned,
         exc: FlushRefused,
         *,
         store: AggregateWriter,
@@ -392,9 +391,10 @@ class Ingest:
             return await retrying(call, what=what, backoff=backoff)
         source, held = pause
         return await retrying(
-            call,
-            what=what,
-            backoff=backoff,
-            on_outage=lambda: source.pause(held),
-            on_recovery=lambda: source.resume([p for p in held if p in self._owned]),
+            call, what=what, backoff=backoff, on_outage=lambda: self._pause(source, held)
         )
+
+    def _pause(self, source: EventSource, held: list[int]) -> None:
+        # Resumed when the whole flush has ended, however each partition's ended.
+        self._outage = True
+        source.pause(held)

@@ -43,6 +43,13 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.lost_writes = Counter(
+            "rollout_store_lost_writes",
+            "Flushes that found Redis had lost writes it acknowledged (a failover to a "
+            "replica without them), by events partition; each is replayed exactly.",
+            ["partition"],
+            registry=r,
+        )
         self.partitions = Gauge(
             "rollout_ingest_partitions", "Events partitions this instance owns.", registry=r
         )

@@ -8,7 +8,9 @@ a flag runs at a time across instances (a lease in the store), so the drain
 at start-up and the owner's never interleave a flag's messages. A message the broker
 refuses for good (too large, not writable) or an entry that cannot be read is
 moved to the flag's quarantine with an alert, so the messages after it, a
-kill above all, still go out.
+kill above all, still go out. Before publishing, a drain waits until a Redis
+replica has the state it read (``WAIT``), so a failover never undoes a state
+whose messages are out; a drain that failed is tried again by the engine.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Outbox:
     ) -> None:
         self._states, self._outputs, self._topics = states, outputs, topics
         self._metrics, self._now = metrics, clock
+        self.undrained: set[str] = set()
+        """Flags whose last drain failed: their saved messages still wait to go out."""
 
     async def drain(self, flag: str) -> None:
         """Publish ``flag``'s pending messages in order; quarantine any that never can go.
@@ -56,11 +60,16 @@ class Outbox:
         saved while another drain held the lease is published by one of them.
         """
         token = uuid.uuid4().hex
-        await self._hold(flag, token)
         try:
-            await self._drain_held(flag, token)
-        finally:
-            await self._states.end_drain(flag, token)
+            await self._hold(flag, token)
+            try:
+                await self._drain_held(flag, token)
+            finally:
+                await self._states.end_drain(flag, token)
+        except BaseException:
+            self.undrained.add(flag)  # the engine tries again at its next pass
+            raise
+        self.undrained.discard(flag)
 
     async def _hold(self, flag: str, token: str) -> None:
         """Wait until this drain holds ``flag``'s lease (at most the lease's life)."""
@@ -72,6 +81,15 @@ class Outbox:
     async def _drain_held(self, flag: str, token: str) -> None:
         pending = await self._states.pending(flag)
         while pending:
+            # What was read is on a replica before it goes out, so a failover
+            # keeps the state these messages announce; and only what the master
+            # still holds then goes out (a failover meanwhile may have lost some).
+            await self._states.replicated(flag)
+            kept = {m.id for m in await self._states.pending(flag)}
+            pending = [m for m in pending if m.id in kept]
+            if not pending:
+                pending = await self._states.pending(flag)
+                continue
             sent, refusal = await self._publish(pending)
             dropped = 0
             if sent:

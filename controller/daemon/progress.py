@@ -19,6 +19,8 @@ class IngestStats:
     batches: int = 0
     replays: int = 0
     fenced: int = 0
+    lost_writes: int = 0
+    """Flushes that found Redis had lost writes it acknowledged (each replayed)."""
     rejects: Counter[str] = field(default_factory=Counter)
     last_flush_seconds: float = 0.0
     last_flush_at: float = field(default_factory=time.monotonic)
@@ -37,6 +39,7 @@ class IngestStats:
             rejects=dict(self.rejects),
             replays=self.replays,
             fenced=self.fenced,
+            lost_writes=self.lost_writes,
             partitions=partitions,
             last_flush_ms=round(self.last_flush_seconds * 1000, 2),
             fetch_wait_s=round(self.fetch_wait_seconds, 3),

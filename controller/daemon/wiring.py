@@ -39,6 +39,7 @@ from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
+from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
@@ -78,13 +79,16 @@ async def _supervise(
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
-    ingest = Ingest(settings=settings.ingest, metrics=metrics)
+    alarms = Alarms(topics=settings.topics, clock=_utcnow)
+    ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms)
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         await _wait_for_redis(store, stop)
         ownership = _Ownership(metrics)
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
+        alarms.attach(kafka.outputs)
+        stack.push_async_callback(alarms.stop)  # before the producer closes
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
@@ -298,11 +302,15 @@ async def _readiness(parts: _Parts, settings: Settings) -> tuple[bool, dict[str,
     """Ready: Redis answers, this instance owns events partitions, and no loop is stalled.
 
     The detail names the partitions this instance owns: the events partitions
-    whose aggregates it writes and the commands partitions whose flags it gates.
+    whose aggregates it writes and the commands partitions whose flags it gates;
+    and the events partitions assigned to it but not ingested now (being claimed,
+    fenced, replaying what Redis lost), which stall readiness once they have
+    waited ``ingest.stall_after_seconds``.
     """
     owned = {
         "partitions": parts.ingest.owned_partitions,
         "events_partitions": parts.ingest.owned_partition_ids,
+        "events_partitions_waiting": parts.ingest.waiting_partition_ids,
         "commands_partitions": parts.control.owned_partitions(),
     }
     try:

@@ -199,6 +199,16 @@ class ManagedProcess(StopOnExit):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, sig)
 
+    def pause(self) -> None:
+        """SIGSTOP the process group: it stops answering, as a hung machine would."""
+        if self._popen.poll() is None:
+            self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group after :meth:`pause`. Safe to call repeatedly."""
+        if self._popen.poll() is None:
+            self._signal_group(signal.SIGCONT)
+
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM the process group, wait, then SIGKILL. Safe to call repeatedly."""
         # The group is only signalled while the leader is unreaped, so its id cannot
@@ -206,6 +216,7 @@ class ManagedProcess(StopOnExit):
         if self._popen.poll() is not None:
             _untrack(self)
             return
+        self._signal_group(signal.SIGCONT)  # a paused process could not act on SIGTERM
         self._signal_group(signal.SIGTERM)
         try:
             self._popen.wait(timeout=self.stop_timeout if timeout is None else timeout)

@@ -181,6 +181,16 @@ class RedisServer(StartStop):
         if self._process is not None:
             self._process.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (a replica that falls behind its master)."""
+        if self._process is not None:
+            self._process.pause()
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._process is not None:
+            self._process.resume()
+
     def restart(self) -> Self:
         self.stop()
         return self.start()

@@ -119,6 +119,28 @@ class RedisSettings(_Group):
         ge=60,
         description="Aggregates expire this long after their last write.",
     )
+    wait_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description="Replicas that must have a rollout state before its messages are "
+        "published (Redis WAIT), so a failover never undoes a published decision. "
+        "Unset: 1 when the master has a replica in sync (see `wait_replica_max_lag_seconds`), "
+        "else 0; 0 turns the wait off.",
+    )
+    wait_timeout_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=60_000,
+        description="How long one WAIT for replicas may block; past it the publish is retried.",
+    )
+    wait_replica_max_lag_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="With `wait_replicas` unset, a replica that has not acknowledged for "
+        "longer than this is not waited for (the master reports the lag).",
+    )
 
 
 class IngestSettings(_Group):

@@ -2,11 +2,11 @@
 
 The cluster is the test's own (3 masters, 1 replica each, AOF fsync always, a
 1 s node timeout). The writer models the ingest loop: a flush that fails with
-:class:`StoreUnavailable` is retried as it is; a flush fenced because the stored
-offset moved back (a write the dead master acknowledged but never replicated)
-re-claims the partition and re-reads it from the stored offset. Whatever the
-failover kept or lost, the offsets and the aggregates must agree, and the final
-counts must equal the reference fold.
+:class:`StoreUnavailable` is retried as it is; a flush refused because the
+stored offset moved back (:class:`LostWrites`: a write the dead master
+acknowledged but never replicated) re-claims the partition and re-reads it
+from the stored offset. Whatever the failover kept or lost, the offsets and
+the aggregates must agree, and the final counts must equal the reference fold.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.errors import FencedError, StoreUnavailable
+from controller.core.errors import LostWrites, StoreUnavailable
 from controller.core.folding import PartitionDelta, fold
 from controller.dev.redis_cluster import RedisClusterServers, nodes_text
 from controller.settings import RedisSettings
@@ -91,7 +91,7 @@ class Writer:
                 assert time.monotonic() < deadline, "the store stayed unavailable"
                 await asyncio.sleep(0.05)  # retry pace; success is the signal
                 continue
-            except FencedError:
+            except LostWrites:
                 self.rewinds += 1  # offsets moved back: re-read from what is stored
                 await self.claim(partition)
                 continue

@@ -18,7 +18,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import FencedError, StoreError
+from controller.core.errors import FencedError, LostWrites, StoreError
 from controller.core.folding import PartitionDelta, fold
 from controller.ports import FlushOutcome, Loaded, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
@@ -164,8 +164,14 @@ async def test_offset_conflict_is_refused(store_client: RedisClient, redis_names
     first = PartitionDelta(partition=1, next_offset=10)
     assert await store.flush(first, epoch=claim.epoch, expected_offset=None) is FlushOutcome.APPLIED
     skipped = PartitionDelta(partition=1, next_offset=30)
-    with pytest.raises(FencedError, match="stored offset is 10"):
+    # Stored behind what this owner wrote: Redis lost writes (replayed, not fenced)
+    with pytest.raises(LostWrites, match="stored offset is 10") as lost:
         await store.flush(skipped, epoch=claim.epoch, expected_offset=20)
+    assert lost.value.stored_offset == 10
+    # Stored ahead of what this owner expects: not this owner's to undo
+    with pytest.raises(FencedError, match="stored offset is 10"):
+        await store.flush(skipped, epoch=claim.epoch, expected_offset=5)
+    assert await store.offset(1) == 10
 
 
 async def test_keys_carry_a_ttl_and_share_a_slot(

@@ -78,6 +78,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("backend_unreachable", "critical", {}, []),
     ("backend_recovered", "info", {"error": "ConnectError"}, ["ConnectError"]),
     ("operator_keys", "info", {"added": ["bob"], "keys": ["alice", "bob"]}, ["alice, bob"]),
+    (
+        "store_lost_writes",
+        "critical",
+        {"partition": 3, "stored_offset": 5522, "acknowledged": 5733},
+        ["*stored_offset*\n5522", "*acknowledged*\n5733"],
+    ),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (

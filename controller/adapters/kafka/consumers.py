@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from controller.ports import Record
 from controller.settings import KafkaSettings
 
 log = structlog.get_logger("controller.kafka")
+_ENDS_TIMEOUT_S = 5.0
 
 
 class PartitionListener(Protocol):
@@ -99,6 +101,19 @@ class EventConsumer(ClientLifecycle):
         """The end offset of ``partition`` as of the last fetch, if known."""
         end = self._consumer.highwater(TopicPartition(self._topic, partition))
         return None if end is None else int(end)
+
+    async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """The end offsets of ``partitions`` asked of the broker (empty if it cannot say).
+
+        ``highwater`` only moves while a partition is fetched; a paused one needs this.
+        """
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(tps), _ENDS_TIMEOUT_S)
+        except BROKER_FAILURES as exc:  # TimeoutError is an OSError
+            log.debug("kafka_end_offsets_skipped", error=repr(exc))
+            return {}
+        return {tp.partition: int(end) for tp, end in ends.items()}
 
     async def commit(self, offsets: dict[int, int]) -> None:
         """Record progress in Kafka for lag monitoring; failures are only logged."""

@@ -32,7 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import RedisClient, connect, translated
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.errors import FencedError, FlushRefused
+from controller.core.errors import FencedError, FlushRefused, LostWrites
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
 from controller.ports import Claim, FlushOutcome
@@ -86,9 +86,10 @@ class RedisAggregateStore:
         """Apply ``delta`` and advance the partition's offset, atomically, once.
 
         Raises :class:`FencedError` when another owner holds the partition (a
-        newer epoch) or the stored offset is not the one this owner expects,
-        and :class:`FlushRefused` when Redis would refuse part of the batch;
-        in every one of these cases nothing was written.
+        newer epoch, or a stored offset ahead of this owner's), :class:`LostWrites`
+        when the stored epoch or offset is behind this owner's (Redis lost writes
+        it acknowledged), and :class:`FlushRefused` when Redis would refuse part
+        of the batch; in every one of these cases nothing was written.
         """
         keys, args = self._flush_arguments(delta, epoch, expected_offset)
         async with translated():
@@ -103,11 +104,7 @@ class RedisAggregateStore:
                 f"partition {delta.partition}: flush refused, nothing written: {_text(detail)}",
                 per_cell=code == -3,
             )
-        what = "epoch" if code == -1 else "stored offset"
-        raise FencedError(
-            f"partition {delta.partition}: flush refused, {what} is {_text(detail)}"
-            f" (this owner holds epoch {epoch}, expected offset {expected_offset})"
-        )
+        raise _conflict(delta.partition, code, _text(detail), epoch, expected_offset)
 
     def _flush_arguments(
         self, delta: PartitionDelta, epoch: int, expected_offset: int | None
@@ -222,6 +219,35 @@ def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int])
         treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
         control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
     )
+
+
+def _conflict(
+    partition: int, code: int, stored: str, epoch: int, expected: int | None
+) -> FencedError | LostWrites:
+    """Why a flush was refused: another owner, or writes Redis acknowledged and lost.
+
+    Epochs only grow and a flush writes the offset and the aggregates together,
+    so a stored epoch below this owner's (or none at all) means the claim was
+    lost, and a stored offset behind this owner's, at its epoch, means flushes
+    were lost; a newer epoch or an offset ahead is another owner's work.
+    """
+    ours = f"this owner holds epoch {epoch}, expected offset {expected}"
+    if code == -1:
+        if not stored.isdigit() or int(stored) < epoch:
+            return LostWrites(
+                f"partition {partition}: redis lost acknowledged writes: the stored epoch is"
+                f" {stored} ({ours})",
+                stored_offset=None,
+            )
+        return FencedError(f"partition {partition}: flush refused, epoch is {stored} ({ours})")
+    offset = int(stored) if stored.lstrip("-").isdigit() else None
+    if offset is not None and expected is not None and offset < expected:
+        return LostWrites(
+            f"partition {partition}: redis lost acknowledged writes: the stored offset is"
+            f" {offset} ({ours})",
+            stored_offset=None if offset < 0 else offset,
+        )
+    return FencedError(f"partition {partition}: flush refused, stored offset is {stored} ({ours})")
 
 
 def _text(value: Any) -> str:

@@ -17,16 +17,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
+import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from controller.core.errors import StoreError, StoreUnavailable
+from controller.core.errors import ControllerError, StoreError, StoreUnavailable
 from controller.settings import RedisSettings
+
+log = structlog.get_logger("controller.adapters.redis")
+_LIBRARY = Path(redis.__file__).resolve().parent
 
 RedisClient = aioredis.Redis | RedisCluster
 """What the stores talk to: one node or a cluster; both run the same commands and scripts."""
@@ -147,6 +153,28 @@ async def translated() -> AsyncIterator[None]:
         raise StoreError(f"redis cluster error: {exc}") from exc
     except redis_errors.RedisError as exc:
         raise StoreError(f"redis error: {_describe(exc)}") from exc
+    except ControllerError:
+        raise
+    except Exception as exc:
+        if not _from_client_library(exc):
+            raise  # a defect of ours: let it be seen, not retried
+        # redis-py leaks other errors when a connection breaks mid-command (a
+        # cluster connection closed under a failover raised AttributeError on
+        # its writer): the command may still succeed on a fresh connection.
+        log.warning("redis_client_error", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise StoreUnavailable(
+            f"redis unreachable: the client failed: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
+
+
+def _from_client_library(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of redis-py: a frame of its traceback is in the package."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_LIBRARY):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _describe(exc: BaseException) -> str:

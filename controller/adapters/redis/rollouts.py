@@ -9,6 +9,7 @@ Keys (``P`` is the key prefix)::
     P:claim:<id>             string with a TTL: a webhook delivery already accepted
     {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
     {P:flag:<flag>}:draining string with a TTL: the instance draining the outbox now
+    {P:flag:<flag>}:synced   string with a TTL: the marker a drain waits for replicas on
 
 The state, its outbox and the flag's applied command ids share a hash tag, so
 one Lua script saves a new state, the messages it implies and the id of the
@@ -21,6 +22,10 @@ by those ids (the head of the list is dropped only while it is one of them),
 never by a count, so a message appended meanwhile is never dropped; and one
 drain at a time holds the flag's ``draining`` lease, so two instances never
 publish one flag's messages interleaved (an older flag state after a newer).
+
+Before a drain publishes, :meth:`RolloutStore.replicated` waits until a
+replica of the flag's master has everything the master acknowledged (see
+:mod:`.replicas`), so a failover cannot undo a state whose messages went out.
 
 A stored state or outbox entry that cannot be read is reported, not raised as
 a crash: :meth:`RolloutStore.load` raises a permanent :class:`StoreError`
@@ -36,6 +41,7 @@ import orjson
 from pydantic import ValidationError
 
 from controller.adapters.redis.client import RedisClient, translated
+from controller.adapters.redis.replicas import ReplicaWait
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.ports import Loaded, OutboxMessage, SaveOutcome, StateWrite
@@ -123,6 +129,7 @@ class RolloutStore:
         self._published = client.register_script(_PUBLISHED)
         self._hold = client.register_script(_HOLD)
         self._end = client.register_script(_END)
+        self._replicas = ReplicaWait(client, settings=settings)
 
     def _key(self, flag: str, part: str) -> str:
         return f"{{{self._prefix}:flag:{flag}}}:{part}"
@@ -186,6 +193,13 @@ class RolloutStore:
         async with translated():
             dropped = await self._published(keys=[self._key(flag, "outbox")], args=list(ids))
         return int(dropped)
+
+    async def replicated(self, flag: str) -> None:
+        """Return once replicas have ``flag``'s state and outbox as its master holds them.
+
+        Raises :class:`StoreUnavailable` (retriable) when they do not within the timeout.
+        """
+        await self._replicas.replicated(self._key(flag, "synced"))
 
     async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool:
         """Take or renew ``flag``'s drain lease for ``ttl_ms``; False if another holds it."""
