@@ -29,17 +29,17 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.listening import Listener
 from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 MAX_CONNECTIONS = 32
 """Connections held at once; a probe needs one for a few milliseconds."""
 MAX_HEADERS = 32
-BACKLOG = 128
 log = structlog.get_logger("controller.health")
 
 
-class HealthServer:
+class HealthServer(Listener):
     """The probes' aiohttp application behind ``async with``; binds ``host:port``."""
 
     def __init__(
@@ -52,18 +52,16 @@ class HealthServer:
         metrics_content_type: str,
         limits: HttpSettings | None = None,
     ) -> None:
-        self._host, self._port = host, port
         self._readiness = readiness
         self._metrics, self._metrics_type = metrics, metrics_content_type
         limits = limits or HttpSettings()
-        self._listener: asyncio.Server | None = None
         self.evicted = 0
         """Connections closed to make room for a newer one."""
         app = web.Application(client_max_size=1024)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
-        self._runner = web.AppRunner(
+        runner = web.AppRunner(
             app,
             access_log=None,
             keepalive_timeout=limits.header_timeout_seconds,
@@ -72,32 +70,16 @@ class HealthServer:
             max_field_size=limits.max_header_bytes,
             max_headers=MAX_HEADERS,
         )
+        super().__init__(host=host, port=port, runner=runner)
 
     async def __aenter__(self) -> Self:
-        await self._runner.setup()
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._connection, self._host, self._port, backlog=BACKLOG
-        )
+        await super().__aenter__()
         log.info("health_listening", host=self._host, port=self.port)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        await self._runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        """The bound port (the one asked for, or the one picked for port 0)."""
-        if self._listener is None or not self._listener.sockets:
-            return self._port
-        return int(self._listener.sockets[0].getsockname()[1])
-
     def _connection(self) -> asyncio.BaseProtocol:
         """aiohttp's protocol for a new connection, after closing the oldest past the cap."""
-        server = self._runner.server
-        assert server is not None  # set up in __aenter__ before listening
+        server = self._server()
         open_now = server.connections  # oldest first: aiohttp keeps them in arrival order
         for oldest in open_now[: max(len(open_now) - MAX_CONNECTIONS + 1, 0)]:
             oldest.force_close()

@@ -30,12 +30,13 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.listening import Listener
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import ControllerError
 from controller.integrations.monitors import (
@@ -54,7 +55,6 @@ RolloutHistory = Callable[[str], Awaitable[dict[str, Any] | None]]
 Parser = Callable[[object], MonitorSignal | None]
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
-BACKLOG = 128  # what aiohttp's TCPSite asks for
 BUSY_LINGER = 1.0
 log = structlog.get_logger("controller.http")
 
@@ -64,7 +64,7 @@ class MonitorSink(Protocol):
     def count(self, source: str, outcome: str) -> None: ...
 
 
-class HttpServer:
+class HttpServer(Listener):
     """aiohttp application behind ``async with``; binds ``host:port``.
 
     Limits come from ``limits`` (an :class:`HttpSettings`; its host, port and
@@ -103,13 +103,11 @@ class HttpServer:
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
     ) -> None:
-        self._host, self._port = host, port
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
         self._rollouts, self._history = rollouts, history
         self._limits = limits or HttpSettings()
-        self._listener: asyncio.Server | None = None
         self._busy: set[_Busy] = set()
         app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
         app.router.add_get("/healthz", self._healthz)
@@ -126,32 +124,12 @@ class HttpServer:
             )
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
-        self._runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
-
-    async def __aenter__(self) -> Self:
-        await self._runner.setup()
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._connection, self._host, self._port, backlog=BACKLOG
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        await self._runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        """The bound port (the one asked for, or the one picked for port 0)."""
-        if self._listener is None or not self._listener.sockets:
-            return self._port
-        return int(self._listener.sockets[0].getsockname()[1])
+        runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
+        super().__init__(host=host, port=port, runner=runner)
 
     def _connection(self) -> asyncio.BaseProtocol:
         """A protocol for one new connection: aiohttp's, or a 503 past the limit."""
-        server = self._runner.server
-        assert server is not None  # set up in __aenter__ before listening
+        server = self._server()
         limit = self._limits.max_connections
         if len(server.connections) < limit:
             return server()

@@ -1,0 +1,56 @@
+"""A listening aiohttp application that decides, per new connection, what serves it.
+
+Both servers (:mod:`controller.adapters.http` and :mod:`controller.adapters.health`)
+bind their own socket instead of using aiohttp's sites, so that a connection
+past their limit can be answered or made room for before aiohttp's protocol
+exists. What they share, binding and closing and the bound port, lives here;
+each says in :meth:`Listener._connection` what a new connection gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Self
+
+from aiohttp import web
+
+BACKLOG = 128
+"""Connections the kernel queues before the server accepts them."""
+
+
+class Listener:
+    """``async with`` binds ``host:port`` and serves ``runner``'s application; exit closes it."""
+
+    def __init__(self, *, host: str, port: int, runner: web.AppRunner) -> None:
+        self._host, self._port = host, port
+        self._runner = runner
+        self._listener: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._connection, self._host, self._port, backlog=BACKLOG
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        await self._runner.cleanup()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one asked for, or the one picked for port 0)."""
+        if self._listener is None or not self._listener.sockets:
+            return self._port
+        return int(self._listener.sockets[0].getsockname()[1])
+
+    def _server(self) -> web.Server:
+        server = self._runner.server
+        assert server is not None  # set up in __aenter__ before listening
+        return server
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        """The protocol for one new connection; aiohttp's by default."""
+        return self._server()()
