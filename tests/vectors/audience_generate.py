@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.vectors import vectorfile
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from controller.core.audience import AudienceRule
@@ -265,7 +267,7 @@ def vector(text: str, context: Json) -> Json:
 
 
 def render() -> str:
-    lines = [json.dumps(vector(*case), ensure_ascii=False, sort_keys=True) for case in cases()]
+    """The file's text: a header, then one vector per line."""
     header = {
         "description": (
             "Audience rule evaluation vectors: a rule (JSON form and text form), a context, "
@@ -276,21 +278,11 @@ def render() -> str:
         "generator": "tests/vectors/audience_generate.py",
         "segments": SEGMENTS,
     }
-    head = json.dumps(header, ensure_ascii=False, indent=2, sort_keys=True)[:-2]
-    return head + ',\n  "vectors": [\n' + ",\n".join(lines) + "\n]}\n"
+    return vectorfile.render(header, [vector(*case) for case in cases()])
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if argv[1:] == ["--check"]:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} differs from what {Path(__file__).name} makes; run it to rewrite")
-            return 1
-        return 0
-    PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {len(cases())} vectors to {PATH}")
-    return 0
+    return vectorfile.write_or_check(argv, PATH, render, __file__)
 
 
 if __name__ == "__main__":

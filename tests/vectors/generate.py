@@ -14,11 +14,12 @@ Everything is deterministic: fixed lists and a seeded generator.
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.vectors import vectorfile
 
 BUCKETS = 100_000
 PATH = Path(__file__).with_name("bucketing.json")
@@ -156,7 +157,6 @@ def cases() -> list[tuple[str, str, str, float]]:
 
 def render() -> str:
     """The file's text: a header, then one vector per line."""
-    lines = [json.dumps(vector(*case), ensure_ascii=False, sort_keys=True) for case in cases()]
     header = {
         "description": (
             "Arm assignment vectors: bucket = murmur3_x86_32(utf8(flag + ':' + salt + ':' + "
@@ -166,21 +166,11 @@ def render() -> str:
         "generator": "tests/vectors/generate.py",
         "buckets": BUCKETS,
     }
-    head = json.dumps(header, ensure_ascii=False, indent=2, sort_keys=True)[:-2]
-    return head + ',\n  "vectors": [\n' + ",\n".join(lines) + "\n]}\n"
+    return vectorfile.render(header, [vector(*case) for case in cases()])
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if argv[1:] == ["--check"]:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} differs from what {Path(__file__).name} makes; run it to rewrite")
-            return 1
-        return 0
-    PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {len(cases())} vectors to {PATH}")
-    return 0
+    return vectorfile.write_or_check(argv, PATH, render, __file__)
 
 
 if __name__ == "__main__":
