@@ -24,8 +24,9 @@ Both tests use the sequential boundary of :mod:`controller.core.sequential`.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.sequential import (
@@ -44,7 +45,7 @@ floating-point rounding, selects that bucket."""
 
 
 def _histogram_total(hist: Sequence[int]) -> int:
-    if len(hist) != BUCKET_COUNT or any(count < 0 for count in hist):
+    if len(hist) != BUCKET_COUNT or min(hist) < 0:
         raise ValueError(f"need {BUCKET_COUNT} non-negative bucket counts")
     return sum(hist)
 
@@ -61,13 +62,14 @@ def _within_bucket(index: int, fraction: float) -> float:
 
 def _value_at_rank(hist: Sequence[int], rank: float) -> float:
     """The latency below which ``rank`` of the counts lie (``hist`` must not be empty)."""
-    seen, last = 0, 0
-    for index, count in enumerate(hist):
-        if count and seen + count >= rank:
-            return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / count)))
-        seen += count
-        last = index if count else last
-    return _within_bucket(last, 1.0)
+    # The first bucket whose cumulative count reaches the rank (a rank of 0: the
+    # first bucket with any count); bisecting keeps the gate loop cheap.
+    cumulative = list(accumulate(hist))
+    index = bisect_left(cumulative, rank) if rank > 0 else bisect_right(cumulative, 0)
+    if index >= len(cumulative):
+        return _within_bucket(bisect_left(cumulative, cumulative[-1]), 1.0)
+    seen = cumulative[index] - hist[index]
+    return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / hist[index])))
 
 
 def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
