@@ -11,11 +11,12 @@ back with :meth:`ArmAggregate.from_fields`, so the gate sees aggregates of
 exactly the daemon's shape.
 
 The gate looks at the daemon's cadence (``engine.gate_interval_seconds``,
-0.25 s) while a look adds more than ``growth`` (0.5%) to the stage's sample;
-later, once per ``growth`` of the sample, so that a stage of hours costs
-hundreds of looks rather than tens of thousands. Later looks differ from the
-previous one by a fraction of a percent of their data, so the looks skipped
-there could hardly cross where these do not.
+0.25 s) while a look adds more than ``growth`` (1% in ``bench/aa.py``) to the
+stage's sample, i.e. through the first 25 s of a stage; later, once per
+``growth`` of the sample, so that a stage of hours costs hundreds of looks
+rather than tens of thousands. A look then differs from the previous one by
+1% of its data, so the looks skipped in between could rarely cross where
+these do not: the figures are a close lower bound of the daemon's.
 
 Each stream of data is judged by several rollouts at once: the plan under
 test through :func:`evaluate` (every step of the gate), and one plan per
@@ -209,7 +210,7 @@ def simulate(
     requests_per_second: float = 200.0,
     control: Service | None = None,
     treatment: Service | None = None,
-    growth: float = 0.005,
+    growth: float = 0.01,
 ) -> dict[str, Outcome]:
     """Run ``plan`` and every plan of ``singles`` on one stream; how each ended.
 
