@@ -233,10 +233,16 @@ def crossing_time(round_: Round) -> float:
         if at < round_.broken_since or i % 10:
             continue
         (e_t, n_t), (e_c, n_c) = counts[Arm.TREATMENT], counts[Arm.CONTROL]
-        if max(n_t, n_c) < PLAN.min_metric_events or not n_t or not n_c:
+        if min(n_t, n_c) < PLAN.min_metric_events:  # the gate's floor: in each arm
             continue
         if proportion_test(
-            e_t, n_t, e_c, n_c, direction="lower_is_better", alpha=PLAN.alpha, n_tune=PLAN.n_tune
+            e_t,
+            n_t,
+            e_c,
+            n_c,
+            direction="lower_is_better",
+            alpha=PLAN.alpha_per_test,
+            n_tune=PLAN.n_tune,
         ).regressed:
             return at
     return round_.decided_at
