@@ -16,7 +16,8 @@ mirror)::
 ``ln(2a)`` is the logarithm of 2a, as in gbstats, where the one-sided test
 tunes r for level 2a. Only that reading reproduces the worked example in
 docs/architecture.md, *Statistics*: 650 vs 500 errors in 100,000 requests
-per arm give h = 1.07965e-3 and a lower bound of 4.2035e-4. r makes the
+per arm give h = 1.0797e-3 and a lower bound of 4.20e-4 (1.07965e-3 with the
+arms' own variances, 1.07971e-3 with the pooled one used here). r makes the
 boundary tightest near N = N_tune. A lower-is-better metric regresses iff Δ - h > δ, a
 higher-is-better one iff Δ + h < -δ, with δ ≥ 0 an absolute tolerance. With
 no data in an arm the width is infinite; with V = 0 it is zero; neither ever
@@ -32,7 +33,9 @@ p < a exactly when the test regresses. Solving h(a') = m, where m is how far
 **Proportions** use v = p(1 - p); an arm with no events, or only events, gets
 the variance of half an event, f(1 - f) with f = 0.5/n, so that a handful of
 requests cannot claim certainty. **Means** use the sample variance from sums.
-Latency tests (:mod:`controller.core.latency`) feed this same boundary.
+For both, V is never below its value under the null of identical arms, the
+pooled estimate (see :func:`_at_least_null`). Latency tests
+(:mod:`controller.core.latency`) feed this same boundary.
 """
 
 from __future__ import annotations
