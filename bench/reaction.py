@@ -10,8 +10,11 @@ requests instead of 2%. For every round it measures:
   offline from the same events in the order they were produced (the earliest
   any gate could have known) → rollback decision read.
 
-Target: ``from_crossing`` p95 ≤ 1 s while ingest keeps up. The last line
-printed is one JSON object.
+Target: ``from_crossing`` p95 ≤ 1 s while ingest keeps up. A rollback of a
+round's flag while it is still healthy is a false rollback: it is counted
+apart (``false_rollbacks``, with how long after the start it came) and never
+as a reaction; such a round is replaced by another, up to three times
+``--rounds`` in all. The last line printed is one JSON object.
 
     python bench/reaction.py [--rounds 5] [--rate 20000]
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import statistics
 import sys
@@ -73,6 +77,9 @@ class Round:
     # (produced at, arm, failed) of every request of the flag, in production order
     requests: list[tuple[float, Arm, bool]] = field(default_factory=list)
     decided_at: float = 0.0
+    started_at: float = 0.0
+    false_rollback: bool = False
+    """Rolled back while still healthy: no reaction to measure."""
 
 
 class Bench:
@@ -200,7 +207,13 @@ class Bench:
         while round_.flag not in self.states:
             await asyncio.sleep(0.05)
         self.current = round_
-        await asyncio.sleep(4)  # healthy traffic first
+        round_.started_at = time.time()
+        while time.time() - round_.started_at < 4:  # healthy traffic first
+            if round_.flag in self.decisions:
+                round_.false_rollback, round_.decided_at = True, self.decisions[round_.flag]
+                self.current = None
+                return round_
+            await asyncio.sleep(0.02)
         round_.broken_since = time.time()
         while round_.flag not in self.decisions:
             if time.time() - round_.broken_since > 60:
@@ -220,10 +233,16 @@ def crossing_time(round_: Round) -> float:
         if at < round_.broken_since or i % 10:
             continue
         (e_t, n_t), (e_c, n_c) = counts[Arm.TREATMENT], counts[Arm.CONTROL]
-        if max(n_t, n_c) < PLAN.min_metric_events or not n_t or not n_c:
+        if min(n_t, n_c) < PLAN.min_metric_events:  # the gate's floor: in each arm
             continue
         if proportion_test(
-            e_t, n_t, e_c, n_c, direction="lower_is_better", alpha=PLAN.alpha, n_tune=PLAN.n_tune
+            e_t,
+            n_t,
+            e_c,
+            n_c,
+            direction="lower_is_better",
+            alpha=PLAN.alpha_per_test,
+            n_tune=PLAN.n_tune,
         ).regressed:
             return at
     return round_.decided_at
@@ -252,9 +271,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await asyncio.sleep(6)  # group joins, then steady traffic
             sent_before, t_before = bench.sent, time.time()
-            for index in range(args.rounds):
+            for index in range(3 * args.rounds):
+                if sum(not r.false_rollback for r in bench.rounds) == args.rounds:
+                    break
                 done = await bench.run_round(index)
                 bench.rounds.append(done)
+                if done.false_rollback:
+                    progress(
+                        f"round {index + 1}: FALSE rollback of a healthy flag "
+                        f"{done.decided_at - done.started_at:.2f} s after its start"
+                    )
+                    continue
                 after_bad = done.decided_at - done.broken_since
                 after_cross = done.decided_at - crossing_time(done)
                 progress(
@@ -268,10 +295,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*tasks, return_exceptions=True)
             await bench.producer.stop()
             daemon.terminate()
-    from_bad = [r.decided_at - r.broken_since for r in bench.rounds]
-    from_cross = [r.decided_at - crossing_time(r) for r in bench.rounds]
+    reacted = [r for r in bench.rounds if not r.false_rollback]
+    false = [r for r in bench.rounds if r.false_rollback]
+    from_bad = [r.decided_at - r.broken_since for r in reacted] or [math.nan]
+    from_cross = [r.decided_at - crossing_time(r) for r in reacted] or [math.nan]
     return {
-        "rounds": args.rounds,
+        "rounds": len(reacted),
+        "false_rollbacks": len(false),
+        "false_rollback_after_s": [round(r.decided_at - r.started_at, 2) for r in false],
         "target_rate_eps": args.rate,
         "achieved_rate_eps": round(achieved),
         "from_first_bad_p50_s": round(statistics.median(from_bad), 3),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,5 +21,5 @@ def json_ready(value: EvidenceValue) -> EvidenceValue:
 
 
 def evidence_of(result: DataclassInstance) -> dict[str, EvidenceValue]:
-    """Every field of a test's result, JSON-ready."""
-    return {name: json_ready(value) for name, value in asdict(result).items()}
+    """Every field of a test's result, JSON-ready (the results are flat: no copy needed)."""
+    return {f.name: json_ready(getattr(result, f.name)) for f in fields(result)}

@@ -6,7 +6,10 @@ checks that protect users first because they run continuously, not only when
 a stage is due:
 
 1. any guardrail regression → rollback (or pause, as the guardrail says);
-   a metric is tested once its larger arm has ``min_metric_events`` events;
+   a metric is tested once each arm has ``min_metric_events`` events of it
+   (a latency quantile also needs :func:`quantile_min_samples` per arm), at
+   the level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
+   guardrails and stages;
 2. sample-ratio mismatch → pause (or rollback, per ``srm_action``);
 3. minimum stage time not elapsed → hold;
 4. no traffic in the stage → hold, then pause after ``no_traffic_grace``;
@@ -32,7 +35,12 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.latency import exceedance_bucket, exceedance_test, latency_quantile_test
+from controller.core.latency import (
+    exceedance_bucket,
+    exceedance_test,
+    latency_quantile_test,
+    quantile_min_samples,
+)
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
@@ -54,7 +62,7 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         rollout.percent / 100,  # in a watch, 100% less the holdback
         p_threshold=plan.srm_p_threshold,
     )
-    evidence = _evidence(data, tests, srm)
+    evidence = _evidence(plan, data, tests, srm)
     breaches = _dry_run(plan, tests, evidence)
     verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence)
     return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
@@ -173,9 +181,14 @@ def _timing(
 def guardrail_result(
     guardrail: Guardrail, data: FlagAggregates, plan: Plan
 ) -> SequentialResult | None:
-    """The guardrail's sequential test, or None while its metric has too little data."""
+    """The guardrail's sequential test, or None while its metric has too little data.
+
+    Too little is fewer than ``min_metric_events`` of the metric in either arm
+    (the smaller arm is what limits what can be said), and for a quantile also
+    fewer requests than bound it (:func:`metric_floor`).
+    """
     t, c, metric = data.treatment, data.control, guardrail.metric
-    if max(_metric_events(metric, t), _metric_events(metric, c)) < plan.min_metric_events:
+    if min(_metric_events(metric, t), _metric_events(metric, c)) < metric_floor(metric, plan):
         return None
     if metric in QUANTILES:
         return _quantile_result(guardrail, t, c, plan)
@@ -186,6 +199,18 @@ def guardrail_result(
     return _proportion_result(guardrail, t, c, plan)
 
 
+def metric_floor(metric: str, plan: Plan) -> int:
+    """Events of ``metric`` each arm needs before it is tested.
+
+    ``min_metric_events``, and for p95/p99 at least the requests whose
+    order-statistic interval of the quantile lies inside the sample (73 for
+    p95, 381 for p99): with fewer, an arm cannot bound its quantile.
+    """
+    if metric in QUANTILES:
+        return max(plan.min_metric_events, quantile_min_samples(QUANTILES[metric]))
+    return plan.min_metric_events
+
+
 def _quantile_result(
     guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
 ) -> SequentialResult:
@@ -194,7 +219,7 @@ def _quantile_result(
         c.latency_histogram,
         QUANTILES[guardrail.metric],
         relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
-        alpha=plan.alpha,
+        alpha=plan.alpha_per_test,
         n_tune=plan.n_tune,
     )
 
@@ -208,7 +233,7 @@ def _exceedance_result(
         c.latency_histogram,
         guardrail.edge_ms,
         tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
-        alpha=plan.alpha,
+        alpha=plan.alpha_per_test,
         n_tune=plan.n_tune,
     )
 
@@ -225,7 +250,7 @@ def _value_result(
         c.conversion_values,
         direction="higher_is_better",
         tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
-        alpha=plan.alpha,
+        alpha=plan.alpha_per_test,
         n_tune=plan.n_tune,
     )
 
@@ -241,7 +266,7 @@ def _proportion_result(
         n_c,
         direction="lower_is_better" if guardrail.lower_is_better else "higher_is_better",
         tolerance=_absolute(guardrail, _rate(successes_c, n_c)),
-        alpha=plan.alpha,
+        alpha=plan.alpha_per_test,
         n_tune=plan.n_tune,
     )
 
@@ -300,7 +325,7 @@ def _regression(
 
 
 def _evidence(
-    data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
+    plan: Plan, data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
 ) -> dict[str, Any]:
     arms = {
         name: {
@@ -314,6 +339,7 @@ def _evidence(
     }
     return {
         "arms": arms,
+        "alpha": plan.alpha_budget(),
         "flag_versions": sorted(data.versions),
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),

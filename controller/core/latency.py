@@ -5,18 +5,28 @@ Pure functions of bucket counts; no I/O and nothing beyond the standard library.
 **Latency quantiles** come from the fixed log-scale histogram
 (:mod:`controller.core.histogram`) at the continuous rank n·q: geometric
 interpolation inside a bucket, linear in the underflow bucket [0, 0.1 ms),
-the low edge in the overflow bucket. A quantile's standard error comes from
-its order-statistic interval: the ranks n·q ± z·√(n·q(1 - q)), z = 1.96,
-mapped through the quantile function, SE ≈ (Q_high - Q_low) / 2z. Mass in
-the overflow bucket has no width, so it understates the error there.
+the low edge in the overflow bucket.
+
+A quantile's standard error is Woodruff's (1952, *Confidence intervals for
+medians and other position measures*): the distribution-free confidence
+interval of the quantile from order statistics (the binomial method, as in
+Conover, *Practical Nonparametric Statistics*, §3.2), with the normal
+approximation of its ranks, n·q ± z·√(n·q(1 - q)) at z = 1.96, mapped through
+the quantile function, and SE ≈ (Q_high - Q_low) / 2z. When either rank
+falls outside the sample (below 0 or above n) the interval is unbounded: the
+sample cannot say where its quantile lies, so the SE is infinite and the test
+gives no bound. That needs n ≥ z²·max(q/(1 - q), (1 - q)/q) requests
+(:func:`quantile_min_samples`): 73 for p95, 381 for p99. Mass in the overflow
+bucket has no width, so it understates the error there.
 Both tests use the sequential boundary of :mod:`controller.core.sequential`.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.sequential import (
@@ -35,7 +45,7 @@ floating-point rounding, selects that bucket."""
 
 
 def _histogram_total(hist: Sequence[int]) -> int:
-    if len(hist) != BUCKET_COUNT or any(count < 0 for count in hist):
+    if len(hist) != BUCKET_COUNT or min(hist) < 0:
         raise ValueError(f"need {BUCKET_COUNT} non-negative bucket counts")
     return sum(hist)
 
@@ -52,13 +62,14 @@ def _within_bucket(index: int, fraction: float) -> float:
 
 def _value_at_rank(hist: Sequence[int], rank: float) -> float:
     """The latency below which ``rank`` of the counts lie (``hist`` must not be empty)."""
-    seen, last = 0, 0
-    for index, count in enumerate(hist):
-        if count and seen + count >= rank:
-            return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / count)))
-        seen += count
-        last = index if count else last
-    return _within_bucket(last, 1.0)
+    # The first bucket whose cumulative count reaches the rank (a rank of 0: the
+    # first bucket with any count); bisecting keeps the gate loop cheap.
+    cumulative = list(accumulate(hist))
+    index = bisect_left(cumulative, rank) if rank > 0 else bisect_right(cumulative, 0)
+    if index >= len(cumulative):
+        return _within_bucket(bisect_left(cumulative, cumulative[-1]), 1.0)
+    seen = cumulative[index] - hist[index]
+    return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / hist[index])))
 
 
 def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
@@ -69,14 +80,44 @@ def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
     return _value_at_rank(hist, q * total) if total else None
 
 
-def quantile_standard_error(hist: Sequence[int], q: float) -> float:
-    """Standard error of the q-quantile, from its order-statistic interval (inf when empty)."""
-    if histogram_quantile(hist, q) is None:
-        return math.inf
-    total = sum(hist)
+def quantile_min_samples(q: float, z: float = QUANTILE_Z) -> int:
+    """The fewest samples whose order-statistic interval of the q-quantile lies inside them.
+
+    Both ranks n·q ± z·√(n·q(1 - q)) stay within [0, n] iff
+    n ≥ z²·q/(1 - q) and n ≥ z²·(1 - q)/q: 73 for p95 and 381 for p99 at z = 1.96.
+    """
+    if not 0.0 < q < 1.0 or not z > 0.0:
+        raise ValueError(f"need 0 < q < 1 and z > 0, got {q} and {z}")
+    bound = z * z * max(q / (1.0 - q), (1.0 - q) / q)
+    return math.ceil(bound * (1.0 - 1e-12))  # 72.99... is 73, but 73.0 must not become 74
+
+
+def quantile_interval(hist: Sequence[int], q: float) -> tuple[float, float] | None:
+    """The order-statistic interval of the q-quantile in ms (see the module docstring).
+
+    None when it reaches outside the sample (an empty histogram included):
+    the data then bound the quantile on one side only.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    total = _histogram_total(hist)
     spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q))
-    low = _value_at_rank(hist, max(0.0, total * q - spread))
-    high = _value_at_rank(hist, min(float(total), total * q + spread))
+    low_rank, high_rank = total * q - spread, total * q + spread
+    if total == 0 or low_rank < 0.0 or high_rank > total:
+        return None
+    return _value_at_rank(hist, low_rank), _value_at_rank(hist, high_rank)
+
+
+def quantile_standard_error(hist: Sequence[int], q: float) -> float:
+    """Standard error of the q-quantile from its order-statistic interval, Woodruff's way.
+
+    Infinite when the interval reaches outside the sample: too few requests
+    to say anything about this quantile (fewer than :func:`quantile_min_samples`).
+    """
+    interval = quantile_interval(hist, q)
+    if interval is None:
+        return math.inf
+    low, high = interval
     return (high - low) / (2.0 * QUANTILE_Z)
 
 
@@ -89,7 +130,10 @@ def latency_quantile_test(
     alpha: float = DEFAULT_ALPHA,
     n_tune: int = DEFAULT_N_TUNE,
 ) -> SequentialResult:
-    """Sequential test of Q_T - Q_C, V = SE_T² + SE_C², tolerating ``relative_tolerance·Q_C``."""
+    """Sequential test of Q_T - Q_C, V = SE_T² + SE_C², tolerating ``relative_tolerance·Q_C``.
+
+    An arm too small to bound its quantile has an infinite SE: no bound, never a regression.
+    """
     q_t, q_c = histogram_quantile(hist_t, q), histogram_quantile(hist_c, q)
     delta, variance, tolerance = 0.0, math.inf, 0.0  # an empty arm: no bound at all
     if q_t is not None and q_c is not None:

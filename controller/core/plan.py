@@ -147,11 +147,18 @@ class Plan(_Frozen):
     stages: Annotated[list[Stage], Field(min_length=1, max_length=20)]
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
     alpha: float = Field(
-        default=0.05, gt=0, lt=0.5, allow_inf_nan=False, description="Sequential test level."
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        allow_inf_nan=False,
+        description=(
+            "False-rollback rate of the whole rollout: split evenly over the guardrails"
+            " and compared stages (alpha_per_test)."
+        ),
     )
     n_tune: Count = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
     min_metric_events: Count = Field(
-        default=150, ge=1, description="Events of a metric in the larger arm before it is tested."
+        default=150, ge=1, description="Events of a metric in each arm before it is tested."
     )
     srm_p_threshold: float = Field(default=0.001, gt=0, lt=0.5, allow_inf_nan=False)
     srm_action: Literal["pause", "rollback"] = "pause"
@@ -183,6 +190,34 @@ class Plan(_Frozen):
         if self.backend is not None and self.backend.unleash is not None:
             _whole_percents(self)
         return self
+
+    @property
+    def compared_stages(self) -> int:
+        """Stages with a control arm to compare against: below 100%, and a watch with a holdback."""
+        stages = sum(1 for s in self.stages if s.percent < 100)
+        watched = self.watch is not None and self.watch.holdback_percent > 0
+        return stages + int(watched)
+
+    @property
+    def alpha_per_test(self) -> float:
+        """The level of each guardrail's sequential test: alpha / (guardrails * compared stages).
+
+        Each test is valid however often it is peeked at within its stage, so by
+        the union bound (Bonferroni) the chance that any gating guardrail in any
+        stage crosses on a healthy flag is at most ``alpha``. Dry-run guardrails
+        never act, so they spend none of it (they are tested at the same level).
+        """
+        gating = sum(1 for g in self.guardrails if not g.dry_run)
+        return self.alpha / (max(1, gating) * max(1, self.compared_stages))
+
+    def alpha_budget(self) -> dict[str, float | int]:
+        """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
+        return {
+            "rollout": self.alpha,
+            "guardrails": sum(1 for g in self.guardrails if not g.dry_run),
+            "stages": self.compared_stages,
+            "per_test": self.alpha_per_test,
+        }
 
     @property
     def unleash(self) -> UnleashTarget | None:

@@ -91,6 +91,14 @@ def healthy(_state: dict[str, Any], _arm: Arm) -> float:
     return 0.02
 
 
+# A request's latency in ms, given the arm and the app's random source.
+LatencyModel = Callable[[Arm, random.Random], float]
+
+
+def steady_latency(_arm: Arm, rng: random.Random) -> float:
+    return rng.lognormvariate(3, 0.3)
+
+
 @dataclass
 class Observed:
     """Everything the controller published, in order."""
@@ -258,11 +266,11 @@ class Scenario:
         rate: int = 3000,
         units: int = 4000,
         drop: Callable[[Arm], bool] | None = None,
+        latency: LatencyModel = steady_latency,
     ) -> None:
         """Apps serving ``flag``: exposures and requests at ``rate`` events/s."""
-        self._tasks.append(
-            asyncio.create_task(self._app(flag, errors, rate, units, drop), name=f"app-{flag}")
-        )
+        app = self._app(flag, errors, rate, units, drop, latency)
+        self._tasks.append(asyncio.create_task(app, name=f"app-{flag}"))
 
     async def _app(
         self,
@@ -271,6 +279,7 @@ class Scenario:
         rate: int,
         units: int,
         drop: Callable[[Arm], bool] | None,
+        latency: LatencyModel,
     ) -> None:
         assert self._producer is not None
         rng = random.Random(flag)
@@ -294,10 +303,10 @@ class Scenario:
                     "flag_version": state["version"],
                 }
                 failed = rng.random() < errors(state, arm)
-                latency = round(rng.lognormvariate(3, 0.3), 2)
+                latency_ms = round(latency(arm, rng), 2)
                 for body in (
                     {"type": "exposure", "id": f"x{i}"},
-                    {"type": "request", "id": f"r{i}", "error": failed, "latency_ms": latency},
+                    {"type": "request", "id": f"r{i}", "error": failed, "latency_ms": latency_ms},
                 ):
                     await self._producer.send(
                         self.topics["events"],

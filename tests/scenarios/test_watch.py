@@ -30,8 +30,9 @@ async def test_a_clean_watch_completes_at_100_and_the_flag_goes_stale(scenario: 
     scenario.configure(RC_ENGINE__STALE_AFTER_DAYS=str(2 / 86400))
     scenario.start_daemon()
     scenario.run_apps("checkout")
-    # When a healthy rollout with a five-second watch runs
-    await scenario.start("checkout", watched_plan(timedelta(seconds=5)))
+    # When a healthy rollout with a 20-second watch runs (its 1% holdback needs
+    # the guardrail's 150 requests per arm before it is tested)
+    await scenario.start("checkout", watched_plan(timedelta(seconds=20)))
     # Then it enters the watch at 99% (1% held back on control) ...
     watch = await scenario.until(
         lambda: scenario.observed.decision_where(flag="checkout", action="watch"),
@@ -114,7 +115,7 @@ async def test_an_alerting_watch_alerts_once_and_keeps_its_holdback(scenario: Sc
     def errors(state: dict[str, Any], arm: Arm) -> float:
         return 0.30 if arm is Arm.TREATMENT and state["percent"] == 99 else 0.02
 
-    plan = watched_plan(timedelta(seconds=5))
+    plan = watched_plan(timedelta(seconds=20))  # the 1% holdback reaches 150 requests
     alerting = plan.model_copy(
         update={"watch": plan.watch.model_copy(update={"on_regression": "alert"})}  # type: ignore[union-attr]
     )

@@ -196,15 +196,33 @@ def test_gate(
 
 
 def test_rollback_evidence_names_the_breach_and_its_bounds() -> None:
-    verdict = evaluate(rollout(), data(arm(units=1_111, errors=650), arm()), EARLY)
+    # One guardrail and one compared stage: the test runs at the plan's whole alpha,
+    # so the bound is the worked example of docs/architecture.md.
+    alone = plan(guardrails=[Guardrail(metric="error_rate")])
+    verdict = evaluate(rollout(alone), data(arm(units=1_111, errors=650), arm()), EARLY)
     ev = verdict.evidence
     assert ev["breach"] == "error_rate"
     error = ev["guardrails"]["error_rate"]
-    assert error["lower"] == pytest.approx(4.2034596434345e-4, abs=1e-9)
+    assert error["lower"] == pytest.approx(4.20292846e-4, abs=1e-9)
     assert error["regressed"] is True
     assert ev["arms"]["treatment"]["errors"] == 650
     assert ev["srm"]["flagged"] is False
     assert "p =" in verdict.reason
+
+
+def test_alpha_is_split_over_guardrails_and_compared_stages() -> None:
+    verdict = evaluate(rollout(), data(arm(units=1_111, errors=650), arm()), EARLY)
+    # Three guardrails, one stage below 100%: each test at 0.05 / 3.
+    assert verdict.evidence["alpha"] == {
+        "rollout": 0.05,
+        "guardrails": 3,
+        "stages": 1,
+        "per_test": pytest.approx(0.05 / 3),
+    }
+    error = verdict.evidence["guardrails"]["error_rate"]
+    assert error["alpha"] == pytest.approx(0.05 / 3)
+    assert error["p_value"] < error["alpha"]
+    assert error["lower"] < 4.20292846e-4, "a smaller level widens the bound"
 
 
 def test_insufficient_data_is_recorded_as_such() -> None:

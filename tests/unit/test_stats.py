@@ -75,10 +75,15 @@ def test_design_error_rate_example() -> None:
     result = proportion_test(650, 100_000, 500, 100_000, direction=LOWER)
     assert f"{result.half_width:.4e}" == "1.0797e-03"
     assert f"{result.lower:.2e}" == "4.20e-04"
-    assert abs(result.half_width - 1.07965404e-3) < 1e-9
-    assert abs(result.lower - 4.20345964e-4) < 1e-9
+    # With equal arms the pooled variance, 0.575% · 99.425% · 2 / 100,000, is a hair
+    # above the arms' own (0.65% · 99.35% + 0.5% · 99.5%) / 100,000: it is the one used.
+    own = (0.0065 * 0.9935 + 0.005 * 0.995) / 100_000
+    pooled = 0.00575 * 0.99425 * 2 / 100_000
+    assert own < pooled < own * 1.0002
+    assert abs(result.variance - pooled) < 1e-18
+    assert abs(result.half_width - 1.07970715e-3) < 1e-9
+    assert abs(result.lower - 4.20292846e-4) < 1e-9
     assert abs(result.delta - 1.5e-3) < 1e-15
-    assert abs(result.variance - (0.0065 * 0.9935 + 0.005 * 0.995) / 100_000) < 1e-18
     assert result.n == 200_000
     assert result.regressed
     assert result.p_value < 0.05
@@ -265,7 +270,7 @@ def test_closed_form_p_value_agrees_with_bisection(
 
 def test_design_example_p_value() -> None:
     result = proportion_test(650, 100_000, 500, 100_000, direction=LOWER)
-    assert abs(result.p_value - 4.41401427e-4) < 1e-12
+    assert abs(result.p_value - 4.41827336e-4) < 1e-12
 
 
 @pytest.mark.parametrize(
@@ -416,9 +421,43 @@ def test_mean_cases(treatment: list[float], control: list[float], regressed: boo
 def test_mean_test_uses_the_sample_variance() -> None:
     treatment, control = [1.0, 2.0, 4.0, 8.0, 9.0], [3.0, 3.5, 5.0]
     result = mean_test(*sums(treatment), *sums(control), direction=HIGHER)
-    variance = statistics.variance(treatment) / 5 + statistics.variance(control) / 3
-    assert result.variance == pytest.approx(variance)
+    var_t, var_c = statistics.variance(treatment), statistics.variance(control)
+    pooled = (4 * var_t + 2 * var_c) / 6 * (1 / 5 + 1 / 3)
+    assert result.variance == pytest.approx(max(var_t / 5 + var_c / 3, pooled))
     assert result.delta == pytest.approx(statistics.mean(treatment) - statistics.mean(control))
+    # A small arm that varies more than the large one: its own variance is the larger.
+    wide, narrow = [1.0, 10.0, 20.0], [5.0, 5.5, 6.0, 5.0, 5.5]
+    result = mean_test(*sums(wide), *sums(narrow), direction=HIGHER)
+    own = statistics.variance(wide) / 3 + statistics.variance(narrow) / 5
+    assert result.variance == pytest.approx(own)
+
+
+def test_mean_test_never_goes_below_the_pooled_variance() -> None:
+    # A small treatment arm without the large values control has: its own variance
+    # is tiny exactly when its mean looks low; the null's (pooled) variance is used.
+    treatment, control = [10.0, 11.0, 9.0, 10.0] * 50, [5.0, 10.0, 15.0, 60.0] * 500
+    result = mean_test(*sums(treatment), *sums(control), direction=HIGHER)
+    n_t, n_c = len(treatment), len(control)
+    own = statistics.variance(treatment) / n_t + statistics.variance(control) / n_c
+    pooled = (
+        (n_t - 1) * statistics.variance(treatment) + (n_c - 1) * statistics.variance(control)
+    ) / (n_t + n_c - 2)
+    assert result.variance == pytest.approx(pooled * (1 / n_t + 1 / n_c))
+    assert result.variance > 5 * own
+
+
+def test_a_rate_never_goes_below_the_pooled_variance() -> None:
+    # 2 conversions in 150 against 5% of 15,000: the arm's own p(1-p) would be a third
+    # of what 5% gives; the pooled rate's variance is used, and it is no regression.
+    result = proportion_test(2, 150, 750, 15_000, direction=HIGHER, alpha=0.0125)
+    pooled = 752 / 15_150
+    assert result.variance == pytest.approx(pooled * (1 - pooled) * (1 / 150 + 1 / 15_000))
+    assert not result.regressed
+    own = (2 / 150) * (148 / 150) / 150 + 0.05 * 0.95 / 15_000
+    alone = difference_test(
+        delta=result.delta, variance=own, n=15_150, direction=HIGHER, alpha=0.0125
+    )
+    assert alone.regressed, "on its own variance this arm would have been rolled back"
 
 
 def test_a_single_value_gives_no_verdict() -> None:
@@ -489,7 +528,8 @@ def test_bad_histograms_are_refused(hist: tuple[int, ...], q: float) -> None:
 
 @pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
 def test_standard_error_shrinks_like_root_n(q: float) -> None:
-    shape = {50 + i: c for i, c in enumerate((5, 10, 20, 30, 20, 10, 4, 1))}
+    # 1,000 requests (p99 needs 381 to be bounded at all), then 10,000 times more
+    shape = {50 + i: c * 10 for i, c in enumerate((5, 10, 20, 30, 20, 10, 4, 1))}
     small = quantile_standard_error(hist_of(shape), q)
     large = quantile_standard_error(hist_of({i: c * 10_000 for i, c in shape.items()}), q)
     assert 0 < large < small

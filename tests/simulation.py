@@ -1,0 +1,260 @@
+"""Seeded rollouts through the real gate: identical arms (A/A) and regressions (#24).
+
+A simulated service sends requests at a steady rate; each is an exposure of a
+new unit, fails with the arm's error rate, takes a latency from a log-normal
+body with rare long stalls, and converts with the arm's conversion rate, at a
+heavy-tailed (log-normal) value. Between two looks each arm's increments are
+drawn in bulk (Poisson counts, binomial errors and conversions, a multinomial
+over the histogram's own buckets, log-normal values) into a
+:class:`CellDelta`, summed field by field as the store's flush does and read
+back with :meth:`ArmAggregate.from_fields`, so the gate sees aggregates of
+exactly the daemon's shape.
+
+The gate looks at the daemon's cadence (``engine.gate_interval_seconds``,
+0.25 s) while a look adds more than ``growth`` (1% in ``bench/aa.py``) to the
+stage's sample, i.e. through the first 25 s of a stage; later, once per
+``growth`` of the sample, so that a stage of hours costs hundreds of looks
+rather than tens of thousands. A look then differs from the previous one by
+1% of its data, so the looks skipped in between could rarely cross where
+these do not: the figures are a close lower bound of the daemon's.
+
+Each stream of data is judged by several rollouts at once: the plan under
+test through :func:`evaluate` (every step of the gate), and one plan per
+metric with that metric as its only guardrail through
+:func:`guardrail_result` (the gate's step 1, which is what rolls back).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from controller.core.aggregates import ArmAggregate, CellDelta, FlagAggregates
+from controller.core.gate import evaluate, guardrail_result
+from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.plan import DEFAULT_PLAN, Guardrail, Plan
+from controller.core.rollout import Phase, Rollout, VerdictKind
+from controller.settings import EngineSettings
+
+METRICS = (
+    "error_rate",
+    "conversion_rate",
+    "conversion_value",
+    "latency_p95",
+    "latency_p99",
+    "latency_exceedance",
+)
+EXCEEDANCE_EDGE_MS = 250.0
+"""Above the body, inside the stalls: the share above it is the stalls' share."""
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What one arm's requests look like."""
+
+    error_rate: float = 0.02
+    conversion_rate: float = 0.05
+    value_median: float = 20.0
+    value_sigma: float = 1.5
+    latency_median_ms: float = 20.0
+    latency_sigma: float = 0.5
+    stall_share: float = 0.005
+    stall_median_ms: float = 400.0
+    stall_sigma: float = 0.6
+
+    def regressed(self, metric: str, factor: float = 2.0) -> Service:
+        """This service made ``factor`` times worse on ``metric``."""
+        if metric == "error_rate":
+            return replace(self, error_rate=self.error_rate * factor)
+        if metric == "conversion_rate":
+            return replace(self, conversion_rate=self.conversion_rate / factor)
+        if metric == "conversion_value":
+            return replace(self, value_median=self.value_median / factor)
+        if metric in ("latency_p95", "latency_p99"):
+            return replace(
+                self,
+                latency_median_ms=self.latency_median_ms * factor,
+                stall_median_ms=self.stall_median_ms * factor,
+            )
+        if metric == "latency_exceedance":
+            return replace(self, stall_share=self.stall_share * factor)
+        raise ValueError(f"no regression defined for {metric!r}")
+
+    def bucket_shares(self) -> np.ndarray:
+        """The chance of each histogram bucket: the body and stall log-normals' mixture."""
+
+        def cdf(ms: float) -> float:
+            body = _lognormal_cdf(ms, self.latency_median_ms, self.latency_sigma)
+            stall = _lognormal_cdf(ms, self.stall_median_ms, self.stall_sigma)
+            return (1.0 - self.stall_share) * body + self.stall_share * stall
+
+        below = np.array([0.0, *(cdf(edge) for edge in EDGES_MS), 1.0])
+        shares: np.ndarray = np.diff(below)
+        normalised: np.ndarray = shares / shares.sum()
+        return normalised
+
+
+def _lognormal_cdf(x: float, median: float, sigma: float) -> float:
+    return 0.5 * math.erfc(-(math.log(x) - math.log(median)) / (sigma * math.sqrt(2.0)))
+
+
+_MIDPOINTS = np.array(
+    [math.sqrt(max(lo, 0.01) * (hi if math.isfinite(hi) else lo)) for lo, hi in
+     (bucket_bounds(i) for i in range(BUCKET_COUNT))]
+)  # fmt: skip
+
+
+class Arm:
+    """One arm's running sums, as the store holds them."""
+
+    def __init__(self, service: Service) -> None:
+        self.service, self.shares = service, service.bucket_shares()
+        self.fields: Counter[str] = Counter()
+        self.floats: dict[str, float] = {}
+        self.units = 0
+
+    def serve(self, rng: np.random.Generator, expected_requests: float) -> int:
+        """Add a Poisson number of requests with ``expected_requests`` mean; return how many."""
+        n = int(rng.poisson(expected_requests))
+        if n == 0:
+            return 0
+        s = self.service
+        counts = rng.multinomial(n, self.shares)
+        conversions = int(rng.binomial(n, s.conversion_rate))
+        values = rng.lognormal(math.log(s.value_median), s.value_sigma, size=conversions)
+        cell = CellDelta(
+            exp=n,
+            req=n,
+            err=int(rng.binomial(n, s.error_rate)),
+            lat_n=n,
+            conv=conversions,
+            cv_n=conversions,
+            lat_sum=float(counts @ _MIDPOINTS),
+            cv_sum=float(values.sum()),
+            cv_sq=float(values @ values),
+            hist={int(i): int(counts[i]) for i in np.flatnonzero(counts)},
+        )
+        self.fields.update(cell.counters())
+        for name, value in cell.floats().items():
+            self.floats[name] = self.floats.get(name, 0.0) + value
+        self.units += n
+        return n
+
+    def aggregate(self) -> ArmAggregate:
+        return ArmAggregate.from_fields({**self.fields, **self.floats}, units=self.units)
+
+
+def guardrail_for(metric: str) -> Guardrail:
+    """The guardrail a plan would have on ``metric``: latency quantiles with 10% tolerance."""
+    if metric in ("latency_p95", "latency_p99"):
+        return Guardrail(metric=metric, tolerance=0.10, relative=True)  # type: ignore[arg-type]
+    if metric == "latency_exceedance":
+        return Guardrail(metric="latency_exceedance", edge_ms=EXCEEDANCE_EDGE_MS)
+    return Guardrail(metric=metric)  # type: ignore[arg-type]
+
+
+def single_plans(base: Plan = DEFAULT_PLAN) -> dict[str, Plan]:
+    """One plan per metric: ``base``'s stages with that metric as the only guardrail."""
+    return {
+        m: base.model_copy(update={"name": m, "guardrails": [guardrail_for(m)]}) for m in METRICS
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one rollout of the stream ended."""
+
+    stopped: str | None
+    """The guardrail that rolled back or paused, ``srm``, or None: the plan completed."""
+    stage: int
+    seconds: float
+    """From the rollout's start to the decision."""
+
+
+def _rollout(plan: Plan, stage: int, started: datetime) -> Rollout:
+    return Rollout(
+        flag="sim",
+        rollout_id="sim",
+        plan=plan,
+        phase=Phase.RUNNING,
+        stage=stage,
+        stage_started_at=started,
+        salt="s",
+        flag_version=stage + 1,
+        stage_versions={stage: [stage + 1]},
+        started_at=T0,
+        updated_at=started,
+    )
+
+
+def look_times(min_duration: float, cadence: float, growth: float) -> list[float]:
+    """Seconds into a stage of the looks: ``cadence`` apart, ``growth`` apart in relative terms."""
+    times, t = [], cadence
+    while t < min_duration:
+        times.append(t)
+        t = max(t + cadence, t * (1.0 + growth))
+    times.append(max(min_duration, cadence))
+    return times
+
+
+def simulate(
+    plan: Plan,
+    singles: dict[str, Plan],
+    *,
+    seed: int,
+    requests_per_second: float = 200.0,
+    control: Service | None = None,
+    treatment: Service | None = None,
+    growth: float = 0.01,
+) -> dict[str, Outcome]:
+    """Run ``plan`` and every plan of ``singles`` on one stream; how each ended.
+
+    The stream moves through ``plan``'s stages as its gate advances; a
+    single-guardrail plan stops at its guardrail's first regression.
+    """
+    rng = np.random.default_rng(seed)
+    control = control or Service()
+    treatment = treatment or control
+    cadence = EngineSettings().gate_interval_seconds
+    outcomes: dict[str, Outcome] = {}
+    elapsed = 0.0
+    for index, stage in enumerate(plan.stages):
+        if stage.percent >= 100:
+            break  # no control arm: nothing is compared
+        arms = (Arm(treatment), Arm(control))
+        shares = (stage.percent / 100, 1.0 - stage.percent / 100)
+        started, last = T0 + timedelta(seconds=elapsed), 0.0
+        advanced = False
+        for t in look_times(stage.min_duration.total_seconds(), cadence, growth):
+            for arm, share in zip(arms, shares, strict=True):
+                arm.serve(rng, requests_per_second * share * (t - last))
+            last, at = t, elapsed + t
+            data = FlagAggregates(
+                flag="sim", versions=frozenset({index + 1}),
+                treatment=arms[0].aggregate(), control=arms[1].aggregate(),
+            )  # fmt: skip
+            for metric, single in singles.items():
+                if metric in outcomes:
+                    continue
+                result = guardrail_result(single.guardrails[0], data, single)
+                if result is not None and result.regressed:
+                    outcomes[metric] = Outcome(metric, index, at)
+            if "plan" not in outcomes:
+                now = started + timedelta(seconds=t)
+                verdict = evaluate(_rollout(plan, index, started), data, now)
+                if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
+                    stopped = verdict.evidence.get("breach", "srm")
+                    outcomes["plan"] = Outcome(stopped, index, at)
+                advanced = verdict.kind is VerdictKind.ADVANCE
+            if len(outcomes) == len(singles) + 1 or advanced:
+                break
+        if len(outcomes) == len(singles) + 1:
+            return outcomes
+        elapsed += last
+    done = Outcome(None, len(plan.stages) - 1, elapsed)
+    return {name: outcomes.get(name, done) for name in ("plan", *singles)}
