@@ -1,6 +1,7 @@
 """Wiring: build every part from the settings, run them under one supervisor.
 
-Start order: Redis client → stores → topics → producers → consumers → the
+Start order: the health listener (its ``/readyz`` names the dependency
+start-up waits for) → Redis client → stores → topics → producers → consumers → the
 ingest and engine tasks. Stop order is the reverse. SIGTERM or SIGINT asks ingest to
 drain (stop fetching, flush the batch in hand, commit) within
 ``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
@@ -49,6 +50,7 @@ from controller.daemon.keyring import KeyReloader
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
+from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
 from controller.ports import Outputs
 from controller.retrying import retrying
 from controller.settings import Settings
@@ -79,11 +81,16 @@ async def _supervise(
     signer = load_signer(settings.signing)
     metrics = Metrics()
     ingest = Ingest(settings=settings.ingest, metrics=metrics)
+    startup = StartUp()
     async with AsyncExitStack() as stack:
+        if settings.http.enabled:  # probes say what start-up waits for (#29)
+            await stack.enter_async_context(_health_server(settings, metrics, startup.readiness))
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        startup.waiting_for(redis_of(settings))
         await _wait_for_redis(store, stop)
         ownership = _Ownership(metrics)
+        startup.waiting_for(kafka_of(settings))
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
         advisor = None
         if settings.llm.mode != "off":
@@ -141,7 +148,7 @@ async def _supervise(
                 signer,
             )
             await stack.enter_async_context(_http_server(settings, parts))
-            await stack.enter_async_context(_health_server(settings, parts))
+            startup.started(lambda: _readiness(parts, settings))
         services = {
             "ingest": (
                 ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
@@ -253,13 +260,13 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
     )
 
 
-def _health_server(settings: Settings, parts: _Parts) -> HealthServer:
+def _health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
     """The probes' own listener (see :mod:`controller.adapters.health`)."""
     return HealthServer(
         host=settings.http.host,
         port=settings.http.health_port,
-        readiness=lambda: _readiness(parts, settings),
-        metrics=parts.metrics.exposition,
+        readiness=readiness,
+        metrics=metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         limits=settings.http,
     )
@@ -308,7 +315,7 @@ async def _readiness(parts: _Parts, settings: Settings) -> tuple[bool, dict[str,
     try:
         await parts.store.ping()
     except ControllerError as exc:
-        return False, {"reason": f"redis: {exc}", **owned}
+        return False, {"reason": redis_of(settings).down(str(exc)), **owned}
     if parts.ingest.owned_partitions == 0:
         return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()
