@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.ctl.app import main
+from controller.ctl.diagnosis import ENV_HEALTH_URL
+from controller.ctl.exits import EXIT_FAILURE
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
@@ -14,25 +17,71 @@ from tests.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def rolloutctl_status(url: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["status", "--url", url])
+    return code, capsys.readouterr().err
+
+
 async def test_readyz_says_which_dependency_start_up_waits_for(
-    rig: Rig, tmp_path: Path, redis_server_factory: RedisServerFactory
+    rig: Rig,
+    tmp_path: Path,
+    redis_server_factory: RedisServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a Redis that is down when the daemon starts
     redis = redis_server_factory(persistent=False)
     redis.stop()
-    health_port = free_port()
-    rig.env.update({"REDIS_URL": redis.url, "RC_HTTP__HEALTH_PORT": str(health_port)})
-    readyz = f"http://127.0.0.1:{health_port}/readyz"
+    port, health_port = free_port(), free_port()
+    rig.env.update(
+        {
+            "REDIS_URL": redis.url,
+            "RC_HTTP__PORT": str(port),
+            "RC_HTTP__HEALTH_PORT": str(health_port),
+        }
+    )
+    health = f"http://127.0.0.1:{health_port}"
     with rig.daemon(tmp_path):
         # Then the probe is answered already, and says what start-up waits for
-        waiting = await wait_status(readyz, 503)
-        assert waiting.json()["reason"] == (
-            f"waiting for Redis at {redis.url} (setting redis.url)"
-        ), waiting.text
-        assert (await wait_status(readyz.replace("readyz", "healthz"), 200)).json() == {
-            "status": "ok"
-        }
+        waiting = await wait_status(f"{health}/readyz", 503)
+        reason = f"waiting for Redis at {redis.url} (setting redis.url)"
+        assert waiting.json()["reason"] == reason, waiting.text
+        assert (await wait_status(f"{health}/healthz", 200)).json() == {"status": "ok"}
+        # And rolloutctl, finding the main port closed, says the same
+        monkeypatch.setenv(ENV_HEALTH_URL, health)
+        code, err = rolloutctl_status(f"http://127.0.0.1:{port}", capsys)
+        assert code == EXIT_FAILURE
+        assert f"the controller is up but not ready: {reason}" in err, err
         # When Redis comes up, the daemon goes on starting and becomes ready
         redis.start()
-        ready = await wait_status(readyz, 200, timeout=90)
+        ready = await wait_status(f"{health}/readyz", 200, timeout=90)
         assert ready.json()["ready"] is True
+
+
+async def test_a_redis_outage_is_a_503_naming_redis_and_rolloutctl_says_so(
+    rig: Rig,
+    tmp_path: Path,
+    redis_server_factory: RedisServerFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a ready daemon on a Redis of its own
+    redis = redis_server_factory(persistent=False)
+    port = free_port()
+    rig.env.update(
+        {"REDIS_URL": redis.url, "RC_HTTP__PORT": str(port), "RC_HTTP__HEALTH_PORT": "0"}
+    )
+    main_url = f"http://127.0.0.1:{port}"
+    with rig.daemon(tmp_path):
+        await wait_status(f"{main_url}/readyz", 200)
+        assert (await wait_status(f"{main_url}/rollouts", 200)).json() == {"rollouts": []}
+        # When Redis goes down
+        redis.stop()
+        # Then the API answers 503 naming Redis, its address and its setting
+        down = await wait_status(f"{main_url}/rollouts", 503)
+        said = f"Redis at {redis.url} does not answer (setting redis.url)"
+        assert down.json()["reason"].startswith(said), down.text
+        # And rolloutctl status carries the controller's readiness reason
+        code, err = rolloutctl_status(main_url, capsys)
+        assert code == EXIT_FAILURE
+        assert f"answered 503; the controller is up but not ready: {said}" in err, err
