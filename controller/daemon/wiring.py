@@ -95,6 +95,7 @@ async def _supervise(
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
+            advisor.check_in_background()  # a model that does not answer is named at start
         states = RolloutStore(client, settings=settings.redis)
         gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
         recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
