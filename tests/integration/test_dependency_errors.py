@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from controller.ctl.app import main
 from controller.ctl.diagnosis import ENV_HEALTH_URL
-from controller.ctl.exits import EXIT_FAILURE
+from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
@@ -64,6 +65,7 @@ async def test_a_redis_outage_is_a_503_naming_redis_and_rolloutctl_says_so(
     tmp_path: Path,
     redis_server_factory: RedisServerFactory,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a ready daemon on a Redis of its own
     redis = redis_server_factory(persistent=False)
@@ -85,3 +87,27 @@ async def test_a_redis_outage_is_a_503_naming_redis_and_rolloutctl_says_so(
         code, err = rolloutctl_status(main_url, capsys)
         assert code == EXIT_FAILURE
         assert f"answered 503; the controller is up but not ready: {said}" in err, err
+        # And a command that gets no decision says why, rather than asking if it runs
+        err = await pause_without_decision(rig, tmp_path, main_url, capsys, monkeypatch)
+        assert f"the controller is up but not ready: {said}" in err, err
+        assert "is the controller running?" not in err
+
+
+async def pause_without_decision(
+    rig: Rig,
+    tmp_path: Path,
+    url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """``rolloutctl pause`` on the rig's topics, signed by a new key; its stderr."""
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "RC_TOPICS__COMMANDS", "RC_TOPICS__DECISIONS"):
+        monkeypatch.setenv(name, rig.env[name])
+    monkeypatch.setenv("ROLLOUTCTL_URL", url)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["keygen", "--key-id", "alice", "--out", str(tmp_path / "keys")]) == 0
+    capsys.readouterr()
+    argv = ["pause", "checkout", "--key", str(tmp_path / "keys" / "alice.key")]
+    argv += ["--key-id", "alice", "--actor", "ops", "--timeout", "3"]
+    assert await asyncio.to_thread(main, argv) == EXIT_NO_DECISION
+    return capsys.readouterr().err
