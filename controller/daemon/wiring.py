@@ -30,6 +30,7 @@ from controller.adapters.kafka import (
     Producer,
     Publisher,
     ensure_topics,
+    topic_names,
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
@@ -38,7 +39,7 @@ from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
-from controller.core.errors import ControllerError
+from controller.core.errors import BrokerUnavailable, ControllerError
 from controller.core.signing import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
@@ -60,6 +61,8 @@ log = structlog.get_logger("controller.daemon.wiring")
 
 EXIT_OK = 0
 EXIT_FORCED = 3
+KAFKA_PROBE_SECONDS = 5.0
+"""One start-up metadata request to the brokers waits at most this long before a retry."""
 
 
 async def run(settings: Settings, *, reread: Callable[[], Settings] | None = None) -> int:
@@ -91,6 +94,7 @@ async def _supervise(
         await _wait_for_redis(store, stop)
         ownership = _Ownership(metrics)
         startup.waiting_for(kafka_of(settings))
+        await _wait_for_kafka(settings, stop)
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
         advisor = None
         if settings.llm.mode != "off":
@@ -364,3 +368,20 @@ async def _wait_for_redis(store: RedisAggregateStore, stop: asyncio.Event) -> No
     """Return once Redis answers (or stopping was asked); a permanent error is raised."""
     backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
     await retrying(store.ping, what="waiting for redis", backoff=backoff)
+
+
+async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> None:
+    """Return once the brokers answer a metadata request (or stopping was asked).
+
+    Until then ``/readyz`` says start-up waits for Kafka, as it does for Redis,
+    instead of the daemon exiting at its first refused connection.
+    """
+
+    async def metadata() -> None:
+        try:
+            await topic_names(settings.kafka, timeout_s=KAFKA_PROBE_SECONDS)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"no metadata within {KAFKA_PROBE_SECONDS:g} s") from exc
+
+    backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
+    await retrying(metadata, what="waiting for kafka", backoff=backoff)

@@ -13,7 +13,7 @@ from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.services import free_port
+from tests.services import free_port, start_embedded_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -111,3 +111,27 @@ async def pause_without_decision(
     argv += ["--key-id", "alice", "--actor", "ops", "--timeout", "3"]
     assert await asyncio.to_thread(main, argv) == EXIT_NO_DECISION
     return capsys.readouterr().err
+
+
+async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) -> None:
+    # Given brokers that are down when the daemon starts (Redis is up)
+    kafka_port, health_port = free_port(), free_port()
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    rig.env.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RC_HTTP__HEALTH_PORT": str(health_port)})
+    readyz = f"http://127.0.0.1:{health_port}/readyz"
+    broker = None
+    try:
+        with rig.daemon(tmp_path) as daemon:
+            # Then /readyz says start-up waits for Kafka, and the daemon keeps trying
+            waiting = await wait_status(readyz, 503)
+            reason = f"waiting for Kafka at {bootstrap} (setting kafka.bootstrap_servers)"
+            assert waiting.json()["reason"] == reason, waiting.text
+            await asyncio.to_thread(daemon.wait_for_log, "waiting for kafka")
+            assert daemon.running
+            # When the brokers come up, the daemon creates its topics and becomes ready
+            _, broker = start_embedded_broker(tmp_path / "kafka", port=kafka_port)
+            ready = await wait_status(readyz, 200, timeout=90)
+            assert ready.json()["ready"] is True
+    finally:
+        if broker is not None:
+            broker.stop()
