@@ -48,7 +48,7 @@ from controller.core.advice import (
     parse_advice,
 )
 from controller.deadlines import TooLarge, deadline, read_bounded
-from controller.settings import LlmSettings
+from controller.settings import LlmSettings, mask_url
 
 MAX_REPLY_BYTES = 256 * 1024
 """A chat completion of ``max_tokens`` ≤ 2000 fits many times over."""
@@ -91,7 +91,7 @@ def _refuses_format(status: int, body: bytes) -> bool:
 
 def where(settings: LlmSettings) -> str:
     """The server as the operator finds it in the settings."""
-    return f"model at {settings.base_url} (setting llm.base_url)"
+    return f"model at {mask_url(settings.base_url)} (setting llm.base_url)"
 
 
 _GRAMMAR = r"""root ::= "{" ws "\"action\":" ws action "," ws "\"confidence\":" ws number ","
@@ -148,7 +148,7 @@ class Advisor:
         log.warning(
             "model_unreachable",
             setting="llm.base_url",
-            base_url=self._settings.base_url,
+            base_url=mask_url(self._settings.base_url),
             error=problem[:300],
             consequence="gates proceed on the statistics until it answers",
         )
