@@ -132,7 +132,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "is asked at every stage gate and shown (advisory mode: it never blocks).",
         epilog="Exit code 0 when every healthy flag completed and the faulty one was rolled "
         "back, 1 otherwise, 2 for bad options, 130 when interrupted. Another model server: "
-        "set LLM_BASE_URL, RC_LLM__MODEL and RC_LLM__RESPONSE_FORMAT.",
+        "set LLM_BASE_URL and RC_LLM__MODEL (the response format is detected).",
     )
     demo.add_argument(
         "--duration",

@@ -42,6 +42,11 @@ def _reply(status: int, body: bytes, *headers: str) -> bytes:
 
 FIXED: dict[str, bytes] = {
     "advance": _reply(200, advice("advance")),
+    "refuse_json_schema": _reply(
+        500,
+        b'{"error": {"message": "loc: (body, response_format, type): '
+        b"Input should be 'text' or 'json_object', input: json_schema\"}}",
+    ),
     "hold": _reply(200, advice("hold")),
     "prose": _reply(200, completion("Sure! I think you should advance to the next stage.")),
     "bad_action": _reply(
@@ -102,6 +107,8 @@ class FakeModel:
         self.error = "model crashed"
         """What ``error500`` replies say."""
         self.requests: list[dict[str, Any]] = []
+        self.model_lists = 0
+        """GET /models requests: the advisor's start-up check."""
         self.replies: list[str] = []
         """The behaviour each request met, in the order the requests arrived."""
         self.port = 0
@@ -151,8 +158,16 @@ class FakeModel:
             task.add_done_callback(self._handlers.discard)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /v1/models "):  # the start-up check: counted apart
+                self.model_lists += 1
+                writer.write(_reply(200, b'{"object": "list", "data": []}'))
+                await writer.drain()
+                return
             self.requests.append(orjson.loads(await reader.readexactly(_length(head))))
             behaviour = self.behaviour
+            if behaviour == "json_object_only":  # llama-cpp-python's refusal of json_schema
+                kind = self.requests[-1].get("response_format", {}).get("type")
+                behaviour = "refuse_json_schema" if kind == "json_schema" else "advance"
             self.replies.append(behaviour)
             special = self._special.get(behaviour)
             if special is not None:

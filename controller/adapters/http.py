@@ -16,7 +16,9 @@ the token, 403 when no token is configured, 415 for a body that is not
 ``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
 read, 202 when accepted, 200 for a redelivery of an incident already accepted
 (nothing changes), 503 when the signal could not be published and 500 for
-anything unforeseen, so the sender retries. Every answer names its reason in
+anything unforeseen, so the sender retries. On any path, an error of the
+store or the broker is a 503 whose ``reason`` is the readiness check's (which
+dependency, at which address, under which setting), not a bare 500. Every answer names its reason in
 ``error`` or ``reason``, and is counted in ``rollout_webhooks_total`` by
 source and outcome.
 
@@ -38,7 +40,7 @@ from aiohttp import web
 
 from controller.adapters.listening import Listener
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
-from controller.core.errors import ControllerError
+from controller.core.errors import BrokerError, ControllerError, StoreError
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
@@ -53,6 +55,7 @@ FlagStates = Callable[[], Awaitable[list[dict[str, Any]]]]
 RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
 RolloutHistory = Callable[[str], Awaitable[dict[str, Any] | None]]
 Parser = Callable[[object], MonitorSignal | None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
 BUSY_LINGER = 1.0
@@ -109,7 +112,9 @@ class HttpServer(Listener):
         self._rollouts, self._history = rollouts, history
         self._limits = limits or HttpSettings()
         self._busy: set[_Busy] = set()
-        app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
+        app = web.Application(
+            client_max_size=MAX_WEBHOOK_BYTES, middlewares=[self._dependency_down]
+        )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
@@ -137,6 +142,22 @@ class HttpServer(Listener):
         busy = _Busy(linger=BUSY_LINGER if len(self._busy) < limit else 0, done=self._busy.discard)
         self._busy.add(busy)
         return busy
+
+    @web.middleware
+    async def _dependency_down(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A store or broker error is a 503 naming the dependency, not aiohttp's bare 500.
+
+        The readiness check words the reason (which dependency, at which
+        address, under which setting); the error itself where it has none.
+        """
+        try:
+            return await handler(request)
+        except (StoreError, BrokerError) as exc:
+            ready, details = await self._readiness()
+            told = details.get("reason") if not ready and details else None
+            reason = told if isinstance(told, str) else f"{type(exc).__name__}: {exc}"
+            log.warning("dependency_unavailable", path=request.path, reason=reason)
+            return _json({"error": "a dependency is unavailable", "reason": reason}, status=503)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return _json({"status": "ok"})

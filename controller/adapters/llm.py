@@ -15,16 +15,29 @@ time and size whatever the server does:
   ``breaker_failures`` failed consultations in a row.
 
 No error escapes: every failure becomes :class:`Unavailable` with its cause,
-and the gate proceeds on the statistics.
+which names the server and its setting (``llm.base_url``), and the gate
+proceeds on the statistics. A server that does not answer at start is logged
+as a warning naming the same setting.
+
+How the reply is constrained differs between servers: the OpenAI form
+(``json_schema``), llama-cpp-python's (``json_object`` with a schema) and
+LocalAI's grammar. With ``response_format: auto`` (the default) the OpenAI
+form is sent first, and when the server refuses it with an error that names
+the response format, ``json_object`` with the schema; what the server
+accepted is remembered for it (by base URL) for the life of the process. The
+advisor and ``rolloutctl plan draft`` share this detection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any, Self
 
 import httpx
 import orjson
+import structlog
 
 from controller.core.advice import (
     ADVICE_SCHEMA,
@@ -35,10 +48,51 @@ from controller.core.advice import (
     parse_advice,
 )
 from controller.deadlines import TooLarge, deadline, read_bounded
-from controller.settings import LlmSettings
+from controller.settings import LlmSettings, mask_url
 
 MAX_REPLY_BYTES = 256 * 1024
 """A chat completion of ``max_tokens`` ≤ 2000 fits many times over."""
+PROBE_SECONDS = 5.0
+"""The start-up check that the server answers at all waits at most this long."""
+DETECTED_ORDER = ("json_schema", "json_object")
+"""The forms ``auto`` tries, in order: OpenAI's, then llama-cpp-python's."""
+log = structlog.get_logger("controller.llm")
+"""Only the daemon logs here (the start-up check): ``rolloutctl`` prints plans on stdout."""
+
+
+class _Formats:
+    """The response format each server accepted, by base URL, for the life of the process."""
+
+    def __init__(self) -> None:
+        self._accepted: dict[str, str] = {}
+
+    def to_try(self, settings: LlmSettings) -> tuple[str, ...]:
+        if settings.response_format != "auto":
+            return (settings.response_format,)
+        known = self._accepted.get(settings.base_url)
+        return (known,) if known is not None else DETECTED_ORDER
+
+    def accepted(self, settings: LlmSettings, kind: str) -> None:
+        if settings.response_format == "auto":
+            self._accepted[settings.base_url] = kind
+
+    def forget(self) -> None:
+        self._accepted.clear()
+
+
+FORMATS = _Formats()
+
+
+def _refuses_format(status: int, body: bytes) -> bool:
+    """Whether an error reply says the response format is what the server refused."""
+    text = body[:2000].decode(errors="replace").lower()
+    return status >= 400 and ("response_format" in text or "json_schema" in text)
+
+
+def where(settings: LlmSettings) -> str:
+    """The server as the operator finds it in the settings."""
+    return f"model at {mask_url(settings.base_url)} (setting llm.base_url)"
+
 
 _GRAMMAR = r"""root ::= "{" ws "\"action\":" ws action "," ws "\"confidence\":" ws number ","
   ws "\"rationale\":" ws string ws "}"
@@ -58,21 +112,54 @@ class Advisor:
         self._http = _client(settings, transport)
         self._failures = 0
         self._open_until = 0.0
+        self._probe: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         return self
+
+    def check_in_background(self) -> None:
+        """:meth:`probe` the server off the caller's path, so start-up waits for nothing."""
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._check(), name="llm-probe")
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._http.aclose()
+
+    async def _check(self) -> None:
+        await self.probe()
+
+    async def probe(self) -> bool:
+        """Whether the server lists its models; a warning naming ``llm.base_url`` if not."""
+        try:
+            async with deadline(PROBE_SECONDS, "the model server's answer"):
+                answer = await self._http.get("/models")
+            if answer.status_code == httpx.codes.OK:
+                return True
+            problem = f"HTTP {answer.status_code} on GET /models"
+        except (TimeoutError, httpx.HTTPError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "model_unreachable",
+            setting="llm.base_url",
+            base_url=mask_url(self._settings.base_url),
+            error=problem[:300],
+            consequence="gates proceed on the statistics until it answers",
+        )
+        return False
 
     async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult:
         """Advice on one gate, or why there is none, within ``budget_seconds``."""
         now = time.monotonic()
         if now < self._open_until:
-            return Unavailable(f"circuit open for {self._open_until - now:.0f} s more")
+            left = self._open_until - now
+            return Unavailable(f"{where(self._settings)}: circuit open for {left:.0f} s more")
         started = time.perf_counter()
         budget = self._settings.budget()
         causes: list[str] = []
@@ -90,7 +177,8 @@ class Advisor:
         self._failures += 1
         if self._failures >= self._settings.breaker_failures:
             self._open_until = time.monotonic() + self._settings.breaker_cooldown_seconds
-        return Unavailable(result, (time.perf_counter() - started) * 1000)
+        cause = f"{where(self._settings)}: {result}"
+        return Unavailable(cause, (time.perf_counter() - started) * 1000)
 
     async def _attempts(
         self, gate_data: dict[str, Any], started: float, causes: list[str]
@@ -121,7 +209,15 @@ class Advisor:
 
     async def _post(self, gate_data: dict[str, Any]) -> tuple[int, bytes] | str:
         """The reply's status and body, or why the body was not read."""
-        return await _post(self._http, self._request(gate_data))
+        messages = build_messages(gate_data)
+        return await _constrained_post(
+            self._http,
+            self._settings,
+            messages,
+            ADVICE_SCHEMA,
+            name="gate_advice",
+            grammar=_GRAMMAR,
+        )
 
     def _opinion(self, body: bytes, started: float) -> Opinion | str:
         reply = _content(body)
@@ -136,10 +232,6 @@ class Advisor:
             model=model if isinstance(model, str) else self._settings.model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-
-    def _request(self, gate_data: dict[str, Any]) -> dict[str, Any]:
-        messages = build_messages(gate_data)
-        return _chat_request(self._settings, messages, ADVICE_SCHEMA, "gate_advice", _GRAMMAR)
 
 
 async def constrained_completion(
@@ -157,34 +249,62 @@ async def constrained_completion(
     :data:`MAX_REPLY_BYTES`, nothing compressed, and no error escapes. The
     text is not validated here: the caller parses it against its own model.
     """
-    body = _chat_request(settings, messages, schema, name)
     try:
         async with (
             _client(settings, transport) as http,
             deadline(settings.budget(), "the model's reply"),
         ):
-            reply = await _post(http, body)
+            reply = await _constrained_post(http, settings, messages, schema, name=name)
     except TimeoutError:
-        return Unavailable(f"no reply within {settings.budget():g} s")
+        return Unavailable(f"{where(settings)}: no reply within {settings.budget():g} s")
     except Exception as exc:  # the contract: it never raises
-        return Unavailable(f"request failed: {type(exc).__name__}: {exc}")
+        return Unavailable(f"{where(settings)}: request failed: {type(exc).__name__}: {exc}")
     if isinstance(reply, str):
-        return Unavailable(reply)
+        return Unavailable(f"{where(settings)}: {reply}")
     status, raw = reply
     if status != 200:
-        return Unavailable(f"HTTP {status}: {raw[:200].decode(errors='replace')}")
+        told = raw[:200].decode(errors="replace")
+        return Unavailable(f"{where(settings)}: HTTP {status}: {told}")
     content = _content(raw)
     return Unavailable(content) if isinstance(content, str) else content[0]
+
+
+async def _constrained_post(
+    http: httpx.AsyncClient,
+    settings: LlmSettings,
+    messages: list[dict[str, str]],
+    schema: dict[str, Any],
+    *,
+    name: str,
+    grammar: str | None = None,
+) -> tuple[int, bytes] | str:
+    """POST the completion in the response format the server takes (see the module's doc)."""
+    kinds = FORMATS.to_try(settings)
+    reply: tuple[int, bytes] | str = "no response format to try"
+    for n, kind in enumerate(kinds, start=1):
+        body = _chat_request(settings, messages, schema, name=name, kind=kind, grammar=grammar)
+        reply = await _post(http, body)
+        if isinstance(reply, str):
+            return reply
+        status, raw = reply
+        if status == httpx.codes.OK:
+            FORMATS.accepted(settings, kind)
+            return reply
+        if n == len(kinds) or not _refuses_format(status, raw):
+            return reply
+    return reply
 
 
 def _chat_request(
     settings: LlmSettings,
     messages: list[dict[str, str]],
     schema: dict[str, Any],
+    *,
     name: str,
+    kind: str,
     grammar: str | None = None,
 ) -> dict[str, Any]:
-    """A chat completion request whose reply ``settings.response_format`` constrains.
+    """A chat completion request whose reply the response format ``kind`` constrains.
 
     With ``grammar``, LocalAI's grammar is sent; without one, the schema itself
     (the llama.cpp server turns it into its grammar).
@@ -195,7 +315,6 @@ def _chat_request(
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
     }
-    kind = settings.response_format
     if kind == "json_schema":
         body["response_format"] = {
             "type": "json_schema",

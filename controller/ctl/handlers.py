@@ -23,11 +23,11 @@ import orjson
 
 from controller.adapters import http_client
 from controller.core import signing
-from controller.core.errors import ConfigError, ControllerError
+from controller.core.errors import ConfigError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
 from controller.core.planlint import Finding, errors, lint
-from controller.ctl import steering, views
+from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,
     ENV_KEY,
@@ -76,11 +76,15 @@ def steer(args: argparse.Namespace) -> int:
         )
     )
     if decision is None:
-        warn(
+        sent = (
             f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision "
-            f"came within {args.timeout:g}s: is the controller running? `rolloutctl watch` "
-            "shows it when it comes"
+            f"came within {args.timeout:g}s"
         )
+        reason = diagnosis.not_ready_reason(env_url(None))
+        why = "is the controller running?"
+        if reason is not None:
+            why = f"the controller is up but not ready: {reason};"
+        warn(f"{sent}: {why} `rolloutctl watch` shows the decision when it comes")
         return EXIT_NO_DECISION
     if args.json:
         print_json(decision)
@@ -179,12 +183,12 @@ def status(args: argparse.Namespace) -> int:
     try:
         answer = http_client.get(base + path, timeout_s=10)
     except http_client.Unreachable as exc:
-        raise ControllerError(f"cannot reach the controller at {base}: {exc}") from exc
+        raise diagnosis.unreachable(base, exc) from exc
     if answer.status == 404 and args.flag:
         warn(f"no rollout for flag {args.flag!r}")
         return EXIT_FAILURE
     if answer.status != 200:
-        raise ControllerError(f"{base}{path} answered {answer.status}: {answer.text}")
+        raise diagnosis.refused(base, path, answer)
     body = answer.json()
     if args.json:
         print_json(body)

@@ -23,7 +23,7 @@ import orjson
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.errors import ConfigError, ControllerError
-from controller.ctl import narrating, report, report_render
+from controller.ctl import diagnosis, narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
 from controller.settings import KafkaSettings, load_settings
@@ -119,11 +119,11 @@ def _get(base: str, path: str, timeout_s: float) -> dict[str, Any] | None:
     try:
         answer = http_client.get(base + path, timeout_s=timeout_s)
     except http_client.Unreachable as exc:
-        raise ControllerError(f"cannot reach the controller at {base}: {exc}") from exc
+        raise diagnosis.unreachable(base, exc) from exc
     if answer.status == 404:
         return None
     if answer.status != 200 or len(answer.text) > MAX_BODY_CHARS:
-        raise ControllerError(f"{base}{path} answered {answer.status}: {answer.text[:200]}")
+        raise diagnosis.refused(base, path, answer)
     try:
         body = answer.json()
     except ValueError as exc:

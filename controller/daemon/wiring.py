@@ -1,6 +1,7 @@
 """Wiring: build every part from the settings, run them under one supervisor.
 
-Start order: Redis client → stores → topics → producers → consumers → the
+Start order: the health listener (its ``/readyz`` names the dependency
+start-up waits for) → Redis client → stores → topics → producers → consumers → the
 ingest and engine tasks. Stop order is the reverse. SIGTERM or SIGINT asks ingest to
 drain (stop fetching, flush the batch in hand, commit) within
 ``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
@@ -29,6 +30,7 @@ from controller.adapters.kafka import (
     Producer,
     Publisher,
     ensure_topics,
+    topic_names,
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
@@ -37,7 +39,7 @@ from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.backoff import Backoff
-from controller.core.errors import ControllerError
+from controller.core.errors import BrokerUnavailable, ControllerError
 from controller.core.signing import StateSigner
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
@@ -50,6 +52,7 @@ from controller.daemon.keyring import KeyReloader
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
+from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
 from controller.ports import Outputs
 from controller.retrying import retrying
 from controller.settings import Settings
@@ -59,6 +62,8 @@ log = structlog.get_logger("controller.daemon.wiring")
 
 EXIT_OK = 0
 EXIT_FORCED = 3
+KAFKA_PROBE_SECONDS = 5.0
+"""One start-up metadata request to the brokers waits at most this long before a retry."""
 
 
 async def run(settings: Settings, *, reread: Callable[[], Settings] | None = None) -> int:
@@ -81,17 +86,24 @@ async def _supervise(
     metrics = Metrics()
     alarms = Alarms(topics=settings.topics, clock=_utcnow)
     ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms)
+    startup = StartUp()
     async with AsyncExitStack() as stack:
+        if settings.http.enabled:  # probes say what start-up waits for (#29)
+            await stack.enter_async_context(_health_server(settings, metrics, startup.readiness))
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        startup.waiting_for(redis_of(settings))
         await _wait_for_redis(store, stop)
         ownership = _Ownership(metrics)
+        startup.waiting_for(kafka_of(settings))
+        await _wait_for_kafka(settings, stop)
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
         alarms.attach(kafka.outputs)
         stack.push_async_callback(alarms.stop)  # before the producer closes
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
+            advisor.check_in_background()  # a model that does not answer is named at start
         states = RolloutStore(client, settings=settings.redis)
         gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
         recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
@@ -145,7 +157,7 @@ async def _supervise(
                 signer,
             )
             await stack.enter_async_context(_http_server(settings, parts))
-            await stack.enter_async_context(_health_server(settings, parts))
+            startup.started(lambda: _readiness(parts, settings))
         services = {
             "ingest": (
                 ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
@@ -257,13 +269,13 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
     )
 
 
-def _health_server(settings: Settings, parts: _Parts) -> HealthServer:
+def _health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
     """The probes' own listener (see :mod:`controller.adapters.health`)."""
     return HealthServer(
         host=settings.http.host,
         port=settings.http.health_port,
-        readiness=lambda: _readiness(parts, settings),
-        metrics=parts.metrics.exposition,
+        readiness=readiness,
+        metrics=metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         limits=settings.http,
     )
@@ -316,7 +328,7 @@ async def _readiness(parts: _Parts, settings: Settings) -> tuple[bool, dict[str,
     try:
         await parts.store.ping()
     except ControllerError as exc:
-        return False, {"reason": f"redis: {exc}", **owned}
+        return False, {"reason": redis_of(settings).down(str(exc)), **owned}
     if parts.ingest.owned_partitions == 0:
         return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()
@@ -364,3 +376,20 @@ async def _wait_for_redis(store: RedisAggregateStore, stop: asyncio.Event) -> No
     """Return once Redis answers (or stopping was asked); a permanent error is raised."""
     backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
     await retrying(store.ping, what="waiting for redis", backoff=backoff)
+
+
+async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> None:
+    """Return once the brokers answer a metadata request (or stopping was asked).
+
+    Until then ``/readyz`` says start-up waits for Kafka, as it does for Redis,
+    instead of the daemon exiting at its first refused connection.
+    """
+
+    async def metadata() -> None:
+        try:
+            await topic_names(settings.kafka, timeout_s=KAFKA_PROBE_SECONDS)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"no metadata within {KAFKA_PROBE_SECONDS:g} s") from exc
+
+    backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
+    await retrying(metadata, what="waiting for kafka", backoff=backoff)

@@ -223,7 +223,12 @@ class LlmSettings(_Group):
     model: str = Field(default="smollm2-135m-instruct", description="Model name to ask for.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token, if required.")
     timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Per attempt: connect, request and every byte of the reply."
+        default=30.0,
+        gt=0,
+        description="Per attempt: connect, request and every byte of the reply. The bundled "
+        "SmolLM2-135M on llama-cpp-python takes 7-15 s for one advice on 2 busy CPU cores, so "
+        "the default leaves twice the slowest seen; consultations run in the background, so "
+        "a slow model delays no gate.",
     )
     retries: int = Field(default=1, ge=0, le=3, description="Retries after a failed attempt.")
     budget_seconds: float | None = Field(
@@ -234,10 +239,12 @@ class LlmSettings(_Group):
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=16, le=2000)
-    response_format: Literal["json_schema", "json_object", "grammar"] = Field(
-        default="json_schema",
-        description="How the reply is constrained: OpenAI json_schema, llama.cpp json_object "
-        "with a schema, or LocalAI's grammar.",
+    response_format: Literal["auto", "json_schema", "json_object", "grammar"] = Field(
+        default="auto",
+        description="How the reply is constrained: auto (OpenAI json_schema, and where the "
+        "server refuses it naming the format, llama-cpp-python's json_object with a schema; "
+        "what worked is remembered per server), or one of json_schema, json_object and "
+        "LocalAI's grammar.",
     )
     breaker_failures: int = Field(default=3, ge=1, description="Failures that open the circuit.")
     breaker_cooldown_seconds: float = Field(

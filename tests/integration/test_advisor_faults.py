@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from controller.adapters.llm import MAX_REPLY_BYTES, Advisor
 from controller.adapters.memory import MemoryAggregates, MemoryOutputs, MemoryStates
@@ -25,6 +26,7 @@ from controller.core.rollout import CommandInput, GateInput, Phase, Verdict, Ver
 from controller.daemon.engine import Engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_model import DRIP_INTERVAL, FakeModel
+from tests.services import free_port
 from tests.unit.test_advice import rollout
 from tests.unit.test_engine import NoDeadLetters
 
@@ -102,7 +104,8 @@ async def test_the_budget_bounds_the_whole_consultation_retries_included(
         result = await advisor.advise({"flag": "f"})
         elapsed = time.monotonic() - started
     assert isinstance(result, Unavailable), result
-    assert result.cause == "no advice within the 0.8 s budget"  # the first attempt ran out
+    named = f"model at {llm.base_url} (setting llm.base_url)"
+    assert result.cause == f"{named}: no advice within the 0.8 s budget"  # the first ran out
     assert 0.8 <= elapsed < 0.8 + 0.5
     assert len(server.requests) == 1  # still dripping when the budget ran out
     assert DRIP_INTERVAL < 0.8  # so bytes kept arriving within every read timeout
@@ -247,3 +250,70 @@ async def test_advice_cannot_widen_a_statistical_hold(server: FakeModel) -> None
     states = await gate_once(server, flag, TrafficAggregates(traffic=False))  # stats hold
     assert server.requests == []  # the advisor is not even asked
     assert states.docs[flag][1].stage == 0
+
+
+async def test_a_model_url_that_does_not_answer_is_named_at_start_and_in_the_cause() -> None:
+    # Given a model URL where nothing listens
+    llm = settings(free_port(), breaker_failures=5)
+    async with Advisor(llm) as advisor:
+        # Then the start-up check warns, naming the setting and the address
+        with capture_logs() as logs:
+            assert await advisor.probe() is False
+        result = await advisor.advise({"flag": "f"})
+    warned = [e for e in logs if e["event"] == "model_unreachable"]
+    assert len(warned) == 1, logs
+    assert warned[0]["setting"] == "llm.base_url"
+    assert warned[0]["base_url"] == llm.base_url
+    assert warned[0]["log_level"] == "warning"
+    # And the outage's cause (the alert's summary) names them too
+    assert isinstance(result, Unavailable), result
+    assert result.cause.startswith(f"model at {llm.base_url} (setting llm.base_url): "), result
+    alert_summary = step(
+        rollout(),
+        GateInput(
+            Verdict(VerdictKind.ADVANCE, "s"),
+            NOW,
+            advice=result,
+            advisor_mode="gating",
+            advisor_alert=True,
+        ),
+    )[1]
+    assert any("(setting llm.base_url)" in str(action) for action in alert_summary)
+
+
+async def test_the_start_up_check_passes_quietly_when_the_model_answers(
+    server: FakeModel,
+) -> None:
+    async with Advisor(settings(server.port)) as advisor:
+        advisor.check_in_background()
+        with capture_logs() as logs:
+            assert await advisor.probe() is True
+    assert not [e for e in logs if e["event"] == "model_unreachable"]
+    assert server.model_lists >= 1
+    assert server.requests == []  # nothing was asked of the model
+
+
+async def test_the_response_format_is_detected_once_per_server(server: FakeModel) -> None:
+    # Given a server that refuses OpenAI's json_schema, naming the format
+    server.behaviour = "json_object_only"
+    llm = settings(server.port, timeout_seconds=5)
+    assert llm.response_format == "auto"
+    async with Advisor(llm) as advisor:
+        first = await advisor.advise({"flag": "f"})
+        second = await advisor.advise({"flag": "f"})
+    # Then the advice comes in json_object form, and the refused form is not sent again
+    assert isinstance(first, Opinion), first
+    assert isinstance(second, Opinion), second
+    sent = [r["response_format"]["type"] for r in server.requests]
+    assert sent == ["json_schema", "json_object", "json_object"]
+    assert "schema" in server.requests[-1]["response_format"]
+
+
+async def test_an_error_that_does_not_name_the_format_is_not_retried_in_another(
+    server: FakeModel,
+) -> None:
+    server.behaviour = "error500"
+    async with Advisor(settings(server.port, retries=0)) as advisor:
+        result = await advisor.advise({"flag": "f"})
+    assert isinstance(result, Unavailable), result
+    assert [r["response_format"]["type"] for r in server.requests] == ["json_schema"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.llm import Advisor
+from controller.adapters.llm import FORMATS, Advisor
 from controller.core.advice import Advice, Opinion
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS
@@ -35,14 +35,19 @@ def advisor_settings(base_url: str) -> LlmSettings:
         model=LLM_MODEL_ALIAS,
         mode="gating",
         timeout_seconds=60,
-        response_format="json_object",  # llama-cpp-python: json_object with a schema
     )
 
 
 async def test_real_inference_gives_schema_valid_advice(llm_base_url: str) -> None:
-    async with Advisor(advisor_settings(llm_base_url)) as advisor:
+    # Given no response-format setting: the form llama-cpp-python takes is detected
+    FORMATS.forget()
+    settings = advisor_settings(llm_base_url)
+    assert settings.response_format == "auto"
+    async with Advisor(settings) as advisor:
         result = await advisor.advise(GATE)
     assert isinstance(result, Opinion), result
+    # It refuses OpenAI's json_schema naming the format; json_object is remembered for it
+    assert FORMATS.to_try(settings) == ("json_object",)
     assert Advice.model_validate(result.advice.model_dump()) == result.advice
     assert result.latency_ms > 0
     evidence = result.evidence()

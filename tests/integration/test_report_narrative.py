@@ -47,8 +47,8 @@ async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_repor
     [
         ("narrative_invented", "not in the evidence or cannot be checked (123456789)"),
         ("prose", "not JSON"),
-        ("error500", "the model gave none: HTTP 500"),
-        ("hang", "the model gave none: no reply within"),
+        ("error500", "(setting llm.base_url): HTTP 500"),
+        ("hang", "(setting llm.base_url): no reply within"),
     ],
 )
 async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
@@ -60,6 +60,8 @@ async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
     text, reason = await narrate(report, fast)
     assert text is None
     assert why in reason
+    if behaviour in {"error500", "hang"}:
+        assert reason.startswith(f"the model gave none: model at {server.base_url} "), reason
 
 
 async def test_a_sentence_with_a_number_the_check_cannot_read_is_dropped_and_counted(

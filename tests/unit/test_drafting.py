@@ -132,7 +132,10 @@ async def test_a_failing_model_falls_back_with_its_error(
     await draft(server, monkeypatch, None)
     out, err = capsys.readouterr()
     assert load_plan(out) == TEMPLATES["medium"]
-    assert "the model gave no plan: HTTP 500" in err
+    assert (
+        f"the model gave no plan: model at {server.base_url} (setting llm.base_url): HTTP 500"
+        in err
+    )
 
 
 async def test_without_a_model_nothing_is_asked(

@@ -1,0 +1,77 @@
+"""The controller's own word on why it does not serve: its ``/readyz`` reason.
+
+When a call to the controller fails (no answer, or a 5xx), ``rolloutctl``
+asks ``/readyz`` and prints its reason, which names the dependency that is
+down and the setting that points at it ("Redis at redis://… does not answer
+(setting redis.url)"). While the controller starts, only the health listener
+answers, so the reason is asked of the main port first, then of the health
+port: ``$ROLLOUTCTL_HEALTH_URL``, by default the main port plus one (8001
+beside 8000, as ``http.health_port`` beside ``http.port`` by default).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+from controller.adapters import http_client
+from controller.core.errors import ControllerError
+
+ENV_HEALTH_URL = "ROLLOUTCTL_HEALTH_URL"
+MAX_REASON_CHARS = 500
+"""A reason is a sentence; a longer one is cut, since the answer is not ours."""
+
+
+def health_url(base: str) -> str | None:
+    """The health listener beside ``base``: the environment's, or the next port."""
+    if given := os.environ.get(ENV_HEALTH_URL):
+        return given.rstrip("/")
+    parts = urlsplit(base)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.hostname is None or port is None or port >= 65535:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit((parts.scheme, f"{host}:{port + 1}", "", "", ""))
+
+
+def not_ready_reason(base: str, *, timeout_s: float = 3) -> str | None:
+    """Why the controller at ``base`` is not ready, in its own words; None if it says
+    nothing (it is ready, or neither port answers with a reason)."""
+    for root in (base, health_url(base)):
+        if root is None:
+            continue
+        try:
+            answer = http_client.get(f"{root}/readyz", timeout_s=timeout_s)
+            body = answer.json()
+        except (http_client.Unreachable, ValueError):
+            continue
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if answer.status != 200 and isinstance(reason, str):
+            return reason[:MAX_REASON_CHARS]
+        if answer.status == 200:
+            return None
+    return None
+
+
+def explained(message: str, base: str) -> str:
+    """``message``, followed by the controller's readiness reason when it gives one."""
+    reason = not_ready_reason(base)
+    if reason is None:
+        return message
+    return f"{message}; the controller is up but not ready: {reason}"
+
+
+def unreachable(base: str, exc: Exception) -> ControllerError:
+    """The error for a call to ``base`` that got no answer."""
+    return ControllerError(explained(f"cannot reach the controller at {base}: {exc}", base))
+
+
+def refused(base: str, path: str, answer: http_client.Answer) -> ControllerError:
+    """The error for an unexpected answer to ``path``: a 5xx carries the readiness reason."""
+    head = f"{base}{path} answered {answer.status}"
+    if answer.status >= 500 and (reason := not_ready_reason(base)) is not None:
+        return ControllerError(f"{head}; the controller is up but not ready: {reason}")
+    return ControllerError(f"{head}: {answer.text[:200]}")
