@@ -118,6 +118,25 @@ def _compiled(body: str, start: datetime) -> rrule:
 def check_rule(text: str, start: datetime) -> None:
     """Refuse a rule that never opens within :data:`HORIZON`, or opens too often.
 
+    Remembered: a stored rollout's plan is read again on every load.
+    """
+    problem = _problem(text.strip().upper().removeprefix("RRULE:"), start)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+@functools.lru_cache(maxsize=512)
+def _problem(text: str, start: datetime) -> str | None:
+    try:
+        _check(text, start)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check(text: str, start: datetime) -> None:
+    """What :func:`check_rule` refuses.
+
     dateutil walks a rule that never matches to the year 9999 before it gives
     up (seconds for a daily one). The Gregorian calendar repeats every 400
     years, weekdays included, so the check runs on the same rule moved as many

@@ -21,6 +21,7 @@ is an argument.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, Self
@@ -150,13 +151,20 @@ def label(windows: tuple[Window, ...] | list[Window], window: Window) -> str:
 
 def check_windows(windows: tuple[Window, ...]) -> tuple[Window, ...]:
     """Refuse an allow window that never opens outside the deny windows (see the module)."""
+    problem = _shut_allow(windows)
+    if problem is not None:
+        raise ValueError(problem)
+    return windows
+
+
+@functools.lru_cache(maxsize=256)
+def _shut_allow(windows: tuple[Window, ...]) -> str | None:
+    """Remembered: a stored rollout's plan is read again on every load."""
     denies = [w for w in windows if w.kind == "deny"]
     for i, window in enumerate(windows):
         if window.kind == "allow" and denies and not _ever_open(window, denies):
-            raise ValueError(
-                f"windows.{i}: every opening in its first four years falls inside deny windows"
-            )
-    return windows
+            return f"windows.{i}: every opening in its first four years falls inside deny windows"
+    return None
 
 
 def _ever_open(allow: Window, denies: list[Window]) -> bool:
