@@ -196,7 +196,7 @@ class Plan(_Frozen):
         default=None,
         description=(
             "Allow and deny windows for forward moves (at most 16; deny wins);"
-            " left out: the settings' team-wide windows, [] for none."
+            " left out: the team-wide windows, [] for none."
         ),
     )
     health_policy: HealthPolicy | None = Field(

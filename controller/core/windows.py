@@ -1,6 +1,6 @@
 """Release windows: when a rollout may move *forward* (#28).
 
-A plan (or the team's settings) names allow windows and deny windows
+A plan (or a team-wide default) names allow windows and deny windows
 (freezes), each a recurrence rule (RFC 5545 ``RRULE``) with a duration, or a
 one-off ``from``/``to``, in an IANA time zone. At a moment:
 

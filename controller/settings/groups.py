@@ -8,8 +8,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from controller.core.windows import Windows
-
 
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -186,10 +184,6 @@ class EngineSettings(_Group):
         ge=0,
         le=10_000,
         description="At most this many flags get per-guardrail gauges on /metrics.",
-    )
-    windows: Windows = Field(
-        default=(),
-        description="Team-wide release windows for plans that name none (#28; at most 16).",
     )
 
 

@@ -89,19 +89,3 @@ def test_unleash_secrets_are_masked() -> None:
     assert shown["admin_token"] == "**********"
     assert settings.unleash.admin_token is not None
     assert settings.unleash.admin_token.get_secret_value() == "*:*.secret"
-
-
-def test_team_wide_windows_are_read_and_checked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "engine:\n  windows:\n    - kind: allow\n      timezone: Europe/Berlin\n"
-        "      rule: FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9\n      duration: 8h\n"
-    )
-    assert load_settings().engine.windows == ()
-    windows = load_settings(config).engine.windows
-    assert [(w.kind, w.timezone) for w in windows] == [("allow", "Europe/Berlin")]
-    config.write_text("engine:\n  windows:\n    - {kind: deny, rule: FREQ=HOURLY, duration: 1h}\n")
-    with pytest.raises(ConfigError, match=r"engine\.windows\.0\.rule"):
-        load_settings(config)
