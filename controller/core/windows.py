@@ -24,10 +24,19 @@ import bisect
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from controller.core import recurrence
 from controller.core.durations import ReadableDuration
@@ -118,6 +127,14 @@ class Window(BaseModel):
         if not timedelta(0) < closes - opens <= MAX_ONE_OFF:
             raise ValueError("to: must be after from, and at most 366 days after it")
         return self
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Written back as read: ``from``, not the attribute's ``from_``."""
+        data = handler(self)
+        if isinstance(data, dict) and "from_" in data:
+            data["from"] = data.pop("from_")
+        return data
 
     @property
     def anchor(self) -> datetime:

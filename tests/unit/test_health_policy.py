@@ -300,6 +300,7 @@ health_policy: {no_traffic: warn, inconclusive: hold}
     assert read.health_policy == HealthPolicy(no_traffic="warn", inconclusive="hold")
     assert Plan.model_validate_json(read.model_dump_json()) == read
     assert Plan.model_validate(read.model_dump(by_alias=True)) == read
+    assert read.model_dump(mode="json")["windows"][1]["from"] == "2026-12-21T00:00:00"
 
 
 def test_windows_and_the_policy_are_optional() -> None:
