@@ -36,6 +36,8 @@ def forward(
     if state.window_wait == reason:
         return state, []
     waiting = state.model_copy(update={"window_wait": reason, "updated_at": now})
+    if state.window_wait is not None:  # the wait goes on; only its wording moved
+        return waiting, []
     opens = next_opening(windows, now)
     evidence = {
         "window": {

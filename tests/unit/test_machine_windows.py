@@ -121,6 +121,15 @@ CASES: list[tuple[str, Rollout, Input, Phase, int, str, bool]] = [
         True,
     ),
     (
+        "a wait going on is not recorded again",
+        WAITING,
+        gate(VerdictKind.ADVANCE, SATURDAY),
+        Phase.RUNNING,
+        1,
+        "-",
+        True,
+    ),
+    (
         "the wait ends Monday 09:00",
         WAITING,
         gate(VerdictKind.ADVANCE, MONDAY_0900),
