@@ -368,6 +368,7 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[s
         "started_at": rollout.started_at.isoformat(),
         "stage_started_at": rollout.stage_started_at.isoformat(),
         "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
+        "window_wait": rollout.window_wait,
         "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds(), 1),
         "min_duration_s": stage.min_duration.total_seconds(),
         "min_units_per_arm": stage.min_units_per_arm,

@@ -43,6 +43,14 @@ drift       running                 paused(backend_drift), alert: a person chang
                                     what the flag platform serves
 =========== ======================= =========================================
 
+Forward moves — a gate's advance, the end of a watch, ``promote`` and
+``approve`` — happen only inside the release windows (#28, see
+:mod:`controller.core.waiting`): outside them a gate's advance waits with
+``window_wait`` set and one ``wait`` decision, and ``promote`` and
+``approve`` are rejected with the reason and when the window opens.
+Rollback, kill, abort, pause and every automatic protection are never
+windowed.
+
 Advancing past the last stage of a plan with a ``watch`` enters the watch
 instead of completing: still running at the last stage, with the holdback on
 control (``watch_until`` set); advancing again completes.
@@ -87,6 +95,7 @@ from controller.core.transitions import (
     rejected,
     roll_back,
 )
+from controller.core.waiting import forward, forward_command
 from controller.core.watching import stale_reminder, watch_alert, watch_evidence
 from controller.core.wording import INCOHERENT, at_stage, rollout_stage
 
@@ -165,7 +174,9 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return pause(state, event.now, reason, Cause.gate(verdict))
-    return _advance_with_advice(state, event)
+    return forward(
+        state, event.now, event.team_windows, lambda ready: _advance_with_advice(ready, event)
+    )
 
 
 def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
@@ -210,7 +221,8 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
     if state.watch_until is not None and event.now < state.watch_until:
         return state, []
     evidence = {**verdict.evidence, "watch": watch_evidence(state)}
-    return complete(state, event.now, Cause("gate", "the watch ended clean", None, evidence))
+    why = Cause("gate", "the watch ended clean", None, evidence)
+    return forward(state, event.now, event.team_windows, lambda s: complete(s, event.now, why))
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:
@@ -285,15 +297,16 @@ def _approve(state: Rollout, cmd: CommandInput) -> Step:
     waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
     if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
         return state, [rejected(state, cmd, "nothing awaits an approval")]
-    return advance(state, cmd.now, Cause.of(cmd, "approved"))
+    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "approved")))
 
 
 def _promote(state: Rollout, cmd: CommandInput) -> Step:
     if not state.phase.active:
         return state, [rejected(state, cmd, f"cannot promote {_a(state.phase.value)} rollout")]
     if cmd.to_end:
-        return complete(state, cmd.now, Cause.of(cmd, "promoted to the end"))
-    return advance(state, cmd.now, Cause.of(cmd, "promoted"))
+        why = Cause.of(cmd, "promoted to the end")
+        return forward_command(state, cmd, lambda s: complete(s, cmd.now, why))
+    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "promoted")))
 
 
 def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:

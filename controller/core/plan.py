@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
 from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.policy import HealthPolicy
+from controller.core.windows import Windows
 from controller.core.yamltext import load_yaml
 
 Metric = Literal[
@@ -223,6 +225,18 @@ class Plan(_Frozen):
     def unleash(self) -> UnleashTarget | None:
         """The Unleash feature this rollout is served from, if any."""
         return self.backend.unleash if self.backend is not None else None
+
+    # When a rollout may move forward, and what each health trigger does (#28).
+    windows: Windows | None = Field(
+        default=None,
+        description=(
+            "Allow and deny windows for forward moves (at most 16; deny wins);"
+            " left out: the team-wide windows, [] for none."
+        ),
+    )
+    health_policy: HealthPolicy | None = Field(
+        default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."
+    )
 
 
 def _whole_percents(plan: Plan) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.core.advice import AdvisorResult
 from controller.core.messages import CommandAction, FlagStatus
 from controller.core.plan import Plan
+from controller.core.windows import Window
 
 
 class Phase(StrEnum):
@@ -80,6 +81,11 @@ class Rollout(BaseModel):
     stale_alerted: bool = Field(default=False, description="The stale-flag reminder was sent.")
     started_at: datetime
     updated_at: datetime
+    window_wait: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Ready, waiting for a release window: why, and when it opens (#28).",
+    )
 
     @property
     def percent(self) -> float:
@@ -153,6 +159,8 @@ class GateInput:
     advisor_hold: timedelta = timedelta(minutes=1)
     advisor_alert: bool = False
     """The advisor just became unavailable: raise the alert (once per outage)."""
+    team_windows: tuple[Window, ...] = ()
+    """The settings' release windows, for a plan that names none (#28)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,8 @@ class CommandInput:
     new_salt: str = ""
     key_id: str = ""
     """The operator key that signed the command: who decided, with ``actor``."""
+    team_windows: tuple[Window, ...] = ()
+    """The settings' release windows, for a plan that names none (#28)."""
 
 
 @dataclass(frozen=True, slots=True)
