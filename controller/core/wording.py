@@ -249,7 +249,7 @@ def signed(value: float, decimals: int) -> str:
 
 def decimals_for(scale: float) -> int:
     """Places that show two significant digits of ``scale`` (the largest magnitude shown)."""
-    if not math.isfinite(scale) or scale >= 100 or scale == 0:
+    if not math.isfinite(scale) or scale >= 10 or scale == 0:
         return 0
     if scale >= 1:
         return 1
@@ -257,7 +257,13 @@ def decimals_for(scale: float) -> int:
 
 
 def quantity_text(
-    metric: str, delta: float, lower: float, upper: float, baseline: float | None = None
+    metric: str,
+    delta: float,
+    lower: float,
+    upper: float,
+    baseline: float | None = None,
+    *,
+    named: bool = True,
 ) -> str:
     """A guardrail's Δ (treatment minus control) with its interval, as every text writes it.
 
@@ -266,21 +272,33 @@ def quantity_text(
     latency in ms: ``p95 latency +212 ms [+40, +380]``; a conversion value in
     its own unit. Values are as the gate holds them (shares as fractions). NaN
     and infinity are never printed: an estimate that is not a number is "no
-    estimate", an infinite bound "not yet bounded".
+    estimate", an infinite bound "not yet bounded". ``named=False`` leaves out
+    the metric's name (for a table whose row names it).
     """
     name, unit = metric_name(metric), metric_unit(metric)
     if not math.isfinite(delta):
-        return f"{name}: no estimate yet"
+        return f"{name}: no estimate yet" if named else "no estimate yet"
     scale = 100.0 if unit == "pp" else 1.0
     values = [v * scale for v in (delta, lower, upper)]
     places = decimals_for(max(abs(v) for v in values if math.isfinite(v)))
-    shown = f"{name} {signed(values[0], places)}{' ' + unit if unit else ''}"
+    shown = f"{signed(values[0], places)}{' ' + unit if unit else ''}"
     if all(math.isfinite(v) for v in values[1:]):
         shown += f" [{signed(values[1], places)}, {signed(values[2], places)}]"
     else:
         shown += " (interval not yet bounded)"
     lift = relative_lift(delta, baseline) if unit == "pp" else None
-    return f"{shown} ({lift})" if lift else shown
+    shown = f"{shown} ({lift})" if lift else shown
+    return f"{name} {shown}" if named else shown
+
+
+def amount_text(metric: str, value: float) -> str:
+    """A size in the metric's unit, unsigned: a tolerance of ``2.0 pp``, ``35 ms``, ``1.5``."""
+    unit = metric_unit(metric)
+    size = abs(value) * (100.0 if unit == "pp" else 1.0)
+    if not math.isfinite(size):
+        return "unbounded"
+    number = signed(size, decimals_for(size)).lstrip("+")
+    return f"{number} {unit}" if unit else number
 
 
 def relative_lift(delta: float, baseline: float | None) -> str | None:
@@ -290,7 +308,7 @@ def relative_lift(delta: float, baseline: float | None) -> str | None:
     lift = 100.0 * delta / baseline
     if not math.isfinite(lift):
         return None
-    return f"{signed(lift, 0 if abs(lift) >= 10 else decimals_for(abs(lift)))}%"
+    return f"{signed(lift, decimals_for(abs(lift)))}%"
 
 
 def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from controller.core.wording import (
+    amount_text,
     control_rate,
     decimals_for,
     guardrail_text,
@@ -41,7 +42,7 @@ NAN = math.nan
             0.1,
             0.4,
             None,
-            "share of slow requests +25.0 pp [+10.0, +40.0]",
+            "share of slow requests +25 pp [+10, +40]",
         ),
         ("latency_p95", 212.3, 40.1, 380.0, None, "p95 latency +212 ms [+40, +380]"),
         ("latency_p95", 2.156, 0.4661, 3.847, None, "p95 latency +2.2 ms [+0.5, +3.8]"),
@@ -60,7 +61,7 @@ NAN = math.nan
         ),
         ("conversion_value", 3e18, 1e18, 5e18, None, "conversion value +3e+18 [+1e+18, +5e+18]"),
         # NaN and infinity are never printed.
-        ("latency_p99", 15.0, -INF, INF, None, "p99 latency +15.0 ms (interval not yet bounded)"),
+        ("latency_p99", 15.0, -INF, INF, None, "p99 latency +15 ms (interval not yet bounded)"),
         (
             "error_rate",
             0.02,
@@ -175,3 +176,17 @@ def test_control_rate_is_defensive() -> None:
     assert control_rate("latency_p95", ARMS) is None
     assert control_rate("error_rate", {"control": {"errors": 1, "requests": 0}}) is None
     assert control_rate("error_rate", "arms") is None
+
+
+def test_unnamed_and_amounts() -> None:
+    assert quantity_text("error_rate", 0.036, 0.005, 0.067, 0.05, named=False) == (
+        "+3.6 pp [+0.5, +6.7] (+72%)"
+    )
+    assert quantity_text("latency_p95", NAN, 0, 0, named=False) == "no estimate yet"
+    assert [amount_text(m, v) for m, v in (("error_rate", 0.02), ("latency_p95", 35.0))] == [
+        "2.0 pp",
+        "35 ms",
+    ]
+    assert amount_text("conversion_value", -1.5) == "1.5"
+    assert amount_text("error_rate", INF) == "unbounded"
+    assert amount_text("error_rate", 0.0) == "0 pp"
