@@ -20,7 +20,7 @@ import orjson
 from controller.core.messages import Alert
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
-from controller.core.wording import label_of
+from controller.core.wording import guardrail_text, label_of
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -68,7 +68,11 @@ def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
     shown = [(key, label if key == "stage" and label else value) for key, value in shown]
     guardrails, breach = details.get("guardrails"), details.get("breach")
     if isinstance(guardrails, dict) and isinstance(breach, str):
-        shown += _picked(guardrails.get(breach), breach, ("delta", "lower", "upper", "p_value"))
+        # Δ with its interval as every text writes it; p as measured.
+        test = guardrails.get(breach)
+        if isinstance(test, dict):
+            shown.append((breach[:64], guardrail_text(breach, test, details.get("arms"))))
+        shown += _picked(test, breach, ("p_value",))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:
         shown += _picked(srm, "srm", ("sequential_p_value", "expected_treatment_share"))

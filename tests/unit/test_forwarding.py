@@ -66,7 +66,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         "rollback",
         "critical",
         _evidence("error_rate"),
-        ["*breach*\nerror_rate", "*error_rate delta*\n0.04", "*error_rate p_value*\n1.2e-06"],
+        [
+            "*breach*\nerror_rate",
+            # 180/9100 errors in control: +4 pp is +202% on it.
+            "*error_rate*\nerror rate +4.0 pp (interval not yet bounded) (+202%)",
+            "*error_rate p_value*\n1.2e-06",
+        ],
     ),
     ("kill", "critical", {"monitor": "checkout-api", "incident": "inc-7"}, ["checkout-api"]),
     (
@@ -93,7 +98,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*phase*\nrunning", "*max_duration_s*\n3600"],
     ),
     ("no_traffic", "warning", _evidence(), ["*treatment units*\n4900"]),
-    ("guardrail", "warning", _evidence("error_rate"), ["*error_rate lower*\n0.031"]),
+    ("guardrail", "warning", _evidence("error_rate"), ["*error_rate*\nerror rate +4.0 pp"]),
     ("advisor_unavailable", "warning", {}, []),
     ("output_quarantined", "critical", {"topic": "rollout.decisions", "bytes": 9}, []),
     ("input_failed", "critical", {"where": "command"}, []),
