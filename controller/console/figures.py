@@ -75,7 +75,7 @@ class Figure:
 
     def table(self, *, limit: int = 60) -> str:
         """The chart's numbers, newest first, as an HTML table."""
-        return chart_table(self.points, limit=limit)
+        return chart_table(self.points, metric=self.metric, limit=limit)
 
     @property
     def crossed(self) -> ChartPoint | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from controller.console.figures import Figure
 from controller.core.text import displayable, html_text
+from controller.core.wording import amount_text, control_rate, quantity_text
 from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
 
 TABLE_ROWS = 200
@@ -86,19 +87,45 @@ def _arm_cells(arm: Arm) -> list[str]:
     ]
 
 
-def _guardrail_cells(test: GuardrailResult) -> list[str]:
-    return [
-        test.metric,
-        test.result,
-        number(test.delta),
-        "-" if test.lower is None else f"{number(test.lower)} to {number(test.upper)}",
-        number(test.tolerance),
-        number(test.p_value),
-    ]
+def _guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
+    """A guardrail's row: Δ and its interval in the metric's unit, as every text writes them."""
+    if test.delta is None:
+        shown = "-"
+    else:
+        low = -math.inf if test.lower is None else test.lower
+        high = math.inf if test.upper is None else test.upper
+        shown = quantity_text(
+            test.metric, test.delta, low, high, _baseline(test, stage), named=False
+        )
+    limit = "-" if test.tolerance is None else amount_text(test.metric, test.tolerance)
+    return [test.metric, test.result, shown, limit, number(test.p_value)]
+
+
+def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
+    """The control's rate in the stage, for a rate's relative lift."""
+    arms = {a.name: _counts(a) for a in stage.arms}
+    return control_rate(test.metric, arms)
+
+
+def _counts(arm: Arm) -> dict[str, int | None]:
+    """An arm's counts by the names a decision's evidence uses."""
+    return {
+        "units": arm.units,
+        "exposures": arm.exposures,
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "conversions": arm.conversions,
+    }
 
 
 ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
-GUARDRAIL_HEAD = ["guardrail", "result", "delta (T - C)", "anytime-valid bound", "tolerance", "p"]
+GUARDRAIL_HEAD = [
+    "guardrail",
+    "result",
+    "Δ treatment - control [anytime-valid interval]",
+    "tolerance",
+    "p",
+]
 DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
 STAGE_HEAD = ["stage", "started", "duration", "ended by"]
 
@@ -145,7 +172,7 @@ def markdown(report: Report) -> str:
         if stage.arms:
             out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
-            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g) for g in stage.guardrails])
+            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g, stage) for g in stage.guardrails])
         out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
@@ -264,7 +291,7 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.arms:
         parts.append(_h_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]))
     if stage.guardrails:
-        rows = [_guardrail_cells(g) for g in stage.guardrails]
+        rows = [_guardrail_cells(g, stage) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
     parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
     parts.append("</section>")

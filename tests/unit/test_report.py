@@ -352,3 +352,15 @@ def test_an_advisor_contradicting_itself_is_reported_as_incoherent_not_quoted() 
     assert "advisor says advance (confidence 0.9, 0.0 s); incoherent, rationale not quoted:" in text
     assert "its rationale argues for caution while it says advance" in text
     assert "regressed badly" not in text
+
+
+def test_the_report_writes_numbers_in_the_one_convention() -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    text = markdown(report)
+    # Δ 0.0204 over control's 8/400 = 2%: +2.0 pp, +102% relative, the interval in pp.
+    assert "| error_rate | regressed | +2.0 pp \\[+1.7, +2.4\\] (+102%) | 0 pp |" in text
+    assert "latest error rate +2.0 pp [+1.7, +2.4]" in report.charts[0].text()
+    assert "0.0204" not in text
+    page = html_page(report)
+    assert "+2.0 pp [+1.7, +2.4] (+102%)" in page
+    assert "<td>+2.0 pp [+1.7, +2.4]</td>" in page  # the chart's own table
