@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.core.wording import label_of
+from controller.core.wording import AT_STAGE, label_of
 
 MAX_REASON_CHARS = 300
 ENDED = {
@@ -30,8 +30,7 @@ def verdict_line(status: Mapping[str, Any], decisions: Iterable[Mapping[str, Any
     if phase in ENDED:
         said, action = ENDED[phase]
         ending = _last(mine, action)
-        where = label_of(dict(ending)) if ending else None
-        where = where or label_of(dict(status))
+        where = _where_taken(ending) or label_of(dict(status))
         at = f" at {where}" if where else ""
         why = _reason(ending)
         return f"{said}{at}: {why}" if why else f"{said}{at}"
@@ -51,6 +50,14 @@ def verdict_line(status: Mapping[str, Any], decisions: Iterable[Mapping[str, Any
         why = str(status.get("verdict_reason") or "")[:MAX_REASON_CHARS]
         return f"Running{at}{gate}{': ' + why if verdict and why else ''}"
     return f"{phase.replace('_', ' ').capitalize() or 'Unknown'}{at}"
+
+
+def _where_taken(decision: Mapping[str, Any] | None) -> str | None:
+    """The stage a decision names where it was taken (its evidence's ``at_stage``), if it does."""
+    evidence = decision.get("evidence") if decision else None
+    if not isinstance(evidence, Mapping) or not isinstance(evidence.get(AT_STAGE), Mapping):
+        return None
+    return label_of({AT_STAGE: evidence[AT_STAGE]})
 
 
 def _same_rollout(decision: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

@@ -85,3 +85,9 @@ def test_verdict_line(
     case: str, state: dict[str, Any], decisions: list[dict[str, Any]], expected: str
 ) -> None:
     assert verdict_line(state, decisions) == expected
+
+
+def test_a_decision_without_its_stage_leaves_the_stage_to_the_status() -> None:
+    bare = {"type": "decision", "rollout_id": "r1", "action": "abort", "outcome": "applied"}
+    line = verdict_line(status("aborted"), [bare | {"reason": "wrong plan", "stage": 1}])
+    assert line == "Aborted at stage 2/4 (20%): wrong plan"
