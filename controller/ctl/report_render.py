@@ -159,6 +159,7 @@ def _summary(report: Report) -> list[tuple[str, str]]:
 def markdown(report: Report) -> str:
     """The report as GitHub-flavoured Markdown."""
     out = [f"# Canary report: {_md(report.flag)}", ""]
+    out += [f"**{_md(report.verdict)}**", ""] if report.verdict else []
     out += [f"- **{name}**: {_md(value)}" for name, value in _summary(report)]
     out += [""] + [f"> {_md(note)}" for note in report.notes]
     if report.narrative:
@@ -200,6 +201,7 @@ CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;
 max-width:72rem;padding:0 1rem;color:#1b1f24;background:#fff}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1.05rem;margin-top:1.5rem}
+p.verdict{font-size:1.1rem;font-weight:600;overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:.5rem 0;width:100%;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
@@ -229,6 +231,7 @@ def html_page(report: Report) -> str:
         f"<title>Canary report: {_h(report.flag)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Canary report: {_h(report.flag)}</h1>",
+        f'<p class="verdict">{_h(report.verdict)}</p>' if report.verdict else "",
         "<dl>",
         *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in _summary(report)),
         "</dl>",

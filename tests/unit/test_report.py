@@ -364,3 +364,17 @@ def test_the_report_writes_numbers_in_the_one_convention() -> None:
     page = html_page(report)
     assert "+2.0 pp [+1.7, +2.4] (+102%)" in page
     assert "<td>+2.0 pp [+1.7, +2.4]</td>" in page  # the chart's own table
+
+
+def test_the_report_opens_with_its_verdict() -> None:
+    reason = "error rate +2.0 pp [+1.7, +2.4] (+102%), regressed (p = 6.5e-69)"
+    rolled = {**ROLLBACK, "reason": reason}
+    report = build(STATUS, [START, ADVANCE, rolled], HISTORY, NOW)
+    assert report.verdict == f"Rolled back at stage 2/5 (5%): {reason}"
+    text = markdown(report)
+    first = text.splitlines()[2]
+    assert first.startswith("**Rolled back at stage 2/5 (5%): error rate +2.0 pp \\[+1.7, +2.4\\]")
+    page = html_page(report)
+    assert page.index('<p class="verdict">Rolled back at stage 2/5 (5%): error rate') < page.index(
+        "<dl>"
+    )
