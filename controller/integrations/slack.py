@@ -13,7 +13,7 @@ import email.utils
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
@@ -39,10 +39,12 @@ def escape_mrkdwn(text: str) -> str:
     return displayable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(alert: Alert) -> dict[str, Any]:
+def slack_payload(alert: Alert, *, console_url: str | None = None) -> dict[str, Any]:
     """The webhook body for ``alert``: a ``text`` fallback and Slack ``blocks``.
 
     Every string taken from the message is escaped: flag, summary, details, ids.
+    With ``console_url`` (the console's public base URL, ``http.console_url``)
+    the alert links to its flag's page there.
     """
     emoji, flag = EMOJI[alert.severity], escape_mrkdwn(alert.flag or "no flag")
     summary = escape_mrkdwn(alert.summary) or "(no summary)"
@@ -55,6 +57,8 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         blocks.append({"type": "section", "fields": [_mrkdwn(f) for f in fields]})
     rollout = escape_mrkdwn(alert.rollout_id or "none")
     context = [f"rollout `{rollout}`", f"alert `{escape_mrkdwn(alert.id)}`", _when(alert.ts)]
+    if console_url and alert.flag:
+        context.insert(0, f"<{flag_page(console_url, alert.flag)}|open in the console>")
     blocks.append({"type": "context", "elements": [_mrkdwn(c) for c in context]})
     return {"text": f"{emoji} [{alert.severity}] {alert.kind} {flag}: {summary}", "blocks": blocks}
 
@@ -101,6 +105,11 @@ def _show(value: object) -> str:
     if isinstance(value, list):
         return (", ".join(value) or "-")[:MAX_VALUE_CHARS]
     return str(value)[:MAX_VALUE_CHARS]
+
+
+def flag_page(console_url: str, flag: str) -> str:
+    """The flag's page on the console: the flag percent-encoded whole, so it cannot end the link."""
+    return f"{console_url.rstrip('/')}/ui/rollouts/{quote(flag, safe='')}"
 
 
 def _when(ts: int | datetime) -> str:
