@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from controller.console.charts import stage_names
-from controller.console.figures import figures
+from controller.console.figures import Figure, figures
 from controller.console.pages import (
     alert_list,
     clock,
@@ -47,6 +47,7 @@ COMMANDS = (
 )
 """Every command a rollout may be sent; the page offers those its phase accepts."""
 ENDED = ("rolled_back", "killed", "aborted")
+ARMS_CAPTION = "; below it, each arm's own value (treatment solid, control dashed)"
 
 
 def rollout_detail(detail: Mapping[str, Any]) -> str:
@@ -148,14 +149,26 @@ def _charts(
             f'<figure class="guardrail" data-metric="{esc(metric)}">'
             '<div class="scroll chart-scroll" tabindex="0" role="region"'
             f' aria-label="{esc(metric)} chart">'
-            f"{figure.svg()}</div>"
+            f"{figure.svg()}</div>{_arms(figure)}"
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
-            f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}</figcaption>"
+            f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}"
+            f"{ARMS_CAPTION if figure.per_arm else ''}"
+            "</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     return _section("guardrails", "Guardrails", body)
+
+
+def _arms(figure: Figure) -> str:
+    """Each arm's own value beside Δ, where the history records it (rates)."""
+    if not figure.per_arm:
+        return ""
+    return (
+        '<div class="scroll chart-scroll" tabindex="0" role="region"'
+        f' aria-label="{esc(figure.metric)} per arm">{figure.arms_svg()}</div>'
+    )
 
 
 def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:

@@ -177,7 +177,9 @@ def markdown(report: Report) -> str:
         out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
-        out += [f"- {_md(figure.text())}" for figure in report.charts]
+        for figure in report.charts:
+            out += [f"- {_md(figure.text())}"]
+            out += [f"- {_md(figure.arms_text())}"] if figure.per_arm else []
         out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
     out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(_decision_cells(report)))]
     return "\n".join(out) + "\n"
@@ -219,6 +221,11 @@ svg.chart .tolerance-label,svg.chart .crossing-label{fill:#cf222e}
 svg.chart .crossing-label{font-weight:600}svg.chart .zero,svg.chart .stage{color:#59636e}
 svg.chart .stage-label{fill:#59636e}svg.chart .decision{color:#9a6700}
 svg.chart .decision-label{fill:#9a6700}summary{cursor:pointer}
+svg.arms-chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
+svg.arms-chart text{fill:currentColor}svg.arms-chart .tick{fill:#57606a}
+svg.arms-chart .treatment{color:#0969da;fill:#0969da}
+svg.arms-chart .control{color:#59636e;fill:#59636e}
+svg.arms-chart polyline{fill:none}svg.arms-chart .stage{color:#59636e}
 """
 
 
@@ -276,11 +283,24 @@ def _h_charts(charts: list[Figure]) -> list[str]:
             f'<figure><div class="wrap newest" tabindex="0" role="region"'
             f' aria-label="{metric} chart">'
             f"{figure.svg()}</div><figcaption>{_h(figure.text())}</figcaption></figure>",
+            *_h_arms(figure),
             f"<details><summary>numbers for {metric}: the latest {shown} gates, newest first"
             f'</summary><div class="wrap" tabindex="0">{figure.table(limit=TABLE_ROWS)}</div>'
             "</details></section>",
         ]
     return parts
+
+
+def _h_arms(figure: Figure) -> list[str]:
+    """Each arm's own value beside Δ, where the history records it (rates)."""
+    if not figure.per_arm:
+        return []
+    return [
+        f'<figure><div class="wrap newest" tabindex="0" role="region"'
+        f' aria-label="{_h(figure.metric)} per arm">{figure.arms_svg()}</div>'
+        f"<figcaption>{_h(figure.arms_text())} Treatment solid, control dashed.</figcaption>"
+        "</figure>"
+    ]
 
 
 def _h_stage(stage: StageReport) -> list[str]:

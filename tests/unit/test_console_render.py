@@ -285,6 +285,9 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     # And a rolled-back flag is offered no command: none applies any more
     assert '<pre class="commands">' not in page
     assert "no command applies" in page
+    # Beside the Δ chart, each arm's own error rate over time
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"' in page
+    assert "each arm's own value (treatment solid, control dashed)" in page
     assert "rolloutctl start" in page
 
 

@@ -364,6 +364,9 @@ def test_the_report_writes_numbers_in_the_one_convention() -> None:
     page = html_page(report)
     assert "+2.0 pp [+1.7, +2.4] (+102%)" in page
     assert "<td>+2.0 pp [+1.7, +2.4]</td>" in page  # the chart's own table
+    # each arm's own value beside Δ, for the rate only (the history keeps no per-arm latency)
+    assert page.count('<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"') == 1
+    assert "- error rate per arm, so far in each stage: latest treatment 100%" in text
 
 
 def test_the_report_opens_with_its_verdict() -> None:
