@@ -195,6 +195,13 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
     assert float(at_rollback["data-upper"]) == pytest.approx(test["upper"], rel=1e-4)
     assert str(rolled_back_at) in [m["data-ts"] for m in page.drawn("line", "decision")]
     assert page.texts("text", "stage-label") == LABELS[1:]  # the stages named as everywhere
+    # ...and beside it each arm's own error rate, labelled in %
+    assert [a["class"] for a in page.drawn("polyline", "arm treatment")] == ["arm treatment"]
+    assert len(page.drawn("polyline", "arm control")) == 1
+    treatment_label = page.texts("text", "arm-label treatment")
+    assert len(treatment_label) == 1
+    assert treatment_label[0].startswith("treatment ")
+    assert treatment_label[0].endswith("%")
     when = datetime.fromisoformat(rollback["ts"].replace("Z", "+00:00")).strftime("%H:%M:%S")
     said = f"The interval crossed the tolerance at {when} in {LABELS[-1]}."
     assert said in shown
