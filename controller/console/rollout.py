@@ -114,7 +114,7 @@ def _timeline(
             state = "pending"
         when = started.get(i)
         # The time is when the stage began, whatever became of it.
-        at = f" <small>started</small> <time>{esc(clock(when))}</time>" if when else ""
+        at = f" <small>· started</small> <time>{esc(clock(when))}</time>" if when else ""
         current_attr = ' aria-current="step"' if i == current and state == "current" else ""
         label = esc(stage_label(i, len(percents), percent))
         items.append(
@@ -297,7 +297,7 @@ def _commands(flag: str, status: Mapping[str, Any]) -> str:
         " (<code>ROLLOUTCTL_KEY_ID</code>):</p>"
         f'<pre class="commands">{esc(lines)}</pre>'
         if lines
-        else f'<p class="none">The rollout has {esc(phase) or "no phase"}: no command applies.'
+        else f'<p class="none">The rollout is {esc(phase) or "in no phase"}: no command applies.'
         f" A new rollout starts with <code>rolloutctl start {esc(quoted)} --plan FILE</code>.</p>"
     )
     return f'<section aria-labelledby="h-commands"><h2 id="h-commands">Act</h2>{body}</section>'

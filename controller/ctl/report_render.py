@@ -223,8 +223,8 @@ svg.chart .stage-label{fill:#59636e}svg.chart .decision{color:#9a6700}
 svg.chart .decision-label{fill:#9a6700}summary{cursor:pointer}
 svg.arms-chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
 svg.arms-chart text{fill:currentColor}svg.arms-chart .tick{fill:#57606a}
-svg.arms-chart .treatment{color:#0969da;fill:#0969da}
-svg.arms-chart .control{color:#59636e;fill:#59636e}
+svg.arms-chart .treatment{color:#0969da}svg.arms-chart text.treatment{fill:#0969da}
+svg.arms-chart .control{color:#59636e}svg.arms-chart text.control{fill:#59636e}
 svg.arms-chart polyline{fill:none}svg.arms-chart .stage{color:#59636e}
 """
 

@@ -279,7 +279,7 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
         opening.group(1),
     ), opening.group(1)
     assert (
-        f'<li class="passed"><b>{LABELS[0]}</b> <small>passed</small> <small>started</small>'
+        f'<li class="passed"><b>{LABELS[0]}</b> <small>passed</small> <small>· started</small>'
         in page
     )
     # And a rolled-back flag is offered no command: none applies any more
