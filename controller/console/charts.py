@@ -23,7 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from controller.core.text import html_text
-from controller.core.wording import position_label, stage_label
+from controller.core.wording import (
+    amount_text,
+    position_label,
+    quantity_text,
+    stage_label,
+)
 
 WIDTH, HEIGHT = 900, 300
 MAX_POINTS = 5_000
@@ -164,7 +169,7 @@ def guardrail_chart(
     scale = _Scale(points, limit, width, height, [m.ts_ms for m in (*stages, *decisions)])
     parts = [
         head,
-        _axes(scale, limit),
+        _axes(scale, limit, metric),
         _band(points, scale),
         _line(points, scale),
         _marks(stages, scale, "stage"),
@@ -184,27 +189,32 @@ def describe(
     last = points[-1]
     side = "above" if lower_is_better else "below"
     limit = tolerance if lower_is_better else -tolerance
+    latest = quantity_text(metric, last.delta, last.lower, last.upper)
     text = (
-        f"{metric}: {len(points)} points; latest delta {_fmt(last.delta)}, bound"
-        f" [{_fmt(last.lower)}, {_fmt(last.upper)}]; harm is the bound wholly {side}"
-        f" the tolerance {_fmt(limit)}."
+        f"{metric}: {len(points)} points; latest {latest}; harm is the interval wholly {side}"
+        f" the tolerance {tolerance_text(metric, limit)}."
     )
     index = crossing(points, tolerance, lower_is_better=lower_is_better)
     if index < 0:
-        return text + " The bound has not crossed the tolerance."
+        return text + " The interval has not crossed the tolerance."
     p = points[index]
-    return text + f" The bound crossed the tolerance at {_clock(p.ts_ms)} in {p.stage_name}."
+    return text + f" The interval crossed the tolerance at {_clock(p.ts_ms)} in {p.stage_name}."
 
 
-def chart_table(points: Sequence[ChartPoint], *, limit: int = 60) -> str:
+def chart_table(points: Sequence[ChartPoint], *, metric: str = "", limit: int = 60) -> str:
     """The chart's numbers as an HTML table: the last ``limit`` points, newest first."""
     rows = "".join(
-        f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td><td>{_fmt(p.delta)}</td>"
-        f"<td>{_fmt(p.lower)}</td><td>{_fmt(p.upper)}</td></tr>"
+        f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
+        f"<td>{html_text(quantity_text(metric, p.delta, p.lower, p.upper, named=False))}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
-    head = "<tr><th>time</th><th>stage</th><th>Δ</th><th>lower</th><th>upper</th></tr>"
+    head = "<tr><th>time</th><th>stage</th><th>Δ [anytime-valid interval]</th></tr>"
     return f'<table class="numbers"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
+def tolerance_text(metric: str, limit: float) -> str:
+    """A signed value on the chart's axis in the metric's unit: ``+2.0 pp``, ``-1.5``."""
+    return f"{'-' if limit < 0 else '+'}{amount_text(metric, limit)}" if limit else "0"
 
 
 class _Scale:
@@ -242,14 +252,14 @@ class _Scale:
         return round(self.height - PAD_BOTTOM - share * (self.height - PAD_TOP - PAD_BOTTOM), 1)
 
 
-def _axes(scale: _Scale, limit: float) -> str:
+def _axes(scale: _Scale, limit: float, metric: str) -> str:
     left, right = PAD_LEFT, scale.width - PAD_RIGHT
     bottom = scale.height - PAD_BOTTOM
     out = [
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}" height="{bottom - PAD_TOP}"'
         ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>'
     ]
-    lines = [(0.0, "zero", "0"), (limit, "tolerance", f"tolerance {_fmt(limit)}")]
+    lines = [(0.0, "zero", "0"), (limit, "tolerance", f"tolerance {tolerance_text(metric, limit)}")]
     for value, cls, label in lines:
         y = scale.y(value)
         dash = ' stroke-dasharray="6 4"' if cls == "tolerance" else ""
@@ -268,7 +278,8 @@ def _axes(scale: _Scale, limit: float) -> str:
     for value in (scale.lo, scale.hi):
         y = scale.y(value)
         out.append(
-            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" class="tick">{_fmt(value)}</text>'
+            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" class="tick">'
+            f"{tolerance_text(metric, value)}</text>"
         )
     for ts in (scale.t0, scale.t1):
         anchor = "start" if ts == scale.t0 else "end"
@@ -362,12 +373,6 @@ def served_number(value: Any) -> float:
         return float(value)
     except ValueError:
         return math.nan
-
-
-def _fmt(value: float) -> str:
-    if not math.isfinite(value):
-        return "∞" if value > 0 else "-∞" if value < 0 else "n/a"
-    return f"{value:.4g}"
 
 
 def _clock(ts_ms: int) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.console.arm_chart import RATES, ArmPoint, arm_chart, arm_points, arm_text
 from controller.console.charts import (
     HEIGHT,
     WIDTH,
@@ -53,6 +54,8 @@ class Figure:
     stages: tuple[Mark, ...] = ()
     decisions: tuple[Mark, ...] = ()
     dry_run: bool = False
+    arms: tuple[ArmPoint, ...] = ()
+    """Each arm's own value at each gate, where the history records it (rates)."""
 
     def svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
         """The chart as inline SVG (its text equivalent inside)."""
@@ -67,6 +70,21 @@ class Figure:
             height=height,
         )
 
+    def arms_svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
+        """Each arm's own value over time, as inline SVG: the chart beside Δ's."""
+        return arm_chart(
+            self.arms, metric=self.metric, stages=self.stages, width=width, height=height
+        )
+
+    @property
+    def per_arm(self) -> bool:
+        """Whether the history records this metric's value per arm (rates), to chart it."""
+        return self.metric in RATES
+
+    def arms_text(self) -> str:
+        """The per-arm chart in one sentence."""
+        return arm_text(self.arms, self.metric)
+
     def text(self) -> str:
         """The chart in one sentence: latest Δ and bound, and when it crossed, if it did."""
         return describe(
@@ -75,7 +93,7 @@ class Figure:
 
     def table(self, *, limit: int = 60) -> str:
         """The chart's numbers, newest first, as an HTML table."""
-        return chart_table(self.points, limit=limit)
+        return chart_table(self.points, metric=self.metric, limit=limit)
 
     @property
     def crossed(self) -> ChartPoint | None:
@@ -105,7 +123,8 @@ def figures(
         tolerance, lower_is_better = tolerance_of(history, metric, spec)
         marks = tuple(m for m in decided if _within(m, points))
         dry_run = spec.get("dry_run") is True
-        out.append(Figure(metric, points, tolerance, lower_is_better, starts, marks, dry_run))
+        arms = tuple(arm_points(history, metric))
+        out.append(Figure(metric, points, tolerance, lower_is_better, starts, marks, dry_run, arms))
     return out
 
 

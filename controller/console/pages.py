@@ -25,6 +25,7 @@ HEALTH_TEXT = {
     "healthy": "healthy",
     "attention": "needs attention",
     "failed": "failed",
+    "ended": "ended",
     "done": "completed",
     "idle": "not running",
 }
@@ -182,13 +183,16 @@ def ts_ms(ts: object) -> int | None:
 def health(row: Mapping[str, Any], last: Mapping[str, Any] | None) -> tuple[str, str]:
     """A rollout's health at a glance, with the reason: from its phase and last gate point.
 
-    ``failed``: rolled back, killed or aborted; ``attention``: paused, a
+    ``failed``: rolled back or killed; ``ended``: aborted by an operator, which
+    says nothing against the flag, so it is neutral; ``attention``: paused, a
     guardrail whose always-valid p-value is below 0.05 (harm building), or a
     sample-ratio p below 0.01; ``done``: completed; else ``healthy``.
     """
     phase = row.get("phase")
-    if phase in ("rolled_back", "killed", "aborted"):
+    if phase in ("rolled_back", "killed"):
         return "failed", str(phase).replace("_", " ")
+    if phase == "aborted":
+        return "ended", "aborted"
     if phase in ("running", "paused"):
         return _active_health(row, last or {})
     return ("done", "") if phase == "completed" else ("idle", "")

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from controller.console.charts import stage_names
-from controller.console.figures import figures
+from controller.console.figures import Figure, figures
 from controller.console.pages import (
     alert_list,
     clock,
@@ -28,6 +28,10 @@ from controller.console.pages import (
     stage_text,
     ts_ms,
 )
+from controller.core.headline import verdict_line
+from controller.core.machine import applicable
+from controller.core.messages import CommandAction
+from controller.core.rollout import PauseReason, Phase
 from controller.core.wording import advice_text, decided_at, quotable_rationale, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
@@ -38,8 +42,12 @@ COMMANDS = (
     ("promote", ""),
     ("approve", ""),
     ("rollback", '--reason "..."'),
+    ("abort", '--reason "..."'),
     ("kill", '--reason "..."'),
 )
+"""Every command a rollout may be sent; the page offers those its phase accepts."""
+ENDED = ("rolled_back", "killed", "aborted")
+ARMS_CAPTION = "; below it, each arm's own value (treatment solid, control dashed)"
 
 
 def rollout_detail(detail: Mapping[str, Any]) -> str:
@@ -52,7 +60,7 @@ def rollout_detail(detail: Mapping[str, Any]) -> str:
     flag = str(status.get("flag", ""))
     return "".join(
         [
-            _summary(flag, status),
+            _summary(flag, status, verdict_line(status, decisions)),
             _timeline(status, detail.get("plan", {}), history),
             _charts(detail.get("plan", {}), history, decisions),
             _srm(status, history),
@@ -60,12 +68,13 @@ def rollout_detail(detail: Mapping[str, Any]) -> str:
             _decisions(decisions),
             f'<section aria-labelledby="h-alerts"><h2 id="h-alerts">Alerts</h2>'
             f"{alert_list(list(reversed(alerts)))}</section>",
-            _commands(flag),
+            _commands(flag, status),
         ]
     )
 
 
-def _summary(flag: str, s: Mapping[str, Any]) -> str:
+def _summary(flag: str, s: Mapping[str, Any], verdict_text: str) -> str:
+    """The flag, then its verdict in one line before any evidence, then where it stands."""
     verdict = s.get("verdict")
     gate = (
         f"<dt>gate now</dt><dd><b>{esc(verdict)}</b>: {esc(s.get('verdict_reason', ''))}</dd>"
@@ -73,7 +82,8 @@ def _summary(flag: str, s: Mapping[str, Any]) -> str:
         else ""
     )
     return (
-        f'<h1 data-flag="{esc(flag)}">{esc(flag)}</h1><dl class="summary">'
+        f'<h1 data-flag="{esc(flag)}">{esc(flag)}</h1>'
+        f'<p class="verdict">{esc(verdict_text)}</p><dl class="summary">'
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
         f"<dt>serving</dt><dd>{percent_cell(s.get('percent'))} of units</dd>"
@@ -99,11 +109,12 @@ def _timeline(
         if phase == "completed" or i < current:
             state = "passed"
         elif i == current:
-            state = "failed" if phase in ("rolled_back", "killed", "aborted") else "current"
+            state = _ended_state(str(phase)) if phase in ENDED else "current"
         else:
             state = "pending"
         when = started.get(i)
-        at = f" <time>{esc(clock(when))}</time>" if when else ""
+        # The time is when the stage began, whatever became of it.
+        at = f" <small>· started</small> <time>{esc(clock(when))}</time>" if when else ""
         current_attr = ' aria-current="step"' if i == current and state == "current" else ""
         label = esc(stage_label(i, len(percents), percent))
         items.append(
@@ -113,6 +124,14 @@ def _timeline(
         '<section aria-labelledby="h-stages"><h2 id="h-stages">Stages</h2>'
         f'<ol class="timeline">{"".join(items)}</ol></section>'
     )
+
+
+def _ended_state(phase: str) -> str:
+    """A stage a rollout ended in: ``failed`` when rolled back or killed, ``ended`` when aborted.
+
+    An abort is an operator's choice, not a verdict on the flag: it is shown neutral.
+    """
+    return "ended" if phase == "aborted" else "failed"
 
 
 def _first_ts(stage: Mapping[str, Any]) -> int | None:
@@ -130,14 +149,26 @@ def _charts(
             f'<figure class="guardrail" data-metric="{esc(metric)}">'
             '<div class="scroll chart-scroll" tabindex="0" role="region"'
             f' aria-label="{esc(metric)} chart">'
-            f"{figure.svg()}</div>"
+            f"{figure.svg()}</div>{_arms(figure)}"
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
-            f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}</figcaption>"
+            f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}"
+            f"{ARMS_CAPTION if figure.per_arm else ''}"
+            "</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     return _section("guardrails", "Guardrails", body)
+
+
+def _arms(figure: Figure) -> str:
+    """Each arm's own value beside Δ, where the history records it (rates)."""
+    if not figure.per_arm:
+        return ""
+    return (
+        '<div class="scroll chart-scroll" tabindex="0" role="region"'
+        f' aria-label="{esc(figure.metric)} per arm">{figure.arms_svg()}</div>'
+    )
 
 
 def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
@@ -251,17 +282,32 @@ def _stage(d: Mapping[str, Any]) -> str:
     return esc(decided_at(dict(d)))
 
 
-def _commands(flag: str) -> str:
+def _commands(flag: str, status: Mapping[str, Any]) -> str:
+    """The commands this rollout's phase accepts (the state machine's rules), ready to paste."""
     quoted = shlex.quote(flag)
+    offered = {action.value for action in _applicable(status)}
     lines = "\n".join(
-        f"rolloutctl {action} {quoted}{' ' + extra if extra else ''}" for action, extra in COMMANDS
+        f"rolloutctl {action} {quoted}{' ' + extra if extra else ''}"
+        for action, extra in COMMANDS
+        if action in offered
     )
-    return (
-        '<section aria-labelledby="h-commands"><h2 id="h-commands">Act</h2>'
+    phase = str(status.get("phase", "")).replace("_", " ")[:32]
+    body = (
         "<p>The console is read-only. Run these with your own operator key"
         " (<code>ROLLOUTCTL_KEY_ID</code>):</p>"
-        f'<pre class="commands">{esc(lines)}</pre></section>'
+        f'<pre class="commands">{esc(lines)}</pre>'
+        if lines
+        else f'<p class="none">The rollout is {esc(phase) or "in no phase"}: no command applies.'
+        f" A new rollout starts with <code>rolloutctl start {esc(quoted)} --plan FILE</code>.</p>"
     )
+    return f'<section aria-labelledby="h-commands"><h2 id="h-commands">Act</h2>{body}</section>'
+
+
+def _applicable(status: Mapping[str, Any]) -> list[CommandAction]:
+    phases = {p.value: p for p in Phase}
+    reasons = {r.value: r for r in PauseReason}
+    phase = phases.get(str(status.get("phase")))
+    return applicable(phase, reasons.get(str(status.get("pause_reason")))) if phase else []
 
 
 def _num(value: object) -> str:

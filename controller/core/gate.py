@@ -45,7 +45,7 @@ from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.srm import SrmResult, srm_test
-from controller.core.wording import stage_position
+from controller.core.wording import quantity_text, stage_position
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
 
@@ -81,7 +81,7 @@ def _verdict(
     for guardrail in _gating(plan):
         result = tests[guardrail.metric]
         if result is not None and result.regressed:
-            return _regression(guardrail, result, evidence)
+            return _regression(guardrail, result, evidence, _baseline(guardrail, data.control))
     if srm.flagged:
         why = (
             f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
@@ -310,13 +310,25 @@ def _events(arm: ArmAggregate) -> int:
     return arm.exposures + arm.requests + arm.conversions
 
 
+def _baseline(guardrail: Guardrail, control: ArmAggregate) -> float | None:
+    """The control's share a rate's relative lift is taken against; None for other metrics."""
+    if guardrail.metric == "latency_exceedance" and guardrail.edge_ms is not None:
+        return _exceedance_share(control, guardrail.edge_ms)
+    if guardrail.metric in ("error_rate", "conversion_rate"):
+        _, _, successes, n = _proportion_counts(guardrail.metric, control, control)
+        return _rate(successes, n)
+    return None
+
+
 def _regression(
-    guardrail: Guardrail, result: SequentialResult, evidence: dict[str, Any]
+    guardrail: Guardrail,
+    result: SequentialResult,
+    evidence: dict[str, Any],
+    baseline: float | None,
 ) -> Verdict:
-    why = (
-        f"{guardrail.metric} regressed: delta {result.delta:.4g}, bound "
-        f"[{result.lower:.4g}, {result.upper:.4g}], p = {result.p_value:.2g}"
-    )
+    # The numbers as every text writes them; the evidence keeps them exact.
+    shown = quantity_text(guardrail.metric, result.delta, result.lower, result.upper, baseline)
+    why = f"{shown}, regressed (p = {result.p_value:.2g})"
     if guardrail.action == "pause":
         return Verdict(
             VerdictKind.PAUSE, why, PauseReason.GUARDRAIL, {**evidence, "breach": guardrail.metric}

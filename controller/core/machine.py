@@ -326,6 +326,29 @@ def _kill_cmd(state: Rollout, cmd: CommandInput) -> Step:
     return kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
 
 
+_AWAITING = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
+
+
+def applicable(phase: Phase, pause_reason: PauseReason | None = None) -> list[CommandAction]:
+    """The commands a rollout in ``phase`` accepts: what the console offers, nothing more.
+
+    The same guards the handlers above apply (a test runs every command
+    through :func:`step` in every phase to hold the two together); start is
+    left out, since it needs a plan.
+    """
+    active, paused = phase.active, phase is Phase.PAUSED
+    allowed = {
+        CommandAction.PAUSE: phase is Phase.RUNNING,
+        CommandAction.RESUME: paused and pause_reason not in _AWAITING,
+        CommandAction.APPROVE: paused and pause_reason in _AWAITING,
+        CommandAction.PROMOTE: active,
+        CommandAction.ROLLBACK: active,
+        CommandAction.ABORT: active,
+        CommandAction.KILL: active or phase is Phase.COMPLETED,
+    }
+    return [action for action, ok in allowed.items() if ok]
+
+
 _HANDLERS = {
     CommandAction.PAUSE: _pause_cmd,
     CommandAction.RESUME: _resume,

@@ -205,3 +205,138 @@ def _seconds(latency_ms: Any) -> float:
 def _decimal(text: str) -> bool:
     head, _, tail = text.partition(".")
     return head.isdigit() and (tail == "" or tail.isdigit()) and len(text) <= 8
+
+
+# -- numbers: one convention for every text a person reads ------------------------------
+
+RATE_METRICS = frozenset({"error_rate", "conversion_rate", "latency_exceedance"})
+"""Metrics that are shares of events: Δ in percentage points, with the relative lift in %."""
+METRIC_NAMES = {
+    "error_rate": "error rate",
+    "conversion_rate": "conversion rate",
+    "latency_exceedance": "share of slow requests",
+    "latency_p95": "p95 latency",
+    "latency_p99": "p99 latency",
+    "conversion_value": "conversion value",
+}
+"""Each guardrail's metric as people say it."""
+
+
+def metric_name(metric: str) -> str:
+    """``error_rate`` as people say it: ``error rate``; an unknown metric keeps its name."""
+    return METRIC_NAMES.get(metric, metric[:64])
+
+
+def metric_unit(metric: str) -> str:
+    """The unit a metric's Δ is written in: ``pp``, ``ms``, or none (a value in its own unit)."""
+    if metric in RATE_METRICS:
+        return "pp"
+    return "ms" if metric.startswith("latency") else ""
+
+
+def signed(value: float, decimals: int) -> str:
+    """``value`` with its sign at ``decimals`` places: ``+3.6``, ``-0.05``, ``+1,234``.
+
+    What rounds to zero is ``0`` (no sign); a huge value is written with two
+    significant digits (``+1.2e+18``).
+    """
+    if round(value, decimals) == 0:
+        return "0"
+    if abs(value) >= 1e15:
+        return f"{value:+.2g}"
+    return f"{value:+,.{decimals}f}"
+
+
+def decimals_for(scale: float) -> int:
+    """Places that show two significant digits of ``scale`` (the largest magnitude shown)."""
+    if not math.isfinite(scale) or scale >= 10 or scale == 0:
+        return 0
+    if scale >= 1:
+        return 1
+    return min(6, 1 - math.floor(math.log10(scale)))
+
+
+def quantity_text(
+    metric: str,
+    delta: float,
+    lower: float,
+    upper: float,
+    baseline: float | None = None,
+    *,
+    named: bool = True,
+) -> str:
+    """A guardrail's Δ (treatment minus control) with its interval, as every text writes it.
+
+    Rates in percentage points with the relative lift against the control's
+    ``baseline`` (a share): ``error rate +3.6 pp [+0.5, +6.7] (+72%)``;
+    latency in ms: ``p95 latency +212 ms [+40, +380]``; a conversion value in
+    its own unit. Values are as the gate holds them (shares as fractions). NaN
+    and infinity are never printed: an estimate that is not a number is "no
+    estimate", an infinite bound "not yet bounded". ``named=False`` leaves out
+    the metric's name (for a table whose row names it).
+    """
+    name, unit = metric_name(metric), metric_unit(metric)
+    if not math.isfinite(delta):
+        return f"{name}: no estimate yet" if named else "no estimate yet"
+    scale = 100.0 if unit == "pp" else 1.0
+    values = [v * scale for v in (delta, lower, upper)]
+    places = decimals_for(max(abs(v) for v in values if math.isfinite(v)))
+    shown = f"{signed(values[0], places)}{' ' + unit if unit else ''}"
+    if all(math.isfinite(v) for v in values[1:]):
+        shown += f" [{signed(values[1], places)}, {signed(values[2], places)}]"
+    else:
+        shown += " (interval not yet bounded)"
+    lift = relative_lift(delta, baseline) if unit == "pp" else None
+    shown = f"{shown} ({lift})" if lift else shown
+    return f"{name} {shown}" if named else shown
+
+
+def amount_text(metric: str, value: float) -> str:
+    """A size in the metric's unit, unsigned: a tolerance of ``2.0 pp``, ``35 ms``, ``1.5``."""
+    unit = metric_unit(metric)
+    size = abs(value) * (100.0 if unit == "pp" else 1.0)
+    if not math.isfinite(size):
+        return "unbounded"
+    number = signed(size, decimals_for(size)).lstrip("+")
+    return f"{number} {unit}" if unit else number
+
+
+def relative_lift(delta: float, baseline: float | None) -> str | None:
+    """Δ against the control's value in %: ``+72%``; None without a usable baseline."""
+    if baseline is None or not math.isfinite(baseline) or baseline <= 0:
+        return None
+    lift = 100.0 * delta / baseline
+    if not math.isfinite(lift):
+        return None
+    return f"{signed(lift, decimals_for(abs(lift)))}%"
+
+
+def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
+    """:func:`quantity_text` of a served test (a decision's ``evidence["guardrails"][m]``).
+
+    Read defensively (infinities arrive as ``"inf"``); the relative lift of an
+    error or conversion rate comes from the control's counts in ``arms``.
+    """
+    if not isinstance(test, dict):
+        return f"{metric_name(metric)}: too few events to test yet"
+    delta, lower, upper = (_served(test.get(k)) for k in ("delta", "lower", "upper"))
+    return quantity_text(metric, delta, lower, upper, control_rate(metric, arms))
+
+
+def control_rate(metric: str, arms: Any) -> float | None:
+    """The control arm's error or conversion rate from a decision's ``arms`` counts."""
+    control = arms.get("control") if isinstance(arms, dict) else None
+    parts = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
+    if not isinstance(control, dict) or metric not in parts:
+        return None
+    part, whole = (_served(control.get(k)) for k in parts[metric])
+    return part / whole if math.isfinite(part) and math.isfinite(whole) and whole > 0 else None
+
+
+def _served(value: Any) -> float:
+    """A number from JSON; ``"inf"``/``"-inf"`` as infinities, NaN for anything else."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int | float):
+        return float(value)
+    return float(value) if value in ("inf", "-inf") else math.nan

@@ -92,6 +92,8 @@ class Options:
     group: str
     state: Path
     start_from: Literal["earliest", "latest"]
+    console_url: str | None = None
+    """The console's public base URL (``http.console_url``): alerts link to the flag's page."""
 
 
 async def forward(options: Options) -> int:
@@ -122,6 +124,7 @@ async def _forward(
             ledger=ledger,
             state=options.state,
             stopping=stopping,
+            console_url=options.console_url,
         )
         _log_start(options, ledger)
         await forwarder.run()
@@ -205,7 +208,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
     topic = args.topic or settings.topics.alerts
-    return Options(webhook, kafka, topic, args.group, args.state, args.start_from)
+    return Options(
+        webhook,
+        kafka,
+        topic,
+        args.group,
+        args.state,
+        args.start_from,
+        settings.http.console_url,
+    )
 
 
 def _configure_logging(settings: LogSettings) -> None:

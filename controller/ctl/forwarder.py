@@ -49,8 +49,10 @@ class Forwarder:
         ledger: Ledger,
         state: Path,
         stopping: asyncio.Event,
+        console_url: str | None = None,
     ) -> None:
         self._consumer = consumer
+        self._console_url = console_url
         self._webhook = webhook
         self._ledger = ledger
         self._state = state
@@ -79,7 +81,7 @@ class Forwarder:
             self.counts["duplicate"] += 1
             log.info("alert_duplicate_skipped", alert_id=alert.id, flag=alert.flag)
         elif alert is not None:
-            delivery = await self._webhook.post(slack_payload(alert))
+            delivery = await self._webhook.post(slack_payload(alert, console_url=self._console_url))
             if delivery.outcome == "abandoned":
                 return False
             await self._record(alert, delivery)

@@ -21,6 +21,7 @@ from typing import Any
 
 from controller.console.figures import Figure, figures
 from controller.core.briefing import parse_number
+from controller.core.headline import verdict_line
 from controller.core.timestamps import as_datetime
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 
@@ -106,6 +107,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     charts: list[Figure] = field(default_factory=list)
     """One per guardrail: its gate history over the whole rollout, when the controller has one."""
+    verdict: str = ""
+    """The rollout's verdict in one line, the first thing the report says."""
     narrative: str | None = None
     """A few sentences by the model, every number in them checked against the evidence."""
     narrated_by: str | None = None
@@ -143,6 +146,7 @@ def build(
     if not mine:
         report.notes.append("no decisions of this rollout were found on the decisions topic")
     report.charts = _charts(report, history, mine)
+    report.verdict = verdict_line(status, mine)
     return report
 
 

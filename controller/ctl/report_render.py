@@ -23,6 +23,7 @@ from typing import Any
 
 from controller.console.figures import Figure
 from controller.core.text import displayable, html_text
+from controller.core.wording import amount_text, control_rate, quantity_text
 from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
 
 TABLE_ROWS = 200
@@ -86,19 +87,45 @@ def _arm_cells(arm: Arm) -> list[str]:
     ]
 
 
-def _guardrail_cells(test: GuardrailResult) -> list[str]:
-    return [
-        test.metric,
-        test.result,
-        number(test.delta),
-        "-" if test.lower is None else f"{number(test.lower)} to {number(test.upper)}",
-        number(test.tolerance),
-        number(test.p_value),
-    ]
+def _guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
+    """A guardrail's row: Δ and its interval in the metric's unit, as every text writes them."""
+    if test.delta is None:
+        shown = "-"
+    else:
+        low = -math.inf if test.lower is None else test.lower
+        high = math.inf if test.upper is None else test.upper
+        shown = quantity_text(
+            test.metric, test.delta, low, high, _baseline(test, stage), named=False
+        )
+    limit = "-" if test.tolerance is None else amount_text(test.metric, test.tolerance)
+    return [test.metric, test.result, shown, limit, number(test.p_value)]
+
+
+def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
+    """The control's rate in the stage, for a rate's relative lift."""
+    arms = {a.name: _counts(a) for a in stage.arms}
+    return control_rate(test.metric, arms)
+
+
+def _counts(arm: Arm) -> dict[str, int | None]:
+    """An arm's counts by the names a decision's evidence uses."""
+    return {
+        "units": arm.units,
+        "exposures": arm.exposures,
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "conversions": arm.conversions,
+    }
 
 
 ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
-GUARDRAIL_HEAD = ["guardrail", "result", "delta (T - C)", "anytime-valid bound", "tolerance", "p"]
+GUARDRAIL_HEAD = [
+    "guardrail",
+    "result",
+    "Δ treatment - control [anytime-valid interval]",
+    "tolerance",
+    "p",
+]
 DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
 STAGE_HEAD = ["stage", "started", "duration", "ended by"]
 
@@ -132,6 +159,7 @@ def _summary(report: Report) -> list[tuple[str, str]]:
 def markdown(report: Report) -> str:
     """The report as GitHub-flavoured Markdown."""
     out = [f"# Canary report: {_md(report.flag)}", ""]
+    out += [f"**{_md(report.verdict)}**", ""] if report.verdict else []
     out += [f"- **{name}**: {_md(value)}" for name, value in _summary(report)]
     out += [""] + [f"> {_md(note)}" for note in report.notes]
     if report.narrative:
@@ -145,11 +173,13 @@ def markdown(report: Report) -> str:
         if stage.arms:
             out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
-            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g) for g in stage.guardrails])
+            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g, stage) for g in stage.guardrails])
         out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
-        out += [f"- {_md(figure.text())}" for figure in report.charts]
+        for figure in report.charts:
+            out += [f"- {_md(figure.text())}"]
+            out += [f"- {_md(figure.arms_text())}"] if figure.per_arm else []
         out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
     out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(_decision_cells(report)))]
     return "\n".join(out) + "\n"
@@ -173,6 +203,7 @@ CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;
 max-width:72rem;padding:0 1rem;color:#1b1f24;background:#fff}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1.05rem;margin-top:1.5rem}
+p.verdict{font-size:1.1rem;font-weight:600;overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:.5rem 0;width:100%;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.n{text-align:right}.note{color:#57606a}
@@ -190,6 +221,11 @@ svg.chart .tolerance-label,svg.chart .crossing-label{fill:#cf222e}
 svg.chart .crossing-label{font-weight:600}svg.chart .zero,svg.chart .stage{color:#59636e}
 svg.chart .stage-label{fill:#59636e}svg.chart .decision{color:#9a6700}
 svg.chart .decision-label{fill:#9a6700}summary{cursor:pointer}
+svg.arms-chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
+svg.arms-chart text{fill:currentColor}svg.arms-chart .tick{fill:#57606a}
+svg.arms-chart .treatment{color:#0969da}svg.arms-chart text.treatment{fill:#0969da}
+svg.arms-chart .control{color:#59636e}svg.arms-chart text.control{fill:#59636e}
+svg.arms-chart polyline{fill:none}svg.arms-chart .stage{color:#59636e}
 """
 
 
@@ -202,6 +238,7 @@ def html_page(report: Report) -> str:
         f"<title>Canary report: {_h(report.flag)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Canary report: {_h(report.flag)}</h1>",
+        f'<p class="verdict">{_h(report.verdict)}</p>' if report.verdict else "",
         "<dl>",
         *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in _summary(report)),
         "</dl>",
@@ -246,11 +283,24 @@ def _h_charts(charts: list[Figure]) -> list[str]:
             f'<figure><div class="wrap newest" tabindex="0" role="region"'
             f' aria-label="{metric} chart">'
             f"{figure.svg()}</div><figcaption>{_h(figure.text())}</figcaption></figure>",
+            *_h_arms(figure),
             f"<details><summary>numbers for {metric}: the latest {shown} gates, newest first"
             f'</summary><div class="wrap" tabindex="0">{figure.table(limit=TABLE_ROWS)}</div>'
             "</details></section>",
         ]
     return parts
+
+
+def _h_arms(figure: Figure) -> list[str]:
+    """Each arm's own value beside Δ, where the history records it (rates)."""
+    if not figure.per_arm:
+        return []
+    return [
+        f'<figure><div class="wrap newest" tabindex="0" role="region"'
+        f' aria-label="{_h(figure.metric)} per arm">{figure.arms_svg()}</div>'
+        f"<figcaption>{_h(figure.arms_text())} Treatment solid, control dashed.</figcaption>"
+        "</figure>"
+    ]
 
 
 def _h_stage(stage: StageReport) -> list[str]:
@@ -264,7 +314,7 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.arms:
         parts.append(_h_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]))
     if stage.guardrails:
-        rows = [_guardrail_cells(g) for g in stage.guardrails]
+        rows = [_guardrail_cells(g, stage) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
     parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
     parts.append("</section>")

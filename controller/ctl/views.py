@@ -13,7 +13,13 @@ from typing import Any
 
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
-from controller.core.wording import decided_at, label_of, percent_text
+from controller.core.wording import (
+    amount_text,
+    decided_at,
+    guardrail_text,
+    label_of,
+    percent_text,
+)
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -71,7 +77,7 @@ def status_detail(r: dict[str, Any]) -> str:
             f"  requests {arm['requests']:>8}  errors {arm['errors']:>6} ({_rate(arm)})"
         )
     for metric, test in evidence.get("guardrails", {}).items():
-        lines.append(f"  guardrail {metric}: {_bounds(test)}")
+        lines.append(f"  guardrail {metric}: {_bounds(metric, test, evidence.get('arms'))}")
     if srm := evidence.get("srm"):
         flagged = "MISMATCH" if srm["flagged"] else "ok"
         p = srm.get("sequential_p_value", srm["p_value"])
@@ -133,18 +139,13 @@ def _rate(arm: dict[str, Any]) -> str:
     return f"{100 * arm.get('errors', 0) / requests:.2f}%" if requests else "-"
 
 
-def _bounds(test: Any) -> str:
+def _bounds(metric: str, test: Any, arms: Any) -> str:
     if not isinstance(test, dict):
         return str(test)  # "insufficient data"
-    verdict = "REGRESSED" if test["regressed"] else "ok"
-    return (
-        f"delta {_num(test['delta'])}, bounds [{_num(test['lower'])}, {_num(test['upper'])}],"
-        f" tolerance {_num(test['tolerance'])}, {verdict}"
-    )
-
-
-def _num(value: Any) -> str:
-    return f"{value:+.4g}" if isinstance(value, int | float) else str(value)
+    verdict = "REGRESSED" if test.get("regressed") else "ok"
+    tolerance = test.get("tolerance")
+    limit = amount_text(metric, tolerance) if isinstance(tolerance, int | float) else "-"
+    return f"{guardrail_text(metric, test, arms)}, tolerance {limit}, {verdict}"
 
 
 def _duration(seconds: float) -> str:

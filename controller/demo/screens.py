@@ -23,6 +23,7 @@ from controller.core.wording import (
     advisor_name,
     decided_at,
     percent_text,
+    quantity_text,
     stage_label,
 )
 from controller.demo.snapshot import ArmView, BoundView, DemoSnapshot, FlagView
@@ -54,21 +55,13 @@ def rate(value: float | None) -> str:
     return NO_VALUE if value is None else f"{value * 100:.2f}%"
 
 
-def points(value: float) -> str:
-    """A difference of rates in percentage points: ``+4.01 pp``."""
-    return f"{value * 100:+.2f} pp"
-
-
 def bound_text(bound: BoundView | None) -> str:
-    """The error-rate test in one line: Δ, its bounds, and what it means."""
+    """The error-rate test in one line: Δ and its interval as every text writes them."""
     if bound is None:
         return "error rate: not tested yet (too few requests)"
     verdict = "REGRESSED" if bound.regressed else "no regression"
-    low, high = f"{bound.lower * 100:+.2f}", f"{bound.upper * 100:+.2f}"
-    return (
-        f"{verdict}: Δ error rate {points(bound.delta)}, bound [{low}, {high}] pp, "
-        f"p = {bound.p_value:.2g}"
-    )
+    shown = quantity_text("error_rate", bound.delta, bound.lower, bound.upper)
+    return f"{verdict}: {shown}, p = {bound.p_value:.2g}"
 
 
 def advice_counts(view: FlagView) -> str:

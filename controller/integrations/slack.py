@@ -13,14 +13,14 @@ import email.utils
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
 from controller.core.messages import Alert
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
-from controller.core.wording import label_of
+from controller.core.wording import guardrail_text, label_of
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -39,10 +39,12 @@ def escape_mrkdwn(text: str) -> str:
     return displayable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(alert: Alert) -> dict[str, Any]:
+def slack_payload(alert: Alert, *, console_url: str | None = None) -> dict[str, Any]:
     """The webhook body for ``alert``: a ``text`` fallback and Slack ``blocks``.
 
     Every string taken from the message is escaped: flag, summary, details, ids.
+    With ``console_url`` (the console's public base URL, ``http.console_url``)
+    the alert links to its flag's page there.
     """
     emoji, flag = EMOJI[alert.severity], escape_mrkdwn(alert.flag or "no flag")
     summary = escape_mrkdwn(alert.summary) or "(no summary)"
@@ -55,6 +57,8 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
         blocks.append({"type": "section", "fields": [_mrkdwn(f) for f in fields]})
     rollout = escape_mrkdwn(alert.rollout_id or "none")
     context = [f"rollout `{rollout}`", f"alert `{escape_mrkdwn(alert.id)}`", _when(alert.ts)]
+    if console_url and alert.flag:
+        context.insert(0, f"<{flag_page(console_url, alert.flag)}|open in the console>")
     blocks.append({"type": "context", "elements": [_mrkdwn(c) for c in context]})
     return {"text": f"{emoji} [{alert.severity}] {alert.kind} {flag}: {summary}", "blocks": blocks}
 
@@ -68,7 +72,11 @@ def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
     shown = [(key, label if key == "stage" and label else value) for key, value in shown]
     guardrails, breach = details.get("guardrails"), details.get("breach")
     if isinstance(guardrails, dict) and isinstance(breach, str):
-        shown += _picked(guardrails.get(breach), breach, ("delta", "lower", "upper", "p_value"))
+        # Δ with its interval as every text writes it; p as measured.
+        test = guardrails.get(breach)
+        if isinstance(test, dict):
+            shown.append((breach[:64], guardrail_text(breach, test, details.get("arms"))))
+        shown += _picked(test, breach, ("p_value",))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:
         shown += _picked(srm, "srm", ("sequential_p_value", "expected_treatment_share"))
@@ -97,6 +105,11 @@ def _show(value: object) -> str:
     if isinstance(value, list):
         return (", ".join(value) or "-")[:MAX_VALUE_CHARS]
     return str(value)[:MAX_VALUE_CHARS]
+
+
+def flag_page(console_url: str, flag: str) -> str:
+    """The flag's page on the console: the flag percent-encoded whole, so it cannot end the link."""
+    return f"{console_url.rstrip('/')}/ui/rollouts/{quote(flag, safe='')}"
 
 
 def _when(ts: int | datetime) -> str:

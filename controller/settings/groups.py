@@ -312,6 +312,14 @@ class HttpSettings(_Group):
         "loopback), beside localhost, 127.0.0.1 and [::1]; any other `Host` gets 421, so a web "
         "page cannot reach the console under a name of its own (DNS rebinding).",
     )
+    console_url: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^https?://[^\s|<>]+$",
+        description="The console's public base URL, as people reach it (e.g. "
+        "`https://rollouts.example.com`): Slack alerts link to the flag's page under it. "
+        "Unset, alerts carry no link.",
+    )
     max_header_bytes: int = Field(
         default=8190,
         ge=1024,

@@ -9,6 +9,7 @@ screenshots are written to ``$TEST_ARTIFACTS_DIR/console`` (default
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,21 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
     assert f"in {label}." in (await chart.locator("desc").text_content() or "")
     assert label in await chart.locator("text.stage-label").all_text_contents()
     assert await page.locator('li.decision[data-action="rollback"]').count() == 1
-    assert "rolloutctl kill search" in await page.locator("pre.commands").inner_text()
+    # And it opens with the verdict, the rollback's reason in percentage points with its
+    # interval, before the evidence; and offers no command, since none applies any more
+    verdict = await page.locator("p.verdict").inner_text()
+    assert verdict == f"Rolled back at {label}: {rollback['reason']}"
+    assert re.match(r"error rate \+[\d.]+ pp \[[-+\d.]+, [-+\d.]+\]", rollback["reason"])
+    assert await page.locator("pre.commands").count() == 0
+    assert "no command applies" in await page.locator("#h-commands + p").inner_text()
+    # And the chart speaks in units: Δ in pp on its axis and description; beside it each
+    # arm's own error rate, drawn as two lines and labelled in %
+    assert " pp [" in (await chart.locator("desc").text_content() or "")
+    arms = page.locator('svg.arms-chart[data-metric="error_rate"]')
+    assert await arms.locator("polyline").count() == 2
+    labels = await arms.locator("text.arm-label").all_text_contents()
+    assert [label.split()[0] for label in labels] == ["treatment", "control"]
+    assert all(re.fullmatch(r"\w+ [\d.]+%", label) for label in labels), labels
     await page.screenshot(path=artifacts() / "rollout-1280.png", full_page=True)
     await page.screenshot(path=artifacts() / "console.png")  # docs/images/console.png
 

@@ -125,5 +125,7 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
             assert f"{quoted}{words[:30]}" not in result.stdout, advice
     # ...and the summary says the same
     summary = result.stdout[result.stdout.index("Summary") :]
-    for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error_rate"):
+    for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error rate +"):
         assert expected in summary, output
+    # ...with the rollback's reason in percentage points and its interval
+    assert re.search(r"error rate \+[\d.]+ pp \[", summary), output

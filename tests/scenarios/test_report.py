@@ -21,7 +21,8 @@ import pytest
 from playwright.async_api import Browser
 
 from controller.core.messages import Arm
-from controller.ctl.report_render import count, number
+from controller.core.wording import guardrail_text
+from controller.ctl.report_render import count
 from tests.fake_model import FakeModel
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.scenarios.test_rolloutctl import Operator
@@ -161,15 +162,21 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
 
     # Then both show the rollback stage's numbers as decided, and the page loads nothing
     arms, test = rollback["evidence"]["arms"], rollback["evidence"]["guardrails"]["error_rate"]
+    markdown = text.out.replace("\\", "")  # as read, without Markdown's escapes
     for expected in (
         LABELS[-1],
         count(arms["treatment"]["units"]),
         count(arms["control"]["errors"]),
-        number(test["delta"]),
-        number(test["lower"]),
+        # Δ in percentage points with its interval and the lift on control, as everywhere
+        guardrail_text("error_rate", test, arms).removeprefix("error rate "),
     ):
-        assert expected in text.out, expected
+        assert expected in markdown, expected
         assert expected in shown, expected
+    # ...and both open with the verdict, the rollback's reason in the same convention
+    verdict = f"Rolled back at {LABELS[-1]}: {rollback['reason']}"
+    assert rollback["reason"].startswith("error rate +"), rollback["reason"]
+    assert markdown.splitlines()[2] == f"**{verdict}**"
+    assert shown.index(verdict) < shown.index("Stages")
     assert page.loads == []
     print(text.out)  # the report, for whoever reads the test log
 
@@ -188,10 +195,17 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
     assert float(at_rollback["data-upper"]) == pytest.approx(test["upper"], rel=1e-4)
     assert str(rolled_back_at) in [m["data-ts"] for m in page.drawn("line", "decision")]
     assert page.texts("text", "stage-label") == LABELS[1:]  # the stages named as everywhere
+    # ...and beside it each arm's own error rate, labelled in %
+    assert [a["class"] for a in page.drawn("polyline", "arm treatment")] == ["arm treatment"]
+    assert len(page.drawn("polyline", "arm control")) == 1
+    treatment_label = page.texts("text", "arm-label treatment")
+    assert len(treatment_label) == 1
+    assert treatment_label[0].startswith("treatment ")
+    assert treatment_label[0].endswith("%")
     when = datetime.fromisoformat(rollback["ts"].replace("Z", "+00:00")).strftime("%H:%M:%S")
-    said = f"The bound crossed the tolerance at {when} in {LABELS[-1]}."
+    said = f"The interval crossed the tolerance at {when} in {LABELS[-1]}."
     assert said in shown
-    assert said in text.out  # the Markdown report says it in words
+    assert said in markdown  # the Markdown report says it in words
     shutil.copy(page_file, artifacts() / "report.html")
     # ...which a browser shows at both widths, asking for nothing else
     for width in (1280, 390):

@@ -112,6 +112,8 @@ def test_health_from_phase_and_last_point() -> None:
     assert pages.health({"phase": "running"}, {"srm_p": 0.001})[0] == "attention"
     assert pages.health({"phase": "paused", "pause_reason": "srm"}, None)[0] == "attention"
     assert pages.health({"phase": "killed"}, last)[0] == "failed"
+    assert pages.health({"phase": "rolled_back"}, last)[0] == "failed"
+    assert pages.health({"phase": "aborted"}, last) == ("ended", "aborted")  # neutral
     assert pages.health({"phase": "completed"}, last)[0] == "done"
 
 
@@ -171,7 +173,10 @@ async def test_rollout_page_has_chart_decisions_and_commands_escaped() -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert "rolloutctl kill f0" in html
-    assert "rolloutctl approve f0" in html
+    assert "rolloutctl pause f0" in html
+    # A running rollout awaits no approval, and is running already: neither is offered.
+    assert "rolloutctl approve f0" not in html
+    assert "rolloutctl resume f0" not in html
     assert await console.rollout_fragment("nobody") is None
 
 
@@ -263,6 +268,27 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert f"in {label}." in page  # the chart's description of the crossing
     assert f"stage:       {label}, serving 0%" in views.status_detail(status)
     assert f"at {label}" in views.decision_line({**decision, "flag": "f"})
+    # And the page opens with the verdict, the reason in pp with its interval, before any
+    # evidence; the stage chips' times are start times
+    opening = re.search(r'<p class="verdict">([^<]+)</p>', page)
+    assert opening is not None
+    assert page.index('class="verdict"') < page.index('class="summary"')
+    assert re.fullmatch(
+        rf"Rolled back at {re.escape(label)}: error rate \+[\d.]+ pp \[\+[\d.]+, \+[\d.]+\]"
+        r"(?: \(\+[\d,.]+%\))?, regressed \(p = [^)]+\)",
+        opening.group(1),
+    ), opening.group(1)
+    assert (
+        f'<li class="passed"><b>{LABELS[0]}</b> <small>passed</small> <small>· started</small>'
+        in page
+    )
+    # And a rolled-back flag is offered no command: none applies any more
+    assert '<pre class="commands">' not in page
+    assert "no command applies" in page
+    # Beside the Δ chart, each arm's own error rate over time
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"' in page
+    assert "each arm's own value (treatment solid, control dashed)" in page
+    assert "rolloutctl start" in page
 
 
 def point_at(state: Rollout, agg: object, day: int) -> dict[str, object]:
@@ -324,3 +350,38 @@ def test_a_served_history_is_read_within_bounds() -> None:
     assert points[-1].ts_ms == 10_000 + MAX_STAGES - 1  # the latest, of the stages a plan has
     assert points[-MAX_STAGES].ts_ms == 5_999
     assert math.isinf(points[0].lower)  # infinities arrive as strings
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason", "offered"),
+    [
+        ("running", None, ["pause", "promote", "rollback", "abort", "kill"]),
+        ("paused", "operator", ["resume", "promote", "rollback", "abort", "kill"]),
+        ("paused", "awaiting_approval", ["promote", "approve", "rollback", "abort", "kill"]),
+        ("completed", None, ["kill"]),
+        ("rolled_back", None, []),
+        ("aborted", None, []),
+        ("killed", None, []),
+        ("junk", "junk", []),
+    ],
+)
+def test_the_page_offers_only_the_commands_the_phase_accepts(
+    phase: str, reason: str | None, offered: list[str]
+) -> None:
+    status = describe(rollout(), None, EARLY) | {"phase": phase, "pause_reason": reason}
+    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    shown = re.findall(r"rolloutctl (\w+) ", html)
+    assert [a for a in shown if a != "start"] == offered
+
+
+def test_an_aborted_rollout_is_shown_neutral() -> None:
+    status = describe(rollout(), None, EARLY) | {"phase": "aborted"}
+    detail = {"status": status, "plan": {"stages": [10.0, 100.0]}, "history": {}}
+    decision = {"type": "decision", "rollout_id": status["rollout_id"], "action": "abort",
+                "outcome": "applied", "reason": "wrong plan", "stage": 0}  # fmt: skip
+    html = rollout_detail({**detail, "messages": [decision]})
+    assert '<li class="ended"><b>stage 1/2 (10%)</b> <small>ended</small>' in html
+    assert 'class="failed"' not in html
+    assert '<p class="verdict">Aborted at stage 1/2 (10%): wrong plan</p>' in html
+    listed = pages.rollout_list([{**status, "health": "ended"}], [])
+    assert '<span class="health ended">ended</span>' in listed

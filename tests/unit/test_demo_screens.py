@@ -74,12 +74,12 @@ ROLLED_BACK = view(
     control=ArmView(4612, 4612, 88),
     bound=BoundView(0.0446, 0.0210, 0.0682, 1e-9, regressed=True),
     live=False,
-    note="error_rate regressed: delta 0.04463, bound [0.02103, 0.06823], p = 1e-09",
+    note="error rate +4.5 pp [+2.1, +6.8] (+230%), regressed (p = 1e-09)",
     advisor=AdvisorView("unavailable", None, "timeout after 30.0 s"),
     advice_counts=(("advance", 2), ("unavailable", 1)),
     decisions=4,
     stages_passed=2,
-    rollback_reason="error_rate regressed: delta 0.04463, bound [0.02103, 0.06823], p = 1e-09",
+    rollback_reason="error rate +4.5 pp [+2.1, +6.8] (+230%), regressed (p = 1e-09)",
     rollback_alerted=True,
 )
 SNAPSHOT = DemoSnapshot(
@@ -126,14 +126,13 @@ def test_live_view_keeps_every_important_column_within_the_width(width: int) -> 
         "1.94%",  # its control: 58 / 2,990
         "1,523",
         "4,612",
-        "REGRESSED: Δ error rate +4.46 pp",
+        "REGRESSED: error rate +4.5 pp [+2.1, +6.8], p = 1e-09",
         "no regression",
         "advisor says advance (confidence 0.90); advisor's rationale:",
         "advisor unavailable: timeout after 30.0 s",
         "3,210 events/s",
     ):
         assert expected in text, f"{expected!r} missing at width {width}:\n{text}"
-    assert "bound [+2.10, +6.82] pp" in text
     assert "…" in text  # the rationale is cut short, not the numbers
 
 
@@ -169,7 +168,7 @@ def test_summary_shows_the_outcome_of_every_flag(width: int) -> None:
     assert_fits(text, width)
     for expected in (FAULTY, HEALTHY, "rolled_back", "completed", "0%", "100%", "2/5", "5/5"):
         assert expected in text, f"{expected!r} missing at width {width}:\n{text}"
-    assert "error_rate" in text
+    assert "error rate +4.5 pp" in " ".join(text.split())
     assert "regressed" in text
     assert "advance=2 unavailable=1" in " ".join(text.split())
 
@@ -269,7 +268,9 @@ def test_a_running_flag_shows_the_live_verdict_of_the_pure_gate() -> None:
     assert shown.bound is not None
     assert shown.bound.regressed
     assert shown.bound.lower > 0
-    assert shown.note.startswith("gate: rollback, error_rate regressed")
+    # 6% against control's 2%: +4.0 pp, +200% on control, the reason as every text writes it
+    assert shown.note.startswith("gate: rollback, error rate +4.0 pp [")
+    assert "(+200%), regressed (p = " in shown.note
 
 
 def test_a_finished_flag_shows_the_evidence_it_was_decided_on() -> None:

@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from controller.core.errors import ConfigError
 from controller.core.messages import Alert
@@ -25,6 +26,7 @@ from controller.integrations.slack import (
     retry_after_seconds,
     slack_payload,
 )
+from controller.settings.groups import HttpSettings
 
 TS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 ARMS = {
@@ -66,7 +68,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         "rollback",
         "critical",
         _evidence("error_rate"),
-        ["*breach*\nerror_rate", "*error_rate delta*\n0.04", "*error_rate p_value*\n1.2e-06"],
+        [
+            "*breach*\nerror_rate",
+            # 180/9100 errors in control: +4 pp is +202% on it.
+            "*error_rate*\nerror rate +4.0 pp (interval not yet bounded) (+202%)",
+            "*error_rate p_value*\n1.2e-06",
+        ],
     ),
     ("kill", "critical", {"monitor": "checkout-api", "incident": "inc-7"}, ["checkout-api"]),
     (
@@ -93,7 +100,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*phase*\nrunning", "*max_duration_s*\n3600"],
     ),
     ("no_traffic", "warning", _evidence(), ["*treatment units*\n4900"]),
-    ("guardrail", "warning", _evidence("error_rate"), ["*error_rate lower*\n0.031"]),
+    ("guardrail", "warning", _evidence("error_rate"), ["*error_rate*\nerror rate +4.0 pp"]),
     ("advisor_unavailable", "warning", {}, []),
     ("output_quarantined", "critical", {"topic": "rollout.decisions", "bytes": 9}, []),
     ("input_failed", "critical", {"where": "command"}, []),
@@ -411,3 +418,34 @@ def test_an_unreadable_config_is_a_config_error(
     code = main(["--slack-webhook", "https://x.example/h", "--config", str(tmp_path / "none.yaml")])
     assert code == 78
     assert "none.yaml" in capsys.readouterr().err
+
+
+def test_an_alert_links_to_its_flags_console_page_when_the_url_is_set() -> None:
+    alert = _alert(flag="shop:new-flow")
+    linked = slack_payload(alert, console_url="https://rollouts.example.com/")
+    (context,) = [b for b in linked["blocks"] if b["type"] == "context"]
+    link = context["elements"][0]["text"]
+    # The flag is percent-encoded whole, as the console's own links are.
+    assert link == "<https://rollouts.example.com/ui/rollouts/shop%3Anew-flow|open in the console>"
+    unlinked = slack_payload(alert)
+    assert not any("open in the console" in s for s in _strings(unlinked))
+    flagless = slack_payload(_alert(flag=None), console_url="https://rollouts.example.com")
+    assert not any("open in the console" in s for s in _strings(flagless))
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://rollouts.example.com", True),
+        ("http://10.0.0.5:8080/base", True),
+        ("rollouts.example.com", False),
+        ("https://x.example|evil", False),
+        ("javascript:alert(1)", False),
+    ],
+)
+def test_the_console_url_setting_is_an_http_url(url: str, valid: bool) -> None:
+    if valid:
+        assert HttpSettings(console_url=url).console_url == url
+    else:
+        with pytest.raises(ValidationError):
+            HttpSettings(console_url=url)

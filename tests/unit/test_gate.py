@@ -3,6 +3,7 @@ docs/architecture.md, *The stage gate*."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -207,7 +208,11 @@ def test_rollback_evidence_names_the_breach_and_its_bounds() -> None:
     assert error["regressed"] is True
     assert ev["arms"]["treatment"]["errors"] == 650
     assert ev["srm"]["flagged"] is False
-    assert "p =" in verdict.reason
+    # People read the numbers in percentage points with the lift; the evidence stays exact.
+    assert re.fullmatch(
+        r"error rate \+[\d.]+ pp \[\+[\d.]+, \+[\d.]+\] \(\+[\d,.]+%\), regressed \(p = .+\)",
+        verdict.reason,
+    ), verdict.reason
 
 
 def test_alpha_is_split_over_guardrails_and_compared_stages() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.machine import step
+from controller.core.machine import applicable, step
 from controller.core.messages import CommandAction
 from controller.core.plan import Plan, Stage
 from controller.core.rollout import (
@@ -333,3 +333,26 @@ def test_dry_run_alert_fires_once_per_stage() -> None:
     assert advanced is not None
     assert advanced.stage == first.stage + 1
     assert not advanced.dry_run_alerted
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        *(rollout(phase) for phase in Phase if phase is not Phase.PAUSED),
+        *(rollout(Phase.PAUSED, reason=reason) for reason in PauseReason),
+    ],
+    ids=lambda r: f"{r.phase.value}-{r.pause_reason or ''}",
+)
+def test_the_commands_offered_are_those_the_machine_applies(state: Rollout) -> None:
+    """What the console offers in a phase is exactly what ``step`` would not reject."""
+    applied = []
+    for action in CommandAction:
+        if action is CommandAction.START:
+            continue
+        _, actions = step(state, cmd(action))
+        outcomes = [a.outcome for a in actions if isinstance(a, RecordDecision)]
+        if outcomes and outcomes[0] == "applied":
+            applied.append(action)
+    assert sorted(applicable(state.phase, state.pause_reason)) == sorted(applied)
+    if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED):
+        assert applicable(state.phase, state.pause_reason) == []

@@ -352,3 +352,32 @@ def test_an_advisor_contradicting_itself_is_reported_as_incoherent_not_quoted() 
     assert "advisor says advance (confidence 0.9, 0.0 s); incoherent, rationale not quoted:" in text
     assert "its rationale argues for caution while it says advance" in text
     assert "regressed badly" not in text
+
+
+def test_the_report_writes_numbers_in_the_one_convention() -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    text = markdown(report)
+    # Δ 0.0204 over control's 8/400 = 2%: +2.0 pp, +102% relative, the interval in pp.
+    assert "| error_rate | regressed | +2.0 pp \\[+1.7, +2.4\\] (+102%) | 0 pp |" in text
+    assert "latest error rate +2.0 pp [+1.7, +2.4]" in report.charts[0].text()
+    assert "0.0204" not in text
+    page = html_page(report)
+    assert "+2.0 pp [+1.7, +2.4] (+102%)" in page
+    assert "<td>+2.0 pp [+1.7, +2.4]</td>" in page  # the chart's own table
+    # each arm's own value beside Δ, for the rate only (the history keeps no per-arm latency)
+    assert page.count('<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"') == 1
+    assert "- error rate per arm, so far in each stage: latest treatment 100%" in text
+
+
+def test_the_report_opens_with_its_verdict() -> None:
+    reason = "error rate +2.0 pp [+1.7, +2.4] (+102%), regressed (p = 6.5e-69)"
+    rolled = {**ROLLBACK, "reason": reason}
+    report = build(STATUS, [START, ADVANCE, rolled], HISTORY, NOW)
+    assert report.verdict == f"Rolled back at stage 2/5 (5%): {reason}"
+    text = markdown(report)
+    first = text.splitlines()[2]
+    assert first.startswith("**Rolled back at stage 2/5 (5%): error rate +2.0 pp \\[+1.7, +2.4\\]")
+    page = html_page(report)
+    assert page.index('<p class="verdict">Rolled back at stage 2/5 (5%): error rate') < page.index(
+        "<dl>"
+    )

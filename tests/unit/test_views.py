@@ -76,7 +76,9 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     text = status_detail(rollout())
     assert "stage:       stage 2/5, serving 5% (flag version 3)" in text
     assert "in stage:    12m34s (minimum 30m00s, 100 units per arm)" in text
-    assert "guardrail error_rate: delta +0.005, bounds [-0.01, +0.02]" in text
+    # Rates in percentage points with the lift against control (40/4000 = 1%), one convention.
+    expected = "guardrail error_rate: error rate +0.5 pp [-1.0, +2.0] (+50%), tolerance 0 pp, ok"
+    assert expected in text
     assert "guardrail latency_p95: insufficient data" in text
     assert "sample ratio: chi2 0.4, sequential p 1 (ok)" in text
 

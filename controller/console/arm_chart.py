@@ -1,0 +1,182 @@
+"""Each arm's own value over time: the chart beside a guardrail's Δ chart.
+
+Δ alone hides whether treatment got worse or control got better; this chart
+draws both arms' rates, as the gate history recorded their counts at each
+gate (so each value is the arm's rate so far in its stage), with the start of
+each stage marked. Only rates can be drawn from the recorded counts: errors
+per request and conversions per exposure; for latency and conversion value
+the history keeps no per-arm value, and the chart says so. Pure, and
+defensive about the served history as :mod:`controller.console.charts` is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+from controller.console.charts import (
+    HEIGHT,
+    PAD_BOTTOM,
+    PAD_LEFT,
+    PAD_RIGHT,
+    PAD_TOP,
+    WIDTH,
+    Mark,
+    served_points,
+    served_stages,
+)
+from controller.core.text import html_text
+from controller.core.wording import decimals_for, metric_name
+
+RATES = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
+"""The metrics whose per-arm value the recorded counts give: part over whole."""
+ARMS = ("treatment", "control")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmPoint:
+    """Both arms' rates (shares) at one recorded gate."""
+
+    ts_ms: int
+    treatment: float
+    control: float
+
+
+def arm_points(history: Mapping[str, Any], metric: str) -> list[ArmPoint]:
+    """Each recorded gate's per-arm rate of ``metric``, oldest first; none for other metrics."""
+    if metric not in RATES:
+        return []
+    out = []
+    for entry in served_stages(history):
+        for point in served_points(entry):
+            read = _point(point, metric)
+            if read is not None:
+                out.append(read)
+    return sorted(out, key=lambda p: p.ts_ms)
+
+
+def share_text(value: float) -> str:
+    """A rate as people write it: ``2.0%``, ``0.35%``; ``-`` when not a number."""
+    if not math.isfinite(value):
+        return "-"
+    percent = value * 100
+    return f"{percent:.{decimals_for(abs(percent))}f}%"
+
+
+def arm_text(points: Sequence[ArmPoint], metric: str) -> str:
+    """The chart in one sentence: the latest rate of each arm."""
+    name = metric_name(metric)
+    if metric not in RATES:
+        return f"{name}: the gate history keeps no per-arm value of this metric."
+    if not points:
+        return f"{name} per arm: no data yet."
+    last = points[-1]
+    return (
+        f"{name} per arm, so far in each stage: latest treatment {share_text(last.treatment)},"
+        f" control {share_text(last.control)}."
+    )
+
+
+def arm_chart(
+    points: Sequence[ArmPoint],
+    *,
+    metric: str,
+    stages: Sequence[Mark] = (),
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> str:
+    """An accessible SVG chart of each arm's rate over time, in %."""
+    key = "".join(c if c.isalnum() else "-" for c in metric)[:64]
+    title = f"{metric_name(metric)}: each arm's own value over time"
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"'
+        f' viewBox="0 0 {width} {height}" width="100%" role="img"'
+        f' aria-labelledby="ta-{key} da-{key}" data-metric="{html_text(metric)}">'
+        f'<title id="ta-{key}">{html_text(title)}</title>'
+        f'<desc id="da-{key}">{html_text(arm_text(points, metric))}</desc>'
+    )
+    if not points:
+        text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
+        return head + text + "no per-arm data</text></svg>"
+    t0 = min(p.ts_ms for p in points)
+    t1 = max(*(p.ts_ms for p in points), t0 + 1000)
+    top = max(max(p.treatment, p.control) for p in points) * 1.1 or 0.01
+
+    def x(ts: int) -> float:
+        return round(PAD_LEFT + (ts - t0) / (t1 - t0) * (width - PAD_LEFT - PAD_RIGHT), 1)
+
+    def y(value: float) -> float:
+        share = min(max(value / top, 0.0), 1.0)
+        return round(height - PAD_BOTTOM - share * (height - PAD_TOP - PAD_BOTTOM), 1)
+
+    parts = [head, _frame(width, height, top, y)]
+    for arm in ARMS:
+        path = " ".join(f"{x(p.ts_ms)},{y(getattr(p, arm))}" for p in points)
+        dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'  # apart without colour
+        parts.append(
+            f'<polyline class="arm {arm}" points="{path}" fill="none" stroke="currentColor"'
+            f' stroke-width="2"{dash}/>'
+        )
+        last = points[-1]
+        parts.append(
+            f'<text class="arm-label {arm}" x="{x(last.ts_ms) - 4}" y="{y(getattr(last, arm)) - 6}"'
+            f' text-anchor="end">{arm} {share_text(getattr(last, arm))}</text>'
+        )
+    for mark in stages:
+        if t0 <= mark.ts_ms <= t1:
+            parts.append(
+                f'<line class="stage" x1="{x(mark.ts_ms)}" x2="{x(mark.ts_ms)}" y1="{PAD_TOP}"'
+                f' y2="{height - PAD_BOTTOM}" stroke="currentColor" stroke-dasharray="2 3"/>'
+            )
+    for ts, anchor in ((t0, "start"), (t1, "end")):
+        parts.append(
+            f'<text x="{x(ts)}" y="{height - PAD_BOTTOM + 18}" text-anchor="{anchor}"'
+            f' class="tick">{_clock(ts)} UTC</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _frame(width: int, height: int, top: float, y: Callable[[float], float]) -> str:
+    left, right = PAD_LEFT, width - PAD_RIGHT
+    out = [
+        f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}"'
+        f' height="{height - PAD_TOP - PAD_BOTTOM}" class="plot" fill="none"'
+        ' stroke="currentColor" stroke-opacity="0.2"/>'
+    ]
+    for value in (0.0, top):
+        out.append(
+            f'<text x="{left - 4}" y="{y(value) + 4}" text-anchor="end" class="tick">'
+            f"{share_text(value)}</text>"
+        )
+    return "".join(out)
+
+
+def _point(point: object, metric: str) -> ArmPoint | None:
+    if not isinstance(point, Mapping):
+        return None
+    ts, arms = point.get("ts_ms"), point.get("arms")
+    if not _count(ts) or not isinstance(arms, Mapping):
+        return None
+    part, whole = RATES[metric]
+    rates = []
+    for arm in ARMS:
+        counts = arms.get(arm)
+        if not isinstance(counts, Mapping):
+            return None
+        numerator, denominator = counts.get(part), counts.get(whole)
+        if not (_count(numerator) and _count(denominator)) or denominator == 0:
+            return None
+        rates.append(min(numerator / denominator, 1.0))
+    return ArmPoint(ts, rates[0], rates[1])
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _clock(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")

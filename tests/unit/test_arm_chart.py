@@ -1,0 +1,83 @@
+"""Each arm's own value over time, drawn beside Δ from the gate history's counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.console.arm_chart import arm_chart, arm_points, arm_text, share_text
+from controller.console.charts import Mark
+from controller.console.figures import figures
+
+
+def point(ts_ms: int, t: tuple[int, int], c: tuple[int, int], **over: Any) -> dict[str, Any]:
+    """A served gate point whose arms made ``t`` and ``c`` (errors, requests)."""
+    arms = {
+        "treatment": {
+            "units": 9,
+            "exposures": 9,
+            "requests": t[1],
+            "errors": t[0],
+            "conversions": 3,
+        },
+        "control": {"units": 9, "exposures": 9, "requests": c[1], "errors": c[0], "conversions": 1},
+    }
+    return {"ts_ms": ts_ms, "stage": 0, "arms": arms, "guardrails": {}} | over
+
+
+HISTORY = {
+    "stages": [
+        {"stage": 0, "percent": 5.0, "points": [point(1_000, (1, 100), (2, 100))]},
+        {"stage": 1, "percent": 25.0, "points": [
+            point(61_000, (6, 100), (2, 100), stage=1),
+            point(62_000, (1, 0), (2, 100), stage=1),  # no requests in treatment: no rate
+            point(63_000, (True, 100), (2, 100), stage=1),  # not a count
+            "junk",
+            point(-5, (1, 100), (1, 100), stage=1),  # not a time
+        ]},
+    ]
+}  # fmt: skip
+
+
+def test_the_points_are_each_arms_rate_at_each_gate() -> None:
+    rates = [(p.ts_ms, p.treatment, p.control) for p in arm_points(HISTORY, "error_rate")]
+    assert rates == [(1_000, 0.01, 0.02), (61_000, 0.06, 0.02)]
+    conversions = arm_points(HISTORY, "conversion_rate")
+    assert (conversions[0].treatment, conversions[0].control) == (3 / 9, 1 / 9)
+    assert arm_points(HISTORY, "latency_p95") == []  # the history keeps no per-arm latency
+
+
+def test_the_chart_draws_both_arms_in_percent_with_its_words() -> None:
+    svg = arm_chart(arm_points(HISTORY, "error_rate"), metric="error_rate",
+                    stages=[Mark(61_000, "stage 2/2 (25%)")])  # fmt: skip
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"')
+    assert svg.count("<polyline") == 2
+    assert "treatment 6.0%" in svg
+    assert "control 2.0%" in svg
+    assert '<line class="stage" x1=' in svg
+    assert (
+        '<title id="ta-error-rate">error rate: each arm&#x27;s own value over time</title>' in svg
+    )
+    text = arm_text(arm_points(HISTORY, "error_rate"), "error_rate")
+    assert text == "error rate per arm, so far in each stage: latest treatment 6.0%, control 2.0%."
+    assert "no per-arm data" in arm_chart([], metric="error_rate")
+    assert "keeps no per-arm value" in arm_text([], "latency_p99")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.02, "2.0%"), (0.0035, "0.35%"), (0.5, "50%"), (0.0, "0%"), (float("nan"), "-")],
+)
+def test_share_text(value: float, shown: str) -> None:
+    assert share_text(value) == shown
+
+
+def test_a_figure_carries_its_arms_where_the_metric_is_a_rate() -> None:
+    error_rate, latency = figures(
+        HISTORY, (), [{"metric": "error_rate"}, {"metric": "latency_p95"}]
+    )
+    assert error_rate.per_arm
+    assert len(error_rate.arms) == 2
+    assert "<polyline" in error_rate.arms_svg()
+    assert not latency.per_arm
