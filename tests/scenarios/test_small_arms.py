@@ -20,6 +20,7 @@ import pytest
 
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.wording import metric_name
 from tests.scenarios.harness import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -113,4 +114,5 @@ async def test_identical_small_arms_complete_and_real_regressions_roll_back_on_t
             partial(rolled_back, flag), timeout=60, what=f"{flag} rolled back"
         )
         assert rollback["evidence"]["breach"] == metric, rollback["reason"]
-        assert rollback["reason"].startswith(f"{metric} regressed")
+        assert rollback["reason"].startswith(metric_name(metric)), rollback["reason"]
+        assert "regressed" in rollback["reason"]
