@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import sys
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -40,6 +39,7 @@ from tests.services import (
     resolve_redis,
     resolve_redis_cluster,
 )
+from tests.waiting import eventually
 
 SERVICE_MISSING = "SERVICE MISSING:"
 TASK_GRACE_SECONDS = 1.0
@@ -265,29 +265,25 @@ def _topic_slug(name_hint: str) -> str:
 
 
 async def _wait_topic_ready(admin: AIOKafkaAdminClient, name: str, partitions: int) -> None:
-    deadline = time.monotonic() + TOPIC_READY_TIMEOUT
-    last: object = None
-    while True:
+
+    async def ready() -> bool:
         try:
             described = await admin.describe_topics([name])
-            last = described
-            for topic in described:
-                parts = topic.get("partitions") or []
-                if (
-                    topic.get("topic") == name
-                    and topic.get("error_code") == 0
-                    and len(parts) == partitions
-                    and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in parts)
-                ):
-                    return
-        except Exception as exc:  # metadata not there yet; retried until the deadline
-            last = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"topic {name!r} did not show {partitions} partitions in the metadata "
-                f"within {TOPIC_READY_TIMEOUT:.0f}s; last answer: {last!r}"
-            )
-        await asyncio.sleep(0.1)
+        except Exception as exc:  # metadata not there yet; asked again until the timeout
+            raise AssertionError(f"last answer: {exc!r}") from exc
+        for topic in described:
+            parts = topic.get("partitions") or []
+            if (
+                topic.get("topic") == name
+                and topic.get("error_code") == 0
+                and len(parts) == partitions
+                and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in parts)
+            ):
+                return True
+        raise AssertionError(f"last answer: {described!r}")
+
+    what = f"topic {name!r} to show {partitions} partitions in the metadata"
+    await eventually(ready, timeout=TOPIC_READY_TIMEOUT, what=what)
 
 
 @pytest_asyncio.fixture

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
+import pytest
+
 from tests.services import ManagedProcess
+from tests.waiting import eventually_sync
 
 
 class ControllerProcess:
@@ -56,16 +58,17 @@ class ControllerProcess:
 
     def wait_for_log(self, needle: str, timeout: float = 30) -> None:
         """Wait until the current run (not an earlier one) logs ``needle``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def logged() -> bool:
             with self.log_path.open("rb") as log:
                 log.seek(self._run_starts_at)
                 if needle in log.read().decode(errors="replace"):
-                    return
+                    return True
             if not self.running:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{needle!r} not logged in {timeout}s:\n{self.log_text()[-3000:]}")
+                pytest.fail(f"exited before logging {needle!r}:\n{self.log_text()[-3000:]}")
+            raise AssertionError(f"{needle!r} not logged:\n{self.log_text()[-3000:]}")
+
+        eventually_sync(logged, timeout=timeout, what=f"{needle!r} in the log")
 
     def __enter__(self) -> ControllerProcess:
         return self.start()

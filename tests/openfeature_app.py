@@ -16,7 +16,6 @@ One JSON command per line on stdin, one JSON answer per line on stdout:
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import orjson
@@ -28,16 +27,22 @@ from openfeature.track import TrackingEventDetails
 from controller.sdk.openfeature import RolloutProvider
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
+from tests.waiting import eventually_sync
 
 
 def _evaluate(
     flags: SyncFlags, client: OpenFeatureClient, flag: str, command: dict[str, Any]
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (state := flags.state(flag)) is None or state.version != command["version"]:
-        if time.monotonic() > deadline:
-            return {"error": f"flag still at {state.version if state else None}"}
-        time.sleep(0.05)
+    def read() -> bool:
+        state = flags.state(flag)
+        version = state.version if state else None
+        assert version == command["version"], f"flag still at {version}"
+        return True
+
+    try:
+        eventually_sync(read, timeout=30, what=f"version {command['version']} of {flag}")
+    except AssertionError as exc:
+        return {"error": str(exc)}
     variants: list[str | None] = []
     reasons: set[str] = set()
     for _ in range(2):

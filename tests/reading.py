@@ -1,15 +1,14 @@
-"""Reading back what a test sent: a topic up to its end offsets, a condition until it holds."""
+"""Reading back what a test sent: a topic up to its end offsets."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.core.messages import event_adapter
+from tests.waiting import eventually
 
 
 async def read_to_end(
@@ -28,11 +27,15 @@ async def read_to_end(
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            assert time.monotonic() < deadline, f"only {len(records)} records of {topic} read"
+
+        async def read_up() -> bool:
+            if not [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                return True
             batch = await consumer.getmany(timeout_ms=200)
-            records += [r for rs in batch.values() for r in rs]
+            records.extend(r for rs in batch.values() for r in rs)
+            raise AssertionError(f"only {len(records)} records of {topic} read")
+
+        await eventually(read_up, timeout=timeout, what=f"every record of {topic}")
         return records
     finally:
         await consumer.stop()
@@ -41,12 +44,3 @@ async def read_to_end(
 def events_of(records: Iterable[Any]) -> list[dict[str, Any]]:
     """The records' events, each checked against the event contract, as JSON-shaped dicts."""
     return [event_adapter.validate_json(r.value).model_dump(mode="json") for r in records]
-
-
-async def until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Wait until ``check()`` holds; fail the test after ``timeout`` seconds, naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)

@@ -10,10 +10,8 @@ socket buffers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +20,7 @@ from redis.crc import key_slot
 
 from controller.dev.redis_cluster import SLOTS, RedisClusterServers, nodes_text
 from tests.services import LOCALHOST, ManagedProcess, RedisServer, free_port
+from tests.waiting import eventually_sync
 
 SERVICE = "rc-failover"
 
@@ -94,7 +93,11 @@ class SentinelTopology:
             binary=self._binary,
             extra_args=["--replicaof", LOCALHOST, str(self.master.port)],
         ).start()
-        wait_for(lambda: _link_up(self.replica), "the replica to sync")  # type: ignore[arg-type]
+        eventually_sync(
+            lambda: _link_up(self.replica),  # type: ignore[arg-type]
+            timeout=30,
+            what="the replica to sync",
+        )
         conf = self._workdir / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind {LOCALHOST}\ndir {self._workdir}\n"
@@ -105,7 +108,9 @@ class SentinelTopology:
         self.sentinel = ManagedProcess(
             [self._binary, str(conf), "--sentinel"], self._workdir / "sentinel.log"
         )
-        wait_for(self._knows_replica, "the sentinel to know the master and its replica")
+        eventually_sync(
+            self._knows_replica, timeout=30, what="the sentinel to know the master and its replica"
+        )
 
     def _knows_replica(self) -> bool:
         assert self.replica is not None
@@ -148,23 +153,6 @@ def _port_of(row: object) -> object:
 def _link_up(server: RedisServer) -> bool:
     info = answers(server.port, "INFO", "replication")
     return isinstance(info, bytes) and b"master_link_status:up" in info
-
-
-def wait_for(ready: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def until(ready: Callable[[], bool], what: str, timeout: float = 30) -> float:
-    """Seconds until ``ready()`` (run in a thread: it may speak to Redis) holds."""
-    started = time.monotonic()
-    while not await asyncio.to_thread(ready):
-        assert time.monotonic() - started < timeout, f"timed out after {timeout}s: {what}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 def stored(port: int, key: str, field: str) -> int:

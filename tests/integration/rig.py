@@ -14,6 +14,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import assert_arm_equal, encode, expected_arm, reference_fold
+from tests.waiting import eventually
 
 # A flag of the rig's own: its events mark how far the daemon has read each partition.
 MARKER_FLAG = "rig-marker"
@@ -86,17 +87,18 @@ class Rig:
         Raises AssertionError on timeout with what was counted, what was
         expected and the tail of each daemon's log.
         """
-        deadline = time.monotonic() + timeout
-        while (got := await self.counted(flags)) < n:
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timed_out(got, n, timeout, what))
-            await asyncio.sleep(0.25)
-        return got
 
-    def _timed_out(self, got: int, n: int, timeout: float, what: str) -> str:
-        logs = "".join(f"\n{d.log_path.name} tail:\n{d.log_text()[-2500:]}" for d in self._daemons)
+        async def counted() -> int:
+            got = await self.counted(flags)
+            assert got >= n, self._short(got, n)
+            return got
+
         context = f" ({what})" if what else ""
-        return f"timed out after {timeout}s: {got} of {n} events counted{context}{logs}"
+        return await eventually(counted, timeout=timeout, what=f"{n} events counted{context}")
+
+    def _short(self, got: int, n: int) -> str:
+        logs = "".join(f"\n{d.log_path.name} tail:\n{d.log_text()[-2500:]}" for d in self._daemons)
+        return f"{got} of {n} events counted{logs}"
 
     async def settle(self, timeout: float = 60) -> None:
         """Wait until the daemon has processed everything produced so far.
@@ -143,11 +145,16 @@ class Rig:
         await consumer.start()
         found: list[Any] = []
         try:
-            deadline = time.monotonic() + timeout
-            while len(found) < expected and time.monotonic() < deadline:
+
+            async def read() -> bool:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
                     found.extend(records)
+                assert len(found) >= expected, f"{len(found)} dead letters of {expected}"
+                return True
+
+            if expected:
+                await eventually(read, timeout=timeout, what=f"{expected} dead letters")
         finally:
             await consumer.stop()
         return found

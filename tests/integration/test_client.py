@@ -15,7 +15,8 @@ from controller.core.bucketing import assign
 from controller.core.messages import Arm, event_adapter
 from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
-from tests.reading import read_to_end, until
+from tests.reading import read_to_end
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +80,7 @@ async def test_two_clients_agree_and_follow_updates(
         assert 300 < len(before) < 500
 
         await _produce(kafka_bootstrap, topic, [(FLAG, orjson.dumps(_state(4, 60.0)))])
-        await until(
+        await eventually(
             lambda: all(c.arm(FLAG, "x")[1] == 4 for c in (one, two)),
             timeout=5,
             what="both clients to read version 4",

@@ -30,6 +30,7 @@ from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.integration.test_store import _check_against_reference, decoded
 from tests.reference import make_event, partition_of
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
@@ -75,9 +76,11 @@ class Writer:
 
     async def advance(self, partition: int, upto: int) -> None:
         """Flush the partition's events up to ``upto``, retrying through a failover."""
-        deadline = time.monotonic() + RETRY_FOR
-        while self.offsets[partition] < upto:
+
+        async def flushed() -> bool:
             start = self.offsets[partition]
+            if start >= upto:
+                return True
             delta = PartitionDelta(partition=partition, next_offset=upto)
             fold([decoded(e) for e in self.logs[partition][start:upto]], delta.cells)
             try:
@@ -86,16 +89,17 @@ class Writer:
                     epoch=self.epochs[partition],
                     expected_offset=start or None,
                 )
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
                 self.unavailable += 1
-                assert time.monotonic() < deadline, "the store stayed unavailable"
-                await asyncio.sleep(0.05)  # retry pace; success is the signal
-                continue
-            except LostWrites:
+                raise AssertionError("the store stayed unavailable") from exc
+            except LostWrites as exc:
                 self.rewinds += 1  # offsets moved back: re-read from what is stored
                 await self.claim(partition)
-                continue
+                raise AssertionError("offsets moved back") from exc
             self.offsets[partition] = upto
+            return True
+
+        await eventually(flushed, timeout=RETRY_FOR, what=f"partition {partition} flushed")
 
 
 def promoted(replica_port: int) -> bool:
@@ -109,11 +113,13 @@ def promoted(replica_port: int) -> bool:
 
 
 async def wait_promoted(replica_port: int) -> float:
-    """Seconds until the replica reports itself a master (polled, from the call)."""
+    """Seconds until the replica reports itself a master (polled, from the call; printed only)."""
     started = time.monotonic()
-    while not await asyncio.to_thread(promoted, replica_port):
-        assert time.monotonic() - started < RETRY_FOR, "the replica was never promoted"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: asyncio.to_thread(promoted, replica_port),
+        timeout=RETRY_FOR,
+        what="the replica to be promoted",
+    )
     return time.monotonic() - started
 
 

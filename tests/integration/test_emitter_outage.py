@@ -14,7 +14,7 @@ import gc
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from controller.core.messages import Arm
 from controller.sdk.client import EventEmitter
 from controller.settings import KafkaSettings
-from tests.reading import read_to_end, until
+from tests.reading import read_to_end
 from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -109,13 +110,16 @@ async def _create_topic(bootstrap: str) -> None:
             [NewTopic(name=TOPIC, num_partitions=PARTITIONS, replication_factor=1)]
         )
         assert [entry[1] for entry in response.topic_errors] == [0]
-        await _until_async(lambda: _has_leaders(admin), timeout=15, what="partition leaders")
+        await eventually(lambda: _has_leaders(admin), timeout=15, what="partition leaders")
     finally:
         await admin.close()
 
 
 async def _has_leaders(admin: AIOKafkaAdminClient) -> bool:
-    (described,) = await admin.describe_topics([TOPIC])
+    try:
+        (described,) = await admin.describe_topics([TOPIC])
+    except Exception as exc:  # metadata not there yet; asked again until the timeout
+        raise AssertionError(repr(exc)) from exc
     parts = described.get("partitions") or []
     return len(parts) == PARTITIONS and all(p.get("leader", -1) >= 0 for p in parts)
 
@@ -204,7 +208,7 @@ async def _emit_and_drain(emitter: EventEmitter, ledger: Ledger, rounds: int) ->
     """Emit ``rounds`` buffer-sized bursts, each sent before the next: nothing is refused."""
     for _ in range(rounds):
         _emit(emitter, ledger, BUFFER)
-        await until(lambda: emitter.buffered == 0, timeout=20, what="the buffer to drain")
+        await eventually(lambda: emitter.buffered == 0, timeout=20, what="the buffer to drain")
 
 
 def _accounted(emitter: EventEmitter, *ledgers: Ledger) -> None:
@@ -217,19 +221,6 @@ def _accounted(emitter: EventEmitter, *ledgers: Ledger) -> None:
 # --------------------------------------------------------------------------------------
 # Waiting and reading back
 # --------------------------------------------------------------------------------------
-
-
-async def _until_async(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if await check():
-                return
-        except Exception:  # metadata not there yet; asked again until the deadline
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def _consume(bootstrap: str) -> list[tuple[bytes, str]]:
@@ -267,13 +258,15 @@ async def test_emitter_survives_a_broker_outage(broker: OutageBroker, sends: Sen
         await _flood_while_down(emitter, during)
         # The batch in flight when the broker went fails, and is sent again: still
         # counted as buffered, neither sent nor dropped.
-        await until(lambda: sends.after_a_failure > 0, timeout=30, what="a failed send retried")
+        await eventually(
+            lambda: sends.after_a_failure > 0, timeout=30, what="a failed send retried"
+        )
         assert (emitter.sent, emitter.buffered) == (3 * BUFFER, BUFFER)
         _accounted(emitter, before, during)
 
         began = time.monotonic()
         broker.start()
-        await until(lambda: emitter.buffered == 0, timeout=30, what="the backlog to go out")
+        await eventually(lambda: emitter.buffered == 0, timeout=30, what="the backlog to go out")
         print(f"backlog sent {time.monotonic() - began:.1f}s after the restart began")
         await _emit_and_drain(emitter, after, rounds=2)
     _accounted(emitter, before, during, after)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
@@ -25,6 +24,7 @@ from controller.ports import Claim, DeadLetter, FlushOutcome
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
 from tests.integration.rig import Rig
 from tests.reference import make_event
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 TopicFactory = Callable[..., Awaitable[str]]
@@ -58,14 +58,6 @@ class HeldStore:
 class NoLetters:
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         raise AssertionError(f"no event here is bad: {letters}")
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_flush_held_across_a_rebalance_is_refused(
@@ -124,7 +116,9 @@ async def test_a_flush_held_across_a_rebalance_is_refused(
                 assert new.owned_partition_ids == [0]
                 # Then the old owner's flush, released late, is refused by the fencing epoch
                 held.release()
-                await until(lambda: old.stats.fenced == 1, "the late flush to be fenced")
+                await eventually(
+                    lambda: old.stats.fenced == 1, timeout=60, what="the late flush to be fenced"
+                )
                 assert old.owned_partition_ids == []
                 # and every event is counted exactly once
                 await rig.assert_exact(first + second)

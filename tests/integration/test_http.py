@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,32 +14,34 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.rig import Rig, flags_of
 from tests.reference import make_event
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def wait_status(url: str, status: int, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last: httpx.Response | None = None
     async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
+
+        async def answered() -> httpx.Response:
             try:
                 last = await client.get(url)
-                if last.status_code == status:
-                    return last
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"{url} never answered {status}; last: {last and last.text}")
+            except httpx.HTTPError as exc:
+                raise AssertionError(f"{url}: {exc!r}") from exc
+            assert last.status_code == status, f"{url} answered {last.status_code}: {last.text}"
+            return last
+
+        return await eventually(answered, timeout=timeout, what=f"{url} to answer {status}")
 
 
 async def metrics_until(url: str, check: Callable[[str], bool], timeout: float = 30) -> str:
     """The metrics page, once ``check`` holds for it."""
-    deadline = time.monotonic() + timeout
-    while not check(text := (await wait_status(url, 200)).text):
-        assert time.monotonic() < deadline, text
-        await asyncio.sleep(0.1)
-    return text
+
+    async def holds() -> str:
+        text = (await wait_status(url, 200)).text
+        assert check(text), text
+        return text
+
+    return await eventually(holds, timeout=timeout, what=f"the metrics at {url} to hold")
 
 
 def sample(metrics_text: str, name: str) -> float:
@@ -60,11 +60,9 @@ async def test_health_readiness_metrics_and_flags(rig: Rig, tmp_path: Path) -> N
         await wait_status(f"{base}/healthz", 200)
         ready = await wait_status(f"{base}/readyz", 200)
         assert ready.json()["ready"] is True
-        deadline = time.monotonic() + 30
-        before = ""
-        while sample(before, "rollout_ingest_partitions") < 4:  # claims arrive one by one
-            assert time.monotonic() < deadline, before
-            before = (await wait_status(f"{base}/metrics", 200)).text
+        before = await metrics_until(  # claims arrive one by one
+            f"{base}/metrics", lambda text: sample(text, "rollout_ingest_partitions") >= 4
+        )
         # It says which partitions it owns: the events ones and the commands ones (its flags).
         owned = (await wait_status(f"{base}/readyz", 200)).json()
         assert owned["events_partitions"] == [0, 1, 2, 3]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.reference import encode, make_event
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -162,7 +162,10 @@ async def test_sigterm_drains_and_exits_zero(rig: Rig, tmp_path: Path) -> None:
 
 async def _retries(daemon: ControllerProcess, *, at_least: int, timeout: float = 30) -> None:
     """Wait until the daemon has logged ``at_least`` failed attempts that it retries."""
-    deadline = time.monotonic() + timeout
-    while (seen := daemon.log_text().count('"retrying"')) < at_least:
-        assert time.monotonic() < deadline, f"{seen} retries logged:\n{daemon.log_text()[-2500:]}"
-        await asyncio.sleep(0.1)
+
+    def retried() -> bool:
+        seen = daemon.log_text().count('"retrying"')
+        assert seen >= at_least, f"{seen} retries logged:\n{daemon.log_text()[-2500:]}"
+        return True
+
+    await eventually(retried, timeout=timeout, what=f"{at_least} retries logged")

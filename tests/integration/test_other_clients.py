@@ -15,7 +15,6 @@ import asyncio
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.rig import Rig, flags_of
 from tests.reference import make_event
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,12 +78,17 @@ async def _partitions_by_key(rig: Rig, expected: int) -> tuple[dict[bytes, set[i
     found: dict[bytes, set[int]] = {}
     seen = 0
     try:
-        deadline = time.monotonic() + 30
-        while seen < expected and time.monotonic() < deadline:
+
+        async def all_read() -> bool:
+            nonlocal seen
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for record in records:
                     found.setdefault(record.key or b"", set()).add(tp.partition)
                     seen += 1
+            assert seen >= expected, f"read {seen} of {expected} messages back"
+            return True
+
+        await eventually(all_read, timeout=30, what=f"{expected} messages read back")
         partitions = len(consumer.partitions_for_topic(rig.events) or ())
     finally:
         await consumer.stop()

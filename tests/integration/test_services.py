@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from tests.conftest import RedisServerFactory, TopicFactory
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,14 @@ async def test_produce_and_consume_on_a_fresh_topic(
     await consumer.start()
     try:
         received: list[ConsumerRecord[bytes, bytes]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while not received and loop.time() < deadline:
+
+        async def read() -> bool:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 received.extend(records)
+            return bool(received)
+
+        await eventually(read, timeout=30, what="a record read back")
         assert consumer.assignment(), "the group never assigned partitions"
         await consumer.commit()
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from controller.ports import FlushOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.services import LOCALHOST, ManagedProcess, free_port
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.integration
 SERVICE = "rc-main"
@@ -44,10 +44,11 @@ def sentinel_url(tmp_path: Path, redis_server_factory: RedisServerFactory) -> It
     process = ManagedProcess(command, tmp_path / "sentinel.log")
     try:
         ask = f"SENTINEL get-master-addr-by-name {SERVICE}\r\n".encode()
-        deadline = time.monotonic() + 20
-        while str(master.port).encode() not in _asks(port, ask):
-            assert time.monotonic() < deadline, process.log_tail()
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: str(master.port).encode() in _asks(port, ask),
+            timeout=20,
+            what=f"the sentinel to name the master\n{process.log_tail()}",
+        )
         yield f"redis+sentinel://{LOCALHOST}:{port}/{SERVICE}"
     finally:
         process.stop()

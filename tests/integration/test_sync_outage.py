@@ -31,7 +31,7 @@ from tests.integration.test_emitter_outage import (
     _consume,
     broker,  # noqa: F401 (the fixture)
 )
-from tests.reading import until
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,10 +106,10 @@ async def test_a_broker_outage_blocks_no_request(broker: OutageBroker) -> None: 
     try:
         warm = Load(app, flags)  # the same load with the broker up: the baseline
         warm.start()
-        await until(lambda: flags.sent >= 2_000, timeout=30, what="events sent before")
+        await eventually(lambda: flags.sent >= 2_000, timeout=30, what="events sent before")
         await asyncio.sleep(BASELINE_SECONDS)  # a fixed span to measure over, not a wait
         warm.stop()
-        await until(lambda: flags.buffered == 0, timeout=30, what="the buffer to drain")
+        await eventually(lambda: flags.buffered == 0, timeout=30, what="the buffer to drain")
         sent_before = flags.sent
 
         broker.kill()
@@ -133,7 +133,7 @@ async def test_a_broker_outage_blocks_no_request(broker: OutageBroker) -> None: 
         assert rss_peak - rss_before < MAX_RSS_GROWTH
 
         broker.start()
-        await until(lambda: flags.buffered == 0, timeout=60, what="the backlog to go out")
+        await eventually(lambda: flags.buffered == 0, timeout=60, what="the backlog to go out")
         assert flags.sent > sent_before
     finally:
         await asyncio.to_thread(flags.close)

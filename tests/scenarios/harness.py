@@ -33,6 +33,7 @@ from controller.core.rollout import Rollout
 from controller.ctl.commands import encode_command, signed_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
+from tests.waiting import eventually
 
 KEY_ID = "ops-test"
 
@@ -331,17 +332,14 @@ class Scenario:
     # -- waiting and reading -------------------------------------------------------------
 
     async def until(self, check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = check()
-            if result:
-                return result
-            await asyncio.sleep(0.1)
-        raise AssertionError(
-            f"timed out after {timeout}s waiting for {what}\n"
-            f"decisions: {self._decision_summary()}\n"
-            f"daemon log tail:\n{self.daemon.log_text()[-2500:]}"
-        )
+        """:func:`~tests.waiting.eventually`, failing with the decisions and the daemon's log."""
+        try:
+            return await eventually(check, timeout=timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\ndecisions: {self._decision_summary()}\n"
+                f"daemon log tail:\n{self.daemon.log_text()[-2500:]}"
+            ) from None
 
     async def gates_ran(self, marker: str, *, timeout: float = 60) -> None:
         """Return once the daemon has gated every active flag since this call.

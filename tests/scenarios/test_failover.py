@@ -8,8 +8,6 @@ consumers deduplicate it), and flag-state versions that never go backwards.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig
 from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG = "checkout"
@@ -58,13 +57,13 @@ async def readiness(port: int) -> dict[str, Any]:
 
 async def owner_of(partition: int, ports: list[int], timeout: float = 60) -> int:
     """The HTTP port of the one daemon that owns commands ``partition``, once there is one."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def one_owner() -> int:
         owners = [p for p in ports if partition in (await readiness(p))["commands_partitions"]]
-        if len(owners) == 1:
-            return owners[0]
-        assert time.monotonic() < deadline, f"owners of commands partition {partition}: {owners}"
-        await asyncio.sleep(0.2)
+        assert len(owners) == 1, f"owners of commands partition {partition}: {owners}"
+        return owners[0]
+
+    return await eventually(one_owner, timeout=timeout, what=f"one owner of {partition}")
 
 
 async def counted(world: Scenario) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -12,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scenarios.harness import Scenario, fast_plan
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,13 +31,13 @@ def cart_series(text: str) -> Series:
 
 async def polled(check: Callable[[], Awaitable[Series | None]], *, what: str) -> Series:
     """Poll ``check`` until it returns series (60 s at most)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = await check()
-        if found is not None:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+
+    async def found() -> Series:
+        series = await check()
+        assert series is not None, "no series yet"
+        return series
+
+    return await eventually(found, timeout=60, what=what)
 
 
 async def test_guardrail_gauges_move_while_active_and_go_when_the_rollout_ends(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from controller.core.messages import Arm
 from controller.settings import RedisSettings
 from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -207,11 +207,13 @@ async def _counted(
             settings=RedisSettings(key_prefix=scenario.prefix),
             topic=scenario.topics["events"],
         )
-        deadline = time.monotonic() + timeout
-        while not done(aggregates := await store.read(FLAG, [version])):
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {aggregates}"
-            await asyncio.sleep(0.2)
-        return aggregates
+
+        async def counted() -> FlagAggregates:
+            aggregates = await store.read(FLAG, [version])
+            assert done(aggregates), aggregates
+            return aggregates
+
+        return await eventually(counted, timeout=timeout, what=what)
 
 
 async def _events(scenario: Scenario) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -99,7 +98,6 @@ async def test_a_healthy_stage_advances_before_its_long_minimum(scenario: Scenar
     scenario.start_daemon()
     scenario.run_apps("early")
     # When the rollout starts with early advance
-    started = time.monotonic()
     await scenario.start("early", plan)
     # Then the strong evidence ends the stage long before ten minutes
     advance = await scenario.until(
@@ -107,7 +105,6 @@ async def test_a_healthy_stage_advances_before_its_long_minimum(scenario: Scenar
         timeout=120,
         what="the early advance",
     )
-    assert time.monotonic() - started < 120
     assert advance["stage"] == 1
     assert advance["reason"].startswith("early advance")
     assert advance["evidence"]["early_advance"] is True

@@ -35,9 +35,9 @@ from tests.redis_failover import (
     cut_off,
     running,
     stored,
-    until,
 )
 from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4
@@ -71,18 +71,21 @@ async def offsets(store: RedisAggregateStore) -> dict[int, int]:
     return found
 
 
-async def every_partition_moves(store: RedisAggregateStore, deadline: float) -> None:
+async def every_partition_moves(store: RedisAggregateStore, timeout: float) -> None:
     """Return once every partition's stored offset has moved past the first one read."""
     first: dict[int, int] = {}
     moved: set[int] = set()
-    while len(moved) < PARTITIONS:
-        assert time.monotonic() < deadline, f"partitions not ingested again: {first}, {moved}"
+
+    async def all_moved() -> bool:
         for p, offset in (await offsets(store)).items():
             if p not in first:
                 first[p] = offset
             elif offset > first[p]:
                 moved.add(p)
-        await asyncio.sleep(0.05)
+        assert len(moved) == PARTITIONS, f"partitions not ingested again: {first}, {moved}"
+        return True
+
+    await eventually(all_moved, timeout=timeout, what="every partition ingested again")
 
 
 @pytest.mark.parametrize("kind", ["cluster", "sentinel"])
@@ -122,24 +125,31 @@ async def test_a_master_lost_with_unreplicated_writes_loses_nothing(
         state = f"{{{prefix}:flag:{flag}}}:state"
         offset, rev = stored(master.port, meta, "offset"), stored(master.port, state, "rev")
         cut_off(master, replica)
-        await until(
-            lambda: (
-                stored(master.port, meta, "offset") > offset
-                and stored(master.port, state, "rev") > rev
+        await eventually(
+            lambda: asyncio.to_thread(
+                lambda: (
+                    stored(master.port, meta, "offset") > offset
+                    and stored(master.port, state, "rev") > rev
+                )
             ),
-            "the master to acknowledge a flush and a decision after the cut",
+            timeout=30,
+            what="the master to acknowledge a flush and a decision after the cut",
         )
         acknowledged = stored(master.port, meta, "offset")
         # and dies
         master.kill()
         replica.resume()
-        await until(lambda: topology.promoted(replica), "the replica to be promoted", 60)
+        await eventually(
+            lambda: asyncio.to_thread(topology.promoted, replica),
+            timeout=60,
+            what="the replica to be promoted",
+        )
         promoted_at = time.monotonic()
         # Then every partition is ingested again within 10 s
         settings = RedisSettings(url=topology.url, key_prefix=prefix)
         async with connect(settings) as client:
             store = RedisAggregateStore(client, settings=settings, topic=topics["events"])
-            await every_partition_moves(store, promoted_at + BACK_WITHIN_S)
+            await every_partition_moves(store, BACK_WITHIN_S)
         back = time.monotonic() - promoted_at
         # and the lost flushes were told apart from another owner, replayed and alerted
         lost = await world.until(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from controller.core.plan import Plan
 from controller.ctl.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,14 +68,15 @@ class Operator:
 
 
 async def until_counted(operator: Operator) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
+
+    async def counted() -> dict[str, Any]:
         status: dict[str, Any] = (await operator("status", FLAG, "--json")).json()
         arms = status["evidence"].get("arms", {})
-        if arms and min(a["units"] for a in arms.values()) > 0:
-            return status
-        assert time.monotonic() < deadline, status
-        await asyncio.sleep(0.5)
+        assert arms, status
+        assert min(a["units"] for a in arms.values()) > 0, status
+        return status
+
+    return await eventually(counted, timeout=60, what="units counted in both arms")
 
 
 async def test_operator_steers_a_rollout_with_rolloutctl(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from controller.core.rollout import Phase
 from controller.ctl.commands import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.services import LLM_MODEL_ALIAS
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -314,16 +314,19 @@ async def test_gating_advisor_with_a_real_model_advises_every_gate(
     # When a rollout runs (an operator approves whenever the model objects)
     await scenario.start("assist", fast_plan())
     approved: set[str] = set()
-    deadline = time.monotonic() + 150
-    while scenario.observed.decision_where(flag="assist", action="complete") is None:
-        assert time.monotonic() < deadline, scenario.daemon.log_text()[-2000:]
+
+    async def completed() -> dict[str, Any]:
         for d in scenario.observed.decisions:
             if d["action"] == "pause:advisor_objection" and d["id"] not in approved:
                 approved.add(d["id"])
                 await scenario.send(
                     scenario.command("approve", "assist", reason="reviewed"), flag="assist"
                 )
-        await asyncio.sleep(0.2)
+        done = scenario.observed.decision_where(flag="assist", action="complete")
+        assert done is not None, scenario.daemon.log_text()[-2000:]
+        return done
+
+    await eventually(completed, timeout=150, what="the rollout to complete")
     # Then every gate decision carries schema-valid advice from real inference
     gates = [
         d

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.scenarios.unleash_kit import (
     within_binomial,
 )
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,17 +61,15 @@ async def served(
     scenario: Scenario, person: Person, feature: str, *, timeout: float = 30, **want: object
 ) -> dict[str, Any]:
     """Wait until Unleash's admin API shows ``want`` for ``feature``; what it shows then."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    async def shown() -> dict[str, Any]:
         last = await person.serving(feature) or {}
-        if all(last.get(k) == v for k, v in want.items()):
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"Unleash never served {want} for {feature}; last seen {last}\n"
-        f"daemon log tail:\n{scenario.daemon.log_text()[-2500:]}"
-    )
+        assert all(last.get(k) == v for k, v in want.items()), (
+            f"last seen {last}\ndaemon log tail:\n{scenario.daemon.log_text()[-2500:]}"
+        )
+        return last
+
+    return await eventually(shown, timeout=timeout, what=f"Unleash to serve {want} for {feature}")
 
 
 async def test_a_healthy_rollout_walks_every_stage_in_unleash_and_the_sdk_serves_its_share(
@@ -288,9 +286,9 @@ async def backend_metrics(
 
     Scraped again (30 s at most) until ``until`` holds of them.
     """
-    deadline = time.monotonic() + 30
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-        while True:
+
+        async def scraped() -> BackendSamples:
             answer = await http.get("/metrics")
             answer.raise_for_status()
             found = {
@@ -299,11 +297,10 @@ async def backend_metrics(
                 for s in family.samples
                 if s.name.startswith("rollout_backend_")
             }
-            if until(found):
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"/metrics never showed what was awaited: {found}")
-            await asyncio.sleep(0.1)
+            assert until(found), found
+            return found
+
+        return await eventually(scraped, timeout=30, what="/metrics to show what was awaited")
 
 
 async def _down_for(scenario: Scenario, *, seconds: float) -> None:

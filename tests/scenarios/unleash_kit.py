@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
 from controller.sdk.unleash import ServedFlags, UnleashExposures
 from tests.scenarios.harness import Scenario
+from tests.waiting import eventually
 
 PERCENTS = (1, 5, 25, 50, 100)
 UNITS = 10_000
@@ -170,13 +169,16 @@ class App:
         The controller writes the strategy before it turns the environment on,
         so a fetch in between has the version with the feature still off.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def fetched() -> bool:
             managed = self.helper.managed(feature)
-            if managed is not None and managed.version >= version and self.enabled.get(feature):
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the SDK never fetched {feature} at version {version}, on")
+            return bool(
+                managed is not None and managed.version >= version and self.enabled.get(feature)
+            )
+
+        await eventually(
+            fetched, timeout=timeout, what=f"the SDK to fetch {feature} at version {version}, on"
+        )
 
     def treated(self, feature: str, units: int = UNITS) -> int:
         """How many of ``units`` distinct users the SDK serves the feature to."""

@@ -31,8 +31,8 @@ from tests.unit.test_backend_sync import (
     command,
     make_world,
     running,
-    until,
 )
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -75,15 +75,17 @@ async def test_a_read_that_never_ends_holds_back_no_other_flag_s_kill() -> None:
             command(CommandAction.START, "c9"), flag=other, plan=other_plan, new_rollout_id="r9"
         )
         await world.engine.apply(other, start_other)
-        await until(lambda: len(unleash.serving) == 2, "both served")
+        await eventually(lambda: len(unleash.serving) == 2, timeout=5, what="both served")
         # When the other flag's feature stops answering mid-read and its rollout moves on
         unleash.hanging.add("s")
         promote = dataclasses.replace(command(CommandAction.PROMOTE, "c10"), flag=other)
         await world.engine.apply(other, promote)
-        await until(lambda: unleash.hung >= 1, "the other flag's read hanging")
+        await eventually(lambda: unleash.hung >= 1, timeout=5, what="the other flag's read hanging")
         # Then a kill of this flag still reaches Unleash
         await world.command(CommandAction.KILL, "c2")
-        await until(lambda: not unleash.serving["new-checkout"].enabled, "the kill served")
+        await eventually(
+            lambda: not unleash.serving["new-checkout"].enabled, timeout=5, what="the kill served"
+        )
     assert unleash.serving["s"].percent == 5  # the hanging flag kept its last state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +30,7 @@ from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine
 from controller.daemon.metrics import BackendMetrics
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
+from tests.waiting import eventually
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 FLAG = "checkout"
@@ -40,6 +41,7 @@ PLAN = Plan(
     ],
     backend=Backend(unleash=UnleashTarget(feature="new-checkout")),
 )
+
 TOPICS = TopicSettings()
 
 
@@ -150,25 +152,17 @@ async def running(sync: BackendSync) -> AsyncIterator[None]:
         await task
 
 
-async def until(check: Callable[[], object], what: str) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
-
-
 async def test_each_decision_reaches_unleash_when_the_flag_state_is_published(
     world: World,
 ) -> None:
     async with running(world.sync):
         await world.command(CommandAction.START, "c1")
-        await until(lambda: world.unleash.serving.percent == 5, "5% served")
+        await eventually(lambda: world.unleash.serving.percent == 5, timeout=5, what="5% served")
         assert world.unleash.serving.enabled
         await world.command(CommandAction.PROMOTE, "c2")
-        await until(lambda: world.unleash.serving.percent == 25, "25% served")
+        await eventually(lambda: world.unleash.serving.percent == 25, timeout=5, what="25% served")
         await world.command(CommandAction.KILL, "c3")
-        await until(lambda: not world.unleash.serving.enabled, "off")
+        await eventually(lambda: not world.unleash.serving.enabled, timeout=5, what="off")
     assert world.unleash.serving.percent == 25  # the strategy is left as it was
 
 
@@ -186,11 +180,15 @@ async def test_unleash_down_alerts_once_and_the_last_decision_lands_when_back(
     async with running(world.sync):
         await world.command(CommandAction.START, "c1")
         await world.command(CommandAction.PROMOTE, "c2")
-        await until(lambda: world.unleash.reads >= 3, "three failed tries")
+        await eventually(lambda: world.unleash.reads >= 3, timeout=5, what="three failed tries")
         assert len(world.alerts("backend_unreachable")) == 1
         world.unleash.down = False
-        await until(lambda: world.unleash.serving.percent == 25, "25% served once back")
-        await until(lambda: world.alerts("backend_recovered"), "the recovery alert")
+        await eventually(
+            lambda: world.unleash.serving.percent == 25, timeout=5, what="25% served once back"
+        )
+        await eventually(
+            lambda: world.alerts("backend_recovered"), timeout=5, what="the recovery alert"
+        )
     assert len(world.alerts("backend_unreachable")) == 1
     assert len(world.alerts("backend_recovered")) == 1
     assert [w.percent for w in world.unleash.writes] == [25]  # the decisions collapsed

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus
 from controller.sdk.client import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
+from tests.waiting import eventually
 
 CLOSED_PORT = KafkaSettings(bootstrap_servers="127.0.0.1:1")
 
@@ -43,10 +43,11 @@ def _emit_all(emitter: EventEmitter, count: int) -> None:
 
 async def _logged(caplog: pytest.LogCaptureFixture, message: str, *, times: int) -> None:
     """Wait until ``message`` was logged ``times`` times."""
-    deadline = time.monotonic() + 10
-    while sum(message in r.getMessage() for r in caplog.records) < times:
-        assert time.monotonic() < deadline, f"{message!r} logged fewer than {times} times"
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: sum(message in r.getMessage() for r in caplog.records) >= times,
+        timeout=10,
+        what=f"{message!r} logged {times} times",
+    )
 
 
 async def test_emitter_without_broker_never_blocks_and_counts_overflow(
@@ -65,9 +66,9 @@ async def test_emitter_without_broker_never_blocks_and_counts_overflow(
     await _logged(caplog, "event_producer_unavailable", times=2)  # the sender keeps trying
     assert emitter.sent == 0
     assert emitter.buffered == 100
-    began = time.monotonic()
-    await emitter.stop()
-    assert time.monotonic() - began < 2.0
+    # The broker never comes: only the flush timeout (0.2 s) can end stop()'s wait; the
+    # bound below only keeps a broken stop() from holding the test.
+    await asyncio.wait_for(emitter.stop(), timeout=30)
     assert emitter.dropped["shutdown"] == 100
     assert emitter.buffered == 0
     await emitter.stop()  # idempotent

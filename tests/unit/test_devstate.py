@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from controller.demo.devstack import shell_quoted
 from controller.demo.devstate import DevState, Process, alive, stop
+from tests.waiting import eventually_sync
 
 
 def test_the_state_reads_back_as_written(tmp_path: Path) -> None:
@@ -36,10 +36,8 @@ def test_a_pid_is_ours_only_while_its_command_line_holds_the_marker() -> None:
     )
     try:
         ours = Process(child.pid, "time.sleep(60)", "", "")
-        deadline = time.monotonic() + 30
-        while not alive(ours):  # until the child has exec'd its own command line
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        # until the child has exec'd its own command line
+        eventually_sync(lambda: alive(ours), timeout=30, what="the child's command line")
         stranger = Process(child.pid, "redis-server", "", "")
         assert not alive(stranger)
         assert stop(stranger, timeout=1) is False  # not signalled: still running
