@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 import httpx
@@ -103,12 +104,20 @@ ws ::= [ ]?"""
 
 
 class Advisor:
-    """Asks the model for advice on a gate; never raises, never blocks past its budget."""
+    """Asks the model for advice on a gate; never raises, never blocks past its budget.
+
+    ``clock`` (monotonic seconds) times the breaker's cooldown and the reported
+    latencies; the deadlines themselves run on the event loop's clock.
+    """
 
     def __init__(
-        self, settings: LlmSettings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: LlmSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
+        self._settings, self._clock = settings, clock
         self._http = _client(settings, transport)
         self._failures = 0
         self._open_until = 0.0
@@ -156,11 +165,11 @@ class Advisor:
 
     async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult:
         """Advice on one gate, or why there is none, within ``budget_seconds``."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._open_until:
             left = self._open_until - now
             return Unavailable(f"{where(self._settings)}: circuit open for {left:.0f} s more")
-        started = time.perf_counter()
+        started = self._clock()
         budget = self._settings.budget()
         causes: list[str] = []
         try:
@@ -176,9 +185,9 @@ class Advisor:
             return result
         self._failures += 1
         if self._failures >= self._settings.breaker_failures:
-            self._open_until = time.monotonic() + self._settings.breaker_cooldown_seconds
+            self._open_until = self._clock() + self._settings.breaker_cooldown_seconds
         cause = f"{where(self._settings)}: {result}"
-        return Unavailable(cause, (time.perf_counter() - started) * 1000)
+        return Unavailable(cause, (self._clock() - started) * 1000)
 
     async def _attempts(
         self, gate_data: dict[str, Any], started: float, causes: list[str]
@@ -230,7 +239,7 @@ class Advisor:
         return Opinion(
             advice,
             model=model if isinstance(model, str) else self._settings.model,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=(self._clock() - started) * 1000,
         )
 
 

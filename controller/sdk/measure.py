@@ -15,6 +15,7 @@ object serves Flask views, Celery tasks and asyncio handlers.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -41,6 +42,8 @@ class Measurement:
     abandoned, and its latency means nothing. ``key`` is the idempotency key
     passed to every event (see :func:`controller.sdk.events.stable_id`).
     ``expose=False`` when the exposure was emitted already (an OpenFeature hook).
+    ``clock`` reads the seconds the latency is measured between (a monotonic
+    clock, :func:`time.perf_counter` by default).
     """
 
     def __init__(
@@ -52,8 +55,9 @@ class Measurement:
         *,
         key: str | None = None,
         expose: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._arms, self._events = arms, events
+        self._arms, self._events, self._clock = arms, events, clock
         self.flag, self.unit, self.key = flag, unit, key
         self._expose = expose
         self.arm = Arm.CONTROL
@@ -66,7 +70,7 @@ class Measurement:
         self.arm, self.flag_version = self._arms.arm(self.flag, self.unit)
         if self._expose:
             self._events.exposure(self.flag, self.unit, self.arm, self.flag_version, key=self.key)
-        self._started = time.perf_counter()
+        self._started = self._clock()
         return self.arm
 
     def __exit__(
@@ -75,7 +79,7 @@ class Measurement:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        elapsed_ms = (time.perf_counter() - self._started) * 1000
+        elapsed_ms = (self._clock() - self._started) * 1000
         if exc is not None and not isinstance(exc, Exception):
             return
         # A block longer than the contract's bound (a day) reports no latency, not a bad event.
@@ -118,12 +122,20 @@ class Flags(EventForwarder, Lifecycle):
 
     ``source`` is a :class:`~controller.sdk.flags.FlagClient`
     or :class:`~controller.sdk.poller.FlagPoller`; ``events`` the emitter, which
-    the event methods (``exposure``, ``request``, ``conversion``) hand their events to.
+    the event methods (``exposure``, ``request``, ``conversion``) hand their events to;
+    ``clock`` the one :meth:`measure` times blocks with.
     """
 
-    def __init__(self, source: FlagClient | FlagPoller, events: EventEmitter) -> None:
+    def __init__(
+        self,
+        source: FlagClient | FlagPoller,
+        events: EventEmitter,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.book = source
         self.events = events
+        self._clock = clock
 
     async def start(self) -> None:
         await self.events.start()
@@ -150,4 +162,4 @@ class Flags(EventForwarder, Lifecycle):
 
     def measure(self, flag: str, unit: str, *, key: str | None = None) -> Measurement:
         """``with``/``async with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""
-        return Measurement(self.book, self.events, flag, unit, key=key)
+        return Measurement(self.book, self.events, flag, unit, key=key, clock=self._clock)

@@ -132,11 +132,11 @@ async def test_slow_headers_are_cut_off_while_normal_requests_are_served(
         ]
         await asyncio.wait_for(all_connected.wait(), 10)
         # Then a normal request is still served while they dribble
-        started = time.monotonic()
         async with httpx.AsyncClient(timeout=5) as client:
             health = await client.get(f"{base}/healthz")
         assert health.status_code == 200
-        assert time.monotonic() - started < HEADER_TIMEOUT
+        # before any of them was let go: it did not wait for their header deadline
+        assert not any(task.done() for task in slow)
         # And every slow client is closed by the server once its header deadline passed
         seen = await asyncio.gather(*slow)
         still_open = [s for s in seen if s.seconds is None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 import pytest
 
@@ -21,6 +22,15 @@ class Declined(Exception):
     pass
 
 
+# Each handler runs in its own task, so each moves a clock of its own: its block's
+# duration is exactly what it says, however the handlers interleave.
+ELAPSED: ContextVar[float] = ContextVar("elapsed", default=0.0)
+
+
+def handler_clock() -> float:
+    return ELAPSED.get()
+
+
 async def test_async_measure_reports_each_handler_once_with_its_error_and_latency(
     kafka_bootstrap: str, topic_factory: TopicFactory
 ) -> None:
@@ -29,13 +39,16 @@ async def test_async_measure_reports_each_handler_once_with_its_error_and_latenc
 
     async def handler(flags: Flags, i: int) -> str:
         async with flags.measure(FLAG, f"user-{i}") as arm:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # the other handlers run meanwhile
+            ELAPSED.set(ELAPSED.get() + (10 + i) / 1000)  # handler i takes 10 + i ms
             if i % 4 == 0:
                 raise Declined(f"card {i} declined")
             return arm.value
 
     async with Flags(
-        FlagClient(kafka, topic=flag_topic), EventEmitter(kafka, topic=events_topic)
+        FlagClient(kafka, topic=flag_topic),
+        EventEmitter(kafka, topic=events_topic),
+        clock=handler_clock,
     ) as flags:
         await asyncio.wait_for(flags.book.ready.wait(), 30)
         results = await asyncio.gather(
@@ -50,4 +63,6 @@ async def test_async_measure_reports_each_handler_once_with_its_error_and_latenc
     assert len(requests) == 200
     assert len(events) == 400
     assert {u for u, e in requests.items() if e["error"]} == {f"user-{i}" for i in range(0, 200, 4)}
-    assert all(e["latency_ms"] >= 9.9 for e in requests.values())  # each slept 10 ms
+    assert {u: e["latency_ms"] for u, e in requests.items()} == {
+        f"user-{i}": 10.0 + i for i in range(200)
+    }

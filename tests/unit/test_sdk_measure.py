@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -14,6 +12,7 @@ from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.flags import FlagBook
 from controller.sdk.measure import Measurement
+from tests.fake_clock import FakeClock
 
 FLAG = "checkout.new-flow"
 
@@ -46,29 +45,35 @@ class Boom(Exception):
     pass
 
 
+def _fails_after(clock: FakeClock, seconds: float, error: Exception) -> None:
+    """A block that works ``seconds`` by ``clock``, then raises ``error``."""
+    clock.advance(seconds)
+    raise error
+
+
 def test_a_block_that_returns_records_exposure_and_latency() -> None:
-    emitter = EventEmitter()
-    with Measurement(_book(), emitter, FLAG, "u1") as arm:
-        time.sleep(0.02)
+    emitter, clock = EventEmitter(), FakeClock()
+    with Measurement(_book(), emitter, FLAG, "u1", clock=clock) as arm:
+        clock.advance(0.0205)
     exposure, request = _sent(emitter)
     assert arm is Arm.TREATMENT
     assert exposure["type"] == "exposure"
     assert (exposure["arm"], exposure["flag_version"], exposure["unit"]) == ("treatment", 7, "u1")
     assert request["type"] == "request"
     assert request["error"] is False
-    assert 20 <= request["latency_ms"] < 2000
+    assert request["latency_ms"] == 20.5
 
 
 def test_a_raised_exception_counts_as_an_error_and_propagates_unchanged() -> None:
-    emitter = EventEmitter()
+    emitter, clock = EventEmitter(), FakeClock()
     raised = Boom("payment refused")
-    measurement = Measurement(_book(), emitter, FLAG, "u1")
+    measurement = Measurement(_book(), emitter, FLAG, "u1", clock=clock)
     with pytest.raises(Boom) as caught, measurement:
-        raise raised
+        _fails_after(clock, 0.003, raised)
     assert caught.value is raised
     _, request = _sent(emitter)
     assert request["error"] is True
-    assert request["latency_ms"] >= 0
+    assert request["latency_ms"] == 3.0  # the time until it raised
     assert measurement.error is True
 
 
@@ -80,12 +85,13 @@ def test_cancellation_records_the_exposure_but_no_outcome() -> None:
 
 
 async def test_the_async_twin_measures_the_same_way() -> None:
-    emitter = EventEmitter()
-    async with Measurement(_book(0.0), emitter, FLAG, "u1") as arm:
-        await asyncio.sleep(0.01)
+    emitter, clock = EventEmitter(), FakeClock()
+    async with Measurement(_book(0.0), emitter, FLAG, "u1", clock=clock) as arm:
+        await asyncio.sleep(0)  # the block awaits, the clock moves meanwhile
+        clock.advance(0.01)
     with pytest.raises(Boom):
-        async with Measurement(_book(0.0), emitter, FLAG, "u2"):
-            raise Boom
+        async with Measurement(_book(0.0), emitter, FLAG, "u2", clock=clock):
+            _fails_after(clock, 0.25, Boom())
     events = _sent(emitter)
     assert arm is Arm.CONTROL
     assert [(e["type"], e.get("error")) for e in events] == [
@@ -94,7 +100,7 @@ async def test_the_async_twin_measures_the_same_way() -> None:
         ("exposure", None),
         ("request", True),
     ]
-    assert events[1]["latency_ms"] >= 10
+    assert (events[1]["latency_ms"], events[3]["latency_ms"]) == (10.0, 250.0)
 
 
 def test_a_killed_flag_measures_control_at_version_zero() -> None:
@@ -141,13 +147,9 @@ def test_unkeyed_events_always_get_fresh_ids() -> None:
     assert emitter.repeated == 0
 
 
-def test_a_block_longer_than_a_day_reports_no_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = iter([0.0, 90_000.0])  # entered, then left 25 hours later
-    monkeypatch.setattr(
-        "controller.sdk.measure.time", SimpleNamespace(perf_counter=lambda: next(clock))
-    )
-    emitter = EventEmitter()
-    with Measurement(_book(), emitter, FLAG, "u1"):
-        pass
+def test_a_block_longer_than_a_day_reports_no_latency() -> None:
+    emitter, clock = EventEmitter(), FakeClock()
+    with Measurement(_book(), emitter, FLAG, "u1", clock=clock):
+        clock.advance(90_000.0)  # left 25 hours later
     _, request = _sent(emitter)
     assert (request["error"], "latency_ms" in request) == (False, False)
