@@ -1,8 +1,17 @@
-"""Exponential back-off that wakes up early when the daemon is asked to stop."""
+"""Exponential back-off that wakes up early when the daemon is asked to stop.
+
+Every retry loop gets its back-off from :func:`retry_backoff`, with the delays
+of the one retry policy (:class:`~controller.settings.retry.RetrySettings`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+
+from controller.settings.retry import RetrySettings
+
+DEFAULT_RETRY = RetrySettings()
+"""The policy of loops that are not given one: 0.1 s doubling to 5 s."""
 
 
 class Backoff:
@@ -26,6 +35,11 @@ class Backoff:
         stopped = await sleep_or_stop(self._delay, self._stopping)
         self._delay = min(self._delay * 2, self._maximum)
         return stopped
+
+
+def retry_backoff(stopping: asyncio.Event, policy: RetrySettings = DEFAULT_RETRY) -> Backoff:
+    """A fresh back-off with ``policy``'s delays that ends early when ``stopping`` is set."""
+    return Backoff(initial=policy.initial_seconds, maximum=policy.max_seconds, stopping=stopping)
 
 
 async def sleep_or_stop(seconds: float, stopping: asyncio.Event) -> bool:

@@ -1,17 +1,46 @@
-"""Retrying a call while it fails retriably, with a log line per failure and recovery."""
+"""Retrying a call while it fails retriably, with a log line per failure and recovery.
+
+:class:`Retry` is the one way the daemon's loops retry: bound to the loop's
+stop event and the retry policy (``settings.retry``), it runs each call with a
+fresh back-off from :func:`controller.backoff.retry_backoff`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 
-from controller.backoff import Backoff
+from controller.backoff import DEFAULT_RETRY, Backoff, retry_backoff
 from controller.core.errors import ControllerError
+from controller.settings.retry import RetrySettings
 
 log = structlog.get_logger("controller.retry")
 T = TypeVar("T")
+
+
+class Retry:
+    """Runs calls until they succeed, backing off by ``policy`` while they fail retriably."""
+
+    def __init__(self, stopping: asyncio.Event, policy: RetrySettings = DEFAULT_RETRY) -> None:
+        self._stopping = stopping
+        self._policy = policy
+
+    async def __call__(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        on_outage: Callable[[], None] | None = None,
+        on_recovery: Callable[[], None] | None = None,
+    ) -> T | None:
+        """:func:`retrying` with a fresh back-off; None if stopping was asked first."""
+        backoff = retry_backoff(self._stopping, self._policy)
+        return await retrying(
+            call, what=what, backoff=backoff, on_outage=on_outage, on_recovery=on_recovery
+        )
 
 
 async def retrying(

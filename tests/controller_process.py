@@ -101,7 +101,7 @@ def controller_env(
         "RC_KAFKA__SESSION_TIMEOUT_MS": "3000",
         "RC_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
         "RC_INGEST__MAX_BATCH_RECORDS": "500",
-        "RC_INGEST__RETRY_MAX_SECONDS": "0.5",
+        "RC_RETRY__MAX_SECONDS": "0.5",
         "RC_LOG__FORMAT": "json",
         "RC_HTTP__PORT": "0",
         "RC_HTTP__HEALTH_PORT": "0",

@@ -49,11 +49,10 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from controller.backoff import Backoff
+from controller.backoff import retry_backoff
 from controller.ctl.commands import UsageError, run_guarded
 from controller.ctl.forwarder import (
-    RETRY_INITIAL_S,
-    RETRY_MAX_S,
+    WEBHOOK_RETRY,
     Forwarder,
     load_ledger,
     save_ledger,
@@ -115,7 +114,7 @@ async def _forward(
 ) -> Counter[str]:
     from controller.adapters.http_client import JsonPoster  # noqa: PLC0415 - keep `--help` fast
 
-    backoff = Backoff(initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, stopping=stopping)
+    backoff = retry_backoff(stopping, WEBHOOK_RETRY)
     async with JsonPoster(timeout_s=POST_TIMEOUT_S) as client:
         webhook = Webhook(client=client, url=options.webhook, stopping=stopping, backoff=backoff)
         forwarder = Forwarder(

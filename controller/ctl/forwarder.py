@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import ValidationError
 
-from controller.backoff import Backoff
+from controller.backoff import retry_backoff
 from controller.core.decoding import summarize
 from controller.core.errors import BrokerError, ConfigError
 from controller.core.messages import Alert
@@ -27,12 +27,13 @@ from controller.integrations.slack import (
     encode_ledger,
     slack_payload,
 )
+from controller.settings.retry import RetrySettings
 
 if TYPE_CHECKING:
     from controller.adapters.kafka import GroupConsumer, Record
 
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
+WEBHOOK_RETRY = RetrySettings(initial_seconds=0.5, max_seconds=30.0)
+"""Kafka fetches and webhook posts back off longer than the daemon: a chat service limits rates."""
 FETCH_TIMEOUT_MS = 500
 
 log = structlog.get_logger("controller.ctl.alerts")
@@ -61,7 +62,7 @@ class Forwarder:
 
     async def run(self) -> None:
         """Forward until stopping is asked; every alert handled by then is committed."""
-        backoff = Backoff(initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, stopping=self._stopping)
+        backoff = retry_backoff(self._stopping, WEBHOOK_RETRY)
         while not self._stopping.is_set():
             try:
                 records = await self._consumer.fetch(timeout_ms=FETCH_TIMEOUT_MS, max_records=100)

@@ -13,13 +13,13 @@ from datetime import datetime
 
 import structlog
 
-from controller.backoff import Backoff
+from controller.backoff import DEFAULT_RETRY
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
 from controller.daemon.rendering import render_alert
 from controller.ports import Outputs
-from controller.retrying import retrying
-from controller.settings import TopicSettings
+from controller.retrying import Retry
+from controller.settings import RetrySettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.alarms")
 
@@ -27,10 +27,17 @@ log = structlog.get_logger("controller.daemon.alarms")
 class Alarms:
     """Raises flag-less alerts on the alerts topic once :meth:`attach` gave it a producer."""
 
-    def __init__(self, *, topics: TopicSettings, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        *,
+        topics: TopicSettings,
+        clock: Callable[[], datetime],
+        retry: RetrySettings = DEFAULT_RETRY,
+    ) -> None:
         self._topics, self._now = topics, clock
         self._outputs: Outputs | None = None
         self._stopping = asyncio.Event()
+        self._retry = Retry(self._stopping, retry)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, outputs: Outputs) -> None:
@@ -46,14 +53,13 @@ class Alarms:
 
     async def _publish(self, outputs: Outputs, action: RaiseAlert) -> None:
         message = render_alert(None, action, self._now(), self._topics)
-        backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
 
         async def send() -> bool:
             await outputs.publish([(message.topic, message.key, message.value)])
             return True
 
         try:
-            sent = await retrying(send, what="alert", backoff=backoff)
+            sent = await self._retry(send, "alert")
         except ControllerError as exc:
             log.warning("alert_not_published", kind=action.kind, error=str(exc)[:500])
             return

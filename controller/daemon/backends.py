@@ -56,7 +56,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controller.backoff import Backoff
+from controller.backoff import DEFAULT_RETRY
 from controller.core.errors import ControllerError, StoreError
 from controller.core.rollout import (
     BackendDriftInput,
@@ -71,8 +71,8 @@ from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.daemon.rendering import render_alert
 from controller.daemon.slots import PrioritySlots
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
-from controller.retrying import retrying
-from controller.settings import TopicSettings, UnleashSettings
+from controller.retrying import Retry
+from controller.settings import RetrySettings, TopicSettings, UnleashSettings
 
 log = structlog.get_logger("controller.daemon.backends")
 Apply = Callable[[str, Input], Awaitable[None]]
@@ -108,6 +108,7 @@ class BackendSync:
         owns: Callable[[str], bool] = lambda _flag: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: BackendMetrics | None = None,
+        retry: RetrySettings = DEFAULT_RETRY,
     ) -> None:
         self._backend, self._records, self._states = backend, records, states
         self._settings, self._topics, self._outputs = settings, topics, outputs
@@ -117,6 +118,7 @@ class BackendSync:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._retrying = Retry(self._stopping, retry)
         self._slots = PrioritySlots(settings.max_concurrent_requests)
         self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._generation: dict[str, int] = {}
@@ -389,7 +391,3 @@ class BackendSync:
             )
         except ControllerError as exc:
             log.warning("alert_not_published", error=str(exc)[:500])
-
-    async def _retrying(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
-        backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
-        return await retrying(call, what=what, backoff=backoff)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -38,7 +38,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.backoff import Backoff, sleep_or_stop
+from controller.backoff import DEFAULT_RETRY, sleep_or_stop
 from controller.core.aggregates import FlagAggregates
 from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
@@ -79,8 +79,9 @@ from controller.ports import (
     SaveOutcome,
     StateWrite,
 )
-from controller.retrying import retrying
+from controller.retrying import Retry
 from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
+from controller.settings.retry import RetrySettings
 
 log = structlog.get_logger("controller.daemon.engine")
 T = TypeVar("T")
@@ -105,6 +106,7 @@ class Engine:
         history: Recorder | None = None,
         clock: Clock = lambda: datetime.now(UTC),
         backends: frozenset[str] = frozenset(),
+        retry: RetrySettings = DEFAULT_RETRY,
     ) -> None:
         self._settings = settings
         self._topics = topics
@@ -125,6 +127,7 @@ class Engine:
         # Last aggregates read per flag, with the stage they belong to.
         self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
         self._stopping = asyncio.Event()
+        self._retrying = Retry(self._stopping, retry)
         self._sweep_now = False
         self._consultations = Consultations(
             advisor=advisor,
@@ -213,11 +216,6 @@ class Engine:
             )
         self.last_gate_pass = time.monotonic()
         return True
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T | None:
-        """Run ``call``, backing off while it fails retriably; None if stopped first."""
-        backoff = Backoff(initial=0.1, maximum=5.0, stopping=self._stopping)
-        return await retrying(call, what=what, backoff=backoff)
 
     # -- inputs --------------------------------------------------------------------
 

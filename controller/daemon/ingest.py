@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import structlog
 
-from controller.backoff import Backoff
+from controller.backoff import DEFAULT_RETRY
 from controller.core.decoding import (
     MAX_DETAIL_CHARS,
     EventDecoder,
@@ -53,8 +53,8 @@ from controller.ports import (
     FlushOutcome,
     Record,
 )
-from controller.retrying import retrying
-from controller.settings import IngestSettings
+from controller.retrying import Retry
+from controller.settings import IngestSettings, RetrySettings
 
 log = structlog.get_logger("controller.daemon.ingest")
 T = TypeVar("T")
@@ -81,6 +81,7 @@ class Ingest:
         settings: IngestSettings,
         metrics: Metrics | None = None,
         alarm: Alarm | None = None,
+        retry: RetrySettings = DEFAULT_RETRY,
     ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
@@ -88,6 +89,7 @@ class Ingest:
         self._decoder = EventDecoder(max_bytes=settings.max_event_bytes)
         self._parts = Partitions(metrics=self._metrics, stall_after=settings.stall_after_seconds)
         self._stopping = asyncio.Event()
+        self._retry = Retry(self._stopping, retry)
         self.stats = IngestStats()
         self._source: EventSource | None = None
         self._in_flight: asyncio.Task[None] | None = None
@@ -382,17 +384,10 @@ class Ingest:
         Returns None only when asked to stop before the call succeeded; the
         work in hand is then not flushed and will be replayed by the next owner.
         """
-        backoff = Backoff(
-            initial=self._settings.retry_initial_seconds,
-            maximum=self._settings.retry_max_seconds,
-            stopping=self._stopping,
-        )
         if pause is None:
-            return await retrying(call, what=what, backoff=backoff)
+            return await self._retry(call, what)
         source, held = pause
-        return await retrying(
-            call, what=what, backoff=backoff, on_outage=lambda: self._pause(source, held)
-        )
+        return await self._retry(call, what, on_outage=lambda: self._pause(source, held))
 
     def _pause(self, source: EventSource, held: list[int]) -> None:
         # Resumed when the whole flush has ended, however each partition's ended.

@@ -38,7 +38,6 @@ from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
-from controller.backoff import Backoff
 from controller.core.errors import BrokerUnavailable, ControllerError
 from controller.core.signing import StateSigner
 from controller.daemon.alarms import Alarms
@@ -54,7 +53,7 @@ from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
 from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
 from controller.ports import Outputs
-from controller.retrying import retrying
+from controller.retrying import Retry
 from controller.settings import Settings
 from controller.stopping import stop_on_signals
 
@@ -84,8 +83,8 @@ async def _supervise(
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
-    alarms = Alarms(topics=settings.topics, clock=_utcnow)
-    ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms)
+    alarms = Alarms(topics=settings.topics, clock=_utcnow, retry=settings.retry)
+    ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms, retry=settings.retry)
     startup = StartUp()
     async with AsyncExitStack() as stack:
         if settings.http.enabled:  # probes say what start-up waits for (#29)
@@ -93,10 +92,10 @@ async def _supervise(
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         startup.waiting_for(redis_of(settings))
-        await _wait_for_redis(store, stop)
+        await _wait_for_redis(store, Retry(stop, settings.retry))
         ownership = _Ownership(metrics)
         startup.waiting_for(kafka_of(settings))
-        await _wait_for_kafka(settings, stop)
+        await _wait_for_kafka(settings, Retry(stop, settings.retry))
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
         alarms.attach(kafka.outputs)
         stack.push_async_callback(alarms.stop)  # before the producer closes
@@ -123,6 +122,7 @@ async def _supervise(
                 outputs=kafka.outputs,
                 owns=kafka.control.owns,
                 metrics=metrics.backend,
+                retry=settings.retry,
             )
             outputs = NudgingOutputs(
                 outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
@@ -139,6 +139,7 @@ async def _supervise(
             dead_letters=kafka.dead_letters,
             history=recorder,
             backends=frozenset({"unleash"} if sync is not None else set()),
+            retry=settings.retry,
         )
         ownership.engine = engine
         if settings.http.enabled:
@@ -372,13 +373,12 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(50_000, second, third)
 
 
-async def _wait_for_redis(store: RedisAggregateStore, stop: asyncio.Event) -> None:
+async def _wait_for_redis(store: RedisAggregateStore, retry: Retry) -> None:
     """Return once Redis answers (or stopping was asked); a permanent error is raised."""
-    backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
-    await retrying(store.ping, what="waiting for redis", backoff=backoff)
+    await retry(store.ping, "waiting for redis")
 
 
-async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> None:
+async def _wait_for_kafka(settings: Settings, retry: Retry) -> None:
     """Return once the brokers answer a metadata request (or stopping was asked).
 
     Until then ``/readyz`` says start-up waits for Kafka, as it does for Redis,
@@ -391,5 +391,4 @@ async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> None:
         except TimeoutError as exc:
             raise BrokerUnavailable(f"no metadata within {KAFKA_PROBE_SECONDS:g} s") from exc
 
-    backoff = Backoff(initial=0.2, maximum=5.0, stopping=stop)
-    await retrying(metadata, what="waiting for kafka", backoff=backoff)
+    await retry(metadata, "waiting for kafka")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.backoff import Backoff
+from controller.backoff import retry_backoff
 from controller.core.errors import BrokerError
 from controller.core.messages import SCHEMA_VERSION, Arm
 from controller.sdk.lifecycle import Lifecycle, cancel
@@ -287,7 +287,7 @@ class EventEmitter(EventMethods, Lifecycle):
 
     async def _run(self) -> None:
         self._producer = await self._connect()
-        backoff = _backoff()
+        backoff = retry_backoff(asyncio.Event())  # the emitter stops by cancelling, not by this
         while True:
             if not self.buffered:
                 self._drained.set()
@@ -302,7 +302,7 @@ class EventEmitter(EventMethods, Lifecycle):
                 await backoff.wait()
 
     async def _connect(self) -> EventProducer:
-        backoff = _backoff()
+        backoff = retry_backoff(asyncio.Event())
         while True:
             producer = EventProducer(
                 self._kafka, topic=self._topic, request_timeout_ms=self._request_timeout_ms
@@ -334,8 +334,3 @@ def stable_id(key: str, flag: str, kind: str) -> str:
     deduplicates by id counts them once.
     """
     return uuid.uuid5(_EVENT_IDS, f"{key}\x1f{flag}\x1f{kind}").hex
-
-
-def _backoff() -> Backoff:
-    """0.1 s doubling to 5 s; the emitter is stopped by cancelling, never by this event."""
-    return Backoff(initial=0.1, maximum=5.0, stopping=asyncio.Event())

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Self
 
-from controller.backoff import Backoff
+from controller.backoff import retry_backoff
 from controller.core.messages import Arm, FlagState
 from controller.sdk.events import EventEmitter, EventForwarder
 from controller.sdk.flags import FlagBook, FlagClient, Listener
@@ -216,7 +216,7 @@ class SyncFlags(EventForwarder):
 
     async def _start_source(self, stopping: asyncio.Event) -> None:
         """Start the flag source, retrying while the broker or the topic is not there yet."""
-        backoff = Backoff(initial=0.2, maximum=5.0, stopping=stopping)
+        backoff = retry_backoff(stopping)
         while not stopping.is_set():
             try:
                 await self._source.start()

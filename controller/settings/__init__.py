@@ -33,6 +33,7 @@ from controller.settings.groups import (
     TopicSettings,
 )
 from controller.settings.history import HistorySettings
+from controller.settings.retry import RetrySettings
 from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings
 
@@ -45,6 +46,7 @@ __all__ = [
     "LlmSettings",
     "LogSettings",
     "RedisSettings",
+    "RetrySettings",
     "Settings",
     "SigningSettings",
     "TopicSettings",
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)

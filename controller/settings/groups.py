@@ -151,10 +151,6 @@ class IngestSettings(_Group):
     max_event_bytes: int = Field(
         default=64 * 1024, ge=256, description="Larger messages go to the DLQ as oversize."
     )
-    retry_initial_seconds: float = Field(
-        default=0.1, gt=0, description="First back-off when Redis is unreachable."
-    )
-    retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest back-off.")
     commit_interval_seconds: float = Field(
         default=1.0, ge=0, description="How often offsets are committed to Kafka (lag only)."
     )

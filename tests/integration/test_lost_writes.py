@@ -26,7 +26,7 @@ from controller.core.rollout import RaiseAlert
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome
-from controller.settings import IngestSettings, KafkaSettings, RedisSettings
+from controller.settings import IngestSettings, KafkaSettings, RedisSettings, RetrySettings
 from tests.integration.rig import Rig, flags_of
 from tests.reference import make_event
 
@@ -92,9 +92,10 @@ async def test_writes_redis_lost_are_replayed_and_alerted(
     alerts: list[RaiseAlert] = []
     metrics = Metrics()
     ingest = Ingest(
-        settings=IngestSettings(fetch_timeout_ms=100, retry_initial_seconds=0.01),
+        settings=IngestSettings(fetch_timeout_ms=100),
         metrics=metrics,
         alarm=alerts.append,
+        retry=RetrySettings(initial_seconds=0.01),
     )
     async with connect(settings) as client:
         saved: dict[bytes, bytes] = {}

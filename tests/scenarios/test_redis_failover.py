@@ -111,7 +111,7 @@ async def test_a_master_lost_with_unreplicated_writes_loses_nothing(
         topics=topics,
         workdir=tmp_path,
     ) as world:
-        world.configure(RC_INGEST__RETRY_MAX_SECONDS="0.5")
+        world.configure(RC_RETRY__MAX_SECONDS="0.5")
         # Given the daemon counting steady traffic of a rollout under way
         world.start_daemon()
         world.run_apps(flag)
