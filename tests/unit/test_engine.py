@@ -17,7 +17,7 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.messages import CommandAction
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import CommandInput
-from controller.daemon.engine import Engine
+from controller.daemon.engine import Engine, build_engine
 from controller.ports import Advisor, DeadLetter
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
@@ -52,7 +52,7 @@ def make_engine() -> EngineFactory:
         outputs: MemoryOutputs | None = None,
         advisor: Advisor | None = None,
     ) -> Engine:
-        return Engine(
+        return build_engine(
             settings=EngineSettings(),
             topics=TopicSettings(),
             states=states or MemoryStates(),
@@ -85,9 +85,9 @@ async def test_a_command_applies_once_even_when_delivered_twice(
 ) -> None:
     states, outputs = MemoryStates(), MemoryOutputs()
     eng = make_engine(states=states, outputs=outputs)
-    await eng.apply("f", start("f"))
+    await eng.rollouts.apply("f", start("f"))
     published = len(outputs.sent)
-    await eng.apply("f", start("f"))  # redelivered after a crash
+    await eng.rollouts.apply("f", start("f"))  # redelivered after a crash
     assert states.docs["f"][0] == 1
     assert len(outputs.sent) == published
     assert {topic for topic, _, _ in outputs.sent} == {"rollout.flag-state", "rollout.decisions"}
@@ -98,9 +98,9 @@ async def test_gate_pass_leaves_other_instances_flags_dirty(make_engine: EngineF
     aggregates = MemoryAggregates()
     eng = make_engine(aggregates=aggregates)
     for flag in ("mine", "theirs"):
-        await eng.apply(flag, start(flag, f"c-{flag}"))
+        await eng.rollouts.apply(flag, start(flag, f"c-{flag}"))
     aggregates.dirty = {"mine", "theirs"}
-    await eng._gate_pass(MemoryControl({"mine"}), full=False)
+    await eng.gates.run_pass(MemoryControl({"mine"}), full=False)
     assert aggregates.dirty == {"theirs"}
     assert aggregates.reads == 1
 
@@ -110,14 +110,14 @@ async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage(
 ) -> None:
     states, aggregates = MemoryStates(), MemoryAggregates()
     eng = make_engine(states=states, aggregates=aggregates)
-    await eng.apply("f", start("f"))
-    await eng.gate("f", fresh=True)
+    await eng.rollouts.apply("f", start("f"))
+    await eng.gates.gate("f", fresh=True)
     loads = states.loads
-    await eng.gate("f", fresh=False)
-    await eng.gate("f", fresh=False)
+    await eng.gates.gate("f", fresh=False)
+    await eng.gates.gate("f", fresh=False)
     assert aggregates.reads == 1
     assert states.loads == loads + 2  # one load per holding gate, no reload
-    await eng.gate("f", fresh=True)
+    await eng.gates.gate("f", fresh=True)
     assert aggregates.reads == 2
 
 
@@ -164,9 +164,9 @@ async def test_an_advisor_outage_alerts_once_and_gates_proceed(
         new_rollout_id="r",
         new_salt="s",
     )
-    await eng.apply("f", start)
+    await eng.rollouts.apply("f", start)
     for _ in range(3):
-        await eng.gate("f")
+        await eng.gates.gate("f")
     assert advisor.calls == 3
     assert states.docs["f"][1].stage == 3  # advanced on the statistics each time
     alerts = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.alerts"]
@@ -218,11 +218,11 @@ async def test_a_slow_model_never_delays_a_rollback(make_engine: EngineFactory) 
     states, outputs, advisor = MemoryStates(), MemoryOutputs(), SlowAdvisor()
     eng = make_engine(states=states, aggregates=SplitAggregates(), outputs=outputs, advisor=advisor)
     for flag in ("slow", "bad"):
-        await eng.apply(flag, start_input(flag, ladder))
+        await eng.rollouts.apply(flag, start_input(flag, ladder))
     # When the gate loop runs while the model thinks about "slow"
     control = MemoryControl(mine={"slow", "bad"})
-    await eng._gate_pass(control, full=True)
-    await eng._gate_pass(control, full=True)
+    await eng.gates.run_pass(control, full=True)
+    await eng.gates.run_pass(control, full=True)
     await asyncio.wait_for(advisor.asked.wait(), timeout=5)  # the consultation is under way
     # Then "bad" is rolled back at once, and "slow" is asked only once so far
     assert states.docs["bad"][1].phase.value == "rolled_back"
