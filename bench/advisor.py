@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
 from controller.adapters.memory import MemoryOutputs, MemoryStates
-from controller.daemon.engine import Engine
+from controller.daemon.engine import build_engine
 from controller.ports import Advisor as AdvisorPort
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.integration.test_advisor_faults import NOW, TrafficAggregates, injected_start
@@ -54,7 +54,7 @@ async def timed_gates(
     advice: list[dict[str, Any]] = []
     for i in range(n):
         states, outputs = MemoryStates(), MemoryOutputs()
-        engine = Engine(
+        engine = build_engine(
             settings=EngineSettings(),
             topics=TopicSettings(),
             states=states,
@@ -66,9 +66,9 @@ async def timed_gates(
             clock=lambda: NOW,
         )
         flag = f"bench-{i}"
-        await engine.apply(flag, injected_start(flag))
+        await engine.rollouts.apply(flag, injected_start(flag))
         started = time.perf_counter()
-        await engine.gate(flag)
+        await engine.gates.gate(flag)
         times.append((time.perf_counter() - started) * 1000)
         for _, _, value in outputs.sent:
             evidence = json.loads(value).get("evidence", {})

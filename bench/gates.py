@@ -9,7 +9,7 @@ strings in HyperLogLogs, sized so that about half the due stages have enough
 units to advance). About 5% of the flags are regressed (treatment errors 3x),
 so the gates roll some of them back.
 
-Then it runs full sweeps, ``for flag in flags: await engine.gate(flag)``, with
+Then it runs full sweeps, ``for flag in flags: await engine.gates.gate(flag)``, with
 the real :class:`RolloutStore` and :class:`RedisAggregateStore` and a fixed
 clock, and measures each sweep's wall time, this process's CPU time and
 Redis's own CPU time (``INFO cpu``). The first sweep applies the decisions
@@ -70,7 +70,7 @@ from controller.core.machine import step
 from controller.core.messages import Arm
 from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import GateInput, Phase, Rollout, TickInput
-from controller.daemon.engine import Engine
+from controller.daemon.engine import Engine, build_engine
 from controller.logs import configure as configure_logs
 from controller.ports import DeadLetter, StateWrite
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
@@ -344,7 +344,7 @@ async def sweep(
     if profile is not None:
         profile.enable()
     for flag in flags:
-        await engine.gate(flag, fresh=fresh)
+        await engine.gates.gate(flag, fresh=fresh)
     if profile is not None:
         profile.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -490,7 +490,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
             )
 
             outputs = RecordingOutputs()
-            engine = Engine(
+            engine = build_engine(
                 settings=EngineSettings(),
                 topics=topics,
                 states=states,

@@ -58,7 +58,7 @@ from controller.core.messages import CommandAction
 from controller.core.plan import Backend, Plan, Stage, UnleashTarget
 from controller.core.rollout import CommandInput
 from controller.daemon.backends import BackendSync, NudgingOutputs
-from controller.daemon.engine import Engine
+from controller.daemon.engine import Engine, build_engine
 from controller.dev.unleash import UnleashServer
 from controller.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings
@@ -130,7 +130,7 @@ async def one_round(
     engine: Engine, admin: Admin, client: UnleashClient, proxy: Dripper, index: int
 ) -> dict[str, float]:
     feature, flag = f"bench-{uuid.uuid4().hex[:8]}", f"bench.flag{index}"
-    await engine.apply(flag, command(flag, CommandAction.START, feature))
+    await engine.rollouts.apply(flag, command(flag, CommandAction.START, feature))
     await admin.until(feature, (True, 5))
     unit = await treated_unit(client, feature)
     started = time.perf_counter()
@@ -138,11 +138,11 @@ async def one_round(
     baseline = time.perf_counter() - started
 
     decided = time.perf_counter()
-    await engine.apply(flag, command(flag, CommandAction.PROMOTE))
+    await engine.rollouts.apply(flag, command(flag, CommandAction.PROMOTE))
     promote_admin = await admin.until(feature, (True, 25)) - decided
 
     decided = time.perf_counter()
-    await engine.apply(flag, command(flag, CommandAction.ROLLBACK))
+    await engine.rollouts.apply(flag, command(flag, CommandAction.ROLLBACK))
     off_admin, off_sdk = await asyncio.gather(
         admin.until(feature, False), sdk_until(client, feature, unit, served=False)
     )
@@ -159,16 +159,16 @@ async def kill_beside_a_drip(engine: Engine, admin: Admin, proxy: Dripper, index
     """Decision → off for one flag's kill while another feature's read drips in."""
     slow, fast = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
     slow_flag, fast_flag = f"bench.slow{index}", f"bench.kill{index}"
-    await engine.apply(slow_flag, command(slow_flag, CommandAction.START, slow))
-    await engine.apply(fast_flag, command(fast_flag, CommandAction.START, fast))
+    await engine.rollouts.apply(slow_flag, command(slow_flag, CommandAction.START, slow))
+    await engine.rollouts.apply(fast_flag, command(fast_flag, CommandAction.START, fast))
     await admin.until(slow, (True, 5))
     await admin.until(fast, (True, 5))
     proxy.slow = lambda method, path: method == "GET" and path.endswith(f"/features/{slow}")
-    await engine.apply(slow_flag, command(slow_flag, CommandAction.PROMOTE))
+    await engine.rollouts.apply(slow_flag, command(slow_flag, CommandAction.PROMOTE))
     while not proxy.dripping:
         await asyncio.sleep(POLL_S)
     decided = time.perf_counter()
-    await engine.apply(fast_flag, command(fast_flag, CommandAction.KILL))
+    await engine.rollouts.apply(fast_flag, command(fast_flag, CommandAction.KILL))
     off = await admin.until(fast, False) - decided
     proxy.slow = lambda _method, _path: False  # its next try, after the deadline, answers
     return off
@@ -223,7 +223,7 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
                 outputs=outputs,
             )
             nudging = NudgingOutputs(outputs, flag_state_topic=TOPICS.flag_state, nudge=sync.nudge)
-            engine = Engine(
+            engine = build_engine(
                 settings=EngineSettings(),
                 topics=TOPICS,
                 states=states,
@@ -231,7 +231,7 @@ async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
                 outputs=nudging,
                 dead_letters=MemoryDeadLetters(),
             )
-            sync.attach(engine.apply)
+            sync.attach(engine.rollouts.apply)
             task = asyncio.create_task(sync.run())
             results = [await one_round(engine, admin, client, proxy, i) for i in range(rounds)]
             sync.stop()

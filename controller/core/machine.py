@@ -39,6 +39,10 @@ monitor     running, paused,        killed
 down        completed
 monitor up  killed                  unchanged; records the recovery (the flag
                                     stays off until a person starts it again)
+refused     any, or none            unchanged; the rejected decision with the
+                                    reason (a command that failed
+                                    authentication, was replayed or has a plan
+                                    that cannot work)
 drift       running                 paused(backend_drift), alert: a person changed
                                     what the flag platform serves
 =========== ======================= =========================================
@@ -69,6 +73,7 @@ from controller.core.rollout import (
     Action,
     BackendDriftInput,
     CommandInput,
+    CommandRefused,
     GateInput,
     Input,
     MonitorDownInput,
@@ -92,6 +97,7 @@ from controller.core.transitions import (
     kill,
     pause,
     recovered,
+    refused,
     rejected,
     roll_back,
 )
@@ -104,6 +110,8 @@ def step(state: Rollout | None, event: Input) -> Step:
     """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
     if isinstance(event, CommandInput):
         return _command(state, event)
+    if isinstance(event, CommandRefused):
+        return refused(state, event)
     if state is None:
         return None, []
     if isinstance(event, GateInput):

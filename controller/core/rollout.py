@@ -215,7 +215,35 @@ class BackendDriftInput:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Input = GateInput | TickInput | CommandInput | MonitorDownInput | MonitorUpInput | BackendDriftInput
+@dataclass(frozen=True, slots=True)
+class CommandRefused:
+    """A command refused before it could act: unsigned, signed with an unknown key or a
+    signature that does not verify, stale, replayed, or with a plan that cannot work.
+
+    It changes nothing; the machine records it as a rejected decision with the reason.
+    A refused command is not recorded as applied: the same id, signed and fresh, may
+    still run.
+    """
+
+    action: CommandAction
+    flag: str
+    command_id: str
+    actor: str
+    key_id: str | None
+    """None for an unsigned command."""
+    reason: str
+    now: datetime
+
+
+Input = (
+    GateInput
+    | TickInput
+    | CommandInput
+    | CommandRefused
+    | MonitorDownInput
+    | MonitorUpInput
+    | BackendDriftInput
+)
 
 
 # -- actions the adapters perform -------------------------------------------------

@@ -17,6 +17,7 @@ from controller.core.plan import Watch
 from controller.core.rollout import (
     Action,
     CommandInput,
+    CommandRefused,
     MonitorUpInput,
     PauseReason,
     Phase,
@@ -210,6 +211,24 @@ def rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDec
         command_id=cmd.command_id,
         evidence={**at_stage(state), **operator(cmd)},
     )
+
+
+def refused(state: Rollout | None, event: CommandRefused) -> Step:
+    """A command refused before it could act: unchanged, with the rejected decision."""
+    phase = state.phase.value if state else None
+    return state, [
+        RecordDecision(
+            kind="command",
+            action=event.action.value,
+            outcome="rejected",
+            reason=event.reason,
+            phase_before=phase,
+            phase_after=phase,
+            stage=state.stage if state else None,
+            command_id=event.command_id,
+            evidence={"actor": event.actor, "key_id": event.key_id, **at_stage(state)},
+        )
+    ]
 
 
 def operator(cmd: CommandInput | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -43,7 +43,7 @@ from controller.core.signing import StateSigner
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
-from controller.daemon.engine import Engine
+from controller.daemon.engine import Engine, Ownership, build_engine
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
@@ -52,6 +52,7 @@ from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
 from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
+from controller.daemon.status import StatusView
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -93,7 +94,7 @@ async def _supervise(
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         startup.waiting_for(redis_of(settings))
         await _wait_for_redis(store, Retry(stop, settings.retry))
-        ownership = _Ownership(metrics)
+        ownership = Ownership(metrics)
         startup.waiting_for(kafka_of(settings))
         await _wait_for_kafka(settings, Retry(stop, settings.retry))
         kafka = await _connect_kafka(stack, settings, ingest, ownership)
@@ -127,7 +128,7 @@ async def _supervise(
             outputs = NudgingOutputs(
                 outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
             )
-        engine = Engine(
+        engine = build_engine(
             settings=settings.engine,
             llm=settings.llm,
             advisor=advisor,
@@ -139,13 +140,15 @@ async def _supervise(
             dead_letters=kafka.dead_letters,
             history=recorder,
             backends=frozenset({"unleash"} if sync is not None else set()),
-            retry=settings.retry,
+            retry_policy=settings.retry,
         )
         ownership.engine = engine
         if settings.http.enabled:
-            console = ConsoleData(
-                states=states, history=gate_history, status=engine.status, clock=_utcnow
+            stale_after = timedelta(days=settings.engine.stale_after_days)
+            status = StatusView(
+                states=states, aggregates=store, stale_after=stale_after, clock=_utcnow
             )
+            console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
             parts = _Parts(
                 metrics,
                 store,
@@ -156,6 +159,7 @@ async def _supervise(
                 console,
                 kafka.control,
                 signer,
+                status,
             )
             await stack.enter_async_context(_http_server(settings, parts))
             startup.started(lambda: _readiness(parts, settings))
@@ -171,7 +175,7 @@ async def _supervise(
         )
         services["keys"] = (keys.run(), keys.stop)
         if sync is not None:
-            sync.attach(engine.apply)
+            sync.attach(engine.rollouts.apply)
             services["backends"] = (sync.run(), sync.stop)
         return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
     return EXIT_OK  # pragma: no cover - the context above always returns
@@ -185,22 +189,8 @@ class _Kafka:
     events: EventConsumer
 
 
-@dataclass(slots=True)
-class _Ownership:
-    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
-
-    metrics: Metrics
-    engine: Engine | None = None
-
-    def assigned(self, owned: list[int]) -> None:
-        log.info("commands_partitions_assigned", partitions=owned)
-        self.metrics.owned("commands", owned)
-        if self.engine is not None:  # flags taken over from a lost instance: gate them now
-            self.engine.sweep_soon()
-
-
 async def _connect_kafka(
-    stack: AsyncExitStack, settings: Settings, ingest: Ingest, ownership: _Ownership
+    stack: AsyncExitStack, settings: Settings, ingest: Ingest, ownership: Ownership
 ) -> _Kafka:
     """Create missing topics, then start the producer and both consumers."""
     if settings.kafka.create_topics:
@@ -242,6 +232,7 @@ class _Parts:
     console: ConsoleData
     control: ControlConsumer
     signer: StateSigner | None
+    status: StatusView
 
 
 def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
@@ -261,7 +252,7 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
         flags=lambda: _flag_states(parts.states, parts.signer),
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
-        rollouts=parts.engine.status,
+        rollouts=parts.status,
         history=parts.console.history,
         console=parts.console,
         monitors=intake,

@@ -24,7 +24,7 @@ from controller.core.machine import step
 from controller.core.messages import CommandAction
 from controller.core.plan import Plan, Stage
 from controller.core.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
-from controller.daemon.engine import Engine
+from controller.daemon.engine import build_engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_clock import FakeClock
 from tests.fake_model import DRIP_INTERVAL, FakeModel
@@ -216,7 +216,7 @@ async def gate_once(server: FakeModel, flag: str, aggregates: TrafficAggregates)
     """Start an injected rollout of ``flag`` and run one gate with the advisor in gating mode."""
     states, llm = MemoryStates(), settings(server.port)
     async with Advisor(llm) as advisor:
-        engine = Engine(
+        engine = build_engine(
             settings=EngineSettings(),
             topics=TopicSettings(),
             states=states,
@@ -227,8 +227,8 @@ async def gate_once(server: FakeModel, flag: str, aggregates: TrafficAggregates)
             advisor=advisor,
             clock=lambda: NOW,
         )
-        await engine.apply(flag, injected_start(flag))
-        await engine.gate(flag)
+        await engine.rollouts.apply(flag, injected_start(flag))
+        await engine.gates.gate(flag)
     return states
 
 

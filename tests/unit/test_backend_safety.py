@@ -74,12 +74,12 @@ async def test_a_read_that_never_ends_holds_back_no_other_flag_s_kill() -> None:
         start_other = dataclasses.replace(
             command(CommandAction.START, "c9"), flag=other, plan=other_plan, new_rollout_id="r9"
         )
-        await world.engine.apply(other, start_other)
+        await world.engine.rollouts.apply(other, start_other)
         await eventually(lambda: len(unleash.serving) == 2, timeout=5, what="both served")
         # When the other flag's feature stops answering mid-read and its rollout moves on
         unleash.hanging.add("s")
         promote = dataclasses.replace(command(CommandAction.PROMOTE, "c10"), flag=other)
-        await world.engine.apply(other, promote)
+        await world.engine.rollouts.apply(other, promote)
         await eventually(lambda: unleash.hung >= 1, timeout=5, what="the other flag's read hanging")
         # Then a kill of this flag still reaches Unleash
         await world.command(CommandAction.KILL, "c2")

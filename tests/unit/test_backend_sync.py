@@ -20,14 +20,14 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.adapters.unleash import BackendUnavailable
+from controller.core import commands
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import Backend, Plan, Stage, UnleashTarget
 from controller.core.rollout import CommandInput, Phase
 from controller.core.serving import Serving, Target
-from controller.daemon import control
 from controller.daemon.backends import BackendSync, NudgingOutputs
-from controller.daemon.engine import Engine
+from controller.daemon.engine import Engine, build_engine
 from controller.daemon.metrics import BackendMetrics
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
 from tests.waiting import eventually
@@ -84,7 +84,7 @@ class World:
         return [m for m in messages if m["kind"] == kind]
 
     async def command(self, action: CommandAction, command_id: str) -> None:
-        await self.engine.apply(FLAG, command(action, command_id))
+        await self.engine.rollouts.apply(FLAG, command(action, command_id))
 
     async def phase(self) -> Phase:
         rollout = (await self.states.load(FLAG)).rollout
@@ -129,7 +129,7 @@ def make_world(metrics: BackendMetrics | None = None, *, later: timedelta = time
         clock=lambda: NOW + later,
         metrics=metrics,
     )
-    engine = Engine(
+    engine = build_engine(
         settings=EngineSettings(),
         topics=TOPICS,
         states=states,
@@ -138,7 +138,7 @@ def make_world(metrics: BackendMetrics | None = None, *, later: timedelta = time
         dead_letters=MemoryDeadLetters(),
         clock=lambda: NOW,
     )
-    sync.attach(engine.apply)
+    sync.attach(engine.rollouts.apply)
     return World(engine, sync, unleash, states, outputs, records)
 
 
@@ -231,7 +231,7 @@ async def test_rollouts_without_unleash_are_left_alone(world: World) -> None:
     plain = dataclasses.replace(
         command(CommandAction.START, "c1"), plan=Plan(stages=[Stage(percent=5)])
     )
-    await world.engine.apply(FLAG, plain)
+    await world.engine.rollouts.apply(FLAG, plain)
     await world.sync.sync(FLAG)
     assert world.unleash.reads == 0
 
@@ -239,8 +239,8 @@ async def test_rollouts_without_unleash_are_left_alone(world: World) -> None:
 def test_a_plan_for_unleash_is_refused_by_a_controller_without_unleash() -> None:
     data = PLAN.model_dump(mode="json")
     with pytest.raises(ConfigError, match=r"backend\.unleash: this controller has no Unleash"):
-        control.plan(data, backends=frozenset())
-    assert control.plan(data, backends=frozenset({"unleash"})) == PLAN
+        commands.plan(data, backends=frozenset())
+    assert commands.plan(data, backends=frozenset({"unleash"})) == PLAN
 
 
 async def test_a_flag_unleash_refuses_for_good_is_alerted_once_and_tried_each_sweep(
@@ -261,7 +261,7 @@ async def test_only_an_answer_from_unleash_ends_an_outage(world: World) -> None:
     plain = dataclasses.replace(
         command(CommandAction.START, "c0"), flag="plain", plan=Plan(stages=[Stage(percent=5)])
     )
-    await world.engine.apply("plain", plain)
+    await world.engine.rollouts.apply("plain", plain)
     await world.command(CommandAction.START, "c1")
     world.unleash.down = True
     assert await world.sync._pass([FLAG, "plain"]) == {FLAG}

@@ -6,19 +6,28 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import pytest
 
-from controller.adapters.memory import MemoryAggregates, MemoryControl, MemoryOutputs, MemoryStates
+from controller.adapters.memory import (
+    MemoryAggregates,
+    MemoryControl,
+    MemoryDeadLetters,
+    MemoryOutputs,
+    MemoryStates,
+)
 from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.commands import MAX_CONTROL_BYTES
 from controller.core.messages import CommandAction
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import CommandInput
-from controller.daemon.engine import Engine
-from controller.ports import Advisor, DeadLetter
+from controller.core.signing import generate_key
+from controller.ctl.commands import build_command, signed_command
+from controller.daemon.engine import Engine, build_engine
+from controller.ports import Advisor, DeadLetter, SaveOutcome, StateWrite
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -52,7 +61,7 @@ def make_engine() -> EngineFactory:
         outputs: MemoryOutputs | None = None,
         advisor: Advisor | None = None,
     ) -> Engine:
-        return Engine(
+        return build_engine(
             settings=EngineSettings(),
             topics=TopicSettings(),
             states=states or MemoryStates(),
@@ -85,9 +94,9 @@ async def test_a_command_applies_once_even_when_delivered_twice(
 ) -> None:
     states, outputs = MemoryStates(), MemoryOutputs()
     eng = make_engine(states=states, outputs=outputs)
-    await eng.apply("f", start("f"))
+    await eng.rollouts.apply("f", start("f"))
     published = len(outputs.sent)
-    await eng.apply("f", start("f"))  # redelivered after a crash
+    await eng.rollouts.apply("f", start("f"))  # redelivered after a crash
     assert states.docs["f"][0] == 1
     assert len(outputs.sent) == published
     assert {topic for topic, _, _ in outputs.sent} == {"rollout.flag-state", "rollout.decisions"}
@@ -98,9 +107,9 @@ async def test_gate_pass_leaves_other_instances_flags_dirty(make_engine: EngineF
     aggregates = MemoryAggregates()
     eng = make_engine(aggregates=aggregates)
     for flag in ("mine", "theirs"):
-        await eng.apply(flag, start(flag, f"c-{flag}"))
+        await eng.rollouts.apply(flag, start(flag, f"c-{flag}"))
     aggregates.dirty = {"mine", "theirs"}
-    await eng._gate_pass(MemoryControl({"mine"}), full=False)
+    await eng.gates.run_pass(MemoryControl({"mine"}), full=False)
     assert aggregates.dirty == {"theirs"}
     assert aggregates.reads == 1
 
@@ -110,14 +119,14 @@ async def test_timer_sweep_reuses_the_last_read_of_an_unchanged_stage(
 ) -> None:
     states, aggregates = MemoryStates(), MemoryAggregates()
     eng = make_engine(states=states, aggregates=aggregates)
-    await eng.apply("f", start("f"))
-    await eng.gate("f", fresh=True)
+    await eng.rollouts.apply("f", start("f"))
+    await eng.gates.gate("f", fresh=True)
     loads = states.loads
-    await eng.gate("f", fresh=False)
-    await eng.gate("f", fresh=False)
+    await eng.gates.gate("f", fresh=False)
+    await eng.gates.gate("f", fresh=False)
     assert aggregates.reads == 1
     assert states.loads == loads + 2  # one load per holding gate, no reload
-    await eng.gate("f", fresh=True)
+    await eng.gates.gate("f", fresh=True)
     assert aggregates.reads == 2
 
 
@@ -164,9 +173,9 @@ async def test_an_advisor_outage_alerts_once_and_gates_proceed(
         new_rollout_id="r",
         new_salt="s",
     )
-    await eng.apply("f", start)
+    await eng.rollouts.apply("f", start)
     for _ in range(3):
-        await eng.gate("f")
+        await eng.gates.gate("f")
     assert advisor.calls == 3
     assert states.docs["f"][1].stage == 3  # advanced on the statistics each time
     alerts = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.alerts"]
@@ -218,11 +227,11 @@ async def test_a_slow_model_never_delays_a_rollback(make_engine: EngineFactory) 
     states, outputs, advisor = MemoryStates(), MemoryOutputs(), SlowAdvisor()
     eng = make_engine(states=states, aggregates=SplitAggregates(), outputs=outputs, advisor=advisor)
     for flag in ("slow", "bad"):
-        await eng.apply(flag, start_input(flag, ladder))
+        await eng.rollouts.apply(flag, start_input(flag, ladder))
     # When the gate loop runs while the model thinks about "slow"
     control = MemoryControl(mine={"slow", "bad"})
-    await eng._gate_pass(control, full=True)
-    await eng._gate_pass(control, full=True)
+    await eng.gates.run_pass(control, full=True)
+    await eng.gates.run_pass(control, full=True)
     await asyncio.wait_for(advisor.asked.wait(), timeout=5)  # the consultation is under way
     # Then "bad" is rolled back at once, and "slow" is asked only once so far
     assert states.docs["bad"][1].phase.value == "rolled_back"
@@ -248,3 +257,98 @@ def start_input(flag: str, plan: Plan) -> CommandInput:
         new_rollout_id=f"r-{flag}",
         new_salt="s",
     )
+
+
+# -- the command intake: every command reaches the one writer, refused or not ----------
+
+KEY, PUBLIC = generate_key()
+
+
+@dataclass
+class ControlRecord:
+    value: bytes | None
+    topic: str = "rollout.commands"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass
+class RevisionStates(MemoryStates):
+    """Memory states that keep every write's expected revision."""
+
+    revs: list[int] = field(default_factory=list)
+
+    async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
+        self.revs.append(write.rev)
+        return await super().save(flag, write)
+
+
+def intake(states: MemoryStates, outputs: MemoryOutputs, letters: MemoryDeadLetters) -> Engine:
+    return build_engine(
+        settings=EngineSettings(operator_keys={"ops-1": PUBLIC}),
+        topics=TopicSettings(),
+        states=states,
+        aggregates=MemoryAggregates(),
+        outputs=outputs,
+        dead_letters=letters,
+        clock=lambda: NOW,
+    )
+
+
+def command_record(action: str, flag: str, command_id: str, *, sign: bool = True) -> ControlRecord:
+    fields: dict[str, Any] = {"actor": "ana", "key_id": "ops-1", "command_id": command_id}
+    fields["ts_ms"] = int(NOW.timestamp() * 1000)
+    if action == "start":
+        fields["plan"] = Plan(stages=[Stage(percent=5), Stage(percent=100, min_units_per_arm=0)])
+    raw = (
+        signed_command(action, flag, private_key=KEY, **fields)
+        if sign
+        else build_command(action, flag, **fields)
+    )
+    return ControlRecord(orjson.dumps(raw))
+
+
+def decisions(outputs: MemoryOutputs) -> list[tuple[str, str, str, str]]:
+    sent = [orjson.loads(v) for t, _, v in outputs.sent if t == "rollout.decisions"]
+    return [(d["flag"], d["action"], d["outcome"], d["reason"]) for d in sent]
+
+
+async def test_a_refused_command_is_published_and_changes_nothing() -> None:
+    states, outputs, letters = RevisionStates(), MemoryOutputs(), MemoryDeadLetters()
+    eng = intake(states, outputs, letters)
+    await eng.commands.handle(command_record("start", "f", "c1", sign=False))
+    assert decisions(outputs) == [("f", "start", "rejected", "unsigned command")]
+    assert "f" not in states.docs
+    assert states.commands == set()  # a refusal does not use up the command's id
+    assert states.revs == [0]  # saved at the flag's revision, like any input
+    assert states.outbox["f"] == []  # and published
+    await eng.commands.handle(command_record("start", "f", "c1"))  # the same id, signed
+    assert states.docs["f"][1].phase.value == "running"
+    assert letters.letters == []
+
+
+async def test_a_replayed_command_is_refused_and_not_applied_again() -> None:
+    states, outputs, letters = RevisionStates(), MemoryOutputs(), MemoryDeadLetters()
+    eng = intake(states, outputs, letters)
+    await eng.commands.handle(command_record("start", "f", "c1"))
+    pause = command_record("pause", "f", "c2")
+    await eng.commands.handle(pause)
+    rev, paused = states.docs["f"]
+    await eng.commands.handle(pause)  # redelivered, or replayed by someone who saw it
+    assert states.docs["f"] == (rev, paused)
+    assert decisions(outputs)[1:] == [
+        ("f", "pause", "applied", "operator pause"),
+        ("f", "pause", "rejected", "replayed command id"),
+    ]
+    assert states.revs[-1] == rev  # the refusal expected the current revision, not "any"
+
+
+async def test_records_that_break_the_contract_are_dead_lettered() -> None:
+    states, outputs, letters = MemoryStates(), MemoryOutputs(), MemoryDeadLetters()
+    eng = intake(states, outputs, letters)
+    await eng.commands.handle(ControlRecord(b"x" * (MAX_CONTROL_BYTES + 1)))
+    await eng.commands.handle(ControlRecord(b"[]"))
+    assert [letter.reason for letter in letters.letters] == ["oversize", "schema_violation"]
+    assert outputs.sent == []

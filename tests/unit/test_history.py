@@ -20,7 +20,7 @@ from controller.core import history
 from controller.core.errors import StoreUnavailable
 from controller.core.gate import evaluate
 from controller.core.rollout import Verdict
-from controller.daemon.engine import Engine
+from controller.daemon.engine import build_engine
 from controller.daemon.history import Recorder
 from controller.ports import OutboxMessage
 from controller.settings import EngineSettings, HistorySettings, TopicSettings
@@ -220,7 +220,7 @@ async def test_memory_history_caps_like_the_store() -> None:
 
 async def test_the_engine_records_its_gates_and_the_decisions_it_publishes() -> None:
     store, topics = MemoryGateHistory(), TopicSettings()
-    engine = Engine(
+    engine = build_engine(
         settings=EngineSettings(),
         topics=topics,
         states=MemoryStates(),
@@ -230,8 +230,8 @@ async def test_the_engine_records_its_gates_and_the_decisions_it_publishes() -> 
         history=Recorder(store=store, settings=settings(), topics=topics),
         clock=lambda: NOW,
     )
-    await engine.apply("f", start("f"))
-    await engine.gate("f")
+    await engine.rollouts.apply("f", start("f"))
+    await engine.gates.gate("f")
     (stage0, _) = await store.points("f", "r-f", 2)
     (kept,) = [history.decode(p) for p in stage0]
     assert kept is not None

@@ -12,6 +12,7 @@ from controller.core.plan import Plan, Stage
 from controller.core.rollout import (
     Action,
     CommandInput,
+    CommandRefused,
     GateInput,
     Input,
     MonitorDownInput,
@@ -90,6 +91,18 @@ def cmd(action: CommandAction, **extra: object) -> CommandInput:
     )
 
 
+def refused(action: CommandAction, reason: str, key_id: str | None = "ops-1") -> CommandRefused:
+    return CommandRefused(
+        action=action,
+        flag="checkout",
+        command_id=f"c-{action.value}",
+        actor="ana",
+        key_id=key_id,
+        reason=reason,
+        now=NOW,
+    )
+
+
 def gate(kind: VerdictKind, pause: PauseReason | None = None) -> GateInput:
     return GateInput(Verdict(kind, f"gate says {kind.value}", pause, {"delta": 0.01}), NOW)
 
@@ -113,6 +126,9 @@ INPUTS: dict[str, Input] = {
     "tick-early": TickInput(T0 + timedelta(minutes=29)),
     "monitor-down": MonitorDownInput("api-uptime", "inc-1", NOW),
     "monitor-up": MonitorUpInput("api-uptime", "inc-1", NOW),
+    "refused-start": refused(CommandAction.START, "unsigned command", key_id=None),
+    "refused-kill": refused(CommandAction.KILL, "bad signature"),
+    "refused-resume": refused(CommandAction.RESUME, "replayed command id"),
 }
 
 # Expected outcome: (phase after or None, stage after, summary of actions).
@@ -135,6 +151,8 @@ def expected(state_key: str, input_key: str) -> tuple[str | None, int | None, st
     stage = st.stage if st else None
     running = state_key.startswith("running")
     active = state_key in ACTIVE
+    if input_key.startswith("refused"):  # refused before the machine: whatever the phase
+        return phase, stage, "reject"
     if input_key == "start":
         return ("running", 0, "start") if not active else (phase, stage, "reject")
     if input_key == "start-no-plan":
@@ -276,6 +294,47 @@ def test_rejections_read_as_english(state_key: str, action: CommandAction, reaso
     (decision,) = actions
     assert isinstance(decision, RecordDecision)
     assert decision.reason == reason
+
+
+REFUSALS = [
+    (action, reason, key_id)
+    for action, key_id in (
+        (CommandAction.START, None),
+        (CommandAction.KILL, "ops-1"),
+        (CommandAction.PROMOTE, "ops-1"),
+    )
+    for reason in (
+        "unsigned command",
+        "unknown key id 'bob'",
+        "bad signature",
+        "stale command: 600s from now, limit 300s",
+        "replayed command id",
+        "plan cannot work: stage 1: never completes",
+    )
+]
+
+
+@pytest.mark.parametrize(("action", "reason", "key_id"), REFUSALS)
+@pytest.mark.parametrize("state_key", sorted(STATES))
+def test_a_refused_command_is_recorded_and_changes_nothing(
+    state_key: str, action: CommandAction, reason: str, key_id: str | None
+) -> None:
+    before = STATES[state_key]
+    after, actions = step(before, refused(action, reason, key_id))
+    assert after == before
+    (decision,) = actions
+    assert isinstance(decision, RecordDecision)
+    phase = before.phase.value if before else None
+    assert (decision.kind, decision.action, decision.outcome) == ("command", action, "rejected")
+    assert (decision.reason, decision.command_id) == (reason, f"c-{action.value}")
+    assert (decision.phase_before, decision.phase_after) == (phase, phase)
+    assert decision.stage == (before.stage if before else None)
+    assert decision.evidence["actor"] == "ana"
+    assert decision.evidence["key_id"] == key_id
+    if before is None:
+        assert "at_stage" not in decision.evidence
+    else:
+        assert decision.evidence["at_stage"]["index"] == before.stage
 
 
 # -- dry-run guardrails: alerted once per stage, never acted upon ---------------------

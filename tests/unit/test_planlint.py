@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from controller.core import commands
 from controller.core.errors import ConfigError
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.planlint import Finding, errors, lint
 from controller.core.templates import TEMPLATES
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
-from controller.daemon import control
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,6 +199,6 @@ def test_the_controller_refuses_to_start_a_plan_that_cannot_work() -> None:
     """A start command's plan goes through this; its error is the rejected decision's reason."""
     never_completes = plan(1, 25, 100, last_units=100)
     with pytest.raises(ConfigError, match=r"cannot work: error: stages\[2\]\.min_units_per_arm"):
-        control.plan(never_completes, backends=frozenset())
+        commands.plan(never_completes, backends=frozenset())
     risky = plan(1, 100)  # warnings only: the operator was told when validating
-    assert control.plan(risky, backends=frozenset()) == parse_plan(risky)
+    assert commands.plan(risky, backends=frozenset()) == parse_plan(risky)

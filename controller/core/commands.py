@@ -3,14 +3,18 @@
 A record over :data:`MAX_CONTROL_BYTES` is refused unread. A command must be
 signed with a known operator key (Ed25519), be fresh (its timestamp within
 ``engine.command_max_age_seconds`` of now) and carry an id not applied before;
-:func:`refusal` says which check failed. What the engine then does with a
-command or a monitor alert is the state machine's business.
+:func:`refusal` says which of the first checks failed, and :func:`admitted`
+turns the command into the machine's input: the command itself, or its
+refusal (:class:`~controller.core.rollout.CommandRefused`), which the machine
+records as a rejected decision. What a command or a monitor alert then does
+is the state machine's business.
+
+Pure: whether a command id was applied before is read by the caller, and the
+ids a new rollout needs (its rollout id and salt) are drawn by the caller too.
 """
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -23,23 +27,25 @@ from controller.core.errors import ConfigError
 from controller.core.messages import Command, MonitorAlert
 from controller.core.plan import Plan, parse_plan
 from controller.core.planlint import errors, lint
-from controller.core.rollout import CommandInput
+from controller.core.rollout import CommandInput, CommandRefused
 from controller.core.timestamps import as_datetime
-from controller.ports import Record
 
 MAX_CONTROL_BYTES = 256 * 1024
 """The largest command or monitor alert read; a plan fits in far less."""
+REPLAYED = "replayed command id"
+"""The refusal of a command whose id was applied before."""
 
 
-def parse(record: Record, *, monitors_topic: str) -> MonitorAlert | tuple[Command, dict[str, Any]]:
-    """The monitor alert, or the command with its raw JSON (what its signature covers).
+def parse(value: bytes, *, alert: bool) -> MonitorAlert | tuple[Command, dict[str, Any]]:
+    """The monitor alert (``alert``: a record of the monitors topic), or the command with
+    its raw JSON (what its signature covers).
 
     Raises ``ValidationError``, ``orjson.JSONDecodeError`` or ``ValueError``
     for input that breaks the contract.
     """
-    if record.topic == monitors_topic:
-        return MonitorAlert.model_validate_json(record.value or b"")
-    raw = orjson.loads(record.value or b"")
+    if alert:
+        return MonitorAlert.model_validate_json(value)
+    raw = orjson.loads(value)
     if not isinstance(raw, dict):
         raise ValueError("a command must be a JSON object")  # noqa: TRY004 - bad input
     return Command.model_validate(raw), raw
@@ -67,8 +73,45 @@ def refusal(
     return None
 
 
-def command_input(command: Command, plan: Plan | None, now: datetime) -> CommandInput:
-    """The machine's input for an authenticated command, with fresh ids for a new rollout."""
+def admitted(
+    command: Command,
+    *,
+    refused: str | None,
+    now: datetime,
+    backends: frozenset[str],
+    rollout_id: str,
+    salt: str,
+) -> CommandInput | CommandRefused:
+    """The machine's input for ``command``: its refusal when ``refused`` says why (see
+    :func:`refusal`, or :data:`REPLAYED`) or its plan cannot work, else the command, with
+    ``rollout_id`` and ``salt`` for the rollout a start begins.
+    """
+    if refused is not None:
+        return refusal_input(command, refused, now)
+    try:
+        checked = plan(command.plan, backends=backends) if command.plan is not None else None
+    except ConfigError as exc:
+        return refusal_input(command, str(exc), now)
+    return command_input(command, checked, now, rollout_id=rollout_id, salt=salt)
+
+
+def refusal_input(command: Command, reason: str, now: datetime) -> CommandRefused:
+    """The machine's input for a command refused with ``reason``."""
+    return CommandRefused(
+        action=command.action,
+        flag=command.flag,
+        command_id=command.id,
+        actor=command.actor,
+        key_id=command.key_id,
+        reason=reason,
+        now=now,
+    )
+
+
+def command_input(
+    command: Command, plan: Plan | None, now: datetime, *, rollout_id: str, salt: str
+) -> CommandInput:
+    """The machine's input for an authenticated command, with the ids of a new rollout."""
     return CommandInput(
         action=command.action,
         flag=command.flag,
@@ -79,8 +122,8 @@ def command_input(command: Command, plan: Plan | None, now: datetime) -> Command
         reason=command.reason,
         plan=plan,
         to_end=command.to_end,
-        new_rollout_id=uuid.uuid4().hex,
-        new_salt=secrets.token_hex(8),
+        new_rollout_id=rollout_id,
+        new_salt=salt,
     )
 
 

@@ -1,0 +1,125 @@
+"""Commands into the machine's inputs: authenticated, or refused with the reason (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from controller.core import commands
+from controller.core.messages import Command, CommandAction, MonitorAlert
+from controller.core.plan import Plan, Stage
+from controller.core.rollout import CommandInput, CommandRefused
+from controller.core.signing import generate_key, load_public_key
+from controller.ctl.commands import build_command, signed_command
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+KEY, PUBLIC = generate_key()
+OTHER, _ = generate_key()
+KEYS = {"ops-1": load_public_key(PUBLIC)}
+PLAN = Plan(
+    stages=[
+        Stage(percent=5, min_duration=timedelta(hours=1)),
+        Stage(percent=100, min_units_per_arm=0),
+    ]
+)
+
+
+def signed(key: Ed25519PrivateKey = KEY, **extra: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"key_id": "ops-1", "actor": "ana", "ts_ms": NOW_MS}
+    return signed_command(CommandAction.PAUSE, "checkout", private_key=key, **{**fields, **extra})
+
+
+def tampered() -> dict[str, Any]:
+    raw = signed()
+    raw["flag"] = "payments"
+    return raw
+
+
+REFUSALS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "valid": (signed(), None),
+    "unsigned": (
+        build_command("pause", "checkout", actor="ana", key_id="ops-1"),
+        "unsigned command",
+    ),
+    "unknown key": (signed(key_id="bob"), "unknown key id 'bob'"),
+    "other key": (signed(OTHER), "bad signature"),
+    "tampered": (tampered(), "bad signature"),
+    "stale": (signed(ts_ms=NOW_MS - 600_000), "stale command: 600s from now, limit 300s"),
+    "from the future": (signed(ts_ms=NOW_MS + 600_000), "stale command"),
+    "just fresh": (signed(ts_ms=NOW_MS - 299_000), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal(case: str) -> None:
+    raw, want = REFUSALS[case]
+    command = Command.model_validate(raw)
+    got = commands.refusal(command, raw, keys=KEYS, now=NOW, max_age_seconds=300)
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert got.startswith(want)
+
+
+NEVER_COMPLETES = Plan(
+    stages=[Stage(percent=1), Stage(percent=100, min_units_per_arm=100)]
+).model_dump(mode="json")
+BAD_PLAN = {"stages": "none"}
+ADMISSIONS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
+    # case: (command fields, refused before, the refusal's reason or None when admitted)
+    "authenticated": ({}, None, None),
+    "refused": ({}, "bad signature", "bad signature"),
+    "replayed": ({}, commands.REPLAYED, "replayed command id"),
+    "a plan that works": ({"plan": PLAN.model_dump(mode="json")}, None, None),
+    "an invalid plan": ({"plan": BAD_PLAN}, None, "invalid plan"),
+    "a plan that cannot work": ({"plan": NEVER_COMPLETES}, None, "plan cannot work: error:"),
+    "unleash without unleash": (
+        {"plan": {**PLAN.model_dump(mode="json"), "backend": {"unleash": {"feature": "f"}}}},
+        None,
+        "invalid plan: backend.unleash: this controller has no Unleash",
+    ),
+    "a refusal wins over the plan": ({"plan": BAD_PLAN}, "unsigned command", "unsigned command"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADMISSIONS))
+def test_admitted(case: str) -> None:
+    extra, refused, want = ADMISSIONS[case]
+    action = "start" if "plan" in extra else "pause"
+    base = {"type": "command", "v": 1, "id": "c1", "ts": NOW_MS, "action": action}
+    command = Command.model_validate({**base, "flag": "f", "actor": "ana", **extra})
+    got = commands.admitted(
+        command, refused=refused, now=NOW, backends=frozenset(), rollout_id="r", salt="s"
+    )
+    if want is None:
+        assert isinstance(got, CommandInput)
+        assert (got.command_id, got.new_rollout_id, got.new_salt, got.now) == ("c1", "r", "s", NOW)
+        assert (got.plan is not None) == ("plan" in extra)
+    else:
+        assert isinstance(got, CommandRefused)
+        assert got.reason.startswith(want)
+        assert (got.command_id, got.action, got.actor, got.now) == ("c1", action, "ana", NOW)
+        assert got.key_id is None  # unsigned here: the refusal says so in its evidence
+
+
+def test_parse_reads_alerts_and_commands_and_refuses_what_breaks_the_contract() -> None:
+    alert = {"type": "monitor", "v": 1, "id": "a1", "ts": NOW_MS}
+    alert |= {"monitor": "api", "status": "down"}
+    assert isinstance(commands.parse(orjson.dumps(alert), alert=True), MonitorAlert)
+    raw = signed()
+    parsed = commands.parse(orjson.dumps(raw), alert=False)
+    assert isinstance(parsed, tuple)
+    assert (parsed[0].id, parsed[1]) == (raw["id"], raw)
+    with pytest.raises(ValueError, match="JSON object"):
+        commands.parse(b"[1]", alert=False)
+    with pytest.raises(ValidationError):
+        commands.parse(orjson.dumps(raw), alert=True)
+    with pytest.raises(orjson.JSONDecodeError):
+        commands.parse(b"{", alert=False)
