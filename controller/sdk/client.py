@@ -6,8 +6,8 @@ import the same names from :mod:`controller.sdk`.
 """
 
 from controller.core.flagstates import SERVES_CONTROL
+from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagBook, FlagClient
-from controller.sdk.lifecycle import Lifecycle, cancel
 
 __all__ = ["SERVES_CONTROL", "EventEmitter", "FlagBook", "FlagClient", "Lifecycle", "cancel"]
