@@ -11,7 +11,7 @@ import pytest
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 
 CLOSED_PORT = KafkaSettings(bootstrap_servers="127.0.0.1:1")
