@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controller.core.errors import BrokerError
+from controller.core.errors import BrokerError, ControllerError
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.kafka_client import ClientLifecycle, translate, translated
 from controller.settings import KafkaSettings
@@ -148,7 +148,7 @@ def _outcome(result: object) -> str:
 # -- the controller's /flags over HTTP ------------------------------------------------------
 
 
-class PollFailed(Exception):
+class PollFailed(ControllerError):
     """A poll got no usable answer; the message says why."""
 
 
