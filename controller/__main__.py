@@ -1,3 +1,5 @@
+"""``python -m controller``: the ``rollout-controller`` command."""
+
 import sys
 
 from controller.cli import main

@@ -1,4 +1,4 @@
-"""Exponential back-off that wakes up early when the daemon is asked to stop.
+"""Exponential back-off by the one retry policy, that wakes up early when asked to stop.
 
 Every retry loop gets its back-off from :func:`retry_backoff`, with the delays
 of the one retry policy (:class:`~controller.settings.retry.RetrySettings`).

@@ -17,12 +17,14 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 
+from controller.core.errors import ControllerError
 
-class DeadlineExceeded(TimeoutError):
+
+class DeadlineExceeded(ControllerError, TimeoutError):
     """The whole call did not finish within its deadline; the message names it."""
 
 
-class TooLarge(ValueError):
+class TooLarge(ControllerError, ValueError):
     """The answer is larger than the caller accepts; the message says how large."""
 
 

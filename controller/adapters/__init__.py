@@ -1,1 +1,4 @@
-"""Adapters: the thin edges towards Kafka and Redis. They import the core, never each other."""
+"""The adapters: one technology each (Kafka, Redis, HTTP, the model, Unleash) behind the ports.
+
+They import the core and the ports, never each other.
+"""

@@ -280,7 +280,7 @@ class HttpServer(Listener):
             raise _Refused(422, "not_json", "the body is not JSON") from exc
 
 
-class _Refused(Exception):
+class _Refused(ControllerError):
     """A webhook delivery refused with a status, a counted outcome and a reason."""
 
     def __init__(self, status: int, outcome: str, reason: str, *, close: bool = False) -> None:

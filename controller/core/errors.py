@@ -1,5 +1,12 @@
 """One exception root for the controller.
 
+Every exception class the controller defines derives from
+:class:`ControllerError`; those defined in other rooms are here with their
+module, and some keep a builtin base too, so ``except TimeoutError`` or
+``except ValueError`` still catch them. ``tests/unit/test_error_tree.py``
+fails when a class is outside the root or missing from this tree
+(private ones, which never leave their module, are not listed).
+
 The tree::
 
     ControllerError                 retriable: bool, carried as data
@@ -9,9 +16,24 @@ The tree::
     │   ├── FencedError             a newer owner holds the partition; permanent
     │   ├── LostWrites              the store lost writes it acknowledged; replay
     │   └── FlushRefused            the store would refuse a batch; it wrote nothing
-    └── BrokerError                 anything from the Kafka-protocol broker
-        ├── BrokerUnavailable       cannot reach the broker; retriable
-        └── MessageTooLarge         the broker will never take this message; permanent
+    ├── BrokerError                 anything from the Kafka-protocol broker
+    │   ├── BrokerUnavailable       cannot reach the broker; retriable
+    │   └── MessageTooLarge         the broker will never take this message; permanent
+    ├── BackendUnavailable          adapters.unleash: Unleash did not answer or cannot serve
+    │   └── Unreadable              an answer that is not what Unleash's API documents
+    ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
+    ├── DeadlineExceeded            deadlines: a call over its deadline (also a TimeoutError)
+    ├── TooLarge                    deadlines: an answer over its size bound (also a ValueError)
+    ├── PollFailed                  sdk.transport: a poll of /flags got no usable answer
+    │   └── AnswerTooLarge          the answer was over the poller's bound
+    ├── PayloadError                integrations.monitors: a webhook not understood (also a
+    │                               ValueError)
+    ├── RuleSyntaxError             core.rule_text: a refused audience rule (also a ValueError)
+    ├── TooCostly                   core.recurrence: a window query walks too many occurrences
+    ├── UsageError                  ctl.commands: arguments that make no valid command
+    ├── ServiceUnavailable          dev.processes: a backing service cannot run here (also a
+    │                               RuntimeError)
+    └── DemoError                   demo.session: the demo's controller did not start or died
 
 Adapters translate third-party errors (aiokafka, redis, httpx) into this tree
 at their edge, so the services above them handle one family only.

@@ -38,6 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule, rrulestr
 
+from controller.core.errors import ControllerError
+
 FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 """The frequencies a window may recur at; finer ones make no release window."""
 MAX_RULE_TEXT = 512
@@ -59,7 +61,7 @@ _RULE_TEXT = re.compile(r"^[A-Z0-9=;,+\-]+$")
 _ZONE_TEXT = re.compile(r"^[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+){0,2}$")
 
 
-class TooCostly(Exception):
+class TooCostly(ControllerError):
     """A query would walk more than :data:`MAX_EXAMINED` occurrences."""
 
 

@@ -52,6 +52,7 @@ from controller.core.audience import (
     operand_problem,
     value_kind,
 )
+from controller.core.errors import ControllerError
 from controller.core.rule_values import instant_ns, semver_key
 
 _PUNCTUATION = ("==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ",", "=", "!")
@@ -63,7 +64,7 @@ _EXPECTED_OPERATOR = (
 )
 
 
-class RuleSyntaxError(ValueError):
+class RuleSyntaxError(ControllerError, ValueError):
     """A rule text that is refused, with where and why."""
 
     def __init__(self, reason: str, line: int, column: int) -> None:

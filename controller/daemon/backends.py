@@ -209,11 +209,6 @@ class BackendSync:
         finally:
             del self._workers[flag]
 
-    async def _pass(self, flags: list[str]) -> set[str]:
-        """Sync each flag at once (each in its slot); the ones to try again."""
-        done = await asyncio.gather(*(self._attempt(flag) for flag in flags))
-        return {flag for flag, ok in zip(flags, done, strict=True) if not ok}
-
     async def _attempt(self, flag: str) -> bool:
         """Sync ``flag`` once; False if it is to be tried again (Unleash or Redis unreachable)."""
         swept = self._swept.pop(flag, None)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from controller.demo.scenario import CONVERSION_RATE, UNITS, DemoFlag, error_rate
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk import EventEmitter, FlagClient
 
 TICK_SECONDS = 0.05
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
+from controller.core.errors import ControllerError
+
 LOCALHOST = "127.0.0.1"
 _LOG_TAIL_LINES = 40
 _EXIT_STOP_TIMEOUT = 3.0
@@ -113,7 +115,7 @@ def exit_on_signals(*signals: signal.Signals) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class ServiceUnavailable(RuntimeError):
+class ServiceUnavailable(ControllerError, RuntimeError):
     """A backing service cannot be provided on this machine; the message says how to fix it."""
 
 

@@ -50,6 +50,7 @@ from pydantic import (
 )
 
 from controller.core.decoding import summarize
+from controller.core.errors import ControllerError
 
 MonitorStatus = Literal["down", "up"]
 M = TypeVar("M", bound="BaseModel")
@@ -73,7 +74,7 @@ BoundedId = Annotated[
 ]
 
 
-class PayloadError(ValueError):
+class PayloadError(ControllerError, ValueError):
     """The payload is not a webhook this endpoint understands; the text says why."""
 
 

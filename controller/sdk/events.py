@@ -23,7 +23,7 @@ import orjson
 from controller.backoff import retry_backoff
 from controller.core.errors import BrokerError
 from controller.core.messages import SCHEMA_VERSION, Arm
-from controller.sdk.lifecycle import Lifecycle, cancel
+from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome
 from controller.settings import KafkaSettings, TopicSettings
 

@@ -19,7 +19,7 @@ from controller.core.bucketing import assign
 from controller.core.errors import BrokerError
 from controller.core.flagstates import SERVES_CONTROL, Verdict, supersedes
 from controller.core.messages import Arm, FlagState
-from controller.sdk.lifecycle import Lifecycle, cancel
+from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import TopicFollower
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings

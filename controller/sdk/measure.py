@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import Protocol
 
 from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
+from controller.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener
-from controller.sdk.lifecycle import Lifecycle
 from controller.sdk.poller import FlagPoller
 
 

@@ -372,10 +372,6 @@ def _untrackable(unit: object, value: object) -> str:
     return ""
 
 
-def _is_treatment(arm: Arm) -> bool:
-    return arm is Arm.TREATMENT
-
-
 def _error(default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T]:
     return FlagResolutionDetails(
         value=default, reason=Reason.ERROR, error_code=code, error_message=message

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.core.messages import FlagState
+from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.flags import FlagBook
-from controller.sdk.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import AnswerTooLarge, FlagsEndpoint, HttpTransport, PollFailed
 
 log = logging.getLogger("controller.sdk.poller")

@@ -1,27 +1,27 @@
 """The app SDK's own transport: the only SDK module that imports aiokafka or httpx.
 
 The SDK does not use the daemon's adapters, so that apps pull in neither
-Redis nor the daemon's logging. Kafka errors are translated here, once, into
-the controller's :class:`~controller.core.errors.BrokerError` family, whose
-``retriable`` says whether sending again may succeed.
+Redis nor the daemon's logging. Its Kafka clients share the adapters' error
+translation and client lifecycle (:mod:`controller.kafka_client`): failures
+are :class:`~controller.core.errors.BrokerError`, whose ``retriable`` says
+whether sending again may succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 
-from controller.core.errors import BrokerError, BrokerUnavailable
+from controller.core.errors import BrokerError, ControllerError
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+from controller.kafka_client import ClientLifecycle, translate, translated
 from controller.settings import KafkaSettings
 
 log = logging.getLogger("controller.sdk.client")
@@ -32,35 +32,21 @@ Item = tuple[bytes, bytes]
 """(key, value) of one message."""
 
 
-def translate(exc: BaseException) -> BrokerError:
-    """A Kafka client's failure as a :class:`BrokerError`; retriable if trying again may help."""
-    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
-        return BrokerUnavailable(f"broker unreachable: {exc!r}")
-    return BrokerError(f"broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except (KafkaError, OSError) as exc:
-        raise translate(exc) from exc
-
-
 # -- the flag-state topic ---------------------------------------------------------------
 
 
-class TopicFollower:
+class TopicFollower(ClientLifecycle):
     """Every partition of one topic from its beginning, without a group.
 
-    :meth:`start` raises LookupError when the topic does not exist, and lets
-    the client's own errors through, as it always did, so an app sees why it
-    cannot start.
+    :meth:`start` raises LookupError when the topic does not exist, and a
+    :class:`BrokerError` saying why when the broker cannot be used.
     """
+
+    _context = "flag-state topic"
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self._topic = topic
-        self._consumer = AIOKafkaConsumer(
+        self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=None,
             enable_auto_commit=False,
@@ -68,15 +54,7 @@ class TopicFollower:
         )
         self._end: dict[Any, int] = {}
 
-    async def start(self) -> None:
-        try:
-            await self._consumer.start()
-            await self._assign_all()
-        except BaseException:
-            await self._consumer.stop()  # a failed start leaves nothing open
-            raise
-
-    async def _assign_all(self) -> None:
+    async def _on_started(self) -> None:
         await self._consumer.topics()  # refreshes the metadata of every topic
         partitions = self._consumer.partitions_for_topic(self._topic)
         if not partitions:
@@ -88,7 +66,7 @@ class TopicFollower:
 
     async def values(self, timeout_ms: int) -> list[bytes | None]:
         """The values that came within ``timeout_ms``; :class:`BrokerError` if fetching failed."""
-        with _translated():
+        with translated():
             batch = await self._consumer.getmany(timeout_ms=timeout_ms)
         return [record.value for records in batch.values() for record in records]
 
@@ -98,9 +76,6 @@ class TopicFollower:
             if await self._consumer.position(tp) < end:
                 return False
         return True
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
 
 
 # -- the events topic ---------------------------------------------------------------------
@@ -114,7 +89,7 @@ class Outcome:
     REJECTED = "rejected"
 
 
-class EventProducer:
+class EventProducer(ClientLifecycle):
     """A producer of one topic that reports, per message, whether it went, may go, or never will.
 
     Idempotent where the broker allows it: Kafka then drops the copies a
@@ -132,12 +107,12 @@ class EventProducer:
             "request_timeout_ms": request_timeout_ms,
         }
         self.idempotent = True
-        self._producer = AIOKafkaProducer(**self._options, enable_idempotence=True)
+        self._client = AIOKafkaProducer(**self._options, enable_idempotence=True)
 
     async def start(self) -> None:
         """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
         try:
-            await self._start()
+            await super().start()
         except BrokerError as exc:
             if exc.retriable or not self.idempotent:
                 raise
@@ -147,32 +122,21 @@ class EventProducer:
                 exc,
             )
             self.idempotent = False
-            self._producer = AIOKafkaProducer(**self._options, enable_idempotence=False)
-            await self._start()
-
-    async def _start(self) -> None:
-        try:
-            with _translated():
-                await self._producer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
+            self._client = AIOKafkaProducer(**self._options, enable_idempotence=False)
+            await super().start()
 
     async def send(self, items: list[Item]) -> list[str]:
         """Send ``items`` in order; an :class:`Outcome` for each, in the same order."""
         futures: list[asyncio.Future[Any]] = []
         for key, value in items:
             try:
-                futures.append(await self._producer.send(self._topic, key=key, value=value))
+                futures.append(await self._client.send(self._topic, key=key, value=value))
             except KafkaError as exc:
                 log.warning("event_send_failed: %r", exc)
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
         unsent = [Outcome.RETRY] * (len(items) - len(futures))
         return [_outcome(result) for result in results] + unsent
-
-    async def stop(self) -> None:
-        await self._producer.stop()
 
 
 def _outcome(result: object) -> str:
@@ -184,7 +148,7 @@ def _outcome(result: object) -> str:
 # -- the controller's /flags over HTTP ------------------------------------------------------
 
 
-class PollFailed(Exception):
+class PollFailed(ControllerError):
     """A poll got no usable answer; the message says why."""
 
 

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, event_adapter
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 from tests.reading import read_to_end
 from tests.waiting import eventually

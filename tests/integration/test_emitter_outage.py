@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.core.messages import Arm
-from controller.sdk.client import EventEmitter
+from controller.sdk import EventEmitter
 from controller.settings import KafkaSettings
 from tests.reading import read_to_end
 from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker

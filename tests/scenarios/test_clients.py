@@ -6,7 +6,7 @@ import pytest
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.sdk.client import FlagClient
+from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario, manual_plan

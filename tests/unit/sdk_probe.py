@@ -45,8 +45,7 @@ def probe(vectors_file: str) -> dict[str, object]:
     """Import and exercise the SDK; what a test needs to judge it."""
     before = set(sys.modules)
     sdk = importlib.import_module("controller.sdk")
-    names = ["controller.client"]
-    names += [m.name for m in pkgutil.walk_packages(sdk.__path__, "controller.sdk.")]
+    names = [m.name for m in pkgutil.walk_packages(sdk.__path__, "controller.sdk.")]
     for name in names:
         importlib.import_module(name)
 

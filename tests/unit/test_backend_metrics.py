@@ -51,7 +51,7 @@ async def resume(world: World) -> None:
 
 
 async def sync(world: World) -> None:
-    await world.sync._pass([FLAG])
+    await world.sync_once([FLAG])
 
 
 async def down(world: World) -> None:
@@ -178,7 +178,7 @@ async def test_each_call_without_an_answer_is_counted_by_cause(
     settings = UnleashSettings(url="http://unleash", request_timeout_seconds=0.05)
     async with UnleashAdmin(settings, transport=httpx.MockTransport(handler)) as admin:
         world.sync._backend = admin
-        assert await world.sync._pass([FLAG]) == {FLAG}
+        assert await world.sync_once([FLAG]) == {FLAG}
     found = samples(metrics)
     counted = {c: found[("rollout_backend_unanswered_total", c)] for c in UNANSWERED_CAUSES}
     assert counted == {c: int(c == cause) for c in UNANSWERED_CAUSES}

@@ -124,7 +124,7 @@ async def test_unreachable_lasts_until_every_flag_that_got_no_answer_gets_one(
 ) -> None:
     await world.command(CommandAction.START, "c1")
     await world.sync._unreachable("search", "Unleash unreachable: deadline")
-    assert await world.sync._pass([FLAG]) == set()  # an answer for another flag
+    assert await world.sync_once([FLAG]) == set()  # an answer for another flag
     assert world.alerts("backend_recovered") == []
     await world.sync._answered("search")
     assert len(world.alerts("backend_unreachable")) == 1
@@ -141,7 +141,7 @@ async def test_a_login_page_answered_with_200_alerts_unreachable_never_drift(
     settings = UnleashSettings(url="http://unleash")
     async with UnleashAdmin(settings, transport=httpx.MockTransport(lambda _r: page)) as admin:
         world.sync._backend = admin
-        assert await world.sync._pass([FLAG]) == {FLAG}  # tried again, like any outage
+        assert await world.sync_once([FLAG]) == {FLAG}  # tried again, like any outage
     (alert,) = world.alerts("backend_unreachable")
     assert "content type 'text/html'" in str(alert["summary"])
     assert world.alerts("backend_drift") == []
@@ -194,7 +194,7 @@ async def test_each_change_by_hand_in_unleash_pauses_the_rollout_naming_it(
     transport = httpx.MockTransport(lambda _r: httpx.Response(200, json=body))
     async with UnleashAdmin(settings, transport=transport) as admin:
         world.sync._backend = admin
-        assert await world.sync._pass([FLAG]) == set()
+        assert await world.sync_once([FLAG]) == set()
     # Then the rollout is paused, with an alert naming the change
     assert await world.phase() is Phase.PAUSED
     decision = [orjson.loads(v) for t, _, v in world.outputs.sent if t == TOPICS.decisions][-1]

@@ -91,6 +91,11 @@ class World:
         assert rollout is not None
         return rollout.phase
 
+    async def sync_once(self, flags: list[str]) -> set[str]:
+        """Sync each flag once, all at the same time; the ones to try again."""
+        done = await asyncio.gather(*(self.sync._attempt(flag) for flag in flags))
+        return {flag for flag, ok in zip(flags, done, strict=True) if not ok}
+
 
 def command(action: CommandAction, command_id: str) -> CommandInput:
     return CommandInput(
@@ -252,7 +257,7 @@ async def test_a_flag_unleash_refuses_for_good_is_alerted_once_and_tried_each_sw
     world.unleash.read = refuse  # type: ignore[method-assign]
     await world.command(CommandAction.START, "c1")
     for _ in range(3):
-        assert await world.sync._pass([FLAG]) == set()  # not retried in a tight loop
+        assert await world.sync_once([FLAG]) == set()  # not retried in a tight loop
     (alert,) = world.alerts("input_failed")
     assert "HTTP 400" in str(alert["summary"])
 
@@ -264,11 +269,11 @@ async def test_only_an_answer_from_unleash_ends_an_outage(world: World) -> None:
     await world.engine.rollouts.apply("plain", plain)
     await world.command(CommandAction.START, "c1")
     world.unleash.down = True
-    assert await world.sync._pass([FLAG, "plain"]) == {FLAG}
-    assert await world.sync._pass(["plain"]) == set()  # no Unleash asked: still down
+    assert await world.sync_once([FLAG, "plain"]) == {FLAG}
+    assert await world.sync_once(["plain"]) == set()  # no Unleash asked: still down
     assert world.alerts("backend_recovered") == []
     world.unleash.down = False
-    assert await world.sync._pass([FLAG]) == set()
+    assert await world.sync_once([FLAG]) == set()
     assert len(world.alerts("backend_unreachable")) == 1
     assert len(world.alerts("backend_recovered")) == 1
 

@@ -10,7 +10,7 @@ import pytest
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus
-from controller.sdk.client import EventEmitter, FlagClient
+from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 from tests.waiting import eventually
 

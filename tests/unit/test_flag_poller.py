@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from controller.core.messages import Arm, FlagState
-from controller.sdk.client import FlagClient
+from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from tests.dripping import Dripper, canned
 

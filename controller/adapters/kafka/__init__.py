@@ -1,11 +1,12 @@
 """The Kafka edge: every use of aiokafka in the daemon and the operator's tools.
 
-Modules by role: :mod:`~.errors` (the one translation of aiokafka errors into
-:class:`~controller.core.errors.BrokerError`), :mod:`~.consumers` (the
+Modules by role: :mod:`~.consumers` (the
 daemon's event and control consumers), :mod:`~.producer` (producing and the
 dead-letter publisher), :mod:`~.readers` (topic readers for ``rolloutctl`` and
-the demo) and :mod:`~.admin` (topics and partitioning). Nothing outside the
-adapters imports aiokafka; the app SDK has its own transport.
+the demo) and :mod:`~.admin` (topics and partitioning). aiokafka's errors are
+translated, and each client started and stopped, by :mod:`controller.kafka_client`,
+which the app SDK's transport shares. Nothing else outside the adapters
+imports aiokafka.
 """
 
 from controller.adapters.kafka.admin import delete_topics, ensure_topics, partition_for, topic_names

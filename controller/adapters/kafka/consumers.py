@@ -10,8 +10,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from controller.adapters.kafka.admin import partition_for
-from controller.adapters.kafka.errors import BROKER_FAILURES, translated
-from controller.adapters.kafka.lifecycle import ClientLifecycle
+from controller.kafka_client import BROKER_FAILURES, ClientLifecycle, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from controller.adapters.kafka.errors import translated
-from controller.adapters.kafka.lifecycle import ClientLifecycle
 from controller.core.errors import MessageTooLarge
+from controller.kafka_client import ClientLifecycle, translated
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings
 

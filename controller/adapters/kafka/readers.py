@@ -13,9 +13,8 @@ import collections
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.adapters.kafka.errors import translated
-from controller.adapters.kafka.lifecycle import ClientLifecycle
 from controller.core.errors import BrokerError
+from controller.kafka_client import ClientLifecycle, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings
 

@@ -1,4 +1,8 @@
-"""What the SDK's clients share: ``start()``/``stop()`` and ``async with``."""
+"""What every client shares: ``start()``/``stop()`` and ``async with``, and cancelling its task.
+
+The app SDK's clients (flag client, poller, emitter) and every Kafka client
+(:class:`controller.kafka_client.ClientLifecycle`) are such a lifecycle.
+"""
 
 from __future__ import annotations
 

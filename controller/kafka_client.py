@@ -1,0 +1,91 @@
+"""The one translation of aiokafka's errors, and the lifecycle of every Kafka client.
+
+Shared by the daemon's Kafka adapter (:mod:`controller.adapters.kafka`) and
+the app SDK's transport (:mod:`controller.sdk.transport`), and shipped in the
+SDK's own distribution. Everything that calls aiokafka does so inside
+:func:`translated`, so the rooms above handle
+:class:`~controller.core.errors.BrokerError` only and never import aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+
+from controller.core.errors import BrokerError, BrokerUnavailable, MessageTooLarge
+from controller.lifecycle import Lifecycle
+
+BROKER_FAILURES = (KafkaError, OSError)
+"""What aiokafka raises when the broker fails or cannot be reached (timeouts are OSErrors)."""
+
+
+def translate(exc: BaseException, context: str = "") -> BrokerError:
+    """``exc`` as the controller's broker error, its message prefixed with ``context``.
+
+    Its ``retriable`` says whether trying again may succeed.
+    """
+    prefix = f"{context}: " if context else ""
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+        return BrokerUnavailable(f"{prefix}broker unreachable: {str(exc) or repr(exc)}")
+    if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+        return MessageTooLarge(f"{prefix}message too large for the broker: {exc}")
+    return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
+
+
+@contextmanager
+def translated(context: str = "") -> Iterator[None]:
+    """Raise what fails inside as a :class:`BrokerError` (``context`` says what was tried)."""
+    try:
+        yield
+    except BROKER_FAILURES as exc:
+        raise translate(exc, context) from exc
+
+
+class ClientLifecycle(Lifecycle):
+    """An aiokafka client behind ``start()``/``stop()`` (both idempotent) and ``async with``.
+
+    A client that fails to start (or to start within ``_start_timeout_s``) is
+    stopped again before the translated error is raised, so no connection is
+    left behind.
+    """
+
+    _client: Any
+    _started = False
+    _context = ""
+    """What the client is for, prefixed to the message of a failure to start."""
+    _start_timeout_s: float | None = None
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        # The timeout sits inside the translation: its TimeoutError becomes a BrokerError.
+        with translated(self._context):
+            async with asyncio.timeout(self._start_timeout_s):
+                await self._start_client()
+        self._started = True
+
+    async def _start_client(self) -> None:
+        try:
+            await self._client.start()
+            await self._on_started()
+        except BaseException:
+            await self._client.stop()
+            raise
+
+    async def _on_started(self) -> None:
+        """Subscribe or position, for consumers; nothing for producers."""
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._client.stop()

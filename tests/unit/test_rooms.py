@@ -1,0 +1,90 @@
+"""One inventory of the package's rooms, which README.md and docs/architecture.md both show.
+
+The rooms are those of the layers contract in ``pyproject.toml`` (top to
+bottom; rooms of one layer never import each other), each described by the
+first line of its docstring (a package's ``__init__``); the modules inside a
+room are left to their own docstrings, so that splitting a module does not
+change the inventory. Both
+documents carry the same generated table between the two markers; after a
+change of rooms, docstrings or modules, rewrite it with::
+
+    .venv/bin/python tests/unit/test_rooms.py --write
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "architecture.md")
+BEGIN = (
+    "<!-- rooms: generated from pyproject.toml's layers and each room's docstring "
+    "by tests/unit/test_rooms.py -->"
+)
+END = "<!-- /rooms -->"
+
+
+def layers() -> list[list[str]]:
+    """The rooms of each layer, top to bottom, as dotted module names."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if "layers" in c)
+    return [[room.strip() for room in layer.split("|")] for layer in contract["layers"]]
+
+
+def _summary(path: Path) -> str:
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    assert docstring, f"{path.relative_to(ROOT)} has no docstring to describe its room"
+    return docstring.splitlines()[0].replace("|", "\\|")
+
+
+def table() -> str:
+    """The inventory as a Markdown table between its markers."""
+    rows = [BEGIN, "", "| Layer | Room | What it is |", "| --- | --- | --- |"]
+    for number, rooms in enumerate(layers(), start=1):
+        for room in rooms:
+            path = ROOT / Path(*room.split("."))
+            if path.is_dir():
+                name, summary = f"`{room.replace('.', '/')}/`", _summary(path / "__init__.py")
+            else:
+                name, summary = f"`{room.replace('.', '/')}.py`", _summary(path.with_suffix(".py"))
+            rows.append(f"| {number} | {name} | {summary} |")
+    return "\n".join([*rows, "", END])
+
+
+def shown(document: Path) -> str:
+    """The inventory block ``document`` carries, markers included ('' if none)."""
+    text = document.read_text(encoding="utf-8")
+    start, end = text.find(BEGIN), text.find(END)
+    return text[start : end + len(END)] if 0 <= start < end else ""
+
+
+def write() -> None:
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        old = shown(document)
+        assert old, f"{document.relative_to(ROOT)} has no inventory markers"
+        document.write_text(text.replace(old, table()), encoding="utf-8")
+
+
+def test_both_documents_show_the_inventory_of_the_rooms() -> None:
+    expected = table()
+    for document in DOCUMENTS:
+        assert shown(document) == expected, (
+            f"{document.relative_to(ROOT)}: run `.venv/bin/python tests/unit/test_rooms.py --write`"
+        )
+
+
+def test_the_inventory_names_every_room_of_the_layers() -> None:
+    rooms = [room for layer in layers() for room in layer]
+    generated = table()
+    assert len(rooms) > 20
+    for room in rooms:
+        assert f"`{room.replace('.', '/')}" in generated
+    assert "`controller/daemon/` | The daemon's services" in generated
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    write()
