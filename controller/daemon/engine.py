@@ -56,6 +56,7 @@ from controller.core.rollout import (
     Rollout,
     TickInput,
 )
+from controller.core.views import RolloutStatus
 from controller.core.wording import at_stage
 from controller.daemon import control
 from controller.daemon.consulting import Consultations
@@ -267,7 +268,7 @@ class Engine:
         """Wait until every consultation under way has been applied or dropped."""
         await self._consultations.done()
 
-    async def status(self, flag: str | None = None) -> list[dict[str, Any]]:
+    async def status(self, flag: str | None = None) -> list[RolloutStatus]:
         """Each rollout (or ``flag``'s) with a fresh, read-only gate view (see StatusView)."""
         return await self._status(flag)
 

@@ -89,7 +89,7 @@ def test_the_console_shows_none_of_them() -> None:
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "pause",
                 "stage": 2, "reason": HOSTILE,
                 "evidence": {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}}  # fmt: skip
-    status = describe(rollout(), None, EARLY)
+    status = describe(rollout(), None, EARLY).served()
     detail = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
     for html in (listed, chart, detail, pages.message_page(HOSTILE, HOSTILE)):
         assert "safe" in html
