@@ -134,7 +134,12 @@ async def console_over(*phases: Phase) -> tuple[ConsoleData, MemoryGateHistory]:
         await store.append_point(
             r.flag, r.rollout_id, 0, history.encode(history.point_of(r, verdict, EARLY))
         )
-        decision = {"type": "decision", "rollout_id": r.rollout_id, "ts": "2026-11-22T12:00:00Z"}
+        decision: dict[str, object] = {
+            "type": "decision",
+            "rollout_id": r.rollout_id,
+            "ts": "2026-11-22T12:00:00Z",
+        }
+        decision |= {"v": 1, "id": f"d{i}", "flag": r.flag}
         decision |= {"action": "pause", "outcome": "applied", "kind": "command", "reason": HOSTILE}
         await store.append_message(r.flag, orjson.dumps(decision), alert=False)
 
@@ -250,6 +255,7 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     }
     decision = {
         "type": "decision", "rollout_id": "r", "ts": "2026-11-24T12:05:00+00:00",
+        "v": 1, "id": "d1", "flag": "f",
         "kind": recorded.kind, "action": recorded.action, "outcome": recorded.outcome,
         "reason": recorded.reason, "stage": recorded.stage, "evidence": recorded.evidence,
     }  # fmt: skip
@@ -321,7 +327,8 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
               "model": "smollm2-135m", "rationale": f"error rate flat {HOSTILE}"}  # fmt: skip
     evidence = {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
-                "stage": 2, "evidence": evidence}  # fmt: skip
+                "stage": 2, "evidence": evidence, "v": 1, "id": "d1", "flag": "f",
+                "kind": "gate", "outcome": "applied"}  # fmt: skip
     status = describe(rollout(), None, EARLY).served()
     page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
     (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
@@ -384,7 +391,8 @@ def test_an_aborted_rollout_is_shown_neutral() -> None:
     status = describe(rollout(), None, EARLY).served() | {"phase": "aborted"}
     detail = {"status": status, "plan": {"stages": [10.0, 100.0]}, "history": {}}
     decision = {"type": "decision", "rollout_id": status["rollout_id"], "action": "abort",
-                "outcome": "applied", "reason": "wrong plan", "stage": 0}  # fmt: skip
+                "outcome": "applied", "reason": "wrong plan", "stage": 0, "v": 1, "id": "d1",
+                "flag": "f", "kind": "command", "ts": "2026-11-22T12:00:00Z"}  # fmt: skip
     html = rollout_detail({**detail, "messages": [decision]})
     assert '<li class="ended"><b>stage 1/2 (10%)</b> <small>ended</small>' in html
     assert 'class="failed"' not in html
