@@ -58,6 +58,7 @@ from controller.core.gate import evaluate
 from controller.core.histogram import BUCKET_COUNT, bucket_of
 from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import Phase, Rollout
+from controller.core.views import FlagStates
 from controller.daemon.console import ConsoleData
 from controller.daemon.history import Recorder
 from controller.daemon.status import StatusView
@@ -247,8 +248,8 @@ async def page_latency(client: RedisClient, prefix: str, n: int, requests: int) 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
 
-    async def no_flags() -> list[dict[str, Any]]:
-        return []
+    async def no_flags() -> FlagStates:
+        return FlagStates([])
 
     server = HttpServer(
         host="127.0.0.1",

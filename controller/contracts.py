@@ -1,6 +1,7 @@
 """Published wire contracts: JSON Schema files and an AsyncAPI document.
 
-The pydantic models in :mod:`controller.core.messages` are the contract. This
+The pydantic models in :mod:`controller.core.messages` are the contract, and
+those in :mod:`controller.core.views` the HTTP read API's. This
 module renders them as one JSON Schema (Draft 2020-12) file per contract, plus
 an AsyncAPI 3.0 document describing the seven topics, their keys and the
 direction each one flows from the controller's point of view. ``export``
@@ -21,6 +22,7 @@ from pydantic import TypeAdapter
 
 from controller.core.audience import AudienceRule
 from controller.core.messages import PUBLISHED_MODELS
+from controller.core.views import READ_API_MODELS
 
 JsonObject = dict[str, Any]
 
@@ -67,6 +69,21 @@ _SCHEMA_TEXT: dict[str, tuple[str, str]] = {
     ),
     "alert": ("Alert", "Something a person should know about a rollout."),
     "monitor": ("Monitor alert", "An uptime monitor changed state; `down` kills mapped flags."),
+    "http-flags": (
+        "GET /flags",
+        "The current state of every flag with a rollout, by flag: what apps poll (with an "
+        "ETag; 304 when unchanged). `key_id` and `sig` are absent when the controller has "
+        "no signing key.",
+    ),
+    "http-rollouts": (
+        "GET /rollouts",
+        "Every rollout with a fresh, read-only gate view: what `rolloutctl status` prints.",
+    ),
+    "http-rollout": ("GET /rollouts/{flag}", "One rollout with a fresh, read-only gate view."),
+    "http-rollout-history": (
+        "GET /rollouts/{flag}/history",
+        "The current rollout's recorded gate evaluations, stage by stage.",
+    ),
     "audience": (
         "Audience rule",
         "Which units a rule selects: conditions on context attributes joined by "
@@ -152,7 +169,7 @@ DEFAULT_TOPICS: dict[str, str] = {t.key: t.default for t in _TOPICS}
 
 def json_schemas() -> dict[str, JsonObject]:
     """Return the JSON Schema (Draft 2020-12) of each published contract, by file stem."""
-    models = {**PUBLISHED_MODELS, **COMPONENT_MODELS}
+    models = {**PUBLISHED_MODELS, **COMPONENT_MODELS, **READ_API_MODELS}
     return {stem: _json_schema(stem, model) for stem, model in models.items()}
 
 

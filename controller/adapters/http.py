@@ -41,6 +41,7 @@ from aiohttp import web
 from controller.adapters.listening import Listener
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import BrokerError, ControllerError, StoreError
+from controller.core.views import FlagStates, RolloutHistory, RolloutList, RolloutStatus
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
@@ -51,9 +52,9 @@ from controller.integrations.monitors import (
 from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
-FlagStates = Callable[[], Awaitable[list[dict[str, Any]]]]
-RolloutStatus = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
-RolloutHistory = Callable[[str], Awaitable[dict[str, Any] | None]]
+FlagStateSource = Callable[[], Awaitable[FlagStates]]
+StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]
+HistorySource = Callable[[str], Awaitable[RolloutHistory | None]]
 Parser = Callable[[object], MonitorSignal | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_WEBHOOK_BYTES = 64 * 1024
@@ -96,11 +97,11 @@ class HttpServer(Listener):
         host: str,
         port: int,
         readiness: Readiness,
-        flags: FlagStates,
+        flags: FlagStateSource,
         metrics: Callable[[], bytes],
         metrics_content_type: str,
-        rollouts: RolloutStatus | None = None,
-        history: RolloutHistory | None = None,
+        rollouts: StatusSource | None = None,
+        history: HistorySource | None = None,
         console: ConsoleSource | None = None,
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
@@ -171,7 +172,8 @@ class HttpServer(Listener):
         return web.Response(body=body, headers={"Content-Type": self._metrics_type})
 
     async def _flag_states(self, request: web.Request) -> web.Response:
-        body = orjson.dumps(await self._flags(), option=orjson.OPT_SORT_KEYS)
+        states = [state.served() for state in (await self._flags()).root]
+        body = orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -180,21 +182,21 @@ class HttpServer(Listener):
     async def _rollout_list(self, _request: web.Request) -> web.Response:
         if self._rollouts is None:
             return _json({"error": "rollout status is not served here"}, status=404)
-        return _json({"rollouts": await self._rollouts(None)})
+        return _json(RolloutList(rollouts=await self._rollouts(None)).served())
 
     async def _rollout_one(self, request: web.Request) -> web.Response:
         flag = request.match_info["flag"]
         found = await self._rollouts(flag) if self._rollouts is not None else []
         if not found:
             return _json({"error": f"no rollout for flag {flag!r}"}, status=404)
-        return _json(found[0])
+        return _json(found[0].served())
 
     async def _rollout_history(self, request: web.Request) -> web.Response:
         flag = request.match_info["flag"]
         found = await self._history(flag) if self._history is not None else None
         if found is None:
             return _json({"error": f"no rollout history for flag {flag!r}"}, status=404)
-        return _json(found)
+        return _json(found.served())
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
         # names a reopen whose payload carries no timestamp telling it apart

@@ -41,6 +41,9 @@ class MemoryStates:
     async def load_many(self, flags: Sequence[str]) -> list[Loaded | StoreError]:
         return [await self.load(flag) for flag in flags]
 
+    async def load_all(self) -> dict[str, Loaded | StoreError]:
+        return {flag: Loaded(*self.docs[flag]) for flag in sorted(self.docs)}
+
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
         if write.command_id in self.commands:
             return SaveOutcome.ALREADY_APPLIED
@@ -99,6 +102,9 @@ class MemoryAggregates:
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
         self.reads += 1
         return FlagAggregates(flag, frozenset(versions), ArmAggregate(), ArmAggregate())
+
+    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
+        return [await self.read(flag, versions) for flag, versions in wanted]
 
     async def pop_dirty(self, limit: int = 10_000) -> set[str]:
         popped, self.dirty = self.dirty, set()

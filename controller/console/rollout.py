@@ -30,7 +30,7 @@ from controller.console.pages import (
 )
 from controller.core.headline import verdict_line
 from controller.core.machine import applicable
-from controller.core.messages import CommandAction
+from controller.core.messages import Alert, CommandAction, Decision, decision_or_alert
 from controller.core.rollout import PauseReason, Phase
 from controller.core.wording import advice_text, decided_at, quotable_rationale, stage_label
 
@@ -55,8 +55,9 @@ def rollout_detail(detail: Mapping[str, Any]) -> str:
     status: Mapping[str, Any] = detail.get("status", {})
     history: Mapping[str, Any] = detail.get("history", {})
     messages: Sequence[Mapping[str, Any]] = detail.get("messages", [])
-    decisions = [m for m in messages if m.get("type") == "decision"]
-    alerts = [m for m in messages if m.get("type") == "alert"]
+    parsed = [(m, decision_or_alert(m)) for m in messages]
+    decisions = [m for m, read in parsed if isinstance(read, Decision)]
+    alerts = [m for m, read in parsed if isinstance(read, Alert)]
     flag = str(status.get("flag", ""))
     return "".join(
         [

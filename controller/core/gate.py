@@ -45,6 +45,7 @@ from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.srm import SrmResult, srm_test
+from controller.core.views import RolloutView
 from controller.core.wording import quantity_text, stage_position
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
@@ -358,14 +359,14 @@ def _evidence(
     }
 
 
-def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[str, Any]:
+def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> RolloutView:
     """A rollout's state for people and dashboards: where it is and what the gate sees.
 
     ``verdict`` is the gate's current view of the stage (None once the rollout
     finished); its evidence carries the per-arm counts and the guardrail bounds.
     """
     stage = rollout.plan.stages[rollout.stage]
-    return {
+    fields = {
         "flag": rollout.flag,
         "rollout_id": rollout.rollout_id,
         "plan": rollout.plan.name,
@@ -388,3 +389,4 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> dict[s
         "verdict_reason": None if verdict is None else verdict.reason,
         "evidence": {} if verdict is None else verdict.evidence,
     }
+    return RolloutView.model_validate(fields)

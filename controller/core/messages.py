@@ -15,6 +15,7 @@ ingest's fast decoder follows the same rule (:mod:`decoding`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     TypeAdapter,
+    ValidationError,
 )
 
 SCHEMA_VERSION = 1
@@ -325,6 +327,20 @@ class MonitorAlert(_Message):
     monitor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     status: Literal["down", "up"]
     incident_id: MessageId | None = None
+
+
+_OUTPUT: TypeAdapter[Decision | Alert] = TypeAdapter(
+    Annotated[Decision | Alert, Field(discriminator="type")]
+)
+
+
+def decision_or_alert(value: object) -> Decision | Alert | None:
+    """A decision or an alert read back from its topic or the gate history; None for
+    anything else: another type, or a message that breaks the contract, skipped, never raised."""
+    try:
+        return _OUTPUT.validate_python(dict(value) if isinstance(value, Mapping) else value)
+    except ValidationError:
+        return None
 
 
 PUBLISHED_MODELS: dict[str, Any] = {

@@ -23,6 +23,7 @@ import orjson
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.errors import ConfigError, ControllerError
+from controller.core.messages import Decision, decision_or_alert
 from controller.ctl import diagnosis, narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
@@ -151,6 +152,6 @@ async def read_decisions(
             message = orjson.loads(value)
         except orjson.JSONDecodeError:
             continue  # not a decision; the report is about the ones that are
-        if isinstance(message, dict) and message.get("type") == "decision":
+        if isinstance(message, dict) and isinstance(decision_or_alert(message), Decision):
             decisions.append(message)
     return decisions, complete

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from controller.adapters.kafka import TopicReader
+from controller.core.messages import Decision, decision_or_alert
 from controller.settings import KafkaSettings
 
 Sender = Callable[[], Awaitable[tuple[int, int]]]
@@ -42,7 +43,8 @@ async def send_and_await(
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             for message in await _poll(reader, min(left, 0.5)):
-                if message.get("type") == "decision" and message.get("command_id") == command["id"]:
+                decision = decision_or_alert(message)
+                if isinstance(decision, Decision) and decision.command_id == command["id"]:
                     return message
     return None
 

@@ -1,8 +1,9 @@
 """What the console and ``/rollouts/{flag}/history`` show, gathered from the stores.
 
 Read-only, and cheap where it must scale: the list of every rollout reads
-each state and the last history point of each active stage (one pipelined
-round trip), not the aggregates, so a thousand rollouts list in one page
+each state (:meth:`RolloutStates.load_all`, two round trips) and the last
+history point of each active stage (one pipelined round trip), not the
+aggregates, so a thousand rollouts list in one page
 (``bench/console.py``). Only a rollout's own page runs a fresh gate view.
 Everything read back from the stores is decoded defensively: an unreadable
 point or message is skipped.
@@ -24,6 +25,13 @@ from controller.core import history
 from controller.core.errors import StoreError
 from controller.core.gate import describe
 from controller.core.rollout import Rollout
+from controller.core.views import (
+    HistoryPoint,
+    RolloutHistory,
+    RolloutRow,
+    RolloutStatus,
+    StageHistory,
+)
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.console")
@@ -31,7 +39,7 @@ log = structlog.get_logger("controller.daemon.console")
 RECENT_ALERTS = 20
 LIST_TTL_S = 4.0
 """The list is built at most this often, however many browsers poll it."""
-Status = Callable[[str | None], Awaitable[list[dict[str, Any]]]]
+Status = Callable[[str | None], Awaitable[list[RolloutStatus]]]
 
 
 class ConsoleData:
@@ -52,43 +60,47 @@ class ConsoleData:
         self._list: tuple[float, str] | None = None
         self._building = asyncio.Lock()
 
-    async def history(self, flag: str) -> dict[str, Any] | None:
+    async def history(self, flag: str) -> RolloutHistory | None:
         """The current rollout of ``flag``'s gate history, stage by stage; None without one."""
         found = (await self._states.load(flag)).rollout
         if found is None:
             return None
         return await self._served(found)
 
-    async def _served(self, found: Rollout) -> dict[str, Any]:
+    async def _served(self, found: Rollout) -> RolloutHistory:
         stages = len(found.plan.stages)
         raw = await self._history.points(found.flag, found.rollout_id, stages)
-        return {
-            "flag": found.flag,
-            "rollout_id": found.rollout_id,
-            "stages": [
-                {
-                    "stage": i,
-                    "percent": found.plan.stages[i].percent,
-                    "points": [p.as_json() for p in map(history.decode, entries) if p is not None],
-                }
+        return RolloutHistory(
+            flag=found.flag,
+            rollout_id=found.rollout_id,
+            stages=[
+                StageHistory(
+                    stage=i,
+                    percent=found.plan.stages[i].percent,
+                    points=[
+                        HistoryPoint.model_validate(p.as_json())
+                        for p in map(history.decode, entries)
+                        if p is not None
+                    ],
+                )
                 for i, entries in enumerate(raw)
             ],
-        }
+        )
 
     async def list_fragment(self) -> str:
         """The list of every rollout; one build serves every poll for ``list_ttl_s``."""
         async with self._building:
             if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
                 return self._list[1]
-            fragment = pages.rollout_list(await self.rows(), await self._alerts())
+            rows = [row.served() for row in await self.rows()]
+            fragment = pages.rollout_list(rows, await self._alerts())
             self._list = (time.monotonic(), fragment)
             return fragment
 
-    async def rows(self) -> list[dict[str, Any]]:
+    async def rows(self) -> list[RolloutRow]:
         """Every rollout as the list shows it, with its health from the last gate point."""
         now = self._now()
-        flags = sorted(await self._states.flags())
-        loaded = await self._states.load_many(flags)
+        loaded = (await self._states.load_all()).values()
         for failed in (x for x in loaded if isinstance(x, StoreError)):
             log.warning("console_state_unreadable", error=str(failed))
         found = [x.rollout for x in loaded if isinstance(x, Loaded) and x.rollout is not None]
@@ -97,9 +109,10 @@ class ConsoleData:
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
         rows = []
         for r in found:
-            row = {**describe(r, None, now), "active": r.phase.active}
-            row["health"], row["health_reason"] = pages.health(row, last.get(r.flag))
-            rows.append(row)
+            shown = describe(r, None, now).served()
+            health, reason = pages.health(shown, last.get(r.flag))
+            fields = {**shown, "active": r.phase.active, "health": health, "health_reason": reason}
+            rows.append(RolloutRow.model_validate(fields))
         return rows
 
     async def rollout_fragment(self, flag: str) -> str | None:
@@ -123,9 +136,9 @@ class ConsoleData:
             ],
         }
         detail = {
-            "status": status[0] if status else describe(found, None, self._now()),
+            "status": (status[0] if status else describe(found, None, self._now())).served(),
             "plan": plan,
-            "history": await self._served(found),
+            "history": (await self._served(found)).served(),
             "messages": mine,
         }
         return rollout.rollout_detail(detail)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
+from controller.core.errors import StoreError
 from controller.core.gate import describe, evaluate
-from controller.ports import AggregateReader, RolloutStates
+from controller.core.views import RolloutStatus
+from controller.ports import AggregateReader, Loaded, RolloutStates
 
 
 class StatusView:
     """Each rollout (or one flag's) as :func:`describe` shows it, with a fresh gate view.
 
     Read-only: the verdict is computed, never applied, and the advisor is not
-    asked.
+    asked. Every rollout is read in a fixed number of round trips: the states
+    together (:meth:`RolloutStates.load_all`), then the active stages'
+    aggregates together (:meth:`AggregateReader.read_many`).
     """
 
     def __init__(
@@ -28,17 +31,31 @@ class StatusView:
         self._states, self._aggregates = states, aggregates
         self._stale_after, self._now = stale_after, clock
 
-    async def __call__(self, flag: str | None = None) -> list[dict[str, Any]]:
-        flags = [flag] if flag is not None else sorted(await self._states.flags())
-        now, out = self._now(), []
-        for name in flags:
-            rollout = (await self._states.load(name)).rollout
-            if rollout is None:
-                continue
-            verdict = None
-            if rollout.phase.active:
-                data = await self._aggregates.read(name, rollout.stage_flag_versions())
-                verdict = evaluate(rollout, data, now)
-            stale = rollout.stale(now, self._stale_after)
-            out.append({**describe(rollout, verdict, now), "stale": stale})
-        return out
+    async def __call__(self, flag: str | None = None) -> list[RolloutStatus]:
+        if flag is not None:
+            found = [(await self._states.load(flag)).rollout]
+        else:
+            every = (await self._states.load_all()).values()
+            found = [readable(loaded).rollout for loaded in every]
+        rollouts = [r for r in found if r is not None]
+        active = [r for r in rollouts if r.phase.active]
+        data = await self._aggregates.read_many([(r.flag, r.stage_flag_versions()) for r in active])
+        now = self._now()
+        verdicts = {r.flag: evaluate(r, d, now) for r, d in zip(active, data, strict=True)}
+        return [
+            RolloutStatus.model_validate(
+                {
+                    **describe(r, verdicts.get(r.flag), now).__dict__,
+                    "stale": r.stale(now, self._stale_after),
+                }
+            )
+            for r in rollouts
+        ]
+
+
+def readable(loaded: Loaded | StoreError) -> Loaded:
+    """``loaded``, or its error raised: a reader that must show every flag fails on one
+    it cannot read, as loading that flag alone would."""
+    if isinstance(loaded, StoreError):
+        raise loaded
+    return loaded

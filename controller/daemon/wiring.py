@@ -40,6 +40,7 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable, ControllerError
 from controller.core.signing import StateSigner
+from controller.core.views import FlagStates, FlagStateView
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
@@ -52,7 +53,7 @@ from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
 from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
-from controller.daemon.status import StatusView
+from controller.daemon.status import StatusView, readable
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -249,7 +250,7 @@ def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
         host=settings.http.host,
         port=settings.http.port,
         readiness=lambda: _readiness(parts, settings),
-        flags=lambda: _flag_states(parts.states, parts.signer),
+        flags=lambda: flag_states(parts.states, parts.signer),
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         rollouts=parts.status,
@@ -338,11 +339,11 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
     return None
 
 
-async def _flag_states(states: RolloutStore, signer: StateSigner | None) -> list[dict[str, Any]]:
-    """The current state of every flag with a rollout, as apps see it (signed, with a key)."""
-    loaded = [(await states.load(flag)).rollout for flag in sorted(await states.flags())]
+async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
+    """Every flag's current state as apps see it (signed, with a key), in two round trips."""
+    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
     fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
-    return signed_states(fields, signer)
+    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
 
 
 def _utcnow() -> datetime:

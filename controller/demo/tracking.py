@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.core.messages import Alert, Decision, decision_or_alert
+
 ROLLBACK = "rollback"
 
 
@@ -49,33 +51,37 @@ class Tracker:
         return self.flags.setdefault(flag, FlagRecord())
 
     def observe(self, message: dict[str, Any]) -> None:
-        """Fold one message from the decisions, alerts or flag-state topic."""
+        """Fold one message from the decisions, alerts or flag-state topic.
+
+        A decision or alert is read as its contract says (:class:`Decision`,
+        :class:`Alert`); one that breaks it is skipped.
+        """
         flag = message.get("flag")
         if not isinstance(flag, str):
             return
         self.messages += 1
-        kind = message.get("type")
-        if kind == "decision":
-            _decision(self.record(flag), message)
-        elif kind == "alert":
+        read = decision_or_alert(message)
+        if isinstance(read, Decision):
+            _decision(self.record(flag), read)
+        elif isinstance(read, Alert):
             self.record(flag).alerts.append(message)
-        elif kind == "flag_state":
+        elif message.get("type") == "flag_state":
             self.record(flag).state = message
 
 
 _ENDED = frozenset({"completed", "rolled_back", "aborted", "killed"})
 
 
-def _decision(record: FlagRecord, decision: dict[str, Any]) -> None:
+def _decision(record: FlagRecord, decision: Decision) -> None:
     record.decisions += 1
-    evidence = decision.get("evidence") or {}
+    evidence = decision.evidence
     if isinstance(evidence.get("advisor"), dict):
         record.advice.append(evidence["advisor"])
-    if decision.get("outcome") != "applied":
+    if decision.outcome != "applied":
         return
-    record.last_reason = str(decision.get("reason", ""))
-    record.concluded = decision.get("phase_after") in _ENDED
-    if decision.get("action") == ROLLBACK:
+    record.last_reason = decision.reason
+    record.concluded = decision.phase_after in _ENDED
+    if decision.action == ROLLBACK:
         record.rollback_reason = record.last_reason
     if _compares_arms(evidence):
         record.evidence = evidence

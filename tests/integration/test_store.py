@@ -211,3 +211,39 @@ async def test_states_load_together_and_an_unreadable_one_is_its_own_error(
     assert isinstance(broken, StoreError)
     assert "c: the stored rollout state is unreadable" in str(broken)
     assert [await states.load("a")] == found[:1]
+
+
+async def test_every_state_loads_in_flag_order_with_an_unreadable_one_as_its_error(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    states = RolloutStore(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    assert await states.load_all() == {}
+    for flag in ("c", "a", "b"):
+        saved = rollout().model_copy(update={"flag": flag})
+        assert await states.save(flag, StateWrite(rev=0, rollout=saved)) == SaveOutcome.SAVED
+    await store_client.hset(f"{{{redis_namespace}:flag:b}}:state", "doc", b"{not json")
+    found = await states.load_all()
+    assert list(found) == ["a", "b", "c"]
+    assert found["a"] == await states.load("a")
+    assert isinstance(found["b"], StoreError)
+    assert found["c"] == await states.load("c")
+
+
+async def test_reads_together_sum_as_each_read_alone(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(store_client, redis_namespace)
+    rng = random.Random(11)
+    events = [
+        {**make_event(rng, i), "flag": f"f{i % 3}", "flag_version": 1 + i % 2} for i in range(300)
+    ]
+    for p in range(PARTITIONS):
+        claim = await store.claim(p)
+        delta = PartitionDelta(partition=p, next_offset=1)
+        fold([decoded(e) for e in events if partition_of(e["unit"], PARTITIONS) == p], delta.cells)
+        await store.flush(delta, epoch=claim.epoch, expected_offset=None)
+    wanted = [("f0", [1, 2]), ("f1", [2]), ("nobody", [1]), ("f2", []), ("f2", [1])]
+    together = await store.read_many(wanted)
+    assert together == [await store.read(flag, versions) for flag, versions in wanted]
+    assert together[0].treatment.exposures + together[0].control.exposures > 0
+    assert await store.read_many([]) == []

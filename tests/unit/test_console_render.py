@@ -27,6 +27,7 @@ from controller.core.gate import describe, evaluate
 from controller.core.plan import Stage
 from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.transitions import Cause, roll_back
+from controller.core.views import RolloutStatus
 from controller.ctl import views
 from controller.daemon.console import ConsoleData
 from controller.ports import StateWrite
@@ -133,15 +134,21 @@ async def console_over(*phases: Phase) -> tuple[ConsoleData, MemoryGateHistory]:
         await store.append_point(
             r.flag, r.rollout_id, 0, history.encode(history.point_of(r, verdict, EARLY))
         )
-        decision = {"type": "decision", "rollout_id": r.rollout_id, "ts": "2026-11-22T12:00:00Z"}
+        decision: dict[str, object] = {
+            "type": "decision",
+            "rollout_id": r.rollout_id,
+            "ts": "2026-11-22T12:00:00Z",
+        }
+        decision |= {"v": 1, "id": f"d{i}", "flag": r.flag}
         decision |= {"action": "pause", "outcome": "applied", "kind": "command", "reason": HOSTILE}
         await store.append_message(r.flag, orjson.dumps(decision), alert=False)
 
-    async def status(flag: str | None) -> list[dict[str, object]]:
+    async def status(flag: str | None) -> list[RolloutStatus]:
         found = (await states.load(flag or "")).rollout
         if found is None:
             return []
-        return [describe(found, evaluate(found, HEALTHY, EARLY), EARLY)]
+        shown = describe(found, evaluate(found, HEALTHY, EARLY), EARLY)
+        return [RolloutStatus.model_validate({**shown.served(), "stale": False})]
 
     console = ConsoleData(states=states, history=store, status=status, clock=lambda: EARLY)
     return console, store
@@ -149,19 +156,21 @@ async def console_over(*phases: Phase) -> tuple[ConsoleData, MemoryGateHistory]:
 
 async def test_rows_read_the_last_point_of_active_rollouts_only() -> None:
     console, _ = await console_over(Phase.RUNNING, Phase.ROLLED_BACK)
-    rows = {r["flag"]: r for r in await console.rows()}
-    assert rows["f0"]["health"] == "attention"  # its last gate saw the error rate regress
-    assert rows["f1"]["health"] == "failed"
+    rows = {r.flag: r for r in await console.rows()}
+    assert rows["f0"].health == "attention"  # its last gate saw the error rate regress
+    assert rows["f1"].health == "failed"
 
 
 async def test_history_is_served_stage_by_stage() -> None:
     console, _ = await console_over(Phase.RUNNING)
     served = await console.history("f0")
     assert served is not None
-    assert [s["stage"] for s in served["stages"]] == [0, 1]
-    (point,) = served["stages"][0]["points"]
-    assert point["verdict"] == "rollback"
-    assert point["guardrails"]["error_rate"]["regressed"] is True
+    assert [s.stage for s in served.stages] == [0, 1]
+    (point,) = served.stages[0].points
+    assert point.verdict == "rollback"
+    regressed = point.guardrails["error_rate"]
+    assert regressed is not None
+    assert regressed.regressed is True
     assert await console.history("nobody") is None
 
 
@@ -182,7 +191,8 @@ async def test_rollout_page_has_chart_decisions_and_commands_escaped() -> None:
 
 @pytest.mark.parametrize("flag", ["a b", "x;rm -rf /"])
 def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
-    status = describe(rollout().model_copy(update={"flag": flag}), None, T0 + timedelta(1))
+    found = rollout().model_copy(update={"flag": flag})
+    status = describe(found, None, T0 + timedelta(1)).served()
     html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
 
@@ -245,10 +255,11 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     }
     decision = {
         "type": "decision", "rollout_id": "r", "ts": "2026-11-24T12:05:00+00:00",
+        "v": 1, "id": "d1", "flag": "f",
         "kind": recorded.kind, "action": recorded.action, "outcome": recorded.outcome,
         "reason": recorded.reason, "stage": recorded.stage, "evidence": recorded.evidence,
     }  # fmt: skip
-    status = describe(after, None, T0 + timedelta(days=3))
+    status = describe(after, None, T0 + timedelta(days=3)).served()
     guardrails = [{"metric": "error_rate", "tolerance": 0.0, "lower_is_better": True}]
     detail = {"status": status, "plan": {"stages": list(PERCENTS), "guardrails": guardrails}}
 
@@ -316,8 +327,9 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
               "model": "smollm2-135m", "rationale": f"error rate flat {HOSTILE}"}  # fmt: skip
     evidence = {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
-                "stage": 2, "evidence": evidence}  # fmt: skip
-    status = describe(rollout(), None, EARLY)
+                "stage": 2, "evidence": evidence, "v": 1, "id": "d1", "flag": "f",
+                "kind": "gate", "outcome": "applied"}  # fmt: skip
+    status = describe(rollout(), None, EARLY).served()
     page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
     (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
     assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
@@ -368,17 +380,19 @@ def test_a_served_history_is_read_within_bounds() -> None:
 def test_the_page_offers_only_the_commands_the_phase_accepts(
     phase: str, reason: str | None, offered: list[str]
 ) -> None:
-    status = describe(rollout(), None, EARLY) | {"phase": phase, "pause_reason": reason}
+    status = describe(rollout(), None, EARLY).served()
+    status |= {"phase": phase, "pause_reason": reason}
     html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
     shown = re.findall(r"rolloutctl (\w+) ", html)
     assert [a for a in shown if a != "start"] == offered
 
 
 def test_an_aborted_rollout_is_shown_neutral() -> None:
-    status = describe(rollout(), None, EARLY) | {"phase": "aborted"}
+    status = describe(rollout(), None, EARLY).served() | {"phase": "aborted"}
     detail = {"status": status, "plan": {"stages": [10.0, 100.0]}, "history": {}}
     decision = {"type": "decision", "rollout_id": status["rollout_id"], "action": "abort",
-                "outcome": "applied", "reason": "wrong plan", "stage": 0}  # fmt: skip
+                "outcome": "applied", "reason": "wrong plan", "stage": 0, "v": 1, "id": "d1",
+                "flag": "f", "kind": "command", "ts": "2026-11-22T12:00:00Z"}  # fmt: skip
     html = rollout_detail({**detail, "messages": [decision]})
     assert '<li class="ended"><b>stage 1/2 (10%)</b> <small>ended</small>' in html
     assert 'class="failed"' not in html

@@ -273,20 +273,27 @@ def test_a_running_flag_shows_the_live_verdict_of_the_pure_gate() -> None:
     assert "(+200%), regressed (p = " in shown.note
 
 
+def published(message_type: str, **fields: Any) -> dict[str, Any]:
+    """A decision or alert as the controller publishes it: with its envelope."""
+    envelope = {"type": message_type, "v": 1, "id": f"{message_type}-1", "ts": 1_767_225_600_000}
+    return {**envelope, **fields}
+
+
 def test_a_finished_flag_shows_the_evidence_it_was_decided_on() -> None:
     tracker = Tracker()
     decided = evaluate(rollout(Phase.RUNNING, 2), aggregates(120, 120), NOW)
     for message in (
         {"type": "flag_state", "flag": FAULTY, "percent": 0.0},
-        {
-            "type": "decision",
-            "flag": FAULTY,
-            "action": "rollback",
-            "outcome": "applied",
-            "reason": decided.reason,
-            "evidence": decided.evidence,
-        },
-        {"type": "alert", "flag": FAULTY, "kind": "rollback", "severity": "critical"},
+        published(
+            "decision",
+            flag=FAULTY,
+            kind="gate",
+            action="rollback",
+            outcome="applied",
+            reason=decided.reason,
+            evidence=decided.evidence,
+        ),
+        published("alert", flag=FAULTY, kind="rollback", severity="critical", summary="rolled"),
     ):
         tracker.observe(message)
     state = rollout(Phase.ROLLED_BACK, 2)
@@ -310,13 +317,14 @@ def test_advice_is_counted_from_every_decision_that_carries_it() -> None:
         {"status": "ok", "action": "hold", "confidence": 0.4, "rationale": "too few units"},
     ):
         tracker.observe(
-            {
-                "type": "decision",
-                "flag": HEALTHY,
-                "action": "advance",
-                "outcome": "applied",
-                "evidence": {"advisor": advice},
-            }
+            published(
+                "decision",
+                flag=HEALTHY,
+                kind="gate",
+                action="advance",
+                outcome="applied",
+                evidence={"advisor": advice},
+            )
         )
     record = tracker.record(HEALTHY)
     assert record.decisions == 3
@@ -381,7 +389,7 @@ def test_an_incoherent_opinion_is_shown_as_such_never_quoted() -> None:
     """The demo once printed "says advance ...; advisor's rationale: rollback"."""
     tracker = Tracker()
     advice = {"status": "ok", "action": "advance", "confidence": 0.9, "rationale": "rollback"}
-    decision = {"type": "decision", "flag": HEALTHY, "action": "advance", "outcome": "applied"}
+    decision = published("decision", flag=HEALTHY, kind="gate", action="advance", outcome="applied")
     tracker.observe({**decision, "evidence": {"advisor": advice}})
     shown = flag_view(DemoFlag(HEALTHY, faulty=False), None, None, tracker.record(HEALTHY), NOW)
     assert shown.advisor == AdvisorView(

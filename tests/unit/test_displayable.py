@@ -87,9 +87,10 @@ def test_the_console_shows_none_of_them() -> None:
     advice = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 5,
               "model": HOSTILE, "rationale": HOSTILE}  # fmt: skip
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "pause",
-                "stage": 2, "reason": HOSTILE,
+                "stage": 2, "reason": HOSTILE, "v": 1, "id": "d1", "flag": "f",
+                "kind": "command", "outcome": "applied",
                 "evidence": {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}}  # fmt: skip
-    status = describe(rollout(), None, EARLY)
+    status = describe(rollout(), None, EARLY).served()
     detail = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
     for html in (listed, chart, detail, pages.message_page(HOSTILE, HOSTILE)):
         assert "safe" in html

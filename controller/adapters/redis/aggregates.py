@@ -23,7 +23,7 @@ error because events are keyed by unit id, so each unit lives on one partition.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -46,6 +46,8 @@ return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 """
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
 _msgpack = msgspec.msgpack.Encoder()
+CLUSTER_FANOUT = 256
+"""How many ``PFCOUNT`` calls a read sends to a cluster side by side (each is one slot's)."""
 
 
 class RedisAggregateStore:
@@ -184,21 +186,57 @@ class RedisAggregateStore:
         per_cell = iter(counts)
         return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
 
+    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
+        """:meth:`read` of each ``(flag, versions)``, in one pipeline for them all.
+
+        The partitions are read once; then, as :meth:`read` does, one round
+        trip on one node, and on a cluster the hashes pipelined by node beside
+        the ``PFCOUNT`` calls (at most :data:`CLUSTER_FANOUT` at a time).
+        """
+        parts = await self.partitions()
+        cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
+        layout = []
+        hashes: list[str] = []
+        units: list[list[str]] = []
+        for flag, versions in wanted:
+            found = sorted(set(versions))
+            layout.append((flag, found))
+            hashes += [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in found]
+            units += [[f"{tag}:u:{flag}:{v}:{arm}" for v in found] for tag, arm in cells]
+        async with translated():
+            rows, counts = await self._read(hashes, [keys for keys in units if keys])
+        per_cell, row_at, unit_at, out = iter(counts), 0, 0, []
+        for flag, found in layout:
+            mine = units[unit_at : unit_at + len(cells)]
+            taken = [next(per_cell) if keys else 0 for keys in mine]
+            span = len(cells) * len(found)
+            out.append(_sum_arms(flag, found, rows[row_at : row_at + span], taken))
+            row_at, unit_at = row_at + span, unit_at + len(cells)
+        return out
+
     async def _read(self, hashes: list[str], units: list[list[str]]) -> tuple[list[Any], list[int]]:
         """``HGETALL`` of each hash and ``PFCOUNT`` of each group of HyperLogLogs."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in hashes:
                 pipe.hgetall(key)
             if self._cluster:
-                rows, *counts = await asyncio.gather(
-                    pipe.execute(), *(self._redis.pfcount(*keys) for keys in units)
-                )
-                return rows, [int(c) for c in counts]
+                rows, counts = await asyncio.gather(pipe.execute(), self._pfcounts(units))
+                return rows, counts
             for keys in units:
                 pipe.pfcount(*keys)
             results = await pipe.execute()
         split = len(hashes)
         return results[:split], [int(c) for c in results[split:]]
+
+    async def _pfcounts(self, units: list[list[str]]) -> list[int]:
+        """``PFCOUNT`` of each group on a cluster, :data:`CLUSTER_FANOUT` at a time."""
+        counts: list[int] = []
+        for start in range(0, len(units), CLUSTER_FANOUT):
+            batch = units[start : start + CLUSTER_FANOUT]
+            counts += [
+                int(c) for c in await asyncio.gather(*(self._redis.pfcount(*k) for k in batch))
+            ]
+        return counts
 
 
 def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int]) -> FlagAggregates:

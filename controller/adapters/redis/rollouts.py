@@ -153,6 +153,13 @@ class RolloutStore:
                 found.append(exc)
         return found
 
+    async def load_all(self) -> dict[str, Loaded | StoreError]:
+        """Every flag with its state, in flag order, in two round trips however many there
+        are: the set of flags, then every state in one pipeline (on a cluster, one per node,
+        side by side: a flag's keys are in its own slot, so no script could read them all)."""
+        flags = sorted(await self.flags())
+        return dict(zip(flags, await self.load_many(flags), strict=True))
+
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome:
         """Apply ``write`` to ``flag``'s state and outbox, iff still at its revision."""
         doc = write.rollout.model_dump_json() if write.rollout is not None else ""
