@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from controller.backoff import sleep_or_stop
 from controller.core.aggregates import FlagAggregates
+from controller.core.errors import StoreError
 from controller.core.gate import evaluate
 from controller.core.rollout import GateInput, Input, Phase, Rollout, TickInput
 from controller.daemon.consulting import Consultations
@@ -24,7 +25,7 @@ from controller.daemon.containment import Containment, Retry
 from controller.daemon.history import Recorder
 from controller.daemon.metrics import Metrics
 from controller.daemon.rollouts import Rollouts
-from controller.ports import AggregateReader, ControlSource, RolloutStates
+from controller.ports import AggregateReader, ControlSource, Loaded, RolloutStates
 from controller.settings import EngineSettings
 
 
@@ -83,17 +84,26 @@ class GateLoop:
         if theirs:  # another instance gates these: leave the news for it
             await self._aggregates.mark_dirty(theirs)
         mine = dirty - theirs
-        swept = {f for f in await self._states.flags() if control.owns(f)} if full else set()
+        # A sweep reads every state at once (load_all: round trips that do not grow
+        # with the flags); a flag it could not read fails alone, in its gate below.
+        every = await self._states.load_all() if full else {}
+        swept = {f for f in every if control.owns(f)}
         if full:  # the flags this instance no longer gates are another's to report
             self._metrics.guardrails.retain(swept)
         for flag in sorted(mine | swept):
-            await self._contained.run(
-                self.gate(flag, fresh=flag in mine, background=True), where="gate", flag=flag
-            )
+            gated = self.gate(flag, fresh=flag in mine, background=True, loaded=every.get(flag))
+            await self._contained.run(gated, where="gate", flag=flag)
         self.last_pass = time.monotonic()
         return True
 
-    async def gate(self, flag: str, *, fresh: bool = True, background: bool = False) -> None:
+    async def gate(
+        self,
+        flag: str,
+        *,
+        fresh: bool = True,
+        background: bool = False,
+        loaded: Loaded | StoreError | None = None,
+    ) -> None:
         """Evaluate the flag's current stage and apply the verdict and the timers.
 
         ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the
@@ -102,8 +112,13 @@ class GateLoop:
         and only a change goes to the service (see :meth:`Rollouts.offer`).
         With ``background``, a verdict that needs the advisor starts a
         consultation and returns at once; otherwise the model is awaited here.
+        ``loaded``: the flag's state as a sweep just read it (else it is loaded here).
         """
-        rollout = (await self._states.load(flag)).rollout
+        if loaded is None:
+            loaded = await self._states.load(flag)
+        if isinstance(loaded, StoreError):
+            raise loaded
+        rollout = loaded.rollout
         if rollout is None or not rollout.phase.active:
             self._seen.pop(flag, None)
             self._history.forget(flag)

@@ -32,12 +32,12 @@ def cart_series(text: str) -> Series:
 async def polled(check: Callable[[], Awaitable[Series | None]], *, what: str) -> Series:
     """Poll ``check`` until it returns series (60 s at most)."""
 
-    async def found() -> Series:
+    async def found() -> tuple[Series]:
         series = await check()
         assert series is not None, "no series yet"
-        return series
+        return (series,)  # truthy even when the series found is empty (all removed)
 
-    return await eventually(found, timeout=60, what=what)
+    return (await eventually(found, timeout=60, what=what))[0]
 
 
 async def test_guardrail_gauges_move_while_active_and_go_when_the_rollout_ends(
