@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from typing import Any
 
 import structlog
 
-from controller.adapters.health import HealthServer
-from controller.adapters.http import HttpServer
 from controller.adapters.kafka import (
     ControlConsumer,
     DeadLetterPublisher,
@@ -38,22 +35,19 @@ from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.errors import BrokerUnavailable, ControllerError
-from controller.core.signing import StateSigner
-from controller.core.views import FlagStates, FlagStateView
+from controller.core.errors import BrokerUnavailable
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
-from controller.daemon.engine import Engine, Ownership, build_engine
+from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
+from controller.daemon.engine import Ownership, build_engine
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
-from controller.daemon.intake import MonitorIntake
 from controller.daemon.keyring import KeyReloader
-from controller.daemon.metrics import CONTENT_TYPE, Metrics
-from controller.daemon.rendering import flag_state_fields
-from controller.daemon.signed import SigningOutputs, load_signer, signed_states
-from controller.daemon.starting import Readiness, StartUp, kafka_of, redis_of
-from controller.daemon.status import StatusView, readable
+from controller.daemon.metrics import Metrics
+from controller.daemon.signed import SigningOutputs, load_signer
+from controller.daemon.starting import StartUp, kafka_of, redis_of
+from controller.daemon.status import StatusView
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -90,7 +84,7 @@ async def _supervise(
     startup = StartUp()
     async with AsyncExitStack() as stack:
         if settings.http.enabled:  # probes say what start-up waits for (#29)
-            await stack.enter_async_context(_health_server(settings, metrics, startup.readiness))
+            await stack.enter_async_context(health_server(settings, metrics, startup.readiness))
         client = await stack.enter_async_context(connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         startup.waiting_for(redis_of(settings))
@@ -150,7 +144,7 @@ async def _supervise(
                 states=states, aggregates=store, stale_after=stale_after, clock=_utcnow
             )
             console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
-            parts = _Parts(
+            parts = Parts(
                 metrics,
                 store,
                 states,
@@ -162,8 +156,8 @@ async def _supervise(
                 signer,
                 status,
             )
-            await stack.enter_async_context(_http_server(settings, parts))
-            startup.started(lambda: _readiness(parts, settings))
+            await stack.enter_async_context(http_server(settings, parts))
+            startup.started(lambda: readiness_of(parts, settings))
         services = {
             "ingest": (
                 ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
@@ -220,60 +214,6 @@ async def _connect_kafka(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Parts:
-    """What the HTTP server shows and feeds."""
-
-    metrics: Metrics
-    store: RedisAggregateStore
-    states: RolloutStore
-    ingest: Ingest
-    engine: Engine
-    outputs: Publisher
-    console: ConsoleData
-    control: ControlConsumer
-    signer: StateSigner | None
-    status: StatusView
-
-
-def _http_server(settings: Settings, parts: _Parts) -> HttpServer:
-    token = settings.http.webhook_token
-    intake = MonitorIntake(
-        claims=parts.states,
-        outputs=parts.outputs,
-        topic=settings.topics.monitors,
-        monitors=settings.engine.monitors,
-        dedupe_seconds=settings.http.webhook_dedupe_seconds,
-        metrics=parts.metrics,
-    )
-    return HttpServer(
-        host=settings.http.host,
-        port=settings.http.port,
-        readiness=lambda: _readiness(parts, settings),
-        flags=lambda: flag_states(parts.states, parts.signer),
-        metrics=parts.metrics.exposition,
-        metrics_content_type=CONTENT_TYPE,
-        rollouts=parts.status,
-        history=parts.console.history,
-        console=parts.console,
-        monitors=intake,
-        webhook_token=token.get_secret_value() if token else None,
-        limits=settings.http,
-    )
-
-
-def _health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
-    """The probes' own listener (see :mod:`controller.adapters.health`)."""
-    return HealthServer(
-        host=settings.http.host,
-        port=settings.http.health_port,
-        readiness=readiness,
-        metrics=metrics.exposition,
-        metrics_content_type=CONTENT_TYPE,
-        limits=settings.http,
-    )
-
-
 Service = tuple[Coroutine[Any, Any, None], Callable[[], None]]
 
 
@@ -301,49 +241,6 @@ async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grac
         task.result()  # re-raise the error that stopped the daemon
     log.info("stopped")
     return EXIT_OK
-
-
-async def _readiness(parts: _Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
-    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled.
-
-    The detail names the partitions this instance owns: the events partitions
-    whose aggregates it writes and the commands partitions whose flags it gates;
-    and the events partitions assigned to it but not ingested now (being claimed,
-    fenced, replaying what Redis lost), which stall readiness once they have
-    waited ``ingest.stall_after_seconds``.
-    """
-    owned = {
-        "partitions": parts.ingest.owned_partitions,
-        "events_partitions": parts.ingest.owned_partition_ids,
-        "events_partitions_waiting": parts.ingest.waiting_partition_ids,
-        "commands_partitions": parts.control.owned_partitions(),
-    }
-    try:
-        await parts.store.ping()
-    except ControllerError as exc:
-        return False, {"reason": redis_of(settings).down(str(exc)), **owned}
-    if parts.ingest.owned_partitions == 0:
-        return False, {"reason": "no events partitions assigned yet", **owned}
-    now = time.monotonic()
-    limit = settings.engine.stall_after_seconds
-    stall = parts.ingest.stalled(now) or _loop_stalled(parts.engine, now, limit)
-    if stall is not None:
-        return False, {"reason": stall, **owned}
-    return True, owned
-
-
-def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
-    for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass)):
-        if now - last > limit:
-            return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
-    return None
-
-
-async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
-    """Every flag's current state as apps see it (signed, with a key), in two round trips."""
-    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
-    fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
-    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
 
 
 def _utcnow() -> datetime:

@@ -1,0 +1,129 @@
+"""What the daemon serves over HTTP: the API server, the probes' listener, readiness.
+
+:func:`http_server` builds the API server (flags, rollouts, history, the
+console, monitor webhooks, metrics) from the running :class:`Parts`;
+:func:`health_server` the probes' own listener, up before the dependencies
+start; :func:`readiness_of` says whether this instance is ready and why not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from controller.adapters.health import HealthServer
+from controller.adapters.http import HttpServer
+from controller.adapters.kafka import ControlConsumer, Publisher
+from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.errors import ControllerError
+from controller.core.signing import StateSigner
+from controller.core.views import FlagStates, FlagStateView
+from controller.daemon.console import ConsoleData
+from controller.daemon.engine import Engine
+from controller.daemon.ingest import Ingest
+from controller.daemon.intake import MonitorIntake
+from controller.daemon.metrics import CONTENT_TYPE, Metrics
+from controller.daemon.rendering import flag_state_fields
+from controller.daemon.signed import signed_states
+from controller.daemon.starting import Readiness, redis_of
+from controller.daemon.status import StatusView, readable
+from controller.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the HTTP server shows and feeds."""
+
+    metrics: Metrics
+    store: RedisAggregateStore
+    states: RolloutStore
+    ingest: Ingest
+    engine: Engine
+    outputs: Publisher
+    console: ConsoleData
+    control: ControlConsumer
+    signer: StateSigner | None
+    status: StatusView
+
+
+def http_server(settings: Settings, parts: Parts) -> HttpServer:
+    token = settings.http.webhook_token
+    intake = MonitorIntake(
+        claims=parts.states,
+        outputs=parts.outputs,
+        topic=settings.topics.monitors,
+        monitors=settings.engine.monitors,
+        dedupe_seconds=settings.http.webhook_dedupe_seconds,
+        metrics=parts.metrics,
+    )
+    return HttpServer(
+        host=settings.http.host,
+        port=settings.http.port,
+        readiness=lambda: readiness_of(parts, settings),
+        flags=lambda: flag_states(parts.states, parts.signer),
+        metrics=parts.metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
+        rollouts=parts.status,
+        history=parts.console.history,
+        console=parts.console,
+        monitors=intake,
+        webhook_token=token.get_secret_value() if token else None,
+        limits=settings.http,
+    )
+
+
+def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
+    """The probes' own listener (see :mod:`controller.adapters.health`)."""
+    return HealthServer(
+        host=settings.http.host,
+        port=settings.http.health_port,
+        readiness=readiness,
+        metrics=metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
+        limits=settings.http,
+    )
+
+
+async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
+    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled.
+
+    The detail names the partitions this instance owns: the events partitions
+    whose aggregates it writes and the commands partitions whose flags it gates;
+    and the events partitions assigned to it but not ingested now (being claimed,
+    fenced, replaying what Redis lost), which stall readiness once they have
+    waited ``ingest.stall_after_seconds``.
+    """
+    owned = {
+        "partitions": parts.ingest.owned_partitions,
+        "events_partitions": parts.ingest.owned_partition_ids,
+        "events_partitions_waiting": parts.ingest.waiting_partition_ids,
+        "commands_partitions": parts.control.owned_partitions(),
+    }
+    try:
+        await parts.store.ping()
+    except ControllerError as exc:
+        return False, {"reason": redis_of(settings).down(str(exc)), **owned}
+    if parts.ingest.owned_partitions == 0:
+        return False, {"reason": "no events partitions assigned yet", **owned}
+    now = time.monotonic()
+    limit = settings.engine.stall_after_seconds
+    stall = parts.ingest.stalled(now) or _loop_stalled(parts.engine, now, limit)
+    if stall is not None:
+        return False, {"reason": stall, **owned}
+    return True, owned
+
+
+def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
+    for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass)):
+        if now - last > limit:
+            return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
+    return None
+
+
+async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
+    """Every flag's current state as apps see it (signed, with a key), in two round trips."""
+    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
+    fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
+    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
