@@ -5,14 +5,15 @@ GrowthBook's ramp evaluator), with the
 checks that protect users first because they run continuously, not only when
 a stage is due:
 
-1. any guardrail regression → rollback (or pause, as the guardrail says);
+1. any guardrail regression → rollback (or as the plan's policy says, #28);
    a metric is tested once each arm has ``min_metric_events`` events of it
    (a latency quantile also needs :func:`quantile_min_samples` per arm), at
    the level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
    guardrails and stages;
-2. sample-ratio mismatch → pause (or rollback, per ``srm_action``);
+2. sample-ratio mismatch → pause (or as ``srm_action`` or the policy says);
 3. minimum stage time not elapsed → hold;
-4. no traffic in the stage → hold, then pause after ``no_traffic_grace``;
+4. no traffic in the stage → hold, then pause (or per the policy) after
+   ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.health`);
 5. fewer than ``min_units_per_arm`` units in either arm → hold;
 6. otherwise advance (the advisor, where enabled, may only make this more
    cautious; that is the machine's business, not the gate's).
@@ -34,6 +35,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+from controller.core import health
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.latency import (
     exceedance_bucket,
@@ -42,7 +44,8 @@ from controller.core.latency import (
     quantile_min_samples,
 )
 from controller.core.plan import Guardrail, Plan, Stage
-from controller.core.rollout import PauseReason, Rollout, Verdict, VerdictKind
+from controller.core.policy import Applied, for_plan
+from controller.core.rollout import Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.srm import SrmResult, srm_test
 from controller.core.views import RolloutView
@@ -79,19 +82,21 @@ def _verdict(
     evidence: dict[str, Any],
 ) -> Verdict:
     plan = rollout.plan
-    for guardrail in _gating(plan):
+    for index, guardrail in enumerate(plan.guardrails):
         result = tests[guardrail.metric]
-        if result is not None and result.regressed:
-            return _regression(guardrail, result, evidence, _baseline(guardrail, data.control))
+        if not guardrail.dry_run and result is not None and result.regressed:
+            applied = for_plan(
+                plan, "guardrail_regression", guardrail=index, watching=rollout.watching
+            )
+            baseline = _baseline(guardrail, data.control)
+            return _regression(guardrail, result, evidence, baseline, applied)
     if srm.flagged:
         why = (
             f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
             f" < {plan.srm_p_threshold} ({srm.observed_treatment} treatment units"
             f" against {srm.expected_treatment:.0f} expected)"
         )
-        if plan.srm_action == "rollback":
-            return Verdict(VerdictKind.ROLLBACK, why, None, evidence)
-        return Verdict(VerdictKind.PAUSE, why, PauseReason.SRM, evidence)
+        return health.verdict(for_plan(plan, "sample_ratio_mismatch"), why, evidence)
     if _early(rollout, data, now, tests):
         why = (
             "early advance: every guardrail's bound excludes harm beyond its tolerance and the"
@@ -170,7 +175,7 @@ def _timing(
     if _events(data.treatment) + _events(data.control) == 0:
         if elapsed >= plan.no_traffic_grace:
             why = f"no events in the stage for {elapsed}"
-            return Verdict(VerdictKind.PAUSE, why, PauseReason.NO_TRAFFIC, evidence)
+            return health.verdict(for_plan(plan, "no_traffic"), why, evidence)
         return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
     fewest = min(data.treatment.units, data.control.units)
     if fewest < stage.min_units_per_arm:
@@ -326,15 +331,12 @@ def _regression(
     result: SequentialResult,
     evidence: dict[str, Any],
     baseline: float | None,
+    applied: Applied,
 ) -> Verdict:
     # The numbers as every text writes them; the evidence keeps them exact.
     shown = quantity_text(guardrail.metric, result.delta, result.lower, result.upper, baseline)
     why = f"{shown}, regressed (p = {result.p_value:.2g})"
-    if guardrail.action == "pause":
-        return Verdict(
-            VerdictKind.PAUSE, why, PauseReason.GUARDRAIL, {**evidence, "breach": guardrail.metric}
-        )
-    return Verdict(VerdictKind.ROLLBACK, why, None, {**evidence, "breach": guardrail.metric})
+    return health.verdict(applied, why, {**evidence, "breach": guardrail.metric})
 
 
 def _evidence(

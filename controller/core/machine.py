@@ -23,7 +23,8 @@ gate        any                     ``advisor_alert`` → alert "advisor_unavail
 gate        running, paused         a dry-run guardrail would have acted → alert
                                     "guardrail" (info, once per stage), whatever
                                     the verdict does; it never acts itself
-tick        running                 past max_duration → alert "stuck" (once)
+tick        running                 past max_duration → alert "stuck" (once), or
+                                    as the policy's ``inconclusive`` says
 tick        completed               past ``stale_after`` → alert "stale_flag" (once)
 pause       running                 paused(operator)
 resume      paused (not approval)   running
@@ -47,6 +48,13 @@ drift       running                 paused(backend_drift), alert: a person chang
                                     what the flag platform serves
 =========== ======================= =========================================
 
+A verdict a health trigger stands behind (``verdict.applied``: a guardrail
+regression, a sample-ratio mismatch, no traffic, units in both arms) and the
+other triggers (past ``max_duration``, the advisor unavailable, drift) act as
+the plan's health policy says (#28, :mod:`controller.core.health`): rollback,
+hold (pause with the reason and an alert) or warn (one alert per stage, the
+rollout goes on); the table shows the defaults.
+
 Forward moves — a gate's advance, the end of a watch, ``promote`` and
 ``approve`` — happen only inside the release windows (#28, see
 :mod:`controller.core.waiting`): outside them a gate's advance waits with
@@ -68,7 +76,9 @@ from __future__ import annotations
 import dataclasses
 
 from controller.core.advice import Advice, Opinion, Unavailable, incoherence
+from controller.core.health import act, named, outage_alert, overdue
 from controller.core.messages import CommandAction
+from controller.core.policy import Applied, for_plan
 from controller.core.rollout import (
     Action,
     BackendDriftInput,
@@ -129,7 +139,7 @@ def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendD
         if state.phase is not Phase.RUNNING:
             return state, []
         why = Cause("backend", event.what, None, event.details)
-        return pause(state, event.now, PauseReason.BACKEND_DRIFT, why)
+        return act(state, event.now, for_plan(state.plan, "backend_drift"), why)
     details = {"monitor": event.monitor, "incident": event.incident_id}
     return kill(
         state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
@@ -142,7 +152,7 @@ def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendD
 def _gate(state: Rollout, event: GateInput) -> Step:
     state, trial = _dry_run_alert(state, event)
     new, actions = _verdict(state, event)
-    return new, trial + actions + _outage_alert(event)
+    return new, trial + actions + outage_alert(state, event, actions)
 
 
 def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Action]]:
@@ -161,16 +171,10 @@ def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Acti
     return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
 
 
-def _outage_alert(event: GateInput) -> list[Action]:
-    """The alert for the failure that began an advisor outage, whichever gate saw it."""
-    if not (event.advisor_alert and isinstance(event.advice, Unavailable)):
-        return []
-    summary = f"advisor unavailable, gates proceed on the statistics: {event.advice.cause}"
-    return [RaiseAlert("advisor_unavailable", "warning", summary[:500], {})]
-
-
 def _verdict(state: Rollout, event: GateInput) -> Step:
     verdict = event.verdict
+    if verdict.applied is not None:
+        return _triggered(state, event, verdict.applied)
     if state.watching and state.phase.active:
         watched = _watch_verdict(state, event)
         if watched is not None:
@@ -187,13 +191,35 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
     )
 
 
+def _triggered(state: Rollout, event: GateInput, applied: Applied) -> Step:
+    """A verdict a health trigger stands behind: what the plan's policy says (#28).
+
+    A regression the watch only alerts on keeps the watch's own alert (once per watch).
+    """
+    watched = state.watching and applied.trigger == "guardrail_regression"
+    if watched and applied.action == "warn" and state.phase.active:
+        alerted, actions = watch_alert(state, event.now, event.verdict)
+        return alerted, list(actions)
+    return act(state, event.now, applied, Cause.gate(event.verdict))
+
+
 def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
-    """The statistics say advance; the advisor may only make that more cautious."""
+    """The statistics say advance; the advisor may only make that more cautious.
+
+    An unavailable advisor lets the statistics decide (``warn``), or pauses or rolls
+    back, as the plan's policy says.
+    """
     if state.advisor_hold_until is not None and event.now < state.advisor_hold_until:
         return state, []
     why = Cause.gate(event.verdict)
     if event.advice is not None:
         why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
+    if isinstance(event.advice, Unavailable):
+        applied = for_plan(state.plan, "advisor_unavailable")
+        if applied.action != "warn":
+            down = f"the advisor is unavailable: {event.advice.cause}"[:500]
+            return act(state, event.now, applied, Cause("advisor", down, None, why.evidence))
+        why = named(why, applied)
     given = event.advice.advice if isinstance(event.advice, Opinion) else None
     opinion = given.action if given else None
     if event.advisor_mode == "gating" and opinion == "hold":
@@ -237,18 +263,7 @@ def _tick(state: Rollout, event: TickInput) -> Step:
     if state.phase is Phase.COMPLETED:
         stale, reminder = stale_reminder(state, event)
         return stale, list(reminder)
-    limit = state.plan.stages[state.stage].max_duration if state.phase.active else None
-    if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
-        return state, []
-    new = state.model_copy(update={"stuck_alerted": True, "updated_at": event.now})
-    summary = f"{state.flag}: {rollout_stage(state)} has run past its max_duration of {limit}"
-    details = {
-        "stage": state.stage,
-        **at_stage(state),
-        "phase": state.phase.value,
-        "max_duration_s": limit.total_seconds(),
-    }
-    return new, [RaiseAlert("stuck", "warning", summary, details)]
+    return overdue(state, event)
 
 
 # -- commands --------------------------------------------------------------------------

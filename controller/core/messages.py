@@ -311,6 +311,7 @@ class Alert(_Message):
         "input_failed",
         "stale_flag",
         "backend_drift",
+        "units_in_both_arms",
         "backend_unreachable",
         "backend_recovered",
         "operator_keys",

@@ -30,9 +30,10 @@ backend_drift            hold      pause: a person changed what the flag
 
 Which entry decided is named in the decision's evidence
 (:meth:`Applied.evidence`): the most specific one set wins — a guardrail's own
-``action`` (or, in a watch, ``watch.on_regression``) when written in the plan,
-then the plan's ``health_policy`` entry, then the older plan-wide field
-(``srm_action``), then the default. Pure.
+``action: pause`` (or, in a watch, ``watch.on_regression: alert``), then the
+plan's ``health_policy`` entry, then ``srm_action: rollback``, then the
+default. Only a word other than the older field's default counts: a stored
+plan carries every field, so a default cannot be told from a written one. Pure.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def for_plan(
     if trigger == "guardrail_regression":
         return decide(trigger, policy, specific=_guardrail_entry(plan, guardrail, watching))
     if trigger == "sample_ratio_mismatch":
-        explicit = "srm_action" in plan.model_fields_set
+        explicit = plan.srm_action != "pause"
         return decide(
             trigger, policy, fallback=("srm_action", plan.srm_action) if explicit else None
         )
@@ -155,21 +156,20 @@ def for_plan(
 
 
 def _guardrail_entry(plan: Plan, index: int | None, watching: bool) -> tuple[str, str] | None:
-    """A guardrail's own word, where the plan wrote one.
+    """A guardrail's own word, where the plan says other than the default.
 
-    As before the policy: a guardrail that pauses pauses, in a watch too; the
-    watch's ``on_regression`` replaces only a rollback.
+    Only a word other than the default counts as written: a plan is stored and
+    sent in full, so once saved a default cannot be told from a word the
+    author wrote. As before the policy: a guardrail that pauses pauses, in a
+    watch too; the watch's ``on_regression: alert`` replaces only a rollback.
     """
     guardrail = (
         plan.guardrails[index] if index is not None and 0 <= index < len(plan.guardrails) else None
     )
-    own = guardrail is not None and "action" in guardrail.model_fields_set
-    if guardrail is not None and own and guardrail.action == "pause":
+    if guardrail is not None and guardrail.action == "pause":
         return f"guardrails.{index}.action", guardrail.action
-    if watching and plan.watch is not None and "on_regression" in plan.watch.model_fields_set:
+    if watching and plan.watch is not None and plan.watch.on_regression == "alert":
         return "watch.on_regression", plan.watch.on_regression
-    if guardrail is not None and own:
-        return f"guardrails.{index}.action", guardrail.action
     return None
 
 

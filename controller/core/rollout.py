@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.core.advice import AdvisorResult
 from controller.core.messages import CommandAction, FlagStatus
 from controller.core.plan import Plan
+from controller.core.policy import Applied, Trigger
 from controller.core.windows import Window
 
 
@@ -46,6 +47,9 @@ class PauseReason(StrEnum):
     NO_TRAFFIC = "no_traffic"
     GUARDRAIL = "guardrail"
     BACKEND_DRIFT = "backend_drift"
+    UNITS_IN_BOTH_ARMS = "units_in_both_arms"
+    INCONCLUSIVE = "inconclusive"
+    ADVISOR_UNAVAILABLE = "advisor_unavailable"
 
 
 class Rollout(BaseModel):
@@ -85,6 +89,10 @@ class Rollout(BaseModel):
         default=None,
         max_length=500,
         description="Ready, waiting for a release window: why, and when it opens (#28).",
+    )
+    warned: list[Trigger] = Field(
+        default_factory=list,
+        description="Triggers the plan's policy warned about in this stage, once each (#28).",
     )
 
     @property
@@ -143,6 +151,8 @@ class Verdict:
     evidence: dict[str, Any] = field(default_factory=dict)
     dry_run_breaches: tuple[str, ...] = ()
     """Dry-run guardrails that would have acted: alerted on, never acted upon."""
+    applied: Applied | None = None
+    """The health trigger behind this verdict and the policy entry that chose its kind (#28)."""
 
 
 # -- inputs of the state machine --------------------------------------------------

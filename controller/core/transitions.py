@@ -67,6 +67,7 @@ def advance(state: Rollout, now: datetime, why: Cause) -> Step:
         stuck_alerted=False,
         dry_run_alerted=False,
         advisor_hold_until=None,
+        warned=[],
     )
     return new, [PublishFlagState(), decision(state, new, "advance", why)]
 
@@ -89,10 +90,16 @@ ALERTED_PAUSES = (
     PauseReason.NO_TRAFFIC,
     PauseReason.GUARDRAIL,
     PauseReason.BACKEND_DRIFT,
+    PauseReason.UNITS_IN_BOTH_ARMS,
+    PauseReason.INCONCLUSIVE,
+    PauseReason.ADVISOR_UNAVAILABLE,
 )
 
 
-def pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Step:
+def pause(
+    state: Rollout, now: datetime, reason: PauseReason, why: Cause, *, alert: str | None = None
+) -> Step:
+    """Paused for ``reason``; an automatic pause alerts (kind ``alert``, else the reason)."""
     new = bump(state, now, phase=Phase.PAUSED, pause_reason=reason)
     actions: list[Action] = [
         PublishFlagState(),
@@ -101,7 +108,7 @@ def pause(state: Rollout, now: datetime, reason: PauseReason, why: Cause) -> Ste
     if reason in ALERTED_PAUSES:
         details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
         summary = f"{state.flag} paused at {rollout_stage(state)}: {why.reason}"
-        actions.append(RaiseAlert(reason.value, "warning", summary, details))
+        actions.append(RaiseAlert(alert or reason.value, "warning", summary, details))
     return new, actions
 
 

@@ -30,6 +30,7 @@ def start_watch(state: Rollout, now: datetime, watch: Watch) -> Rollout:
             "watch_until": now + watch.duration,
             "stage_started_at": now,
             "stuck_alerted": False,
+            "warned": [],
             "advisor_hold_until": None,
             "flag_version": version,
             "stage_versions": {**state.stage_versions, state.stage: [version]},

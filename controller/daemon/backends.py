@@ -58,10 +58,10 @@ from prometheus_client import CollectorRegistry
 
 from controller.backoff import DEFAULT_RETRY
 from controller.core.errors import ControllerError, StoreError
+from controller.core.health import drift_alerted
 from controller.core.rollout import (
     BackendDriftInput,
     Input,
-    PauseReason,
     Phase,
     RaiseAlert,
     Rollout,
@@ -314,7 +314,8 @@ class BackendSync:
     async def _drifted(
         self, flag: str, rollout: Rollout, target: Target, changes: list[str], actual: Serving
     ) -> None:
-        """Pause (a running rollout) and alert; hold every write until the rollout moves on."""
+        """Let the machine act on a running rollout (pause, roll back or warn, as the plan's
+        policy says) or alert here; hold every write until the rollout moves on."""
         what = f"Unleash feature {target.feature} ({target.environment}): " + "; ".join(changes)
         details: dict[str, Any] = {
             "feature": target.feature,
@@ -325,17 +326,15 @@ class BackendSync:
         }
         log.warning("backend_drift", flag=flag, changes=changes)
         self._metrics.drifts.inc()
-        paused = False
+        alerted = False
         if rollout.phase is Phase.RUNNING and self._apply is not None:
             drift = BackendDriftInput(f"changed by hand: {what}", self._now(), details)
             await self._apply(flag, drift)
             after = (await self._states.load(flag)).rollout or rollout
-            # The machine's pause raised the alert, unless the rollout moved meanwhile.
-            paused = after.flag_version != rollout.flag_version and (
-                after.pause_reason is PauseReason.BACKEND_DRIFT
-            )
+            # The machine's transition raised the alert, unless the rollout moved meanwhile.
+            alerted = drift_alerted(rollout, after)
             rollout = after
-        if not paused:
+        if not alerted:
             summary = f"{flag}: changed by hand, not overwritten: {what}"
             await self._alert(flag, RaiseAlert("backend_drift", "warning", summary, details))
         held = Applied(rollout.rollout_id, held_version=rollout.flag_version, held_what=what[:500])

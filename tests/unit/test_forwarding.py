@@ -102,6 +102,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("no_traffic", "warning", _evidence(), ["*treatment units*\n4900"]),
     ("guardrail", "warning", _evidence("error_rate"), ["*error_rate*\nerror rate +4.0 pp"]),
     ("advisor_unavailable", "warning", {}, []),
+    ("units_in_both_arms", "warning", {"stage": 1}, ["*stage*\nstage 2"]),
     ("output_quarantined", "critical", {"topic": "rollout.decisions", "bytes": 9}, []),
     ("input_failed", "critical", {"where": "command"}, []),
     ("stale_flag", "info", {"completed_at": "2026-03-02T14:30:00+00:00"}, ["*completed_at*"]),

@@ -64,13 +64,13 @@ CASES: list[tuple[str, dict[str, Any], Trigger, int | None, bool, str, str]] = [
         "srm_action",
     ),
     (
-        "srm_action pause",
+        "srm_action pause is the default",
         {"srm_action": "pause"},
         "sample_ratio_mismatch",
         None,
         False,
         "hold",
-        "srm_action",
+        "default",
     ),
     (
         "a watch that alerts warns",
@@ -125,7 +125,7 @@ CASES: list[tuple[str, dict[str, Any], Trigger, int | None, bool, str, str]] = [
         "health_policy.guardrail_regression",
     ),
     (
-        "a guardrail's own word beats the policy",
+        "a guardrail's default word yields to the policy",
         {
             "guardrails": [{"metric": "error_rate", "action": "rollback"}],
             "health_policy": {"guardrail_regression": "warn"},
@@ -133,7 +133,19 @@ CASES: list[tuple[str, dict[str, Any], Trigger, int | None, bool, str, str]] = [
         "guardrail_regression",
         0,
         False,
-        "rollback",
+        "warn",
+        "health_policy.guardrail_regression",
+    ),
+    (
+        "a pausing guardrail beats the policy",
+        {
+            "guardrails": [{"metric": "error_rate", "action": "pause"}],
+            "health_policy": {"guardrail_regression": "warn"},
+        },
+        "guardrail_regression",
+        0,
+        False,
+        "hold",
         "guardrails.0.action",
     ),
     (
@@ -316,3 +328,22 @@ def test_a_bad_window_in_a_plan_is_refused_with_its_place() -> None:
         parse_plan({"stages": STAGES, "windows": [window]})
     with pytest.raises(ValidationError):
         Plan.model_validate({"stages": STAGES, "windows": [window] * 17})
+
+
+@pytest.mark.parametrize(
+    ("fields", "trigger", "index", "watching", "action", "entry"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_a_stored_plan_applies_the_same_entries(
+    fields: dict[str, Any],
+    trigger: Trigger,
+    index: int | None,
+    watching: bool,
+    action: str,
+    entry: str,
+) -> None:
+    # A plan is saved and sent in full: every field reads as written after a round trip.
+    stored = Plan.model_validate_json(plan(**fields).model_dump_json())
+    applied = for_plan(stored, trigger, guardrail=index, watching=watching)
+    assert (applied.action, applied.entry) == (action, entry)
