@@ -177,7 +177,7 @@ async def test_each_call_without_an_answer_is_counted_by_cause(
     await start(world)
     settings = UnleashSettings(url="http://unleash", request_timeout_seconds=0.05)
     async with UnleashAdmin(settings, transport=httpx.MockTransport(handler)) as admin:
-        world.sync._backend = admin
+        world.sync.flags._backend = admin
         assert await world.sync_once([FLAG]) == {FLAG}
     found = samples(metrics)
     counted = {c: found[("rollout_backend_unanswered_total", c)] for c in UNANSWERED_CAUSES}

@@ -66,7 +66,7 @@ class Features:
 async def test_a_read_that_never_ends_holds_back_no_other_flag_s_kill() -> None:
     # Given two Unleash-backed rollouts, both served
     world, unleash = make_world(), Features()
-    world.sync._backend = unleash
+    world.sync.flags._backend = unleash
     other = "search"
     other_plan = PLAN.model_copy(update={"backend": Backend(unleash=UnleashTarget(feature="s"))})
     async with running(world.sync):
@@ -123,10 +123,10 @@ async def test_unreachable_lasts_until_every_flag_that_got_no_answer_gets_one(
     world: World,
 ) -> None:
     await world.command(CommandAction.START, "c1")
-    await world.sync._unreachable("search", "Unleash unreachable: deadline")
+    await world.sync.alerts.unreachable("search", "Unleash unreachable: deadline")
     assert await world.sync_once([FLAG]) == set()  # an answer for another flag
     assert world.alerts("backend_recovered") == []
-    await world.sync._answered("search")
+    await world.sync.alerts.answered("search")
     assert len(world.alerts("backend_unreachable")) == 1
     assert len(world.alerts("backend_recovered")) == 1
 
@@ -140,7 +140,7 @@ async def test_a_login_page_answered_with_200_alerts_unreachable_never_drift(
     page = httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"})
     settings = UnleashSettings(url="http://unleash")
     async with UnleashAdmin(settings, transport=httpx.MockTransport(lambda _r: page)) as admin:
-        world.sync._backend = admin
+        world.sync.flags._backend = admin
         assert await world.sync_once([FLAG]) == {FLAG}  # tried again, like any outage
     (alert,) = world.alerts("backend_unreachable")
     assert "content type 'text/html'" in str(alert["summary"])
@@ -193,7 +193,7 @@ async def test_each_change_by_hand_in_unleash_pauses_the_rollout_naming_it(
     settings = UnleashSettings(url="http://unleash", environment="production")
     transport = httpx.MockTransport(lambda _r: httpx.Response(200, json=body))
     async with UnleashAdmin(settings, transport=transport) as admin:
-        world.sync._backend = admin
+        world.sync.flags._backend = admin
         assert await world.sync_once([FLAG]) == set()
     # Then the rollout is paused, with an alert naming the change
     assert await world.phase() is Phase.PAUSED
