@@ -34,7 +34,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from controller.core.aggregates import ArmAggregate, CellDelta, FlagAggregates
-from controller.core.gate import evaluate, guardrail_result
+from controller.core.gate import evaluate
+from controller.core.guardrails import guardrail_result
 from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.plan import DEFAULT_PLAN, Guardrail, Plan
 from controller.core.rollout import Phase, Rollout, VerdictKind

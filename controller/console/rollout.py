@@ -29,8 +29,8 @@ from controller.console.pages import (
     ts_ms,
 )
 from controller.core.headline import verdict_line
-from controller.core.machine import applicable
 from controller.core.messages import Alert, CommandAction, Decision, decision_or_alert
+from controller.core.operator import applicable
 from controller.core.rollout import PauseReason, Phase
 from controller.core.wording import advice_text, decided_at, quotable_rationale, stage_label
 

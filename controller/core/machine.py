@@ -77,7 +77,7 @@ import dataclasses
 
 from controller.core.advice import Advice, Opinion, Unavailable, incoherence
 from controller.core.health import act, named, outage_alert, overdue
-from controller.core.messages import CommandAction
+from controller.core.operator import command
 from controller.core.policy import Applied, for_plan
 from controller.core.rollout import (
     Action,
@@ -90,7 +90,6 @@ from controller.core.rollout import (
     MonitorUpInput,
     PauseReason,
     Phase,
-    PublishFlagState,
     RaiseAlert,
     Rollout,
     TickInput,
@@ -100,18 +99,15 @@ from controller.core.transitions import (
     Cause,
     Step,
     advance,
-    applied,
-    bump,
     complete,
     decision,
     kill,
     pause,
     recovered,
     refused,
-    rejected,
     roll_back,
 )
-from controller.core.waiting import forward, forward_command
+from controller.core.waiting import forward
 from controller.core.watching import stale_reminder, watch_alert, watch_evidence
 from controller.core.wording import INCOHERENT, at_stage, rollout_stage
 
@@ -119,7 +115,7 @@ from controller.core.wording import INCOHERENT, at_stage, rollout_stage
 def step(state: Rollout | None, event: Input) -> Step:
     """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
     if isinstance(event, CommandInput):
-        return _command(state, event)
+        return command(state, event)
     if isinstance(event, CommandRefused):
         return refused(state, event)
     if state is None:
@@ -264,125 +260,3 @@ def _tick(state: Rollout, event: TickInput) -> Step:
         stale, reminder = stale_reminder(state, event)
         return stale, list(reminder)
     return overdue(state, event)
-
-
-# -- commands --------------------------------------------------------------------------
-
-
-def _command(state: Rollout | None, cmd: CommandInput) -> Step:
-    if cmd.action is CommandAction.START:
-        return _start(state, cmd)
-    if state is None:
-        return None, [rejected(None, cmd, "no rollout exists for this flag")]
-    handler = _HANDLERS[cmd.action]
-    return handler(state, cmd)
-
-
-def _start(state: Rollout | None, cmd: CommandInput) -> Step:
-    if state is not None and state.phase.active:
-        return state, [rejected(state, cmd, f"a rollout is already {state.phase.value}")]
-    if cmd.plan is None:
-        return state, [rejected(state, cmd, "start needs a plan")]
-    version = (state.flag_version if state else 0) + 1
-    new = Rollout(
-        flag=cmd.flag,
-        rollout_id=cmd.new_rollout_id,
-        plan=cmd.plan,
-        phase=Phase.RUNNING,
-        stage=0,
-        stage_started_at=cmd.now,
-        salt=cmd.new_salt,
-        flag_version=version,
-        stage_versions={0: [version]},
-        note=cmd.reason[:500],
-        started_at=cmd.now,
-        updated_at=cmd.now,
-    )
-    return new, [PublishFlagState(), applied(state, new, cmd, "start")]
-
-
-def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:
-    if state.phase is not Phase.RUNNING:
-        return state, [rejected(state, cmd, f"cannot pause {_a(state.phase.value)} rollout")]
-    return pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
-
-
-def _resume(state: Rollout, cmd: CommandInput) -> Step:
-    if state.phase is not Phase.PAUSED:
-        return state, [rejected(state, cmd, f"cannot resume {_a(state.phase.value)} rollout")]
-    if state.pause_reason in (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION):
-        return state, [rejected(state, cmd, "the rollout awaits an approval; use approve")]
-    new = bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
-    return new, [PublishFlagState(), applied(state, new, cmd, "resume")]
-
-
-def _approve(state: Rollout, cmd: CommandInput) -> Step:
-    waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
-    if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
-        return state, [rejected(state, cmd, "nothing awaits an approval")]
-    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "approved")))
-
-
-def _promote(state: Rollout, cmd: CommandInput) -> Step:
-    if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot promote {_a(state.phase.value)} rollout")]
-    if cmd.to_end:
-        why = Cause.of(cmd, "promoted to the end")
-        return forward_command(state, cmd, lambda s: complete(s, cmd.now, why))
-    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "promoted")))
-
-
-def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
-    if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot roll back {_a(state.phase.value)} rollout")]
-    return roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
-
-
-def _abort(state: Rollout, cmd: CommandInput) -> Step:
-    if not state.phase.active:
-        return state, [rejected(state, cmd, f"cannot abort {_a(state.phase.value)} rollout")]
-    new = bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
-    return new, [PublishFlagState(), applied(state, new, cmd, "abort")]
-
-
-def _kill_cmd(state: Rollout, cmd: CommandInput) -> Step:
-    return kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
-
-
-_AWAITING = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
-
-
-def applicable(phase: Phase, pause_reason: PauseReason | None = None) -> list[CommandAction]:
-    """The commands a rollout in ``phase`` accepts: what the console offers, nothing more.
-
-    The same guards the handlers above apply (a test runs every command
-    through :func:`step` in every phase to hold the two together); start is
-    left out, since it needs a plan.
-    """
-    active, paused = phase.active, phase is Phase.PAUSED
-    allowed = {
-        CommandAction.PAUSE: phase is Phase.RUNNING,
-        CommandAction.RESUME: paused and pause_reason not in _AWAITING,
-        CommandAction.APPROVE: paused and pause_reason in _AWAITING,
-        CommandAction.PROMOTE: active,
-        CommandAction.ROLLBACK: active,
-        CommandAction.ABORT: active,
-        CommandAction.KILL: active or phase is Phase.COMPLETED,
-    }
-    return [action for action, ok in allowed.items() if ok]
-
-
-_HANDLERS = {
-    CommandAction.PAUSE: _pause_cmd,
-    CommandAction.RESUME: _resume,
-    CommandAction.APPROVE: _approve,
-    CommandAction.PROMOTE: _promote,
-    CommandAction.ROLLBACK: _rollback_cmd,
-    CommandAction.ABORT: _abort,
-    CommandAction.KILL: _kill_cmd,
-}
-
-
-def _a(phase: str) -> str:
-    """The phase with its indefinite article, for a rejection: "a paused", "an aborted"."""
-    return f"{'an' if phase[:1] in tuple('aeiou') else 'a'} {phase}"

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate, guardrail_result, metric_floor
+from controller.core.gate import evaluate
+from controller.core.guardrails import guardrail_result, metric_floor
 from controller.core.histogram import BUCKET_COUNT, bucket_of
 from controller.core.plan import DEFAULT_PLAN, Guardrail, Plan, Stage, Watch
 from controller.core.rollout import Phase, Rollout, VerdictKind

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.machine import applicable, step
+from controller.core.machine import step
 from controller.core.messages import CommandAction
+from controller.core.operator import applicable
 from controller.core.plan import Plan, Stage
 from controller.core.rollout import (
     Action,
