@@ -112,6 +112,11 @@ class SnapshotCache:
             self._reload = asyncio.create_task(self._background(), name="ofrep-snapshot")
         return self._snapshot
 
+    @property
+    def reloading(self) -> asyncio.Task[None] | None:
+        """The background reload under way, if any."""
+        return self._reload
+
     async def _refresh(self) -> None:
         states = await self._load()
         self._snapshot, self._loaded_at = Snapshot.of(states), self._clock()
