@@ -53,6 +53,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
 from controller.core.views import FlagStates, FlagStateView
 
@@ -132,7 +133,7 @@ class SnapshotCache:
             self._reload = None
 
 
-class _Failure(Exception):
+class _Failure(ControllerError):
     """A request answered with an OFREP error: the status, the code and the reason."""
 
     def __init__(self, status: int, code: ErrorCode, details: str, *, close: bool = False) -> None:
