@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash
+.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,7 @@ tools:  ## redis-server, promtool, node/npm and chromium from Debian when missin
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
+	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	$(BIN)/python -m pytest
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
@@ -66,6 +67,17 @@ $(UNLEASH_HOME)/.installed: ops/unleash/package.json ops/unleash/package-lock.js
 
 unleash: $(UNLEASH_HOME)/.installed  ## install unleash-server from npm into .unleash/
 
+# OpenFeature's OFREP provider for Node from the npm registry, pinned by
+# tests/node/package-lock.json, for tests/integration/test_ofrep.py.
+OFREP_NODE_HOME ?= .ofrep-node
+$(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.json
+	mkdir -p $(OFREP_NODE_HOME)
+	cp tests/node/package.json tests/node/package-lock.json $(OFREP_NODE_HOME)/
+	cd $(OFREP_NODE_HOME) && npm ci --omit=dev --no-audit --no-fund
+	touch $@
+
+ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider from npm into .ofrep-node/
+
 # The demo's extras; nothing to do where `make install` already installed every extra.
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	@if [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
@@ -85,6 +97,7 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/sdk.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/ofrep.py
 	$(MAKE) --no-print-directory unleash
 	$(BIN)/python bench/unleash.py
 

@@ -7,7 +7,8 @@ current flag states with an ETag, so pollers get 304 when nothing changed.
 ``/rollouts`` and ``/rollouts/{flag}`` show each rollout's phase, stage, time
 in stage and the gate's current evidence (what ``rolloutctl status`` prints);
 ``/rollouts/{flag}/history`` its gate history, stage by stage. ``/ui`` is the
-web console (:mod:`controller.adapters.web_console`).
+web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
+the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -39,6 +40,7 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.listening import Listener
+from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import BrokerError, ControllerError, StoreError
 from controller.core.views import FlagStates, RolloutHistory, RolloutList, RolloutStatus
@@ -106,6 +108,7 @@ class HttpServer(Listener):
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
+        ofrep: OfrepRoutes | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -128,6 +131,8 @@ class HttpServer(Listener):
             ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts).add_to(
                 app.router
             )
+        if ofrep is not None:
+            ofrep.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -1,7 +1,7 @@
 """What the daemon serves over HTTP: the API server, the probes' listener, readiness.
 
-:func:`http_server` builds the API server (flags, rollouts, history, the
-console, monitor webhooks, metrics) from the running :class:`Parts`;
+:func:`http_server` builds the API server (flags, OFREP evaluation, rollouts,
+history, the console, monitor webhooks, metrics) from the running :class:`Parts`;
 :func:`health_server` the probes' own listener, up before the dependencies
 start; :func:`readiness_of` says whether this instance is ready and why not.
 """
@@ -15,6 +15,7 @@ from typing import Any
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
+from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.errors import ControllerError
@@ -71,6 +72,11 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         monitors=intake,
         webhook_token=token.get_secret_value() if token else None,
         limits=settings.http,
+        # OFREP evaluates from a snapshot of the states; it needs no signatures.
+        ofrep=OfrepRoutes(
+            lambda: flag_states(parts.states, None),
+            body_timeout_seconds=settings.http.body_timeout_seconds,
+        ),
     )
 
 

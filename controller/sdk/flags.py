@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 
-from controller.core.bucketing import assign
 from controller.core.errors import BrokerError
-from controller.core.flagstates import SERVES_CONTROL, Verdict, supersedes
+from controller.core.evaluation import Evaluation, evaluate
+from controller.core.flagstates import Verdict, supersedes
 from controller.core.messages import Arm, FlagState
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import TopicFollower
@@ -92,16 +92,16 @@ class FlagBook:
         """The arm to serve ``unit`` and the flag version to report with it.
 
         Unknown flags and flags that are inactive, rolled back or killed serve
-        control with flag version 0, and so does a unit that is not valid
-        Unicode (a lone surrogate): it cannot be bucketed, and never raises here.
+        control with flag version 0, and so does a unit that cannot be bucketed
+        (empty, over 256 characters, or not valid Unicode): never raises here.
+        See :func:`controller.core.evaluation.evaluate`.
         """
-        state = self._states.get(flag)
-        if state is None or state.status in SERVES_CONTROL:
-            return Arm.CONTROL, 0
-        try:
-            return assign(flag, state.salt, unit, state.percent), state.version
-        except UnicodeEncodeError:
-            return Arm.CONTROL, 0
+        evaluation = self.evaluate(flag, unit)
+        return evaluation.arm, evaluation.version
+
+    def evaluate(self, flag: str, unit: object) -> Evaluation:
+        """``flag`` evaluated for ``unit`` by the one evaluation function (never raises)."""
+        return evaluate(flag, self._states.get(flag), unit)
 
     @property
     def verifying(self) -> bool:

@@ -46,7 +46,9 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
-from controller.core.flagstates import SERVES_CONTROL
+from controller.core.evaluation import ErrorCode as EvalError
+from controller.core.evaluation import Reason as EvalReason
+from controller.core.evaluation import evaluate, unit_problem
 from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
 from controller.sdk.events import EventSink
 from controller.sdk.flags import Listener
@@ -55,8 +57,6 @@ from controller.sdk.measure import Measurement, Served
 log = logging.getLogger("controller.sdk.openfeature")
 T = TypeVar("T")
 
-MAX_UNIT_CHARS = 256
-"""The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 IDEMPOTENCY_KEY = "idempotency_key"
 """The hook hint and tracking attribute that carries the caller's idempotency key."""
 
@@ -224,27 +224,21 @@ class RolloutProvider(AbstractProvider):
         if not self.source.loaded:
             return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
         unit = context.targeting_key if context is not None else None
-        if unit is None or (isinstance(unit, str) and not unit):
-            return _error(
-                default,
-                ErrorCode.TARGETING_KEY_MISSING,
-                "the evaluation context has no targeting_key: it is the unit that is bucketed",
-            )
-        if problem := _invalid_unit(unit):
-            return _error(default, ErrorCode.INVALID_CONTEXT, problem)
         state = self.source.state(flag)
-        if state is None:
+        evaluation = evaluate(flag, state, unit)
+        if evaluation.error is EvalError.FLAG_NOT_FOUND:
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
-        arm, version = self.source.arm(flag, unit)
-        reason = Reason.DISABLED if state.status in SERVES_CONTROL else Reason.SPLIT
+        if evaluation.error is not None:
+            return _error(default, ErrorCode(evaluation.error.value), evaluation.detail)
+        disabled = evaluation.reason is EvalReason.DISABLED
         return FlagResolutionDetails(
-            value=value_of(arm),
-            reason=reason,
-            variant=arm.value,
+            value=value_of(evaluation.arm),
+            reason=Reason(evaluation.reason.value),
+            variant=evaluation.variant,
             flag_metadata={
-                "version": version,
-                "percent": 0.0 if reason == Reason.DISABLED else float(state.percent),
-                "status": state.status.value,
+                "version": evaluation.version,
+                "percent": 0.0 if disabled or state is None else float(state.percent),
+                "status": state.status.value if state is not None else "",
             },
         )
 
@@ -348,21 +342,10 @@ class ExposureHook(Hook):
         )
 
 
-def _invalid_unit(unit: object) -> str:
-    """Why a targeting key cannot be a unit, or "" if it can (apps pass anything)."""
-    if not isinstance(unit, str):
-        return f"the targeting_key must be a string, not {type(unit).__name__}"
-    if len(unit) > MAX_UNIT_CHARS:
-        return f"the targeting_key is longer than {MAX_UNIT_CHARS} characters"
-    return ""
-
-
 def _untrackable(unit: object, value: object) -> str:
     """Why a tracking event cannot become a valid conversion, or "" if it can."""
-    if unit is None or (isinstance(unit, str) and not unit):
-        return "the evaluation context has no targeting_key"
-    if problem := _invalid_unit(unit):
-        return problem
+    if problem := unit_problem(unit):
+        return problem[1]
     if value is None:
         return ""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):

@@ -1,0 +1,231 @@
+"""OFREP evaluation over HTTP: how fast the controller answers, against the SDK's own rate.
+
+Stores ``--flags`` rollouts (100 by default) in a real Redis (REDIS_URL, a
+container, or a test-owned redis-server), serves them from the daemon's HTTP
+server with its OFREP endpoints in a child process, and drives it from this
+process on loopback with ``--concurrency`` requests in flight (aiohttp, one
+connection each, kept alive):
+
+* single: ``POST /ofrep/v1/evaluate/flags/{key}``, one flag for one unit per
+  request: evaluations per second, and the latency's p50 and p99;
+* bulk: ``POST /ofrep/v1/evaluate/flags``, every flag for one unit per
+  request: requests and flag evaluations per second, p50 and p99;
+* revalidation: the same bulk request with the ETag of its last answer
+  (``If-None-Match``), answered 304.
+
+Baseline, measured in the same run: the SDK's in-process evaluation
+(``FlagBook.arm``, the same evaluation function) over the same states and
+units, in evaluations per second on this process. The answers of the timed
+single evaluations are checked against it (every variant must be the SDK's
+arm). The load generator is Python too, so on a small machine it shares the
+CPU with the server: the figures are a floor. The last line is one JSON object.
+
+    python bench/ofrep.py [--requests 20000] [--bulk 1000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+
+from controller.adapters.redis.client import connect
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.messages import FlagState
+from controller.daemon.endpoints import flag_states
+from controller.sdk.flags import FlagBook
+from controller.settings import RedisSettings
+from tests.ofrep import flag_rollout, ofrep_server, store
+from tests.services import resolve_redis
+
+UNITS = [f"user-{i}" for i in range(10_000)]
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def serve(redis_url: str, prefix: str, ready: Event, stop: Event, port: Any) -> None:
+    """The child: the HTTP server with OFREP over the stored states, until ``stop``."""
+
+    async def run() -> None:
+        async with connect(RedisSettings(url=redis_url)) as client:
+            states = RolloutStore(client, settings=RedisSettings(key_prefix=prefix))
+            async with ofrep_server(states) as base:
+                port.value = int(base.rsplit(":", 1)[1])
+                ready.set()
+                await asyncio.to_thread(stop.wait)
+
+    asyncio.run(run())
+
+
+async def drive(
+    count: int, concurrency: int, call: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    """Run ``call(0..count-1)`` with ``concurrency`` in flight: seconds taken, latencies (ms)."""
+    latencies: list[float] = []
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            i, next_index = next_index, next_index + 1
+            started = time.perf_counter()
+            await call(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
+
+
+def figures(count: int, seconds: float, latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "per_second": round(count / seconds, 1),
+        "p50_ms": round(ordered[len(ordered) // 2], 3),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
+def sdk_rate(book: FlagBook, flags: list[str], evaluations: int) -> float:
+    """The SDK's in-process evaluations per second over the same flags and units (best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for i in range(evaluations):
+            book.arm(flags[i % len(flags)], UNITS[i % len(UNITS)])
+        best = min(best, time.perf_counter() - started)
+    return evaluations / best
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as workdir:
+        redis_url, stop_redis, description = resolve_redis(Path(workdir))
+        progress(f"redis: {description}")
+        try:
+            return await measure(args, redis_url)
+        finally:
+            stop_redis()
+
+
+async def measure(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    prefix = f"bench-ofrep-{uuid.uuid4().hex[:8]}:"
+    flags = [f"bench.flag-{i:03d}" for i in range(args.flags)]
+    async with connect(RedisSettings(url=redis_url)) as client:
+        states = await store(
+            client, prefix, [flag_rollout(f, 1 + (i * 7) % 99) for i, f in enumerate(flags)]
+        )
+        loaded = await flag_states(states, None)
+    book = FlagBook()
+    for view in loaded.root:
+        book.apply(_state(view.served()))
+    progress(f"{len(flags)} flags stored; starting the server")
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop, port = spawn.Event(), spawn.Event(), spawn.Value("i", 0)
+    child = spawn.Process(target=serve, args=(redis_url, prefix, ready, stop, port))
+    child.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("the OFREP server did not start")
+        base = f"http://127.0.0.1:{port.value}/ofrep/v1/evaluate/flags"
+        return await load(args, base, flags, book)
+    finally:
+        stop.set()
+        child.join(10)
+
+
+async def load(
+    args: argparse.Namespace, base: str, flags: list[str], book: FlagBook
+) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        wrong = 0
+
+        async def single(i: int) -> None:
+            nonlocal wrong
+            flag, unit = flags[i % len(flags)], UNITS[i % len(UNITS)]
+            body = {"context": {"targetingKey": unit}}
+            async with session.post(f"{base}/{flag}", json=body) as answer:
+                got = await answer.json()
+            wrong += got.get("variant") != book.arm(flag, unit)[0].value
+
+        async def bulk(i: int) -> None:
+            body = {"context": {"targetingKey": UNITS[i % len(UNITS)]}}
+            async with session.post(base, json=body) as answer:
+                got = await answer.json()
+            assert len(got["flags"]) == len(flags)
+
+        etags: dict[int, str] = {}
+        for i in range(args.concurrency):
+            body = {"context": {"targetingKey": UNITS[i]}}
+            async with session.post(base, json=body) as answer:
+                etags[i] = answer.headers["ETag"]
+
+        async def revalidate(i: int) -> None:
+            body = {"context": {"targetingKey": UNITS[i % args.concurrency]}}
+            headers = {"If-None-Match": etags[i % args.concurrency]}
+            async with session.post(base, json=body, headers=headers) as answer:
+                assert answer.status == 304, answer.status
+
+        await drive(1000, args.concurrency, single)  # warm up
+        progress(f"single: {args.requests} evaluations, {args.concurrency} in flight")
+        seconds, latencies = await drive(args.requests, args.concurrency, single)
+        one = figures(args.requests, seconds, latencies)
+        progress(f"bulk: {args.bulk} requests of {len(flags)} flags")
+        seconds, latencies = await drive(args.bulk, args.concurrency, bulk)
+        many = figures(args.bulk, seconds, latencies)
+        many["flags_per_second"] = round(many["per_second"] * len(flags), 1)
+        seconds, latencies = await drive(args.bulk, args.concurrency, revalidate)
+        unchanged = figures(args.bulk, seconds, latencies)
+    sdk = sdk_rate(book, flags, 200_000)
+    ratio = one["per_second"] / sdk
+    print(f"{'path':<22} {'per s':>12} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"{'SDK in process':<22} {sdk:>12.0f} {'':>9} {'':>9}")
+    for name, f in (
+        ("OFREP single", one),
+        ("OFREP bulk (requests)", many),
+        ("bulk 304", unchanged),
+    ):
+        print(f"{name:<22} {f['per_second']:>12.0f} {f['p50_ms']:>9.2f} {f['p99_ms']:>9.2f}")
+    print(f"bulk: {many['flags_per_second']:.0f} flag evaluations/s; single/SDK: {ratio:.5f}")
+    return {
+        "flags": len(flags),
+        "concurrency": args.concurrency,
+        "sdk_evaluations_per_second": round(sdk, 1),
+        "single": one,
+        "bulk": many,
+        "bulk_304": unchanged,
+        "single_to_sdk": round(ratio, 6),
+        "wrong_variants": wrong,
+    }
+
+
+def _state(served: dict[str, Any]) -> FlagState:
+    return FlagState.model_validate({"v": 1, "type": "flag_state", "id": "s", "ts": 1, **served})
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000, help="single evaluations")
+    parser.add_argument("--bulk", type=int, default=1_000, help="bulk requests")
+    parser.add_argument("--flags", type=int, default=100, help="flags stored and bulk-evaluated")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    result = asyncio.run(main(parser.parse_args()))
+    assert result["wrong_variants"] == 0, "an OFREP answer differs from the SDK's arm"
+    print(json.dumps(result))

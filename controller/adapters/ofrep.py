@@ -1,0 +1,335 @@
+"""The OpenFeature Remote Evaluation Protocol (OFREP) on the daemon's HTTP server.
+
+Apps in any language evaluate flags through OpenFeature's OFREP providers
+(``openfeature-provider-ofrep`` for Python, ``@openfeature/ofrep-provider``
+for Node, and those for the web, Go, Java...), per the published OpenAPI
+document of OFREP 0.3.0:
+
+* ``POST /ofrep/v1/evaluate/flags/{key}``: one flag for the body's
+  ``context``; 200 with ``key``, ``value``, ``reason``, ``variant`` and
+  ``metadata``; 404 ``FLAG_NOT_FOUND``; 400 with ``TARGETING_KEY_MISSING``,
+  ``INVALID_CONTEXT`` or ``PARSE_ERROR``;
+* ``POST /ofrep/v1/evaluate/flags``: every flag for one context, with an
+  ``ETag`` made of the flag states' versions and the context, and 304 when a
+  request's ``If-None-Match`` names it (nothing changed for that context);
+* ``GET /ofrep/v1/configuration``: what the server supports (boolean flags,
+  polling). OFREP 0.3.0 dropped this endpoint; it is served in the shape of
+  the OFREP version that defined it, for providers that still ask.
+
+Every evaluation is :func:`controller.core.evaluation.evaluate`, the function
+the SDK answers from, so an OFREP app and an SDK app serve a unit the same
+arm. The unit is the context's ``targetingKey``; the value is the arm's
+(treatment is ``true``), the variant the arm's name, and ``metadata`` carries
+``flag_version`` and ``rollout_id`` (and ``stage``) for the app's exposure
+events. A flag that serves control to everyone answers ``DISABLED``.
+
+The flag states are held in memory, not read per evaluation: a snapshot
+loaded with the same few Redis round trips as ``GET /flags`` (whatever the
+number of flags), reloaded in the background once it is
+``max_age_seconds`` old while evaluations go on from the one held. A state
+change therefore reaches OFREP answers within about ``max_age_seconds``;
+the first request waits for the first load (503 naming the dependency if
+Redis does not answer).
+
+Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
+``body_timeout_seconds`` a 408, a body that is not JSON a 400
+``PARSE_ERROR``, and a context nested deeper than :data:`MAX_CONTEXT_DEPTH`
+or with more than :data:`MAX_CONTEXT_VALUES` values a 400
+``INVALID_CONTEXT``, each with the reason in ``errorDetails``. There is no
+authentication yet: :meth:`OfrepRoutes.refusal` is where an API key check
+answers 401 or 403, as OFREP specifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from controller.core.errors import ControllerError
+from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
+from controller.core.views import FlagStates, FlagStateView
+
+FlagStateSource = Callable[[], Awaitable[FlagStates]]
+MAX_BODY_BYTES = 16 * 1024
+"""The largest evaluation request read; a context is a unit and a few attributes."""
+MAX_CONTEXT_DEPTH = 8
+"""How deeply a context's objects and arrays may nest (the context itself is level 1)."""
+MAX_CONTEXT_VALUES = 1000
+"""How many values (objects, arrays and scalars) a context may hold."""
+MAX_AGE_SECONDS = 1.0
+POLLING_INTERVAL_MS = 1000
+log = structlog.get_logger("controller.ofrep")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The flag states evaluations read, by flag, and a tag that changes with any of them."""
+
+    states: Mapping[str, FlagStateView]
+    tag: bytes
+
+    @classmethod
+    def of(cls, states: FlagStates) -> Snapshot:
+        held = {state.flag: state for state in states.root}
+        fields = [
+            (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
+            for s in sorted(held.values(), key=lambda s: s.flag)
+        ]
+        return cls(held, hashlib.sha256(orjson.dumps(fields)).digest())
+
+
+class SnapshotCache:
+    """The latest :class:`Snapshot`, reloaded in the background once ``max_age`` old."""
+
+    def __init__(
+        self,
+        load: FlagStateSource,
+        *,
+        max_age: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load, self._max_age, self._clock = load, max_age, clock
+        self._snapshot: Snapshot | None = None
+        self._loaded_at = 0.0
+        self._first = asyncio.Lock()
+        self._reload: asyncio.Task[None] | None = None
+
+    async def get(self) -> Snapshot:
+        """The snapshot held; the first call loads it, and a stale one starts a reload."""
+        if self._snapshot is None:
+            async with self._first:
+                if self._snapshot is None:
+                    await self._refresh()
+            assert self._snapshot is not None
+        elif self._clock() - self._loaded_at >= self._max_age and self._reload is None:
+            self._reload = asyncio.create_task(self._background(), name="ofrep-snapshot")
+        return self._snapshot
+
+    @property
+    def reloading(self) -> asyncio.Task[None] | None:
+        """The background reload under way, if any."""
+        return self._reload
+
+    async def _refresh(self) -> None:
+        states = await self._load()
+        self._snapshot, self._loaded_at = Snapshot.of(states), self._clock()
+
+    async def _background(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as exc:
+            # Evaluations go on from the states held; the next request tries again.
+            self._loaded_at = self._clock()
+            log.warning("ofrep_snapshot_reload_failed", error=repr(exc)[:300])
+        finally:
+            self._reload = None
+
+
+class _Failure(ControllerError):
+    """A request answered with an OFREP error: the status, the code and the reason."""
+
+    def __init__(self, status: int, code: ErrorCode, details: str, *, close: bool = False) -> None:
+        super().__init__(details)
+        self.status, self.code, self.details, self.close = status, code, details, close
+
+    def response(self, key: str | None) -> web.Response:
+        body: dict[str, Any] = {"errorCode": self.code.value, "errorDetails": self.details}
+        response = _json(body if key is None else {"key": key, **body}, status=self.status)
+        if self.close:
+            response.force_close()
+        return response
+
+
+class OfrepRoutes:
+    """The OFREP endpoints over a :class:`SnapshotCache` of ``states``."""
+
+    def __init__(
+        self,
+        states: FlagStateSource,
+        *,
+        body_timeout_seconds: float,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+    ) -> None:
+        self.snapshots = SnapshotCache(states, max_age=max_age_seconds)
+        self._body_timeout = body_timeout_seconds
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/ofrep/v1/evaluate/flags/{key}", self._one)
+        router.add_post("/ofrep/v1/evaluate/flags", self._bulk)
+        router.add_get("/ofrep/v1/configuration", self._configuration)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request that may not evaluate, or None: every request may, for now.
+
+        The seam for API keys: a key check answers 401 (no key) or 403 (a
+        key without access) here, before the body is read.
+        """
+        return None
+
+    async def _one(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if (refused := self.refusal(request)) is not None:
+            return refused
+        try:
+            unit, attributes = await self._context(request)
+        except _Failure as failure:
+            return failure.response(key)
+        found = evaluate(key, (await self.snapshots.get()).states.get(key), unit, attributes)
+        if found.error is None:
+            return _json(_success(found))
+        return _json(
+            _failure(found), status=404 if found.error is ErrorCode.FLAG_NOT_FOUND else 400
+        )
+
+    async def _bulk(self, request: web.Request) -> web.Response:
+        if (refused := self.refusal(request)) is not None:
+            return refused
+        try:
+            unit, attributes = await self._context(request)
+            unit = _unit(unit)
+        except _Failure as failure:
+            return failure.response(None)
+        snapshot = await self.snapshots.get()
+        context = orjson.dumps([unit, attributes], option=orjson.OPT_SORT_KEYS)
+        etag = '"' + hashlib.sha256(snapshot.tag + context).hexdigest()[:32] + '"'
+        if _matches(request.headers.get("If-None-Match"), etag):
+            return web.Response(status=304, headers={"ETag": etag})
+        flags = []
+        for flag, state in snapshot.states.items():
+            found = evaluate(flag, state, unit, attributes)
+            flags.append(_success(found) if found.error is None else _failure(found))
+        return _json({"flags": flags}, headers={"ETag": etag})
+
+    async def _configuration(self, request: web.Request) -> web.Response:
+        if (refused := self.refusal(request)) is not None:
+            return refused
+        body = orjson.dumps(CONFIGURATION)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if _matches(request.headers.get("If-None-Match"), etag):
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
+    async def _context(self, request: web.Request) -> tuple[object, dict[str, Any]]:
+        """The targeting key (as sent; None when absent) and the other attributes of the context."""
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise _Failure(400, ErrorCode.PARSE_ERROR, "the body must be a JSON object")
+        context = body.get("context")
+        if context is None:
+            return None, {}
+        if not isinstance(context, dict):
+            kind = type(context).__name__
+            raise _Failure(
+                400, ErrorCode.INVALID_CONTEXT, f"the context must be an object, not {kind}"
+            )
+        _bounded(context)
+        attributes = {k: v for k, v in context.items() if k != "targetingKey"}
+        return context.get("targetingKey"), attributes
+
+    async def _body(self, request: web.Request) -> object:
+        """The decoded JSON body, read within the body deadline and :data:`MAX_BODY_BYTES`."""
+        too_large = _Failure(413, ErrorCode.GENERAL, f"the body is over {MAX_BODY_BYTES} bytes")
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise too_large
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                raw = await request.read()
+        except TimeoutError as exc:
+            reason = f"the body did not arrive within {self._body_timeout:g} s"
+            raise _Failure(408, ErrorCode.GENERAL, reason, close=True) from exc
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise too_large from exc
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_large
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            reason = f"the body is not JSON: {str(exc)[:200]}"
+            raise _Failure(400, ErrorCode.PARSE_ERROR, reason) from exc
+
+
+CONFIGURATION: dict[str, Any] = {
+    "name": "rollout-controller",
+    "capabilities": {
+        "cacheInvalidation": {
+            "polling": {"enabled": True, "minPollingIntervalMs": POLLING_INTERVAL_MS}
+        },
+        "flagEvaluation": {"supportedTypes": ["boolean"]},
+    },
+}
+"""``GET /ofrep/v1/configuration``: boolean flags, polled no more than once a second."""
+
+
+def _bounded(context: dict[str, Any]) -> None:
+    """Refuse a context nested deeper than :data:`MAX_CONTEXT_DEPTH` or with too many values."""
+    level: list[object] = [context]
+    depth = values = 0
+    while level:
+        depth += 1
+        values += len(level)
+        if depth > MAX_CONTEXT_DEPTH:
+            reason = f"the context is nested deeper than {MAX_CONTEXT_DEPTH} levels"
+            raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason)
+        if values > MAX_CONTEXT_VALUES:
+            reason = f"the context holds more than {MAX_CONTEXT_VALUES} values"
+            raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason)
+        below: list[object] = []
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(node.values())
+            elif isinstance(node, list):
+                below.extend(node)
+        level = below
+
+
+def _unit(unit: object) -> str:
+    """``unit`` if every flag can bucket it; otherwise the context's error, for all flags."""
+    if problem := unit_problem(unit):
+        raise _Failure(400, *problem)
+    assert isinstance(unit, str)  # unit_problem refuses anything else
+    try:
+        unit.encode()
+    except UnicodeEncodeError as exc:
+        reason = "the targeting key is not valid Unicode"
+        raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason) from exc
+    return unit
+
+
+def _success(found: Evaluation) -> dict[str, Any]:
+    return {
+        "key": found.flag,
+        "value": found.value,
+        "reason": found.reason.value,
+        "variant": found.variant,
+        "metadata": found.metadata(),
+    }
+
+
+def _failure(found: Evaluation) -> dict[str, Any]:
+    assert found.error is not None
+    return {"key": found.flag, "errorCode": found.error.value, "errorDetails": found.detail}
+
+
+def _matches(given: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weakly, as RFC 9110 compares it)."""
+    if not given:
+        return False
+    if given.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in given.split(","))
+
+
+def _json(
+    data: dict[str, Any], *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )

@@ -1,0 +1,168 @@
+"""Evaluation of a flag for a unit: the one function the app SDK and the controller share.
+
+:func:`evaluate` takes a flag's state (or None when there is none) and the
+evaluation context's targeting key (the unit) and says which arm the unit is
+served, the flag version to report with it, and why, in OpenFeature's terms:
+
+* ``SPLIT``: the flag is rolled out and the unit was bucketed
+  (:func:`controller.core.bucketing.assign`) into an arm;
+* ``DISABLED``: the flag serves control to everyone (inactive, rolled back,
+  killed), reported with flag version 0;
+* ``ERROR`` with an :class:`ErrorCode`: no state for the flag
+  (``FLAG_NOT_FOUND``), no targeting key (``TARGETING_KEY_MISSING``: None or
+  the empty string), or one that cannot be a unit (``INVALID_CONTEXT``: not a
+  string, longer than the event contract's 256 characters, or not valid
+  Unicode); the unit is then served control, with flag version 0.
+
+``TARGETING_MATCH`` is where targeting plugs in: once a plan carries an
+audience (:mod:`controller.core.audience`), :func:`evaluate` matches the
+context's ``attributes`` against it before bucketing; a unit outside the
+audience is served control and a unit inside it is bucketed, reported as
+``TARGETING_MATCH``. Flag states carry no audience yet, so ``attributes`` are
+accepted and not read.
+
+The arm's value is boolean (treatment is True): flag states carry no typed
+values for their arms. The in-process OpenFeature provider
+(:mod:`controller.sdk.openfeature`), the SDK's ``arm`` and the controller's
+OFREP endpoints (:mod:`controller.adapters.ofrep`) all answer from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from controller.core.bucketing import assign
+from controller.core.flagstates import SERVES_CONTROL
+from controller.core.messages import Arm, FlagStatus
+
+MAX_UNIT_CHARS = 256
+"""The longest unit the event contract accepts; a longer targeting key is an invalid context."""
+NO_ATTRIBUTES: Mapping[str, object] = {}
+
+Metadata = dict[str, str | int | float | bool]
+"""What an evaluation reports beside the arm: strings, numbers and booleans only (OFREP)."""
+
+
+class Reason(StrEnum):
+    """Why a unit got its arm: OpenFeature's resolution reasons."""
+
+    SPLIT = "SPLIT"
+    TARGETING_MATCH = "TARGETING_MATCH"
+    DISABLED = "DISABLED"
+    ERROR = "ERROR"
+
+
+class ErrorCode(StrEnum):
+    """Why a flag could not be evaluated: OpenFeature's error codes."""
+
+    FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
+    TARGETING_KEY_MISSING = "TARGETING_KEY_MISSING"
+    INVALID_CONTEXT = "INVALID_CONTEXT"
+    PARSE_ERROR = "PARSE_ERROR"
+    GENERAL = "GENERAL"
+
+
+class EvaluatedState(Protocol):
+    """What evaluation reads of a flag state: the message's fields, or ``/flags``' view."""
+
+    @property
+    def flag(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def status(self) -> FlagStatus: ...
+    @property
+    def percent(self) -> float: ...
+    @property
+    def salt(self) -> str: ...
+    @property
+    def rollout_id(self) -> str | None: ...
+    @property
+    def stage(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A flag evaluated for one unit: the arm, the version to report, and why."""
+
+    flag: str
+    arm: Arm
+    version: int
+    """The flag version apps report with the arm in their events; 0 when not from a rollout."""
+    reason: Reason
+    rollout_id: str | None = None
+    stage: int | None = None
+    error: ErrorCode | None = None
+    detail: str = ""
+    """The error in words; empty without an error."""
+
+    @property
+    def value(self) -> bool:
+        """The arm's value: treatment is True."""
+        return self.arm is Arm.TREATMENT
+
+    @property
+    def variant(self) -> str:
+        """The arm's name: ``treatment`` or ``control``."""
+        return self.arm.value
+
+    def metadata(self) -> Metadata:
+        """What a client needs to report exposures: ``flag_version`` and, in a rollout, its id."""
+        out: Metadata = {"flag_version": self.version}
+        if self.rollout_id is not None:
+            out["rollout_id"] = self.rollout_id
+        if self.stage is not None:
+            out["stage"] = self.stage
+        return out
+
+
+def evaluate(
+    flag: str,
+    state: EvaluatedState | None,
+    unit: object,
+    attributes: Mapping[str, object] = NO_ATTRIBUTES,
+) -> Evaluation:
+    """``flag`` evaluated for ``unit`` (the targeting key, as the caller got it) under ``state``.
+
+    Never raises: a unit that cannot be bucketed is an ``INVALID_CONTEXT``
+    error. ``attributes`` (the rest of the evaluation context) are where
+    targeting will read; see the module's docstring.
+    """
+    if problem := unit_problem(unit):
+        return failed(flag, *problem)
+    assert isinstance(unit, str)  # unit_problem refuses anything else
+    if state is None:
+        return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
+    if state.status in SERVES_CONTROL:
+        return Evaluation(flag, Arm.CONTROL, 0, Reason.DISABLED, state.rollout_id, state.stage)
+    try:
+        arm = assign(flag, state.salt, unit, state.percent)
+    except UnicodeEncodeError:
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    return Evaluation(flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage)
+
+
+def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:
+    """Why ``unit`` cannot be bucketed (the error code and the reason), or None if it can.
+
+    Unicode validity is checked where the unit is hashed, not here.
+    """
+    if unit is None or (isinstance(unit, str) and not unit):
+        return ErrorCode.TARGETING_KEY_MISSING, "the evaluation context has no targeting key"
+    if not isinstance(unit, str):
+        return ErrorCode.INVALID_CONTEXT, (
+            f"the targeting key must be a string, not {type(unit).__name__}"
+        )
+    if len(unit) > MAX_UNIT_CHARS:
+        return ErrorCode.INVALID_CONTEXT, (
+            f"the targeting key is longer than {MAX_UNIT_CHARS} characters"
+        )
+    return None
+
+
+def failed(flag: str, error: ErrorCode, detail: str) -> Evaluation:
+    """An evaluation that failed: control, with flag version 0."""
+    return Evaluation(flag, Arm.CONTROL, 0, Reason.ERROR, error=error, detail=detail)

@@ -1,0 +1,347 @@
+"""OFREP on the daemon's HTTP server, evaluated by OpenFeature's own providers for Python and Node.
+
+The server runs over real Redis; the providers are the published ones
+(``openfeature-provider-ofrep`` from PyPI, ``@openfeature/ofrep-provider``
+from npm, installed by ``make ofrep-node``). For 10,000 units they must get
+exactly the arm the SDK's evaluation gives for the same states, which is the
+bucketing the vectors pin; every answer is checked against OFREP's OpenAPI
+document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openfeature import api
+from openfeature.contrib.provider.ofrep import OFREPProvider
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import ErrorCode
+from openfeature.flag_evaluation import Reason
+
+from controller.adapters.ofrep import MAX_BODY_BYTES, MAX_CONTEXT_DEPTH
+from controller.adapters.redis.client import connect
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.bucketing import assign
+from controller.core.messages import FlagState
+from controller.core.rollout import Phase
+from controller.core.views import FlagStateView
+from controller.ports import StateWrite
+from controller.sdk.flags import FlagBook
+from controller.settings import RedisSettings
+from tests.conftest import _service_unavailable
+from tests.integration.rig import Rig
+from tests.integration.test_http import wait_status
+from tests.ofrep import (
+    CONFIGURATION_SCHEMA,
+    NODE_SCRIPT,
+    flag_rollout,
+    node_home,
+    ofrep_server,
+    schema,
+    store,
+)
+from tests.services import ServiceUnavailable, free_port
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.integration]
+
+UNITS = 10_000
+SPLIT, OFF, DONE = "ofrep.split", "ofrep.killed", "ofrep.done"
+
+
+@pytest.fixture
+async def served(redis_url: str, redis_namespace: str) -> AsyncIterator[tuple[str, RolloutStore]]:
+    """An OFREP server over three flags: split at 37.5%, killed, completed."""
+    async with connect(RedisSettings(url=redis_url)) as client:
+        states = await store(
+            client,
+            redis_namespace,
+            [
+                flag_rollout(SPLIT, 37.5),
+                flag_rollout(OFF, 50.0, phase=Phase.KILLED),
+                flag_rollout(DONE, 100.0, phase=Phase.COMPLETED, version=9),
+            ],
+        )
+        async with ofrep_server(states, max_age=0.2) as base:
+            yield base, states
+
+
+async def sdk_book(base: str) -> FlagBook:
+    """The SDK's book of the states ``GET /flags`` serves: what the SDK evaluates from."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{base}/flags")
+    views = [FlagStateView.model_validate(s) for s in answer.json()]
+    book = FlagBook()
+    for view in views:
+        book.apply(view_state(view))
+    return book
+
+
+def view_state(view: FlagStateView) -> FlagState:
+    return FlagState.model_validate(
+        {"v": 1, "type": "flag_state", "id": f"s-{view.flag}", "ts": 1, **view.served()}
+    )
+
+
+def check(name: str, answer: Any) -> None:
+    errors = [e.message[:200] for e in schema(name).iter_errors(answer)]
+    assert not errors, (name, answer, errors)
+
+
+async def test_the_python_provider_gets_the_sdks_arms_for_10_000_units(
+    served: tuple[str, RolloutStore],
+) -> None:
+    base, _ = served
+    book = await sdk_book(base)
+    split = book.state(SPLIT)
+    assert split is not None
+    assert split.percent == 37.5
+
+    def resolve() -> dict[str, list[Any]]:
+        api.set_provider(OFREPProvider(base), "ofrep-test")
+        client = api.get_client("ofrep-test")
+        out: dict[str, list[Any]] = {}
+        for flag in (SPLIT, OFF, DONE):
+            units = range(UNITS if flag == SPLIT else 200)
+            out[flag] = [
+                client.get_boolean_details(flag, False, EvaluationContext(f"unit-{i}"))
+                for i in units
+            ]
+        out["missing"] = [
+            client.get_boolean_details(SPLIT, False, EvaluationContext()),
+            client.get_boolean_details("ofrep.nope", False, EvaluationContext("u")),
+        ]
+        return out
+
+    try:
+        got = await asyncio.to_thread(resolve)
+    finally:
+        api.clear_providers()
+    for i, details in enumerate(got[SPLIT]):
+        unit = f"unit-{i}"
+        arm, version = book.arm(SPLIT, unit)
+        assert arm == assign(SPLIT, split.salt, unit, 37.5)
+        assert (details.variant, details.value, details.reason) == (
+            arm.value,
+            arm.value == "treatment",
+            Reason.SPLIT,
+        ), unit
+        assert details.flag_metadata == {
+            "flag_version": version,
+            "rollout_id": f"r-{SPLIT}",
+            "stage": 0,
+        }
+    treated = sum(d.value for d in got[SPLIT])
+    assert 3500 < treated < 4000, treated
+    assert {(d.variant, d.reason, d.flag_metadata["flag_version"]) for d in got[OFF]} == {
+        ("control", Reason.DISABLED, 0)
+    }
+    assert {(d.variant, d.reason, d.flag_metadata["flag_version"]) for d in got[DONE]} == {
+        ("treatment", Reason.SPLIT, 9)
+    }
+    no_key, unknown = got["missing"]
+    assert (no_key.error_code, no_key.value) == (ErrorCode.TARGETING_KEY_MISSING, False)
+    assert (unknown.error_code, unknown.value) == (ErrorCode.FLAG_NOT_FOUND, False)
+
+
+@pytest.fixture
+def ofrep_node(node: str, pytestconfig: pytest.Config) -> Path:
+    """Where the Node OFREP provider is installed; SERVICE MISSING when it is not."""
+    try:
+        return node_home()
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+
+
+async def test_the_node_provider_gets_the_sdks_arms_for_10_000_units(
+    served: tuple[str, RolloutStore], node: str, ofrep_node: Path
+) -> None:
+    home = ofrep_node
+    base, _ = served
+    book = await sdk_book(base)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [node, str(NODE_SCRIPT), base, str(UNITS), SPLIT, OFF],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OFREP_NODE_HOME": str(home), "PATH": str(Path(node).parent)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = [book.arm(SPLIT, f"unit-{i}")[0].value for i in range(UNITS)]
+    assert got[SPLIT]["variants"] == expected
+    assert (got[SPLIT]["reasons"], got[SPLIT]["errors"]) == (["SPLIT"], [])
+    assert got[SPLIT]["metadata"] == {
+        "flag_version": book.arm(SPLIT, "unit-0")[1],
+        "rollout_id": f"r-{SPLIT}",
+        "stage": 0,
+    }
+    assert set(got[OFF]["variants"]) == {"control"}
+    assert got[OFF]["reasons"] == ["DISABLED"]
+    assert got["<no targeting key>"] == {"errors": ["TARGETING_KEY_MISSING"], "value": False}
+
+
+async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -> None:
+    base, _ = served
+    url = f"{base}/ofrep/v1/evaluate/flags"
+    context = {"context": {"targetingKey": "u-1", "plan": "pro", "tags": ["a", {"b": 1}]}}
+    async with httpx.AsyncClient() as client:
+        one = await client.post(f"{url}/{SPLIT}", json=context)
+        assert one.status_code == 200
+        assert one.headers["Content-Type"].startswith("application/json")
+        check("serverEvaluationSuccess", one.json())
+        assert one.json()["key"] == SPLIT
+
+        unknown = await client.post(f"{url}/ofrep.nope", json=context)
+        assert unknown.status_code == 404
+        check("flagNotFound", unknown.json())
+        assert unknown.json()["errorCode"] == "FLAG_NOT_FOUND"
+
+        missing = await client.post(f"{url}/{SPLIT}", json={"context": {"plan": "pro"}})
+        assert missing.status_code == 400
+        check("evaluationFailure", missing.json())
+        assert missing.json()["errorCode"] == "TARGETING_KEY_MISSING"
+
+        bulk = await client.post(url, json=context)
+        assert bulk.status_code == 200
+        check("bulkEvaluationSuccess", bulk.json())
+        flags = {f["key"]: f for f in bulk.json()["flags"]}
+        assert set(flags) == {SPLIT, OFF, DONE}
+        assert flags[SPLIT] == one.json()
+        etag = bulk.headers["ETag"]
+
+        again = await client.post(url, json=context, headers={"If-None-Match": etag})
+        assert (again.status_code, again.headers["ETag"], again.content) == (304, etag, b"")
+        other = await client.post(
+            url, json={"context": {"targetingKey": "u-2"}}, headers={"If-None-Match": etag}
+        )
+        assert other.status_code == 200
+        assert other.headers["ETag"] != etag
+
+        bad_bulk = await client.post(url, json={"context": {"targetingKey": 7}})
+        assert bad_bulk.status_code == 400
+        check("bulkEvaluationFailure", bad_bulk.json())
+        assert bad_bulk.json()["errorCode"] == "INVALID_CONTEXT"
+
+        configuration = await client.get(f"{base}/ofrep/v1/configuration")
+        assert configuration.status_code == 200
+        errors = list(
+            schema("key").evolve(schema=CONFIGURATION_SCHEMA).iter_errors(configuration.json())
+        )
+        assert not errors, errors
+        assert configuration.json()["capabilities"]["flagEvaluation"]["supportedTypes"] == [
+            "boolean"
+        ]
+
+
+async def test_a_changed_state_changes_the_etag_and_the_answer(
+    served: tuple[str, RolloutStore],
+) -> None:
+    base, states = served
+    url = f"{base}/ofrep/v1/evaluate/flags"
+    body = {"context": {"targetingKey": "unit-1"}}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(url, json=body)
+        etag = first.headers["ETag"]
+        loaded = await states.load(SPLIT)
+        assert loaded.rollout is not None
+        killed = loaded.rollout.model_copy(update={"phase": Phase.KILLED, "flag_version": 4})
+        await states.save(SPLIT, StateWrite(rev=loaded.rev, rollout=killed))
+
+        async def changed() -> dict[str, Any]:
+            answer = await client.post(url, json=body, headers={"If-None-Match": etag})
+            assert answer.status_code == 200, answer.status_code
+            return {f["key"]: f for f in answer.json()["flags"]}
+
+        flags = await eventually(changed, timeout=10, what="the kill to reach OFREP")
+    assert (flags[SPLIT]["reason"], flags[SPLIT]["variant"]) == ("DISABLED", "control")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "reason"),
+    [
+        (b"{not json", 400, "PARSE_ERROR", "not JSON"),
+        (b"[1, 2]", 400, "PARSE_ERROR", "JSON object"),
+        (b'{"context": "u-1"}', 400, "INVALID_CONTEXT", "must be an object"),
+        (b'{"context": {}}', 400, "TARGETING_KEY_MISSING", "no targeting key"),
+        (b"{}", 400, "TARGETING_KEY_MISSING", "no targeting key"),
+        (b'{"context": {"targetingKey": ""}}', 400, "TARGETING_KEY_MISSING", "no targeting"),
+        (b'{"context": {"targetingKey": ["u"]}}', 400, "INVALID_CONTEXT", "must be a string"),
+        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "PARSE_ERROR", "not JSON"),
+        (
+            b'{"context": {"targetingKey": "u", "a": ' + b'{"b": ' * 20 + b"1" + b"}" * 21 + b"}",
+            400,
+            "INVALID_CONTEXT",
+            f"deeper than {MAX_CONTEXT_DEPTH}",
+        ),
+        (
+            b'{"context": {"targetingKey": "u", "a": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+            400,
+            "PARSE_ERROR",
+            "not JSON",
+        ),
+        (
+            b'{"context": {"targetingKey": "u", "a": [' + b"1," * 2000 + b"1]}}",
+            400,
+            "INVALID_CONTEXT",
+            "more than 1000 values",
+        ),
+        (
+            b'{"context": {"targetingKey": "u", "pad": "' + b"x" * MAX_BODY_BYTES + b'"}}',
+            413,
+            "GENERAL",
+            f"over {MAX_BODY_BYTES} bytes",
+        ),
+    ],
+)
+async def test_hostile_input_is_refused_with_a_reason_and_the_server_goes_on(
+    served: tuple[str, RolloutStore], body: bytes, status: int, code: str, reason: str
+) -> None:
+    base, _ = served
+    url = f"{base}/ofrep/v1/evaluate/flags/{SPLIT}"
+    headers = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(url, content=body, headers=headers)
+        assert answer.status_code == status, answer.text
+        assert answer.json()["errorCode"] == code
+        assert reason in answer.json()["errorDetails"], answer.json()
+        if status == 400:
+            check("evaluationFailure", answer.json())
+        # The same body, streamed without a length, is bounded the same way.
+        streamed = await client.post(url, content=_chunks(body), headers=headers)
+        assert streamed.status_code == status, streamed.text
+        fine = await client.post(url, json={"context": {"targetingKey": "u"}})
+        assert fine.status_code == 200
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), 4096):
+        yield body[start : start + 4096]
+
+
+async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
+    port = free_port()
+    rig.env["RC_HTTP__PORT"] = str(port)
+    base = f"http://127.0.0.1:{port}"
+    with rig.daemon(tmp_path):
+        await wait_status(f"{base}/healthz", 200)
+        configuration = await wait_status(f"{base}/ofrep/v1/configuration", 200)
+        assert configuration.json()["name"] == "rollout-controller"
+        async with httpx.AsyncClient() as client:
+            unknown = await client.post(
+                f"{base}/ofrep/v1/evaluate/flags/nope", json={"context": {"targetingKey": "u"}}
+            )
+            bulk = await client.post(
+                f"{base}/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u"}}
+            )
+    assert (unknown.status_code, unknown.json()["errorCode"]) == (404, "FLAG_NOT_FOUND")
+    assert (bulk.status_code, bulk.json()) == (200, {"flags": []})

@@ -1,0 +1,49 @@
+// Evaluates flags through OpenFeature's own OFREP provider for Node, against a controller.
+//
+//   OFREP_NODE_HOME=.ofrep-node node tests/node/ofrep_eval.mjs BASE_URL UNITS FLAG...
+//
+// For units unit-0 .. unit-(UNITS-1) and each FLAG it resolves a boolean with
+// the unit as the targeting key, and prints one JSON object: per flag, the
+// variants in unit order, the reasons seen, the metadata of the first unit, and
+// the error codes seen. The packages come from OFREP_NODE_HOME (`make ofrep-node`).
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const home = path.resolve(process.env.OFREP_NODE_HOME ?? ".ofrep-node");
+const require = createRequire(path.join(home, "package.json"));
+const { OpenFeature } = require("@openfeature/server-sdk");
+const { OFREPProvider } = require("@openfeature/ofrep-provider");
+
+const [baseUrl, unitsText, ...flags] = process.argv.slice(2);
+const units = Number(unitsText);
+await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl }));
+const client = OpenFeature.getClient();
+
+const out = {};
+for (const flag of flags) {
+  const variants = new Array(units);
+  const reasons = new Set();
+  const errors = new Set();
+  let metadata = null;
+  const BATCH = 50;
+  for (let start = 0; start < units; start += BATCH) {
+    const batch = [];
+    for (let i = start; i < Math.min(units, start + BATCH); i++) {
+      batch.push(
+        client.getBooleanDetails(flag, false, { targetingKey: `unit-${i}` }).then((details) => {
+          variants[i] = details.variant ?? null;
+          reasons.add(details.reason);
+          if (details.errorCode) errors.add(details.errorCode);
+          if (i === 0) metadata = details.flagMetadata;
+        }),
+      );
+    }
+    await Promise.all(batch);
+  }
+  out[flag] = { variants, reasons: [...reasons].sort(), errors: [...errors].sort(), metadata };
+}
+// No targeting key at all: the provider must say so with OFREP's error code.
+const missing = await client.getBooleanDetails(flags[0], false, {});
+out["<no targeting key>"] = { errors: [missing.errorCode], value: missing.value };
+await OpenFeature.close();
+console.log(JSON.stringify(out));

@@ -1,0 +1,122 @@
+"""The one evaluation function: a flag state and a targeting key give an arm and a reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from controller.core.bucketing import assign
+from controller.core.evaluation import ErrorCode, Evaluation, Reason, evaluate
+from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.core.views import FlagStateView
+from controller.sdk.flags import FlagBook
+from tests.vectors import generate
+
+
+def state(status: FlagStatus = FlagStatus.ROLLING_OUT, percent: float = 50.0) -> FlagState:
+    return FlagState(
+        v=1,
+        type="flag_state",
+        id="s7",
+        ts=1_700_000_000_000,
+        flag="checkout",
+        version=7,
+        status=status,
+        percent=percent,
+        salt="pepper",
+        rollout_id="r-1",
+        stage=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "percent", "unit", "arm", "version", "reason", "error"),
+    [
+        (FlagStatus.ROLLING_OUT, 100.0, "u1", Arm.TREATMENT, 7, Reason.SPLIT, None),
+        (FlagStatus.ROLLING_OUT, 0.0, "u1", Arm.CONTROL, 7, Reason.SPLIT, None),
+        (FlagStatus.COMPLETED, 100.0, "u1", Arm.TREATMENT, 7, Reason.SPLIT, None),
+        (FlagStatus.INACTIVE, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
+        (FlagStatus.ROLLED_BACK, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
+        (FlagStatus.KILLED, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
+        (
+            FlagStatus.ROLLING_OUT,
+            100.0,
+            None,
+            Arm.CONTROL,
+            0,
+            Reason.ERROR,
+            "TARGETING_KEY_MISSING",
+        ),
+        (FlagStatus.ROLLING_OUT, 100.0, "", Arm.CONTROL, 0, Reason.ERROR, "TARGETING_KEY_MISSING"),
+        (FlagStatus.ROLLING_OUT, 100.0, 42, Arm.CONTROL, 0, Reason.ERROR, "INVALID_CONTEXT"),
+        (FlagStatus.ROLLING_OUT, 100.0, "u" * 257, Arm.CONTROL, 0, Reason.ERROR, "INVALID_CONTEXT"),
+        (FlagStatus.ROLLING_OUT, 100.0, "u" * 256, Arm.TREATMENT, 7, Reason.SPLIT, None),
+        (
+            FlagStatus.ROLLING_OUT,
+            100.0,
+            "lone-\ud800",
+            Arm.CONTROL,
+            0,
+            Reason.ERROR,
+            "INVALID_CONTEXT",
+        ),
+    ],
+)
+def test_a_state_and_a_unit_give_an_arm_a_version_and_a_reason(
+    status: FlagStatus,
+    percent: float,
+    unit: object,
+    arm: Arm,
+    version: int,
+    reason: Reason,
+    error: str | None,
+) -> None:
+    got = evaluate("checkout", state(status, percent), unit)
+    assert (got.arm, got.version, got.reason) == (arm, version, reason)
+    assert (got.error.value if got.error else None) == error
+    assert bool(got.detail) == (error is not None)
+    assert got.value is (arm is Arm.TREATMENT)
+    assert got.variant == arm.value
+
+
+def test_an_unknown_flag_is_not_found_and_served_control() -> None:
+    got = evaluate("nope", None, "u1")
+    assert (got.arm, got.version, got.reason, got.error) == (
+        Arm.CONTROL,
+        0,
+        Reason.ERROR,
+        ErrorCode.FLAG_NOT_FOUND,
+    )
+    # A missing targeting key is said first: the context is wrong for any flag.
+    assert evaluate("nope", None, None).error is ErrorCode.TARGETING_KEY_MISSING
+
+
+def test_the_metadata_carries_what_an_exposure_reports() -> None:
+    got = evaluate("checkout", state(percent=100.0), "u1")
+    assert got.metadata() == {"flag_version": 7, "rollout_id": "r-1", "stage": 2}
+    assert Evaluation("f", Arm.CONTROL, 0, Reason.ERROR).metadata() == {"flag_version": 0}
+
+
+def test_the_view_apps_poll_evaluates_like_the_message() -> None:
+    message = state(percent=33.333)
+    view = FlagStateView.model_validate(message.model_dump())
+    for i in range(2000):
+        assert evaluate("checkout", view, f"user-{i}") == evaluate("checkout", message, f"user-{i}")
+
+
+def test_every_bucketing_vector_comes_out_of_the_evaluation() -> None:
+    vectors: list[dict[str, Any]] = json.loads(generate.PATH.read_text(encoding="utf-8"))["vectors"]
+    for v in vectors:
+        held = state(percent=v["percent"]).model_copy(update={"flag": v["flag"], "salt": v["salt"]})
+        got = evaluate(v["flag"], held, v["unit"])
+        assert (got.variant, got.reason) == (v["arm"], Reason.SPLIT), v
+
+
+def test_the_sdk_serves_what_the_evaluation_says() -> None:
+    book = FlagBook([state(percent=37.5)])
+    for unit in ("ok", "", "x" * 300, "lone-\ud800", *(f"u{i}" for i in range(500))):
+        got = evaluate("checkout", book.state("checkout"), unit)
+        assert book.arm("checkout", unit) == (got.arm, got.version)
+    assert book.arm("checkout", "u1")[0] == assign("checkout", "pepper", "u1", 37.5)
