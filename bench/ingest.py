@@ -10,12 +10,23 @@ units) to a fresh topic, then measures in one run:
 
 The raw loop is also run with the daemon's garbage-collector settings
 (``raw_tuned_gc_eps``), so that the ratio is not flattered by tuning the
-baseline lacks. The two are measured alternately ``--rounds`` times (default 2) and averaged,
-because this machine's speed drifts by ±15% between runs. Both clocks start
-at the first event consumed, so start-up and group join are
-not counted. The last line printed is one JSON object.
+baseline lacks.
+
+Both sides are timed over the same mid-run window: from the moment
+``--window``'s first fraction of the N events has been consumed (raw) or
+flushed to Redis (controller) to the moment its second fraction has (by
+default 20% to 90%). Start-up, group join, claiming and the ramp-up of the
+first batches fall before the window, the tail (the last partial batches,
+the final polls) after it, so both rates are steady-state rates. The daemon's
+progress is polled in Redis and the crossing times interpolated between
+polls. The two sides are measured alternately ``--rounds`` times (default 5),
+and each round's ratio is its controller rate over its own raw rate, so drift
+in the machine's speed between rounds cancels; ``ratio`` is the median of
+the round ratios and ``ratio_spread`` how far the rounds stray from it. The
+last line printed is one JSON object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
+        [--rounds 5] [--window 0.2 0.9]
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
 broker and a private redis-server.
@@ -86,7 +97,41 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
     return len(values) / (time.perf_counter() - started)
 
 
-async def raw_loop(bootstrap: str, topic: str, n: int, *, tuned_gc: bool = False) -> float:
+class Window:
+    """The time a count takes to go from ``lo`` to ``hi``, crossings interpolated."""
+
+    def __init__(self, n: int, window: tuple[float, float]) -> None:
+        self.lo, self.hi = round(n * window[0]), round(n * window[1])
+        self._last: tuple[float, int] | None = None
+        self._start: float | None = None
+        self._end: float | None = None
+
+    def observe(self, count: int, at: float) -> None:
+        """The count reached ``count`` by time ``at`` (counts only grow)."""
+        if self._last is not None:
+            if self._start is None:
+                self._start = self._crossing(self.lo, count, at)
+            if self._end is None:
+                self._end = self._crossing(self.hi, count, at)
+        self._last = (at, count)
+
+    def _crossing(self, mark: int, count: int, at: float) -> float | None:
+        assert self._last is not None
+        before, was = self._last
+        if not was < mark <= count:
+            return None
+        return before + (at - before) * (mark - was) / (count - was)
+
+    def rate(self) -> float:
+        """Events per second within the window."""
+        assert self._start is not None
+        assert self._end is not None
+        return (self.hi - self.lo) / (self._end - self._start)
+
+
+async def raw_loop(
+    bootstrap: str, topic: str, n: int, window: tuple[float, float], *, tuned_gc: bool = False
+) -> float:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -102,26 +147,26 @@ async def raw_loop(bootstrap: str, topic: str, n: int, *, tuned_gc: bool = False
         gc.freeze()
         gc.set_threshold(50_000, *gc.get_threshold()[1:])
     await consumer.start()
-    seen, started = 0, 0.0
+    timed = Window(n, window)
+    seen = 0
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            if batch and not started:
-                started = time.perf_counter()
             for records in batch.values():
                 for record in records:
                     decode(record.value)
                 seen += len(records)
+            timed.observe(seen, time.perf_counter())
     finally:
         await consumer.stop()
         if tuned_gc:
             gc.set_threshold(700, *gc.get_threshold()[1:])
             gc.unfreeze()
-    return n / (time.perf_counter() - started)
+    return timed.rate()
 
 
 async def controller_run(
-    bootstrap: str, redis_url: str, topic: str, n: int, workdir: Path
+    bootstrap: str, redis_url: str, topic: str, n: int, window: tuple[float, float], workdir: Path
 ) -> tuple[float, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
@@ -134,27 +179,26 @@ async def controller_run(
         process = psutil.Process(daemon.pid)
         async with connect(settings) as client:
             store = RedisAggregateStore(client, settings=settings, topic=topic)
-            first_count, started, done = 0, 0.0, 0
+            timed = Window(n, window)
+            done = 0
             last_report = time.monotonic()
             while done < n:
                 peak = max(peak, process.memory_info().rss)
                 offsets = [await store.offset(p) for p in range(PARTITIONS)]
                 done = sum(o or 0 for o in offsets)
-                if done and not started:
-                    started, first_count = time.perf_counter(), done
+                timed.observe(done, time.perf_counter())
                 if time.monotonic() - last_report > 5:
                     progress(f"controller flushed {done:,}/{n:,}")
                     last_report = time.monotonic()
                 if not daemon.running:
                     raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
+                await asyncio.sleep(0.02)
             keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
             for i in range(0, len(keys), 500):
                 await client.delete(*keys[i : i + 500])
     finally:
         daemon.terminate()
-    return (n - first_count) / elapsed, peak / 2**20
+    return timed.rate(), peak / 2**20
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -170,35 +214,44 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         produce_eps = await produce(bootstrap, topic, values)
         del values
         progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
+        window = (args.window[0], args.window[1])
         raw: list[float] = []
         raw_tuned: list[float] = []
         ctl: list[float] = []
         peaks: list[float] = []
         # Alternate the two, so drift in the machine's speed hits both alike.
         for round_ in range(args.rounds):
-            raw.append(await raw_loop(bootstrap, topic, args.events))
-            raw_tuned.append(await raw_loop(bootstrap, topic, args.events, tuned_gc=True))
+            raw.append(await raw_loop(bootstrap, topic, args.events, window))
+            raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
             progress(
                 f"round {round_ + 1}: raw {raw[-1]:,.0f}/s, raw with the daemon's gc "
                 f"settings {raw_tuned[-1]:,.0f}/s; controller..."
             )
-            eps, peak = await controller_run(bootstrap, redis_url, topic, args.events, workdir)
+            eps, peak = await controller_run(
+                bootstrap, redis_url, topic, args.events, window, workdir
+            )
             ctl.append(eps)
             peaks.append(peak)
-            progress(f"round {round_ + 1}: controller {eps:,.0f}/s, peak RSS {peak:.0f} MB")
-    raw_eps, controller_eps = statistics.mean(raw), statistics.mean(ctl)
+            progress(
+                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio {eps / raw[-1]:.3f}), "
+                f"peak RSS {peak:.0f} MB"
+            )
+    ratios = [c / r for c, r in zip(ctl, raw, strict=True)]
+    tuned_ratios = [c / r for c, r in zip(ctl, raw_tuned, strict=True)]
+    ratio = statistics.median(ratios)
     return {
         "events": args.events,
         "flags": args.flags,
         "units": args.units,
         "rounds": args.rounds,
-        "raw_eps": round(raw_eps),
-        "controller_eps": round(controller_eps),
-        "ratio": round(controller_eps / raw_eps, 3),
-        "ratio_min": round(min(ctl) / max(raw), 3),
-        "ratio_max": round(max(ctl) / min(raw), 3),
-        "raw_tuned_gc_eps": round(statistics.mean(raw_tuned)),
-        "ratio_vs_tuned_gc": round(controller_eps / statistics.mean(raw_tuned), 3),
+        "window": list(window),
+        "raw_eps": round(statistics.median(raw)),
+        "controller_eps": round(statistics.median(ctl)),
+        "ratio": round(ratio, 3),
+        "ratio_spread": round(max(abs(r - ratio) for r in ratios), 3),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "raw_tuned_gc_eps": round(statistics.median(raw_tuned)),
+        "ratio_vs_tuned_gc": round(statistics.median(tuned_ratios), 3),
         "peak_rss_mb": round(max(peaks), 1),
     }
 
@@ -208,6 +261,14 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
     parser.add_argument("--flags", type=int, default=20, help="distinct flags")
     parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--rounds", type=int, default=2, help="raw/controller pairs to average")
+    parser.add_argument("--rounds", type=int, default=5, help="raw/controller pairs")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(0.2, 0.9),
+        metavar=("FROM", "TO"),
+        help="the fractions of the events between which both sides are timed",
+    )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))
