@@ -22,8 +22,15 @@ progress is polled in Redis and the crossing times interpolated between
 polls. The two sides are measured alternately ``--rounds`` times (default 5),
 and each round's ratio is its controller rate over its own raw rate, so drift
 in the machine's speed between rounds cancels; ``ratio`` is the median of
-the round ratios and ``ratio_spread`` how far the rounds stray from it. The
-last line printed is one JSON object.
+the round ratios and ``ratio_spread`` how far the rounds stray from it.
+
+Wall-clock rates on a shared machine move with whatever else runs, so the
+same window is also timed in CPU time: the raw loop's own process time and
+the daemon's (user + system, read with the progress polls). ``cpu_ratio``
+is the median over rounds of the raw loop's CPU nanoseconds per event over
+the daemon's: how the daemon's cost per event compares with the bare loop's,
+which load on other cores barely moves. The last line printed is one JSON
+object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
         [--rounds 5] [--window 0.2 0.9]
@@ -98,40 +105,50 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
 
 
 class Window:
-    """The time a count takes to go from ``lo`` to ``hi``, crossings interpolated."""
+    """How long, in wall-clock and CPU time, a count takes to go from ``lo`` to ``hi``.
+
+    Crossings are interpolated between observations.
+    """
 
     def __init__(self, n: int, window: tuple[float, float]) -> None:
         self.lo, self.hi = round(n * window[0]), round(n * window[1])
-        self._last: tuple[float, int] | None = None
-        self._start: float | None = None
-        self._end: float | None = None
+        self._last: tuple[int, float, float] | None = None
+        self._start: tuple[float, float] | None = None
+        self._end: tuple[float, float] | None = None
 
-    def observe(self, count: int, at: float) -> None:
-        """The count reached ``count`` by time ``at`` (counts only grow)."""
+    def observe(self, count: int, at: float, cpu: float) -> None:
+        """The count reached ``count`` by wall time ``at``, having used ``cpu`` seconds."""
         if self._last is not None:
             if self._start is None:
-                self._start = self._crossing(self.lo, count, at)
+                self._start = self._crossing(self.lo, count, at, cpu)
             if self._end is None:
-                self._end = self._crossing(self.hi, count, at)
-        self._last = (at, count)
+                self._end = self._crossing(self.hi, count, at, cpu)
+        self._last = (count, at, cpu)
 
-    def _crossing(self, mark: int, count: int, at: float) -> float | None:
+    def _crossing(self, mark: int, count: int, at: float, cpu: float) -> tuple[float, float] | None:
         assert self._last is not None
-        before, was = self._last
+        was, at_before, cpu_before = self._last
         if not was < mark <= count:
             return None
-        return before + (at - before) * (mark - was) / (count - was)
+        share = (mark - was) / (count - was)
+        return at_before + (at - at_before) * share, cpu_before + (cpu - cpu_before) * share
 
     def rate(self) -> float:
-        """Events per second within the window."""
+        """Events per second of wall-clock time within the window."""
         assert self._start is not None
         assert self._end is not None
-        return (self.hi - self.lo) / (self._end - self._start)
+        return (self.hi - self.lo) / (self._end[0] - self._start[0])
+
+    def cpu_ns(self) -> float:
+        """CPU nanoseconds per event within the window."""
+        assert self._start is not None
+        assert self._end is not None
+        return (self._end[1] - self._start[1]) * 1e9 / (self.hi - self.lo)
 
 
 async def raw_loop(
     bootstrap: str, topic: str, n: int, window: tuple[float, float], *, tuned_gc: bool = False
-) -> float:
+) -> tuple[float, float]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -156,18 +173,18 @@ async def raw_loop(
                 for record in records:
                     decode(record.value)
                 seen += len(records)
-            timed.observe(seen, time.perf_counter())
+            timed.observe(seen, time.perf_counter(), time.process_time())
     finally:
         await consumer.stop()
         if tuned_gc:
             gc.set_threshold(700, *gc.get_threshold()[1:])
             gc.unfreeze()
-    return timed.rate()
+    return timed.rate(), timed.cpu_ns()
 
 
 async def controller_run(
     bootstrap: str, redis_url: str, topic: str, n: int, window: tuple[float, float], workdir: Path
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
@@ -186,7 +203,8 @@ async def controller_run(
                 peak = max(peak, process.memory_info().rss)
                 offsets = [await store.offset(p) for p in range(PARTITIONS)]
                 done = sum(o or 0 for o in offsets)
-                timed.observe(done, time.perf_counter())
+                cpu = process.cpu_times()
+                timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
                 if time.monotonic() - last_report > 5:
                     progress(f"controller flushed {done:,}/{n:,}")
                     last_report = time.monotonic()
@@ -198,7 +216,7 @@ async def controller_run(
                 await client.delete(*keys[i : i + 500])
     finally:
         daemon.terminate()
-    return timed.rate(), peak / 2**20
+    return timed.rate(), timed.cpu_ns(), peak / 2**20
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -215,42 +233,48 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         del values
         progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
         window = (args.window[0], args.window[1])
-        raw: list[float] = []
-        raw_tuned: list[float] = []
-        ctl: list[float] = []
+        raw: list[tuple[float, float]] = []
+        raw_tuned: list[tuple[float, float]] = []
+        ctl: list[tuple[float, float]] = []
         peaks: list[float] = []
         # Alternate the two, so drift in the machine's speed hits both alike.
         for round_ in range(args.rounds):
             raw.append(await raw_loop(bootstrap, topic, args.events, window))
             raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
             progress(
-                f"round {round_ + 1}: raw {raw[-1]:,.0f}/s, raw with the daemon's gc "
-                f"settings {raw_tuned[-1]:,.0f}/s; controller..."
+                f"round {round_ + 1}: raw {raw[-1][0]:,.0f}/s, raw with the daemon's gc "
+                f"settings {raw_tuned[-1][0]:,.0f}/s; controller..."
             )
-            eps, peak = await controller_run(
+            eps, cpu_ns, peak = await controller_run(
                 bootstrap, redis_url, topic, args.events, window, workdir
             )
-            ctl.append(eps)
+            ctl.append((eps, cpu_ns))
             peaks.append(peak)
             progress(
-                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio {eps / raw[-1]:.3f}), "
-                f"peak RSS {peak:.0f} MB"
+                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio {eps / raw[-1][0]:.3f}), "
+                f"{cpu_ns:,.0f} CPU ns/event (raw {raw[-1][1]:,.0f}), peak RSS {peak:.0f} MB"
             )
-    ratios = [c / r for c, r in zip(ctl, raw, strict=True)]
-    tuned_ratios = [c / r for c, r in zip(ctl, raw_tuned, strict=True)]
-    ratio = statistics.median(ratios)
+    ratios = [c[0] / r[0] for c, r in zip(ctl, raw, strict=True)]
+    cpu_ratios = [r[1] / c[1] for c, r in zip(ctl, raw, strict=True)]
+    tuned_ratios = [c[0] / r[0] for c, r in zip(ctl, raw_tuned, strict=True)]
+    ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
     return {
         "events": args.events,
         "flags": args.flags,
         "units": args.units,
         "rounds": args.rounds,
         "window": list(window),
-        "raw_eps": round(statistics.median(raw)),
-        "controller_eps": round(statistics.median(ctl)),
+        "raw_eps": round(statistics.median(r[0] for r in raw)),
+        "controller_eps": round(statistics.median(c[0] for c in ctl)),
         "ratio": round(ratio, 3),
         "ratio_spread": round(max(abs(r - ratio) for r in ratios), 3),
         "round_ratios": [round(r, 3) for r in ratios],
-        "raw_tuned_gc_eps": round(statistics.median(raw_tuned)),
+        "raw_cpu_ns": round(statistics.median(r[1] for r in raw)),
+        "controller_cpu_ns": round(statistics.median(c[1] for c in ctl)),
+        "cpu_ratio": round(cpu_ratio, 3),
+        "cpu_ratio_spread": round(max(abs(r - cpu_ratio) for r in cpu_ratios), 3),
+        "round_cpu_ratios": [round(r, 3) for r in cpu_ratios],
+        "raw_tuned_gc_eps": round(statistics.median(r[0] for r in raw_tuned)),
         "ratio_vs_tuned_gc": round(statistics.median(tuned_ratios), 3),
         "peak_rss_mb": round(max(peaks), 1),
     }
