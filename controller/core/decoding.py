@@ -24,9 +24,10 @@ contract, so it does not refuse the event; the contract then decides on the
 message as sent (its parser has its own recursion limit).
 
 A run of messages can be decoded at once (:meth:`EventDecoder.decode_many`),
-which spares the per-message checks in Python; it answers only when every
-message is an event :meth:`EventDecoder.decode` would accept, with the same
-values, and otherwise answers None, leaving the run to the per-message path.
+which spares the per-message checks in Python; it answers only when msgspec
+accepts every message, with the values :meth:`EventDecoder.decode` would
+return, and otherwise answers None, leaving the run to the per-message path.
+The flag pattern is then checked once per distinct flag, by the fold.
 
 A key repeated in one object takes its last value, as pydantic reads it.
 msgspec also keeps the last value but validates every one, so it refuses an
