@@ -10,12 +10,30 @@ units) to a fresh topic, then measures in one run:
 
 The raw loop is also run with the daemon's garbage-collector settings
 (``raw_tuned_gc_eps``), so that the ratio is not flattered by tuning the
-baseline lacks. The two are measured alternately ``--rounds`` times (default 2) and averaged,
-because this machine's speed drifts by ±15% between runs. Both clocks start
-at the first event consumed, so start-up and group join are
-not counted. The last line printed is one JSON object.
+baseline lacks.
+
+Both sides are timed over the same mid-run window: from the moment
+``--window``'s first fraction of the N events has been consumed (raw) or
+flushed to Redis (controller) to the moment its second fraction has (by
+default 20% to 90%). Start-up, group join, claiming and the ramp-up of the
+first batches fall before the window, the tail (the last partial batches,
+the final polls) after it, so both rates are steady-state rates. The daemon's
+progress is polled in Redis and the crossing times interpolated between
+polls. The two sides are measured alternately ``--rounds`` times (default 5),
+and each round's ratio is its controller rate over its own raw rate, so drift
+in the machine's speed between rounds cancels; ``ratio`` is the median of
+the round ratios and ``ratio_spread`` how far the rounds stray from it.
+
+Wall-clock rates on a shared machine move with whatever else runs, so the
+same window is also timed in CPU time: the raw loop's own process time and
+the daemon's (user + system, read with the progress polls). ``cpu_ratio``
+is the median over rounds of the raw loop's CPU nanoseconds per event over
+the daemon's: how the daemon's cost per event compares with the bare loop's,
+which load on other cores barely moves. The last line printed is one JSON
+object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
+        [--rounds 5] [--window 0.2 0.9]
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
 broker and a private redis-server.
@@ -86,7 +104,51 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
     return len(values) / (time.perf_counter() - started)
 
 
-async def raw_loop(bootstrap: str, topic: str, n: int, *, tuned_gc: bool = False) -> float:
+class Window:
+    """How long, in wall-clock and CPU time, a count takes to go from ``lo`` to ``hi``.
+
+    Crossings are interpolated between observations.
+    """
+
+    def __init__(self, n: int, window: tuple[float, float]) -> None:
+        self.lo, self.hi = round(n * window[0]), round(n * window[1])
+        self._last: tuple[int, float, float] | None = None
+        self._start: tuple[float, float] | None = None
+        self._end: tuple[float, float] | None = None
+
+    def observe(self, count: int, at: float, cpu: float) -> None:
+        """The count reached ``count`` by wall time ``at``, having used ``cpu`` seconds."""
+        if self._last is not None:
+            if self._start is None:
+                self._start = self._crossing(self.lo, count, at, cpu)
+            if self._end is None:
+                self._end = self._crossing(self.hi, count, at, cpu)
+        self._last = (count, at, cpu)
+
+    def _crossing(self, mark: int, count: int, at: float, cpu: float) -> tuple[float, float] | None:
+        assert self._last is not None
+        was, at_before, cpu_before = self._last
+        if not was < mark <= count:
+            return None
+        share = (mark - was) / (count - was)
+        return at_before + (at - at_before) * share, cpu_before + (cpu - cpu_before) * share
+
+    def rate(self) -> float:
+        """Events per second of wall-clock time within the window."""
+        assert self._start is not None
+        assert self._end is not None
+        return (self.hi - self.lo) / (self._end[0] - self._start[0])
+
+    def cpu_ns(self) -> float:
+        """CPU nanoseconds per event within the window."""
+        assert self._start is not None
+        assert self._end is not None
+        return (self._end[1] - self._start[1]) * 1e9 / (self.hi - self.lo)
+
+
+async def raw_loop(
+    bootstrap: str, topic: str, n: int, window: tuple[float, float], *, tuned_gc: bool = False
+) -> tuple[float, float]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -102,27 +164,27 @@ async def raw_loop(bootstrap: str, topic: str, n: int, *, tuned_gc: bool = False
         gc.freeze()
         gc.set_threshold(50_000, *gc.get_threshold()[1:])
     await consumer.start()
-    seen, started = 0, 0.0
+    timed = Window(n, window)
+    seen = 0
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            if batch and not started:
-                started = time.perf_counter()
             for records in batch.values():
                 for record in records:
                     decode(record.value)
                 seen += len(records)
+            timed.observe(seen, time.perf_counter(), time.process_time())
     finally:
         await consumer.stop()
         if tuned_gc:
             gc.set_threshold(700, *gc.get_threshold()[1:])
             gc.unfreeze()
-    return n / (time.perf_counter() - started)
+    return timed.rate(), timed.cpu_ns()
 
 
 async def controller_run(
-    bootstrap: str, redis_url: str, topic: str, n: int, workdir: Path
-) -> tuple[float, float]:
+    bootstrap: str, redis_url: str, topic: str, n: int, window: tuple[float, float], workdir: Path
+) -> tuple[float, float, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
@@ -134,27 +196,27 @@ async def controller_run(
         process = psutil.Process(daemon.pid)
         async with connect(settings) as client:
             store = RedisAggregateStore(client, settings=settings, topic=topic)
-            first_count, started, done = 0, 0.0, 0
+            timed = Window(n, window)
+            done = 0
             last_report = time.monotonic()
             while done < n:
                 peak = max(peak, process.memory_info().rss)
                 offsets = [await store.offset(p) for p in range(PARTITIONS)]
                 done = sum(o or 0 for o in offsets)
-                if done and not started:
-                    started, first_count = time.perf_counter(), done
+                cpu = process.cpu_times()
+                timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
                 if time.monotonic() - last_report > 5:
                     progress(f"controller flushed {done:,}/{n:,}")
                     last_report = time.monotonic()
                 if not daemon.running:
                     raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
+                await asyncio.sleep(0.02)
             keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
             for i in range(0, len(keys), 500):
                 await client.delete(*keys[i : i + 500])
     finally:
         daemon.terminate()
-    return (n - first_count) / elapsed, peak / 2**20
+    return timed.rate(), timed.cpu_ns(), peak / 2**20
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -170,35 +232,50 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         produce_eps = await produce(bootstrap, topic, values)
         del values
         progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
-        raw: list[float] = []
-        raw_tuned: list[float] = []
-        ctl: list[float] = []
+        window = (args.window[0], args.window[1])
+        raw: list[tuple[float, float]] = []
+        raw_tuned: list[tuple[float, float]] = []
+        ctl: list[tuple[float, float]] = []
         peaks: list[float] = []
         # Alternate the two, so drift in the machine's speed hits both alike.
         for round_ in range(args.rounds):
-            raw.append(await raw_loop(bootstrap, topic, args.events))
-            raw_tuned.append(await raw_loop(bootstrap, topic, args.events, tuned_gc=True))
+            raw.append(await raw_loop(bootstrap, topic, args.events, window))
+            raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
             progress(
-                f"round {round_ + 1}: raw {raw[-1]:,.0f}/s, raw with the daemon's gc "
-                f"settings {raw_tuned[-1]:,.0f}/s; controller..."
+                f"round {round_ + 1}: raw {raw[-1][0]:,.0f}/s, raw with the daemon's gc "
+                f"settings {raw_tuned[-1][0]:,.0f}/s; controller..."
             )
-            eps, peak = await controller_run(bootstrap, redis_url, topic, args.events, workdir)
-            ctl.append(eps)
+            eps, cpu_ns, peak = await controller_run(
+                bootstrap, redis_url, topic, args.events, window, workdir
+            )
+            ctl.append((eps, cpu_ns))
             peaks.append(peak)
-            progress(f"round {round_ + 1}: controller {eps:,.0f}/s, peak RSS {peak:.0f} MB")
-    raw_eps, controller_eps = statistics.mean(raw), statistics.mean(ctl)
+            progress(
+                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio {eps / raw[-1][0]:.3f}), "
+                f"{cpu_ns:,.0f} CPU ns/event (raw {raw[-1][1]:,.0f}), peak RSS {peak:.0f} MB"
+            )
+    ratios = [c[0] / r[0] for c, r in zip(ctl, raw, strict=True)]
+    cpu_ratios = [r[1] / c[1] for c, r in zip(ctl, raw, strict=True)]
+    tuned_ratios = [c[0] / r[0] for c, r in zip(ctl, raw_tuned, strict=True)]
+    ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
     return {
         "events": args.events,
         "flags": args.flags,
         "units": args.units,
         "rounds": args.rounds,
-        "raw_eps": round(raw_eps),
-        "controller_eps": round(controller_eps),
-        "ratio": round(controller_eps / raw_eps, 3),
-        "ratio_min": round(min(ctl) / max(raw), 3),
-        "ratio_max": round(max(ctl) / min(raw), 3),
-        "raw_tuned_gc_eps": round(statistics.mean(raw_tuned)),
-        "ratio_vs_tuned_gc": round(controller_eps / statistics.mean(raw_tuned), 3),
+        "window": list(window),
+        "raw_eps": round(statistics.median(r[0] for r in raw)),
+        "controller_eps": round(statistics.median(c[0] for c in ctl)),
+        "ratio": round(ratio, 3),
+        "ratio_spread": round(max(abs(r - ratio) for r in ratios), 3),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "raw_cpu_ns": round(statistics.median(r[1] for r in raw)),
+        "controller_cpu_ns": round(statistics.median(c[1] for c in ctl)),
+        "cpu_ratio": round(cpu_ratio, 3),
+        "cpu_ratio_spread": round(max(abs(r - cpu_ratio) for r in cpu_ratios), 3),
+        "round_cpu_ratios": [round(r, 3) for r in cpu_ratios],
+        "raw_tuned_gc_eps": round(statistics.median(r[0] for r in raw_tuned)),
+        "ratio_vs_tuned_gc": round(statistics.median(tuned_ratios), 3),
         "peak_rss_mb": round(max(peaks), 1),
     }
 
@@ -208,6 +285,14 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
     parser.add_argument("--flags", type=int, default=20, help="distinct flags")
     parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--rounds", type=int, default=2, help="raw/controller pairs to average")
+    parser.add_argument("--rounds", type=int, default=5, help="raw/controller pairs")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(0.2, 0.9),
+        metavar=("FROM", "TO"),
+        help="the fractions of the events between which both sides are timed",
+    )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

@@ -23,6 +23,12 @@ is too deep. A deep value that a repeated key overwrites is not read by the
 contract, so it does not refuse the event; the contract then decides on the
 message as sent (its parser has its own recursion limit).
 
+A run of messages can be decoded at once (:meth:`EventDecoder.decode_many`),
+which spares the per-message checks in Python; it answers only when msgspec
+accepts every message, with the values :meth:`EventDecoder.decode` would
+return, and otherwise answers None, leaving the run to the per-message path.
+The flag pattern is then checked once per distinct flag, by the fold.
+
 A key repeated in one object takes its last value, as pydantic reads it.
 msgspec also keeps the last value but validates every one, so it refuses an
 event whose earlier value is invalid; the slow path then decodes the
@@ -33,11 +39,12 @@ so both decoders accept the same events with the same values.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import accumulate
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 import orjson
@@ -166,10 +173,46 @@ class EventDecoder:
         if event.flag not in self._valid_flags:
             if not _FLAG_RE.fullmatch(event.flag):
                 return _slow(raw)
-            if len(self._valid_flags) >= self._max_flags:
-                self._valid_flags.clear()
-            self._valid_flags.add(event.flag)
+            self._remember(event.flag)
         return event
+
+    def decode_many(self, raws: Sequence[bytes | None]) -> list[InEvent] | None:
+        """Decode every message of ``raws``, or None: then decode each with :meth:`decode`.
+
+        Answers only when msgspec accepts every message, with the events
+        :meth:`decode` would return, save for one check: the flag pattern,
+        which is the caller's, once per distinct flag rather than once per
+        event (``fold(..., flag_ok=decoder.flag_ok)`` stops at the first
+        event whose flag the pattern refuses; that one and the rest then take
+        :meth:`decode`). The same msgspec decoder is mapped over the messages,
+        the loop running in C; a message that is missing, empty, oversize or
+        refused by msgspec makes the answer None. Decoding the messages as one
+        newline-delimited text was measured too: joining them and proving
+        each line one message cost more than the calls it saved.
+        """
+        if not raws:
+            return []
+        try:
+            if max(map(len, cast("Sequence[bytes]", raws))) > self._max_bytes:
+                return None
+            events = list(map(_fast.decode, cast("Sequence[bytes]", raws)))
+        except (TypeError, *_FAST_FAILURES):  # TypeError: a message without a value
+            return None
+        return events
+
+    def flag_ok(self, flag: str) -> bool:
+        """Whether ``flag`` matches the flag pattern (remembered once it has)."""
+        if flag in self._valid_flags:
+            return True
+        if not _FLAG_RE.fullmatch(flag):
+            return False
+        self._remember(flag)
+        return True
+
+    def _remember(self, flag: str) -> None:
+        if len(self._valid_flags) >= self._max_flags:
+            self._valid_flags.clear()
+        self._valid_flags.add(flag)
 
 
 def decode_event(raw: bytes | None, *, max_bytes: int) -> InEvent | Rejection:

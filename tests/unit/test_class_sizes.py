@@ -15,10 +15,6 @@ import controller.daemon
 MAX_CLASS_LINES = 200
 DAEMON = Path(controller.daemon.__file__).parent
 
-# Classes over the limit today, each still to be split; the list only shrinks.
-OVER_THE_LIMIT = {
-    "ingest.py:Ingest",  # the events loop, its flushes and its partitions' bookkeeping
-}
 
 
 def _class_sizes(source: str) -> dict[str, int]:
@@ -42,15 +38,7 @@ def test_no_class_in_the_daemon_spans_more_than_200_lines() -> None:
     classes = _daemon_classes()
     assert len(classes) > 20  # the walk found the daemon
     over = {name: lines for name, lines in classes.items() if lines > MAX_CLASS_LINES}
-    assert sorted(over.keys() - OVER_THE_LIMIT) == [], over
-
-
-def test_the_classes_allowed_over_the_limit_still_are() -> None:
-    """A class split below the limit leaves the list, so it cannot grow back unseen."""
-    classes = _daemon_classes()
-    assert {
-        name: classes.get(name, 0) > MAX_CLASS_LINES for name in OVER_THE_LIMIT
-    } == dict.fromkeys(OVER_THE_LIMIT, True)
+    assert over == {}
 
 
 def test_the_size_check_counts_a_class_from_its_first_line_to_its_last() -> None:
