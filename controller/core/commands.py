@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core import signing
+from controller.core import scheduling, signing
 from controller.core.errors import ConfigError
-from controller.core.messages import Command, MonitorAlert
+from controller.core.messages import Command, CommandAction, MonitorAlert
 from controller.core.plan import Plan, parse_plan
 from controller.core.planlint import errors, lint
 from controller.core.rollout import CommandInput, CommandRefused
@@ -70,7 +70,8 @@ def refusal(
     age = abs((now - as_datetime(command.ts)).total_seconds())
     if age > max_age_seconds:
         return f"stale command: {age:.0f}s from now, limit {max_age_seconds:.0f}s"
-    return None
+    start = command.action is CommandAction.START
+    return scheduling.refusal(command.at, start=start, now=now, max_age=max_age_seconds)
 
 
 def admitted(
@@ -92,6 +93,9 @@ def admitted(
         checked = plan(command.plan, backends=backends) if command.plan is not None else None
     except ConfigError as exc:
         return refusal_input(command, str(exc), now)
+    boxed = scheduling.plan_refusal(checked, command.at, now) if checked is not None else None
+    if boxed is not None:
+        return refusal_input(command, f"invalid plan: {boxed}", now)
     return command_input(command, checked, now, rollout_id=rollout_id, salt=salt)
 
 
@@ -122,6 +126,7 @@ def command_input(
         reason=command.reason,
         plan=plan,
         to_end=command.to_end,
+        at=command.at,
         new_rollout_id=rollout_id,
         new_salt=salt,
     )

@@ -7,7 +7,13 @@ one; anything not listed is rejected with a reason and changes nothing):
 =========== ======================= =========================================
 input       from                    to
 =========== ======================= =========================================
-start       -                       running(stage 0)
+start       -                       running(stage 0); with ``at`` (or the plan's
+                                    ``time_box.starts_at``) in the future →
+                                    pending (scheduled), nothing served
+tick        pending                 from ``scheduled_at`` → running(stage 0)
+                                    inside the windows (else it waits)
+tick        pending, running,       from the plan's ``time_box.ends_at`` →
+            paused, completed       aborted (the flag off, once)
 gate        running, paused         rollback verdict → rolled_back
 gate        running                 pause verdict → paused(reason)
 gate        running                 advance → running(stage+1) | completed |
@@ -33,9 +39,10 @@ approve     paused(awaiting_approval advance, as an approved gate would
 promote     running, paused         running(stage+1) | watching | completed;
                                     ``to_end`` → completed
 rollback    running, paused         rolled_back
-abort       running, paused         aborted
+abort       running, paused,        aborted (of a pending one: the scheduled
+            pending                 start is cancelled, it never fires)
 kill        running, paused,        killed
-            completed
+            completed, pending
 monitor     running, paused,        killed
 down        completed
 monitor up  killed                  unchanged; records the recovery (the flag
@@ -55,13 +62,13 @@ the plan's health policy says (#28, :mod:`controller.core.health`): rollback,
 hold (pause with the reason and an alert) or warn (one alert per stage, the
 rollout goes on); the table shows the defaults.
 
-Forward moves — a gate's advance, the end of a watch, ``promote`` and
-``approve`` — happen only inside the release windows (#28, see
+Forward moves — a gate's advance, the end of a watch, a scheduled start,
+``promote`` and ``approve`` — happen only inside the release windows (#28, see
 :mod:`controller.core.waiting`): outside them a gate's advance waits with
 ``window_wait`` set and one ``wait`` decision, and ``promote`` and
 ``approve`` are rejected with the reason and when the window opens.
 Rollback, kill, abort, pause and every automatic protection are never
-windowed.
+windowed, nor is the end of a time box (:mod:`controller.core.scheduling`).
 
 Advancing past the last stage of a plan with a ``watch`` enters the watch
 instead of completing: still running at the last stage, with the holdback on
@@ -95,6 +102,7 @@ from controller.core.rollout import (
     TickInput,
     VerdictKind,
 )
+from controller.core.scheduling import due, time_box_over
 from controller.core.transitions import (
     Cause,
     Step,
@@ -256,6 +264,11 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:
+    ended = time_box_over(state, event.now)
+    if ended is not None:
+        return ended
+    if state.phase is Phase.PENDING:
+        return due(state, event)
     if state.phase is Phase.COMPLETED:
         stale, reminder = stale_reminder(state, event)
         return stale, list(reminder)

@@ -232,6 +232,11 @@ class Command(_Message):
         f"levels deep and {MAX_PLAN_BYTES} bytes as compact JSON.",
     )
     to_end: bool = Field(default=False, description="With `promote`: jump to 100%.")
+    at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)] | None = Field(
+        default=None,
+        description="With `start`: when the rollout starts (RFC 3339 with an offset), at most "
+        "366 days ahead; until then the start is scheduled, and `abort` cancels it.",
+    )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Which operator key signed it; unsigned commands are rejected."
     )

@@ -19,6 +19,7 @@ from controller.core.rollout import (
     PublishFlagState,
     Rollout,
 )
+from controller.core.scheduling import cancel, schedule, start_time
 from controller.core.transitions import (
     Cause,
     Step,
@@ -48,6 +49,12 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         return state, [rejected(state, cmd, f"a rollout is already {state.phase.value}")]
     if cmd.plan is None:
         return state, [rejected(state, cmd, "start needs a plan")]
+    if state is not None and state.phase is Phase.PENDING and state.scheduled_at is not None:
+        why = f"a start is scheduled for {state.scheduled_at.isoformat()}; abort it first"
+        return state, [rejected(state, cmd, why)]
+    at = start_time(cmd)
+    if at is not None and at > cmd.now:
+        return schedule(state, cmd, cmd.plan, at)
     version = (state.flag_version if state else 0) + 1
     new = Rollout(
         flag=cmd.flag,
@@ -104,6 +111,8 @@ def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
 
 
 def _abort(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is Phase.PENDING:
+        return cancel(state, cmd)
     if not state.phase.active:
         return state, [rejected(state, cmd, f"cannot abort {_a(state.phase.value)} rollout")]
     new = bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
@@ -125,14 +134,15 @@ def applicable(phase: Phase, pause_reason: PauseReason | None = None) -> list[Co
     two together); start is left out, since it needs a plan.
     """
     active, paused = phase.active, phase is Phase.PAUSED
+    pending = phase is Phase.PENDING
     allowed = {
         CommandAction.PAUSE: phase is Phase.RUNNING,
         CommandAction.RESUME: paused and pause_reason not in _AWAITING,
         CommandAction.APPROVE: paused and pause_reason in _AWAITING,
         CommandAction.PROMOTE: active,
         CommandAction.ROLLBACK: active,
-        CommandAction.ABORT: active,
-        CommandAction.KILL: active or phase is Phase.COMPLETED,
+        CommandAction.ABORT: active or pending,
+        CommandAction.KILL: active or pending or phase is Phase.COMPLETED,
     }
     return [action for action, ok in allowed.items() if ok]
 

@@ -15,7 +15,14 @@ import itertools
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
@@ -119,6 +126,28 @@ class Watch(_Frozen):
         default=1.0, ge=0, le=50, allow_inf_nan=False, description="Units kept on control."
     )
     on_regression: Literal["rollback", "alert"] = "rollback"
+
+
+class TimeBox(_Frozen):
+    """A flag on from ``starts_at`` (or its start) to ``ends_at``, then off by itself (#28).
+
+    At the first tick from ``ends_at`` the rollout is aborted, whatever its phase
+    (running, paused, completed or still scheduled): control is served to everyone,
+    and the decision names the time box. How far ahead the times may lie is checked
+    when the start command is admitted (:mod:`controller.core.scheduling`).
+    """
+
+    starts_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the rollout starts: a scheduled start, as `start --at` gives.",
+    )
+    ends_at: AwareDatetime = Field(description="When the flag turns off by itself.")
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
 
 
 FeatureName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.~-]+$")]
@@ -236,6 +265,10 @@ class Plan(_Frozen):
     )
     health_policy: HealthPolicy | None = Field(
         default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."
+    )
+    time_box: TimeBox | None = Field(
+        default=None,
+        description="On from `starts_at` (or the start) to `ends_at`, then off by itself.",
     )
 
 

@@ -22,6 +22,7 @@ from controller.core.windows import Window
 
 class Phase(StrEnum):
     PENDING = "pending"
+    """A start is scheduled (``Rollout.scheduled_at``); nothing is served yet (#28)."""
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"
@@ -93,6 +94,12 @@ class Rollout(BaseModel):
     warned: list[Trigger] = Field(
         default_factory=list,
         description="Triggers the plan's policy warned about in this stage, once each (#28).",
+    )
+    scheduled_at: datetime | None = Field(
+        default=None, description="Pending: the rollout starts at the first tick from then (#28)."
+    )
+    scheduled_by: str | None = Field(
+        default=None, max_length=128, description="Pending: the id of the command scheduling it."
     )
 
     @property
@@ -178,6 +185,8 @@ class TickInput:
     now: datetime
     stale_after: timedelta | None = None
     """Remind once to remove a flag completed longer than this (None: never)."""
+    team_windows: tuple[Window, ...] = ()
+    """The settings' release windows, for a plan that names none (#28)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +203,8 @@ class CommandInput:
     to_end: bool = False
     new_rollout_id: str = ""
     new_salt: str = ""
+    at: datetime | None = None
+    """With start: when it starts (from the command, or the plan's time box)."""
     key_id: str = ""
     """The operator key that signed the command: who decided, with ``actor``."""
     team_windows: tuple[Window, ...] = ()

@@ -124,11 +124,11 @@ def roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
 
 
 def kill(state: Rollout, now: datetime, why: Cause) -> Step:
-    if not (state.phase.active or state.phase is Phase.COMPLETED):
+    if not (state.phase.active or state.phase in (Phase.COMPLETED, Phase.PENDING)):
         if why.cmd is None:
             return state, []
         return state, [rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
-    new = bump(state, now, phase=Phase.KILLED, pause_reason=None)
+    new = bump(state, now, phase=Phase.KILLED, pause_reason=None, scheduled_at=None)
     summary = f"{state.flag} killed at {rollout_stage(state)}: {why.reason}"
     details = {**why.evidence, AT_STAGE: stage_position(state)}
     return new, [

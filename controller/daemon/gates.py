@@ -123,7 +123,8 @@ class GateLoop:
             self._seen.pop(flag, None)
             self._history.forget(flag)
             self._metrics.guardrails.forget(flag)
-            if rollout is not None and rollout.phase is Phase.COMPLETED:
+            # Their timers: a stale reminder, a scheduled start, a time box's end (#28).
+            if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
                 await self._rollouts.remind_stale(flag, rollout)
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)

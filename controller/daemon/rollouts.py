@@ -112,7 +112,8 @@ class Rollouts:
             await self.apply(flag, event)
 
     async def remind_stale(self, flag: str, completed: Rollout) -> None:
-        """A completed flag's one reminder to leave the code, once it is stale."""
+        """The tick of a flag the gates leave alone: a completed flag's one reminder to leave
+        the code once it is stale, its time box's end, a pending flag's scheduled start."""
         await self.offer(flag, completed, TickInput(self._now(), self._stale_after))
 
     async def drain(self, flag: str) -> None:
