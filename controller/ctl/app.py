@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from controller import __version__
@@ -107,6 +108,23 @@ def _output_options() -> argparse.ArgumentParser:
     return common
 
 
+AT_HELP = (
+    "start at TIME (RFC 3339 with an offset, e.g. 2026-12-01T09:00:00+01:00), at most 366 "
+    "days ahead: the start is scheduled until then; abort cancels it"
+)
+
+
+def moment(text: str) -> datetime:
+    """An ``--at`` time: RFC 3339 / ISO 8601 with an offset (a naive time is refused)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset (add Z or +01:00)")
+    return value
+
+
 def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAction) -> None:
     sub = commands.add_parser(
         action.value,
@@ -122,6 +140,7 @@ def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAc
         sub.add_argument(
             "--plan", type=Path, metavar="FILE", help="rollout plan YAML (default: built-in)"
         )
+        sub.add_argument("--at", type=moment, metavar="TIME", help=AT_HELP)
     if action is CommandAction.PROMOTE:
         sub.add_argument("--to-end", action="store_true", help="go straight to 100%%")
     sub.add_argument(
@@ -243,6 +262,7 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     raw.add_argument("flag", metavar="FLAG", help="the flag key")
     raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
     raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
+    raw.add_argument("--at", type=moment, metavar="TIME", help="with start: " + AT_HELP)
     commands.add_parser(
         "sign",
         parents=[raw],

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +74,13 @@ def build_command(
     to_end: bool = False,
     command_id: str | None = None,
     ts_ms: int | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     """An unsigned command, validated against the contract.
 
     ``plan`` is required with ``start`` and refused with any other action;
-    ``to_end`` is only allowed with ``promote``. Raises :class:`UsageError`
+    ``to_end`` is only allowed with ``promote``, ``at`` (a scheduled start) with
+    ``start``. Raises :class:`UsageError`
     naming the offending field.
     """
     action = _action(action)
@@ -97,6 +100,10 @@ def build_command(
         command["plan"] = plan.model_dump(mode="json")
     if action is CommandAction.PROMOTE:
         command["to_end"] = to_end
+    if at is not None:
+        if action is not CommandAction.START:
+            raise UsageError(f"--at goes with start, not {action.value}")
+        command["at"] = at.isoformat()
     try:
         Command.model_validate(command)
     except ValidationError as exc:
@@ -116,6 +123,7 @@ def signed_command(
     to_end: bool = False,
     command_id: str | None = None,
     ts_ms: int | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     """A validated command with ``sig``: what ``sign`` prints and ``send`` produces."""
     command = build_command(
@@ -128,6 +136,7 @@ def signed_command(
         to_end=to_end,
         command_id=command_id,
         ts_ms=ts_ms,
+        at=at,
     )
     command["sig"] = signing.sign(command, private_key)
     return command

@@ -123,6 +123,7 @@ def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         reason=args.reason,
         plan=_plan(args.action, getattr(args, "plan", None)),
         to_end=getattr(args, "to_end", False),
+        at=getattr(args, "at", None),
     )
 
 

@@ -363,3 +363,12 @@ def test_a_bad_time_box_is_refused_with_the_field_named(box: dict[str, Any], fie
 def test_the_command_at_is_refused_by_refusal_with_the_signature_checked_first() -> None:
     cmd = wire(at=AT.isoformat())
     assert refusal(cmd, {}, keys={}, now=T0, max_age_seconds=300) == "unsigned command"
+
+
+def test_rolloutctl_builds_a_scheduled_start_and_refuses_at_elsewhere() -> None:
+    from controller.ctl.commands import UsageError, build_command
+
+    built = build_command("start", "checkout", actor="ana", key_id="k", plan=plan(), at=AT)
+    assert Command.model_validate(built).at == AT
+    with pytest.raises(UsageError, match="--at goes with start, not abort"):
+        build_command("abort", "checkout", actor="ana", key_id="k", at=AT)
