@@ -26,6 +26,7 @@ from controller.core.rollout import (
     TickInput,
 )
 from controller.core.windows import Windows
+from controller.ctl.commands import UsageError, build_command
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday
 AT = T0 + timedelta(hours=2)
@@ -366,8 +367,6 @@ def test_the_command_at_is_refused_by_refusal_with_the_signature_checked_first()
 
 
 def test_rolloutctl_builds_a_scheduled_start_and_refuses_at_elsewhere() -> None:
-    from controller.ctl.commands import UsageError, build_command
-
     built = build_command("start", "checkout", actor="ana", key_id="k", plan=plan(), at=AT)
     assert Command.model_validate(built).at == AT
     with pytest.raises(UsageError, match="--at goes with start, not abort"):
