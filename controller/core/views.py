@@ -44,37 +44,57 @@ class StagePosition(_View):
 
 
 class RolloutView(_View):
-    """A rollout for people and dashboards: where it is and what the gate sees."""
+    """A rollout for people and dashboards: where it is and what the gate sees.
+
+    The fields with a default are those an older controller did not serve:
+    ``rolloutctl`` and the console read its answer with them left at the
+    default. The daemon always serves every field, so the schema, which says
+    what is served, counts them as required all the same.
+    """
+
+    model_config = ConfigDict(
+        json_schema_mode_override="serialization",
+        json_schema_serialization_defaults_required=True,
+    )
 
     flag: str
     rollout_id: str
     plan: str
     phase: str
-    pause_reason: str | None
+    pause_reason: str | None = None
     stage: int
     stages: int
-    at_stage: StagePosition
-    stage_percents: list[float]
+    at_stage: StagePosition | None = Field(
+        default=None, description="Null only from an older controller."
+    )
+    stage_percents: list[float] = Field(default_factory=list)
     percent: float = Field(description="The share served treatment now.")
     flag_version: int
-    started_at: str = Field(description="ISO 8601.")
-    stage_started_at: str = Field(description="ISO 8601.")
-    watch_until: str | None = Field(description="ISO 8601; set while the holdback is watched.")
-    window_wait: str | None = Field(description="Why an advance waits for a release window.")
+    started_at: str = Field(default="", description="ISO 8601.")
+    stage_started_at: str = Field(default="", description="ISO 8601.")
+    watch_until: str | None = Field(
+        default=None, description="ISO 8601; set while the holdback is watched."
+    )
+    window_wait: str | None = Field(
+        default=None, description="Why an advance waits for a release window."
+    )
     time_in_stage_s: float
     min_duration_s: float
     min_units_per_arm: int
     verdict: str | None = Field(description="The gate's view now; null when not gated.")
     verdict_reason: str | None
     evidence: dict[str, Any] = Field(
-        description="What the verdict was reached on: arms, guardrails, srm (as in decisions)."
+        default_factory=dict,
+        description="What the verdict was reached on: arms, guardrails, srm (as in decisions).",
     )
 
 
 class RolloutStatus(RolloutView):
     """``GET /rollouts/{flag}`` and each of ``GET /rollouts``: a rollout with a fresh gate view."""
 
-    stale: bool = Field(description="Completed long ago: the flag can leave the code.")
+    stale: bool = Field(
+        default=False, description="Completed long ago: the flag can leave the code."
+    )
 
 
 class RolloutList(_View):

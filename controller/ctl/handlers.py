@@ -17,16 +17,18 @@ import signal
 import sys
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from controller.adapters import http_client
 from controller.core import signing
-from controller.core.errors import ConfigError
+from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
 from controller.core.planlint import Finding, errors, lint
+from controller.core.views import RolloutList, RolloutStatus
 from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,
@@ -51,6 +53,8 @@ from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EX
 from controller.settings import KafkaSettings, Settings, load_settings
 from controller.stopping import stop_on_signals
 
+_V = TypeVar("_V", bound=BaseModel)
+
 # -- steering: sign, send, await the decision -------------------------------------------
 
 
@@ -66,7 +70,7 @@ def steer(args: argparse.Namespace) -> int:
     if args.no_wait:
         asyncio.run(send())
         return _report_sent(args, command)
-    decision = asyncio.run(
+    answered = asyncio.run(
         steering.send_and_await(
             command,
             send=send,
@@ -75,7 +79,7 @@ def steer(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
         )
     )
-    if decision is None:
+    if answered is None:
         sent = (
             f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision "
             f"came within {args.timeout:g}s"
@@ -87,10 +91,10 @@ def steer(args: argparse.Namespace) -> int:
         warn(f"{sent}: {why} `rolloutctl watch` shows the decision when it comes")
         return EXIT_NO_DECISION
     if args.json:
-        print_json(decision)
+        print_json(answered.published)
     else:
-        print(views.outcome_line(decision))
-    return EXIT_REJECTED if decision["outcome"] == "rejected" else 0
+        print(views.outcome_line(answered.decision))
+    return EXIT_REJECTED if answered.decision.outcome == "rejected" else 0
 
 
 def _report_sent(args: argparse.Namespace, command: dict[str, Any]) -> int:
@@ -192,12 +196,24 @@ def status(args: argparse.Namespace) -> int:
         raise diagnosis.refused(base, path, answer)
     body = answer.json()
     if args.json:
-        print_json(body)
+        print_json(body)  # as served, by whichever version of the controller
     elif args.flag:
-        print(views.status_detail(body))
+        print(views.status_detail(_served(RolloutStatus, body, base, path)))
     else:
-        print(views.status_table(body["rollouts"]))
+        print(views.status_table(_served(RolloutList, body, base, path).rollouts))
     return 0
+
+
+def _served(model: type[_V], body: Any, base: str, path: str) -> _V:
+    """The controller's answer read into its view model; an error naming what it lacks."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise ControllerError(
+            f"{base}{path} served no {model.__name__}: {where}: {problem['msg']}"
+        ) from exc
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -222,14 +238,14 @@ async def _watch(args: argparse.Namespace, kafka: KafkaSettings, topics: list[st
         return await _show(args, follow)
 
 
-async def _show(args: argparse.Namespace, follow: AsyncGenerator[dict[str, Any], None]) -> int:
+async def _show(args: argparse.Namespace, follow: AsyncGenerator[steering.Received]) -> int:
     """Print the decisions ``follow`` yields (of ``--flag`` only), up to ``--max``."""
     shown = 0
     async with contextlib.aclosing(follow) as messages:
-        async for message in messages:
-            if args.flag and message.get("flag") != args.flag:
+        async for message, published in messages:
+            if args.flag and message.flag != args.flag:
                 continue
-            print(orjson.dumps(message).decode() if args.json else views.decision_line(message))
+            print(orjson.dumps(published).decode() if args.json else views.decision_line(message))
             sys.stdout.flush()
             shown += 1
             if args.max is not None and shown >= args.max:

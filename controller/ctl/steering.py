@@ -5,6 +5,10 @@ produced, so the decision cannot slip past: every command the controller
 reads ends in a decision carrying its ``command_id``, ``applied`` or
 ``rejected`` with the reason. ``follow`` streams the decisions and alerts
 topics for ``rolloutctl watch``.
+
+Each message is read into a :class:`Decision` or an :class:`Alert` as it
+arrives, kept beside the object as published (``--json`` prints that, as it
+was); a message that breaks the contract is skipped, as one that is not JSON.
 """
 
 from __future__ import annotations
@@ -12,18 +16,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from controller.adapters.kafka import TopicReader
-from controller.core.messages import Decision, decision_or_alert
+from controller.core.messages import Alert, Decision, decision_or_alert
 from controller.settings import KafkaSettings
 
 Sender = Callable[[], Awaitable[tuple[int, int]]]
 CLIENT_ID = "rolloutctl"
 REPLAY_MAX = 100_000
 """At most this many messages already on the topics are replayed in time order."""
+
+
+class Received(NamedTuple):
+    """A decision or alert read from its topic, and the object as it was published."""
+
+    message: Decision | Alert
+    published: dict[str, Any]
+
+
+class Answered(NamedTuple):
+    """The decision on a command, and the object as it was published."""
+
+    decision: Decision
+    published: dict[str, Any]
 
 
 async def send_and_await(
@@ -33,7 +51,7 @@ async def send_and_await(
     kafka: KafkaSettings,
     decisions: str,
     timeout_s: float,
-) -> dict[str, Any] | None:
+) -> Answered | None:
     """Run ``send`` and return the decision on ``command``; None if none came in time."""
     reader = TopicReader(
         kafka, [decisions], from_end=True, client_id=CLIENT_ID, timeout_s=timeout_s
@@ -45,7 +63,7 @@ async def send_and_await(
             for message in await _poll(reader, min(left, 0.5)):
                 decision = decision_or_alert(message)
                 if isinstance(decision, Decision) and decision.command_id == command["id"]:
-                    return message
+                    return Answered(decision, message)
     return None
 
 
@@ -55,7 +73,7 @@ async def follow(
     *,
     from_beginning: bool,
     stop: asyncio.Event,
-) -> AsyncGenerator[dict[str, Any]]:
+) -> AsyncGenerator[Received]:
     """Every message on ``topics`` from now (or the beginning) until ``stop`` is set.
 
     Each topic's partitions are read side by side, so a batch may hold a rollback's
@@ -71,11 +89,11 @@ async def follow(
             values, _ = await reader.until_end(
                 key=None, max_records=REPLAY_MAX, max_kept=REPLAY_MAX, timeout_s=30
             )
-            for message in in_time_order(_decode(values)):
-                yield message
+            for received in _read(in_time_order(_decode(values))):
+                yield received
         while not stop.is_set():
-            for message in in_time_order(await _poll(reader, 0.5)):
-                yield message
+            for received in _read(in_time_order(await _poll(reader, 0.5))):
+                yield received
 
 
 def in_time_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,6 +105,11 @@ def in_time_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return at, 1 if message.get("type") == "alert" else 0
 
     return sorted(messages, key=when)
+
+
+def _read(messages: list[dict[str, Any]]) -> list[Received]:
+    read = ((decision_or_alert(message), message) for message in messages)
+    return [Received(typed, message) for typed, message in read if typed is not None]
 
 
 async def _poll(reader: TopicReader, seconds: float) -> list[dict[str, Any]]:

@@ -1,8 +1,11 @@
 """Text views for operators: the status table, one rollout in detail, decision lines.
 
-Pure functions of the JSON the controller serves (``/rollouts``) and
-publishes (decisions, alerts), so ``rolloutctl`` output is testable without a
-terminal.
+Pure functions of what the controller serves (``/rollouts``, read into
+:class:`~controller.core.views.RolloutStatus`) and publishes (a
+:class:`~controller.core.messages.Decision` or an
+:class:`~controller.core.messages.Alert`), so ``rolloutctl`` output is
+testable without a terminal. A gate's ``evidence`` stays an open object and is
+read defensively, as every version served it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
+from controller.core.views import RolloutStatus
 from controller.core.wording import (
     amount_text,
     decided_at,
@@ -24,7 +29,7 @@ from controller.core.wording import (
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
 
-def status_table(rollouts: Sequence[dict[str, Any]]) -> str:
+def status_table(rollouts: Sequence[RolloutStatus]) -> str:
     """One line per rollout: phase, stage, percent, time in stage, arms, the gate's view."""
     if not rollouts:
         return "no rollouts"
@@ -37,40 +42,40 @@ def status_table(rollouts: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _row(r: dict[str, Any]) -> tuple[str, ...]:
-    arms = r.get("evidence", {}).get("arms", {})
+def _row(r: RolloutStatus) -> tuple[str, ...]:
+    arms = r.evidence.get("arms", {})
     t, c = arms.get("treatment", {}), arms.get("control", {})
     return (
-        r["flag"],
+        r.flag,
         _phase(r),
-        label_of(r) or "-",
-        percent_text(r["percent"]),
-        _duration(r["time_in_stage_s"]) if r["verdict"] else "-",
+        _label(r) or "-",
+        percent_text(r.percent),
+        _duration(r.time_in_stage_s) if r.verdict else "-",
         f"{t.get('units', '-')}/{c.get('units', '-')}" if arms else "-",
         f"{_rate(t)}/{_rate(c)}" if arms else "-",
-        r["verdict"] or "-",
+        r.verdict or "-",
     )
 
 
-def status_detail(r: dict[str, Any]) -> str:
+def status_detail(r: RolloutStatus) -> str:
     """Everything about one rollout, including each guardrail's bounds."""
     lines = [
-        f"flag:        {r['flag']}",
-        f"rollout:     {r['rollout_id']} (plan {r['plan']})",
+        f"flag:        {r.flag}",
+        f"rollout:     {r.rollout_id} (plan {r.plan})",
         f"phase:       {_phase(r)}",
-        f"stage:       {label_of(r) or '-'}, serving {percent_text(r['percent'])}"
-        f" (flag version {r['flag_version']})",
-        f"in stage:    {_duration(r['time_in_stage_s'])}"
-        f" (minimum {_duration(r['min_duration_s'])},"
-        f" {r['min_units_per_arm']} units per arm)",
+        f"stage:       {_label(r) or '-'}, serving {percent_text(r.percent)}"
+        f" (flag version {r.flag_version})",
+        f"in stage:    {_duration(r.time_in_stage_s)}"
+        f" (minimum {_duration(r.min_duration_s)},"
+        f" {r.min_units_per_arm} units per arm)",
     ]
-    if r.get("watch_until"):
-        lines.append(f"watch:       until {r['watch_until']}, the holdback stays on control")
-    if r.get("stale"):
+    if r.watch_until:
+        lines.append(f"watch:       until {r.watch_until}, the holdback stays on control")
+    if r.stale:
         lines.append("stale:       completed long ago; remove the flag from the code")
-    if r["verdict"]:
-        lines.append(f"gate:        {r['verdict']}: {r['verdict_reason']}")
-    evidence = r.get("evidence", {})
+    if r.verdict:
+        lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
+    evidence = r.evidence
     for name, arm in evidence.get("arms", {}).items():
         lines.append(
             f"  {name:<10} units {arm['units']:>8}  exposures {arm['exposures']:>8}"
@@ -85,23 +90,20 @@ def status_detail(r: dict[str, Any]) -> str:
     return displayable("\n".join(lines))
 
 
-def decision_line(message: dict[str, Any]) -> str:
+def decision_line(message: Decision | Alert) -> str:
     """A decision or alert as one human-readable line."""
-    when = _clock(message.get("ts"))
-    flag = message.get("flag") or "-"
-    if message.get("type") == "alert":
-        severity = str(message.get("severity", "")).upper()
-        summary = message.get("summary")
-        return displayable(f"{when}  {flag}  ALERT {severity} {message.get('kind')}: {summary}")
+    when = _clock(message.ts)
+    flag = message.flag or "-"
+    if isinstance(message, Alert):
+        severity = message.severity.upper()
+        return displayable(f"{when}  {flag}  ALERT {severity} {message.kind}: {message.summary}")
     where = _where(message)
-    before, after = message.get("phase_before"), message.get("phase_after")
-    moved = _moved(before, after)
-    reason = f": {message['reason']}" if message.get("reason") else ""
-    action, outcome = message.get("action"), message.get("outcome")
-    return displayable(f"{when}  {flag}  {action} {outcome}{where}{moved}{reason}")
+    moved = _moved(message.phase_before, message.phase_after)
+    reason = f": {message.reason}" if message.reason else ""
+    return displayable(f"{when}  {flag}  {message.action} {message.outcome}{where}{moved}{reason}")
 
 
-def _moved(before: Any, after: Any) -> str:
+def _moved(before: str | None, after: str | None) -> str:
     """The phase change a decision made: ", paused -> running", " (running)", ", now running"."""
     if not after:
         return ""
@@ -110,28 +112,36 @@ def _moved(before: Any, after: Any) -> str:
     return f", {before} -> {after}" if before else f", now {after}"  # a start has no before
 
 
-def outcome_line(decision: dict[str, Any]) -> str:
+def outcome_line(decision: Decision) -> str:
     """What became of a command, for the operator who sent it."""
-    if decision["outcome"] == "rejected":
-        action, flag = decision["action"], decision["flag"]
-        return displayable(f"rejected: {action} {flag}: {decision['reason']}")
-    after = decision.get("phase_after")
-    stage = decided_at(decision).removeprefix("at ")
+    action, flag = decision.action, decision.flag
+    if decision.outcome == "rejected":
+        return displayable(f"rejected: {action} {flag}: {decision.reason}")
+    stage = decided_at(_where_fields(decision)).removeprefix("at ")
     where = f", {stage}" if stage else ""
-    outcome, action, flag = decision["outcome"], decision["action"], decision["flag"]
-    return displayable(f"{outcome}: {action} {flag} -> {after}{where}")
+    return displayable(f"{decision.outcome}: {action} {flag} -> {decision.phase_after}{where}")
 
 
-def _where(message: dict[str, Any]) -> str:
-    where = decided_at(message)
+def _where(decision: Decision) -> str:
+    where = decided_at(_where_fields(decision))
     return f" {where}" if where else ""
 
 
-def _phase(r: dict[str, Any]) -> str:
-    phase = f"paused ({r['pause_reason']})" if r.get("pause_reason") else str(r["phase"])
-    if r.get("watch_until"):
+def _where_fields(decision: Decision) -> dict[str, Any]:
+    # The fields the shared wording reads a decision's stage from.
+    return {"stage": decision.stage, "evidence": decision.evidence}
+
+
+def _label(r: RolloutStatus) -> str | None:
+    at_stage = r.at_stage.served() if r.at_stage is not None else None
+    return label_of({"at_stage": at_stage, "stage": r.stage, "stages": r.stages})
+
+
+def _phase(r: RolloutStatus) -> str:
+    phase = f"paused ({r.pause_reason})" if r.pause_reason else r.phase
+    if r.watch_until:
         return f"{phase} (watch)"
-    return f"{phase} (stale)" if r.get("stale") else phase
+    return f"{phase} (stale)" if r.stale else phase
 
 
 def _rate(arm: dict[str, Any]) -> str:
@@ -157,12 +167,5 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _clock(ts: Any) -> str:
-    if isinstance(ts, int | float):
-        return as_datetime(ts).astimezone().strftime("%H:%M:%S")
-    if isinstance(ts, str):
-        try:
-            return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")
-        except ValueError:
-            return ts
-    return "--:--:--"
+def _clock(ts: int | datetime) -> str:
+    return as_datetime(ts).astimezone().strftime("%H:%M:%S")

@@ -12,6 +12,7 @@ import pytest
 
 from controller import __version__
 from controller.cli import main as controller_main
+from controller.core.messages import decision_or_alert
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_READER_LEFT
 from controller.ctl.steering import in_time_order
@@ -97,10 +98,19 @@ def test_plan_validate_json_prints_the_plan_it_validated(
 
 
 def test_watch_shows_a_decision_before_the_alert_it_raised_and_a_start_as_now() -> None:
-    kill_alert = {"type": "alert", "ts": 2000, "flag": "f", "kind": "kill", "severity": "critical"}
-    kill = {"type": "decision", "ts": 2000, "flag": "f", "action": "kill", "outcome": "applied"}
+    kill_alert = {
+        "type": "alert", "v": 1, "id": "a1", "ts": 2000, "flag": "f", "kind": "kill",
+        "severity": "critical", "summary": "f killed",
+    }  # fmt: skip
+    kill = {
+        "type": "decision", "v": 1, "id": "d2", "ts": 2000, "flag": "f", "kind": "command",
+        "action": "kill", "outcome": "applied",
+    }  # fmt: skip
     start = {
         "type": "decision",
+        "v": 1,
+        "id": "d1",
+        "kind": "command",
         "ts": 1000,
         "flag": "f",
         "action": "start",
@@ -110,7 +120,9 @@ def test_watch_shows_a_decision_before_the_alert_it_raised_and_a_start_as_now() 
     }
     ordered = in_time_order([kill_alert, kill, start])
     assert ordered == [start, kill, kill_alert]
-    line = decision_line(start)
+    read = decision_or_alert(start)
+    assert read is not None
+    line = decision_line(read)
     assert line.endswith("start applied, now running")
     assert "None" not in line
 

@@ -24,6 +24,7 @@ from controller.console.charts import (
 from controller.console.rollout import rollout_detail
 from controller.core import history
 from controller.core.gate import describe, evaluate
+from controller.core.messages import decision_or_alert
 from controller.core.plan import Stage
 from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.transitions import Cause, roll_back
@@ -277,8 +278,12 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     marks = re.findall(r'<text class="stage-label"[^>]*>([^<]+)</text>', page)
     assert marks == LABELS[1:3]
     assert f"in {label}." in page  # the chart's description of the crossing
-    assert f"stage:       {label}, serving 0%" in views.status_detail(status)
-    assert f"at {label}" in views.decision_line({**decision, "flag": "f"})
+    assert f"stage:       {label}, serving 0%" in views.status_detail(
+        RolloutStatus.model_validate(status)
+    )
+    published = decision_or_alert(decision)
+    assert published is not None
+    assert f"at {label}" in views.decision_line(published)
     # And the page opens with the verdict, the reason in pp with its interval, before any
     # evidence; the stage chips' times are start times
     opening = re.search(r'<p class="verdict">([^<]+)</p>', page)

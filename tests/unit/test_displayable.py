@@ -8,7 +8,7 @@ them, where the model's reply is parsed and wherever text is rendered.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,6 +17,7 @@ from controller.console.charts import Mark, guardrail_chart
 from controller.console.rollout import rollout_detail
 from controller.core.advice import Opinion, Unavailable, parse_advice
 from controller.core.gate import describe
+from controller.core.messages import Decision
 from controller.core.narrative import accepted
 from controller.core.text import UNSAFE, displayable
 from controller.ctl import views
@@ -108,9 +109,13 @@ def test_reports_show_none_of_them() -> None:
 
 
 def test_the_cli_shows_none_of_them() -> None:
-    decision: dict[str, Any] = {"type": "decision", "flag": HOSTILE, "ts": "2026-11-22T12:00:00Z",
-                                "action": "pause", "outcome": "applied", "reason": HOSTILE,
-                                "stage": 1, "evidence": {}}  # fmt: skip
+    # Built without validation: a flag key's pattern refuses these characters on the topic,
+    # and the lines must not rely on that.
+    decision = Decision.model_construct(
+        type="decision", v=1, id="d1", flag=HOSTILE, ts=datetime(2026, 11, 22, 12, tzinfo=UTC),
+        kind="command", action="pause", outcome="applied", reason=HOSTILE, stage=1,
+        phase_before=None, phase_after=None, evidence={},
+    )  # fmt: skip
     row = status_row(flag=HOSTILE, plan=HOSTILE, pause_reason=HOSTILE, verdict_reason=HOSTILE)
     shown = [
         views.decision_line(decision),

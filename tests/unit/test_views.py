@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 
+from controller.core.messages import Alert, Decision, decision_or_alert
+from controller.core.views import RolloutStatus
 from controller.ctl.views import decision_line, outcome_line, status_detail, status_table
 
 AT_2_OF_5 = {"index": 1, "number": 2, "of": 5, "percent": 5.0, "label": "stage 2/5 (5%)"}
 
 
-def rollout(**over: Any) -> dict[str, Any]:
+def rollout(**over: Any) -> RolloutStatus:
+    """A rollout as an older controller served it: the fields added since are absent."""
     base: dict[str, Any] = {
         "flag": "checkout",
         "rollout_id": "r1",
@@ -45,7 +48,15 @@ def rollout(**over: Any) -> dict[str, Any]:
             "srm": {"chi2": 0.4, "p_value": 0.52, "sequential_p_value": 1.0, "flagged": False},
         },
     }
-    return {**base, **over}
+    return RolloutStatus.model_validate({**base, **over})
+
+
+def published(fields: dict[str, Any]) -> Decision | Alert:
+    """A decision or alert as read from its topic: ``fields`` with the envelope."""
+    kind = {} if fields["type"] == "alert" else {"kind": "transition"}
+    message = decision_or_alert({"v": 1, "id": "m1", **kind, **fields})
+    assert message is not None, fields
+    return message
 
 
 def test_status_table_aligns_one_row_per_rollout() -> None:
@@ -117,7 +128,7 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     ],
 )  # fmt: skip
 def test_decision_lines(message: dict[str, Any], expected: str) -> None:
-    line = decision_line({**message, "ts": "2026-11-22T10:00:00+00:00"})
+    line = decision_line(published({**message, "ts": "2026-11-22T10:00:00+00:00"}))
     assert line.split("  ", 1)[1] == expected
 
 
@@ -134,7 +145,9 @@ def test_decision_lines(message: dict[str, Any], expected: str) -> None:
     ],
 )  # fmt: skip
 def test_outcome_lines(decision: dict[str, Any], expected: str) -> None:
-    assert outcome_line(decision) == expected
+    read = published({"type": "decision", "ts": 1000, **decision, "kind": "command"})
+    assert isinstance(read, Decision)
+    assert outcome_line(read) == expected
 
 
 @pytest.mark.parametrize(
