@@ -39,6 +39,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
@@ -109,6 +110,7 @@ class HttpServer(Listener):
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
         ofrep: OfrepRoutes | None = None,
+        intake: EventIntakeRoutes | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -133,6 +135,8 @@ class HttpServer(Listener):
             )
         if ofrep is not None:
             ofrep.add_to(app.router)
+        if intake is not None:
+            intake.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -16,7 +16,6 @@ MAX_CLASS_LINES = 200
 DAEMON = Path(controller.daemon.__file__).parent
 
 
-
 def _class_sizes(source: str) -> dict[str, int]:
     """Each class of ``source`` (nested ones too) by name, with the lines it spans."""
     sizes = {}
