@@ -40,7 +40,7 @@ from controller.core.decoding import InEvent
 from controller.core.errors import ControllerError
 from controller.daemon.metrics import Metrics
 
-PENDING_MARGIN_SECONDS = 30
+PENDING_MARGIN_SECONDS = 5
 
 
 class EventIntake:
