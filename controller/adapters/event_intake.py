@@ -72,7 +72,7 @@ class Accepted:
     duplicate: bool
 
 
-class Unavailable(ControllerError):
+class BatchNotSent(ControllerError):
     """The batch was not sent (the broker or the retry ledger did not answer); retry it."""
 
 
@@ -183,7 +183,7 @@ class EventIntakeRoutes:
             raise refused
         try:
             accepted = await self._sink.send(client, events)
-        except Unavailable as exc:
+        except BatchNotSent as exc:
             refused = _Refused(503, "unavailable", f"not accepted, send it again: {exc}")
             refused.retry_after = RETRY_AFTER_SECONDS
             raise refused from exc

@@ -33,7 +33,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 
-from controller.adapters.event_intake import Accepted, Unavailable
+from controller.adapters.event_intake import Accepted, BatchNotSent
 from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis.ledger import BatchLedger, Begun
 from controller.core.decoding import InEvent
@@ -61,16 +61,16 @@ class EventIntake:
         self._pending_ttl = int(ack_timeout_seconds * 2) + PENDING_MARGIN_SECONDS
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
-        """Send ``events`` unless this batch was sent; :class:`Unavailable` when not sent now."""
+        """Send ``events`` unless this batch was sent; :class:`BatchNotSent` when not sent now."""
         batch_id = batch_id_of([event.id for event, _ in events])
         try:
             begun, token = await self._ledger.begin(batch_id, pending_ttl_s=self._pending_ttl)
         except ControllerError as exc:
-            raise Unavailable(f"the retry ledger (Redis) did not answer: {exc}") from exc
+            raise BatchNotSent(f"the retry ledger (Redis) did not answer: {exc}") from exc
         if begun is Begun.DONE:
             return Accepted(len(events), duplicate=True)
         if begun is Begun.PENDING:
-            raise Unavailable("this batch is being sent by an earlier attempt")
+            raise BatchNotSent("this batch is being sent by an earlier attempt")
         records = [OutRecord(self._topic, event.unit.encode(), raw) for event, raw in events]
         try:
             await self._producer.send_all(records)
@@ -78,7 +78,7 @@ class EventIntake:
             with contextlib.suppress(Exception):
                 await self._ledger.abandon(batch_id, token)
             if isinstance(exc, ControllerError):
-                raise Unavailable(f"the broker did not acknowledge the batch: {exc}") from exc
+                raise BatchNotSent(f"the broker did not acknowledge the batch: {exc}") from exc
             raise
         try:
             await self._ledger.done(batch_id, ttl_s=self._ttl)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.adapters.event_intake import Accepted, EventIntakeRoutes, RateLimiter, Unavailable
+from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes, RateLimiter
 from controller.core.decoding import InEvent
 from controller.daemon.event_intake import batch_id_of
 
@@ -28,7 +28,7 @@ class Sink:
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
         if self.down:
-            raise Unavailable("the broker is away")
+            raise BatchNotSent("the broker is away")
         batch = batch_id_of([e.id for e, _ in events])
         if batch in self.ids:
             return Accepted(len(events), duplicate=True)

@@ -8,7 +8,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
-from controller.adapters.event_intake import Unavailable
+from controller.adapters.event_intake import BatchNotSent
 from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis.ledger import BatchLedger, Begun
 from controller.core.decoding import InEvent, Rejection, decode_event
@@ -100,7 +100,7 @@ async def test_a_batch_is_sent_keyed_by_unit_once_and_its_retry_is_a_duplicate()
 async def test_a_failed_send_is_abandoned_so_the_retry_is_sent() -> None:
     ledger, broker = Ledger(), Broker()
     broker.down = True
-    with pytest.raises(Unavailable, match="did not acknowledge"):
+    with pytest.raises(BatchNotSent, match="did not acknowledge"):
         await intake(ledger, broker).send("c", batch(2))
     assert ledger.marks == {}
     broker.down = False
@@ -111,7 +111,7 @@ async def test_a_failed_send_is_abandoned_so_the_retry_is_sent() -> None:
 async def test_a_batch_being_sent_by_another_attempt_is_unavailable_not_a_duplicate() -> None:
     ledger, broker = Ledger(), Broker()
     ledger.marks[batch_id_of(["id-0", "id-1"])] = "pending:other"
-    with pytest.raises(Unavailable, match="earlier attempt"):
+    with pytest.raises(BatchNotSent, match="earlier attempt"):
         await intake(ledger, broker).send("c", batch(2))
     assert broker.records == []
 
