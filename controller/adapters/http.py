@@ -9,6 +9,8 @@ in stage and the gate's current evidence (what ``rolloutctl status`` prints);
 ``/rollouts/{flag}/history`` its gate history, stage by stage. ``/ui`` is the
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
+``POST /v1/events`` takes apps' events over HTTP
+(:mod:`controller.adapters.event_intake`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -39,6 +41,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
@@ -85,7 +88,7 @@ class HttpServer(Listener):
       ``header_timeout_seconds`` that timer is the header deadline, for the
       first request and every later one on the connection (and an idle
       keep-alive connection closes after the same time);
-    * the body: the webhook handlers read it under ``body_timeout_seconds``
+    * the body: the webhook and event intake handlers read it under ``body_timeout_seconds``
       (408 past it), and aiohttp drains an unread body for at most
       ``lingering_time``, set to the same value, before it closes;
     * connections: the listening socket's protocol factory answers 503 and
@@ -109,6 +112,7 @@ class HttpServer(Listener):
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
         ofrep: OfrepRoutes | None = None,
+        intake: EventIntakeRoutes | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -133,6 +137,8 @@ class HttpServer(Listener):
             )
         if ofrep is not None:
             ofrep.add_to(app.router)
+        if intake is not None:
+            intake.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -22,6 +22,7 @@ The tree::
     ├── BackendUnavailable          adapters.unleash: Unleash did not answer or cannot serve
     │   └── Unreadable              an answer that is not what Unleash's API documents
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
+    ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
     ├── DeadlineExceeded            deadlines: a call over its deadline (also a TimeoutError)
     ├── TooLarge                    deadlines: an answer over its size bound (also a ValueError)
     ├── PollFailed                  sdk.transport: a poll of /flags got no usable answer

@@ -1,7 +1,8 @@
 """What the daemon serves over HTTP: the API server, the probes' listener, readiness.
 
-:func:`http_server` builds the API server (flags, OFREP evaluation, rollouts,
-history, the console, monitor webhooks, metrics) from the running :class:`Parts`;
+:func:`http_server` builds the API server (flags, OFREP evaluation, the HTTP
+event intake, rollouts, history, the console, monitor webhooks, metrics) from
+the running :class:`Parts`;
 :func:`health_server` the probes' own listener, up before the dependencies
 start; :func:`readiness_of` says whether this instance is ready and why not.
 """
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
@@ -23,6 +25,7 @@ from controller.core.signing import StateSigner
 from controller.core.views import FlagStates, FlagStateView
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
+from controller.daemon.event_intake import EventIntake
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
@@ -47,6 +50,7 @@ class Parts:
     control: ControlConsumer
     signer: StateSigner | None
     status: StatusView
+    events_in: EventIntake
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -75,6 +79,14 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         # OFREP evaluates from a snapshot of the states; it needs no signatures.
         ofrep=OfrepRoutes(
             lambda: flag_states(parts.states, None),
+            body_timeout_seconds=settings.http.body_timeout_seconds,
+        ),
+        intake=EventIntakeRoutes(
+            parts.events_in,
+            max_body_bytes=settings.http.intake_max_body_bytes,
+            max_events=settings.http.intake_max_events,
+            max_event_bytes=settings.ingest.max_event_bytes,
+            events_per_second=settings.http.intake_events_per_second,
             body_timeout_seconds=settings.http.body_timeout_seconds,
         ),
     )

@@ -101,6 +101,18 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self.intake_batches = Counter(
+            "rollout_intake_batches",
+            "Batches of events sent over HTTP, by outcome (accepted, duplicate, invalid, "
+            "too_large, rate_limited, unavailable...).",
+            ["outcome"],
+            registry=r,
+        )
+        self.intake_events = Counter(
+            "rollout_intake_events",
+            "Events sent over HTTP that the broker acknowledged (duplicates not counted).",
+            registry=r,
+        )
         self.guardrails = GuardrailGauges(r)
         self.backend = BackendMetrics(r)
 

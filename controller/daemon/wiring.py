@@ -33,6 +33,7 @@ from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
+from controller.adapters.redis.ledger import BatchLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
@@ -41,6 +42,7 @@ from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.console import ConsoleData
 from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.engine import Ownership, build_engine
+from controller.daemon.event_intake import EventIntake
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
 from controller.daemon.keyring import KeyReloader
@@ -144,6 +146,20 @@ async def _supervise(
                 states=states, aggregates=store, stale_after=stale_after, clock=_utcnow
             )
             console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
+            # The HTTP intake's own producer: its request timeout bounds how long a
+            # batch may wait unsent, so a batch answered 503 is never sent later.
+            ack_timeout = settings.http.intake_ack_timeout_seconds
+            intake_producer = await stack.enter_async_context(
+                Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000))
+            )
+            events_in = EventIntake(
+                producer=intake_producer,
+                ledger=BatchLedger(client, settings=settings.redis),
+                topic=settings.topics.events,
+                dedupe_seconds=settings.http.intake_dedupe_seconds,
+                ack_timeout_seconds=ack_timeout,
+                metrics=metrics,
+            )
             parts = Parts(
                 metrics,
                 store,
@@ -155,6 +171,7 @@ async def _supervise(
                 kafka.control,
                 signer,
                 status,
+                events_in,
             )
             await stack.enter_async_context(http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))

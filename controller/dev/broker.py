@@ -60,14 +60,19 @@ def _kafka_metadata_ok(bootstrap: str, timeout: float) -> str | None:
 
 
 def start_embedded_broker(
-    log_dir: Path, *, port: int | None = None, startup_timeout: float = 15.0
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    advertised_port: int | None = None,
+    startup_timeout: float = 15.0,
 ) -> tuple[str, ManagedProcess]:
     """Start tansu (in-memory storage) on a free 127.0.0.1 port and wait until it serves metadata.
 
     Returns ``("127.0.0.1:PORT", process)``. Raises RuntimeError with the log tail when the
     broker does not come up; retries on a fresh port if the first one was taken meanwhile.
     A given ``port`` is used as is, so a stopped broker can come back where its clients
-    expect it (with memory storage, it comes back without topics).
+    expect it (with memory storage, it comes back without topics). With
+    ``advertised_port``, clients are told to connect there (a proxy in front of it).
     """
     binary = _tansu_binary()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ def start_embedded_broker(
     attempts = 3 if port is None else 1
     for attempt in range(attempts):
         chosen = free_port() if port is None else port
-        proc = _tansu_process(binary, chosen, log_dir)
+        proc = _tansu_process(binary, chosen, log_dir, advertised_port or chosen)
         try:
             problem = _wait_until_serving(proc, chosen, startup_timeout) or ""
         except BaseException:
@@ -94,13 +99,14 @@ def start_embedded_broker(
     raise RuntimeError(f"embedded tansu broker did not come up: {problem}")
 
 
-def _tansu_process(binary: str, port: int, log_dir: Path) -> ManagedProcess:
+def _tansu_process(binary: str, port: int, log_dir: Path, advertised: int) -> ManagedProcess:
     url = f"tcp://{LOCALHOST}:{port}"
     # The broker reads these from the environment as defaults; the command line wins, but
     # a stray STORAGE_ENGINE (say, a shared Postgres) must not leak into tests.
     unwanted = {"STORAGE_ENGINE", "SCHEMA_REGISTRY", "CLUSTER_ID"}
     env = {k: v for k, v in os.environ.items() if k not in unwanted}
-    command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command = [binary, "broker", "--listener-url", url, "--advertised-listener-url"]
+    command += [f"tcp://{LOCALHOST}:{advertised}"]
     command += ["--storage-engine", "memory://tansu/"]
     return ManagedProcess(command, log_dir / f"tansu-{port}.log", env=env)
 

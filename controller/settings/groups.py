@@ -281,6 +281,32 @@ class HttpSettings(_Group):
         gt=0,
         description="How long a webhook incident is remembered, so a redelivery changes nothing.",
     )
+    intake_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest body `POST /v1/events` reads; a larger one is answered 413.",
+    )
+    intake_max_events: int = Field(
+        default=500, ge=1, le=10_000, description="Most events in one `POST /v1/events` batch."
+    )
+    intake_events_per_second: float = Field(
+        default=10_000,
+        gt=0,
+        description="Events a second one client may send over HTTP (bursts up to this or one "
+        "full batch); past it 429 with Retry-After.",
+    )
+    intake_ack_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="How long the HTTP intake's producer waits for the broker; then 503.",
+    )
+    intake_dedupe_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a batch sent over HTTP is remembered, so its retry is not counted.",
+    )
     header_timeout_seconds: float = Field(
         default=5.0,
         gt=0,

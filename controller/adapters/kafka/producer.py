@@ -28,13 +28,16 @@ class OutRecord:
 class Producer(ClientLifecycle):
     """The daemon's one producer: sends batches and waits for the broker's acknowledgement."""
 
-    def __init__(self, *, kafka: KafkaSettings) -> None:
+    def __init__(self, *, kafka: KafkaSettings, request_timeout_ms: int | None = None) -> None:
+        """``request_timeout_ms`` also bounds how long a record may wait unsent (aiokafka's)."""
         self.max_message_bytes = kafka.max_message_bytes
+        timeout = {} if request_timeout_ms is None else {"request_timeout_ms": request_timeout_ms}
         self._client = self._producer = AIOKafkaProducer(
             **kafka.client_options(),
             acks="all",
             linger_ms=2,
             max_request_size=kafka.max_message_bytes,
+            **timeout,
         )
 
     async def send_all(self, records: Sequence[OutRecord]) -> None:

@@ -1,0 +1,270 @@
+"""The HTTP event intake: apps that cannot speak Kafka send their events here.
+
+``POST /v1/events`` takes a JSON object ``{"events": [...]}`` whose events are
+the events of the events topic (exposures, request outcomes, conversions, as
+``schemas/`` defines them), at most ``http.intake_max_events`` of them in a
+body of at most ``http.intake_max_body_bytes``. Each event is validated by
+:class:`~controller.core.decoding.EventDecoder`, the decoder ingest runs, with
+ingest's ``max_event_bytes``, on the very bytes that will be produced: the
+edge accepts exactly what ingest counts. A batch is all or nothing: one
+invalid event refuses the whole batch (400), with a reason per refused index.
+
+The answers, each a JSON object with a reason:
+
+* ``202`` once the broker acknowledged every event (``accepted``: the count;
+  ``duplicate``: true when this batch was already accepted and nothing was
+  sent again);
+* ``400`` a body that is not a batch (not JSON, nested too deep, no
+  ``events`` list, an empty batch, an event id repeated in the batch) or
+  that holds an invalid event (``errors``: index and reason, the first 20);
+* ``408`` a body slower than ``http.body_timeout_seconds``; ``413`` a body
+  or a batch over its bound; ``415`` a body that is not ``application/json``;
+* ``429`` with ``Retry-After`` past the client's rate
+  (``http.intake_events_per_second``, counted in events);
+* ``503`` with ``Retry-After`` when the broker did not acknowledge the batch
+  (or Redis, where retries are recorded, did not answer): nothing was
+  counted, send the same batch again.
+
+A retried batch is counted once: see :mod:`controller.daemon.event_intake`.
+The client is its remote address for now (:meth:`EventIntakeRoutes.client_key`);
+:meth:`EventIntakeRoutes.refusal` is where an API key check answers 401 or
+403, and the key will then name the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import orjson
+import structlog
+from aiohttp import web
+
+from controller.core.decoding import MAX_NESTING, EventDecoder, InEvent, Rejection, nesting_exceeds
+from controller.core.errors import ControllerError
+
+MAX_REPORTED_ERRORS = 20
+MAX_CLIENTS = 10_000
+"""Clients whose rate is remembered; past it the one seen longest ago is forgotten."""
+RETRY_AFTER_SECONDS = 2
+log = structlog.get_logger("controller.event_intake")
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+_batch: msgspec.json.Decoder[_Batch] = msgspec.json.Decoder(_Batch)
+_BATCH_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What became of a batch the sink took: sent now, or already sent before."""
+
+    events: int
+    duplicate: bool
+
+
+class BatchNotSent(ControllerError):
+    """The batch was not sent (the broker or the retry ledger did not answer); retry it."""
+
+
+class EventSink(Protocol):
+    """Sends a validated batch to the events topic, once per batch."""
+
+    async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted: ...
+    def count(self, outcome: str, events: int) -> None: ...
+
+
+class RateLimiter:
+    """A token bucket per client: ``rate`` events a second, up to ``burst`` at once."""
+
+    def __init__(
+        self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate, self._burst, self._clock = rate, burst, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait(self, client: str, cost: int) -> float:
+        """0 when ``client`` may spend ``cost`` now (then spent); else seconds until it may."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(client, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - then) * self._rate)
+        wait = 0.0
+        if cost <= tokens:
+            tokens -= cost
+        else:
+            wait = (min(cost, self._burst) - tokens) / self._rate
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > MAX_CLIENTS:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class _Refused(ControllerError):
+    def __init__(self, status: int, outcome: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status, self.outcome, self.reason, self.extra = status, outcome, reason, extra
+        self.close = False
+        self.retry_after: int | None = None
+
+    def response(self) -> web.Response:
+        response = _json({"error": self.reason, **self.extra}, status=self.status)
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(self.retry_after)
+        if self.close:
+            response.force_close()
+        return response
+
+
+class EventIntakeRoutes:
+    """``POST /v1/events`` over an :class:`EventSink`."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        *,
+        max_body_bytes: int,
+        max_events: int,
+        max_event_bytes: int,
+        events_per_second: float,
+        body_timeout_seconds: float,
+    ) -> None:
+        self._sink, self._max_body, self._max_events = sink, max_body_bytes, max_events
+        self._decoder = EventDecoder(max_bytes=max_event_bytes)
+        self._limiter = RateLimiter(events_per_second, max(events_per_second, max_events))
+        self._body_timeout = body_timeout_seconds
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/events", self._post)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request that may not send events, or None: every request may, for now.
+
+        The seam for API keys: a key check answers 401 (no key) or 403 (a
+        key that may not send) here, before the body is read.
+        """
+        return None
+
+    def client_key(self, request: web.Request) -> str:
+        """Whom a request's rate and retries are counted for: its remote address, for now."""
+        return request.remote or "unknown"
+
+    async def _post(self, request: web.Request) -> web.Response:
+        if (refused := self.refusal(request)) is not None:
+            return refused
+        try:
+            return await self._accept(request)
+        except _Refused as refusal:
+            self._sink.count(refusal.outcome, 0)
+            return refusal.response()
+        except Exception:
+            # One request's failure is that request's: answered, counted, logged.
+            log.exception("event_intake_failed")
+            self._sink.count("error", 0)
+            reason = "the batch could not be handled; nothing was counted, retry later"
+            return _json({"error": reason}, status=500)
+
+    async def _accept(self, request: web.Request) -> web.Response:
+        client = self.client_key(request)
+        raws = _batch_of(await self._body(request), self._max_events)
+        events = self._validated(raws)
+        wait = self._limiter.wait(client, len(events))
+        if wait > 0:
+            refused = _Refused(429, "rate_limited", "over this client's event rate; retry later")
+            refused.retry_after = math.ceil(wait)
+            raise refused
+        try:
+            accepted = await self._sink.send(client, events)
+        except BatchNotSent as exc:
+            refused = _Refused(503, "unavailable", f"not accepted, send it again: {exc}")
+            refused.retry_after = RETRY_AFTER_SECONDS
+            raise refused from exc
+        outcome = "duplicate" if accepted.duplicate else "accepted"
+        self._sink.count(outcome, 0 if accepted.duplicate else accepted.events)
+        reason = (
+            "this batch was already accepted; nothing was sent again"
+            if accepted.duplicate
+            else "acknowledged by the broker"
+        )
+        body = {"accepted": accepted.events, "duplicate": accepted.duplicate, "reason": reason}
+        return _json(body, status=202)
+
+    def _validated(self, raws: list[bytes]) -> list[tuple[InEvent, bytes]]:
+        """Every event decoded as ingest decodes it, or a 400 naming each refused index."""
+        events: list[tuple[InEvent, bytes]] = []
+        errors: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(raws):
+            found = self._decoder.decode(raw)
+            if isinstance(found, Rejection):
+                errors.append(
+                    {"index": index, "reason": found.reason.value, "detail": found.detail}
+                )
+            elif (first := seen.setdefault(found.id, index)) != index:
+                detail = f"the id of event {first} again: an event is sent once"
+                errors.append({"index": index, "reason": "repeated_id", "detail": detail})
+            else:
+                events.append((found, raw))
+        if errors:
+            reason = f"{len(errors)} of {len(raws)} events are invalid; nothing was counted"
+            raise _Refused(400, "invalid", reason, errors=errors[:MAX_REPORTED_ERRORS])
+        return events
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The body, read within the body deadline and ``max_body_bytes``."""
+        if request.content_type != "application/json":
+            given = request.content_type[:100]
+            reason = f"the body must be application/json, not {given!r}"
+            raise _Refused(415, "unsupported_media_type", reason)
+        too_large = _Refused(413, "too_large", f"the body is over {self._max_body} bytes")
+        too_large.close = True
+        if (request.content_length or 0) > self._max_body:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                # Read past aiohttp's client_max_size, which bounds the other routes.
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > self._max_body:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            reason = f"the body did not arrive within {self._body_timeout:g} s"
+            refused = _Refused(408, "timeout", reason)
+            refused.close = True
+            raise refused from exc
+        return b"".join(chunks)
+
+
+def _batch_of(body: bytes, max_events: int) -> list[bytes]:
+    """The events of a batch body, each as the bytes sent; or a 400 or 413 saying why not."""
+    if nesting_exceeds(body, MAX_NESTING + 2):
+        reason = f"the body is nested deeper than {MAX_NESTING + 2} levels; an event is flat"
+        raise _Refused(400, "too_deep", reason)
+    try:
+        batch = _batch.decode(body)
+    except _BATCH_FAILURES as exc:
+        detail = str(exc)[:200]
+        raise _Refused(
+            400, "not_a_batch", f'the body must be {{"events": [...]}}: {detail}'
+        ) from exc
+    if not batch.events:
+        raise _Refused(400, "empty", "the batch holds no events")
+    if len(batch.events) > max_events:
+        reason = f"the batch holds {len(batch.events)} events; at most {max_events} per batch"
+        raise _Refused(413, "too_many", reason)
+    return [bytes(raw) for raw in batch.events]
+
+
+def _json(data: dict[str, Any], *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")

@@ -1,0 +1,199 @@
+"""``POST /v1/events``: every refusal a 4xx with a reason, every batch validated as ingest does."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes, RateLimiter
+from controller.core.decoding import InEvent
+from controller.daemon.event_intake import batch_id_of
+
+
+class Sink:
+    """Remembers the batches it was given, by id; fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[bytes]] = []
+        self.ids: set[str] = set()
+        self.down = False
+        self.outcomes: Counter[str] = Counter()
+
+    async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
+        if self.down:
+            raise BatchNotSent("the broker is away")
+        batch = batch_id_of([e.id for e, _ in events])
+        if batch in self.ids:
+            return Accepted(len(events), duplicate=True)
+        self.ids.add(batch)
+        self.sent.append([raw for _, raw in events])
+        return Accepted(len(events), duplicate=False)
+
+    def count(self, outcome: str, events: int) -> None:
+        self.outcomes[outcome] += 1
+
+
+def event(n: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "type": "exposure",
+        "v": 1,
+        "id": f"e{n}",
+        "ts": 1_700_000_000_000,
+        "flag": "checkout",
+        "unit": f"u{n}",
+        "arm": "treatment",
+        "flag_version": 1,
+        **changes,
+    }
+
+
+@asynccontextmanager
+async def served(sink: Sink, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
+    # The daemon's app bounds other bodies to 64 KiB; the intake reads its own bound.
+    app = web.Application(client_max_size=64 * 1024)
+    options: dict[str, Any] = {
+        "max_body_bytes": 256 * 1024,
+        "max_events": 500,
+        "max_event_bytes": 64 * 1024,
+        "events_per_second": 100_000,
+        "body_timeout_seconds": 5.0,
+    }
+    EventIntakeRoutes(sink, **(options | limits)).add_to(app.router)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_valid_batch_is_sent_as_sent_and_its_retry_is_a_duplicate() -> None:
+    sink = Sink()
+    batch = [event(n) for n in range(500)]
+    async with served(sink) as client:
+        first = await client.post("/v1/events", json={"events": batch})
+        again = await client.post("/v1/events", json={"events": batch[::-1]})
+    assert (first.status_code, first.json()["accepted"], first.json()["duplicate"]) == (
+        202,
+        500,
+        False,
+    )
+    assert (again.status_code, again.json()["duplicate"]) == (202, True)
+    assert len(sink.sent) == 1
+    assert [orjson.loads(raw) for raw in sink.sent[0]] == batch
+    assert sink.outcomes == {"accepted": 1, "duplicate": 1}
+
+
+DEEP = b'{"events": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "outcome", "words"),
+    [
+        (b"not json", 400, "not_a_batch", "must be"),
+        (b"[]", 400, "not_a_batch", "must be"),
+        (b'{"events": []}', 400, "empty", "no events"),
+        (b'{"events": [], "more": 1}', 400, "not_a_batch", "more"),
+        (DEEP, 400, "too_deep", "nested deeper"),
+        (orjson.dumps({"events": [event(1), {"type": "nope"}]}), 400, "invalid", "1 of 2"),
+        (orjson.dumps({"events": [event(1), event(1)]}), 400, "invalid", "1 of 2"),
+        (orjson.dumps({"events": [event(n) for n in range(501)]}), 413, "too_many", "at most 500"),
+        (b'{"events": [' + b" " * 300_000 + b"]}", 413, "too_large", "over 262144 bytes"),
+    ],
+)
+async def test_a_hostile_or_invalid_body_is_refused_with_a_reason_and_nothing_sent(
+    body: bytes, status: int, outcome: str, words: str
+) -> None:
+    sink = Sink()
+    async with served(sink) as client:
+        answer = await client.post(
+            "/v1/events", content=body, headers={"Content-Type": "application/json"}
+        )
+        # the server goes on
+        after = await client.post("/v1/events", json={"events": [event(9)]})
+    assert answer.status_code == status
+    assert words in answer.json()["error"]
+    assert sink.outcomes[outcome] == 1
+    assert after.status_code == 202
+    assert sink.sent == [[orjson.dumps(event(9))]]
+
+
+async def test_invalid_events_are_named_by_index_with_ingests_reason() -> None:
+    sink = Sink()
+    batch = [event(0), event(1, arm="blue"), event(2), {"type": "exposure", "v": 2}, event(0)]
+    async with served(sink) as client:
+        answer = await client.post("/v1/events", json={"events": batch})
+    assert answer.status_code == 400
+    errors = [(e["index"], e["reason"]) for e in answer.json()["errors"]]
+    assert errors == [
+        (1, "schema_violation"),
+        (3, "unsupported_version"),
+        (4, "repeated_id"),
+    ]
+    assert sink.sent == []
+
+
+async def test_a_body_that_is_not_json_typed_is_415_and_a_chunked_flood_is_413() -> None:
+    sink = Sink()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 4096
+
+    async with served(sink) as client:
+        typed = await client.post("/v1/events", content=b"{}", headers={"Content-Type": "text/x"})
+        flood = await client.post(
+            "/v1/events", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+    assert (typed.status_code, flood.status_code) == (415, 413)
+    assert "over 262144 bytes" in flood.json()["error"]
+
+
+async def test_an_unavailable_broker_is_503_with_retry_after_and_the_retry_is_sent_once() -> None:
+    sink = Sink()
+    sink.down = True
+    async with served(sink) as client:
+        refused = await client.post("/v1/events", json={"events": [event(1)]})
+        sink.down = False
+        retried = await client.post("/v1/events", json={"events": [event(1)]})
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "send it again" in refused.json()["error"]
+    assert retried.status_code == 202
+    assert len(sink.sent) == 1
+
+
+async def test_past_the_rate_a_client_gets_429_with_retry_after_and_nothing_is_sent() -> None:
+    sink = Sink()
+    async with served(sink, events_per_second=1, max_events=10) as client:
+        answers = [
+            await client.post("/v1/events", json={"events": [event(n) for n in range(i, i + 5)]})
+            for i in range(0, 20, 5)
+        ]
+    assert [a.status_code for a in answers] == [202, 202, 429, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert "rate" in answers[2].json()["error"]
+    assert len(sink.sent) == 2
+
+
+def test_a_bucket_refills_at_its_rate_and_never_above_its_burst() -> None:
+    now = [0.0]
+    limiter = RateLimiter(10, 20, clock=lambda: now[0])
+    assert limiter.wait("a", 20) == 0
+    assert limiter.wait("a", 5) == pytest.approx(0.5)
+    assert limiter.wait("b", 20) == 0  # clients have buckets of their own
+    now[0] = 100.0
+    assert limiter.wait("a", 20) == 0
+    assert limiter.wait("a", 1) == pytest.approx(0.1)
+    assert limiter.wait("a", 50) == pytest.approx(2.0)  # a cost over the burst waits for a full one
