@@ -20,8 +20,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -31,17 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.daemon.batches import Folder
 from controller.ports import DeadLetter, Record
 from controller.settings import IngestSettings
-from tests.reference import encode, make_event
-
-
-@dataclass
-class _Record:
-    value: bytes | None
-    offset: int
-    topic: str = "events"
-    partition: int = 0
-    key: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
+from tests.reference import StubRecord, encode, make_event
 
 
 def timed(run: Callable[[], None], passes: int, n: int) -> list[float]:
@@ -61,7 +50,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         encode(make_event(rng, i, flags=20, units=200_000, versions=1, error_rate=0.02))
         for i in range(args.events)
     ]
-    records: list[Record] = [_Record(v, i) for i, v in enumerate(values)]
+    records: list[Record] = [StubRecord(v, i) for i, v in enumerate(values)]
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     folder = Folder(max_event_bytes=IngestSettings().max_event_bytes)
     rejected: list[DeadLetter] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,18 @@ def make_event(
 
 def encode(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
+
+
+@dataclass
+class StubRecord:
+    """A record as the events consumer hands it to ingest, without a broker."""
+
+    value: bytes | None
+    offset: int
+    topic: str = "events"
+    partition: int = 0
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 def partition_of(unit: str, partitions: int) -> int:

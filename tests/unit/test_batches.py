@@ -9,8 +9,6 @@ the same dead letters in the same order as the per-record path.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import orjson
 import pytest
@@ -22,25 +20,15 @@ from controller.core.decoding import EventDecoder, Rejection
 from controller.core.folding import PartitionDelta, fold
 from controller.daemon.batches import Folder
 from controller.ports import DeadLetter, Record
-from tests.reference import encode, make_event
+from tests.reference import StubRecord, encode, make_event
 from tests.unit.test_decoder_fuzz import HOSTILE
 from tests.unit.test_decoding import event
 
 MAX_BYTES = 65_536
 
 
-@dataclass
-class _Record:
-    value: bytes | None
-    offset: int
-    topic: str = "events"
-    partition: int = 0
-    key: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
 def records(values: list[bytes | None]) -> list[Record]:
-    return [_Record(value, offset) for offset, value in enumerate(values)]
+    return [StubRecord(value, offset) for offset, value in enumerate(values)]
 
 
 def one_by_one(
