@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,7 @@ from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.daemon.closing import Closing
 from controller.daemon.console import ConsoleData
 from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.engine import Ownership, build_engine
@@ -73,11 +74,15 @@ async def run(settings: Settings, *, reread: Callable[[], Settings] | None = Non
     _tune_garbage_collector()
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        return await _supervise(settings, stop, reread or (lambda: settings))
+        closing = Closing(settings.shutdown_grace_seconds)
+        return await _supervise(settings, stop, closing, reread or (lambda: settings))
 
 
 async def _supervise(
-    settings: Settings, stop: asyncio.Event, reread: Callable[[], Settings]
+    settings: Settings,
+    stop: asyncio.Event,
+    closing: Closing,
+    reread: Callable[[], Settings],
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
@@ -94,9 +99,9 @@ async def _supervise(
         ownership = Ownership(metrics)
         startup.waiting_for(kafka_of(settings))
         await _wait_for_kafka(settings, Retry(stop, settings.retry))
-        kafka = await _connect_kafka(stack, settings, ingest, ownership)
+        kafka = await _connect_kafka(stack, closing, settings, ingest, ownership)
         alarms.attach(kafka.outputs)
-        stack.push_async_callback(alarms.stop)  # before the producer closes
+        closing.push(stack, "alarms", alarms.stop)  # before the producer closes
         advisor = None
         if settings.llm.mode != "off":
             advisor = await stack.enter_async_context(Advisor(settings.llm))
@@ -149,8 +154,10 @@ async def _supervise(
             # The HTTP intake's own producer: its request timeout bounds how long a
             # batch may wait unsent, so a batch answered 503 is never sent later.
             ack_timeout = settings.http.intake_ack_timeout_seconds
-            intake_producer = await stack.enter_async_context(
-                Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000))
+            intake_producer = await closing.enter(
+                stack,
+                "intake producer",
+                Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
             )
             events_in = EventIntake(
                 producer=intake_producer,
@@ -173,7 +180,7 @@ async def _supervise(
                 status,
                 events_in,
             )
-            await stack.enter_async_context(http_server(settings, parts))
+            await closing.enter(stack, "http server", http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))
         services = {
             "ingest": (
@@ -189,7 +196,7 @@ async def _supervise(
         if sync is not None:
             sync.attach(engine.rollouts.apply)
             services["backends"] = (sync.run(), sync.stop)
-        return await _until_stopped(services, stop, settings.shutdown_grace_seconds)
+        return await _until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
 
 
@@ -202,14 +209,18 @@ class _Kafka:
 
 
 async def _connect_kafka(
-    stack: AsyncExitStack, settings: Settings, ingest: Ingest, ownership: Ownership
+    stack: AsyncExitStack,
+    closing: Closing,
+    settings: Settings,
+    ingest: Ingest,
+    ownership: Ownership,
 ) -> _Kafka:
     """Create missing topics, then start the producer and both consumers."""
     if settings.kafka.create_topics:
         created = await ensure_topics(settings.kafka, settings.topics)
         if created:
             log.info("topics_created", topics=created)
-    producer = await stack.enter_async_context(Producer(kafka=settings.kafka))
+    producer = await closing.enter(stack, "producer", Producer(kafka=settings.kafka))
     topics = settings.topics
     control = ControlConsumer(
         kafka=settings.kafka,
@@ -226,38 +237,58 @@ async def _connect_kafka(
     return _Kafka(
         dead_letters=DeadLetterPublisher(producer=producer, topic=topics.dlq),
         outputs=Publisher(producer=producer),
-        control=await stack.enter_async_context(control),
-        events=await stack.enter_async_context(events),
+        control=await closing.enter(stack, "control consumer", control),
+        events=await closing.enter(stack, "events consumer", events),
     )
 
 
 Service = tuple[Coroutine[Any, Any, None], Callable[[], None]]
 
 
-async def _until_stopped(services: dict[str, Service], stop: asyncio.Event, grace: float) -> int:
+async def _until_stopped(
+    services: dict[str, Service], stop: asyncio.Event, grace: float, closing: Closing
+) -> int:
     """Run the services until SIGTERM or until one dies; then stop all within ``grace``.
 
     Stopping asks each service to finish the work in hand (ingest flushes its
     batch, the engine its current decision); past the grace period the tasks
-    are cancelled. A service that died takes the daemon down with its error.
+    are cancelled, and the closes after them get what remains of ``closing``'s
+    deadline. A service that died takes the daemon down with its error.
     """
     tasks = {asyncio.create_task(coro, name=name): halt for name, (coro, halt) in services.items()}
     stopper = asyncio.create_task(stop.wait(), name="signals")
     done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
+    closing.begin()
     died = [t for t in done if t is not stopper and (t.cancelled() or t.exception())]
     log.info("draining", grace_s=grace, cause="signal" if not died else died[0].get_name())
     for halt in tasks.values():
         halt()
-    try:
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=grace)
-    except TimeoutError:
-        log.warning("drain_timed_out", grace_s=grace)
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    if pending:
+        log.warning(
+            "drain_timed_out", grace_s=grace, cancelled=sorted(t.get_name() for t in pending)
+        )
+        for pending_task in pending:
+            pending_task.cancel()
+        # A task that ignores its cancellation is left behind rather than waited for.
+        _, stuck = await asyncio.wait(pending, timeout=closing.remaining())
+        if stuck:
+            log.warning("cancel_ignored", tasks=sorted(t.get_name() for t in stuck))
+        _retrieve(tasks)
         return EXIT_FORCED
     for task in died:
         task.result()  # re-raise the error that stopped the daemon
+    _retrieve(tasks)
     log.info("stopped")
     return EXIT_OK
+
+
+def _retrieve(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Mark the errors of ended tasks as seen (those that stopped the daemon were raised)."""
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()
 
 
 def _utcnow() -> datetime:
