@@ -88,9 +88,18 @@ def _summary(flag: str, s: Mapping[str, Any], verdict_text: str) -> str:
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
         f"<dt>serving</dt><dd>{percent_cell(s.get('percent'))} of units</dd>"
-        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>"
+        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}"
         f"<dt>plan</dt><dd>{esc(s.get('plan', ''))}</dd>{gate}</dl>"
     )
+
+
+def _next_move(s: Mapping[str, Any]) -> str:
+    """Why the rollout stands still and until when, in one line; nothing when it moves."""
+    move = s.get("next_move")
+    why = move.get("why") if isinstance(move, Mapping) else None
+    if not why:
+        return ""
+    return f'<dt>next move</dt><dd class="next-move">{esc(why)}</dd>'
 
 
 def _in_stage(s: Mapping[str, Any]) -> str:

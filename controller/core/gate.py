@@ -38,12 +38,14 @@ from typing import Any
 from controller.core import health
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.guardrails import control_baseline, guardrail_result
+from controller.core.moving import next_move
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.policy import Applied, for_plan
 from controller.core.rollout import Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult
 from controller.core.srm import SrmResult, srm_test
 from controller.core.views import RolloutView
+from controller.core.windows import Window
 from controller.core.wording import quantity_text, stage_position
 
 
@@ -216,12 +218,20 @@ def _evidence(
     }
 
 
-def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> RolloutView:
+def describe(
+    rollout: Rollout,
+    verdict: Verdict | None,
+    now: datetime,
+    team_windows: tuple[Window, ...] = (),
+) -> RolloutView:
     """A rollout's state for people and dashboards: where it is and what the gate sees.
 
     ``verdict`` is the gate's current view of the stage (None once the rollout
     finished); its evidence carries the per-arm counts and the guardrail bounds.
+    ``team_windows`` are the settings' release windows, for a plan that names
+    none: with them a window wait says when the window opens.
     """
+    move = next_move(rollout, verdict, now, team_windows)
     stage = rollout.plan.stages[rollout.stage]
     fields = {
         "flag": rollout.flag,
@@ -239,6 +249,7 @@ def describe(rollout: Rollout, verdict: Verdict | None, now: datetime) -> Rollou
         "stage_started_at": rollout.stage_started_at.isoformat(),
         "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
         "window_wait": rollout.window_wait,
+        "next_move": move,
         "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds(), 1),
         "min_duration_s": stage.min_duration.total_seconds(),
         "min_units_per_arm": stage.min_units_per_arm,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from controller.core.messages import FlagStatus
+from controller.core.moving import NextMove
 
 
 class _View(BaseModel):
@@ -77,6 +78,10 @@ class RolloutView(_View):
     )
     window_wait: str | None = Field(
         default=None, description="Why an advance waits for a release window."
+    )
+    next_move: NextMove | None = Field(
+        default=None,
+        description="Why the rollout is not moving, and when it may next move (null: it moves).",
     )
     time_in_stage_s: float
     min_duration_s: float

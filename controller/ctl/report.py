@@ -24,6 +24,7 @@ from controller.core.briefing import parse_number
 from controller.core.headline import verdict_line
 from controller.core.timestamps import as_datetime
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
+from controller.ctl.report_moves import TriggerFired, WindowWait, triggers_fired, windows_waited
 
 MAX_DECISIONS = 2_000
 """The most decisions a report lists; a longer rollout's report says it was cut."""
@@ -112,6 +113,10 @@ class Report:
     narrative: str | None = None
     """A few sentences by the model, every number in them checked against the evidence."""
     narrated_by: str | None = None
+    waits: list[WindowWait] = field(default_factory=list)
+    """Each wait for a release window, from when to when (#28)."""
+    triggers: list[TriggerFired] = field(default_factory=list)
+    """Each health trigger that fired: its action and the policy entry that chose it (#28)."""
 
 
 def build(
@@ -143,6 +148,7 @@ def build(
         mine = mine[-MAX_DECISIONS:]
     report.stages = _stages(status, mine, now)
     report.decisions = [_row(d) for d in mine]
+    report.waits, report.triggers = windows_waited(mine), triggers_fired(mine)
     if not mine:
         report.notes.append("no decisions of this rollout were found on the decisions topic")
     report.charts = _charts(report, history, mine)

@@ -128,6 +128,26 @@ GUARDRAIL_HEAD = [
 ]
 DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
 STAGE_HEAD = ["stage", "started", "duration", "ended by"]
+WAIT_HEAD = ["at", "from", "until", "why"]
+TRIGGER_HEAD = ["time", "at", "trigger", "action", "policy entry", "outcome", "reason"]
+
+
+def _held_back(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The windows waited and the triggers fired, as titled tables; none when there were none."""
+    tables = []
+    if report.waits:
+        rows = [
+            [w.stage, clock(w.since), clock(w.until) if w.until else "still waiting", w.reason]
+            for w in report.waits
+        ]
+        tables.append(("Windows waited", WAIT_HEAD, rows))
+    if report.triggers:
+        rows = [
+            [clock(t.ts), t.stage, t.trigger, t.action, t.entry, t.outcome, t.reason]
+            for t in report.triggers
+        ]
+        tables.append(("Triggers fired", TRIGGER_HEAD, rows))
+    return tables
 
 
 def _decision_cells(report: Report) -> Iterator[list[str]]:
@@ -165,6 +185,8 @@ def markdown(report: Report) -> str:
     if report.narrative:
         out += ["", "## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
     out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages])]
+    for title, head, rows in _held_back(report):
+        out += ["", f"## {title}", "", *_md_table(head, rows)]
     for stage in report.stages:
         out += ["", f"### {_md(stage.label)}", ""]
         out += [f"{_md(duration(stage.duration_s))}, ended by {_md(stage.outcome)}."]
@@ -246,6 +268,7 @@ def html_page(report: Report) -> str:
         *_h_narrative(report),
         "<h2>Stages</h2>",
         _h_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages]),
+        *(f"<h2>{t}</h2>{_h_table(head, rows)}" for t, head, rows in _held_back(report)),
         *_h_charts(report.charts),
     ]
     for stage in report.stages:

@@ -36,10 +36,13 @@ def status_table(rollouts: Sequence[RolloutStatus]) -> str:
     # Cleaned before measuring: a cell's width is what a terminal shows of it.
     rows = [_COLUMNS, *(tuple(displayable(cell) for cell in _row(r)) for r in rollouts)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join(
+    table = "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+    # Below the table, one line for each rollout that stands still: why, and until when.
+    still = [displayable(f"{r.flag}: {r.next_move.why}") for r in rollouts if r.next_move]
+    return "\n".join([table, "", *still]) if still else table
 
 
 def _row(r: RolloutStatus) -> tuple[str, ...]:
@@ -69,6 +72,8 @@ def status_detail(r: RolloutStatus) -> str:
         f" (minimum {_duration(r.min_duration_s)},"
         f" {r.min_units_per_arm} units per arm)",
     ]
+    if r.next_move:
+        lines.append(f"next move:   {r.next_move.why}")
     if r.watch_until:
         lines.append(f"watch:       until {r.watch_until}, the holdback stays on control")
     if r.stale:

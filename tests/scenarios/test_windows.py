@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import TypeAdapter
 
@@ -13,6 +14,7 @@ from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.windows import Windows
 from tests.scenarios.harness import Scenario
+from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,6 +46,8 @@ async def test_a_freeze_holds_the_advance_but_not_the_rollback(scenario: Scenari
     def errors(_state: dict[str, Any], arm: Arm) -> float:
         return 0.40 if regressed["now"] and arm is Arm.TREATMENT else 0.02
 
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
     scenario.start_daemon()
     scenario.run_apps("frozen", errors=errors)
     # When a rollout starts inside a freeze
@@ -63,6 +67,11 @@ async def test_a_freeze_holds_the_advance_but_not_the_rollback(scenario: Scenari
     assert rollout is not None
     assert rollout.stage == 0
     assert rollout.window_wait == wait["reason"]
+    # ...and the status says why it stands still and when it may next move
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        served = (await http.get("/rollouts/frozen")).json()
+    assert served["next_move"]["why"].startswith("ready, waiting for the window that opens")
+    assert datetime.fromisoformat(served["next_move"]["at"]) == opens
     # ...a person's promote is refused with the same reason
     promote = scenario.command("promote", "frozen")
     await scenario.send(promote, flag="frozen")

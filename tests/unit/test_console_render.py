@@ -26,7 +26,7 @@ from controller.core import history
 from controller.core.gate import describe, evaluate
 from controller.core.messages import decision_or_alert
 from controller.core.plan import Stage
-from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout
+from controller.core.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.transitions import Cause, roll_back
 from controller.core.views import RolloutStatus
 from controller.ctl import views
@@ -404,3 +404,18 @@ def test_an_aborted_rollout_is_shown_neutral() -> None:
     assert '<p class="verdict">Aborted at stage 1/2 (10%): wrong plan</p>' in html
     listed = pages.rollout_list([{**status, "health": "ended"}], [])
     assert '<span class="health ended">ended</span>' in listed
+
+
+def test_the_page_says_why_a_rollout_stands_still_and_until_when() -> None:
+    paused = rollout().model_copy(
+        update={"phase": Phase.PAUSED, "pause_reason": PauseReason.OPERATOR}
+    )
+    status = describe(paused, None, EARLY).served()
+    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    expected = "paused by an operator; resumes only by an operator"
+    assert f'<dt>next move</dt><dd class="next-move">{expected}</dd>' in html
+    hostile = status | {"next_move": {"why": HOSTILE, "at": None}}
+    html = rollout_detail({"status": hostile, "plan": {}, "history": {}, "messages": []})
+    assert f'<dd class="next-move">{pages.esc(HOSTILE)}</dd>' in html
+    moving = status | {"next_move": None}
+    assert "next move" not in rollout_detail({"status": moving, "plan": {}, "history": {}})

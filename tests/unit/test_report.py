@@ -381,3 +381,54 @@ def test_the_report_opens_with_its_verdict() -> None:
     assert page.index('<p class="verdict">Rolled back at stage 2/5 (5%): error rate') < page.index(
         "<dl>"
     )
+
+
+WAIT_REASON = "ready, waiting for the window that opens Mon 09:00 Europe/Berlin"
+WAITED = decision(
+    "10:00:40", "wait", 1, 1, phase_after="running", reason=WAIT_REASON,
+    evidence={"window": {"opens_at": "2026-11-23T08:00:00+00:00"}},
+)  # fmt: skip
+NO_TRAFFIC = {"trigger": "no_traffic", "action": "warn", "policy_entry": "health_policy.no_traffic"}
+WARNED = decision(
+    "10:00:50", "warn", 1, 1, outcome="recorded", reason="no events in the stage for 1:00:00",
+    evidence={"policy": NO_TRAFFIC},
+)  # fmt: skip
+HELD = decision(
+    "10:01:20", "pause", 1, 1, phase_after="paused", reason="sample ratio mismatch",
+    evidence={"policy": {"trigger": "sample_ratio_mismatch", "action": "hold",
+                         "policy_entry": "default"}},
+)  # fmt: skip
+
+
+def test_the_report_lists_the_windows_waited_and_the_triggers_fired() -> None:
+    later = {**WAITED, "ts": "2026-11-22T10:02:00Z"}
+    status = {**STATUS, "phase": "paused"}
+    report = build(status, [START, ADVANCE, WAITED, WARNED, HELD, later], None, NOW)
+    first, second = report.waits
+    assert (first.stage, first.since, first.until) == (
+        "stage 2/5 (5%)",
+        "2026-11-22T10:00:40+00:00",
+        "2026-11-22T10:01:20+00:00",
+    )  # the warning left it waiting; the hold ended the wait
+    assert (first.reason, first.opens_at) == (WAIT_REASON, "2026-11-23T08:00:00+00:00")
+    assert second.until is None
+    assert [(t.trigger, t.action, t.entry, t.outcome) for t in report.triggers] == [
+        ("no_traffic", "warn", "health_policy.no_traffic", "recorded"),
+        ("sample_ratio_mismatch", "hold", "default", "applied"),
+    ]
+    text = markdown(report)
+    assert "## Windows waited" in text
+    assert "| stage 2/5 (5%) | 2026-11-22 10:00:40 UTC | 2026-11-22 10:01:20 UTC |" in text
+    assert "still waiting" in text
+    assert "## Triggers fired" in text
+    assert "| no_traffic | warn | health_policy.no_traffic | recorded |" in text
+    page = html_page(report)
+    assert "<h2>Windows waited</h2>" in page
+    assert "<h2>Triggers fired</h2>" in page
+
+
+def test_a_report_with_no_waits_or_triggers_has_no_such_sections() -> None:
+    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    assert (report.waits, report.triggers) == ([], [])
+    assert "Windows waited" not in markdown(report) + html_page(report)
+    assert "Triggers fired" not in markdown(report) + html_page(report)

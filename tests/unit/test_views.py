@@ -172,3 +172,29 @@ def test_status_marks_watches_and_stale_flags(over: dict[str, Any], phase: str) 
     assert f"phase:       {phase}" in detail
     assert ("watch:       until" in detail) == ("watch_until" in over)
     assert ("remove the flag from the code" in detail) == bool(over.get("stale"))
+
+
+WAITING = {
+    "why": "ready, waiting for the window that opens Mon 09:00 Europe/Berlin",
+    "at": "2026-11-23T08:00:00+00:00",
+}
+HELD = {"why": "held by the policy on no_traffic; resumes only by an operator", "at": None}
+
+
+def test_status_says_why_a_rollout_stands_still_below_the_table() -> None:
+    waiting = rollout(next_move=WAITING)
+    held = rollout(flag="search", phase="paused", pause_reason="no_traffic", next_move=HELD)
+    lines = status_table([waiting, rollout(flag="cart"), held]).splitlines()
+    assert lines[4:] == [
+        "",
+        "checkout: ready, waiting for the window that opens Mon 09:00 Europe/Berlin",
+        "search: held by the policy on no_traffic; resumes only by an operator",
+    ]
+    assert lines[:4] == status_table([rollout(), rollout(flag="cart"), held]).splitlines()[:4]
+
+
+def test_status_detail_says_why_a_rollout_stands_still() -> None:
+    detail = status_detail(rollout(next_move=WAITING))
+    assert "next move:   ready, waiting for the window that opens Mon 09:00 Europe/Berlin" in detail
+    assert "next move:" not in status_detail(rollout())
+    assert "\n\n" not in status_table([rollout()])
