@@ -22,7 +22,7 @@ from typing import Any
 from controller.console.figures import Figure, figures
 from controller.core.briefing import parse_number
 from controller.core.headline import verdict_line
-from controller.core.timestamps import as_datetime
+from controller.core.timestamps import iso_or_none
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 from controller.ctl.report_moves import TriggerFired, WindowWait, triggers_fired, windows_waited
 
@@ -140,7 +140,7 @@ def build(
         plan=_text(status.get("plan")),
         phase=_text(status.get("phase")),
         percent=parse_number(status.get("percent")),
-        started_at=_iso(status.get("started_at")),
+        started_at=iso_or_none(status.get("started_at")),
         generated_at=now.isoformat(),
     )
     if len(mine) > MAX_DECISIONS:
@@ -199,13 +199,13 @@ def _open(
         index=index,
         label=f"{label}, watch" if watch else label,
         percent=percent,
-        started_at=_iso(decision.get("ts")),
+        started_at=iso_or_none(decision.get("ts")),
         watch=watch,
     )
 
 
 def _close(stage: StageReport, decision: dict[str, Any]) -> None:
-    stage.ended_at = _iso(decision.get("ts"))
+    stage.ended_at = iso_or_none(decision.get("ts"))
     stage.duration_s = _seconds_between(stage.started_at, stage.ended_at)
     stage.outcome = _action(decision)
 
@@ -358,18 +358,7 @@ def clock(iso: str | None) -> str:
 
 
 def _ts(decision: dict[str, Any]) -> str:
-    return _iso(decision.get("ts")) or "-"
-
-
-def _iso(value: Any) -> str | None:
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return as_datetime(value).isoformat()
-        if isinstance(value, str):
-            return datetime.fromisoformat(value).isoformat()
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
+    return iso_or_none(decision.get("ts")) or "-"
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

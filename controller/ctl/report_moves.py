@@ -17,10 +17,9 @@ Every field is read defensively, as the report reads all it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from controller.core.timestamps import as_datetime
+from controller.core.timestamps import iso_or_none
 from controller.core.wording import label_of
 
 WAIT = "wait"
@@ -64,10 +63,10 @@ def windows_waited(decisions: list[dict[str, Any]]) -> list[WindowWait]:
         waits.append(
             WindowWait(
                 stage=_stage(decision),
-                since=_iso(decision.get("ts")),
-                until=_iso(ended.get("ts")) if ended is not None else None,
+                since=iso_or_none(decision.get("ts")),
+                until=iso_or_none(ended.get("ts")) if ended is not None else None,
                 reason=_text(decision.get("reason"))[:500],
-                opens_at=_iso(window.get("opens_at")),
+                opens_at=iso_or_none(window.get("opens_at")),
             )
         )
     return waits
@@ -82,7 +81,7 @@ def triggers_fired(decisions: list[dict[str, Any]]) -> list[TriggerFired]:
             continue
         fired.append(
             TriggerFired(
-                ts=_iso(decision.get("ts")),
+                ts=iso_or_none(decision.get("ts")),
                 stage=_stage(decision),
                 trigger=_text(policy.get("trigger"))[:64] or "-",
                 action=_text(policy.get("action"))[:64] or "-",
@@ -104,14 +103,3 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _iso(value: Any) -> str | None:
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return as_datetime(value).isoformat()
-        if isinstance(value, str):
-            return datetime.fromisoformat(value).isoformat()
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
