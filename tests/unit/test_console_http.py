@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from controller.adapters.web_console import COOKIE, ConsoleRoutes, session_value
+from tests.app_client import app_client
 
 TOKEN = "t0ken"
 
@@ -31,16 +32,8 @@ async def served(
     app = web.Application()
     extra = {"allowed_hosts": hosts} if hosts else {}
     ConsoleRoutes(Pages(), token=token, host=bound_to, **extra).add_to(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        await runner.cleanup()
+    async with app_client(app) as client:
+        yield client
 
 
 async def test_the_token_once_becomes_a_strict_http_only_cookie() -> None:

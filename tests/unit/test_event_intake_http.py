@@ -15,6 +15,7 @@ from aiohttp import web
 from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes, RateLimiter
 from controller.core.decoding import InEvent
 from controller.daemon.event_intake import batch_id_of
+from tests.app_client import app_client
 
 
 class Sink:
@@ -66,16 +67,8 @@ async def served(sink: Sink, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
         "body_timeout_seconds": 5.0,
     }
     EventIntakeRoutes(sink, **(options | limits)).add_to(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        await runner.cleanup()
+    async with app_client(app) as client:
+        yield client
 
 
 async def test_a_valid_batch_is_sent_as_sent_and_its_retry_is_a_duplicate() -> None:
