@@ -91,8 +91,10 @@ async def _supervise(
     startup = StartUp()
     async with AsyncExitStack() as stack:
         if settings.http.enabled:  # probes say what start-up waits for (#29)
-            await stack.enter_async_context(health_server(settings, metrics, startup.readiness))
-        client = await stack.enter_async_context(connect(settings.redis))
+            await closing.enter(
+                stack, "health listener", health_server(settings, metrics, startup.readiness)
+            )
+        client = await closing.enter(stack, "redis", connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         startup.waiting_for(redis_of(settings))
         await _wait_for_redis(store, Retry(stop, settings.retry))
@@ -104,7 +106,7 @@ async def _supervise(
         closing.push(stack, "alarms", alarms.stop)  # before the producer closes
         advisor = None
         if settings.llm.mode != "off":
-            advisor = await stack.enter_async_context(Advisor(settings.llm))
+            advisor = await closing.enter(stack, "advisor", Advisor(settings.llm))
             advisor.check_in_background()  # a model that does not answer is named at start
         states = RolloutStore(client, settings=settings.redis)
         gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
@@ -117,7 +119,7 @@ async def _supervise(
         sync = None
         if settings.unleash.enabled:  # rollouts served from Unleash too (#14)
             sync = BackendSync(
-                backend=await stack.enter_async_context(UnleashAdmin(settings.unleash)),
+                backend=await closing.enter(stack, "unleash", UnleashAdmin(settings.unleash)),
                 records=AppliedStore(client, settings=settings.redis),
                 states=states,
                 settings=settings.unleash,
