@@ -48,6 +48,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # with a "SERVICE MISSING:" line and no error, even with CI set.
 WITHOUT_TOOLS = chromium promtool
 WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
+	tests/scenarios/test_browser_app.py \
 	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
 WITHOUT_LOG = .artifacts/without-tools.log
 test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
