@@ -10,12 +10,15 @@ and reports exposures (the package's hook) and request outcomes
 (``measure``) through the HTTP intake; the treatment of one flag fails in the
 page. The healthy flag's rollout advances on those events to completion, the
 faulty one is rolled back, and then the page serves its control.
+
+    python -m pytest -s tests/scenarios/test_browser_app.py   # prints how long each took
 """
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -122,6 +125,7 @@ async def test_a_browser_app_advances_a_healthy_rollout_and_rolls_back_a_faulty_
     page = await context.new_page()
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     await page.goto(f"{site}?flags={HEALTHY},{FAULTY}&faulty={FAULTY}&units=4000&requests=5")
+    opened = time.monotonic()
 
     # Then the faulty flag is rolled back on the page's events, and the page serves control
     rollback = await scenario.until(
@@ -129,6 +133,7 @@ async def test_a_browser_app_advances_a_healthy_rollout_and_rolls_back_a_faulty_
         timeout=120,
         what="the faulty flag's rollback",
     )
+    rolled_back = time.monotonic() - opened
     assert rollback["stage"] == 0
     assert "error rate" in rollback["reason"]
     assert "regressed" in rollback["reason"]
@@ -143,6 +148,7 @@ async def test_a_browser_app_advances_a_healthy_rollout_and_rolls_back_a_faulty_
         timeout=180,
         what="the healthy flag's completion",
     )
+    completed = time.monotonic() - opened
     assert done["phase_after"] == "completed"
     advanced = [
         d["stage"]
@@ -169,6 +175,10 @@ async def test_a_browser_app_advances_a_healthy_rollout_and_rolls_back_a_faulty_
     assert kinds[HEALTHY, "request"] > 0
     failed = Counter(e["arm"] for e in events if e["flag"] == FAULTY and e.get("error"))
     assert failed["treatment"] > failed["control"]
+    print(
+        f"\nthe page: {stopped['visits']} visits, {counters['sent']} events sent; "
+        f"rolled back after {rolled_back:.1f} s, completed after {completed:.1f} s"
+    )
 
 
 async def _serving(page: Page, flag: str, reason: str) -> dict[str, Any]:
