@@ -124,7 +124,7 @@ export class EventSender {
     return this.queue.length + (this.inFlight ?? 0);
   }
 
-  /** Resolves once every event queued before the call was answered (or dropped). */
+  /** Resolves once the queue is empty and no batch is in flight (each answered or dropped). */
   async flush() {
     this.waiting += 1;
     try {

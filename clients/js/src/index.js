@@ -135,7 +135,7 @@ export class RolloutEvents {
     }
   }
 
-  /** Resolves once every event queued before the call was answered by the intake (or dropped). */
+  /** Resolves once the queue is empty and no batch is in flight (each answered or dropped). */
   flush() {
     return this.sender.flush();
   }
