@@ -115,4 +115,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules
