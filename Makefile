@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node
+.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +41,14 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
+	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
 	$(BIN)/python -m pytest
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
 WITHOUT_TOOLS = chromium promtool
 WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
+	tests/scenarios/test_browser_app.py \
 	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
 WITHOUT_LOG = .artifacts/without-tools.log
 test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
@@ -78,6 +80,17 @@ $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.j
 
 ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider from npm into .ofrep-node/
 
+# The JavaScript client (clients/js) with its development packages from the npm
+# registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
+# providers and esbuild, for its own Node tests (tests/unit/test_js_client.py)
+# and the browser page of tests/scenarios/test_browser_app.py.
+JS_CLIENT ?= clients/js
+$(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund
+	touch $@
+
+js-client: $(JS_CLIENT)/node_modules/.installed  ## install clients/js's development packages from npm
+
 # The demo's extras; nothing to do where `make install` already installed every extra.
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	@if [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
@@ -102,4 +115,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules

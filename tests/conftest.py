@@ -245,6 +245,21 @@ def node(pytestconfig: pytest.Config) -> str:
     return _tool(pytestconfig, node_binary)
 
 
+JS_CLIENT = Path(__file__).resolve().parents[1] / "clients" / "js"
+
+
+@pytest.fixture(scope="session")
+def js_client(node: str, pytestconfig: pytest.Config) -> Path:
+    """``clients/js`` with its development packages from npm; SERVICE MISSING without them."""
+    if not (JS_CLIENT / "node_modules" / ".installed").is_file():
+        missing = ServiceUnavailable(
+            f"the JavaScript client's packages are not installed in {JS_CLIENT}/node_modules: "
+            "`make js-client` (npm ci from clients/js/package-lock.json)"
+        )
+        _service_unavailable(pytestconfig, missing)
+    return JS_CLIENT
+
+
 def _tool(config: pytest.Config, find: Callable[[], _Found], name: str | None = None) -> _Found:
     try:
         found = find()

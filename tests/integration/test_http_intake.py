@@ -2,7 +2,9 @@
 
 The outage test owns its broker, behind a gate (a TCP proxy the broker
 advertises), so it can take Kafka away from the daemon and give it back with
-its data: the broker keeps running, its clients cannot reach it.
+its data: the broker keeps running, its clients cannot reach it. Its app is
+a Node process sending with ``clients/js`` (``tests/node/intake_app.mjs``),
+which retries a batch after ``Retry-After`` until it is accepted.
 
     python -m pytest -s tests/integration/test_http_intake.py   # prints what the app saw
 """
@@ -15,11 +17,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -32,6 +36,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 OUTAGE_SECONDS = 20.0
+NODE_APP = Path(__file__).resolve().parents[1] / "node" / "intake_app.mjs"
 
 
 def events(n: int, flag: str = "intake") -> list[dict[str, Any]]:
@@ -238,26 +243,73 @@ async def gated_rig(gate: Gate, redis_url: str, redis_namespace: str) -> Rig:
     return Rig(bootstrap, redis_url, names[0], names[1], redis_namespace)
 
 
-async def test_kafka_away_the_app_gets_503s_and_after_recovery_every_event_counts_once(
-    gated_rig: Rig, gate: Gate, tmp_path: Path
+class NodeApp:
+    """A Node app sending events with clients/js (``tests/node/intake_app.mjs``), over a pipe."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @classmethod
+    async def start(cls, node: str, base: str) -> NodeApp:
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(NODE_APP),
+            base,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        return cls(process)
+
+    async def ask(self, timeout: float = 30, **command: Any) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(orjson.dumps(command) + b"\n")
+        await self._process.stdin.drain()
+        line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        assert line, f"the Node app ended (exit code {self._process.returncode})"
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
+
+    async def seen(self) -> Counter[str]:
+        return Counter(await self.ask(cmd="seen"))
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+
+
+async def test_kafka_away_a_node_app_gets_503s_and_after_recovery_every_event_counts_once(
+    gated_rig: Rig, gate: Gate, tmp_path: Path, node: str
 ) -> None:
     rig = gated_rig
     port, health = free_port(), free_port()
     _intake_env(rig, port, RC_HTTP__HEALTH_PORT=str(health))
     base = f"http://127.0.0.1:{port}"
-    batches = [events(50) for _ in range(20)]
-    seen: Counter[str] = Counter()
     daemon = rig.daemon(tmp_path)
     with daemon:
         await wait_status(f"{base}/readyz", 200, timeout=60)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            for batch in batches[:10]:
-                await send(client, batch, seen)
-            # Kafka goes away between two batches; the app keeps sending
+        app = await NodeApp.start(node, base)
+        try:
+            for _ in range(10):
+                await app.ask(cmd="send", n=50, flag="intake")
+            assert (await app.ask(cmd="flush"))["sent"] == 500
+            # Kafka goes away; the app keeps sending, a batch of 50 every half second
             gate.close()
             cut_at = time.monotonic()
-            app = asyncio.create_task(_send_all(client, batches[10:], seen))
-            await eventually(lambda: _saw(seen, "503", 2), timeout=30, what="503s in the outage")
+            sent = 500
+
+            async def sending(until: Callable[[Counter[str]], bool]) -> bool:
+                """Another batch's worth of events, and whether the app has seen ``until``."""
+                nonlocal sent
+                await app.ask(cmd="send", n=50, flag="intake")
+                sent += 50
+                assert until(await app.seen())
+                return True
+
+            await eventually(
+                lambda: sending(lambda seen: seen["503"] >= 2), timeout=60, what="503s"
+            )
             # ... and the controller crashes (kill -9) and starts again during the outage
             daemon.kill()
             await eventually(lambda: not daemon.running, timeout=30, what="the daemon gone")
@@ -267,32 +319,30 @@ async def test_kafka_away_the_app_gets_503s_and_after_recovery_every_event_count
                 timeout=60,
                 what="the new daemon waiting for Kafka",
             )
-            remaining = OUTAGE_SECONDS - (time.monotonic() - cut_at)
-            await asyncio.sleep(max(0.0, remaining))  # the outage's length is the scenario
+            # The outage's length is the scenario: the app sends on through all of it
+            await eventually(
+                lambda: sending(lambda _: time.monotonic() - cut_at >= OUTAGE_SECONDS),
+                timeout=OUTAGE_SECONDS + 30,
+                what=f"{OUTAGE_SECONDS:g} s of outage",
+            )
             gate.open()
-            try:
-                answers = await asyncio.wait_for(app, timeout=120)
-            finally:
-                app.cancel()
-        assert [a["accepted"] for a in answers] == [50] * 10
-        everything = [e for batch in batches for e in batch]
+            closed = await app.ask(cmd="close", timeout_ms=120_000, timeout=150)
+        finally:
+            app.kill()
+        everything = closed["events"]
+        assert len(everything) == sent
+        assert closed["counters"] == {"sent": sent, "dropped": 0, "rejected": 0, "retries": ANY}
         await rig.settle()
         await rig.assert_exact(everything)
         assert await rig.counted(flags_of(everything)) == len(everything)
-    print(f"\nwhat the app saw through a {OUTAGE_SECONDS:g} s outage and a restart: {dict(seen)}")
+    seen = closed["seen"]
+    print(
+        f"\nwhat the Node app saw sending {sent} events through a {OUTAGE_SECONDS:g} s outage"
+        f" and a restart: {seen}"
+    )
     assert seen["503"] >= 2
     assert seen["unreachable"] >= 1  # the restarted daemon waited for Kafka before serving
-
-
-async def _send_all(
-    client: httpx.AsyncClient, batches: list[list[dict[str, Any]]], seen: Counter[str]
-) -> list[dict[str, Any]]:
-    return [await send(client, batch, seen) for batch in batches]
-
-
-def _saw(seen: Counter[str], status: str, times: int) -> bool:
-    assert seen[status] >= times, dict(seen)
-    return True
+    assert closed["counters"]["retries"] >= seen["503"]
 
 
 async def _waits_for_kafka(port: int) -> bool:

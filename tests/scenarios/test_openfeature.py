@@ -5,12 +5,19 @@ implies, at every stage; the provider's hook exposes each unit once per flag
 version per process, ``track`` converts the exposed units, and the daemon
 counts each of those events exactly once in the aggregates its gates read;
 measured steps arrive as request outcomes with their errors and latencies.
+
+A Node app does the same over HTTP: OpenFeature's server SDK and OFREP
+provider evaluate against the daemon, ``clients/js``'s hook exposes each unit
+once, and its requests and conversions reach the same aggregates exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,9 +27,11 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.aggregates import FlagAggregates
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
+from controller.core.plan import Guardrail, Plan, Stage
 from controller.settings import RedisSettings
 from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
+from tests.services import free_port
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -198,7 +207,13 @@ def _exposures(aggregates: FlagAggregates) -> tuple[int, int]:
 
 
 async def _counted(
-    scenario: Scenario, version: int, done: Any, what: str, timeout: float = 60
+    scenario: Scenario,
+    version: int,
+    done: Any,
+    what: str,
+    timeout: float = 60,
+    *,
+    flag: str = FLAG,
 ) -> FlagAggregates:
     """The aggregates of one flag version, once ``done(aggregates)``: what the gate reads."""
     async with connect(RedisSettings(url=scenario.redis_url)) as client:
@@ -209,7 +224,7 @@ async def _counted(
         )
 
         async def counted() -> FlagAggregates:
-            aggregates = await store.read(FLAG, [version])
+            aggregates = await store.read(flag, [version])
             assert done(aggregates), aggregates
             return aggregates
 
@@ -220,3 +235,92 @@ async def _events(scenario: Scenario) -> list[dict[str, Any]]:
     """Every event on the events topic, read up to its end offsets."""
     records = await read_to_end(scenario.bootstrap, scenario.topics["events"])
     return [orjson.loads(r.value) for r in records]
+
+
+NODE_FLAG = "checkout.node-flow"
+NODE_UNITS = 500
+
+
+def by_hand_at(percent: float) -> Plan:
+    """A first stage at ``percent`` that only a command would end within a test."""
+    return Plan(
+        name="by-hand",
+        stages=[
+            Stage(percent=percent, min_duration=timedelta(minutes=10), min_units_per_arm=0),
+            Stage(percent=100, min_units_per_arm=0),
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+    )
+
+
+async def test_a_node_app_with_the_hook_is_counted_exactly(
+    scenario: Scenario, node: str, js_client: Path
+) -> None:
+    # Given the daemon serving OFREP and the intake, and a flag at 30%
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    scenario.start_daemon()
+    await scenario.start(NODE_FLAG, by_hand_at(30))
+    state = await scenario.until(
+        lambda: next((s for s in scenario.observed.flag_states if s["flag"] == NODE_FLAG), None),
+        timeout=30,
+        what="the flag rolling out",
+    )
+
+    # When a Node app (OpenFeature's server SDK, its OFREP provider and clients/js's hook)
+    # evaluates every unit twice, measures a request per unit and converts every fifth
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [node, "examples/node/app.mjs", f"http://127.0.0.1:{port}", NODE_FLAG, str(NODE_UNITS)],
+        cwd=js_client,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    app = orjson.loads(done.stdout.splitlines()[-1])
+
+    # Then it served the arms the flag state implies, and every event was accepted once
+    units = [f"unit-{i}" for i in range(NODE_UNITS)]
+    arms = [assign(NODE_FLAG, state["salt"], u, 30) for u in units]
+    assert [app["arms"][u] for u in units] == [a.value for a in arms]
+    assert app["versions"] == [state["version"]]
+    converted = arms[::5]
+    sent = 2 * NODE_UNITS + len(converted)
+    assert app["counters"] == {
+        "sent": sent,
+        "dropped": 0,
+        "rejected": 0,
+        "retries": 0,
+        "invalid": 0,
+        "untracked": 0,
+        "pending": 0,
+    }
+
+    # And the daemon counted one exposure per unit, each request and conversion, by arm
+    treated = arms.count(Arm.TREATMENT)
+    aggregates = await _counted(
+        scenario,
+        state["version"],
+        lambda a: (
+            sum(_exposures(a)) >= NODE_UNITS
+            and a.treatment.requests + a.control.requests >= NODE_UNITS
+            and a.treatment.conversions + a.control.conversions >= len(converted)
+        ),
+        "the Node app's events",
+        flag=NODE_FLAG,
+    )
+    assert _exposures(aggregates) == (treated, NODE_UNITS - treated)
+    assert (aggregates.treatment.requests, aggregates.control.requests) == (
+        treated,
+        NODE_UNITS - treated,
+    )
+    failed = (converted.count(Arm.TREATMENT), converted.count(Arm.CONTROL))
+    assert (aggregates.treatment.errors, aggregates.control.errors) == failed
+    assert (aggregates.treatment.conversions, aggregates.control.conversions) == failed
+    assert aggregates.treatment.conversion_value_sum == pytest.approx(failed[0] * 4.5)
+    assert (aggregates.treatment.latency_count, aggregates.control.latency_count) == (
+        treated,
+        NODE_UNITS - treated,
+    )

@@ -1,0 +1,163 @@
+// Exposures, request outcomes and conversions for apps that evaluate flags
+// through OpenFeature's OFREP providers (Node: @openfeature/server-sdk with
+// @openfeature/ofrep-provider; browsers: @openfeature/web-sdk with
+// @openfeature/ofrep-web-provider) against rollout-controller.
+//
+// A remote evaluation is not an exposure: the app reports the exposure when it
+// serves the arm. The hook does that after each evaluation that served an arm
+// of a rollout, once per unit, flag and flag version (the controller's OFREP
+// answers carry flag_version in their metadata), and remembers the arm so that
+// track() can attribute conversions. Every event goes to the controller's HTTP
+// intake (POST /v1/events) through a bounded, batching, retrying EventSender.
+
+import { EventSender, makeEvent } from "./events.js";
+
+export { EventSender, eventId, makeEvent, retryDelay } from "./events.js";
+
+/** Reasons under which the provider served an arm of a running or completed rollout. */
+const SERVED = new Set(["SPLIT", "TARGETING_MATCH", "CACHED"]);
+
+/** The unit of an evaluation context, or of a plain string. */
+function unitOf(context) {
+  return typeof context === "string" ? context : context?.targetingKey;
+}
+
+/** The arm and flag version an evaluation served, or null when it served no arm of a rollout. */
+export function servedArm(details) {
+  if (!details || details.errorCode || !SERVED.has(details.reason)) return null;
+  const version = details.flagMetadata?.flag_version;
+  if (details.variant !== "treatment" && details.variant !== "control") return null;
+  if (!Number.isInteger(version)) return null;
+  return { flag: details.flagKey, arm: details.variant, version };
+}
+
+/**
+ * The app's side of a rollout over OFREP.
+ *
+ *     const events = new RolloutEvents({ baseUrl: "http://controller:8000" });
+ *     OpenFeature.addHooks(events.hook());
+ *     const details = await client.getBooleanDetails(flag, false, { targetingKey: unit });
+ *     await events.measure(details, unit, () => serve(details.value));
+ *     events.track(unit, { value: 42.5 });
+ *     await events.close();
+ *
+ * Options: `baseUrl` (required), `apiKey` (sent as `Authorization: Bearer`),
+ * `headers`, `maxBatch`, `maxQueue`, `flushIntervalMs`, `maxRetryDelayMs`,
+ * `maxUnits` (units remembered for deduplication and conversions, least
+ * recently exposed forgotten first), `onError` and `fetch`.
+ * No method throws into the app; `counters` says what became of every call.
+ */
+export class RolloutEvents {
+  constructor({ maxUnits = 10_000, ...options }) {
+    this.sender = new EventSender(options);
+    this.maxUnits = maxUnits;
+    this.exposed = new Map();
+    this.skipped = { invalid: 0, untracked: 0 };
+  }
+
+  /** An OpenFeature hook (server or web SDK) that reports the exposure of each evaluation. */
+  hook() {
+    return {
+      after: (hookContext, details) => {
+        this.expose(details, hookContext?.context);
+      },
+    };
+  }
+
+  /**
+   * Report that `context`'s unit was served the arm `details` resolved: once
+   * per unit, flag and flag version. True when an exposure was queued.
+   */
+  expose(details, context) {
+    try {
+      const served = servedArm(details);
+      const unit = unitOf(context);
+      if (served === null || typeof unit !== "string") return false;
+      const flags = this.exposed.get(unit) ?? new Map();
+      this.exposed.delete(unit);
+      this.exposed.set(unit, flags);
+      if (this.exposed.size > this.maxUnits) this.exposed.delete(this.exposed.keys().next().value);
+      const seen = flags.get(served.flag);
+      flags.set(served.flag, served);
+      if (seen && seen.version === served.version && seen.arm === served.arm) return false;
+      return this.#queue("exposure", { ...served, unit });
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A conversion of `context`'s unit for every flag it was exposed to (or for
+   * `flag` only), optionally with a `value`. Answers how many were queued; a
+   * unit exposed to nothing is counted in `untracked`.
+   */
+  track(context, { flag, value } = {}) {
+    try {
+      const unit = unitOf(context);
+      let queued = 0;
+      for (const served of this.exposed.get(unit)?.values() ?? []) {
+        if (flag !== undefined && served.flag !== flag) continue;
+        if (this.#queue("conversion", { ...served, unit, value })) queued += 1;
+      }
+      if (queued === 0) this.skipped.untracked += 1;
+      return queued;
+    } catch {
+      this.skipped.untracked += 1;
+      return 0;
+    }
+  }
+
+  /** The outcome of one request served under `details`' arm: whether it failed, and its latency. */
+  outcome(details, context, { error = false, latencyMs } = {}) {
+    try {
+      const served = servedArm(details);
+      if (served === null) return false;
+      return this.#queue("request", { ...served, unit: unitOf(context), error, latencyMs });
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Run `step` (sync or async) as a request served under `details`' arm and
+   * report its outcome: an error when it throws or rejects (rethrown to the
+   * caller, as the step's own), and how long it took. Answers what it answers.
+   */
+  async measure(details, context, step) {
+    const start = globalThis.performance.now();
+    try {
+      const result = await step();
+      this.outcome(details, context, { latencyMs: globalThis.performance.now() - start });
+      return result;
+    } catch (error) {
+      this.outcome(details, context, { error: true, latencyMs: globalThis.performance.now() - start });
+      throw error;
+    }
+  }
+
+  /** Resolves once the queue is empty and no batch is in flight (each answered or dropped). */
+  flush() {
+    return this.sender.flush();
+  }
+
+  /** Send what is queued (waiting up to `timeoutMs`) and stop; answers the counters. */
+  async close(options) {
+    await this.sender.close(options);
+    return this.counters;
+  }
+
+  /** sent, dropped, rejected (refused by the intake), retries, invalid, untracked, pending. */
+  get counters() {
+    return { ...this.sender.counters, ...this.skipped, pending: this.sender.pending };
+  }
+
+  #queue(type, fields) {
+    const event = makeEvent(type, fields);
+    if (event === null) {
+      this.skipped.invalid += 1;
+      return false;
+    }
+    this.sender.add(event);
+    return true;
+  }
+}
