@@ -14,17 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from controller.core.evidence_view import where_decided
 from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
 from controller.core.views import RolloutStatus
-from controller.core.wording import (
-    amount_text,
-    decided_at,
-    guardrail_text,
-    label_of,
-    percent_text,
-)
+from controller.core.wording import amount_text, guardrail_text, percent_text
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -122,24 +117,18 @@ def outcome_line(decision: Decision) -> str:
     action, flag = decision.action, decision.flag
     if decision.outcome == "rejected":
         return displayable(f"rejected: {action} {flag}: {decision.reason}")
-    stage = decided_at(_where_fields(decision)).removeprefix("at ")
+    stage = where_decided(decision).removeprefix("at ")
     where = f", {stage}" if stage else ""
     return displayable(f"{decision.outcome}: {action} {flag} -> {decision.phase_after}{where}")
 
 
 def _where(decision: Decision) -> str:
-    where = decided_at(_where_fields(decision))
+    where = where_decided(decision)
     return f" {where}" if where else ""
 
 
-def _where_fields(decision: Decision) -> dict[str, Any]:
-    # The fields the shared wording reads a decision's stage from.
-    return {"stage": decision.stage, "evidence": decision.evidence}
-
-
 def _label(r: RolloutStatus) -> str | None:
-    at_stage = r.at_stage.served() if r.at_stage is not None else None
-    return label_of({"at_stage": at_stage, "stage": r.stage, "stages": r.stages})
+    return r.label()
 
 
 def _phase(r: RolloutStatus) -> str:
