@@ -29,7 +29,7 @@ from pydantic import (
 from controller.core.briefing import parse_number
 from controller.core.messages import Decision
 from controller.core.timestamps import iso_or_none
-from controller.core.wording import position_label
+from controller.core.wording import RATE_PARTS, position_label
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
@@ -95,6 +95,13 @@ class ArmTally(_Read):
     errors: Count = None
     conversions: Count = None
 
+    def rate(self, metric: str) -> float | None:
+        """The arm's error or conversion rate (a share); None for other metrics or no counts."""
+        if metric not in RATE_PARTS:
+            return None
+        part, whole = (getattr(self, name) for name in RATE_PARTS[metric])
+        return part / whole if part is not None and whole else None
+
 
 class GuardrailTest(_Read):
     """One guardrail's sequential test: Δ (treatment - control), its bound, the tolerance."""
@@ -114,6 +121,9 @@ class SrmCheck(_Read):
     observed_control: Number = None
     expected_treatment: Number = None
     sequential_p_value: Number = None
+    p_value: Number = None
+    """The fixed-sample p-value, which an older gate gave alone."""
+    chi2: Number = None
     p_threshold: Number = None
     flagged: Flag = False
 

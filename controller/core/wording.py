@@ -324,13 +324,16 @@ def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
     return quantity_text(metric, delta, lower, upper, control_rate(metric, arms))
 
 
+RATE_PARTS = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
+"""The rates an arm's counts give: each metric's part and whole."""
+
+
 def control_rate(metric: str, arms: Any) -> float | None:
     """The control arm's error or conversion rate from a decision's ``arms`` counts."""
     control = arms.get("control") if isinstance(arms, dict) else None
-    parts = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
-    if not isinstance(control, dict) or metric not in parts:
+    if not isinstance(control, dict) or metric not in RATE_PARTS:
         return None
-    part, whole = (_served(control.get(k)) for k in parts[metric])
+    part, whole = (_served(control.get(k)) for k in RATE_PARTS[metric])
     return part / whole if math.isfinite(part) and math.isfinite(whole) and whole > 0 else None
 
 
