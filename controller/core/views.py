@@ -37,7 +37,7 @@ class _View(BaseModel):
     # A client reads a newer controller's answer: fields it does not know are ignored.
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    def served(self) -> dict[str, Any]:
+    def served(self) -> dict[str, object]:
         """The object as served: every field, in order, values as they are."""
         return self.model_dump()
 
@@ -144,7 +144,7 @@ class FlagStateView(_View):
     key_id: str | None = Field(default=None, description="Absent when unsigned.")
     sig: str | None = Field(default=None, description="Absent when unsigned.")
 
-    def served(self) -> dict[str, Any]:
+    def served(self) -> dict[str, object]:
         """Without ``key_id`` and ``sig`` when the controller has no signing key."""
         unsigned = self.key_id is None and self.sig is None
         return self.model_dump(mode="json", exclude={"key_id", "sig"} if unsigned else None)
