@@ -15,16 +15,10 @@ are no numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from controller.core.briefing import parse_number
 from controller.core.messages import Decision
@@ -35,11 +29,18 @@ MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
 
 
-def _or_none(value: object, handler: ValidatorFunctionWrapHandler) -> object:
-    try:
-        return handler(value)
-    except ValidationError:
+def _object(value: object) -> dict[str, object] | None:
+    """An object's fields (every part of the models below reads any value without failing),
+    or None for anything that is no object."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else None
+
+
+def _objects(value: object) -> dict[str, dict[str, object] | None] | None:
+    """Per name (at most :data:`MAX_NAMED`, in order) an object's fields, or None for a value
+    that is no object; None for anything that is no object itself."""
+    if not isinstance(value, Mapping):
         return None
+    return {str(k): _object(v) for k, v in list(value.items())[:MAX_NAMED]}
 
 
 def _count(value: object) -> int | None:
@@ -48,13 +49,6 @@ def _count(value: object) -> int | None:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _first(value: object) -> object:
-    """At most :data:`MAX_NAMED` entries of an object, in order; anything else as it is."""
-    if isinstance(value, Mapping) and len(value) > MAX_NAMED:
-        return dict(list(value.items())[:MAX_NAMED])
-    return value
 
 
 Number = Annotated[float | None, BeforeValidator(parse_number)]
@@ -142,30 +136,22 @@ class Window(_Read):
     opens_at: Time = None
 
 
-Arms = Annotated[
-    dict[str, Annotated[ArmTally | None, WrapValidator(_or_none)]] | None,
-    BeforeValidator(_first),
-    WrapValidator(_or_none),
-]
-Guardrails = Annotated[
-    dict[str, Annotated[GuardrailTest | None, WrapValidator(_or_none)]] | None,
-    BeforeValidator(_first),
-    WrapValidator(_or_none),
-]
+Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
+Guardrails = Annotated[dict[str, GuardrailTest | None] | None, BeforeValidator(_objects)]
 """Per metric its test; None for a metric with too little data (``"insufficient data"``)."""
 
 
 class Evidence(_Read):
     """The parts of a decision's (or a status's) evidence the read side shows."""
 
-    at_stage: Annotated[Position | None, WrapValidator(_or_none)] = None
+    at_stage: Annotated[Position | None, BeforeValidator(_object)] = None
     arms: Arms = None
     guardrails: Guardrails = None
-    srm: Annotated[SrmCheck | None, WrapValidator(_or_none)] = None
-    advisor: Annotated[dict[str, object] | None, WrapValidator(_or_none)] = None
+    srm: Annotated[SrmCheck | None, BeforeValidator(_object)] = None
+    advisor: Annotated[dict[str, object] | None, BeforeValidator(_object)] = None
     """The advisor's opinion, an open object read by :func:`controller.core.wording.advice_text`."""
-    policy: Annotated[PolicyEntry | None, WrapValidator(_or_none)] = None
-    window: Annotated[Window | None, WrapValidator(_or_none)] = None
+    policy: Annotated[PolicyEntry | None, BeforeValidator(_object)] = None
+    window: Annotated[Window | None, BeforeValidator(_object)] = None
     actor: Text = ""
     key_id: Text = ""
     monitor: Text = ""
@@ -184,6 +170,22 @@ class Evidence(_Read):
 def evidence(decision: Decision) -> Evidence:
     """A decision's evidence, read."""
     return Evidence.read(decision.evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDecision:
+    """A decision with its evidence read once, for the views that read it many times."""
+
+    decision: Decision
+    evidence: Evidence
+
+    @classmethod
+    def of(cls, decision: Decision) -> ReadDecision:
+        return cls(decision, evidence(decision))
+
+    def label(self) -> str | None:
+        """The stage it was taken at, in words (:func:`decision_label`)."""
+        return decision_label(self.decision, self.evidence)
 
 
 def decision_label(decision: Decision, read: Evidence | None = None) -> str | None:

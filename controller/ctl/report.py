@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.console.figures import Figure, figures
-from controller.core.evidence_view import decision_label, evidence
+from controller.core.evidence_view import Evidence, ReadDecision, evidence
 from controller.core.headline import verdict_line
 from controller.core.messages import Decision, decision_or_alert
 from controller.core.timestamps import iso_or_none
@@ -95,9 +95,10 @@ def build(inputs: Inputs, now: datetime) -> Report:
     if len(mine) > MAX_DECISIONS:
         report.notes.append(f"only the last {MAX_DECISIONS} of {len(mine)} decisions are shown")
         mine = mine[-MAX_DECISIONS:]
-    report.stages = stages(status, mine, now)
-    report.decisions = [_row(d) for d in mine]
-    report.waits, report.triggers = windows_waited(mine), triggers_fired(mine)
+    reads = [ReadDecision.of(d) for d in mine]  # each evidence read once
+    report.stages = stages(status, reads, now)
+    report.decisions = [_row(r) for r in reads]
+    report.waits, report.triggers = windows_waited(reads), triggers_fired(reads)
     if not mine:
         report.notes.append("no decisions of this rollout were found on the decisions topic")
     report.charts = _charts(report, inputs.history, mine)
@@ -115,23 +116,22 @@ def from_served(
 # -- decisions ---------------------------------------------------------------------------
 
 
-def _row(decision: Decision) -> DecisionRow:
-    read_back = evidence(decision)
-    advice = read_back.advisor
+def _row(read: ReadDecision) -> DecisionRow:
+    decision, advice = read.decision, read.evidence.advisor
     return DecisionRow(
         ts=iso(decision.ts),
-        stage=decision_label(decision, read_back) or "-",
+        stage=read.label() or "-",
         action=decision.action[:64],
         outcome=decision.outcome,
-        by=who(decision),
+        by=who(decision, read.evidence),
         reason=decision.reason,
         advisor=advice_text(advice) if advice is not None else None,
     )
 
 
-def who(decision: Decision) -> str:
+def who(decision: Decision, read: Evidence | None = None) -> str:
     """Who made a decision: an operator's key, the engine's statistics, a monitor, the advisor."""
-    read_back = evidence(decision)
+    read_back = read or evidence(decision)
     if decision.kind == "command":
         actor, key = read_back.actor[:64], read_back.key_id[:64]
         if not actor and not key:

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.evidence_view import PolicyEntry, decision_label, evidence
-from controller.core.messages import Decision
+from controller.core.evidence_view import PolicyEntry, ReadDecision
 from controller.core.timestamps import as_datetime
 
 WAIT = "wait"
@@ -54,17 +53,18 @@ class TriggerFired:
     reason: str
 
 
-def windows_waited(decisions: Sequence[Decision]) -> list[WindowWait]:
+def windows_waited(decisions: Sequence[ReadDecision]) -> list[WindowWait]:
     """Each wait for a window among ``decisions`` (oldest first), with when it ended."""
     waits: list[WindowWait] = []
-    for index, decision in enumerate(decisions):
+    for index, waited in enumerate(decisions):
+        decision, read = waited.decision, waited.evidence
         if decision.action != WAIT:
             continue
-        ended = next((d for d in decisions[index + 1 :] if d.action not in _STAYS), None)
-        read = evidence(decision)
+        later = (d.decision for d in decisions[index + 1 :])
+        ended = next((d for d in later if d.action not in _STAYS), None)
         waits.append(
             WindowWait(
-                stage=decision_label(decision, read) or "-",
+                stage=waited.label() or "-",
                 since=iso(decision.ts),
                 until=iso(ended.ts) if ended is not None else None,
                 reason=decision.reason,
@@ -74,18 +74,17 @@ def windows_waited(decisions: Sequence[Decision]) -> list[WindowWait]:
     return waits
 
 
-def triggers_fired(decisions: Sequence[Decision]) -> list[TriggerFired]:
+def triggers_fired(decisions: Sequence[ReadDecision]) -> list[TriggerFired]:
     """Each decision a health trigger stood behind, with the policy's action and entry."""
     fired = []
-    for decision in decisions:
-        read = evidence(decision)
-        policy = read.policy
+    for fire in decisions:
+        decision, policy = fire.decision, fire.evidence.policy
         if policy is None or policy == PolicyEntry():
             continue
         fired.append(
             TriggerFired(
                 ts=iso(decision.ts),
-                stage=decision_label(decision, read) or "-",
+                stage=fire.label() or "-",
                 trigger=policy.trigger[:64] or "-",
                 action=policy.action[:64] or "-",
                 entry=policy.policy_entry[:128] or "-",

@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.evidence_view import ArmTally, Evidence, GuardrailTest, SrmCheck, evidence
+from controller.core.evidence_view import (
+    ArmTally,
+    Evidence,
+    GuardrailTest,
+    ReadDecision,
+    SrmCheck,
+)
 from controller.core.messages import Decision
 from controller.core.views import RolloutStatus
 from controller.core.wording import position_label
@@ -32,15 +38,15 @@ ARMS = ("treatment", "control")
 
 
 def stages(
-    status: RolloutStatus, decisions: Sequence[Decision], now: datetime
+    status: RolloutStatus, decisions: Sequence[ReadDecision], now: datetime
 ) -> list[StageReport]:
     """The stages the decisions walked through, each ended by the decision that moved on."""
     walked: list[StageReport] = []
     current: StageReport | None = None
-    for decision in decisions:
+    for each in decisions:
+        decision, read = each.decision, each.evidence
         if decision.outcome not in ("applied", "recorded"):
             continue
-        read = evidence(decision)
         index = _index(decision.stage)
         at = _index(read.at_stage.index) if read.at_stage is not None else None
         if current is None:
