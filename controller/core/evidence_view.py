@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -29,18 +30,20 @@ MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
 
 
-def _object(value: object) -> dict[str, object] | None:
+def _object(value: object) -> object:
     """An object's fields (every part of the models below reads any value without failing),
-    or None for anything that is no object."""
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else None
+    a part already read as it is, or None for anything else."""
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    return value if isinstance(value, BaseModel) else None
 
 
-def _objects(value: object) -> dict[str, dict[str, object] | None] | None:
+def _objects(value: object) -> dict[str, object] | None:
     """Per name (at most :data:`MAX_NAMED`, in order) an object's fields, or None for a value
     that is no object; None for anything that is no object itself."""
     if not isinstance(value, Mapping):
         return None
-    return {str(k): _object(v) for k, v in list(value.items())[:MAX_NAMED]}
+    return {str(k): _object(v) for k, v in islice(value.items(), MAX_NAMED)}
 
 
 def _count(value: object) -> int | None:
