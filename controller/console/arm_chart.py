@@ -5,17 +5,16 @@ draws both arms' rates, as the gate history recorded their counts at each
 gate (so each value is the arm's rate so far in its stage), with the start of
 each stage marked. Only rates can be drawn from the recorded counts: errors
 per request and conversions per exposure; for latency and conversion value
-the history keeps no per-arm value, and the chart says so. Pure, and
-defensive about the served history as :mod:`controller.console.charts` is.
+the history keeps no per-arm value, and the chart says so. Pure: a history
+read into :class:`~controller.core.views.RolloutHistory` in, SVG out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
 
 from controller.console.charts import (
     HEIGHT,
@@ -25,10 +24,9 @@ from controller.console.charts import (
     PAD_TOP,
     WIDTH,
     Mark,
-    served_points,
-    served_stages,
 )
 from controller.core.text import html_text
+from controller.core.views import HistoryPoint, RolloutHistory
 from controller.core.wording import decimals_for, metric_name
 
 RATES = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
@@ -45,17 +43,12 @@ class ArmPoint:
     control: float
 
 
-def arm_points(history: Mapping[str, Any], metric: str) -> list[ArmPoint]:
+def arm_points(history: RolloutHistory, metric: str) -> list[ArmPoint]:
     """Each recorded gate's per-arm rate of ``metric``, oldest first; none for other metrics."""
     if metric not in RATES:
         return []
-    out = []
-    for entry in served_stages(history):
-        for point in served_points(entry):
-            read = _point(point, metric)
-            if read is not None:
-                out.append(read)
-    return sorted(out, key=lambda p: p.ts_ms)
+    read = (_point(point, metric) for point in history.points())
+    return sorted((p for p in read if p is not None), key=lambda p: p.ts_ms)
 
 
 def share_text(value: float) -> str:
@@ -155,27 +148,24 @@ def _frame(width: int, height: int, top: float, y: Callable[[float], float]) -> 
     return "".join(out)
 
 
-def _point(point: object, metric: str) -> ArmPoint | None:
-    if not isinstance(point, Mapping):
-        return None
-    ts, arms = point.get("ts_ms"), point.get("arms")
-    if not _count(ts) or not isinstance(arms, Mapping):
+def _point(point: HistoryPoint, metric: str) -> ArmPoint | None:
+    if not _count(point.ts_ms):
         return None
     part, whole = RATES[metric]
     rates = []
     for arm in ARMS:
-        counts = arms.get(arm)
-        if not isinstance(counts, Mapping):
+        counts = point.arms.get(arm)
+        if counts is None:
             return None
-        numerator, denominator = counts.get(part), counts.get(whole)
+        numerator, denominator = getattr(counts, part), getattr(counts, whole)
         if not (_count(numerator) and _count(denominator)) or denominator == 0:
             return None
         rates.append(min(numerator / denominator, 1.0))
-    return ArmPoint(ts, rates[0], rates[1])
+    return ArmPoint(point.ts_ms, rates[0], rates[1])
 
 
-def _count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+def _count(value: int) -> bool:
+    return 0 <= value < 2**53
 
 
 def _clock(ts_ms: int) -> str:

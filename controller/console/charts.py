@@ -20,22 +20,19 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
 
 from controller.core.text import html_text
+from controller.core.views import HistoryPoint, RolloutHistory
 from controller.core.wording import (
     amount_text,
-    position_label,
     quantity_text,
     stage_label,
 )
 
 WIDTH, HEIGHT = 900, 300
 MAX_POINTS = 5_000
-"""The most points one chart draws, and read per stage (the latest): far more than a
-served history holds (a stage keeps about 200 an hour)."""
-MAX_STAGES = 20
-"""A plan has at most 20 stages; a served history's further entries are not read."""
+"""The most points one chart draws (the latest): far more than a served history holds
+(a stage keeps about 200 an hour)."""
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
 LABEL_CHAR_PX = 7.0
 """About how wide a character of a 12 px label is, to keep labels apart."""
@@ -67,65 +64,37 @@ class Mark:
     label: str
 
 
-def chart_points(history: Mapping[str, Any], metric: str) -> list[ChartPoint]:
-    """``metric``'s points in a served history (``/rollouts/{flag}/history``), oldest first.
+def chart_points(history: RolloutHistory, metric: str) -> list[ChartPoint]:
+    """``metric``'s points in a gate history (``/rollouts/{flag}/history``), oldest first.
 
-    Read as input from outside (a report reads the history over the network):
-    a stage or point of the wrong shape is skipped, never raised, and at most
-    :data:`MAX_POINTS` are kept, the latest.
+    A point whose test of ``metric`` has no finite Δ or a NaN bound is left
+    out, and at most :data:`MAX_POINTS` are kept, the latest.
     """
     out = []
-    names = stage_names(history)
-    for entry in served_stages(history):
-        for point in served_points(entry):
-            parsed = _chart_point(point, metric, names)
-            if parsed is not None:
-                out.append(parsed)
+    names = history.names()
+    for point in history.points():
+        parsed = _chart_point(point, metric, names)
+        if parsed is not None:
+            out.append(parsed)
     return sorted(out, key=lambda p: p.ts_ms)[-MAX_POINTS:]
 
 
-def stage_names(history: Mapping[str, Any]) -> dict[int, str]:
-    """Each stage of a served history in words, as every output names it: ``stage 3/5 (25%)``."""
-    entries = served_stages(history)
-    names: dict[int, str] = {}
-    for entry in entries:
-        index = entry.get("stage")
-        label = position_label(index, len(entries), entry.get("percent"))
-        if _whole(index) and label is not None:
-            names[index] = label
-    return names
-
-
-def served_stages(history: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The stage entries of a served history that are objects; none if it has no list."""
-    stages = history.get("stages")
-    if not isinstance(stages, list):
-        return []
-    return [s for s in stages[:MAX_STAGES] if isinstance(s, Mapping)]
-
-
-def served_points(entry: Mapping[str, Any]) -> list[Any]:
-    """A served stage's points, at most :data:`MAX_POINTS` (the latest), unchecked."""
-    points = entry.get("points")
-    return points[-MAX_POINTS:] if isinstance(points, list) else []
-
-
-def _chart_point(point: object, metric: str, names: Mapping[int, str]) -> ChartPoint | None:
-    if not isinstance(point, Mapping):
+def _chart_point(point: HistoryPoint, metric: str, names: Mapping[int, str]) -> ChartPoint | None:
+    test = point.guardrails.get(metric)
+    if test is None or not (_whole(point.ts_ms) and _whole(point.stage)):
         return None
-    tests = point.get("guardrails")
-    test = tests.get(metric) if isinstance(tests, Mapping) else None
-    ts, stage = point.get("ts_ms"), point.get("stage")
-    if not (isinstance(test, Mapping) and _whole(ts) and _whole(stage)):
-        return None
-    delta, lower, upper = (served_number(test.get(k)) for k in ("delta", "lower", "upper"))
+    delta, lower, upper = (_number(v) for v in (test.delta, test.lower, test.upper))
     if not math.isfinite(delta) or math.isnan(lower) or math.isnan(upper):
         return None
-    return ChartPoint(ts, stage, delta, lower, upper, names.get(stage, ""))
+    return ChartPoint(point.ts_ms, point.stage, delta, lower, upper, names.get(point.stage, ""))
 
 
-def _whole(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _whole(value: int) -> bool:
+    return 0 <= value < 2**53
 
 
 def crossing(points: Sequence[ChartPoint], tolerance: float, *, lower_is_better: bool) -> int:
@@ -363,16 +332,6 @@ def _crossing(
 
 def _id(metric: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in metric)[:64]
-
-
-def served_number(value: Any) -> float:
-    """A served number; infinities arrive as ``"inf"``/``"-inf"``; NaN for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > 32:
-        return math.nan
-    try:
-        return float(value)
-    except ValueError:
-        return math.nan
 
 
 def _clock(ts_ms: int) -> str:

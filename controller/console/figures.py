@@ -7,16 +7,18 @@ and the decisions marked on the time axis, its description in words and its
 numbers as a table. The console's rollout page and ``rolloutctl report --html``
 both build theirs with :func:`figures`, so they draw the same chart of a
 rollout, and stages are named as every other output names them
-(``stage 3/5 (25%)``). The history may come over the network (a report), so
-it is read defensively: what has the wrong shape is left out.
+(``stage 3/5 (25%)``). The history is a
+:class:`~controller.core.views.RolloutHistory`: the console's own, or one a
+report read over the network (:meth:`~controller.core.views.RolloutHistory.read`
+leaves out what breaks the contract).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from controller.console.arm_chart import RATES, ArmPoint, arm_chart, arm_points, arm_text
 from controller.console.charts import (
@@ -29,12 +31,10 @@ from controller.console.charts import (
     crossing,
     describe,
     guardrail_chart,
-    served_number,
-    served_points,
-    served_stages,
-    stage_names,
 )
-from controller.console.pages import ts_ms
+from controller.core.messages import Decision
+from controller.core.timestamps import as_datetime
+from controller.core.views import RolloutHistory
 
 MAX_FIGURES = 20
 """A plan has a handful of guardrails; a history naming more is cut to this many."""
@@ -102,101 +102,86 @@ class Figure:
         return self.points[index] if index >= 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class GuardrailSpec:
+    """A guardrail as the plan sets it: the figure's tolerance before any test of it."""
+
+    metric: str
+    tolerance: float = 0.0
+    lower_is_better: bool = True
+    dry_run: bool = False
+
+
 def figures(
-    history: Mapping[str, Any],
-    decisions: Iterable[Mapping[str, Any]] = (),
-    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    history: RolloutHistory,
+    decisions: Iterable[Decision] = (),
+    guardrails: Sequence[GuardrailSpec] | None = None,
 ) -> list[Figure]:
     """One figure per guardrail of the plan (``guardrails``), else per metric the history names.
 
-    ``guardrails`` are the plan's (``metric``, ``tolerance``, ``lower_is_better``,
-    ``dry_run``); a report has no plan, so its figures follow the history, whose
-    points name every guardrail of the plan (those without data as ``null``).
+    A report has no plan, so its figures follow the history, whose points name
+    every guardrail of the plan (those without data as ``null``).
     """
-    specs = guardrails if guardrails is not None else [{"metric": m} for m in metrics(history)]
+    specs = guardrails if guardrails is not None else [GuardrailSpec(m) for m in metrics(history)]
     starts = tuple(stage_marks(history))
     decided = decision_marks(decisions)
     out = []
     for spec in specs[:MAX_FIGURES]:
-        metric = str(spec.get("metric", ""))[:64]
+        metric = spec.metric[:64]
         points = tuple(chart_points(history, metric))
         tolerance, lower_is_better = tolerance_of(history, metric, spec)
         marks = tuple(m for m in decided if _within(m, points))
-        dry_run = spec.get("dry_run") is True
         arms = tuple(arm_points(history, metric))
-        out.append(Figure(metric, points, tolerance, lower_is_better, starts, marks, dry_run, arms))
+        figure = Figure(
+            metric, points, tolerance, lower_is_better, starts, marks, spec.dry_run, arms
+        )
+        out.append(figure)
     return out
 
 
-def metrics(history: Mapping[str, Any]) -> list[str]:
-    """The guardrails a served history's points name, in the order they first appear."""
+def metrics(history: RolloutHistory) -> list[str]:
+    """The guardrails a history's points name, in the order they first appear."""
     seen: dict[str, None] = {}
-    for point in _points(history):
-        tests = point.get("guardrails")
-        for metric in tests if isinstance(tests, Mapping) else ():
-            if isinstance(metric, str) and len(seen) < MAX_FIGURES:
+    for point in history.points():
+        for metric in point.guardrails:
+            if len(seen) < MAX_FIGURES:
                 seen.setdefault(metric[:64])
     return list(seen)
 
 
-def stage_marks(history: Mapping[str, Any]) -> list[Mark]:
+def stage_marks(history: RolloutHistory) -> list[Mark]:
     """Where each stage after the first began (its first recorded gate), named in words."""
-    names = stage_names(history)
+    names = history.names()
     marks = []
-    for entry in served_stages(history):
-        index = entry.get("stage")
-        first = min(_times(entry), default=None)
-        if first is not None and isinstance(index, int) and index > 0 and index in names:
-            marks.append(Mark(first, names[index]))
+    for entry in history.stages:
+        first = min((p.ts_ms for p in entry.points if p.ts_ms >= 0), default=None)
+        if first is not None and entry.stage > 0 and entry.stage in names:
+            marks.append(Mark(first, names[entry.stage]))
     return marks
 
 
-def decision_marks(decisions: Iterable[Mapping[str, Any]]) -> list[Mark]:
+def decision_marks(decisions: Iterable[Decision]) -> list[Mark]:
     """The decisions that acted (or were the gate's), as marks named by their action."""
     marks = []
     for d in decisions:
-        acted = d.get("kind") == "gate" or d.get("outcome") == "applied"
-        if acted and (ms := ts_ms(d.get("ts"))) is not None:
-            marks.append(Mark(ms, str(d.get("action", ""))[:32]))
+        if d.kind == "gate" or d.outcome == "applied":
+            marks.append(Mark(ts_ms(d.ts), d.action[:32]))
     return marks
 
 
 def tolerance_of(
-    history: Mapping[str, Any], metric: str, guardrail: Mapping[str, Any]
+    history: RolloutHistory, metric: str, guardrail: GuardrailSpec
 ) -> tuple[float, bool]:
     """The absolute tolerance and direction the latest test of ``metric`` used.
 
-    Without any test in the history, the plan's (``guardrail``), else zero and
-    lower is better.
+    Without any test in the history, the plan's (``guardrail``).
     """
-    for point in reversed(list(_points(history))):
-        tests = point.get("guardrails")
-        test = tests.get(metric) if isinstance(tests, Mapping) else None
-        if isinstance(test, Mapping):
-            tolerance = served_number(test.get("tolerance"))
-            if math.isfinite(tolerance):
-                return abs(tolerance), test.get("direction") != "higher_is_better"
-    planned = served_number(guardrail.get("tolerance", 0.0))
-    lower_is_better = guardrail.get("lower_is_better", True) is not False
-    return (abs(planned) if math.isfinite(planned) else 0.0), lower_is_better
-
-
-def _points(history: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    for entry in served_stages(history):
-        for point in served_points(entry):
-            if isinstance(point, Mapping):
-                yield point
-
-
-def _times(entry: Mapping[str, Any]) -> list[int]:
-    return [
-        ts
-        for p in served_points(entry)
-        if isinstance(p, Mapping)
-        and isinstance(ts := p.get("ts_ms"), int)
-        and not isinstance(ts, bool)
-        and ts >= 0
-    ]
+    for point in reversed(history.points()):
+        test = point.guardrails.get(metric)
+        if test is not None and math.isfinite(test.tolerance):
+            return abs(test.tolerance), test.direction != "higher_is_better"
+    planned = guardrail.tolerance
+    return (abs(planned) if math.isfinite(planned) else 0.0), guardrail.lower_is_better
 
 
 def _within(mark: Mark, points: Sequence[ChartPoint]) -> bool:
@@ -204,3 +189,8 @@ def _within(mark: Mark, points: Sequence[ChartPoint]) -> bool:
     if not points:
         return False
     return points[0].ts_ms - MARK_SLACK_MS <= mark.ts_ms <= points[-1].ts_ms + MARK_SLACK_MS
+
+
+def ts_ms(ts: float | datetime) -> int:
+    """A message's time in ms since the epoch."""
+    return int(as_datetime(ts).timestamp() * 1000)

@@ -1,6 +1,7 @@
 """The console's pages: the list of rollouts, and the page shell around a live fragment.
 
-Pure: plain data in, HTML out. Every value that came from outside (flag
+Pure: the read API's view models (:mod:`controller.core.views`) and the
+published alerts in, HTML out. Every value that came from outside (flag
 names, reasons, rationales, alert summaries) passes through :func:`esc`; the
 pages load no script or style but the console's own, so a Content Security
 Policy of ``'self'`` holds. Each page is a shell whose ``<main>`` the
@@ -11,13 +12,14 @@ reload and the page works (statically) with scripts off.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
+from controller.core.messages import Alert
 from controller.core.text import html_text
-from controller.core.wording import label_of
+from controller.core.timestamps import as_datetime
+from controller.core.views import HistoryPoint, RolloutRow, RolloutView
 
 REFRESH_MS = 2000
 LIST_REFRESH_MS = 5000
@@ -70,7 +72,7 @@ def message_page(title: str, text: str) -> str:
     )
 
 
-def rollout_list(rows: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]) -> str:
+def rollout_list(rows: Sequence[RolloutRow], alerts: Sequence[Alert]) -> str:
     """The list fragment: every rollout at a glance, then the recent alerts."""
     body = "".join(_row(r) for r in rows) or '<tr><td colspan="6">No rollouts yet.</td></tr>'
     head = (
@@ -86,68 +88,65 @@ def rollout_list(rows: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str
     )
 
 
-def _row(r: Mapping[str, Any]) -> str:
-    flag = str(r.get("flag", ""))
-    health = str(r.get("health", "idle"))
-    note = r.get("health_reason") or ""
+def _row(r: RolloutRow) -> str:
+    note = r.health_reason
     return (
-        f'<tr data-flag="{esc(flag)}" data-phase="{esc(r.get("phase", ""))}">'
-        f'<th scope="row"><a href="{esc(flag_url(flag))}">{esc(flag)}</a></th>'
+        f'<tr data-flag="{esc(r.flag)}" data-phase="{esc(r.phase)}">'
+        f'<th scope="row"><a href="{esc(flag_url(r.flag))}">{esc(r.flag)}</a></th>'
         f'<td data-label="phase">{esc(phase_text(r))}</td>'
         f'<td data-label="stage">{esc(stage_text(r))}</td>'
-        f'<td data-label="serving">{percent_cell(r.get("percent"))}</td>'
+        f'<td data-label="serving">{percent_cell(r.percent)}</td>'
         f'<td data-label="in stage">'
-        f"{esc(duration(r.get('time_in_stage_s')) if r.get('active') else '-')}</td>"
+        f"{esc(duration(r.time_in_stage_s) if r.active else '-')}</td>"
         f'<td data-label="health">'
-        f'<span class="health {esc(health)}">{esc(HEALTH_TEXT.get(health, health))}</span>'
+        f'<span class="health {esc(r.health)}">{esc(HEALTH_TEXT.get(r.health, r.health))}</span>'
         f"{f' <small>{esc(note)}</small>' if note else ''}</td></tr>"
     )
 
 
-def alert_list(alerts: Sequence[Mapping[str, Any]]) -> str:
+def alert_list(alerts: Sequence[Alert]) -> str:
     if not alerts:
         return '<p class="none">No alerts.</p>'
     items = "".join(
-        f'<li class="alert {esc(a.get("severity", ""))}"><time>{esc(clock(a.get("ts")))}</time>'
-        f' <span class="sev">{esc(a.get("severity", ""))}</span>'
-        f" <b>{esc(a.get('kind', ''))}</b>"
-        f"{_alert_flag(a.get('flag'))}: {esc(a.get('summary', ''))}</li>"
+        f'<li class="alert {esc(a.severity)}"><time>{esc(clock(a.ts))}</time>'
+        f' <span class="sev">{esc(a.severity)}</span>'
+        f" <b>{esc(a.kind)}</b>"
+        f"{_alert_flag(a.flag)}: {esc(a.summary)}</li>"
         for a in alerts
     )
     return f'<ul class="alerts">{items}</ul>'
 
 
-def _alert_flag(flag: object) -> str:
-    if not isinstance(flag, str) or not flag:
+def _alert_flag(flag: str | None) -> str:
+    if not flag:
         return ""
     return f' <a href="{esc(flag_url(flag))}">{esc(flag)}</a>'
 
 
-def phase_text(r: Mapping[str, Any]) -> str:
-    phase = str(r.get("phase", ""))
-    if r.get("pause_reason"):
-        return f"{phase} ({r['pause_reason']})"
-    if r.get("watch_until"):
-        return f"{phase} (watch)"
-    return phase
+def phase_text(r: RolloutView) -> str:
+    if r.pause_reason:
+        return f"{r.phase} ({r.pause_reason})"
+    if r.watch_until:
+        return f"{r.phase} (watch)"
+    return r.phase
 
 
-def stage_text(r: Mapping[str, Any]) -> str:
+def stage_text(r: RolloutView) -> str:
     """The stage a rollout is at, as alerts, decisions, ``rolloutctl status`` and reports say it.
 
     ``stage 3/5 (25%)``: the stage's planned percent, which may differ from
     what is served (nothing once rolled back; less than 100% in the watch).
     """
-    return label_of(dict(r)) or "-"
+    return r.label() or "-"
 
 
-def percent_cell(value: object) -> str:
+def percent_cell(value: float | None) -> str:
     """A served share of units: ``25%``; ``-`` when unknown."""
-    return f"{value:g}%" if isinstance(value, int | float) else "-"
+    return "-" if value is None else f"{value:g}%"
 
 
-def duration(seconds: object) -> str:
-    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     s = int(seconds)
     if s < 120:
@@ -157,30 +156,17 @@ def duration(seconds: object) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def clock(ts: object) -> str:
-    """A message's time (ISO 8601 or ms since the epoch) as HH:MM:SS UTC."""
-    when = parse_ts(ts)
-    return when.strftime("%H:%M:%S") if when else "?"
-
-
-def parse_ts(ts: object) -> datetime | None:
+def clock(ts: float | datetime | None) -> str:
+    """A message's time (ms since the epoch, or a datetime) as HH:MM:SS UTC."""
+    if ts is None:
+        return "?"
     try:
-        if isinstance(ts, int | float) and not isinstance(ts, bool):
-            return datetime.fromtimestamp(ts / 1000, tz=UTC)
-        if isinstance(ts, str):
-            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return as_datetime(ts).astimezone(UTC).strftime("%H:%M:%S")
     except (ValueError, OverflowError, OSError):
-        return None
-    return None
+        return "?"
 
 
-def ts_ms(ts: object) -> int | None:
-    when = parse_ts(ts)
-    return int(when.timestamp() * 1000) if when else None
-
-
-def health(row: Mapping[str, Any], last: Mapping[str, Any] | None) -> tuple[str, str]:
+def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     """A rollout's health at a glance, with the reason: from its phase and last gate point.
 
     ``failed``: rolled back or killed; ``ended``: aborted by an operator, which
@@ -188,24 +174,24 @@ def health(row: Mapping[str, Any], last: Mapping[str, Any] | None) -> tuple[str,
     guardrail whose always-valid p-value is below 0.05 (harm building), or a
     sample-ratio p below 0.01; ``done``: completed; else ``healthy``.
     """
-    phase = row.get("phase")
+    phase = status.phase
     if phase in ("rolled_back", "killed"):
-        return "failed", str(phase).replace("_", " ")
+        return "failed", phase.replace("_", " ")
     if phase == "aborted":
         return "ended", "aborted"
-    if phase in ("running", "paused"):
-        return _active_health(row, last or {})
+    if phase == "paused":
+        return "attention", f"paused: {status.pause_reason or 'operator'}"
+    if phase == "running":
+        return _running_health(last)
     return ("done", "") if phase == "completed" else ("idle", "")
 
 
-def _active_health(row: Mapping[str, Any], last: Mapping[str, Any]) -> tuple[str, str]:
-    if row.get("phase") == "paused":
-        return "attention", f"paused: {row.get('pause_reason') or 'operator'}"
-    for metric, test in (last.get("guardrails") or {}).items():
-        p = test.get("p_value") if isinstance(test, dict) else None
-        if isinstance(p, int | float) and p < 0.05:
-            return "attention", f"{metric} p = {p:.2g}"
-    srm = last.get("srm_p")
-    if isinstance(srm, int | float) and srm < 0.01:
-        return "attention", f"sample ratio p = {srm:.2g}"
+def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
+    if last is None:
+        return "healthy", ""
+    for metric, test in last.guardrails.items():
+        if test is not None and test.p_value < 0.05:
+            return "attention", f"{metric} p = {test.p_value:.2g}"
+    if last.srm_p < 0.01:
+        return "attention", f"sample ratio p = {last.srm_p:.2g}"
     return "healthy", ""

@@ -1,7 +1,8 @@
 """The console's rollout page: timeline, guardrail charts, SRM, advisor, decisions, commands.
 
-Pure: the data :class:`controller.daemon.console.ConsoleData` gathers in,
-an HTML fragment out. Stages are named as every output names them
+Pure: a :class:`RolloutPage` of typed views (the rollout's status and gate
+history, its decisions and alerts as published) in, an HTML fragment out.
+Stages are named as every output names them
 (:mod:`controller.core.wording`: ``stage 3/5 (25%)``); the raw evidence shown
 under each decision keeps the published (0-based) ``stage`` field as it is on
 the wire. The charts are :mod:`controller.console.figures`', the same a
@@ -12,12 +13,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 
-from controller.console.charts import stage_names
-from controller.console.figures import Figure, figures
+from controller.console.figures import Figure, GuardrailSpec, figures, ts_ms
 from controller.console.pages import (
     alert_list,
     clock,
@@ -26,13 +26,14 @@ from controller.console.pages import (
     percent_cell,
     phase_text,
     stage_text,
-    ts_ms,
 )
+from controller.core.evidence_view import Evidence, evidence, where_decided
 from controller.core.headline import verdict_line
-from controller.core.messages import Alert, CommandAction, Decision, decision_or_alert
+from controller.core.messages import Alert, CommandAction, Decision
 from controller.core.operator import applicable
 from controller.core.rollout import PauseReason, Phase
-from controller.core.wording import advice_text, decided_at, quotable_rationale, stage_label
+from controller.core.views import RolloutHistory, RolloutView
+from controller.core.wording import advice_text, quotable_rationale, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -50,76 +51,79 @@ ENDED = ("rolled_back", "killed", "aborted")
 ARMS_CAPTION = "; below it, each arm's own value (treatment solid, control dashed)"
 
 
-def rollout_detail(detail: Mapping[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class RolloutPage:
+    """What a rollout's page shows: its status, its plan's ladder and guardrails, its gate
+    history, and the decisions and alerts of the rollout (oldest first)."""
+
+    status: RolloutView
+    history: RolloutHistory
+    messages: Sequence[Decision | Alert] = ()
+    stages: Sequence[float] = ()
+    """Each stage's planned percent."""
+    guardrails: Sequence[GuardrailSpec] = ()
+
+
+def rollout_detail(page: RolloutPage) -> str:
     """The rollout page's live fragment."""
-    status: Mapping[str, Any] = detail.get("status", {})
-    history: Mapping[str, Any] = detail.get("history", {})
-    messages: Sequence[Mapping[str, Any]] = detail.get("messages", [])
-    parsed = [(m, decision_or_alert(m)) for m in messages]
-    decisions = [m for m, read in parsed if isinstance(read, Decision)]
-    alerts = [m for m, read in parsed if isinstance(read, Alert)]
-    flag = str(status.get("flag", ""))
+    status, history = page.status, page.history
+    decisions = [m for m in page.messages if isinstance(m, Decision)]
+    alerts = [m for m in page.messages if isinstance(m, Alert)]
     return "".join(
         [
-            _summary(flag, status, verdict_line(status, decisions)),
-            _timeline(status, detail.get("plan", {}), history),
-            _charts(detail.get("plan", {}), history, decisions),
+            _summary(status, verdict_line(status, decisions)),
+            _timeline(status, page.stages, history),
+            _charts(page.guardrails, history, decisions),
             _srm(status, history),
             _advisor(decisions),
             _decisions(decisions),
             f'<section aria-labelledby="h-alerts"><h2 id="h-alerts">Alerts</h2>'
             f"{alert_list(list(reversed(alerts)))}</section>",
-            _commands(flag, status),
+            _commands(status),
         ]
     )
 
 
-def _summary(flag: str, s: Mapping[str, Any], verdict_text: str) -> str:
+def _summary(s: RolloutView, verdict_text: str) -> str:
     """The flag, then its verdict in one line before any evidence, then where it stands."""
-    verdict = s.get("verdict")
     gate = (
-        f"<dt>gate now</dt><dd><b>{esc(verdict)}</b>: {esc(s.get('verdict_reason', ''))}</dd>"
-        if verdict
+        f"<dt>gate now</dt><dd><b>{esc(s.verdict)}</b>: {esc(s.verdict_reason or '')}</dd>"
+        if s.verdict
         else ""
     )
     return (
-        f'<h1 data-flag="{esc(flag)}">{esc(flag)}</h1>'
+        f'<h1 data-flag="{esc(s.flag)}">{esc(s.flag)}</h1>'
         f'<p class="verdict">{esc(verdict_text)}</p><dl class="summary">'
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
-        f"<dt>serving</dt><dd>{percent_cell(s.get('percent'))} of units</dd>"
+        f"<dt>serving</dt><dd>{percent_cell(s.percent)} of units</dd>"
         f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}"
-        f"<dt>plan</dt><dd>{esc(s.get('plan', ''))}</dd>{gate}</dl>"
+        f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{gate}</dl>"
     )
 
 
-def _next_move(s: Mapping[str, Any]) -> str:
+def _next_move(s: RolloutView) -> str:
     """Why the rollout stands still and until when, in one line; nothing when it moves."""
-    move = s.get("next_move")
-    why = move.get("why") if isinstance(move, Mapping) else None
-    if not why:
+    if s.next_move is None or not s.next_move.why:
         return ""
-    return f'<dt>next move</dt><dd class="next-move">{esc(why)}</dd>'
+    return f'<dt>next move</dt><dd class="next-move">{esc(s.next_move.why)}</dd>'
 
 
-def _in_stage(s: Mapping[str, Any]) -> str:
-    if s.get("phase") not in ("running", "paused"):
+def _in_stage(s: RolloutView) -> str:
+    if s.phase not in ("running", "paused"):
         return "-"
-    return duration(s.get("time_in_stage_s"))
+    return duration(s.time_in_stage_s)
 
 
-def _timeline(
-    status: Mapping[str, Any], plan: Mapping[str, Any], history: Mapping[str, Any]
-) -> str:
-    current, phase = status.get("stage", 0), status.get("phase", "")
-    started = {st.get("stage"): _first_ts(st) for st in history.get("stages", [])}
-    percents = plan.get("stages", [])
+def _timeline(status: RolloutView, percents: Sequence[float], history: RolloutHistory) -> str:
+    current, phase = status.stage, status.phase
+    started = {st.stage: st.points[0].ts_ms for st in history.stages if st.points}
     items = []
     for i, percent in enumerate(percents):
         if phase == "completed" or i < current:
             state = "passed"
         elif i == current:
-            state = _ended_state(str(phase)) if phase in ENDED else "current"
+            state = _ended_state(phase) if phase in ENDED else "current"
         else:
             state = "pending"
         when = started.get(i)
@@ -144,16 +148,11 @@ def _ended_state(phase: str) -> str:
     return "ended" if phase == "aborted" else "failed"
 
 
-def _first_ts(stage: Mapping[str, Any]) -> int | None:
-    points = stage.get("points") or []
-    return int(points[0]["ts_ms"]) if points else None
-
-
 def _charts(
-    plan: Mapping[str, Any], history: Mapping[str, Any], decisions: Sequence[Mapping[str, Any]]
+    guardrails: Sequence[GuardrailSpec], history: RolloutHistory, decisions: Sequence[Decision]
 ) -> str:
     sections = []
-    for figure in figures(history, decisions, plan.get("guardrails", [])):
+    for figure in figures(history, decisions, guardrails):
         metric = figure.metric
         sections.append(
             f'<figure class="guardrail" data-metric="{esc(metric)}">'
@@ -181,33 +180,39 @@ def _arms(figure: Figure) -> str:
     )
 
 
-def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
+def _srm(status: RolloutView, history: RolloutHistory) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
-    evidence = status.get("evidence") or {}
-    srm, arms = evidence.get("srm"), evidence.get("arms") or {}
-    if isinstance(srm, dict):
-        flagged = "mismatch" if srm.get("flagged") else "ok"
+    now = Evidence.read(status.evidence)
+    arms: dict[str, tuple[int | None, ...]] = {
+        arm: tuple(getattr(counts, k) for k in _ARM_COLUMNS)
+        for arm, counts in (now.arms or {}).items()
+        if counts is not None
+    }
+    points = history.points()
+    if now.srm is not None:
+        srm = now.srm
+        flagged = "mismatch" if srm.flagged else "ok"
         text = (
-            f'<p class="srm {flagged}"><b>{flagged}</b>: {esc(srm.get("observed_treatment"))}'
-            f" treatment units against {_num(srm.get('expected_treatment'))} expected;"
-            f" sequential p = {_num(srm.get('sequential_p_value'))}"
-            f" (threshold {esc(srm.get('p_threshold'))})</p>"
+            f'<p class="srm {flagged}"><b>{flagged}</b>: {_units(srm.observed_treatment)}'
+            f" treatment units against {_num(srm.expected_treatment)} expected;"
+            f" sequential p = {_num(srm.sequential_p_value)}"
+            f" (threshold {_num(srm.p_threshold)})</p>"
         )
-    elif (last := _last_point(history)) is not None:
-        arms = last.get("arms") or {}
+    elif points:
+        last = points[-1]
+        arms = {arm: tuple(getattr(c, k) for k in _ARM_COLUMNS) for arm, c in last.arms.items()}
         text = (
-            f'<p class="srm">At the last recorded gate ({esc(clock(last.get("ts_ms")))},'
-            f" {esc(stage_names(history).get(last.get('stage', 0), ''))}): sequential p ="
-            f" {_num(last.get('srm_p'))}</p>"
+            f'<p class="srm">At the last recorded gate ({esc(clock(last.ts_ms))},'
+            f" {esc(history.names().get(last.stage, ''))}): sequential p ="
+            f" {_num(last.srm_p)}</p>"
         )
     else:
         text = '<p class="none">No gate evidence yet.</p>'
     rows = "".join(
         f'<tr><th scope="row">{esc(arm)}</th>'
-        + "".join(f"<td>{esc(counts.get(k, 0))}</td>" for k in _ARM_COLUMNS)
+        + "".join(f"<td>{esc(0 if n is None else n)}</td>" for n in counts)
         + "</tr>"
         for arm, counts in arms.items()
-        if isinstance(counts, dict)
     )
     head = "".join(f'<th scope="col">{k}</th>' for k in _ARM_COLUMNS)
     table = (
@@ -220,21 +225,11 @@ def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
     return _section("srm", "Sample ratio", text + table)
 
 
-def _last_point(history: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for stage in reversed(history.get("stages", [])):
-        if stage.get("points"):
-            point: Mapping[str, Any] = stage["points"][-1]
-            return point
-    return None
-
-
 _ARM_COLUMNS = ("units", "exposures", "requests", "errors", "conversions")
 
 
-def _advisor(decisions: Sequence[Mapping[str, Any]]) -> str:
-    opinions = [
-        (d, a) for d in decisions if isinstance(a := (d.get("evidence") or {}).get("advisor"), dict)
-    ]
+def _advisor(decisions: Sequence[Decision]) -> str:
+    opinions = [(d, a) for d in decisions if (a := evidence(d).advisor) is not None]
     if not opinions:
         body = '<p class="none">No advisor opinions recorded.</p>'
     else:
@@ -246,11 +241,11 @@ def _advisor(decisions: Sequence[Mapping[str, Any]]) -> str:
     return f'<section aria-labelledby="h-advisor"><h2 id="h-advisor">Advisor</h2>{body}</section>'
 
 
-def _opinion(decision: Mapping[str, Any], advice: Mapping[str, Any]) -> str:
+def _opinion(decision: Decision, advice: Mapping[str, object]) -> str:
     """The advisor's opinion in the words the demo and reports use, then the gate's decision."""
-    when = f"<time>{esc(clock(decision.get('ts')))}</time>"
-    said = esc(advice_text(dict(advice), rationale_chars=0))
-    rationale, _ = quotable_rationale(dict(advice))  # incoherent: advice_text says so instead
+    when = f"<time>{esc(clock(decision.ts))}</time>"
+    said = esc(advice_text(advice, rationale_chars=0))
+    rationale, _ = quotable_rationale(advice)  # incoherent: advice_text says so instead
     rationale = rationale[:MAX_RATIONALE_CHARS]
     why = (
         f'<br>Advisor\'s rationale: <q class="rationale">{esc(rationale)}</q>'
@@ -259,11 +254,11 @@ def _opinion(decision: Mapping[str, Any], advice: Mapping[str, Any]) -> str:
     )
     return (
         f"<li>{when} {_stage(decision)}: {said}; the gate decided"
-        f" <b>{esc(decision.get('action', ''))}</b>.{why}</li>"
+        f" <b>{esc(decision.action)}</b>.{why}</li>"
     )
 
 
-def _decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
+def _decisions(decisions: Sequence[Decision]) -> str:
     if not decisions:
         body = '<p class="none">No decisions yet.</p>'
     else:
@@ -273,35 +268,37 @@ def _decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
     return _section("decisions", "Decisions", body)
 
 
-def _decision(d: Mapping[str, Any]) -> str:
-    evidence = orjson.dumps(d.get("evidence") or {}, option=orjson.OPT_INDENT_2).decode()
-    if len(evidence) > MAX_EVIDENCE_CHARS:
-        evidence = evidence[:MAX_EVIDENCE_CHARS] + "\n… (cut; the full evidence is on the topic)"
+def _decision(d: Decision) -> str:
+    evidence_json = orjson.dumps(d.evidence, option=orjson.OPT_INDENT_2, default=str).decode()
+    if len(evidence_json) > MAX_EVIDENCE_CHARS:
+        evidence_json = (
+            evidence_json[:MAX_EVIDENCE_CHARS] + "\n… (cut; the full evidence is on the topic)"
+        )
     return (
-        f'<li class="decision {esc(d.get("outcome", ""))}" data-action="{esc(d.get("action", ""))}"'
-        f' data-ts="{ts_ms(d.get("ts")) or ""}" id="decision-{esc(d.get("id", ""))}">'
-        f"<time>{esc(clock(d.get('ts')))}</time> {_stage(d)}"
-        f" <b>{esc(d.get('action', ''))}</b> {esc(d.get('outcome', ''))}"
-        f" <small>({esc(d.get('kind', ''))})</small>: {esc(d.get('reason', ''))}"
-        f"<details><summary>evidence</summary><pre>{esc(evidence)}</pre></details></li>"
+        f'<li class="decision {esc(d.outcome)}" data-action="{esc(d.action)}"'
+        f' data-ts="{ts_ms(d.ts)}" id="decision-{esc(d.id)}">'
+        f"<time>{esc(clock(d.ts))}</time> {_stage(d)}"
+        f" <b>{esc(d.action)}</b> {esc(d.outcome)}"
+        f" <small>({esc(d.kind)})</small>: {esc(d.reason)}"
+        f"<details><summary>evidence</summary><pre>{esc(evidence_json)}</pre></details></li>"
     )
 
 
-def _stage(d: Mapping[str, Any]) -> str:
+def _stage(d: Decision) -> str:
     """Where a decision was taken, as alerts, views and reports say it: ``at stage 3/5 (25%)``."""
-    return esc(decided_at(dict(d)))
+    return esc(where_decided(d))
 
 
-def _commands(flag: str, status: Mapping[str, Any]) -> str:
+def _commands(status: RolloutView) -> str:
     """The commands this rollout's phase accepts (the state machine's rules), ready to paste."""
-    quoted = shlex.quote(flag)
+    quoted = shlex.quote(status.flag)
     offered = {action.value for action in _applicable(status)}
     lines = "\n".join(
         f"rolloutctl {action} {quoted}{' ' + extra if extra else ''}"
         for action, extra in COMMANDS
         if action in offered
     )
-    phase = str(status.get("phase", "")).replace("_", " ")[:32]
+    phase = status.phase.replace("_", " ")[:32]
     body = (
         "<p>The console is read-only. Run these with your own operator key"
         " (<code>ROLLOUTCTL_KEY_ID</code>):</p>"
@@ -313,17 +310,21 @@ def _commands(flag: str, status: Mapping[str, Any]) -> str:
     return f'<section aria-labelledby="h-commands"><h2 id="h-commands">Act</h2>{body}</section>'
 
 
-def _applicable(status: Mapping[str, Any]) -> list[CommandAction]:
+def _applicable(status: RolloutView) -> list[CommandAction]:
     phases = {p.value: p for p in Phase}
     reasons = {r.value: r for r in PauseReason}
-    phase = phases.get(str(status.get("phase")))
-    return applicable(phase, reasons.get(str(status.get("pause_reason")))) if phase else []
+    phase = phases.get(status.phase)
+    return applicable(phase, reasons.get(status.pause_reason or "")) if phase else []
 
 
-def _num(value: object) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.3g}"
-    return esc(value)
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _units(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value.is_integer() else f"{value:g}"
 
 
 def _section(slug: str, title: str, body: str) -> str:

@@ -17,19 +17,27 @@ is byte for byte what it was when these were plain dictionaries. A gate's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
 
 from controller.core.messages import FlagStatus
 from controller.core.moving import NextMove
+from controller.core.wording import position_label
+
+MAX_SERVED_STAGES = 20
+"""A plan has at most 20 stages: a served history's further entries are not read."""
+MAX_SERVED_POINTS = 5_000
+"""The most points read per stage of a served history (the latest): a stage keeps about
+200 an hour."""
 
 
 class _View(BaseModel):
     # A client reads a newer controller's answer: fields it does not know are ignored.
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    def served(self) -> dict[str, Any]:
+    def served(self) -> dict[str, object]:
         """The object as served: every field, in order, values as they are."""
         return self.model_dump()
 
@@ -93,6 +101,13 @@ class RolloutView(_View):
         description="What the verdict was reached on: arms, guardrails, srm (as in decisions).",
     )
 
+    def label(self) -> str | None:
+        """The stage it is at in words, as every output names it: ``stage 3/5 (25%)``."""
+        at = self.at_stage
+        if at is not None:
+            return position_label(at.index, at.of, at.percent)
+        return position_label(self.stage, self.stages, None)
+
 
 class RolloutStatus(RolloutView):
     """``GET /rollouts/{flag}`` and each of ``GET /rollouts``: a rollout with a fresh gate view."""
@@ -129,7 +144,7 @@ class FlagStateView(_View):
     key_id: str | None = Field(default=None, description="Absent when unsigned.")
     sig: str | None = Field(default=None, description="Absent when unsigned.")
 
-    def served(self) -> dict[str, Any]:
+    def served(self) -> dict[str, object]:
         """Without ``key_id`` and ``sig`` when the controller has no signing key."""
         unsigned = self.key_id is None and self.sig is None
         return self.model_dump(mode="json", exclude={"key_id", "sig"} if unsigned else None)
@@ -142,11 +157,12 @@ class FlagStates(RootModel[list[FlagStateView]]):
 
 
 class ArmCounts(_View):
-    units: int
-    exposures: int
-    requests: int
-    errors: int
-    conversions: int
+    # Strict: a client reading a served history takes no boolean for a count.
+    units: StrictInt
+    exposures: StrictInt
+    requests: StrictInt
+    errors: StrictInt
+    conversions: StrictInt
 
 
 class GuardrailPoint(_View):
@@ -162,9 +178,9 @@ class GuardrailPoint(_View):
 class HistoryPoint(_View):
     """One recorded gate evaluation."""
 
-    ts_ms: int
+    ts_ms: StrictInt
     ts: str = Field(description="ISO 8601.")
-    stage: int
+    stage: StrictInt
     percent: float
     verdict: str
     srm_p: float
@@ -175,7 +191,7 @@ class HistoryPoint(_View):
 
 
 class StageHistory(_View):
-    stage: int
+    stage: StrictInt
     percent: float
     points: list[HistoryPoint]
 
@@ -187,8 +203,57 @@ class RolloutHistory(_View):
     rollout_id: str
     stages: list[StageHistory]
 
+    @classmethod
+    def read(cls, served: object) -> RolloutHistory | None:
+        """A served history read as a client reads one: None unless it is a rollout's history;
+        a stage or point breaking the contract is left out, never raised, and at most
+        :data:`MAX_SERVED_STAGES` stages of :data:`MAX_SERVED_POINTS` points (the latest) are
+        read."""
+        stages = served.get("stages") if isinstance(served, Mapping) else None
+        if not isinstance(served, Mapping) or not isinstance(stages, list):
+            return None
+        try:
+            kept = [s for s in map(_stage, stages[:MAX_SERVED_STAGES]) if s is not None]
+            ids = {"flag": served.get("flag"), "rollout_id": served.get("rollout_id")}
+            return cls.model_validate({**ids, "stages": kept})
+        except ValidationError:
+            return None
 
-READ_API_MODELS: dict[str, Any] = {
+    def points(self) -> list[HistoryPoint]:
+        """Every point, stage by stage, as recorded."""
+        return [point for stage in self.stages for point in stage.points]
+
+    def names(self) -> dict[int, str]:
+        """Each stage in words, as every output names it: ``stage 3/5 (25%)``."""
+        total = len(self.stages)
+        named = {s.stage: position_label(s.stage, total, s.percent) for s in self.stages}
+        return {index: name for index, name in named.items() if name is not None}
+
+
+def _stage(entry: object) -> StageHistory | None:
+    if not isinstance(entry, Mapping):
+        return None
+    points = entry.get("points")
+    kept = (
+        [p for p in map(_point, points[-MAX_SERVED_POINTS:]) if p is not None]
+        if isinstance(points, list)
+        else []
+    )
+    try:
+        fields = {"stage": entry.get("stage"), "percent": entry.get("percent")}
+        return StageHistory.model_validate({**fields, "points": kept})
+    except ValidationError:
+        return None
+
+
+def _point(point: object) -> HistoryPoint | None:
+    try:
+        return HistoryPoint.model_validate(point)
+    except ValidationError:
+        return None
+
+
+READ_API_MODELS: dict[str, type[BaseModel]] = {
     "http-flags": FlagStates,
     "http-rollouts": RolloutList,
     "http-rollout": RolloutStatus,

@@ -13,6 +13,7 @@ message from outside may lack a field or hold an odd one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from controller.core.advice import rationale_problem
@@ -74,7 +75,7 @@ def rollout_stage(rollout: Rollout) -> str:
     return label
 
 
-def label_of(message: dict[str, Any]) -> str | None:
+def label_of(message: Mapping[str, object]) -> str | None:
     """The stage a message or a rollout's status is at, in words; None when it names none.
 
     Reads the position under :data:`AT_STAGE` (at the top, as ``/rollouts``
@@ -88,7 +89,7 @@ def label_of(message: dict[str, Any]) -> str | None:
     return position_label(message.get("stage"), message.get("stages"), None)
 
 
-def decided_at(message: dict[str, Any]) -> str:
+def decided_at(message: Mapping[str, object]) -> str:
     """Where a decision was taken, and where it left the rollout if elsewhere.
 
     ``at stage 2/5 (5%) (now stage 3/5)`` for an advance, ``at stage 3/5 (25%)``
@@ -137,7 +138,7 @@ def advisor_name(model: Any) -> str:
     return "advisor"
 
 
-def advice_text(advice: dict[str, Any], *, rationale_chars: int = 160) -> str:
+def advice_text(advice: Mapping[str, object], *, rationale_chars: int = 160) -> str:
     """An advisor's opinion (a decision's ``evidence["advisor"]``) in one line.
 
     The rationale is labelled as the model's own words, so it is not read as
@@ -162,7 +163,7 @@ INCOHERENT = "incoherent, rationale not quoted"
 """What every surface says in place of an incoherent advisor's rationale."""
 
 
-def quotable_rationale(advice: dict[str, Any]) -> tuple[str, str]:
+def quotable_rationale(advice: Mapping[str, object]) -> tuple[str, str]:
     """The rationale of an opinion to quote, or ``""`` and why it is incoherent.
 
     Reads the opinion's recorded ``coherent`` and ``incoherence``; an opinion
@@ -180,7 +181,7 @@ def quotable_rationale(advice: dict[str, Any]) -> tuple[str, str]:
     return ("", why) if why else (rationale, "")
 
 
-def _label_from(position: dict[str, Any]) -> str | None:
+def _label_from(position: Mapping[str, object]) -> str | None:
     return position_label(position.get("index"), position.get("of"), position.get("percent"))
 
 
@@ -323,13 +324,16 @@ def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
     return quantity_text(metric, delta, lower, upper, control_rate(metric, arms))
 
 
+RATE_PARTS = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
+"""The rates an arm's counts give: each metric's part and whole."""
+
+
 def control_rate(metric: str, arms: Any) -> float | None:
     """The control arm's error or conversion rate from a decision's ``arms`` counts."""
     control = arms.get("control") if isinstance(arms, dict) else None
-    parts = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
-    if not isinstance(control, dict) or metric not in parts:
+    if not isinstance(control, dict) or metric not in RATE_PARTS:
         return None
-    part, whole = (_served(control.get(k)) for k in parts[metric])
+    part, whole = (_served(control.get(k)) for k in RATE_PARTS[metric])
     return part / whole if math.isfinite(part) and math.isfinite(whole) and whole > 0 else None
 
 

@@ -1,7 +1,6 @@
 """What held a rollout back, for its report: the windows it waited for, the triggers that fired.
 
-Pure, from the rollout's decisions as :mod:`controller.ctl.report` reads
-them (#28):
+Pure, from the rollout's decisions (#28):
 
 * a ``wait`` decision begins a wait for a release window; the next decision
   that moved or stopped the rollout ends it (a policy's ``warn`` leaves the
@@ -11,16 +10,18 @@ them (#28):
   warn or rollback, a stage past its ``max_duration``) is a trigger fired,
   with the trigger, the action and the policy entry that chose it.
 
-Every field is read defensively, as the report reads all it is given.
+The evidence is read part by part (:mod:`controller.core.evidence_view`): a
+part of the wrong shape is a blank, never an error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
-from controller.core.timestamps import iso_or_none
-from controller.core.wording import label_of
+from controller.core.evidence_view import PolicyEntry, ReadDecision
+from controller.core.timestamps import as_datetime
 
 WAIT = "wait"
 POLICY = "policy"
@@ -52,54 +53,48 @@ class TriggerFired:
     reason: str
 
 
-def windows_waited(decisions: list[dict[str, Any]]) -> list[WindowWait]:
+def windows_waited(decisions: Sequence[ReadDecision]) -> list[WindowWait]:
     """Each wait for a window among ``decisions`` (oldest first), with when it ended."""
     waits: list[WindowWait] = []
-    for index, decision in enumerate(decisions):
-        if decision.get("action") != WAIT:
+    for index, waited in enumerate(decisions):
+        decision, read = waited.decision, waited.evidence
+        if decision.action != WAIT:
             continue
-        ended = next((d for d in decisions[index + 1 :] if d.get("action") not in _STAYS), None)
-        window = _dict(_dict(decision.get("evidence")).get("window"))
+        later = (d.decision for d in decisions[index + 1 :])
+        ended = next((d for d in later if d.action not in _STAYS), None)
         waits.append(
             WindowWait(
-                stage=_stage(decision),
-                since=iso_or_none(decision.get("ts")),
-                until=iso_or_none(ended.get("ts")) if ended is not None else None,
-                reason=_text(decision.get("reason"))[:500],
-                opens_at=iso_or_none(window.get("opens_at")),
+                stage=waited.label() or "-",
+                since=iso(decision.ts),
+                until=iso(ended.ts) if ended is not None else None,
+                reason=decision.reason,
+                opens_at=read.window.opens_at if read.window is not None else None,
             )
         )
     return waits
 
 
-def triggers_fired(decisions: list[dict[str, Any]]) -> list[TriggerFired]:
+def triggers_fired(decisions: Sequence[ReadDecision]) -> list[TriggerFired]:
     """Each decision a health trigger stood behind, with the policy's action and entry."""
     fired = []
-    for decision in decisions:
-        policy = _dict(_dict(decision.get("evidence")).get(POLICY))
-        if not policy:
+    for fire in decisions:
+        decision, policy = fire.decision, fire.evidence.policy
+        if policy is None or policy == PolicyEntry():
             continue
         fired.append(
             TriggerFired(
-                ts=iso_or_none(decision.get("ts")),
-                stage=_stage(decision),
-                trigger=_text(policy.get("trigger"))[:64] or "-",
-                action=_text(policy.get("action"))[:64] or "-",
-                entry=_text(policy.get("policy_entry"))[:128] or "-",
-                outcome=_text(decision.get("outcome"))[:64],
-                reason=_text(decision.get("reason"))[:500],
+                ts=iso(decision.ts),
+                stage=fire.label() or "-",
+                trigger=policy.trigger[:64] or "-",
+                action=policy.action[:64] or "-",
+                entry=policy.policy_entry[:128] or "-",
+                outcome=decision.outcome,
+                reason=decision.reason,
             )
         )
     return fired
 
 
-def _stage(decision: dict[str, Any]) -> str:
-    return label_of({"stage": decision.get("stage"), "evidence": decision.get("evidence")}) or "-"
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def iso(ts: float | datetime) -> str:
+    """A message's time as ISO 8601."""
+    return as_datetime(ts).isoformat()

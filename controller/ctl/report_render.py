@@ -1,6 +1,6 @@
 """A canary report as Markdown or as one self-contained HTML page.
 
-Pure functions of :class:`controller.ctl.report.Report`. The HTML page has its
+Pure functions of :class:`controller.ctl.report_model.Report`. The HTML page has its
 CSS inline and loads nothing (no script, font, image or stylesheet from
 anywhere), so it can be mailed or attached to a ticket and opened offline;
 every value is escaped, since flags, reasons, actors and the model's words
@@ -19,12 +19,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from controller.console.figures import Figure
 from controller.core.text import displayable, html_text
 from controller.core.wording import amount_text, control_rate, quantity_text
-from controller.ctl.report import Arm, GuardrailResult, Report, StageReport, clock
+from controller.ctl.report_model import (
+    Arm,
+    GuardrailResult,
+    Report,
+    SampleRatio,
+    StageReport,
+    clock,
+)
 
 TABLE_ROWS = 200
 """The most gates listed under a chart (the latest): a history keeps about that many a stage."""
@@ -65,14 +71,14 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _srm_text(srm: dict[str, Any]) -> str:
-    if not srm:
+def _srm_text(srm: SampleRatio | None) -> str:
+    if srm is None:
         return "-"
-    verdict = "MISMATCH" if srm.get("flagged") else "ok"
+    verdict = "MISMATCH" if srm.flagged else "ok"
     return (
-        f"{number(srm.get('observed_treatment'))} treatment units against "
-        f"{number(srm.get('expected_treatment'))} expected, sequential p "
-        f"{number(srm.get('sequential_p_value'))} ({verdict})"
+        f"{number(srm.observed_treatment)} treatment units against "
+        f"{number(srm.expected_treatment)} expected, sequential p "
+        f"{number(srm.sequential_p_value)} ({verdict})"
     )
 
 
@@ -370,9 +376,3 @@ def _numeric(cell: str) -> bool:
 
 def _h(text: str) -> str:
     return html_text(text)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)

@@ -15,18 +15,19 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import orjson
+from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.errors import ConfigError, ControllerError
-from controller.core.messages import Decision, decision_or_alert
+from controller.core.views import RolloutStatus
 from controller.ctl import diagnosis, narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
+from controller.ctl.report_model import Report
 from controller.settings import KafkaSettings, load_settings
 
 MAX_RECORDS = 500_000
@@ -36,6 +37,8 @@ MAX_KEPT = 20_000
 MAX_BODY_CHARS = 32 * 1024 * 1024
 """The largest status or history answer read: anything bigger is not a controller's."""
 CLIENT_ID = "rolloutctl-report"
+JsonObject = dict[str, object]
+"""A JSON object as read off the wire, before it is read into its model."""
 
 
 def add_arguments(sub: argparse.ArgumentParser) -> None:
@@ -62,19 +65,21 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the report of ``args.flag``'s rollout and write it where asked."""
     base = env_url(args.url)
-    status = _get(base, f"/rollouts/{quote(args.flag, safe='')}", args.timeout)
-    if status is None:
+    path = f"/rollouts/{quote(args.flag, safe='')}"
+    served = _get(base, path, args.timeout)
+    if served is None:
         warn(f"no rollout for flag {args.flag!r}")
         return EXIT_FAILURE
-    history = _get(base, f"/rollouts/{quote(args.flag, safe='')}/history", args.timeout)
+    status = _status(served, base + path)
+    history = _get(base, f"{path}/history", args.timeout)
     settings = load_settings(args.config)
     kafka = settings.kafka
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
-    decisions, complete = asyncio.run(
+    messages, complete = asyncio.run(
         read_decisions(kafka, settings.topics.decisions, args.flag, timeout_s=args.timeout)
     )
-    built = report.build(status, decisions, history, datetime.now(UTC))
+    built = report.build(report.read(status, messages, history), datetime.now(UTC))
     if not complete:
         built.notes.append("the decisions topic was not read to its end: decisions may be missing")
     if args.narrative:
@@ -87,7 +92,17 @@ def run(args: argparse.Namespace) -> int:
     return _write(args, built)
 
 
-def _write(args: argparse.Namespace, built: report.Report) -> int:
+def _status(served: JsonObject, url: str) -> RolloutStatus:
+    """The served status read into its view model; an error naming what it lacks."""
+    try:
+        return RolloutStatus.model_validate(served)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise ControllerError(f"{url} served no rollout status: {where}: {problem['msg']}") from exc
+
+
+def _write(args: argparse.Namespace, built: Report) -> int:
     if args.json:
         print_json(_plain(built))
     elif args.html is not None:
@@ -101,21 +116,21 @@ def _write(args: argparse.Namespace, built: report.Report) -> int:
     return 0
 
 
-def _plain(built: report.Report) -> dict[str, Any]:
+def _plain(built: Report) -> JsonObject:
     """The report's data as JSON-ready values (``asdict`` does not know slotted classes' kids)."""
     raw = orjson.dumps(built, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_dataclass)
-    data: dict[str, Any] = orjson.loads(raw)
+    data: JsonObject = orjson.loads(raw)
     return data
 
 
-def _dataclass(value: Any) -> Any:
+def _dataclass(value: object) -> JsonObject:
     fields = getattr(value, "__dataclass_fields__", None)
     if fields is None:
         raise TypeError(type(value).__name__)
     return {name: getattr(value, name) for name in fields}
 
 
-def _get(base: str, path: str, timeout_s: float) -> dict[str, Any] | None:
+def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
     """The JSON object at ``path``; None on 404; an error for anything else."""
     try:
         answer = http_client.get(base + path, timeout_s=timeout_s)
@@ -136,22 +151,22 @@ def _get(base: str, path: str, timeout_s: float) -> dict[str, Any] | None:
 
 async def read_decisions(
     kafka: KafkaSettings, topic: str, flag: str, *, timeout_s: float
-) -> tuple[list[dict[str, Any]], bool]:
-    """``flag``'s decisions on ``topic`` up to its current end, and whether the end was reached.
+) -> tuple[list[object], bool]:
+    """``flag``'s messages on ``topic`` up to its current end, and whether the end was reached.
 
-    Decisions are keyed by their flag, so only that flag's records are kept.
+    Decisions are keyed by their flag, so only that flag's records are kept, each
+    as its JSON (:func:`controller.ctl.report.read` reads them as decisions); a
+    record that is no JSON is kept as its bytes, for the report to count as damaged.
     """
     reader = TopicReader(kafka, [topic], from_end=False, client_id=CLIENT_ID, timeout_s=timeout_s)
     async with reader:
         values, complete = await reader.until_end(
             key=flag.encode(), max_records=MAX_RECORDS, max_kept=MAX_KEPT, timeout_s=timeout_s
         )
-    decisions = []
+    messages: list[object] = []
     for value in values:
         try:
-            message = orjson.loads(value)
+            messages.append(orjson.loads(value))
         except orjson.JSONDecodeError:
-            continue  # not a decision; the report is about the ones that are
-        if isinstance(message, dict) and isinstance(decision_or_alert(message), Decision):
-            decisions.append(message)
-    return decisions, complete
+            messages.append(value)
+    return messages, complete

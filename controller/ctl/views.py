@@ -10,21 +10,16 @@ read defensively, as every version served it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
+from controller.core.evidence_view import ArmTally, Evidence, GuardrailTest, where_decided
 from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
 from controller.core.views import RolloutStatus
-from controller.core.wording import (
-    amount_text,
-    decided_at,
-    guardrail_text,
-    label_of,
-    percent_text,
-)
+from controller.core.wording import amount_text, percent_text, quantity_text
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -46,15 +41,15 @@ def status_table(rollouts: Sequence[RolloutStatus]) -> str:
 
 
 def _row(r: RolloutStatus) -> tuple[str, ...]:
-    arms = r.evidence.get("arms", {})
-    t, c = arms.get("treatment", {}), arms.get("control", {})
+    arms = Evidence.read(r.evidence).arms or {}
+    t, c = arms.get("treatment") or ArmTally(), arms.get("control") or ArmTally()
     return (
         r.flag,
         _phase(r),
         _label(r) or "-",
         percent_text(r.percent),
         _duration(r.time_in_stage_s) if r.verdict else "-",
-        f"{t.get('units', '-')}/{c.get('units', '-')}" if arms else "-",
+        f"{_n(t.units)}/{_n(c.units)}" if arms else "-",
         f"{_rate(t)}/{_rate(c)}" if arms else "-",
         r.verdict or "-",
     )
@@ -80,18 +75,22 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append("stale:       completed long ago; remove the flag from the code")
     if r.verdict:
         lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
-    evidence = r.evidence
-    for name, arm in evidence.get("arms", {}).items():
+    evidence = Evidence.read(r.evidence)
+    arms = evidence.arms or {}
+    for name, arm in arms.items():
+        a = arm or ArmTally()
         lines.append(
-            f"  {name:<10} units {arm['units']:>8}  exposures {arm['exposures']:>8}"
-            f"  requests {arm['requests']:>8}  errors {arm['errors']:>6} ({_rate(arm)})"
+            f"  {name:<10} units {_n(a.units):>8}  exposures {_n(a.exposures):>8}"
+            f"  requests {_n(a.requests):>8}  errors {_n(a.errors):>6} ({_rate(a)})"
         )
-    for metric, test in evidence.get("guardrails", {}).items():
-        lines.append(f"  guardrail {metric}: {_bounds(metric, test, evidence.get('arms'))}")
-    if srm := evidence.get("srm"):
-        flagged = "MISMATCH" if srm["flagged"] else "ok"
-        p = srm.get("sequential_p_value", srm["p_value"])
-        lines.append(f"  sample ratio: chi2 {srm['chi2']:.3g}, sequential p {p:.3g} ({flagged})")
+    control = arms.get("control")
+    for metric, test in (evidence.guardrails or {}).items():
+        baseline = control.rate(metric) if control is not None else None
+        lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline)}")
+    if (srm := evidence.srm) is not None:
+        flagged = "MISMATCH" if srm.flagged else "ok"
+        p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
+        lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
     return displayable("\n".join(lines))
 
 
@@ -122,24 +121,18 @@ def outcome_line(decision: Decision) -> str:
     action, flag = decision.action, decision.flag
     if decision.outcome == "rejected":
         return displayable(f"rejected: {action} {flag}: {decision.reason}")
-    stage = decided_at(_where_fields(decision)).removeprefix("at ")
+    stage = where_decided(decision).removeprefix("at ")
     where = f", {stage}" if stage else ""
     return displayable(f"{decision.outcome}: {action} {flag} -> {decision.phase_after}{where}")
 
 
 def _where(decision: Decision) -> str:
-    where = decided_at(_where_fields(decision))
+    where = where_decided(decision)
     return f" {where}" if where else ""
 
 
-def _where_fields(decision: Decision) -> dict[str, Any]:
-    # The fields the shared wording reads a decision's stage from.
-    return {"stage": decision.stage, "evidence": decision.evidence}
-
-
 def _label(r: RolloutStatus) -> str | None:
-    at_stage = r.at_stage.served() if r.at_stage is not None else None
-    return label_of({"at_stage": at_stage, "stage": r.stage, "stages": r.stages})
+    return r.label()
 
 
 def _phase(r: RolloutStatus) -> str:
@@ -149,18 +142,28 @@ def _phase(r: RolloutStatus) -> str:
     return f"{phase} (stale)" if r.stale else phase
 
 
-def _rate(arm: dict[str, Any]) -> str:
-    requests = arm.get("requests") or 0
-    return f"{100 * arm.get('errors', 0) / requests:.2f}%" if requests else "-"
+def _rate(arm: ArmTally) -> str:
+    requests = arm.requests or 0
+    return f"{100 * (arm.errors or 0) / requests:.2f}%" if requests else "-"
 
 
-def _bounds(metric: str, test: Any, arms: Any) -> str:
-    if not isinstance(test, dict):
-        return str(test)  # "insufficient data"
-    verdict = "REGRESSED" if test.get("regressed") else "ok"
-    tolerance = test.get("tolerance")
-    limit = amount_text(metric, tolerance) if isinstance(tolerance, int | float) else "-"
-    return f"{guardrail_text(metric, test, arms)}, tolerance {limit}, {verdict}"
+def _bounds(metric: str, test: GuardrailTest | None, baseline: float | None) -> str:
+    if test is None:
+        return "insufficient data"
+    verdict = "REGRESSED" if test.regressed else "ok"
+    limit = "-" if test.tolerance is None else amount_text(metric, test.tolerance)
+    delta, lower, upper = (
+        math.nan if v is None else v for v in (test.delta, test.lower, test.upper)
+    )
+    return f"{quantity_text(metric, delta, lower, upper, baseline)}, tolerance {limit}, {verdict}"
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _duration(seconds: float) -> str:

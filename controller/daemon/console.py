@@ -15,15 +15,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 import orjson
 import structlog
 
 from controller.console import pages, rollout
+from controller.console.figures import GuardrailSpec
+from controller.console.rollout import RolloutPage
 from controller.core import history
 from controller.core.errors import StoreError
 from controller.core.gate import describe
+from controller.core.messages import Alert, Decision, decision_or_alert
 from controller.core.rollout import Rollout
 from controller.core.views import (
     HistoryPoint,
@@ -92,8 +94,7 @@ class ConsoleData:
         async with self._building:
             if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
                 return self._list[1]
-            rows = [row.served() for row in await self.rows()]
-            fragment = pages.rollout_list(rows, await self._alerts())
+            fragment = pages.rollout_list(await self.rows(), await self._alerts())
             self._list = (time.monotonic(), fragment)
             return fragment
 
@@ -109,10 +110,16 @@ class ConsoleData:
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
         rows = []
         for r in found:
-            shown = describe(r, None, now).served()
+            shown = describe(r, None, now)
             health, reason = pages.health(shown, last.get(r.flag))
-            fields = {**shown, "active": r.phase.active, "health": health, "health_reason": reason}
-            rows.append(RolloutRow.model_validate(fields))
+            rows.append(
+                RolloutRow(
+                    **shown.model_dump(),
+                    active=r.phase.active,
+                    health=health,
+                    health_reason=reason,
+                )
+            )
         return rows
 
     async def rollout_fragment(self, flag: str) -> str | None:
@@ -122,40 +129,31 @@ class ConsoleData:
             return None
         status = await self._status(flag)
         messages = [m for m in map(_message, await self._history.messages(flag)) if m]
-        mine = [m for m in messages if m.get("rollout_id") in (found.rollout_id, None)]
-        plan = {
-            "stages": [s.percent for s in found.plan.stages],
-            "guardrails": [
-                {
-                    "metric": g.metric,
-                    "tolerance": g.tolerance,
-                    "lower_is_better": g.lower_is_better,
-                    "dry_run": g.dry_run,
-                }
+        page = RolloutPage(
+            status=status[0] if status else describe(found, None, self._now()),
+            history=await self._served(found),
+            messages=[m for m in messages if m.rollout_id in (found.rollout_id, None)],
+            stages=[s.percent for s in found.plan.stages],
+            guardrails=[
+                GuardrailSpec(g.metric, g.tolerance, g.lower_is_better, g.dry_run)
                 for g in found.plan.guardrails
             ],
-        }
-        detail = {
-            "status": (status[0] if status else describe(found, None, self._now())).served(),
-            "plan": plan,
-            "history": (await self._served(found)).served(),
-            "messages": mine,
-        }
-        return rollout.rollout_detail(detail)
+        )
+        return rollout.rollout_detail(page)
 
-    async def _alerts(self) -> list[dict[str, Any]]:
+    async def _alerts(self) -> list[Alert]:
         raw = await self._history.recent_alerts(RECENT_ALERTS)
-        return [m for m in map(_message, raw) if m]
+        return [m for m in map(_message, raw) if isinstance(m, Alert)]
 
 
-def _point(raw: bytes | None) -> dict[str, Any] | None:
+def _point(raw: bytes | None) -> HistoryPoint | None:
     point = history.decode(raw) if raw is not None else None
-    return point.as_json() if point is not None else None
+    return HistoryPoint.model_validate(point.as_json()) if point is not None else None
 
 
-def _message(raw: bytes) -> dict[str, Any] | None:
+def _message(raw: bytes) -> Decision | Alert | None:
+    """A decision or alert read back from the store; None for one that breaks its contract."""
     try:
-        value = orjson.loads(raw)
+        return decision_or_alert(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
-    return value if isinstance(value, dict) else None

@@ -10,7 +10,7 @@ does the consuming, the POSTs and the state file.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -63,7 +63,7 @@ def slack_payload(alert: Alert, *, console_url: str | None = None) -> dict[str, 
     return {"text": f"{emoji} [{alert.severity}] {alert.kind} {flag}: {summary}", "blocks": blocks}
 
 
-def key_details(details: dict[str, Any]) -> list[tuple[str, str]]:
+def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
     """The details worth a glance, at most ten: the top-level values, the breached
     guardrail's test, the SRM check when it flagged, and the units per arm."""
     shown = [(key, _show(value)) for key, value in details.items() if _scalar(value)]

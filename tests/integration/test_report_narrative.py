@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controller.ctl.narrating import facts, narrate
-from controller.ctl.report import build
+from controller.ctl.report import from_served
 from controller.ctl.report_render import html_page, markdown
 from controller.settings import LlmSettings
 from tests.fake_model import FakeModel
@@ -29,7 +29,7 @@ def settings(fake: FakeModel) -> LlmSettings:
 async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_report(
     server: FakeModel,
 ) -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
     server.behaviour = "narrative"
     text, why = await narrate(report, settings(server))
     assert (text, why) == ("It was rolled back at stage 2/5 (5%) after 70 s.", "")
@@ -54,7 +54,7 @@ async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_repor
 async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
     server: FakeModel, behaviour: str, why: str
 ) -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
     server.behaviour = behaviour
     fast = settings(server).model_copy(update={"timeout_seconds": 0.5, "retries": 0})
     text, reason = await narrate(report, fast)
@@ -67,7 +67,7 @@ async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
 async def test_a_sentence_with_a_number_the_check_cannot_read_is_dropped_and_counted(
     server: FakeModel,
 ) -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
     server.behaviour = "narrative_partly"
     text, why = await narrate(report, settings(server))
     assert text == "It was rolled back at stage 2/5 (5%) after 70 s."

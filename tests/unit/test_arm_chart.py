@@ -8,7 +8,8 @@ import pytest
 
 from controller.console.arm_chart import arm_chart, arm_points, arm_text, share_text
 from controller.console.charts import Mark
-from controller.console.figures import figures
+from controller.console.figures import GuardrailSpec, figures
+from controller.core.views import RolloutHistory
 
 
 def point(ts_ms: int, t: tuple[int, int], c: tuple[int, int], **over: Any) -> dict[str, Any]:
@@ -23,10 +24,13 @@ def point(ts_ms: int, t: tuple[int, int], c: tuple[int, int], **over: Any) -> di
         },
         "control": {"units": 9, "exposures": 9, "requests": c[1], "errors": c[0], "conversions": 1},
     }
-    return {"ts_ms": ts_ms, "stage": 0, "arms": arms, "guardrails": {}} | over
+    served = {"ts_ms": ts_ms, "ts": "", "stage": 0, "percent": 5.0, "verdict": "hold", "srm_p": 1.0}
+    return served | {"arms": arms, "guardrails": {}} | over
 
 
-HISTORY = {
+SERVED = {
+    "flag": "f",
+    "rollout_id": "r",
     "stages": [
         {"stage": 0, "percent": 5.0, "points": [point(1_000, (1, 100), (2, 100))]},
         {"stage": 1, "percent": 25.0, "points": [
@@ -36,8 +40,17 @@ HISTORY = {
             "junk",
             point(-5, (1, 100), (1, 100), stage=1),  # not a time
         ]},
-    ]
+    ],
 }  # fmt: skip
+
+
+def read(served: dict[str, Any]) -> RolloutHistory:
+    history = RolloutHistory.read(served)
+    assert history is not None
+    return history
+
+
+HISTORY = read(SERVED)
 
 
 def test_the_points_are_each_arms_rate_at_each_gate() -> None:
@@ -75,7 +88,7 @@ def test_share_text(value: float, shown: str) -> None:
 
 def test_a_figure_carries_its_arms_where_the_metric_is_a_rate() -> None:
     error_rate, latency = figures(
-        HISTORY, (), [{"metric": "error_rate"}, {"metric": "latency_p95"}]
+        HISTORY, (), [GuardrailSpec("error_rate"), GuardrailSpec("latency_p95")]
     )
     assert error_rate.per_arm
     assert len(error_rate.arms) == 2

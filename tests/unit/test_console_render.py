@@ -14,21 +14,29 @@ from controller.adapters.web_console import is_loopback, session_value
 from controller.console import pages
 from controller.console.charts import (
     MAX_POINTS,
-    MAX_STAGES,
     ChartPoint,
     Mark,
     chart_points,
     crossing,
     guardrail_chart,
 )
-from controller.console.rollout import rollout_detail
+from controller.console.figures import GuardrailSpec
+from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core import history
 from controller.core.gate import describe, evaluate
-from controller.core.messages import decision_or_alert
+from controller.core.messages import Alert, Decision, decision_or_alert
+from controller.core.moving import NextMove
 from controller.core.plan import Stage
 from controller.core.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.transitions import Cause, roll_back
-from controller.core.views import RolloutStatus
+from controller.core.views import (
+    MAX_SERVED_POINTS,
+    MAX_SERVED_STAGES,
+    HistoryPoint,
+    RolloutHistory,
+    RolloutRow,
+    RolloutStatus,
+)
 from controller.ctl import views
 from controller.daemon.console import ConsoleData
 from controller.ports import StateWrite
@@ -89,34 +97,59 @@ def test_chart_escapes_its_metric_and_labels() -> None:
     assert "&lt;script&gt;" in svg
 
 
+def served(**over: object) -> dict[str, object]:
+    """A rollout's status as ``/rollouts/{flag}`` serves it."""
+    return describe(rollout(), None, EARLY).served() | over
+
+
+def status_of(**over: object) -> RolloutStatus:
+    return RolloutStatus.model_validate(served(**over))
+
+
+def row_of(health: str, **over: object) -> RolloutRow:
+    fields = served(**over) | {"active": True, "health": health, "health_reason": ""}
+    return RolloutRow.model_validate(fields)
+
+
+EMPTY = RolloutHistory(flag="f", rollout_id="r", stages=[])
+
+
 def test_list_escapes_outside_text_and_says_health_in_words() -> None:
-    row = {
-        "flag": HOSTILE,
-        "phase": "rolled_back",
-        "stage": 2,
-        "stages": 5,
-        "percent": 0.0,
-        "health": "failed",
-        "health_reason": HOSTILE,
-    }
-    alert = {"ts": "2026-11-22T12:00:00Z", "severity": "critical", "kind": "x", "summary": HOSTILE}
-    html = pages.rollout_list([row], [{**alert, "flag": HOSTILE}])
+    row = row_of("failed", flag=HOSTILE, phase="rolled_back")
+    row = row.model_copy(update={"health_reason": HOSTILE})
+    alert = Alert.model_validate(
+        {"v": 1, "id": "a", "type": "alert", "ts": "2026-11-22T12:00:00Z", "flag": "f",
+         "severity": "critical", "kind": "rollback", "summary": HOSTILE}
+    )  # fmt: skip
+    html = pages.rollout_list([row], [alert])
     assert "<script>" not in html
-    assert "3/5" in html
+    assert "&lt;script&gt;" in html
+    assert f'<td data-label="stage">{pages.stage_text(row)}</td>' in html
     assert "failed" in html
     assert "/ui/rollouts/%3Cscript%3E" in html
 
 
+def point_with(p_value: float = 0.5, srm_p: float = 1.0) -> HistoryPoint:
+    test = {"delta": 0.1, "lower": 0.0, "upper": 0.2, "p_value": p_value, "tolerance": 0.0,
+            "direction": "lower_is_better", "regressed": False}  # fmt: skip
+    return HistoryPoint.model_validate(
+        {"ts_ms": 0, "ts": "", "stage": 0, "percent": 1.0, "verdict": "hold", "srm_p": srm_p,
+         "arms": {}, "guardrails": {"error_rate": test, "latency_p99": None}}
+    )  # fmt: skip
+
+
 def test_health_from_phase_and_last_point() -> None:
-    last = {"guardrails": {"error_rate": {"p_value": 0.01}}, "srm_p": 1.0}
-    assert pages.health({"phase": "running"}, None) == ("healthy", "")
-    assert pages.health({"phase": "running"}, last)[0] == "attention"
-    assert pages.health({"phase": "running"}, {"srm_p": 0.001})[0] == "attention"
-    assert pages.health({"phase": "paused", "pause_reason": "srm"}, None)[0] == "attention"
-    assert pages.health({"phase": "killed"}, last)[0] == "failed"
-    assert pages.health({"phase": "rolled_back"}, last)[0] == "failed"
-    assert pages.health({"phase": "aborted"}, last) == ("ended", "aborted")  # neutral
-    assert pages.health({"phase": "completed"}, last)[0] == "done"
+    last = point_with(p_value=0.01)
+    running = status_of(phase="running")
+    assert pages.health(running, None) == ("healthy", "")
+    assert pages.health(running, point_with()) == ("healthy", "")
+    assert pages.health(running, last) == ("attention", "error_rate p = 0.01")
+    assert pages.health(running, point_with(srm_p=0.001))[0] == "attention"
+    assert pages.health(status_of(phase="paused", pause_reason="srm"), None)[0] == "attention"
+    assert pages.health(status_of(phase="killed"), last)[0] == "failed"
+    assert pages.health(status_of(phase="rolled_back"), last)[0] == "failed"
+    assert pages.health(status_of(phase="aborted"), last) == ("ended", "aborted")  # neutral
+    assert pages.health(status_of(phase="completed"), last)[0] == "done"
 
 
 def test_session_cookie_is_not_the_token_and_loopback_is_recognised() -> None:
@@ -193,8 +226,8 @@ async def test_rollout_page_has_chart_decisions_and_commands_escaped() -> None:
 @pytest.mark.parametrize("flag", ["a b", "x;rm -rf /"])
 def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
     found = rollout().model_copy(update={"flag": flag})
-    status = describe(found, None, T0 + timedelta(1)).served()
-    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    status = describe(found, None, T0 + timedelta(1))
+    html = rollout_detail(RolloutPage(status, EMPTY))
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
 
 
@@ -202,23 +235,27 @@ def at_stage(index: int, of: int, percent: float) -> dict[str, object]:
     return {"index": index, "of": of, "percent": percent}
 
 
+def position(index: int, of: int, percent: float) -> dict[str, object]:
+    label = f"stage {index + 1}/{of} ({percent:g}%)"
+    return at_stage(index, of, percent) | {"number": index + 1, "label": label}
+
+
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        ({"stage": 2, "stages": 5, "at_stage": at_stage(2, 5, 25.0)}, "stage 3/5 (25%)"),
-        ({"stage": 0, "stages": 3, "at_stage": at_stage(0, 3, 0.5)}, "stage 1/3 (0.5%)"),
-        ({"stage": 2, "stages": 5}, "stage 3/5"),
-        ({"stage": 2, "stages": 5, "at_stage": "junk"}, "stage 3/5"),
-        ({"stage": "2", "stages": 5}, "-"),
-        ({"stage": True, "stages": 5}, "-"),
-        ({}, "-"),
+        ({"stage": 2, "stages": 5, "at_stage": position(2, 5, 25.0)}, "stage 3/5 (25%)"),
+        ({"stage": 0, "stages": 3, "at_stage": position(0, 3, 0.5)}, "stage 1/3 (0.5%)"),
+        ({"stage": 2, "stages": 5, "at_stage": None}, "stage 3/5"),
+        ({"stage": 2, "stages": 0, "at_stage": None}, "stage 3"),
+        ({"stage": 99_999, "stages": 5, "at_stage": None}, "-"),
     ],
 )  # fmt: skip
 def test_the_list_names_a_stage_as_rolloutctl_status_does(
     row: dict[str, object], expected: str
 ) -> None:
-    assert pages.stage_text(row) == expected
-    assert f'<td data-label="stage">{pages.esc(expected)}</td>' in pages.rollout_list([row], [])
+    listed = row_of("healthy", **row)
+    assert pages.stage_text(listed) == expected
+    assert f'<td data-label="stage">{pages.esc(expected)}</td>' in pages.rollout_list([listed], [])
 
 
 PERCENTS = (1.0, 5.0, 25.0, 50.0, 100.0)
@@ -248,25 +285,34 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert label == LABELS[2]
     assert f"rolled back at {label}:" in alert.summary
     points = [[point_at(at[i], failing if i == 2 else HEALTHY, i)] for i in range(3)]
-    served = {
-        "stages": [
-            {"stage": i, "percent": p, "points": points[i] if i < 3 else []}
-            for i, p in enumerate(PERCENTS)
-        ]
-    }
+    gates = RolloutHistory.read(
+        {
+            "flag": "f",
+            "rollout_id": "r",
+            "stages": [
+                {"stage": i, "percent": p, "points": points[i] if i < 3 else []}
+                for i, p in enumerate(PERCENTS)
+            ],
+        }
+    )
+    assert gates is not None
     decision = {
         "type": "decision", "rollout_id": "r", "ts": "2026-11-24T12:05:00+00:00",
         "v": 1, "id": "d1", "flag": "f",
         "kind": recorded.kind, "action": recorded.action, "outcome": recorded.outcome,
         "reason": recorded.reason, "stage": recorded.stage, "evidence": recorded.evidence,
     }  # fmt: skip
-    status = describe(after, None, T0 + timedelta(days=3)).served()
-    guardrails = [{"metric": "error_rate", "tolerance": 0.0, "lower_is_better": True}]
-    detail = {"status": status, "plan": {"stages": list(PERCENTS), "guardrails": guardrails}}
+    shown = describe(after, None, T0 + timedelta(days=3))
+    status = shown.served()
+    published = decision_or_alert(decision)
+    assert isinstance(published, Decision)
 
     # When the console shows it: the list, and its page
-    listed = pages.rollout_list([{**status, "health": "failed"}], [])
-    page = rollout_detail({**detail, "history": served, "messages": [decision]})
+    row = status | {"active": False, "health": "failed", "health_reason": ""}
+    listed = pages.rollout_list([RolloutRow.model_validate(row)], [])
+    page = rollout_detail(
+        RolloutPage(shown, gates, [published], PERCENTS, [GuardrailSpec("error_rate", 0.0, True)])
+    )
 
     # Then the list, the page's summary, timeline, decisions and chart say what the alert,
     # rolloutctl status and decision lines say
@@ -281,8 +327,6 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert f"stage:       {label}, serving 0%" in views.status_detail(
         RolloutStatus.model_validate(status)
     )
-    published = decision_or_alert(decision)
-    assert published is not None
     assert f"at {label}" in views.decision_line(published)
     # And the page opens with the verdict, the reason in pp with its interval, before any
     # evidence; the stage chips' times are start times
@@ -334,8 +378,8 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
     decision = {"type": "decision", "ts": "2026-11-22T12:00:00Z", "action": "rollback",
                 "stage": 2, "evidence": evidence, "v": 1, "id": "d1", "flag": "f",
                 "kind": "gate", "outcome": "applied"}  # fmt: skip
-    status = describe(rollout(), None, EARLY).served()
-    page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    status = describe(rollout(), None, EARLY)
+    page = rollout_detail(RolloutPage(status, EMPTY, [Decision.model_validate(decision)]))
     (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
     assert "at stage 3/5 (25%): advisor (smollm2-135m, too small for its opinion" in opinion
     assert "says advance (confidence 0.9, 5.5 s); the gate decided <b>rollback</b>." in opinion
@@ -344,7 +388,7 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
     # an opinion whose rationale contradicts its action is shown as such, never quoted
     advice.update(rationale="The error rate regressed: roll back.", coherent=False,
                   incoherence="its rationale argues for caution while it says advance")  # fmt: skip
-    page = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    page = rollout_detail(RolloutPage(status, EMPTY, [Decision.model_validate(decision)]))
     (opinion,) = re.findall(r'<ul class="advisor"><li>(.*?)</li>', page)
     assert (
         "says advance (confidence 0.9, 5.5 s); incoherent, rationale not quoted: its rationale"
@@ -355,17 +399,25 @@ def test_an_opinion_is_labelled_and_a_small_models_says_it_carries_no_weight() -
 
 
 def test_a_served_history_is_read_within_bounds() -> None:
-    test = {"delta": 0.1, "lower": "-inf", "upper": "inf"}
-    many = [{"ts_ms": i, "stage": 0, "guardrails": {"error_rate": test}} for i in range(6_000)]
+    test = {"delta": 0.1, "lower": "-inf", "upper": "inf", "p_value": 1.0, "tolerance": 0.0,
+            "direction": "lower_is_better", "regressed": False}  # fmt: skip
+    gate = {"ts": "", "percent": 1.0, "verdict": "hold", "srm_p": 1.0, "arms": {}}
+    many = [
+        gate | {"ts_ms": i, "stage": 0, "guardrails": {"error_rate": test}} for i in range(6_000)
+    ]
     stages = [{"stage": 0, "percent": 1.0, "points": many}]
     later = [
         {"stage": i, "percent": 5.0, "points": [{**many[0], "ts_ms": 10_000 + i, "stage": i}]}
         for i in range(1, 30)
     ]
-    points = chart_points({"stages": stages + later}, "error_rate")
+    read = RolloutHistory.read({"flag": "f", "rollout_id": "r", "stages": stages + later})
+    assert read is not None
+    assert len(read.stages) == MAX_SERVED_STAGES  # the stages a plan may have
+    assert len(read.stages[0].points) == MAX_SERVED_POINTS  # the latest
+    points = chart_points(read, "error_rate")
     assert len(points) == MAX_POINTS
-    assert points[-1].ts_ms == 10_000 + MAX_STAGES - 1  # the latest, of the stages a plan has
-    assert points[-MAX_STAGES].ts_ms == 5_999
+    assert points[-1].ts_ms == 10_000 + MAX_SERVED_STAGES - 1
+    assert points[-MAX_SERVED_STAGES].ts_ms == 5_999
     assert math.isinf(points[0].lower)  # infinities arrive as strings
 
 
@@ -385,24 +437,24 @@ def test_a_served_history_is_read_within_bounds() -> None:
 def test_the_page_offers_only_the_commands_the_phase_accepts(
     phase: str, reason: str | None, offered: list[str]
 ) -> None:
-    status = describe(rollout(), None, EARLY).served()
-    status |= {"phase": phase, "pause_reason": reason}
-    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    status = status_of(phase=phase, pause_reason=reason)
+    html = rollout_detail(RolloutPage(status, EMPTY))
     shown = re.findall(r"rolloutctl (\w+) ", html)
     assert [a for a in shown if a != "start"] == offered
 
 
 def test_an_aborted_rollout_is_shown_neutral() -> None:
-    status = describe(rollout(), None, EARLY).served() | {"phase": "aborted"}
-    detail = {"status": status, "plan": {"stages": [10.0, 100.0]}, "history": {}}
-    decision = {"type": "decision", "rollout_id": status["rollout_id"], "action": "abort",
+    status = status_of(phase="aborted")
+    decision = {"type": "decision", "rollout_id": status.rollout_id, "action": "abort",
                 "outcome": "applied", "reason": "wrong plan", "stage": 0, "v": 1, "id": "d1",
                 "flag": "f", "kind": "command", "ts": "2026-11-22T12:00:00Z"}  # fmt: skip
-    html = rollout_detail({**detail, "messages": [decision]})
+    html = rollout_detail(
+        RolloutPage(status, EMPTY, [Decision.model_validate(decision)], [10.0, 100.0])
+    )
     assert '<li class="ended"><b>stage 1/2 (10%)</b> <small>ended</small>' in html
     assert 'class="failed"' not in html
     assert '<p class="verdict">Aborted at stage 1/2 (10%): wrong plan</p>' in html
-    listed = pages.rollout_list([{**status, "health": "ended"}], [])
+    listed = pages.rollout_list([row_of("ended", phase="aborted")], [])
     assert '<span class="health ended">ended</span>' in listed
 
 
@@ -410,12 +462,12 @@ def test_the_page_says_why_a_rollout_stands_still_and_until_when() -> None:
     paused = rollout().model_copy(
         update={"phase": Phase.PAUSED, "pause_reason": PauseReason.OPERATOR}
     )
-    status = describe(paused, None, EARLY).served()
-    html = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": []})
+    status = describe(paused, None, EARLY)
+    html = rollout_detail(RolloutPage(status, EMPTY))
     expected = "paused by an operator; resumes only by an operator"
     assert f'<dt>next move</dt><dd class="next-move">{expected}</dd>' in html
-    hostile = status | {"next_move": {"why": HOSTILE, "at": None}}
-    html = rollout_detail({"status": hostile, "plan": {}, "history": {}, "messages": []})
+    hostile = status.model_copy(update={"next_move": NextMove(why=HOSTILE)})
+    html = rollout_detail(RolloutPage(hostile, EMPTY))
     assert f'<dd class="next-move">{pages.esc(HOSTILE)}</dd>' in html
-    moving = status | {"next_move": None}
-    assert "next move" not in rollout_detail({"status": moving, "plan": {}, "history": {}})
+    moving = status.model_copy(update={"next_move": None})
+    assert "next move" not in rollout_detail(RolloutPage(moving, EMPTY))

@@ -14,17 +14,17 @@ import pytest
 
 from controller.console import pages
 from controller.console.charts import Mark, guardrail_chart
-from controller.console.rollout import rollout_detail
+from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.advice import Opinion, Unavailable, parse_advice
 from controller.core.gate import describe
-from controller.core.messages import Decision
+from controller.core.messages import Alert, Decision
 from controller.core.narrative import accepted
 from controller.core.text import UNSAFE, displayable
 from controller.ctl import views
-from controller.ctl.report import build
+from controller.ctl.report import from_served
 from controller.ctl.report_render import html_page, markdown
 from controller.integrations.slack import slack_payload
-from tests.unit.test_console_render import at_stage, rising
+from tests.unit.test_console_render import EMPTY, at_stage, rising, row_of
 from tests.unit.test_forwarding import _alert, _strings
 from tests.unit.test_gate import EARLY, rollout
 from tests.unit.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
@@ -80,10 +80,12 @@ def test_a_models_narrative_is_kept_without_them() -> None:
 
 
 def test_the_console_shows_none_of_them() -> None:
-    row = {"flag": HOSTILE, "phase": "running", "stage": 2, "stages": 5, "percent": 5.0,
-           "health": "attention", "health_reason": HOSTILE}  # fmt: skip
-    alert = {"ts": "2026-11-22T12:00:00Z", "severity": "critical", "kind": "x", "summary": HOSTILE}
-    listed = pages.rollout_list([row], [{**alert, "flag": HOSTILE}])
+    row = row_of("attention", flag=HOSTILE).model_copy(update={"health_reason": HOSTILE})
+    alert = Alert.model_validate(
+        {"v": 1, "id": "a", "type": "alert", "ts": "2026-11-22T12:00:00Z", "flag": "f",
+         "severity": "critical", "kind": "rollback", "summary": HOSTILE}
+    )  # fmt: skip
+    listed = pages.rollout_list([row], [alert])
     chart = guardrail_chart(rising(), 0.0, metric=HOSTILE, stages=[Mark(1000, HOSTILE)])
     advice = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 5,
               "model": HOSTILE, "rationale": HOSTILE}  # fmt: skip
@@ -91,8 +93,8 @@ def test_the_console_shows_none_of_them() -> None:
                 "stage": 2, "reason": HOSTILE, "v": 1, "id": "d1", "flag": "f",
                 "kind": "command", "outcome": "applied",
                 "evidence": {"advisor": advice, "at_stage": at_stage(2, 5, 25.0)}}  # fmt: skip
-    status = describe(rollout(), None, EARLY).served()
-    detail = rollout_detail({"status": status, "plan": {}, "history": {}, "messages": [decision]})
+    status = describe(rollout(), None, EARLY)
+    detail = rollout_detail(RolloutPage(status, EMPTY, [Decision.model_validate(decision)]))
     for html in (listed, chart, detail, pages.message_page(HOSTILE, HOSTILE)):
         assert "safe" in html
         assert not unsafe_in(html), html
@@ -102,7 +104,7 @@ def test_reports_show_none_of_them() -> None:
     hostile = {**ROLLBACK, "reason": HOSTILE, "evidence": {
         **ROLLBACK["evidence"], "advisor": {"status": "ok", "action": "advance",
                                             "rationale": HOSTILE, "latency_ms": 10}}}  # fmt: skip
-    report = build({**STATUS, "plan": HOSTILE}, [START, ADVANCE, hostile], None, NOW)
+    report = from_served({**STATUS, "plan": HOSTILE}, [START, ADVANCE, hostile], None, NOW)
     for text in (html_page(report), markdown(report)):
         assert "safe" in text
         assert not unsafe_in(text)

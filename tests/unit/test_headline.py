@@ -7,22 +7,32 @@ from typing import Any
 import pytest
 
 from controller.core.headline import verdict_line
+from controller.core.messages import Decision
+from controller.core.views import RolloutStatus
 
 AT = {"index": 1, "number": 2, "of": 4, "percent": 20.0, "label": "stage 2/4 (20%)"}
 REASON = "error rate +3.6 pp [+0.5, +6.7] (+72%), regressed (p = 0.0078)"
 
 
-def status(phase: str, **over: Any) -> dict[str, Any]:
-    return {"rollout_id": "r1", "phase": phase, "stage": 1, "stages": 4, "at_stage": AT} | over
+def status(phase: str, **over: Any) -> RolloutStatus:
+    served = {
+        "flag": "f", "rollout_id": "r1", "plan": "p", "phase": phase, "stage": 1, "stages": 4,
+        "at_stage": AT, "percent": 20.0, "flag_version": 1, "time_in_stage_s": 0.0,
+        "min_duration_s": 0.0, "min_units_per_arm": 1, "verdict": None, "verdict_reason": None,
+    }  # fmt: skip
+    return RolloutStatus.model_validate(served | over)
 
 
-def decision(action: str, reason: str, **over: Any) -> dict[str, Any]:
-    base = {"type": "decision", "rollout_id": "r1", "action": action, "outcome": "applied"}
-    return base | {"reason": reason, "stage": 1, "evidence": {"at_stage": AT}} | over
+def decision(action: str, reason: str, **over: Any) -> Decision:
+    base = {"v": 1, "id": "d", "ts": 0, "flag": "f", "kind": "gate", "type": "decision"}
+    base |= {"rollout_id": "r1", "action": action, "outcome": "applied"}
+    return Decision.model_validate(
+        base | {"reason": reason, "stage": 1, "evidence": {"at_stage": AT}} | over
+    )
 
 
 ROLLBACK = decision("rollback", REASON)
-CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], str]] = [
+CASES: list[tuple[str, RolloutStatus, list[Decision], str]] = [
     ("rolled back", status("rolled_back"), [ROLLBACK], f"Rolled back at stage 2/4 (20%): {REASON}"),
     (
         "another rollout's rollback is not this one's",
@@ -67,12 +77,17 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], str]] = [
         [],
         "Running at stage 2/4 (20%); the gate says hold: minimum stage time not reached",
     ),
-    ("no stage known", {"phase": "rolled_back"}, [], "Rolled back"),
-    ("odd phase", {"phase": 7}, [], "7"),
+    (
+        "an older controller's status names its stage by number",
+        status("rolled_back", at_stage=None),
+        [],
+        "Rolled back at stage 2/4",
+    ),
+    ("an unknown phase is said as it is", status("new_phase"), [], "New phase at stage 2/4 (20%)"),
     (
         "a hostile reason is one bounded line",
         status("rolled_back"),
-        [decision("rollback", "a\nb" + "x" * 1000)],
+        [decision("rollback", "a\nb" + "x" * 400)],
         "Rolled back at stage 2/4 (20%): a b" + "x" * 297,
     ),
 ]
@@ -82,12 +97,12 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], str]] = [
     ("case", "state", "decisions", "expected"), CASES, ids=[c[0] for c in CASES]
 )
 def test_verdict_line(
-    case: str, state: dict[str, Any], decisions: list[dict[str, Any]], expected: str
+    case: str, state: RolloutStatus, decisions: list[Decision], expected: str
 ) -> None:
     assert verdict_line(state, decisions) == expected
 
 
 def test_a_decision_without_its_stage_leaves_the_stage_to_the_status() -> None:
-    bare = {"type": "decision", "rollout_id": "r1", "action": "abort", "outcome": "applied"}
-    line = verdict_line(status("aborted"), [bare | {"reason": "wrong plan", "stage": 1}])
+    bare = decision("abort", "wrong plan", evidence={})
+    line = verdict_line(status("aborted"), [bare])
     assert line == "Aborted at stage 2/4 (20%): wrong plan"

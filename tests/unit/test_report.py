@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from controller.core import history
-from controller.ctl.report import build, clock, who
+from controller.core.messages import Decision
+from controller.ctl.report import from_served, who
+from controller.ctl.report_model import clock
 from controller.ctl.report_render import html_page, markdown
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
@@ -48,8 +50,9 @@ def decision(ts: str, action: str, stage: int, before: int, **over: Any) -> dict
     phase_after = over.pop("phase_after", "running")
     extra = over.pop("evidence", {})
     return {
-        "type": "decision", "flag": "checkout", "rollout_id": "r1", "ts": f"2026-11-22T{ts}Z",
-        "kind": over.pop("kind", "gate"), "action": action, "outcome": "applied",
+        "v": 1, "id": f"{ts}-{action}", "type": "decision", "flag": "checkout",
+        "rollout_id": "r1", "ts": f"2026-11-22T{ts}Z", "kind": over.pop("kind", "gate"),
+        "action": action, "outcome": "applied",
         "reason": over.pop("reason", "guardrails hold"), "stage": stage,
         "phase_before": "running", "phase_after": phase_after,
         "evidence": {**extra, "at_stage": at(before)}, **over,
@@ -67,14 +70,15 @@ ROLLBACK = decision(
 )  # fmt: skip
 STATUS = {
     "flag": "checkout", "rollout_id": "r1", "plan": "default", "phase": "rolled_back",
-    "stage": 1, "stages": 5, "stage_percents": PERCENTS, "percent": 0.0,
-    "started_at": "2026-11-22T10:00:00+00:00", "evidence": {},
+    "stage": 1, "stages": 5, "stage_percents": PERCENTS, "percent": 0.0, "flag_version": 3,
+    "started_at": "2026-11-22T10:00:00+00:00", "time_in_stage_s": 0.0, "min_duration_s": 0.0,
+    "min_units_per_arm": 100, "verdict": None, "verdict_reason": None, "evidence": {},
 }  # fmt: skip
 
 
 def test_each_stage_has_the_numbers_of_the_decision_that_ended_it() -> None:
     other = {**ADVANCE, "rollout_id": "r0"}  # an earlier rollout of the flag
-    report = build(STATUS, [other, START, ADVANCE, ROLLBACK], None, NOW)
+    report = from_served(STATUS, [other, START, ADVANCE, ROLLBACK], None, NOW)
     first, second = report.stages
     assert (first.label, first.outcome, first.duration_s) == ("stage 1/5 (1%)", "advance", 30.0)
     assert (second.label, second.outcome, second.duration_s) == (
@@ -106,7 +110,7 @@ def test_each_stage_has_the_numbers_of_the_decision_that_ended_it() -> None:
 
 def test_a_running_stage_shows_the_gate_view_and_its_time_so_far() -> None:
     status = {**STATUS, "phase": "running", "percent": 5.0, "evidence": evidence(40, 2)}
-    report = build(status, [START, ADVANCE], None, NOW)
+    report = from_served(status, [START, ADVANCE], None, NOW)
     live = report.stages[-1]
     assert live.outcome == "running"
     assert live.duration_s == 270.0
@@ -126,7 +130,8 @@ def test_a_running_stage_shows_the_gate_view_and_its_time_so_far() -> None:
     ],
 )
 def test_who_decided(kind: str, extra: dict[str, Any], expected: str) -> None:
-    assert who({"kind": kind, "evidence": extra}) == expected
+    made = decision("10:00:00", "x", 0, 0, kind=kind, evidence=extra)
+    assert who(Decision.model_validate(made)) == expected
 
 
 def gate(ts: str, stage: int, lower: float, *, verdict: str = "hold") -> dict[str, Any]:
@@ -160,7 +165,7 @@ HISTORY = served(
 
 
 def test_the_served_history_becomes_one_figure_per_guardrail_over_the_rollout() -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
     error_rate, latency = report.charts
     assert (error_rate.metric, latency.metric) == ("error_rate", "latency_p99")
     assert [p.label for p in error_rate.points] == ["stage 1/5 (1%)"] * 2 + ["stage 2/5 (5%)"] * 2
@@ -188,7 +193,7 @@ def test_the_served_history_becomes_one_figure_per_guardrail_over_the_rollout() 
 def test_without_a_usable_history_there_are_no_charts_and_a_note_says_why(
     served_history: dict[str, Any] | None, note: str
 ) -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], served_history, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], served_history, NOW)
     assert not any(figure.points for figure in report.charts)
     assert any(note in n for n in report.notes), report.notes
     assert "<svg" not in html_page(report) or "no data yet" in html_page(report)
@@ -207,9 +212,27 @@ def test_without_a_usable_history_there_are_no_charts_and_a_note_says_why(
 )
 def test_a_damaged_history_point_is_left_out_of_the_chart(junk: Any) -> None:
     damaged = served([junk, gate("10:00:05", 0, -0.01)])
-    (error_rate, _) = build(STATUS, [START], damaged, NOW).charts
+    (error_rate, _) = from_served(STATUS, [START], damaged, NOW).charts
     assert len(error_rate.points) == 1
-    assert "<svg" in html_page(build(STATUS, [START], damaged, NOW))
+    assert "<svg" in html_page(from_served(STATUS, [START], damaged, NOW))
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {**ROLLBACK, "evidence": {"arms": {"treatment": "x"}, "guardrails": {"e": 5}}},
+        {**ADVANCE, "evidence": {"at_stage": "x", "arms": [], "srm": 5, "advisor": "x",
+                                 "policy": 1, "window": {"opens_at": "soon"}}},
+        {**ADVANCE, "evidence": {"guardrails": {"e": {"delta": "x", "regressed": "yes"}},
+                                 "arms": {"control": {"units": -1.5, "errors": True}}}},
+    ],
+)  # fmt: skip
+def test_odd_evidence_costs_a_blank_never_the_report(junk: dict[str, Any]) -> None:
+    report = from_served(STATUS, [START, junk, ROLLBACK], None, NOW)
+    assert markdown(report)
+    assert html_page(report)
+    assert [d.action for d in report.decisions] == ["start", junk["action"], "rollback"]
+    assert not any("contract" in note for note in report.notes)
 
 
 @pytest.mark.parametrize(
@@ -218,13 +241,15 @@ def test_a_damaged_history_point_is_left_out_of_the_chart(junk: Any) -> None:
         {"type": "decision", "flag": "checkout", "rollout_id": "r1"},
         {**ADVANCE, "stage": "two", "evidence": "x"},
         {**ADVANCE, "ts": 10**30},
-        {**ROLLBACK, "evidence": {"arms": {"treatment": "x"}, "guardrails": {"e": 5}}},
+        {**ADVANCE, "unknown": 1},
+        "not an object",
+        b"\xff not JSON",
     ],
 )
-def test_odd_decisions_cost_a_blank_never_the_report(junk: dict[str, Any]) -> None:
-    report = build(STATUS, [START, junk, ROLLBACK], None, NOW)
-    assert markdown(report)
-    assert html_page(report)
+def test_a_message_breaking_the_decision_contract_is_left_out_and_counted(junk: object) -> None:
+    report = from_served(STATUS, [START, junk, ROLLBACK], None, NOW)
+    assert [d.action for d in report.decisions] == ["start", "rollback"]
+    assert "1 message(s) on the decisions topic broke the decision contract" in markdown(report)
 
 
 HOSTILE = '<script>alert(1)</script> [x](http://evil) | **b** "q"'
@@ -249,7 +274,7 @@ def test_html_escapes_every_value_and_loads_nothing() -> None:
     hostile = {**ROLLBACK, "reason": HOSTILE, "evidence": {
         **ROLLBACK["evidence"], "advisor": {"status": "ok", "action": "advance",
                                             "rationale": HOSTILE, "latency_ms": 10}}}  # fmt: skip
-    page = html_page(build({**STATUS, "plan": HOSTILE}, [START, ADVANCE, hostile], None, NOW))
+    page = html_page(from_served({**STATUS, "plan": HOSTILE}, [START, ADVANCE, hostile], None, NOW))
     parsed = Collector()
     parsed.feed(page)
     assert "script" not in parsed.tags
@@ -263,7 +288,7 @@ def test_html_escapes_every_value_and_loads_nothing() -> None:
 
 
 def test_markdown_escapes_every_value() -> None:
-    text = markdown(build({**STATUS, "plan": HOSTILE}, [START, ADVANCE, ROLLBACK], None, NOW))
+    text = markdown(from_served({**STATUS, "plan": HOSTILE}, [START, ADVANCE, ROLLBACK], None, NOW))
     assert "<script>" not in text
     assert "[x](" not in text
     assert "\\[x\\](http://evil)" in text
@@ -273,7 +298,7 @@ def test_markdown_escapes_every_value() -> None:
 
 
 def test_html_draws_each_guardrail_as_the_console_does_with_words_and_numbers() -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
     page = html_page(report)
     error_rate, _ = report.charts
     assert error_rate.svg() in page  # the console's chart, as it is
@@ -291,8 +316,9 @@ def test_html_draws_each_guardrail_as_the_console_does_with_words_and_numbers() 
 
 def test_a_hostile_metric_name_in_the_history_is_text_in_the_chart() -> None:
     point = {**gate("10:00:05", 0, 0.1), "guardrails": {HOSTILE: {"delta": 1, "lower": 0.5,
-             "upper": 2, "tolerance": 0.0, "direction": "lower_is_better"}}}  # fmt: skip
-    page = html_page(build(STATUS, [START], served([point]), NOW))
+             "upper": 2, "tolerance": 0.0, "direction": "lower_is_better", "p_value": 0.01,
+             "regressed": True}}}  # fmt: skip
+    page = html_page(from_served(STATUS, [START], served([point]), NOW))
     parsed = Collector()
     parsed.feed(page)
     assert "script" not in parsed.tags
@@ -330,7 +356,7 @@ def test_a_promoted_stage_has_no_gate_numbers_and_a_watch_is_a_stage_of_its_own(
     watch = decision("10:00:30", "watch", 4, 4, evidence=evidence(500, 5))
     done = decision("10:30:30", "complete", 4, 4, phase_after="completed")
     status = {**STATUS, "phase": "completed", "stage": 4, "percent": 100.0}
-    report = build(status, [START, promote, to_last, watch, done], None, NOW)
+    report = from_served(status, [START, promote, to_last, watch, done], None, NOW)
     assert [(s.label, s.outcome) for s in report.stages] == [
         ("stage 1/5 (1%)", "promote"),
         ("stage 2/5 (5%)", "promote"),
@@ -348,14 +374,14 @@ def test_an_advisor_contradicting_itself_is_reported_as_incoherent_not_quoted() 
     said = {"status": "ok", "action": "advance", "confidence": 0.9, "latency_ms": 10,
             "rationale": "Errors regressed badly: roll back."}  # fmt: skip
     advised = {**ADVANCE, "evidence": {**ADVANCE["evidence"], "advisor": said}}
-    text = markdown(build(STATUS, [START, advised, ROLLBACK], None, NOW))
+    text = markdown(from_served(STATUS, [START, advised, ROLLBACK], None, NOW))
     assert "advisor says advance (confidence 0.9, 0.0 s); incoherent, rationale not quoted:" in text
     assert "its rationale argues for caution while it says advance" in text
     assert "regressed badly" not in text
 
 
 def test_the_report_writes_numbers_in_the_one_convention() -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
     text = markdown(report)
     # Δ 0.0204 over control's 8/400 = 2%: +2.0 pp, +102% relative, the interval in pp.
     assert "| error_rate | regressed | +2.0 pp \\[+1.7, +2.4\\] (+102%) | 0 pp |" in text
@@ -372,7 +398,7 @@ def test_the_report_writes_numbers_in_the_one_convention() -> None:
 def test_the_report_opens_with_its_verdict() -> None:
     reason = "error rate +2.0 pp [+1.7, +2.4] (+102%), regressed (p = 6.5e-69)"
     rolled = {**ROLLBACK, "reason": reason}
-    report = build(STATUS, [START, ADVANCE, rolled], HISTORY, NOW)
+    report = from_served(STATUS, [START, ADVANCE, rolled], HISTORY, NOW)
     assert report.verdict == f"Rolled back at stage 2/5 (5%): {reason}"
     text = markdown(report)
     first = text.splitlines()[2]
@@ -403,7 +429,7 @@ HELD = decision(
 def test_the_report_lists_the_windows_waited_and_the_triggers_fired() -> None:
     later = {**WAITED, "ts": "2026-11-22T10:02:00Z"}
     status = {**STATUS, "phase": "paused"}
-    report = build(status, [START, ADVANCE, WAITED, WARNED, HELD, later], None, NOW)
+    report = from_served(status, [START, ADVANCE, WAITED, WARNED, HELD, later], None, NOW)
     first, second = report.waits
     assert (first.stage, first.since, first.until) == (
         "stage 2/5 (5%)",
@@ -428,7 +454,7 @@ def test_the_report_lists_the_windows_waited_and_the_triggers_fired() -> None:
 
 
 def test_a_report_with_no_waits_or_triggers_has_no_such_sections() -> None:
-    report = build(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
+    report = from_served(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
     assert (report.waits, report.triggers) == ([], [])
     assert "Windows waited" not in markdown(report) + html_page(report)
     assert "Triggers fired" not in markdown(report) + html_page(report)

@@ -94,6 +94,20 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     assert "sample ratio: chi2 0.4, sequential p 1 (ok)" in text
 
 
+def test_odd_evidence_from_another_version_prints_as_a_blank() -> None:
+    odd = {
+        "arms": {"treatment": {"units": "many"}, "control": 7},
+        "guardrails": {"error_rate": {"delta": "x", "regressed": "yes"}},
+        "srm": {"flagged": 1},
+    }
+    text = status_detail(rollout(evidence=odd))
+    assert "  treatment  units        -  exposures        -" in text
+    assert "  control    units        -" in text
+    assert "guardrail error_rate: error rate: no estimate yet, tolerance -, ok" in text
+    assert "sample ratio: chi2 -, sequential p - (ok)" in text
+    assert status_table([rollout(evidence=odd)]).splitlines()[1].split()[6:8] == ["-/-", "-/-"]
+
+
 @pytest.mark.parametrize(
     ("message", "expected"),
     [

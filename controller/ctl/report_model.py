@@ -1,0 +1,128 @@
+"""What a canary report holds: its stages, decisions, charts and notes, ready to render.
+
+Plain data, built by :func:`controller.ctl.report.build` from the typed
+inputs (the rollout's :class:`~controller.core.views.RolloutStatus`, its
+:class:`~controller.core.messages.Decision` messages and its
+:class:`~controller.core.views.RolloutHistory`) and rendered by
+:mod:`controller.ctl.report_render` as Markdown or HTML, or printed as JSON
+(``rolloutctl report --json``: these fields, in this order). The charts are
+the console's :class:`~controller.console.figures.Figure`, so the report
+lives beside the tools, above the console, not in the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from controller.console.figures import Figure
+from controller.ctl.report_moves import TriggerFired, WindowWait
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One arm's counts in a stage, as the gate saw them."""
+
+    name: str
+    units: int | None
+    exposures: int | None
+    requests: int | None
+    errors: int | None
+    conversions: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailResult:
+    """One guardrail's sequential test in a stage: delta (treatment - control) and its bound."""
+
+    metric: str
+    result: str
+    """``regressed``, ``no regression shown`` or ``insufficient data``."""
+    delta: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    tolerance: float | None = None
+    p_value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRatio:
+    """The sample-ratio check in a stage: treatment's units against what the split expects."""
+
+    observed_treatment: float | None
+    observed_control: float | None
+    expected_treatment: float | None
+    sequential_p_value: float | None
+    flagged: bool
+
+
+@dataclass(slots=True)
+class StageReport:
+    """One stage (or the watch after the last one): when, how it ended, what the gate saw."""
+
+    index: int
+    label: str
+    percent: float | None
+    started_at: str | None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    outcome: str = "running"
+    evidence_from: str = ""
+    """Which decision the numbers are from (``rollback at 10:04:05``), or the live view."""
+    watch: bool = False
+    arms: list[Arm] = field(default_factory=list)
+    guardrails: list[GuardrailResult] = field(default_factory=list)
+    srm: SampleRatio | None = None
+    """None when the evidence held no sample-ratio check."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """A decision, who made it, and what the advisor said alongside."""
+
+    ts: str
+    stage: str
+    action: str
+    outcome: str
+    by: str
+    reason: str
+    advisor: str | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything a canary report shows, ready to render or to print as JSON."""
+
+    flag: str
+    rollout_id: str
+    plan: str
+    phase: str
+    percent: float | None
+    started_at: str | None
+    generated_at: str
+    stages: list[StageReport] = field(default_factory=list)
+    decisions: list[DecisionRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    charts: list[Figure] = field(default_factory=list)
+    """One per guardrail: its gate history over the whole rollout, when the controller has one."""
+    verdict: str = ""
+    """The rollout's verdict in one line, the first thing the report says."""
+    narrative: str | None = None
+    """A few sentences by the model, every number in them checked against the evidence."""
+    narrated_by: str | None = None
+    waits: list[WindowWait] = field(default_factory=list)
+    """Each wait for a release window, from when to when (#28)."""
+    triggers: list[TriggerFired] = field(default_factory=list)
+    """Each health trigger that fired: its action and the policy entry that chose it (#28)."""
+
+
+def clock(iso: str | None) -> str:
+    """An ISO time as people read it in a report: ``2026-11-22 21:24:12 UTC``."""
+    if iso is None:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso[:40]
+    zone = "UTC" if moment.utcoffset() == timedelta(0) else moment.strftime("%z")
+    return f"{moment:%Y-%m-%d %H:%M:%S} {zone}".rstrip()
