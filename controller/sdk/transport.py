@@ -70,6 +70,12 @@ class TopicFollower(ClientLifecycle):
             batch = await self._consumer.getmany(timeout_ms=timeout_ms)
         return [record.value for records in batch.values() for record in records]
 
+    async def items(self, timeout_ms: int) -> list[tuple[bytes | None, bytes | None]]:
+        """The (key, value) pairs that came within ``timeout_ms``, as :meth:`values`."""
+        with translated():
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        return [(record.key, record.value) for records in batch.values() for record in records]
+
     async def caught_up(self) -> bool:
         """Whether every partition has been read up to its end offset as of :meth:`start`."""
         for tp, end in self._end.items():
@@ -163,6 +169,8 @@ class FlagsAnswer:
     unchanged: bool
     items: list[Any]
     etag: str | None
+    data: Any = None
+    """The whole JSON answer (an object for ``/v1/segments``)."""
 
 
 class FlagsEndpoint:
@@ -207,7 +215,7 @@ class FlagsEndpoint:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise PollFailed("the answer is not JSON") from exc
-        return FlagsAnswer(False, items if isinstance(items, list) else [], etag)
+        return FlagsAnswer(False, items if isinstance(items, list) else [], etag, items)
 
     async def close(self) -> None:
         await self._http.aclose()
