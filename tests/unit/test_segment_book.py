@@ -133,3 +133,27 @@ def test_with_keys_only_records_the_controller_signed_are_held() -> None:
     sig = signer.sign_bytes(signed_bytes(model, "controller"))
     book.receive(b"pros", orjson.dumps(record | {"key_id": "controller", "sig": sig}))
     assert book.version("pros") == 1
+
+
+class _Unhashable(str):
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hostile")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("hostile")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 7, 2**80, 1.5, float("nan"), True, [IDS[0]], {"id": IDS[0]}, b"user", _Unhashable("x")],
+)
+def test_hostile_context_values_never_raise_out_of_a_segment_rule(value: object) -> None:
+    book = SegmentBook()
+    for key, record in [*_parts("beta", 1, PACKED), (b"beta", _record("beta", 1, PACKED))]:
+        book.receive(key, record)
+    for text in ('user_id in segment("beta")', 'user_id not in segment("beta")'):
+        audience = Audience.of(parse(text))
+        assert audience.matches({"user_id": value}, book) is False
+        assert audience.truth({"user_id": value}, book) is None
