@@ -267,8 +267,9 @@ class StoredSegment:
     record: dict[str, Any]
     """The record's fields without ``id``, ``ts`` and signature; ``deleted`` when it is gone."""
     parts: list[str] = field(default_factory=list)
-    command_id: str = ""
-    """The command that made this version: a replay of it changes nothing."""
+    applied: tuple[str, ...] = ()
+    """The latest commands and uploads applied to this segment (newest first, at most
+    64): a replay of one is refused."""
 
 
 class Segments(Protocol):

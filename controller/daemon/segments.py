@@ -50,6 +50,9 @@ log = structlog.get_logger("controller.daemon.segments")
 UPLOAD_TTL_SECONDS = 3600
 """How long the parts of an unfinished upload are kept."""
 _TRIES = 3
+KEPT_APPLIED = 64
+"""Commands (by id) and uploads (by upload id) remembered per segment against replays; a
+replay older than these is also older than the freshness window, unless puts come faster."""
 
 
 class _Refused(ControllerError):
@@ -94,7 +97,9 @@ class SegmentService:
             raise _Refused(refused)
         for _ in range(_TRIES):
             held = await self._store.get(command.segment, with_parts=False)
-            if held is not None and held.command_id == command.id:
+            applied = held.applied if held is not None else ()
+            done = command.id if command.ids is None else command.ids.upload
+            if done in applied:
                 raise _Refused(commands.REPLAYED)
             version = int(held.record["version"]) if held is not None else 0
             change = await self._change(command, held)
@@ -102,7 +107,7 @@ class SegmentService:
                 return None
             record, parts = change
             record = {"name": command.segment, "version": version + 1, **record}
-            stored = StoredSegment(record, parts, command.id)
+            stored = StoredSegment(record, parts, (done, *applied)[:KEPT_APPLIED])
             if await self._store.put(command.segment, version, stored):
                 old_parts = int(held.record.get("parts") or 0) if held is not None else 0
                 await self._publish(stored, old_parts)

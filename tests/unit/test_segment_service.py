@@ -143,3 +143,16 @@ async def test_a_forged_part_fails_the_upload_with_its_reason() -> None:
     assert decision["outcome"] == "rejected"
     assert decision["reason"].startswith("the upload does not assemble:")
     assert world.store.held == {}
+
+
+async def test_a_replayed_upload_is_refused_part_by_part() -> None:
+    world = World()
+    upload = world.commands("put", ids=IDS)
+    await world.send(upload)
+    await world.send(world.commands("put", rule='plan == "pro"'))
+    await world.send([upload[1], upload[0], *upload[2:]])
+    outcomes = [(d["outcome"], d["reason"]) for d in world.decisions()]
+    assert outcomes == [("applied", ""), ("applied", "")] + [
+        ("rejected", "replayed command id")
+    ] * len(upload)
+    assert world.book().version("beta") == 2

@@ -2,7 +2,7 @@
 
 Keys (``P`` is the key prefix; one hash tag per segment, so a script touches one slot)::
 
-    {P:segment:<name>}               string: {"record": {...}, "command_id": "..."} (JSON)
+    {P:segment:<name>}               string: {"record": {...}, "applied": [ids]} (JSON)
     {P:segment:<name>}:parts         list: the id list's parts, in order
     {P:segment:<name>}:up:<upload>   hash: part index -> data, of an upload under way (TTL)
     P:segments                       set: the names of every segment ever put
@@ -52,7 +52,7 @@ class SegmentStore:
             return None
         held = orjson.loads(raw)
         decoded = [p.decode() if isinstance(p, bytes) else str(p) for p in parts]
-        return StoredSegment(held["record"], decoded, held.get("command_id", ""))
+        return StoredSegment(held["record"], decoded, tuple(held.get("applied", ())))
 
     async def names(self) -> list[str]:
         async with translated():
@@ -60,7 +60,7 @@ class SegmentStore:
         return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in found)
 
     async def put(self, name: str, expected_version: int, segment: StoredSegment) -> bool:
-        held = orjson.dumps({"record": segment.record, "command_id": segment.command_id})
+        held = orjson.dumps({"record": segment.record, "applied": segment.applied})
         keys = [self._key(name), self._key(name, ":parts")]
         async with translated():
             done = await self._put(keys=keys, args=[expected_version, held, *segment.parts])
