@@ -205,7 +205,7 @@ class SegmentFollower(SegmentBook, Lifecycle):
     async def start(self) -> None:
         if self._follower is not None:
             return
-        follower = TopicFollower(self._kafka, self._topic)
+        follower = TopicFollower(self._kafka, self._topic, what="segments topic")
         await follower.start()
         self._follower = follower
         await self._check_caught_up(follower)

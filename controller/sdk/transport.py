@@ -44,8 +44,9 @@ class TopicFollower(ClientLifecycle):
 
     _context = "flag-state topic"
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, *, what: str = _context) -> None:
         self._topic = topic
+        self._context = what
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=None,
@@ -58,7 +59,7 @@ class TopicFollower(ClientLifecycle):
         await self._consumer.topics()  # refreshes the metadata of every topic
         partitions = self._consumer.partitions_for_topic(self._topic)
         if not partitions:
-            raise LookupError(f"the flag-state topic {self._topic!r} does not exist")
+            raise LookupError(f"the {self._context} {self._topic!r} does not exist")
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)

@@ -25,6 +25,7 @@ SIGN = signer(KEY)
         ("(" * 11 + "a == 1" + ")" * 11, "deeper than 10"),
         ("a == 1 and " * 64 + "a == 1", "line 1, column 705: more than 64 conditions"),
         ("x" * 4097, "4096"),
+        ("a in [" + ", ".join(f'"{i}"' for i in range(300)) + "]", "256 values in a list"),
         ('u in segment("beta")', "cannot name a segment"),
     ],
 )
