@@ -71,9 +71,12 @@ class SegmentService:
         signer: StateSigner | None,
         max_age_seconds: float,
         clock: Callable[[], datetime],
+        counted: Callable[[str, str], None] = lambda _action, _outcome: None,
     ) -> None:
+        """``counted(action, outcome)`` is told of each decision (the decisions metric)."""
         self._store, self._outputs, self._topics = store, outputs, topics
         self._signer, self._max_age, self._now = signer, max_age_seconds, clock
+        self._counted = counted
 
     async def handle(
         self, command: SegmentCommand, raw: dict[str, Any], *, keys: Mapping[str, Ed25519PublicKey]
@@ -212,6 +215,7 @@ class SegmentService:
         )
         value = decision.model_dump_json(exclude_none=True).encode()
         await self._outputs.publish_values([(self._topics.decisions, decision.flag, value)])
+        self._counted(decision.action, outcome)
 
 
 def _evidence(record: dict[str, Any]) -> dict[str, Any]:

@@ -134,7 +134,7 @@ async def _supervise(
                 outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
             )
         segments = await _segments(
-            settings, SegmentStore(client, settings=settings.redis), kafka.outputs, signer
+            settings, SegmentStore(client, settings=settings.redis), kafka.outputs, signer, metrics
         )
         engine = build_engine(
             settings=settings.engine,
@@ -321,7 +321,11 @@ def _tune_garbage_collector() -> None:
 
 
 async def _segments(
-    settings: Settings, store: SegmentStore, outputs: Publisher, signer: StateSigner | None
+    settings: Settings,
+    store: SegmentStore,
+    outputs: Publisher,
+    signer: StateSigner | None,
+    metrics: Metrics,
 ) -> SegmentService:
     """The segment service, once it published every segment again (which mends a crash
     between a save and its publish)."""
@@ -332,6 +336,7 @@ async def _segments(
         signer=signer,
         max_age_seconds=settings.engine.command_max_age_seconds,
         clock=_utcnow,
+        counted=lambda action, outcome: metrics.decisions.labels(action, outcome).inc(),
     )
     await segments.republish()
     return segments

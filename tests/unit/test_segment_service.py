@@ -27,6 +27,7 @@ class World:
         self.keys = {"ops": load_public_key(public)}
         controller_key, self.controller_public = generate_key()
         self.store, self.outputs = MemorySegments(), MemoryValueOutputs()
+        self.counted: list[tuple[str, str]] = []
         self.service = SegmentService(
             store=self.store,
             outputs=self.outputs,
@@ -34,6 +35,7 @@ class World:
             signer=StateSigner(controller_key, "controller"),
             max_age_seconds=300,
             clock=lambda: NOW,
+            counted=lambda action, outcome: self.counted.append((action, outcome)),
         )
 
     def commands(self, action: str, **body: Any) -> list[dict[str, Any]]:
@@ -156,3 +158,4 @@ async def test_a_replayed_upload_is_refused_part_by_part() -> None:
         ("rejected", "replayed command id")
     ] * len(upload)
     assert world.book().version("beta") == 2
+    assert world.counted[:3] == [("segment_put", "applied")] * 2 + [("segment_put", "rejected")]
