@@ -10,7 +10,9 @@ in stage and the gate's current evidence (what ``rolloutctl status`` prints);
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 ``POST /v1/events`` takes apps' events over HTTP
-(:mod:`controller.adapters.event_intake`).
+(:mod:`controller.adapters.event_intake`); ``GET /v1/segments`` and
+``GET /v1/segments/{name}`` serve segments with ETags
+(:mod:`controller.adapters.segment_routes`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
