@@ -39,6 +39,8 @@ from controller.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger("controller.sdk.segments")
 _TOPICS = TopicSettings()
+MAX_GATHERING = 256
+"""Segments whose parts are gathered at once (each at most 512 parts of 200,000 characters)."""
 
 
 class SegmentBook:
@@ -103,7 +105,15 @@ class SegmentBook:
         self._complete(record.name)
 
     def part(self, part: SegmentPart) -> None:
-        """One part of a list: kept for the version being gathered (or a newer one)."""
+        """One part of a list: kept for the version being gathered (or a newer one).
+
+        At most :data:`MAX_GATHERING` segments are gathered at once: parts are not
+        signed (their record's hash covers them), so a flood of parts under new
+        names is dropped and counted rather than held.
+        """
+        if part.segment not in self._parts and len(self._parts) >= MAX_GATHERING:
+            self.invalid += 1
+            return
         version, parts = self._parts.get(part.segment, (0, {}))
         if part.version < version:
             return

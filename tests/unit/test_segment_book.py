@@ -157,3 +157,15 @@ def test_hostile_context_values_never_raise_out_of_a_segment_rule(value: object)
         audience = Audience.of(parse(text))
         assert audience.matches({"user_id": value}, book) is False
         assert audience.truth({"user_id": value}, book) is None
+
+
+def test_a_flood_of_parts_under_new_names_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.sdk.segments.MAX_GATHERING", 3)
+    book = SegmentBook()
+    small = pack(["a"])
+    for name in ("n1", "n2", "n3", "n4", "n5"):
+        for key, value in _parts(name, 1, small):
+            book.receive(key, value)
+    assert book.invalid == 2
+    book.receive(b"n1", _record("n1", 1, small))
+    assert book.member("n1", "a") is True
