@@ -19,10 +19,14 @@ case once per round, the best round kept) of:
   with its own flexible rollout instead of ours).
 
 It also times the SDK's own evaluation, ``FlagBook.arm`` (the flag's state
-looked up, then bucketing), alone and behind the 5-condition rule. Prints ns
-per evaluation and the ratio to the no-rule case, then the rule's ratio in the
-SDK's evaluation; the goal is a 5-condition rule at most 2x no rule. The last
-line is one JSON object.
+looked up, then bucketing), alone, behind the 5-condition rule and behind the
+100,000-id segment held by the SDK's segment store
+(:class:`controller.sdk.segments.SegmentBook`, filled from the parts a
+``segment put`` sends, assembled and hash-checked); and one membership check
+in that store against a bare ``in`` on a ``frozenset`` of the same ids. Prints
+ns per evaluation and the ratio to the no-rule case, then the rule's and the
+segment's ratios in the SDK's evaluation; the goal is a 5-condition rule at
+most 2x no rule. The last line is one JSON object.
 
     python bench/targeting.py [--calls 20000] [--rounds 5]
 """
@@ -41,10 +45,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.bucketing import assign
-from controller.core.matching import Audience, IdSegments
+from controller.core.matching import NO_SEGMENTS, Audience, IdSegments, SegmentLookup
 from controller.core.messages import Arm, FlagState
 from controller.core.rule_text import parse
+from controller.core.segment_messages import SegmentRecord
+from controller.core.segments import pack
 from controller.sdk.flags import FlagBook
+from controller.sdk.segments import SegmentBook
 
 FLAG, SALT, PERCENT = "checkout.new-flow", "3f9a0c2e71b4d865", 50.0
 CONTEXTS = 1_000
@@ -114,7 +121,33 @@ def ours(rule: str, ctxs: list[dict[str, Any]], segments: IdSegments) -> Evaluat
     return evaluate
 
 
-def sdk(rule: str | None, ctxs: list[dict[str, Any]]) -> Evaluate:
+def segment_book(ids: list[str]) -> SegmentBook:
+    """The SDK's segment store holding ``ids`` as segment ``big``, as a put delivers them."""
+    packed = pack(ids)
+    record = SegmentRecord.model_validate(
+        {"type": "segment", "v": 1, "id": "big:v1", "ts": 0, "name": "big", "version": 1}
+        | {"count": packed.count, "sha256": packed.sha256, "parts": len(packed.parts)}
+    )
+    book = SegmentBook()
+    book.receive_whole(record, packed.parts)
+    if book.size("big") != len(ids):
+        raise SystemExit("the segment store did not assemble the segment")
+    return book
+
+
+def members(lookup: Callable[[str, str], bool | None], ctxs: list[dict[str, Any]]) -> Evaluate:
+    """One membership check per call, of each context's unit id."""
+    units = [c["user_id"] for c in ctxs]
+
+    def evaluate(i: int) -> object:
+        return lookup("big", units[i % CONTEXTS])
+
+    return evaluate
+
+
+def sdk(
+    rule: str | None, ctxs: list[dict[str, Any]], segments: SegmentLookup = NO_SEGMENTS
+) -> Evaluate:
     """The SDK's own evaluation, ``FlagBook.arm``, behind the rule when there is one."""
     state = FlagState.model_validate(
         {"type": "flag_state", "v": 1, "id": "bench", "ts": 0, "flag": FLAG, "version": 1}
@@ -125,7 +158,7 @@ def sdk(rule: str | None, ctxs: list[dict[str, Any]]) -> Evaluate:
 
     def evaluate(i: int) -> object:
         context = ctxs[i % CONTEXTS]
-        if audience is not None and not audience.matches(context):
+        if audience is not None and not audience.matches(context, segments):
             return Arm.CONTROL
         return book.arm(FLAG, context["user_id"])[0]
 
@@ -224,7 +257,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     ctxs = contexts()
-    segments = IdSegments({"big": frozenset(f"user-{i}" for i in range(SEGMENT_IDS))})
+    big = frozenset(f"user-{i}" for i in range(SEGMENT_IDS))
+    segments = IdSegments({"big": big})
+    store = segment_book(sorted(big))
 
     def baseline(i: int) -> object:
         return assign(FLAG, SALT, ctxs[i % CONTEXTS]["user_id"], PERCENT)
@@ -238,6 +273,9 @@ def main() -> None:
         ("portable 5 conditions: this evaluator", ours(PORTABLE_RULE, ctxs, segments), calls),
         ("SDK FlagBook.arm, no rule", sdk(None, ctxs), calls),
         ("SDK FlagBook.arm + 5-condition rule", sdk(TYPED_RULE, ctxs), calls),
+        ("SDK FlagBook.arm + 100,000-id segment", sdk(segment, ctxs, store), calls),
+        ("membership: SegmentBook.member", members(store.member, ctxs), calls),
+        ("membership: `in` a frozenset", members(lambda _, unit: unit in big, ctxs), calls),
         ("portable 5 conditions: CEL (cel-python)", cel(ctxs), max(calls // 500, 20)),
         ("portable 5 conditions: JSONLogic (flagd)", flagd_jsonlogic(ctxs), few),
         ("portable 5 conditions: JSONLogic (datalogic)", datalogic(ctxs), few),
@@ -247,7 +285,7 @@ def main() -> None:
     # a candidate that silently answered "no" would skip the bucketing and look fast.
     served = [baseline(i) for i in range(CONTEXTS)]
     for name, check, _ in cases:
-        if "Unleash" in name or check is None:
+        if "Unleash" in name or "membership" in name or check is None:
             continue
         if [check(i) for i in range(CONTEXTS)] != served:
             raise SystemExit(f"{name} does not match every context")
@@ -273,7 +311,12 @@ def main() -> None:
         print(f"{name:<46} {best[name]:>10.0f} {best[name] / base:>10.2f}")
     in_sdk = best["SDK FlagBook.arm + 5-condition rule"] / best["SDK FlagBook.arm, no rule"]
     print(f"5-condition rule against the SDK's own evaluation: {in_sdk:.2f}x (goal: at most 2x)")
+    by_segment = best["SDK FlagBook.arm + 100,000-id segment"] / best["SDK FlagBook.arm, no rule"]
+    print(f"100,000-id segment against the SDK's own evaluation: {by_segment:.2f}x")
+    member = best["membership: SegmentBook.member"] / best["membership: `in` a frozenset"]
+    print(f"a membership check in the SDK's segment store against a bare `in`: {member:.2f}x")
     summary = {"calls": args.calls, "rounds": args.rounds, "sdk_rule_ratio": round(in_sdk, 2)}
+    summary |= {"sdk_segment_ratio": round(by_segment, 2), "member_vs_in": round(member, 2)}
     print(json.dumps(summary | {"cases": figures}))
 
 

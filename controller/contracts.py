@@ -3,7 +3,7 @@
 The pydantic models in :mod:`controller.core.messages` are the contract, and
 those in :mod:`controller.core.views` the HTTP read API's. This
 module renders them as one JSON Schema (Draft 2020-12) file per contract, plus
-an AsyncAPI 3.0 document describing the seven topics, their keys and the
+an AsyncAPI 3.0 document describing the eight topics, their keys and the
 direction each one flows from the controller's point of view. ``export``
 writes the files into ``schemas/``; ``drift`` tells which checked-in files no
 longer match the models (a unit test fails on any).
@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 
 from controller.core.audience import AudienceRule
 from controller.core.messages import PUBLISHED_MODELS
+from controller.core.segment_messages import SEGMENT_MODELS
 from controller.core.views import READ_API_MODELS
 
 JsonObject = dict[str, Any]
@@ -137,6 +138,14 @@ _TOPICS: tuple[_Topic, ...] = (
         "(cleanup.policy=compact): read it from the beginning to get every flag's state.",
     ),
     _Topic(
+        "segments",
+        "rollout.segments",
+        "send",
+        "segment",
+        "The segment's name; `<name>#<index>` for a part of its id list (`segment-part`).",
+        "Segments for apps, compacted: each one's record, and its id list's parts.",
+    ),
+    _Topic(
         "decisions",
         "rollout.decisions",
         "send",
@@ -169,7 +178,7 @@ DEFAULT_TOPICS: dict[str, str] = {t.key: t.default for t in _TOPICS}
 
 def json_schemas() -> dict[str, JsonObject]:
     """Return the JSON Schema (Draft 2020-12) of each published contract, by file stem."""
-    models = {**PUBLISHED_MODELS, **COMPONENT_MODELS, **READ_API_MODELS}
+    models = {**PUBLISHED_MODELS, **SEGMENT_MODELS, **COMPONENT_MODELS, **READ_API_MODELS}
     return {stem: _json_schema(stem, model) for stem, model in models.items()}
 
 
@@ -240,7 +249,7 @@ def _channel(topic: _Topic, address: str) -> JsonObject:
         "description": topic.description,
         "messages": {topic.message: {"$ref": f"#/components/messages/{topic.message}"}},
     }
-    if topic.key == "flag_state":
+    if topic.key in ("flag_state", "segments"):
         channel["bindings"] = {
             "kafka": {
                 "topicConfiguration": {"cleanup.policy": ["compact"]},
@@ -266,14 +275,15 @@ def _operation(topic: _Topic) -> JsonObject:
 
 
 def _messages() -> JsonObject:
-    messages = {t.message: _contract_message(t) for t in _TOPICS if t.message in PUBLISHED_MODELS}
+    contracts = PUBLISHED_MODELS | SEGMENT_MODELS
+    messages = {t.message: _contract_message(t) for t in _TOPICS if t.message in contracts}
     dlq = next(t for t in _TOPICS if t.key == "dlq")
     messages[dlq.message] = _dlq_message(dlq)
     return messages
 
 
 def _contract_message(topic: _Topic) -> JsonObject:
-    title, description = _SCHEMA_TEXT[topic.message]
+    title, description = _SCHEMA_TEXT.get(topic.message, (topic.message, topic.description))
     return {
         "name": topic.message,
         "title": title,

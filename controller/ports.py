@@ -258,3 +258,36 @@ class AppliedRecords(Protocol):
 
     async def get(self, flag: str) -> Applied | None: ...
     async def put(self, flag: str, record: Applied) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSegment:
+    """A segment as the store holds it: its record's fields (JSON), and its list's parts."""
+
+    record: dict[str, Any]
+    """The record's fields without ``id``, ``ts`` and signature; ``deleted`` when it is gone."""
+    parts: list[str] = field(default_factory=list)
+    applied: tuple[str, ...] = ()
+    """The latest commands and uploads applied to this segment (newest first, at most
+    64): a replay of one is refused."""
+
+
+class Segments(Protocol):
+    """Segments and the parts of uploads under way (:mod:`controller.daemon.segments`)."""
+
+    async def get(self, name: str, *, with_parts: bool) -> StoredSegment | None: ...
+    async def names(self) -> list[str]: ...
+    async def put(self, name: str, expected_version: int, segment: StoredSegment) -> bool:
+        """Replace the segment if its version is still ``expected_version`` (0: none)."""
+
+    async def stage(self, name: str, upload: str, index: int, data: str, *, ttl_s: int) -> int:
+        """Keep one part of an upload; how many distinct parts it now has."""
+
+    async def staged(self, name: str, upload: str) -> dict[int, str]: ...
+    async def drop_upload(self, name: str, upload: str) -> None: ...
+
+
+class ValueOutputs(Protocol):
+    """Publishes (topic, key, value) messages where a value may be a tombstone (None)."""
+
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None: ...

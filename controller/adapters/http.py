@@ -10,7 +10,9 @@ in stage and the gate's current evidence (what ``rolloutctl status`` prints);
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 ``POST /v1/events`` takes apps' events over HTTP
-(:mod:`controller.adapters.event_intake`).
+(:mod:`controller.adapters.event_intake`); ``GET /v1/segments`` and
+``GET /v1/segments/{name}`` serve segments with ETags
+(:mod:`controller.adapters.segment_routes`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -44,6 +46,7 @@ from aiohttp import web
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import BrokerError, ControllerError, StoreError
 from controller.core.views import FlagStates, RolloutHistory, RolloutList, RolloutStatus
@@ -113,6 +116,7 @@ class HttpServer(Listener):
         limits: HttpSettings | None = None,
         ofrep: OfrepRoutes | None = None,
         intake: EventIntakeRoutes | None = None,
+        segments: SegmentRoutes | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -139,6 +143,8 @@ class HttpServer(Listener):
             ofrep.add_to(app.router)
         if intake is not None:
             intake.add_to(app.router)
+        if segments is not None:
+            segments.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -17,7 +17,15 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.core.serving import Applied
-from controller.ports import DeadLetter, Loaded, OutboxMessage, Record, SaveOutcome, StateWrite
+from controller.ports import (
+    DeadLetter,
+    Loaded,
+    OutboxMessage,
+    Record,
+    SaveOutcome,
+    StateWrite,
+    StoredSegment,
+)
 
 
 @dataclass
@@ -125,6 +133,16 @@ class MemoryOutputs:
 
 
 @dataclass
+class MemoryValueOutputs:
+    """:class:`~controller.ports.ValueOutputs` that keeps what was published (None: tombstones)."""
+
+    sent: list[tuple[str, str, bytes | None]] = field(default_factory=list)
+
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
+        self.sent.extend(messages)
+
+
+@dataclass
 class MemoryControl:
     """:class:`~controller.ports.ControlSource` with no records, owning the flags in ``mine``."""
 
@@ -196,3 +214,38 @@ class MemoryApplied:
 
     async def put(self, flag: str, record: Applied) -> None:
         self.records[flag] = record
+
+
+@dataclass
+class MemorySegments:
+    """:class:`~controller.ports.Segments`: records with their parts, and uploads under way."""
+
+    held: dict[str, StoredSegment] = field(default_factory=dict)
+    uploads: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
+
+    async def get(self, name: str, *, with_parts: bool) -> StoredSegment | None:
+        found = self.held.get(name)
+        if found is None or with_parts:
+            return found
+        return replace(found, parts=[])
+
+    async def names(self) -> list[str]:
+        return sorted(self.held)
+
+    async def put(self, name: str, expected_version: int, segment: StoredSegment) -> bool:
+        found = self.held.get(name)
+        if (found.record["version"] if found is not None else 0) != expected_version:
+            return False
+        self.held[name] = segment
+        return True
+
+    async def stage(self, name: str, upload: str, index: int, data: str, *, ttl_s: int) -> int:
+        parts = self.uploads.setdefault((name, upload), {})
+        parts[index] = data
+        return len(parts)
+
+    async def staged(self, name: str, upload: str) -> dict[int, str]:
+        return dict(self.uploads.get((name, upload), {}))
+
+    async def drop_upload(self, name: str, upload: str) -> None:
+        self.uploads.pop((name, upload), None)

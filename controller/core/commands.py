@@ -28,6 +28,7 @@ from controller.core.messages import Command, CommandAction, MonitorAlert
 from controller.core.plan import Plan, parse_plan
 from controller.core.planlint import errors, lint
 from controller.core.rollout import CommandInput, CommandRefused
+from controller.core.segment_messages import SegmentCommand
 from controller.core.timestamps import as_datetime
 
 MAX_CONTROL_BYTES = 256 * 1024
@@ -36,9 +37,11 @@ REPLAYED = "replayed command id"
 """The refusal of a command whose id was applied before."""
 
 
-def parse(value: bytes, *, alert: bool) -> MonitorAlert | tuple[Command, dict[str, Any]]:
-    """The monitor alert (``alert``: a record of the monitors topic), or the command with
-    its raw JSON (what its signature covers).
+def parse(
+    value: bytes, *, alert: bool
+) -> MonitorAlert | tuple[Command | SegmentCommand, dict[str, Any]]:
+    """The monitor alert (``alert``: a record of the monitors topic), or the command (a
+    flag's, or a segment's) with its raw JSON (what its signature covers).
 
     Raises ``ValidationError``, ``orjson.JSONDecodeError`` or ``ValueError``
     for input that breaks the contract.
@@ -48,6 +51,8 @@ def parse(value: bytes, *, alert: bool) -> MonitorAlert | tuple[Command, dict[st
     raw = orjson.loads(value)
     if not isinstance(raw, dict):
         raise ValueError("a command must be a JSON object")  # noqa: TRY004 - bad input
+    if raw.get("type") == "segment_command":
+        return SegmentCommand.model_validate(raw), raw
     return Command.model_validate(raw), raw
 
 
@@ -60,18 +65,37 @@ def refusal(
     max_age_seconds: float,
 ) -> str | None:
     """Why the command may not run (signature, key, freshness), or None."""
-    if command.sig is None or command.key_id is None:
-        return "unsigned command"
-    key = keys.get(command.key_id)
-    if key is None:
-        return f"unknown key id {command.key_id!r}"
-    if not signing.verify(raw, key):
-        return "bad signature"
-    age = abs((now - as_datetime(command.ts)).total_seconds())
-    if age > max_age_seconds:
-        return f"stale command: {age:.0f}s from now, limit {max_age_seconds:.0f}s"
+    unsigned = signature_refusal(
+        raw, ts=command.ts, keys=keys, now=now, max_age_seconds=max_age_seconds
+    )
+    if unsigned is not None:
+        return unsigned
     start = command.action is CommandAction.START
     return scheduling.refusal(command.at, start=start, now=now, max_age=max_age_seconds)
+
+
+def signature_refusal(
+    raw: dict[str, Any],
+    *,
+    ts: float | datetime,
+    keys: Mapping[str, Ed25519PublicKey],
+    now: datetime,
+    max_age_seconds: float,
+) -> str | None:
+    """Why a command (flag or segment: its raw JSON and its parsed ``ts``) is not a fresh
+    one signed by a known operator key, or None."""
+    key_id = raw.get("key_id")
+    if raw.get("sig") is None or not isinstance(key_id, str):
+        return "unsigned command"
+    key = keys.get(key_id)
+    if key is None:
+        return f"unknown key id {key_id!r}"
+    if not signing.verify(raw, key):
+        return "bad signature"
+    age = abs((now - as_datetime(ts)).total_seconds())
+    if age > max_age_seconds:
+        return f"stale command: {age:.0f}s from now, limit {max_age_seconds:.0f}s"
+    return None
 
 
 def admitted(

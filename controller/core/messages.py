@@ -125,6 +125,10 @@ class _Message(BaseModel):
     )
 
 
+MessageBase = _Message
+"""The common fields (``v``, ``id``, ``ts``), for wire models defined beside these."""
+
+
 class _FlagEvent(_Message):
     id: MessageId = Field(
         description="Unique id of this event, for tracing. Events are not deduplicated by "
@@ -286,7 +290,7 @@ class Decision(_Message):
     type: Literal["decision"]
     flag: FlagKey
     rollout_id: MessageId | None = None
-    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend"]
+    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend", "segment"]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""

@@ -111,6 +111,10 @@ class StateSigner:
             self._cache[data] = sig
         return {**state, "key_id": self.key_id, "sig": sig}
 
+    def sign_bytes(self, data: bytes) -> str:
+        """The base64 signature of ``data`` (a segment record's signed form)."""
+        return base64.b64encode(self._key.sign(data)).decode()
+
 
 class StateVerifier:
     """Checks flag states' signatures against the controller's public keys, by key id."""
@@ -122,15 +126,21 @@ class StateVerifier:
 
     def problem(self, state: FlagState) -> str | None:
         """Why ``state`` is not signed by one of the keys, or None when it is."""
-        if state.key_id is None or state.sig is None:
+        try:
+            data = flagstates.state_bytes(state)
+        except (ValueError, orjson.JSONEncodeError):
+            return "bad_signature"
+        return self.signed_problem(state.key_id, state.sig, data or b"")
+
+    def signed_problem(self, key_id: str | None, sig: str | None, data: bytes) -> str | None:
+        """Why ``sig`` is not a signature of ``data`` by key ``key_id``, or None when it is."""
+        if key_id is None or sig is None:
             return "unsigned"
-        key = self._keys.get(state.key_id)
+        key = self._keys.get(key_id)
         if key is None:
             return "unknown_key"
         try:
-            signature = base64.b64decode(state.sig, validate=True)
-            data = flagstates.state_bytes(state)
-            key.verify(signature, data or b"")
-        except (InvalidSignature, binascii.Error, ValueError, orjson.JSONEncodeError):
+            key.verify(base64.b64decode(sig, validate=True), data)
+        except (InvalidSignature, binascii.Error, ValueError):
             return "bad_signature"
         return None

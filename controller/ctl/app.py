@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(commands)
     _add_plan(commands)
     _add_alerts(commands)
+    _add_segment(commands)
     _add_keygen(commands)
     _add_raw(commands)
     return parser
@@ -234,6 +235,60 @@ def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
     forwarding.add_arguments(sub)
 
 
+def _add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    segment = commands.add_parser(
+        "segment",
+        help="put, delete, list and show segments (named audiences)",
+        description="Segments are named audiences that rules share: a rule, or a list of "
+        'unit ids (up to 1,000,000), as `user_id in segment("beta")`. Put and delete are '
+        "signed commands, decided and audited like the action commands.",
+    )
+    verbs = segment.add_subparsers(dest="verb", required=True, metavar="VERB")
+    changing = [_signing_options(), _broker_options(), _output_options()]
+    put = verbs.add_parser(
+        "put",
+        parents=changing,
+        help="create or replace a segment (its version goes up)",
+        description="Create or replace segment NAME: with --rule, an audience rule in its "
+        "text form (it may not name a segment); with --ids-file, unit ids one per line, sent "
+        "as signed parts that the controller checks against their count and SHA-256 before "
+        "the new version replaces the old one.",
+    )
+    put.add_argument("name", metavar="NAME", help="the segment's name")
+    put.add_argument("--rule", metavar="TEXT", help="a rule, e.g. 'plan in [\"pro\"]'")
+    put.add_argument("--ids-file", type=Path, metavar="FILE", help="unit ids, one per line")
+    delete = verbs.add_parser(
+        "delete",
+        parents=changing,
+        help="delete a segment",
+        description="Delete segment NAME: rules that name it no longer match through it "
+        "(a deleted segment is unknown to them).",
+    )
+    delete.add_argument("name", metavar="NAME", help="the segment's name")
+    for sub in (put, delete):
+        sub.add_argument(
+            "--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long (60)"
+        )
+        sub.add_argument("--no-wait", action="store_true", help="send and exit without waiting")
+    reading = [_output_options()]
+    listing = verbs.add_parser(
+        "list",
+        parents=reading,
+        help="list segments",
+        description="List segments: name, "
+        "version, and size or rule, from the controller's GET /v1/segments.",
+    )
+    show = verbs.add_parser(
+        "show",
+        parents=reading,
+        help="show one segment",
+        description="Show segment NAME: its version, its rule or its size and hash, its signer.",
+    )
+    show.add_argument("name", metavar="NAME", help="the segment's name")
+    for sub in (listing, show):
+        sub.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
+
+
 def _add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
     keygen = commands.add_parser(
         "keygen",
@@ -327,6 +382,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "sign": handlers.sign,
         "send": handlers.send,
         "verify": handlers.verify,
+        "segment": handlers.segment,
     }[args.command]
     return handler(args)
 

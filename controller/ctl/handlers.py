@@ -97,6 +97,31 @@ def steer(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if answered.decision.outcome == "rejected" else 0
 
 
+def segment(args: argparse.Namespace) -> int:
+    """``rolloutctl segment put|delete|list|show``."""
+    from controller.ctl import segments  # noqa: PLC0415
+
+    if args.verb == "list":
+        return segments.listing(args)
+    if args.verb == "show":
+        return segments.show(args)
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    sign = segments.signer(read_private_key(_key_path(args.key, key_id)))
+    change: dict[str, Any] = {"action": "delete"}
+    if args.verb == "put":
+        if (args.rule is None) == (args.ids_file is None):
+            raise UsageError("segment put takes --rule TEXT or --ids-file FILE, one of them")
+        ids = segments.read_ids(args.ids_file) if args.ids_file else None
+        change = {"action": "put", "rule": args.rule, "ids": ids}
+    commands = segments.commands_for(
+        args.name, actor=_actor(args.actor), key_id=key_id, sign=sign, reason=args.reason, **change
+    )
+    settings, kafka = _broker(args)
+    return segments.change(args, commands, kafka=kafka, topics=settings.topics)
+
+
 def _report_sent(args: argparse.Namespace, command: dict[str, Any]) -> int:
     if args.json:
         print_json({"id": command["id"], "action": command["action"], "flag": command["flag"]})

@@ -7,6 +7,7 @@ authenticated (:mod:`controller.core.commands`: a known operator key and a
 valid Ed25519 signature, a timestamp within the freshness window, a command
 id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
+A segment's command goes to :class:`~controller.daemon.segments.SegmentService`.
 The records fetched are committed once every one was applied.
 """
 
@@ -29,9 +30,11 @@ from controller.core.commands import MAX_CONTROL_BYTES
 from controller.core.decoding import summarize
 from controller.core.messages import Command, MonitorAlert
 from controller.core.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
+from controller.core.segment_messages import SegmentCommand
 from controller.daemon.containment import Containment, Retry
 from controller.daemon.keyring import Keyring
 from controller.daemon.rollouts import Rollouts
+from controller.daemon.segments import SegmentService
 from controller.ports import ControlSource, DeadLetter, DeadLetters, Record, RolloutStates
 from controller.settings import EngineSettings, TopicSettings
 
@@ -55,12 +58,14 @@ class CommandIntake:
         topics: TopicSettings,
         backends: frozenset[str],
         clock: Callable[[], datetime],
+        segments: SegmentService | None = None,
     ) -> None:
         self._rollouts, self._states, self._keys = rollouts, states, keys
         self._dead_letters, self._contained, self._retry = dead_letters, contained, retry
         self._stopping = stopping
         self._settings, self._topics = settings, topics
         self._backends, self._now = backends, clock  # flag platforms a plan may name
+        self._segments = segments
         self.last_pass = time.monotonic()
         """When the loop last completed a pass (monotonic clock), for readiness."""
 
@@ -100,8 +105,13 @@ class CommandIntake:
             return
         if isinstance(message, MonitorAlert):
             await self._on_monitor(message)
+        elif isinstance(message[0], SegmentCommand):
+            if self._segments is None:
+                await self._bad_record(record, "not_served", "this controller keeps no segments")
+                return
+            await self._segments.handle(message[0], message[1], keys=self._keys)
         else:
-            await self._on_command(*message)
+            await self._on_command(message[0], message[1])
 
     async def _bad_record(self, record: Record, reason: str, detail: str) -> None:
         log.warning("control_message_rejected", topic=record.topic, reason=reason, detail=detail)

@@ -20,6 +20,7 @@ from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.segment_routes import SegmentRoutes
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
 from controller.core.views import FlagStates, FlagStateView
@@ -30,6 +31,7 @@ from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.rendering import flag_state_fields
+from controller.daemon.segments import SegmentService
 from controller.daemon.signed import signed_states
 from controller.daemon.starting import Readiness, redis_of
 from controller.daemon.status import StatusView, readable
@@ -51,6 +53,7 @@ class Parts:
     signer: StateSigner | None
     status: StatusView
     events_in: EventIntake
+    segments: SegmentService | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -89,6 +92,18 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             events_per_second=settings.http.intake_events_per_second,
             body_timeout_seconds=settings.http.body_timeout_seconds,
         ),
+        segments=segment_routes(parts),
+    )
+
+
+def segment_routes(parts: Parts) -> SegmentRoutes | None:
+    """``/v1/segments``, read through the segment service's store."""
+    if parts.segments is None:
+        return None
+    reads = parts.segments.reads()
+    key_id = parts.signer.key_id if parts.signer is not None else None
+    return SegmentRoutes(
+        listing=reads.listing, version=reads.version, whole=reads.whole, key_id=key_id
     )
 
 

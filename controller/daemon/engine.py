@@ -34,6 +34,7 @@ from controller.daemon.keyring import Keyring
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.daemon.rollouts import Rollouts
+from controller.daemon.segments import SegmentService
 from controller.ports import (
     Advisor,
     AggregateReader,
@@ -134,6 +135,7 @@ def build_engine(
     clock: Clock = lambda: datetime.now(UTC),
     backends: frozenset[str] = frozenset(),
     retry_policy: RetrySettings = DEFAULT_RETRY,
+    segments: SegmentService | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
     may name. Without ``metrics`` or ``history``, fresh metrics and no history.
@@ -186,6 +188,7 @@ def build_engine(
         topics=topics,
         backends=backends,
         clock=clock,
+        segments=segments,
     )
     gates = GateLoop(
         rollouts=rollouts,

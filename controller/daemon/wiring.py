@@ -35,8 +35,10 @@ from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ledger import BatchLedger
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
+from controller.core.signing import StateSigner
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.closing import Closing
@@ -48,6 +50,7 @@ from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
 from controller.daemon.keyring import KeyReloader
 from controller.daemon.metrics import Metrics
+from controller.daemon.segments import SegmentService
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
 from controller.daemon.status import StatusView
@@ -132,6 +135,9 @@ async def _supervise(
             outputs = NudgingOutputs(
                 outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
             )
+        segments = await _segments(
+            settings, SegmentStore(client, settings=settings.redis), kafka.outputs, signer, metrics
+        )
         engine = build_engine(
             settings=settings.engine,
             llm=settings.llm,
@@ -145,12 +151,15 @@ async def _supervise(
             history=recorder,
             backends=frozenset({"unleash"} if sync is not None else set()),
             retry_policy=settings.retry,
+            segments=segments,
         )
         ownership.engine = engine
         if settings.http.enabled:
-            stale_after = timedelta(days=settings.engine.stale_after_days)
             status = StatusView(
-                states=states, aggregates=store, stale_after=stale_after, clock=_utcnow
+                states=states,
+                aggregates=store,
+                stale_after=timedelta(days=settings.engine.stale_after_days),
+                clock=_utcnow,
             )
             console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
             # The HTTP intake's own producer: its request timeout bounds how long a
@@ -181,6 +190,7 @@ async def _supervise(
                 signer,
                 status,
                 events_in,
+                segments,
             )
             await closing.enter(stack, "http server", http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))
@@ -310,6 +320,28 @@ def _tune_garbage_collector() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(50_000, second, third)
+
+
+async def _segments(
+    settings: Settings,
+    store: SegmentStore,
+    outputs: Publisher,
+    signer: StateSigner | None,
+    metrics: Metrics,
+) -> SegmentService:
+    """The segment service, once it published every segment again (which mends a crash
+    between a save and its publish)."""
+    segments = SegmentService(
+        store=store,
+        outputs=outputs,
+        topics=settings.topics,
+        signer=signer,
+        max_age_seconds=settings.engine.command_max_age_seconds,
+        clock=_utcnow,
+        counted=lambda action, outcome: metrics.decisions.labels(action, outcome).inc(),
+    )
+    await segments.republish()
+    return segments
 
 
 async def _wait_for_redis(store: RedisAggregateStore, retry: Retry) -> None:

@@ -44,8 +44,9 @@ class TopicFollower(ClientLifecycle):
 
     _context = "flag-state topic"
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, *, what: str = _context) -> None:
         self._topic = topic
+        self._context = what
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=None,
@@ -58,7 +59,7 @@ class TopicFollower(ClientLifecycle):
         await self._consumer.topics()  # refreshes the metadata of every topic
         partitions = self._consumer.partitions_for_topic(self._topic)
         if not partitions:
-            raise LookupError(f"the flag-state topic {self._topic!r} does not exist")
+            raise LookupError(f"the {self._context} {self._topic!r} does not exist")
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
@@ -69,6 +70,12 @@ class TopicFollower(ClientLifecycle):
         with translated():
             batch = await self._consumer.getmany(timeout_ms=timeout_ms)
         return [record.value for records in batch.values() for record in records]
+
+    async def items(self, timeout_ms: int) -> list[tuple[bytes | None, bytes | None]]:
+        """The (key, value) pairs that came within ``timeout_ms``, as :meth:`values`."""
+        with translated():
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        return [(record.key, record.value) for records in batch.values() for record in records]
 
     async def caught_up(self) -> bool:
         """Whether every partition has been read up to its end offset as of :meth:`start`."""
@@ -163,6 +170,8 @@ class FlagsAnswer:
     unchanged: bool
     items: list[Any]
     etag: str | None
+    data: Any = None
+    """The whole JSON answer (an object for ``/v1/segments``)."""
 
 
 class FlagsEndpoint:
@@ -207,7 +216,7 @@ class FlagsEndpoint:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise PollFailed("the answer is not JSON") from exc
-        return FlagsAnswer(False, items if isinstance(items, list) else [], etag)
+        return FlagsAnswer(False, items if isinstance(items, list) else [], etag, items)
 
     async def close(self) -> None:
         await self._http.aclose()

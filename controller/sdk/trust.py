@@ -21,6 +21,9 @@ class Verifier(Protocol):
     def problem(self, state: FlagState) -> str | None:
         """Why ``state`` is not signed by a trusted key (``unsigned``, ...), or None."""
 
+    def signed_problem(self, key_id: str | None, sig: str | None, data: bytes) -> str | None:
+        """Why ``sig`` is not a trusted key's signature of ``data``, or None."""
+
 
 def verifier(keys: Mapping[str, str] | None) -> Verifier | None:
     """The verifier of ``keys``, or None when none are given (states are not verified).

@@ -92,6 +92,11 @@ class TopicSettings(_Group):
     commands: str = Field(default="rollout.commands", description="Inbound operator commands.")
     monitors: str = Field(default="rollout.monitors", description="Inbound monitor alerts.")
     flag_state: str = Field(default="rollout.flag-state", description="Outbound, compacted.")
+    segments: str = Field(
+        default="rollout.segments",
+        description="Outbound, compacted: each segment under its name, its id list's parts "
+        "under `<name>#<index>`.",
+    )
     decisions: str = Field(default="rollout.decisions", description="Outbound decisions.")
     alerts: str = Field(default="rollout.alerts", description="Outbound alerts.")
     dlq: str = Field(default="rollout.dlq", description="Rejected input with the reason.")

@@ -38,7 +38,7 @@ from tests.waiting import eventually
 KEY_ID = "ops-test"
 
 PERCENTS = (1, 5, 25, 50, 100)
-TOPICS = ("commands", "monitors", "flag_state", "decisions", "alerts", "dlq")
+TOPICS = ("commands", "monitors", "flag_state", "segments", "decisions", "alerts", "dlq")
 """A scenario's topics besides ``events``."""
 
 
@@ -150,6 +150,7 @@ class Scenario:
                 "RC_TOPICS__COMMANDS": self.topics["commands"],
                 "RC_TOPICS__MONITORS": self.topics["monitors"],
                 "RC_TOPICS__FLAG_STATE": self.topics["flag_state"],
+                "RC_TOPICS__SEGMENTS": self.topics["segments"],
                 "RC_TOPICS__DECISIONS": self.topics["decisions"],
                 "RC_TOPICS__ALERTS": self.topics["alerts"],
                 "RC_ENGINE__OPERATOR_KEYS": orjson.dumps(

@@ -146,7 +146,7 @@ def _asyncapi_file() -> dict[str, Any]:
     return doc
 
 
-def test_asyncapi_lists_the_seven_topics() -> None:
+def test_asyncapi_lists_the_eight_topics() -> None:
     doc = _asyncapi_file()
     assert doc["asyncapi"] == "3.0.0"
     assert doc["info"]["title"] == "rollout-controller"
@@ -162,6 +162,7 @@ def test_asyncapi_lists_the_seven_topics() -> None:
         "commands": "rollout.commands",
         "monitors": "rollout.monitors",
         "flag_state": "rollout.flag-state",
+        "segments": "rollout.segments",
         "decisions": "rollout.decisions",
         "alerts": "rollout.alerts",
         "dlq": "rollout.dlq",
@@ -177,12 +178,14 @@ def test_asyncapi_directions_are_the_controllers() -> None:
         "commands": "receive",
         "monitors": "receive",
         "flag_state": "send",
+        "segments": "send",
         "decisions": "send",
         "alerts": "send",
         "dlq": "send",
     }
-    binding = doc["channels"]["flag_state"]["bindings"]["kafka"]
-    assert binding["topicConfiguration"]["cleanup.policy"] == ["compact"]
+    for compacted in ("flag_state", "segments"):
+        binding = doc["channels"][compacted]["bindings"]["kafka"]
+        assert binding["topicConfiguration"]["cleanup.policy"] == ["compact"]
 
 
 def test_every_ref_resolves() -> None:
@@ -198,7 +201,7 @@ def test_every_ref_resolves() -> None:
             file_refs.add(ref)
             assert (SCHEMAS_DIR / ref).is_file(), f"{ref} does not exist in schemas/"
             assert ref.removeprefix("./") in render_files()
-    assert file_refs == {f"./{stem}.schema.json" for stem in PUBLISHED_MODELS}
+    assert file_refs == {f"./{stem}.schema.json" for stem in [*PUBLISHED_MODELS, "segment"]}
 
 
 def test_message_keys_are_described_per_topic() -> None:

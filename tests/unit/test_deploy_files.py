@@ -291,7 +291,7 @@ def test_kafka_init_creates_exactly_the_controller_topics_before_it_starts() -> 
     topics = _created_topics("\n".join(services["kafka-init"]["command"]))
     assert set(topics) == set(TopicSettings().model_dump().values())
     compacted = {topic for topic, options in topics.items() if "cleanup.policy=compact" in options}
-    assert compacted == {TopicSettings().flag_state}
+    assert compacted == {TopicSettings().flag_state, TopicSettings().segments}
     waits = services["controller"]["depends_on"]
     assert waits["kafka-init"]["condition"] == "service_completed_successfully"
     assert waits["redis"]["condition"] == "service_healthy"

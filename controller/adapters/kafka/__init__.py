@@ -17,6 +17,7 @@ from controller.adapters.kafka.producer import (
     Producer,
     Publisher,
     send_and_wait,
+    send_many,
 )
 from controller.adapters.kafka.readers import GroupConsumer, TopicReader
 from controller.ports import DeadLetter, Record
@@ -37,5 +38,6 @@ __all__ = [
     "ensure_topics",
     "partition_for",
     "send_and_wait",
+    "send_many",
     "topic_names",
 ]

@@ -25,6 +25,14 @@ async def _admin(kafka: KafkaSettings, **options: int) -> AsyncIterator[AIOKafka
         await admin.close()
 
 
+def _partitions(name: str, kafka: KafkaSettings, topics: TopicSettings) -> int:
+    """The events topic's setting; one for segments (a segment's parts then come in the
+    order they were sent, before its record); three for the others."""
+    if name == topics.events:
+        return kafka.events_partitions
+    return 1 if name == topics.segments else 3
+
+
 async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """Create the controller's topics that do not exist yet; return the created names."""
     async with _admin(kafka) as admin:
@@ -32,9 +40,13 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
         wanted = [
             NewTopic(
                 name,
-                num_partitions=kafka.events_partitions if name == topics.events else 3,
+                num_partitions=_partitions(name, kafka, topics),
                 replication_factor=kafka.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name == topics.flag_state else {},
+                topic_configs=(
+                    {"cleanup.policy": "compact"}
+                    if name in (topics.flag_state, topics.segments)
+                    else {}
+                ),
             )
             for name in dict.fromkeys(topics.model_dump().values())
             if name not in existing

@@ -139,6 +139,10 @@ class Publisher:
         """Send the messages in order; return once all are acknowledged."""
         await self._producer.send_all([OutRecord(t, k.encode(), v) for t, k, v in messages])
 
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
+        """As :meth:`publish`, where a None value is a tombstone (compacted topics)."""
+        await self._producer.send_all([OutRecord(t, k.encode(), v) for t, k, v in messages])
+
 
 async def send_and_wait(
     kafka: KafkaSettings, *, topic: str, key: bytes, value: bytes, client_id: str, timeout_s: float
@@ -158,3 +162,29 @@ async def send_and_wait(
     finally:
         await producer.stop()
     return int(meta.partition), int(meta.offset)
+
+
+async def send_many(
+    kafka: KafkaSettings,
+    *,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes]],
+    client_id: str,
+    timeout_s: float,
+) -> tuple[int, int]:
+    """Produce ``records`` (key, value) in order through one producer, acks=all, each
+    acknowledged before the next is sent; the partition and offset of the last.
+    :class:`~controller.core.errors.BrokerError` as :func:`send_and_wait`."""
+    written = (-1, -1)
+    options = kafka.client_options() | {"client_id": client_id}
+    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        with translated(f"cannot send to {topic} at {kafka.bootstrap_servers}"):
+            async with asyncio.timeout(timeout_s):
+                await producer.start()
+                for key, value in records:
+                    meta = await producer.send_and_wait(topic, key=key, value=value)
+                    written = (int(meta.partition), int(meta.offset))
+    finally:
+        await producer.stop()
+    return written

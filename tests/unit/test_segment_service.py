@@ -1,0 +1,161 @@
+"""The segment service: signed commands in; versions saved, published and audited out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from controller.adapters.memory import MemorySegments, MemoryValueOutputs
+from controller.core.segment_messages import SegmentCommand
+from controller.core.signing import StateSigner, generate_key, load_public_key
+from controller.ctl.segments import commands_for, signer
+from controller.daemon.segments import SegmentService
+from controller.sdk.segments import SegmentBook
+from controller.settings import TopicSettings
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TOPICS = TopicSettings()
+IDS = [f"unit-{i:06d}-{'q' * 40}" for i in range(30_000)]
+
+
+class World:
+    def __init__(self) -> None:
+        self.operator, public = generate_key()
+        self.keys = {"ops": load_public_key(public)}
+        controller_key, self.controller_public = generate_key()
+        self.store, self.outputs = MemorySegments(), MemoryValueOutputs()
+        self.counted: list[tuple[str, str]] = []
+        self.service = SegmentService(
+            store=self.store,
+            outputs=self.outputs,
+            topics=TOPICS,
+            signer=StateSigner(controller_key, "controller"),
+            max_age_seconds=300,
+            clock=lambda: NOW,
+            counted=lambda action, outcome: self.counted.append((action, outcome)),
+        )
+
+    def commands(self, action: str, **body: Any) -> list[dict[str, Any]]:
+        made = commands_for(
+            "beta", action=action, actor="ana", key_id="ops", sign=signer(self.operator), **body
+        )
+        ts = int(NOW.timestamp() * 1000)
+        return [c | {"ts": ts, "sig": signer(self.operator)(c | {"ts": ts})} for c in made]
+
+    async def send(self, commands: list[dict[str, Any]]) -> None:
+        for raw in commands:
+            await self.service.handle(SegmentCommand.model_validate(raw), raw, keys=self.keys)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [orjson.loads(v or b"") for t, _, v in self.outputs.sent if t == TOPICS.decisions]
+
+    def book(self) -> SegmentBook:
+        book = SegmentBook(keys={"controller": self.controller_public})
+        for topic, key, value in self.outputs.sent:
+            if topic == TOPICS.segments:
+                book.receive(key.encode(), value)
+        return book
+
+
+async def test_a_list_in_parts_becomes_one_version_decided_once() -> None:
+    world = World()
+    commands = world.commands("put", ids=IDS)
+    assert len(commands) > 2
+    await world.send(commands)
+    [decision] = world.decisions()
+    assert decision["outcome"] == "applied"
+    assert decision["flag"] == "segment:beta"
+    assert decision["command_id"] == commands[-1]["id"]
+    assert decision["evidence"] | {"sha256": "-"} == {
+        "segment": "beta",
+        "actor": "ana",
+        "version": 1,
+        "count": len(IDS),
+        "sha256": "-",
+        "parts": len(commands),
+    }
+    book = world.book()
+    assert (book.version("beta"), book.size("beta")) == (1, len(IDS))
+    assert world.store.uploads == {}
+
+
+async def test_replace_then_delete_bump_versions_and_clear_old_parts() -> None:
+    world = World()
+    await world.send(world.commands("put", ids=IDS))
+    first_parts = len(world.store.held["beta"].parts)
+    await world.send(world.commands("put", ids=IDS[:5]))
+    assert world.book().version("beta") == 2
+    tombstones = [k for t, k, v in world.outputs.sent if t == TOPICS.segments and v is None]
+    assert tombstones == [f"beta#{i}" for i in range(1, first_parts)]
+    await world.send(world.commands("delete"))
+    book = world.book()
+    assert book.member("beta", IDS[0]) is None
+    assert [d["evidence"].get("version") for d in world.decisions()] == [1, 2, 3]
+    await world.send(world.commands("put", rule='plan == "pro"'))
+    assert world.book().version("beta") == 4
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda c: c | {"sig": None}, "unsigned command"),
+        (lambda c: c | {"key_id": "nobody"}, "unknown key id 'nobody'"),
+        (lambda c: c | {"reason": "edited after signing"}, "bad signature"),
+    ],
+)
+async def test_commands_that_are_not_signed_by_an_operator_are_refused_and_audited(
+    spoil: Any, reason: str
+) -> None:
+    world = World()
+    [command] = world.commands("put", rule='plan == "pro"')
+    await world.send([spoil(command)])
+    [decision] = world.decisions()
+    assert (decision["outcome"], decision["reason"]) == ("rejected", reason)
+    assert world.store.held == {}
+
+
+async def test_a_replayed_or_pointless_command_is_refused() -> None:
+    world = World()
+    put = world.commands("put", rule='plan == "pro"')
+    await world.send(put)
+    await world.send(put)
+    await world.send(world.commands("delete"))
+    await world.send(world.commands("delete"))
+    outcomes = [(d["outcome"], d["reason"]) for d in world.decisions()]
+    assert outcomes == [
+        ("applied", ""),
+        ("rejected", "replayed command id"),
+        ("applied", ""),
+        ("rejected", "no segment named 'beta'"),
+    ]
+
+
+async def test_a_forged_part_fails_the_upload_with_its_reason() -> None:
+    world = World()
+    commands = world.commands("put", ids=IDS)
+    other = world.commands("put", ids=[*IDS[:-1], "intruder"])
+    forged = other[-1] | {"ids": other[-1]["ids"] | {"upload": commands[0]["ids"]["upload"]}}
+    forged["ids"] |= {"sha256": commands[0]["ids"]["sha256"]}
+    forged["sig"] = signer(world.operator)({k: v for k, v in forged.items() if k != "sig"})
+    await world.send([*commands[:-1], forged])
+    [decision] = world.decisions()
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"].startswith("the upload does not assemble:")
+    assert world.store.held == {}
+
+
+async def test_a_replayed_upload_is_refused_part_by_part() -> None:
+    world = World()
+    upload = world.commands("put", ids=IDS)
+    await world.send(upload)
+    await world.send(world.commands("put", rule='plan == "pro"'))
+    await world.send([upload[1], upload[0], *upload[2:]])
+    outcomes = [(d["outcome"], d["reason"]) for d in world.decisions()]
+    assert outcomes == [("applied", ""), ("applied", "")] + [
+        ("rejected", "replayed command id")
+    ] * len(upload)
+    assert world.book().version("beta") == 2
+    assert world.counted[:3] == [("segment_put", "applied")] * 2 + [("segment_put", "rejected")]
