@@ -286,7 +286,7 @@ class Decision(_Message):
     type: Literal["decision"]
     flag: FlagKey
     rollout_id: MessageId | None = None
-    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend"]
+    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend", "app_key"]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""
