@@ -10,7 +10,8 @@ in stage and the gate's current evidence (what ``rolloutctl status`` prints);
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 ``POST /v1/events`` takes apps' events over HTTP
-(:mod:`controller.adapters.event_intake`).
+(:mod:`controller.adapters.event_intake`). ``/app-keys`` lists the app keys
+(:mod:`controller.adapters.app_access`), for the webhook token only.
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -41,6 +42,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.app_access import KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
@@ -113,6 +115,7 @@ class HttpServer(Listener):
         limits: HttpSettings | None = None,
         ofrep: OfrepRoutes | None = None,
         intake: EventIntakeRoutes | None = None,
+        app_keys: KeyListRoute | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -139,6 +142,8 @@ class HttpServer(Listener):
             ofrep.add_to(app.router)
         if intake is not None:
             intake.add_to(app.router)
+        if app_keys is not None:
+            app_keys.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
