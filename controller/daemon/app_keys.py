@@ -11,9 +11,10 @@ again under the same message id.
 A command that fails authentication (unsigned, an unknown operator key, a bad
 signature, stale) changes nothing and is not remembered (an unsigned command
 must not claim an id a signed one may carry later): its rejection is
-published only. The HTTP routes read the book through :class:`KeyBook`, so a
-change is in force on every instance within ``max_age`` seconds, without a
-restart.
+published only. The HTTP routes read the book through :class:`KeyBook`, held
+in memory and reloaded in the background once ``max_age`` seconds old, so a
+change is in force on every instance within about that, without a restart,
+and a slow Redis never holds a request back once the book is loaded.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class AppKeyCommands:
 
 
 class KeyBook:
-    """The keys as requests look them up (by the secret's SHA-256), reloaded once
-    ``max_age`` seconds old; the first request waits for the first load."""
+    """The keys as requests look them up (by the secret's SHA-256): the first request waits
+    for the first load; once ``max_age`` seconds old the book is reloaded in the background
+    while requests go on from the one held, as OFREP's snapshot of the flag states is."""
 
     def __init__(
         self,
@@ -108,29 +110,34 @@ class KeyBook:
         self._store, self._max_age, self._clock = store, max_age, clock
         self._keys: Mapping[str, AppKey] | None = None
         self._loaded_at = 0.0
-        self._lock = asyncio.Lock()
+        self._first = asyncio.Lock()
+        self._reload: asyncio.Task[None] | None = None
 
     async def get(self) -> Mapping[str, AppKey]:
-        """The book; reloaded in line when stale (a revoked key must stop working)."""
-        if self._keys is None or self._clock() - self._loaded_at >= self._max_age:
-            async with self._lock:
-                if self._keys is None or self._clock() - self._loaded_at >= self._max_age:
-                    await self._reload()
-        assert self._keys is not None
+        """The book held; the first call loads it (a store error: the route answers 503)."""
+        if self._keys is None:
+            async with self._first:
+                if self._keys is None:
+                    await self._refresh()
+            assert self._keys is not None
+        elif self._clock() - self._loaded_at >= self._max_age and self._reload is None:
+            self._reload = asyncio.create_task(self._background(), name="app-key-book")
         return self._keys
 
     async def listing(self) -> list[AppKey]:
         """Every key as stored now (not the held book): what ``GET /app-keys`` shows."""
         return list((await self._store.load()).keys.values())
 
-    async def _reload(self) -> None:
-        try:
-            book = await self._store.load()
-        except ControllerError:
-            if self._keys is None:
-                raise  # nothing to answer from: the route answers 503
-            # Go on with the keys held; the next request tries again.
-            log.warning("app_keys_reload_failed")
-            self._loaded_at = self._clock()
-            return
+    async def _refresh(self) -> None:
+        book = await self._store.load()
         self._keys, self._loaded_at = app_keys.by_digest(book.keys.values()), self._clock()
+
+    async def _background(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as exc:
+            # Requests go on with the keys held; the next one past max_age tries again.
+            self._loaded_at = self._clock()
+            log.warning("app_keys_reload_failed", error=repr(exc)[:300])
+        finally:
+            self._reload = None
