@@ -167,7 +167,11 @@ async def measure(
         await admin.close()
     port = free_port()
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=f"bi{run}", events=topic)
-    env |= {"RC_HTTP__PORT": str(port), "RC_HTTP__INTAKE_EVENTS_PER_SECOND": "1e9"}
+    env |= {
+        "RC_HTTP__PORT": str(port),
+        "RC_HTTP__INTAKE_EVENTS_PER_SECOND": "1e9",
+        "RC_HTTP__REQUIRE_APP_KEYS": "false",
+    }
     env["RC_LOG__LEVEL"] = "warning"
     base = f"http://127.0.0.1:{port}"
     daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import TypeAdapter
 
+from controller.core.app_keys import AppKeyCommand
 from controller.core.audience import AudienceRule
 from controller.core.messages import PUBLISHED_MODELS
 from controller.core.segment_messages import SEGMENT_MODELS
@@ -27,8 +28,10 @@ from controller.core.views import READ_API_MODELS
 
 JsonObject = dict[str, Any]
 
-COMPONENT_MODELS: dict[str, Any] = {"audience": AudienceRule}
-"""Parts of messages published as schemas of their own (no topic carries them alone)."""
+COMPONENT_MODELS: dict[str, Any] = {"audience": AudienceRule, "app-key-command": AppKeyCommand}
+"""Published as schemas of their own, outside the AsyncAPI document's one message per
+topic: parts of messages, and the app-key command beside the flag command on the
+commands topic."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "https://rollout-controller.dev/schemas/v1/"
@@ -84,6 +87,11 @@ _SCHEMA_TEXT: dict[str, tuple[str, str]] = {
     "http-rollout-history": (
         "GET /rollouts/{flag}/history",
         "The current rollout's recorded gate evaluations, stage by stage.",
+    ),
+    "app-key-command": (
+        "App-key command",
+        "A signed operator command on the commands topic that makes or revokes an app's "
+        "API key (`type: app_key`); it carries the secret's SHA-256, never the secret.",
     ),
     "audience": (
         "Audience rule",

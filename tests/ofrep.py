@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.client import RedisClient
@@ -130,8 +131,11 @@ async def store(client: RedisClient, prefix: str, rollouts: list[Rollout]) -> Ro
 
 
 @asynccontextmanager
-async def ofrep_server(states: RolloutStore, *, max_age: float = 1.0) -> AsyncIterator[str]:
-    """The daemon's HTTP server with OFREP over ``states``, on 127.0.0.1: its base URL."""
+async def ofrep_server(
+    states: RolloutStore, *, max_age: float = 1.0, access: AppAccess | None = None
+) -> AsyncIterator[str]:
+    """The daemon's HTTP server with OFREP over ``states`` (behind ``access``: app keys and
+    origins; open without), on 127.0.0.1: its base URL."""
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
@@ -145,7 +149,10 @@ async def ofrep_server(states: RolloutStore, *, max_age: float = 1.0) -> AsyncIt
         metrics=lambda: b"",
         metrics_content_type="text/plain",
         ofrep=OfrepRoutes(
-            lambda: flag_states(states, None), body_timeout_seconds=5, max_age_seconds=max_age
+            lambda: flag_states(states, None),
+            body_timeout_seconds=5,
+            max_age_seconds=max_age,
+            access=access,
         ),
     )
     async with server:

@@ -26,9 +26,11 @@ The answers, each a JSON object with a reason:
   counted, send the same batch again.
 
 A retried batch is counted once: see :mod:`controller.daemon.event_intake`.
-The client is its remote address for now (:meth:`EventIntakeRoutes.client_key`);
-:meth:`EventIntakeRoutes.refusal` is where an API key check answers 401 or
-403, and the key will then name the client.
+App keys (scope ``events``) and browser origins are checked before the body is
+read (:mod:`controller.adapters.app_access`: 401 or 403 with the reason,
+``OPTIONS`` answers a CORS preflight); the client whose rate is limited is the
+request's key, or its remote address where it sent none
+(:meth:`EventIntakeRoutes.client_key`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.app_access import AppAccess, open_access
+from controller.core.app_keys import Refused, Scope, bearer, digest
 from controller.core.decoding import MAX_NESTING, EventDecoder, InEvent, Rejection, nesting_exceeds
 from controller.core.errors import ControllerError
 
@@ -136,30 +140,32 @@ class EventIntakeRoutes:
         max_event_bytes: int,
         events_per_second: float,
         body_timeout_seconds: float,
+        access: AppAccess | None = None,
     ) -> None:
         self._sink, self._max_body, self._max_events = sink, max_body_bytes, max_events
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
         self._limiter = RateLimiter(events_per_second, max(events_per_second, max_events))
         self._body_timeout = body_timeout_seconds
+        self._access = access or open_access()
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/v1/events", self._post)
+        router.add_post("/v1/events", self._access.guard(self._post, Scope.EVENTS, self._refusal))
+        router.add_route(
+            "OPTIONS", "/v1/events", self._access.preflight_for(Scope.EVENTS, self._refusal)
+        )
 
-    def refusal(self, request: web.Request) -> web.Response | None:
-        """The answer to a request that may not send events, or None: every request may, for now.
-
-        The seam for API keys: a key check answers 401 (no key) or 403 (a
-        key that may not send) here, before the body is read.
-        """
-        return None
+    def _refusal(self, refused: Refused) -> web.Response:
+        """A request refused for its key or origin: counted, answered with the reason."""
+        self._sink.count(refused.outcome, 0)
+        return _json({"error": refused.reason}, status=refused.status)
 
     def client_key(self, request: web.Request) -> str:
-        """Whom a request's rate and retries are counted for: its remote address, for now."""
-        return request.remote or "unknown"
+        """Whom a request's rate is counted for: its app key (admitted before this is asked),
+        else its remote address."""
+        key = bearer(request.headers.get("Authorization"))
+        return f"key:{digest(key)[:32]}" if key else f"addr:{request.remote or 'unknown'}"
 
     async def _post(self, request: web.Request) -> web.Response:
-        if (refused := self.refusal(request)) is not None:
-            return refused
         try:
             return await self._accept(request)
         except _Refused as refusal:

@@ -13,6 +13,8 @@ the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 (:mod:`controller.adapters.event_intake`); ``GET /v1/segments`` and
 ``GET /v1/segments/{name}`` serve segments with ETags
 (:mod:`controller.adapters.segment_routes`).
+(:mod:`controller.adapters.event_intake`). ``/app-keys`` lists the app keys
+(:mod:`controller.adapters.app_access`), for the webhook token only.
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -43,6 +45,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.app_access import KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
@@ -117,6 +120,7 @@ class HttpServer(Listener):
         ofrep: OfrepRoutes | None = None,
         intake: EventIntakeRoutes | None = None,
         segments: SegmentRoutes | None = None,
+        app_keys: KeyListRoute | None = None,
     ) -> None:
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
@@ -145,6 +149,8 @@ class HttpServer(Listener):
             intake.add_to(app.router)
         if segments is not None:
             segments.add_to(app.router)
+        if app_keys is not None:
+            app_keys.add_to(app.router)
         app.router.add_post("/webhooks/betteruptime", self._betteruptime)
         app.router.add_post("/webhooks/monitor", self._generic_monitor)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -45,10 +45,10 @@ def _answer(response: httpx.Response) -> Answer:
     return Answer(response.status_code, response.headers, response.text)
 
 
-def get(url: str, *, timeout_s: float) -> Answer:
+def get(url: str, *, timeout_s: float, headers: Mapping[str, str] | None = None) -> Answer:
     """GET ``url``; :class:`Unreachable` if no answer came within ``timeout_s``."""
     try:
-        return _answer(httpx.get(url, timeout=timeout_s))
+        return _answer(httpx.get(url, timeout=timeout_s, headers=headers))
     except httpx.HTTPError as exc:
         raise Unreachable(str(exc)) from exc
 

@@ -35,9 +35,10 @@ Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
 ``body_timeout_seconds`` a 408, a body that is not JSON a 400
 ``PARSE_ERROR``, and a context nested deeper than :data:`MAX_CONTEXT_DEPTH`
 or with more than :data:`MAX_CONTEXT_VALUES` values a 400
-``INVALID_CONTEXT``, each with the reason in ``errorDetails``. There is no
-authentication yet: :meth:`OfrepRoutes.refusal` is where an API key check
-answers 401 or 403, as OFREP specifies.
+``INVALID_CONTEXT``, each with the reason in ``errorDetails``. App keys
+(scope ``evaluate``) and browser origins are checked before the body is read
+(:mod:`controller.adapters.app_access`): 401 or 403 as OFREP specifies, with
+the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ import orjson
 import structlog
 from aiohttp import web
 
+from controller.adapters.app_access import AppAccess, open_access
+from controller.core.app_keys import Refused, Scope
 from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
 from controller.core.views import FlagStates, FlagStateView
@@ -157,27 +160,25 @@ class OfrepRoutes:
         *,
         body_timeout_seconds: float,
         max_age_seconds: float = MAX_AGE_SECONDS,
+        access: AppAccess | None = None,
     ) -> None:
         self.snapshots = SnapshotCache(states, max_age=max_age_seconds)
         self._body_timeout = body_timeout_seconds
+        self._access = access or open_access()
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/ofrep/v1/evaluate/flags/{key}", self._one)
-        router.add_post("/ofrep/v1/evaluate/flags", self._bulk)
-        router.add_get("/ofrep/v1/configuration", self._configuration)
-
-    def refusal(self, request: web.Request) -> web.Response | None:
-        """The answer to a request that may not evaluate, or None: every request may, for now.
-
-        The seam for API keys: a key check answers 401 (no key) or 403 (a
-        key without access) here, before the body is read.
-        """
-        return None
+        routes = (
+            ("POST", "/ofrep/v1/evaluate/flags/{key}", self._one),
+            ("POST", "/ofrep/v1/evaluate/flags", self._bulk),
+            ("GET", "/ofrep/v1/configuration", self._configuration),
+        )
+        preflight = self._access.preflight_for(Scope.EVALUATE, refusal)
+        for method, path, handler in routes:
+            router.add_route(method, path, self._access.guard(handler, Scope.EVALUATE, refusal))
+            router.add_route("OPTIONS", path, preflight)
 
     async def _one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        if (refused := self.refusal(request)) is not None:
-            return refused
         try:
             unit, attributes = await self._context(request)
         except _Failure as failure:
@@ -190,8 +191,6 @@ class OfrepRoutes:
         )
 
     async def _bulk(self, request: web.Request) -> web.Response:
-        if (refused := self.refusal(request)) is not None:
-            return refused
         try:
             unit, attributes = await self._context(request)
             unit = _unit(unit)
@@ -209,8 +208,6 @@ class OfrepRoutes:
         return _json({"flags": flags}, headers={"ETag": etag})
 
     async def _configuration(self, request: web.Request) -> web.Response:
-        if (refused := self.refusal(request)) is not None:
-            return refused
         body = orjson.dumps(CONFIGURATION)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):
@@ -316,6 +313,12 @@ def _success(found: Evaluation) -> dict[str, Any]:
 def _failure(found: Evaluation) -> dict[str, Any]:
     assert found.error is not None
     return {"key": found.flag, "errorCode": found.error.value, "errorDetails": found.detail}
+
+
+def refusal(refused: Refused) -> web.Response:
+    """A request refused for its key or origin, in OFREP's error shape."""
+    body = {"errorCode": ErrorCode.GENERAL.value, "errorDetails": refused.reason}
+    return _json(body, status=refused.status)
 
 
 def _matches(given: str | None, etag: str) -> bool:

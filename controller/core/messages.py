@@ -290,7 +290,9 @@ class Decision(_Message):
     type: Literal["decision"]
     flag: FlagKey
     rollout_id: MessageId | None = None
-    kind: Literal["transition", "gate", "command", "monitor", "advisor", "backend", "segment"]
+    kind: Literal[
+        "transition", "gate", "command", "monitor", "advisor", "backend", "segment", "app_key"
+    ]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
     reason: Reason = ""

@@ -6,8 +6,8 @@ key, produces it to the commands topic and waits for the controller's
 decision, printing the reason when it is rejected. Look at them (``status``,
 ``watch``, ``report``), check a plan (``plan validate``) or have the model draft one for
 review (``plan draft``), forward alerts to Slack
-(``alerts``), and manage keys and raw commands (``keygen``, ``sign``,
-``send``, ``verify``).
+(``alerts``), make and revoke the API keys of apps (``app-key``), and manage
+keys and raw commands (``keygen``, ``sign``, ``send``, ``verify``).
 
 Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
 invalid signature), 2 usage, 3 the controller rejected the command, 4 no
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_alerts(commands)
     _add_segment(commands)
     _add_keygen(commands)
+    _add_app_key(commands)
     _add_raw(commands)
     return parser
 
@@ -289,6 +290,54 @@ def _add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:
         sub.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
 
 
+def _add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    app_key = commands.add_parser(
+        "app-key",
+        help="make, revoke and list the API keys apps use for OFREP and POST /v1/events",
+        description="App keys authenticate evaluation (OFREP) and the event intake "
+        "(Authorization: Bearer <key>). Made and revoked by signed commands; the secret is "
+        "drawn here and printed once, and only its SHA-256 is sent.",
+    )
+    verbs = app_key.add_subparsers(dest="app_key_command", required=True, metavar="VERB")
+    signed = [_signing_options(), _broker_options(), _output_options()]
+    create = verbs.add_parser(
+        "create",
+        parents=signed,
+        help="make a key and print its secret once",
+        description="Make an app key: exit 0 and the secret (shown this once) when applied, "
+        "3 with the reason when rejected, 4 if no decision came in time.",
+    )
+    create.add_argument("name", metavar="NAME", help="the key's name, e.g. checkout-api")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=["evaluate", "events"],
+        default=[],
+        help="what the key may do (repeat for both); a --client key has both",
+    )
+    create.add_argument(
+        "--client",
+        action="store_true",
+        help="a client (browser, phone) key: evaluate and events only, accepted from the "
+        "origins in http.cors_origins",
+    )
+    revoke = verbs.add_parser(
+        "revoke", parents=signed, help="revoke a key", description="Revoke an app key now."
+    )
+    revoke.add_argument("target", metavar="NAME|ID", help="the key's name or id")
+    for sub in (create, revoke):
+        sub.add_argument(
+            "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
+        )
+    listing = verbs.add_parser(
+        "list",
+        parents=[_output_options()],
+        help="list keys: names, ids, scopes, when made and revoked (never secrets)",
+        description="List the app keys from the controller's HTTP API (GET /app-keys).",
+    )
+    listing.add_argument("--url", metavar="URL", help=f"controller URL (default: ${ENV_URL})")
+
+
 def _add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
     keygen = commands.add_parser(
         "keygen",
@@ -366,6 +415,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from controller.ctl import alerts as forwarding  # noqa: PLC0415
 
         return forwarding.run(args)
+    if args.command == "app-key":
+        from controller.ctl import app_keys  # noqa: PLC0415
+
+        return app_keys.run(args)
     if args.command == "report":
         from controller.ctl import reporting  # noqa: PLC0415
 

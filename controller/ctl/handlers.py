@@ -61,7 +61,7 @@ _V = TypeVar("_V", bound=BaseModel)
 def steer(args: argparse.Namespace) -> int:
     """An action command: sign it, send it, wait for the decision (unless --no-wait)."""
     command = _command_from_args(args)
-    settings, kafka = _broker(args)
+    settings, kafka = broker_of(args)
     topic = settings.topics.commands
 
     async def send() -> tuple[int, int]:
@@ -108,7 +108,7 @@ def segment(args: argparse.Namespace) -> int:
     key_id = args.key_id or os.environ.get(ENV_KEY_ID)
     if not key_id:
         raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
-    sign = segments.signer(read_private_key(_key_path(args.key, key_id)))
+    sign = segments.signer(read_private_key(key_path_of(args.key, key_id)))
     change: dict[str, Any] = {"action": "delete"}
     if args.verb == "put":
         if (args.rule is None) == (args.ids_file is None):
@@ -116,9 +116,14 @@ def segment(args: argparse.Namespace) -> int:
         ids = segments.read_ids(args.ids_file) if args.ids_file else None
         change = {"action": "put", "rule": args.rule, "ids": ids}
     commands = segments.commands_for(
-        args.name, actor=_actor(args.actor), key_id=key_id, sign=sign, reason=args.reason, **change
+        args.name,
+        actor=actor_of(args.actor),
+        key_id=key_id,
+        sign=sign,
+        reason=args.reason,
+        **change,
     )
-    settings, kafka = _broker(args)
+    settings, kafka = broker_of(args)
     return segments.change(args, commands, kafka=kafka, topics=settings.topics)
 
 
@@ -130,7 +135,7 @@ def _report_sent(args: argparse.Namespace, command: dict[str, Any]) -> int:
     return 0
 
 
-def _broker(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
+def broker_of(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
     settings = load_settings(args.config)
     kafka = settings.kafka
     if args.bootstrap:
@@ -146,9 +151,9 @@ def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return signed_command(
         args.action,
         args.flag,
-        private_key=read_private_key(_key_path(args.key, key_id)),
+        private_key=read_private_key(key_path_of(args.key, key_id)),
         key_id=key_id,
-        actor=_actor(args.actor),
+        actor=actor_of(args.actor),
         reason=args.reason,
         plan=_plan(args.action, getattr(args, "plan", None)),
         to_end=getattr(args, "to_end", False),
@@ -156,7 +161,7 @@ def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _key_path(given: Path | None, key_id: str) -> Path:
+def key_path_of(given: Path | None, key_id: str) -> Path:
     if given is not None:
         return given
     if env := os.environ.get(ENV_KEY):
@@ -166,7 +171,7 @@ def _key_path(given: Path | None, key_id: str) -> Path:
     raise UsageError(f"no key file: pass --key or set {ENV_KEY}")
 
 
-def _actor(given: str | None) -> str:
+def actor_of(given: str | None) -> str:
     if given:
         return given
     if env := os.environ.get(ENV_ACTOR):
@@ -243,7 +248,7 @@ def _served(model: type[_V], body: Any, base: str, path: str) -> _V:
 
 def watch(args: argparse.Namespace) -> int:
     """Print decisions and alerts as they are published, until Ctrl-C, --max or --for."""
-    settings, kafka = _broker(args)
+    settings, kafka = broker_of(args)
     topics = [settings.topics.decisions, settings.topics.alerts]
     try:
         shown = asyncio.run(_watch(args, kafka, topics))
@@ -358,7 +363,7 @@ def sign(args: argparse.Namespace) -> int:
 
 def send(args: argparse.Namespace) -> int:
     command = _command_from_args(args)
-    settings, kafka = _broker(args)
+    settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands
     partition, offset = asyncio.run(
         send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout)

@@ -7,9 +7,10 @@ daemon would outlive its grace period. Every close pushed through
 :class:`Closing` ends by the deadline set when draining begins (the grace
 period plus :data:`CLOSE_MARGIN_SECONDS`); what is abandoned is logged by
 name. The wiring closes every part through it: the Kafka clients, the HTTP
-and health listeners, the alarms, the advisor, the Unleash client and Redis. Abandoning a Kafka client loses nothing: ingest's position is the
-offset stored in Redis with each flush (Kafka commits are for lag only), and
-the outbox keeps a message in Redis until the broker has acknowledged it.
+and health listeners, the alarms, the advisor, the Unleash client and Redis.
+Abandoning a Kafka client loses nothing: ingest's position is the offset
+stored in Redis with each flush (Kafka commits are for lag only), and the
+outbox keeps a message in Redis until the broker has acknowledged it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ authenticated (:mod:`controller.core.commands`: a known operator key and a
 valid Ed25519 signature, a timestamp within the freshness window, a command
 id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
-A segment's command goes to :class:`~controller.daemon.segments.SegmentService`.
+A segment's command goes to :class:`~controller.daemon.segments.SegmentService`
+and an app-key command (``type: "app_key"``) to
+:class:`~controller.daemon.app_keys.AppKeyCommands`.
 The records fetched are committed once every one was applied.
 """
 
@@ -25,12 +27,14 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core import commands
+from controller.core import app_keys, commands
+from controller.core.app_keys import AppKeyCommand
 from controller.core.commands import MAX_CONTROL_BYTES
 from controller.core.decoding import summarize
 from controller.core.messages import Command, MonitorAlert
 from controller.core.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
 from controller.core.segment_messages import SegmentCommand
+from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.containment import Containment, Retry
 from controller.daemon.keyring import Keyring
 from controller.daemon.rollouts import Rollouts
@@ -59,8 +63,10 @@ class CommandIntake:
         backends: frozenset[str],
         clock: Callable[[], datetime],
         segments: SegmentService | None = None,
+        app_keys: AppKeyCommands | None = None,
     ) -> None:
         self._rollouts, self._states, self._keys = rollouts, states, keys
+        self._app_keys = app_keys
         self._dead_letters, self._contained, self._retry = dead_letters, contained, retry
         self._stopping = stopping
         self._settings, self._topics = settings, topics
@@ -98,13 +104,18 @@ class CommandIntake:
             return
         try:
             alert = record.topic == self._topics.monitors
-            message = commands.parse(record.value or b"", alert=alert)
+            app_key = None if alert else app_keys.parsed(record.value or b"")
+            message = None if app_key else commands.parse(record.value or b"", alert=alert)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
             await self._bad_record(record, "schema_violation", detail)
             return
-        if isinstance(message, MonitorAlert):
+        if app_key is not None:
+            await self._on_app_key(record, *app_key)
+        elif isinstance(message, MonitorAlert):
             await self._on_monitor(message)
+        elif message is None:
+            return
         elif isinstance(message[0], SegmentCommand):
             if self._segments is None:
                 await self._bad_record(record, "not_served", "this controller keeps no segments")
@@ -116,6 +127,14 @@ class CommandIntake:
     async def _bad_record(self, record: Record, reason: str, detail: str) -> None:
         log.warning("control_message_rejected", topic=record.topic, reason=reason, detail=detail)
         await self._dead_letters.publish([DeadLetter(record, reason, detail[:500])])
+
+    async def _on_app_key(
+        self, record: Record, command: AppKeyCommand, raw: dict[str, Any]
+    ) -> None:
+        if self._app_keys is None:  # an engine built without Redis (tests)
+            await self._bad_record(record, "unsupported", "app keys are not kept here")
+            return
+        await self._app_keys.apply(command, raw)
 
     async def _on_monitor(self, alert: MonitorAlert) -> None:
         incident = alert.incident_id or alert.id

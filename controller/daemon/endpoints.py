@@ -10,9 +10,11 @@ start; :func:`readiness_of` says whether this instance is ready and why not.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
@@ -21,9 +23,12 @@ from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
+from controller.adapters.web_console import is_loopback
+from controller.core.app_keys import AppKey, Policy
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
 from controller.core.views import FlagStates, FlagStateView
+from controller.daemon.app_keys import KeyBook
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
 from controller.daemon.event_intake import EventIntake
@@ -35,7 +40,7 @@ from controller.daemon.segments import SegmentService
 from controller.daemon.signed import signed_states
 from controller.daemon.starting import Readiness, redis_of
 from controller.daemon.status import StatusView, readable
-from controller.settings import Settings
+from controller.settings import HttpSettings, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Parts:
     status: StatusView
     events_in: EventIntake
     segments: SegmentService | None = None
+    app_keys: KeyBook | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -66,6 +72,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         dedupe_seconds=settings.http.webhook_dedupe_seconds,
         metrics=parts.metrics,
     )
+    access = app_access(settings.http, parts.app_keys, parts.metrics)
     return HttpServer(
         host=settings.http.host,
         port=settings.http.port,
@@ -83,6 +90,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         ofrep=OfrepRoutes(
             lambda: flag_states(parts.states, None),
             body_timeout_seconds=settings.http.body_timeout_seconds,
+            access=access,
         ),
         intake=EventIntakeRoutes(
             parts.events_in,
@@ -91,6 +99,14 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             max_event_bytes=settings.ingest.max_event_bytes,
             events_per_second=settings.http.intake_events_per_second,
             body_timeout_seconds=settings.http.body_timeout_seconds,
+            access=access,
+        ),
+        app_keys=None
+        if parts.app_keys is None
+        else KeyListRoute(
+            parts.app_keys.listing,
+            token=token.get_secret_value() if token else None,
+            loopback=is_loopback(settings.http.host),
         ),
         segments=segment_routes(parts),
     )
@@ -105,6 +121,23 @@ def segment_routes(parts: Parts) -> SegmentRoutes | None:
     return SegmentRoutes(
         listing=reads.listing, version=reads.version, whole=reads.whole, key_id=key_id
     )
+
+
+def app_access(settings: HttpSettings, book: KeyBook | None, metrics: Metrics) -> AppAccess:
+    """The keys and origins policy of OFREP and the event intake (docs/clients.md, "App keys
+    and browsers"): keys required as ``http.require_app_keys`` says, else unless bound to
+    loopback (the console's rule for its token)."""
+    required = settings.require_app_keys
+    if required is None:
+        required = not is_loopback(settings.host)
+    policy = Policy(require_keys=required, origins=frozenset(settings.cors_origins))
+    if book is None:
+        return AppAccess(_no_keys, policy)
+    return AppAccess(book.get, policy, count=metrics.count_app_refusal)
+
+
+async def _no_keys() -> Mapping[str, AppKey]:
+    return {}
 
 
 def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:

@@ -24,7 +24,9 @@ from typing import TypeVar
 
 import structlog
 
+from controller.adapters.redis.app_keys import AppKeyStore
 from controller.backoff import DEFAULT_RETRY
+from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.commands import CommandIntake
 from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
@@ -136,6 +138,7 @@ def build_engine(
     backends: frozenset[str] = frozenset(),
     retry_policy: RetrySettings = DEFAULT_RETRY,
     segments: SegmentService | None = None,
+    app_key_store: AppKeyStore | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
     may name. Without ``metrics`` or ``history``, fresh metrics and no history.
@@ -176,6 +179,16 @@ def build_engine(
         retry=retry,
     )
     keys = Keyring(settings.operator_keys)
+    app_keys = None
+    if app_key_store is not None:
+        app_keys = AppKeyCommands(
+            store=app_key_store,
+            outputs=outputs,
+            keys=keys,
+            decisions_topic=topics.decisions,
+            max_age_seconds=settings.command_max_age_seconds,
+            clock=clock,
+        )
     commands = CommandIntake(
         rollouts=rollouts,
         states=states,
@@ -189,6 +202,7 @@ def build_engine(
         backends=backends,
         clock=clock,
         segments=segments,
+        app_keys=app_keys,
     )
     gates = GateLoop(
         rollouts=rollouts,

@@ -113,8 +113,19 @@ class Metrics:
             "Events sent over HTTP that the broker acknowledged (duplicates not counted).",
             registry=r,
         )
+        self.app_refusals = Counter(
+            "rollout_app_access_refused",
+            "Requests to OFREP and the event intake refused for their app key or origin, "
+            "by scope and outcome (no_key, unknown_key, revoked_key, wrong_scope, origin...).",
+            ["scope", "outcome"],
+            registry=r,
+        )
         self.guardrails = GuardrailGauges(r)
         self.backend = BackendMetrics(r)
+
+    def count_app_refusal(self, scope: str, outcome: str) -> None:
+        """Count a request refused for its app key or browser origin."""
+        self.app_refusals.labels(scope, outcome).inc()
 
     def count_actions(self, flag: str, rollout: Rollout | None, actions: list[Action]) -> None:
         """Log and count what the machine decided for ``flag``."""

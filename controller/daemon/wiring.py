@@ -31,6 +31,7 @@ from controller.adapters.kafka import (
 )
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ledger import BatchLedger
@@ -40,6 +41,7 @@ from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
 from controller.core.signing import StateSigner
 from controller.daemon.alarms import Alarms
+from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.closing import Closing
 from controller.daemon.console import ConsoleData
@@ -152,6 +154,7 @@ async def _supervise(
             backends=frozenset({"unleash"} if sync is not None else set()),
             retry_policy=settings.retry,
             segments=segments,
+            app_key_store=AppKeyStore(client, settings=settings.redis),
         )
         ownership.engine = engine
         if settings.http.enabled:
@@ -191,6 +194,7 @@ async def _supervise(
                 status,
                 events_in,
                 segments,
+                KeyBook(AppKeyStore(client, settings=settings.redis)),
             )
             await closing.enter(stack, "http server", http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))

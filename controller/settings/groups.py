@@ -347,6 +347,22 @@ class HttpSettings(_Group):
         "`https://rollouts.example.com`): Slack alerts link to the flag's page under it. "
         "Unset, alerts carry no link.",
     )
+    require_app_keys: bool | None = Field(
+        default=None,
+        description="Whether OFREP and `POST /v1/events` require an app key "
+        "(`Authorization: Bearer <key>`, made by `rolloutctl app-key create`). Unset: "
+        "required unless `host` is a loopback address, as the console's token is. A key that "
+        "is sent is always checked.",
+    )
+    cors_origins: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+$", max_length=253)]] = (
+        Field(
+            default_factory=list,
+            max_length=64,
+            description="Browser origins (exactly, e.g. `https://shop.example.com`) that may "
+            "call OFREP and `POST /v1/events`, with a client key; a request or preflight from "
+            "any other origin gets 403.",
+        )
+    )
     max_header_bytes: int = Field(
         default=8190,
         ge=1024,

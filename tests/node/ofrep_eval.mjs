@@ -2,6 +2,9 @@
 //
 //   OFREP_NODE_HOME=.ofrep-node node tests/node/ofrep_eval.mjs BASE_URL UNITS FLAG...
 //
+// With OFREP_APP_KEY set, every request carries it as `Authorization: Bearer`,
+// through the provider's own header option.
+//
 // For units unit-0 .. unit-(UNITS-1) and each FLAG it resolves a boolean with
 // the unit as the targeting key, and prints one JSON object: per flag, the
 // variants in unit order, the reasons seen, the metadata of the first unit, and
@@ -16,7 +19,9 @@ const { OFREPProvider } = require("@openfeature/ofrep-provider");
 
 const [baseUrl, unitsText, ...flags] = process.argv.slice(2);
 const units = Number(unitsText);
-await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl }));
+const key = process.env.OFREP_APP_KEY;
+const headers = key ? [["Authorization", `Bearer ${key}`]] : [];
+await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl, headers }));
 const client = OpenFeature.getClient();
 
 const out = {};

@@ -1,0 +1,127 @@
+"""Who may use the routes for apps (OFREP, ``POST /v1/events``): app keys and CORS.
+
+Each guarded route is wrapped by :meth:`AppAccess.guard`: before its body is
+read, the request's ``Origin`` (if any), its ``Authorization: Bearer`` key and
+the key's scope are judged by :func:`controller.core.app_keys.access` against
+the book of keys; a refusal is answered (401 or 403, with the reason), and
+counted, without calling the route. Answers to an allowed origin carry
+``Access-Control-Allow-Origin`` with ``Vary: Origin``.
+
+:meth:`AppAccess.preflight` answers a CORS preflight (``OPTIONS``): 204 with
+the methods and headers the routes take for an origin in
+``http.cors_origins``, 403 with the reason for any other. No other route of
+the server uses app keys: the console, ``/rollouts`` and the webhooks take
+the webhook token only, so an app key is never accepted there.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Collection, Mapping
+
+from aiohttp import web
+
+from controller.core.app_keys import AppKey, Policy, Refused, Scope, access, bearer, preflight
+
+KeySource = Callable[[], Awaitable[Mapping[str, AppKey]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Render = Callable[[Refused], web.Response]
+Count = Callable[[Scope, str], None]
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-None-Match",
+    "Access-Control-Max-Age": "600",
+}
+EXPOSED = "ETag, Retry-After"
+
+
+class AppAccess:
+    """The keys and origins policy of the routes for apps."""
+
+    def __init__(self, keys: KeySource, policy: Policy, *, count: Count | None = None) -> None:
+        self._keys, self._policy = keys, policy
+        self._count = count or (lambda _scope, _outcome: None)
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def guard(self, handler: Handler, scope: Scope, render: Render) -> Handler:
+        """``handler`` behind the key and origin checks of ``scope``; refusals by ``render``."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            origin = request.headers.get("Origin")
+            header = request.headers.get("Authorization")
+            found = access(
+                credentials=bearer(header),
+                scheme_given=bool(header and header.strip()),
+                origin=origin,
+                scope=scope,
+                keys=await self._keys(),
+                policy=self._policy,
+            )
+            if isinstance(found, Refused):
+                self._count(scope, found.outcome)
+                return render(found)
+            response = await handler(request)
+            if origin is not None:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = EXPOSED
+                response.headers["Vary"] = "Origin"
+            return response
+
+        return guarded
+
+    def preflight_for(self, scope: Scope, render: Render) -> Handler:
+        """The ``OPTIONS`` handler of a route of ``scope``."""
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            origin = request.headers.get("Origin")
+            refused = preflight(origin, self._policy)
+            if refused is not None:
+                self._count(scope, refused.outcome)
+                return render(refused)
+            assert origin is not None
+            headers = {**PREFLIGHT_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+            return web.Response(status=204, headers=headers)
+
+        return answer
+
+
+def open_access() -> AppAccess:
+    """No keys and no browser origins: what routes built without a policy answer to."""
+
+    async def none() -> Mapping[str, AppKey]:
+        return {}
+
+    return AppAccess(none, Policy(require_keys=False, origins=frozenset()))
+
+
+KeyList = Callable[[], Awaitable[Collection[AppKey]]]
+
+
+class KeyListRoute:
+    """``GET /app-keys``: every key, as :meth:`AppKey.shown` shows it (never a hash).
+
+    An admin route: with ``http.webhook_token`` set it wants that token
+    (``Authorization: Bearer``), and without one it is served only when the server
+    is bound to loopback, as the console is. An app key is never accepted here.
+    """
+
+    def __init__(self, keys: KeyList, *, token: str | None, loopback: bool) -> None:
+        self._keys, self._token, self._loopback = keys, token, loopback
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/app-keys", self._list)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if self._token is None and not self._loopback:
+            reason = "set http.webhook_token, or bind the server to a loopback address"
+            return web.json_response({"error": reason}, status=403)
+        if self._token is not None:
+            given = bearer(request.headers.get("Authorization")) or ""
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                reason = "the webhook token is required (Authorization: Bearer); app keys are not"
+                return web.json_response({"error": reason}, status=401)
+        keys = sorted(await self._keys(), key=lambda k: (k.created_ms, k.id))
+        return web.json_response({"keys": [key.shown() for key in keys]})

@@ -1,0 +1,191 @@
+"""``rolloutctl app-key``: make, revoke and list the API keys of apps.
+
+``create`` draws the secret here (32 random bytes, URL-safe base64, after
+``rc_app_`` or ``rc_client_``) and a public id, signs a command carrying only
+the secret's SHA-256, sends it and waits for the controller's decision; the
+secret is printed once, when the key is in force. ``revoke`` sends the
+revocation of a key named by its name or id. ``list`` reads ``GET /app-keys``
+(names, ids, scopes, who made and revoked each and when; never a secret or
+its hash) with the webhook token from ``$ROLLOUTCTL_TOKEN`` where the
+controller wants it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.adapters import http_client
+from controller.adapters.kafka import send_and_wait
+from controller.core import signing
+from controller.core.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
+from controller.core.decoding import summarize
+from controller.core.messages import Decision
+from controller.ctl import diagnosis, steering
+from controller.ctl.commands import (
+    ENV_KEY_ID,
+    PROG,
+    UsageError,
+    encode_command,
+    env_url,
+    print_json,
+    read_private_key,
+    warn,
+)
+from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.handlers import actor_of, broker_of, key_path_of
+
+ENV_TOKEN = "ROLLOUTCTL_TOKEN"  # noqa: S105 - the variable's name, not a token
+"""The controller's webhook token, which ``GET /app-keys`` wants when one is set."""
+RECORD_KEY = b"app-keys"
+"""The Kafka key of every app-key command: one partition, so they apply in order."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """One ``app-key`` verb."""
+    if args.app_key_command == "list":
+        return _list(args)
+    secret = None
+    if args.app_key_command == "create":
+        secret = (CLIENT_PREFIX if args.client else SERVER_PREFIX) + secrets.token_urlsafe(32)
+    command = _signed(args, secret)
+    settings, kafka = broker_of(args)
+
+    async def send() -> tuple[int, int]:
+        return await send_and_wait(
+            kafka,
+            topic=settings.topics.commands,
+            key=RECORD_KEY,
+            value=encode_command(command),
+            client_id=PROG,
+            timeout_s=args.timeout,
+        )
+
+    answered = asyncio.run(
+        steering.send_and_await(
+            command,
+            send=send,
+            kafka=kafka,
+            decisions=settings.topics.decisions,
+            timeout_s=args.timeout,
+        )
+    )
+    if answered is None:
+        what = f"{command['action']} {command['target']} (command {command['id']})"
+        hint = f"; revoke key {command['app_key']} if it appears" if secret else ""
+        warn(f"sent {what}, but no decision came within {args.timeout:g}s{hint}")
+        return EXIT_NO_DECISION
+    applied = answered.decision.outcome == "applied"
+    if args.json:
+        print_json({**answered.published, **({"secret": secret} if secret and applied else {})})
+    else:
+        print(outcome_line(answered.decision, command["target"]))
+        if secret and applied:
+            print(secret)
+            warn("the secret above is shown this once: store it now (Authorization: Bearer)")
+    return 0 if applied else EXIT_REJECTED
+
+
+def outcome_line(decision: Decision, target: str) -> str:
+    """One line on a decision on an app-key command: the key made or revoked, or why not."""
+    if decision.outcome != "applied":
+        return f"rejected: {decision.action} {target}: {decision.reason}"
+    key = decision.evidence.get("app_key", {})
+    kind = "client key" if key.get("client") else "server key"
+    scopes = ", ".join(key.get("scopes", []))
+    return f"applied: {decision.action} {key.get('name')} (id {key.get('id')}, {kind}: {scopes})"
+
+
+def command_of(
+    action: str,
+    target: str,
+    *,
+    actor: str,
+    key_id: str,
+    reason: str = "",
+    secret: str | None = None,
+    scopes: list[str] | None = None,
+    client: bool = False,
+) -> dict[str, Any]:
+    """An unsigned app-key command, validated against the contract."""
+    command: dict[str, Any] = {
+        "type": "app_key",
+        "v": 1,
+        "id": uuid.uuid4().hex,
+        "ts": time.time_ns() // 1_000_000,
+        "action": action,
+        "target": target,
+        "actor": actor,
+        "reason": reason,
+        "key_id": key_id,
+    }
+    if secret is not None:
+        command |= {
+            "app_key": secrets.token_hex(8),
+            "scopes": sorted(set(scopes or [])),
+            "client": client,
+            "secret_sha256": digest(secret),
+        }
+    try:
+        AppKeyCommand.model_validate(command)
+    except ValidationError as exc:
+        raise UsageError(f"invalid command: {summarize(exc)}") from exc
+    return command
+
+
+def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    if secret is not None and not args.client and not args.scope:
+        raise UsageError("a key needs --scope evaluate and/or --scope events (or --client)")
+    command = command_of(
+        args.app_key_command,
+        args.name if secret is not None else args.target,
+        actor=actor_of(args.actor),
+        key_id=key_id,
+        reason=args.reason,
+        secret=secret,
+        scopes=getattr(args, "scope", None),
+        client=getattr(args, "client", False),
+    )
+    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
+    return command
+
+
+def _list(args: argparse.Namespace) -> int:
+    base = env_url(args.url)
+    token = os.environ.get(ENV_TOKEN)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        answer = http_client.get(base + "/app-keys", timeout_s=10, headers=headers)
+    except http_client.Unreachable as exc:
+        raise diagnosis.unreachable(base, exc) from exc
+    if answer.status != 200:
+        raise diagnosis.refused(base, "/app-keys", answer)
+    keys: list[dict[str, Any]] = answer.json().get("keys", [])
+    if args.json:
+        print_json({"keys": keys})
+        return 0
+    print(f"{'NAME':<24} {'ID':<16} {'SCOPES':<16} {'KIND':<6} {'CREATED':<20} REVOKED")
+    for key in keys:
+        print(
+            f"{key['name']:<24} {key['id']:<16} {','.join(key['scopes']):<16} "
+            f"{'client' if key.get('client') else 'server':<6} "
+            f"{_when(key.get('created_ms')):<20} {_when(key.get('revoked_ms')) or '-'}"
+        )
+    return 0
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int):
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
