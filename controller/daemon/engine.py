@@ -25,6 +25,7 @@ from typing import TypeVar
 import structlog
 
 from controller.backoff import DEFAULT_RETRY
+from controller.core.windows import Window
 from controller.daemon.commands import CommandIntake
 from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
@@ -134,9 +135,11 @@ def build_engine(
     clock: Clock = lambda: datetime.now(UTC),
     backends: frozenset[str] = frozenset(),
     retry_policy: RetrySettings = DEFAULT_RETRY,
+    team_windows: tuple[Window, ...] = (),
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
-    may name. Without ``metrics`` or ``history``, fresh metrics and no history.
+    may name; ``team_windows``: the release windows of every plan that names none.
+    Without ``metrics`` or ``history``, fresh metrics and no history.
     """
     metrics = metrics or Metrics()
     history = history or Recorder(
@@ -155,6 +158,7 @@ def build_engine(
         keep_command_ids=timedelta(seconds=settings.command_max_age_seconds * 2),
         stale_after=timedelta(days=settings.stale_after_days),
         clock=clock,
+        team_windows=team_windows,
     )
     consultations = Consultations(
         advisor=advisor,

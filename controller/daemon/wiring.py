@@ -37,12 +37,13 @@ from controller.adapters.redis.ledger import BatchLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
+from controller.core.windows import Window
 from controller.daemon.alarms import Alarms
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.closing import Closing
 from controller.daemon.console import ConsoleData
 from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
-from controller.daemon.engine import Ownership, build_engine
+from controller.daemon.engine import Clock, Ownership, build_engine
 from controller.daemon.event_intake import EventIntake
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
@@ -51,6 +52,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
 from controller.daemon.status import StatusView
+from controller.daemon.team_windows import read_windows_file
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -64,18 +66,36 @@ KAFKA_PROBE_SECONDS = 5.0
 """One start-up metadata request to the brokers waits at most this long before a retry."""
 
 
-async def run(settings: Settings, *, reread: Callable[[], Settings] | None = None) -> int:
+async def run(
+    settings: Settings,
+    *,
+    reread: Callable[[], Settings] | None = None,
+    clock: Clock | None = None,
+) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the process exit code.
 
     ``reread`` loads the settings again (the config file and the environment):
     SIGHUP reloads the operator keys from it (without it, from ``settings``).
+    ``clock`` is what the engine, the alarms and the status read as now (the
+    wall clock without it): a test of the whole daemon turns it (#28).
+    The team's windows file is read first: a bad one stops the start.
     """
-    log.info("starting", config=settings.masked())
+    team_windows = read_windows_file(settings.engine.windows_file)
+    log.info("starting", config=settings.masked(), team_windows=len(team_windows))
     _tune_garbage_collector()
     stop = asyncio.Event()
     with stop_on_signals(stop):
         closing = Closing(settings.shutdown_grace_seconds)
-        return await _supervise(settings, stop, closing, reread or (lambda: settings))
+        when = _Time(clock or _utcnow, team_windows)
+        return await _supervise(settings, stop, closing, reread or (lambda: settings), when)
+
+
+@dataclass(frozen=True, slots=True)
+class _Time:
+    """What says when a rollout may move: the clock, and the team's release windows."""
+
+    clock: Clock
+    team_windows: tuple[Window, ...]
 
 
 async def _supervise(
@@ -83,10 +103,11 @@ async def _supervise(
     stop: asyncio.Event,
     closing: Closing,
     reread: Callable[[], Settings],
+    when: _Time,
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
-    alarms = Alarms(topics=settings.topics, clock=_utcnow, retry=settings.retry)
+    alarms = Alarms(topics=settings.topics, clock=when.clock, retry=settings.retry)
     ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms, retry=settings.retry)
     startup = StartUp()
     async with AsyncExitStack() as stack:
@@ -143,14 +164,22 @@ async def _supervise(
             history=recorder,
             backends=frozenset({"unleash"} if sync is not None else set()),
             retry_policy=settings.retry,
+            clock=when.clock,
+            team_windows=when.team_windows,
         )
         ownership.engine = engine
         if settings.http.enabled:
             stale_after = timedelta(days=settings.engine.stale_after_days)
             status = StatusView(
-                states=states, aggregates=store, stale_after=stale_after, clock=_utcnow
+                states=states,
+                aggregates=store,
+                stale_after=stale_after,
+                clock=when.clock,
+                team_windows=when.team_windows,
             )
-            console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
+            console = ConsoleData(
+                states=states, history=gate_history, status=status, clock=when.clock
+            )
             # The HTTP intake's own producer: its request timeout bounds how long a
             # batch may wait unsent, so a batch answered 503 is never sent later.
             ack_timeout = settings.http.intake_ack_timeout_seconds
