@@ -190,6 +190,8 @@ def _timing(
         return Verdict(
             VerdictKind.HOLD, f"minimum stage time {stage.min_duration} not reached", None, evidence
         )
+    # No traffic is judged on the stage's own aggregates (its flag versions): when
+    # stages become rings, the gate is handed the ring's, and this test holds as is.
     if _events(data.treatment) + _events(data.control) == 0:
         if elapsed >= plan.no_traffic_grace:
             why = f"no events in the stage for {elapsed}"
