@@ -32,6 +32,7 @@ from controller.core.views import (
     RolloutStatus,
     StageHistory,
 )
+from controller.core.windows import Window
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.console")
@@ -53,9 +54,11 @@ class ConsoleData:
         status: Status,
         clock: Callable[[], datetime],
         list_ttl_s: float = LIST_TTL_S,
+        team_windows: tuple[Window, ...] = (),
     ) -> None:
         self._states, self._history = states, history
         self._status, self._now = status, clock
+        self._team_windows = team_windows  # a window wait in the list says when they open
         self._list_ttl = list_ttl_s
         self._list: tuple[float, str] | None = None
         self._building = asyncio.Lock()
@@ -109,7 +112,7 @@ class ConsoleData:
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
         rows = []
         for r in found:
-            shown = describe(r, None, now).served()
+            shown = describe(r, None, now, self._team_windows).served()
             health, reason = pages.health(shown, last.get(r.flag))
             fields = {**shown, "active": r.phase.active, "health": health, "health_reason": reason}
             rows.append(RolloutRow.model_validate(fields))
@@ -136,7 +139,9 @@ class ConsoleData:
             ],
         }
         detail = {
-            "status": (status[0] if status else describe(found, None, self._now())).served(),
+            "status": (
+                status[0] if status else describe(found, None, self._now(), self._team_windows)
+            ).served(),
             "plan": plan,
             "history": (await self._served(found)).served(),
             "messages": mine,

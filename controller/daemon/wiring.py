@@ -178,7 +178,11 @@ async def _supervise(
                 team_windows=when.team_windows,
             )
             console = ConsoleData(
-                states=states, history=gate_history, status=status, clock=when.clock
+                states=states,
+                history=gate_history,
+                status=status,
+                clock=when.clock,
+                team_windows=when.team_windows,
             )
             # The HTTP intake's own producer: its request timeout bounds how long a
             # batch may wait unsent, so a batch answered 503 is never sent later.
