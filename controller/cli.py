@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shutdown_grace_seconds); SIGHUP reloads the operator keys from --config.",
     )
     _add_config(run)
+    # For tests of the whole daemon only: its clock is the wall clock plus the
+    # offset in this file (controller/dev/clock.py).
+    run.add_argument("--clock-file", type=Path, help=argparse.SUPPRESS)
 
     config = commands.add_parser(
         "config",
@@ -52,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective settings, secrets masked",
         description="Load the settings as `run` would (--config, then RC_* variables, "
         "KAFKA_BOOTSTRAP_SERVERS, REDIS_URL) and print them as JSON, secrets masked. "
-        "Exit 78 when they are invalid, naming each offending setting.",
+        "Exit 78 when they are invalid, naming each offending setting (and each bad window "
+        "in engine.windows_file).",
     )
     _add_config(show)
 
@@ -182,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         handlers: dict[str, Callable[[], int]] = {
-            "run": lambda: _run(args.config),
+            "run": lambda: _run(args.config, args.clock_file),
             "config": lambda: _show_config(args.config),
             "demo": lambda: _demo(args),
             "dev": lambda: _dev(args),
@@ -198,20 +202,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(config: Path | None) -> int:
+def _run(config: Path | None, clock_file: Path | None = None) -> int:
     from controller import logs  # noqa: PLC0415 - keep `--help` fast
     from controller.daemon import wiring  # noqa: PLC0415
+    from controller.dev.clock import FileClock  # noqa: PLC0415
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)
     logs.configure(settings.log)
-    return asyncio.run(wiring.run(settings, reread=lambda: load_settings(config)))
+    clock = FileClock(clock_file) if clock_file is not None else None
+    return asyncio.run(wiring.run(settings, reread=lambda: load_settings(config), clock=clock))
 
 
 def _show_config(config: Path | None) -> int:
+    from controller.daemon.team_windows import read_windows_file  # noqa: PLC0415
     from controller.settings import load_settings  # noqa: PLC0415
 
-    print(json.dumps(load_settings(config).masked(), indent=2))
+    settings = load_settings(config)
+    read_windows_file(settings.engine.windows_file)  # a bad one is named, as `run` would
+    print(json.dumps(settings.masked(), indent=2))
     return 0
 
 

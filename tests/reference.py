@@ -130,6 +130,19 @@ def expected_arm(
     return agg, len(units)
 
 
+def expected_watch(events: list[dict[str, Any]], flag: str, versions: set[int]) -> tuple[int, int]:
+    """Units of ``flag`` under ``versions``, once per (version, arm) they were seen in, and
+    how many of them were seen in both arms of one version (while the sample is below its
+    cap, every unit is watched)."""
+    seen = {
+        (e["flag_version"], e["unit"], e["arm"])
+        for e in events
+        if e["flag"] == flag and e["flag_version"] in versions
+    }
+    units = {(version, unit) for version, unit, _ in seen}
+    return len(seen), len(seen) - len(units)
+
+
 FLOAT_FIELDS = ("latency_sum_ms", "conversion_value_sum", "conversion_value_sq")
 
 

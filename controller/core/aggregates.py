@@ -3,6 +3,15 @@
 A :class:`CellDelta` is the increment that one batch adds for one
 (flag, flag_version, arm); an :class:`ArmAggregate` is the sum that a read
 returns. Both use the same field names as the store's hash fields.
+
+Units seen in both arms (#28) are counted on a bounded sample: the first
+units of each flag version. The store keeps the units of each (partition,
+flag version, arm) in a set and, as a flush adds a unit to one arm's set,
+counts it if the other arm's set already holds it; once either arm's set of
+a version holds :data:`WATCH_CAP` units, the version's sample is full and
+stops growing in both arms. The counts (:data:`WATCHED_FIELD` and
+:data:`BOTH_FIELD` in each arm's hash) are written by the same atomic flush
+as the aggregates, so they are exactly once with them.
 """
 
 from __future__ import annotations
@@ -18,6 +27,12 @@ FLOAT_FIELDS = ("lat_sum", "cv_sum", "cv_sq")
 """Float sums: latency in ms, conversion value, conversion value squared."""
 HIST_PREFIX = "h"
 """Histogram bucket ``i`` is stored under the field ``h<i>``."""
+WATCHED_FIELD = "wu"
+"""Units added to the arm's watched set (each once per arm)."""
+BOTH_FIELD = "both"
+"""Watched units that, added to this arm's set, were already in the other arm's."""
+WATCH_CAP = 4096
+"""Units watched per partition, flag version and arm; a full sample stops growing."""
 
 
 CellKey = tuple[str, int, str]
@@ -99,3 +114,12 @@ class FlagAggregates:
     versions: frozenset[int]
     treatment: ArmAggregate
     control: ArmAggregate
+    watched: int = 0
+    """Watched units of the stage (see the module), each counted once per arm it was seen in."""
+    both_arms: int = 0
+    """Watched units seen in both arms (under one flag version)."""
+
+    @property
+    def watched_units(self) -> int:
+        """Distinct watched units: each unit seen in both arms counted once."""
+        return max(self.watched - self.both_arms, 0)

@@ -11,6 +11,9 @@ a stage is due:
    level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
    guardrails and stages (each test: :mod:`~controller.core.guardrails`);
 2. sample-ratio mismatch → pause (or as ``srm_action`` or the policy says);
+   then units seen in both arms past the policy's ``both_arms_max_share`` of
+   the stage's watched units (at least :data:`MIN_BOTH_ARMS` of them) → as the
+   policy says (warn by default; see :mod:`~controller.core.aggregates`);
 3. minimum stage time not elapsed → hold;
 4. no traffic in the stage → hold, then pause (or per the policy) after
    ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.health`);
@@ -40,7 +43,7 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.guardrails import control_baseline, guardrail_result
 from controller.core.moving import next_move
 from controller.core.plan import Guardrail, Plan, Stage
-from controller.core.policy import Applied, for_plan
+from controller.core.policy import Applied, HealthPolicy, both_arms_tripped, for_plan
 from controller.core.rollout import Rollout, Verdict, VerdictKind
 from controller.core.sequential import SequentialResult
 from controller.core.srm import SrmResult, srm_test
@@ -92,6 +95,9 @@ def _verdict(
             f" against {srm.expected_treatment:.0f} expected)"
         )
         return health.verdict(for_plan(plan, "sample_ratio_mismatch"), why, evidence)
+    crossed = _both_arms(plan, data, evidence)
+    if crossed is not None:
+        return crossed
     if _early(rollout, data, now, tests):
         why = (
             "early advance: every guardrail's bound excludes harm beyond its tolerance and the"
@@ -99,6 +105,23 @@ def _verdict(
         )
         return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
     return _timing(rollout, data, now, evidence)
+
+
+MIN_BOTH_ARMS = 5
+"""Watched units seen in both arms below which the share is not judged (too few to tell)."""
+
+
+def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Verdict | None:
+    """The trigger's verdict when too many of the stage's units were seen in both arms."""
+    both, units = data.both_arms, data.watched_units
+    if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
+        return None
+    limit = (plan.health_policy or HealthPolicy()).both_arms_max_share
+    why = (
+        f"{both} of {units} watched units ({both / units:.2%}) were seen in both arms"
+        f", over the {limit:.2%} the plan allows"
+    )
+    return health.verdict(for_plan(plan, "units_in_both_arms"), why, evidence)
 
 
 def _stage(rollout: Rollout) -> Stage:
@@ -167,6 +190,8 @@ def _timing(
         return Verdict(
             VerdictKind.HOLD, f"minimum stage time {stage.min_duration} not reached", None, evidence
         )
+    # No traffic is judged on the stage's own aggregates (its flag versions): when
+    # stages become rings, the gate is handed the ring's, and this test holds as is.
     if _events(data.treatment) + _events(data.control) == 0:
         if elapsed >= plan.no_traffic_grace:
             why = f"no events in the stage for {elapsed}"
@@ -209,13 +234,16 @@ def _evidence(
         }
         for name, arm in (("treatment", data.treatment), ("control", data.control))
     }
-    return {
+    evidence = {
         "arms": arms,
         "alpha": plan.alpha_budget(),
         "flag_versions": sorted(data.versions),
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),
     }
+    if data.watched:  # the sample of units watched for being seen in both arms
+        evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}
+    return evidence
 
 
 def describe(

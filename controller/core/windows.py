@@ -33,6 +33,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
@@ -40,7 +41,9 @@ from pydantic import (
 
 from controller.core import recurrence
 from controller.core.durations import ReadableDuration
+from controller.core.errors import ConfigError
 from controller.core.recurrence import TooCostly
+from controller.core.yamltext import load_yaml
 
 MAX_WINDOWS = 16
 MAX_OPENING = timedelta(days=31)
@@ -221,7 +224,29 @@ def _uncovered(
 Windows = Annotated[
     tuple[Window, ...], Field(max_length=MAX_WINDOWS), AfterValidator(check_windows)
 ]
-"""A plan's or the settings' windows: at most 16, checked together."""
+"""A plan's or the team's windows: at most 16, checked together."""
+
+
+class TeamWindows(BaseModel):
+    """The team's release windows (``engine.windows_file``): every plan that names none
+    takes them. The file holds ``windows:`` and a list, as a plan does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    windows: Windows = ()
+
+
+def read_team_windows(text: str, *, source: str) -> tuple[Window, ...]:
+    """The windows in a team's windows file; :class:`ConfigError` names the field
+    (``windows.0.timezone: unknown time zone``) and ``source``."""
+    data = load_yaml(text, source=source)
+    try:
+        return TeamWindows.model_validate(data if data is not None else {}).windows
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid {source}: {problems}") from exc
 
 
 @dataclass(frozen=True, slots=True)

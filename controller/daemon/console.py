@@ -34,6 +34,7 @@ from controller.core.views import (
     RolloutStatus,
     StageHistory,
 )
+from controller.core.windows import Window
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.console")
@@ -55,9 +56,11 @@ class ConsoleData:
         status: Status,
         clock: Callable[[], datetime],
         list_ttl_s: float = LIST_TTL_S,
+        team_windows: tuple[Window, ...] = (),
     ) -> None:
         self._states, self._history = states, history
         self._status, self._now = status, clock
+        self._team_windows = team_windows  # a window wait in the list says when they open
         self._list_ttl = list_ttl_s
         self._list: tuple[float, str] | None = None
         self._building = asyncio.Lock()
@@ -110,7 +113,7 @@ class ConsoleData:
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
         rows = []
         for r in found:
-            shown = describe(r, None, now)
+            shown = describe(r, None, now, self._team_windows)
             health, reason = pages.health(shown, last.get(r.flag))
             rows.append(
                 RolloutRow(
@@ -130,7 +133,7 @@ class ConsoleData:
         status = await self._status(flag)
         messages = [m for m in map(_message, await self._history.messages(flag)) if m]
         page = RolloutPage(
-            status=status[0] if status else describe(found, None, self._now()),
+            status=status[0] if status else describe(found, None, self._now(), self._team_windows),
             history=await self._served(found),
             messages=[m for m in messages if m.rollout_id in (found.rollout_id, None)],
             stages=[s.percent for s in found.plan.stages],

@@ -26,6 +26,7 @@ import structlog
 
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.backoff import DEFAULT_RETRY
+from controller.core.windows import Window
 from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.commands import CommandIntake
 from controller.daemon.consulting import Consultations
@@ -139,9 +140,11 @@ def build_engine(
     retry_policy: RetrySettings = DEFAULT_RETRY,
     segments: SegmentService | None = None,
     app_key_store: AppKeyStore | None = None,
+    team_windows: tuple[Window, ...] = (),
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
-    may name. Without ``metrics`` or ``history``, fresh metrics and no history.
+    may name; ``team_windows``: the release windows of every plan that names none.
+    Without ``metrics`` or ``history``, fresh metrics and no history.
     """
     metrics = metrics or Metrics()
     history = history or Recorder(
@@ -160,6 +163,7 @@ def build_engine(
         keep_command_ids=timedelta(seconds=settings.command_max_age_seconds * 2),
         stale_after=timedelta(days=settings.stale_after_days),
         clock=clock,
+        team_windows=team_windows,
     )
     consultations = Consultations(
         advisor=advisor,

@@ -14,19 +14,23 @@ order is the same (an outbox; see docs/architecture.md, *Exactly once*):
    consumers deduplicate by message id.
 
 One input of a flag is decided at a time (a lock per flag); the
-compare-and-set guards against another instance.
+compare-and-set guards against another instance. The team's release windows
+(``engine.windows_file``) join every gate, timer and command here, the one
+place each input passes, for a plan that names no windows of its own (#28).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from controller.core.errors import ControllerError
 from controller.core.machine import step
-from controller.core.rollout import CommandInput, Input, Rollout, TickInput
+from controller.core.rollout import CommandInput, GateInput, Input, Rollout, TickInput
+from controller.core.windows import Window
 from controller.daemon.history import Recorder
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
@@ -52,11 +56,14 @@ class Rollouts:
         keep_command_ids: timedelta,
         stale_after: timedelta,
         clock: Callable[[], datetime],
+        team_windows: tuple[Window, ...] = (),
     ) -> None:
         self._states, self._outbox, self._topics = states, outbox, topics
         self._metrics, self._history = metrics, history
         self._keep_ms = int(keep_command_ids.total_seconds() * 1000)
         self._stale_after, self._now = stale_after, clock
+        self.team_windows = team_windows
+        """The team's release windows, for every plan that names none."""
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
@@ -72,6 +79,7 @@ class Rollouts:
         nothing again. Nothing is saved when ``event`` changes nothing.
         """
         command_id = event.command_id if isinstance(event, CommandInput) else None
+        event = self._with_team_windows(event)
         async with self._locks[flag]:
             for _ in range(MAX_CONFLICTS):
                 loaded = await self._states.load(flag)
@@ -107,9 +115,15 @@ class Rollouts:
         Most gates and timers change nothing, so they are first decided without
         the lock and the reload; a change is decided again on the stored state.
         """
-        new, actions = step(seen, event)
+        new, actions = step(seen, self._with_team_windows(event))
         if actions or new != seen:
             await self.apply(flag, event)
+
+    def _with_team_windows(self, event: Input) -> Input:
+        """``event`` carrying the team's windows, where the machine reads them."""
+        if self.team_windows and isinstance(event, GateInput | TickInput | CommandInput):
+            return dataclasses.replace(event, team_windows=self.team_windows)
+        return event
 
     async def remind_stale(self, flag: str, completed: Rollout) -> None:
         """The tick of a flag the gates leave alone: a completed flag's one reminder to leave

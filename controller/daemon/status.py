@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from controller.core.errors import StoreError
 from controller.core.gate import describe, evaluate
 from controller.core.views import RolloutStatus
+from controller.core.windows import Window
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
 
@@ -27,9 +28,11 @@ class StatusView:
         aggregates: AggregateReader,
         stale_after: timedelta,
         clock: Callable[[], datetime],
+        team_windows: tuple[Window, ...] = (),
     ) -> None:
         self._states, self._aggregates = states, aggregates
         self._stale_after, self._now = stale_after, clock
+        self._team_windows = team_windows  # a window wait says when they open (#28)
 
     async def __call__(self, flag: str | None = None) -> list[RolloutStatus]:
         if flag is not None:
@@ -45,7 +48,7 @@ class StatusView:
         return [
             RolloutStatus.model_validate(
                 {
-                    **describe(r, verdicts.get(r.flag), now).__dict__,
+                    **describe(r, verdicts.get(r.flag), now, self._team_windows).__dict__,
                     "stale": r.stale(now, self._stale_after),
                 }
             )

@@ -40,13 +40,14 @@ from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.errors import BrokerUnavailable
 from controller.core.signing import StateSigner
+from controller.core.windows import Window
 from controller.daemon.alarms import Alarms
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.closing import Closing
 from controller.daemon.console import ConsoleData
 from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
-from controller.daemon.engine import Ownership, build_engine
+from controller.daemon.engine import Clock, Ownership, build_engine
 from controller.daemon.event_intake import EventIntake
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
@@ -56,6 +57,7 @@ from controller.daemon.segments import SegmentService
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
 from controller.daemon.status import StatusView
+from controller.daemon.team_windows import read_windows_file
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -69,18 +71,36 @@ KAFKA_PROBE_SECONDS = 5.0
 """One start-up metadata request to the brokers waits at most this long before a retry."""
 
 
-async def run(settings: Settings, *, reread: Callable[[], Settings] | None = None) -> int:
+async def run(
+    settings: Settings,
+    *,
+    reread: Callable[[], Settings] | None = None,
+    clock: Clock | None = None,
+) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the process exit code.
 
     ``reread`` loads the settings again (the config file and the environment):
     SIGHUP reloads the operator keys from it (without it, from ``settings``).
+    ``clock`` is what the engine, the alarms and the status read as now (the
+    wall clock without it): a test of the whole daemon turns it (#28).
+    The team's windows file is read first: a bad one stops the start.
     """
-    log.info("starting", config=settings.masked())
+    team_windows = read_windows_file(settings.engine.windows_file)
+    log.info("starting", config=settings.masked(), team_windows=len(team_windows))
     _tune_garbage_collector()
     stop = asyncio.Event()
     with stop_on_signals(stop):
         closing = Closing(settings.shutdown_grace_seconds)
-        return await _supervise(settings, stop, closing, reread or (lambda: settings))
+        when = _Time(clock or _utcnow, team_windows)
+        return await _supervise(settings, stop, closing, reread or (lambda: settings), when)
+
+
+@dataclass(frozen=True, slots=True)
+class _Time:
+    """What says when a rollout may move: the clock, and the team's release windows."""
+
+    clock: Clock
+    team_windows: tuple[Window, ...]
 
 
 async def _supervise(
@@ -88,10 +108,11 @@ async def _supervise(
     stop: asyncio.Event,
     closing: Closing,
     reread: Callable[[], Settings],
+    when: _Time,
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
-    alarms = Alarms(topics=settings.topics, clock=_utcnow, retry=settings.retry)
+    alarms = Alarms(topics=settings.topics, clock=when.clock, retry=settings.retry)
     ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms, retry=settings.retry)
     startup = StartUp()
     async with AsyncExitStack() as stack:
@@ -155,6 +176,8 @@ async def _supervise(
             retry_policy=settings.retry,
             segments=segments,
             app_key_store=AppKeyStore(client, settings=settings.redis),
+            clock=when.clock,
+            team_windows=when.team_windows,
         )
         ownership.engine = engine
         if settings.http.enabled:
@@ -162,9 +185,16 @@ async def _supervise(
                 states=states,
                 aggregates=store,
                 stale_after=timedelta(days=settings.engine.stale_after_days),
-                clock=_utcnow,
+                clock=when.clock,
+                team_windows=when.team_windows,
             )
-            console = ConsoleData(states=states, history=gate_history, status=status, clock=_utcnow)
+            console = ConsoleData(
+                states=states,
+                history=gate_history,
+                status=status,
+                clock=when.clock,
+                team_windows=when.team_windows,
+            )
             # The HTTP intake's own producer: its request timeout bounds how long a
             # batch may wait unsent, so a batch answered 503 is never sent later.
             ack_timeout = settings.http.intake_ack_timeout_seconds

@@ -208,6 +208,11 @@ class EngineSettings(_Group):
         le=10_000,
         description="At most this many flags get per-guardrail gauges on /metrics.",
     )
+    windows_file: Path | None = Field(
+        default=None,
+        description="YAML file of the team's release windows (`windows:` and a list, as in a "
+        "plan): every plan that names no windows takes them. Read at start.",
+    )
 
 
 class LlmSettings(_Group):

@@ -83,6 +83,10 @@ async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
         ("hll", True),
         # A counter that is no longer an integer.
         ("counter", True),
+        # The other arm's set of watched units (units seen in both arms) replaced by a string.
+        ("watched_set", True),
+        # The count of watched units no longer an integer.
+        ("watched_count", True),
         # The partition's dirty set replaced by a list: no cell is to blame.
         ("dirty", False),
     ],
@@ -106,6 +110,10 @@ async def test_a_refused_flush_writes_nothing(
         await redis_client.set(hll, "not an hll")
     elif damage == "counter":
         await redis_client.hset(agg, "conv", "1.5")
+    elif damage == "watched_set":
+        await redis_client.set(f"{tag}:w:bad:1:control", "not a set")
+    elif damage == "watched_count":
+        await redis_client.hset(agg, "wu", "1.5")
     else:
         await redis_client.delete(f"{tag}:dirty")
         await redis_client.rpush(f"{tag}:dirty", "x")

@@ -26,6 +26,7 @@ from tests.reference import (
     assert_arm_equal,
     encode,
     expected_arm,
+    expected_watch,
     make_event,
     partition_of,
     reference_fold,
@@ -108,6 +109,8 @@ async def _check_against_reference(
             for arm, agg in (("treatment", got.treatment), ("control", got.control)):
                 want, _ = expected_arm(cells, flag, versions, arm)
                 assert_arm_equal(agg, want, where=f"{flag}{sorted(versions)}.{arm}")
+            # Units seen in both arms: exact on the watched sample, replays counted once.
+            assert (got.watched, got.both_arms) == expected_watch(events, flag, versions)
 
 
 @settings(
@@ -186,7 +189,7 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
     keys = [
         k.decode() async for k in store_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
     ]
-    assert len(keys) == 6  # meta, rejects, flags, dirty, aggregate, units
+    assert len(keys) == 7  # meta, rejects, flags, dirty, aggregate, units, watched units
     for key in keys:
         ttl = await store_client.ttl(key)
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)

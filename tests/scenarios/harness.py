@@ -131,6 +131,7 @@ class Scenario:
         self.observed = Observed()
         self.monitors: dict[str, list[str]] = {}
         self._extra: dict[str, str] = {}
+        self._args: tuple[str, ...] = ()
         self.daemon = ControllerProcess(env=self._env(), log_path=workdir / "controller.log")
         self._tasks: list[asyncio.Task[None]] = []
         self._states: dict[str, dict[str, Any]] = {}
@@ -171,8 +172,13 @@ class Scenario:
         """Extra settings for the daemon (before it starts)."""
         self._extra.update(env)
         self.daemon = ControllerProcess(
-            env={**self._env(), **self._extra}, log_path=self.daemon.log_path
+            env={**self._env(), **self._extra}, log_path=self.daemon.log_path, args=self._args
         )
+
+    def turn_clock_with(self, path: Path) -> None:
+        """Run the daemon on a clock this test turns (:func:`controller.dev.clock.set_offset`)."""
+        self._args = ("--clock-file", str(path))
+        self.configure()
 
     def map_monitor(self, monitor: str, flags: list[str]) -> None:
         self.monitors[monitor] = flags

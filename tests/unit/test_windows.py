@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from controller.core.errors import ConfigError
+from controller.core.plan import parse_plan
 from controller.core.windows import (
     Window,
     Windows,
@@ -39,6 +41,21 @@ def daily_at(
     return {"kind": kind, "timezone": zone, "rule": rule, "duration": duration}
 
 
+CHRISTMAS_SPEC: dict[str, Any] = {
+    "kind": "deny",
+    "name": "christmas",
+    "timezone": "Europe/Berlin",
+    "from": "2026-12-21T00:00:00",
+    "to": "2027-01-04T00:00:00",
+}
+JANUARY_SPEC: dict[str, Any] = {
+    "kind": "deny",
+    "name": "inventory",
+    "timezone": "Europe/Berlin",
+    "from": "2027-01-03T00:00:00",
+    "to": "2027-01-10T00:00:00",
+}
+
 # (what, windows, now (UTC), may move forward)
 CASES: list[tuple[str, tuple[dict[str, Any], ...], datetime, bool]] = [
     ("no windows: always", (), utc(2026, 11, 21, 3), True),
@@ -55,12 +72,15 @@ CASES: list[tuple[str, tuple[dict[str, Any], ...], datetime, bool]] = [
     # Fall back (25 Oct 2026): Monday after is CET again.
     ("Berlin, Mon 26 Oct 09:00 CET", (BERLIN_HOURS,), utc(2026, 10, 26, 8), True),
     ("Berlin, Mon 26 Oct 07:30 UTC", (BERLIN_HOURS,), utc(2026, 10, 26, 7, 30), False),
+    ("Berlin, Mon 26 Oct 16:59 CET", (BERLIN_HOURS,), utc(2026, 10, 26, 15, 59), True),
+    ("Berlin, Mon 26 Oct 17:00 CET closed", (BERLIN_HOURS,), utc(2026, 10, 26, 16), False),
     # New York changes on other days (8 Mar and 1 Nov 2026).
     ("New York, Fri 6 Mar 09:00 EST", (NY_HOURS,), utc(2026, 3, 6, 14), True),
     ("New York, Mon 9 Mar 09:00 EDT", (NY_HOURS,), utc(2026, 3, 9, 13), True),
     ("New York, Mon 9 Mar 17:00 EDT closed", (NY_HOURS,), utc(2026, 3, 9, 21), False),
     ("New York, Mon 2 Nov 08:30 EST", (NY_HOURS,), utc(2026, 11, 2, 13, 30), False),
     ("New York, Mon 2 Nov 09:00 EST", (NY_HOURS,), utc(2026, 11, 2, 14), True),
+    ("New York, Mon 2 Nov 17:00 EST closed", (NY_HOURS,), utc(2026, 11, 2, 22), False),
     # 02:30 on spring-forward night does not exist: read with the offset before the
     # change, it is 01:30 UTC in Berlin (03:30 on the clock), 07:30 UTC in New York.
     (
@@ -137,6 +157,32 @@ CASES: list[tuple[str, tuple[dict[str, Any], ...], datetime, bool]] = [
         utc(2026, 3, 29, 6, 30),
         False,
     ),
+    # New York's night freeze, elapsed time too: 22:00 EST + 10h is 09:00 EDT the night
+    # clocks go forward, 22:00 EDT + 10h is 07:00 EST the night they go back.
+    (
+        "New York night freeze, 8 Mar 08:30 EDT still frozen",
+        (daily_at(22, 0, "America/New_York", "10h", "deny"),),
+        utc(2026, 3, 8, 12, 30),
+        False,
+    ),
+    (
+        "New York night freeze, 8 Mar 09:00 EDT over",
+        (daily_at(22, 0, "America/New_York", "10h", "deny"),),
+        utc(2026, 3, 8, 13),
+        True,
+    ),
+    (
+        "New York night freeze, 1 Nov 06:30 EST still frozen",
+        (daily_at(22, 0, "America/New_York", "10h", "deny"),),
+        utc(2026, 11, 1, 11, 30),
+        False,
+    ),
+    (
+        "New York night freeze, 1 Nov 07:00 EST over",
+        (daily_at(22, 0, "America/New_York", "10h", "deny"),),
+        utc(2026, 11, 1, 12),
+        True,
+    ),
     # Leap days.
     (
         "leap-day freeze on 29 Feb 2028",
@@ -155,6 +201,24 @@ CASES: list[tuple[str, tuple[dict[str, Any], ...], datetime, bool]] = [
         ({"kind": "deny", "rule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", "duration": "1d"},),
         utc(2027, 2, 28, 23, 59),
         True,
+    ),
+    (
+        "last day of February is the 29th in 2028",
+        ({"kind": "deny", "rule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=-1", "duration": "1d"},),
+        utc(2028, 2, 29, 12),
+        False,
+    ),
+    (
+        "last day of February is the 28th in 2027",
+        ({"kind": "deny", "rule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=-1", "duration": "1d"},),
+        utc(2027, 2, 28, 12),
+        False,
+    ),
+    (
+        "a one-off freeze over the leap day holds on the 29th",
+        ({"kind": "deny", "from": "2028-02-28T12:00:00", "to": "2028-03-01T12:00:00"},),
+        utc(2028, 2, 29, 23),
+        False,
     ),
     # Overlapping allow and deny: deny wins.
     (
@@ -191,6 +255,24 @@ CASES: list[tuple[str, tuple[dict[str, Any], ...], datetime, bool]] = [
         True,
     ),
     (
+        "a freeze that overlaps the opening of business hours",
+        (BERLIN_HOURS, daily_at(8, 0, "Europe/Berlin", "2h", "deny")),
+        utc(2026, 11, 24, 8, 30),
+        False,
+    ),
+    (
+        "two overlapping allow windows, inside both",
+        (BERLIN_HOURS, daily_at(16, 0, "Europe/Berlin", "4h")),
+        utc(2026, 11, 24, 15, 30),
+        True,
+    ),
+    (
+        "two overlapping freezes inside business hours: the later one still holds",
+        (BERLIN_HOURS, CHRISTMAS_SPEC, JANUARY_SPEC),
+        utc(2027, 1, 5, 10),
+        False,
+    ),
+    (
         "two allow windows, in the second",
         (BERLIN_HOURS, daily_at(20, 0, "UTC", "2h")),
         utc(2026, 11, 21, 21),
@@ -207,13 +289,7 @@ def test_may_move_forward(specs: tuple[dict[str, Any], ...], now: datetime, allo
     assert verdict.allowed is allowed, verdict.reason
 
 
-CHRISTMAS = {
-    "kind": "deny",
-    "name": "christmas",
-    "timezone": "Europe/Berlin",
-    "from": "2026-12-21T00:00:00",
-    "to": "2027-01-04T00:00:00",
-}
+CHRISTMAS = CHRISTMAS_SPEC
 LEAP_DAY = {
     "kind": "allow",
     "timezone": "Europe/Berlin",
@@ -243,6 +319,30 @@ NEXT: list[tuple[str, tuple[dict[str, Any], ...], datetime, datetime | None]] = 
         utc(2026, 11, 2, 14),
     ),
     (
+        "Berlin Friday before fall back → Monday 09:00 CET",
+        (BERLIN_HOURS,),
+        utc(2026, 10, 23, 16),
+        utc(2026, 10, 26, 8),
+    ),
+    (
+        "New York Friday before spring forward → Monday 09:00 EDT",
+        (NY_HOURS,),
+        utc(2026, 3, 6, 22),
+        utc(2026, 3, 9, 13),
+    ),
+    (
+        "a morning freeze over the opening → its end at 10:00",
+        (BERLIN_HOURS, daily_at(8, 0, "Europe/Berlin", "2h", "deny")),
+        utc(2026, 11, 24, 6),
+        utc(2026, 11, 24, 9),
+    ),
+    (
+        "two overlapping freezes → the first weekday 09:00 after the later",
+        (BERLIN_HOURS, CHRISTMAS, JANUARY_SPEC),
+        utc(2026, 12, 23, 10),
+        utc(2027, 1, 11, 8),
+    ),
+    (
         "lunch freeze → 13:00",
         (BERLIN_HOURS, daily_at(12, 0, "Europe/Berlin", "1h", "deny")),
         utc(2026, 11, 24, 11, 10),
@@ -256,6 +356,12 @@ NEXT: list[tuple[str, tuple[dict[str, Any], ...], datetime, datetime | None]] = 
     ),
     ("a freeze alone → its end", (CHRISTMAS,), utc(2026, 12, 23, 10), utc(2027, 1, 3, 23)),
     ("leap day from March 2026 → 29 Feb 2028", (LEAP_DAY,), utc(2026, 3, 1), utc(2028, 2, 28, 23)),
+    (
+        "leap day across 2100, which has none → 29 Feb 2104",
+        ({**LEAP_DAY, "start": "2097-01-01T00:00:00"},),
+        utc(2097, 3, 1),
+        utc(2104, 2, 28, 23),
+    ),
     (
         "a one-off allow in the past: never",
         ({"kind": "allow", "from": "2025-01-01T00:00:00", "to": "2025-01-02T00:00:00"},),
@@ -327,6 +433,30 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
         "rule",
         "never opens",
     ),
+    ("COUNT=0", {**BERLIN_HOURS, "rule": "FREQ=DAILY;COUNT=0"}, "rule", "never opens"),
+    (
+        "31 February, monthly",
+        {**BERLIN_HOURS, "rule": "FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=31"},
+        "rule",
+        "never opens",
+    ),
+    (
+        "29 February past the last leap year before 2100",
+        {
+            **LEAP_DAY,
+            "start": "2097-01-01T00:00:00",
+            "rule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;UNTIL=21030101",
+        },
+        "rule",
+        "never opens",
+    ),
+    (
+        "a weekday that is none",
+        {**BERLIN_HOURS, "rule": "FREQ=WEEKLY;BYDAY=XX"},
+        "rule",
+        "malformed",
+    ),
+    ("INTERVAL=0", {**BERLIN_HOURS, "rule": "FREQ=DAILY;INTERVAL=0"}, "rule", "INTERVAL"),
     (
         "ended before its start",
         {**BERLIN_HOURS, "rule": "FREQ=DAILY;UNTIL=20200101"},
@@ -404,3 +534,34 @@ def test_a_wide_search_stays_bounded() -> None:
     opening = next_opening(leap, utc(2028, 3, 1))
     assert opening == utc(2032, 2, 28, 23)
     assert opening - utc(2028, 3, 1) > timedelta(days=1400)
+
+
+# (what, window in a plan, where the plan's error points)
+REFUSED_IN_A_PLAN: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "a rule that never fires",
+        {**BERLIN_HOURS, "rule": "FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=31"},
+        r"windows\.0: Value error, rule: never opens",
+    ),
+    (
+        "an unknown time zone",
+        {**BERLIN_HOURS, "timezone": "America/Gotham"},
+        r"windows\.0\.timezone: Value error, unknown time zone",
+    ),
+    (
+        "a malformed rule",
+        {**BERLIN_HOURS, "rule": "FREQ=WEEKLY;;BYDAY=MO"},
+        r"windows\.0\.rule: Value error, malformed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"), [c[1:] for c in REFUSED_IN_A_PLAN], ids=[c[0] for c in REFUSED_IN_A_PLAN]
+)
+def test_a_plan_with_a_bad_window_is_refused_naming_the_field(
+    spec: dict[str, Any], where: str
+) -> None:
+    stages = [{"percent": 5}, {"percent": 100}]
+    with pytest.raises(ConfigError, match=where):
+        parse_plan({"stages": stages, "windows": [BERLIN_HOURS, spec][1:]})

@@ -8,6 +8,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
+    {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
     P:partitions:T                set: partitions ever claimed
 
 Every key of one partition shares the hash tag ``{P:T:n}``, so a flush
@@ -18,6 +19,11 @@ cannot write. Aggregates expire ``aggregate_ttl_seconds`` after their last
 write; the meta hash does not expire, because it is what makes replays safe.
 Unique units are summed across partitions, which is exact up to HyperLogLog
 error because events are keyed by unit id, so each unit lives on one partition.
+For the same reason units seen in both arms are found within a partition: the
+flush adds the batch's units to their arm's set, until either arm's set of the
+version is full, and counts in the arm's hash those new to it (``wu``) and,
+of these, those the other arm's set already holds (``both``); a read sums them
+with the other fields (:mod:`controller.core.aggregates`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import RedisClient, connect, translated
-from controller.core.aggregates import ArmAggregate, FlagAggregates
+from controller.core.aggregates import (
+    BOTH_FIELD,
+    WATCH_CAP,
+    WATCHED_FIELD,
+    ArmAggregate,
+    FlagAggregates,
+)
 from controller.core.errors import FencedError, FlushRefused, LostWrites
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
@@ -115,7 +127,13 @@ class RedisAggregateStore:
         keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags", f"{tag}:dirty"]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
-            keys += [f"{tag}:a:{flag}:{version}:{arm}", f"{tag}:u:{flag}:{version}:{arm}"]
+            other = Arm.CONTROL if arm == Arm.TREATMENT else Arm.TREATMENT
+            keys += [
+                f"{tag}:a:{flag}:{version}:{arm}",
+                f"{tag}:u:{flag}:{version}:{arm}",
+                f"{tag}:w:{flag}:{version}:{arm}",
+                f"{tag}:w:{flag}:{version}:{other}",
+            ]
             # Floats travel as repr() text: Lua would print numbers with 14 digits only.
             floats = {k: repr(v) for k, v in cell.floats().items()}
             cells.append((flag, cell.counters(), floats, list(cell.units)))
@@ -123,7 +141,7 @@ class RedisAggregateStore:
         # was a fifth of ingest's CPU time.
         payload = _msgpack.encode((dict(delta.rejects), cells))
         expected = -1 if expected_offset is None else expected_offset
-        return keys, [epoch, expected, delta.next_offset, self._ttl, payload]
+        return keys, [epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP]
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""
@@ -251,11 +269,14 @@ def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int])
                 key = _text(name)
                 fields[arm][key] = fields[arm].get(key, 0) + float(value)
         totals[arm] += count
+    arms = (fields[Arm.TREATMENT], fields[Arm.CONTROL])
     return FlagAggregates(
         flag=flag,
         versions=frozenset(versions),
         treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
         control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
+        watched=int(sum(arm.get(WATCHED_FIELD, 0) for arm in arms)),
+        both_arms=int(sum(arm.get(BOTH_FIELD, 0) for arm in arms)),
     )
 
 

@@ -1,9 +1,10 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
--- KEYS[5..] per cell: aggregate hash, unit HLL
+-- KEYS[5..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...}}
+-- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse.
 --
@@ -13,6 +14,7 @@
 -- writes nothing.
 local MAX_COUNT = 9007199254740991  -- 2^53 - 1: beyond it Lua's doubles lose counts
 local MAX_SUM = 1e300               -- far below the double limit, so a sum never turns inf
+local CHUNK = 1000                  -- arguments per variadic call, below Lua's stack limit
 
 local function kind(key)
   return redis.call('TYPE', key)['ok']
@@ -40,10 +42,22 @@ end
 -- why Redis would refuse them. redis.pcall turns a wrong-type key into a
 -- value to test, so each check is one read; and since the current values are
 -- read anyway, the sums are computed here and written with one HSET.
-local function new_values(agg, hll, cell)
+local function new_values(agg, hll, sets, cell)
   local magic = redis.pcall('GETRANGE', hll, 0, 3)
   if failed(magic) or (magic ~= '' and magic ~= 'HYLL') then
     return nil, hll .. ' is not a HyperLogLog'
+  end
+  if #cell[4] > 0 then
+    local why = refuse_keys({[sets[1]] = 'set', [sets[2]] = 'set'})
+    if why then return nil, why end
+    local counts = redis.pcall('HMGET', agg, 'wu', 'both')
+    if failed(counts) then return nil, agg .. ' is not a hash' end
+    for i = 1, 2 do
+      local n = tonumber(counts[i] or '0')
+      if n == nil or n ~= math.floor(n) or n + #cell[4] > MAX_COUNT then
+        return nil, agg .. ' watched units: counter would not stay exact'
+      end
+    end
   end
   local fields, adds = {}, {}
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
@@ -94,8 +108,42 @@ for reason, count in pairs(batch[1]) do
   end
 end
 local writes = {}
+local function watch(agg, own, other, units, cap, ttl)
+  -- Each unit new to this arm's set is added; one the other arm's set holds
+  -- was seen in both arms. A set at the cap (either arm's) stops the sample.
+  if #units == 0 or redis.call('SCARD', own) >= cap or redis.call('SCARD', other) >= cap then
+    return
+  end
+  local added, both = 0, 0
+  for i = 1, #units, CHUNK do
+    local last = math.min(i + CHUNK - 1, #units)
+    local mine = redis.call('SMISMEMBER', own, unpack(units, i, last))
+    local theirs = redis.call('SMISMEMBER', other, unpack(units, i, last))
+    local fresh = {}
+    for j = 1, #mine do
+      if mine[j] == 0 then
+        fresh[#fresh + 1] = units[i + j - 1]
+        if theirs[j] == 1 then both = both + 1 end
+      end
+    end
+    if #fresh > 0 then redis.call('SADD', own, unpack(fresh)) end
+    added = added + #fresh
+  end
+  if added > 0 then redis.call('HINCRBY', agg, 'wu', added) end
+  if both > 0 then redis.call('HINCRBY', agg, 'both', both) end
+  redis.call('EXPIRE', own, ttl)
+end
+
+local function cell_keys(index)
+  local base = 4 * index
+  return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}
+end
+
+local cap = tonumber(ARGV[6])
+if cap == nil then return {-4, 'the watch cap must be a number'} end
 for index, cell in ipairs(batch[2]) do
-  local values, why_not = new_values(KEYS[3 + 2 * index], KEYS[4 + 2 * index], cell)
+  local agg, hll, sets = cell_keys(index)
+  local values, why_not = new_values(agg, hll, sets, cell)
   if values == nil then return {-3, why_not} end
   writes[index] = values
 end
@@ -105,7 +153,7 @@ for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end
 for index, cell in ipairs(batch[2]) do
-  local agg, hll = KEYS[3 + 2 * index], KEYS[4 + 2 * index]
+  local agg, hll, sets = cell_keys(index)
   redis.call('SADD', KEYS[3], cell[1])
   redis.call('SADD', KEYS[4], cell[1])
   if #writes[index] > 0 then redis.call('HSET', agg, unpack(writes[index])) end
@@ -115,6 +163,7 @@ for index, cell in ipairs(batch[2]) do
   end
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
+  watch(agg, sets[1], sets[2], cell[4], cap, ttl)
 end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
