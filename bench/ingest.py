@@ -20,16 +20,24 @@ first batches fall before the window, the tail (the last partial batches,
 the final polls) after it, so both rates are steady-state rates. The daemon's
 progress is polled in Redis and the crossing times interpolated between
 polls. The two sides are measured alternately ``--rounds`` times (default 5),
-and each round's ratio is its controller rate over its own raw rate, so drift
-in the machine's speed between rounds cancels; ``ratio`` is the median of
-the round ratios and ``ratio_spread`` how far the rounds stray from it.
+with one more raw run after the last controller run, so that every controller
+run is bracketed by a raw run before and after it. Each round's ratio is its
+controller rate over the geometric mean of the two raw rates around it: on a
+shared machine the speed a process gets drifts over the minute a round takes
+(other work comes and goes), and a ratio against the raw run before alone
+carries that drift into the round ratios, which then fall or rise round after
+round. Against the raw runs on either side, a drift that is steady over the
+round cancels. ``ratio`` is the median of the round ratios and
+``ratio_spread`` how far the rounds stray from it; ``load`` is the machine's
+one-minute load average at the start of each round.
 
 Wall-clock rates on a shared machine move with whatever else runs, so the
 same window is also timed in CPU time: the raw loop's own process time and
 the daemon's (user + system, read with the progress polls). ``cpu_ratio``
-is the median over rounds of the raw loop's CPU nanoseconds per event over
-the daemon's: how the daemon's cost per event compares with the bare loop's,
-which load on other cores barely moves. The last line printed is one JSON
+is the median over rounds of the raw loop's CPU nanoseconds per event (the
+geometric mean of the runs around the round, as above) over the daemon's: how
+the daemon's cost per event compares with the bare loop's, which load on
+other cores moves less. The last line printed is one JSON
 object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
@@ -45,6 +53,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import random
 import statistics
@@ -146,6 +155,11 @@ class Window:
         return (self._end[1] - self._start[1]) * 1e9 / (self.hi - self.lo)
 
 
+def around(runs: list[tuple[float, float]], round_: int, field: int) -> float:
+    """The geometric mean of ``field`` of the raw runs before and after round ``round_``."""
+    return math.sqrt(runs[round_][field] * runs[round_ + 1][field])
+
+
 async def raw_loop(
     bootstrap: str, topic: str, n: int, window: tuple[float, float], *, tuned_gc: bool = False
 ) -> tuple[float, float]:
@@ -237,26 +251,37 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         raw_tuned: list[tuple[float, float]] = []
         ctl: list[tuple[float, float]] = []
         peaks: list[float] = []
-        # Alternate the two, so drift in the machine's speed hits both alike.
-        for round_ in range(args.rounds):
+        load: list[float] = []
+
+        async def raw_pair() -> None:
             raw.append(await raw_loop(bootstrap, topic, args.events, window))
             raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
+
+        # Alternate the two, a raw run on either side of each controller run,
+        # so drift in the machine's speed hits both alike.
+        for round_ in range(args.rounds):
+            load.append(os.getloadavg()[0])
+            if round_ == 0:
+                await raw_pair()
             progress(
-                f"round {round_ + 1}: raw {raw[-1][0]:,.0f}/s, raw with the daemon's gc "
-                f"settings {raw_tuned[-1][0]:,.0f}/s; controller..."
+                f"round {round_ + 1} (load {load[-1]:.1f}): raw {raw[-1][0]:,.0f}/s, raw with "
+                f"the daemon's gc settings {raw_tuned[-1][0]:,.0f}/s; controller..."
             )
             eps, cpu_ns, peak = await controller_run(
                 bootstrap, redis_url, topic, args.events, window, workdir
             )
             ctl.append((eps, cpu_ns))
             peaks.append(peak)
+            await raw_pair()
             progress(
-                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio {eps / raw[-1][0]:.3f}), "
-                f"{cpu_ns:,.0f} CPU ns/event (raw {raw[-1][1]:,.0f}), peak RSS {peak:.0f} MB"
+                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio "
+                f"{eps / around(raw, round_, 0):.3f}), {cpu_ns:,.0f} CPU ns/event (raw "
+                f"{around(raw, round_, 1):,.0f}), peak RSS {peak:.0f} MB"
             )
-    ratios = [c[0] / r[0] for c, r in zip(ctl, raw, strict=True)]
-    cpu_ratios = [r[1] / c[1] for c, r in zip(ctl, raw, strict=True)]
-    tuned_ratios = [c[0] / r[0] for c, r in zip(ctl, raw_tuned, strict=True)]
+    rounds = range(args.rounds)
+    ratios = [ctl[i][0] / around(raw, i, 0) for i in rounds]
+    cpu_ratios = [around(raw, i, 1) / ctl[i][1] for i in rounds]
+    tuned_ratios = [ctl[i][0] / around(raw_tuned, i, 0) for i in rounds]
     ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
     return {
         "events": args.events,
@@ -264,6 +289,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "units": args.units,
         "rounds": args.rounds,
         "window": list(window),
+        "load": [round(x, 1) for x in load],
         "raw_eps": round(statistics.median(r[0] for r in raw)),
         "controller_eps": round(statistics.median(c[0] for c in ctl)),
         "ratio": round(ratio, 3),
