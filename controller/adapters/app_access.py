@@ -4,8 +4,10 @@ Each guarded route is wrapped by :meth:`AppAccess.guard`: before its body is
 read, the request's ``Origin`` (if any), its ``Authorization: Bearer`` key and
 the key's scope are judged by :func:`controller.core.app_keys.access` against
 the book of keys; a refusal is answered (401 or 403, with the reason), and
-counted, without calling the route. Answers to an allowed origin carry
-``Access-Control-Allow-Origin`` with ``Vary: Origin``.
+counted, without calling the route. Answers to an origin in
+``http.cors_origins`` carry ``Access-Control-Allow-Origin`` with ``Vary:
+Origin``, refusals too, so that a page on that origin reads why it was refused
+(a server key, a revoked key) instead of a bare network error.
 
 :meth:`AppAccess.preflight` answers a CORS preflight (``OPTIONS``): 204 with
 the methods and headers the routes take for an origin in
@@ -62,9 +64,10 @@ class AppAccess:
             )
             if isinstance(found, Refused):
                 self._count(scope, found.outcome)
-                return render(found)
-            response = await handler(request)
-            if origin is not None:
+                response: web.StreamResponse = render(found)
+            else:
+                response = await handler(request)
+            if origin is not None and origin in self._policy.origins:
                 response.headers["Access-Control-Allow-Origin"] = origin
                 response.headers["Access-Control-Expose-Headers"] = EXPOSED
                 response.headers["Vary"] = "Origin"

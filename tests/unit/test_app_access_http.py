@@ -109,6 +109,22 @@ async def test_preflight_answers_listed_origins_only() -> None:
     assert "http.cors_origins" in unlisted.json()["errorDetails"]
 
 
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [(SITE, SITE), ("https://evil.example", None), (None, None)],
+)
+async def test_a_refusal_carries_cors_headers_for_a_listed_origin_only(
+    origin: str | None, allowed: str | None
+) -> None:
+    # A page on a listed origin reads why it was refused; any other origin learns nothing
+    headers = auth("rc_app_unknown") if origin is None else auth("rc_app_unknown", Origin=origin)
+    async with served(Counter()) as client:
+        answer = await client.post(BULK, json={"context": {"targetingKey": "u"}}, headers=headers)
+    assert answer.status_code in (401, 403), answer.text
+    assert answer.headers.get("Access-Control-Allow-Origin") == allowed
+    assert (answer.headers.get("Vary") == "Origin") == (allowed is not None)
+
+
 async def test_the_key_list_takes_the_admin_token_and_never_an_app_key() -> None:
     async with served(Counter()) as client:
         with_key = await client.get("/app-keys", headers=auth("rc_app_reader"))

@@ -7,7 +7,14 @@
 // evaluation context, every flag is evaluated, each served arm handles
 // `requests` requests, measured). The treatment of a flag named in `faulty` fails 40% of
 // its requests, anything else 1%. `controller` (default: this page's origin)
-// is where OFREP and the event intake are; `key` an app key, when it has one.
+// is where OFREP and the event intake are; `key` its client key (`rolloutctl
+// app-key create NAME --client`), sent as `Authorization: Bearer`. A page on
+// another origin than the controller's needs that origin in the controller's
+// `http.cors_origins`. (A real app bundles its client key; the page takes it
+// from its address so that one build serves any controller.)
+//
+// A provider that cannot start (a refused key or origin) leaves the page
+// serving every flag's default; `shop.stats().failed` says why.
 import { OFREPWebProvider } from "@openfeature/ofrep-web-provider";
 import { OpenFeature } from "@openfeature/web-sdk";
 import { RolloutEvents } from "@rollout-controller/openfeature-hooks";
@@ -21,15 +28,25 @@ const faulty = new Set(list("faulty"));
 const units = Number(params.get("units") ?? 5000);
 const requests = Number(params.get("requests") ?? 3);
 
+const shown = { visits: 0, errors: 0, last: {}, failed: null };
 const events = new RolloutEvents({ baseUrl: controller, apiKey: key, flushIntervalMs: 200 });
 OpenFeature.addHooks(events.hook());
-const headers = key ? { Authorization: `Bearer ${key}` } : undefined;
-await OpenFeature.setProviderAndWait(new OFREPWebProvider({ baseUrl: controller, headers, pollInterval: 0 }), {
-  targetingKey: "unit-0",
-});
+const headers = key ? [["Authorization", `Bearer ${key}`]] : undefined; // the web provider takes a list
+try {
+  await OpenFeature.setProviderAndWait(new OFREPWebProvider({ baseUrl: controller, headers, pollInterval: 0 }), {
+    targetingKey: "unit-0",
+  });
+} catch (error) {
+  const cause = error.cause ?? error;
+  shown.failed = {
+    error: error.name,
+    cause: cause.name,
+    status: cause.response?.status ?? null,
+    message: String(cause.message).slice(0, 500),
+  };
+}
 const client = OpenFeature.getClient();
 
-const shown = { visits: 0, errors: 0, last: {} };
 const rows = Object.fromEntries(
   flags.map((flag) => {
     const row = document.createElement("li");
@@ -67,6 +84,7 @@ const visiting = (async () => {
     if (i % 50 === 0) {
       document.querySelector("#visits").textContent = shown.visits;
       document.querySelector("#errors").textContent = shown.errors;
+      await new Promise((resolve) => setTimeout(resolve)); // let the page paint and answer
     }
   }
 })();
