@@ -36,6 +36,8 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.audience import AudienceRule
+
 SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -47,8 +49,9 @@ MAX_LATENCY_MS = 86_400_000
 MAX_CONVERSION_VALUE = 1e9
 """The largest ``|value|`` of one conversion: aggregates sum value and value²,
 and beyond this a float sum over years of traffic would lose the small values."""
-MAX_PLAN_DEPTH = 8
-"""How deeply a command's plan may nest objects and lists (a real plan uses 3)."""
+MAX_PLAN_DEPTH = 32
+"""How deeply a command's plan may nest objects and lists: a plan uses 3, and an audience
+rule in its JSON form up to 2 per level of and / or (10 levels, ``audience.MAX_DEPTH``)."""
 MAX_PLAN_BYTES = 65_536
 """The largest plan a command may carry, as compact JSON."""
 
@@ -115,6 +118,17 @@ class Arm(StrEnum):
     CONTROL = "control"
 
 
+class Cohort(StrEnum):
+    """Where a unit stands in a targeted stage's comparison (:mod:`controller.core.targeting`)."""
+
+    COMPARED = "compared"
+    """In the current ring's audience and no earlier ring's: treatment or control by bucket."""
+    CARRIED = "carried"
+    """In an earlier ring's audience: its arm was decided there; compared by no gate."""
+    OUTSIDE = "outside"
+    """In no ring's audience (or outside the rollout's): control, compared by no gate."""
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
@@ -138,6 +152,12 @@ class _FlagEvent(_Message):
     arm: Arm
     flag_version: FlagVersion = Field(
         description="Version of the flag state the app acted on (from rollout.flag-state)."
+    )
+    cohort: Cohort | None = Field(
+        default=None,
+        description="With rings: where the unit stood in the stage's comparison, as the "
+        "evaluation said; left out: compared. Carried and outside units are counted apart "
+        "and compared by no gate.",
     )
 
 
@@ -256,6 +276,20 @@ class FlagStatus(StrEnum):
     KILLED = "killed"
 
 
+MAX_RINGS = 20
+"""A plan has at most 20 stages, so a flag state at most 20 rings."""
+
+
+class Ring(BaseModel):
+    """One ring of a flag state: an audience (``None``: everyone) and its bucket threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    audience: AudienceRule | None = None
+    threshold: Annotated[StrictInt, Field(ge=0, le=100_000)] = Field(
+        description="Units of the audience whose bucket is below this are served treatment."
+    )
+
+
 class FlagState(_Message):
     """The assignment config apps follow, on the compacted ``rollout.flag-state`` topic."""
 
@@ -267,6 +301,15 @@ class FlagState(_Message):
     salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rollout_id: MessageId | None = None
     stage: Stage | None = None
+    audience: AudienceRule | None = Field(
+        default=None,
+        description="A targeted rollout: only units in this audience may be served treatment.",
+    )
+    rings: Annotated[list[Ring], Field(min_length=1, max_length=MAX_RINGS)] | None = Field(
+        default=None,
+        description="A targeted rollout's rings, the current stage's last (docs/clients.md, "
+        '"Rings"); then percent is 0, so a client that does not read rings serves control.',
+    )
     key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None,
         description="Which controller key signed this state; none when the controller has "
