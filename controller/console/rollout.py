@@ -29,6 +29,7 @@ from controller.console.pages import (
     ts_ms,
 )
 from controller.core.headline import verdict_line
+from controller.core.limits import comparison_text
 from controller.core.messages import Alert, CommandAction, Decision, decision_or_alert
 from controller.core.operator import applicable
 from controller.core.rollout import PauseReason, Phase
@@ -185,6 +186,8 @@ def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     evidence = status.get("evidence") or {}
     srm, arms = evidence.get("srm"), evidence.get("arms") or {}
+    compared = comparison_text(evidence)
+    note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
     if isinstance(srm, dict):
         flagged = "mismatch" if srm.get("flagged") else "ok"
         text = (
@@ -217,7 +220,7 @@ def _srm(status: Mapping[str, Any], history: Mapping[str, Any]) -> str:
         if rows
         else ""
     )
-    return _section("srm", "Sample ratio", text + table)
+    return _section("srm", "Sample ratio", note + text + table)
 
 
 def _last_point(history: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -39,8 +39,8 @@ from controller.core.audience import AudienceRule
 from controller.core.bucketing import assign, bucket
 from controller.core.flagstates import SERVES_CONTROL
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.messages import Arm, Cohort, FlagStatus, Ring
-from controller.core.targeting import compiled
+from controller.core.messages import Arm, FlagStatus
+from controller.core.targeting import Cohort, Ring, compiled
 
 MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""

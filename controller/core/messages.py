@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from controller.core.audience import AudienceRule
+from controller.core.targeting import MAX_RINGS, Cohort, Ring
 
 SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
@@ -116,17 +117,6 @@ class Arm(StrEnum):
 
     TREATMENT = "treatment"
     CONTROL = "control"
-
-
-class Cohort(StrEnum):
-    """Where a unit stands in a targeted stage's comparison (:mod:`controller.core.targeting`)."""
-
-    COMPARED = "compared"
-    """In the current ring's audience and no earlier ring's: treatment or control by bucket."""
-    CARRIED = "carried"
-    """In an earlier ring's audience: its arm was decided there; compared by no gate."""
-    OUTSIDE = "outside"
-    """In no ring's audience (or outside the rollout's): control, compared by no gate."""
 
 
 class _Message(BaseModel):
@@ -274,20 +264,6 @@ class FlagStatus(StrEnum):
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
     KILLED = "killed"
-
-
-MAX_RINGS = 20
-"""A plan has at most 20 stages, so a flag state at most 20 rings."""
-
-
-class Ring(BaseModel):
-    """One ring of a flag state: an audience (``None``: everyone) and its bucket threshold."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    audience: AudienceRule | None = None
-    threshold: Annotated[StrictInt, Field(ge=0, le=100_000)] = Field(
-        description="Units of the audience whose bucket is below this are served treatment."
-    )
 
 
 class FlagState(_Message):

@@ -32,7 +32,7 @@ from controller.core.limits import Limits
 from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 from controller.core.policy import HealthPolicy
 from controller.core.rule_text import parse
-from controller.core.targeting import MAX_TARGETING_CHARS, audience_key
+from controller.core.targeting import rings_problem
 from controller.core.windows import Windows
 from controller.core.yamltext import load_yaml
 
@@ -247,7 +247,9 @@ class Plan(_Frozen):
     def _stages_increase(self) -> Self:
         targeted = self.targeted
         if targeted:
-            rings_problem(self)
+            problem = rings_problem(self.audience, self.stages, limited=self.limits is not None)
+            if problem:
+                raise ValueError(problem)
         else:
             percents = [s.percent for s in self.stages]
             if any(b <= a for a, b in itertools.pairwise(percents)):
@@ -326,38 +328,6 @@ class Plan(_Frozen):
         default=None,
         description="On from `starts_at` (or the start) to `ends_at`, then off by itself.",
     )
-
-
-def rings_problem(plan: Plan) -> None:
-    """Refuse stages that cannot widen: each audience's percents increase, everyone stays last."""
-    seen: dict[str, float] = {}
-    everyone_from: int | None = None
-    for i, stage in enumerate(plan.stages):
-        if stage.percent == 100 and i < len(plan.stages) - 1 and plan.limits is None:
-            raise ValueError(
-                f"stages.{i}: a stage at 100% of its audience has no concurrent control;"
-                " the plan needs `limits` (e.g. error_rate, latency_p95_ms) to gate it"
-            )
-        key = audience_key(stage.audience)
-        if key in seen and stage.percent <= seen[key]:
-            raise ValueError(
-                f"stages.{i}.percent: a stage with the same audience as an earlier one must"
-                f" serve more of it, got {stage.percent:g} after {seen[key]:g}"
-            )
-        seen[key] = stage.percent
-        if stage.audience is None and everyone_from is None:
-            everyone_from = i
-        elif stage.audience is not None and everyone_from is not None:
-            raise ValueError(
-                f"stages.{i}.audience: after stage {everyone_from} speaks to everyone, no"
-                " later stage may narrow the audience"
-            )
-    rules = [plan.audience, *(s.audience for s in plan.stages)]
-    size = sum(len(audience_key(rule)) for rule in rules)
-    if size > MAX_TARGETING_CHARS:
-        raise ValueError(
-            f"the plan's audiences take {size} characters of JSON, at most {MAX_TARGETING_CHARS}"
-        )
 
 
 def _whole_percents(plan: Plan) -> None:

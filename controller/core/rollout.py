@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.advice import AdvisorResult
 from controller.core.bucketing import threshold
-from controller.core.messages import CommandAction, FlagStatus, Ring
+from controller.core.messages import CommandAction, FlagStatus
 from controller.core.plan import Plan
 from controller.core.policy import Applied, Trigger
-from controller.core.targeting import rings_of
+from controller.core.targeting import Ring, rings_of
 from controller.core.windows import Window
 
 

@@ -31,14 +31,84 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from controller.core.audience import AudienceRule
 from controller.core.matching import NO_SEGMENTS, Audience, SegmentLookup
-from controller.core.messages import Cohort, Ring
 
 MAX_TARGETING_CHARS = 16_384
 """The JSON of all a plan's audiences together: a flag state carries them to every app."""
+
+
+class Cohort(StrEnum):
+    """Where a unit stands in a targeted stage's comparison (:mod:`controller.core.targeting`)."""
+
+    COMPARED = "compared"
+    """In the current ring's audience and no earlier ring's: treatment or control by bucket."""
+    CARRIED = "carried"
+    """In an earlier ring's audience: its arm was decided there; compared by no gate."""
+    OUTSIDE = "outside"
+    """In no ring's audience (or outside the rollout's): control, compared by no gate."""
+
+
+MAX_RINGS = 20
+"""A plan has at most 20 stages, so a flag state at most 20 rings."""
+
+
+class Ring(BaseModel):
+    """One ring of a flag state: an audience (``None``: everyone) and its bucket threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    audience: AudienceRule | None = None
+    threshold: Annotated[StrictInt, Field(ge=0, le=100_000)] = Field(
+        description="Units of the audience whose bucket is below this are served treatment."
+    )
+
+
+class StagePlan(Protocol):
+    """What the rings read of a plan's stage."""
+
+    @property
+    def audience(self) -> AudienceRule | None: ...
+    @property
+    def percent(self) -> float: ...
+
+
+def rings_problem(
+    audience: AudienceRule | None, stages: Sequence[StagePlan], *, limited: bool
+) -> str | None:
+    """Why these stages cannot widen as rings, or None: each audience's percents increase,
+    once a stage speaks to everyone no later one narrows, a 100% stage before the last needs
+    the plan's ``limits`` (``limited``), and all the rules are at most 16 KiB of JSON."""
+    seen: dict[str, float] = {}
+    everyone_from: int | None = None
+    for i, stage in enumerate(stages):
+        if stage.percent == 100 and i < len(stages) - 1 and not limited:
+            return (
+                f"stages.{i}: a stage at 100% of its audience has no concurrent control;"
+                " the plan needs `limits` (e.g. error_rate, latency_p95_ms) to gate it"
+            )
+        key = audience_key(stage.audience)
+        if key in seen and stage.percent <= seen[key]:
+            return (
+                f"stages.{i}.percent: a stage with the same audience as an earlier one must"
+                f" serve more of it, got {stage.percent:g} after {seen[key]:g}"
+            )
+        seen[key] = stage.percent
+        if stage.audience is None and everyone_from is None:
+            everyone_from = i
+        elif stage.audience is not None and everyone_from is not None:
+            return (
+                f"stages.{i}.audience: after stage {everyone_from} speaks to everyone, no"
+                " later stage may narrow the audience"
+            )
+    size = sum(len(audience_key(rule)) for rule in [audience, *(s.audience for s in stages)])
+    if size > MAX_TARGETING_CHARS:
+        return f"the plan's audiences take {size} characters of JSON, at most {MAX_TARGETING_CHARS}"
+    return None
 
 
 def audience_key(rule: AudienceRule | None) -> str:

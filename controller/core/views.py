@@ -22,8 +22,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from controller.core.audience import AudienceRule
-from controller.core.messages import FlagStatus, Ring
+from controller.core.messages import FlagStatus
 from controller.core.moving import NextMove
+from controller.core.targeting import Ring
 
 
 class _View(BaseModel):

@@ -22,6 +22,7 @@ from typing import Any
 from controller.console.figures import Figure, figures
 from controller.core.briefing import parse_number
 from controller.core.headline import verdict_line
+from controller.core.limits import comparison_text
 from controller.core.timestamps import iso_or_none
 from controller.core.wording import AT_STAGE, advice_text, label_of, position_label
 from controller.ctl.report_moves import TriggerFired, WindowWait, triggers_fired, windows_waited
@@ -77,6 +78,8 @@ class StageReport:
     arms: list[Arm] = field(default_factory=list)
     guardrails: list[GuardrailResult] = field(default_factory=list)
     srm: dict[str, Any] = field(default_factory=dict)
+    comparison: str = ""
+    """Without a concurrent control: that, and the absolute limits the stage was gated on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,7 @@ def _take_evidence(stage: StageReport, evidence: dict[str, Any], source: str) ->
         stage.guardrails = [_guardrail(str(m)[:64], r) for m, r in items]
     srm = evidence.get("srm")
     stage.srm = _srm(srm) if isinstance(srm, dict) else {}
+    stage.comparison = comparison_text(evidence)
     stage.evidence_from = source
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from controller.core.limits import comparison_text
 from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
@@ -86,6 +87,8 @@ def status_detail(r: RolloutStatus) -> str:
             f"  {name:<10} units {arm['units']:>8}  exposures {arm['exposures']:>8}"
             f"  requests {arm['requests']:>8}  errors {arm['errors']:>6} ({_rate(arm)})"
         )
+    if comparison := comparison_text(evidence):
+        lines.append(f"  comparison: {comparison}")
     for metric, test in evidence.get("guardrails", {}).items():
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, evidence.get('arms'))}")
     if srm := evidence.get("srm"):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from controller.core.messages import Arm, Cohort
+from controller.core.messages import Arm
+from controller.core.targeting import Cohort
 
 Exposed = tuple[Arm, int, Cohort | None]
 """The arm, flag version and cohort a unit was exposed to."""

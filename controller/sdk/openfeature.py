@@ -53,7 +53,8 @@ from controller.core.evaluation import NO_ATTRIBUTES, evaluate, unit_problem
 from controller.core.evaluation import ErrorCode as EvalError
 from controller.core.evaluation import Reason as EvalReason
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.messages import MAX_CONVERSION_VALUE, Arm, Cohort, FlagState
+from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
+from controller.core.targeting import Cohort
 from controller.sdk.events import EventSink
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener

@@ -13,10 +13,11 @@ from controller.core.bucketing import bucket
 from controller.core.errors import ConfigError
 from controller.core.evaluation import ErrorCode, Reason, evaluate
 from controller.core.matching import IdSegments
-from controller.core.messages import Arm, Cohort, FlagState, FlagStatus
+from controller.core.messages import Arm, FlagState, FlagStatus
 from controller.core.plan import Plan, parse_plan
 from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
+from controller.core.targeting import Cohort
 from controller.daemon.rendering import flag_state_fields
 from tests.vectors import rings_generate
 
