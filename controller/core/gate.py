@@ -43,6 +43,7 @@ from controller.core.moving import next_move
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.policy import Applied, for_plan
 from controller.core.rollout import Rollout, Verdict, VerdictKind
+from controller.core.rule_text import to_text
 from controller.core.sequential import SequentialResult
 from controller.core.srm import SrmResult, srm_test
 from controller.core.views import RolloutView
@@ -63,6 +64,8 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         p_threshold=plan.srm_p_threshold,
     )
     evidence = _evidence(plan, data, tests, srm)
+    if plan.targeted:
+        evidence["audience"] = _audience(rollout)
     limited = _limits(rollout, data, evidence)
     breaches = _dry_run(plan, tests, evidence)
     verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited)
@@ -122,6 +125,17 @@ def _limits(
     tests = limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
     evidence.update(limits_evidence(plan.limits, tests))
     return tests
+
+
+def _audience(rollout: Rollout) -> dict[str, Any]:
+    """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
+    plan, stage = rollout.plan, _stage(rollout)
+    return {
+        "rollout": None if plan.audience is None else to_text(plan.audience),
+        "stage": "everyone" if stage.audience is None else to_text(stage.audience),
+        "percent": stage.percent,
+        "compared": "units in the stage's audience and in no earlier ring's",
+    }
 
 
 def _stage(rollout: Rollout) -> Stage:
@@ -192,7 +206,8 @@ def _timing(
         )
     if _events(data.treatment) + _events(data.control) == 0:
         if elapsed >= plan.no_traffic_grace:
-            why = f"no events in the stage for {elapsed}"
+            ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
+            why = f"no events in the stage{ring} for {elapsed}"
             return health.verdict(for_plan(plan, "no_traffic"), why, evidence)
         return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
     if plan.limits is not None and rollout.percent >= 100:  # no control: the treated count

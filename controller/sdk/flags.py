@@ -178,8 +178,9 @@ class FlagClient(FlagBook, Lifecycle):
         states: Iterable[FlagState] = (),
         poll_timeout_ms: int = 500,
         keys: Mapping[str, str] | None = None,
+        segments: SegmentLookup = NO_SEGMENTS,
     ) -> None:
-        super().__init__(states, keys=keys)
+        super().__init__(states, keys=keys, segments=segments)
         self._kafka = kafka or KafkaSettings()
         self._topic = topic
         self._poll_timeout_ms = poll_timeout_ms

@@ -300,3 +300,21 @@ def test_the_status_says_no_concurrent_control_never_a_comparison() -> None:
         comparison_text(gate.evaluate(at(ring_plan("TH"), 1), aggregates(cells), NOW).evidence)
         == ""
     )
+
+
+def test_a_ring_without_traffic_of_its_own_raises_no_traffic_past_the_grace() -> None:
+    """Staff keep sending (carried), nobody Thai does: the Thai ring is not silently waiting."""
+    rng = random.Random(6)
+    rollout = at(ring_plan("TH"), 1)
+    staff: list[dict[str, object]] = [
+        {"user_id": f"staff-{i}", "country": "TH"} for i in range(300)
+    ]
+    cells: dict[CellKey, CellDelta] = {}
+    fold(events(rollout, staff, regressing_in("XX"), rng), cells)
+    assert arm(cells, "carried").units == 300
+    verdict = gate.evaluate(rollout, aggregates(cells), NOW)
+    assert verdict.kind is VerdictKind.PAUSE
+    assert verdict.reason.startswith('no events in the stage from country == "TH"')
+    assert verdict.evidence["audience"]["stage"] == 'country == "TH"'
+    assert verdict.applied is not None
+    assert verdict.applied.trigger == "no_traffic"

@@ -7,18 +7,22 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from controller.core.bucketing import bucket
 from controller.core.errors import ConfigError
 from controller.core.evaluation import ErrorCode, Reason, evaluate
 from controller.core.matching import IdSegments
-from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.core.plan import Plan, parse_plan
 from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
 from controller.core.targeting import Cohort
 from controller.daemon.rendering import flag_state_fields
+from controller.sdk.events import EventEmitter
+from controller.sdk.flags import FlagBook
+from controller.sdk.measure import Measurement
 from tests.vectors import rings_generate
 
 SEGMENTS = IdSegments({"staff": {"alice", "bob"}, "beta": {"user-1", "user-2"}})
@@ -285,3 +289,32 @@ def test_every_rings_vector_comes_out_of_the_controllers_evaluation() -> None:
     assert not mismatches, mismatches[:3]
     cohorts = {v["cohort"] for v in data["vectors"]}
     assert cohorts == {"compared", "carried", "outside"}
+
+
+# -- the SDK -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unit", "context", "cohort"),
+    [
+        ("alice", {"user_id": "alice", "country": "TH"}, "carried"),
+        ("u-9", {"country": "US"}, "outside"),
+        ("u-9", {"country": "TH"}, None),  # compared: the field is left out
+    ],
+)
+def test_measure_reports_the_cohort_the_evaluation_gave(
+    unit: str, context: dict[str, object], cohort: str | None
+) -> None:
+    book = FlagBook([state_of(rollout(parse_plan(RING_PLAN), 2))], segments=SEGMENTS)
+    emitter = EventEmitter()
+    with Measurement(book, emitter, "checkout", unit, attributes=context) as served:
+        pass
+    assert (served, book.state("checkout") is not None) == (
+        book.arm("checkout", unit, context)[0],
+        True,
+    )
+    sent = [orjson.loads(value) for _, value in emitter._queue]
+    assert [e["type"] for e in sent] == ["exposure", "request"]
+    assert all(e.get("cohort") == cohort for e in sent)
+    for event in sent:
+        event_adapter.validate_python(event)  # the contract takes them
