@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -289,6 +290,20 @@ def test_every_rings_vector_comes_out_of_the_controllers_evaluation() -> None:
     assert not mismatches, mismatches[:3]
     cohorts = {v["cohort"] for v in data["vectors"]}
     assert cohorts == {"compared", "carried", "outside"}
+
+
+def test_a_javascript_client_written_from_the_spec_passes_every_rings_vector(node: str) -> None:
+    script = rings_generate.PATH.with_name("rings.mjs")
+    done = subprocess.run(
+        [node, str(script), str(rings_generate.PATH)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    checked = len(json.loads(rings_generate.PATH.read_text(encoding="utf-8"))["vectors"])
+    assert json.loads(done.stdout) == {"checked": checked, "mismatches": []}
 
 
 # -- the SDK -----------------------------------------------------------------------------------
