@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from controller.core import flagstates
 from controller.core.bucketing import bucket
 from controller.core.errors import ConfigError
 from controller.core.evaluation import ErrorCode, Reason, evaluate
@@ -19,7 +20,9 @@ from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.core.plan import Plan, parse_plan
 from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
+from controller.core.signing import StateSigner, StateVerifier, generate_key
 from controller.core.targeting import Cohort
+from controller.core.views import FlagStateView
 from controller.daemon.rendering import flag_state_fields
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagBook
@@ -333,3 +336,23 @@ def test_measure_reports_the_cohort_the_evaluation_gave(
     assert all(e.get("cohort") == cohort for e in sent)
     for event in sent:
         event_adapter.validate_python(event)  # the contract takes them
+
+
+def test_a_signed_ringed_state_verifies_on_the_topic_and_through_flags() -> None:
+    """What the daemon signs is what an app rebuilds, from the message and from /flags."""
+    key, public = generate_key()
+    signer = StateSigner(key, "controller-1")
+    verifier = StateVerifier({"controller-1": public})
+    plan = parse_plan({**RING_PLAN, "audience": 'app_version >= semver("2.0.0") or beta == true'})
+    fields = signer.sign(flag_state_fields(rollout(plan, 3)))
+    message = FlagState.model_validate({"type": "flag_state", "v": 1, "id": "m", "ts": 0, **fields})
+    assert verifier.problem(message) is None
+    assert flagstates.signed_bytes(fields, "controller-1").startswith(
+        b'["rollout-controller/flag-state/2",'
+    )
+    served = FlagStateView.model_validate(fields).served()
+    assert served["rings"][0]["audience"]["op"] == "in"
+    polled = FlagState.model_validate({"type": "flag_state", "v": 1, "id": "p", "ts": 0, **served})
+    assert verifier.problem(polled) is None
+    widened = polled.model_copy(update={"rings": polled.rings[:-1] if polled.rings else None})
+    assert verifier.problem(widened) == "bad_signature"
