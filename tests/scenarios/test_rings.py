@@ -123,6 +123,7 @@ async def _ofrep(http: httpx.AsyncClient, people: list[dict[str, Any]]) -> list[
     return out
 
 
+@pytest.mark.timeout(420)  # 7 stages x (10,000 SDK and OpenFeature, 1,000 OFREP) evaluations
 async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
     scenario: Scenario,
 ) -> None:
