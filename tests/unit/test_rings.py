@@ -356,3 +356,15 @@ def test_a_signed_ringed_state_verifies_on_the_topic_and_through_flags() -> None
     assert verifier.problem(polled) is None
     widened = polled.model_copy(update={"rings": polled.rings[:-1] if polled.rings else None})
     assert verifier.problem(widened) == "bad_signature"
+
+
+def test_rules_keep_their_wire_keys_when_stored_and_published() -> None:
+    """and / or / not, not field names: a stored rollout reads back, and apps read its states."""
+    text = 'country == "TH" and not (plan == "free" or beta == true)'
+    plan = parse_plan({**RING_PLAN, "audience": text})
+    stored = rollout(plan, 3)
+    assert Rollout.model_validate_json(stored.model_dump_json()) == stored
+    published = orjson.loads(state_of(stored).model_dump_json())
+    assert set(published["audience"]) == {"and"}
+    assert "not" in published["audience"]["and"][1]
+    assert parse(text).model_dump() == published["audience"]
