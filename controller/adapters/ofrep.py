@@ -58,6 +58,8 @@ from controller.adapters.app_access import AppAccess, open_access
 from controller.core.app_keys import Refused, Scope
 from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.targeting import targeting_json
 from controller.core.views import FlagStates, FlagStateView
 
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
@@ -84,6 +86,7 @@ class Snapshot:
         held = {state.flag: state for state in states.root}
         fields = [
             (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
+            + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
             for s in sorted(held.values(), key=lambda s: s.flag)
         ]
         return cls(held, hashlib.sha256(orjson.dumps(fields)).digest())
@@ -161,10 +164,12 @@ class OfrepRoutes:
         body_timeout_seconds: float,
         max_age_seconds: float = MAX_AGE_SECONDS,
         access: AppAccess | None = None,
+        segments: SegmentLookup = NO_SEGMENTS,
     ) -> None:
         self.snapshots = SnapshotCache(states, max_age=max_age_seconds)
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
+        self._segments = segments
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         routes = (
@@ -183,7 +188,8 @@ class OfrepRoutes:
             unit, attributes = await self._context(request)
         except _Failure as failure:
             return failure.response(key)
-        found = evaluate(key, (await self.snapshots.get()).states.get(key), unit, attributes)
+        state = (await self.snapshots.get()).states.get(key)
+        found = evaluate(key, state, unit, attributes, self._segments)
         if found.error is None:
             return _json(_success(found))
         return _json(
@@ -203,7 +209,7 @@ class OfrepRoutes:
             return web.Response(status=304, headers={"ETag": etag})
         flags = []
         for flag, state in snapshot.states.items():
-            found = evaluate(flag, state, unit, attributes)
+            found = evaluate(flag, state, unit, attributes, self._segments)
             flags.append(_success(found) if found.error is None else _failure(found))
         return _json({"flags": flags}, headers={"ETag": etag})
 

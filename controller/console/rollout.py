@@ -29,6 +29,7 @@ from controller.console.pages import (
 )
 from controller.core.evidence_view import Evidence, evidence, where_decided
 from controller.core.headline import verdict_line
+from controller.core.limits import comparison_text
 from controller.core.messages import Alert, CommandAction, Decision
 from controller.core.operator import applicable
 from controller.core.rollout import PauseReason, Phase
@@ -183,6 +184,8 @@ def _arms(figure: Figure) -> str:
 def _srm(status: RolloutView, history: RolloutHistory) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     now = Evidence.read(status.evidence)
+    compared = comparison_text(status.evidence)
+    note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
     arms: dict[str, tuple[int | None, ...]] = {
         arm: tuple(getattr(counts, k) for k in _ARM_COLUMNS)
         for arm, counts in (now.arms or {}).items()
@@ -222,7 +225,7 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
         if rows
         else ""
     )
-    return _section("srm", "Sample ratio", text + table)
+    return _section("srm", "Sample ratio", note + text + table)
 
 
 _ARM_COLUMNS = ("units", "exposures", "requests", "errors", "conversions")

@@ -121,7 +121,7 @@ def _only_float(value: object) -> object:
     return value
 
 
-_FROZEN = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_FROZEN = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
 AttributeName = Annotated[
     str,

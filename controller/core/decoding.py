@@ -83,6 +83,7 @@ _Ts = (
 )
 _Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 _Arm = Literal["treatment", "control"]
+_Cohort = Literal["compared", "carried", "outside"]
 
 
 class _Wire(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, gc=False):
@@ -102,12 +103,15 @@ class _Wire(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen
 class ExposureIn(_Wire, gc=False, tag="exposure", frozen=True):
     """Fast-path mirror of :class:`messages.Exposure`."""
 
+    cohort: _Cohort | None = None
+
 
 class RequestIn(_Wire, gc=False, tag="request", frozen=True):
     """Fast-path mirror of :class:`messages.RequestOutcome`."""
 
     error: bool
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)] | None = None
+    cohort: _Cohort | None = None
 
 
 class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
@@ -116,6 +120,7 @@ class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
     value: (
         Annotated[float, msgspec.Meta(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
     ) = None
+    cohort: _Cohort | None = None
 
 
 InEvent = ExposureIn | RequestIn | ConversionIn

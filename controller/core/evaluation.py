@@ -14,12 +14,13 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
   string, longer than the event contract's 256 characters, or not valid
   Unicode); the unit is then served control, with flag version 0.
 
-``TARGETING_MATCH`` is where targeting plugs in: once a plan carries an
-audience (:mod:`controller.core.audience`), :func:`evaluate` matches the
-context's ``attributes`` against it before bucketing; a unit outside the
-audience is served control and a unit inside it is bucketed, reported as
-``TARGETING_MATCH``. Flag states carry no audience yet, so ``attributes`` are
-accepted and not read.
+A targeted rollout's state carries rings (:mod:`controller.core.targeting`):
+the context's ``attributes`` are matched against the rollout's audience and
+the rings' (segments through the caller's :class:`SegmentLookup`), and the
+unit's bucket decides within them. A unit in a ring's audience is reported as
+``TARGETING_MATCH``, one in none as ``DEFAULT`` (served control); either way
+the evaluation's :class:`Cohort` says where it stands in the stage's
+comparison, and apps report it with their events.
 
 The arm's value is boolean (treatment is True): flag states carry no typed
 values for their arms. The in-process OpenFeature provider
@@ -29,14 +30,17 @@ OFREP endpoints (:mod:`controller.adapters.ofrep`) all answer from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from controller.core.bucketing import assign
+from controller.core.audience import AudienceRule
+from controller.core.bucketing import assign, bucket
 from controller.core.flagstates import SERVES_CONTROL
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagStatus
+from controller.core.targeting import Cohort, Ring, compiled
 
 MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""
@@ -51,6 +55,7 @@ class Reason(StrEnum):
 
     SPLIT = "SPLIT"
     TARGETING_MATCH = "TARGETING_MATCH"
+    DEFAULT = "DEFAULT"
     DISABLED = "DISABLED"
     ERROR = "ERROR"
 
@@ -82,6 +87,10 @@ class EvaluatedState(Protocol):
     def rollout_id(self) -> str | None: ...
     @property
     def stage(self) -> int | None: ...
+    @property
+    def audience(self) -> AudienceRule | None: ...
+    @property
+    def rings(self) -> Sequence[Ring] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,8 @@ class Evaluation:
     error: ErrorCode | None = None
     detail: str = ""
     """The error in words; empty without an error."""
+    cohort: Cohort | None = None
+    """With rings: where the unit stands in the stage's comparison; apps report it."""
 
     @property
     def value(self) -> bool:
@@ -116,6 +127,8 @@ class Evaluation:
             out["rollout_id"] = self.rollout_id
         if self.stage is not None:
             out["stage"] = self.stage
+        if self.cohort is not None:
+            out["cohort"] = self.cohort.value
         return out
 
 
@@ -124,12 +137,14 @@ def evaluate(
     state: EvaluatedState | None,
     unit: object,
     attributes: Mapping[str, object] = NO_ATTRIBUTES,
+    segments: SegmentLookup = NO_SEGMENTS,
 ) -> Evaluation:
     """``flag`` evaluated for ``unit`` (the targeting key, as the caller got it) under ``state``.
 
     Never raises: a unit that cannot be bucketed is an ``INVALID_CONTEXT``
-    error. ``attributes`` (the rest of the evaluation context) are where
-    targeting will read; see the module's docstring.
+    error. ``attributes`` (the rest of the evaluation context) are what a
+    targeted rollout's rules read; a rule that cannot read them (a missing
+    attribute, a wrong type, an unknown segment) does not match.
     """
     if problem := unit_problem(unit):
         return failed(flag, *problem)
@@ -138,11 +153,35 @@ def evaluate(
         return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
     if state.status in SERVES_CONTROL:
         return Evaluation(flag, Arm.CONTROL, 0, Reason.DISABLED, state.rollout_id, state.stage)
+    if state.rings is not None:
+        return _targeted(flag, state, unit, attributes, segments)
     try:
         arm = assign(flag, state.salt, unit, state.percent)
     except UnicodeEncodeError:
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
     return Evaluation(flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage)
+
+
+def _targeted(
+    flag: str,
+    state: EvaluatedState,
+    unit: str,
+    attributes: Mapping[str, object],
+    segments: SegmentLookup,
+) -> Evaluation:
+    """A targeted rollout's evaluation: the rings place the unit (:mod:`targeting`)."""
+    if not isinstance(attributes, Mapping):
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes are no mapping")
+    try:
+        unit_bucket = bucket(flag, state.salt, unit)
+    except UnicodeEncodeError:
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    where = compiled(state.audience, state.rings or ()).place(unit_bucket, attributes, segments)
+    arm = Arm.TREATMENT if where.treated else Arm.CONTROL
+    reason = Reason.DEFAULT if where.cohort is Cohort.OUTSIDE else Reason.TARGETING_MATCH
+    return Evaluation(
+        flag, arm, state.version, reason, state.rollout_id, state.stage, cohort=where.cohort
+    )
 
 
 def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:

@@ -11,6 +11,16 @@ objects or floats::
     ["rollout-controller/flag-state/1", key_id, flag, version, status,
      threshold, salt, rollout_id, stage]
 
+A targeted rollout's state (one with ``rings``) is signed in the second form,
+which appends the rollout's audience and its rings, rules in their JSON form
+with object keys sorted (``docs/clients.md``, "Rings")::
+
+    ["rollout-controller/flag-state/2", key_id, flag, version, status,
+     threshold, salt, rollout_id, stage, audience, [[audience, threshold], ...]]
+
+A verifier that knows only the first form rebuilds other bytes and refuses
+the state, so no client serves rings it cannot read.
+
 Because the version is signed together with the rollout, status, percent and
 salt it belongs to, a signed version can be neither raised nor moved to
 another rollout or flag.
@@ -29,12 +39,15 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from controller.core.bucketing import threshold
 from controller.core.messages import FlagState, FlagStatus
 
 SIGNED_FORM = "rollout-controller/flag-state/1"
 """The first element of the signed array: names what is signed, and its version."""
+SIGNED_FORM_RINGS = "rollout-controller/flag-state/2"
+"""The first element of a targeted state's signed array, which goes on with its rings."""
 SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
 """Statuses under which every unit is served control, reported as flag version 0."""
 
@@ -43,31 +56,44 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
     """The bytes the controller signs for ``state`` (a flag state's fields) with ``key_id``.
 
     ``state`` needs ``flag``, ``version``, ``status`` and ``percent`` and
-    ``salt``; ``rollout_id`` and ``stage`` are null when absent. Raises
+    ``salt``; ``rollout_id`` and ``stage`` are null when absent, and so are
+    ``audience`` and ``rings`` (then the first form is signed). Raises
     ValueError for a percent outside 0..100 and orjson's error for a string
     that is not valid Unicode.
     """
     status = state["status"]
-    return orjson.dumps(
-        [
-            SIGNED_FORM,
-            key_id,
-            state["flag"],
-            state["version"],
-            status.value if isinstance(status, FlagStatus) else status,
-            threshold(state["percent"]),
-            state["salt"],
-            state.get("rollout_id"),
-            state.get("stage"),
+    rings = state.get("rings")
+    fields = [
+        SIGNED_FORM if rings is None else SIGNED_FORM_RINGS,
+        key_id,
+        state["flag"],
+        state["version"],
+        status.value if isinstance(status, FlagStatus) else status,
+        threshold(state["percent"]),
+        state["salt"],
+        state.get("rollout_id"),
+        state.get("stage"),
+    ]
+    if rings is not None:
+        fields += [
+            _json(state.get("audience")),
+            [[_json(r.get("audience")), r["threshold"]] for r in map(_json, rings)],
         ]
-    )
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def _json(value: Any) -> Any:
+    """A rule (or ring) as JSON data, with the wire's keys (``and``, ``or``, ``not``)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    return value
 
 
 def state_bytes(state: FlagState) -> bytes | None:
     """What ``state``'s signature must cover, or None when it names no key."""
     if state.key_id is None:
         return None
-    return signed_bytes(state.model_dump(), state.key_id)
+    return signed_bytes(state.model_dump(by_alias=True), state.key_id)
 
 
 class Verdict(StrEnum):

@@ -24,6 +24,11 @@ def fold(
 ) -> InEvent | None:
     """Add every event to its (flag, flag_version, arm) cell in ``into``, in order.
 
+    An event of a targeted rollout's ``carried`` or ``outside`` cohort is
+    counted in the cell named by its cohort instead of its arm (both arms
+    together): such units are in neither arm of the stage's comparison, and
+    no gate reads those cells (:mod:`controller.core.targeting`).
+
     With ``flag_ok``, a flag is checked when its first cell is made; folding
     stops at the first event whose flag it refuses, and that event is
     returned (the ones before it are folded). Returns None when all were.
@@ -32,7 +37,12 @@ def fold(
     # event, everything inline (a call per event costs as much as the adds).
     get, edges = into.get, EDGES_MS
     for event in events:
-        key = (event.flag, event.flag_version, event.arm)
+        cohort = event.cohort
+        key: CellKey = (
+            (event.flag, event.flag_version, event.arm)
+            if cohort is None or cohort == "compared"
+            else (event.flag, event.flag_version, cohort)
+        )
         cell = get(key)
         if cell is None:
             if flag_ok is not None and not flag_ok(event.flag):

@@ -41,10 +41,12 @@ from typing import Any
 from controller.core import health
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.guardrails import control_baseline, guardrail_result
+from controller.core.limits import limit_tests, limits_evidence
 from controller.core.moving import next_move
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.policy import Applied, HealthPolicy, both_arms_tripped, for_plan
 from controller.core.rollout import Rollout, Verdict, VerdictKind
+from controller.core.rule_text import to_text
 from controller.core.sequential import SequentialResult
 from controller.core.srm import SrmResult, srm_test
 from controller.core.views import RolloutView
@@ -65,8 +67,11 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
         p_threshold=plan.srm_p_threshold,
     )
     evidence = _evidence(plan, data, tests, srm)
+    if plan.targeted:
+        evidence["audience"] = _audience(rollout)
+    limited = _limits(rollout, data, evidence)
     breaches = _dry_run(plan, tests, evidence)
-    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence)
+    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited)
     return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
 
 
@@ -78,6 +83,7 @@ def _verdict(
     *,
     srm: SrmResult,
     evidence: dict[str, Any],
+    limited: dict[str, SequentialResult],
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
@@ -88,6 +94,14 @@ def _verdict(
             )
             baseline = control_baseline(guardrail, data.control)
             return _regression(guardrail, result, evidence, baseline, applied)
+    for name, result in limited.items():
+        if result.regressed:
+            applied = for_plan(plan, "guardrail_regression", watching=rollout.watching)
+            why = (
+                f"{name} {result.delta:.4g} is above its limit {result.tolerance:.4g} with no"
+                f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
+            )
+            return health.verdict(applied, why, {**evidence, "breach": name})
     if srm.flagged:
         why = (
             f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
@@ -122,6 +136,29 @@ def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Ve
         f", over the {limit:.2%} the plan allows"
     )
     return health.verdict(for_plan(plan, "units_in_both_arms"), why, evidence)
+
+
+def _limits(
+    rollout: Rollout, data: FlagAggregates, evidence: dict[str, Any]
+) -> dict[str, SequentialResult]:
+    """At 100% of the audience, with limits: their tests, recorded in ``evidence``."""
+    plan = rollout.plan
+    if plan.limits is None or rollout.percent < 100:
+        return {}
+    tests = limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
+    evidence.update(limits_evidence(plan.limits, tests))
+    return tests
+
+
+def _audience(rollout: Rollout) -> dict[str, Any]:
+    """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
+    plan, stage = rollout.plan, _stage(rollout)
+    return {
+        "rollout": None if plan.audience is None else to_text(plan.audience),
+        "stage": "everyone" if stage.audience is None else to_text(stage.audience),
+        "percent": stage.percent,
+        "compared": "units in the stage's audience and in no earlier ring's",
+    }
 
 
 def _stage(rollout: Rollout) -> Stage:
@@ -194,12 +231,16 @@ def _timing(
     # stages become rings, the gate is handed the ring's, and this test holds as is.
     if _events(data.treatment) + _events(data.control) == 0:
         if elapsed >= plan.no_traffic_grace:
-            why = f"no events in the stage for {elapsed}"
+            ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
+            why = f"no events in the stage{ring} for {elapsed}"
             return health.verdict(for_plan(plan, "no_traffic"), why, evidence)
         return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
-    fewest = min(data.treatment.units, data.control.units)
+    if plan.limits is not None and rollout.percent >= 100:  # no control: the treated count
+        fewest, arm = data.treatment.units, "treatment"
+    else:
+        fewest, arm = min(data.treatment.units, data.control.units), "the smaller arm"
     if fewest < stage.min_units_per_arm:
-        why = f"{fewest} units in the smaller arm, {stage.min_units_per_arm} needed"
+        why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
         return Verdict(VerdictKind.HOLD, why, None, evidence)
     return Verdict(VerdictKind.ADVANCE, "guardrails hold and the stage is complete", None, evidence)
 

@@ -36,6 +36,9 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.audience import AudienceRule
+from controller.core.targeting import MAX_RINGS, Cohort, Ring
+
 SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -47,8 +50,9 @@ MAX_LATENCY_MS = 86_400_000
 MAX_CONVERSION_VALUE = 1e9
 """The largest ``|value|`` of one conversion: aggregates sum value and value²,
 and beyond this a float sum over years of traffic would lose the small values."""
-MAX_PLAN_DEPTH = 8
-"""How deeply a command's plan may nest objects and lists (a real plan uses 3)."""
+MAX_PLAN_DEPTH = 32
+"""How deeply a command's plan may nest objects and lists: a plan uses 3, and an audience
+rule in its JSON form up to 2 per level of and / or (10 levels, ``audience.MAX_DEPTH``)."""
 MAX_PLAN_BYTES = 65_536
 """The largest plan a command may carry, as compact JSON."""
 
@@ -142,6 +146,12 @@ class _FlagEvent(_Message):
     arm: Arm
     flag_version: FlagVersion = Field(
         description="Version of the flag state the app acted on (from rollout.flag-state)."
+    )
+    cohort: Cohort | None = Field(
+        default=None,
+        description="With rings: where the unit stood in the stage's comparison, as the "
+        "evaluation said; left out: compared. Carried and outside units are counted apart "
+        "and compared by no gate.",
     )
 
 
@@ -271,6 +281,15 @@ class FlagState(_Message):
     salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rollout_id: MessageId | None = None
     stage: Stage | None = None
+    audience: AudienceRule | None = Field(
+        default=None,
+        description="A targeted rollout: only units in this audience may be served treatment.",
+    )
+    rings: Annotated[list[Ring], Field(min_length=1, max_length=MAX_RINGS)] | None = Field(
+        default=None,
+        description="A targeted rollout's rings, the current stage's last (docs/clients.md, "
+        '"Rings"); then percent is 0, so a client that does not read rings serves control.',
+    )
     key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None,
         description="Which controller key signed this state; none when the controller has "

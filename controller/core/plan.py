@@ -18,16 +18,21 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
+from controller.core.audience import AudienceRule
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
+from controller.core.limits import Limits
 from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 from controller.core.policy import HealthPolicy
+from controller.core.rule_text import parse
+from controller.core.targeting import rings_problem
 from controller.core.windows import Windows
 from controller.core.yamltext import load_yaml
 
@@ -54,6 +59,17 @@ Duration = Annotated[timedelta, ReadableDuration, Field(ge=timedelta(0), le=MAX_
 Count = Annotated[int, Field(le=MAX_COUNT)]
 
 
+def _rule_from_text(value: object) -> object:
+    """A rule written as text is parsed (its errors say line and column); JSON passes on."""
+    return parse(value) if isinstance(value, str) else value
+
+
+AudienceField = Annotated[
+    AudienceRule, BeforeValidator(_rule_from_text, json_schema_input_type=str | AudienceRule)
+]
+"""An audience rule in the text form (a string) or the JSON form (an object) (#26)."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,6 +86,11 @@ class Stage(_Frozen):
         default=None, description="Past this without a decision, alert as stuck."
     )
     approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
+    audience: AudienceField | None = Field(
+        default=None,
+        description="Who this stage speaks to (text or JSON form); percent is of them. Left out:"
+        " everyone in the plan's audience.",
+    )
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> Self:
@@ -175,6 +196,10 @@ class Plan(_Frozen):
     """Stages in increasing percent, guardrails, and the gate's statistical settings."""
 
     name: Annotated[str, Field(min_length=1, max_length=128)] = "default"
+    audience: AudienceField | None = Field(
+        default=None,
+        description="The whole rollout speaks only to this audience (text or JSON form).",
+    )
     stages: Annotated[list[Stage], Field(min_length=1, max_length=20)]
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
     alpha: float = Field(
@@ -206,6 +231,13 @@ class Plan(_Frozen):
     watch: Watch | None = Field(
         default=None, description="After the last stage (at 100%), watch before completing."
     )
+    limits: Limits | None = Field(
+        default=None,
+        description=(
+            "Absolute limits that gate each stage serving 100% of its audience, where no"
+            " concurrent control exists (required before the last stage)."
+        ),
+    )
     backend: Backend | None = Field(
         default=None,
         description="Serve the rollout from a flag platform too (the flag-state topic always).",
@@ -213,14 +245,33 @@ class Plan(_Frozen):
 
     @model_validator(mode="after")
     def _stages_increase(self) -> Self:
-        percents = [s.percent for s in self.stages]
-        if any(b <= a for a, b in itertools.pairwise(percents)):
-            raise ValueError(f"stage percents must increase, got {percents}")
-        if self.watch is not None and percents[-1] != 100:
-            raise ValueError("a watch needs the last stage at 100%")
+        targeted = self.targeted
+        if targeted:
+            problem = rings_problem(self.audience, self.stages, limited=self.limits is not None)
+            if problem:
+                raise ValueError(problem)
+        else:
+            percents = [s.percent for s in self.stages]
+            if any(b <= a for a, b in itertools.pairwise(percents)):
+                raise ValueError(f"stage percents must increase, got {percents}")
+        last = self.stages[-1]
+        if self.watch is not None and (last.percent != 100 or last.audience is not None):
+            raise ValueError("a watch needs the last stage at 100% of everyone")
         if self.backend is not None and self.backend.unleash is not None:
+            if targeted:
+                raise ValueError("backend.unleash: Unleash cannot serve this plan's audiences")
             _whole_percents(self)
         return self
+
+    @property
+    def targeted(self) -> bool:
+        """Whether the plan names an audience: its flag states then carry rings."""
+        return self.audience is not None or any(s.audience is not None for s in self.stages)
+
+    @property
+    def limited_stages(self) -> int:
+        """Stages gated by the plan's absolute limits: those at 100% of their audience."""
+        return 0 if self.limits is None else sum(1 for s in self.stages if s.percent == 100)
 
     @property
     def compared_stages(self) -> int:
@@ -237,16 +288,23 @@ class Plan(_Frozen):
         the union bound (Bonferroni) the chance that any gating guardrail in any
         stage crosses on a healthy flag is at most ``alpha``. Dry-run guardrails
         never act, so they spend none of it (they are tested at the same level).
+        Absolute limits count as guardrails, and the stages they gate as stages.
         """
-        gating = sum(1 for g in self.guardrails if not g.dry_run)
-        return self.alpha / (max(1, gating) * max(1, self.compared_stages))
+        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
+        stages = self.compared_stages + self.limited_stages
+        return self.alpha / (max(1, gating) * max(1, stages))
+
+    @property
+    def limit_count(self) -> int:
+        """How many absolute limits the plan declares (each is a test where it applies)."""
+        return 0 if self.limits is None else len(self.limits.named())
 
     def alpha_budget(self) -> dict[str, float | int]:
         """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
         return {
             "rollout": self.alpha,
-            "guardrails": sum(1 for g in self.guardrails if not g.dry_run),
-            "stages": self.compared_stages,
+            "guardrails": sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count,
+            "stages": self.compared_stages + self.limited_stages,
             "per_test": self.alpha_per_test,
         }
 

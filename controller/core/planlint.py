@@ -78,7 +78,7 @@ def errors(findings: Sequence[Finding]) -> list[Finding]:
 
 def _stages(plan: Plan) -> Iterator[Finding]:
     for i, stage in enumerate(plan.stages):
-        if stage.percent == 100 and stage.min_units_per_arm > 0:
+        if stage.percent == 100 and stage.min_units_per_arm > 0 and plan.limits is None:
             yield Finding(
                 "error",
                 f"stages[{i}].min_units_per_arm",

@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.advice import AdvisorResult
+from controller.core.bucketing import threshold
 from controller.core.messages import CommandAction, FlagStatus
 from controller.core.plan import Plan
 from controller.core.policy import Applied, Trigger
+from controller.core.targeting import Ring, rings_of
 from controller.core.windows import Window
 
 
@@ -135,6 +137,20 @@ class Rollout(BaseModel):
         if self.phase is not Phase.COMPLETED:
             return False
         return now - (self.completed_at or self.updated_at) >= after
+
+    def rings(self) -> list[Ring] | None:
+        """The rings apps serve in this state (:mod:`targeting`); None for an untargeted plan.
+
+        The rings of stages ``0..stage``; in a watch the last ring serves the
+        watch's percent (everyone but the holdback).
+        """
+        if not self.plan.targeted:
+            return None
+        stages = self.plan.stages[: self.stage + 1]
+        limits = [threshold(s.percent) for s in stages]
+        if self.phase.active and self.watching and self.plan.watch is not None:
+            limits[-1] = threshold(self.percent)
+        return rings_of([s.audience for s in stages], limits)
 
     def stage_flag_versions(self) -> set[int]:
         """The flag versions whose events count for the current stage."""

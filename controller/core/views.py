@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
 
+from controller.core.audience import AudienceRule
 from controller.core.messages import FlagStatus
 from controller.core.moving import NextMove
+from controller.core.targeting import Ring
 from controller.core.wording import position_label
 
 MAX_SERVED_STAGES = 20
@@ -141,13 +143,19 @@ class FlagStateView(_View):
     salt: str
     rollout_id: str | None
     stage: int | None
+    audience: AudienceRule | None = Field(default=None, description="Absent when untargeted.")
+    rings: list[Ring] | None = Field(default=None, description="Absent when untargeted.")
     key_id: str | None = Field(default=None, description="Absent when unsigned.")
     sig: str | None = Field(default=None, description="Absent when unsigned.")
 
     def served(self) -> dict[str, object]:
-        """Without ``key_id`` and ``sig`` when the controller has no signing key."""
-        unsigned = self.key_id is None and self.sig is None
-        return self.model_dump(mode="json", exclude={"key_id", "sig"} if unsigned else None)
+        """Without ``key_id`` and ``sig`` unsigned, nor ``audience`` and ``rings`` untargeted."""
+        left_out: set[str] = set()
+        if self.key_id is None and self.sig is None:
+            left_out |= {"key_id", "sig"}
+        if self.rings is None:
+            left_out |= {"audience", "rings"}
+        return self.model_dump(mode="json", by_alias=True, exclude=left_out or None)
 
 
 class FlagStates(RootModel[list[FlagStateView]]):

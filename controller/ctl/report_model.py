@@ -74,6 +74,8 @@ class StageReport:
     guardrails: list[GuardrailResult] = field(default_factory=list)
     srm: SampleRatio | None = None
     """None when the evidence held no sample-ratio check."""
+    comparison: str = ""
+    """Without a concurrent control: that, and the absolute limits the stage was gated on."""
 
 
 @dataclass(frozen=True, slots=True)

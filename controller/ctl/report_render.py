@@ -202,7 +202,8 @@ def markdown(report: Report) -> str:
             out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
             out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g, stage) for g in stage.guardrails])
-        out += ["", f"Sample ratio: {_md(_srm_text(stage.srm))}."]
+        out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
+        out += [f"Sample ratio: {_md(_srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
         for figure in report.charts:
@@ -345,6 +346,8 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.guardrails:
         rows = [_guardrail_cells(g, stage) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
+    if stage.comparison:
+        parts.append(f"<p>Comparison: {_h(stage.comparison)}.</p>")
     parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
     parts.append("</section>")
     return parts

@@ -20,6 +20,7 @@ from controller.core.evidence_view import (
     ReadDecision,
     SrmCheck,
 )
+from controller.core.limits import comparison_text
 from controller.core.messages import Decision
 from controller.core.views import RolloutStatus
 from controller.core.wording import position_label
@@ -54,7 +55,7 @@ def stages(
             walked.append(current)
         if read.gated and (at is None or at == current.index):
             source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
-            _take_evidence(current, read, source)
+            _take_evidence(current, read, source, comparison_text(decision.evidence))
         moved = index is not None and index != current.index
         ended = decision.phase_after in TERMINAL
         if ended or moved or decision.action == "watch":
@@ -95,17 +96,21 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
     stage.outcome = status.phase or "running"
     if status.stage == stage.index and status.evidence:
         _take_evidence(
-            stage, Evidence.read(status.evidence), "the gate's current view (not decided yet)"
+            stage,
+            Evidence.read(status.evidence),
+            "the gate's current view (not decided yet)",
+            comparison_text(status.evidence),
         )
 
 
-def _take_evidence(stage: StageReport, read: Evidence, source: str) -> None:
+def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: str) -> None:
     if read.arms is not None:
         stage.arms = [_arm(name, read.arms.get(name)) for name in ARMS]
     if read.guardrails is not None:
         items = list(read.guardrails.items())[:MAX_GUARDRAILS]
         stage.guardrails = [_guardrail(metric[:64], test) for metric, test in items]
     stage.srm = _srm(read.srm) if read.srm is not None else None
+    stage.comparison = comparison
     stage.evidence_from = source
 
 

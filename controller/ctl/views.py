@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from controller.core.evidence_view import ArmTally, Evidence, GuardrailTest, where_decided
+from controller.core.limits import comparison_text
 from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
@@ -91,6 +92,8 @@ def status_detail(r: RolloutStatus) -> str:
         flagged = "MISMATCH" if srm.flagged else "ok"
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
+    if comparison := comparison_text(r.evidence):
+        lines.append(f"  comparison: {comparison}")
     return displayable("\n".join(lines))
 
 

@@ -42,8 +42,13 @@ def render(
 
 
 def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
-    """What apps need of a rollout to assign arms: the fields of a flag state."""
-    return {
+    """What apps need of a rollout to assign arms: the fields of a flag state.
+
+    A targeted rollout's state carries its audience and rings, and percent 0:
+    a client that does not read rings serves control rather than treatment to
+    everyone (``docs/clients.md``, "Rings").
+    """
+    fields: dict[str, Any] = {
         "flag": rollout.flag,
         "version": rollout.flag_version,
         "status": rollout.flag_status.value,
@@ -52,6 +57,13 @@ def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
         "rollout_id": rollout.rollout_id,
         "stage": rollout.stage,
     }
+    rings = rollout.rings()
+    if rings is not None:
+        audience = rollout.plan.audience
+        fields["percent"] = 0.0
+        fields["audience"] = None if audience is None else audience.model_dump(by_alias=True)
+        fields["rings"] = [ring.model_dump(by_alias=True) for ring in rings]
+    return fields
 
 
 def render_alert(

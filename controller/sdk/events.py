@@ -23,6 +23,7 @@ import orjson
 from controller.backoff import retry_backoff
 from controller.core.errors import BrokerError
 from controller.core.messages import SCHEMA_VERSION, Arm
+from controller.core.targeting import Cohort
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome
 from controller.settings import KafkaSettings, TopicSettings
@@ -43,7 +44,14 @@ class EventSink(Protocol):
     """Where events go: an :class:`EventEmitter`, or a client forwarding to one."""
 
     def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None: ...
 
     def request(
@@ -56,6 +64,7 @@ class EventSink(Protocol):
         error: bool,
         latency_ms: float | None = None,
         key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None: ...
 
     def conversion(
@@ -67,7 +76,15 @@ class EventSink(Protocol):
         *,
         value: float | None = None,
         key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None: ...
+
+
+def _of(cohort: Cohort | None) -> dict[str, Any]:
+    """The event's ``cohort`` field: left out when compared or untargeted, as the contract reads."""
+    if cohort is None or cohort is Cohort.COMPARED:
+        return {}
+    return {"cohort": Cohort(cohort).value}
 
 
 class EventMethods:
@@ -78,15 +95,23 @@ class EventMethods:
     """
 
     def exposure(
-        self, flag: str, unit: str, arm: Arm, flag_version: int, *, key: str | None = None
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        flag_version: int,
+        *,
+        key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None:
         """Record that ``unit`` was served ``arm`` of ``flag``.
 
         ``key`` is the caller's idempotency key (a task run, a request id): the
         event then has the same id every time it is sent with that key, see
         :func:`stable_id`. Without one, every event gets a fresh id.
+        ``cohort`` is the evaluation's, for a targeted rollout (``Evaluation.cohort``).
         """
-        return self._emit("exposure", flag, unit, arm, flag_version, key=key)
+        return self._emit("exposure", flag, unit, arm, flag_version, key=key, **_of(cohort))
 
     def request(
         self,
@@ -98,13 +123,13 @@ class EventMethods:
         error: bool,
         latency_ms: float | None = None,
         key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None:
-        """Record how a request served under ``flag`` ended (``key`` as for :meth:`exposure`)."""
-        if latency_ms is None:
-            return self._emit("request", flag, unit, arm, flag_version, key=key, error=error)
-        return self._emit(
-            "request", flag, unit, arm, flag_version, key=key, error=error, latency_ms=latency_ms
-        )
+        """Record how a request under ``flag`` ended (``key``, ``cohort`` as for exposures)."""
+        extra: dict[str, Any] = {"error": error, **_of(cohort)}
+        if latency_ms is not None:
+            extra["latency_ms"] = latency_ms
+        return self._emit("request", flag, unit, arm, flag_version, key=key, **extra)
 
     def conversion(
         self,
@@ -115,11 +140,13 @@ class EventMethods:
         *,
         value: float | None = None,
         key: str | None = None,
+        cohort: Cohort | None = None,
     ) -> str | None:
-        """Record that ``unit`` converted, optionally with a value (``key`` as for exposures)."""
-        if value is None:
-            return self._emit("conversion", flag, unit, arm, flag_version, key=key)
-        return self._emit("conversion", flag, unit, arm, flag_version, key=key, value=value)
+        """Record that ``unit`` converted, maybe with a value (``key``, ``cohort`` as above)."""
+        extra: dict[str, Any] = _of(cohort)
+        if value is not None:
+            extra["value"] = value
+        return self._emit("conversion", flag, unit, arm, flag_version, key=key, **extra)
 
     def _emit(
         self,

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pydantic import ValidationError
 
 from controller.core.errors import BrokerError
-from controller.core.evaluation import Evaluation, evaluate
+from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
 from controller.core.flagstates import Verdict, supersedes
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagState
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import TopicFollower
@@ -47,9 +48,15 @@ class FlagBook:
     """
 
     def __init__(
-        self, states: Iterable[FlagState] = (), *, keys: Mapping[str, str] | None = None
+        self,
+        states: Iterable[FlagState] = (),
+        *,
+        keys: Mapping[str, str] | None = None,
+        segments: SegmentLookup = NO_SEGMENTS,
     ) -> None:
         self._states: dict[str, FlagState] = {}
+        self.segments = segments
+        """Who is in a named segment, for targeted rollouts' rules."""
         self._listeners: list[Listener] = []
         self._verifier = verifier(keys)
         self.ready = asyncio.Event()
@@ -88,20 +95,24 @@ class FlagBook:
         """The latest state of ``flag``, or None when none was seen."""
         return self._states.get(flag)
 
-    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
-        """The arm to serve ``unit`` and the flag version to report with it.
+    def arm(
+        self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> tuple[Arm, int]:
+        """The arm to serve ``unit`` (with the context's ``attributes``) and the flag version.
 
         Unknown flags and flags that are inactive, rolled back or killed serve
         control with flag version 0, and so does a unit that cannot be bucketed
         (empty, over 256 characters, or not valid Unicode): never raises here.
         See :func:`controller.core.evaluation.evaluate`.
         """
-        evaluation = self.evaluate(flag, unit)
+        evaluation = self.evaluate(flag, unit, attributes)
         return evaluation.arm, evaluation.version
 
-    def evaluate(self, flag: str, unit: object) -> Evaluation:
+    def evaluate(
+        self, flag: str, unit: object, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> Evaluation:
         """``flag`` evaluated for ``unit`` by the one evaluation function (never raises)."""
-        return evaluate(flag, self._states.get(flag), unit)
+        return evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
 
     @property
     def verifying(self) -> bool:
@@ -167,8 +178,9 @@ class FlagClient(FlagBook, Lifecycle):
         states: Iterable[FlagState] = (),
         poll_timeout_ms: int = 500,
         keys: Mapping[str, str] | None = None,
+        segments: SegmentLookup = NO_SEGMENTS,
     ) -> None:
-        super().__init__(states, keys=keys)
+        super().__init__(states, keys=keys, segments=segments)
         self._kafka = kafka or KafkaSettings()
         self._topic = topic
         self._poll_timeout_ms = poll_timeout_ms

@@ -15,11 +15,13 @@ object serves Flask views, Celery tasks and asyncio handlers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Protocol
 
+from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, Reason
 from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
+from controller.core.targeting import Cohort
 from controller.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener
@@ -29,7 +31,9 @@ from controller.sdk.poller import FlagPoller
 class ArmSource(Protocol):
     """Where arms come from: a :class:`~controller.sdk.flags.FlagBook` or a client holding one."""
 
-    def arm(self, flag: str, unit: str) -> tuple[Arm, int]: ...
+    def evaluate(
+        self, flag: str, unit: object, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> Evaluation: ...
 
 
 class Measurement:
@@ -56,20 +60,26 @@ class Measurement:
         key: str | None = None,
         expose: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        attributes: Mapping[str, object] = NO_ATTRIBUTES,
     ) -> None:
         self._arms, self._events, self._clock = arms, events, clock
         self.flag, self.unit, self.key = flag, unit, key
+        self.attributes = attributes
         self._expose = expose
         self.arm = Arm.CONTROL
         self.flag_version = 0
+        self.cohort: Cohort | None = None
         self.latency_ms: float | None = None
         self.error: bool | None = None
         self._started = 0.0
 
     def __enter__(self) -> Arm:
-        self.arm, self.flag_version = self._arms.arm(self.flag, self.unit)
+        found = self._arms.evaluate(self.flag, self.unit, self.attributes)
+        self.arm, self.flag_version, self.cohort = found.arm, found.version, found.cohort
         if self._expose:
-            self._events.exposure(self.flag, self.unit, self.arm, self.flag_version, key=self.key)
+            self._events.exposure(
+                self.flag, self.unit, self.arm, self.flag_version, key=self.key, cohort=self.cohort
+            )
         self._started = self._clock()
         return self.arm
 
@@ -93,6 +103,7 @@ class Measurement:
             error=self.error,
             latency_ms=self.latency_ms,
             key=self.key,
+            cohort=self.cohort,
         )
 
     async def __aenter__(self) -> Arm:
@@ -110,11 +121,14 @@ class Measurement:
 class Served:
     """An :class:`ArmSource` that answers the arm already served (resolved elsewhere)."""
 
-    def __init__(self, arm: Arm, flag_version: int) -> None:
-        self._served = (arm, flag_version)
+    def __init__(self, arm: Arm, flag_version: int, cohort: Cohort | None = None) -> None:
+        self._served = (arm, flag_version, cohort)
 
-    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
-        return self._served
+    def evaluate(
+        self, flag: str, unit: object, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> Evaluation:
+        arm, version, cohort = self._served
+        return Evaluation(flag, arm, version, Reason.SPLIT, cohort=cohort)
 
 
 class Flags(EventForwarder, Lifecycle):
@@ -153,13 +167,27 @@ class Flags(EventForwarder, Lifecycle):
     def state(self, flag: str) -> FlagState | None:
         return self.book.state(flag)
 
-    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
-        return self.book.arm(flag, unit)
+    def arm(
+        self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> tuple[Arm, int]:
+        return self.book.arm(flag, unit, attributes)
 
     def on_change(self, listener: Listener) -> None:
         """See :meth:`~controller.sdk.flags.FlagBook.on_change`."""
         self.book.on_change(listener)
 
-    def measure(self, flag: str, unit: str, *, key: str | None = None) -> Measurement:
-        """``with``/``async with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""
-        return Measurement(self.book, self.events, flag, unit, key=key, clock=self._clock)
+    def measure(
+        self,
+        flag: str,
+        unit: str,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, object] = NO_ATTRIBUTES,
+    ) -> Measurement:
+        """``with``/``async with flags.measure(flag, unit) as arm:``; see :class:`Measurement`.
+
+        ``attributes`` are the rest of the evaluation context, for targeted rollouts.
+        """
+        return Measurement(
+            self.book, self.events, flag, unit, key=key, clock=self._clock, attributes=attributes
+        )

@@ -16,16 +16,20 @@ The unit is the evaluation context's ``targeting_key`` and the arm is the one
 the shared bucketing function gives every other client, so OpenFeature apps
 and native apps agree. Boolean flags resolve ``treatment`` to True, string
 flags resolve to the arm's name; the variant is always the arm. Reasons:
-``SPLIT`` while the flag is rolled out, ``DISABLED`` when it serves control
-to everyone (inactive, rolled back, killed), ``DEFAULT`` for a flag the
-controller does not know (the caller's default is returned), and ``ERROR``
-with a code when the states are not loaded yet, the targeting key is
-missing or the type is not boolean or string. Resolving never raises.
+``SPLIT`` while the flag is rolled out, ``TARGETING_MATCH`` in a targeted
+rollout for a unit its rings reach and ``DEFAULT`` (control) for one they do
+not (the context's attributes are what the rules read), ``DISABLED`` when it
+serves control to everyone (inactive, rolled back, killed), ``DEFAULT`` for
+a flag the controller does not know (the caller's default is returned), and
+``ERROR`` with a code when the states are not loaded yet, the targeting key
+is missing or the type is not boolean or string. Resolving never raises.
 
-The provider's hook emits an exposure after each ``SPLIT`` evaluation, at
-most once per unit per flag version unless ``exposures="every"``, and
-remembers which arm each unit saw; ``track`` emits a conversion for each
-flag the unit was exposed to, with the tracking value.
+The provider's hook emits an exposure after each evaluation that served an
+arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
+cohort), with the evaluation's ``cohort``, at most once per unit per flag
+version unless ``exposures="every"``, and remembers which arm each unit
+saw; ``track`` emits a conversion for each flag the unit was exposed to,
+with the tracking value.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, Protocol, TypeVar
@@ -46,11 +49,14 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
+from controller.core.evaluation import NO_ATTRIBUTES, evaluate, unit_problem
 from controller.core.evaluation import ErrorCode as EvalError
 from controller.core.evaluation import Reason as EvalReason
-from controller.core.evaluation import evaluate, unit_problem
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
+from controller.core.targeting import Cohort
 from controller.sdk.events import EventSink
+from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener
 from controller.sdk.measure import Measurement, Served
 
@@ -76,40 +82,6 @@ class FlagSource(EventSink, Protocol):
     def on_change(self, listener: Listener) -> None: ...
 
 
-class Exposures:
-    """Which arm and flag version each recent unit was exposed to, per flag (bounded, LRU).
-
-    Bounded by ``max_units``: the least recently exposed units are forgotten,
-    so a forgotten unit may be exposed (and counted) again, and its later
-    conversions are not attributed.
-    """
-
-    def __init__(self, max_units: int) -> None:
-        if max_units < 1:
-            raise ValueError("max_units must be positive")
-        self._max = max_units
-        self._units: OrderedDict[str, dict[str, tuple[Arm, int]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def record(self, unit: str, flag: str, arm: Arm, version: int) -> bool:
-        """Remember the exposure; True if it is new for this unit, flag and version."""
-        with self._lock:
-            flags = self._units.get(unit)
-            if flags is None:
-                flags = self._units[unit] = {}
-                if len(self._units) > self._max:
-                    self._units.popitem(last=False)
-            else:
-                self._units.move_to_end(unit)
-            new = flags.get(flag) != (arm, version)
-            flags[flag] = (arm, version)
-            return new
-
-    def of(self, unit: str) -> dict[str, tuple[Arm, int]]:
-        with self._lock:
-            return dict(self._units.get(unit, {}))
-
-
 class RolloutProvider(AbstractProvider):
     """Resolves boolean and string flags from the controller's flag states.
 
@@ -126,9 +98,15 @@ class RolloutProvider(AbstractProvider):
         exposures: Literal["once", "every", "off"] = "once",
         remember_units: int = 100_000,
         ready_timeout: float = 10.0,
+        segments: SegmentLookup | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        book = getattr(source, "book", None)
+        self.segments: SegmentLookup = (
+            segments if segments is not None else getattr(book, "segments", NO_SEGMENTS)
+        )
+        """Who is in a named segment: the source's book's unless given."""
         self.exposures = Exposures(remember_units)
         self._mode = exposures
         self._ready_timeout = ready_timeout
@@ -224,22 +202,26 @@ class RolloutProvider(AbstractProvider):
         if not self.source.loaded:
             return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
         unit = context.targeting_key if context is not None else None
+        attributes = context.attributes if context is not None else NO_ATTRIBUTES
         state = self.source.state(flag)
-        evaluation = evaluate(flag, state, unit)
+        evaluation = evaluate(flag, state, unit, attributes, self.segments)
         if evaluation.error is EvalError.FLAG_NOT_FOUND:
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
         if evaluation.error is not None:
             return _error(default, ErrorCode(evaluation.error.value), evaluation.detail)
         disabled = evaluation.reason is EvalReason.DISABLED
+        metadata: dict[str, Any] = {
+            "version": evaluation.version,
+            "percent": 0.0 if disabled or state is None else float(state.percent),
+            "status": state.status.value if state is not None else "",
+        }
+        if evaluation.cohort is not None:
+            metadata["cohort"] = evaluation.cohort.value
         return FlagResolutionDetails(
             value=value_of(evaluation.arm),
             reason=Reason(evaluation.reason.value),
             variant=evaluation.variant,
-            flag_metadata={
-                "version": evaluation.version,
-                "percent": 0.0 if disabled or state is None else float(state.percent),
-                "status": state.status.value if state is not None else "",
-            },
+            flag_metadata=metadata,
         )
 
     # -- exposures, outcomes and conversions ----------------------------------------
@@ -257,14 +239,23 @@ class RolloutProvider(AbstractProvider):
         version = details.flag_metadata.get("version")
         if details.variant is None or not isinstance(version, int):
             return nullcontext(Arm.CONTROL)
-        served = Served(Arm(details.variant), version)
+        served = Served(Arm(details.variant), version, _cohort(details))
         return Measurement(served, self.source, details.flag_key, unit, key=key, expose=False)
 
-    def expose(self, flag: str, unit: str, arm: Arm, version: int, key: str | None) -> None:
+    def expose(
+        self,
+        flag: str,
+        unit: str,
+        arm: Arm,
+        version: int,
+        key: str | None,
+        *,
+        cohort: Cohort | None = None,
+    ) -> None:
         """Emit the exposure unless this unit already saw this flag version (``once``)."""
-        new = self.exposures.record(unit, flag, arm, version)
+        new = self.exposures.record(unit, flag, arm, version, cohort)
         if new or self._mode == "every":
-            self.source.exposure(flag, unit, arm, version, key=key)
+            self.source.exposure(flag, unit, arm, version, key=key, cohort=cohort)
 
     def track(
         self,
@@ -303,7 +294,7 @@ class RolloutProvider(AbstractProvider):
             return
         attributes = details.attributes if isinstance(details.attributes, dict) else {}
         key = attributes.get(IDEMPOTENCY_KEY)
-        for flag, (arm, version) in self.exposures.of(unit).items():
+        for flag, (arm, version, cohort) in self.exposures.of(unit).items():
             self.source.conversion(
                 flag,
                 unit,
@@ -311,11 +302,12 @@ class RolloutProvider(AbstractProvider):
                 version,
                 value=details.value,
                 key=f"{key}:{name}" if isinstance(key, str) else None,
+                cohort=cohort,
             )
 
 
 class ExposureHook(Hook):
-    """After a ``SPLIT`` evaluation, emits the exposure through the provider (see ``expose``)."""
+    """After an evaluation that served a rollout's arm, emits the exposure (see ``expose``)."""
 
     def __init__(self, provider: RolloutProvider) -> None:
         self._provider = provider
@@ -327,7 +319,9 @@ class ExposureHook(Hook):
         hints: HookHints,
     ) -> None:
         unit = hook_context.evaluation_context.targeting_key
-        if details.reason != Reason.SPLIT or not unit or details.variant is None:
+        cohort = _cohort(details)
+        served = details.reason in (Reason.SPLIT, Reason.TARGETING_MATCH) or cohort is not None
+        if not served or not unit or details.variant is None:
             return
         version = details.flag_metadata.get("version")
         if not isinstance(version, int):
@@ -339,7 +333,17 @@ class ExposureHook(Hook):
             Arm(details.variant),
             version,
             key if isinstance(key, str) else None,
+            cohort=cohort,
         )
+
+
+def _cohort(details: FlagEvaluationDetails[Any]) -> Cohort | None:
+    """The cohort the evaluation reported in its metadata, if any."""
+    value = details.flag_metadata.get("cohort")
+    return Cohort(value) if value in COHORTS else None
+
+
+COHORTS = frozenset(c.value for c in Cohort)
 
 
 def _untrackable(unit: object, value: object) -> str:

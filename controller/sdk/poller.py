@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import FlagState
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.flags import FlagBook
@@ -50,8 +51,9 @@ class FlagPoller(FlagBook, Lifecycle):
         states: Iterable[FlagState] = (),
         transport: HttpTransport | None = None,
         keys: Mapping[str, str] | None = None,
+        segments: SegmentLookup = NO_SEGMENTS,
     ) -> None:
-        super().__init__(states, keys=keys)
+        super().__init__(states, keys=keys, segments=segments)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
             url.rstrip("/") + "/flags", timeout=timeout, max_bytes=max_bytes, transport=transport

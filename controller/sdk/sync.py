@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from controller.backoff import retry_backoff
+from controller.core.evaluation import NO_ATTRIBUTES
 from controller.core.messages import Arm, FlagState
 from controller.sdk.events import EventEmitter, EventForwarder
 from controller.sdk.flags import FlagBook, FlagClient, Listener
@@ -142,16 +143,28 @@ class SyncFlags(EventForwarder):
     def state(self, flag: str) -> FlagState | None:
         return self._source.state(flag)
 
-    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
-        return self._source.arm(flag, unit)
+    def arm(
+        self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> tuple[Arm, int]:
+        return self._source.arm(flag, unit, attributes)
 
     def on_change(self, listener: Listener) -> None:
         """See :meth:`FlagBook.on_change`; listeners run on the client's thread."""
         self._source.on_change(listener)
 
-    def measure(self, flag: str, unit: str, *, key: str | None = None) -> Measurement:
-        """``with flags.measure(flag, unit) as arm:``; see :class:`Measurement`."""
-        return Measurement(self._source, self.events, flag, unit, key=key)
+    def measure(
+        self,
+        flag: str,
+        unit: str,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, object] = NO_ATTRIBUTES,
+    ) -> Measurement:
+        """``with flags.measure(flag, unit) as arm:``; see :class:`Measurement`.
+
+        ``attributes`` are the rest of the evaluation context, for targeted rollouts.
+        """
+        return Measurement(self._source, self.events, flag, unit, key=key, attributes=attributes)
 
     # -- events: exposure(), request(), conversion() from EventForwarder -------------
 

@@ -21,9 +21,10 @@ from openfeature.track import TrackingEventDetails
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.sdk.events import EventEmitter, stable_id
+from controller.sdk.exposures import Exposures
 from controller.sdk.flags import FlagClient
 from controller.sdk.measure import Flags
-from controller.sdk.openfeature import IDEMPOTENCY_KEY, Exposures, RolloutProvider
+from controller.sdk.openfeature import IDEMPOTENCY_KEY, RolloutProvider
 
 FLAG = "checkout.new-flow"
 UNITS = [f"user-{i}" for i in range(300)]
@@ -192,7 +193,7 @@ def test_exposure_memory_is_bounded_and_forgets_the_least_recent_unit() -> None:
     assert not memory.record("a", FLAG, Arm.CONTROL, 1)  # "a" is now the most recent
     assert memory.record("c", FLAG, Arm.CONTROL, 1)  # evicts "b"
     assert memory.of("b") == {}
-    assert memory.of("a") == {FLAG: (Arm.CONTROL, 1)}
+    assert memory.of("a") == {FLAG: (Arm.CONTROL, 1, None)}
 
 
 def test_provider_measure_reports_the_outcome_of_the_evaluated_arm(domain: str) -> None:

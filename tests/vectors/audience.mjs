@@ -7,6 +7,7 @@
 // Prints one JSON object ({"checked": n, "mismatches": [...]}) and exits 1 on
 // any mismatch. tests/unit/test_audience_vectors.py runs it.
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 const isDigits = (s) => s.length > 0 && /^[0-9]+$/.test(s); // linear: one character class
 const isIdentifier = (s) => s.length > 0 && /^[0-9A-Za-z-]+$/.test(s);
@@ -163,12 +164,15 @@ export function truth(rule, context, segments) {
   return condition(rule, context, segments);
 }
 
-const path = process.argv[2] ?? new URL("./audience.json", import.meta.url);
-const { segments, vectors } = JSON.parse(readFileSync(path, "utf8"));
-const mismatches = [];
-for (const v of vectors) {
-  const got = truth(v.rule, v.context, segments);
-  if (got !== v.truth || (got === true) !== v.match) mismatches.push({ vector: v, got });
+// Run as a script (not imported by another client): check every vector of the file.
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const path = process.argv[2] ?? new URL("./audience.json", import.meta.url);
+  const { segments, vectors } = JSON.parse(readFileSync(path, "utf8"));
+  const mismatches = [];
+  for (const v of vectors) {
+    const got = truth(v.rule, v.context, segments);
+    if (got !== v.truth || (got === true) !== v.match) mismatches.push({ vector: v, got });
+  }
+  console.log(JSON.stringify({ checked: vectors.length, mismatches: mismatches.slice(0, 3) }));
+  process.exit(mismatches.length ? 1 : 0);
 }
-console.log(JSON.stringify({ checked: vectors.length, mismatches: mismatches.slice(0, 3) }));
-process.exit(mismatches.length ? 1 : 0);

@@ -6,6 +6,7 @@
 // Prints one JSON object ({"checked": n, "mismatches": [...]}) and exits 1 on
 // any mismatch. tests/unit/test_vectors.py runs it.
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 const BUCKETS = 100000;
 
@@ -54,14 +55,17 @@ export function assign(flag, salt, unit, percent) {
   return { hash, bucket, threshold, arm: bucket < threshold ? "treatment" : "control" };
 }
 
-const path = process.argv[2] ?? new URL("./bucketing.json", import.meta.url);
-const { vectors } = JSON.parse(readFileSync(path, "utf8"));
-const mismatches = [];
-for (const v of vectors) {
-  const got = assign(v.flag, v.salt, v.unit, v.percent);
-  if (["hash", "bucket", "threshold", "arm"].some((key) => got[key] !== v[key])) {
-    mismatches.push({ vector: v, got });
+// Run as a script (not imported by another client): check every vector of the file.
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const path = process.argv[2] ?? new URL("./bucketing.json", import.meta.url);
+  const { vectors } = JSON.parse(readFileSync(path, "utf8"));
+  const mismatches = [];
+  for (const v of vectors) {
+    const got = assign(v.flag, v.salt, v.unit, v.percent);
+    if (["hash", "bucket", "threshold", "arm"].some((key) => got[key] !== v[key])) {
+      mismatches.push({ vector: v, got });
+    }
   }
+  console.log(JSON.stringify({ checked: vectors.length, mismatches: mismatches.slice(0, 3) }));
+  process.exit(mismatches.length ? 1 : 0);
 }
-console.log(JSON.stringify({ checked: vectors.length, mismatches: mismatches.slice(0, 3) }));
-process.exit(mismatches.length ? 1 : 0);

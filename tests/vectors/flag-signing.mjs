@@ -17,10 +17,21 @@ function roundHalfEven(x) {
   return floor % 2 === 0 ? floor : floor + 1;
 }
 
-// The bytes the controller signs: a compact JSON array, UTF-8.
+// JSON with every object's keys sorted (by UTF-16 code units, as the rules' keys are ASCII).
+function canonical(value) {
+  if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonical(value[k])).join(",") + "}";
+  }
+  return JSON.stringify(value);
+}
+
+// The bytes the controller signs: a compact JSON array, UTF-8; the second form with rings.
 export function signedBytes(state) {
+  const rings = state.rings ?? null;
   const fields = [
-    "rollout-controller/flag-state/1",
+    rings === null ? "rollout-controller/flag-state/1" : "rollout-controller/flag-state/2",
     state.key_id,
     state.flag,
     state.version,
@@ -30,7 +41,10 @@ export function signedBytes(state) {
     state.rollout_id ?? null,
     state.stage ?? null,
   ];
-  return Buffer.from(JSON.stringify(fields), "utf8");
+  if (rings !== null) {
+    fields.push(state.audience ?? null, rings.map((r) => [r.audience ?? null, r.threshold]));
+  }
+  return Buffer.from(canonical(fields), "utf8");
 }
 
 // An Ed25519 public key from its 32 raw bytes (base64), as SPKI DER.

@@ -26,12 +26,14 @@ PATH = Path(__file__).with_name("flag-signing.json")
 SEED = bytes(range(32))
 KEY_ID = "controller-2026"
 FORM = "rollout-controller/flag-state/1"
+FORM_RINGS = "rollout-controller/flag-state/2"
 
 
 def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
     """The rule of docs/clients.md, written out independently of the controller."""
+    rings = state.get("rings")
     fields = [
-        FORM,
+        FORM if rings is None else FORM_RINGS,
         key_id,
         state["flag"],
         state["version"],
@@ -41,7 +43,10 @@ def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
         state.get("rollout_id"),
         state.get("stage"),
     ]
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    if rings is not None:
+        fields += [state.get("audience"), [[r.get("audience"), r["threshold"]] for r in rings]]
+    text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode()
 
 
 def _state(**fields: Any) -> dict[str, Any]:
@@ -55,6 +60,26 @@ def _state(**fields: Any) -> dict[str, Any]:
         "stage": 2,
     }
     return {**base, **fields}
+
+
+_APP_2 = {"attribute": "app_version", "op": ">=", "value": {"semver": "2.0.0"}}
+_RINGS: list[dict[str, Any]] = [
+    {
+        "audience": {"attribute": "user_id", "op": "in", "value": {"segment": "staff"}},
+        "threshold": 100000,
+    },
+    {
+        "audience": {
+            "and": [
+                {"attribute": "country", "op": "==", "value": "TH"},
+                {"not": {"attribute": "plan", "op": "in", "value": ["free", "trial"]}},
+            ]
+        },
+        "threshold": 25000,
+    },
+    {"audience": None, "threshold": 5000},
+]
+_EVERYONE_50 = {"audience": None, "threshold": 50000}
 
 
 def build() -> dict[str, Any]:
@@ -80,6 +105,10 @@ def build() -> dict[str, Any]:
         "no rollout, no stage", signed(_state(rollout_id=None, stage=None, status="inactive")), True
     )
     add("strings that JSON escapes", signed(_state(salt='s"\\é\n\t\u0001 ✓')), True)
+    ringed = signed(_state(percent=0.0, audience=_APP_2, rings=_RINGS))
+    add("a targeted rollout with rings", ringed, True)
+    add("a ring's threshold raised", {**ringed, "rings": [*_RINGS[:-1], _EVERYONE_50]}, False)
+    add("the rings left out", {k: v for k, v in ringed.items() if k != "rings"}, False)
     add("a raised version", {**good, "version": 2**31 - 1}, False)
     add("a raised percent", {**good, "percent": 100.0}, False)
     add("moved to another rollout", {**good, "rollout_id": "forged"}, False)

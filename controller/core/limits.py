@@ -1,0 +1,121 @@
+"""Absolute limits: the gate of a stage that serves 100% of its audience (#26).
+
+Such a stage has no concurrent control, so nothing is compared: the treated
+units' own rates are tested against limits the plan declares
+(``limits: {error_rate: 0.01, latency_p95_ms: 200}``), and the evidence says
+``comparison: none (no concurrent control)``.
+
+Each limit is a one-sided test of one rate against a fixed value, with the
+boundary of :mod:`controller.core.sequential`, so it is valid under
+continuous peeking like the guardrails: for a rate ``f`` of ``n`` trials
+against the limit ``L``, Δ = f and the tolerance is L, with the variance at
+least the limit's own, ``max(f(1 - f), L(1 - L)) / n`` (as the guardrails use
+at least the null's). It is breached iff ``f - L`` exceeds the half-width.
+
+* ``error_rate``: errors per request;
+* ``latency_p95_ms`` / ``latency_p99_ms``: p95 ≤ X is the share of requests
+  slower than X at most 5% (1% for p99); slower is counted from the
+  histogram's first bucket at or above X (:func:`latency.exceedance_bucket`),
+  so X is read at most about 12% higher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.core.aggregates import ArmAggregate
+from controller.core.latency import exceedance_bucket
+from controller.core.messages import MAX_LATENCY_MS
+from controller.core.sequential import SequentialResult, difference_test
+
+NO_CONTROL = "none (no concurrent control)"
+"""What the evidence of a stage without control says its comparison is."""
+QUANTILE_SHARES = {"latency_p95_ms": 0.05, "latency_p99_ms": 0.01}
+"""The share of requests a latency limit lets be slower than it."""
+
+
+class Limits(BaseModel):
+    """Absolute limits on the treated units of a stage that serves all of its audience."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error_rate: float | None = Field(
+        default=None, gt=0, lt=1, allow_inf_nan=False, description="Errors per request, at most."
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p95, at most."
+    )
+    latency_p99_ms: float | None = Field(
+        default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p99, at most."
+    )
+
+    def named(self) -> dict[str, float]:
+        """The limits the plan set, by name."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+def rate_test(count: int, n: int, limit: float, *, alpha: float, n_tune: int) -> SequentialResult:
+    """Whether a rate of ``count`` in ``n`` is shown above ``limit`` (sequential, one-sided)."""
+    rate = count / n if n else 0.0
+    null = limit * (1.0 - limit)
+    variance = max(rate * (1.0 - rate), null) / n if n else float("inf")
+    return difference_test(
+        delta=rate,
+        variance=variance,
+        n=n,
+        direction="lower_is_better",
+        tolerance=limit,
+        alpha=alpha,
+        n_tune=n_tune,
+    )
+
+
+def limit_tests(
+    limits: Limits, treated: ArmAggregate, *, alpha: float, n_tune: int
+) -> dict[str, SequentialResult]:
+    """Each declared limit's test on the treated units' counts."""
+    out: dict[str, SequentialResult] = {}
+    for name, value in limits.named().items():
+        if name == "error_rate":
+            count, n, limit = treated.errors, treated.requests, value
+        else:
+            hist = treated.latency_histogram
+            count, n = sum(hist[exceedance_bucket(value) :]), sum(hist)
+            limit = QUANTILE_SHARES[name]
+        out[name] = rate_test(count, n, limit, alpha=alpha, n_tune=n_tune)
+    return out
+
+
+def limits_evidence(limits: Limits, tests: dict[str, SequentialResult]) -> dict[str, Any]:
+    """What the decision records: no comparison, and each limit with its test."""
+    return {
+        "comparison": NO_CONTROL,
+        "limits": {
+            name: {"limit": value, "test": tests[name].evidence()}
+            for name, value in limits.named().items()
+        },
+    }
+
+
+def comparison_text(evidence: Any) -> str:
+    """A gate's evidence without a control in words, or "" for a comparison of two arms.
+
+    ``none (no concurrent control): gated on absolute limits: error_rate 0.012 (limit 0.01,
+    breached)``; what the console, ``rolloutctl status`` and the report show.
+    """
+    if not isinstance(evidence, dict) or evidence.get("comparison") != NO_CONTROL:
+        return ""
+    parts = []
+    limits = evidence.get("limits")
+    for name, entry in limits.items() if isinstance(limits, dict) else []:
+        test = entry.get("test") if isinstance(entry, dict) else None
+        if not isinstance(test, dict):
+            continue
+        observed, shown = test.get("delta"), test.get("regressed") is True
+        seen = f"{observed:.4g}" if isinstance(observed, int | float) else "?"
+        verdict = "breached" if shown else "not shown above"
+        share = "" if name == "error_rate" else " of requests slower"
+        parts.append(f"{str(name)[:32]}: {seen}{share} (limit {entry.get('limit')}, {verdict})")
+    return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")

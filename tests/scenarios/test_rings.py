@@ -1,0 +1,194 @@
+"""A ring rollout through the real daemon (#26): staff → beta → Thailand 25% → everyone.
+
+At each stage the Python SDK (Kafka ``FlagClient``) and the OpenFeature
+provider serve treatment to exactly the units the stage's rules and percents
+say, for 10,000 contexts with mixed attributes, and the daemon's OFREP
+endpoint for the first 1,000 of them (an HTTP request each: all 10,000 at
+every stage would not fit the test's time on a shared machine); no unit goes
+back to control as the rings widen. The rings here read
+attributes (``role``, ``beta``) rather than segments, because the daemon's
+OFREP evaluates without segments of its own; segment rings are the same
+evaluation (``tests/unit/test_rings.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from openfeature.evaluation_context import EvaluationContext
+
+from controller.core.bucketing import bucket
+from controller.core.messages import Arm, FlagState
+from controller.core.plan import Plan, parse_plan
+from controller.sdk import FlagClient
+from controller.sdk.flags import Listener
+from controller.sdk.openfeature import RolloutProvider
+from controller.settings import KafkaSettings
+from tests.scenarios.harness import Scenario
+from tests.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FLAG = "checkout.rings"
+OFREP_CONTEXTS = 1000
+"""OFREP is asked for the first 1,000 contexts: one HTTP request each, 7,000 in the walk."""
+STAGES: list[tuple[str | None, float]] = [
+    ('role == "staff"', 100),
+    ("beta == true", 100),
+    ('country == "TH"', 25),
+    (None, 5),
+    (None, 25),
+    (None, 50),
+    (None, 100),
+]
+
+
+def ring_plan() -> Plan:
+    stages: list[dict[str, Any]] = [
+        {"percent": p, "min_duration": timedelta(minutes=10), "min_units_per_arm": 0}
+        | ({} if rule is None else {"audience": rule})
+        for rule, p in STAGES
+    ]
+    return parse_plan({"name": "rings", "stages": stages, "limits": {"error_rate": 0.05}})
+
+
+def contexts(count: int) -> list[dict[str, Any]]:
+    rng = random.Random(26)
+    out = []
+    for i in range(count):
+        context: dict[str, Any] = {"targetingKey": f"user-{i}"}
+        if rng.random() < 0.02:
+            context["role"] = "staff"
+        if rng.random() < 0.05:
+            context["beta"] = rng.choice([True, "true", 1])  # only the boolean is beta
+        country = rng.choice(["TH", "TH", "US", "DE", "th", None, 66])
+        if country is not None:
+            context["country"] = country
+        out.append(context)
+    return out
+
+
+def expected(context: dict[str, Any], salt: str, stage: int) -> bool:
+    """The rule and percents of the stages so far, written out plainly."""
+    b = bucket(FLAG, salt, context["targetingKey"])
+    everyone = max((p for rule, p in STAGES[3 : stage + 1] if rule is None), default=0)
+    return (
+        context.get("role") == "staff"
+        or (stage >= 1 and context.get("beta") is True)
+        or (stage >= 2 and context.get("country") == "TH" and b < 25_000)
+        or b < everyone * 1000
+    )
+
+
+class _Source:
+    """The provider's flag source over a started client; its events go nowhere."""
+
+    def __init__(self, client: FlagClient) -> None:
+        self.book = client
+
+    @property
+    def loaded(self) -> bool:
+        return self.book.ready.is_set()
+
+    def state(self, flag: str) -> FlagState | None:
+        return self.book.state(flag)
+
+    def arm(self, flag: str, unit: str) -> tuple[Arm, int]:
+        return self.book.arm(flag, unit)
+
+    def on_change(self, listener: Listener) -> None:
+        self.book.on_change(listener)
+
+    def exposure(self, *args: Any, **kwargs: Any) -> str | None:
+        return None
+
+    request = conversion = exposure
+
+
+async def _ofrep(http: httpx.AsyncClient, people: list[dict[str, Any]]) -> list[bool]:
+    async def one(context: dict[str, Any]) -> bool:
+        answer = await http.post(f"/ofrep/v1/evaluate/flags/{FLAG}", json={"context": context})
+        assert answer.status_code == 200, answer.text
+        value: bool = answer.json()["value"]
+        return value
+
+    out: list[bool] = []
+    for start in range(0, len(people), 100):
+        out += await asyncio.gather(*(one(c) for c in people[start : start + 100]))
+    return out
+
+
+@pytest.mark.timeout(420)  # 7 stages x (10,000 SDK and OpenFeature, 1,000 OFREP) evaluations
+async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
+    scenario: Scenario,
+) -> None:
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port))
+    scenario.start_daemon()
+    people = contexts(10_000)
+    kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
+    await scenario.start(FLAG, ring_plan())
+    treated_before: set[str] = set()
+    async with (
+        FlagClient(kafka, topic=scenario.topics["flag_state"]) as client,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        provider = RolloutProvider(_Source(client), exposures="off")
+        for stage in range(len(STAGES)):
+            # Given the daemon at the stage, and the app holding its state
+            state: dict[str, Any] = await scenario.until(
+                lambda s=stage: _at_stage(scenario, s),  # type: ignore[misc]
+                timeout=30,
+                what=f"stage {stage}",
+            )
+            await scenario.until(
+                lambda v=state["version"]: (  # type: ignore[misc]
+                    client.state(FLAG) is not None and client.state(FLAG).version == v  # type: ignore[union-attr]
+                ),
+                timeout=30,
+                what=f"the app at version {state['version']}",
+            )
+            assert state["percent"] == 0.0
+            assert len(state["rings"]) >= 1
+
+            async def ofrep_at(version: int = state["version"]) -> bool:
+                answer = await http.post(
+                    f"/ofrep/v1/evaluate/flags/{FLAG}", json={"context": people[0]}
+                )
+                return bool(answer.json().get("metadata", {}).get("flag_version") == version)
+
+            await scenario.until(ofrep_at, timeout=30, what="OFREP at the stage's version")
+            want = [expected(c, state["salt"], stage) for c in people]
+            # Then the SDK, the OpenFeature provider and OFREP serve exactly those units
+            sdk = [client.arm(FLAG, c["targetingKey"], c)[0] is Arm.TREATMENT for c in people]
+            assert sdk == want, f"the SDK at stage {stage}"
+            of = [
+                provider.resolve_boolean_details(
+                    FLAG, False, EvaluationContext(c["targetingKey"], c)
+                ).value
+                for c in people
+            ]
+            assert of == want, f"the OpenFeature provider at stage {stage}"
+            asked = people[:OFREP_CONTEXTS]
+            assert await _ofrep(http, asked) == want[:OFREP_CONTEXTS], f"OFREP at stage {stage}"
+            # And nobody treated before is back on control
+            treated = {c["targetingKey"] for c, on in zip(people, want, strict=True) if on}
+            assert treated_before <= treated, f"units flipped back at stage {stage}"
+            treated_before = treated
+            if stage < len(STAGES) - 1:
+                await scenario.send(scenario.command("promote", FLAG), flag=FLAG)
+    assert len(treated_before) == len(people)
+
+
+def _at_stage(scenario: Scenario, stage: int) -> dict[str, Any] | None:
+    states = [s for s in scenario.observed.flag_states if s["flag"] == FLAG]
+    if not states or states[-1]["stage"] != stage:
+        return None
+    if states[-1]["status"] not in ("rolling_out", "completed"):
+        return None
+    return states[-1]
