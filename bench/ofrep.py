@@ -4,7 +4,8 @@ Stores ``--flags`` rollouts (100 by default) in a real Redis (REDIS_URL, a
 container, or a test-owned redis-server), serves them from the daemon's HTTP
 server with its OFREP endpoints in a child process, and drives it from this
 process on loopback with ``--concurrency`` requests in flight (aiohttp, one
-connection each, kept alive):
+connection each, kept alive; the server has no per-client rate limit, which
+``http.ofrep_requests_per_second`` would set on the daemon's one loopback client):
 
 * single: ``POST /ofrep/v1/evaluate/flags/{key}``, one flag for one unit per
   request: evaluations per second, and the latency's p50 and p99;

@@ -132,10 +132,15 @@ async def store(client: RedisClient, prefix: str, rollouts: list[Rollout]) -> Ro
 
 @asynccontextmanager
 async def ofrep_server(
-    states: RolloutStore, *, max_age: float = 1.0, access: AppAccess | None = None
+    states: RolloutStore,
+    *,
+    max_age: float = 1.0,
+    access: AppAccess | None = None,
+    requests_per_second: float | None = None,
 ) -> AsyncIterator[str]:
     """The daemon's HTTP server with OFREP over ``states`` (behind ``access``: app keys and
-    origins; open without), on 127.0.0.1: its base URL."""
+    origins; open without; each client limited to ``requests_per_second``, no limit without),
+    on 127.0.0.1: its base URL."""
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
@@ -153,6 +158,7 @@ async def ofrep_server(
             body_timeout_seconds=5,
             max_age_seconds=max_age,
             access=access,
+            requests_per_second=requests_per_second,
         ),
     )
     async with server:

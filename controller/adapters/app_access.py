@@ -23,7 +23,16 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from aiohttp import web
 
-from controller.core.app_keys import AppKey, Policy, Refused, Scope, access, bearer, preflight
+from controller.core.app_keys import (
+    AppKey,
+    Policy,
+    Refused,
+    Scope,
+    access,
+    bearer,
+    digest,
+    preflight,
+)
 
 KeySource = Callable[[], Awaitable[Mapping[str, AppKey]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,6 +98,13 @@ class AppAccess:
             return web.Response(status=204, headers=headers)
 
         return answer
+
+
+def client_of(request: web.Request) -> str:
+    """Whom a request's rate is counted for: its app key (admitted before this is asked),
+    else its remote address."""
+    key = bearer(request.headers.get("Authorization"))
+    return f"key:{digest(key)[:32]}" if key else f"addr:{request.remote or 'unknown'}"
 
 
 def open_access() -> AppAccess:

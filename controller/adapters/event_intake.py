@@ -38,8 +38,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,14 +47,13 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, open_access
-from controller.core.app_keys import Refused, Scope, bearer, digest
+from controller.adapters.app_access import AppAccess, client_of, open_access
+from controller.core.app_keys import Refused, Scope
 from controller.core.decoding import MAX_NESTING, EventDecoder, InEvent, Rejection, nesting_exceeds
 from controller.core.errors import ControllerError
+from controller.core.rates import RateLimiter
 
 MAX_REPORTED_ERRORS = 20
-MAX_CLIENTS = 10_000
-"""Clients whose rate is remembered; past it the one seen longest ago is forgotten."""
 RETRY_AFTER_SECONDS = 2
 log = structlog.get_logger("controller.event_intake")
 
@@ -85,31 +83,6 @@ class EventSink(Protocol):
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted: ...
     def count(self, outcome: str, events: int) -> None: ...
-
-
-class RateLimiter:
-    """A token bucket per client: ``rate`` events a second, up to ``burst`` at once."""
-
-    def __init__(
-        self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._rate, self._burst, self._clock = rate, burst, clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def wait(self, client: str, cost: int) -> float:
-        """0 when ``client`` may spend ``cost`` now (then spent); else seconds until it may."""
-        now = self._clock()
-        tokens, then = self._buckets.pop(client, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - then) * self._rate)
-        wait = 0.0
-        if cost <= tokens:
-            tokens -= cost
-        else:
-            wait = (min(cost, self._burst) - tokens) / self._rate
-        self._buckets[client] = (tokens, now)
-        if len(self._buckets) > MAX_CLIENTS:
-            self._buckets.popitem(last=False)
-        return wait
 
 
 class _Refused(ControllerError):
@@ -144,7 +117,9 @@ class EventIntakeRoutes:
     ) -> None:
         self._sink, self._max_body, self._max_events = sink, max_body_bytes, max_events
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
-        self._limiter = RateLimiter(events_per_second, max(events_per_second, max_events))
+        self._limiter = RateLimiter(
+            events_per_second, max(events_per_second, max_events), clock=time.monotonic
+        )
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
 
@@ -162,8 +137,7 @@ class EventIntakeRoutes:
     def client_key(self, request: web.Request) -> str:
         """Whom a request's rate is counted for: its app key (admitted before this is asked),
         else its remote address."""
-        key = bearer(request.headers.get("Authorization"))
-        return f"key:{digest(key)[:32]}" if key else f"addr:{request.remote or 'unknown'}"
+        return client_of(request)
 
     async def _post(self, request: web.Request) -> web.Response:
         try:

@@ -39,12 +39,23 @@ or with more than :data:`MAX_CONTEXT_VALUES` values a 400
 (scope ``evaluate``) and browser origins are checked before the body is read
 (:mod:`controller.adapters.app_access`): 401 or 403 as OFREP specifies, with
 the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
+
+Each client (its app key, else its remote address) may make
+``http.ofrep_requests_per_second`` evaluation requests a second (a token
+bucket of :mod:`controller.core.rates`, a second's worth, at least one, at once); past it
+the request is answered 429 with ``Retry-After`` (whole seconds) and OFREP's
+error body, before its body is read. A bulk request counts as one, like a
+single-flag one, whatever the number of flags: it is one pass over one
+snapshot, and what a client-side provider polls, so its cost to the client
+must not grow with the flags the controller holds. A revalidation answered
+304 counts too; ``GET /ofrep/v1/configuration`` does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -54,11 +65,12 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, open_access
+from controller.adapters.app_access import AppAccess, client_of, open_access
 from controller.core.app_keys import Refused, Scope
 from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.rates import RateLimiter
 from controller.core.targeting import targeting_json
 from controller.core.views import FlagStates, FlagStateView
 
@@ -145,10 +157,13 @@ class _Failure(ControllerError):
     def __init__(self, status: int, code: ErrorCode, details: str, *, close: bool = False) -> None:
         super().__init__(details)
         self.status, self.code, self.details, self.close = status, code, details, close
+        self.retry_after: int | None = None
 
     def response(self, key: str | None) -> web.Response:
         body: dict[str, Any] = {"errorCode": self.code.value, "errorDetails": self.details}
         response = _json(body if key is None else {"key": key, **body}, status=self.status)
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(self.retry_after)
         if self.close:
             response.force_close()
         return response
@@ -165,11 +180,24 @@ class OfrepRoutes:
         max_age_seconds: float = MAX_AGE_SECONDS,
         access: AppAccess | None = None,
         segments: SegmentLookup = NO_SEGMENTS,
+        requests_per_second: float | None = None,
+        count_limited: Callable[[str], None] | None = None,
     ) -> None:
+        """``requests_per_second``: each client's evaluation requests a second (None: no
+        limit); ``count_limited`` is told the route (``one``, ``bulk``) of each request
+        refused for its rate."""
         self.snapshots = SnapshotCache(states, max_age=max_age_seconds)
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
         self._segments = segments
+        self._limiter = (
+            None
+            if requests_per_second is None
+            else RateLimiter(
+                requests_per_second, max(1.0, requests_per_second), clock=time.monotonic
+            )
+        )
+        self._count_limited = count_limited or (lambda _route: None)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         routes = (
@@ -185,6 +213,7 @@ class OfrepRoutes:
     async def _one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         try:
+            self._within_rate(request, "one")
             unit, attributes = await self._context(request)
         except _Failure as failure:
             return failure.response(key)
@@ -198,6 +227,7 @@ class OfrepRoutes:
 
     async def _bulk(self, request: web.Request) -> web.Response:
         try:
+            self._within_rate(request, "bulk")
             unit, attributes = await self._context(request)
             unit = _unit(unit)
         except _Failure as failure:
@@ -219,6 +249,16 @@ class OfrepRoutes:
         if _matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
+    def _within_rate(self, request: web.Request, route: str) -> None:
+        """Spend one of the client's requests, or a 429 saying when to come back."""
+        wait = 0.0 if self._limiter is None else self._limiter.wait(client_of(request))
+        if wait > 0:
+            self._count_limited(route)
+            reason = "over this client's OFREP request rate; retry after Retry-After seconds"
+            limited = _Failure(429, ErrorCode.GENERAL, reason)
+            limited.retry_after = max(1, math.ceil(wait))
+            raise limited
 
     async def _context(self, request: web.Request) -> tuple[object, dict[str, Any]]:
         """The targeting key (as sent; None when absent) and the other attributes of the context."""

@@ -29,7 +29,7 @@ from controller.core import signing
 from controller.core.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
 from controller.core.decoding import summarize
 from controller.core.messages import Decision
-from controller.ctl import diagnosis, steering
+from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import (
     ENV_KEY_ID,
     PROG,
@@ -96,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
 def outcome_line(decision: Decision, target: str) -> str:
     """One line on a decision on an app-key command: the key made or revoked, or why not."""
-    if decision.outcome != "applied":
-        return f"rejected: {decision.action} {target}: {decision.reason}"
     key = decision.evidence.get("app_key", {})
+    what = f"app-key {decision.action} {key.get('name') or target}"
+    if decision.outcome != "applied":
+        return views.outcome_line(decision, what=what)
     kind = "client key" if key.get("client") else "server key"
     scopes = ", ".join(key.get("scopes", []))
-    return f"applied: {decision.action} {key.get('name')} (id {key.get('id')}, {kind}: {scopes})"
+    return views.outcome_line(decision, what=what, result=f"id {key.get('id')}, {kind}: {scopes}")
 
 
 def command_of(

@@ -31,8 +31,7 @@ from controller.core.messages import Decision
 from controller.core.rule_text import parse, to_text
 from controller.core.segment_messages import SegmentCommand, SegmentRecord, decision_key
 from controller.core.segments import MAX_ID_CHARS, MAX_IDS, pack
-from controller.core.text import displayable
-from controller.ctl import diagnosis, steering
+from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import PROG, UsageError, encode_command, env_url, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.settings import KafkaSettings, TopicSettings
@@ -150,8 +149,6 @@ def change(
 
 def outcome_line(verb: str, name: str, decision: Decision) -> str:
     """What became of a segment command: its new version and size, or why not."""
-    if decision.outcome == "rejected":
-        return displayable(f"rejected: segment {verb} {name}: {decision.reason}")
     evidence = decision.evidence
     if evidence.get("deleted"):
         content = "deleted"
@@ -160,7 +157,9 @@ def outcome_line(verb: str, name: str, decision: Decision) -> str:
     else:
         content = f"{evidence.get('count')} ids"
     version = evidence.get("version")
-    return displayable(f"{decision.outcome}: segment {verb} {name} -> version {version}, {content}")
+    return views.outcome_line(
+        decision, what=f"segment {verb} {name}", result=f"version {version}, {content}"
+    )
 
 
 def listing(args: argparse.Namespace) -> int:

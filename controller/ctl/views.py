@@ -119,14 +119,21 @@ def _moved(before: str | None, after: str | None) -> str:
     return f", {before} -> {after}" if before else f", now {after}"  # a start has no before
 
 
-def outcome_line(decision: Decision) -> str:
-    """What became of a command, for the operator who sent it."""
-    action, flag = decision.action, decision.flag
+def outcome_line(decision: Decision, *, what: str | None = None, result: str = "") -> str:
+    """What became of a command, for the operator who sent it.
+
+    ``outcome: what -> result``, or ``rejected: what: reason``. ``what`` is the
+    action and the flag unless given (``segment put beta``); ``result`` is,
+    unless given, the phase a rollout is in after it and the stage. A decision
+    with no rollout and no ``result`` (an app key, a segment) ends at ``what``.
+    """
+    what = what or f"{decision.action} {decision.flag}"
     if decision.outcome == "rejected":
-        return displayable(f"rejected: {action} {flag}: {decision.reason}")
-    stage = where_decided(decision).removeprefix("at ")
-    where = f", {stage}" if stage else ""
-    return displayable(f"{decision.outcome}: {action} {flag} -> {decision.phase_after}{where}")
+        return displayable(f"rejected: {what}: {decision.reason}")
+    if not result and decision.phase_after:
+        stage = where_decided(decision).removeprefix("at ")
+        result = decision.phase_after + (f", {stage}" if stage else "")
+    return displayable(f"{decision.outcome}: {what}" + (f" -> {result}" if result else ""))
 
 
 def _where(decision: Decision) -> str:

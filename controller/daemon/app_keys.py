@@ -74,7 +74,13 @@ class AppKeyCommands:
             decision = orjson.dumps(app_keys.audit(command, result, now_ms=now_ms))
             key = result if isinstance(result, AppKey) else None
             saved = await self._store.save(
-                command_id=command.id, rev=book.rev, key=key, decision=decision
+                command_id=command.id,
+                rev=book.rev,
+                key=key,
+                decision=decision,
+                now_ms=now_ms,
+                # As long as the command can be fresh: a replay after it is refused as stale.
+                keep_ms=int(2 * self._max_age * 1000),
             )
             if saved.outcome == "conflict":
                 continue

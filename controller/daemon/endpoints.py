@@ -91,6 +91,8 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             lambda: flag_states(parts.states, None),
             body_timeout_seconds=settings.http.body_timeout_seconds,
             access=access,
+            requests_per_second=settings.http.ofrep_requests_per_second,
+            count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
         ),
         intake=EventIntakeRoutes(
             parts.events_in,

@@ -120,6 +120,13 @@ class Metrics:
             ["scope", "outcome"],
             registry=r,
         )
+        self.ofrep_rate_limited = Counter(
+            "rollout_ofrep_rate_limited",
+            "OFREP evaluation requests refused (429) past their client's rate, by route "
+            "(one, bulk).",
+            ["route"],
+            registry=r,
+        )
         self.guardrails = GuardrailGauges(r)
         self.backend = BackendMetrics(r)
 

@@ -306,6 +306,12 @@ class HttpSettings(_Group):
         description="Events a second one client may send over HTTP (bursts up to this or one "
         "full batch); past it 429 with Retry-After.",
     )
+    ofrep_requests_per_second: float = Field(
+        default=2_000,
+        gt=0,
+        description="OFREP evaluation requests a second one client (app key, else address) may "
+        "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
+    )
     intake_ack_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -15,6 +15,9 @@ from tests.integration.test_store import drop_keys
 
 pytestmark = [pytest.mark.integration]
 
+KEEP_MS = 600_000
+AT = {"now_ms": 1_000_000, "keep_ms": KEEP_MS}
+
 
 def key(name: str, *, revoked: bool = False) -> AppKey:
     return AppKey(
@@ -47,12 +50,12 @@ async def test_changes_are_saved_once_with_their_decision(
     empty = await store.load()
     assert (empty.rev, empty.keys) == (0, {})
 
-    made = await store.save(command_id="c1", rev=0, key=key("api"), decision=b"made")
-    stale = await store.save(command_id="c2", rev=0, key=key("web"), decision=b"web")
-    again = await store.save(command_id="c1", rev=1, key=key("api"), decision=b"other")
-    refused = await store.save(command_id="c3", rev=1, key=None, decision=b"no")
+    made = await store.save(command_id="c1", rev=0, key=key("api"), decision=b"made", **AT)
+    stale = await store.save(command_id="c2", rev=0, key=key("web"), decision=b"web", **AT)
+    again = await store.save(command_id="c1", rev=1, key=key("api"), decision=b"other", **AT)
+    refused = await store.save(command_id="c3", rev=1, key=None, decision=b"no", **AT)
     revoked = await store.save(
-        command_id="c4", rev=2, key=key("api", revoked=True), decision=b"gone"
+        command_id="c4", rev=2, key=key("api", revoked=True), decision=b"gone", **AT
     )
     book = await store.load()
 
@@ -64,3 +67,38 @@ async def test_changes_are_saved_once_with_their_decision(
     assert book.rev == 3
     assert list(book.keys) == [key("api").id]
     assert not book.keys[key("api").id].live
+
+
+async def test_decided_ids_are_remembered_within_the_window_and_then_forgotten(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = AppKeyStore(client, settings=RedisSettings(key_prefix=redis_namespace))
+    done = f"{{{redis_namespace}:app-keys}}:done"
+    start = 10_000_000
+    rev = 0
+    for n in range(200):  # one command a second over 200 s: a window of 100 s keeps 100
+        saved = await store.save(
+            command_id=f"c{n}",
+            rev=rev,
+            key=None,
+            decision=f"d{n}".encode(),
+            now_ms=start + n * 1000,
+            keep_ms=100_000,
+        )
+        assert saved.outcome == "saved", n
+        rev += 1
+        assert await client.hlen(done) <= 101
+    assert await client.hlen(done) == 101
+    # A replay inside the window answers its first decision and changes nothing.
+    replay = await store.save(
+        command_id="c150",
+        rev=rev,
+        key=None,
+        decision=b"again",
+        now_ms=start + 200_000,
+        keep_ms=100_000,
+    )
+    assert (replay.outcome, replay.decision) == ("done", b"d150")
+    assert (await store.load()).rev == rev
+    # One forgotten: older than the window, which the daemon refuses as stale before this.
+    assert not await client.hexists(done, "c0")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -106,3 +107,48 @@ async def test_the_node_provider_sends_the_key_from_its_headers(
     expected = [assign(FLAG, salt, f"unit-{i}", 50.0).value for i in range(UNITS)]
     assert (with_key["variants"], with_key["errors"]) == (expected, [])
     assert without["errors"], without
+
+
+async def test_a_flooding_key_gets_429_with_retry_after_while_another_key_is_served(
+    redis_url: str, redis_namespace: str
+) -> None:
+    other = "rc_app_" + "o" * 43
+    books = [
+        AppKey(
+            id=f"00000000000000c{n}",
+            name=f"app-{n}",
+            scopes=frozenset({Scope.EVALUATE}),
+            secret_sha256=digest(secret),
+            created_ms=1,
+            created_by="ana",
+        )
+        for n, secret in enumerate((SECRET, other))
+    ]
+
+    async def keys() -> Mapping[str, AppKey]:
+        return by_digest(books)
+
+    access = AppAccess(keys, Policy(require_keys=True, origins=frozenset()))
+    body = {"context": {"targetingKey": "unit-1"}}
+    async with connect(RedisSettings(url=redis_url)) as client:
+        states = await store(client, redis_namespace, [flag_rollout(FLAG, 50.0)])
+        # One request every 100 s: the bucket holds one, so the second is over the rate.
+        async with (
+            ofrep_server(states, access=access, requests_per_second=0.01) as base,
+            httpx.AsyncClient(base_url=base) as http,
+        ):
+
+            async def post(secret: str, path: str) -> httpx.Response:
+                auth = {"Authorization": f"Bearer {secret}"}
+                return await http.post(path, json=body, headers=auth)
+
+            one, bulk = f"/ofrep/v1/evaluate/flags/{FLAG}", "/ofrep/v1/evaluate/flags"
+            flood = [await post(SECRET, path) for path in (one, one, bulk, one)]
+            served = [await post(other, bulk), await post(other, one)]
+    assert [answer.status_code for answer in flood] == [200, 429, 429, 429]
+    limited = flood[1]
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["errorCode"] == "GENERAL"
+    assert "rate" in limited.json()["errorDetails"]
+    assert flood[2].json().keys() == {"errorCode", "errorDetails"}  # bulk: no flag key
+    assert [answer.status_code for answer in served] == [200, 429]  # bulk counted as one

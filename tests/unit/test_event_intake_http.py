@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes, RateLimiter
+from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes
 from controller.core.decoding import InEvent
 from controller.daemon.event_intake import batch_id_of
 from tests.app_client import app_client
@@ -178,15 +178,3 @@ async def test_past_the_rate_a_client_gets_429_with_retry_after_and_nothing_is_s
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert "rate" in answers[2].json()["error"]
     assert len(sink.sent) == 2
-
-
-def test_a_bucket_refills_at_its_rate_and_never_above_its_burst() -> None:
-    now = [0.0]
-    limiter = RateLimiter(10, 20, clock=lambda: now[0])
-    assert limiter.wait("a", 20) == 0
-    assert limiter.wait("a", 5) == pytest.approx(0.5)
-    assert limiter.wait("b", 20) == 0  # clients have buckets of their own
-    now[0] = 100.0
-    assert limiter.wait("a", 20) == 0
-    assert limiter.wait("a", 1) == pytest.approx(0.1)
-    assert limiter.wait("a", 50) == pytest.approx(2.0)  # a cost over the burst waits for a full one

@@ -8,6 +8,7 @@ import pytest
 
 from controller.core.messages import Alert, Decision, decision_or_alert
 from controller.core.views import RolloutStatus
+from controller.ctl.app_keys import outcome_line as app_key_outcome_line
 from controller.ctl.views import decision_line, outcome_line, status_detail, status_table
 
 AT_2_OF_5 = {"index": 1, "number": 2, "of": 5, "percent": 5.0, "label": "stage 2/5 (5%)"}
@@ -164,6 +165,34 @@ def test_outcome_lines(decision: dict[str, Any], expected: str) -> None:
     assert outcome_line(read) == expected
 
 
+APP_KEY = {"type": "decision", "ts": 1000, "kind": "app_key", "flag": "app-key:shop"}
+
+
+@pytest.mark.parametrize(
+    ("decision", "given", "expected"),
+    [
+        ({"outcome": "applied", "action": "revoke"}, {}, "applied: revoke app-key:shop"),
+        ({"outcome": "applied", "action": "create"},
+         {"what": "create shop", "result": "id 00a1, client key: evaluate"},
+         "applied: create shop -> id 00a1, client key: evaluate"),
+        ({"outcome": "rejected", "action": "revoke", "reason": "no key named 'shop'"},
+         {"what": "revoke shop", "result": "ignored when rejected"},
+         "rejected: revoke shop: no key named 'shop'"),
+        ({"outcome": "applied", "action": "segment_put", "flag": "segment:beta"},
+         {"what": "segment put beta", "result": "version 2, 40 ids"},
+         "applied: segment put beta -> version 2, 40 ids"),
+    ],
+)  # fmt: skip
+def test_outcome_lines_of_decisions_without_a_rollout_name_no_phase(
+    decision: dict[str, Any], given: dict[str, str], expected: str
+) -> None:
+    read = published({**APP_KEY, **decision})
+    assert isinstance(read, Decision)
+    line = outcome_line(read, **given)
+    assert line == expected
+    assert "None" not in line
+
+
 @pytest.mark.parametrize(
     ("over", "phase"),
     [
@@ -212,3 +241,20 @@ def test_status_detail_says_why_a_rollout_stands_still() -> None:
     assert "next move:   ready, waiting for the window that opens Mon 09:00 Europe/Berlin" in detail
     assert "next move:" not in status_detail(rollout())
     assert "\n\n" not in status_table([rollout()])
+
+
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        ({"outcome": "applied", "action": "create",
+          "evidence": {"app_key": {"name": "shop", "id": "00a1", "client": True,
+                                   "scopes": ["evaluate"]}}},
+         "applied: app-key create shop -> id 00a1, client key: evaluate"),
+        ({"outcome": "rejected", "action": "revoke", "reason": "no key named 'shop'"},
+         "rejected: app-key revoke shop: no key named 'shop'"),
+    ],
+)  # fmt: skip
+def test_app_key_outcome_lines_use_the_shared_line(decision: dict[str, Any], expected: str) -> None:
+    read = published({**APP_KEY, **decision})
+    assert isinstance(read, Decision)
+    assert app_key_outcome_line(read, "shop") == expected
