@@ -128,7 +128,7 @@ async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
     scenario: Scenario,
 ) -> None:
     port = free_port()
-    scenario.configure(RC_HTTP__PORT=str(port))
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")  # keys optional
     scenario.start_daemon()
     people = contexts(10_000)
     kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
