@@ -91,6 +91,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             lambda: flag_states(parts.states, None),
             body_timeout_seconds=settings.http.body_timeout_seconds,
             access=access,
+            segments=None if parts.segments is None else parts.segments.reads().held,
         ),
         intake=EventIntakeRoutes(
             parts.events_in,
