@@ -43,7 +43,7 @@ class HeldSegments:
     def matches(self, segment: str, context: Context) -> Truth:
         """Whether ``context`` is in the rule segment; None when no such rule is held."""
         audience = self.rules.get(segment)
-        return None if audience is None else audience.truth(context, self)
+        return None if audience is None else audience.truth(context)  # names no segment
 
     @property
     def tag(self) -> bytes:

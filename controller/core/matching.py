@@ -4,7 +4,11 @@ Evaluation is three-valued (Kleene's logic, as SQL treats NULL). A condition
 is *unknown* when its attribute is missing or ``null``, has the wrong type
 for the operator's value (a number against a string, ``"42"`` against ``42``,
 a boolean against a number), does not parse (``semver``, ``date``), or names
-a segment the lookup does not know. Then:
+a segment the lookup does not know. ``X in segment("name")`` asks the lookup
+whether ``X``'s value (a string) is in the id list ``name``; when ``name`` is a
+rule segment instead, it is the truth of that segment's rule against the whole
+context (``X`` must still be a string). A segment's rule names no segment, so
+this nests once. Then:
 
 * ``not unknown`` is unknown;
 * ``and`` is false if any part is false, else unknown if any part is, else true;
@@ -32,7 +36,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.core.audience import AudienceRule
+from controller.core.audience import AudienceRule, Segment, conditions
 from controller.core.rule_codegen import Generated, generate
 
 Truth = bool | None
@@ -42,7 +46,13 @@ Truth = bool | None
 class SegmentLookup(Protocol):
     """Who is in a named segment; ``None`` when the segment is not known here."""
 
-    def member(self, segment: str, value: str) -> bool | None: ...
+    def member(self, segment: str, value: str) -> bool | None:
+        """Whether ``value`` is in the id-list segment; None if no such list is held."""
+        ...
+
+    def matches(self, segment: str, context: Context) -> bool | None:
+        """Whether ``context`` is in the rule segment; None if no such rule is held."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +65,12 @@ class IdSegments:
         ids = self.sets.get(segment)
         return None if ids is None else value in ids
 
+    def matches(self, segment: str, context: Context) -> bool | None:
+        return None  # no rule segments here
 
-NO_SEGMENTS = IdSegments()
+
 Context = Mapping[str, object]
+NO_SEGMENTS = IdSegments()
 MEMO_SIZE = 4096
 """Parsed semver and date values remembered per condition: an app sees few distinct ones."""
 _MISS = object()
@@ -104,22 +117,39 @@ class Audience:
     check: Generated
     source: str
     """The generated function's text, for reading when something looks wrong."""
+    names_segments: bool = False
+    """Whether the rule names a segment (which may be a rule segment, read with the context)."""
 
     @classmethod
     def of(cls, rule: AudienceRule) -> Audience:
         source, check = generate(rule.root, number=as_number, remembered=remembered)
-        return cls(rule, check, source)
+        named = any(isinstance(c.value, Segment) for c in conditions(rule.root))
+        return cls(rule, check, source, named)
 
     def truth(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> Truth:
         """True, false or unknown; a context that breaks evaluation is unknown."""
         try:
-            return self.check(context.get, segments.member)
+            member = _member(segments, context) if self.names_segments else segments.member
+            return self.check(context.get, member)
         except Exception:  # a hostile context or lookup must not reach the app
             return None
 
     def matches(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> bool:
         """Whether the context is in the audience: only a true rule matches."""
         try:  # truth() inlined: this is on every flag evaluation
-            return self.check(context.get, segments.member) is True
+            member = _member(segments, context) if self.names_segments else segments.member
+            return self.check(context.get, member) is True
         except Exception:  # a hostile context or lookup must not reach the app
             return False
+
+
+def _member(segments: SegmentLookup, context: Context) -> Callable[[str, str], bool | None]:
+    """``segments.member``, answering a segment it does not hold as a list by the rule
+    segment of that name matched against ``context``."""
+    member, rule = segments.member, segments.matches
+
+    def look(segment: str, value: str) -> bool | None:
+        found = member(segment, value)
+        return rule(segment, context) if found is None else found
+
+    return look
