@@ -5,8 +5,9 @@ the ring ``user_id in segment("beta")``: before the segment exists nobody is
 in the ring (an unknown segment matches nobody) over OFREP or in the SDK;
 once an operator puts the segment with ``rolloutctl segment put``, the
 daemon's OFREP endpoints serve treatment to its members and control to
-everyone else, exactly as an app's ``FlagClient`` with a ``SegmentFollower``
-does, and the bulk endpoint's ETag changes with the segment (a cached answer
+everyone else, exactly as an app's ``FlagClient`` following the segments
+topic (``follow_segments``) and a ``FlagPoller`` polling ``/v1/segments``
+(``poll_segments``) do, and the bulk endpoint's ETag changes with the segment (a cached answer
 from before is not reused). Replacing the segment moves the ring with it.
 """
 
@@ -23,7 +24,7 @@ import pytest
 from controller.core.messages import Arm
 from controller.core.plan import Plan, parse_plan
 from controller.sdk import FlagClient
-from controller.sdk.segments import SegmentFollower
+from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator
@@ -74,64 +75,70 @@ async def test_ofrep_and_the_sdk_serve_a_segment_ring_to_its_members(
     ctl.env["PYTHONPATH"] = str(ROOT)  # the rolloutctl of this tree, whatever is installed
     kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
     await scenario.start(FLAG, ring_plan())
-    segments = SegmentFollower(kafka, topic=scenario.topics["segments"])
-    await segments.start()
-    try:
-        async with (
-            FlagClient(kafka, topic=scenario.topics["flag_state"], segments=segments) as client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
-        ):
+    url = f"http://127.0.0.1:{port}"
+    client = FlagClient(
+        kafka,
+        topic=scenario.topics["flag_state"],
+        follow_segments=True,
+        segments_topic=scenario.topics["segments"],
+    )
+    poller = FlagPoller(url, interval=0.2, poll_segments=True, segments_interval=0.2)
+    async with client, poller, httpx.AsyncClient(base_url=url, timeout=30) as http:
 
-            def sdk() -> list[bool]:
-                return [client.arm(FLAG, c["targetingKey"], c)[0] is Arm.TREATMENT for c in PEOPLE]
+        def sdk() -> list[bool]:
+            by_topic = [client.arm(FLAG, c["targetingKey"], c)[0] is Arm.TREATMENT for c in PEOPLE]
+            by_http = [poller.arm(FLAG, c["targetingKey"], c)[0] is Arm.TREATMENT for c in PEOPLE]
+            assert by_topic == by_http
+            return by_topic
 
-            await scenario.until(lambda: client.state(FLAG) is not None, timeout=30, what="state")
+        def both_hold_the_flag() -> bool:
+            return client.state(FLAG) is not None and poller.state(FLAG) is not None
 
-            async def ofrep_knows_the_flag() -> bool:
-                answer = await http.post(
-                    f"/ofrep/v1/evaluate/flags/{FLAG}", json={"context": PEOPLE[0]}
-                )
-                assert answer.status_code == 200, answer.text
-                return True
+        await scenario.until(both_hold_the_flag, timeout=30, what="the apps hold the flag")
 
-            await scenario.until(ofrep_knows_the_flag, timeout=30, what="OFREP holds the flag")
-            # Before the segment exists, its ring holds nobody
-            assert await _ofrep(http) == [False] * len(PEOPLE)
-            assert sdk() == [False] * len(PEOPLE)
-            before = await _bulk_etag(http)
-
-            # When the operator puts the segment
-            ids_file = tmp_path / "beta.txt"
-            ids_file.write_text("\n".join(BETA) + "\n")
-            put = await ctl("segment", "put", "beta", "--ids-file", str(ids_file))
-            assert put.code == 0, (put.out, put.err)
-            want = [c["user_id"] in BETA for c in PEOPLE]
-
-            # Then OFREP and the SDK serve exactly its members
-            async def ofrep_serves(expected: list[bool] = want) -> bool:
-                return await _ofrep(http) == expected
-
-            await scenario.until(ofrep_serves, timeout=30, what="OFREP serves the segment")
-            await scenario.until(lambda: sdk() == want, timeout=30, what="the SDK holds it")
-            assert sum(want) == len(BETA)
-            # And the bulk answer cached before is not reused
-            assert await _bulk_etag(http) != before
+        async def ofrep_knows_the_flag() -> bool:
             answer = await http.post(
-                "/ofrep/v1/evaluate/flags",
-                json={"context": PEOPLE[0]},
-                headers={"If-None-Match": before},
+                f"/ofrep/v1/evaluate/flags/{FLAG}", json={"context": PEOPLE[0]}
             )
-            assert answer.status_code == 200
-            assert answer.json()["flags"][0]["value"] is True
+            assert answer.status_code == 200, answer.text
+            return True
 
-            # When the segment is replaced, the ring moves with it
-            ids_file.write_text("user-1\n")
-            replaced = await ctl("segment", "put", "beta", "--ids-file", str(ids_file))
-            assert replaced.code == 0, (replaced.out, replaced.err)
-            moved = [c["user_id"] == "user-1" for c in PEOPLE]
-            await scenario.until(
-                lambda: ofrep_serves(moved), timeout=30, what="OFREP serves the new version"
-            )
-            await scenario.until(lambda: sdk() == moved, timeout=30, what="the SDK follows")
-    finally:
-        await segments.stop()
+        await scenario.until(ofrep_knows_the_flag, timeout=30, what="OFREP holds the flag")
+        # Before the segment exists, its ring holds nobody
+        assert await _ofrep(http) == [False] * len(PEOPLE)
+        assert sdk() == [False] * len(PEOPLE)
+        before = await _bulk_etag(http)
+
+        # When the operator puts the segment
+        ids_file = tmp_path / "beta.txt"
+        ids_file.write_text("\n".join(BETA) + "\n")
+        put = await ctl("segment", "put", "beta", "--ids-file", str(ids_file))
+        assert put.code == 0, (put.out, put.err)
+        want = [c["user_id"] in BETA for c in PEOPLE]
+
+        # Then OFREP and the SDK serve exactly its members
+        async def ofrep_serves(expected: list[bool] = want) -> bool:
+            return await _ofrep(http) == expected
+
+        await scenario.until(ofrep_serves, timeout=30, what="OFREP serves the segment")
+        await scenario.until(lambda: sdk() == want, timeout=30, what="the SDK holds it")
+        assert sum(want) == len(BETA)
+        # And the bulk answer cached before is not reused
+        assert await _bulk_etag(http) != before
+        answer = await http.post(
+            "/ofrep/v1/evaluate/flags",
+            json={"context": PEOPLE[0]},
+            headers={"If-None-Match": before},
+        )
+        assert answer.status_code == 200
+        assert answer.json()["flags"][0]["value"] is True
+
+        # When the segment is replaced, the ring moves with it
+        ids_file.write_text("user-1\n")
+        replaced = await ctl("segment", "put", "beta", "--ids-file", str(ids_file))
+        assert replaced.code == 0, (replaced.out, replaced.err)
+        moved = [c["user_id"] == "user-1" for c in PEOPLE]
+        await scenario.until(
+            lambda: ofrep_serves(moved), timeout=30, what="OFREP serves the new version"
+        )
+        await scenario.until(lambda: sdk() == moved, timeout=30, what="the SDK follows")
