@@ -1,14 +1,16 @@
-"""A ring on a segment (#26): OFREP and the Python SDK serve the segment's members alike.
+"""A ring on segments (#26): OFREP and the Python SDK serve the segments' members alike.
 
 Given the real daemon, broker and Redis and a rollout whose first stage is
-the ring ``user_id in segment("beta")``: before the segment exists nobody is
-in the ring (an unknown segment matches nobody) over OFREP or in the SDK;
-once an operator puts the segment with ``rolloutctl segment put``, the
-daemon's OFREP endpoints serve treatment to its members and control to
-everyone else, exactly as an app's ``FlagClient`` following the segments
-topic (``follow_segments``) and a ``FlagPoller`` polling ``/v1/segments``
-(``poll_segments``) do, and the bulk endpoint's ETag changes with the segment (a cached answer
-from before is not reused). Replacing the segment moves the ring with it.
+the ring ``user_id in segment("beta") or user_id in segment("pros")`` (an id
+list and a rule segment): before the segments exist nobody is in the ring (an
+unknown segment matches nobody) over OFREP or in the SDK. Once an operator
+puts ``beta`` with ``rolloutctl segment put``, the daemon's OFREP endpoints
+serve treatment to its members and control to everyone else, exactly as an
+app's ``FlagClient`` following the segments topic (``follow_segments``) and a
+``FlagPoller`` polling ``/v1/segments`` (``poll_segments``) do, and the bulk
+endpoint's ETag changes with the segment (a cached answer from before is not
+reused). Putting the rule segment ``pros`` adds the contexts its rule
+matches; replacing the list moves the ring with it.
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAG = "checkout.segment-ring"
-PEOPLE = [{"targetingKey": f"user-{i}", "user_id": f"user-{i}"} for i in range(60)]
+PEOPLE = [
+    {"targetingKey": f"user-{i}", "user_id": f"user-{i}", "plan": "pro" if i % 5 == 0 else "free"}
+    for i in range(60)
+]
 BETA = [f"user-{i}" for i in range(0, 60, 3)]
 
 
 def ring_plan() -> Plan:
     stages: list[dict[str, Any]] = [
-        {"percent": 100, "audience": 'user_id in segment("beta")'},
+        {"percent": 100, "audience": 'user_id in segment("beta") or user_id in segment("pros")'},
         {"percent": 100},
     ]
     for stage in stages:
@@ -133,11 +138,21 @@ async def test_ofrep_and_the_sdk_serve_a_segment_ring_to_its_members(
         assert answer.status_code == 200
         assert answer.json()["flags"][0]["value"] is True
 
-        # When the segment is replaced, the ring moves with it
+        # When the rule segment is put, the contexts its rule matches join the ring
+        pros = await ctl("segment", "put", "pros", "--rule", 'plan == "pro"')
+        assert pros.code == 0, (pros.out, pros.err)
+        wider = [c["user_id"] in BETA or c["plan"] == "pro" for c in PEOPLE]
+        await scenario.until(
+            lambda: ofrep_serves(wider), timeout=30, what="OFREP serves the rule segment"
+        )
+        await scenario.until(lambda: sdk() == wider, timeout=30, what="the SDK matches the rule")
+        assert sum(wider) > sum(want)
+
+        # When the list is replaced, the ring moves with it
         ids_file.write_text("user-1\n")
         replaced = await ctl("segment", "put", "beta", "--ids-file", str(ids_file))
         assert replaced.code == 0, (replaced.out, replaced.err)
-        moved = [c["user_id"] == "user-1" for c in PEOPLE]
+        moved = [c["user_id"] == "user-1" or c["plan"] == "pro" for c in PEOPLE]
         await scenario.until(
             lambda: ofrep_serves(moved), timeout=30, what="OFREP serves the new version"
         )
