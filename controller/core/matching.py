@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.core.audience import AudienceRule, Segment, conditions
+from controller.core.audience import AudienceRule
 from controller.core.rule_codegen import Generated, generate
 
 Truth = bool | None
@@ -117,39 +117,22 @@ class Audience:
     check: Generated
     source: str
     """The generated function's text, for reading when something looks wrong."""
-    names_segments: bool = False
-    """Whether the rule names a segment (which may be a rule segment, read with the context)."""
 
     @classmethod
     def of(cls, rule: AudienceRule) -> Audience:
         source, check = generate(rule.root, number=as_number, remembered=remembered)
-        named = any(isinstance(c.value, Segment) for c in conditions(rule.root))
-        return cls(rule, check, source, named)
+        return cls(rule, check, source)
 
     def truth(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> Truth:
         """True, false or unknown; a context that breaks evaluation is unknown."""
         try:
-            member = _member(segments, context) if self.names_segments else segments.member
-            return self.check(context.get, member)
+            return self.check(context.get, segments.member, segments.matches, context)
         except Exception:  # a hostile context or lookup must not reach the app
             return None
 
     def matches(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> bool:
         """Whether the context is in the audience: only a true rule matches."""
         try:  # truth() inlined: this is on every flag evaluation
-            member = _member(segments, context) if self.names_segments else segments.member
-            return self.check(context.get, member) is True
+            return self.check(context.get, segments.member, segments.matches, context) is True
         except Exception:  # a hostile context or lookup must not reach the app
             return False
-
-
-def _member(segments: SegmentLookup, context: Context) -> Callable[[str, str], bool | None]:
-    """``segments.member``, answering a segment it does not hold as a list by the rule
-    segment of that name matched against ``context``."""
-    member, rule = segments.member, segments.matches
-
-    def look(segment: str, value: str) -> bool | None:
-        found = member(segment, value)
-        return rule(segment, context) if found is None else found
-
-    return look
