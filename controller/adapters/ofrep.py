@@ -10,7 +10,7 @@ document of OFREP 0.3.0:
   ``metadata``; 404 ``FLAG_NOT_FOUND``; 400 with ``TARGETING_KEY_MISSING``,
   ``INVALID_CONTEXT`` or ``PARSE_ERROR``;
 * ``POST /ofrep/v1/evaluate/flags``: every flag for one context, with an
-  ``ETag`` made of the flag states' versions and the context, and 304 when a
+  ``ETag`` made of the flag states' and segments' versions and the context, and 304 when a
   request's ``If-None-Match`` names it (nothing changed for that context);
 * ``GET /ofrep/v1/configuration``: what the server supports (boolean flags,
   polling). OFREP 0.3.0 dropped this endpoint; it is served in the shape of
@@ -29,7 +29,11 @@ number of flags), reloaded in the background once it is
 ``max_age_seconds`` old while evaluations go on from the one held. A state
 change therefore reaches OFREP answers within about ``max_age_seconds``;
 the first request waits for the first load (503 naming the dependency if
-Redis does not answer).
+Redis does not answer). The segments that rules name (``user_id in
+segment("beta")``) are held the same way, reloaded with the states (a
+segment read again only when its version changed); a failed reload keeps
+the segments held, and a segment not held is unknown to rules, so it matches
+nobody. The bulk endpoint's ``ETag`` covers the segments' versions too.
 
 Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
 ``body_timeout_seconds`` a 408, a body that is not JSON a 400
@@ -69,12 +73,14 @@ from controller.adapters.app_access import AppAccess, client_of, open_access
 from controller.core.app_keys import Refused, Scope
 from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
-from controller.core.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.rates import RateLimiter
 from controller.core.targeting import targeting_json
 from controller.core.views import FlagStates, FlagStateView
 
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
+SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]
+"""The segments held now, given those held before (so unchanged ones are not read again)."""
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""
 MAX_CONTEXT_DEPTH = 8
@@ -88,20 +94,22 @@ log = structlog.get_logger("controller.ofrep")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The flag states evaluations read, by flag, and a tag that changes with any of them."""
+    """The flag states and segments evaluations read, and a tag that changes with any of them."""
 
     states: Mapping[str, FlagStateView]
     tag: bytes
+    segments: HeldSegments = NO_HELD_SEGMENTS
 
     @classmethod
-    def of(cls, states: FlagStates) -> Snapshot:
+    def of(cls, states: FlagStates, segments: HeldSegments = NO_HELD_SEGMENTS) -> Snapshot:
         held = {state.flag: state for state in states.root}
         fields = [
             (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
             + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
             for s in sorted(held.values(), key=lambda s: s.flag)
         ]
-        return cls(held, hashlib.sha256(orjson.dumps(fields)).digest())
+        tag = hashlib.sha256(orjson.dumps(fields) + segments.tag).digest()
+        return cls(held, tag, segments)
 
 
 class SnapshotCache:
@@ -111,10 +119,12 @@ class SnapshotCache:
         self,
         load: FlagStateSource,
         *,
+        segments: SegmentSource | None = None,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load, self._max_age, self._clock = load, max_age, clock
+        self._segments = segments
         self._snapshot: Snapshot | None = None
         self._loaded_at = 0.0
         self._first = asyncio.Lock()
@@ -138,7 +148,14 @@ class SnapshotCache:
 
     async def _refresh(self) -> None:
         states = await self._load()
-        self._snapshot, self._loaded_at = Snapshot.of(states), self._clock()
+        held = NO_HELD_SEGMENTS if self._snapshot is None else self._snapshot.segments
+        if self._segments is not None:
+            try:
+                held = await self._segments(held)
+            except Exception as exc:
+                # Rules go on from the segments held (none yet: unknown, so no match).
+                log.warning("ofrep_segments_reload_failed", error=repr(exc)[:300])
+        self._snapshot, self._loaded_at = Snapshot.of(states, held), self._clock()
 
     async def _background(self) -> None:
         try:
@@ -179,17 +196,16 @@ class OfrepRoutes:
         body_timeout_seconds: float,
         max_age_seconds: float = MAX_AGE_SECONDS,
         access: AppAccess | None = None,
-        segments: SegmentLookup = NO_SEGMENTS,
+        segments: SegmentSource | None = None,
         requests_per_second: float | None = None,
         count_limited: Callable[[str], None] | None = None,
     ) -> None:
         """``requests_per_second``: each client's evaluation requests a second (None: no
         limit); ``count_limited`` is told the route (``one``, ``bulk``) of each request
         refused for its rate."""
-        self.snapshots = SnapshotCache(states, max_age=max_age_seconds)
+        self.snapshots = SnapshotCache(states, segments=segments, max_age=max_age_seconds)
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
-        self._segments = segments
         self._limiter = (
             None
             if requests_per_second is None
@@ -217,8 +233,8 @@ class OfrepRoutes:
             unit, attributes = await self._context(request)
         except _Failure as failure:
             return failure.response(key)
-        state = (await self.snapshots.get()).states.get(key)
-        found = evaluate(key, state, unit, attributes, self._segments)
+        snapshot = await self.snapshots.get()
+        found = evaluate(key, snapshot.states.get(key), unit, attributes, snapshot.segments)
         if found.error is None:
             return _json(_success(found))
         return _json(
@@ -239,7 +255,7 @@ class OfrepRoutes:
             return web.Response(status=304, headers={"ETag": etag})
         flags = []
         for flag, state in snapshot.states.items():
-            found = evaluate(flag, state, unit, attributes, self._segments)
+            found = evaluate(flag, state, unit, attributes, snapshot.segments)
             flags.append(_success(found) if found.error is None else _failure(found))
         return _json({"flags": flags}, headers={"ETag": etag})
 

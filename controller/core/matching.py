@@ -4,7 +4,11 @@ Evaluation is three-valued (Kleene's logic, as SQL treats NULL). A condition
 is *unknown* when its attribute is missing or ``null``, has the wrong type
 for the operator's value (a number against a string, ``"42"`` against ``42``,
 a boolean against a number), does not parse (``semver``, ``date``), or names
-a segment the lookup does not know. Then:
+a segment the lookup does not know. ``X in segment("name")`` asks the lookup
+whether ``X``'s value (a string) is in the id list ``name``; when ``name`` is a
+rule segment instead, it is the truth of that segment's rule against the whole
+context (``X`` must still be a string). A segment's rule names no segment, so
+this nests once. Then:
 
 * ``not unknown`` is unknown;
 * ``and`` is false if any part is false, else unknown if any part is, else true;
@@ -42,7 +46,13 @@ Truth = bool | None
 class SegmentLookup(Protocol):
     """Who is in a named segment; ``None`` when the segment is not known here."""
 
-    def member(self, segment: str, value: str) -> bool | None: ...
+    def member(self, segment: str, value: str) -> bool | None:
+        """Whether ``value`` is in the id-list segment; None if no such list is held."""
+        ...
+
+    def matches(self, segment: str, context: Context) -> bool | None:
+        """Whether ``context`` is in the rule segment; None if no such rule is held."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +65,12 @@ class IdSegments:
         ids = self.sets.get(segment)
         return None if ids is None else value in ids
 
+    def matches(self, segment: str, context: Context) -> bool | None:
+        return None  # no rule segments here
 
-NO_SEGMENTS = IdSegments()
+
 Context = Mapping[str, object]
+NO_SEGMENTS = IdSegments()
 MEMO_SIZE = 4096
 """Parsed semver and date values remembered per condition: an app sees few distinct ones."""
 _MISS = object()
@@ -113,13 +126,13 @@ class Audience:
     def truth(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> Truth:
         """True, false or unknown; a context that breaks evaluation is unknown."""
         try:
-            return self.check(context.get, segments.member)
+            return self.check(context.get, segments.member, segments.matches, context)
         except Exception:  # a hostile context or lookup must not reach the app
             return None
 
     def matches(self, context: Context, segments: SegmentLookup = NO_SEGMENTS) -> bool:
         """Whether the context is in the audience: only a true rule matches."""
         try:  # truth() inlined: this is on every flag evaluation
-            return self.check(context.get, segments.member) is True
+            return self.check(context.get, segments.member, segments.matches, context) is True
         except Exception:  # a hostile context or lookup must not reach the app
             return False

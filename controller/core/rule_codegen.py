@@ -3,8 +3,10 @@
 The semantics are those of :mod:`controller.core.matching` (three-valued, see
 there); this module makes them cheap. A closure per node would cost one
 Python call per condition, most of a rule's price; instead the whole rule
-becomes one generated function ``check(get, member)``, where ``get`` is the
-context's ``get`` and ``member`` the segment lookup's ``member``, as
+becomes one generated function ``check(get, member, matches, context)``, where
+``get`` is the context's ``get`` and ``member`` and ``matches`` the segment
+lookup's (``matches(name, context)`` answers a rule segment when ``member``
+does not know the name), as
 ``dataclasses`` and ``namedtuple`` generate their methods.
 
 The generated source holds **no text from the rule**: attribute names,
@@ -16,7 +18,7 @@ small: at most 64 conditions and 10 levels, so at most 10 nested loops
 
 For ``country == "TH" and age >= 18`` the source is::
 
-    def check(get, member):
+    def check(get, member, matches, context):
         r1 = True
         while True:
             r2 = (v == k1) if isinstance(v := get(k0), str) else None
@@ -50,7 +52,8 @@ from controller.core.rule_values import instant_ns, semver_key
 
 Getter = Callable[[str], object]
 Member = Callable[[str, str], "bool | None"]
-Generated = Callable[[Getter, Member], "bool | None"]
+Matches = Callable[[str, Any], "bool | None"]
+Generated = Callable[[Getter, Member, Matches, Any], "bool | None"]
 Reader = Callable[[object], object]
 
 _COMPARE = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -133,7 +136,8 @@ class _Writer:
         text_value, number_value = _TEXT_VALUE.format(N=name), _NUMBER_VALUE.format(N=name)
         if isinstance(value, Segment):
             found = "m" if op == "in" else "not m"
-            lookup = f"(m := member({self.constant(value.segment)}, v)) is None"
+            seg = self.constant(value.segment)
+            lookup = f"(m := member({seg}, v)) is None and (m := matches({seg}, context)) is None"
             return f"None if not {text_value} or {lookup} else {found}"
         test = f"(v {_MEMBERSHIP[op]} {{L}})"
         if isinstance(value[0], str):
@@ -154,14 +158,15 @@ def generate(
     number: Callable[[object], float | None],
     remembered: Callable[[Callable[[str], Any]], Reader],
 ) -> tuple[str, Generated]:
-    """The source of ``check(get, member)`` for ``node``, and the function itself.
+    """The source of ``check(get, member, matches, context)`` for ``node``, and the function.
 
     ``number`` reads a context value as a number (``None`` if it is none);
     ``remembered(parse)`` makes a reader that parses strings, remembering them.
     """
     writer = _Writer(remembered)
     root = writer.node(node, 1)
-    source = "\n".join(["def check(get, member):", *writer.lines, f"    return {root}", ""])
+    head = "def check(get, member, matches, context):"
+    source = "\n".join([head, *writer.lines, f"    return {root}", ""])
     builtins = {"isinstance": isinstance, "type": type, "str": str, "bool": bool}
     namespace: dict[str, Any] = {"__builtins__": builtins, "number": number, **writer.constants}
     # Safe to execute: the source is fixed templates and generated names only.

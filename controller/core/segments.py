@@ -6,7 +6,7 @@ set of unit ids. Rules name an id list with ``user_id in segment("beta")``;
 whether the attribute's value is a member, which for an id list is one hash
 lookup. A segment's rule may not name another segment: segments nest one level
 only, so no chain of them is deep or circular, and a rule segment is matched
-against the whole context, not one attribute's value (its ``member`` is unknown).
+against the whole context, not one attribute's value (the lookup's ``matches``).
 
 An id list travels as **parts**: the ids sorted by code point, without
 duplicates, joined by ``\\n`` and cut into pieces of at most

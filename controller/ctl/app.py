@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(commands)
     _add_alerts(commands)
     _add_segment(commands)
+    _add_audience(commands)
     _add_keygen(commands)
     _add_app_key(commands)
     _add_raw(commands)
@@ -290,6 +291,37 @@ def _add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:
         sub.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
 
 
+def _add_audience(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    audience = commands.add_parser(
+        "audience",
+        help="test which arm a context gets from a targeted rollout, and why",
+        description="Work with a flag's audience and rings as the controller serves them.",
+    )
+    verbs = audience.add_subparsers(dest="verb", required=True, metavar="VERB")
+    test = verbs.add_parser(
+        "test",
+        parents=[_output_options()],
+        help="evaluate FLAG for a context and say why",
+        description="Evaluate FLAG for the context as every app would (the flag state from "
+        "GET /flags, the segments its rules name from GET /v1/segments/NAME) and print the "
+        "arm, the reason, the cohort (compared, carried or outside), each rule in text with "
+        "its truth for the context (true, false or unknown: unknown counts as no), each "
+        "ring's share and whether the unit's bucket is below it.",
+        epilog='Example: rolloutctl audience test checkout.new-flow --context \'{"country": '
+        '"TH", "plan": "pro"}\' --unit user-42',
+    )
+    test.add_argument("flag", metavar="FLAG", help="the flag key")
+    test.add_argument(
+        "--context",
+        required=True,
+        metavar="JSON",
+        help="the evaluation context, a JSON object of at most 16 KiB, 8 levels and "
+        "1,000 values (its targetingKey is the unit unless --unit is given)",
+    )
+    test.add_argument("--unit", metavar="U", help="the unit (targeting key) to bucket")
+    test.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
+
+
 def _add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
     app_key = commands.add_parser(
         "app-key",
@@ -436,6 +468,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "send": handlers.send,
         "verify": handlers.verify,
         "segment": handlers.segment,
+        "audience": handlers.audience_test,
     }[args.command]
     return handler(args)
 

@@ -97,6 +97,13 @@ def steer(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if answered.decision.outcome == "rejected" else 0
 
 
+def audience_test(args: argparse.Namespace) -> int:
+    """``rolloutctl audience test``."""
+    from controller.ctl import audience  # noqa: PLC0415
+
+    return audience.test(args)
+
+
 def segment(args: argparse.Namespace) -> int:
     """``rolloutctl segment put|delete|list|show``."""
     from controller.ctl import segments  # noqa: PLC0415

@@ -93,6 +93,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             access=access,
             requests_per_second=settings.http.ofrep_requests_per_second,
             count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
+            segments=None if parts.segments is None else parts.segments.reads().held,
         ),
         intake=EventIntakeRoutes(
             parts.events_in,

@@ -33,7 +33,9 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from controller.core import commands
+from controller.core.audience import AudienceRule
 from controller.core.errors import ControllerError
+from controller.core.held_segments import MAX_HELD_SEGMENTS, HeldSegments
 from controller.core.messages import Decision
 from controller.core.segment_messages import (
     SegmentCommand,
@@ -257,3 +259,36 @@ class SegmentReads:
         if held is None or held.record.get("deleted"):
             return None
         return self._service.wire_record(held.record) | {"part_data": held.parts}
+
+    async def held(self, previous: HeldSegments) -> HeldSegments:
+        """Every segment there is, for evaluations: ``previous`` with what changed read again.
+
+        A list that does not assemble (it was checked when saved, so Redis lost or
+        changed it) is left out, unknown to rules; at most :data:`MAX_HELD_SEGMENTS`
+        segments are held.
+        """
+        versions: dict[str, int] = {}
+        for name in (await self._store.names())[:MAX_HELD_SEGMENTS]:
+            found = await self._store.get(name, with_parts=False)
+            if found is not None and not found.record.get("deleted"):
+                versions[name] = int(found.record["version"])
+        held = previous.keeping(versions)
+        for name, version in versions.items():
+            if held.versions.get(name) != version:
+                held = await self._read(held, name)
+        return held
+
+    async def _read(self, held: HeldSegments, name: str) -> HeldSegments:
+        found = await self._store.get(name, with_parts=True)
+        if found is None or found.record.get("deleted"):
+            return held
+        record = found.record
+        try:
+            if "rule" in record:
+                rule = AudienceRule.model_validate(record["rule"])
+                return held.with_segment(name, int(record["version"]), ids=None, rule=rule)
+            ids = assemble(found.parts, count=int(record["count"]), sha256=str(record["sha256"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("segment_not_held", segment=name, error=str(exc)[:300])
+            return held
+        return held.with_segment(name, int(record["version"]), ids=ids, rule=None)

@@ -21,6 +21,7 @@ from controller.core.flagstates import Verdict, supersedes
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagState
 from controller.lifecycle import Lifecycle, cancel
+from controller.sdk.segments import SegmentFollower
 from controller.sdk.transport import TopicFollower
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings
@@ -168,6 +169,11 @@ class FlagClient(FlagBook, Lifecycle):
     messages and states older than the one held are ignored and counted in
     ``invalid`` and ``stale``; with ``keys``, states without a valid
     signature in ``rejected`` (see :class:`FlagBook`).
+
+    With ``follow_segments`` the client also follows the segments topic
+    (``segments_topic``) with a :class:`~controller.sdk.segments.SegmentFollower`
+    under the same ``keys``, started and stopped with it, and rules read it:
+    ``segments`` is then that follower (its ``ready`` is its own).
     """
 
     def __init__(
@@ -179,9 +185,19 @@ class FlagClient(FlagBook, Lifecycle):
         poll_timeout_ms: int = 500,
         keys: Mapping[str, str] | None = None,
         segments: SegmentLookup = NO_SEGMENTS,
+        follow_segments: bool = False,
+        segments_topic: str = _TOPICS.segments,
     ) -> None:
+        kafka = kafka or KafkaSettings()
+        self._segment_follower: SegmentFollower | None = None
+        if follow_segments:
+            if segments is not NO_SEGMENTS:
+                raise TypeError("pass segments or follow_segments, not both")
+            segments = self._segment_follower = SegmentFollower(
+                kafka, topic=segments_topic, keys=keys
+            )
         super().__init__(states, keys=keys, segments=segments)
-        self._kafka = kafka or KafkaSettings()
+        self._kafka = kafka
         self._topic = topic
         self._poll_timeout_ms = poll_timeout_ms
         self._follower: TopicFollower | None = None
@@ -193,6 +209,8 @@ class FlagClient(FlagBook, Lifecycle):
         """Assign every partition of the topic, read from the beginning, follow it."""
         if self._follower is not None:
             return
+        if self._segment_follower is not None:
+            await self._segment_follower.start()
         follower = TopicFollower(self._kafka, self._topic)
         await follower.start()
         self._follower = follower
@@ -205,6 +223,8 @@ class FlagClient(FlagBook, Lifecycle):
         await cancel(task)
         if follower is not None:
             await follower.stop()
+        if self._segment_follower is not None:
+            await self._segment_follower.stop()
 
     # -- following -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import FlagState
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.flags import FlagBook
+from controller.sdk.segment_poller import SegmentPoller
 from controller.sdk.transport import AnswerTooLarge, FlagsEndpoint, HttpTransport, PollFailed
 
 log = logging.getLogger("controller.sdk.poller")
@@ -39,6 +40,11 @@ class FlagPoller(FlagBook, Lifecycle):
     With ``keys`` only states the controller signed are held (see
     :class:`~controller.sdk.flags.FlagBook`): TLS aside, this is what keeps a
     proxy or a server posing as the controller from serving its own states.
+
+    With ``poll_segments`` it also polls ``/v1/segments`` with a
+    :class:`~controller.sdk.segment_poller.SegmentPoller` under the same
+    ``keys`` (every ``segments_interval`` seconds), started and stopped with
+    it, and rules read it: ``segments`` is then that poller.
     """
 
     def __init__(
@@ -52,7 +58,16 @@ class FlagPoller(FlagBook, Lifecycle):
         transport: HttpTransport | None = None,
         keys: Mapping[str, str] | None = None,
         segments: SegmentLookup = NO_SEGMENTS,
+        poll_segments: bool = False,
+        segments_interval: float = 5.0,
     ) -> None:
+        self._segment_poller: SegmentPoller | None = None
+        if poll_segments:
+            if segments is not NO_SEGMENTS:
+                raise TypeError("pass segments or poll_segments, not both")
+            segments = self._segment_poller = SegmentPoller(
+                url, interval=segments_interval, transport=transport, keys=keys
+            )
         super().__init__(states, keys=keys, segments=segments)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
@@ -69,6 +84,8 @@ class FlagPoller(FlagBook, Lifecycle):
         """Poll once (so ``ready`` is set when the controller answers), then keep polling."""
         if self._task is not None:
             return
+        if self._segment_poller is not None:
+            await self._segment_poller.start()
         await self.poll()
         self._task = asyncio.create_task(self._run(), name="flag-poller")
 
@@ -76,6 +93,8 @@ class FlagPoller(FlagBook, Lifecycle):
         task, self._task = self._task, None
         await cancel(task)
         await self._endpoint.close()
+        if self._segment_poller is not None:
+            await self._segment_poller.stop()
 
     async def poll(self) -> bool:
         """One request; whether it succeeded (a 304 counts as success)."""

@@ -4,8 +4,9 @@
 that an app's rules ask: ``member(name, value)`` is one lookup in a
 ``frozenset`` of the segment's ids, and ``None`` (unknown) for a segment the
 book does not hold (never seen, deleted, not yet complete, refused) and for a
-rule segment, whose membership depends on the whole context
-(:meth:`SegmentBook.matches` answers that).
+rule segment, whose membership depends on the whole context:
+:meth:`SegmentBook.matches` answers that, and rules ask it when ``member`` is
+unknown (:mod:`controller.core.matching`).
 
 A segment is held only whole: its record (:class:`SegmentRecord`) and every
 part of its id list, assembled and checked against the record's count and
@@ -67,7 +68,7 @@ class SegmentBook:
     def matches(self, segment: str, context: Context) -> bool | None:
         """Whether ``context`` is in the rule segment; None when no such rule is held."""
         audience = self._rules.get(segment)
-        return None if audience is None else audience.truth(context, self)
+        return None if audience is None else audience.truth(context)  # names no segment
 
     def version(self, segment: str) -> int | None:
         """The version held of ``segment``, or None."""

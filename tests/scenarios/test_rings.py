@@ -6,9 +6,8 @@ say, for 10,000 contexts with mixed attributes, and the daemon's OFREP
 endpoint for the first 1,000 of them (an HTTP request each: all 10,000 at
 every stage would not fit the test's time on a shared machine); no unit goes
 back to control as the rings widen. The rings here read
-attributes (``role``, ``beta``) rather than segments, because the daemon's
-OFREP evaluates without segments of its own; segment rings are the same
-evaluation (``tests/unit/test_rings.py``).
+attributes (``role``, ``beta``); a ring on a segment, over OFREP and the SDK,
+is ``tests/scenarios/test_segment_rings.py``.
 """
 
 from __future__ import annotations

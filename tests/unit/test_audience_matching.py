@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.core.audience import MAX_CONDITIONS, MAX_DEPTH, AudienceRule, conditions, depth
+from controller.core.held_segments import NO_HELD_SEGMENTS
 from controller.core.matching import MEMO_SIZE, Audience, IdSegments, Truth
 from controller.core.rule_text import parse
 from controller.core.rule_values import instant_ns, semver_key
@@ -74,6 +75,44 @@ def truth(text: str, context: Mapping[str, object]) -> Truth:
 def test_evaluation(text: str, context: Mapping[str, object], expected: Truth) -> None:
     assert truth(text, context) is expected
     assert Audience.of(parse(text)).matches(context, SEGMENTS) is (expected is True)
+
+
+RULE_SEGMENTS = (
+    NO_HELD_SEGMENTS.with_segment("beta", 1, ids=frozenset({"user-1"}), rule=None)
+    .with_segment("pros", 1, ids=None, rule=parse('plan in ["pro", "enterprise"]'))
+    # Refused when put (a segment's rule names no segment); held anyway, it nests no deeper.
+    .with_segment("nested", 1, ids=None, rule=parse('user_id in segment("beta")'))
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "expected"),
+    [
+        # A rule segment: its rule against the whole context (the attribute must be a string).
+        ('user_id in segment("pros")', {"user_id": "u", "plan": "pro"}, True),
+        ('user_id in segment("pros")', {"user_id": "u", "plan": "free"}, False),
+        ('user_id not in segment("pros")', {"user_id": "u", "plan": "free"}, True),
+        ('user_id in segment("pros")', {"user_id": "u"}, None),
+        ('user_id not in segment("pros")', {"user_id": "u"}, None),
+        ('user_id in segment("pros")', {"plan": "pro"}, None),
+        ('user_id in segment("pros")', {"user_id": 7, "plan": "pro"}, None),
+        ('user_id in segment("pros") and country == "TH"', {"user_id": "u", "plan": "pro"}, None),
+        ('country == "TH" or user_id in segment("pros")', {"user_id": "u", "plan": "pro"}, True),
+        # An id list as before; an unknown name is unknown.
+        ('user_id in segment("beta")', {"user_id": "user-1"}, True),
+        ('user_id in segment("beta")', {"user_id": "user-2", "plan": "pro"}, False),
+        ('user_id in segment("gone")', {"user_id": "u", "plan": "pro"}, None),
+        # A rule segment that names a segment is matched without segments: unknown.
+        ('user_id in segment("nested")', {"user_id": "user-1"}, None),
+    ],
+)
+def test_rule_segments_match_the_whole_context(
+    text: str, context: Mapping[str, object], expected: Truth
+) -> None:
+    audience = Audience.of(parse(text))
+    assert audience.truth(context, RULE_SEGMENTS) is expected
+    assert audience.matches(context, RULE_SEGMENTS) is (expected is True)
+    assert audience.truth(context, SEGMENTS) is not True or "beta" in text  # ids only: unknown
 
 
 SEMVER_ORDER = [
@@ -186,6 +225,9 @@ class _Hostile(dict[str, object]):
 
 class _BrokenLookup:
     def member(self, segment: str, value: str) -> bool | None:
+        raise KeyError(segment)
+
+    def matches(self, segment: str, context: object) -> bool | None:
         raise KeyError(segment)
 
 

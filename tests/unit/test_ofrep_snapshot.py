@@ -8,7 +8,9 @@ import pytest
 
 from controller.adapters.ofrep import MAX_CONTEXT_DEPTH, SnapshotCache, _bounded, _Failure, _matches
 from controller.core.errors import StoreError
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.messages import FlagStatus
+from controller.core.rule_text import parse as parse_rule
 from controller.core.views import FlagStates, FlagStateView
 
 
@@ -70,6 +72,75 @@ async def test_a_stale_snapshot_is_served_while_it_reloads_and_a_failed_reload_k
     assert source.loads == 3
     assert (await cache.get()) is fresh  # Redis down: the states held go on
     assert cache.reloading is None  # and the next reload waits for max_age again
+
+
+class Segments:
+    """The segments source: ``beta`` at ``version``, read again only when it changed."""
+
+    def __init__(self) -> None:
+        self.version, self.reads, self.fail = 1, 0, False
+
+    async def __call__(self, held: HeldSegments) -> HeldSegments:
+        if self.fail:
+            raise StoreError("redis is down")
+        if held.versions.get("beta") == self.version:
+            return held
+        self.reads += 1
+        return held.keeping({}).with_segment(
+            "beta", self.version, ids=frozenset({f"u{self.version}"}), rule=None
+        )
+
+
+async def test_segments_reload_with_the_states_change_the_tag_and_a_failure_keeps_them() -> None:
+    now = [0.0]
+    segments = Segments()
+    cache = SnapshotCache(Source(), segments=segments, max_age=1.0, clock=lambda: now[0])
+    first = await cache.get()
+    assert first.segments.member("beta", "u1") is True
+    assert first.segments.member("beta", "u2") is False
+    assert first.segments.member("gamma", "u1") is None
+    now[0] = 1.5
+    await cache.get()
+    assert cache.reloading is not None
+    await cache.reloading
+    same = await cache.get()
+    assert (segments.reads, same.tag) == (1, first.tag)  # unchanged: not read again
+    segments.version, now[0] = 2, 3.0
+    await cache.get()
+    assert cache.reloading is not None
+    await cache.reloading
+    second = await cache.get()
+    assert second.segments.member("beta", "u2") is True
+    assert second.tag != first.tag  # the bulk ETag changes with a segment
+    segments.fail, now[0] = True, 4.5
+    await cache.get()
+    assert cache.reloading is not None
+    await cache.reloading  # logged, not raised
+    assert (await cache.get()).segments is second.segments
+
+
+async def test_a_first_load_without_segments_holds_none() -> None:
+    segments = Segments()
+    segments.fail = True
+    held = await SnapshotCache(Source(), segments=segments).get()
+    assert held.segments is NO_HELD_SEGMENTS
+
+
+def test_held_segments_answer_ids_and_rules_and_drop_what_is_gone() -> None:
+    rule = parse_rule('plan == "pro"')
+    held = NO_HELD_SEGMENTS.with_segment("beta", 1, ids=frozenset({"a"}), rule=None).with_segment(
+        "pros", 3, ids=None, rule=rule
+    )
+    assert [held.member("beta", u) for u in ("a", "b")] == [True, False]
+    assert held.member("pros", "a") is None  # a rule segment is no id list
+    assert [held.matches("pros", {"plan": p}) for p in ("pro", "free")] == [True, False]
+    assert held.matches("pros", {}) is None
+    assert held.matches("beta", {"plan": "pro"}) is None
+    kept = held.keeping({"beta": 1, "pros": 4})  # pros changed: dropped until read again
+    assert (dict(kept.versions), kept.matches("pros", {"plan": "pro"})) == ({"beta": 1}, None)
+    assert kept.member("beta", "a") is True
+    assert kept.tag != held.tag
+    assert held.keeping({}).tag == NO_HELD_SEGMENTS.tag
 
 
 def nested(depth: int) -> dict[str, object]:
