@@ -93,8 +93,8 @@ class Finding:
     message: str
 
 
-def lint(rule: AudienceRule, catalogue: Catalogue) -> list[Finding]:
-    """What is wrong with ``rule`` against ``catalogue``, errors first; ``[]`` if nothing."""
+def lint(rule: AudienceRule, catalogue: Catalogue | None) -> list[Finding]:
+    """What is wrong with ``rule`` (against ``catalogue``, if any), errors first."""
     found = [problem for leaf in conditions(rule.root) for problem in _condition(leaf, catalogue)]
     found += _contradictions(rule.root)
     unique = list(dict.fromkeys(found))
@@ -105,7 +105,9 @@ def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
 
 
-def _condition(leaf: Condition, catalogue: Catalogue) -> list[Finding]:
+def _condition(leaf: Condition, catalogue: Catalogue | None) -> list[Finding]:
+    if catalogue is None:
+        return []
     name = leaf.attribute
     declared = catalogue.attributes.get(name)
     found: list[Finding] = []

@@ -125,3 +125,10 @@ def test_no_contexts_no_preview_warning() -> None:
     assert preview_findings(preview(parse('plan == "pro"'), [])) == []
     assert isinstance(CATALOGUE, Catalogue)
     assert Finding("error", "x") in [Finding("error", "x")]
+
+
+def test_without_a_catalogue_only_the_logic_is_checked() -> None:
+    rule = parse("contry == 1 and contry == 2")
+    assert [f.message for f in lint(rule, None)] == [
+        "contry cannot be two values at once: never true"
+    ]
