@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from controller.adapters.llm import constrained_completion
 from controller.core.advice import untrusted
-from controller.core.audience import MAX_TEXT_CHARS, AudienceRule
+from controller.core.audience import AudienceRule
 from controller.core.errors import ConfigError
 from controller.core.rule_lint import (
     Catalogue,
@@ -49,7 +49,9 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_CONTEXTS = 10_000
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"rule": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}},
+    # No maxLength: llama.cpp's grammar converter unrolls it into one rule per character and
+    # fails (its server died of it). The reply's size is bounded anyway, and so is the rule's.
+    "properties": {"rule": {"type": "string"}},
     "required": ["rule"],
     "additionalProperties": False,
 }
