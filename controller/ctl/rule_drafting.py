@@ -1,11 +1,12 @@
 """``rolloutctl rule draft``: an audience rule drafted by the configured model, for review.
 
-The model is asked once for the rule's text form (``docs/clients.md``,
-"Audience rules"), inside a JSON object its reply format is constrained to,
-with the team's attribute catalogue in the prompt; the exchange is bounded as
-``plan draft``'s is (:func:`controller.adapters.llm.constrained_completion`).
-The reply is parsed by :mod:`controller.core.rule_text` (the JSON form is
-taken too), linted against the catalogue and previewed on example contexts
+The model is asked once for the rule in a flat JSON form its reply format is
+constrained to (:mod:`controller.core.rule_form`: the catalogue's attributes
+and the operators enumerated), with the team's attribute catalogue in the
+prompt; the exchange is bounded as ``plan draft``'s is
+(:func:`controller.adapters.llm.constrained_completion`). The reply becomes a
+rule of the rule model (the text form in ``{"rule": "…"}`` and the wire's JSON
+form are taken too), linted against the catalogue and previewed on example contexts
 (:mod:`controller.core.rule_lint`). A reply that is not a rule is an error
 naming why (exit 1), as is a rule with lint errors, which is still printed
 for a person to fix. Nothing is applied: a rule reaches the controller only
@@ -29,6 +30,7 @@ from controller.adapters.llm import constrained_completion
 from controller.core.advice import untrusted
 from controller.core.audience import AudienceRule
 from controller.core.errors import ConfigError
+from controller.core.rule_form import draft_schema, from_form, is_form
 from controller.core.rule_lint import (
     Catalogue,
     Finding,
@@ -47,32 +49,26 @@ from controller.settings import LlmSettings
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_CONTEXTS = 10_000
-RULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    # No maxLength: llama.cpp's grammar converter unrolls it into one rule per character and
-    # fails (its server died of it). The reply's size is bounded anyway, and so is the rule's.
-    "properties": {"rule": {"type": "string"}},
-    "required": ["rule"],
-    "additionalProperties": False,
-}
 APPLYING = (
     "A draft: nothing is applied. Put it in a plan stage and start that plan with "
     "an operator's signed command."
 )
 
-GRAMMAR = """An audience rule is one expression in this language:
-  rule      = condition | rule and rule | rule or rule | not rule | ( rule )
-  condition = NAME op value | NAME in [v1, v2] | NAME not in [v1, v2] | NAME in segment("name")
-  op        = == != < <= > >= starts_with ends_with contains
-  value     = "string" | 42 | 1.5 | true | false | semver("2.3.0") | date("2024-01-01")
-Strings are in double quotes. Examples:
-  country == "TH" and plan in ["pro", "enterprise"]
-  app_version >= semver("2.3.0") or user_id in segment("beta")
-  not (country in ["US", "CA"]) and registered_at < date("2024-01-01")"""
+FORM = """An audience rule is a JSON object: "match" is "all" (every condition) or "any" (one
+is enough), and "conditions" lists {"attribute", "op", "value"}. Ops: == != < <= > >=
+starts_with ends_with contains, "in" / "not in" with a list of values, "in segment" /
+"not in segment" with a segment name. Versions and dates are strings ("2.3.0", "2024-01-01").
+Examples:
+  pro users in Thailand: {"match": "all", "conditions": [
+    {"attribute": "country", "op": "==", "value": "TH"},
+    {"attribute": "plan", "op": "==", "value": "pro"}]}
+  the beta list or version 2.3.0 and later: {"match": "any", "conditions": [
+    {"attribute": "user_id", "op": "in segment", "value": "beta"},
+    {"attribute": "app_version", "op": ">=", "value": "2.3.0"}]}"""
 
 
 def rule_messages(description: str, catalogue: Catalogue | None) -> list[dict[str, str]]:
-    """The chat that asks for a rule: the language, the catalogue, then the description."""
+    """The chat that asks for a rule: the form, the catalogue, then the description."""
     if catalogue is None:
         known = "Use attribute names a context is likely to carry (country, plan, user_id)."
     else:
@@ -80,28 +76,35 @@ def rule_messages(description: str, catalogue: Catalogue | None) -> list[dict[st
         segments = ", ".join(catalogue.segments) or "none"
         known = f"Use only these attributes: {attributes}.\nSegments: {segments}."
     system = (
-        f"You write audience rules for feature-flag rollouts.\n{GRAMMAR}\n{known}\n"
-        'Reply with one JSON object {"rule": "<the rule>"} and nothing else.'
+        f"You write audience rules for feature-flag rollouts.\n{FORM}\n{known}\n"
+        "Reply with the JSON object only."
     )
     user = f"Write the rule for this audience: {untrusted(description, 500)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def rule_in(content: str) -> AudienceRule | str:
-    """The rule in the model's reply, or why there is none (safe to print)."""
+def rule_in(content: str, catalogue: Catalogue | None = None) -> AudienceRule | str:
+    """The rule in the model's reply, or why there is none (safe to print).
+
+    The flat form it was asked for; ``{"rule": "<text form>"}`` and the wire's
+    JSON form are taken too.
+    """
     try:
         data = orjson.loads(content.strip())
     except orjson.JSONDecodeError:
         return "the model's reply is not JSON"
+    if is_form(data):
+        rule = from_form(data, catalogue)
+        return rule if not isinstance(rule, str) else f"the model's rule: {untrusted(rule, 300)}"
     if isinstance(data, dict) and isinstance(data.get("rule"), str):
         try:
             return parse(data["rule"])
         except RuleSyntaxError as exc:
             return f"the model's rule does not parse: {untrusted(str(exc), 300)}"
     try:
-        return AudienceRule.model_validate(data)  # the JSON form, as a courtesy
+        return AudienceRule.model_validate(data)
     except ValidationError:
-        return 'the model\'s reply is not {"rule": "<text>"} nor a rule\'s JSON form'
+        return "the model's reply is not a rule in any form it knows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +132,11 @@ async def draft_rule(
 ) -> AudienceRule | str:
     """The model's rule for ``description``, or why it gave none."""
     reply = await constrained_completion(
-        llm, rule_messages(description, catalogue), RULE_SCHEMA, name="audience_rule"
+        llm, rule_messages(description, catalogue), draft_schema(catalogue), name="audience_rule"
     )
     if not isinstance(reply, str):
         return f"the model gave no rule: {untrusted(reply.cause, 400)}"
-    return rule_in(reply)
+    return rule_in(reply, catalogue)
 
 
 def add_parser(verbs: Any) -> None:

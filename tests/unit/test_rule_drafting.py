@@ -53,6 +53,12 @@ async def draft(
     return await asyncio.to_thread(main, argv)
 
 
+def form(match: str, conditions: list[list[object]]) -> bytes:
+    """A reply in the flat form the model is asked for."""
+    parts = [dict(zip(("attribute", "op", "value"), c, strict=True)) for c in conditions]
+    return _reply(200, completion(orjson.dumps({"match": match, "conditions": parts}).decode()))
+
+
 def rule_reply(rule: str) -> bytes:
     return _reply(200, completion(orjson.dumps({"rule": rule}).decode()))
 
@@ -76,7 +82,10 @@ async def test_a_rule_is_printed_with_its_lint_and_preview_and_never_applied(
     ]
     assert err == ""
     (request,) = server.requests
-    assert request["response_format"]["json_schema"]["schema"]["required"] == ["rule"]
+    schema = request["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["match", "conditions"]
+    condition = schema["properties"]["conditions"]["items"]["properties"]
+    assert condition["attribute"]["enum"] == ["app_version", "country", "plan", "user_id"]
     prompt = request["messages"][0]["content"]
     assert "country (string)" in prompt
     assert "app_version (semver)" in prompt
@@ -100,6 +109,33 @@ async def test_json_output_carries_both_forms_and_says_nothing_was_applied(
     assert report["applied"] is False
 
 
+@pytest.mark.parametrize(
+    ("reply", "printed"),
+    [
+        (
+            form("all", [["country", "==", "TH"], ["plan", "==", "pro"]]),
+            'country == "TH" and plan == "pro"',
+        ),
+        (
+            form("any", [["user_id", "in segment", "beta"], ["app_version", ">=", "2.3.0"]]),
+            'user_id in segment("beta") or app_version >= semver("2.3.0")',
+        ),
+        (form("any", [["plan", "not in", ["free"]]]), 'plan not in ["free"]'),
+        (form("all", [["user_id", "not in segment", "beta"]]), 'user_id not in segment("beta")'),
+    ],
+)
+async def test_the_flat_form_the_model_is_asked_for_becomes_a_rule(
+    server: FakeModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    reply: bytes,
+    printed: str,
+) -> None:
+    await draft(server, monkeypatch, tmp_path, reply)
+    assert capsys.readouterr().out.splitlines()[1] == printed
+
+
 async def test_the_json_form_is_taken_too(
     server: FakeModel,
     monkeypatch: pytest.MonkeyPatch,
@@ -120,8 +156,14 @@ async def test_the_json_form_is_taken_too(
         (rule_reply('country == "TH" and'), "does not parse: line 1, column 20"),
         (rule_reply("x" * 5000), "does not parse"),
         (_reply(200, completion("Sure! Thai pro users: country is TH")), "not JSON"),
-        (_reply(200, completion('{"audience": 1}')), 'not {"rule": "<text>"}'),
-        (_reply(200, completion('"country == \\"TH\\""')), 'not {"rule": "<text>"}'),
+        (_reply(200, completion('{"audience": 1}')), "not a rule in any form"),
+        (_reply(200, completion('"country == \\"TH\\""')), "not a rule in any form"),
+        (form("all", []), "match all or any, and a list of conditions"),
+        (form("some", [["country", "==", "TH"]]), "match all or any"),
+        (form("all", [["country", "~", "TH"]]), "not a valid rule: Input should be"),
+        (form("all", [["plan", "==", "pro"], ["user_id", "in segment", 3]]), "condition 2"),
+        (form("all", [["app_version", ">=", "two"]]), "not a semantic version"),
+        (form("any", [["country", "==", "\x1b[2J"]] * 65), "at most 64"),
         (_reply(200, completion('{"rule": "' + "A" * 300_000 + '"}')), "larger than"),
         (FIXED["deep"], "the model gave no rule"),
         (FIXED["huge_error"], "larger than 262144 bytes"),
