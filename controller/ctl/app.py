@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(commands)
     _add_report(commands)
     _add_plan(commands)
+    _add_rule(commands)
     _add_alerts(commands)
     _add_segment(commands)
     _add_audience(commands)
@@ -221,6 +222,15 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "risk level and say why on stderr. Nothing is started.",
     )
     drafting.add_arguments(draft)
+
+
+def _add_rule(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
+
+    rule = commands.add_parser("rule", help="work with audience rules")
+    rule_drafting.add_parser(
+        rule.add_subparsers(dest="rule_command", required=True, metavar="VERB")
+    )
 
 
 def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -469,8 +479,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": handlers.verify,
         "segment": handlers.segment,
         "audience": handlers.audience_test,
+        "rule": _draft_rule,
     }[args.command]
     return handler(args)
+
+
+def _draft_rule(args: argparse.Namespace) -> int:
+    from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
+
+    return rule_drafting.run(args)
 
 
 if __name__ == "__main__":
