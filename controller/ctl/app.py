@@ -6,8 +6,11 @@ key, produces it to the commands topic and waits for the controller's
 decision, printing the reason when it is rejected. Look at them (``status``,
 ``watch``, ``report``), check a plan (``plan validate``) or have the model draft one for
 review (``plan draft``), forward alerts to Slack
-(``alerts``), make and revoke the API keys of apps (``app-key``), and manage
-keys and raw commands (``keygen``, ``sign``, ``send``, ``verify``).
+(``alerts``), manage segments (``segment``), ask which arm a context gets
+(``audience test``), have the model draft a rule (``rule draft``), make and
+revoke the API keys of apps (``app-key``), and manage keys and raw commands
+(``keygen``, ``sign``, ``send``, ``verify``). The audience and app-key
+subcommands' arguments are in :mod:`controller.ctl.targeting_args`.
 
 Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
 invalid signature), 2 usage, 3 the controller rejected the command, 4 no
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from controller import __version__
 from controller.core.messages import CommandAction
+from controller.ctl import targeting_args
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
     DEFAULT_URL,
@@ -36,6 +40,7 @@ from controller.ctl.commands import (
     PROG,
     run_guarded,
 )
+from controller.ctl.options import broker_options, output_options, signing_options
 
 Subparsers = argparse._SubParsersAction
 
@@ -68,48 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(commands)
     _add_report(commands)
     _add_plan(commands)
-    _add_rule(commands)
+    targeting_args.add_rule(commands)
     _add_alerts(commands)
-    _add_segment(commands)
-    _add_audience(commands)
+    targeting_args.add_segment(commands)
+    targeting_args.add_audience(commands)
     _add_keygen(commands)
-    _add_app_key(commands)
+    targeting_args.add_app_key(commands)
     _add_raw(commands)
     return parser
 
 
 # -- parsers --------------------------------------------------------------------------------
-
-
-def _signing_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--key",
-        type=Path,
-        metavar="FILE",
-        help=f"private key file (default: ${ENV_KEY}, else {DEFAULT_KEY_DIR}/ID.key)",
-    )
-    common.add_argument("--key-id", metavar="ID", help=f"key id (default: ${ENV_KEY_ID})")
-    common.add_argument(
-        "--actor", metavar="NAME", help=f"who issues it (default: ${ENV_ACTOR}, else login name)"
-    )
-    common.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit trail")
-    return common
-
-
-def _broker_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
-    )
-    common.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
-    return common
-
-
-def _output_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of text")
-    return common
 
 
 AT_HELP = (
@@ -132,7 +106,7 @@ def moment(text: str) -> datetime:
 def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAction) -> None:
     sub = commands.add_parser(
         action.value,
-        parents=[_signing_options(), _broker_options(), _output_options()],
+        parents=[signing_options(), broker_options(), output_options()],
         help=ACTION_HELP[action].replace("%", "%%"),  # help strings are %-formatted
         description=f"{ACTION_HELP[action][:1].upper()}{ACTION_HELP[action][1:]}. "
         "The command is signed with your "
@@ -159,7 +133,7 @@ def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAc
 def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "status",
-        parents=[_output_options()],
+        parents=[output_options()],
         help="show every rollout, or one in detail",
         description="Ask the controller's HTTP API for each rollout's phase, stage, percent, "
         "time in stage, per-arm counts and the gate's current view (guardrail bounds, SRM). "
@@ -174,7 +148,7 @@ def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
 def _add_watch(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "watch",
-        parents=[_broker_options(), _output_options()],
+        parents=[broker_options(), output_options()],
         help="follow decisions and alerts live",
         description="Print each decision and alert the controller publishes, as it happens, "
         "until Ctrl-C (or --max / --for).",
@@ -205,7 +179,7 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
     verbs = plan.add_subparsers(dest="plan_command", required=True, metavar="VERB")
     validate = verbs.add_parser(
         "validate",
-        parents=[_output_options()],
+        parents=[output_options()],
         help="check plan files",
         description="Parse each plan as the controller would; print its stages, or the "
         "errors naming each offending field (exit 78).",
@@ -224,15 +198,6 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
     drafting.add_arguments(draft)
 
 
-def _add_rule(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
-
-    rule = commands.add_parser("rule", help="work with audience rules")
-    rule_drafting.add_parser(
-        rule.add_subparsers(dest="rule_command", required=True, metavar="VERB")
-    )
-
-
 def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
     from controller.ctl import alerts as forwarding  # noqa: PLC0415 - keep `--help` fast
 
@@ -245,139 +210,6 @@ def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "exception: a crash between the receiver's answer and that file's write).",
     )
     forwarding.add_arguments(sub)
-
-
-def _add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    segment = commands.add_parser(
-        "segment",
-        help="put, delete, list and show segments (named audiences)",
-        description="Segments are named audiences that rules share: a rule, or a list of "
-        'unit ids (up to 1,000,000), as `user_id in segment("beta")`. Put and delete are '
-        "signed commands, decided and audited like the action commands.",
-    )
-    verbs = segment.add_subparsers(dest="verb", required=True, metavar="VERB")
-    changing = [_signing_options(), _broker_options(), _output_options()]
-    put = verbs.add_parser(
-        "put",
-        parents=changing,
-        help="create or replace a segment (its version goes up)",
-        description="Create or replace segment NAME: with --rule, an audience rule in its "
-        "text form (it may not name a segment); with --ids-file, unit ids one per line, sent "
-        "as signed parts that the controller checks against their count and SHA-256 before "
-        "the new version replaces the old one.",
-    )
-    put.add_argument("name", metavar="NAME", help="the segment's name")
-    put.add_argument("--rule", metavar="TEXT", help="a rule, e.g. 'plan in [\"pro\"]'")
-    put.add_argument("--ids-file", type=Path, metavar="FILE", help="unit ids, one per line")
-    delete = verbs.add_parser(
-        "delete",
-        parents=changing,
-        help="delete a segment",
-        description="Delete segment NAME: rules that name it no longer match through it "
-        "(a deleted segment is unknown to them).",
-    )
-    delete.add_argument("name", metavar="NAME", help="the segment's name")
-    for sub in (put, delete):
-        sub.add_argument(
-            "--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long (60)"
-        )
-        sub.add_argument("--no-wait", action="store_true", help="send and exit without waiting")
-    reading = [_output_options()]
-    listing = verbs.add_parser(
-        "list",
-        parents=reading,
-        help="list segments",
-        description="List segments: name, "
-        "version, and size or rule, from the controller's GET /v1/segments.",
-    )
-    show = verbs.add_parser(
-        "show",
-        parents=reading,
-        help="show one segment",
-        description="Show segment NAME: its version, its rule or its size and hash, its signer.",
-    )
-    show.add_argument("name", metavar="NAME", help="the segment's name")
-    for sub in (listing, show):
-        sub.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
-
-
-def _add_audience(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    audience = commands.add_parser(
-        "audience",
-        help="test which arm a context gets from a targeted rollout, and why",
-        description="Work with a flag's audience and rings as the controller serves them.",
-    )
-    verbs = audience.add_subparsers(dest="verb", required=True, metavar="VERB")
-    test = verbs.add_parser(
-        "test",
-        parents=[_output_options()],
-        help="evaluate FLAG for a context and say why",
-        description="Evaluate FLAG for the context as every app would (the flag state from "
-        "GET /flags, the segments its rules name from GET /v1/segments/NAME) and print the "
-        "arm, the reason, the cohort (compared, carried or outside), each rule in text with "
-        "its truth for the context (true, false or unknown: unknown counts as no), each "
-        "ring's share and whether the unit's bucket is below it.",
-        epilog='Example: rolloutctl audience test checkout.new-flow --context \'{"country": '
-        '"TH", "plan": "pro"}\' --unit user-42',
-    )
-    test.add_argument("flag", metavar="FLAG", help="the flag key")
-    test.add_argument(
-        "--context",
-        required=True,
-        metavar="JSON",
-        help="the evaluation context, a JSON object of at most 16 KiB, 8 levels and "
-        "1,000 values (its targetingKey is the unit unless --unit is given)",
-    )
-    test.add_argument("--unit", metavar="U", help="the unit (targeting key) to bucket")
-    test.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
-
-
-def _add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    app_key = commands.add_parser(
-        "app-key",
-        help="make, revoke and list the API keys apps use for OFREP and POST /v1/events",
-        description="App keys authenticate evaluation (OFREP) and the event intake "
-        "(Authorization: Bearer <key>). Made and revoked by signed commands; the secret is "
-        "drawn here and printed once, and only its SHA-256 is sent.",
-    )
-    verbs = app_key.add_subparsers(dest="app_key_command", required=True, metavar="VERB")
-    signed = [_signing_options(), _broker_options(), _output_options()]
-    create = verbs.add_parser(
-        "create",
-        parents=signed,
-        help="make a key and print its secret once",
-        description="Make an app key: exit 0 and the secret (shown this once) when applied, "
-        "3 with the reason when rejected, 4 if no decision came in time.",
-    )
-    create.add_argument("name", metavar="NAME", help="the key's name, e.g. checkout-api")
-    create.add_argument(
-        "--scope",
-        action="append",
-        choices=["evaluate", "events"],
-        default=[],
-        help="what the key may do (repeat for both); a --client key has both",
-    )
-    create.add_argument(
-        "--client",
-        action="store_true",
-        help="a client (browser, phone) key: evaluate and events only, accepted from the "
-        "origins in http.cors_origins",
-    )
-    revoke = verbs.add_parser(
-        "revoke", parents=signed, help="revoke a key", description="Revoke an app key now."
-    )
-    revoke.add_argument("target", metavar="NAME|ID", help="the key's name or id")
-    for sub in (create, revoke):
-        sub.add_argument(
-            "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
-        )
-    listing = verbs.add_parser(
-        "list",
-        parents=[_output_options()],
-        help="list keys: names, ids, scopes, when made and revoked (never secrets)",
-        description="List the app keys from the controller's HTTP API (GET /app-keys).",
-    )
-    listing.add_argument("--url", metavar="URL", help=f"controller URL (default: ${ENV_URL})")
 
 
 def _add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -400,7 +232,7 @@ def _add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    raw = argparse.ArgumentParser(add_help=False, parents=[_signing_options()])
+    raw = argparse.ArgumentParser(add_help=False, parents=[signing_options()])
     actions = [a.value for a in CommandAction]
     raw.add_argument(
         "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
@@ -417,7 +249,7 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     )
     send = commands.add_parser(
         "send",
-        parents=[raw, _broker_options()],
+        parents=[raw, broker_options()],
         help="sign a command and produce it, without waiting",
         description="Build and sign a command, produce it to the commands topic (key: the "
         "flag, acks=all) and print its id. The action commands do this and wait.",

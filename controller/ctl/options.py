@@ -1,0 +1,42 @@
+"""The options ``rolloutctl``'s subcommands share: signing, the broker and the output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from controller.ctl.commands import DEFAULT_KEY_DIR, ENV_ACTOR, ENV_KEY, ENV_KEY_ID
+
+
+def signing_options() -> argparse.ArgumentParser:
+    """--key, --key-id, --actor and --reason: what a signed command needs."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help=f"private key file (default: ${ENV_KEY}, else {DEFAULT_KEY_DIR}/ID.key)",
+    )
+    common.add_argument("--key-id", metavar="ID", help=f"key id (default: ${ENV_KEY_ID})")
+    common.add_argument(
+        "--actor", metavar="NAME", help=f"who issues it (default: ${ENV_ACTOR}, else login name)"
+    )
+    common.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit trail")
+    return common
+
+
+def broker_options() -> argparse.ArgumentParser:
+    """--config and --bootstrap: where the commands topic is."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
+    )
+    common.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
+    return common
+
+
+def output_options() -> argparse.ArgumentParser:
+    """--json."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
