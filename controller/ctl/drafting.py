@@ -54,6 +54,12 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--describe", required=True, metavar="TEXT", help="what the flag changes, in a sentence"
     )
+    add_model_arguments(sub)
+    sub.add_argument("--no-model", action="store_true", help="print the built-in template")
+
+
+def add_model_arguments(sub: argparse.ArgumentParser) -> None:
+    """Which model a draft asks and how long it may take: ``plan draft``'s and ``rule draft``'s."""
     sub.add_argument(
         "--config", type=Path, metavar="FILE", help="controller settings YAML (its llm section)"
     )
@@ -66,7 +72,6 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long the model may take to answer (120)",
     )
-    sub.add_argument("--no-model", action="store_true", help="print the built-in template")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from controller.core.rule_lint import (
 )
 from controller.core.rule_text import RuleSyntaxError, parse, to_text
 from controller.ctl.commands import warn
-from controller.ctl.drafting import DEFAULT_TIMEOUT, model_settings
+from controller.ctl.drafting import add_model_arguments, model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.settings import LlmSettings
 
@@ -160,18 +160,7 @@ def add_parser(verbs: Any) -> None:
         "--contexts", type=Path, metavar="FILE", help="example contexts, one JSON object a line"
     )
     sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    sub.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings YAML (its llm section)"
-    )
-    sub.add_argument("--model-url", metavar="URL", help="model server up to /v1, overrides config")
-    sub.add_argument("--model", metavar="NAME", help="model name, overrides config")
-    sub.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="how long the model may take to answer (120)",
-    )
+    add_model_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:

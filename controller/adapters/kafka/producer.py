@@ -152,16 +152,10 @@ async def send_and_wait(
     Raises :class:`~controller.core.errors.BrokerError` when the broker cannot
     be reached within ``timeout_s`` or refuses the message.
     """
-    options = kafka.client_options() | {"client_id": client_id}
-    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
-    try:
-        with translated(f"cannot send to {topic} at {kafka.bootstrap_servers}"):
-            async with asyncio.timeout(timeout_s):
-                await producer.start()
-                meta = await producer.send_and_wait(topic, key=key, value=value)
-    finally:
-        await producer.stop()
-    return int(meta.partition), int(meta.offset)
+    records = [(key, value)]
+    return await send_many(
+        kafka, topic=topic, records=records, client_id=client_id, timeout_s=timeout_s
+    )
 
 
 async def send_many(
