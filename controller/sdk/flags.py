@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 
-from controller.core.errors import BrokerError
 from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
 from controller.core.flagstates import Verdict, supersedes
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagState
-from controller.lifecycle import Lifecycle, cancel
+from controller.lifecycle import Lifecycle
 from controller.sdk.segments import SegmentFollower
-from controller.sdk.transport import TopicFollower
+from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings
 
@@ -199,46 +198,29 @@ class FlagClient(FlagBook, Lifecycle):
         super().__init__(states, keys=keys, segments=segments)
         self._kafka = kafka
         self._topic = topic
-        self._poll_timeout_ms = poll_timeout_ms
-        self._follower: TopicFollower | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._feed = TopicFeed(
+            kafka,
+            topic,
+            what="flag-state topic",
+            poll_timeout_ms=poll_timeout_ms,
+            receive=lambda _key, value: self._receive(value),
+            caught_up=self.mark_ready,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
         """Assign every partition of the topic, read from the beginning, follow it."""
-        if self._follower is not None:
-            return
         if self._segment_follower is not None:
             await self._segment_follower.start()
-        follower = TopicFollower(self._kafka, self._topic)
-        await follower.start()
-        self._follower = follower
-        await self._check_caught_up(follower)
-        self._task = asyncio.create_task(self._follow(follower), name=f"flag-client-{self._topic}")
+        await self._feed.start()
 
     async def stop(self) -> None:
-        follower, self._follower = self._follower, None
-        task, self._task = self._task, None
-        await cancel(task)
-        if follower is not None:
-            await follower.stop()
+        await self._feed.stop()
         if self._segment_follower is not None:
             await self._segment_follower.stop()
 
     # -- following -----------------------------------------------------------------
-
-    async def _follow(self, follower: TopicFollower) -> None:
-        while True:
-            try:
-                values = await follower.values(self._poll_timeout_ms)
-            except BrokerError as exc:
-                log.warning("flag_state_fetch_failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for value in values:
-                self._receive(value)
-            await self._check_caught_up(follower)
 
     def _receive(self, value: bytes | None) -> None:
         if value is None:  # a tombstone: nothing to assign from
@@ -250,7 +232,3 @@ class FlagClient(FlagBook, Lifecycle):
             self.invalid += 1
             return
         self.apply(state)
-
-    async def _check_caught_up(self, follower: TopicFollower) -> None:
-        if not self.ready.is_set() and await follower.caught_up():
-            self.mark_ready()

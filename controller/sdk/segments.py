@@ -29,12 +29,11 @@ from collections.abc import Mapping, Sequence
 import orjson
 from pydantic import ValidationError
 
-from controller.core.errors import BrokerError
 from controller.core.matching import Audience, Context
 from controller.core.segment_messages import SegmentPart, SegmentRecord, signed_bytes
 from controller.core.segments import assemble
-from controller.lifecycle import Lifecycle, cancel
-from controller.sdk.transport import TopicFollower
+from controller.lifecycle import Lifecycle
+from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings
 
@@ -209,38 +208,17 @@ class SegmentFollower(SegmentBook, Lifecycle):
     ) -> None:
         super().__init__(keys=keys)
         self._kafka, self._topic = kafka or KafkaSettings(), topic
-        self._poll_timeout_ms = poll_timeout_ms
-        self._follower: TopicFollower | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._feed = TopicFeed(
+            self._kafka,
+            topic,
+            what="segments topic",
+            poll_timeout_ms=poll_timeout_ms,
+            receive=self.receive,
+            caught_up=self.ready.set,
+        )
 
     async def start(self) -> None:
-        if self._follower is not None:
-            return
-        follower = TopicFollower(self._kafka, self._topic, what="segments topic")
-        await follower.start()
-        self._follower = follower
-        await self._check_caught_up(follower)
-        self._task = asyncio.create_task(self._follow(follower), name=f"segments-{self._topic}")
+        await self._feed.start()
 
     async def stop(self) -> None:
-        follower, self._follower = self._follower, None
-        task, self._task = self._task, None
-        await cancel(task)
-        if follower is not None:
-            await follower.stop()
-
-    async def _follow(self, follower: TopicFollower) -> None:
-        while True:
-            try:
-                items = await follower.items(self._poll_timeout_ms)
-            except BrokerError as exc:
-                log.warning("segment_fetch_failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for key, value in items:
-                self.receive(key, value)
-            await self._check_caught_up(follower)
-
-    async def _check_caught_up(self, follower: TopicFollower) -> None:
-        if not self.ready.is_set() and await follower.caught_up():
-            self.ready.set()
+        await self._feed.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -22,6 +23,7 @@ from aiokafka.errors import KafkaError
 from controller.core.errors import BrokerError, ControllerError
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.kafka_client import ClientLifecycle, translate, translated
+from controller.lifecycle import cancel
 from controller.settings import KafkaSettings
 
 log = logging.getLogger("controller.sdk.client")
@@ -83,6 +85,68 @@ class TopicFollower(ClientLifecycle):
             if await self._consumer.position(tp) < end:
                 return False
         return True
+
+
+class TopicFeed:
+    """A topic followed from its beginning in the background, each message handed on.
+
+    What :class:`~controller.sdk.flags.FlagClient` and
+    :class:`~controller.sdk.segments.SegmentFollower` both do with their topic:
+    :meth:`start` reads it up to where it was (``caught_up`` is called once it
+    has), then a task keeps handing each (key, value) to ``receive``; a failed
+    fetch is logged and tried again a second later. :meth:`stop` ends both.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        *,
+        what: str,
+        poll_timeout_ms: int,
+        receive: Callable[[bytes | None, bytes | None], None],
+        caught_up: Callable[[], None],
+    ) -> None:
+        self._kafka, self._topic, self._what = kafka, topic, what
+        self._poll_timeout_ms = poll_timeout_ms
+        self._receive, self._caught_up = receive, caught_up
+        self._follower: TopicFollower | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reached_end = False
+
+    async def start(self) -> None:
+        """Assign every partition of the topic, read from the beginning, follow it."""
+        if self._follower is not None:
+            return
+        follower = TopicFollower(self._kafka, self._topic, what=self._what)
+        await follower.start()
+        self._follower = follower
+        await self._check(follower)
+        self._task = asyncio.create_task(self._follow(follower), name=f"follow-{self._topic}")
+
+    async def stop(self) -> None:
+        follower, self._follower = self._follower, None
+        task, self._task = self._task, None
+        await cancel(task)
+        if follower is not None:
+            await follower.stop()
+
+    async def _follow(self, follower: TopicFollower) -> None:
+        while True:
+            try:
+                items = await follower.items(self._poll_timeout_ms)
+            except BrokerError as exc:
+                log.warning("%s fetch failed: %s", self._what, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for key, value in items:
+                self._receive(key, value)
+            await self._check(follower)
+
+    async def _check(self, follower: TopicFollower) -> None:
+        if not self._reached_end and await follower.caught_up():
+            self._reached_end = True
+            self._caught_up()
 
 
 # -- the events topic ---------------------------------------------------------------------
