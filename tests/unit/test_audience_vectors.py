@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from controller.core.audience import AudienceRule
-from controller.core.matching import Audience, IdSegments
+from controller.core.held_segments import HeldSegments
+from controller.core.matching import Audience
 from controller.core.rule_text import parse
 from tests.vectors import audience_generate as generate
 
@@ -42,8 +43,22 @@ def test_the_file_is_what_the_generator_makes() -> None:
     assert generate.main(["audience_generate.py", "--check"]) == 0
 
 
+def _lookup(table: dict[str, Any]) -> HeldSegments:
+    """The file's segment table as the store an SDK holds: id lists and compiled rules."""
+    ids = {name: frozenset(held) for name, held in table.items() if isinstance(held, list)}
+    rules = {
+        name: AudienceRule.model_validate(held["rule"])
+        for name, held in table.items()
+        if isinstance(held, dict)
+    }
+    segments = HeldSegments()
+    for version, name in enumerate(sorted(table), start=1):
+        segments = segments.with_segment(name, version, ids=ids.get(name), rule=rules.get(name))
+    return segments
+
+
 def test_every_vector_comes_out_of_the_controllers_evaluator() -> None:
-    segments = IdSegments({name: frozenset(ids) for name, ids in _file()["segments"].items()})
+    segments = _lookup(_file()["segments"])
     mismatches = []
     for v in _file()["vectors"]:
         audience = Audience.of(AudienceRule.model_validate(v["rule"]))
@@ -68,6 +83,9 @@ def test_the_vectors_cover_the_edges() -> None:
         assert needle in texts, needle
     for needle in (" and ", " or ", "not (", "contains", 'segment("gone")'):
         assert needle in texts, needle
+    for name in generate.RULE_SEGMENTS:  # each rule segment's three truths
+        named = Counter(v["truth"] for v in vectors if f'segment("{name}")' in v["text"])
+        assert min(named[True], named[False], named[None]) >= 5, (name, named)
     contexts = [v["context"] for v in vectors]
     assert any(c.get("name") == "cafe\u0301" for c in contexts)  # the NFD form
     assert any(c.get("country") is None and "country" in c for c in contexts)  # null
@@ -110,7 +128,7 @@ def test_a_javascript_client_written_from_the_spec_passes_every_vector(node: str
 @settings(max_examples=200, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_the_evaluator_agrees_with_the_reference_on_random_rules(rng: random.Random) -> None:
-    segments = IdSegments({name: frozenset(ids) for name, ids in generate.SEGMENTS.items()})
+    segments = _lookup(generate.segment_table())
     text = generate._random_rule(rng, 3)
     audience = Audience.of(parse(text))
     wire = json.loads(audience.rule.to_json())

@@ -129,8 +129,11 @@ function condition(rule, context, segments) {
   }
   if (value !== null && typeof value === "object") {
     if ("segment" in value) {
-      const ids = Object.hasOwn(segments, value.segment) ? segments[value.segment] : null;
-      return inOrNot(ids === null || text(actual) === null ? null : ids.includes(actual));
+      // An id list holds the attribute's value; a rule segment ({rule}) is its
+      // rule's truth over the whole context, evaluated without segments.
+      const held = Object.hasOwn(segments, value.segment) ? segments[value.segment] : null;
+      if (held === null || text(actual) === null) return null;
+      return inOrNot(Array.isArray(held) ? held.includes(actual) : truth(held.rule, context, {}));
     }
     const [parse, compare, literal] = "semver" in value
       ? [semver, compareSemver, value.semver] : [instant, compareInstant, value.date];

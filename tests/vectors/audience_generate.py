@@ -12,8 +12,8 @@ The expected values come from the small evaluator written out here over the
 JSON form, not from :mod:`controller.core.matching`: the test holds the
 controller's evaluator to this one. The first vectors are hand-picked edge
 cases (missing attributes, wrong types, case, Unicode, semver pre-releases,
-dates and offsets, segments, and/or/not with unknowns); the rest are random
-rules over random contexts from a fixed seed.
+dates and offsets, id-list and rule segments, and/or/not with unknowns); the
+rest are random rules over random contexts from a fixed seed.
 """
 
 from __future__ import annotations
@@ -39,9 +39,22 @@ SEGMENTS: dict[str, list[str]] = {
     "staff": ["alice", "bob", "42"],
     "empty": [],
 }
-"""Segments the vectors may name; ``gone`` is named but unknown, so it is unknown."""
+"""Id-list segments the vectors may name; ``gone`` is named but unknown, so it is unknown."""
+RULE_SEGMENTS: dict[str, str] = {
+    "pros": 'plan in ["pro", "enterprise"]',
+    "th-adults": 'country == "TH" and age >= 18',
+}
+"""Rule segments (text form here, JSON form in the file): true for a context their rule is."""
 
 Json = Any
+
+
+def segment_table() -> dict[str, Json]:
+    """The file's ``segments``: an id list, or ``{"rule": JSON form}``, by name."""
+    rules = {
+        name: {"rule": json.loads(parse(text).to_json())} for name, text in RULE_SEGMENTS.items()
+    }
+    return {**SEGMENTS, **rules}
 
 
 # -- the reference evaluator, over the JSON form -----------------------------------------------
@@ -67,10 +80,12 @@ def _compare(op: str, actual: Any, literal: Any) -> bool:
 def _condition(cond: Json, context: Json) -> bool | None:
     actual, op, value = context.get(cond["attribute"]), cond["op"], cond["value"]
     if isinstance(value, dict) and "segment" in value:
-        ids = SEGMENTS.get(value["segment"])
-        if not isinstance(actual, str) or ids is None:
+        held = _TABLE.get(value["segment"])
+        if not isinstance(actual, str) or held is None:
             return None
-        return (actual in ids) is (op == "in")
+        # A rule segment is its rule's truth over the whole context (it names no segment).
+        found = actual in held if isinstance(held, list) else truth(held["rule"], context)
+        return None if found is None else found is (op == "in")
     if isinstance(value, list):
         if isinstance(value[0], str):
             found = actual in value if isinstance(actual, str) else None
@@ -110,6 +125,8 @@ def truth(rule: Json, context: Json) -> bool | None:
         return None if any(part is None for part in parts) else not decisive
     return _condition(rule, context)
 
+
+_TABLE = segment_table()
 
 # -- the cases ----------------------------------------------------------------------------------
 
@@ -192,6 +209,54 @@ HAND: list[tuple[str, list[Json]]] = [
     ('user_id in segment("gone")', [{"user_id": "user-1"}]),
     ('user_id not in segment("gone")', [{"user_id": "user-1"}]),
     ('user_id in segment("empty")', [{"user_id": "user-1"}]),
+    (
+        'user_id in segment("pros")',
+        [{"user_id": "u", "plan": "pro"}, {"user_id": "u", "plan": "free"}, {"user_id": "u"}],
+    ),
+    (
+        'user_id in segment("pros")',
+        [{"plan": "pro"}, {"user_id": 7, "plan": "pro"}, {"user_id": "u", "plan": 1}],
+    ),
+    (
+        'user_id not in segment("pros")',
+        [{"user_id": "u", "plan": "pro"}, {"user_id": "u", "plan": "free"}, {"user_id": "u"}],
+    ),
+    ('team in segment("pros")', [{"team": "t", "plan": "enterprise"}, {"plan": "pro"}]),
+    (
+        'user_id in segment("th-adults")',
+        [
+            {"user_id": "u", "country": "TH", "age": 20},
+            {"user_id": "u", "country": "US"},
+            {"user_id": "u", "country": "TH"},
+            {"user_id": "u", "country": "TH", "age": "20"},
+        ],
+    ),
+    (
+        'user_id not in segment("th-adults")',
+        [{"user_id": "u", "country": "TH", "age": 20}, {"user_id": "u", "age": 20}],
+    ),
+    (
+        'user_id in segment("pros") and user_id in segment("beta")',
+        [
+            {"user_id": "user-1", "plan": "pro"},
+            {"user_id": "user-9", "plan": "pro"},
+            {"user_id": "user-1"},
+            {"user_id": "user-9"},
+        ],
+    ),
+    (
+        'user_id in segment("pros") or user_id in segment("gone")',
+        [{"user_id": "u", "plan": "pro"}, {"user_id": "u", "plan": "free"}, {"plan": "pro"}],
+    ),
+    (
+        'not (user_id in segment("th-adults") or user_id in segment("staff"))',
+        [
+            {"user_id": "alice"},
+            {"user_id": "carol", "country": "US"},
+            {"user_id": "carol", "country": "TH", "age": 30},
+            {"user_id": "carol", "country": "TH"},
+        ],
+    ),
     ("a == 1 and b == 1", [{"a": 1, "b": 1}, {"a": 1, "b": 2}, {"a": 1}, {"a": 2}, {}]),
     ("a == 1 or b == 1", [{"a": 1}, {"b": 1}, {"a": 2, "b": 2}, {"a": 2}, {}]),
     ("not (a == 1 or b == 1)", [{"a": 2, "b": 2}, {"a": 2}, {"a": 1}, {}]),
@@ -221,7 +286,13 @@ _LITERALS: dict[str, list[str]] = {
     "signed_up": ['> date("2024-01-01")', '<= date("2024-06-15T15:30:00.25Z")'],
     "email": ['ends_with "@example.com"', 'contains "example"', '== ""'],
     "beta": ["== true", "!= true", "== false"],
-    "user_id": ['in segment("beta")', 'not in segment("staff")', 'in segment("gone")'],
+    "user_id": [
+        'in segment("beta")',
+        'not in segment("staff")',
+        'in segment("gone")',
+        'in segment("pros")',
+        'not in segment("th-adults")',
+    ],
 }
 
 
@@ -272,11 +343,12 @@ def render() -> str:
         "description": (
             "Audience rule evaluation vectors: a rule (JSON form and text form), a context, "
             "the three-valued truth (null is unknown) and match (only true matches). "
-            "Segments are named in 'segments'; a segment not there is unknown. "
+            "Segments are named in 'segments': an id list, or {\"rule\": JSON form} whose "
+            "truth over the whole context is membership; a segment not there is unknown. "
             "See docs/clients.md, Audience rules."
         ),
         "generator": "tests/vectors/audience_generate.py",
-        "segments": SEGMENTS,
+        "segments": segment_table(),
     }
     return vectorfile.render(header, [vector(*case) for case in cases()])
 
