@@ -22,6 +22,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from controller.dev.unleash import UnleashServer
 from tests.services import (
@@ -40,6 +42,14 @@ from tests.services import (
     resolve_redis_cluster,
 )
 from tests.waiting import eventually
+
+# Property tests assert what holds, never how fast: on a shared 2-core machine an
+# example can take longer than Hypothesis's 200 ms deadline or its "too slow" data
+# generation check allows, which says nothing about the property.
+hypothesis_settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("shared-machine")
 
 SERVICE_MISSING = "SERVICE MISSING:"
 TASK_GRACE_SECONDS = 1.0
