@@ -186,6 +186,12 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
     now = Evidence.read(status.evidence)
     compared = comparison_text(status.evidence)
     note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
+    if (ring := now.audience) is not None:
+        against = "absolute limits" if compared else "a concurrent control"
+        note = (
+            f'<p class="audience"><b>Audience</b>: {esc(ring.text())},'
+            f" compared against {against}</p>{note}"
+        )
     arms: dict[str, tuple[int | None, ...]] = {
         arm: tuple(getattr(counts, k) for k in _ARM_COLUMNS)
         for arm, counts in (now.arms or {}).items()

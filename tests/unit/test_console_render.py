@@ -231,6 +231,30 @@ def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
 
 
+@pytest.mark.parametrize(
+    ("evidence", "shown"),
+    [
+        ({}, None),
+        ({"audience": {"stage": 'segment("staff")', "percent": 100}},
+         "segment(&quot;staff&quot;) 100%, compared against a concurrent control"),
+        ({"audience": {"rollout": 'country == "TH"', "stage": "everyone", "percent": 5},
+          "comparison": "none (no concurrent control)", "limits": {}},
+         "everyone 5% within country == &quot;TH&quot;, compared against absolute limits"),
+        ({"audience": {"stage": HOSTILE, "percent": 5}},
+         f"{pages.esc(HOSTILE)} 5%, compared against a concurrent control"),
+    ],
+)  # fmt: skip
+def test_the_evidence_names_the_current_ring(
+    evidence: dict[str, object], shown: str | None
+) -> None:
+    html = rollout_detail(RolloutPage(status_of(evidence=evidence), EMPTY))
+    if shown is None:
+        assert 'class="audience"' not in html
+    else:
+        assert f'<p class="audience"><b>Audience</b>: {shown}</p>' in html
+        assert "<script>" not in html
+
+
 def at_stage(index: int, of: int, percent: float) -> dict[str, object]:
     return {"index": index, "of": of, "percent": percent}
 
