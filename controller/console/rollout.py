@@ -63,6 +63,10 @@ class RolloutPage:
     stages: Sequence[float] = ()
     """Each stage's planned percent."""
     guardrails: Sequence[GuardrailSpec] = ()
+    rings: Sequence[str] = ()
+    """Each stage's ring in the rule text form; none when the rollout is untargeted."""
+    audience: str = ""
+    """The rollout's audience in the rule text form; empty when it has none."""
 
 
 def rollout_detail(page: RolloutPage) -> str:
@@ -73,7 +77,7 @@ def rollout_detail(page: RolloutPage) -> str:
     return "".join(
         [
             _summary(status, verdict_line(status, decisions)),
-            _timeline(status, page.stages, history),
+            _timeline(status, page, history),
             _charts(page.guardrails, history, decisions),
             _srm(status, history),
             _advisor(decisions),
@@ -116,8 +120,8 @@ def _in_stage(s: RolloutView) -> str:
     return duration(s.time_in_stage_s)
 
 
-def _timeline(status: RolloutView, percents: Sequence[float], history: RolloutHistory) -> str:
-    current, phase = status.stage, status.phase
+def _timeline(status: RolloutView, page: RolloutPage, history: RolloutHistory) -> str:
+    current, phase, percents = status.stage, status.phase, page.stages
     started = {st.stage: st.points[0].ts_ms for st in history.stages if st.points}
     items = []
     for i, percent in enumerate(percents):
@@ -131,13 +135,14 @@ def _timeline(status: RolloutView, percents: Sequence[float], history: RolloutHi
         # The time is when the stage began, whatever became of it.
         at = f" <small>· started</small> <time>{esc(clock(when))}</time>" if when else ""
         current_attr = ' aria-current="step"' if i == current and state == "current" else ""
-        label = esc(stage_label(i, len(percents), percent))
-        items.append(
-            f'<li class="{state}"{current_attr}><b>{label}</b> <small>{state}</small>{at}</li>'
-        )
+        label = f"<b>{esc(stage_label(i, len(percents), percent))}</b>"
+        if i < len(page.rings):
+            label += f' <small class="ring">{esc(page.rings[i])}</small>'
+        items.append(f'<li class="{state}"{current_attr}>{label} <small>{state}</small>{at}</li>')
+    within = page.audience and f'<p class="within">Within {esc(page.audience)}</p>'
     return (
         '<section aria-labelledby="h-stages"><h2 id="h-stages">Stages</h2>'
-        f'<ol class="timeline">{"".join(items)}</ol></section>'
+        f'{within}<ol class="timeline">{"".join(items)}</ol></section>'
     )
 
 
@@ -186,6 +191,12 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
     now = Evidence.read(status.evidence)
     compared = comparison_text(status.evidence)
     note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
+    if (ring := now.audience) is not None:
+        against = "absolute limits" if compared else "a concurrent control"
+        note = (
+            f'<p class="audience"><b>Audience</b>: {esc(ring.text())},'
+            f" compared against {against}</p>{note}"
+        )
     arms: dict[str, tuple[int | None, ...]] = {
         arm: tuple(getattr(counts, k) for k in _ARM_COLUMNS)
         for arm, counts in (now.arms or {}).items()

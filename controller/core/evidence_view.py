@@ -24,10 +24,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from controller.core.briefing import parse_number
 from controller.core.messages import Decision
 from controller.core.timestamps import iso_or_none
-from controller.core.wording import RATE_PARTS, position_label
+from controller.core.wording import RATE_PARTS, percent_text, position_label
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
+MAX_AUDIENCE_CHARS = 400
+"""The most characters of an audience's text kept (a rule's text is far shorter)."""
 
 
 def _object(value: object) -> object:
@@ -54,12 +56,18 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _short(value: object) -> str:
+    return value[:MAX_AUDIENCE_CHARS] if isinstance(value, str) else ""
+
+
 Number = Annotated[float | None, BeforeValidator(parse_number)]
 """A number from evidence: None when absent or not one."""
 Count = Annotated[int | None, BeforeValidator(_count)]
 """A whole number (never a boolean): None when absent or not one."""
 Text = Annotated[str, BeforeValidator(_text)]
 """A string: empty when absent or not one."""
+Short = Annotated[str, BeforeValidator(_short)]
+"""A string cut at :data:`MAX_AUDIENCE_CHARS`: empty when absent or not one."""
 Flag = Annotated[bool, BeforeValidator(lambda value: value is True)]
 """True only when the evidence says ``true``."""
 Time = Annotated[str | None, BeforeValidator(iso_or_none)]
@@ -139,6 +147,22 @@ class Window(_Read):
     opens_at: Time = None
 
 
+class Ring(_Read):
+    """A targeted rollout's ring at the gate: whom its comparison was drawn from (#26)."""
+
+    rollout: Short = ""
+    """The rollout's audience in the rule text form; empty when it has none."""
+    stage: Short = ""
+    """The stage's ring in the rule text form: ``everyone`` when the stage names none."""
+    percent: Number = None
+
+    def text(self) -> str:
+        """``segment("staff") 100%``, with ``within <audience>`` when the rollout has one."""
+        share = "" if self.percent is None else f" {percent_text(self.percent)}"
+        ring = f"{self.stage or 'everyone'}{share}"
+        return f"{ring} within {self.rollout}" if self.rollout else ring
+
+
 Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
 Guardrails = Annotated[dict[str, GuardrailTest | None] | None, BeforeValidator(_objects)]
 """Per metric its test; None for a metric with too little data (``"insufficient data"``)."""
@@ -158,6 +182,8 @@ class Evidence(_Read):
     actor: Text = ""
     key_id: Text = ""
     monitor: Text = ""
+    audience: Annotated[Ring | None, BeforeValidator(_object)] = None
+    """A targeted rollout's ring; None when untargeted."""
 
     @classmethod
     def read(cls, evidence: object) -> Evidence:

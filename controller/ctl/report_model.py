@@ -76,6 +76,12 @@ class StageReport:
     """None when the evidence held no sample-ratio check."""
     comparison: str = ""
     """Without a concurrent control: that, and the absolute limits the stage was gated on."""
+    audience: str = ""
+    """A targeted rollout's ring in the rule text form (``segment("staff") 100%``); empty when
+    untargeted."""
+    compared: str = ""
+    """With a ring: what its treatment was compared against (a concurrent control or absolute
+    limits)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,6 +198,8 @@ def markdown(report: Report) -> str:
         out += [f"{_md(duration(stage.duration_s))}, ended by {_md(stage.outcome)}."]
         if stage.evidence_from:
             out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
+        if stage.audience:
+            out += [f"Audience: {_md(_ring_text(stage))}.", ""]
         if stage.arms:
             out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
@@ -333,6 +335,11 @@ def _h_arms(figure: Figure) -> list[str]:
     ]
 
 
+def _ring_text(stage: StageReport) -> str:
+    """``segment("staff") 100%, compared against a concurrent control``."""
+    return f"{stage.audience}, compared against {stage.compared}"
+
+
 def _h_stage(stage: StageReport) -> list[str]:
     parts = [
         f"<section><h3>{_h(stage.label)}</h3>",
@@ -341,6 +348,8 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.evidence_from:
         parts.append(f' <span class="note">Numbers from: {_h(stage.evidence_from)}.</span>')
     parts.append("</p>")
+    if stage.audience:
+        parts.append(f"<p>Audience: {_h(_ring_text(stage))}.</p>")
     if stage.arms:
         parts.append(_h_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]))
     if stage.guardrails:

@@ -112,6 +112,9 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: 
     stage.srm = _srm(read.srm) if read.srm is not None else None
     stage.comparison = comparison
     stage.evidence_from = source
+    if read.audience is not None:
+        stage.audience = read.audience.text()
+        stage.compared = "absolute limits" if comparison else "a concurrent control"
 
 
 def _arm(name: str, counts: ArmTally | None) -> Arm:

@@ -77,6 +77,8 @@ def status_detail(r: RolloutStatus) -> str:
     if r.verdict:
         lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
+    if (ring := evidence.audience) is not None:
+        lines.append(f"audience:    {ring.text()}")
     arms = evidence.arms or {}
     for name, arm in arms.items():
         a = arm or ArmTally()

@@ -26,7 +26,9 @@ from controller.core import history
 from controller.core.errors import StoreError
 from controller.core.gate import describe
 from controller.core.messages import Alert, Decision, decision_or_alert
+from controller.core.plan import Plan
 from controller.core.rollout import Rollout
+from controller.core.rule_text import to_text
 from controller.core.views import (
     HistoryPoint,
     RolloutHistory,
@@ -137,6 +139,8 @@ class ConsoleData:
             history=await self._served(found),
             messages=[m for m in messages if m.rollout_id in (found.rollout_id, None)],
             stages=[s.percent for s in found.plan.stages],
+            rings=_rings(found.plan),
+            audience="" if found.plan.audience is None else to_text(found.plan.audience),
             guardrails=[
                 GuardrailSpec(g.metric, g.tolerance, g.lower_is_better, g.dry_run)
                 for g in found.plan.guardrails
@@ -160,3 +164,11 @@ def _message(raw: bytes) -> Decision | Alert | None:
         return decision_or_alert(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
+
+
+def _rings(plan: Plan) -> list[str]:
+    """Each stage's ring in the rule text form (``everyone`` when it names none); none when
+    the plan is untargeted."""
+    if not plan.targeted:
+        return []
+    return ["everyone" if s.audience is None else to_text(s.audience) for s in plan.stages]

@@ -28,6 +28,7 @@ from controller.core.messages import Alert, Decision, decision_or_alert
 from controller.core.moving import NextMove
 from controller.core.plan import Stage
 from controller.core.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
+from controller.core.rule_text import parse
 from controller.core.transitions import Cause, roll_back
 from controller.core.views import (
     MAX_SERVED_POINTS,
@@ -229,6 +230,68 @@ def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
     status = describe(found, None, T0 + timedelta(1))
     html = rollout_detail(RolloutPage(status, EMPTY))
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
+
+
+@pytest.mark.parametrize(
+    ("evidence", "shown"),
+    [
+        ({}, None),
+        ({"audience": {"stage": 'segment("staff")', "percent": 100}},
+         "segment(&quot;staff&quot;) 100%, compared against a concurrent control"),
+        ({"audience": {"rollout": 'country == "TH"', "stage": "everyone", "percent": 5},
+          "comparison": "none (no concurrent control)", "limits": {}},
+         "everyone 5% within country == &quot;TH&quot;, compared against absolute limits"),
+        ({"audience": {"stage": HOSTILE, "percent": 5}},
+         f"{pages.esc(HOSTILE)} 5%, compared against a concurrent control"),
+    ],
+)  # fmt: skip
+def test_the_evidence_names_the_current_ring(
+    evidence: dict[str, object], shown: str | None
+) -> None:
+    html = rollout_detail(RolloutPage(status_of(evidence=evidence), EMPTY))
+    if shown is None:
+        assert 'class="audience"' not in html
+    else:
+        assert f'<p class="audience"><b>Audience</b>: {shown}</p>' in html
+        assert "<script>" not in html
+
+
+@pytest.mark.parametrize(
+    ("audience", "rings", "shown"),
+    [
+        (None, [None, None], []),
+        (
+            None,
+            ['user_id in segment("staff")', None],
+            ["user_id in segment(&quot;staff&quot;)", "everyone"],
+        ),
+        ('country == "TH"', [None, None], ["everyone", "everyone"]),
+    ],
+)
+async def test_the_stages_name_their_rings(
+    audience: str | None, rings: list[str | None], shown: list[str]
+) -> None:
+    ladder = [
+        stage.model_copy(update={"audience": None if ring is None else parse(ring)})
+        for stage, ring in zip(plan().stages, rings, strict=True)
+    ]
+    targeted = plan().model_copy(
+        update={"audience": None if audience is None else parse(audience), "stages": ladder}
+    )
+    states = MemoryStates()
+    await states.save("f", StateWrite(rev=0, rollout=rollout(targeted)))
+
+    async def status(flag: str | None) -> list[RolloutStatus]:
+        return []
+
+    console = ConsoleData(
+        states=states, history=MemoryGateHistory(), status=status, clock=lambda: EARLY
+    )
+    html = await console.rollout_fragment("f")
+    assert html is not None
+    assert re.findall(r'<small class="ring">(.*?)</small>', html) == shown
+    within = f'<p class="within">Within {pages.esc(audience)}</p>'
+    assert (within in html) is (audience is not None)
 
 
 def at_stage(index: int, of: int, percent: float) -> dict[str, object]:

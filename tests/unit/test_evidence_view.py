@@ -7,12 +7,14 @@ import math
 import pytest
 
 from controller.core.evidence_view import (
+    MAX_AUDIENCE_CHARS,
     MAX_NAMED,
     ArmTally,
     Evidence,
     GuardrailTest,
     PolicyEntry,
     Position,
+    Ring,
     SrmCheck,
     where_decided,
 )
@@ -48,10 +50,34 @@ from controller.core.messages import Decision
             Evidence(policy=PolicyEntry(trigger="no_traffic")),
         ),
         ({"future_part": {"of": "a newer gate"}}, Evidence()),
+        ({"audience": "everyone"}, Evidence()),
+        (
+            {"audience": {"rollout": None, "stage": "segment(\"staff\")", "percent": 100}},
+            Evidence(audience=Ring(stage='segment("staff")', percent=100.0)),
+        ),
+        (
+            {"audience": {"rollout": "x" * (2 * MAX_AUDIENCE_CHARS), "stage": 3, "percent": True}},
+            Evidence(audience=Ring(rollout="x" * MAX_AUDIENCE_CHARS)),
+        ),
     ],
 )  # fmt: skip
 def test_each_part_is_read_on_its_own(given: object, expected: Evidence) -> None:
     assert Evidence.read(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("ring", "text"),
+    [
+        (Ring(stage='segment("staff")', percent=100.0), 'segment("staff") 100%'),
+        (Ring(rollout='country == "TH"', stage='country == "TH"', percent=25.0),
+         'country == "TH" 25% within country == "TH"'),
+        (Ring(rollout="plan == \"pro\"", stage="everyone", percent=5.0),
+         'everyone 5% within plan == "pro"'),
+        (Ring(), "everyone"),
+    ],
+)  # fmt: skip
+def test_a_ring_in_words(ring: Ring, text: str) -> None:
+    assert ring.text() == text
 
 
 def test_a_hostile_number_of_guardrails_is_cut() -> None:

@@ -80,6 +80,25 @@ def test_status_names_the_stage_as_everything_else_does() -> None:
     assert "stage:       stage 2/5 (5%), serving 0% (flag version 3)" in status_detail(served)
 
 
+@pytest.mark.parametrize(
+    ("ring", "line"),
+    [
+        (None, None),
+        ({"rollout": None, "stage": 'segment("staff")', "percent": 100}, 'segment("staff") 100%'),
+        ({"rollout": 'country == "TH"', "stage": "everyone", "percent": 5},
+         'everyone 5% within country == "TH"'),
+        ({"stage": "\x1b[2J<b>", "percent": 5}, "\ufffd[2J<b> 5%"),
+    ],
+)  # fmt: skip
+def test_status_names_a_targeted_rollouts_ring(
+    ring: dict[str, Any] | None, line: str | None
+) -> None:
+    base = rollout().evidence
+    text = status_detail(rollout(evidence=base if ring is None else {**base, "audience": ring}))
+    audience = [each for each in text.splitlines() if each.startswith("audience:")]
+    assert audience == ([] if line is None else [f"audience:    {line}"])
+
+
 def test_status_table_without_rollouts() -> None:
     assert status_table([]) == "no rollouts"
 
