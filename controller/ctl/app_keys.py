@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.adapters import http_client
 from controller.adapters.kafka import send_and_wait
 from controller.core import signing
 from controller.core.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
@@ -166,13 +165,8 @@ def _list(args: argparse.Namespace) -> int:
     base = env_url(args.url)
     token = os.environ.get(ENV_TOKEN)
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        answer = http_client.get(base + "/app-keys", timeout_s=10, headers=headers)
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status != 200:
-        raise diagnosis.refused(base, "/app-keys", answer)
-    keys: list[dict[str, Any]] = answer.json().get("keys", [])
+    body = diagnosis.get_json(base, "/app-keys", timeout_s=10, headers=headers)
+    keys: list[dict[str, Any]] = body.get("keys", [])
     if args.json:
         print_json({"keys": keys})
         return 0

@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from controller.adapters import http_client
 from controller.core.audience import AudienceRule, Segment, conditions
 from controller.core.bucketing import BUCKETS, bucket
 from controller.core.evaluation import evaluate
@@ -171,7 +170,7 @@ def _named(rules: Iterable[AudienceRule | None]) -> list[str]:
 
 
 def _state(base: str, flag: str) -> FlagStateView | None:
-    body = _get(base, "/flags")
+    body = diagnosis.get_json(base, "/flags", timeout_s=30)
     try:
         states = FlagStates.model_validate(body)
     except ValidationError as exc:
@@ -183,7 +182,7 @@ def _segments(base: str, names: list[str]) -> HeldSegments:
     """The segments the rules name, as the controller holds them (a missing one: unknown)."""
     held = NO_HELD_SEGMENTS
     for name in names:
-        body = _get(base, f"/v1/segments/{name}", missing_ok=True)
+        body = diagnosis.get_json(base, f"/v1/segments/{name}", timeout_s=30, missing_ok=True)
         if not isinstance(body, dict):
             continue
         parts = body.pop("part_data", [])
@@ -196,15 +195,3 @@ def _segments(base: str, names: list[str]) -> HeldSegments:
             raise UsageError(f"segment {name}: not usable: {exc}") from None
         held = held.with_segment(name, record.version, ids=ids, rule=record.rule)
     return held
-
-
-def _get(base: str, path: str, *, missing_ok: bool = False) -> Any:
-    try:
-        answer = http_client.get(base + path, timeout_s=30)
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status == 404 and missing_ok:
-        return None
-    if answer.status != 200:
-        raise diagnosis.refused(base, path, answer)
-    return answer.json()

@@ -12,6 +12,8 @@ beside 8000, as ``http.health_port`` beside ``http.port`` by default).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from controller.adapters import http_client
@@ -75,3 +77,26 @@ def refused(base: str, path: str, answer: http_client.Answer) -> ControllerError
     if answer.status >= 500 and (reason := not_ready_reason(base)) is not None:
         return ControllerError(f"{head}; the controller is up but not ready: {reason}")
     return ControllerError(f"{head}: {answer.text[:200]}")
+
+
+def get_json(
+    base: str,
+    path: str,
+    *,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+    missing_ok: bool = False,
+) -> Any:
+    """The JSON the controller at ``base`` serves at ``path``; None for a 404 when ``missing_ok``.
+
+    No answer is :func:`unreachable`, any other answer :func:`refused`.
+    """
+    try:
+        answer = http_client.get(base + path, timeout_s=timeout_s, headers=headers)
+    except http_client.Unreachable as exc:
+        raise unreachable(base, exc) from exc
+    if answer.status == 404 and missing_ok:
+        return None
+    if answer.status != 200:
+        raise refused(base, path, answer)
+    return answer.json()

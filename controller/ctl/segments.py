@@ -24,7 +24,6 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from controller.adapters import http_client
 from controller.core import signing
 from controller.core.decoding import summarize
 from controller.core.messages import Decision
@@ -197,16 +196,10 @@ def show(args: argparse.Namespace) -> int:
 
 
 def _get(base: str, path: str) -> Any:
-    try:
-        answer = http_client.get(base + path, timeout_s=30)
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status == 404:
+    body = diagnosis.get_json(base, path, timeout_s=30, missing_ok=True)
+    if body is None:
         warn(f"{path}: no such segment")
-        return None
-    if answer.status != 200:
-        raise diagnosis.refused(base, path, answer)
-    return answer.json()
+    return body
 
 
 def signer(private_key: Ed25519PrivateKey) -> Callable[[dict[str, Any]], str]:
