@@ -102,8 +102,9 @@ def limits_evidence(limits: Limits, tests: dict[str, SequentialResult]) -> dict[
 def comparison_text(evidence: Any) -> str:
     """A gate's evidence without a control in words, or "" for a comparison of two arms.
 
-    ``none (no concurrent control): gated on absolute limits: error_rate 0.012 (limit 0.01,
-    breached)``; what the console, ``rolloutctl status`` and the report show.
+    ``none (no concurrent control): gated on absolute limits: error_rate: 1.2% (limit 1%,
+    breached); latency_p95_ms: 3.1% of requests slower than 200 ms (at most 5%, not shown
+    above)``; what the console, ``rolloutctl status`` and the report show.
     """
     if not isinstance(evidence, dict) or evidence.get("comparison") != NO_CONTROL:
         return ""
@@ -113,9 +114,28 @@ def comparison_text(evidence: Any) -> str:
         test = entry.get("test") if isinstance(entry, dict) else None
         if not isinstance(test, dict):
             continue
-        observed, shown = test.get("delta"), test.get("regressed") is True
-        seen = f"{observed:.4g}" if isinstance(observed, int | float) else "?"
-        verdict = "breached" if shown else "not shown above"
-        share = "" if name == "error_rate" else " of requests slower"
-        parts.append(f"{str(name)[:32]}: {seen}{share} (limit {entry.get('limit')}, {verdict})")
+        verdict = "breached" if test.get("regressed") is True else "not shown above"
+        parts.append(f"{str(name)[:32]}: {_limit_text(name, test.get('delta'), entry, verdict)}")
     return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")
+
+
+def _limit_text(name: object, observed: object, entry: dict[str, Any], verdict: str) -> str:
+    """One limit's observed share against what it allows, each with its unit."""
+    limit = entry.get("limit")
+    allowed = QUANTILE_SHARES.get(str(name))
+    if allowed is None:  # error_rate: the limit is itself a share of requests
+        return f"{_percent(observed)} (limit {_percent(limit)}, {verdict})"
+    slower = f"{limit:g} ms" if _number(limit) is not None else "the limit"
+    seen = f"{_percent(observed)} of requests slower than {slower}"
+    return f"{seen} (at most {_percent(allowed)}, {verdict})"
+
+
+def _number(value: object) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None  # type: ignore[arg-type]
+
+
+def _percent(share: object) -> str:
+    """A share (0.012) as a percentage ("1.2%"); "?" for anything else."""
+    value = _number(share)
+    return "?" if value is None else f"{value * 100:.3g}%"

@@ -318,3 +318,30 @@ def test_a_ring_without_traffic_of_its_own_raises_no_traffic_past_the_grace() ->
     assert verdict.evidence["audience"]["stage"] == 'country == "TH"'
     assert verdict.applied is not None
     assert verdict.applied.trigger == "no_traffic"
+
+
+@pytest.mark.parametrize(
+    ("limits", "said"),
+    [
+        (
+            {"error_rate": {"limit": 0.01, "test": {"delta": 0.012, "regressed": True}}},
+            "error_rate: 1.2% (limit 1%, breached)",
+        ),
+        (
+            {"latency_p95_ms": {"limit": 200, "test": {"delta": 0.031, "regressed": False}}},
+            "latency_p95_ms: 3.1% of requests slower than 200 ms (at most 5%, not shown above)",
+        ),
+        (
+            {"latency_p99_ms": {"limit": 350.5, "test": {"delta": 0.02, "regressed": True}}},
+            "latency_p99_ms: 2% of requests slower than 350.5 ms (at most 1%, breached)",
+        ),
+        (  # a damaged record: no number is invented
+            {"latency_p95_ms": {"limit": "x", "test": {"delta": True}}},
+            "latency_p95_ms: ? of requests slower than the limit (at most 5%, not shown above)",
+        ),
+        ({"error_rate": {"limit": 0.01, "test": None}}, "none declared"),
+    ],
+)
+def test_limits_are_said_with_their_units(limits: dict[str, object], said: str) -> None:
+    text = comparison_text({"comparison": NO_CONTROL, "limits": limits})
+    assert text == f"{NO_CONTROL}: gated on absolute limits: {said}"
