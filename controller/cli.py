@@ -141,10 +141,10 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--duration",
         type=float,
-        default=120.0,
+        default=300.0,
         metavar="SECONDS",
-        help="hard cap on the whole run; it ends earlier once every flag has finished "
-        "(default: 120)",
+        help="hard cap on the whole run, start-up included (default: 300); the run ends as "
+        "soon as every flag has finished, so the cap only stops a stuck one",
     )
     demo.add_argument(
         "--flags",

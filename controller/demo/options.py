@@ -14,7 +14,7 @@ MAX_DURATION_SECONDS = 3600.0
 class DemoOptions:
     """How one demo run goes; invalid values raise ValueError naming the option."""
 
-    duration: float = 120.0
+    duration: float = 300.0
     """Hard cap on the whole run, start-up included, in seconds."""
     flags: int = 2
     """How many flags: the first one's treatment turns faulty, the others stay healthy."""
