@@ -8,13 +8,15 @@ therefore runs inside :func:`deadline`, which bounds the whole exchange from
 the first byte sent to the last byte read, and reads the body with
 :func:`read_bounded`, which stops as soon as the answer is known to be too
 large. Both only use asyncio, so the daemon's adapters and the app SDK share
-them without sharing an HTTP client.
+them without sharing an HTTP client. The operator's tools are not async:
+:func:`within` and :func:`read_bounded_sync` bound their calls the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
 from controller.core.errors import ControllerError
@@ -52,12 +54,43 @@ async def read_bounded(
     ``declared`` is the answer's ``Content-Length``, refused before any byte
     is read when it is already over the limit.
     """
+    _refuse_declared(declared, limit)
+    body = bytearray()
+    async for chunk in chunks:
+        _add(body, chunk, limit)
+    return bytes(body)
+
+
+def read_bounded_sync(chunks: Iterable[bytes], limit: int, *, declared: str | None = None) -> bytes:
+    """:func:`read_bounded` for a caller outside an event loop."""
+    _refuse_declared(declared, limit)
+    body = bytearray()
+    for chunk in chunks:
+        _add(body, chunk, limit)
+    return bytes(body)
+
+
+def within(chunks: Iterable[bytes], seconds: float, what: str) -> Iterator[bytes]:
+    """The chunks, raising :class:`DeadlineExceeded` naming ``what`` once ``seconds`` have passed.
+
+    For blocking clients, whose timeouts bound each read: the deadline is
+    checked as each chunk arrives, so a server dripping its answer holds the
+    caller at most one read timeout past it.
+    """
+    end = time.monotonic() + seconds
+    for chunk in chunks:
+        if time.monotonic() > end:
+            raise DeadlineExceeded(f"{what}: no complete answer within {seconds:g} s")
+        yield chunk
+
+
+def _refuse_declared(declared: str | None, limit: int) -> None:
     size = (declared or "").strip()
     if size.isascii() and size.isdigit() and int(size) > limit:  # ASCII: "²".isdigit() too
         raise TooLarge(f"the answer declares {int(size)} bytes, over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the answer is over the {limit}-byte limit")
-    return bytes(body)
+
+
+def _add(body: bytearray, chunk: bytes, limit: int) -> None:
+    body += chunk
+    if len(body) > limit:
+        raise TooLarge(f"the answer is over the {limit}-byte limit")

@@ -16,10 +16,19 @@ import httpx
 import orjson
 
 from controller.core.errors import ControllerError
-from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+from controller.deadlines import (
+    DeadlineExceeded,
+    TooLarge,
+    deadline,
+    read_bounded,
+    read_bounded_sync,
+    within,
+)
 
 MAX_ANSWER_BYTES = 64 * 1024
 """A webhook's answer is a word or a short error: anything longer is cut off unread."""
+MAX_API_ANSWER_BYTES = 64 * 1024 * 1024
+"""The controller's read API at its largest (a rollout's whole history for a report)."""
 
 
 class Unreachable(ControllerError):
@@ -41,16 +50,29 @@ class Answer:
         return orjson.loads(self.text)
 
 
-def _answer(response: httpx.Response) -> Answer:
-    return Answer(response.status_code, response.headers, response.text)
+def get(
+    url: str,
+    *,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int = MAX_API_ANSWER_BYTES,
+) -> Answer:
+    """GET ``url``; :class:`Unreachable` if no whole answer of at most ``max_bytes`` came.
 
-
-def get(url: str, *, timeout_s: float, headers: Mapping[str, str] | None = None) -> Answer:
-    """GET ``url``; :class:`Unreachable` if no answer came within ``timeout_s``."""
+    ``timeout_s`` bounds the whole exchange, not each read: a server that
+    drips its answer cannot hold the tool (see :mod:`controller.deadlines`).
+    """
     try:
-        return _answer(httpx.get(url, timeout=timeout_s, headers=headers))
+        with httpx.stream("GET", url, timeout=timeout_s, headers=headers) as response:
+            declared = response.headers.get("content-length")
+            chunks = within(response.iter_bytes(), timeout_s, "GET")
+            raw = read_bounded_sync(chunks, max_bytes, declared=declared)
+            text = raw.decode(response.encoding or "utf-8", errors="replace")
+            return Answer(response.status_code, response.headers, text)
     except httpx.HTTPError as exc:
         raise Unreachable(str(exc)) from exc
+    except (DeadlineExceeded, TooLarge) as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def answers_ok(url: str, *, timeout_s: float) -> bool:

@@ -1,7 +1,7 @@
 """One deadline per outbound call, first byte to last, and bounded answers (#23).
 
-The helper itself, and the webhook poster (the alert forwarder's way to Slack)
-against a local server that drips its answer a byte at a time.
+The helper itself, the webhook poster (the alert forwarder's way to Slack)
+and the tools' GET against a local server that drips its answer a byte at a time.
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.adapters import http_client
 from controller.adapters.http_client import JsonPoster, Unreachable
-from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+from controller.deadlines import (
+    DeadlineExceeded,
+    TooLarge,
+    deadline,
+    read_bounded,
+    read_bounded_sync,
+)
 from tests.dripping import Dripper, canned
 
 
@@ -49,9 +56,12 @@ async def test_a_body_is_read_up_to_its_limit(
 ) -> None:
     if error is None:
         assert await read_bounded(_chunks(*parts), limit, declared=declared) == b"".join(parts)
+        assert read_bounded_sync(parts, limit, declared=declared) == b"".join(parts)
         return
     with pytest.raises(TooLarge, match=error):
         await read_bounded(_chunks(*parts), limit, declared=declared)
+    with pytest.raises(TooLarge, match=error):
+        read_bounded_sync(parts, limit, declared=declared)
 
 
 async def test_a_webhook_dripping_its_answer_is_unreachable_within_the_deadline() -> None:
@@ -67,5 +77,26 @@ async def test_a_webhook_dripping_its_answer_is_unreachable_within_the_deadline(
             dripper.slow = lambda _m, _p: False
             answer = await poster.post(f"{url}/hooks/secret", b"{}")
         assert (answer.status, answer.text) == (200, "ok" * 50)
+    finally:
+        await dripper.close()
+
+
+async def test_the_tools_get_is_bounded_in_time_and_size_as_a_whole() -> None:
+    async def ok(*_: object) -> bytes:
+        return canned(200, b'{"ok": 1}' + b" " * 200, "application/json")
+
+    dripper = Dripper(ok, slow=lambda _m, _p: True, every=0.05)
+    url = await dripper.start()
+    try:
+
+        def get(max_bytes: int = http_client.MAX_API_ANSWER_BYTES) -> http_client.Answer:
+            return http_client.get(f"{url}/rollouts", timeout_s=0.3, max_bytes=max_bytes)
+
+        with pytest.raises(Unreachable, match=r"no complete answer within 0\.3 s"):
+            await asyncio.to_thread(get)
+        dripper.slow = lambda _m, _p: False
+        assert (await asyncio.to_thread(get)).json() == {"ok": 1}
+        with pytest.raises(Unreachable, match="declares 209 bytes, over the 100-byte limit"):
+            await asyncio.to_thread(get, 100)
     finally:
         await dripper.close()
