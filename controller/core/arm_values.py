@@ -100,7 +100,7 @@ def values_problem(kind: str, control: object, treatment: object) -> str:
 
 
 def _value_problem(kind: str, value: object) -> str:
-    found = _kind_of(value)
+    found = json_type(value)
     if found != kind:
         return f"type {kind} needs {_shown(kind)}, got {_shown(found)}"
     if isinstance(value, str):
@@ -112,7 +112,7 @@ def _value_problem(kind: str, value: object) -> str:
     return ""
 
 
-def _kind_of(value: object) -> str:
+def json_type(value: object) -> str:
     """The JSON type of ``value`` (boolean, string, number, object, array, null), or its own."""
     if isinstance(value, bool):
         return "boolean"
@@ -177,7 +177,7 @@ def _node_problem(node: object) -> str:
     """What is wrong with one value inside an object value (its own bounds, not its children's)."""
     if isinstance(node, dict):
         return _keys_problem(node)
-    kind = _kind_of(node)
+    kind = json_type(node)
     if kind in ("string", "number"):
         return _value_problem(kind, node)
     return "" if kind in ("boolean", "array", "null") else f"the object holds {_shown(kind)}"

@@ -239,7 +239,11 @@ async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -
         )
         assert not errors, errors
         assert configuration.json()["capabilities"]["flagEvaluation"]["supportedTypes"] == [
-            "boolean"
+            "boolean",
+            "string",
+            "int",
+            "float",
+            "object",
         ]
 
 
