@@ -12,16 +12,15 @@ document of OFREP 0.3.0:
 * ``POST /ofrep/v1/evaluate/flags``: every flag for one context, with an
   ``ETag`` made of the flag states' and segments' versions and the context, and 304 when a
   request's ``If-None-Match`` names it (nothing changed for that context);
-* ``GET /ofrep/v1/configuration``: what the server supports (boolean flags,
-  polling). OFREP 0.3.0 dropped this endpoint; it is served in the shape of
-  the OFREP version that defined it, for providers that still ask.
+* ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
+  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
 
 Every evaluation is :func:`controller.core.evaluation.evaluate`, the function
 the SDK answers from, so an OFREP app and an SDK app serve a unit the same
-arm. The unit is the context's ``targetingKey``; the value is the arm's
-(treatment is ``true``), the variant the arm's name, and ``metadata`` carries
-``flag_version`` and ``rollout_id`` (and ``stage``) for the app's exposure
-events. A flag that serves control to everyone answers ``DISABLED``.
+arm. The unit is the context's ``targetingKey``; the value is the arm's (its
+declared one, else treatment is ``true``), the variant the arm's name, and
+``metadata`` carries ``flag_version`` and ``rollout_id`` (and ``stage``) for
+exposures. A flag that serves control to everyone answers ``DISABLED``.
 
 The flag states are held in memory, not read per evaluation: a snapshot
 loaded with the same few Redis round trips as ``GET /flags`` (whatever the
@@ -106,6 +105,7 @@ class Snapshot:
         fields = [
             (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
             + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
+            + (() if s.values is None else (s.values.signed(),))
             for s in sorted(held.values(), key=lambda s: s.flag)
         ]
         tag = hashlib.sha256(orjson.dumps(fields) + segments.tag).digest()
@@ -321,10 +321,10 @@ CONFIGURATION: dict[str, Any] = {
         "cacheInvalidation": {
             "polling": {"enabled": True, "minPollingIntervalMs": POLLING_INTERVAL_MS}
         },
-        "flagEvaluation": {"supportedTypes": ["boolean"]},
+        "flagEvaluation": {"supportedTypes": ["boolean", "string", "int", "float", "object"]},
     },
 }
-"""``GET /ofrep/v1/configuration``: boolean flags, polled no more than once a second."""
+"""``GET /ofrep/v1/configuration``: every value type (arm values), polled at most once a second."""
 
 
 def _bounded(context: dict[str, Any]) -> None:

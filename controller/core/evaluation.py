@@ -22,8 +22,9 @@ unit's bucket decides within them. A unit in a ring's audience is reported as
 the evaluation's :class:`Cohort` says where it stands in the stage's
 comparison, and apps report it with their events.
 
-The arm's value is boolean (treatment is True): flag states carry no typed
-values for their arms. The in-process OpenFeature provider
+The arm's value is boolean (treatment is True) unless the flag state
+declares typed values for its arms (:mod:`controller.core.arm_values`):
+then it is the served arm's value. The in-process OpenFeature provider
 (:mod:`controller.sdk.openfeature`), the SDK's ``arm`` and the controller's
 OFREP endpoints (:mod:`controller.adapters.ofrep`) all answer from here.
 """
@@ -33,8 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
+from controller.core.arm_values import ArmValues, json_type
 from controller.core.audience import AudienceRule
 from controller.core.bucketing import assign, bucket
 from controller.core.flagstates import SERVES_CONTROL
@@ -42,6 +44,7 @@ from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagStatus
 from controller.core.targeting import Cohort, Ring, compiled
 
+T = TypeVar("T")
 MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 NO_ATTRIBUTES: Mapping[str, object] = {}
@@ -91,6 +94,8 @@ class EvaluatedState(Protocol):
     def audience(self) -> AudienceRule | None: ...
     @property
     def rings(self) -> Sequence[Ring] | None: ...
+    @property
+    def values(self) -> ArmValues | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +114,30 @@ class Evaluation:
     """The error in words; empty without an error."""
     cohort: Cohort | None = None
     """With rings: where the unit stands in the stage's comparison; apps report it."""
+    values: ArmValues | None = None
+    """The flag's declared arm values; None: boolean, treatment True."""
 
     @property
-    def value(self) -> bool:
-        """The arm's value: treatment is True."""
-        return self.arm is Arm.TREATMENT
+    def value(self) -> Any:
+        """The arm's value: the declared one, else treatment is True and control False."""
+        treated = self.arm is Arm.TREATMENT
+        return treated if self.values is None else self.values.of(treated)
+
+    @property
+    def value_type(self) -> str:
+        """The type of :attr:`value`: ``boolean`` unless the flag declares another."""
+        return "boolean" if self.values is None else self.values.type
+
+    def value_or(self, default: T) -> T:
+        """:attr:`value`, or ``default`` after an error or when its type is not the flag's.
+
+        The default's JSON type is the type asked for: ``"v1"`` asks for a
+        string, ``0`` or ``0.0`` for a number, ``{}`` for an object.
+        """
+        if self.error is not None or json_type(default) != self.value_type:
+            return default
+        value: T = self.value
+        return value
 
     @property
     def variant(self) -> str:
@@ -152,14 +176,24 @@ def evaluate(
     if state is None:
         return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
     if state.status in SERVES_CONTROL:
-        return Evaluation(flag, Arm.CONTROL, 0, Reason.DISABLED, state.rollout_id, state.stage)
+        return Evaluation(
+            flag,
+            Arm.CONTROL,
+            0,
+            Reason.DISABLED,
+            state.rollout_id,
+            state.stage,
+            values=state.values,
+        )
     if state.rings is not None:
         return _targeted(flag, state, unit, attributes, segments)
     try:
         arm = assign(flag, state.salt, unit, state.percent)
     except UnicodeEncodeError:
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
-    return Evaluation(flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage)
+    return Evaluation(
+        flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage, values=state.values
+    )
 
 
 def _targeted(
@@ -180,7 +214,14 @@ def _targeted(
     arm = Arm.TREATMENT if where.treated else Arm.CONTROL
     reason = Reason.DEFAULT if where.cohort is Cohort.OUTSIDE else Reason.TARGETING_MATCH
     return Evaluation(
-        flag, arm, state.version, reason, state.rollout_id, state.stage, cohort=where.cohort
+        flag,
+        arm,
+        state.version,
+        reason,
+        state.rollout_id,
+        state.stage,
+        cohort=where.cohort,
+        values=state.values,
     )
 
 

@@ -21,6 +21,17 @@ with object keys sorted (``docs/clients.md``, "Rings")::
 A verifier that knows only the first form rebuilds other bytes and refuses
 the state, so no client serves rings it cannot read.
 
+A state with typed arm values (``values``, :mod:`controller.core.arm_values`)
+is signed in the third form: the second form's fields, ``audience`` and
+``rings`` null when untargeted, then the values as ``[type, control,
+treatment]``, objects with keys sorted::
+
+    ["rollout-controller/flag-state/3", key_id, flag, version, status,
+     threshold, salt, rollout_id, stage, audience, rings, [type, control, treatment]]
+
+A verifier that knows only the first two forms refuses it, so no verifying
+client serves a boolean where the plan declared other values.
+
 Because the version is signed together with the rollout, status, percent and
 salt it belongs to, a signed version can be neither raised nor moved to
 another rollout or flag.
@@ -48,6 +59,8 @@ SIGNED_FORM = "rollout-controller/flag-state/1"
 """The first element of the signed array: names what is signed, and its version."""
 SIGNED_FORM_RINGS = "rollout-controller/flag-state/2"
 """The first element of a targeted state's signed array, which goes on with its rings."""
+SIGNED_FORM_VALUES = "rollout-controller/flag-state/3"
+"""The first element of the signed array of a state with typed values, which ends with them."""
 SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
 """Statuses under which every unit is served control, reported as flag version 0."""
 
@@ -57,14 +70,16 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
 
     ``state`` needs ``flag``, ``version``, ``status`` and ``percent`` and
     ``salt``; ``rollout_id`` and ``stage`` are null when absent, and so are
-    ``audience`` and ``rings`` (then the first form is signed). Raises
+    ``audience`` and ``rings`` (then the first form is signed), and
+    ``values`` (then the first or second form is signed). Raises
     ValueError for a percent outside 0..100 and orjson's error for a string
     that is not valid Unicode.
     """
     status = state["status"]
-    rings = state.get("rings")
+    rings, values = state.get("rings"), _json(state.get("values"))
+    form = SIGNED_FORM if rings is None else SIGNED_FORM_RINGS
     fields = [
-        SIGNED_FORM if rings is None else SIGNED_FORM_RINGS,
+        form if values is None else SIGNED_FORM_VALUES,
         key_id,
         state["flag"],
         state["version"],
@@ -74,11 +89,15 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
         state.get("rollout_id"),
         state.get("stage"),
     ]
-    if rings is not None:
+    if rings is not None or values is not None:
         fields += [
             _json(state.get("audience")),
-            [[_json(r.get("audience")), r["threshold"]] for r in map(_json, rings)],
+            None
+            if rings is None
+            else [[_json(r.get("audience")), r["threshold"]] for r in map(_json, rings)],
         ]
+    if values is not None:
+        fields.append([values["type"], values["control"], values["treatment"]])
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

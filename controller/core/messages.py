@@ -36,6 +36,7 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.arm_values import ArmValues
 from controller.core.audience import AudienceRule
 from controller.core.targeting import MAX_RINGS, Cohort, Ring
 
@@ -289,6 +290,11 @@ class FlagState(_Message):
         default=None,
         description="A targeted rollout's rings, the current stage's last (docs/clients.md, "
         '"Rings"); then percent is 0, so a client that does not read rings serves control.',
+    )
+    values: ArmValues | None = Field(
+        default=None,
+        description="The arms' typed values, when the plan declares them (docs/clients.md, "
+        '"Arm values"); absent: control is false, treatment true.',
     )
     key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None,

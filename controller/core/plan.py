@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from controller.core.arm_values import ArmValues
 from controller.core.audience import AudienceRule
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
@@ -242,6 +243,11 @@ class Plan(_Frozen):
         default=None,
         description="Serve the rollout from a flag platform too (the flag-state topic always).",
     )
+    values: ArmValues | None = Field(
+        default=None,
+        description="The value each arm serves, of one type (boolean, string, number, object);"
+        " left out: control false, treatment true.",
+    )
 
     @model_validator(mode="after")
     def _stages_increase(self) -> Self:
@@ -260,6 +266,11 @@ class Plan(_Frozen):
         if self.backend is not None and self.backend.unleash is not None:
             if targeted:
                 raise ValueError("backend.unleash: Unleash cannot serve this plan's audiences")
+            if self.arm_values is not None:
+                raise ValueError(
+                    "backend.unleash: Unleash serves a flag on or off, not the values"
+                    f" of type {self.arm_values.type} this plan declares"
+                )
             _whole_percents(self)
         return self
 
@@ -267,6 +278,11 @@ class Plan(_Frozen):
     def targeted(self) -> bool:
         """Whether the plan names an audience: its flag states then carry rings."""
         return self.audience is not None or any(s.audience is not None for s in self.stages)
+
+    @property
+    def arm_values(self) -> ArmValues | None:
+        """The declared values, or None when the arms serve false and true (no declaration)."""
+        return None if self.values is None or self.values.default else self.values
 
     @property
     def limited_stages(self) -> int:

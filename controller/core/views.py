@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
 
+from controller.core.arm_values import ArmValues
 from controller.core.audience import AudienceRule
 from controller.core.messages import FlagStatus
 from controller.core.moving import NextMove
@@ -145,12 +146,16 @@ class FlagStateView(_View):
     stage: int | None
     audience: AudienceRule | None = Field(default=None, description="Absent when untargeted.")
     rings: list[Ring] | None = Field(default=None, description="Absent when untargeted.")
+    values: ArmValues | None = Field(
+        default=None, description="The arms' typed values; absent: false and true."
+    )
     key_id: str | None = Field(default=None, description="Absent when unsigned.")
     sig: str | None = Field(default=None, description="Absent when unsigned.")
 
     def served(self) -> dict[str, object]:
-        """Without ``key_id`` and ``sig`` unsigned, nor ``audience`` and ``rings`` untargeted."""
-        left_out: set[str] = set()
+        """Without ``key_id`` and ``sig`` unsigned, ``audience`` and ``rings`` untargeted, nor
+        ``values`` undeclared."""
+        left_out: set[str] = {"values"} if self.values is None else set()
         if self.key_id is None and self.sig is None:
             left_out |= {"key_id", "sig"}
         if self.rings is None:

@@ -46,7 +46,8 @@ def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
 
     A targeted rollout's state carries its audience and rings, and percent 0:
     a client that does not read rings serves control rather than treatment to
-    everyone (``docs/clients.md``, "Rings").
+    everyone (``docs/clients.md``, "Rings"). A plan's declared arm values go
+    with every state of its rollout (``docs/clients.md``, "Arm values").
     """
     fields: dict[str, Any] = {
         "flag": rollout.flag,
@@ -63,6 +64,9 @@ def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
         fields["percent"] = 0.0
         fields["audience"] = None if audience is None else audience.model_dump(by_alias=True)
         fields["rings"] = [ring.model_dump(by_alias=True) for ring in rings]
+    values = rollout.plan.arm_values
+    if values is not None:
+        fields["values"] = values.model_dump()
     return fields
 
 

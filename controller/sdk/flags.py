@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -28,6 +29,7 @@ from controller.settings import KafkaSettings, TopicSettings
 log = logging.getLogger("controller.sdk.client")
 
 _TOPICS = TopicSettings()
+T = TypeVar("T")
 Listener = Callable[[FlagState | None], None]
 """Told of each newer flag state, and with None once the states are loaded."""
 
@@ -107,6 +109,22 @@ class FlagBook:
         """
         evaluation = self.evaluate(flag, unit, attributes)
         return evaluation.arm, evaluation.version
+
+    def value(
+        self,
+        flag: str,
+        unit: object,
+        default: T,
+        attributes: Mapping[str, object] = NO_ATTRIBUTES,
+    ) -> T:
+        """The value of the arm ``unit`` is served: the plan's declared one, else a boolean.
+
+        ``default`` when the flag is unknown, the unit cannot be evaluated, or
+        the flag's values are not of the default's type (``"v1"`` asks for a
+        string, ``0`` for a number, ``{}`` for an object, ``False`` for a
+        boolean). See :meth:`~controller.core.evaluation.Evaluation.value_or`.
+        """
+        return self.evaluate(flag, unit, attributes).value_or(default)
 
     def evaluate(
         self, flag: str, unit: object, attributes: Mapping[str, object] = NO_ATTRIBUTES

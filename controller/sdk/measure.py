@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, Reason
 from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
@@ -26,6 +26,8 @@ from controller.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener
 from controller.sdk.poller import FlagPoller
+
+T = TypeVar("T")
 
 
 class ArmSource(Protocol):
@@ -67,6 +69,8 @@ class Measurement:
         self.attributes = attributes
         self._expose = expose
         self.arm = Arm.CONTROL
+        self.value: Any = False
+        """The served arm's value (the plan's declared one, else a boolean), once entered."""
         self.flag_version = 0
         self.cohort: Cohort | None = None
         self.latency_ms: float | None = None
@@ -76,6 +80,7 @@ class Measurement:
     def __enter__(self) -> Arm:
         found = self._arms.evaluate(self.flag, self.unit, self.attributes)
         self.arm, self.flag_version, self.cohort = found.arm, found.version, found.cohort
+        self.value = found.value
         if self._expose:
             self._events.exposure(
                 self.flag, self.unit, self.arm, self.flag_version, key=self.key, cohort=self.cohort
@@ -171,6 +176,12 @@ class Flags(EventForwarder, Lifecycle):
         self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
     ) -> tuple[Arm, int]:
         return self.book.arm(flag, unit, attributes)
+
+    def value(
+        self, flag: str, unit: str, default: T, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> T:
+        """See :meth:`~controller.sdk.flags.FlagBook.value`."""
+        return self.book.value(flag, unit, default, attributes)
 
     def on_change(self, listener: Listener) -> None:
         """See :meth:`~controller.sdk.flags.FlagBook.on_change`."""

@@ -14,15 +14,18 @@
 
 The unit is the evaluation context's ``targeting_key`` and the arm is the one
 the shared bucketing function gives every other client, so OpenFeature apps
-and native apps agree. Boolean flags resolve ``treatment`` to True, string
-flags resolve to the arm's name; the variant is always the arm. Reasons:
+and native apps agree. A flag resolves to its served arm's value: the one
+the plan declares (string, number or object; ``docs/clients.md``, "Arm
+values"), else ``treatment`` is True; a flag without declared values also
+resolves as a string, to the arm's name. The variant is always the arm. Reasons:
 ``SPLIT`` while the flag is rolled out, ``TARGETING_MATCH`` in a targeted
 rollout for a unit its rings reach and ``DEFAULT`` (control) for one they do
 not (the context's attributes are what the rules read), ``DISABLED`` when it
 serves control to everyone (inactive, rolled back, killed), ``DEFAULT`` for
 a flag the controller does not know (the caller's default is returned), and
 ``ERROR`` with a code when the states are not loaded yet, the targeting key
-is missing or the type is not boolean or string. Resolving never raises.
+is missing or the type asked for is not the flag's (``TYPE_MISMATCH``, with
+the caller's default). Resolving never raises.
 
 The provider's hook emits an exposure after each evaluation that served an
 arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
@@ -49,7 +52,7 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
-from controller.core.evaluation import NO_ATTRIBUTES, evaluate, unit_problem
+from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate, unit_problem
 from controller.core.evaluation import ErrorCode as EvalError
 from controller.core.evaluation import Reason as EvalReason
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
@@ -83,7 +86,7 @@ class FlagSource(EventSink, Protocol):
 
 
 class RolloutProvider(AbstractProvider):
-    """Resolves boolean and string flags from the controller's flag states.
+    """Resolves flags of every type from the controller's flag states.
 
     ``ready_timeout`` is how long :meth:`initialize` (which OpenFeature runs
     on a thread of its own) waits for the states; if they come later the
@@ -156,9 +159,7 @@ class RolloutProvider(AbstractProvider):
         default_value: bool,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[bool]:
-        return self._resolve(
-            flag_key, default_value, evaluation_context, lambda a: a is Arm.TREATMENT
-        )
+        return self._resolve(flag_key, default_value, evaluation_context, "boolean", _boolean)
 
     def resolve_string_details(
         self,
@@ -166,7 +167,7 @@ class RolloutProvider(AbstractProvider):
         default_value: str,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[str]:
-        return self._resolve(flag_key, default_value, evaluation_context, lambda a: a.value)
+        return self._resolve(flag_key, default_value, evaluation_context, "string", _string)
 
     def resolve_integer_details(
         self,
@@ -174,7 +175,7 @@ class RolloutProvider(AbstractProvider):
         default_value: int,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[int]:
-        return _mismatch(default_value, "integer")
+        return self._resolve(flag_key, default_value, evaluation_context, "integer", _integer)
 
     def resolve_float_details(
         self,
@@ -182,7 +183,7 @@ class RolloutProvider(AbstractProvider):
         default_value: float,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[float]:
-        return _mismatch(default_value, "float")
+        return self._resolve(flag_key, default_value, evaluation_context, "float", _float)
 
     def resolve_object_details(
         self,
@@ -190,14 +191,15 @@ class RolloutProvider(AbstractProvider):
         default_value: Any,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Any]:
-        return _mismatch(default_value, "object")
+        return self._resolve(flag_key, default_value, evaluation_context, "object", _object)
 
     def _resolve(
         self,
         flag: str,
         default: T,
         context: EvaluationContext | None,
-        value_of: Callable[[Arm], T],
+        kind: str,
+        value_of: Callable[[Evaluation], T | None],
     ) -> FlagResolutionDetails[T]:
         if not self.source.loaded:
             return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
@@ -209,6 +211,11 @@ class RolloutProvider(AbstractProvider):
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
         if evaluation.error is not None:
             return _error(default, ErrorCode(evaluation.error.value), evaluation.detail)
+        value = value_of(evaluation)
+        if value is None:
+            found = evaluation.value_type
+            why = f"{flag} serves {found} values, not {kind}"
+            return _error(default, ErrorCode.TYPE_MISMATCH, why)
         disabled = evaluation.reason is EvalReason.DISABLED
         metadata: dict[str, Any] = {
             "version": evaluation.version,
@@ -218,7 +225,7 @@ class RolloutProvider(AbstractProvider):
         if evaluation.cohort is not None:
             metadata["cohort"] = evaluation.cohort.value
         return FlagResolutionDetails(
-            value=value_of(evaluation.arm),
+            value=value,
             reason=Reason(evaluation.reason.value),
             variant=evaluation.variant,
             flag_metadata=metadata,
@@ -365,7 +372,27 @@ def _error(default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T
     )
 
 
-def _mismatch(default: T, kind: str) -> FlagResolutionDetails[T]:
-    return _error(
-        default, ErrorCode.TYPE_MISMATCH, f"rollout flags are boolean or string, not {kind}"
-    )
+def _boolean(found: Evaluation) -> bool | None:
+    return bool(found.value) if found.value_type == "boolean" else None
+
+
+def _string(found: Evaluation) -> str | None:
+    """The declared string; a flag without declared values answers its arm's name."""
+    if found.values is None:
+        return found.variant
+    return str(found.value) if found.value_type == "string" else None
+
+
+def _integer(found: Evaluation) -> int | None:
+    """A number that is whole (whole numbers are sent as integers); a fraction is no integer."""
+    value = found.value
+    number = found.value_type == "number" and isinstance(value, int)
+    return value if number else None
+
+
+def _float(found: Evaluation) -> float | None:
+    return float(found.value) if found.value_type == "number" else None
+
+
+def _object(found: Evaluation) -> Any:
+    return found.value if found.value_type == "object" else None

@@ -25,7 +25,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from controller.backoff import retry_backoff
 from controller.core.evaluation import NO_ATTRIBUTES
@@ -39,6 +39,7 @@ from controller.settings import KafkaSettings, TopicSettings
 log = logging.getLogger("controller.sdk.sync")
 
 _TOPICS = TopicSettings()
+T = TypeVar("T")
 
 
 class ThreadedEmitter(EventEmitter):
@@ -147,6 +148,12 @@ class SyncFlags(EventForwarder):
         self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
     ) -> tuple[Arm, int]:
         return self._source.arm(flag, unit, attributes)
+
+    def value(
+        self, flag: str, unit: str, default: T, attributes: Mapping[str, object] = NO_ATTRIBUTES
+    ) -> T:
+        """See :meth:`FlagBook.value`: read from memory, never waits."""
+        return self._source.value(flag, unit, default, attributes)
 
     def on_change(self, listener: Listener) -> None:
         """See :meth:`FlagBook.on_change`; listeners run on the client's thread."""

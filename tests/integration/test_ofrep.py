@@ -28,6 +28,7 @@ from openfeature.flag_evaluation import Reason
 from controller.adapters.ofrep import MAX_BODY_BYTES, MAX_CONTEXT_DEPTH
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.arm_values import ArmValues
 from controller.core.bucketing import assign
 from controller.core.messages import FlagState
 from controller.core.rollout import Phase
@@ -54,6 +55,7 @@ pytestmark = [pytest.mark.integration]
 
 UNITS = 10_000
 SPLIT, OFF, DONE = "ofrep.split", "ofrep.killed", "ofrep.done"
+TYPED = "ofrep.typed"
 
 
 @pytest.fixture
@@ -239,7 +241,11 @@ async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -
         )
         assert not errors, errors
         assert configuration.json()["capabilities"]["flagEvaluation"]["supportedTypes"] == [
-            "boolean"
+            "boolean",
+            "string",
+            "int",
+            "float",
+            "object",
         ]
 
 
@@ -264,6 +270,64 @@ async def test_a_changed_state_changes_the_etag_and_the_answer(
 
         flags = await eventually(changed, timeout=10, what="the kill to reach OFREP")
     assert (flags[SPLIT]["reason"], flags[SPLIT]["variant"]) == ("DISABLED", "control")
+
+
+async def test_a_flag_with_string_values_resolves_them_and_refuses_a_boolean(
+    served: tuple[str, RolloutStore],
+) -> None:
+    base, states = served
+    typed = flag_rollout(TYPED, 40.0)
+    rankers = {"type": "string", "control": "v1-ranker", "treatment": "v2-ranker"}
+    plan = typed.plan.model_copy(update={"values": ArmValues.model_validate(rankers)})
+    await states.save(TYPED, StateWrite(rev=0, rollout=typed.model_copy(update={"plan": plan})))
+    book = await sdk_book(base)
+    assert book.state(TYPED) is not None
+
+    def resolve() -> list[Any]:
+        api.set_provider(OFREPProvider(base), "ofrep-typed")
+        client = api.get_client("ofrep-typed")
+        got: list[Any] = [
+            client.get_string_details(TYPED, "none", EvaluationContext(f"unit-{i}"))
+            for i in range(300)
+        ]
+        got.append(client.get_boolean_details(TYPED, True, EvaluationContext("unit-1")))
+        return got
+
+    try:
+        *strings, boolean = await asyncio.to_thread(resolve)
+    finally:
+        api.clear_providers()
+    for i, details in enumerate(strings):
+        arm = assign(TYPED, f"salt-{TYPED}", f"unit-{i}", 40.0)
+        want = rankers[arm.value]
+        assert (details.value, details.variant, details.error_code) == (want, arm.value, None)
+        assert book.value(TYPED, f"unit-{i}", "none") == want
+    assert {d.value for d in strings} == {"v1-ranker", "v2-ranker"}
+    assert (boolean.value, boolean.error_code) == (True, ErrorCode.TYPE_MISMATCH)
+
+    # The bulk answer carries the value, and a change of the values alone changes its ETag
+    url = f"{base}/ofrep/v1/evaluate/flags"
+    body = {"context": {"targetingKey": "unit-1"}}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(url, json=body)
+        check("bulkEvaluationSuccess", first.json())
+        flag = next(f for f in first.json()["flags"] if f["key"] == TYPED)
+        assert flag["value"] == rankers[flag["variant"]]
+        loaded = await states.load(TYPED)
+        assert loaded.rollout is not None
+        other = ArmValues.model_validate({**rankers, "treatment": "v3-ranker"})
+        changed = loaded.rollout.plan.model_copy(update={"values": other})
+        update = loaded.rollout.model_copy(update={"plan": changed})
+        await states.save(TYPED, StateWrite(rev=loaded.rev, rollout=update))
+        etag = first.headers["ETag"]
+
+        async def moved() -> httpx.Response:
+            answer = await client.post(url, json=body, headers={"If-None-Match": etag})
+            assert answer.status_code == 200, answer.status_code
+            return answer
+
+        second = await eventually(moved, timeout=10, what="the new values to reach OFREP")
+    assert second.headers["ETag"] != etag
 
 
 @pytest.mark.parametrize(

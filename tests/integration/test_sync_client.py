@@ -156,6 +156,8 @@ async def test_calls_after_close_are_dropped_and_counted_not_sent(
     def use() -> None:
         assert flags.wait_loaded(30)
         arm, version = flags.arm(FLAG, "u1")
+        assert flags.value(FLAG, "u1", False) is (arm is Arm.TREATMENT)
+        assert flags.value(FLAG, "u1", "a string") == "a string"  # the flag is boolean
         assert flags.exposure(FLAG, "u1", arm, version) is not None
         flags.close()
         flags.close()  # idempotent

@@ -6,6 +6,9 @@ version per process, ``track`` converts the exposed units, and the daemon
 counts each of those events exactly once in the aggregates its gates read;
 measured steps arrive as request outcomes with their errors and latencies.
 
+A plan's typed arm values reach apps signed on the topic and through OFREP,
+where OpenFeature's own provider resolves them and refuses another type.
+
 A Node app does the same over HTTP: OpenFeature's server SDK and OFREP
 provider evaluate against the daemon, ``clients/js``'s hook exposes each unit
 once, and its requests and conversions reach the same aggregates exactly.
@@ -22,12 +25,18 @@ from typing import Any
 
 import orjson
 import pytest
+from openfeature import api
+from openfeature.contrib.provider.ofrep import OFREPProvider
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import ErrorCode
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.aggregates import FlagAggregates
+from controller.core.arm_values import ArmValues
 from controller.core.bucketing import assign
-from controller.core.messages import Arm
+from controller.core.messages import Arm, FlagState
 from controller.core.plan import Guardrail, Plan, Stage
+from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
 from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
@@ -324,3 +333,50 @@ async def test_a_node_app_with_the_hook_is_counted_exactly(
         treated,
         NODE_UNITS - treated,
     )
+
+
+TYPED_FLAG = "search.ranker"
+RANKERS = {"type": "string", "control": "v1-ranker", "treatment": "v2-ranker"}
+
+
+async def test_typed_values_reach_apps_on_the_topic_and_through_ofrep(scenario: Scenario) -> None:
+    # Given the daemon serving OFREP, and a plan whose arms serve two rankers, at 30%
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    scenario.start_daemon()
+    plan = by_hand_at(30).model_copy(update={"values": ArmValues.model_validate(RANKERS)})
+    await scenario.start(TYPED_FLAG, plan)
+    state = await scenario.until(
+        lambda: next((s for s in scenario.observed.flag_states if s["flag"] == TYPED_FLAG), None),
+        timeout=30,
+        what="the typed flag rolling out",
+    )
+
+    # Then the signed flag state on the topic carries the values, and the SDK serves them
+    assert state["values"] == RANKERS
+    book = FlagBook([FlagState.model_validate(state)])
+    units = [f"unit-{i}" for i in range(300)]
+    want = [RANKERS[assign(TYPED_FLAG, state["salt"], u, 30).value] for u in units]
+    assert [book.value(TYPED_FLAG, u, "none") for u in units] == want
+
+    # And OpenFeature's own OFREP provider resolves the same strings, and refuses a boolean
+    base = f"http://127.0.0.1:{port}"
+
+    def resolve() -> tuple[list[str], Any]:
+        api.set_provider(OFREPProvider(base), "typed")
+        client = api.get_client("typed")
+        strings = [client.get_string_value(TYPED_FLAG, "none", EvaluationContext(u)) for u in units]
+        boolean = client.get_boolean_details(TYPED_FLAG, True, EvaluationContext(units[0]))
+        return strings, boolean
+
+    async def resolved() -> tuple[list[str], Any]:
+        got = await asyncio.to_thread(resolve)
+        assert got[0][0] != "none", "OFREP has not loaded the flag yet"
+        return got
+
+    try:
+        strings, boolean = await eventually(resolved, timeout=30, what="OFREP serving the flag")
+    finally:
+        api.clear_providers()
+    assert strings == want
+    assert (boolean.value, boolean.error_code) == (True, ErrorCode.TYPE_MISMATCH)

@@ -27,11 +27,14 @@ function canonical(value) {
   return JSON.stringify(value);
 }
 
-// The bytes the controller signs: a compact JSON array, UTF-8; the second form with rings.
+// The bytes the controller signs: a compact JSON array, UTF-8; the second form with rings,
+// the third with typed arm values.
 export function signedBytes(state) {
   const rings = state.rings ?? null;
+  const values = state.values ?? null;
+  const form = values !== null ? 3 : rings !== null ? 2 : 1;
   const fields = [
-    rings === null ? "rollout-controller/flag-state/1" : "rollout-controller/flag-state/2",
+    `rollout-controller/flag-state/${form}`,
     state.key_id,
     state.flag,
     state.version,
@@ -41,9 +44,11 @@ export function signedBytes(state) {
     state.rollout_id ?? null,
     state.stage ?? null,
   ];
-  if (rings !== null) {
-    fields.push(state.audience ?? null, rings.map((r) => [r.audience ?? null, r.threshold]));
+  if (form > 1) {
+    const ringed = rings === null ? null : rings.map((r) => [r.audience ?? null, r.threshold]);
+    fields.push(state.audience ?? null, ringed);
   }
+  if (values !== null) fields.push([values.type, values.control, values.treatment]);
   return Buffer.from(canonical(fields), "utf8");
 }
 

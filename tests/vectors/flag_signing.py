@@ -27,13 +27,14 @@ SEED = bytes(range(32))
 KEY_ID = "controller-2026"
 FORM = "rollout-controller/flag-state/1"
 FORM_RINGS = "rollout-controller/flag-state/2"
+FORM_VALUES = "rollout-controller/flag-state/3"
 
 
 def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
     """The rule of docs/clients.md, written out independently of the controller."""
-    rings = state.get("rings")
+    rings, values = state.get("rings"), state.get("values")
     fields = [
-        FORM if rings is None else FORM_RINGS,
+        (FORM if rings is None else FORM_RINGS) if values is None else FORM_VALUES,
         key_id,
         state["flag"],
         state["version"],
@@ -43,8 +44,11 @@ def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
         state.get("rollout_id"),
         state.get("stage"),
     ]
-    if rings is not None:
-        fields += [state.get("audience"), [[r.get("audience"), r["threshold"]] for r in rings]]
+    if rings is not None or values is not None:
+        ringed = None if rings is None else [[r.get("audience"), r["threshold"]] for r in rings]
+        fields += [state.get("audience"), ringed]
+    if values is not None:
+        fields.append([values["type"], values["control"], values["treatment"]])
     text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return text.encode()
 
@@ -80,6 +84,12 @@ _RINGS: list[dict[str, Any]] = [
     {"audience": None, "threshold": 5000},
 ]
 _EVERYONE_50 = {"audience": None, "threshold": 50000}
+_RANKERS = {"type": "string", "control": "v1-ranker", "treatment": "v2-ranker"}
+_LIMITS = {
+    "type": "object",
+    "control": {"limit": 10, "boost": 0.5},
+    "treatment": {"weights": [1, 2.5, -3], "limit": 20, "label": "é ✓", "on": True, "x": None},
+}
 
 
 def build() -> dict[str, Any]:
@@ -109,6 +119,20 @@ def build() -> dict[str, Any]:
     add("a targeted rollout with rings", ringed, True)
     add("a ring's threshold raised", {**ringed, "rings": [*_RINGS[:-1], _EVERYONE_50]}, False)
     add("the rings left out", {k: v for k, v in ringed.items() if k != "rings"}, False)
+    valued = signed(_state(values=_RANKERS))
+    add("string values", valued, True)
+    add("object values", signed(_state(values=_LIMITS)), True)
+    add(
+        "values in a targeted rollout",
+        signed(_state(percent=0.0, audience=_APP_2, rings=_RINGS, values=_RANKERS)),
+        True,
+    )
+    add(
+        "the arms' values swapped",
+        {**valued, "values": {**_RANKERS, "control": "v2-ranker"}},
+        False,
+    )
+    add("the values left out", {k: v for k, v in valued.items() if k != "values"}, False)
     add("a raised version", {**good, "version": 2**31 - 1}, False)
     add("a raised percent", {**good, "percent": 100.0}, False)
     add("moved to another rollout", {**good, "rollout_id": "forged"}, False)

@@ -66,6 +66,21 @@ test("evaluations that served no arm of a rollout expose nothing", async () => {
   assert.equal(counters.sent, 0);
 });
 
+test("a flag with typed values resolves its string and exposes the arm, not the value", async () => {
+  const ranker = (unit) => (unit === "user-1" ? "treatment" : "control");
+  const value = (arm) => (arm === "treatment" ? "v2-ranker" : "v1-ranker");
+  const w = await world({ [FLAG]: (unit) => ({ ...served(ranker(unit), 5), value: value(ranker(unit)) }) });
+  for (const unit of ["user-1", "user-2"]) {
+    assert.equal(await w.client.getStringValue(FLAG, "none", { targetingKey: unit }), value(ranker(unit)));
+  }
+  const wrong = await w.client.getBooleanDetails(FLAG, false, { targetingKey: "user-1" });
+  assert.equal(wrong.errorCode, "TYPE_MISMATCH");
+  assert.equal(wrong.value, false);
+  await done(w);
+  const exposed = w.server.events().map((e) => [e.unit, e.arm, e.flag_version]);
+  assert.deepEqual(exposed, [["user-1", "treatment", 5], ["user-2", "control", 5]]);
+});
+
 test("track converts the unit on every flag it was exposed to, with the arm and version", async () => {
   const w = await world({ [FLAG]: () => served("treatment", 7), "other.flag": () => served("control", 2) });
   for (const flag of [FLAG, "other.flag"]) await w.client.getBooleanDetails(flag, false, { targetingKey: "user-1" });

@@ -1,0 +1,133 @@
+"""Typed arm values (#27): declared with one type, bounded, refused with the field and reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.core.arm_values import (
+    BOOLEAN,
+    MAX_KEY_CHARS,
+    MAX_OBJECT_BYTES,
+    MAX_OBJECT_DEPTH,
+    MAX_OBJECT_ITEMS,
+    MAX_SAFE_NUMBER,
+    MAX_STRING_CHARS,
+    ArmValues,
+    values_problem,
+)
+from controller.core.errors import ConfigError
+from controller.core.plan import load_plan, parse_plan
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object ``depth`` levels deep (``{}`` is one level)."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("kind", "control", "treatment", "problem"),
+    [
+        ("boolean", False, True, ""),
+        ("boolean", True, False, ""),
+        ("string", "v1-ranker", "v2-ranker", ""),
+        ("string", "", "x" * MAX_STRING_CHARS, ""),
+        ("number", 0, 2.5, ""),
+        ("number", -MAX_SAFE_NUMBER, MAX_SAFE_NUMBER, ""),
+        ("object", {}, {"limit": 10, "tags": ["a", None, True], "nested": {"x": 1.5}}, ""),
+        ("object", {}, nested(MAX_OBJECT_DEPTH), ""),
+        ("string", "a", None, "treatment is required with type string"),
+        ("number", None, 1, "control is required with type number"),
+        ("string", "a", 3, "treatment: type string needs a string, got a number"),
+        ("number", "1", 2, "control: type number needs a number, got a string"),
+        ("number", True, 2, "control: type number needs a number, got a boolean"),
+        ("boolean", 0, 1, "control: type boolean needs a boolean, got a number"),
+        ("object", [1], {}, "control: type object needs an object, got an array"),
+        ("object", {}, "x", "treatment: type object needs an object, got a string"),
+        ("string", "a", "x" * (MAX_STRING_CHARS + 1), "a string of 1025 characters, over 1024"),
+        ("number", float("nan"), 1, "control: nan is not a finite number"),
+        ("number", 1, float("inf"), "treatment: inf is not a finite number"),
+        ("number", 1, -float("inf"), "treatment: -inf is not a finite number"),
+        ("number", 1, 2.0**53, "beyond ±9007199254740991"),
+        ("number", -(10**30), 1, "beyond ±9007199254740991"),
+        ("object", {}, nested(MAX_OBJECT_DEPTH + 1), "nests deeper than 8 levels"),
+        ("object", {}, {"a": [[[[[[[[1]]]]]]]]}, "nests deeper than 8 levels"),
+        ("object", {"x": list(range(MAX_OBJECT_ITEMS))}, {}, "more than 256 values"),
+        ("object", {}, {f"k{i}": "v" * 40 for i in range(120)}, f"over {MAX_OBJECT_BYTES}"),
+        ("object", {}, {"k" * (MAX_KEY_CHARS + 1): 1}, "a key of 129 characters, over 128"),
+        ("object", {}, {1: "a"}, "a key that is not a string"),
+        ("object", {}, {"a": float("nan")}, "nan is not a finite number"),
+        ("object", {}, {"a": {"b": "x" * 2000}}, "a string of 2000 characters"),
+        ("object", {}, {"when": object()}, "object (not JSON)"),
+    ],
+)
+def test_values_are_checked(kind: str, control: object, treatment: object, problem: str) -> None:
+    found = values_problem(kind, control, treatment)
+    if problem:
+        assert problem in found
+    else:
+        assert found == ""
+
+
+def test_a_boolean_declaration_defaults_to_false_and_true() -> None:
+    assert ArmValues() == BOOLEAN == ArmValues(type="boolean", control=False, treatment=True)
+    assert BOOLEAN.default
+    assert not ArmValues(control=True, treatment=False).default
+    assert (BOOLEAN.of(True), BOOLEAN.of(False)) == (True, False)
+
+
+def test_whole_numbers_are_integers_so_every_language_signs_the_same_text() -> None:
+    values = ArmValues.model_validate(
+        {"type": "number", "control": 2.0, "treatment": 2.5}
+    ).model_dump()
+    assert values == {"type": "number", "control": 2, "treatment": 2.5}
+    assert type(values["control"]) is int
+    inside = ArmValues.model_validate({"type": "object", "control": {"a": [1.0]}, "treatment": {}})
+    assert type(inside.control["a"][0]) is int
+
+
+PLAN = {"stages": [{"percent": 50}, {"percent": 100}]}
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"type": "string", "control": "a", "treatment": 1}, "values: "),
+        ({"type": "text", "control": "a", "treatment": "b"}, "values.type: "),
+        ({"type": "string", "control": "a", "treatment": "b", "extra": 1}, "values.extra: "),
+        ({"type": "number", "control": 1}, "treatment is required with type number"),
+        ("string", "values: "),
+    ],
+)
+def test_a_plan_refuses_bad_values_naming_the_field(values: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match="invalid plan") as refused:
+        parse_plan({**PLAN, "values": values})
+    assert problem in str(refused.value)
+
+
+def test_a_plan_declares_values_in_yaml() -> None:
+    plan = load_plan(
+        "stages: [{percent: 50}, {percent: 100}]\n"
+        "values: {type: string, control: v1-ranker, treatment: v2-ranker}\n"
+    )
+    assert plan.arm_values == ArmValues(type="string", control="v1-ranker", treatment="v2-ranker")
+    with pytest.raises(ConfigError, match=r"values: .*not a finite number"):
+        load_plan("stages: [{percent: 50}]\nvalues: {type: number, control: .nan, treatment: 1}\n")
+
+
+def test_without_values_or_with_the_default_ones_a_plan_is_as_before() -> None:
+    assert parse_plan(PLAN).arm_values is None
+    assert parse_plan({**PLAN, "values": {}}).arm_values is None
+    assert parse_plan({**PLAN, "values": {"type": "boolean"}}).arm_values is None
+
+
+def test_unleash_cannot_serve_typed_values() -> None:
+    unleash = {"backend": {"unleash": {"feature": "checkout"}}}
+    typed = {"type": "string", "control": "a", "treatment": "b"}
+    with pytest.raises(ConfigError, match=r"backend\.unleash: Unleash serves a flag on or off"):
+        parse_plan({**PLAN, **unleash, "values": typed})
+    assert parse_plan({**PLAN, **unleash, "values": {"type": "boolean"}}).unleash is not None
