@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     draft = review(rings, catalogue, contexts)
     if isinstance(draft, str):
-        listed = "; ".join(f"{ring.percent:g}% of {ring.text}" for ring in rings)
-        warn(f"the model's rings make no plan: {untrusted(draft, 300)} (rings: {listed[:600]})")
+        listed = shown("; ".join(f"{ring.percent:g}% of {ring.text}" for ring in rings)[:600])
+        warn(f"the model's rings make no plan: {untrusted(draft, 300)} (rings: {listed})")
         return EXIT_FAILURE
     report = as_json(draft, llm.model) if args.json else as_text(draft, llm.model, args.description)
     print("\n".join(shown(line) for line in report.split("\n")), end="")

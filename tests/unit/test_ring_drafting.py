@@ -142,6 +142,9 @@ async def test_json_output_gives_each_ring_its_preview_and_the_plan(
     assert report["applied"] is False
 
 
+BIDI = condition("country", "==", "\u202e\x1b[2J")
+
+
 def big_rule(n: int) -> dict[str, object]:
     return {"match": "any", "conditions": [condition("country", "==", f"{n}\x1b[2J")] * 65}
 
@@ -168,6 +171,10 @@ def big_rule(n: int) -> dict[str, object]:
             rings_reply((THAI, 50), (THAI, 25)),
             "make no plan: ring 2: a stage with the same audience as an earlier one must serve"
             " more of it, got 25 after 50",
+        ),
+        (
+            rings_reply(*[({"match": "all", "conditions": [BIDI]}, 5)] * 2),
+            'make no plan: ring 2 repeats ring 1 (rings: 5% of country == "\\u202e\\u001b[2J"',
         ),
         (_reply(200, completion('{"rings": "' + "A" * 300_000 + '"}')), "larger than"),
         (FIXED["deep"], "the model gave no ring plan"),
