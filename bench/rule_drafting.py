@@ -320,7 +320,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[rules] model server: {description}", file=sys.stderr)
         llm = settings(base_url, args.response_format)
         rules = [] if args.only == "rings" else asyncio.run(ask_all(llm, args.samples))
-        longer = llm.model_copy(update={"max_tokens": 1000})  # a reply of several rules
+        # A reply of several rules: more tokens, and time for them on a busy machine.
+        longer = llm.model_copy(
+            update={"max_tokens": 600, "timeout_seconds": 300, "budget_seconds": 300}
+        )
         rings = [] if args.only == "rules" else asyncio.run(ask_rings(longer, args.samples))
     report = summary(rules, llm.model, args.samples)
     report["rings"] = summary(rings, llm.model, args.samples) | {"plan": share(rings, "plan")}

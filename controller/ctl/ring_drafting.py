@@ -35,9 +35,13 @@ from controller.core.templates import FROM_MODEL, plan_yaml
 from controller.ctl.commands import warn
 from controller.ctl.drafting import model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
-from controller.ctl.rule_drafting import APPLYING, FORM, inputs, known, shown
+from controller.ctl.rule_drafting import FORM, inputs, known, shown
 from controller.settings import LlmSettings
 
+APPLYING = (
+    "A draft: nothing is applied. Review it, then start it with an operator's signed command: "
+    "rolloutctl start FLAG --plan FILE."
+)
 RINGS_FORM = """A ring plan lists rings in order: the feature reaches the first ring's audience,
 then the next ring's as well, so each ring is wider than the one before. A ring is
 {"audience": ..., "percent": ...}: the audience is "everyone" or an audience rule, the
@@ -107,7 +111,9 @@ def as_text(draft: RingDraft, model: str, description: str) -> str:
     ]
     if draft.plan.limits is not None:
         header.append(
-            f"A ring at 100% before the last has no control: limits {RING_LIMITS.named()} gate it."
+            "A ring at 100% before the last has no control: the limits gate it ("
+            + ", ".join(f"{name} {value:g}" for name, value in RING_LIMITS.named().items())
+            + ")."
         )
     lines = [plan_yaml(draft.plan, header, from_model="stages").rstrip("\n")]
     for n, ring in enumerate(draft.rings, start=1):

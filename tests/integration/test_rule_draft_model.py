@@ -14,6 +14,7 @@ import pytest
 from controller.core.plan import load_plan
 from controller.core.rule_text import parse
 from controller.ctl.app import main
+from controller.ctl.ring_drafting import APPLYING as RINGS_APPLYING
 from controller.ctl.rule_drafting import APPLYING
 from tests.services import LLM_MODEL_ALIAS
 
@@ -62,7 +63,7 @@ def test_real_inference_gives_a_reviewed_ring_plan_or_says_why_not(
     out, err = capsys.readouterr()
     if out:
         plan = load_plan(out)  # what is printed is a plan `start --plan` takes
-        assert out.splitlines()[-1] == f"# {APPLYING}"
+        assert out.splitlines()[-1] == f"# {RINGS_APPLYING}"
         assert code == (1 if "\n# error: " in out else 0)
         shown = "; ".join(f"{s.percent:g}% {s.audience}" for s in plan.stages)
     else:

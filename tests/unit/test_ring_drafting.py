@@ -13,8 +13,7 @@ import pytest
 from controller.core.plan import load_plan
 from controller.core.rule_text import parse
 from controller.ctl.app import main
-from controller.ctl.ring_drafting import ring_messages
-from controller.ctl.rule_drafting import APPLYING
+from controller.ctl.ring_drafting import APPLYING, ring_messages
 from tests.fake_model import FIXED, FakeModel, _reply, completion
 
 CATALOGUE = """
