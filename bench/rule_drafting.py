@@ -344,13 +344,15 @@ if __name__ == "__main__":
     )
     report = main(parser.parse_args())
     rings = report["rings"]
-    print(
-        f"rules: right {report['score']:.0%} of {report['phrases']} phrases,"
-        f" parsed {report['parsed']:.0%}, lint-clean {report['lint_clean']:.0%}"
-    )
-    print(
-        f"ring plans: right {rings['score']:.0%} of {rings['phrases']} phrases,"
-        f" parsed {rings['parsed']:.0%}, a plan {rings['plan']:.0%},"
-        f" lint-clean {rings['lint_clean']:.0%}"
-    )
+    if report["phrases"]:
+        print(
+            f"rules: right {report['score']:.0%} of {report['phrases']} phrases,"
+            f" parsed {report['parsed']:.0%}, lint-clean {report['lint_clean']:.0%}"
+        )
+    if rings["phrases"]:
+        print(
+            f"ring plans: right {rings['score']:.0%} of {rings['phrases']} phrases,"
+            f" parsed {rings['parsed']:.0%}, a plan {rings['plan']:.0%},"
+            f" lint-clean {rings['lint_clean']:.0%}"
+        )
     print(json.dumps(report))
