@@ -10,7 +10,9 @@ form are taken too), linted against the catalogue and previewed on example conte
 (:mod:`controller.core.rule_lint`). A reply that is not a rule is an error
 naming why (exit 1), as is a rule with lint errors, which is still printed
 for a person to fix. Nothing is applied: a rule reaches the controller only
-in a plan an operator starts with a signed command.
+in a plan an operator starts with a signed command. ``--rings`` drafts a ring
+plan instead (:mod:`controller.ctl.ring_drafting`), with this module's form,
+catalogue lines and inputs.
 """
 
 from __future__ import annotations
