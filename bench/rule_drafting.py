@@ -9,13 +9,20 @@ both rules and values around them (one less, one more, another string, the
 attribute missing), with segment memberships fixed, and must agree on every
 one. ``country in ["TH"]`` is as right as ``country == "TH"``.
 
+Ring plans are scored the same way: each phrase ("Staff, then the beta list,
+then everyone") has hand-written rings (an audience rule or everyone, and a
+percent); the model is asked as ``rolloutctl rule draft --rings`` asks it, and
+a draft counts as right when it has as many rings, each with the answer's
+percent and an equivalent audience.
+
 Prints one line a phrase and, last, one JSON object: the score (right /
 phrases), how often the reply parsed as a rule, and how often it passed the
-lint. The model is LLM_BASE_URL (with LLM_MODEL, LLM_API_KEY), else the
-embedded SmolLM2-135M server, far too small to write rules: run a 7B-class
-instruct model for a meaningful figure.
+lint; for ring plans also how often the rings made a plan. The model is
+LLM_BASE_URL (with LLM_MODEL, LLM_API_KEY), else the embedded SmolLM2-135M
+server, far too small to write rules: run a 7B-class instruct model for a
+meaningful figure.
 
-    python bench/rule_drafting.py [--samples 400] [--response-format auto]
+    python bench/rule_drafting.py [--samples 400] [--response-format auto] [--only rings]
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.audience import AudienceRule, Instant, Segment, Semver, conditions
 from controller.core.matching import Audience, IdSegments
+from controller.core.ring_form import DraftRing, ring_findings, ring_plan
 from controller.core.rule_lint import errors, lint, load_catalogue
 from controller.core.rule_text import parse, to_text
+from controller.ctl.ring_drafting import draft_rings
 from controller.ctl.rule_drafting import draft_rule
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS, resolve_llm
@@ -101,6 +110,46 @@ PHRASES: list[tuple[str, str]] = [
         'platform == "android" and app_version < semver("1.5.0")',
     ),
     ("Japanese (ja) speakers outside Japan", 'language == "ja" and country != "JP"'),
+]
+
+STAFF, BETA, TH = 'user_id in segment("staff")', 'user_id in segment("beta")', 'country == "TH"'
+RING_PHRASES: list[tuple[str, list[tuple[str | None, float]]]] = [
+    ("Staff first, then everyone", [(STAFF, 100), (None, 100)]),
+    ("The beta list, then everyone", [(BETA, 100), (None, 100)]),
+    ("Staff, then the beta list, then everyone", [(STAFF, 100), (BETA, 100), (None, 100)]),
+    (
+        "Staff first, then the beta list, then Thai users at 25%, then everyone",
+        [(STAFF, 100), (BETA, 100), (TH, 25), (None, 100)],
+    ),
+    (
+        "Thai pro users first, then the beta list, then everyone",
+        [('country == "TH" and plan == "pro"', 100), (BETA, 100), (None, 100)],
+    ),
+    (
+        "Everyone at 5%, then 25%, then 50%, then 100%",
+        [(None, 5), (None, 25), (None, 50), (None, 100)],
+    ),
+    ("Pro users at 10%, then everyone", [('plan == "pro"', 10), (None, 100)]),
+    (
+        "Early access members, then users in Vietnam at 50%, then everyone",
+        [('user_id in segment("early_access")', 100), ('country == "VN"', 50), (None, 100)],
+    ),
+    (
+        "iOS users at 10%, then iOS users at 50%, then everyone",
+        [('platform == "ios"', 10), ('platform == "ios"', 50), (None, 100)],
+    ),
+    (
+        "Staff, then users on app version 2.3.0 or later at 20%, then everyone",
+        [(STAFF, 100), ('app_version >= semver("2.3.0")', 20), (None, 100)],
+    ),
+    (
+        "Thai users at 10%, then all Thai users, then everyone at 50%, then everyone",
+        [(TH, 10), (TH, 100), (None, 50), (None, 100)],
+    ),
+    (
+        "Staff, then everyone at 1%, then 10%, then 100%",
+        [(STAFF, 100), (None, 1), (None, 10), (None, 100)],
+    ),
 ]
 
 
@@ -192,17 +241,54 @@ async def ask_all(llm: LlmSettings, samples: int) -> list[dict[str, Any]]:
     return results
 
 
-def summary(results: list[dict[str, Any]], model: str, samples: int) -> dict[str, Any]:
-    def share(key: str) -> float:
-        return round(sum(bool(r[key]) for r in results) / len(results), 3)
+def answer_rings(answer: list[tuple[str | None, float]]) -> list[DraftRing]:
+    return [DraftRing(None if text is None else parse(text), percent) for text, percent in answer]
 
+
+def same_rings(draft: list[DraftRing], answer: list[DraftRing], samples: int, seed: int) -> bool:
+    """As many rings, each with the answer's percent and an equivalent audience (or everyone)."""
+    if len(draft) != len(answer):
+        return False
+    for n, (mine, right) in enumerate(zip(draft, answer, strict=True)):
+        if mine.percent != right.percent or (mine.audience is None) != (right.audience is None):
+            return False
+        if mine.audience is None or right.audience is None:
+            continue
+        if not equivalent(mine.audience, right.audience, samples, seed * 100 + n):
+            return False
+    return True
+
+
+async def ask_rings(llm: LlmSettings, samples: int) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for n, (phrase, answer) in enumerate(RING_PHRASES):
+        draft = await draft_rings(phrase, CATALOGUE, llm)
+        result = {"phrase": phrase, "parsed": False, "plan": False, "clean": False, "right": False}
+        if isinstance(draft, str):
+            shown = f"no rings: {draft[:120]}"
+        else:
+            plan = ring_plan(draft)
+            result |= {"parsed": True, "plan": not isinstance(plan, str)}
+            result["clean"] = result["plan"] and not errors(ring_findings(draft, CATALOGUE))
+            result["right"] = same_rings(draft, answer_rings(answer), samples, seed=n)
+            shown = "; ".join(f"{r.percent:g}% {r.text}" for r in draft)[:200]
+        results.append(result)
+        print(f"{'RIGHT' if result['right'] else 'wrong'} {phrase!r}: {shown}")
+    return results
+
+
+def share(results: list[dict[str, Any]], key: str) -> float:
+    return round(sum(bool(r[key]) for r in results) / len(results), 3) if results else 0.0
+
+
+def summary(results: list[dict[str, Any]], model: str, samples: int) -> dict[str, Any]:
     return {
         "model": model,
         "phrases": len(results),
         "samples_per_phrase": samples,
-        "score": share("right"),
-        "parsed": share("parsed"),
-        "lint_clean": share("clean"),
+        "score": share(results, "right"),
+        "parsed": share(results, "parsed"),
+        "lint_clean": share(results, "clean"),
     }
 
 
@@ -216,6 +302,14 @@ def self_check(samples: int) -> None:
     assert not equivalent(*near, samples, seed=0)
     same = parse('country in ["TH"]'), parse('country == "TH"')
     assert equivalent(*same, samples, seed=0)
+    for n, (phrase, rings) in enumerate(RING_PHRASES):
+        drafted = answer_rings(rings)
+        assert not isinstance(ring_plan(drafted), str), phrase
+        assert not ring_findings(drafted, CATALOGUE), phrase
+        assert same_rings(drafted, drafted, samples, seed=n), phrase
+    staff, everyone = answer_rings([(STAFF, 100), (None, 100)])
+    assert not same_rings([staff, everyone], [everyone], samples, seed=0)
+    assert not same_rings([staff, everyone], [staff, DraftRing(None, 50)], samples, seed=0)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -225,8 +319,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         stack.callback(stop)
         print(f"[rules] model server: {description}", file=sys.stderr)
         llm = settings(base_url, args.response_format)
-        results = asyncio.run(ask_all(llm, args.samples))
-    return summary(results, llm.model, args.samples)
+        rules = [] if args.only == "rings" else asyncio.run(ask_all(llm, args.samples))
+        # A reply of several rules: more tokens, and time for them on a busy machine.
+        longer = llm.model_copy(
+            update={"max_tokens": 600, "timeout_seconds": 300, "budget_seconds": 300}
+        )
+        rings = [] if args.only == "rules" else asyncio.run(ask_rings(longer, args.samples))
+    report = summary(rules, llm.model, args.samples)
+    report["rings"] = summary(rings, llm.model, args.samples) | {"plan": share(rings, "plan")}
+    return report
 
 
 if __name__ == "__main__":
@@ -238,9 +339,20 @@ if __name__ == "__main__":
         choices=["auto", "json_schema", "json_object", "grammar"],
         help="how replies are constrained (auto: detected, as rolloutctl does)",
     )
-    report = main(parser.parse_args())
-    print(
-        f"right {report['score']:.0%} of {report['phrases']} phrases,"
-        f" parsed {report['parsed']:.0%}, lint-clean {report['lint_clean']:.0%}"
+    parser.add_argument(
+        "--only", choices=["rules", "rings"], help="score only rules, or only ring plans"
     )
+    report = main(parser.parse_args())
+    rings = report["rings"]
+    if report["phrases"]:
+        print(
+            f"rules: right {report['score']:.0%} of {report['phrases']} phrases,"
+            f" parsed {report['parsed']:.0%}, lint-clean {report['lint_clean']:.0%}"
+        )
+    if rings["phrases"]:
+        print(
+            f"ring plans: right {rings['score']:.0%} of {rings['phrases']} phrases,"
+            f" parsed {rings['parsed']:.0%}, a plan {rings['plan']:.0%},"
+            f" lint-clean {rings['lint_clean']:.0%}"
+        )
     print(json.dumps(report))

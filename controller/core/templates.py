@@ -27,8 +27,11 @@ import yaml
 from controller.core.advice import FENCE, untrusted
 from controller.core.plan import Guardrail, Plan, Stage
 from controller.core.planlint import lint
+from controller.core.rule_text import to_text
 
 Risk = Literal["low", "medium", "high"]
+Part = Literal["name", "stages", "guardrails"]
+"""A part of a drafted plan the model may have chosen."""
 RISKS: tuple[Risk, ...] = ("low", "medium", "high")
 MAX_DESCRIPTION_CHARS = 500
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -174,38 +177,51 @@ def review(plan: Plan, risk: Risk) -> list[str]:
     return problems
 
 
-def plan_yaml(plan: Plan, header: list[str], *, from_model: bool = False) -> str:
+def plan_yaml(plan: Plan, header: list[str], *, from_model: bool | Part = False) -> str:
     """``plan`` as YAML that ``load_plan`` reads back, a comment explaining each stage.
 
     With ``from_model``, the lines holding what the model chose (name, stages,
-    guardrails) end with :data:`FROM_MODEL`, and the settings after them are
-    introduced as the controller's defaults.
+    guardrails; only the stages' where it is ``"stages"``) end with
+    :data:`FROM_MODEL`, and the settings after them are introduced as the
+    controller's defaults. Audiences are written in the rule text form.
     """
-    mark = f"  {FROM_MODEL}" if from_model else ""
+    marked: set[object] = {"name", "stages", "guardrails"} if from_model is True else {from_model}
+
+    def mark(part: Part) -> str:
+        return f"  {FROM_MODEL}" if part in marked else ""
+
     lines = [f"# {untrusted(line, 300)}" for line in header]
-    lines += [f"name: {_scalar(plan.name)}{mark}", "stages:"]
+    lines += [f"name: {_scalar(plan.name)}{mark('name')}", "stages:"]
     for number, stage in enumerate(plan.stages, start=1):
         lines.append(f"  # {_explain(number, stage, plan)}")
-        lines.append(f"  - {_flow(_stage_data(stage))}{mark}")
+        lines.append(f"  - {_flow(_stage_data(stage))}{mark('stages')}")
     lines.append("guardrails:")
     for guardrail in plan.guardrails:
         lines.append(f"  # {_explain_guardrail(guardrail)}")
-        lines.append(f"  - {_flow(_guardrail_data(guardrail))}{mark}")
+        lines.append(f"  - {_flow(_guardrail_data(guardrail))}{mark('guardrails')}")
     if from_model:
         lines.append("# Not from the model: the controller's defaults for these settings.")
     settings = plan.model_dump(mode="json", exclude={"name", "stages", "guardrails"})
+    if plan.audience is not None:
+        settings["audience"] = to_text(plan.audience)
+    if plan.limits is not None:
+        settings["limits"] = plan.limits.named()
     lines.append(yaml.safe_dump(settings, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
 
 
 def _explain(number: int, stage: Stage, plan: Plan) -> str:
     last = number == len(plan.stages)
-    if last and stage.percent == 100:
+    if last and stage.percent == 100 and stage.audience is None:
         return f"Stage {number}: everyone gets the feature; the rollout completes."
     approval = ", then wait for an operator's approve" if stage.approval else ""
+    whom = "units" if stage.audience is None else "its audience"
+    gate = "guardrails checked throughout"
+    if stage.percent == 100:
+        gate = "no control, so the plan's limits gate it" if plan.limits else "no control"
     return (
-        f"Stage {number}: {stage.percent:g}% of units for at least {_human(stage.min_duration)}"
-        f" and {stage.min_units_per_arm} units per arm{approval}; guardrails checked throughout."
+        f"Stage {number}: {stage.percent:g}% of {whom} for at least {_human(stage.min_duration)}"
+        f" and {stage.min_units_per_arm} units per arm{approval}; {gate}."
     )
 
 
@@ -231,6 +247,9 @@ def _explain_guardrail(guardrail: Guardrail) -> str:
 
 def _stage_data(stage: Stage) -> dict[str, Any]:
     data = stage.model_dump(mode="json", exclude_none=True)
+    if stage.audience is not None:
+        text = {"audience": to_text(stage.audience)}
+        data = text | data | text  # first, and in the text form
     return {k: v for k, v in data.items() if k != "approval" or v}
 
 

@@ -317,6 +317,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _draft_rule(args: argparse.Namespace) -> int:
+    if args.rings:
+        from controller.ctl import ring_drafting  # noqa: PLC0415 - keep `--help` fast
+
+        return ring_drafting.run(args)
     from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
 
     return rule_drafting.run(args)

@@ -10,7 +10,9 @@ form are taken too), linted against the catalogue and previewed on example conte
 (:mod:`controller.core.rule_lint`). A reply that is not a rule is an error
 naming why (exit 1), as is a rule with lint errors, which is still printed
 for a person to fix. Nothing is applied: a rule reaches the controller only
-in a plan an operator starts with a signed command.
+in a plan an operator starts with a signed command. ``--rings`` drafts a ring
+plan instead (:mod:`controller.ctl.ring_drafting`), with this module's form,
+catalogue lines and inputs.
 """
 
 from __future__ import annotations
@@ -67,16 +69,19 @@ Examples:
     {"attribute": "app_version", "op": ">=", "value": "2.3.0"}]}"""
 
 
+def known(catalogue: Catalogue | None) -> str:
+    """The prompt's lines naming the attributes (with their types) and segments to use."""
+    if catalogue is None:
+        return "Use attribute names a context is likely to carry (country, plan, user_id)."
+    attributes = ", ".join(f"{n} ({t})" for n, t in catalogue.attributes.items())
+    segments = ", ".join(catalogue.segments) or "none"
+    return f"Use only these attributes: {attributes}.\nSegments: {segments}."
+
+
 def rule_messages(description: str, catalogue: Catalogue | None) -> list[dict[str, str]]:
     """The chat that asks for a rule: the form, the catalogue, then the description."""
-    if catalogue is None:
-        known = "Use attribute names a context is likely to carry (country, plan, user_id)."
-    else:
-        attributes = ", ".join(f"{n} ({t})" for n, t in catalogue.attributes.items())
-        segments = ", ".join(catalogue.segments) or "none"
-        known = f"Use only these attributes: {attributes}.\nSegments: {segments}."
     system = (
-        f"You write audience rules for feature-flag rollouts.\n{FORM}\n{known}\n"
+        f"You write audience rules for feature-flag rollouts.\n{FORM}\n{known(catalogue)}\n"
         "Reply with the JSON object only."
     )
     user = f"Write the rule for this audience: {untrusted(description, 500)}"
@@ -143,13 +148,27 @@ def add_parser(verbs: Any) -> None:
     """``rule draft`` and its options, on the ``rule`` command's verbs."""
     sub = verbs.add_parser(
         "draft",
-        help="have the configured model draft an audience rule, for review",
+        help="have the configured model draft an audience rule or a ring plan, for review",
         description="Ask the configured model (the llm settings: config file, LLM_BASE_URL) "
         "for an audience rule matching the description, parse it, lint it against the "
-        "attribute catalogue and count how many example contexts it matches. Exit 1 when "
-        "the model gave no rule or its rule has lint errors. Nothing is applied.",
+        "attribute catalogue and count how many example contexts it matches. With --rings, "
+        "ask for the rollout's rings instead and print them as a plan. Exit 1 when the model "
+        "gave no rule (or no rings that make a plan) or a rule has lint errors. Nothing is "
+        "applied.",
     )
-    sub.add_argument("description", metavar="DESCRIPTION", help="the audience, in words")
+    sub.add_argument(
+        "description",
+        metavar="DESCRIPTION",
+        help="the audience (with --rings, the rings), in words",
+    )
+    sub.add_argument(
+        "--rings",
+        action="store_true",
+        help="draft a ring plan: rings in order, each an audience (or everyone) and the percent "
+        "of it served, checked to widen, each rule linted, previewed ring by ring, and printed "
+        "as plan YAML for `rolloutctl start --plan` (e.g. 'staff first, then the beta list, "
+        "then Thai users at 25%%, then everyone')",
+    )
     sub.add_argument(
         "--catalogue",
         type=Path,
@@ -163,10 +182,16 @@ def add_parser(verbs: Any) -> None:
     add_model_arguments(sub)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Draft, review and print; exit 1 without a usable rule."""
+def inputs(args: argparse.Namespace) -> tuple[Catalogue | None, list[Mapping[str, object]] | None]:
+    """The catalogue and example contexts the options name, each optional."""
     catalogue = None if args.catalogue is None else load_catalogue(_read(args.catalogue))
     contexts = None if args.contexts is None else read_contexts(_read(args.contexts))
+    return catalogue, contexts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draft, review and print; exit 1 without a usable rule."""
+    catalogue, contexts = inputs(args)
     llm = model_settings(args)
     rule = asyncio.run(draft_rule(args.description, catalogue, llm))
     if isinstance(rule, str):
