@@ -102,8 +102,8 @@ def rings_problem(
             everyone_from = i
         elif stage.audience is not None and everyone_from is not None:
             return (
-                f"stages.{i}.audience: after stage {everyone_from} speaks to everyone, no"
-                " later stage may narrow the audience"
+                f"stages.{i}.audience: stages.{everyone_from} already speaks to everyone;"
+                " no later stage may narrow the audience"
             )
     size = sum(len(audience_key(rule)) for rule in [audience, *(s.audience for s in stages)])
     if size > MAX_TARGETING_CHARS:

@@ -164,7 +164,7 @@ def big_rule(n: int) -> dict[str, object]:
         (rings_reply((THAI, 25), (THAI, 25)), "make no plan: ring 2 repeats ring 1"),
         (
             rings_reply(("everyone", 5), (STAFF, 100)),
-            "make no plan: ring 2: after ring 1 speaks to everyone, no later stage may narrow",
+            "make no plan: ring 2: ring 1 already speaks to everyone; no later stage may narrow",
         ),
         (
             rings_reply((THAI, 50), (THAI, 25)),

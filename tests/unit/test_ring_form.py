@@ -125,7 +125,7 @@ def test_a_reply_that_is_no_rings_says_why(data: object, reason: str) -> None:
         ),
         (
             [ring(None, 5), ring('user_id in segment("staff")', 100)],
-            "ring 2: after ring 1 speaks to everyone, no later stage may narrow the audience",
+            "ring 2: ring 1 already speaks to everyone; no later stage may narrow the audience",
         ),
     ],
 )
