@@ -32,8 +32,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from controller.core.errors import ControllerError
-from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import FLAG_PARAMETER, RING_PARAMETER, VERSION_PARAMETER
 from controller.core.serving import STRATEGY, Serving, Strategy, Target, would_serve
+from controller.core.serving_rings import Spec, constraint_of
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 
@@ -95,6 +96,7 @@ class StrategyDoc(_Bounded):
             constraints=len(self.constraints),
             segments=len(self.segments),
             disabled=self.disabled is True,
+            rules=tuple(constraint_of(c) for c in self.constraints),
         )
 
 
@@ -169,6 +171,17 @@ class UnleashAdmin:
             return
         if not actual.exists:
             await self._create_feature(target)
+        if want.specs is not None:
+            if (actual.shape, actual.version) != (want.shape, want.version):
+                await self._write_rings(env, target, want, actual, flag=flag)
+        else:
+            await self._write_one(env, target, want, actual, flag=flag)
+        if not actual.enabled:
+            await self._post(f"{env}/on", None, "turn the environment on")
+
+    async def _write_one(
+        self, env: str, target: Target, want: Serving, actual: Serving, *, flag: str
+    ) -> None:
         body = _strategy_body(target, want, flag)
         if actual.strategy_id is None:
             await self._post(f"{env}/strategies", body, "create the strategy")
@@ -180,8 +193,32 @@ class UnleashAdmin:
             sid = quote(actual.strategy_id, safe="")
             status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
             _check(status, "update the strategy", answer)
-        if not actual.enabled:
-            await self._post(f"{env}/on", None, "turn the environment on")
+
+    async def _write_rings(
+        self, env: str, target: Target, want: Serving, actual: Serving, *, flag: str
+    ) -> None:
+        """One strategy per ring term. Widening never narrows on the way: a strategy with
+        the same constraints is updated in place (its percent only rises), new ones are
+        created, and only then are the ones no longer wanted deleted."""
+        await self._context_fields({c.context for s in want.specs or () for c in s.constraints})
+        free = [o for o in actual.owned if o.id]
+        creates: list[dict[str, Any]] = []
+        for spec in want.specs or ():
+            body = _ring_body(target, want, spec, flag)
+            same = next((o for o in free if o.constraints == spec.constraints), None)
+            if same is None:
+                creates.append(body)
+                continue
+            free.remove(same)
+            sid = quote(same.id or "", safe="")
+            status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
+            _check(status, "update a ring's strategy", answer)
+        for body in creates:
+            await self._post(f"{env}/strategies", body, "create a ring's strategy")
+        for old in free:
+            sid = quote(old.id or "", safe="")
+            status, answer = await self._call("DELETE", f"{env}/strategies/{sid}")
+            _check(status, "delete a strategy no ring needs", answer)
 
     # -- calls -----------------------------------------------------------------------
 
@@ -197,6 +234,32 @@ class UnleashAdmin:
         )
         if status != httpx.codes.CONFLICT:  # created meanwhile: as good
             _check(status, "create the feature", body)
+
+    async def _context_fields(self, names: set[str]) -> None:
+        """Define the context fields the constraints name: Unleash refuses a constraint on an
+        undefined one. Only what is missing is created, and only with ``create_features``."""
+        status, body = await self._call("GET", "/api/admin/context")
+        _check(status, "list the context fields", body)
+        known = (
+            {f.get("name") for f in body if isinstance(f, dict)}
+            if isinstance(body, list)
+            else set()
+        )
+        missing = sorted(names - known)
+        if missing and not self._create:
+            raise ControllerError(
+                f"context field(s) {', '.join(missing)[:300]} are not defined in Unleash"
+                " and unleash.create_features is off"
+            )
+        for name in missing:
+            field = {
+                "name": name,
+                "description": "used by a rollout's audience",
+                "stickiness": False,
+            }
+            status, answer = await self._call("POST", "/api/admin/context", field)
+            if status != httpx.codes.CONFLICT:  # defined meanwhile: as good
+                _check(status, f"define the context field {name[:100]}", answer)
 
     async def _post(self, path: str, body: dict[str, Any] | None, what: str) -> None:
         status, answer = await self._call("POST", path, body)
@@ -271,10 +334,29 @@ def _strategy_body(target: Target, want: Serving, flag: str) -> dict[str, Any]:
     }
 
 
+def _ring_body(target: Target, want: Serving, spec: Spec, flag: str) -> dict[str, Any]:
+    """One ring term's whole strategy: the ring's percent, its constraints, the shared group."""
+    return {
+        "name": STRATEGY,
+        "constraints": [c.to_json() for c in spec.constraints],
+        "parameters": {
+            "rollout": str(spec.percent),
+            "stickiness": target.stickiness,
+            "groupId": target.feature,
+            FLAG_PARAMETER: flag,
+            VERSION_PARAMETER: str(want.version),
+            RING_PARAMETER: str(spec.ring),
+        },
+    }
+
+
 def _check(status: int, what: str, body: Any) -> None:
     if 200 <= status < 300:
         return
     message = body.get("message") if isinstance(body, dict) else None
+    details = body.get("details") if isinstance(body, dict) else None
+    if message and isinstance(details, list) and details and isinstance(details[0], dict):
+        message = f"{message} {details[0].get('message', '')}"
     detail = f"Unleash refused to {what}: HTTP {status}" + (
         f" ({str(message)[:300]})" if message else ""
     )

@@ -77,6 +77,8 @@ FLAG_PARAMETER = "rcFlag"
 """Strategy parameter naming the controller's flag, for the app's exposure helper."""
 VERSION_PARAMETER = "rcFlagVersion"
 """Strategy parameter with the flag version the strategy serves: exposures carry it."""
+RING_PARAMETER = "rcRing"
+"""Strategy parameter of a targeted rollout's strategy: the index of the ring it serves."""
 
 
 def _exact_int(value: object) -> object:

@@ -16,23 +16,24 @@ alike; see docs/architecture.md, "Rings served by Unleash"):
 
 * ``a == "s"`` → ``IN ["s"]``; ``a in [...]`` → ``IN``; ``starts_with``,
   ``ends_with``, ``contains`` → ``STR_STARTS_WITH`` … (case-sensitive).
-* Their negations (``!=``, ``not in``, ``not starts_with`` …): the inverted
-  constraint, which Unleash holds true for a context *without* the field, so
-  with a guard ``STR_CONTAINS [""]`` (true iff the field is there): a missing
-  attribute never widens an audience.
+* Their negations (``!=``, ``not in``, ``not starts_with`` …) are refused:
+  Unleash holds an inverted constraint (and ``NOT_IN``) true for a context
+  *without* the field, where the rule is unknown and does not match, and it
+  takes no empty value, so no string constraint tests that the field is there.
 * Numbers: ``NUM_EQ`` / ``NUM_LT`` / ``NUM_LTE`` / ``NUM_GT`` / ``NUM_GTE``;
   a negated order is the opposite order (``not a < 5`` is ``NUM_GTE 5``),
   ``!=`` the inverted ``NUM_EQ`` guarded by ``NUM_GTE`` the lowest binary64
-  (true iff the field reads as a number); ``in`` a list of numbers one term
-  per number.
+  (true iff the field reads as a number: a missing attribute never widens);
+  ``in`` a list of numbers one term per number.
 * Semantic versions: ``SEMVER_EQ`` / ``SEMVER_LT`` / ``SEMVER_GT``; ``<=``
   is ``LT`` or ``EQ`` (two terms), ``!=`` ``LT`` or ``GT``.
-* Dates: ``<`` → ``DATE_BEFORE``, ``>`` → ``DATE_AFTER``.
+* Dates: ``<`` → ``DATE_BEFORE``, ``>`` → ``DATE_AFTER``; ``>=``, ``<=``,
+  ``==`` the inverted ones guarded by ``DATE_AFTER`` year 0, ``!=`` two terms.
+* Booleans: ``IN ["True", "true"]`` (Python's SDK and the others spell them so).
 
-Refused, with the condition named: booleans (the SDKs write ``True`` or
-``true``), ``segment(...)`` (segments are not written to Unleash), a date
-compared by anything but ``<`` or ``>`` (Unleash has no other date
-operator), a date not a whole millisecond, an attribute Unleash fills in
+Refused, with the condition named: a negated string condition, a negated
+boolean, ``segment(...)`` (segments are not written to Unleash), a date
+not a whole millisecond, a version part beyond 2^64 - 1, an attribute Unleash fills in
 itself (``currentTime``, ``environment``, ``appName``, ``properties``), a list
 longer than Unleash takes in one constraint, and a rule whose normal form
 needs more strategies or constraints than Unleash keeps on one feature.
@@ -110,10 +111,6 @@ EVERYONE: list[Term] = [()]
 """The normal form of no rule: one term with no constraint."""
 
 
-def _present(attribute: str) -> Constraint:
-    return Constraint(attribute, "STR_CONTAINS", ("",))
-
-
 def _number_present(attribute: str) -> Constraint:
     return Constraint(attribute, "NUM_GTE", value=LOWEST_NUMBER)
 
@@ -146,10 +143,12 @@ def _strings(cond: Condition, negated: bool, *, in_list: bool = False) -> list[T
         values, operator = (str(value),), _STRINGS[op]
     if len(values) > MAX_CONSTRAINT_VALUES:
         raise _refuse(cond, f"Unleash takes at most {MAX_CONSTRAINT_VALUES} values a constraint")
-    if operator == "IN" and negated:
-        return [(Constraint(attribute, "NOT_IN", values), _present(attribute))]
     if negated:
-        return [(Constraint(attribute, operator, values, inverted=True), _present(attribute))]
+        raise _refuse(
+            cond,
+            "negated, a string condition would match a context without the attribute in"
+            " Unleash (an inverted constraint holds there, and no constraint tests presence)",
+        )
     return [(Constraint(attribute, operator, values),)]
 
 

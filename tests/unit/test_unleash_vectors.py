@@ -134,7 +134,7 @@ def test_every_translatable_audience_vector_matches_in_unleash() -> None:
             wrong.append(f"{vector['text']} on {context}: expected {match}")
     client.destroy()
     assert not wrong, f"{len(wrong)} differ:\n" + "\n".join(wrong[:40])
-    assert counts["compared"] >= 400, counts
+    assert counts["compared"] >= 300, counts
     print(dict(counts))
 
 
