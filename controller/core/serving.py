@@ -22,6 +22,7 @@ from controller.core.rollout import Phase, Rollout
 from controller.core.serving_rings import Owned, Spec, ours_shape, ring_specs, shape_of
 from controller.core.unleash_rules import Constraint
 
+_MAX_PARTS = 64
 STRATEGY = "flexibleRollout"
 """The one kind of strategy the controller writes (its ``groupId`` is the feature's name)."""
 
@@ -86,6 +87,8 @@ class Serving:
     others: tuple[str, ...] = field(default=(), compare=False)
     specs: tuple[Spec, ...] | None = field(default=None, compare=False)
     owned: tuple[Owned, ...] = field(default=(), compare=False)
+    parts: tuple[str, ...] = field(default=(), compare=False)
+    """Each strategy's own digest: a write cut short leaves some old, some new."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,7 +98,7 @@ class Serving:
             "version": self.version,
         }
         if self.shape is not None:
-            out["shape"] = self.shape
+            out["shape"], out["parts"] = self.shape, list(self.parts)
         return out
 
     @classmethod
@@ -103,8 +106,10 @@ class Serving:
         if not isinstance(data, dict):
             return None
         percent, version = data.get("percent"), data.get("version")
-        stickiness, shape = data.get("stickiness"), data.get("shape")
+        stickiness, shape, parts = data.get("stickiness"), data.get("shape"), data.get("parts")
+        parts = parts[:_MAX_PARTS] if isinstance(parts, list) else []
         return cls(
+            parts=tuple(p[:40] for p in parts if isinstance(p, str)),
             enabled=data.get("enabled") is True,
             percent=percent if isinstance(percent, int) else None,
             stickiness=stickiness if isinstance(stickiness, str) else None,
@@ -126,11 +131,13 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
     rings = rollout.rings()
     if rings is not None:
         specs = ring_specs(rollout.plan.audience, rings)
+        shape, parts = shape_of(specs, target.stickiness)
         return Serving(
             enabled=True,
             version=rollout.flag_version,
-            shape=shape_of(specs, target.stickiness),
+            shape=shape,
             specs=tuple(specs),
+            parts=parts,
         )
     return Serving(
         enabled=True,
@@ -207,7 +214,9 @@ def _would_serve_rings(enabled: bool, strategies: Sequence[Strategy], target: Ta
     others = tuple(_other(s) for s in strategies if s not in ours and not s.disabled)
     if not ours:
         return Serving(enabled=enabled, others=others)
-    shape, owned = ours_shape([(s.id, s.parameters, s.rules, s.segments, s.disabled) for s in ours])
+    shape, parts, owned = ours_shape(
+        [(s.id, s.parameters, s.rules, s.segments, s.disabled) for s in ours]
+    )
     versions = {whole_number(s.parameters.get(VERSION_PARAMETER), 0, 2**53) for s in ours}
     return Serving(
         enabled=enabled,
@@ -216,6 +225,7 @@ def _would_serve_rings(enabled: bool, strategies: Sequence[Strategy], target: Ta
         strategy_id=ours[0].id,
         others=others,
         owned=owned,
+        parts=parts,
     )
 
 
@@ -303,7 +313,7 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
     if wanted and actual.enabled:
         if not actual.exists or (actual.strategy_id is None and actual.percent is None):
             changes.append(f"the {STRATEGY} strategy of {target.feature} was removed")
-        elif any(s.shape for s in wanted) and all(actual.shape != s.shape for s in wanted):
+        elif _rings_changed(actual, wanted, record):
             changes.append(
                 f"the controller's {STRATEGY} strategies of {target.feature} were changed"
                 " (a constraint, rollout, stickiness or segment, or one added, disabled or removed)"
@@ -320,6 +330,16 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
     if wanted:
         changes += actual.others
     return changes
+
+
+def _rings_changed(actual: Serving, wanted: list[Serving], record: Applied) -> bool:
+    """A targeted rollout's strategies are neither what was applied nor being applied, nor,
+    while a write is under way (or was cut short), each one either the old or the new."""
+    if not any(s.shape for s in wanted) or any(actual.shape == s.shape for s in wanted):
+        return False
+    if record.intent is None or record.applied is None:
+        return True
+    return not set(actual.parts) <= {*record.applied.parts, *record.intent.parts}
 
 
 class Verdict(Enum):

@@ -46,19 +46,21 @@ def _entry(
     return [percent, stickiness, [c.to_json() for c in rules], segments, disabled]
 
 
-def _digest(entries: list[list[Any]]) -> str:
+def _digest(entries: list[list[Any]]) -> tuple[str, tuple[str, ...]]:
+    """The digest of all the strategies, and each one's (sorted)."""
     texts = sorted(json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries)
-    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:32]
+    parts = tuple(hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts)
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:32], parts
 
 
-def shape_of(specs: Sequence[Spec], stickiness: str) -> str:
-    """The digest of the strategies the controller writes."""
+def shape_of(specs: Sequence[Spec], stickiness: str) -> tuple[str, tuple[str, ...]]:
+    """The digest of the strategies the controller writes, and each one's."""
     return _digest([_entry(s.percent, stickiness, s.constraints, 0, False) for s in specs])
 
 
 def ours_shape(
     found: Sequence[tuple[str | None, Mapping[str, str], Term, int, bool]],
-) -> tuple[str, tuple[Owned, ...]]:
+) -> tuple[str, tuple[str, ...], tuple[Owned, ...]]:
     """The digest of the strategies read back (id, parameters, constraints, segments,
     disabled), comparable with :func:`shape_of`, and each one's id and constraints."""
     entries: list[list[Any]] = []
@@ -71,7 +73,8 @@ def ours_shape(
         entries.append(
             _entry(percent, stickiness[:200] if stickiness else None, rules, segments, disabled)
         )
-    return _digest(entries), tuple(Owned(id_, rules) for id_, _, rules, _, _ in found)
+    shape, parts = _digest(entries)
+    return shape, parts, tuple(Owned(id_, rules) for id_, _, rules, _, _ in found)
 
 
 def constraint_of(doc: Any) -> Constraint:

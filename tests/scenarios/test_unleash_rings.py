@@ -143,3 +143,17 @@ async def test_a_ring_plan_served_by_unleash_gives_the_real_sdk_the_same_arms_at
     assert now is not None
     assert now["enabled"] is True
     assert now["strategies"] == 4
+    # When a person edits one ring's constraint in Unleash
+    await person.edit_first_constraint(feature, ["pro"])
+    # Then within one sweep the rollout pauses, with an alert naming the change
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag=flag, kind="backend_drift"),
+        timeout=30,
+        what="the drift alert",
+    )
+    assert "strategies of " + feature + " were changed" in alert["summary"]
+    await scenario.until(
+        lambda: scenario.observed.decision_where(flag=flag, action="pause:backend_drift"),
+        timeout=30,
+        what="the pause decision",
+    )

@@ -112,6 +112,18 @@ class Person:
         answer = await self._http.put(f"{self._env(feature)}/strategies/{now['id']}", json=body)
         answer.raise_for_status()
 
+    async def edit_first_constraint(self, feature: str, values: list[str]) -> None:
+        """Change the values of the last constraint of the first strategy, as in the UI."""
+        answer = await self._http.get(f"/api/admin/projects/default/features/{feature}")
+        answer.raise_for_status()
+        env = next(e for e in answer.json()["environments"] if e["name"] == self.server.environment)
+        strategy = env["strategies"][0]
+        constraints = strategy["constraints"]
+        constraints[-1] = {**constraints[-1], "values": values}
+        body = {k: strategy[k] for k in ("name", "parameters")} | {"constraints": constraints}
+        put = await self._http.put(f"{self._env(feature)}/strategies/{strategy['id']}", json=body)
+        put.raise_for_status()
+
     async def add_strategy(self, feature: str, name: str) -> str:
         """Add a strategy of ``name`` beside the controller's, as in Unleash's UI; its id."""
         body = {"name": name, "constraints": [], "parameters": {}}
