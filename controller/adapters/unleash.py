@@ -32,7 +32,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from controller.core.errors import ControllerError
-from controller.core.messages import FLAG_PARAMETER, RING_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import (
+    FLAG_PARAMETER,
+    RING_PARAMETER,
+    TARGETING_PARAMETER,
+    VERSION_PARAMETER,
+)
 from controller.core.serving import STRATEGY, Serving, Strategy, Target, would_serve
 from controller.core.serving_rings import Spec, constraint_of
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
@@ -40,6 +45,8 @@ from controller.settings import UnleashSettings
 
 _RETRIABLE_STATUSES = frozenset({401, 403, 408, 425, 429})
 _Text = Annotated[str, Field(max_length=1000)]
+_Param = Annotated[str, Field(max_length=65_536)]
+"""A parameter's value: a targeted rollout's audience and rings are up to 16 KiB of JSON."""
 
 
 class BackendUnavailable(ControllerError):
@@ -76,7 +83,7 @@ class StrategyDoc(_Bounded):
 
     name: _Text
     id: _Text | None = None
-    parameters: dict[_Text, _Text | int | float | bool | None] = Field(
+    parameters: dict[_Text, _Param | int | float | bool | None] = Field(
         default_factory=dict, max_length=100
     )
     constraints: list[Any] = Field(default_factory=list, max_length=1000)
@@ -203,8 +210,10 @@ class UnleashAdmin:
         await self._context_fields({c.context for s in want.specs or () for c in s.constraints})
         free = [o for o in actual.owned if o.id]
         creates: list[dict[str, Any]] = []
-        for spec in want.specs or ():
+        for index, spec in enumerate(want.specs or ()):
             body = _ring_body(target, want, spec, flag)
+            if index == 0 and want.targeting is not None:  # once: the SDK helper's cohorts
+                body["parameters"][TARGETING_PARAMETER] = want.targeting
             same = next((o for o in free if o.constraints == spec.constraints), None)
             if same is None:
                 creates.append(body)

@@ -11,6 +11,7 @@ cut short, is simply made again on the next pass.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,7 @@ from controller.core.messages import VERSION_PARAMETER
 from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving_rings import Owned, Spec, ours_shape, ring_specs, shape_of
+from controller.core.targeting import targeting_json
 from controller.core.unleash_rules import Constraint
 
 _MAX_PARTS = 64
@@ -88,6 +90,8 @@ class Serving:
     specs: tuple[Spec, ...] | None = field(default=None, compare=False)
     owned: tuple[Owned, ...] = field(default=(), compare=False)
     parts: tuple[str, ...] = field(default=(), compare=False)
+    targeting: str | None = field(default=None, compare=False)
+    """The rollout's audience and rings as JSON, written on one strategy for the SDK helper."""
     """Each strategy's own digest: a write cut short leaves some old, some new."""
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +142,7 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
             shape=shape,
             specs=tuple(specs),
             parts=parts,
+            targeting=json.dumps(targeting_json(rollout.plan.audience, rings), ensure_ascii=False),
         )
     return Serving(
         enabled=True,

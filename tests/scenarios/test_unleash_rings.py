@@ -22,6 +22,7 @@ import pytest
 from controller.core.matching import Audience
 from controller.core.plan import Plan, parse_plan
 from controller.core.rule_text import parse
+from controller.core.targeting import Cohort
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.unleash_kit import App, Person, feature_name, serve_from
@@ -87,6 +88,20 @@ def expected(feature: str, stage: int, context: dict[str, Any]) -> bool:
     return False
 
 
+def cohort(stage: int, context: dict[str, Any]) -> Cohort:
+    """Where the context stands at ``stage`` (``core.targeting``), from the rules alone."""
+    if not Audience.of(parse(AUDIENCE)).matches(context):
+        return Cohort.OUTSIDE
+    rings = list(dict.fromkeys(rule for rule, _ in RINGS[: stage + 1]))
+    current = RINGS[stage][0]
+    earlier = [r for r in rings if r != current]
+    if any(r is None or Audience.of(parse(r)).matches(context) for r in earlier):
+        return Cohort.CARRIED
+    if current is None or Audience.of(parse(current)).matches(context):
+        return Cohort.COMPARED
+    return Cohort.OUTSIDE
+
+
 @pytest.fixture
 async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
     someone = Person(unleash_server)
@@ -134,6 +149,9 @@ async def test_a_ring_plan_served_by_unleash_gives_the_real_sdk_the_same_arms_at
             return served
 
         treated = await eventually(agrees, timeout=30, what=f"the SDK to serve stage {stage}")
+        # And each exposure names the unit's cohort: the current ring's, an earlier one's, none
+        for c in people[:300]:
+            assert app.cohorts[c["userId"]] == cohort(stage, c), (stage, c)
         # And no unit served treatment at an earlier ring is control now
         assert treated_before <= treated, sorted(treated_before - treated)[:5]
         assert len(treated) > len(treated_before) or stage == 0
