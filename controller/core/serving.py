@@ -135,14 +135,15 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
     rings = rollout.rings()
     if rings is not None:
         specs = ring_specs(rollout.plan.audience, rings)
-        shape, parts = shape_of(specs, target.stickiness)
+        targeting = json.dumps(targeting_json(rollout.plan.audience, rings), ensure_ascii=False)
+        shape, parts = shape_of(specs, target.stickiness, targeting)
         return Serving(
             enabled=True,
             version=rollout.flag_version,
             shape=shape,
             specs=tuple(specs),
             parts=parts,
-            targeting=json.dumps(targeting_json(rollout.plan.audience, rings), ensure_ascii=False),
+            targeting=targeting,
         )
     return Serving(
         enabled=True,

@@ -7,7 +7,8 @@ ring. :mod:`controller.core.serving` compares what should be served with what
 is read back through one digest of all of them (:func:`shape_of`,
 :func:`ours_shape`): each strategy's percent, stickiness, constraints, and
 anything a person did that the controller never writes (a segment, a
-disabled flag, a percent that is no whole number). Any change to any of them,
+disabled flag, a percent that is no whole number), and the rings written for
+the SDK's exposure helper (``rcTargeting``). Any change to any of them,
 one deleted or one added to the group, changes the digest: drift.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.core.audience import AudienceRule
+from controller.core.messages import TARGETING_PARAMETER
 from controller.core.targeting import Ring
 from controller.core.unleash_rules import Constraint, RingStrategy, Term, ring_strategies
 
@@ -53,9 +55,15 @@ def _digest(entries: list[list[Any]]) -> tuple[str, tuple[str, ...]]:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:32], parts
 
 
-def shape_of(specs: Sequence[Spec], stickiness: str) -> tuple[str, tuple[str, ...]]:
-    """The digest of the strategies the controller writes, and each one's."""
-    return _digest([_entry(s.percent, stickiness, s.constraints, 0, False) for s in specs])
+def shape_of(specs: Sequence[Spec], stickiness: str, targeting: str) -> tuple[str, tuple[str, ...]]:
+    """The digest of the strategies the controller writes, and each one's; the rings written
+    for the SDK helper (``rcTargeting``, on one of them) count as one more part."""
+    entries = [_entry(s.percent, stickiness, s.constraints, 0, False) for s in specs]
+    return _digest([*entries, ["targeting", [_text_digest(targeting)]]])
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def ours_shape(
@@ -64,6 +72,8 @@ def ours_shape(
     """The digest of the strategies read back (id, parameters, constraints, segments,
     disabled), comparable with :func:`shape_of`, and each one's id and constraints."""
     entries: list[list[Any]] = []
+    targeting = {p[TARGETING_PARAMETER] for _, p, _, _, _ in found if TARGETING_PARAMETER in p}
+    entries.append(["targeting", sorted(_text_digest(t) for t in targeting)])
     for _, parameters, rules, segments, disabled in found:
         text = parameters.get("rollout")
         percent: int | str | None = text[:20] if text is not None else None

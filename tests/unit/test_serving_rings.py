@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving import (
@@ -76,6 +76,7 @@ def served(stage: int, version: int = 3) -> list[Strategy]:
                 "groupId": "checkout",
                 FLAG_PARAMETER: "checkout",
                 VERSION_PARAMETER: str(version),
+                **({TARGETING_PARAMETER: want.targeting or ""} if i == 0 else {}),
             },
             constraints=len(spec.constraints),
             rules=spec.constraints,
@@ -150,6 +151,8 @@ TAMPERING: list[tuple[str, Callable[[list[Strategy]], list[Strategy]]]] = [
     ("a strategy disabled", _edit(3, disabled=True)),
     ("a ring's percent changed", _params(1, rollout="40")),
     ("stickiness changed", _params(0, stickiness="sessionId")),
+    ("the rings for the SDK edited", _params(0, rcTargeting="[null, []]")),
+    ("the rings for the SDK copied", _params(2, rcTargeting="[null, []]")),
     ("a strategy deleted", lambda s: s[:3]),
     ("a copy added to the group", lambda s: [*s, dataclasses.replace(s[3], id="s9")]),
 ]

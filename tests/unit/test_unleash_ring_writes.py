@@ -48,6 +48,7 @@ def _as_unleash_answers(want: Serving) -> list[dict[str, Any]]:
                 "groupId": "checkout",
                 "rcFlag": "checkout",
                 "rcFlagVersion": str(want.version),
+                **({"rcTargeting": want.targeting or ""} if i == 0 else {}),
             },
         }
         for i, spec in enumerate(want.specs)
