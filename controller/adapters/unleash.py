@@ -246,29 +246,26 @@ class UnleashAdmin:
 
     async def _context_fields(self, names: set[str]) -> None:
         """Define the context fields the constraints name: Unleash refuses a constraint on an
-        undefined one. Only what is missing is created, and only with ``create_features``."""
-        status, body = await self._call("GET", "/api/admin/context")
-        _check(status, "list the context fields", body)
-        known = (
-            {f.get("name") for f in body if isinstance(f, dict)}
-            if isinstance(body, list)
-            else set()
-        )
-        missing = sorted(names - known)
+        undefined one. Only what is missing is created, and only with ``create_features``.
+        Defined meanwhile by another writer (Unleash answers 409, or 500 for the race) is
+        as good: the list is read again before a refusal counts."""
+        missing = sorted(names - await self._known_fields())
         if missing and not self._create:
             raise ControllerError(
                 f"context field(s) {', '.join(missing)[:300]} are not defined in Unleash"
                 " and unleash.create_features is off"
             )
         for name in missing:
-            field = {
-                "name": name,
-                "description": "used by a rollout's audience",
-                "stickiness": False,
-            }
+            field = {"name": name, "description": "used by a rollout's audience"}
             status, answer = await self._call("POST", "/api/admin/context", field)
-            if status != httpx.codes.CONFLICT:  # defined meanwhile: as good
+            if not 200 <= status < 300 and name not in await self._known_fields():
                 _check(status, f"define the context field {name[:100]}", answer)
+
+    async def _known_fields(self) -> set[str]:
+        status, body = await self._call("GET", "/api/admin/context")
+        _check(status, "list the context fields", body)
+        fields = body if isinstance(body, list) else []
+        return {f["name"] for f in fields if isinstance(f, dict) and isinstance(f.get("name"), str)}
 
     async def _post(self, path: str, body: dict[str, Any] | None, what: str) -> None:
         status, answer = await self._call("POST", path, body)

@@ -22,8 +22,9 @@ alike; see docs/architecture.md, "Rings served by Unleash"):
   takes no empty value, so no string constraint tests that the field is there.
 * Numbers: ``NUM_EQ`` / ``NUM_LT`` / ``NUM_LTE`` / ``NUM_GT`` / ``NUM_GTE``;
   a negated order is the opposite order (``not a < 5`` is ``NUM_GTE 5``),
-  ``!=`` the inverted ``NUM_EQ`` guarded by ``NUM_GTE`` the lowest binary64
-  (true iff the field reads as a number: a missing attribute never widens);
+  ``!=`` the inverted ``NUM_EQ`` in two terms, one with ``NUM_GTE`` and one
+  with ``NUM_LT`` -(2^53 - 1) (so the field reads as a number: a missing
+  attribute never widens);
   ``in`` a list of numbers one term per number.
 * Semantic versions: ``SEMVER_EQ`` / ``SEMVER_LT`` / ``SEMVER_GT``; ``<=``
   is ``LT`` or ``EQ`` (two terms), ``!=`` ``LT`` or ``GT``.
@@ -32,9 +33,10 @@ alike; see docs/architecture.md, "Rings served by Unleash"):
 * Booleans: ``IN ["True", "true"]`` (Python's SDK and the others spell them so).
 
 Refused, with the condition named: a negated string condition, a negated
-boolean, ``segment(...)`` (segments are not written to Unleash), a date
-not a whole millisecond, a version part beyond 2^64 - 1, an attribute Unleash fills in
-itself (``currentTime``, ``environment``, ``appName``, ``properties``), a list
+boolean, an empty string (the server refuses it), ``segment(...)``
+(segments are not written to Unleash), a date not a whole millisecond, a
+version part beyond 2^64 - 1, a number beyond ±(2^53 - 1), an attribute
+Unleash fills in itself (``currentTime``, ``environment``, ``appName``, ``properties``), a list
 longer than Unleash takes in one constraint, and a rule whose normal form
 needs more strategies or constraints than Unleash keeps on one feature.
 """
@@ -71,8 +73,10 @@ RESERVED_FIELDS = frozenset({"currentTime", "environment", "appName", "propertie
 """Context fields Unleash's SDKs fill in themselves, so a rule cannot mean the same on them."""
 EARLIEST_DATE = "0000-01-01T00:00:00.000Z"
 """Before any instant a rule reads: ``DATE_AFTER`` it is true iff the field reads as a date."""
-LOWEST_NUMBER = "-1.7976931348623157e308"
-"""The lowest binary64: ``NUM_GTE`` it is true iff the field reads as a number."""
+SAFE_NUMBER = 2**53 - 1
+"""Unleash takes a number value only within ``±(2^53 - 1)``."""
+PIVOT = str(-SAFE_NUMBER)
+"""``NUM_GTE`` it or ``NUM_LT`` it: true iff the field reads as a number (two terms)."""
 
 _ORDER = {"<": "LT", "<=": "LTE", ">": "GT", ">=": "GTE"}
 _OPPOSITE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
@@ -111,8 +115,10 @@ EVERYONE: list[Term] = [()]
 """The normal form of no rule: one term with no constraint."""
 
 
-def _number_present(attribute: str) -> Constraint:
-    return Constraint(attribute, "NUM_GTE", value=LOWEST_NUMBER)
+def _number_present(attribute: str, term: Term) -> list[Term]:
+    """``term`` where the field reads as a number: one term at or above the pivot, one below."""
+    high, low = (Constraint(attribute, op, value=PIVOT) for op in ("NUM_GTE", "NUM_LT"))
+    return [(*term, high), (*term, low)]
 
 
 def _number(value: int | float) -> str:
@@ -141,6 +147,8 @@ def _strings(cond: Condition, negated: bool, *, in_list: bool = False) -> list[T
         operator = "IN"
     else:
         values, operator = (str(value),), _STRINGS[op]
+    if "" in values:
+        raise _refuse(cond, "Unleash takes no empty string in a constraint")
     if len(values) > MAX_CONSTRAINT_VALUES:
         raise _refuse(cond, f"Unleash takes at most {MAX_CONSTRAINT_VALUES} values a constraint")
     if negated:
@@ -162,13 +170,13 @@ def _numbers(cond: Condition, negated: bool) -> list[Term]:
         unequal = [
             Constraint(attribute, "NUM_EQ", value=_number(v), inverted=True) for v in numbers
         ]
-        return [(*unequal, _number_present(attribute))]
+        return _number_present(attribute, tuple(unequal))
     assert isinstance(value, (int, float))
     op = _OPPOSITE[op] if negated else op
     if op in _ORDER:
         return [(Constraint(attribute, f"NUM_{_ORDER[op]}", value=_number(value)),)]
     equal = Constraint(attribute, "NUM_EQ", value=_number(value), inverted=op == "!=")
-    return [(equal, _number_present(attribute))] if op == "!=" else [(equal,)]
+    return _number_present(attribute, (equal,)) if op == "!=" else [(equal,)]
 
 
 def _semvers(cond: Condition, negated: bool, version: str) -> list[Term]:
@@ -231,12 +239,16 @@ def literal(cond: Condition, negated: bool) -> list[Term]:
     if isinstance(value, Semver):
         if any(p.isdigit() and int(p) >= 2**64 for p in _version_core(value.semver)):
             raise _refuse(cond, "Unleash reads version numbers up to 2^64 - 1")
-        return _semvers(cond, negated, value.semver)
+        # Build metadata does not count in precedence, and the server refuses it in a value.
+        return _semvers(cond, negated, value.semver.split("+", 1)[0])
     if isinstance(value, Instant):
         return _dates(cond, negated, value.date)
     if isinstance(value, (int, float)) or (
         isinstance(value, list) and not isinstance(value[0], str)
     ):
+        numbers = value if isinstance(value, list) else [value]
+        if any(abs(n) > SAFE_NUMBER for n in numbers if isinstance(n, (int, float))):
+            raise _refuse(cond, f"Unleash takes numbers within ±{SAFE_NUMBER}")
         return _numbers(cond, negated)
     return _strings(cond, negated)
 

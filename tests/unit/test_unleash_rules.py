@@ -11,8 +11,8 @@ from controller.core.plan import parse_plan
 from controller.core.rule_text import parse
 from controller.core.unleash_rules import (
     EARLIEST_DATE,
-    LOWEST_NUMBER,
     MAX_STRATEGIES,
+    PIVOT,
     Constraint,
     ring_strategies,
     rule_terms,
@@ -23,7 +23,7 @@ def _c(name: str, op: str, *values: str, value: str | None = None, inv: bool = F
     return Constraint(name, op, tuple(values), value, inv)
 
 
-AGE_IS_NUMBER = _c("age", "NUM_GTE", value=LOWEST_NUMBER)
+HIGH, LOW = _c("age", "NUM_GTE", value=PIVOT), _c("age", "NUM_LT", value=PIVOT)
 AT_IS_DATE = _c("at", "DATE_AFTER", value=EARLIEST_DATE)
 DAY = "2024-01-01T00:00:00.000Z"
 
@@ -38,7 +38,13 @@ DAY = "2024-01-01T00:00:00.000Z"
         ("age >= 18", [[_c("age", "NUM_GTE", value="18")]]),
         ("not age < 18.5", [[_c("age", "NUM_GTE", value="18.5")]]),
         ("age == 18", [[_c("age", "NUM_EQ", value="18")]]),
-        ("age != 18", [[_c("age", "NUM_EQ", value="18", inv=True), AGE_IS_NUMBER]]),
+        (
+            "age != 18",
+            [
+                [_c("age", "NUM_EQ", value="18", inv=True), HIGH],
+                [_c("age", "NUM_EQ", value="18", inv=True), LOW],
+            ],
+        ),
         ("age in [1, 2]", [[_c("age", "NUM_EQ", value="1")], [_c("age", "NUM_EQ", value="2")]]),
         (
             "age not in [1, 2]",
@@ -46,8 +52,9 @@ DAY = "2024-01-01T00:00:00.000Z"
                 [
                     _c("age", "NUM_EQ", value="1", inv=True),
                     _c("age", "NUM_EQ", value="2", inv=True),
-                    AGE_IS_NUMBER,
+                    bound,
                 ]
+                for bound in (HIGH, LOW)
             ],
         ),
         ("beta == true", [[_c("beta", "IN", "True", "true")]]),
@@ -63,6 +70,7 @@ DAY = "2024-01-01T00:00:00.000Z"
             'not v > semver("2.3.0")',
             [[_c("v", "SEMVER_LT", value="2.3.0")], [_c("v", "SEMVER_EQ", value="2.3.0")]],
         ),
+        ('v == semver("2.3.0+build.5")', [[_c("v", "SEMVER_EQ", value="2.3.0")]]),
         ('at < date("2024-01-01")', [[_c("at", "DATE_BEFORE", value=DAY)]]),
         ('at > date("2024-01-01T07:00:00+07:00")', [[_c("at", "DATE_AFTER", value=DAY)]]),
         ('at >= date("2024-01-01")', [[_c("at", "DATE_BEFORE", value=DAY, inv=True), AT_IS_DATE]]),
@@ -103,6 +111,9 @@ def test_a_rule_becomes_these_strategies(text: str, terms: list[list[Constraint]
         ('country not in ["TH"]', "would match a context without the attribute"),
         ('not country ends_with "H"', "would match a context without the attribute"),
         ("beta != true", "would match a context without the attribute"),
+        ('email contains ""', "no empty string"),
+        ("n < 1e300", "numbers within"),
+        ('plan in ["", "pro"]', "no empty string"),
         ('at < date("2024-01-01T00:00:00.0005Z")', "to the millisecond"),
         ('v > semver("18446744073709551616.0.0")', "up to 2"),
         ('currentTime == "x"', "fill in currentTime"),
