@@ -32,13 +32,21 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from controller.core.errors import ControllerError
-from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import (
+    FLAG_PARAMETER,
+    RING_PARAMETER,
+    TARGETING_PARAMETER,
+    VERSION_PARAMETER,
+)
 from controller.core.serving import STRATEGY, Serving, Strategy, Target, would_serve
+from controller.core.serving_rings import Spec, constraint_of
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 
 _RETRIABLE_STATUSES = frozenset({401, 403, 408, 425, 429})
 _Text = Annotated[str, Field(max_length=1000)]
+_Param = Annotated[str, Field(max_length=65_536)]
+"""A parameter's value: a targeted rollout's audience and rings are up to 16 KiB of JSON."""
 
 
 class BackendUnavailable(ControllerError):
@@ -75,7 +83,7 @@ class StrategyDoc(_Bounded):
 
     name: _Text
     id: _Text | None = None
-    parameters: dict[_Text, _Text | int | float | bool | None] = Field(
+    parameters: dict[_Text, _Param | int | float | bool | None] = Field(
         default_factory=dict, max_length=100
     )
     constraints: list[Any] = Field(default_factory=list, max_length=1000)
@@ -95,6 +103,7 @@ class StrategyDoc(_Bounded):
             constraints=len(self.constraints),
             segments=len(self.segments),
             disabled=self.disabled is True,
+            rules=tuple(constraint_of(c) for c in self.constraints),
         )
 
 
@@ -169,6 +178,17 @@ class UnleashAdmin:
             return
         if not actual.exists:
             await self._create_feature(target)
+        if want.specs is not None:
+            if (actual.shape, actual.version) != (want.shape, want.version):
+                await self._write_rings(env, target, want, actual, flag=flag)
+        else:
+            await self._write_one(env, target, want, actual, flag=flag)
+        if not actual.enabled:
+            await self._post(f"{env}/on", None, "turn the environment on")
+
+    async def _write_one(
+        self, env: str, target: Target, want: Serving, actual: Serving, *, flag: str
+    ) -> None:
         body = _strategy_body(target, want, flag)
         if actual.strategy_id is None:
             await self._post(f"{env}/strategies", body, "create the strategy")
@@ -180,8 +200,34 @@ class UnleashAdmin:
             sid = quote(actual.strategy_id, safe="")
             status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
             _check(status, "update the strategy", answer)
-        if not actual.enabled:
-            await self._post(f"{env}/on", None, "turn the environment on")
+
+    async def _write_rings(
+        self, env: str, target: Target, want: Serving, actual: Serving, *, flag: str
+    ) -> None:
+        """One strategy per ring term. Widening never narrows on the way: a strategy with
+        the same constraints is updated in place (its percent only rises), new ones are
+        created, and only then are the ones no longer wanted deleted."""
+        await self._context_fields({c.context for s in want.specs or () for c in s.constraints})
+        free = [o for o in actual.owned if o.id]
+        creates: list[dict[str, Any]] = []
+        for index, spec in enumerate(want.specs or ()):
+            body = _ring_body(target, want, spec, flag)
+            if index == 0 and want.targeting is not None:  # once: the SDK helper's cohorts
+                body["parameters"][TARGETING_PARAMETER] = want.targeting
+            same = next((o for o in free if o.constraints == spec.constraints), None)
+            if same is None:
+                creates.append(body)
+                continue
+            free.remove(same)
+            sid = quote(same.id or "", safe="")
+            status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
+            _check(status, "update a ring's strategy", answer)
+        for body in creates:
+            await self._post(f"{env}/strategies", body, "create a ring's strategy")
+        for old in free:
+            sid = quote(old.id or "", safe="")
+            status, answer = await self._call("DELETE", f"{env}/strategies/{sid}")
+            _check(status, "delete a strategy no ring needs", answer)
 
     # -- calls -----------------------------------------------------------------------
 
@@ -197,6 +243,29 @@ class UnleashAdmin:
         )
         if status != httpx.codes.CONFLICT:  # created meanwhile: as good
             _check(status, "create the feature", body)
+
+    async def _context_fields(self, names: set[str]) -> None:
+        """Define the context fields the constraints name: Unleash refuses a constraint on an
+        undefined one. Only what is missing is created, and only with ``create_features``.
+        Defined meanwhile by another writer (Unleash answers 409, or 500 for the race) is
+        as good: the list is read again before a refusal counts."""
+        missing = sorted(names - await self._known_fields())
+        if missing and not self._create:
+            raise ControllerError(
+                f"context field(s) {', '.join(missing)[:300]} are not defined in Unleash"
+                " and unleash.create_features is off"
+            )
+        for name in missing:
+            field = {"name": name, "description": "used by a rollout's audience"}
+            status, answer = await self._call("POST", "/api/admin/context", field)
+            if not 200 <= status < 300 and name not in await self._known_fields():
+                _check(status, f"define the context field {name[:100]}", answer)
+
+    async def _known_fields(self) -> set[str]:
+        status, body = await self._call("GET", "/api/admin/context")
+        _check(status, "list the context fields", body)
+        fields = body if isinstance(body, list) else []
+        return {f["name"] for f in fields if isinstance(f, dict) and isinstance(f.get("name"), str)}
 
     async def _post(self, path: str, body: dict[str, Any] | None, what: str) -> None:
         status, answer = await self._call("POST", path, body)
@@ -271,10 +340,29 @@ def _strategy_body(target: Target, want: Serving, flag: str) -> dict[str, Any]:
     }
 
 
+def _ring_body(target: Target, want: Serving, spec: Spec, flag: str) -> dict[str, Any]:
+    """One ring term's whole strategy: the ring's percent, its constraints, the shared group."""
+    return {
+        "name": STRATEGY,
+        "constraints": [c.to_json() for c in spec.constraints],
+        "parameters": {
+            "rollout": str(spec.percent),
+            "stickiness": target.stickiness,
+            "groupId": target.feature,
+            FLAG_PARAMETER: flag,
+            VERSION_PARAMETER: str(want.version),
+            RING_PARAMETER: str(spec.ring),
+        },
+    }
+
+
 def _check(status: int, what: str, body: Any) -> None:
     if 200 <= status < 300:
         return
     message = body.get("message") if isinstance(body, dict) else None
+    details = body.get("details") if isinstance(body, dict) else None
+    if message and isinstance(details, list) and details and isinstance(details[0], dict):
+        message = f"{message} {details[0].get('message', '')}"
     detail = f"Unleash refused to {what}: HTTP {status}" + (
         f" ({str(message)[:300]})" if message else ""
     )

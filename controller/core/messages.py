@@ -78,6 +78,11 @@ FLAG_PARAMETER = "rcFlag"
 """Strategy parameter naming the controller's flag, for the app's exposure helper."""
 VERSION_PARAMETER = "rcFlagVersion"
 """Strategy parameter with the flag version the strategy serves: exposures carry it."""
+TARGETING_PARAMETER = "rcTargeting"
+"""Strategy parameter (on one strategy of a targeted rollout): the rollout's audience and rings
+as JSON (``targeting_json``), so the Unleash SDK's exposure helper can name each cohort."""
+RING_PARAMETER = "rcRing"
+"""Strategy parameter of a targeted rollout's strategy: the index of the ring it serves."""
 
 
 def _exact_int(value: object) -> object:

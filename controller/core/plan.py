@@ -34,6 +34,7 @@ from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 from controller.core.policy import HealthPolicy
 from controller.core.rule_text import parse
 from controller.core.targeting import rings_problem
+from controller.core.unleash_rules import plan_problem
 from controller.core.windows import Windows
 from controller.core.yamltext import load_yaml
 
@@ -264,8 +265,10 @@ class Plan(_Frozen):
         if self.watch is not None and (last.percent != 100 or last.audience is not None):
             raise ValueError("a watch needs the last stage at 100% of everyone")
         if self.backend is not None and self.backend.unleash is not None:
-            if targeted:
-                raise ValueError("backend.unleash: Unleash cannot serve this plan's audiences")
+            audiences = [s.audience for s in self.stages]
+            problem = plan_problem(self.audience, audiences) if targeted else None
+            if problem:
+                raise ValueError(problem)
             if self.arm_values is not None:
                 raise ValueError(
                     "backend.unleash: Unleash serves a flag on or off, not the values"

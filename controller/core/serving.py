@@ -11,6 +11,7 @@ cut short, is simply made again on the next pass.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,7 +20,11 @@ from typing import Any
 from controller.core.messages import VERSION_PARAMETER
 from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
+from controller.core.serving_rings import Owned, Spec, ours_shape, ring_specs, shape_of
+from controller.core.targeting import targeting_json
+from controller.core.unleash_rules import Constraint
 
+_MAX_PARTS = 64
 STRATEGY = "flexibleRollout"
 """The one kind of strategy the controller writes (its ``groupId`` is the feature's name)."""
 
@@ -32,10 +37,18 @@ class Target:
     project: str
     environment: str
     stickiness: str
+    targeted: bool = False
+    """The plan has rings: the controller owns one strategy per ring term (``serving_rings``)."""
 
     @classmethod
     def of(
-        cls, target: UnleashTarget, *, project: str, environment: str, stickiness: str
+        cls,
+        target: UnleashTarget,
+        *,
+        project: str,
+        environment: str,
+        stickiness: str,
+        targeted: bool = False,
     ) -> Target:
         """The plan's target, what it leaves out taken from the settings' defaults."""
         return cls(
@@ -43,6 +56,7 @@ class Target:
             project=target.project or project,
             environment=target.environment or environment,
             stickiness=target.stickiness or stickiness,
+            targeted=targeted,
         )
 
 
@@ -57,36 +71,54 @@ class Serving:
     undoes (constraints, a disabled flag, an unreadable value), and ``others``
     the other strategies that serve the feature beside it: Unleash serves a
     unit the feature if any enabled strategy matches it, so each one counts.
+
+    A targeted rollout (rings) is served by several strategies: ``shape`` is
+    the digest of all of them (each one's percent, stickiness, constraints and
+    anything a person did to it), ``specs`` what to write (desired) and
+    ``owned`` the strategies found (read back); ``percent`` is then None.
     """
 
     enabled: bool
     percent: int | None = None
     stickiness: str | None = None
     version: int | None = None
+    shape: str | None = None
     strategy_id: str | None = field(default=None, compare=False)
     exists: bool = field(default=True, compare=False)
     tampered: tuple[str, ...] = field(default=(), compare=False)
     others: tuple[str, ...] = field(default=(), compare=False)
+    specs: tuple[Spec, ...] | None = field(default=None, compare=False)
+    owned: tuple[Owned, ...] = field(default=(), compare=False)
+    parts: tuple[str, ...] = field(default=(), compare=False)
+    targeting: str | None = field(default=None, compare=False)
+    """The rollout's audience and rings as JSON, written on one strategy for the SDK helper."""
+    """Each strategy's own digest: a write cut short leaves some old, some new."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "enabled": self.enabled,
             "percent": self.percent,
             "stickiness": self.stickiness,
             "version": self.version,
         }
+        if self.shape is not None:
+            out["shape"], out["parts"] = self.shape, list(self.parts)
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> Serving | None:
         if not isinstance(data, dict):
             return None
         percent, version = data.get("percent"), data.get("version")
-        stickiness = data.get("stickiness")
+        stickiness, shape, parts = data.get("stickiness"), data.get("shape"), data.get("parts")
+        parts = parts[:_MAX_PARTS] if isinstance(parts, list) else []
         return cls(
+            parts=tuple(p[:40] for p in parts if isinstance(p, str)),
             enabled=data.get("enabled") is True,
             percent=percent if isinstance(percent, int) else None,
             stickiness=stickiness if isinstance(stickiness, str) else None,
             version=version if isinstance(version, int) else None,
+            shape=shape[:100] if isinstance(shape, str) else None,
         )
 
 
@@ -100,6 +132,19 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
         return None
     if not (rollout.phase.active or rollout.phase is Phase.COMPLETED):
         return Serving(enabled=False)
+    rings = rollout.rings()
+    if rings is not None:
+        specs = ring_specs(rollout.plan.audience, rings)
+        targeting = json.dumps(targeting_json(rollout.plan.audience, rings), ensure_ascii=False)
+        shape, parts = shape_of(specs, target.stickiness, targeting)
+        return Serving(
+            enabled=True,
+            version=rollout.flag_version,
+            shape=shape,
+            specs=tuple(specs),
+            parts=parts,
+            targeting=targeting,
+        )
     return Serving(
         enabled=True,
         percent=round(rollout.percent),
@@ -130,6 +175,8 @@ class Strategy:
     constraints: int = 0
     segments: int = 0
     disabled: bool = False
+    rules: tuple[Constraint, ...] = ()
+    """The constraints themselves, as read (an unreadable one is kept as such)."""
 
 
 def would_serve(enabled: bool, strategies: Sequence[Strategy], target: Target) -> Serving:
@@ -139,6 +186,8 @@ def would_serve(enabled: bool, strategies: Sequence[Strategy], target: Target) -
     ``groupId`` is the feature. Every other enabled strategy is named in
     ``others``; whatever was done to the controller's own in ``tampered``.
     """
+    if target.targeted:
+        return _would_serve_rings(enabled, strategies, target)
     ours = next((s for s in strategies if _is_ours(s, target)), None)
     others = tuple(_other(s) for s in strategies if s is not ours and not s.disabled)
     if ours is None:
@@ -162,6 +211,27 @@ def would_serve(enabled: bool, strategies: Sequence[Strategy], target: Target) -
         strategy_id=ours.id,
         tampered=tuple(tampered),
         others=others,
+    )
+
+
+def _would_serve_rings(enabled: bool, strategies: Sequence[Strategy], target: Target) -> Serving:
+    """A targeted rollout's read-back: every ``flexibleRollout`` of the feature's group is ours."""
+    ours = [s for s in strategies if _is_ours(s, target)]
+    others = tuple(_other(s) for s in strategies if s not in ours and not s.disabled)
+    if not ours:
+        return Serving(enabled=enabled, others=others)
+    shape, parts, owned = ours_shape(
+        [(s.id, s.parameters, s.rules, s.segments, s.disabled) for s in ours]
+    )
+    versions = {whole_number(s.parameters.get(VERSION_PARAMETER), 0, 2**53) for s in ours}
+    return Serving(
+        enabled=enabled,
+        version=versions.pop() if len(versions) == 1 else None,
+        shape=shape,
+        strategy_id=ours[0].id,
+        others=others,
+        owned=owned,
+        parts=parts,
     )
 
 
@@ -245,10 +315,15 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
     if all(actual.enabled != s.enabled for s in known):
         state = "on" if actual.enabled else "off"
         changes.append(f"environment {target.environment} was turned {state}")
-    wanted = [s for s in known if s.enabled and s.percent is not None]
+    wanted = [s for s in known if s.enabled and (s.percent is not None or s.shape is not None)]
     if wanted and actual.enabled:
         if not actual.exists or (actual.strategy_id is None and actual.percent is None):
             changes.append(f"the {STRATEGY} strategy of {target.feature} was removed")
+        elif _rings_changed(actual, wanted, record):
+            changes.append(
+                f"the controller's {STRATEGY} strategies of {target.feature} were changed"
+                " (a constraint, rollout, stickiness or segment, or one added, disabled or removed)"
+            )
         elif actual.percent is not None:
             if all(actual.percent != s.percent for s in wanted):
                 was = "/".join(f"{s.percent}%" for s in wanted)
@@ -261,6 +336,16 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
     if wanted:
         changes += actual.others
     return changes
+
+
+def _rings_changed(actual: Serving, wanted: list[Serving], record: Applied) -> bool:
+    """A targeted rollout's strategies are neither what was applied nor being applied, nor,
+    while a write is under way (or was cut short), each one either the old or the new."""
+    if not any(s.shape for s in wanted) or any(actual.shape == s.shape for s in wanted):
+        return False
+    if record.intent is None or record.applied is None:
+        return True
+    return not set(actual.parts) <= {*record.applied.parts, *record.intent.parts}
 
 
 class Verdict(Enum):

@@ -84,6 +84,7 @@ class FlagSync:
             project=self._settings.project,
             environment=self._settings.environment,
             stickiness=self._settings.stickiness,
+            targeted=rollout.plan.targeted,
         )
         want = desired(rollout, target)
         record = await self._records.get(flag)

@@ -32,19 +32,24 @@ other use of :class:`~controller.sdk.events.EventEmitter`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
+from pydantic import ValidationError
 
-from controller.core.messages import FLAG_PARAMETER, VERSION_PARAMETER, Arm
+from controller.core.audience import AudienceRule
+from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER, Arm
+from controller.core.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A fetched feature payload larger than this is ignored (the versions stay as they were)."""
 MAX_FEATURES = 10_000
+MAX_STRATEGIES = 1000
 
-Emit = Callable[[str, str, Arm, int], object]
-"""``EventEmitter.exposure``: (flag, unit, arm, flag version)."""
+Emit = Callable[..., object]
+"""``EventEmitter.exposure``: (flag, unit, arm, flag version), and ``cohort=`` for rings."""
+MAX_TARGETING_CHARS = 65_536
 
 
 class UnleashLike(Protocol):
@@ -63,6 +68,8 @@ class Managed:
     flag: str
     version: int
     stickiness: str
+    rings: CompiledRings | None = None
+    """A targeted rollout's audience and rings (``rcTargeting``): each exposure's cohort."""
 
 
 class UnleashExposures:
@@ -99,10 +106,15 @@ class UnleashExposures:
         unit = unit_of(context or {}, managed.stickiness)
         if unit is None:
             return None
-        exposed = Exposed(
-            managed.flag, unit, Arm.TREATMENT if served else Arm.CONTROL, managed.version
-        )
-        self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version)
+        arm = Arm.TREATMENT if served else Arm.CONTROL
+        if managed.rings is None:
+            exposed = Exposed(managed.flag, unit, arm, managed.version)
+            self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version)
+            return exposed
+        # Unleash decided the arm; the audiences are the same rules, so they name the cohort.
+        cohort = managed.rings.place(0, attributes_of(context or {})).cohort
+        exposed = Exposed(managed.flag, unit, arm, managed.version, cohort)
+        self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version, cohort=cohort)
         return exposed
 
 
@@ -114,6 +126,7 @@ class Exposed:
     unit: str
     arm: Arm
     flag_version: int
+    cohort: Cohort | None = None
 
 
 class ServedFlags:
@@ -152,6 +165,29 @@ def unit_of(context: Mapping[str, Any], stickiness: str) -> str | None:
     return None
 
 
+def attributes_of(context: Mapping[str, Any]) -> dict[str, Any]:
+    """An Unleash context as the rules read it: its fields and its ``properties`` together."""
+    properties = context.get("properties")
+    flat = dict(properties) if isinstance(properties, Mapping) else {}
+    flat.update((k, v) for k, v in context.items() if k != "properties")
+    return flat
+
+
+def rings_of(text: object) -> CompiledRings | None:
+    """``rcTargeting`` (``[audience, [[rule, threshold], ...]]``) compiled; None if unreadable."""
+    if not isinstance(text, str) or len(text) > MAX_TARGETING_CHARS:
+        return None
+    try:
+        audience, rings = orjson.loads(text)
+        if not isinstance(rings, list) or not 0 < len(rings) <= MAX_RINGS:
+            return None
+        rule = None if audience is None else AudienceRule.model_validate(audience)
+        parsed = [Ring(audience=r, threshold=t) for r, t in rings]
+    except (orjson.JSONDecodeError, ValidationError, TypeError, ValueError):
+        return None
+    return CompiledRings.of(rule, parsed)
+
+
 def managed_features(raw: str | bytes) -> dict[str, Managed]:
     """The features of a client payload that carry the controller's strategy parameters."""
     try:
@@ -162,12 +198,22 @@ def managed_features(raw: str | bytes) -> dict[str, Managed]:
     for feature in features[:MAX_FEATURES] if isinstance(features, list) else []:
         name = feature.get("name") if isinstance(feature, dict) else None
         strategies = feature.get("strategies") if isinstance(name, str) else None
-        for strategy in strategies if isinstance(strategies, list) else []:
-            found = _managed(strategy)
-            if found is not None:
-                out[str(name)] = found
-                break
+        strategies = strategies[:MAX_STRATEGIES] if isinstance(strategies, list) else []
+        found = next((m for m in map(_managed, strategies) if m is not None), None)
+        if found is None:
+            continue
+        targeting = next((p for p in map(_targeting, strategies) if p is not None), None)
+        if targeting is None:
+            out[str(name)] = found
+        elif (rings := rings_of(targeting)) is not None:  # unreadable rings: not exposed at all
+            out[str(name)] = replace(found, rings=rings)
     return out
+
+
+def _targeting(strategy: Any) -> str | None:
+    parameters = strategy.get("parameters") if isinstance(strategy, dict) else None
+    value = parameters.get(TARGETING_PARAMETER) if isinstance(parameters, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _managed(strategy: Any) -> Managed | None:

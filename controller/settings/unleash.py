@@ -38,7 +38,11 @@ class UnleashSettings(BaseModel):
         description="Default stickiness: the context field units are hashed on.",
     )
     create_features: bool = Field(
-        default=True, description="Create a plan's feature when it does not exist yet."
+        default=True,
+        description=(
+            "Create a plan's feature when it does not exist yet, and the context fields"
+            " a ring plan's constraints name."
+        ),
     )
     sync_interval_seconds: float = Field(
         default=5.0,

@@ -15,6 +15,7 @@ from UnleashClient.clients.unleash_client import UnleashClient
 
 from controller.core.messages import Arm
 from controller.core.plan import Backend, Guardrail, Plan, Stage, UnleashTarget
+from controller.core.targeting import Cohort
 from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
 from controller.sdk.unleash import ServedFlags, UnleashExposures
@@ -112,6 +113,18 @@ class Person:
         answer = await self._http.put(f"{self._env(feature)}/strategies/{now['id']}", json=body)
         answer.raise_for_status()
 
+    async def edit_first_constraint(self, feature: str, values: list[str]) -> None:
+        """Change the values of the last constraint of the first strategy, as in the UI."""
+        answer = await self._http.get(f"/api/admin/projects/default/features/{feature}")
+        answer.raise_for_status()
+        env = next(e for e in answer.json()["environments"] if e["name"] == self.server.environment)
+        strategy = env["strategies"][0]
+        constraints = strategy["constraints"]
+        constraints[-1] = {**constraints[-1], "values": values}
+        body = {k: strategy[k] for k in ("name", "parameters")} | {"constraints": constraints}
+        put = await self._http.put(f"{self._env(feature)}/strategies/{strategy['id']}", json=body)
+        put.raise_for_status()
+
     async def add_strategy(self, feature: str, name: str) -> str:
         """Add a strategy of ``name`` beside the controller's, as in Unleash's UI; its id."""
         body = {"name": name, "constraints": [], "parameters": {}}
@@ -125,6 +138,8 @@ class App:
 
     def __init__(self, server: UnleashServer, cache: Path, *, refresh_interval: int = 1) -> None:
         self.exposures: list[tuple[str, str, Arm, int]] = []
+        self.cohorts: dict[str, Cohort | None] = {}
+        """Each unit's cohort in its last exposure (None: an untargeted rollout)."""
         self._lock = threading.Lock()
         self._emitter: EventEmitter | None = None
         self.enabled: dict[str, bool] = {}
@@ -154,11 +169,14 @@ class App:
         """Send the helper's exposures to the events topic too."""
         self._emitter = emitter
 
-    def _record(self, flag: str, unit: str, arm: Arm, version: int) -> None:
+    def _record(
+        self, flag: str, unit: str, arm: Arm, version: int, cohort: Cohort | None = None
+    ) -> None:
         with self._lock:
             self.exposures.append((flag, unit, arm, version))
+            self.cohorts[unit] = cohort
         if self._emitter is not None:
-            self._emitter.exposure(flag, unit, arm, version)
+            self._emitter.exposure(flag, unit, arm, version, cohort=cohort)
 
     def close(self) -> None:
         self.client.destroy()

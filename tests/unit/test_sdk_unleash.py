@@ -132,3 +132,41 @@ def test_exposed_returns_what_the_app_s_request_events_repeat() -> None:
     assert exposed is not None
     assert (exposed.flag, exposed.unit, exposed.arm, exposed.flag_version) == emitted[0]
     assert exposures.wrap(FakeClient(True)).exposed("by-hand", {"userId": "u1"}) is None
+
+
+TARGETING = orjson.dumps(
+    [
+        {"attribute": "country", "op": "==", "value": "TH"},
+        [
+            [{"attribute": "plan", "op": "==", "value": "staff"}, 100_000],
+            [None, 25_000],
+        ],
+    ]
+).decode()
+
+
+@pytest.mark.parametrize(
+    ("context", "cohort"),
+    [
+        ({"userId": "u1", "country": "TH", "plan": "staff"}, "carried"),
+        ({"userId": "u1", "properties": {"country": "TH", "plan": "pro"}}, "compared"),
+        ({"userId": "u1", "country": "TH"}, "compared"),
+        ({"userId": "u1", "country": "US", "plan": "staff"}, "outside"),
+        ({"userId": "u1"}, "outside"),
+    ],
+)
+def test_a_targeted_rollouts_exposure_names_the_cohort_from_its_rings(
+    context: dict[str, Any], cohort: str
+) -> None:
+    emitted: list[tuple[Any, ...]] = []
+    exposures = UnleashExposures(lambda *e, **kw: emitted.append((*e, kw.get("cohort"))))
+    exposures.on_event(Fetched(payload("7", rcTargeting=TARGETING)))
+    exposed = exposures.wrap(FakeClient(False)).exposed("new-checkout", context)
+    assert exposed is not None
+    assert exposed.cohort == cohort
+    assert emitted == [("checkout", "u1", Arm.CONTROL, 7, cohort)]
+
+
+@pytest.mark.parametrize("targeting", ["{", "[1, 2]", '[null, [[null, "x"]]]', "[null, []]"])
+def test_unreadable_rings_are_no_exposure_rather_than_a_wrong_cohort(targeting: str) -> None:
+    assert "new-checkout" not in managed_features(payload("7", rcTargeting=targeting))
