@@ -21,7 +21,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
 
 /** A fetch for the provider's requests (a Request in, a Response out) over `agent`. */
 async function keepAliveFetch(input, init) {
-  const request = new Request(input, init);
+  const request = input instanceof Request && init === undefined ? input : new Request(input, init);
   const body = request.body ? Buffer.from(await request.arrayBuffer()) : undefined;
   return new Promise((resolve, reject) => {
     const sent = http.request(
