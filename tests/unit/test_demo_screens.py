@@ -106,7 +106,7 @@ SNAPSHOT = DemoSnapshot(
     events_sent=123_456,
     events_per_s=3210.0,
     advisor="advisory, smollm2-135m-instruct",
-    fault=f"{FAULTY}'s treatment fails 3x as often (2% -> 6%) from 25%",
+    fault=f"{FAULTY}'s treatment fails 4x as often (2% -> 8%) from its first ring",
     log_path="/tmp/rollout-demo-decisions-abcdefgh.jsonl",
 )
 
