@@ -70,7 +70,8 @@ $(UNLEASH_HOME)/.installed: ops/unleash/package.json ops/unleash/package-lock.js
 unleash: $(UNLEASH_HOME)/.installed  ## install unleash-server from npm into .unleash/
 
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
-# tests/node/package-lock.json, for tests/integration/test_ofrep.py.
+# tests/node/package-lock.json, for tests/integration/test_ofrep.py and
+# tests/scenarios/test_rings.py.
 OFREP_NODE_HOME ?= .ofrep-node
 $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.json
 	mkdir -p $(OFREP_NODE_HOME)

@@ -130,9 +130,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the whole product on this machine: services, controller, rollouts, apps",
         description="Start an embedded Kafka-compatible broker, Redis and a small local model "
         "(or use KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and LLM_BASE_URL), run the controller, "
-        "start signed rollouts of a few flags with stages of seconds, and serve them from "
-        "simulated apps. The first flag's treatment starts failing 3x as often at --fault-at "
-        "percent and is rolled back automatically; the others reach 100%. The model's advice "
+        "put a staff and a beta segment and start signed rollouts of a few flags in rings "
+        "(staff, beta, Thailand 25%, everyone 50%, 100%) with stages of seconds, and serve "
+        "them from simulated apps whose users carry a country, a plan and a user id. The "
+        "first flag's treatment fails 4x as often and is rolled back inside its first ring; "
+        "the others reach 100%. The model's advice "
         "is asked at every stage gate and shown (advisory mode: it never blocks).",
         epilog="Exit code 0 when every healthy flag completed and the faulty one was rolled "
         "back, 1 otherwise, 2 for bad options, 130 when interrupted. Another model server: "
@@ -153,14 +155,6 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="N",
         help="how many flags, 1 to 5: the first one turns faulty, the others stay healthy "
         "(default: 2)",
-    )
-    demo.add_argument(
-        "--fault-at",
-        type=float,
-        default=25.0,
-        metavar="PERCENT",
-        help="the faulty flag's treatment fails 3x as often from this stage percent, "
-        "below 100 (default: 25)",
     )
     demo.add_argument("--no-llm", action="store_true", help="run without the model advisor")
     demo.add_argument(
@@ -232,7 +226,6 @@ def _demo(args: argparse.Namespace) -> int:
         options = DemoOptions(
             duration=args.duration,
             flags=args.flags,
-            fault_at=args.fault_at,
             llm=not args.no_llm,
             plain=args.plain,
             log=args.log,

@@ -1,10 +1,13 @@
 """Simulated apps: real app-side clients serving the demo's flags to random units.
 
-Each request picks a unit, asks :meth:`FlagClient.arm` which arm to serve (the
-shared bucketing function on the flag state followed from the broker) and
+Each request picks a user (:class:`controller.demo.scenario.Users`: staff and
+beta testers send more than their share), asks :meth:`FlagClient.evaluate`
+which arm to serve with the user's context (the flag state's rings, the
+segments followed from the broker and the shared bucketing function) and
 reports an exposure, the request's outcome and now and then a conversion
-through :class:`EventEmitter`, exactly as an app would. Only the outcome is
-made up: see :func:`controller.demo.scenario.error_rate`.
+through :class:`EventEmitter`, each with the evaluation's cohort, exactly as
+an app would. Only the outcome is made up: see
+:func:`controller.demo.scenario.error_rate`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from controller.demo.scenario import CONVERSION_RATE, UNITS, DemoFlag, error_rate
+from controller.demo.scenario import CONVERSION_RATE, DemoFlag, Users, error_rate, users
 from controller.sdk import EventEmitter, FlagClient
 
 TICK_SECONDS = 0.05
@@ -29,14 +33,13 @@ class SimulatedApps:
         *,
         flag_client: FlagClient,
         emitter: EventEmitter,
-        fault_at: float,
         requests_per_second: int,
         seed: int = 6,
     ) -> None:
         self._flags = tuple(flags)
         self._client = flag_client
         self._emitter = emitter
-        self._fault_at = fault_at
+        self._users: Users = users()
         self._rate = requests_per_second
         self._rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.requests = 0
@@ -52,19 +55,19 @@ class SimulatedApps:
             # After a stall (a busy machine), catch up by at most one second of traffic.
             for _ in range(min(due, self._rate)):
                 for flag in self._flags:
-                    self.serve(flag, f"user-{self._rng.randrange(UNITS)}")
+                    self.serve(flag, self._users.pick(self._rng))
 
-    def serve(self, flag: DemoFlag, unit: str) -> None:
-        """One request to ``unit`` under ``flag``, reported as an app reports it."""
-        arm, version = self._client.arm(flag.name, unit)
-        self._emitter.exposure(flag.name, unit, arm, version)
-        state = self._client.state(flag.name)
-        percent = state.percent if state is not None else 0.0
-        failure = error_rate(faulty=flag.faulty, arm=arm, percent=percent, fault_at=self._fault_at)
-        failed = self._rng.random() < failure
+    def serve(self, flag: DemoFlag, context: dict[str, Any]) -> None:
+        """One request by the user of ``context`` under ``flag``, reported as an app reports it."""
+        unit = context["user_id"]
+        found = self._client.evaluate(flag.name, unit, context)
+        arm, version, cohort = found.arm, found.version, found.cohort
+        emit = self._emitter
+        emit.exposure(flag.name, unit, arm, version, cohort=cohort)
+        failed = self._rng.random() < error_rate(faulty=flag.faulty, arm=arm)
         latency = round(self._rng.lognormvariate(3.0, 0.4), 2)
-        self._emitter.request(flag.name, unit, arm, version, error=failed, latency_ms=latency)
+        emit.request(flag.name, unit, arm, version, error=failed, latency_ms=latency, cohort=cohort)
         if not failed and self._rng.random() < CONVERSION_RATE:
             value = round(self._rng.uniform(5, 120), 2)
-            self._emitter.conversion(flag.name, unit, arm, version, value=value)
+            emit.conversion(flag.name, unit, arm, version, value=value, cohort=cohort)
         self.requests += 1

@@ -17,9 +17,7 @@ class DemoOptions:
     duration: float = 300.0
     """Hard cap on the whole run, start-up included, in seconds."""
     flags: int = 2
-    """How many flags: the first one's treatment turns faulty, the others stay healthy."""
-    fault_at: float = 25.0
-    """The stage percent from which the faulty flag's treatment fails 3x as often."""
+    """How many flags, each released in rings: the first one's treatment is faulty."""
     llm: bool = True
     """Ask the local model at every stage gate (advisory: recorded and shown)."""
     plain: bool = False
@@ -34,6 +32,3 @@ class DemoOptions:
             demo_flags(self.flags)
         except ValueError as exc:
             raise ValueError(f"--flags: {exc}") from exc
-        # At 100% no unit is left in control: nothing to compare the treatment with.
-        if not 0 < self.fault_at < 100:
-            raise ValueError("--fault-at: a percent above 0 and below 100")

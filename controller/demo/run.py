@@ -7,8 +7,8 @@ The order of a run:
 2. make an operator key and a controller config in a temporary directory;
 3. run the controller as a child process (``python -m controller run``) and
    wait until it is ready;
-4. follow its output topics, start the simulated apps, send one signed
-   ``start`` per flag;
+4. follow its output topics, put the rings' segments (signed segment
+   commands), start the simulated apps, send one signed ``start`` per flag;
 5. show the rollouts until every flag has finished, or ``--duration``;
 6. stop everything in reverse order, print the summary, and exit 0 only if
    the healthy flags completed and the faulty one was rolled back.
@@ -44,6 +44,7 @@ from controller.demo import session
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
     BASE_ERROR_RATE,
+    ERROR_RATE_LIMIT,
     FAULT_FACTOR,
     FLAG_STATE_KEY_ID,
     KEY_ID,
@@ -271,7 +272,7 @@ def _fault(setup: RunSetup) -> str:
     worse = BASE_ERROR_RATE * FAULT_FACTOR
     return (
         f"{faulty}'s treatment fails {FAULT_FACTOR:g}x as often ({BASE_ERROR_RATE:.0%} -> "
-        f"{worse:.0%}) from {setup.options.fault_at:g}%"
+        f"{worse:.0%}) from its first ring; the rings at 100% allow {ERROR_RATE_LIMIT:.0%}"
     )
 
 

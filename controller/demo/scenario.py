@@ -1,16 +1,24 @@
-"""What the demo runs: its flags, their plan, the simulated fault and the controller's config.
+"""What the demo runs: its flags, their rings, the simulated users and fault, the config.
 
 Pure: no I/O. Every choice that makes the demo finish within seconds and end
 the same way every time lives here, with the reason next to it.
+
+Every flag is released in rings: the ``staff`` segment (an id list), the
+``beta`` segment (a rule), Thailand at 25%, then everyone at 50% and 100%
+(see docs/architecture.md, *Rings*). The first flag's treatment fails four
+times as often as its control from the start, so its first ring catches it.
 """
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from controller.core.limits import Limits
 from controller.core.messages import Arm
 from controller.core.plan import Guardrail, Plan, Stage
 
@@ -18,24 +26,50 @@ KEY_ID = "demo-operator"
 FLAG_STATE_KEY_ID = "demo-controller"
 """The key the demo's controller signs flag states with, as its apps know it."""
 ACTOR = "demo"
-PERCENTS = (1.0, 5.0, 25.0, 50.0, 100.0)
-STAGE_SECONDS = 5
-"""Minimum time per stage. At the request rate below, a tripled error rate in
-a 25% treatment arm crosses the sequential bound (at ALPHA split over the 4
-compared stages) after about 3.0 s (p50) and 5.3 s (p95), so a faulty flag
-is caught before it leaves the 50% stage."""
+UNITS = 20_000
+"""Distinct users per flag."""
+STAFF = tuple(f"user-{i}" for i in range(0, UNITS, 100))
+"""The ``staff`` segment: an id list of 200 users, put as ``rolloutctl segment put --ids-file``."""
+BETA_RULE = "beta == true"
+"""The ``beta`` segment: a rule over the context, put as ``rolloutctl segment put --rule``."""
+SEGMENTS: dict[str, str | tuple[str, ...]] = {"staff": STAFF, "beta": BETA_RULE}
+RINGS: tuple[tuple[str | None, float], ...] = (
+    ('user_id in segment("staff")', 100.0),
+    ('user_id in segment("beta")', 100.0),
+    ('country == "TH"', 25.0),
+    (None, 50.0),
+    (None, 100.0),
+)
+"""Each stage's audience (None: everyone) and the percent of it served treatment."""
+PERCENTS = tuple(percent for _audience, percent in RINGS)
+FIRST_RING_SECONDS = 6
+"""Minimum time in the staff ring: long enough to catch the faulty flag there."""
+STAGE_SECONDS = 4
+"""Minimum time in each later stage but the last."""
 MIN_UNITS_PER_ARM = 20
 ALPHA = 0.01
 """The false-rollback rate of a healthy flag over the whole ladder (each stage is
-peeked at continuously; the plan splits it over its stages)."""
+peeked at continuously; the plan splits it over its tests and stages)."""
 BASE_ERROR_RATE = 0.02
-FAULT_FACTOR = 3.0
+FAULT_FACTOR = 4.0
+ERROR_RATE_LIMIT = 0.03
+"""The staff and beta rings serve all of their audience, so no control is left to
+compare with: their gates test the treated users' error rate against this limit.
+Staff send STAFF_SHARE of the requests (240/s per flag with two flags); a faulty
+treatment's 8% then crosses the sequential bound over 3% (at ALPHA split over 2
+tests and 5 stages) after about 2.6 s (p50), 3.8 s (p95) and 4.6 s (p99) of
+requests (3.2, 4.8 and 5.6 s with five flags): inside the first ring."""
 CONVERSION_RATE = 0.03
 REQUESTS_PER_SECOND = 800
 """Per flag; each request is an exposure and a request event (~1,600 events/s)."""
 MAX_TOTAL_REQUESTS_PER_SECOND = 3200
-UNITS = 20_000
-"""Distinct units per flag: enough that 1% of them fill the first stage's arm."""
+STAFF_SHARE = 0.30
+"""Staff use the app all day: their 200 accounts send this share of the requests."""
+BETA_SHARE = 0.20
+"""Beta testers (5% of users) send this share; the rest come from every user alike."""
+BETA_USERS = 0.05
+COUNTRIES = ("TH", "TH", "TH", "US", "US", "DE", "JP", "BR", "IN", "GB")
+PLANS = ("free", "free", "free", "pro", "pro", "enterprise")
 
 _FAULTY = "checkout.payment-provider-v2"
 _HEALTHY = (
@@ -69,35 +103,94 @@ def requests_per_second(flag_count: int) -> int:
 
 
 def demo_plan() -> Plan:
-    """The default ladder (1% → 5% → 25% → 50% → 100%) in seconds instead of hours."""
-    last = len(PERCENTS) - 1
+    """The rings (staff → beta → Thailand 25% → everyone 50% → 100%) in seconds, not days."""
+    last = len(RINGS) - 1
     return Plan(
-        name="demo",
+        name="demo-rings",
         stages=[
-            Stage(
-                percent=percent,
-                min_duration=timedelta(seconds=0 if i == last else STAGE_SECONDS),
-                min_units_per_arm=0 if i == last else MIN_UNITS_PER_ARM,
+            Stage.model_validate(
+                {
+                    "percent": percent,
+                    "min_duration": timedelta(seconds=_seconds(i, last)),
+                    "min_units_per_arm": 0 if i == last else MIN_UNITS_PER_ARM,
+                }
+                | ({} if audience is None else {"audience": audience})
             )
-            for i, percent in enumerate(PERCENTS)
+            for i, (audience, percent) in enumerate(RINGS)
         ],
         guardrails=[Guardrail(metric="error_rate")],
+        limits=Limits(error_rate=ERROR_RATE_LIMIT),
         alpha=ALPHA,
         no_traffic_grace=timedelta(seconds=60),
     )
 
 
-def error_rate(*, faulty: bool, arm: Arm, percent: float, fault_at: float) -> float:
-    """How often a request fails: treatment of the faulty flag fails 3x once at ``fault_at``%."""
-    if faulty and arm is Arm.TREATMENT and percent >= fault_at:
+def _seconds(stage: int, last: int) -> int:
+    if stage == last:
+        return 0
+    return FIRST_RING_SECONDS if stage == 0 else STAGE_SECONDS
+
+
+def error_rate(*, faulty: bool, arm: Arm) -> float:
+    """How often a request fails: the faulty flag's treatment fails 4x as often, from the start."""
+    if faulty and arm is Arm.TREATMENT:
         return BASE_ERROR_RATE * FAULT_FACTOR
     return BASE_ERROR_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Users:
+    """The simulated users: each one's context, and who sends how many of the requests."""
+
+    contexts: tuple[dict[str, Any], ...]
+    staff: tuple[int, ...]
+    beta: tuple[int, ...]
+
+    def pick(self, rng: random.Random) -> dict[str, Any]:
+        """The user of one request: staff, a beta tester, or anyone, by their shares."""
+        draw = rng.random()
+        if draw < STAFF_SHARE:
+            return self.contexts[_one(rng, self.staff)]
+        if draw < STAFF_SHARE + BETA_SHARE:
+            return self.contexts[_one(rng, self.beta)]
+        return self.contexts[rng.randrange(len(self.contexts))]
+
+
+def users(seed: int = 26) -> Users:
+    """:data:`UNITS` users with a ``user_id``, a ``country``, a ``plan`` and, for some, ``beta``."""
+    rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
+    staff = frozenset(STAFF)
+    contexts = []
+    for i in range(UNITS):
+        context: dict[str, Any] = {"user_id": f"user-{i}"}
+        context |= {"country": rng.choice(COUNTRIES), "plan": rng.choice(PLANS)}
+        if rng.random() < BETA_USERS:
+            context["beta"] = True
+        contexts.append(context)
+    return Users(
+        contexts=tuple(contexts),
+        staff=tuple(i for i, c in enumerate(contexts) if c["user_id"] in staff),
+        beta=tuple(i for i, c in enumerate(contexts) if c.get("beta") is True),
+    )
+
+
+def _one(rng: random.Random, indexes: Sequence[int]) -> int:
+    return indexes[rng.randrange(len(indexes))]
 
 
 def topic_names(run_id: str) -> dict[str, str]:
     """The run's own topics, so that a shared broker keeps runs apart."""
     _check_run_id(run_id)
-    names = ("events", "commands", "monitors", "flag_state", "decisions", "alerts", "dlq")
+    names = (
+        "events",
+        "commands",
+        "monitors",
+        "flag_state",
+        "segments",
+        "decisions",
+        "alerts",
+        "dlq",
+    )
     return {name: f"rollout-demo.{run_id}.{name.replace('_', '-')}" for name in names}
 
 

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from controller.core.evidence_view import Evidence
 from controller.core.wording import (
     INCOHERENT,
     advice_text,
@@ -64,6 +65,11 @@ def bound_text(bound: BoundView | None) -> str:
     return f"{verdict}: {shown}, p = {bound.p_value:.2g}"
 
 
+def error_test_text(view: FlagView) -> str:
+    """The error-rate test the gate decides on: against control, or against the limit."""
+    return view.limits or bound_text(view.bound)
+
+
 def advice_counts(view: FlagView) -> str:
     """``advance=3 hold=1``, or ``-`` when the advisor was never asked."""
     return " ".join(f"{action}={n}" for action, n in view.advice_counts) or NO_VALUE
@@ -90,7 +96,10 @@ def _header(snapshot: DemoSnapshot) -> Text:
 
 def flag_panel(view: FlagView) -> Panel:
     """One flag: phase and stage, per-arm counts and error rates, the bound, the advisor."""
-    parts: list[RenderableType] = [_title(view), _arms(view), Text(bound_text(view.bound))]
+    parts: list[RenderableType] = [_title(view)]
+    if view.rings:
+        parts.append(_ladder(view))
+    parts += [_arms(view), Text(error_test_text(view))]
     if view.note:
         parts.append(Text(view.note, style="dim"))
     if view.advisor is not None:
@@ -107,9 +116,30 @@ def _title(view: FlagView) -> Text:
     text.append(view.phase, style=PHASE_STYLES.get(view.phase, ""))
     if view.stages:
         text.append(f"  {stage_label(view.stage, view.stages, view.stage_percent)}")
-    text.append(f"  serving {percent(view.percent)}")
+    if view.ring:
+        text.append(f"  ring {view.ring}", style="bold")
+    else:
+        text.append(f"  serving {percent(view.percent)}")
     if view.seconds_in_stage is not None:
         text.append(f"  {view.seconds_in_stage:.1f} s in stage")
+    return text
+
+
+def _ladder(view: FlagView) -> Text:
+    """The rings in order: those passed, the current one, those to come."""
+    text = Text("rings: ", style="dim")
+    done = view.stages_passed
+    for i, ring in enumerate(view.rings):
+        if i:
+            text.append(" → ", style="dim")
+        if i < done:
+            text.append(ring, style="green")
+        elif i == view.stage and not view.finished:
+            text.append(ring, style="bold")
+        elif i == view.stage and view.phase == "rolled_back":
+            text.append(ring, style="bold red")
+        else:
+            text.append(ring, style="dim")
     return text
 
 
@@ -157,6 +187,7 @@ SUMMARY_COLUMNS = (
     "final phase",
     "final %",
     "stages passed",
+    "last ring",
     "rollback reason",
     "decisions",
     "advisor opinions",
@@ -175,6 +206,7 @@ def _summary_row(view: FlagView) -> tuple[str, ...]:
         view.phase,
         percent(view.percent),
         stages,
+        view.ring or NO_VALUE,
         view.rollback_reason or NO_VALUE,
         str(view.decisions),
         advice_counts(view),
@@ -242,10 +274,11 @@ def status_line(elapsed_s: float, view: FlagView) -> str:
     if not view.stages:
         return f"{head}, {view.note}"
     t, c = view.treatment, view.control
+    ring = f", ring {view.ring}" if view.ring else ""
     return (
-        f"{head}, {stage_label(view.stage, view.stages, view.stage_percent)}, "
+        f"{head}, {stage_label(view.stage, view.stages, view.stage_percent)}{ring}, "
         f"exposures T {t.exposures:,} C {c.exposures:,}, "
-        f"error rate T {rate(t.error_rate)} C {rate(c.error_rate)}; {bound_text(view.bound)}"
+        f"error rate T {rate(t.error_rate)} C {rate(c.error_rate)}; {error_test_text(view)}"
     )
 
 
@@ -258,6 +291,8 @@ def message_lines(elapsed_s: float, message: dict[str, Any]) -> Iterator[str]:
         yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
     elif kind == "decision":
         where = f" {decided_at(message)}" if decided_at(message) else ""
+        ring = Evidence.read(message.get("evidence")).audience
+        where += f", ring {ring.text()}" if ring is not None else ""
         action, outcome = message.get("action", ""), message.get("outcome", "")
         yield f"{at} {flag}: {action} {outcome}{where}: {message.get('reason', '')}"
         advice = (message.get("evidence") or {}).get("advisor")

@@ -1,7 +1,8 @@
 """The live part of a demo run: apps, rollouts and the view, against a running controller.
 
 :class:`Session` waits for the controller to be ready, follows its output
-topics, starts the simulated apps, sends a signed ``start`` per flag, then
+topics, puts the rings' segments with signed segment commands and waits until
+the apps hold them, starts the simulated apps, sends a signed ``start`` per flag, then
 shows a snapshot twice a second until every flag has finished (and each
 rollback's alert has arrived) or the deadline passes. Leaving it stops the
 apps first, then the watcher, the emitter (which flushes) and the clients.
@@ -42,6 +43,7 @@ from controller.demo.scenario import (
     demo_plan,
     requests_per_second,
 )
+from controller.demo.segments import missing, put_segments
 from controller.demo.snapshot import DemoSnapshot, FlagView, flag_view
 from controller.demo.terminal import Display, LiveDisplay, PlainDisplay
 from controller.demo.tracking import Tracker
@@ -114,7 +116,13 @@ class Session:
             redis = await stack.enter_async_context(connect(redis_settings))
             topic = self._topics["flag_state"]
             flags = await stack.enter_async_context(
-                FlagClient(self._kafka, topic=topic, keys=self._flag_keys)
+                FlagClient(
+                    self._kafka,
+                    topic=topic,
+                    keys=self._flag_keys,
+                    follow_segments=True,
+                    segments_topic=self._topics["segments"],
+                )
             )
             emitter = await stack.enter_async_context(
                 EventEmitter(self._kafka, topic=self._topics["events"], max_buffered=50_000)
@@ -122,6 +130,7 @@ class Session:
             watcher = self._watcher()
             tasks = [await stack.enter_async_context(_background(watcher.run(), "demo-watch"))]
             await asyncio.wait_for(flags.ready.wait(), READY_TIMEOUT_SECONDS)
+            await self._put_segments(flags)
             apps = self._apps(flags, emitter)
             tasks.append(await stack.enter_async_context(_background(apps.run(), "demo-apps")))
             await self._start_rollouts()
@@ -145,6 +154,16 @@ class Session:
                     f"{self._controller.log_tail()}"
                 )
             await asyncio.sleep(0.2)
+
+    async def _put_segments(self, flags: FlagClient) -> None:
+        """Put the segments as an operator does; return once the apps hold them."""
+        await put_segments(self._key, kafka=self._kafka, topic=self._topics["commands"])
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while absent := missing(flags.segments):
+            self._check_controller()
+            if time.monotonic() > deadline:
+                raise DemoError(f"the apps did not receive the segments {absent} in time")
+            await asyncio.sleep(0.1)
 
     def _check_controller(self) -> None:
         if not self._controller.running():
@@ -171,7 +190,6 @@ class Session:
             self._flags,
             flag_client=flags,
             emitter=emitter,
-            fault_at=self._options.fault_at,
             requests_per_second=requests_per_second(len(self._flags)),
         )
 

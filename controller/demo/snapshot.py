@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from controller.core.limits import comparison_text
+from controller.core.plan import Plan
 from controller.core.rollout import Phase, Rollout, Verdict
-from controller.core.wording import quotable_rationale
+from controller.core.rule_text import to_text
+from controller.core.wording import percent_text, quotable_rationale
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 
@@ -72,11 +75,16 @@ class FlagView:
     stages: int
     stage_percent: float
     percent: float
-    """The share of units served treatment now (0 once rolled back)."""
+    """The share of the stage's audience served treatment now (0 once rolled back)."""
+    rings: tuple[str, ...]
+    """Each stage's ring and its percent (``country == "TH" 25%``, ``everyone 50%``);
+    none when the rollout is untargeted."""
     seconds_in_stage: float | None
     treatment: ArmView
     control: ArmView
     bound: BoundView | None
+    limits: str
+    """At a ring served to all of its audience: its limits' tests in words (no control)."""
     live: bool
     """Whether the counts are the current stage's, or the last comparison's."""
     note: str
@@ -90,6 +98,11 @@ class FlagView:
     @property
     def finished(self) -> bool:
         return self.phase in {p.value for p in Phase if p.terminal}
+
+    @property
+    def ring(self) -> str:
+        """The current stage's ring and percent; empty when untargeted."""
+        return self.rings[self.stage] if self.stage < len(self.rings) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +138,12 @@ def flag_view(
         stages=len(rollout.plan.stages) if rollout else 0,
         stage_percent=rollout.plan.stages[rollout.stage].percent if rollout else 0.0,
         percent=rollout.percent if rollout else 0.0,
+        rings=rings(rollout.plan) if rollout else (),
         seconds_in_stage=_in_stage(rollout, now),
         treatment=_arm(arms.get("treatment")),
         control=_arm(arms.get("control")),
         bound=_bound(evidence),
+        limits=comparison_text(evidence),
         live=live,
         note=_note(rollout, verdict, record),
         advisor=_advisor(record.advice[-1]) if record.advice else None,
@@ -137,6 +152,16 @@ def flag_view(
         stages_passed=_stages_passed(rollout),
         rollback_reason=record.rollback_reason,
         rollback_alerted=record.rollback_alerted(),
+    )
+
+
+def rings(plan: Plan) -> tuple[str, ...]:
+    """Each stage's ring in the rule text form with its percent; none when untargeted."""
+    if not plan.targeted:
+        return ()
+    return tuple(
+        f"{'everyone' if s.audience is None else to_text(s.audience)} {percent_text(s.percent)}"
+        for s in plan.stages
     )
 
 

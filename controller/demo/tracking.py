@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.core.limits import NO_CONTROL
 from controller.core.messages import Alert, Decision, decision_or_alert
 
 ROLLBACK = "rollback"
@@ -26,7 +27,8 @@ class FlagRecord:
     rollback_reason: str | None = None
     last_reason: str = ""
     evidence: dict[str, Any] | None = None
-    """The latest decision evidence that holds a real error-rate comparison."""
+    """The latest gate evidence that tested the error rate: a comparison of the arms, or,
+    where a ring serves all of its audience, a test against the plan's limit."""
     state: dict[str, Any] | None = None
     concluded: bool = False
     """The decision that ended the rollout (complete, rollback, abort, kill) was seen."""
@@ -83,7 +85,7 @@ def _decision(record: FlagRecord, decision: Decision) -> None:
     record.concluded = decision.phase_after in _ENDED
     if decision.action == ROLLBACK:
         record.rollback_reason = record.last_reason
-    if _compares_arms(evidence):
+    if _compares_arms(evidence) or evidence.get("comparison") == NO_CONTROL:
         record.evidence = evidence
 
 

@@ -15,16 +15,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from controller.core.advice import rationale_problem
+from controller.core.limits import NO_CONTROL
+from controller.core.rule_text import parse
 from controller.core.wording import stage_label
-from controller.demo.scenario import PERCENTS, demo_flags
+from controller.demo.scenario import (
+    BETA_RULE,
+    ERROR_RATE_LIMIT,
+    PERCENTS,
+    RINGS,
+    STAFF,
+    demo_flags,
+    demo_plan,
+)
+from controller.demo.snapshot import rings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DURATION_SECONDS = 110
-FAULT_STAGE = PERCENTS.index(25.0)
+STAFF_RING = rings(demo_plan())[0]
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -35,8 +47,10 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 @pytest.mark.timeout(DURATION_SECONDS + 90)
-def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path: Path) -> None:
-    # Given the demo's two flags: the first one's treatment fails 3x as often from 25%
+def test_demo_walks_the_healthy_flag_through_its_rings_and_rolls_the_faulty_one_back_in_its_first(
+    tmp_path: Path,
+) -> None:
+    # Given the demo's two flags in rings: the first one's treatment fails 4x as often
     faulty, healthy = (flag.name for flag in demo_flags(2))
     log = tmp_path / "decisions.jsonl"
     # When a user runs the demo, headless
@@ -62,7 +76,15 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
     decisions, alerts = read_log(log)
     assert f"decision log: {log}" in result.stdout
     assert re.search(r"console: http://127\.0\.0\.1:\d+/ui", result.stdout), output
-    # ...the healthy flag walked every stage to 100%
+    # ...the operator's segments were put first, by signed commands the controller applied
+    puts = {d["flag"]: d for d in decisions if d["kind"] == "segment"}
+    assert sorted(puts) == ["segment:beta", "segment:staff"]
+    assert {(d["action"], d["outcome"]) for d in puts.values()} == {("segment_put", "applied")}
+    assert puts["segment:staff"]["evidence"]["count"] == len(STAFF)
+    assert puts["segment:beta"]["evidence"]["rule"] == orjson.loads(parse(BETA_RULE).to_json())
+    first_start = min(i for i, d in enumerate(decisions) if d["action"] == "start")
+    assert all(decisions.index(d) < first_start for d in puts.values())
+    # ...the healthy flag walked every ring to everyone at 100%
     mine = [d for d in decisions if d["flag"] == healthy and d["outcome"] == "applied"]
     assert [d["action"] for d in mine] == [
         "start",
@@ -73,20 +95,32 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
         "complete",
     ]
     assert mine[-1]["phase_after"] == "completed"
-    # ...the faulty one was rolled back on its error rate, at or after the fault, before 100%
+    gated = mine[1:]
+    assert [d["evidence"]["at_stage"]["index"] for d in gated] == list(range(len(RINGS)))
+    assert [d["evidence"]["audience"]["stage"] for d in gated] == [
+        audience or "everyone" for audience, _percent in RINGS
+    ]
+    assert [d["evidence"]["audience"]["percent"] for d in gated] == list(PERCENTS)
+    for decision in gated:  # each ring was served: its gate counted treated users
+        assert decision["evidence"]["arms"]["treatment"]["units"] > 0, decision
+    # ...the faulty one was rolled back inside its first ring, staff, on its error-rate limit
     rollback = next(d for d in decisions if d["flag"] == faulty and d["action"] == "rollback")
     assert rollback["kind"] == "gate"
     assert rollback["phase_after"] == "rolled_back"
-    assert FAULT_STAGE <= rollback["stage"] < len(PERCENTS) - 1
-    assert rollback["evidence"]["breach"] == "error_rate"
-    test = rollback["evidence"]["guardrails"]["error_rate"]
+    assert rollback["stage"] == 0
+    evidence = rollback["evidence"]
+    assert evidence["audience"]["stage"] == RINGS[0][0]
+    assert evidence["breach"] == "error_rate"
+    assert evidence["comparison"] == NO_CONTROL
+    test = evidence["limits"]["error_rate"]["test"]
     assert test["regressed"] is True
-    assert test["lower"] > 0
-    arms = rollback["evidence"]["arms"]
-    assert arms["treatment"]["errors"] / arms["treatment"]["requests"] > (
-        arms["control"]["errors"] / arms["control"]["requests"]
+    assert test["lower"] > ERROR_RATE_LIMIT
+    arms = evidence["arms"]
+    assert arms["treatment"]["errors"] / arms["treatment"]["requests"] > ERROR_RATE_LIMIT
+    assert arms["control"]["units"] == 0  # staff all get the treatment: nothing to compare
+    assert not any(
+        d["flag"] == faulty and d["action"] in ("advance", "complete") for d in decisions
     )
-    assert not any(d["flag"] == faulty and d["action"] == "complete" for d in decisions)
     # ...with a critical rollback alert published for it, and none for the healthy flag
     (alert,) = [a for a in alerts if a["kind"] == "rollback"]
     assert (alert["flag"], alert["severity"]) == (faulty, "critical")
@@ -98,11 +132,16 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
         advice = decision["evidence"]["advisor"]
         assert advice["status"] in ("ok", "unavailable"), advice
         assert advice["prompt_version"] == "gate-v2"
-    # ...every text names the rollback's stage one way: the alert, the decision line
+    # ...every text names the rollback's stage one way, and its ring: the alert, the decision line
     label = rollback["evidence"]["at_stage"]["label"]
-    assert label == stage_label(rollback["stage"], len(PERCENTS), PERCENTS[rollback["stage"]])
+    assert label == stage_label(0, len(PERCENTS), PERCENTS[0]) == "stage 1/5 (100%)"
     assert f"rolled back at {label}:" in alert["summary"]
-    assert f"{faulty}: rollback applied at {label}:" in result.stdout, output
+    assert f"{faulty}: rollback applied at {label}, ring {STAFF_RING}:" in result.stdout, output
+    # ...and the plain lines said each ring the healthy flag's gate decided on
+    for stage, ring in enumerate(rings(demo_plan())):
+        at = re.escape(stage_label(stage, len(PERCENTS), PERCENTS[stage]))
+        line = rf"{healthy}: (advance|complete) applied at {at}[^\n]*, ring {re.escape(ring)}: "
+        assert re.search(line, result.stdout), (ring, output)
     # ...the model's words are labelled, and its size is called what it is
     assert "advisor: advisory, smollm2-135m-instruct: a model this small" in result.stdout
     said = [line for line in result.stdout.splitlines() if " says " in line]
@@ -119,9 +158,10 @@ def test_demo_completes_the_healthy_flag_and_rolls_the_faulty_one_back(tmp_path:
         words = " ".join(advice["rationale"].split())
         if why and words:
             assert f"{quoted}{words[:30]}" not in result.stdout, advice
-    # ...and the summary says the same
+    # ...and the summary says the same, naming the ring each flag ended in
     summary = result.stdout[result.stdout.index("Summary") :]
-    for expected in (faulty, healthy, "rolled_back", "completed", "100%", "5/5", "error rate +"):
+    for expected in (faulty, healthy, "rolled_back", "completed", "5/5", "0/5", STAFF_RING):
         assert expected in summary, output
-    # ...with the rollback's reason in percentage points and its interval
-    assert re.search(r"error rate \+[\d.]+ pp \[", summary), output
+    assert "everyone 100%" in summary, output
+    # ...with the rollback's reason: the error rate above its limit, with no control
+    assert re.search(r"error_rate [\d.]+ is above its limit 0\.03 with no", summary), output

@@ -1,11 +1,13 @@
 """A ring rollout through the real daemon (#26): staff → beta → Thailand 25% → everyone.
 
-At each stage the Python SDK (Kafka ``FlagClient``) and the OpenFeature
-provider serve treatment to exactly the units the stage's rules and percents
-say, for 10,000 contexts with mixed attributes, and the daemon's OFREP
-endpoint for the first 1,000 of them (an HTTP request each: all 10,000 at
-every stage would not fit the test's time on a shared machine); no unit goes
-back to control as the rings widen. The rings here read
+At each stage the Python SDK (Kafka ``FlagClient``), the OpenFeature
+provider, the daemon's OFREP endpoint (asked over a few keep-alive
+connections, many requests in flight) and the JavaScript client
+(OpenFeature's server SDK with its OFREP provider, in Node) serve treatment
+to exactly the units the stage's rules and percents say, for the same 10,000
+contexts with mixed attributes; no unit goes back to control as the rings
+widen. The test raises ``http.ofrep_requests_per_second`` (every request
+comes from one address) so that no answer is a 429. The rings here read
 attributes (``role``, ``beta``); a ring on a segment, over OFREP and the SDK,
 is ``tests/scenarios/test_segment_rings.py``.
 """
@@ -13,10 +15,14 @@ is ``tests/scenarios/test_segment_rings.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from openfeature.evaluation_context import EvaluationContext
@@ -28,14 +34,19 @@ from controller.sdk import FlagClient
 from controller.sdk.flags import Listener
 from controller.sdk.openfeature import RolloutProvider
 from controller.settings import KafkaSettings
+from tests.integration.test_ofrep import ofrep_node  # noqa: F401 - a fixture
 from tests.scenarios.harness import Scenario
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLAG = "checkout.rings"
-OFREP_CONTEXTS = 1000
-"""OFREP is asked for the first 1,000 contexts: one HTTP request each, 7,000 in the walk."""
+CONTEXTS = 10_000
+OFREP_CONNECTIONS = 8
+"""Keep-alive connections the test's OFREP client holds to the daemon."""
+OFREP_IN_FLIGHT = 64
+"""OFREP requests the test keeps in flight over them (one request per context)."""
+NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "ofrep_contexts.mjs"
 STAGES: list[tuple[str | None, float]] = [
     ('role == "staff"', 100),
     ("beta == true", 100),
@@ -109,33 +120,72 @@ class _Source:
     request = conversion = exposure
 
 
-async def _ofrep(http: httpx.AsyncClient, people: list[dict[str, Any]]) -> list[bool]:
-    async def one(context: dict[str, Any]) -> bool:
-        answer = await http.post(f"/ofrep/v1/evaluate/flags/{FLAG}", json={"context": context})
-        assert answer.status_code == 200, answer.text
-        value: bool = answer.json()["value"]
-        return value
+async def _ofrep(base: str, people: list[dict[str, Any]]) -> list[bool]:
+    """Each context's value over OFREP: :data:`OFREP_IN_FLIGHT` requests at a time over
+    :data:`OFREP_CONNECTIONS` keep-alive connections.
 
-    out: list[bool] = []
-    for start in range(0, len(people), 100):
-        out += await asyncio.gather(*(one(c) for c in people[start : start + 100]))
-    return out
+    aiohttp's client, which costs this process far less per request than httpx's
+    (the test shares the machine with the daemon); a session of its own per pass,
+    as the daemon closes a connection idle for ``http.header_timeout_seconds``.
+    """
+    values: list[bool | None] = [None] * len(people)
+    todo = iter(range(len(people)))
+    url = f"{base}/ofrep/v1/evaluate/flags/{FLAG}"
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        for i in todo:  # one iterator shared by the workers: each context is asked once
+            async with http.post(url, json={"context": people[i]}) as answer:
+                body = await answer.json()
+                assert answer.status == 200, body
+                values[i] = body["value"]
+
+    connector = aiohttp.TCPConnector(limit=OFREP_CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        await asyncio.gather(*(worker(http) for _ in range(OFREP_IN_FLIGHT)))
+    return [bool(v) for v in values]
 
 
-@pytest.mark.timeout(420)  # 7 stages x (10,000 SDK and OpenFeature, 1,000 OFREP) evaluations
+async def _node(node: str, home: Path, base: str, contexts: Path) -> dict[str, Any]:
+    """The JavaScript client's answers for every context in ``contexts``."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [node, str(NODE_SCRIPT), base, FLAG, str(contexts)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"OFREP_NODE_HOME": str(home), "PATH": str(Path(node).parent)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+@pytest.mark.timeout(600)  # 7 stages x 10,000 contexts x (SDK, OpenFeature, OFREP, Node)
 async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
     scenario: Scenario,
+    node: str,
+    ofrep_node: Path,  # noqa: F811 - the fixture
+    tmp_path: Path,
 ) -> None:
     port = free_port()
-    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")  # keys optional
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",  # keys optional
+        RC_HTTP__OFREP_REQUESTS_PER_SECOND="1000000",  # one address asks for all contexts
+    )
     scenario.start_daemon()
-    people = contexts(10_000)
+    people = contexts(CONTEXTS)
+    people_file = tmp_path / "contexts.json"
+    people_file.write_text(json.dumps(people), encoding="utf-8")
+    base = f"http://127.0.0.1:{port}"
     kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
     await scenario.start(FLAG, ring_plan())
     treated_before: set[str] = set()
     async with (
         FlagClient(kafka, topic=scenario.topics["flag_state"]) as client,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
     ):
         provider = RolloutProvider(_Source(client), exposures="off")
         for stage in range(len(STAGES)):
@@ -163,7 +213,8 @@ async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
 
             await scenario.until(ofrep_at, timeout=30, what="OFREP at the stage's version")
             want = [expected(c, state["salt"], stage) for c in people]
-            # Then the SDK, the OpenFeature provider and OFREP serve exactly those units
+            # Then the SDK, the OpenFeature provider, OFREP and the JavaScript client serve
+            # exactly those units
             sdk = [client.arm(FLAG, c["targetingKey"], c)[0] is Arm.TREATMENT for c in people]
             assert sdk == want, f"the SDK at stage {stage}"
             of = [
@@ -173,8 +224,10 @@ async def test_a_ring_rollout_serves_exactly_its_rings_and_no_unit_flaps(
                 for c in people
             ]
             assert of == want, f"the OpenFeature provider at stage {stage}"
-            asked = people[:OFREP_CONTEXTS]
-            assert await _ofrep(http, asked) == want[:OFREP_CONTEXTS], f"OFREP at stage {stage}"
+            assert await _ofrep(base, people) == want, f"OFREP at stage {stage}"
+            js = await _node(node, ofrep_node, base, people_file)
+            assert (js["versions"], js["errors"]) == ([state["version"]], [])
+            assert js["values"] == want, f"the JavaScript client at stage {stage}"
             # And nobody treated before is back on control
             treated = {c["targetingKey"] for c, on in zip(people, want, strict=True) if on}
             assert treated_before <= treated, f"units flipped back at stage {stage}"

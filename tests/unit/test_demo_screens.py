@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,21 @@ from controller.core.gate import evaluate
 from controller.core.messages import Arm
 from controller.core.rollout import Phase, Rollout
 from controller.demo.options import DemoOptions
-from controller.demo.scenario import DemoFlag, demo_flags, demo_plan, error_rate
+from controller.demo.scenario import (
+    BETA_RULE,
+    COUNTRIES,
+    ERROR_RATE_LIMIT,
+    PLANS,
+    SEGMENTS,
+    STAFF,
+    STAFF_SHARE,
+    UNITS,
+    DemoFlag,
+    demo_flags,
+    demo_plan,
+    error_rate,
+    users,
+)
 from controller.demo.screens import message_lines, render_live, render_summary, status_line
 from controller.demo.snapshot import (
     AdvisorView,
@@ -24,6 +39,7 @@ from controller.demo.snapshot import (
     DemoSnapshot,
     FlagView,
     flag_view,
+    rings,
     run_outcome,
 )
 from controller.demo.tracking import Tracker
@@ -49,7 +65,9 @@ def view(**changes: Any) -> FlagView:
         "seconds_in_stage": 3.4,
         "treatment": ArmView(3012, 3012, 61),
         "control": ArmView(2990, 2990, 58),
+        "rings": (),
         "bound": BoundView(0.0008, -0.0120, 0.0136, 1.0, regressed=False),
+        "limits": "",
         "live": True,
         "note": "gate: hold, minimum stage time 0:00:05 not reached",
         "advisor": AdvisorView("advance", 0.9, RATIONALE),
@@ -88,7 +106,7 @@ SNAPSHOT = DemoSnapshot(
     events_sent=123_456,
     events_per_s=3210.0,
     advisor="advisory, smollm2-135m-instruct",
-    fault=f"{FAULTY}'s treatment fails 3x as often (2% -> 6%) from 25%",
+    fault=f"{FAULTY}'s treatment fails 4x as often (2% -> 8%) from its first ring",
     log_path="/tmp/rollout-demo-decisions-abcdefgh.jsonl",
 )
 
@@ -359,15 +377,47 @@ def test_the_run_passes_only_when_each_flag_ends_as_it_should(
 # -- the scenario and its options ------------------------------------------------------------
 
 
-def test_the_first_flag_is_the_faulty_one_and_fails_three_times_as_often_from_the_fault() -> None:
+def test_the_first_flag_is_the_faulty_one_and_fails_four_times_as_often_from_the_start() -> None:
     flags = demo_flags(3)
     assert [f.faulty for f in flags] == [True, False, False]
     assert len({f.name for f in flags}) == 3
     faulty, treatment = flags[0].faulty, Arm.TREATMENT
-    assert error_rate(faulty=faulty, arm=treatment, percent=5, fault_at=25) == 0.02
-    assert error_rate(faulty=faulty, arm=treatment, percent=25, fault_at=25) == pytest.approx(0.06)
-    assert error_rate(faulty=faulty, arm=Arm.CONTROL, percent=50, fault_at=25) == 0.02
-    assert error_rate(faulty=False, arm=treatment, percent=50, fault_at=25) == 0.02
+    assert error_rate(faulty=faulty, arm=treatment) == pytest.approx(0.08)
+    assert error_rate(faulty=faulty, arm=Arm.CONTROL) == 0.02
+    assert error_rate(faulty=False, arm=treatment) == 0.02
+    assert error_rate(faulty=False, arm=treatment) < ERROR_RATE_LIMIT
+
+
+def test_the_plan_walks_the_rings_from_staff_to_everyone() -> None:
+    plan = demo_plan()
+    assert plan.targeted
+    assert rings(plan) == (
+        'user_id in segment("staff") 100%',
+        'user_id in segment("beta") 100%',
+        'country == "TH" 25%',
+        "everyone 50%",
+        "everyone 100%",
+    )
+    assert plan.limits is not None
+    assert plan.limits.error_rate == ERROR_RATE_LIMIT
+    assert set(SEGMENTS) == {"staff", "beta"}
+    assert SEGMENTS["beta"] == BETA_RULE
+
+
+def test_the_users_carry_attributes_and_staff_and_beta_send_their_share() -> None:
+    people = users()
+    assert len(people.contexts) == UNITS
+    assert len(people.staff) == len(STAFF)
+    assert {people.contexts[i]["user_id"] for i in people.staff} == set(STAFF)
+    assert all(people.contexts[i].get("beta") is True for i in people.beta)
+    assert 0.03 < len(people.beta) / UNITS < 0.07
+    assert {c["country"] for c in people.contexts} == set(COUNTRIES)
+    assert {c["plan"] for c in people.contexts} == set(PLANS)
+    rng = random.Random(1)
+    picked = [people.pick(rng)["user_id"] for _ in range(20_000)]
+    staff = sum(unit in set(STAFF) for unit in picked) / len(picked)
+    assert STAFF_SHARE < staff < STAFF_SHARE + 0.02  # and a few of anyone's requests
+    assert users() == people  # the same users every run
 
 
 @pytest.mark.parametrize(
@@ -375,14 +425,67 @@ def test_the_first_flag_is_the_faulty_one_and_fails_three_times_as_often_from_th
     [
         ({"flags": 0}, "--flags"),
         ({"flags": 6}, "--flags"),
-        ({"fault_at": 100}, "--fault-at"),
-        ({"fault_at": 0}, "--fault-at"),
         ({"duration": 1}, "--duration"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(changes: dict[str, Any], option: str) -> None:
     with pytest.raises(ValueError, match=option):
         DemoOptions(**changes)
+
+
+def staff_aggregates(t_errors: int) -> FlagAggregates:
+    return FlagAggregates(
+        flag=FAULTY,
+        versions=frozenset({1}),
+        treatment=ArmAggregate(exposures=1500, units=200, requests=1500, errors=t_errors),
+        control=ArmAggregate(),
+    )
+
+
+def test_a_ring_served_to_all_of_its_audience_is_tested_against_its_limit() -> None:
+    """The staff ring has no control: the view shows the limit's test, and the ring."""
+    state = rollout(Phase.RUNNING, 0)
+    verdict = evaluate(state, staff_aggregates(120), NOW)  # 8% against a 3% limit
+    assert verdict.kind.value == "rollback"
+    shown = flag_view(DemoFlag(FAULTY, faulty=True), state, verdict, Tracker().record(FAULTY), NOW)
+    assert shown.ring == 'user_id in segment("staff") 100%'
+    assert shown.limits.startswith("none (no concurrent control): gated on absolute limits:")
+    assert "error_rate: 8% (limit 3%, breached)" in shown.limits
+    line = status_line(6.0, shown)
+    assert 'stage 1/5 (100%), ring user_id in segment("staff") 100%' in line
+    assert "error_rate: 8% (limit 3%, breached)" in line
+    text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(shown,))), 120)
+    assert 'rings: user_id in segment("staff") 100% → user_id in segment("beta") 100%' in text
+    assert "everyone 100%" in text
+    # Once rolled back, the summary names the ring it was caught in, and why
+    tracker = Tracker()
+    tracker.observe(
+        published(
+            "decision",
+            flag=FAULTY,
+            kind="gate",
+            action="rollback",
+            outcome="applied",
+            reason=verdict.reason,
+            evidence=verdict.evidence,
+            stage=0,
+        )
+    )
+    done = rollout(Phase.ROLLED_BACK, 0)
+    final = flag_view(DemoFlag(FAULTY, faulty=True), done, None, tracker.record(FAULTY), NOW)
+    assert "error_rate: 8% (limit 3%, breached)" in final.limits
+    assert final.rollback_reason is not None
+    assert final.rollback_reason.startswith("error_rate 0.08 is above its limit 0.03")
+    summary = rendered(render_summary([final]), 200)
+    assert 'user_id in segment("staff") 100%' in summary
+    assert "0/5" in summary
+    decision: dict[str, Any] = {"type": "decision", "flag": FAULTY, "action": "rollback"}
+    decision["outcome"] = "applied"
+    at_stage = {"index": 0, "of": 5, "percent": 100.0}
+    evidence = {**verdict.evidence, "at_stage": at_stage}
+    decision |= {"reason": verdict.reason, "evidence": evidence, "stage": 0}
+    [said] = [x for x in message_lines(6.0, decision) if "rollback applied" in x]
+    assert 'rollback applied at stage 1/5 (100%), ring user_id in segment("staff") 100%: ' in said
 
 
 def test_an_incoherent_opinion_is_shown_as_such_never_quoted() -> None:
