@@ -147,6 +147,13 @@ def _unicode_problem(text: str) -> str:
 
 
 def _number_problem(value: float) -> str:
+    if isinstance(value, int):
+        # No float conversion: an integer past a float's range would raise OverflowError.
+        if abs(value) > MAX_SAFE_NUMBER:
+            return (
+                f"an integer of {value.bit_length()} bits is beyond ±{MAX_SAFE_NUMBER} (2^53 - 1)"
+            )
+        return ""
     if not math.isfinite(value):
         return f"{value} is not a finite number"
     if abs(value) > MAX_SAFE_NUMBER:
