@@ -134,10 +134,26 @@ def _shown(kind: str) -> str:
 def _string_problem(value: str) -> str:
     if len(value) > MAX_STRING_CHARS:
         return f"a string of {len(value)} characters, over {MAX_STRING_CHARS}"
+    return _unicode_problem(value)
+
+
+def _unicode_problem(text: str) -> str:
+    """A lone surrogate has no UTF-8 form: the value could be neither signed nor sent."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return f"{text[:40]!a} is not valid Unicode (a lone surrogate)"
     return ""
 
 
 def _number_problem(value: float) -> str:
+    if isinstance(value, int):
+        # No float conversion: an integer past a float's range would raise OverflowError.
+        if abs(value) > MAX_SAFE_NUMBER:
+            return (
+                f"an integer of {value.bit_length()} bits is beyond ±{MAX_SAFE_NUMBER} (2^53 - 1)"
+            )
+        return ""
     if not math.isfinite(value):
         return f"{value} is not a finite number"
     if abs(value) > MAX_SAFE_NUMBER:
@@ -189,6 +205,8 @@ def _keys_problem(node: dict[Any, Any]) -> str:
             return f"the object has a key that is not a string: {key!r:.40}"
         if len(key) > MAX_KEY_CHARS:
             return f"the object has a key of {len(key)} characters, over {MAX_KEY_CHARS}"
+        if _unicode_problem(key):
+            return "the object has a key that is not valid Unicode (a lone surrogate)"
     return ""
 
 

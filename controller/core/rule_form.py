@@ -89,6 +89,8 @@ def _condition(part: object, catalogue: Catalogue | None) -> dict[str, Any] | st
     if not isinstance(part, dict) or set(part) != {"attribute", "op", "value"}:
         return "not an object of attribute, op and value"
     op, value = part["op"], part["value"]
+    if not isinstance(op, str) or not isinstance(part["attribute"], str):
+        return "attribute and op are strings"  # a list or object here is no key to look up
     if op in SEGMENT_OPS:
         if not isinstance(value, str):
             return "a segment is named by a string"

@@ -321,7 +321,10 @@ class _Parser:
             raise self.fail(
                 f"{token.text!r} is not a number (write it as in JSON)", token
             ) from None
-        if not isinstance(number, int | float) or not math.isfinite(number):
+        # An integer is range-checked as is: past a float's range isfinite would overflow.
+        if not isinstance(number, int | float) or (
+            isinstance(number, float) and not math.isfinite(number)
+        ):
             raise self.fail(f"{token.text!r} is not a finite number", token)
         if isinstance(number, int) and abs(number) > MAX_SAFE_INTEGER:
             raise self.fail(

@@ -103,6 +103,16 @@ class Window(BaseModel):
             raise ValueError("start must lie between 2000 and 2100")
         return start
 
+    @field_validator("from_", "to")
+    @classmethod
+    def _one_off_range(cls, moment: datetime | None) -> datetime | None:
+        # Bounded as start is: near year 1 or 9999 the shift to UTC overflows.
+        if moment is not None and not (
+            recurrence.EARLIEST <= moment.replace(tzinfo=None) < recurrence.LATEST
+        ):
+            raise ValueError("a one-off window must lie between 2000 and 2100")
+        return moment
+
     @field_validator("duration")
     @classmethod
     def _duration_range(cls, duration: timedelta | None) -> timedelta | None:

@@ -65,6 +65,8 @@ def commands_for(
             packed = pack(ids)
         except ValueError as exc:
             raise UsageError(f"the ids cannot make a segment: {exc}") from None
+        if not packed.parts:  # no command to send, none to wait for
+            raise UsageError("the ids file holds no ids; to empty a segment, delete it")
         upload = uuid.uuid4().hex
         bodies = [
             {

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Group(BaseModel):
@@ -267,6 +267,16 @@ class LlmSettings(_Group):
         return self.timeout_seconds * (self.retries + 1)
 
 
+def _lower(value: object) -> object:
+    """Browsers send an origin's scheme and host in lower case: a listed one is read so."""
+    return value.lower() if isinstance(value, str) else value
+
+
+Origin = Annotated[
+    str, BeforeValidator(_lower), Field(pattern=r"^https?://[^\s/]+$", max_length=253)
+]
+
+
 class HttpSettings(_Group):
     """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags, /webhooks/*."""
 
@@ -365,14 +375,11 @@ class HttpSettings(_Group):
         "required unless `host` is a loopback address, as the console's token is. A key that "
         "is sent is always checked.",
     )
-    cors_origins: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+$", max_length=253)]] = (
-        Field(
-            default_factory=list,
-            max_length=64,
-            description="Browser origins (exactly, e.g. `https://shop.example.com`) that may "
-            "call OFREP and `POST /v1/events`, with a client key; a request or preflight from "
-            "any other origin gets 403.",
-        )
+    cors_origins: list[Origin] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Browser origins (`https://shop.example.com`, in lower case as browsers "
+        "send them) that may call OFREP and `POST /v1/events` with a client key; others get 403.",
     )
     max_header_bytes: int = Field(
         default=8190,

@@ -15,6 +15,7 @@ from controller.adapters.ofrep import OfrepRoutes
 from controller.core.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.core.views import FlagStates
 from controller.ctl.app_keys import command_of
+from controller.settings.groups import HttpSettings
 from tests.app_client import app_client
 
 SITE = "https://shop.example.com"
@@ -40,7 +41,9 @@ KEYS = [
 
 
 @asynccontextmanager
-async def served(outcomes: Counter[str]) -> AsyncIterator[httpx.AsyncClient]:
+async def served(
+    outcomes: Counter[str], origins: Collection[str] = (SITE,)
+) -> AsyncIterator[httpx.AsyncClient]:
     async def keys() -> Mapping[str, AppKey]:
         return by_digest(KEYS)
 
@@ -52,7 +55,7 @@ async def served(outcomes: Counter[str]) -> AsyncIterator[httpx.AsyncClient]:
 
     access = AppAccess(
         keys,
-        Policy(require_keys=True, origins=frozenset({SITE})),
+        Policy(require_keys=True, origins=frozenset(origins)),
         count=lambda scope, outcome: outcomes.update([f"{scope}:{outcome}"]),
     )
     app = web.Application()
@@ -107,6 +110,21 @@ async def test_preflight_answers_listed_origins_only() -> None:
     assert single.status_code == 204
     assert unlisted.status_code == 403
     assert "http.cors_origins" in unlisted.json()["errorDetails"]
+
+
+@pytest.mark.parametrize("listed", ["HTTPS://Shop.Example.COM", "https://SHOP.example.com", SITE])
+async def test_an_origin_listed_in_upper_case_admits_the_browsers_lower_case_origin(
+    listed: str,
+) -> None:
+    # Browsers send scheme and host in lower case; the setting is read as they send it.
+    origins = HttpSettings(cors_origins=[listed]).cors_origins
+    async with served(Counter(), origins) as client:
+        preflight = await client.options(BULK, headers={"Origin": SITE})
+        body = {"context": {"targetingKey": "u"}}
+        answer = await client.post(BULK, json=body, headers=auth("rc_app_reader", Origin=SITE))
+    assert (preflight.status_code, preflight.headers["Access-Control-Allow-Origin"]) == (204, SITE)
+    assert answer.status_code == 403  # past the origin check: a server key in a browser
+    assert "server key" in answer.json()["errorDetails"]
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,9 @@ def nested(depth: int) -> dict[str, Any]:
         ("number", 1, -float("inf"), "treatment: -inf is not a finite number"),
         ("number", 1, 2.0**53, "beyond ±9007199254740991"),
         ("number", -(10**30), 1, "beyond ±9007199254740991"),
+        ("number", 1, 10**400, "an integer of 1329 bits is beyond ±9007199254740991"),
+        ("number", 2**53, 1, "an integer of 54 bits is beyond ±9007199254740991"),
+        ("object", {}, {"a": [-(10**5000)]}, "an integer of 16610 bits is beyond"),
         ("object", {}, nested(MAX_OBJECT_DEPTH + 1), "nests deeper than 8 levels"),
         ("object", {}, {"a": [[[[[[[[1]]]]]]]]}, "nests deeper than 8 levels"),
         ("object", {"x": list(range(MAX_OBJECT_ITEMS))}, {}, "more than 256 values"),
@@ -63,6 +66,9 @@ def nested(depth: int) -> dict[str, Any]:
         ("object", {}, {"a": float("nan")}, "nan is not a finite number"),
         ("object", {}, {"a": {"b": "x" * 2000}}, "a string of 2000 characters"),
         ("object", {}, {"when": object()}, "object (not JSON)"),
+        ("string", "\ud800", "b", "control: '\\ud800' is not valid Unicode (a lone surrogate)"),
+        ("object", {}, {"a": ["\udfff"]}, "is not valid Unicode (a lone surrogate)"),
+        ("object", {}, {"\ud800x": 1}, "a key that is not valid Unicode (a lone surrogate)"),
     ],
 )
 def test_values_are_checked(kind: str, control: object, treatment: object, problem: str) -> None:
@@ -117,6 +123,13 @@ def test_a_plan_declares_values_in_yaml() -> None:
     assert plan.arm_values == ArmValues(type="string", control="v1-ranker", treatment="v2-ranker")
     with pytest.raises(ConfigError, match=r"values: .*not a finite number"):
         load_plan("stages: [{percent: 50}]\nvalues: {type: number, control: .nan, treatment: 1}\n")
+    # YAML escapes can spell a lone surrogate, which no JSON encoder can sign or send.
+    for values in (
+        '{type: string, control: "\\ud800", treatment: b}',
+        '{type: object, control: {"\\udc00": 1}, treatment: {}}',
+    ):
+        with pytest.raises(ConfigError, match=r"values: .*not valid Unicode"):
+            load_plan(f"stages: [{{percent: 50}}]\nvalues: {values}\n")
 
 
 def test_without_values_or_with_the_default_ones_a_plan_is_as_before() -> None:

@@ -127,6 +127,8 @@ def test_whitespace_and_newlines_are_free() -> None:
         ("a not [1]", 1, 7, "expected in (after not)"),
         ("a == 9007199254740992", 1, 6, "integer beyond"),
         ("a == 1e400", 1, 6, "not a finite number"),
+        ("a == 1" + "0" * 400, 1, 6, "integer beyond"),  # past a float's range: no overflow
+        ("a in [1, -1" + "0" * 400 + "]", 1, 10, "integer beyond"),
         ("a == 1.2.3", 1, 6, "is not a number"),
         ("a == 01", 1, 6, "is not a number"),
         ("not", 1, 4, "expected an attribute name"),

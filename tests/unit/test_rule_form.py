@@ -15,7 +15,7 @@ CATALOGUE = load_catalogue(
 )
 
 
-def flat(match: str, *conditions: tuple[str, str, Any]) -> dict[str, Any]:
+def flat(match: str, *conditions: tuple[Any, Any, Any]) -> dict[str, Any]:
     parts = [{"attribute": a, "op": o, "value": v} for a, o, v in conditions]
     return {"match": match, "conditions": parts}
 
@@ -36,6 +36,9 @@ def flat(match: str, *conditions: tuple[str, str, Any]) -> dict[str, Any]:
         ),
         (flat("all", ("seen", "<", "yesterday")), "is not a date"),
         ({"match": "all", "conditions": "country"}, "a list of conditions"),
+        (flat("all", ("country", ["=="], "TH")), "condition 1: attribute and op are strings"),
+        (flat("all", ("country", {"in": 1}, "TH")), "attribute and op are strings"),
+        (flat("all", (["seen"], "<", "2024-01-01")), "attribute and op are strings"),
     ],
 )
 def test_a_flat_draft_reads_as_a_rule_or_says_why_not(data: dict[str, Any], expected: str) -> None:

@@ -44,6 +44,13 @@ def test_an_id_list_too_big_is_refused_before_anything_is_sent(
         commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=ids)
 
 
+def test_an_ids_file_without_ids_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_text("\n  \n\n")
+    with pytest.raises(UsageError, match="holds no ids; to empty a segment, delete it"):
+        commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=read_ids(path))
+
+
 def test_an_ids_file_becomes_signed_parts_of_one_upload(tmp_path: Path) -> None:
     path = tmp_path / "ids.txt"
     path.write_text("\n".join(f"  unit-{i:06d}-{'w' * 60}  " for i in range(20_000)) + "\n\n")

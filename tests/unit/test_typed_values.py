@@ -104,6 +104,30 @@ def test_a_flag_state_with_bad_values_is_refused_at_the_edge(values: dict[str, A
     assert client.state("ranker") is not None
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        b'{"type": "number", "control": 1, "treatment": 1' + b"0" * 400 + b"}",
+        b'{"type": "object", "control": {}, "treatment": {"n": -1' + b"0" * 4000 + b"}}",
+        b'{"type": "string", "control": "\\ud800", "treatment": "b"}',
+        b'{"type": "object", "control": {"\\udfff": 1}, "treatment": {}}',
+    ],
+    ids=["huge-integer", "huge-integer-in-object", "lone-surrogate", "lone-surrogate-key"],
+)
+def test_crafted_values_on_the_topic_are_counted_invalid_and_the_state_held_stays(
+    values: bytes,
+) -> None:
+    fields = message(flag_state_fields(rollout(RANKERS))).model_dump(mode="json")
+    good = orjson.dumps(fields)
+    crafted = good.replace(orjson.dumps(fields["values"]), values)
+    assert crafted != good
+    client = FlagClient()
+    client._receive(good)
+    client._receive(crafted)
+    assert client.invalid == 1
+    assert client.value("ranker", "u1", "none") in ("v1-ranker", "v2-ranker")
+
+
 def test_the_evaluation_serves_the_arms_value_and_a_default_of_another_type() -> None:
     state = message(flag_state_fields(rollout(RANKERS)))
     book = FlagBook([state])

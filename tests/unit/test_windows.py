@@ -493,6 +493,25 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
         "to",
         "366 days",
     ),
+    (
+        "a one-off at year 9999, past UTC's range once shifted",
+        {"kind": "deny", "from": "9999-12-31T23:00:00+14:00", "to": "9999-12-31T23:59:59-12:00"},
+        "from",
+        "2000 and 2100",
+    ),
+    (
+        "a one-off at year 1 in a zone east of UTC",
+        {"kind": "allow", "from": "0001-01-01T00:00:00", "to": "0001-01-01T10:00:00"}
+        | {"timezone": "Asia/Tokyo"},
+        "from",
+        "2000 and 2100",
+    ),
+    (
+        "a one-off from 1999",
+        {"kind": "deny", "from": "1999-12-31T00:00:00", "to": "2000-01-02T00:00:00"},
+        "from",
+        "2000 and 2100",
+    ),
     ("unknown field", {**BERLIN_HOURS, "exdate": "x"}, "exdate", "Extra inputs"),
     ("bad kind", {**BERLIN_HOURS, "kind": "maybe"}, "kind", "allow"),
 ]
