@@ -20,7 +20,8 @@ The answers, each a JSON object with a reason:
 * ``408`` a body slower than ``http.body_timeout_seconds``; ``413`` a body
   or a batch over its bound; ``415`` a body that is not ``application/json``;
 * ``429`` with ``Retry-After`` past the client's rate
-  (``http.intake_events_per_second``, counted in events);
+  (``http.intake_events_per_second``, counted in events received, valid or
+  not, so a client flooding invalid batches is limited like any other);
 * ``503`` with ``Retry-After`` when the broker did not acknowledge the batch
   (or Redis, where retries are recorded, did not answer): nothing was
   counted, send the same batch again.
@@ -155,12 +156,13 @@ class EventIntakeRoutes:
     async def _accept(self, request: web.Request) -> web.Response:
         client = self.client_key(request)
         raws = _batch_of(await self._body(request), self._max_events)
-        events = self._validated(raws)
-        wait = self._limiter.wait(client, len(events))
+        # Charged before validation: a client sending invalid batches is limited too.
+        wait = self._limiter.wait(client, len(raws))
         if wait > 0:
             refused = _Refused(429, "rate_limited", "over this client's event rate; retry later")
             refused.retry_after = math.ceil(wait)
             raise refused
+        events = self._validated(raws)
         try:
             accepted = await self._sink.send(client, events)
         except BatchNotSent as exc:

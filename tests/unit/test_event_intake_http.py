@@ -178,3 +178,14 @@ async def test_past_the_rate_a_client_gets_429_with_retry_after_and_nothing_is_s
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert "rate" in answers[2].json()["error"]
     assert len(sink.sent) == 2
+
+
+async def test_invalid_batches_count_against_the_rate_too() -> None:
+    sink = Sink()
+    bad = {"events": [{"type": "exposure", "v": 99}] * 5}
+    async with served(sink, events_per_second=1, max_events=10) as client:
+        answers = [await client.post("/v1/events", json=bad) for _ in range(3)]
+        valid = await client.post("/v1/events", json={"events": [event(1)]})
+    assert [a.status_code for a in answers] == [400, 400, 429]
+    assert valid.status_code == 429
+    assert sink.sent == []
