@@ -1,0 +1,140 @@
+"""Segments in rings served by Unleash: written inline, or refused with the segment named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.core.errors import ConfigError
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.plan import parse_plan
+from controller.core.rule_text import parse
+from controller.core.unleash_rules import (
+    MAX_CONSTRAINT_VALUES,
+    Constraint,
+    ring_strategies,
+    rule_terms,
+)
+
+
+def _held(**segments: str | list[str]) -> HeldSegments:
+    held = NO_HELD_SEGMENTS
+    for number, (name, contents) in enumerate(segments.items(), 1):
+        if isinstance(contents, str):
+            held = held.with_segment(name, number, ids=None, rule=parse(contents))
+        else:
+            held = held.with_segment(name, number, ids=frozenset(contents), rule=None)
+    return held
+
+
+HELD = _held(
+    beta=["u3", "u1", "u2"],
+    staff='email ends_with "@corp.example"',
+    thai='country == "TH" and (plan == "pro" or age > 60)',
+    mixed='user_id == "u9" or country == "TH"',
+    grown=[f"u{i}" for i in range(MAX_CONSTRAINT_VALUES + 1)],
+    full=[f"u{i}" for i in range(MAX_CONSTRAINT_VALUES)],
+    negative='not email ends_with "@corp.example"',
+)
+
+
+def _c(name: str, op: str, *values: str, value: str | None = None) -> Constraint:
+    return Constraint(name, op, tuple(values), value)
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        ('user_id in segment("beta")', [[_c("user_id", "IN", "u1", "u2", "u3")]]),
+        (
+            'user_id in segment("full")',
+            [[_c("user_id", "IN", *sorted(f"u{i}" for i in range(MAX_CONSTRAINT_VALUES)))]],
+        ),
+        ('email in segment("staff")', [[_c("email", "STR_ENDS_WITH", "@corp.example")]]),
+        (
+            'country in segment("thai")',
+            [
+                [_c("country", "IN", "TH"), _c("plan", "IN", "pro")],
+                [_c("country", "IN", "TH"), _c("age", "NUM_GT", value="60")],
+            ],
+        ),
+        (
+            'user_id in segment("beta") and plan == "pro"',
+            [[_c("user_id", "IN", "u1", "u2", "u3"), _c("plan", "IN", "pro")]],
+        ),
+        (
+            'user_id in segment("beta") or email in segment("staff")',
+            [
+                [_c("user_id", "IN", "u1", "u2", "u3")],
+                [_c("email", "STR_ENDS_WITH", "@corp.example")],
+            ],
+        ),
+    ],
+)
+def test_a_segment_is_written_inline(text: str, terms: list[list[Constraint]]) -> None:
+    assert rule_terms(parse(text), HELD) == [tuple(t) for t in terms]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('user_id in segment("grown")', f"'grown' holds {MAX_CONSTRAINT_VALUES + 1} ids"),
+        ('user_id in segment("gone")', "segment 'gone' is not held"),
+        ('user_id not in segment("beta")', "negated, it would match a context without"),
+        ('not user_id in segment("beta")', "negated, it would match a context without"),
+        ('user_id in segment("staff")', "'staff''s rule does not test user_id"),
+        ('user_id in segment("mixed")', "'mixed''s rule does not test user_id"),
+        ('email in segment("negative")', "segment 'negative': .* would match a context"),
+        ('email not in segment("staff")', "segment 'staff': .* would match a context"),
+    ],
+)
+def test_a_segment_unleash_cannot_serve_is_refused_by_name(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        rule_terms(parse(text), HELD)
+
+
+def test_a_segment_naming_a_segment_is_refused_not_followed() -> None:
+    # Segments are checked when saved; a snapshot that holds such a rule still stops here.
+    nested = _held(outer='user_id in segment("outer")')
+    with pytest.raises(ConfigError, match="names a segment: segments nest once"):
+        rule_terms(parse('user_id in segment("outer")'), nested)
+
+
+def test_before_the_contents_are_read_a_segment_stands_for_one_constraint() -> None:
+    assert rule_terms(parse('user_id in segment("beta")')) == [
+        (_c("user_id", "IN", "segment:beta"),)
+    ]
+
+
+def test_the_must_show_rings_become_these_strategies() -> None:
+    rings = [
+        (parse('user_id in segment("staff_ids")'), 100),
+        (parse('user_id in segment("beta")'), 100),
+        (parse('country == "TH"'), 25),
+        (None, 0),
+    ]
+    held = _held(staff_ids=["s1"], beta=["u1", "u2"])
+    strategies = ring_strategies(None, rings, held)
+    assert [(s.ring, s.percent, s.constraints) for s in strategies] == [
+        (0, 100, (_c("user_id", "IN", "s1"),)),
+        (1, 100, (_c("user_id", "IN", "u1", "u2"),)),
+        (2, 25, (_c("country", "IN", "TH"),)),
+        (3, 0, ()),
+    ]
+
+
+PLAN: dict[str, Any] = {
+    "limits": {"error_rate": 0.01},
+    "backend": {"unleash": {"feature": "checkout"}},
+    "stages": [
+        {"audience": 'user_id in segment("staff")', "percent": 100},
+        {"audience": 'user_id in segment("beta")', "percent": 100},
+        {"audience": 'country == "TH"', "percent": 25},
+        {"percent": 100},
+    ],
+}
+
+
+def test_a_ring_plan_naming_segments_validates_for_unleash() -> None:
+    assert parse_plan(PLAN).targeted
