@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from controller.core.errors import ConfigError
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
+from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
+from controller.core.serving import (
+    Applied,
+    Serving,
+    Strategy,
+    Target,
+    Verdict,
+    desired,
+    reconcile,
+    would_serve,
+)
 from controller.core.unleash_rules import (
     MAX_CONSTRAINT_VALUES,
     Constraint,
     ring_strategies,
     rule_terms,
 )
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+TARGET = Target("checkout", "default", "production", "userId", targeted=True)
 
 
 def _held(**segments: str | list[str]) -> HeldSegments:
@@ -138,3 +154,66 @@ PLAN: dict[str, Any] = {
 
 def test_a_ring_plan_naming_segments_validates_for_unleash() -> None:
     assert parse_plan(PLAN).targeted
+
+
+def _rollout(stage: int) -> Rollout:
+    return Rollout(
+        flag="checkout",
+        rollout_id="r1",
+        plan=parse_plan(PLAN),
+        phase=Phase.RUNNING,
+        stage=stage,
+        stage_started_at=NOW,
+        salt="s",
+        flag_version=3,
+        started_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def _read_back(want: Serving) -> Serving:
+    """What Unleash answers once ``want`` is written."""
+    assert want.specs is not None
+    strategies = [
+        Strategy(
+            name="flexibleRollout",
+            id=f"s{i}",
+            parameters={
+                "rollout": str(spec.percent),
+                "stickiness": "userId",
+                "groupId": "checkout",
+                FLAG_PARAMETER: "checkout",
+                VERSION_PARAMETER: "3",
+                **({TARGETING_PARAMETER: want.targeting or ""} if i == 0 else {}),
+            },
+            constraints=len(spec.constraints),
+            rules=spec.constraints,
+        )
+        for i, spec in enumerate(want.specs)
+    ]
+    return would_serve(True, strategies, TARGET)
+
+
+def test_a_changed_segment_is_written_again_never_taken_for_a_person_s_change() -> None:
+    state = _rollout(1)
+    before = desired(state, TARGET, _held(staff=["s1"], beta=["u1"]))
+    after = desired(state, TARGET, _held(staff=["s1"], beta=["u1", "u2"]))
+    assert before is not None
+    assert after is not None
+    assert before.shape != after.shape
+    actual = _read_back(before)
+    assert reconcile(state, after, actual, Applied("r1", applied=before), TARGET) == (
+        Verdict.WRITE,
+        [],
+    )
+    assert reconcile(state, after, _read_back(after), Applied("r1", applied=after), TARGET) == (
+        Verdict.NOTHING,
+        [],
+    )
+
+
+def test_rings_naming_a_segment_not_held_are_not_desired_but_turning_off_still_is() -> None:
+    with pytest.raises(ConfigError, match="segment 'beta' is not held"):
+        desired(_rollout(1), TARGET, _held(staff=["s1"]))
+    killed = _rollout(1).model_copy(update={"phase": Phase.KILLED})
+    assert desired(killed, TARGET) == Serving(enabled=False)
