@@ -195,7 +195,7 @@ SEGMENT_RINGS = orjson.dumps(
 def test_rings_naming_a_segment_take_the_cohort_from_the_app_s_segments(
     context: dict[str, Any], cohort: str
 ) -> None:
-    emitted: list[tuple[Any, ...]] = []
+    emitted: list[str] = []
     book = IdSegments({"beta": {"u1"}})
     exposures = UnleashExposures(lambda *e, **kw: emitted.append(kw["cohort"]), segments=book)
     exposures.on_event(Fetched(payload("7", rcTargeting=SEGMENT_RINGS)))
