@@ -247,6 +247,8 @@ def segment_terms(cond: Condition, negated: bool, segments: HeldSegments | None)
         if len(ids) > MAX_CONSTRAINT_VALUES:
             why = f"holds {len(ids)} ids, Unleash takes {MAX_CONSTRAINT_VALUES} a constraint"
             raise _refuse(cond, f"segment {name!r} {why}")
+        if not ids:  # no strategy would serve everyone where it was the only one
+            raise _refuse(cond, f"segment {name!r} is empty: Unleash takes no empty constraint")
         return [(Constraint(cond.attribute, "IN", tuple(sorted(ids))),)]
     if compiled is None:
         raise _refuse(cond, f"segment {name!r} is not held (there is no such segment)")

@@ -52,6 +52,7 @@ HELD = _held(
     grown=[f"u{i}" for i in range(MAX_CONSTRAINT_VALUES + 1)],
     full=[f"u{i}" for i in range(MAX_CONSTRAINT_VALUES)],
     negative='not email ends_with "@corp.example"',
+    empty=[],
 )
 
 
@@ -97,6 +98,7 @@ def test_a_segment_is_written_inline(text: str, terms: list[list[Constraint]]) -
     [
         ('user_id in segment("grown")', f"'grown' holds {MAX_CONSTRAINT_VALUES + 1} ids"),
         ('user_id in segment("gone")', "segment 'gone' is not held"),
+        ('user_id in segment("empty")', "segment 'empty' is empty"),
         ('user_id not in segment("beta")', "negated, it would match a context without"),
         ('not user_id in segment("beta")', "negated, it would match a context without"),
         ('user_id in segment("staff")', "'staff''s rule does not test user_id"),
