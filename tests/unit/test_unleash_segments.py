@@ -11,6 +11,7 @@ from controller.core.errors import ConfigError
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
+from controller.core.planlint import lint
 from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
 from controller.core.serving import (
@@ -219,3 +220,14 @@ def test_rings_naming_a_segment_not_held_are_not_desired_but_turning_off_still_i
         desired(_rollout(1), TARGET, _held(staff=["s1"]))
     killed = _rollout(1).model_copy(update={"phase": Phase.KILLED})
     assert desired(killed, TARGET) == Serving(enabled=False)
+
+
+def test_rolloutctl_is_told_the_limit_a_segment_served_by_unleash_keeps() -> None:
+    warned = [f for f in lint(parse_plan(PLAN)) if "segment" in f.message]
+    assert [(f.severity, f.field) for f in warned] == [
+        ("warning", "stages[0].audience"),
+        ("warning", "stages[1].audience"),
+    ]
+    assert f"at most {MAX_CONSTRAINT_VALUES} ids" in warned[0].message
+    native = {k: v for k, v in PLAN.items() if k != "backend"}
+    assert not [f for f in lint(parse_plan(native)) if "segment" in f.message]
