@@ -30,7 +30,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from controller.core.audience import Segment, conditions
 from controller.core.plan import Plan
+from controller.core.unleash_rules import MAX_CONSTRAINT_VALUES
 
 Severity = Literal["error", "warning"]
 
@@ -67,7 +69,7 @@ class Finding:
 
 def lint(plan: Plan) -> list[Finding]:
     """Everything that makes ``plan`` unable to work (errors) or risky (warnings), errors first."""
-    found = [*_stages(plan), *_jump(plan), *_guardrails(plan), *_levels(plan)]
+    found = [*_stages(plan), *_jump(plan), *_guardrails(plan), *_levels(plan), *_segments(plan)]
     return sorted(found, key=lambda f: f.severity != "error")
 
 
@@ -173,3 +175,23 @@ def _levels(plan: Plan) -> Iterator[Finding]:
             f"{plan.srm_p_threshold:g} is below {LOW_SRM_P:g}: a broken split needs about 1.5"
             " times the units it needs at 0.001 to be flagged",
         )
+
+
+def _segments(plan: Plan) -> Iterator[Finding]:
+    """Segments a plan served by Unleash names: read when the sync writes, not now."""
+    if plan.unleash is None:
+        return
+    rules = [("audience", plan.audience)]
+    rules += [(f"stages[{i}].audience", s.audience) for i, s in enumerate(plan.stages)]
+    for field, rule in rules:
+        for condition in conditions(rule.root) if rule is not None else []:
+            if isinstance(condition.value, Segment):
+                name = condition.value.segment
+                yield Finding(
+                    "warning",
+                    field,
+                    f"Unleash gets segment {name!r} written into the strategy when the sync"
+                    f" writes: an id list of at most {MAX_CONSTRAINT_VALUES} ids, or a rule"
+                    f" that tests {condition.attribute}; otherwise the sync alerts and leaves"
+                    " Unleash serving what it served",
+                )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.messages import VERSION_PARAMETER
 from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
@@ -122,11 +123,15 @@ class Serving:
         )
 
 
-def desired(rollout: Rollout, target: Target) -> Serving | None:
+def desired(
+    rollout: Rollout, target: Target, segments: HeldSegments = NO_HELD_SEGMENTS
+) -> Serving | None:
     """What the platform should serve in this state; None before the rollout starts.
 
     Running, paused or watching: the stage's percent. Completed: 100.
     Rolled back, aborted or killed: the environment off (the strategy is left).
+    Rings naming segments are written with ``segments``' contents inline, so a
+    changed segment changes what is desired; ConfigError where one cannot be.
     """
     if rollout.phase is Phase.PENDING:
         return None
@@ -134,7 +139,7 @@ def desired(rollout: Rollout, target: Target) -> Serving | None:
         return Serving(enabled=False)
     rings = rollout.rings()
     if rings is not None:
-        specs = ring_specs(rollout.plan.audience, rings)
+        specs = ring_specs(rollout.plan.audience, rings, segments)
         targeting = json.dumps(targeting_json(rollout.plan.audience, rings), ensure_ascii=False)
         shape, parts = shape_of(specs, target.stickiness, targeting)
         return Serving(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.core.audience import AudienceRule
+from controller.core.held_segments import HeldSegments
 from controller.core.messages import TARGETING_PARAMETER
 from controller.core.targeting import Ring
 from controller.core.unleash_rules import Constraint, RingStrategy, Term, ring_strategies
@@ -37,9 +38,12 @@ class Owned:
     constraints: Term
 
 
-def ring_specs(audience: AudienceRule | None, rings: Sequence[Ring]) -> list[Spec]:
-    """The strategies that serve these rings (thresholds are whole percents for Unleash)."""
-    return ring_strategies(audience, [(r.audience, r.threshold // 1000) for r in rings])
+def ring_specs(
+    audience: AudienceRule | None, rings: Sequence[Ring], segments: HeldSegments
+) -> list[Spec]:
+    """The strategies that serve these rings (thresholds are whole percents for Unleash), the
+    segments they name written inline: ConfigError naming a segment that cannot be."""
+    return ring_strategies(audience, [(r.audience, r.threshold // 1000) for r in rings], segments)
 
 
 def _entry(

@@ -32,9 +32,14 @@ alike; see docs/architecture.md, "Rings served by Unleash"):
   ``==`` the inverted ones guarded by ``DATE_AFTER`` year 0, ``!=`` two terms.
 * Booleans: ``IN ["True", "true"]`` (Python's SDK and the others spell them so).
 
+Segments are written inline, as the sync finds them (:func:`segment_terms`):
+``a in segment("beta")`` of an id list is ``IN`` its ids, of a rule segment
+that rule's terms (each must test ``a``, as the rule needs it there). Before
+any segment is read (a plan's check), a segment stands for one constraint.
+
 Refused, with the condition named: a negated string condition, a negated
-boolean, an empty string (the server refuses it), ``segment(...)``
-(segments are not written to Unleash), a date not a whole millisecond, a
+boolean, an empty string (the server refuses it), a segment not held, one
+whose list is longer than a constraint takes, a date not a whole millisecond, a
 version part beyond 2^64 - 1, a number beyond ±(2^53 - 1), an attribute
 Unleash fills in itself (``currentTime``, ``environment``, ``appName``, ``properties``), a list
 longer than Unleash takes in one constraint, and a rule whose normal form
@@ -58,8 +63,10 @@ from controller.core.audience import (
     NotRule,
     Segment,
     Semver,
+    conditions,
 )
 from controller.core.errors import ConfigError
+from controller.core.held_segments import HeldSegments
 from controller.core.rule_text import to_text
 from controller.core.rule_values import instant_ns
 
@@ -226,13 +233,45 @@ def _utc_text(ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def literal(cond: Condition, negated: bool) -> list[Term]:
+def segment_terms(cond: Condition, negated: bool, segments: HeldSegments | None) -> list[Term]:
+    """``a in segment(name)`` inline: ``IN`` the list's ids, or the rule segment's terms, each
+    testing ``a`` (the condition is unknown without it). ``segments`` None: one stand-in."""
+    assert isinstance(cond.value, Segment)
+    name, negated = cond.value.segment, negated != (cond.op == "not in")
+    if segments is None:  # a plan's check: the contents are read when the sync writes
+        return [(Constraint(cond.attribute, "IN", (f"segment:{name}",)),)]
+    ids, compiled = segments.ids.get(name), segments.rules.get(name)
+    if ids is not None:
+        if negated:
+            raise _refuse(cond, "negated, it would match a context without the attribute")
+        if len(ids) > MAX_CONSTRAINT_VALUES:
+            why = f"holds {len(ids)} ids, Unleash takes {MAX_CONSTRAINT_VALUES} a constraint"
+            raise _refuse(cond, f"segment {name!r} {why}")
+        if not ids:  # no strategy would serve everyone where it was the only one
+            raise _refuse(cond, f"segment {name!r} is empty: Unleash takes no empty constraint")
+        return [(Constraint(cond.attribute, "IN", tuple(sorted(ids))),)]
+    if compiled is None:
+        raise _refuse(cond, f"segment {name!r} is not held (there is no such segment)")
+    if any(isinstance(c.value, Segment) for c in conditions(compiled.rule.root)):
+        raise _refuse(cond, f"segment {name!r} names a segment: segments nest once")
+    try:
+        terms = normal_form(compiled.rule.root, negated, segments)
+    except ConfigError as exc:
+        raise _refuse(cond, f"segment {name!r}: {exc}") from None
+    for term in terms:  # an inverted constraint holds without the field
+        if not any(c.context == cond.attribute and not c.inverted for c in term):
+            why = f"'s rule does not test {cond.attribute} (no constraint tests it is there)"
+            raise _refuse(cond, f"segment {name!r}{why}")
+    return terms
+
+
+def literal(cond: Condition, negated: bool, segments: HeldSegments | None = None) -> list[Term]:
     """The terms that are true exactly when ``cond`` (or ``not cond``) is; ConfigError if none."""
     if cond.attribute in RESERVED_FIELDS:
         raise _refuse(cond, f"Unleash's SDKs fill in {cond.attribute} themselves")
     value = cond.value
     if isinstance(value, Segment):
-        raise _refuse(cond, "segments are not written to Unleash; serve this plan natively")
+        return segment_terms(cond, negated, segments)
     if isinstance(value, bool):  # SDKs write a boolean as text: Python True, others true
         words = ("True", "true") if value else ("False", "false")
         return _strings(cond.model_copy(update={"value": list(words)}), negated, in_list=True)
@@ -253,14 +292,16 @@ def literal(cond: Condition, negated: bool) -> list[Term]:
     return _strings(cond, negated)
 
 
-def normal_form(node: Node, negated: bool = False) -> list[Term]:
+def normal_form(
+    node: Node, negated: bool = False, segments: HeldSegments | None = None
+) -> list[Term]:
     """The rule as an ``or`` of ``and`` s of constraints; ConfigError where Unleash cannot."""
     if isinstance(node, Condition):
-        return literal(node, negated)
+        return literal(node, negated, segments)
     if isinstance(node, NotRule):
-        return normal_form(node.negated, not negated)
+        return normal_form(node.negated, not negated, segments)
     parts = [
-        normal_form(child, negated)
+        normal_form(child, negated, segments)
         for child in (node.all_of if isinstance(node, AllOf) else node.any_of)
     ]
     if isinstance(node, AnyOf) != negated:  # an or: the terms of every part
@@ -301,9 +342,9 @@ def _bounded(terms: list[Term]) -> list[Term]:
     return unique
 
 
-def rule_terms(rule: AudienceRule | None) -> list[Term]:
+def rule_terms(rule: AudienceRule | None, segments: HeldSegments | None = None) -> list[Term]:
     """The normal form of an audience (None: everyone); ConfigError where Unleash cannot say it."""
-    return EVERYONE if rule is None else normal_form(rule.root)
+    return EVERYONE if rule is None else normal_form(rule.root, False, segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,17 +357,19 @@ class RingStrategy:
 
 
 def ring_strategies(
-    audience: AudienceRule | None, rings: Sequence[tuple[AudienceRule | None, int]]
+    audience: AudienceRule | None,
+    rings: Sequence[tuple[AudienceRule | None, int]],
+    segments: HeldSegments | None = None,
 ) -> list[RingStrategy]:
     """The strategies that serve these rings (audience, whole percent): ConfigError if too many.
 
     Each ring's terms, each joined with each term of the rollout's audience.
     All share one ``groupId``, so a unit has one Unleash bucket in all of them.
     """
-    outer = rule_terms(audience)
+    outer = rule_terms(audience, segments)
     out: list[RingStrategy] = []
     for index, (rule, percent) in enumerate(rings):
-        for term in conjunction([outer, rule_terms(rule)]):
+        for term in conjunction([outer, rule_terms(rule, segments)]):
             out.append(RingStrategy(index, percent, term))
     if len(out) > MAX_STRATEGIES:
         raise ConfigError(f"the rings need {len(out)} Unleash strategies, at most {MAX_STRATEGIES}")

@@ -13,6 +13,12 @@ that is neither, a person changed it: a running rollout is paused with an
 alert naming the change (the machine's ``backend_drift`` pause), and nothing
 is written until the rollout moves on (the operator resumes, rolls back or
 kills). The sync never fights a person.
+
+Segments a ring names are written inline (``core.unleash_rules``) from the
+segments the last sweep read: a changed segment changes what is desired, not
+what Unleash serves, so it is rewritten at the next sweep, never taken for a
+person's change. One that cannot be written (not held, a list too long for a
+constraint) fails the flag's sync: alerted once, Unleash left as it is.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import Any
 
 import structlog
 
-from controller.core.errors import ControllerError
+from controller.core.errors import ConfigError, ControllerError
 from controller.core.health import drift_alerted
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.backend_alerts import BackendAlerts
@@ -35,6 +42,8 @@ from controller.settings import UnleashSettings
 
 log = structlog.get_logger("controller.daemon.backends")
 Apply = Callable[[str, Input], Awaitable[None]]
+SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]
+"""The segments held now, given those held before (only what changed is read again)."""
 SAFETY, ROUTINE = 0, 1
 """Slot priorities: turning an environment off goes first."""
 
@@ -58,10 +67,26 @@ class FlagSync:
         self._settings, self._slots, self._alerts = settings, slots, alerts
         self._metrics, self._now = metrics, clock
         self._apply: Apply | None = None
+        self.segments: HeldSegments = NO_HELD_SEGMENTS
+        """The segments rings name, as last read: written inline."""
+        self._segments: SegmentSource | None = None
 
-    def attach(self, apply: Apply) -> None:
-        """The engine's ``apply``: how the sync pauses a rollout a person interfered with."""
-        self._apply = apply
+    def attach(self, apply: Apply, segments: SegmentSource | None = None) -> None:
+        """The engine's ``apply``: how the sync pauses a rollout a person interfered with;
+        and where the segments that rings name are read (``SegmentReads.held``)."""
+        self._apply, self._segments = apply, segments
+
+    async def reload_segments(self) -> None:
+        """Read again the segments that changed (each sweep, and before a segment is missed)."""
+        if self._segments is None:
+            return
+        try:
+            self.segments = await self._segments(self.segments)
+        except Exception as exc:  # the segments held stay; the next sweep tries again
+            log.warning("backend_segments_reload_failed", error=repr(exc)[:300])
+
+    def _desired(self, rollout: Rollout, target: Target) -> Serving | None:
+        return desired(rollout, target, self.segments)
 
     async def sync(self, flag: str, found: Loaded | ControllerError | None = None) -> bool:
         """Compare ``flag``'s desired and actual serving once, and act on the difference.
@@ -86,7 +111,11 @@ class FlagSync:
             stickiness=self._settings.stickiness,
             targeted=rollout.plan.targeted,
         )
-        want = desired(rollout, target)
+        try:
+            want = self._desired(rollout, target)
+        except ConfigError:  # a segment made or changed since the sweep: read them again
+            await self.reload_segments()
+            want = self._desired(rollout, target)
         record = await self._records.get(flag)
         if record is not None and record.rollout_id != rollout.rollout_id:
             record = None

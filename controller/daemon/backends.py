@@ -52,7 +52,7 @@ from prometheus_client import CollectorRegistry
 from controller.backoff import DEFAULT_RETRY, retry_backoff
 from controller.core.errors import ControllerError, StoreError
 from controller.daemon.backend_alerts import BackendAlerts
-from controller.daemon.backend_writes import Apply, FlagSync
+from controller.daemon.backend_writes import Apply, FlagSync, SegmentSource
 from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.daemon.slots import PrioritySlots
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
@@ -121,9 +121,10 @@ class BackendSync:
         self.passes = 0
         """Completed sweeps, for tests and readiness."""
 
-    def attach(self, apply: Apply) -> None:
-        """The engine's ``apply``: how the sync pauses a rollout a person interfered with."""
-        self.flags.attach(apply)
+    def attach(self, apply: Apply, segments: SegmentSource | None = None) -> None:
+        """The engine's ``apply``: how the sync pauses a rollout a person interfered with;
+        and where each sweep reads the segments rings name (``SegmentReads.held``)."""
+        self.flags.attach(apply, segments)
 
     def nudge(self, flag: str) -> None:
         """``flag``'s state changed: compare it now rather than at the next sweep."""
@@ -168,6 +169,7 @@ class BackendSync:
     async def _sweep(self) -> set[str]:
         """Every flag this instance owns, each state loaded in one round trip for its task."""
         every = await self._retrying(self._states.flags, "backend sweep") or set()
+        await self.flags.reload_segments()
         flags = sorted(f for f in every if self._owns(f))
         generations = [self._generation.get(f, 0) for f in flags]
         try:

@@ -240,7 +240,7 @@ async def _supervise(
         )
         services["keys"] = (keys.run(), keys.stop)
         if sync is not None:
-            sync.attach(engine.rollouts.apply)
+            sync.attach(engine.rollouts.apply, segments.reads().held)
             services["backends"] = (sync.run(), sync.stop)
         return await _until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns

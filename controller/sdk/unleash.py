@@ -25,6 +25,13 @@ The unit is the context field the strategy is sticky on (``default``:
 ``userId``, else ``sessionId``); an evaluation without it, or of a feature
 the controller does not manage, is served but not exposed. Imports nothing
 of the Unleash SDK: the client is used through its documented methods only.
+
+Rings that name segments: the controller writes each segment's contents
+into the strategies, so Unleash serves its members; the cohort an exposure
+names needs the segments too. Pass ``segments=`` (the app's
+``SegmentFollower`` or ``SegmentPoller``); without it, evaluations of such
+a rollout are served but not exposed, as a cohort guessed wrong would count
+a unit in the wrong ring.
 Call it where the emitter lives (the thread running its event loop), as any
 other use of :class:`~controller.sdk.events.EventEmitter`.
 """
@@ -38,7 +45,8 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from controller.core.audience import AudienceRule
+from controller.core.audience import AudienceRule, Segment, conditions
+from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER, Arm
 from controller.core.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
 
@@ -70,14 +78,23 @@ class Managed:
     stickiness: str
     rings: CompiledRings | None = None
     """A targeted rollout's audience and rings (``rcTargeting``): each exposure's cohort."""
+    segmented: bool = False
+    """The rings name a segment."""
 
 
 class UnleashExposures:
     """Learns the served versions from the SDK's fetches; emits an exposure per evaluation."""
 
-    def __init__(self, emit: Emit, *, chain: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        emit: Emit,
+        *,
+        chain: Callable[[Any], None] | None = None,
+        segments: SegmentLookup | None = None,
+    ) -> None:
         self._emit = emit
         self._chain = chain
+        self._segments = segments
         self._managed: dict[str, Managed] = {}
 
     def on_event(self, event: Any) -> None:
@@ -111,8 +128,11 @@ class UnleashExposures:
             exposed = Exposed(managed.flag, unit, arm, managed.version)
             self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version)
             return exposed
+        lookup = self._segments or NO_SEGMENTS
+        if self._segments is None and managed.segmented:
+            return None  # its cohort cannot be known here
         # Unleash decided the arm; the audiences are the same rules, so they name the cohort.
-        cohort = managed.rings.place(0, attributes_of(context or {})).cohort
+        cohort = managed.rings.place(0, attributes_of(context or {}), lookup).cohort
         exposed = Exposed(managed.flag, unit, arm, managed.version, cohort)
         self._emit(exposed.flag, exposed.unit, exposed.arm, exposed.flag_version, cohort=cohort)
         return exposed
@@ -188,6 +208,16 @@ def rings_of(text: object) -> CompiledRings | None:
     return CompiledRings.of(rule, parsed)
 
 
+def _segmented(rings: CompiledRings) -> bool:
+    rules = [rings.audience, *(audience for audience, _ in rings.rings)]
+    return any(
+        isinstance(c.value, Segment)
+        for rule in rules
+        if rule is not None
+        for c in conditions(rule.rule.root)
+    )
+
+
 def managed_features(raw: str | bytes) -> dict[str, Managed]:
     """The features of a client payload that carry the controller's strategy parameters."""
     try:
@@ -206,7 +236,7 @@ def managed_features(raw: str | bytes) -> dict[str, Managed]:
         if targeting is None:
             out[str(name)] = found
         elif (rings := rings_of(targeting)) is not None:  # unreadable rings: not exposed at all
-            out[str(name)] = replace(found, rings=rings)
+            out[str(name)] = replace(found, rings=rings, segmented=_segmented(rings))
     return out
 
 

@@ -27,12 +27,14 @@ from controller.core.serving_rings import shape_of
 from controller.core.unleash_rules import RingStrategy, rule_terms
 from controller.dev.unleash import UnleashServer
 from controller.settings import UnleashSettings
-from tests.unit.test_unleash_vectors import _readable
+from tests.unit.test_unleash_vectors import _readable, held_segments
 from tests.vectors import audience_generate
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TARGETING = "[null, []]"
+SEGMENTS = held_segments(audience_generate.PATH)
+"""The vectors' segments, written inline as the sync writes them."""
 
 
 def _rules() -> tuple[dict[str, AudienceRule], list[tuple[str, dict[str, Any], bool]]]:
@@ -45,19 +47,19 @@ def _rules() -> tuple[dict[str, AudienceRule], list[tuple[str, dict[str, Any], b
     for vector in data["vectors"]:
         rule = AudienceRule.model_validate(vector["rule"])
         try:
-            rule_terms(rule)
+            rule_terms(rule, SEGMENTS)
         except ConfigError:
             continue
         key = rule.to_json()
         name = features.setdefault(key, f"rule-{len(features)}-{suffix}")
         rules[name] = rule
-        if _readable([rule], vector["context"]):
+        if _readable([rule], vector["context"], SEGMENTS):
             checks.append((name, vector["context"], vector["match"]))
     return rules, checks
 
 
 async def _write(admin: UnleashAdmin, target: Target, rule: AudienceRule) -> Serving:
-    specs = tuple(RingStrategy(0, 100, term) for term in rule_terms(rule))
+    specs = tuple(RingStrategy(0, 100, term) for term in rule_terms(rule, SEGMENTS))
     shape, parts = shape_of(specs, target.stickiness, TARGETING)
     want = Serving(
         enabled=True, version=1, shape=shape, specs=specs, parts=parts, targeting=TARGETING

@@ -110,7 +110,10 @@ def test_a_ring_plan_reads_audiences_in_text_or_json_form() -> None:
         ),
         ({"stages": [{"percent": 5}, {"audience": 'country == "TH"', "percent": 50}]}, "narrow"),
         ({"limits": None}, "needs `limits`"),
-        ({"backend": {"unleash": {"feature": "f"}}}, "Unleash cannot serve"),
+        (
+            {"backend": {"unleash": {"feature": "f"}}, "audience": 'country != "TH"'},
+            "Unleash cannot serve",
+        ),
         (
             {
                 "watch": {"duration": "1h"},

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from controller.core.matching import IdSegments
 from controller.core.messages import Arm
 from controller.sdk.unleash import UnleashExposures, managed_features, unit_of
 
@@ -170,3 +171,44 @@ def test_a_targeted_rollouts_exposure_names_the_cohort_from_its_rings(
 @pytest.mark.parametrize("targeting", ["{", "[1, 2]", '[null, [[null, "x"]]]', "[null, []]"])
 def test_unreadable_rings_are_no_exposure_rather_than_a_wrong_cohort(targeting: str) -> None:
     assert "new-checkout" not in managed_features(payload("7", rcTargeting=targeting))
+
+
+SEGMENT_RINGS = orjson.dumps(
+    [
+        None,
+        [
+            [{"attribute": "userId", "op": "in", "value": {"segment": "beta"}}, 100_000],
+            [{"attribute": "country", "op": "==", "value": "TH"}, 25_000],
+        ],
+    ]
+).decode()
+
+
+@pytest.mark.parametrize(
+    ("context", "cohort"),
+    [
+        ({"userId": "u1", "country": "TH"}, "carried"),
+        ({"userId": "u2", "country": "TH"}, "compared"),
+        ({"userId": "u2", "country": "US"}, "outside"),
+    ],
+)
+def test_rings_naming_a_segment_take_the_cohort_from_the_app_s_segments(
+    context: dict[str, Any], cohort: str
+) -> None:
+    emitted: list[str] = []
+    book = IdSegments({"beta": {"u1"}})
+    exposures = UnleashExposures(lambda *e, **kw: emitted.append(kw["cohort"]), segments=book)
+    exposures.on_event(Fetched(payload("7", rcTargeting=SEGMENT_RINGS)))
+    exposed = exposures.wrap(FakeClient(True)).exposed("new-checkout", context)
+    assert exposed is not None
+    assert exposed.cohort == cohort
+    assert emitted == [cohort]
+
+
+def test_without_segments_rings_naming_one_are_served_but_not_exposed() -> None:
+    exposures, emitted = helper()
+    exposures.on_event(Fetched(payload("7", rcTargeting=SEGMENT_RINGS)))
+    flags = exposures.wrap(FakeClient(True))
+    assert flags.is_enabled("new-checkout", {"userId": "u1", "country": "TH"})
+    assert flags.exposed("new-checkout", {"userId": "u1"}) is None
+    assert emitted == []

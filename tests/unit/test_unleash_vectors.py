@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import mmh3
@@ -26,8 +27,16 @@ import pytest
 from UnleashClient.cache import FileCache
 from UnleashClient.clients.unleash_client import UnleashClient
 
-from controller.core.audience import AudienceRule, Condition, Instant, Semver, conditions
+from controller.core.audience import (
+    AudienceRule,
+    Condition,
+    Instant,
+    Segment,
+    Semver,
+    conditions,
+)
 from controller.core.errors import ConfigError
+from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.matching import Audience
 from controller.core.targeting import Ring
 from controller.core.unleash_rules import ring_strategies, rule_terms
@@ -39,6 +48,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def _typed(condition: Condition, value: object) -> bool:
     """Whether Unleash reads ``value`` as the rule does: the rule's type, or missing."""
     wanted = condition.value
+    if isinstance(wanted, Segment):  # the rule segment's own conditions are read apart
+        return isinstance(value, str)
     if isinstance(wanted, list):
         wanted = wanted[0]
     if isinstance(wanted, bool):
@@ -65,14 +76,14 @@ def _u64_parts(text: str) -> bool:
     return all(not p.isdigit() or int(p) < 2**64 for p in core)
 
 
-def _readable(rules: list[AudienceRule | None], context: dict[str, Any]) -> bool:
-    for rule in rules:
-        for condition in conditions(rule.root) if rule is not None else []:
-            if condition.attribute in context and not _typed(
-                condition, context[condition.attribute]
-            ):
-                return False
-    return True
+def _readable(
+    rules: list[AudienceRule | None], context: dict[str, Any], segments: HeldSegments
+) -> bool:
+    read = [c for rule in rules if rule is not None for c in conditions(rule.root)]
+    for c in list(read):
+        if isinstance(c.value, Segment) and c.value.segment in segments.rules:
+            read += conditions(segments.rules[c.value.segment].rule.root)
+    return all(c.attribute not in context or _typed(c, context[c.attribute]) for c in read)
 
 
 def _strategy(percent: int, term: tuple[Any, ...], group: str) -> dict[str, Any]:
@@ -96,13 +107,27 @@ def _client_with(features_json: str, name: str = "audience") -> UnleashClient:
     )
 
 
+def held_segments(path: Path) -> HeldSegments:
+    """The vectors' segments as the sync holds them: id lists and rule segments."""
+    held = NO_HELD_SEGMENTS
+    named = json.loads(path.read_text(encoding="utf-8")).get("segments", {})
+    for number, (name, contents) in enumerate(sorted(named.items()), 1):
+        if isinstance(contents, list):
+            held = held.with_segment(name, number, ids=frozenset(contents), rule=None)
+        else:
+            rule = AudienceRule.model_validate(contents["rule"])
+            held = held.with_segment(name, number, ids=None, rule=rule)
+    return held
+
+
 def _audience_cases() -> Iterator[tuple[str, Any, dict[str, Any], bool | None]]:
     """(feature, strategies or the refusal, context, expected match or None to skip)."""
     data = json.loads(audience_generate.PATH.read_text(encoding="utf-8"))
+    segments = held_segments(audience_generate.PATH)
     for i, vector in enumerate(data["vectors"]):
         rule = AudienceRule.model_validate(vector["rule"])
         try:
-            terms = rule_terms(rule)
+            terms = rule_terms(rule, segments)
         except ConfigError as exc:
             yield f"a{i}", exc, vector["context"], None
             continue
@@ -113,6 +138,7 @@ def _audience_cases() -> Iterator[tuple[str, Any, dict[str, Any], bool | None]]:
 def test_every_translatable_audience_vector_matches_in_unleash() -> None:
     data = json.loads(audience_generate.PATH.read_text(encoding="utf-8"))
     cases = list(_audience_cases())
+    segments = held_segments(audience_generate.PATH)
     features = [
         {"name": name, "enabled": True, "strategies": strategies}
         for name, strategies, _, _ in cases
@@ -126,7 +152,7 @@ def test_every_translatable_audience_vector_matches_in_unleash() -> None:
             counts["refused"] += 1
             continue
         rule = AudienceRule.model_validate(vector["rule"])
-        if not _readable([rule], context):
+        if not _readable([rule], context, segments):
             counts["context not in the rule's types"] += 1
             continue
         counts["compared"] += 1
@@ -143,18 +169,20 @@ def unleash_bucket(group: str, unit: str) -> int:
     return mmh3.hash(f"{group}:{unit}".encode(), seed=0, signed=False) % 100 + 1
 
 
-def _unleash_arm(vector: dict[str, Any], group: str) -> bool:
+def _unleash_arm(vector: dict[str, Any], group: str, segments: HeldSegments) -> bool:
     """Our rules, Unleash's bucketing: in the audience and, for some ring, in it and its share."""
     context = vector["context"]
     audience = vector["audience"]
     if audience is not None and not Audience.of(AudienceRule.model_validate(audience)).matches(
-        context
+        context, segments
     ):
         return False
     bucket = unleash_bucket(group, vector["unit"])
     for ring in vector["rings"]:
         rule = ring["audience"]
-        inside = rule is None or Audience.of(AudienceRule.model_validate(rule)).matches(context)
+        inside = rule is None or Audience.of(AudienceRule.model_validate(rule)).matches(
+            context, segments
+        )
         if inside and bucket <= ring["threshold"] // 1000:
             return True
     return False
@@ -163,6 +191,7 @@ def _unleash_arm(vector: dict[str, Any], group: str) -> bool:
 def test_every_translatable_ring_vector_serves_the_same_arm_in_unleash() -> None:
     """The same audiences; a unit's share by Unleash's bucket, one ``groupId`` in every ring."""
     data = json.loads(rings_generate.PATH.read_text(encoding="utf-8"))
+    segments = held_segments(rings_generate.PATH)
     features: list[dict[str, Any]] = []
     expected: list[tuple[str, dict[str, Any], bool]] = []
     counts: Counter[str] = Counter()
@@ -175,18 +204,20 @@ def test_every_translatable_ring_vector_serves_the_same_arm_in_unleash() -> None
             None if vector["audience"] is None else AudienceRule.model_validate(vector["audience"])
         )
         try:
-            planned = ring_strategies(audience, [(r.audience, r.threshold // 1000) for r in rings])
+            shares = [(r.audience, r.threshold // 1000) for r in rings]
+            planned = ring_strategies(audience, shares, segments)
         except ConfigError:
             counts["refused"] += 1
             continue
-        if not _readable([audience, *(r.audience for r in rings)], vector["context"]):
+        rules = [audience, *(r.audience for r in rings)]
+        if not _readable(rules, vector["context"], segments):
             counts["context not in the rule's types"] += 1
             continue
         group = f"r{i}"
         strategies = [_strategy(s.percent, s.constraints, group) for s in planned]
         features.append({"name": group, "enabled": True, "strategies": strategies})
         context = {**vector["context"], "userId": vector["unit"]}
-        want = _unleash_arm(vector, group)
+        want = _unleash_arm(vector, group, segments)
         if all(r.threshold in (0, 100_000) for r in rings):  # then the very arm of the vector
             assert want is (vector["arm"] == "treatment"), vector
             counts["whole rings"] += 1
