@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# llama-cpp-python compiles llama.cpp where no wheel fits (about 6.5 minutes on 2 cores); the
+# llama-cpp-python compiles llama.cpp where no wheel fits (9–10 minutes on 2 cores); the
 # model server never loads its multimodal library (libmtmd: 51 of the 178 compile units), so
 # that is not built. pip keeps the built wheel in its cache: a new virtualenv takes seconds.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
