@@ -6,13 +6,15 @@ launched by the ``playwright`` package's bundled driver.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario, scenario_topics
+from tests.scenarios.unleash_kit import App, Person
 
 
 @pytest.fixture
@@ -50,3 +52,19 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
+    """Someone at Unleash's admin API, as the Unleash scenarios' operator."""
+    someone = Person(unleash_server)
+    yield someone
+    await someone.close()
+
+
+@pytest.fixture
+def app(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[App]:
+    """An app with the real UnleashClient SDK and the exposure helper."""
+    sdk = App(unleash_server, tmp_path / "sdk-cache")
+    yield sdk
+    sdk.close()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from tests.scenarios.unleash_kit import (
     App,
     Person,
     feature_name,
+    rolling_at,
     serve_from,
     unleash_plan,
     within_binomial,
@@ -41,20 +42,6 @@ from tests.services import free_port
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
-    someone = Person(unleash_server)
-    yield someone
-    await someone.close()
-
-
-@pytest.fixture
-def app(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[App]:
-    sdk = App(unleash_server, tmp_path / "sdk-cache")
-    yield sdk
-    sdk.close()
 
 
 async def served(
@@ -84,7 +71,7 @@ async def test_a_healthy_rollout_walks_every_stage_in_unleash_and_the_sdk_serves
         if stage:  # When the operator promotes the rollout stage by stage
             await scenario.send(scenario.command("promote", flag), flag=flag)
         rollout = await scenario.until(
-            functools.partial(_at_stage, scenario, flag, stage), timeout=30, what=f"stage {stage}"
+            functools.partial(rolling_at, scenario, flag, stage), timeout=30, what=f"stage {stage}"
         )
         version = rollout["version"]
         # Then the admin API shows the stage's percent, with the flag version, environment on
@@ -111,13 +98,6 @@ async def test_a_healthy_rollout_walks_every_stage_in_unleash_and_the_sdk_serves
     assert app.exposures
     assert {f for f, *_ in app.exposures} == {flag}
     assert {a for _, _, a, _ in app.exposures} == {Arm.TREATMENT, Arm.CONTROL}
-
-
-def _at_stage(scenario: Scenario, flag: str, stage: int) -> dict[str, Any] | None:
-    states = [s for s in scenario.observed.flag_states if s["flag"] == flag]
-    if states and states[-1]["stage"] == stage and states[-1]["status"] == "rolling_out":
-        return states[-1]
-    return None
 
 
 async def test_a_faulty_rollout_is_turned_off_in_unleash_and_the_sdk_serves_the_fallback(
@@ -242,7 +222,7 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
         # When Unleash goes down and the rollout is promoted meanwhile
         server.stop()
         await scenario.send(scenario.command("promote", flag), flag=flag)
-        await scenario.until(lambda: _at_stage(scenario, flag, 1), timeout=30, what="stage 1")
+        await scenario.until(lambda: rolling_at(scenario, flag, 1), timeout=30, what="stage 1")
         await scenario.until(
             lambda: scenario.observed.alert_where(kind="backend_unreachable"),
             timeout=30,
@@ -252,7 +232,7 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
         assert during[("rollout_backend_unreachable", "")] == 1
         assert during[("rollout_backend_writes_total", "failed")] >= 1
         await scenario.send(scenario.command("promote", flag), flag=flag)
-        await scenario.until(lambda: _at_stage(scenario, flag, 2), timeout=30, what="stage 2")
+        await scenario.until(lambda: rolling_at(scenario, flag, 2), timeout=30, what="stage 2")
         await _down_for(scenario, seconds=30)
         # Then once it is back the latest stage lands, and one outage was alerted
         server.start()
@@ -376,7 +356,7 @@ async def test_a_decision_made_while_unleash_is_down_survives_a_controller_crash
         # When Unleash is down, the rollout is promoted, and the controller is killed (-9)
         unleash_server.stop()
         await scenario.send(scenario.command("promote", flag), flag=flag)
-        await scenario.until(lambda: _at_stage(scenario, flag, 1), timeout=30, what="stage 1")
+        await scenario.until(lambda: rolling_at(scenario, flag, 1), timeout=30, what="stage 1")
         scenario.daemon.wait_for_log('"backend_unreachable"', timeout=30)
         scenario.daemon.kill()
         # Then after both come back, Unleash serves the promoted stage

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import mmh3
@@ -25,7 +23,7 @@ from controller.core.rule_text import parse
 from controller.core.targeting import Cohort
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
-from tests.scenarios.unleash_kit import App, Person, feature_name, serve_from
+from tests.scenarios.unleash_kit import App, Person, feature_name, rolling_at, serve_from
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -102,27 +100,6 @@ def cohort(stage: int, context: dict[str, Any]) -> Cohort:
     return Cohort.OUTSIDE
 
 
-@pytest.fixture
-async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
-    someone = Person(unleash_server)
-    yield someone
-    await someone.close()
-
-
-@pytest.fixture
-def app(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[App]:
-    sdk = App(unleash_server, tmp_path / "sdk-cache")
-    yield sdk
-    sdk.close()
-
-
-def _at_stage(scenario: Scenario, flag: str, stage: int) -> dict[str, Any] | None:
-    states = [s for s in scenario.observed.flag_states if s["flag"] == flag]
-    if states and states[-1]["stage"] == stage and states[-1]["status"] == "rolling_out":
-        return states[-1]
-    return None
-
-
 async def test_a_ring_plan_served_by_unleash_gives_the_real_sdk_the_same_arms_at_every_stage(
     scenario: Scenario, unleash_server: UnleashServer, person: Person, app: App
 ) -> None:
@@ -137,7 +114,7 @@ async def test_a_ring_plan_served_by_unleash_gives_the_real_sdk_the_same_arms_at
         if stage:  # When the operator promotes the rollout ring by ring
             await scenario.send(scenario.command("promote", flag), flag=flag)
         rollout = await scenario.until(
-            functools.partial(_at_stage, scenario, flag, stage), timeout=30, what=f"stage {stage}"
+            functools.partial(rolling_at, scenario, flag, stage), timeout=30, what=f"stage {stage}"
         )
         # Then the real SDK, once refreshed, serves each context the arm the rules say
         await app.serves_version(feature, rollout["version"])

@@ -6,7 +6,6 @@ a proxy that drips one feature's reads a byte at a time, once changed by hand.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,13 +33,6 @@ async def applied_within_1s(port: int) -> float:
         for s in family.samples
         if s.name == "rollout_backend_apply_latency_seconds_bucket" and s.labels["le"] == "1.0"
     )
-
-
-@pytest.fixture
-async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
-    someone = Person(unleash_server)
-    yield someone
-    await someone.close()
 
 
 async def test_a_feature_whose_reads_drip_holds_back_no_other_flag_s_kill(

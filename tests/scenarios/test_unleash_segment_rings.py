@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from controller.core.rule_text import parse
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator
-from tests.scenarios.unleash_kit import App, Person, feature_name, serve_from
+from tests.scenarios.unleash_kit import App, Person, feature_name, rolling_at, serve_from
 from tests.services import free_port
 from tests.waiting import eventually
 
@@ -83,27 +82,6 @@ def expected(feature: str, stage: int, context: dict[str, Any], segments: IdSegm
     return False
 
 
-@pytest.fixture
-async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
-    someone = Person(unleash_server)
-    yield someone
-    await someone.close()
-
-
-@pytest.fixture
-def app(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[App]:
-    sdk = App(unleash_server, tmp_path / "sdk-cache")
-    yield sdk
-    sdk.close()
-
-
-def _at_stage(scenario: Scenario, flag: str, stage: int) -> dict[str, Any] | None:
-    states = [s for s in scenario.observed.flag_states if s["flag"] == flag]
-    if states and states[-1]["stage"] == stage and states[-1]["status"] == "rolling_out":
-        return states[-1]
-    return None
-
-
 async def _put(ctl: Operator, tmp_path: Path, name: str, ids: list[str]) -> None:
     ids_file = tmp_path / f"{name}.txt"
     ids_file.write_text("\n".join(ids) + "\n")
@@ -134,7 +112,7 @@ async def test_a_ring_plan_on_segments_served_by_unleash_serves_their_members(
         if stage:
             await scenario.send(scenario.command("promote", flag), flag=flag)
         rollout = await scenario.until(
-            functools.partial(_at_stage, scenario, flag, stage), timeout=30, what=f"stage {stage}"
+            functools.partial(rolling_at, scenario, flag, stage), timeout=30, what=f"stage {stage}"
         )
         # Then the real SDK, once refreshed, serves each context the arm the rules say
         await app.serves_version(feature, rollout["version"])

@@ -208,3 +208,11 @@ def within_binomial(count: int, percent: float, n: int = UNITS) -> bool:
     p = percent / 100
     sd = math.sqrt(n * p * (1 - p))
     return abs(count - n * p) <= 5 * sd + 1
+
+
+def rolling_at(scenario: Scenario, flag: str, stage: int) -> dict[str, Any] | None:
+    """The flag's last state seen, when it is rolling out at ``stage``."""
+    states = [s for s in scenario.observed.flag_states if s["flag"] == flag]
+    if states and states[-1]["stage"] == stage and states[-1]["status"] == "rolling_out":
+        return states[-1]
+    return None
