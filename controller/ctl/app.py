@@ -32,7 +32,6 @@ from controller.core.messages import CommandAction
 from controller.ctl import targeting_args
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
-    DEFAULT_URL,
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
@@ -40,7 +39,7 @@ from controller.ctl.commands import (
     PROG,
     run_guarded,
 )
-from controller.ctl.options import broker_options, output_options, signing_options
+from controller.ctl.options import add_url, broker_options, output_options, signing_options
 
 Subparsers = argparse._SubParsersAction
 
@@ -140,9 +139,7 @@ def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "With FLAG, show that rollout in detail.",
     )
     sub.add_argument("flag", nargs="?", metavar="FLAG", help="one flag, in detail")
-    sub.add_argument(
-        "--url", metavar="URL", help=f"controller HTTP address (default: ${ENV_URL}, {DEFAULT_URL})"
-    )
+    add_url(sub)
 
 
 def _add_watch(commands: Subparsers[argparse.ArgumentParser]) -> None:

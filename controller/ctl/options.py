@@ -1,11 +1,18 @@
-"""The options ``rolloutctl``'s subcommands share: signing, the broker and the output."""
+"""The options ``rolloutctl``'s subcommands share: signing, broker, controller, output."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from controller.ctl.commands import DEFAULT_KEY_DIR, ENV_ACTOR, ENV_KEY, ENV_KEY_ID
+from controller.ctl.commands import (
+    DEFAULT_KEY_DIR,
+    DEFAULT_URL,
+    ENV_ACTOR,
+    ENV_KEY,
+    ENV_KEY_ID,
+    ENV_URL,
+)
 
 
 def signing_options() -> argparse.ArgumentParser:
@@ -33,6 +40,13 @@ def broker_options() -> argparse.ArgumentParser:
     )
     common.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
     return common
+
+
+def add_url(parser: argparse.ArgumentParser) -> None:
+    """--url: where the controller's HTTP API is, for the subcommands that read it."""
+    parser.add_argument(
+        "--url", metavar="URL", help=f"controller HTTP address (default: ${ENV_URL}, {DEFAULT_URL})"
+    )
 
 
 def output_options() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from controller.core.views import RolloutStatus
 from controller.ctl import diagnosis, narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
+from controller.ctl.options import add_url
 from controller.ctl.report_model import Report
 from controller.settings import KafkaSettings, load_settings
 
@@ -48,7 +49,7 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     form.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page")
     form.add_argument("--markdown", action="store_true", help="print Markdown (the default)")
     form.add_argument("--json", action="store_true", help="print the report's data as JSON")
-    sub.add_argument("--url", metavar="URL", help="controller HTTP address (ROLLOUTCTL_URL)")
+    add_url(sub)
     sub.add_argument("--config", type=Path, metavar="FILE", help="controller settings YAML")
     sub.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
     sub.add_argument(

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.ctl.commands import ENV_URL
-from controller.ctl.options import broker_options, output_options, signing_options
+from controller.ctl.options import add_url, broker_options, output_options, signing_options
 
 Subparsers = argparse._SubParsersAction
 
@@ -72,7 +71,7 @@ def add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:
     )
     show.add_argument("name", metavar="NAME", help="the segment's name")
     for sub in (listing, show):
-        sub.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
+        add_url(sub)
 
 
 def add_audience(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -103,7 +102,7 @@ def add_audience(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "1,000 values (its targetingKey is the unit unless --unit is given)",
     )
     test.add_argument("--unit", metavar="U", help="the unit (targeting key) to bucket")
-    test.add_argument("--url", metavar="URL", help=f"controller base URL (default: ${ENV_URL})")
+    add_url(test)
 
 
 def add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -151,4 +150,4 @@ def add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="list keys: names, ids, scopes, when made and revoked (never secrets)",
         description="List the app keys from the controller's HTTP API (GET /app-keys).",
     )
-    listing.add_argument("--url", metavar="URL", help=f"controller URL (default: ${ENV_URL})")
+    add_url(listing)
