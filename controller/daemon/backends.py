@@ -15,7 +15,10 @@ the one that must be served.
 Latency: the engine publishes a flag's new state right after saving it; the
 :class:`NudgingOutputs` wrapper around its outputs hands the flag to the sync
 at that moment, so a rollback or kill reaches Unleash within one admin API
-round trip of the decision, not at the next sweep.
+round trip of the decision, not at the next sweep. A segment's change
+(:meth:`BackendSync.segment_changed`, told by the segment service) starts a
+sweep at once, which reads the segments again and rewrites the rings that
+name it.
 
 A slow flag never delays another (#23). Each flag is synced by a task of its
 own, which reads the flag's state when it syncs it (a sweep's one pipelined
@@ -93,6 +96,7 @@ class BackendSync:
         self._states, self._settings, self._owns, self._retry = states, settings, owns, retry
         self._metrics = metrics or BackendMetrics(CollectorRegistry())
         self._dirty: set[str] = set()
+        self._sweep_due = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._retrying = Retry(self._stopping, retry)
@@ -132,6 +136,15 @@ class BackendSync:
         self._dirty.add(flag)
         self._wake.set()
 
+    def segment_changed(self, name: str) -> None:
+        """Segment ``name`` changed: sweep now, so rings naming it are rewritten at once.
+
+        A sweep reads the changed segments again and compares every flag; a
+        change is rare, so which plans name the segment is not worked out here.
+        """
+        self._sweep_due = True
+        self._wake.set()
+
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
@@ -148,13 +161,14 @@ class BackendSync:
             while not self._stopping.is_set():
                 self._wake.clear()
                 flags, self._dirty = self._dirty, set()
-                if time.monotonic() >= next_sweep:
+                if self._sweep_due or time.monotonic() >= next_sweep:
+                    self._sweep_due = False
                     flags |= await self._sweep()
                     next_sweep = time.monotonic() + interval
                     self.passes += 1
                 for flag in sorted(f for f in flags if self._owns(f)):
                     self._start(flag)
-                if not self._dirty:
+                if not self._dirty and not self._sweep_due:
                     await self._sleep(max(0.0, next_sweep - time.monotonic()))
         finally:
             workers = [task for task, _ in self._workers.values()]

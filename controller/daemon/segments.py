@@ -74,11 +74,13 @@ class SegmentService:
         max_age_seconds: float,
         clock: Callable[[], datetime],
         counted: Callable[[str, str], None] = lambda _action, _outcome: None,
+        changed: Callable[[str], None] = lambda _name: None,
     ) -> None:
-        """``counted(action, outcome)`` is told of each decision (the decisions metric)."""
+        """``counted(action, outcome)`` is told of each decision (the decisions metric),
+        ``changed(name)`` of each segment published changed (the Unleash sync)."""
         self._store, self._outputs, self._topics = store, outputs, topics
         self._signer, self._max_age, self._now = signer, max_age_seconds, clock
-        self._counted = counted
+        self._counted, self._changed = counted, changed
 
     async def handle(
         self, command: SegmentCommand, raw: dict[str, Any], *, keys: Mapping[str, Ed25519PublicKey]
@@ -116,6 +118,7 @@ class SegmentService:
             if await self._store.put(command.segment, version, stored):
                 old_parts = int(held.record.get("parts") or 0) if held is not None else 0
                 await self._publish(stored, old_parts)
+                self._changed(command.segment)
                 if command.ids is not None:
                     await self._store.drop_upload(command.segment, command.ids.upload)
                 return _evidence(record)

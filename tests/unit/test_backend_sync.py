@@ -22,6 +22,7 @@ from controller.adapters.memory import (
 from controller.adapters.unleash import BackendUnavailable
 from controller.core import commands
 from controller.core.errors import ConfigError, ControllerError
+from controller.core.held_segments import HeldSegments
 from controller.core.messages import CommandAction
 from controller.core.plan import Backend, Plan, Stage, UnleashTarget
 from controller.core.rollout import CommandInput, Phase
@@ -169,6 +170,22 @@ async def test_each_decision_reaches_unleash_when_the_flag_state_is_published(
         await world.command(CommandAction.KILL, "c3")
         await eventually(lambda: not world.unleash.serving.enabled, timeout=5, what="off")
     assert world.unleash.serving.percent == 25  # the strategy is left as it was
+
+
+async def test_a_changed_segment_sweeps_at_once_not_at_the_next_interval(world: World) -> None:
+    reads: list[str] = []
+
+    async def held(before: HeldSegments) -> HeldSegments:
+        reads.append("read")
+        return before
+
+    world.sync.attach(world.engine.rollouts.apply, held)
+    await world.command(CommandAction.START, "c1")
+    async with running(world.sync):  # the interval is an hour: only the first sweep is due
+        await eventually(lambda: world.sync.passes == 1, timeout=5, what="the first sweep")
+        world.sync.segment_changed("beta")
+        await eventually(lambda: world.sync.passes == 2, timeout=5, what="a sweep at once")
+    assert reads == ["read", "read"]  # each sweep read the segments again
 
 
 async def test_a_write_already_in_place_is_not_made_again(world: World) -> None:

@@ -28,6 +28,7 @@ class World:
         controller_key, self.controller_public = generate_key()
         self.store, self.outputs = MemorySegments(), MemoryValueOutputs()
         self.counted: list[tuple[str, str]] = []
+        self.changed: list[str] = []
         self.service = SegmentService(
             store=self.store,
             outputs=self.outputs,
@@ -36,6 +37,7 @@ class World:
             max_age_seconds=300,
             clock=lambda: NOW,
             counted=lambda action, outcome: self.counted.append((action, outcome)),
+            changed=self.changed.append,
         )
 
     def commands(self, action: str, **body: Any) -> list[dict[str, Any]]:
@@ -96,6 +98,7 @@ async def test_replace_then_delete_bump_versions_and_clear_old_parts() -> None:
     assert [d["evidence"].get("version") for d in world.decisions()] == [1, 2, 3]
     await world.send(world.commands("put", rule='plan == "pro"'))
     assert world.book().version("beta") == 4
+    assert world.changed == ["beta"] * 4  # each version published, once: the Unleash sync
 
 
 @pytest.mark.parametrize(
@@ -131,6 +134,7 @@ async def test_a_replayed_or_pointless_command_is_refused() -> None:
         ("applied", ""),
         ("rejected", "no segment named 'beta'"),
     ]
+    assert world.changed == ["beta", "beta"]  # a refusal changes nothing
 
 
 async def test_a_forged_part_fails_the_upload_with_its_reason() -> None:
