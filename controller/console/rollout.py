@@ -96,6 +96,7 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         if s.verdict
         else ""
     )
+    values = f"<dt>values</dt><dd>{esc(s.values.text())}</dd>" if s.values else ""
     return (
         f'<h1 data-flag="{esc(s.flag)}">{esc(s.flag)}</h1>'
         f'<p class="verdict">{esc(verdict_text)}</p><dl class="summary">'
@@ -103,7 +104,7 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
         f"<dt>serving</dt><dd>{percent_cell(s.percent)} of units</dd>"
         f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}"
-        f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{gate}</dl>"
+        f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{values}{gate}</dl>"
     )
 
 

@@ -42,6 +42,8 @@ MAX_KEY_CHARS = 128
 """The longest key in an object value."""
 MAX_OBJECT_BYTES = 4096
 """The largest object value as compact JSON: flag states stay small."""
+SHOWN_CHARS = 60
+"""How much of a value :meth:`ArmValues.text` shows."""
 
 
 class ArmValues(BaseModel):
@@ -86,6 +88,12 @@ class ArmValues(BaseModel):
     def signed(self) -> list[Any]:
         """The values as the signed form holds them: ``[type, control, treatment]``."""
         return [self.type, self.control, self.treatment]
+
+    def text(self, width: int = SHOWN_CHARS) -> str:
+        """For people: ``treatment "v2", control "v1" (string)``, each value as JSON, cut
+        to ``width`` characters."""
+        shown = [_cut(orjson.dumps(self.of(arm)).decode(), width) for arm in (True, False)]
+        return f"treatment {shown[0]}, control {shown[1]} ({self.type})"
 
 
 def values_problem(kind: str, control: object, treatment: object) -> str:
@@ -223,3 +231,7 @@ def _whole(value: Any) -> Any:
 
 BOOLEAN = ArmValues()
 """A flag without declared values: control serves false, treatment true."""
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

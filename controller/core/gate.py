@@ -325,5 +325,6 @@ def describe(
         "verdict": None if verdict is None else verdict.kind.value,
         "verdict_reason": None if verdict is None else verdict.reason,
         "evidence": {} if verdict is None else verdict.evidence,
+        "values": rollout.plan.arm_values,
     }
     return RolloutView.model_validate(fields)

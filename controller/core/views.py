@@ -103,6 +103,9 @@ class RolloutView(_View):
         default_factory=dict,
         description="What the verdict was reached on: arms, guardrails, srm (as in decisions).",
     )
+    values: ArmValues | None = Field(
+        default=None, description="The arms' typed values the plan declares; null: false and true."
+    )
 
     def label(self) -> str | None:
         """The stage it is at in words, as every output names it: ``stage 3/5 (25%)``."""

@@ -68,6 +68,8 @@ def status_detail(r: RolloutStatus) -> str:
         f" (minimum {_duration(r.min_duration_s)},"
         f" {r.min_units_per_arm} units per arm)",
     ]
+    if r.values is not None:
+        lines.append(f"values:      {r.values.text()}")
     if r.next_move:
         lines.append(f"next move:   {r.next_move.why}")
     if r.watch_until:

@@ -380,3 +380,14 @@ async def test_typed_values_reach_apps_on_the_topic_and_through_ofrep(scenario: 
         api.clear_providers()
     assert strings == want
     assert (boolean.value, boolean.error_code) == (True, ErrorCode.TYPE_MISMATCH)
+
+    # And an operator sees them: `rolloutctl status FLAG` over the read API
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).with_name("rolloutctl")), "status", TYPED_FLAG, "--url", base],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert 'values:      treatment "v2-ranker", control "v1-ranker" (string)' in shown.stdout

@@ -144,3 +144,19 @@ def test_unleash_cannot_serve_typed_values() -> None:
     with pytest.raises(ConfigError, match=r"backend\.unleash: Unleash serves a flag on or off"):
         parse_plan({**PLAN, **unleash, "values": typed})
     assert parse_plan({**PLAN, **unleash, "values": {"type": "boolean"}}).unleash is not None
+
+
+@pytest.mark.parametrize(
+    ("values", "text"),
+    [
+        ({"type": "string", "control": "v1", "treatment": "v2"},
+         'treatment "v2", control "v1" (string)'),
+        ({"type": "number", "control": 0, "treatment": 2.5}, "treatment 2.5, control 0 (number)"),
+        ({"type": "object", "control": {}, "treatment": {"k": "x" * 80}},
+         'treatment {"k":"' + "x" * 53 + '…, control {} (object)'),
+        ({"type": "string", "control": "a\nb", "treatment": "é"},
+         'treatment "é", control "a\\nb" (string)'),
+    ],
+)  # fmt: skip
+def test_values_are_shown_to_people_as_json_cut_short(values: dict[str, Any], text: str) -> None:
+    assert ArmValues.model_validate(values).text() == text

@@ -232,6 +232,14 @@ def test_commands_quote_the_flag_for_the_shell(flag: str) -> None:
     assert f"rolloutctl pause &#x27;{pages.esc(flag)}&#x27;" in html
 
 
+def test_the_page_shows_the_values_a_plan_declares_escaped() -> None:
+    values = {"type": "string", "control": "<b>old</b>", "treatment": "new"}
+    html = rollout_detail(RolloutPage(status_of(values=values), EMPTY))
+    shown = 'treatment "new", control "<b>old</b>" (string)'
+    assert f"<dt>values</dt><dd>{pages.esc(shown)}</dd>" in html
+    assert "<dt>values</dt>" not in rollout_detail(RolloutPage(status_of(), EMPTY))
+
+
 @pytest.mark.parametrize(
     ("evidence", "shown"),
     [

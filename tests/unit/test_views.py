@@ -255,6 +255,13 @@ def test_status_says_why_a_rollout_stands_still_below_the_table() -> None:
     assert lines[:4] == status_table([rollout(), rollout(flag="cart"), held]).splitlines()[:4]
 
 
+def test_status_detail_shows_the_values_a_plan_declares() -> None:
+    values = {"type": "string", "control": "v1-ranker", "treatment": "v2-ranker"}
+    detail = status_detail(rollout(values=values))
+    assert 'values:      treatment "v2-ranker", control "v1-ranker" (string)' in detail
+    assert "values:" not in status_detail(rollout())  # false and true: nothing to say
+
+
 def test_status_detail_says_why_a_rollout_stands_still() -> None:
     detail = status_detail(rollout(next_move=WAITING))
     assert "next move:   ready, waiting for the window that opens Mon 09:00 Europe/Berlin" in detail
