@@ -48,6 +48,15 @@ HORIZON = timedelta(days=3653)
 leap-day rule opens within four years, eight across a skipped century leap year)."""
 MAX_PER_YEAR = 1500
 """Openings in a rule's first year past which it is refused (about four a day)."""
+MAX_COUNT = 100_000
+"""The most occurrences ``COUNT`` may ask for: a day's window for 270 years."""
+RULE_PARTS = frozenset(
+    {"FREQ", "UNTIL", "COUNT", "INTERVAL", "BYSECOND", "BYMINUTE", "BYHOUR", "BYDAY"}
+    | {"BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH", "BYSETPOS", "WKST"}
+)
+"""RFC 5545's rule parts: what a window's rule may hold."""
+_LONG_NUMBER = re.compile(r"\d{5,}")
+"""No part of a calendar rule but COUNT needs a number of five digits."""
 MAX_EXAMINED = 100_000
 """Occurrences one query may walk before it gives up and the caller fails closed."""
 # Wall times: naive on purpose, read in a window's zone only when an occurrence is.
@@ -90,6 +99,7 @@ def parse_rule(text: str) -> dict[str, str]:
         if not sep or not value or key in parts:
             raise ValueError(f"malformed recurrence rule part {part[:40]!r}")
         parts[key] = value
+    _check_parts(parts)
     freq = parts.get("FREQ")
     if freq is None:
         raise ValueError("a recurrence rule needs FREQ")
@@ -98,6 +108,30 @@ def parse_rule(text: str) -> dict[str, str]:
     if parts.get("UNTIL", "").endswith("Z"):
         raise ValueError("UNTIL is the window's wall time, without Z")
     return parts
+
+
+def _check_parts(parts: dict[str, str]) -> None:
+    """Only RFC 5545's parts, with numbers of a size a calendar has: dateutil reads
+    extensions of its own (``BYEASTER``) and fails on huge numbers with errors
+    other than ValueError."""
+    unknown = sorted(set(parts) - RULE_PARTS)
+    if unknown:
+        raise ValueError(
+            f"malformed recurrence rule: {unknown[0][:20]} is not one of RFC 5545's parts"
+        )
+    for key, value in parts.items():
+        if key not in ("FREQ", "UNTIL", "WKST", "COUNT") and _LONG_NUMBER.search(value):
+            raise ValueError(f"{key}: a number out of range")
+    count = parts.get("COUNT", "")
+    if count.isdigit() and (len(count) > 6 or int(count) > MAX_COUNT):
+        raise ValueError(f"COUNT must be at most {MAX_COUNT:,}")
+    # An ordinal counts weekdays within the month or the year (RFC 5545 BYDAY).
+    monthly = parts.get("FREQ") == "MONTHLY" or "BYMONTH" in parts
+    most = 5 if monthly else 53
+    for day in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else ():
+        ordinal = day[:-2].lstrip("+-")
+        if ordinal and (not ordinal.isdigit() or not 1 <= int(ordinal) <= most):
+            raise ValueError(f"BYDAY={day[:12]}: an ordinal is from 1 to {most}, or -{most} to -1")
 
 
 def compile_rule(text: str, start: datetime) -> rrule:

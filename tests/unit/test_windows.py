@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from controller.core import recurrence
 from controller.core.errors import ConfigError
 from controller.core.plan import parse_plan
 from controller.core.windows import (
@@ -458,6 +461,42 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("INTERVAL=0", {**BERLIN_HOURS, "rule": "FREQ=DAILY;INTERVAL=0"}, "rule", "INTERVAL"),
     (
+        "COUNT of 400 digits",
+        {**BERLIN_HOURS, "rule": "FREQ=DAILY;COUNT=" + "9" * 400},
+        "rule",
+        "COUNT must be at most 100,000",
+    ),
+    (
+        "a huge hour",
+        {**BERLIN_HOURS, "rule": "FREQ=DAILY;BYHOUR=" + "9" * 40},
+        "rule",
+        "BYHOUR: a number out of range",
+    ),
+    (
+        "dateutil's own part",
+        {**BERLIN_HOURS, "rule": "FREQ=YEARLY;BYEASTER=" + "9" * 40},
+        "rule",
+        "BYEASTER is not one of RFC 5545's parts",
+    ),
+    (
+        "a huge weekday ordinal",
+        {**BERLIN_HOURS, "rule": "FREQ=MONTHLY;BYDAY=999999MO"},
+        "rule",
+        "a number out of range",
+    ),
+    (
+        "a 53rd Friday of a month",
+        {**BERLIN_HOURS, "rule": "FREQ=MONTHLY;BYDAY=53FR"},
+        "rule",
+        "an ordinal is from 1 to 5, or -5 to -1",
+    ),
+    (
+        "a 54th Friday of a year",
+        {**BERLIN_HOURS, "rule": "FREQ=YEARLY;BYDAY=54FR"},
+        "rule",
+        "an ordinal is from 1 to 53",
+    ),
+    (
         "ended before its start",
         {**BERLIN_HOURS, "rule": "FREQ=DAILY;UNTIL=20200101"},
         "rule",
@@ -584,3 +623,24 @@ def test_a_plan_with_a_bad_window_is_refused_naming_the_field(
     stages = [{"percent": 5}, {"percent": 100}]
     with pytest.raises(ConfigError, match=where):
         parse_plan({"stages": stages, "windows": [BERLIN_HOURS, spec][1:]})
+
+
+ODD_VALUES = (
+    *("0", "-1", "1", "366", "-366", "9999", "99999", "9" * 30, "", ",", "1,,2", "+", "-"),
+    *("MO", "MO,TU", "+1MO", "-5SU", "5FR", "6TH", "53FR", "-53SU", "0MO", "X"),
+    *("20261231", "20261231T170000", "99991231", "00010101"),
+)
+
+
+def test_a_rule_of_any_parts_and_values_is_read_or_refused_never_raised() -> None:
+    # dateutil raised IndexError for `FREQ=MONTHLY;BYDAY=53FR` and for huge
+    # numbers: a window's rule is refused with ValueError (pydantic's error)
+    # or accepted, whatever its parts hold.
+    rng = random.Random(7)
+    parts = sorted(recurrence.RULE_PARTS - {"FREQ"})
+    for _ in range(800):
+        body = "FREQ=" + rng.choice(sorted(recurrence.FREQUENCIES))
+        for _ in range(rng.randint(1, 4)):
+            body += f";{rng.choice(parts)}={rng.choice(ODD_VALUES)}"
+        with contextlib.suppress(ValueError, recurrence.TooCostly):
+            recurrence.check_rule(body, datetime(rng.randint(2000, 2099), 1, 1))  # noqa: DTZ001
