@@ -29,8 +29,7 @@ from controller.daemon.ingest import Ingest
 from controller.retrying import Retry
 from controller.settings import Settings
 
-# The start-up lines keep the logger they have always had: a search by logger still finds them.
-log = structlog.get_logger("controller.daemon.wiring")
+log = structlog.get_logger("controller.daemon.connecting")
 
 KAFKA_PROBE_SECONDS = 5.0
 """One start-up metadata request to the brokers waits at most this long before a retry."""

@@ -14,8 +14,7 @@ import structlog
 
 from controller.daemon.closing import Closing
 
-# The daemon's stop lines keep the logger they have always had: a search by logger still finds them.
-log = structlog.get_logger("controller.daemon.wiring")
+log = structlog.get_logger("controller.daemon.supervisor")
 
 EXIT_OK = 0
 EXIT_FORCED = 3
