@@ -6,22 +6,31 @@ module renders them as one JSON Schema (Draft 2020-12) file per contract, plus
 an AsyncAPI 3.0 document describing the eight topics, their keys and the
 direction each one flows from the controller's point of view. ``export``
 writes the files into ``schemas/``; ``drift`` tells which checked-in files no
-longer match the models (a unit test fails on any).
+longer match the models (a unit test fails on any). The words the files carry
+(titles, descriptions, the topics and their keys) are in
+:mod:`controller.core.contract_texts`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import TypeAdapter
 
 from controller.core.app_keys import AppKeyCommand
 from controller.core.audience import AudienceRule
+from controller.core.contract_texts import (
+    DEFAULT_TOPICS,
+    DLQ_REASONS,
+    SCHEMA_TEXT,
+    TOPIC_KEYS,
+    TOPICS,
+    Topic,
+)
 from controller.core.messages import PUBLISHED_MODELS
 from controller.core.segment_messages import SEGMENT_MODELS
 from controller.core.views import READ_API_MODELS
@@ -43,145 +52,6 @@ ASYNCAPI_HEADER = (
 )
 PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
 KAFKA_BINDING_VERSION = "0.5.0"
-DLQ_REASONS = (
-    "empty",
-    "oversize",
-    "malformed_json",
-    "not_an_object",
-    "unknown_type",
-    "unsupported_version",
-    "schema_violation",
-    "store_refused",
-    "processing_error",
-)
-"""Values of the DLQ ``rc.reason`` header (``decoding.RejectReason``)."""
-
-_SCHEMA_TEXT: dict[str, tuple[str, str]] = {
-    "event": (
-        "Event",
-        "An inbound event on the events topic: an exposure, a request outcome or a "
-        "conversion, discriminated on `type`.",
-    ),
-    "command": ("Command", "A signed operator command on the commands topic."),
-    "flag-state": (
-        "Flag state",
-        "The assignment config of one flag, on the compacted flag-state topic.",
-    ),
-    "decision": (
-        "Decision",
-        "A state change, gate result, command outcome or advisor opinion, with evidence.",
-    ),
-    "alert": ("Alert", "Something a person should know about a rollout."),
-    "monitor": ("Monitor alert", "An uptime monitor changed state; `down` kills mapped flags."),
-    "http-flags": (
-        "GET /flags",
-        "The current state of every flag with a rollout, by flag: what apps poll (with an "
-        "ETag; 304 when unchanged). `key_id` and `sig` are absent when the controller has "
-        "no signing key.",
-    ),
-    "http-rollouts": (
-        "GET /rollouts",
-        "Every rollout with a fresh, read-only gate view: what `rolloutctl status` prints.",
-    ),
-    "http-rollout": ("GET /rollouts/{flag}", "One rollout with a fresh, read-only gate view."),
-    "http-rollout-history": (
-        "GET /rollouts/{flag}/history",
-        "The current rollout's recorded gate evaluations, stage by stage.",
-    ),
-    "app-key-command": (
-        "App-key command",
-        "A signed operator command on the commands topic that makes or revokes an app's "
-        "API key (`type: app_key`); it carries the secret's SHA-256, never the secret.",
-    ),
-    "audience": (
-        "Audience rule",
-        "Which units a rule selects: conditions on context attributes joined by "
-        '`and`, `or` and `not` (the JSON form of the text `country == "TH" and ...`).',
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Topic:
-    key: str
-    default: str
-    action: Literal["receive", "send"]
-    message: str
-    message_key: str
-    description: str
-
-
-_TOPICS: tuple[_Topic, ...] = (
-    _Topic(
-        "events",
-        "rollout.events",
-        "receive",
-        "event",
-        "The unit id (`unit`), so all events of one unit stay in order on one partition.",
-        "Exposures, request outcomes and conversions published by apps.",
-    ),
-    _Topic(
-        "commands",
-        "rollout.commands",
-        "receive",
-        "command",
-        "The flag key.",
-        "Signed operator commands (start, pause, resume, promote, rollback, abort, kill, approve).",
-    ),
-    _Topic(
-        "monitors",
-        "rollout.monitors",
-        "receive",
-        "monitor",
-        "The monitor name (`monitor`).",
-        "Uptime monitor alerts; the same payload is accepted over HTTP webhooks.",
-    ),
-    _Topic(
-        "flag_state",
-        "rollout.flag-state",
-        "send",
-        "flag-state",
-        "The flag key; compaction keeps the latest state of each flag.",
-        "Current assignment config of each flag, for apps. The topic is compacted "
-        "(cleanup.policy=compact): read it from the beginning to get every flag's state.",
-    ),
-    _Topic(
-        "segments",
-        "rollout.segments",
-        "send",
-        "segment",
-        "The segment's name; `<name>#<index>` for a part of its id list (`segment-part`).",
-        "Segments for apps, compacted: each one's record, and its id list's parts.",
-    ),
-    _Topic(
-        "decisions",
-        "rollout.decisions",
-        "send",
-        "decision",
-        "The flag key.",
-        "Audit trail: every state change, gate result, command outcome and advisor opinion, "
-        "with its evidence. Consumers deduplicate by `id`.",
-    ),
-    _Topic(
-        "alerts",
-        "rollout.alerts",
-        "send",
-        "alert",
-        "The flag key (absent when the alert concerns no single flag).",
-        "Rollbacks, kills, sample ratio mismatches, stuck rollouts and advisor outages.",
-    ),
-    _Topic(
-        "dlq",
-        "rollout.dlq",
-        "send",
-        "rejected",
-        "The key of the rejected message, unchanged (absent if it had none).",
-        "Rejected input: the original value bytes, unchanged, with the reason and source "
-        "position in headers. The source offset still advances; nothing is dropped silently.",
-    ),
-)
-TOPIC_KEYS = tuple(t.key for t in _TOPICS)
-DEFAULT_TOPICS: dict[str, str] = {t.key: t.default for t in _TOPICS}
 
 
 def json_schemas() -> dict[str, JsonObject]:
@@ -192,7 +62,7 @@ def json_schemas() -> dict[str, JsonObject]:
 
 def _json_schema(stem: str, model: Any) -> JsonObject:
     schema = TypeAdapter(model).json_schema(mode="validation")
-    title, description = _SCHEMA_TEXT.get(
+    title, description = SCHEMA_TEXT.get(
         stem, (schema.get("title", stem), schema.get("description", ""))
     )
     header = {
@@ -216,8 +86,8 @@ def asyncapi_document(topics: Mapping[str, str] | None = None) -> JsonObject:
         "info": _info(),
         "defaultContentType": "application/json",
         "servers": {"local": _local_server()},
-        "channels": {t.key: _channel(t, names[t.key]) for t in _TOPICS},
-        "operations": {_operation_id(t): _operation(t) for t in _TOPICS},
+        "channels": {t.key: _channel(t, names[t.key]) for t in TOPICS},
+        "operations": {_operation_id(t): _operation(t) for t in TOPICS},
         "components": {"messages": _messages()},
     }
 
@@ -251,7 +121,7 @@ def _local_server() -> JsonObject:
     }
 
 
-def _channel(topic: _Topic, address: str) -> JsonObject:
+def _channel(topic: Topic, address: str) -> JsonObject:
     channel: JsonObject = {
         "address": address,
         "description": topic.description,
@@ -267,12 +137,12 @@ def _channel(topic: _Topic, address: str) -> JsonObject:
     return channel
 
 
-def _operation_id(topic: _Topic) -> str:
+def _operation_id(topic: Topic) -> str:
     words = topic.key.split("_")
     return topic.action + "".join(w.capitalize() for w in words)
 
 
-def _operation(topic: _Topic) -> JsonObject:
+def _operation(topic: Topic) -> JsonObject:
     verb = "consumes" if topic.action == "receive" else "publishes to"
     return {
         "action": topic.action,
@@ -284,14 +154,14 @@ def _operation(topic: _Topic) -> JsonObject:
 
 def _messages() -> JsonObject:
     contracts = PUBLISHED_MODELS | SEGMENT_MODELS
-    messages = {t.message: _contract_message(t) for t in _TOPICS if t.message in contracts}
-    dlq = next(t for t in _TOPICS if t.key == "dlq")
+    messages = {t.message: _contract_message(t) for t in TOPICS if t.message in contracts}
+    dlq = next(t for t in TOPICS if t.key == "dlq")
     messages[dlq.message] = _dlq_message(dlq)
     return messages
 
 
-def _contract_message(topic: _Topic) -> JsonObject:
-    title, description = _SCHEMA_TEXT.get(topic.message, (topic.message, topic.description))
+def _contract_message(topic: Topic) -> JsonObject:
+    title, description = SCHEMA_TEXT.get(topic.message, (topic.message, topic.description))
     return {
         "name": topic.message,
         "title": title,
@@ -305,12 +175,12 @@ def _contract_message(topic: _Topic) -> JsonObject:
     }
 
 
-def _key_binding(topic: _Topic) -> JsonObject:
+def _key_binding(topic: Topic) -> JsonObject:
     key = {"type": "string", "description": topic.message_key}
     return {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}}
 
 
-def _dlq_message(topic: _Topic) -> JsonObject:
+def _dlq_message(topic: Topic) -> JsonObject:
     return {
         "name": topic.message,
         "title": "Rejected message",

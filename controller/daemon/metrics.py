@@ -1,16 +1,19 @@
-"""Prometheus metrics of the daemon, on a registry of its own (no global state)."""
+"""Prometheus metrics of the daemon, on a registry of its own (no global state).
+
+The per-flag guardrail gauges, with their bounded labels, are in
+:mod:`controller.daemon.guardrail_gauges`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
-from typing import Any, get_args
+from collections.abc import Iterable
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from controller.core.plan import Metric
-from controller.core.rollout import Action, RaiseAlert, RecordDecision, Rollout, Verdict
+from controller.core.rollout import Action, RaiseAlert, RecordDecision, Rollout
+from controller.daemon.guardrail_gauges import GuardrailGauges
 
 log = structlog.get_logger("controller.daemon.engine")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -235,133 +238,3 @@ class BackendMetrics:
         """A write landed ``seconds`` after its decision (clocks of two hosts: clamped at 0)."""
         self.writes.labels("applied").inc()
         self.apply_seconds.observe(max(0.0, seconds))
-
-
-METRICS: frozenset[str] = frozenset(get_args(Metric))
-"""The only ``metric`` label values: the plan's fixed set, whatever evidence says."""
-_FIELDS = ("delta", "lower", "upper", "p_value")
-
-
-class GuardrailGauges:
-    """Each active rollout's guardrail tests and SRM check, as the last gate saw them.
-
-    Label cardinality is bounded: ``metric`` takes only :data:`METRICS`, and at
-    most ``max_flags`` flags are tracked at once (a gate verdict for one more
-    is counted in ``rollout_guardrail_untracked`` instead). A flag's series go
-    when its rollout ends or another instance takes it over.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels, r = ["flag", "metric"], registry
-        self._gauges = {
-            "delta": Gauge(
-                "rollout_guardrail_delta", "Guardrail Δ, treatment - control.", labels, registry=r
-            ),
-            "lower": Gauge(
-                "rollout_guardrail_lower", "Lower sequential bound of Δ.", labels, registry=r
-            ),
-            "upper": Gauge(
-                "rollout_guardrail_upper", "Upper sequential bound of Δ.", labels, registry=r
-            ),
-            "p_value": Gauge(
-                "rollout_guardrail_p_value",
-                "Sequential p-value of harm beyond the tolerance.",
-                labels,
-                registry=r,
-            ),
-        }
-        self._limit = Gauge(
-            "rollout_guardrail_tolerance",
-            "The Δ where harm begins: +tolerance if lower is better, -tolerance if higher is.",
-            labels,
-            registry=r,
-        )
-        self._regressed = Gauge(
-            "rollout_guardrail_regressed",
-            "1 while the sequential bound lies beyond the tolerance on the harmful side.",
-            labels,
-            registry=r,
-        )
-        self._srm = Gauge(
-            "rollout_srm_p_value",
-            "Sequential p-value of the sample-ratio check.",
-            ["flag"],
-            registry=r,
-        )
-        self.untracked = Counter(
-            "rollout_guardrail_untracked",
-            "Gate verdicts not exported per guardrail: the flag limit was reached.",
-            registry=r,
-        )
-        self._series: dict[str, set[str]] = {}
-
-    def record(self, flag: str, verdict: Verdict, *, max_flags: int) -> bool:
-        """Set ``flag``'s gauges from the gate's ``verdict``; False when over the limit."""
-        if flag not in self._series and len(self._series) >= max_flags:
-            self.untracked.inc()
-            return False
-        tests = verdict.evidence.get("guardrails")
-        tested = _tests(tests if isinstance(tests, Mapping) else {})
-        for metric in self._series.get(flag, set()) - tested.keys():
-            self._remove(flag, metric)
-        for metric, test in tested.items():
-            self._set(flag, metric, test)
-        self._series[flag] = set(tested)
-        srm = verdict.evidence.get("srm")
-        p_value = _number(srm.get("sequential_p_value")) if isinstance(srm, Mapping) else None
-        if p_value is None:
-            _discard(self._srm, flag)
-        else:
-            self._srm.labels(flag).set(p_value)
-        return True
-
-    def forget(self, flag: str) -> None:
-        """Remove every series of ``flag`` (its rollout ended)."""
-        for metric in self._series.pop(flag, set()):
-            self._remove(flag, metric)
-        _discard(self._srm, flag)
-
-    def retain(self, flags: Iterable[str]) -> None:
-        """Forget every flag not in ``flags`` (those this instance no longer gates)."""
-        keep = set(flags)
-        for flag in [f for f in self._series if f not in keep]:
-            self.forget(flag)
-
-    def _set(self, flag: str, metric: str, test: Mapping[str, Any]) -> None:
-        for name in _FIELDS:
-            value = _number(test.get(name))
-            gauge = self._gauges[name]
-            if value is None:
-                _discard(gauge, flag, metric)
-            else:
-                gauge.labels(flag, metric).set(value)
-        tolerance = _number(test.get("tolerance")) or 0.0
-        harmful_up = test.get("direction") != "higher_is_better"
-        self._limit.labels(flag, metric).set(tolerance if harmful_up else -tolerance)
-        self._regressed.labels(flag, metric).set(1.0 if test.get("regressed") is True else 0.0)
-
-    def _remove(self, flag: str, metric: str) -> None:
-        for gauge in (*self._gauges.values(), self._limit, self._regressed):
-            _discard(gauge, flag, metric)
-
-
-def _tests(tests: Mapping[Any, Any]) -> dict[str, Mapping[str, Any]]:
-    """The guardrail tests with a result, by metric ("insufficient data" has none)."""
-    return {m: t for m, t in tests.items() if m in METRICS and isinstance(t, Mapping)}
-
-
-def _number(value: object) -> float | None:
-    """A float from evidence, where infinities are the strings ``inf`` / ``-inf``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if value in ("inf", "-inf"):
-        return float(str(value))
-    return None
-
-
-def _discard(gauge: Gauge, *labels: str) -> None:
-    # remove() raises KeyError for a series never set: absent is what we want
-    with contextlib.suppress(KeyError):
-        gauge.remove(*labels)

@@ -6,29 +6,22 @@ ingest and engine tasks. Stop order is the reverse. SIGTERM or SIGINT asks inges
 drain (stop fetching, flush the batch in hand, commit) within
 ``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
 nothing, because an unflushed batch is replayed from the stored offset.
+Waiting for Redis and the brokers and starting the Kafka clients are in
+:mod:`controller.daemon.connecting`, the drain in :mod:`controller.daemon.supervisor`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
-from controller.adapters.kafka import (
-    ControlConsumer,
-    DeadLetterPublisher,
-    EventConsumer,
-    Producer,
-    Publisher,
-    ensure_topics,
-    topic_names,
-)
+from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
@@ -38,13 +31,13 @@ from controller.adapters.redis.ledger import BatchLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.errors import BrokerUnavailable
 from controller.core.signing import StateSigner
 from controller.core.windows import Window
 from controller.daemon.alarms import Alarms
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.closing import Closing
+from controller.daemon.connecting import connect_kafka, wait_for_kafka, wait_for_redis
 from controller.daemon.console import ConsoleData
 from controller.daemon.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.engine import Clock, Ownership, build_engine
@@ -57,6 +50,7 @@ from controller.daemon.segments import SegmentService
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
 from controller.daemon.status import StatusView
+from controller.daemon.supervisor import EXIT_OK, until_stopped
 from controller.daemon.team_windows import read_windows_file
 from controller.ports import Outputs
 from controller.retrying import Retry
@@ -64,11 +58,6 @@ from controller.settings import Settings
 from controller.stopping import stop_on_signals
 
 log = structlog.get_logger("controller.daemon.wiring")
-
-EXIT_OK = 0
-EXIT_FORCED = 3
-KAFKA_PROBE_SECONDS = 5.0
-"""One start-up metadata request to the brokers waits at most this long before a retry."""
 
 
 async def run(
@@ -123,11 +112,11 @@ async def _supervise(
         client = await closing.enter(stack, "redis", connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
         startup.waiting_for(redis_of(settings))
-        await _wait_for_redis(store, Retry(stop, settings.retry))
+        await wait_for_redis(store, Retry(stop, settings.retry))
         ownership = Ownership(metrics)
         startup.waiting_for(kafka_of(settings))
-        await _wait_for_kafka(settings, Retry(stop, settings.retry))
-        kafka = await _connect_kafka(stack, closing, settings, ingest, ownership)
+        await wait_for_kafka(settings, Retry(stop, settings.retry))
+        kafka = await connect_kafka(stack, closing, settings, ingest, ownership)
         alarms.attach(kafka.outputs)
         closing.push(stack, "alarms", alarms.stop)  # before the producer closes
         advisor = None
@@ -242,99 +231,8 @@ async def _supervise(
         if sync is not None:
             sync.attach(engine.rollouts.apply, segments.reads().held)
             services["backends"] = (sync.run(), sync.stop)
-        return await _until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
+        return await until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
-
-
-@dataclass(frozen=True, slots=True)
-class _Kafka:
-    dead_letters: DeadLetterPublisher
-    outputs: Publisher
-    control: ControlConsumer
-    events: EventConsumer
-
-
-async def _connect_kafka(
-    stack: AsyncExitStack,
-    closing: Closing,
-    settings: Settings,
-    ingest: Ingest,
-    ownership: Ownership,
-) -> _Kafka:
-    """Create missing topics, then start the producer and both consumers."""
-    if settings.kafka.create_topics:
-        created = await ensure_topics(settings.kafka, settings.topics)
-        if created:
-            log.info("topics_created", topics=created)
-    producer = await closing.enter(stack, "producer", Producer(kafka=settings.kafka))
-    topics = settings.topics
-    control = ControlConsumer(
-        kafka=settings.kafka,
-        commands=topics.commands,
-        monitors=topics.monitors,
-        on_assignment=ownership.assigned,
-    )
-    events = EventConsumer(
-        kafka=settings.kafka,
-        topic=topics.events,
-        listener=ingest,
-        start_from=settings.ingest.start_from,
-    )
-    return _Kafka(
-        dead_letters=DeadLetterPublisher(producer=producer, topic=topics.dlq),
-        outputs=Publisher(producer=producer),
-        control=await closing.enter(stack, "control consumer", control),
-        events=await closing.enter(stack, "events consumer", events),
-    )
-
-
-Service = tuple[Coroutine[Any, Any, None], Callable[[], None]]
-
-
-async def _until_stopped(
-    services: dict[str, Service], stop: asyncio.Event, grace: float, closing: Closing
-) -> int:
-    """Run the services until SIGTERM or until one dies; then stop all within ``grace``.
-
-    Stopping asks each service to finish the work in hand (ingest flushes its
-    batch, the engine its current decision); past the grace period the tasks
-    are cancelled, and the closes after them get what remains of ``closing``'s
-    deadline. A service that died takes the daemon down with its error.
-    """
-    tasks = {asyncio.create_task(coro, name=name): halt for name, (coro, halt) in services.items()}
-    stopper = asyncio.create_task(stop.wait(), name="signals")
-    done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    closing.begin()
-    died = [t for t in done if t is not stopper and (t.cancelled() or t.exception())]
-    log.info("draining", grace_s=grace, cause="signal" if not died else died[0].get_name())
-    for halt in tasks.values():
-        halt()
-    _, pending = await asyncio.wait(tasks, timeout=grace)
-    if pending:
-        log.warning(
-            "drain_timed_out", grace_s=grace, cancelled=sorted(t.get_name() for t in pending)
-        )
-        for pending_task in pending:
-            pending_task.cancel()
-        # A task that ignores its cancellation is left behind rather than waited for.
-        _, stuck = await asyncio.wait(pending, timeout=closing.remaining())
-        if stuck:
-            log.warning("cancel_ignored", tasks=sorted(t.get_name() for t in stuck))
-        _retrieve(tasks)
-        return EXIT_FORCED
-    for task in died:
-        task.result()  # re-raise the error that stopped the daemon
-    _retrieve(tasks)
-    log.info("stopped")
-    return EXIT_OK
-
-
-def _retrieve(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Mark the errors of ended tasks as seen (those that stopped the daemon were raised)."""
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()
 
 
 def _utcnow() -> datetime:
@@ -376,24 +274,3 @@ async def _segments(
     )
     await segments.republish()
     return segments
-
-
-async def _wait_for_redis(store: RedisAggregateStore, retry: Retry) -> None:
-    """Return once Redis answers (or stopping was asked); a permanent error is raised."""
-    await retry(store.ping, "waiting for redis")
-
-
-async def _wait_for_kafka(settings: Settings, retry: Retry) -> None:
-    """Return once the brokers answer a metadata request (or stopping was asked).
-
-    Until then ``/readyz`` says start-up waits for Kafka, as it does for Redis,
-    instead of the daemon exiting at its first refused connection.
-    """
-
-    async def metadata() -> None:
-        try:
-            await topic_names(settings.kafka, timeout_s=KAFKA_PROBE_SECONDS)
-        except TimeoutError as exc:
-            raise BrokerUnavailable(f"no metadata within {KAFKA_PROBE_SECONDS:g} s") from exc
-
-    await retry(metadata, "waiting for kafka")

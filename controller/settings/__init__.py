@@ -5,7 +5,7 @@ Sources, highest precedence first: keyword arguments, environment variables
 conventional ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``LLM_BASE_URL``
 work too), the YAML
 config file given with ``--config``, then the defaults in :mod:`controller.settings.groups`
-(one module per group of settings may join it there).
+and in the modules beside it (one module per group of settings may join them there).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from controller.core.errors import ConfigError
 from controller.core.yamltext import load_yaml
 from controller.settings.groups import (
     EngineSettings,
-    HttpSettings,
     IngestSettings,
     KafkaSettings,
-    LlmSettings,
     LogSettings,
     RedisSettings,
     TopicSettings,
 )
 from controller.settings.history import HistorySettings
+from controller.settings.http import HttpSettings
+from controller.settings.llm import LlmSettings
 from controller.settings.retry import RetrySettings
 from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings

@@ -1,12 +1,17 @@
-"""The settings groups: one frozen model per part of the controller, every field documented."""
+"""The settings groups of Kafka, topics, Redis, ingest, the engine and logs, one frozen model each.
+
+Every field is documented. The HTTP server's group is in :mod:`controller.settings.http`
+and the advisor's in :mod:`controller.settings.llm`; the other groups with a module of
+their own sit beside them.
+"""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class _Group(BaseModel):
@@ -213,186 +218,6 @@ class EngineSettings(_Group):
         description="YAML file of the team's release windows (`windows:` and a list, as in a "
         "plan): every plan that names no windows takes them. Read at start.",
     )
-
-
-class LlmSettings(_Group):
-    """The advisor: an OpenAI-compatible server (LocalAI, Ollama, llama.cpp) asked at gates."""
-
-    mode: Literal["off", "advisory", "gating"] = Field(
-        default="off",
-        description="off; advisory (advice recorded only); gating (advice may hold a stage "
-        "or turn an advance into a pause awaiting approval, never anything bolder).",
-    )
-    base_url: str = Field(
-        default="http://127.0.0.1:8080/v1", description="Base URL up to /v1 (LLM_BASE_URL)."
-    )
-    model: str = Field(default="smollm2-135m-instruct", description="Model name to ask for.")
-    api_key: SecretStr | None = Field(default=None, description="Bearer token, if required.")
-    timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="Per attempt: connect, request and every byte of the reply. The bundled "
-        "SmolLM2-135M on llama-cpp-python takes 7-15 s for one advice on 2 busy CPU cores, so "
-        "the default leaves twice the slowest seen; consultations run in the background, so "
-        "a slow model delays no gate.",
-    )
-    retries: int = Field(default=1, ge=0, le=3, description="Retries after a failed attempt.")
-    budget_seconds: float | None = Field(
-        default=None,
-        gt=0,
-        description="Deadline of one consultation, retries included; past it the advisor "
-        "counts as unavailable. Unset: timeout_seconds * (retries + 1).",
-    )
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    max_tokens: int = Field(default=200, ge=16, le=2000)
-    response_format: Literal["auto", "json_schema", "json_object", "grammar"] = Field(
-        default="auto",
-        description="How the reply is constrained: auto (OpenAI json_schema, and where the "
-        "server refuses it naming the format, llama-cpp-python's json_object with a schema; "
-        "what worked is remembered per server), or one of json_schema, json_object and "
-        "LocalAI's grammar.",
-    )
-    breaker_failures: int = Field(default=3, ge=1, description="Failures that open the circuit.")
-    breaker_cooldown_seconds: float = Field(
-        default=30.0, gt=0, description="How long an open circuit fails fast."
-    )
-    hold_seconds: float = Field(
-        default=60.0, gt=0, description="After a hold, how long before the advisor is asked again."
-    )
-
-    def budget(self) -> float:
-        """Seconds one consultation may take in all: ``budget_seconds`` or every attempt's."""
-        if self.budget_seconds is not None:
-            return self.budget_seconds
-        return self.timeout_seconds * (self.retries + 1)
-
-
-def _lower(value: object) -> object:
-    """Browsers send an origin's scheme and host in lower case: a listed one is read so."""
-    return value.lower() if isinstance(value, str) else value
-
-
-Origin = Annotated[
-    str, BeforeValidator(_lower), Field(pattern=r"^https?://[^\s/]+$", max_length=253)
-]
-
-
-class HttpSettings(_Group):
-    """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags, /webhooks/*."""
-
-    enabled: bool = Field(default=True, description="Serve HTTP at all.")
-    host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
-    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
-    health_port: int = Field(
-        default=8001,
-        ge=0,
-        le=65535,
-        description="Port of the health listener: /healthz, /readyz and /metrics only, with "
-        "connections of its own, so probes are answered however busy the main port is. "
-        "For the orchestrator and the scraper; do not publish it.",
-    )
-    webhook_token: SecretStr | None = Field(
-        default=None,
-        description="Token the monitor webhooks require (`Authorization: Bearer <token>` "
-        "or `?token=`); unset, the webhooks answer 403.",
-    )
-    webhook_dedupe_seconds: int = Field(
-        default=7 * 24 * 3600,
-        gt=0,
-        description="How long a webhook incident is remembered, so a redelivery changes nothing.",
-    )
-    intake_max_body_bytes: int = Field(
-        default=1024 * 1024,
-        ge=1024,
-        le=16 * 1024 * 1024,
-        description="Largest body `POST /v1/events` reads; a larger one is answered 413.",
-    )
-    intake_max_events: int = Field(
-        default=500, ge=1, le=10_000, description="Most events in one `POST /v1/events` batch."
-    )
-    intake_events_per_second: float = Field(
-        default=10_000,
-        gt=0,
-        description="Events a second one client may send over HTTP (bursts up to this or one "
-        "full batch); past it 429 with Retry-After.",
-    )
-    ofrep_requests_per_second: float = Field(
-        default=2_000,
-        gt=0,
-        description="OFREP evaluation requests a second one client (app key, else address) may "
-        "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
-    )
-    intake_ack_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        le=120,
-        description="How long the HTTP intake's producer waits for the broker; then 503.",
-    )
-    intake_dedupe_seconds: int = Field(
-        default=24 * 3600,
-        gt=0,
-        description="How long a batch sent over HTTP is remembered, so its retry is not counted.",
-    )
-    header_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=300,
-        description="Time a client has for a request line and headers, counted from connecting "
-        "or from the previous response; a slower or idle connection is closed.",
-    )
-    body_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=300,
-        description="Time a client has for a request body once its headers are in; slower "
-        "gets 408. Also how long an unread body is drained before the connection closes.",
-    )
-    max_connections: int = Field(
-        default=256,
-        ge=1,
-        le=10000,
-        description="Connections served at once; past it a new one is answered 503 and closed.",
-    )
-    console_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=list,
-        max_length=32,
-        description="Host names the console answers to when it runs without a token (bound to "
-        "loopback), beside localhost, 127.0.0.1 and [::1]; any other `Host` gets 421, so a web "
-        "page cannot reach the console under a name of its own (DNS rebinding).",
-    )
-    console_url: str | None = Field(
-        default=None,
-        max_length=200,
-        pattern=r"^https?://[^\s|<>]+$",
-        description="The console's public base URL, as people reach it (e.g. "
-        "`https://rollouts.example.com`): Slack alerts link to the flag's page under it. "
-        "Unset, alerts carry no link.",
-    )
-    require_app_keys: bool | None = Field(
-        default=None,
-        description="Whether OFREP and `POST /v1/events` require an app key "
-        "(`Authorization: Bearer <key>`, made by `rolloutctl app-key create`). Unset: "
-        "required unless `host` is a loopback address, as the console's token is. A key that "
-        "is sent is always checked.",
-    )
-    cors_origins: list[Origin] = Field(
-        default_factory=list,
-        max_length=64,
-        description="Browser origins (`https://shop.example.com`, in lower case as browsers "
-        "send them) that may call OFREP and `POST /v1/events` with a client key; others get 403.",
-    )
-    max_header_bytes: int = Field(
-        default=8190,
-        ge=1024,
-        le=65536,
-        description="Longest request line or header field; a longer one is answered 400.",
-    )
-
-    @model_validator(mode="after")
-    def _ports_differ(self) -> HttpSettings:
-        if self.health_port == self.port != 0:
-            raise ValueError("health_port must differ from port: the probes need their own")
-        return self
 
 
 class LogSettings(_Group):

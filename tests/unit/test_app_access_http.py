@@ -15,7 +15,7 @@ from controller.adapters.ofrep import OfrepRoutes
 from controller.core.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.core.views import FlagStates
 from controller.ctl.app_keys import command_of
-from controller.settings.groups import HttpSettings
+from controller.settings import HttpSettings
 from tests.app_client import app_client
 
 SITE = "https://shop.example.com"

@@ -16,14 +16,13 @@ import yaml
 from pydantic import ValidationError
 
 from controller.contracts import (
-    DLQ_REASONS,
-    TOPIC_KEYS,
     asyncapi_document,
     drift,
     export,
     json_schemas,
     render_files,
 )
+from controller.core.contract_texts import DLQ_REASONS, TOPIC_KEYS
 from controller.core.decoding import RejectReason
 from controller.core.messages import (
     PUBLISHED_MODELS,

@@ -26,7 +26,7 @@ from controller.integrations.slack import (
     retry_after_seconds,
     slack_payload,
 )
-from controller.settings.groups import HttpSettings
+from controller.settings import HttpSettings
 
 TS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 ARMS = {

@@ -1,0 +1,137 @@
+"""The HTTP server's settings: its ports, timeouts and limits, and who may call it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+
+
+def _lower(value: object) -> object:
+    """Browsers send an origin's scheme and host in lower case: a listed one is read so."""
+    return value.lower() if isinstance(value, str) else value
+
+
+Origin = Annotated[
+    str, BeforeValidator(_lower), Field(pattern=r"^https?://[^\s/]+$", max_length=253)
+]
+
+
+class HttpSettings(BaseModel):
+    """The daemon's HTTP server: /healthz, /readyz, /metrics, /flags, /webhooks/*."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="Serve HTTP at all.")
+    host: str = Field(default="0.0.0.0", description="Address to bind.")  # noqa: S104 - a server
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    health_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of the health listener: /healthz, /readyz and /metrics only, with "
+        "connections of its own, so probes are answered however busy the main port is. "
+        "For the orchestrator and the scraper; do not publish it.",
+    )
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description="Token the monitor webhooks require (`Authorization: Bearer <token>` "
+        "or `?token=`); unset, the webhooks answer 403.",
+    )
+    webhook_dedupe_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a webhook incident is remembered, so a redelivery changes nothing.",
+    )
+    intake_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest body `POST /v1/events` reads; a larger one is answered 413.",
+    )
+    intake_max_events: int = Field(
+        default=500, ge=1, le=10_000, description="Most events in one `POST /v1/events` batch."
+    )
+    intake_events_per_second: float = Field(
+        default=10_000,
+        gt=0,
+        description="Events a second one client may send over HTTP (bursts up to this or one "
+        "full batch); past it 429 with Retry-After.",
+    )
+    ofrep_requests_per_second: float = Field(
+        default=2_000,
+        gt=0,
+        description="OFREP evaluation requests a second one client (app key, else address) may "
+        "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
+    )
+    intake_ack_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="How long the HTTP intake's producer waits for the broker; then 503.",
+    )
+    intake_dedupe_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a batch sent over HTTP is remembered, so its retry is not counted.",
+    )
+    header_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Time a client has for a request line and headers, counted from connecting "
+        "or from the previous response; a slower or idle connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Time a client has for a request body once its headers are in; slower "
+        "gets 408. Also how long an unread body is drained before the connection closes.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=10000,
+        description="Connections served at once; past it a new one is answered 503 and closed.",
+    )
+    console_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Host names the console answers to when it runs without a token (bound to "
+        "loopback), beside localhost, 127.0.0.1 and [::1]; any other `Host` gets 421, so a web "
+        "page cannot reach the console under a name of its own (DNS rebinding).",
+    )
+    console_url: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^https?://[^\s|<>]+$",
+        description="The console's public base URL, as people reach it (e.g. "
+        "`https://rollouts.example.com`): Slack alerts link to the flag's page under it. "
+        "Unset, alerts carry no link.",
+    )
+    require_app_keys: bool | None = Field(
+        default=None,
+        description="Whether OFREP and `POST /v1/events` require an app key "
+        "(`Authorization: Bearer <key>`, made by `rolloutctl app-key create`). Unset: "
+        "required unless `host` is a loopback address, as the console's token is. A key that "
+        "is sent is always checked.",
+    )
+    cors_origins: list[Origin] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Browser origins (`https://shop.example.com`, in lower case as browsers "
+        "send them) that may call OFREP and `POST /v1/events` with a client key; others get 403.",
+    )
+    max_header_bytes: int = Field(
+        default=8190,
+        ge=1024,
+        le=65536,
+        description="Longest request line or header field; a longer one is answered 400.",
+    )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> HttpSettings:
+        if self.health_port == self.port != 0:
+            raise ValueError("health_port must differ from port: the probes need their own")
+        return self
