@@ -148,7 +148,12 @@ async def _supervise(
                 outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
             )
         segments = await _segments(
-            settings, SegmentStore(client, settings=settings.redis), kafka.outputs, signer, metrics
+            settings,
+            SegmentStore(client, settings=settings.redis),
+            kafka.outputs,
+            signer,
+            metrics,
+            changed=sync.segment_changed if sync is not None else None,
         )
         engine = build_engine(
             settings=settings.engine,
@@ -260,9 +265,11 @@ async def _segments(
     outputs: Publisher,
     signer: StateSigner | None,
     metrics: Metrics,
+    *,
+    changed: Callable[[str], None] | None,
 ) -> SegmentService:
     """The segment service, once it published every segment again (which mends a crash
-    between a save and its publish)."""
+    between a save and its publish); ``changed`` is the Unleash sync's, when there is one."""
     segments = SegmentService(
         store=store,
         outputs=outputs,
@@ -271,6 +278,7 @@ async def _segments(
         max_age_seconds=settings.engine.command_max_age_seconds,
         clock=_utcnow,
         counted=lambda action, outcome: metrics.decisions.labels(action, outcome).inc(),
+        changed=changed or (lambda _name: None),
     )
     await segments.republish()
     return segments

@@ -6,8 +6,9 @@ commands) for the two id lists, a real ``unleash-server`` on PostgreSQL and
 the real ``UnleashClient`` refreshing every second. The controller writes each
 list into the ring's strategy as one ``IN`` constraint; after each refresh the
 SDK serves exactly the arms the rules (with the segments) and Unleash's
-bucketing say. A segment replaced while the rollout runs is written at the
-next sweep: its new members are served, and it is no person's change.
+bucketing say. A segment replaced while the rollout runs is written at once
+(its change starts a sweep; the sweep interval here is an hour): its new
+members are served, and it is no person's change.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def test_a_ring_plan_on_segments_served_by_unleash_serves_their_members(
     # Given a daemon serving from Unleash, and the segments staff and beta put by an operator
     feature, flag = feature_name(), "checkout.unleash-segment-rings"
     port = free_port()
-    serve_from(scenario, unleash_server)
+    serve_from(scenario, unleash_server, sync_seconds=3600)  # decisions and segments nudge it
     scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
     scenario.start_daemon()
     ctl = Operator(scenario, tmp_path, port)
@@ -135,7 +136,7 @@ async def test_a_ring_plan_on_segments_served_by_unleash_serves_their_members(
             await _put(ctl, tmp_path, "beta", MORE_BETA)
             segments = IdSegments({"staff": frozenset(STAFF), "beta": frozenset(MORE_BETA)})
 
-            # Then the next sweep writes it, and the SDK serves the new members too
+            # Then the sweep it starts writes it, and the SDK serves the new members too
             def widened() -> bool:
                 served = {c["userId"] for c in people if app.flags.is_enabled(feature, dict(c))}
                 return served == set(STAFF) | set(MORE_BETA)
