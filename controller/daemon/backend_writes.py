@@ -16,8 +16,8 @@ kills). The sync never fights a person.
 
 Segments a ring names are written inline (``core.unleash_rules``) from the
 segments the last sweep read: a changed segment changes what is desired, not
-what Unleash serves, so it is rewritten at the next sweep, never taken for a
-person's change. One that cannot be written (not held, a list too long for a
+what Unleash serves, so it is rewritten at the sweep its change starts, never
+taken for a person's change. One that cannot be written (not held, a list too long for a
 constraint) fails the flag's sync: alerted once, Unleash left as it is.
 """
 
