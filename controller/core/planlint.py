@@ -32,7 +32,7 @@ from typing import Literal
 
 from controller.core.audience import Segment, conditions
 from controller.core.plan import Plan
-from controller.core.unleash_rules import MAX_CONSTRAINT_VALUES
+from controller.core.unleash_constraints import MAX_CONSTRAINT_VALUES
 
 Severity = Literal["error", "warning"]
 

@@ -23,7 +23,7 @@ from controller.core.plan import UnleashTarget
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving_rings import Owned, Spec, ours_shape, ring_specs, shape_of
 from controller.core.targeting import targeting_json
-from controller.core.unleash_rules import Constraint
+from controller.core.unleash_constraints import Constraint
 
 _MAX_PARTS = 64
 STRATEGY = "flexibleRollout"

@@ -24,7 +24,8 @@ from controller.core.audience import AudienceRule
 from controller.core.held_segments import HeldSegments
 from controller.core.messages import TARGETING_PARAMETER
 from controller.core.targeting import Ring
-from controller.core.unleash_rules import Constraint, RingStrategy, Term, ring_strategies
+from controller.core.unleash_constraints import Constraint, Term
+from controller.core.unleash_rules import RingStrategy, ring_strategies
 
 Spec = RingStrategy
 """One strategy the controller writes for a ring: its ring, whole percent and constraints."""

@@ -22,7 +22,7 @@ from controller.core.serving import (
     would_serve,
 )
 from controller.core.serving_rings import Owned, constraint_of
-from controller.core.unleash_rules import Constraint
+from controller.core.unleash_constraints import Constraint
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("checkout", "default", "production", "userId", targeted=True)

@@ -24,12 +24,8 @@ from controller.core.serving import (
     reconcile,
     would_serve,
 )
-from controller.core.unleash_rules import (
-    MAX_CONSTRAINT_VALUES,
-    Constraint,
-    ring_strategies,
-    rule_terms,
-)
+from controller.core.unleash_constraints import MAX_CONSTRAINT_VALUES, Constraint
+from controller.core.unleash_rules import ring_strategies, rule_terms
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("checkout", "default", "production", "userId", targeted=True)
