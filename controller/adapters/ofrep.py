@@ -22,17 +22,8 @@ declared one, else treatment is ``true``), the variant the arm's name, and
 ``metadata`` carries ``flag_version`` and ``rollout_id`` (and ``stage``) for
 exposures. A flag that serves control to everyone answers ``DISABLED``.
 
-The flag states are held in memory, not read per evaluation: a snapshot
-loaded with the same few Redis round trips as ``GET /flags`` (whatever the
-number of flags), reloaded in the background once it is
-``max_age_seconds`` old while evaluations go on from the one held. A state
-change therefore reaches OFREP answers within about ``max_age_seconds``;
-the first request waits for the first load (503 naming the dependency if
-Redis does not answer). The segments that rules name (``user_id in
-segment("beta")``) are held the same way, reloaded with the states (a
-segment read again only when its version changed); a failed reload keeps
-the segments held, and a segment not held is unknown to rules, so it matches
-nobody. The bulk endpoint's ``ETag`` covers the segments' versions too.
+The flag states and segments are held in memory, not read per evaluation
+(:mod:`controller.adapters.ofrep_snapshot`).
 
 Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
 ``body_timeout_seconds`` a 408, a body that is not JSON a 400
@@ -60,8 +51,7 @@ import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -69,103 +59,25 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, client_of, open_access
+from controller.adapters.ofrep_snapshot import (
+    MAX_AGE_SECONDS,
+    FlagStateSource,
+    SegmentSource,
+    SnapshotCache,
+)
 from controller.core.app_keys import Refused, Scope
 from controller.core.errors import ControllerError
 from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.rates import RateLimiter
-from controller.core.targeting import targeting_json
-from controller.core.views import FlagStates, FlagStateView
 
-FlagStateSource = Callable[[], Awaitable[FlagStates]]
-SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]
-"""The segments held now, given those held before (so unchanged ones are not read again)."""
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""
 MAX_CONTEXT_DEPTH = 8
 """How deeply a context's objects and arrays may nest (the context itself is level 1)."""
 MAX_CONTEXT_VALUES = 1000
 """How many values (objects, arrays and scalars) a context may hold."""
-MAX_AGE_SECONDS = 1.0
 POLLING_INTERVAL_MS = 1000
 log = structlog.get_logger("controller.ofrep")
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The flag states and segments evaluations read, and a tag that changes with any of them."""
-
-    states: Mapping[str, FlagStateView]
-    tag: bytes
-    segments: HeldSegments = NO_HELD_SEGMENTS
-
-    @classmethod
-    def of(cls, states: FlagStates, segments: HeldSegments = NO_HELD_SEGMENTS) -> Snapshot:
-        held = {state.flag: state for state in states.root}
-        fields = [
-            (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
-            + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
-            + (() if s.values is None else (s.values.signed(),))
-            for s in sorted(held.values(), key=lambda s: s.flag)
-        ]
-        tag = hashlib.sha256(orjson.dumps(fields) + segments.tag).digest()
-        return cls(held, tag, segments)
-
-
-class SnapshotCache:
-    """The latest :class:`Snapshot`, reloaded in the background once ``max_age`` old."""
-
-    def __init__(
-        self,
-        load: FlagStateSource,
-        *,
-        segments: SegmentSource | None = None,
-        max_age: float = MAX_AGE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._load, self._max_age, self._clock = load, max_age, clock
-        self._segments = segments
-        self._snapshot: Snapshot | None = None
-        self._loaded_at = 0.0
-        self._first = asyncio.Lock()
-        self._reload: asyncio.Task[None] | None = None
-
-    async def get(self) -> Snapshot:
-        """The snapshot held; the first call loads it, and a stale one starts a reload."""
-        if self._snapshot is None:
-            async with self._first:
-                if self._snapshot is None:
-                    await self._refresh()
-            assert self._snapshot is not None
-        elif self._clock() - self._loaded_at >= self._max_age and self._reload is None:
-            self._reload = asyncio.create_task(self._background(), name="ofrep-snapshot")
-        return self._snapshot
-
-    @property
-    def reloading(self) -> asyncio.Task[None] | None:
-        """The background reload under way, if any."""
-        return self._reload
-
-    async def _refresh(self) -> None:
-        states = await self._load()
-        held = NO_HELD_SEGMENTS if self._snapshot is None else self._snapshot.segments
-        if self._segments is not None:
-            try:
-                held = await self._segments(held)
-            except Exception as exc:
-                # Rules go on from the segments held (none yet: unknown, so no match).
-                log.warning("ofrep_segments_reload_failed", error=repr(exc)[:300])
-        self._snapshot, self._loaded_at = Snapshot.of(states, held), self._clock()
-
-    async def _background(self) -> None:
-        try:
-            await self._refresh()
-        except Exception as exc:
-            # Evaluations go on from the states held; the next request tries again.
-            self._loaded_at = self._clock()
-            log.warning("ofrep_snapshot_reload_failed", error=repr(exc)[:300])
-        finally:
-            self._reload = None
 
 
 class _Failure(ControllerError):

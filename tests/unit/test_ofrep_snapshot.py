@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from controller.adapters.ofrep import MAX_CONTEXT_DEPTH, SnapshotCache, _bounded, _Failure, _matches
+from controller.adapters.ofrep import MAX_CONTEXT_DEPTH, _bounded, _Failure, _matches
+from controller.adapters.ofrep_snapshot import SnapshotCache
 from controller.core.errors import StoreError
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.messages import FlagStatus

@@ -14,7 +14,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.ofrep import Snapshot
+from controller.adapters.ofrep_snapshot import Snapshot
 from controller.core import flagstates
 from controller.core.bucketing import assign
 from controller.core.evaluation import evaluate
