@@ -17,7 +17,7 @@ pydantic models; an answer that is not the JSON the API documents (a login
 proxy's HTML page with status 200, a wrong shape) is no answer at all and
 raises :class:`BackendUnavailable`, never a reading of "nothing served"
 that the sync would take for a person's change. What the environment would
-serve is worked out by :func:`controller.core.serving.would_serve`.
+serve is worked out by :func:`controller.core.serving_reads.would_serve`.
 Connection failures, deadlines, 5xx, 429 and refused tokens are retriable
 (:class:`BackendUnavailable`): the sync backs off and alerts once.
 """
@@ -38,7 +38,8 @@ from controller.core.messages import (
     TARGETING_PARAMETER,
     VERSION_PARAMETER,
 )
-from controller.core.serving import STRATEGY, Serving, Strategy, Target, would_serve
+from controller.core.serving import STRATEGY, Serving, Target
+from controller.core.serving_reads import Strategy, would_serve
 from controller.core.serving_rings import Spec, constraint_of
 from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings

@@ -12,16 +12,14 @@ from controller.core.rollout import Phase, Rollout
 from controller.core.serving import (
     Applied,
     Serving,
-    Strategy,
     Target,
     Verdict,
     desired,
     drift,
     matches,
     reconcile,
-    whole_number,
-    would_serve,
 )
+from controller.core.serving_reads import Strategy, whole_number, would_serve
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("new-checkout", "default", "production", "userId")

@@ -12,15 +12,8 @@ import pytest
 from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
 from controller.core.rollout import Phase, Rollout
-from controller.core.serving import (
-    Applied,
-    Strategy,
-    Target,
-    Verdict,
-    desired,
-    reconcile,
-    would_serve,
-)
+from controller.core.serving import Applied, Target, Verdict, desired, reconcile
+from controller.core.serving_reads import Strategy, would_serve
 from controller.core.serving_rings import Owned, constraint_of
 from controller.core.unleash_constraints import Constraint
 

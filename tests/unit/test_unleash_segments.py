@@ -14,16 +14,8 @@ from controller.core.plan import parse_plan
 from controller.core.planlint import lint
 from controller.core.rollout import Phase, Rollout
 from controller.core.rule_text import parse
-from controller.core.serving import (
-    Applied,
-    Serving,
-    Strategy,
-    Target,
-    Verdict,
-    desired,
-    reconcile,
-    would_serve,
-)
+from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.core.serving_reads import Strategy, would_serve
 from controller.core.unleash_constraints import MAX_CONSTRAINT_VALUES, Constraint
 from controller.core.unleash_rules import ring_strategies, rule_terms
 
