@@ -62,6 +62,14 @@ from controller.sdk.events import EventSink
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener
 from controller.sdk.measure import Measurement, Served
+from controller.sdk.openfeature_values import (
+    boolean_value,
+    float_value,
+    integer_value,
+    object_value,
+    resolution_error,
+    string_value,
+)
 
 log = logging.getLogger("controller.sdk.openfeature")
 T = TypeVar("T")
@@ -159,7 +167,7 @@ class RolloutProvider(AbstractProvider):
         default_value: bool,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[bool]:
-        return self._resolve(flag_key, default_value, evaluation_context, "boolean", _boolean)
+        return self._resolve(flag_key, default_value, evaluation_context, "boolean", boolean_value)
 
     def resolve_string_details(
         self,
@@ -167,7 +175,7 @@ class RolloutProvider(AbstractProvider):
         default_value: str,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[str]:
-        return self._resolve(flag_key, default_value, evaluation_context, "string", _string)
+        return self._resolve(flag_key, default_value, evaluation_context, "string", string_value)
 
     def resolve_integer_details(
         self,
@@ -175,7 +183,7 @@ class RolloutProvider(AbstractProvider):
         default_value: int,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[int]:
-        return self._resolve(flag_key, default_value, evaluation_context, "integer", _integer)
+        return self._resolve(flag_key, default_value, evaluation_context, "integer", integer_value)
 
     def resolve_float_details(
         self,
@@ -183,7 +191,7 @@ class RolloutProvider(AbstractProvider):
         default_value: float,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[float]:
-        return self._resolve(flag_key, default_value, evaluation_context, "float", _float)
+        return self._resolve(flag_key, default_value, evaluation_context, "float", float_value)
 
     def resolve_object_details(
         self,
@@ -191,7 +199,7 @@ class RolloutProvider(AbstractProvider):
         default_value: Any,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Any]:
-        return self._resolve(flag_key, default_value, evaluation_context, "object", _object)
+        return self._resolve(flag_key, default_value, evaluation_context, "object", object_value)
 
     def _resolve(
         self,
@@ -202,7 +210,9 @@ class RolloutProvider(AbstractProvider):
         value_of: Callable[[Evaluation], T | None],
     ) -> FlagResolutionDetails[T]:
         if not self.source.loaded:
-            return _error(default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded")
+            return resolution_error(
+                default, ErrorCode.PROVIDER_NOT_READY, "the flag states are not loaded"
+            )
         unit = context.targeting_key if context is not None else None
         attributes = context.attributes if context is not None else NO_ATTRIBUTES
         state = self.source.state(flag)
@@ -210,12 +220,12 @@ class RolloutProvider(AbstractProvider):
         if evaluation.error is EvalError.FLAG_NOT_FOUND:
             return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
         if evaluation.error is not None:
-            return _error(default, ErrorCode(evaluation.error.value), evaluation.detail)
+            return resolution_error(default, ErrorCode(evaluation.error.value), evaluation.detail)
         value = value_of(evaluation)
         if value is None:
             found = evaluation.value_type
             why = f"{flag} serves {found} values, not {kind}"
-            return _error(default, ErrorCode.TYPE_MISMATCH, why)
+            return resolution_error(default, ErrorCode.TYPE_MISMATCH, why)
         disabled = evaluation.reason is EvalReason.DISABLED
         metadata: dict[str, Any] = {
             "version": evaluation.version,
@@ -364,35 +374,3 @@ def _untrackable(unit: object, value: object) -> str:
     if abs(value) > MAX_CONVERSION_VALUE:
         return f"the value {value!r} is beyond ±{MAX_CONVERSION_VALUE:g}"
     return ""
-
-
-def _error(default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T]:
-    return FlagResolutionDetails(
-        value=default, reason=Reason.ERROR, error_code=code, error_message=message
-    )
-
-
-def _boolean(found: Evaluation) -> bool | None:
-    return bool(found.value) if found.value_type == "boolean" else None
-
-
-def _string(found: Evaluation) -> str | None:
-    """The declared string; a flag without declared values answers its arm's name."""
-    if found.values is None:
-        return found.variant
-    return str(found.value) if found.value_type == "string" else None
-
-
-def _integer(found: Evaluation) -> int | None:
-    """A number that is whole (whole numbers are sent as integers); a fraction is no integer."""
-    value = found.value
-    number = found.value_type == "number" and isinstance(value, int)
-    return value if number else None
-
-
-def _float(found: Evaluation) -> float | None:
-    return float(found.value) if found.value_type == "number" else None
-
-
-def _object(found: Evaluation) -> Any:
-    return found.value if found.value_type == "object" else None

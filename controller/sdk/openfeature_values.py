@@ -1,0 +1,55 @@
+"""An evaluation as each of OpenFeature's value types, for the provider's typed resolvers.
+
+Each reader answers the value the evaluation serves as its type, or None
+when the flag serves another type: the provider then answers the caller's
+default with ``TYPE_MISMATCH``. A flag without declared values serves a
+boolean, and its arm's name as a string; whole numbers are integers and
+floats, fractions floats only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from openfeature.exception import ErrorCode
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+
+from controller.core.evaluation import Evaluation
+
+T = TypeVar("T")
+
+
+def resolution_error(default: T, code: ErrorCode, message: str) -> FlagResolutionDetails[T]:
+    """OpenFeature's answer for an evaluation that failed: the caller's default, with the code."""
+    return FlagResolutionDetails(
+        value=default, reason=Reason.ERROR, error_code=code, error_message=message
+    )
+
+
+def boolean_value(found: Evaluation) -> bool | None:
+    """A boolean flag's value."""
+    return bool(found.value) if found.value_type == "boolean" else None
+
+
+def string_value(found: Evaluation) -> str | None:
+    """The declared string; a flag without declared values answers its arm's name."""
+    if found.values is None:
+        return found.variant
+    return str(found.value) if found.value_type == "string" else None
+
+
+def integer_value(found: Evaluation) -> int | None:
+    """A number that is whole (whole numbers are sent as integers); a fraction is no integer."""
+    value = found.value
+    number = found.value_type == "number" and isinstance(value, int)
+    return value if number else None
+
+
+def float_value(found: Evaluation) -> float | None:
+    """A number, whole or not."""
+    return float(found.value) if found.value_type == "number" else None
+
+
+def object_value(found: Evaluation) -> Any:
+    """A declared object."""
+    return found.value if found.value_type == "object" else None
