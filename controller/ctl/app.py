@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from controller.ctl import handlers  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl import handlers, reads  # noqa: PLC0415 - keep `--help` fast
 
     if args.command in {a.value for a in CommandAction}:
         return handlers.steer(args)
@@ -299,8 +299,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return drafting.run(args)
     handler = {
-        "status": handlers.status,
-        "watch": handlers.watch,
+        "status": reads.status,
+        "watch": reads.watch,
         "plan": handlers.validate_plans,
         "keygen": handlers.keygen,
         "sign": handlers.sign,

@@ -1,4 +1,5 @@
-"""What each ``rolloutctl`` subcommand does, once its arguments are parsed.
+"""What each ``rolloutctl`` subcommand does, once its arguments are parsed (``status`` and
+``watch``, which only look, are :mod:`controller.ctl.reads`').
 
 Imported only when a command runs, so ``rolloutctl --help`` stays fast.
 Output goes to stdout (``--json`` for scripts); progress and errors go to
@@ -10,25 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import os
-import signal
 import sys
-from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
 
-from controller.adapters import http_client
 from controller.core import signing
-from controller.core.errors import ConfigError, ControllerError
+from controller.core.errors import ConfigError
 from controller.core.messages import CommandAction
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
 from controller.core.planlint import Finding, errors, lint
-from controller.core.views import RolloutList, RolloutStatus
 from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,
@@ -51,9 +46,6 @@ from controller.ctl.commands import (
 )
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.settings import KafkaSettings, Settings, load_settings
-from controller.stopping import stop_on_signals
-
-_V = TypeVar("_V", bound=BaseModel)
 
 # -- steering: sign, send, await the decision -------------------------------------------
 
@@ -213,81 +205,6 @@ def _read_plan(path: Path) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read plan {path}: {os_reason(exc)}") from exc
     return load_plan(text, source=f"plan {path}")
-
-
-# -- looking: status and watch ------------------------------------------------------------
-
-
-def status(args: argparse.Namespace) -> int:
-    """The status table, or one rollout in detail, from the controller's HTTP API."""
-    base = env_url(args.url)
-    path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
-    try:
-        answer = http_client.get(base + path, timeout_s=10)
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status == 404 and args.flag:
-        warn(f"no rollout for flag {args.flag!r}")
-        return EXIT_FAILURE
-    if answer.status != 200:
-        raise diagnosis.refused(base, path, answer)
-    body = answer.json()
-    if args.json:
-        print_json(body)  # as served, by whichever version of the controller
-    elif args.flag:
-        print(views.status_detail(_served(RolloutStatus, body, base, path)))
-    else:
-        print(views.status_table(_served(RolloutList, body, base, path).rollouts))
-    return 0
-
-
-def _served(model: type[_V], body: Any, base: str, path: str) -> _V:
-    """The controller's answer read into its view model; an error naming what it lacks."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
-        raise ControllerError(
-            f"{base}{path} served no {model.__name__}: {where}: {problem['msg']}"
-        ) from exc
-
-
-def watch(args: argparse.Namespace) -> int:
-    """Print decisions and alerts as they are published, until Ctrl-C, --max or --for."""
-    settings, kafka = broker_of(args)
-    topics = [settings.topics.decisions, settings.topics.alerts]
-    try:
-        shown = asyncio.run(_watch(args, kafka, topics))
-    except KeyboardInterrupt:
-        return 0
-    return 0 if args.max is None or shown >= args.max else EXIT_NO_DECISION
-
-
-async def _watch(args: argparse.Namespace, kafka: KafkaSettings, topics: list[str]) -> int:
-    stop = asyncio.Event()
-    if args.seconds is not None:
-        asyncio.get_running_loop().call_later(args.seconds, stop.set)
-    if not args.json:
-        warn(f"watching {', '.join(topics)}{' for ' + args.flag if args.flag else ''}")
-    follow = steering.follow(kafka, topics, from_beginning=args.from_beginning, stop=stop)
-    with stop_on_signals(stop, (signal.SIGTERM,)):
-        return await _show(args, follow)
-
-
-async def _show(args: argparse.Namespace, follow: AsyncGenerator[steering.Received]) -> int:
-    """Print the decisions ``follow`` yields (of ``--flag`` only), up to ``--max``."""
-    shown = 0
-    async with contextlib.aclosing(follow) as messages:
-        async for message, published in messages:
-            if args.flag and message.flag != args.flag:
-                continue
-            print(orjson.dumps(published).decode() if args.json else views.decision_line(message))
-            sys.stdout.flush()
-            shown += 1
-            if args.max is not None and shown >= args.max:
-                break
-    return shown
 
 
 # -- plans, keys, raw commands ----------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""``rolloutctl status`` and ``rolloutctl watch``: looking, without changing anything.
+
+``status`` reads the controller's HTTP API into its view models
+(:mod:`controller.core.views`) and prints the table or one rollout;
+``watch`` follows the decisions and alerts topics and prints each message
+as it is published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from controller.adapters import http_client
+from controller.core.errors import ControllerError
+from controller.core.views import RolloutList, RolloutStatus
+from controller.ctl import diagnosis, steering, views
+from controller.ctl.commands import env_url, print_json, warn
+from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
+from controller.ctl.handlers import broker_of
+from controller.settings import KafkaSettings
+from controller.stopping import stop_on_signals
+
+_V = TypeVar("_V", bound=BaseModel)
+
+
+def status(args: argparse.Namespace) -> int:
+    """The status table, or one rollout in detail, from the controller's HTTP API."""
+    base = env_url(args.url)
+    path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
+    try:
+        answer = http_client.get(base + path, timeout_s=10)
+    except http_client.Unreachable as exc:
+        raise diagnosis.unreachable(base, exc) from exc
+    if answer.status == 404 and args.flag:
+        warn(f"no rollout for flag {args.flag!r}")
+        return EXIT_FAILURE
+    if answer.status != 200:
+        raise diagnosis.refused(base, path, answer)
+    body = answer.json()
+    if args.json:
+        print_json(body)  # as served, by whichever version of the controller
+    elif args.flag:
+        print(views.status_detail(_served(RolloutStatus, body, base, path)))
+    else:
+        print(views.status_table(_served(RolloutList, body, base, path).rollouts))
+    return 0
+
+
+def _served(model: type[_V], body: Any, base: str, path: str) -> _V:
+    """The controller's answer read into its view model; an error naming what it lacks."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise ControllerError(
+            f"{base}{path} served no {model.__name__}: {where}: {problem['msg']}"
+        ) from exc
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Print decisions and alerts as they are published, until Ctrl-C, --max or --for."""
+    settings, kafka = broker_of(args)
+    topics = [settings.topics.decisions, settings.topics.alerts]
+    try:
+        shown = asyncio.run(_watch(args, kafka, topics))
+    except KeyboardInterrupt:
+        return 0
+    return 0 if args.max is None or shown >= args.max else EXIT_NO_DECISION
+
+
+async def _watch(args: argparse.Namespace, kafka: KafkaSettings, topics: list[str]) -> int:
+    stop = asyncio.Event()
+    if args.seconds is not None:
+        asyncio.get_running_loop().call_later(args.seconds, stop.set)
+    if not args.json:
+        warn(f"watching {', '.join(topics)}{' for ' + args.flag if args.flag else ''}")
+    follow = steering.follow(kafka, topics, from_beginning=args.from_beginning, stop=stop)
+    with stop_on_signals(stop, (signal.SIGTERM,)):
+        return await _show(args, follow)
+
+
+async def _show(args: argparse.Namespace, follow: AsyncGenerator[steering.Received]) -> int:
+    """Print the decisions ``follow`` yields (of ``--flag`` only), up to ``--max``."""
+    shown = 0
+    async with contextlib.aclosing(follow) as messages:
+        async for message, published in messages:
+            if args.flag and message.flag != args.flag:
+                continue
+            print(orjson.dumps(published).decode() if args.json else views.decision_line(message))
+            sys.stdout.flush()
+            shown += 1
+            if args.max is not None and shown >= args.max:
+                break
+    return shown
