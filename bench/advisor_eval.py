@@ -43,7 +43,8 @@ from controller.adapters.llm import Advisor
 from controller.core.advice import Opinion, incoherence
 from controller.core.aggregates import FlagAggregates
 from controller.core.gate import evaluate
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rollout import Rollout, VerdictKind
 from controller.daemon.consulting import gate_data
 from controller.settings import LlmSettings

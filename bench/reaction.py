@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.core import signing
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.sequential import proportion_test
 from controller.ctl.commands import encode_command, signed_command
 from tests.controller_process import ControllerProcess, controller_env

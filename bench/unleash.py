@@ -55,7 +55,8 @@ from controller.adapters.memory import (
 )
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.messages import CommandAction
-from controller.core.plan import Backend, Plan, Stage, UnleashTarget
+from controller.core.plan import Plan
+from controller.core.plan_parts import Backend, Stage, UnleashTarget
 from controller.core.rollout import CommandInput
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine, build_engine

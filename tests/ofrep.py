@@ -28,7 +28,7 @@ from controller.adapters.http import HttpServer
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.plan import Stage
+from controller.core.plan_parts import Stage
 from controller.core.rollout import Phase, Rollout
 from controller.daemon.endpoints import flag_states
 from controller.ports import SaveOutcome, StateWrite

@@ -37,7 +37,8 @@ from controller.core.aggregates import ArmAggregate, CellDelta, FlagAggregates
 from controller.core.gate import evaluate
 from controller.core.guardrails import guardrail_result
 from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
-from controller.core.plan import DEFAULT_PLAN, Guardrail, Plan
+from controller.core.plan import DEFAULT_PLAN, Plan
+from controller.core.plan_parts import Guardrail
 from controller.core.rollout import Phase, Rollout, VerdictKind
 from controller.settings import EngineSettings
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controller.core.plan import LOWER_IS_BETTER
+from controller.core.plan_parts import LOWER_IS_BETTER
 
 PERCENT_METRICS = frozenset({"error_rate", "conversion_rate", "latency_exceedance"})
 """Metrics whose Δ is a difference of shares: shown in percentage points."""

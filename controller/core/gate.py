@@ -43,7 +43,8 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.guardrails import control_baseline, guardrail_result
 from controller.core.limits import limit_tests, limits_evidence
 from controller.core.moving import next_move
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.policy import Applied, HealthPolicy, both_arms_tripped, for_plan
 from controller.core.rollout import Rollout, Verdict, VerdictKind
 from controller.core.rule_text import to_text

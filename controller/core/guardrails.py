@@ -19,7 +19,8 @@ from controller.core.latency import (
     latency_quantile_test,
     quantile_min_samples,
 )
-from controller.core.plan import Guardrail, Plan
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail
 from controller.core.sequential import SequentialResult, mean_test, proportion_test
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}

@@ -34,7 +34,8 @@ from controller.core.audience import AudienceRule
 from controller.core.errors import ConfigError
 from controller.core.limits import Limits
 from controller.core.matching import NO_SEGMENTS, Audience, Context, SegmentLookup
-from controller.core.plan import Guardrail, Plan, Stage, parse_plan
+from controller.core.plan import Plan, parse_plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rule_form import draft_schema, from_form, is_form
 from controller.core.rule_lint import Catalogue, Finding, lint
 from controller.core.rule_text import RuleSyntaxError, parse, to_text

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any
 
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.plan import UnleashTarget
+from controller.core.plan_parts import UnleashTarget
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving_rings import Owned, Spec, ring_specs, shape_of
 from controller.core.targeting import targeting_json

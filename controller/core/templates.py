@@ -25,7 +25,8 @@ from typing import Any, Literal
 import yaml
 
 from controller.core.advice import FENCE, untrusted
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.planlint import lint
 from controller.core.rule_text import to_text
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller.core.plan import Watch
+from controller.core.plan_parts import Watch
 from controller.core.rollout import (
     Action,
     CommandInput,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from controller.core.plan import Watch
+from controller.core.plan_parts import Watch
 from controller.core.rollout import Phase, RaiseAlert, RecordDecision, Rollout, TickInput, Verdict
 from controller.core.wording import at_stage
 

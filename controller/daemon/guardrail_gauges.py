@@ -8,7 +8,7 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from controller.core.plan import Metric
+from controller.core.plan_parts import Metric
 from controller.core.rollout import Verdict
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))

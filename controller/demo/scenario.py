@@ -20,7 +20,8 @@ from typing import Any
 
 from controller.core.limits import Limits
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 
 KEY_ID = "demo-operator"
 FLAG_STATE_KEY_ID = "demo-controller"

@@ -22,7 +22,8 @@ from controller.core.advice import FENCE, MAX_CAUSE_CHARS, MAX_MODEL_CHARS, Opin
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.machine import step
 from controller.core.messages import CommandAction
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
 from controller.daemon.engine import build_engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings

@@ -19,7 +19,8 @@ from controller.core.decoding import ExposureIn
 from controller.core.folding import PartitionDelta, fold
 from controller.core.gate import evaluate
 from controller.core.messages import Arm
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import Phase, Rollout, VerdictKind
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings

@@ -28,7 +28,8 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.core import signing
 from controller.core.bucketing import assign
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rollout import Rollout
 from controller.ctl.commands import encode_command, signed_command
 from controller.settings import RedisSettings

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.policy import HealthPolicy
 from tests.scenarios.harness import Scenario
 

@@ -35,7 +35,8 @@ from controller.core.aggregates import FlagAggregates
 from controller.core.arm_values import ArmValues
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
 from tests.reading import read_to_end

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.plan import TimeBox
+from controller.core.plan_parts import TimeBox
 from controller.core.rollout import Phase
 from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import Scenario, fast_plan

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from controller.core.messages import Arm
-from controller.core.plan import Plan, Watch
+from controller.core.plan import Plan
+from controller.core.plan_parts import Watch
 from tests.scenarios.harness import Scenario, fast_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.dev.clock import set_offset
 from tests.scenarios.harness import Scenario
 from tests.services import free_port

@@ -11,7 +11,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from controller.core.messages import Arm
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.windows import Windows
 from tests.scenarios.harness import Scenario
 from tests.services import free_port

@@ -14,7 +14,8 @@ import orjson
 from UnleashClient.clients.unleash_client import UnleashClient
 
 from controller.core.messages import Arm
-from controller.core.plan import Backend, Guardrail, Plan, Stage, UnleashTarget
+from controller.core.plan import Plan
+from controller.core.plan_parts import Backend, Guardrail, Stage, UnleashTarget
 from controller.core.targeting import Cohort
 from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter

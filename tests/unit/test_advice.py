@@ -22,7 +22,8 @@ from controller.core.advice import (
     untrusted,
 )
 from controller.core.machine import step
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import (
     GateInput,
     PauseReason,

@@ -8,7 +8,8 @@ import pytest
 
 from controller.core.advice import Advice, Opinion, incoherence
 from controller.core.machine import step
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import (
     GateInput,
     PauseReason,

@@ -19,7 +19,7 @@ import pytest
 
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.messages import CommandAction
-from controller.core.plan import Backend, UnleashTarget
+from controller.core.plan_parts import Backend, UnleashTarget
 from controller.core.rollout import Phase
 from controller.core.serving import Serving, Target
 from controller.settings import UnleashSettings

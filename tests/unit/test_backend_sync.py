@@ -24,7 +24,8 @@ from controller.core import commands
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.held_segments import HeldSegments
 from controller.core.messages import CommandAction
-from controller.core.plan import Backend, Plan, Stage, UnleashTarget
+from controller.core.plan import Plan
+from controller.core.plan_parts import Backend, Stage, UnleashTarget
 from controller.core.rollout import CommandInput, Phase
 from controller.core.serving import Serving, Target
 from controller.daemon.backends import BackendSync, NudgingOutputs

@@ -11,7 +11,7 @@ import pytest
 from controller.core.advice import FENCE, build_messages
 from controller.core.briefing import sentences
 from controller.core.gate import evaluate
-from controller.core.plan import Guardrail
+from controller.core.plan_parts import Guardrail
 from controller.daemon.consulting import gate_data
 from tests.unit.test_gate import HEALTHY, LATE, arm, data, plan, rollout
 

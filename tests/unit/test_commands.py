@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from controller.core import commands
 from controller.core.messages import Command, CommandAction, MonitorAlert
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import CommandInput, CommandRefused
 from controller.core.signing import generate_key, load_public_key
 from controller.ctl.commands import build_command, signed_command

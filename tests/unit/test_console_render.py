@@ -26,7 +26,7 @@ from controller.core import history
 from controller.core.gate import describe, evaluate
 from controller.core.messages import Alert, Decision, decision_or_alert
 from controller.core.moving import NextMove
-from controller.core.plan import Stage
+from controller.core.plan_parts import Stage
 from controller.core.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.rule_text import parse
 from controller.core.transitions import Cause, roll_back

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from controller.core.advice import FENCE
-from controller.core.plan import Guardrail, Plan, Stage, load_plan
+from controller.core.plan import Plan, load_plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.templates import (
     FROM_MODEL,
     RISKS,

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from controller.core.errors import ConfigError
-from controller.core.plan import Stage, load_plan
+from controller.core.plan import load_plan
+from controller.core.plan_parts import Stage
 
 
 @pytest.mark.parametrize(

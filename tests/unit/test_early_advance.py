@@ -18,7 +18,8 @@ import pytest
 
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.gate import evaluate
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rollout import VerdictKind
 from tests.unit.test_gate import rollout
 from tests.unit.test_stats import binomial

@@ -22,7 +22,8 @@ from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.commands import MAX_CONTROL_BYTES
 from controller.core.messages import CommandAction
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rollout import CommandInput
 from controller.core.signing import generate_key
 from controller.ctl.commands import build_command, signed_command

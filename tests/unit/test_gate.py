@@ -11,7 +11,8 @@ import pytest
 from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.gate import evaluate, harm_excluded
 from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.plan import Guardrail, Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Guardrail, Stage
 from controller.core.rollout import PauseReason, Phase, Rollout, VerdictKind
 from controller.core.sequential import proportion_test
 

@@ -12,7 +12,8 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.gate import evaluate
 from controller.core.guardrails import guardrail_result, metric_floor
 from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.plan import DEFAULT_PLAN, Guardrail, Plan, Stage, Watch
+from controller.core.plan import DEFAULT_PLAN, Plan
+from controller.core.plan_parts import Guardrail, Stage, Watch
 from controller.core.rollout import Phase, Rollout, VerdictKind
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

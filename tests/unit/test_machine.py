@@ -9,7 +9,8 @@ import pytest
 from controller.core.machine import step
 from controller.core.messages import CommandAction
 from controller.core.operator import applicable
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import (
     Action,
     CommandInput,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from controller.core.machine import step
-from controller.core.plan import Watch
+from controller.core.plan_parts import Watch
 from controller.core.rollout import (
     GateInput,
     Phase,

@@ -10,7 +10,8 @@ from pydantic import TypeAdapter
 
 from controller.core.machine import step
 from controller.core.messages import CommandAction
-from controller.core.plan import Plan, Stage, Watch
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage, Watch
 from controller.core.rollout import (
     Action,
     CommandInput,

@@ -10,7 +10,8 @@ from pydantic import TypeAdapter
 
 from controller.core.gate import describe
 from controller.core.moving import NextMove, next_move
-from controller.core.plan import Plan, Stage, TimeBox
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage, TimeBox
 from controller.core.policy import Applied
 from controller.core.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
 from controller.core.views import RolloutStatus

@@ -14,7 +14,8 @@ from controller.core.errors import ConfigError
 from controller.core.machine import step
 from controller.core.messages import Command, CommandAction
 from controller.core.operator import applicable
-from controller.core.plan import Plan, Stage, TimeBox, parse_plan
+from controller.core.plan import Plan, parse_plan
+from controller.core.plan_parts import Stage, TimeBox
 from controller.core.rollout import (
     CommandInput,
     CommandRefused,

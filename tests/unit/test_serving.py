@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.core.plan import Backend, Plan, Stage, UnleashTarget
+from controller.core.plan import Plan
+from controller.core.plan_parts import Backend, Stage, UnleashTarget
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving import (
     Applied,

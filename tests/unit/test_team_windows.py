@@ -12,7 +12,8 @@ import pytest
 from controller.adapters.memory import MemoryAggregates, MemoryOutputs, MemoryStates
 from controller.core.errors import ConfigError
 from controller.core.messages import CommandAction
-from controller.core.plan import Plan, Stage
+from controller.core.plan import Plan
+from controller.core.plan_parts import Stage
 from controller.core.rollout import CommandInput, GateInput, Verdict, VerdictKind
 from controller.daemon.engine import build_engine
 from controller.daemon.status import StatusView
