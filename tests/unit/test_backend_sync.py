@@ -19,7 +19,7 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.adapters.unleash import BackendUnavailable
+from controller.adapters.unleash_answers import BackendUnavailable
 from controller.core import commands
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.held_segments import HeldSegments

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from controller.adapters.unleash import BackendUnavailable, UnleashAdmin, Unreadable, parse_feature
+from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash_answers import BackendUnavailable, Unreadable, parse_feature
 from controller.core.errors import ControllerError
 from controller.core.serving import Applied, Serving, Target, Verdict, reconcile
 from controller.settings import UnleashSettings

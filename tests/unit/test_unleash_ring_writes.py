@@ -9,7 +9,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from controller.adapters.unleash import UnleashAdmin, parse_feature
+from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash_answers import parse_feature
 from controller.core.errors import ControllerError
 from controller.core.serving import Serving, desired
 from controller.settings import UnleashSettings
