@@ -15,8 +15,8 @@ import orjson
 from controller.adapters.llm import constrained_completion
 from controller.core.advice import untrusted
 from controller.core.narrative import NARRATIVE_SCHEMA, accepted, messages
+from controller.ctl.report_cells import count, number
 from controller.ctl.report_model import Report, StageReport
-from controller.ctl.report_render import count, number
 from controller.settings import LlmSettings
 
 

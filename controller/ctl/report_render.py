@@ -16,167 +16,32 @@ Markdown report gives the description.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterator
 
 from controller.console.figures import Figure
 from controller.core.text import displayable, html_text
-from controller.core.wording import amount_text, control_rate, quantity_text
+from controller.ctl.report_cells import (
+    ARM_HEAD,
+    CHART_KEY,
+    DECISION_HEAD,
+    GUARDRAIL_HEAD,
+    STAGE_HEAD,
+    TABLE_ROWS,
+    arm_cells,
+    decision_cells,
+    duration,
+    guardrail_cells,
+    held_back,
+    srm_text,
+    stage_cells,
+    summary_rows,
+)
 from controller.ctl.report_model import (
-    Arm,
-    GuardrailResult,
     Report,
-    SampleRatio,
     StageReport,
-    clock,
 )
 
-TABLE_ROWS = 200
-"""The most gates listed under a chart (the latest): a history keeps about that many a stage."""
-CHART_KEY = (
-    "Each chart is one guardrail over the whole rollout: delta (treatment minus control) as a"
-    " line, its always-valid bound as a band, the tolerance dashed, the start of each stage and"
-    " each decision as dotted lines, and the first gate whose bound lay wholly beyond the"
-    " tolerance ringed."
-)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
-
-
-# -- numbers and words, shared -------------------------------------------------------------
-
-
-def number(value: float | None) -> str:
-    """A measured value, four significant digits: ``0.0204``, ``-inf``; ``-`` when absent."""
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.4g}"
-
-
-def count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m04s``, ``12.5s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _srm_text(srm: SampleRatio | None) -> str:
-    if srm is None:
-        return "-"
-    verdict = "MISMATCH" if srm.flagged else "ok"
-    return (
-        f"{number(srm.observed_treatment)} treatment units against "
-        f"{number(srm.expected_treatment)} expected, sequential p "
-        f"{number(srm.sequential_p_value)} ({verdict})"
-    )
-
-
-def _arm_cells(arm: Arm) -> list[str]:
-    return [
-        arm.name,
-        count(arm.units),
-        count(arm.exposures),
-        count(arm.requests),
-        count(arm.errors),
-        count(arm.conversions),
-    ]
-
-
-def _guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
-    """A guardrail's row: Δ and its interval in the metric's unit, as every text writes them."""
-    if test.delta is None:
-        shown = "-"
-    else:
-        low = -math.inf if test.lower is None else test.lower
-        high = math.inf if test.upper is None else test.upper
-        shown = quantity_text(
-            test.metric, test.delta, low, high, _baseline(test, stage), named=False
-        )
-    limit = "-" if test.tolerance is None else amount_text(test.metric, test.tolerance)
-    return [test.metric, test.result, shown, limit, number(test.p_value)]
-
-
-def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
-    """The control's rate in the stage, for a rate's relative lift."""
-    arms = {a.name: _counts(a) for a in stage.arms}
-    return control_rate(test.metric, arms)
-
-
-def _counts(arm: Arm) -> dict[str, int | None]:
-    """An arm's counts by the names a decision's evidence uses."""
-    return {
-        "units": arm.units,
-        "exposures": arm.exposures,
-        "requests": arm.requests,
-        "errors": arm.errors,
-        "conversions": arm.conversions,
-    }
-
-
-ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
-GUARDRAIL_HEAD = [
-    "guardrail",
-    "result",
-    "Δ treatment - control [anytime-valid interval]",
-    "tolerance",
-    "p",
-]
-DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
-STAGE_HEAD = ["stage", "started", "duration", "ended by"]
-WAIT_HEAD = ["at", "from", "until", "why"]
-TRIGGER_HEAD = ["time", "at", "trigger", "action", "policy entry", "outcome", "reason"]
-
-
-def _held_back(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The windows waited and the triggers fired, as titled tables; none when there were none."""
-    tables = []
-    if report.waits:
-        rows = [
-            [w.stage, clock(w.since), clock(w.until) if w.until else "still waiting", w.reason]
-            for w in report.waits
-        ]
-        tables.append(("Windows waited", WAIT_HEAD, rows))
-    if report.triggers:
-        rows = [
-            [clock(t.ts), t.stage, t.trigger, t.action, t.entry, t.outcome, t.reason]
-            for t in report.triggers
-        ]
-        tables.append(("Triggers fired", TRIGGER_HEAD, rows))
-    return tables
-
-
-def _decision_cells(report: Report) -> Iterator[list[str]]:
-    for row in report.decisions:
-        advice = row.advisor or "-"
-        yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
-
-
-def _stage_cells(stage: StageReport) -> list[str]:
-    return [stage.label, clock(stage.started_at), duration(stage.duration_s), stage.outcome]
-
-
-def _summary(report: Report) -> list[tuple[str, str]]:
-    served = "-" if report.percent is None else f"{report.percent:g}%"
-    return [
-        ("flag", report.flag),
-        ("rollout", report.rollout_id),
-        ("plan", report.plan),
-        ("phase", report.phase),
-        ("serving", served),
-        ("started", clock(report.started_at)),
-        ("report made", clock(report.generated_at)),
-    ]
 
 
 # -- Markdown ------------------------------------------------------------------------------
@@ -186,12 +51,12 @@ def markdown(report: Report) -> str:
     """The report as GitHub-flavoured Markdown."""
     out = [f"# Canary report: {_md(report.flag)}", ""]
     out += [f"**{_md(report.verdict)}**", ""] if report.verdict else []
-    out += [f"- **{name}**: {_md(value)}" for name, value in _summary(report)]
+    out += [f"- **{name}**: {_md(value)}" for name, value in summary_rows(report)]
     out += [""] + [f"> {_md(note)}" for note in report.notes]
     if report.narrative:
         out += ["", "## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
-    out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages])]
-    for title, head, rows in _held_back(report):
+    out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [stage_cells(s) for s in report.stages])]
+    for title, head, rows in held_back(report):
         out += ["", f"## {title}", "", *_md_table(head, rows)]
     for stage in report.stages:
         out += ["", f"### {_md(stage.label)}", ""]
@@ -201,18 +66,18 @@ def markdown(report: Report) -> str:
         if stage.audience:
             out += [f"Audience: {_md(_ring_text(stage))}.", ""]
         if stage.arms:
-            out += [*_md_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]), ""]
+            out += [*_md_table(ARM_HEAD, [arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
-            out += _md_table(GUARDRAIL_HEAD, [_guardrail_cells(g, stage) for g in stage.guardrails])
+            out += _md_table(GUARDRAIL_HEAD, [guardrail_cells(g, stage) for g in stage.guardrails])
         out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
-        out += [f"Sample ratio: {_md(_srm_text(stage.srm))}."]
+        out += [f"Sample ratio: {_md(srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
         for figure in report.charts:
             out += [f"- {_md(figure.text())}"]
             out += [f"- {_md(figure.arms_text())}"] if figure.per_arm else []
         out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
-    out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(_decision_cells(report)))]
+    out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(decision_cells(report)))]
     return "\n".join(out) + "\n"
 
 
@@ -271,18 +136,18 @@ def html_page(report: Report) -> str:
         f"<h1>Canary report: {_h(report.flag)}</h1>",
         f'<p class="verdict">{_h(report.verdict)}</p>' if report.verdict else "",
         "<dl>",
-        *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in _summary(report)),
+        *(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in summary_rows(report)),
         "</dl>",
         *(f'<p class="note">{_h(note)}</p>' for note in report.notes),
         *_h_narrative(report),
         "<h2>Stages</h2>",
-        _h_table(STAGE_HEAD, [_stage_cells(s) for s in report.stages]),
-        *(f"<h2>{t}</h2>{_h_table(head, rows)}" for t, head, rows in _held_back(report)),
+        _h_table(STAGE_HEAD, [stage_cells(s) for s in report.stages]),
+        *(f"<h2>{t}</h2>{_h_table(head, rows)}" for t, head, rows in held_back(report)),
         *_h_charts(report.charts),
     ]
     for stage in report.stages:
         parts += _h_stage(stage)
-    parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(_decision_cells(report)))]
+    parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(decision_cells(report)))]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -351,13 +216,13 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.audience:
         parts.append(f"<p>Audience: {_h(_ring_text(stage))}.</p>")
     if stage.arms:
-        parts.append(_h_table(ARM_HEAD, [_arm_cells(a) for a in stage.arms]))
+        parts.append(_h_table(ARM_HEAD, [arm_cells(a) for a in stage.arms]))
     if stage.guardrails:
-        rows = [_guardrail_cells(g, stage) for g in stage.guardrails]
+        rows = [guardrail_cells(g, stage) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
     if stage.comparison:
         parts.append(f"<p>Comparison: {_h(stage.comparison)}.</p>")
-    parts.append(f"<p>Sample ratio: {_h(_srm_text(stage.srm))}.</p>")
+    parts.append(f"<p>Sample ratio: {_h(srm_text(stage.srm))}.</p>")
     parts.append("</section>")
     return parts
 

@@ -1,0 +1,167 @@
+"""What both forms of a canary report show: its numbers in words, and its tables' cells.
+
+Pure functions of :class:`controller.ctl.report_model.Report`, shared by the
+Markdown and the HTML renderings (:mod:`controller.ctl.report_render`), so
+the two say the same thing in the same words; each escapes the cells for
+its own form.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from controller.core.wording import amount_text, control_rate, quantity_text
+from controller.ctl.report_model import (
+    Arm,
+    GuardrailResult,
+    Report,
+    SampleRatio,
+    StageReport,
+    clock,
+)
+
+TABLE_ROWS = 200
+"""The most gates listed under a chart (the latest): a history keeps about that many a stage."""
+CHART_KEY = (
+    "Each chart is one guardrail over the whole rollout: delta (treatment minus control) as a"
+    " line, its always-valid bound as a band, the tolerance dashed, the start of each stage and"
+    " each decision as dotted lines, and the first gate whose bound lay wholly beyond the"
+    " tolerance ringed."
+)
+
+
+# -- numbers and words, shared -------------------------------------------------------------
+
+
+def number(value: float | None) -> str:
+    """A measured value, four significant digits: ``0.0204``, ``-inf``; ``-`` when absent."""
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m04s``, ``12.5s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def srm_text(srm: SampleRatio | None) -> str:
+    if srm is None:
+        return "-"
+    verdict = "MISMATCH" if srm.flagged else "ok"
+    return (
+        f"{number(srm.observed_treatment)} treatment units against "
+        f"{number(srm.expected_treatment)} expected, sequential p "
+        f"{number(srm.sequential_p_value)} ({verdict})"
+    )
+
+
+def arm_cells(arm: Arm) -> list[str]:
+    return [
+        arm.name,
+        count(arm.units),
+        count(arm.exposures),
+        count(arm.requests),
+        count(arm.errors),
+        count(arm.conversions),
+    ]
+
+
+def guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
+    """A guardrail's row: Δ and its interval in the metric's unit, as every text writes them."""
+    if test.delta is None:
+        shown = "-"
+    else:
+        low = -math.inf if test.lower is None else test.lower
+        high = math.inf if test.upper is None else test.upper
+        shown = quantity_text(
+            test.metric, test.delta, low, high, _baseline(test, stage), named=False
+        )
+    limit = "-" if test.tolerance is None else amount_text(test.metric, test.tolerance)
+    return [test.metric, test.result, shown, limit, number(test.p_value)]
+
+
+def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
+    """The control's rate in the stage, for a rate's relative lift."""
+    arms = {a.name: _counts(a) for a in stage.arms}
+    return control_rate(test.metric, arms)
+
+
+def _counts(arm: Arm) -> dict[str, int | None]:
+    """An arm's counts by the names a decision's evidence uses."""
+    return {
+        "units": arm.units,
+        "exposures": arm.exposures,
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "conversions": arm.conversions,
+    }
+
+
+ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
+GUARDRAIL_HEAD = [
+    "guardrail",
+    "result",
+    "Δ treatment - control [anytime-valid interval]",
+    "tolerance",
+    "p",
+]
+DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
+STAGE_HEAD = ["stage", "started", "duration", "ended by"]
+WAIT_HEAD = ["at", "from", "until", "why"]
+TRIGGER_HEAD = ["time", "at", "trigger", "action", "policy entry", "outcome", "reason"]
+
+
+def held_back(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The windows waited and the triggers fired, as titled tables; none when there were none."""
+    tables = []
+    if report.waits:
+        rows = [
+            [w.stage, clock(w.since), clock(w.until) if w.until else "still waiting", w.reason]
+            for w in report.waits
+        ]
+        tables.append(("Windows waited", WAIT_HEAD, rows))
+    if report.triggers:
+        rows = [
+            [clock(t.ts), t.stage, t.trigger, t.action, t.entry, t.outcome, t.reason]
+            for t in report.triggers
+        ]
+        tables.append(("Triggers fired", TRIGGER_HEAD, rows))
+    return tables
+
+
+def decision_cells(report: Report) -> Iterator[list[str]]:
+    for row in report.decisions:
+        advice = row.advisor or "-"
+        yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
+
+
+def stage_cells(stage: StageReport) -> list[str]:
+    return [stage.label, clock(stage.started_at), duration(stage.duration_s), stage.outcome]
+
+
+def summary_rows(report: Report) -> list[tuple[str, str]]:
+    served = "-" if report.percent is None else f"{report.percent:g}%"
+    return [
+        ("flag", report.flag),
+        ("rollout", report.rollout_id),
+        ("plan", report.plan),
+        ("phase", report.phase),
+        ("serving", served),
+        ("started", clock(report.started_at)),
+        ("report made", clock(report.generated_at)),
+    ]
