@@ -37,7 +37,7 @@ from controller.adapters.unleash_answers import (
     parse_feature,
 )
 from controller.core.errors import ControllerError
-from controller.core.messages import (
+from controller.core.message_fields import (
     FLAG_PARAMETER,
     RING_PARAMETER,
     TARGETING_PARAMETER,

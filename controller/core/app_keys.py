@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from controller.core import signing
-from controller.core.messages import Actor, MessageId, Reason, SchemaVersion, Timestamp
+from controller.core.message_fields import Actor, MessageId, Reason, SchemaVersion, Timestamp
 from controller.core.timestamps import as_datetime
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -50,13 +50,15 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from controller.core.messages import (
-    EVENT_TYPES,
+from controller.core.message_fields import (
     FLAG_KEY_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_EPOCH_MS,
     MAX_LATENCY_MS,
     SCHEMA_VERSION,
+)
+from controller.core.messages import (
+    EVENT_TYPES,
     Conversion,
     Exposure,
     RequestOutcome,

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.aggregates import ArmAggregate
 from controller.core.latency import exceedance_bucket
-from controller.core.messages import MAX_LATENCY_MS
+from controller.core.message_fields import MAX_LATENCY_MS
 from controller.core.sequential import SequentialResult, difference_test
 
 NO_CONTROL = "none (no concurrent control)"

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from controller.core.audience import AudienceRule
 from controller.core.durations import ReadableDuration
-from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
 from controller.core.rule_text import parse
 
 Metric = Literal[

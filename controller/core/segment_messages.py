@@ -24,7 +24,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from controller.core.audience import AudienceRule
-from controller.core.messages import KEY_ID_PATTERN, Actor, MessageBase, MessageId, Reason
+from controller.core.message_fields import KEY_ID_PATTERN, Actor, MessageId, Reason
+from controller.core.messages import MessageBase
 from controller.core.segments import (
     MAX_IDS,
     MAX_NAME_CHARS,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.core.messages import VERSION_PARAMETER
+from controller.core.message_fields import VERSION_PARAMETER
 from controller.core.serving import STRATEGY, Serving, Target
 from controller.core.serving_rings import ours_shape
 from controller.core.unleash_constraints import Constraint

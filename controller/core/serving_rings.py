@@ -22,7 +22,7 @@ from typing import Any
 
 from controller.core.audience import AudienceRule
 from controller.core.held_segments import HeldSegments
-from controller.core.messages import TARGETING_PARAMETER
+from controller.core.message_fields import TARGETING_PARAMETER
 from controller.core.targeting import Ring
 from controller.core.unleash_constraints import Constraint, Term
 from controller.core.unleash_rules import RingStrategy, ring_strategies

@@ -22,7 +22,8 @@ import orjson
 
 from controller.backoff import retry_backoff
 from controller.core.errors import BrokerError
-from controller.core.messages import SCHEMA_VERSION, Arm
+from controller.core.message_fields import SCHEMA_VERSION
+from controller.core.messages import Arm
 from controller.core.targeting import Cohort
 from controller.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome

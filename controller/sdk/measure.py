@@ -20,7 +20,8 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, Reason
-from controller.core.messages import MAX_LATENCY_MS, Arm, FlagState
+from controller.core.message_fields import MAX_LATENCY_MS
+from controller.core.messages import Arm, FlagState
 from controller.core.targeting import Cohort
 from controller.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink

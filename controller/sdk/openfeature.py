@@ -56,7 +56,8 @@ from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate, unit
 from controller.core.evaluation import ErrorCode as EvalError
 from controller.core.evaluation import Reason as EvalReason
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.messages import MAX_CONVERSION_VALUE, Arm, FlagState
+from controller.core.message_fields import MAX_CONVERSION_VALUE
+from controller.core.messages import Arm, FlagState
 from controller.core.targeting import Cohort
 from controller.sdk.events import EventSink
 from controller.sdk.exposures import Exposures

@@ -47,7 +47,8 @@ from pydantic import ValidationError
 
 from controller.core.audience import AudienceRule, Segment, conditions
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER, Arm
+from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
+from controller.core.messages import Arm
 from controller.core.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024

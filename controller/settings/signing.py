@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from controller.core.errors import ConfigError
-from controller.core.messages import KEY_ID_PATTERN
+from controller.core.message_fields import KEY_ID_PATTERN
 
 
 class SigningSettings(BaseModel):

@@ -22,7 +22,8 @@ from controller.core.decoding import (
     decode_event,
     nesting_exceeds,
 )
-from controller.core.messages import MAX_CONVERSION_VALUE, MAX_LATENCY_MS, event_adapter
+from controller.core.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.messages import event_adapter
 
 MAX = 4096
 

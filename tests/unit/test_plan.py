@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from controller.core.errors import ConfigError
-from controller.core.messages import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, Command
+from controller.core.message_fields import MAX_PLAN_BYTES, MAX_PLAN_DEPTH
+from controller.core.messages import Command
 from controller.core.plan import Plan, load_plan, parse_plan
 from controller.core.plan_parts import MAX_COUNT, MAX_DURATION, MAX_TOLERANCE
 

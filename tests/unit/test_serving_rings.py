@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
+from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
 from controller.core.rollout import Phase, Rollout
 from controller.core.serving import Applied, Target, Verdict, desired, reconcile

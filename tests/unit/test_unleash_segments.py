@@ -9,7 +9,7 @@ import pytest
 
 from controller.core.errors import ConfigError
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.messages import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
+from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
 from controller.core.plan import parse_plan
 from controller.core.planlint import lint
 from controller.core.rollout import Phase, Rollout
