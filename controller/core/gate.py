@@ -18,7 +18,14 @@ a stage is due:
 4. no traffic in the stage → hold, then pause (or per the policy) after
    ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.health`);
 5. fewer than ``min_units_per_arm`` units in either arm → hold;
-6. otherwise advance (the advisor, where enabled, may only make this more
+6. any gating guardrail not yet tested (below its event floor in either arm,
+   :func:`~controller.core.guardrails.metric_floor`) → hold, naming what it
+   waits for: inconclusive never promotes. A stage that stays so past its
+   ``max_duration`` ends as the policy's ``inconclusive`` says (the machine's
+   tick, :func:`~controller.core.health.overdue`). A stage with no concurrent
+   control (100% of its audience) has nothing to compare with and is gated on
+   the plan's absolute limits instead;
+7. otherwise advance (the advisor, where enabled, may only make this more
    cautious; that is the machine's business, not the gate's).
 
 With ``early_advance`` in the plan, step 3 gives way once every gating
@@ -40,7 +47,12 @@ from typing import Any
 
 from controller.core import health
 from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.guardrails import control_baseline, guardrail_result
+from controller.core.guardrails import (
+    control_baseline,
+    guardrail_result,
+    metric_events,
+    metric_floor,
+)
 from controller.core.limits import limit_tests, limits_evidence
 from controller.core.moving import next_move
 from controller.core.plan import Plan
@@ -119,7 +131,7 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
-    return _timing(rollout, data, now, evidence)
+    return _timing(rollout, data, now, tests, evidence)
 
 
 MIN_BOTH_ARMS = 5
@@ -220,7 +232,11 @@ def harm_excluded(result: SequentialResult | None) -> bool:
 
 
 def _timing(
-    rollout: Rollout, data: FlagAggregates, now: datetime, evidence: dict[str, Any]
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+    evidence: dict[str, Any],
 ) -> Verdict:
     plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
     elapsed = now - rollout.stage_started_at
@@ -243,7 +259,44 @@ def _timing(
     if fewest < stage.min_units_per_arm:
         why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
         return Verdict(VerdictKind.HOLD, why, None, evidence)
-    return Verdict(VerdictKind.ADVANCE, "guardrails hold and the stage is complete", None, evidence)
+    waiting = untested(rollout, data, tests)
+    if waiting:
+        return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
+    return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
+
+
+def untested(
+    rollout: Rollout, data: FlagAggregates, tests: dict[str, SequentialResult | None]
+) -> list[str]:
+    """Why each gating guardrail is not yet tested in the stage; empty when all are.
+
+    A stage with no concurrent control (100% of its audience, no holdback) compares
+    nothing, so it waits on no guardrail here: the plan's limits gate it.
+    """
+    if rollout.percent >= 100:
+        return []
+    plan = rollout.plan
+    return [
+        _waiting_for(g.metric, data, plan)
+        for g in _gating(plan)
+        if tests[g.metric] is None
+    ]
+
+
+def _waiting_for(metric: str, data: FlagAggregates, plan: Plan) -> str:
+    floor = metric_floor(metric, plan)
+    seen = {arm: metric_events(metric, getattr(data, arm)) for arm in ("treatment", "control")}
+    arm = min(seen, key=lambda name: seen[name])
+    return f"{metric} not yet tested: {seen[arm]} of {floor} events in {arm}"
+
+
+def _complete(rollout: Rollout) -> str:
+    """The advance's reason: never "guardrails hold" when no guardrail was tested."""
+    if rollout.percent >= 100:
+        return "the stage is complete (no concurrent control: no guardrail compares arms)"
+    if not _gating(rollout.plan):
+        return "the stage is complete (no gating guardrail)"
+    return "guardrails hold and the stage is complete"
 
 
 def _events(arm: ArmAggregate) -> int:

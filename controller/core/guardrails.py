@@ -36,7 +36,7 @@ def guardrail_result(
     fewer requests than bound it (:func:`metric_floor`).
     """
     t, c, metric = data.treatment, data.control, guardrail.metric
-    if min(_metric_events(metric, t), _metric_events(metric, c)) < metric_floor(metric, plan):
+    if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
         return None
     if metric in QUANTILES:
         return _quantile_result(guardrail, t, c, plan)
@@ -131,7 +131,8 @@ def _proportion_counts(metric: str, t: ArmAggregate, c: ArmAggregate) -> tuple[i
     )
 
 
-def _metric_events(metric: str, arm: ArmAggregate) -> int:
+def metric_events(metric: str, arm: ArmAggregate) -> int:
+    """How many events of ``metric`` the arm holds: what :func:`metric_floor` counts."""
     if metric == "error_rate":
         return arm.requests
     if metric == "conversion_rate":

@@ -141,11 +141,35 @@ EMPTY = data(ArmAggregate(), ArmAggregate())
             None,
         ),
         (
-            "too few requests to test",
+            "too few requests to test: inconclusive never promotes",
             data(arm(units=1_111, requests=100, errors=50), arm(requests=100, errors=0)),
             LATE,
             plan(guardrails=[Guardrail(metric="error_rate")]),
+            VerdictKind.HOLD,
+            None,
+        ),
+        (
+            "every gating guardrail tested",
+            data(arm(units=1_111, requests=200, errors=2), arm(requests=200, errors=2)),
+            LATE,
+            plan(guardrails=[Guardrail(metric="error_rate")]),
             VerdictKind.ADVANCE,
+            None,
+        ),
+        (
+            "only a dry-run guardrail untested",
+            data(arm(units=1_111, requests=100, errors=50), arm(requests=100, errors=0)),
+            LATE,
+            plan(guardrails=[Guardrail(metric="error_rate", dry_run=True)]),
+            VerdictKind.ADVANCE,
+            None,
+        ),
+        (
+            "p99 needs its own floor beyond min_metric_events",
+            data(arm(units=1_111, requests=300, latency=300), arm(requests=300, latency=300)),
+            LATE,
+            plan(guardrails=[Guardrail(metric="latency_p99")]),
+            VerdictKind.HOLD,
             None,
         ),
         (
@@ -402,3 +426,57 @@ def test_without_dry_run_guardrails_the_evidence_has_no_dry_run_key() -> None:
     verdict = evaluate(rollout(), HEALTHY, LATE)
     assert "dry_run" not in verdict.evidence
     assert verdict.dry_run_breaches == ()
+
+
+@pytest.mark.parametrize(
+    ("case", "agg", "the_plan", "reason"),
+    [
+        (
+            "the smaller arm is named with its count and the floor",
+            data(arm(units=1_111, requests=100, errors=50), arm(requests=400, errors=0)),
+            plan(guardrails=[Guardrail(metric="error_rate")]),
+            "error_rate not yet tested: 100 of 150 events in treatment",
+        ),
+        (
+            "each untested guardrail is named",
+            data(arm(units=1_111, requests=200, latency=5), arm(requests=120, exposures=90)),
+            plan(guardrails=[Guardrail(metric="error_rate"), Guardrail(metric="conversion_rate")]),
+            "error_rate not yet tested: 120 of 150 events in control;"
+            " conversion_rate not yet tested: 90 of 150 events in control",
+        ),
+        (
+            "p99's floor is the order statistic's, above min_metric_events",
+            data(arm(units=1_111, requests=300), arm(requests=300)),
+            plan(guardrails=[Guardrail(metric="latency_p99")]),
+            "latency_p99 not yet tested: 300 of 381 events in treatment",
+        ),
+    ],
+)
+def test_untested_hold_says_what_it_waits_for(
+    case: str, agg: FlagAggregates, the_plan: Plan, reason: str
+) -> None:
+    verdict = evaluate(rollout(the_plan), agg, LATE)
+    assert verdict.kind is VerdictKind.HOLD, case
+    assert verdict.reason == reason, case
+    assert "guardrails hold" not in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("case", "the_plan", "percent", "reason"),
+    [
+        ("tested guardrails", plan(), 10.0, "guardrails hold and the stage is complete"),
+        ("no guardrail", plan(guardrails=[]), 10.0, "the stage is complete (no gating guardrail)"),
+        (
+            "only dry runs",
+            plan(guardrails=[Guardrail(metric="error_rate", dry_run=True)]),
+            10.0,
+            "the stage is complete (no gating guardrail)",
+        ),
+    ],
+)
+def test_advance_reason_never_claims_untested_guardrails(
+    case: str, the_plan: Plan, percent: float, reason: str
+) -> None:
+    verdict = evaluate(rollout(the_plan), HEALTHY, LATE)
+    assert verdict.kind is VerdictKind.ADVANCE, f"{case}: {verdict.reason}"
+    assert verdict.reason == reason, case
