@@ -213,7 +213,7 @@ def _whole_percents(plan: Plan) -> None:
 
 DEFAULT_PLAN = Plan(
     stages=[
-        Stage(percent=1, min_duration=timedelta(minutes=30), min_units_per_arm=100),
+        Stage(percent=1, min_duration=timedelta(minutes=30), min_units_per_arm=150),
         Stage(percent=5, min_duration=timedelta(hours=1), min_units_per_arm=500),
         Stage(percent=25, min_duration=timedelta(hours=2), min_units_per_arm=1000),
         Stage(percent=50, min_duration=timedelta(hours=4), min_units_per_arm=2000),

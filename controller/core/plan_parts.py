@@ -65,9 +65,15 @@ class Stage(Frozen):
     min_duration: Duration = Field(
         default=timedelta(minutes=30), description="The gate is not run before this."
     )
-    min_units_per_arm: Count = Field(default=100, ge=0, description="Hold until both arms have it.")
+    min_units_per_arm: Count = Field(
+        default=150,
+        ge=0,
+        description="Hold until both arms have it (the default matches min_metric_events').",
+    )
     max_duration: Duration | None = Field(
-        default=None, description="Past this without a decision, alert as stuck."
+        default=None,
+        description="Past this without a decision the stage is inconclusive: it never advances,"
+        " and the plan's health policy holds (default) or rolls back.",
     )
     approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
     audience: AudienceField | None = Field(

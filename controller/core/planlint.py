@@ -69,7 +69,14 @@ class Finding:
 
 def lint(plan: Plan) -> list[Finding]:
     """Everything that makes ``plan`` unable to work (errors) or risky (warnings), errors first."""
-    found = [*_stages(plan), *_jump(plan), *_guardrails(plan), *_levels(plan), *_segments(plan)]
+    found = [
+        *_stages(plan),
+        *_floors(plan),
+        *_jump(plan),
+        *_guardrails(plan),
+        *_levels(plan),
+        *_segments(plan),
+    ]
     return sorted(found, key=lambda f: f.severity != "error")
 
 
@@ -87,6 +94,27 @@ def _stages(plan: Plan) -> Iterator[Finding]:
                 f"at 100% every unit gets the feature and the control arm stays empty, so"
                 f" this stage never has {stage.min_units_per_arm} units per arm and never"
                 " completes: set it to 0",
+            )
+
+
+def _floors(plan: Plan) -> Iterator[Finding]:
+    """A compared stage whose unit floor is below the plan's event floor for every metric.
+
+    The stage holds until each gating guardrail is tested (``min_metric_events``
+    in each arm; p95 and p99 need more, which their docs say), so such a unit
+    floor does not say when the stage can end: the event floor does.
+    """
+    floor = plan.min_metric_events
+    if floor > MANY_EVENTS or not any(not g.dry_run for g in plan.guardrails):
+        return  # too many events is its own finding; nothing to test, nothing held
+    for i, stage in enumerate(plan.stages):
+        if stage.percent < 100 and stage.min_units_per_arm < floor:
+            yield Finding(
+                "warning",
+                f"stages[{i}].min_units_per_arm",
+                f"{stage.min_units_per_arm} units per arm, but no guardrail is tested before"
+                f" {floor} events of its metric per arm (min_metric_events), and an untested"
+                f" guardrail holds the stage: set it to at least {floor}",
             )
 
 

@@ -20,9 +20,12 @@ units_in_both_arms       warn      new: alert when more than
                                    were seen in both arms
 no_traffic               hold      pause once ``no_traffic_grace`` passed with
                                    no events in the stage
-inconclusive             warn      past a stage's ``max_duration`` without a
-                                   decision: alert "stuck" once; it never
-                                   promotes, whatever the action
+inconclusive             hold      past a stage's ``max_duration`` without a
+                                   decision (its guardrails untested, its
+                                   sample short): the stage ends
+                                   inconclusive and pauses; it never
+                                   promotes, whatever the action (``warn``
+                                   alerts "stuck" once and keeps holding)
 advisor_unavailable      warn      alert; the gates proceed on the statistics
 backend_drift            hold      pause: a person changed what the flag
                                    platform serves
@@ -71,7 +74,7 @@ DEFAULTS: dict[Trigger, HealthAction] = {
     "sample_ratio_mismatch": "hold",
     "units_in_both_arms": "warn",
     "no_traffic": "hold",
-    "inconclusive": "warn",
+    "inconclusive": "hold",
     "advisor_unavailable": "warn",
     "backend_drift": "hold",
 }

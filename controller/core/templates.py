@@ -62,7 +62,7 @@ TEMPLATES: dict[Risk, Plan] = {
     "medium": Plan(
         name="draft-medium",
         stages=[
-            *(_stage(1, 30, 100), _stage(5, 60, 500), _stage(25, 120, 1000)),
+            *(_stage(1, 30, 150), _stage(5, 60, 500), _stage(25, 120, 1000)),
             *(_stage(50, 240, 2000, approval=True), _stage(100, 0, 0)),
         ],
         guardrails=[ERRORS, P99, Guardrail(metric="conversion_rate", action="pause")],

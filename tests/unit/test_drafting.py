@@ -185,7 +185,7 @@ def a_plan(
             Stage(
                 percent=p,
                 min_duration=timedelta(minutes=minutes),
-                min_units_per_arm=full_units if p == 100 else 100,
+                min_units_per_arm=full_units if p == 100 else 150,
             )
             for p in percents
         ],

@@ -40,7 +40,7 @@ CASES: list[tuple[str, dict[str, Any], Trigger, int | None, bool, str, str]] = [
     ),
     ("SRM pauses", {}, "sample_ratio_mismatch", None, False, "hold", "default"),
     ("no traffic pauses", {}, "no_traffic", None, False, "hold", "default"),
-    ("past max_duration alerts", {}, "inconclusive", None, False, "warn", "default"),
+    ("past max_duration holds", {}, "inconclusive", None, False, "hold", "default"),
     ("advisor down alerts", {}, "advisor_unavailable", None, False, "warn", "default"),
     ("drift pauses", {}, "backend_drift", None, False, "hold", "default"),
     ("both arms alerts", {}, "units_in_both_arms", None, False, "warn", "default"),

@@ -201,6 +201,10 @@ def expected(state_key: str, input_key: str) -> tuple[str | None, int | None, st
     if input_key == "monitor-up":
         return phase, stage, "monitor_up" if state_key == "killed" else "-"
     if input_key == "tick-late" and active and st.plan.stages[st.stage].max_duration:
+        # Past max_duration the stage ends inconclusive: a running one pauses (the
+        # default policy holds); a paused one is alerted about.
+        if running:
+            return "paused", stage, "pause:inconclusive+alert:stuck"
         return phase, stage, "alert:stuck"
     return phase, stage, "-"  # gate-hold, early ticks, ticks without max_duration
 
@@ -230,7 +234,8 @@ def test_transition_table(state_key: str, input_key: str) -> None:
         assert after is not None
         assert after.flag_version == (before.flag_version if before else 0) + 1
         assert after.flag_version in after.stage_versions[after.stage]
-        assert after.updated_at == NOW
+        late = INPUTS["tick-late"].now  # type: ignore[union-attr]
+        assert after.updated_at == (late if input_key == "tick-late" else NOW)
     elif want_actions != "alert:stuck":
         assert after == before  # rejected or ignored inputs never change state
 
@@ -254,9 +259,10 @@ def test_advancing_starts_the_next_stage_timer_and_versions() -> None:
 
 def test_stuck_alert_fires_once() -> None:
     after, actions = step(STATES["running"], INPUTS["tick-late"])
-    assert summarize(actions) == "alert:stuck"
+    assert summarize(actions) == "pause:inconclusive+alert:stuck"
     assert after is not None
     assert after.stuck_alerted
+    assert after.pause_reason is PauseReason.INCONCLUSIVE
     again, more = step(after, INPUTS["tick-late"])
     assert more == []
     assert again == after

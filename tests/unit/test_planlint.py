@@ -65,6 +65,30 @@ def found(data: dict[str, Any]) -> list[tuple[str, str]]:
         (plan(1, 25, 100, min_metric_events=500_000), [("warning", "min_metric_events")]),
         (plan(1, 25, 100, min_metric_events=10_000_000), [("warning", "min_metric_events")]),
         (plan(1, 25, 100, alpha=1e-300), [("error", "alpha")]),
+        # a unit floor below the event floor: the stage holds past it, untested
+        (
+            {**plan(1, 25, 100), "stages": [{"percent": 1, "min_units_per_arm": 100}]},
+            [("warning", "stages[0].min_units_per_arm"), ("warning", "stages[0].percent")],
+        ),
+        (
+            {**plan(25, 100), "stages": [{"percent": 25, "min_units_per_arm": 99}]},
+            [("warning", "stages[0].min_units_per_arm")],
+        ),
+        (
+            {
+                **plan(25, 100, min_metric_events=50),
+                "stages": [{"percent": 25, "min_units_per_arm": 50}, {"percent": 100}],
+            },
+            [("error", "stages[1].min_units_per_arm")],
+        ),
+        (
+            {
+                **plan(25, 100),
+                "stages": [{"percent": 25, "min_units_per_arm": 10}],
+                "guardrails": [{"metric": "error_rate", "dry_run": True}],
+            },
+            [("warning", "guardrails[*].dry_run")],
+        ),
         (plan(1, 25, 100, alpha=1e-4), [("warning", "alpha")]),
         (plan(1, 25, 100, alpha=0.001), []),
         (plan(1, 25, 100, srm_p_threshold=1e-12), [("error", "srm_p_threshold")]),
