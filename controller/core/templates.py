@@ -22,13 +22,12 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-import yaml
-
 from controller.core.advice import FENCE, untrusted
 from controller.core.plan import Plan
 from controller.core.plan_parts import Guardrail, Stage
 from controller.core.planlint import lint
 from controller.core.rule_text import to_text
+from controller.core.yamltext import dump_yaml
 
 Risk = Literal["low", "medium", "high"]
 Part = Literal["name", "stages", "guardrails"]
@@ -207,7 +206,7 @@ def plan_yaml(plan: Plan, header: list[str], *, from_model: bool | Part = False)
         settings["audience"] = to_text(plan.audience)
     if plan.limits is not None:
         settings["limits"] = plan.limits.named()
-    lines.append(yaml.safe_dump(settings, sort_keys=False).rstrip())
+    lines.append(dump_yaml(settings, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -260,8 +259,8 @@ def _guardrail_data(guardrail: Guardrail) -> dict[str, Any]:
 
 
 def _flow(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
+    return dump_yaml(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
 
 def _scalar(value: str) -> str:
-    return yaml.safe_dump(value, default_style='"', width=10_000).strip().removesuffix("\n...")
+    return dump_yaml(value, default_style='"', width=10_000).strip().removesuffix("\n...")

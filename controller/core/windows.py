@@ -43,7 +43,7 @@ from controller.core import recurrence
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
 from controller.core.recurrence import TooCostly
-from controller.core.yamltext import load_yaml
+from controller.core.yamltext import load_document
 
 MAX_WINDOWS = 16
 MAX_OPENING = timedelta(days=31)
@@ -246,10 +246,11 @@ class TeamWindows(BaseModel):
     windows: Windows = ()
 
 
-def read_team_windows(text: str, *, source: str) -> tuple[Window, ...]:
+def read_team_windows(text: str, *, source: str, name: str = "") -> tuple[Window, ...]:
     """The windows in a team's windows file; :class:`ConfigError` names the field
-    (``windows.0.timezone: unknown time zone``) and ``source``."""
-    data = load_yaml(text, source=source)
+    (``windows.0.timezone: unknown time zone``) and ``source``; JSON where the file
+    ``name`` ends in ``.json``."""
+    data = load_document(text, source=source, name=name)
     try:
         return TeamWindows.model_validate(data if data is not None else {}).windows
     except ValidationError as exc:

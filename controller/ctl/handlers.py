@@ -204,7 +204,7 @@ def _read_plan(path: Path) -> Plan:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read plan {path}: {os_reason(exc)}") from exc
-    return load_plan(text, source=f"plan {path}")
+    return load_plan(text, source=f"plan {path}", name=path.name)
 
 
 # -- plans, keys, raw commands ----------------------------------------------------------------
