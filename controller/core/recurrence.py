@@ -253,6 +253,16 @@ def _walk(rule: rrule, until: datetime) -> Iterator[datetime]:
         yield occurrence
 
 
+def closes_after(rule: rrule, duration: timedelta, tz: ZoneInfo, moment: datetime) -> bool:
+    """Whether an occurrence is still open at ``moment`` or opens after it: False once a
+    ``COUNT`` or ``UNTIL`` has ended the rule. Bounded as :func:`intervals` is."""
+    wall_lo = wall(moment, tz) - duration - timedelta(days=1)
+    for occurrence in _walk(rule, datetime.max):  # noqa: DTZ901 - wall time, as the rule
+        if occurrence >= wall_lo and instant(occurrence, tz) + duration > moment:
+            return True
+    return False
+
+
 def instant(wall: datetime, tz: ZoneInfo) -> datetime:
     """A naive wall time in ``tz`` as an aware UTC instant (``fold=0``: see the module)."""
     return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)

@@ -159,6 +159,17 @@ class Window(BaseModel):
         tz = recurrence.zone(self.timezone)
         return _aware(self.from_, tz), _aware(self.to, tz)
 
+    def opens_again(self, now: datetime) -> bool:
+        """Whether it is open at ``now`` or opens after it (False: every opening is over)."""
+        if self.rule is None:
+            return self._one_off()[1] > now
+        assert self.duration is not None  # the validator guarantees it
+        rule = recurrence.compile_rule(self.rule, self.anchor)
+        try:
+            return recurrence.closes_after(rule, self.duration, recurrence.zone(self.timezone), now)
+        except TooCostly:
+            return True  # not provable here; evaluation fails closed instead
+
     def openings(self, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
         """Its openings ``[opens, closes)`` (aware, UTC) that overlap ``[lo, hi]``."""
         if self.rule is None:
