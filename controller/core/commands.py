@@ -114,7 +114,7 @@ def admitted(
     if refused is not None:
         return refusal_input(command, refused, now)
     try:
-        checked = plan(command.plan, backends=backends) if command.plan is not None else None
+        checked = None if command.plan is None else plan(command.plan, backends=backends, now=now)
     except ConfigError as exc:
         return refusal_input(command, str(exc), now)
     boxed = scheduling.plan_refusal(checked, command.at, now) if checked is not None else None
@@ -156,14 +156,15 @@ def command_input(
     )
 
 
-def plan(data: Any, *, backends: frozenset[str]) -> Plan:
+def plan(data: Any, *, backends: frozenset[str], now: datetime) -> Plan:
     """A start command's plan; :class:`ConfigError` if invalid, if it cannot work as written
-    (an error of :func:`~controller.core.planlint.lint`: a stage that never completes, a
-    guardrail never tested) or if it names a flag platform this controller is not connected
-    to (a plan for Unleash without ``unleash.url``). Warnings do not refuse a plan.
+    at ``now`` (an error of :func:`~controller.core.planlint.lint`: a stage that never
+    completes, a guardrail never tested, a window that never opens again) or if it names a
+    flag platform this controller is not connected to (a plan for Unleash without
+    ``unleash.url``). Warnings do not refuse a plan.
     """
     parsed = parse_plan(data, source="plan")
-    if wrong := errors(lint(parsed)):
+    if wrong := errors(lint(parsed, now)):
         raise ConfigError("plan cannot work: " + "; ".join(map(str, wrong)))
     if parsed.unleash is not None and "unleash" not in backends:
         raise ConfigError(

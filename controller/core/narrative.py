@@ -124,8 +124,12 @@ class _Known:
 
     def __init__(self, facts: list[str]) -> None:
         words = [stripped(w) for fact in facts for w in fact.split()]
-        self.values = [
-            n.value for fact in facts for n in numbers_in(fact) if isinstance(n, Written)
+        written = [n for fact in facts for n in numbers_in(fact) if isinstance(n, Written)]
+        self.values = [n.value for n in written]
+        # A percent is true if a fact gives it as a percent, or gives the share it is
+        # (a delta of 0.0204 is 2.04%); never a count or a p of 1 read as 100%.
+        self.percents = [n.value for n in written if n.percent] + [
+            n.value * 100 for n in written if _share(n)
         ]
         self.words = set(words) | {piece for w in words for piece in w.split("_")}
 
@@ -147,23 +151,28 @@ class _Known:
     def supports(self, number: Numeral) -> bool:
         if number.text in self.words:  # copied as the facts write it
             return True
-        return isinstance(number, Written) and _supported(number, self.values)
+        if not isinstance(number, Written):
+            return False
+        return _supported(number, self.percents if number.percent else self.values)
+
+
+def _share(number: Written) -> bool:
+    """A fact that may be a share: written with decimals, at most 1 in size, not a percent."""
+    return not number.percent and number.decimals > 0 and abs(number.value) <= 1
 
 
 def _supported(written: Written, known: list[Decimal]) -> bool:
-    """A fact equals the number, or rounds to it at the precision shown.
+    """A fact (of the number's kind: a percent or not) equals it, or rounds to it at the
+    precision shown.
 
     A number written without a sign may stand for a fact's magnitude ("fell by
     0.5" for a delta of -0.5). Rounding is accepted only for numbers written
     with at least two significant digits, so "0" or "1" cannot pass for any
     small or middling value.
     """
-    candidates = list(known)
-    if written.percent:
-        candidates += [k * 100 for k in known]
     signless = not written.text.startswith(("-", "+", MINUS))
     rounding = _significant(written.value) >= 2
-    for fact in candidates:
+    for fact in known:
         value = abs(fact) if signless else fact
         if value == written.value or (
             rounding and _rounded(value, written.decimals) == written.value

@@ -101,6 +101,9 @@ VAGUE = frozenset(
 )
 """Words that claim a number no fact states as such (a ratio, a vague amount)."""
 PERCENT_WORDS = frozenset({"percent", "per-cent", "pct"})
+RATIO_WORDS = frozenset({"times", "fold", "-fold", "x", "\u00d7"})
+"""Words after a number that make it a ratio ("5 times the errors"): a claim no fact states,
+whatever the number, so it cannot be checked."""
 _WORDS = frozenset(CARDINALS) | frozenset(SCALES) | VAGUE
 
 
@@ -170,14 +173,22 @@ def _at(words: list[str], i: int) -> tuple[list[Numeral], int]:
         shown = [stripped(w) for w in words[i : i + used]]
         return [_from(" ".join(shown), "".join(shown), percent=False)], used
     follows = stripped(words[i + 1]).lower() if i + 1 < len(words) else ""
+    with_next = _with(word, follows)
+    return ([with_next], 2) if with_next is not None else (_parts(word), 1)
+
+
+def _with(word: str, follows: str) -> Numeral | None:
+    """The number ``word`` makes with the word after it (``25 %``, ``1.5 million``), if any."""
     if follows == "pp" or follows in PERCENT_WORDS or follows == "%":
-        return [_from(f"{word} {follows}", word, percent=True)], 2
+        return _from(f"{word} {follows}", word, percent=True)
+    if follows in RATIO_WORDS:
+        return Unreadable(f"{word} {follows}")
     if follows in SCALES:  # "1.5 million"
         read = _from(f"{word} {follows}", word, percent=False)
         if isinstance(read, Written):
             read = Written(read.text, read.value * SCALES[follows], 0, False)
-        return [read], 2
-    return _parts(word), 1
+        return read
+    return None
 
 
 def _parts(word: str) -> list[Numeral]:
@@ -274,6 +285,8 @@ def _word_number(words: list[str], i: int) -> tuple[list[Numeral], int]:
     if any(p in VAGUE for p in parts):
         return [Unreadable(text)], used
     follows = stripped(words[i + used]).lower() if i + used < len(words) else ""
+    if follows in RATIO_WORDS:
+        return [Unreadable(f"{text} {follows}")], used + 1
     percent = follows in PERCENT_WORDS or follows == "%"
     value = Decimal(_word_value(parts))
     return [Written(text, value, 0, percent)], used + int(percent)

@@ -40,7 +40,7 @@ from controller.core.policy import HealthPolicy
 from controller.core.targeting import rings_problem
 from controller.core.unleash_rules import plan_problem
 from controller.core.windows import Windows
-from controller.core.yamltext import load_yaml
+from controller.core.yamltext import load_document
 
 
 class Plan(Frozen):
@@ -237,6 +237,7 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
         raise ConfigError(f"invalid {source}: {problems}") from exc
 
 
-def load_plan(text: str, *, source: str = "plan") -> Plan:
-    """A plan from YAML (or JSON) text, bounded as :func:`load_yaml` says."""
-    return parse_plan(load_yaml(text, source=source), source=source)
+def load_plan(text: str, *, source: str = "plan", name: str = "") -> Plan:
+    """A plan from YAML text, or JSON where the file ``name`` ends in ``.json``, bounded
+    as :func:`load_yaml` says (its scalars read by YAML 1.2)."""
+    return parse_plan(load_document(text, source=source, name=name), source=source)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from controller.core.audience import Segment, conditions
@@ -67,8 +68,13 @@ class Finding:
         return {"severity": self.severity, "field": self.field, "message": self.message}
 
 
-def lint(plan: Plan) -> list[Finding]:
-    """Everything that makes ``plan`` unable to work (errors) or risky (warnings), errors first."""
+def lint(plan: Plan, now: datetime | None = None) -> list[Finding]:
+    """Everything that makes ``plan`` unable to work (errors) or risky (warnings), errors first.
+
+    Given ``now`` (when the plan is about to be used: ``plan validate``, a start), a
+    release window that never opens again is an error too: an allow window would keep
+    the rollout waiting forever, and a deny window is a freeze already over.
+    """
     found = [
         *_stages(plan),
         *_floors(plan),
@@ -77,6 +83,8 @@ def lint(plan: Plan) -> list[Finding]:
         *_levels(plan),
         *_segments(plan),
     ]
+    if now is not None:
+        found += _windows(plan, now)
     return sorted(found, key=lambda f: f.severity != "error")
 
 
@@ -203,6 +211,23 @@ def _levels(plan: Plan) -> Iterator[Finding]:
             f"{plan.srm_p_threshold:g} is below {LOW_SRM_P:g}: a broken split needs about 1.5"
             " times the units it needs at 0.001 to be flagged",
         )
+
+
+def _windows(plan: Plan, now: datetime) -> Iterator[Finding]:
+    for i, window in enumerate(plan.windows or ()):
+        if window.opens_again(now):
+            continue
+        moment = f"{now:%Y-%m-%d %H:%M} UTC"
+        if window.rule is None:
+            field, why = f"windows[{i}].to", f"this one-off window closed before {moment}"
+        else:
+            field, why = f"windows[{i}].rule", f"its COUNT or UNTIL ends it before {moment}"
+        if window.kind == "allow":
+            yield Finding(
+                "error", field, f"{why}: it never opens again, so a rollout waits forever"
+            )
+        else:
+            yield Finding("error", field, f"{why}: a freeze that never applies again; remove it")
 
 
 def _segments(plan: Plan) -> Iterator[Finding]:

@@ -70,6 +70,12 @@ _RULE_TEXT = re.compile(r"^[A-Z0-9=;,+\-]+$")
 _ZONE_TEXT = re.compile(r"^[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+){0,2}$")
 
 
+_MACHINE_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+"""Files of a zoneinfo directory that are no place: what they mean is set per machine."""
+_MACHINE_ZONE_DIRS = ("posix/", "right/")
+"""Copies of the database some systems keep (``right/`` counts leap seconds)."""
+
+
 class TooCostly(ControllerError):
     """A query would walk more than :data:`MAX_EXAMINED` occurrences."""
 
@@ -78,6 +84,11 @@ def zone(key: str) -> ZoneInfo:
     """The IANA time zone ``key``; ValueError names what is wrong with it."""
     if len(key) > 64 or not _ZONE_TEXT.match(key):
         raise ValueError("not an IANA time zone name such as Europe/Berlin")
+    if key in _MACHINE_ZONES or key.startswith(_MACHINE_ZONE_DIRS):
+        raise ValueError(
+            f"{key!r} depends on the machine that reads it: name an IANA time zone"
+            " such as Europe/Berlin"
+        )
     try:
         return ZoneInfo(key)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -240,6 +251,16 @@ def _walk(rule: rrule, until: datetime) -> Iterator[datetime]:
         if examined >= MAX_EXAMINED:
             raise TooCostly(f"more than {MAX_EXAMINED} occurrences to examine")
         yield occurrence
+
+
+def closes_after(rule: rrule, duration: timedelta, tz: ZoneInfo, moment: datetime) -> bool:
+    """Whether an occurrence is still open at ``moment`` or opens after it: False once a
+    ``COUNT`` or ``UNTIL`` has ended the rule. Bounded as :func:`intervals` is."""
+    wall_lo = wall(moment, tz) - duration - timedelta(days=1)
+    for occurrence in _walk(rule, datetime.max):  # noqa: DTZ901 - wall time, as the rule
+        if occurrence >= wall_lo and instant(occurrence, tz) + duration > moment:
+            return True
+    return False
 
 
 def instant(wall: datetime, tz: ZoneInfo) -> datetime:

@@ -36,12 +36,16 @@ from controller.core.limits import Limits
 from controller.core.matching import NO_SEGMENTS, Audience, Context, SegmentLookup
 from controller.core.plan import Plan, parse_plan
 from controller.core.plan_parts import Guardrail, Stage
+from controller.core.planlint import lint as plan_lint
 from controller.core.rule_form import draft_schema, from_form, is_form
 from controller.core.rule_lint import Catalogue, Finding, lint
 from controller.core.rule_text import RuleSyntaxError, parse, to_text
 from controller.core.targeting import MAX_RINGS, audience_key, rings_problem
 
 EVERYONE = "everyone"
+MIN_RING_PERCENT = 0.1
+"""The smallest share of its audience a ring may serve: the schema's minimum, as a plan
+draft's smallest stage."""
 RING_LIMITS = Limits(error_rate=0.01)
 """What gates a ring served to 100% of its audience before the last: it has no control."""
 RING_GUARDRAILS = (
@@ -71,7 +75,7 @@ def rings_schema(catalogue: Catalogue | None) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "audience": audience,
-            "percent": {"type": "number", "minimum": 0.1, "maximum": 100},
+            "percent": {"type": "number", "minimum": MIN_RING_PERCENT, "maximum": 100},
         },
         "required": ["audience", "percent"],
         "additionalProperties": False,
@@ -109,8 +113,11 @@ def _ring(part: object, catalogue: Catalogue | None) -> DraftRing | str:
     percent = part["percent"]
     if isinstance(percent, bool) or not isinstance(percent, int | float):
         return "the percent is not a number"
-    if not (math.isfinite(percent) and 0 < percent <= 100):
-        return f"the percent must be above 0 and at most 100, got {float(percent):g}"
+    if not (math.isfinite(percent) and MIN_RING_PERCENT <= percent <= 100):
+        return (
+            f"the percent must be from {MIN_RING_PERCENT:g} to 100, got {float(percent):g}"
+            " (a ring smaller than that sees too few units to judge)"
+        )
     audience = part["audience"]
     if audience == EVERYONE:
         return DraftRing(None, float(percent))
@@ -126,12 +133,13 @@ def _ring(part: object, catalogue: Catalogue | None) -> DraftRing | str:
     return rule if isinstance(rule, str) else DraftRing(rule, float(percent))
 
 
-_STAGES = re.compile(r"stages\.(\d+)(?:\.\w+)?|\bstage (\d+)\b")
+_STAGES = re.compile(r"stages(?:\.(\d+)|\[(\d+)\])(?:\.\w+)?|\bstage (\d+)\b")
 
 
 def _in_rings(problem: str) -> str:
-    """A plan's problem in ring numbers: ``stages.2.percent`` and ``stage 2`` are ring 3."""
-    return _STAGES.sub(lambda m: f"ring {int(m.group(1) or m.group(2)) + 1}", problem)
+    """A plan's problem in ring numbers: ``stages.2.percent``, ``stages[2].percent`` and
+    ``stage 2`` are ring 3."""
+    return _STAGES.sub(lambda m: f"ring {int(next(g for g in m.groups() if g)) + 1}", problem)
 
 
 def widening_problem(rings: Sequence[DraftRing]) -> str | None:
@@ -202,6 +210,12 @@ def ring_findings(rings: Sequence[DraftRing], catalogue: Catalogue | None) -> li
     if len(rings) == 1 and last.audience is None:
         found.append(Finding("warning", "one ring of everyone: no smaller ring goes first"))
     return sorted(found, key=lambda f: f.severity != "error")
+
+
+def plan_findings(plan: Plan) -> list[Finding]:
+    """What ``rolloutctl plan validate`` finds in the rings' plan, in ring numbers: the
+    review a plan draft gets (an error is a plan the controller would refuse)."""
+    return [Finding(f.severity, _in_rings(f"{f.field}: {f.message}")) for f in plan_lint(plan)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +289,9 @@ def review(
     plan = ring_plan(rings)
     if isinstance(plan, str):
         return plan
-    findings = ring_findings(rings, catalogue)
+    findings = sorted(
+        ring_findings(rings, catalogue) + plan_findings(plan), key=lambda f: f.severity != "error"
+    )
     if contexts is None:
         return RingDraft(rings, plan, findings)
     previews = ring_preview(rings, contexts)

@@ -44,7 +44,7 @@ from controller.core.audience import (
 )
 from controller.core.errors import ConfigError
 from controller.core.matching import NO_SEGMENTS, Audience, Context, SegmentLookup
-from controller.core.yamltext import load_yaml
+from controller.core.yamltext import load_document
 
 AttributeType = Literal["string", "number", "bool", "semver", "date"]
 MAX_CATALOGUE_ENTRIES = 512
@@ -80,9 +80,10 @@ def parse_catalogue(data: object, *, source: str = "catalogue") -> Catalogue:
         raise ConfigError(f"{source}: {where}: {first['msg']}") from None
 
 
-def load_catalogue(text: str, *, source: str = "catalogue") -> Catalogue:
-    """A catalogue from YAML (or JSON) text, bounded as :func:`load_yaml` is."""
-    return parse_catalogue(load_yaml(text, source=source), source=source)
+def load_catalogue(text: str, *, source: str = "catalogue", name: str = "") -> Catalogue:
+    """A catalogue from YAML text, or JSON where the file ``name`` ends in ``.json``,
+    bounded as :func:`load_yaml` is."""
+    return parse_catalogue(load_document(text, source=source, name=name), source=source)
 
 
 @dataclass(frozen=True, slots=True)

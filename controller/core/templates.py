@@ -22,13 +22,13 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-import yaml
-
 from controller.core.advice import FENCE, untrusted
 from controller.core.plan import Plan
 from controller.core.plan_parts import Guardrail, Stage
 from controller.core.planlint import lint
+from controller.core.policy import DEFAULTS, HealthAction, for_plan
 from controller.core.rule_text import to_text
+from controller.core.yamltext import dump_yaml
 
 Risk = Literal["low", "medium", "high"]
 Part = Literal["name", "stages", "guardrails"]
@@ -87,6 +87,16 @@ TEMPLATES: dict[Risk, Plan] = {
 """The fallback per risk level, after ops/plans/fast, default and cautious."""
 FIRST_PERCENT_LIMIT: dict[Risk, float] = {"low": 10, "medium": 5, "high": 1}
 MIN_SOAK: dict[Risk, timedelta] = {"low": 5 * _MINUTE, "medium": 15 * _MINUTE, "high": _MINUTE * 60}
+MIN_PERCENT = 0.1
+"""The smallest stage a draft may serve: below it a stage sees too few units to judge."""
+MIN_UNITS = 100
+"""Units per arm every stage of a draft before 100% waits for (a stage's default)."""
+MAX_RELATIVE_TOLERANCE: dict[Risk, float] = {"low": 0.20, "medium": 0.10, "high": 0.10}
+"""The loosest relative tolerance of a draft's guardrail: the template's for the risk."""
+MAX_RATE_TOLERANCE: dict[Risk, float] = {"low": 0.01, "medium": 0.005, "high": 0.002}
+"""The most a rate (errors, conversions) may move, absolute, before a draft's guardrail acts."""
+RATES = frozenset({"error_rate", "conversion_rate"})
+_STRENGTH: dict[HealthAction, int] = {"warn": 0, "hold": 1, "rollback": 2}
 
 DRAFT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -158,23 +168,93 @@ def draft_messages(risk: Risk, description: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def shape_problem(data: object) -> str | None:
+    """Why a model's reply sets more than :data:`DRAFT_SCHEMA` asks for, or None.
+
+    The reply is read by the whole plan model, so without this a draft could
+    turn off protections it was never asked about (``health_policy``,
+    ``early_advance``) or serve another team's Unleash feature (``backend``).
+    """
+    top = DRAFT_SCHEMA["properties"]
+    if not isinstance(data, dict):
+        return "the model's plan is not an object"
+    parts: list[tuple[str, object, dict[str, Any]]] = [("", data, top)]
+    for part in ("stages", "guardrails"):
+        items = data.get(part)
+        fields = top[part]["items"]["properties"]
+        if isinstance(items, list):
+            parts += [(f"{part}[{i}].", item, fields) for i, item in enumerate(items)]
+    for where, item, fields in parts:
+        extra = sorted(set(item) - set(fields)) if isinstance(item, dict) else []
+        if extra:
+            return f"the model's plan sets {where}{extra[0]}, which a draft does not choose"
+    return None
+
+
 def review(plan: Plan, risk: Risk) -> list[str]:
     """Why a valid plan is still not a sane draft for ``risk``; empty when it is.
 
     Every finding of :func:`~controller.core.planlint.lint`, warnings too, makes
     a draft not sane: a person reviewing a draft reads it as a recommendation.
+    Nor may a draft protect less than the risk's floor (:func:`_floors`).
     """
     stages, problems = plan.stages, [str(finding) for finding in lint(plan)]
+    problems += _floors(plan, risk)
     if stages[-1].percent != 100:
         problems.append(f"the last stage serves {stages[-1].percent:g}%, not 100%")
     if len(stages) < 2 or stages[0].percent > FIRST_PERCENT_LIMIT[risk]:
         problems.append(f"the first stage must serve at most {FIRST_PERCENT_LIMIT[risk]:g}%")
     if any(s.min_duration < MIN_SOAK[risk] for s in stages[:-1]):
         problems.append(f"every stage before 100% must last at least {_human(MIN_SOAK[risk])}")
-    if not any(g.metric == "error_rate" for g in plan.guardrails):
+    if not any(g.metric == "error_rate" and not g.dry_run for g in plan.guardrails):
         problems.append("the error rate is not guarded")
     if not _NAME.fullmatch(plan.name):
         problems.append("the name is not a plain lower-case name")
+    return problems
+
+
+def _floors(plan: Plan, risk: Risk) -> list[str]:
+    """Where ``plan`` protects less than a draft for ``risk`` must: each names its field."""
+    problems = [
+        f"stages[{i}]: {s.percent:g}% is below the smallest stage of {MIN_PERCENT:g}%"
+        for i, s in enumerate(plan.stages)
+        if s.percent < MIN_PERCENT
+    ]
+    problems += [
+        f"stages[{i}].min_units_per_arm: {s.min_units_per_arm} is below {MIN_UNITS} units per arm"
+        for i, s in enumerate(plan.stages)
+        if s.percent < 100 and s.min_units_per_arm < MIN_UNITS
+    ]
+    for i, guardrail in enumerate(plan.guardrails):
+        problems += _guardrail_floor(i, guardrail, plan, risk)
+    if plan.early_advance:
+        problems.append("early_advance: a draft soaks every stage for its min_duration")
+    if plan.backend is not None:
+        problems.append("backend: a draft does not choose the flag platform or its feature")
+    policy = plan.health_policy
+    for trigger, default in DEFAULTS.items():
+        chosen = getattr(policy, trigger) if policy is not None else None
+        if chosen is not None and _STRENGTH[chosen] < _STRENGTH[default]:
+            problems.append(f"health_policy.{trigger}: {chosen} is weaker than {default}")
+    return problems
+
+
+def _guardrail_floor(i: int, guardrail: Guardrail, plan: Plan, risk: Risk) -> list[str]:
+    problems = []
+    loosest = MAX_RELATIVE_TOLERANCE[risk] if guardrail.relative else 1.0
+    if not guardrail.relative and guardrail.metric in RATES:
+        loosest = MAX_RATE_TOLERANCE[risk]
+    if guardrail.tolerance > loosest:
+        problems.append(
+            f"guardrails[{i}].tolerance: {guardrail.tolerance:g} is looser than the"
+            f" {risk}-risk floor of {loosest:g}"
+        )
+    action = for_plan(plan, "guardrail_regression", guardrail=i).action
+    if guardrail.metric == "error_rate" and (guardrail.dry_run or action != "rollback"):
+        problems.append(
+            f"guardrails[{i}]: an error-rate regression must roll back, this one would"
+            f" {'only be recorded' if guardrail.dry_run else action}"
+        )
     return problems
 
 
@@ -197,8 +277,8 @@ def plan_yaml(plan: Plan, header: list[str], *, from_model: bool | Part = False)
         lines.append(f"  # {_explain(number, stage, plan)}")
         lines.append(f"  - {_flow(_stage_data(stage))}{mark('stages')}")
     lines.append("guardrails:")
-    for guardrail in plan.guardrails:
-        lines.append(f"  # {_explain_guardrail(guardrail)}")
+    for index, guardrail in enumerate(plan.guardrails):
+        lines.append(f"  # {_explain_guardrail(index, plan)}")
         lines.append(f"  - {_flow(_guardrail_data(guardrail))}{mark('guardrails')}")
     if from_model:
         lines.append("# Not from the model: the controller's defaults for these settings.")
@@ -207,7 +287,7 @@ def plan_yaml(plan: Plan, header: list[str], *, from_model: bool | Part = False)
         settings["audience"] = to_text(plan.audience)
     if plan.limits is not None:
         settings["limits"] = plan.limits.named()
-    lines.append(yaml.safe_dump(settings, sort_keys=False).rstrip())
+    lines.append(dump_yaml(settings, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +313,17 @@ def _human(duration: timedelta) -> str:
     return f"{minutes / 60:g} h" if minutes < 48 * 60 else f"{minutes / 1440:g} d"
 
 
-def _explain_guardrail(guardrail: Guardrail) -> str:
+_OTHERWISE: dict[HealthAction, str] = {
+    "rollback": "otherwise rollback",
+    "hold": "otherwise hold (paused until an operator resumes)",
+    "warn": "otherwise only a warning: it never rolls back, pauses or holds",
+}
+
+
+def _explain_guardrail(index: int, plan: Plan) -> str:
+    """What the guardrail watches, and what the plan does when it trips (its health policy
+    included: a guardrail whose regression only warns must not read as a rollback)."""
+    guardrail = plan.guardrails[index]
     worse = "rise" if guardrail.lower_is_better else "fall"
     size = f"{guardrail.tolerance:.0%} of control" if guardrail.relative else "any amount"
     if not guardrail.relative and guardrail.tolerance:
@@ -243,7 +333,8 @@ def _explain_guardrail(guardrail: Guardrail) -> str:
             f"Dry run, never acts: {guardrail.metric} is tested, and an alert says so if it"
             f" would {worse} by {size}, but it never rolls back, pauses or holds."
         )
-    return f"{guardrail.metric} may not {worse} by {size}: otherwise {guardrail.action}."
+    action = for_plan(plan, "guardrail_regression", guardrail=index).action
+    return f"{guardrail.metric} may not {worse} by {size}: {_OTHERWISE[action]}."
 
 
 def _stage_data(stage: Stage) -> dict[str, Any]:
@@ -260,8 +351,8 @@ def _guardrail_data(guardrail: Guardrail) -> dict[str, Any]:
 
 
 def _flow(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
+    return dump_yaml(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
 
 def _scalar(value: str) -> str:
-    return yaml.safe_dump(value, default_style='"', width=10_000).strip().removesuffix("\n...")
+    return dump_yaml(value, default_style='"', width=10_000).strip().removesuffix("\n...")

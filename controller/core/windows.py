@@ -43,7 +43,7 @@ from controller.core import recurrence
 from controller.core.durations import ReadableDuration
 from controller.core.errors import ConfigError
 from controller.core.recurrence import TooCostly
-from controller.core.yamltext import load_yaml
+from controller.core.yamltext import load_document
 
 MAX_WINDOWS = 16
 MAX_OPENING = timedelta(days=31)
@@ -159,6 +159,17 @@ class Window(BaseModel):
         tz = recurrence.zone(self.timezone)
         return _aware(self.from_, tz), _aware(self.to, tz)
 
+    def opens_again(self, now: datetime) -> bool:
+        """Whether it is open at ``now`` or opens after it (False: every opening is over)."""
+        if self.rule is None:
+            return self._one_off()[1] > now
+        assert self.duration is not None  # the validator guarantees it
+        rule = recurrence.compile_rule(self.rule, self.anchor)
+        try:
+            return recurrence.closes_after(rule, self.duration, recurrence.zone(self.timezone), now)
+        except TooCostly:
+            return True  # not provable here; evaluation fails closed instead
+
     def openings(self, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
         """Its openings ``[opens, closes)`` (aware, UTC) that overlap ``[lo, hi]``."""
         if self.rule is None:
@@ -246,10 +257,11 @@ class TeamWindows(BaseModel):
     windows: Windows = ()
 
 
-def read_team_windows(text: str, *, source: str) -> tuple[Window, ...]:
+def read_team_windows(text: str, *, source: str, name: str = "") -> tuple[Window, ...]:
     """The windows in a team's windows file; :class:`ConfigError` names the field
-    (``windows.0.timezone: unknown time zone``) and ``source``."""
-    data = load_yaml(text, source=source)
+    (``windows.0.timezone: unknown time zone``) and ``source``; JSON where the file
+    ``name`` ends in ``.json``."""
+    data = load_document(text, source=source, name=name)
     try:
         return TeamWindows.model_validate(data if data is not None else {}).windows
     except ValidationError as exc:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import yaml
 from pydantic import ValidationError
 
 from controller.core import signing
@@ -32,6 +31,7 @@ from controller.core.decoding import summarize
 from controller.core.errors import ConfigError, ControllerError
 from controller.core.messages import Command, CommandAction
 from controller.core.plan import Plan
+from controller.core.yamltext import dump_yaml
 from controller.ctl.exits import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -226,7 +226,7 @@ def read_private_key(path: Path) -> Ed25519PrivateKey:
 def config_snippet(key_id: str, public_key: str) -> str:
     """The YAML an admin adds to the controller config to trust ``public_key``."""
     data = {"engine": {"operator_keys": {key_id: public_key}}}
-    return yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
+    return dump_yaml(data, default_flow_style=False, sort_keys=False)
 
 
 def default_key_dir() -> Path:

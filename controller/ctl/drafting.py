@@ -2,9 +2,11 @@
 
 The model is asked once, with the plan's JSON Schema constraining its reply
 (:func:`controller.adapters.llm.constrained_completion`: bounded in time and
-size, never raises). Its plan is printed only if the plan model accepts it and
+size, never raises). Its plan is printed only if it sets nothing the schema does not
+ask for (:func:`~controller.core.templates.shape_problem`), the plan model accepts it and
 :func:`controller.core.templates.review` finds it sane (no finding of
-:func:`controller.core.planlint.lint` either, not even a warning); otherwise the built-in
+:func:`controller.core.planlint.lint` either, not even a warning, and nothing below the
+risk's floor); otherwise the built-in
 template for the risk level is printed and stderr says why. Nothing is started:
 the output is YAML for ``rolloutctl start --plan``, after review.
 """
@@ -31,6 +33,7 @@ from controller.core.templates import (
     draft_messages,
     plan_yaml,
     review,
+    shape_problem,
 )
 from controller.ctl.commands import warn
 from controller.settings import LlmSettings, load_settings
@@ -127,9 +130,13 @@ def _plan_in(content: str, risk: Risk) -> Plan | str:
     """The plan in the model's reply, or why it is not one worth showing."""
     try:
         data = orjson.loads(content.strip())
-        plan = parse_plan(data, source="plan from the model")
     except orjson.JSONDecodeError:
         return "the model's reply is not JSON"
+    shape = shape_problem(data)
+    if shape is not None:
+        return shape
+    try:
+        plan = parse_plan(data, source="plan from the model")
     except ConfigError as exc:
         return str(exc)
     problems = review(plan, risk)

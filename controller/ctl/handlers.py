@@ -14,6 +14,7 @@ import asyncio
 import getpass
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ def _plan(action: str, path: Path | None) -> Plan | None:
         warn("no --plan given; using the default plan (1% -> 5% -> 25% -> 50% -> 100%)")
         return DEFAULT_PLAN
     plan = _read_plan(path)
-    findings = lint(plan)
+    findings = lint(plan, datetime.now(UTC))
     if wrong := errors(findings):
         # The controller refuses it too; saying so here spares a signed command.
         raise ConfigError(f"plan {path} cannot work: " + "; ".join(map(str, wrong)))
@@ -204,7 +205,7 @@ def _read_plan(path: Path) -> Plan:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read plan {path}: {os_reason(exc)}") from exc
-    return load_plan(text, source=f"plan {path}")
+    return load_plan(text, source=f"plan {path}", name=path.name)
 
 
 # -- plans, keys, raw commands ----------------------------------------------------------------
@@ -224,7 +225,7 @@ def validate_plans(args: argparse.Namespace) -> int:
             failed += 1
             _plan_result(args, path, error=str(exc))
             continue
-        findings = lint(plan)
+        findings = lint(plan, datetime.now(UTC))
         failed += bool(errors(findings))
         _plan_result(args, path, plan=plan, findings=findings)
     return EXIT_CONFIG if failed else 0

@@ -184,7 +184,7 @@ def add_parser(verbs: Any) -> None:
 
 def inputs(args: argparse.Namespace) -> tuple[Catalogue | None, list[Mapping[str, object]] | None]:
     """The catalogue and example contexts the options name, each optional."""
-    catalogue = None if args.catalogue is None else load_catalogue(_read(args.catalogue))
+    catalogue = None if args.catalogue is None else _catalogue(args.catalogue)
     contexts = None if args.contexts is None else read_contexts(_read(args.contexts))
     return catalogue, contexts
 
@@ -200,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
     draft = review(rule, catalogue, contexts)
     print(as_json(draft, llm.model) if args.json else as_text(draft, llm.model), end="")
     return EXIT_FAILURE if errors(draft.findings) else EXIT_OK
+
+
+def _catalogue(path: Path) -> Catalogue:
+    return load_catalogue(_read(path), source=f"catalogue {path}", name=path.name)
 
 
 def _read(path: Path) -> str:

@@ -27,4 +27,4 @@ def read_windows_file(path: Path | None) -> tuple[Window, ...]:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {source}: {exc}") from exc
-    return read_team_windows(text, source=source)
+    return read_team_windows(text, source=source, name=path.name)

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from controller.adapters.http_client import answers_ok
 from controller.core import signing
+from controller.core.yamltext import dump_yaml
 from controller.ctl.commands import write_private_key
 from controller.demo.devstate import STOP_ORDER, DevState, Process, forget, stop
 from controller.dev.broker import start_embedded_broker
@@ -140,7 +139,7 @@ def _start_controller(
     token = secrets.token_urlsafe(18)
     config = directory / "controller.yaml"
     settings = dev_config(addresses, public_key=public, port=port, token=token)
-    config.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    config.write_text(dump_yaml(settings, sort_keys=False), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in INHERITED and not k.startswith("RC_")}
     controller = ManagedProcess(
         [sys.executable, "-m", "controller", "run", "--config", str(config)],

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
 from controller.core import signing
 from controller.core.errors import ControllerError
 from controller.core.wording import SMALL_MODEL_NOTE, too_small
+from controller.core.yamltext import dump_yaml
 from controller.ctl.commands import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions
@@ -222,7 +222,7 @@ def _write_config(
     signing_key = setup.workdir / "keys" / f"{key_id}.key"
     config["signing"] = {"key_file": str(signing_key), "key_id": key_id}
     path = setup.workdir / "controller.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    path.write_text(dump_yaml(config, sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -196,6 +196,20 @@ async def test_a_rejected_command_says_why_and_exits_non_zero(
     assert refused["outcome"] == "rejected"
     assert refused["reason"].startswith("plan cannot work: error: stages[3].min_units_per_arm:")
     assert await scenario.rollout(FLAG) is None
+    # a release window whose every opening is over (five days of 2024) is refused as well
+    over = manual_plan().model_dump(mode="json")
+    over["windows"] = [{"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"}]
+    command = scenario.command("start", FLAG, plan=Plan.model_validate(over))
+    await scenario.send(command, flag=FLAG)
+    refused = await scenario.until(
+        lambda: scenario.observed.decision_where(command_id=command["id"]),
+        timeout=30,
+        what="the decision on a start whose window never opens again",
+    )
+    assert refused["outcome"] == "rejected"
+    assert refused["reason"].startswith("plan cannot work: error: windows[0].rule:")
+    assert "never opens again" in refused["reason"]
+    assert await scenario.rollout(FLAG) is None
 
 
 async def test_plan_validate_names_the_bad_field(tmp_path: Path) -> None:

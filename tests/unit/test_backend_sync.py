@@ -262,8 +262,8 @@ async def test_rollouts_without_unleash_are_left_alone(world: World) -> None:
 def test_a_plan_for_unleash_is_refused_by_a_controller_without_unleash() -> None:
     data = PLAN.model_dump(mode="json")
     with pytest.raises(ConfigError, match=r"backend\.unleash: this controller has no Unleash"):
-        commands.plan(data, backends=frozenset())
-    assert commands.plan(data, backends=frozenset({"unleash"})) == PLAN
+        commands.plan(data, backends=frozenset(), now=NOW)
+    assert commands.plan(data, backends=frozenset({"unleash"}), now=NOW) == PLAN
 
 
 async def test_a_flag_unleash_refuses_for_good_is_alerted_once_and_tried_each_sweep(

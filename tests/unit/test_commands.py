@@ -73,6 +73,8 @@ NEVER_COMPLETES = Plan(
     stages=[Stage(percent=1), Stage(percent=100, min_units_per_arm=100)]
 ).model_dump(mode="json")
 BAD_PLAN = {"stages": "none"}
+OVER = {"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"}  # from 2024-01-01
+TO_COME = {**OVER, "start": "2027-01-04T09:00:00"}
 ADMISSIONS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
     # case: (command fields, refused before, the refusal's reason or None when admitted)
     "authenticated": ({}, None, None),
@@ -81,6 +83,16 @@ ADMISSIONS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
     "a plan that works": ({"plan": PLAN.model_dump(mode="json")}, None, None),
     "an invalid plan": ({"plan": BAD_PLAN}, None, "invalid plan"),
     "a plan that cannot work": ({"plan": NEVER_COMPLETES}, None, "plan cannot work: error:"),
+    "a window that is over": (
+        {"plan": {**PLAN.model_dump(mode="json"), "windows": [OVER]}},
+        None,
+        "plan cannot work: error: windows[0].rule: its COUNT or UNTIL ends it before 2026-11-22",
+    ),
+    "a window to come": (
+        {"plan": {**PLAN.model_dump(mode="json"), "windows": [TO_COME]}},
+        None,
+        None,
+    ),
     "unleash without unleash": (
         {"plan": {**PLAN.model_dump(mode="json"), "backend": {"unleash": {"feature": "f"}}}},
         None,

@@ -49,6 +49,16 @@ NEVER_COMPLETES: dict[str, Any] = {
     "stages": [*SANE["stages"][:2], {**SANE["stages"][2], "min_units_per_arm": 100}],
 }
 JUMPS: dict[str, Any] = {**SANE, "stages": [SANE["stages"][0], SANE["stages"][2]]}
+ERRORS_GUARD, P99_GUARD = SANE["guardrails"]
+
+
+def sane_with(
+    stage: dict[str, Any] | None = None, guardrail: dict[str, Any] | None = None, **top: Any
+) -> str:
+    """The sane reply with a change to its first stage, its error guardrail or its top level."""
+    stages = [{**SANE["stages"][0], **(stage or {})}, *SANE["stages"][1:]]
+    guardrails = [{**ERRORS_GUARD, **(guardrail or {})}, P99_GUARD]
+    return orjson.dumps({**SANE, "stages": stages, "guardrails": guardrails, **top}).decode()
 
 
 @pytest.fixture
@@ -106,6 +116,38 @@ async def test_a_sane_plan_from_the_model_is_printed_as_yaml_that_loads_back(
         (orjson.dumps(JUMPS).decode(), "warning: stages[1].percent"),
         ("Sure! Here is a plan: stages 1, 10, 100", "the model's reply is not JSON"),
         ('{"name": "x", "stages": "' + "A" * 300_000 + '"}', "larger than 262144 bytes"),
+        # Nothing the draft was not asked for, and nothing below the risk's floor (#37)
+        (
+            sane_with(health_policy={"guardrail_regression": "warn"}),
+            "the model's plan sets health_policy, which a draft does not choose",
+        ),
+        (
+            sane_with({"min_units_per_arm": 0}, early_advance=True),
+            "the model's plan sets early_advance",
+        ),
+        (
+            sane_with(backend={"unleash": {"feature": "payments-team.new-psp"}}),
+            "the model's plan sets backend",
+        ),
+        (sane_with({"max_duration": 60}), "the model's plan sets stages[0].max_duration"),
+        (sane_with(guardrail={"dry_run": True}), "sets guardrails[0].dry_run"),
+        (
+            sane_with(guardrail={"metric": "latency_p99", "tolerance": 1000, "relative": True}),
+            "guardrails[0].tolerance: 1000 is looser than the medium-risk floor of 0.1",
+        ),
+        (
+            sane_with(guardrail={"tolerance": 0.05}),
+            "guardrails[0].tolerance: 0.05 is looser than the medium-risk floor of 0.005",
+        ),
+        (
+            sane_with(guardrail={"action": "pause"}),
+            "guardrails[0]: an error-rate regression must roll back, this one would hold",
+        ),
+        (
+            sane_with({"min_units_per_arm": 0}),
+            "stages[0].min_units_per_arm: 0 is below 100 units per arm",
+        ),
+        (sane_with({"percent": 1e-9}), "stages[0]: 1e-09% is below the smallest stage of 0.1%"),
     ],
 )
 async def test_an_invalid_or_hostile_plan_is_never_printed_the_template_is(
@@ -220,3 +262,84 @@ def test_the_description_reaches_the_model_only_inside_the_fence() -> None:
     head, data, tail = user["content"].split(FENCE)
     assert "SYSTEM" in data
     assert "SYSTEM" not in head + tail
+
+
+def with_policy(plan: Plan, **changes: Any) -> Plan:
+    return Plan.model_validate({**plan.model_dump(mode="json", exclude_none=True), **changes})
+
+
+HIGH = TEMPLATES["high"]
+UNLEASH = {"unleash": {"feature": "payments-team.new-psp"}}
+
+
+@pytest.mark.parametrize(
+    ("plan", "problem"),
+    [
+        (HIGH, None),
+        (
+            with_policy(HIGH, health_policy={"guardrail_regression": "warn"}),
+            "guardrails[0]: an error-rate regression must roll back, this one would warn",
+        ),
+        (
+            with_policy(HIGH, health_policy={"guardrail_regression": "hold"}),
+            "health_policy.guardrail_regression: hold is weaker than rollback",
+        ),
+        (
+            with_policy(HIGH, health_policy={"no_traffic": "warn"}),
+            "health_policy.no_traffic: warn is weaker than hold",
+        ),
+        (with_policy(HIGH, health_policy={"no_traffic": "rollback"}), None),
+        (with_policy(HIGH, early_advance=True), "early_advance: a draft soaks every stage"),
+        (
+            with_policy(TEMPLATES["low"], backend=UNLEASH),
+            "backend: a draft does not choose the flag platform or its feature",
+        ),
+        (
+            with_policy(
+                HIGH,
+                guardrails=[
+                    {"metric": "error_rate"},
+                    {"metric": "latency_p95", "tolerance": 1000, "relative": True},
+                ],
+            ),
+            "guardrails[1].tolerance: 1000 is looser than the high-risk floor of 0.1",
+        ),
+        (
+            with_policy(HIGH, guardrails=[{"metric": "error_rate", "dry_run": True}]),
+            "the error rate is not guarded",
+        ),
+    ],
+)
+def test_a_draft_never_protects_less_than_its_risks_floor(plan: Plan, problem: str | None) -> None:
+    problems = review(plan, "high")
+    assert (problem is None) == (problems == []), problems
+    assert problem is None or any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({}, "error_rate may not rise by any amount: otherwise rollback."),
+        (
+            {"health_policy": {"guardrail_regression": "warn"}},
+            "error_rate may not rise by any amount: otherwise only a warning: it never rolls"
+            " back, pauses or holds.",
+        ),
+        (
+            {"health_policy": {"guardrail_regression": "hold"}},
+            "error_rate may not rise by any amount: otherwise hold (paused until an operator",
+        ),
+        (
+            {"guardrails": [{"metric": "error_rate", "action": "pause"}]},
+            "error_rate may not rise by any amount: otherwise hold",
+        ),
+    ],
+)
+def test_the_comment_above_a_guardrail_says_what_the_plan_does_when_it_trips(
+    changes: dict[str, Any], says: str
+) -> None:
+    plan = with_policy(HIGH, **changes)
+    out = plan_yaml(plan, [])
+    (comment,) = [line for line in out.splitlines() if "# error_rate may not" in line]
+    assert comment.strip().removeprefix("# ").startswith(says)
+    assert load_plan(out) == plan

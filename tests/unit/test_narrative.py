@@ -43,6 +43,16 @@ FACTS = [
         ("Guardrail latency_p99 held; p99 and error_rate too.", []),  # names copied as written
         ("It served 1,523 units, fifteen hundred and twenty-three.", []),  # in words: 1523
         ("The p-value was 6.5e-69, the delta 2.04 percent.", []),
+        # A ratio is a claim no fact states, whatever its number (5 is in 3/5)
+        ("Treatment saw 5 times the error rate of control.", ["5 times"]),
+        ("Errors ran five times the control's.", ["five times"]),
+        ("Latency rose 3 \u00d7 over control.", ["3 \u00d7"]),
+        ("Errors rose 4 fold.", ["4 fold"]),
+        # A percent must be a fact's percent or share, not a count or a p of 1
+        ("It reached 100% of its users.", ["100%"]),
+        ("It served 97%.", ["97%"]),
+        ("It served 1,523 percent.", ["1,523 percent"]),
+        ("It served 25% and 0%.", []),
     ],
 )
 def test_every_number_must_be_in_the_facts(narrative: str, wrong: list[str]) -> None:
@@ -112,6 +122,9 @@ BYPASSES = [
     "About 1/2 of the units saw it.",
     "The error rate rose up74% overnight.",
     "The error rate doubled.",
+    "Treatment saw 5 times the error rate of control, and it reached 100% of its users.",
+    "Treatment saw 5 times the error rate of control.",
+    "The rollout reached 100% of its users.",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ from controller.core import commands
 from controller.core.errors import ConfigError
 from controller.core.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.planlint import Finding, errors, lint
+from controller.core.signing import generate_key
 from controller.core.templates import TEMPLATES
 from controller.ctl.app import main
+from controller.ctl.commands import write_private_key
 from controller.ctl.exits import EXIT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def plan(*percents: float, last_units: int = 0, **top: Any) -> dict[str, Any]:
@@ -223,6 +227,111 @@ def test_the_controller_refuses_to_start_a_plan_that_cannot_work() -> None:
     """A start command's plan goes through this; its error is the rejected decision's reason."""
     never_completes = plan(1, 25, 100, last_units=100)
     with pytest.raises(ConfigError, match=r"cannot work: error: stages\[2\]\.min_units_per_arm"):
-        commands.plan(never_completes, backends=frozenset())
+        commands.plan(never_completes, backends=frozenset(), now=NOW)
     risky = plan(1, 100)  # warnings only: the operator was told when validating
-    assert commands.plan(risky, backends=frozenset()) == parse_plan(risky)
+    assert commands.plan(risky, backends=frozenset(), now=NOW) == parse_plan(risky)
+
+
+DAILY_9 = "FREQ=DAILY;BYHOUR=9;BYMINUTE=0;BYSECOND=0"
+# (what, a window of the plan, the field an error names at NOW, or None when it opens again)
+WINDOWS_AT_NOW: list[tuple[str, dict[str, Any], str | None]] = [
+    (
+        "five days from 2024",
+        {"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"},
+        "rule",
+    ),
+    (
+        "until 2025",
+        {"kind": "allow", "rule": f"{DAILY_9};UNTIL=20250101", "duration": "8h"},
+        "rule",
+    ),
+    (
+        "a freeze of 2025",
+        {
+            "kind": "deny",
+            "rule": "FREQ=YEARLY;COUNT=1",
+            "start": "2025-12-20T00:00:00",
+            "duration": "14d",
+        },
+        "rule",
+    ),
+    (
+        "a one-off of 2025",
+        {"kind": "allow", "from": "2025-03-01T09:00:00", "to": "2025-03-02T09:00:00"},
+        "to",
+    ),
+    (
+        "a one-off closed a minute ago",
+        {"kind": "allow", "from": "2026-11-22T09:00:00Z", "to": "2026-11-22T11:59:00Z"},
+        "to",
+    ),
+    ("every day", {"kind": "allow", "rule": DAILY_9, "duration": "8h"}, None),
+    ("until 2027", {"kind": "allow", "rule": f"{DAILY_9};UNTIL=20270101", "duration": "8h"}, None),
+    (
+        "five days from 2027",
+        {
+            "kind": "allow",
+            "rule": "FREQ=DAILY;COUNT=5",
+            "start": "2027-01-04T09:00:00",
+            "duration": "1h",
+        },
+        None,
+    ),
+    (
+        "its last opening still open",
+        {
+            "kind": "allow",
+            "rule": "FREQ=DAILY;COUNT=1",
+            "start": "2026-11-22T11:00:00",
+            "duration": "2h",
+        },
+        None,
+    ),
+    (
+        "a one-off open now",
+        {"kind": "allow", "from": "2026-11-22T09:00:00Z", "to": "2026-11-22T12:01:00Z"},
+        None,
+    ),
+    (
+        "a one-off to come",
+        {"kind": "deny", "from": "2026-12-21T00:00:00", "to": "2027-01-04T00:00:00"},
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("window", "field"), [c[1:] for c in WINDOWS_AT_NOW], ids=[c[0] for c in WINDOWS_AT_NOW]
+)
+def test_a_window_that_never_opens_again_is_an_error_naming_its_field(
+    window: dict[str, Any], field: str | None
+) -> None:
+    data = plan(25, 100, windows=[{"kind": "allow", "rule": DAILY_9, "duration": "8h"}, window])
+    wrong = errors(lint(parse_plan(data), NOW))
+    assert [f.field for f in wrong] == ([] if field is None else [f"windows[1].{field}"])
+    assert lint(parse_plan(data)) == []  # without a clock, the plan alone is sound
+    if field is None:
+        assert commands.plan(data, backends=frozenset(), now=NOW) == parse_plan(data)
+        return
+    assert "never" in wrong[0].message
+    with pytest.raises(ConfigError, match=rf"cannot work: error: windows\[1\]\.{field}: "):
+        commands.plan(data, backends=frozenset(), now=NOW)
+
+
+def test_plan_validate_and_start_refuse_a_window_whose_openings_are_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "over.yaml"
+    window = "{kind: allow, rule: 'FREQ=DAILY;COUNT=5', duration: 1h}"
+    path.write_text(
+        "stages: [{percent: 5}, {percent: 100, min_units_per_arm: 0}]\n"
+        f"guardrails: [{{metric: error_rate}}]\nwindows: [{window}]\n"
+    )
+    assert main(["plan", "validate", str(path)]) == EXIT_CONFIG
+    assert "error: windows[0].rule: its COUNT or UNTIL ends it before" in capsys.readouterr().out
+    write_private_key(tmp_path / "ops.key", generate_key()[0])
+    monkeypatch.setenv("ROLLOUTCTL_KEY", str(tmp_path / "ops.key"))
+    monkeypatch.setenv("ROLLOUTCTL_KEY_ID", "ops")
+    monkeypatch.setenv("ROLLOUTCTL_ACTOR", "ana")
+    assert main(["start", "f", "--plan", str(path)]) == EXIT_CONFIG
+    assert "windows[0].rule" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from controller.core.plan import load_plan
 from controller.core.ring_form import (
     RING_LIMITS,
     DraftRing,
+    plan_findings,
     review,
     ring_findings,
     ring_plan,
@@ -92,12 +93,15 @@ def test_rings_are_read_from_the_flat_form_the_text_form_or_everyone(
         (rings(*[(EVERYONE, 100)] * 21), "the draft has 21 rings, at most 20"),
         ({"rings": [{"audience": EVERYONE}]}, "ring 1: not an object of audience and percent"),
         ({"rings": [[EVERYONE, 5]]}, "ring 1: not an object"),
-        (rings((EVERYONE, 0)), "ring 1: the percent must be above 0 and at most 100, got 0"),
-        (rings((STAFF, 100), (EVERYONE, 101)), "ring 2: the percent must be above 0"),
+        (rings((EVERYONE, 0)), "ring 1: the percent must be from 0.1 to 100, got 0"),
+        (rings((STAFF, 100), (EVERYONE, 101)), "ring 2: the percent must be from 0.1 to 100"),
         (rings((EVERYONE, -5)), "got -5"),
+        # Below the schema's 0.1%: a ring that small sees too few units to judge (#37)
+        (rings((EVERYONE, 1e-9), (EVERYONE, 100)), "ring 1: the percent must be from 0.1"),
+        (rings((STAFF, 100), (EVERYONE, 0.05)), "ring 2: the percent must be from 0.1 to 100"),
         (rings((EVERYONE, True)), "ring 1: the percent is not a number"),
         (rings((EVERYONE, "50")), "the percent is not a number"),
-        (rings((EVERYONE, float("inf"))), "at most 100, got inf"),
+        (rings((EVERYONE, float("inf"))), "to 100, got inf"),
         (rings((None, 5)), 'ring 1: the audience is neither "everyone" nor a rule'),
         (rings((["staff"], 5)), "neither"),
         (rings(("Everyone", 5)), "ring 1: the audience does not parse: line 1"),
@@ -248,7 +252,8 @@ def test_the_preview_warns_of_a_ring_that_reaches_no_one_new_or_everyone(
 ) -> None:
     draft = review(drafted, CATALOGUE, CONTEXTS)
     assert not isinstance(draft, str)
-    said = [f.message for f in draft.findings if f.message.startswith("ring ")]
+    linted = plan_findings(draft.plan)
+    said = [f.message for f in draft.findings if f.message.startswith("ring ") and f not in linted]
     assert said == warnings
     assert draft.total == 4
 
@@ -257,5 +262,43 @@ def test_review_without_contexts_previews_nothing_and_says_why_rings_make_no_pla
     draft = review([ring(None, 5), ring(None, 100)], CATALOGUE, None)
     assert not isinstance(draft, str)
     assert draft.previews is None
-    assert draft.findings == []
+    assert [f"{f.severity}: {f.message}" for f in draft.findings] == [
+        "warning: ring 2: this stage goes from 5% straight to 100%; a regression that shows"
+        " only at scale reaches every unit at once: add a stage of at least 25% before everyone"
+    ]
     assert review([ring(None, 5), ring(None, 5)], CATALOGUE, None) == "ring 2 repeats ring 1"
+
+
+@pytest.mark.parametrize(
+    ("drafted", "found"),
+    [
+        ([ring(None, 25), ring(None, 100)], []),
+        ([ring('user_id in segment("staff")', 100), ring(None, 100)], []),
+        (
+            [ring(None, 0.1), ring(None, 100)],
+            ["warning: ring 2: this stage goes from 0.1% straight to 100%"],
+        ),
+        (
+            [ring('user_id in segment("staff")', 100), ring('country == "TH"', 5), ring(None, 100)],
+            ["warning: ring 3: this stage goes from 5% straight to 100%"],
+        ),
+        (
+            [ring('country == "TH"', 100)],
+            [
+                "error: ring 1: at 100% every unit gets the feature and the control arm stays"
+                " empty",
+                'warning: the last ring serves 100% of country == "TH"',
+                "warning: ring 1: the only stage serves 100%",
+            ],
+        ),
+    ],
+)
+def test_the_rings_plan_gets_the_review_plan_validate_gives(
+    drafted: list[DraftRing], found: list[str]
+) -> None:
+    draft = review(drafted, CATALOGUE, None)
+    assert not isinstance(draft, str)
+    said = [f"{f.severity}: {f.message}" for f in draft.findings]
+    assert len(said) == len(found), said
+    for text, start in zip(said, found, strict=True):
+        assert text.startswith(start), said
