@@ -16,6 +16,7 @@ from openfeature.event import EventDetails, ProviderEvent
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationOptions, Reason
 from openfeature.provider import ProviderStatus
+from openfeature.provider.in_memory_provider import InMemoryProvider
 from openfeature.track import TrackingEventDetails
 
 from controller.core.bucketing import assign
@@ -91,10 +92,30 @@ def test_a_flag_serving_control_to_all_is_disabled(domain: str) -> None:
     assert details.flag_metadata["version"] == 0
 
 
-def test_an_unknown_flag_gives_the_default(domain: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "default"),
+    [("boolean", True), ("string", "fallback"), ("integer", 7), ("float", 2.5), ("object", {})],
+)
+def test_an_unknown_flag_is_flag_not_found_with_the_default(
+    domain: str, kind: str, default: Any
+) -> None:
+    """FLAG_NOT_FOUND, not DEFAULT: what a multi-provider reads as "ask the next provider".
+
+    The SDK's own in-memory provider answers an unknown flag the same way.
+    """
+    ctx = EvaluationContext(targeting_key="u1")
     client = _client(domain, RolloutProvider(_flags(_state(1, 50.0))))
-    details = client.get_boolean_details("other", True, EvaluationContext(targeting_key="u1"))
-    assert (details.value, details.reason, details.error_code) == (True, Reason.DEFAULT, None)
+    details = getattr(client, f"get_{kind}_details")("other", default, ctx)
+    assert (details.value, details.reason) == (default, Reason.ERROR)
+    assert details.error_code == ErrorCode.FLAG_NOT_FOUND
+    assert details.variant is None
+    reference = _client(f"{domain}-reference", InMemoryProvider({}))
+    known = getattr(reference, f"get_{kind}_details")("other", default, ctx)
+    assert (known.value, known.reason, known.error_code) == (
+        details.value,
+        details.reason,
+        details.error_code,
+    )
 
 
 def test_a_missing_targeting_key_is_an_error_resolution_not_an_exception(domain: str) -> None:
@@ -148,7 +169,7 @@ def test_the_hook_exposes_once_per_unit_and_version_and_track_converts(domain: s
     ctx = EvaluationContext(targeting_key="u1")
     for _ in range(3):
         client.get_boolean_value(FLAG, False, ctx)
-    client.get_boolean_value("unknown", False, ctx)  # DEFAULT: no exposure
+    client.get_boolean_value("unknown", False, ctx)  # FLAG_NOT_FOUND: no exposure
     flags.book.apply(_state(2, 50.0))
     client.get_string_value(FLAG, "x", ctx)
     client.track("purchase", ctx, TrackingEventDetails(value=12.5))
