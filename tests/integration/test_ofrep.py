@@ -25,7 +25,8 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.ofrep import MAX_BODY_BYTES, MAX_CONTEXT_DEPTH
+from controller.adapters.ofrep import MAX_BODY_BYTES
+from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.arm_values import ArmValues
@@ -340,7 +341,17 @@ async def test_a_flag_with_string_values_resolves_them_and_refuses_a_boolean(
         (b"{}", 400, "TARGETING_KEY_MISSING", "no targeting key"),
         (b'{"context": {"targetingKey": ""}}', 400, "TARGETING_KEY_MISSING", "no targeting"),
         (b'{"context": {"targetingKey": ["u"]}}', 400, "INVALID_CONTEXT", "must be a string"),
-        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "PARSE_ERROR", "not JSON"),
+        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "INVALID_CONTEXT", "not valid Unicode"),
+        (b'{"context": {"targetingKey": "u", "n": "\\udfff"}}', 400, "INVALID_CONTEXT", "Unicode"),
+        (b'{"context": {"targetingKey": "u", "n": 1e400}}', 400, "INVALID_CONTEXT", "double"),
+        (b'{"context": {"targetingKey": "u", "n": [-1e309]}}', 400, "INVALID_CONTEXT", "double"),
+        (
+            b'{"context": {"targetingKey": "u", "n": 1' + b"0" * 400 + b"}}",
+            400,
+            "INVALID_CONTEXT",
+            "double",
+        ),
+        (b'{"context": {"targetingKey": "u", "n": NaN}}', 400, "PARSE_ERROR", "not JSON"),
         (
             b'{"context": {"targetingKey": "u", "a": ' + b'{"b": ' * 20 + b"1" + b"}" * 21 + b"}",
             400,
