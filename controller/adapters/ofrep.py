@@ -11,7 +11,8 @@ document of OFREP 0.3.0:
   ``INVALID_CONTEXT`` or ``PARSE_ERROR``;
 * ``POST /ofrep/v1/evaluate/flags``: every flag for one context, with an
   ``ETag`` made of the flag states' and segments' versions and the context, and 304 when a
-  request's ``If-None-Match`` names it (nothing changed for that context);
+  request's ``If-None-Match`` names it (nothing changed for that context; ``*``
+  names no ETag, so it gets the flags);
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
   shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
 
@@ -225,11 +226,13 @@ def refusal(refused: Refused) -> web.Response:
 
 
 def _matches(given: str | None, etag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``etag`` (weakly, as RFC 9110 compares it)."""
+    """Whether an ``If-None-Match`` header names ``etag`` (weakly, as RFC 9110 compares it).
+
+    ``*`` names no tag: OFREP's client sends the ETag it last got, and an answer
+    is only unchanged for the context and states that tag was made of.
+    """
     if not given:
         return False
-    if given.strip() == "*":
-        return True
     return any(tag.strip().removeprefix("W/") == etag for tag in given.split(","))
 
 

@@ -224,6 +224,8 @@ async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -
 
         again = await client.post(url, json=context, headers={"If-None-Match": etag})
         assert (again.status_code, again.headers["ETag"], again.content) == (304, etag, b"")
+        star = await client.post(url, json=context, headers={"If-None-Match": "*"})
+        assert (star.status_code, star.headers["ETag"], star.json()) == (200, etag, bulk.json())
         other = await client.post(
             url, json={"context": {"targetingKey": "u-2"}}, headers={"If-None-Match": etag}
         )

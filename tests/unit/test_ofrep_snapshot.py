@@ -180,7 +180,10 @@ def test_a_context_is_bounded_in_depth_and_values(
         ('W/"abc"', True),
         ('"x", "abc"', True),
         ('"abcd"', False),
-        ("*", True),
+        ("*", False),
+        (" * ", False),
+        ('*, "x"', False),
+        ('*, W/"abc"', True),
     ],
 )
 def test_if_none_match_is_compared_as_http_says(header: str | None, matches: bool) -> None:
