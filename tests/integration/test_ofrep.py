@@ -423,3 +423,35 @@ async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
             )
     assert (unknown.status_code, unknown.json()["errorCode"]) == (404, "FLAG_NOT_FOUND")
     assert (bulk.status_code, bulk.json()) == (200, {"flags": []})
+
+
+@pytest.mark.parametrize(
+    ("phase", "version", "reason"),
+    [
+        pytest.param(Phase.PENDING, 0, None, id="scheduled-never-served"),
+        pytest.param(Phase.PENDING, 4, "DISABLED", id="scheduled-after-a-kill"),
+        pytest.param(Phase.ABORTED, 1, "DISABLED", id="scheduled-then-cancelled"),
+        pytest.param(Phase.RUNNING, 3, "SPLIT", id="running"),
+    ],
+)
+async def test_flags_and_ofrep_agree_on_a_scheduled_flag(
+    redis_url: str, redis_namespace: str, phase: Phase, version: int, reason: str | None
+) -> None:
+    """A flag with no published state yet is unknown to both; one served before serves control."""
+    flag = "ofrep.scheduled"
+    async with connect(RedisSettings(url=redis_url)) as redis:
+        states = await store(
+            redis, redis_namespace, [flag_rollout(flag, 20.0, phase=phase, version=version)]
+        )
+        async with ofrep_server(states) as base, httpx.AsyncClient() as client:
+            listed = {s["flag"]: s for s in (await client.get(f"{base}/flags")).json()}
+            body = {"context": {"targetingKey": "u-1"}}
+            url = f"{base}/ofrep/v1/evaluate/flags"
+            one = await client.post(f"{url}/{flag}", json=body)
+            bulk = {f["key"]: f for f in (await client.post(url, json=body)).json()["flags"]}
+    if reason is None:
+        assert (flag in listed, one.status_code, flag in bulk) == (False, 404, False)
+        assert one.json()["errorCode"] == "FLAG_NOT_FOUND"
+        return
+    assert (listed[flag]["version"], one.status_code) == (version, 200)
+    assert one.json()["reason"] == bulk[flag]["reason"] == reason
