@@ -33,6 +33,7 @@ from controller.core.arm_values import ArmValues
 from controller.core.bucketing import assign
 from controller.core.messages import FlagState
 from controller.core.rollout import Phase
+from controller.core.rule_text import parse as parse_rule
 from controller.core.views import FlagStateView
 from controller.ports import StateWrite
 from controller.sdk.flags import FlagBook
@@ -455,3 +456,41 @@ async def test_flags_and_ofrep_agree_on_a_scheduled_flag(
         return
     assert (listed[flag]["version"], one.status_code) == (version, 200)
     assert one.json()["reason"] == bulk[flag]["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("unit", "variant", "reason"),
+    [
+        ("vip-1", "treatment", Reason.TARGETING_MATCH),
+        ("vip-22", "treatment", Reason.TARGETING_MATCH),
+        ("someone", "control", Reason.DEFAULT),
+        ("VIP-1", "control", Reason.DEFAULT),
+    ],
+)
+async def test_a_rule_on_the_targeting_key_matches_through_the_ofrep_provider(
+    redis_url: str, redis_namespace: str, unit: str, variant: str, reason: Reason
+) -> None:
+    flag = "ofrep.vip"
+    rule = parse_rule('targetingKey starts_with "vip-"')
+    targeted = flag_rollout(flag, 100.0)
+    stages = [
+        targeted.plan.stages[0].model_copy(update={"audience": rule}),
+        *targeted.plan.stages[1:],
+    ]
+    plan = targeted.plan.model_copy(update={"stages": stages})
+    assert plan.targeted
+    async with connect(RedisSettings(url=redis_url)) as redis:
+        states = await store(redis, redis_namespace, [targeted.model_copy(update={"plan": plan})])
+        async with ofrep_server(states) as base:
+
+            def resolve() -> Any:
+                api.set_provider(OFREPProvider(base), "ofrep-vip")
+                client = api.get_client("ofrep-vip")
+                return client.get_boolean_details(flag, False, EvaluationContext(unit))
+
+            try:
+                details = await asyncio.to_thread(resolve)
+            finally:
+                api.clear_providers()
+    assert details.error_code is None, details.error_message
+    assert (details.variant, details.reason) == (variant, reason)

@@ -6,6 +6,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,11 +22,14 @@ from openfeature.track import TrackingEventDetails
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
+from controller.core.plan import parse_plan
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import FlagClient
 from controller.sdk.measure import Flags
 from controller.sdk.openfeature import IDEMPOTENCY_KEY, RolloutProvider
+from tests.unit.test_rings import rollout as ring_rollout
+from tests.unit.test_rings import state_of
 
 FLAG = "checkout.new-flow"
 UNITS = [f"user-{i}" for i in range(300)]
@@ -289,3 +293,53 @@ def test_a_targeting_key_that_is_not_a_string_never_raises_into_the_app(
     provider.track("purchase", ctx, "not details")  # type: ignore[arg-type]
     assert _events(flags) == []
     assert provider.untracked == 3
+
+
+PLUS_7 = timezone(timedelta(hours=7))
+NAIVE_2023_12_31_23H = datetime(2023, 12, 31, 23)  # noqa: DTZ001 (naive on purpose)
+NAIVE_2024_01_01 = datetime(2024, 1, 1)  # noqa: DTZ001 (naive on purpose)
+
+
+@pytest.mark.parametrize(
+    ("rule", "unit", "attributes", "reached"),
+    [
+        ('targetingKey == "vip-1"', "vip-1", {}, True),
+        ('targetingKey == "vip-1"', "someone", {}, False),
+        ('targetingKey starts_with "vip-"', "vip-9", {"targetingKey": "no"}, True),
+        ('targetingKey in ["a", "vip-2"]', "vip-2", {}, True),
+        ('signup >= date("2024-01-01")', "u", {"signup": datetime(2024, 3, 1, tzinfo=UTC)}, True),
+        # Without a zone a datetime is in UTC, as rule text without an offset is.
+        ('signup >= date("2024-01-01")', "u", {"signup": NAIVE_2023_12_31_23H}, False),
+        ('signup >= date("2024-01-01")', "u", {"signup": NAIVE_2024_01_01}, True),
+        (
+            'signup < date("2024-01-01")',
+            "u",
+            {"signup": datetime(2024, 1, 1, 6, 59, 59, tzinfo=PLUS_7)},
+            True,
+        ),
+        (
+            'signup == date("2024-05-06T01:02:03.0045Z")',
+            "u",
+            {"signup": datetime(2024, 5, 6, 1, 2, 3, 4500, tzinfo=UTC)},
+            True,
+        ),
+        ('signup > date("2024-01-01")', "u", {"signup": "2024-02-01"}, True),
+    ],
+)
+def test_rules_read_the_targeting_key_and_datetimes_of_the_context(
+    domain: str, rule: str, unit: str, attributes: dict[str, Any], reached: bool
+) -> None:
+    """A ring's rule on ``targetingKey`` or on a datetime attribute, through OpenFeature."""
+    plan = parse_plan(
+        {
+            "name": "rings",
+            "limits": {"error_rate": 0.01},
+            "stages": [{"audience": rule, "percent": 100}, {"percent": 100}],
+        }
+    )
+    flags = _flags(state_of(ring_rollout(plan, 0)))
+    client = _client(domain, RolloutProvider(flags))
+    details = client.get_boolean_details("checkout", False, EvaluationContext(unit, attributes))
+    assert details.error_code is None, details.error_message
+    want = (True, Reason.TARGETING_MATCH) if reached else (False, Reason.DEFAULT)
+    assert (details.value, details.reason) == want
