@@ -16,7 +16,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import EventDetails, ProviderEvent
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationOptions, Reason
-from openfeature.provider import ProviderStatus
+from openfeature.provider import FeatureProvider, ProviderStatus
 from openfeature.provider.in_memory_provider import InMemoryProvider
 from openfeature.track import TrackingEventDetails
 
@@ -70,7 +70,7 @@ def domain() -> Iterator[str]:
     api.clear_providers()
 
 
-def _client(domain: str, provider: RolloutProvider) -> OpenFeatureClient:
+def _client(domain: str, provider: FeatureProvider) -> OpenFeatureClient:
     api.set_provider_and_wait(provider, domain)
     return api.get_client(domain)
 

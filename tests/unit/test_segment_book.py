@@ -186,7 +186,7 @@ def _signed(version: int, packed: PackedIds) -> tuple[bytes, bytes]:
 
 
 def _part(version: int, index: int, data: str) -> tuple[bytes, bytes]:
-    body = {"type": "segment_part", "id": f"p{index}", "segment": "staff"}
+    body: dict[str, Any] = {"type": "segment_part", "id": f"p{index}", "segment": "staff"}
     body |= {"version": version, "index": index, "data": data}
     return f"staff#{index}".encode(), orjson.dumps(ENVELOPE | body)
 
@@ -241,7 +241,7 @@ def test_unsigned_parts_and_tombstones_never_hold_back_or_roll_back_a_signed_ver
     for key, value in V1:
         book.receive(key, value)
     assert (book.version("staff"), book.member("staff", "alice")) == (1, True)
-    for key, value in events:
-        book.receive(key, value)
+    for key, maybe in events:
+        book.receive(key, maybe)
     assert (book.version("staff"), book.member("staff", "alice")) == (version, alice)
     assert book.member("staff", "bob") is (None if version is None else True)
