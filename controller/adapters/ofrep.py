@@ -11,7 +11,8 @@ document of OFREP 0.3.0:
   ``INVALID_CONTEXT`` or ``PARSE_ERROR``;
 * ``POST /ofrep/v1/evaluate/flags``: every flag for one context, with an
   ``ETag`` made of the flag states' and segments' versions and the context, and 304 when a
-  request's ``If-None-Match`` names it (nothing changed for that context);
+  request's ``If-None-Match`` names it (nothing changed for that context; ``*``
+  names no ETag, so it gets the flags);
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
   shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
 
@@ -27,9 +28,11 @@ The flag states and segments are held in memory, not read per evaluation
 
 Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
 ``body_timeout_seconds`` a 408, a body that is not JSON a 400
-``PARSE_ERROR``, and a context nested deeper than :data:`MAX_CONTEXT_DEPTH`
-or with more than :data:`MAX_CONTEXT_VALUES` values a 400
-``INVALID_CONTEXT``, each with the reason in ``errorDetails``. App keys
+``PARSE_ERROR``, and a context nested deeper than 8 levels,
+with more than 1,000 values, or holding a string that
+is not valid Unicode or a number beyond a double's range a 400
+``INVALID_CONTEXT`` (:mod:`controller.adapters.ofrep_context`), each with
+the reason in ``errorDetails``. App keys
 (scope ``evaluate``) and browser origins are checked before the body is read
 (:mod:`controller.adapters.app_access`): 401 or 403 as OFREP specifies, with
 the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
@@ -59,6 +62,12 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, client_of, open_access
+from controller.adapters.ofrep_context import (
+    OfrepFailure,
+    checked_unit,
+    context_of,
+    decoded,
+)
 from controller.adapters.ofrep_snapshot import (
     MAX_AGE_SECONDS,
     FlagStateSource,
@@ -66,36 +75,13 @@ from controller.adapters.ofrep_snapshot import (
     SnapshotCache,
 )
 from controller.core.app_keys import Refused, Scope
-from controller.core.errors import ControllerError
-from controller.core.evaluation import ErrorCode, Evaluation, evaluate, unit_problem
+from controller.core.evaluation import ErrorCode, Evaluation, evaluate
 from controller.core.rates import RateLimiter
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""
-MAX_CONTEXT_DEPTH = 8
-"""How deeply a context's objects and arrays may nest (the context itself is level 1)."""
-MAX_CONTEXT_VALUES = 1000
-"""How many values (objects, arrays and scalars) a context may hold."""
 POLLING_INTERVAL_MS = 1000
 log = structlog.get_logger("controller.ofrep")
-
-
-class _Failure(ControllerError):
-    """A request answered with an OFREP error: the status, the code and the reason."""
-
-    def __init__(self, status: int, code: ErrorCode, details: str, *, close: bool = False) -> None:
-        super().__init__(details)
-        self.status, self.code, self.details, self.close = status, code, details, close
-        self.retry_after: int | None = None
-
-    def response(self, key: str | None) -> web.Response:
-        body: dict[str, Any] = {"errorCode": self.code.value, "errorDetails": self.details}
-        response = _json(body if key is None else {"key": key, **body}, status=self.status)
-        if self.retry_after is not None:
-            response.headers["Retry-After"] = str(self.retry_after)
-        if self.close:
-            response.force_close()
-        return response
 
 
 class OfrepRoutes:
@@ -142,8 +128,8 @@ class OfrepRoutes:
         key = request.match_info["key"]
         try:
             self._within_rate(request, "one")
-            unit, attributes = await self._context(request)
-        except _Failure as failure:
+            unit, attributes = context_of(await self._body(request))
+        except OfrepFailure as failure:
             return failure.response(key)
         snapshot = await self.snapshots.get()
         found = evaluate(key, snapshot.states.get(key), unit, attributes, snapshot.segments)
@@ -156,9 +142,9 @@ class OfrepRoutes:
     async def _bulk(self, request: web.Request) -> web.Response:
         try:
             self._within_rate(request, "bulk")
-            unit, attributes = await self._context(request)
-            unit = _unit(unit)
-        except _Failure as failure:
+            unit, attributes = context_of(await self._body(request))
+            unit = checked_unit(unit)
+        except OfrepFailure as failure:
             return failure.response(None)
         snapshot = await self.snapshots.get()
         context = orjson.dumps([unit, attributes], option=orjson.OPT_SORT_KEYS)
@@ -184,30 +170,13 @@ class OfrepRoutes:
         if wait > 0:
             self._count_limited(route)
             reason = "over this client's OFREP request rate; retry after Retry-After seconds"
-            limited = _Failure(429, ErrorCode.GENERAL, reason)
+            limited = OfrepFailure(429, ErrorCode.GENERAL, reason)
             limited.retry_after = max(1, math.ceil(wait))
             raise limited
 
-    async def _context(self, request: web.Request) -> tuple[object, dict[str, Any]]:
-        """The targeting key (as sent; None when absent) and the other attributes of the context."""
-        body = await self._body(request)
-        if not isinstance(body, dict):
-            raise _Failure(400, ErrorCode.PARSE_ERROR, "the body must be a JSON object")
-        context = body.get("context")
-        if context is None:
-            return None, {}
-        if not isinstance(context, dict):
-            kind = type(context).__name__
-            raise _Failure(
-                400, ErrorCode.INVALID_CONTEXT, f"the context must be an object, not {kind}"
-            )
-        _bounded(context)
-        attributes = {k: v for k, v in context.items() if k != "targetingKey"}
-        return context.get("targetingKey"), attributes
-
     async def _body(self, request: web.Request) -> object:
         """The decoded JSON body, read within the body deadline and :data:`MAX_BODY_BYTES`."""
-        too_large = _Failure(413, ErrorCode.GENERAL, f"the body is over {MAX_BODY_BYTES} bytes")
+        too_large = OfrepFailure(413, ErrorCode.GENERAL, f"the body is over {MAX_BODY_BYTES} bytes")
         if (request.content_length or 0) > MAX_BODY_BYTES:
             raise too_large
         try:
@@ -215,16 +184,12 @@ class OfrepRoutes:
                 raw = await request.read()
         except TimeoutError as exc:
             reason = f"the body did not arrive within {self._body_timeout:g} s"
-            raise _Failure(408, ErrorCode.GENERAL, reason, close=True) from exc
+            raise OfrepFailure(408, ErrorCode.GENERAL, reason, close=True) from exc
         except web.HTTPRequestEntityTooLarge as exc:
             raise too_large from exc
         if len(raw) > MAX_BODY_BYTES:
             raise too_large
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            reason = f"the body is not JSON: {str(exc)[:200]}"
-            raise _Failure(400, ErrorCode.PARSE_ERROR, reason) from exc
+        return decoded(raw)
 
 
 CONFIGURATION: dict[str, Any] = {
@@ -237,41 +202,6 @@ CONFIGURATION: dict[str, Any] = {
     },
 }
 """``GET /ofrep/v1/configuration``: every value type (arm values), polled at most once a second."""
-
-
-def _bounded(context: dict[str, Any]) -> None:
-    """Refuse a context nested deeper than :data:`MAX_CONTEXT_DEPTH` or with too many values."""
-    level: list[object] = [context]
-    depth = values = 0
-    while level:
-        depth += 1
-        values += len(level)
-        if depth > MAX_CONTEXT_DEPTH:
-            reason = f"the context is nested deeper than {MAX_CONTEXT_DEPTH} levels"
-            raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason)
-        if values > MAX_CONTEXT_VALUES:
-            reason = f"the context holds more than {MAX_CONTEXT_VALUES} values"
-            raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason)
-        below: list[object] = []
-        for node in level:
-            if isinstance(node, dict):
-                below.extend(node.values())
-            elif isinstance(node, list):
-                below.extend(node)
-        level = below
-
-
-def _unit(unit: object) -> str:
-    """``unit`` if every flag can bucket it; otherwise the context's error, for all flags."""
-    if problem := unit_problem(unit):
-        raise _Failure(400, *problem)
-    assert isinstance(unit, str)  # unit_problem refuses anything else
-    try:
-        unit.encode()
-    except UnicodeEncodeError as exc:
-        reason = "the targeting key is not valid Unicode"
-        raise _Failure(400, ErrorCode.INVALID_CONTEXT, reason) from exc
-    return unit
 
 
 def _success(found: Evaluation) -> dict[str, Any]:
@@ -296,11 +226,13 @@ def refusal(refused: Refused) -> web.Response:
 
 
 def _matches(given: str | None, etag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``etag`` (weakly, as RFC 9110 compares it)."""
+    """Whether an ``If-None-Match`` header names ``etag`` (weakly, as RFC 9110 compares it).
+
+    ``*`` names no tag: OFREP's client sends the ETag it last got, and an answer
+    is only unchanged for the context and states that tag was made of.
+    """
     if not given:
         return False
-    if given.strip() == "*":
-        return True
     return any(tag.strip().removeprefix("W/") == etag for tag in given.split(","))
 
 

@@ -15,10 +15,12 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
   Unicode); the unit is then served control, with flag version 0.
 
 A targeted rollout's state carries rings (:mod:`controller.core.targeting`):
-the context's ``attributes`` are matched against the rollout's audience and
-the rings' (segments through the caller's :class:`SegmentLookup`), and the
-unit's bucket decides within them. A unit in a ring's audience is reported as
-``TARGETING_MATCH``, one in none as ``DEFAULT`` (served control); either way
+the context's ``attributes`` (with the unit as ``targetingKey`` and dates as
+the text rules compare, :func:`rule_context`) are matched against the
+rollout's audience and the rings' (segments through the caller's
+:class:`SegmentLookup`), and the unit's bucket decides within them. A unit
+in a ring's audience is reported as ``TARGETING_MATCH``, one in none as
+``DEFAULT`` (served control); either way
 the evaluation's :class:`Cohort` says where it stands in the stage's
 comparison, and apps report it with their events.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -48,6 +51,8 @@ T = TypeVar("T")
 MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 NO_ATTRIBUTES: Mapping[str, object] = {}
+TARGETING_KEY = "targetingKey"
+"""The attribute a rule names the unit by: the evaluation context's targeting key."""
 
 Metadata = dict[str, str | int | float | bool]
 """What an evaluation reports beside the arm: strings, numbers and booleans only (OFREP)."""
@@ -210,7 +215,11 @@ def _targeted(
         unit_bucket = bucket(flag, state.salt, unit)
     except UnicodeEncodeError:
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
-    where = compiled(state.audience, state.rings or ()).place(unit_bucket, attributes, segments)
+    try:
+        context = rule_context(unit, attributes)
+    except Exception:  # a hostile mapping must not reach the app
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes cannot be read")
+    where = compiled(state.audience, state.rings or ()).place(unit_bucket, context, segments)
     arm = Arm.TREATMENT if where.treated else Arm.CONTROL
     reason = Reason.DEFAULT if where.cohort is Cohort.OUTSIDE else Reason.TARGETING_MATCH
     return Evaluation(
@@ -223,6 +232,32 @@ def _targeted(
         cohort=where.cohort,
         values=state.values,
     )
+
+
+def rule_context(unit: str, attributes: Mapping[str, object]) -> dict[str, object]:
+    """What rules read of an evaluation context: its attributes, the targeting key as
+    :data:`TARGETING_KEY` (OpenFeature's name for it, so a rule can name the unit), and
+    each date or date-time as the text of the instant rules compare (``date(...)``):
+    a ``datetime`` with a zone at its instant, one without in UTC, as rules read text
+    without an offset."""
+    context = dict(attributes)
+    for name, value in attributes.items():
+        if isinstance(value, date):
+            context[name] = instant_text(value)
+    context[TARGETING_KEY] = unit  # the unit, whatever the attributes say
+    return context
+
+
+def instant_text(value: date) -> object:
+    """A date as ``YYYY-MM-DD``, a date-time as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (in UTC);
+    the value itself when it has no such text (moved past year 9999 or before year 1)."""
+    if not isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        utc = value.astimezone(UTC) if value.utcoffset() is not None else value
+    except OverflowError:
+        return value
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:

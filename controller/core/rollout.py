@@ -128,6 +128,13 @@ class Rollout(BaseModel):
         }[self.phase]
 
     @property
+    def published(self) -> bool:
+        """Whether apps hold a flag state of it: every state published has a new flag
+        version, so version 0 has none (a start scheduled for a flag never served yet,
+        which is unknown to apps until it starts)."""
+        return self.flag_version > 0
+
+    @property
     def watching(self) -> bool:
         """In the watch after the last stage (paused or not)."""
         return self.watch_until is not None

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from controller.core.audience import AudienceRule, Segment, conditions
 from controller.core.bucketing import BUCKETS, bucket
-from controller.core.evaluation import evaluate
+from controller.core.evaluation import evaluate, rule_context
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.matching import Audience, Truth
 from controller.core.rule_text import to_text
@@ -81,12 +81,13 @@ def test(args: argparse.Namespace) -> int:
     segments = _segments(base, _named(rules))
     found = evaluate(args.flag, state, unit, attributes, segments)
     unit_bucket = bucket(args.flag, state.salt, unit)
+    read = rule_context(unit, attributes)  # what evaluate's rules read
     rings = [
         {
             "ring": i + 1,
             "rule": None if ring.audience is None else to_text(ring.audience),
             "percent": ring.threshold * 100 / BUCKETS,
-            "truth": _truth(ring.audience, attributes, segments),
+            "truth": _truth(ring.audience, read, segments),
             "bucket_below": unit_bucket < ring.threshold,
         }
         for i, ring in enumerate(state.rings or ())
@@ -102,7 +103,7 @@ def test(args: argparse.Namespace) -> int:
         "reason": found.reason.value,
         "cohort": None if found.cohort is None else found.cohort.value,
         "audience": None if state.audience is None else to_text(state.audience),
-        "audience_truth": _truth(state.audience, attributes, segments),
+        "audience_truth": _truth(state.audience, read, segments),
         "rings": rings,
         "segments": dict(segments.versions),
     }

@@ -192,7 +192,12 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
 
 
 async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
-    """Every flag's current state as apps see it (signed, with a key), in two round trips."""
+    """Every flag's current state as apps see it (signed, with a key), in two round trips.
+
+    ``GET /flags`` and OFREP answer from this, the flag-state topic from what was
+    published: a flag with no published state (a start scheduled for a flag never
+    served) is in none of them until it starts.
+    """
     loaded = [readable(found).rollout for found in (await states.load_all()).values()]
-    fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
+    fields = [flag_state_fields(r) for r in loaded if r is not None and r.published]
     return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])

@@ -21,11 +21,13 @@ resolves as a string, to the arm's name. The variant is always the arm. Reasons:
 ``SPLIT`` while the flag is rolled out, ``TARGETING_MATCH`` in a targeted
 rollout for a unit its rings reach and ``DEFAULT`` (control) for one they do
 not (the context's attributes are what the rules read), ``DISABLED`` when it
-serves control to everyone (inactive, rolled back, killed), ``DEFAULT`` for
-a flag the controller does not know (the caller's default is returned), and
-``ERROR`` with a code when the states are not loaded yet, the targeting key
-is missing or the type asked for is not the flag's (``TYPE_MISMATCH``, with
-the caller's default). Resolving never raises.
+serves control to everyone (inactive, rolled back, killed), and ``ERROR``
+with a code and the caller's default: ``FLAG_NOT_FOUND`` for a flag the
+controller does not know (so a multi-provider asks the next provider),
+``PROVIDER_NOT_READY`` when the states are not loaded yet,
+``TARGETING_KEY_MISSING``, and ``TYPE_MISMATCH`` when the type asked for is
+not the flag's. Resolving never raises: an error is answered, as OpenFeature
+lets a provider, in the resolution's ``error_code``.
 
 The provider's hook emits an exposure after each evaluation that served an
 arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
@@ -53,7 +55,6 @@ from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
 from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate, unit_problem
-from controller.core.evaluation import ErrorCode as EvalError
 from controller.core.evaluation import Reason as EvalReason
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.message_fields import MAX_CONVERSION_VALUE
@@ -218,8 +219,6 @@ class RolloutProvider(AbstractProvider):
         attributes = context.attributes if context is not None else NO_ATTRIBUTES
         state = self.source.state(flag)
         evaluation = evaluate(flag, state, unit, attributes, self.segments)
-        if evaluation.error is EvalError.FLAG_NOT_FOUND:
-            return FlagResolutionDetails(value=default, reason=Reason.DEFAULT)
         if evaluation.error is not None:
             return resolution_error(default, ErrorCode(evaluation.error.value), evaluation.detail)
         value = value_of(evaluation)

@@ -14,8 +14,13 @@ SHA-256 (:func:`controller.core.segments.assemble`); with ``keys`` only a
 record the controller signed. Until a newer version is complete the older one
 keeps answering, so a replacement never leaves a gap. Parts arrive before or
 after their record, in any order (they are different keys of the topic, on
-different partitions); parts of a version older than the one being gathered
-are dropped. :class:`SegmentFollower` (the segments topic) and
+different partitions). Parts are not signed, so they are gathered apart for
+each version and only the version a (signed) record announced is assembled:
+a part claiming some far version takes nothing from the next real one. A
+list that does not assemble keeps its record waiting, for a forged part is
+replaced by the real one that follows it. A tombstone cannot be signed
+either: the book remembers the version a deleted segment had, so an older
+record replayed after it is not taken. :class:`SegmentFollower` (the segments topic) and
 :class:`~controller.sdk.segment_poller.SegmentPoller` (``GET /v1/segments``)
 feed it.
 """
@@ -41,6 +46,8 @@ log = logging.getLogger("controller.sdk.segments")
 _TOPICS = TopicSettings()
 MAX_GATHERING = 256
 """Segments whose parts are gathered at once (each at most 512 parts of 200,000 characters)."""
+MAX_EARLY_VERSIONS = 2
+"""Versions of one segment whose parts are kept before a record announces them."""
 
 
 class SegmentBook:
@@ -51,7 +58,10 @@ class SegmentBook:
         self._rules: dict[str, Audience] = {}
         self._held: dict[str, SegmentRecord] = {}
         self._waiting: dict[str, SegmentRecord] = {}
-        self._parts: dict[str, tuple[int, dict[int, str]]] = {}
+        self._parts: dict[str, dict[int, dict[int, str]]] = {}
+        """Per segment, per version, the parts gathered by index."""
+        self._deleted: dict[str, int] = {}
+        """The highest version a deleted segment had: older records are replays."""
         self._verifier = verifier(keys)
         self.ready = asyncio.Event()
         self.invalid = 0
@@ -84,88 +94,126 @@ class SegmentBook:
 
     def record(self, record: SegmentRecord) -> None:
         """A segment's record: held now (a rule), or once its parts are all here."""
-        if self._verifier is not None:
-            data = signed_bytes(record.model_dump(by_alias=True, mode="json"), record.key_id or "")
-            problem = self._verifier.signed_problem(record.key_id, record.sig, data)
-            if problem:
-                self.rejected += 1
-                log.warning("segment_rejected: %s (%s v%d)", problem, record.name, record.version)
-                return
-        held = self._held.get(record.name)
-        if held is not None and record.version <= held.version:
-            return
-        if record.rule is not None:
-            self._hold(record, None)
-            return
-        waiting = self._waiting.get(record.name)
-        if waiting is not None and waiting.version > record.version:
-            return
-        self._waiting[record.name] = record
-        self._parts_of(record)
-        self._complete(record.name)
+        if self._trusted(record):
+            self._announce(record)
 
     def part(self, part: SegmentPart) -> None:
-        """One part of a list: kept for the version being gathered (or a newer one).
+        """One part of a list, kept by its version until a record announces that version.
 
-        At most :data:`MAX_GATHERING` segments are gathered at once: parts are not
-        signed (their record's hash covers them), so a flood of parts under new
-        names is dropped and counted rather than held.
+        Parts are not signed (their record's hash covers them), so what they claim
+        bounds nothing: they are gathered apart for each version, a part of a
+        version no newer than the one held or waiting is dropped, at most
+        :data:`MAX_EARLY_VERSIONS` versions no record announced yet are kept per
+        segment (the lowest: the next put is the next version), and at most
+        :data:`MAX_GATHERING` segments are gathered at once.
         """
-        if part.segment not in self._parts and len(self._parts) >= MAX_GATHERING:
+        name = part.segment
+        if part.version <= self._floor(name) or part.version < self._waiting_version(name):
+            return
+        versions = self._parts.get(name)
+        if versions is None:
+            if len(self._parts) >= MAX_GATHERING:
+                self.invalid += 1
+                return
+            versions = self._parts[name] = {}
+        if part.version not in versions and not self._room_for(name, part.version):
             self.invalid += 1
             return
-        version, parts = self._parts.get(part.segment, (0, {}))
-        if part.version < version:
-            return
-        if part.version > version:
-            version, parts = part.version, {}
-            self._parts[part.segment] = (version, parts)
-        parts[part.index] = part.data
-        self._complete(part.segment)
+        versions.setdefault(part.version, {})[part.index] = part.data
+        self._complete(name)
 
     def delete(self, segment: str) -> None:
-        """The segment is gone: its lookups are unknown from now on."""
+        """The segment is gone: its lookups are unknown, and its older records stale."""
+        last = max(self._floor(segment), self._waiting_version(segment))
+        if last:
+            self._deleted[segment] = last
         self._held.pop(segment, None)
         self._ids.pop(segment, None)
         self._rules.pop(segment, None)
         self._waiting.pop(segment, None)
         self._parts.pop(segment, None)
 
+    def _trusted(self, record: SegmentRecord) -> bool:
+        if self._verifier is None:
+            return True
+        data = signed_bytes(record.model_dump(by_alias=True, mode="json"), record.key_id or "")
+        problem = self._verifier.signed_problem(record.key_id, record.sig, data)
+        if problem:
+            self.rejected += 1
+            log.warning("segment_rejected: %s (%s v%d)", problem, record.name, record.version)
+        return not problem
+
+    def _announce(self, record: SegmentRecord) -> None:
+        if record.version <= self._floor(record.name):
+            return
+        if record.rule is not None:
+            self._hold(record, None)
+            return
+        if record.version < self._waiting_version(record.name):
+            return
+        self._waiting[record.name] = record
+        versions = self._parts.setdefault(record.name, {})
+        for stale in [v for v in versions if v < record.version]:
+            del versions[stale]
+        self._complete(record.name)
+
+    def _floor(self, name: str) -> int:
+        """The version a record or part must pass: the one held, or the last deleted."""
+        return max(_version_of(self._held.get(name)), self._deleted.get(name, 0))
+
+    def _waiting_version(self, name: str) -> int:
+        return _version_of(self._waiting.get(name))
+
+    def _room_for(self, name: str, version: int) -> bool:
+        """Whether a part of a version no record announced may be kept, evicting a higher one."""
+        versions = self._parts[name]
+        early = sorted(v for v in versions if v != self._waiting_version(name))
+        if len(early) < MAX_EARLY_VERSIONS:
+            return True
+        if early[-1] < version:
+            return False
+        del versions[early[-1]]
+        return True
+
     def _complete(self, name: str) -> None:
         record = self._waiting.get(name)
-        version, parts = self._parts.get(name, (0, {}))
-        if record is None or record.version != version or len(parts) != record.parts:
+        if record is None or record.parts is None:
+            return
+        parts = self._parts.get(name, {}).get(record.version, {})
+        if any(index not in parts for index in range(record.parts)):
             return
         try:
             ids = assemble(
-                [parts[i] for i in range(len(parts))],
+                [parts[i] for i in range(record.parts)],
                 count=record.count or 0,
                 sha256=record.sha256 or "",
             )
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
+            # The record stays waiting: a part is unsigned, so a forged one may
+            # have come first, and the real one that follows replaces it.
             self.invalid += 1
-            log.warning("segment_not_assembled: %s v%d: %s", name, version, exc)
+            log.warning("segment_not_assembled: %s v%d: %s", name, record.version, exc)
             return
-        finally:
-            self._waiting.pop(name, None)
-            self._parts.pop(name, None)
         self._hold(record, ids)
 
     def _hold(self, record: SegmentRecord, ids: frozenset[str] | None) -> None:
-        self._held[record.name] = record
-        self._rules.pop(record.name, None)
-        self._ids.pop(record.name, None)
+        name = record.name
+        self._held[name] = record
+        self._deleted.pop(name, None)
+        self._rules.pop(name, None)
+        self._ids.pop(name, None)
         if ids is not None:
-            self._ids[record.name] = ids
+            self._ids[name] = ids
         elif record.rule is not None:
-            self._rules[record.name] = Audience.of(record.rule)
-
-    def _parts_of(self, record: SegmentRecord) -> dict[int, str]:
-        """The parts gathered for ``record``'s version (from now on, if older ones were)."""
-        gathered = self._parts.get(record.name)
-        if gathered is None or gathered[0] < record.version:
-            gathered = self._parts[record.name] = (record.version, {})
-        return gathered[1]
+            self._rules[name] = Audience.of(record.rule)
+        waiting = self._waiting.get(name)
+        if waiting is not None and waiting.version <= record.version:
+            del self._waiting[name]
+        versions = self._parts.get(name, {})
+        for stale in [v for v in versions if v <= record.version]:
+            del versions[stale]
+        if not versions:
+            self._parts.pop(name, None)
 
     def receive(self, key: bytes | None, value: bytes | None) -> None:
         """One record of the segments topic: a segment, one part, or a tombstone."""
@@ -185,11 +233,15 @@ class SegmentBook:
 
     def receive_whole(self, record: SegmentRecord, parts: Sequence[str]) -> None:
         """A segment with all its parts (as ``GET /v1/segments/{name}`` answers)."""
-        if record.rule is None:
-            for index, data in enumerate(parts):
-                self._parts_of(record)[index] = data
+        if not self._trusted(record) or record.version <= self._floor(record.name):
+            return
+        if record.rule is None and record.version >= self._waiting_version(record.name):
+            self._parts.setdefault(record.name, {})[record.version] = dict(enumerate(parts))
+        self._announce(record)
 
-        self.record(record)
+
+def _version_of(record: SegmentRecord | None) -> int:
+    return 0 if record is None else record.version
 
 
 class SegmentFollower(SegmentBook, Lifecycle):

@@ -25,13 +25,15 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.ofrep import MAX_BODY_BYTES, MAX_CONTEXT_DEPTH
+from controller.adapters.ofrep import MAX_BODY_BYTES
+from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.arm_values import ArmValues
 from controller.core.bucketing import assign
 from controller.core.messages import FlagState
 from controller.core.rollout import Phase
+from controller.core.rule_text import parse as parse_rule
 from controller.core.views import FlagStateView
 from controller.ports import StateWrite
 from controller.sdk.flags import FlagBook
@@ -223,6 +225,8 @@ async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -
 
         again = await client.post(url, json=context, headers={"If-None-Match": etag})
         assert (again.status_code, again.headers["ETag"], again.content) == (304, etag, b"")
+        star = await client.post(url, json=context, headers={"If-None-Match": "*"})
+        assert (star.status_code, star.headers["ETag"], star.json()) == (200, etag, bulk.json())
         other = await client.post(
             url, json={"context": {"targetingKey": "u-2"}}, headers={"If-None-Match": etag}
         )
@@ -340,7 +344,17 @@ async def test_a_flag_with_string_values_resolves_them_and_refuses_a_boolean(
         (b"{}", 400, "TARGETING_KEY_MISSING", "no targeting key"),
         (b'{"context": {"targetingKey": ""}}', 400, "TARGETING_KEY_MISSING", "no targeting"),
         (b'{"context": {"targetingKey": ["u"]}}', 400, "INVALID_CONTEXT", "must be a string"),
-        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "PARSE_ERROR", "not JSON"),
+        (b'{"context": {"targetingKey": "\\ud800"}}', 400, "INVALID_CONTEXT", "not valid Unicode"),
+        (b'{"context": {"targetingKey": "u", "n": "\\udfff"}}', 400, "INVALID_CONTEXT", "Unicode"),
+        (b'{"context": {"targetingKey": "u", "n": 1e400}}', 400, "INVALID_CONTEXT", "double"),
+        (b'{"context": {"targetingKey": "u", "n": [-1e309]}}', 400, "INVALID_CONTEXT", "double"),
+        (
+            b'{"context": {"targetingKey": "u", "n": 1' + b"0" * 400 + b"}}",
+            400,
+            "INVALID_CONTEXT",
+            "double",
+        ),
+        (b'{"context": {"targetingKey": "u", "n": NaN}}', 400, "PARSE_ERROR", "not JSON"),
         (
             b'{"context": {"targetingKey": "u", "a": ' + b'{"b": ' * 20 + b"1" + b"}" * 21 + b"}",
             400,
@@ -410,3 +424,73 @@ async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
             )
     assert (unknown.status_code, unknown.json()["errorCode"]) == (404, "FLAG_NOT_FOUND")
     assert (bulk.status_code, bulk.json()) == (200, {"flags": []})
+
+
+@pytest.mark.parametrize(
+    ("phase", "version", "reason"),
+    [
+        pytest.param(Phase.PENDING, 0, None, id="scheduled-never-served"),
+        pytest.param(Phase.PENDING, 4, "DISABLED", id="scheduled-after-a-kill"),
+        pytest.param(Phase.ABORTED, 1, "DISABLED", id="scheduled-then-cancelled"),
+        pytest.param(Phase.RUNNING, 3, "SPLIT", id="running"),
+    ],
+)
+async def test_flags_and_ofrep_agree_on_a_scheduled_flag(
+    redis_url: str, redis_namespace: str, phase: Phase, version: int, reason: str | None
+) -> None:
+    """A flag with no published state yet is unknown to both; one served before serves control."""
+    flag = "ofrep.scheduled"
+    async with connect(RedisSettings(url=redis_url)) as redis:
+        states = await store(
+            redis, redis_namespace, [flag_rollout(flag, 20.0, phase=phase, version=version)]
+        )
+        async with ofrep_server(states) as base, httpx.AsyncClient() as client:
+            listed = {s["flag"]: s for s in (await client.get(f"{base}/flags")).json()}
+            body = {"context": {"targetingKey": "u-1"}}
+            url = f"{base}/ofrep/v1/evaluate/flags"
+            one = await client.post(f"{url}/{flag}", json=body)
+            bulk = {f["key"]: f for f in (await client.post(url, json=body)).json()["flags"]}
+    if reason is None:
+        assert (flag in listed, one.status_code, flag in bulk) == (False, 404, False)
+        assert one.json()["errorCode"] == "FLAG_NOT_FOUND"
+        return
+    assert (listed[flag]["version"], one.status_code) == (version, 200)
+    assert one.json()["reason"] == bulk[flag]["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("unit", "variant", "reason"),
+    [
+        ("vip-1", "treatment", Reason.TARGETING_MATCH),
+        ("vip-22", "treatment", Reason.TARGETING_MATCH),
+        ("someone", "control", Reason.DEFAULT),
+        ("VIP-1", "control", Reason.DEFAULT),
+    ],
+)
+async def test_a_rule_on_the_targeting_key_matches_through_the_ofrep_provider(
+    redis_url: str, redis_namespace: str, unit: str, variant: str, reason: Reason
+) -> None:
+    flag = "ofrep.vip"
+    rule = parse_rule('targetingKey starts_with "vip-"')
+    targeted = flag_rollout(flag, 100.0)
+    stages = [
+        targeted.plan.stages[0].model_copy(update={"audience": rule}),
+        *targeted.plan.stages[1:],
+    ]
+    plan = targeted.plan.model_copy(update={"stages": stages})
+    assert plan.targeted
+    async with connect(RedisSettings(url=redis_url)) as redis:
+        states = await store(redis, redis_namespace, [targeted.model_copy(update={"plan": plan})])
+        async with ofrep_server(states) as base:
+
+            def resolve() -> Any:
+                api.set_provider(OFREPProvider(base), "ofrep-vip")
+                client = api.get_client("ofrep-vip")
+                return client.get_boolean_details(flag, False, EvaluationContext(unit))
+
+            try:
+                details = await asyncio.to_thread(resolve)
+            finally:
+                api.clear_providers()
+    assert details.error_code is None, details.error_message
+    assert (details.variant, details.reason) == (variant, reason)

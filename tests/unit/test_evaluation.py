@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from controller.core.bucketing import assign
-from controller.core.evaluation import ErrorCode, Evaluation, Reason, evaluate
+from controller.core.evaluation import ErrorCode, Evaluation, Reason, evaluate, rule_context
 from controller.core.messages import Arm, FlagState, FlagStatus
 from controller.core.views import FlagStateView
 from controller.sdk.flags import FlagBook
@@ -120,3 +121,30 @@ def test_the_sdk_serves_what_the_evaluation_says() -> None:
         got = evaluate("checkout", book.state("checkout"), unit)
         assert book.arm("checkout", unit) == (got.arm, got.version)
     assert book.arm("checkout", "u1")[0] == assign("checkout", "pepper", "u1", 37.5)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "read"),
+    [
+        ({}, {"targetingKey": "u"}),
+        ({"targetingKey": "someone else", "plan": "pro"}, {"targetingKey": "u", "plan": "pro"}),
+        ({"targetingKey": date(2024, 1, 1)}, {"targetingKey": "u"}),
+        ({"day": date(2024, 2, 29)}, {"day": "2024-02-29", "targetingKey": "u"}),
+        (
+            {"at": datetime(2024, 1, 1, 6, 59, 59, 120, tzinfo=timezone(timedelta(hours=7)))},
+            {"at": "2023-12-31T23:59:59.000120Z", "targetingKey": "u"},
+        ),
+        (
+            {"at": datetime(2024, 1, 1, 0, 0, 1)},  # noqa: DTZ001 (naive: read as UTC)
+            {"at": "2024-01-01T00:00:01Z", "targetingKey": "u"},
+        ),
+        (
+            {"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))},
+            {"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), "targetingKey": "u"},
+        ),
+    ],
+)
+def test_rules_read_the_unit_as_targeting_key_and_dates_as_instant_text(
+    attributes: dict[str, object], read: dict[str, object]
+) -> None:
+    assert rule_context("u", attributes) == read

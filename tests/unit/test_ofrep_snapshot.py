@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from controller.adapters.ofrep import MAX_CONTEXT_DEPTH, _bounded, _Failure, _matches
+from controller.adapters.ofrep import _matches
+from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH, OfrepFailure, bounded
 from controller.adapters.ofrep_snapshot import SnapshotCache
 from controller.core.errors import StoreError
 from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
@@ -164,10 +165,10 @@ def test_a_context_is_bounded_in_depth_and_values(
     context: dict[str, object], refused: bool
 ) -> None:
     if refused:
-        with pytest.raises(_Failure):
-            _bounded(context)
+        with pytest.raises(OfrepFailure):
+            bounded(context)
     else:
-        _bounded(context)
+        bounded(context)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,10 @@ def test_a_context_is_bounded_in_depth_and_values(
         ('W/"abc"', True),
         ('"x", "abc"', True),
         ('"abcd"', False),
-        ("*", True),
+        ("*", False),
+        (" * ", False),
+        ('*, "x"', False),
+        ('*, W/"abc"', True),
     ],
 )
 def test_if_none_match_is_compared_as_http_says(header: str | None, matches: bool) -> None:

@@ -6,6 +6,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,16 +16,20 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import EventDetails, ProviderEvent
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationOptions, Reason
-from openfeature.provider import ProviderStatus
+from openfeature.provider import FeatureProvider, ProviderStatus
+from openfeature.provider.in_memory_provider import InMemoryProvider
 from openfeature.track import TrackingEventDetails
 
 from controller.core.bucketing import assign
 from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
+from controller.core.plan import parse_plan
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import FlagClient
 from controller.sdk.measure import Flags
 from controller.sdk.openfeature import IDEMPOTENCY_KEY, RolloutProvider
+from tests.unit.test_rings import rollout as ring_rollout
+from tests.unit.test_rings import state_of
 
 FLAG = "checkout.new-flow"
 UNITS = [f"user-{i}" for i in range(300)]
@@ -65,7 +70,7 @@ def domain() -> Iterator[str]:
     api.clear_providers()
 
 
-def _client(domain: str, provider: RolloutProvider) -> OpenFeatureClient:
+def _client(domain: str, provider: FeatureProvider) -> OpenFeatureClient:
     api.set_provider_and_wait(provider, domain)
     return api.get_client(domain)
 
@@ -91,10 +96,30 @@ def test_a_flag_serving_control_to_all_is_disabled(domain: str) -> None:
     assert details.flag_metadata["version"] == 0
 
 
-def test_an_unknown_flag_gives_the_default(domain: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "default"),
+    [("boolean", True), ("string", "fallback"), ("integer", 7), ("float", 2.5), ("object", {})],
+)
+def test_an_unknown_flag_is_flag_not_found_with_the_default(
+    domain: str, kind: str, default: Any
+) -> None:
+    """FLAG_NOT_FOUND, not DEFAULT: what a multi-provider reads as "ask the next provider".
+
+    The SDK's own in-memory provider answers an unknown flag the same way.
+    """
+    ctx = EvaluationContext(targeting_key="u1")
     client = _client(domain, RolloutProvider(_flags(_state(1, 50.0))))
-    details = client.get_boolean_details("other", True, EvaluationContext(targeting_key="u1"))
-    assert (details.value, details.reason, details.error_code) == (True, Reason.DEFAULT, None)
+    details = getattr(client, f"get_{kind}_details")("other", default, ctx)
+    assert (details.value, details.reason) == (default, Reason.ERROR)
+    assert details.error_code == ErrorCode.FLAG_NOT_FOUND
+    assert details.variant is None
+    reference = _client(f"{domain}-reference", InMemoryProvider({}))
+    known = getattr(reference, f"get_{kind}_details")("other", default, ctx)
+    assert (known.value, known.reason, known.error_code) == (
+        details.value,
+        details.reason,
+        details.error_code,
+    )
 
 
 def test_a_missing_targeting_key_is_an_error_resolution_not_an_exception(domain: str) -> None:
@@ -148,7 +173,7 @@ def test_the_hook_exposes_once_per_unit_and_version_and_track_converts(domain: s
     ctx = EvaluationContext(targeting_key="u1")
     for _ in range(3):
         client.get_boolean_value(FLAG, False, ctx)
-    client.get_boolean_value("unknown", False, ctx)  # DEFAULT: no exposure
+    client.get_boolean_value("unknown", False, ctx)  # FLAG_NOT_FOUND: no exposure
     flags.book.apply(_state(2, 50.0))
     client.get_string_value(FLAG, "x", ctx)
     client.track("purchase", ctx, TrackingEventDetails(value=12.5))
@@ -268,3 +293,53 @@ def test_a_targeting_key_that_is_not_a_string_never_raises_into_the_app(
     provider.track("purchase", ctx, "not details")  # type: ignore[arg-type]
     assert _events(flags) == []
     assert provider.untracked == 3
+
+
+PLUS_7 = timezone(timedelta(hours=7))
+NAIVE_2023_12_31_23H = datetime(2023, 12, 31, 23)  # noqa: DTZ001 (naive on purpose)
+NAIVE_2024_01_01 = datetime(2024, 1, 1)  # noqa: DTZ001 (naive on purpose)
+
+
+@pytest.mark.parametrize(
+    ("rule", "unit", "attributes", "reached"),
+    [
+        ('targetingKey == "vip-1"', "vip-1", {}, True),
+        ('targetingKey == "vip-1"', "someone", {}, False),
+        ('targetingKey starts_with "vip-"', "vip-9", {"targetingKey": "no"}, True),
+        ('targetingKey in ["a", "vip-2"]', "vip-2", {}, True),
+        ('signup >= date("2024-01-01")', "u", {"signup": datetime(2024, 3, 1, tzinfo=UTC)}, True),
+        # Without a zone a datetime is in UTC, as rule text without an offset is.
+        ('signup >= date("2024-01-01")', "u", {"signup": NAIVE_2023_12_31_23H}, False),
+        ('signup >= date("2024-01-01")', "u", {"signup": NAIVE_2024_01_01}, True),
+        (
+            'signup < date("2024-01-01")',
+            "u",
+            {"signup": datetime(2024, 1, 1, 6, 59, 59, tzinfo=PLUS_7)},
+            True,
+        ),
+        (
+            'signup == date("2024-05-06T01:02:03.0045Z")',
+            "u",
+            {"signup": datetime(2024, 5, 6, 1, 2, 3, 4500, tzinfo=UTC)},
+            True,
+        ),
+        ('signup > date("2024-01-01")', "u", {"signup": "2024-02-01"}, True),
+    ],
+)
+def test_rules_read_the_targeting_key_and_datetimes_of_the_context(
+    domain: str, rule: str, unit: str, attributes: dict[str, Any], reached: bool
+) -> None:
+    """A ring's rule on ``targetingKey`` or on a datetime attribute, through OpenFeature."""
+    plan = parse_plan(
+        {
+            "name": "rings",
+            "limits": {"error_rate": 0.01},
+            "stages": [{"audience": rule, "percent": 100}, {"percent": 100}],
+        }
+    )
+    flags = _flags(state_of(ring_rollout(plan, 0)))
+    client = _client(domain, RolloutProvider(flags))
+    details = client.get_boolean_details("checkout", False, EvaluationContext(unit, attributes))
+    assert details.error_code is None, details.error_message
+    want = (True, Reason.TARGETING_MATCH) if reached else (False, Reason.DEFAULT)
+    assert (details.value, details.reason) == want

@@ -169,3 +169,79 @@ def test_a_flood_of_parts_under_new_names_is_bounded(monkeypatch: pytest.MonkeyP
     assert book.invalid == 2
     book.receive(b"n1", _record("n1", 1, small))
     assert book.member("n1", "a") is True
+
+
+STAFF_BEFORE = pack(["alice", "bob", "carol"])
+STAFF_AFTER = pack(["bob", "carol"])
+FORGED = pack(["alice", "bob", "carol", "mallory"])
+STAFF_KEY, STAFF_PUBLIC = generate_key()
+STAFF_SIGNER = StateSigner(STAFF_KEY, "controller")
+
+
+def _signed(version: int, packed: PackedIds) -> tuple[bytes, bytes]:
+    record = orjson.loads(_record("staff", version, packed))
+    model = SegmentRecord.model_validate(record).model_dump(by_alias=True, mode="json")
+    sig = STAFF_SIGNER.sign_bytes(signed_bytes(model, "controller"))
+    return b"staff", orjson.dumps(record | {"key_id": "controller", "sig": sig})
+
+
+def _part(version: int, index: int, data: str) -> tuple[bytes, bytes]:
+    body: dict[str, Any] = {"type": "segment_part", "id": f"p{index}", "segment": "staff"}
+    body |= {"version": version, "index": index, "data": data}
+    return f"staff#{index}".encode(), orjson.dumps(ENVELOPE | body)
+
+
+HUGE = 2**31 - 1
+V1 = [_signed(1, STAFF_BEFORE), _part(1, 0, STAFF_BEFORE.parts[0])]
+V2_RECORD = _signed(2, STAFF_AFTER)
+V2_PART = _part(2, 0, STAFF_AFTER.parts[0])
+TOMBSTONE: tuple[bytes, bytes | None] = (b"staff", None)
+
+
+@pytest.mark.parametrize(
+    ("events", "version", "alice"),
+    [
+        pytest.param(
+            [_part(HUGE, 0, FORGED.parts[0]), V2_RECORD, V2_PART], 2, False, id="far-part-first"
+        ),
+        pytest.param(
+            [V2_RECORD, _part(HUGE, 0, FORGED.parts[0]), V2_PART], 2, False, id="far-part-between"
+        ),
+        pytest.param(
+            [*(_part(HUGE - n, 0, FORGED.parts[0]) for n in range(5)), V2_PART, V2_RECORD],
+            2,
+            False,
+            id="far-parts-flood-then-real-part",
+        ),
+        pytest.param(
+            [_part(2, 0, FORGED.parts[0]), V2_RECORD, V2_PART], 2, False, id="forged-part-first"
+        ),
+        pytest.param(
+            [V2_RECORD, _part(2, 0, FORGED.parts[0]), V2_PART], 2, False, id="forged-part-between"
+        ),
+        pytest.param(
+            [_part(2, 3, FORGED.parts[0]), V2_RECORD, V2_PART], 2, False, id="part-past-the-count"
+        ),
+        pytest.param([TOMBSTONE, *V1], None, None, id="tombstone-then-replay"),
+        pytest.param(
+            [V2_RECORD, TOMBSTONE, *V1, V2_RECORD, V2_PART], None, None, id="replay-of-waiting"
+        ),
+        pytest.param(
+            [TOMBSTONE, *V1, _signed(3, STAFF_AFTER), _part(3, 0, STAFF_AFTER.parts[0])],
+            3,
+            False,
+            id="put-after-delete",
+        ),
+    ],
+)
+def test_unsigned_parts_and_tombstones_never_hold_back_or_roll_back_a_signed_version(
+    events: list[tuple[bytes, bytes | None]], version: int | None, alice: bool | None
+) -> None:
+    book = SegmentBook(keys={"controller": STAFF_PUBLIC})
+    for key, value in V1:
+        book.receive(key, value)
+    assert (book.version("staff"), book.member("staff", "alice")) == (1, True)
+    for key, maybe in events:
+        book.receive(key, maybe)
+    assert (book.version("staff"), book.member("staff", "alice")) == (version, alice)
+    assert book.member("staff", "bob") is (None if version is None else True)
