@@ -1,10 +1,12 @@
 """Ingest's guard against a broker that came back without its data (#37).
 
-A partition's stored offset is compared with the broker's log when the
-partition is claimed, every commit interval while it is owned, and whenever a
-fetch returns records behind it (the consumer's position was reset after an
-out-of-range fetch). A partition whose log ends before the stored offset, or
-whose topic has fewer partitions than recorded, is *held*: paused, recorded in
+A partition's stored offset is compared with the broker's log every commit
+interval once it was fetched (the log end: the larger of the broker's end
+offset answer and the last fetch's high watermark), and whenever a fetch
+returns records behind it (the consumer's position was reset after an
+out-of-range fetch); its topic's partition count when it is claimed. A
+partition whose log ends before the stored offset, or whose topic has fewer
+partitions than recorded, is *held*: paused, recorded in
 Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
 ``ingest`` command chooses how it resumes (:mod:`controller.core.log_gaps`).
 The owner polls Redis for that choice, since the command may reach any
@@ -41,37 +43,37 @@ class LogGaps:
         self.gaps: dict[int, LogGap] = {}
 
     async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
-        """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so).
+        """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so):
+        its topic has fewer partitions than recorded.
 
-        A broker that cannot say now is not a gap: the fetch check still guards.
+        Its offsets are checked once fetched: a broker's end offset answer may trail what
+        its fetches serve (it names the last batch's start on some brokers), while a
+        fetch beyond the log end is reset and serves records before the stored offset.
         """
-        ranges = await source.log_range([partition])
-        if partition not in ranges:
-            return False
         count = source.partition_count()
         recorded = await self._store.recorded_partitions()
         if count is not None and (recorded is None or count > recorded):
             await self._store.record_partitions(count)  # grown by an operator: the new normal
-        beginning, end = ranges[partition]
-        gap = gap_of(
-            partition,
-            stored=stored,
-            beginning=beginning,
-            end=end,
-            partitions=count,
-            recorded_partitions=recorded,
-        )
-        if gap is not None:
-            await self._found(gap)
-        return gap is not None
+        if count is None or recorded is None or count >= recorded:
+            return False
+        beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
+        gap = LogGap(partition, stored, beginning, end, count, recorded)
+        await self._found(gap)
+        return True
 
     async def while_owned(self, positions: dict[int, int], source: EventSource) -> list[int]:
         """The owned partitions (at their stored ``positions``) whose log now ends before
-        them: the broker lost data while they were read. Each is recorded."""
-        ranges = await source.log_range(sorted(positions)) if positions else {}
+        them: the broker lost data while they were read. Each is recorded.
+
+        The end is the larger of the broker's answer and the high watermark of the last
+        fetch (an end offset answer may trail what fetches already served), so a
+        partition not fetched since its claim waits for its first fetch.
+        """
+        fetched = {p: hw for p in positions if (hw := source.highwater(p)) is not None}
+        ranges = await source.log_range(sorted(fetched)) if fetched else {}
         found = []
-        for partition, (beginning, end) in sorted(ranges.items()):
-            stored = positions[partition]
+        for partition, (beginning, answered) in sorted(ranges.items()):
+            stored, end = positions[partition], max(answered, fetched[partition])
             gap = gap_of(
                 partition,
                 stored=stored,
