@@ -31,16 +31,21 @@ from controller.core.contract_texts import (
     TOPICS,
     Topic,
 )
+from controller.core.log_gaps import IngestCommand
 from controller.core.messages import PUBLISHED_MODELS
 from controller.core.segment_messages import SEGMENT_MODELS
 from controller.core.views import READ_API_MODELS
 
 JsonObject = dict[str, Any]
 
-COMPONENT_MODELS: dict[str, Any] = {"audience": AudienceRule, "app-key-command": AppKeyCommand}
+COMPONENT_MODELS: dict[str, Any] = {
+    "audience": AudienceRule,
+    "app-key-command": AppKeyCommand,
+    "ingest-command": IngestCommand,
+}
 """Published as schemas of their own, outside the AsyncAPI document's one message per
-topic: parts of messages, and the app-key command beside the flag command on the
-commands topic."""
+topic: parts of messages, and the app-key and ingest commands beside the flag command
+on the commands topic."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "https://rollout-controller.dev/schemas/v1/"

@@ -61,6 +61,13 @@ SCHEMA_TEXT: dict[str, tuple[str, str]] = {
         "A signed operator command on the commands topic that makes or revokes an app's "
         "API key (`type: app_key`); it carries the secret's SHA-256, never the secret.",
     ),
+    "ingest-command": (
+        "Ingest command",
+        "A signed operator command on the commands topic that chooses how held events "
+        "partitions resume (`type: ingest`): `reread` from their earliest offset, or "
+        "`accept_gap` from where their log ended (docs/architecture.md, 'A broker that lost "
+        "its data').",
+    ),
     "audience": (
         "Audience rule",
         "Which units a rule selects: conditions on context attributes joined by "

@@ -224,7 +224,15 @@ class Decision(_Message):
     flag: FlagKey
     rollout_id: MessageId | None = None
     kind: Literal[
-        "transition", "gate", "command", "monitor", "advisor", "backend", "segment", "app_key"
+        "transition",
+        "gate",
+        "command",
+        "monitor",
+        "advisor",
+        "backend",
+        "segment",
+        "app_key",
+        "ingest",
     ]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
@@ -260,6 +268,8 @@ class Alert(_Message):
         "backend_recovered",
         "operator_keys",
         "store_lost_writes",
+        "events_log_gap",
+        "topics_recreated",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

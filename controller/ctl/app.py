@@ -29,7 +29,7 @@ from pathlib import Path
 
 from controller import __version__
 from controller.core.messages import CommandAction
-from controller.ctl import targeting_args
+from controller.ctl import ingest, targeting_args
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
     ENV_ACTOR,
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_audience(commands)
     _add_keygen(commands)
     targeting_args.add_app_key(commands)
+    ingest.add_parser(commands)
     _add_raw(commands)
     return parser
 
@@ -306,6 +307,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "sign": handlers.sign,
         "send": handlers.send,
         "verify": handlers.verify,
+        "ingest": ingest.run,
         "segment": handlers.segment,
         "audience": handlers.audience_test,
         "rule": _draft_rule,

@@ -7,9 +7,11 @@ authenticated (:mod:`controller.core.commands`: a known operator key and a
 valid Ed25519 signature, a timestamp within the freshness window, a command
 id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
-A segment's command goes to :class:`~controller.daemon.segments.SegmentService`
-and an app-key command (``type: "app_key"``) to
-:class:`~controller.daemon.app_keys.AppKeyCommands`.
+A segment's command goes to :class:`~controller.daemon.segments.SegmentService`,
+an app-key command (``type: "app_key"``) to
+:class:`~controller.daemon.app_keys.AppKeyCommands` and an operator's choice for
+held events partitions (``type: "ingest"``) to
+:class:`~controller.daemon.ingest_commands.IngestCommands`.
 The records fetched are committed once every one was applied.
 """
 
@@ -27,15 +29,17 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core import app_keys, commands
+from controller.core import app_keys, commands, log_gaps
 from controller.core.app_keys import AppKeyCommand
 from controller.core.commands import MAX_CONTROL_BYTES
 from controller.core.decoding import summarize
+from controller.core.log_gaps import IngestCommand
 from controller.core.messages import Command, MonitorAlert
 from controller.core.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
 from controller.core.segment_messages import SegmentCommand
 from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.containment import Containment, Retry
+from controller.daemon.ingest_commands import IngestCommands
 from controller.daemon.keyring import Keyring
 from controller.daemon.rollouts import Rollouts
 from controller.daemon.segments import SegmentService
@@ -64,9 +68,10 @@ class CommandIntake:
         clock: Callable[[], datetime],
         segments: SegmentService | None = None,
         app_keys: AppKeyCommands | None = None,
+        ingest: IngestCommands | None = None,
     ) -> None:
         self._rollouts, self._states, self._keys = rollouts, states, keys
-        self._app_keys = app_keys
+        self._app_keys, self._ingest = app_keys, ingest
         self._dead_letters, self._contained, self._retry = dead_letters, contained, retry
         self._stopping = stopping
         self._settings, self._topics = settings, topics
@@ -105,13 +110,17 @@ class CommandIntake:
         try:
             alert = record.topic == self._topics.monitors
             app_key = None if alert else app_keys.parsed(record.value or b"")
-            message = None if app_key else commands.parse(record.value or b"", alert=alert)
+            ingest = None if alert or app_key else log_gaps.parsed(record.value or b"")
+            plain = app_key is None and ingest is None
+            message = commands.parse(record.value or b"", alert=alert) if plain else None
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
             await self._bad_record(record, "schema_violation", detail)
             return
         if app_key is not None:
             await self._on_app_key(record, *app_key)
+        elif ingest is not None:
+            await self._on_ingest(record, *ingest)
         elif isinstance(message, MonitorAlert):
             await self._on_monitor(message)
         elif message is None:
@@ -135,6 +144,12 @@ class CommandIntake:
             await self._bad_record(record, "unsupported", "app keys are not kept here")
             return
         await self._app_keys.apply(command, raw)
+
+    async def _on_ingest(self, record: Record, command: IngestCommand, raw: dict[str, Any]) -> None:
+        if self._ingest is None:  # an engine built without Redis (tests)
+            await self._bad_record(record, "unsupported", "ingest is not steered here")
+            return
+        await self._ingest.apply(command, raw)
 
     async def _on_monitor(self, alert: MonitorAlert) -> None:
         incident = alert.incident_id or alert.id

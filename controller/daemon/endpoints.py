@@ -162,7 +162,9 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
     whose aggregates it writes and the commands partitions whose flags it gates;
     and the events partitions assigned to it but not ingested now (being claimed,
     fenced, replaying what Redis lost), which stall readiness once they have
-    waited ``ingest.stall_after_seconds``.
+    waited ``ingest.stall_after_seconds``. Events partitions held for an operator's
+    choice (their log lost what was counted: :mod:`controller.daemon.log_gaps`) make it
+    not ready at once.
     """
     owned = {
         "partitions": parts.ingest.owned_partitions,
@@ -174,6 +176,9 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
         await parts.store.ping()
     except ControllerError as exc:
         return False, {"reason": redis_of(settings).down(str(exc)), **owned}
+    held = parts.ingest.held()
+    if held is not None:
+        return False, {"reason": held, **owned}
     if parts.ingest.owned_partitions == 0:
         return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()

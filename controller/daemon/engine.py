@@ -25,6 +25,7 @@ from typing import TypeVar
 import structlog
 
 from controller.adapters.redis.app_keys import AppKeyStore
+from controller.adapters.redis.log_gaps import GapStore
 from controller.backoff import DEFAULT_RETRY
 from controller.core.windows import Window
 from controller.daemon.app_keys import AppKeyCommands
@@ -33,6 +34,7 @@ from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment
 from controller.daemon.gates import GateLoop
 from controller.daemon.history import Recorder
+from controller.daemon.ingest_commands import IngestCommands
 from controller.daemon.keyring import Keyring
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
@@ -140,6 +142,7 @@ def build_engine(
     retry_policy: RetrySettings = DEFAULT_RETRY,
     segments: SegmentService | None = None,
     app_key_store: AppKeyStore | None = None,
+    held_partitions: GapStore | None = None,
     team_windows: tuple[Window, ...] = (),
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
@@ -193,6 +196,16 @@ def build_engine(
             max_age_seconds=settings.command_max_age_seconds,
             clock=clock,
         )
+    ingest = None
+    if held_partitions is not None:
+        ingest = IngestCommands(
+            store=held_partitions,
+            outputs=outputs,
+            keys=keys,
+            decisions_topic=topics.decisions,
+            max_age_seconds=settings.command_max_age_seconds,
+            clock=clock,
+        )
     commands = CommandIntake(
         rollouts=rollouts,
         states=states,
@@ -207,6 +220,7 @@ def build_engine(
         clock=clock,
         segments=segments,
         app_keys=app_keys,
+        ingest=ingest,
     )
     gates = GateLoop(
         rollouts=rollouts,

@@ -20,6 +20,10 @@ offset already advanced, so the replay is a no-op. When Redis is unreachable
 the batch is held, fetching pauses, and the flush is retried with back-off;
 a stored offset behind ours (Redis lost writes) is replayed.
 
+A partition whose log no longer holds its stored offset (a broker that came
+back without its data) is held for an operator's choice, never skipped:
+:mod:`.log_gaps`.
+
 Three parts: :mod:`.partitions` owns the partitions (claims, revocations,
 fences, replays of lost writes), :mod:`.batches` decodes and folds records
 into deltas, and :mod:`.flushing` flushes them, bound once per run to the
@@ -36,10 +40,18 @@ from typing import TypeVar
 from controller.backoff import DEFAULT_RETRY
 from controller.daemon.batches import Folder, Work
 from controller.daemon.flushing import Alarm, Flusher
+from controller.daemon.holding import Holding
+from controller.daemon.log_gaps import LogGaps
 from controller.daemon.metrics import Metrics
 from controller.daemon.partitions import Owned, Partitions
 from controller.daemon.progress import IngestStats
-from controller.ports import AggregateWriter, DeadLetter, DeadLetters, EventSource, Record
+from controller.ports import (
+    AggregateWriter,
+    DeadLetter,
+    DeadLetters,
+    EventSource,
+    Record,
+)
 from controller.retrying import Retry
 from controller.settings import IngestSettings, RetrySettings
 
@@ -59,8 +71,10 @@ class Ingest:
         metrics: Metrics | None = None,
         alarm: Alarm | None = None,
         retry: RetrySettings = DEFAULT_RETRY,
+        gaps: LogGaps | None = None,
     ) -> None:
         self._settings = settings
+        self._gaps = gaps
         self._metrics = metrics or Metrics()
         self._alarm = alarm
         self._folder = Folder(max_event_bytes=settings.max_event_bytes)
@@ -70,6 +84,7 @@ class Ingest:
         self.stats = IngestStats()
         self._source: EventSource | None = None
         self._flusher: Flusher | None = None
+        self._holding: Holding | None = None
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
@@ -80,6 +95,8 @@ class Ingest:
 
     def partitions_revoked(self, partitions: list[int]) -> None:
         self._parts.revoked(partitions)
+        if self._gaps is not None:
+            self._gaps.forget(partitions)
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -96,6 +113,10 @@ class Ingest:
     def waiting_partition_ids(self) -> list[int]:
         """Events partitions assigned here but not ingested now (claiming, fenced, replaying)."""
         return self._parts.waiting_ids()
+
+    def held(self) -> str | None:
+        """Why events partitions are held for an operator's choice, or None."""
+        return None if self._gaps is None else self._gaps.reason()
 
     def stalled(self, now: float) -> str | None:
         """Why ingest counts as stalled at monotonic time ``now``, or None (see Partitions)."""
@@ -124,8 +145,10 @@ class Ingest:
         if self._parts.to_claim:
             source.pause(sorted(self._parts.to_claim))
         last_commit = last_progress = time.monotonic()
+        holding = self._holding = self._holding_for(source)
+        held = holding.at_claim if holding is not None else None
         while not self._stopping.is_set():
-            await self._parts.claim_pending(source, store, self._retrying)
+            await self._parts.claim_pending(source, store, self._retrying, held)
             claims = dict(self._parts.owned)  # what the fetched records are read under
             waited = time.perf_counter()
             batch = await source.fetch(
@@ -136,9 +159,13 @@ class Ingest:
             if batch:
                 await self._process(batch, claims, flusher)
             now = time.monotonic()
+            if holding is not None:
+                await holding.poll()
             if now - last_commit >= self._settings.commit_interval_seconds:
                 await source.commit(self._parts.positions())
                 await self._ask_ends(source, flusher)
+                if holding is not None:
+                    await holding.watch()
                 last_commit = now
             if now - last_progress >= 10:
                 self._log_progress()
@@ -146,6 +173,11 @@ class Ingest:
         await flusher.settle()
         await source.commit(self._parts.positions())
         self._log_progress()
+
+    def _holding_for(self, source: EventSource) -> Holding | None:
+        if self._gaps is None:
+            return None
+        return Holding(self._gaps, self._parts, source, self._retrying)
 
     async def _ask_ends(self, source: EventSource, flusher: Flusher) -> None:
         """Ask the broker for the end of partitions not fetched now, so their lag is true."""
@@ -169,6 +201,10 @@ class Ingest:
             owned = claims.get(partition)
             if owned is None or not self._parts.current(partition, owned) or not records:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
+            holding = self._holding
+            if holding is not None and holding.reset_behind(owned, records[0]):
+                await holding.behind(partition, owned, records[0].offset)
+                continue
             work.append(Work(self._folder.fold(partition, records, rejected), records, owned))
         if rejected:
             await flusher.dead_letter(rejected)

@@ -59,6 +59,8 @@ class Partitions:
         self._stall_after = stall_after
         self.owned: dict[int, Owned] = {}
         self.to_claim: set[int] = set()
+        self.held: dict[int, Owned] = {}
+        """Claimed, but held until an operator's choice (see :mod:`.log_gaps`)."""
         self._waiting: dict[int, _Waiting] = {}
         self._offsets: dict[int, int] = {}  # last offset known per assigned partition
         self._ends: dict[int, int] = {}  # end offsets asked of the broker
@@ -72,6 +74,7 @@ class Partitions:
     def revoked(self, partitions: list[int]) -> None:
         for p in partitions:
             self.owned.pop(p, None)
+            self.held.pop(p, None)
             self.to_claim.discard(p)
             self._waiting.pop(p, None)
             self._offsets.pop(p, None)
@@ -85,7 +88,7 @@ class Partitions:
     @property
     def assigned_ids(self) -> list[int]:
         """Every partition assigned here: owned, being claimed, or dropped after a fence."""
-        return sorted({*self.owned, *self.to_claim, *self._waiting})
+        return sorted({*self.owned, *self.to_claim, *self._waiting, *self.held})
 
     # -- claims ------------------------------------------------------------------------
     async def claim_pending(
@@ -93,8 +96,10 @@ class Partitions:
         source: EventSource,
         store: AggregateWriter,
         retry: Callable[[Callable[[], Awaitable[Claim]], str], Awaitable[Claim | None]],
+        held: Callable[[Claim], Awaitable[bool]] | None = None,
     ) -> None:
-        """Claim every partition waiting for it, seek it to the stored offset, resume it."""
+        """Claim every partition waiting for it, seek it to the stored offset, resume it;
+        unless ``held`` says its log no longer holds that offset: then it stays paused."""
         while self.to_claim:
             partition = min(self.to_claim)
             claim = await retry(lambda p=partition: store.claim(p), f"claim p{partition}")  # type: ignore[misc]
@@ -108,11 +113,35 @@ class Partitions:
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
             self._metrics.owned("events", self.owned)
+            if held is not None and await held(claim):
+                self.hold(partition, "the log no longer holds the stored offset")
+                continue
             await source.seek(partition, claim.offset)
             source.resume([partition])
             log.info(
                 "partition_claimed", partition=partition, epoch=claim.epoch, offset=claim.offset
             )
+
+    def hold(self, partition: int, why: str) -> None:
+        """Stop ingesting the owned ``partition`` until :meth:`release` (the caller pauses it)."""
+        owned = self.owned.pop(partition, None)
+        if owned is None:
+            return
+        self.held[partition] = owned
+        self._waiting[partition] = _Waiting(f"held: {why}")
+        self._metrics.owned("events", self.owned)
+
+    def release(self, partition: int, offset: int) -> None:
+        """Ingest the held ``partition`` again from ``offset``, under the same claim."""
+        held, self._offsets[partition] = self.held.pop(partition), offset
+        self._waiting.pop(partition, None)
+        self.owned[partition] = Owned(epoch=held.epoch, offset=offset)
+        self._metrics.owned("events", self.owned)
+
+    def dropped(self, partition: int) -> None:
+        """The held ``partition`` was claimed by another owner meanwhile."""
+        if self.held.pop(partition, None) is not None:
+            self._waiting[partition] = _Waiting("fenced: another owner holds it")
 
     def current(self, partition: int, owned: Owned) -> bool:
         """Whether ``owned`` is still this instance's claim on ``partition``."""

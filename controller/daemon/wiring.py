@@ -26,8 +26,10 @@ from controller.adapters.llm import Advisor
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
+from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ledger import BatchLedger
+from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
@@ -44,14 +46,16 @@ from controller.daemon.engine import Clock, Ownership, build_engine
 from controller.daemon.event_intake import EventIntake
 from controller.daemon.history import Recorder
 from controller.daemon.ingest import Ingest
-from controller.daemon.keyring import KeyReloader
+from controller.daemon.keyring import KeyReloader, Keyring
+from controller.daemon.log_gaps import LogGaps
 from controller.daemon.metrics import Metrics
 from controller.daemon.segments import SegmentService
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
 from controller.daemon.status import StatusView
-from controller.daemon.supervisor import EXIT_OK, until_stopped
+from controller.daemon.supervisor import EXIT_OK, Service, until_stopped
 from controller.daemon.team_windows import read_windows_file
+from controller.daemon.topics import TopicKeeper
 from controller.ports import Outputs
 from controller.retrying import Retry
 from controller.settings import Settings
@@ -102,7 +106,6 @@ async def _supervise(
     signer = load_signer(settings.signing)
     metrics = Metrics()
     alarms = Alarms(topics=settings.topics, clock=when.clock, retry=settings.retry)
-    ingest = Ingest(settings=settings.ingest, metrics=metrics, alarm=alarms, retry=settings.retry)
     startup = StartUp()
     async with AsyncExitStack() as stack:
         if settings.http.enabled:  # probes say what start-up waits for (#29)
@@ -111,6 +114,7 @@ async def _supervise(
             )
         client = await closing.enter(stack, "redis", connect(settings.redis))
         store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        ingest, held = _ingest(settings, client, metrics, alarms)
         startup.waiting_for(redis_of(settings))
         await wait_for_redis(store, Retry(stop, settings.retry))
         ownership = Ownership(metrics)
@@ -170,6 +174,7 @@ async def _supervise(
             retry_policy=settings.retry,
             segments=segments,
             app_key_store=AppKeyStore(client, settings=settings.redis),
+            held_partitions=held,
             clock=when.clock,
             team_windows=when.team_windows,
         )
@@ -229,15 +234,43 @@ async def _supervise(
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
         }
-        keys = KeyReloader(
-            engine.keys, lambda: reread().engine.operator_keys, kafka.outputs, settings.topics
-        )
-        services["keys"] = (keys.run(), keys.stop)
+        services |= _keepers(settings, engine.keys, kafka.outputs, reread, alarms)
         if sync is not None:
             sync.attach(engine.rollouts.apply, segments.reads().held)
             services["backends"] = (sync.run(), sync.stop)
         return await until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
+
+
+def _keepers(
+    settings: Settings,
+    keyring: Keyring,
+    outputs: Publisher,
+    reread: Callable[[], Settings],
+    alarms: Alarms,
+) -> dict[str, Service]:
+    """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
+    broker lost created again (#37)."""
+    keys = KeyReloader(keyring, lambda: reread().engine.operator_keys, outputs, settings.topics)
+    services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
+    if settings.kafka.create_topics:
+        keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)
+        services["topics"] = (keeper.run(), keeper.stop)
+    return services
+
+
+def _ingest(
+    settings: Settings, client: RedisClient, metrics: Metrics, alarms: Alarms
+) -> tuple[Ingest, GapStore]:
+    """The ingest loop, and where it holds partitions whose log lost what was counted (#37)."""
+    held = GapStore(client, settings=settings.redis, topic=settings.topics.events)
+    return Ingest(
+        settings=settings.ingest,
+        metrics=metrics,
+        alarm=alarms,
+        retry=settings.retry,
+        gaps=LogGaps(store=held, topic=settings.topics.events, alarm=alarms),
+    ), held
 
 
 def _utcnow() -> datetime:

@@ -57,7 +57,8 @@ class KafkaSettings(_Group):
     )
     create_topics: bool = Field(
         default=True,
-        description="Create missing topics at start (turn off where ACLs forbid it).",
+        description="Create missing topics at start, and again whenever the broker no "
+        "longer has them (turn off where ACLs forbid it).",
     )
     events_partitions: int = Field(
         default=12, ge=1, description="Partitions of the events topic when it is created."

@@ -91,6 +91,13 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         {"partition": 3, "stored_offset": 5522, "acknowledged": 5733},
         ["*stored_offset*\n5522", "*acknowledged*\n5733"],
     ),
+    (
+        "events_log_gap",
+        "critical",
+        {"partition": 2, "stored_offset": 1000, "beginning": 0, "end": 0},
+        ["*stored_offset*\n1000", "*end*\n0"],
+    ),
+    ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (

@@ -43,6 +43,12 @@ class Source:
     async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
         return {p: self.ends[p] for p in partitions if p in self.ends}
 
+    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        return {p: (0, self.ends[p]) for p in partitions if p in self.ends}
+
+    def partition_count(self) -> int | None:
+        return len(self.ends) or None
+
 
 class Store:
     """Claims at the offsets given; flushes are not this test's business."""

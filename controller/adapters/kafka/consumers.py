@@ -114,6 +114,23 @@ class EventConsumer(ClientLifecycle):
             return {}
         return {tp.partition: int(end) for tp, end in ends.items()}
 
+    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """The earliest and log end offsets of ``partitions`` (empty if the broker cannot say)."""
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        try:
+            async with asyncio.timeout(_ENDS_TIMEOUT_S):
+                firsts = await self._consumer.beginning_offsets(tps)
+                ends = await self._consumer.end_offsets(tps)
+        except BROKER_FAILURES as exc:
+            log.debug("kafka_log_range_skipped", error=repr(exc))
+            return {}
+        return {tp.partition: (int(firsts[tp]), int(ends[tp])) for tp in tps}
+
+    def partition_count(self) -> int | None:
+        """How many partitions the topic has, as the consumer's last metadata said."""
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        return len(partitions) if partitions else None
+
     async def commit(self, offsets: dict[int, int]) -> None:
         """Record progress in Kafka for lag monitoring; failures are only logged."""
         if not offsets:

@@ -1,0 +1,148 @@
+"""``rolloutctl ingest``: the operator's choice for events partitions the controller holds.
+
+A broker that came back without its data leaves events partitions whose log
+no longer holds what was counted; the controller holds them and alerts
+(``events_log_gap``). ``reread`` counts them from their earliest offset (the
+topic is new), ``accept-gap`` from where their log ended when the gap was
+found (the log was cut short). The command is signed, sent, and answered by
+the controller's decision (docs/architecture.md, "A broker that lost its data").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.core import signing
+from controller.core.decoding import summarize
+from controller.core.log_gaps import IngestCommand
+from controller.ctl import views
+from controller.ctl.commands import (
+    ENV_KEY_ID,
+    PROG,
+    UsageError,
+    encode_command,
+    print_json,
+    read_private_key,
+    warn,
+)
+from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.handlers import actor_of, broker_of, key_path_of
+from controller.ctl.options import broker_options, output_options, signing_options
+
+RECORD_KEY = b"ingest"
+"""The Kafka key of every ingest command: one partition, so they apply in order."""
+VERBS = {"reread": "reread", "accept-gap": "accept_gap"}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ingest = commands.add_parser(
+        "ingest",
+        help="choose how held events partitions resume (a broker that lost its data)",
+        description="Events partitions whose log no longer holds the offset the controller "
+        "stored are held until you choose: `reread` counts them from their earliest offset "
+        "(the topic was made again: all of it is new), `accept-gap` from where their log "
+        "ended when the gap was found (the log was cut short: what it lost stays uncounted). "
+        "Exit 0 when applied, 3 with the reason when rejected, 4 if no decision came in time.",
+    )
+    verbs = ingest.add_subparsers(dest="ingest_command", required=True, metavar="CHOICE")
+    signed = [signing_options(), broker_options(), output_options()]
+    for verb, text in (
+        ("reread", "count the held partitions from their earliest offset"),
+        ("accept-gap", "count the held partitions from where their log ended"),
+    ):
+        sub = verbs.add_parser(verb, parents=signed, help=text, description=text + ".")
+        sub.add_argument(
+            "--partition",
+            type=int,
+            action="append",
+            default=[],
+            metavar="N",
+            help="a held partition (repeat; default: every held one)",
+        )
+        sub.add_argument(
+            "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sign, send and wait for the decision on one choice."""
+    from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl import steering  # noqa: PLC0415
+
+    command = _signed(args)
+    settings, kafka = broker_of(args)
+
+    async def send() -> tuple[int, int]:
+        return await send_and_wait(
+            kafka,
+            topic=settings.topics.commands,
+            key=RECORD_KEY,
+            value=encode_command(command),
+            client_id=PROG,
+            timeout_s=args.timeout,
+        )
+
+    answered = asyncio.run(
+        steering.send_and_await(
+            command,
+            send=send,
+            kafka=kafka,
+            decisions=settings.topics.decisions,
+            timeout_s=args.timeout,
+        )
+    )
+    if answered is None:
+        warn(f"sent ingest {command['action']} (command {command['id']}), but no decision came")
+        return EXIT_NO_DECISION
+    decision = answered.decision
+    if args.json:
+        print_json(answered.published)
+    else:
+        partitions = decision.evidence.get("partitions")
+        result = f"events partitions {partitions}" if partitions else ""
+        print(views.outcome_line(decision, what=f"ingest {command['action']}", result=result))
+    return 0 if decision.outcome == "applied" else EXIT_REJECTED
+
+
+def command_of(
+    choice: str, *, partitions: list[int], actor: str, key_id: str, reason: str = ""
+) -> dict[str, Any]:
+    """An unsigned ingest command, validated against the contract."""
+    command: dict[str, Any] = {
+        "type": "ingest",
+        "v": 1,
+        "id": uuid.uuid4().hex,
+        "ts": time.time_ns() // 1_000_000,
+        "action": choice,
+        "partitions": sorted(set(partitions)),
+        "actor": actor,
+        "reason": reason,
+        "key_id": key_id,
+    }
+    try:
+        IngestCommand.model_validate(command)
+    except ValidationError as exc:
+        raise UsageError(f"invalid command: {summarize(exc)}") from exc
+    return command
+
+
+def _signed(args: argparse.Namespace) -> dict[str, Any]:
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    command = command_of(
+        VERBS[args.ingest_command],
+        partitions=args.partition,
+        actor=actor_of(args.actor),
+        key_id=key_id,
+        reason=args.reason,
+    )
+    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
+    return command

@@ -1,0 +1,86 @@
+"""Held events partitions in a real Redis: a shrunk topic is held, chosen for, resumed once.
+
+The broker is a stand-in that reports a topic made again with fewer partitions
+(fault injection: the broker side of it runs in the scenario of a broker that
+lost its data); what is recorded, chosen and resumed is in a real Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.log_gaps import GapStore
+from controller.core.rollout import RaiseAlert
+from controller.daemon.log_gaps import LogGaps
+from controller.settings import RedisSettings
+from tests.unit.test_partitions import Source
+
+pytestmark = pytest.mark.integration
+TOPIC = "gaps.events"
+
+
+class ShrunkSource(Source):
+    """A topic made again with ``count`` partitions, each holding ``end`` records."""
+
+    def __init__(self, count: int, end: int) -> None:
+        super().__init__(dict.fromkeys(range(count), end))
+
+    def partition_count(self) -> int | None:
+        return len(self.ends)
+
+
+@pytest.fixture
+async def stores(
+    redis_url: str, redis_namespace: str
+) -> AsyncIterator[tuple[GapStore, RedisAggregateStore]]:
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    async with connect(settings) as client:
+        yield (
+            GapStore(client, settings=settings, topic=TOPIC),
+            RedisAggregateStore(client, settings=settings, topic=TOPIC),
+        )
+
+
+async def test_a_shrunk_topic_is_held_and_the_choice_resumes_it_once(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    await held.record_partitions(12)
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(store=held, topic=TOPIC, alarm=alerts.append)
+    source = ShrunkSource(count=4, end=30)
+    claim = await aggregates.claim(1)
+    # A topic with fewer partitions than recorded holds the partition, though its
+    # log holds the (absent) stored offset
+    assert await gaps.at_claim(1, claim.offset, source)
+    assert [a.kind for a in alerts] == ["events_log_gap"]
+    assert "the topic has 4 partitions, 12 recorded" in (gaps.reason() or "")
+    assert await held.held() == {1}
+    # Nothing resumes before a choice
+    assert await gaps.decided(source, {1: claim.epoch}) == {}
+    # A choice for a partition not held records nothing
+    assert await held.choose([2], "reread", "c0") == []
+    assert await held.choose([1], "accept_gap", "c1") == [1]
+    # The owner resumes where the log ended when the gap was found, stored atomically
+    assert await gaps.decided(source, {1: claim.epoch}) == {1: 30}
+    assert await aggregates.offset(1) == 30
+    assert await held.held() == set()
+    assert await held.recorded_partitions() == 4
+    assert gaps.reason() is None
+
+
+async def test_a_choice_is_not_applied_under_a_claim_another_owner_replaced(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    gaps = LogGaps(store=held, topic=TOPIC)
+    source = ShrunkSource(count=4, end=0)
+    first = await aggregates.claim(0)
+    assert await gaps.while_owned({0: 500}, source) == [0]
+    await aggregates.claim(0)  # another owner's claim meanwhile
+    assert await held.choose([0], "reread", "c2") == [0]
+    assert await gaps.decided(source, {0: first.epoch}) == {0: None}
+    assert await aggregates.offset(0) is None  # the stale owner wrote nothing

@@ -1,0 +1,235 @@
+"""The broker comes back without its data, under a counted rollout (#37).
+
+The test owns its broker (tansu, memory storage) on a fixed port, so a
+restart brings it back empty at the address the daemon knows. The daemon
+creates its topics again, finds every events partition's stored offset beyond
+the new log's end and holds them: a critical alert per partition, ``/readyz``
+not ready, and the events sent meanwhile are not counted (nor skipped as if
+counted) until an operator chooses. ``rolloutctl ingest reread`` then counts
+them from the new log's start, and ``rolloutctl kill`` finds its topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.adapters.kafka import ensure_topics, topic_names
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.core import signing
+from controller.ctl.app import main
+from controller.settings import KafkaSettings, RedisSettings, TopicSettings
+from tests.scenarios.harness import KEY_ID, TOPICS, Scenario, manual_plan
+from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PARTITIONS = 4
+FLAG = "checkout"
+
+
+class RestartableBroker:
+    """An embedded broker pinned to one port; each start is an empty broker."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log_dir = log_dir
+        self._process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        _, self._process = start_embedded_broker(self._log_dir, port=self.port)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RestartableBroker]:
+    restartable = RestartableBroker(tmp_path / "kafka")
+    try:
+        restartable.start()
+    except ServiceUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"SERVICE MISSING: {exc} (CI is set, so a missing service is a failure)")
+        pytest.skip(f"SERVICE MISSING: {exc}")
+    try:
+        yield restartable
+    finally:
+        restartable.kill()
+
+
+def _topics() -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {name: f"lost.{run}.{name}" for name in ("events", *TOPICS)}
+
+
+def _kafka(bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=bootstrap, events_partitions=PARTITIONS)
+
+
+def _topic_settings(topics: dict[str, str]) -> TopicSettings:
+    return TopicSettings.model_validate(topics)
+
+
+async def counted(world: Scenario) -> int:
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
+        agg = await store.read(FLAG, range(1, 20))
+    return sum(arm.exposures + arm.requests for arm in (agg.treatment, agg.control))
+
+
+async def stored_offsets(world: Scenario) -> dict[int, int | None]:
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
+        return {p: await store.offset(p) for p in range(PARTITIONS)}
+
+
+async def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=3) as client:
+        answer = await client.get(url)
+    return answer.status_code, answer.json()
+
+
+def rolloutctl(world: Scenario, keys: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    """``rolloutctl ARGV``, signed with the scenario's operator key, on its topics."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", world.bootstrap)
+    monkeypatch.setenv("RC_TOPICS__COMMANDS", world.topics["commands"])
+    monkeypatch.setenv("RC_TOPICS__DECISIONS", world.topics["decisions"])
+    key = keys / f"{KEY_ID}.key"
+    if not key.exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        key.write_text(signing.private_key_text(world.key), encoding="ascii")
+        key.chmod(0o600)
+    signed = ["--key", str(key), "--key-id", KEY_ID, "--actor", "ops", "--timeout", "30"]
+    return main([*argv, *signed])
+
+
+async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_decides(
+    broker: RestartableBroker,
+    redis_url: str,
+    redis_namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topics = _topics()
+    await ensure_topics(_kafka(broker.bootstrap), _topic_settings(topics))
+    health = free_port()
+    url = f"http://127.0.0.1:{health}/readyz"
+    async with Scenario(
+        bootstrap=broker.bootstrap,
+        redis_url=redis_url,
+        prefix=redis_namespace,
+        topics=topics,
+        workdir=tmp_path,
+    ) as world:
+        world.configure(
+            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
+            RC_HTTP__HEALTH_PORT=str(health),
+            RC_INGEST__STALL_AFTER_SECONDS="600",
+        )
+        # Given a rollout whose events are counted, every one of them
+        world.start_daemon()
+        await world.start(FLAG, manual_plan())
+        world.run_apps(FLAG, rate=2000)
+        await world.until(lambda: world.events_sent >= 3000, timeout=60, what="events sent")
+        await world.stop_apps()
+        before = world.events_sent
+
+        async def all_counted() -> bool:
+            assert await counted(world) == before
+            return True
+
+        await world.until(all_counted, timeout=60, what="every event counted")
+        stored = await stored_offsets(world)
+        assert all(stored[p] for p in range(PARTITIONS)), stored
+
+        # When the broker restarts without its data
+        broker.kill()
+        broker.start()
+
+        # Then the daemon creates its topics again, as configured
+        async def recreated() -> bool:
+            names = await topic_names(_kafka(broker.bootstrap), timeout_s=5)
+            assert set(topics.values()) <= names, sorted(names)
+            return True
+
+        await world.until(recreated, timeout=30, what="the topics created again")
+        # and holds every events partition, with a critical alert for each
+        alerts = await world.until(
+            lambda: held_alerts(world) if len(held_alerts(world)) == PARTITIONS else None,
+            timeout=60,
+            what="an events_log_gap alert per partition",
+        )
+        for alert in alerts:
+            partition = alert["details"]["partition"]
+            assert alert["severity"] == "critical", alert
+            assert alert["details"]["stored_offset"] == stored[partition], alert
+            assert alert["details"]["end"] < stored[partition], alert
+        # and /readyz is not ready, naming them
+        status, body = await readyz(url)
+        assert status == 503, body
+        assert "held" in body["reason"], body
+        assert all(f"p{p}:" in body["reason"] for p in range(PARTITIONS)), body
+
+        # When apps send events to the new log while the partitions are held
+        world.run_apps(FLAG, rate=2000)
+        await world.until(
+            lambda: world.events_sent >= before + 2000, timeout=60, what="events sent again"
+        )
+        await world.stop_apps()
+        after = world.events_sent - before
+        # Then none of them is counted, nor skipped as if counted, without a decision
+        assert await counted(world) == before
+        assert await stored_offsets(world) == stored
+        status, body = await readyz(url)
+        assert status == 503, body
+
+        # When an operator chooses to count the new log from its start
+        code = await asyncio.to_thread(
+            rolloutctl, world, tmp_path / "keys", monkeypatch, "ingest", "reread"
+        )
+        assert code == 0, world.daemon.log_text()[-3000:]
+        decision = await world.until(
+            lambda: world.observed.decision_where(kind="ingest", outcome="applied"),
+            timeout=30,
+            what="the ingest decision",
+        )
+        assert decision["evidence"]["partitions"] == list(range(PARTITIONS)), decision
+
+        # Then every event sent since the restart is counted, once
+        async def counted_again() -> bool:
+            assert await counted(world) == before + after
+            return True
+
+        await world.until(counted_again, timeout=60, what="the new log counted")
+        # and the daemon is ready again
+        await world.until(
+            lambda: _ready(url), timeout=30, what="/readyz ready once the partitions resume"
+        )
+        # and rolloutctl finds the decisions topic to answer a kill
+        code = await asyncio.to_thread(
+            rolloutctl, world, tmp_path / "keys", monkeypatch, "kill", FLAG
+        )
+        assert code == 0, world.daemon.log_text()[-3000:]
+        assert world.daemon.running, world.daemon.log_text()[-3000:]
+
+
+def held_alerts(world: Scenario) -> list[dict[str, Any]]:
+    return [a for a in world.observed.alerts if a["kind"] == "events_log_gap"]
+
+
+async def _ready(url: str) -> bool:
+    status, body = await readyz(url)
+    assert status == 200, body
+    return True
