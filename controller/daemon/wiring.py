@@ -23,7 +23,7 @@ import structlog
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
@@ -110,7 +110,12 @@ async def _supervise(
                 stack, "health listener", health_server(settings, metrics, startup.readiness)
             )
         client = await closing.enter(stack, "redis", connect(settings.redis))
-        store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        store = RedisAggregateStore(
+            client,
+            settings=settings.redis,
+            topic=settings.topics.events,
+            dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
+        )
         startup.waiting_for(redis_of(settings))
         await wait_for_redis(store, Retry(stop, settings.retry))
         ownership = Ownership(metrics)
