@@ -27,7 +27,7 @@ from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, 
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.history import RedisGateHistory
-from controller.adapters.redis.ledger import BatchLedger
+from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
@@ -204,10 +204,9 @@ async def _supervise(
             )
             events_in = EventIntake(
                 producer=intake_producer,
-                ledger=BatchLedger(client, settings=settings.redis),
+                ledger=EventLedger(client, settings=settings.redis),
                 topic=settings.topics.events,
                 dedupe_seconds=settings.http.intake_dedupe_seconds,
-                ack_timeout_seconds=ack_timeout,
                 metrics=metrics,
             )
             parts = Parts(
