@@ -88,8 +88,8 @@ async def test_killed_three_times_and_redis_once_counted_equals_sent_exactly(
     tmp_path: Path,
 ) -> None:
     redis = redis_server_factory(persistent=True)  # fsync-always AOF: a kill loses nothing
-    topics = [await topic_factory("events", partitions=4), await topic_factory("dlq", 1)]
-    rig = Rig(kafka_bootstrap, redis.url, *topics, f"kills-{uuid.uuid4().hex[:8]}")
+    events_topic, dlq = await topic_factory("events", partitions=4), await topic_factory("dlq", 1)
+    rig = Rig(kafka_bootstrap, redis.url, events_topic, dlq, f"kills-{uuid.uuid4().hex[:8]}")
     port = free_port()
     rig.env.update(
         RC_HTTP__PORT=str(port),
