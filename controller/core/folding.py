@@ -63,8 +63,9 @@ def fold(
     With ``seen`` (ingest's folds), an event is folded once per id: one
     whose id ``seen`` holds (folded before, in this call or an earlier one
     given the same ``seen``, or known to the store) is skipped and counted in
-    its ``repeats``. A refused event's id is not kept, so the event can be
-    folded again on the per-record path. Without it every event is folded.
+    its ``repeats``. A refused event is refused even when its id was seen,
+    and its id is not kept, so it takes the per-record path as any refused
+    event does. Without ``seen`` every event is folded.
     """
     # The hot loop of ingest: one tuple, one dict lookup and a few adds per
     # event, everything inline (a call per event costs as much as the adds).
@@ -73,10 +74,6 @@ def fold(
     ids = tally.ids
     remember, repeats = (_keep_none if seen is None else ids.add), 0
     for event in events:
-        if event.id in ids:
-            repeats += 1
-            continue
-        remember(event.id)
         cohort = event.cohort
         key: CellKey = (
             (event.flag, event.flag_version, event.arm)
@@ -86,10 +83,14 @@ def fold(
         cell = get(key)
         if cell is None:
             if flag_ok is not None and not flag_ok(event.flag):
-                ids.discard(event.id)
                 tally.repeats += repeats
                 return event
             cell = into[key] = CellDelta()
+        # After the flag check: a copy that breaks the contract is refused as such.
+        if event.id in ids:
+            repeats += 1
+            continue
+        remember(event.id)
         cell.units.add(event.unit)
         if type(event) is RequestIn:
             cell.req += 1

@@ -149,6 +149,16 @@ def test_a_partition_batch_folds_each_event_id_once(
     assert sorted(delta.seen.recorded()) == recorded
 
 
+def test_a_copy_that_breaks_the_contract_is_dead_lettered_not_skipped_as_a_copy() -> None:
+    values: list[bytes | None] = [
+        orjson.dumps(event(id="x", flag="a")),
+        orjson.dumps(event(id="x", flag="Bad Flag")),
+    ]
+    rejected: list[DeadLetter] = []
+    delta = Folder(max_event_bytes=MAX_BYTES).fold(0, records(values), rejected)
+    assert (delta.events, delta.seen.repeats, [r.record.offset for r in rejected]) == (1, 0, [1])
+
+
 MIXED = st.lists(
     st.one_of(st.sampled_from(valid(40)), HOSTILE, st.sampled_from(list(BAD.values()))),
     min_size=1,
