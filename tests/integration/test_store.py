@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import (
@@ -365,3 +366,18 @@ async def test_an_id_window_of_the_wrong_type_refuses_the_batch_before_any_write
     with pytest.raises(FlushRefused, match="ids holds a string"):
         await store.flush(folded(0, 3, events), epoch=claim.epoch, expected_offset=None)
     assert (await store.offset(0), await counted(store, events)) == (None, 0)
+
+
+async def test_the_intake_record_of_sent_events_keeps_the_first_content_on_one_node_or_many(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    ledger = EventLedger(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    ids = [f"event-{i}" for i in range(50)]  # keys of many slots on a cluster
+    assert await ledger.recall(ids) == {}
+    await ledger.remember({i: f"digest-{i}" for i in ids[:30]}, ttl_s=60)
+    await ledger.remember({ids[0]: "other", ids[40]: "digest-40"}, ttl_s=60)
+    assert await ledger.recall(ids) == {
+        **{i: f"digest-{i}" for i in ids[:30]},
+        ids[40]: "digest-40",
+    }
+    assert 0 < await store_client.ttl(f"{redis_namespace}:intake:event:{ids[0]}") <= 60
