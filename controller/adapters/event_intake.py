@@ -11,12 +11,18 @@ invalid event refuses the whole batch (400), with a reason per refused index.
 
 The answers, each a JSON object with a reason:
 
-* ``202`` once the broker acknowledged every event (``accepted``: the count;
-  ``duplicate``: true when this batch was already accepted and nothing was
-  sent again);
+* ``202`` once the broker acknowledged every event sent (``accepted``: the
+  batch's events; ``sent``: those sent now; ``duplicates``: the ids known to
+  have been accepted before, with the same content, which were not sent
+  again; ``duplicate``: true when that is every event). Knowing duplicates
+  here is best effort; each event id is counted once by ingest's flush
+  whatever this answer knew (see :mod:`controller.daemon.event_intake`);
 * ``400`` a body that is not a batch (not JSON, nested too deep, no
   ``events`` list, an empty batch, an event id repeated in the batch) or
   that holds an invalid event (``errors``: index and reason, the first 20);
+* ``409`` an event whose id was accepted before with other content
+  (``changed``: those ids); nothing of the batch was sent. An id names one
+  event: give a changed event a new id;
 * ``408`` a body slower than ``http.body_timeout_seconds``; ``413`` a body
   or a batch over its bound; ``415`` a body that is not ``application/json``;
 * ``429`` with ``Retry-After`` past the client's rate
@@ -26,7 +32,7 @@ The answers, each a JSON object with a reason:
   (or Redis, where retries are recorded, did not answer): nothing was
   counted, send the same batch again.
 
-A retried batch is counted once: see :mod:`controller.daemon.event_intake`.
+A retried or re-batched event is counted once: see :mod:`controller.daemon.event_intake`.
 App keys (scope ``events``) and browser origins are checked before the body is
 read (:mod:`controller.adapters.app_access`: 401 or 403 with the reason,
 ``OPTIONS`` answers a CORS preflight); the client whose rate is limited is the
@@ -67,16 +73,37 @@ _batch: msgspec.json.Decoder[_Batch] = msgspec.json.Decoder(_Batch)
 _BATCH_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 
 
+MAX_NAMED_IDS = 500
+"""The most ids an answer names (a batch's most events by default)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """What became of a batch the sink took: sent now, or already sent before."""
+    """What became of a batch the sink took: its events, and the ids known as sent before."""
 
     events: int
-    duplicate: bool
+    duplicates: tuple[str, ...] = ()
+
+    @property
+    def sent(self) -> int:
+        return self.events - len(self.duplicates)
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether every event of the batch was known as sent before."""
+        return self.sent == 0
 
 
 class BatchNotSent(ControllerError):
-    """The batch was not sent (the broker or the retry ledger did not answer); retry it."""
+    """The batch was not sent (the broker or the record of sent events did not answer)."""
+
+
+class ChangedEvents(ControllerError):
+    """Events whose ids were accepted before with other content: the batch is not sent."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(f"{len(ids)} events reuse the id of an event accepted before")
+        self.ids = list(ids)
 
 
 class EventSink(Protocol):
@@ -169,15 +196,13 @@ class EventIntakeRoutes:
             refused = _Refused(503, "unavailable", f"not accepted, send it again: {exc}")
             refused.retry_after = RETRY_AFTER_SECONDS
             raise refused from exc
-        outcome = "duplicate" if accepted.duplicate else "accepted"
-        self._sink.count(outcome, 0 if accepted.duplicate else accepted.events)
-        reason = (
-            "this batch was already accepted; nothing was sent again"
-            if accepted.duplicate
-            else "acknowledged by the broker"
-        )
-        body = {"accepted": accepted.events, "duplicate": accepted.duplicate, "reason": reason}
-        return _json(body, status=202)
+        except ChangedEvents as exc:
+            reason = (
+                f"{exc}: an id names one event; nothing was sent, give a changed event a new id"
+            )
+            raise _Refused(409, "changed", reason, changed=exc.ids[:MAX_NAMED_IDS]) from exc
+        self._sink.count("duplicate" if accepted.duplicate else "accepted", accepted.sent)
+        return _json(_answer(accepted), status=202)
 
     def _validated(self, raws: list[bytes]) -> list[tuple[InEvent, bytes]]:
         """Every event decoded as ingest decodes it, or a 400 naming each refused index."""
@@ -246,6 +271,26 @@ def _batch_of(body: bytes, max_events: int) -> list[bytes]:
         reason = f"the batch holds {len(batch.events)} events; at most {max_events} per batch"
         raise _Refused(413, "too_many", reason)
     return [bytes(raw) for raw in batch.events]
+
+
+def _answer(accepted: Accepted) -> dict[str, Any]:
+    """A 202's body: what was sent now, and the ids known as accepted before."""
+    if accepted.duplicate:
+        reason = "every event was accepted before; nothing was sent again"
+    elif accepted.duplicates:
+        reason = (
+            f"acknowledged by the broker; {len(accepted.duplicates)} events were accepted"
+            " before and not sent again"
+        )
+    else:
+        reason = "acknowledged by the broker"
+    return {
+        "accepted": accepted.events,
+        "sent": accepted.sent,
+        "duplicates": list(accepted.duplicates[:MAX_NAMED_IDS]),
+        "duplicate": accepted.duplicate,
+        "reason": reason,
+    }
 
 
 def _json(data: dict[str, Any], *, status: int = 200) -> web.Response:

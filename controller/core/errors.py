@@ -15,7 +15,8 @@ The tree::
     │   ├── StoreUnavailable        connection lost, timeout; retriable
     │   ├── FencedError             a newer owner holds the partition; permanent
     │   ├── LostWrites              the store lost writes it acknowledged; replay
-    │   └── FlushRefused            the store would refuse a batch; it wrote nothing
+    │   ├── FlushRefused            the store would refuse a batch; it wrote nothing
+    │   └── DuplicateEvents         a batch holds events the store counted; it wrote nothing
     ├── BrokerError                 anything from the Kafka-protocol broker
     │   ├── BrokerUnavailable       cannot reach the broker; retriable
     │   └── MessageTooLarge         the broker will never take this message; permanent
@@ -23,6 +24,7 @@ The tree::
     │   └── Unreadable              an answer that is not what Unleash's API documents
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
     ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
+    ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
     ├── DeadlineExceeded            deadlines: a call over its deadline (also a TimeoutError)
     ├── TooLarge                    deadlines: an answer over its size bound (also a ValueError)
     ├── PollFailed                  sdk.transport: a poll of /flags got no usable answer
@@ -98,6 +100,16 @@ class FlushRefused(StoreError):
     def __init__(self, message: str, *, per_cell: bool) -> None:
         super().__init__(message, retriable=not per_cell)
         self.per_cell = per_cell
+
+
+class DuplicateEvents(StoreError):
+    """A batch holds events whose ids the partition counted within its window, so
+    the flush wrote nothing: the batch is folded again without ``ids`` and flushed.
+    """
+
+    def __init__(self, message: str, *, ids: frozenset[str]) -> None:
+        super().__init__(message, retriable=False)
+        self.ids = ids
 
 
 class BrokerError(ControllerError):

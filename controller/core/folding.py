@@ -2,6 +2,11 @@
 
 Folding is the whole of ingest's arithmetic: it is pure, so the property
 tests can compare the store against :func:`fold` applied to the same events.
+
+An event is folded once per id: a delta remembers the ids it folded
+(:class:`Seen`), so a copy of an event in the same batch is skipped here,
+and the flush checks those ids against the ones the partition recorded
+recently (docs/architecture.md, "Exactly once": "Event ids").
 """
 
 from __future__ import annotations
@@ -16,11 +21,33 @@ from controller.core.decoding import ConversionIn, InEvent, RequestIn
 from controller.core.histogram import EDGES_MS
 
 
+@dataclass(slots=True)
+class Seen:
+    """The event ids a delta folded, the ids it must skip, and how many copies it skipped.
+
+    ``known`` are ids the store already counted (a flush said so): skipped
+    like a repeat, and not recorded again.
+    """
+
+    ids: set[str] = field(default_factory=set)
+    known: frozenset[str] = frozenset()
+    repeats: int = 0
+
+    @classmethod
+    def skipping(cls, known: frozenset[str]) -> Seen:
+        return cls(ids=set(known), known=known)
+
+    def recorded(self) -> list[str]:
+        """The ids this delta counted: the ones the flush records."""
+        return list(self.ids - self.known if self.known else self.ids)
+
+
 def fold(
     events: Iterable[InEvent],
     into: dict[CellKey, CellDelta],
     *,
     flag_ok: Callable[[str], bool] | None = None,
+    seen: Seen | None = None,
 ) -> InEvent | None:
     """Add every event to its (flag, flag_version, arm) cell in ``into``, in order.
 
@@ -32,10 +59,20 @@ def fold(
     With ``flag_ok``, a flag is checked when its first cell is made; folding
     stops at the first event whose flag it refuses, and that event is
     returned (the ones before it are folded). Returns None when all were.
+
+    With ``seen`` (ingest's folds), an event is folded once per id: one
+    whose id ``seen`` holds (folded before, in this call or an earlier one
+    given the same ``seen``, or known to the store) is skipped and counted in
+    its ``repeats``. A refused event is refused even when its id was seen,
+    and its id is not kept, so it takes the per-record path as any refused
+    event does. Without ``seen`` every event is folded.
     """
     # The hot loop of ingest: one tuple, one dict lookup and a few adds per
     # event, everything inline (a call per event costs as much as the adds).
     get, edges = into.get, EDGES_MS
+    tally = Seen() if seen is None else seen
+    ids = tally.ids
+    remember, repeats = (_keep_none if seen is None else ids.add), 0
     for event in events:
         cohort = event.cohort
         key: CellKey = (
@@ -46,8 +83,14 @@ def fold(
         cell = get(key)
         if cell is None:
             if flag_ok is not None and not flag_ok(event.flag):
+                tally.repeats += repeats
                 return event
             cell = into[key] = CellDelta()
+        # After the flag check: a copy that breaks the contract is refused as such.
+        if event.id in ids:
+            repeats += 1
+            continue
+        remember(event.id)
         cell.units.add(event.unit)
         if type(event) is RequestIn:
             cell.req += 1
@@ -69,7 +112,12 @@ def fold(
                 cell.cv_sq += value * value
         else:
             cell.exp += 1
+    tally.repeats += repeats
     return None
+
+
+def _keep_none(_event_id: str) -> None:
+    """Remembers nothing: a fold without ``seen`` folds every event."""
 
 
 @dataclass(slots=True)
@@ -80,6 +128,7 @@ class PartitionDelta:
     next_offset: int
     cells: dict[CellKey, CellDelta] = field(default_factory=dict)
     rejects: Counter[str] = field(default_factory=Counter)
+    seen: Seen = field(default_factory=Seen)
 
     @property
     def events(self) -> int:

@@ -80,11 +80,11 @@ MessageBase = _Message
 
 class _FlagEvent(_Message):
     id: MessageId = Field(
-        description="Unique id of this event, for tracing. Events are not deduplicated by "
-        "it: each record on the topic is counted once (its offset is stored with the "
-        "counts), so a copy the app writes twice counts twice; the app client's "
-        "idempotent producer keeps its own retries from writing copies, where the broker "
-        "supports it."
+        description="Unique id of this event; keep it when the event is sent again. Ingest "
+        "counts an id once per partition within ingest.dedupe_seconds (an hour; at most "
+        "ingest.dedupe_max_ids ids a partition), so a copy the app writes twice, retried "
+        "or re-batched, counts once; the first copy counts, and a copy past the window "
+        "counts again."
     )
     flag: FlagKey
     unit: UnitId = Field(description="The unit (user, session, request) that was assigned.")

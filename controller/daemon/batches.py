@@ -7,7 +7,9 @@ halves are small, and the records of a small refused span take the
 per-record path (:meth:`EventDecoder.decode`), which classifies each
 rejection and is the reference both paths answer to. Either way events are
 folded in record order, so the float sums, and therefore what Redis stores,
-are the same to the last bit whichever path a record took.
+are the same to the last bit whichever path a record took. Both paths fold
+an event id once per delta (:class:`~controller.core.folding.Seen`); a
+refold names the ids the store already counted, which are skipped too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from operator import attrgetter
 import structlog
 
 from controller.core.decoding import EventDecoder, InEvent, Rejection
-from controller.core.folding import PartitionDelta, fold
+from controller.core.folding import PartitionDelta, Seen, fold
 from controller.daemon.partitions import Owned
 from controller.ports import DeadLetter, Record
 
@@ -44,14 +46,22 @@ class Folder:
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
 
     def fold(
-        self, partition: int, records: list[Record], rejected: list[DeadLetter]
+        self,
+        partition: int,
+        records: list[Record],
+        rejected: list[DeadLetter],
+        *,
+        known: frozenset[str] = frozenset(),
     ) -> PartitionDelta:
         """Fold ``records`` (non-empty, in offset order) of ``partition`` into a delta.
 
         Records that are not valid events are counted in the delta's rejects
-        and appended to ``rejected``, for the dead-letter queue.
+        and appended to ``rejected``, for the dead-letter queue. Events whose
+        id is ``known`` (counted before) or repeats one before it are skipped.
         """
-        delta = PartitionDelta(partition=partition, next_offset=records[-1].offset + 1)
+        delta = PartitionDelta(
+            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
+        )
         self._fold_span(delta, records, list(map(_value_of, records)), rejected)
         return delta
 
@@ -64,7 +74,7 @@ class Folder:
     ) -> None:
         events = self._decoder.decode_many(values)
         if events is not None:
-            refused = fold(events, delta.cells, flag_ok=self._decoder.flag_ok)
+            refused = fold(events, delta.cells, flag_ok=self._decoder.flag_ok, seen=delta.seen)
             if refused is None:
                 return
             # A flag the pattern refuses: the events before it are folded.
@@ -97,4 +107,4 @@ class Folder:
                 )
             else:
                 events.append(decoded)
-        fold(events, delta.cells)
+        fold(events, delta.cells, seen=delta.seen)

@@ -1,92 +1,82 @@
-"""Events sent over HTTP into the events topic, each batch once, however often it is retried.
+"""Events sent over HTTP into the events topic, and what the answer says was sent before.
 
-Ingest counts every event it reads and does not remove repeated event ids
-(a property of the stream, see docs/architecture.md), so a batch that a client
-sends again after an answer it never got must not reach the topic twice. The
-intake removes those duplicates where it can see them, at the edge:
+Counting each event once is ingest's work, not the intake's: the flush
+records the ids it counted per partition and skips an id it counted within
+``ingest.dedupe_seconds`` (docs/architecture.md, "Event ids"), whichever way
+a copy reached the topic (a retry after an answer lost to a crash, a
+re-batch, a producer's own retry). The intake adds what it can know at
+acceptance, from a best-effort record of the events it sent
+(:class:`~controller.adapters.redis.ledger.EventLedger`, kept
+``http.intake_dedupe_seconds``):
 
-* a batch's id is the SHA-256 of its events' ids, sorted: the same events
-  make the same batch whatever their order, and events carry ids (the SDK
-  gives each a unique one), so a client retries by sending the same batch;
-* the batch is begun in Redis (``SET NX``, pending for about the time a send
-  may take), then sent, and marked done once the broker acknowledged every
-  event, for ``http.intake_dedupe_seconds``;
-* a retry that finds the batch done is answered 202 ``duplicate`` and sends
-  nothing; one that finds it pending (the first attempt is still being sent)
-  is answered 503 with ``Retry-After``, so it comes back once that attempt
-  is decided;
-* a send that fails abandons the batch (deletes the pending mark it set), so
-  the retry sends it: nothing the broker did not acknowledge is remembered.
-
-Redis outlives the controller, so a retry after a restart is recognised too.
-Two windows remain, both documented: a crash between the broker's
-acknowledgement and the done mark (the pending mark expires and a retry is
-sent again), and a send whose acknowledgement was lost on the way back while
-the broker kept the events. The intake's producer waits for a definite
-answer (its request timeout bounds how long a batch may wait unsent), so a
-batch answered 503 is not sent later behind the client's back.
+* an event whose id was sent before with the same content is a known
+  duplicate: named in the answer's ``duplicates`` and not sent again;
+* an event whose id was sent before with other content refuses the batch
+  (:class:`ChangedEvents`, a 409 naming the ids): an id names one event, and
+  the flush would keep the first copy and drop this one silently;
+* the rest is sent, keyed by unit, and recorded once the broker acknowledged
+  it. A crash between the acknowledgement and the record, or two attempts of
+  one batch at once, leave copies that are sent again; the flush drops them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
 
-from controller.adapters.event_intake import Accepted, BatchNotSent
+import msgspec
+
+from controller.adapters.event_intake import Accepted, BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
-from controller.adapters.redis.ledger import BatchLedger, Begun
+from controller.adapters.redis.ledger import EventLedger
 from controller.core.decoding import InEvent
 from controller.core.errors import ControllerError
 from controller.daemon.metrics import Metrics
 
-PENDING_MARGIN_SECONDS = 5
+_encoder = msgspec.json.Encoder()
 
 
 class EventIntake:
-    """Sends validated batches to the events topic, keyed by unit, once per batch id."""
+    """Sends validated batches to the events topic, keyed by unit; names the known duplicates."""
 
     def __init__(
         self,
         *,
         producer: Producer,
-        ledger: BatchLedger,
+        ledger: EventLedger,
         topic: str,
         dedupe_seconds: int,
-        ack_timeout_seconds: float,
         metrics: Metrics,
     ) -> None:
         self._producer, self._ledger, self._topic = producer, ledger, topic
         self._ttl, self._metrics = dedupe_seconds, metrics
-        self._pending_ttl = int(ack_timeout_seconds * 2) + PENDING_MARGIN_SECONDS
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
-        """Send ``events`` unless this batch was sent; :class:`BatchNotSent` when not sent now."""
-        batch_id = batch_id_of([event.id for event, _ in events])
+        """Send the events not known as sent; :class:`BatchNotSent` when nothing can be now."""
+        digests = {event.id: content_digest(event) for event, _ in events}
         try:
-            begun, token = await self._ledger.begin(batch_id, pending_ttl_s=self._pending_ttl)
+            known = await self._ledger.recall(list(digests))
         except ControllerError as exc:
-            raise BatchNotSent(f"the retry ledger (Redis) did not answer: {exc}") from exc
-        if begun is Begun.DONE:
-            return Accepted(len(events), duplicate=True)
-        if begun is Begun.PENDING:
-            raise BatchNotSent("this batch is being sent by an earlier attempt")
-        records = [OutRecord(self._topic, event.unit.encode(), raw) for event, raw in events]
-        try:
-            await self._producer.send_all(records)
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await self._ledger.abandon(batch_id, token)
-            if isinstance(exc, ControllerError):
+            raise BatchNotSent(f"the record of sent events (Redis) did not answer: {exc}") from exc
+        changed = sorted(i for i, digest in known.items() if digest != digests[i])
+        if changed:
+            raise ChangedEvents(changed)
+        fresh = [(event, raw) for event, raw in events if event.id not in known]
+        if fresh:
+            records = [OutRecord(self._topic, e.unit.encode(), raw) for e, raw in fresh]
+            try:
+                await self._producer.send_all(records)
+            except ControllerError as exc:
                 raise BatchNotSent(f"the broker did not acknowledge the batch: {exc}") from exc
-            raise
-        try:
-            await self._ledger.done(batch_id, ttl_s=self._ttl)
-        except ControllerError:
-            # Sent and acknowledged: the answer is 202. Unmarked, the pending
-            # mark expires and a retry of this batch would be sent again.
-            self._metrics.intake_batches.labels("unmarked").inc()
-        return Accepted(len(events), duplicate=False)
+            try:
+                await self._ledger.remember(
+                    {e.id: digests[e.id] for e, _ in fresh}, ttl_s=self._ttl
+                )
+            except ControllerError:
+                # Sent and acknowledged: the answer is 202. Unrecorded, a retry is
+                # sent again and the flush drops the copies.
+                self._metrics.intake_batches.labels("unrecorded").inc()
+        return Accepted(len(events), duplicates=tuple(sorted(known)))
 
     def count(self, outcome: str, events: int) -> None:
         """Count one request by what became of it, and the events it sent."""
@@ -95,10 +85,10 @@ class EventIntake:
             self._metrics.intake_events.inc(events)
 
 
-def batch_id_of(event_ids: Sequence[str]) -> str:
-    """The id of the batch of these events: the same events, in any order, the same id."""
-    digest = hashlib.sha256()
-    for event_id in sorted(event_ids):
-        digest.update(event_id.encode())
-        digest.update(b"\x00")
-    return digest.hexdigest()
+def content_digest(event: InEvent) -> str:
+    """What an event says, as 32 hex digits: the same for the same fields, in any order or form.
+
+    The decoded event is encoded again, so the same event sent with its keys
+    in another order or other whitespace has the same content.
+    """
+    return hashlib.sha256(_encoder.encode(event)).hexdigest()[:32]

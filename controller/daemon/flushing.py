@@ -6,7 +6,10 @@ aggregate store and the dead-letter queue. How a flush ends decides what
 happens to its partition: applied (the claim advances), replayed (nothing
 new), fenced (dropped) or lost writes (claimed again and replayed), all in
 :mod:`.partitions`; a refused flush is taken again record by record so that
-only the records behind the refusal are dead-lettered.
+only the records behind the refusal are dead-lettered. A flush that finds
+events the partition counted before (the same ids, within the id window) is
+folded again without them and flushed: a retried or re-batched copy counts
+once (docs/architecture.md, "Event ids").
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Protocol, TypeVar
 import structlog
 
 from controller.core.decoding import MAX_DETAIL_CHARS, RejectReason
-from controller.core.errors import FencedError, FlushRefused, LostWrites
+from controller.core.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
 from controller.core.folding import PartitionDelta
 from controller.core.rollout import RaiseAlert
 from controller.daemon.batches import Folder, Work
@@ -126,11 +129,7 @@ class Flusher:
             self._source.pause(held)
 
         try:
-            outcome = await self._retry(
-                lambda: self._store.flush(delta, epoch=owned.epoch, expected_offset=owned.offset),
-                f"flush p{delta.partition}",
-                on_outage=pause,
-            )
+            outcome = await self._counted_once(work, on_outage=pause)
         except FencedError as exc:
             self._fenced(delta.partition, owned, exc)
             return
@@ -142,7 +141,33 @@ class Flusher:
             await self._flush_each(work)
             return
         if outcome is not None:
-            self._applied(delta, owned, outcome)
+            self._applied(work.delta, owned, outcome)
+
+    async def _counted_once(
+        self, work: Work, *, on_outage: Callable[[], None] | None = None
+    ) -> FlushOutcome | None:
+        """Flush ``work``; while the store names events it counted before, fold without them.
+
+        Each round adds the ids the store named, so it ends: at worst every
+        event is skipped and the flush only advances the offset.
+        """
+        known = frozenset[str]()
+        while True:
+            try:
+                return await self._flush_delta(work.delta, work.owned, on_outage)
+            except DuplicateEvents as exc:
+                known |= exc.ids
+                partition = work.delta.partition
+                work.delta = self._folder.fold(partition, work.records, [], known=known)
+
+    async def _flush_delta(
+        self, delta: PartitionDelta, owned: Owned, on_outage: Callable[[], None] | None
+    ) -> FlushOutcome | None:
+        return await self._retry(
+            lambda: self._store.flush(delta, epoch=owned.epoch, expected_offset=owned.offset),
+            f"flush p{delta.partition}",
+            on_outage=on_outage,
+        )
 
     def _fenced(self, partition: int, owned: Owned, exc: FencedError) -> None:
         self._stats.fenced += 1
@@ -164,6 +189,9 @@ class Flusher:
         self._stats.events += delta.events
         self._stats.rejects.update(delta.rejects)
         self._metrics.events.inc(delta.events)
+        if delta.seen.repeats:
+            self._stats.duplicates += delta.seen.repeats
+            self._metrics.duplicates.inc(delta.seen.repeats)
         for reason, count in delta.rejects.items():
             self._metrics.rejects.labels(reason).inc(count)
 
@@ -175,14 +203,9 @@ class Flusher:
         """
         owned = work.owned
         for record in work.records:
-            delta = self._folder.fold(record.partition, [record], [])
+            one = Work(self._folder.fold(record.partition, [record], []), [record], owned)
             try:
-                outcome = await self._retry(
-                    lambda d=delta: self._store.flush(  # type: ignore[misc]
-                        d, epoch=owned.epoch, expected_offset=owned.offset
-                    ),
-                    f"flush p{record.partition}",
-                )
+                outcome = await self._counted_once(one)
             except FlushRefused as exc:
                 outcome = await self._refuse(record, owned, exc)
             except FencedError as exc:
@@ -193,7 +216,7 @@ class Flusher:
                 return
             if outcome is None:
                 return
-            self._applied(delta, owned, outcome)
+            self._applied(one.delta, owned, outcome)
 
     async def _refuse(self, record: Record, owned: Owned, exc: FlushRefused) -> FlushOutcome | None:
         """Dead-letter one record the store refused and move the offset past it."""

@@ -28,6 +28,12 @@ class Metrics:
         self.events = Counter(
             "rollout_ingest_events", "Events folded into aggregates (exactly once).", registry=r
         )
+        self.duplicates = Counter(
+            "rollout_ingest_duplicates",
+            "Copies of events already counted (an id counted within ingest.dedupe_seconds), "
+            "not counted again.",
+            registry=r,
+        )
         self.rejects = Counter(
             "rollout_ingest_rejects",
             "Inbound messages sent to the DLQ, by reason.",

@@ -21,6 +21,8 @@ class IngestStats:
     fenced: int = 0
     lost_writes: int = 0
     """Flushes that found Redis had lost writes it acknowledged (each replayed)."""
+    duplicates: int = 0
+    """Copies of events counted before (the same id), skipped."""
     rejects: Counter[str] = field(default_factory=Counter)
     last_flush_seconds: float = 0.0
     last_flush_at: float = field(default_factory=time.monotonic)
@@ -37,6 +39,7 @@ class IngestStats:
             events=self.events,
             batches=self.batches,
             rejects=dict(self.rejects),
+            duplicates=self.duplicates,
             replays=self.replays,
             fenced=self.fenced,
             lost_writes=self.lost_writes,

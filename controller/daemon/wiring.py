@@ -23,12 +23,12 @@ import structlog
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
-from controller.adapters.redis.ledger import BatchLedger
+from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
@@ -113,7 +113,12 @@ async def _supervise(
                 stack, "health listener", health_server(settings, metrics, startup.readiness)
             )
         client = await closing.enter(stack, "redis", connect(settings.redis))
-        store = RedisAggregateStore(client, settings=settings.redis, topic=settings.topics.events)
+        store = RedisAggregateStore(
+            client,
+            settings=settings.redis,
+            topic=settings.topics.events,
+            dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
+        )
         ingest, held = _ingest(settings, client, metrics, alarms)
         startup.waiting_for(redis_of(settings))
         await wait_for_redis(store, Retry(stop, settings.retry))
@@ -204,10 +209,9 @@ async def _supervise(
             )
             events_in = EventIntake(
                 producer=intake_producer,
-                ledger=BatchLedger(client, settings=settings.redis),
+                ledger=EventLedger(client, settings=settings.redis),
                 topic=settings.topics.events,
                 dedupe_seconds=settings.http.intake_dedupe_seconds,
-                ack_timeout_seconds=ack_timeout,
                 metrics=metrics,
             )
             parts = Parts(

@@ -154,6 +154,10 @@ class RedisSettings(_Group):
     )
 
 
+DEDUPE_SECONDS = 3600
+DEDUPE_MAX_IDS = 200_000
+
+
 class IngestSettings(_Group):
     """The event consumer."""
 
@@ -173,6 +177,20 @@ class IngestSettings(_Group):
     )
     start_from: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a partition with no stored offset starts."
+    )
+    dedupe_seconds: int = Field(
+        default=DEDUPE_SECONDS,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="An event whose id was counted this recently on its partition is not "
+        "counted again (a retried or re-batched copy).",
+    )
+    dedupe_max_ids: int = Field(
+        default=DEDUPE_MAX_IDS,
+        ge=1,
+        le=10_000_000,
+        description="The most event ids a partition remembers for dedupe_seconds; past it the "
+        "oldest are forgotten first (about 100 bytes of Redis memory each).",
     )
 
 

@@ -71,9 +71,10 @@ class HttpSettings(BaseModel):
         description="How long the HTTP intake's producer waits for the broker; then 503.",
     )
     intake_dedupe_seconds: int = Field(
-        default=24 * 3600,
+        default=3600,
         gt=0,
-        description="How long a batch sent over HTTP is remembered, so its retry is not counted.",
+        description="How long the HTTP intake remembers an event it sent (id and content), "
+        "to name it a duplicate, or refuse it changed (409), when it is sent again.",
     )
     header_timeout_seconds: float = Field(
         default=5.0,

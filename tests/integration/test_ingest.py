@@ -69,6 +69,32 @@ async def test_poison_messages_go_to_the_dlq_and_good_ones_count_exactly(
         assert await store.rejects() == {reason: 3 for _, reason in BAD_INPUT}
 
 
+async def test_copies_of_events_on_the_topic_count_once_and_are_named_duplicates(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """A producer's retry and a client's re-batch put copies on the topic: each id counts once."""
+    rng = random.Random(23)
+    first = [make_event(rng, i, flags=3, units=40) for i in range(500)]
+    new = [make_event(rng, 500 + i, flags=3, units=40) for i in range(20)]
+    with rig.daemon(tmp_path) as daemon:
+        await rig.produce_events(first)
+        await rig.wait_counted(flags_of(first), len(first))
+        # 25 acknowledged events re-batched with one new one, 20 times over; and
+        # a batch holding the same event twice
+        rebatched = [
+            e for i, extra in enumerate(new) for e in [*first[i * 25 : i * 25 + 25], extra]
+        ]
+        await rig.produce_events([*rebatched, new[0], new[0]])
+        everything = first + new
+        await rig.settle()
+        await rig.assert_exact(everything)
+        assert await rig.counted(flags_of(everything)) == len(everything)
+        assert daemon.terminate() == 0
+    # The last progress line names every copy skipped: 20 x 25 re-batched, 2 of new[0]
+    progress = [line for line in daemon.log_text().splitlines() if "ingest_progress" in line]
+    assert '"duplicates": 502' in progress[-1], progress[-1]
+
+
 async def test_kill_9_mid_stream_then_restart_is_exact(rig: Rig, tmp_path: Path) -> None:
     rng = random.Random(uuid.uuid4().int)
     events = [make_event(rng, i, flags=5, units=2000) for i in range(20_000)]

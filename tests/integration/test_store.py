@@ -14,12 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import FencedError, LostWrites, StoreError
-from controller.core.folding import PartitionDelta, fold
+from controller.core.errors import (
+    DuplicateEvents,
+    FencedError,
+    FlushRefused,
+    LostWrites,
+    StoreError,
+)
+from controller.core.folding import PartitionDelta, Seen, fold
 from controller.ports import FlushOutcome, Loaded, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.reference import (
@@ -250,3 +257,127 @@ async def test_reads_together_sum_as_each_read_alone(
     assert together == [await store.read(flag, versions) for flag, versions in wanted]
     assert together[0].treatment.exposures + together[0].control.exposures > 0
     assert await store.read_many([]) == []
+
+
+# -- event ids: each counted once within the window ---------------------------------------
+
+
+def folded(
+    partition: int,
+    next_offset: int,
+    events: list[dict[str, Any]],
+    known: frozenset[str] = frozenset(),
+) -> PartitionDelta:
+    """``events`` folded as ingest folds them: each id once, ``known`` ids skipped."""
+    delta = PartitionDelta(partition=partition, next_offset=next_offset, seen=Seen.skipping(known))
+    fold([decoded(e) for e in events], delta.cells, seen=delta.seen)
+    return delta
+
+
+async def counted(store: RedisAggregateStore, events: list[dict[str, Any]]) -> int:
+    total = 0
+    for flag in {e["flag"] for e in events}:
+        got = await store.read(flag, {1, 2, 3})
+        for arm in (got.treatment, got.control):
+            total += arm.exposures + arm.requests + arm.conversions
+    return total
+
+
+async def test_a_rebatched_copy_is_refused_whole_naming_the_ids_then_counted_without_them(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(store_client, redis_namespace)
+    rng = random.Random(11)
+    first = [make_event(rng, i, flags=2, units=5) for i in range(25)]
+    new = make_event(rng, 25, flags=2, units=5)
+    claim = await store.claim(0)
+    assert await store.flush(folded(0, 25, first), epoch=claim.epoch, expected_offset=None) is (
+        FlushOutcome.APPLIED
+    )
+    # The 25 acknowledged events again, with one new one, as records 25..50
+    rebatched = [*first, new]
+    with pytest.raises(DuplicateEvents) as refused:
+        await store.flush(folded(0, 51, rebatched), epoch=claim.epoch, expected_offset=25)
+    assert refused.value.ids == {e["id"] for e in first}
+    assert (await store.offset(0), await counted(store, rebatched)) == (25, 25)  # nothing written
+    again = folded(0, 51, rebatched, known=refused.value.ids)
+    assert await store.flush(again, epoch=claim.epoch, expected_offset=25) is FlushOutcome.APPLIED
+    assert (await store.offset(0), await counted(store, rebatched)) == (51, 26)
+    await _check_against_reference(store, rebatched)
+
+
+@pytest.mark.parametrize(
+    ("window", "flushes", "last", "duplicate"),
+    [
+        # (seconds, most ids), [(at second, ids)...], then at (second, id): a duplicate?
+        ((10, 1000), [(0, "a")], (5, "a"), True),
+        ((10, 1000), [(0, "a")], (10, "a"), True),  # the window's last instant
+        ((10, 1000), [(0, "a")], (10.001, "a"), False),  # past it: counted again
+        ((10, 1000), [(0, "a"), (8, "b")], (12, "b"), True),
+        ((3600, 3), [(1, "a"), (2, "b"), (3, "c"), (4, "d")], (5, "a"), False),  # oldest out
+        ((3600, 3), [(1, "a"), (2, "b"), (3, "c"), (4, "d")], (5, "b"), True),
+    ],
+)
+async def test_an_event_id_is_remembered_for_the_window_and_at_most_its_newest_ids(
+    store_client: RedisClient,
+    redis_namespace: str,
+    window: tuple[int, int],
+    flushes: list[tuple[float, str]],
+    last: tuple[float, str],
+    duplicate: bool,
+) -> None:
+    now = [0.0]
+    store = RedisAggregateStore(
+        store_client,
+        settings=RedisSettings(key_prefix=redis_namespace),
+        topic="events",
+        dedupe=IdWindow(*window),
+        clock=lambda: 1_700_000_000 + now[0],
+    )
+    rng = random.Random(5)
+    claim, offset = await store.claim(0), 0
+
+    async def flush_at(at: float, event_id: str) -> FlushOutcome:
+        nonlocal offset
+        now[0] = at
+        delta = folded(0, offset + 1, [{**make_event(rng, 0), "id": event_id}])
+        expected = offset or None
+        outcome = await store.flush(delta, epoch=claim.epoch, expected_offset=expected)
+        offset = delta.next_offset
+        return outcome
+
+    for at, event_id in flushes:
+        assert await flush_at(at, event_id) is FlushOutcome.APPLIED
+    if duplicate:
+        with pytest.raises(DuplicateEvents) as refused:
+            await flush_at(*last)
+        assert refused.value.ids == {last[1]}
+    else:
+        assert await flush_at(*last) is FlushOutcome.APPLIED
+
+
+async def test_an_id_window_of_the_wrong_type_refuses_the_batch_before_any_write(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(store_client, redis_namespace)
+    claim = await store.claim(0)
+    await store_client.set(f"{{{redis_namespace}:events:0}}:ids", "not a sorted set")
+    events = [make_event(random.Random(3), i) for i in range(3)]
+    with pytest.raises(FlushRefused, match="ids holds a string"):
+        await store.flush(folded(0, 3, events), epoch=claim.epoch, expected_offset=None)
+    assert (await store.offset(0), await counted(store, events)) == (None, 0)
+
+
+async def test_the_intake_record_of_sent_events_keeps_the_first_content_on_one_node_or_many(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    ledger = EventLedger(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    ids = [f"event-{i}" for i in range(50)]  # keys of many slots on a cluster
+    assert await ledger.recall(ids) == {}
+    await ledger.remember({i: f"digest-{i}" for i in ids[:30]}, ttl_s=60)
+    await ledger.remember({ids[0]: "other", ids[40]: "digest-40"}, ttl_s=60)
+    assert await ledger.recall(ids) == {
+        **{i: f"digest-{i}" for i in ids[:30]},
+        ids[40]: "digest-40",
+    }
+    assert 0 < await store_client.ttl(f"{redis_namespace}:intake:event:{ids[0]}") <= 60

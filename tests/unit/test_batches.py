@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from controller.core.aggregates import CellDelta, CellKey
 from controller.core.decoding import EventDecoder, Rejection
-from controller.core.folding import PartitionDelta, fold
+from controller.core.folding import PartitionDelta, Seen, fold
 from controller.daemon.batches import Folder
 from controller.ports import DeadLetter, Record
 from tests.reference import StubRecord, encode, make_event
@@ -47,7 +47,7 @@ def one_by_one(
             letters.append((offset, decoded.reason.value, decoded.detail))
         else:
             events.append(decoded)
-    fold(events, cells)
+    fold(events, cells, seen=Seen())  # ingest folds an event id once
     return cells, rejects, letters
 
 
@@ -124,6 +124,39 @@ def test_fold_stops_at_the_first_flag_refused() -> None:
     delta = PartitionDelta(partition=0, next_offset=4)
     assert fold(events, delta.cells, flag_ok=decoder.flag_ok) is events[2]
     assert sorted(flag for flag, _, _ in delta.cells) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("ids", "known", "counted", "repeats", "recorded"),
+    [
+        (["a", "b", "c"], [], 3, 0, ["a", "b", "c"]),
+        (["a", "a", "b"], [], 2, 1, ["a", "b"]),  # a copy in the same batch
+        (["a", "b", "a", "b", "a"], [], 2, 3, ["a", "b"]),
+        (["a", "b", "c"], ["b"], 2, 1, ["a", "c"]),  # counted before: skipped, not recorded
+        (["a", "b"], ["a", "b"], 0, 2, []),
+        (["a", "a"], ["a"], 0, 2, []),
+        (["x", "Bad", "y"], [], 2, 0, ["x", "y"]),  # a refused flag: dead-lettered, not an id
+    ],
+)
+def test_a_partition_batch_folds_each_event_id_once(
+    ids: list[str], known: list[str], counted: int, repeats: int, recorded: list[str]
+) -> None:
+    values: list[bytes | None] = [
+        orjson.dumps(event(id=i, flag="Bad Flag" if i == "Bad" else "a")) for i in ids
+    ]
+    delta = Folder(max_event_bytes=MAX_BYTES).fold(0, records(values), [], known=frozenset(known))
+    assert (delta.events, delta.seen.repeats) == (counted, repeats)
+    assert sorted(delta.seen.recorded()) == recorded
+
+
+def test_a_copy_that_breaks_the_contract_is_dead_lettered_not_skipped_as_a_copy() -> None:
+    values: list[bytes | None] = [
+        orjson.dumps(event(id="x", flag="a")),
+        orjson.dumps(event(id="x", flag="Bad Flag")),
+    ]
+    rejected: list[DeadLetter] = []
+    delta = Folder(max_event_bytes=MAX_BYTES).fold(0, records(values), rejected)
+    assert (delta.events, delta.seen.repeats, [r.record.offset for r in rejected]) == (1, 0, [1])
 
 
 MIXED = st.lists(

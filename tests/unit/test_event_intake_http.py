@@ -12,30 +12,37 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.adapters.event_intake import Accepted, BatchNotSent, EventIntakeRoutes
+from controller.adapters.event_intake import (
+    Accepted,
+    BatchNotSent,
+    ChangedEvents,
+    EventIntakeRoutes,
+)
 from controller.core.decoding import InEvent
-from controller.daemon.event_intake import batch_id_of
 from tests.app_client import app_client
 
 
 class Sink:
-    """Remembers the batches it was given, by id; fails while ``down``."""
+    """Remembers the events it sent, by id and content; fails while ``down``."""
 
     def __init__(self) -> None:
         self.sent: list[list[bytes]] = []
-        self.ids: set[str] = set()
+        self.known: dict[str, bytes] = {}
         self.down = False
         self.outcomes: Counter[str] = Counter()
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
         if self.down:
             raise BatchNotSent("the broker is away")
-        batch = batch_id_of([e.id for e, _ in events])
-        if batch in self.ids:
-            return Accepted(len(events), duplicate=True)
-        self.ids.add(batch)
-        self.sent.append([raw for _, raw in events])
-        return Accepted(len(events), duplicate=False)
+        changed = [e.id for e, raw in events if self.known.get(e.id, raw) != raw]
+        if changed:
+            raise ChangedEvents(changed)
+        known = tuple(sorted(e.id for e, _ in events if e.id in self.known))
+        fresh = [raw for e, raw in events if e.id not in self.known]
+        self.known.update((e.id, raw) for e, raw in events)
+        if fresh:
+            self.sent.append(fresh)
+        return Accepted(len(events), duplicates=known)
 
     def count(self, outcome: str, events: int) -> None:
         self.outcomes[outcome] += 1
@@ -71,21 +78,60 @@ async def served(sink: Sink, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_a_valid_batch_is_sent_as_sent_and_its_retry_is_a_duplicate() -> None:
+async def test_a_valid_batch_is_sent_as_sent_and_its_retry_names_every_id_a_duplicate() -> None:
     sink = Sink()
     batch = [event(n) for n in range(500)]
     async with served(sink) as client:
         first = await client.post("/v1/events", json={"events": batch})
         again = await client.post("/v1/events", json={"events": batch[::-1]})
-    assert (first.status_code, first.json()["accepted"], first.json()["duplicate"]) == (
-        202,
-        500,
-        False,
-    )
-    assert (again.status_code, again.json()["duplicate"]) == (202, True)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == {
+        "accepted": 500,
+        "sent": 500,
+        "duplicates": [],
+        "duplicate": False,
+        "reason": "acknowledged by the broker",
+    }
+    assert again.json() == {
+        "accepted": 500,
+        "sent": 0,
+        "duplicates": sorted(e["id"] for e in batch),
+        "duplicate": True,
+        "reason": "every event was accepted before; nothing was sent again",
+    }
     assert len(sink.sent) == 1
     assert [orjson.loads(raw) for raw in sink.sent[0]] == batch
     assert sink.outcomes == {"accepted": 1, "duplicate": 1}
+
+
+async def test_a_rebatch_is_answered_with_the_ids_accepted_before_and_the_new_one_sent() -> None:
+    sink = Sink()
+    batch = [event(n) for n in range(100)]
+    async with served(sink) as client:
+        await client.post("/v1/events", json={"events": batch})
+        rebatched = await client.post("/v1/events", json={"events": [*batch[:25], event(100)]})
+    assert (rebatched.status_code, rebatched.json()["accepted"], rebatched.json()["sent"]) == (
+        202,
+        26,
+        1,
+    )
+    assert rebatched.json()["duplicates"] == sorted(e["id"] for e in batch[:25])
+    assert rebatched.json()["duplicate"] is False
+    assert "25 events were accepted before" in rebatched.json()["reason"]
+    assert [len(sent) for sent in sink.sent] == [100, 1]
+
+
+async def test_an_id_accepted_before_with_other_content_is_a_409_naming_it() -> None:
+    sink = Sink()
+    async with served(sink) as client:
+        await client.post("/v1/events", json={"events": [event(0), event(1)]})
+        changed = [event(0), event(1, arm="control"), event(2)]
+        refused = await client.post("/v1/events", json={"events": changed})
+    assert refused.status_code == 409
+    assert refused.json()["changed"] == ["e1"]
+    assert "give a changed event a new id" in refused.json()["error"]
+    assert len(sink.sent) == 1  # nothing of the refused batch
+    assert sink.outcomes == {"accepted": 1, "changed": 1}
 
 
 DEEP = b'{"events": [' + b"[" * 5000 + b"]" * 5000 + b"]}"

@@ -1,46 +1,39 @@
-"""The intake sends a batch once: begun, sent, marked done; abandoned when the send fails."""
+"""The intake sends what it does not know as sent, names known duplicates, refuses changed ids."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import orjson
 import pytest
 
-from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.event_intake import BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
-from controller.adapters.redis.ledger import BatchLedger, Begun
+from controller.adapters.redis.ledger import EventLedger
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import BrokerError, StoreError
-from controller.daemon.event_intake import EventIntake, batch_id_of
+from controller.daemon.event_intake import EventIntake, content_digest
 from controller.daemon.metrics import Metrics
 
 
 class Ledger:
-    """An in-memory :class:`BatchLedger`: batch id -> ``done`` or a pending token."""
+    """An in-memory :class:`EventLedger`: event id -> content digest."""
 
     def __init__(self) -> None:
-        self.marks: dict[str, str] = {}
-        self.fail_done = False
-        self._tokens = 0
+        self.sent: dict[str, str] = {}
+        self.fail_recall = self.fail_remember = False
 
-    async def begin(self, batch_id: str, *, pending_ttl_s: int) -> tuple[Begun, str]:
-        self._tokens += 1
-        token = f"pending:{self._tokens}"
-        found = self.marks.setdefault(batch_id, token)
-        if found == token:
-            return Begun.FRESH, token
-        return (Begun.DONE if found == "done" else Begun.PENDING), token
-
-    async def done(self, batch_id: str, *, ttl_s: int) -> None:
-        if self.fail_done:
+    async def recall(self, event_ids: Sequence[str]) -> dict[str, str]:
+        if self.fail_recall:
             raise StoreError("redis is away")
-        self.marks[batch_id] = "done"
+        return {i: self.sent[i] for i in event_ids if i in self.sent}
 
-    async def abandon(self, batch_id: str, token: str) -> None:
-        if self.marks.get(batch_id) == token:
-            del self.marks[batch_id]
+    async def remember(self, hashes: Mapping[str, str], *, ttl_s: int) -> None:
+        if self.fail_remember:
+            raise StoreError("redis is away")
+        for event_id, digest in hashes.items():
+            self.sent.setdefault(event_id, digest)
 
 
 class Broker:
@@ -54,81 +47,118 @@ class Broker:
         self.records.extend(records)
 
 
-def batch(n: int) -> list[tuple[InEvent, bytes]]:
-    made = []
-    for i in range(n):
-        raw = orjson.dumps(
-            {
-                "type": "exposure",
-                "v": 1,
-                "id": f"id-{i}",
-                "ts": 1,
-                "flag": "f",
-                "unit": f"u{i}",
-                "arm": "control",
-                "flag_version": 1,
-            }
-        )
-        event = decode_event(raw, max_bytes=65536)
-        assert not isinstance(event, Rejection)
-        made.append((event, raw))
-    return made
+def wire(i: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "type": "exposure",
+        "v": 1,
+        "id": f"id-{i}",
+        "ts": 1,
+        "flag": "f",
+        "unit": f"u{i}",
+        "arm": "control",
+        "flag_version": 1,
+        **changes,
+    }
+
+
+def decoded(raw: bytes) -> tuple[InEvent, bytes]:
+    event = decode_event(raw, max_bytes=65536)
+    assert not isinstance(event, Rejection)
+    return event, raw
+
+
+def batch(n: int, start: int = 0, **changes: Any) -> list[tuple[InEvent, bytes]]:
+    return [decoded(orjson.dumps(wire(i, **changes))) for i in range(start, start + n)]
 
 
 def intake(ledger: Ledger, broker: Broker) -> EventIntake:
-    options: dict[str, Any] = {"dedupe_seconds": 60, "ack_timeout_seconds": 1.0}
     return EventIntake(
         producer=cast("Producer", broker),
-        ledger=cast("BatchLedger", ledger),
+        ledger=cast("EventLedger", ledger),
         topic="events",
+        dedupe_seconds=60,
         metrics=Metrics(),
-        **options,
     )
 
 
-async def test_a_batch_is_sent_keyed_by_unit_once_and_its_retry_is_a_duplicate() -> None:
+async def test_events_are_sent_keyed_by_unit_and_a_retry_names_them_and_sends_nothing() -> None:
     ledger, broker = Ledger(), Broker()
     events = batch(3)
     first = await intake(ledger, broker).send("c", events)
     again = await intake(ledger, broker).send("c", events[::-1])
-    assert (first.duplicate, again.duplicate) == (False, True)
+    assert (first.sent, first.duplicates, first.duplicate) == (3, (), False)
+    assert (again.sent, again.duplicates, again.duplicate) == (0, ("id-0", "id-1", "id-2"), True)
     assert [(r.key, r.value) for r in broker.records] == [
         (e.unit.encode(), raw) for e, raw in events
     ]
 
 
-async def test_a_failed_send_is_abandoned_so_the_retry_is_sent() -> None:
+async def test_a_rebatch_sends_only_the_new_event_and_names_the_25_sent_before() -> None:
+    ledger, broker = Ledger(), Broker()
+    await intake(ledger, broker).send("c", batch(25))
+    rebatched = await intake(ledger, broker).send("c", batch(26))
+    assert (rebatched.events, rebatched.sent) == (26, 1)
+    assert rebatched.duplicates == tuple(sorted(f"id-{i}" for i in range(25)))
+    assert len(broker.records) == 26
+
+
+async def test_an_id_sent_before_with_other_content_refuses_the_batch_naming_it() -> None:
+    ledger, broker = Ledger(), Broker()
+    await intake(ledger, broker).send("c", batch(2))
+    changed = [*batch(1, arm="treatment"), *batch(1, start=1), *batch(1, start=2)]
+    with pytest.raises(ChangedEvents) as refused:
+        await intake(ledger, broker).send("c", changed)
+    assert refused.value.ids == ["id-0"]
+    assert len(broker.records) == 2  # nothing of the refused batch, not even the new id-2
+
+
+async def test_a_failed_send_records_nothing_so_the_retry_is_sent() -> None:
     ledger, broker = Ledger(), Broker()
     broker.down = True
     with pytest.raises(BatchNotSent, match="did not acknowledge"):
         await intake(ledger, broker).send("c", batch(2))
-    assert ledger.marks == {}
+    assert ledger.sent == {}
     broker.down = False
-    assert not (await intake(ledger, broker).send("c", batch(2))).duplicate
+    assert (await intake(ledger, broker).send("c", batch(2))).sent == 2
     assert len(broker.records) == 2
 
 
-async def test_a_batch_being_sent_by_another_attempt_is_unavailable_not_a_duplicate() -> None:
+async def test_redis_away_before_sending_is_unavailable_and_sends_nothing() -> None:
     ledger, broker = Ledger(), Broker()
-    ledger.marks[batch_id_of(["id-0", "id-1"])] = "pending:other"
-    with pytest.raises(BatchNotSent, match="earlier attempt"):
+    ledger.fail_recall = True
+    with pytest.raises(BatchNotSent, match="did not answer"):
         await intake(ledger, broker).send("c", batch(2))
     assert broker.records == []
 
 
-async def test_an_acknowledged_batch_is_accepted_even_when_the_done_mark_fails() -> None:
+async def test_an_acknowledged_batch_is_accepted_even_when_recording_it_fails() -> None:
+    """Unrecorded, its retry is sent again: the flush counts each id once (tests/integration)."""
     ledger, broker = Ledger(), Broker()
-    ledger.fail_done = True
+    ledger.fail_remember = True
     accepted = await intake(ledger, broker).send("c", batch(2))
-    assert (accepted.events, accepted.duplicate) == (2, False)
+    assert (accepted.events, accepted.sent, accepted.duplicate) == (2, 2, False)
 
 
 @pytest.mark.parametrize(
-    ("ids", "same_as"),
-    [(["a", "b"], ["b", "a"]), (["a"], ["a"])],
+    ("other", "same"),
+    [
+        (
+            b'{"flag_version":1,"arm":"control","unit":"u0","flag":"f","ts":1,"id":"id-0","v":1,'
+            b'"type":"exposure"}',
+            True,
+        ),  # keys in another order
+        (
+            b'{ "type": "exposure", "v": 1, "id": "id-0", "ts": 1, "flag": "f", "unit": "u0",'
+            b' "arm": "control", "flag_version": 1 }',
+            True,
+        ),  # other whitespace
+        (orjson.dumps(wire(0, ts=2)), False),
+        (orjson.dumps(wire(0, unit="u1")), False),
+        (orjson.dumps(wire(0, type="conversion")), False),
+        (orjson.dumps(wire(0, type="conversion", value=1.5)), False),
+    ],
 )
-def test_a_batch_id_is_its_event_ids_in_any_order(ids: list[str], same_as: list[str]) -> None:
-    assert batch_id_of(ids) == batch_id_of(same_as)
-    assert batch_id_of(ids) != batch_id_of([*ids, "c"])
-    # ids are separated, so joining two never makes another batch's id
-    assert batch_id_of(["ab", "c"]) != batch_id_of(["a", "bc"])
+def test_the_content_digest_is_what_an_event_says_not_how(other: bytes, same: bool) -> None:
+    first, _ = decoded(orjson.dumps(wire(0)))
+    second, _ = decoded(other)
+    assert (content_digest(first) == content_digest(second)) is same

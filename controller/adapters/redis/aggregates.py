@@ -9,6 +9,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
+    {P:T:n}:ids                   sorted set: event ids counted within the window -> when (ms)
     P:partitions:T                set: partitions ever claimed
 
 Every key of one partition shares the hash tag ``{P:T:n}``, so a flush
@@ -24,12 +25,22 @@ flush adds the batch's units to their arm's set, until either arm's set of the
 version is full, and counts in the arm's hash those new to it (``wu``) and,
 of these, those the other arm's set already holds (``both``); a read sums them
 with the other fields (:mod:`controller.core.aggregates`).
+
+An event is counted once per id within a window: the flush refuses, before
+any write, a batch holding an id the partition recorded less than
+``dedupe_seconds`` ago (and among its newest ``dedupe_max_ids``), naming
+those ids (:class:`DuplicateEvents`), and records the ids of the batch it
+applies in the same script. A copy of an event is produced keyed by its unit,
+as the first was, so it reaches the same partition while the partition count
+is unchanged, and one partition's ids are enough.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -44,11 +55,12 @@ from controller.core.aggregates import (
     ArmAggregate,
     FlagAggregates,
 )
-from controller.core.errors import FencedError, FlushRefused, LostWrites
+from controller.core.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
 from controller.core.folding import PartitionDelta
 from controller.core.messages import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
+from controller.settings.groups import DEDUPE_MAX_IDS, DEDUPE_SECONDS
 
 __all__ = ["RedisAggregateStore", "connect", "translated"]
 
@@ -62,11 +74,28 @@ CLUSTER_FANOUT = 256
 """How many ``PFCOUNT`` calls a read sends to a cluster side by side (each is one slot's)."""
 
 
+@dataclass(frozen=True, slots=True)
+class IdWindow:
+    """How long, and for how many ids, a partition remembers the event ids it counted."""
+
+    seconds: int = DEDUPE_SECONDS
+    max_ids: int = DEDUPE_MAX_IDS
+
+
 class RedisAggregateStore:
     """Aggregates and partition offsets of one events topic, in Redis."""
 
-    def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        settings: RedisSettings,
+        topic: str,
+        dedupe: IdWindow | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = client
+        self._dedupe, self._clock = dedupe or IdWindow(), clock
         self._cluster = isinstance(client, RedisCluster)
         self._prefix = settings.key_prefix
         self._topic = topic
@@ -103,7 +132,8 @@ class RedisAggregateStore:
         newer epoch, or a stored offset ahead of this owner's), :class:`LostWrites`
         when the stored epoch or offset is behind this owner's (Redis lost writes
         it acknowledged), and :class:`FlushRefused` when Redis would refuse part
-        of the batch; in every one of these cases nothing was written.
+        of the batch, and :class:`DuplicateEvents` when the batch holds events
+        counted within the id window; in every one of these cases nothing was written.
         """
         keys, args = self._flush_arguments(delta, epoch, expected_offset)
         async with translated():
@@ -113,6 +143,11 @@ class RedisAggregateStore:
             return FlushOutcome.APPLIED
         if code == 0:
             return FlushOutcome.REPLAYED
+        if code == -5:
+            ids = frozenset(_text(i) for i in detail)
+            raise DuplicateEvents(
+                f"partition {delta.partition}: {len(ids)} events counted before", ids=ids
+            )
         if code in (-3, -4):
             raise FlushRefused(
                 f"partition {delta.partition}: flush refused, nothing written: {_text(detail)}",
@@ -124,7 +159,7 @@ class RedisAggregateStore:
         self, delta: PartitionDelta, epoch: int, expected_offset: int | None
     ) -> tuple[list[str], list[Any]]:
         tag = self._tag(delta.partition)
-        keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags", f"{tag}:dirty"]
+        keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags", f"{tag}:dirty", f"{tag}:ids"]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
             other = Arm.CONTROL if arm == Arm.TREATMENT else Arm.TREATMENT
@@ -139,9 +174,14 @@ class RedisAggregateStore:
             cells.append((flag, cell.counters(), floats, list(cell.units)))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
-        payload = _msgpack.encode((dict(delta.rejects), cells))
+        payload = _msgpack.encode((dict(delta.rejects), cells, delta.seen.recorded()))
         expected = -1 if expected_offset is None else expected_offset
-        return keys, [epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP]
+        window = self._dedupe
+        now_ms = int(self._clock() * 1000)
+        return keys, [
+            *(epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP),
+            *(now_ms, window.seconds * 1000, window.max_ids),
+        ]
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""

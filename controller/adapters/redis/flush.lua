@@ -1,17 +1,21 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
--- KEYS[5..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units
+-- KEYS[5] sorted set of the event ids counted recently (score: when, in ms)
+-- KEYS[6..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
--- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...}}
+-- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...},
+--                   ids = {event id...} (the ids of the events the cells count)}
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
+-- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
--- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse.
+-- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
+-- {-5, {id...}} events counted before, within the window (the caller folds without them).
 --
 -- Redis does not roll back a script that fails half-way, so every command
 -- that could fail is checked before the first write: key types, integer
--- counters that stay exact, float sums that stay finite. A refused batch
--- writes nothing.
+-- counters that stay exact, float sums that stay finite, and no event counted
+-- twice. A refused batch writes nothing.
 local MAX_COUNT = 9007199254740991  -- 2^53 - 1: beyond it Lua's doubles lose counts
 local MAX_SUM = 1e300               -- far below the double limit, so a sum never turns inf
 local CHUNK = 1000                  -- arguments per variadic call, below Lua's stack limit
@@ -107,6 +111,27 @@ for reason, count in pairs(batch[1]) do
     return {-4, KEYS[2] .. ' ' .. reason .. ': counter would not stay exact'}
   end
 end
+-- An event id recorded within the window was counted: the whole batch is
+-- refused with those ids, before any write, and comes back without them.
+local ids_key, ids = KEYS[5], batch[3]
+local now, window, max_ids = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+if now == nil or window == nil or max_ids == nil then
+  return {-4, 'the id window must be numbers'}
+end
+if type(ids) ~= 'table' then return {-4, 'the batch holds no list of event ids'} end
+why = refuse_keys({[ids_key] = 'zset'})
+if why then return {-4, why} end
+local since = now - window
+local counted = {}
+for i = 1, #ids, CHUNK do
+  local last = math.min(i + CHUNK - 1, #ids)
+  local scores = redis.call('ZMSCORE', ids_key, unpack(ids, i, last))
+  for j = 1, #scores do
+    if scores[j] and tonumber(scores[j]) >= since then counted[#counted + 1] = ids[i + j - 1] end
+  end
+end
+if #counted > 0 then return {-5, counted} end
+
 local writes = {}
 local function watch(agg, own, other, units, cap, ttl)
   -- Each unit new to this arm's set is added; one the other arm's set holds
@@ -135,7 +160,7 @@ local function watch(agg, own, other, units, cap, ttl)
 end
 
 local function cell_keys(index)
-  local base = 4 * index
+  local base = 4 * index + 1
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}
 end
 
@@ -168,5 +193,20 @@ end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
+if #ids > 0 then
+  for i = 1, #ids, CHUNK do
+    local pairs_ = {}
+    for j = i, math.min(i + CHUNK - 1, #ids) do
+      pairs_[#pairs_ + 1] = ARGV[7]
+      pairs_[#pairs_ + 1] = ids[j]
+    end
+    redis.call('ZADD', ids_key, unpack(pairs_))
+  end
+  -- The window: ids older than it, and past the most it holds the oldest, are forgotten.
+  redis.call('ZREMRANGEBYSCORE', ids_key, '-inf', '(' .. string.format('%.0f', since))
+  local over = redis.call('ZCARD', ids_key) - max_ids
+  if over > 0 then redis.call('ZREMRANGEBYRANK', ids_key, 0, over - 1) end
+  redis.call('PEXPIRE', ids_key, window)
+end
 redis.call('HSET', meta, 'offset', ARGV[3])
 return {1, ARGV[3]}

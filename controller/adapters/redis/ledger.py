@@ -1,68 +1,50 @@
-"""Batches of events sent over HTTP, remembered so a client's retry is sent once.
+"""Events sent over HTTP, remembered by id so the intake can say which were sent before.
 
 Keys (``P`` is the key prefix)::
 
-    P:intake:<batch id>   string with a TTL: ``pending:<token>`` while one
-                          request sends the batch, ``done`` once the broker
-                          acknowledged it
+    P:intake:event:<event id>   string with a TTL: the SHA-256 (32 hex digits) of the
+                                event's content as the broker acknowledged it
 
-A batch is begun with ``SET NX`` (pending, with a short TTL), marked done
-after the broker's acknowledgement (with the long TTL of the dedupe window),
-and abandoned (deleted, only by the request that began it) when sending
-failed, so the client's retry sends it.
+An id is written (``SET NX``) only after the broker acknowledged its event,
+and read before a batch is sent. This is what the intake can know at
+acceptance, best effort: counting each event once is the flush's work (the
+partition's recent ids, :mod:`controller.adapters.redis.aggregates`). One
+key per event, each a single-key command in a pipeline, so it runs on Redis
+Cluster too.
 """
 
 from __future__ import annotations
 
-import uuid
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
 
 from controller.adapters.redis.client import RedisClient, translated
 from controller.settings import RedisSettings
 
-# KEYS: the batch   ARGV: the pending value to delete
-_ABANDON = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
-
-class Begun(StrEnum):
-    """What :meth:`BatchLedger.begin` found: the batch is this request's, in flight, or sent."""
-
-    FRESH = "fresh"
-    PENDING = "pending"
-    DONE = "done"
-
-
-class BatchLedger:
-    """Which batches were sent (``done``) or are being sent (``pending``), by id."""
+class EventLedger:
+    """Which events were sent over HTTP (acknowledged by the broker), by id, with their content."""
 
     def __init__(self, redis: RedisClient, *, settings: RedisSettings) -> None:
         self._redis, self._prefix = redis, settings.key_prefix
-        self._abandon = redis.register_script(_ABANDON)
 
-    def _key(self, batch_id: str) -> str:
-        return f"{self._prefix}:intake:{batch_id}"
+    def _key(self, event_id: str) -> str:
+        return f"{self._prefix}:intake:event:{event_id}"
 
-    async def begin(self, batch_id: str, *, pending_ttl_s: int) -> tuple[Begun, str]:
-        """Take ``batch_id`` for sending; what was found, and the token to finish it with."""
-        token = f"pending:{uuid.uuid4().hex}"
-        async with translated():
-            if await self._redis.set(self._key(batch_id), token, nx=True, ex=pending_ttl_s):
-                return Begun.FRESH, token
-            found = await self._redis.get(self._key(batch_id))
-        if found is None:  # expired between the two calls: the caller retries
-            return Begun.PENDING, token
-        text = found.decode() if isinstance(found, bytes) else str(found)
-        return (Begun.DONE if text == "done" else Begun.PENDING), token
+    async def recall(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The content hash of each of ``event_ids`` that was sent before (absent: not known)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.get(self._key(event_id))
+            found = await pipe.execute()
+        return {
+            event_id: value.decode() if isinstance(value, bytes) else str(value)
+            for event_id, value in zip(event_ids, found, strict=True)
+            if value is not None
+        }
 
-    async def done(self, batch_id: str, *, ttl_s: int) -> None:
-        """Record that the broker acknowledged ``batch_id``: retries of it are duplicates."""
-        async with translated():
-            await self._redis.set(self._key(batch_id), "done", ex=ttl_s)
-
-    async def abandon(self, batch_id: str, token: str) -> None:
-        """Forget ``batch_id`` if this request still holds it, so a retry sends it."""
-        async with translated():
-            await self._abandon(keys=[self._key(batch_id)], args=[token])
+    async def remember(self, hashes: Mapping[str, str], *, ttl_s: int) -> None:
+        """Record events the broker acknowledged; an id recorded before keeps its first content."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for event_id, digest in hashes.items():
+                pipe.set(self._key(event_id), digest, nx=True, ex=ttl_s)
+            await pipe.execute()
