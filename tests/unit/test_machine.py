@@ -234,7 +234,7 @@ def test_transition_table(state_key: str, input_key: str) -> None:
         assert after is not None
         assert after.flag_version == (before.flag_version if before else 0) + 1
         assert after.flag_version in after.stage_versions[after.stage]
-        late = INPUTS["tick-late"].now  # type: ignore[union-attr]
+        late = INPUTS["tick-late"].now
         assert after.updated_at == (late if input_key == "tick-late" else NOW)
     elif want_actions != "alert:stuck":
         assert after == before  # rejected or ignored inputs never change state
