@@ -25,6 +25,7 @@ The tree::
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
     ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
     ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
+    ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
     ├── DeadlineExceeded            deadlines: a call over its deadline (also a TimeoutError)
     ├── TooLarge                    deadlines: an answer over its size bound (also a ValueError)
     ├── PollFailed                  sdk.transport: a poll of /flags got no usable answer

@@ -53,7 +53,7 @@ RING_GUARDRAILS = (
     Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
 )
 RING_SOAK = timedelta(hours=1)
-RING_UNITS = 100
+RING_UNITS = 150
 
 
 @dataclass(frozen=True, slots=True)
