@@ -27,7 +27,6 @@ from controller.adapters.web_console import is_loopback
 from controller.core.app_keys import AppKey, Policy
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
-from controller.core.views import FlagStates, FlagStateView
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
@@ -35,11 +34,10 @@ from controller.daemon.event_intake import EventIntake
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
-from controller.daemon.rendering import flag_state_fields
+from controller.daemon.read_worker import ReadWorker, flag_states
 from controller.daemon.segments import SegmentService
-from controller.daemon.signed import signed_states
 from controller.daemon.starting import Readiness, redis_of
-from controller.daemon.status import StatusView, readable
+from controller.daemon.status import StatusView
 from controller.settings import HttpSettings, Settings
 
 
@@ -60,6 +58,7 @@ class Parts:
     events_in: EventIntake
     segments: SegmentService | None = None
     app_keys: KeyBook | None = None
+    reads: ReadWorker | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -88,7 +87,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         limits=settings.http,
         # OFREP evaluates from a snapshot of the states; it needs no signatures.
         ofrep=OfrepRoutes(
-            lambda: flag_states(parts.states, None),
+            parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
             body_timeout_seconds=settings.http.body_timeout_seconds,
             access=access,
             requests_per_second=settings.http.ofrep_requests_per_second,
@@ -112,6 +111,9 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             loopback=is_loopback(settings.http.host),
         ),
         segments=segment_routes(parts),
+        flag_list=None if parts.reads is None else parts.reads.flag_list,
+        rollout_list=None if parts.reads is None else parts.reads.rollout_list,
+        count_reads_limited=parts.metrics.reads_rate_limited.inc,
     )
 
 
@@ -189,10 +191,3 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
         if now - last > limit:
             return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
     return None
-
-
-async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
-    """Every flag's current state as apps see it (signed, with a key), in two round trips."""
-    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
-    fields = [flag_state_fields(rollout) for rollout in loaded if rollout is not None]
-    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])

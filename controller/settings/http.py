@@ -64,6 +64,21 @@ class HttpSettings(BaseModel):
         description="OFREP evaluation requests a second one client (app key, else address) may "
         "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
     )
+    reads_max_age_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How old the answers of `GET /flags` and `GET /rollouts` may be: each is "
+        "built at most once in this time, however many clients read it, and served with an "
+        "ETag (304 when unchanged). 0 builds one for every request that finds no build under way.",
+    )
+    reads_per_second: float = Field(
+        default=5,
+        gt=0,
+        description="Requests a second one client (remote address) may make to `GET /rollouts`, "
+        "`/rollouts/{flag}` and `/rollouts/{flag}/history` (bursts up to a second's worth); "
+        "past it 429 with Retry-After.",
+    )
     intake_ack_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
