@@ -42,7 +42,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import KeyListRoute
+from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
@@ -126,10 +126,12 @@ class HttpServer(Listener):
         flag_list: BodySource | None = None,
         rollout_list: BodySource | None = None,
         count_reads_limited: Callable[[], None] | None = None,
+        access: AppAccess | None = None,
     ) -> None:
         """``flag_list`` and ``rollout_list``: the whole lists' JSON, built elsewhere (the
         daemon builds them off its event loop); built here from ``flags`` and ``rollouts``
-        when not given."""
+        when not given. ``access``: the apps' keys, which ``/flags`` wants (scope
+        ``evaluate``) unless ``limits.public_flags``."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
@@ -142,7 +144,13 @@ class HttpServer(Listener):
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
         max_age = self._limits.reads_max_age_seconds
-        self.flag_list = FlagListRoute(flag_list or self._flag_list, max_age=max_age)
+        self.flag_list = FlagListRoute(
+            flag_list or self._flag_list,
+            max_age=max_age,
+            access=access,
+            public=self._limits.public_flags,
+            operator_token=webhook_token,
+        )
         self.flag_list.add_to(app.router)
         self.rollouts: RolloutRoutes | None = None
         if rollouts is not None:
@@ -151,6 +159,7 @@ class HttpServer(Listener):
                 history=history,
                 listing=rollout_list,
                 max_age=max_age,
+                token=webhook_token,
                 requests_per_second=self._limits.reads_per_second,
                 count_limited=count_reads_limited,
             )

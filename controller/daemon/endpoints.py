@@ -20,6 +20,7 @@ from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
@@ -110,21 +111,33 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             token=token.get_secret_value() if token else None,
             loopback=is_loopback(settings.http.host),
         ),
-        segments=segment_routes(parts),
+        segments=segment_routes(
+            parts,
+            AppReadGuard(
+                access,
+                public=settings.http.public_flags,
+                operator_token=token.get_secret_value() if token else None,
+            ),
+        ),
         flag_list=None if parts.reads is None else parts.reads.flag_list,
         rollout_list=None if parts.reads is None else parts.reads.rollout_list,
         count_reads_limited=parts.metrics.reads_rate_limited.inc,
+        access=access,
     )
 
 
-def segment_routes(parts: Parts) -> SegmentRoutes | None:
+def segment_routes(parts: Parts, guard: AppReadGuard | None = None) -> SegmentRoutes | None:
     """``/v1/segments``, read through the segment service's store."""
     if parts.segments is None:
         return None
     reads = parts.segments.reads()
     key_id = parts.signer.key_id if parts.signer is not None else None
     return SegmentRoutes(
-        listing=reads.listing, version=reads.version, whole=reads.whole, key_id=key_id
+        listing=reads.listing,
+        version=reads.version,
+        whole=reads.whole,
+        key_id=key_id,
+        guard=guard,
     )
 
 

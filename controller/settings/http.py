@@ -127,10 +127,17 @@ class HttpSettings(BaseModel):
     )
     require_app_keys: bool | None = Field(
         default=None,
-        description="Whether OFREP and `POST /v1/events` require an app key "
+        description="Whether OFREP, `POST /v1/events`, `GET /flags` and `GET /v1/segments*` "
+        "require an app key "
         "(`Authorization: Bearer <key>`, made by `rolloutctl app-key create`). Unset: "
         "required unless `host` is a loopback address, as the console's token is. A key that "
         "is sent is always checked.",
+    )
+    public_flags: bool = Field(
+        default=False,
+        description="Serve `GET /flags` and `GET /v1/segments*` (salts, rings, values, id "
+        "lists: enough to evaluate any unit offline) without an app key even where keys are "
+        "required. Off, they want a key of scope `evaluate` (or the webhook token) as OFREP does.",
     )
     cors_origins: list[Origin] = Field(
         default_factory=list,

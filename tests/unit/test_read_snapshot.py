@@ -107,6 +107,7 @@ async def rollouts_served(rate: float, limited: list[int]) -> AsyncIterator[http
         status=status,
         history=None,
         max_age=60,
+        token=None,
         requests_per_second=rate,
         count_limited=lambda: limited.append(1),
     )
