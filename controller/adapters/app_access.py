@@ -1,4 +1,4 @@
-"""Who may use the routes for apps (OFREP, ``POST /v1/events``): app keys and CORS.
+"""Who may use the routes for apps (OFREP, ``POST /v1/events``, the reads): app keys, CORS.
 
 Each guarded route is wrapped by :meth:`AppAccess.guard`: before its body is
 read, the request's ``Origin`` (if any), its ``Authorization: Bearer`` key and
@@ -11,9 +11,11 @@ Origin``, refusals too, so that a page on that origin reads why it was refused
 
 :meth:`AppAccess.preflight` answers a CORS preflight (``OPTIONS``): 204 with
 the methods and headers the routes take for an origin in
-``http.cors_origins``, 403 with the reason for any other. No other route of
-the server uses app keys: the console, ``/rollouts`` and the webhooks take
-the webhook token only, so an app key is never accepted there.
+``http.cors_origins``, 403 with the reason for any other. The reads of apps
+(``GET /flags``, ``GET /v1/segments*``) are guarded the same way, scope
+``evaluate``, and admit the webhook token too. No other route of the server
+uses app keys: the console, ``/rollouts*``, ``/app-keys`` and the webhooks
+take the webhook token only, so an app key is never accepted there.
 """
 
 from __future__ import annotations
@@ -57,12 +59,19 @@ class AppAccess:
     def policy(self) -> Policy:
         return self._policy
 
-    def guard(self, handler: Handler, scope: Scope, render: Render) -> Handler:
-        """``handler`` behind the key and origin checks of ``scope``; refusals by ``render``."""
+    def guard(
+        self, handler: Handler, scope: Scope, render: Render, *, operator: str | None = None
+    ) -> Handler:
+        """``handler`` behind the key and origin checks of ``scope``; refusals by ``render``.
+
+        ``operator``: the webhook token, admitted too where an operator reads what apps read
+        (``rolloutctl audience`` reads ``/flags``); never from a browser."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             origin = request.headers.get("Origin")
             header = request.headers.get("Authorization")
+            if operator is not None and origin is None and _same(bearer(header), operator):
+                return await handler(request)
             found = access(
                 credentials=bearer(header),
                 scheme_given=bool(header and header.strip()),
@@ -98,6 +107,10 @@ class AppAccess:
             return web.Response(status=204, headers=headers)
 
         return answer
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return bool(given) and hmac.compare_digest((given or "").encode(), expected.encode())
 
 
 def client_of(request: web.Request) -> str:

@@ -2,11 +2,9 @@
 
 ``/healthz`` answers while the event loop runs; ``/readyz`` is 200 only when
 Redis answers and this instance owns events partitions (503 with the reason
-otherwise); ``/metrics`` is the Prometheus text format; ``/flags`` lists the
-current flag states with an ETag, so pollers get 304 when nothing changed.
-``/rollouts`` and ``/rollouts/{flag}`` show each rollout's phase, stage, time
-in stage and the gate's current evidence (what ``rolloutctl status`` prints);
-``/rollouts/{flag}/history`` its gate history, stage by stage. ``/ui`` is the
+otherwise); ``/metrics`` is the Prometheus text format. ``/flags``,
+``/rollouts``, ``/rollouts/{flag}`` and ``/rollouts/{flag}/history`` are the
+read API (:mod:`controller.adapters.read_routes`). ``/ui`` is the
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 ``POST /v1/events`` takes apps' events over HTTP
@@ -35,7 +33,6 @@ The server is bounded against slow and greedy clients: see :class:`HttpServer`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,14 +42,21 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import KeyListRoute
+from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.read_routes import (
+    FlagListRoute,
+    HistorySource,
+    RolloutRoutes,
+    StatusSource,
+)
+from controller.adapters.read_snapshot import BodySource
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.errors import BrokerError, ControllerError, StoreError
-from controller.core.views import FlagStates, RolloutHistory, RolloutList, RolloutStatus
+from controller.core.views import FlagStates
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
@@ -64,8 +68,6 @@ from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
-StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]
-HistorySource = Callable[[str], Awaitable[RolloutHistory | None]]
 Parser = Callable[[object], MonitorSignal | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_WEBHOOK_BYTES = 64 * 1024
@@ -121,11 +123,18 @@ class HttpServer(Listener):
         intake: EventIntakeRoutes | None = None,
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
+        flag_list: BodySource | None = None,
+        rollout_list: BodySource | None = None,
+        count_reads_limited: Callable[[], None] | None = None,
+        access: AppAccess | None = None,
     ) -> None:
+        """``flag_list`` and ``rollout_list``: the whole lists' JSON, built elsewhere (the
+        daemon builds them off its event loop); built here from ``flags`` and ``rollouts``
+        when not given. ``access``: the apps' keys, which ``/flags`` wants (scope
+        ``evaluate``) unless ``limits.public_flags``."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
-        self._rollouts, self._history = rollouts, history
         self._limits = limits or HttpSettings()
         self._busy: set[_Busy] = set()
         app = web.Application(
@@ -134,10 +143,27 @@ class HttpServer(Listener):
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
-        app.router.add_get("/flags", self._flag_states)
-        app.router.add_get("/rollouts", self._rollout_list)
-        app.router.add_get("/rollouts/{flag}", self._rollout_one)
-        app.router.add_get("/rollouts/{flag}/history", self._rollout_history)
+        max_age = self._limits.reads_max_age_seconds
+        self.flag_list = FlagListRoute(
+            flag_list or self._flag_list,
+            max_age=max_age,
+            access=access,
+            public=self._limits.public_flags,
+            operator_token=webhook_token,
+        )
+        self.flag_list.add_to(app.router)
+        self.rollouts: RolloutRoutes | None = None
+        if rollouts is not None:
+            self.rollouts = RolloutRoutes(
+                status=rollouts,
+                history=history,
+                listing=rollout_list,
+                max_age=max_age,
+                token=webhook_token,
+                requests_per_second=self._limits.reads_per_second,
+                count_limited=count_reads_limited,
+            )
+            self.rollouts.add_to(app.router)
         if console is not None:
             hosts = tuple(self._limits.console_hosts)
             ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts).add_to(
@@ -194,32 +220,9 @@ class HttpServer(Listener):
         body = self._metrics()
         return web.Response(body=body, headers={"Content-Type": self._metrics_type})
 
-    async def _flag_states(self, request: web.Request) -> web.Response:
+    async def _flag_list(self) -> bytes:
         states = [state.served() for state in (await self._flags()).root]
-        body = orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers={"ETag": etag})
-        return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
-
-    async def _rollout_list(self, _request: web.Request) -> web.Response:
-        if self._rollouts is None:
-            return _json({"error": "rollout status is not served here"}, status=404)
-        return _json(RolloutList(rollouts=await self._rollouts(None)).served())
-
-    async def _rollout_one(self, request: web.Request) -> web.Response:
-        flag = request.match_info["flag"]
-        found = await self._rollouts(flag) if self._rollouts is not None else []
-        if not found:
-            return _json({"error": f"no rollout for flag {flag!r}"}, status=404)
-        return _json(found[0].served())
-
-    async def _rollout_history(self, request: web.Request) -> web.Response:
-        flag = request.match_info["flag"]
-        found = await self._history(flag) if self._history is not None else None
-        if found is None:
-            return _json({"error": f"no rollout history for flag {flag!r}"}, status=404)
-        return _json(found.served())
+        return orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
 
     async def _betteruptime(self, request: web.Request) -> web.Response:
         # names a reopen whose payload carries no timestamp telling it apart

@@ -7,6 +7,12 @@ the segments topic carries it (signed when the controller has a key), with
 the data of its id list's parts in order under ``part_data``; its ETag is its
 version, checked before the parts are read, so an unchanged 1,000,000-id
 list costs a 304 too. An unknown or deleted segment is a 404.
+
+An id list is often personal data, and with it anyone could evaluate any
+unit offline: both routes sit behind the reads' guard of
+:class:`controller.adapters.read_routes.AppReadGuard` (an app key of scope
+``evaluate`` where keys are required; 401 or 403 with the reason), unless
+``http.public_flags`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from controller.core.segment_messages import SegmentName
 
 _NAME: TypeAdapter[str] = TypeAdapter(SegmentName)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class SegmentRoutes:
@@ -34,13 +41,16 @@ class SegmentRoutes:
         version: Callable[[str], Awaitable[int | None]],
         whole: Callable[[str], Awaitable[dict[str, Any] | None]],
         key_id: str | None,
+        guard: Callable[[Handler], Handler] | None = None,
     ) -> None:
+        """``guard``: what wraps each route (who may read); none, open."""
         self._listing, self._version, self._whole = listing, version, whole
         self._key_id = key_id or "unsigned"
+        self._guard = guard or (lambda handler: handler)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/v1/segments", self._list)
-        router.add_get("/v1/segments/{name}", self._one)
+        router.add_get("/v1/segments", self._guard(self._list))
+        router.add_get("/v1/segments/{name}", self._guard(self._one))
 
     async def _list(self, request: web.Request) -> web.Response:
         body = orjson.dumps({"segments": await self._listing()}, option=orjson.OPT_SORT_KEYS)

@@ -42,8 +42,6 @@ from controller.ctl.commands import (
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.handlers import actor_of, broker_of, key_path_of
 
-ENV_TOKEN = "ROLLOUTCTL_TOKEN"  # noqa: S105 - the variable's name, not a token
-"""The controller's webhook token, which ``GET /app-keys`` wants when one is set."""
 RECORD_KEY = b"app-keys"
 """The Kafka key of every app-key command: one partition, so they apply in order."""
 
@@ -163,9 +161,7 @@ def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
 
 def _list(args: argparse.Namespace) -> int:
     base = env_url(args.url)
-    token = os.environ.get(ENV_TOKEN)
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    body = diagnosis.get_json(base, "/app-keys", timeout_s=10, headers=headers)
+    body = diagnosis.get_json(base, "/app-keys", timeout_s=10)
     keys: list[dict[str, Any]] = body.get("keys", [])
     if args.json:
         print_json({"keys": keys})

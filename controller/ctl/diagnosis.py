@@ -79,6 +79,18 @@ def refused(base: str, path: str, answer: http_client.Answer) -> ControllerError
     return ControllerError(f"{head}: {answer.text[:200]}")
 
 
+ENV_TOKEN = "ROLLOUTCTL_TOKEN"  # noqa: S105 - the variable's name, not a token
+"""What the tools send as ``Authorization: Bearer`` to the controller's read API: its webhook
+token, where one is set (``/rollouts*``, ``/app-keys``, and ``/flags`` and
+``/v1/segments*``, which take an app key of scope ``evaluate`` too)."""
+
+
+def token_headers() -> dict[str, str] | None:
+    """``Authorization: Bearer $ROLLOUTCTL_TOKEN``; None where the variable is unset."""
+    token = os.environ.get(ENV_TOKEN, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
 def get_json(
     base: str,
     path: str,
@@ -89,8 +101,11 @@ def get_json(
 ) -> Any:
     """The JSON the controller at ``base`` serves at ``path``; None for a 404 when ``missing_ok``.
 
-    No answer is :func:`unreachable`, any other answer :func:`refused`.
+    ``headers`` default to :func:`token_headers`. No answer is :func:`unreachable`, any
+    other answer :func:`refused`.
     """
+    if headers is None:
+        headers = token_headers()
     try:
         answer = http_client.get(base + path, timeout_s=timeout_s, headers=headers)
     except http_client.Unreachable as exc:

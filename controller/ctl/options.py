@@ -13,6 +13,7 @@ from controller.ctl.commands import (
     ENV_KEY_ID,
     ENV_URL,
 )
+from controller.ctl.diagnosis import ENV_TOKEN
 
 
 def signing_options() -> argparse.ArgumentParser:
@@ -45,7 +46,10 @@ def broker_options() -> argparse.ArgumentParser:
 def add_url(parser: argparse.ArgumentParser) -> None:
     """--url: where the controller's HTTP API is, for the subcommands that read it."""
     parser.add_argument(
-        "--url", metavar="URL", help=f"controller HTTP address (default: ${ENV_URL}, {DEFAULT_URL})"
+        "--url",
+        metavar="URL",
+        help=f"controller HTTP address (default: ${ENV_URL}, {DEFAULT_URL}); "
+        f"${ENV_TOKEN} is sent as its bearer token where the controller wants one",
     )
 
 

@@ -37,7 +37,7 @@ def status(args: argparse.Namespace) -> int:
     base = env_url(args.url)
     path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
     try:
-        answer = http_client.get(base + path, timeout_s=10)
+        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
     except http_client.Unreachable as exc:
         raise diagnosis.unreachable(base, exc) from exc
     if answer.status == 404 and args.flag:

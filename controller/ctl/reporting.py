@@ -134,7 +134,9 @@ def _dataclass(value: object) -> JsonObject:
 def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
     """The JSON object at ``path``; None on 404; an error for anything else."""
     try:
-        answer = http_client.get(base + path, timeout_s=timeout_s)
+        answer = http_client.get(
+            base + path, timeout_s=timeout_s, headers=diagnosis.token_headers()
+        )
     except http_client.Unreachable as exc:
         raise diagnosis.unreachable(base, exc) from exc
     if answer.status == 404:

@@ -20,6 +20,7 @@ from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
@@ -27,7 +28,6 @@ from controller.adapters.web_console import is_loopback
 from controller.core.app_keys import AppKey, Policy
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
-from controller.core.views import FlagStates, FlagStateView
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
@@ -35,11 +35,10 @@ from controller.daemon.event_intake import EventIntake
 from controller.daemon.ingest import Ingest
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
-from controller.daemon.rendering import flag_state_fields
+from controller.daemon.read_worker import ReadWorker, flag_states
 from controller.daemon.segments import SegmentService
-from controller.daemon.signed import signed_states
 from controller.daemon.starting import Readiness, redis_of
-from controller.daemon.status import StatusView, readable
+from controller.daemon.status import StatusView
 from controller.settings import HttpSettings, Settings
 
 
@@ -60,6 +59,7 @@ class Parts:
     events_in: EventIntake
     segments: SegmentService | None = None
     app_keys: KeyBook | None = None
+    reads: ReadWorker | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -88,7 +88,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         limits=settings.http,
         # OFREP evaluates from a snapshot of the states; it needs no signatures.
         ofrep=OfrepRoutes(
-            lambda: flag_states(parts.states, None),
+            parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
             body_timeout_seconds=settings.http.body_timeout_seconds,
             access=access,
             requests_per_second=settings.http.ofrep_requests_per_second,
@@ -111,18 +111,33 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
             token=token.get_secret_value() if token else None,
             loopback=is_loopback(settings.http.host),
         ),
-        segments=segment_routes(parts),
+        segments=segment_routes(
+            parts,
+            AppReadGuard(
+                access,
+                public=settings.http.public_flags,
+                operator_token=token.get_secret_value() if token else None,
+            ),
+        ),
+        flag_list=None if parts.reads is None else parts.reads.flag_list,
+        rollout_list=None if parts.reads is None else parts.reads.rollout_list,
+        count_reads_limited=parts.metrics.reads_rate_limited.inc,
+        access=access,
     )
 
 
-def segment_routes(parts: Parts) -> SegmentRoutes | None:
+def segment_routes(parts: Parts, guard: AppReadGuard | None = None) -> SegmentRoutes | None:
     """``/v1/segments``, read through the segment service's store."""
     if parts.segments is None:
         return None
     reads = parts.segments.reads()
     key_id = parts.signer.key_id if parts.signer is not None else None
     return SegmentRoutes(
-        listing=reads.listing, version=reads.version, whole=reads.whole, key_id=key_id
+        listing=reads.listing,
+        version=reads.version,
+        whole=reads.whole,
+        key_id=key_id,
+        guard=guard,
     )
 
 
@@ -194,15 +209,3 @@ def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
         if now - last > limit:
             return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
     return None
-
-
-async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
-    """Every flag's current state as apps see it (signed, with a key), in two round trips.
-
-    ``GET /flags`` and OFREP answer from this, the flag-state topic from what was
-    published: a flag with no published state (a start scheduled for a flag never
-    served) is in none of them until it starts.
-    """
-    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
-    fields = [flag_state_fields(r) for r in loaded if r is not None and r.published]
-    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])

@@ -136,6 +136,12 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.reads_rate_limited = Counter(
+            "rollout_http_reads_rate_limited",
+            "Requests to /rollouts, /rollouts/{flag} and its history refused (429) past their "
+            "client's rate (http.reads_per_second).",
+            registry=r,
+        )
         self.guardrails = GuardrailGauges(r)
         self.backend = BackendMetrics(r)
 

@@ -49,6 +49,7 @@ from controller.daemon.ingest import Ingest
 from controller.daemon.keyring import KeyReloader, Keyring
 from controller.daemon.log_gaps import LogGaps
 from controller.daemon.metrics import Metrics
+from controller.daemon.read_worker import ReadWorker
 from controller.daemon.segments import SegmentService
 from controller.daemon.signed import SigningOutputs, load_signer
 from controller.daemon.starting import StartUp, kafka_of, redis_of
@@ -228,6 +229,13 @@ async def _supervise(
                 events_in,
                 segments,
                 KeyBook(AppKeyStore(client, settings=settings.redis)),
+                reads=await closing.enter(
+                    stack,
+                    "read worker",
+                    ReadWorker(
+                        settings, signer=signer, clock=when.clock, team_windows=when.team_windows
+                    ),
+                ),
             )
             await closing.enter(stack, "http server", http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))

@@ -45,6 +45,9 @@ class FlagPoller(FlagBook, Lifecycle):
     :class:`~controller.sdk.segment_poller.SegmentPoller` under the same
     ``keys`` (every ``segments_interval`` seconds), started and stopped with
     it, and rules read it: ``segments`` is then that poller.
+
+    ``api_key``: the app's key of scope ``evaluate``, which a controller that
+    requires app keys wants for ``/flags`` and ``/v1/segments``.
     """
 
     def __init__(
@@ -60,18 +63,23 @@ class FlagPoller(FlagBook, Lifecycle):
         segments: SegmentLookup = NO_SEGMENTS,
         poll_segments: bool = False,
         segments_interval: float = 5.0,
+        api_key: str | None = None,
     ) -> None:
         self._segment_poller: SegmentPoller | None = None
         if poll_segments:
             if segments is not NO_SEGMENTS:
                 raise TypeError("pass segments or poll_segments, not both")
             segments = self._segment_poller = SegmentPoller(
-                url, interval=segments_interval, transport=transport, keys=keys
+                url, interval=segments_interval, transport=transport, keys=keys, api_key=api_key
             )
         super().__init__(states, keys=keys, segments=segments)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
-            url.rstrip("/") + "/flags", timeout=timeout, max_bytes=max_bytes, transport=transport
+            url.rstrip("/") + "/flags",
+            timeout=timeout,
+            max_bytes=max_bytes,
+            transport=transport,
+            api_key=api_key,
         )
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None

@@ -43,11 +43,12 @@ class SegmentPoller(SegmentBook, Lifecycle):
         max_bytes: int = MAX_SEGMENT_BYTES,
         transport: HttpTransport | None = None,
         keys: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(keys=keys)
         self._base = url.rstrip("/") + "/v1/segments"
         self._interval = interval
-        options: dict[str, Any] = {"timeout": timeout, "max_bytes": max_bytes}
+        options: dict[str, Any] = {"timeout": timeout, "max_bytes": max_bytes, "api_key": api_key}
         self._list = FlagsEndpoint(self._base, transport=transport, **options)
         self._one = FlagsEndpoint(self._base, transport=transport, **options)
         self._etag: str | None = None

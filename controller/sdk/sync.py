@@ -82,7 +82,8 @@ class SyncFlags(EventForwarder):
     Reads states from the Kafka topic, or from the controller's ``/flags``
     when ``flags_url`` is given; with ``flag_keys`` (key id -> the controller's
     base64 public key) only states it signed, the others counted in
-    ``book.rejected``. ``loaded`` turns true once the states are
+    ``book.rejected``; ``api_key`` is the app's key for a controller that requires
+    one. ``loaded`` turns true once the states are
     read; until then unknown flags serve control with flag version 0, as
     they do in the asyncio clients. The client starts on construction.
     """
@@ -101,11 +102,12 @@ class SyncFlags(EventForwarder):
         poll_interval: float = 1.0,
         request_timeout_ms: int = 10_000,
         flag_keys: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         kafka = kafka or KafkaSettings()
         self._loop = asyncio.new_event_loop()
         self._source: FlagClient | FlagPoller = (
-            FlagPoller(flags_url, interval=poll_interval, keys=flag_keys)
+            FlagPoller(flags_url, interval=poll_interval, keys=flag_keys, api_key=api_key)
             if flags_url
             else FlagClient(kafka, topic=flag_topic, keys=flag_keys)
         )

@@ -248,14 +248,23 @@ class FlagsEndpoint:
     """
 
     def __init__(
-        self, url: str, *, timeout: float, max_bytes: int, transport: HttpTransport | None
+        self,
+        url: str,
+        *,
+        timeout: float,
+        max_bytes: int,
+        transport: HttpTransport | None,
+        api_key: str | None = None,
     ) -> None:
+        """``api_key``: the app's key (scope ``evaluate``), sent as ``Authorization: Bearer``
+        to a controller that requires keys."""
         self.url = url
         self._timeout, self._max_bytes = timeout, max_bytes
         # Identity: a compressed answer could inflate far past its bound in one chunk.
-        self._http = httpx.AsyncClient(
-            timeout=timeout, transport=transport, headers={"Accept-Encoding": "identity"}
-        )
+        headers = {"Accept-Encoding": "identity"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=headers)
 
     async def get(self, etag: str | None) -> FlagsAnswer:
         """The answer; :class:`PollFailed` on no answer in time, another status, or no JSON."""

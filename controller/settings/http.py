@@ -64,6 +64,21 @@ class HttpSettings(BaseModel):
         description="OFREP evaluation requests a second one client (app key, else address) may "
         "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
     )
+    reads_max_age_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How old the answers of `GET /flags` and `GET /rollouts` may be: each is "
+        "built at most once in this time, however many clients read it, and served with an "
+        "ETag (304 when unchanged). 0 builds one for every request that finds no build under way.",
+    )
+    reads_per_second: float = Field(
+        default=5,
+        gt=0,
+        description="Requests a second one client (remote address) may make to `GET /rollouts`, "
+        "`/rollouts/{flag}` and `/rollouts/{flag}/history` (bursts up to a second's worth); "
+        "past it 429 with Retry-After.",
+    )
     intake_ack_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -113,10 +128,17 @@ class HttpSettings(BaseModel):
     )
     require_app_keys: bool | None = Field(
         default=None,
-        description="Whether OFREP and `POST /v1/events` require an app key "
+        description="Whether OFREP, `POST /v1/events`, `GET /flags` and `GET /v1/segments*` "
+        "require an app key "
         "(`Authorization: Bearer <key>`, made by `rolloutctl app-key create`). Unset: "
         "required unless `host` is a loopback address, as the console's token is. A key that "
         "is sent is always checked.",
+    )
+    public_flags: bool = Field(
+        default=False,
+        description="Serve `GET /flags` and `GET /v1/segments*` (salts, rings, values, id "
+        "lists: enough to evaluate any unit offline) without an app key even where keys are "
+        "required. Off, they want a key of scope `evaluate` (or the webhook token) as OFREP does.",
     )
     cors_origins: list[Origin] = Field(
         default_factory=list,

@@ -55,6 +55,8 @@ def sample(metrics_text: str, name: str) -> float:
 async def test_health_readiness_metrics_and_flags(rig: Rig, tmp_path: Path) -> None:
     port = free_port()
     rig.env["RC_HTTP__PORT"] = str(port)
+    # /flags is read without a key here; who may read it is test_read_access's subject.
+    rig.env["RC_HTTP__PUBLIC_FLAGS"] = "true"
     base = f"http://127.0.0.1:{port}"
     with rig.daemon(tmp_path):
         await wait_status(f"{base}/healthz", 200)

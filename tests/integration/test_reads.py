@@ -17,10 +17,10 @@ from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient, connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.views import FlagStates, RolloutList
-from controller.daemon.endpoints import flag_states
+from controller.daemon.read_worker import flag_states
 from controller.daemon.status import StatusView
 from controller.ports import SaveOutcome, StateWrite
-from controller.settings import RedisSettings
+from controller.settings import HttpSettings, RedisSettings
 from tests.integration.test_store import store_client, store_url  # noqa: F401 (fixtures)
 from tests.services import free_port
 from tests.unit.test_gate import rollout
@@ -82,6 +82,8 @@ async def read_api(client: RedisClient, prefix: str) -> AsyncIterator[str]:
         metrics=lambda: b"",
         metrics_content_type="text/plain",
         rollouts=status,
+        # Every request builds its answer here: the round trips counted are a build's.
+        limits=HttpSettings(reads_max_age_seconds=0),
     )
     async with server:
         yield f"http://127.0.0.1:{port}"

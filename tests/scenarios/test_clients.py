@@ -22,7 +22,8 @@ async def test_kafka_and_http_clients_agree_with_the_daemon_across_stages(
     scenario: Scenario,
 ) -> None:
     port = free_port()
-    scenario.configure(RC_HTTP__PORT=str(port))
+    # Apps poll /flags without a key here; who may read it is test_read_access's subject.
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__PUBLIC_FLAGS="true")
     scenario.start_daemon()
     kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
     topic = scenario.topics["flag_state"]

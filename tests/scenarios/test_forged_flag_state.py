@@ -72,7 +72,9 @@ async def test_a_forged_state_is_refused_and_the_kill_reaches_every_app(
     key, public = signing.generate_key()
     keys = {KEY_ID: public}
     port = free_port()
+    # Apps poll /flags without a key here; who may read it is test_read_access's subject.
     scenario.configure(
+        RC_HTTP__PUBLIC_FLAGS="true",
         RC_HTTP__PORT=str(port),
         RC_SIGNING__KEY=signing.private_key_text(key),
         RC_SIGNING__KEY_ID=KEY_ID,
@@ -155,7 +157,8 @@ async def test_without_a_key_states_are_unsigned_with_a_warning_and_verifying_ap
     scenario: Scenario,
 ) -> None:
     port = free_port()
-    scenario.configure(RC_HTTP__PORT=str(port))
+    # Apps poll /flags without a key here; who may read it is test_read_access's subject.
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__PUBLIC_FLAGS="true")
     scenario.start_daemon()
     kafka = KafkaSettings(bootstrap_servers=scenario.bootstrap)
     topic = scenario.topics["flag_state"]

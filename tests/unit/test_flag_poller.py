@@ -143,3 +143,22 @@ class _Chunks(httpx.AsyncByteStream):
             chunk = self.body[start : start + self.SIZE]
             self.read_bytes += len(chunk)
             yield chunk
+
+
+async def test_the_app_key_goes_with_every_poll_of_flags_and_segments() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers.get("Authorization")))
+        return httpx.Response(200, json={"segments": []} if "segments" in request.url.path else [])
+
+    poller = FlagPoller(
+        "http://controller:8000",
+        transport=httpx.MockTransport(answer),
+        poll_segments=True,
+        api_key="rc_app_secret",
+    )
+    await poller.start()
+    await poller.stop()
+    assert {path for path, _ in seen} == {"/flags", "/v1/segments"}
+    assert {key for _, key in seen} == {"Bearer rc_app_secret"}

@@ -1,0 +1,173 @@
+"""The read API: ``GET /flags`` for apps, ``GET /rollouts*`` for operators.
+
+``/flags`` lists the current flag states with an ETag, so pollers get 304
+when nothing changed. ``/rollouts`` and ``/rollouts/{flag}`` show each
+rollout's phase, stage, time in stage and the gate's current evidence (what
+``rolloutctl status`` prints); ``/rollouts/{flag}/history`` its gate history,
+stage by stage.
+
+Nothing a reader does may slow what the process must do at once (a kill, a
+probe; #37), so:
+
+* ``/flags`` and ``/rollouts`` are served from a :class:`ReadSnapshot` (at most
+  ``http.reads_max_age_seconds`` old, one build however many readers), with an
+  ETag and 304 for ``If-None-Match``; the daemon builds them away from its
+  event loop (:mod:`controller.daemon.read_worker`);
+* each client (its remote address) may make ``http.reads_per_second`` requests
+  to ``/rollouts*`` a second (a token bucket, a second's worth at once); past it
+  429 with ``Retry-After``;
+* with ``http.webhook_token`` set, ``/rollouts*`` want it
+  (``Authorization: Bearer``; an app key is never accepted there), 401 otherwise;
+* ``/flags`` is an app's read, guarded like OFREP (scope ``evaluate``,
+  :mod:`controller.adapters.app_access`) unless ``http.public_flags``; the
+  operator token is admitted there too, for ``rolloutctl``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from controller.adapters.app_access import AppAccess, open_access
+from controller.adapters.read_snapshot import BodySource, ReadSnapshot, Served
+from controller.core.app_keys import Refused, Scope, bearer
+from controller.core.rates import RateLimiter
+from controller.core.views import RolloutHistory, RolloutStatus
+
+StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]
+HistorySource = Callable[[str], Awaitable[RolloutHistory | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FlagListRoute:
+    """``GET /flags`` from a snapshot of ``build``'s answer, behind the apps' guard."""
+
+    def __init__(
+        self,
+        build: BodySource,
+        *,
+        max_age: float,
+        access: AppAccess | None = None,
+        public: bool = False,
+        operator_token: str | None = None,
+    ) -> None:
+        self.snapshot = ReadSnapshot(build, max_age=max_age)
+        self._guard = AppReadGuard(access, public=public, operator_token=operator_token)
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/flags", self._guard(self._list))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return answer(request, await self.snapshot.get())
+
+
+class AppReadGuard:
+    """What guards the reads of apps (``/flags``, ``/v1/segments*``): the apps' keys, scope
+    ``evaluate``, or the operator token; nothing where the reads are public."""
+
+    def __init__(
+        self, access: AppAccess | None, *, public: bool, operator_token: str | None
+    ) -> None:
+        self._access = access or open_access()
+        self._public, self._operator = public, operator_token
+
+    def __call__(self, handler: Handler) -> Handler:
+        if self._public:
+            return handler
+        return self._access.guard(handler, Scope.EVALUATE, refusal, operator=self._operator)
+
+
+class RolloutRoutes:
+    """``GET /rollouts``, ``/rollouts/{flag}`` and ``/rollouts/{flag}/history``."""
+
+    def __init__(
+        self,
+        *,
+        status: StatusSource,
+        history: HistorySource | None,
+        listing: BodySource | None = None,
+        max_age: float,
+        token: str | None,
+        requests_per_second: float,
+        count_limited: Callable[[], None] | None = None,
+    ) -> None:
+        """``listing``: the whole list's JSON; built from ``status`` here when not given."""
+        self._status, self._history, self._token = status, history, token
+        self.snapshot = ReadSnapshot(listing or self._listing, max_age=max_age)
+        burst = max(1.0, requests_per_second)
+        self._limiter = RateLimiter(requests_per_second, burst, clock=time.monotonic)
+        self._count_limited = count_limited or (lambda: None)
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/rollouts", self._guard(self._list))
+        router.add_get("/rollouts/{flag}", self._guard(self._one))
+        router.add_get("/rollouts/{flag}/history", self._guard(self._flag_history))
+
+    def _guard(self, handler: Handler) -> Handler:
+        """``handler`` for the operator only (where a token is set), within the client's rate."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            given = bearer(request.headers.get("Authorization")) or ""
+            if self._token is not None and not same(given, self._token):
+                reason = "the operator token is required (Authorization: Bearer); app keys are not"
+                return error(401, reason)
+            wait = self._limiter.wait(f"addr:{request.remote or 'unknown'}")
+            if wait > 0:
+                self._count_limited()
+                limited = error(429, "over this client's read rate; retry after Retry-After")
+                limited.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return limited
+            return await handler(request)
+
+        return guarded
+
+    async def _listing(self) -> bytes:
+        return orjson.dumps({"rollouts": [s.served() for s in await self._status(None)]})
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return answer(request, await self.snapshot.get())
+
+    async def _one(self, request: web.Request) -> web.Response:
+        flag = request.match_info["flag"]
+        found = await self._status(flag)
+        if not found:
+            return error(404, f"no rollout for flag {flag!r}")
+        return _json(found[0].served())
+
+    async def _flag_history(self, request: web.Request) -> web.Response:
+        flag = request.match_info["flag"]
+        found = await self._history(flag) if self._history is not None else None
+        if found is None:
+            return error(404, f"no rollout history for flag {flag!r}")
+        return _json(found.served())
+
+
+def answer(request: web.Request, served: Served) -> web.Response:
+    """``served``, or 304 when the request's ``If-None-Match`` names its ETag."""
+    if request.headers.get("If-None-Match") == served.etag:
+        return web.Response(status=304, headers={"ETag": served.etag})
+    return web.Response(
+        body=served.body, content_type="application/json", headers={"ETag": served.etag}
+    )
+
+
+def same(given: str, expected: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def refusal(refused: Refused) -> web.Response:
+    """A read refused for its key or origin: the status and the reason."""
+    return error(refused.status, refused.reason)
+
+
+def error(status: int, reason: str) -> web.Response:
+    return _json({"error": reason}, status=status)
+
+
+def _json(data: object, *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
