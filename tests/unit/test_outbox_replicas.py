@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,6 +38,7 @@ async def test_nothing_goes_out_before_a_replica_has_it_nor_what_a_failover_lost
         topics=TopicSettings(),
         metrics=Metrics(),
         clock=lambda: datetime(2026, 11, 23, tzinfo=UTC),
+        stopping=asyncio.Event(),
     )
     messages = [OutboxMessage("rollout.decisions", "f", b'{"n": %d}' % i) for i in (1, 2)]
     await states.save("f", StateWrite(rev=-1, rollout=None, outbox=messages))
@@ -50,3 +52,38 @@ async def test_nothing_goes_out_before_a_replica_has_it_nor_what_a_failover_lost
     assert outputs.sent == [("rollout.decisions", "f", b'{"n": 2}')]
     assert outbox.undrained == set()
     assert await states.pending("f") == []
+
+
+@pytest.mark.parametrize(
+    ("stopping", "sent", "undrained"),
+    [
+        pytest.param(False, [(b'{"n": 1}')], set(), id="running: waits, then drains"),
+        pytest.param(True, [], {"f"}, id="stopping: gives up, the messages kept"),
+    ],
+)
+async def test_a_drain_waits_for_another_instances_lease_only_while_running(
+    stopping: bool, sent: list[bytes], undrained: set[str]
+) -> None:
+    states, outputs, stop = MemoryStates(), MemoryOutputs(), asyncio.Event()
+    outbox = Outbox(
+        states=states,
+        outputs=outputs,
+        topics=TopicSettings(),
+        metrics=Metrics(),
+        clock=lambda: datetime(2026, 11, 23, tzinfo=UTC),
+        stopping=stop,
+    )
+    message = OutboxMessage("rollout.decisions", "f", b'{"n": 1}')
+    await states.save("f", StateWrite(rev=-1, rollout=None, outbox=[message]))
+    assert await states.hold_drain("f", "another instance", ttl_ms=10_000)
+    draining = asyncio.create_task(outbox.drain("f"))
+    await asyncio.sleep(0.05)
+    assert not draining.done()  # the lease is another's: the drain waits
+    if stopping:
+        stop.set()
+    else:
+        await states.end_drain("f", "another instance")
+    await asyncio.wait_for(draining, timeout=2)
+    assert [value for _, _, value in outputs.sent] == sent
+    assert outbox.undrained == undrained
+    assert len(await states.pending("f")) == 1 - len(sent)
