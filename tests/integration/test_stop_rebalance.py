@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,11 +75,12 @@ async def _stop_while_a_drain_waits(rig: Rig, tmp_path: Path, store: RolloutStor
             await joiner.start()  # a second member: the control group rebalances
             polling = asyncio.create_task(joiner.getmany(timeout_ms=30_000))
             daemon.wait_for_log("rebalancing", timeout=30)
-            began = time.monotonic()
             code = await asyncio.to_thread(daemon.terminate, 60)
-            took = time.monotonic() - began
             polling.cancel()
-            assert (code, took < GRACE_S + 1) == (0, True), (took, daemon.log_text()[-3000:])
+            # 0: the drain ended within the grace (past it the daemon cancels and exits 3)
+            log = daemon.log_text()
+            assert code == 0, log[-3000:]
+            assert '"event": "drain_deferred"' in log, log[-3000:]
         # Nothing was lost: the messages wait in the outbox for the next drain
         assert [m.value for m in await store.pending(FLAG)] == [message.value]
     finally:

@@ -14,6 +14,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import TopicSettings
+from tests.waiting import eventually
 
 
 @dataclass
@@ -54,6 +55,17 @@ async def test_nothing_goes_out_before_a_replica_has_it_nor_what_a_failover_lost
     assert await states.pending("f") == []
 
 
+@dataclass
+class Contended(MemoryStates):
+    """States that count the tries to take a flag's drain lease."""
+
+    tries: int = 0
+
+    async def hold_drain(self, flag: str, token: str, *, ttl_ms: int) -> bool:
+        self.tries += 1
+        return await super().hold_drain(flag, token, ttl_ms=ttl_ms)
+
+
 @pytest.mark.parametrize(
     ("stopping", "sent", "undrained"),
     [
@@ -64,7 +76,7 @@ async def test_nothing_goes_out_before_a_replica_has_it_nor_what_a_failover_lost
 async def test_a_drain_waits_for_another_instances_lease_only_while_running(
     stopping: bool, sent: list[bytes], undrained: set[str]
 ) -> None:
-    states, outputs, stop = MemoryStates(), MemoryOutputs(), asyncio.Event()
+    states, outputs, stop = Contended(), MemoryOutputs(), asyncio.Event()
     outbox = Outbox(
         states=states,
         outputs=outputs,
@@ -77,7 +89,11 @@ async def test_a_drain_waits_for_another_instances_lease_only_while_running(
     await states.save("f", StateWrite(rev=-1, rollout=None, outbox=[message]))
     assert await states.hold_drain("f", "another instance", ttl_ms=10_000)
     draining = asyncio.create_task(outbox.drain("f"))
-    await asyncio.sleep(0.05)
+
+    def tried_again() -> bool:
+        return states.tries >= 3  # the lease and two tries of the drain
+
+    await eventually(tried_again, timeout=5, what="the drain trying for the lease again")
     assert not draining.done()  # the lease is another's: the drain waits
     if stopping:
         stop.set()
