@@ -68,6 +68,17 @@ class SaveOutcome(IntEnum):
     ALREADY_APPLIED = -1
 
 
+class CommandSeen(Enum):
+    """Whether a command read from a record was applied before, and from which record."""
+
+    NEW = "new"
+    REDELIVERED = "redelivered"
+    """Applied from this very record: the topic handed it over again (a new owner after a
+    rebalance, a paused instance resuming), so it is no news and no refusal either."""
+    REPLAYED = "replayed"
+    """Applied from another record: the same signed command sent again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """A rollout as stored, with the revision to compare against when saving."""
@@ -115,6 +126,8 @@ class StateWrite:
     only); ``rollout=None`` keeps the stored state. With ``command_id``, the
     command is recorded as applied (ids older than ``keep_ms`` before
     ``now_ms`` are forgotten), unless it already was: then nothing is written.
+    ``delivery`` names the record it was read from (topic, partition, offset),
+    kept with the id so that record read again is told from a replay.
     """
 
     rev: int
@@ -123,6 +136,7 @@ class StateWrite:
     command_id: str | None = None
     now_ms: int = 0
     keep_ms: int = 0
+    delivery: str = ""
 
 
 # -- what ingest needs ----------------------------------------------------------------
@@ -187,7 +201,7 @@ class RolloutStates(Protocol):
         ...
 
     async def save(self, flag: str, write: StateWrite) -> SaveOutcome: ...
-    async def applied(self, flag: str, command_id: str) -> bool: ...
+    async def seen(self, flag: str, command_id: str, delivery: str = "") -> CommandSeen: ...
     async def pending(self, flag: str) -> list[OutboxMessage]: ...
     async def published(self, flag: str, ids: Sequence[str]) -> int: ...
     async def replicated(self, flag: str) -> None: ...

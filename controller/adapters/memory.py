@@ -18,6 +18,7 @@ from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
 from controller.core.serving import Applied
 from controller.ports import (
+    CommandSeen,
     DeadLetter,
     Loaded,
     OutboxMessage,
@@ -35,6 +36,7 @@ class MemoryStates:
     docs: dict[str, tuple[int, Rollout]] = field(default_factory=dict)
     outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
     commands: set[str] = field(default_factory=set)
+    deliveries: set[str] = field(default_factory=set)
     quarantined: list[tuple[str, str, OutboxMessage]] = field(default_factory=list)
     drains: dict[str, str] = field(default_factory=dict)
     loads: int = 0
@@ -62,12 +64,17 @@ class MemoryStates:
             self.docs[flag] = (current + 1, write.rollout)
         if write.command_id:
             self.commands.add(write.command_id)
+        if write.command_id and write.delivery:
+            self.deliveries.add(write.delivery)
         fresh = [replace(m, id=m.id or uuid.uuid4().hex) for m in write.outbox]
         self.outbox.setdefault(flag, []).extend(fresh)
         return SaveOutcome.SAVED
 
-    async def applied(self, flag: str, command_id: str) -> bool:
-        return command_id in self.commands
+    async def seen(self, flag: str, command_id: str, delivery: str = "") -> CommandSeen:
+        if command_id not in self.commands:
+            return CommandSeen.NEW
+        redelivered = delivery and delivery in self.deliveries
+        return CommandSeen.REDELIVERED if redelivered else CommandSeen.REPLAYED
 
     async def pending(self, flag: str) -> list[OutboxMessage]:
         return list(self.outbox.get(flag, []))

@@ -7,6 +7,9 @@ authenticated (:mod:`controller.core.commands`: a known operator key and a
 valid Ed25519 signature, a timestamp within the freshness window, a command
 id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
+A command applied from the very record read now (a new owner after a
+rebalance, a paused instance resuming) was decided then and is skipped: only
+the same command sent again, in another record, is refused as a replay.
 A segment's command goes to :class:`~controller.daemon.segments.SegmentService`,
 an app-key command (``type: "app_key"``) to
 :class:`~controller.daemon.app_keys.AppKeyCommands` and an operator's choice for
@@ -43,7 +46,14 @@ from controller.daemon.ingest_commands import IngestCommands
 from controller.daemon.keyring import Keyring
 from controller.daemon.rollouts import Rollouts
 from controller.daemon.segments import SegmentService
-from controller.ports import ControlSource, DeadLetter, DeadLetters, Record, RolloutStates
+from controller.ports import (
+    CommandSeen,
+    ControlSource,
+    DeadLetter,
+    DeadLetters,
+    Record,
+    RolloutStates,
+)
 from controller.settings import EngineSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.commands")
@@ -131,7 +141,7 @@ class CommandIntake:
                 return
             await self._segments.handle(message[0], message[1], keys=self._keys)
         else:
-            await self._on_command(message[0], message[1])
+            await self._on_command(message[0], message[1], delivery=_delivery(record))
 
     async def _bad_record(self, record: Record, reason: str, detail: str) -> None:
         log.warning("control_message_rejected", topic=record.topic, reason=reason, detail=detail)
@@ -159,7 +169,7 @@ class CommandIntake:
         for flag in flags:
             await self._rollouts.apply(flag, kind(alert.monitor, incident, self._now()))
 
-    async def _on_command(self, command: Command, raw: dict[str, Any]) -> None:
+    async def _on_command(self, command: Command, raw: dict[str, Any], *, delivery: str) -> None:
         now = self._now()
         refused = commands.refusal(
             command,
@@ -168,8 +178,15 @@ class CommandIntake:
             now=now,
             max_age_seconds=self._settings.command_max_age_seconds,
         )
-        if refused is None and await self._states.applied(command.flag, command.id):
-            refused = commands.REPLAYED
+        if refused is None:
+            seen = await self._states.seen(command.flag, command.id, delivery)
+            if seen is CommandSeen.REDELIVERED:
+                # Decided and published when first read: deciding again would only
+                # refuse the command as its own replay.
+                log.info("command_redelivered", flag=command.flag, id=command.id)
+                return
+            if seen is CommandSeen.REPLAYED:
+                refused = commands.REPLAYED
         event = commands.admitted(
             command,
             refused=refused,
@@ -180,4 +197,9 @@ class CommandIntake:
         )
         if isinstance(event, CommandRefused):
             log.warning("command_rejected", flag=command.flag, id=command.id, reason=event.reason)
-        await self._rollouts.apply(command.flag, event)
+        await self._rollouts.apply(command.flag, event, delivery=delivery)
+
+
+def _delivery(record: Record) -> str:
+    """Where ``record`` lies in the topic: the same for every delivery of it, and only it."""
+    return f"{record.topic}:{record.partition}:{record.offset}"

@@ -159,7 +159,14 @@ def build_engine(
 
     rollouts = Rollouts(
         states=states,
-        outbox=Outbox(states=states, outputs=outputs, topics=topics, metrics=metrics, clock=clock),
+        outbox=Outbox(
+            states=states,
+            outputs=outputs,
+            topics=topics,
+            metrics=metrics,
+            clock=clock,
+            stopping=stopping,
+        ),
         metrics=metrics,
         history=history,
         topics=topics,

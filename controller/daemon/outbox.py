@@ -11,6 +11,9 @@ moved to the flag's quarantine with an alert, so the messages after it, a
 kill above all, still go out. Before publishing, a drain waits until a Redis
 replica has the state it read (``WAIT``), so a failover never undoes a state
 whose messages are out; a drain that failed is tried again by the engine.
+A drain waiting for another instance's lease gives up when the engine stops
+(#37): the messages stay saved for the next drain, and waiting out a peer
+stuck mid-drain would outlast the shutdown grace period.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import datetime
 
 import structlog
 
+from controller.backoff import sleep_or_stop
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
 from controller.daemon.metrics import Metrics
@@ -46,9 +50,10 @@ class Outbox:
         topics: TopicSettings,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        stopping: asyncio.Event,
     ) -> None:
         self._states, self._outputs, self._topics = states, outputs, topics
-        self._metrics, self._now = metrics, clock
+        self._metrics, self._now, self._stopping = metrics, clock, stopping
         self.undrained: set[str] = set()
         """Flags whose last drain failed: their saved messages still wait to go out."""
 
@@ -61,7 +66,10 @@ class Outbox:
         """
         token = uuid.uuid4().hex
         try:
-            await self._hold(flag, token)
+            if not await self._hold(flag, token):
+                log.info("drain_deferred", flag=flag, why="stopping while another drain held it")
+                self.undrained.add(flag)
+                return
             try:
                 await self._drain_held(flag, token)
             finally:
@@ -71,12 +79,14 @@ class Outbox:
             raise
         self.undrained.discard(flag)
 
-    async def _hold(self, flag: str, token: str) -> None:
-        """Wait until this drain holds ``flag``'s lease (at most the lease's life)."""
+    async def _hold(self, flag: str, token: str) -> bool:
+        """Wait until this drain holds ``flag``'s lease; False if stopping was asked first."""
         delay = 0.01
         while not await self._states.hold_drain(flag, token, ttl_ms=DRAIN_LEASE_MS):
-            await asyncio.sleep(delay)
+            if await sleep_or_stop(delay, self._stopping):
+                return False
             delay = min(delay * 2, 0.25)
+        return True
 
     async def _drain_held(self, flag: str, token: str) -> None:
         pending = await self._states.pending(flag)

@@ -71,12 +71,13 @@ class Rollouts:
         """Flags whose messages were saved but not published yet (their drain failed)."""
         return sorted(self._outbox.undrained)
 
-    async def apply(self, flag: str, event: Input) -> None:
+    async def apply(self, flag: str, event: Input, *, delivery: str = "") -> None:
         """Decide ``event`` for ``flag``, save the result with its outbox, publish it.
 
         An authenticated command is recorded as applied with the state it
-        changes; a command already applied changes nothing and publishes
-        nothing again. Nothing is saved when ``event`` changes nothing.
+        changes, and with ``delivery``, the record it was read from; a command
+        already applied changes nothing and publishes nothing again. Nothing
+        is saved when ``event`` changes nothing.
         """
         command_id = event.command_id if isinstance(event, CommandInput) else None
         event = self._with_team_windows(event)
@@ -93,6 +94,7 @@ class Rollouts:
                     command_id=command_id,
                     now_ms=int(event.now.timestamp() * 1000),
                     keep_ms=self._keep_ms,
+                    delivery=delivery if command_id else "",
                 )
                 outcome = await self._states.save(flag, write)
                 if outcome is SaveOutcome.CONFLICT:

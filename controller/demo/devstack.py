@@ -39,6 +39,7 @@ from controller.dev.redis_server import RedisServer
 
 DEFAULT_DIR = Path(".rollout-dev")
 DEFAULT_PORT = 8000
+MAX_PORT = 65535
 KEY_ID = "dev"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = {"controller": 20.0}
@@ -135,10 +136,10 @@ def _start_controller(
     key_file = directory / "keys" / f"{KEY_ID}.key"
     key_file.unlink(missing_ok=True)  # a fresh key each time: the old one is trusted no more
     write_private_key(key_file, key)
-    port = options.port or _http_port()
+    port, health_port = http_ports(options.port, is_free=_is_free, any_free=free_port)
     token = secrets.token_urlsafe(18)
     config = directory / "controller.yaml"
-    settings = dev_config(addresses, public_key=public, port=port, token=token)
+    settings = dev_config(addresses, public_key=public, ports=(port, health_port), token=token)
     config.write_text(dump_yaml(settings, sort_keys=False), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in INHERITED and not k.startswith("RC_")}
     controller = ManagedProcess(
@@ -165,6 +166,7 @@ def _start_controller(
         "ROLLOUTCTL_URL": url,
         "ROLLOUTCTL_KEY": str(key_file),
         "ROLLOUTCTL_KEY_ID": KEY_ID,
+        "ROLLOUTCTL_HEALTH_URL": f"http://{LOCALHOST}:{health_port}",
     }
     if "llm" in addresses:
         state.exports["LLM_BASE_URL"] = addresses["llm"]
@@ -172,9 +174,10 @@ def _start_controller(
 
 
 def dev_config(
-    addresses: dict[str, str], *, public_key: str, port: int, token: str
+    addresses: dict[str, str], *, public_key: str, ports: tuple[int, int], token: str
 ) -> dict[str, Any]:
-    """The controller's YAML settings: the default topics and keys, gates every few seconds."""
+    """The controller's YAML settings: the default topics and keys, gates every few seconds;
+    ``ports``: the HTTP port and the health listener's."""
     llm: dict[str, Any] = {"mode": "off"}
     if "llm" in addresses:
         llm = {
@@ -192,20 +195,43 @@ def dev_config(
         "ingest": {"fetch_timeout_ms": 100},
         "engine": {"sweep_interval_seconds": 1.0, "operator_keys": {KEY_ID: public_key}},
         "llm": llm,
-        "http": {"enabled": True, "host": LOCALHOST, "port": port, "webhook_token": token},
+        "http": {
+            "enabled": True,
+            "host": LOCALHOST,
+            "port": ports[0],
+            "health_port": ports[1],
+            "webhook_token": token,
+        },
         "history": {"min_interval_seconds": 1.0},
         "log": {"level": "info", "format": "json"},
     }
 
 
-def _http_port() -> int:
-    """8000, where ``rolloutctl`` looks by default, unless it is taken."""
+def http_ports(
+    requested: int | None, *, is_free: Callable[[int], bool], any_free: Callable[[], int]
+) -> tuple[int, int]:
+    """The controller's HTTP port and its health listener's.
+
+    The HTTP port is ``requested``, else 8000 (where ``rolloutctl`` looks by
+    default) unless it is taken. The health port follows it, one above (where
+    ``rolloutctl`` asks for the health listener), or any free port when that one
+    is taken: a second stack, or ``--port``, never lands on the first one's 8001.
+    """
+    port = requested or (DEFAULT_PORT if is_free(DEFAULT_PORT) else any_free())
+    beside = port + 1
+    health = beside if beside <= MAX_PORT and is_free(beside) else any_free()
+    while health == port:  # a free port drawn is never the HTTP one, even unbound yet
+        health = any_free()
+    return port, health
+
+
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((LOCALHOST, DEFAULT_PORT))
+            probe.bind((LOCALHOST, port))
         except OSError:
-            return free_port()
-    return DEFAULT_PORT
+            return False
+    return True
 
 
 def _wait_ready(controller: ManagedProcess, url: str) -> None:

@@ -47,6 +47,7 @@ def outbox(store: RolloutStore, broker: SlowBroker) -> Outbox:
         topics=TopicSettings(),
         metrics=Metrics(),
         clock=lambda: datetime.now(UTC),
+        stopping=asyncio.Event(),
     )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from controller.core.errors import (
     StoreError,
 )
 from controller.core.folding import PartitionDelta, Seen, fold
-from controller.ports import FlushOutcome, Loaded, SaveOutcome, StateWrite
+from controller.ports import CommandSeen, FlushOutcome, Loaded, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.reference import (
     assert_arm_equal,
@@ -237,6 +238,28 @@ async def test_every_state_loads_in_flag_order_with_an_unreadable_one_as_its_err
     assert found["a"] == await states.load("a")
     assert isinstance(found["b"], StoreError)
     assert found["c"] == await states.load("c")
+
+
+async def test_a_command_read_again_is_told_from_one_sent_again_until_both_are_forgotten(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    states = RolloutStore(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    first = "rollout.commands:0:7"
+    assert await states.seen("f", "c1", first) is CommandSeen.NEW
+    write = StateWrite(rev=0, rollout=rollout(), command_id="c1", now_ms=1_000, keep_ms=500)
+    assert await states.save("f", replace(write, delivery=first)) is SaveOutcome.SAVED
+    assert await states.seen("f", "c1", first) is CommandSeen.REDELIVERED
+    assert await states.seen("f", "c1", "rollout.commands:0:9") is CommandSeen.REPLAYED
+    assert await states.seen("f", "c1", "rollout.commands:1:7") is CommandSeen.REPLAYED
+    assert await states.seen("f", "c1") is CommandSeen.REPLAYED
+    assert await states.seen("g", "c1", first) is CommandSeen.NEW
+    # A later command, past the kept window, trims the first's id and record together
+    later = StateWrite(rev=-1, rollout=None, command_id="c2", now_ms=2_000, keep_ms=500)
+    later = replace(later, delivery="rollout.commands:0:8")
+    assert await states.save("f", later) is SaveOutcome.SAVED
+    assert await states.seen("f", "c1", first) is CommandSeen.NEW
+    deliveries = f"{{{redis_namespace}:flag:f}}:deliveries"
+    assert await store_client.zrange(deliveries, 0, -1) == [b"rollout.commands:0:8"]
 
 
 async def test_reads_together_sum_as_each_read_alone(

@@ -17,7 +17,7 @@ from controller.core.errors import StoreError
 from controller.core.folding import PartitionDelta, fold
 from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import Phase, Rollout
-from controller.ports import OutboxMessage, SaveOutcome, StateWrite
+from controller.ports import CommandSeen, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.test_store import decoded, drop_keys
 from tests.reference import make_event
@@ -93,7 +93,7 @@ async def test_rollout_state_commands_and_outbox_work_on_a_cluster(
     assert await store.save("f", write) is SaveOutcome.SAVED
     assert await store.save("f", write) is SaveOutcome.ALREADY_APPLIED
     assert (await store.load("f")).rollout == rollout
-    assert await store.applied("f", "c1")
+    assert await store.seen("f", "c1") is CommandSeen.REPLAYED
     pending = await store.pending("f")
     assert pending == [message]
     await store.published("f", [m.id for m in pending])

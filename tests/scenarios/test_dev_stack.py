@@ -7,15 +7,19 @@ The model is left out (``--no-model``): the advisor has tests of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.adapters.http_client import answers_ok
 from controller.demo.devstate import DevState, alive
 from tests.services import free_port
 from tests.waiting import eventually_sync
@@ -57,8 +61,10 @@ def test_dev_up_then_your_own_flag_advances_then_dev_down(tmp_path: Path) -> Non
     dev = [str(BIN / "rollout-controller"), "dev"]
     port = str(free_port())
     try:
-        # Given `dev up`, whose stdout is the exports to paste
-        started = run(*dev, "up", "--no-model", "--dir", str(home), "--port", port, env=env)
+        # Given `dev up --port`, beside another stack's health port (8001), whose stdout
+        # is the exports to paste
+        with another_stacks_health_port():
+            started = run(*dev, "up", "--no-model", "--dir", str(home), "--port", port, env=env)
         assert started.returncode == 0, started.stderr
         exported = exports(started.stdout)
         assert set(exported) == {
@@ -67,8 +73,11 @@ def test_dev_up_then_your_own_flag_advances_then_dev_down(tmp_path: Path) -> Non
             "ROLLOUTCTL_URL",
             "ROLLOUTCTL_KEY",
             "ROLLOUTCTL_KEY_ID",
+            "ROLLOUTCTL_HEALTH_URL",
         }
         assert exported["ROLLOUTCTL_URL"] == f"http://127.0.0.1:{port}"
+        assert exported["ROLLOUTCTL_HEALTH_URL"] != "http://127.0.0.1:8001"
+        assert answers_ok(f"{exported['ROLLOUTCTL_HEALTH_URL']}/readyz", timeout_s=5)
         assert "/ui?token=" in started.stderr
         shell = {**env, **exported}
         # ...and a second `dev up` finds it up and prints the same exports
@@ -115,6 +124,16 @@ def test_dev_up_then_your_own_flag_advances_then_dev_down(tmp_path: Path) -> Non
     # ...and a second `dev down` has nothing to stop
     twice = run(*dev, "down", "--dir", str(home), env=env)
     assert (twice.returncode, "nothing to stop" in twice.stderr) == (0, True)
+
+
+@contextlib.contextmanager
+def another_stacks_health_port() -> Iterator[None]:
+    """Hold 8001, as a first dev stack's controller would (if this machine has it free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        with contextlib.suppress(OSError):
+            holder.bind(("127.0.0.1", 8001))
+            holder.listen()
+        yield
 
 
 def wait_for_stage(ctl: str, env: dict[str, str], *, stage: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -330,20 +330,34 @@ async def test_a_refused_command_is_published_and_changes_nothing() -> None:
     assert letters.letters == []
 
 
-async def test_a_replayed_command_is_refused_and_not_applied_again() -> None:
+REPLAY_REFUSED = [("f", "pause", "rejected", "replayed command id")]
+
+
+@pytest.mark.parametrize(
+    ("read_again", "published"),
+    [
+        # A new owner after a rebalance, or a paused owner resuming, reads the record
+        # its predecessor applied: it was decided then, and is no one's replay.
+        pytest.param({}, [], id="the same record, read again"),
+        pytest.param({"offset": 2}, REPLAY_REFUSED, id="sent again, later on the topic"),
+        pytest.param({"partition": 1}, REPLAY_REFUSED, id="sent again, on another partition"),
+        pytest.param({"topic": "other"}, REPLAY_REFUSED, id="sent again, on another topic"),
+    ],
+)
+async def test_a_command_applied_before_is_refused_as_a_replay_only_when_sent_again(
+    read_again: dict[str, Any], published: list[tuple[str, str, str, str]]
+) -> None:
     states, outputs, letters = RevisionStates(), MemoryOutputs(), MemoryDeadLetters()
     eng = intake(states, outputs, letters)
     await eng.commands.handle(command_record("start", "f", "c1"))
-    pause = command_record("pause", "f", "c2")
+    pause = replace(command_record("pause", "f", "c2"), offset=1)
     await eng.commands.handle(pause)
     rev, paused = states.docs["f"]
-    await eng.commands.handle(pause)  # redelivered, or replayed by someone who saw it
+    await eng.commands.handle(replace(pause, **read_again))
     assert states.docs["f"] == (rev, paused)
-    assert decisions(outputs)[1:] == [
-        ("f", "pause", "applied", "operator pause"),
-        ("f", "pause", "rejected", "replayed command id"),
-    ]
-    assert states.revs[-1] == rev  # the refusal expected the current revision, not "any"
+    assert decisions(outputs)[1:] == [("f", "pause", "applied", "operator pause"), *published]
+    # A refusal is saved expecting the current revision, not "any"; a redelivery saves nothing
+    assert states.revs[2:] == [rev] * len(published)
 
 
 async def test_records_that_break_the_contract_are_dead_lettered() -> None:

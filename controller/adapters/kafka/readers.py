@@ -61,6 +61,21 @@ class TopicReader(ClientLifecycle):
         for partition in partitions:
             self._consumer.seek(partition, ends.get(partition, 0))
 
+    async def stop(self) -> None:
+        """Stop reading, whatever became of the broker.
+
+        With the broker gone, aiokafka's ``stop()`` can raise the cancellation
+        of its own fetch task; a tool that has read what it needed (a command
+        already sent, waiting for its decision) must not fail on it (#37). The
+        caller's own cancellation still propagates.
+        """
+        try:
+            await super().stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+
     async def until_end(
         self, *, key: bytes | None, max_records: int, max_kept: int, timeout_s: float
     ) -> tuple[list[bytes], bool]:

@@ -8,6 +8,8 @@ Keys (``P`` is the key prefix)::
     P:rollouts               set: flags that have a rollout
     P:claim:<id>             string with a TTL: a webhook delivery already accepted
     {P:flag:<flag>}:commands sorted set: ids of applied commands, by time (trimmed)
+    {P:flag:<flag>}:deliveries sorted set: the records (topic:partition:offset) they
+                             were read from, by time (trimmed with the ids)
     {P:flag:<flag>}:draining string with a TTL: the instance draining the outbox now
     {P:flag:<flag>}:synced   string with a TTL: the marker a drain waits for replicas on
 
@@ -15,7 +17,10 @@ The state, its outbox and the flag's applied command ids share a hash tag, so
 one Lua script saves a new state, the messages it implies and the id of the
 command that caused it, atomically: a crash after the save republishes the
 messages on restart (at-least-once; consumers deduplicate by message id), and
-a redelivered or retried command is recognised as already applied.
+a redelivered or retried command is recognised as already applied. The record
+a command was read from is kept beside its id, so the same record read again
+(a new owner, a paused instance resuming) is told from the same command sent
+again (a replay).
 
 Each outbox entry carries an id. A drain confirms what the broker acknowledged
 by those ids (the head of the list is dropped only while it is one of them),
@@ -44,16 +49,17 @@ from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.replicas import ReplicaWait
 from controller.core.errors import StoreError
 from controller.core.rollout import Rollout
-from controller.ports import Loaded, OutboxMessage, SaveOutcome, StateWrite
+from controller.ports import CommandSeen, Loaded, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 
-# KEYS: state, outbox, applied commands (zset id -> ms)
+# KEYS: state, outbox, applied commands (zset id -> ms), their records (zset record -> ms)
 # ARGV: expected rev (-1: any, only to queue messages), state JSON ('' keeps it),
-#       command id ('' none), now ms, keep ms, outbox messages...
+#       command id ('' none), now ms, keep ms, the command's record ('' none),
+#       outbox messages...
 # Returns {1, rev} saved, {0, rev} revision conflict, {-1, rev} command already applied.
 # Key types are checked first: Redis does not roll back a script that fails part-way.
 _SAVE = """
-for i, want in ipairs({'hash', 'list', 'zset'}) do
+for i, want in ipairs({'hash', 'list', 'zset', 'zset'}) do
   local found = redis.call('TYPE', KEYS[i])['ok']
   if found ~= 'none' and found ~= want then
     return redis.error_reply(KEYS[i] .. ' holds a ' .. found .. ', not a ' .. want)
@@ -68,10 +74,13 @@ if ARGV[2] ~= '' then
 end
 if ARGV[3] ~= '' then
   local now = tonumber(ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
+  local forgotten = now - tonumber(ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', forgotten)
   redis.call('ZADD', KEYS[3], now, ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', forgotten)
+  if ARGV[6] ~= '' then redis.call('ZADD', KEYS[4], now, ARGV[6]) end
 end
-for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 7, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return {1, rev}
 """
 
@@ -169,20 +178,27 @@ class RolloutStore:
             write.command_id or "",
             write.now_ms,
             write.keep_ms,
+            write.delivery,
         ]
         args += [m.encode() for m in write.outbox]
-        keys = [self._key(flag, "state"), self._key(flag, "outbox"), self._key(flag, "commands")]
+        parts = ("state", "outbox", "commands", "deliveries")
+        keys = [self._key(flag, part) for part in parts]
         async with translated():
             code, _ = await self._save(keys=keys, args=args)
             if code == 1 and write.rollout is not None:
                 await self._redis.sadd(f"{self._prefix}:rollouts", flag)
         return SaveOutcome(int(code))
 
-    async def applied(self, flag: str, command_id: str) -> bool:
-        """Whether ``command_id`` was already applied to ``flag`` (within the kept window)."""
-        async with translated():
-            score = await self._redis.zscore(self._key(flag, "commands"), command_id)
-        return score is not None
+    async def seen(self, flag: str, command_id: str, delivery: str = "") -> CommandSeen:
+        """Whether ``command_id`` was already applied to ``flag`` (within the kept window),
+        and if so whether from ``delivery``, the record it was read from now."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(self._key(flag, "commands"), command_id)
+            pipe.zscore(self._key(flag, "deliveries"), delivery)
+            applied, delivered = await pipe.execute()
+        if applied is None:
+            return CommandSeen.NEW
+        return CommandSeen.REPLAYED if delivered is None else CommandSeen.REDELIVERED
 
     async def pending(self, flag: str) -> list[OutboxMessage]:
         """Messages saved for ``flag`` and not yet confirmed published, oldest first."""
