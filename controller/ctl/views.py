@@ -78,6 +78,9 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append("stale:       completed long ago; remove the flag from the code")
     if r.verdict:
         lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
+    elif r.verdict_reason:  # finished: the decision that ended it
+        when = f" at {r.ended_at}" if r.ended_at else ""
+        lines.append(f"ended:       {r.phase}{when}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
     if (ring := evidence.audience) is not None:
         lines.append(f"audience:    {ring.text()}")
