@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from controller.core.headline import past_tolerance
 from controller.core.messages import Alert
 from controller.core.text import html_text
 from controller.core.timestamps import as_datetime
@@ -26,6 +27,7 @@ LIST_REFRESH_MS = 5000
 HEALTH_TEXT = {
     "healthy": "healthy",
     "attention": "needs attention",
+    "watching": "watching",
     "failed": "failed",
     "ended": "ended",
     "done": "completed",
@@ -172,7 +174,8 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     ``failed``: rolled back or killed; ``ended``: aborted by an operator, which
     says nothing against the flag, so it is neutral; ``attention``: paused, a
     guardrail whose always-valid p-value is below 0.05 (harm building), or a
-    sample-ratio p below 0.01; ``done``: completed; else ``healthy``.
+    sample-ratio p below 0.01; ``watching``: a guardrail's Δ past its tolerance, not
+    yet significant; ``done``: completed; else ``healthy``.
     """
     phase = status.phase
     if phase in ("rolled_back", "killed"):
@@ -194,4 +197,8 @@ def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
             return "attention", f"{metric} p = {test.p_value:.2g}"
     if last.srm_p < 0.01:
         return "attention", f"sample ratio p = {last.srm_p:.2g}"
+    for metric, test in last.guardrails.items():
+        args = (test.delta, test.tolerance, test.direction, test.regressed) if test else ()
+        if test is not None and (note := past_tolerance(metric, *args)):
+            return "watching", note
     return "healthy", ""

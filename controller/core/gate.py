@@ -347,11 +347,15 @@ def describe(
 
     ``verdict`` is the gate's current view of the stage (None once the rollout
     finished); its evidence carries the per-arm counts and the guardrail bounds.
+    A finished rollout shows instead the reason and evidence of the decision that
+    finished it, and its time in stage stops at its end.
     ``team_windows`` are the settings' release windows, for a plan that names
     none: with them a window wait says when the window opens.
     """
     move = next_move(rollout, verdict, now, team_windows)
     stage = rollout.plan.stages[rollout.stage]
+    ended = rollout.ended
+    said = verdict or ended  # a finished rollout: the decision that finished it
     fields = {
         "flag": rollout.flag,
         "rollout_id": rollout.rollout_id,
@@ -369,12 +373,15 @@ def describe(
         "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
         "window_wait": rollout.window_wait,
         "next_move": move,
-        "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds(), 1),
+        "time_in_stage_s": round(
+            (rollout.clock_stop(now) - rollout.stage_started_at).total_seconds(), 1
+        ),
         "min_duration_s": stage.min_duration.total_seconds(),
         "min_units_per_arm": stage.min_units_per_arm,
         "verdict": None if verdict is None else verdict.kind.value,
-        "verdict_reason": None if verdict is None else verdict.reason,
-        "evidence": {} if verdict is None else verdict.evidence,
+        "verdict_reason": None if said is None else said.reason,
+        "evidence": {} if said is None else said.evidence,
+        "ended_at": None if ended is None else ended.at.isoformat(),
         "values": rollout.plan.arm_values,
     }
     return RolloutView.model_validate(fields)

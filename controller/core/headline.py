@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from controller.core.evidence_view import evidence
 from controller.core.messages import Decision
 from controller.core.views import RolloutView
+from controller.core.wording import metric_name
 
 MAX_REASON_CHARS = 300
 ENDED = {
@@ -66,3 +67,24 @@ def _last(decisions: list[Decision], action: str | None) -> Decision | None:
 
 def _reason(decision: Decision | None) -> str:
     return " ".join(decision.reason.split())[:MAX_REASON_CHARS] if decision else ""
+
+
+def past_tolerance(
+    metric: str,
+    delta: float | None,
+    tolerance: float | None,
+    direction: str | None,
+    regressed: bool,
+) -> str | None:
+    """What a guardrail whose Δ is already past its tolerance, not yet a regression, says.
+
+    A point estimate past the tolerance is not significant on its own, but it is not
+    healthy either: the badge says it is being watched. None when not past or regressed.
+    """
+    if regressed or delta is None or tolerance is None:
+        return None
+    if direction == "higher_is_better":
+        past, side = delta < -tolerance, "below"
+    else:
+        past, side = delta > tolerance, "above"
+    return f"{metric_name(metric)} {side} tolerance, not yet significant" if past else None

@@ -114,6 +114,7 @@ from controller.core.transitions import (
     recovered,
     refused,
     roll_back,
+    with_ending,
 )
 from controller.core.waiting import forward
 from controller.core.watching import stale_reminder, watch_alert, watch_evidence
@@ -122,6 +123,10 @@ from controller.core.wording import INCOHERENT, at_stage, rollout_stage
 
 def step(state: Rollout | None, event: Input) -> Step:
     """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
+    return with_ending(state, _step(state, event))
+
+
+def _step(state: Rollout | None, event: Input) -> Step:
     if isinstance(event, CommandInput):
         return command(state, event)
     if isinstance(event, CommandRefused):

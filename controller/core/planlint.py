@@ -34,6 +34,7 @@ from typing import Literal
 from controller.core.audience import Segment, conditions
 from controller.core.plan import Plan
 from controller.core.unleash_constraints import MAX_CONSTRAINT_VALUES
+from controller.core.wording import COMPLETION_SERVES
 
 Severity = Literal["error", "warning"]
 
@@ -79,6 +80,7 @@ def lint(plan: Plan, now: datetime | None = None) -> list[Finding]:
         *_stages(plan),
         *_floors(plan),
         *_jump(plan),
+        *_short(plan),
         *_guardrails(plan),
         *_levels(plan),
         *_segments(plan),
@@ -124,6 +126,23 @@ def _floors(plan: Plan) -> Iterator[Finding]:
                 f" {floor} events of its metric per arm (min_metric_events), and an untested"
                 f" guardrail holds the stage: set it to at least {floor}",
             )
+
+
+def _short(plan: Plan) -> Iterator[Finding]:
+    """A plan ending below 100% still completes, and completion serves everyone.
+
+    Below :data:`SMALL_BEFORE_FULL` :func:`_jump` already says so, with the risk.
+    """
+    last = len(plan.stages) - 1
+    percent = plan.stages[last].percent
+    if SMALL_BEFORE_FULL <= percent < 100:
+        yield Finding(
+            "warning",
+            f"stages[{last}].percent",
+            f"the plan ends at {percent:g}%, but it does not stop there: when this stage"
+            f" passes the rollout completes, {COMPLETION_SERVES}; to hold at {percent:g}%,"
+            " pause the rollout before this stage ends, or end the plan with a 100% stage",
+        )
 
 
 def _jump(plan: Plan) -> Iterator[Finding]:

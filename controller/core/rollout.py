@@ -55,6 +55,20 @@ class PauseReason(StrEnum):
     ADVISOR_UNAVAILABLE = "advisor_unavailable"
 
 
+class Ending(BaseModel):
+    """The decision that finished a rollout, kept with it so its status can say why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: datetime
+    action: str = Field(max_length=64, description="rollback, kill, abort or complete.")
+    kind: str = Field(max_length=64, description="Who decided: gate, command, monitor, ...")
+    reason: str
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="The deciding decision's evidence, as published."
+    )
+
+
 class Rollout(BaseModel):
     """Everything the controller knows about one flag's current rollout."""
 
@@ -103,6 +117,9 @@ class Rollout(BaseModel):
     scheduled_by: str | None = Field(
         default=None, max_length=128, description="Pending: the id of the command scheduling it."
     )
+    ended: Ending | None = Field(
+        default=None, description="Finished: the decision that finished it (older states: none)."
+    )
 
     @property
     def percent(self) -> float:
@@ -144,6 +161,14 @@ class Rollout(BaseModel):
         if self.phase is not Phase.COMPLETED:
             return False
         return now - (self.completed_at or self.updated_at) >= after
+
+    def clock_stop(self, now: datetime) -> datetime:
+        """Where its stage clock stands: ``now`` while it runs, frozen when it finished."""
+        if not self.phase.terminal:
+            return now
+        if self.ended is not None:
+            return self.ended.at
+        return self.completed_at or self.updated_at
 
     def rings(self) -> list[Ring] | None:
         """The rings apps serve in this state (:mod:`targeting`); None for an untargeted plan.

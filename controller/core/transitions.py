@@ -18,6 +18,7 @@ from controller.core.rollout import (
     Action,
     CommandInput,
     CommandRefused,
+    Ending,
     MonitorUpInput,
     PauseReason,
     Phase,
@@ -161,6 +162,31 @@ def recovered(state: Rollout, event: MonitorUpInput) -> Step:
             },
         )
     ]
+
+
+def with_ending(before: Rollout | None, step: Step) -> Step:
+    """``step``, its new state keeping the decision that finished it, when it finished one.
+
+    Kept in the state so its status still says why it ended, and on what evidence,
+    after the decision has left the topic's retention.
+    """
+    new, actions = step
+    if new is None or not new.phase.terminal or new == before:
+        return step
+    if before is not None and (before.rollout_id, before.phase) == (new.rollout_id, new.phase):
+        return step
+    records = (a for a in reversed(actions) if isinstance(a, RecordDecision))
+    record = next((r for r in records if r.outcome == "applied"), None)
+    if record is None:
+        return step
+    ended = Ending(
+        at=new.updated_at,
+        action=record.action,
+        kind=record.kind,
+        reason=record.reason,
+        evidence=record.evidence,
+    )
+    return new.model_copy(update={"ended": ended}), actions
 
 
 def bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:

@@ -98,10 +98,18 @@ class RolloutView(_View):
     min_duration_s: float
     min_units_per_arm: int
     verdict: str | None = Field(description="The gate's view now; null when not gated.")
-    verdict_reason: str | None
+    verdict_reason: str | None = Field(
+        description="Why the gate sees so; once finished, why the rollout ended."
+    )
     evidence: dict[str, Any] = Field(
         default_factory=dict,
-        description="What the verdict was reached on: arms, guardrails, srm (as in decisions).",
+        description="What the verdict was reached on: arms, guardrails, srm (as in decisions);"
+        " once finished, the evidence of the decision that ended it.",
+    )
+    ended_at: str | None = Field(
+        default=None,
+        description="ISO 8601; when it finished (its time in stage stops there). Null: not"
+        " finished, or finished before this was kept.",
     )
     values: ArmValues | None = Field(
         default=None, description="The arms' typed values the plan declares; null: false and true."
@@ -133,7 +141,7 @@ class RolloutRow(RolloutView):
     """A rollout in the console's list, with its health from the last gate point."""
 
     active: bool
-    health: str = Field(description="failed, ended, attention, done, idle or healthy.")
+    health: str = Field(description="failed, ended, attention, watching, done, idle or healthy.")
     health_reason: str
 
 

@@ -20,6 +20,8 @@ from controller.core.advice import rationale_problem
 from controller.core.rollout import Rollout
 
 AT_STAGE = "at_stage"
+COMPLETION_SERVES = "serving 100%: a completed rollout gives the feature to every unit"
+"""What completion serves, whatever percent the plan's last stage had."""
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
 
 SMALL_MODEL_NOTE = (

@@ -20,7 +20,12 @@ from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
 from controller.core.timestamps import as_datetime
 from controller.core.views import RolloutStatus
-from controller.core.wording import amount_text, percent_text, quantity_text
+from controller.core.wording import (
+    COMPLETION_SERVES,
+    amount_text,
+    percent_text,
+    quantity_text,
+)
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -62,8 +67,7 @@ def status_detail(r: RolloutStatus) -> str:
         f"flag:        {r.flag}",
         f"rollout:     {r.rollout_id} (plan {r.plan})",
         f"phase:       {_phase(r)}",
-        f"stage:       {_label(r) or '-'}, serving {percent_text(r.percent)}"
-        f" (flag version {r.flag_version})",
+        f"stage:       {_stage_served(r)} (flag version {r.flag_version})",
         f"in stage:    {_duration(r.time_in_stage_s)}"
         f" (minimum {_duration(r.min_duration_s)},"
         f" {r.min_units_per_arm} units per arm)",
@@ -78,6 +82,9 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append("stale:       completed long ago; remove the flag from the code")
     if r.verdict:
         lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
+    elif r.verdict_reason:  # finished: the decision that ended it
+        when = f" at {r.ended_at}" if r.ended_at else ""
+        lines.append(f"ended:       {r.phase}{when}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
     if (ring := evidence.audience) is not None:
         lines.append(f"audience:    {ring.text()}")
@@ -137,12 +144,21 @@ def outcome_line(decision: Decision, *, what: str | None = None, result: str = "
     if not result and decision.phase_after:
         stage = where_decided(decision).removeprefix("at ")
         result = decision.phase_after + (f", {stage}" if stage else "")
+        if decision.phase_after == "completed":
+            result = "completed" + (f" from {stage}" if stage else "") + f", {COMPLETION_SERVES}"
     return displayable(f"{decision.outcome}: {what}" + (f" -> {result}" if result else ""))
 
 
 def _where(decision: Decision) -> str:
     where = where_decided(decision)
     return f" {where}" if where else ""
+
+
+def _stage_served(r: RolloutStatus) -> str:
+    """The stage and what is served; completion serves everyone, whatever the stage was."""
+    if r.phase == "completed":
+        return f"completed after {_label(r) or 'its last stage'}, {COMPLETION_SERVES}"
+    return f"{_label(r) or '-'}, serving {percent_text(r.percent)}"
 
 
 def _label(r: RolloutStatus) -> str | None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,14 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     )
     final = (await ctl("status", "--json")).json()["rollouts"]
     assert [(r["flag"], r["phase"], r["percent"]) for r in final] == [(FLAG, "killed", 0)]
+    # a finished rollout says why it ended, and its stage clock stopped there
+    ended = await ctl("status", FLAG)
+    assert f"ended:       killed at {final[0]['ended_at']}: pager" in ended.out, ended.out
+    assert final[0]["evidence"]["actor"] == "ana"
+    ran = datetime.fromisoformat(final[0]["ended_at"]) - datetime.fromisoformat(
+        final[0]["stage_started_at"]
+    )
+    assert final[0]["time_in_stage_s"] == round(ran.total_seconds(), 1)
 
     # watch replays the audit trail, one line per decision
     watched = await ctl("watch", FLAG, "--from-beginning", "--max", "7", "--for", "20")

@@ -130,8 +130,8 @@ def test_list_escapes_outside_text_and_says_health_in_words() -> None:
     assert "/ui/rollouts/%3Cscript%3E" in html
 
 
-def point_with(p_value: float = 0.5, srm_p: float = 1.0) -> HistoryPoint:
-    test = {"delta": 0.1, "lower": 0.0, "upper": 0.2, "p_value": p_value, "tolerance": 0.0,
+def point_with(p_value: float = 0.5, srm_p: float = 1.0, delta: float = 0.1) -> HistoryPoint:
+    test = {"delta": delta, "lower": 0.0, "upper": 0.2, "p_value": p_value, "tolerance": 0.0,
             "direction": "lower_is_better", "regressed": False}  # fmt: skip
     return HistoryPoint.model_validate(
         {"ts_ms": 0, "ts": "", "stage": 0, "percent": 1.0, "verdict": "hold", "srm_p": srm_p,
@@ -143,7 +143,10 @@ def test_health_from_phase_and_last_point() -> None:
     last = point_with(p_value=0.01)
     running = status_of(phase="running")
     assert pages.health(running, None) == ("healthy", "")
-    assert pages.health(running, point_with()) == ("healthy", "")
+    assert pages.health(running, point_with(delta=-0.01)) == ("healthy", "")
+    # past its tolerance, not significant: never "healthy"
+    watched = ("watching", "error rate above tolerance, not yet significant")
+    assert pages.health(running, point_with()) == watched
     assert pages.health(running, last) == ("attention", "error_rate p = 0.01")
     assert pages.health(running, point_with(srm_p=0.001))[0] == "attention"
     assert pages.health(status_of(phase="paused", pause_reason="srm"), None)[0] == "attention"

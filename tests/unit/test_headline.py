@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.headline import verdict_line
+from controller.core.headline import past_tolerance, verdict_line
 from controller.core.messages import Decision
 from controller.core.views import RolloutStatus
 
@@ -106,3 +106,30 @@ def test_a_decision_without_its_stage_leaves_the_stage_to_the_status() -> None:
     bare = decision("abort", "wrong plan", evidence={})
     line = verdict_line(status("aborted"), [bare])
     assert line == "Aborted at stage 2/4 (20%): wrong plan"
+
+
+@pytest.mark.parametrize(
+    ("metric", "delta", "tolerance", "direction", "regressed", "said"),
+    [
+        ("latency_p95", 12.0, 10.0, "lower_is_better", False,
+         "p95 latency above tolerance, not yet significant"),
+        ("latency_p95", 10.0, 10.0, "lower_is_better", False, None),  # at it: within
+        ("latency_p95", 12.0, 10.0, "lower_is_better", True, None),  # a regression says more
+        ("conversion_rate", -0.02, 0.01, "higher_is_better", False,
+         "conversion rate below tolerance, not yet significant"),
+        ("conversion_rate", 0.02, 0.01, "higher_is_better", False, None),
+        ("error_rate", 0.004, 0.0, "lower_is_better", False,
+         "error rate above tolerance, not yet significant"),
+        ("error_rate", None, 0.0, "lower_is_better", False, None),
+        ("error_rate", 0.004, None, None, False, None),
+    ],
+)  # fmt: skip
+def test_a_guardrail_past_its_tolerance_is_watched_not_healthy(
+    metric: str,
+    delta: float | None,
+    tolerance: float | None,
+    direction: str | None,
+    regressed: bool,
+    said: str | None,
+) -> None:
+    assert past_tolerance(metric, delta, tolerance, direction, regressed) == said

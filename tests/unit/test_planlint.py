@@ -49,7 +49,9 @@ def found(data: dict[str, Any]) -> list[tuple[str, str]]:
         (plan(5, 10), [("warning", "stages[1].percent")]),  # completes at 100% after 10%
         (plan(100), [("warning", "stages[0].percent")]),  # never a control arm
         (plan(25, 100), []),
-        (plan(50), []),
+        (plan(50), [("warning", "stages[0].percent")]),  # completes: everyone, not 50%
+        (plan(5, 25, 50), [("warning", "stages[2].percent")]),
+        (plan(5, 99.5), [("warning", "stages[1].percent")]),
         (
             {**plan(1, 25, 100), "guardrails": [{"metric": "error_rate", "dry_run": True}]},
             [("warning", "guardrails[*].dry_run")],
@@ -76,7 +78,7 @@ def found(data: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             {**plan(25, 100), "stages": [{"percent": 25, "min_units_per_arm": 99}]},
-            [("warning", "stages[0].min_units_per_arm")],
+            [("warning", "stages[0].min_units_per_arm"), ("warning", "stages[0].percent")],
         ),
         (
             {
@@ -91,7 +93,7 @@ def found(data: dict[str, Any]) -> list[tuple[str, str]]:
                 "stages": [{"percent": 25, "min_units_per_arm": 10}],
                 "guardrails": [{"metric": "error_rate", "dry_run": True}],
             },
-            [("warning", "guardrails[*].dry_run")],
+            [("warning", "stages[0].percent"), ("warning", "guardrails[*].dry_run")],
         ),
         (plan(1, 25, 100, alpha=1e-4), [("warning", "alpha")]),
         (plan(1, 25, 100, alpha=0.001), []),
@@ -112,6 +114,13 @@ def test_findings_name_the_field_errors_first(
     data: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
     assert found(data) == expected
+
+
+def test_a_plan_ending_below_100_says_completion_serves_everyone() -> None:
+    (finding,) = lint(parse_plan(plan(5, 50)))
+    assert finding.field == "stages[1].percent"
+    assert finding.message.startswith("the plan ends at 50%, but it does not stop there")
+    assert "serving 100%: a completed rollout gives the feature to every unit" in finding.message
 
 
 def test_a_finding_reads_as_severity_field_and_why() -> None:

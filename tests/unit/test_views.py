@@ -176,6 +176,12 @@ def test_decision_lines(message: dict[str, Any], expected: str) -> None:
          "applied: promote f -> running, stage 2/5 (5%) (now stage 3/5)"),
         ({"outcome": "rejected", "action": "resume", "flag": "f", "reason": "no rollout"},
          "rejected: resume f: no rollout"),
+        # promote --to-end of a plan ending at 50%: completion serves everyone, not 50%
+        ({"outcome": "applied", "action": "promote", "flag": "f", "phase_after": "completed",
+          "stage": 0, "evidence": {"at_stage": {**AT_2_OF_5, "index": 0, "number": 1, "of": 2,
+                                                "label": "stage 1/2 (5%)"}}},
+         "applied: promote f -> completed from stage 1/2 (5%), serving 100%: a completed"
+         " rollout gives the feature to every unit"),
     ],
 )  # fmt: skip
 def test_outcome_lines(decision: dict[str, Any], expected: str) -> None:
@@ -284,3 +290,11 @@ def test_app_key_outcome_lines_use_the_shared_line(decision: dict[str, Any], exp
     read = published({**APP_KEY, **decision})
     assert isinstance(read, Decision)
     assert app_key_outcome_line(read, "shop") == expected
+
+
+def test_a_completed_rollout_says_it_serves_everyone_not_its_last_stage() -> None:
+    done = rollout(phase="completed", percent=100.0, verdict=None, evidence={}, stage=0, stages=2)
+    assert (
+        "stage:       completed after stage 1/2, serving 100%: a completed rollout gives the"
+        " feature to every unit (flag version 3)"
+    ) in status_detail(done)
