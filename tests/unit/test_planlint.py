@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,27 +142,6 @@ def test_the_built_in_plans_have_no_findings(built_in: Plan) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "ops" / "plans").glob("*.yaml")), ids=str)
 def test_the_shipped_plans_have_no_findings(path: Path) -> None:
     assert lint(load_plan(path.read_text(encoding="utf-8"))) == []
-
-
-def readme_plans() -> list[str]:
-    """Every YAML block of the README that is a plan (it has ``stages``)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
-    return [block for block in blocks if re.search(r"^stages:", block, flags=re.MULTILINE)]
-
-
-def test_the_readme_has_plan_examples() -> None:
-    assert readme_plans()
-
-
-@pytest.mark.parametrize("block", readme_plans())
-def test_every_readme_plan_validates_without_findings_and_can_complete(block: str) -> None:
-    example = load_plan(block, source="README.md")
-    assert lint(example) == []
-    last = example.stages[-1]
-    # completing needs the last stage to reach everyone without waiting for a control arm
-    assert last.percent == 100
-    assert last.min_units_per_arm == 0
 
 
 @pytest.mark.parametrize(
