@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ contracts: $(VENV)/.installed
 	$(BIN)/lint-imports
 	$(BIN)/rollout-controller schemas export --check
 
-check: lint typecheck contracts  ## ruff, mypy strict, import-linter, schema drift
+check: lint typecheck contracts docs  ## ruff, mypy strict, import-linter, schema drift, docs site
+
+# The reference pages (docs/reference/) are written from the code by docs/hooks.py
+# (`python -m controller.docgen`) before the build; any warning fails it.
+docs: $(VENV)/.installed  ## the docs site into site/ (mkdocs build --strict)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 tools:  ## redis-server, promtool, node/npm and chromium from Debian when missing (as root)
 	@.ci/tools
@@ -116,4 +121,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules

@@ -167,6 +167,8 @@ def _start_controller(
         "ROLLOUTCTL_KEY": str(key_file),
         "ROLLOUTCTL_KEY_ID": KEY_ID,
         "ROLLOUTCTL_HEALTH_URL": f"http://{LOCALHOST}:{health_port}",
+        # the reads of rolloutctl (status, report, ...) need the operator token
+        "ROLLOUTCTL_TOKEN": token,
     }
     if "llm" in addresses:
         state.exports["LLM_BASE_URL"] = addresses["llm"]
