@@ -49,6 +49,7 @@ class TopicFollower(ClientLifecycle):
     def __init__(self, kafka: KafkaSettings, topic: str, *, what: str = _context) -> None:
         self._topic = topic
         self._context = what
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=None,
@@ -178,6 +179,7 @@ class EventProducer(ClientLifecycle):
             "request_timeout_ms": request_timeout_ms,
         }
         self.idempotent = True
+        self._bootstrap = kafka.bootstrap_servers
         self._client = AIOKafkaProducer(**self._options, enable_idempotence=True)
 
     async def start(self) -> None:

@@ -127,6 +127,9 @@ async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) ->
             reason = f"waiting for Kafka at {bootstrap} (setting kafka.bootstrap_servers)"
             assert waiting.json()["reason"] == reason, waiting.text
             await asyncio.to_thread(daemon.wait_for_log, "waiting for kafka")
+            # And its log names the brokers and their setting, not aiokafka's exception
+            down = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers)"
+            await asyncio.to_thread(daemon.wait_for_log, down)
             assert daemon.running
             # When the brokers come up, the daemon creates its topics and becomes ready
             _, broker = start_embedded_broker(tmp_path / "kafka", port=kafka_port)
@@ -135,3 +138,23 @@ async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) ->
     finally:
         if broker is not None:
             broker.stop()
+
+
+@pytest.mark.parametrize("command", [["send", "pause", "checkout"], ["pause", "checkout"]])
+def test_rolloutctl_names_the_broker_setting_when_no_broker_answers(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker address where nothing listens
+    bootstrap = f"127.0.0.1:{free_port()}"
+    assert main(["keygen", "--key-id", "alice", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    # When a command is sent there
+    key = ["--key", str(tmp_path / "alice.key"), "--key-id", "alice", "--actor", "ops"]
+    code = main([*command, *key, "--bootstrap", bootstrap, "--timeout", "5"])
+    # Then rolloutctl says, in one sentence, which brokers, which setting and what to check
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILURE
+    said = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers): check"
+    assert said in err, err
+    assert "KafkaConnectionError" not in err and "AddressFamily" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
