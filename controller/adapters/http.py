@@ -21,7 +21,7 @@ webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 wi
 the token, 403 when no token is configured, 415 for a body that is not
 ``application/json``, 413 over 64 KiB, 408 for a body slower than
 ``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
-read, 202 when accepted, 200 for a redelivery of an incident already accepted
+read, 404 naming the monitor when no flag is mapped to it, 202 when accepted, 200 for a redelivery of an incident already accepted
 (nothing changes), 503 when the signal could not be published and 500 for
 anything unforeseen, so the sender retries. On any path, an error of the
 store or the broker is a 503 whose ``reason`` is the readiness check's (which
@@ -57,6 +57,7 @@ from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
     PayloadError,
+    UnmappedMonitor,
     parse_betteruptime,
     parse_generic,
 )
@@ -261,6 +262,8 @@ class HttpServer(Listener):
             intake = await sink.accept(signal)
         except PayloadError as exc:
             raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
+        except UnmappedMonitor as exc:
+            raise _Refused(404, "unmapped", str(exc)) from exc
         except ControllerError as exc:
             raise _Refused(503, "unavailable", f"not accepted, retry later: {exc}") from exc
         body = {"monitor": signal.monitor, "status": signal.status, "flags": intake.flags}
