@@ -16,17 +16,19 @@ the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
 (:mod:`controller.adapters.event_intake`). ``/app-keys`` lists the app keys
 (:mod:`controller.adapters.app_access`), for the webhook token only.
 
-``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor webhooks
-(shapes in :mod:`controller.integrations.monitors`). They answer 401 without the token,
-403 when no token is configured, 415 for a body that is not ``application/json``, 413
-over 64 KiB, 408 for a body slower than ``http.body_timeout_seconds``, 422 with the
-reason for a payload they cannot read, 404 naming the monitor when no flag is mapped to
-it, 202 when accepted, 200 for a redelivery of an incident already accepted (nothing
-changes), 503 when the signal could not be published and 500 for anything unforeseen, so
-the sender retries. On any path, an error of the store or the broker is a 503 whose
-``reason`` is the readiness check's (which dependency, at which address, under which
-setting), not a bare 500. Every answer names its reason in ``error`` or ``reason``, and
-is counted in ``rollout_webhooks_total`` by source and outcome.
+``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
+webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
+the token, 403 when no token is configured, 415 for a body that is not
+``application/json``, 413 over 64 KiB, 408 for a body slower than
+``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
+read, 202 when accepted, 200 for a redelivery of an incident already accepted
+(nothing changes), 503 when the signal could not be published and 500 for
+anything unforeseen, so the sender retries. On any path, an error of the
+store or the broker is a 503 whose ``reason`` is the readiness check's (which
+dependency, at which address, under which setting), not a bare 500. Every answer names its reason in
+``error`` or ``reason``, and is counted in ``rollout_webhooks_total`` by
+source and outcome.
+A monitor no flag is mapped to (``engine.monitors``) is a 404 naming it.
 
 The server is bounded against slow and greedy clients: see :class:`HttpServer`.
 """
