@@ -38,6 +38,7 @@ from controller.core.windows import Window
 from controller.daemon.alarms import Alarms
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.daemon.broker_watch import BrokerWatch
 from controller.daemon.closing import Closing
 from controller.daemon.connecting import connect_kafka, wait_for_kafka, wait_for_redis
 from controller.daemon.console import ConsoleData
@@ -184,6 +185,7 @@ async def _supervise(
             team_windows=when.team_windows,
         )
         ownership.engine = engine
+        brokers = BrokerWatch(settings)  # for /readyz: a hung broker raises no error
         if settings.http.enabled:
             status = StatusView(
                 states=states,
@@ -228,6 +230,7 @@ async def _supervise(
                 events_in,
                 segments,
                 KeyBook(AppKeyStore(client, settings=settings.redis)),
+                brokers,
             )
             await closing.enter(stack, "http server", http_server(settings, parts))
             startup.started(lambda: readiness_of(parts, settings))
@@ -237,6 +240,7 @@ async def _supervise(
                 ingest.stop,
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
+            "brokers": (brokers.run(), brokers.stop),
         }
         services |= _keepers(settings, engine.keys, kafka.outputs, reread, alarms)
         if sync is not None:

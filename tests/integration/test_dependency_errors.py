@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,38 @@ def test_rolloutctl_names_the_broker_setting_when_no_broker_answers(
     assert "KafkaConnectionError" not in err, err
     assert "AddressFamily" not in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+async def test_a_hung_broker_makes_readyz_say_not_ready_until_it_answers(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given a ready daemon on a broker of its own, silent brokers tolerated for 3 s
+    bootstrap, broker = start_embedded_broker(tmp_path / "kafka")
+    health_port = free_port()
+    rig.env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "RC_HTTP__HEALTH_PORT": str(health_port),
+            "RC_KAFKA__UNANSWERED_AFTER_SECONDS": "3",
+        }
+    )
+    readyz = f"http://127.0.0.1:{health_port}/readyz"
+    try:
+        with rig.daemon(tmp_path) as daemon:
+            await wait_status(readyz, 200, timeout=90)
+            # When the broker hangs: it keeps its sockets open and answers nothing
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                # Then /readyz says not ready, naming the brokers and the setting
+                down = await wait_status(readyz, 503, timeout=30)
+                said = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers)"
+                assert down.json()["reason"].startswith(said), down.text
+                assert "kafka.unanswered_after_seconds" in down.json()["reason"], down.text
+                assert daemon.running
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            # And once it answers again, the daemon is ready again
+            ready = await wait_status(readyz, 200, timeout=90)
+            assert ready.json()["ready"] is True
+    finally:
+        broker.stop()
