@@ -26,7 +26,7 @@ class LlmSettings(BaseModel):
         default=30.0,
         gt=0,
         description="Per attempt: connect, request and every byte of the reply. The bundled "
-        "SmolLM2-135M on llama-cpp-python takes 7-15 s for one advice on 2 busy CPU cores, so "
+        "SmolLM2-135M on llama.cpp takes 7-15 s for one advice on 2 busy CPU cores, so "
         "the default leaves twice the slowest seen; consultations run in the background, so "
         "a slow model delays no gate.",
     )
