@@ -14,7 +14,8 @@ class LlmSettings(BaseModel):
 
     mode: Literal["off", "advisory", "gating"] = Field(
         default="off",
-        description="off; advisory (advice recorded only); gating (advice may hold a stage "
+        description="off; advisory (the statistics decide at once; the opinion is asked "
+        "afterwards and recorded when it arrives); gating (advice may hold a stage "
         "or turn an advance into a pause awaiting approval, never anything bolder).",
     )
     base_url: str = Field(
