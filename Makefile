@@ -40,7 +40,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
