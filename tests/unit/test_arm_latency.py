@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import orjson
@@ -11,6 +12,7 @@ from controller.core.aggregates import ArmAggregate, FlagAggregates
 from controller.core.gate import evaluate
 from controller.core.histogram import BUCKET_COUNT, EDGE_COUNT, EDGES_MS, bucket_of
 from controller.core.latency import arm_latency, histogram_quantile, latency_evidence
+from controller.core.wording import ms_text
 from tests.unit.test_gate import T0, arm, rollout
 
 
@@ -80,3 +82,22 @@ def test_the_gate_publishes_each_arms_latency() -> None:
     low, high = EDGES_MS[bucket_of(40.0) - 1], EDGES_MS[bucket_of(40.0)]
     for name in ("p50", "p95", "p99"):
         assert low <= latency["treatment"][name] <= high
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0421, "0.04 ms"),
+        (0.999, "1.00 ms"),
+        (21.04, "21.0 ms"),
+        (99.94, "99.9 ms"),
+        (100.4, "100 ms"),
+        (63095.734, "63,096 ms"),
+        (None, "-"),
+        (math.inf, "-"),
+        (math.nan, "-"),
+        (-1.0, "-"),
+    ],
+)
+def test_ms_text(value: float | None, text: str) -> None:
+    assert ms_text(value) == text
