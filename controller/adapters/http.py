@@ -26,6 +26,7 @@ store or the broker is a 503 whose ``reason`` is the readiness check's (which
 dependency, at which address, under which setting), not a bare 500. Every answer names its reason in
 ``error`` or ``reason``, and is counted in ``rollout_webhooks_total`` by
 source and outcome.
+A monitor no flag is mapped to (``engine.monitors``) is a 404 naming it.
 
 The server is bounded against slow and greedy clients: see :class:`HttpServer`.
 """
@@ -61,6 +62,7 @@ from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
     PayloadError,
+    UnmappedMonitor,
     parse_betteruptime,
     parse_generic,
 )
@@ -264,6 +266,8 @@ class HttpServer(Listener):
             intake = await sink.accept(signal)
         except PayloadError as exc:
             raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
+        except UnmappedMonitor as exc:
+            raise _Refused(404, "unmapped", str(exc)) from exc
         except ControllerError as exc:
             raise _Refused(503, "unavailable", f"not accepted, retry later: {exc}") from exc
         body = {"monitor": signal.monitor, "status": signal.status, "flags": intake.flags}

@@ -27,14 +27,14 @@ from controller.console.pages import (
     phase_text,
     stage_text,
 )
-from controller.core.evidence_view import Evidence, evidence, where_decided
+from controller.core.evidence_view import ArmLatency, Evidence, evidence, where_decided
 from controller.core.headline import verdict_line
 from controller.core.limits import comparison_text
 from controller.core.messages import Alert, CommandAction, Decision
 from controller.core.operator import applicable
 from controller.core.rollout import PauseReason, Phase
 from controller.core.views import RolloutHistory, RolloutView
-from controller.core.wording import advice_text, quotable_rationale, stage_label
+from controller.core.wording import advice_text, ms_text, quotable_rationale, stage_label
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -198,8 +198,9 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
             f'<p class="audience"><b>Audience</b>: {esc(ring.text())},'
             f" compared against {against}</p>{note}"
         )
-    arms: dict[str, tuple[int | None, ...]] = {
-        arm: tuple(getattr(counts, k) for k in _ARM_COLUMNS)
+    latency = now.latency or {}
+    arms = {
+        arm: _arm_cells(counts, latency.get(arm))
         for arm, counts in (now.arms or {}).items()
         if counts is not None
     }
@@ -215,7 +216,7 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
         )
     elif points:
         last = points[-1]
-        arms = {arm: tuple(getattr(c, k) for k in _ARM_COLUMNS) for arm, c in last.arms.items()}
+        arms = {arm: _arm_cells(c, None) for arm, c in last.arms.items()}
         text = (
             f'<p class="srm">At the last recorded gate ({esc(clock(last.ts_ms))},'
             f" {esc(history.names().get(last.stage, ''))}): sequential p ="
@@ -225,11 +226,11 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
         text = '<p class="none">No gate evidence yet.</p>'
     rows = "".join(
         f'<tr><th scope="row">{esc(arm)}</th>'
-        + "".join(f"<td>{esc(0 if n is None else n)}</td>" for n in counts)
+        + "".join(f"<td>{esc(cell)}</td>" for cell in cells)
         + "</tr>"
-        for arm, counts in arms.items()
+        for arm, cells in arms.items()
     )
-    head = "".join(f'<th scope="col">{k}</th>' for k in _ARM_COLUMNS)
+    head = "".join(f'<th scope="col">{k}</th>' for k in _ARM_HEAD)
     table = (
         '<div class="scroll" tabindex="0" role="region" aria-label="arms">'
         f'<table class="arms"><thead><tr><th scope="col">arm</th>{head}</tr></thead>'
@@ -241,6 +242,14 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
 
 
 _ARM_COLUMNS = ("units", "exposures", "requests", "errors", "conversions")
+_ARM_HEAD = (*_ARM_COLUMNS, "latency p50 (ms)", "p95 (ms)", "p99 (ms)")
+
+
+def _arm_cells(counts: object, latency: ArmLatency | None) -> tuple[str, ...]:
+    """An arm's counts, then its own latency (``-`` where the gate gave none)."""
+    tally = tuple(str(getattr(counts, k, None) or 0) for k in _ARM_COLUMNS)
+    q = latency or ArmLatency()
+    return tally + tuple(ms_text(v).removesuffix(" ms") for v in (q.p50, q.p95, q.p99))
 
 
 def _advisor(decisions: Sequence[Decision]) -> str:

@@ -32,6 +32,7 @@ The tree::
     │   └── AnswerTooLarge          the answer was over the poller's bound
     ├── PayloadError                integrations.monitors: a webhook not understood (also a
     │                               ValueError)
+    ├── UnmappedMonitor             integrations.monitors: a webhook for a monitor mapped to no flag
     ├── RuleSyntaxError             core.rule_text: a refused audience rule (also a ValueError)
     ├── TooCostly                   core.recurrence: a window query walks too many occurrences
     ├── UsageError                  ctl.commands: arguments that make no valid command

@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from controller.core.briefing import parse_number
 from controller.core.messages import Decision
 from controller.core.timestamps import iso_or_none
-from controller.core.wording import RATE_PARTS, percent_text, position_label
+from controller.core.wording import RATE_PARTS, ms_text, percent_text, position_label
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
@@ -108,6 +108,26 @@ class ArmTally(_Read):
         return part / whole if part is not None and whole else None
 
 
+class ArmLatency(_Read):
+    """One arm's own latency as the gate saw it: quantiles in ms, None while it had none."""
+
+    p50: Number = None
+    p95: Number = None
+    p99: Number = None
+    count: Count = None
+
+    def text(self) -> str:
+        """``p50 21.0 ms · p95 48.2 ms · p99 95.1 ms (n 1,204)``, or that there is none yet."""
+        if self.p50 is None and self.p95 is None and self.p99 is None:
+            return "no latency events yet"
+        shown = " · ".join(f"{name} {ms_text(getattr(self, name))}" for name in LATENCY_NAMES)
+        return shown if self.count is None else f"{shown} (n {self.count:,})"
+
+
+LATENCY_NAMES = ("p50", "p95", "p99")
+"""The quantiles of each arm's latency the gate publishes."""
+
+
 class GuardrailTest(_Read):
     """One guardrail's sequential test: Δ (treatment - control), its bound, the tolerance."""
 
@@ -164,6 +184,8 @@ class Ring(_Read):
 
 
 Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
+Latencies = Annotated[dict[str, ArmLatency | None] | None, BeforeValidator(_objects)]
+"""Per arm its latency quantiles (``evidence["latency"]``); None from a gate that gave none."""
 Guardrails = Annotated[dict[str, GuardrailTest | None] | None, BeforeValidator(_objects)]
 """Per metric its test; None for a metric with too little data (``"insufficient data"``)."""
 
@@ -174,6 +196,7 @@ class Evidence(_Read):
     at_stage: Annotated[Position | None, BeforeValidator(_object)] = None
     arms: Arms = None
     guardrails: Guardrails = None
+    latency: Latencies = None
     srm: Annotated[SrmCheck | None, BeforeValidator(_object)] = None
     advisor: Annotated[dict[str, object] | None, BeforeValidator(_object)] = None
     """The advisor's opinion, an open object read by :func:`controller.core.wording.advice_text`."""

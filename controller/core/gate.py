@@ -53,6 +53,7 @@ from controller.core.guardrails import (
     metric_events,
     metric_floor,
 )
+from controller.core.latency import latency_evidence
 from controller.core.limits import limit_tests, limits_evidence
 from controller.core.moving import next_move
 from controller.core.plan import Plan
@@ -331,6 +332,9 @@ def _evidence(
         "flag_versions": sorted(data.versions),
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),
+        "latency": latency_evidence(
+            data.treatment.latency_histogram, data.control.latency_histogram
+        ),
     }
     if data.watched:  # the sample of units watched for being seen in both arms
         evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}

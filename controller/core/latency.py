@@ -19,6 +19,10 @@ gives no bound. That needs n ≥ z²·max(q/(1 - q), (1 - q)/q) requests
 (:func:`quantile_min_samples`): 73 for p95, 381 for p99. Mass in the overflow
 bucket has no width, so it understates the error there.
 Both tests use the sequential boundary of :mod:`controller.core.sequential`.
+
+**Each arm's own latency** (:func:`latency_evidence`) is what the gate
+publishes beside the Δ of its latency guardrails: p50/p95/p99 of each arm's
+histogram by the same interpolation, so people can see which arm moved.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from controller.core.sequential import (
     proportion_test,
 )
 
+ARM_QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+"""The quantiles of each arm's latency the gate publishes, by name."""
+ARM_QUANTILE_DECIMALS = 3
+"""Places in ms kept of each published quantile (a µs): exact enough, and small."""
 QUANTILE_Z = 1.96
 """z of the order-statistic interval behind a quantile's standard error."""
 _EDGE_SLACK = 1e-9
@@ -187,3 +195,21 @@ def exceedance_test(
         alpha=alpha,
         n_tune=n_tune,
     )
+
+
+def arm_latency(hist: Sequence[int]) -> dict[str, float | int | None]:
+    """One arm's latency quantiles in ms and its count; the quantiles None without events."""
+    total = _histogram_total(hist)
+    shown: dict[str, float | int | None] = {}
+    for name, q in ARM_QUANTILES:
+        value = _value_at_rank(hist, q * total) if total else None
+        shown[name] = None if value is None else round(value, ARM_QUANTILE_DECIMALS)
+    shown["count"] = total
+    return shown
+
+
+def latency_evidence(
+    treatment: Sequence[int], control: Sequence[int]
+) -> dict[str, dict[str, float | int | None]]:
+    """Per arm :func:`arm_latency` of its histogram: ``evidence["latency"]``, a few numbers."""
+    return {"treatment": arm_latency(treatment), "control": arm_latency(control)}

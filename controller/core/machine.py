@@ -26,6 +26,8 @@ gate        running, watching       rollback verdict with ``on_regression: alert
                                     else unchanged
 gate        any                     ``advisor_alert`` → alert "advisor_unavailable",
                                     whatever the verdict does
+opinion     any (same rollout)      unchanged; records the advisory opinion on
+                                    the advance a gate already made
 gate        running, paused         a dry-run guardrail would have acted → alert
                                     "guardrail" (info, once per stage), whatever
                                     the verdict does; it never acts itself
@@ -85,6 +87,7 @@ import dataclasses
 from controller.core.advice import Advice, Opinion, Unavailable, incoherence
 from controller.core.health import act, named, outage_alert, overdue
 from controller.core.operator import command
+from controller.core.opinions import record_opinion
 from controller.core.policy import Applied, for_plan
 from controller.core.rollout import (
     Action,
@@ -95,6 +98,7 @@ from controller.core.rollout import (
     Input,
     MonitorDownInput,
     MonitorUpInput,
+    OpinionInput,
     PauseReason,
     Phase,
     RaiseAlert,
@@ -135,9 +139,9 @@ def _step(state: Rollout | None, event: Input) -> Step:
         return None, []
     if isinstance(event, GateInput):
         return _gate(state, event)
-    if isinstance(event, TickInput):
-        return _tick(state, event)
-    return _outside(state, event)
+    if isinstance(event, OpinionInput):  # after its gate decided: a record, nothing more
+        return record_opinion(state, event)
+    return _tick(state, event) if isinstance(event, TickInput) else _outside(state, event)
 
 
 def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendDriftInput) -> Step:

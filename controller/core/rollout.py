@@ -229,6 +229,20 @@ class GateInput:
 
 
 @dataclass(frozen=True, slots=True)
+class OpinionInput:
+    """An advisory opinion, arrived after the gate it was asked at had already decided.
+
+    ``asked`` is the rollout as that gate saw it: the opinion is recorded against that
+    rollout and stage, and changes nothing.
+    """
+
+    asked: Rollout
+    decided_at: datetime
+    advice: AdvisorResult
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TickInput:
     now: datetime
     stale_after: timedelta | None = None
@@ -306,6 +320,7 @@ class CommandRefused:
 
 Input = (
     GateInput
+    | OpinionInput
     | TickInput
     | CommandInput
     | CommandRefused

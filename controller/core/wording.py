@@ -304,6 +304,15 @@ def amount_text(metric: str, value: float) -> str:
     return f"{number} {unit}" if unit else number
 
 
+def ms_text(value: float | None) -> str:
+    """A latency as people read it, to three significant digits below 100 ms:
+    ``0.42 ms``, ``21.0 ms``, ``1,204 ms``; ``-`` when there is none."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return "-"
+    places = 2 if value < 1 else 1 if value < 100 else 0
+    return f"{value:,.{places}f} ms"
+
+
 def relative_lift(delta: float, baseline: float | None) -> str | None:
     """Δ against the control's value in %: ``+72%``; None without a usable baseline."""
     if baseline is None or not math.isfinite(baseline) or baseline <= 0:

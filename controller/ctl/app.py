@@ -29,7 +29,7 @@ from pathlib import Path
 
 from controller import __version__
 from controller.core.messages import CommandAction
-from controller.ctl import ingest, targeting_args
+from controller.ctl import completion, ingest, targeting_args
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,
     ENV_ACTOR,
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
     _add_raw(commands)
+    completion.add_parser(commands)
     return parser
 
 
@@ -311,8 +312,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         "segment": handlers.segment,
         "audience": handlers.audience_test,
         "rule": _draft_rule,
+        "completion": _print_completion,
     }[args.command]
     return handler(args)
+
+
+def _print_completion(args: argparse.Namespace) -> int:
+    print(completion.script(args.shell, build_parser()), end="")
+    return 0
 
 
 def _draft_rule(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ controller wants it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import time
@@ -23,24 +22,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.adapters.kafka import send_and_wait
 from controller.core import signing
 from controller.core.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
 from controller.core.decoding import summarize
 from controller.core.messages import Decision
-from controller.ctl import diagnosis, steering, views
+from controller.ctl import diagnosis, views
 from controller.ctl.commands import (
     ENV_KEY_ID,
-    PROG,
     UsageError,
-    encode_command,
     env_url,
     print_json,
     read_private_key,
     warn,
 )
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.handlers import actor_of, broker_of, key_path_of
+from controller.ctl.handlers import actor_of, key_path_of, send_signed
 
 RECORD_KEY = b"app-keys"
 """The Kafka key of every app-key command: one partition, so they apply in order."""
@@ -54,27 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.app_key_command == "create":
         secret = (CLIENT_PREFIX if args.client else SERVER_PREFIX) + secrets.token_urlsafe(32)
     command = _signed(args, secret)
-    settings, kafka = broker_of(args)
-
-    async def send() -> tuple[int, int]:
-        return await send_and_wait(
-            kafka,
-            topic=settings.topics.commands,
-            key=RECORD_KEY,
-            value=encode_command(command),
-            client_id=PROG,
-            timeout_s=args.timeout,
-        )
-
-    answered = asyncio.run(
-        steering.send_and_await(
-            command,
-            send=send,
-            kafka=kafka,
-            decisions=settings.topics.decisions,
-            timeout_s=args.timeout,
-        )
-    )
+    answered = send_signed(args, command, key=RECORD_KEY)
     if answered is None:
         what = f"{command['action']} {command['target']} (command {command['id']})"
         hint = f"; revoke key {command['app_key']} if it appears" if secret else ""

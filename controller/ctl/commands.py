@@ -153,18 +153,30 @@ def command_record(command: dict[str, Any]) -> tuple[bytes, bytes]:
 
 
 async def send_command(
-    command: dict[str, Any], *, kafka: KafkaSettings, topic: str, timeout_s: float = 30.0
+    command: dict[str, Any],
+    *,
+    kafka: KafkaSettings,
+    topic: str,
+    timeout_s: float = 30.0,
+    key: bytes | None = None,
 ) -> tuple[int, int]:
     """Produce ``command`` with acks=all; the partition and offset it was written at.
+
+    The record's key is the flag's, or ``key`` for a command about no flag.
 
     Raises :class:`~controller.core.errors.BrokerError` when the broker cannot be
     reached or refuses it.
     """
     from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast
 
-    key, value = command_record(command)
+    key = key if key is not None else str(command["flag"]).encode()
     return await send_and_wait(
-        kafka, topic=topic, key=key, value=value, client_id=PROG, timeout_s=timeout_s
+        kafka,
+        topic=topic,
+        key=key,
+        value=encode_command(command),
+        client_id=PROG,
+        timeout_s=timeout_s,
     )
 
 

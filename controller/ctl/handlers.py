@@ -54,24 +54,12 @@ from controller.settings import KafkaSettings, Settings, load_settings
 def steer(args: argparse.Namespace) -> int:
     """An action command: sign it, send it, wait for the decision (unless --no-wait)."""
     command = _command_from_args(args)
-    settings, kafka = broker_of(args)
-    topic = settings.topics.commands
-
-    async def send() -> tuple[int, int]:
-        return await send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout)
-
     if args.no_wait:
-        asyncio.run(send())
+        settings, kafka = broker_of(args)
+        topic = settings.topics.commands
+        asyncio.run(send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout))
         return _report_sent(args, command)
-    answered = asyncio.run(
-        steering.send_and_await(
-            command,
-            send=send,
-            kafka=kafka,
-            decisions=settings.topics.decisions,
-            timeout_s=args.timeout,
-        )
-    )
+    answered = send_signed(args, command)
     if answered is None:
         sent = (
             f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision "
@@ -313,3 +301,28 @@ def verify(args: argparse.Namespace) -> int:
     problem = verify_command(command, args.public_key)
     print("valid" if problem is None else f"invalid: {problem}")
     return 0 if problem is None else EXIT_FAILURE
+
+
+def send_signed(
+    args: argparse.Namespace, command: dict[str, Any], *, key: bytes | None = None
+) -> steering.Answered | None:
+    """Send a signed command and wait for its decision; None when none came in time.
+
+    ``key`` is the record's key for a command about no flag (the flag's otherwise).
+    """
+    settings, kafka = broker_of(args)
+
+    async def send() -> tuple[int, int]:
+        return await send_command(
+            command, kafka=kafka, topic=settings.topics.commands, timeout_s=args.timeout, key=key
+        )
+
+    return asyncio.run(
+        steering.send_and_await(
+            command,
+            send=send,
+            kafka=kafka,
+            decisions=settings.topics.decisions,
+            timeout_s=args.timeout,
+        )
+    )

@@ -11,7 +11,6 @@ the controller's decision (docs/architecture.md, "A broker that lost its data").
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import time
 import uuid
@@ -25,15 +24,13 @@ from controller.core.log_gaps import IngestCommand
 from controller.ctl import views
 from controller.ctl.commands import (
     ENV_KEY_ID,
-    PROG,
     UsageError,
-    encode_command,
     print_json,
     read_private_key,
     warn,
 )
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.handlers import actor_of, broker_of, key_path_of
+from controller.ctl.handlers import actor_of, key_path_of, send_signed
 from controller.ctl.options import broker_options, output_options, signing_options
 
 RECORD_KEY = b"ingest"
@@ -73,31 +70,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Sign, send and wait for the decision on one choice."""
-    from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast
-    from controller.ctl import steering  # noqa: PLC0415
-
     command = _signed(args)
-    settings, kafka = broker_of(args)
-
-    async def send() -> tuple[int, int]:
-        return await send_and_wait(
-            kafka,
-            topic=settings.topics.commands,
-            key=RECORD_KEY,
-            value=encode_command(command),
-            client_id=PROG,
-            timeout_s=args.timeout,
-        )
-
-    answered = asyncio.run(
-        steering.send_and_await(
-            command,
-            send=send,
-            kafka=kafka,
-            decisions=settings.topics.decisions,
-            timeout_s=args.timeout,
-        )
-    )
+    answered = send_signed(args, command, key=RECORD_KEY)
     if answered is None:
         warn(f"sent ingest {command['action']} (command {command['id']}), but no decision came")
         return EXIT_NO_DECISION

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from controller.core.wording import amount_text, control_rate, quantity_text
+from controller.core.wording import amount_text, control_rate, ms_text, quantity_text
 from controller.ctl.report_model import (
     Arm,
     GuardrailResult,
@@ -78,7 +78,13 @@ def arm_cells(arm: Arm) -> list[str]:
         count(arm.requests),
         count(arm.errors),
         count(arm.conversions),
+        *(_ms(q) for q in (arm.latency_p50_ms, arm.latency_p95_ms, arm.latency_p99_ms)),
     ]
+
+
+def _ms(value: float | None) -> str:
+    """A latency in a column headed in ms: ``21.0``, ``1,204``; ``-`` when there is none."""
+    return ms_text(value).removesuffix(" ms")
 
 
 def guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
@@ -112,7 +118,17 @@ def _counts(arm: Arm) -> dict[str, int | None]:
     }
 
 
-ARM_HEAD = ["arm", "units", "exposures", "requests", "errors", "conversions"]
+ARM_HEAD = [
+    "arm",
+    "units",
+    "exposures",
+    "requests",
+    "errors",
+    "conversions",
+    "latency p50 (ms)",
+    "p95 (ms)",
+    "p99 (ms)",
+]
 GUARDRAIL_HEAD = [
     "guardrail",
     "result",

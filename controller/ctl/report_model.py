@@ -29,6 +29,10 @@ class Arm:
     requests: int | None
     errors: int | None
     conversions: int | None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    """The arm's own latency quantiles; None without latency events (or from an older gate)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from controller.core.evidence_view import (
+    ArmLatency,
     ArmTally,
     Evidence,
     GuardrailTest,
@@ -105,7 +106,8 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
 
 def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: str) -> None:
     if read.arms is not None:
-        stage.arms = [_arm(name, read.arms.get(name)) for name in ARMS]
+        latency = read.latency or {}
+        stage.arms = [_arm(name, read.arms.get(name), latency.get(name)) for name in ARMS]
     if read.guardrails is not None:
         items = list(read.guardrails.items())[:MAX_GUARDRAILS]
         stage.guardrails = [_guardrail(metric[:64], test) for metric, test in items]
@@ -117,9 +119,9 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: 
         stage.compared = "absolute limits" if comparison else "a concurrent control"
 
 
-def _arm(name: str, counts: ArmTally | None) -> Arm:
-    c = counts or ArmTally()
-    return Arm(name, c.units, c.exposures, c.requests, c.errors, c.conversions)
+def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
+    c, q = counts or ArmTally(), latency or ArmLatency()
+    return Arm(name, c.units, c.exposures, c.requests, c.errors, c.conversions, q.p50, q.p95, q.p99)
 
 
 def _guardrail(metric: str, test: GuardrailTest | None) -> GuardrailResult:

@@ -14,7 +14,13 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.evidence_view import ArmTally, Evidence, GuardrailTest, where_decided
+from controller.core.evidence_view import (
+    ArmLatency,
+    ArmTally,
+    Evidence,
+    GuardrailTest,
+    where_decided,
+)
 from controller.core.limits import comparison_text
 from controller.core.messages import Alert, Decision
 from controller.core.text import displayable
@@ -95,6 +101,7 @@ def status_detail(r: RolloutStatus) -> str:
             f"  {name:<10} units {_n(a.units):>8}  exposures {_n(a.exposures):>8}"
             f"  requests {_n(a.requests):>8}  errors {_n(a.errors):>6} ({_rate(a)})"
         )
+    lines += _latency_lines(evidence)
     control = arms.get("control")
     for metric, test in (evidence.guardrails or {}).items():
         baseline = control.rate(metric) if control is not None else None
@@ -106,6 +113,16 @@ def status_detail(r: RolloutStatus) -> str:
     if comparison := comparison_text(r.evidence):
         lines.append(f"  comparison: {comparison}")
     return displayable("\n".join(lines))
+
+
+def _latency_lines(evidence: Evidence) -> list[str]:
+    """Each arm's own latency, one line per arm: what moved behind a latency guardrail's Δ."""
+    latency = evidence.latency or {}
+    named = [(arm, latency[arm]) for arm in ("treatment", "control") if arm in latency]
+    return [
+        f"{'latency:' if i == 0 else '':<13}{arm:<9} {(tally or ArmLatency()).text()}"
+        for i, (arm, tally) in enumerate(named)
+    ]
 
 
 def decision_line(message: Decision | Alert) -> str:

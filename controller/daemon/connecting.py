@@ -26,6 +26,7 @@ from controller.core.errors import BrokerUnavailable
 from controller.daemon.closing import Closing
 from controller.daemon.engine import Ownership
 from controller.daemon.ingest import Ingest
+from controller.daemon.starting import kafka_of
 from controller.retrying import Retry
 from controller.settings import Settings
 
@@ -95,6 +96,7 @@ async def wait_for_kafka(settings: Settings, retry: Retry) -> None:
         try:
             await topic_names(settings.kafka, timeout_s=KAFKA_PROBE_SECONDS)
         except TimeoutError as exc:
-            raise BrokerUnavailable(f"no metadata within {KAFKA_PROBE_SECONDS:g} s") from exc
+            detail = f"no metadata within {KAFKA_PROBE_SECONDS:g} s"
+            raise BrokerUnavailable(kafka_of(settings).down(detail)) from exc
 
     await retry(metadata, "waiting for kafka")

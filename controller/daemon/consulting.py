@@ -1,6 +1,11 @@
 """Consulting the advisor at stage gates, in the background, so a slow model delays nothing.
 
-A running stage the statistics would advance starts one consultation for its
+In ``advisory`` mode the statistics decide at once: the gate advances, and the
+opinion on that advance is asked in the background (once per stage) and
+recorded as a decision of its own when it arrives, or recorded as missing. It
+holds nothing, alerts nothing and changes no timing.
+
+In ``gating`` mode a running stage the statistics would advance starts one consultation for its
 flag; the gate loop goes on gating every flag meanwhile, so a rollback never
 waits for the model. When the advice arrives the stage is evaluated again on
 fresh aggregates, and the advice is applied only to the same stage, still
@@ -21,7 +26,15 @@ import structlog
 
 from controller.core.advice import Unavailable
 from controller.core.gate import evaluate
-from controller.core.rollout import GateInput, Input, Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollout import (
+    GateInput,
+    Input,
+    OpinionInput,
+    Phase,
+    Rollout,
+    Verdict,
+    VerdictKind,
+)
 from controller.daemon.metrics import Metrics
 from controller.ports import Advisor, AggregateReader, RolloutStates
 from controller.settings import LlmSettings
@@ -49,24 +62,60 @@ class Consultations:
         self._apply, self._now = apply, clock
         self._advisor_down = False
         self._consulting: dict[str, asyncio.Task[None]] = {}
+        self._opining: set[asyncio.Task[None]] = set()
+        # The stage each flag's last opinion was asked at: one opinion per stage.
+        self._opined: dict[str, tuple[str, int, int]] = {}
 
     async def cancel(self) -> None:
         """Stop every consultation; one cut short loses nothing, the next gate asks again."""
-        for task in self._consulting.values():
+        tasks = [*self._consulting.values(), *self._opining]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._consulting.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def needs_advice(self, rollout: Rollout, verdict: Verdict, now: datetime) -> bool:
-        """Only a running stage the statistics would advance asks the model.
+        """Only a running stage the statistics would advance waits for the model, in gating.
 
         Rollbacks, pauses and holds never wait for it; a paused rollout or one
         the advisor holds would not act on the advice, so it is not asked; nor
-        is a watch after 100%, which the clock and the statistics end.
+        is a watch after 100%, which the clock and the statistics end. In
+        advisory mode nothing waits (see :meth:`wants_opinion`).
         """
+        if self._llm.mode != "gating":
+            return False
+        return self._would_advance(rollout, verdict, now)
+
+    def wants_opinion(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> bool:
+        """In advisory mode, a stage the statistics advance gets one opinion, asked after."""
+        if self._llm.mode != "advisory" or not self._would_advance(rollout, verdict, now):
+            return False
+        return self._opined.get(flag) != stage_key(rollout)
+
+    def _would_advance(self, rollout: Rollout, verdict: Verdict, now: datetime) -> bool:
         if self._advisor is None or rollout.phase is not Phase.RUNNING or rollout.watching:
             return False
         held = rollout.advisor_hold_until is not None and now < rollout.advisor_hold_until
         return verdict.kind is VerdictKind.ADVANCE and not held
+
+    def ask_opinion(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> None:
+        """Ask for the opinion on the advance decided at ``now``; record it when it comes."""
+        self._opined[flag] = stage_key(rollout)
+        task = asyncio.create_task(self._opinion(flag, rollout, verdict, now), name=f"opine-{flag}")
+        self._opining.add(task)
+        task.add_done_callback(self._opining.discard)
+
+    async def _opinion(self, flag: str, asked: Rollout, verdict: Verdict, now: datetime) -> None:
+        assert self._advisor is not None  # wants_opinion said so
+        advice = await self._advisor.advise(gate_data(asked, verdict, now))
+        if isinstance(advice, Unavailable):
+            self._metrics.advisor_failures.inc()
+            log.info("advisory_opinion_missing", flag=flag, cause=advice.cause)
+        else:
+            self._metrics.advisor_seconds.observe(advice.latency_ms / 1000)
+        try:
+            await self._apply(flag, OpinionInput(asked, now, advice, self._now()))
+        except Exception as exc:  # a background task: the opinion is lost, nothing else
+            log.warning("opinion_not_recorded", flag=flag, error=repr(exc)[:500])
 
     def start(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> None:
         """Ask the advisor in the background, unless a consultation for ``flag`` runs."""
@@ -81,7 +130,8 @@ class Consultations:
 
     async def done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
-        await asyncio.gather(*list(self._consulting.values()), return_exceptions=True)
+        tasks = [*self._consulting.values(), *self._opining]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _consulted(self, flag: str, task: asyncio.Task[None]) -> None:
         if self._consulting.get(flag) is task:

@@ -29,6 +29,7 @@ from controller.core.app_keys import AppKey, Policy
 from controller.core.errors import ControllerError
 from controller.core.signing import StateSigner
 from controller.daemon.app_keys import KeyBook
+from controller.daemon.broker_watch import BrokerWatch
 from controller.daemon.console import ConsoleData
 from controller.daemon.engine import Engine
 from controller.daemon.event_intake import EventIntake
@@ -60,6 +61,7 @@ class Parts:
     segments: SegmentService | None = None
     app_keys: KeyBook | None = None
     reads: ReadWorker | None = None
+    brokers: BrokerWatch | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -171,7 +173,8 @@ def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) ->
 
 
 async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
-    """Ready: Redis answers, this instance owns events partitions, and no loop is stalled.
+    """Ready: Redis and the brokers answer, this instance owns events partitions, and no loop
+    is stalled.
 
     The detail names the partitions this instance owns: the events partitions
     whose aggregates it writes and the commands partitions whose flags it gates;
@@ -191,6 +194,8 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
         await parts.store.ping()
     except ControllerError as exc:
         return False, {"reason": redis_of(settings).down(str(exc)), **owned}
+    if parts.brokers is not None and (silent := parts.brokers.silent()) is not None:
+        return False, {"reason": silent, **owned}
     held = parts.ingest.held()
     if held is not None:
         return False, {"reason": held, **owned}

@@ -141,6 +141,8 @@ class GateLoop:
             events.insert(0, await self._consultations.with_advice(rollout, verdict, now))
         for event in events:
             await self._rollouts.offer(flag, rollout, event)
+        if self._consultations.wants_opinion(flag, rollout, verdict, now):
+            self._consultations.ask_opinion(flag, rollout, verdict, now)
 
     async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
         versions = rollout.stage_flag_versions()

@@ -26,7 +26,13 @@ from pydantic import ValidationError
 from controller.core.decoding import summarize
 from controller.core.messages import MonitorAlert
 from controller.daemon.metrics import Metrics
-from controller.integrations.monitors import Intake, MonitorSignal, PayloadError, signal_fields
+from controller.integrations.monitors import (
+    Intake,
+    MonitorSignal,
+    PayloadError,
+    UnmappedMonitor,
+    signal_fields,
+)
 from controller.ports import Claims, Outputs
 
 
@@ -50,9 +56,12 @@ class MonitorIntake:
         """Publish ``signal`` unless this incident's status was already accepted.
 
         Raises :class:`PayloadError` (nothing claimed) when the signal does not
-        make a valid monitor message; any other error leaves no claim behind.
+        make a valid monitor message, :class:`UnmappedMonitor` (nothing claimed
+        or published) when no flag is mapped to its monitor; any other error leaves no claim behind.
         """
         flags = list(self._monitors.get(signal.monitor, []))
+        if not flags:
+            raise UnmappedMonitor(signal.monitor)
         value = _message(signal)
         try:
             fresh = await self._claims.claim(signal.message_id, ttl_s=self._ttl)

@@ -38,6 +38,7 @@ from controller.core.windows import Window
 from controller.daemon.alarms import Alarms
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.daemon.broker_watch import BrokerWatch
 from controller.daemon.closing import Closing
 from controller.daemon.connecting import connect_kafka, wait_for_kafka, wait_for_redis
 from controller.daemon.console import ConsoleData
@@ -185,6 +186,7 @@ async def _supervise(
             team_windows=when.team_windows,
         )
         ownership.engine = engine
+        brokers = BrokerWatch(settings)  # for /readyz: a hung broker raises no error
         if settings.http.enabled:
             status = StatusView(
                 states=states,
@@ -229,6 +231,7 @@ async def _supervise(
                 events_in,
                 segments,
                 KeyBook(AppKeyStore(client, settings=settings.redis)),
+                brokers=brokers,
                 reads=await closing.enter(
                     stack,
                     "read worker",
@@ -245,6 +248,7 @@ async def _supervise(
                 ingest.stop,
             ),
             "engine": (engine.run(control=kafka.control), engine.stop),
+            "brokers": (brokers.run(), brokers.stop),
         }
         services |= _keepers(settings, engine.keys, kafka.outputs, reread, alarms)
         if sync is not None:

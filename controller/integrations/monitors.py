@@ -78,6 +78,17 @@ class PayloadError(ControllerError, ValueError):
     """The payload is not a webhook this endpoint understands; the text says why."""
 
 
+class UnmappedMonitor(ControllerError):
+    """No flag is mapped to the signal's monitor: it would kill nothing, so it is refused
+    (a misspelt id would otherwise fail silently when it matters)."""
+
+    def __init__(self, monitor: str) -> None:
+        super().__init__(
+            f"no flag is mapped to monitor {monitor!r}: map it in engine.monitors "
+            "(or check the monitor id the sender uses)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorSignal:
     """A monitor went down or came back, as one incident."""

@@ -218,6 +218,7 @@ class EventEmitter(EventMethods, Lifecycle):
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._producer: EventProducer | None = None
+        self._idempotent = True
         self._keyed: OrderedDict[str, None] = OrderedDict()
         self._remember_keys = remember_keys
         self.sent = 0
@@ -333,13 +334,18 @@ class EventEmitter(EventMethods, Lifecycle):
         backoff = retry_backoff(asyncio.Event())
         while True:
             producer = EventProducer(
-                self._kafka, topic=self._topic, request_timeout_ms=self._request_timeout_ms
+                self._kafka,
+                topic=self._topic,
+                request_timeout_ms=self._request_timeout_ms,
+                idempotent=self._idempotent,
             )
             try:
                 await producer.start()
             except BrokerError as exc:
                 log.warning("event_producer_unavailable: %s", exc)
             else:
+                # A broker that refused idempotence is not asked again on a reconnect.
+                self._idempotent = producer.idempotent
                 return producer
             await backoff.wait()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -49,6 +50,7 @@ class TopicFollower(ClientLifecycle):
     def __init__(self, kafka: KafkaSettings, topic: str, *, what: str = _context) -> None:
         self._topic = topic
         self._context = what
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=None,
@@ -160,6 +162,27 @@ class Outcome:
     REJECTED = "rejected"
 
 
+_SENDER_LOG = logging.getLogger("aiokafka.producer.sender")
+
+
+class _ProducerIdRefusal(logging.Filter):
+    """Drops aiokafka's error line for a refused producer id: :class:`EventProducer` says
+    once, in its own words, what the refusal means."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unexpected error during InitProducerIdRequest")
+
+
+@contextmanager
+def _producer_id_refusal_unlogged() -> Iterator[None]:
+    refusal = _ProducerIdRefusal()
+    _SENDER_LOG.addFilter(refusal)
+    try:
+        yield
+    finally:
+        _SENDER_LOG.removeFilter(refusal)
+
+
 class EventProducer(ClientLifecycle):
     """A producer of one topic that reports, per message, whether it went, may go, or never will.
 
@@ -167,29 +190,41 @@ class EventProducer(ClientLifecycle):
     retried send would otherwise write, so the client's own retries cannot
     double-count an event. :meth:`start` asks the broker for a producer id
     once; a broker that refuses (an old Kafka, the embedded tansu) gets a
-    plain producer, and a warning says so.
+    plain producer, and one warning line says so. ``idempotent=False`` skips
+    the question (the broker already refused it).
     """
 
-    def __init__(self, kafka: KafkaSettings, *, topic: str, request_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        topic: str,
+        request_timeout_ms: int,
+        idempotent: bool = True,
+    ) -> None:
         self._topic = topic
         self._options = {
             **kafka.client_options(),
             "linger_ms": 20,
             "request_timeout_ms": request_timeout_ms,
         }
-        self.idempotent = True
-        self._client = AIOKafkaProducer(**self._options, enable_idempotence=True)
+        self.idempotent = idempotent
+        self._bootstrap = kafka.bootstrap_servers
+        self._client = AIOKafkaProducer(**self._options, enable_idempotence=idempotent)
 
     async def start(self) -> None:
         """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
         try:
-            await super().start()
+            with _producer_id_refusal_unlogged():
+                await super().start()
         except BrokerError as exc:
             if exc.retriable or not self.idempotent:
                 raise
             log.warning(
-                "idempotent_producer_unsupported: %s; sending without it, so a retried "
-                "send may write an event twice",
+                "idempotent_producer_unsupported: the broker at %s has no idempotent producer "
+                "(it refused a producer id: %s); events go without it, so a send the client "
+                "retries may write an event twice",
+                self._bootstrap,
                 exc,
             )
             self.idempotent = False

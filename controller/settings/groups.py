@@ -52,6 +52,12 @@ class KafkaSettings(_Group):
         description="Heartbeats to the group coordinator; the survivors of a crash learn "
         "of the rebalance at their next heartbeat. Keep it under a third of the session.",
     )
+    unanswered_after_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="/readyz answers 503 once the brokers have answered no metadata request "
+        "for this long; the daemon asks every third of it, each request bounded by the same.",
+    )
     replication_factor: int = Field(
         default=1, ge=1, description="Replication of the topics the controller creates."
     )

@@ -14,7 +14,8 @@ class LlmSettings(BaseModel):
 
     mode: Literal["off", "advisory", "gating"] = Field(
         default="off",
-        description="off; advisory (advice recorded only); gating (advice may hold a stage "
+        description="off; advisory (the statistics decide at once; the opinion is asked "
+        "afterwards and recorded when it arrives); gating (advice may hold a stage "
         "or turn an advance into a pause awaiting approval, never anything bolder).",
     )
     base_url: str = Field(
@@ -26,7 +27,7 @@ class LlmSettings(BaseModel):
         default=30.0,
         gt=0,
         description="Per attempt: connect, request and every byte of the reply. The bundled "
-        "SmolLM2-135M on llama-cpp-python takes 7-15 s for one advice on 2 busy CPU cores, so "
+        "SmolLM2-135M on llama.cpp takes 7-15 s for one advice on 2 busy CPU cores, so "
         "the default leaves twice the slowest seen; consultations run in the background, so "
         "a slow model delays no gate.",
     )

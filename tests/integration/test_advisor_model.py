@@ -1,4 +1,4 @@
-"""The advisor against a real model server: llama-cpp-python serving SmolLM2-135M-Instruct."""
+"""The advisor against a real model server: llama.cpp (xllamacpp) serving SmolLM2-135M-Instruct."""
 
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ def advisor_settings(base_url: str) -> LlmSettings:
 
 
 async def test_real_inference_gives_schema_valid_advice(llm_base_url: str) -> None:
-    # Given no response-format setting: the form llama-cpp-python takes is detected
+    # Given no response-format setting: the form the server takes is detected
     FORMATS.forget()
     settings = advisor_settings(llm_base_url)
     assert settings.response_format == "auto"
     async with Advisor(settings) as advisor:
         result = await advisor.advise(GATE)
     assert isinstance(result, Opinion), result
-    # It refuses OpenAI's json_schema naming the format; json_object is remembered for it
-    assert FORMATS.to_try(settings) == ("json_object",)
+    # llama.cpp's own server takes OpenAI's json_schema: the first form tried is kept
+    assert FORMATS.to_try(settings) == ("json_schema",)
     assert Advice.model_validate(result.advice.model_dump()) == result.advice
     assert result.latency_ms > 0
     evidence = result.evidence()

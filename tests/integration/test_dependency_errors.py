@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -127,6 +129,9 @@ async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) ->
             reason = f"waiting for Kafka at {bootstrap} (setting kafka.bootstrap_servers)"
             assert waiting.json()["reason"] == reason, waiting.text
             await asyncio.to_thread(daemon.wait_for_log, "waiting for kafka")
+            # And its log names the brokers and their setting, not aiokafka's exception
+            down = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers)"
+            await asyncio.to_thread(daemon.wait_for_log, down)
             assert daemon.running
             # When the brokers come up, the daemon creates its topics and becomes ready
             _, broker = start_embedded_broker(tmp_path / "kafka", port=kafka_port)
@@ -135,3 +140,59 @@ async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) ->
     finally:
         if broker is not None:
             broker.stop()
+
+
+@pytest.mark.parametrize("command", [["send", "pause", "checkout"], ["pause", "checkout"]])
+def test_rolloutctl_names_the_broker_setting_when_no_broker_answers(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker address where nothing listens
+    bootstrap = f"127.0.0.1:{free_port()}"
+    assert main(["keygen", "--key-id", "alice", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    # When a command is sent there
+    key = ["--key", str(tmp_path / "alice.key"), "--key-id", "alice", "--actor", "ops"]
+    code = main([*command, *key, "--bootstrap", bootstrap, "--timeout", "5"])
+    # Then rolloutctl says, in one sentence, which brokers, which setting and what to check
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILURE
+    said = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers): check"
+    assert said in err, err
+    assert "KafkaConnectionError" not in err, err
+    assert "AddressFamily" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+async def test_a_hung_broker_makes_readyz_say_not_ready_until_it_answers(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given a ready daemon on a broker of its own, silent brokers tolerated for 3 s
+    bootstrap, broker = start_embedded_broker(tmp_path / "kafka")
+    health_port = free_port()
+    rig.env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "RC_HTTP__HEALTH_PORT": str(health_port),
+            "RC_KAFKA__UNANSWERED_AFTER_SECONDS": "3",
+        }
+    )
+    readyz = f"http://127.0.0.1:{health_port}/readyz"
+    try:
+        with rig.daemon(tmp_path) as daemon:
+            await wait_status(readyz, 200, timeout=90)
+            # When the broker hangs: it keeps its sockets open and answers nothing
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                # Then /readyz says not ready, naming the brokers and the setting
+                down = await wait_status(readyz, 503, timeout=30)
+                said = f"Kafka at {bootstrap} does not answer (setting kafka.bootstrap_servers)"
+                assert down.json()["reason"].startswith(said), down.text
+                assert "kafka.unanswered_after_seconds" in down.json()["reason"], down.text
+                assert daemon.running
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            # And once it answers again, the daemon is ready again
+            ready = await wait_status(readyz, 200, timeout=90)
+            assert ready.json()["ready"] is True
+    finally:
+        broker.stop()

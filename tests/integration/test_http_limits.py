@@ -348,3 +348,26 @@ async def test_malformed_requests_are_logged_as_single_json_lines_without_a_trac
         assert {r["status"] for r in refused} == {400}
         assert all(r["error"] in ("BadHttpMessage", "LineTooLong") for r in refused), refused
         assert all("exception" not in r for r in refused)
+
+
+async def test_a_monitor_no_flag_is_mapped_to_is_a_404_naming_it(rig: Rig, tmp_path: Path) -> None:
+    mapped = '{"payments": ["checkout"]}'
+    async with (
+        limited_daemon(rig, tmp_path, RC_ENGINE__MONITORS=mapped) as base,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        url = f"{base}/webhooks/monitor"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        # When a monitor that protects no flag reports down, and then a mapped one
+        unmapped = await client.post(
+            url, json={"monitor": "paymnets", "status": "down"}, headers=auth
+        )
+        known = await client.post(url, json={"monitor": "payments", "status": "down"}, headers=auth)
+        # Then the first is refused naming the monitor and the setting; the second is accepted
+        assert unmapped.status_code == 404, unmapped.text
+        assert "'paymnets'" in unmapped.json()["error"]
+        assert "engine.monitors" in unmapped.json()["error"]
+        assert known.status_code == 202, known.text
+        assert known.json()["flags"] == ["checkout"]
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+        assert webhook_count(metrics, "unmapped") == 1

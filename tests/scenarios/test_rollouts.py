@@ -54,6 +54,11 @@ async def test_healthy_flag_walks_every_stage_to_100(scenario: Scenario) -> None
     assert all(d["evidence"]["arms"]["treatment"]["units"] >= 20 for d in advances)
     tested = [d["evidence"]["guardrails"]["error_rate"] for d in advances]
     assert all(t == "insufficient data" or t["regressed"] is False for t in tested)
+    # Each arm's own latency beside Δ: the apps' log-normal, median e³ ≈ 20 ms, p99 ≈ 40 ms.
+    for arm in ("treatment", "control"):
+        latency = [d["evidence"]["latency"][arm] for d in advances]
+        assert all(q["count"] > 0 and 15 < q["p50"] < 27 for q in latency), latency
+        assert all(q["p50"] <= q["p95"] <= q["p99"] < 80 for q in latency), latency
     assert scenario.observed.alerts == []
 
 

@@ -268,6 +268,36 @@ def test_the_evidence_names_the_current_ring(
 
 
 @pytest.mark.parametrize(
+    ("latency", "treatment", "control"),
+    [
+        (
+            {"treatment": {"p50": 21.04, "p95": 48.239, "p99": 1204.5, "count": 90},
+             "control": {"p50": None, "p95": None, "p99": None, "count": 0}},
+            ["21.0", "48.2", "1,204"],
+            ["-", "-", "-"],
+        ),
+        (None, ["-", "-", "-"], ["-", "-", "-"]),  # an older gate published none
+        ({"treatment": {"p95": "<b>"}, "control": 7}, ["-", "-", "-"], ["-", "-", "-"]),
+    ],
+)  # fmt: skip
+def test_the_arms_table_shows_each_arms_latency(
+    latency: object, treatment: list[str], control: list[str]
+) -> None:
+    arms = {"treatment": {"units": 90, "requests": 100}, "control": {"units": 900}}
+    evidence = {"arms": arms, "srm": {"flagged": False}} | ({"latency": latency} if latency else {})
+    html = rollout_detail(RolloutPage(status_of(evidence=evidence), EMPTY))
+    head = '<th scope="col">latency p50 (ms)</th><th scope="col">p95 (ms)</th>'
+    assert head + '<th scope="col">p99 (ms)</th></tr>' in html
+    for name, counts, latencies in (
+        ("treatment", ["90", "0", "100", "0", "0"], treatment),
+        ("control", ["900", "0", "0", "0", "0"], control),
+    ):
+        cells = "".join(f"<td>{cell}</td>" for cell in counts + latencies)
+        assert f'<tr><th scope="row">{name}</th>{cells}</tr>' in html
+    assert "<b>" not in html.split('class="arms"')[1]
+
+
+@pytest.mark.parametrize(
     ("audience", "rings", "shown"),
     [
         (None, [None, None], []),

@@ -458,3 +458,24 @@ def test_a_report_with_no_waits_or_triggers_has_no_such_sections() -> None:
     assert (report.waits, report.triggers) == ([], [])
     assert "Windows waited" not in markdown(report) + html_page(report)
     assert "Triggers fired" not in markdown(report) + html_page(report)
+
+
+def test_each_stage_shows_each_arms_latency_beside_its_counts() -> None:
+    latency = {
+        "treatment": {"p50": 21.04, "p95": 48.239, "p99": 1204.5, "count": 90},
+        "control": {"p50": None, "p95": None, "p99": None, "count": 0},
+    }
+    timed = {**ROLLBACK, "evidence": {**ROLLBACK["evidence"], "latency": latency}}
+    report = from_served(STATUS, [START, ADVANCE, timed], None, NOW)
+    first, second = report.stages
+    treatment, control = second.arms
+    assert (treatment.latency_p50_ms, treatment.latency_p95_ms) == (21.04, 48.239)
+    assert (control.latency_p50_ms, control.latency_p99_ms) == (None, None)
+    assert first.arms[0].latency_p95_ms is None  # a gate that published none
+    text = markdown(report)
+    assert "| latency p50 (ms) | p95 (ms) | p99 (ms) |" in text
+    assert "| treatment | 55 | 110 | 100 | 9 | 0 | 21.0 | 48.2 | 1,204 |" in text
+    assert "| control | 900 | 1,800 | 400 | 8 | 0 | - | - | - |" in text
+    page = html_page(report)
+    assert '<th scope="col">p95 (ms)</th>' in page
+    assert '<td class="n">48.2</td>' in page

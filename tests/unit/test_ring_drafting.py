@@ -134,9 +134,10 @@ async def test_json_output_gives_each_ring_its_preview_and_the_plan(
         },
     ]
     assert report["contexts"] == 3
-    assert [f["severity"] for f in report["findings"]] == ["error", "warning"]
+    assert [f["severity"] for f in report["findings"]] == ["error", "warning", "warning"]
     assert report["findings"][0]["message"].startswith("ring 1: unknown attribute 'contry'")
     assert report["findings"][1]["message"].startswith("the last ring serves 50% of everyone")
+    assert "serving 100%" in report["findings"][2]["message"]  # what completion serves
     assert load_plan(report["yaml"]) == load_plan(orjson.dumps(report["plan"]).decode())
     assert report["applied"] is False
 

@@ -114,6 +114,41 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     assert "sample ratio: chi2 0.4, sequential p 1 (ok)" in text
 
 
+LATENCY = {
+    "treatment": {"p50": 21.04, "p95": 48.239, "p99": 1204.5, "count": 1204},
+    "control": {"p50": None, "p95": None, "p99": None, "count": 0},
+}
+
+
+@pytest.mark.parametrize(
+    ("latency", "lines"),
+    [
+        (
+            LATENCY,
+            [
+                "latency:     treatment p50 21.0 ms · p95 48.2 ms · p99 1,204 ms (n 1,204)",
+                "             control   no latency events yet",
+            ],
+        ),
+        # Odd parts from another version cost a blank, never the page.
+        (
+            {"treatment": {"p50": "fast", "p95": 0.421, "p99": "inf"}, "control": 3},
+            [
+                "latency:     treatment p50 - · p95 0.42 ms · p99 -",
+                "             control   no latency events yet",
+            ],
+        ),
+        ("none", []),
+    ],
+)
+def test_status_detail_shows_each_arms_latency(latency: object, lines: list[str]) -> None:
+    evidence = {**rollout().evidence, "latency": latency}
+    text = status_detail(rollout(evidence=evidence)).splitlines()
+    assert [line for line in text if line.startswith(("latency:", "             c"))] == lines
+    if lines:  # beside the arms' counts, above the guardrails' Δ
+        assert text.index(lines[0]) < next(i for i, s in enumerate(text) if "guardrail" in s)
+
+
 def test_odd_evidence_from_another_version_prints_as_a_blank() -> None:
     odd = {
         "arms": {"treatment": {"units": "many"}, "control": 7},

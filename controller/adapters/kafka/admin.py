@@ -18,7 +18,7 @@ async def _admin(kafka: KafkaSettings, **options: int) -> AsyncIterator[AIOKafka
     """A started admin client, closed on the way out; broker failures translated."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), **options)
     try:
-        with translated():
+        with translated(bootstrap=kafka.bootstrap_servers):
             await admin.start()
             yield admin
     finally:

@@ -60,6 +60,7 @@ class EventConsumer(ClientLifecycle):
         self._topic = topic
         self._listener = _Listener(listener)
         self._start_from = start_from
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=kafka.group_id,
@@ -162,6 +163,7 @@ class ControlConsumer(ClientLifecycle):
         self._commands = commands
         self._topics = [commands, monitors]
         self._on_assignment = on_assignment
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=f"{kafka.group_id}.control",

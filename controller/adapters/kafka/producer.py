@@ -32,6 +32,7 @@ class Producer(ClientLifecycle):
         """``request_timeout_ms`` also bounds how long a record may wait unsent (aiokafka's)."""
         self.max_message_bytes = kafka.max_message_bytes
         timeout = {} if request_timeout_ms is None else {"request_timeout_ms": request_timeout_ms}
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._producer = AIOKafkaProducer(
             **kafka.client_options(),
             acks="all",
@@ -173,7 +174,7 @@ async def send_many(
     options = kafka.client_options() | {"client_id": client_id}
     producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
     try:
-        with translated(f"cannot send to {topic} at {kafka.bootstrap_servers}"):
+        with translated(f"cannot send to {topic}", bootstrap=kafka.bootstrap_servers):
             async with asyncio.timeout(timeout_s):
                 await producer.start()
                 for key, value in records:

@@ -39,7 +39,8 @@ class TopicReader(ClientLifecycle):
     ) -> None:
         self._topics = topics
         self._from_end = from_end
-        self._context = f"cannot read {', '.join(topics)} at {kafka.bootstrap_servers}"
+        self._context = f"cannot read {', '.join(topics)}"
+        self._bootstrap = kafka.bootstrap_servers
         self._start_timeout_s = timeout_s
         options = kafka.client_options() | ({"client_id": client_id} if client_id else {})
         self._client = self._consumer = AIOKafkaConsumer(
@@ -122,7 +123,8 @@ class GroupConsumer(ClientLifecycle):
         self, kafka: KafkaSettings, *, topic: str, group: str, start_from: str, client_id: str
     ) -> None:
         self._topic = topic
-        self._context = f"cannot consume {topic} at {kafka.bootstrap_servers}"
+        self._context = f"cannot consume {topic}"
+        self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             topic,
             **kafka.client_options() | {"client_id": client_id},
