@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from controller.docgen.pages import write_pages
+# the checkout being built, whatever copy of the package the environment installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller.docgen.pages import write_pages  # noqa: E402
 
 
 def on_pre_build(config: Any) -> None:

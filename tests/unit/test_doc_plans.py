@@ -74,8 +74,15 @@ def test_docs_pages_include_their_plans_rather_than_hold_them(page: Path) -> Non
 def test_every_included_file_exists_and_every_example_plan_is_shown() -> None:
     names = included()
     assert "examples/plans/rings.yaml" in names
-    for name in names:
-        assert (ROOT / name).is_file(), name
+    for name in names:  # a file, or a section of one: "README.md:five-minutes"
+        assert (ROOT / name.split(":", 1)[0]).is_file(), name
     in_readme = readme_plans()
     shown = names | {relative(p) for p in EXAMPLES if p.read_text(encoding="utf-8") in in_readme}
     assert {relative(path) for path in EXAMPLES} <= shown
+
+
+def test_the_readme_is_a_front_door_of_at_most_300_lines() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    assert "## Your own flag in five minutes" in readme
+    assert "(docs/images/" in readme

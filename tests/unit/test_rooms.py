@@ -1,4 +1,4 @@
-"""One inventory of the package's rooms, which README.md and docs/architecture.md both show.
+"""One inventory of the package's rooms, which docs/layout.md and docs/architecture.md both show.
 
 The rooms are those of the layers contract in ``pyproject.toml`` (top to
 bottom; rooms of one layer never import each other), each described by the
@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "architecture.md")
+DOCUMENTS = (ROOT / "docs" / "layout.md", ROOT / "docs" / "architecture.md")
 BEGIN = (
     "<!-- rooms: generated from pyproject.toml's layers and each room's docstring "
     "by tests/unit/test_rooms.py -->"
