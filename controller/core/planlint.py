@@ -112,13 +112,14 @@ def _floors(plan: Plan) -> Iterator[Finding]:
 
     The stage holds until each gating guardrail is tested (``min_metric_events``
     in each arm; p95 and p99 need more, which their docs say), so such a unit
-    floor does not say when the stage can end: the event floor does.
+    floor does not say when the stage can end: the event floor does. A floor of
+    0 says there is none (a stage moved by commands) and is not flagged.
     """
     floor = plan.min_metric_events
     if floor > MANY_EVENTS or not any(not g.dry_run for g in plan.guardrails):
         return  # too many events is its own finding; nothing to test, nothing held
     for i, stage in enumerate(plan.stages):
-        if stage.percent < 100 and stage.min_units_per_arm < floor:
+        if stage.percent < 100 and 0 < stage.min_units_per_arm < floor:
             yield Finding(
                 "warning",
                 f"stages[{i}].min_units_per_arm",

@@ -79,6 +79,11 @@ def found(data: dict[str, Any]) -> list[tuple[str, str]]:
             {**plan(25, 100), "stages": [{"percent": 25, "min_units_per_arm": 99}]},
             [("warning", "stages[0].min_units_per_arm"), ("warning", "stages[0].percent")],
         ),
+        # no unit floor at all is a choice (a stage moved by commands), not a slip
+        (
+            {**plan(25, 100), "stages": [{"percent": 25, "min_units_per_arm": 0}]},
+            [("warning", "stages[0].percent")],
+        ),
         (
             {
                 **plan(25, 100, min_metric_events=50),
