@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -292,6 +293,9 @@ class Scenario:
     ) -> None:
         assert self._producer is not None
         rng = random.Random(flag)
+        # Event ids are unique across every app and run, as the contract says: ingest
+        # counts an id once, so two apps numbering from 0 would undercount each other.
+        run = uuid.uuid4().hex[:12]
         tick, i = 0.05, 0
         while True:
             state = self._states.get(flag)
@@ -314,8 +318,13 @@ class Scenario:
                 failed = rng.random() < errors(state, arm)
                 latency_ms = round(latency(arm, rng), 2)
                 for body in (
-                    {"type": "exposure", "id": f"x{i}"},
-                    {"type": "request", "id": f"r{i}", "error": failed, "latency_ms": latency_ms},
+                    {"type": "exposure", "id": f"x{run}-{i}"},
+                    {
+                        "type": "request",
+                        "id": f"r{run}-{i}",
+                        "error": failed,
+                        "latency_ms": latency_ms,
+                    },
                 ):
                     await self._producer.send(
                         self.topics["events"],

@@ -96,7 +96,10 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
         assert (await http.get("/ui")).status_code == 401
         assert (await http.get("/ui/fragment/list")).status_code == 401
         assert (await http.get("/ui/static/console.js")).status_code == 200
-        history = (await http.get("/rollouts/search/history")).json()
+        # ...and the rollouts' reads want the operator's token, never an app key
+        assert (await http.get("/rollouts/search/history")).status_code == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        history = (await http.get("/rollouts/search/history", headers=bearer)).json()
     crossed = [
         p
         for stage in history["stages"]

@@ -127,13 +127,15 @@ def test_demo_walks_the_healthy_flag_through_its_rings_and_rolls_the_faulty_one_
     (alert,) = [a for a in alerts if a["kind"] == "rollback"]
     assert (alert["flag"], alert["severity"]) == (faulty, "critical")
     assert not any(a["flag"] == healthy for a in alerts)
-    # ...and the model was asked at every gate that advanced a stage
+    # ...and no advance waited for the model (advisory): its opinions are records of
+    # their own, each on an advance, whenever they arrived
     advances = [d for d in decisions if d["action"] in ("advance", "complete")]
     assert advances
-    for decision in advances:
-        advice = decision["evidence"]["advisor"]
-        assert advice["status"] in ("ok", "unavailable"), advice
-        assert advice["prompt_version"] == "gate-v2"
+    assert not any("advisor" in d["evidence"] for d in advances)
+    for opinion in [d for d in decisions if d["action"] == "opinion"]:
+        assert opinion["evidence"]["advisor_mode"] == "advisory", opinion
+        assert opinion["evidence"]["opinion_on"]["statistical_verdict"] == "advance"
+        assert opinion["evidence"]["advisor"]["prompt_version"] == "gate-v2"
     # ...every text names the rollback's stage one way, and its ring: the alert, the decision line
     label = rollback["evidence"]["at_stage"]["label"]
     assert label == stage_label(0, len(PERCENTS), PERCENTS[0]) == "stage 1/5 (100%)"
