@@ -129,7 +129,12 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
     for stage, decision in zip(stages, enders, strict=True):
         evidence = decision["evidence"]
         for arm in stage["arms"]:
-            assert {k: v for k, v in arm.items() if k != "name"} == evidence["arms"][arm["name"]]
+            counts = {k: v for k, v in arm.items() if k != "name" and not k.startswith("latency")}
+            assert counts == evidence["arms"][arm["name"]]
+            # ...and beside the counts, the arm's latency quantiles as the gate saw them
+            quantiles = evidence["latency"][arm["name"]]
+            for q in ("p50", "p95", "p99"):
+                assert arm[f"latency_{q}_ms"] == quantiles[q]
         (test,) = stage["guardrails"]
         expected = evidence["guardrails"]["error_rate"]
         if isinstance(expected, dict):
