@@ -78,6 +78,14 @@ class CommandSeen(Enum):
     REPLAYED = "replayed"
     """Applied from another record: the same signed command sent again."""
 
+    @classmethod
+    def of(cls, *, applied: bool, from_this_record: bool) -> CommandSeen:
+        """The one rule for every kind of command: only an applied command read from
+        another record than the one it was applied from is a replay."""
+        if not applied:
+            return cls.NEW
+        return cls.REDELIVERED if from_this_record else cls.REPLAYED
+
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
@@ -302,6 +310,9 @@ class StoredSegment:
     applied: tuple[str, ...] = ()
     """The latest commands and uploads applied to this segment (newest first, at most
     64): a replay of one is refused."""
+    delivered: tuple[str, ...] = ()
+    """The records (topic:partition:offset) the latest applied commands and upload parts
+    were read from (newest first, bounded): one of them read again is no replay."""
 
 
 class Segments(Protocol):
@@ -312,10 +323,16 @@ class Segments(Protocol):
     async def put(self, name: str, expected_version: int, segment: StoredSegment) -> bool:
         """Replace the segment if its version is still ``expected_version`` (0: none)."""
 
-    async def stage(self, name: str, upload: str, index: int, data: str, *, ttl_s: int) -> int:
-        """Keep one part of an upload; how many distinct parts it now has."""
+    async def stage(
+        self, name: str, upload: str, index: int, data: str, *, ttl_s: int, delivery: str = ""
+    ) -> int:
+        """Keep one part of an upload, and the record it was read from; how many distinct
+        parts it now has."""
 
     async def staged(self, name: str, upload: str) -> dict[int, str]: ...
+    async def staged_from(self, name: str, upload: str) -> list[str]:
+        """The records the upload's staged parts were read from."""
+
     async def drop_upload(self, name: str, upload: str) -> None: ...
 
 

@@ -71,10 +71,8 @@ class MemoryStates:
         return SaveOutcome.SAVED
 
     async def seen(self, flag: str, command_id: str, delivery: str = "") -> CommandSeen:
-        if command_id not in self.commands:
-            return CommandSeen.NEW
-        redelivered = delivery and delivery in self.deliveries
-        return CommandSeen.REDELIVERED if redelivered else CommandSeen.REPLAYED
+        here = bool(delivery) and delivery in self.deliveries
+        return CommandSeen.of(applied=command_id in self.commands, from_this_record=here)
 
     async def pending(self, flag: str) -> list[OutboxMessage]:
         return list(self.outbox.get(flag, []))
@@ -229,6 +227,7 @@ class MemorySegments:
 
     held: dict[str, StoredSegment] = field(default_factory=dict)
     uploads: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
+    upload_records: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
 
     async def get(self, name: str, *, with_parts: bool) -> StoredSegment | None:
         found = self.held.get(name)
@@ -246,13 +245,21 @@ class MemorySegments:
         self.held[name] = segment
         return True
 
-    async def stage(self, name: str, upload: str, index: int, data: str, *, ttl_s: int) -> int:
+    async def stage(
+        self, name: str, upload: str, index: int, data: str, *, ttl_s: int, delivery: str = ""
+    ) -> int:
         parts = self.uploads.setdefault((name, upload), {})
         parts[index] = data
+        if delivery:
+            self.upload_records.setdefault((name, upload), {})[index] = delivery
         return len(parts)
 
     async def staged(self, name: str, upload: str) -> dict[int, str]:
         return dict(self.uploads.get((name, upload), {}))
 
+    async def staged_from(self, name: str, upload: str) -> list[str]:
+        return list(self.upload_records.get((name, upload), {}).values())
+
     async def drop_upload(self, name: str, upload: str) -> None:
         self.uploads.pop((name, upload), None)
+        self.upload_records.pop((name, upload), None)

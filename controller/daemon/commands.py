@@ -9,7 +9,8 @@ id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
 A command applied from the very record read now (a new owner after a
 rebalance, a paused instance resuming) was decided then and is skipped: only
-the same command sent again, in another record, is refused as a replay.
+the same command sent again, in another record, is refused as a replay. A
+segment's command follows the same rule, told the record it was read from.
 A segment's command goes to :class:`~controller.daemon.segments.SegmentService`,
 an app-key command (``type: "app_key"``) to
 :class:`~controller.daemon.app_keys.AppKeyCommands` and an operator's choice for
@@ -139,7 +140,9 @@ class CommandIntake:
             if self._segments is None:
                 await self._bad_record(record, "not_served", "this controller keeps no segments")
                 return
-            await self._segments.handle(message[0], message[1], keys=self._keys)
+            await self._segments.handle(
+                message[0], message[1], keys=self._keys, delivery=_delivery(record)
+            )
         else:
             await self._on_command(message[0], message[1], delivery=_delivery(record))
 

@@ -16,7 +16,11 @@ then publish on the compacted segments topic (the parts, then the record,
 then tombstones for parts a shorter list no longer has), then the decision on
 the decisions topic under ``segment:<name>``, which names the segment, its
 version and its size: the audit. A refused command is decided too, with its
-reason. A crash between save and publish is mended at start:
+reason. A command read again from the record it was applied from (a new
+owner after a rebalance, a paused instance resuming), or a part of an applied
+upload read again from its own record, was decided then and is skipped, as
+rollout commands are: only one sent again in another record is a replay. A
+crash between save and publish is mended at start:
 :meth:`SegmentService.republish` publishes every segment again (the topic is
 compacted, and apps take a version once).
 """
@@ -43,9 +47,9 @@ from controller.core.segment_messages import (
     part_key,
     signed_bytes,
 )
-from controller.core.segments import assemble, unpack
+from controller.core.segments import MAX_PARTS, assemble, unpack
 from controller.core.signing import StateSigner
-from controller.ports import Segments, StoredSegment, ValueOutputs
+from controller.ports import CommandSeen, Segments, StoredSegment, ValueOutputs
 from controller.settings import TopicSettings
 
 log = structlog.get_logger("controller.daemon.segments")
@@ -55,6 +59,9 @@ _TRIES = 3
 KEPT_APPLIED = 64
 """Commands (by id) and uploads (by upload id) remembered per segment against replays; a
 replay older than these is also older than the freshness window, unless puts come faster."""
+KEPT_DELIVERED = KEPT_APPLIED + MAX_PARTS
+"""Records remembered per segment as read (one per command, one per upload part): every part
+of the latest upload, so a new owner reading it again skips it."""
 
 
 class _Refused(ControllerError):
@@ -83,15 +90,21 @@ class SegmentService:
         self._counted, self._changed = counted, changed
 
     async def handle(
-        self, command: SegmentCommand, raw: dict[str, Any], *, keys: Mapping[str, Ed25519PublicKey]
+        self,
+        command: SegmentCommand,
+        raw: dict[str, Any],
+        *,
+        keys: Mapping[str, Ed25519PublicKey],
+        delivery: str = "",
     ) -> None:
-        """Apply ``command`` or refuse it; either way decide (audit) it, unless it is a part
-        of an upload that is not complete yet."""
+        """Apply ``command``, read from the record ``delivery`` (topic:partition:offset), or
+        refuse it; either way decide (audit) it, unless it is a part of an upload that is
+        not complete yet, or was applied from this very record."""
         refused = commands.signature_refusal(
             raw, ts=command.ts, keys=keys, now=self._now(), max_age_seconds=self._max_age
         )
         try:
-            evidence = await self._apply(command, refused)
+            evidence = await self._apply(command, refused, delivery)
         except _Refused as exc:
             log.warning("segment_command_rejected", segment=command.segment, reason=str(exc))
             await self._decide(command, "rejected", str(exc), {})
@@ -99,22 +112,37 @@ class SegmentService:
         if evidence is not None:
             await self._decide(command, "applied", command.reason, evidence)
 
-    async def _apply(self, command: SegmentCommand, refused: str | None) -> dict[str, Any] | None:
+    async def _apply(
+        self, command: SegmentCommand, refused: str | None, delivery: str
+    ) -> dict[str, Any] | None:
         if refused is not None:
             raise _Refused(refused)
         for _ in range(_TRIES):
             held = await self._store.get(command.segment, with_parts=False)
             applied = held.applied if held is not None else ()
+            delivered = held.delivered if held is not None else ()
             done = command.id if command.ids is None else command.ids.upload
-            if done in applied:
+            seen = CommandSeen.of(
+                applied=done in applied, from_this_record=bool(delivery) and delivery in delivered
+            )
+            if seen is CommandSeen.REDELIVERED:
+                log.info("command_redelivered", segment=command.segment, id=command.id)
+                return None
+            if seen is CommandSeen.REPLAYED:
                 raise _Refused(commands.REPLAYED)
             version = int(held.record["version"]) if held is not None else 0
-            change = await self._change(command, held)
+            change = await self._change(command, held, delivery)
             if change is None:
                 return None
             record, parts = change
             record = {"name": command.segment, "version": version + 1, **record}
-            stored = StoredSegment(record, parts, (done, *applied)[:KEPT_APPLIED])
+            read_from = await self._read_from(command, delivery)
+            stored = StoredSegment(
+                record,
+                parts,
+                (done, *applied)[:KEPT_APPLIED],
+                (*read_from, *delivered)[:KEPT_DELIVERED],
+            )
             if await self._store.put(command.segment, version, stored):
                 old_parts = int(held.record.get("parts") or 0) if held is not None else 0
                 await self._publish(stored, old_parts)
@@ -124,8 +152,14 @@ class SegmentService:
                 return _evidence(record)
         raise _Refused(f"the segment changed under {_TRIES} tries: send the command again")
 
+    async def _read_from(self, command: SegmentCommand, delivery: str) -> list[str]:
+        """The records the change was read from: every part's, for an upload."""
+        if command.ids is not None:
+            return await self._store.staged_from(command.segment, command.ids.upload)
+        return [delivery] if delivery else []
+
     async def _change(
-        self, command: SegmentCommand, held: StoredSegment | None
+        self, command: SegmentCommand, held: StoredSegment | None, delivery: str
     ) -> tuple[dict[str, Any], list[str]] | None:
         """The new record's body and parts, or None while an upload is incomplete."""
         if command.action == "delete":
@@ -142,17 +176,17 @@ class SegmentService:
         except ValueError as exc:
             raise _Refused(f"part {part.part}: {exc}") from None
         name, upload = command.segment, part.upload
-        if (
-            await self._store.stage(name, upload, part.part, part.data, ttl_s=UPLOAD_TTL_SECONDS)
-            < part.parts
-        ):
+        staged = await self._store.stage(
+            name, upload, part.part, part.data, ttl_s=UPLOAD_TTL_SECONDS, delivery=delivery
+        )
+        if staged < part.parts:
             log.info(
                 "segment_part_staged", segment=name, upload=upload, part=part.part, parts=part.parts
             )
             return None
-        staged = await self._store.staged(name, upload)
+        held_parts = await self._store.staged(name, upload)
         try:
-            ordered = [staged[i] for i in range(part.parts)]
+            ordered = [held_parts[i] for i in range(part.parts)]
             assemble(ordered, count=part.count, sha256=part.sha256)
         except (KeyError, ValueError) as exc:
             await self._store.drop_upload(name, upload)

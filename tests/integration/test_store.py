@@ -19,6 +19,7 @@ from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, 
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.redis.segments import SegmentStore
 from controller.core.decoding import InEvent, Rejection, decode_event
 from controller.core.errors import (
     DuplicateEvents,
@@ -28,7 +29,14 @@ from controller.core.errors import (
     StoreError,
 )
 from controller.core.folding import PartitionDelta, Seen, fold
-from controller.ports import CommandSeen, FlushOutcome, Loaded, SaveOutcome, StateWrite
+from controller.ports import (
+    CommandSeen,
+    FlushOutcome,
+    Loaded,
+    SaveOutcome,
+    StateWrite,
+    StoredSegment,
+)
 from controller.settings import RedisSettings
 from tests.reference import (
     assert_arm_equal,
@@ -260,6 +268,30 @@ async def test_a_command_read_again_is_told_from_one_sent_again_until_both_are_f
     assert await states.seen("f", "c1", first) is CommandSeen.NEW
     deliveries = f"{{{redis_namespace}:flag:f}}:deliveries"
     assert await store_client.zrange(deliveries, 0, -1) == [b"rollout.commands:0:8"]
+
+
+async def test_a_segment_keeps_the_records_its_commands_and_parts_were_read_from(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    segments = SegmentStore(store_client, settings=RedisSettings(key_prefix=redis_namespace))
+    for index in (0, 1):
+        at = f"rollout.commands:0:{index + 3}"
+        assert (
+            await segments.stage("s", "up1", index, f"p{index}", ttl_s=60, delivery=at) == index + 1
+        )
+    assert sorted(await segments.staged_from("s", "up1")) == [
+        "rollout.commands:0:3",
+        "rollout.commands:0:4",
+    ]
+    records = f"{{{redis_namespace}:segment:s}}:from:up1"
+    assert 0 < await store_client.ttl(records) <= 60  # forgotten with the upload's parts
+    read_from = (*await segments.staged_from("s", "up1"), "rollout.commands:0:1")
+    stored = StoredSegment({"name": "s", "version": 1}, ["p0", "p1"], ("up1", "c1"), read_from)
+    assert await segments.put("s", 0, stored)
+    await segments.drop_upload("s", "up1")
+    assert await segments.staged_from("s", "up1") == []
+    assert await store_client.exists(records) == 0
+    assert await segments.get("s", with_parts=True) == stored
 
 
 async def test_reads_together_sum_as_each_read_alone(

@@ -47,9 +47,12 @@ class World:
         ts = int(NOW.timestamp() * 1000)
         return [c | {"ts": ts, "sig": signer(self.operator)(c | {"ts": ts})} for c in made]
 
-    async def send(self, commands: list[dict[str, Any]]) -> None:
-        for raw in commands:
-            await self.service.handle(SegmentCommand.model_validate(raw), raw, keys=self.keys)
+    async def send(self, commands: list[dict[str, Any]], *, offset: int | None = None) -> None:
+        """Handle ``commands``, read from consecutive records from ``offset`` when given."""
+        for i, raw in enumerate(commands):
+            at = "" if offset is None else f"{TOPICS.commands}:0:{offset + i}"
+            command = SegmentCommand.model_validate(raw)
+            await self.service.handle(command, raw, keys=self.keys, delivery=at)
 
     def decisions(self) -> list[dict[str, Any]]:
         return [orjson.loads(v or b"") for t, _, v in self.outputs.sent if t == TOPICS.decisions]
@@ -163,3 +166,38 @@ async def test_a_replayed_upload_is_refused_part_by_part() -> None:
     ] * len(upload)
     assert world.book().version("beta") == 2
     assert world.counted[:3] == [("segment_put", "applied")] * 2 + [("segment_put", "rejected")]
+
+
+RULE = {"rule": 'plan == "pro"'}
+UPLOAD = {"ids": IDS[:6_000]}
+
+
+@pytest.mark.parametrize(
+    ("body", "fresh", "resent", "offset", "outcomes"),
+    [
+        pytest.param(RULE, True, slice(None), 10, ["applied"], id="a new command: applied"),
+        # A new owner after a rebalance, or a paused owner resuming, reads the records
+        # its predecessor applied: they were decided then, and are no one's replay.
+        pytest.param(RULE, False, slice(None), 0, [], id="a rule's record, read again"),
+        pytest.param(UPLOAD, False, slice(None), 0, [], id="an upload's records, read again"),
+        pytest.param(UPLOAD, False, slice(-2, None), 0, [], id="an upload's tail, read again"),
+        pytest.param(RULE, False, slice(None), 10, ["rejected"], id="a rule, sent again"),
+        pytest.param(UPLOAD, False, slice(None), 10, ["rejected"] * 3, id="an upload, sent again"),
+    ],
+)
+async def test_a_command_applied_before_is_refused_as_a_replay_only_when_sent_again(
+    body: dict[str, Any], fresh: bool, resent: slice, offset: int, outcomes: list[str]
+) -> None:
+    world = World()
+    first = world.commands("put", **body)
+    assert len(first) in (1, 3)  # every part of an upload is a record of its own
+    await world.send(first, offset=0)
+    again = world.commands("put", **body) if fresh else first
+    await world.send(again[resent], offset=offset + len(first) - len(again[resent]))
+    [applied, *decided] = world.decisions()
+    assert applied["outcome"] == "applied"
+    assert [d["outcome"] for d in decided] == outcomes
+    refusals = {d["reason"] for d in decided if d["outcome"] == "rejected"}
+    assert refusals <= {"replayed command id"}
+    assert world.book().version("beta") == 1 + outcomes.count("applied")
+    assert world.store.uploads == {}

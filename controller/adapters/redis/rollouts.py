@@ -196,9 +196,7 @@ class RolloutStore:
             pipe.zscore(self._key(flag, "commands"), command_id)
             pipe.zscore(self._key(flag, "deliveries"), delivery)
             applied, delivered = await pipe.execute()
-        if applied is None:
-            return CommandSeen.NEW
-        return CommandSeen.REPLAYED if delivered is None else CommandSeen.REDELIVERED
+        return CommandSeen.of(applied=applied is not None, from_this_record=delivered is not None)
 
     async def pending(self, flag: str) -> list[OutboxMessage]:
         """Messages saved for ``flag`` and not yet confirmed published, oldest first."""

@@ -2,15 +2,19 @@
 
 Keys (``P`` is the key prefix; one hash tag per segment, so a script touches one slot)::
 
-    {P:segment:<name>}               string: {"record": {...}, "applied": [ids]} (JSON)
+    {P:segment:<name>}               string: {"record": {...}, "applied": [ids],
+                                     "delivered": [topic:partition:offset]} (JSON)
     {P:segment:<name>}:parts         list: the id list's parts, in order
     {P:segment:<name>}:up:<upload>   hash: part index -> data, of an upload under way (TTL)
+    {P:segment:<name>}:from:<upload> hash: part index -> the record it was read from (TTL)
     P:segments                       set: the names of every segment ever put
 
 A replacement is one script: it checks the version it replaces, then writes
 the record and the parts together, so a reader never sees a record with
-another version's parts. A deleted segment keeps its record (``deleted``), so
-versions keep rising when the name is put again.
+another version's parts, and the applied ids are saved with the records they
+were read from, so a record read again is told from a command sent again. A
+deleted segment keeps its record (``deleted``), so versions keep rising when
+the name is put again.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class SegmentStore:
             return None
         held = orjson.loads(raw)
         decoded = [p.decode() if isinstance(p, bytes) else str(p) for p in parts]
-        return StoredSegment(held["record"], decoded, tuple(held.get("applied", ())))
+        applied, delivered = tuple(held.get("applied", ())), tuple(held.get("delivered", ()))
+        return StoredSegment(held["record"], decoded, applied, delivered)
 
     async def names(self) -> list[str]:
         async with translated():
@@ -60,7 +65,9 @@ class SegmentStore:
         return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in found)
 
     async def put(self, name: str, expected_version: int, segment: StoredSegment) -> bool:
-        held = orjson.dumps({"record": segment.record, "applied": segment.applied})
+        held = orjson.dumps(
+            {"record": segment.record, "applied": segment.applied, "delivered": segment.delivered}
+        )
         keys = [self._key(name), self._key(name, ":parts")]
         async with translated():
             done = await self._put(keys=keys, args=[expected_version, held, *segment.parts])
@@ -68,13 +75,18 @@ class SegmentStore:
                 await self._redis.sadd(f"{self._prefix}:segments", name)
         return bool(done)
 
-    async def stage(self, name: str, upload: str, index: int, data: str, *, ttl_s: int) -> int:
-        key = self._key(name, f":up:{upload}")
+    async def stage(
+        self, name: str, upload: str, index: int, data: str, *, ttl_s: int, delivery: str = ""
+    ) -> int:
+        key, records = self._key(name, f":up:{upload}"), self._key(name, f":from:{upload}")
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(index), data)
+            if delivery:
+                pipe.hset(records, str(index), delivery)
             pipe.expire(key, ttl_s)
+            pipe.expire(records, ttl_s)
             pipe.hlen(key)
-            _, _, count = await pipe.execute()
+            *_, count = await pipe.execute()
         return int(count)
 
     async def staged(self, name: str, upload: str) -> dict[int, str]:
@@ -82,6 +94,13 @@ class SegmentStore:
             found = await self._redis.hgetall(self._key(name, f":up:{upload}"))
         return {int(k): v.decode() if isinstance(v, bytes) else str(v) for k, v in found.items()}
 
+    async def staged_from(self, name: str, upload: str) -> list[str]:
+        async with translated():
+            found = await self._redis.hvals(self._key(name, f":from:{upload}"))
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in found]
+
     async def drop_upload(self, name: str, upload: str) -> None:
         async with translated():
-            await self._redis.delete(self._key(name, f":up:{upload}"))
+            await self._redis.delete(
+                self._key(name, f":up:{upload}"), self._key(name, f":from:{upload}")
+            )
