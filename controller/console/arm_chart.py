@@ -1,12 +1,14 @@
 """Each arm's own value over time: the chart beside a guardrail's Δ chart.
 
 Δ alone hides whether treatment got worse or control got better; this chart
-draws both arms' rates, as the gate history recorded their counts at each
-gate (so each value is the arm's rate so far in its stage), with the start of
-each stage marked. Only rates can be drawn from the recorded counts: errors
-per request and conversions per exposure; for latency and conversion value
-the history keeps no per-arm value, and the chart says so. Pure: a history
-read into :class:`~controller.core.views.RolloutHistory` in, SVG out.
+draws both arms' values as the gate history recorded them at each gate (so
+each value is the arm's so far in its stage), with the start of each stage
+marked. Rates come from the recorded counts: errors per request and
+conversions per exposure. A latency quantile (p95, p99) comes from each arm's
+quantiles the gate saw, which points keep since they were recorded; for
+conversion value the history keeps no per-arm value, and the chart says so.
+Pure: a history read into :class:`~controller.core.views.RolloutHistory` in,
+SVG out.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ from controller.core.wording import decimals_for, metric_name
 
 RATES = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
 """The metrics whose per-arm value the recorded counts give: part over whole."""
+LATENCY = {"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"}
+"""The metrics whose per-arm value is a recorded latency quantile, by its name."""
+MAX_LATENCY_MS = 3_600_000.0
+"""No latency the histogram holds is longer: a value beyond it is not drawn."""
 ARMS = ("treatment", "control")
 
 
 @dataclass(frozen=True, slots=True)
 class ArmPoint:
-    """Both arms' rates (shares) at one recorded gate."""
+    """Both arms' values at one recorded gate: rates (shares) or latency in ms."""
 
     ts_ms: int
     treatment: float
@@ -44,10 +50,13 @@ class ArmPoint:
 
 
 def arm_points(history: RolloutHistory, metric: str) -> list[ArmPoint]:
-    """Each recorded gate's per-arm rate of ``metric``, oldest first; none for other metrics."""
-    if metric not in RATES:
+    """Each recorded gate's per-arm value of ``metric``, oldest first; none for other metrics."""
+    if metric in RATES:
+        read = (_point(point, metric) for point in history.points())
+    elif metric in LATENCY:
+        read = (_latency_point(point, LATENCY[metric]) for point in history.points())
+    else:
         return []
-    read = (_point(point, metric) for point in history.points())
     return sorted((p for p in read if p is not None), key=lambda p: p.ts_ms)
 
 
@@ -59,17 +68,29 @@ def share_text(value: float) -> str:
     return f"{percent:.{decimals_for(abs(percent))}f}%"
 
 
+def ms_text(value: float) -> str:
+    """A latency as people write it: ``120 ms``, ``2.5 ms``; ``-`` when not a number."""
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.{decimals_for(abs(value))}f} ms"
+
+
+def value_text(value: float, metric: str) -> str:
+    """``metric``'s per-arm value in its unit: ms for a latency quantile, else a share."""
+    return ms_text(value) if metric in LATENCY else share_text(value)
+
+
 def arm_text(points: Sequence[ArmPoint], metric: str) -> str:
-    """The chart in one sentence: the latest rate of each arm."""
+    """The chart in one sentence: the latest value of each arm."""
     name = metric_name(metric)
-    if metric not in RATES:
+    if metric not in RATES and metric not in LATENCY:
         return f"{name}: the gate history keeps no per-arm value of this metric."
     if not points:
         return f"{name} per arm: no data yet."
     last = points[-1]
     return (
-        f"{name} per arm, so far in each stage: latest treatment {share_text(last.treatment)},"
-        f" control {share_text(last.control)}."
+        f"{name} per arm, so far in each stage: latest treatment"
+        f" {value_text(last.treatment, metric)}, control {value_text(last.control, metric)}."
     )
 
 
@@ -81,7 +102,7 @@ def arm_chart(
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> str:
-    """An accessible SVG chart of each arm's rate over time, in %."""
+    """An accessible SVG chart of each arm's value over time, in % (rates) or ms (latency)."""
     key = "".join(c if c.isalnum() else "-" for c in metric)[:64]
     title = f"{metric_name(metric)}: each arm's own value over time"
     head = (
@@ -97,6 +118,8 @@ def arm_chart(
     t0 = min(p.ts_ms for p in points)
     t1 = max(*(p.ts_ms for p in points), t0 + 1000)
     top = max(max(p.treatment, p.control) for p in points) * 1.1 or 0.01
+    latest = {"treatment": value_text(points[-1].treatment, metric)}
+    latest["control"] = value_text(points[-1].control, metric)
 
     def x(ts: int) -> float:
         return round(PAD_LEFT + (ts - t0) / (t1 - t0) * (width - PAD_LEFT - PAD_RIGHT), 1)
@@ -105,7 +128,8 @@ def arm_chart(
         share = min(max(value / top, 0.0), 1.0)
         return round(height - PAD_BOTTOM - share * (height - PAD_TOP - PAD_BOTTOM), 1)
 
-    parts = [head, _frame(width, height, top, y)]
+    ticks = (value_text(0.0, metric), value_text(top, metric))
+    parts = [head, _frame(width, height, ticks, top, y)]
     for arm in ARMS:
         path = " ".join(f"{x(p.ts_ms)},{y(getattr(p, arm))}" for p in points)
         dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'  # apart without colour
@@ -116,7 +140,7 @@ def arm_chart(
         last = points[-1]
         parts.append(
             f'<text class="arm-label {arm}" x="{x(last.ts_ms) - 4}" y="{y(getattr(last, arm)) - 6}"'
-            f' text-anchor="end">{arm} {share_text(getattr(last, arm))}</text>'
+            f' text-anchor="end">{arm} {latest[arm]}</text>'
         )
     for mark in stages:
         if t0 <= mark.ts_ms <= t1:
@@ -133,17 +157,18 @@ def arm_chart(
     return "".join(parts)
 
 
-def _frame(width: int, height: int, top: float, y: Callable[[float], float]) -> str:
+def _frame(
+    width: int, height: int, ticks: tuple[str, str], top: float, y: Callable[[float], float]
+) -> str:
     left, right = PAD_LEFT, width - PAD_RIGHT
     out = [
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}"'
         f' height="{height - PAD_TOP - PAD_BOTTOM}" class="plot" fill="none"'
         ' stroke="currentColor" stroke-opacity="0.2"/>'
     ]
-    for value in (0.0, top):
+    for value, tick in zip((0.0, top), ticks, strict=True):
         out.append(
-            f'<text x="{left - 4}" y="{y(value) + 4}" text-anchor="end" class="tick">'
-            f"{share_text(value)}</text>"
+            f'<text x="{left - 4}" y="{y(value) + 4}" text-anchor="end" class="tick">{tick}</text>'
         )
     return "".join(out)
 
@@ -162,6 +187,19 @@ def _point(point: HistoryPoint, metric: str) -> ArmPoint | None:
             return None
         rates.append(min(numerator / denominator, 1.0))
     return ArmPoint(point.ts_ms, rates[0], rates[1])
+
+
+def _latency_point(point: HistoryPoint, quantile: str) -> ArmPoint | None:
+    if not _count(point.ts_ms) or not point.latency:
+        return None
+    values = []
+    for arm in ARMS:
+        quantiles = point.latency.get(arm)
+        value = None if quantiles is None else getattr(quantiles, quantile)
+        if value is None or not 0.0 <= value <= MAX_LATENCY_MS:
+            return None  # an arm without requests yet: nothing to compare
+        values.append(value)
+    return ArmPoint(point.ts_ms, values[0], values[1])
 
 
 def _count(value: int) -> bool:

@@ -55,7 +55,7 @@ class Figure:
     decisions: tuple[Mark, ...] = ()
     dry_run: bool = False
     arms: tuple[ArmPoint, ...] = ()
-    """Each arm's own value at each gate, where the history records it (rates)."""
+    """Each arm's own value at each gate, where the history records it (rates, latency)."""
 
     def svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
         """The chart as inline SVG (its text equivalent inside)."""
@@ -78,8 +78,9 @@ class Figure:
 
     @property
     def per_arm(self) -> bool:
-        """Whether the history records this metric's value per arm (rates), to chart it."""
-        return self.metric in RATES
+        """Whether to chart this metric per arm: always a rate (from the counts); a latency
+        quantile where the history kept the arms' quantiles (older points did not)."""
+        return self.metric in RATES or bool(self.arms)
 
     def arms_text(self) -> str:
         """The per-arm chart in one sentence."""

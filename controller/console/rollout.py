@@ -178,7 +178,7 @@ def _charts(
 
 
 def _arms(figure: Figure) -> str:
-    """Each arm's own value beside Δ, where the history records it (rates)."""
+    """Each arm's own value beside Δ, where the history records it (rates, latency)."""
     if not figure.per_arm:
         return ""
     return (

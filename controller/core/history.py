@@ -9,20 +9,23 @@ differently from the last recorded one (a rollback after holds) is always
 kept, so the moment a bound crossed its tolerance is never thinned away.
 
 A point is stored as a compact JSON array (:func:`encode`, about 150 bytes
-with one guardrail) and served as an object (:meth:`GatePoint.as_json`).
-:func:`decode` reads what the store hands back as hostile input: anything
-that does not have the expected shape is dropped, never raised.
+with one guardrail, some 50 more with each arm's latency quantiles) and served
+as an object (:meth:`GatePoint.as_json`). :func:`decode` reads what the store
+hands back as hostile input: anything that does not have the expected shape is
+dropped, never raised. Points stored before the latency quantiles were kept
+(one element shorter) still decode, without latency.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from controller.core.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
 from controller.core.rollout import Rollout, Verdict
 
 ARMS = ("treatment", "control")
@@ -31,6 +34,10 @@ VERDICTS = ("hold", "advance", "pause", "rollback")
 MAX_GUARDRAILS = 16
 """A plan has at most a handful of guardrails; more in a stored point means it is damaged."""
 MAX_POINT_BYTES = 4096
+LATENCY_QUANTILES = tuple(name for name, _ in ARM_QUANTILES)
+"""Each arm's latency quantiles a point keeps, in this order: p50, p95, p99."""
+MAX_LATENCY_MS = 3_600_000.0
+"""A quantile beyond an hour is no latency the histogram can hold: a damaged value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,9 @@ class GatePoint:
     """Per arm, the counts named in :data:`ARM_COUNTS`, in that order."""
     guardrails: dict[str, GuardrailPoint | None]
     """Per metric its test, or None while the metric had too little data."""
+    latency: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    """Per arm its latency quantiles in ms (:data:`LATENCY_QUANTILES`), None without
+    requests; empty where the gate gave none (points stored before they were kept)."""
 
     def as_json(self) -> dict[str, Any]:
         """The served shape: named fields, the time both in ms and ISO 8601."""
@@ -89,6 +99,10 @@ class GatePoint:
             "srm_p": self.srm_p,
             "arms": {arm: dict(zip(ARM_COUNTS, c, strict=True)) for arm, c in self.arms.items()},
             "guardrails": {m: (g.as_json() if g else None) for m, g in self.guardrails.items()},
+            "latency": {
+                arm: dict(zip(LATENCY_QUANTILES, q, strict=True)) for arm, q in self.latency.items()
+            }
+            or None,
         }
 
 
@@ -109,7 +123,27 @@ def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
         srm_p=_float(evidence.get("srm", {}).get("sequential_p_value"), 1.0),
         arms=counts,
         guardrails=guardrails,
+        latency=_latency_of(evidence.get("latency")),
     )
+
+
+def _latency_of(evidence: object) -> dict[str, tuple[float | None, ...]]:
+    """Each arm's quantiles from the gate's ``evidence["latency"]``; empty without it."""
+    if not isinstance(evidence, dict):
+        return {}
+    kept = {}
+    for arm in ARMS:
+        quantiles = evidence.get(arm)
+        if isinstance(quantiles, dict):
+            kept[arm] = tuple(_latency(quantiles.get(name)) for name in LATENCY_QUANTILES)
+    return kept
+
+
+def _latency(value: object) -> float | None:
+    number = _float(value, math.nan)
+    if not 0.0 <= number <= MAX_LATENCY_MS:
+        return None
+    return round(number, ARM_QUANTILE_DECIMALS)
 
 
 def _guardrail(test: object) -> GuardrailPoint | None:
@@ -169,7 +203,8 @@ def encode(point: GatePoint) -> bytes:
     }
     arms = [list(point.arms.get(a, (0,) * len(ARM_COUNTS))) for a in ARMS]
     row = [point.ts_ms, point.stage, point.percent, VERDICTS.index(point.verdict)]
-    return orjson.dumps([*row, _short(point.srm_p), *arms, tests])
+    latency = [list(point.latency[a]) if a in point.latency else None for a in ARMS]
+    return orjson.dumps([*row, _short(point.srm_p), *arms, tests, latency])
 
 
 def decode(raw: bytes | str) -> GatePoint | None:
@@ -177,7 +212,11 @@ def decode(raw: bytes | str) -> GatePoint | None:
     if len(raw) > MAX_POINT_BYTES:
         return None
     try:
-        ts, stage, percent, verdict, srm_p, t, c, tests = orjson.loads(raw)
+        fields = orjson.loads(raw)
+        if not isinstance(fields, list) or len(fields) not in (8, 9):
+            return None  # 8: stored before each arm's latency was kept
+        ts, stage, percent, verdict, srm_p, t, c, tests = fields[:8]
+        latency = fields[8] if len(fields) == 9 else None
         guardrails = {
             str(m)[:64]: None if g is None else _decoded_guardrail(g)
             for m, g in list(tests.items())[:MAX_GUARDRAILS]
@@ -190,6 +229,7 @@ def decode(raw: bytes | str) -> GatePoint | None:
             srm_p=_nullable(srm_p, 1.0),
             arms={"treatment": _counts(t), "control": _counts(c)},
             guardrails=guardrails,
+            latency=_decoded_latency(latency),
         )
     except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, AttributeError):
         return None
@@ -206,6 +246,30 @@ def _decoded_guardrail(g: list[Any]) -> GuardrailPoint:
         lower_is_better=bool(lower_is_better),
         regressed=bool(regressed),
     )
+
+
+def _decoded_latency(raw: Any) -> dict[str, tuple[float | None, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list) or len(raw) != len(ARMS):
+        raise ValueError("wrong number of arms' latency")
+    kept = {}
+    for arm, quantiles in zip(ARMS, raw, strict=True):
+        if quantiles is None:
+            continue
+        if not isinstance(quantiles, list) or len(quantiles) != len(LATENCY_QUANTILES):
+            raise ValueError("wrong number of latency quantiles")
+        kept[arm] = tuple(None if q is None else _stored_latency(q) for q in quantiles)
+    return kept
+
+
+def _stored_latency(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("latency is not a number")
+    number = float(value)
+    if not 0.0 <= number <= MAX_LATENCY_MS:
+        raise ValueError(f"latency {number} out of range")
+    return round(number, ARM_QUANTILE_DECIMALS)
 
 
 def _counts(raw: list[Any]) -> tuple[int, ...]:

@@ -199,6 +199,14 @@ class GuardrailPoint(_View):
     regressed: bool
 
 
+class ArmLatencyPoint(_View):
+    """One arm's latency quantiles in ms at a gate; null without requests."""
+
+    p50: float | None = Field(ge=0)
+    p95: float | None = Field(ge=0)
+    p99: float | None = Field(ge=0)
+
+
 class HistoryPoint(_View):
     """One recorded gate evaluation."""
 
@@ -211,6 +219,11 @@ class HistoryPoint(_View):
     arms: dict[str, ArmCounts]
     guardrails: dict[str, GuardrailPoint | None] = Field(
         description="Per metric its test; null while the metric had too little data."
+    )
+    latency: dict[str, ArmLatencyPoint] | None = Field(
+        default=None,
+        description="Per arm its latency quantiles as the gate saw them; null or absent"
+        " where the gate gave none (points recorded before they were kept).",
     )
 
 

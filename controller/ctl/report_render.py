@@ -189,7 +189,7 @@ def _h_charts(charts: list[Figure]) -> list[str]:
 
 
 def _h_arms(figure: Figure) -> list[str]:
-    """Each arm's own value beside Δ, where the history records it (rates)."""
+    """Each arm's own value beside Δ, where the history records it (rates, latency)."""
     if not figure.per_arm:
         return []
     return [

@@ -575,3 +575,38 @@ def test_the_page_says_why_a_rollout_stands_still_and_until_when() -> None:
     assert f'<dd class="next-move">{pages.esc(HOSTILE)}</dd>' in html
     moving = status.model_copy(update={"next_move": None})
     assert "next move" not in rollout_detail(RolloutPage(moving, EMPTY))
+
+
+def test_the_page_charts_each_arms_latency_where_the_history_kept_it() -> None:
+    # Given gate points as the gate records them, each with both arms' latency quantiles
+    gates = [EARLY + timedelta(minutes=m) for m in (0, 5)]
+    points = [history.point_of(rollout(), evaluate(rollout(), HEALTHY, t), t) for t in gates]
+    served = [p.as_json() for p in points]
+    assert all(p["latency"]["treatment"]["p99"] is not None for p in served)
+    read = RolloutHistory.read(
+        {"flag": "f", "rollout_id": "r", "stages": [{"stage": 0, "percent": 5.0, "points": served}]}
+    )
+    assert read is not None
+    specs = [GuardrailSpec("error_rate"), GuardrailSpec("latency_p99", 0.1)]
+    status = describe(rollout(), None, EARLY)
+
+    # When the console draws the rollout's page
+    page = rollout_detail(RolloutPage(status, read, (), (), specs))
+
+    # Then beside the p99 Δ chart, each arm's own p99 over time, in ms
+    chart = re.search(r'<svg[^>]*class="arms-chart"[^>]*data-metric="latency_p99".*?</svg>', page)
+    assert chart is not None
+    assert chart.group(0).count("<polyline") == 2
+    p99 = points[-1].latency["treatment"][2]
+    assert p99 is not None
+    assert f"p99 latency per arm, so far in each stage: latest treatment {p99:.0f} ms" in page
+    assert page.count('class="arms-chart"') == 2  # the error rate's and the p99's
+
+    # And a history recorded before the arms' latency was kept charts only the rate
+    old = [{k: v for k, v in p.items() if k != "latency"} for p in served]
+    before = RolloutHistory.read(
+        {"flag": "f", "rollout_id": "r", "stages": [{"stage": 0, "percent": 5.0, "points": old}]}
+    )
+    assert before is not None
+    page = rollout_detail(RolloutPage(status, before, (), (), specs))
+    assert page.count('class="arms-chart"') == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import timedelta
 
 import orjson
@@ -238,3 +239,81 @@ async def test_the_engine_records_its_gates_and_the_decisions_it_publishes() -> 
     assert (kept.verdict, kept.ts_ms) == ("hold", int(NOW.timestamp() * 1000))
     (decision,) = [orjson.loads(m) for m in await store.messages("f")]
     assert (decision["action"], decision["rollout_id"]) == ("start", "r-f")
+
+
+OLD_SHAPE = b'[60000, 1, 5.0, 0, 0.5, [10,90,100,2,9], [10,95,100,1,9], {"error_rate": null}]'
+NEW_SHAPE = OLD_SHAPE[:-1] + b", [[1.5, 20.25, 80.0], [1.25, null, 70.0]]]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "latency"),
+    [
+        (OLD_SHAPE, {}),  # stored before each arm's latency was kept: still read
+        (NEW_SHAPE, {"treatment": (1.5, 20.25, 80.0), "control": (1.25, None, 70.0)}),
+        (OLD_SHAPE[:-1] + b", null]", {}),
+        (OLD_SHAPE[:-1] + b", [null, [3, 4, 5]]]", {"control": (3.0, 4.0, 5.0)}),
+        (OLD_SHAPE[:-1] + b", [[1.23456789, 2, 3], null]]", {"treatment": (1.235, 2.0, 3.0)}),
+    ],
+)
+def test_points_of_either_stored_shape_decode(
+    raw: bytes, latency: dict[str, tuple[float | None, ...]]
+) -> None:
+    back = history.decode(raw)
+    assert back is not None
+    assert (back.ts_ms, back.stage, back.verdict, back.arms["control"]) == (
+        60_000,
+        1,
+        "hold",
+        (10, 95, 100, 1, 9),
+    )
+    assert back.latency == latency
+    named = {a: dict(zip(("p50", "p95", "p99"), q, strict=True)) for a, q in latency.items()}
+    assert back.as_json()["latency"] == (named or None)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b", [[1, 2, 3]]]",  # one arm missing
+        b", [[1, 2], [1, 2, 3]]]",  # a quantile missing
+        b", [[1, 2, -3], [1, 2, 3]]]",  # negative
+        b", [[1, 2, 1e12], [1, 2, 3]]]",  # beyond any latency
+        b', [[1, "2", 3], [1, 2, 3]]]',
+        b", [[1, true, 3], [1, 2, 3]]]",
+        b", {}]",
+        b", null, null]",  # too long
+    ],
+)
+def test_damaged_latency_drops_the_point(tail: bytes) -> None:
+    assert history.decode(OLD_SHAPE[:-1] + tail) is None
+
+
+def test_a_point_keeps_each_arms_latency_quantiles_and_round_trips() -> None:
+    verdict = evaluate(rollout(), REGRESSED, EARLY)
+    point = history.point_of(rollout(), verdict, EARLY)
+    gate = verdict.evidence["latency"]
+    for side in ("treatment", "control"):
+        assert point.latency[side] == tuple(gate[side][q] for q in ("p50", "p95", "p99"))
+    back = history.decode(history.encode(point))
+    assert back is not None
+    assert back.latency == point.latency
+    empty = history.point_of(rollout(), evaluate(rollout(), EMPTY, EARLY), EARLY)
+    assert empty.latency == {"treatment": (None,) * 3, "control": (None,) * 3}
+
+
+@pytest.mark.parametrize(
+    ("evidence", "kept"),
+    [
+        (None, {}),
+        ("nonsense", {}),
+        ({"treatment": {"p50": 1.0004, "p95": 2, "p99": 3}}, {"treatment": (1.0, 2.0, 3.0)}),
+        ({"control": {"p50": -1, "p95": "x", "p99": 1e9}}, {"control": (None, None, None)}),
+        ({"control": {"p50": True, "p95": None}}, {"control": (None, None, None)}),
+    ],
+)
+def test_latency_evidence_is_kept_bounded(
+    evidence: object, kept: dict[str, tuple[float | None, ...]]
+) -> None:
+    verdict = evaluate(rollout(), HEALTHY, EARLY)
+    changed = replace(verdict, evidence={**verdict.evidence, "latency": evidence})
+    assert history.point_of(rollout(), changed, EARLY).latency == kept
