@@ -277,7 +277,8 @@ def untested(
     if rollout.percent >= 100:
         return []
     plan = rollout.plan
-    return [_waiting_for(g.metric, data, plan) for g in _gating(plan) if tests[g.metric] is None]
+    metrics = dict.fromkeys(g.metric for g in _gating(plan) if tests[g.metric] is None)
+    return [_waiting_for(metric, data, plan) for metric in metrics]
 
 
 def _waiting_for(metric: str, data: FlagAggregates, plan: Plan) -> str:

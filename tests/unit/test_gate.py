@@ -445,6 +445,12 @@ def test_without_dry_run_guardrails_the_evidence_has_no_dry_run_key() -> None:
             " conversion_rate not yet tested: 90 of 150 events in control",
         ),
         (
+            "two guardrails on one metric are named once",
+            data(arm(units=1_111, requests=100), arm(requests=400)),
+            plan(guardrails=[Guardrail(metric="error_rate"), Guardrail(metric="error_rate")]),
+            "error_rate not yet tested: 100 of 150 events in treatment",
+        ),
+        (
             "p99's floor is the order statistic's, above min_metric_events",
             data(arm(units=1_111, requests=300), arm(requests=300)),
             plan(guardrails=[Guardrail(metric="latency_p99")]),
