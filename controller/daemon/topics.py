@@ -21,11 +21,14 @@ import structlog
 from controller.adapters.kafka import ensure_topics
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
+from controller.deadlines import deadline
 from controller.settings import KafkaSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.topics")
 CHECK_SECONDS = 2.0
 """How often the daemon looks for missing topics."""
+CHECK_DEADLINE_SECONDS = 10.0
+"""The most one look may take: a hung broker never holds the loop (or a stop) longer."""
 
 
 class TopicKeeper:
@@ -56,7 +59,8 @@ class TopicKeeper:
     async def check(self) -> list[str]:
         """Create the missing topics; return their names (none when the broker is away)."""
         try:
-            created = await ensure_topics(self._kafka, self._topics)
+            async with deadline(CHECK_DEADLINE_SECONDS, "the topic check"):
+                created = await ensure_topics(self._kafka, self._topics)
         except ControllerError as exc:
             log.debug("topic_check_skipped", error=str(exc)[:300])
             return []
