@@ -71,8 +71,8 @@ from controller.core.messages import Arm
 from controller.core.plan import DEFAULT_PLAN
 from controller.core.rollout import GateInput, Phase, Rollout, TickInput
 from controller.daemon.engine import Engine, build_engine
-from controller.logs import configure as configure_logs
 from controller.ports import DeadLetter, StateWrite
+from controller.process.logs import configure as configure_logs
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
 from tests.services import scratch_redis
 

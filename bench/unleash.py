@@ -61,7 +61,7 @@ from controller.core.rollout import CommandInput
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine, build_engine
 from controller.dev.unleash import UnleashServer
-from controller.logs import configure
+from controller.process.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings
 from tests.dripping import Dripper, upstream
 

@@ -197,9 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Path | None, clock_file: Path | None = None) -> int:
-    from controller import logs  # noqa: PLC0415 - keep `--help` fast
     from controller.daemon import wiring  # noqa: PLC0415
     from controller.dev.clock import FileClock  # noqa: PLC0415
+    from controller.process import logs  # noqa: PLC0415 - keep `--help` fast
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)

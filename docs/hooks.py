@@ -9,7 +9,7 @@ from typing import Any
 # the checkout being built, whatever copy of the package the environment installed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.docgen.pages import write_pages  # noqa: E402
+from controller.docgen.pages import write_pages
 
 
 def on_pre_build(config: Any) -> None:

@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from controller.core.errors import ControllerError
-from controller.deadlines import (
+from controller.kit.deadlines import (
     DeadlineExceeded,
     TooLarge,
     deadline,
@@ -60,7 +60,7 @@ def get(
     """GET ``url``; :class:`Unreachable` if no whole answer of at most ``max_bytes`` came.
 
     ``timeout_s`` bounds the whole exchange, not each read: a server that
-    drips its answer cannot hold the tool (see :mod:`controller.deadlines`).
+    drips its answer cannot hold the tool (see :mod:`controller.kit.deadlines`).
     """
     try:
         with httpx.stream("GET", url, timeout=timeout_s, headers=headers) as response:

@@ -48,7 +48,7 @@ from controller.core.advice import (
     build_messages,
     parse_advice,
 )
-from controller.deadlines import TooLarge, deadline, read_bounded
+from controller.kit.deadlines import TooLarge, deadline, read_bounded
 from controller.settings import LlmSettings, mask_url
 
 MAX_REPLY_BYTES = 256 * 1024

@@ -45,7 +45,7 @@ from controller.core.message_fields import (
 )
 from controller.core.serving import STRATEGY, Serving, Target
 from controller.core.serving_rings import Spec
-from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 
 _RETRIABLE_STATUSES = frozenset({401, 403, 408, 425, 429})

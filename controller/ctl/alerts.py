@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from controller.backoff import retry_backoff
 from controller.ctl.commands import UsageError, run_guarded
 from controller.ctl.forwarder import (
     WEBHOOK_RETRY,
@@ -59,9 +58,10 @@ from controller.ctl.forwarder import (
 )
 from controller.ctl.webhook import Webhook
 from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
-from controller.logs import configure
+from controller.kit.backoff import retry_backoff
+from controller.process.logs import configure
+from controller.process.stopping import stop_on_signals
 from controller.settings import KafkaSettings, LogSettings
-from controller.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from controller.adapters.kafka import GroupConsumer

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import ValidationError
 
-from controller.backoff import retry_backoff
 from controller.core.decoding import summarize
 from controller.core.errors import BrokerError, ConfigError
 from controller.core.messages import Alert
@@ -27,6 +26,7 @@ from controller.integrations.slack import (
     encode_ledger,
     slack_payload,
 )
+from controller.kit.backoff import retry_backoff
 from controller.settings.retry import RetrySettings
 
 if TYPE_CHECKING:

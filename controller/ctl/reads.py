@@ -26,8 +26,8 @@ from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import env_url, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
 from controller.ctl.handlers import broker_of
+from controller.process.stopping import stop_on_signals
 from controller.settings import KafkaSettings
-from controller.stopping import stop_on_signals
 
 _V = TypeVar("_V", bound=BaseModel)
 

@@ -10,8 +10,8 @@ import orjson
 import structlog
 
 from controller.adapters.http_client import JsonPoster, Unreachable
-from controller.backoff import Backoff, sleep_or_stop
 from controller.integrations.slack import classify_status, mask_webhook, retry_after_seconds
+from controller.kit.backoff import Backoff, sleep_or_stop
 
 MAX_RETRY_AFTER_S = 600.0
 """A longer ``Retry-After`` is cut to this, so a wrong header cannot park alerts for days."""

@@ -13,12 +13,12 @@ from datetime import datetime
 
 import structlog
 
-from controller.backoff import DEFAULT_RETRY
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
 from controller.daemon.rendering import render_alert
+from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import Outputs
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import RetrySettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.alarms")

@@ -21,7 +21,7 @@ from controller.core.rollout import RaiseAlert
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.rendering import render_alert
 from controller.ports import Outputs
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import TopicSettings
 
 log = structlog.get_logger("controller.daemon.backends")

@@ -52,14 +52,14 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from controller.backoff import DEFAULT_RETRY, retry_backoff
 from controller.core.errors import ControllerError, StoreError
 from controller.daemon.backend_alerts import BackendAlerts
 from controller.daemon.backend_writes import Apply, FlagSync, SegmentSource
 from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.daemon.slots import PrioritySlots
+from controller.kit.backoff import DEFAULT_RETRY, retry_backoff
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import RetrySettings, TopicSettings, UnleashSettings
 
 

@@ -21,7 +21,7 @@ import structlog
 from controller.adapters.kafka import topic_names
 from controller.core.errors import ControllerError
 from controller.daemon.starting import kafka_of
-from controller.deadlines import deadline
+from controller.kit.deadlines import deadline
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.broker_watch")

@@ -27,7 +27,7 @@ from controller.daemon.closing import Closing
 from controller.daemon.engine import Ownership
 from controller.daemon.ingest import Ingest
 from controller.daemon.starting import kafka_of
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.connecting")

@@ -26,7 +26,6 @@ import structlog
 
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.log_gaps import GapStore
-from controller.backoff import DEFAULT_RETRY
 from controller.core.windows import Window
 from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.commands import CommandIntake
@@ -40,6 +39,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.daemon.rollouts import Rollouts
 from controller.daemon.segments import SegmentService
+from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
     Advisor,
     AggregateReader,
@@ -48,7 +48,7 @@ from controller.ports import (
     Outputs,
     RolloutStates,
 )
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
 from controller.settings.retry import RetrySettings
 

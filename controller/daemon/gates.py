@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.backoff import sleep_or_stop
 from controller.core.aggregates import FlagAggregates
 from controller.core.errors import StoreError
 from controller.core.gate import evaluate
@@ -25,6 +24,7 @@ from controller.daemon.containment import Containment, Retry
 from controller.daemon.history import Recorder
 from controller.daemon.metrics import Metrics
 from controller.daemon.rollouts import Rollouts
+from controller.kit.backoff import sleep_or_stop
 from controller.ports import AggregateReader, ControlSource, Loaded, RolloutStates
 from controller.settings import EngineSettings
 

@@ -37,7 +37,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from controller.backoff import DEFAULT_RETRY
 from controller.daemon.batches import Folder, Work
 from controller.daemon.flushing import Alarm, Flusher
 from controller.daemon.holding import Holding
@@ -45,6 +44,7 @@ from controller.daemon.log_gaps import LogGaps
 from controller.daemon.metrics import Metrics
 from controller.daemon.partitions import Owned, Partitions
 from controller.daemon.progress import IngestStats
+from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
     AggregateWriter,
     DeadLetter,
@@ -52,7 +52,7 @@ from controller.ports import (
     EventSource,
     Record,
 )
-from controller.retrying import Retry
+from controller.process.retrying import Retry
 from controller.settings import IngestSettings, RetrySettings
 
 T = TypeVar("T")

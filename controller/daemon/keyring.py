@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.backoff import sleep_or_stop
 from controller.core import signing
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
 from controller.daemon.rendering import render_alert
+from controller.kit.backoff import sleep_or_stop
 from controller.ports import Outputs
 from controller.settings import TopicSettings
 

@@ -25,11 +25,11 @@ from datetime import datetime
 
 import structlog
 
-from controller.backoff import sleep_or_stop
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
 from controller.daemon.metrics import Metrics
 from controller.daemon.rendering import render
+from controller.kit.backoff import sleep_or_stop
 from controller.ports import OutboxMessage, Outputs, RolloutStates, StateWrite
 from controller.settings import TopicSettings
 

@@ -21,7 +21,7 @@ import structlog
 from controller.adapters.kafka import ensure_topics
 from controller.core.errors import ControllerError
 from controller.core.rollout import RaiseAlert
-from controller.deadlines import deadline
+from controller.kit.deadlines import deadline
 from controller.settings import KafkaSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.topics")

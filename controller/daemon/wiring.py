@@ -59,9 +59,9 @@ from controller.daemon.supervisor import EXIT_OK, Service, until_stopped
 from controller.daemon.team_windows import read_windows_file
 from controller.daemon.topics import TopicKeeper
 from controller.ports import Outputs
-from controller.retrying import Retry
+from controller.process.retrying import Retry
+from controller.process.stopping import stop_on_signals
 from controller.settings import Settings
-from controller.stopping import stop_on_signals
 
 log = structlog.get_logger("controller.daemon.wiring")
 

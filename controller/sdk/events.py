@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.backoff import retry_backoff
 from controller.core.errors import BrokerError
 from controller.core.message_fields import SCHEMA_VERSION
 from controller.core.messages import Arm
 from controller.core.targeting import Cohort
-from controller.lifecycle import Lifecycle, cancel
+from controller.kit.backoff import retry_backoff
+from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome
 from controller.settings import KafkaSettings, TopicSettings
 

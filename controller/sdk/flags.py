@@ -20,7 +20,7 @@ from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
 from controller.core.flagstates import Verdict, supersedes
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import Arm, FlagState
-from controller.lifecycle import Lifecycle
+from controller.kit.lifecycle import Lifecycle
 from controller.sdk.segments import SegmentFollower
 from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier

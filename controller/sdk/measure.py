@@ -23,7 +23,7 @@ from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, Reason
 from controller.core.message_fields import MAX_LATENCY_MS
 from controller.core.messages import Arm, FlagState
 from controller.core.targeting import Cohort
-from controller.lifecycle import Lifecycle
+from controller.kit.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener
 from controller.sdk.poller import FlagPoller

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from controller.core.matching import NO_SEGMENTS, SegmentLookup
 from controller.core.messages import FlagState
-from controller.lifecycle import Lifecycle, cancel
+from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.flags import FlagBook
 from controller.sdk.segment_poller import SegmentPoller
 from controller.sdk.transport import AnswerTooLarge, FlagsEndpoint, HttpTransport, PollFailed

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from controller.core.matching import Audience, Context
 from controller.core.segment_messages import SegmentPart, SegmentRecord, signed_bytes
 from controller.core.segments import assemble
-from controller.lifecycle import Lifecycle
+from controller.kit.lifecycle import Lifecycle
 from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings

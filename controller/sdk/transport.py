@@ -2,7 +2,7 @@
 
 The SDK does not use the daemon's adapters, so that apps pull in neither
 Redis nor the daemon's logging. Its Kafka clients share the adapters' error
-translation and client lifecycle (:mod:`controller.kafka_client`): failures
+translation and client lifecycle (:mod:`controller.kit.kafka_client`): failures
 are :class:`~controller.core.errors.BrokerError`, whose ``retriable`` says
 whether sending again may succeed.
 """
@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from controller.core.errors import BrokerError, ControllerError
-from controller.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
-from controller.kafka_client import ClientLifecycle, translate, translated
-from controller.lifecycle import cancel
+from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
+from controller.kit.kafka_client import ClientLifecycle, translate, translated
+from controller.kit.lifecycle import cancel
 from controller.settings import KafkaSettings
 
 log = logging.getLogger("controller.sdk.client")

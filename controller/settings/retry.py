@@ -11,7 +11,7 @@ class RetrySettings(BaseModel):
     """Back-off between retries of Redis, Kafka, the flag backend and the app SDK's sends.
 
     Every retry loop of the controller and of the app SDK takes its delays from
-    this policy (:func:`controller.backoff.retry_backoff`): the first delay,
+    this policy (:func:`controller.kit.backoff.retry_backoff`): the first delay,
     doubled after each failure up to the longest.
     """
 

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from controller.core.errors import BrokerUnavailable
-from controller.kafka_client import translate
+from controller.kit.kafka_client import translate
 
 CHECK = (
     "(setting kafka.bootstrap_servers): check that the brokers run and listen at that host and port"

@@ -13,7 +13,7 @@ import pytest
 
 from controller.adapters import http_client
 from controller.adapters.http_client import JsonPoster, Unreachable
-from controller.deadlines import (
+from controller.kit.deadlines import (
     DeadlineExceeded,
     TooLarge,
     deadline,

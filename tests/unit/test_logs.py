@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.logs import MAX_DETAIL_CHARS, client_errors_without_traceback
+from controller.process.logs import MAX_DETAIL_CHARS, client_errors_without_traceback
 
 
 class StatusError(Exception):

@@ -8,9 +8,9 @@ import pytest
 from redis.asyncio.connection import Connection
 
 from controller.adapters.redis.client import translated
-from controller.backoff import Backoff
 from controller.core.errors import StoreUnavailable
-from controller.retrying import retrying
+from controller.kit.backoff import Backoff
+from controller.process.retrying import retrying
 
 
 class _ClosedWriter:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.backoff import DEFAULT_RETRY, retry_backoff
 from controller.core.errors import StoreUnavailable
-from controller.retrying import Retry
+from controller.kit.backoff import DEFAULT_RETRY, retry_backoff
+from controller.process.retrying import Retry
 from controller.settings import RetrySettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,10 +50,10 @@ DAEMON_ROOMS = (
     "controller.cli",
     "controller.integrations",
     "controller.ports",
-    "controller.logs",
+    "controller.process.logs",
     "controller.contracts",
-    "controller.retrying",
-    "controller.stopping",
+    "controller.process.retrying",
+    "controller.process.stopping",
 )
 
 

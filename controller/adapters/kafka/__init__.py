@@ -4,7 +4,7 @@ Modules by role: :mod:`~.consumers` (the
 daemon's event and control consumers), :mod:`~.producer` (producing and the
 dead-letter publisher), :mod:`~.readers` (topic readers for ``rolloutctl`` and
 the demo) and :mod:`~.admin` (topics and partitioning). aiokafka's errors are
-translated, and each client started and stopped, by :mod:`controller.kafka_client`,
+translated, and each client started and stopped, by :mod:`controller.kit.kafka_client`,
 which the app SDK's transport shares. Nothing else outside the adapters
 imports aiokafka.
 """

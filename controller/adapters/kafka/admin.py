@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from controller.kafka_client import translated
+from controller.kit.kafka_client import translated
 from controller.settings import KafkaSettings, TopicSettings
 
 

@@ -10,7 +10,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from controller.adapters.kafka.admin import partition_for
-from controller.kafka_client import BROKER_FAILURES, ClientLifecycle, translated
+from controller.kit.kafka_client import BROKER_FAILURES, ClientLifecycle, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from controller.core.errors import MessageTooLarge
-from controller.kafka_client import ClientLifecycle, translated
+from controller.kit.kafka_client import ClientLifecycle, translated
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings
 

@@ -14,7 +14,7 @@ import collections
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.core.errors import BrokerError
-from controller.kafka_client import ClientLifecycle, translated
+from controller.kit.kafka_client import ClientLifecycle, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings
 

@@ -1,7 +1,7 @@
 """What every client shares: ``start()``/``stop()`` and ``async with``, and cancelling its task.
 
 The app SDK's clients (flag client, poller, emitter) and every Kafka client
-(:class:`controller.kafka_client.ClientLifecycle`) are such a lifecycle.
+(:class:`controller.kit.kafka_client.ClientLifecycle`) are such a lifecycle.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from aiokafka.errors import (
 )
 
 from controller.core.errors import BrokerError, BrokerUnavailable, MessageTooLarge
-from controller.lifecycle import Lifecycle
+from controller.kit.lifecycle import Lifecycle
 
 BROKER_FAILURES = (KafkaError, OSError)
 """What aiokafka raises when the broker fails or cannot be reached (timeouts are OSErrors)."""

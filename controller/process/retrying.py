@@ -2,7 +2,7 @@
 
 :class:`Retry` is the one way the daemon's loops retry: bound to the loop's
 stop event and the retry policy (``settings.retry``), it runs each call with a
-fresh back-off from :func:`controller.backoff.retry_backoff`.
+fresh back-off from :func:`controller.kit.backoff.retry_backoff`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TypeVar
 
 import structlog
 
-from controller.backoff import DEFAULT_RETRY, Backoff, retry_backoff
 from controller.core.errors import ControllerError
+from controller.kit.backoff import DEFAULT_RETRY, Backoff, retry_backoff
 from controller.settings.retry import RetrySettings
 
 log = structlog.get_logger("controller.retry")

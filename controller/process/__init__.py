@@ -1,0 +1,1 @@
+"""What a running process needs: log configuration, retrying with log lines, stopping on signals."""
