@@ -1,6 +1,6 @@
 """Advisor quality: a labelled set of gate situations, asked of the configured model.
 
-Every situation is a real gate: the pure gate (controller/core/gate.py
+Every situation is a real gate: the pure gate (controller/core/machine/gate.py
 ``evaluate``) runs on synthetic aggregates, and the model is shown exactly
 what the daemon would show it (``gate_data`` → ``build_messages``). All of
 them are stages the statistics would advance, since only those are ever put
@@ -40,12 +40,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
-from controller.core.advice import Opinion, incoherence
-from controller.core.aggregates import FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.rollout import Rollout, VerdictKind
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.advice import Opinion, incoherence
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.rollout import Rollout, VerdictKind
+from controller.core.stats.aggregates import FlagAggregates
 from controller.daemon.consulting import gate_data
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS, resolve_llm

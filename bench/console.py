@@ -52,13 +52,13 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core import history
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.plan import DEFAULT_PLAN
-from controller.core.rollout import Phase, Rollout
-from controller.core.views import FlagStates
+from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.machine.gate import evaluate
+from controller.core.reading import history
+from controller.core.reading.views import FlagStates
+from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.daemon.console import ConsoleData
 from controller.daemon.history import Recorder
 from controller.daemon.status import StatusView

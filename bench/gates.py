@@ -62,14 +62,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.aggregates import CellDelta, CellKey, FlagAggregates
-from controller.core.folding import PartitionDelta
-from controller.core.gate import evaluate
-from controller.core.histogram import BUCKET_COUNT, EDGES_MS
-from controller.core.machine import step
-from controller.core.messages import Arm
-from controller.core.plan import DEFAULT_PLAN
-from controller.core.rollout import GateInput, Phase, Rollout, TickInput
+from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS
+from controller.core.machine.gate import evaluate
+from controller.core.machine.machine import step
+from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.rollouts.rollout import GateInput, Phase, Rollout, TickInput
+from controller.core.stats.aggregates import CellDelta, CellKey, FlagAggregates
+from controller.core.stats.folding import PartitionDelta
+from controller.core.wire.messages import Arm
 from controller.daemon.engine import Engine, build_engine
 from controller.ports import DeadLetter, StateWrite
 from controller.process.logs import configure as configure_logs

@@ -46,7 +46,7 @@ import aiohttp
 
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.messages import FlagState
+from controller.core.wire.messages import FlagState
 from controller.daemon.read_worker import flag_states
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings

@@ -44,12 +44,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core import signing
-from controller.core.bucketing import assign
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.sequential import proportion_test
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.stats.sequential import proportion_test
+from controller.core.trust import signing
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm
 from controller.ctl.commands import encode_command, signed_command
 from tests.controller_process import ControllerProcess, controller_env
 from tests.services import resolve_kafka, resolve_redis

@@ -41,11 +41,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core.audience import AudienceRule, Instant, Segment, Semver, conditions
-from controller.core.matching import Audience, IdSegments
-from controller.core.ring_form import DraftRing, ring_findings, ring_plan
-from controller.core.rule_lint import errors, lint, load_catalogue
-from controller.core.rule_text import parse, to_text
+from controller.core.drafting.ring_form import DraftRing, ring_findings, ring_plan
+from controller.core.drafting.rule_lint import errors, lint, load_catalogue
+from controller.core.rules.audience import AudienceRule, Instant, Segment, Semver, conditions
+from controller.core.rules.matching import Audience, IdSegments
+from controller.core.rules.text import parse, to_text
 from controller.ctl.ring_drafting import draft_rings
 from controller.ctl.rule_drafting import draft_rule
 from controller.settings import LlmSettings

@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.kafka.admin import partition_for
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import encode, make_event

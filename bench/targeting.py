@@ -3,10 +3,10 @@
 In one run, times whole loops of evaluations over 1,000 distinct contexts (each
 case once per round, the best round kept) of:
 
-* **no rule**: bucketing only (``controller.core.bucketing.assign``), the baseline;
+* **no rule**: bucketing only (``controller.core.wire.bucketing.assign``), the baseline;
 * **5-condition rule**: ``country == "TH" and plan in [...] and app_version >=
   semver(...) and registered_at < date(...) and email ends_with "..."`` through
-  :mod:`controller.core.matching` (compiled once into one function), then bucketing.
+  :mod:`controller.core.rules.matching` (compiled once into one function), then bucketing.
   Every context matches, so all five conditions run: the costliest case of ``and``;
 * **100,000-id segment**: ``user_id in segment("big")`` against a set of
   100,000 ids, then bucketing;
@@ -44,12 +44,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core.bucketing import assign
-from controller.core.matching import NO_SEGMENTS, Audience, IdSegments, SegmentLookup
-from controller.core.messages import Arm, FlagState
-from controller.core.rule_text import parse
-from controller.core.segment_messages import SegmentRecord
-from controller.core.segments import pack
+from controller.core.rules.matching import NO_SEGMENTS, Audience, IdSegments, SegmentLookup
+from controller.core.rules.segments import pack
+from controller.core.rules.text import parse
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, FlagState
+from controller.core.wire.segment_messages import SegmentRecord
 from controller.sdk.flags import FlagBook
 from controller.sdk.segments import SegmentBook
 

@@ -54,10 +54,10 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Backend, Stage, UnleashTarget
-from controller.core.rollout import CommandInput
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Backend, Stage, UnleashTarget
+from controller.core.rollouts.rollout import CommandInput
+from controller.core.wire.messages import CommandAction
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine, build_engine
 from controller.dev.unleash import UnleashServer

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller import __version__
-from controller.core.errors import ConfigError, ControllerError
+from controller.core.common.errors import ConfigError, ControllerError
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG
@@ -238,7 +238,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _signing_key(key_id: str, out: Path | None) -> int:
     """Print ``{"key_id", "public_key", "private_key"}`` (no private key with ``out``)."""
-    from controller.core import signing  # noqa: PLC0415
+    from controller.core.trust import signing  # noqa: PLC0415
 
     key, public = signing.generate_key()
     printed = {"key_id": key_id, "public_key": public}

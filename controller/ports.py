@@ -17,13 +17,13 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.core.advice import AdvisorResult
-from controller.core.aggregates import FlagAggregates
-from controller.core.errors import StoreError
-from controller.core.folding import PartitionDelta
-from controller.core.log_gaps import Choice, LogGap
-from controller.core.rollout import Rollout
-from controller.core.serving import Applied, Serving, Target
+from controller.core.common.errors import StoreError
+from controller.core.machine.log_gaps import Choice, LogGap
+from controller.core.rollouts.advice import AdvisorResult
+from controller.core.rollouts.rollout import Rollout
+from controller.core.serving.serving import Applied, Serving, Target
+from controller.core.stats.aggregates import FlagAggregates
+from controller.core.stats.folding import PartitionDelta
 
 # -- values -------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class EventSource(Protocol):
 
 
 class HeldPartitions(Protocol):
-    """Events partitions held for an operator's choice (:mod:`controller.core.log_gaps`)."""
+    """Events partitions held for an operator's choice (:mod:`controller.core.machine.log_gaps`)."""
 
     async def record(self, gap: LogGap) -> None: ...
     async def choice(self, partition: int) -> tuple[Choice, int] | None: ...
@@ -266,7 +266,7 @@ class Claims(Protocol):
 class GateHistory(Protocol):
     """Bounded, expiring history per flag: gate points per stage, decisions and alerts.
 
-    Points are encoded by :mod:`controller.core.history`; messages are the
+    Points are encoded by :mod:`controller.core.reading.history`; messages are the
     published decision and alert JSON. Every list is capped and expires, so
     the store never grows without bound.
     """
@@ -285,7 +285,7 @@ class GateHistory(Protocol):
 class FlagBackend(Protocol):
     """A flag platform serving rollouts (Unleash): read back what it serves, make it serve.
 
-    Both raise a retriable :class:`~controller.core.errors.ControllerError`
+    Both raise a retriable :class:`~controller.core.common.errors.ControllerError`
     while the platform cannot be reached; ``write`` is idempotent.
     """
 

@@ -19,7 +19,7 @@ import os
 import random
 from collections import Counter
 
-from controller.core.messages import Arm
+from controller.core.wire.messages import Arm
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 

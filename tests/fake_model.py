@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from controller.core.advice import FENCE
+from controller.core.rollouts.advice import FENCE
 
 DRIP_INTERVAL = 0.1
 """Seconds between dripped bytes: far below any per-read timeout the tests use."""

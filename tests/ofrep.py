@@ -28,8 +28,8 @@ from controller.adapters.http import HttpServer
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.plan_parts import Stage
-from controller.core.rollout import Phase, Rollout
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import Phase, Rollout
 from controller.daemon.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import RedisSettings

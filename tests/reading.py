@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.core.messages import event_adapter
+from controller.core.wire.messages import event_adapter
 from tests.waiting import eventually
 
 

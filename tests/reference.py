@@ -11,8 +11,8 @@ from typing import Any
 import mmh3
 import orjson
 
-from controller.core.aggregates import ArmAggregate
-from controller.core.histogram import BUCKET_COUNT, bucket_of
+from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.stats.aggregates import ArmAggregate
 
 
 def make_event(

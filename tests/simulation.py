@@ -33,13 +33,13 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from controller.core.aggregates import ArmAggregate, CellDelta, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.guardrails import guardrail_result
-from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
-from controller.core.plan import DEFAULT_PLAN, Plan
-from controller.core.plan_parts import Guardrail
-from controller.core.rollout import Phase, Rollout, VerdictKind
+from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan
+from controller.core.rollouts.plan_parts import Guardrail
+from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
+from controller.core.stats.aggregates import ArmAggregate, CellDelta, FlagAggregates
+from controller.core.stats.guardrails import guardrail_result
 from controller.settings import EngineSettings
 
 METRICS = (

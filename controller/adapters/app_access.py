@@ -2,7 +2,7 @@
 
 Each guarded route is wrapped by :meth:`AppAccess.guard`: before its body is
 read, the request's ``Origin`` (if any), its ``Authorization: Bearer`` key and
-the key's scope are judged by :func:`controller.core.app_keys.access` against
+the key's scope are judged by :func:`controller.core.trust.app_keys.access` against
 the book of keys; a refusal is answered (401 or 403, with the reason), and
 counted, without calling the route. Answers to an origin in
 ``http.cors_origins`` carry ``Access-Control-Allow-Origin`` with ``Vary:
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from aiohttp import web
 
-from controller.core.app_keys import (
+from controller.core.trust.app_keys import (
     AppKey,
     Policy,
     Refused,

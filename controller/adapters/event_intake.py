@@ -4,7 +4,7 @@
 the events of the events topic (exposures, request outcomes, conversions, as
 ``schemas/`` defines them), at most ``http.intake_max_events`` of them in a
 body of at most ``http.intake_max_body_bytes``. Each event is validated by
-:class:`~controller.core.decoding.EventDecoder`, the decoder ingest runs, with
+:class:`~controller.core.wire.decoding.EventDecoder`, the decoder ingest runs, with
 ingest's ``max_event_bytes``, on the very bytes that will be produced: the
 edge accepts exactly what ingest counts. A batch is all or nothing: one
 invalid event refuses the whole batch (400), with a reason per refused index.
@@ -55,10 +55,16 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, client_of, open_access
-from controller.core.app_keys import Refused, Scope
-from controller.core.decoding import MAX_NESTING, EventDecoder, InEvent, Rejection, nesting_exceeds
-from controller.core.errors import ControllerError
-from controller.core.rates import RateLimiter
+from controller.core.common.errors import ControllerError
+from controller.core.stats.rates import RateLimiter
+from controller.core.trust.app_keys import Refused, Scope
+from controller.core.wire.decoding import (
+    MAX_NESTING,
+    EventDecoder,
+    InEvent,
+    Rejection,
+    nesting_exceeds,
+)
 
 MAX_REPORTED_ERRORS = 20
 RETRY_AFTER_SECONDS = 2

@@ -56,8 +56,8 @@ from controller.adapters.read_routes import (
 from controller.adapters.read_snapshot import BodySource
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
-from controller.core.errors import BrokerError, ControllerError, StoreError
-from controller.core.views import FlagStates
+from controller.core.common.errors import BrokerError, ControllerError, StoreError
+from controller.core.reading.views import FlagStates
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,

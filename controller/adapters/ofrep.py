@@ -16,7 +16,7 @@ document of OFREP 0.3.0:
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
   shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
 
-Every evaluation is :func:`controller.core.evaluation.evaluate`, the function
+Every evaluation is :func:`controller.core.wire.evaluation.evaluate`, the function
 the SDK answers from, so an OFREP app and an SDK app serve a unit the same
 arm. The unit is the context's ``targetingKey``; the value is the arm's (its
 declared one, else treatment is ``true``), the variant the arm's name, and
@@ -39,7 +39,7 @@ the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
 
 Each client (its app key, else its remote address) may make
 ``http.ofrep_requests_per_second`` evaluation requests a second (a token
-bucket of :mod:`controller.core.rates`, a second's worth, at least one, at once); past it
+bucket of :mod:`controller.core.stats.rates`, a second's worth, at least one, at once); past it
 the request is answered 429 with ``Retry-After`` (whole seconds) and OFREP's
 error body, before its body is read. A bulk request counts as one, like a
 single-flag one, whatever the number of flags: it is one pass over one
@@ -74,9 +74,9 @@ from controller.adapters.ofrep_snapshot import (
     SegmentSource,
     SnapshotCache,
 )
-from controller.core.app_keys import Refused, Scope
-from controller.core.evaluation import ErrorCode, Evaluation, evaluate
-from controller.core.rates import RateLimiter
+from controller.core.stats.rates import RateLimiter
+from controller.core.trust.app_keys import Refused, Scope
+from controller.core.wire.evaluation import ErrorCode, Evaluation, evaluate
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""

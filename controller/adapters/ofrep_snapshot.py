@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import orjson
 import structlog
 
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.targeting import targeting_json
-from controller.core.views import FlagStates, FlagStateView
+from controller.core.reading.views import FlagStates, FlagStateView
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.targeting import targeting_json
 
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
 SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]

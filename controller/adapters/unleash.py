@@ -18,7 +18,7 @@ that is not the JSON the API documents (a login proxy's HTML page with
 status 200, a wrong shape) is no answer at all and raises
 :class:`BackendUnavailable`, never a reading of "nothing served"
 that the sync would take for a person's change. What the environment would
-serve is worked out by :func:`controller.core.serving_reads.would_serve`.
+serve is worked out by :func:`controller.core.serving.reads.would_serve`.
 Connection failures, deadlines, 5xx, 429 and refused tokens are retriable
 (:class:`BackendUnavailable`): the sync backs off and alerts once.
 """
@@ -36,15 +36,15 @@ from controller.adapters.unleash_answers import (
     Unreadable,
     parse_feature,
 )
-from controller.core.errors import ControllerError
-from controller.core.message_fields import (
+from controller.core.common.errors import ControllerError
+from controller.core.common.message_fields import (
     FLAG_PARAMETER,
     RING_PARAMETER,
     TARGETING_PARAMETER,
     VERSION_PARAMETER,
 )
-from controller.core.serving import STRATEGY, Serving, Target
-from controller.core.serving_rings import Spec
+from controller.core.serving.rings import Spec
+from controller.core.serving.serving import STRATEGY, Serving, Target
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 

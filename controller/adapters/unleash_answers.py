@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from controller.core.errors import ControllerError
-from controller.core.serving import Serving, Target
-from controller.core.serving_reads import Strategy, would_serve
-from controller.core.serving_rings import constraint_of
+from controller.core.common.errors import ControllerError
+from controller.core.serving.reads import Strategy, would_serve
+from controller.core.serving.rings import constraint_of
+from controller.core.serving.serving import Serving, Target
 
 _Text = Annotated[str, Field(max_length=1000)]
 _Param = Annotated[str, Field(max_length=65_536)]

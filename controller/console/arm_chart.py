@@ -7,7 +7,7 @@ marked. Rates come from the recorded counts: errors per request and
 conversions per exposure. A latency quantile (p95, p99) comes from each arm's
 quantiles the gate saw, which points keep since they were recorded; for
 conversion value the history keeps no per-arm value, and the chart says so.
-Pure: a history read into :class:`~controller.core.views.RolloutHistory` in,
+Pure: a history read into :class:`~controller.core.reading.views.RolloutHistory` in,
 SVG out.
 """
 
@@ -27,9 +27,9 @@ from controller.console.charts import (
     WIDTH,
     Mark,
 )
-from controller.core.text import html_text
-from controller.core.views import HistoryPoint, RolloutHistory
-from controller.core.wording import decimals_for, metric_name
+from controller.core.common.text import html_text
+from controller.core.reading.views import HistoryPoint, RolloutHistory
+from controller.core.reading.wording import decimals_for, metric_name
 
 RATES = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
 """The metrics whose per-arm value the recorded counts give: part over whole."""

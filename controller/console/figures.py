@@ -8,8 +8,8 @@ numbers as a table. The console's rollout page and ``rolloutctl report --html``
 both build theirs with :func:`figures`, so they draw the same chart of a
 rollout, and stages are named as every other output names them
 (``stage 3/5 (25%)``). The history is a
-:class:`~controller.core.views.RolloutHistory`: the console's own, or one a
-report read over the network (:meth:`~controller.core.views.RolloutHistory.read`
+:class:`~controller.core.reading.views.RolloutHistory`: the console's own, or one a
+report read over the network (:meth:`~controller.core.reading.views.RolloutHistory.read`
 leaves out what breaks the contract).
 """
 
@@ -32,9 +32,9 @@ from controller.console.charts import (
     describe,
     guardrail_chart,
 )
-from controller.core.messages import Decision
-from controller.core.timestamps import as_datetime
-from controller.core.views import RolloutHistory
+from controller.core.common.timestamps import as_datetime
+from controller.core.reading.views import RolloutHistory
+from controller.core.wire.messages import Decision
 
 MAX_FIGURES = 20
 """A plan has a handful of guardrails; a history naming more is cut to this many."""

@@ -1,6 +1,6 @@
 """The console's pages: the list of rollouts, and the page shell around a live fragment.
 
-Pure: the read API's view models (:mod:`controller.core.views`) and the
+Pure: the read API's view models (:mod:`controller.core.reading.views`) and the
 published alerts in, HTML out. Every value that came from outside (flag
 names, reasons, rationales, alert summaries) passes through :func:`esc`; the
 pages load no script or style but the console's own, so a Content Security
@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from controller.core.headline import past_tolerance
-from controller.core.messages import Alert
-from controller.core.text import html_text
-from controller.core.timestamps import as_datetime
-from controller.core.views import HistoryPoint, RolloutRow, RolloutView
+from controller.core.common.text import html_text
+from controller.core.common.timestamps import as_datetime
+from controller.core.reading.headline import past_tolerance
+from controller.core.reading.views import HistoryPoint, RolloutRow, RolloutView
+from controller.core.wire.messages import Alert
 
 REFRESH_MS = 2000
 LIST_REFRESH_MS = 5000
@@ -36,7 +36,7 @@ HEALTH_TEXT = {
 
 
 def esc(value: object) -> str:
-    """Text for HTML content or a quoted attribute (see :mod:`controller.core.text`)."""
+    """Text for HTML content or a quoted attribute (see :mod:`controller.core.common.text`)."""
     return html_text(value)
 
 

@@ -3,7 +3,7 @@
 Pure: a :class:`RolloutPage` of typed views (the rollout's status and gate
 history, its decisions and alerts as published) in, an HTML fragment out.
 Stages are named as every output names them
-(:mod:`controller.core.wording`: ``stage 3/5 (25%)``); the raw evidence shown
+(:mod:`controller.core.reading.wording`: ``stage 3/5 (25%)``); the raw evidence shown
 under each decision keeps the published (0-based) ``stage`` field as it is on
 the wire. The charts are :mod:`controller.console.figures`', the same a
 written report draws.
@@ -27,14 +27,14 @@ from controller.console.pages import (
     phase_text,
     stage_text,
 )
-from controller.core.evidence_view import ArmLatency, Evidence, evidence, where_decided
-from controller.core.headline import verdict_line
-from controller.core.limits import comparison_text
-from controller.core.messages import Alert, CommandAction, Decision
-from controller.core.operator import applicable
-from controller.core.rollout import PauseReason, Phase
-from controller.core.views import RolloutHistory, RolloutView
-from controller.core.wording import advice_text, ms_text, quotable_rationale, stage_label
+from controller.core.machine.operator import applicable
+from controller.core.reading.evidence_view import ArmLatency, Evidence, evidence, where_decided
+from controller.core.reading.headline import verdict_line
+from controller.core.reading.views import RolloutHistory, RolloutView
+from controller.core.reading.wording import advice_text, ms_text, quotable_rationale, stage_label
+from controller.core.rollouts.rollout import PauseReason, Phase
+from controller.core.stats.limits import comparison_text
+from controller.core.wire.messages import Alert, CommandAction, Decision
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000

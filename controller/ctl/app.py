@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller import __version__
-from controller.core.messages import CommandAction
+from controller.core.wire.messages import CommandAction
 from controller.ctl import completion, ingest, targeting_args
 from controller.ctl.commands import (
     DEFAULT_KEY_DIR,

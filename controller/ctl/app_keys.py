@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core import signing
-from controller.core.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
-from controller.core.decoding import summarize
-from controller.core.messages import Decision
+from controller.core.trust import signing
+from controller.core.trust.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import Decision
 from controller.ctl import diagnosis, views
 from controller.ctl.commands import (
     ENV_KEY_ID,

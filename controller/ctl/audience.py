@@ -2,7 +2,7 @@
 
 The flag's state comes from the controller's ``GET /flags`` and the segments
 its rules name from ``GET /v1/segments/{name}``; the answer is
-:func:`controller.core.evaluation.evaluate`, the function the SDK and OFREP
+:func:`controller.core.wire.evaluation.evaluate`, the function the SDK and OFREP
 answer from, so it is what an app would serve. Beside the arm, the reason and
 the cohort, it shows each rule's truth for the context (true, false or
 unknown) and each ring's share, so an operator sees which ring reached the
@@ -22,15 +22,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from controller.core.audience import AudienceRule, Segment, conditions
-from controller.core.bucketing import BUCKETS, bucket
-from controller.core.evaluation import evaluate, rule_context
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.matching import Audience, Truth
-from controller.core.rule_text import to_text
-from controller.core.segment_messages import SegmentRecord
-from controller.core.segments import assemble
-from controller.core.views import FlagStates, FlagStateView
+from controller.core.reading.views import FlagStates, FlagStateView
+from controller.core.rules.audience import AudienceRule, Segment, conditions
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.matching import Audience, Truth
+from controller.core.rules.segments import assemble
+from controller.core.rules.text import to_text
+from controller.core.wire.bucketing import BUCKETS, bucket
+from controller.core.wire.evaluation import evaluate, rule_context
+from controller.core.wire.segment_messages import SegmentRecord
 from controller.ctl import diagnosis
 from controller.ctl.commands import UsageError, env_url, print_json
 from controller.ctl.exits import EXIT_FAILURE

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from controller.core import signing
-from controller.core.decoding import summarize
-from controller.core.errors import ConfigError, ControllerError
-from controller.core.messages import Command, CommandAction
-from controller.core.plan import Plan
-from controller.core.yamltext import dump_yaml
+from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.common.yamltext import dump_yaml
+from controller.core.rollouts.plan import Plan
+from controller.core.trust import signing
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import Command, CommandAction
 from controller.ctl.exits import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -164,7 +164,7 @@ async def send_command(
 
     The record's key is the flag's, or ``key`` for a command about no flag.
 
-    Raises :class:`~controller.core.errors.BrokerError` when the broker cannot be
+    Raises :class:`~controller.core.common.errors.BrokerError` when the broker cannot be
     reached or refuses it.
     """
     from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast

@@ -3,9 +3,9 @@
 The model is asked once, with the plan's JSON Schema constraining its reply
 (:func:`controller.adapters.llm.constrained_completion`: bounded in time and
 size, never raises). Its plan is printed only if it sets nothing the schema does not
-ask for (:func:`~controller.core.templates.shape_problem`), the plan model accepts it and
-:func:`controller.core.templates.review` finds it sane (no finding of
-:func:`controller.core.planlint.lint` either, not even a warning, and nothing below the
+ask for (:func:`~controller.core.drafting.templates.shape_problem`), the plan model accepts it and
+:func:`controller.core.drafting.templates.review` finds it sane (no finding of
+:func:`controller.core.rollouts.planlint.lint` either, not even a warning, and nothing below the
 risk's floor); otherwise the built-in
 template for the risk level is printed and stderr says why. Nothing is started:
 the output is YAML for ``rolloutctl start --plan``, after review.
@@ -21,10 +21,8 @@ from pathlib import Path
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.advice import untrusted
-from controller.core.errors import ConfigError
-from controller.core.plan import Plan, parse_plan
-from controller.core.templates import (
+from controller.core.common.errors import ConfigError
+from controller.core.drafting.templates import (
     DRAFT_SCHEMA,
     FROM_MODEL,
     RISKS,
@@ -35,6 +33,8 @@ from controller.core.templates import (
     review,
     shape_problem,
 )
+from controller.core.rollouts.advice import untrusted
+from controller.core.rollouts.plan import Plan, parse_plan
 from controller.ctl.commands import warn
 from controller.settings import LlmSettings, load_settings
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import ValidationError
 
-from controller.core.decoding import summarize
-from controller.core.errors import BrokerError, ConfigError
-from controller.core.messages import Alert
+from controller.core.common.errors import BrokerError, ConfigError
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import Alert
 from controller.ctl.webhook import Delivery, Webhook
 from controller.integrations.slack import (
     LEDGER_CAPACITY,

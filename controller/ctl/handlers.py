@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from controller.core import signing
-from controller.core.errors import ConfigError
-from controller.core.messages import CommandAction
-from controller.core.plan import DEFAULT_PLAN, Plan, load_plan
-from controller.core.planlint import Finding, errors, lint
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan
+from controller.core.rollouts.planlint import Finding, errors, lint
+from controller.core.trust import signing
+from controller.core.wire.messages import CommandAction
 from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import (
     ENV_ACTOR,

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core import signing
-from controller.core.decoding import summarize
-from controller.core.log_gaps import IngestCommand
+from controller.core.machine.log_gaps import IngestCommand
+from controller.core.trust import signing
+from controller.core.wire.decoding import summarize
 from controller.ctl import views
 from controller.ctl.commands import (
     ENV_KEY_ID,

@@ -3,7 +3,7 @@
 The report's facts go to the configured model as short sentences with the
 numbers written as the report writes them; its reply is constrained to
 ``{"narrative": "..."}`` and bounded like the advisor's. A sentence of it is
-kept only if :func:`controller.core.narrative.accepted` finds every number in
+kept only if :func:`controller.core.reading.narrative.accepted` finds every number in
 it among the facts; the report notes how many were dropped, and when none is
 left, as when the model does not answer, why there is no narrative.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.advice import untrusted
-from controller.core.narrative import NARRATIVE_SCHEMA, accepted, messages
+from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
+from controller.core.rollouts.advice import untrusted
 from controller.ctl.report_cells import count, number
 from controller.ctl.report_model import Report, StageReport
 from controller.settings import LlmSettings

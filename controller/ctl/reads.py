@@ -1,7 +1,7 @@
 """``rolloutctl status`` and ``rolloutctl watch``: looking, without changing anything.
 
 ``status`` reads the controller's HTTP API into its view models
-(:mod:`controller.core.views`) and prints the table or one rollout;
+(:mod:`controller.core.reading.views`) and prints the table or one rollout;
 ``watch`` follows the decisions and alerts topics and prints each message
 as it is published.
 """
@@ -20,8 +20,8 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from controller.adapters import http_client
-from controller.core.errors import ControllerError
-from controller.core.views import RolloutList, RolloutStatus
+from controller.core.common.errors import ControllerError
+from controller.core.reading.views import RolloutList, RolloutStatus
 from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import env_url, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION

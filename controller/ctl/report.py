@@ -1,10 +1,10 @@
 """A rollout's canary report, assembled from what the controller serves and publishes.
 
 Pure: :func:`build` takes the rollout's status (``/rollouts/{flag}``, a
-:class:`~controller.core.views.RolloutStatus`), its decisions (from
-``rollout.decisions``, each a :class:`~controller.core.messages.Decision`)
+:class:`~controller.core.reading.views.RolloutStatus`), its decisions (from
+``rollout.decisions``, each a :class:`~controller.core.wire.messages.Decision`)
 and, when the controller serves it, its gate history (``/rollouts/{flag}/history``,
-a :class:`~controller.core.views.RolloutHistory`), and returns the report's
+a :class:`~controller.core.reading.views.RolloutHistory`), and returns the report's
 data (:mod:`controller.ctl.report_model`). The stages and their numbers are
 :mod:`controller.ctl.report_stages`'; the gate history becomes one figure per
 guardrail over the whole rollout (:func:`controller.console.figures.figures`:
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.console.figures import Figure, figures
-from controller.core.evidence_view import Evidence, ReadDecision, evidence
-from controller.core.headline import verdict_line
-from controller.core.messages import Decision, decision_or_alert
-from controller.core.timestamps import iso_or_none
-from controller.core.views import RolloutHistory, RolloutStatus
-from controller.core.wording import advice_text
+from controller.core.common.timestamps import iso_or_none
+from controller.core.reading.evidence_view import Evidence, ReadDecision, evidence
+from controller.core.reading.headline import verdict_line
+from controller.core.reading.views import RolloutHistory, RolloutStatus
+from controller.core.reading.wording import advice_text
+from controller.core.wire.messages import Decision, decision_or_alert
 from controller.ctl.report_model import DecisionRow, Report
 from controller.ctl.report_moves import iso, triggers_fired, windows_waited
 from controller.ctl.report_stages import stages

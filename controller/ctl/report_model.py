@@ -1,9 +1,9 @@
 """What a canary report holds: its stages, decisions, charts and notes, ready to render.
 
 Plain data, built by :func:`controller.ctl.report.build` from the typed
-inputs (the rollout's :class:`~controller.core.views.RolloutStatus`, its
-:class:`~controller.core.messages.Decision` messages and its
-:class:`~controller.core.views.RolloutHistory`) and rendered by
+inputs (the rollout's :class:`~controller.core.reading.views.RolloutStatus`, its
+:class:`~controller.core.wire.messages.Decision` messages and its
+:class:`~controller.core.reading.views.RolloutHistory`) and rendered by
 :mod:`controller.ctl.report_render` as Markdown or HTML, or printed as JSON
 (``rolloutctl report --json``: these fields, in this order). The charts are
 the console's :class:`~controller.console.figures.Figure`, so the report

@@ -10,7 +10,7 @@ Pure, from the rollout's decisions (#28):
   warn or rollback, a stage past its ``max_duration``) is a trigger fired,
   with the trigger, the action and the policy entry that chose it.
 
-The evidence is read part by part (:mod:`controller.core.evidence_view`): a
+The evidence is read part by part (:mod:`controller.core.reading.evidence_view`): a
 part of the wrong shape is a blank, never an error.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.evidence_view import PolicyEntry, ReadDecision
-from controller.core.timestamps import as_datetime
+from controller.core.common.timestamps import as_datetime
+from controller.core.reading.evidence_view import PolicyEntry, ReadDecision
 
 WAIT = "wait"
 POLICY = "policy"

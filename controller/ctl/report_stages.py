@@ -4,7 +4,7 @@ Pure. Each stage's numbers are those of the gate decision that ended it,
 copied from that decision's evidence as they are, so the report says exactly
 what the controller decided on; a stage still running shows the gate's
 current view (the status's evidence). The evidence is read part by part
-(:class:`~controller.core.evidence_view.Evidence`): an odd part costs a blank
+(:class:`~controller.core.reading.evidence_view.Evidence`): an odd part costs a blank
 cell, never the report.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.evidence_view import (
+from controller.core.reading.evidence_view import (
     ArmLatency,
     ArmTally,
     Evidence,
@@ -21,10 +21,10 @@ from controller.core.evidence_view import (
     ReadDecision,
     SrmCheck,
 )
-from controller.core.limits import comparison_text
-from controller.core.messages import Decision
-from controller.core.views import RolloutStatus
-from controller.core.wording import position_label
+from controller.core.reading.views import RolloutStatus
+from controller.core.reading.wording import position_label
+from controller.core.stats.limits import comparison_text
+from controller.core.wire.messages import Decision
 from controller.ctl.report_model import (
     Arm,
     GuardrailResult,

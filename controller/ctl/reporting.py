@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
-from controller.core.errors import ConfigError, ControllerError
-from controller.core.views import RolloutStatus
+from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.reading.views import RolloutStatus
 from controller.ctl import diagnosis, narrating, report, report_render
 from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE

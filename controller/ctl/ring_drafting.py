@@ -2,7 +2,7 @@
 
 The model is asked once, as for a rule (the same form, catalogue lines and
 bounded exchange, :mod:`controller.ctl.rule_drafting`), for the rollout's
-rings in the shape of :mod:`controller.core.ring_form`: each ring an audience
+rings in the shape of :mod:`controller.core.drafting.ring_form`: each ring an audience
 in the flat form, or everyone, and the percent of it served. The rings become
 the stages of a real plan (checked to widen, no ring repeated), each ring's
 rule is linted against the catalogue, and the rings are previewed on example
@@ -21,8 +21,7 @@ import asyncio
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.advice import untrusted
-from controller.core.ring_form import (
+from controller.core.drafting.ring_form import (
     RING_LIMITS,
     DraftRing,
     RingDraft,
@@ -30,8 +29,9 @@ from controller.core.ring_form import (
     rings_in,
     rings_schema,
 )
-from controller.core.rule_lint import Catalogue, errors
-from controller.core.templates import FROM_MODEL, plan_yaml
+from controller.core.drafting.rule_lint import Catalogue, errors
+from controller.core.drafting.templates import FROM_MODEL, plan_yaml
+from controller.core.rollouts.advice import untrusted
 from controller.ctl.commands import warn
 from controller.ctl.drafting import model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK

@@ -1,13 +1,13 @@
 """``rolloutctl rule draft``: an audience rule drafted by the configured model, for review.
 
 The model is asked once for the rule in a flat JSON form its reply format is
-constrained to (:mod:`controller.core.rule_form`: the catalogue's attributes
+constrained to (:mod:`controller.core.drafting.rule_form`: the catalogue's attributes
 and the operators enumerated), with the team's attribute catalogue in the
 prompt; the exchange is bounded as ``plan draft``'s is
 (:func:`controller.adapters.llm.constrained_completion`). The reply becomes a
 rule of the rule model (the text form in ``{"rule": "…"}`` and the wire's JSON
 form are taken too), linted against the catalogue and previewed on example contexts
-(:mod:`controller.core.rule_lint`). A reply that is not a rule is an error
+(:mod:`controller.core.drafting.rule_lint`). A reply that is not a rule is an error
 naming why (exit 1), as is a rule with lint errors, which is still printed
 for a person to fix. Nothing is applied: a rule reaches the controller only
 in a plan an operator starts with a signed command. ``--rings`` drafts a ring
@@ -29,11 +29,9 @@ import orjson
 from pydantic import ValidationError
 
 from controller.adapters.llm import constrained_completion
-from controller.core.advice import untrusted
-from controller.core.audience import AudienceRule
-from controller.core.errors import ConfigError
-from controller.core.rule_form import draft_schema, from_form, is_form
-from controller.core.rule_lint import (
+from controller.core.common.errors import ConfigError
+from controller.core.drafting.rule_form import draft_schema, from_form, is_form
+from controller.core.drafting.rule_lint import (
     Catalogue,
     Finding,
     Preview,
@@ -43,7 +41,9 @@ from controller.core.rule_lint import (
     preview,
     preview_findings,
 )
-from controller.core.rule_text import RuleSyntaxError, parse, to_text
+from controller.core.rollouts.advice import untrusted
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.text import RuleSyntaxError, parse, to_text
 from controller.ctl.commands import warn
 from controller.ctl.drafting import add_model_arguments, model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK

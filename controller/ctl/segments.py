@@ -2,7 +2,7 @@
 
 ``put NAME --rule TEXT`` sends one signed command; ``put NAME --ids-file FILE``
 reads unit ids (one per line; blank lines and surrounding spaces ignored),
-packs them (:func:`controller.core.segments.pack`: sorted, without
+packs them (:func:`controller.core.rules.segments.pack`: sorted, without
 duplicates, in gzip parts of at most 128 KiB of text) and sends one signed
 command per part, all sharing the upload's id, size and SHA-256, in order
 under the key ``segment:<name>``; the controller decides once the last part
@@ -24,12 +24,12 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from controller.core import signing
-from controller.core.decoding import summarize
-from controller.core.messages import Decision
-from controller.core.rule_text import parse, to_text
-from controller.core.segment_messages import SegmentCommand, SegmentRecord, decision_key
-from controller.core.segments import MAX_ID_CHARS, MAX_IDS, pack
+from controller.core.rules.segments import MAX_ID_CHARS, MAX_IDS, pack
+from controller.core.rules.text import parse, to_text
+from controller.core.trust import signing
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import Decision
+from controller.core.wire.segment_messages import SegmentCommand, SegmentRecord, decision_key
 from controller.ctl import diagnosis, steering, views
 from controller.ctl.commands import PROG, UsageError, encode_command, env_url, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED

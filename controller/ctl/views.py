@@ -1,9 +1,9 @@
 """Text views for operators: the status table, one rollout in detail, decision lines.
 
 Pure functions of what the controller serves (``/rollouts``, read into
-:class:`~controller.core.views.RolloutStatus`) and publishes (a
-:class:`~controller.core.messages.Decision` or an
-:class:`~controller.core.messages.Alert`), so ``rolloutctl`` output is
+:class:`~controller.core.reading.views.RolloutStatus`) and publishes (a
+:class:`~controller.core.wire.messages.Decision` or an
+:class:`~controller.core.wire.messages.Alert`), so ``rolloutctl`` output is
 testable without a terminal. A gate's ``evidence`` stays an open object and is
 read defensively, as every version served it.
 """
@@ -14,24 +14,24 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.evidence_view import (
+from controller.core.common.text import displayable
+from controller.core.common.timestamps import as_datetime
+from controller.core.reading.evidence_view import (
     ArmLatency,
     ArmTally,
     Evidence,
     GuardrailTest,
     where_decided,
 )
-from controller.core.limits import comparison_text
-from controller.core.messages import Alert, Decision
-from controller.core.text import displayable
-from controller.core.timestamps import as_datetime
-from controller.core.views import RolloutStatus
-from controller.core.wording import (
-    COMPLETION_SERVES,
+from controller.core.reading.views import RolloutStatus
+from controller.core.reading.wording import (
     amount_text,
     percent_text,
     quantity_text,
 )
+from controller.core.rollouts.planlint import COMPLETION_SERVES
+from controller.core.stats.limits import comparison_text
+from controller.core.wire.messages import Alert, Decision
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 

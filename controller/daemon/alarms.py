@@ -13,8 +13,8 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.errors import ControllerError
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import ControllerError
+from controller.core.rollouts.rollout import RaiseAlert
 from controller.daemon.rendering import render_alert
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import Outputs

@@ -2,7 +2,7 @@
 
 The command intake hands each ``app_key`` command here. The order is the
 rollouts service's (see :mod:`controller.daemon.rollouts`): load the book,
-decide (:func:`controller.core.app_keys.decide`), save the change with its
+decide (:func:`controller.core.trust.app_keys.decide`), save the change with its
 decision in one compare-and-set, then publish the decision and wait for the
 broker. A crash or a broker error after the save makes the intake retry the
 command: the store answers the decision saved for its id, which is published
@@ -29,9 +29,9 @@ import orjson
 import structlog
 
 from controller.adapters.redis.app_keys import AppKeyStore
-from controller.core import app_keys
-from controller.core.app_keys import AppKey, AppKeyCommand
-from controller.core.errors import ControllerError
+from controller.core.common.errors import ControllerError
+from controller.core.trust import app_keys
+from controller.core.trust.app_keys import AppKey, AppKeyCommand
 from controller.daemon.keyring import Keyring
 from controller.ports import Outputs
 

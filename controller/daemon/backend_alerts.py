@@ -16,8 +16,8 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.errors import ControllerError
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import ControllerError
+from controller.core.rollouts.rollout import RaiseAlert
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.rendering import render_alert
 from controller.ports import Outputs

@@ -29,11 +29,11 @@ from typing import Any
 
 import structlog
 
-from controller.core.errors import ConfigError, ControllerError
-from controller.core.health import drift_alerted
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
-from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.machine.health import drift_alerted
+from controller.core.rollouts.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.serving.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.backend_alerts import BackendAlerts
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.slots import PrioritySlots

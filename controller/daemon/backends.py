@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from controller.core.errors import ControllerError, StoreError
+from controller.core.common.errors import ControllerError, StoreError
 from controller.daemon.backend_alerts import BackendAlerts
 from controller.daemon.backend_writes import Apply, FlagSync, SegmentSource
 from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics

@@ -8,7 +8,7 @@ per-record path (:meth:`EventDecoder.decode`), which classifies each
 rejection and is the reference both paths answer to. Either way events are
 folded in record order, so the float sums, and therefore what Redis stores,
 are the same to the last bit whichever path a record took. Both paths fold
-an event id once per delta (:class:`~controller.core.folding.Seen`); a
+an event id once per delta (:class:`~controller.core.stats.folding.Seen`); a
 refold names the ids the store already counted, which are skipped too.
 """
 
@@ -19,8 +19,8 @@ from operator import attrgetter
 
 import structlog
 
-from controller.core.decoding import EventDecoder, InEvent, Rejection
-from controller.core.folding import PartitionDelta, Seen, fold
+from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.wire.decoding import EventDecoder, InEvent, Rejection
 from controller.daemon.partitions import Owned
 from controller.ports import DeadLetter, Record
 

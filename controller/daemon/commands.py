@@ -1,9 +1,9 @@
 """The command intake: records of the commands and monitors topics, into the rollouts service.
 
-Each record is bounded (:data:`~controller.core.commands.MAX_CONTROL_BYTES`),
+Each record is bounded (:data:`~controller.core.machine.commands.MAX_CONTROL_BYTES`),
 parsed, and, when it breaks the contract, dead-lettered. A monitor alert
 becomes a monitor input for every flag mapped to that monitor. A command is
-authenticated (:mod:`controller.core.commands`: a known operator key and a
+authenticated (:mod:`controller.core.machine.commands`: a known operator key and a
 valid Ed25519 signature, a timestamp within the freshness window, a command
 id not applied before, a plan that can work) and reaches the service as the
 command or as its refusal, which the machine records as a rejected decision.
@@ -33,14 +33,15 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core import app_keys, commands, log_gaps
-from controller.core.app_keys import AppKeyCommand
-from controller.core.commands import MAX_CONTROL_BYTES
-from controller.core.decoding import summarize
-from controller.core.log_gaps import IngestCommand
-from controller.core.messages import Command, MonitorAlert
-from controller.core.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
-from controller.core.segment_messages import SegmentCommand
+from controller.core.machine import commands, log_gaps
+from controller.core.machine.commands import MAX_CONTROL_BYTES
+from controller.core.machine.log_gaps import IngestCommand
+from controller.core.rollouts.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
+from controller.core.trust import app_keys
+from controller.core.trust.app_keys import AppKeyCommand
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import Command, MonitorAlert
+from controller.core.wire.segment_messages import SegmentCommand
 from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.containment import Containment, Retry
 from controller.daemon.ingest_commands import IngestCommands

@@ -22,7 +22,7 @@ from controller.adapters.kafka import (
     topic_names,
 )
 from controller.adapters.redis.aggregates import RedisAggregateStore
-from controller.core.errors import BrokerUnavailable
+from controller.core.common.errors import BrokerUnavailable
 from controller.daemon.closing import Closing
 from controller.daemon.engine import Ownership
 from controller.daemon.ingest import Ingest

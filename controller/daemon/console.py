@@ -22,21 +22,21 @@ import structlog
 from controller.console import pages, rollout
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage
-from controller.core import history
-from controller.core.errors import StoreError
-from controller.core.gate import describe
-from controller.core.messages import Alert, Decision, decision_or_alert
-from controller.core.plan import Plan
-from controller.core.rollout import Rollout
-from controller.core.rule_text import to_text
-from controller.core.views import (
+from controller.core.common.errors import StoreError
+from controller.core.machine.gate import describe
+from controller.core.reading import history
+from controller.core.reading.views import (
     HistoryPoint,
     RolloutHistory,
     RolloutRow,
     RolloutStatus,
     StageHistory,
 )
-from controller.core.windows import Window
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.rollout import Rollout
+from controller.core.rollouts.windows import Window
+from controller.core.rules.text import to_text
+from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.console")

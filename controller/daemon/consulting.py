@@ -24,9 +24,9 @@ from typing import Any
 
 import structlog
 
-from controller.core.advice import Unavailable
-from controller.core.gate import evaluate
-from controller.core.rollout import (
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.advice import Unavailable
+from controller.core.rollouts.rollout import (
     GateInput,
     Input,
     OpinionInput,

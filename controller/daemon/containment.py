@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from controller.core.decoding import RejectReason
-from controller.core.errors import ControllerError
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import ControllerError
+from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.wire.decoding import RejectReason
 from controller.daemon.metrics import Metrics
 from controller.daemon.rendering import render_alert
 from controller.ports import DeadLetter, DeadLetters, Outputs, Record

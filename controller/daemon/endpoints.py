@@ -25,9 +25,9 @@ from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import is_loopback
-from controller.core.app_keys import AppKey, Policy
-from controller.core.errors import ControllerError
-from controller.core.signing import StateSigner
+from controller.core.common.errors import ControllerError
+from controller.core.trust.app_keys import AppKey, Policy
+from controller.core.trust.signing import StateSigner
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.broker_watch import BrokerWatch
 from controller.daemon.console import ConsoleData

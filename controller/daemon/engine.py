@@ -4,7 +4,7 @@
 rollout (load → ``machine.step`` → save with its outbox → publish), for every
 input, refusals included. Two thin loops feed it:
 :class:`~controller.daemon.commands.CommandIntake` (commands and monitor
-alerts, authenticated by :mod:`controller.core.commands`) and
+alerts, authenticated by :mod:`controller.core.machine.commands`) and
 :class:`~controller.daemon.gates.GateLoop` (verdicts and timers; the advisor
 is asked off the loop by :mod:`~controller.daemon.consulting`).
 :mod:`~controller.daemon.containment` confines what fails for good to the one
@@ -26,7 +26,7 @@ import structlog
 
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core.windows import Window
+from controller.core.rollouts.windows import Window
 from controller.daemon.app_keys import AppKeyCommands
 from controller.daemon.commands import CommandIntake
 from controller.daemon.consulting import Consultations

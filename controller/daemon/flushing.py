@@ -21,10 +21,10 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from controller.core.decoding import MAX_DETAIL_CHARS, RejectReason
-from controller.core.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.folding import PartitionDelta
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.stats.folding import PartitionDelta
+from controller.core.wire.decoding import MAX_DETAIL_CHARS, RejectReason
 from controller.daemon.batches import Folder, Work
 from controller.daemon.metrics import Metrics
 from controller.daemon.partitions import Owned, Partitions

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.core.aggregates import FlagAggregates
-from controller.core.errors import StoreError
-from controller.core.gate import evaluate
-from controller.core.rollout import GateInput, Input, Phase, Rollout, TickInput
+from controller.core.common.errors import StoreError
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.rollout import GateInput, Input, Phase, Rollout, TickInput
+from controller.core.stats.aggregates import FlagAggregates
 from controller.daemon.consulting import Consultations
 from controller.daemon.containment import Containment, Retry
 from controller.daemon.history import Recorder

@@ -8,8 +8,8 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from controller.core.plan_parts import Metric
-from controller.core.rollout import Verdict
+from controller.core.rollouts.plan_parts import Metric
+from controller.core.rollouts.rollout import Verdict
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))
 """The only ``metric`` label values: the plan's fixed set, whatever evidence says."""

@@ -1,7 +1,7 @@
 """Recording the gate history: thinned gate points, and the decisions and alerts published.
 
 The history is for people looking back, so it must never cost a gate: the
-decision to keep a point is taken in memory (:func:`controller.core.history.due`
+decision to keep a point is taken in memory (:func:`controller.core.reading.history.due`
 against the last point kept per flag), and a store that fails is logged and
 counted, never raised into the engine. After a restart the first gate of each
 flag is kept again, which costs one point.
@@ -14,9 +14,9 @@ from datetime import datetime
 
 import structlog
 
-from controller.core import history
-from controller.core.errors import ControllerError
-from controller.core.rollout import Rollout, Verdict
+from controller.core.common.errors import ControllerError
+from controller.core.reading import history
+from controller.core.rollouts.rollout import Rollout, Verdict
 from controller.ports import GateHistory, OutboxMessage
 from controller.settings import HistorySettings, TopicSettings
 

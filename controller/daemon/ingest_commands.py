@@ -18,8 +18,8 @@ import orjson
 import structlog
 
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core import log_gaps
-from controller.core.log_gaps import IngestCommand
+from controller.core.machine import log_gaps
+from controller.core.machine.log_gaps import IngestCommand
 from controller.daemon.keyring import Keyring
 from controller.ports import Outputs
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from controller.core.decoding import summarize
-from controller.core.messages import MonitorAlert
+from controller.core.wire.decoding import summarize
+from controller.core.wire.messages import MonitorAlert
 from controller.daemon.metrics import Metrics
 from controller.integrations.monitors import (
     Intake,

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core import signing
-from controller.core.errors import ControllerError
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import ControllerError
+from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.trust import signing
 from controller.daemon.rendering import render_alert
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import Outputs

@@ -8,7 +8,7 @@ out-of-range fetch); its topic's partition count when it is claimed. A
 partition whose log ends before the stored offset, or whose topic has fewer
 partitions than recorded, is *held*: paused, recorded in
 Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
-``ingest`` command chooses how it resumes (:mod:`controller.core.log_gaps`).
+``ingest`` command chooses how it resumes (:mod:`controller.core.machine.log_gaps`).
 The owner polls Redis for that choice, since the command may reach any
 instance, and resumes the partition where the choice says, the stored offset
 set there atomically with the owner's fencing epoch.
@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import structlog
 
-from controller.core.log_gaps import LogGap, gap_of, resume_offset
-from controller.core.rollout import RaiseAlert
+from controller.core.machine.log_gaps import LogGap, gap_of, resume_offset
+from controller.core.rollouts.rollout import RaiseAlert
 from controller.ports import EventSource, HeldPartitions
 
 log = structlog.get_logger("controller.daemon.ingest")

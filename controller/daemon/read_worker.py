@@ -26,9 +26,9 @@ import orjson
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.signing import StateSigner
-from controller.core.views import FlagStates, FlagStateView, RolloutList
-from controller.core.windows import Window
+from controller.core.reading.views import FlagStates, FlagStateView, RolloutList
+from controller.core.rollouts.windows import Window
+from controller.core.trust.signing import StateSigner
 from controller.daemon.rendering import flag_state_fields
 from controller.daemon.signed import signed_states
 from controller.daemon.status import StatusView, readable

@@ -27,10 +27,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from controller.core.errors import ControllerError
-from controller.core.machine import step
-from controller.core.rollout import CommandInput, GateInput, Input, Rollout, TickInput
-from controller.core.windows import Window
+from controller.core.common.errors import ControllerError
+from controller.core.machine.machine import step
+from controller.core.rollouts.rollout import CommandInput, GateInput, Input, Rollout, TickInput
+from controller.core.rollouts.windows import Window
 from controller.daemon.history import Recorder
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox

@@ -1,6 +1,6 @@
 """The segment service: operators' segment commands into Redis, the segments topic and audit.
 
-A :class:`~controller.core.segment_messages.SegmentCommand` is authenticated
+A :class:`~controller.core.wire.segment_messages.SegmentCommand` is authenticated
 like every command (a known operator key, a valid signature, a timestamp
 within the freshness window); then:
 
@@ -8,7 +8,7 @@ within the freshness window); then:
 * ``put`` with one part of an id list: the part is checked and kept (Redis,
   for ``segments.upload_ttl``) until the upload's last part arrives; then the
   parts are assembled and checked against the list's count and SHA-256
-  (:func:`~controller.core.segments.assemble`), and the list is the next version;
+  (:func:`~controller.core.rules.segments.assemble`), and the list is the next version;
 * ``delete``: the segment is gone; its version is kept, so a later put goes on counting.
 
 The order of a change: save (one Redis script: the record with its parts),
@@ -36,19 +36,19 @@ import orjson
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core import commands
-from controller.core.audience import AudienceRule
-from controller.core.errors import ControllerError
-from controller.core.held_segments import MAX_HELD_SEGMENTS, HeldSegments
-from controller.core.messages import Decision
-from controller.core.segment_messages import (
+from controller.core.common.errors import ControllerError
+from controller.core.machine import commands
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.held_segments import MAX_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.segments import MAX_PARTS, assemble, unpack
+from controller.core.trust.signing import StateSigner
+from controller.core.wire.messages import Decision
+from controller.core.wire.segment_messages import (
     SegmentCommand,
     decision_key,
     part_key,
     signed_bytes,
 )
-from controller.core.segments import MAX_PARTS, assemble, unpack
-from controller.core.signing import StateSigner
 from controller.ports import CommandSeen, Segments, StoredSegment, ValueOutputs
 from controller.settings import TopicSettings
 

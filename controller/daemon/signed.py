@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import structlog
 
-from controller.core import signing
-from controller.core.errors import ConfigError
-from controller.core.signing import StateSigner
+from controller.core.common.errors import ConfigError
+from controller.core.trust import signing
+from controller.core.trust.signing import StateSigner
 from controller.ports import Outputs
 from controller.settings import SigningSettings
 

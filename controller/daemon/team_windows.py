@@ -3,16 +3,16 @@
 The settings name the file, not the windows: ``controller.settings`` ships in
 the app SDK's wheel, which must not carry the calendar (python-dateutil, the
 recurrence rules), so the windows are read here, by the daemon, and checked
-as a plan's are (:func:`controller.core.windows.read_team_windows`).
+as a plan's are (:func:`controller.core.rollouts.windows.read_team_windows`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from controller.core.errors import ConfigError
-from controller.core.windows import Window, read_team_windows
-from controller.core.yamltext import MAX_YAML_BYTES
+from controller.core.common.errors import ConfigError
+from controller.core.common.yamltext import MAX_YAML_BYTES
+from controller.core.rollouts.windows import Window, read_team_windows
 
 
 def read_windows_file(path: Path | None) -> tuple[Window, ...]:

@@ -33,8 +33,8 @@ from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.signing import StateSigner
-from controller.core.windows import Window
+from controller.core.rollouts.windows import Window
+from controller.core.trust.signing import StateSigner
 from controller.daemon.alarms import Alarms
 from controller.daemon.app_keys import KeyBook
 from controller.daemon.backends import BackendSync, NudgingOutputs

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.adapters.http_client import answers_ok
-from controller.core import signing
-from controller.core.yamltext import dump_yaml
+from controller.core.common.yamltext import dump_yaml
+from controller.core.trust import signing
 from controller.ctl.commands import write_private_key
 from controller.demo.devstate import STOP_ORDER, DevState, Process, forget, stop
 from controller.dev.broker import start_embedded_broker

@@ -35,10 +35,10 @@ from typing import IO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
-from controller.core import signing
-from controller.core.errors import ControllerError
-from controller.core.wording import SMALL_MODEL_NOTE, too_small
-from controller.core.yamltext import dump_yaml
+from controller.core.common.errors import ControllerError
+from controller.core.common.yamltext import dump_yaml
+from controller.core.reading.wording import SMALL_MODEL_NOTE, too_small
+from controller.core.trust import signing
 from controller.ctl.commands import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions

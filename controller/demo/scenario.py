@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from controller.core.limits import Limits
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Limits, Stage
+from controller.core.wire.messages import Arm
 
 KEY_ID = "demo-operator"
 FLAG_STATE_KEY_ID = "demo-controller"

@@ -17,8 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.evidence_view import Evidence
-from controller.core.wording import (
+from controller.core.reading.evidence_view import Evidence
+from controller.core.reading.wording import (
     INCOHERENT,
     advice_text,
     advisor_name,

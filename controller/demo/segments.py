@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.core.matching import SegmentLookup
+from controller.core.rules.matching import SegmentLookup
 from controller.ctl.segments import commands_for, send, signer
 from controller.demo.scenario import ACTOR, KEY_ID, SEGMENTS
 from controller.sdk.segments import SegmentBook

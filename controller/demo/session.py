@@ -9,7 +9,7 @@ apps first, then the watcher, the emitter (which flushes) and the clients.
 
 Each snapshot is computed as the controller computes it: the flag's rollout
 state from Redis, the aggregates of its current stage, and the pure gate
-:func:`~controller.core.gate.evaluate` on them, so the error rates and the
+:func:`~controller.core.machine.gate.evaluate` on them, so the error rates and the
 sequential bound on screen are the ones the next gate decides on.
 """
 
@@ -30,8 +30,8 @@ from controller.adapters.http_client import answers_ok_async
 from controller.adapters.kafka import delete_topics
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.errors import ControllerError
-from controller.core.gate import evaluate
+from controller.core.common.errors import ControllerError
+from controller.core.machine.gate import evaluate
 from controller.ctl.commands import send_command, signed_command
 from controller.demo.apps import SimulatedApps
 from controller.demo.options import DemoOptions

@@ -1,7 +1,7 @@
 """The demo's state at one instant, as plain data: what the view renders.
 
 Pure. :func:`flag_view` combines a flag's rollout (from Redis), the gate's
-verdict on its current stage (the pure :func:`controller.core.gate.evaluate`
+verdict on its current stage (the pure :func:`controller.core.machine.gate.evaluate`
 run on the aggregates just read) and what the controller published about it.
 :func:`run_outcome` says whether the run showed what it should.
 """
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.core.limits import comparison_text
-from controller.core.plan import Plan
-from controller.core.rollout import Phase, Rollout, Verdict
-from controller.core.rule_text import to_text
-from controller.core.wording import percent_text, quotable_rationale
+from controller.core.reading.wording import percent_text, quotable_rationale
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.rollout import Phase, Rollout, Verdict
+from controller.core.rules.text import to_text
+from controller.core.stats.limits import comparison_text
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 

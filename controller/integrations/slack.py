@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from controller.core.messages import Alert
-from controller.core.text import displayable
-from controller.core.timestamps import as_datetime
-from controller.core.wording import guardrail_text, label_of
+from controller.core.common.text import displayable
+from controller.core.common.timestamps import as_datetime
+from controller.core.reading.wording import guardrail_text, label_of
+from controller.core.wire.messages import Alert
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -34,7 +34,7 @@ MAX_VALUE_CHARS = 200
 def escape_mrkdwn(text: str) -> str:
     """``text`` with ``& < >`` escaped, so it cannot form Slack links or mentions.
 
-    Control and bidirectional characters are replaced first (:mod:`controller.core.text`).
+    Control and bidirectional characters are replaced first (:mod:`controller.core.common.text`).
     """
     return displayable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -4,7 +4,7 @@ Shared by the daemon's Kafka adapter (:mod:`controller.adapters.kafka`) and
 the app SDK's transport (:mod:`controller.sdk.transport`), and shipped in the
 SDK's own distribution. Everything that calls aiokafka does so inside
 :func:`translated`, so the rooms above handle
-:class:`~controller.core.errors.BrokerError` only and never import aiokafka.
+:class:`~controller.core.common.errors.BrokerError` only and never import aiokafka.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
-from controller.core.errors import BrokerError, BrokerUnavailable, MessageTooLarge
+from controller.core.common.errors import BrokerError, BrokerUnavailable, MessageTooLarge
 from controller.kit.lifecycle import Lifecycle
 
 BROKER_FAILURES = (KafkaError, OSError)

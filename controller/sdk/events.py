@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.core.errors import BrokerError
-from controller.core.message_fields import SCHEMA_VERSION
-from controller.core.messages import Arm
-from controller.core.targeting import Cohort
+from controller.core.common.errors import BrokerError
+from controller.core.common.message_fields import SCHEMA_VERSION
+from controller.core.rules.targeting import Cohort
+from controller.core.wire.messages import Arm
 from controller.kit.backoff import retry_backoff
 from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome

@@ -16,10 +16,10 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
-from controller.core.flagstates import Verdict, supersedes
-from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.messages import Arm, FlagState
+from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.wire.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
+from controller.core.wire.flagstates import Verdict, supersedes
+from controller.core.wire.messages import Arm, FlagState
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.segments import SegmentFollower
 from controller.sdk.transport import TopicFeed
@@ -44,7 +44,7 @@ class FlagBook:
     With ``keys`` (key id -> base64 Ed25519 public key of the controller) a
     state is held only with a valid signature by one of them; the others are
     counted in ``rejected`` and logged. Which state replaces which follows
-    :func:`controller.core.flagstates.supersedes`; a state that serves
+    :func:`controller.core.wire.flagstates.supersedes`; a state that serves
     control replacing a higher version (books that do not verify) is
     counted in ``overridden``.
     """
@@ -105,7 +105,7 @@ class FlagBook:
         Unknown flags and flags that are inactive, rolled back or killed serve
         control with flag version 0, and so does a unit that cannot be bucketed
         (empty, over 256 characters, or not valid Unicode): never raises here.
-        See :func:`controller.core.evaluation.evaluate`.
+        See :func:`controller.core.wire.evaluation.evaluate`.
         """
         evaluation = self.evaluate(flag, unit, attributes)
         return evaluation.arm, evaluation.version
@@ -122,7 +122,7 @@ class FlagBook:
         ``default`` when the flag is unknown, the unit cannot be evaluated, or
         the flag's values are not of the default's type (``"v1"`` asks for a
         string, ``0`` for a number, ``{}`` for an object, ``False`` for a
-        boolean). See :meth:`~controller.core.evaluation.Evaluation.value_or`.
+        boolean). See :meth:`~controller.core.wire.evaluation.Evaluation.value_or`.
         """
         return self.evaluate(flag, unit, attributes).value_or(default)
 

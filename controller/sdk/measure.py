@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from controller.core.evaluation import NO_ATTRIBUTES, Evaluation, Reason
-from controller.core.message_fields import MAX_LATENCY_MS
-from controller.core.messages import Arm, FlagState
-from controller.core.targeting import Cohort
+from controller.core.common.message_fields import MAX_LATENCY_MS
+from controller.core.rules.targeting import Cohort
+from controller.core.wire.evaluation import NO_ATTRIBUTES, Evaluation, Reason
+from controller.core.wire.messages import Arm, FlagState
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener

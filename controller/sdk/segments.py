@@ -1,16 +1,16 @@
 """Segments in the app: the ids and rules that audience rules name, held in memory.
 
-:class:`SegmentBook` is the :class:`~controller.core.matching.SegmentLookup`
+:class:`SegmentBook` is the :class:`~controller.core.rules.matching.SegmentLookup`
 that an app's rules ask: ``member(name, value)`` is one lookup in a
 ``frozenset`` of the segment's ids, and ``None`` (unknown) for a segment the
 book does not hold (never seen, deleted, not yet complete, refused) and for a
 rule segment, whose membership depends on the whole context:
 :meth:`SegmentBook.matches` answers that, and rules ask it when ``member`` is
-unknown (:mod:`controller.core.matching`).
+unknown (:mod:`controller.core.rules.matching`).
 
 A segment is held only whole: its record (:class:`SegmentRecord`) and every
 part of its id list, assembled and checked against the record's count and
-SHA-256 (:func:`controller.core.segments.assemble`); with ``keys`` only a
+SHA-256 (:func:`controller.core.rules.segments.assemble`); with ``keys`` only a
 record the controller signed. Until a newer version is complete the older one
 keeps answering, so a replacement never leaves a gap. Parts arrive before or
 after their record, in any order (they are different keys of the topic, on
@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 import orjson
 from pydantic import ValidationError
 
-from controller.core.matching import Audience, Context
-from controller.core.segment_messages import SegmentPart, SegmentRecord, signed_bytes
-from controller.core.segments import assemble
+from controller.core.rules.matching import Audience, Context
+from controller.core.rules.segments import assemble
+from controller.core.wire.segment_messages import SegmentPart, SegmentRecord, signed_bytes
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier

@@ -3,7 +3,7 @@
 The SDK does not use the daemon's adapters, so that apps pull in neither
 Redis nor the daemon's logging. Its Kafka clients share the adapters' error
 translation and client lifecycle (:mod:`controller.kit.kafka_client`): failures
-are :class:`~controller.core.errors.BrokerError`, whose ``retriable`` says
+are :class:`~controller.core.common.errors.BrokerError`, whose ``retriable`` says
 whether sending again may succeed.
 """
 
@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controller.core.errors import BrokerError, ControllerError
+from controller.core.common.errors import BrokerError, ControllerError
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.kit.kafka_client import ClientLifecycle, translate, translated
 from controller.kit.lifecycle import cancel

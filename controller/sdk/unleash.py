@@ -45,11 +45,15 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from controller.core.audience import AudienceRule, Segment, conditions
-from controller.core.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
-from controller.core.messages import Arm
-from controller.core.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
+from controller.core.common.message_fields import (
+    FLAG_PARAMETER,
+    TARGETING_PARAMETER,
+    VERSION_PARAMETER,
+)
+from controller.core.rules.audience import AudienceRule, Segment, conditions
+from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.rules.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
+from controller.core.wire.messages import Arm
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A fetched feature payload larger than this is ignored (the versions stay as they were)."""

@@ -20,8 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from controller.core.errors import ConfigError
-from controller.core.yamltext import load_yaml
+from controller.core.common.errors import ConfigError
+from controller.core.common.yamltext import load_yaml
 from controller.settings.groups import (
     EngineSettings,
     IngestSettings,

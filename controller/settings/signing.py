@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from controller.core.errors import ConfigError
-from controller.core.message_fields import KEY_ID_PATTERN
+from controller.core.common.errors import ConfigError
+from controller.core.common.message_fields import KEY_ID_PATTERN
 
 
 class SigningSettings(BaseModel):

@@ -18,13 +18,19 @@ from structlog.testing import capture_logs
 
 from controller.adapters.llm import MAX_REPLY_BYTES, Advisor
 from controller.adapters.memory import MemoryAggregates, MemoryOutputs, MemoryStates
-from controller.core.advice import FENCE, MAX_CAUSE_CHARS, MAX_MODEL_CHARS, Opinion, Unavailable
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.machine import step
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
+from controller.core.machine.machine import step
+from controller.core.rollouts.advice import (
+    FENCE,
+    MAX_CAUSE_CHARS,
+    MAX_MODEL_CHARS,
+    Opinion,
+    Unavailable,
+)
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.wire.messages import CommandAction
 from controller.daemon.engine import build_engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_clock import FakeClock

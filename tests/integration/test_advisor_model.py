@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.adapters.llm import FORMATS, Advisor
-from controller.core.advice import Advice, Opinion
+from controller.core.rollouts.advice import Advice, Opinion
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS
 

@@ -9,7 +9,7 @@ import pytest
 
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.client import RedisClient, connect
-from controller.core.app_keys import AppKey, Scope, digest
+from controller.core.trust.app_keys import AppKey, Scope, digest
 from controller.settings import RedisSettings
 from tests.integration.test_store import drop_keys
 

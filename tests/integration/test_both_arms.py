@@ -13,15 +13,15 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
-from controller.core.aggregates import WATCH_CAP, FlagAggregates
-from controller.core.bucketing import assign
-from controller.core.decoding import ExposureIn
-from controller.core.folding import PartitionDelta, fold
-from controller.core.gate import evaluate
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import Phase, Rollout, VerdictKind
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
+from controller.core.stats.aggregates import WATCH_CAP, FlagAggregates
+from controller.core.stats.folding import PartitionDelta, fold
+from controller.core.wire.bucketing import assign
+from controller.core.wire.decoding import ExposureIn
+from controller.core.wire.messages import Arm
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.test_store import drop_keys, store_for

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm, event_adapter
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, event_adapter
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 from tests.reading import read_to_end

@@ -23,8 +23,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.errors import LostWrites, StoreUnavailable
-from controller.core.folding import PartitionDelta, fold
+from controller.core.common.errors import LostWrites, StoreUnavailable
+from controller.core.stats.folding import PartitionDelta, fold
 from controller.dev.redis_cluster import RedisClusterServers, nodes_text
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.plan import load_plan
-from controller.core.templates import TEMPLATES, review
+from controller.core.drafting.templates import TEMPLATES, review
+from controller.core.rollouts.plan import load_plan
 from controller.ctl.app import main
 from tests.services import LLM_MODEL_ALIAS
 

@@ -25,7 +25,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.core.messages import Arm
+from controller.core.wire.messages import Arm
 from controller.sdk import EventEmitter
 from controller.settings import KafkaSettings
 from tests.reading import read_to_end

@@ -17,9 +17,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
-from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import FlushRefused
-from controller.core.folding import PartitionDelta, fold
+from controller.core.common.errors import FlushRefused
+from controller.core.stats.folding import PartitionDelta, fold
+from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig, flags_of

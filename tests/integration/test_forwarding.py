@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from controller.core.messages import Alert
+from controller.core.wire.messages import Alert
 from controller.ctl.alerts import ENV_WEBHOOK, load_ledger
 from tests.services import ManagedProcess, free_port
 from tests.waiting import eventually

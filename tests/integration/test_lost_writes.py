@@ -20,9 +20,9 @@ import pytest
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
-from controller.core.errors import StoreUnavailable
-from controller.core.folding import PartitionDelta
-from controller.core.rollout import RaiseAlert
+from controller.core.common.errors import StoreUnavailable
+from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome

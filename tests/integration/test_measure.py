@@ -8,7 +8,7 @@ from contextvars import ContextVar
 
 import pytest
 
-from controller.core.bucketing import assign
+from controller.core.wire.bucketing import assign
 from controller.sdk import EventEmitter, FlagClient, Flags
 from controller.settings import KafkaSettings
 from tests.integration.test_sync_client import FLAG, PERCENT, _consume, _topics

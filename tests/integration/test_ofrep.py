@@ -29,12 +29,12 @@ from controller.adapters.ofrep import MAX_BODY_BYTES
 from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.arm_values import ArmValues
-from controller.core.bucketing import assign
-from controller.core.messages import FlagState
-from controller.core.rollout import Phase
-from controller.core.rule_text import parse as parse_rule
-from controller.core.views import FlagStateView
+from controller.core.reading.views import FlagStateView
+from controller.core.rollouts.rollout import Phase
+from controller.core.rules.text import parse as parse_rule
+from controller.core.wire.arm_values import ArmValues
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import FlagState
 from controller.ports import StateWrite
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings

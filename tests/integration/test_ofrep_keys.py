@@ -19,8 +19,8 @@ from openfeature.flag_evaluation import Reason
 
 from controller.adapters.app_access import AppAccess
 from controller.adapters.redis.client import connect
-from controller.core.app_keys import AppKey, Policy, Scope, by_digest, digest
-from controller.core.bucketing import assign
+from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
+from controller.core.wire.bucketing import assign
 from controller.settings import RedisSettings
 from tests.integration.test_ofrep import ofrep_node  # noqa: F401 - a fixture
 from tests.ofrep import NODE_SCRIPT, flag_rollout, ofrep_server, store

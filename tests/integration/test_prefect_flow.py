@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from controller.core.bucketing import assign
+from controller.core.wire.bucketing import assign
 from tests.reading import events_of, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

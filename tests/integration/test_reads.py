@@ -16,7 +16,7 @@ from controller.adapters.http import HttpServer
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient, connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.views import FlagStates, RolloutList
+from controller.core.reading.views import FlagStates, RolloutList
 from controller.daemon.read_worker import flag_states
 from controller.daemon.status import StatusView
 from controller.ports import SaveOutcome, StateWrite

@@ -18,7 +18,7 @@ import pytest
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.replicas import ReplicaWait
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.errors import StoreUnavailable
+from controller.core.common.errors import StoreUnavailable
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.redis_failover import SentinelTopology, ask, running

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.plan import load_plan
-from controller.core.rule_text import parse
+from controller.core.rollouts.plan import load_plan
+from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.ring_drafting import APPLYING as RINGS_APPLYING
 from controller.ctl.rule_drafting import APPLYING

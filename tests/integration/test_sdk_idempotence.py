@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from controller.core.errors import BrokerError
+from controller.core.common.errors import BrokerError
 from controller.sdk.transport import EventProducer, Outcome
 from controller.settings import KafkaSettings
 

@@ -22,9 +22,9 @@ from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import Reason
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm, FlagState, FlagStatus
-from controller.core.signing import StateSigner, generate_key
+from controller.core.trust.signing import StateSigner, generate_key
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk.openfeature import RolloutProvider
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings

@@ -20,15 +20,15 @@ from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
-from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import (
+from controller.core.common.errors import (
     DuplicateEvents,
     FencedError,
     FlushRefused,
     LostWrites,
     StoreError,
 )
-from controller.core.folding import PartitionDelta, Seen, fold
+from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import (
     CommandSeen,
     FlushOutcome,

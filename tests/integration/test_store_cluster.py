@@ -13,10 +13,10 @@ from redis.asyncio.cluster import RedisCluster
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient, cluster_nodes, translated
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.errors import StoreError
-from controller.core.folding import PartitionDelta, fold
-from controller.core.plan import DEFAULT_PLAN
-from controller.core.rollout import Phase, Rollout
+from controller.core.common.errors import StoreError
+from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.stats.folding import PartitionDelta, fold
 from controller.ports import CommandSeen, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.test_store import decoded, drop_keys

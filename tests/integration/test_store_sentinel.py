@@ -10,7 +10,7 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.folding import PartitionDelta
+from controller.core.stats.folding import PartitionDelta
 from controller.ports import FlushOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory

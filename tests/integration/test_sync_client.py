@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from flask import Flask
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
 from tests.reading import events_of, read_to_end
@@ -170,7 +170,7 @@ async def test_calls_after_close_are_dropped_and_counted_not_sent(
 
 EXITING_APP = """
 import sys
-from controller.core.messages import Arm
+from controller.core.wire.messages import Arm
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
 from tests.services import free_port

@@ -20,11 +20,11 @@ from pydantic import SecretStr
 from UnleashClient.clients.unleash_client import UnleashClient
 
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.audience import AudienceRule
-from controller.core.errors import ConfigError
-from controller.core.serving import Serving, Target
-from controller.core.serving_rings import shape_of
-from controller.core.unleash_rules import RingStrategy, rule_terms
+from controller.core.common.errors import ConfigError
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.unleash_rules import RingStrategy, rule_terms
+from controller.core.serving.rings import shape_of
+from controller.core.serving.serving import Serving, Target
 from controller.dev.unleash import UnleashServer
 from controller.settings import UnleashSettings
 from tests.unit.test_unleash_vectors import _readable, held_segments

@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.adapters.redis.aggregates import connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.core import signing
-from controller.core.bucketing import assign
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.rollout import Rollout
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.rollout import Rollout
+from controller.core.trust import signing
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm
 from controller.ctl.commands import encode_command, signed_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env

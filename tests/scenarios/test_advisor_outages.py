@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from controller.adapters.llm import MAX_REPLY_BYTES
-from controller.core.advice import FENCE, MAX_MODEL_CHARS
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.advice import FENCE, MAX_MODEL_CHARS
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from tests.fake_model import FakeModel
 from tests.scenarios.harness import Scenario
 

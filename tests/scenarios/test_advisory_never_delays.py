@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from tests.fake_model import FakeModel
 from tests.scenarios.harness import Scenario
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core import signing
+from controller.core.trust import signing
 from controller.ctl.app_keys import command_of
 from controller.ctl.commands import write_private_key
 from controller.settings import RedisSettings

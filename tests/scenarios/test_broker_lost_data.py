@@ -23,7 +23,7 @@ import pytest
 
 from controller.adapters.kafka import ensure_topics, topic_names
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core import signing
+from controller.core.trust import signing
 from controller.ctl.app import main
 from controller.settings import KafkaSettings, RedisSettings, TopicSettings
 from tests.scenarios.harness import KEY_ID, TOPICS, Scenario, manual_plan

@@ -34,8 +34,8 @@ import pytest
 from playwright.async_api import Browser, Page, Response
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_app_keys import rolloutctl

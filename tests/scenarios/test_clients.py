@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm
 from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings

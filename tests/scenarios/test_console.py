@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page
 
-from controller.core.messages import Arm
+from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
 from tests.services import free_port
 

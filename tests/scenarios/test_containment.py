@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
-from controller.core import signing
+from controller.core.trust import signing
 from controller.ports import OutboxMessage
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.waiting import eventually

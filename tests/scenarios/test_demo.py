@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.advice import rationale_problem
-from controller.core.limits import NO_CONTROL
-from controller.core.rule_text import parse
-from controller.core.wording import stage_label
+from controller.core.reading.wording import stage_label
+from controller.core.rollouts.advice import rationale_problem
+from controller.core.rules.text import parse
+from controller.core.stats.limits import NO_CONTROL
 from controller.demo.scenario import (
     BETA_RULE,
     ERROR_RATE_LIMIT,

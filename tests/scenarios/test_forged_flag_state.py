@@ -18,8 +18,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from controller.core import signing
-from controller.core.messages import Arm, FlagStatus
+from controller.core.trust import signing
+from controller.core.wire.messages import Arm, FlagStatus
 from controller.sdk.flags import FlagBook, FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.policy import HealthPolicy
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.policy import HealthPolicy
+from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

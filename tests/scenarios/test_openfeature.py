@@ -31,12 +31,12 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.aggregates import FlagAggregates
-from controller.core.arm_values import ArmValues
-from controller.core.bucketing import assign
-from controller.core.messages import Arm, FlagState
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.stats.aggregates import FlagAggregates
+from controller.core.wire.arm_values import ArmValues
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, FlagState
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
 from tests.reading import read_to_end

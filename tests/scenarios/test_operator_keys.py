@@ -11,7 +11,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.core import signing
+from controller.core.trust import signing
 from controller.ctl.commands import signed_command
 from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan

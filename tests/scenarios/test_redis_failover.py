@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.errors import ControllerError
+from controller.core.common.errors import ControllerError
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig

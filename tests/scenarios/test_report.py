@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
-from controller.core.messages import Arm
-from controller.core.wording import guardrail_text
+from controller.core.reading.wording import guardrail_text
+from controller.core.wire.messages import Arm
 from controller.ctl.report_cells import count
 from tests.fake_model import FakeModel
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan

@@ -27,9 +27,9 @@ import httpx
 import pytest
 from openfeature.evaluation_context import EvaluationContext
 
-from controller.core.bucketing import bucket
-from controller.core.messages import Arm, FlagState
-from controller.core.plan import Plan, parse_plan
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.wire.bucketing import bucket
+from controller.core.wire.messages import Arm, FlagState
 from controller.sdk import FlagClient
 from controller.sdk.flags import Listener
 from controller.sdk.openfeature import RolloutProvider

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.core import signing
-from controller.core.advice import Advice
-from controller.core.messages import Arm
-from controller.core.rollout import Phase
+from controller.core.rollouts.advice import Advice
+from controller.core.rollouts.rollout import Phase
+from controller.core.trust import signing
+from controller.core.wire.messages import Arm
 from controller.ctl.commands import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.services import LLM_MODEL_ALIAS

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.plan_parts import TimeBox
-from controller.core.rollout import Phase
+from controller.core.rollouts.plan_parts import TimeBox
+from controller.core.rollouts.rollout import Phase
 from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import Scenario, fast_plan
 from tests.services import free_port

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan, parse_plan
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.wire.messages import Arm
 from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core import signing
+from controller.core.trust import signing
 from controller.sdk.segment_poller import SegmentPoller
 from controller.sdk.segments import SegmentBook, SegmentFollower
 from controller.settings import KafkaSettings

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.core.messages import Arm
-from controller.core.rollout import Phase
+from controller.core.rollouts.rollout import Phase
+from controller.core.wire.messages import Arm
 from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
 from controller.settings import KafkaSettings

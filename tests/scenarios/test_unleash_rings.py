@@ -17,10 +17,10 @@ from typing import Any
 import mmh3
 import pytest
 
-from controller.core.matching import Audience
-from controller.core.plan import Plan, parse_plan
-from controller.core.rule_text import parse
-from controller.core.targeting import Cohort
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rules.matching import Audience
+from controller.core.rules.targeting import Cohort
+from controller.core.rules.text import parse
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.unleash_kit import App, Person, feature_name, rolling_at, serve_from

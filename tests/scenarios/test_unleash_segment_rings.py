@@ -21,9 +21,9 @@ from typing import Any
 import mmh3
 import pytest
 
-from controller.core.matching import Audience, IdSegments
-from controller.core.plan import Plan, parse_plan
-from controller.core.rule_text import parse
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rules.matching import Audience, IdSegments
+from controller.core.rules.text import parse
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

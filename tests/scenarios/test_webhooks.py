@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.core.rollout import Phase
+from controller.core.rollouts.rollout import Phase
 from tests.integration.test_http_limits import webhook_count
 from tests.scenarios.harness import Scenario, fast_plan
 from tests.services import free_port

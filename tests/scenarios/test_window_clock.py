@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.wire.messages import Arm
 from controller.dev.clock import set_offset
 from tests.scenarios.harness import Scenario
 from tests.services import free_port

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.windows import Windows
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.windows import Windows
+from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario
 from tests.services import free_port
 

@@ -13,10 +13,10 @@ import httpx
 import orjson
 from UnleashClient.clients.unleash_client import UnleashClient
 
-from controller.core.messages import Arm
-from controller.core.plan import Plan
-from controller.core.plan_parts import Backend, Guardrail, Stage, UnleashTarget
-from controller.core.targeting import Cohort
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Backend, Guardrail, Stage, UnleashTarget
+from controller.core.rules.targeting import Cohort
+from controller.core.wire.messages import Arm
 from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
 from controller.sdk.unleash import ServedFlags, UnleashExposures

@@ -49,7 +49,7 @@ def probe(vectors_file: str) -> dict[str, object]:
     for name in names:
         importlib.import_module(name)
 
-    from controller.core.messages import Arm, FlagState, event_adapter  # noqa: PLC0415
+    from controller.core.wire.messages import Arm, FlagState, event_adapter  # noqa: PLC0415
     from controller.sdk import EventEmitter  # noqa: PLC0415
     from controller.sdk.flags import FlagBook  # noqa: PLC0415
 

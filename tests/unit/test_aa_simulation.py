@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from controller.core.plan import DEFAULT_PLAN
-from controller.core.plan_parts import Stage
+from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.rollouts.plan_parts import Stage
 from tests.simulation import METRICS, Service, simulate, single_plans
 
 RUNS = 30

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from controller.core.advice import (
+from controller.core.machine.machine import step
+from controller.core.rollouts.advice import (
     FENCE,
     MAX_CAUSE_CHARS,
     MAX_MODEL_CHARS,
@@ -21,10 +22,9 @@ from controller.core.advice import (
     parse_advice,
     untrusted,
 )
-from controller.core.machine import step
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import (
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import (
     GateInput,
     PauseReason,
     Phase,

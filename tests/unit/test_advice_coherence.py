@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.advice import Advice, Opinion, incoherence
-from controller.core.machine import step
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import (
+from controller.core.machine.machine import step
+from controller.core.rollouts.advice import Advice, Opinion, incoherence
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import (
     GateInput,
     PauseReason,
     Phase,

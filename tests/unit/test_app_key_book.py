@@ -9,8 +9,8 @@ from typing import cast
 import pytest
 
 from controller.adapters.redis.app_keys import AppKeyStore, Book
-from controller.core.app_keys import AppKey, Scope, digest
-from controller.core.errors import StoreUnavailable
+from controller.core.common.errors import StoreUnavailable
+from controller.core.trust.app_keys import AppKey, Scope, digest
 from controller.daemon.app_keys import KeyBook
 
 

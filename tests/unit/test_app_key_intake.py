@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from controller.adapters.memory import MemoryDeadLetters, MemoryOutputs, MemoryStates
-from controller.core import signing
+from controller.core.trust import signing
 from controller.ctl.app_keys import command_of
 from tests.unit.test_engine import KEY, ControlRecord, intake
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from controller.core import signing
-from controller.core.app_keys import (
+from controller.core.trust import signing
+from controller.core.trust.app_keys import (
     AppKey,
     AppKeyCommand,
     Policy,
@@ -24,7 +24,7 @@ from controller.core.app_keys import (
     preflight,
     refusal,
 )
-from controller.core.messages import Decision
+from controller.core.wire.messages import Decision
 
 SITE = "https://shop.example.com"
 NOW_MS = 1_763_900_000_000

@@ -8,11 +8,11 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.histogram import BUCKET_COUNT, EDGE_COUNT, EDGES_MS, bucket_of
-from controller.core.latency import arm_latency, histogram_quantile, latency_evidence
-from controller.core.wording import ms_text
+from controller.core.common.histogram import BUCKET_COUNT, EDGE_COUNT, EDGES_MS, bucket_of
+from controller.core.machine.gate import evaluate
+from controller.core.reading.wording import ms_text
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.latency import arm_latency, histogram_quantile, latency_evidence
 from tests.unit.test_gate import T0, arm, rollout
 
 

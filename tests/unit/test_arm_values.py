@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from controller.core.arm_values import (
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import load_plan, parse_plan
+from controller.core.wire.arm_values import (
     BOOLEAN,
     MAX_KEY_CHARS,
     MAX_OBJECT_BYTES,
@@ -17,8 +19,6 @@ from controller.core.arm_values import (
     ArmValues,
     values_problem,
 )
-from controller.core.errors import ConfigError
-from controller.core.plan import load_plan, parse_plan
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.core.rule_text import parse
-from controller.core.segments import pack
+from controller.core.rules.segments import pack
+from controller.core.rules.text import parse
 from controller.ctl.app import main
 from tests.app_client import app_client
 

@@ -8,11 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.core.audience import MAX_CONDITIONS, MAX_DEPTH, AudienceRule, conditions, depth
-from controller.core.held_segments import NO_HELD_SEGMENTS
-from controller.core.matching import MEMO_SIZE, Audience, IdSegments, Truth
-from controller.core.rule_text import parse
-from controller.core.rule_values import instant_ns, semver_key
+from controller.core.rules.audience import (
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    AudienceRule,
+    conditions,
+    depth,
+)
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS
+from controller.core.rules.matching import MEMO_SIZE, Audience, IdSegments, Truth
+from controller.core.rules.text import parse
+from controller.core.rules.values import instant_ns, semver_key
 
 SEGMENTS = IdSegments({"beta": frozenset({"user-1", "ユーザー"}), "empty": frozenset()})
 NFC, NFD = "café", "cafe\u0301"

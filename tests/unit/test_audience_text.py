@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller.core.audience import (
+from controller.core.rules.audience import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     MAX_LIST_ITEMS,
@@ -23,7 +23,7 @@ from controller.core.audience import (
     Segment,
     Semver,
 )
-from controller.core.rule_text import RuleSyntaxError, parse, to_text
+from controller.core.rules.text import RuleSyntaxError, parse, to_text
 
 # -- what a text means ---------------------------------------------------------------------------
 

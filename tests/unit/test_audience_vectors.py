@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from controller.core.audience import AudienceRule
-from controller.core.held_segments import HeldSegments
-from controller.core.matching import Audience
-from controller.core.rule_text import parse
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.held_segments import HeldSegments
+from controller.core.rules.matching import Audience
+from controller.core.rules.text import parse
 from tests.vectors import audience_generate as generate
 
 ROOT = Path(__file__).resolve().parents[2]

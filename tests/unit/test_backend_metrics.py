@@ -17,9 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.errors import ControllerError
-from controller.core.messages import CommandAction
-from controller.core.serving import Serving, Target
+from controller.core.common.errors import ControllerError
+from controller.core.serving.serving import Serving, Target
+from controller.core.wire.messages import CommandAction
 from controller.daemon.metrics import UNANSWERED_CAUSES, WRITE_OUTCOMES, Metrics
 from controller.settings import UnleashSettings
 from tests.unit.test_backend_sync import FLAG, World, make_world

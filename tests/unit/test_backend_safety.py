@@ -18,10 +18,10 @@ import orjson
 import pytest
 
 from controller.adapters.unleash import UnleashAdmin
-from controller.core.messages import CommandAction
-from controller.core.plan_parts import Backend, UnleashTarget
-from controller.core.rollout import Phase
-from controller.core.serving import Serving, Target
+from controller.core.rollouts.plan_parts import Backend, UnleashTarget
+from controller.core.rollouts.rollout import Phase
+from controller.core.serving.serving import Serving, Target
+from controller.core.wire.messages import CommandAction
 from controller.settings import UnleashSettings
 from tests.unit.test_backend_sync import (
     FLAG,

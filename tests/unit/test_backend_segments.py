@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.messages import CommandAction
-from controller.core.plan import parse_plan
-from controller.core.rollout import CommandInput
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.rollout import CommandInput
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.wire.messages import CommandAction
 from tests.unit.test_backend_sync import FLAG, NOW, make_world
 
 PLAN = parse_plan(

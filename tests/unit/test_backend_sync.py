@@ -20,14 +20,14 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.adapters.unleash_answers import BackendUnavailable
-from controller.core import commands
-from controller.core.errors import ConfigError, ControllerError
-from controller.core.held_segments import HeldSegments
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Backend, Stage, UnleashTarget
-from controller.core.rollout import CommandInput, Phase
-from controller.core.serving import Serving, Target
+from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.machine import commands
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Backend, Stage, UnleashTarget
+from controller.core.rollouts.rollout import CommandInput, Phase
+from controller.core.rules.held_segments import HeldSegments
+from controller.core.serving.serving import Serving, Target
+from controller.core.wire.messages import CommandAction
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.engine import Engine, build_engine
 from controller.daemon.metrics import BackendMetrics

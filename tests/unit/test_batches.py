@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.core.aggregates import CellDelta, CellKey
-from controller.core.decoding import EventDecoder, Rejection
-from controller.core.folding import PartitionDelta, Seen, fold
+from controller.core.stats.aggregates import CellDelta, CellKey
+from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.wire.decoding import EventDecoder, Rejection
 from controller.daemon.batches import Folder
 from controller.ports import DeadLetter, Record
 from tests.reference import StubRecord, encode, make_event

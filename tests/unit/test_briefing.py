@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from controller.core.advice import FENCE, build_messages
-from controller.core.briefing import sentences
-from controller.core.gate import evaluate
-from controller.core.plan_parts import Guardrail
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.advice import FENCE, build_messages
+from controller.core.rollouts.briefing import sentences
+from controller.core.rollouts.plan_parts import Guardrail
 from controller.daemon.consulting import gate_data
 from tests.unit.test_gate import HEALTHY, LATE, arm, data, plan, rollout
 

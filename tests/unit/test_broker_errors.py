@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
-from controller.core.errors import BrokerUnavailable
+from controller.core.common.errors import BrokerUnavailable
 from controller.kit.kafka_client import translate
 
 CHECK = (

@@ -12,7 +12,7 @@ import pytest
 
 from controller import __version__
 from controller.cli import main as controller_main
-from controller.core.messages import decision_or_alert
+from controller.core.wire.messages import decision_or_alert
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_READER_LEFT
 from controller.ctl.steering import in_time_order

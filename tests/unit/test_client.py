@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm, FlagState, FlagStatus
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 from tests.waiting import eventually

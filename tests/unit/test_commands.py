@@ -10,12 +10,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from controller.core import commands
-from controller.core.messages import Command, CommandAction, MonitorAlert
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import CommandInput, CommandRefused
-from controller.core.signing import generate_key, load_public_key
+from controller.core.machine import commands
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import CommandInput, CommandRefused
+from controller.core.trust.signing import generate_key, load_public_key
+from controller.core.wire.messages import Command, CommandAction, MonitorAlert
 from controller.ctl.commands import build_command, signed_command
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -22,15 +22,10 @@ from controller.console.charts import (
 )
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core import history
-from controller.core.gate import describe, evaluate
-from controller.core.messages import Alert, Decision, decision_or_alert
-from controller.core.moving import NextMove
-from controller.core.plan_parts import Stage
-from controller.core.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
-from controller.core.rule_text import parse
-from controller.core.transitions import Cause, roll_back
-from controller.core.views import (
+from controller.core.machine.gate import describe, evaluate
+from controller.core.machine.transitions import Cause, roll_back
+from controller.core.reading import history
+from controller.core.reading.views import (
     MAX_SERVED_POINTS,
     MAX_SERVED_STAGES,
     HistoryPoint,
@@ -38,6 +33,11 @@ from controller.core.views import (
     RolloutRow,
     RolloutStatus,
 )
+from controller.core.rollouts.moving import NextMove
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
+from controller.core.rules.text import parse
+from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl import views
 from controller.daemon.console import ConsoleData
 from controller.ports import StateWrite

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from controller.core.rollout import Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.daemon.consulting import Consultations
 from controller.daemon.metrics import Metrics
 from controller.settings import LlmSettings

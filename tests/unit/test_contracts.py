@@ -22,9 +22,9 @@ from controller.contracts import (
     json_schemas,
     render_files,
 )
-from controller.core.contract_texts import DLQ_REASONS, TOPIC_KEYS
-from controller.core.decoding import RejectReason
-from controller.core.messages import (
+from controller.core.wire.contract_texts import DLQ_REASONS, TOPIC_KEYS
+from controller.core.wire.decoding import RejectReason
+from controller.core.wire.messages import (
     PUBLISHED_MODELS,
     Conversion,
     Exposure,
@@ -66,7 +66,7 @@ def _jsonschema() -> Any | None:
 def test_checked_in_files_match_the_models() -> None:
     stale = drift(SCHEMAS_DIR)
     assert not stale, (
-        f"schemas/ is out of date with controller/core/messages.py: {stale}. "
+        f"schemas/ is out of date with controller/core/wire/messages.py: {stale}. "
         "Run `rollout-controller schemas export` and commit the result."
     )
 

@@ -29,14 +29,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller.core import signing
-from controller.core.decoding import (
+from controller.core.trust import signing
+from controller.core.wire.decoding import (
     MAX_NESTING,
     UNEXPECTED_DETAIL,
     EventDecoder,
     Rejection,
 )
-from controller.core.messages import Command, MonitorAlert, event_adapter
+from controller.core.wire.messages import Command, MonitorAlert, event_adapter
 from tests.unit.test_decoding import event as valid_request
 
 MAX_BYTES = 65_536

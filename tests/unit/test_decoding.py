@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.contracts import json_schemas
-from controller.core.decoding import (
+from controller.core.common.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.wire.decoding import (
     MAX_NESTING,
     ConversionIn,
     EventDecoder,
@@ -22,8 +23,7 @@ from controller.core.decoding import (
     decode_event,
     nesting_exceeds,
 )
-from controller.core.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
-from controller.core.messages import event_adapter
+from controller.core.wire.messages import event_adapter
 
 MAX = 4096
 

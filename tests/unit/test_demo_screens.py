@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.messages import Arm
-from controller.core.rollout import Phase, Rollout
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.wire.messages import Arm
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
     BETA_RULE,

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
-from controller.core.plan import load_plan
+from controller.core.rollouts.plan import load_plan
 from controller.daemon.metrics import Metrics
 from controller.settings import HttpSettings, Settings, TopicSettings, load_settings
 

@@ -15,11 +15,11 @@ import pytest
 from controller.console import pages
 from controller.console.charts import Mark, guardrail_chart
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core.advice import Opinion, Unavailable, parse_advice
-from controller.core.gate import describe
-from controller.core.messages import Alert, Decision
-from controller.core.narrative import accepted
-from controller.core.text import UNSAFE, displayable
+from controller.core.common.text import UNSAFE, displayable
+from controller.core.machine.gate import describe
+from controller.core.reading.narrative import accepted
+from controller.core.rollouts.advice import Opinion, Unavailable, parse_advice
+from controller.core.wire.messages import Alert, Decision
 from controller.ctl import views
 from controller.ctl.report import from_served
 from controller.ctl.report_render import html_page, markdown

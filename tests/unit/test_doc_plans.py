@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.plan import load_plan
-from controller.core.planlint import lint
+from controller.core.rollouts.plan import load_plan
+from controller.core.rollouts.planlint import lint
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "plans").glob("*.yaml"))

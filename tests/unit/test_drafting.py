@@ -10,10 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.advice import FENCE
-from controller.core.plan import Plan, load_plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.templates import (
+from controller.core.drafting.templates import (
     FROM_MODEL,
     RISKS,
     TEMPLATES,
@@ -22,6 +19,9 @@ from controller.core.templates import (
     plan_yaml,
     review,
 )
+from controller.core.rollouts.advice import FENCE
+from controller.core.rollouts.plan import Plan, load_plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.ctl.app import main
 from tests.fake_model import FIXED, FakeModel, _reply, completion
 

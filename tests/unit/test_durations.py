@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from controller.core.errors import ConfigError
-from controller.core.plan import load_plan
-from controller.core.plan_parts import Stage
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import load_plan
+from controller.core.rollouts.plan_parts import Stage
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Each simulated stage peeks once a minute for a 50-minute minimum duration; at
 every peek each arm gets 1,000 requests and about 200 new units (a 50% stage,
-the split drawn at random) and :func:`controller.core.gate.evaluate` decides.
+the split drawn at random) and :func:`controller.core.machine.gate.evaluate` decides.
 A stage ends at the first advance, rollback or pause. Run with ``pytest -s``
 to see the figures.
 """
@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.rollout import VerdictKind
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.rollout import VerdictKind
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from tests.unit.test_gate import rollout
 from tests.unit.test_stats import binomial
 

@@ -18,14 +18,14 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.core.advice import Advice, AdvisorResult, Opinion, Unavailable
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.commands import MAX_CONTROL_BYTES
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.rollout import CommandInput
-from controller.core.signing import generate_key
+from controller.core.machine.commands import MAX_CONTROL_BYTES
+from controller.core.rollouts.advice import Advice, AdvisorResult, Opinion, Unavailable
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.rollout import CommandInput
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.trust.signing import generate_key
+from controller.core.wire.messages import CommandAction
 from controller.ctl.commands import build_command, signed_command
 from controller.daemon.engine import Engine, build_engine
 from controller.ports import Advisor, DeadLetter, SaveOutcome, StateWrite

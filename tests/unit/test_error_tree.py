@@ -1,9 +1,9 @@
-"""Every error the controller defines is under one root, and the tree in core/errors.py lists it.
+"""Every error the controller defines is under one root, listed in core/common/errors.py.
 
 The rule, read from the source (AST, no import):
 
 * every exception class defined under ``controller/`` derives from
-  :class:`~controller.core.errors.ControllerError`, directly or through
+  :class:`~controller.core.common.errors.ControllerError`, directly or through
   another one; it may keep a builtin base as well (``DeadlineExceeded`` is
   also a ``TimeoutError``) so that callers catching the builtin still work;
 * a builtin exception is raised only where Python's own conventions call for
@@ -15,7 +15,7 @@ The rule, read from the source (AST, no import):
   ``SystemExit`` to exit, and ``RuntimeError`` only in the dev tooling
   (``controller/dev``, ``controller/demo``) for a child process that
   misbehaved;
-* the tree in ``controller/core/errors.py``'s docstring names every public
+* the tree in ``controller/core/common/errors.py``'s docstring names every public
   class under the root, and nothing else.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "controller"
-ERRORS = "controller.core.errors"
+ERRORS = "controller.core.common.errors"
 BUILTINS_ALLOWED = {
     "ValueError",
     "TypeError",
@@ -155,7 +155,7 @@ def test_every_error_of_the_controller_is_under_the_root() -> None:
 
 
 def test_the_tree_in_the_docstring_names_every_error_under_the_root() -> None:
-    doc = ast.get_docstring(ast.parse((PACKAGE / "core" / "errors.py").read_text()))
+    doc = ast.get_docstring(ast.parse((PACKAGE / "core" / "common" / "errors.py").read_text()))
     assert doc is not None
     listed = set(re.findall(r"[├└]── (\w+)", doc))
     assert listed == controller_tree().public_under_root()
@@ -164,7 +164,7 @@ def test_the_tree_in_the_docstring_names_every_error_under_the_root() -> None:
 def test_the_check_finds_a_class_outside_the_root_and_a_forbidden_builtin() -> None:
     root = controller_tree().modules[ERRORS]
     source = (
-        "from controller.core.errors import ControllerError\n"
+        "from controller.core.common.errors import ControllerError\n"
         "class Fine(ControllerError, KeyError): ...\n"
         "class Stray(Exception): ...\n"
         "class Heir(Stray): ...\n"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from controller.core.bucketing import assign
-from controller.core.evaluation import ErrorCode, Evaluation, Reason, evaluate, rule_context
-from controller.core.messages import Arm, FlagState, FlagStatus
-from controller.core.views import FlagStateView
+from controller.core.reading.views import FlagStateView
+from controller.core.wire.bucketing import assign
+from controller.core.wire.evaluation import ErrorCode, Evaluation, Reason, evaluate, rule_context
+from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk.flags import FlagBook
 from tests.vectors import generate
 

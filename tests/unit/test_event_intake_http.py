@@ -18,7 +18,7 @@ from controller.adapters.event_intake import (
     ChangedEvents,
     EventIntakeRoutes,
 )
-from controller.core.decoding import InEvent
+from controller.core.wire.decoding import InEvent
 from tests.app_client import app_client
 
 

@@ -11,8 +11,8 @@ import pytest
 from controller.adapters.event_intake import BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis.ledger import EventLedger
-from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.errors import BrokerError, StoreError
+from controller.core.common.errors import BrokerError, StoreError
+from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.daemon.event_intake import EventIntake, content_digest
 from controller.daemon.metrics import Metrics
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from controller.core.evidence_view import (
+from controller.core.reading.evidence_view import (
     MAX_AUDIENCE_CHARS,
     MAX_NAMED,
     ArmTally,
@@ -18,7 +18,7 @@ from controller.core.evidence_view import (
     SrmCheck,
     where_decided,
 )
-from controller.core.messages import Decision
+from controller.core.wire.messages import Decision
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.gate import describe
-from controller.core.machine import step
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import (
+from controller.core.machine.gate import describe
+from controller.core.machine.machine import step
+from controller.core.reading.views import RolloutStatus
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import (
     CommandInput,
     GateInput,
     Input,
@@ -21,7 +21,7 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.core.views import RolloutStatus
+from controller.core.wire.messages import CommandAction
 from controller.ctl.views import status_detail
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from controller.core.messages import Arm, FlagState
+from controller.core.wire.messages import Arm, FlagState
 from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from tests.dripping import Dripper, canned

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.matching import IdSegments
+from controller.core.rules.matching import IdSegments
 from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.sdk.segment_poller import SegmentPoller

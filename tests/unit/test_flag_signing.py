@@ -19,11 +19,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from controller.core import flagstates, signing
-from controller.core.errors import ConfigError
-from controller.core.flagstates import Verdict, supersedes
-from controller.core.messages import FlagState, FlagStatus
-from controller.core.signing import StateSigner, StateVerifier, generate_key
+from controller.core.common.errors import ConfigError
+from controller.core.trust import signing
+from controller.core.trust.signing import StateSigner, StateVerifier, generate_key
+from controller.core.wire import flagstates
+from controller.core.wire.flagstates import Verdict, supersedes
+from controller.core.wire.messages import FlagState, FlagStatus
 from controller.daemon.signed import SigningOutputs, load_signer, signed_states
 from controller.sdk.flags import FlagBook
 from controller.settings import SigningSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.adapters.redis.aggregates import _conflict
-from controller.core.errors import FencedError, LostWrites
+from controller.core.common.errors import FencedError, LostWrites
 
 OURS = 7  # this owner's epoch
 EXPECTED = 5733  # the offset this owner last wrote

@@ -8,12 +8,12 @@ import mmh3
 import orjson
 import pytest
 
-from controller.core import histogram
-from controller.core.aggregates import CellDelta, CellKey
-from controller.core.bucketing import BUCKETS, assign, bucket
-from controller.core.decoding import InEvent, Rejection, decode_event
-from controller.core.folding import fold
-from controller.core.messages import Arm
+from controller.core.common import histogram
+from controller.core.stats.aggregates import CellDelta, CellKey
+from controller.core.stats.folding import fold
+from controller.core.wire.bucketing import BUCKETS, assign, bucket
+from controller.core.wire.decoding import InEvent, Rejection, decode_event
+from controller.core.wire.messages import Arm
 
 
 def ev(kind: str, unit: str, arm: str = "treatment", version: int = 1, **extra: object) -> InEvent:

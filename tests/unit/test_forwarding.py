@@ -11,8 +11,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from controller.core.errors import ConfigError
-from controller.core.messages import Alert
+from controller.core.common.errors import ConfigError
+from controller.core.wire.messages import Alert
 from controller.ctl.alerts import ENV_WEBHOOK, load_ledger, main, save_ledger
 from controller.integrations.slack import (
     Ledger,
@@ -51,7 +51,7 @@ SRM_FLAGGED = {
 
 
 def _evidence(breach: str | None = None, srm: dict[str, Any] = SRM_OK) -> dict[str, Any]:
-    """Details shaped like the gate's evidence (controller/core/gate.py)."""
+    """Details shaped like the gate's evidence (controller/core/machine/gate.py)."""
     details: dict[str, Any] = {
         "stage": 2,
         "arms": ARMS,

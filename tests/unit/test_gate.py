@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate, harm_excluded
-from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.plan import Plan
-from controller.core.plan_parts import Guardrail, Stage
-from controller.core.rollout import PauseReason, Phase, Rollout, VerdictKind
-from controller.core.sequential import proportion_test
+from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.machine.gate import evaluate, harm_excluded
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, VerdictKind
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.sequential import proportion_test
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.guardrails import guardrail_result, metric_floor
-from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.plan import DEFAULT_PLAN, Plan
-from controller.core.plan_parts import Guardrail, Stage, Watch
-from controller.core.rollout import Phase, Rollout, VerdictKind
+from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage, Watch
+from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.guardrails import guardrail_result, metric_floor
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 P95 = Guardrail(metric="latency_p95", tolerance=0.10, relative=True)

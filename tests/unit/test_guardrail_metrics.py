@@ -6,8 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from controller.core.gate import evaluate
-from controller.core.rollout import Phase, Rollout, Verdict, VerdictKind
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.daemon.metrics import Metrics
 from controller.settings import EngineSettings
 from tests.unit.test_gate import EMPTY, HEALTHY, LATE, arm, data, rollout

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from controller.core.headline import past_tolerance, verdict_line
-from controller.core.messages import Decision
-from controller.core.views import RolloutStatus
+from controller.core.reading.headline import past_tolerance, verdict_line
+from controller.core.reading.views import RolloutStatus
+from controller.core.wire.messages import Decision
 
 AT = {"index": 1, "number": 2, "of": 4, "percent": 20.0, "label": "stage 2/4 (20%)"}
 REASON = "error rate +3.6 pp [+0.5, +6.7] (+72%), regressed (p = 0.0078)"

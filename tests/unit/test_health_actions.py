@@ -12,15 +12,13 @@ from typing import Any
 
 import pytest
 
-from controller.core import health
-from controller.core.advice import Unavailable
-from controller.core.aggregates import ArmAggregate, FlagAggregates
-from controller.core.gate import evaluate
-from controller.core.machine import step
-from controller.core.messages import CommandAction
-from controller.core.plan import parse_plan
-from controller.core.policy import TRIGGERS, HealthAction, Trigger, for_plan
-from controller.core.rollout import (
+from controller.core.machine import health
+from controller.core.machine.gate import evaluate
+from controller.core.machine.machine import step
+from controller.core.rollouts.advice import Unavailable
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.policy import TRIGGERS, HealthAction, Trigger, for_plan
+from controller.core.rollouts.rollout import (
     Action,
     BackendDriftInput,
     CommandInput,
@@ -36,6 +34,8 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.wire.messages import CommandAction
 from tests.unit.test_machine import NOW, T0, cmd, rollout, summarize
 
 ACTIONS: tuple[HealthAction, ...] = ("rollback", "hold", "warn")

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controller.core.errors import ConfigError
-from controller.core.plan import Plan, load_plan, parse_plan
-from controller.core.policy import (
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import Plan, load_plan, parse_plan
+from controller.core.rollouts.policy import (
     DEFAULTS,
     TRIGGERS,
     HealthPolicy,

@@ -17,10 +17,10 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.core import history
-from controller.core.errors import StoreUnavailable
-from controller.core.gate import evaluate
-from controller.core.rollout import Verdict
+from controller.core.common.errors import StoreUnavailable
+from controller.core.machine.gate import evaluate
+from controller.core.reading import history
+from controller.core.rollouts.rollout import Verdict
 from controller.daemon.engine import build_engine
 from controller.daemon.history import Recorder
 from controller.ports import OutboxMessage

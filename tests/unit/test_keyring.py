@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core import signing
+from controller.core.trust import signing
 from controller.daemon.keyring import KeyChange, Keyring
 
 A, B, C = (signing.generate_key()[1] for _ in range(3))

@@ -6,8 +6,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from controller.core import log_gaps
-from controller.core.log_gaps import IngestCommand, LogGap, gap_of, resume_offset
+from controller.core.machine import log_gaps
+from controller.core.machine.log_gaps import IngestCommand, LogGap, gap_of, resume_offset
 
 
 @pytest.mark.parametrize(

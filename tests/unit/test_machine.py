@@ -6,12 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.machine import step
-from controller.core.messages import CommandAction
-from controller.core.operator import applicable
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import (
+from controller.core.machine.machine import step
+from controller.core.machine.operator import applicable
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import (
     Action,
     CommandInput,
     CommandRefused,
@@ -29,6 +28,7 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.wire.messages import CommandAction
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)

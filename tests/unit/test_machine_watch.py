@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from controller.core.machine import step
-from controller.core.plan_parts import Watch
-from controller.core.rollout import (
+from controller.core.machine.machine import step
+from controller.core.rollouts.plan_parts import Watch
+from controller.core.rollouts.rollout import (
     GateInput,
     Phase,
     PublishFlagState,

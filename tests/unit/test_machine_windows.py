@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from controller.core.machine import step
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage, Watch
-from controller.core.rollout import (
+from controller.core.machine.machine import step
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage, Watch
+from controller.core.rollouts.rollout import (
     Action,
     CommandInput,
     GateInput,
@@ -26,7 +25,8 @@ from controller.core.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.core.windows import Window, Windows
+from controller.core.rollouts.windows import Window, Windows
+from controller.core.wire.messages import CommandAction
 
 BERLIN_HOURS = {
     "kind": "allow",

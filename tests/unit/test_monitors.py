@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import MonitorAlert
+from controller.core.wire.messages import MonitorAlert
 from controller.integrations.monitors import (
     MonitorSignal,
     PayloadError,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from controller.core.narrative import accepted, check, messages, unsupported
-from controller.core.numerals import Unreadable, numbers_in
+from controller.core.common.numerals import Unreadable, numbers_in
+from controller.core.reading.narrative import accepted, check, messages, unsupported
 
 FACTS = [
     "The rollout of checkout is rolled_back; it serves 0%.",

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from controller.core.gate import describe
-from controller.core.moving import NextMove, next_move
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage, TimeBox
-from controller.core.policy import Applied
-from controller.core.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
-from controller.core.views import RolloutStatus
-from controller.core.windows import Window, Windows, waiting_reason
+from controller.core.machine.gate import describe
+from controller.core.reading.views import RolloutStatus
+from controller.core.rollouts.moving import NextMove, next_move
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage, TimeBox
+from controller.core.rollouts.policy import Applied
+from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollouts.windows import Window, Windows, waiting_reason
 
 HOURS: tuple[Window, ...] = TypeAdapter(Windows).validate_python(
     [

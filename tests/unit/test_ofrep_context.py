@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller.adapters.ofrep_context import OfrepFailure, context_of, decoded
-from controller.core.evaluation import ErrorCode
+from controller.core.wire.evaluation import ErrorCode
 
 PARSE, INVALID = ErrorCode.PARSE_ERROR, ErrorCode.INVALID_CONTEXT
 KEYED = b'{"context": {"targetingKey": "u", '

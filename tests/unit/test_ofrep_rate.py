@@ -13,8 +13,8 @@ from aiohttp import web
 
 from controller.adapters.app_access import AppAccess
 from controller.adapters.ofrep import OfrepRoutes
-from controller.core.app_keys import AppKey, Policy, Scope, by_digest, digest
-from controller.core.views import FlagStates
+from controller.core.reading.views import FlagStates
+from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from tests.app_client import app_client
 
 SITE = "https://shop.example.com"

@@ -9,11 +9,11 @@ import pytest
 from controller.adapters.ofrep import _matches
 from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH, OfrepFailure, bounded
 from controller.adapters.ofrep_snapshot import SnapshotCache
-from controller.core.errors import StoreError
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.messages import FlagStatus
-from controller.core.rule_text import parse as parse_rule
-from controller.core.views import FlagStates, FlagStateView
+from controller.core.common.errors import StoreError
+from controller.core.reading.views import FlagStates, FlagStateView
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.text import parse as parse_rule
+from controller.core.wire.messages import FlagStatus
 
 
 def states(version: int) -> FlagStates:

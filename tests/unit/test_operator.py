@@ -12,9 +12,9 @@ import orjson
 import pytest
 import yaml
 
-from controller.core import signing
-from controller.core.messages import Command
-from controller.core.plan import DEFAULT_PLAN, load_plan
+from controller.core.rollouts.plan import DEFAULT_PLAN, load_plan
+from controller.core.trust import signing
+from controller.core.wire.messages import Command
 from controller.ctl.app import main
 from controller.ctl.commands import (
     UsageError,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.adapters.memory import MemoryOutputs, MemoryStates
-from controller.core.errors import StoreUnavailable
+from controller.core.common.errors import StoreUnavailable
 from controller.daemon.metrics import Metrics
 from controller.daemon.outbox import Outbox
 from controller.ports import OutboxMessage, StateWrite

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from controller.core.errors import FencedError, LostWrites
-from controller.core.folding import PartitionDelta
+from controller.core.common.errors import FencedError, LostWrites
+from controller.core.stats.folding import PartitionDelta
 from controller.daemon.metrics import Metrics
 from controller.daemon.partitions import Partitions
 from controller.ports import Claim, FlushOutcome, Record

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from controller.core.errors import ConfigError
-from controller.core.message_fields import MAX_PLAN_BYTES, MAX_PLAN_DEPTH
-from controller.core.messages import Command
-from controller.core.plan import Plan, load_plan, parse_plan
-from controller.core.plan_parts import MAX_COUNT, MAX_DURATION, MAX_TOLERANCE
+from controller.core.common.errors import ConfigError
+from controller.core.common.message_fields import MAX_PLAN_BYTES, MAX_PLAN_DEPTH
+from controller.core.rollouts.plan import Plan, load_plan, parse_plan
+from controller.core.rollouts.plan_parts import MAX_COUNT, MAX_DURATION, MAX_TOLERANCE
+from controller.core.wire.messages import Command
 
 
 def plan_data(

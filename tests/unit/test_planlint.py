@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from controller.core import commands
-from controller.core.errors import ConfigError
-from controller.core.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
-from controller.core.planlint import Finding, errors, lint
-from controller.core.signing import generate_key
-from controller.core.templates import TEMPLATES
+from controller.core.common.errors import ConfigError
+from controller.core.drafting.templates import TEMPLATES
+from controller.core.machine import commands
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
+from controller.core.rollouts.planlint import Finding, errors, lint
+from controller.core.trust.signing import generate_key
 from controller.ctl.app import main
 from controller.ctl.commands import write_private_key
 from controller.ctl.exits import EXIT_CONFIG

@@ -16,8 +16,8 @@ import statistics
 
 import pytest
 
-from controller.core.histogram import BUCKET_COUNT, bucket_of
-from controller.core.latency import (
+from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.stats.latency import (
     histogram_quantile,
     latency_quantile_test,
     quantile_interval,

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.gate import describe
-from controller.core.messages import Alert, Decision, decision_or_alert
-from controller.core.views import FlagStateView, RolloutStatus
+from controller.core.machine.gate import describe
+from controller.core.reading.views import FlagStateView, RolloutStatus
+from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from tests.unit.test_gate import T0, rollout
 
 ENVELOPE = {"v": 1, "id": "m1", "ts": 1_767_225_600_000}

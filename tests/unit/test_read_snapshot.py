@@ -13,8 +13,8 @@ from aiohttp import web
 
 from controller.adapters.read_routes import RolloutRoutes
 from controller.adapters.read_snapshot import ReadSnapshot
-from controller.core.errors import StoreError
-from controller.core.views import RolloutStatus
+from controller.core.common.errors import StoreError
+from controller.core.reading.views import RolloutStatus
 from tests.app_client import app_client
 
 

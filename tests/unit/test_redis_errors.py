@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio.connection import Connection
 
 from controller.adapters.redis.client import translated
-from controller.core.errors import StoreUnavailable
+from controller.core.common.errors import StoreUnavailable
 from controller.kit.backoff import Backoff
 from controller.process.retrying import retrying
 

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import client_for, cluster_nodes, is_cluster
-from controller.core.errors import StoreError
+from controller.core.common.errors import StoreError
 from controller.settings import RedisSettings, mask_url
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller.core import history
-from controller.core.messages import Decision
+from controller.core.reading import history
+from controller.core.wire.messages import Decision
 from controller.ctl.report import from_served, who
 from controller.ctl.report_model import clock
 from controller.ctl.report_render import html_page, markdown

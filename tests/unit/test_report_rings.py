@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.limits import NO_CONTROL
+from controller.core.stats.limits import NO_CONTROL
 from controller.ctl.report import from_served
 from controller.ctl.report_render import html_page, markdown
 from controller.ctl.reporting import _plain

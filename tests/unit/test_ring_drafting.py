@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.plan import load_plan
-from controller.core.rule_text import parse
+from controller.core.rollouts.plan import load_plan
+from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.ring_drafting import APPLYING, ring_messages
 from tests.fake_model import FIXED, FakeModel, _reply, completion

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.plan import load_plan
-from controller.core.ring_form import (
+from controller.core.drafting.ring_form import (
     RING_LIMITS,
     DraftRing,
     plan_findings,
@@ -18,10 +17,11 @@ from controller.core.ring_form import (
     rings_in,
     rings_schema,
 )
-from controller.core.rule_lint import load_catalogue
-from controller.core.rule_text import parse
-from controller.core.targeting import MAX_RINGS
-from controller.core.templates import FROM_MODEL, plan_yaml
+from controller.core.drafting.rule_lint import load_catalogue
+from controller.core.drafting.templates import FROM_MODEL, plan_yaml
+from controller.core.rollouts.plan import load_plan
+from controller.core.rules.targeting import MAX_RINGS
+from controller.core.rules.text import parse
 
 CATALOGUE = load_catalogue(
     "attributes: {user_id: string, country: string, plan: string, app_version: semver}\n"

@@ -14,18 +14,19 @@ from typing import Any
 
 import pytest
 
-from controller.core import gate
-from controller.core.aggregates import ArmAggregate, CellDelta, CellKey, FlagAggregates
-from controller.core.decoding import ExposureIn, InEvent, RequestIn
-from controller.core.evaluation import evaluate
-from controller.core.folding import fold
-from controller.core.histogram import BUCKET_COUNT
-from controller.core.limits import NO_CONTROL, Limits, comparison_text, limit_tests
-from controller.core.matching import IdSegments
-from controller.core.messages import FlagState
-from controller.core.plan import Plan, parse_plan
-from controller.core.rollout import Phase, Rollout, VerdictKind
-from controller.core.views import RolloutStatus
+from controller.core.common.histogram import BUCKET_COUNT
+from controller.core.machine import gate
+from controller.core.reading.views import RolloutStatus
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts.plan_parts import Limits
+from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
+from controller.core.rules.matching import IdSegments
+from controller.core.stats.aggregates import ArmAggregate, CellDelta, CellKey, FlagAggregates
+from controller.core.stats.folding import fold
+from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_tests
+from controller.core.wire.decoding import ExposureIn, InEvent, RequestIn
+from controller.core.wire.evaluation import evaluate
+from controller.core.wire.messages import FlagState
 from controller.ctl.views import status_detail
 from controller.daemon.rendering import flag_state_fields
 

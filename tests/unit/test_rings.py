@@ -11,18 +11,18 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core import flagstates
-from controller.core.bucketing import bucket
-from controller.core.errors import ConfigError
-from controller.core.evaluation import ErrorCode, Reason, evaluate
-from controller.core.matching import IdSegments
-from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
-from controller.core.plan import Plan, parse_plan
-from controller.core.rollout import Phase, Rollout
-from controller.core.rule_text import parse
-from controller.core.signing import StateSigner, StateVerifier, generate_key
-from controller.core.targeting import Cohort
-from controller.core.views import FlagStateView
+from controller.core.common.errors import ConfigError
+from controller.core.reading.views import FlagStateView
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.rules.matching import IdSegments
+from controller.core.rules.targeting import Cohort
+from controller.core.rules.text import parse
+from controller.core.trust.signing import StateSigner, StateVerifier, generate_key
+from controller.core.wire import flagstates
+from controller.core.wire.bucketing import bucket
+from controller.core.wire.evaluation import ErrorCode, Reason, evaluate
+from controller.core.wire.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.daemon.rendering import flag_state_fields
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagBook

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from controller.core.errors import ConfigError
-from controller.core.rule_text import parse
+from controller.core.common.errors import ConfigError
+from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.rule_drafting import APPLYING, read_contexts, rule_messages, shown
 from tests.fake_model import FIXED, FakeModel, _reply, completion

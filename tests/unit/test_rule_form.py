@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from controller.core.rule_form import draft_schema, from_form, is_form
-from controller.core.rule_lint import load_catalogue
-from controller.core.rule_text import to_text
+from controller.core.drafting.rule_form import draft_schema, from_form, is_form
+from controller.core.drafting.rule_lint import load_catalogue
+from controller.core.rules.text import to_text
 
 CATALOGUE = load_catalogue(
     "attributes: {country: string, age: number, seen: date, app_version: semver}"

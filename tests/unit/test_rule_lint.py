@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.errors import ConfigError
-from controller.core.matching import IdSegments
-from controller.core.rule_lint import (
+from controller.core.common.errors import ConfigError
+from controller.core.drafting.rule_lint import (
     Catalogue,
     Finding,
     Preview,
@@ -16,7 +15,8 @@ from controller.core.rule_lint import (
     preview,
     preview_findings,
 )
-from controller.core.rule_text import parse
+from controller.core.rules.matching import IdSegments
+from controller.core.rules.text import parse
 
 CATALOGUE = load_catalogue(
     """

@@ -8,15 +8,14 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from controller.core import scheduling
-from controller.core.commands import admitted, refusal
-from controller.core.errors import ConfigError
-from controller.core.machine import step
-from controller.core.messages import Command, CommandAction
-from controller.core.operator import applicable
-from controller.core.plan import Plan, parse_plan
-from controller.core.plan_parts import Stage, TimeBox
-from controller.core.rollout import (
+from controller.core.common.errors import ConfigError
+from controller.core.machine import scheduling
+from controller.core.machine.commands import admitted, refusal
+from controller.core.machine.machine import step
+from controller.core.machine.operator import applicable
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts.plan_parts import Stage, TimeBox
+from controller.core.rollouts.rollout import (
     CommandInput,
     CommandRefused,
     Input,
@@ -26,7 +25,8 @@ from controller.core.rollout import (
     Rollout,
     TickInput,
 )
-from controller.core.windows import Windows
+from controller.core.rollouts.windows import Windows
+from controller.core.wire.messages import Command, CommandAction
 from controller.ctl.commands import UsageError, build_command
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday

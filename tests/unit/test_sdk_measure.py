@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
+from controller.core.wire.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.flags import FlagBook
 from controller.sdk.measure import Measurement

@@ -20,9 +20,9 @@ from openfeature.provider import FeatureProvider, ProviderStatus
 from openfeature.provider.in_memory_provider import InMemoryProvider
 from openfeature.track import TrackingEventDetails
 
-from controller.core.bucketing import assign
-from controller.core.messages import Arm, FlagState, FlagStatus, event_adapter
-from controller.core.plan import parse_plan
+from controller.core.rollouts.plan import parse_plan
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm, FlagState, FlagStatus, event_adapter
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import FlagClient

@@ -202,9 +202,9 @@ def test_both_distributions_have_one_version_and_the_same_bounds(sdk_wheel: Path
 
 VERIFYING_APP = """
 import json, sys
-from controller.core.messages import FlagState
+from controller.core.wire.messages import FlagState
 from controller.sdk.trust import verifier
-import controller.core.signing as signing
+import controller.core.trust.signing as signing
 vectors = json.load(open(sys.argv[1], encoding="utf-8"))
 check = verifier(vectors["keys"])
 envelope = {"type": "flag_state", "v": 1, "id": "x", "ts": 0}

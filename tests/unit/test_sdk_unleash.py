@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.matching import IdSegments
-from controller.core.messages import Arm
+from controller.core.rules.matching import IdSegments
+from controller.core.wire.messages import Arm
 from controller.sdk.unleash import UnleashExposures, managed_features, unit_of
 
 

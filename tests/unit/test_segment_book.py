@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.matching import Audience
-from controller.core.rule_text import parse
-from controller.core.segment_messages import SegmentRecord, signed_bytes
-from controller.core.segments import PackedIds, pack
-from controller.core.signing import StateSigner, generate_key
+from controller.core.rules.matching import Audience
+from controller.core.rules.segments import PackedIds, pack
+from controller.core.rules.text import parse
+from controller.core.trust.signing import StateSigner, generate_key
+from controller.core.wire.segment_messages import SegmentRecord, signed_bytes
 from controller.sdk.segments import SegmentBook
 
 ENVELOPE: dict[str, Any] = {"v": 1, "ts": 0}

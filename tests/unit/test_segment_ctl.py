@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.core import segments
-from controller.core.segment_messages import SegmentCommand
-from controller.core.signing import generate_key
+from controller.core.rules import segments
+from controller.core.trust.signing import generate_key
+from controller.core.wire.segment_messages import SegmentCommand
 from controller.ctl.commands import UsageError
 from controller.ctl.segments import commands_for, read_ids, signer
 

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controller.core.rule_text import parse
-from controller.core.segment_messages import SegmentCommand, SegmentRecord, signed_bytes
-from controller.core.segments import (
+from controller.core.rules.segments import (
     MAX_PART_BYTES,
     assemble,
     canonical,
@@ -20,6 +18,8 @@ from controller.core.segments import (
     rule_problem,
     unpack,
 )
+from controller.core.rules.text import parse
+from controller.core.wire.segment_messages import SegmentCommand, SegmentRecord, signed_bytes
 
 
 def _gz(text: bytes) -> str:

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.core.plan import Plan
-from controller.core.plan_parts import Backend, Stage, UnleashTarget
-from controller.core.rollout import Phase, Rollout
-from controller.core.serving import (
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Backend, Stage, UnleashTarget
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.serving.reads import Strategy, whole_number, would_serve
+from controller.core.serving.serving import (
     Applied,
     Serving,
     Target,
@@ -20,7 +21,6 @@ from controller.core.serving import (
     matches,
     reconcile,
 )
-from controller.core.serving_reads import Strategy, whole_number, would_serve
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("new-checkout", "default", "production", "userId")

@@ -9,13 +9,17 @@ from typing import Any
 
 import pytest
 
-from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
-from controller.core.plan import parse_plan
-from controller.core.rollout import Phase, Rollout
-from controller.core.serving import Applied, Target, Verdict, desired, reconcile
-from controller.core.serving_reads import Strategy, would_serve
-from controller.core.serving_rings import Owned, constraint_of
-from controller.core.unleash_constraints import Constraint
+from controller.core.common.message_fields import (
+    FLAG_PARAMETER,
+    TARGETING_PARAMETER,
+    VERSION_PARAMETER,
+)
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.rules.unleash_constraints import Constraint
+from controller.core.serving.reads import Strategy, would_serve
+from controller.core.serving.rings import Owned, constraint_of
+from controller.core.serving.serving import Applied, Target, Verdict, desired, reconcile
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("checkout", "default", "production", "userId", targeted=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.core.errors import ConfigError
+from controller.core.common.errors import ConfigError
 from controller.settings import load_settings, mask_url
 
 

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from controller.core.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
-from controller.core.latency import (
+from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.stats.latency import (
     exceedance_bucket,
     exceedance_test,
     histogram_quantile,
     latency_quantile_test,
     quantile_standard_error,
 )
-from controller.core.sequential import (
+from controller.core.stats.sequential import (
     Direction,
     SequentialResult,
     difference_test,
@@ -29,7 +29,7 @@ from controller.core.sequential import (
     sequential_rho,
     sequential_test,
 )
-from controller.core.srm import srm_test
+from controller.core.stats.srm import srm_test
 
 LOWER: Direction = "lower_is_better"
 HIGHER: Direction = "higher_is_better"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from controller.adapters.memory import MemoryAggregates, MemoryOutputs, MemoryStates
-from controller.core.errors import ConfigError
-from controller.core.messages import CommandAction
-from controller.core.plan import Plan
-from controller.core.plan_parts import Stage
-from controller.core.rollout import CommandInput, GateInput, Verdict, VerdictKind
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import CommandInput, GateInput, Verdict, VerdictKind
+from controller.core.wire.messages import CommandAction
 from controller.daemon.engine import build_engine
 from controller.daemon.status import StatusView
 from controller.daemon.team_windows import read_windows_file

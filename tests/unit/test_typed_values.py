@@ -15,14 +15,14 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from controller.adapters.ofrep_snapshot import Snapshot
-from controller.core import flagstates
-from controller.core.bucketing import assign
-from controller.core.evaluation import evaluate
-from controller.core.messages import Arm, FlagState
-from controller.core.plan import Plan, parse_plan
-from controller.core.rollout import Phase, Rollout
-from controller.core.signing import StateSigner, StateVerifier, generate_key
-from controller.core.views import FlagStates, FlagStateView
+from controller.core.reading.views import FlagStates, FlagStateView
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.trust.signing import StateSigner, StateVerifier, generate_key
+from controller.core.wire import flagstates
+from controller.core.wire.bucketing import assign
+from controller.core.wire.evaluation import evaluate
+from controller.core.wire.messages import Arm, FlagState
 from controller.daemon.rendering import flag_state_fields
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagBook, FlagClient

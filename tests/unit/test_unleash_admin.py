@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from controller.adapters.unleash import UnleashAdmin
 from controller.adapters.unleash_answers import BackendUnavailable, Unreadable, parse_feature
-from controller.core.errors import ControllerError
-from controller.core.serving import Applied, Serving, Target, Verdict, reconcile
+from controller.core.common.errors import ControllerError
+from controller.core.serving.serving import Applied, Serving, Target, Verdict, reconcile
 from controller.settings import UnleashSettings
 from tests.dripping import Dripper, canned
 from tests.unit.test_serving import rollout

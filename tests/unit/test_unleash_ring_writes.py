@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from controller.adapters.unleash import UnleashAdmin
 from controller.adapters.unleash_answers import parse_feature
-from controller.core.errors import ControllerError
-from controller.core.serving import Serving, desired
+from controller.core.common.errors import ControllerError
+from controller.core.serving.serving import Serving, desired
 from controller.settings import UnleashSettings
 from tests.unit.test_serving_rings import TARGET, rollout
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from controller.core.errors import ConfigError
-from controller.core.plan import parse_plan
-from controller.core.rule_text import parse
-from controller.core.unleash_constraints import EARLIEST_DATE, PIVOT, Constraint
-from controller.core.unleash_rules import MAX_STRATEGIES, ring_strategies, rule_terms
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rules.text import parse
+from controller.core.rules.unleash_constraints import EARLIEST_DATE, PIVOT, Constraint
+from controller.core.rules.unleash_rules import MAX_STRATEGIES, ring_strategies, rule_terms
 
 
 def _c(name: str, op: str, *values: str, value: str | None = None, inv: bool = False) -> Constraint:

@@ -7,17 +7,21 @@ from typing import Any
 
 import pytest
 
-from controller.core.errors import ConfigError
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.message_fields import FLAG_PARAMETER, TARGETING_PARAMETER, VERSION_PARAMETER
-from controller.core.plan import parse_plan
-from controller.core.planlint import lint
-from controller.core.rollout import Phase, Rollout
-from controller.core.rule_text import parse
-from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
-from controller.core.serving_reads import Strategy, would_serve
-from controller.core.unleash_constraints import MAX_CONSTRAINT_VALUES, Constraint
-from controller.core.unleash_rules import ring_strategies, rule_terms
+from controller.core.common.errors import ConfigError
+from controller.core.common.message_fields import (
+    FLAG_PARAMETER,
+    TARGETING_PARAMETER,
+    VERSION_PARAMETER,
+)
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.planlint import lint
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.text import parse
+from controller.core.rules.unleash_constraints import MAX_CONSTRAINT_VALUES, Constraint
+from controller.core.rules.unleash_rules import ring_strategies, rule_terms
+from controller.core.serving.reads import Strategy, would_serve
+from controller.core.serving.serving import Applied, Serving, Target, Verdict, desired, reconcile
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGET = Target("checkout", "default", "production", "userId", targeted=True)

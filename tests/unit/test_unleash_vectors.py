@@ -27,7 +27,8 @@ import pytest
 from UnleashClient.cache import FileCache
 from UnleashClient.clients.unleash_client import UnleashClient
 
-from controller.core.audience import (
+from controller.core.common.errors import ConfigError
+from controller.core.rules.audience import (
     AudienceRule,
     Condition,
     Instant,
@@ -35,11 +36,10 @@ from controller.core.audience import (
     Semver,
     conditions,
 )
-from controller.core.errors import ConfigError
-from controller.core.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.matching import Audience
-from controller.core.targeting import Ring
-from controller.core.unleash_rules import ring_strategies, rule_terms
+from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.rules.matching import Audience
+from controller.core.rules.targeting import Ring
+from controller.core.rules.unleash_rules import ring_strategies, rule_terms
 from tests.vectors import audience_generate, rings_generate
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -22,9 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from controller.core.bucketing import BUCKETS, assign, bucket, threshold
-from controller.core.decoding import EventDecoder, Rejection
-from controller.core.messages import Arm, FlagState, event_adapter
+from controller.core.wire.bucketing import BUCKETS, assign, bucket, threshold
+from controller.core.wire.decoding import EventDecoder, Rejection
+from controller.core.wire.messages import Arm, FlagState, event_adapter
 from controller.sdk.flags import FlagBook
 from controller.settings import IngestSettings
 from tests.vectors import generate

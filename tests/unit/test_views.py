@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from controller.core.messages import Alert, Decision, decision_or_alert
-from controller.core.views import RolloutStatus
+from controller.core.reading.views import RolloutStatus
+from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl.app_keys import outcome_line as app_key_outcome_line
 from controller.ctl.views import decision_line, outcome_line, status_detail, status_table
 

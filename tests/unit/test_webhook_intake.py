@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controller.core.errors import StoreUnavailable
+from controller.core.common.errors import StoreUnavailable
 from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import Metrics
 from controller.integrations.monitors import MonitorSignal, PayloadError

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from controller.core import recurrence
-from controller.core.errors import ConfigError
-from controller.core.plan import parse_plan
-from controller.core.windows import (
+from controller.core.common.errors import ConfigError
+from controller.core.rollouts import recurrence
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.windows import (
     Window,
     Windows,
     may_move_forward,

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.plan import DEFAULT_PLAN
-from controller.core.rollout import Phase, Rollout
-from controller.core.wording import (
+from controller.core.reading.wording import (
     advice_text,
     advisor_name,
     decided_at,
@@ -21,6 +19,8 @@ from controller.core.wording import (
     stage_position,
     too_small,
 )
+from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.rollouts.rollout import Phase, Rollout
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

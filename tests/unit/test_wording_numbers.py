@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from controller.core.wording import (
+from controller.core.reading.wording import (
     amount_text,
     control_rate,
     decimals_for,

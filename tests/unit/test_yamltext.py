@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.core.errors import ConfigError
-from controller.core.plan import load_plan
-from controller.core.yamltext import MAX_YAML_BYTES, dump_yaml, load_yaml
+from controller.core.common.errors import ConfigError
+from controller.core.common.yamltext import MAX_YAML_BYTES, dump_yaml, load_yaml
+from controller.core.rollouts.plan import load_plan
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
 from controller.settings import load_settings

@@ -9,7 +9,7 @@ Each vector is a rule (its JSON form, and its text form), a context, and the
 expected three-valued ``truth`` (true, false or null for unknown) and
 ``match`` (only true matches); the segments it may name are in the header.
 The expected values come from the small evaluator written out here over the
-JSON form, not from :mod:`controller.core.matching`: the test holds the
+JSON form, not from :mod:`controller.core.rules.matching`: the test holds the
 controller's evaluator to this one. The first vectors are hand-picked edge
 cases (missing attributes, wrong types, case, Unicode, semver pre-releases,
 dates and offsets, id-list and rule segments, and/or/not with unknowns); the
@@ -28,9 +28,9 @@ from tests.vectors import vectorfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from controller.core.audience import AudienceRule
-from controller.core.rule_text import parse, to_text
-from controller.core.rule_values import instant_ns, semver_key
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.text import parse, to_text
+from controller.core.rules.values import instant_ns, semver_key
 
 PATH = Path(__file__).with_name("audience.json")
 _SEED = 20_261_123

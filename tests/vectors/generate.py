@@ -6,7 +6,7 @@ what this script makes. ``tests/unit/test_vectors.py`` runs the same check,
 so the file can never drift from the script.
 
 The expected values come from a MurmurHash3 written out here in plain Python,
-not from ``mmh3`` nor from ``controller.core.bucketing``: the conformance test
+not from ``mmh3`` nor from ``controller.core.wire.bucketing``: the conformance test
 holds the controller's implementation to this independent one, and a client
 in another language is held to the same file (see ``docs/clients.md``).
 Everything is deterministic: fixed lists and a seeded generator.

@@ -11,7 +11,7 @@ expected ``bucket``, ``arm`` and ``cohort``. Rings come from walking two
 plans stage by stage (``docs/clients.md``, "Rings"). The expected values come
 from the reference MurmurHash3 of ``generate.py`` and the reference rule
 evaluator of ``audience_generate.py``, not from the controller: the test
-holds :func:`controller.core.evaluation.evaluate` to them.
+holds :func:`controller.core.wire.evaluation.evaluate` to them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.vectors.generate import BUCKETS, murmur3_x86_32
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from controller.core.rule_text import parse
+from controller.core.rules.text import parse
 
 PATH = Path(__file__).with_name("rings.json")
 _SEED = 20_261_126

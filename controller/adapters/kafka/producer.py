@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from controller.core.errors import MessageTooLarge
+from controller.core.common.errors import MessageTooLarge
 from controller.kit.kafka_client import ClientLifecycle, translated
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings
@@ -150,7 +150,7 @@ async def send_and_wait(
 ) -> tuple[int, int]:
     """Produce one message with acks=all; the partition and offset it was written at.
 
-    Raises :class:`~controller.core.errors.BrokerError` when the broker cannot
+    Raises :class:`~controller.core.common.errors.BrokerError` when the broker cannot
     be reached within ``timeout_s`` or refuses the message.
     """
     records = [(key, value)]
@@ -169,7 +169,7 @@ async def send_many(
 ) -> tuple[int, int]:
     """Produce ``records`` (key, value) in order through one producer, acks=all, each
     acknowledged before the next is sent; the partition and offset of the last.
-    :class:`~controller.core.errors.BrokerError` as :func:`send_and_wait`."""
+    :class:`~controller.core.common.errors.BrokerError` as :func:`send_and_wait`."""
     written = (-1, -1)
     options = kafka.client_options() | {"client_id": client_id}
     producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))

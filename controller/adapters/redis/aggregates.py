@@ -24,7 +24,7 @@ For the same reason units seen in both arms are found within a partition: the
 flush adds the batch's units to their arm's set, until either arm's set of the
 version is full, and counts in the arm's hash those new to it (``wu``) and,
 of these, those the other arm's set already holds (``both``); a read sums them
-with the other fields (:mod:`controller.core.aggregates`).
+with the other fields (:mod:`controller.core.stats.aggregates`).
 
 An event is counted once per id within a window: the flush refuses, before
 any write, a batch holding an id the partition recorded less than
@@ -48,16 +48,16 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import RedisClient, connect, translated
-from controller.core.aggregates import (
+from controller.core.common.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.stats.aggregates import (
     BOTH_FIELD,
     WATCH_CAP,
     WATCHED_FIELD,
     ArmAggregate,
     FlagAggregates,
 )
-from controller.core.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.folding import PartitionDelta
-from controller.core.messages import Arm
+from controller.core.stats.folding import PartitionDelta
+from controller.core.wire.messages import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
 from controller.settings.groups import DEDUPE_MAX_IDS, DEDUPE_SECONDS

@@ -1,0 +1,5 @@
+"""Shared vocabulary of the core.
+
+Errors, timestamps, message field bounds, text, YAML, durations, evidence, histograms,
+numerals.
+"""

@@ -1,0 +1,174 @@
+"""Records of the commands and monitors topics: bounded, parsed and authenticated.
+
+A record over :data:`MAX_CONTROL_BYTES` is refused unread. A command must be
+signed with a known operator key (Ed25519), be fresh (its timestamp within
+``engine.command_max_age_seconds`` of now) and carry an id not applied before;
+:func:`refusal` says which of the first checks failed, and :func:`admitted`
+turns the command into the machine's input: the command itself, or its
+refusal (:class:`~controller.core.rollouts.rollout.CommandRefused`), which the machine
+records as a rejected decision. What a command or a monitor alert then does
+is the state machine's business.
+
+Pure: whether a command id was applied before is read by the caller, and the
+ids a new rollout needs (its rollout id and salt) are drawn by the caller too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from controller.core.common.errors import ConfigError
+from controller.core.common.timestamps import as_datetime
+from controller.core.machine import scheduling
+from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts.planlint import errors, lint
+from controller.core.rollouts.rollout import CommandInput, CommandRefused
+from controller.core.trust import signing
+from controller.core.wire.messages import Command, CommandAction, MonitorAlert
+from controller.core.wire.segment_messages import SegmentCommand
+
+MAX_CONTROL_BYTES = 256 * 1024
+"""The largest command or monitor alert read; a plan fits in far less."""
+REPLAYED = "replayed command id"
+"""The refusal of a command whose id was applied before."""
+
+
+def parse(
+    value: bytes, *, alert: bool
+) -> MonitorAlert | tuple[Command | SegmentCommand, dict[str, Any]]:
+    """The monitor alert (``alert``: a record of the monitors topic), or the command (a
+    flag's, or a segment's) with its raw JSON (what its signature covers).
+
+    Raises ``ValidationError``, ``orjson.JSONDecodeError`` or ``ValueError``
+    for input that breaks the contract.
+    """
+    if alert:
+        return MonitorAlert.model_validate_json(value)
+    raw = orjson.loads(value)
+    if not isinstance(raw, dict):
+        raise ValueError("a command must be a JSON object")  # noqa: TRY004 - bad input
+    if raw.get("type") == "segment_command":
+        return SegmentCommand.model_validate(raw), raw
+    return Command.model_validate(raw), raw
+
+
+def refusal(
+    command: Command,
+    raw: dict[str, Any],
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    now: datetime,
+    max_age_seconds: float,
+) -> str | None:
+    """Why the command may not run (signature, key, freshness), or None."""
+    unsigned = signature_refusal(
+        raw, ts=command.ts, keys=keys, now=now, max_age_seconds=max_age_seconds
+    )
+    if unsigned is not None:
+        return unsigned
+    start = command.action is CommandAction.START
+    return scheduling.refusal(command.at, start=start, now=now, max_age=max_age_seconds)
+
+
+def signature_refusal(
+    raw: dict[str, Any],
+    *,
+    ts: float | datetime,
+    keys: Mapping[str, Ed25519PublicKey],
+    now: datetime,
+    max_age_seconds: float,
+) -> str | None:
+    """Why a command (flag or segment: its raw JSON and its parsed ``ts``) is not a fresh
+    one signed by a known operator key, or None."""
+    key_id = raw.get("key_id")
+    if raw.get("sig") is None or not isinstance(key_id, str):
+        return "unsigned command"
+    key = keys.get(key_id)
+    if key is None:
+        return f"unknown key id {key_id!r}"
+    if not signing.verify(raw, key):
+        return "bad signature"
+    age = abs((now - as_datetime(ts)).total_seconds())
+    if age > max_age_seconds:
+        return f"stale command: {age:.0f}s from now, limit {max_age_seconds:.0f}s"
+    return None
+
+
+def admitted(
+    command: Command,
+    *,
+    refused: str | None,
+    now: datetime,
+    backends: frozenset[str],
+    rollout_id: str,
+    salt: str,
+) -> CommandInput | CommandRefused:
+    """The machine's input for ``command``: its refusal when ``refused`` says why (see
+    :func:`refusal`, or :data:`REPLAYED`) or its plan cannot work, else the command, with
+    ``rollout_id`` and ``salt`` for the rollout a start begins.
+    """
+    if refused is not None:
+        return refusal_input(command, refused, now)
+    try:
+        checked = None if command.plan is None else plan(command.plan, backends=backends, now=now)
+    except ConfigError as exc:
+        return refusal_input(command, str(exc), now)
+    boxed = scheduling.plan_refusal(checked, command.at, now) if checked is not None else None
+    if boxed is not None:
+        return refusal_input(command, f"invalid plan: {boxed}", now)
+    return command_input(command, checked, now, rollout_id=rollout_id, salt=salt)
+
+
+def refusal_input(command: Command, reason: str, now: datetime) -> CommandRefused:
+    """The machine's input for a command refused with ``reason``."""
+    return CommandRefused(
+        action=command.action,
+        flag=command.flag,
+        command_id=command.id,
+        actor=command.actor,
+        key_id=command.key_id,
+        reason=reason,
+        now=now,
+    )
+
+
+def command_input(
+    command: Command, plan: Plan | None, now: datetime, *, rollout_id: str, salt: str
+) -> CommandInput:
+    """The machine's input for an authenticated command, with the ids of a new rollout."""
+    return CommandInput(
+        action=command.action,
+        flag=command.flag,
+        command_id=command.id,
+        actor=command.actor,
+        key_id=command.key_id or "",
+        now=now,
+        reason=command.reason,
+        plan=plan,
+        to_end=command.to_end,
+        at=command.at,
+        new_rollout_id=rollout_id,
+        new_salt=salt,
+    )
+
+
+def plan(data: Any, *, backends: frozenset[str], now: datetime) -> Plan:
+    """A start command's plan; :class:`ConfigError` if invalid, if it cannot work as written
+    at ``now`` (an error of :func:`~controller.core.rollouts.planlint.lint`: a stage that never
+    completes, a guardrail never tested, a window that never opens again) or if it names a
+    flag platform this controller is not connected to (a plan for Unleash without
+    ``unleash.url``). Warnings do not refuse a plan.
+    """
+    parsed = parse_plan(data, source="plan")
+    if wrong := errors(lint(parsed, now)):
+        raise ConfigError("plan cannot work: " + "; ".join(map(str, wrong)))
+    if parsed.unleash is not None and "unleash" not in backends:
+        raise ConfigError(
+            "invalid plan: backend.unleash: this controller has no Unleash (unleash.url is not set)"
+        )
+    return parsed

@@ -1,0 +1,392 @@
+"""The gate: a stage's aggregates and its plan → a verdict with evidence.
+
+Pure. The order (see docs/architecture.md, *The stage gate*; after
+GrowthBook's ramp evaluator), with the
+checks that protect users first because they run continuously, not only when
+a stage is due:
+
+1. any guardrail regression → rollback (or as the plan's policy says, #28);
+   a metric is tested once each arm has ``min_metric_events`` events of it
+   (a latency quantile also needs ``quantile_min_samples`` per arm), at the
+   level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
+   guardrails and stages (each test: :mod:`~controller.core.stats.guardrails`);
+2. sample-ratio mismatch → pause (or as ``srm_action`` or the policy says);
+   then units seen in both arms past the policy's ``both_arms_max_share`` of
+   the stage's watched units (at least :data:`MIN_BOTH_ARMS` of them) → as the
+   policy says (warn by default; see :mod:`~controller.core.stats.aggregates`);
+3. minimum stage time not elapsed → hold;
+4. no traffic in the stage → hold, then pause (or per the policy) after
+   ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.machine.health`);
+5. fewer than ``min_units_per_arm`` units in either arm → hold;
+6. any gating guardrail not yet tested (below its event floor in either arm,
+   :func:`~controller.core.stats.guardrails.metric_floor`) → hold, naming what it
+   waits for: inconclusive never promotes. A stage that stays so past its
+   ``max_duration`` ends as the policy's ``inconclusive`` says (the machine's
+   tick, :func:`~controller.core.machine.health.overdue`). A stage with no concurrent
+   control (100% of its audience) has nothing to compare with and is gated on
+   the plan's absolute limits instead;
+7. otherwise advance (the advisor, where enabled, may only make this more
+   cautious; that is the machine's business, not the gate's).
+
+With ``early_advance`` in the plan, step 3 gives way once every gating
+guardrail's bound already excludes harm beyond its tolerance, the minimum
+sample is met and there is no sample-ratio mismatch. A ``dry_run`` guardrail
+is tested and recorded (``evidence["dry_run"]``) but never acts: what it would
+have done is reported in :attr:`Verdict.dry_run_breaches` for the machine to
+alert on, and it neither holds nor blocks an early advance.
+
+Every verdict carries the evidence it was reached on: per-arm counts, each
+guardrail's test (Δ, bounds, p-value) and the SRM check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from controller.core.machine import health
+from controller.core.reading.views import RolloutView
+from controller.core.reading.wording import quantity_text, stage_position
+from controller.core.rollouts.moving import next_move
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.policy import Applied, HealthPolicy, both_arms_tripped, for_plan
+from controller.core.rollouts.rollout import Rollout, Verdict, VerdictKind
+from controller.core.rollouts.windows import Window
+from controller.core.rules.text import to_text
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.guardrails import (
+    control_baseline,
+    guardrail_result,
+    metric_events,
+    metric_floor,
+)
+from controller.core.stats.latency import latency_evidence
+from controller.core.stats.limits import limit_tests, limits_evidence
+from controller.core.stats.sequential import SequentialResult
+from controller.core.stats.srm import SrmResult, srm_test
+
+
+def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
+    """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
+    plan = rollout.plan
+    tests: dict[str, SequentialResult | None] = {
+        g.metric: guardrail_result(g, data, plan) for g in plan.guardrails
+    }
+    srm = srm_test(
+        data.treatment.units,
+        data.control.units,
+        rollout.percent / 100,  # in a watch, 100% less the holdback
+        p_threshold=plan.srm_p_threshold,
+    )
+    evidence = _evidence(plan, data, tests, srm)
+    if plan.targeted:
+        evidence["audience"] = _audience(rollout)
+    limited = _limits(rollout, data, evidence)
+    breaches = _dry_run(plan, tests, evidence)
+    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited)
+    return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
+
+
+def _verdict(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+    *,
+    srm: SrmResult,
+    evidence: dict[str, Any],
+    limited: dict[str, SequentialResult],
+) -> Verdict:
+    plan = rollout.plan
+    for index, guardrail in enumerate(plan.guardrails):
+        result = tests[guardrail.metric]
+        if not guardrail.dry_run and result is not None and result.regressed:
+            applied = for_plan(
+                plan, "guardrail_regression", guardrail=index, watching=rollout.watching
+            )
+            baseline = control_baseline(guardrail, data.control)
+            return _regression(guardrail, result, evidence, baseline, applied)
+    for name, result in limited.items():
+        if result.regressed:
+            applied = for_plan(plan, "guardrail_regression", watching=rollout.watching)
+            why = (
+                f"{name} {result.delta:.4g} is above its limit {result.tolerance:.4g} with no"
+                f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
+            )
+            return health.verdict(applied, why, {**evidence, "breach": name})
+    if srm.flagged:
+        why = (
+            f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
+            f" < {plan.srm_p_threshold} ({srm.observed_treatment} treatment units"
+            f" against {srm.expected_treatment:.0f} expected)"
+        )
+        return health.verdict(for_plan(plan, "sample_ratio_mismatch"), why, evidence)
+    crossed = _both_arms(plan, data, evidence)
+    if crossed is not None:
+        return crossed
+    if _early(rollout, data, now, tests):
+        why = (
+            "early advance: every guardrail's bound excludes harm beyond its tolerance and the"
+            f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
+        )
+        return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
+    return _timing(rollout, data, now, tests, evidence)
+
+
+MIN_BOTH_ARMS = 5
+"""Watched units seen in both arms below which the share is not judged (too few to tell)."""
+
+
+def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Verdict | None:
+    """The trigger's verdict when too many of the stage's units were seen in both arms."""
+    both, units = data.both_arms, data.watched_units
+    if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
+        return None
+    limit = (plan.health_policy or HealthPolicy()).both_arms_max_share
+    why = (
+        f"{both} of {units} watched units ({both / units:.2%}) were seen in both arms"
+        f", over the {limit:.2%} the plan allows"
+    )
+    return health.verdict(for_plan(plan, "units_in_both_arms"), why, evidence)
+
+
+def _limits(
+    rollout: Rollout, data: FlagAggregates, evidence: dict[str, Any]
+) -> dict[str, SequentialResult]:
+    """At 100% of the audience, with limits: their tests, recorded in ``evidence``."""
+    plan = rollout.plan
+    if plan.limits is None or rollout.percent < 100:
+        return {}
+    tests = limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
+    evidence.update(limits_evidence(plan.limits, tests))
+    return tests
+
+
+def _audience(rollout: Rollout) -> dict[str, Any]:
+    """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
+    plan, stage = rollout.plan, _stage(rollout)
+    return {
+        "rollout": None if plan.audience is None else to_text(plan.audience),
+        "stage": "everyone" if stage.audience is None else to_text(stage.audience),
+        "percent": stage.percent,
+        "compared": "units in the stage's audience and in no earlier ring's",
+    }
+
+
+def _stage(rollout: Rollout) -> Stage:
+    return rollout.plan.stages[rollout.stage]
+
+
+def _gating(plan: Plan) -> list[Guardrail]:
+    """The guardrails that may act: every one not marked ``dry_run``."""
+    return [g for g in plan.guardrails if not g.dry_run]
+
+
+def _dry_run(
+    plan: Plan, tests: dict[str, SequentialResult | None], evidence: dict[str, Any]
+) -> tuple[str, ...]:
+    """Record each dry-run guardrail in ``evidence``; the metrics that would have acted."""
+    trial = [g for g in plan.guardrails if g.dry_run]
+    if not trial:
+        return ()
+    would = {g.metric: _would(g, tests[g.metric]) for g in trial}
+    evidence["dry_run"] = {m: {"would": action} for m, action in would.items()}
+    return tuple(m for m, action in would.items() if action is not None)
+
+
+def _would(guardrail: Guardrail, result: SequentialResult | None) -> str | None:
+    return guardrail.action if result is not None and result.regressed else None
+
+
+def _early(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+) -> bool:
+    """Strong evidence of no harm may end the stage before its minimum duration.
+
+    Only with at least one gating guardrail: with none there is no evidence.
+    """
+    plan, stage = rollout.plan, _stage(rollout)
+    gating = _gating(plan)
+    if not (plan.early_advance and gating and now - rollout.stage_started_at < stage.min_duration):
+        return False
+    if min(data.treatment.units, data.control.units) < max(stage.min_units_per_arm, 1):
+        return False
+    return all(harm_excluded(tests[g.metric]) for g in gating)
+
+
+def harm_excluded(result: SequentialResult | None) -> bool:
+    """The sequential bound shows any harm is within the tolerance (None: too little data).
+
+    Lower is better: the upper bound is at most the tolerance; higher is better:
+    the lower bound is at least minus the tolerance. An infinite bound never does.
+    """
+    if result is None:
+        return False
+    if result.direction == "lower_is_better":
+        return result.upper <= result.tolerance
+    return result.lower >= -result.tolerance
+
+
+def _timing(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    tests: dict[str, SequentialResult | None],
+    evidence: dict[str, Any],
+) -> Verdict:
+    plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
+    elapsed = now - rollout.stage_started_at
+    if elapsed < stage.min_duration:
+        return Verdict(
+            VerdictKind.HOLD, f"minimum stage time {stage.min_duration} not reached", None, evidence
+        )
+    # No traffic is judged on the stage's own aggregates (its flag versions): when
+    # stages become rings, the gate is handed the ring's, and this test holds as is.
+    if _events(data.treatment) + _events(data.control) == 0:
+        if elapsed >= plan.no_traffic_grace:
+            ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
+            why = f"no events in the stage{ring} for {elapsed}"
+            return health.verdict(for_plan(plan, "no_traffic"), why, evidence)
+        return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
+    if plan.limits is not None and rollout.percent >= 100:  # no control: the treated count
+        fewest, arm = data.treatment.units, "treatment"
+    else:
+        fewest, arm = min(data.treatment.units, data.control.units), "the smaller arm"
+    if fewest < stage.min_units_per_arm:
+        why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
+        return Verdict(VerdictKind.HOLD, why, None, evidence)
+    waiting = untested(rollout, data, tests)
+    if waiting:
+        return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
+    return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
+
+
+def untested(
+    rollout: Rollout, data: FlagAggregates, tests: dict[str, SequentialResult | None]
+) -> list[str]:
+    """Why each gating guardrail is not yet tested in the stage; empty when all are.
+
+    A stage with no concurrent control (100% of its audience, no holdback) compares
+    nothing, so it waits on no guardrail here: the plan's limits gate it.
+    """
+    if rollout.percent >= 100:
+        return []
+    plan = rollout.plan
+    metrics = dict.fromkeys(g.metric for g in _gating(plan) if tests[g.metric] is None)
+    return [_waiting_for(metric, data, plan) for metric in metrics]
+
+
+def _waiting_for(metric: str, data: FlagAggregates, plan: Plan) -> str:
+    floor = metric_floor(metric, plan)
+    seen = {arm: metric_events(metric, getattr(data, arm)) for arm in ("treatment", "control")}
+    arm = min(seen, key=lambda name: seen[name])
+    return f"{metric} not yet tested: {seen[arm]} of {floor} events in {arm}"
+
+
+def _complete(rollout: Rollout) -> str:
+    """The advance's reason: never "guardrails hold" when no guardrail was tested."""
+    if rollout.percent >= 100:
+        return "the stage is complete (no concurrent control: no guardrail compares arms)"
+    if not _gating(rollout.plan):
+        return "the stage is complete (no gating guardrail)"
+    return "guardrails hold and the stage is complete"
+
+
+def _events(arm: ArmAggregate) -> int:
+    return arm.exposures + arm.requests + arm.conversions
+
+
+def _regression(
+    guardrail: Guardrail,
+    result: SequentialResult,
+    evidence: dict[str, Any],
+    baseline: float | None,
+    applied: Applied,
+) -> Verdict:
+    # The numbers as every text writes them; the evidence keeps them exact.
+    shown = quantity_text(guardrail.metric, result.delta, result.lower, result.upper, baseline)
+    why = f"{shown}, regressed (p = {result.p_value:.2g})"
+    return health.verdict(applied, why, {**evidence, "breach": guardrail.metric})
+
+
+def _evidence(
+    plan: Plan, data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
+) -> dict[str, Any]:
+    arms = {
+        name: {
+            "units": arm.units,
+            "exposures": arm.exposures,
+            "requests": arm.requests,
+            "errors": arm.errors,
+            "conversions": arm.conversions,
+        }
+        for name, arm in (("treatment", data.treatment), ("control", data.control))
+    }
+    evidence = {
+        "arms": arms,
+        "alpha": plan.alpha_budget(),
+        "flag_versions": sorted(data.versions),
+        "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
+        "srm": srm.evidence(),
+        "latency": latency_evidence(
+            data.treatment.latency_histogram, data.control.latency_histogram
+        ),
+    }
+    if data.watched:  # the sample of units watched for being seen in both arms
+        evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}
+    return evidence
+
+
+def describe(
+    rollout: Rollout,
+    verdict: Verdict | None,
+    now: datetime,
+    team_windows: tuple[Window, ...] = (),
+) -> RolloutView:
+    """A rollout's state for people and dashboards: where it is and what the gate sees.
+
+    ``verdict`` is the gate's current view of the stage (None once the rollout
+    finished); its evidence carries the per-arm counts and the guardrail bounds.
+    A finished rollout shows instead the reason and evidence of the decision that
+    finished it, and its time in stage stops at its end.
+    ``team_windows`` are the settings' release windows, for a plan that names
+    none: with them a window wait says when the window opens.
+    """
+    move = next_move(rollout, verdict, now, team_windows)
+    stage = rollout.plan.stages[rollout.stage]
+    ended = rollout.ended
+    said = verdict or ended  # a finished rollout: the decision that finished it
+    fields = {
+        "flag": rollout.flag,
+        "rollout_id": rollout.rollout_id,
+        "plan": rollout.plan.name,
+        "phase": rollout.phase.value,
+        "pause_reason": rollout.pause_reason.value if rollout.pause_reason else None,
+        "stage": rollout.stage,
+        "stages": len(rollout.plan.stages),
+        "at_stage": stage_position(rollout),
+        "stage_percents": [s.percent for s in rollout.plan.stages],
+        "percent": rollout.percent,
+        "flag_version": rollout.flag_version,
+        "started_at": rollout.started_at.isoformat(),
+        "stage_started_at": rollout.stage_started_at.isoformat(),
+        "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
+        "window_wait": rollout.window_wait,
+        "next_move": move,
+        "time_in_stage_s": round(
+            (rollout.clock_stop(now) - rollout.stage_started_at).total_seconds(), 1
+        ),
+        "min_duration_s": stage.min_duration.total_seconds(),
+        "min_units_per_arm": stage.min_units_per_arm,
+        "verdict": None if verdict is None else verdict.kind.value,
+        "verdict_reason": None if said is None else said.reason,
+        "evidence": {} if said is None else said.evidence,
+        "ended_at": None if ended is None else ended.at.isoformat(),
+        "values": rollout.plan.arm_values,
+    }
+    return RolloutView.model_validate(fields)

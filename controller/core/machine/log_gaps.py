@@ -1,0 +1,222 @@
+"""Events partitions whose log no longer holds the stored offset, and the operator's choice.
+
+Ingest resumes each partition at the offset stored in Redis with its counts.
+A broker that comes back without its data (a cluster rebuilt, a topic deleted
+and created again, an unclean leader election) has a log that ends before that
+offset, or fewer partitions than were counted. Reading on would either skip the
+new records silently (their offsets look already counted) or count them under
+offsets that mean something else, so such a partition is *held*: nothing is
+read from it until an operator chooses, by a signed :class:`IngestCommand`,
+
+- ``reread``: read the partition from its earliest offset (the topic is new,
+  and everything on it is uncounted), or
+- ``accept_gap``: read from where the log ended when the gap was found (the log
+  was cut short: what it lost is lost, and what came after is counted).
+
+Pure: :func:`gap_of` finds a gap from numbers the caller asked of the broker
+and of Redis; :func:`resume_offset` says where a choice resumes; :func:`audit`
+is the decision that records a command's outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from controller.core.common.message_fields import Actor, MessageId, Reason, SchemaVersion, Timestamp
+from controller.core.machine.commands import signature_refusal
+from controller.core.rollouts.rollout import RaiseAlert
+
+Choice = Literal["reread", "accept_gap"]
+CHOICES: tuple[Choice, ...] = ("reread", "accept_gap")
+MAX_PARTITIONS = 10_000
+"""The most partitions one command may name (a topic has far fewer)."""
+AUDIT_FLAG = "ingest:events"
+"""Decisions on ingest commands carry this where a flag's decision carries the flag."""
+ALERT_KIND = "events_log_gap"
+
+
+@dataclass(frozen=True, slots=True)
+class LogGap:
+    """Why one events partition is held: its log and partition count against what Redis holds."""
+
+    partition: int
+    stored: int | None
+    """The next offset to read that Redis holds, None if never flushed."""
+    beginning: int
+    end: int
+    """The broker's earliest offset and log end offset when the gap was found."""
+    partitions: int | None = None
+    recorded_partitions: int | None = None
+    """The topic's partition count now, and the count Redis recorded before."""
+    fetched_from: int | None = None
+    """The offset a fetch served, before the stored one (the consumer's position was reset)."""
+
+    @property
+    def shrank(self) -> bool:
+        now, before = self.partitions, self.recorded_partitions
+        return now is not None and before is not None and now < before
+
+    @property
+    def why(self) -> str:
+        reasons = []
+        if self.stored is not None and self.stored > self.end:
+            reasons.append(
+                f"the log ends at offset {self.end}, before the stored offset {self.stored}"
+            )
+        if self.fetched_from is not None and self.stored is not None:
+            reasons.append(
+                f"the broker served offset {self.fetched_from}, before the stored offset"
+                f" {self.stored}"
+            )
+        if self.shrank:
+            reasons.append(
+                f"the topic has {self.partitions} partitions, {self.recorded_partitions} recorded"
+            )
+        return "; ".join(reasons) or "no gap"
+
+    def alert(self, topic: str) -> RaiseAlert:
+        """The critical alert that tells operators the partition is held, and what to do."""
+        summary = (
+            f"events partition {self.partition} of {topic} is held: {self.why}. The broker"
+            " lost data or the topic was created again; nothing is read from it until an"
+            " operator chooses: `rolloutctl ingest reread` (the topic is new: count it from"
+            " its earliest offset) or `rolloutctl ingest accept-gap` (the log was cut short:"
+            " count from where it ended). docs/architecture.md, 'A broker that lost its data'."
+        )
+        return RaiseAlert(ALERT_KIND, "critical", summary, self.details())
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "stored_offset": self.stored,
+            "beginning": self.beginning,
+            "end": self.end,
+            "partitions": self.partitions,
+            "recorded_partitions": self.recorded_partitions,
+            "fetched_from": self.fetched_from,
+        }
+
+
+def gap_of(
+    partition: int,
+    *,
+    stored: int | None,
+    beginning: int,
+    end: int,
+    partitions: int | None,
+    recorded_partitions: int | None,
+) -> LogGap | None:
+    """The gap of ``partition``, or None when its log still holds the stored offset.
+
+    A stored offset beyond the log end cannot be read: the log lost records
+    that were counted. A partition count below the one recorded means the topic
+    was made again: keys now land on other partitions.
+    """
+    gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions)
+    beyond = stored is not None and stored > end
+    return gap if beyond or gap.shrank else None
+
+
+def resume_offset(choice: Choice, *, gap_end: int, beginning: int, end: int) -> int:
+    """Where a held partition resumes: its earliest offset (``reread``), or where the log
+    ended when the gap was found (``accept_gap``), kept within the log as it is now."""
+    if choice == "reread":
+        return beginning
+    return min(max(gap_end, beginning), end)
+
+
+class IngestCommand(BaseModel):
+    """An operator's choice for held events partitions, signed like every command."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["ingest"]
+    v: SchemaVersion = Field(description="Schema version of this message.")
+    id: MessageId = Field(description="Unique id of this command, used for deduplication.")
+    ts: Timestamp = Field(description="When it was issued: epoch ms, or RFC 3339.")
+    action: Choice = Field(
+        description="`reread`: read the held partitions from their earliest offset (the "
+        "topic is new); `accept_gap`: read from where their log ended when the gap was "
+        "found (what the broker lost stays uncounted)."
+    )
+    partitions: list[Annotated[int, Field(ge=0, le=MAX_PARTITIONS)]] = Field(
+        default_factory=list,
+        max_length=MAX_PARTITIONS,
+        description="The held events partitions it applies to; empty: every held one.",
+    )
+    actor: Actor = Field(description="Who issued the command.")
+    reason: Reason = ""
+    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Which operator key signed it; unsigned commands are rejected."
+    )
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="Base64 Ed25519 signature over the canonical command without `sig`.",
+    )
+
+
+def parsed(value: bytes) -> tuple[IngestCommand, dict[str, Any]] | None:
+    """The ingest command in a record of the commands topic, with its raw JSON; None for a
+    record of another type. Raises ``ValidationError`` or ``orjson.JSONDecodeError`` for an
+    ingest command that breaks the contract."""
+    raw = orjson.loads(value)
+    if not isinstance(raw, dict) or raw.get("type") != "ingest":
+        return None
+    return IngestCommand.model_validate(raw), raw
+
+
+def refusal(
+    command: IngestCommand,
+    raw: dict[str, Any],
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    now: datetime,
+    max_age_seconds: float,
+) -> str | None:
+    """Why the command may not run (signature, operator key, freshness), or None."""
+    return signature_refusal(
+        raw, ts=command.ts, keys=keys, now=now, max_age_seconds=max_age_seconds
+    )
+
+
+def chosen(command: IngestCommand, held: set[int]) -> list[int] | str:
+    """The held partitions ``command`` applies to, or why it applies to none."""
+    if not held:
+        return "no events partition is held"
+    named = set(command.partitions)
+    if not named:
+        return sorted(held)
+    if missing := sorted(named - held):
+        return f"events partitions {missing} are not held (held: {sorted(held)})"
+    return sorted(named)
+
+
+def audit(command: IngestCommand, result: list[int] | str, *, now_ms: int) -> dict[str, Any]:
+    """The decision (kind ``ingest``) that records ``command``'s outcome: applied to the
+    partitions named in its evidence, or rejected with the reason. Its id follows from the
+    command's, so a decision published again is deduplicated by its consumers."""
+    refused = result if isinstance(result, str) else None
+    evidence: dict[str, Any] = {"actor": command.actor, "reason": command.reason}
+    if refused is None:
+        evidence["partitions"] = result
+    return {
+        "type": "decision",
+        "v": 1,
+        "id": hashlib.sha256(f"ingest-decision:{command.id}".encode()).hexdigest()[:32],
+        "ts": now_ms,
+        "flag": AUDIT_FLAG,
+        "kind": "ingest",
+        "action": f"ingest {command.action}",
+        "outcome": "rejected" if refused is not None else "applied",
+        "reason": (refused or "")[:500],
+        "command_id": command.id,
+        "evidence": evidence,
+    }

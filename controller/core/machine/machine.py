@@ -1,0 +1,284 @@
+"""The rollout state machine: ``step(state, input) -> (new_state, actions)``.
+
+Pure: it decides, the engine acts (saves the state, then performs the actions
+in order). Transitions, by input and phase (``-`` = no rollout or a finished
+one; anything not listed is rejected with a reason and changes nothing):
+
+=========== ======================= =========================================
+input       from                    to
+=========== ======================= =========================================
+start       -                       running(stage 0); with ``at`` (or the plan's
+                                    ``time_box.starts_at``) in the future →
+                                    pending (scheduled), nothing served
+tick        pending                 from ``scheduled_at`` → running(stage 0)
+                                    inside the windows (else it waits)
+tick        pending, running,       from the plan's ``time_box.ends_at`` →
+            paused, completed       aborted (the flag off, once)
+gate        running, paused         rollback verdict → rolled_back
+gate        running                 pause verdict → paused(reason)
+gate        running                 advance → running(stage+1) | completed |
+                                    paused(awaiting_approval) if the stage
+                                    needs approval
+gate        running                 hold → unchanged (no decision recorded)
+gate        running, watching       rollback verdict with ``on_regression: alert``
+                                    → unchanged, alert "guardrail" (once);
+                                    advance → completed once the watch ended,
+                                    else unchanged
+gate        any                     ``advisor_alert`` → alert "advisor_unavailable",
+                                    whatever the verdict does
+opinion     any (same rollout)      unchanged; records the advisory opinion on
+                                    the advance a gate already made
+gate        running, paused         a dry-run guardrail would have acted → alert
+                                    "guardrail" (info, once per stage), whatever
+                                    the verdict does; it never acts itself
+tick        running                 past max_duration → alert "stuck" (once), or
+                                    as the policy's ``inconclusive`` says
+tick        completed               past ``stale_after`` → alert "stale_flag" (once)
+pause       running                 paused(operator)
+resume      paused (not approval)   running
+approve     paused(awaiting_approval advance, as an approved gate would
+            or advisor_objection)
+promote     running, paused         running(stage+1) | watching | completed;
+                                    ``to_end`` → completed
+rollback    running, paused         rolled_back
+abort       running, paused,        aborted (of a pending one: the scheduled
+            pending                 start is cancelled, it never fires)
+kill        running, paused,        killed
+            completed, pending
+monitor     running, paused,        killed
+down        completed
+monitor up  killed                  unchanged; records the recovery (the flag
+                                    stays off until a person starts it again)
+refused     any, or none            unchanged; the rejected decision with the
+                                    reason (a command that failed
+                                    authentication, was replayed or has a plan
+                                    that cannot work)
+drift       running                 paused(backend_drift), alert: a person changed
+                                    what the flag platform serves
+=========== ======================= =========================================
+
+A verdict a health trigger stands behind (``verdict.applied``: a guardrail
+regression, a sample-ratio mismatch, no traffic, units in both arms) and the
+other triggers (past ``max_duration``, the advisor unavailable, drift) act as
+the plan's health policy says (#28, :mod:`controller.core.machine.health`): rollback,
+hold (pause with the reason and an alert) or warn (one alert per stage, the
+rollout goes on); the table shows the defaults.
+
+Forward moves — a gate's advance, the end of a watch, a scheduled start,
+``promote`` and ``approve`` — happen only inside the release windows (#28, see
+:mod:`controller.core.machine.waiting`): outside them a gate's advance waits with
+``window_wait`` set and one ``wait`` decision, and ``promote`` and
+``approve`` are rejected with the reason and when the window opens.
+Rollback, kill, abort, pause and every automatic protection are never
+windowed, nor is the end of a time box (:mod:`controller.core.machine.scheduling`).
+
+Advancing past the last stage of a plan with a ``watch`` enters the watch
+instead of completing: still running at the last stage, with the holdback on
+control (``watch_until`` set); advancing again completes.
+
+Every accepted transition publishes the flag state (with a new flag version)
+and records a decision; rollbacks, kills and automatic pauses raise alerts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from controller.core.machine.health import act, named, outage_alert, overdue
+from controller.core.machine.operator import command
+from controller.core.machine.opinions import record_opinion
+from controller.core.machine.scheduling import due, time_box_over
+from controller.core.machine.transitions import (
+    Cause,
+    Step,
+    advance,
+    complete,
+    decision,
+    kill,
+    pause,
+    recovered,
+    refused,
+    roll_back,
+    with_ending,
+)
+from controller.core.machine.waiting import forward
+from controller.core.machine.watching import stale_reminder, watch_alert, watch_evidence
+from controller.core.reading.wording import INCOHERENT, at_stage, rollout_stage
+from controller.core.rollouts.advice import Advice, Opinion, Unavailable, incoherence
+from controller.core.rollouts.policy import Applied, for_plan
+from controller.core.rollouts.rollout import (
+    Action,
+    BackendDriftInput,
+    CommandInput,
+    CommandRefused,
+    GateInput,
+    Input,
+    MonitorDownInput,
+    MonitorUpInput,
+    OpinionInput,
+    PauseReason,
+    Phase,
+    RaiseAlert,
+    Rollout,
+    TickInput,
+    VerdictKind,
+)
+
+
+def step(state: Rollout | None, event: Input) -> Step:
+    """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
+    return with_ending(state, _step(state, event))
+
+
+def _step(state: Rollout | None, event: Input) -> Step:
+    if isinstance(event, CommandInput):
+        return command(state, event)
+    if isinstance(event, CommandRefused):
+        return refused(state, event)
+    if state is None:
+        return None, []
+    if isinstance(event, GateInput):
+        return _gate(state, event)
+    if isinstance(event, OpinionInput):  # after its gate decided: a record, nothing more
+        return record_opinion(state, event)
+    return _tick(state, event) if isinstance(event, TickInput) else _outside(state, event)
+
+
+def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendDriftInput) -> Step:
+    """What the world reports: uptime monitors and a person's change on the flag platform."""
+    if isinstance(event, MonitorUpInput):
+        return recovered(state, event)
+    if isinstance(event, BackendDriftInput):
+        if state.phase is not Phase.RUNNING:
+            return state, []
+        why = Cause("backend", event.what, None, event.details)
+        return act(state, event.now, for_plan(state.plan, "backend_drift"), why)
+    details = {"monitor": event.monitor, "incident": event.incident_id}
+    return kill(
+        state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
+    )
+
+
+# -- gate verdicts -------------------------------------------------------------------
+
+
+def _gate(state: Rollout, event: GateInput) -> Step:
+    state, trial = _dry_run_alert(state, event)
+    new, actions = _verdict(state, event)
+    return new, trial + actions + outage_alert(state, event, actions)
+
+
+def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Action]]:
+    """One alert per stage when a dry-run guardrail would have acted; it never acts."""
+    breaches = event.verdict.dry_run_breaches
+    if not (breaches and state.phase.active) or state.dry_run_alerted:
+        return state, []
+    alerted = state.model_copy(update={"dry_run_alerted": True, "updated_at": event.now})
+    summary = (
+        f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted at "
+        f"{rollout_stage(state)} (no action)"
+    )
+    trial = event.verdict.evidence.get("dry_run", {})
+    details = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
+    details |= at_stage(state)
+    return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
+
+
+def _verdict(state: Rollout, event: GateInput) -> Step:
+    verdict = event.verdict
+    if verdict.applied is not None:
+        return _triggered(state, event, verdict.applied)
+    if state.watching and state.phase.active:
+        watched = _watch_verdict(state, event)
+        if watched is not None:
+            return watched
+    if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
+        return roll_back(state, event.now, Cause.gate(verdict))
+    if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
+        return state, []
+    if verdict.kind is VerdictKind.PAUSE:
+        reason = verdict.pause_reason or PauseReason.GUARDRAIL
+        return pause(state, event.now, reason, Cause.gate(verdict))
+    return forward(
+        state, event.now, event.team_windows, lambda ready: _advance_with_advice(ready, event)
+    )
+
+
+def _triggered(state: Rollout, event: GateInput, applied: Applied) -> Step:
+    """A verdict a health trigger stands behind: what the plan's policy says (#28).
+
+    A regression the watch only alerts on keeps the watch's own alert (once per watch).
+    """
+    watched = state.watching and applied.trigger == "guardrail_regression"
+    if watched and applied.action == "warn" and state.phase.active:
+        alerted, actions = watch_alert(state, event.now, event.verdict)
+        return alerted, list(actions)
+    return act(state, event.now, applied, Cause.gate(event.verdict))
+
+
+def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
+    """The statistics say advance; the advisor may only make that more cautious.
+
+    An unavailable advisor lets the statistics decide (``warn``), or pauses or rolls
+    back, as the plan's policy says.
+    """
+    if state.advisor_hold_until is not None and event.now < state.advisor_hold_until:
+        return state, []
+    why = Cause.gate(event.verdict)
+    if event.advice is not None:
+        why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
+    if isinstance(event.advice, Unavailable):
+        applied = for_plan(state.plan, "advisor_unavailable")
+        if applied.action != "warn":
+            down = f"the advisor is unavailable: {event.advice.cause}"[:500]
+            return act(state, event.now, applied, Cause("advisor", down, None, why.evidence))
+        why = named(why, applied)
+    given = event.advice.advice if isinstance(event.advice, Opinion) else None
+    opinion = given.action if given else None
+    if event.advisor_mode == "gating" and opinion == "hold":
+        held = state.model_copy(
+            update={"advisor_hold_until": event.now + event.advisor_hold, "updated_at": event.now}
+        )
+        return held, [decision(state, held, "hold", dataclasses.replace(why, kind="advisor"))]
+    if event.advisor_mode == "gating" and opinion == "rollback":
+        why = dataclasses.replace(why, reason=f"the advisor objects{_objection(given)}")
+        return pause(state, event.now, PauseReason.ADVISOR_OBJECTION, why)
+    if state.plan.stages[state.stage].approval:
+        approval = Cause("gate", "the stage needs an operator's approval", None, why.evidence)
+        return pause(state, event.now, PauseReason.AWAITING_APPROVAL, approval)
+    return advance(state, event.now, why)
+
+
+def _objection(given: Advice | None) -> str:
+    """The advisor's rationale for a rollback, unless incoherent: that still pauses, unquoted."""
+    if given is None:
+        return ""
+    incoherent = incoherence(given)
+    return f" ({INCOHERENT}: {incoherent})" if incoherent else f": {given.rationale[:200]}"
+
+
+def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
+    """What the watch decides itself, or None to let the verdict act as in a stage."""
+    verdict, watch = event.verdict, state.plan.watch
+    if verdict.kind is VerdictKind.ROLLBACK and watch and watch.on_regression == "alert":
+        alerted, actions = watch_alert(state, event.now, verdict)
+        return alerted, list(actions)
+    if verdict.kind is not VerdictKind.ADVANCE or state.phase is not Phase.RUNNING:
+        return None
+    if state.watch_until is not None and event.now < state.watch_until:
+        return state, []
+    evidence = {**verdict.evidence, "watch": watch_evidence(state)}
+    why = Cause("gate", "the watch ended clean", None, evidence)
+    return forward(state, event.now, event.team_windows, lambda s: complete(s, event.now, why))
+
+
+def _tick(state: Rollout, event: TickInput) -> Step:
+    ended = time_box_over(state, event.now)
+    if ended is not None:
+        return ended
+    if state.phase is Phase.PENDING:
+        return due(state, event)
+    if state.phase is Phase.COMPLETED:
+        stale, reminder = stale_reminder(state, event)
+        return stale, list(reminder)
+    return overdue(state, event)

@@ -1,0 +1,163 @@
+"""What an operator's command does to a rollout: the command rows of the machine's table.
+
+Pure, a part of the state machine (:mod:`controller.core.machine.machine`, whose
+:func:`~controller.core.machine.machine.step` hands every command here). Each command
+is accepted only in the phases the table there names; anything else is
+rejected with a reason and changes nothing. ``promote`` and ``approve`` move
+forward only inside the release windows (:func:`~controller.core.machine.waiting.forward_command`);
+the others are never windowed. :func:`applicable` lists the commands a phase
+accepts, for the console to offer.
+"""
+
+from __future__ import annotations
+
+from controller.core.machine.scheduling import cancel, schedule, start_time
+from controller.core.machine.transitions import (
+    Cause,
+    Step,
+    advance,
+    applied,
+    bump,
+    complete,
+    kill,
+    pause,
+    rejected,
+    roll_back,
+)
+from controller.core.machine.waiting import forward_command
+from controller.core.rollouts.rollout import (
+    CommandInput,
+    PauseReason,
+    Phase,
+    PublishFlagState,
+    Rollout,
+)
+from controller.core.wire.messages import CommandAction
+
+
+def command(state: Rollout | None, cmd: CommandInput) -> Step:
+    if cmd.action is CommandAction.START:
+        return _start(state, cmd)
+    if state is None:
+        return None, [rejected(None, cmd, "no rollout exists for this flag")]
+    handler = _HANDLERS[cmd.action]
+    return handler(state, cmd)
+
+
+def _start(state: Rollout | None, cmd: CommandInput) -> Step:
+    if state is not None and state.phase.active:
+        return state, [rejected(state, cmd, f"a rollout is already {state.phase.value}")]
+    if cmd.plan is None:
+        return state, [rejected(state, cmd, "start needs a plan")]
+    if state is not None and state.phase is Phase.PENDING and state.scheduled_at is not None:
+        why = f"a start is scheduled for {state.scheduled_at.isoformat()}; abort it first"
+        return state, [rejected(state, cmd, why)]
+    at = start_time(cmd)
+    if at is not None and at > cmd.now:
+        return schedule(state, cmd, cmd.plan, at)
+    version = (state.flag_version if state else 0) + 1
+    new = Rollout(
+        flag=cmd.flag,
+        rollout_id=cmd.new_rollout_id,
+        plan=cmd.plan,
+        phase=Phase.RUNNING,
+        stage=0,
+        stage_started_at=cmd.now,
+        salt=cmd.new_salt,
+        flag_version=version,
+        stage_versions={0: [version]},
+        note=cmd.reason[:500],
+        started_at=cmd.now,
+        updated_at=cmd.now,
+    )
+    return new, [PublishFlagState(), applied(state, new, cmd, "start")]
+
+
+def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is not Phase.RUNNING:
+        return state, [rejected(state, cmd, f"cannot pause {_a(state.phase.value)} rollout")]
+    return pause(state, cmd.now, PauseReason.OPERATOR, Cause.of(cmd, "operator pause"))
+
+
+def _resume(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is not Phase.PAUSED:
+        return state, [rejected(state, cmd, f"cannot resume {_a(state.phase.value)} rollout")]
+    if state.pause_reason in (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION):
+        return state, [rejected(state, cmd, "the rollout awaits an approval; use approve")]
+    new = bump(state, cmd.now, phase=Phase.RUNNING, pause_reason=None)
+    return new, [PublishFlagState(), applied(state, new, cmd, "resume")]
+
+
+def _approve(state: Rollout, cmd: CommandInput) -> Step:
+    waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
+    if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
+        return state, [rejected(state, cmd, "nothing awaits an approval")]
+    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "approved")))
+
+
+def _promote(state: Rollout, cmd: CommandInput) -> Step:
+    if not state.phase.active:
+        return state, [rejected(state, cmd, f"cannot promote {_a(state.phase.value)} rollout")]
+    if cmd.to_end:
+        why = Cause.of(cmd, "promoted to the end")
+        return forward_command(state, cmd, lambda s: complete(s, cmd.now, why))
+    return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "promoted")))
+
+
+def _rollback_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    if not state.phase.active:
+        return state, [rejected(state, cmd, f"cannot roll back {_a(state.phase.value)} rollout")]
+    return roll_back(state, cmd.now, Cause.of(cmd, "operator rollback"))
+
+
+def _abort(state: Rollout, cmd: CommandInput) -> Step:
+    if state.phase is Phase.PENDING:
+        return cancel(state, cmd)
+    if not state.phase.active:
+        return state, [rejected(state, cmd, f"cannot abort {_a(state.phase.value)} rollout")]
+    new = bump(state, cmd.now, phase=Phase.ABORTED, pause_reason=None)
+    return new, [PublishFlagState(), applied(state, new, cmd, "abort")]
+
+
+def _kill_cmd(state: Rollout, cmd: CommandInput) -> Step:
+    return kill(state, cmd.now, Cause.of(cmd, f"killed by {cmd.actor}"))
+
+
+_AWAITING = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
+
+
+def applicable(phase: Phase, pause_reason: PauseReason | None = None) -> list[CommandAction]:
+    """The commands a rollout in ``phase`` accepts: what the console offers, nothing more.
+
+    The same guards the handlers above apply (a test runs every command
+    through :func:`~controller.core.machine.machine.step` in every phase to hold the
+    two together); start is left out, since it needs a plan.
+    """
+    active, paused = phase.active, phase is Phase.PAUSED
+    pending = phase is Phase.PENDING
+    allowed = {
+        CommandAction.PAUSE: phase is Phase.RUNNING,
+        CommandAction.RESUME: paused and pause_reason not in _AWAITING,
+        CommandAction.APPROVE: paused and pause_reason in _AWAITING,
+        CommandAction.PROMOTE: active,
+        CommandAction.ROLLBACK: active,
+        CommandAction.ABORT: active or pending,
+        CommandAction.KILL: active or pending or phase is Phase.COMPLETED,
+    }
+    return [action for action, ok in allowed.items() if ok]
+
+
+_HANDLERS = {
+    CommandAction.PAUSE: _pause_cmd,
+    CommandAction.RESUME: _resume,
+    CommandAction.APPROVE: _approve,
+    CommandAction.PROMOTE: _promote,
+    CommandAction.ROLLBACK: _rollback_cmd,
+    CommandAction.ABORT: _abort,
+    CommandAction.KILL: _kill_cmd,
+}
+
+
+def _a(phase: str) -> str:
+    """The phase with its indefinite article, for a rejection: "a paused", "an aborted"."""
+    return f"{'an' if phase[:1] in tuple('aeiou') else 'a'} {phase}"

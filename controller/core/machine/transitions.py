@@ -1,0 +1,271 @@
+"""The shared transitions of the rollout state machine, and why each happens.
+
+Each builds the new state (a new flag version, recorded against its stage)
+and the actions it implies: publish the flag state, record the decision, and
+for rollbacks, kills and automatic pauses, raise an alert. Pure, like
+:mod:`controller.core.machine.machine`, which decides when to take them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controller.core.machine.watching import start_watch, watch_evidence
+from controller.core.reading.wording import AT_STAGE, at_stage, rollout_stage, stage_position
+from controller.core.rollouts.plan_parts import Watch
+from controller.core.rollouts.rollout import (
+    Action,
+    CommandInput,
+    CommandRefused,
+    Ending,
+    MonitorUpInput,
+    PauseReason,
+    Phase,
+    PublishFlagState,
+    RaiseAlert,
+    RecordDecision,
+    Rollout,
+    Verdict,
+)
+
+Step = tuple[Rollout | None, list[Action]]
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why a transition happens: the gate (with evidence) or a command."""
+
+    kind: str
+    reason: str
+    cmd: CommandInput | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cmd: CommandInput, default_reason: str) -> Cause:
+        return cls("command", cmd.reason or default_reason, cmd)
+
+    @classmethod
+    def gate(cls, verdict: Verdict) -> Cause:
+        return cls("gate", verdict.reason, None, verdict.evidence)
+
+
+def advance(state: Rollout, now: datetime, why: Cause) -> Step:
+    if state.stage + 1 >= len(state.plan.stages):
+        if state.plan.watch is not None and not state.watching:
+            return enter_watch(state, now, why, state.plan.watch)
+        return complete(state, now, why)
+    stage = state.stage + 1
+    new = bump(
+        state,
+        now,
+        phase=Phase.RUNNING,
+        pause_reason=None,
+        stage=stage,
+        stage_started_at=now,
+        stuck_alerted=False,
+        dry_run_alerted=False,
+        advisor_hold_until=None,
+        warned=[],
+    )
+    return new, [PublishFlagState(), decision(state, new, "advance", why)]
+
+
+def enter_watch(state: Rollout, now: datetime, why: Cause, watch: Watch) -> Step:
+    new = start_watch(state, now, watch)
+    why = dataclasses.replace(why, evidence={**why.evidence, "watch": watch_evidence(state)})
+    return new, [PublishFlagState(), decision(state, new, "watch", why)]
+
+
+def complete(state: Rollout, now: datetime, why: Cause) -> Step:
+    new = bump(
+        state, now, phase=Phase.COMPLETED, pause_reason=None, watch_until=None, completed_at=now
+    )
+    return new, [PublishFlagState(), decision(state, new, "complete", why)]
+
+
+ALERTED_PAUSES = (
+    PauseReason.SRM,
+    PauseReason.NO_TRAFFIC,
+    PauseReason.GUARDRAIL,
+    PauseReason.BACKEND_DRIFT,
+    PauseReason.UNITS_IN_BOTH_ARMS,
+    PauseReason.INCONCLUSIVE,
+    PauseReason.ADVISOR_UNAVAILABLE,
+)
+
+
+def pause(
+    state: Rollout, now: datetime, reason: PauseReason, why: Cause, *, alert: str | None = None
+) -> Step:
+    """Paused for ``reason``; an automatic pause alerts (kind ``alert``, else the reason)."""
+    new = bump(state, now, phase=Phase.PAUSED, pause_reason=reason)
+    actions: list[Action] = [
+        PublishFlagState(),
+        decision(state, new, f"pause:{reason.value}", why),
+    ]
+    if reason in ALERTED_PAUSES:
+        details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+        summary = f"{state.flag} paused at {rollout_stage(state)}: {why.reason}"
+        actions.append(RaiseAlert(alert or reason.value, "warning", summary, details))
+    return new, actions
+
+
+def roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
+    new = bump(state, now, phase=Phase.ROLLED_BACK, pause_reason=None)
+    summary = f"{state.flag} rolled back at {rollout_stage(state)}: {why.reason}"
+    details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+    return new, [
+        PublishFlagState(),
+        decision(state, new, "rollback", why),
+        RaiseAlert("rollback", "critical", summary, details),
+    ]
+
+
+def kill(state: Rollout, now: datetime, why: Cause) -> Step:
+    if not (state.phase.active or state.phase in (Phase.COMPLETED, Phase.PENDING)):
+        if why.cmd is None:
+            return state, []
+        return state, [rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
+    new = bump(state, now, phase=Phase.KILLED, pause_reason=None, scheduled_at=None)
+    summary = f"{state.flag} killed at {rollout_stage(state)}: {why.reason}"
+    details = {**why.evidence, AT_STAGE: stage_position(state)}
+    return new, [
+        PublishFlagState(),
+        decision(state, new, "kill", why),
+        RaiseAlert("kill", "critical", summary, details),
+    ]
+
+
+def recovered(state: Rollout, event: MonitorUpInput) -> Step:
+    if state.phase is not Phase.KILLED:
+        return state, []
+    reason = (
+        f"monitor {event.monitor} is up again; the flag stays killed until "
+        "an operator starts a new rollout"
+    )
+    return state, [
+        RecordDecision(
+            kind="monitor",
+            action="monitor_up",
+            outcome="recorded",
+            reason=reason,
+            phase_before=state.phase.value,
+            phase_after=state.phase.value,
+            stage=state.stage,
+            evidence={
+                "monitor": event.monitor,
+                "incident": event.incident_id,
+                AT_STAGE: stage_position(state),
+            },
+        )
+    ]
+
+
+def with_ending(before: Rollout | None, step: Step) -> Step:
+    """``step``, its new state keeping the decision that finished it, when it finished one.
+
+    Kept in the state so its status still says why it ended, and on what evidence,
+    after the decision has left the topic's retention.
+    """
+    new, actions = step
+    if new is None or not new.phase.terminal or new == before:
+        return step
+    if before is not None and (before.rollout_id, before.phase) == (new.rollout_id, new.phase):
+        return step
+    records = (a for a in reversed(actions) if isinstance(a, RecordDecision))
+    record = next((r for r in records if r.outcome == "applied"), None)
+    if record is None:
+        return step
+    ended = Ending(
+        at=new.updated_at,
+        action=record.action,
+        kind=record.kind,
+        reason=record.reason,
+        evidence=record.evidence,
+    )
+    return new.model_copy(update={"ended": ended}), actions
+
+
+def bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
+    """A new state with a new flag version, recorded against the (new) stage."""
+    version = state.flag_version + 1
+    stage = changes.get("stage", state.stage)
+    versions = {k: list(v) for k, v in state.stage_versions.items()}
+    versions.setdefault(stage, []).append(version)
+    # Any transition ends a wait for a release window (#28).
+    update = {"window_wait": None, **changes}
+    return state.model_copy(
+        update={**update, "flag_version": version, "stage_versions": versions, "updated_at": now}
+    )
+
+
+def decision(before: Rollout | None, after: Rollout, action: str, why: Cause) -> RecordDecision:
+    """The record of a transition: its evidence names the stage it was taken at and by whom.
+
+    ``stage`` is where the rollout is after it (for an advance, the new stage);
+    ``evidence["at_stage"]`` the stage it was decided at, so a report can put
+    the evidence next to the stage it was measured in.
+    """
+    cmd = why.cmd
+    at = before if before is not None and before.rollout_id == after.rollout_id else after
+    evidence = {**why.evidence, AT_STAGE: stage_position(at), **operator(cmd)}
+    return RecordDecision(
+        kind=why.kind,
+        action=cmd.action.value if cmd else action,
+        outcome="applied",
+        reason=why.reason,
+        phase_before=before.phase.value if before else None,
+        phase_after=after.phase.value,
+        stage=after.stage,
+        command_id=cmd.command_id if cmd else None,
+        evidence=evidence,
+    )
+
+
+def applied(
+    before: Rollout | None, after: Rollout, cmd: CommandInput, action: str
+) -> RecordDecision:
+    return decision(before, after, action, Cause("command", cmd.reason, cmd))
+
+
+def rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDecision:
+    phase = state.phase.value if state else None
+    return RecordDecision(
+        kind="command",
+        action=cmd.action.value,
+        outcome="rejected",
+        reason=reason,
+        phase_before=phase,
+        phase_after=phase,
+        stage=state.stage if state else None,
+        command_id=cmd.command_id,
+        evidence={**at_stage(state), **operator(cmd)},
+    )
+
+
+def refused(state: Rollout | None, event: CommandRefused) -> Step:
+    """A command refused before it could act: unchanged, with the rejected decision."""
+    phase = state.phase.value if state else None
+    return state, [
+        RecordDecision(
+            kind="command",
+            action=event.action.value,
+            outcome="rejected",
+            reason=event.reason,
+            phase_before=phase,
+            phase_after=phase,
+            stage=state.stage if state else None,
+            command_id=event.command_id,
+            evidence={"actor": event.actor, "key_id": event.key_id, **at_stage(state)},
+        )
+    ]
+
+
+def operator(cmd: CommandInput | None) -> dict[str, Any]:
+    """Who signed a command, for its decision's evidence; nothing for the gate's own."""
+    if cmd is None:
+        return {}
+    return {"actor": cmd.actor, "key_id": cmd.key_id}

@@ -1,0 +1,63 @@
+"""Forward moves wait for a release window (#28); nothing else does.
+
+The machine asks :func:`forward` before it advances a stage, completes a
+watch, or accepts ``promote`` or ``approve``. Outside the windows a gate's
+advance waits: the rollout stays where it is, ``window_wait`` says why and
+when it may next move, and one ``wait`` decision is recorded when the wait
+begins (not on every gate). Rollbacks, kills, aborts, pauses and every
+automatic protection never pass through here. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from controller.core.machine.transitions import Cause, Step, decision, rejected
+from controller.core.rollouts.rollout import CommandInput, Rollout
+from controller.core.rollouts.windows import Window, may_move_forward, next_opening, waiting_reason
+
+
+def windows_of(state: Rollout, team: tuple[Window, ...]) -> tuple[Window, ...]:
+    """The plan's windows; a plan that names none takes the team's (``[]`` names none)."""
+    return state.plan.windows if state.plan.windows is not None else team
+
+
+def forward(
+    state: Rollout, now: datetime, team: tuple[Window, ...], move: Callable[[Rollout], Step]
+) -> Step:
+    """``move`` the rollout forward if a window allows it now, else wait with the reason."""
+    windows = windows_of(state, team)
+    verdict = may_move_forward(windows, now)
+    if verdict.allowed:
+        ready = state if state.window_wait is None else _cleared(state, now)
+        return move(ready)
+    reason = f"{waiting_reason(windows, now)} ({verdict.reason})"[:500]
+    if state.window_wait == reason:
+        return state, []
+    waiting = state.model_copy(update={"window_wait": reason, "updated_at": now})
+    if state.window_wait is not None:  # the wait goes on; only its wording moved
+        return waiting, []
+    opens = next_opening(windows, now)
+    evidence = {
+        "window": {
+            "reason": verdict.reason,
+            "decided_by": verdict.window,
+            "opens_at": opens.isoformat() if opens is not None else None,
+        }
+    }
+    return waiting, [decision(state, waiting, "wait", Cause("gate", reason, None, evidence))]
+
+
+def forward_command(state: Rollout, cmd: CommandInput, move: Callable[[Rollout], Step]) -> Step:
+    """A person's forward move: done inside the windows, refused with the reason outside."""
+    windows = windows_of(state, cmd.team_windows)
+    verdict = may_move_forward(windows, cmd.now)
+    if verdict.allowed:
+        return move(state if state.window_wait is None else _cleared(state, cmd.now))
+    why = f"{verdict.reason}; {waiting_reason(windows, cmd.now)}"[:500]
+    return state, [rejected(state, cmd, why)]
+
+
+def _cleared(state: Rollout, now: datetime) -> Rollout:
+    return state.model_copy(update={"window_wait": None, "updated_at": now})

@@ -1,0 +1,1 @@
+"""What people read: views, evidence, headlines, wording, gate history and the narrative."""

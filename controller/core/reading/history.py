@@ -1,0 +1,319 @@
+"""Gate history: what each gate evaluation saw, kept small enough to keep for every rollout.
+
+Pure. The engine gates a busy flag several times a second; the history keeps
+one :class:`GatePoint` at most every ``min_interval_s`` seconds, and the
+interval grows with the stage's age (:func:`due`), so the points of a stage
+grow with the logarithm of its length (with the defaults, 60 per stage and
+5 s: about 210 for an hour, 500 for a week), and the store caps them too. A verdict that acts
+differently from the last recorded one (a rollback after holds) is always
+kept, so the moment a bound crossed its tolerance is never thinned away.
+
+A point is stored as a compact JSON array (:func:`encode`, about 150 bytes
+with one guardrail, some 50 more with each arm's latency quantiles) and served
+as an object (:meth:`GatePoint.as_json`). :func:`decode` reads what the store
+hands back as hostile input: anything that does not have the expected shape is
+dropped, never raised. Points stored before the latency quantiles were kept
+(one element shorter) still decode, without latency.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from controller.core.rollouts.rollout import Rollout, Verdict
+from controller.core.stats.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
+
+ARMS = ("treatment", "control")
+ARM_COUNTS = ("units", "exposures", "requests", "errors", "conversions")
+VERDICTS = ("hold", "advance", "pause", "rollback")
+MAX_GUARDRAILS = 16
+"""A plan has at most a handful of guardrails; more in a stored point means it is damaged."""
+MAX_POINT_BYTES = 4096
+LATENCY_QUANTILES = tuple(name for name, _ in ARM_QUANTILES)
+"""Each arm's latency quantiles a point keeps, in this order: p50, p95, p99."""
+MAX_LATENCY_MS = 3_600_000.0
+"""A quantile beyond an hour is no latency the histogram can hold: a damaged value."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailPoint:
+    """One guardrail's sequential test at one gate: Δ and its always-valid bound."""
+
+    delta: float
+    lower: float
+    upper: float
+    p_value: float
+    tolerance: float
+    lower_is_better: bool
+    regressed: bool
+
+    @property
+    def crossed(self) -> bool:
+        """The bound lies wholly beyond the tolerance on the harmful side."""
+        if self.lower_is_better:
+            return self.lower > self.tolerance
+        return self.upper < -self.tolerance
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "delta": _finite(self.delta),
+            "lower": _finite(self.lower),
+            "upper": _finite(self.upper),
+            "p_value": self.p_value,
+            "tolerance": self.tolerance,
+            "direction": "lower_is_better" if self.lower_is_better else "higher_is_better",
+            "regressed": self.regressed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GatePoint:
+    """One recorded gate evaluation of a rollout's stage."""
+
+    ts_ms: int
+    stage: int
+    percent: float
+    verdict: str
+    srm_p: float
+    arms: dict[str, tuple[int, ...]]
+    """Per arm, the counts named in :data:`ARM_COUNTS`, in that order."""
+    guardrails: dict[str, GuardrailPoint | None]
+    """Per metric its test, or None while the metric had too little data."""
+    latency: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    """Per arm its latency quantiles in ms (:data:`LATENCY_QUANTILES`), None without
+    requests; empty where the gate gave none (points stored before they were kept)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The served shape: named fields, the time both in ms and ISO 8601."""
+        return {
+            "ts_ms": self.ts_ms,
+            "ts": datetime.fromtimestamp(self.ts_ms / 1000, tz=UTC).isoformat(),
+            "stage": self.stage,
+            "percent": self.percent,
+            "verdict": self.verdict,
+            "srm_p": self.srm_p,
+            "arms": {arm: dict(zip(ARM_COUNTS, c, strict=True)) for arm, c in self.arms.items()},
+            "guardrails": {m: (g.as_json() if g else None) for m, g in self.guardrails.items()},
+            "latency": {
+                arm: dict(zip(LATENCY_QUANTILES, q, strict=True)) for arm, q in self.latency.items()
+            }
+            or None,
+        }
+
+
+def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
+    """The point a gate's verdict leaves for ``rollout``'s current stage."""
+    evidence = verdict.evidence
+    arms = evidence.get("arms", {})
+    counts = {a: tuple(_int(arms.get(a, {}).get(c)) for c in ARM_COUNTS) for a in ARMS}
+    tests = evidence.get("guardrails", {})
+    guardrails: dict[str, GuardrailPoint | None] = {
+        g.metric: _guardrail(tests.get(g.metric)) for g in rollout.plan.guardrails
+    }
+    return GatePoint(
+        ts_ms=int(now.timestamp() * 1000),
+        stage=rollout.stage,
+        percent=rollout.percent,
+        verdict=verdict.kind.value,
+        srm_p=_float(evidence.get("srm", {}).get("sequential_p_value"), 1.0),
+        arms=counts,
+        guardrails=guardrails,
+        latency=_latency_of(evidence.get("latency")),
+    )
+
+
+def _latency_of(evidence: object) -> dict[str, tuple[float | None, ...]]:
+    """Each arm's quantiles from the gate's ``evidence["latency"]``; empty without it."""
+    if not isinstance(evidence, dict):
+        return {}
+    kept = {}
+    for arm in ARMS:
+        quantiles = evidence.get(arm)
+        if isinstance(quantiles, dict):
+            kept[arm] = tuple(_latency(quantiles.get(name)) for name in LATENCY_QUANTILES)
+    return kept
+
+
+def _latency(value: object) -> float | None:
+    number = _float(value, math.nan)
+    if not 0.0 <= number <= MAX_LATENCY_MS:
+        return None
+    return round(number, ARM_QUANTILE_DECIMALS)
+
+
+def _guardrail(test: object) -> GuardrailPoint | None:
+    if not isinstance(test, dict):
+        return None  # "insufficient data"
+    return GuardrailPoint(
+        delta=_float(test.get("delta"), 0.0),
+        lower=_float(test.get("lower"), -math.inf),
+        upper=_float(test.get("upper"), math.inf),
+        p_value=_float(test.get("p_value"), 1.0),
+        tolerance=_float(test.get("tolerance"), 0.0),
+        lower_is_better=test.get("direction") != "higher_is_better",
+        regressed=bool(test.get("regressed")),
+    )
+
+
+def due(
+    last: GatePoint | None,
+    point: GatePoint,
+    *,
+    stage_started_ms: int,
+    min_interval_s: float,
+    points_per_stage: int,
+) -> bool:
+    """Whether ``point`` is worth keeping after ``last`` (the last one kept for the flag).
+
+    Always: the first point of a stage, or a change of verdict (a rollback
+    after holds: the crossing). Otherwise once the interval since ``last`` reaches
+    ``min_interval_s``, or the stage's age divided by ``points_per_stage`` if
+    that is longer: points thin out as the stage ages, so the count per stage
+    grows only with the logarithm of its length.
+    """
+    if last is None or last.stage != point.stage or last.ts_ms < stage_started_ms:
+        return True
+    if point.verdict != last.verdict:
+        return True
+    age_s = max(0.0, (point.ts_ms - stage_started_ms) / 1000)
+    interval = max(min_interval_s, age_s / max(points_per_stage, 1))
+    return (point.ts_ms - last.ts_ms) / 1000 >= interval
+
+
+def encode(point: GatePoint) -> bytes:
+    """The stored form: a JSON array, floats to 5 significant digits, infinities as null."""
+    tests = {
+        m: None
+        if g is None
+        else [
+            _short(g.delta),
+            _short(g.lower),
+            _short(g.upper),
+            _short(g.p_value),
+            _short(g.tolerance),
+            int(g.lower_is_better),
+            int(g.regressed),
+        ]
+        for m, g in point.guardrails.items()
+    }
+    arms = [list(point.arms.get(a, (0,) * len(ARM_COUNTS))) for a in ARMS]
+    row = [point.ts_ms, point.stage, point.percent, VERDICTS.index(point.verdict)]
+    latency = [list(point.latency[a]) if a in point.latency else None for a in ARMS]
+    return orjson.dumps([*row, _short(point.srm_p), *arms, tests, latency])
+
+
+def decode(raw: bytes | str) -> GatePoint | None:
+    """The point stored as ``raw``, or None when it is not one (too big, wrong shape)."""
+    if len(raw) > MAX_POINT_BYTES:
+        return None
+    try:
+        fields = orjson.loads(raw)
+        if not isinstance(fields, list) or len(fields) not in (8, 9):
+            return None  # 8: stored before each arm's latency was kept
+        ts, stage, percent, verdict, srm_p, t, c, tests = fields[:8]
+        latency = fields[8] if len(fields) == 9 else None
+        guardrails = {
+            str(m)[:64]: None if g is None else _decoded_guardrail(g)
+            for m, g in list(tests.items())[:MAX_GUARDRAILS]
+        }
+        return GatePoint(
+            ts_ms=_bounded_int(ts),
+            stage=_bounded_int(stage, 1000),
+            percent=min(max(float(percent), 0.0), 100.0),
+            verdict=VERDICTS[int(verdict)],
+            srm_p=_nullable(srm_p, 1.0),
+            arms={"treatment": _counts(t), "control": _counts(c)},
+            guardrails=guardrails,
+            latency=_decoded_latency(latency),
+        )
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def _decoded_guardrail(g: list[Any]) -> GuardrailPoint:
+    delta, lower, upper, p, tolerance, lower_is_better, regressed = g
+    return GuardrailPoint(
+        delta=_nullable(delta, 0.0),
+        lower=_nullable(lower, -math.inf),
+        upper=_nullable(upper, math.inf),
+        p_value=_nullable(p, 1.0),
+        tolerance=_nullable(tolerance, 0.0),
+        lower_is_better=bool(lower_is_better),
+        regressed=bool(regressed),
+    )
+
+
+def _decoded_latency(raw: Any) -> dict[str, tuple[float | None, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list) or len(raw) != len(ARMS):
+        raise ValueError("wrong number of arms' latency")
+    kept = {}
+    for arm, quantiles in zip(ARMS, raw, strict=True):
+        if quantiles is None:
+            continue
+        if not isinstance(quantiles, list) or len(quantiles) != len(LATENCY_QUANTILES):
+            raise ValueError("wrong number of latency quantiles")
+        kept[arm] = tuple(None if q is None else _stored_latency(q) for q in quantiles)
+    return kept
+
+
+def _stored_latency(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("latency is not a number")
+    number = float(value)
+    if not 0.0 <= number <= MAX_LATENCY_MS:
+        raise ValueError(f"latency {number} out of range")
+    return round(number, ARM_QUANTILE_DECIMALS)
+
+
+def _counts(raw: list[Any]) -> tuple[int, ...]:
+    if len(raw) != len(ARM_COUNTS):
+        raise ValueError("wrong number of arm counts")
+    return tuple(_bounded_int(v) for v in raw)
+
+
+def _bounded_int(value: Any, limit: int = 2**53) -> int:
+    number = int(value)
+    if not 0 <= number <= limit:
+        raise ValueError(f"{number} out of range")
+    return number
+
+
+def _nullable(value: Any, missing: float) -> float:
+    if value is None:
+        return missing
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError("NaN")
+    return number
+
+
+def _short(value: float) -> float | None:
+    """``value`` to 5 significant digits; None for an infinity (JSON has none)."""
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.5g}")
+
+
+def _finite(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def _float(value: object, missing: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return missing
+    try:
+        number = float(value)
+    except ValueError:
+        return missing
+    return missing if math.isnan(number) else number
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -1,0 +1,299 @@
+"""What the read side shows: the models of the HTTP read API, ``rolloutctl`` and the console.
+
+``GET /flags`` serves :class:`FlagStates`, ``GET /rollouts`` a
+:class:`RolloutList` of :class:`RolloutStatus`, ``GET /rollouts/{flag}`` one
+:class:`RolloutStatus` and ``GET /rollouts/{flag}/history`` a
+:class:`RolloutHistory`; the console's list shows :class:`RolloutRow`. The
+daemon builds these and the clients parse them, so both sides read one
+definition; ``schemas/http-*.schema.json`` are generated from them
+(``rollout-controller schemas export``), like the topics' contracts.
+
+The fields are in the order they are served, and the values keep the types
+they always had (times as ISO 8601 strings, percents as floats), so the JSON
+is byte for byte what it was when these were plain dictionaries. A gate's
+``evidence`` stays an open object: its shape is the gate's (see
+:func:`controller.core.machine.gate.evaluate`), the same object decisions carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
+
+from controller.core.reading.wording import position_label
+from controller.core.rollouts.moving import NextMove
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.targeting import Ring
+from controller.core.wire.arm_values import ArmValues
+from controller.core.wire.messages import FlagStatus
+
+MAX_SERVED_STAGES = 20
+"""A plan has at most 20 stages: a served history's further entries are not read."""
+MAX_SERVED_POINTS = 5_000
+"""The most points read per stage of a served history (the latest): a stage keeps about
+200 an hour."""
+
+
+class _View(BaseModel):
+    # A client reads a newer controller's answer: fields it does not know are ignored.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def served(self) -> dict[str, object]:
+        """The object as served: every field, in order, values as they are."""
+        return self.model_dump()
+
+
+class StagePosition(_View):
+    """Where a rollout stands in its plan, as numbers and in words."""
+
+    index: int = Field(description="The stage, from 0.")
+    number: int = Field(description="The stage, from 1.")
+    of: int = Field(description="How many stages the plan has.")
+    percent: float
+    label: str = Field(description='In words, e.g. "stage 2/5 (5%)".')
+
+
+class RolloutView(_View):
+    """A rollout for people and dashboards: where it is and what the gate sees.
+
+    The fields with a default are those an older controller did not serve:
+    ``rolloutctl`` and the console read its answer with them left at the
+    default. The daemon always serves every field, so the schema, which says
+    what is served, counts them as required all the same.
+    """
+
+    model_config = ConfigDict(
+        json_schema_mode_override="serialization",
+        json_schema_serialization_defaults_required=True,
+    )
+
+    flag: str
+    rollout_id: str
+    plan: str
+    phase: str
+    pause_reason: str | None = None
+    stage: int
+    stages: int
+    at_stage: StagePosition | None = Field(
+        default=None, description="Null only from an older controller."
+    )
+    stage_percents: list[float] = Field(default_factory=list)
+    percent: float = Field(description="The share served treatment now.")
+    flag_version: int
+    started_at: str = Field(default="", description="ISO 8601.")
+    stage_started_at: str = Field(default="", description="ISO 8601.")
+    watch_until: str | None = Field(
+        default=None, description="ISO 8601; set while the holdback is watched."
+    )
+    window_wait: str | None = Field(
+        default=None, description="Why an advance waits for a release window."
+    )
+    next_move: NextMove | None = Field(
+        default=None,
+        description="Why the rollout is not moving, and when it may next move (null: it moves).",
+    )
+    time_in_stage_s: float
+    min_duration_s: float
+    min_units_per_arm: int
+    verdict: str | None = Field(description="The gate's view now; null when not gated.")
+    verdict_reason: str | None = Field(
+        description="Why the gate sees so; once finished, why the rollout ended."
+    )
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the verdict was reached on: arms, guardrails, srm (as in decisions);"
+        " once finished, the evidence of the decision that ended it.",
+    )
+    ended_at: str | None = Field(
+        default=None,
+        description="ISO 8601; when it finished (its time in stage stops there). Null: not"
+        " finished, or finished before this was kept.",
+    )
+    values: ArmValues | None = Field(
+        default=None, description="The arms' typed values the plan declares; null: false and true."
+    )
+
+    def label(self) -> str | None:
+        """The stage it is at in words, as every output names it: ``stage 3/5 (25%)``."""
+        at = self.at_stage
+        if at is not None:
+            return position_label(at.index, at.of, at.percent)
+        return position_label(self.stage, self.stages, None)
+
+
+class RolloutStatus(RolloutView):
+    """``GET /rollouts/{flag}`` and each of ``GET /rollouts``: a rollout with a fresh gate view."""
+
+    stale: bool = Field(
+        default=False, description="Completed long ago: the flag can leave the code."
+    )
+
+
+class RolloutList(_View):
+    """``GET /rollouts``: every rollout, by flag."""
+
+    rollouts: list[RolloutStatus]
+
+
+class RolloutRow(RolloutView):
+    """A rollout in the console's list, with its health from the last gate point."""
+
+    active: bool
+    health: str = Field(description="failed, ended, attention, watching, done, idle or healthy.")
+    health_reason: str
+
+
+class FlagStateView(_View):
+    """A flag's state as apps poll it from ``GET /flags``: the flag-state message's fields."""
+
+    flag: str
+    version: int
+    status: FlagStatus
+    percent: float
+    salt: str
+    rollout_id: str | None
+    stage: int | None
+    audience: AudienceRule | None = Field(default=None, description="Absent when untargeted.")
+    rings: list[Ring] | None = Field(default=None, description="Absent when untargeted.")
+    values: ArmValues | None = Field(
+        default=None, description="The arms' typed values; absent: false and true."
+    )
+    key_id: str | None = Field(default=None, description="Absent when unsigned.")
+    sig: str | None = Field(default=None, description="Absent when unsigned.")
+
+    def served(self) -> dict[str, object]:
+        """Without ``key_id`` and ``sig`` unsigned, ``audience`` and ``rings`` untargeted, nor
+        ``values`` undeclared."""
+        left_out: set[str] = {"values"} if self.values is None else set()
+        if self.key_id is None and self.sig is None:
+            left_out |= {"key_id", "sig"}
+        if self.rings is None:
+            left_out |= {"audience", "rings"}
+        return self.model_dump(mode="json", by_alias=True, exclude=left_out or None)
+
+
+class FlagStates(RootModel[list[FlagStateView]]):
+    """``GET /flags``: the current state of every flag with a rollout, by flag."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ArmCounts(_View):
+    # Strict: a client reading a served history takes no boolean for a count.
+    units: StrictInt
+    exposures: StrictInt
+    requests: StrictInt
+    errors: StrictInt
+    conversions: StrictInt
+
+
+class GuardrailPoint(_View):
+    delta: float | None
+    lower: float | None
+    upper: float | None
+    p_value: float
+    tolerance: float
+    direction: Literal["lower_is_better", "higher_is_better"]
+    regressed: bool
+
+
+class ArmLatencyPoint(_View):
+    """One arm's latency quantiles in ms at a gate; null without requests."""
+
+    p50: float | None = Field(ge=0)
+    p95: float | None = Field(ge=0)
+    p99: float | None = Field(ge=0)
+
+
+class HistoryPoint(_View):
+    """One recorded gate evaluation."""
+
+    ts_ms: StrictInt
+    ts: str = Field(description="ISO 8601.")
+    stage: StrictInt
+    percent: float
+    verdict: str
+    srm_p: float
+    arms: dict[str, ArmCounts]
+    guardrails: dict[str, GuardrailPoint | None] = Field(
+        description="Per metric its test; null while the metric had too little data."
+    )
+    latency: dict[str, ArmLatencyPoint] | None = Field(
+        default=None,
+        description="Per arm its latency quantiles as the gate saw them; null or absent"
+        " where the gate gave none (points recorded before they were kept).",
+    )
+
+
+class StageHistory(_View):
+    stage: StrictInt
+    percent: float
+    points: list[HistoryPoint]
+
+
+class RolloutHistory(_View):
+    """``GET /rollouts/{flag}/history``: the current rollout's gate points, stage by stage."""
+
+    flag: str
+    rollout_id: str
+    stages: list[StageHistory]
+
+    @classmethod
+    def read(cls, served: object) -> RolloutHistory | None:
+        """A served history read as a client reads one: None unless it is a rollout's history;
+        a stage or point breaking the contract is left out, never raised, and at most
+        :data:`MAX_SERVED_STAGES` stages of :data:`MAX_SERVED_POINTS` points (the latest) are
+        read."""
+        stages = served.get("stages") if isinstance(served, Mapping) else None
+        if not isinstance(served, Mapping) or not isinstance(stages, list):
+            return None
+        try:
+            kept = [s for s in map(_stage, stages[:MAX_SERVED_STAGES]) if s is not None]
+            ids = {"flag": served.get("flag"), "rollout_id": served.get("rollout_id")}
+            return cls.model_validate({**ids, "stages": kept})
+        except ValidationError:
+            return None
+
+    def points(self) -> list[HistoryPoint]:
+        """Every point, stage by stage, as recorded."""
+        return [point for stage in self.stages for point in stage.points]
+
+    def names(self) -> dict[int, str]:
+        """Each stage in words, as every output names it: ``stage 3/5 (25%)``."""
+        total = len(self.stages)
+        named = {s.stage: position_label(s.stage, total, s.percent) for s in self.stages}
+        return {index: name for index, name in named.items() if name is not None}
+
+
+def _stage(entry: object) -> StageHistory | None:
+    if not isinstance(entry, Mapping):
+        return None
+    points = entry.get("points")
+    kept = (
+        [p for p in map(_point, points[-MAX_SERVED_POINTS:]) if p is not None]
+        if isinstance(points, list)
+        else []
+    )
+    try:
+        fields = {"stage": entry.get("stage"), "percent": entry.get("percent")}
+        return StageHistory.model_validate({**fields, "points": kept})
+    except ValidationError:
+        return None
+
+
+def _point(point: object) -> HistoryPoint | None:
+    try:
+        return HistoryPoint.model_validate(point)
+    except ValidationError:
+        return None
+
+
+READ_API_MODELS: dict[str, type[BaseModel]] = {
+    "http-flags": FlagStates,
+    "http-rollouts": RolloutList,
+    "http-rollout": RolloutStatus,
+    "http-rollout-history": RolloutHistory,
+}
+"""Each answer of the HTTP read API by the file stem of its JSON Schema in ``schemas/``."""

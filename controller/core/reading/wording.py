@@ -1,0 +1,355 @@
+"""How every output names a stage and labels the advisor: one wording, one place.
+
+Stages are 0-based indexes inside the controller and on the wire (the
+``stage`` field of decisions, alerts and flag states), but people count from
+one: every text says "stage 3/5 (25%)" for index 2 of a five-stage plan at
+25%, whether it is an alert's summary, a decision line, ``rolloutctl status``,
+the demo's screens or a report. Messages carry the same position as numbers
+under :data:`AT_STAGE`, so a reader of the JSON never has to guess which
+counting a number uses. Pure; the readers of JSON are defensive, since a
+message from outside may lack a field or hold an odd one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from controller.core.rollouts.advice import rationale_problem
+from controller.core.rollouts.rollout import Rollout
+
+AT_STAGE = "at_stage"
+"""The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
+
+SMALL_MODEL_NOTE = (
+    "a model this small cannot weigh the evidence: its opinion is shown to demonstrate "
+    "the wiring and carries no weight"
+)
+"""What to say next to the opinion of a model too small to judge a rollout."""
+SMALL_MODEL_MAX_BILLIONS = 1.0
+"""Below this many billion parameters a model's opinion is called too small to carry weight."""
+
+
+def percent_text(value: float) -> str:
+    """A share of units as people write it: ``25%``, ``0.5%``, ``100%``."""
+    return f"{value:g}%"
+
+
+def stage_label(index: int, stages: int | None = None, percent: float | None = None) -> str:
+    """``stage 3/5 (25%)`` for index 2 of 5 stages at 25%; the parts unknown are left out."""
+    number = f"stage {index + 1}"
+    if stages:
+        number += f"/{stages}"
+    return f"{number} ({percent_text(percent)})" if percent is not None else number
+
+
+def stage_position(rollout: Rollout) -> dict[str, Any]:
+    """Where ``rollout`` stands in its plan, as numbers and in words, for messages."""
+    stages = len(rollout.plan.stages)
+    percent = rollout.plan.stages[rollout.stage].percent
+    return {
+        "index": rollout.stage,
+        "number": rollout.stage + 1,
+        "of": stages,
+        "percent": percent,
+        "label": stage_label(rollout.stage, stages, percent),
+    }
+
+
+def at_stage(rollout: Rollout | None) -> dict[str, Any]:
+    """``{"at_stage": position}`` for a message about ``rollout``; empty without one."""
+    return {AT_STAGE: stage_position(rollout)} if rollout is not None else {}
+
+
+def rollout_stage(rollout: Rollout) -> str:
+    """The label of ``rollout``'s current stage, and its watch when in one.
+
+    In the watch after the last stage the flag serves less than the stage's
+    percent (the holdback stays on control), so the watch is said, with what
+    is served: "stage 5/5 (100%), in its watch (99% served)".
+    """
+    label = str(stage_position(rollout)["label"])
+    if rollout.watching and rollout.phase.active:
+        return f"{label}, in its watch ({percent_text(rollout.percent)} served)"
+    return label
+
+
+def label_of(message: Mapping[str, object]) -> str | None:
+    """The stage a message or a rollout's status is at, in words; None when it names none.
+
+    Reads the position under :data:`AT_STAGE` (at the top, as ``/rollouts``
+    serves it, or in a decision's ``evidence`` or an alert's ``details``), else
+    the bare 0-based ``stage`` (and ``stages``) that every version has.
+    """
+    for inner in (message, message.get("evidence"), message.get("details")):
+        position = inner.get(AT_STAGE) if isinstance(inner, dict) else None
+        if isinstance(position, dict) and (label := _label_from(position)) is not None:
+            return label
+    return position_label(message.get("stage"), message.get("stages"), None)
+
+
+def decided_at(message: Mapping[str, object]) -> str:
+    """Where a decision was taken, and where it left the rollout if elsewhere.
+
+    ``at stage 2/5 (5%) (now stage 3/5)`` for an advance, ``at stage 3/5 (25%)``
+    for a rollback; empty when the message names no stage.
+    """
+    label = label_of(message)
+    if label is None:
+        return ""
+    evidence = message.get("evidence")
+    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
+    if not isinstance(position, dict) or message.get("stage") == position.get("index"):
+        return f"at {label}"
+    now = position_label(message.get("stage"), position.get("of"), None)
+    return f"at {label} (now {now})" if now else f"at {label}"
+
+
+def position_label(index: Any, stages: Any, percent: Any) -> str | None:
+    """:func:`stage_label` of values read from JSON; None unless ``index`` is a sane index."""
+    if not _count(index):
+        return None
+    total = stages if _count(stages) and stages > 0 else None
+    share = float(percent) if _share(percent) else None
+    return stage_label(index, total, share)
+
+
+def model_billions(model: str) -> float | None:
+    """The parameter count a model's name states (``smollm2-135m`` → 0.135), if any."""
+    for part in model.lower().replace("_", "-").replace(":", "-").split("-"):
+        for suffix, scale in (("m", 0.001), ("b", 1.0)):
+            digits = part.removesuffix(suffix)
+            if digits != part and _decimal(digits):
+                return float(digits) * scale
+    return None
+
+
+def too_small(model: str) -> bool:
+    """Whether a model's name says it is too small for its opinion to carry weight."""
+    size = model_billions(model)
+    return size is not None and size < SMALL_MODEL_MAX_BILLIONS
+
+
+def advisor_name(model: Any) -> str:
+    """``advisor``, saying plainly when its model is too small for the opinion to count."""
+    if isinstance(model, str) and too_small(model):
+        return f"advisor ({model[:64]}, too small for its opinion to carry weight)"
+    return "advisor"
+
+
+def advice_text(advice: Mapping[str, object], *, rationale_chars: int = 160) -> str:
+    """An advisor's opinion (a decision's ``evidence["advisor"]``) in one line.
+
+    The rationale is labelled as the model's own words, so it is not read as
+    the controller's action: "advisor says advance (confidence 0.9, 5.5 s);
+    advisor's rationale: ...".
+    """
+    name = advisor_name(advice.get("model"))
+    seconds = _seconds(advice.get("latency_ms"))
+    if advice.get("status") != "ok":
+        return f"{name} unavailable after {seconds:.1f} s: {str(advice.get('cause', ''))[:200]}"
+    confidence = advice.get("confidence")
+    sure = f"confidence {confidence:g}, " if _share(confidence) else ""
+    line = f"{name} says {str(advice.get('action', '?'))[:20]} ({sure}{seconds:.1f} s)"
+    rationale, why = quotable_rationale(advice)
+    if why:
+        return f"{line}; {INCOHERENT}: {why}"
+    rationale = rationale[:rationale_chars]
+    return f"{line}; advisor's rationale: {rationale}" if rationale else line
+
+
+INCOHERENT = "incoherent, rationale not quoted"
+"""What every surface says in place of an incoherent advisor's rationale."""
+
+
+def quotable_rationale(advice: Mapping[str, object]) -> tuple[str, str]:
+    """The rationale of an opinion to quote, or ``""`` and why it is incoherent.
+
+    Reads the opinion's recorded ``coherent`` and ``incoherence``; an opinion
+    recorded before they were is checked here with
+    :func:`controller.core.rollouts.advice.rationale_problem`.
+    """
+    rationale = " ".join(str(advice.get("rationale", "")).split())
+    coherent = advice.get("coherent")
+    if coherent is True:
+        return rationale, ""
+    if coherent is False:
+        why = advice.get("incoherence")
+        return "", str(why)[:120] if isinstance(why, str) and why else "its rationale is incoherent"
+    why = rationale_problem(str(advice.get("action", ""))[:20], rationale)
+    return ("", why) if why else (rationale, "")
+
+
+def _label_from(position: Mapping[str, object]) -> str | None:
+    return position_label(position.get("index"), position.get("of"), position.get("percent"))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000
+
+
+def _share(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 100
+    )
+
+
+def _seconds(latency_ms: Any) -> float:
+    ok = isinstance(latency_ms, int | float) and not isinstance(latency_ms, bool)
+    return float(latency_ms) / 1000 if ok and math.isfinite(latency_ms) else 0.0
+
+
+def _decimal(text: str) -> bool:
+    head, _, tail = text.partition(".")
+    return head.isdigit() and (tail == "" or tail.isdigit()) and len(text) <= 8
+
+
+# -- numbers: one convention for every text a person reads ------------------------------
+
+RATE_METRICS = frozenset({"error_rate", "conversion_rate", "latency_exceedance"})
+"""Metrics that are shares of events: Δ in percentage points, with the relative lift in %."""
+METRIC_NAMES = {
+    "error_rate": "error rate",
+    "conversion_rate": "conversion rate",
+    "latency_exceedance": "share of slow requests",
+    "latency_p95": "p95 latency",
+    "latency_p99": "p99 latency",
+    "conversion_value": "conversion value",
+}
+"""Each guardrail's metric as people say it."""
+
+
+def metric_name(metric: str) -> str:
+    """``error_rate`` as people say it: ``error rate``; an unknown metric keeps its name."""
+    return METRIC_NAMES.get(metric, metric[:64])
+
+
+def metric_unit(metric: str) -> str:
+    """The unit a metric's Δ is written in: ``pp``, ``ms``, or none (a value in its own unit)."""
+    if metric in RATE_METRICS:
+        return "pp"
+    return "ms" if metric.startswith("latency") else ""
+
+
+def signed(value: float, decimals: int) -> str:
+    """``value`` with its sign at ``decimals`` places: ``+3.6``, ``-0.05``, ``+1,234``.
+
+    What rounds to zero is ``0`` (no sign); a huge value is written with two
+    significant digits (``+1.2e+18``).
+    """
+    if round(value, decimals) == 0:
+        return "0"
+    if abs(value) >= 1e15:
+        return f"{value:+.2g}"
+    return f"{value:+,.{decimals}f}"
+
+
+def decimals_for(scale: float) -> int:
+    """Places that show two significant digits of ``scale`` (the largest magnitude shown)."""
+    if not math.isfinite(scale) or scale >= 10 or scale == 0:
+        return 0
+    if scale >= 1:
+        return 1
+    return min(6, 1 - math.floor(math.log10(scale)))
+
+
+def quantity_text(
+    metric: str,
+    delta: float,
+    lower: float,
+    upper: float,
+    baseline: float | None = None,
+    *,
+    named: bool = True,
+) -> str:
+    """A guardrail's Δ (treatment minus control) with its interval, as every text writes it.
+
+    Rates in percentage points with the relative lift against the control's
+    ``baseline`` (a share): ``error rate +3.6 pp [+0.5, +6.7] (+72%)``;
+    latency in ms: ``p95 latency +212 ms [+40, +380]``; a conversion value in
+    its own unit. Values are as the gate holds them (shares as fractions). NaN
+    and infinity are never printed: an estimate that is not a number is "no
+    estimate", an infinite bound "not yet bounded". ``named=False`` leaves out
+    the metric's name (for a table whose row names it).
+    """
+    name, unit = metric_name(metric), metric_unit(metric)
+    if not math.isfinite(delta):
+        return f"{name}: no estimate yet" if named else "no estimate yet"
+    scale = 100.0 if unit == "pp" else 1.0
+    values = [v * scale for v in (delta, lower, upper)]
+    places = decimals_for(max(abs(v) for v in values if math.isfinite(v)))
+    shown = f"{signed(values[0], places)}{' ' + unit if unit else ''}"
+    if all(math.isfinite(v) for v in values[1:]):
+        shown += f" [{signed(values[1], places)}, {signed(values[2], places)}]"
+    else:
+        shown += " (interval not yet bounded)"
+    lift = relative_lift(delta, baseline) if unit == "pp" else None
+    shown = f"{shown} ({lift})" if lift else shown
+    return f"{name} {shown}" if named else shown
+
+
+def amount_text(metric: str, value: float) -> str:
+    """A size in the metric's unit, unsigned: a tolerance of ``2.0 pp``, ``35 ms``, ``1.5``."""
+    unit = metric_unit(metric)
+    size = abs(value) * (100.0 if unit == "pp" else 1.0)
+    if not math.isfinite(size):
+        return "unbounded"
+    number = signed(size, decimals_for(size)).lstrip("+")
+    return f"{number} {unit}" if unit else number
+
+
+def ms_text(value: float | None) -> str:
+    """A latency as people read it, to three significant digits below 100 ms:
+    ``0.42 ms``, ``21.0 ms``, ``1,204 ms``; ``-`` when there is none."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return "-"
+    places = 2 if value < 1 else 1 if value < 100 else 0
+    return f"{value:,.{places}f} ms"
+
+
+def relative_lift(delta: float, baseline: float | None) -> str | None:
+    """Δ against the control's value in %: ``+72%``; None without a usable baseline."""
+    if baseline is None or not math.isfinite(baseline) or baseline <= 0:
+        return None
+    lift = 100.0 * delta / baseline
+    if not math.isfinite(lift):
+        return None
+    return f"{signed(lift, decimals_for(abs(lift)))}%"
+
+
+def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
+    """:func:`quantity_text` of a served test (a decision's ``evidence["guardrails"][m]``).
+
+    Read defensively (infinities arrive as ``"inf"``); the relative lift of an
+    error or conversion rate comes from the control's counts in ``arms``.
+    """
+    if not isinstance(test, dict):
+        return f"{metric_name(metric)}: too few events to test yet"
+    delta, lower, upper = (_served(test.get(k)) for k in ("delta", "lower", "upper"))
+    return quantity_text(metric, delta, lower, upper, control_rate(metric, arms))
+
+
+RATE_PARTS = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
+"""The rates an arm's counts give: each metric's part and whole."""
+
+
+def control_rate(metric: str, arms: Any) -> float | None:
+    """The control arm's error or conversion rate from a decision's ``arms`` counts."""
+    control = arms.get("control") if isinstance(arms, dict) else None
+    if not isinstance(control, dict) or metric not in RATE_PARTS:
+        return None
+    part, whole = (_served(control.get(k)) for k in RATE_PARTS[metric])
+    return part / whole if math.isfinite(part) and math.isfinite(whole) and whole > 0 else None
+
+
+def _served(value: Any) -> float:
+    """A number from JSON; ``"inf"``/``"-inf"`` as infinities, NaN for anything else."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int | float):
+        return float(value)
+    return float(value) if value in ("inf", "-inf") else math.nan

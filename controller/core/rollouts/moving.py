@@ -1,0 +1,121 @@
+"""Why a rollout is not moving now, and when it may next move (#28).
+
+Operators ask two things of a rollout that stands still: why, and until
+when. :func:`next_move` answers from the rollout's state (and the gate's
+view, when there is one), in this order:
+
+* scheduled: a pending start begins at ``scheduled_at``;
+* held by a health trigger whose policy says ``hold``: only an operator
+  resumes it; paused by an operator, or waiting for an approval;
+* ready, waiting for a release window: when the next window opens (its
+  wording, in the window's time zone, is the machine's ``window_wait``);
+* the advisor held the stage: until when;
+* in the watch after the last stage: until when;
+* the stage's minimum duration not reached: when it ends; the minimum
+  sample not reached (the gate's hold): no time can be told;
+* time-boxed: when the flag turns off by itself.
+
+None when the rollout moves as soon as its gate says so, or has ended.
+Pure: the clock is an argument.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.core.rollouts.policy import Trigger
+from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollouts.windows import Window, next_opening
+
+_HELD_BY: dict[PauseReason, Trigger] = {
+    PauseReason.GUARDRAIL: "guardrail_regression",
+    PauseReason.SRM: "sample_ratio_mismatch",
+    PauseReason.UNITS_IN_BOTH_ARMS: "units_in_both_arms",
+    PauseReason.NO_TRAFFIC: "no_traffic",
+    PauseReason.INCONCLUSIVE: "inconclusive",
+    PauseReason.ADVISOR_UNAVAILABLE: "advisor_unavailable",
+    PauseReason.BACKEND_DRIFT: "backend_drift",
+}
+"""The health trigger whose ``hold`` pauses with each reason (the inverse of the policy's)."""
+
+_PAUSED: dict[PauseReason, str] = {
+    PauseReason.OPERATOR: "paused by an operator; resumes only by an operator",
+    PauseReason.AWAITING_APPROVAL: "awaiting an operator's approval to move on",
+    PauseReason.ADVISOR_OBJECTION: "paused on the advisor's objection; an operator approves it",
+}
+
+
+class NextMove(BaseModel):
+    """Why a rollout is not moving, and when it may next move (null: no time can be told)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    why: str = Field(description="In words, e.g. ready, waiting for the window that opens ….")
+    at: str | None = Field(default=None, description="ISO 8601; null when no time can be told.")
+
+
+def next_move(
+    rollout: Rollout,
+    verdict: Verdict | None,
+    now: datetime,
+    team_windows: tuple[Window, ...] = (),
+) -> NextMove | None:
+    """Why ``rollout`` is not moving now and when it may; None when nothing holds it."""
+    if rollout.phase is Phase.PENDING:
+        at = rollout.scheduled_at
+        return _move(f"scheduled: starts at {_iso(at)}" if at else "scheduled", at)
+    if not rollout.phase.active:
+        return None
+    if rollout.phase is Phase.PAUSED:
+        return _paused(rollout.pause_reason)
+    if rollout.window_wait is not None:
+        windows = rollout.plan.windows if rollout.plan.windows is not None else team_windows
+        return _move(rollout.window_wait, next_opening(windows, now) if windows else None)
+    return _running(rollout, verdict, now)
+
+
+def _paused(reason: PauseReason | None) -> NextMove:
+    trigger = _HELD_BY.get(reason) if reason is not None else None
+    if trigger is not None:
+        return _move(f"held by the policy on {trigger}; resumes only by an operator", None)
+    if reason is not None and reason in _PAUSED:
+        return _move(_PAUSED[reason], None)
+    return _move("paused; resumes only by an operator", None)
+
+
+def _running(rollout: Rollout, verdict: Verdict | None, now: datetime) -> NextMove | None:
+    hold = rollout.advisor_hold_until
+    if hold is not None and hold > now:
+        return _move(f"the advisor held the stage until {_iso(hold)}", hold)
+    if rollout.watch_until is not None and rollout.watch_until > now:
+        return _move(
+            f"watching the holdback until {_iso(rollout.watch_until)}", rollout.watch_until
+        )
+    stage = rollout.plan.stages[rollout.stage]
+    ends = rollout.stage_started_at + stage.min_duration
+    held = verdict is None or verdict.kind is VerdictKind.HOLD
+    if ends > now and held:
+        return _move(f"minimum stage time {stage.min_duration} ends at {_iso(ends)}", ends)
+    if verdict is not None and verdict.kind is VerdictKind.HOLD:
+        return _gate_hold(verdict)
+    box = rollout.plan.time_box
+    if box is not None and box.ends_at > now:
+        return _move(f"time-boxed: the flag turns off at {_iso(box.ends_at)}", box.ends_at)
+    return None
+
+
+def _gate_hold(verdict: Verdict) -> NextMove:
+    """The gate holds the stage: on too few units, or on a trigger the policy warns about."""
+    if verdict.applied is not None:
+        return _move(f"the policy warns on {verdict.applied.trigger}: {verdict.reason}", None)
+    return _move(f"the gate holds: {verdict.reason}", None)
+
+
+def _move(why: str, at: datetime | None) -> NextMove:
+    return NextMove(why=why[:500], at=_iso(at) if at is not None else None)
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else "?"

@@ -1,0 +1,243 @@
+"""Rollout plans: stages, guardrails and the statistical settings of the gates.
+
+A plan is data: pydantic validates it (from a `start` command or a YAML file)
+and the gate and state machine read it. :data:`DEFAULT_PLAN` walks
+1% → 5% → 25% → 50% → 100% with error-rate and p99-latency guardrails.
+
+Every number in a plan is finite and bounded: durations within
+[0, :data:`MAX_DURATION`], counts up to :data:`MAX_COUNT`, so a typo or a
+hostile command cannot start a rollout that alerts at once or never decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from controller.core.common.errors import ConfigError
+from controller.core.common.yamltext import load_document
+from controller.core.rollouts.plan_parts import (
+    AudienceField,
+    Backend,
+    Count,
+    Duration,
+    Frozen,
+    Guardrail,
+    Limits,
+    Stage,
+    TimeBox,
+    UnleashTarget,
+    Watch,
+)
+from controller.core.rollouts.policy import HealthPolicy
+from controller.core.rollouts.windows import Windows
+from controller.core.rules.targeting import rings_problem
+from controller.core.rules.unleash_rules import plan_problem
+from controller.core.wire.arm_values import ArmValues
+
+
+class Plan(Frozen):
+    """Stages in increasing percent, guardrails, and the gate's statistical settings."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)] = "default"
+    audience: AudienceField | None = Field(
+        default=None,
+        description="The whole rollout speaks only to this audience (text or JSON form).",
+    )
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=20)]
+    guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        allow_inf_nan=False,
+        description=(
+            "False-rollback rate of the whole rollout: split evenly over the guardrails"
+            " and compared stages (alpha_per_test)."
+        ),
+    )
+    n_tune: Count = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
+    min_metric_events: Count = Field(
+        default=150, ge=1, description="Events of a metric in each arm before it is tested."
+    )
+    srm_p_threshold: float = Field(default=0.001, gt=0, lt=0.5, allow_inf_nan=False)
+    srm_action: Literal["pause", "rollback"] = "pause"
+    no_traffic_grace: Duration = Field(
+        default=timedelta(minutes=15), description="Pause when a stage saw no events this long."
+    )
+    early_advance: bool = Field(
+        default=False,
+        description=(
+            "Advance before min_duration once every guardrail's bound excludes harm beyond"
+            " its tolerance and the stage's minimum sample is met."
+        ),
+    )
+    watch: Watch | None = Field(
+        default=None, description="After the last stage (at 100%), watch before completing."
+    )
+    limits: Limits | None = Field(
+        default=None,
+        description=(
+            "Absolute limits that gate each stage serving 100% of its audience, where no"
+            " concurrent control exists (required before the last stage)."
+        ),
+    )
+    backend: Backend | None = Field(
+        default=None,
+        description="Serve the rollout from a flag platform too (the flag-state topic always).",
+    )
+    values: ArmValues | None = Field(
+        default=None,
+        description="The value each arm serves, of one type (boolean, string, number, object);"
+        " left out: control false, treatment true.",
+    )
+
+    @model_validator(mode="after")
+    def _stages_increase(self) -> Self:
+        targeted = self.targeted
+        if targeted:
+            problem = rings_problem(self.audience, self.stages, limited=self.limits is not None)
+            if problem:
+                raise ValueError(problem)
+        else:
+            percents = [s.percent for s in self.stages]
+            if any(b <= a for a, b in itertools.pairwise(percents)):
+                raise ValueError(f"stage percents must increase, got {percents}")
+        last = self.stages[-1]
+        if self.watch is not None and (last.percent != 100 or last.audience is not None):
+            raise ValueError("a watch needs the last stage at 100% of everyone")
+        if self.backend is not None and self.backend.unleash is not None:
+            audiences = [s.audience for s in self.stages]
+            problem = plan_problem(self.audience, audiences) if targeted else None
+            if problem:
+                raise ValueError(problem)
+            if self.arm_values is not None:
+                raise ValueError(
+                    "backend.unleash: Unleash serves a flag on or off, not the values"
+                    f" of type {self.arm_values.type} this plan declares"
+                )
+            _whole_percents(self)
+        return self
+
+    @property
+    def targeted(self) -> bool:
+        """Whether the plan names an audience: its flag states then carry rings."""
+        return self.audience is not None or any(s.audience is not None for s in self.stages)
+
+    @property
+    def arm_values(self) -> ArmValues | None:
+        """The declared values, or None when the arms serve false and true (no declaration)."""
+        return None if self.values is None or self.values.default else self.values
+
+    @property
+    def limited_stages(self) -> int:
+        """Stages gated by the plan's absolute limits: those at 100% of their audience."""
+        return 0 if self.limits is None else sum(1 for s in self.stages if s.percent == 100)
+
+    @property
+    def compared_stages(self) -> int:
+        """Stages with a control arm to compare against: below 100%, and a watch with a holdback."""
+        stages = sum(1 for s in self.stages if s.percent < 100)
+        watched = self.watch is not None and self.watch.holdback_percent > 0
+        return stages + int(watched)
+
+    @property
+    def alpha_per_test(self) -> float:
+        """The level of each guardrail's sequential test: alpha / (guardrails * compared stages).
+
+        Each test is valid however often it is peeked at within its stage, so by
+        the union bound (Bonferroni) the chance that any gating guardrail in any
+        stage crosses on a healthy flag is at most ``alpha``. Dry-run guardrails
+        never act, so they spend none of it (they are tested at the same level).
+        Absolute limits count as guardrails, and the stages they gate as stages.
+        """
+        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
+        stages = self.compared_stages + self.limited_stages
+        return self.alpha / (max(1, gating) * max(1, stages))
+
+    @property
+    def limit_count(self) -> int:
+        """How many absolute limits the plan declares (each is a test where it applies)."""
+        return 0 if self.limits is None else len(self.limits.named())
+
+    def alpha_budget(self) -> dict[str, float | int]:
+        """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
+        return {
+            "rollout": self.alpha,
+            "guardrails": sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count,
+            "stages": self.compared_stages + self.limited_stages,
+            "per_test": self.alpha_per_test,
+        }
+
+    @property
+    def unleash(self) -> UnleashTarget | None:
+        """The Unleash feature this rollout is served from, if any."""
+        return self.backend.unleash if self.backend is not None else None
+
+    # When a rollout may move forward, and what each health trigger does (#28).
+    windows: Windows | None = Field(
+        default=None,
+        description=(
+            "Allow and deny windows for forward moves (at most 16; deny wins);"
+            " left out: the team-wide windows, [] for none."
+        ),
+    )
+    health_policy: HealthPolicy | None = Field(
+        default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."
+    )
+    time_box: TimeBox | None = Field(
+        default=None,
+        description="On from `starts_at` (or the start) to `ends_at`, then off by itself.",
+    )
+
+
+def _whole_percents(plan: Plan) -> None:
+    """Unleash's ``flexibleRollout`` serves whole percents from 1: refuse any other share."""
+    for i, stage in enumerate(plan.stages):
+        if stage.percent < 1 or stage.percent != int(stage.percent):
+            raise ValueError(
+                f"stages.{i}.percent: Unleash serves whole percents from 1 to 100,"
+                f" got {stage.percent:g}"
+            )
+    holdback = plan.watch.holdback_percent if plan.watch is not None else 0.0
+    if holdback != int(holdback):
+        raise ValueError(f"watch.holdback_percent: Unleash serves whole percents, got {holdback:g}")
+
+
+DEFAULT_PLAN = Plan(
+    stages=[
+        Stage(percent=1, min_duration=timedelta(minutes=30), min_units_per_arm=150),
+        Stage(percent=5, min_duration=timedelta(hours=1), min_units_per_arm=500),
+        Stage(percent=25, min_duration=timedelta(hours=2), min_units_per_arm=1000),
+        Stage(percent=50, min_duration=timedelta(hours=4), min_units_per_arm=2000),
+        Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
+    ],
+    guardrails=[
+        Guardrail(metric="error_rate", tolerance=0.0),
+        Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
+    ],
+)
+
+
+def parse_plan(data: Any, *, source: str = "plan") -> Plan:
+    """Validate plan data; a :class:`ConfigError` names each offending field."""
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(plan)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid {source}: {problems}") from exc
+
+
+def load_plan(text: str, *, source: str = "plan", name: str = "") -> Plan:
+    """A plan from YAML text, or JSON where the file ``name`` ends in ``.json``, bounded
+    as :func:`load_yaml` says (its scalars read by YAML 1.2)."""
+    return parse_plan(load_document(text, source=source, name=name), source=source)

@@ -1,0 +1,202 @@
+"""A plan's parts: stages, guardrails, the watch, the time box and the backend.
+
+Each part validates its own fields, bounded like the rest of a plan
+(:mod:`controller.core.rollouts.plan`, which checks how the parts fit together):
+durations within [0, :data:`MAX_DURATION`], counts up to :data:`MAX_COUNT`,
+tolerances up to :data:`MAX_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from controller.core.common.durations import ReadableDuration
+from controller.core.common.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.text import parse
+
+Metric = Literal[
+    "error_rate",
+    "latency_p95",
+    "latency_p99",
+    "latency_exceedance",
+    "conversion_rate",
+    "conversion_value",
+]
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"error_rate", "latency_p95", "latency_p99", "latency_exceedance"}
+)
+MAX_DURATION = timedelta(days=365)
+"""The longest duration a plan may name; a year-long stage is a typo."""
+MAX_COUNT = 1_000_000_000
+"""The largest count (units, events, samples) a plan may ask for."""
+MAX_TOLERANCE = MAX_CONVERSION_VALUE
+"""The largest guardrail tolerance: no metric moves further than a conversion value may."""
+
+Duration = Annotated[timedelta, ReadableDuration, Field(ge=timedelta(0), le=MAX_DURATION)]
+"""``PT10M``, ``10m``, ``1h30m`` or seconds; a duration past a year is refused."""
+Count = Annotated[int, Field(le=MAX_COUNT)]
+
+
+def _rule_from_text(value: object) -> object:
+    """A rule written as text is parsed (its errors say line and column); JSON passes on."""
+    return parse(value) if isinstance(value, str) else value
+
+
+AudienceField = Annotated[
+    AudienceRule, BeforeValidator(_rule_from_text, json_schema_input_type=str | AudienceRule)
+]
+"""An audience rule in the text form (a string) or the JSON form (an object) (#26)."""
+
+
+class Frozen(BaseModel):
+    """A plan's part: immutable, and no field it does not declare."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stage(Frozen):
+    """One step of a rollout: serve ``percent`` for at least ``min_duration``."""
+
+    percent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+    min_duration: Duration = Field(
+        default=timedelta(minutes=30), description="The gate is not run before this."
+    )
+    min_units_per_arm: Count = Field(
+        default=150,
+        ge=0,
+        description="Hold until both arms have it (the default matches min_metric_events').",
+    )
+    max_duration: Duration | None = Field(
+        default=None,
+        description="Past this without a decision the stage is inconclusive: it never advances,"
+        " and the plan's health policy holds (default) or rolls back.",
+    )
+    approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
+    audience: AudienceField | None = Field(
+        default=None,
+        description="Who this stage speaks to (text or JSON form); percent is of them. Left out:"
+        " everyone in the plan's audience.",
+    )
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> Self:
+        if self.max_duration is not None and self.max_duration < self.min_duration:
+            raise ValueError("max_duration must not be shorter than min_duration")
+        return self
+
+
+class Guardrail(Frozen):
+    """A metric that must not regress beyond its tolerance, checked continuously."""
+
+    metric: Metric
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_TOLERANCE,
+        allow_inf_nan=False,
+        description="δ, in the metric's unit or relative.",
+    )
+    relative: bool = Field(default=False, description="δ is a share of the control value.")
+    action: Literal["rollback", "pause"] = "rollback"
+    edge_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_LATENCY_MS,
+        allow_inf_nan=False,
+        description="With latency_exceedance: the latency edge in ms.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Evaluated, recorded and alerted on, but never rolls back, pauses or holds.",
+    )
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+    @model_validator(mode="after")
+    def _edge_with_exceedance(self) -> Self:
+        if (self.metric == "latency_exceedance") != (self.edge_ms is not None):
+            raise ValueError("edge_ms is required with latency_exceedance, and only there")
+        return self
+
+
+class Watch(Frozen):
+    """A watch after the last stage: a holdback stays on control while the guardrails run.
+
+    With ``holdback_percent`` 0 there is no control arm, so only absolute checks
+    (sample ratio, traffic, uptime monitors) are watched, not the guardrails.
+    """
+
+    duration: Duration = Field(description="How long the watch lasts before completing.")
+    holdback_percent: float = Field(
+        default=1.0, ge=0, le=50, allow_inf_nan=False, description="Units kept on control."
+    )
+    on_regression: Literal["rollback", "alert"] = "rollback"
+
+
+class TimeBox(Frozen):
+    """A flag on from ``starts_at`` (or its start) to ``ends_at``, then off by itself (#28).
+
+    At the first tick from ``ends_at`` the rollout is aborted, whatever its phase
+    (running, paused, completed or still scheduled): control is served to everyone,
+    and the decision names the time box. How far ahead the times may lie is checked
+    when the start command is admitted (:mod:`controller.core.machine.scheduling`).
+    """
+
+    starts_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the rollout starts: a scheduled start, as `start --at` gives.",
+    )
+    ends_at: AwareDatetime = Field(description="When the flag turns off by itself.")
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+FeatureName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.~-]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.~-]+$")]
+
+
+class UnleashTarget(Frozen):
+    """The Unleash feature a rollout is served from; what it leaves out the settings give."""
+
+    feature: FeatureName = Field(description="The feature (toggle) name in Unleash.")
+    project: Name | None = Field(default=None, description="Default: the settings' project.")
+    environment: Name | None = Field(default=None, description="Default: the settings' one.")
+    stickiness: Name | None = Field(
+        default=None, description="The context field units are hashed on (default: settings)."
+    )
+
+
+class Backend(Frozen):
+    """Where the rollout's assignment is served besides the flag-state topic (#14)."""
+
+    unleash: UnleashTarget | None = None
+
+
+class Limits(BaseModel):
+    """Absolute limits on the treated units of a stage that serves all of its audience."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error_rate: float | None = Field(
+        default=None, gt=0, lt=1, allow_inf_nan=False, description="Errors per request, at most."
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p95, at most."
+    )
+    latency_p99_ms: float | None = Field(
+        default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p99, at most."
+    )
+
+    def named(self) -> dict[str, float]:
+        """The limits the plan set, by name."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}

@@ -1,0 +1,5 @@
+"""The statistics.
+
+Aggregates and their folding, sequential tests, sample-ratio mismatch, latency,
+guardrails, limits and rates.
+"""

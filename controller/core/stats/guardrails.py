@@ -1,0 +1,165 @@
+"""Each guardrail's sequential test on a stage's aggregates: the gate's step 1.
+
+Pure. A metric is tested once each arm has ``min_metric_events`` events of it
+(a latency quantile also needs :func:`quantile_min_samples` per arm), at the
+level :attr:`Plan.alpha_per_test`: error and conversion rates by
+:func:`~controller.core.stats.sequential.proportion_test`, the conversion value by
+:func:`~controller.core.stats.sequential.mean_test`, latency quantiles and the share
+above a latency edge from the arms' histograms
+(:mod:`~controller.core.stats.latency`). A relative tolerance is taken against the
+control arm's value. :func:`controller.core.machine.gate.evaluate` decides on the results.
+"""
+
+from __future__ import annotations
+
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.latency import (
+    exceedance_bucket,
+    exceedance_test,
+    latency_quantile_test,
+    quantile_min_samples,
+)
+from controller.core.stats.sequential import SequentialResult, mean_test, proportion_test
+
+QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def guardrail_result(
+    guardrail: Guardrail, data: FlagAggregates, plan: Plan
+) -> SequentialResult | None:
+    """The guardrail's sequential test, or None while its metric has too little data.
+
+    Too little is fewer than ``min_metric_events`` of the metric in either arm
+    (the smaller arm is what limits what can be said), and for a quantile also
+    fewer requests than bound it (:func:`metric_floor`).
+    """
+    t, c, metric = data.treatment, data.control, guardrail.metric
+    if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
+        return None
+    if metric in QUANTILES:
+        return _quantile_result(guardrail, t, c, plan)
+    if metric == "latency_exceedance":
+        return _exceedance_result(guardrail, t, c, plan)
+    if metric == "conversion_value":
+        return _value_result(guardrail, t, c, plan)
+    return _proportion_result(guardrail, t, c, plan)
+
+
+def metric_floor(metric: str, plan: Plan) -> int:
+    """Events of ``metric`` each arm needs before it is tested.
+
+    ``min_metric_events``, and for p95/p99 at least the requests whose
+    order-statistic interval of the quantile lies inside the sample (73 for
+    p95, 381 for p99): with fewer, an arm cannot bound its quantile.
+    """
+    if metric in QUANTILES:
+        return max(plan.min_metric_events, quantile_min_samples(QUANTILES[metric]))
+    return plan.min_metric_events
+
+
+def _quantile_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    return latency_quantile_test(
+        t.latency_histogram,
+        c.latency_histogram,
+        QUANTILES[guardrail.metric],
+        relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
+        alpha=plan.alpha_per_test,
+        n_tune=plan.n_tune,
+    )
+
+
+def _exceedance_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    assert guardrail.edge_ms is not None  # the plan model guarantees it
+    return exceedance_test(
+        t.latency_histogram,
+        c.latency_histogram,
+        guardrail.edge_ms,
+        tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
+        alpha=plan.alpha_per_test,
+        n_tune=plan.n_tune,
+    )
+
+
+def _value_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    return mean_test(
+        t.conversion_value_sum,
+        t.conversion_value_sq,
+        t.conversion_values,
+        c.conversion_value_sum,
+        c.conversion_value_sq,
+        c.conversion_values,
+        direction="higher_is_better",
+        tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
+        alpha=plan.alpha_per_test,
+        n_tune=plan.n_tune,
+    )
+
+
+def _proportion_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    successes_t, n_t, successes_c, n_c = _proportion_counts(guardrail.metric, t, c)
+    return proportion_test(
+        successes_t,
+        n_t,
+        successes_c,
+        n_c,
+        direction="lower_is_better" if guardrail.lower_is_better else "higher_is_better",
+        tolerance=_absolute(guardrail, _rate(successes_c, n_c)),
+        alpha=plan.alpha_per_test,
+        n_tune=plan.n_tune,
+    )
+
+
+def _proportion_counts(metric: str, t: ArmAggregate, c: ArmAggregate) -> tuple[int, int, int, int]:
+    if metric == "error_rate":
+        return t.errors, t.requests, c.errors, c.requests
+    # Conversion rate: conversions per exposure, capped at one per exposure.
+    return (
+        min(t.conversions, t.exposures),
+        t.exposures,
+        min(c.conversions, c.exposures),
+        c.exposures,
+    )
+
+
+def metric_events(metric: str, arm: ArmAggregate) -> int:
+    """How many events of ``metric`` the arm holds: what :func:`metric_floor` counts."""
+    if metric == "error_rate":
+        return arm.requests
+    if metric == "conversion_rate":
+        return arm.exposures
+    if metric == "conversion_value":
+        return arm.conversion_values
+    return arm.latency_count
+
+
+def _absolute(guardrail: Guardrail, control_value: float) -> float:
+    return guardrail.tolerance * abs(control_value) if guardrail.relative else guardrail.tolerance
+
+
+def _exceedance_share(arm: ArmAggregate, edge_ms: float) -> float:
+    above = sum(arm.latency_histogram[exceedance_bucket(edge_ms) :])
+    return _rate(above, arm.latency_count)
+
+
+def _rate(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def control_baseline(guardrail: Guardrail, control: ArmAggregate) -> float | None:
+    """The control's share a rate's relative lift is taken against; None for other metrics."""
+    if guardrail.metric == "latency_exceedance" and guardrail.edge_ms is not None:
+        return _exceedance_share(control, guardrail.edge_ms)
+    if guardrail.metric in ("error_rate", "conversion_rate"):
+        _, _, successes, n = _proportion_counts(guardrail.metric, control, control)
+        return _rate(successes, n)
+    return None

@@ -1,0 +1,146 @@
+"""Signed operator commands: Ed25519 over a canonical form of the command.
+
+The canonical form is the command's JSON object without ``sig``, keys sorted,
+no whitespace, UTF-8 (RFC 8785 for the subset the contract allows: strings,
+integers, booleans, null, and the plan's numbers). Operators hold private
+keys; the controller holds only public keys, by key id. Verification is pure
+computation: no clock, no store; freshness and replay are checked by the
+engine.
+
+Flag states are signed too, by the controller's own key, so that apps can
+refuse states nobody but the controller could have published
+(:class:`StateSigner`, :class:`StateVerifier`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from controller.core.wire import flagstates
+from controller.core.wire.messages import FlagState
+
+
+def canonical_bytes(command: dict[str, Any]) -> bytes:
+    """The bytes that are signed: the command without ``sig``, keys sorted, compact."""
+    body = {k: v for k, v in command.items() if k != "sig"}
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def sign(command: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
+    """The base64 signature to put in the command's ``sig`` field."""
+    return base64.b64encode(private_key.sign(canonical_bytes(command))).decode()
+
+
+def verify(command: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+    """Whether ``command["sig"]`` is a valid signature of the rest of the command."""
+    try:
+        signature = base64.b64decode(str(command.get("sig", "")), validate=True)
+        public_key.verify(signature, canonical_bytes(command))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+def generate_key() -> tuple[Ed25519PrivateKey, str]:
+    """A new private key and its public key as base64 (32 raw bytes)."""
+    key = Ed25519PrivateKey.generate()
+    return key, public_key_text(key.public_key())
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(key.public_bytes_raw()).decode()
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A public key from base64 of its 32 raw bytes; ValueError if it is not one."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("public key is not base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, this has {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def private_key_text(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.private_bytes_raw()).decode()
+
+
+def load_private_key(text: str) -> Ed25519PrivateKey:
+    """A private key from base64 of its 32 raw bytes."""
+    raw = base64.b64decode(text.strip(), validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 private key has 32 bytes, this has {len(raw)}")
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+# -- flag states ------------------------------------------------------------------------
+
+
+class StateSigner:
+    """Signs flag states with the controller's key (:mod:`flagstates` says what is signed).
+
+    Ed25519 signatures are deterministic, so the last signatures are kept by
+    the bytes they cover: ``/flags`` answers every poll without signing
+    unchanged states again.
+    """
+
+    CACHED = 4096
+
+    def __init__(self, key: Ed25519PrivateKey, key_id: str) -> None:
+        self.key_id = key_id
+        self.public_key = public_key_text(key.public_key())
+        self._key = key
+        self._cache: dict[bytes, str] = {}
+
+    def sign(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` (a flag state's fields) with ``key_id`` and ``sig`` set."""
+        data = flagstates.signed_bytes(state, self.key_id)
+        sig = self._cache.get(data)
+        if sig is None:
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            sig = base64.b64encode(self._key.sign(data)).decode()
+            self._cache[data] = sig
+        return {**state, "key_id": self.key_id, "sig": sig}
+
+    def sign_bytes(self, data: bytes) -> str:
+        """The base64 signature of ``data`` (a segment record's signed form)."""
+        return base64.b64encode(self._key.sign(data)).decode()
+
+
+class StateVerifier:
+    """Checks flag states' signatures against the controller's public keys, by key id."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        if not keys:
+            raise ValueError("verifying flag states needs at least one public key")
+        self._keys = {key_id: load_public_key(text) for key_id, text in keys.items()}
+
+    def problem(self, state: FlagState) -> str | None:
+        """Why ``state`` is not signed by one of the keys, or None when it is."""
+        try:
+            data = flagstates.state_bytes(state)
+        except (ValueError, orjson.JSONEncodeError):
+            return "bad_signature"
+        return self.signed_problem(state.key_id, state.sig, data or b"")
+
+    def signed_problem(self, key_id: str | None, sig: str | None, data: bytes) -> str | None:
+        """Why ``sig`` is not a signature of ``data`` by key ``key_id``, or None when it is."""
+        if key_id is None or sig is None:
+            return "unsigned"
+        key = self._keys.get(key_id)
+        if key is None:
+            return "unknown_key"
+        try:
+            key.verify(base64.b64decode(sig, validate=True), data)
+        except (InvalidSignature, binascii.Error, ValueError):
+            return "bad_signature"
+        return None

@@ -1,0 +1,283 @@
+"""Evaluation of a flag for a unit: the one function the app SDK and the controller share.
+
+:func:`evaluate` takes a flag's state (or None when there is none) and the
+evaluation context's targeting key (the unit) and says which arm the unit is
+served, the flag version to report with it, and why, in OpenFeature's terms:
+
+* ``SPLIT``: the flag is rolled out and the unit was bucketed
+  (:func:`controller.core.wire.bucketing.assign`) into an arm;
+* ``DISABLED``: the flag serves control to everyone (inactive, rolled back,
+  killed), reported with flag version 0;
+* ``ERROR`` with an :class:`ErrorCode`: no state for the flag
+  (``FLAG_NOT_FOUND``), no targeting key (``TARGETING_KEY_MISSING``: None or
+  the empty string), or one that cannot be a unit (``INVALID_CONTEXT``: not a
+  string, longer than the event contract's 256 characters, or not valid
+  Unicode); the unit is then served control, with flag version 0.
+
+A targeted rollout's state carries rings (:mod:`controller.core.rules.targeting`):
+the context's ``attributes`` (with the unit as ``targetingKey`` and dates as
+the text rules compare, :func:`rule_context`) are matched against the
+rollout's audience and the rings' (segments through the caller's
+:class:`SegmentLookup`), and the unit's bucket decides within them. A unit
+in a ring's audience is reported as ``TARGETING_MATCH``, one in none as
+``DEFAULT`` (served control); either way
+the evaluation's :class:`Cohort` says where it stands in the stage's
+comparison, and apps report it with their events.
+
+The arm's value is boolean (treatment is True) unless the flag state
+declares typed values for its arms (:mod:`controller.core.wire.arm_values`):
+then it is the served arm's value. The in-process OpenFeature provider
+(:mod:`controller.sdk.openfeature`), the SDK's ``arm`` and the controller's
+OFREP endpoints (:mod:`controller.adapters.ofrep`) all answer from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
+from controller.core.rules.targeting import Cohort, Ring, compiled
+from controller.core.wire.arm_values import ArmValues, json_type
+from controller.core.wire.bucketing import assign, bucket
+from controller.core.wire.flagstates import SERVES_CONTROL
+from controller.core.wire.messages import Arm, FlagStatus
+
+T = TypeVar("T")
+MAX_UNIT_CHARS = 256
+"""The longest unit the event contract accepts; a longer targeting key is an invalid context."""
+NO_ATTRIBUTES: Mapping[str, object] = {}
+TARGETING_KEY = "targetingKey"
+"""The attribute a rule names the unit by: the evaluation context's targeting key."""
+
+Metadata = dict[str, str | int | float | bool]
+"""What an evaluation reports beside the arm: strings, numbers and booleans only (OFREP)."""
+
+
+class Reason(StrEnum):
+    """Why a unit got its arm: OpenFeature's resolution reasons."""
+
+    SPLIT = "SPLIT"
+    TARGETING_MATCH = "TARGETING_MATCH"
+    DEFAULT = "DEFAULT"
+    DISABLED = "DISABLED"
+    ERROR = "ERROR"
+
+
+class ErrorCode(StrEnum):
+    """Why a flag could not be evaluated: OpenFeature's error codes."""
+
+    FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
+    TARGETING_KEY_MISSING = "TARGETING_KEY_MISSING"
+    INVALID_CONTEXT = "INVALID_CONTEXT"
+    PARSE_ERROR = "PARSE_ERROR"
+    GENERAL = "GENERAL"
+
+
+class EvaluatedState(Protocol):
+    """What evaluation reads of a flag state: the message's fields, or ``/flags``' view."""
+
+    @property
+    def flag(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def status(self) -> FlagStatus: ...
+    @property
+    def percent(self) -> float: ...
+    @property
+    def salt(self) -> str: ...
+    @property
+    def rollout_id(self) -> str | None: ...
+    @property
+    def stage(self) -> int | None: ...
+    @property
+    def audience(self) -> AudienceRule | None: ...
+    @property
+    def rings(self) -> Sequence[Ring] | None: ...
+    @property
+    def values(self) -> ArmValues | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A flag evaluated for one unit: the arm, the version to report, and why."""
+
+    flag: str
+    arm: Arm
+    version: int
+    """The flag version apps report with the arm in their events; 0 when not from a rollout."""
+    reason: Reason
+    rollout_id: str | None = None
+    stage: int | None = None
+    error: ErrorCode | None = None
+    detail: str = ""
+    """The error in words; empty without an error."""
+    cohort: Cohort | None = None
+    """With rings: where the unit stands in the stage's comparison; apps report it."""
+    values: ArmValues | None = None
+    """The flag's declared arm values; None: boolean, treatment True."""
+
+    @property
+    def value(self) -> Any:
+        """The arm's value: the declared one, else treatment is True and control False."""
+        treated = self.arm is Arm.TREATMENT
+        return treated if self.values is None else self.values.of(treated)
+
+    @property
+    def value_type(self) -> str:
+        """The type of :attr:`value`: ``boolean`` unless the flag declares another."""
+        return "boolean" if self.values is None else self.values.type
+
+    def value_or(self, default: T) -> T:
+        """:attr:`value`, or ``default`` after an error or when its type is not the flag's.
+
+        The default's JSON type is the type asked for: ``"v1"`` asks for a
+        string, ``0`` or ``0.0`` for a number, ``{}`` for an object.
+        """
+        if self.error is not None or json_type(default) != self.value_type:
+            return default
+        value: T = self.value
+        return value
+
+    @property
+    def variant(self) -> str:
+        """The arm's name: ``treatment`` or ``control``."""
+        return self.arm.value
+
+    def metadata(self) -> Metadata:
+        """What a client needs to report exposures: ``flag_version`` and, in a rollout, its id."""
+        out: Metadata = {"flag_version": self.version}
+        if self.rollout_id is not None:
+            out["rollout_id"] = self.rollout_id
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.cohort is not None:
+            out["cohort"] = self.cohort.value
+        return out
+
+
+def evaluate(
+    flag: str,
+    state: EvaluatedState | None,
+    unit: object,
+    attributes: Mapping[str, object] = NO_ATTRIBUTES,
+    segments: SegmentLookup = NO_SEGMENTS,
+) -> Evaluation:
+    """``flag`` evaluated for ``unit`` (the targeting key, as the caller got it) under ``state``.
+
+    Never raises: a unit that cannot be bucketed is an ``INVALID_CONTEXT``
+    error. ``attributes`` (the rest of the evaluation context) are what a
+    targeted rollout's rules read; a rule that cannot read them (a missing
+    attribute, a wrong type, an unknown segment) does not match.
+    """
+    if problem := unit_problem(unit):
+        return failed(flag, *problem)
+    assert isinstance(unit, str)  # unit_problem refuses anything else
+    if state is None:
+        return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
+    if state.status in SERVES_CONTROL:
+        return Evaluation(
+            flag,
+            Arm.CONTROL,
+            0,
+            Reason.DISABLED,
+            state.rollout_id,
+            state.stage,
+            values=state.values,
+        )
+    if state.rings is not None:
+        return _targeted(flag, state, unit, attributes, segments)
+    try:
+        arm = assign(flag, state.salt, unit, state.percent)
+    except UnicodeEncodeError:
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    return Evaluation(
+        flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage, values=state.values
+    )
+
+
+def _targeted(
+    flag: str,
+    state: EvaluatedState,
+    unit: str,
+    attributes: Mapping[str, object],
+    segments: SegmentLookup,
+) -> Evaluation:
+    """A targeted rollout's evaluation: the rings place the unit (:mod:`targeting`)."""
+    if not isinstance(attributes, Mapping):
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes are no mapping")
+    try:
+        unit_bucket = bucket(flag, state.salt, unit)
+    except UnicodeEncodeError:
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    try:
+        context = rule_context(unit, attributes)
+    except Exception:  # a hostile mapping must not reach the app
+        return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes cannot be read")
+    where = compiled(state.audience, state.rings or ()).place(unit_bucket, context, segments)
+    arm = Arm.TREATMENT if where.treated else Arm.CONTROL
+    reason = Reason.DEFAULT if where.cohort is Cohort.OUTSIDE else Reason.TARGETING_MATCH
+    return Evaluation(
+        flag,
+        arm,
+        state.version,
+        reason,
+        state.rollout_id,
+        state.stage,
+        cohort=where.cohort,
+        values=state.values,
+    )
+
+
+def rule_context(unit: str, attributes: Mapping[str, object]) -> dict[str, object]:
+    """What rules read of an evaluation context: its attributes, the targeting key as
+    :data:`TARGETING_KEY` (OpenFeature's name for it, so a rule can name the unit), and
+    each date or date-time as the text of the instant rules compare (``date(...)``):
+    a ``datetime`` with a zone at its instant, one without in UTC, as rules read text
+    without an offset."""
+    context = dict(attributes)
+    for name, value in attributes.items():
+        if isinstance(value, date):
+            context[name] = instant_text(value)
+    context[TARGETING_KEY] = unit  # the unit, whatever the attributes say
+    return context
+
+
+def instant_text(value: date) -> object:
+    """A date as ``YYYY-MM-DD``, a date-time as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (in UTC);
+    the value itself when it has no such text (moved past year 9999 or before year 1)."""
+    if not isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        utc = value.astimezone(UTC) if value.utcoffset() is not None else value
+    except OverflowError:
+        return value
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
+def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:
+    """Why ``unit`` cannot be bucketed (the error code and the reason), or None if it can.
+
+    Unicode validity is checked where the unit is hashed, not here.
+    """
+    if unit is None or (isinstance(unit, str) and not unit):
+        return ErrorCode.TARGETING_KEY_MISSING, "the evaluation context has no targeting key"
+    if not isinstance(unit, str):
+        return ErrorCode.INVALID_CONTEXT, (
+            f"the targeting key must be a string, not {type(unit).__name__}"
+        )
+    if len(unit) > MAX_UNIT_CHARS:
+        return ErrorCode.INVALID_CONTEXT, (
+            f"the targeting key is longer than {MAX_UNIT_CHARS} characters"
+        )
+    return None
+
+
+def failed(flag: str, error: ErrorCode, detail: str) -> Evaluation:
+    """An evaluation that failed: control, with flag version 0."""
+    return Evaluation(flag, Arm.CONTROL, 0, Reason.ERROR, error=error, detail=detail)

@@ -1,0 +1,309 @@
+"""Wire contracts, version 1: one JSON object per Kafka message.
+
+Every model forbids unknown fields, bounds its strings and is frozen. Inbound
+events are discriminated on ``type``; ``v`` is the schema version. Timestamps
+(``ts``) are UTC, given as epoch milliseconds or an RFC 3339 string with an
+offset. The JSON Schema files in ``schemas/`` are generated from these models
+(``rollout-controller schemas export``) and a test fails when they drift.
+
+Numbers from outside are finite and bounded (:data:`MAX_LATENCY_MS`,
+:data:`MAX_CONVERSION_VALUE`), and a command's plan is bounded in depth and
+size, so no single message can overflow an aggregate or exhaust a parser. A
+key repeated in one JSON object takes its last value, as pydantic reads it;
+ingest's fast decoder follows the same rule (:mod:`decoding`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from controller.core.common.message_fields import (
+    KEY_ID_PATTERN,
+    MAX_CONVERSION_VALUE,
+    MAX_LATENCY_MS,
+    MAX_PLAN_BYTES,
+    MAX_PLAN_DEPTH,
+    Actor,
+    BoundedPlan,
+    FlagKey,
+    FlagVersion,
+    MessageId,
+    Percent,
+    Reason,
+    SchemaVersion,
+    ShortText,
+    Stage,
+    StrictFloatish,
+    Timestamp,
+    UnitId,
+    rfc3339_only,
+)
+from controller.core.rules.audience import AudienceRule
+from controller.core.rules.targeting import MAX_RINGS, Cohort, Ring
+from controller.core.wire.arm_values import ArmValues
+
+
+class Arm(StrEnum):
+    """Which side of a flag a unit was served."""
+
+    TREATMENT = "treatment"
+    CONTROL = "control"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    v: SchemaVersion = Field(description="Schema version of this message.")
+    id: MessageId = Field(description="Unique id of this message, used for deduplication.")
+    ts: Timestamp = Field(
+        description="When it happened: epoch milliseconds, or RFC 3339 with an offset."
+    )
+
+
+MessageBase = _Message
+"""The common fields (``v``, ``id``, ``ts``), for wire models defined beside these."""
+
+
+class _FlagEvent(_Message):
+    id: MessageId = Field(
+        description="Unique id of this event; keep it when the event is sent again. Ingest "
+        "counts an id once per partition within ingest.dedupe_seconds (an hour; at most "
+        "ingest.dedupe_max_ids ids a partition), so a copy the app writes twice, retried "
+        "or re-batched, counts once; the first copy counts, and a copy past the window "
+        "counts again."
+    )
+    flag: FlagKey
+    unit: UnitId = Field(description="The unit (user, session, request) that was assigned.")
+    arm: Arm
+    flag_version: FlagVersion = Field(
+        description="Version of the flag state the app acted on (from rollout.flag-state)."
+    )
+    cohort: Cohort | None = Field(
+        default=None,
+        description="With rings: where the unit stood in the stage's comparison, as the "
+        "evaluation said; left out: compared. Carried and outside units are counted apart "
+        "and compared by no gate.",
+    )
+
+
+class Exposure(_FlagEvent):
+    """A unit was served an arm of a flag."""
+
+    type: Literal["exposure"]
+
+
+class RequestOutcome(_FlagEvent):
+    """A request served under a flag finished: whether it failed and how long it took."""
+
+    type: Literal["request"]
+    error: StrictBool
+    latency_ms: Annotated[StrictFloatish, Field(ge=0, le=MAX_LATENCY_MS)] | None = None
+
+
+class Conversion(_FlagEvent):
+    """A unit converted (purchase, signup, ...), optionally with a value."""
+
+    type: Literal["conversion"]
+    value: (
+        Annotated[StrictFloatish, Field(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
+    ) = None
+
+
+Event = Annotated[Exposure | RequestOutcome | Conversion, Field(discriminator="type")]
+"""Any inbound event on ``rollout.events``."""
+
+EVENT_TYPES = frozenset({"exposure", "request", "conversion"})
+event_adapter: TypeAdapter[Exposure | RequestOutcome | Conversion] = TypeAdapter(Event)
+
+
+class CommandAction(StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    ABORT = "abort"
+    KILL = "kill"
+    APPROVE = "approve"
+
+
+class Command(_Message):
+    """An operator command on ``rollout.commands``, signed with Ed25519."""
+
+    type: Literal["command"]
+    action: CommandAction
+    flag: FlagKey
+    actor: Actor = Field(description="Who issued the command.")
+    reason: Reason = ""
+    plan: BoundedPlan | None = Field(
+        default=None,
+        description=f"The rollout plan; required with `start`. At most {MAX_PLAN_DEPTH} "
+        f"levels deep and {MAX_PLAN_BYTES} bytes as compact JSON.",
+    )
+    to_end: bool = Field(default=False, description="With `promote`: jump to 100%.")
+    at: Annotated[AwareDatetime, BeforeValidator(rfc3339_only)] | None = Field(
+        default=None,
+        description="With `start`: when the rollout starts (RFC 3339 with an offset), at most "
+        "366 days ahead; until then the start is scheduled, and `abort` cancels it.",
+    )
+    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Which operator key signed it; unsigned commands are rejected."
+    )
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="Base64 Ed25519 signature over the canonical command without `sig`: "
+        "its JSON with keys sorted and no whitespace.",
+    )
+
+
+class FlagStatus(StrEnum):
+    INACTIVE = "inactive"
+    ROLLING_OUT = "rolling_out"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    KILLED = "killed"
+
+
+class FlagState(_Message):
+    """The assignment config apps follow, on the compacted ``rollout.flag-state`` topic."""
+
+    type: Literal["flag_state"]
+    flag: FlagKey
+    version: FlagVersion = Field(description="Bumped on every change; apps echo it in events.")
+    status: FlagStatus
+    percent: Percent = Field(description="Share of units served treatment, 0.001% resolution.")
+    salt: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    rollout_id: MessageId | None = None
+    stage: Stage | None = None
+    audience: AudienceRule | None = Field(
+        default=None,
+        description="A targeted rollout: only units in this audience may be served treatment.",
+    )
+    rings: Annotated[list[Ring], Field(min_length=1, max_length=MAX_RINGS)] | None = Field(
+        default=None,
+        description="A targeted rollout's rings, the current stage's last (docs/clients.md, "
+        '"Rings"); then percent is 0, so a client that does not read rings serves control.',
+    )
+    values: ArmValues | None = Field(
+        default=None,
+        description="The arms' typed values, when the plan declares them (docs/clients.md, "
+        '"Arm values"); absent: control is false, treatment true.',
+    )
+    key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
+        default=None,
+        description="Which controller key signed this state; none when the controller has "
+        "no signing key.",
+    )
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="Base64 Ed25519 signature over the state's signed form (docs/clients.md, "
+        '"Verifying flag states"): apps configured with the controller\'s public keys '
+        "hold no state without a valid one.",
+    )
+
+
+class Decision(_Message):
+    """A state change, gate result, command outcome or advisor opinion, with evidence."""
+
+    type: Literal["decision"]
+    flag: FlagKey
+    rollout_id: MessageId | None = None
+    kind: Literal[
+        "transition",
+        "gate",
+        "command",
+        "monitor",
+        "advisor",
+        "backend",
+        "segment",
+        "app_key",
+        "ingest",
+    ]
+    action: ShortText
+    outcome: Literal["applied", "held", "rejected", "recorded"]
+    reason: Reason = ""
+    stage: Stage | None = None
+    phase_before: ShortText | None = None
+    phase_after: ShortText | None = None
+    command_id: MessageId | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alert(_Message):
+    """Something a person should know: rollback, kill, SRM, stuck rollout, advisor outage."""
+
+    type: Literal["alert"]
+    flag: FlagKey | None = None
+    rollout_id: MessageId | None = None
+    severity: Literal["info", "warning", "critical"]
+    kind: Literal[
+        "rollback",
+        "kill",
+        "srm",
+        "stuck",
+        "no_traffic",
+        "guardrail",
+        "advisor_unavailable",
+        "output_quarantined",
+        "input_failed",
+        "stale_flag",
+        "backend_drift",
+        "units_in_both_arms",
+        "backend_unreachable",
+        "backend_recovered",
+        "operator_keys",
+        "store_lost_writes",
+        "events_log_gap",
+        "topics_recreated",
+    ]
+    summary: Reason
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorAlert(_Message):
+    """An uptime monitor changed state; ``down`` kills the flags mapped to it."""
+
+    type: Literal["monitor"]
+    monitor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    status: Literal["down", "up"]
+    incident_id: MessageId | None = None
+
+
+_OUTPUT: TypeAdapter[Decision | Alert] = TypeAdapter(
+    Annotated[Decision | Alert, Field(discriminator="type")]
+)
+
+
+def decision_or_alert(value: object) -> Decision | Alert | None:
+    """A decision or an alert read back from its topic or the gate history; None for
+    anything else: another type, or a message that breaks the contract, skipped, never raised."""
+    try:
+        return _OUTPUT.validate_python(dict(value) if isinstance(value, Mapping) else value)
+    except ValidationError:
+        return None
+
+
+PUBLISHED_MODELS: dict[str, Any] = {
+    "event": Event,
+    "command": Command,
+    "flag-state": FlagState,
+    "decision": Decision,
+    "alert": Alert,
+    "monitor": MonitorAlert,
+}
+"""Each contract by the file stem of its JSON Schema in ``schemas/``."""
