@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
 from controller.adapters.memory import MemoryOutputs, MemoryStates
-from controller.daemon.engine import build_engine
+from controller.daemon.rollouts.engine import build_engine
 from controller.ports import Advisor as AdvisorPort
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.integration.test_advisor_faults import NOW, TrafficAggregates, injected_start

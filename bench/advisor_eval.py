@@ -46,7 +46,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import Rollout, VerdictKind
 from controller.core.stats.aggregates import FlagAggregates
-from controller.daemon.consulting import gate_data
+from controller.daemon.rollouts.consulting import gate_data
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS, resolve_llm
 from tests.unit.test_gate import LATE, arm, data, rollout

@@ -59,9 +59,9 @@ from controller.core.reading.views import FlagStates
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from controller.daemon.console import ConsoleData
-from controller.daemon.history import Recorder
-from controller.daemon.status import StatusView
+from controller.daemon.rollouts.history import Recorder
+from controller.daemon.serving.console import ConsoleData
+from controller.daemon.serving.status import StatusView
 from controller.ports import StateWrite
 from controller.settings import HistorySettings, RedisSettings, TopicSettings
 from tests.services import scratch_redis

@@ -2,7 +2,7 @@
 
 Makes N mixed events (those of ``bench/ingest.py``), splits them into
 partition batches of ``--batch`` records and times the daemon's folder over
-all of them (``controller.daemon.batches.Folder``: decoding, validation and
+all of them (``controller.daemon.ingest.batches.Folder``: decoding, validation and
 the fold into cells) and, beside it, ``msgspec.json.decode`` of the same
 bytes with no schema. Times are CPU time of this process, the best and the
 median of ``--passes`` passes, so that other work on the machine moves them
@@ -27,7 +27,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.daemon.batches import Folder
+from controller.daemon.ingest.batches import Folder
 from controller.ports import DeadLetter, Record
 from controller.settings import IngestSettings
 from tests.reference import StubRecord, encode, make_event
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         for value in values:
             decode(value)
 
-    # The daemon's collector settings (controller.daemon.wiring).
+    # The daemon's collector settings (controller.daemon.running.wiring).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])

@@ -70,7 +70,7 @@ from controller.core.rollouts.rollout import GateInput, Phase, Rollout, TickInpu
 from controller.core.stats.aggregates import CellDelta, CellKey, FlagAggregates
 from controller.core.stats.folding import PartitionDelta
 from controller.core.wire.messages import Arm
-from controller.daemon.engine import Engine, build_engine
+from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.ports import DeadLetter, StateWrite
 from controller.process.logs import configure as configure_logs
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
@@ -425,7 +425,7 @@ async def io_breakdown(
 
 
 def tune_garbage_collector() -> None:
-    """The daemon's collector settings (``controller.daemon.wiring``), as the loop runs there."""
+    """The daemon's collector settings (as in ``controller.daemon.running.wiring``)."""
     gc.collect()
     gc.freeze()
     _, second, third = gc.get_threshold()

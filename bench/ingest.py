@@ -173,7 +173,7 @@ async def raw_loop(
         fetch_max_bytes=16 * 1024 * 1024,
     )
     decode = msgspec.json.decode
-    if tuned_gc:  # the daemon's own collector settings (controller.daemon.wiring)
+    if tuned_gc:  # the daemon's own collector settings (controller.daemon.running.wiring)
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, *gc.get_threshold()[1:])

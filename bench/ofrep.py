@@ -47,7 +47,7 @@ import aiohttp
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.wire.messages import FlagState
-from controller.daemon.read_worker import flag_states
+from controller.daemon.serving.read_worker import flag_states
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
 from tests.ofrep import flag_rollout, ofrep_server, store

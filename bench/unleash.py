@@ -58,8 +58,8 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Backend, Stage, UnleashTarget
 from controller.core.rollouts.rollout import CommandInput
 from controller.core.wire.messages import CommandAction
-from controller.daemon.backends import BackendSync, NudgingOutputs
-from controller.daemon.engine import Engine, build_engine
+from controller.daemon.backends.sync import BackendSync, NudgingOutputs
+from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.dev.unleash import UnleashServer
 from controller.process.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings

@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Path | None, clock_file: Path | None = None) -> int:
-    from controller.daemon import wiring  # noqa: PLC0415
+    from controller.daemon.running import wiring  # noqa: PLC0415
     from controller.dev.clock import FileClock  # noqa: PLC0415
     from controller.process import logs  # noqa: PLC0415 - keep `--help` fast
     from controller.settings import load_settings  # noqa: PLC0415
@@ -209,7 +209,7 @@ def _run(config: Path | None, clock_file: Path | None = None) -> int:
 
 
 def _show_config(config: Path | None) -> int:
-    from controller.daemon.team_windows import read_windows_file  # noqa: PLC0415
+    from controller.daemon.rollouts.team_windows import read_windows_file  # noqa: PLC0415
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)

@@ -316,7 +316,7 @@ class StoredSegment:
 
 
 class Segments(Protocol):
-    """Segments and the parts of uploads under way (:mod:`controller.daemon.segments`)."""
+    """Segments and the parts of uploads under way (see controller.daemon.registries.segments)."""
 
     async def get(self, name: str, *, with_parts: bool) -> StoredSegment | None: ...
     async def names(self) -> list[str]: ...

@@ -30,7 +30,7 @@ from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import Phase, Rollout
-from controller.daemon.read_worker import flag_states
+from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.services import ServiceUnavailable, free_port

@@ -16,7 +16,7 @@ The answers, each a JSON object with a reason:
   have been accepted before, with the same content, which were not sent
   again; ``duplicate``: true when that is every event). Knowing duplicates
   here is best effort; each event id is counted once by ingest's flush
-  whatever this answer knew (see :mod:`controller.daemon.event_intake`);
+  whatever this answer knew (see :mod:`controller.daemon.serving.event_intake`);
 * ``400`` a body that is not a batch (not JSON, nested too deep, no
   ``events`` list, an empty batch, an event id repeated in the batch) or
   that holds an invalid event (``errors``: index and reason, the first 20);
@@ -32,7 +32,7 @@ The answers, each a JSON object with a reason:
   (or Redis, where retries are recorded, did not answer): nothing was
   counted, send the same batch again.
 
-A retried or re-batched event is counted once: see :mod:`controller.daemon.event_intake`.
+A retried or re-batched event is counted once: see :mod:`controller.daemon.serving.event_intake`.
 App keys (scope ``events``) and browser origins are checked before the body is
 read (:mod:`controller.adapters.app_access`: 401 or 403 with the reason,
 ``OPTIONS`` answers a CORS preflight); the client whose rate is limited is the

@@ -12,7 +12,7 @@ probe; #37), so:
 * ``/flags`` and ``/rollouts`` are served from a :class:`ReadSnapshot` (at most
   ``http.reads_max_age_seconds`` old, one build however many readers), with an
   ETag and 304 for ``If-None-Match``; the daemon builds them away from its
-  event loop (:mod:`controller.daemon.read_worker`);
+  event loop (:mod:`controller.daemon.serving.read_worker`);
 * each client (its remote address) may make ``http.reads_per_second`` requests
   to ``/rollouts*`` a second (a token bucket, a second's worth at once); past it
   429 with ``Retry-After``;

@@ -52,7 +52,7 @@ HEADERS = {
 
 
 class ConsoleSource(Protocol):
-    """What the console shows (see :class:`controller.daemon.console.ConsoleData`)."""
+    """What the console shows (see :class:`controller.daemon.serving.console.ConsoleData`)."""
 
     async def list_fragment(self) -> str: ...
     async def rollout_fragment(self, flag: str) -> str | None: ...

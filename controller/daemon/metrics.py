@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from controller.core.rollouts.rollout import Action, RaiseAlert, RecordDecision, Rollout
 from controller.daemon.guardrail_gauges import GuardrailGauges
 
-log = structlog.get_logger("controller.daemon.engine")
+log = structlog.get_logger("controller.daemon.rollouts.engine")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

@@ -31,7 +31,7 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import CommandInput, GateInput, Phase, Verdict, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire.messages import CommandAction
-from controller.daemon.engine import build_engine
+from controller.daemon.rollouts.engine import build_engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_clock import FakeClock
 from tests.fake_model import DRIP_INTERVAL, FakeModel

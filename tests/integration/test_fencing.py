@@ -18,7 +18,7 @@ import pytest
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.stats.folding import PartitionDelta
-from controller.daemon.ingest import Ingest
+from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings

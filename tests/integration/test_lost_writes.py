@@ -23,7 +23,7 @@ from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreUnavailable
 from controller.core.rollouts.rollout import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
-from controller.daemon.ingest import Ingest
+from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings, RetrySettings

@@ -18,7 +18,7 @@ import pytest
 from controller.adapters.redis.aggregates import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.daemon.metrics import Metrics
-from controller.daemon.outbox import Outbox
+from controller.daemon.outputs.outbox import Outbox
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import RedisSettings, TopicSettings
 

@@ -17,8 +17,8 @@ from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient, connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.reading.views import FlagStates, RolloutList
-from controller.daemon.read_worker import flag_states
-from controller.daemon.status import StatusView
+from controller.daemon.serving.read_worker import flag_states
+from controller.daemon.serving.status import StatusView
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
 from tests.integration.test_store import store_client, store_url  # noqa: F401 (fixtures)

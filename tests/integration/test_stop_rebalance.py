@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from controller.adapters.redis.aggregates import connect
 from controller.adapters.redis.rollouts import RolloutStore
-from controller.daemon.outbox import DRAIN_LEASE_MS
+from controller.daemon.outputs.outbox import DRAIN_LEASE_MS
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig

@@ -11,7 +11,7 @@ import pytest
 from controller.adapters.redis.app_keys import AppKeyStore, Book
 from controller.core.common.errors import StoreUnavailable
 from controller.core.trust.app_keys import AppKey, Scope, digest
-from controller.daemon.app_keys import KeyBook
+from controller.daemon.registries.app_keys import KeyBook
 
 
 def key(name: str) -> AppKey:

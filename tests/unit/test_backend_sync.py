@@ -28,9 +28,9 @@ from controller.core.rollouts.rollout import CommandInput, Phase
 from controller.core.rules.held_segments import HeldSegments
 from controller.core.serving.serving import Serving, Target
 from controller.core.wire.messages import CommandAction
-from controller.daemon.backends import BackendSync, NudgingOutputs
-from controller.daemon.engine import Engine, build_engine
+from controller.daemon.backends.sync import BackendSync, NudgingOutputs
 from controller.daemon.metrics import BackendMetrics
+from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
 from tests.waiting import eventually
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from controller.core.stats.aggregates import CellDelta, CellKey
 from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import EventDecoder, Rejection
-from controller.daemon.batches import Folder
+from controller.daemon.ingest.batches import Folder
 from controller.ports import DeadLetter, Record
 from tests.reference import StubRecord, encode, make_event
 from tests.unit.test_decoder_fuzz import HOSTILE

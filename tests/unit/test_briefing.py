@@ -12,7 +12,7 @@ from controller.core.machine.gate import evaluate
 from controller.core.rollouts.advice import FENCE, build_messages
 from controller.core.rollouts.briefing import sentences
 from controller.core.rollouts.plan_parts import Guardrail
-from controller.daemon.consulting import gate_data
+from controller.daemon.rollouts.consulting import gate_data
 from tests.unit.test_gate import HEALTHY, LATE, arm, data, plan, rollout
 
 

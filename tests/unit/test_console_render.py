@@ -39,7 +39,7 @@ from controller.core.rollouts.rollout import PauseReason, Phase, RaiseAlert, Rec
 from controller.core.rules.text import parse
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl import views
-from controller.daemon.console import ConsoleData
+from controller.daemon.serving.console import ConsoleData
 from controller.ports import StateWrite
 from tests.unit.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout
 

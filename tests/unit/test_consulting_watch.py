@@ -8,8 +8,8 @@ from typing import Any, cast
 import pytest
 
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
-from controller.daemon.consulting import Consultations
 from controller.daemon.metrics import Metrics
+from controller.daemon.rollouts.consulting import Consultations
 from controller.settings import LlmSettings
 from tests.unit.test_machine import NOW
 from tests.unit.test_machine_watch import with_watch

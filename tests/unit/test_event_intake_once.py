@@ -13,8 +13,8 @@ from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis.ledger import EventLedger
 from controller.core.common.errors import BrokerError, StoreError
 from controller.core.wire.decoding import InEvent, Rejection, decode_event
-from controller.daemon.event_intake import EventIntake, content_digest
 from controller.daemon.metrics import Metrics
+from controller.daemon.serving.event_intake import EventIntake, content_digest
 
 
 class Ledger:

@@ -25,7 +25,7 @@ from controller.core.trust.signing import StateSigner, StateVerifier, generate_k
 from controller.core.wire import flagstates
 from controller.core.wire.flagstates import Verdict, supersedes
 from controller.core.wire.messages import FlagState, FlagStatus
-from controller.daemon.signed import SigningOutputs, load_signer, signed_states
+from controller.daemon.outputs.signed import SigningOutputs, load_signer, signed_states
 from controller.sdk.flags import FlagBook
 from controller.settings import SigningSettings
 from tests.vectors import flag_signing

@@ -21,8 +21,8 @@ from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
 from controller.core.rollouts.rollout import Verdict
-from controller.daemon.engine import build_engine
-from controller.daemon.history import Recorder
+from controller.daemon.rollouts.engine import build_engine
+from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage
 from controller.settings import EngineSettings, HistorySettings, TopicSettings
 from tests.unit.test_engine import NOW, NoDeadLetters, start

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.daemon.ingest import Ingest
+from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.settings import IngestSettings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core.trust import signing
-from controller.daemon.keyring import KeyChange, Keyring
+from controller.daemon.registries.keyring import KeyChange, Keyring
 
 A, B, C = (signing.generate_key()[1] for _ in range(3))
 

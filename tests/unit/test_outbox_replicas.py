@@ -11,7 +11,7 @@ import pytest
 from controller.adapters.memory import MemoryOutputs, MemoryStates
 from controller.core.common.errors import StoreUnavailable
 from controller.daemon.metrics import Metrics
-from controller.daemon.outbox import Outbox
+from controller.daemon.outputs.outbox import Outbox
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import TopicSettings
 from tests.waiting import eventually

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from controller.core.common.errors import FencedError, LostWrites
 from controller.core.stats.folding import PartitionDelta
+from controller.daemon.ingest.partitions import Partitions
 from controller.daemon.metrics import Metrics
-from controller.daemon.partitions import Partitions
 from controller.ports import Claim, FlushOutcome, Record
 
 LATER = 1_000.0  # seconds past any stall limit used here

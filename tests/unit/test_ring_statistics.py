@@ -28,7 +28,7 @@ from controller.core.wire.decoding import ExposureIn, InEvent, RequestIn
 from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import FlagState
 from controller.ctl.views import status_detail
-from controller.daemon.rendering import flag_state_fields
+from controller.daemon.outputs.rendering import flag_state_fields
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 SEGMENTS = IdSegments({"staff": {f"staff-{i}" for i in range(300)}})

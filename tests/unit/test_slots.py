@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controller.daemon.slots import PrioritySlots
+from controller.daemon.backends.slots import PrioritySlots
 
 
 async def test_waiters_get_a_freed_slot_by_priority_then_in_arrival_order() -> None:

@@ -15,9 +15,9 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import CommandInput, GateInput, Verdict, VerdictKind
 from controller.core.wire.messages import CommandAction
-from controller.daemon.engine import build_engine
-from controller.daemon.status import StatusView
-from controller.daemon.team_windows import read_windows_file
+from controller.daemon.rollouts.engine import build_engine
+from controller.daemon.rollouts.team_windows import read_windows_file
+from controller.daemon.serving.status import StatusView
 from controller.dev.clock import FileClock, set_offset
 from controller.ports import DeadLetter
 from controller.settings import EngineSettings, TopicSettings, load_settings

@@ -23,7 +23,7 @@ from controller.core.wire import flagstates
 from controller.core.wire.bucketing import assign
 from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import Arm, FlagState
-from controller.daemon.rendering import flag_state_fields
+from controller.daemon.outputs.rendering import flag_state_fields
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagBook, FlagClient
 from controller.sdk.measure import Flags

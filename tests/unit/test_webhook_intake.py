@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from controller.core.common.errors import StoreUnavailable
-from controller.daemon.intake import MonitorIntake
 from controller.daemon.metrics import Metrics
+from controller.daemon.serving.intake import MonitorIntake
 from controller.integrations.monitors import MonitorSignal, PayloadError
 
 SIGNAL = MonitorSignal("monitor", "payments", "down", "pd-1")

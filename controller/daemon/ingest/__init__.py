@@ -1,0 +1,1 @@
+"""Exactly-once ingest: partitions, batches, flushing, progress, holds and broker log gaps."""

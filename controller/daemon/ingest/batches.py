@@ -1,0 +1,110 @@
+"""One partition's share of a fetched batch: its records decoded and folded into a delta.
+
+Records are decoded a span at a time (:meth:`EventDecoder.decode_many`, one
+call into msgspec for the whole span) and folded straight into the
+partition's cells. A span the batch decoder refuses is halved until the
+halves are small, and the records of a small refused span take the
+per-record path (:meth:`EventDecoder.decode`), which classifies each
+rejection and is the reference both paths answer to. Either way events are
+folded in record order, so the float sums, and therefore what Redis stores,
+are the same to the last bit whichever path a record took. Both paths fold
+an event id once per delta (:class:`~controller.core.stats.folding.Seen`); a
+refold names the ids the store already counted, which are skipped too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import attrgetter
+
+import structlog
+
+from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.wire.decoding import EventDecoder, InEvent, Rejection
+from controller.daemon.ingest.partitions import Owned
+from controller.ports import DeadLetter, Record
+
+log = structlog.get_logger("controller.daemon.ingest.ingest")
+_SMALLEST_SPAN = 32
+"""A refused span at most this long is decoded record by record."""
+_value_of = attrgetter("value")
+
+
+@dataclass(slots=True)
+class Work:
+    """One partition's share of a batch, with the claim it was read under."""
+
+    delta: PartitionDelta
+    records: list[Record]
+    owned: Owned
+
+
+class Folder:
+    """Decodes records of the events stream and folds them into per-partition deltas."""
+
+    def __init__(self, *, max_event_bytes: int) -> None:
+        self._decoder = EventDecoder(max_bytes=max_event_bytes)
+
+    def fold(
+        self,
+        partition: int,
+        records: list[Record],
+        rejected: list[DeadLetter],
+        *,
+        known: frozenset[str] = frozenset(),
+    ) -> PartitionDelta:
+        """Fold ``records`` (non-empty, in offset order) of ``partition`` into a delta.
+
+        Records that are not valid events are counted in the delta's rejects
+        and appended to ``rejected``, for the dead-letter queue. Events whose
+        id is ``known`` (counted before) or repeats one before it are skipped.
+        """
+        delta = PartitionDelta(
+            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
+        )
+        self._fold_span(delta, records, list(map(_value_of, records)), rejected)
+        return delta
+
+    def _fold_span(
+        self,
+        delta: PartitionDelta,
+        records: list[Record],
+        values: list[bytes | None],
+        rejected: list[DeadLetter],
+    ) -> None:
+        events = self._decoder.decode_many(values)
+        if events is not None:
+            refused = fold(events, delta.cells, flag_ok=self._decoder.flag_ok, seen=delta.seen)
+            if refused is None:
+                return
+            # A flag the pattern refuses: the events before it are folded.
+            start = next(i for i, event in enumerate(events) if event is refused)
+            self._fold_each(delta, records[start:], rejected)
+        elif len(records) > _SMALLEST_SPAN:
+            half = len(records) // 2
+            self._fold_span(delta, records[:half], values[:half], rejected)
+            self._fold_span(delta, records[half:], values[half:], rejected)
+        else:
+            self._fold_each(delta, records, rejected)
+
+    def _fold_each(
+        self, delta: PartitionDelta, records: list[Record], rejected: list[DeadLetter]
+    ) -> None:
+        decode = self._decoder.decode
+        events: list[InEvent] = []
+        for record in records:
+            decoded = decode(record.value)
+            if isinstance(decoded, Rejection):
+                reason = decoded.reason.value
+                rejected.append(DeadLetter(record, reason, decoded.detail))
+                delta.rejects[reason] += 1
+                log.warning(
+                    "event_rejected",
+                    reason=reason,
+                    detail=decoded.detail,
+                    partition=delta.partition,
+                    offset=record.offset,
+                )
+            else:
+                events.append(decoded)
+        fold(events, delta.cells, seen=delta.seen)

@@ -1,0 +1,78 @@
+"""Ingest's side of held events partitions, bound for one run to the source and the claims.
+
+:class:`~controller.daemon.ingest.log_gaps.LogGaps` finds and records the gaps; this
+pauses and holds the partitions they concern (:class:`~.partitions.Partitions`),
+and resumes each where the operator's choice says once it is made.
+"""
+
+from __future__ import annotations
+
+import time
+
+from controller.daemon.ingest.flushing import Retry
+from controller.daemon.ingest.log_gaps import POLL_SECONDS, LogGaps
+from controller.daemon.ingest.partitions import Owned, Partitions
+from controller.ports import Claim, EventSource, Record
+
+
+class Holding:
+    """Holds the partitions whose log lost what was counted, and resumes them when decided."""
+
+    def __init__(self, gaps: LogGaps, parts: Partitions, source: EventSource, retry: Retry) -> None:
+        self._gaps, self._parts, self._source, self._retry = gaps, parts, source, retry
+        self._polled = time.monotonic()
+
+    async def at_claim(self, claim: Claim) -> bool:
+        """Whether the partition just claimed must be held instead of read."""
+        held = await self._retry(
+            lambda: self._gaps.at_claim(claim.partition, claim.offset, self._source),
+            f"check the log of p{claim.partition}",
+        )
+        return bool(held)
+
+    async def watch(self) -> None:
+        """Hold the owned partitions whose log now ends before their stored offset."""
+        positions = self._parts.positions()
+        found = await self._retry(
+            lambda: self._gaps.while_owned(positions, self._source), "check the log"
+        )
+        for partition in found or []:
+            self._hold(partition, "the log ends before the stored offset")
+
+    @staticmethod
+    def reset_behind(owned: Owned, first: Record) -> bool:
+        """Whether a fetch served ``first`` before the stored offset: the consumer's
+        position was reset (out of range), so these offsets name records not counted."""
+        return owned.offset is not None and first.offset < owned.offset
+
+    async def behind(self, partition: int, owned: Owned, first: int) -> None:
+        """Hold ``partition``: a fetch served it from ``first``, before its stored offset."""
+        stored = owned.offset
+        assert stored is not None
+        self._hold(partition, "the broker served records before the stored offset")
+        await self._retry(
+            lambda: self._gaps.behind(partition, stored, first, self._source),
+            f"hold p{partition}",
+        )
+
+    def _hold(self, partition: int, why: str) -> None:
+        self._source.pause([partition])
+        self._parts.hold(partition, why)
+
+    async def poll(self) -> None:
+        """Now and then, resume the held partitions an operator decided on."""
+        now = time.monotonic()
+        if not self._parts.held or now - self._polled < POLL_SECONDS:
+            return
+        self._polled = now
+        epochs = {p: o.epoch for p, o in self._parts.held.items()}
+        decided = await self._retry(
+            lambda: self._gaps.decided(self._source, epochs), "operator choices"
+        )
+        for partition, offset in (decided or {}).items():
+            if offset is None:
+                self._parts.dropped(partition)
+                continue
+            self._parts.release(partition, offset)
+            await self._source.seek(partition, offset)
+            self._source.resume([partition])

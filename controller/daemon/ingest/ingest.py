@@ -1,0 +1,236 @@
+"""Ingest: events from Kafka into per-cell aggregates in Redis, exactly once.
+
+The order of one batch, and why it is safe to crash anywhere in it:
+
+1. fetch records of owned partitions (the position is the offset stored in
+   Redis, sought when the partition was claimed);
+2. decode and fold them in memory, one :class:`PartitionDelta` per partition
+   (while the previous batch's flush is still running in Redis);
+3. publish rejected records to the DLQ and wait for the broker's ack, so a
+   rejection is durable before its offset can advance (a crash here
+   republishes it: the DLQ is at-least-once, deduplicate on source offset);
+4. once the previous flush has finished, flush each partition's delta with
+   one Redis script that applies every increment and records the next offset
+   atomically, fenced by the epoch (at most one flush is in flight, so
+   memory stays bounded and offsets chain in order);
+5. now and then commit offsets to Kafka, for lag monitoring only.
+
+A crash before step 4 replays the batch; a crash after it finds the stored
+offset already advanced, so the replay is a no-op. When Redis is unreachable
+the batch is held, fetching pauses, and the flush is retried with back-off;
+a stored offset behind ours (Redis lost writes) is replayed.
+
+A partition whose log no longer holds its stored offset (a broker that came
+back without its data) is held for an operator's choice, never skipped:
+:mod:`.log_gaps`.
+
+Three parts: :mod:`.partitions` owns the partitions (claims, revocations,
+fences, replays of lost writes), :mod:`.batches` decodes and folds records
+into deltas, and :mod:`.flushing` flushes them, bound once per run to the
+source, the store and the dead-letter queue. This module is the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from controller.daemon.ingest.batches import Folder, Work
+from controller.daemon.ingest.flushing import Alarm, Flusher
+from controller.daemon.ingest.holding import Holding
+from controller.daemon.ingest.log_gaps import LogGaps
+from controller.daemon.ingest.partitions import Owned, Partitions
+from controller.daemon.ingest.progress import IngestStats
+from controller.daemon.metrics import Metrics
+from controller.kit.backoff import DEFAULT_RETRY
+from controller.ports import (
+    AggregateWriter,
+    DeadLetter,
+    DeadLetters,
+    EventSource,
+    Record,
+)
+from controller.process.retrying import Retry
+from controller.settings import IngestSettings, RetrySettings
+
+T = TypeVar("T")
+_TURNS_TO_SEND = 3
+
+__all__ = ["Alarm", "Ingest"]
+
+
+class Ingest:
+    """The ingest loop; also the partition listener of its consumer."""
+
+    def __init__(
+        self,
+        *,
+        settings: IngestSettings,
+        metrics: Metrics | None = None,
+        alarm: Alarm | None = None,
+        retry: RetrySettings = DEFAULT_RETRY,
+        gaps: LogGaps | None = None,
+    ) -> None:
+        self._settings = settings
+        self._gaps = gaps
+        self._metrics = metrics or Metrics()
+        self._alarm = alarm
+        self._folder = Folder(max_event_bytes=settings.max_event_bytes)
+        self._parts = Partitions(metrics=self._metrics, stall_after=settings.stall_after_seconds)
+        self._stopping = asyncio.Event()
+        self._retry = Retry(self._stopping, retry)
+        self.stats = IngestStats()
+        self._source: EventSource | None = None
+        self._flusher: Flusher | None = None
+        self._holding: Holding | None = None
+
+    # -- partition listener (called by the consumer during a rebalance) --------
+    def partitions_assigned(self, partitions: list[int]) -> None:
+        # Claiming needs Redis, so it happens in the loop; until then, no fetching.
+        self._parts.assigned(partitions)
+        if self._source is not None and partitions:
+            self._source.pause(partitions)
+
+    def partitions_revoked(self, partitions: list[int]) -> None:
+        self._parts.revoked(partitions)
+        if self._gaps is not None:
+            self._gaps.forget(partitions)
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def owned_partitions(self) -> int:
+        """How many events partitions this instance owns (claimed) now."""
+        return len(self._parts.owned)
+
+    @property
+    def owned_partition_ids(self) -> list[int]:
+        """The events partitions this instance owns (claimed) now."""
+        return sorted(self._parts.owned)
+
+    @property
+    def waiting_partition_ids(self) -> list[int]:
+        """Events partitions assigned here but not ingested now (claiming, fenced, replaying)."""
+        return self._parts.waiting_ids()
+
+    def held(self) -> str | None:
+        """Why events partitions are held for an operator's choice, or None."""
+        return None if self._gaps is None else self._gaps.reason()
+
+    def stalled(self, now: float) -> str | None:
+        """Why ingest counts as stalled at monotonic time ``now``, or None (see Partitions)."""
+        return self._parts.stalled(now, self._source)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, flush it, and return from :meth:`run`."""
+        self._stopping.set()
+
+    async def run(
+        self, *, source: EventSource, store: AggregateWriter, dead_letters: DeadLetters
+    ) -> None:
+        """Consume until :meth:`stop`; every fetched batch is flushed before returning."""
+        self._source = source
+        self._flusher = flusher = Flusher(
+            source=source,
+            store=store,
+            dead_letters=dead_letters,
+            parts=self._parts,
+            folder=self._folder,
+            retry=self._retrying,
+            stats=self.stats,
+            metrics=self._metrics,
+            alarm=self._alarm,
+        )
+        if self._parts.to_claim:
+            source.pause(sorted(self._parts.to_claim))
+        last_commit = last_progress = time.monotonic()
+        holding = self._holding = self._holding_for(source)
+        held = holding.at_claim if holding is not None else None
+        while not self._stopping.is_set():
+            await self._parts.claim_pending(source, store, self._retrying, held)
+            claims = dict(self._parts.owned)  # what the fetched records are read under
+            waited = time.perf_counter()
+            batch = await source.fetch(
+                timeout_ms=self._settings.fetch_timeout_ms,
+                max_records=self._settings.max_batch_records,
+            )
+            self.stats.fetch_wait_seconds += time.perf_counter() - waited
+            if batch:
+                await self._process(batch, claims, flusher)
+            now = time.monotonic()
+            if holding is not None:
+                await holding.poll()
+            if now - last_commit >= self._settings.commit_interval_seconds:
+                await source.commit(self._parts.positions())
+                await self._ask_ends(source, flusher)
+                if holding is not None:
+                    await holding.watch()
+                last_commit = now
+            if now - last_progress >= 10:
+                self._log_progress()
+                last_progress = now
+        await flusher.settle()
+        await source.commit(self._parts.positions())
+        self._log_progress()
+
+    def _holding_for(self, source: EventSource) -> Holding | None:
+        if self._gaps is None:
+            return None
+        return Holding(self._gaps, self._parts, source, self._retrying)
+
+    async def _ask_ends(self, source: EventSource, flusher: Flusher) -> None:
+        """Ask the broker for the end of partitions not fetched now, so their lag is true."""
+        idle = self._parts.waiting_ids()
+        if flusher.outage:
+            idle = self._parts.assigned_ids
+        if idle:
+            self._parts.ends_known(await source.end_offsets(idle))
+            self._parts.observe_lag(source)
+
+    def _log_progress(self) -> None:
+        self.stats.log(partitions=sorted(self._parts.owned))
+
+    # -- one batch ---------------------------------------------------------------
+    async def _process(
+        self, batch: dict[int, list[Record]], claims: dict[int, Owned], flusher: Flusher
+    ) -> None:
+        work: list[Work] = []
+        rejected: list[DeadLetter] = []
+        for partition, records in batch.items():
+            owned = claims.get(partition)
+            if owned is None or not self._parts.current(partition, owned) or not records:
+                continue  # revoked meanwhile: the new owner reads it from the stored offset
+            holding = self._holding
+            if holding is not None and holding.reset_behind(owned, records[0]):
+                await holding.behind(partition, owned, records[0].offset)
+                continue
+            work.append(Work(self._folder.fold(partition, records, rejected), records, owned))
+        if rejected:
+            await flusher.dead_letter(rejected)
+        # One flush in flight: Redis applies this batch while the next one is
+        # fetched and folded. Flushes stay in order, so offsets chain per partition.
+        await flusher.settle()
+        # A partition claimed again meanwhile (Redis lost writes) is read again
+        # from its stored offset: what was fetched before that is not flushed.
+        flusher.start([w for w in work if self._parts.current(w.delta.partition, w.owned)])
+        # Let the flush write its requests now: a fetch served from aiokafka's
+        # buffer does not yield, so without this Redis would only see them at
+        # settle. Each turn runs every ready task one step: the flush task to
+        # its gather, then each partition's request onto its socket.
+        for _ in range(_TURNS_TO_SEND):
+            await asyncio.sleep(0)
+
+    async def _retrying(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        on_outage: Callable[[], None] | None = None,
+    ) -> T | None:
+        """Run ``call``; while it fails retriably, back off (``on_outage`` at the first failure).
+
+        Returns None only when asked to stop before the call succeeded; the
+        work in hand is then not flushed and will be replayed by the next owner.
+        """
+        return await self._retry(call, what, on_outage=on_outage)

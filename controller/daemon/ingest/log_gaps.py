@@ -1,0 +1,148 @@
+"""Ingest's guard against a broker that came back without its data (#37).
+
+A partition's stored offset is compared with the broker's log every commit
+interval once it was fetched (the log end: the larger of the broker's end
+offset answer and the last fetch's high watermark), and whenever a fetch
+returns records behind it (the consumer's position was reset after an
+out-of-range fetch); its topic's partition count when it is claimed. A
+partition whose log ends before the stored offset, or whose topic has fewer
+partitions than recorded, is *held*: paused, recorded in
+Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
+``ingest`` command chooses how it resumes (:mod:`controller.core.machine.log_gaps`).
+The owner polls Redis for that choice, since the command may reach any
+instance, and resumes the partition where the choice says, the stored offset
+set there atomically with the owner's fencing epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from controller.core.machine.log_gaps import LogGap, gap_of, resume_offset
+from controller.core.rollouts.rollout import RaiseAlert
+from controller.ports import EventSource, HeldPartitions
+
+log = structlog.get_logger("controller.daemon.ingest.ingest")
+POLL_SECONDS = 0.5
+"""How often the owner of held partitions asks Redis for the operator's choice."""
+
+
+class LogGaps:
+    """The held events partitions of this instance, and how each was found."""
+
+    def __init__(
+        self,
+        *,
+        store: HeldPartitions,
+        topic: str,
+        alarm: Callable[[RaiseAlert], None] | None = None,
+    ) -> None:
+        self._store, self._topic, self._alarm = store, topic, alarm
+        self.gaps: dict[int, LogGap] = {}
+
+    async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
+        """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so):
+        its topic has fewer partitions than recorded.
+
+        Its offsets are checked once fetched: a broker's end offset answer may trail what
+        its fetches serve (it names the last batch's start on some brokers), while a
+        fetch beyond the log end is reset and serves records before the stored offset.
+        """
+        count = source.partition_count()
+        recorded = await self._store.recorded_partitions()
+        if count is not None and (recorded is None or count > recorded):
+            await self._store.record_partitions(count)  # grown by an operator: the new normal
+        if count is None or recorded is None or count >= recorded:
+            return False
+        beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
+        gap = LogGap(partition, stored, beginning, end, count, recorded)
+        await self._found(gap)
+        return True
+
+    async def while_owned(self, positions: dict[int, int], source: EventSource) -> list[int]:
+        """The owned partitions (at their stored ``positions``) whose log now ends before
+        them: the broker lost data while they were read. Each is recorded.
+
+        The end is the larger of the broker's answer and the high watermark of the last
+        fetch (an end offset answer may trail what fetches already served), so a
+        partition not fetched since its claim waits for its first fetch.
+        """
+        fetched = {p: hw for p in positions if (hw := source.highwater(p)) is not None}
+        ranges = await source.log_range(sorted(fetched)) if fetched else {}
+        found = []
+        for partition, (beginning, answered) in sorted(ranges.items()):
+            stored, end = positions[partition], max(answered, fetched[partition])
+            gap = gap_of(
+                partition,
+                stored=stored,
+                beginning=beginning,
+                end=end,
+                partitions=None,
+                recorded_partitions=None,
+            )
+            if gap is not None:
+                await self._found(gap)
+                found.append(partition)
+        return found
+
+    async def behind(self, partition: int, stored: int, first: int, source: EventSource) -> None:
+        """A fetch returned ``partition`` from ``first``, before its ``stored`` offset: the
+        consumer's position was reset, so the log no longer holds what was counted."""
+        beginning, end = (await source.log_range([partition])).get(partition, (first, first))
+        await self._found(LogGap(partition, stored, beginning, end, fetched_from=first))
+
+    async def _found(self, gap: LogGap) -> None:
+        first = gap.partition not in self.gaps
+        self.gaps[gap.partition] = gap
+        await self._store.record(gap)
+        if first:
+            log.error("events_partition_held", partition=gap.partition, why=gap.why)
+            if self._alarm is not None:
+                self._alarm(gap.alert(self._topic))
+
+    def forget(self, partitions: list[int]) -> None:
+        """Revoked: the new owner finds the gaps again."""
+        for partition in partitions:
+            self.gaps.pop(partition, None)
+
+    async def decided(self, source: EventSource, epochs: dict[int, int]) -> dict[int, int | None]:
+        """The held partitions the operator decided on: where each resumes, or None when
+        another owner claimed it meanwhile. ``epochs`` are this instance's claims on them."""
+        out: dict[int, int | None] = {}
+        for partition, gap in sorted(self.gaps.items()):
+            if partition not in epochs:
+                continue
+            chosen = await self._store.choice(partition)
+            ranges = await source.log_range([partition]) if chosen else {}
+            if chosen is None or partition not in ranges:
+                continue
+            choice, gap_end = chosen
+            beginning, end = ranges[partition]
+            offset = resume_offset(choice, gap_end=gap_end, beginning=beginning, end=end)
+            epoch = epochs[partition]
+            resumed = await self._store.resume(partition, epoch=epoch, offset=offset)
+            out[partition] = offset if resumed else None
+            del self.gaps[partition]
+            count = source.partition_count()
+            if count is not None and gap.shrank:
+                await self._store.record_partitions(count)
+            log.warning(
+                "events_partition_resumed",
+                partition=partition,
+                choice=choice,
+                offset=offset if resumed else None,
+                was=gap.why,
+            )
+        return out
+
+    def reason(self) -> str | None:
+        """What ``/readyz`` says while partitions are held, or None."""
+        if not self.gaps:
+            return None
+        each = "; ".join(f"p{p}: {g.why}" for p, g in sorted(self.gaps.items()))
+        return (
+            f"events partitions {sorted(self.gaps)} held until an operator chooses "
+            f"(rolloutctl ingest reread | accept-gap): {each}"
+        )

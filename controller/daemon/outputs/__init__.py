@@ -1,0 +1,1 @@
+"""What leaves the daemon, and how it is written: the outbox, rendering, alarms, signed states."""

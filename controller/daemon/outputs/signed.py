@@ -1,0 +1,70 @@
+"""Flag states leave the controller signed, on the topic and in ``/flags`` (#23).
+
+The outbox keeps states as the engine rendered them; :class:`SigningOutputs`
+signs each one as it is published, so a republished state is signed again
+(Ed25519 is deterministic: the same bytes) and a new key applies to every
+state published after a restart. :func:`load_signer` reads the configured key,
+and warns when there is none: apps that verify then hold no state at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+
+from controller.core.common.errors import ConfigError
+from controller.core.trust import signing
+from controller.core.trust.signing import StateSigner
+from controller.ports import Outputs
+from controller.settings import SigningSettings
+
+log = structlog.get_logger("controller.daemon.outputs.signed")
+
+
+def load_signer(settings: SigningSettings) -> StateSigner | None:
+    """The signer of the configured key, or None (with a warning) when none is configured."""
+    text = settings.key_text()
+    if text is None:
+        log.warning(
+            "flag_states_unsigned",
+            why="no signing key configured (signing.key or signing.key_file): apps cannot "
+            "tell the controller's flag states from forged ones",
+        )
+        return None
+    try:
+        key = signing.load_private_key(text)
+    except ValueError as exc:  # binascii.Error is a ValueError
+        raise ConfigError(f"the signing key is not a base64 Ed25519 private key: {exc}") from exc
+    signer = StateSigner(key, settings.key_id)
+    log.info("flag_states_signed", key_id=signer.key_id, public_key=signer.public_key)
+    return signer
+
+
+class SigningOutputs:
+    """The engine's outputs; every flag state gets the controller's signature on its way out."""
+
+    def __init__(self, inner: Outputs, *, flag_state_topic: str, signer: StateSigner) -> None:
+        self._inner, self._topic, self._signer = inner, flag_state_topic, signer
+
+    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+        await self._inner.publish(
+            [(t, k, self._signed(v) if t == self._topic else v) for t, k, v in messages]
+        )
+
+    def _signed(self, value: bytes) -> bytes:
+        """``value`` signed; unchanged (apps that verify refuse it) when it is no flag state."""
+        try:
+            state: dict[str, Any] = orjson.loads(value)
+            return orjson.dumps(self._signer.sign(state))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.exception("flag_state_unsignable", error=repr(exc)[:200])
+            return value
+
+
+def signed_states(states: list[dict[str, Any]], signer: StateSigner | None) -> list[dict[str, Any]]:
+    """``/flags``' answer: each state signed, when there is a key."""
+    if signer is None:
+        return states
+    return [signer.sign(state) for state in states]

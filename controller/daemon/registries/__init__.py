@@ -1,0 +1,1 @@
+"""What signed commands keep besides rollouts: the keyring, app keys and segments."""

@@ -1,0 +1,1 @@
+"""The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""

@@ -1,0 +1,254 @@
+"""The rollout engine: the command intake and the gate loop, over the one writer of rollouts.
+
+:class:`~controller.daemon.rollouts.rollouts.Rollouts` is the only code that changes a
+rollout (load → ``machine.step`` → save with its outbox → publish), for every
+input, refusals included. Two thin loops feed it:
+:class:`~controller.daemon.rollouts.commands.CommandIntake` (commands and monitor
+alerts, authenticated by :mod:`controller.core.machine.commands`) and
+:class:`~controller.daemon.rollouts.gates.GateLoop` (verdicts and timers; the advisor
+is asked off the loop by :mod:`~controller.daemon.rollouts.consulting`).
+:mod:`~controller.daemon.rollouts.containment` confines what fails for good to the one
+input that caused it.
+
+:func:`build_engine` makes the parts from the settings and the ports, and
+hands each the ones it uses; :class:`Engine` runs the two loops together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import structlog
+
+from controller.adapters.redis.app_keys import AppKeyStore
+from controller.adapters.redis.log_gaps import GapStore
+from controller.core.rollouts.windows import Window
+from controller.daemon.metrics import Metrics
+from controller.daemon.outputs.outbox import Outbox
+from controller.daemon.registries.app_keys import AppKeyCommands
+from controller.daemon.registries.keyring import Keyring
+from controller.daemon.registries.segments import SegmentService
+from controller.daemon.rollouts.commands import CommandIntake
+from controller.daemon.rollouts.consulting import Consultations
+from controller.daemon.rollouts.containment import Containment
+from controller.daemon.rollouts.gates import GateLoop
+from controller.daemon.rollouts.history import Recorder
+from controller.daemon.rollouts.ingest_commands import IngestCommands
+from controller.daemon.rollouts.rollouts import Rollouts
+from controller.kit.backoff import DEFAULT_RETRY
+from controller.ports import (
+    Advisor,
+    AggregateReader,
+    ControlSource,
+    DeadLetters,
+    Outputs,
+    RolloutStates,
+)
+from controller.process.retrying import Retry
+from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
+from controller.settings.retry import RetrySettings
+
+log = structlog.get_logger("controller.daemon.rollouts.engine")
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+class Engine:
+    """Runs the command intake and the gate loop, after republishing what a crash left."""
+
+    def __init__(
+        self,
+        *,
+        rollouts: Rollouts,
+        commands: CommandIntake,
+        gates: GateLoop,
+        consultations: Consultations,
+        contained: Containment,
+        states: RolloutStates,
+        keys: Keyring,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.rollouts, self.commands, self.gates = rollouts, commands, gates
+        self.keys = keys
+        """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
+        self._consultations, self._contained, self._states = consultations, contained, states
+        self._stopping = stopping
+
+    @property
+    def last_gate_pass(self) -> float:
+        """When the gate loop last completed a pass (monotonic clock), for readiness."""
+        return self.gates.last_pass
+
+    @property
+    def last_control_pass(self) -> float:
+        """When the command intake last completed a pass (monotonic clock), for readiness."""
+        return self.commands.last_pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def sweep_soon(self) -> None:
+        """Gate every owned flag at the next pass: commands partitions were just assigned."""
+        self.gates.sweep_soon()
+
+    async def run(self, *, control: ControlSource) -> None:
+        """Republish what a crash left in outboxes, then serve commands and gates."""
+        for flag in await self._states.flags():
+            await self._contained.run(self.rollouts.drain(flag), where="drain", flag=flag)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.commands.run(control), name="engine-control")
+                tasks.create_task(self.gates.run(control), name="engine-gates")
+        finally:
+            await self._consultations.cancel()
+
+    async def consultations_done(self) -> None:
+        """Wait until every consultation under way has been applied or dropped."""
+        await self._consultations.done()
+
+
+@dataclass(slots=True)
+class Ownership:
+    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
+
+    metrics: Metrics
+    engine: Engine | None = None
+
+    def assigned(self, owned: list[int]) -> None:
+        log.info("commands_partitions_assigned", partitions=owned)
+        self.metrics.owned("commands", owned)
+        if self.engine is not None:  # flags taken over from a lost instance: gate them now
+            self.engine.sweep_soon()
+
+
+def build_engine(
+    *,
+    settings: EngineSettings,
+    topics: TopicSettings,
+    states: RolloutStates,
+    aggregates: AggregateReader,
+    outputs: Outputs,
+    dead_letters: DeadLetters,
+    llm: LlmSettings | None = None,
+    advisor: Advisor | None = None,
+    metrics: Metrics | None = None,
+    history: Recorder | None = None,
+    clock: Clock = lambda: datetime.now(UTC),
+    backends: frozenset[str] = frozenset(),
+    retry_policy: RetrySettings = DEFAULT_RETRY,
+    segments: SegmentService | None = None,
+    app_key_store: AppKeyStore | None = None,
+    held_partitions: GapStore | None = None,
+    team_windows: tuple[Window, ...] = (),
+) -> Engine:
+    """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
+    may name; ``team_windows``: the release windows of every plan that names none.
+    Without ``metrics`` or ``history``, fresh metrics and no history.
+    """
+    metrics = metrics or Metrics()
+    history = history or Recorder(
+        store=None, settings=HistorySettings(enabled=False), topics=topics
+    )
+    stopping = asyncio.Event()
+
+    retry = Retry(stopping, retry_policy)
+
+    rollouts = Rollouts(
+        states=states,
+        outbox=Outbox(
+            states=states,
+            outputs=outputs,
+            topics=topics,
+            metrics=metrics,
+            clock=clock,
+            stopping=stopping,
+        ),
+        metrics=metrics,
+        history=history,
+        topics=topics,
+        keep_command_ids=timedelta(seconds=settings.command_max_age_seconds * 2),
+        stale_after=timedelta(days=settings.stale_after_days),
+        clock=clock,
+        team_windows=team_windows,
+    )
+    consultations = Consultations(
+        advisor=advisor,
+        llm=llm or LlmSettings(),
+        metrics=metrics,
+        states=states,
+        aggregates=aggregates,
+        apply=rollouts.apply,
+        clock=clock,
+    )
+    contained = Containment(
+        metrics=metrics,
+        outputs=outputs,
+        dead_letters=dead_letters,
+        topics=topics,
+        clock=clock,
+        retry=retry,
+    )
+    keys = Keyring(settings.operator_keys)
+    app_keys = None
+    if app_key_store is not None:
+        app_keys = AppKeyCommands(
+            store=app_key_store,
+            outputs=outputs,
+            keys=keys,
+            decisions_topic=topics.decisions,
+            max_age_seconds=settings.command_max_age_seconds,
+            clock=clock,
+        )
+    ingest = None
+    if held_partitions is not None:
+        ingest = IngestCommands(
+            store=held_partitions,
+            outputs=outputs,
+            keys=keys,
+            decisions_topic=topics.decisions,
+            max_age_seconds=settings.command_max_age_seconds,
+            clock=clock,
+        )
+    commands = CommandIntake(
+        rollouts=rollouts,
+        states=states,
+        keys=keys,
+        dead_letters=dead_letters,
+        contained=contained,
+        retry=retry,
+        stopping=stopping,
+        settings=settings,
+        topics=topics,
+        backends=backends,
+        clock=clock,
+        segments=segments,
+        app_keys=app_keys,
+        ingest=ingest,
+    )
+    gates = GateLoop(
+        rollouts=rollouts,
+        states=states,
+        aggregates=aggregates,
+        consultations=consultations,
+        metrics=metrics,
+        history=history,
+        contained=contained,
+        retry=retry,
+        stopping=stopping,
+        settings=settings,
+        clock=clock,
+    )
+    return Engine(
+        rollouts=rollouts,
+        commands=commands,
+        gates=gates,
+        consultations=consultations,
+        contained=contained,
+        states=states,
+        keys=keys,
+        stopping=stopping,
+    )

@@ -1,0 +1,155 @@
+"""The gate loop: evaluate rollouts' stages and apply the verdicts through the rollouts service.
+
+Gates run for the flags whose commands partition this instance owns: those
+that received events since the last pass every ``gate_interval_seconds``, and
+all active ones every ``sweep_interval_seconds`` (timers, minimum durations).
+Each pass first publishes what a failed drain left in an outbox. A verdict the
+advisor should see starts a consultation (:mod:`~controller.daemon.rollouts.consulting`)
+and the loop goes on; every other verdict, and the timers, go to the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from controller.core.common.errors import StoreError
+from controller.core.machine.gate import evaluate
+from controller.core.rollouts.rollout import GateInput, Input, Phase, Rollout, TickInput
+from controller.core.stats.aggregates import FlagAggregates
+from controller.daemon.metrics import Metrics
+from controller.daemon.rollouts.consulting import Consultations
+from controller.daemon.rollouts.containment import Containment, Retry
+from controller.daemon.rollouts.history import Recorder
+from controller.daemon.rollouts.rollouts import Rollouts
+from controller.kit.backoff import sleep_or_stop
+from controller.ports import AggregateReader, ControlSource, Loaded, RolloutStates
+from controller.settings import EngineSettings
+
+
+class GateLoop:
+    """Gates the owned flags with news every pass and all of them every sweep."""
+
+    def __init__(
+        self,
+        *,
+        rollouts: Rollouts,
+        states: RolloutStates,
+        aggregates: AggregateReader,
+        consultations: Consultations,
+        metrics: Metrics,
+        history: Recorder,
+        contained: Containment,
+        retry: Retry,
+        stopping: asyncio.Event,
+        settings: EngineSettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._rollouts, self._states, self._aggregates = rollouts, states, aggregates
+        self._consultations, self._metrics, self._history = consultations, metrics, history
+        self._contained, self._retry, self._stopping = contained, retry, stopping
+        self._settings, self._now = settings, clock
+        self._stale_after = timedelta(days=settings.stale_after_days)
+        # Last aggregates read per flag, with the stage they belong to.
+        self._seen: dict[str, tuple[tuple[str, int, frozenset[int]], FlagAggregates]] = {}
+        self._sweep_now = False
+        self.last_pass = time.monotonic()
+        """When the loop last completed a pass (monotonic clock), for readiness."""
+
+    def sweep_soon(self) -> None:
+        """Gate every owned flag at the next pass: commands partitions were just assigned."""
+        self._sweep_now = True
+
+    async def run(self, control: ControlSource) -> None:
+        """A pass every ``gate_interval_seconds``, a full sweep when one is due."""
+        last_sweep = datetime.min.replace(tzinfo=UTC)
+        sweep = timedelta(seconds=self._settings.sweep_interval_seconds)
+        while not await sleep_or_stop(self._settings.gate_interval_seconds, self._stopping):
+            now = self._now()
+            full, self._sweep_now = self._sweep_now or now - last_sweep >= sweep, False
+            passed = self._retry(lambda f=full: self.run_pass(control, full=f), "gates")  # type: ignore[misc]
+            # A pass that fails for good (a damaged key every pass reads) is
+            # reported once and tried again; /readyz shows the loop stalled.
+            if await self._contained.run(passed, where="gate pass"):
+                last_sweep = now if full else last_sweep
+
+    async def run_pass(self, control: ControlSource, *, full: bool) -> bool:
+        """Drain what waits, then gate the owned flags with news (all of them if ``full``)."""
+        for flag in self._rollouts.undrained:  # saved, then not published
+            await self._contained.run(self._rollouts.drain(flag), where="drain", flag=flag)
+        dirty = await self._aggregates.pop_dirty()
+        theirs = {f for f in dirty if not control.owns(f)}
+        if theirs:  # another instance gates these: leave the news for it
+            await self._aggregates.mark_dirty(theirs)
+        mine = dirty - theirs
+        # A sweep reads every state at once (load_all: round trips that do not grow
+        # with the flags); a flag it could not read fails alone, in its gate below.
+        every = await self._states.load_all() if full else {}
+        swept = {f for f in every if control.owns(f)}
+        if full:  # the flags this instance no longer gates are another's to report
+            self._metrics.guardrails.retain(swept)
+        for flag in sorted(mine | swept):
+            gated = self.gate(flag, fresh=flag in mine, background=True, loaded=every.get(flag))
+            await self._contained.run(gated, where="gate", flag=flag)
+        self.last_pass = time.monotonic()
+        return True
+
+    async def gate(
+        self,
+        flag: str,
+        *,
+        fresh: bool = True,
+        background: bool = False,
+        loaded: Loaded | StoreError | None = None,
+    ) -> None:
+        """Evaluate the flag's current stage and apply the verdict and the timers.
+
+        ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the
+        aggregates read last time for the same stage: they cannot have changed.
+        Most gates hold, so the decision is first taken on the state just loaded
+        and only a change goes to the service (see :meth:`Rollouts.offer`).
+        With ``background``, a verdict that needs the advisor starts a
+        consultation and returns at once; otherwise the model is awaited here.
+        ``loaded``: the flag's state as a sweep just read it (else it is loaded here).
+        """
+        if loaded is None:
+            loaded = await self._states.load(flag)
+        if isinstance(loaded, StoreError):
+            raise loaded
+        rollout = loaded.rollout
+        if rollout is None or not rollout.phase.active:
+            self._seen.pop(flag, None)
+            self._history.forget(flag)
+            self._metrics.guardrails.forget(flag)
+            # Their timers: a stale reminder, a scheduled start, a time box's end (#28).
+            if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
+                await self._rollouts.remind_stale(flag, rollout)
+            return
+        data = await self._stage_data(flag, rollout, fresh=fresh)
+        now = self._now()
+        verdict = evaluate(rollout, data, now)
+        self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
+        await self._history.gate(flag, rollout, verdict, now)
+        events: list[Input] = [TickInput(now, self._stale_after)]
+        if not self._consultations.needs_advice(rollout, verdict, now):
+            events.insert(0, GateInput(verdict, now))
+        elif background:
+            self._consultations.start(flag, rollout, verdict, now)
+        else:
+            events.insert(0, await self._consultations.with_advice(rollout, verdict, now))
+        for event in events:
+            await self._rollouts.offer(flag, rollout, event)
+        if self._consultations.wants_opinion(flag, rollout, verdict, now):
+            self._consultations.ask_opinion(flag, rollout, verdict, now)
+
+    async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
+        versions = rollout.stage_flag_versions()
+        stage = (rollout.rollout_id, rollout.stage, frozenset(versions))
+        cached = self._seen.get(flag)
+        if not fresh and cached is not None and cached[0] == stage:
+            return cached[1]
+        data = await self._aggregates.read(flag, versions)
+        self._seen[flag] = (stage, data)
+        return data

@@ -1,0 +1,67 @@
+"""Ingest commands: an operator's choice for held events partitions, recorded in Redis.
+
+The command intake hands each ``ingest`` command here, on whichever instance
+owns its commands partition. It is verified like every command, the choice is
+recorded on each held partition it names (every held one when it names none),
+and the decision is published on the decisions topic: applied with the
+partitions, or rejected with the reason. The owner of each partition applies
+the choice within a moment (:mod:`controller.daemon.ingest.log_gaps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from controller.adapters.redis.log_gaps import GapStore
+from controller.core.machine import log_gaps
+from controller.core.machine.log_gaps import IngestCommand
+from controller.daemon.registries.keyring import Keyring
+from controller.ports import Outputs
+
+log = structlog.get_logger("controller.daemon.rollouts.ingest_commands")
+
+
+class IngestCommands:
+    """Records operators' choices for held events partitions."""
+
+    def __init__(
+        self,
+        *,
+        store: GapStore,
+        outputs: Outputs,
+        keys: Keyring,
+        decisions_topic: str,
+        max_age_seconds: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store, self._outputs, self._keys = store, outputs, keys
+        self._topic, self._max_age, self._now = decisions_topic, max_age_seconds, clock
+
+    async def apply(self, command: IngestCommand, raw: dict[str, Any]) -> None:
+        """Verify ``command``, record its choice, publish its decision."""
+        now = self._now()
+        refused = log_gaps.refusal(
+            command, raw, keys=self._keys, now=now, max_age_seconds=self._max_age
+        )
+        result: list[int] | str = refused if refused is not None else await self._choose(command)
+        log.warning(
+            "ingest_command",
+            id=command.id,
+            action=command.action,
+            actor=command.actor,
+            result=result,
+        )
+        decision = log_gaps.audit(command, result, now_ms=int(now.timestamp() * 1000))
+        await self._outputs.publish([(self._topic, log_gaps.AUDIT_FLAG, orjson.dumps(decision))])
+
+    async def _choose(self, command: IngestCommand) -> list[int] | str:
+        wanted = log_gaps.chosen(command, await self._store.held())
+        if isinstance(wanted, str):
+            return wanted
+        done = await self._store.choose(wanted, command.action, command.id)
+        return done or "no events partition is held"

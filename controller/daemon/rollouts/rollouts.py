@@ -1,0 +1,138 @@
+"""The rollouts service: the one writer of rollouts, around the pure core.
+
+Every change to a rollout goes through :meth:`Rollouts.apply`: commands and
+their refusals, monitor alerts, gate verdicts and timers, the advisor's
+consultations, and a person's change on the flag platform. For every input the
+order is the same (an outbox; see docs/architecture.md, *Exactly once*):
+
+1. load the flag's rollout and its revision;
+2. decide: ``machine.step(state, input) -> (new_state, actions)``;
+3. save the new state and the messages its actions imply in one atomic
+   compare-and-set (a conflict reloads and decides again);
+4. publish the saved messages and wait for the broker; only then drop them
+   from the outbox. A crash between 3 and 4 republishes them at start-up;
+   consumers deduplicate by message id.
+
+One input of a flag is decided at a time (a lock per flag); the
+compare-and-set guards against another instance. The team's release windows
+(``engine.windows_file``) join every gate, timer and command here, the one
+place each input passes, for a plan that names no windows of its own (#28).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from controller.core.common.errors import ControllerError
+from controller.core.machine.machine import step
+from controller.core.rollouts.rollout import CommandInput, GateInput, Input, Rollout, TickInput
+from controller.core.rollouts.windows import Window
+from controller.daemon.metrics import Metrics
+from controller.daemon.outputs.outbox import Outbox
+from controller.daemon.outputs.rendering import render
+from controller.daemon.rollouts.history import Recorder
+from controller.ports import RolloutStates, SaveOutcome, StateWrite
+from controller.settings import TopicSettings
+
+MAX_CONFLICTS = 10
+"""Compare-and-set conflicts in a row after which an input fails (another writer loops)."""
+
+
+class Rollouts:
+    """Decides each input for a flag, saves the result with its outbox, publishes it."""
+
+    def __init__(
+        self,
+        *,
+        states: RolloutStates,
+        outbox: Outbox,
+        metrics: Metrics,
+        history: Recorder,
+        topics: TopicSettings,
+        keep_command_ids: timedelta,
+        stale_after: timedelta,
+        clock: Callable[[], datetime],
+        team_windows: tuple[Window, ...] = (),
+    ) -> None:
+        self._states, self._outbox, self._topics = states, outbox, topics
+        self._metrics, self._history = metrics, history
+        self._keep_ms = int(keep_command_ids.total_seconds() * 1000)
+        self._stale_after, self._now = stale_after, clock
+        self.team_windows = team_windows
+        """The team's release windows, for every plan that names none."""
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @property
+    def undrained(self) -> list[str]:
+        """Flags whose messages were saved but not published yet (their drain failed)."""
+        return sorted(self._outbox.undrained)
+
+    async def apply(self, flag: str, event: Input, *, delivery: str = "") -> None:
+        """Decide ``event`` for ``flag``, save the result with its outbox, publish it.
+
+        An authenticated command is recorded as applied with the state it
+        changes, and with ``delivery``, the record it was read from; a command
+        already applied changes nothing and publishes nothing again. Nothing
+        is saved when ``event`` changes nothing.
+        """
+        command_id = event.command_id if isinstance(event, CommandInput) else None
+        event = self._with_team_windows(event)
+        async with self._locks[flag]:
+            for _ in range(MAX_CONFLICTS):
+                loaded = await self._states.load(flag)
+                new, actions = step(loaded.rollout, event)
+                if not actions and new == loaded.rollout:
+                    return
+                write = StateWrite(
+                    rev=loaded.rev,
+                    rollout=None if new == loaded.rollout else new,
+                    outbox=render(flag, new, actions, event.now, self._topics),
+                    command_id=command_id,
+                    now_ms=int(event.now.timestamp() * 1000),
+                    keep_ms=self._keep_ms,
+                    delivery=delivery if command_id else "",
+                )
+                outcome = await self._states.save(flag, write)
+                if outcome is SaveOutcome.CONFLICT:
+                    continue
+                if outcome is SaveOutcome.SAVED:
+                    self._metrics.count_actions(flag, new, actions)
+                await self._outbox.drain(flag)
+                # After publishing: history never delays it. A flag that never had a
+                # rollout (a refused command for any name) gets none.
+                if outcome is SaveOutcome.SAVED and new is not None:
+                    await self._history.published(flag, write.outbox)
+                return
+            raise ControllerError(
+                f"{flag}: could not save after {MAX_CONFLICTS} compare-and-set conflicts"
+            )
+
+    async def offer(self, flag: str, seen: Rollout, event: Input) -> None:
+        """:meth:`apply` ``event`` only if it would change ``seen``, the state just loaded.
+
+        Most gates and timers change nothing, so they are first decided without
+        the lock and the reload; a change is decided again on the stored state.
+        """
+        new, actions = step(seen, self._with_team_windows(event))
+        if actions or new != seen:
+            await self.apply(flag, event)
+
+    def _with_team_windows(self, event: Input) -> Input:
+        """``event`` carrying the team's windows, where the machine reads them."""
+        if self.team_windows and isinstance(event, GateInput | TickInput | CommandInput):
+            return dataclasses.replace(event, team_windows=self.team_windows)
+        return event
+
+    async def remind_stale(self, flag: str, completed: Rollout) -> None:
+        """The tick of a flag the gates leave alone: a completed flag's one reminder to leave
+        the code once it is stale, its time box's end, a pending flag's scheduled start."""
+        await self.offer(flag, completed, TickInput(self._now(), self._stale_after))
+
+    async def drain(self, flag: str) -> None:
+        """Publish what ``flag``'s outbox still holds (a crash or a failed drain left it)."""
+        async with self._locks[flag]:
+            await self._outbox.drain(flag)

@@ -1,0 +1,1 @@
+"""Running the daemon: wiring the services, connecting, supervising their tasks, closing, topics."""

@@ -1,0 +1,1 @@
+"""The HTTP side: endpoints, console, status, event and monitor intake, readiness, reads."""

@@ -1,0 +1,174 @@
+"""What the console and ``/rollouts/{flag}/history`` show, gathered from the stores.
+
+Read-only, and cheap where it must scale: the list of every rollout reads
+each state (:meth:`RolloutStates.load_all`, two round trips) and the last
+history point of each active stage (one pipelined round trip), not the
+aggregates, so a thousand rollouts list in one page
+(``bench/console.py``). Only a rollout's own page runs a fresh gate view.
+Everything read back from the stores is decoded defensively: an unreadable
+point or message is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import orjson
+import structlog
+
+from controller.console import pages, rollout
+from controller.console.figures import GuardrailSpec
+from controller.console.rollout import RolloutPage
+from controller.core.common.errors import StoreError
+from controller.core.machine.gate import describe
+from controller.core.reading import history
+from controller.core.reading.views import (
+    HistoryPoint,
+    RolloutHistory,
+    RolloutRow,
+    RolloutStatus,
+    StageHistory,
+)
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.rollout import Rollout
+from controller.core.rollouts.windows import Window
+from controller.core.rules.text import to_text
+from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.ports import GateHistory, Loaded, RolloutStates
+
+log = structlog.get_logger("controller.daemon.serving.console")
+
+RECENT_ALERTS = 20
+LIST_TTL_S = 4.0
+"""The list is built at most this often, however many browsers poll it."""
+Status = Callable[[str | None], Awaitable[list[RolloutStatus]]]
+
+
+class ConsoleData:
+    """The console's pages and the history JSON, from the rollout states and the gate history."""
+
+    def __init__(
+        self,
+        *,
+        states: RolloutStates,
+        history: GateHistory,
+        status: Status,
+        clock: Callable[[], datetime],
+        list_ttl_s: float = LIST_TTL_S,
+        team_windows: tuple[Window, ...] = (),
+    ) -> None:
+        self._states, self._history = states, history
+        self._status, self._now = status, clock
+        self._team_windows = team_windows  # a window wait in the list says when they open
+        self._list_ttl = list_ttl_s
+        self._list: tuple[float, str] | None = None
+        self._building = asyncio.Lock()
+
+    async def history(self, flag: str) -> RolloutHistory | None:
+        """The current rollout of ``flag``'s gate history, stage by stage; None without one."""
+        found = (await self._states.load(flag)).rollout
+        if found is None:
+            return None
+        return await self._served(found)
+
+    async def _served(self, found: Rollout) -> RolloutHistory:
+        stages = len(found.plan.stages)
+        raw = await self._history.points(found.flag, found.rollout_id, stages)
+        return RolloutHistory(
+            flag=found.flag,
+            rollout_id=found.rollout_id,
+            stages=[
+                StageHistory(
+                    stage=i,
+                    percent=found.plan.stages[i].percent,
+                    points=[
+                        HistoryPoint.model_validate(p.as_json())
+                        for p in map(history.decode, entries)
+                        if p is not None
+                    ],
+                )
+                for i, entries in enumerate(raw)
+            ],
+        )
+
+    async def list_fragment(self) -> str:
+        """The list of every rollout; one build serves every poll for ``list_ttl_s``."""
+        async with self._building:
+            if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
+                return self._list[1]
+            fragment = pages.rollout_list(await self.rows(), await self._alerts())
+            self._list = (time.monotonic(), fragment)
+            return fragment
+
+    async def rows(self) -> list[RolloutRow]:
+        """Every rollout as the list shows it, with its health from the last gate point."""
+        now = self._now()
+        loaded = (await self._states.load_all()).values()
+        for failed in (x for x in loaded if isinstance(x, StoreError)):
+            log.warning("console_state_unreadable", error=str(failed))
+        found = [x.rollout for x in loaded if isinstance(x, Loaded) and x.rollout is not None]
+        active = [r for r in found if r.phase.active]
+        latest = await self._history.latest([(r.flag, r.rollout_id, r.stage) for r in active])
+        last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
+        rows = []
+        for r in found:
+            shown = describe(r, None, now, self._team_windows)
+            health, reason = pages.health(shown, last.get(r.flag))
+            rows.append(
+                RolloutRow(
+                    **shown.model_dump(),
+                    active=r.phase.active,
+                    health=health,
+                    health_reason=reason,
+                )
+            )
+        return rows
+
+    async def rollout_fragment(self, flag: str) -> str | None:
+        """``flag``'s page fragment; None when it has no rollout."""
+        found = (await self._states.load(flag)).rollout
+        if found is None:
+            return None
+        status = await self._status(flag)
+        messages = [m for m in map(_message, await self._history.messages(flag)) if m]
+        page = RolloutPage(
+            status=status[0] if status else describe(found, None, self._now(), self._team_windows),
+            history=await self._served(found),
+            messages=[m for m in messages if m.rollout_id in (found.rollout_id, None)],
+            stages=[s.percent for s in found.plan.stages],
+            rings=_rings(found.plan),
+            audience="" if found.plan.audience is None else to_text(found.plan.audience),
+            guardrails=[
+                GuardrailSpec(g.metric, g.tolerance, g.lower_is_better, g.dry_run)
+                for g in found.plan.guardrails
+            ],
+        )
+        return rollout.rollout_detail(page)
+
+    async def _alerts(self) -> list[Alert]:
+        raw = await self._history.recent_alerts(RECENT_ALERTS)
+        return [m for m in map(_message, raw) if isinstance(m, Alert)]
+
+
+def _point(raw: bytes | None) -> HistoryPoint | None:
+    point = history.decode(raw) if raw is not None else None
+    return HistoryPoint.model_validate(point.as_json()) if point is not None else None
+
+
+def _message(raw: bytes) -> Decision | Alert | None:
+    """A decision or alert read back from the store; None for one that breaks its contract."""
+    try:
+        return decision_or_alert(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _rings(plan: Plan) -> list[str]:
+    """Each stage's ring in the rule text form (``everyone`` when it names none); none when
+    the plan is untargeted."""
+    if not plan.targeted:
+        return []
+    return ["everyone" if s.audience is None else to_text(s.audience) for s in plan.stages]

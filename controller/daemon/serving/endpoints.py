@@ -1,0 +1,216 @@
+"""What the daemon serves over HTTP: the API server, the probes' listener, readiness.
+
+:func:`http_server` builds the API server (flags, OFREP evaluation, the HTTP
+event intake, rollouts, history, the console, monitor webhooks, metrics) from
+the running :class:`Parts`;
+:func:`health_server` the probes' own listener, up before the dependencies
+start; :func:`readiness_of` says whether this instance is ready and why not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.adapters.app_access import AppAccess, KeyListRoute
+from controller.adapters.event_intake import EventIntakeRoutes
+from controller.adapters.health import HealthServer
+from controller.adapters.http import HttpServer
+from controller.adapters.kafka import ControlConsumer, Publisher
+from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.read_routes import AppReadGuard
+from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.segment_routes import SegmentRoutes
+from controller.adapters.web_console import is_loopback
+from controller.core.common.errors import ControllerError
+from controller.core.trust.app_keys import AppKey, Policy
+from controller.core.trust.signing import StateSigner
+from controller.daemon.ingest.ingest import Ingest
+from controller.daemon.metrics import CONTENT_TYPE, Metrics
+from controller.daemon.registries.app_keys import KeyBook
+from controller.daemon.registries.segments import SegmentService
+from controller.daemon.rollouts.engine import Engine
+from controller.daemon.serving.broker_watch import BrokerWatch
+from controller.daemon.serving.console import ConsoleData
+from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.intake import MonitorIntake
+from controller.daemon.serving.read_worker import ReadWorker, flag_states
+from controller.daemon.serving.starting import Readiness, redis_of
+from controller.daemon.serving.status import StatusView
+from controller.settings import HttpSettings, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the HTTP server shows and feeds."""
+
+    metrics: Metrics
+    store: RedisAggregateStore
+    states: RolloutStore
+    ingest: Ingest
+    engine: Engine
+    outputs: Publisher
+    console: ConsoleData
+    control: ControlConsumer
+    signer: StateSigner | None
+    status: StatusView
+    events_in: EventIntake
+    segments: SegmentService | None = None
+    app_keys: KeyBook | None = None
+    reads: ReadWorker | None = None
+    brokers: BrokerWatch | None = None
+
+
+def http_server(settings: Settings, parts: Parts) -> HttpServer:
+    token = settings.http.webhook_token
+    intake = MonitorIntake(
+        claims=parts.states,
+        outputs=parts.outputs,
+        topic=settings.topics.monitors,
+        monitors=settings.engine.monitors,
+        dedupe_seconds=settings.http.webhook_dedupe_seconds,
+        metrics=parts.metrics,
+    )
+    access = app_access(settings.http, parts.app_keys, parts.metrics)
+    return HttpServer(
+        host=settings.http.host,
+        port=settings.http.port,
+        readiness=lambda: readiness_of(parts, settings),
+        flags=lambda: flag_states(parts.states, parts.signer),
+        metrics=parts.metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
+        rollouts=parts.status,
+        history=parts.console.history,
+        console=parts.console,
+        monitors=intake,
+        webhook_token=token.get_secret_value() if token else None,
+        limits=settings.http,
+        # OFREP evaluates from a snapshot of the states; it needs no signatures.
+        ofrep=OfrepRoutes(
+            parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
+            body_timeout_seconds=settings.http.body_timeout_seconds,
+            access=access,
+            requests_per_second=settings.http.ofrep_requests_per_second,
+            count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
+            segments=None if parts.segments is None else parts.segments.reads().held,
+        ),
+        intake=EventIntakeRoutes(
+            parts.events_in,
+            max_body_bytes=settings.http.intake_max_body_bytes,
+            max_events=settings.http.intake_max_events,
+            max_event_bytes=settings.ingest.max_event_bytes,
+            events_per_second=settings.http.intake_events_per_second,
+            body_timeout_seconds=settings.http.body_timeout_seconds,
+            access=access,
+        ),
+        app_keys=None
+        if parts.app_keys is None
+        else KeyListRoute(
+            parts.app_keys.listing,
+            token=token.get_secret_value() if token else None,
+            loopback=is_loopback(settings.http.host),
+        ),
+        segments=segment_routes(
+            parts,
+            AppReadGuard(
+                access,
+                public=settings.http.public_flags,
+                operator_token=token.get_secret_value() if token else None,
+            ),
+        ),
+        flag_list=None if parts.reads is None else parts.reads.flag_list,
+        rollout_list=None if parts.reads is None else parts.reads.rollout_list,
+        count_reads_limited=parts.metrics.reads_rate_limited.inc,
+        access=access,
+    )
+
+
+def segment_routes(parts: Parts, guard: AppReadGuard | None = None) -> SegmentRoutes | None:
+    """``/v1/segments``, read through the segment service's store."""
+    if parts.segments is None:
+        return None
+    reads = parts.segments.reads()
+    key_id = parts.signer.key_id if parts.signer is not None else None
+    return SegmentRoutes(
+        listing=reads.listing,
+        version=reads.version,
+        whole=reads.whole,
+        key_id=key_id,
+        guard=guard,
+    )
+
+
+def app_access(settings: HttpSettings, book: KeyBook | None, metrics: Metrics) -> AppAccess:
+    """The keys and origins policy of OFREP and the event intake (docs/clients.md, "App keys
+    and browsers"): keys required as ``http.require_app_keys`` says, else unless bound to
+    loopback (the console's rule for its token)."""
+    required = settings.require_app_keys
+    if required is None:
+        required = not is_loopback(settings.host)
+    policy = Policy(require_keys=required, origins=frozenset(settings.cors_origins))
+    if book is None:
+        return AppAccess(_no_keys, policy)
+    return AppAccess(book.get, policy, count=metrics.count_app_refusal)
+
+
+async def _no_keys() -> Mapping[str, AppKey]:
+    return {}
+
+
+def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
+    """The probes' own listener (see :mod:`controller.adapters.health`)."""
+    return HealthServer(
+        host=settings.http.host,
+        port=settings.http.health_port,
+        readiness=readiness,
+        metrics=metrics.exposition,
+        metrics_content_type=CONTENT_TYPE,
+        limits=settings.http,
+    )
+
+
+async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
+    """Ready: Redis and the brokers answer, this instance owns events partitions, and no loop
+    is stalled.
+
+    The detail names the partitions this instance owns: the events partitions
+    whose aggregates it writes and the commands partitions whose flags it gates;
+    and the events partitions assigned to it but not ingested now (being claimed,
+    fenced, replaying what Redis lost), which stall readiness once they have
+    waited ``ingest.stall_after_seconds``. Events partitions held for an operator's
+    choice (their log lost what was counted: :mod:`controller.daemon.ingest.log_gaps`) make it
+    not ready at once.
+    """
+    owned = {
+        "partitions": parts.ingest.owned_partitions,
+        "events_partitions": parts.ingest.owned_partition_ids,
+        "events_partitions_waiting": parts.ingest.waiting_partition_ids,
+        "commands_partitions": parts.control.owned_partitions(),
+    }
+    try:
+        await parts.store.ping()
+    except ControllerError as exc:
+        return False, {"reason": redis_of(settings).down(str(exc)), **owned}
+    if parts.brokers is not None and (silent := parts.brokers.silent()) is not None:
+        return False, {"reason": silent, **owned}
+    held = parts.ingest.held()
+    if held is not None:
+        return False, {"reason": held, **owned}
+    if parts.ingest.owned_partitions == 0:
+        return False, {"reason": "no events partitions assigned yet", **owned}
+    now = time.monotonic()
+    limit = settings.engine.stall_after_seconds
+    stall = parts.ingest.stalled(now) or _loop_stalled(parts.engine, now, limit)
+    if stall is not None:
+        return False, {"reason": stall, **owned}
+    return True, owned
+
+
+def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
+    for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass)):
+        if now - last > limit:
+            return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
+    return None

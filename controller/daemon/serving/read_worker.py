@@ -1,0 +1,136 @@
+"""The read API's large answers, built on a thread of their own, away from the event loop.
+
+``GET /rollouts`` for a thousand rollouts is some 13,000 Redis commands
+packed, sent and parsed, a gate view each and 1.3 MB of JSON: about half a
+second of work that, on the event loop, would hold back whatever else it
+runs for as long, a kill's decision or a probe's answer among them (#37).
+:class:`ReadWorker` runs an event loop of its own on a thread, with Redis
+connections of its own, and builds the answers of ``/rollouts`` and
+``/flags`` there; the daemon's loop only awaits the finished bytes. The two
+threads share the interpreter, which hands the daemon's loop its turn every
+few milliseconds (``sys.getswitchinterval``), so a build slows it down a
+little but never holds it. How often a build runs is bounded by the
+snapshots that ask for them (:mod:`controller.adapters.read_snapshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from typing import Any, Self, TypeVar
+
+import orjson
+
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.reading.views import FlagStates, FlagStateView, RolloutList
+from controller.core.rollouts.windows import Window
+from controller.core.trust.signing import StateSigner
+from controller.daemon.outputs.rendering import flag_state_fields
+from controller.daemon.outputs.signed import signed_states
+from controller.daemon.serving.status import StatusView, readable
+from controller.settings import Settings
+
+_T = TypeVar("_T")
+JOIN_SECONDS = 5.0
+"""How long closing waits for the thread to end."""
+
+
+class ReadWorker:
+    """A thread with its own event loop and Redis client; use it with ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        signer: StateSigner | None,
+        clock: Callable[[], datetime],
+        team_windows: tuple[Window, ...] = (),
+    ) -> None:
+        self._settings, self._signer = settings, signer
+        self._clock, self._team_windows = clock, team_windows
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="read-worker", daemon=True)
+        self._stack = AsyncExitStack()
+        self._states: RolloutStore | None = None
+        self._status: StatusView | None = None
+
+    async def __aenter__(self) -> Self:
+        self._thread.start()
+        try:
+            await self._call(self._open())
+        except BaseException:
+            await self._halt()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._call(self._stack.aclose())
+        finally:
+            await self._halt()
+
+    async def rollout_list(self) -> bytes:
+        """``GET /rollouts``'s JSON: every rollout with a fresh gate view."""
+        return await self._call(self._rollout_list())
+
+    async def flag_list(self) -> bytes:
+        """``GET /flags``'s JSON: every flag's state, signed when the daemon signs."""
+        return await self._call(self._flag_list())
+
+    async def states(self) -> FlagStates:
+        """Every flag's state, unsigned: what OFREP evaluates from."""
+        assert self._states is not None
+        return await self._call(flag_states(self._states, None))
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    async def _call(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """``work``'s result, run on the worker's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def _halt(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, JOIN_SECONDS)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _open(self) -> None:
+        redis = self._settings.redis
+        client = await self._stack.enter_async_context(connect(redis))
+        self._states = RolloutStore(client, settings=redis)
+        self._status = StatusView(
+            states=self._states,
+            aggregates=RedisAggregateStore(
+                client, settings=redis, topic=self._settings.topics.events
+            ),
+            stale_after=timedelta(days=self._settings.engine.stale_after_days),
+            clock=self._clock,
+            team_windows=self._team_windows,
+        )
+
+    async def _rollout_list(self) -> bytes:
+        assert self._status is not None
+        return orjson.dumps(RolloutList(rollouts=await self._status(None)).served())
+
+    async def _flag_list(self) -> bytes:
+        assert self._states is not None
+        states = await flag_states(self._states, self._signer)
+        return orjson.dumps([s.served() for s in states.root], option=orjson.OPT_SORT_KEYS)
+
+
+async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
+    """Every flag's current state as apps see it (signed, with a key), in two round trips.
+
+    ``GET /flags`` and OFREP answer from this, the flag-state topic from what was
+    published: a flag with no published state (a start scheduled for a flag never
+    served) is in none of them until it starts.
+    """
+    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
+    fields = [flag_state_fields(r) for r in loaded if r is not None and r.published]
+    return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
