@@ -50,7 +50,7 @@ from controller.core.stats.sequential import proportion_test
 from controller.core.trust import signing
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from controller.ctl.commands import encode_command, signed_command
+from controller.ctl.operate.commands import encode_command, signed_command
 from tests.controller_process import ControllerProcess, controller_env
 from tests.services import resolve_kafka, resolve_redis
 

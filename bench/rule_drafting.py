@@ -46,8 +46,8 @@ from controller.core.drafting.rule_lint import errors, lint, load_catalogue
 from controller.core.rules.audience import AudienceRule, Instant, Segment, Semver, conditions
 from controller.core.rules.matching import Audience, IdSegments
 from controller.core.rules.text import parse, to_text
-from controller.ctl.ring_drafting import draft_rings
-from controller.ctl.rule_drafting import draft_rule
+from controller.ctl.drafting.rings import draft_rings
+from controller.ctl.drafting.rules import draft_rule
 from controller.settings import LlmSettings
 from tests.services import LLM_MODEL_ALIAS, resolve_llm
 

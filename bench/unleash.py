@@ -53,7 +53,7 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Backend, Stage, UnleashTarget
 from controller.core.rollouts.rollout import CommandInput

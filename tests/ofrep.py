@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 
 from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.rollouts.plan_parts import Stage

@@ -6,7 +6,7 @@ otherwise); ``/metrics`` is the Prometheus text format. ``/flags``,
 ``/rollouts``, ``/rollouts/{flag}`` and ``/rollouts/{flag}/history`` are the
 read API (:mod:`controller.adapters.read_routes`). ``/ui`` is the
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
-the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep`).
+the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.routes`).
 ``POST /v1/events`` takes apps' events over HTTP
 (:mod:`controller.adapters.event_intake`); ``GET /v1/segments`` and
 ``GET /v1/segments/{name}`` serve segments with ETags
@@ -46,7 +46,7 @@ from aiohttp import web
 from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.adapters.read_routes import (
     FlagListRoute,
     HistorySource,

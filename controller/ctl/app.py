@@ -10,7 +10,7 @@ review (``plan draft``), forward alerts to Slack
 (``audience test``), have the model draft a rule (``rule draft``), make and
 revoke the API keys of apps (``app-key``), and manage keys and raw commands
 (``keygen``, ``sign``, ``send``, ``verify``). The audience and app-key
-subcommands' arguments are in :mod:`controller.ctl.targeting_args`.
+subcommands' arguments are in :mod:`controller.ctl.operate.targeting_args`.
 
 Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
 invalid signature), 2 usage, 3 the controller rejected the command, 4 no
@@ -29,8 +29,10 @@ from pathlib import Path
 
 from controller import __version__
 from controller.core.wire.messages import CommandAction
-from controller.ctl import completion, ingest, targeting_args
-from controller.ctl.commands import (
+from controller.ctl import completion
+from controller.ctl.operate import ingest, targeting_args
+from controller.ctl.options import add_url, broker_options, output_options, signing_options
+from controller.ctl.terminal import (
     DEFAULT_KEY_DIR,
     ENV_ACTOR,
     ENV_KEY,
@@ -39,7 +41,6 @@ from controller.ctl.commands import (
     PROG,
     run_guarded,
 )
-from controller.ctl.options import add_url, broker_options, output_options, signing_options
 
 Subparsers = argparse._SubParsersAction
 
@@ -159,7 +160,7 @@ def _add_watch(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _add_report(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller.ctl import reporting  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.report import reporting  # noqa: PLC0415 - keep `--help` fast
 
     sub = commands.add_parser(
         "report",
@@ -184,7 +185,7 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "errors naming each offending field (exit 78).",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    from controller.ctl import drafting  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.drafting import drafting  # noqa: PLC0415 - keep `--help` fast
 
     draft = verbs.add_parser(
         "draft",
@@ -198,7 +199,7 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller.ctl import alerts as forwarding  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.alerts import alerts as forwarding  # noqa: PLC0415 - keep `--help` fast
 
     sub = commands.add_parser(
         "alerts",
@@ -280,24 +281,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from controller.ctl import handlers, reads  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.operate import handlers, reads  # noqa: PLC0415 - keep `--help` fast
 
     if args.command in {a.value for a in CommandAction}:
         return handlers.steer(args)
     if args.command == "alerts":
-        from controller.ctl import alerts as forwarding  # noqa: PLC0415
+        from controller.ctl.alerts import alerts as forwarding  # noqa: PLC0415
 
         return forwarding.run(args)
     if args.command == "app-key":
-        from controller.ctl import app_keys  # noqa: PLC0415
+        from controller.ctl.operate import app_keys  # noqa: PLC0415
 
         return app_keys.run(args)
     if args.command == "report":
-        from controller.ctl import reporting  # noqa: PLC0415
+        from controller.ctl.report import reporting  # noqa: PLC0415
 
         return reporting.run(args)
     if args.command == "plan" and args.plan_command == "draft":
-        from controller.ctl import drafting  # noqa: PLC0415
+        from controller.ctl.drafting import drafting  # noqa: PLC0415
 
         return drafting.run(args)
     handler = {
@@ -324,10 +325,10 @@ def _print_completion(args: argparse.Namespace) -> int:
 
 def _draft_rule(args: argparse.Namespace) -> int:
     if args.rings:
-        from controller.ctl import ring_drafting  # noqa: PLC0415 - keep `--help` fast
+        from controller.ctl.drafting import rings as ring_drafting  # noqa: PLC0415 - keep `--help` fast
 
         return ring_drafting.run(args)
-    from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.drafting import rules as rule_drafting  # noqa: PLC0415 - keep `--help` fast
 
     return rule_drafting.run(args)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.ctl.commands import (
+from controller.ctl.terminal import (
     DEFAULT_KEY_DIR,
     DEFAULT_URL,
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
+    ENV_TOKEN,
     ENV_URL,
 )
-from controller.ctl.diagnosis import ENV_TOKEN
 
 
 def signing_options() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ from controller.core.common.errors import ControllerError
 from controller.core.common.yamltext import dump_yaml
 from controller.core.reading.wording import SMALL_MODEL_NOTE, too_small
 from controller.core.trust import signing
-from controller.ctl.commands import write_private_key
+from controller.ctl.operate.commands import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (

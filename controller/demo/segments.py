@@ -2,7 +2,7 @@
 
 ``staff`` is an id list and ``beta`` a rule (:data:`controller.demo.scenario.SEGMENTS`).
 Each is sent as ``rolloutctl segment put`` sends it
-(:func:`controller.ctl.segments.commands_for`: one signed command, or one per
+(:func:`controller.ctl.operate.segments.commands_for`: one signed command, or one per
 part of a list, under the key ``segment:<name>``); the demo then waits until
 its apps' client holds both, followed from the segments topic, before any
 rollout starts, so the first ring has its members from the first request.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.rules.matching import SegmentLookup
-from controller.ctl.segments import commands_for, send, signer
+from controller.ctl.operate.segments import commands_for, send, signer
 from controller.demo.scenario import ACTOR, KEY_ID, SEGMENTS
 from controller.sdk.segments import SegmentBook
 from controller.settings import KafkaSettings

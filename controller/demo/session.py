@@ -32,7 +32,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.common.errors import ControllerError
 from controller.core.machine.gate import evaluate
-from controller.ctl.commands import send_command, signed_command
+from controller.ctl.operate.commands import send_command, signed_command
 from controller.demo.apps import SimulatedApps
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (

@@ -3,7 +3,7 @@
 The payload an alert becomes (every untrusted string escaped, within Slack's
 block limits), the bounded ledger of delivered alert ids and its file format,
 what an HTTP status means for a delivery, the wait a ``Retry-After`` asks for,
-and the webhook URL with its secret hidden. No I/O: ``controller.ctl.alerts``
+and the webhook URL with its secret hidden. No I/O: ``controller.ctl.alerts.alerts``
 does the consuming, the POSTs and the state file.
 """
 

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.ctl.commands import write_private_key
 from controller.ctl.exits import EXIT_NO_DECISION
+from controller.ctl.operate.commands import write_private_key
 from controller.dev.broker import start_embedded_broker
 from controller.dev.processes import ManagedProcess
 from controller.settings import TopicSettings

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from controller.ctl.app import main
-from controller.ctl.diagnosis import ENV_HEALTH_URL
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
+from controller.ctl.report.diagnosis import ENV_HEALTH_URL
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status

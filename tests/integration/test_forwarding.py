@@ -19,7 +19,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from controller.core.wire.messages import Alert
-from controller.ctl.alerts import ENV_WEBHOOK, load_ledger
+from controller.ctl.alerts.alerts import ENV_WEBHOOK, load_ledger
 from tests.services import ManagedProcess, free_port
 from tests.waiting import eventually
 
@@ -159,7 +159,7 @@ async def produce_markers(bootstrap: str, topic: str, first: int) -> list[Alert]
 
 
 def forwarder(log: Path, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
-    command = [sys.executable, "-m", "controller.ctl.alerts", *args]
+    command = [sys.executable, "-m", "controller.ctl.alerts.alerts", *args]
     inherited = {k: v for k, v in os.environ.items() if k != ENV_WEBHOOK}
     # A short session: the broker may wait for the last run's member to time out.
     quick = {"RC_KAFKA__SESSION_TIMEOUT_MS": "3000", "RC_KAFKA__HEARTBEAT_INTERVAL_MS": "300"}

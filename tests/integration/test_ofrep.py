@@ -25,8 +25,8 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.ofrep import MAX_BODY_BYTES
-from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH
+from controller.adapters.ofrep.context import MAX_CONTEXT_DEPTH
+from controller.adapters.ofrep.routes import MAX_BODY_BYTES
 from controller.adapters.redis.client import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.reading.views import FlagStateView

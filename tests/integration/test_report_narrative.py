@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.ctl.narrating import facts, narrate
-from controller.ctl.report import from_served
-from controller.ctl.report_render import html_page, markdown
+from controller.ctl.report.narrating import facts, narrate
+from controller.ctl.report.render import html_page, markdown
+from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
 from tests.fake_model import FakeModel
 from tests.unit.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS

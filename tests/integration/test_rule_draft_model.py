@@ -14,8 +14,8 @@ import pytest
 from controller.core.rollouts.plan import load_plan
 from controller.core.rules.text import parse
 from controller.ctl.app import main
-from controller.ctl.ring_drafting import APPLYING as RINGS_APPLYING
-from controller.ctl.rule_drafting import APPLYING
+from controller.ctl.drafting.rings import APPLYING as RINGS_APPLYING
+from controller.ctl.drafting.rules import APPLYING
 from tests.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

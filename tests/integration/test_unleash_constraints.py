@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 from UnleashClient.clients.unleash_client import UnleashClient
 
-from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.common.errors import ConfigError
 from controller.core.rules.audience import AudienceRule
 from controller.core.rules.unleash_rules import RingStrategy, rule_terms

@@ -32,7 +32,7 @@ from controller.core.rollouts.rollout import Rollout
 from controller.core.trust import signing
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from controller.ctl.commands import encode_command, signed_command
+from controller.ctl.operate.commands import encode_command, signed_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.waiting import eventually

@@ -17,8 +17,8 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.trust import signing
-from controller.ctl.app_keys import command_of
-from controller.ctl.commands import write_private_key
+from controller.ctl.operate.app_keys import command_of
+from controller.ctl.operate.commands import write_private_key
 from controller.settings import RedisSettings
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import events

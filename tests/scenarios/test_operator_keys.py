@@ -12,7 +12,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust import signing
-from controller.ctl.commands import signed_command
+from controller.ctl.operate.commands import signed_command
 from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 

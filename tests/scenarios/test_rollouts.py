@@ -17,7 +17,7 @@ from controller.core.rollouts.advice import Advice
 from controller.core.rollouts.rollout import Phase
 from controller.core.trust import signing
 from controller.core.wire.messages import Arm
-from controller.ctl.commands import encode_command, write_private_key
+from controller.ctl.operate.commands import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.services import LLM_MODEL_ALIAS
 from tests.waiting import eventually

@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, KeyListRoute
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
-from controller.ctl.app_keys import command_of
+from controller.ctl.operate.app_keys import command_of
 from controller.settings import HttpSettings
 from tests.app_client import app_client
 

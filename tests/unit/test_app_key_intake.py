@@ -6,7 +6,7 @@ import orjson
 
 from controller.adapters.memory import MemoryDeadLetters, MemoryOutputs, MemoryStates
 from controller.core.trust import signing
-from controller.ctl.app_keys import command_of
+from controller.ctl.operate.app_keys import command_of
 from tests.unit.test_engine import KEY, ControlRecord, intake
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.common.errors import ControllerError
 from controller.core.serving.serving import Serving, Target
 from controller.core.wire.messages import CommandAction

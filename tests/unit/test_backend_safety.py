@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.rollouts.plan_parts import Backend, UnleashTarget
 from controller.core.rollouts.rollout import Phase
 from controller.core.serving.serving import Serving, Target

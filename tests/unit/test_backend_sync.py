@@ -19,7 +19,7 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.adapters.unleash_answers import BackendUnavailable
+from controller.adapters.unleash.answers import BackendUnavailable
 from controller.core.common.errors import ConfigError, ControllerError
 from controller.core.machine import commands
 from controller.core.rollouts.plan import Plan

@@ -16,7 +16,7 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import CommandInput, CommandRefused
 from controller.core.trust.signing import generate_key, load_public_key
 from controller.core.wire.messages import Command, CommandAction, MonitorAlert
-from controller.ctl.commands import build_command, signed_command
+from controller.ctl.operate.commands import build_command, signed_command
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

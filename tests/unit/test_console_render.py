@@ -38,7 +38,7 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
 from controller.core.rules.text import parse
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
-from controller.ctl import views
+from controller.ctl.operate import views
 from controller.daemon.serving.console import ConsoleData
 from controller.ports import StateWrite
 from tests.unit.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout

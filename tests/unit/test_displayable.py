@@ -20,9 +20,9 @@ from controller.core.machine.gate import describe
 from controller.core.reading.narrative import accepted
 from controller.core.rollouts.advice import Opinion, Unavailable, parse_advice
 from controller.core.wire.messages import Alert, Decision
-from controller.ctl import views
-from controller.ctl.report import from_served
-from controller.ctl.report_render import html_page, markdown
+from controller.ctl.operate import views
+from controller.ctl.report.render import html_page, markdown
+from controller.ctl.report.report import from_served
 from controller.integrations.slack import slack_payload
 from tests.unit.test_console_render import EMPTY, at_stage, rising, row_of
 from tests.unit.test_forwarding import _alert, _strings

@@ -26,7 +26,7 @@ from controller.core.rollouts.rollout import CommandInput
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.trust.signing import generate_key
 from controller.core.wire.messages import CommandAction
-from controller.ctl.commands import build_command, signed_command
+from controller.ctl.operate.commands import build_command, signed_command
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.ports import Advisor, DeadLetter, SaveOutcome, StateWrite
 from controller.settings import EngineSettings, LlmSettings, TopicSettings

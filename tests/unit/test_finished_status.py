@@ -22,7 +22,7 @@ from controller.core.rollouts.rollout import (
     VerdictKind,
 )
 from controller.core.wire.messages import CommandAction
-from controller.ctl.views import status_detail
+from controller.ctl.operate.views import status_detail
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=20)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from controller.core.common.errors import ConfigError
 from controller.core.wire.messages import Alert
-from controller.ctl.alerts import ENV_WEBHOOK, load_ledger, main, save_ledger
+from controller.ctl.alerts.alerts import ENV_WEBHOOK, load_ledger, main, save_ledger
 from controller.integrations.slack import (
     Ledger,
     classify_status,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.ofrep_context import OfrepFailure, context_of, decoded
+from controller.adapters.ofrep.context import OfrepFailure, context_of, decoded
 from controller.core.wire.evaluation import ErrorCode
 
 PARSE, INVALID = ErrorCode.PARSE_ERROR, ErrorCode.INVALID_CONTEXT

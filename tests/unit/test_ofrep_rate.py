@@ -12,7 +12,7 @@ import httpx
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from tests.app_client import app_client

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from controller.adapters.ofrep import _matches
-from controller.adapters.ofrep_context import MAX_CONTEXT_DEPTH, OfrepFailure, bounded
-from controller.adapters.ofrep_snapshot import SnapshotCache
+from controller.adapters.ofrep.context import MAX_CONTEXT_DEPTH, OfrepFailure, bounded
+from controller.adapters.ofrep.routes import _matches
+from controller.adapters.ofrep.snapshot import SnapshotCache
 from controller.core.common.errors import StoreError
 from controller.core.reading.views import FlagStates, FlagStateView
 from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments

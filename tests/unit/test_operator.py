@@ -16,14 +16,14 @@ from controller.core.rollouts.plan import DEFAULT_PLAN, load_plan
 from controller.core.trust import signing
 from controller.core.wire.messages import Command
 from controller.ctl.app import main
-from controller.ctl.commands import (
-    UsageError,
+from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
+from controller.ctl.operate.commands import (
     command_record,
     encode_command,
     signed_command,
     verify_command,
 )
-from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
+from controller.ctl.terminal import UsageError
 
 PLAN_YAML = """\
 name: careful

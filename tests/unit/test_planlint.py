@@ -16,8 +16,8 @@ from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_p
 from controller.core.rollouts.planlint import Finding, errors, lint
 from controller.core.trust.signing import generate_key
 from controller.ctl.app import main
-from controller.ctl.commands import write_private_key
 from controller.ctl.exits import EXIT_CONFIG
+from controller.ctl.operate.commands import write_private_key
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ import pytest
 
 from controller.core.reading import history
 from controller.core.wire.messages import Decision
-from controller.ctl.report import from_served, who
-from controller.ctl.report_model import clock
-from controller.ctl.report_render import html_page, markdown
+from controller.ctl.report.model import clock
+from controller.ctl.report.render import html_page, markdown
+from controller.ctl.report.report import from_served, who
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
 PERCENTS = [1.0, 5.0, 25.0, 50.0, 100.0]

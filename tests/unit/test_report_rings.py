@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from controller.core.stats.limits import NO_CONTROL
-from controller.ctl.report import from_served
-from controller.ctl.report_render import html_page, markdown
-from controller.ctl.reporting import _plain
+from controller.ctl.report.render import html_page, markdown
+from controller.ctl.report.report import from_served
+from controller.ctl.report.reporting import _plain
 from tests.unit.test_report import ADVANCE, NOW, START, STATUS, at, decision, evidence
 
 STAFF = {"rollout": None, "stage": 'segment("staff")', "percent": 100}

@@ -13,7 +13,7 @@ import pytest
 from controller.core.rollouts.plan import load_plan
 from controller.core.rules.text import parse
 from controller.ctl.app import main
-from controller.ctl.ring_drafting import APPLYING, ring_messages
+from controller.ctl.drafting.rings import APPLYING, ring_messages
 from tests.fake_model import FIXED, FakeModel, _reply, completion
 
 CATALOGUE = """

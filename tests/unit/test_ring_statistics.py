@@ -27,7 +27,7 @@ from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_test
 from controller.core.wire.decoding import ExposureIn, InEvent, RequestIn
 from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import FlagState
-from controller.ctl.views import status_detail
+from controller.ctl.operate.views import status_detail
 from controller.daemon.outputs.rendering import flag_state_fields
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 from controller.core.common.errors import ConfigError
 from controller.core.rules.text import parse
 from controller.ctl.app import main
-from controller.ctl.rule_drafting import APPLYING, read_contexts, rule_messages, shown
+from controller.ctl.drafting.rules import APPLYING, read_contexts, rule_messages, shown
 from tests.fake_model import FIXED, FakeModel, _reply, completion
 
 CATALOGUE = """

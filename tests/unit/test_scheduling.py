@@ -27,7 +27,8 @@ from controller.core.rollouts.rollout import (
 )
 from controller.core.rollouts.windows import Windows
 from controller.core.wire.messages import Command, CommandAction
-from controller.ctl.commands import UsageError, build_command
+from controller.ctl.operate.commands import build_command
+from controller.ctl.terminal import UsageError
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday
 AT = T0 + timedelta(hours=2)

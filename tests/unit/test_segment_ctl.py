@@ -9,8 +9,8 @@ import pytest
 from controller.core.rules import segments
 from controller.core.trust.signing import generate_key
 from controller.core.wire.segment_messages import SegmentCommand
-from controller.ctl.commands import UsageError
-from controller.ctl.segments import commands_for, read_ids, signer
+from controller.ctl.operate.segments import commands_for, read_ids, signer
+from controller.ctl.terminal import UsageError
 
 KEY, _ = generate_key()
 SIGN = signer(KEY)

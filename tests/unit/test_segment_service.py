@@ -11,7 +11,7 @@ import pytest
 from controller.adapters.memory import MemorySegments, MemoryValueOutputs
 from controller.core.trust.signing import StateSigner, generate_key, load_public_key
 from controller.core.wire.segment_messages import SegmentCommand
-from controller.ctl.segments import commands_for, signer
+from controller.ctl.operate.segments import commands_for, signer
 from controller.daemon.registries.segments import SegmentService
 from controller.sdk.segments import SegmentBook
 from controller.settings import TopicSettings

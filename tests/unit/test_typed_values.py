@@ -14,7 +14,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.ofrep_snapshot import Snapshot
+from controller.adapters.ofrep.snapshot import Snapshot
 from controller.core.reading.views import FlagStates, FlagStateView
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from controller.adapters.unleash import UnleashAdmin
-from controller.adapters.unleash_answers import BackendUnavailable, Unreadable, parse_feature
+from controller.adapters.unleash.answers import BackendUnavailable, Unreadable, parse_feature
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.common.errors import ControllerError
 from controller.core.serving.serving import Applied, Serving, Target, Verdict, reconcile
 from controller.settings import UnleashSettings

@@ -28,7 +28,7 @@ The arm's value is boolean (treatment is True) unless the flag state
 declares typed values for its arms (:mod:`controller.core.wire.arm_values`):
 then it is the served arm's value. The in-process OpenFeature provider
 (:mod:`controller.sdk.openfeature`), the SDK's ``arm`` and the controller's
-OFREP endpoints (:mod:`controller.adapters.ofrep`) all answer from here.
+OFREP endpoints (:mod:`controller.adapters.ofrep.routes`) all answer from here.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
-from controller.adapters.unleash import UnleashAdmin
+from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.rollouts.windows import Window
 from controller.core.trust.signing import StateSigner
 from controller.daemon.backends.sync import BackendSync, NudgingOutputs

@@ -19,7 +19,7 @@ from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.rollouts import RolloutStore

@@ -1,7 +1,7 @@
 """``rolloutctl rule draft --rings``: a ring plan drafted by the configured model, for review.
 
 The model is asked once, as for a rule (the same form, catalogue lines and
-bounded exchange, :mod:`controller.ctl.rule_drafting`), for the rollout's
+bounded exchange, :mod:`controller.ctl.drafting.rules`), for the rollout's
 rings in the shape of :mod:`controller.core.drafting.ring_form`: each ring an audience
 in the flat form, or everyone, and the percent of it served. The rings become
 the stages of a real plan (checked to widen, no ring repeated), each ring's
@@ -32,10 +32,10 @@ from controller.core.drafting.ring_form import (
 from controller.core.drafting.rule_lint import Catalogue, errors
 from controller.core.drafting.templates import FROM_MODEL, plan_yaml
 from controller.core.rollouts.advice import untrusted
-from controller.ctl.commands import warn
-from controller.ctl.drafting import model_settings
+from controller.ctl.drafting.drafting import model_settings
+from controller.ctl.drafting.rules import FORM, inputs, known, shown
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
-from controller.ctl.rule_drafting import FORM, inputs, known, shown
+from controller.ctl.terminal import warn
 from controller.settings import LlmSettings
 
 APPLYING = (

@@ -16,7 +16,7 @@ from controller.kit.backoff import Backoff, sleep_or_stop
 MAX_RETRY_AFTER_S = 600.0
 """A longer ``Retry-After`` is cut to this, so a wrong header cannot park alerts for days."""
 
-log = structlog.get_logger("controller.ctl.alerts")
+log = structlog.get_logger("controller.ctl.alerts.alerts")
 
 
 @dataclass(frozen=True, slots=True)

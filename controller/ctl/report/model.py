@@ -1,10 +1,10 @@
 """What a canary report holds: its stages, decisions, charts and notes, ready to render.
 
-Plain data, built by :func:`controller.ctl.report.build` from the typed
+Plain data, built by :func:`controller.ctl.report.report.build` from the typed
 inputs (the rollout's :class:`~controller.core.reading.views.RolloutStatus`, its
 :class:`~controller.core.wire.messages.Decision` messages and its
 :class:`~controller.core.reading.views.RolloutHistory`) and rendered by
-:mod:`controller.ctl.report_render` as Markdown or HTML, or printed as JSON
+:mod:`controller.ctl.report.render` as Markdown or HTML, or printed as JSON
 (``rolloutctl report --json``: these fields, in this order). The charts are
 the console's :class:`~controller.console.figures.Figure`, so the report
 lives beside the tools, above the console, not in the core.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from controller.console.figures import Figure
-from controller.ctl.report_moves import TriggerFired, WindowWait
+from controller.ctl.report.moves import TriggerFired, WindowWait
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ Pure: :func:`build` takes the rollout's status (``/rollouts/{flag}``, a
 ``rollout.decisions``, each a :class:`~controller.core.wire.messages.Decision`)
 and, when the controller serves it, its gate history (``/rollouts/{flag}/history``,
 a :class:`~controller.core.reading.views.RolloutHistory`), and returns the report's
-data (:mod:`controller.ctl.report_model`). The stages and their numbers are
-:mod:`controller.ctl.report_stages`'; the gate history becomes one figure per
+data (:mod:`controller.ctl.report.model`). The stages and their numbers are
+:mod:`controller.ctl.report.stages`'; the gate history becomes one figure per
 guardrail over the whole rollout (:func:`controller.console.figures.figures`:
 the console's own charts, with the stages and decisions marked).
 
@@ -14,7 +14,7 @@ What comes over the network is read as a client reads it (:func:`read`): a
 message that breaks the decision contract is left out and counted in a note,
 a history point that breaks the served one is left out of its chart, and an
 odd part of a valid decision's evidence costs a blank cell, never the report.
-:mod:`controller.ctl.report_render` turns the data into Markdown or HTML.
+:mod:`controller.ctl.report.render` turns the data into Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from controller.core.reading.headline import verdict_line
 from controller.core.reading.views import RolloutHistory, RolloutStatus
 from controller.core.reading.wording import advice_text
 from controller.core.wire.messages import Decision, decision_or_alert
-from controller.ctl.report_model import DecisionRow, Report
-from controller.ctl.report_moves import iso, triggers_fired, windows_waited
-from controller.ctl.report_stages import stages
+from controller.ctl.report.model import DecisionRow, Report
+from controller.ctl.report.moves import iso, triggers_fired, windows_waited
+from controller.ctl.report.stages import stages
 
 MAX_DECISIONS = 2_000
 """The most decisions a report lists; a longer rollout's report says it was cut."""

@@ -1,6 +1,6 @@
 """Forward every alert on ``rollout.alerts`` to a Slack-compatible incoming webhook.
 
-``rolloutctl alerts`` (or ``python -m controller.ctl.alerts``) reads the alerts
+``rolloutctl alerts`` (or ``python -m controller.ctl.alerts.alerts``) reads the alerts
 topic in a consumer group and POSTs each alert, as Slack ``text`` plus
 ``blocks``, to the webhook. Each message, in order per partition:
 
@@ -49,14 +49,14 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from controller.ctl.commands import UsageError, run_guarded
-from controller.ctl.forwarder import (
+from controller.ctl.alerts.forwarder import (
     WEBHOOK_RETRY,
     Forwarder,
     load_ledger,
     save_ledger,
 )
-from controller.ctl.webhook import Webhook
+from controller.ctl.alerts.webhook import Webhook
+from controller.ctl.terminal import UsageError, run_guarded
 from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
 from controller.kit.backoff import retry_backoff
 from controller.process.logs import configure
@@ -75,7 +75,7 @@ DEFAULT_STATE = "~/.local/state/rolloutctl/alerts-ledger.json"
 POST_TIMEOUT_S = 10.0
 _COUNTED = ("delivered", "duplicate", "refused", "invalid")
 
-log = structlog.get_logger("controller.ctl.alerts")
+log = structlog.get_logger("controller.ctl.alerts.alerts")
 
 
 # -- wiring and the command line --------------------------------------------------------
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m controller.ctl.alerts``: the same as ``rolloutctl alerts``."""
+    """``python -m controller.ctl.alerts.alerts``: the same as ``rolloutctl alerts``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Forward every alert on the alerts topic to a Slack-compatible incoming "

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import stat
-import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,38 +23,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.common.errors import ConfigError
 from controller.core.common.yamltext import dump_yaml
 from controller.core.rollouts.plan import Plan
 from controller.core.trust import signing
 from controller.core.wire.decoding import summarize
 from controller.core.wire.messages import Command, CommandAction
-from controller.ctl.exits import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_READER_LEFT,
-    EXIT_USAGE,
-)
+from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, UsageError, os_reason, warn
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from controller.settings import KafkaSettings
 
-PROG = "rolloutctl"
-ENV_ACTOR = "ROLLOUTCTL_ACTOR"
-ENV_KEY = "ROLLOUTCTL_KEY"
-ENV_KEY_ID = "ROLLOUTCTL_KEY_ID"
-ENV_URL = "ROLLOUTCTL_URL"
-DEFAULT_KEY_DIR = "~/.config/rolloutctl"
-DEFAULT_URL = "http://127.0.0.1:8000"
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Key ids ``keygen`` accepts: safe as a file name and as a YAML key."""
-
-
-class UsageError(ControllerError):
-    """The arguments do not make a valid command; exit code 2."""
 
 
 # -- building, encoding and sending commands ------------------------------------------
@@ -263,84 +243,3 @@ def _check_options(action: CommandAction, *, plan: Plan | None, to_end: bool) ->
         raise UsageError(f"a plan goes with start, not {action.value}")
     if to_end and action is not CommandAction.PROMOTE:
         raise UsageError(f"--to-end goes with promote, not {action.value}")
-
-
-def os_reason(exc: BaseException) -> str:
-    """An OS error as a short sentence (strerror and file), for one-line messages."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
-    return str(exc)
-
-
-def run_guarded(body: Callable[[], int]) -> int:
-    """Run a command's ``body``; turn the project's errors into one line and an exit code.
-
-    Usage errors exit 2, bad configuration, plans or keys 78, anything else
-    the controller or the OS reports 1, and Ctrl-C 130. When the reader of
-    stdout goes away (``rolloutctl watch | head``) the command ends quietly
-    with 141, as a tool killed by SIGPIPE would.
-    """
-    try:
-        try:
-            return _errors_told(body)
-        finally:
-            sys.stdout.flush()  # here, not at exit: a reader that left is seen below
-    except BrokenPipeError as exc:
-        return _broken_pipe(exc)
-
-
-def _errors_told(body: Callable[[], int]) -> int:
-    try:
-        return body()
-    except BrokenPipeError:
-        raise
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except ConfigError as exc:
-        return fail(str(exc), EXIT_CONFIG)
-    except ControllerError as exc:
-        return fail(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        return fail(os_reason(exc), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-
-
-def _broken_pipe(exc: BrokenPipeError) -> int:
-    if not stdout_reader_left():
-        return fail(os_reason(exc), EXIT_FAILURE)
-    # Nothing more can reach the reader; the interpreter's last flush must not try.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_READER_LEFT
-
-
-def stdout_reader_left() -> bool:
-    """Whether stdout is a pipe (or socket) whose reading end was closed."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), 0)  # POLLERR is reported whatever is asked
-        return any(event & select.POLLERR for _, event in poller.poll(0))
-    except (OSError, ValueError):  # no stdout at all: nobody to tell
-        return True
-
-
-def fail(message: str, code: int) -> int:
-    """Tell the operator what went wrong, on one line; return ``code``."""
-    lines = (line.strip() for line in message.splitlines())
-    warn("; ".join(line for line in lines if line))
-    return code
-
-
-def print_json(data: Any) -> None:
-    """``data`` as one line of JSON on stdout."""
-    sys.stdout.write(orjson.dumps(data).decode() + "\n")
-
-
-def env_url(given: str | None) -> str:
-    """The controller's HTTP address: ``given``, else ``$ROLLOUTCTL_URL``, else the default."""
-    return (given or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
-
-
-def warn(message: str) -> None:
-    """A message to the operator, on stderr, prefixed with the program name."""
-    print(f"{PROG}: {message}", file=sys.stderr)

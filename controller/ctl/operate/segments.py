@@ -30,9 +30,11 @@ from controller.core.trust import signing
 from controller.core.wire.decoding import summarize
 from controller.core.wire.messages import Decision
 from controller.core.wire.segment_messages import SegmentCommand, SegmentRecord, decision_key
-from controller.ctl import diagnosis, steering, views
-from controller.ctl.commands import PROG, UsageError, encode_command, env_url, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.operate import steering, views
+from controller.ctl.operate.commands import encode_command
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import PROG, UsageError, env_url, print_json, warn
 from controller.settings import KafkaSettings, TopicSettings
 
 MAX_IDS_FILE_BYTES = MAX_IDS * (MAX_ID_CHARS + 2)

@@ -1,5 +1,5 @@
 """What each ``rolloutctl`` subcommand does, once its arguments are parsed (``status`` and
-``watch``, which only look, are :mod:`controller.ctl.reads`').
+``watch``, which only look, are :mod:`controller.ctl.operate.reads`').
 
 Imported only when a command runs, so ``rolloutctl --help`` stays fast.
 Output goes to stdout (``--json`` for scripts); progress and errors go to
@@ -25,27 +25,30 @@ from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan
 from controller.core.rollouts.planlint import Finding, errors, lint
 from controller.core.trust import signing
 from controller.core.wire.messages import CommandAction
-from controller.ctl import diagnosis, steering, views
-from controller.ctl.commands import (
-    ENV_ACTOR,
-    ENV_KEY,
-    ENV_KEY_ID,
+from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.operate import steering, views
+from controller.ctl.operate.commands import (
     KEY_ID_PATTERN,
-    UsageError,
     config_snippet,
     default_key_dir,
     encode_command,
-    env_url,
-    os_reason,
-    print_json,
     read_private_key,
     send_command,
     signed_command,
     verify_command,
-    warn,
     write_private_key,
 )
-from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import (
+    ENV_ACTOR,
+    ENV_KEY,
+    ENV_KEY_ID,
+    UsageError,
+    env_url,
+    os_reason,
+    print_json,
+    warn,
+)
 from controller.settings import KafkaSettings, Settings, load_settings
 
 # -- steering: sign, send, await the decision -------------------------------------------
@@ -80,14 +83,14 @@ def steer(args: argparse.Namespace) -> int:
 
 def audience_test(args: argparse.Namespace) -> int:
     """``rolloutctl audience test``."""
-    from controller.ctl import audience  # noqa: PLC0415
+    from controller.ctl.operate import audience  # noqa: PLC0415
 
     return audience.test(args)
 
 
 def segment(args: argparse.Namespace) -> int:
     """``rolloutctl segment put|delete|list|show``."""
-    from controller.ctl import segments  # noqa: PLC0415
+    from controller.ctl.operate import segments  # noqa: PLC0415
 
     if args.verb == "list":
         return segments.listing(args)

@@ -13,7 +13,7 @@ Every request has one deadline (``request_timeout_seconds``) from its first
 byte sent to the last byte read: a server dripping its answer a byte at a
 time fails the call within it instead of holding the sync (#23). Answers are
 bounded (``max_response_bytes``) and parsed at this edge with bounded
-pydantic models (:mod:`controller.adapters.unleash_answers`); an answer
+pydantic models (:mod:`controller.adapters.unleash.answers`); an answer
 that is not the JSON the API documents (a login proxy's HTML page with
 status 200, a wrong shape) is no answer at all and raises
 :class:`BackendUnavailable`, never a reading of "nothing served"
@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from controller.adapters.unleash_answers import (
+from controller.adapters.unleash.answers import (
     BackendUnavailable,
     Unreadable,
     parse_feature,

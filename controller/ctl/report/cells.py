@@ -1,7 +1,7 @@
 """What both forms of a canary report show: its numbers in words, and its tables' cells.
 
-Pure functions of :class:`controller.ctl.report_model.Report`, shared by the
-Markdown and the HTML renderings (:mod:`controller.ctl.report_render`), so
+Pure functions of :class:`controller.ctl.report.model.Report`, shared by the
+Markdown and the HTML renderings (:mod:`controller.ctl.report.render`), so
 the two say the same thing in the same words; each escapes the cells for
 its own form.
 """
@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 
 from controller.core.reading.wording import amount_text, control_rate, ms_text, quantity_text
-from controller.ctl.report_model import (
+from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
     Report,

@@ -1,6 +1,6 @@
 """The forwarding loop of ``rolloutctl alerts`` and its state file, the ledger of delivered ids.
 
-See :mod:`controller.ctl.alerts` for the order of the steps and why a crash
+See :mod:`controller.ctl.alerts.alerts` for the order of the steps and why a crash
 anywhere loses no alert.
 """
 
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from controller.core.common.errors import BrokerError, ConfigError
 from controller.core.wire.decoding import summarize
 from controller.core.wire.messages import Alert
-from controller.ctl.webhook import Delivery, Webhook
+from controller.ctl.alerts.webhook import Delivery, Webhook
 from controller.integrations.slack import (
     LEDGER_CAPACITY,
     Ledger,
@@ -36,7 +36,7 @@ WEBHOOK_RETRY = RetrySettings(initial_seconds=0.5, max_seconds=30.0)
 """Kafka fetches and webhook posts back off longer than the daemon: a chat service limits rates."""
 FETCH_TIMEOUT_MS = 500
 
-log = structlog.get_logger("controller.ctl.alerts")
+log = structlog.get_logger("controller.ctl.alerts.alerts")
 
 
 class Forwarder:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from controller.adapters import http_client
 from controller.core.common.errors import ControllerError
+from controller.ctl.terminal import ENV_TOKEN
 
 ENV_HEALTH_URL = "ROLLOUTCTL_HEALTH_URL"
 MAX_REASON_CHARS = 500
@@ -77,12 +78,6 @@ def refused(base: str, path: str, answer: http_client.Answer) -> ControllerError
     if answer.status >= 500 and (reason := not_ready_reason(base)) is not None:
         return ControllerError(f"{head}; the controller is up but not ready: {reason}")
     return ControllerError(f"{head}: {answer.text[:200]}")
-
-
-ENV_TOKEN = "ROLLOUTCTL_TOKEN"  # noqa: S105 - the variable's name, not a token
-"""What the tools send as ``Authorization: Bearer`` to the controller's read API: its webhook
-token, where one is set (``/rollouts*``, ``/app-keys``, and ``/flags`` and
-``/v1/segments*``, which take an app key of scope ``evaluate`` too)."""
 
 
 def token_headers() -> dict[str, str] | None:

@@ -15,8 +15,8 @@ import orjson
 from controller.adapters.llm import constrained_completion
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
 from controller.core.rollouts.advice import untrusted
-from controller.ctl.report_cells import count, number
-from controller.ctl.report_model import Report, StageReport
+from controller.ctl.report.cells import count, number
+from controller.ctl.report.model import Report, StageReport
 from controller.settings import LlmSettings
 
 

@@ -26,17 +26,12 @@ from controller.core.trust import signing
 from controller.core.trust.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
 from controller.core.wire.decoding import summarize
 from controller.core.wire.messages import Decision
-from controller.ctl import diagnosis, views
-from controller.ctl.commands import (
-    ENV_KEY_ID,
-    UsageError,
-    env_url,
-    print_json,
-    read_private_key,
-    warn,
-)
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.operate import views
+from controller.ctl.operate.commands import read_private_key
+from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import ENV_KEY_ID, UsageError, env_url, print_json, warn
 
 RECORD_KEY = b"app-keys"
 """The Kafka key of every app-key command: one partition, so they apply in order."""

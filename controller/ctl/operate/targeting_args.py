@@ -12,7 +12,7 @@ Subparsers = argparse._SubParsersAction
 
 
 def add_rule(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller.ctl import rule_drafting  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.drafting import rules as rule_drafting  # noqa: PLC0415 - keep `--help` fast
 
     rule = commands.add_parser("rule", help="work with audience rules")
     rule_drafting.add_parser(

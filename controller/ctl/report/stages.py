@@ -25,14 +25,14 @@ from controller.core.reading.views import RolloutStatus
 from controller.core.reading.wording import position_label
 from controller.core.stats.limits import comparison_text
 from controller.core.wire.messages import Decision
-from controller.ctl.report_model import (
+from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
     SampleRatio,
     StageReport,
     clock,
 )
-from controller.ctl.report_moves import iso
+from controller.ctl.report.moves import iso
 
 MAX_GUARDRAILS = 20
 TERMINAL = ("completed", "rolled_back", "aborted", "killed")

@@ -11,7 +11,7 @@ form are taken too), linted against the catalogue and previewed on example conte
 naming why (exit 1), as is a rule with lint errors, which is still printed
 for a person to fix. Nothing is applied: a rule reaches the controller only
 in a plan an operator starts with a signed command. ``--rings`` drafts a ring
-plan instead (:mod:`controller.ctl.ring_drafting`), with this module's form,
+plan instead (:mod:`controller.ctl.drafting.rings`), with this module's form,
 catalogue lines and inputs.
 """
 
@@ -44,9 +44,9 @@ from controller.core.drafting.rule_lint import (
 from controller.core.rollouts.advice import untrusted
 from controller.core.rules.audience import AudienceRule
 from controller.core.rules.text import RuleSyntaxError, parse, to_text
-from controller.ctl.commands import warn
-from controller.ctl.drafting import add_model_arguments, model_settings
+from controller.ctl.drafting.drafting import add_model_arguments, model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
+from controller.ctl.terminal import warn
 from controller.settings import LlmSettings
 
 MAX_FILE_BYTES = 1024 * 1024

@@ -35,7 +35,7 @@ from controller.core.drafting.templates import (
 )
 from controller.core.rollouts.advice import untrusted
 from controller.core.rollouts.plan import Plan, parse_plan
-from controller.ctl.commands import warn
+from controller.ctl.terminal import warn
 from controller.settings import LlmSettings, load_settings
 
 DEFAULT_TIMEOUT = 120.0

@@ -24,11 +24,12 @@ from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.common.errors import ConfigError, ControllerError
 from controller.core.reading.views import RolloutStatus
-from controller.ctl import diagnosis, narrating, report, report_render
-from controller.ctl.commands import env_url, os_reason, print_json, warn
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.options import add_url
-from controller.ctl.report_model import Report
+from controller.ctl.report import diagnosis, narrating, report
+from controller.ctl.report import render as report_render
+from controller.ctl.report.model import Report
+from controller.ctl.terminal import env_url, os_reason, print_json, warn
 from controller.settings import KafkaSettings, load_settings
 
 MAX_RECORDS = 500_000
@@ -158,7 +159,7 @@ async def read_decisions(
     """``flag``'s messages on ``topic`` up to its current end, and whether the end was reached.
 
     Decisions are keyed by their flag, so only that flag's records are kept, each
-    as its JSON (:func:`controller.ctl.report.read` reads them as decisions); a
+    as its JSON (:func:`controller.ctl.report.report.read` reads them as decisions); a
     record that is no JSON is kept as its bytes, for the report to count as damaged.
     """
     reader = TopicReader(kafka, [topic], from_end=False, client_id=CLIENT_ID, timeout_s=timeout_s)

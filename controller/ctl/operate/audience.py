@@ -31,9 +31,9 @@ from controller.core.rules.text import to_text
 from controller.core.wire.bucketing import BUCKETS, bucket
 from controller.core.wire.evaluation import evaluate, rule_context
 from controller.core.wire.segment_messages import SegmentRecord
-from controller.ctl import diagnosis
-from controller.ctl.commands import UsageError, env_url, print_json
 from controller.ctl.exits import EXIT_FAILURE
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import UsageError, env_url, print_json
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 8

@@ -24,14 +24,14 @@ declared one, else treatment is ``true``), the variant the arm's name, and
 exposures. A flag that serves control to everyone answers ``DISABLED``.
 
 The flag states and segments are held in memory, not read per evaluation
-(:mod:`controller.adapters.ofrep_snapshot`).
+(:mod:`controller.adapters.ofrep.snapshot`).
 
 Bodies are bounded: over :data:`MAX_BODY_BYTES` is a 413, a body slower than
 ``body_timeout_seconds`` a 408, a body that is not JSON a 400
 ``PARSE_ERROR``, and a context nested deeper than 8 levels,
 with more than 1,000 values, or holding a string that
 is not valid Unicode or a number beyond a double's range a 400
-``INVALID_CONTEXT`` (:mod:`controller.adapters.ofrep_context`), each with
+``INVALID_CONTEXT`` (:mod:`controller.adapters.ofrep.context`), each with
 the reason in ``errorDetails``. App keys
 (scope ``evaluate``) and browser origins are checked before the body is read
 (:mod:`controller.adapters.app_access`): 401 or 403 as OFREP specifies, with
@@ -62,13 +62,13 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, client_of, open_access
-from controller.adapters.ofrep_context import (
+from controller.adapters.ofrep.context import (
     OfrepFailure,
     checked_unit,
     context_of,
     decoded,
 )
-from controller.adapters.ofrep_snapshot import (
+from controller.adapters.ofrep.snapshot import (
     MAX_AGE_SECONDS,
     FlagStateSource,
     SegmentSource,

@@ -21,17 +21,12 @@ from pydantic import ValidationError
 from controller.core.machine.log_gaps import IngestCommand
 from controller.core.trust import signing
 from controller.core.wire.decoding import summarize
-from controller.ctl import views
-from controller.ctl.commands import (
-    ENV_KEY_ID,
-    UsageError,
-    print_json,
-    read_private_key,
-    warn,
-)
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.operate import views
+from controller.ctl.operate.commands import read_private_key
+from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
 from controller.ctl.options import broker_options, output_options, signing_options
+from controller.ctl.terminal import ENV_KEY_ID, UsageError, print_json, warn
 
 RECORD_KEY = b"ingest"
 """The Kafka key of every ingest command: one partition, so they apply in order."""

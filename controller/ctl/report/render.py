@@ -1,6 +1,6 @@
 """A canary report as Markdown or as one self-contained HTML page.
 
-Pure functions of :class:`controller.ctl.report_model.Report`. The HTML page has its
+Pure functions of :class:`controller.ctl.report.model.Report`. The HTML page has its
 CSS inline and loads nothing (no script, font, image or stylesheet from
 anywhere), so it can be mailed or attached to a ticket and opened offline;
 every value is escaped, since flags, reasons, actors and the model's words
@@ -20,7 +20,7 @@ import re
 
 from controller.console.figures import Figure
 from controller.core.common.text import displayable, html_text
-from controller.ctl.report_cells import (
+from controller.ctl.report.cells import (
     ARM_HEAD,
     CHART_KEY,
     DECISION_HEAD,
@@ -36,7 +36,7 @@ from controller.ctl.report_cells import (
     stage_cells,
     summary_rows,
 )
-from controller.ctl.report_model import (
+from controller.ctl.report.model import (
     Report,
     StageReport,
 )

@@ -1,0 +1,1 @@
+"""OpenFeature Remote Evaluation Protocol: the routes, the evaluation context and the snapshot."""

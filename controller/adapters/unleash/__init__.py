@@ -1,0 +1,1 @@
+"""Unleash as a flag platform: the admin API client and how its answers are read."""

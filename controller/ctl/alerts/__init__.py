@@ -1,0 +1,1 @@
+"""Alerts for people: the forwarder from the alert topic to Slack, and the webhook sender."""

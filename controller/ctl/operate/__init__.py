@@ -1,0 +1,1 @@
+"""Operating rollouts: signed commands, status reads, segments and app keys."""

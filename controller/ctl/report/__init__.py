@@ -1,0 +1,1 @@
+"""The rollout report: model, cells, stages, moves, rendering, narrative, diagnosis."""
