@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller import __version__
-from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.common import ConfigError, ControllerError
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG
@@ -209,7 +209,7 @@ def _run(config: Path | None, clock_file: Path | None = None) -> int:
 
 
 def _show_config(config: Path | None) -> int:
-    from controller.daemon.rollouts.team_windows import read_windows_file  # noqa: PLC0415
+    from controller.daemon.rollouts import read_windows_file  # noqa: PLC0415
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)

@@ -21,20 +21,20 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
-from controller.core.machine.log_gaps import IngestCommand
-from controller.core.reading.views import READ_API_MODELS
-from controller.core.rules.audience import AudienceRule
-from controller.core.trust.app_keys import AppKeyCommand
-from controller.core.wire.contract_texts import (
+from controller.core.machine import IngestCommand
+from controller.core.reading import READ_API_MODELS
+from controller.core.rules import AudienceRule
+from controller.core.trust import AppKeyCommand
+from controller.core.wire import (
     DEFAULT_TOPICS,
     DLQ_REASONS,
+    PUBLISHED_MODELS,
     SCHEMA_TEXT,
+    SEGMENT_MODELS,
     TOPIC_KEYS,
     TOPICS,
     Topic,
 )
-from controller.core.wire.messages import PUBLISHED_MODELS
-from controller.core.wire.segment_messages import SEGMENT_MODELS
 
 JsonObject = dict[str, Any]
 

@@ -17,13 +17,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.core.common.errors import StoreError
-from controller.core.machine.log_gaps import Choice, LogGap
-from controller.core.rollouts.advice import AdvisorResult
-from controller.core.rollouts.rollout import Rollout
-from controller.core.serving.serving import Applied, Serving, Target
-from controller.core.stats.aggregates import FlagAggregates
-from controller.core.stats.folding import PartitionDelta
+from controller.core.common import StoreError
+from controller.core.machine import Choice, LogGap
+from controller.core.rollouts import AdvisorResult, Rollout
+from controller.core.serving import Applied, Serving, Target
+from controller.core.stats import FlagAggregates, PartitionDelta
 
 # -- values -------------------------------------------------------------------------
 

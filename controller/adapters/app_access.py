@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from aiohttp import web
 
-from controller.core.trust.app_keys import (
+from controller.core.trust import (
     AppKey,
     Policy,
     Refused,

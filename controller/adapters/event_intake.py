@@ -55,10 +55,10 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, client_of, open_access
-from controller.core.common.errors import ControllerError
-from controller.core.stats.rates import RateLimiter
-from controller.core.trust.app_keys import Refused, Scope
-from controller.core.wire.decoding import (
+from controller.core.common import ControllerError
+from controller.core.stats import RateLimiter
+from controller.core.trust import Refused, Scope
+from controller.core.wire import (
     MAX_NESTING,
     EventDecoder,
     InEvent,

@@ -46,7 +46,7 @@ from aiohttp import web
 from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
-from controller.adapters.ofrep.routes import OfrepRoutes
+from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.read_routes import (
     FlagListRoute,
     HistorySource,
@@ -56,8 +56,8 @@ from controller.adapters.read_routes import (
 from controller.adapters.read_snapshot import BodySource
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
-from controller.core.common.errors import BrokerError, ControllerError, StoreError
-from controller.core.reading.views import FlagStates
+from controller.core.common import BrokerError, ControllerError, StoreError
+from controller.core.reading import FlagStates
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,

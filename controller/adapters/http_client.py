@@ -15,7 +15,7 @@ from typing import Any, Self
 import httpx
 import orjson
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.kit.deadlines import (
     DeadlineExceeded,
     TooLarge,

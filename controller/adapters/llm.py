@@ -40,7 +40,7 @@ import httpx
 import orjson
 import structlog
 
-from controller.core.rollouts.advice import (
+from controller.core.rollouts import (
     ADVICE_SCHEMA,
     AdvisorResult,
     Opinion,

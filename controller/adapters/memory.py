@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from controller.core.common.errors import StoreError
-from controller.core.rollouts.rollout import Rollout
-from controller.core.serving.serving import Applied
-from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.common import StoreError
+from controller.core.rollouts import Rollout
+from controller.core.serving import Applied
+from controller.core.stats import ArmAggregate, FlagAggregates
 from controller.ports import (
     CommandSeen,
     DeadLetter,

@@ -35,9 +35,9 @@ from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, open_access
 from controller.adapters.read_snapshot import BodySource, ReadSnapshot, Served
-from controller.core.reading.views import RolloutHistory, RolloutStatus
-from controller.core.stats.rates import RateLimiter
-from controller.core.trust.app_keys import Refused, Scope, bearer
+from controller.core.reading import RolloutHistory, RolloutStatus
+from controller.core.stats import RateLimiter
+from controller.core.trust import Refused, Scope, bearer
 
 StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]
 HistorySource = Callable[[str], Awaitable[RolloutHistory | None]]

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from controller.core.wire.segment_messages import SegmentName
+from controller.core.wire import SegmentName
 
 _NAME: TypeAdapter[str] = TypeAdapter(SegmentName)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -27,9 +27,8 @@ from controller.console.charts import (
     WIDTH,
     Mark,
 )
-from controller.core.common.text import html_text
-from controller.core.reading.views import HistoryPoint, RolloutHistory
-from controller.core.reading.wording import decimals_for, metric_name
+from controller.core.common import html_text
+from controller.core.reading import HistoryPoint, RolloutHistory, decimals_for, metric_name
 
 RATES = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
 """The metrics whose per-arm value the recorded counts give: part over whole."""

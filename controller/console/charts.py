@@ -21,9 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.core.common.text import html_text
-from controller.core.reading.views import HistoryPoint, RolloutHistory
-from controller.core.reading.wording import (
+from controller.core.common import html_text
+from controller.core.reading import (
+    HistoryPoint,
+    RolloutHistory,
     amount_text,
     quantity_text,
     stage_label,

@@ -32,9 +32,9 @@ from controller.console.charts import (
     describe,
     guardrail_chart,
 )
-from controller.core.common.timestamps import as_datetime
-from controller.core.reading.views import RolloutHistory
-from controller.core.wire.messages import Decision
+from controller.core.common import as_datetime
+from controller.core.reading import RolloutHistory
+from controller.core.wire import Decision
 
 MAX_FIGURES = 20
 """A plan has a handful of guardrails; a history naming more is cut to this many."""

@@ -16,11 +16,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from controller.core.common.text import html_text
-from controller.core.common.timestamps import as_datetime
-from controller.core.reading.headline import past_tolerance
-from controller.core.reading.views import HistoryPoint, RolloutRow, RolloutView
-from controller.core.wire.messages import Alert
+from controller.core.common import as_datetime, html_text
+from controller.core.reading import HistoryPoint, RolloutRow, RolloutView, past_tolerance
+from controller.core.wire import Alert
 
 REFRESH_MS = 2000
 LIST_REFRESH_MS = 5000

@@ -27,14 +27,23 @@ from controller.console.pages import (
     phase_text,
     stage_text,
 )
-from controller.core.machine.operator import applicable
-from controller.core.reading.evidence_view import ArmLatency, Evidence, evidence, where_decided
-from controller.core.reading.headline import verdict_line
-from controller.core.reading.views import RolloutHistory, RolloutView
-from controller.core.reading.wording import advice_text, ms_text, quotable_rationale, stage_label
-from controller.core.rollouts.rollout import PauseReason, Phase
-from controller.core.stats.limits import comparison_text
-from controller.core.wire.messages import Alert, CommandAction, Decision
+from controller.core.machine import applicable
+from controller.core.reading import (
+    ArmLatency,
+    Evidence,
+    RolloutHistory,
+    RolloutView,
+    advice_text,
+    evidence,
+    ms_text,
+    quotable_rationale,
+    stage_label,
+    verdict_line,
+    where_decided,
+)
+from controller.core.rollouts import PauseReason, Phase
+from controller.core.stats import comparison_text
+from controller.core.wire import Alert, CommandAction, Decision
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller import __version__
-from controller.core.wire.messages import CommandAction
+from controller.core.wire import CommandAction
 from controller.ctl import completion
 from controller.ctl.operate import ingest, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from controller.core.common.errors import ConfigError, ControllerError
+from controller.core.common import ConfigError, ControllerError
 from controller.ctl.exits import (
     EXIT_CONFIG,
     EXIT_FAILURE,

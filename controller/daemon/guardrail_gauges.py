@@ -8,8 +8,7 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from controller.core.rollouts.plan_parts import Metric
-from controller.core.rollouts.rollout import Verdict
+from controller.core.rollouts import Metric, Verdict
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))
 """The only ``metric`` label values: the plan's fixed set, whatever evidence says."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from controller.core.rollouts.rollout import Action, RaiseAlert, RecordDecision, Rollout
+from controller.core.rollouts import Action, RaiseAlert, RecordDecision, Rollout
 from controller.daemon.guardrail_gauges import GuardrailGauges
 
 log = structlog.get_logger("controller.daemon.rollouts.engine")

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.adapters.http_client import answers_ok
-from controller.core.common.yamltext import dump_yaml
+from controller.core.common import dump_yaml
 from controller.core.trust import signing
-from controller.ctl.operate.commands import write_private_key
+from controller.ctl.operate import write_private_key
 from controller.demo.devstate import STOP_ORDER, DevState, Process, forget, stop
 from controller.dev.broker import start_embedded_broker
 from controller.dev.model_server import LLAMA_SERVER_MODULE, LLM_MODEL_ALIAS, start_llm_server

@@ -35,11 +35,10 @@ from typing import IO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
-from controller.core.common.errors import ControllerError
-from controller.core.common.yamltext import dump_yaml
-from controller.core.reading.wording import SMALL_MODEL_NOTE, too_small
+from controller.core.common import ControllerError, dump_yaml
+from controller.core.reading import SMALL_MODEL_NOTE, too_small
 from controller.core.trust import signing
-from controller.ctl.operate.commands import write_private_key
+from controller.ctl.operate import write_private_key
 from controller.demo import session
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (

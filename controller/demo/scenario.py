@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail, Limits, Stage
-from controller.core.wire.messages import Arm
+from controller.core.rollouts import Guardrail, Limits, Plan, Stage
+from controller.core.wire import Arm
 
 KEY_ID = "demo-operator"
 FLAG_STATE_KEY_ID = "demo-controller"

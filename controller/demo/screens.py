@@ -17,9 +17,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from controller.core.reading.evidence_view import Evidence
-from controller.core.reading.wording import (
+from controller.core.reading import (
     INCOHERENT,
+    Evidence,
     advice_text,
     advisor_name,
     decided_at,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.core.rules.matching import SegmentLookup
-from controller.ctl.operate.segments import commands_for, send, signer
+from controller.core.rules import SegmentLookup
+from controller.ctl.operate import commands_for, send, signer
 from controller.demo.scenario import ACTOR, KEY_ID, SEGMENTS
 from controller.sdk.segments import SegmentBook
 from controller.settings import KafkaSettings

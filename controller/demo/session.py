@@ -28,11 +28,10 @@ from rich.console import Console
 
 from controller.adapters.http_client import answers_ok_async
 from controller.adapters.kafka import delete_topics
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.common.errors import ControllerError
-from controller.core.machine.gate import evaluate
-from controller.ctl.operate.commands import send_command, signed_command
+from controller.adapters.redis import RedisAggregateStore, RolloutStore, connect
+from controller.core.common import ControllerError
+from controller.core.machine import evaluate
+from controller.ctl.operate import send_command, signed_command
 from controller.demo.apps import SimulatedApps
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (

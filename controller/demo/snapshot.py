@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.core.reading.wording import percent_text, quotable_rationale
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.rollout import Phase, Rollout, Verdict
-from controller.core.rules.text import to_text
-from controller.core.stats.limits import comparison_text
+from controller.core.reading import percent_text, quotable_rationale
+from controller.core.rollouts import Phase, Plan, Rollout, Verdict
+from controller.core.rules import to_text
+from controller.core.stats import comparison_text
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 

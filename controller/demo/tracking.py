@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.core.stats.limits import NO_CONTROL
-from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.core.stats import NO_CONTROL
+from controller.core.wire import Alert, Decision, decision_or_alert
 
 ROLLBACK = "rollback"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 
 LOCALHOST = "127.0.0.1"
 _LOG_TAIL_LINES = 40

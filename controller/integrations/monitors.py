@@ -49,8 +49,8 @@ from pydantic import (
     ValidationError,
 )
 
-from controller.core.common.errors import ControllerError
-from controller.core.wire.decoding import summarize
+from controller.core.common import ControllerError
+from controller.core.wire import summarize
 
 MonitorStatus = Literal["down", "up"]
 M = TypeVar("M", bound="BaseModel")

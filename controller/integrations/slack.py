@@ -17,10 +17,9 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from controller.core.common.text import displayable
-from controller.core.common.timestamps import as_datetime
-from controller.core.reading.wording import guardrail_text, label_of
-from controller.core.wire.messages import Alert
+from controller.core.common import as_datetime, displayable
+from controller.core.reading import guardrail_text, label_of
+from controller.core.wire import Alert
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 
 
 class DeadlineExceeded(ControllerError, TimeoutError):

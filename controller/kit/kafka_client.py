@@ -23,7 +23,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
-from controller.core.common.errors import BrokerError, BrokerUnavailable, MessageTooLarge
+from controller.core.common import BrokerError, BrokerUnavailable, MessageTooLarge
 from controller.kit.lifecycle import Lifecycle
 
 BROKER_FAILURES = (KafkaError, OSError)

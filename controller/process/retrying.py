@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import structlog
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.kit.backoff import DEFAULT_RETRY, Backoff, retry_backoff
 from controller.settings.retry import RetrySettings
 

@@ -13,8 +13,7 @@ runs them on a background thread for apps without an event loop; both offer
 (it needs the ``openfeature`` extra).
 """
 
-from controller.core.wire.bucketing import assign
-from controller.core.wire.messages import Arm
+from controller.core.wire import Arm, assign
 from controller.sdk.events import EventEmitter
 from controller.sdk.flags import FlagClient
 from controller.sdk.measure import Flags, Measurement

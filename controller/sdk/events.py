@@ -20,10 +20,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from controller.core.common.errors import BrokerError
-from controller.core.common.message_fields import SCHEMA_VERSION
-from controller.core.rules.targeting import Cohort
-from controller.core.wire.messages import Arm
+from controller.core.common import SCHEMA_VERSION, BrokerError
+from controller.core.rules import Cohort
+from controller.core.wire import Arm
 from controller.kit.backoff import retry_backoff
 from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.transport import EventProducer, Item, Outcome

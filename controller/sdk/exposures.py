@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from controller.core.rules.targeting import Cohort
-from controller.core.wire.messages import Arm
+from controller.core.rules import Cohort
+from controller.core.wire import Arm
 
 Exposed = tuple[Arm, int, Cohort | None]
 """The arm, flag version and cohort a unit was exposed to."""

@@ -16,10 +16,16 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.wire.evaluation import NO_ATTRIBUTES, Evaluation, evaluate
-from controller.core.wire.flagstates import Verdict, supersedes
-from controller.core.wire.messages import Arm, FlagState
+from controller.core.rules import NO_SEGMENTS, SegmentLookup
+from controller.core.wire import (
+    NO_ATTRIBUTES,
+    Arm,
+    Evaluation,
+    FlagState,
+    Verdict,
+    evaluate,
+    supersedes,
+)
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.segments import SegmentFollower
 from controller.sdk.transport import TopicFeed

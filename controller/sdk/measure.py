@@ -19,10 +19,9 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from controller.core.common.message_fields import MAX_LATENCY_MS
-from controller.core.rules.targeting import Cohort
-from controller.core.wire.evaluation import NO_ATTRIBUTES, Evaluation, Reason
-from controller.core.wire.messages import Arm, FlagState
+from controller.core.common import MAX_LATENCY_MS
+from controller.core.rules import Cohort
+from controller.core.wire import NO_ATTRIBUTES, Arm, Evaluation, FlagState, Reason
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.events import EventEmitter, EventForwarder, EventSink
 from controller.sdk.flags import FlagClient, Listener

@@ -54,12 +54,10 @@ from openfeature.hook import Hook, HookContext, HookHints
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
-from controller.core.common.message_fields import MAX_CONVERSION_VALUE
-from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.rules.targeting import Cohort
-from controller.core.wire.evaluation import NO_ATTRIBUTES, Evaluation, evaluate, unit_problem
-from controller.core.wire.evaluation import Reason as EvalReason
-from controller.core.wire.messages import Arm, FlagState
+from controller.core.common import MAX_CONVERSION_VALUE
+from controller.core.rules import NO_SEGMENTS, Cohort, SegmentLookup
+from controller.core.wire import NO_ATTRIBUTES, Arm, Evaluation, FlagState, evaluate, unit_problem
+from controller.core.wire import Reason as EvalReason
 from controller.sdk.events import EventSink
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
-from controller.core.wire.evaluation import Evaluation
+from controller.core.wire import Evaluation
 
 T = TypeVar("T")
 

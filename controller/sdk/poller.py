@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.wire.messages import FlagState
+from controller.core.rules import NO_SEGMENTS, SegmentLookup
+from controller.core.wire import FlagState
 from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.flags import FlagBook
 from controller.sdk.segment_poller import SegmentPoller

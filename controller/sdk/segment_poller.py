@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core.wire.segment_messages import SegmentRecord
+from controller.core.wire import SegmentRecord
 from controller.kit.lifecycle import Lifecycle, cancel
 from controller.sdk.segments import SegmentBook
 from controller.sdk.transport import FlagsEndpoint, HttpTransport, PollFailed

@@ -34,9 +34,8 @@ from collections.abc import Mapping, Sequence
 import orjson
 from pydantic import ValidationError
 
-from controller.core.rules.matching import Audience, Context
-from controller.core.rules.segments import assemble
-from controller.core.wire.segment_messages import SegmentPart, SegmentRecord, signed_bytes
+from controller.core.rules import Audience, Context, assemble
+from controller.core.wire import SegmentPart, SegmentRecord, signed_bytes
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier

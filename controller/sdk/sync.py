@@ -27,8 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Self, TypeVar
 
-from controller.core.wire.evaluation import NO_ATTRIBUTES
-from controller.core.wire.messages import Arm, FlagState
+from controller.core.wire import NO_ATTRIBUTES, Arm, FlagState
 from controller.kit.backoff import retry_backoff
 from controller.sdk.events import EventEmitter, EventForwarder
 from controller.sdk.flags import FlagBook, FlagClient, Listener

@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controller.core.common.errors import BrokerError, ControllerError
+from controller.core.common import BrokerError, ControllerError
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.kit.kafka_client import ClientLifecycle, translate, translated
 from controller.kit.lifecycle import cancel

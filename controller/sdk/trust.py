@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from controller.core.wire.messages import FlagState
+from controller.core.wire import FlagState
 
 
 class Verifier(Protocol):
@@ -36,7 +36,7 @@ def verifier(keys: Mapping[str, str] | None) -> Verifier | None:
         return None
     try:
         # Imported only here: cryptography comes with the SDK's `verify` extra.
-        from controller.core.trust.signing import StateVerifier  # noqa: PLC0415
+        from controller.core.trust import StateVerifier  # noqa: PLC0415
     except ImportError as exc:
         raise ImportError(
             "verifying flag states needs the cryptography library: "

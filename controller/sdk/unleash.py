@@ -45,15 +45,23 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from controller.core.common.message_fields import (
+from controller.core.common import (
     FLAG_PARAMETER,
     TARGETING_PARAMETER,
     VERSION_PARAMETER,
 )
-from controller.core.rules.audience import AudienceRule, Segment, conditions
-from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.rules.targeting import MAX_RINGS, Cohort, CompiledRings, Ring
-from controller.core.wire.messages import Arm
+from controller.core.rules import (
+    MAX_RINGS,
+    NO_SEGMENTS,
+    AudienceRule,
+    Cohort,
+    CompiledRings,
+    Ring,
+    Segment,
+    SegmentLookup,
+    conditions,
+)
+from controller.core.wire import Arm
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A fetched feature payload larger than this is ignored (the versions stay as they were)."""

@@ -20,8 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import load_yaml
+from controller.core.common import ConfigError, load_yaml
 from controller.settings.groups import (
     EngineSettings,
     IngestSettings,

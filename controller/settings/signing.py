@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.message_fields import KEY_ID_PATTERN
+from controller.core.common import KEY_ID_PATTERN, ConfigError
 
 
 class SigningSettings(BaseModel):

@@ -22,7 +22,7 @@ from controller.console.charts import (
 )
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core.machine.gate import describe, evaluate
+from controller.core.machine.gate import evaluate
 from controller.core.machine.transitions import Cause, roll_back
 from controller.core.reading import history
 from controller.core.reading.views import (
@@ -32,6 +32,7 @@ from controller.core.reading.views import (
     RolloutHistory,
     RolloutRow,
     RolloutStatus,
+    describe,
 )
 from controller.core.rollouts.moving import NextMove
 from controller.core.rollouts.plan_parts import Stage

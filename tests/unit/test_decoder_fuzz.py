@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -297,6 +298,7 @@ def same_values(fast: Any, model: Any) -> bool:
     return all(str(getattr(fast, k, None)) == str(getattr(model, k, None)) for k in keys)
 
 
+@pytest.mark.timeout(900)  # 20,000 examples: about 60 s of CPU, several minutes on a busy machine
 @FUZZ
 @given(HOSTILE)
 def test_nothing_escapes_and_the_decoder_agrees_with_the_contract(raw: bytes) -> None:

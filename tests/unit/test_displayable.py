@@ -16,8 +16,8 @@ from controller.console import pages
 from controller.console.charts import Mark, guardrail_chart
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.common.text import UNSAFE, displayable
-from controller.core.machine.gate import describe
 from controller.core.reading.narrative import accepted
+from controller.core.reading.views import describe
 from controller.core.rollouts.advice import Opinion, Unavailable, parse_advice
 from controller.core.wire.messages import Alert, Decision
 from controller.ctl.operate import views

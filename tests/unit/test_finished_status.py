@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.machine.gate import describe
 from controller.core.machine.machine import step
-from controller.core.reading.views import RolloutStatus
+from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import (

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from controller.core.machine.gate import describe
-from controller.core.reading.views import RolloutStatus
+from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.moving import NextMove, next_move
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage, TimeBox

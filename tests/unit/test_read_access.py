@@ -20,8 +20,7 @@ from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
 from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.segment_routes import SegmentRoutes
-from controller.core.machine.gate import describe
-from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus
+from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus, describe
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import HttpSettings
 from tests.unit.test_gate import rollout

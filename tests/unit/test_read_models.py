@@ -7,8 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controller.core.machine.gate import describe
-from controller.core.reading.views import FlagStateView, RolloutStatus
+from controller.core.reading.views import FlagStateView, RolloutStatus, describe
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from tests.unit.test_gate import T0, rollout
 

@@ -10,7 +10,7 @@ from controller.core.drafting.ring_form import (
     RING_LIMITS,
     DraftRing,
     plan_findings,
-    review,
+    review_rings,
     ring_findings,
     ring_plan,
     ring_preview,
@@ -250,7 +250,7 @@ def test_the_preview_counts_who_each_ring_newly_reaches_and_in_all() -> None:
 def test_the_preview_warns_of_a_ring_that_reaches_no_one_new_or_everyone(
     drafted: list[DraftRing], warnings: list[str]
 ) -> None:
-    draft = review(drafted, CATALOGUE, CONTEXTS)
+    draft = review_rings(drafted, CATALOGUE, CONTEXTS)
     assert not isinstance(draft, str)
     linted = plan_findings(draft.plan)
     said = [f.message for f in draft.findings if f.message.startswith("ring ") and f not in linted]
@@ -259,14 +259,14 @@ def test_the_preview_warns_of_a_ring_that_reaches_no_one_new_or_everyone(
 
 
 def test_review_without_contexts_previews_nothing_and_says_why_rings_make_no_plan() -> None:
-    draft = review([ring(None, 5), ring(None, 100)], CATALOGUE, None)
+    draft = review_rings([ring(None, 5), ring(None, 100)], CATALOGUE, None)
     assert not isinstance(draft, str)
     assert draft.previews is None
     assert [f"{f.severity}: {f.message}" for f in draft.findings] == [
         "warning: ring 2: this stage goes from 5% straight to 100%; a regression that shows"
         " only at scale reaches every unit at once: add a stage of at least 25% before everyone"
     ]
-    assert review([ring(None, 5), ring(None, 5)], CATALOGUE, None) == "ring 2 repeats ring 1"
+    assert review_rings([ring(None, 5), ring(None, 5)], CATALOGUE, None) == "ring 2 repeats ring 1"
 
 
 @pytest.mark.parametrize(
@@ -296,7 +296,7 @@ def test_review_without_contexts_previews_nothing_and_says_why_rings_make_no_pla
 def test_the_rings_plan_gets_the_review_plan_validate_gives(
     drafted: list[DraftRing], found: list[str]
 ) -> None:
-    draft = review(drafted, CATALOGUE, None)
+    draft = review_rings(drafted, CATALOGUE, None)
     assert not isinstance(draft, str)
     said = [f"{f.severity}: {f.message}" for f in draft.findings]
     assert len(said) == len(found), said

@@ -16,7 +16,7 @@ import pytest
 
 from controller.core.common.histogram import BUCKET_COUNT
 from controller.core.machine import gate
-from controller.core.reading.views import RolloutStatus
+from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.plan_parts import Limits
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
@@ -294,7 +294,7 @@ def test_the_status_says_no_concurrent_control_never_a_comparison() -> None:
     verdict = gate.evaluate(rollout, aggregates(cells), NOW)
     text = comparison_text(verdict.evidence)
     assert text.startswith(f"{NO_CONTROL}: gated on absolute limits: error_rate:")
-    view = gate.describe(rollout, verdict, NOW)
+    view = describe(rollout, verdict, NOW)
     detail = status_detail(RolloutStatus.model_validate({**view.model_dump(), "stale": False}))
     assert f"comparison: {text}" in detail
     assert (

@@ -27,11 +27,31 @@ BEGIN = (
 END = "<!-- /rooms -->"
 
 
+def _contracts() -> list[dict[str, object]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts: list[dict[str, object]] = config["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def _split(layer: str) -> list[str]:
+    return [room.strip() for room in layer.split("|")]
+
+
 def layers() -> list[list[str]]:
     """The rooms of each layer, top to bottom, as dotted module names."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if "layers" in c)
-    return [[room.strip() for room in layer.split("|")] for layer in contract["layers"]]
+    contract = next(c for c in _contracts() if "layers" in c and "containers" not in c)
+    return [_split(layer) for layer in contract["layers"]]  # type: ignore[attr-defined]
+
+
+def wings() -> dict[str, list[list[str]]]:
+    """Per hall with a layers contract of its own, its wings of each layer, top to bottom."""
+    halls = {}
+    for contract in _contracts():
+        if "layers" in contract and "containers" in contract:
+            for hall in contract["containers"]:  # type: ignore[attr-defined]
+                inner = contract["layers"]
+                halls[hall] = [[f"{hall}.{w}" for w in _split(layer)] for layer in inner]  # type: ignore[attr-defined]
+    return halls
 
 
 def _summary(path: Path) -> str:
@@ -43,15 +63,22 @@ def _summary(path: Path) -> str:
 def table() -> str:
     """The inventory as a Markdown table between its markers."""
     rows = [BEGIN, "", "| Layer | Room | What it is |", "| --- | --- | --- |"]
+    halls = wings()
     for number, rooms in enumerate(layers(), start=1):
         for room in rooms:
-            path = ROOT / Path(*room.split("."))
-            if path.is_dir():
-                name, summary = f"`{room.replace('.', '/')}/`", _summary(path / "__init__.py")
-            else:
-                name, summary = f"`{room.replace('.', '/')}.py`", _summary(path.with_suffix(".py"))
-            rows.append(f"| {number} | {name} | {summary} |")
+            rows.append(_row(str(number), room))
+            for floor, inner in enumerate(halls.get(room, []), start=1):
+                rows += [_row(f"{number}.{floor}", wing, indent=True) for wing in inner]
     return "\n".join([*rows, "", END])
+
+
+def _row(number: str, room: str, *, indent: bool = False) -> str:
+    path = ROOT / Path(*room.split("."))
+    if path.is_dir():
+        name, summary = f"`{room.replace('.', '/')}/`", _summary(path / "__init__.py")
+    else:
+        name, summary = f"`{room.replace('.', '/')}.py`", _summary(path.with_suffix(".py"))
+    return f"| {number} | {'&nbsp;&nbsp;' if indent else ''}{name} | {summary} |"
 
 
 def shown(document: Path) -> str:
@@ -80,10 +107,20 @@ def test_both_documents_show_the_inventory_of_the_rooms() -> None:
 def test_the_inventory_names_every_room_of_the_layers() -> None:
     rooms = [room for layer in layers() for room in layer]
     generated = table()
-    assert len(rooms) > 20
+    assert len(rooms) > 15
     for room in rooms:
         assert f"`{room.replace('.', '/')}" in generated
     assert "`controller/daemon/` | The daemon's services" in generated
+
+
+def test_the_inventory_shows_each_wing_of_a_hall_under_it() -> None:
+    generated = table()
+    halls = wings()
+    assert set(halls) == {"controller.core", "controller.daemon", "controller.ctl"}
+    for inner in halls.values():
+        for wing in (w for layer in inner for w in layer):
+            assert f"`{wing.replace('.', '/')}" in generated
+    assert "`controller/core/rules/` | Audiences and targeting rules" in generated
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

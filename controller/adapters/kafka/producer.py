@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from controller.core.common.errors import MessageTooLarge
+from controller.core.common import MessageTooLarge
 from controller.kit.kafka_client import ClientLifecycle, translated
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings

@@ -13,7 +13,7 @@ import collections
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.core.common.errors import BrokerError
+from controller.core.common import BrokerError
 from controller.kit.kafka_client import ClientLifecycle, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings

@@ -22,8 +22,8 @@ from typing import Any, NoReturn
 import orjson
 from aiohttp import web
 
-from controller.core.common.errors import ControllerError
-from controller.core.wire.evaluation import ErrorCode, unit_problem
+from controller.core.common import ControllerError
+from controller.core.wire import ErrorCode, unit_problem
 
 MAX_CONTEXT_DEPTH = 8
 """How deeply a context's objects and arrays may nest (the context itself is level 1)."""

@@ -74,9 +74,9 @@ from controller.adapters.ofrep.snapshot import (
     SegmentSource,
     SnapshotCache,
 )
-from controller.core.stats.rates import RateLimiter
-from controller.core.trust.app_keys import Refused, Scope
-from controller.core.wire.evaluation import ErrorCode, Evaluation, evaluate
+from controller.core.stats import RateLimiter
+from controller.core.trust import Refused, Scope
+from controller.core.wire import ErrorCode, Evaluation, evaluate
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""

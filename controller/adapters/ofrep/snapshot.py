@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import orjson
 import structlog
 
-from controller.core.reading.views import FlagStates, FlagStateView
-from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.rules.targeting import targeting_json
+from controller.core.reading import FlagStates, FlagStateView
+from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
 
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
 SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]

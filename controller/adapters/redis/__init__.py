@@ -1,1 +1,25 @@
 """The Redis edge: aggregates with exactly-once flushes, rollout states with their outbox."""
+
+from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
+from controller.adapters.redis.app_keys import AppKeyStore
+from controller.adapters.redis.applied import AppliedStore
+from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.history import RedisGateHistory
+from controller.adapters.redis.ledger import EventLedger
+from controller.adapters.redis.log_gaps import GapStore
+from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.redis.segments import SegmentStore
+
+__all__ = [
+    "AppKeyStore",
+    "AppliedStore",
+    "EventLedger",
+    "GapStore",
+    "IdWindow",
+    "RedisAggregateStore",
+    "RedisClient",
+    "RedisGateHistory",
+    "RolloutStore",
+    "SegmentStore",
+    "connect",
+]

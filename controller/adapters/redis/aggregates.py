@@ -48,16 +48,16 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import RedisClient, connect, translated
-from controller.core.common.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.stats.aggregates import (
+from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.stats import (
     BOTH_FIELD,
     WATCH_CAP,
     WATCHED_FIELD,
     ArmAggregate,
     FlagAggregates,
+    PartitionDelta,
 )
-from controller.core.stats.folding import PartitionDelta
-from controller.core.wire.messages import Arm
+from controller.core.wire import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
 from controller.settings.groups import DEDUPE_MAX_IDS, DEDUPE_SECONDS

@@ -29,7 +29,7 @@ import structlog
 from pydantic import ValidationError
 
 from controller.adapters.redis.client import RedisClient, translated
-from controller.core.trust.app_keys import AppKey
+from controller.core.trust import AppKey
 from controller.settings import RedisSettings
 
 log = structlog.get_logger("controller.adapters.redis.app_keys")

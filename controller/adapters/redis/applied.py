@@ -15,7 +15,7 @@ import orjson
 
 from controller.adapters.redis.aggregates import translated
 from controller.adapters.redis.client import RedisClient
-from controller.core.serving.serving import Applied
+from controller.core.serving import Applied
 from controller.settings import RedisSettings
 
 

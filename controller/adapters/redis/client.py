@@ -28,7 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from controller.core.common.errors import ControllerError, StoreError, StoreUnavailable
+from controller.core.common import ControllerError, StoreError, StoreUnavailable
 from controller.settings import RedisSettings
 
 log = structlog.get_logger("controller.adapters.redis")

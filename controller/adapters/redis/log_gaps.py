@@ -16,7 +16,7 @@ resumes and forgets the gap, atomically. Every instance can record a choice
 from __future__ import annotations
 
 from controller.adapters.redis.client import RedisClient, translated
-from controller.core.machine.log_gaps import CHOICES, Choice, LogGap
+from controller.core.machine import CHOICES, Choice, LogGap
 from controller.settings import RedisSettings
 
 _RESUME = """

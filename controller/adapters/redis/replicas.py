@@ -28,7 +28,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.client import RedisClient, translated
-from controller.core.common.errors import StoreUnavailable
+from controller.core.common import StoreUnavailable
 from controller.settings import RedisSettings
 
 _MARK_TTL_MS = 60_000

@@ -47,8 +47,8 @@ from pydantic import ValidationError
 
 from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.replicas import ReplicaWait
-from controller.core.common.errors import StoreError
-from controller.core.rollouts.rollout import Rollout
+from controller.core.common import StoreError
+from controller.core.rollouts import Rollout
 from controller.ports import CommandSeen, Loaded, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 

@@ -13,10 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from controller.core.common.errors import ControllerError
-from controller.core.serving.reads import Strategy, would_serve
-from controller.core.serving.rings import constraint_of
-from controller.core.serving.serving import Serving, Target
+from controller.core.common import ControllerError
+from controller.core.serving import Serving, Strategy, Target, constraint_of, would_serve
 
 _Text = Annotated[str, Field(max_length=1000)]
 _Param = Annotated[str, Field(max_length=65_536)]

@@ -36,15 +36,14 @@ from controller.adapters.unleash.answers import (
     Unreadable,
     parse_feature,
 )
-from controller.core.common.errors import ControllerError
-from controller.core.common.message_fields import (
+from controller.core.common import (
     FLAG_PARAMETER,
     RING_PARAMETER,
     TARGETING_PARAMETER,
     VERSION_PARAMETER,
+    ControllerError,
 )
-from controller.core.serving.rings import Spec
-from controller.core.serving.serving import STRATEGY, Serving, Target
+from controller.core.serving import STRATEGY, Serving, Spec, Target
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.settings import UnleashSettings
 

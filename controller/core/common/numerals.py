@@ -149,10 +149,10 @@ def sentences(text: str) -> list[list[str]]:
 
 def numbers_in(text: str) -> list[Numeral]:
     """Every number written in ``text``: read, or unreadable."""
-    return list(numerals(text.split()))
+    return list(numerals_of(text.split()))
 
 
-def numerals(words: list[str]) -> Iterator[Numeral]:
+def numerals_of(words: list[str]) -> Iterator[Numeral]:
     """The numbers of a run of words, in order."""
     i = 0
     while i < len(words):

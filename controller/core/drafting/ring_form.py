@@ -30,16 +30,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from controller.core.common.errors import ConfigError
+from controller.core.common import ConfigError
 from controller.core.drafting.rule_form import draft_schema, from_form, is_form
 from controller.core.drafting.rule_lint import Catalogue, Finding, lint
-from controller.core.rollouts.plan import Plan, parse_plan
-from controller.core.rollouts.plan_parts import Guardrail, Limits, Stage
-from controller.core.rollouts.planlint import lint as plan_lint
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.matching import NO_SEGMENTS, Audience, Context, SegmentLookup
-from controller.core.rules.targeting import MAX_RINGS, audience_key, rings_problem
-from controller.core.rules.text import RuleSyntaxError, parse, to_text
+from controller.core.rollouts import Guardrail, Limits, Plan, Stage, parse_plan
+from controller.core.rollouts import lint as plan_lint
+from controller.core.rules import (
+    MAX_RINGS,
+    NO_SEGMENTS,
+    Audience,
+    AudienceRule,
+    Context,
+    RuleSyntaxError,
+    SegmentLookup,
+    audience_key,
+    parse,
+    rings_problem,
+    to_text,
+)
 
 EVERYONE = "everyone"
 MIN_RING_PERCENT = 0.1
@@ -281,7 +289,7 @@ class RingDraft:
     total: int = 0
 
 
-def review(
+def review_rings(
     rings: list[DraftRing], catalogue: Catalogue | None, contexts: Sequence[Context] | None
 ) -> RingDraft | str:
     """The rings as a plan, linted and, given ``contexts``, previewed; or why they make none."""

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.core.drafting.rule_lint import Catalogue
-from controller.core.rules.audience import AudienceRule
+from controller.core.rules import AudienceRule
 
 SEGMENT_OPS = {"in segment": "in", "not in segment": "not in"}
 FORM_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")

@@ -29,22 +29,24 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import load_document
-from controller.core.rules.audience import (
+from controller.core.common import ConfigError, load_document
+from controller.core.rules import (
+    NO_SEGMENTS,
     AllOf,
     AnyOf,
     AttributeName,
+    Audience,
     AudienceRule,
     Condition,
+    Context,
     Node,
     Segment,
+    SegmentLookup,
     SegmentName,
     children,
     conditions,
     value_kind,
 )
-from controller.core.rules.matching import NO_SEGMENTS, Audience, Context, SegmentLookup
 
 AttributeType = Literal["string", "number", "bool", "semver", "date"]
 MAX_CATALOGUE_ENTRIES = 512

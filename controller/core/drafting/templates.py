@@ -22,13 +22,19 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from controller.core.common.yamltext import dump_yaml
-from controller.core.rollouts.advice import FENCE, untrusted
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.rollouts.planlint import lint
-from controller.core.rollouts.policy import DEFAULTS, HealthAction, for_plan
-from controller.core.rules.text import to_text
+from controller.core.common import dump_yaml
+from controller.core.rollouts import (
+    DEFAULTS,
+    FENCE,
+    Guardrail,
+    HealthAction,
+    Plan,
+    Stage,
+    for_plan,
+    lint,
+    untrusted,
+)
+from controller.core.rules import to_text
 
 Risk = Literal["low", "medium", "high"]
 Part = Literal["name", "stages", "guardrails"]

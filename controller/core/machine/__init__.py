@@ -1,5 +1,35 @@
-"""The rollout state machine.
+"""The rollout state machine: transitions, operator commands, health, watching, the gate.
 
-Transitions, operator commands, scheduling, health, watching, waiting, opinions and the
-gate.
+Also scheduling, waiting for windows, the advisor's opinions and broker log gaps.
 """
+
+from controller.core.machine import commands, log_gaps
+from controller.core.machine.commands import MAX_CONTROL_BYTES
+from controller.core.machine.gate import evaluate
+from controller.core.machine.health import drift_alerted
+from controller.core.machine.log_gaps import (
+    CHOICES,
+    Choice,
+    IngestCommand,
+    LogGap,
+    gap_of,
+    resume_offset,
+)
+from controller.core.machine.machine import step
+from controller.core.machine.operator import applicable
+
+__all__ = [
+    "CHOICES",
+    "MAX_CONTROL_BYTES",
+    "Choice",
+    "IngestCommand",
+    "LogGap",
+    "applicable",
+    "commands",
+    "drift_alerted",
+    "evaluate",
+    "gap_of",
+    "log_gaps",
+    "resume_offset",
+    "step",
+]

@@ -22,15 +22,11 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.timestamps import as_datetime
+from controller.core.common import ConfigError, as_datetime
 from controller.core.machine import scheduling
-from controller.core.rollouts.plan import Plan, parse_plan
-from controller.core.rollouts.planlint import errors, lint
-from controller.core.rollouts.rollout import CommandInput, CommandRefused
+from controller.core.rollouts import CommandInput, CommandRefused, Plan, errors, lint, parse_plan
 from controller.core.trust import signing
-from controller.core.wire.messages import Command, CommandAction, MonitorAlert
-from controller.core.wire.segment_messages import SegmentCommand
+from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand
 
 MAX_CONTROL_BYTES = 256 * 1024
 """The largest command or monitor alert read; a plan fits in far less."""

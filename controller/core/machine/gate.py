@@ -46,26 +46,34 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.machine import health
-from controller.core.reading.views import RolloutView
-from controller.core.reading.wording import quantity_text, stage_position
-from controller.core.rollouts.moving import next_move
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.rollouts.policy import Applied, HealthPolicy, both_arms_tripped, for_plan
-from controller.core.rollouts.rollout import Rollout, Verdict, VerdictKind
-from controller.core.rollouts.windows import Window
-from controller.core.rules.text import to_text
-from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from controller.core.stats.guardrails import (
+from controller.core.reading import quantity_text
+from controller.core.rollouts import (
+    Applied,
+    Guardrail,
+    HealthPolicy,
+    Plan,
+    Rollout,
+    Stage,
+    Verdict,
+    VerdictKind,
+    both_arms_tripped,
+    for_plan,
+)
+from controller.core.rules import to_text
+from controller.core.stats import (
+    ArmAggregate,
+    FlagAggregates,
+    SequentialResult,
+    SrmResult,
     control_baseline,
     guardrail_result,
+    latency_evidence,
+    limit_tests,
+    limits_evidence,
     metric_events,
     metric_floor,
+    srm_test,
 )
-from controller.core.stats.latency import latency_evidence
-from controller.core.stats.limits import limit_tests, limits_evidence
-from controller.core.stats.sequential import SequentialResult
-from controller.core.stats.srm import SrmResult, srm_test
 
 
 def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
@@ -340,53 +348,3 @@ def _evidence(
     if data.watched:  # the sample of units watched for being seen in both arms
         evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}
     return evidence
-
-
-def describe(
-    rollout: Rollout,
-    verdict: Verdict | None,
-    now: datetime,
-    team_windows: tuple[Window, ...] = (),
-) -> RolloutView:
-    """A rollout's state for people and dashboards: where it is and what the gate sees.
-
-    ``verdict`` is the gate's current view of the stage (None once the rollout
-    finished); its evidence carries the per-arm counts and the guardrail bounds.
-    A finished rollout shows instead the reason and evidence of the decision that
-    finished it, and its time in stage stops at its end.
-    ``team_windows`` are the settings' release windows, for a plan that names
-    none: with them a window wait says when the window opens.
-    """
-    move = next_move(rollout, verdict, now, team_windows)
-    stage = rollout.plan.stages[rollout.stage]
-    ended = rollout.ended
-    said = verdict or ended  # a finished rollout: the decision that finished it
-    fields = {
-        "flag": rollout.flag,
-        "rollout_id": rollout.rollout_id,
-        "plan": rollout.plan.name,
-        "phase": rollout.phase.value,
-        "pause_reason": rollout.pause_reason.value if rollout.pause_reason else None,
-        "stage": rollout.stage,
-        "stages": len(rollout.plan.stages),
-        "at_stage": stage_position(rollout),
-        "stage_percents": [s.percent for s in rollout.plan.stages],
-        "percent": rollout.percent,
-        "flag_version": rollout.flag_version,
-        "started_at": rollout.started_at.isoformat(),
-        "stage_started_at": rollout.stage_started_at.isoformat(),
-        "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
-        "window_wait": rollout.window_wait,
-        "next_move": move,
-        "time_in_stage_s": round(
-            (rollout.clock_stop(now) - rollout.stage_started_at).total_seconds(), 1
-        ),
-        "min_duration_s": stage.min_duration.total_seconds(),
-        "min_units_per_arm": stage.min_units_per_arm,
-        "verdict": None if verdict is None else verdict.kind.value,
-        "verdict_reason": None if said is None else said.reason,
-        "evidence": {} if said is None else said.evidence,
-        "ended_at": None if ended is None else ended.at.isoformat(),
-        "values": rollout.plan.arm_values,
-    }
-    return RolloutView.model_validate(fields)

@@ -25,11 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.machine.transitions import Cause, Step, pause, roll_back
-from controller.core.reading.wording import AT_STAGE, at_stage, rollout_stage, stage_position
-from controller.core.rollouts.advice import Unavailable
-from controller.core.rollouts.policy import Applied, Trigger, for_plan
-from controller.core.rollouts.rollout import (
+from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
+from controller.core.rollouts import (
     Action,
+    Applied,
     GateInput,
     PauseReason,
     Phase,
@@ -37,8 +36,11 @@ from controller.core.rollouts.rollout import (
     RecordDecision,
     Rollout,
     TickInput,
+    Trigger,
+    Unavailable,
     Verdict,
     VerdictKind,
+    for_plan,
 )
 
 POLICY = "policy"

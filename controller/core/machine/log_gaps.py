@@ -30,9 +30,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from controller.core.common.message_fields import Actor, MessageId, Reason, SchemaVersion, Timestamp
+from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp
 from controller.core.machine.commands import signature_refusal
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.rollouts import RaiseAlert
 
 Choice = Literal["reread", "accept_gap"]
 CHOICES: tuple[Choice, ...] = ("reread", "accept_gap")

@@ -103,11 +103,11 @@ from controller.core.machine.transitions import (
 )
 from controller.core.machine.waiting import forward
 from controller.core.machine.watching import stale_reminder, watch_alert, watch_evidence
-from controller.core.reading.wording import INCOHERENT, at_stage, rollout_stage
-from controller.core.rollouts.advice import Advice, Opinion, Unavailable, incoherence
-from controller.core.rollouts.policy import Applied, for_plan
-from controller.core.rollouts.rollout import (
+from controller.core.reading import INCOHERENT, at_stage, rollout_stage
+from controller.core.rollouts import (
     Action,
+    Advice,
+    Applied,
     BackendDriftInput,
     CommandInput,
     CommandRefused,
@@ -115,13 +115,17 @@ from controller.core.rollouts.rollout import (
     Input,
     MonitorDownInput,
     MonitorUpInput,
+    Opinion,
     OpinionInput,
     PauseReason,
     Phase,
     RaiseAlert,
     Rollout,
     TickInput,
+    Unavailable,
     VerdictKind,
+    for_plan,
+    incoherence,
 )
 
 

@@ -25,14 +25,14 @@ from controller.core.machine.transitions import (
     roll_back,
 )
 from controller.core.machine.waiting import forward_command
-from controller.core.rollouts.rollout import (
+from controller.core.rollouts import (
     CommandInput,
     PauseReason,
     Phase,
     PublishFlagState,
     Rollout,
 )
-from controller.core.wire.messages import CommandAction
+from controller.core.wire import CommandAction
 
 
 def command(state: Rollout | None, cmd: CommandInput) -> Step:

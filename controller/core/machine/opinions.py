@@ -9,9 +9,8 @@ opinion is recorded as missing, not alerted) and changes no timing.
 from __future__ import annotations
 
 from controller.core.machine.transitions import Step
-from controller.core.reading.wording import AT_STAGE, stage_position
-from controller.core.rollouts.advice import Opinion
-from controller.core.rollouts.rollout import OpinionInput, RecordDecision, Rollout
+from controller.core.reading import AT_STAGE, stage_position
+from controller.core.rollouts import Opinion, OpinionInput, RecordDecision, Rollout
 
 
 def record_opinion(state: Rollout, event: OpinionInput) -> Step:

@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 
 from controller.core.machine.transitions import Cause, Step, bump, decision, rejected
 from controller.core.machine.waiting import forward
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.rollout import (
+from controller.core.rollouts import (
     CommandInput,
     Phase,
+    Plan,
     PublishFlagState,
     Rollout,
     TickInput,

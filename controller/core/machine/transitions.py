@@ -14,9 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.machine.watching import start_watch, watch_evidence
-from controller.core.reading.wording import AT_STAGE, at_stage, rollout_stage, stage_position
-from controller.core.rollouts.plan_parts import Watch
-from controller.core.rollouts.rollout import (
+from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
+from controller.core.rollouts import (
     Action,
     CommandInput,
     CommandRefused,
@@ -29,6 +28,7 @@ from controller.core.rollouts.rollout import (
     RecordDecision,
     Rollout,
     Verdict,
+    Watch,
 )
 
 Step = tuple[Rollout | None, list[Action]]

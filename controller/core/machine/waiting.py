@@ -14,8 +14,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from controller.core.machine.transitions import Cause, Step, decision, rejected
-from controller.core.rollouts.rollout import CommandInput, Rollout
-from controller.core.rollouts.windows import Window, may_move_forward, next_opening, waiting_reason
+from controller.core.rollouts import (
+    CommandInput,
+    Rollout,
+    Window,
+    may_move_forward,
+    next_opening,
+    waiting_reason,
+)
 
 
 def windows_of(state: Rollout, team: tuple[Window, ...]) -> tuple[Window, ...]:

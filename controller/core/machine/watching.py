@@ -9,15 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from controller.core.reading.wording import at_stage
-from controller.core.rollouts.plan_parts import Watch
-from controller.core.rollouts.rollout import (
+from controller.core.reading import at_stage
+from controller.core.rollouts import (
     Phase,
     RaiseAlert,
     RecordDecision,
     Rollout,
     TickInput,
     Verdict,
+    Watch,
 )
 
 Step = tuple[Rollout, list[RecordDecision | RaiseAlert]]

@@ -21,10 +21,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from controller.core.common.timestamps import iso_or_none
+from controller.core.common import iso_or_none
 from controller.core.reading.wording import RATE_PARTS, ms_text, percent_text, position_label
-from controller.core.rollouts.briefing import parse_number
-from controller.core.wire.messages import Decision
+from controller.core.rollouts import parse_number
+from controller.core.wire import Decision
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""

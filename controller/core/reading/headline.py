@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from controller.core.reading.evidence_view import evidence
 from controller.core.reading.views import RolloutView
 from controller.core.reading.wording import metric_name
-from controller.core.wire.messages import Decision
+from controller.core.wire import Decision
 
 MAX_REASON_CHARS = 300
 ENDED = {

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from controller.core.rollouts.rollout import Rollout, Verdict
-from controller.core.stats.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
+from controller.core.rollouts import Rollout, Verdict
+from controller.core.stats import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
 
 ARMS = ("treatment", "control")
 ARM_COUNTS = ("units", "exposures", "requests", "errors", "conversions")

@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from controller.core.common.numerals import (
+from controller.core.common import (
     MINUS,
     Numeral,
     Written,
+    displayable,
     numbers_in,
-    numerals,
+    numerals_of,
     numeric,
     sentences,
     stripped,
 )
-from controller.core.common.text import displayable
 
 MAX_NARRATIVE_CHARS = 1200
 MAX_FACTS = 60
@@ -146,7 +146,7 @@ class _Known:
             slashed = "/" in bare and numeric(bare) and bare not in self.words
             bad += [bare] if slashed else []
             plain.append("" if slashed else word)
-        return bad + [n.text for n in numerals(plain) if not self.supports(n)]
+        return bad + [n.text for n in numerals_of(plain) if not self.supports(n)]
 
     def supports(self, number: Numeral) -> bool:
         if number.text in self.words:  # copied as the facts write it

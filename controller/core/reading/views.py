@@ -18,16 +18,15 @@ is byte for byte what it was when these were plain dictionaries. A gate's
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
 
-from controller.core.reading.wording import position_label
-from controller.core.rollouts.moving import NextMove
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.targeting import Ring
-from controller.core.wire.arm_values import ArmValues
-from controller.core.wire.messages import FlagStatus
+from controller.core.reading.wording import position_label, stage_position
+from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
+from controller.core.rules import AudienceRule, Ring
+from controller.core.wire import ArmValues, FlagStatus
 
 MAX_SERVED_STAGES = 20
 """A plan has at most 20 stages: a served history's further entries are not read."""
@@ -297,3 +296,53 @@ READ_API_MODELS: dict[str, type[BaseModel]] = {
     "http-rollout-history": RolloutHistory,
 }
 """Each answer of the HTTP read API by the file stem of its JSON Schema in ``schemas/``."""
+
+
+def describe(
+    rollout: Rollout,
+    verdict: Verdict | None,
+    now: datetime,
+    team_windows: tuple[Window, ...] = (),
+) -> RolloutView:
+    """A rollout's state for people and dashboards: where it is and what the gate sees.
+
+    ``verdict`` is the gate's current view of the stage (None once the rollout
+    finished); its evidence carries the per-arm counts and the guardrail bounds.
+    A finished rollout shows instead the reason and evidence of the decision that
+    finished it, and its time in stage stops at its end.
+    ``team_windows`` are the settings' release windows, for a plan that names
+    none: with them a window wait says when the window opens.
+    """
+    move = next_move(rollout, verdict, now, team_windows)
+    stage = rollout.plan.stages[rollout.stage]
+    ended = rollout.ended
+    said = verdict or ended  # a finished rollout: the decision that finished it
+    fields = {
+        "flag": rollout.flag,
+        "rollout_id": rollout.rollout_id,
+        "plan": rollout.plan.name,
+        "phase": rollout.phase.value,
+        "pause_reason": rollout.pause_reason.value if rollout.pause_reason else None,
+        "stage": rollout.stage,
+        "stages": len(rollout.plan.stages),
+        "at_stage": stage_position(rollout),
+        "stage_percents": [s.percent for s in rollout.plan.stages],
+        "percent": rollout.percent,
+        "flag_version": rollout.flag_version,
+        "started_at": rollout.started_at.isoformat(),
+        "stage_started_at": rollout.stage_started_at.isoformat(),
+        "watch_until": rollout.watch_until.isoformat() if rollout.watch_until else None,
+        "window_wait": rollout.window_wait,
+        "next_move": move,
+        "time_in_stage_s": round(
+            (rollout.clock_stop(now) - rollout.stage_started_at).total_seconds(), 1
+        ),
+        "min_duration_s": stage.min_duration.total_seconds(),
+        "min_units_per_arm": stage.min_units_per_arm,
+        "verdict": None if verdict is None else verdict.kind.value,
+        "verdict_reason": None if said is None else said.reason,
+        "evidence": {} if said is None else said.evidence,
+        "ended_at": None if ended is None else ended.at.isoformat(),
+        "values": rollout.plan.arm_values,
+    }
+    return RolloutView.model_validate(fields)

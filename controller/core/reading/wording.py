@@ -16,8 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core.rollouts.advice import rationale_problem
-from controller.core.rollouts.rollout import Rollout
+from controller.core.rollouts import Rollout, rationale_problem
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""

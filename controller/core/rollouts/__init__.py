@@ -1,5 +1,129 @@
-"""What a rollout is.
+"""What a rollout is: its plan and the plan's parts, lint, health policy, windows, advice.
 
-The plan and its parts, plan lint, the health policy, windows, the rollout record and
-the advice it keeps.
+Also the rollout record, the briefing the advisor gets, and where a rollout moves next.
 """
+
+from controller.core.rollouts.advice import (
+    ADVICE_SCHEMA,
+    FENCE,
+    Advice,
+    AdvisorResult,
+    Opinion,
+    Unavailable,
+    build_messages,
+    incoherence,
+    parse_advice,
+    rationale_problem,
+    untrusted,
+)
+from controller.core.rollouts.briefing import parse_number
+from controller.core.rollouts.moving import NextMove, next_move
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
+from controller.core.rollouts.plan_parts import (
+    Guardrail,
+    Limits,
+    Metric,
+    Stage,
+    UnleashTarget,
+    Watch,
+)
+from controller.core.rollouts.planlint import COMPLETION_SERVES, Finding, errors, lint
+from controller.core.rollouts.policy import (
+    DEFAULTS,
+    Applied,
+    HealthAction,
+    HealthPolicy,
+    Trigger,
+    both_arms_tripped,
+    for_plan,
+)
+from controller.core.rollouts.rollout import (
+    Action,
+    BackendDriftInput,
+    CommandInput,
+    CommandRefused,
+    Ending,
+    GateInput,
+    Input,
+    MonitorDownInput,
+    MonitorUpInput,
+    OpinionInput,
+    PauseReason,
+    Phase,
+    PublishFlagState,
+    RaiseAlert,
+    RecordDecision,
+    Rollout,
+    TickInput,
+    Verdict,
+    VerdictKind,
+)
+from controller.core.rollouts.windows import (
+    Window,
+    may_move_forward,
+    next_opening,
+    read_team_windows,
+    waiting_reason,
+)
+
+__all__ = [
+    "ADVICE_SCHEMA",
+    "COMPLETION_SERVES",
+    "DEFAULTS",
+    "DEFAULT_PLAN",
+    "FENCE",
+    "Action",
+    "Advice",
+    "AdvisorResult",
+    "Applied",
+    "BackendDriftInput",
+    "CommandInput",
+    "CommandRefused",
+    "Ending",
+    "Finding",
+    "GateInput",
+    "Guardrail",
+    "HealthAction",
+    "HealthPolicy",
+    "Input",
+    "Limits",
+    "Metric",
+    "MonitorDownInput",
+    "MonitorUpInput",
+    "NextMove",
+    "Opinion",
+    "OpinionInput",
+    "PauseReason",
+    "Phase",
+    "Plan",
+    "PublishFlagState",
+    "RaiseAlert",
+    "RecordDecision",
+    "Rollout",
+    "Stage",
+    "TickInput",
+    "Trigger",
+    "Unavailable",
+    "UnleashTarget",
+    "Verdict",
+    "VerdictKind",
+    "Watch",
+    "Window",
+    "both_arms_tripped",
+    "build_messages",
+    "errors",
+    "for_plan",
+    "incoherence",
+    "lint",
+    "load_plan",
+    "may_move_forward",
+    "next_move",
+    "next_opening",
+    "parse_advice",
+    "parse_number",
+    "parse_plan",
+    "rationale_problem",
+    "read_team_windows",
+    "untrusted",
+    "waiting_reason",
+]

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from controller.core.common.text import displayable
+from controller.core.common import displayable
 from controller.core.rollouts.briefing import sentences
 
 PROMPT_VERSION = "gate-v2"

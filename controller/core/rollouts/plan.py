@@ -21,8 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import load_document
+from controller.core.common import ConfigError, load_document
 from controller.core.rollouts.plan_parts import (
     AudienceField,
     Backend,
@@ -38,9 +37,8 @@ from controller.core.rollouts.plan_parts import (
 )
 from controller.core.rollouts.policy import HealthPolicy
 from controller.core.rollouts.windows import Windows
-from controller.core.rules.targeting import rings_problem
-from controller.core.rules.unleash_rules import plan_problem
-from controller.core.wire.arm_values import ArmValues
+from controller.core.rules import plan_problem, rings_problem
+from controller.core.wire import ArmValues
 
 
 class Plan(Frozen):

@@ -13,10 +13,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from controller.core.common.durations import ReadableDuration
-from controller.core.common.message_fields import MAX_CONVERSION_VALUE, MAX_LATENCY_MS
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.text import parse
+from controller.core.common import MAX_CONVERSION_VALUE, MAX_LATENCY_MS, ReadableDuration
+from controller.core.rules import AudienceRule, parse
 
 Metric = Literal[
     "error_rate",

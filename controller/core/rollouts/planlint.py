@@ -32,8 +32,7 @@ from datetime import datetime
 from typing import Literal
 
 from controller.core.rollouts.plan import Plan
-from controller.core.rules.audience import Segment, conditions
-from controller.core.rules.unleash_constraints import MAX_CONSTRAINT_VALUES
+from controller.core.rules import MAX_CONSTRAINT_VALUES, Segment, conditions
 
 Severity = Literal["error", "warning"]
 

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule, rrulestr
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 
 FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 """The frequencies a window may recur at; finer ones make no release window."""

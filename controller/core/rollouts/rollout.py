@@ -17,9 +17,8 @@ from controller.core.rollouts.advice import AdvisorResult
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Applied, Trigger
 from controller.core.rollouts.windows import Window
-from controller.core.rules.targeting import Ring, rings_of
-from controller.core.wire.bucketing import threshold
-from controller.core.wire.messages import CommandAction, FlagStatus
+from controller.core.rules import Ring, rings_of
+from controller.core.wire import CommandAction, FlagStatus, threshold
 
 
 class Phase(StrEnum):

@@ -39,9 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.core.common.durations import ReadableDuration
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import load_document
+from controller.core.common import ConfigError, ReadableDuration, load_document
 from controller.core.rollouts import recurrence
 from controller.core.rollouts.recurrence import TooCostly
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.core.rules.audience import (
     MAX_CONDITIONS,
     MAX_DEPTH,

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core.common.errors import ConfigError
+from controller.core.common import ConfigError
 from controller.core.rules.audience import Condition
 from controller.core.rules.text import to_text
 from controller.core.rules.values import instant_ns

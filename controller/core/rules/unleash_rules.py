@@ -32,7 +32,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.common.errors import ConfigError
+from controller.core.common import ConfigError
 from controller.core.rules.audience import (
     AllOf,
     AnyOf,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.core.common.message_fields import VERSION_PARAMETER
-from controller.core.rules.unleash_constraints import Constraint
+from controller.core.common import VERSION_PARAMETER
+from controller.core.rules import Constraint
 from controller.core.serving.rings import ours_shape
 from controller.core.serving.serving import STRATEGY, Serving, Target
 

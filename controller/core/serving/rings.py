@@ -20,12 +20,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core.common.message_fields import TARGETING_PARAMETER
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.held_segments import HeldSegments
-from controller.core.rules.targeting import Ring
-from controller.core.rules.unleash_constraints import Constraint, Term
-from controller.core.rules.unleash_rules import RingStrategy, ring_strategies
+from controller.core.common import TARGETING_PARAMETER
+from controller.core.rules import (
+    AudienceRule,
+    Constraint,
+    HeldSegments,
+    Ring,
+    RingStrategy,
+    Term,
+    ring_strategies,
+)
 
 Spec = RingStrategy
 """One strategy the controller writes for a ring: its ring, whole percent and constraints."""

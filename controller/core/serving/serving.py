@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from controller.core.rollouts.plan_parts import UnleashTarget
-from controller.core.rollouts.rollout import Phase, Rollout
-from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.rules.targeting import targeting_json
+from controller.core.rollouts import Phase, Rollout, UnleashTarget
+from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
 from controller.core.serving.rings import Owned, Spec, ring_specs, shape_of
 
 _MAX_PARTS = 64

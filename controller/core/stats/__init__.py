@@ -1,5 +1,50 @@
-"""The statistics.
+"""The statistics: aggregates, sequential tests, SRM, latency, guardrails, limits, rates.
 
-Aggregates and their folding, sequential tests, sample-ratio mismatch, latency,
-guardrails, limits and rates.
+Folding events into aggregates is here too; nothing here knows a rollout's phase.
 """
+
+from controller.core.stats.aggregates import (
+    BOTH_FIELD,
+    WATCH_CAP,
+    WATCHED_FIELD,
+    ArmAggregate,
+    FlagAggregates,
+)
+from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.stats.guardrails import (
+    control_baseline,
+    guardrail_result,
+    metric_events,
+    metric_floor,
+)
+from controller.core.stats.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES, latency_evidence
+from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_tests, limits_evidence
+from controller.core.stats.rates import RateLimiter
+from controller.core.stats.sequential import SequentialResult
+from controller.core.stats.srm import SrmResult, srm_test
+
+__all__ = [
+    "ARM_QUANTILES",
+    "ARM_QUANTILE_DECIMALS",
+    "BOTH_FIELD",
+    "NO_CONTROL",
+    "WATCHED_FIELD",
+    "WATCH_CAP",
+    "ArmAggregate",
+    "FlagAggregates",
+    "PartitionDelta",
+    "RateLimiter",
+    "Seen",
+    "SequentialResult",
+    "SrmResult",
+    "comparison_text",
+    "control_baseline",
+    "fold",
+    "guardrail_result",
+    "latency_evidence",
+    "limit_tests",
+    "limits_evidence",
+    "metric_events",
+    "metric_floor",
+    "srm_test",
+]

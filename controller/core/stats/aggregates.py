@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.core.common.histogram import BUCKET_COUNT
+from controller.core.common import BUCKET_COUNT
 
 COUNTER_FIELDS = ("exp", "req", "err", "lat_n", "conv", "cv_n")
 """Integer counters: exposures, requests, errors, requests with a latency,

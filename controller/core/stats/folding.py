@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from controller.core.common.histogram import EDGES_MS
+from controller.core.common import EDGES_MS
 from controller.core.stats.aggregates import CellDelta, CellKey
-from controller.core.wire.decoding import ConversionIn, InEvent, RequestIn
+from controller.core.wire import ConversionIn, InEvent, RequestIn
 
 
 @dataclass(slots=True)

@@ -12,8 +12,7 @@ control arm's value. :func:`controller.core.machine.gate.evaluate` decides on th
 
 from __future__ import annotations
 
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail
+from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.latency import (
     exceedance_bucket,

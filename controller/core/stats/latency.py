@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.common import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.stats.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_N_TUNE,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.core.rollouts.plan_parts import Limits
+from controller.core.rollouts import Limits
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.stats.latency import exceedance_bucket
 from controller.core.stats.sequential import SequentialResult, difference_test

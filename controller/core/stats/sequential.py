@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core.common.evidence import EvidenceValue, evidence_of
+from controller.core.common import EvidenceValue, evidence_of
 
 Direction = Literal["lower_is_better", "higher_is_better"]
 

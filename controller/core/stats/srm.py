@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.common.evidence import EvidenceValue, evidence_of
+from controller.core.common import EvidenceValue, evidence_of
 
 SRM_PRIOR_CONCENTRATIONS = (100.0, 1_000.0, 10_000.0)
 """Beta prior concentrations of the mixture: 100 reacts to gross mismatches within a few

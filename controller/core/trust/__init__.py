@@ -1,1 +1,35 @@
 """What is signed and who may send: Ed25519 signatures on commands and flag states, and app keys."""
+
+from controller.core.trust import app_keys, signing
+from controller.core.trust.app_keys import (
+    CLIENT_PREFIX,
+    SERVER_PREFIX,
+    AppKey,
+    AppKeyCommand,
+    Policy,
+    Refused,
+    Scope,
+    access,
+    bearer,
+    digest,
+    preflight,
+)
+from controller.core.trust.signing import StateSigner, StateVerifier
+
+__all__ = [
+    "CLIENT_PREFIX",
+    "SERVER_PREFIX",
+    "AppKey",
+    "AppKeyCommand",
+    "Policy",
+    "Refused",
+    "Scope",
+    "StateSigner",
+    "StateVerifier",
+    "access",
+    "app_keys",
+    "bearer",
+    "digest",
+    "preflight",
+    "signing",
+]

@@ -28,8 +28,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from controller.core.common.message_fields import Actor, MessageId, Reason, SchemaVersion, Timestamp
-from controller.core.common.timestamps import as_datetime
+from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp, as_datetime
 from controller.core.trust import signing
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

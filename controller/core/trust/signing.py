@@ -23,8 +23,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.core.wire import flagstates
-from controller.core.wire.messages import FlagState
+from controller.core.wire import FlagState, flagstates
 
 
 def canonical_bytes(command: dict[str, Any]) -> bytes:

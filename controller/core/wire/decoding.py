@@ -50,7 +50,7 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from controller.core.common.message_fields import (
+from controller.core.common import (
     FLAG_KEY_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_EPOCH_MS,

@@ -39,9 +39,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.matching import NO_SEGMENTS, SegmentLookup
-from controller.core.rules.targeting import Cohort, Ring, compiled
+from controller.core.rules import NO_SEGMENTS, AudienceRule, Cohort, Ring, SegmentLookup, compiled
 from controller.core.wire.arm_values import ArmValues, json_type
 from controller.core.wire.bucketing import assign, bucket
 from controller.core.wire.flagstates import SERVES_CONTROL

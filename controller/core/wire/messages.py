@@ -31,7 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
-from controller.core.common.message_fields import (
+from controller.core.common import (
     KEY_ID_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_LATENCY_MS,
@@ -52,8 +52,7 @@ from controller.core.common.message_fields import (
     UnitId,
     rfc3339_only,
 )
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.targeting import MAX_RINGS, Cohort, Ring
+from controller.core.rules import MAX_RINGS, AudienceRule, Cohort, Ring
 from controller.core.wire.arm_values import ArmValues
 
 

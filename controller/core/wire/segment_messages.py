@@ -23,13 +23,13 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from controller.core.common.message_fields import KEY_ID_PATTERN, Actor, MessageId, Reason
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.segments import (
+from controller.core.common import KEY_ID_PATTERN, Actor, MessageId, Reason
+from controller.core.rules import (
     MAX_IDS,
     MAX_NAME_CHARS,
     MAX_PART_DATA_CHARS,
     MAX_PARTS,
+    AudienceRule,
     rule_problem,
 )
 from controller.core.wire.messages import MessageBase

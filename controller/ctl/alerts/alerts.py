@@ -59,8 +59,7 @@ from controller.ctl.alerts.webhook import Webhook
 from controller.ctl.terminal import UsageError, run_guarded
 from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
 from controller.kit.backoff import retry_backoff
-from controller.process.logs import configure
-from controller.process.stopping import stop_on_signals
+from controller.process import configure, stop_on_signals
 from controller.settings import KafkaSettings, LogSettings
 
 if TYPE_CHECKING:

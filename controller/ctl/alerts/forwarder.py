@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import ValidationError
 
-from controller.core.common.errors import BrokerError, ConfigError
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import Alert
+from controller.core.common import BrokerError, ConfigError
+from controller.core.wire import Alert, summarize
 from controller.ctl.alerts.webhook import Delivery, Webhook
 from controller.integrations.slack import (
     LEDGER_CAPACITY,

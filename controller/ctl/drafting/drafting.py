@@ -21,8 +21,8 @@ from pathlib import Path
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.common.errors import ConfigError
-from controller.core.drafting.templates import (
+from controller.core.common import ConfigError
+from controller.core.drafting import (
     DRAFT_SCHEMA,
     FROM_MODEL,
     RISKS,
@@ -33,8 +33,7 @@ from controller.core.drafting.templates import (
     review,
     shape_problem,
 )
-from controller.core.rollouts.advice import untrusted
-from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.rollouts import Plan, parse_plan, untrusted
 from controller.ctl.terminal import warn
 from controller.settings import LlmSettings, load_settings
 

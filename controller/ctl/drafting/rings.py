@@ -21,17 +21,19 @@ import asyncio
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.drafting.ring_form import (
+from controller.core.drafting import (
+    FROM_MODEL,
     RING_LIMITS,
+    Catalogue,
     DraftRing,
     RingDraft,
-    review,
+    errors,
+    plan_yaml,
+    review_rings,
     rings_in,
     rings_schema,
 )
-from controller.core.drafting.rule_lint import Catalogue, errors
-from controller.core.drafting.templates import FROM_MODEL, plan_yaml
-from controller.core.rollouts.advice import untrusted
+from controller.core.rollouts import untrusted
 from controller.ctl.drafting.drafting import model_settings
 from controller.ctl.drafting.rules import FORM, inputs, known, shown
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(rings, str):
         warn(rings)
         return EXIT_FAILURE
-    draft = review(rings, catalogue, contexts)
+    draft = review_rings(rings, catalogue, contexts)
     if isinstance(draft, str):
         listed = shown("; ".join(f"{ring.percent:g}% of {ring.text}" for ring in rings)[:600])
         warn(f"the model's rings make no plan: {untrusted(draft, 300)} (rings: {listed})")

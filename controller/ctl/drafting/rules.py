@@ -29,21 +29,22 @@ import orjson
 from pydantic import ValidationError
 
 from controller.adapters.llm import constrained_completion
-from controller.core.common.errors import ConfigError
-from controller.core.drafting.rule_form import draft_schema, from_form, is_form
-from controller.core.drafting.rule_lint import (
+from controller.core.common import ConfigError
+from controller.core.drafting import (
     Catalogue,
     Finding,
     Preview,
+    draft_schema,
     errors,
+    from_form,
+    is_form,
     lint,
     load_catalogue,
     preview,
     preview_findings,
 )
-from controller.core.rollouts.advice import untrusted
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.text import RuleSyntaxError, parse, to_text
+from controller.core.rollouts import untrusted
+from controller.core.rules import AudienceRule, RuleSyntaxError, parse, to_text
 from controller.ctl.drafting.drafting import add_model_arguments, model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.terminal import warn

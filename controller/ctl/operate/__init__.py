@@ -1,1 +1,19 @@
 """Operating rollouts: signed commands, status reads, segments and app keys."""
+
+from controller.ctl.operate import app_keys, handlers, ingest, reads, targeting_args
+from controller.ctl.operate.commands import send_command, signed_command, write_private_key
+from controller.ctl.operate.segments import commands_for, send, signer
+
+__all__ = [
+    "app_keys",
+    "commands_for",
+    "handlers",
+    "ingest",
+    "reads",
+    "send",
+    "send_command",
+    "signed_command",
+    "signer",
+    "targeting_args",
+    "write_private_key",
+]

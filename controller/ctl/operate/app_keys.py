@@ -22,10 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core.trust import signing
-from controller.core.trust.app_keys import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import Decision
+from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest, signing
+from controller.core.wire import Decision, summarize
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key

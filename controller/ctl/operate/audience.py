@@ -22,15 +22,19 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from controller.core.reading.views import FlagStates, FlagStateView
-from controller.core.rules.audience import AudienceRule, Segment, conditions
-from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.rules.matching import Audience, Truth
-from controller.core.rules.segments import assemble
-from controller.core.rules.text import to_text
-from controller.core.wire.bucketing import BUCKETS, bucket
-from controller.core.wire.evaluation import evaluate, rule_context
-from controller.core.wire.segment_messages import SegmentRecord
+from controller.core.reading import FlagStates, FlagStateView
+from controller.core.rules import (
+    NO_HELD_SEGMENTS,
+    Audience,
+    AudienceRule,
+    HeldSegments,
+    Segment,
+    Truth,
+    assemble,
+    conditions,
+    to_text,
+)
+from controller.core.wire import BUCKETS, SegmentRecord, bucket, evaluate, rule_context
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import UsageError, env_url, print_json

@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import dump_yaml
-from controller.core.rollouts.plan import Plan
+from controller.core.common import ConfigError, dump_yaml
+from controller.core.rollouts import Plan
 from controller.core.trust import signing
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import Command, CommandAction
+from controller.core.wire import Command, CommandAction, summarize
 from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, UsageError, os_reason, warn
 
 if TYPE_CHECKING:

@@ -20,11 +20,10 @@ from typing import Any
 
 import orjson
 
-from controller.core.common.errors import ConfigError
-from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan
-from controller.core.rollouts.planlint import Finding, errors, lint
+from controller.core.common import ConfigError
+from controller.core.rollouts import DEFAULT_PLAN, Finding, Plan, errors, lint, load_plan
 from controller.core.trust import signing
-from controller.core.wire.messages import CommandAction
+from controller.core.wire import CommandAction
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import (

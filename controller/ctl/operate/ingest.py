@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.core.machine.log_gaps import IngestCommand
+from controller.core.machine import IngestCommand
 from controller.core.trust import signing
-from controller.core.wire.decoding import summarize
+from controller.core.wire import summarize
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key

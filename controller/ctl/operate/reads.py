@@ -20,14 +20,14 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from controller.adapters import http_client
-from controller.core.common.errors import ControllerError
-from controller.core.reading.views import RolloutList, RolloutStatus
+from controller.core.common import ControllerError
+from controller.core.reading import RolloutList, RolloutStatus
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.handlers import broker_of
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
-from controller.process.stopping import stop_on_signals
+from controller.process import stop_on_signals
 from controller.settings import KafkaSettings
 
 _V = TypeVar("_V", bound=BaseModel)

@@ -24,12 +24,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from controller.core.rules.segments import MAX_ID_CHARS, MAX_IDS, pack
-from controller.core.rules.text import parse, to_text
+from controller.core.rules import MAX_ID_CHARS, MAX_IDS, pack, parse, to_text
 from controller.core.trust import signing
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import Decision
-from controller.core.wire.segment_messages import SegmentCommand, SegmentRecord, decision_key
+from controller.core.wire import Decision, SegmentCommand, SegmentRecord, decision_key, summarize
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import encode_command

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from controller.adapters.kafka import TopicReader
-from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.core.wire import Alert, Decision, decision_or_alert
 from controller.settings import KafkaSettings
 
 Sender = Callable[[], Awaitable[tuple[int, int]]]

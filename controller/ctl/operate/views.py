@@ -14,24 +14,21 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.common.text import displayable
-from controller.core.common.timestamps import as_datetime
-from controller.core.reading.evidence_view import (
+from controller.core.common import as_datetime, displayable
+from controller.core.reading import (
     ArmLatency,
     ArmTally,
     Evidence,
     GuardrailTest,
-    where_decided,
-)
-from controller.core.reading.views import RolloutStatus
-from controller.core.reading.wording import (
+    RolloutStatus,
     amount_text,
     percent_text,
     quantity_text,
+    where_decided,
 )
-from controller.core.rollouts.planlint import COMPLETION_SERVES
-from controller.core.stats.limits import comparison_text
-from controller.core.wire.messages import Alert, Decision
+from controller.core.rollouts import COMPLETION_SERVES
+from controller.core.stats import comparison_text
+from controller.core.wire import Alert, Decision
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 

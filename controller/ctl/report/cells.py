@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from controller.core.reading.wording import amount_text, control_rate, ms_text, quantity_text
+from controller.core.reading import amount_text, control_rate, ms_text, quantity_text
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,

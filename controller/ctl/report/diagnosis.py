@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from controller.adapters import http_client
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.ctl.terminal import ENV_TOKEN
 
 ENV_HEALTH_URL = "ROLLOUTCTL_HEALTH_URL"

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.common.timestamps import as_datetime
-from controller.core.reading.evidence_view import PolicyEntry, ReadDecision
+from controller.core.common import as_datetime
+from controller.core.reading import PolicyEntry, ReadDecision
 
 WAIT = "wait"
 POLICY = "policy"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import orjson
 
 from controller.adapters.llm import constrained_completion
-from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
-from controller.core.rollouts.advice import untrusted
+from controller.core.reading import NARRATIVE_SCHEMA, accepted, messages
+from controller.core.rollouts import untrusted
 from controller.ctl.report.cells import count, number
 from controller.ctl.report.model import Report, StageReport
 from controller.settings import LlmSettings

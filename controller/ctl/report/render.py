@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from controller.console.figures import Figure
-from controller.core.common.text import displayable, html_text
+from controller.core.common import displayable, html_text
 from controller.ctl.report.cells import (
     ARM_HEAD,
     CHART_KEY,

@@ -24,12 +24,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.console.figures import Figure, figures
-from controller.core.common.timestamps import iso_or_none
-from controller.core.reading.evidence_view import Evidence, ReadDecision, evidence
-from controller.core.reading.headline import verdict_line
-from controller.core.reading.views import RolloutHistory, RolloutStatus
-from controller.core.reading.wording import advice_text
-from controller.core.wire.messages import Decision, decision_or_alert
+from controller.core.common import iso_or_none
+from controller.core.reading import (
+    Evidence,
+    ReadDecision,
+    RolloutHistory,
+    RolloutStatus,
+    advice_text,
+    evidence,
+    verdict_line,
+)
+from controller.core.wire import Decision, decision_or_alert
 from controller.ctl.report.model import DecisionRow, Report
 from controller.ctl.report.moves import iso, triggers_fired, windows_waited
 from controller.ctl.report.stages import stages

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
-from controller.core.common.errors import ConfigError, ControllerError
-from controller.core.reading.views import RolloutStatus
+from controller.core.common import ConfigError, ControllerError
+from controller.core.reading import RolloutStatus
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.options import add_url
 from controller.ctl.report import diagnosis, narrating, report

@@ -13,18 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.reading.evidence_view import (
+from controller.core.reading import (
     ArmLatency,
     ArmTally,
     Evidence,
     GuardrailTest,
     ReadDecision,
+    RolloutStatus,
     SrmCheck,
+    position_label,
 )
-from controller.core.reading.views import RolloutStatus
-from controller.core.reading.wording import position_label
-from controller.core.stats.limits import comparison_text
-from controller.core.wire.messages import Decision
+from controller.core.stats import comparison_text
+from controller.core.wire import Decision
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,

@@ -16,12 +16,12 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.common.errors import ControllerError
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.common import ControllerError
+from controller.core.rollouts import RaiseAlert
 from controller.daemon.metrics import BackendMetrics
-from controller.daemon.outputs.rendering import render_alert
+from controller.daemon.outputs import render_alert
 from controller.ports import Outputs
-from controller.process.retrying import Retry
+from controller.process import Retry
 from controller.settings import TopicSettings
 
 log = structlog.get_logger("controller.daemon.backends.sync")

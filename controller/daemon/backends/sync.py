@@ -52,14 +52,14 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from controller.core.common.errors import ControllerError, StoreError
+from controller.core.common import ControllerError, StoreError
 from controller.daemon.backends.alerts import BackendAlerts
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.backends.writes import Apply, FlagSync, SegmentSource
 from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
 from controller.kit.backoff import DEFAULT_RETRY, retry_backoff
 from controller.ports import AppliedRecords, FlagBackend, Loaded, Outputs, RolloutStates
-from controller.process.retrying import Retry
+from controller.process import Retry
 from controller.settings import RetrySettings, TopicSettings, UnleashSettings
 
 

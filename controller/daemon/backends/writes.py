@@ -29,11 +29,11 @@ from typing import Any
 
 import structlog
 
-from controller.core.common.errors import ConfigError, ControllerError
-from controller.core.machine.health import drift_alerted
-from controller.core.rollouts.rollout import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
-from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.serving.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.core.common import ConfigError, ControllerError
+from controller.core.machine import drift_alerted
+from controller.core.rollouts import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
+from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments
+from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
 from controller.daemon.backends.alerts import BackendAlerts
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.metrics import BackendMetrics

@@ -19,8 +19,8 @@ from operator import attrgetter
 
 import structlog
 
-from controller.core.stats.folding import PartitionDelta, Seen, fold
-from controller.core.wire.decoding import EventDecoder, InEvent, Rejection
+from controller.core.stats import PartitionDelta, Seen, fold
+from controller.core.wire import EventDecoder, InEvent, Rejection
 from controller.daemon.ingest.partitions import Owned
 from controller.ports import DeadLetter, Record
 

@@ -21,10 +21,10 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from controller.core.common.errors import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.rollouts.rollout import RaiseAlert
-from controller.core.stats.folding import PartitionDelta
-from controller.core.wire.decoding import MAX_DETAIL_CHARS, RejectReason
+from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.rollouts import RaiseAlert
+from controller.core.stats import PartitionDelta
+from controller.core.wire import MAX_DETAIL_CHARS, RejectReason
 from controller.daemon.ingest.batches import Folder, Work
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.daemon.ingest.progress import IngestStats

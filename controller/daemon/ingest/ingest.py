@@ -52,7 +52,7 @@ from controller.ports import (
     EventSource,
     Record,
 )
-from controller.process.retrying import Retry
+from controller.process import Retry
 from controller.settings import IngestSettings, RetrySettings
 
 T = TypeVar("T")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import structlog
 
-from controller.core.machine.log_gaps import LogGap, gap_of, resume_offset
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.machine import LogGap, gap_of, resume_offset
+from controller.core.rollouts import RaiseAlert
 from controller.ports import EventSource, HeldPartitions
 
 log = structlog.get_logger("controller.daemon.ingest.ingest")

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from controller.core.common.errors import FencedError, LostWrites
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.common import FencedError, LostWrites
+from controller.core.rollouts import RaiseAlert
 from controller.daemon.metrics import Metrics
 from controller.ports import AggregateWriter, Claim, EventSource
 

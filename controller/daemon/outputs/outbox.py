@@ -25,8 +25,8 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.common.errors import ControllerError
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.common import ControllerError
+from controller.core.rollouts import RaiseAlert
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs.rendering import render
 from controller.kit.backoff import sleep_or_stop

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from controller.core.rollouts.rollout import Action, PublishFlagState, RaiseAlert, Rollout
-from controller.core.wire.messages import Alert, Decision, FlagState
+from controller.core.rollouts import Action, PublishFlagState, RaiseAlert, Rollout
+from controller.core.wire import Alert, Decision, FlagState
 from controller.ports import OutboxMessage
 from controller.settings import TopicSettings
 

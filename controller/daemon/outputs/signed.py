@@ -14,9 +14,8 @@ from typing import Any
 import orjson
 import structlog
 
-from controller.core.common.errors import ConfigError
-from controller.core.trust import signing
-from controller.core.trust.signing import StateSigner
+from controller.core.common import ConfigError
+from controller.core.trust import StateSigner, signing
 from controller.ports import Outputs
 from controller.settings import SigningSettings
 

@@ -1,1 +1,13 @@
 """What signed commands keep besides rollouts: the keyring, app keys and segments."""
+
+from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
+from controller.daemon.registries.keyring import KeyReloader, Keyring
+from controller.daemon.registries.segments import SegmentService
+
+__all__ = [
+    "AppKeyCommands",
+    "KeyBook",
+    "KeyReloader",
+    "Keyring",
+    "SegmentService",
+]

@@ -28,10 +28,9 @@ from typing import Any
 import orjson
 import structlog
 
-from controller.adapters.redis.app_keys import AppKeyStore
-from controller.core.common.errors import ControllerError
-from controller.core.trust import app_keys
-from controller.core.trust.app_keys import AppKey, AppKeyCommand
+from controller.adapters.redis import AppKeyStore
+from controller.core.common import ControllerError
+from controller.core.trust import AppKey, AppKeyCommand, app_keys
 from controller.daemon.registries.keyring import Keyring
 from controller.ports import Outputs
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core.common.errors import ControllerError
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.common import ControllerError
+from controller.core.rollouts import RaiseAlert
 from controller.core.trust import signing
-from controller.daemon.outputs.rendering import render_alert
+from controller.daemon.outputs import render_alert
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import Outputs
 from controller.settings import TopicSettings

@@ -36,14 +36,19 @@ import orjson
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.core.machine import commands
-from controller.core.rules.audience import AudienceRule
-from controller.core.rules.held_segments import MAX_HELD_SEGMENTS, HeldSegments
-from controller.core.rules.segments import MAX_PARTS, assemble, unpack
-from controller.core.trust.signing import StateSigner
-from controller.core.wire.messages import Decision
-from controller.core.wire.segment_messages import (
+from controller.core.rules import (
+    MAX_HELD_SEGMENTS,
+    MAX_PARTS,
+    AudienceRule,
+    HeldSegments,
+    assemble,
+    unpack,
+)
+from controller.core.trust import StateSigner
+from controller.core.wire import (
+    Decision,
     SegmentCommand,
     decision_key,
     part_key,

@@ -1,1 +1,14 @@
 """The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""
+
+from controller.daemon.rollouts.engine import Clock, Engine, Ownership, build_engine
+from controller.daemon.rollouts.history import Recorder
+from controller.daemon.rollouts.team_windows import read_windows_file
+
+__all__ = [
+    "Clock",
+    "Engine",
+    "Ownership",
+    "Recorder",
+    "build_engine",
+    "read_windows_file",
+]

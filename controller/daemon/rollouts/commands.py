@@ -33,18 +33,11 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core.machine import commands, log_gaps
-from controller.core.machine.commands import MAX_CONTROL_BYTES
-from controller.core.machine.log_gaps import IngestCommand
-from controller.core.rollouts.rollout import CommandRefused, MonitorDownInput, MonitorUpInput
-from controller.core.trust import app_keys
-from controller.core.trust.app_keys import AppKeyCommand
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import Command, MonitorAlert
-from controller.core.wire.segment_messages import SegmentCommand
-from controller.daemon.registries.app_keys import AppKeyCommands
-from controller.daemon.registries.keyring import Keyring
-from controller.daemon.registries.segments import SegmentService
+from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
+from controller.core.rollouts import CommandRefused, MonitorDownInput, MonitorUpInput
+from controller.core.trust import AppKeyCommand, app_keys
+from controller.core.wire import Command, MonitorAlert, SegmentCommand, summarize
+from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.rollouts import Rollouts

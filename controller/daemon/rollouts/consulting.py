@@ -24,14 +24,14 @@ from typing import Any
 
 import structlog
 
-from controller.core.machine.gate import evaluate
-from controller.core.rollouts.advice import Unavailable
-from controller.core.rollouts.rollout import (
+from controller.core.machine import evaluate
+from controller.core.rollouts import (
     GateInput,
     Input,
     OpinionInput,
     Phase,
     Rollout,
+    Unavailable,
     Verdict,
     VerdictKind,
 )

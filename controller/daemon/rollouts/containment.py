@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 import structlog
 
-from controller.core.common.errors import ControllerError
-from controller.core.rollouts.rollout import RaiseAlert
-from controller.core.wire.decoding import RejectReason
+from controller.core.common import ControllerError
+from controller.core.rollouts import RaiseAlert
+from controller.core.wire import RejectReason
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs.rendering import render_alert
+from controller.daemon.outputs import render_alert
 from controller.ports import DeadLetter, DeadLetters, Outputs, Record
 from controller.settings import TopicSettings
 

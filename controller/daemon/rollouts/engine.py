@@ -24,14 +24,11 @@ from typing import TypeVar
 
 import structlog
 
-from controller.adapters.redis.app_keys import AppKeyStore
-from controller.adapters.redis.log_gaps import GapStore
-from controller.core.rollouts.windows import Window
+from controller.adapters.redis import AppKeyStore, GapStore
+from controller.core.rollouts import Window
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs.outbox import Outbox
-from controller.daemon.registries.app_keys import AppKeyCommands
-from controller.daemon.registries.keyring import Keyring
-from controller.daemon.registries.segments import SegmentService
+from controller.daemon.outputs import Outbox
+from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
 from controller.daemon.rollouts.commands import CommandIntake
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment
@@ -48,7 +45,7 @@ from controller.ports import (
     Outputs,
     RolloutStates,
 )
-from controller.process.retrying import Retry
+from controller.process import Retry
 from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
 from controller.settings.retry import RetrySettings
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.core.common.errors import StoreError
-from controller.core.machine.gate import evaluate
-from controller.core.rollouts.rollout import GateInput, Input, Phase, Rollout, TickInput
-from controller.core.stats.aggregates import FlagAggregates
+from controller.core.common import StoreError
+from controller.core.machine import evaluate
+from controller.core.rollouts import GateInput, Input, Phase, Rollout, TickInput
+from controller.core.stats import FlagAggregates
 from controller.daemon.metrics import Metrics
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment, Retry

@@ -14,9 +14,9 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.core.reading import history
-from controller.core.rollouts.rollout import Rollout, Verdict
+from controller.core.rollouts import Rollout, Verdict
 from controller.ports import GateHistory, OutboxMessage
 from controller.settings import HistorySettings, TopicSettings
 

@@ -17,10 +17,9 @@ from typing import Any
 import orjson
 import structlog
 
-from controller.adapters.redis.log_gaps import GapStore
-from controller.core.machine import log_gaps
-from controller.core.machine.log_gaps import IngestCommand
-from controller.daemon.registries.keyring import Keyring
+from controller.adapters.redis import GapStore
+from controller.core.machine import IngestCommand, log_gaps
+from controller.daemon.registries import Keyring
 from controller.ports import Outputs
 
 log = structlog.get_logger("controller.daemon.rollouts.ingest_commands")

@@ -27,13 +27,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from controller.core.common.errors import ControllerError
-from controller.core.machine.machine import step
-from controller.core.rollouts.rollout import CommandInput, GateInput, Input, Rollout, TickInput
-from controller.core.rollouts.windows import Window
+from controller.core.common import ControllerError
+from controller.core.machine import step
+from controller.core.rollouts import CommandInput, GateInput, Input, Rollout, TickInput, Window
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs.outbox import Outbox
-from controller.daemon.outputs.rendering import render
+from controller.daemon.outputs import Outbox, render
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import RolloutStates, SaveOutcome, StateWrite
 from controller.settings import TopicSettings

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.core.common.errors import ConfigError
-from controller.core.common.yamltext import MAX_YAML_BYTES
-from controller.core.rollouts.windows import Window, read_team_windows
+from controller.core.common import MAX_YAML_BYTES, ConfigError
+from controller.core.rollouts import Window, read_team_windows
 
 
 def read_windows_file(path: Path | None) -> tuple[Window, ...]:

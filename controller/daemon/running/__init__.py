@@ -1,1 +1,7 @@
 """Running the daemon: wiring the services, connecting, supervising their tasks, closing, topics."""
+
+from controller.daemon.running import wiring
+
+__all__ = [
+    "wiring",
+]

@@ -21,13 +21,13 @@ from controller.adapters.kafka import (
     ensure_topics,
     topic_names,
 )
-from controller.adapters.redis.aggregates import RedisAggregateStore
-from controller.core.common.errors import BrokerUnavailable
-from controller.daemon.ingest.ingest import Ingest
-from controller.daemon.rollouts.engine import Ownership
+from controller.adapters.redis import RedisAggregateStore
+from controller.core.common import BrokerUnavailable
+from controller.daemon.ingest import Ingest
+from controller.daemon.rollouts import Ownership
 from controller.daemon.running.closing import Closing
-from controller.daemon.serving.starting import kafka_of
-from controller.process.retrying import Retry
+from controller.daemon.serving import kafka_of
+from controller.process import Retry
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.running.connecting")

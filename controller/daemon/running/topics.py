@@ -19,8 +19,8 @@ from collections.abc import Callable
 import structlog
 
 from controller.adapters.kafka import ensure_topics
-from controller.core.common.errors import ControllerError
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.common import ControllerError
+from controller.core.rollouts import RaiseAlert
 from controller.kit.deadlines import deadline
 from controller.settings import KafkaSettings, TopicSettings
 

@@ -24,44 +24,48 @@ import structlog
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
-from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
-from controller.adapters.redis.app_keys import AppKeyStore
-from controller.adapters.redis.applied import AppliedStore
-from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.history import RedisGateHistory
-from controller.adapters.redis.ledger import EventLedger
-from controller.adapters.redis.log_gaps import GapStore
-from controller.adapters.redis.rollouts import RolloutStore
-from controller.adapters.redis.segments import SegmentStore
-from controller.adapters.unleash.client import UnleashAdmin
-from controller.core.rollouts.windows import Window
-from controller.core.trust.signing import StateSigner
-from controller.daemon.backends.sync import BackendSync, NudgingOutputs
-from controller.daemon.ingest.ingest import Ingest
-from controller.daemon.ingest.log_gaps import LogGaps
+from controller.adapters.redis import (
+    AppKeyStore,
+    AppliedStore,
+    EventLedger,
+    GapStore,
+    IdWindow,
+    RedisAggregateStore,
+    RedisClient,
+    RedisGateHistory,
+    RolloutStore,
+    SegmentStore,
+    connect,
+)
+from controller.adapters.unleash import UnleashAdmin
+from controller.core.rollouts import Window
+from controller.core.trust import StateSigner
+from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.daemon.ingest import Ingest, LogGaps
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs.alarms import Alarms
-from controller.daemon.outputs.signed import SigningOutputs, load_signer
-from controller.daemon.registries.app_keys import KeyBook
-from controller.daemon.registries.keyring import KeyReloader, Keyring
-from controller.daemon.registries.segments import SegmentService
-from controller.daemon.rollouts.engine import Clock, Ownership, build_engine
-from controller.daemon.rollouts.history import Recorder
-from controller.daemon.rollouts.team_windows import read_windows_file
+from controller.daemon.outputs import Alarms, SigningOutputs, load_signer
+from controller.daemon.registries import KeyBook, KeyReloader, Keyring, SegmentService
+from controller.daemon.rollouts import Clock, Ownership, Recorder, build_engine, read_windows_file
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import connect_kafka, wait_for_kafka, wait_for_redis
 from controller.daemon.running.supervisor import EXIT_OK, Service, until_stopped
 from controller.daemon.running.topics import TopicKeeper
-from controller.daemon.serving.broker_watch import BrokerWatch
-from controller.daemon.serving.console import ConsoleData
-from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
-from controller.daemon.serving.event_intake import EventIntake
-from controller.daemon.serving.read_worker import ReadWorker
-from controller.daemon.serving.starting import StartUp, kafka_of, redis_of
-from controller.daemon.serving.status import StatusView
+from controller.daemon.serving import (
+    BrokerWatch,
+    ConsoleData,
+    EventIntake,
+    Parts,
+    ReadWorker,
+    StartUp,
+    StatusView,
+    health_server,
+    http_server,
+    kafka_of,
+    readiness_of,
+    redis_of,
+)
 from controller.ports import Outputs
-from controller.process.retrying import Retry
-from controller.process.stopping import stop_on_signals
+from controller.process import Retry, stop_on_signals
 from controller.settings import Settings
 
 log = structlog.get_logger("controller.daemon.running.wiring")

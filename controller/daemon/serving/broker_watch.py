@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from controller.adapters.kafka import topic_names
-from controller.core.common.errors import ControllerError
+from controller.core.common import ControllerError
 from controller.daemon.serving.starting import kafka_of
 from controller.kit.deadlines import deadline
 from controller.settings import Settings

@@ -22,21 +22,19 @@ import structlog
 from controller.console import pages, rollout
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage
-from controller.core.common.errors import StoreError
-from controller.core.machine.gate import describe
-from controller.core.reading import history
-from controller.core.reading.views import (
+from controller.core.common import StoreError
+from controller.core.reading import (
     HistoryPoint,
     RolloutHistory,
     RolloutRow,
     RolloutStatus,
     StageHistory,
+    describe,
+    history,
 )
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.rollout import Rollout
-from controller.core.rollouts.windows import Window
-from controller.core.rules.text import to_text
-from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.core.rollouts import Plan, Rollout, Window
+from controller.core.rules import to_text
+from controller.core.wire import Alert, Decision, decision_or_alert
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.serving.console")

@@ -19,20 +19,17 @@ from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
-from controller.adapters.ofrep.routes import OfrepRoutes
+from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.read_routes import AppReadGuard
-from controller.adapters.redis.aggregates import RedisAggregateStore
-from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.redis import RedisAggregateStore, RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import is_loopback
-from controller.core.common.errors import ControllerError
-from controller.core.trust.app_keys import AppKey, Policy
-from controller.core.trust.signing import StateSigner
-from controller.daemon.ingest.ingest import Ingest
+from controller.core.common import ControllerError
+from controller.core.trust import AppKey, Policy, StateSigner
+from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
-from controller.daemon.registries.app_keys import KeyBook
-from controller.daemon.registries.segments import SegmentService
-from controller.daemon.rollouts.engine import Engine
+from controller.daemon.registries import KeyBook, SegmentService
+from controller.daemon.rollouts import Engine
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.event_intake import EventIntake

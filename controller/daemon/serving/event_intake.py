@@ -28,9 +28,9 @@ import msgspec
 
 from controller.adapters.event_intake import Accepted, BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
-from controller.adapters.redis.ledger import EventLedger
-from controller.core.common.errors import ControllerError
-from controller.core.wire.decoding import InEvent
+from controller.adapters.redis import EventLedger
+from controller.core.common import ControllerError
+from controller.core.wire import InEvent
 from controller.daemon.metrics import Metrics
 
 _encoder = msgspec.json.Encoder()

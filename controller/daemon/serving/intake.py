@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from controller.core.wire.decoding import summarize
-from controller.core.wire.messages import MonitorAlert
+from controller.core.wire import MonitorAlert, summarize
 from controller.daemon.metrics import Metrics
 from controller.integrations.monitors import (
     Intake,

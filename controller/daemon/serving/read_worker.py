@@ -24,13 +24,11 @@ from typing import Any, Self, TypeVar
 
 import orjson
 
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.adapters.redis.rollouts import RolloutStore
-from controller.core.reading.views import FlagStates, FlagStateView, RolloutList
-from controller.core.rollouts.windows import Window
-from controller.core.trust.signing import StateSigner
-from controller.daemon.outputs.rendering import flag_state_fields
-from controller.daemon.outputs.signed import signed_states
+from controller.adapters.redis import RedisAggregateStore, RolloutStore, connect
+from controller.core.reading import FlagStates, FlagStateView, RolloutList
+from controller.core.rollouts import Window
+from controller.core.trust import StateSigner
+from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.serving.status import StatusView, readable
 from controller.settings import Settings
 

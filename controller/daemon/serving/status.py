@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from controller.core.common.errors import StoreError
-from controller.core.machine.gate import describe, evaluate
-from controller.core.reading.views import RolloutStatus
-from controller.core.rollouts.windows import Window
+from controller.core.common import StoreError
+from controller.core.machine import evaluate
+from controller.core.reading import RolloutStatus, describe
+from controller.core.rollouts import Window
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
 
