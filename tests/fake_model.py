@@ -108,7 +108,9 @@ class FakeModel:
         """What ``error500`` replies say."""
         self.requests: list[dict[str, Any]] = []
         self.model_lists = 0
-        """GET /models requests: the advisor's start-up check."""
+        """GET /models requests: the advisor's start-up check, the commands' look at the size."""
+        self.listed: list[dict[str, Any]] = []
+        """The models GET /models lists (llama.cpp's entries carry ``meta.n_params``)."""
         self.replies: list[str] = []
         """The behaviour each request met, in the order the requests arrived."""
         self.port = 0
@@ -163,7 +165,7 @@ class FakeModel:
             head = await reader.readuntil(b"\r\n\r\n")
             if head.startswith(b"GET /v1/models "):  # the start-up check: counted apart
                 self.model_lists += 1
-                writer.write(_reply(200, b'{"object": "list", "data": []}'))
+                writer.write(_reply(200, orjson.dumps({"object": "list", "data": self.listed})))
                 await writer.drain()
                 return
             self.requests.append(orjson.loads(await reader.readexactly(_length(head))))

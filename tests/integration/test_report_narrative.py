@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.ctl.asking import Asking
 from controller.ctl.report.narrating import facts, narrate
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
@@ -22,8 +23,8 @@ async def server() -> AsyncIterator[FakeModel]:
         yield fake
 
 
-def settings(fake: FakeModel) -> LlmSettings:
-    return LlmSettings(base_url=fake.base_url, timeout_seconds=5.0)
+def settings(fake: FakeModel, deadline: float = 5.0) -> Asking:
+    return Asking(LlmSettings(base_url=fake.base_url, model="fake"), deadline)
 
 
 async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_report(
@@ -48,7 +49,7 @@ async def test_a_narrative_whose_numbers_are_all_in_the_evidence_opens_the_repor
         ("narrative_invented", "not in the evidence or cannot be checked (123456789)"),
         ("prose", "not JSON"),
         ("error500", "(setting llm.base_url): HTTP 500"),
-        ("hang", "(setting llm.base_url): no reply within"),
+        ("hang", "the model gave none: no answer within the 1 s deadline (--deadline"),
     ],
 )
 async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
@@ -56,11 +57,10 @@ async def test_a_narrative_with_one_wrong_number_or_none_at_all_is_dropped(
 ) -> None:
     report = from_served(STATUS, [START, ADVANCE, ROLLBACK], None, NOW)
     server.behaviour = behaviour
-    fast = settings(server).model_copy(update={"timeout_seconds": 0.5, "retries": 0})
-    text, reason = await narrate(report, fast)
+    text, reason = await narrate(report, settings(server, deadline=1.0))
     assert text is None
     assert why in reason
-    if behaviour in {"error500", "hang"}:
+    if behaviour == "error500":
         assert reason.startswith(f"the model gave none: model at {server.base_url} "), reason
 
 

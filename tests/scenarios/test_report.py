@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLAG = "report-flag"
 LABELS = ["stage 1/5 (1%)", "stage 2/5 (5%)", "stage 3/5 (25%)"]
+SMALL = {"RC_LLM__MODEL": "smollm2-135m-instruct"}
+"""The bundled model's name: too small to write a narrative."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -218,12 +220,20 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
 
     # When the model is asked for a narrative: kept when its numbers are true, else dropped
     async with FakeModel() as model:
-        asked = {"RC_LLM__BASE_URL": model.base_url}
+        # "fake" states no size and the fake server lists none: the model is asked
+        asked = {"RC_LLM__BASE_URL": model.base_url, "RC_LLM__MODEL": "fake"}
         model.behaviour = "narrative_rollback_25"
         told = await ctl("report", FLAG, "--markdown", "--narrative", env=asked)
         assert told.code == 0, told.err
         assert "## In short\n\nIt was rolled back at stage 3/5 (25%)." in told.out
         model.behaviour = "narrative_invented"
         dropped = (await ctl("report", FLAG, "--json", "--narrative", env=asked)).json()
+        # ...and a model too small to write one (the bundled one's name) is not asked (#38)
+        asks = len(model.requests)
+        small = await ctl("report", FLAG, "--markdown", "--narrative", env=asked | SMALL)
+        assert small.code == 0, small.err
+        assert "## In short" not in small.out
+        assert "rolloutctl: no narrative: the model smollm2-135m-instruct is too small" in small.err
+        assert len(model.requests) == asks
     assert dropped["narrative"] is None
     assert any("no narrative: it held numbers that are not in" in n for n in dropped["notes"])

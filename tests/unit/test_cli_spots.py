@@ -61,9 +61,33 @@ def test_every_daemon_command_explains_itself(
     assert says in " ".join(help_text(controller_main, argv, capsys).split())
 
 
-def test_plan_draft_timeout_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    text = " ".join(help_text(main, ["plan", "draft", "--help"], capsys).split())
-    assert "--timeout SECONDS how long the model may take to answer (120)" in text
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["plan", "draft", "--help"],
+            "--deadline SECONDS, --timeout SECONDS answer within this many seconds of the"
+            " command's start (30): the model gets what is left, and past it the built-in"
+            " template is printed, saying why in one line on stderr",
+        ),
+        (
+            ["plan", "draft", "--help"],
+            "--allow-small-model ask the model even when it is known to be too small for the"
+            " task (below 1 B parameters",
+        ),
+        (
+            ["report", "--help"],
+            "--deadline SECONDS with --narrative, answer within this many seconds of the"
+            " command's start (30): the model gets what is left, and past it the report is"
+            " printed without a narrative",
+        ),
+        (["rule", "draft", "--help"], "--timeout SECONDS how long the model may take to answer"),
+    ],
+)
+def test_the_commands_asking_the_model_say_how_long_they_wait(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert says in " ".join(help_text(main, argv, capsys).split())
 
 
 def write_plan(tmp_path: Path, duration: str) -> Path:

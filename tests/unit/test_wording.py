@@ -12,6 +12,7 @@ from controller.core.reading.wording import (
     advisor_name,
     decided_at,
     label_of,
+    listed_billions,
     model_billions,
     percent_text,
     position_label,
@@ -132,6 +133,31 @@ def test_messages_name_their_stage_one_way(message: dict[str, Any], expected: st
 def test_model_sizes_from_their_names(model: str, billions: float | None, small: bool) -> None:
     assert model_billions(model) == billions
     assert too_small(model) is small
+
+
+LLAMA_CPP = {"id": "smollm2-135m-instruct", "meta": {"n_params": 134515008}}
+
+
+@pytest.mark.parametrize(
+    ("listing", "model", "billions"),
+    [
+        ({"data": [LLAMA_CPP]}, "smollm2-135m-instruct", 0.134515008),
+        ({"data": [LLAMA_CPP]}, "local", 0.134515008),  # the only model, whatever it is called
+        ({"data": [LLAMA_CPP, {"id": "big", "meta": {"n_params": 8e9}}]}, "local", None),
+        ({"data": [LLAMA_CPP, {"id": "big", "meta": {"n_params": 8_000_000_000}}]}, "big", 8.0),
+        ({"data": [{"id": "qwen2.5:7b", "object": "model"}]}, "qwen2.5:7b", None),  # Ollama's
+        ({"data": [{"id": "m", "meta": {"n_params": True}}]}, "m", None),
+        ({"data": [{"id": "m", "meta": {"n_params": -5}}]}, "m", None),
+        ({"data": [{"id": "m", "meta": "n_params"}]}, "m", None),
+        ({"data": []}, "m", None),
+        ({"data": "none"}, "m", None),
+        ([LLAMA_CPP], "m", None),
+    ],
+)
+def test_model_sizes_from_a_servers_model_list(
+    listing: object, model: str, billions: float | None
+) -> None:
+    assert listed_billions(listing, model) == billions
 
 
 NOT_QUOTED = "incoherent, rationale not quoted"

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import orjson
 
-from controller.adapters.redis.aggregates import translated
-from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.client import RedisClient, translated
 from controller.core.serving import Applied
 from controller.settings import RedisSettings
 

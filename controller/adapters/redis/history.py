@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controller.adapters.redis.aggregates import translated
-from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.client import RedisClient, translated
 from controller.settings import HistorySettings, RedisSettings
 
 MAX_MESSAGE_BYTES = 16 * 1024

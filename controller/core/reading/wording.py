@@ -124,6 +124,25 @@ def model_billions(model: str) -> float | None:
     return None
 
 
+def listed_billions(listing: object, model: str) -> float | None:
+    """The parameter count a server's ``/v1/models`` answer gives ``model``, if any.
+
+    llama.cpp's server lists its model with ``meta.n_params``; the entry whose
+    ``id`` is ``model`` is read, else the only entry (that server answers to any
+    name). Other servers list no size: None.
+    """
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return None
+    named = [e for e in entries if isinstance(e, dict) and e.get("id") == model]
+    entry = named[0] if named else entries[0] if len(entries) == 1 else None
+    meta = entry.get("meta") if isinstance(entry, dict) else None
+    params = meta.get("n_params") if isinstance(meta, dict) else None
+    if not isinstance(params, int) or isinstance(params, bool) or params <= 0:
+        return None
+    return params / 1e9
+
+
 def too_small(model: str) -> bool:
     """Whether a model's name says it is too small for its opinion to carry weight."""
     size = model_billions(model)

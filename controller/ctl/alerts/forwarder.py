@@ -29,7 +29,8 @@ from controller.kit.backoff import retry_backoff
 from controller.settings.retry import RetrySettings
 
 if TYPE_CHECKING:
-    from controller.adapters.kafka import GroupConsumer, Record
+    from controller.adapters.kafka import GroupConsumer
+    from controller.ports import Record
 
 WEBHOOK_RETRY = RetrySettings(initial_seconds=0.5, max_seconds=30.0)
 """Kafka fetches and webhook posts back off longer than the daemon: a chat service limits rates."""

@@ -1,14 +1,17 @@
 """``rolloutctl plan draft``: a plan drafted by the configured model, for a person to review.
 
 The model is asked once, with the plan's JSON Schema constraining its reply
-(:func:`controller.adapters.llm.constrained_completion`: bounded in time and
-size, never raises). Its plan is printed only if it sets nothing the schema does not
-ask for (:func:`~controller.core.drafting.templates.shape_problem`), the plan model accepts it and
+(:func:`controller.adapters.llm.constrained_completion`: bounded in size, never
+raises), within the command's deadline (``--deadline``, 30 s) and only if it is
+not known to be too small to draft a plan (:mod:`controller.ctl.asking`). Its
+plan is printed only if it sets nothing the schema does not ask for
+(:func:`~controller.core.drafting.templates.shape_problem`), the plan model accepts it and
 :func:`controller.core.drafting.templates.review` finds it sane (no finding of
-:func:`controller.core.rollouts.planlint.lint` either, not even a warning, and nothing below the
-risk's floor); otherwise the built-in
-template for the risk level is printed and stderr says why. Nothing is started:
-the output is YAML for ``rolloutctl start --plan``, after review.
+:func:`controller.core.rollouts.planlint.lint` either, not even a warning, and nothing below
+the risk's floor); otherwise, as when the model is too small or past the
+deadline, the built-in template for the risk level is printed and stderr says
+why in one line. Nothing is started: the output is YAML for ``rolloutctl start
+--plan``, after review.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from pathlib import Path
 
 import orjson
 
-from controller.adapters.llm import constrained_completion
 from controller.core.common import ConfigError
 from controller.core.drafting import (
     DRAFT_SCHEMA,
@@ -34,11 +36,15 @@ from controller.core.drafting import (
     shape_problem,
 )
 from controller.core.rollouts import Plan, parse_plan, untrusted
+from controller.ctl.asking import Asking, TooSmall, ask, command_started
+from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.terminal import warn
 from controller.settings import LlmSettings, load_settings
 
 DEFAULT_TIMEOUT = 120.0
+"""How long ``rule draft`` waits for the model (``--timeout``)."""
 MAX_DRAFT_TOKENS = 1500
+TASK = "draft a plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +62,22 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--describe", required=True, metavar="TEXT", help="what the flag changes, in a sentence"
     )
-    add_model_arguments(sub)
+    add_model_arguments(sub, timeout=False)
+    # --timeout: its name when it bounded the model's answer alone (120 s by default)
+    add_deadline_arguments(sub, "--timeout", without="the built-in template is printed")
     sub.add_argument("--no-model", action="store_true", help="print the built-in template")
 
 
-def add_model_arguments(sub: argparse.ArgumentParser) -> None:
-    """Which model a draft asks and how long it may take: ``plan draft``'s and ``rule draft``'s."""
+def add_model_arguments(sub: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """Which model a draft asks (``plan draft``'s and ``rule draft``'s) and, with ``timeout``,
+    how long it may take (``rule draft``'s ``--timeout``)."""
     sub.add_argument(
         "--config", type=Path, metavar="FILE", help="controller settings YAML (its llm section)"
     )
     sub.add_argument("--model-url", metavar="URL", help="model server up to /v1, overrides config")
     sub.add_argument("--model", metavar="NAME", help="model name, overrides config")
+    if not timeout:
+        return
     sub.add_argument(
         "--timeout",
         type=float,
@@ -76,10 +87,15 @@ def add_model_arguments(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Draft, print the YAML on stdout and, for a fallback, the reason on stderr."""
-    llm = None if args.no_model else model_settings(args)
-    draft = asyncio.run(draft_plan(args.risk, args.describe, llm))
+def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
+    """Draft, print the YAML on stdout and, for a fallback, the reason on stderr; the deadline
+    counts from the process's start with ``whole_process`` (:func:`command_started`)."""
+    started = command_started(whole_process=whole_process)
+    asking: Asking | None = None
+    if not args.no_model:
+        llm = model_settings(args, args.deadline)
+        asking = Asking(llm, args.deadline, args.allow_small_model, started)
+    draft = asyncio.run(draft_plan(args.risk, args.describe, asking))
     if draft.fallback is not None:
         warn(f"using the built-in {args.risk}-risk template: {draft.fallback}")
     lines = header(draft, args.risk, args.describe)
@@ -87,12 +103,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_settings(args: argparse.Namespace) -> LlmSettings:
-    """The configured model (config file, environment, options), given time for a plan."""
+def model_settings(args: argparse.Namespace, seconds: float) -> LlmSettings:
+    """The configured model (config file, environment, options), given ``seconds`` for a draft."""
     llm = load_settings(args.config).llm
     changes: dict[str, object] = {
-        "timeout_seconds": args.timeout,
-        "budget_seconds": args.timeout,
+        "timeout_seconds": seconds,
+        "budget_seconds": seconds,
         "retries": 0,
         "max_tokens": max(llm.max_tokens, MAX_DRAFT_TOKENS),
     }
@@ -106,23 +122,21 @@ def model_settings(args: argparse.Namespace) -> LlmSettings:
 async def draft_plan(
     risk: Risk,
     description: str,
-    llm: LlmSettings | None,
+    asking: Asking | None,
 ) -> Draft:
     """The model's plan for the change if it is valid and sane, else the risk's template."""
-    if llm is None:
+    if asking is None:
         return Draft(TEMPLATES[risk], None, "no model asked (--no-model)")
-    reply = await constrained_completion(
-        llm,
-        draft_messages(risk, description),
-        DRAFT_SCHEMA,
-        name="rollout_plan",
-    )
+    messages = draft_messages(risk, description)
+    reply = await ask(asking, TASK, messages, DRAFT_SCHEMA, name="rollout_plan")
+    if isinstance(reply, TooSmall):
+        return Draft(TEMPLATES[risk], None, reply.cause)
     if not isinstance(reply, str):
         return Draft(TEMPLATES[risk], None, f"the model gave no plan: {reply.cause}")
     plan = _plan_in(reply, risk)
     if isinstance(plan, str):
         return Draft(TEMPLATES[risk], None, untrusted(plan, 400))
-    return Draft(plan, llm.model)
+    return Draft(plan, asking.llm.model)
 
 
 def _plan_in(content: str, risk: Risk) -> Plan | str:

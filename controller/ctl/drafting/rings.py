@@ -89,7 +89,7 @@ async def draft_rings(
 def run(args: argparse.Namespace) -> int:
     """Draft, review and print the ring plan; exit 1 without one, or with lint errors."""
     catalogue, contexts = inputs(args)
-    llm = model_settings(args)
+    llm = model_settings(args, args.timeout)
     rings = asyncio.run(draft_rings(args.description, catalogue, llm))
     if isinstance(rings, str):
         warn(rings)

@@ -193,7 +193,7 @@ def inputs(args: argparse.Namespace) -> tuple[Catalogue | None, list[Mapping[str
 def run(args: argparse.Namespace) -> int:
     """Draft, review and print; exit 1 without a usable rule."""
     catalogue, contexts = inputs(args)
-    llm = model_settings(args)
+    llm = model_settings(args, args.timeout)
     rule = asyncio.run(draft_rule(args.description, catalogue, llm))
     if isinstance(rule, str):
         warn(rule)

@@ -5,7 +5,8 @@ The status and the gate history come from the controller's HTTP API
 no history (404) still gets a report, without charts over time. The
 decisions come from the decisions topic, read from its beginning up to its
 end as of the call, at most :data:`MAX_RECORDS` records and ``--timeout``
-seconds; a report built from a partial read says so.
+seconds; a report built from a partial read says so. With ``--narrative``, the
+model gets what is left of ``--deadline`` (:mod:`controller.ctl.report.narrating`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ConfigError, ControllerError
 from controller.core.reading import RolloutStatus
+from controller.ctl.asking import Asking, command_started
+from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.options import add_url
 from controller.ctl.report import diagnosis, narrating, report
@@ -62,10 +65,15 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         help="have the configured model (llm settings) open the report with a few sentences, "
         "kept only if every number in them is in the evidence",
     )
+    add_deadline_arguments(
+        sub, without="the report is printed without a narrative", scope="with --narrative, "
+    )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the report of ``args.flag``'s rollout and write it where asked."""
+def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
+    """Build the report of ``args.flag``'s rollout and write it where asked; ``--deadline``
+    counts from the process's start with ``whole_process`` (:func:`command_started`)."""
+    started = command_started(whole_process=whole_process)
     base = env_url(args.url)
     path = f"/rollouts/{quote(args.flag, safe='')}"
     served = _get(base, path, args.timeout)
@@ -85,12 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if not complete:
         built.notes.append("the decisions topic was not read to its end: decisions may be missing")
     if args.narrative:
-        text, why = asyncio.run(narrating.narrate(built, settings.llm))
-        if text is None:
-            built.notes.append(f"no narrative: {why}")
-        elif why:  # some sentences held numbers not in the evidence: they are not shown
-            built.notes.append(f"narrative: {why}")
-        built.narrative, built.narrated_by = text, settings.llm.model if text else None
+        asking = Asking(settings.llm, args.deadline, args.allow_small_model, started)
+        narrating.add_narrative(built, asking)
     return _write(args, built)
 
 
