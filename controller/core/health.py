@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.advice import Unavailable
-from controller.core.policy import Applied, Trigger, for_plan
+from controller.core.policy import Applied, Trigger, action_for
 from controller.core.rollout import (
     Action,
     GateInput,
@@ -131,7 +131,7 @@ def overdue(state: Rollout, event: TickInput) -> Step:
     limit = state.plan.stages[state.stage].max_duration if state.phase.active else None
     if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
         return state, []
-    applied = for_plan(state.plan, "inconclusive")
+    applied = action_for(state.plan.health_words, "inconclusive")
     details = {
         "stage": state.stage,
         **at_stage(state),
@@ -160,7 +160,7 @@ def outage_alert(state: Rollout, event: GateInput, taken: list[Action]) -> list[
         return []
     if any(_for_advisor(action) for action in taken):
         return []
-    applied = for_plan(state.plan, "advisor_unavailable")
+    applied = action_for(state.plan.health_words, "advisor_unavailable")
     proceed = "gates proceed on the statistics" if applied.action == "warn" else applied.action
     summary = f"advisor unavailable, {proceed}: {event.advice.cause}"
     return [RaiseAlert("advisor_unavailable", "warning", summary[:500], {})]

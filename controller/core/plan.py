@@ -36,7 +36,7 @@ from controller.core.plan_parts import (
     UnleashTarget,
     Watch,
 )
-from controller.core.policy import HealthPolicy
+from controller.core.policy import HealthPolicy, HealthWords
 from controller.core.targeting import rings_problem
 from controller.core.unleash_rules import plan_problem
 from controller.core.windows import Windows
@@ -175,6 +175,16 @@ class Plan(Frozen):
             "stages": self.compared_stages + self.limited_stages,
             "per_test": self.alpha_per_test,
         }
+
+    @property
+    def health_words(self) -> HealthWords:
+        """What the plan wrote that chooses each health trigger's action (:mod:`.policy`)."""
+        return HealthWords(
+            health_policy=self.health_policy,
+            srm_action=self.srm_action,
+            guardrail_actions=tuple(g.action for g in self.guardrails),
+            on_regression=self.watch.on_regression if self.watch is not None else None,
+        )
 
     @property
     def unleash(self) -> UnleashTarget | None:

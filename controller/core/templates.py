@@ -26,7 +26,7 @@ from controller.core.advice import FENCE, untrusted
 from controller.core.plan import Plan
 from controller.core.plan_parts import Guardrail, Stage
 from controller.core.planlint import lint
-from controller.core.policy import DEFAULTS, HealthAction, for_plan
+from controller.core.policy import DEFAULTS, HealthAction, action_for
 from controller.core.rule_text import to_text
 from controller.core.yamltext import dump_yaml
 
@@ -249,7 +249,7 @@ def _guardrail_floor(i: int, guardrail: Guardrail, plan: Plan, risk: Risk) -> li
             f"guardrails[{i}].tolerance: {guardrail.tolerance:g} is looser than the"
             f" {risk}-risk floor of {loosest:g}"
         )
-    action = for_plan(plan, "guardrail_regression", guardrail=i).action
+    action = action_for(plan.health_words, "guardrail_regression", guardrail=i).action
     if guardrail.metric == "error_rate" and (guardrail.dry_run or action != "rollback"):
         problems.append(
             f"guardrails[{i}]: an error-rate regression must roll back, this one would"
@@ -333,7 +333,7 @@ def _explain_guardrail(index: int, plan: Plan) -> str:
             f"Dry run, never acts: {guardrail.metric} is tested, and an alert says so if it"
             f" would {worse} by {size}, but it never rolls back, pauses or holds."
         )
-    action = for_plan(plan, "guardrail_regression", guardrail=index).action
+    action = action_for(plan.health_words, "guardrail_regression", guardrail=index).action
     return f"{guardrail.metric} may not {worse} by {size}: {_OTHERWISE[action]}."
 
 
