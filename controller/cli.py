@@ -30,7 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_config_command(commands)
+    _add_schemas(commands)
+    _add_signing_key(commands)
+    _add_demo(commands)
+    _add_dev(commands)
+    return parser
 
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
         help="run the daemon until SIGTERM",
@@ -44,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     # offset in this file (controller/dev/clock.py).
     run.add_argument("--clock-file", type=Path, help=argparse.SUPPRESS)
 
+
+def _add_config_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = commands.add_parser(
         "config",
         help="inspect settings",
@@ -60,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(show)
 
+
+def _add_schemas(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schemas = commands.add_parser(
         "schemas",
         help="JSON Schema and AsyncAPI files of the contracts",
@@ -77,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files differ"
     )
+
+
+def _add_signing_key(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     key = commands.add_parser(
         "signing-key",
         help="make an Ed25519 key to sign flag states with; print its public key for apps",
@@ -85,9 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument(
         "--out", type=Path, help="write the private key to this new file (mode 600), not stdout"
     )
-    _add_demo(commands)
-    _add_dev(commands)
-    return parser
 
 
 def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -142,47 +142,57 @@ class HttpServer(Listener):
         app = web.Application(
             client_max_size=MAX_WEBHOOK_BYTES, middlewares=[self._dependency_down]
         )
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics_page)
-        max_age = self._limits.reads_max_age_seconds
+        self._add_own_routes(app.router)
         self.flag_list = FlagListRoute(
             flag_list or self._flag_list,
-            max_age=max_age,
+            max_age=self._limits.reads_max_age_seconds,
             access=access,
             public=self._limits.public_flags,
             operator_token=webhook_token,
         )
-        self.flag_list.add_to(app.router)
-        self.rollouts: RolloutRoutes | None = None
-        if rollouts is not None:
-            self.rollouts = RolloutRoutes(
-                status=rollouts,
-                history=history,
-                listing=rollout_list,
-                max_age=max_age,
-                token=webhook_token,
-                requests_per_second=self._limits.reads_per_second,
-                count_limited=count_reads_limited,
-            )
-            self.rollouts.add_to(app.router)
-        if console is not None:
-            hosts = tuple(self._limits.console_hosts)
-            ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts).add_to(
-                app.router
-            )
-        if ofrep is not None:
-            ofrep.add_to(app.router)
-        if intake is not None:
-            intake.add_to(app.router)
-        if segments is not None:
-            segments.add_to(app.router)
-        if app_keys is not None:
-            app_keys.add_to(app.router)
-        app.router.add_post("/webhooks/betteruptime", self._betteruptime)
-        app.router.add_post("/webhooks/monitor", self._generic_monitor)
+        self.rollouts = self._rollout_routes(
+            rollouts, history, rollout_list, webhook_token, count_reads_limited
+        )
+        hosts = tuple(self._limits.console_hosts)
+        pages = (
+            None
+            if console is None
+            else ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts)
+        )
+        for routes in (self.flag_list, self.rollouts, pages, ofrep, intake, segments, app_keys):
+            if routes is not None:
+                routes.add_to(app.router)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
         super().__init__(host=host, port=port, runner=runner)
+
+    def _add_own_routes(self, router: web.UrlDispatcher) -> None:
+        """Health, readiness, metrics and the monitor webhooks: the routes served here."""
+        router.add_get("/healthz", self._healthz)
+        router.add_get("/readyz", self._readyz)
+        router.add_get("/metrics", self._metrics_page)
+        router.add_post("/webhooks/betteruptime", self._betteruptime)
+        router.add_post("/webhooks/monitor", self._generic_monitor)
+
+    def _rollout_routes(
+        self,
+        status: StatusSource | None,
+        history: HistorySource | None,
+        listing: BodySource | None,
+        token: str | None,
+        count_limited: Callable[[], None] | None,
+    ) -> RolloutRoutes | None:
+        """``/rollouts``, ``/rollouts/{flag}`` and its history; none without ``status``."""
+        if status is None:
+            return None
+        return RolloutRoutes(
+            status=status,
+            history=history,
+            listing=listing,
+            max_age=self._limits.reads_max_age_seconds,
+            token=token,
+            requests_per_second=self._limits.reads_per_second,
+            count_limited=count_limited,
+        )
 
     def _connection(self) -> asyncio.BaseProtocol:
         """A protocol for one new connection: aiohttp's, or a 503 past the limit."""

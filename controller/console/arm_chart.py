@@ -102,58 +102,89 @@ def arm_chart(
     height: int = HEIGHT,
 ) -> str:
     """An accessible SVG chart of each arm's value over time, in % (rates) or ms (latency)."""
+    head = _head(points, metric, width, height)
+    if not points:
+        text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
+        return head + text + "no per-arm data</text></svg>"
+    scale = _ArmScale.of(points, width, height)
+    ticks = (value_text(0.0, metric), value_text(scale.top, metric))
+    parts = [head, _frame(width, height, ticks, scale.top, scale.y)]
+    parts += (_arm_line(points, arm, scale, metric) for arm in ARMS)
+    parts += (_stage_line(mark, scale) for mark in stages if scale.t0 <= mark.ts_ms <= scale.t1)
+    parts += (
+        _time_tick(ts, anchor, scale) for ts, anchor in ((scale.t0, "start"), (scale.t1, "end"))
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _head(points: Sequence[ArmPoint], metric: str, width: int, height: int) -> str:
+    """The chart's opening tag, its title and its one-sentence description."""
     key = "".join(c if c.isalnum() else "-" for c in metric)[:64]
     title = f"{metric_name(metric)}: each arm's own value over time"
-    head = (
+    return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"'
         f' viewBox="0 0 {width} {height}" width="100%" role="img"'
         f' aria-labelledby="ta-{key} da-{key}" data-metric="{html_text(metric)}">'
         f'<title id="ta-{key}">{html_text(title)}</title>'
         f'<desc id="da-{key}">{html_text(arm_text(points, metric))}</desc>'
     )
-    if not points:
-        text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
-        return head + text + "no per-arm data</text></svg>"
-    t0 = min(p.ts_ms for p in points)
-    t1 = max(*(p.ts_ms for p in points), t0 + 1000)
-    top = max(max(p.treatment, p.control) for p in points) * 1.1 or 0.01
-    latest = {"treatment": value_text(points[-1].treatment, metric)}
-    latest["control"] = value_text(points[-1].control, metric)
 
-    def x(ts: int) -> float:
-        return round(PAD_LEFT + (ts - t0) / (t1 - t0) * (width - PAD_LEFT - PAD_RIGHT), 1)
 
-    def y(value: float) -> float:
-        share = min(max(value / top, 0.0), 1.0)
-        return round(height - PAD_BOTTOM - share * (height - PAD_TOP - PAD_BOTTOM), 1)
+@dataclass(frozen=True, slots=True)
+class _ArmScale:
+    """Data to pixels: time on x, from 0 to a little above the highest value on y."""
 
-    ticks = (value_text(0.0, metric), value_text(top, metric))
-    parts = [head, _frame(width, height, ticks, top, y)]
-    for arm in ARMS:
-        path = " ".join(f"{x(p.ts_ms)},{y(getattr(p, arm))}" for p in points)
-        dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'  # apart without colour
-        parts.append(
-            f'<polyline class="arm {arm}" points="{path}" fill="none" stroke="currentColor"'
-            f' stroke-width="2"{dash}/>'
-        )
-        last = points[-1]
-        parts.append(
-            f'<text class="arm-label {arm}" x="{x(last.ts_ms) - 4}" y="{y(getattr(last, arm)) - 6}"'
-            f' text-anchor="end">{arm} {latest[arm]}</text>'
-        )
-    for mark in stages:
-        if t0 <= mark.ts_ms <= t1:
-            parts.append(
-                f'<line class="stage" x1="{x(mark.ts_ms)}" x2="{x(mark.ts_ms)}" y1="{PAD_TOP}"'
-                f' y2="{height - PAD_BOTTOM}" stroke="currentColor" stroke-dasharray="2 3"/>'
-            )
-    for ts, anchor in ((t0, "start"), (t1, "end")):
-        parts.append(
-            f'<text x="{x(ts)}" y="{height - PAD_BOTTOM + 18}" text-anchor="{anchor}"'
-            f' class="tick">{_clock(ts)} UTC</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    t0: int
+    t1: int
+    top: float
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, points: Sequence[ArmPoint], width: int, height: int) -> _ArmScale:
+        t0 = min(p.ts_ms for p in points)
+        t1 = max(*(p.ts_ms for p in points), t0 + 1000)
+        top = max(max(p.treatment, p.control) for p in points) * 1.1 or 0.01
+        return cls(t0, t1, top, width, height)
+
+    def x(self, ts: int) -> float:
+        span = self.width - PAD_LEFT - PAD_RIGHT
+        return round(PAD_LEFT + (ts - self.t0) / (self.t1 - self.t0) * span, 1)
+
+    def y(self, value: float) -> float:
+        share = min(max(value / self.top, 0.0), 1.0)
+        return round(self.height - PAD_BOTTOM - share * (self.height - PAD_TOP - PAD_BOTTOM), 1)
+
+
+def _arm_line(points: Sequence[ArmPoint], arm: str, scale: _ArmScale, metric: str) -> str:
+    """One arm's line, labelled at its end with its latest value."""
+    x, y = scale.x, scale.y
+    path = " ".join(f"{x(p.ts_ms)},{y(getattr(p, arm))}" for p in points)
+    dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'  # apart without colour
+    last = points[-1]
+    latest = value_text(getattr(last, arm), metric)
+    return (
+        f'<polyline class="arm {arm}" points="{path}" fill="none" stroke="currentColor"'
+        f' stroke-width="2"{dash}/>'
+        f'<text class="arm-label {arm}" x="{x(last.ts_ms) - 4}" y="{y(getattr(last, arm)) - 6}"'
+        f' text-anchor="end">{arm} {latest}</text>'
+    )
+
+
+def _stage_line(mark: Mark, scale: _ArmScale) -> str:
+    at = scale.x(mark.ts_ms)
+    return (
+        f'<line class="stage" x1="{at}" x2="{at}" y1="{PAD_TOP}"'
+        f' y2="{scale.height - PAD_BOTTOM}" stroke="currentColor" stroke-dasharray="2 3"/>'
+    )
+
+
+def _time_tick(ts: int, anchor: str, scale: _ArmScale) -> str:
+    return (
+        f'<text x="{scale.x(ts)}" y="{scale.height - PAD_BOTTOM + 18}" text-anchor="{anchor}"'
+        f' class="tick">{_clock(ts)} UTC</text>'
+    )
 
 
 def _frame(

@@ -24,7 +24,15 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._owned: dict[str, set[int]] = {}
+        self._add_ingest(self.registry)
+        self._add_rollouts(self.registry)
+        self._add_http(self.registry)
+        self.guardrails = GuardrailGauges(self.registry)
+        self.backend = BackendMetrics(self.registry)
+
+    def _add_ingest(self, r: CollectorRegistry) -> None:
+        """Ingest's: events folded, copies and rejects, flushes, lag, partitions owned."""
         self.events = Counter(
             "rollout_ingest_events", "Events folded into aggregates (exactly once).", registry=r
         )
@@ -69,7 +77,9 @@ class Metrics:
             ["role", "partition"],
             registry=r,
         )
-        self._owned: dict[str, set[int]] = {}
+
+    def _add_rollouts(self, r: CollectorRegistry) -> None:
+        """The engine's: percents served, decisions, the advisor, failures set aside."""
         self.percent = Gauge(
             "rollout_flag_percent",
             "Share of units served treatment, by flag.",
@@ -104,6 +114,8 @@ class Metrics:
             registry=r,
         )
 
+    def _add_http(self, r: CollectorRegistry) -> None:
+        """The HTTP API's: webhooks, the event intake, refused keys and rates."""
         self.webhooks = Counter(
             "rollout_webhooks",
             "Monitor webhook deliveries, by source and outcome.",
@@ -142,8 +154,6 @@ class Metrics:
             "client's rate (http.reads_per_second).",
             registry=r,
         )
-        self.guardrails = GuardrailGauges(r)
-        self.backend = BackendMetrics(r)
 
     def count_app_refusal(self, scope: str, outcome: str) -> None:
         """Count a request refused for its app key or browser origin."""

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from controller.core.machine import health
+from controller.core.machine import health, step
 from controller.core.machine.gate import evaluate
-from controller.core.machine.machine import step
 from controller.core.rollouts.advice import Unavailable
 from controller.core.rollouts.plan import parse_plan
-from controller.core.rollouts.policy import TRIGGERS, HealthAction, Trigger, for_plan
+from controller.core.rollouts.policy import TRIGGERS, HealthAction, Trigger, action_for
 from controller.core.rollouts.rollout import (
     Action,
     BackendDriftInput,
@@ -68,7 +67,7 @@ def trigger_input(state: Rollout, trigger: Trigger) -> Input:
     """What makes ``trigger`` fire for ``state``, as the daemon would hand it over."""
     if trigger in GATED:
         index = 0 if trigger == "guardrail_regression" else None
-        applied = for_plan(state.plan, trigger, guardrail=index)
+        applied = action_for(state.plan.health_words, trigger, guardrail=index)
         return GateInput(health.verdict(applied, f"{trigger} seen", {"delta": 0.01}), NOW)
     if trigger == "inconclusive":
         return TickInput(T0 + timedelta(minutes=31))

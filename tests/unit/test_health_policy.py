@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from controller.core.common.errors import ConfigError
+from controller.core.rollouts import policy
 from controller.core.rollouts.plan import Plan, load_plan, parse_plan
 from controller.core.rollouts.policy import (
     DEFAULTS,
     TRIGGERS,
     HealthPolicy,
     Trigger,
+    action_for,
     both_arms_tripped,
     decide,
-    for_plan,
 )
 
 STAGES = [{"percent": 5}, {"percent": 100}]
@@ -245,7 +248,9 @@ def test_the_action_and_the_entry_applied(
     action: str,
     entry: str,
 ) -> None:
-    applied = for_plan(plan(**fields), trigger, guardrail=guardrail, watching=watching)
+    applied = action_for(
+        plan(**fields).health_words, trigger, guardrail=guardrail, watching=watching
+    )
     assert (applied.action, applied.entry) == (action, entry)
     assert applied.evidence() == {"trigger": trigger, "action": action, "policy_entry": entry}
 
@@ -345,5 +350,13 @@ def test_a_stored_plan_applies_the_same_entries(
 ) -> None:
     # A plan is saved and sent in full: every field reads as written after a round trip.
     stored = Plan.model_validate_json(plan(**fields).model_dump_json())
-    applied = for_plan(stored, trigger, guardrail=index, watching=watching)
+    applied = action_for(stored.health_words, trigger, guardrail=index, watching=watching)
     assert (applied.action, applied.entry) == (action, entry)
+
+
+def test_the_policy_reads_the_plans_words_not_the_plan_module() -> None:
+    # The plan holds a policy, so the policy taking a Plan would tie the two in a circle.
+    tree = ast.parse(Path(policy.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "pydantic" in imported  # the walk found the module's imports
+    assert "controller.core.rollouts.plan" not in imported

@@ -30,7 +30,7 @@ from controller.core.rollouts import (
     HealthAction,
     Plan,
     Stage,
-    for_plan,
+    action_for,
     lint,
     untrusted,
 )
@@ -255,7 +255,7 @@ def _guardrail_floor(i: int, guardrail: Guardrail, plan: Plan, risk: Risk) -> li
             f"guardrails[{i}].tolerance: {guardrail.tolerance:g} is looser than the"
             f" {risk}-risk floor of {loosest:g}"
         )
-    action = for_plan(plan, "guardrail_regression", guardrail=i).action
+    action = action_for(plan.health_words, "guardrail_regression", guardrail=i).action
     if guardrail.metric == "error_rate" and (guardrail.dry_run or action != "rollback"):
         problems.append(
             f"guardrails[{i}]: an error-rate regression must roll back, this one would"
@@ -339,7 +339,7 @@ def _explain_guardrail(index: int, plan: Plan) -> str:
             f"Dry run, never acts: {guardrail.metric} is tested, and an alert says so if it"
             f" would {worse} by {size}, but it never rolls back, pauses or holds."
         )
-    action = for_plan(plan, "guardrail_regression", guardrail=index).action
+    action = action_for(plan.health_words, "guardrail_regression", guardrail=index).action
     return f"{guardrail.metric} may not {worse} by {size}: {_OTHERWISE[action]}."
 
 

@@ -56,8 +56,8 @@ from controller.core.rollouts import (
     Stage,
     Verdict,
     VerdictKind,
+    action_for,
     both_arms_tripped,
-    for_plan,
 )
 from controller.core.rules import to_text
 from controller.core.stats import (
@@ -111,14 +111,19 @@ def _verdict(
     for index, guardrail in enumerate(plan.guardrails):
         result = tests[guardrail.metric]
         if not guardrail.dry_run and result is not None and result.regressed:
-            applied = for_plan(
-                plan, "guardrail_regression", guardrail=index, watching=rollout.watching
+            applied = action_for(
+                plan.health_words,
+                "guardrail_regression",
+                guardrail=index,
+                watching=rollout.watching,
             )
             baseline = control_baseline(guardrail, data.control)
             return _regression(guardrail, result, evidence, baseline, applied)
     for name, result in limited.items():
         if result.regressed:
-            applied = for_plan(plan, "guardrail_regression", watching=rollout.watching)
+            applied = action_for(
+                plan.health_words, "guardrail_regression", watching=rollout.watching
+            )
             why = (
                 f"{name} {result.delta:.4g} is above its limit {result.tolerance:.4g} with no"
                 f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
@@ -130,7 +135,7 @@ def _verdict(
             f" < {plan.srm_p_threshold} ({srm.observed_treatment} treatment units"
             f" against {srm.expected_treatment:.0f} expected)"
         )
-        return health.verdict(for_plan(plan, "sample_ratio_mismatch"), why, evidence)
+        return health.verdict(action_for(plan.health_words, "sample_ratio_mismatch"), why, evidence)
     crossed = _both_arms(plan, data, evidence)
     if crossed is not None:
         return crossed
@@ -157,7 +162,7 @@ def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Ve
         f"{both} of {units} watched units ({both / units:.2%}) were seen in both arms"
         f", over the {limit:.2%} the plan allows"
     )
-    return health.verdict(for_plan(plan, "units_in_both_arms"), why, evidence)
+    return health.verdict(action_for(plan.health_words, "units_in_both_arms"), why, evidence)
 
 
 def _limits(
@@ -259,7 +264,7 @@ def _timing(
         if elapsed >= plan.no_traffic_grace:
             ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
             why = f"no events in the stage{ring} for {elapsed}"
-            return health.verdict(for_plan(plan, "no_traffic"), why, evidence)
+            return health.verdict(action_for(plan.health_words, "no_traffic"), why, evidence)
         return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
     if plan.limits is not None and rollout.percent >= 100:  # no control: the treated count
         fewest, arm = data.treatment.units, "treatment"

@@ -40,7 +40,7 @@ from controller.core.rollouts import (
     Unavailable,
     Verdict,
     VerdictKind,
-    for_plan,
+    action_for,
 )
 
 POLICY = "policy"
@@ -133,7 +133,7 @@ def overdue(state: Rollout, event: TickInput) -> Step:
     limit = state.plan.stages[state.stage].max_duration if state.phase.active else None
     if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
         return state, []
-    applied = for_plan(state.plan, "inconclusive")
+    applied = action_for(state.plan.health_words, "inconclusive")
     details = {
         "stage": state.stage,
         **at_stage(state),
@@ -162,7 +162,7 @@ def outage_alert(state: Rollout, event: GateInput, taken: list[Action]) -> list[
         return []
     if any(_for_advisor(action) for action in taken):
         return []
-    applied = for_plan(state.plan, "advisor_unavailable")
+    applied = action_for(state.plan.health_words, "advisor_unavailable")
     proceed = "gates proceed on the statistics" if applied.action == "warn" else applied.action
     summary = f"advisor unavailable, {proceed}: {event.advice.cause}"
     return [RaiseAlert("advisor_unavailable", "warning", summary[:500], {})]

@@ -124,7 +124,7 @@ from controller.core.rollouts import (
     TickInput,
     Unavailable,
     VerdictKind,
-    for_plan,
+    action_for,
     incoherence,
 )
 
@@ -156,7 +156,7 @@ def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendD
         if state.phase is not Phase.RUNNING:
             return state, []
         why = Cause("backend", event.what, None, event.details)
-        return act(state, event.now, for_plan(state.plan, "backend_drift"), why)
+        return act(state, event.now, action_for(state.plan.health_words, "backend_drift"), why)
     details = {"monitor": event.monitor, "incident": event.incident_id}
     return kill(
         state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
@@ -232,7 +232,7 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
     if event.advice is not None:
         why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
     if isinstance(event.advice, Unavailable):
-        applied = for_plan(state.plan, "advisor_unavailable")
+        applied = action_for(state.plan.health_words, "advisor_unavailable")
         if applied.action != "warn":
             down = f"the advisor is unavailable: {event.advice.cause}"[:500]
             return act(state, event.now, applied, Cause("advisor", down, None, why.evidence))

@@ -34,8 +34,8 @@ from controller.core.rollouts.policy import (
     HealthAction,
     HealthPolicy,
     Trigger,
+    action_for,
     both_arms_tripped,
-    for_plan,
 )
 from controller.core.rollouts.rollout import (
     Action,
@@ -109,10 +109,10 @@ __all__ = [
     "VerdictKind",
     "Watch",
     "Window",
+    "action_for",
     "both_arms_tripped",
     "build_messages",
     "errors",
-    "for_plan",
     "incoherence",
     "lint",
     "load_plan",

@@ -35,7 +35,7 @@ from controller.core.rollouts.plan_parts import (
     UnleashTarget,
     Watch,
 )
-from controller.core.rollouts.policy import HealthPolicy
+from controller.core.rollouts.policy import HealthPolicy, HealthWords
 from controller.core.rollouts.windows import Windows
 from controller.core.rules import plan_problem, rings_problem
 from controller.core.wire import ArmValues
@@ -173,6 +173,16 @@ class Plan(Frozen):
             "stages": self.compared_stages + self.limited_stages,
             "per_test": self.alpha_per_test,
         }
+
+    @property
+    def health_words(self) -> HealthWords:
+        """What the plan wrote that chooses each health trigger's action (:mod:`.policy`)."""
+        return HealthWords(
+            health_policy=self.health_policy,
+            srm_action=self.srm_action,
+            guardrail_actions=tuple(g.action for g in self.guardrails),
+            on_regression=self.watch.on_regression if self.watch is not None else None,
+        )
 
     @property
     def unleash(self) -> UnleashTarget | None:

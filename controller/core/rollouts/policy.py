@@ -42,12 +42,9 @@ plan carries every field, so a default cannot be told from a written one. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:  # the plan holds a policy; the policy only reads the plan
-    from controller.core.rollouts.plan import Plan
 
 Trigger = Literal[
     "guardrail_regression",
@@ -143,22 +140,38 @@ def _action(word: str) -> HealthAction:
     return _OLD_WORDS[word]
 
 
-def for_plan(
-    plan: Plan, trigger: Trigger, *, guardrail: int | None = None, watching: bool = False
+@dataclass(frozen=True, slots=True)
+class HealthWords:
+    """What a plan wrote that chooses a trigger's action: its ``health_policy`` and the
+    older fields the policy took over (``Plan.health_words``)."""
+
+    health_policy: HealthPolicy | None = None
+    srm_action: str = "pause"
+    guardrail_actions: tuple[str, ...] = ()
+    """Each guardrail's ``action``, in the plan's order."""
+    on_regression: str | None = None
+    """The watch's ``on_regression``; None without a watch."""
+
+
+def action_for(
+    words: HealthWords, trigger: Trigger, *, guardrail: int | None = None, watching: bool = False
 ) -> Applied:
-    """The action ``plan`` takes on ``trigger`` (for a guardrail: its index in the plan)."""
-    policy: HealthPolicy | None = getattr(plan, "health_policy", None)
+    """The action a plan that wrote ``words`` takes on ``trigger`` (for a guardrail: its
+    index in the plan)."""
+    policy = words.health_policy
     if trigger == "guardrail_regression":
-        return decide(trigger, policy, specific=_guardrail_entry(plan, guardrail, watching))
+        return decide(trigger, policy, specific=_guardrail_entry(words, guardrail, watching))
     if trigger == "sample_ratio_mismatch":
-        explicit = plan.srm_action != "pause"
+        explicit = words.srm_action != "pause"
         return decide(
-            trigger, policy, fallback=("srm_action", plan.srm_action) if explicit else None
+            trigger, policy, fallback=("srm_action", words.srm_action) if explicit else None
         )
     return decide(trigger, policy)
 
 
-def _guardrail_entry(plan: Plan, index: int | None, watching: bool) -> tuple[str, str] | None:
+def _guardrail_entry(
+    words: HealthWords, index: int | None, watching: bool
+) -> tuple[str, str] | None:
     """A guardrail's own word, where the plan says other than the default.
 
     Only a word other than the default counts as written: a plan is stored and
@@ -166,13 +179,12 @@ def _guardrail_entry(plan: Plan, index: int | None, watching: bool) -> tuple[str
     author wrote. As before the policy: a guardrail that pauses pauses, in a
     watch too; the watch's ``on_regression: alert`` replaces only a rollback.
     """
-    guardrail = (
-        plan.guardrails[index] if index is not None and 0 <= index < len(plan.guardrails) else None
-    )
-    if guardrail is not None and guardrail.action == "pause":
-        return f"guardrails.{index}.action", guardrail.action
-    if watching and plan.watch is not None and plan.watch.on_regression == "alert":
-        return "watch.on_regression", plan.watch.on_regression
+    actions = words.guardrail_actions
+    action = actions[index] if index is not None and 0 <= index < len(actions) else None
+    if action == "pause":
+        return f"guardrails.{index}.action", action
+    if watching and words.on_regression == "alert":
+        return "watch.on_regression", words.on_regression
     return None
 
 

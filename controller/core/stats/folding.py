@@ -67,12 +67,22 @@ def fold(
     and its id is not kept, so it takes the per-record path as any refused
     event does. Without ``seen`` every event is folded.
     """
+    tally = Seen() if seen is None else seen
+    remember = _keep_none if seen is None else tally.ids.add
+    return _fold_each(events, into, flag_ok, tally, remember)
+
+
+def _fold_each(
+    events: Iterable[InEvent],
+    into: dict[CellKey, CellDelta],
+    flag_ok: Callable[[str], bool] | None,
+    tally: Seen,
+    remember: Callable[[str], None],
+) -> InEvent | None:
+    """:func:`fold`'s loop: each event added to its cell, its id to ``remember``."""
     # The hot loop of ingest: one tuple, one dict lookup and a few adds per
     # event, everything inline (a call per event costs as much as the adds).
-    get, edges = into.get, EDGES_MS
-    tally = Seen() if seen is None else seen
-    ids = tally.ids
-    remember, repeats = (_keep_none if seen is None else ids.add), 0
+    get, edges, ids, repeats = into.get, EDGES_MS, tally.ids, 0
     for event in events:
         cohort = event.cohort
         key: CellKey = (

@@ -146,99 +146,22 @@ def build_engine(
     may name; ``team_windows``: the release windows of every plan that names none.
     Without ``metrics`` or ``history``, fresh metrics and no history.
     """
+    stopping = asyncio.Event()
+    retry = Retry(stopping, retry_policy)
     metrics = metrics or Metrics()
+    shared = _Shared(
+        settings, topics, states, outputs, dead_letters, metrics, clock, stopping, retry
+    )
     history = history or Recorder(
         store=None, settings=HistorySettings(enabled=False), topics=topics
     )
-    stopping = asyncio.Event()
-
-    retry = Retry(stopping, retry_policy)
-
-    rollouts = Rollouts(
-        states=states,
-        outbox=Outbox(
-            states=states,
-            outputs=outputs,
-            topics=topics,
-            metrics=metrics,
-            clock=clock,
-            stopping=stopping,
-        ),
-        metrics=metrics,
-        history=history,
-        topics=topics,
-        keep_command_ids=timedelta(seconds=settings.command_max_age_seconds * 2),
-        stale_after=timedelta(days=settings.stale_after_days),
-        clock=clock,
-        team_windows=team_windows,
-    )
-    consultations = Consultations(
-        advisor=advisor,
-        llm=llm or LlmSettings(),
-        metrics=metrics,
-        states=states,
-        aggregates=aggregates,
-        apply=rollouts.apply,
-        clock=clock,
-    )
-    contained = Containment(
-        metrics=metrics,
-        outputs=outputs,
-        dead_letters=dead_letters,
-        topics=topics,
-        clock=clock,
-        retry=retry,
-    )
+    rollouts = _rollouts(shared, history, team_windows)
+    contained = _containment(shared)
+    consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
     keys = Keyring(settings.operator_keys)
-    app_keys = None
-    if app_key_store is not None:
-        app_keys = AppKeyCommands(
-            store=app_key_store,
-            outputs=outputs,
-            keys=keys,
-            decisions_topic=topics.decisions,
-            max_age_seconds=settings.command_max_age_seconds,
-            clock=clock,
-        )
-    ingest = None
-    if held_partitions is not None:
-        ingest = IngestCommands(
-            store=held_partitions,
-            outputs=outputs,
-            keys=keys,
-            decisions_topic=topics.decisions,
-            max_age_seconds=settings.command_max_age_seconds,
-            clock=clock,
-        )
-    commands = CommandIntake(
-        rollouts=rollouts,
-        states=states,
-        keys=keys,
-        dead_letters=dead_letters,
-        contained=contained,
-        retry=retry,
-        stopping=stopping,
-        settings=settings,
-        topics=topics,
-        backends=backends,
-        clock=clock,
-        segments=segments,
-        app_keys=app_keys,
-        ingest=ingest,
-    )
-    gates = GateLoop(
-        rollouts=rollouts,
-        states=states,
-        aggregates=aggregates,
-        consultations=consultations,
-        metrics=metrics,
-        history=history,
-        contained=contained,
-        retry=retry,
-        stopping=stopping,
-        settings=settings,
-        clock=clock,
-    )
+    signed = _signed_commands(shared, keys, segments, app_key_store, held_partitions)
+    commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
+    gates = _gate_loop(shared, rollouts, contained, consultations, history, aggregates=aggregates)
     return Engine(
         rollouts=rollouts,
         commands=commands,
@@ -248,4 +171,172 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What most of the engine's parts are given: its settings, its ports, its clock and
+    the event that stops them all."""
+
+    settings: EngineSettings
+    topics: TopicSettings
+    states: RolloutStates
+    outputs: Outputs
+    dead_letters: DeadLetters
+    metrics: Metrics
+    clock: Clock
+    stopping: asyncio.Event
+    retry: Retry
+    """Retries what may pass (a broker or store error), until ``stopping`` is set."""
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedCommands:
+    """Who applies the signed commands that are not about one rollout, where configured."""
+
+    segments: SegmentService | None
+    app_keys: AppKeyCommands | None
+    ingest: IngestCommands | None
+
+
+def _rollouts(shared: _Shared, history: Recorder, team_windows: tuple[Window, ...]) -> Rollouts:
+    """The one writer of rollouts, publishing through its outbox."""
+    outbox = Outbox(
+        states=shared.states,
+        outputs=shared.outputs,
+        topics=shared.topics,
+        metrics=shared.metrics,
+        clock=shared.clock,
+        stopping=shared.stopping,
+    )
+    return Rollouts(
+        states=shared.states,
+        outbox=outbox,
+        metrics=shared.metrics,
+        history=history,
+        topics=shared.topics,
+        keep_command_ids=timedelta(seconds=shared.settings.command_max_age_seconds * 2),
+        stale_after=timedelta(days=shared.settings.stale_after_days),
+        clock=shared.clock,
+        team_windows=team_windows,
+    )
+
+
+def _containment(shared: _Shared) -> Containment:
+    return Containment(
+        metrics=shared.metrics,
+        outputs=shared.outputs,
+        dead_letters=shared.dead_letters,
+        topics=shared.topics,
+        clock=shared.clock,
+        retry=shared.retry,
+    )
+
+
+def _consultations(
+    shared: _Shared,
+    advisor: Advisor | None,
+    llm: LlmSettings,
+    aggregates: AggregateReader,
+    rollouts: Rollouts,
+) -> Consultations:
+    """The advisor's consultations, off the gate loop; their advice applied to ``rollouts``."""
+    return Consultations(
+        advisor=advisor,
+        llm=llm,
+        metrics=shared.metrics,
+        states=shared.states,
+        aggregates=aggregates,
+        apply=rollouts.apply,
+        clock=shared.clock,
+    )
+
+
+def _signed_commands(
+    shared: _Shared,
+    keys: Keyring,
+    segments: SegmentService | None,
+    app_keys: AppKeyStore | None,
+    held_partitions: GapStore | None,
+) -> _SignedCommands:
+    """The segment service as given, and the app keys' and held partitions' commands where
+    their stores are given."""
+    return _SignedCommands(
+        segments=segments,
+        app_keys=None if app_keys is None else _app_key_commands(shared, app_keys, keys),
+        ingest=None if held_partitions is None else _ingest_commands(shared, held_partitions, keys),
+    )
+
+
+def _app_key_commands(shared: _Shared, store: AppKeyStore, keys: Keyring) -> AppKeyCommands:
+    return AppKeyCommands(
+        store=store,
+        outputs=shared.outputs,
+        keys=keys,
+        decisions_topic=shared.topics.decisions,
+        max_age_seconds=shared.settings.command_max_age_seconds,
+        clock=shared.clock,
+    )
+
+
+def _ingest_commands(shared: _Shared, store: GapStore, keys: Keyring) -> IngestCommands:
+    return IngestCommands(
+        store=store,
+        outputs=shared.outputs,
+        keys=keys,
+        decisions_topic=shared.topics.decisions,
+        max_age_seconds=shared.settings.command_max_age_seconds,
+        clock=shared.clock,
+    )
+
+
+def _command_intake(
+    shared: _Shared,
+    rollouts: Rollouts,
+    contained: Containment,
+    keys: Keyring,
+    *,
+    backends: frozenset[str],
+    signed: _SignedCommands,
+) -> CommandIntake:
+    return CommandIntake(
+        rollouts=rollouts,
+        states=shared.states,
+        keys=keys,
+        dead_letters=shared.dead_letters,
+        contained=contained,
+        retry=shared.retry,
+        stopping=shared.stopping,
+        settings=shared.settings,
+        topics=shared.topics,
+        backends=backends,
+        clock=shared.clock,
+        segments=signed.segments,
+        app_keys=signed.app_keys,
+        ingest=signed.ingest,
+    )
+
+
+def _gate_loop(
+    shared: _Shared,
+    rollouts: Rollouts,
+    contained: Containment,
+    consultations: Consultations,
+    history: Recorder,
+    *,
+    aggregates: AggregateReader,
+) -> GateLoop:
+    return GateLoop(
+        rollouts=rollouts,
+        states=shared.states,
+        aggregates=aggregates,
+        consultations=consultations,
+        metrics=shared.metrics,
+        history=history,
+        contained=contained,
+        retry=shared.retry,
+        stopping=shared.stopping,
+        settings=shared.settings,
+        clock=shared.clock,
     )

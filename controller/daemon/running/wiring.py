@@ -7,8 +7,9 @@ drain (stop fetching, flush the batch in hand, commit) within
 ``shutdown_grace_seconds``; past that the tasks are cancelled, which loses
 nothing, because an unflushed batch is replayed from the stored offset.
 Waiting for Redis and the brokers and starting the Kafka clients are in
-:mod:`controller.daemon.running.connecting`, the drain in
-:mod:`controller.daemon.running.supervisor`.
+:mod:`controller.daemon.running.connecting`, the parts built over them (the rollouts'
+stores, the engine, the HTTP API, the services) in :mod:`controller.daemon.running.assembly`,
+the drain in :mod:`controller.daemon.running.supervisor`.
 """
 
 from __future__ import annotations
@@ -17,54 +18,34 @@ import asyncio
 import gc
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from controller.adapters.kafka import Producer, Publisher
-from controller.adapters.llm import Advisor
-from controller.adapters.redis import (
-    AppKeyStore,
-    AppliedStore,
-    EventLedger,
-    GapStore,
-    IdWindow,
-    RedisAggregateStore,
-    RedisClient,
-    RedisGateHistory,
-    RolloutStore,
-    SegmentStore,
-    connect,
-)
-from controller.adapters.unleash import UnleashAdmin
-from controller.core.rollouts import Window
-from controller.core.trust import StateSigner
-from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.adapters.redis import GapStore, IdWindow, RedisAggregateStore, RedisClient, connect
 from controller.daemon.ingest import Ingest, LogGaps
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs import Alarms, SigningOutputs, load_signer
-from controller.daemon.registries import KeyBook, KeyReloader, Keyring, SegmentService
-from controller.daemon.rollouts import Clock, Ownership, Recorder, build_engine, read_windows_file
-from controller.daemon.running.closing import Closing
-from controller.daemon.running.connecting import connect_kafka, wait_for_kafka, wait_for_redis
-from controller.daemon.running.supervisor import EXIT_OK, Service, until_stopped
-from controller.daemon.running.topics import TopicKeeper
-from controller.daemon.serving import (
-    BrokerWatch,
-    ConsoleData,
-    EventIntake,
-    Parts,
-    ReadWorker,
-    StartUp,
-    StatusView,
-    health_server,
-    http_server,
-    kafka_of,
-    readiness_of,
-    redis_of,
+from controller.daemon.outputs import Alarms, load_signer
+from controller.daemon.rollouts import Clock, Ownership, read_windows_file
+from controller.daemon.running.assembly import (
+    Daemon,
+    RedisSide,
+    Run,
+    Time,
+    engine_of,
+    rollout_side,
+    serve_http,
+    services_of,
+    utcnow,
 )
-from controller.ports import Outputs
+from controller.daemon.running.closing import Closing
+from controller.daemon.running.connecting import (
+    KafkaClients,
+    connect_kafka,
+    wait_for_kafka,
+    wait_for_redis,
+)
+from controller.daemon.running.supervisor import EXIT_OK, until_stopped
+from controller.daemon.serving import BrokerWatch, StartUp, health_server, kafka_of, redis_of
 from controller.process import Retry, stop_on_signals
 from controller.settings import Settings
 
@@ -91,16 +72,8 @@ async def run(
     stop = asyncio.Event()
     with stop_on_signals(stop):
         closing = Closing(settings.shutdown_grace_seconds)
-        when = _Time(clock or _utcnow, team_windows)
+        when = Time(clock or utcnow, team_windows)
         return await _supervise(settings, stop, closing, reread or (lambda: settings), when)
-
-
-@dataclass(frozen=True, slots=True)
-class _Time:
-    """What says when a rollout may move: the clock, and the team's release windows."""
-
-    clock: Clock
-    team_windows: tuple[Window, ...]
 
 
 async def _supervise(
@@ -108,176 +81,56 @@ async def _supervise(
     stop: asyncio.Event,
     closing: Closing,
     reread: Callable[[], Settings],
-    when: _Time,
+    when: Time,
 ) -> int:
     signer = load_signer(settings.signing)
     metrics = Metrics()
     alarms = Alarms(topics=settings.topics, clock=when.clock, retry=settings.retry)
-    startup = StartUp()
     async with AsyncExitStack() as stack:
+        run = Run(settings, stop, closing, stack, when, reread, signer, metrics, alarms, StartUp())
         if settings.http.enabled:  # probes say what start-up waits for (#29)
-            await closing.enter(
-                stack, "health listener", health_server(settings, metrics, startup.readiness)
+            await run.enter(
+                "health listener", health_server(settings, metrics, run.startup.readiness)
             )
-        client = await closing.enter(stack, "redis", connect(settings.redis))
-        store = RedisAggregateStore(
-            client,
-            settings=settings.redis,
-            topic=settings.topics.events,
-            dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
-        )
-        ingest, held = _ingest(settings, client, metrics, alarms)
-        startup.waiting_for(redis_of(settings))
-        await wait_for_redis(store, Retry(stop, settings.retry))
+        redis = await _connect_redis(run)
         ownership = Ownership(metrics)
-        startup.waiting_for(kafka_of(settings))
-        await wait_for_kafka(settings, Retry(stop, settings.retry))
-        kafka = await connect_kafka(stack, closing, settings, ingest, ownership)
-        alarms.attach(kafka.outputs)
-        closing.push(stack, "alarms", alarms.stop)  # before the producer closes
-        advisor = None
-        if settings.llm.mode != "off":
-            advisor = await closing.enter(stack, "advisor", Advisor(settings.llm))
-            advisor.check_in_background()  # a model that does not answer is named at start
-        states = RolloutStore(client, settings=settings.redis)
-        gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
-        recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
-        outputs: Outputs = kafka.outputs
-        if signer is not None:  # apps that verify hold only states the controller signed (#23)
-            outputs = SigningOutputs(
-                outputs, flag_state_topic=settings.topics.flag_state, signer=signer
-            )
-        sync = None
-        if settings.unleash.enabled:  # rollouts served from Unleash too (#14)
-            sync = BackendSync(
-                backend=await closing.enter(stack, "unleash", UnleashAdmin(settings.unleash)),
-                records=AppliedStore(client, settings=settings.redis),
-                states=states,
-                settings=settings.unleash,
-                topics=settings.topics,
-                outputs=kafka.outputs,
-                owns=kafka.control.owns,
-                metrics=metrics.backend,
-                retry=settings.retry,
-            )
-            outputs = NudgingOutputs(
-                outputs, flag_state_topic=settings.topics.flag_state, nudge=sync.nudge
-            )
-        segments = await _segments(
-            settings,
-            SegmentStore(client, settings=settings.redis),
-            kafka.outputs,
-            signer,
-            metrics,
-            changed=sync.segment_changed if sync is not None else None,
-        )
-        engine = build_engine(
-            settings=settings.engine,
-            llm=settings.llm,
-            advisor=advisor,
-            metrics=metrics,
-            topics=settings.topics,
-            states=states,
-            aggregates=store,
-            outputs=outputs,
-            dead_letters=kafka.dead_letters,
-            history=recorder,
-            backends=frozenset({"unleash"} if sync is not None else set()),
-            retry_policy=settings.retry,
-            segments=segments,
-            app_key_store=AppKeyStore(client, settings=settings.redis),
-            held_partitions=held,
-            clock=when.clock,
-            team_windows=when.team_windows,
-        )
+        kafka = await _connect_kafka(run, redis.ingest, ownership)
+        rollouts = await rollout_side(run, redis.client, kafka)
+        engine = engine_of(run, redis, kafka, rollouts)
         ownership.engine = engine
-        brokers = BrokerWatch(settings)  # for /readyz: a hung broker raises no error
+        daemon = Daemon(redis, kafka, rollouts, engine, BrokerWatch(settings))
         if settings.http.enabled:
-            status = StatusView(
-                states=states,
-                aggregates=store,
-                stale_after=timedelta(days=settings.engine.stale_after_days),
-                clock=when.clock,
-                team_windows=when.team_windows,
-            )
-            console = ConsoleData(
-                states=states,
-                history=gate_history,
-                status=status,
-                clock=when.clock,
-                team_windows=when.team_windows,
-            )
-            # The HTTP intake's own producer: its request timeout bounds how long a
-            # batch may wait unsent, so a batch answered 503 is never sent later.
-            ack_timeout = settings.http.intake_ack_timeout_seconds
-            intake_producer = await closing.enter(
-                stack,
-                "intake producer",
-                Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
-            )
-            events_in = EventIntake(
-                producer=intake_producer,
-                ledger=EventLedger(client, settings=settings.redis),
-                topic=settings.topics.events,
-                dedupe_seconds=settings.http.intake_dedupe_seconds,
-                metrics=metrics,
-            )
-            parts = Parts(
-                metrics,
-                store,
-                states,
-                ingest,
-                engine,
-                kafka.outputs,
-                console,
-                kafka.control,
-                signer,
-                status,
-                events_in,
-                segments,
-                KeyBook(AppKeyStore(client, settings=settings.redis)),
-                brokers=brokers,
-                reads=await closing.enter(
-                    stack,
-                    "read worker",
-                    ReadWorker(
-                        settings, signer=signer, clock=when.clock, team_windows=when.team_windows
-                    ),
-                ),
-            )
-            await closing.enter(stack, "http server", http_server(settings, parts))
-            startup.started(lambda: readiness_of(parts, settings))
-        services = {
-            "ingest": (
-                ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
-                ingest.stop,
-            ),
-            "engine": (engine.run(control=kafka.control), engine.stop),
-            "brokers": (brokers.run(), brokers.stop),
-        }
-        services |= _keepers(settings, engine.keys, kafka.outputs, reread, alarms)
-        if sync is not None:
-            sync.attach(engine.rollouts.apply, segments.reads().held)
-            services["backends"] = (sync.run(), sync.stop)
+            await serve_http(run, daemon)
+        services = services_of(run, daemon)
         return await until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
 
 
-def _keepers(
-    settings: Settings,
-    keyring: Keyring,
-    outputs: Publisher,
-    reread: Callable[[], Settings],
-    alarms: Alarms,
-) -> dict[str, Service]:
-    """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
-    broker lost created again (#37)."""
-    keys = KeyReloader(keyring, lambda: reread().engine.operator_keys, outputs, settings.topics)
-    services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
-    if settings.kafka.create_topics:
-        keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)
-        services["topics"] = (keeper.run(), keeper.stop)
-    return services
+async def _connect_redis(run: Run) -> RedisSide:
+    """Redis connected and answering; the aggregates and the ingest loop over it."""
+    settings = run.settings
+    client = await run.enter("redis", connect(settings.redis))
+    store = RedisAggregateStore(
+        client,
+        settings=settings.redis,
+        topic=settings.topics.events,
+        dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
+    )
+    ingest, held = _ingest(settings, client, run.metrics, run.alarms)
+    run.startup.waiting_for(redis_of(settings))
+    await wait_for_redis(store, Retry(run.stop, settings.retry))
+    return RedisSide(client, store, ingest, held)
+
+
+async def _connect_kafka(run: Run, ingest: Ingest, ownership: Ownership) -> KafkaClients:
+    """The brokers answering, then the Kafka clients started; alarms publish through them."""
+    settings = run.settings
+    run.startup.waiting_for(kafka_of(settings))
+    await wait_for_kafka(settings, Retry(run.stop, settings.retry))
+    kafka = await connect_kafka(run.stack, run.closing, settings, ingest, ownership)
+    run.alarms.attach(kafka.outputs)
+    run.closing.push(run.stack, "alarms", run.alarms.stop)  # before the producer closes
+    return kafka
 
 
 def _ingest(
@@ -294,10 +147,6 @@ def _ingest(
     ), held
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _tune_garbage_collector() -> None:
     """Make cyclic garbage collection rare and cheap on the ingest path.
 
@@ -311,28 +160,3 @@ def _tune_garbage_collector() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(50_000, second, third)
-
-
-async def _segments(
-    settings: Settings,
-    store: SegmentStore,
-    outputs: Publisher,
-    signer: StateSigner | None,
-    metrics: Metrics,
-    *,
-    changed: Callable[[str], None] | None,
-) -> SegmentService:
-    """The segment service, once it published every segment again (which mends a crash
-    between a save and its publish); ``changed`` is the Unleash sync's, when there is one."""
-    segments = SegmentService(
-        store=store,
-        outputs=outputs,
-        topics=settings.topics,
-        signer=signer,
-        max_age_seconds=settings.engine.command_max_age_seconds,
-        clock=_utcnow,
-        counted=lambda action, outcome: metrics.decisions.labels(action, outcome).inc(),
-        changed=changed or (lambda _name: None),
-    )
-    await segments.republish()
-    return segments

@@ -62,15 +62,9 @@ class Parts:
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
+    """The API server over the running ``parts``: reads, OFREP, the event intake, webhooks."""
     token = settings.http.webhook_token
-    intake = MonitorIntake(
-        claims=parts.states,
-        outputs=parts.outputs,
-        topic=settings.topics.monitors,
-        monitors=settings.engine.monitors,
-        dedupe_seconds=settings.http.webhook_dedupe_seconds,
-        metrics=parts.metrics,
-    )
+    secret = token.get_secret_value() if token else None
     access = app_access(settings.http, parts.app_keys, parts.metrics)
     return HttpServer(
         host=settings.http.host,
@@ -82,46 +76,65 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         rollouts=parts.status,
         history=parts.console.history,
         console=parts.console,
-        monitors=intake,
-        webhook_token=token.get_secret_value() if token else None,
+        monitors=_monitor_intake(settings, parts),
+        webhook_token=secret,
         limits=settings.http,
-        # OFREP evaluates from a snapshot of the states; it needs no signatures.
-        ofrep=OfrepRoutes(
-            parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
-            body_timeout_seconds=settings.http.body_timeout_seconds,
-            access=access,
-            requests_per_second=settings.http.ofrep_requests_per_second,
-            count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
-            segments=None if parts.segments is None else parts.segments.reads().held,
-        ),
-        intake=EventIntakeRoutes(
-            parts.events_in,
-            max_body_bytes=settings.http.intake_max_body_bytes,
-            max_events=settings.http.intake_max_events,
-            max_event_bytes=settings.ingest.max_event_bytes,
-            events_per_second=settings.http.intake_events_per_second,
-            body_timeout_seconds=settings.http.body_timeout_seconds,
-            access=access,
-        ),
-        app_keys=None
-        if parts.app_keys is None
-        else KeyListRoute(
-            parts.app_keys.listing,
-            token=token.get_secret_value() if token else None,
-            loopback=is_loopback(settings.http.host),
-        ),
+        ofrep=_ofrep_routes(settings, parts, access),
+        intake=_event_routes(settings, parts, access),
+        app_keys=_key_list_route(settings, parts, secret),
         segments=segment_routes(
-            parts,
-            AppReadGuard(
-                access,
-                public=settings.http.public_flags,
-                operator_token=token.get_secret_value() if token else None,
-            ),
+            parts, AppReadGuard(access, public=settings.http.public_flags, operator_token=secret)
         ),
         flag_list=None if parts.reads is None else parts.reads.flag_list,
         rollout_list=None if parts.reads is None else parts.reads.rollout_list,
         count_reads_limited=parts.metrics.reads_rate_limited.inc,
         access=access,
+    )
+
+
+def _monitor_intake(settings: Settings, parts: Parts) -> MonitorIntake:
+    """Where monitor webhooks go: claimed per incident, published on the monitors topic."""
+    return MonitorIntake(
+        claims=parts.states,
+        outputs=parts.outputs,
+        topic=settings.topics.monitors,
+        monitors=settings.engine.monitors,
+        dedupe_seconds=settings.http.webhook_dedupe_seconds,
+        metrics=parts.metrics,
+    )
+
+
+def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepRoutes:
+    """OFREP evaluates from a snapshot of the states; it needs no signatures."""
+    return OfrepRoutes(
+        parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
+        body_timeout_seconds=settings.http.body_timeout_seconds,
+        access=access,
+        requests_per_second=settings.http.ofrep_requests_per_second,
+        count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
+        segments=None if parts.segments is None else parts.segments.reads().held,
+    )
+
+
+def _event_routes(settings: Settings, parts: Parts, access: AppAccess) -> EventIntakeRoutes:
+    """``POST /v1/events``: apps' events over HTTP, bounded as ``http.intake_*`` say."""
+    return EventIntakeRoutes(
+        parts.events_in,
+        max_body_bytes=settings.http.intake_max_body_bytes,
+        max_events=settings.http.intake_max_events,
+        max_event_bytes=settings.ingest.max_event_bytes,
+        events_per_second=settings.http.intake_events_per_second,
+        body_timeout_seconds=settings.http.body_timeout_seconds,
+        access=access,
+    )
+
+
+def _key_list_route(settings: Settings, parts: Parts, token: str | None) -> KeyListRoute | None:
+    """``/app-keys``, for the webhook token only; none without the app keys' book."""
+    if parts.app_keys is None:
+        return None
+    return KeyListRoute(
+        parts.app_keys.listing, token=token, loopback=is_loopback(settings.http.host)
     )
 
 

@@ -1,0 +1,345 @@
+"""The daemon's parts over Redis and the brokers, built in order, and what runs them.
+
+:func:`~controller.daemon.running.wiring.run` reaches Redis and the brokers; the steps
+here build on them, each from the :class:`Run` every step reads: the rollouts'
+stores and outputs (:func:`rollout_side`), the engine (:func:`engine_of`), the
+HTTP API (:func:`serve_http`) and the services that run until the daemon stops
+(:func:`services_of`). Every part a step starts is entered on the run's exit
+stack, so it closes, in reverse order, within the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from controller.adapters.kafka import Producer, Publisher
+from controller.adapters.llm import Advisor
+from controller.adapters.redis import (
+    AppKeyStore,
+    AppliedStore,
+    EventLedger,
+    GapStore,
+    RedisAggregateStore,
+    RedisClient,
+    RedisGateHistory,
+    RolloutStore,
+    SegmentStore,
+)
+from controller.adapters.unleash import UnleashAdmin
+from controller.core.rollouts import Window
+from controller.core.trust import StateSigner
+from controller.daemon.backends import BackendSync, NudgingOutputs
+from controller.daemon.ingest import Ingest
+from controller.daemon.metrics import Metrics
+from controller.daemon.outputs import Alarms, SigningOutputs
+from controller.daemon.registries import KeyBook, KeyReloader, Keyring, SegmentService
+from controller.daemon.rollouts import Clock, Engine, Recorder, build_engine
+from controller.daemon.running.closing import Closing
+from controller.daemon.running.connecting import KafkaClients
+from controller.daemon.running.supervisor import Service
+from controller.daemon.running.topics import TopicKeeper
+from controller.daemon.serving import (
+    BrokerWatch,
+    ConsoleData,
+    EventIntake,
+    Parts,
+    ReadWorker,
+    StartUp,
+    StatusView,
+    http_server,
+    readiness_of,
+)
+from controller.ports import Outputs
+from controller.settings import Settings
+
+_Part = TypeVar("_Part")
+
+
+@dataclass(frozen=True, slots=True)
+class Time:
+    """What says when a rollout may move: the clock, and the team's release windows."""
+
+    clock: Clock
+    team_windows: tuple[Window, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What every step of the start reads: the settings, the stop, the parts all share."""
+
+    settings: Settings
+    stop: asyncio.Event
+    closing: Closing
+    stack: AsyncExitStack
+    """Every part entered; closed in reverse order, within the grace, when the daemon stops."""
+    when: Time
+    reread: Callable[[], Settings]
+    signer: StateSigner | None
+    metrics: Metrics
+    alarms: Alarms
+    startup: StartUp
+
+    async def enter(self, name: str, part: AbstractAsyncContextManager[_Part]) -> _Part:
+        """Start ``part`` now; it is closed when the daemon stops."""
+        return await self.closing.enter(self.stack, name, part)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSide:
+    """Redis, answering: its client, the aggregates, and the ingest loop that writes them."""
+
+    client: RedisClient
+    store: RedisAggregateStore
+    ingest: Ingest
+    held: GapStore
+    """Where ingest holds partitions whose log lost what was counted (#37)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSide:
+    """Where rollouts are kept, recorded and published, and what else serves them."""
+
+    states: RolloutStore
+    gate_history: RedisGateHistory
+    recorder: Recorder
+    outputs: Outputs
+    """The engine's outputs: signed where a signing key is set, nudging the Unleash sync."""
+    advisor: Advisor | None
+    sync: BackendSync | None
+    segments: SegmentService
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """Every long-lived part: what the HTTP API shows and the services run."""
+
+    redis: RedisSide
+    kafka: KafkaClients
+    rollouts: RolloutSide
+    engine: Engine
+    brokers: BrokerWatch
+    """For ``/readyz``: a hung broker raises no error."""
+
+
+async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> RolloutSide:
+    """The rollouts' stores and outputs, the advisor, and the Unleash sync when enabled."""
+    settings = run.settings
+    advisor = await _advisor(run)
+    states = RolloutStore(client, settings=settings.redis)
+    gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
+    recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
+    sync = await _backend_sync(run, client, states, kafka)
+    segments = await _segments(
+        settings,
+        SegmentStore(client, settings=settings.redis),
+        kafka.outputs,
+        run.signer,
+        run.metrics,
+        changed=sync.segment_changed if sync is not None else None,
+    )
+    outputs = _engine_outputs(run, kafka.outputs, sync)
+    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments)
+
+
+async def _advisor(run: Run) -> Advisor | None:
+    """The model advisor, unless ``llm.mode`` is off."""
+    if run.settings.llm.mode == "off":
+        return None
+    advisor = await run.enter("advisor", Advisor(run.settings.llm))
+    advisor.check_in_background()  # a model that does not answer is named at start
+    return advisor
+
+
+async def _backend_sync(
+    run: Run, client: RedisClient, states: RolloutStore, kafka: KafkaClients
+) -> BackendSync | None:
+    """The Unleash sync, when rollouts are served from Unleash too (#14)."""
+    settings = run.settings
+    if not settings.unleash.enabled:
+        return None
+    return BackendSync(
+        backend=await run.enter("unleash", UnleashAdmin(settings.unleash)),
+        records=AppliedStore(client, settings=settings.redis),
+        states=states,
+        settings=settings.unleash,
+        topics=settings.topics,
+        outputs=kafka.outputs,
+        owns=kafka.control.owns,
+        metrics=run.metrics.backend,
+        retry=settings.retry,
+    )
+
+
+def _engine_outputs(run: Run, published: Publisher, sync: BackendSync | None) -> Outputs:
+    """What the engine publishes through: signed when a key is set, nudging the sync."""
+    topic = run.settings.topics.flag_state
+    outputs: Outputs = published
+    if run.signer is not None:  # apps that verify hold only states the controller signed (#23)
+        outputs = SigningOutputs(outputs, flag_state_topic=topic, signer=run.signer)
+    if sync is not None:
+        outputs = NudgingOutputs(outputs, flag_state_topic=topic, nudge=sync.nudge)
+    return outputs
+
+
+def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: RolloutSide) -> Engine:
+    """The rollout engine over the rollouts' side, its parts given what each uses."""
+    settings = run.settings
+    return build_engine(
+        settings=settings.engine,
+        llm=settings.llm,
+        advisor=rollouts.advisor,
+        metrics=run.metrics,
+        topics=settings.topics,
+        states=rollouts.states,
+        aggregates=redis.store,
+        outputs=rollouts.outputs,
+        dead_letters=kafka.dead_letters,
+        history=rollouts.recorder,
+        backends=frozenset({"unleash"} if rollouts.sync is not None else set()),
+        retry_policy=settings.retry,
+        segments=rollouts.segments,
+        app_key_store=AppKeyStore(redis.client, settings=settings.redis),
+        held_partitions=redis.held,
+        clock=run.when.clock,
+        team_windows=run.when.team_windows,
+    )
+
+
+async def serve_http(run: Run, daemon: Daemon) -> None:
+    """The HTTP API up; from now on the probes ask the running daemon's readiness."""
+    settings, redis, when = run.settings, daemon.redis, run.when
+    status, console = _views(run, daemon)
+    events_in = await _event_intake(run, redis.client)
+    reads = await run.enter(
+        "read worker",
+        ReadWorker(settings, signer=run.signer, clock=when.clock, team_windows=when.team_windows),
+    )
+    parts = Parts(
+        run.metrics,
+        redis.store,
+        daemon.rollouts.states,
+        redis.ingest,
+        daemon.engine,
+        daemon.kafka.outputs,
+        console,
+        daemon.kafka.control,
+        run.signer,
+        status,
+        events_in,
+        daemon.rollouts.segments,
+        KeyBook(AppKeyStore(redis.client, settings=settings.redis)),
+        brokers=daemon.brokers,
+        reads=reads,
+    )
+    await run.enter("http server", http_server(settings, parts))
+    run.startup.started(lambda: readiness_of(parts, settings))
+
+
+def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
+    """What the read API and the console show of the rollouts."""
+    states, when = daemon.rollouts.states, run.when
+    status = StatusView(
+        states=states,
+        aggregates=daemon.redis.store,
+        stale_after=timedelta(days=run.settings.engine.stale_after_days),
+        clock=when.clock,
+        team_windows=when.team_windows,
+    )
+    console = ConsoleData(
+        states=states,
+        history=daemon.rollouts.gate_history,
+        status=status,
+        clock=when.clock,
+        team_windows=when.team_windows,
+    )
+    return status, console
+
+
+async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
+    """The HTTP event intake, with a producer of its own: its request timeout bounds how
+    long a batch may wait unsent, so a batch answered 503 is never sent later."""
+    settings = run.settings
+    ack_timeout = settings.http.intake_ack_timeout_seconds
+    producer = await run.enter(
+        "intake producer",
+        Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
+    )
+    return EventIntake(
+        producer=producer,
+        ledger=EventLedger(client, settings=settings.redis),
+        topic=settings.topics.events,
+        dedupe_seconds=settings.http.intake_dedupe_seconds,
+        metrics=run.metrics,
+    )
+
+
+def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
+    """What runs until the daemon stops: ingest, the engine, the broker watch, the keepers,
+    and the Unleash sync when there is one."""
+    kafka, engine, brokers = daemon.kafka, daemon.engine, daemon.brokers
+    ingest, store = daemon.redis.ingest, daemon.redis.store
+    services: dict[str, Service] = {
+        "ingest": (
+            ingest.run(source=kafka.events, store=store, dead_letters=kafka.dead_letters),
+            ingest.stop,
+        ),
+        "engine": (engine.run(control=kafka.control), engine.stop),
+        "brokers": (brokers.run(), brokers.stop),
+    }
+    services |= _keepers(run.settings, engine.keys, kafka.outputs, run.reread, run.alarms)
+    sync = daemon.rollouts.sync
+    if sync is not None:
+        sync.attach(engine.rollouts.apply, daemon.rollouts.segments.reads().held)
+        services["backends"] = (sync.run(), sync.stop)
+    return services
+
+
+def _keepers(
+    settings: Settings,
+    keyring: Keyring,
+    outputs: Publisher,
+    reread: Callable[[], Settings],
+    alarms: Alarms,
+) -> dict[str, Service]:
+    """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
+    broker lost created again (#37)."""
+    keys = KeyReloader(keyring, lambda: reread().engine.operator_keys, outputs, settings.topics)
+    services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
+    if settings.kafka.create_topics:
+        keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)
+        services["topics"] = (keeper.run(), keeper.stop)
+    return services
+
+
+async def _segments(
+    settings: Settings,
+    store: SegmentStore,
+    outputs: Publisher,
+    signer: StateSigner | None,
+    metrics: Metrics,
+    *,
+    changed: Callable[[str], None] | None,
+) -> SegmentService:
+    """The segment service, once it published every segment again (which mends a crash
+    between a save and its publish); ``changed`` is the Unleash sync's, when there is one."""
+    segments = SegmentService(
+        store=store,
+        outputs=outputs,
+        topics=settings.topics,
+        signer=signer,
+        max_age_seconds=settings.engine.command_max_age_seconds,
+        clock=utcnow,
+        counted=lambda action, outcome: metrics.decisions.labels(action, outcome).inc(),
+        changed=changed or (lambda _name: None),
+    )
+    await segments.republish()
+    return segments
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
