@@ -34,7 +34,7 @@ from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.services import ServiceUnavailable, free_port
-from tests.unit.test_gate import plan, rollout
+from tests.unit.core.machine.test_gate import plan, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "vectors" / "ofrep" / "openapi.yaml"

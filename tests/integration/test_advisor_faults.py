@@ -36,8 +36,8 @@ from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from tests.fake_clock import FakeClock
 from tests.fake_model import DRIP_INTERVAL, FakeModel
 from tests.services import free_port
-from tests.unit.test_advice import rollout
-from tests.unit.test_engine import NoDeadLetters
+from tests.unit.core.rollouts.test_advice import rollout
+from tests.unit.daemon.test_engine import NoDeadLetters
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

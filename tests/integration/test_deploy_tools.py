@@ -1,6 +1,6 @@
 """The deployment kit passes the tools its users will run on it: Compose, promtool, kubectl.
 
-``tests/unit/test_deploy_files.py`` cross-checks the files against the code; these
+``tests/unit/house/test_deploy_files.py`` cross-checks the files against the code; these
 tests hand the same files to the real tools, so a file that parses as YAML but
 that Docker Compose, Prometheus or kustomize would refuse fails here.
 """

@@ -23,7 +23,7 @@ from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
 from tests.integration.test_store import store_client, store_url  # noqa: F401 (fixtures)
 from tests.services import free_port
-from tests.unit.test_gate import rollout
+from tests.unit.core.machine.test_gate import rollout
 
 pytestmark = pytest.mark.integration
 

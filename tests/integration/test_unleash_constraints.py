@@ -1,7 +1,7 @@
 """Every translatable audience rule, written by the controller's adapter to a real Unleash,
 read back unchanged, and served by the real ``UnleashClient`` as the rule says (#26).
 
-The offline conformance test (``tests/unit/test_unleash_vectors.py``) bootstraps the
+The offline conformance test (``tests/unit/core/rules/test_unleash_vectors.py``) bootstraps the
 SDK from a dict; this one goes through ``unleash-server`` itself, which validates
 each constraint (it refuses an empty value, a constraint on an undefined context
 field) and hands the SDK what it stored.
@@ -27,7 +27,7 @@ from controller.core.serving.rings import shape_of
 from controller.core.serving.serving import Serving, Target
 from controller.dev.unleash import UnleashServer
 from controller.settings import UnleashSettings
-from tests.unit.test_unleash_vectors import _readable, held_segments
+from tests.unit.core.rules.test_unleash_vectors import _readable, held_segments
 from tests.vectors import audience_generate
 from tests.waiting import eventually
 

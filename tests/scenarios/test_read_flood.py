@@ -27,7 +27,7 @@ from controller.settings import RedisSettings
 from tests.integration.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.services import free_port
-from tests.unit.test_gate import rollout
+from tests.unit.core.machine.test_gate import rollout
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -2,7 +2,7 @@
 
 Run ``python tests/vectors/audience_generate.py`` to rewrite the file and
 ``python tests/vectors/audience_generate.py --check`` to exit 1 when it differs
-from what this script makes; ``tests/unit/test_audience_vectors.py`` runs the
+from what this script makes; ``tests/unit/core/rules/test_audience_vectors.py`` runs the
 same check.
 
 Each vector is a rule (its JSON form, and its text form), a context, and the

@@ -2,7 +2,7 @@
 
 Run ``python tests/vectors/flag_signing.py`` to rewrite the file and
 ``python tests/vectors/flag_signing.py --check`` to exit 1 when it differs
-from what this script makes; ``tests/unit/test_flag_signing.py`` runs the
+from what this script makes; ``tests/unit/core/trust/test_flag_signing.py`` runs the
 check, holds the controller's signer and verifier to the file, and runs the
 JavaScript verifier of ``flag-signing.mjs`` against it.
 

@@ -2,7 +2,7 @@
 
 Run ``python tests/vectors/generate.py`` to rewrite the file and
 ``python tests/vectors/generate.py --check`` to exit 1 when it differs from
-what this script makes. ``tests/unit/test_vectors.py`` runs the same check,
+what this script makes. ``tests/unit/core/wire/test_vectors.py`` runs the same check,
 so the file can never drift from the script.
 
 The expected values come from a MurmurHash3 written out here in plain Python,

@@ -2,7 +2,7 @@
 
 Run ``python tests/vectors/rings_generate.py`` to rewrite the file and
 ``python tests/vectors/rings_generate.py --check`` to exit 1 when it differs
-from what this script makes; ``tests/unit/test_rings_vectors.py`` runs the
+from what this script makes; ``tests/unit/core/wire/test_rings.py`` runs the
 same check.
 
 Each vector is a flag state's targeting (the rollout's ``audience`` and its

@@ -3,7 +3,7 @@
 Every exception class the controller defines derives from
 :class:`ControllerError`; those defined in other rooms are here with their
 module, and some keep a builtin base too, so ``except TimeoutError`` or
-``except ValueError`` still catch them. ``tests/unit/test_error_tree.py``
+``except ValueError`` still catch them. ``tests/unit/house/test_error_tree.py``
 fails when a class is outside the root or missing from this tree
 (private ones, which never leave their module, are not listed).
 

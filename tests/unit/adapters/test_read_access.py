@@ -1,0 +1,155 @@
+"""Who may read what (#37): every read route, each credential, each setting, in process.
+
+The reads of apps (``/flags``, ``/v1/segments*``: salts, rings, values and id
+lists, enough to evaluate any unit offline) want an app key of scope
+``evaluate`` where keys are required, or the operator's token, unless
+``http.public_flags``; the operator's reads (``/rollouts*``) want the webhook
+token wherever one is set, and never take an app key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.adapters.app_access import AppAccess
+from controller.adapters.http import HttpServer
+from controller.adapters.read_routes import AppReadGuard
+from controller.adapters.segment_routes import SegmentRoutes
+from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus, describe
+from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
+from controller.settings import HttpSettings
+from tests.unit.core.machine.test_gate import rollout
+
+TOKEN = "operator-token"
+READER, SENDER = "rc_app_reader", "rc_app_sender"
+KEYS = [
+    AppKey(
+        id="00000000000000b1",
+        name="reader",
+        scopes=frozenset({Scope.EVALUATE}),
+        secret_sha256=digest(READER),
+        created_ms=1,
+        created_by="ana",
+    ),
+    AppKey(
+        id="00000000000000b2",
+        name="sender",
+        scopes=frozenset({Scope.EVENTS}),
+        secret_sha256=digest(SENDER),
+        created_ms=2,
+        created_by="ana",
+    ),
+]
+CREDENTIALS = {"no key": None, "wrong scope": SENDER, "right key": READER, "operator": TOKEN}
+APP_READS = ("/flags", "/v1/segments", "/v1/segments/beta")
+OPERATOR_READS = ("/rollouts", "/rollouts/f", "/rollouts/f/history")
+
+# (require_app_keys, public_flags, webhook token set) -> the statuses of the reads of apps
+# and of the operator's, for each credential in the order of CREDENTIALS.
+EXPECTED: dict[tuple[bool, bool, bool], dict[str, tuple[int, int, int, int]]] = {
+    (True, False, True): {"app": (401, 403, 200, 200), "operator": (401, 401, 401, 200)},
+    (True, False, False): {"app": (401, 403, 200, 401), "operator": (200, 200, 200, 200)},
+    (False, False, True): {"app": (200, 403, 200, 200), "operator": (401, 401, 401, 200)},
+    (False, False, False): {"app": (200, 403, 200, 401), "operator": (200, 200, 200, 200)},
+    (True, True, True): {"app": (200, 200, 200, 200), "operator": (401, 401, 401, 200)},
+}
+
+
+def cases() -> list[Any]:
+    found = []
+    for (required, public, token), expected in EXPECTED.items():
+        for kind, routes in (("app", APP_READS), ("operator", OPERATOR_READS)):
+            for route in routes:
+                for (credential, _), status in zip(
+                    CREDENTIALS.items(), expected[kind], strict=True
+                ):
+                    setting = f"keys={required},public={public},token={token}"
+                    found.append(
+                        pytest.param(
+                            required,
+                            public,
+                            token,
+                            route,
+                            credential,
+                            status,
+                            id=f"{setting}:{route}:{credential}",
+                        )
+                    )
+    return found
+
+
+def server(*, required: bool, public: bool, token: str | None) -> HttpServer:
+    async def keys() -> Mapping[str, AppKey]:
+        return by_digest(KEYS)
+
+    async def flags() -> FlagStates:
+        return FlagStates([])
+
+    async def status(_flag: str | None) -> list[RolloutStatus]:
+        now = datetime.now(UTC)
+        shown = describe(rollout(), None, now, ()).__dict__
+        return [RolloutStatus.model_validate({**shown, "stale": False})]
+
+    async def history(flag: str) -> RolloutHistory:
+        return RolloutHistory(flag=flag, rollout_id="r", stages=[])
+
+    async def ready() -> tuple[bool, dict[str, Any]]:
+        return True, {}
+
+    async def listing() -> list[dict[str, Any]]:
+        return []
+
+    async def version(_name: str) -> int:
+        return 1
+
+    async def whole(name: str) -> dict[str, Any]:
+        return {"name": name, "version": 1}
+
+    access = AppAccess(keys, Policy(require_keys=required, origins=frozenset()))
+    limits = HttpSettings(public_flags=public, reads_per_second=1000)
+    guard = AppReadGuard(access, public=public, operator_token=token)
+    return HttpServer(
+        host="127.0.0.1",
+        port=0,
+        readiness=ready,
+        flags=flags,
+        metrics=bytes,
+        metrics_content_type="text/plain",
+        rollouts=status,
+        history=history,
+        webhook_token=token,
+        limits=limits,
+        access=access,
+        segments=SegmentRoutes(
+            listing=listing, version=version, whole=whole, key_id=None, guard=guard
+        ),
+    )
+
+
+async def read(api: HttpServer, route: str, bearer: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with api, httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}") as client:
+        return await client.get(route, headers=headers)
+
+
+@pytest.mark.parametrize(("required", "public", "token", "route", "credential", "status"), cases())
+async def test_who_may_read_what(
+    required: bool, public: bool, token: bool, route: str, credential: str, status: int
+) -> None:
+    given = CREDENTIALS[credential]
+    api = server(required=required, public=public, token=TOKEN if token else None)
+    answer = await read(api, route, given)
+    assert answer.status_code == status, answer.text
+    if status != 200:
+        assert answer.json()["error"]  # every refusal says why
+
+
+async def test_an_app_key_is_refused_on_rollouts_with_a_reason_naming_the_token() -> None:
+    answer = await read(server(required=True, public=False, token=TOKEN), "/rollouts", READER)
+    assert answer.status_code == 401
+    assert "operator token" in answer.json()["error"]
