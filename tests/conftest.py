@@ -70,7 +70,12 @@ _USED, _MISSING = "rc_services_used", "rc_services_missing"
 SHARED_BY_GROUP = {"llm_base_url": "model", "unleash_server": "unleash"}
 """A test using one of these session services runs on the one pytest-xdist worker of
 its group (``--dist loadgroup``), so one model server and one Unleash are started in
-all, not one a worker, and no two inferences compete for the cores."""
+all, not one a worker, and no two inferences compete for the cores.
+
+pytest-xdist 3.8 does not apply the groups under pytest 9.2 (pytest-xdist#1386): the
+tests are then spread like any others, and each worker that runs one starts its own
+model server (half the CPUs' threads, one on a 2-core machine) or Unleash (its own
+database), which is safe, only slower."""
 
 
 class TopicFactory(Protocol):
@@ -96,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ServiceReports(config), "rc-service-reports")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put each test of a shared session service in that service's xdist group."""
     for item in items:
