@@ -58,6 +58,24 @@ TOPIC_READY_TIMEOUT = 15.0
 _services_used_key = pytest.StashKey[list[str]]()
 _missing_services_key = pytest.StashKey[list[str]]()
 _missing_skips_key = pytest.StashKey[list[str]]()
+_unreported_key = pytest.StashKey[dict[str, list[str]]]()
+"""What this process found since its last test report: sent along with that report.
+
+Under pytest-xdist the services are started in the workers while the summary is
+written by the controlling process, which sees only the reports; without xdist the
+report goes through the same hook in the same process."""
+
+_USED, _MISSING = "rc_services_used", "rc_services_missing"
+
+SHARED_BY_GROUP = {"llm_base_url": "model", "unleash_server": "unleash"}
+"""A test using one of these session services runs on the one pytest-xdist worker of
+its group (``--dist loadgroup``), so one model server and one Unleash are started in
+all, not one a worker, and no two inferences compete for the cores.
+
+pytest-xdist 3.8 does not apply the groups under pytest 9.2 (pytest-xdist#1386): the
+tests are then spread like any others, and each worker that runs one starts its own
+model server (half the CPUs' threads, one on a 2-core machine) or Unleash (its own
+database), which is safe, only slower."""
 
 
 class TopicFactory(Protocol):
@@ -77,6 +95,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_services_used_key] = []
     config.stash[_missing_services_key] = []
     config.stash[_missing_skips_key] = []
+    unreported: dict[str, list[str]] = {_USED: [], _MISSING: []}
+    config.stash[_unreported_key] = unreported
+    if not hasattr(config, "workerinput"):  # the summary is written here, not in a worker
+        config.pluginmanager.register(_ServiceReports(config), "rc-service-reports")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each test of a shared session service in that service's xdist group."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, group in SHARED_BY_GROUP.items():
+            if fixture in fixtures and item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _announce(config: pytest.Config, line: str, *, red: bool = False) -> None:
@@ -98,10 +130,7 @@ def _service_unavailable(
     config: pytest.Config, exc: ServiceUnavailable, *, tool: str | None = None
 ) -> NoReturn:
     message = f"{SERVICE_MISSING} {exc}"
-    missing = config.stash[_missing_services_key]
-    if message not in missing:
-        missing.append(message)
-        _announce(config, f"!!! {message}", red=True)
+    config.stash[_unreported_key][_MISSING].append(message)
     if tool is not None and absent_on_purpose(tool):
         pytest.skip(f"{message} ({tool} is hidden on purpose: RC_TESTS_WITHOUT)")
     if os.environ.get("CI"):
@@ -110,18 +139,45 @@ def _service_unavailable(
 
 
 def _record_service(config: pytest.Config, description: str) -> None:
-    config.stash[_services_used_key].append(description)
-    _announce(config, f">>> TEST SERVICE: {description}")
+    config.stash[_unreported_key][_USED].append(description)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Carry the services found since the last report on this one (xdist sends it on)."""
     report = yield
-    if report.skipped and SERVICE_MISSING in str(report.longrepr):
-        item.config.stash[_missing_skips_key].append(item.nodeid)
+    unreported = item.config.stash[_unreported_key]
+    for key, found in unreported.items():
+        if found:
+            setattr(report, key, list(found))
+            found.clear()
     return report
+
+
+class _ServiceReports:
+    """Reads the services each test report carries, from this process or an xdist worker."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        _take_services(self.config, report)
+
+
+def _take_services(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Announce and remember the services a report carries."""
+    for description in getattr(report, _USED, ()):
+        config.stash[_services_used_key].append(description)
+        _announce(config, f">>> TEST SERVICE: {description}")
+    missing = config.stash[_missing_services_key]
+    for message in getattr(report, _MISSING, ()):
+        if message not in missing:
+            missing.append(message)
+            _announce(config, f"!!! {message}", red=True)
+    if report.skipped and SERVICE_MISSING in str(report.longrepr):
+        config.stash[_missing_skips_key].append(report.nodeid)
 
 
 def pytest_terminal_summary(

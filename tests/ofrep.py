@@ -32,13 +32,15 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
-from controller.settings import RedisSettings
+from controller.settings import HttpSettings, RedisSettings
 from tests.services import ServiceUnavailable, free_port
 from tests.unit.core.machine.test_gate import plan, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "vectors" / "ofrep" / "openapi.yaml"
 NODE_SCRIPT = ROOT / "tests" / "node" / "ofrep_eval.mjs"
+IDLE_SECONDS = 120.0
+"""How long the test server keeps an idle keep-alive connection open."""
 
 CONFIGURATION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -149,6 +151,10 @@ async def ofrep_server(
     server = HttpServer(
         host="127.0.0.1",
         port=port,
+        # An idle keep-alive connection is closed by the client, never under it: on a busy
+        # machine a client that stalled past the default 5 s would send a request on a
+        # connection the server is closing, and see it fail (not what is tested here).
+        limits=HttpSettings(header_timeout_seconds=IDLE_SECONDS),
         readiness=ready,
         flags=lambda: flag_states(states, None),
         metrics=lambda: b"",

@@ -25,6 +25,11 @@ from tests.reading import events_of, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+SERVER_START_SECONDS = 150
+"""A bound on Prefect's own server coming up in the child (its default is 30 s): it
+imports and migrates for seconds on an idle machine, for a minute or more on a busy one."""
+FLOW_SECONDS = SERVER_START_SECONDS + 90
+
 TopicFactory = Callable[..., Awaitable[str]]
 FLAG = "etl.vectorized-transform"
 CUSTOMER = "acme"
@@ -36,7 +41,7 @@ from prefect.testing.utilities import prefect_test_harness
 example = runpy.run_path(sys.argv[1])
 bootstrap, flag_topic, events_topic = sys.argv[2:5]
 rows = [{"amount": float(i)} for i in range(500)]
-with prefect_test_harness():
+with prefect_test_harness(server_startup_timeout=int(sys.argv[5])):
     summary = example["etl"](
         "acme", rows, bootstrap=bootstrap, flag_topic=flag_topic,
         events_topic=events_topic, fail_first_attempts=1,
@@ -45,6 +50,7 @@ print("SUMMARY " + json.dumps(summary), flush=True)
 """
 
 
+@pytest.mark.timeout(FLOW_SECONDS + 60)
 async def test_the_prefect_flow_reports_once_across_task_retries(
     kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
 ) -> None:
@@ -111,11 +117,12 @@ async def _run_flow(
         bootstrap,
         flag_topic,
         events_topic,
+        str(SERVER_START_SECONDS),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **env},
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 150)
+    output, _ = await asyncio.wait_for(process.communicate(), FLOW_SECONDS)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text[-4000:]
     line = next((ln for ln in text.splitlines() if ln.startswith("SUMMARY ")), None)

@@ -71,10 +71,12 @@ async def _stop_while_a_drain_waits(rig: Rig, tmp_path: Path, store: RolloutStor
     try:
         async with lease_held_by_a_peer(store):
             daemon.start()
-            daemon.wait_for_log("commands_partitions_assigned", timeout=60)
+            # Waited for in a thread: this loop renews the peer's lease meanwhile, which
+            # a daemon slow to start (a busy machine) would otherwise see expire, and take.
+            await asyncio.to_thread(daemon.wait_for_log, "commands_partitions_assigned", 60)
             await joiner.start()  # a second member: the control group rebalances
             polling = asyncio.create_task(joiner.getmany(timeout_ms=30_000))
-            daemon.wait_for_log("rebalancing", timeout=30)
+            await asyncio.to_thread(daemon.wait_for_log, "rebalancing", 30)
             code = await asyncio.to_thread(daemon.terminate, 60)
             polling.cancel()
             # 0: the drain ended within the grace (past it the daemon cancels and exits 3)

@@ -33,7 +33,8 @@ from controller.demo.scenario import (
 )
 from controller.demo.snapshot import rings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Its own model server answers the demo's advisor: beside the model tests, on one worker.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("model")]
 
 DURATION_SECONDS = 240
 """The demo ends when its flags do (about a minute); the cap only stops one that would not

@@ -140,7 +140,9 @@ async def _ofrep(base: str, people: list[dict[str, Any]]) -> list[bool]:
                 values[i] = body["value"]
 
     connector = aiohttp.TCPConnector(limit=OFREP_CONNECTIONS)
-    timeout = aiohttp.ClientTimeout(total=30)
+    # Bounds on the daemon (connecting, then each read), not on the wait for one of the
+    # connections: a request can queue behind the others for long on a busy machine.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await asyncio.gather(*(worker(http) for _ in range(OFREP_IN_FLIGHT)))
     return [bool(v) for v in values]

@@ -80,6 +80,7 @@ async def until_counted(operator: Operator) -> dict[str, Any]:
     return await eventually(counted, timeout=60, what="units counted in both arms")
 
 
+@pytest.mark.timeout(420)  # fifteen rolloutctl processes, one after another
 async def test_operator_steers_a_rollout_with_rolloutctl(
     scenario: Scenario, tmp_path: Path
 ) -> None:

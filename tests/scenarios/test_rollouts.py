@@ -302,6 +302,11 @@ async def test_rolloutctl_send_starts_a_rollout(scenario: Scenario, tmp_path: Pa
 GATE_ACTIONS = ("advance", "complete", "hold", "pause:advisor_objection")
 
 
+ADVISED_ROLLOUT_SECONDS = 300
+"""A bound on five advised gates: the model decodes on one thread of a busy machine."""
+
+
+@pytest.mark.timeout(ADVISED_ROLLOUT_SECONDS + 90)
 async def test_gating_advisor_with_a_real_model_advises_every_gate(
     scenario: Scenario, llm_base_url: str
 ) -> None:
@@ -331,7 +336,7 @@ async def test_gating_advisor_with_a_real_model_advises_every_gate(
         assert done is not None, scenario.daemon.log_text()[-2000:]
         return done
 
-    await eventually(completed, timeout=150, what="the rollout to complete")
+    await eventually(completed, timeout=ADVISED_ROLLOUT_SECONDS, what="the rollout to complete")
     # Then every gate decision carries schema-valid advice from real inference
     gates = [
         d

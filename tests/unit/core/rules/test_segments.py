@@ -22,8 +22,14 @@ from controller.core.rules.text import parse
 from controller.core.wire.segment_messages import SegmentCommand, SegmentRecord, signed_bytes
 
 
+def _gzip(data: bytes) -> bytes:
+    """Gzip without a timestamp: the same bytes, hence the same test ids, in every process
+    (pytest-xdist's workers must collect identical ids)."""
+    return gzip.compress(data, mtime=0)
+
+
 def _gz(text: bytes) -> str:
-    return base64.b64encode(gzip.compress(text)).decode()
+    return base64.b64encode(_gzip(text)).decode()
 
 
 def _hash(ids: list[str]) -> str:
@@ -65,8 +71,8 @@ BOMB = base64.b64encode(gzip.compress(b"a" * (MAX_PART_BYTES * 64))).decode()
         (BOMB, "inflates past"),
         (_gz(b"a\n\nb"), "1 to 256 characters"),
         (_gz(b"\xff\xfe"), "not UTF-8"),
-        (base64.b64encode(gzip.compress(b"a") + gzip.compress(b"b")).decode(), "one whole gzip"),
-        (base64.b64encode(gzip.compress(b"a")[:-4]).decode(), "one whole gzip"),
+        (base64.b64encode(_gzip(b"a") + _gzip(b"b")).decode(), "one whole gzip"),
+        (base64.b64encode(_gzip(b"a")[:-4]).decode(), "one whole gzip"),
         ("A" * 200_001, "at most 200000"),
     ],
 )
