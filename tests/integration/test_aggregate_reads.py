@@ -133,7 +133,8 @@ async def test_many_reads_in_several_calls_with_the_script_flushed_read_as_each_
 ) -> None:
     store = store_for(client, redis_namespace)
     await flush_partitions(store, random_events(13, 1200), range(PARTITIONS))
-    monkeypatch.setattr(aggregate_reads, "READS_PER_CALL", 2)
+    # At most two flags of one version to a call on a cluster, one on a node of 4 partitions.
+    monkeypatch.setattr(aggregate_reads, "KEYS_PER_CALL", 8)
     wanted = [(f, [v]) for f in FLAGS for v in (1, 2, 3)] + [("nobody", [1, 2])]
     await client.script_flush()  # Redis restarted, say: the calls find no script loaded
     together = await store.read_many(wanted)

@@ -16,7 +16,8 @@ keys. So a gate's read is one command and one round trip. On a cluster the
 partitions' keys live in different slots: one call per partition, sent side
 by side with ``SMEMBERS`` of the partitions set (one round trip of latency,
 one per node). :meth:`AggregateReads.read` takes many reads at once:
-:data:`READS_PER_CALL` to a call, the calls of one node in one pipeline.
+:data:`KEYS_PER_CALL` keys to a call (so no call holds Redis long), the
+calls of one node in one pipeline.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from controller.core.stats import ArmAggregate, FlagAggregates
 from controller.core.wire import Arm
 
 _READ = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
-READS_PER_CALL = 100
-"""Flags one script call reads: a call holds Redis for as long as it runs."""
+KEYS_PER_CALL = 400
+"""Keys one script call reads, at most (unless one read alone has more): a call holds
+Redis for as long as it runs, a few milliseconds for 400 keys."""
 CLUSTER_FANOUT = 256
 """How many calls a read sends to a cluster side by side."""
 ATTEMPTS = 5
@@ -130,7 +132,7 @@ class AggregateReads:
     async def _on_node(
         self, wanted: Sequence[Wanted], parts: list[int]
     ) -> tuple[list[int], list[CallReply] | None]:
-        """One call per :data:`READS_PER_CALL` reads over every partition, each checking them.
+        """Calls over every partition, :func:`_chunks` of the reads, each checking the partitions.
 
         Returns the claimed partitions and, when they are ``parts``, one reply
         (one per call: partitions are not split on one node).
@@ -138,8 +140,7 @@ class AggregateReads:
         tags = [self._tag(p) for p in parts]
         expected = ",".join(map(str, parts))
         calls = []
-        for start in range(0, len(wanted), READS_PER_CALL):
-            chunk = wanted[start : start + READS_PER_CALL]
+        for chunk in _chunks(wanted, len(parts)):
             keys = [self.partitions_key, *self._keys(tags, chunk)]
             calls.append((keys, [expected, len(parts), BUCKET_COUNT, *(len(v) for _, v in chunk)]))
         answers = await self._run(calls)
@@ -172,15 +173,14 @@ class AggregateReads:
     async def _on_cluster(
         self, wanted: Sequence[Wanted], parts: list[int]
     ) -> tuple[list[int], list[CallReply] | None]:
-        """One call per partition (and :data:`READS_PER_CALL` reads), beside ``SMEMBERS``.
+        """Calls per partition, :func:`_chunks` of the reads, beside ``SMEMBERS``.
 
         Returns the claimed partitions and, when they are ``parts``, one reply
         per partition, in partition order.
         """
         calls: list[tuple[int, list[str], list[Any]]] = []
         for index, p in enumerate(parts):
-            for start in range(0, len(wanted), READS_PER_CALL):
-                chunk = wanted[start : start + READS_PER_CALL]
+            for chunk in _chunks(wanted, 1):
                 args = ["-", 1, BUCKET_COUNT, *(len(v) for _, v in chunk)]
                 calls.append((index, self._keys([self._tag(p)], chunk), args))
         # SMEMBERS goes with the first calls: a partition claimed since is seen in the same trip.
@@ -198,6 +198,21 @@ class AggregateReads:
         if claimed_now != parts:
             return claimed_now, None
         return parts, replies
+
+
+def _chunks(wanted: Sequence[Wanted], parts: int) -> list[Sequence[Wanted]]:
+    """``wanted`` cut into runs of at most :data:`KEYS_PER_CALL` keys over ``parts`` partitions
+    (a read with more is a run of its own)."""
+    runs: list[Sequence[Wanted]] = []
+    start, keys = 0, 0
+    for index, (_, versions) in enumerate(wanted):
+        more = 4 * parts * len(versions)  # two arms, a hash and a HyperLogLog each
+        if keys + more > KEYS_PER_CALL and index > start:
+            runs.append(wanted[start:index])
+            start, keys = index, 0
+        keys += more
+    runs.append(wanted[start:])
+    return runs
 
 
 def _decoded(answer: bytes) -> CallReply:
