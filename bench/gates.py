@@ -20,6 +20,15 @@ gate loop's. As a baseline, the same run times the pure part alone
 (``gate.evaluate`` and ``machine.step`` on rollouts and aggregates loaded
 beforehand), so the output shows how much of a gate is I/O and decoding.
 
+The read path is measured against the one it replaced (#39): the aggregate
+read of before, kept in :mod:`bench.legacy_reads` (``SMEMBERS``, then a
+pipeline of ``HGETALL`` and ``PFCOUNT``, decoded through dicts). A second
+engine gates the same flags with it; after the first sweep, the sweeps of
+the two engines alternate, and the steady figures of each are its sweep of
+least CPU time. The reads alone are timed both ways in alternating rounds,
+and both reads must return the same aggregates for every active flag.
+``ratio_*`` figures are the new cost over the old one, measured in this run.
+
 The last line printed is one JSON object.
 
     python bench/gates.py [--rollouts 1000] [--sweeps 3] [--partitions 4] [--unit-scale 1.0]
@@ -58,6 +67,8 @@ import orjson
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from legacy_reads import LegacyAggregateStore, Wire, counting_wire  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
@@ -401,26 +412,59 @@ def pure_baseline(
 
 @dataclass(frozen=True, slots=True)
 class Breakdown:
-    """CPU time of the engine's two reads, alone, per call."""
+    """CPU time of the engine's two reads, alone, per call; the aggregate read both ways."""
 
     load_s: float
     read_s: float
+    legacy_read_s: float
     reads: int
+    wire: Wire
+    """What the new reads of every active flag sent, together."""
+    legacy_wire: Wire
 
 
 async def io_breakdown(
-    states: RolloutStore, store: RedisAggregateStore, flags: list[str]
+    states: RolloutStore,
+    store: RedisAggregateStore,
+    legacy: LegacyAggregateStore,
+    flags: list[str],
+    rounds: int = 3,
 ) -> Breakdown:
-    """One state load per flag, then one aggregate read per active flag, timed apart."""
+    """One state load per flag, then one aggregate read per active flag, timed apart.
+
+    The aggregate reads run ``rounds`` times each way, alternating (the median
+    of each is kept); then once more each way counting what they send, and a
+    last time to check that both ways read the same for every flag.
+    """
     started = time.process_time()
     rollouts = [(await states.load(flag)).rollout for flag in flags]
     load_s = time.process_time() - started
-    active = [r for r in rollouts if r is not None and r.phase.active]
-    started = time.process_time()
-    for rollout in active:
-        await store.read(rollout.flag, rollout.stage_flag_versions())
+    active = [
+        (r.flag, r.stage_flag_versions()) for r in rollouts if r is not None and r.phase.active
+    ]
+    new: list[float] = []
+    old: list[float] = []
+    for _ in range(rounds):
+        for reader, times in ((store, new), (legacy, old)):
+            started = time.process_time()
+            for flag, versions in active:
+                await reader.read(flag, versions)
+            times.append((time.process_time() - started) / len(active))
+    wires = []
+    for reader in (store, legacy):
+        with counting_wire() as wire:
+            for flag, versions in active:
+                await reader.read(flag, versions)
+        wires.append(wire)
+    for flag, versions in active:
+        got, want = await store.read(flag, versions), await legacy.read(flag, versions)
+        assert got == want, f"{flag}: the reads differ:\n{got}\n{want}"
     return Breakdown(
-        load_s / len(flags), (time.process_time() - started) / len(active), len(active)
+        load_s / len(flags),
+        statistics.median(new),
+        statistics.median(old),
+        len(active),
+        *wires,
     )
 
 
@@ -490,16 +534,21 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
             )
 
             outputs = RecordingOutputs()
-            engine = build_engine(
-                settings=EngineSettings(),
-                topics=topics,
-                states=states,
-                aggregates=store,
-                outputs=outputs,
-                dead_letters=NoDeadLetters(),
-                clock=lambda: now,
+            legacy = LegacyAggregateStore(client, settings=settings, topic=TOPIC)
+            engine, legacy_engine = (
+                build_engine(
+                    settings=EngineSettings(),
+                    topics=topics,
+                    states=states,
+                    aggregates=aggregates,
+                    outputs=outputs,
+                    dead_letters=NoDeadLetters(),
+                    clock=lambda: now,
+                )
+                for aggregates in (store, legacy)
             )
             sweeps: list[Sweep] = []
+            old_sweeps: list[Sweep] = []
             for index in range(args.sweeps):
                 result = await sweep(
                     engine, flags, client=client, states=states, outputs=outputs, topics=topics
@@ -510,6 +559,22 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
                     f"redis cpu {result.redis_cpu_s:.3f}s, "
                     f"{result.redis_commands / len(flags):.1f} redis commands/gate, "
                     f"published {result.published}, decisions {result.decisions}"
+                )
+                # The old read's engine, alternating; its first sweep (not kept) warms it.
+                old = await sweep(
+                    legacy_engine,
+                    flags,
+                    client=client,
+                    states=states,
+                    outputs=outputs,
+                    topics=topics,
+                )
+                old_sweeps += [old] if index else []
+                progress(
+                    f"  {'old read' if index else 'old read, warming'}: wall {old.wall_s:.3f}s, "
+                    f"cpu {old.cpu_s:.3f}s, redis cpu {old.redis_cpu_s:.3f}s, "
+                    f"{old.redis_commands / len(flags):.1f} redis commands/gate, "
+                    f"published {old.published}"
                 )
             # The timer sweep proper: flags with no new events reuse their last read.
             timer = await sweep(
@@ -525,10 +590,12 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
                 f"timer sweep (no new events): wall {timer.wall_s:.3f}s, cpu {timer.cpu_s:.3f}s, "
                 f"{timer.redis_commands / len(flags):.1f} redis commands/gate"
             )
-            parts = await io_breakdown(states, store, flags)
+            parts = await io_breakdown(states, store, legacy, flags)
             progress(
                 f"alone: one state load {1000 * parts.load_s:.3f} ms cpu, one aggregate "
-                f"read {1000 * parts.read_s:.3f} ms cpu ({parts.reads} active flags)"
+                f"read {1000 * parts.read_s:.3f} ms cpu (the old read "
+                f"{1000 * parts.legacy_read_s:.3f} ms; {parts.reads} active flags, both "
+                "reads the same for each)"
             )
             if args.profile:
                 # An extra sweep, not reported: the profiler triples its time.
@@ -551,7 +618,15 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
                 await client.delete(*keys[i : i + 500])
             progress(f"deleted {len(keys):,} keys")
     return report(
-        len(flags), args.partitions, units, sweeps, timer, baseline, parts, EngineSettings()
+        len(flags),
+        args.partitions,
+        units,
+        sweeps,
+        old_sweeps,
+        timer,
+        baseline,
+        parts,
+        EngineSettings(),
     )
 
 
@@ -560,12 +635,14 @@ def report(
     partitions: int,
     units: int,
     sweeps: list[Sweep],
+    old_sweeps: list[Sweep],
     timer: Sweep,
     baseline: Baseline,
     parts: Breakdown,
     engine: EngineSettings,
 ) -> dict[str, Any]:
-    steady = sweeps[-1]
+    steady = min(sweeps[1:], key=lambda s: s.cpu_s)
+    old = min(old_sweeps, key=lambda s: s.cpu_s)
     first = sweeps[0]
     cpu_per_gate = steady.cpu_s / n
     pure_per_gate = baseline.pure_s / n
@@ -581,6 +658,7 @@ def report(
         "ms_per_gate": round(1000 * steady.wall_s / n, 4),
         "cpu_ms_per_gate": round(1000 * cpu_per_gate, 4),
         "redis_cpu_ms_per_gate": round(1000 * steady.redis_cpu_s / n, 4),
+        # Commands Redis ran, those a script runs included.
         "redis_commands_per_gate": round(steady.redis_commands / n, 2),
         "pure_ms_per_gate": round(1000 * pure_per_gate, 4),
         "pure_share_of_cpu": round(pure_per_gate / cpu_per_gate, 3),
@@ -588,11 +666,24 @@ def report(
         # A holding gate loads the state once and reads the aggregates once.
         "state_load_cpu_ms": round(1000 * parts.load_s, 4),
         "aggregate_read_cpu_ms": round(1000 * parts.read_s, 4),
+        # The same with the read of before #39 (bench/legacy_reads.py), in this run.
+        "old_read_cpu_ms_per_gate": round(1000 * old.cpu_s / n, 4),
+        "old_read_redis_cpu_ms_per_gate": round(1000 * old.redis_cpu_s / n, 4),
+        "old_read_redis_commands_per_gate": round(old.redis_commands / n, 2),
+        "old_aggregate_read_cpu_ms": round(1000 * parts.legacy_read_s, 4),
+        "ratio_cpu_per_gate": round(steady.cpu_s / old.cpu_s, 3),
+        "ratio_aggregate_read_cpu": round(parts.read_s / parts.legacy_read_s, 3),
+        # Sent by this process (a script's own commands run in Redis and are not counted).
+        "aggregate_read_commands_sent": round(parts.wire.commands / parts.reads, 2),
+        "aggregate_read_round_trips": round(parts.wire.writes / parts.reads, 2),
+        "old_aggregate_read_commands_sent": round(parts.legacy_wire.commands / parts.reads, 2),
+        "old_aggregate_read_round_trips": round(parts.legacy_wire.writes / parts.reads, 2),
         "baseline_verdicts": baseline.verdicts,
         "rollbacks": first.decisions.get("rollback", 0),
         "advances": first.decisions.get("advance", 0) + first.decisions.get("complete", 0),
         "published_messages": sum(s.published for s in sweeps),
         "per_sweep": [s.summary(n) for s in sweeps],
+        "old_read_per_sweep": [s.summary(n) for s in old_sweeps],
         "timer_sweep_cpu_s": round(timer.cpu_s, 4),
         "timer_cpu_ms_per_gate": round(1000 * timer.cpu_s / n, 4),
         "timer_redis_commands_per_gate": round(timer.redis_commands / n, 2),
@@ -636,7 +727,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rollouts", type=int, default=1000, help="concurrent rollouts")
-    parser.add_argument("--sweeps", type=int, default=3, help="full sweeps to time")
+    parser.add_argument(
+        "--sweeps", type=int, default=3, help="full sweeps to time (at least 2), each way"
+    )
     parser.add_argument(
         "--unit-scale",
         type=float,
@@ -650,7 +743,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", action="store_true", help="profile one more sweep, printed to stderr"
     )
-    result = main(parser.parse_args())
+    arguments = parser.parse_args()
+    if arguments.sweeps < 2:
+        parser.error("--sweeps: at least 2 (the first applies the decisions)")
+    result = main(arguments)
     result["implication"] = implication(result)
     progress(result["implication"])
     print(json.dumps(result))

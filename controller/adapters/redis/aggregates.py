@@ -37,7 +37,6 @@ is unchanged, and one partition's ids are enough.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,16 +46,10 @@ from typing import Any
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 
+from controller.adapters.redis.aggregate_reads import AggregateReads
 from controller.adapters.redis.client import RedisClient, connect, translated
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.stats import (
-    BOTH_FIELD,
-    WATCH_CAP,
-    WATCHED_FIELD,
-    ArmAggregate,
-    FlagAggregates,
-    PartitionDelta,
-)
+from controller.core.stats import WATCH_CAP, FlagAggregates, PartitionDelta
 from controller.core.wire import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
@@ -70,8 +63,6 @@ return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 """
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
 _msgpack = msgspec.msgpack.Encoder()
-CLUSTER_FANOUT = 256
-"""How many ``PFCOUNT`` calls a read sends to a cluster side by side (each is one slot's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +87,14 @@ class RedisAggregateStore:
     ) -> None:
         self._redis = client
         self._dedupe, self._clock = dedupe or IdWindow(), clock
-        self._cluster = isinstance(client, RedisCluster)
         self._prefix = settings.key_prefix
         self._topic = topic
         self._ttl = settings.aggregate_ttl_seconds
         self._claim = client.register_script(_CLAIM)
         self._flush = client.register_script(_FLUSH)
+        self._reads = AggregateReads(
+            client, prefix=self._prefix, topic=topic, cluster=isinstance(client, RedisCluster)
+        )
 
     def _tag(self, partition: int) -> str:
         return f"{{{self._prefix}:{self._topic}:{partition}}}"
@@ -187,7 +180,9 @@ class RedisAggregateStore:
         """Every partition of the topic that has ever been claimed."""
         async with translated():
             members = await self._redis.smembers(self._partitions_key)
-        return sorted(int(m) for m in members)
+        found = sorted(int(m) for m in members)
+        self._reads.learn(found)
+        return found
 
     async def offset(self, partition: int) -> int | None:
         """The next offset to read on ``partition``, or None if it was never flushed."""
@@ -229,95 +224,19 @@ class RedisAggregateStore:
 
         The unit count of one partition and arm is one ``PFCOUNT`` over the
         HyperLogLogs of every version (a union: a unit seen under two versions
-        counts once). On one node everything goes in one pipeline, one round
-        trip. A cluster pipeline refuses multi-key commands even within one
-        slot, so there the hashes go in a pipeline (split by node) and the
-        ``PFCOUNT`` calls, one per partition and arm, run concurrently beside it.
+        counts once). On one node the read is one script call, one round trip;
+        on a cluster, one per partition, side by side (:mod:`.aggregate_reads`).
         """
-        wanted = sorted(set(versions))
-        parts = await self.partitions()
-        cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
-        hashes = [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
-        units = [[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] for tag, arm in cells]
         async with translated():
-            rows, counts = await self._read(hashes, [keys for keys in units if keys])
-        per_cell = iter(counts)
-        return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
+            (data,) = await self._reads.read([(flag, tuple(sorted(set(versions))))])
+        return data
 
     async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
-        """:meth:`read` of each ``(flag, versions)``, in one pipeline for them all.
-
-        The partitions are read once; then, as :meth:`read` does, one round
-        trip on one node, and on a cluster the hashes pipelined by node beside
-        the ``PFCOUNT`` calls (at most :data:`CLUSTER_FANOUT` at a time).
-        """
-        parts = await self.partitions()
-        cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
-        layout = []
-        hashes: list[str] = []
-        units: list[list[str]] = []
-        for flag, versions in wanted:
-            found = sorted(set(versions))
-            layout.append((flag, found))
-            hashes += [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in found]
-            units += [[f"{tag}:u:{flag}:{v}:{arm}" for v in found] for tag, arm in cells]
+        """:meth:`read` of each ``(flag, versions)``, together: one round trip on one node, and
+        on a cluster one call per partition for them all, side by side."""
+        reads = [(flag, tuple(sorted(set(versions)))) for flag, versions in wanted]
         async with translated():
-            rows, counts = await self._read(hashes, [keys for keys in units if keys])
-        per_cell, row_at, unit_at, out = iter(counts), 0, 0, []
-        for flag, found in layout:
-            mine = units[unit_at : unit_at + len(cells)]
-            taken = [next(per_cell) if keys else 0 for keys in mine]
-            span = len(cells) * len(found)
-            out.append(_sum_arms(flag, found, rows[row_at : row_at + span], taken))
-            row_at, unit_at = row_at + span, unit_at + len(cells)
-        return out
-
-    async def _read(self, hashes: list[str], units: list[list[str]]) -> tuple[list[Any], list[int]]:
-        """``HGETALL`` of each hash and ``PFCOUNT`` of each group of HyperLogLogs."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in hashes:
-                pipe.hgetall(key)
-            if self._cluster:
-                rows, counts = await asyncio.gather(pipe.execute(), self._pfcounts(units))
-                return rows, counts
-            for keys in units:
-                pipe.pfcount(*keys)
-            results = await pipe.execute()
-        split = len(hashes)
-        return results[:split], [int(c) for c in results[split:]]
-
-    async def _pfcounts(self, units: list[list[str]]) -> list[int]:
-        """``PFCOUNT`` of each group on a cluster, :data:`CLUSTER_FANOUT` at a time."""
-        counts: list[int] = []
-        for start in range(0, len(units), CLUSTER_FANOUT):
-            batch = units[start : start + CLUSTER_FANOUT]
-            counts += [
-                int(c) for c in await asyncio.gather(*(self._redis.pfcount(*k) for k in batch))
-            ]
-        return counts
-
-
-def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int]) -> FlagAggregates:
-    """Sum hash rows laid out as partition, arm, version, and unit counts as partition, arm."""
-    fields: dict[Arm, dict[str, float]] = {Arm.TREATMENT: {}, Arm.CONTROL: {}}
-    totals = {Arm.TREATMENT: 0, Arm.CONTROL: 0}
-    stride = len(versions)
-    for index, count in enumerate(units):
-        arm = Arm.TREATMENT if index % 2 == 0 else Arm.CONTROL
-        for row in rows[index * stride : (index + 1) * stride]:
-            for name, value in row.items():
-                key = _text(name)
-                fields[arm][key] = fields[arm].get(key, 0) + float(value)
-        totals[arm] += count
-    arms = (fields[Arm.TREATMENT], fields[Arm.CONTROL])
-    return FlagAggregates(
-        flag=flag,
-        versions=frozenset(versions),
-        treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
-        control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
-        watched=int(sum(arm.get(WATCHED_FIELD, 0) for arm in arms)),
-        both_arms=int(sum(arm.get(BOTH_FIELD, 0) for arm in arms)),
-    )
+            return await self._reads.read(reads)
 
 
 def _conflict(

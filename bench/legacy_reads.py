@@ -1,0 +1,110 @@
+"""The aggregate read as it was before #39, kept to measure the new one against.
+
+Before, a read was ``SMEMBERS`` of the partitions, then one pipeline of an
+``HGETALL`` per partition, arm and version and a ``PFCOUNT`` per partition
+and arm (17 commands for four partitions and one version), each hash turned
+into a dict of field names and summed into :class:`ArmAggregate`.
+:class:`LegacyAggregateStore` is :class:`RedisAggregateStore` with that read
+(one node only: the benchmark runs on one), so ``bench/gates.py`` times both
+on the same data in the same run and checks that they read the same;
+:func:`counting_wire` counts what each sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+
+from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.client import translated
+from controller.core.stats.aggregates import BOTH_FIELD, WATCHED_FIELD, ArmAggregate, FlagAggregates
+from controller.core.wire.messages import Arm
+
+
+class LegacyAggregateStore(RedisAggregateStore):
+    """The aggregate store with the read of before #39 (on one Redis node)."""
+
+    async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
+        wanted = sorted(set(versions))
+        parts = await self.partitions()
+        cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
+        hashes = [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
+        units = [[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] for tag, arm in cells]
+        async with translated():
+            rows, counts = await self._legacy_read(hashes, [keys for keys in units if keys])
+        per_cell = iter(counts)
+        return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
+
+    async def _legacy_read(
+        self, hashes: list[str], units: list[list[str]]
+    ) -> tuple[list[Any], list[int]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in hashes:
+                pipe.hgetall(key)
+            for keys in units:
+                pipe.pfcount(*keys)
+            results = await pipe.execute()
+        split = len(hashes)
+        return results[:split], [int(c) for c in results[split:]]
+
+
+def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int]) -> FlagAggregates:
+    """Sum hash rows laid out as partition, arm, version, and unit counts as partition, arm."""
+    fields: dict[Arm, dict[str, float]] = {Arm.TREATMENT: {}, Arm.CONTROL: {}}
+    totals = {Arm.TREATMENT: 0, Arm.CONTROL: 0}
+    stride = len(versions)
+    for index, count in enumerate(units):
+        arm = Arm.TREATMENT if index % 2 == 0 else Arm.CONTROL
+        for row in rows[index * stride : (index + 1) * stride]:
+            for name, value in row.items():
+                key = _text(name)
+                fields[arm][key] = fields[arm].get(key, 0) + float(value)
+        totals[arm] += count
+    arms = (fields[Arm.TREATMENT], fields[Arm.CONTROL])
+    return FlagAggregates(
+        flag=flag,
+        versions=frozenset(versions),
+        treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
+        control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
+        watched=int(sum(arm.get(WATCHED_FIELD, 0) for arm in arms)),
+        both_arms=int(sum(arm.get(BOTH_FIELD, 0) for arm in arms)),
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class Wire:
+    """Commands this process packed, and the writes that sent them (one per round trip)."""
+
+    commands: int = 0
+    writes: int = 0
+
+
+@contextmanager
+def counting_wire() -> Iterator[Wire]:
+    """Count the commands and writes of every Redis connection while inside (slower)."""
+    wire = Wire()
+    pack, send = AbstractConnection.pack_command, AbstractConnection.send_packed_command
+
+    def packed(self: AbstractConnection, *args: Any) -> list[bytes]:
+        wire.commands += 1
+        return pack(self, *args)
+
+    async def sent(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        wire.writes += 1
+        await send(self, command, check_health)
+
+    AbstractConnection.pack_command = packed  # type: ignore[method-assign]
+    AbstractConnection.send_packed_command = sent  # type: ignore[method-assign]
+    try:
+        yield wire
+    finally:
+        AbstractConnection.pack_command = pack  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = send  # type: ignore[method-assign]

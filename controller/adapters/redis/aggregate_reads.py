@@ -1,0 +1,291 @@
+"""Reading the aggregates: one script call for a gate's read, decoded once into typed arms.
+
+A gate reads both arms of a flag's stage on every partition: each arm's hash
+per flag version and one ``PFCOUNT`` of the arm's HyperLogLogs. ``read.lua``
+does all of that in Redis and answers with one msgpack document, which
+:class:`ArmReply` decodes straight into typed fields; the arms are then added
+up into :class:`~controller.core.stats.aggregates.FlagAggregates` (#39). Nothing
+between Redis and the gate is a dict of field names: the fields are summed
+in Redis, the float sums in the order they always were (partition, then
+version), so a read is what it was before to the last bit.
+
+On one node, one call covers every partition and checks, in the same call,
+that the partitions whose keys it was given are those claimed; a partition
+claimed since is named in the answer, and the read is made again with its
+keys. So a gate's read is one command and one round trip. On a cluster the
+partitions' keys live in different slots: one call per partition, sent side
+by side with ``SMEMBERS`` of the partitions set (one round trip of latency,
+one per node). :meth:`AggregateReads.read` takes many reads at once:
+:data:`KEYS_PER_CALL` keys to a call (so no call holds Redis long), the
+calls of one node in one pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any
+
+import msgspec
+from redis.exceptions import NoScriptError
+
+from controller.adapters.redis.client import RedisClient
+from controller.core.common import BUCKET_COUNT, StoreError
+from controller.core.stats import ArmAggregate, FlagAggregates
+from controller.core.wire import Arm
+
+_READ = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
+KEYS_PER_CALL = 400
+"""Keys one script call reads, at most (unless one read alone has more): a call holds
+Redis for as long as it runs, a few milliseconds for 400 keys."""
+CLUSTER_FANOUT = 256
+"""How many calls a read sends to a cluster side by side."""
+ATTEMPTS = 5
+"""Reads made again, at most, when the claimed partitions changed under the last one."""
+_ARMS = (Arm.TREATMENT.value, Arm.CONTROL.value)
+
+Wanted = tuple[str, tuple[int, ...]]
+"""A flag and its versions, ascending, without repeats."""
+
+
+class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One arm as ``read.lua`` sums it over the partitions and versions of one call."""
+
+    units: int
+    exposures: int
+    requests: int
+    errors: int
+    latency_count: int
+    conversions: int
+    conversion_values: int
+    watched: int
+    both: int
+    histogram: tuple[int, ...]
+    latency_sums: tuple[float, ...]
+    """The stored latency sums, one per partition and version that holds one, in that order."""
+    value_sums: tuple[float, ...]
+    value_squares: tuple[float, ...]
+
+
+CallReply = list[tuple[ArmReply, ArmReply]]
+"""Per read of one call: the treatment arm, then the control arm."""
+_decoder = msgspec.msgpack.Decoder(CallReply)
+
+
+class AggregateReads:
+    """Reads of flags' arms for one events topic (keys as :mod:`.aggregates` names them)."""
+
+    def __init__(self, client: RedisClient, *, prefix: str, topic: str, cluster: bool) -> None:
+        self._redis, self._cluster = client, cluster
+        self._prefix, self._topic = prefix, topic
+        self._script = client.register_script(_READ)
+        self._claimed: list[int] | None = None
+        """The claimed partitions as last seen; every read checks them."""
+
+    def _tag(self, partition: int) -> str:
+        return f"{{{self._prefix}:{self._topic}:{partition}}}"
+
+    @property
+    def partitions_key(self) -> str:
+        return f"{self._prefix}:partitions:{self._topic}"
+
+    def learn(self, partitions: list[int]) -> None:
+        """The claimed partitions, as just read: the next read expects them."""
+        self._claimed = partitions
+
+    async def read(self, wanted: Sequence[Wanted]) -> list[FlagAggregates]:
+        """Both arms of each ``(flag, versions)``, summed over its versions and every partition."""
+        if not wanted:
+            return []
+        parts = self._claimed
+        if parts is None:
+            parts = await self._members()
+        for _ in range(ATTEMPTS):
+            read = self._on_cluster if self._cluster else self._on_node
+            claimed, replies = await read(wanted, parts)
+            if replies is not None:
+                self._claimed = parts
+                return [
+                    _flag(flag, versions, [reply[i] for reply in replies])
+                    for i, (flag, versions) in enumerate(wanted)
+                ]
+            parts = claimed
+        raise StoreError(f"the partitions of {self._topic} kept changing under {ATTEMPTS} reads")
+
+    async def _members(self) -> list[int]:
+        return sorted(int(m) for m in await self._redis.smembers(self.partitions_key))
+
+    def _keys(self, tags: Iterable[str], reads: Sequence[Wanted]) -> list[str]:
+        """Per read, per partition, per arm: the hashes of each version, then the units."""
+        keys: list[str] = []
+        add = keys.append
+        for flag, versions in reads:
+            for tag in tags:
+                for arm in _ARMS:
+                    for v in versions:
+                        add(f"{tag}:a:{flag}:{v}:{arm}")
+                    for v in versions:
+                        add(f"{tag}:u:{flag}:{v}:{arm}")
+        return keys
+
+    async def _on_node(
+        self, wanted: Sequence[Wanted], parts: list[int]
+    ) -> tuple[list[int], list[CallReply] | None]:
+        """Calls over every partition, :func:`_chunks` of the reads, each checking the partitions.
+
+        Returns the claimed partitions and, when they are ``parts``, one reply
+        (one per call: partitions are not split on one node).
+        """
+        tags = [self._tag(p) for p in parts]
+        expected = ",".join(map(str, parts))
+        calls = []
+        for chunk in _chunks(wanted, len(parts)):
+            keys = [self.partitions_key, *self._keys(tags, chunk)]
+            calls.append((keys, [expected, len(parts), BUCKET_COUNT, *(len(v) for _, v in chunk)]))
+        answers = await self._run(calls)
+        replies: list[CallReply] = []
+        for answer in answers:
+            if not isinstance(answer, bytes):  # the claimed partitions, not those expected
+                return sorted(int(m) for m in answer), None
+            replies.append(_decoded(answer))
+        joined = [read for reply in replies for read in reply]
+        return parts, [joined]
+
+    async def _run(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The script's answer to each call, one round trip (the script loaded if it was not)."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self._script(keys=keys, args=args)]
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(a, NoScriptError) for a in answers):
+                break
+            await self._redis.script_load(_READ)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return list(answers)
+
+    async def _on_cluster(
+        self, wanted: Sequence[Wanted], parts: list[int]
+    ) -> tuple[list[int], list[CallReply] | None]:
+        """Calls per partition, :func:`_chunks` of the reads, beside ``SMEMBERS``.
+
+        Returns the claimed partitions and, when they are ``parts``, one reply
+        per partition, in partition order.
+        """
+        calls: list[tuple[int, list[str], list[Any]]] = []
+        for index, p in enumerate(parts):
+            for chunk in _chunks(wanted, 1):
+                args = ["-", 1, BUCKET_COUNT, *(len(v) for _, v in chunk)]
+                calls.append((index, self._keys([self._tag(p)], chunk), args))
+        # SMEMBERS goes with the first calls: a partition claimed since is seen in the same trip.
+        claimed = self._members()
+        replies: list[CallReply] = [[] for _ in parts]
+        for start in range(0, max(len(calls), 1), CLUSTER_FANOUT):
+            batch = calls[start : start + CLUSTER_FANOUT]
+            sent = [self._script(keys=keys, args=args) for _, keys, args in batch]
+            if start == 0:
+                claimed_now, *answers = await asyncio.gather(claimed, *sent)
+            else:
+                answers = await asyncio.gather(*sent)
+            for (index, _, _), answer in zip(batch, answers, strict=True):
+                replies[index] += _decoded(answer)
+        if claimed_now != parts:
+            return claimed_now, None
+        return parts, replies
+
+
+def _chunks(wanted: Sequence[Wanted], parts: int) -> list[Sequence[Wanted]]:
+    """``wanted`` cut into runs of at most :data:`KEYS_PER_CALL` keys over ``parts`` partitions
+    (a read with more is a run of its own)."""
+    runs: list[Sequence[Wanted]] = []
+    start, keys = 0, 0
+    for index, (_, versions) in enumerate(wanted):
+        more = 4 * parts * len(versions)  # two arms, a hash and a HyperLogLog each
+        if keys + more > KEYS_PER_CALL and index > start:
+            runs.append(wanted[start:index])
+            start, keys = index, 0
+        keys += more
+    runs.append(wanted[start:])
+    return runs
+
+
+def _decoded(answer: bytes) -> CallReply:
+    try:
+        return _decoder.decode(answer)
+    except msgspec.DecodeError as exc:
+        raise StoreError(f"an aggregate read answered what it should not: {exc}") from exc
+
+
+def _flag(
+    flag: str, versions: tuple[int, ...], parts: list[tuple[ArmReply, ArmReply]]
+) -> FlagAggregates:
+    """The flag's two arms, added up over the replies of its partitions, in order."""
+    if len(parts) == 1:  # one node: one reply covers every partition
+        ((treatment, control),) = parts
+        return FlagAggregates(
+            flag=flag,
+            versions=frozenset(versions),
+            treatment=_one_arm(treatment),
+            control=_one_arm(control),
+            watched=treatment.watched + control.watched,
+            both_arms=treatment.both + control.both,
+        )
+    arms = [t for t, _ in parts], [c for _, c in parts]
+    return FlagAggregates(
+        flag=flag,
+        versions=frozenset(versions),
+        treatment=_arm(arms[0]),
+        control=_arm(arms[1]),
+        watched=sum(a.watched + b.watched for a, b in parts),
+        both_arms=sum(a.both + b.both for a, b in parts),
+    )
+
+
+def _one_arm(arm: ArmReply) -> ArmAggregate:
+    return ArmAggregate(
+        exposures=arm.exposures,
+        units=arm.units,
+        requests=arm.requests,
+        errors=arm.errors,
+        latency_count=arm.latency_count,
+        latency_sum_ms=_added((arm.latency_sums,)),
+        latency_histogram=arm.histogram,
+        conversions=arm.conversions,
+        conversion_values=arm.conversion_values,
+        conversion_value_sum=_added((arm.value_sums,)),
+        conversion_value_sq=_added((arm.value_squares,)),
+    )
+
+
+def _arm(parts: list[ArmReply]) -> ArmAggregate:
+    """One arm over the replies of several partitions (none: nothing counted)."""
+    if not parts:
+        return ArmAggregate()
+    return ArmAggregate(
+        exposures=sum(p.exposures for p in parts),
+        units=sum(p.units for p in parts),
+        requests=sum(p.requests for p in parts),
+        errors=sum(p.errors for p in parts),
+        latency_count=sum(p.latency_count for p in parts),
+        latency_sum_ms=_added(p.latency_sums for p in parts),
+        latency_histogram=tuple(sum(c) for c in zip(*(p.histogram for p in parts), strict=True)),
+        conversions=sum(p.conversions for p in parts),
+        conversion_values=sum(p.conversion_values for p in parts),
+        conversion_value_sum=_added(p.value_sums for p in parts),
+        conversion_value_sq=_added(p.value_squares for p in parts),
+    )
+
+
+def _added(groups: Iterable[tuple[float, ...]]) -> float:
+    """The sum, added one by one in order (``sum`` may compensate, and a read never did)."""
+    total = 0.0
+    for group in groups:
+        for x in group:
+            total += x
+    return total

@@ -1,0 +1,73 @@
+-- Sum the aggregates of flags' arms in one call: what a gate reads (#39).
+-- KEYS[1] the set of claimed partitions (only when ARGV[1] is not '-'), then per read, per
+--         partition, per arm (treatment, control): the arm's aggregate hash of each version,
+--         then its HyperLogLog of units of each version
+-- ARGV[1] the partitions the caller's keys cover, ascending, comma-separated; '-' when the
+--         set is not checked here (on a cluster it lives in another slot)
+-- ARGV[2] partitions per read   ARGV[3] histogram buckets   ARGV[4..] each read's versions
+-- Returns the claimed partitions (an array) when they are not the ones expected: the caller
+-- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
+-- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
+-- {cv_sq...}}: counts summed (the units are one PFCOUNT per partition, a union of the
+-- versions); float sums as stored, one per partition and version that holds one, in that
+-- order, so the caller adds them up in the order it always did.
+local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
+local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
+local HIST = 10
+
+local at = 1
+if ARGV[1] ~= '-' then
+  local members = redis.call('SMEMBERS', KEYS[1])
+  table.sort(members, function(a, b) return tonumber(a) < tonumber(b) end)
+  if table.concat(members, ',') ~= ARGV[1] then return members end
+  at = 2
+end
+local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
+
+local function empty_arm()
+  local hist = {}
+  for i = 1, buckets do hist[i] = 0 end
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}}
+end
+
+local function add_row(arm, row)
+  local hist = arm[HIST]
+  for i = 1, #row, 2 do
+    local name, value = row[i], tonumber(row[i + 1])
+    if value == nil then return redis.error_reply('not a number: ' .. name) end
+    local slot = COUNTERS[name]
+    if slot then
+      arm[slot] = arm[slot] + value
+    else
+      slot = FLOATS[name]
+      if slot then
+        local sums = arm[slot]
+        sums[#sums + 1] = value
+      else
+        local bucket = tonumber(string.match(name, '^h(%d+)$'))
+        if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
+      end
+    end
+  end
+end
+
+local out = {}
+for r = 4, #ARGV do
+  local versions = tonumber(ARGV[r])
+  local arms = {empty_arm(), empty_arm()}
+  for _ = 1, parts do
+    for a = 1, 2 do
+      local arm = arms[a]
+      for v = 0, versions - 1 do
+        local failed = add_row(arm, redis.call('HGETALL', KEYS[at + v]))
+        if failed then return failed end
+      end
+      if versions > 0 then
+        arm[1] = arm[1] + redis.call('PFCOUNT', unpack(KEYS, at + versions, at + 2 * versions - 1))
+      end
+      at = at + 2 * versions
+    end
+  end
+  out[#out + 1] = arms
+end
+return cmsgpack.pack(out)
