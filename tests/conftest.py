@@ -72,11 +72,10 @@ SHARED_BY_GROUP = {"llm_base_url": "model", "unleash_server": "unleash"}
 its group (``--dist loadgroup``), so one model server and one Unleash are started in
 all, not one a worker, and no two inferences compete for the cores.
 
-pytest-xdist 3.8 does not apply the groups under pytest 9.2 (pytest-xdist#1386), so
-the test extra keeps pytest below 9.2. Were the groups lost, the tests would be spread
-like any others and each worker that runs one would start its own model server (half
-the CPUs' threads, one on a 2-core machine) or Unleash (its own database): safe, only
-slower."""
+pytest-xdist 3.8 does not apply the groups under pytest 9.2 (pytest-xdist#1386): the
+tests are then spread like any others, and each worker that runs one starts its own
+model server (half the CPUs' threads, one on a 2-core machine) or Unleash (its own
+database), which is safe, only slower."""
 
 
 class TopicFactory(Protocol):
