@@ -118,7 +118,7 @@ class Advisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings, self._clock = settings, clock
-        self._http = _client(settings, transport)
+        self._http = model_client(settings, transport)
         self._failures = 0
         self._open_until = 0.0
         self._probe: asyncio.Task[None] | None = None
@@ -260,7 +260,7 @@ async def constrained_completion(
     """
     try:
         async with (
-            _client(settings, transport) as http,
+            model_client(settings, transport) as http,
             deadline(settings.budget(), "the model's reply"),
         ):
             reply = await _constrained_post(http, settings, messages, schema, name=name)
@@ -338,7 +338,14 @@ def _chat_request(
     return body
 
 
-def _client(settings: LlmSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def model_client(
+    settings: LlmSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    seconds: float | None = None,
+) -> httpx.AsyncClient:
+    """A client of the model server: its key, no compression, ``seconds`` (else the
+    settings' ``timeout_seconds``) per operation."""
     # Compressed replies are refused: a small gzip body can inflate past any bound.
     headers = {"Accept-Encoding": "identity"}
     if settings.api_key is not None:
@@ -346,7 +353,7 @@ def _client(settings: LlmSettings, transport: httpx.AsyncBaseTransport | None) -
     return httpx.AsyncClient(
         base_url=settings.base_url.rstrip("/"),
         headers=headers,
-        timeout=httpx.Timeout(settings.timeout_seconds),
+        timeout=httpx.Timeout(settings.timeout_seconds if seconds is None else seconds),
         transport=transport,
     )
 

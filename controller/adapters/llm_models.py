@@ -12,6 +12,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
+from controller.adapters.llm import model_client
 from controller.core.reading import listed_billions
 from controller.kit.deadlines import deadline, read_bounded
 from controller.settings import LlmSettings
@@ -24,17 +25,9 @@ async def served_billions(
     settings: LlmSettings, *, seconds: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> float | None:
     """The parameter count (in billions) the server lists for ``settings.model``, or None."""
-    headers = {"Accept-Encoding": "identity"}
-    if settings.api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
     try:
         async with (
-            httpx.AsyncClient(
-                base_url=settings.base_url.rstrip("/"),
-                headers=headers,
-                timeout=httpx.Timeout(seconds),
-                transport=transport,
-            ) as http,
+            model_client(settings, transport, seconds=seconds) as http,
             deadline(seconds, "the model list"),
             http.stream("GET", "/models") as response,
         ):
