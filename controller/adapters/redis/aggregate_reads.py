@@ -31,6 +31,7 @@ import msgspec
 from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import ArmAggregate, FlagAggregates
 from controller.core.wire import Arm
@@ -84,11 +85,11 @@ class AggregateReads:
         """The claimed partitions as last seen; every read checks them."""
 
     def _tag(self, partition: int) -> str:
-        return f"{{{self._prefix}:{self._topic}:{partition}}}"
+        return partition_tag(self._prefix, self._topic, partition)
 
     @property
-    def partitions_key(self) -> str:
-        return f"{self._prefix}:partitions:{self._topic}"
+    def _partitions_key(self) -> str:
+        return partitions_key(self._prefix, self._topic)
 
     def learn(self, partitions: list[int]) -> None:
         """The claimed partitions, as just read: the next read expects them."""
@@ -114,7 +115,7 @@ class AggregateReads:
         raise StoreError(f"the partitions of {self._topic} kept changing under {ATTEMPTS} reads")
 
     async def _members(self) -> list[int]:
-        return sorted(int(m) for m in await self._redis.smembers(self.partitions_key))
+        return sorted(int(m) for m in await self._redis.smembers(self._partitions_key))
 
     def _keys(self, tags: Iterable[str], reads: Sequence[Wanted]) -> list[str]:
         """Per read, per partition, per arm: the hashes of each version, then the units."""
@@ -141,7 +142,7 @@ class AggregateReads:
         expected = ",".join(map(str, parts))
         calls = []
         for chunk in _chunks(wanted, len(parts)):
-            keys = [self.partitions_key, *self._keys(tags, chunk)]
+            keys = [self._partitions_key, *self._keys(tags, chunk)]
             calls.append((keys, [expected, len(parts), BUCKET_COUNT, *(len(v) for _, v in chunk)]))
         answers = await self._run(calls)
         replies: list[CallReply] = []
@@ -226,24 +227,13 @@ def _flag(
     flag: str, versions: tuple[int, ...], parts: list[tuple[ArmReply, ArmReply]]
 ) -> FlagAggregates:
     """The flag's two arms, added up over the replies of its partitions, in order."""
-    if len(parts) == 1:  # one node: one reply covers every partition
-        ((treatment, control),) = parts
-        return FlagAggregates(
-            flag=flag,
-            versions=frozenset(versions),
-            treatment=_one_arm(treatment),
-            control=_one_arm(control),
-            watched=treatment.watched + control.watched,
-            both_arms=treatment.both + control.both,
-        )
-    arms = [t for t, _ in parts], [c for _, c in parts]
     return FlagAggregates(
         flag=flag,
         versions=frozenset(versions),
-        treatment=_arm(arms[0]),
-        control=_arm(arms[1]),
-        watched=sum(a.watched + b.watched for a, b in parts),
-        both_arms=sum(a.both + b.both for a, b in parts),
+        treatment=_arm([t for t, _ in parts]),
+        control=_arm([c for _, c in parts]),
+        watched=sum(t.watched + c.watched for t, c in parts),
+        both_arms=sum(t.both + c.both for t, c in parts),
     )
 
 
@@ -264,7 +254,9 @@ def _one_arm(arm: ArmReply) -> ArmAggregate:
 
 
 def _arm(parts: list[ArmReply]) -> ArmAggregate:
-    """One arm over the replies of several partitions (none: nothing counted)."""
+    """One arm over the replies of its partitions (one on one node; none: nothing counted)."""
+    if len(parts) == 1:
+        return _one_arm(parts[0])
     if not parts:
         return ArmAggregate()
     return ArmAggregate(

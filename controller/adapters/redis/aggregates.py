@@ -48,6 +48,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.aggregate_reads import AggregateReads
 from controller.adapters.redis.client import RedisClient, connect, translated
+from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
 from controller.core.stats import WATCH_CAP, FlagAggregates, PartitionDelta
 from controller.core.wire import Arm
@@ -97,11 +98,11 @@ class RedisAggregateStore:
         )
 
     def _tag(self, partition: int) -> str:
-        return f"{{{self._prefix}:{self._topic}:{partition}}}"
+        return partition_tag(self._prefix, self._topic, partition)
 
     @property
     def _partitions_key(self) -> str:
-        return f"{self._prefix}:partitions:{self._topic}"
+        return partitions_key(self._prefix, self._topic)
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis answers."""

@@ -16,6 +16,7 @@ resumes and forgets the gap, atomically. Every instance can record a choice
 from __future__ import annotations
 
 from controller.adapters.redis.client import RedisClient, translated
+from controller.adapters.redis.keys import partition_tag
 from controller.core.machine import CHOICES, Choice, LogGap
 from controller.settings import RedisSettings
 
@@ -42,7 +43,7 @@ class GapStore:
         self._choose = client.register_script(_CHOOSE)
 
     def _tag(self, partition: int) -> str:
-        return f"{{{self._prefix}:{self._topic}:{partition}}}"
+        return partition_tag(self._prefix, self._topic, partition)
 
     @property
     def _held_key(self) -> str:
