@@ -20,6 +20,7 @@ from controller.core.common.errors import (
 from controller.core.common.evidence import EvidenceValue, evidence_of
 from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.common.message_fields import (
+    CONVERSION_NAME_PATTERN,
     FLAG_KEY_PATTERN,
     FLAG_PARAMETER,
     KEY_ID_PATTERN,
@@ -34,6 +35,7 @@ from controller.core.common.message_fields import (
     VERSION_PARAMETER,
     Actor,
     BoundedPlan,
+    ConversionName,
     FlagKey,
     FlagVersion,
     MessageId,
@@ -63,6 +65,7 @@ from controller.core.common.yamltext import MAX_YAML_BYTES, dump_yaml, load_docu
 
 __all__ = [
     "BUCKET_COUNT",
+    "CONVERSION_NAME_PATTERN",
     "EDGES_MS",
     "FLAG_KEY_PATTERN",
     "FLAG_PARAMETER",
@@ -84,6 +87,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "ControllerError",
+    "ConversionName",
     "DuplicateEvents",
     "EvidenceValue",
     "FencedError",

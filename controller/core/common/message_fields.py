@@ -26,6 +26,8 @@ from pydantic import (
 SCHEMA_VERSION = 1
 FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+CONVERSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"
+"""A named conversion (``client.track("checkout_completed")``): safe in Redis fields and PromQL."""
 """A signing key's id, as flag states carry it."""
 MAX_EPOCH_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
@@ -42,6 +44,9 @@ MAX_PLAN_BYTES = 65_536
 
 FlagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=FLAG_KEY_PATTERN)]
 """A flag key: letters, digits and ``. _ : -``; safe in Redis keys and prompts."""
+
+ConversionName = Annotated[str, StringConstraints(pattern=CONVERSION_NAME_PATTERN)]
+"""The name of a tracked conversion; a plan's guardrail may read one name alone."""
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]

@@ -51,6 +51,7 @@ import orjson
 from pydantic import ValidationError
 
 from controller.core.common import (
+    CONVERSION_NAME_PATTERN,
     FLAG_KEY_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_EPOCH_MS,
@@ -83,6 +84,9 @@ _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Ts = (
     Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)] | Annotated[datetime, msgspec.Meta(tz=True)]
 )
+# msgspec matches a pattern with `re.search`, where `$` also matches before a
+# final newline; `\Z` is what the contract's `$` means (Rust regex, ECMA).
+_ConversionName = Annotated[str, msgspec.Meta(pattern=CONVERSION_NAME_PATTERN[:-1] + r"\Z")]
 _Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 _Arm = Literal["treatment", "control"]
 _Cohort = Literal["compared", "carried", "outside"]
@@ -119,6 +123,7 @@ class RequestIn(_Wire, gc=False, tag="request", frozen=True):
 class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
     """Fast-path mirror of :class:`messages.Conversion`."""
 
+    name: _ConversionName | None = None
     value: (
         Annotated[float, msgspec.Meta(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
     ) = None

@@ -39,6 +39,7 @@ from controller.core.common import (
     MAX_PLAN_DEPTH,
     Actor,
     BoundedPlan,
+    ConversionName,
     FlagKey,
     FlagVersion,
     MessageId,
@@ -117,6 +118,12 @@ class Conversion(_FlagEvent):
     """A unit converted (purchase, signup, ...), optionally with a value."""
 
     type: Literal["conversion"]
+    name: ConversionName | None = Field(
+        default=None,
+        description="What converted, as the app tracked it (checkout_completed); a guardrail "
+        "may read one name alone. Left out: the unnamed conversion every guardrail on "
+        "conversions reads.",
+    )
     value: (
         Annotated[StrictFloatish, Field(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
     ) = None
