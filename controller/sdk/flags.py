@@ -28,6 +28,7 @@ from controller.core.wire import (
 )
 from controller.kit.lifecycle import Lifecycle
 from controller.sdk.segments import SegmentFollower
+from controller.sdk.traces import record
 from controller.sdk.transport import TopicFeed
 from controller.sdk.trust import verifier
 from controller.settings import KafkaSettings, TopicSettings
@@ -75,6 +76,9 @@ class FlagBook:
         self.rejected_by: Counter[str] = Counter()
         """``rejected`` by reason: ``unsigned``, ``unknown_key``, ``bad_signature``."""
         self.overridden = 0
+        self.traces = True
+        """Whether evaluations are recorded on the app's current OpenTelemetry span, when the
+        app traces (:mod:`controller.sdk.traces`); False leaves its traces to another hook."""
         for state in states:
             self.apply(state)
 
@@ -130,13 +134,23 @@ class FlagBook:
         string, ``0`` for a number, ``{}`` for an object, ``False`` for a
         boolean). See :meth:`~controller.core.wire.evaluation.Evaluation.value_or`.
         """
-        return self.evaluate(flag, unit, attributes).value_or(default)
+        found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
+        value = found.value_or(default)
+        if self.traces:
+            record(found, unit, value)
+        return value
 
     def evaluate(
         self, flag: str, unit: object, attributes: Mapping[str, object] = NO_ATTRIBUTES
     ) -> Evaluation:
-        """``flag`` evaluated for ``unit`` by the one evaluation function (never raises)."""
-        return evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
+        """``flag`` evaluated for ``unit`` by the one evaluation function (never raises).
+
+        Recorded on the app's current OpenTelemetry span, if any (``traces``).
+        """
+        found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
+        if self.traces:
+            record(found, unit, found.value)
+        return found
 
     @property
     def verifying(self) -> bool:

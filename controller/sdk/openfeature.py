@@ -34,7 +34,9 @@ arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
 cohort), with the evaluation's ``cohort``, at most once per unit per flag
 version unless ``exposures="every"``, and remembers which arm each unit
 saw; ``track`` emits a conversion for each flag the unit was exposed to,
-with the tracking value.
+with the tracking value. Its other hook records every evaluation on the app's
+current OpenTelemetry span, when the app traces, unless ``traces=False``
+(:mod:`controller.sdk.openfeature_traces`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from controller.sdk.events import EventSink
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener
 from controller.sdk.measure import Measurement, Served
+from controller.sdk.openfeature_traces import TraceHook
 from controller.sdk.openfeature_values import (
     boolean_value,
     float_value,
@@ -99,7 +102,8 @@ class RolloutProvider(AbstractProvider):
     ``ready_timeout`` is how long :meth:`initialize` (which OpenFeature runs
     on a thread of its own) waits for the states; if they come later the
     provider reports ``PROVIDER_READY`` then. A newer state of a flag is
-    reported as ``PROVIDER_CONFIGURATION_CHANGED``.
+    reported as ``PROVIDER_CONFIGURATION_CHANGED``. ``traces=False``: evaluations are not
+    recorded on the app's OpenTelemetry spans (another hook does it).
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class RolloutProvider(AbstractProvider):
         remember_units: int = 100_000,
         ready_timeout: float = 10.0,
         segments: SegmentLookup | None = None,
+        traces: bool = True,
     ) -> None:
         super().__init__()
         self.source = source
@@ -124,6 +129,7 @@ class RolloutProvider(AbstractProvider):
         self._loaded = threading.Event()
         self._initialized = False
         self._hook = ExposureHook(self)
+        self._trace_hook = TraceHook() if traces else None
         self.untracked = 0
         """``track`` calls that emitted nothing: no or too long a targeting key, a bad value."""
         source.on_change(self._changed)
@@ -136,7 +142,8 @@ class RolloutProvider(AbstractProvider):
         return Metadata(name="rollout-controller")
 
     def get_provider_hooks(self) -> list[Hook]:
-        return [] if self._mode == "off" else [self._hook]
+        hooks: list[Hook] = [] if self._mode == "off" else [self._hook]
+        return hooks if self._trace_hook is None else [*hooks, self._trace_hook]
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
         """Wait up to ``ready_timeout`` for the states; raise ProviderNotReadyError if not there."""

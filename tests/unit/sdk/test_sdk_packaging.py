@@ -78,6 +78,7 @@ def _check_probe(result: dict[str, Any], home: Path) -> None:
     assert "controller.sdk.events" in result["sdk_modules"]
     loaded = set(result["third_party"])
     assert not loaded & set(DAEMON_LIBRARIES), loaded
+    assert "opentelemetry" not in loaded  # only apps that trace load it, never the SDK
     rooms = tuple(f"{room}." for room in DAEMON_ROOMS)
     modules = result["controller_modules"]
     assert not [m for m in modules if m in DAEMON_ROOMS or m.startswith(rooms)], modules
