@@ -149,7 +149,7 @@ class FlagBook:
         """
         found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
         if self.traces:
-            record(found, unit, found.value)
+            record(found, unit)
         return found
 
     @property

@@ -121,11 +121,16 @@ def current_span() -> Span | None:
     return span if span.is_recording() else None
 
 
-def record(found: Evaluation, unit: object, value: object) -> bool:
+SERVED: object = object()
+"""``record``'s value by default: the value of the arm ``found`` serves."""
+
+
+def record(found: Evaluation, unit: object, value: object = SERVED) -> bool:
     """Add ``found`` (which served ``value``) to the current span; whether it was added."""
     if TRACE_API not in sys.modules:  # the app does not trace: nothing more to look at
         return False
-    return record_event(lambda: of_evaluation(found, unit, value))
+    served = found.value if value is SERVED else value
+    return record_event(lambda: of_evaluation(found, unit, served))
 
 
 def record_event(attributes: Callable[[], Mapping[str, str]]) -> bool:
