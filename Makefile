@@ -92,7 +92,7 @@ ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider fr
 
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
-# providers and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py)
+# providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py)
 # and the browser page of tests/scenarios/test_browser_app.py.
 JS_CLIENT ?= clients/js
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json

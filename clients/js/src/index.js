@@ -9,10 +9,14 @@
 // answers carry flag_version in their metadata), and remembers the arm so that
 // track() can attribute conversions. Every event goes to the controller's HTTP
 // intake (POST /v1/events) through a bounded, batching, retrying EventSender.
+// Where the app traces with OpenTelemetry, the hook also records every
+// evaluation on the active span (./traces.js).
 
 import { EventSender, makeEvent } from "./events.js";
+import { importedOtel, recordEvaluation } from "./traces.js";
 
 export { EventSender, eventId, makeEvent, retryDelay } from "./events.js";
+export { EVENT, evaluationAttributes, otelImport, recordEvaluation } from "./traces.js";
 
 /** Reasons under which the provider served an arm of a running or completed rollout. */
 const SERVED = new Set(["SPLIT", "TARGETING_MATCH", "CACHED"]);
@@ -44,22 +48,33 @@ export function servedArm(details) {
  * Options: `baseUrl` (required), `apiKey` (sent as `Authorization: Bearer`),
  * `headers`, `maxBatch`, `maxQueue`, `flushIntervalMs`, `maxRetryDelayMs`,
  * `maxUnits` (units remembered for deduplication and conversions, least
- * recently exposed forgotten first), `onError` and `fetch`.
+ * recently exposed forgotten first), `onError` and `fetch`. `traces`: whether
+ * the hook records each evaluation on the app's active OpenTelemetry span
+ * (default true; false where OpenFeature's OpenTelemetry hook does it), through
+ * `otel`, @opentelemetry/api's module (default: imported where installed).
  * No method throws into the app; `counters` says what became of every call.
  */
 export class RolloutEvents {
-  constructor({ maxUnits = 10_000, ...options }) {
+  constructor({ maxUnits = 10_000, traces = true, otel, ...options }) {
     this.sender = new EventSender(options);
+    this.traces = traces;
+    this.otel = otel;
     this.maxUnits = maxUnits;
     this.exposed = new Map();
     this.skipped = { invalid: 0, untracked: 0 };
   }
 
-  /** An OpenFeature hook (server or web SDK) that reports the exposure of each evaluation. */
+  /**
+   * An OpenFeature hook (server or web SDK) that reports the exposure of each
+   * evaluation and, once it is done, records it on the app's active span.
+   */
   hook() {
     return {
       after: (hookContext, details) => {
         this.expose(details, hookContext?.context);
+      },
+      finally: (hookContext, details) => {
+        if (this.traces) recordEvaluation(this.otel ?? importedOtel(), hookContext, details);
       },
     };
   }

@@ -2,7 +2,8 @@
 
 Those tests run the exposure hook on OpenFeature's server SDK and OFREP
 provider (from npm, ``make js-client``) against a small server in the test,
-and the sender's batching, retries and bounds against scripted intake answers.
+the sender's batching, retries and bounds against scripted intake answers, and
+the hook's evaluation events on spans of OpenTelemetry's own trace SDK.
 """
 
 from __future__ import annotations
