@@ -5,6 +5,17 @@ pipeline's steps and gates, its state machine, the approvals ledger, and
 roles per operator key (docs/architecture.md, "Release pipelines (design)").
 """
 
+from controller.core.release.approvals import (
+    Approval,
+    ApprovalGate,
+    ApprovalRule,
+    Counted,
+    Ledger,
+    Needed,
+    approvals_needed,
+    record,
+    revoke,
+)
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
     SINGLE,
@@ -30,19 +41,28 @@ __all__ = [
     "OPERATOR",
     "SINGLE",
     "Allowed",
+    "Approval",
+    "ApprovalGate",
+    "ApprovalRule",
+    "Counted",
     "EnvironmentName",
     "Environments",
     "KeyRecord",
     "KeyRoles",
+    "Ledger",
+    "Needed",
     "Permission",
     "Refused",
     "Role",
     "RoleBook",
     "Verdict",
     "action_of",
+    "approvals_needed",
     "holds",
     "may",
     "read_key_record",
+    "record",
+    "revoke",
     "role_problems",
     "unknown_roles",
 ]
