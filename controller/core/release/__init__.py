@@ -16,6 +16,7 @@ from controller.core.release.approvals import (
     record,
     revoke,
 )
+from controller.core.release.checks import load_pipeline, parse_pipeline
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
     SINGLE,
@@ -23,6 +24,7 @@ from controller.core.release.environments import (
     Environments,
 )
 from controller.core.release.key_records import KeyRecord, read_key_record, unknown_roles
+from controller.core.release.pipeline import Pipeline, PipelineStep
 from controller.core.release.roles import (
     OPERATOR,
     KeyRoles,
@@ -52,6 +54,8 @@ __all__ = [
     "Ledger",
     "Needed",
     "Permission",
+    "Pipeline",
+    "PipelineStep",
     "Refused",
     "Role",
     "RoleBook",
@@ -59,7 +63,9 @@ __all__ = [
     "action_of",
     "approvals_needed",
     "holds",
+    "load_pipeline",
     "may",
+    "parse_pipeline",
     "read_key_record",
     "record",
     "revoke",
