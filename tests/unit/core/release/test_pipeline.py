@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,17 @@ steps:
     read = load_pipeline(text, environments=ENVIRONMENTS, roles=ROLES)
     assert read.environments == ("dev", "production")
     assert read.steps[1].soak == timedelta(hours=2)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[4] / "examples" / "pipelines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
+def test_the_example_pipelines_read(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    read = load_pipeline(text, environments=ENVIRONMENTS, roles=ROLES, name=path.name)
+    assert read.environments == ("dev", "staging", "production")
+
+
+def test_there_is_an_example_pipeline() -> None:
+    assert [path.name for path in EXAMPLES] == ["checkout-release.yaml"]
