@@ -95,7 +95,11 @@ PLAIN = pipeline(steps=steps({}, {"soak": None}, {"approval": None}))
 RELEASE = pipeline()
 ALLOW_TUESDAY = {"kind": "allow", "from": "2026-11-24T09:00:00", "to": "2026-11-24T17:00:00"}
 WINDOWED = pipeline(steps=steps({}, {"soak": None}, {"approval": None, "windows": [ALLOW_TUESDAY]}))
-STAGING_DONE: list[Event] = [ended("dev", "completed", 10), tick(70), ended("staging", "completed", 200)]
+STAGING_DONE: list[Event] = [
+    ended("dev", "completed", 10),
+    tick(70),
+    ended("staging", "completed", 200),
+]
 
 Case = tuple[Pipeline, list[Event], tuple[str, ...], RunPhase, list[str], list[tuple[str, str]]]
 CASES: dict[str, Case] = {
