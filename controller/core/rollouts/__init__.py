@@ -60,6 +60,7 @@ from controller.core.rollouts.rollout import (
 )
 from controller.core.rollouts.windows import (
     Window,
+    Windows,
     may_move_forward,
     next_opening,
     read_team_windows,
@@ -109,6 +110,7 @@ __all__ = [
     "VerdictKind",
     "Watch",
     "Window",
+    "Windows",
     "action_for",
     "both_arms_tripped",
     "build_messages",

@@ -1,0 +1,113 @@
+"""Release across environments: pipelines, their gates, approvals by several people, roles.
+
+The pure model of #42, not yet wired into the daemon: environments, a
+pipeline's steps and gates, its state machine, the approvals ledger, and
+roles per operator key (docs/architecture.md, "Release pipelines (design)").
+"""
+
+from controller.core.release.approvals import (
+    Approval,
+    ApprovalGate,
+    ApprovalRule,
+    Counted,
+    Ledger,
+    Needed,
+    approvals_needed,
+    record,
+    revoke,
+)
+from controller.core.release.checks import load_pipeline, parse_pipeline
+from controller.core.release.environments import (
+    DEFAULT_ENVIRONMENT,
+    SINGLE,
+    EnvironmentName,
+    Environments,
+)
+from controller.core.release.events import (
+    Action,
+    Approve,
+    Decision,
+    Event,
+    KeyRevoked,
+    RolloutEnded,
+    StartRollout,
+    Step,
+    TimePassed,
+)
+from controller.core.release.gate import GateVerdict, gate, next_gate
+from controller.core.release.key_records import KeyRecord, read_key_record, unknown_roles
+from controller.core.release.machine import begin, step
+from controller.core.release.pipeline import Pipeline, PipelineStep
+from controller.core.release.roles import (
+    OPERATOR,
+    KeyRoles,
+    Permission,
+    Role,
+    RoleBook,
+    action_of,
+    holds,
+    may,
+    role_problems,
+)
+from controller.core.release.state import (
+    PipelineState,
+    RunPhase,
+    StepState,
+    StepStatus,
+    rollout_id_of,
+)
+from controller.core.release.verdicts import Allowed, Refused, Verdict
+
+__all__ = [
+    "DEFAULT_ENVIRONMENT",
+    "OPERATOR",
+    "SINGLE",
+    "Action",
+    "Allowed",
+    "Approval",
+    "ApprovalGate",
+    "ApprovalRule",
+    "Approve",
+    "Counted",
+    "Decision",
+    "EnvironmentName",
+    "Environments",
+    "Event",
+    "GateVerdict",
+    "KeyRecord",
+    "KeyRevoked",
+    "KeyRoles",
+    "Ledger",
+    "Needed",
+    "Permission",
+    "Pipeline",
+    "PipelineState",
+    "PipelineStep",
+    "Refused",
+    "Role",
+    "RoleBook",
+    "RolloutEnded",
+    "RunPhase",
+    "StartRollout",
+    "Step",
+    "StepState",
+    "StepStatus",
+    "TimePassed",
+    "Verdict",
+    "action_of",
+    "approvals_needed",
+    "begin",
+    "gate",
+    "holds",
+    "load_pipeline",
+    "may",
+    "next_gate",
+    "parse_pipeline",
+    "read_key_record",
+    "record",
+    "revoke",
+    "role_problems",
+    "rollout_id_of",
+    "step",
+    "unknown_roles",
+]

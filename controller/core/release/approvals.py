@@ -1,0 +1,194 @@
+"""Approvals by several people: what a step needs, and the ledger of who gave them.
+
+A step may need approvals from N distinct operators holding a role
+(:class:`ApprovalGate`: one or more roles, each with its count). Each
+approval is a signed ``approve`` command, kept as an :class:`Approval`: the
+step (its environment), the key, the operator, the role it was given under,
+the command's id, and when. The :class:`Ledger` holds them, and holds to:
+
+* a key counts once per step, whatever its roles (a second approval from it
+  is refused while its first is live; after the first expires it replaces it);
+* a command id is decided once: a replay counts nothing, and changes nothing;
+* an approval expires ``expires_after`` its time, and then counts nothing;
+* revoking a key removes its approvals still pending (:func:`revoke`).
+
+:func:`approvals_needed` says, per role, how many more are needed and who
+has approved. Pure: the clock is an argument, and which roles a key holds is
+checked before (:func:`controller.core.release.roles.holds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from controller.core.common import Actor, MessageId, ReadableDuration
+from controller.core.release.environments import EnvironmentName, Frozen
+from controller.core.release.roles import RoleName
+from controller.core.release.verdicts import Refused
+
+MAX_APPROVALS = 64
+"""Live approvals a ledger holds; past this one is refused (no step needs so many)."""
+MAX_SEEN = 512
+"""Command ids remembered; older ones are refused at the command intake as stale."""
+MAX_COUNT = 10
+REPLAYED = "replayed command id"
+
+ApprovalTtl = Annotated[
+    timedelta,
+    ReadableDuration,
+    Field(ge=timedelta(minutes=1), le=timedelta(days=30)),
+]
+
+
+class ApprovalRule(Frozen):
+    """``count`` distinct keys approving under ``role``."""
+
+    role: RoleName
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+
+
+class ApprovalGate(Frozen):
+    """The approvals a step needs before it starts, and how long each stays valid."""
+
+    needs: Annotated[tuple[ApprovalRule, ...], Field(min_length=1, max_length=4)]
+    expires_after: ApprovalTtl = Field(
+        default=timedelta(hours=24), description="An approval older than this counts nothing."
+    )
+
+    @model_validator(mode="after")
+    def _roles_once(self) -> Self:
+        roles = [rule.role for rule in self.needs]
+        for i, role in enumerate(roles):
+            if role in roles[:i]:
+                raise ValueError(f"needs.{i}.role: {role!r} is named twice")
+        return self
+
+
+class Approval(Frozen):
+    """One operator's signed ``approve`` of a step."""
+
+    step: EnvironmentName
+    key_id: Annotated[str, Field(min_length=1, max_length=64)]
+    operator: Actor
+    role: RoleName
+    command_id: MessageId
+    at: AwareDatetime
+
+    def live(self, gate: ApprovalGate, now: datetime) -> bool:
+        return self.at <= now < self.at + gate.expires_after
+
+    def evidence(self) -> dict[str, str]:
+        return {
+            "operator": self.operator,
+            "key_id": self.key_id,
+            "role": self.role,
+            "command_id": self.command_id,
+            "at": self.at.isoformat(),
+        }
+
+
+class Ledger(Frozen):
+    """The approvals given in one pipeline run, and the command ids decided."""
+
+    approvals: Annotated[tuple[Approval, ...], Field(max_length=MAX_APPROVALS)] = ()
+    seen: Annotated[tuple[MessageId, ...], Field(max_length=MAX_SEEN)] = ()
+
+    def saw(self, command_id: str) -> Ledger:
+        """The ledger, with ``command_id`` decided (counted or refused)."""
+        if command_id in self.seen:
+            return self
+        return self.model_copy(update={"seen": (*self.seen, command_id)[-MAX_SEEN:]})
+
+    def live(self, step: str, gate: ApprovalGate, now: datetime) -> tuple[Approval, ...]:
+        return tuple(a for a in self.approvals if a.step == step and a.live(gate, now))
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The approval counts."""
+
+    approval: Approval
+
+
+def record(
+    ledger: Ledger, approval: Approval, gate: ApprovalGate, now: datetime
+) -> tuple[Ledger, Counted | Refused]:
+    """The ledger after ``approval``: counted, or refused with the reason. A replayed
+    command id leaves the ledger as it was; any other refusal marks the id decided."""
+    if approval.command_id in ledger.seen:
+        return ledger, Refused(REPLAYED)
+    refused = _refusal(ledger, approval, gate, now)
+    if refused is not None:
+        return ledger.saw(approval.command_id), Refused(refused)
+    kept = tuple(
+        a for a in ledger.approvals if (a.step, a.key_id) != (approval.step, approval.key_id)
+    )
+    if len(kept) >= MAX_APPROVALS:
+        return ledger.saw(approval.command_id), Refused("too many approvals pending")
+    new = ledger.model_copy(update={"approvals": (*kept, approval)}).saw(approval.command_id)
+    return new, Counted(approval)
+
+
+def _refusal(ledger: Ledger, approval: Approval, gate: ApprovalGate, now: datetime) -> str | None:
+    roles = [rule.role for rule in gate.needs]
+    if approval.role not in roles:
+        return f"{approval.step} needs approvals from {', '.join(roles)}, not {approval.role}"
+    if not approval.live(gate, now):
+        at, ttl = approval.at.isoformat(), gate.expires_after
+        return f"the approval from {at} is not valid at {now.isoformat()} (valid for {ttl})"
+    for earlier in ledger.live(approval.step, gate, now):
+        if earlier.key_id == approval.key_id:
+            return (
+                f"key {approval.key_id} already approved {approval.step}"
+                f" at {earlier.at.isoformat()}: a key counts once"
+            )
+    return None
+
+
+def revoke(
+    ledger: Ledger, key_id: str, steps: Collection[str] | None = None
+) -> tuple[Ledger, tuple[Approval, ...]]:
+    """The ledger without ``key_id``'s approvals (of ``steps`` only, when given: those
+    still pending), and the approvals removed."""
+
+    def gone(a: Approval) -> bool:
+        return a.key_id == key_id and (steps is None or a.step in steps)
+
+    removed = tuple(a for a in ledger.approvals if gone(a))
+    if not removed:
+        return ledger, ()
+    kept = tuple(a for a in ledger.approvals if not gone(a))
+    return ledger.model_copy(update={"approvals": kept}), removed
+
+
+@dataclass(frozen=True, slots=True)
+class Needed:
+    """Per role, how many more approvals a step needs, and who has given theirs."""
+
+    missing: dict[str, int]
+    approved: dict[str, tuple[str, ...]]
+
+    @property
+    def done(self) -> bool:
+        return not any(self.missing.values())
+
+    def summary(self) -> str:
+        """``2 more from approver, 1 more from security``, or ``every approval given``."""
+        parts = [f"{count} more from {role}" for role, count in self.missing.items() if count]
+        return ", ".join(parts) if parts else "every approval given"
+
+
+def approvals_needed(ledger: Ledger, step: str, gate: ApprovalGate, now: datetime) -> Needed:
+    """Who still has to approve ``step`` at ``now``: live approvals only, a key once."""
+    live = ledger.live(step, gate, now)
+    missing, approved = {}, {}
+    for rule in gate.needs:
+        operators = tuple(f"{a.operator} ({a.key_id})" for a in live if a.role == rule.role)
+        approved[rule.role] = operators
+        missing[rule.role] = max(0, rule.count - len(operators))
+    return Needed(missing, approved)
