@@ -20,9 +20,10 @@ arrived, its request outcome never is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, KeysView
 from typing import Generic, TypeVar
+
+import msgspec
 
 MAX_PER_KEY = 256
 """Evaluations waiting for one span, or conversions parked in one trace, at most."""
@@ -31,8 +32,7 @@ E = TypeVar("E")
 C = TypeVar("C")
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(msgspec.Struct, frozen=True, gc=False):
     """What the buffer keeps of a span: enough to walk up to its request and count it."""
 
     span_id: str
@@ -88,12 +88,14 @@ class Window(Generic[V]):
             del items[key]
         return [value for _, value in gone]
 
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
     def values(self) -> Iterator[V]:
         return (value for _, value in self._items.values())
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting(Generic[E]):
+class Waiting(msgspec.Struct, Generic[E], frozen=True):
     """An evaluation waiting for the span ``hops`` steps up from the one it belongs to."""
 
     evaluation: E
@@ -119,6 +121,10 @@ class JoinBuffer(Generic[E, C]):
             return 1
         held.append(waiting)
         return sum(len(lost) for lost in self._waiting.put(span_id, held, now_ms))
+
+    def awaited(self, span_ids: dict[str, Node]) -> list[str]:
+        """Those of ``span_ids`` that evaluations wait for (a set operation, not a loop)."""
+        return list(self._waiting.keys() & span_ids.keys()) if len(self._waiting) else []
 
     def arrived(self, span_id: str) -> list[Waiting[E]]:
         """The evaluations that waited for ``span_id`` (no longer held)."""

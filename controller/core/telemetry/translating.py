@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
+import msgspec
+
 from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     conversion_value,
@@ -117,8 +119,7 @@ class Translated:
     """Evaluations whose request outcome will never be counted (their exposure was)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Counted:
+class _Counted(msgspec.Struct, frozen=True):
     """An evaluation that counted: what its outcome and conversions are counted for."""
 
     flag: str
@@ -129,8 +130,7 @@ class _Counted:
     rules: FlagRules
 
 
-@dataclass(frozen=True, slots=True)
-class _Conversion:
+class _Conversion(msgspec.Struct, frozen=True, gc=False):
     name: str
     trace_id: str
     anchor: str
@@ -198,7 +198,7 @@ class Translator:
                     self._evaluated(evaluation, index, (span.attributes, span.resource), run)
         if self._names:
             self._span_conversions(batch, run)
-        for span_id in nodes:
+        for span_id in self._buffer.awaited(nodes):
             for waiting in self._buffer.arrived(span_id):
                 self._walk(waiting.evaluation, span_id, waiting.hops, run)
         return run.out
