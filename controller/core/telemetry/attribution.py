@@ -105,13 +105,13 @@ def node_of(span: Span) -> Node:
     server = span.kind == SPAN_KIND_SERVER
     parent = span.parent_span_id
     return Node(
-        span_id=span.span_id,
-        parent=parent,
-        server=server,
-        start_ns=span.start_ns,
-        end_ns=span.end_ns,
-        failed=span.status_code == STATUS_ERROR,
-        http_status=http_status(span.attributes) if server or not parent else None,
+        span.span_id,
+        parent,
+        server,
+        span.start_ns,
+        span.end_ns,
+        span.status_code == STATUS_ERROR,
+        http_status(span.attributes) if server or not parent else None,
     )
 
 

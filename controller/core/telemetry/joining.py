@@ -21,6 +21,7 @@ arrived, its request outcome never is.
 from __future__ import annotations
 
 from collections.abc import Iterator, KeysView
+from itertools import islice, repeat
 from typing import Generic, TypeVar
 
 import msgspec
@@ -77,6 +78,21 @@ class Window(Generic[V]):
             evicted.append(items.pop(oldest)[1])
         return evicted
 
+    def put_all(self, entries: dict[str, V], now_ms: int) -> int:
+        """:meth:`put` each of ``entries`` (in C where it can); answer how many were evicted."""
+        items = self._items
+        if items:
+            for key in entries.keys() & items.keys():
+                del items[key]
+        deadlines = zip(repeat(now_ms + self._window), entries.values())
+        items.update(zip(entries, deadlines, strict=True))
+        excess = len(items) - self._cap
+        if excess <= 0:
+            return 0
+        for key in list(islice(items, excess)):
+            del items[key]
+        return excess
+
     def expire(self, now_ms: int) -> list[V]:
         """Drop and answer the values whose time is up at ``now_ms``."""
         items, gone = self._items, []
@@ -113,6 +129,9 @@ class JoinBuffer(Generic[E, C]):
 
     def remember(self, node: Node, now_ms: int) -> None:
         self.spans.put(node.span_id, node, now_ms)
+
+    def remember_all(self, nodes: dict[str, Node], now_ms: int) -> None:
+        self.spans.put_all(nodes, now_ms)
 
     def wait(self, span_id: str, waiting: Waiting[E], now_ms: int) -> int:
         """Hold ``waiting`` until ``span_id`` arrives; answer how many evaluations were evicted."""

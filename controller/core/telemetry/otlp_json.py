@@ -174,16 +174,17 @@ def _span_of(span: SpanJson, resource: Attributes, bounds: Bounds) -> Span:
     events = span.events
     if events:
         check_events(len(events), bounds)
-    status = span.status
+    status, kind = span.status, span.kind
+    code = 0 if status is None else status.code
     return Span(
         trace_id=trace_id_of(span.traceId or span.trace_id, required=True),
         span_id=span_id_of(span.spanId or span.span_id, required=True),
         parent_span_id=span_id_of(span.parentSpanId or span.parent_span_id, required=False),
         name=bounded_text(span.name, "name", bounds),
-        kind=enum_of(span.kind, KINDS, "kind"),
+        kind=kind if type(kind) is int else enum_of(kind, KINDS, "kind"),
         start_ns=span.startTimeUnixNano or span.start_time_unix_nano,
         end_ns=span.endTimeUnixNano or span.end_time_unix_nano,
-        status_code=0 if status is None else enum_of(status.code, STATUSES, "status code"),
+        status_code=code if type(code) is int else enum_of(code, STATUSES, "status code"),
         attributes=attributes_of(span.attributes, bounds),
         events=tuple(_event_of(event, bounds) for event in events) if events else (),
         resource=resource,

@@ -187,11 +187,8 @@ class Translator:
     def spans(self, batch: Spans, now_ms: int) -> Translated:
         run = _Run(now_ms)
         run.out.unmatched += self._buffer.expire(now_ms)
-        remember, nodes = self._buffer.remember, run.nodes
-        for span in batch.spans:
-            node = node_of(span)
-            nodes[span.span_id] = node
-            remember(node, now_ms)
+        nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
+        self._buffer.remember_all(nodes, now_ms)
         for index, span in enumerate(batch.spans):
             if span.events or span.name == "feature_flag.evaluation":
                 for evaluation in evaluations_in(span):

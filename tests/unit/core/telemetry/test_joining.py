@@ -147,6 +147,18 @@ def test_a_window_keeps_its_newest_entries_in_order_of_deadline() -> None:
     assert window.pop("a") is None
 
 
+def test_a_window_takes_a_batch_as_it_takes_each_entry() -> None:
+    window: Window[int] = Window(window_ms=10, cap=3)
+    window.put("a", 1, 0)
+    window.put("b", 2, 0)
+    assert window.put_all({"a": 3, "c": 4, "d": 5}, 5) == 1  # b, the oldest, is evicted
+    assert list(window.keys()) == ["a", "c", "d"]
+    assert (window.get("a"), window.get("b")) == (3, None)
+    assert window.expire(14) == []
+    assert window.expire(15) == [3, 4, 5]
+    assert window.put_all({}, 20) == 0
+
+
 def test_evaluations_waiting_for_one_span_are_bounded_too() -> None:
     buffer: JoinBuffer[str, str] = JoinBuffer(window_ms=WINDOW, max_pending=10)
     dropped = [buffer.wait(ROOT, Waiting(f"e{i}", 0), T0_MS) for i in range(MAX_PER_KEY + 2)]

@@ -14,7 +14,9 @@ from controller.core.telemetry import (
     check_count,
     items_of,
     kept_attributes,
+    span_id_from,
     span_id_of,
+    trace_id_from,
     trace_id_of,
 )
 
@@ -128,6 +130,48 @@ def test_span_ids_are_16_hex_digits_in_lower_case(
             span_id_of(text, required=required)
     else:
         assert span_id_of(text, required=required) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "required", "expected"),
+    [
+        (
+            bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
+            True,
+            "0af7651916cd43dd8448eb211c80319c",
+        ),
+        (b"", False, ""),
+        (bytes(16), False, ""),
+        (bytes(16), True, None),
+        (b"", True, None),
+        (b"\x01" * 15, False, None),
+        (b"\x01" * 17, True, None),
+    ],
+)
+def test_protobuf_trace_ids_are_16_bytes(raw: bytes, required: bool, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(Refused, match="malformed"):
+            trace_id_from(raw, required=required)
+    else:
+        assert trace_id_from(raw, required=required) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "required", "expected"),
+    [
+        (bytes.fromhex("b7ad6b7169203331"), True, "b7ad6b7169203331"),
+        (b"", False, ""),
+        (bytes(8), False, ""),
+        (bytes(8), True, None),
+        (b"\x01" * 16, False, None),
+    ],
+)
+def test_protobuf_span_ids_are_8_bytes(raw: bytes, required: bool, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(Refused, match="malformed"):
+            span_id_from(raw, required=required)
+    else:
+        assert span_id_from(raw, required=required) == expected
 
 
 def _resource(resource: str, bounds: Bounds) -> Attributes:
