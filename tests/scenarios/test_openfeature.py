@@ -332,8 +332,10 @@ async def test_a_node_app_with_the_hook_is_counted_exactly(
     assert (aggregates.treatment.conversions, aggregates.control.conversions) == failed
     assert aggregates.treatment.conversion_value_sum == pytest.approx(failed[0] * 4.5)
     # client.track("checkout_completed") through the wrapped provider: named conversions
-    arms = (aggregates.treatment, aggregates.control)
-    named = [a.named.get("checkout_completed", Conversions()) for a in arms]
+    named = [
+        arm.named.get("checkout_completed", Conversions())
+        for arm in (aggregates.treatment, aggregates.control)
+    ]
     assert [(n.count, n.values) for n in named] == [(failed[0], failed[0]), (failed[1], failed[1])]
     assert (aggregates.treatment.latency_count, aggregates.control.latency_count) == (
         treated,

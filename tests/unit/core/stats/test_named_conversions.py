@@ -228,9 +228,12 @@ def test_a_guardrail_on_a_name_never_tracked_has_too_little_data() -> None:
 def test_the_value_guardrail_on_a_name_reads_that_name_s_values() -> None:
     # The totals hold other conversions' values as well: 1,000 more at 100 in each arm.
     cheap, dear = _arm(2000, 1000, value=5.0), _arm(2000, 1000, value=50.0)
-    others = {"conversion_values": 2000, "conversion_value_sq": 1e7}
-    cheap = replace(cheap, conversion_value_sum=5_000.0 + 100_000.0, **others)
-    dear = replace(dear, conversion_value_sum=50_000.0 + 100_000.0, **others)
+    cheap = replace(
+        cheap, conversion_values=2000, conversion_value_sum=105_000.0, conversion_value_sq=1e7
+    )
+    dear = replace(
+        dear, conversion_values=2000, conversion_value_sum=150_000.0, conversion_value_sq=1e7
+    )
     data = FlagAggregates("f", frozenset({1}), cheap, dear)
     named = Guardrail(metric="conversion_value", conversion="checkout_completed")
     total = Guardrail(metric="conversion_value")
