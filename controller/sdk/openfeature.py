@@ -29,14 +29,13 @@ controller does not know (so a multi-provider asks the next provider),
 not the flag's. Resolving never raises: an error is answered, as OpenFeature
 lets a provider, in the resolution's ``error_code``.
 
-The provider's hook emits an exposure after each evaluation that served an
-arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
-cohort), with the evaluation's ``cohort``, at most once per unit per flag
-version unless ``exposures="every"``, and remembers which arm each unit
-saw; ``track`` emits a conversion for each flag the unit was exposed to,
-named by the tracking event's name and with the tracking value. Its other
-hook records every evaluation on the app's current OpenTelemetry span, when
-the app traces, unless ``traces=False`` (:mod:`controller.sdk.openfeature_traces`).
+The provider's hook emits an exposure after each evaluation that served an arm
+of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a cohort), with
+its ``cohort``, once per unit per flag version unless ``exposures="every"``, and
+remembers each unit's arm; ``track`` emits a conversion, named by the tracking
+event and with its value, for each flag the unit was exposed to. Another hook
+records evaluations on the app's OpenTelemetry span unless ``traces=False``
+(:mod:`controller.sdk.openfeature_traces`).
 """
 
 from __future__ import annotations
@@ -102,8 +101,8 @@ class RolloutProvider(AbstractProvider):
     ``ready_timeout`` is how long :meth:`initialize` (which OpenFeature runs
     on a thread of its own) waits for the states; if they come later the
     provider reports ``PROVIDER_READY`` then. A newer state of a flag is
-    reported as ``PROVIDER_CONFIGURATION_CHANGED``. ``traces=False``: evaluations are not
-    recorded on the app's OpenTelemetry spans (another hook does it).
+    reported as ``PROVIDER_CONFIGURATION_CHANGED``. ``traces=False`` leaves the
+    app's OpenTelemetry spans to another hook.
     """
 
     def __init__(
@@ -133,8 +132,7 @@ class RolloutProvider(AbstractProvider):
         self.untracked = 0
         """``track`` calls that emitted nothing: no or too long a targeting key, a bad value."""
         self.unnamed = 0
-        """``track`` calls whose event name no conversion may carry (``Checkout Completed``):
-        their conversions were sent without a name, as every conversion was before #40."""
+        """``track`` calls whose event name a conversion may not carry: sent unnamed."""
         source.on_change(self._changed)
         if source.loaded:
             self._loaded.set()
