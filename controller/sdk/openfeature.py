@@ -289,15 +289,12 @@ class RolloutProvider(AbstractProvider):
         """A conversion for every flag the unit was exposed to, named by the event; never raises.
 
         The conversion carries ``tracking_event_name``, so a guardrail may read
-        that name alone (``conversion: checkout_completed``); every guardrail
-        naming no conversion counts it as well. A name the event contract
-        refuses (it takes a letter, then up to 63 letters, digits and ``_.:-``)
-        is left out rather than losing the conversion: the conversion counts
-        as an unnamed one, and ``unnamed`` counts the call (logged once). The
-        value is the details' ``value``; an ``idempotency_key`` attribute makes
-        the conversion ids stable. Whatever the app passes, a call that cannot
-        become a conversion is counted in ``untracked`` and logged, never
-        raised into the app.
+        that name alone; a guardrail naming no conversion counts it too. A
+        name the contract refuses (a letter, then up to 63 of letters, digits
+        and ``_.:-``) is left out, and ``unnamed`` counts the call (logged
+        once). The value is the details' ``value``; an ``idempotency_key``
+        attribute makes the ids stable. A call that cannot become a
+        conversion is counted in ``untracked`` and logged, never raised.
         """
         try:
             self._track(tracking_event_name, evaluation_context, tracking_event_details)
