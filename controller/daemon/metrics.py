@@ -28,6 +28,7 @@ class Metrics:
         self._add_ingest(self.registry)
         self._add_rollouts(self.registry)
         self._add_http(self.registry)
+        self._add_otlp_http(self.registry)
         self.guardrails = GuardrailGauges(self.registry)
         self.backend = BackendMetrics(self.registry)
 
@@ -152,6 +153,44 @@ class Metrics:
             "rollout_http_reads_rate_limited",
             "Requests to /rollouts, /rollouts/{flag} and its history refused (429) past their "
             "client's rate (http.reads_per_second).",
+            registry=r,
+        )
+
+    def _add_otlp_http(self, r: CollectorRegistry) -> None:
+        """OTLP/HTTP's (``POST /v1/traces``, ``POST /v1/logs``): exports, items, refusals."""
+        self.otlp_exports = Counter(
+            "rollout_otlp_http_exports",
+            "OTLP exports sent over HTTP, by signal (traces, logs) and outcome (accepted, "
+            "partial, not_an_export, too_large, rate_limited, unavailable...).",
+            ["signal", "outcome"],
+            registry=r,
+        )
+        self.otlp_items = Counter(
+            "rollout_otlp_http_items",
+            "Spans and log records in the OTLP exports taken, by signal.",
+            ["signal"],
+            registry=r,
+        )
+        self.otlp_refused = Counter(
+            "rollout_otlp_http_refused",
+            "Spans, log records and evaluations of OTLP exports not counted, by signal and "
+            "reason (unknown_flag, hostile_attribute, malformed...; guard_interval is no error).",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.otlp_events = Counter(
+            "rollout_otlp_http_events",
+            "Events OTLP exports made, acknowledged on the events topic, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.otlp_evaluations = Counter(
+            "rollout_otlp_http_evaluations",
+            "Flag evaluations read from OTLP counted with a caveat, by kind: request_level "
+            "(no unit: the trace is the unit), guarded (too near a version change: not "
+            "counted), unmatched (no span of their request joined: no outcome), changed "
+            "(sent before with other content: the first copy kept).",
+            ["kind"],
             registry=r,
         )
 

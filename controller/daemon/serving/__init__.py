@@ -1,9 +1,10 @@
-"""The HTTP side: endpoints, console, status, event and monitor intake, readiness, reads."""
+"""The HTTP side: endpoints, console, status, event, OTLP and monitor intake, readiness, reads."""
 
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker
 from controller.daemon.serving.starting import StartUp, kafka_of, redis_of
 from controller.daemon.serving.status import StatusView
@@ -12,6 +13,7 @@ __all__ = [
     "BrokerWatch",
     "ConsoleData",
     "EventIntake",
+    "OtlpIntake",
     "Parts",
     "ReadWorker",
     "StartUp",
