@@ -33,26 +33,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from types import MappingProxyType
-from typing import Literal
 
 import structlog
 
 from controller.core.rollouts import Rollout
 from controller.core.telemetry import FlagRules
+from controller.core.telemetry import rules_of as telemetry_rules
 
 RolloutSource = Callable[[], Awaitable[Sequence[Rollout]]]
 """Every published rollout, as stored now."""
 Timeline = tuple[tuple[int, int], ...]
-ArmName = Literal["treatment", "control"]
 MAX_VERSIONS = 64
 """The most versions one flag's timeline keeps (the oldest dropped first)."""
-DEFAULT_ARMS: Mapping[str, ArmName] = MappingProxyType(
-    {"treatment": "treatment", "control": "control"}
-)
-"""Variants as the controller's OFREP and SDKs name them."""
 log = structlog.get_logger("controller.daemon.registries.flag_directory")
 
 
@@ -120,31 +114,8 @@ class FlagDirectory:
 
 def rules_of(rollout: Rollout, before: FlagRules | None = None) -> FlagRules:
     """``rollout``'s flag as the translator reads it, its timeline extended from ``before``."""
-    telemetry = rollout.plan.telemetry
-    arms: dict[str, ArmName] = dict(DEFAULT_ARMS)
-    if telemetry is None:
-        return FlagRules(
-            flag=rollout.flag,
-            version=rollout.flag_version,
-            timeline=timeline_after(before.timeline if before else (), rollout),
-            arms=MappingProxyType(arms),
-            unit_attribute=None,
-        )
-    arms.update({variant: _arm(arm) for variant, arm in telemetry.variants.items()})
-    return FlagRules(
-        flag=rollout.flag,
-        version=rollout.flag_version,
-        timeline=timeline_after(before.timeline if before else (), rollout),
-        arms=MappingProxyType(arms),
-        unit_attribute=telemetry.unit_attribute,
-        error_status_min=telemetry.error_status_min,
-        conversions=frozenset(str(name) for name in telemetry.conversions),
-    )
-
-
-def _arm(arm: object) -> ArmName:
-    value = getattr(arm, "value", arm)
-    return "treatment" if value == "treatment" else "control"
+    timeline = timeline_after(before.timeline if before else (), rollout)
+    return telemetry_rules(rollout.flag, rollout.plan.telemetry, rollout.flag_version, timeline)
 
 
 def timeline_after(known: Timeline, rollout: Rollout, *, keep: int = MAX_VERSIONS) -> Timeline:
