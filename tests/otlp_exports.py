@@ -27,7 +27,7 @@ from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvid
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -48,7 +48,7 @@ class Recorder:
         self._provider = TracerProvider(resource=Resource.create(attributes))
         self._provider.add_span_processor(SimpleSpanProcessor(self._spans))
         self.tracer: Tracer = self._provider.get_tracer("tests.otlp")
-        self._logs = InMemoryLogExporter()
+        self._logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self._loggers = LoggerProvider(resource=Resource.create(attributes))
         self._loggers.add_log_record_processor(SimpleLogRecordProcessor(self._logs))
         self.logger = self._loggers.get_logger("tests.otlp")

@@ -1,5 +1,14 @@
-"""OTLP in: the HTTP routes (``/v1/traces``, ``/v1/logs``) and protobuf's side of decoding."""
+"""OpenTelemetry intake (#40): OTLP/protobuf exports decoded, the partial-success answers,
+and the OTLP/HTTP routes (``POST /v1/traces``, ``POST /v1/logs``)."""
 
+from controller.adapters.otlp.proto import (
+    decode_logs,
+    decode_logs_proto,
+    decode_traces,
+    decode_traces_proto,
+    logs_response,
+    traces_response,
+)
 from controller.adapters.otlp.routes import OtlpRoutes, OtlpSink, Signal, Taken
 
 __all__ = [
@@ -7,4 +16,10 @@ __all__ = [
     "OtlpSink",
     "Signal",
     "Taken",
+    "decode_logs",
+    "decode_logs_proto",
+    "decode_traces",
+    "decode_traces_proto",
+    "logs_response",
+    "traces_response",
 ]
