@@ -26,6 +26,8 @@ from controller.core.telemetry.signals import (
     kept_attributes,
 )
 
+NULL: Final = msgspec.Raw(b"null")
+"""A resource left out, as raw JSON (msgspec reads a Raw in no union)."""
 U64 = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
 """A time in ns: fixed64 in protobuf, but past 2⁶³ (the year 2262) it is no time."""
 Enum = int | str
@@ -129,7 +131,7 @@ class TraceScopeRawJson(msgspec.Struct):
 
 
 class TraceResourceRawJson(msgspec.Struct):
-    resource: msgspec.Raw | None = None
+    resource: msgspec.Raw = NULL
     scopeSpans: list[TraceScopeRawJson] = []
     scope_spans: list[TraceScopeRawJson] = []
 
@@ -145,7 +147,7 @@ class LogScopeRawJson(msgspec.Struct):
 
 
 class LogResourceRawJson(msgspec.Struct):
-    resource: msgspec.Raw | None = None
+    resource: msgspec.Raw = NULL
     scopeLogs: list[LogScopeRawJson] = []
     scope_logs: list[LogScopeRawJson] = []
 
@@ -162,7 +164,7 @@ RAW_TRACES = msgspec.json.Decoder(TracesRawJson, strict=False)
 RAW_LOGS = msgspec.json.Decoder(LogsRawJson, strict=False)
 SPAN = msgspec.json.Decoder(SpanJson, strict=False)
 RECORD = msgspec.json.Decoder(LogRecordJson, strict=False)
-RESOURCE = msgspec.json.Decoder(ResourceJson, strict=False)
+RESOURCE = msgspec.json.Decoder(ResourceJson | None, strict=False)
 
 
 def enum_of(value: int | str, names: dict[str, int], what: str) -> int:

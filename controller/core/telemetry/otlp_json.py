@@ -155,8 +155,8 @@ def _raw(
     return read
 
 
-def _decoded(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | None) -> Any:
-    text = bytes(raw) if raw is not None else b"null"
+def _decoded(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw) -> Any:
+    text = bytes(raw)
     if nesting_exceeds(text, ITEM_NESTING):
         raise Refused("hostile_attribute", f"nested deeper than {ITEM_NESTING} levels")
     try:
@@ -166,10 +166,9 @@ def _decoded(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | None) -> Any
         raise Refused("malformed", detail) from None
 
 
-def _raw_resource_of(raw: msgspec.Raw | None, bounds: Bounds) -> Attributes:
-    if raw is None:
-        return NO_ATTRIBUTES
-    return _resource_of(_decoded(RESOURCE, raw), bounds)
+def _raw_resource_of(raw: msgspec.Raw, bounds: Bounds) -> Attributes:
+    resource: ResourceJson | None = _decoded(RESOURCE, raw)
+    return _resource_of(resource, bounds)
 
 
 def _resource_of(resource: ResourceJson | None, bounds: Bounds) -> Attributes:
