@@ -69,7 +69,7 @@ def main() -> None:
     lock = threading.Lock()
 
     class Checkout(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             user = parse_qs(url.query).get("user", ["anonymous"])[0]
             with tracer.start_as_current_span(
@@ -105,8 +105,12 @@ def main() -> None:
     def stop(*_args: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    def stop_at_end_of_input() -> None:
+        sys.stdin.read()
+        stop()
+
     signal.signal(signal.SIGTERM, stop)
-    threading.Thread(target=lambda: (sys.stdin.read(), stop()), daemon=True).start()
+    threading.Thread(target=stop_at_end_of_input, daemon=True).start()
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     server.serve_forever()
     provider.shutdown()  # the spans still batched are exported before exit

@@ -131,7 +131,9 @@ async def _counted_units(scenario: Scenario, flag: str, versions: set[int]) -> t
     """Units exposed in each arm (treatment, control) over ``versions``."""
     async with connect(RedisSettings(url=scenario.redis_url)) as client:
         store = RedisAggregateStore(
-            client, settings=RedisSettings(key_prefix=scenario.prefix), topic=scenario.topics["events"]
+            client,
+            settings=RedisSettings(key_prefix=scenario.prefix),
+            topic=scenario.topics["events"],
         )
         got = await store.read(flag, versions)
     return got.treatment.units, got.control.units
@@ -165,9 +167,11 @@ async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twin_r
         scenario, completed="py.checkout", rolled_back="py.checkout-faulty", metric="error_rate"
     )
     arms = rollback["evidence"]["arms"]
-    assert arms["treatment"]["units"] >= 40 and arms["control"]["units"] >= 40, arms
+    assert min(arms["treatment"]["units"], arms["control"]["units"]) >= 40, arms
     # ... counted per user (the hook's feature_flag.context.id), not per request
-    treated, control = await _counted_units(scenario, "py.checkout", _versions(scenario, "py.checkout"))
+    treated, control = await _counted_units(
+        scenario, "py.checkout", _versions(scenario, "py.checkout")
+    )
     assert 0 < treated + control <= USERS
     assert all(load.requests > 0 and load.failures == 0 for load in loads.values())
 

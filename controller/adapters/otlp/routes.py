@@ -52,7 +52,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from controller.adapters.app_access import AppAccess, client_of, open_access
+from controller.adapters.app_access import AppAccess, Handler, client_of, open_access
 from controller.adapters.event_intake import BatchNotSent
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
@@ -108,7 +108,9 @@ class _Signal:
 
 
 SIGNALS = (
-    _Signal("traces", "/v1/traces", "spans", decode_traces_proto, decode_traces_json, traces_response),
+    _Signal(
+        "traces", "/v1/traces", "spans", decode_traces_proto, decode_traces_json, traces_response
+    ),
     _Signal("logs", "/v1/logs", "log records", decode_logs_proto, decode_logs_json, logs_response),
 )
 
@@ -158,7 +160,9 @@ class OtlpRoutes:
             router.add_post(
                 signal.path, self._access.guard(self._handler(signal), Scope.EVENTS, render)
             )
-            router.add_route("OPTIONS", signal.path, self._access.preflight_for(Scope.EVENTS, render))
+            router.add_route(
+                "OPTIONS", signal.path, self._access.preflight_for(Scope.EVENTS, render)
+            )
 
     def _refusal_of(self, signal: Signal) -> Callable[[Refused], web.Response]:
         def render(refused: Refused) -> web.Response:
@@ -168,7 +172,7 @@ class OtlpRoutes:
 
         return render
 
-    def _handler(self, signal: _Signal) -> Callable[[web.Request], object]:
+    def _handler(self, signal: _Signal) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             json = request.content_type != PROTOBUF
             try:
@@ -232,7 +236,9 @@ class OtlpRoutes:
                         raise _Refusal(413, "too_large", as_sent, close=True)
                     if size > limit:
                         reason = f"the body inflates past {limit} bytes"
-                        raise _Refusal(413, "too_large", reason if inflated else as_sent, close=True)
+                        raise _Refusal(
+                            413, "too_large", reason if inflated else as_sent, close=True
+                        )
                     chunks.append(chunk)
         except TimeoutError as exc:
             reason = f"the body did not arrive within {self._body_timeout:g} s"

@@ -55,7 +55,14 @@ from controller.adapters.event_intake import ChangedEvents
 from controller.adapters.otlp import Signal, Taken
 from controller.core.common import ControllerError
 from controller.core.telemetry import Logs, Refusal, Spans, Translated, Translator
-from controller.core.wire import EventDecoder, InEvent, Rejection
+from controller.core.wire import (
+    ConversionIn,
+    EventDecoder,
+    ExposureIn,
+    InEvent,
+    Rejection,
+    RequestIn,
+)
 from controller.daemon.metrics import Metrics
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.serving.event_intake import EventIntake
@@ -66,11 +73,16 @@ MAX_NAMED_REASONS = 8
 """The most reasons an answer's message names (the most common first)."""
 NOT_ERRORS = frozenset({"guard_interval"})
 """Refusal reasons that are no error: not dead-lettered, not in the answer."""
+TYPES: dict[type[InEvent], str] = {
+    ExposureIn: "exposure",
+    RequestIn: "request",
+    ConversionIn: "conversion",
+}
 log = structlog.get_logger("controller.otlp")
 _encoder = msgspec.json.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Item:
     """What the DLQ's record of a refused item reads: ``rc.source.topic`` names the route."""
 
@@ -182,7 +194,7 @@ class OtlpIntake:
         refused: list[Refusal],
     ) -> None:
         metrics = self._metrics
-        for kind, n in Counter(event.type for event, _ in events).items():
+        for kind, n in Counter(TYPES[type(event)] for event, _ in events).items():
             metrics.otlp_events.labels(kind).inc(n)
         for reason, n in Counter(r.reason for r in refused).items():
             metrics.otlp_refused.labels(signal, reason).inc(n)

@@ -149,8 +149,10 @@ async def test_the_directory_knows_published_flags_and_reloads_once_stale() -> N
     assert directory.lookup("f") is None  # nothing loaded yet
     await directory.fresh()
     found = directory.lookup("f")
-    assert found is not None and found.version == 1
-    assert directory.lookup("later") is None and directory.lookup("nope") is None
+    assert found is not None
+    assert found.version == 1
+    assert directory.lookup("later") is None
+    assert directory.lookup("nope") is None
     await directory.fresh()
     assert source.reads == 1  # fresh enough
     source.rollouts = [state(stage=1, versions={0: [1], 1: [2]}, started=30, updated=30)]
