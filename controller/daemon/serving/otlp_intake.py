@@ -135,13 +135,13 @@ class OtlpIntake:
         else:
             translated = self._translator.logs(batch, now)
         events, unfit = self._checked(translated)
-        refused = _refusals(batch, translated) + unfit
+        refused = [*batch.refused, *translated.refused, *unfit]
         await self._send(client, events)
         self._counted(signal, events, translated, refused)
         errors = [r for r in refused if r.reason not in NOT_ERRORS]
         if errors:
             await self._dead_letter(client, signal, errors)
-        return _taken(signal, errors)
+        return _taken(signal, errors, _rejected(batch, translated, unfit))
 
     def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
         """Count one export by what became of it, and the items it held."""
@@ -225,10 +225,12 @@ class OtlpIntake:
                 log.exception("otlp_expiry_failed")
 
 
-def _refusals(batch: Spans | Logs, translated: Translated) -> list[Refusal]:
-    """The decoder's refusals and the translator's, each once."""
-    seen = set(batch.refused)
-    return list(batch.refused) + [r for r in translated.refused if r not in seen]
+def _rejected(batch: Spans | Logs, translated: Translated, unfit: list[Refusal]) -> int:
+    """The items not counted, each once: the decoder's and the translator's indices are each
+    an item's (in the export, in the decoded batch), and an item the decoder refused never
+    reaches the translator; an event ingest would refuse is one more."""
+    translated_items = {r.index for r in translated.refused if r.reason not in NOT_ERRORS}
+    return len({r.index for r in batch.refused}) + len(translated_items) + len(unfit)
 
 
 def _letter(route: str, client: str, refusal: Refusal) -> bytes:
@@ -244,11 +246,10 @@ def _letter(route: str, client: str, refusal: Refusal) -> bytes:
     )
 
 
-def _taken(signal: Signal, errors: list[Refusal]) -> Taken:
+def _taken(signal: Signal, errors: list[Refusal], rejected: int) -> Taken:
     """The partial success of an export: its items not counted, and the reasons in words."""
     if not errors:
         return Taken()
-    items = {r.index for r in errors}
     reasons = Counter(r.reason for r in errors).most_common(MAX_NAMED_REASONS)
     named = ", ".join(f"{reason} x{n}" for reason, n in reasons)
     first = errors[0].detail[:200]
@@ -257,4 +258,4 @@ def _taken(signal: Signal, errors: list[Refusal]) -> Taken:
         f"{len(errors)} {noun} or evaluations not counted ({named}; e.g. {first}); "
         "each is on the dead-letter topic with its reason"
     )
-    return Taken(rejected=len(items), message=message)
+    return Taken(rejected=rejected, message=message)
