@@ -43,6 +43,13 @@ APPS = Path(__file__).resolve().parents[1] / "otel"
 USERS = 3000
 
 
+def guardrail(metric: Metric) -> Guardrail:
+    """Error rate at no tolerance; a latency within 10% of control's."""
+    if metric == "error_rate":
+        return Guardrail(metric=metric)
+    return Guardrail(metric=metric, tolerance=0.10, relative=True)
+
+
 def completing(metric: Metric) -> Plan:
     """Three short stages a healthy app passes within a minute."""
     return Plan(
@@ -51,7 +58,7 @@ def completing(metric: Metric) -> Plan:
             Stage(percent=50, min_duration=timedelta(seconds=4), min_units_per_arm=40),
             Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
         ],
-        guardrails=[Guardrail(metric=metric, tolerance=0.10, relative=metric != "error_rate")],
+        guardrails=[guardrail(metric)],
         min_metric_events=20,
         alpha=0.01,
     )
@@ -64,7 +71,7 @@ def held(metric: Metric) -> Plan:
             Stage(percent=50, min_duration=timedelta(minutes=5), min_units_per_arm=40),
             Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
         ],
-        guardrails=[Guardrail(metric=metric, tolerance=0.10, relative=metric != "error_rate")],
+        guardrails=[guardrail(metric)],
         min_metric_events=20,
         alpha=0.01,
     )
@@ -143,6 +150,7 @@ def _versions(scenario: Scenario, flag: str) -> set[int]:
     return {s["version"] for s in scenario.observed.flag_states if s["flag"] == flag}
 
 
+@pytest.mark.timeout(360)
 async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twin_rolls_back(
     scenario: Scenario,
 ) -> None:
@@ -185,6 +193,7 @@ def otel_node(node: str, pytestconfig: pytest.Config) -> tuple[str, Path]:
         _service_unavailable(pytestconfig, exc)
 
 
+@pytest.mark.timeout(360)
 async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls_back(
     scenario: Scenario, otel_node: tuple[str, Path]
 ) -> None:
