@@ -107,7 +107,10 @@ async def _guarded(
             await scenario.until(
                 partial(_served, scenario, flag), timeout=30, what=f"{flag} served"
             )
-        loads = {flag: Load(app, users=USERS, seed=len(flag)) for flag, app in apps.items()}
+        loads = {
+            flag: Load(app, users=USERS, concurrency=8, seed=len(flag))
+            for flag, app in apps.items()
+        }
         for flag in plans:
             await scenario.until(partial(_ended, scenario, flag), timeout=240, what=f"{flag} ended")
     finally:
@@ -206,8 +209,8 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls
             return partial(AppProcess.start, command, name=flag, env=env)
 
         apps = {
-            "node.checkout": await node_app("node.checkout", "10,10")(),
-            "node.checkout-slow": await node_app("node.checkout-slow", "10,20")(),
+            "node.checkout": await node_app("node.checkout", "40,40")(),
+            "node.checkout-slow": await node_app("node.checkout-slow", "40,80")(),
         }
         # When each is rolled out while users send it requests
         loads = await _guarded(
