@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Metric, Stage
 from controller.settings import RedisSettings
 from tests.conftest import _service_unavailable
+from tests.integration.test_http import wait_status
 from tests.ofrep import node_home
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
@@ -149,6 +151,16 @@ async def _counted_units(scenario: Scenario, flag: str, versions: set[int]) -> t
     return got.treatment.units, got.control.units
 
 
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
 def _versions(scenario: Scenario, flag: str) -> set[int]:
     return {s["version"] for s in scenario.observed.flag_states if s["flag"] == flag}
 
@@ -173,13 +185,16 @@ async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twin_r
             apps,
             {"py.checkout": completing("error_rate"), "py.checkout-faulty": held("error_rate")},
         )
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+    # ... each evaluation for a user (the hook's feature_flag.context.id), none per request
+    assert sample(metrics, "rollout_otlp_http_exports_total", signal="traces") > 0
+    assert sample(metrics, "rollout_otlp_http_evaluations_total", kind="request_level") == 0
     # Then the healthy one completed, and the one failing 3x as often was rolled back
     rollback = _assert_outcome(
         scenario, completed="py.checkout", rolled_back="py.checkout-faulty", metric="error_rate"
     )
     arms = rollback["evidence"]["arms"]
     assert min(arms["treatment"]["units"], arms["control"]["units"]) >= 40, arms
-    # ... counted per user (the hook's feature_flag.context.id), not per request
     treated, control = await _counted_units(
         scenario, "py.checkout", _versions(scenario, "py.checkout")
     )
@@ -221,6 +236,11 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls
                 "node.checkout-slow": held("latency_p95"),
             },
         )
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+    # ... from log records joined to their requests' spans, each with its flag version
+    assert sample(metrics, "rollout_otlp_http_exports_total", signal="logs") > 0
+    assert sample(metrics, "rollout_otlp_http_events_total", type="request") > 0
+    assert sample(metrics, "rollout_otlp_http_evaluations_total", kind="guarded") == 0
     # Then the healthy one completed, and the one twice as slow was rolled back on its p95
     rollback = _assert_outcome(
         scenario,
