@@ -1,5 +1,7 @@
-"""What signed commands keep besides rollouts (the keyring, app keys, segments), and the flags
-as OpenTelemetry's evaluations are translated against them."""
+"""What signed commands keep besides rollouts: the keyring, app keys and segments.
+
+And the flags as OpenTelemetry's evaluations are translated against them (:mod:`.flag_directory`).
+"""
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
 from controller.daemon.registries.flag_directory import FlagDirectory

@@ -1,4 +1,7 @@
-"""The HTTP side: endpoints, console, status, event, OTLP and monitor intake, readiness, reads."""
+"""The HTTP side: endpoints, console, status, event and monitor intake, readiness, reads.
+
+The event intake takes OTLP exports too (:mod:`.otlp_intake`).
+"""
 
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData

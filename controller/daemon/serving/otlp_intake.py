@@ -145,15 +145,15 @@ class OtlpIntake:
 
     def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
         """Count one export by what became of it, and the items it held."""
-        self._metrics.otlp_exports.labels(signal, outcome).inc()
+        self._metrics.otlp.exports.labels(signal, outcome).inc()
         if items:
-            self._metrics.otlp_items.labels(signal).inc(items)
+            self._metrics.otlp.items.labels(signal).inc(items)
 
     def expire(self) -> int:
         """Drop the evaluations that waited the whole join window; how many."""
         dropped = self._translator.expire(self._now_ms())
         if dropped:
-            self._metrics.otlp_evaluations.labels("unmatched").inc(dropped)
+            self._metrics.otlp.evaluations.labels("unmatched").inc(dropped)
         return dropped
 
     def _now_ms(self) -> int:
@@ -181,7 +181,7 @@ class OtlpIntake:
             await self._events.send(client, events)
         except ChangedEvents as exc:
             changed = set(exc.ids)
-            self._metrics.otlp_evaluations.labels("changed").inc(len(changed))
+            self._metrics.otlp.evaluations.labels("changed").inc(len(changed))
             rest = [(event, raw) for event, raw in events if event.id not in changed]
             if rest:
                 await self._events.send(client, rest)
@@ -195,15 +195,15 @@ class OtlpIntake:
     ) -> None:
         metrics = self._metrics
         for kind, n in Counter(TYPES[type(event)] for event, _ in events).items():
-            metrics.otlp_events.labels(kind).inc(n)
+            metrics.otlp.events.labels(kind).inc(n)
         for reason, n in Counter(r.reason for r in refused).items():
-            metrics.otlp_refused.labels(signal, reason).inc(n)
+            metrics.otlp.refused.labels(signal, reason).inc(n)
         if translated.request_level:
-            metrics.otlp_evaluations.labels("request_level").inc(translated.request_level)
+            metrics.otlp.evaluations.labels("request_level").inc(translated.request_level)
         if translated.guarded:
-            metrics.otlp_evaluations.labels("guarded").inc(translated.guarded)
+            metrics.otlp.evaluations.labels("guarded").inc(translated.guarded)
         if translated.unmatched:
-            metrics.otlp_evaluations.labels("unmatched").inc(translated.unmatched)
+            metrics.otlp.evaluations.labels("unmatched").inc(translated.unmatched)
 
     async def _dead_letter(self, client: str, signal: Signal, refused: list[Refusal]) -> None:
         route = f"otlp-http:/v1/{signal}"
