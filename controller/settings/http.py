@@ -170,8 +170,8 @@ class HttpSettings(BaseModel):
         default=10_000,
         ge=1,
         le=100_000,
-        description="Most spans or log records one OTLP export may hold; past it the items "
-        "over are refused (`oversize`), the others counted.",
+        description="Most spans or log records one OTLP export may hold; an export with more "
+        "is answered 413 (send smaller batches: an exporter's or Collector's batch size).",
     )
     otlp_max_attributes: int = Field(
         default=128,
