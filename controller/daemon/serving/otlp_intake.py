@@ -136,8 +136,8 @@ class OtlpIntake:
             translated = self._translator.logs(batch, now)
         events, unfit = self._checked(translated)
         refused = [*batch.refused, *translated.refused, *unfit]
-        await self._send(client, events)
-        self._counted(signal, events, translated, refused)
+        sent = await self._send(client, events)
+        self._counted(signal, sent, translated, refused)
         errors = [r for r in refused if r.reason not in NOT_ERRORS]
         if errors:
             await self._dead_letter(client, signal, errors)
@@ -173,28 +173,32 @@ class OtlpIntake:
                 events.append((found, raw))
         return events, unfit
 
-    async def _send(self, client: str, events: list[tuple[InEvent, bytes]]) -> None:
-        """Send ``events``; ids sent before with other content keep their first copy."""
+    async def _send(self, client: str, events: list[tuple[InEvent, bytes]]) -> list[InEvent]:
+        """Send ``events``; ids sent before with other content keep their first copy. The
+        events sent now (not those known as sent before)."""
         if not events:
-            return
+            return []
         try:
-            await self._events.send(client, events)
+            accepted = await self._events.send(client, events)
         except ChangedEvents as exc:
             changed = set(exc.ids)
             self._metrics.otlp.evaluations.labels("changed").inc(len(changed))
-            rest = [(event, raw) for event, raw in events if event.id not in changed]
-            if rest:
-                await self._events.send(client, rest)
+            events = [(event, raw) for event, raw in events if event.id not in changed]
+            if not events:
+                return []
+            accepted = await self._events.send(client, events)
+        known = set(accepted.duplicates)
+        return [event for event, _ in events if event.id not in known]
 
     def _counted(
         self,
         signal: Signal,
-        events: list[tuple[InEvent, bytes]],
+        sent: list[InEvent],
         translated: Translated,
         refused: list[Refusal],
     ) -> None:
         metrics = self._metrics
-        for kind, n in Counter(TYPES[type(event)] for event, _ in events).items():
+        for kind, n in Counter(TYPES[type(event)] for event in sent).items():
             metrics.otlp.events.labels(kind).inc(n)
         for reason, n in Counter(r.reason for r in refused).items():
             metrics.otlp.refused.labels(signal, reason).inc(n)
