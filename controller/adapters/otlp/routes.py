@@ -30,7 +30,7 @@ and the same deadline for it (``http.body_timeout_seconds``). The answers:
   (``http.otlp_items_per_second``, counted in spans or log records received,
   valid or not);
 * ``503`` with ``Retry-After`` when the broker did not acknowledge the
-  events (or Redis, where they are recorded, did not answer): nothing was
+  events (or Redis, where they are recorded and the flags read, did not answer): nothing was
   counted; the exporter sends the export again, and each event's id (from
   its trace id, span id and flag) makes the copy count once.
 
@@ -60,7 +60,7 @@ from controller.adapters.otlp.proto import (
     logs_response,
     traces_response,
 )
-from controller.core.common import ControllerError
+from controller.core.common import BrokerError, ControllerError, StoreError
 from controller.core.stats import RateLimiter
 from controller.core.telemetry import (
     WHOLE_BODY,
@@ -180,6 +180,12 @@ class OtlpRoutes:
             except _Refusal as refusal:
                 self._sink.count(signal.name, refusal.outcome)
                 return refusal.response(json)
+            except (StoreError, BrokerError) as exc:
+                # The flags could not be read (Redis): nothing was counted; the exporter retries.
+                self._sink.count(signal.name, "unavailable")
+                refused = _Refusal(503, "unavailable", f"not accepted, send it again: {exc}")
+                refused.retry_after = RETRY_AFTER_SECONDS
+                return refused.response(json)
             except Exception:
                 # One export's failure is that export's: answered, counted, logged.
                 log.exception("otlp_intake_failed", signal=signal.name)

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from controller.adapters.event_intake import BatchNotSent
 from controller.adapters.otlp import OtlpRoutes, Signal, Taken
+from controller.core.common import StoreError
 from controller.core.telemetry import Bounds, Logs, Spans
 from tests.app_client import app_client
 from tests.otlp_exports import (
@@ -196,3 +197,18 @@ async def test_past_its_rate_a_client_waits_and_the_broker_away_is_a_503() -> No
     assert (down.status_code, down.headers["Retry-After"]) == (503, "2")
     assert status_of(down)[0] == 14  # UNAVAILABLE
     assert sink.outcomes[("traces", "unavailable")] == 1
+
+
+async def test_a_store_that_does_not_answer_is_a_503_to_retry() -> None:
+    class Unreadable(Sink):
+        async def take(self, client: str, signal: Signal, batch: Spans | Logs) -> Taken:
+            raise StoreError("redis is away")
+
+    sink = Unreadable()
+    async with served(sink) as client:
+        answer = await client.post(
+            "/v1/traces", content=traces_json(recorded().spans()), headers=JSON
+        )
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "2")
+    assert status_of(answer) == (14, "not accepted, send it again: redis is away")
+    assert sink.outcomes == Counter({("traces", "unavailable"): 1})
