@@ -8,11 +8,11 @@ intake are the daemon's own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import orjson
+from msgspec.structs import replace
 
 from controller.adapters.kafka import Producer
 from controller.adapters.redis.ledger import EventLedger
