@@ -5,7 +5,8 @@ evaluations by OpenFeature's own ``TracingHook``) and encoded by the OTLP
 exporter's own encoders, in protobuf and in JSON (``tests/otlp_exports.py``);
 they are posted to ``/v1/traces`` and ``/v1/logs`` of a real daemon, and the
 aggregates it counted are compared with a reference fold of the events the
-telemetry describes. Every export is sent twice: the copy counts nothing.
+telemetry describes. Every export is sent twice, and once more after the
+daemon was killed (``kill -9``): the copies count nothing.
 Hostile telemetry gets a 4xx or a partial success naming what was not
 counted, each refused item reaches the DLQ with its reason, the daemon
 stays up and the rest of the export is counted. The broker taken away
@@ -42,6 +43,7 @@ from opentelemetry.trace import SpanKind
 from controller.adapters.redis.aggregates import connect
 from controller.dev.broker import start_embedded_broker
 from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import Gate
@@ -160,7 +162,9 @@ async def publish(rig: Rig, flags: dict[str, int]) -> None:
 
 
 @asynccontextmanager
-async def serving(rig: Rig, tmp_path: Path, **env: str) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(
+    rig: Rig, tmp_path: Path, **env: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, ControllerProcess]]:
     port = free_port()
     rig.env.update(
         {
@@ -171,10 +175,18 @@ async def serving(rig: Rig, tmp_path: Path, **env: str) -> AsyncIterator[httpx.A
         }
     )
     base = f"http://127.0.0.1:{port}"
-    with rig.daemon(tmp_path):
+    with rig.daemon(tmp_path) as daemon:
         await wait_status(f"{base}/readyz", 200)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield client
+            yield client, daemon
+
+
+async def restarted(daemon: ControllerProcess, client: httpx.AsyncClient) -> None:
+    """The daemon killed (``kill -9``: its join buffer lost with it) and started again."""
+    daemon.kill()
+    await eventually(lambda: not daemon.running, timeout=30, what="the daemon gone")
+    daemon.start()
+    await wait_status(f"{client.base_url}/readyz", 200)
 
 
 async def export(
@@ -242,9 +254,12 @@ async def test_real_sdk_exports_in_both_encodings_are_counted_once_each(
     seen: Counter[str] = Counter()
     async with serving(
         rig, tmp_path, RC_HTTP__OTLP_ITEMS_PER_SECOND="200", RC_HTTP__OTLP_MAX_ITEMS="100"
-    ) as client:
-        # When each export is sent, then each again (an exporter's retry, a Collector's)
-        for _ in range(2):
+    ) as (client, daemon):
+        # When each export is sent, then each again (an exporter's retry, a Collector's),
+        # then the daemon is killed and every export sent a third time
+        for again in range(3):
+            if again == 2:
+                await restarted(daemon, client)
             for path, body, headers in exports:
                 answer = await export(client, path, body, headers, seen)
                 assert partial_success(answer, path) == (0, ""), answer.content
@@ -338,7 +353,7 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
     # the first proto span carries 10k attributes: refused, so not in the reference
     reference = described(json_spans + proto_spans[1:], variants)
     hostile_json, reasons = with_hostile(traces_json(json_spans))
-    async with serving(rig, tmp_path) as client:
+    async with serving(rig, tmp_path) as (client, _):
         # An export with hostile spans among good ones: 200, the hostile ones named
         answer = await export(client, "/v1/traces", hostile_json, JSON)
         rejected, message = partial_success(answer, "/v1/traces")
@@ -441,7 +456,7 @@ async def test_the_broker_away_is_a_503_and_the_export_sent_again_counts_once(
     spans = served(recorder, "treatment", units)
     reference = described(spans, dict.fromkeys(units, "treatment"))
     body = traces_proto(spans)
-    async with serving(rig, tmp_path) as client:
+    async with serving(rig, tmp_path) as (client, _):
         broker_gate.close()
         answer = await client.post("/v1/traces", content=body, headers=PROTOBUF)
         assert answer.status_code == 503, answer.content
