@@ -52,11 +52,18 @@ class _Waiting:
 
 
 class Partitions:
-    """The events partitions assigned to this instance and the claims on them."""
+    """The events partitions assigned to this instance and the claims on them.
 
-    def __init__(self, *, metrics: Metrics, stall_after: float) -> None:
+    ``role`` names the topic's partitions in the metrics: ``events`` (the
+    events topic), or another source's role (``otlp_spans``, ``otlp_logs``),
+    whose lag series are labelled ``<role>/<partition>`` so they never
+    overwrite the events topic's.
+    """
+
+    def __init__(self, *, metrics: Metrics, stall_after: float, role: str = "events") -> None:
         self._metrics = metrics
         self._stall_after = stall_after
+        self._role = role
         self.owned: dict[int, Owned] = {}
         self.to_claim: set[int] = set()
         self.held: dict[int, Owned] = {}
@@ -81,8 +88,8 @@ class Partitions:
             self._ends.pop(p, None)
             # The new owner reports its lag; a stale value here would read as stalled.
             with contextlib.suppress(KeyError):
-                self._metrics.lag.remove(str(p))
-        self._metrics.owned("events", self.owned)
+                self._metrics.lag.remove(self._label(p))
+        self._metrics.owned(self._role, self.owned)
         log.info("partitions_revoked", partitions=partitions, owned=sorted(self.owned))
 
     @property
@@ -112,7 +119,7 @@ class Partitions:
             self.owned[partition] = Owned(epoch=claim.epoch, offset=claim.offset)
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
-            self._metrics.owned("events", self.owned)
+            self._metrics.owned(self._role, self.owned)
             if held is not None and await held(claim):
                 self.hold(partition, "the log no longer holds the stored offset")
                 continue
@@ -129,14 +136,14 @@ class Partitions:
             return
         self.held[partition] = owned
         self._waiting[partition] = _Waiting(f"held: {why}")
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def release(self, partition: int, offset: int) -> None:
         """Ingest the held ``partition`` again from ``offset``, under the same claim."""
         held, self._offsets[partition] = self.held.pop(partition), offset
         self._waiting.pop(partition, None)
         self.owned[partition] = Owned(epoch=held.epoch, offset=offset)
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def dropped(self, partition: int) -> None:
         """The held ``partition`` was claimed by another owner meanwhile."""
@@ -160,7 +167,7 @@ class Partitions:
             return
         del self.owned[partition]
         self._waiting[partition] = _Waiting("fenced: another owner holds it")
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def lost(
         self, partition: int, owned: Owned, exc: LostWrites, source: EventSource
@@ -179,21 +186,25 @@ class Partitions:
             acknowledged_offset=acknowledged,
             error=str(exc),
         )
-        self._metrics.lost_writes.labels(str(partition)).inc()
+        self._metrics.lost_writes.labels(self._label(partition)).inc()
         del self.owned[partition]
         self.to_claim.add(partition)
         self._waiting[partition] = _Waiting("replaying writes redis lost")
         source.pause([partition])
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
         summary = (
-            f"redis lost acknowledged writes of events partition {partition}: its stored offset"
-            f" is {stored}, {acknowledged} had been written; those records are being counted"
+            f"redis lost acknowledged writes of {self._role} partition {partition}: its stored"
+            f" offset is {stored}, {acknowledged} had been written; those records are being counted"
             " again from the stored offset. Check the Redis failover that caused it."
         )
         details = {"partition": partition, "stored_offset": stored, "acknowledged": acknowledged}
         return RaiseAlert("store_lost_writes", "critical", summary, details)
 
     # -- what operators see --------------------------------------------------------------
+    def _label(self, partition: int) -> str:
+        """The ``partition`` label of ``partition``'s series."""
+        return str(partition) if self._role == "events" else f"{self._role}/{partition}"
+
     def positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self.owned.items() if o.offset is not None}
 
@@ -211,11 +222,12 @@ class Partitions:
 
     def observe_lag(self, source: EventSource) -> None:
         """Set each assigned partition's lag gauge: its end offset less its last offset."""
-        self._metrics.partitions.set(len(self.owned))
+        if self._role == "events":
+            self._metrics.partitions.set(len(self.owned))
         for partition in self.assigned_ids:
             behind = self._behind(partition, source)
             if behind is not None:
-                self._metrics.lag.labels(str(partition)).set(behind)
+                self._metrics.lag.labels(self._label(partition)).set(behind)
 
     def _behind(self, partition: int, source: EventSource) -> int | None:
         ends = [
