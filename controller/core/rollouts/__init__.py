@@ -24,6 +24,8 @@ from controller.core.rollouts.plan_parts import (
     Limits,
     Metric,
     Stage,
+    TelemetryArm,
+    TelemetryPlan,
     UnleashTarget,
     Watch,
 )
@@ -101,6 +103,8 @@ __all__ = [
     "RecordDecision",
     "Rollout",
     "Stage",
+    "TelemetryArm",
+    "TelemetryPlan",
     "TickInput",
     "Trigger",
     "Unavailable",
