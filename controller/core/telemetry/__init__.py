@@ -14,10 +14,15 @@ from controller.core.telemetry.evaluations import (
     evaluations_in,
 )
 from controller.core.telemetry.joining import JoinBuffer
+from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
 from controller.core.telemetry.signals import (
+    DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
     MAX_ANY_DEPTH,
+    NO_ATTRIBUTES,
     REFUSAL_REASONS,
+    SPAN_KIND_SERVER,
+    STATUS_ERROR,
     WHOLE_BODY,
     Attributes,
     Bounds,
@@ -33,6 +38,7 @@ from controller.core.telemetry.signals import (
     bounded_text,
     check_events,
     check_items,
+    items_of,
     kept_attributes,
     span_id_of,
     trace_id_of,
@@ -49,12 +55,16 @@ from controller.core.telemetry.translating import (
 
 __all__ = [
     "DEFAULT_ARMS",
+    "DEFAULT_BOUNDS",
     "EVALUATION_NAME",
     "EVENT_NAMES",
     "EVENT_NAME_ATTRIBUTE",
     "MAX_ANY_DEPTH",
     "MAX_HOPS",
+    "NO_ATTRIBUTES",
     "REFUSAL_REASONS",
+    "SPAN_KIND_SERVER",
+    "STATUS_ERROR",
     "WHOLE_BODY",
     "Attributes",
     "Bounds",
@@ -76,9 +86,12 @@ __all__ = [
     "bounded_text",
     "check_events",
     "check_items",
+    "decode_logs_json",
+    "decode_traces_json",
     "evaluation_in",
     "evaluations_in",
     "event_id",
+    "items_of",
     "kept_attributes",
     "rules_of",
     "span_id_of",

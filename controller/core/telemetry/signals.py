@@ -16,9 +16,9 @@ raises :class:`Refused`, the decoder catches it at the item and records a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from controller.core.common import ControllerError
 
@@ -127,6 +127,8 @@ class Bounds:
     max_key_chars: int = 256
     max_value_chars: int = 4096
 
+
+DEFAULT_BOUNDS: Final = Bounds()
 
 SPAN_KIND_SERVER: Final = 2
 STATUS_ERROR: Final = 2
@@ -246,3 +248,43 @@ def check_items(count: int, bounds: Bounds) -> Refusal | None:
     if count > bounds.max_items:
         return Refusal(WHOLE_BODY, "oversize", f"{count} items > {bounds.max_items}")
     return None
+
+
+R = TypeVar("R")
+It = TypeVar("It")
+Out = TypeVar("Out")
+
+
+def items_of(
+    groups: list[tuple[R, list[It]]],
+    bounds: Bounds,
+    resource_of: Callable[[R, Bounds], Attributes],
+    item_of: Callable[[It, Attributes, Bounds], Out],
+) -> tuple[list[Out], list[Refusal]] | Refusal:
+    """Each item of each resource read by ``item_of``, or its refusal, in the export's order.
+
+    Both decoders hand their export here as (resource, items) groups; an item
+    (or a resource, for all of its items) over a bound is refused at its
+    index, and an export of more than ``max_items`` items is refused whole.
+    """
+    too_many = check_items(sum(len(items) for _, items in groups), bounds)
+    if too_many is not None:
+        return too_many
+    kept: list[Out] = []
+    refused: list[Refusal] = []
+    index = 0
+    for resource, items in groups:
+        try:
+            attributes = resource_of(resource, bounds)
+        except Refused as exc:
+            refusal = Refused(exc.reason, f"resource: {exc.detail}")
+            refused.extend(refusal.at(i) for i in range(index, index + len(items)))
+            index += len(items)
+            continue
+        for item in items:
+            try:
+                kept.append(item_of(item, attributes, bounds))
+            except Refused as exc:
+                refused.append(exc.at(index))
+            index += 1
+    return kept, refused
