@@ -16,6 +16,10 @@ A partition assigned but not ingesting (being claimed, fenced, replaying, or
 paused by a Redis outage) stays visible: :meth:`Partitions.stalled` names it
 for ``/readyz`` once it has made no progress for ``stall_after_seconds``, and
 its lag gauge shows the broker's end offset less the last stored offset.
+
+Another source's topic (the OpenTelemetry Collector's, #40) is tracked the same
+way under its ``role``: its partitions are owned in that role, and its lag
+series are labelled ``<role>/<partition>``, apart from the events topic's.
 """
 
 from __future__ import annotations
@@ -52,13 +56,7 @@ class _Waiting:
 
 
 class Partitions:
-    """The events partitions assigned to this instance and the claims on them.
-
-    ``role`` names the topic's partitions in the metrics: ``events`` (the
-    events topic), or another source's role (``otlp_spans``, ``otlp_logs``),
-    whose lag series are labelled ``<role>/<partition>`` so they never
-    overwrite the events topic's.
-    """
+    """The events partitions assigned to this instance and the claims on them."""
 
     def __init__(self, *, metrics: Metrics, stall_after: float, role: str = "events") -> None:
         self._metrics = metrics
@@ -88,7 +86,7 @@ class Partitions:
             self._ends.pop(p, None)
             # The new owner reports its lag; a stale value here would read as stalled.
             with contextlib.suppress(KeyError):
-                self._metrics.lag.remove(self._label(p))
+                self._metrics.lag.remove(_label(self._role, p))
         self._metrics.owned(self._role, self.owned)
         log.info("partitions_revoked", partitions=partitions, owned=sorted(self.owned))
 
@@ -186,7 +184,7 @@ class Partitions:
             acknowledged_offset=acknowledged,
             error=str(exc),
         )
-        self._metrics.lost_writes.labels(self._label(partition)).inc()
+        self._metrics.lost_writes.labels(_label(self._role, partition)).inc()
         del self.owned[partition]
         self.to_claim.add(partition)
         self._waiting[partition] = _Waiting("replaying writes redis lost")
@@ -201,10 +199,6 @@ class Partitions:
         return RaiseAlert("store_lost_writes", "critical", summary, details)
 
     # -- what operators see --------------------------------------------------------------
-    def _label(self, partition: int) -> str:
-        """The ``partition`` label of ``partition``'s series."""
-        return str(partition) if self._role == "events" else f"{self._role}/{partition}"
-
     def positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self.owned.items() if o.offset is not None}
 
@@ -222,12 +216,10 @@ class Partitions:
 
     def observe_lag(self, source: EventSource) -> None:
         """Set each assigned partition's lag gauge: its end offset less its last offset."""
-        if self._role == "events":
-            self._metrics.partitions.set(len(self.owned))
         for partition in self.assigned_ids:
             behind = self._behind(partition, source)
             if behind is not None:
-                self._metrics.lag.labels(self._label(partition)).set(behind)
+                self._metrics.lag.labels(_label(self._role, partition)).set(behind)
 
     def _behind(self, partition: int, source: EventSource) -> int | None:
         ends = [
@@ -262,3 +254,8 @@ class Partitions:
         if waiting:
             parts.append(f"not ingesting {waiting}")
         return "ingest stalled: " + "; ".join(parts)
+
+
+def _label(role: str, partition: int) -> str:
+    """The ``partition`` label of a partition's lag series in ``role``."""
+    return str(partition) if role == "events" else f"{role}/{partition}"
