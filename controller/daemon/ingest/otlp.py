@@ -184,13 +184,13 @@ class OtlpFolder:
         rejected: list[DeadLetter],
     ) -> None:
         """Count and dead-letter ``refusals`` of ``record``; the first letter carries it."""
-        value = record.value
+        value, reasons = record.value, Counter[str]()
         for refusal in refusals:
             reason = refusal.reason
             self.tally.refused[reason] += 1
             if reason in NOT_LETTERED:
                 continue
-            delta.rejects[reason] += 1
+            reasons[reason] += 1
             headers = tuple(record.headers or ())
             detail = refusal.detail
             if refusal.index != WHOLE_BODY:
@@ -199,10 +199,13 @@ class OtlpFolder:
             item = _Item(record.topic, record.partition, record.offset, record.key, value, headers)
             rejected.append(DeadLetter(item, reason, detail))
             value = None
+        delta.rejects.update(reasons)
+        if reasons:  # one line a record, however many of its items were refused
+            first = next(r for r in refusals if r.reason in reasons)
             log.warning(
-                "otlp_item_rejected",
-                reason=reason,
-                detail=detail,
+                "otlp_rejected",
+                reasons=dict(reasons),
+                first=first.detail,
                 partition=record.partition,
                 offset=record.offset,
             )
