@@ -23,7 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValu
 from opentelemetry.sdk.trace import ReadableSpan
 
 from controller.adapters.kafka import DeadLetterPublisher, EventConsumer, Producer
-from controller.adapters.otlp import decode_traces_proto
+from controller.adapters.otlp import decode_traces_flat
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.telemetry import FlagRules, Translator, decode_traces_json
 from controller.daemon.ingest import Ingest, OtlpFolder
@@ -69,7 +69,7 @@ class OtlpTopic:
     async def running(self, *, json: bool = False) -> AsyncIterator[Ingest]:
         folder = OtlpFolder(
             topic=self.topic,
-            decode=decode_traces_json if json else decode_traces_proto,
+            decode=decode_traces_json if json else decode_traces_flat,
             translator=Translator(RULES.get),
             max_record_bytes=MAX_RECORD_BYTES,
         )

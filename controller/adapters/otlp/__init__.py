@@ -1,5 +1,6 @@
 """OpenTelemetry intake (#40): OTLP/protobuf exports decoded, and the partial-success answers."""
 
+from controller.adapters.otlp.flat import decode_traces_flat
 from controller.adapters.otlp.proto import (
     decode_logs,
     decode_logs_proto,
@@ -13,6 +14,7 @@ __all__ = [
     "decode_logs",
     "decode_logs_proto",
     "decode_traces",
+    "decode_traces_flat",
     "decode_traces_proto",
     "logs_response",
     "traces_response",

@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 
 from controller.adapters.kafka import EventConsumer, ensure_topics
-from controller.adapters.otlp import decode_logs_proto, decode_traces_proto
+from controller.adapters.otlp import decode_logs_proto, decode_traces_flat
 from controller.adapters.redis import IdWindow, RedisAggregateStore, RolloutStore
 from controller.core.common import ControllerError
 from controller.core.telemetry import (
@@ -136,7 +136,7 @@ def _ingest(run: Run, role: str, topic: str, translator: Translator) -> Ingest:
     json = otlp.encoding_of(topic) == "otlp_json"
     decode: DecodeSpans | DecodeLogs
     if role == "otlp_spans":
-        decode = decode_traces_json if json else decode_traces_proto
+        decode = decode_traces_json if json else decode_traces_flat
     else:
         decode = decode_logs_json if json else decode_logs_proto
     folder = OtlpFolder(
