@@ -45,13 +45,14 @@ from controller.core.telemetry import (
     SpanEvent,
     Spans,
     bounded_text,
+    check_count,
     check_events,
     decode_logs_json,
     decode_traces_json,
     items_of,
     kept_attributes,
-    span_id_of,
-    trace_id_of,
+    span_id_from,
+    trace_id_from,
 )
 
 if TYPE_CHECKING:
@@ -113,9 +114,9 @@ def _span_of(span: ProtoSpan, resource: Attributes, bounds: Bounds) -> Span:
     if events:
         check_events(len(events), bounds)
     return Span(
-        trace_id=trace_id_of(span.trace_id.hex(), required=True),
-        span_id=span_id_of(span.span_id.hex(), required=True),
-        parent_span_id=span_id_of(span.parent_span_id.hex(), required=False),
+        trace_id=trace_id_from(span.trace_id, required=True),
+        span_id=span_id_from(span.span_id, required=True),
+        parent_span_id=span_id_from(span.parent_span_id, required=False),
         name=bounded_text(span.name, "name", bounds),
         kind=span.kind,
         start_ns=span.start_time_unix_nano,
@@ -143,8 +144,8 @@ def _record_of(record: ProtoLogRecord, resource: Attributes, bounds: Bounds) -> 
         named = attributes.get(EVENT_NAME_ATTRIBUTE)
         name = named if type(named) is str else ""
     return LogRecord(
-        trace_id=trace_id_of(record.trace_id.hex(), required=False),
-        span_id=span_id_of(record.span_id.hex(), required=False),
+        trace_id=trace_id_from(record.trace_id, required=False),
+        span_id=span_id_from(record.span_id, required=False),
         time_ns=record.time_unix_nano or record.observed_time_unix_nano,
         event_name=bounded_text(name, "event name", bounds),
         attributes=attributes,
@@ -156,15 +157,14 @@ def _attributes(pairs: RepeatedCompositeFieldContainer[KeyValue], bounds: Bounds
     count = len(pairs)
     if not count:
         return NO_ATTRIBUTES
-    return kept_attributes(((kv.key, _value(kv.value)) for kv in pairs), count, bounds)
-
-
-def _value(value: AnyValue) -> object:
-    """An AnyValue as a plain tree: a string at once, arrays and key-value lists bounded."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    return _any(value, kind, 0)
+    check_count(count, bounds)
+    values: dict[str, object] = {}
+    for pair in pairs:
+        value = pair.value
+        # Most values are strings: one call reads one; "" is an empty string or another kind.
+        text = value.string_value
+        values[pair.key] = text if text else _any(value, value.WhichOneof("value"), 0)
+    return kept_attributes(values, count, bounds)
 
 
 def _any(value: AnyValue, kind: str | None, depth: int) -> object:

@@ -36,11 +36,14 @@ from controller.core.telemetry.signals import (
     SpanEvent,
     Spans,
     bounded_text,
+    check_count,
     check_events,
     check_items,
     items_of,
     kept_attributes,
+    span_id_from,
     span_id_of,
+    trace_id_from,
     trace_id_of,
 )
 from controller.core.telemetry.translating import (
@@ -84,6 +87,7 @@ __all__ = [
     "Translated",
     "Translator",
     "bounded_text",
+    "check_count",
     "check_events",
     "check_items",
     "decode_logs_json",
@@ -94,6 +98,8 @@ __all__ = [
     "items_of",
     "kept_attributes",
     "rules_of",
+    "span_id_from",
     "span_id_of",
+    "trace_id_from",
     "trace_id_of",
 ]

@@ -101,14 +101,17 @@ def http_status(attributes: Attributes) -> int | None:
 
 
 def node_of(span: Span) -> Node:
+    """What the join keeps of a span; only a request (SERVER or a root) needs its HTTP status."""
+    server = span.kind == SPAN_KIND_SERVER
+    parent = span.parent_span_id
     return Node(
-        span_id=span.span_id,
-        parent=span.parent_span_id,
-        server=span.kind == SPAN_KIND_SERVER,
-        start_ns=span.start_ns,
-        end_ns=span.end_ns,
-        failed=span.status_code == STATUS_ERROR,
-        http_status=http_status(span.attributes),
+        span.span_id,
+        parent,
+        server,
+        span.start_ns,
+        span.end_ns,
+        span.status_code == STATUS_ERROR,
+        http_status(span.attributes) if server or not parent else None,
     )
 
 

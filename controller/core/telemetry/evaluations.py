@@ -11,8 +11,9 @@ older semantic conventions (a span event named ``feature_flag``, with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, Literal
+
+import msgspec
 
 from controller.core.telemetry.signals import Attributes, LogRecord, Scalar, Span
 
@@ -33,8 +34,7 @@ ERROR_TYPE: Final = "error.type"
 Form = Literal["span_event", "log", "span"]
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(msgspec.Struct, frozen=True, gc=False):
     """One flag evaluation, and the span it belongs to (``span_id`` "" when none)."""
 
     flag: str

@@ -21,9 +21,11 @@ arrived, its request outcome never is.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, KeysView
+from itertools import islice, repeat
 from typing import Generic, TypeVar
+
+import msgspec
 
 MAX_PER_KEY = 256
 """Evaluations waiting for one span, or conversions parked in one trace, at most."""
@@ -32,8 +34,7 @@ E = TypeVar("E")
 C = TypeVar("C")
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(msgspec.Struct, frozen=True, gc=False):
     """What the buffer keeps of a span: enough to walk up to its request and count it."""
 
     span_id: str
@@ -80,6 +81,21 @@ class Window(Generic[V]):
             evicted.append(items.popitem(last=False)[1][1])
         return evicted
 
+    def put_all(self, entries: dict[str, V], now_ms: int) -> int:
+        """:meth:`put` each of ``entries`` (in C where it can); answer how many were evicted."""
+        items = self._items
+        if items:
+            for key in entries.keys() & items.keys():
+                del items[key]
+        deadlines = zip(repeat(now_ms + self._window), entries.values())
+        items.update(zip(entries, deadlines, strict=True))
+        excess = len(items) - self._cap
+        if excess <= 0:
+            return 0
+        for key in list(islice(items, excess)):
+            del items[key]
+        return excess
+
     def expire(self, now_ms: int) -> list[V]:
         """Drop and answer the values whose time is up at ``now_ms``."""
         items, gone = self._items, []
@@ -91,12 +107,14 @@ class Window(Generic[V]):
             del items[key]
         return [value for _, value in gone]
 
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
     def values(self) -> Iterator[V]:
         return (value for _, value in self._items.values())
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting(Generic[E]):
+class Waiting(msgspec.Struct, Generic[E], frozen=True):
     """An evaluation waiting for the span ``hops`` steps up from the one it belongs to."""
 
     evaluation: E
@@ -115,6 +133,9 @@ class JoinBuffer(Generic[E, C]):
     def remember(self, node: Node, now_ms: int) -> None:
         self.spans.put(node.span_id, node, now_ms)
 
+    def remember_all(self, nodes: dict[str, Node], now_ms: int) -> None:
+        self.spans.put_all(nodes, now_ms)
+
     def wait(self, span_id: str, waiting: Waiting[E], now_ms: int) -> int:
         """Hold ``waiting`` until ``span_id`` arrives; answer how many evaluations were evicted."""
         held = self._waiting.get(span_id) or []
@@ -122,6 +143,10 @@ class JoinBuffer(Generic[E, C]):
             return 1
         held.append(waiting)
         return sum(len(lost) for lost in self._waiting.put(span_id, held, now_ms))
+
+    def awaited(self, span_ids: dict[str, Node]) -> list[str]:
+        """Those of ``span_ids`` that evaluations wait for (a set operation, not a loop)."""
+        return list(self._waiting.keys() & span_ids.keys()) if len(self._waiting) else []
 
     def arrived(self, span_id: str) -> list[Waiting[E]]:
         """The evaluations that waited for ``span_id`` (no longer held)."""

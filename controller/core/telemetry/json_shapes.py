@@ -23,6 +23,7 @@ from controller.core.telemetry.signals import (
     Attributes,
     Bounds,
     Refused,
+    check_count,
     kept_attributes,
 )
 
@@ -179,18 +180,21 @@ def enum_of(value: int | str, names: dict[str, int], what: str) -> int:
 
 
 def attributes_of(pairs: list[KeyValueJson], bounds: Bounds) -> Attributes:
+    """The attributes of a list of KeyValues, each AnyValue read into a plain tree, bounded."""
     if not pairs:
         return NO_ATTRIBUTES
-    return kept_attributes(((kv.key, _value(kv.value)) for kv in pairs), len(pairs), bounds)
-
-
-def _value(value: Any) -> object:
-    """An AnyValue as a plain tree: the common string at once, the rest through its reader."""
-    if type(value) is dict and len(value) == 1:
-        text = value.get("stringValue")
-        if type(text) is str:
-            return text
-    return _any(value, 0)
+    check_count(len(pairs), bounds)
+    values: dict[str, object] = {}
+    for pair in pairs:
+        value = pair.value
+        # Most values are strings: read them at once, the rest through their readers.
+        if type(value) is dict and len(value) == 1:
+            text = value.get("stringValue")
+            if type(text) is str:
+                values[pair.key] = text
+                continue
+        values[pair.key] = _any(value, 0)
+    return kept_attributes(values, len(pairs), bounds)
 
 
 def _any(value: Any, depth: int) -> object:

@@ -7,13 +7,17 @@ are read too), an AnyValue as an object of one of ``stringValue``,
 ``boolValue``, ``intValue``, ``doubleValue``, ``arrayValue``, ``kvlistValue``,
 ``bytesValue``. Unknown fields are skipped, as a newer exporter may send them.
 
-msgspec decodes the whole export into typed structs at once (the fast path).
-If it refuses the export, or the export nests deeper than
-:data:`ITEM_NESTING` allows an item, the slow path decodes the envelope with
-each resource and item left as raw bytes, then each item on its own: an item
-that is malformed or nested too deeply is refused, its siblings are kept. A
-body that is not an export, or nests deeper than :data:`MAX_BODY_NESTING`, is
-refused whole (:data:`~.signals.WHOLE_BODY`), before any parser recurses.
+msgspec decodes the whole export into typed structs at once (the fast path),
+and an AnyValue nested deeper than ``MAX_ANY_DEPTH`` refuses its item as it
+is read. The fast path needs no scan of the nesting first (it would cost half
+as much as the decoding): msgspec guards its own recursion, and a
+``RecursionError`` (caught) ends it like any other refusal. If msgspec refuses
+the export, the slow path bounds the body's nesting (:data:`MAX_BODY_NESTING`,
+before any parser recurses), decodes the envelope with each resource and item
+left as raw bytes, then each item on its own, bounded by :data:`ITEM_NESTING`:
+an item that is malformed or nested too deeply is refused, its siblings are
+kept. A body that is not an export is refused whole
+(:data:`~.signals.WHOLE_BODY`).
 """
 
 from __future__ import annotations
@@ -84,14 +88,13 @@ Out = TypeVar("Out")
 
 def decode_traces_json(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | Refusal:
     """The spans of an OTLP/JSON ``ExportTraceServiceRequest``, or why the body is refused."""
-    deep = _too_deep(raw)
-    if isinstance(deep, Refusal):
-        return deep
     found: tuple[list[Span], list[Refusal]] | Refusal
-    if not deep and isinstance(fast := _attempt(TRACES, raw), TracesJson):
+    if isinstance(fast := _attempt(TRACES, raw), TracesJson):
         typed = [(r.resource, _spans_in(r)) for r in fast.resourceSpans or fast.resource_spans]
         found = items_of(typed, bounds, _resource_of, _span_of)
     else:
+        if nesting_exceeds(raw, MAX_BODY_NESTING):
+            return Refusal(WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels")
         slow = _attempt(RAW_TRACES, raw)
         if isinstance(slow, Refusal):
             return slow
@@ -102,14 +105,13 @@ def decode_traces_json(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | R
 
 def decode_logs_json(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Logs | Refusal:
     """The log records of an OTLP/JSON ``ExportLogsServiceRequest``, or why the body is refused."""
-    deep = _too_deep(raw)
-    if isinstance(deep, Refusal):
-        return deep
     found: tuple[list[LogRecord], list[Refusal]] | Refusal
-    if not deep and isinstance(fast := _attempt(LOGS, raw), LogsExportJson):
+    if isinstance(fast := _attempt(LOGS, raw), LogsExportJson):
         typed = [(r.resource, _records_in(r)) for r in fast.resourceLogs or fast.resource_logs]
         found = items_of(typed, bounds, _resource_of, _record_of)
     else:
+        if nesting_exceeds(raw, MAX_BODY_NESTING):
+            return Refusal(WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels")
         slow = _attempt(RAW_LOGS, raw)
         if isinstance(slow, Refusal):
             return slow
@@ -133,15 +135,6 @@ def _spans_in(group: TraceResourceJson | TraceResourceRawJson) -> list[Any]:
 def _records_in(group: LogResourceJson | LogResourceRawJson) -> list[Any]:
     scopes = group.scopeLogs or group.scope_logs
     return [record for scope in scopes for record in scope.logRecords or scope.log_records]
-
-
-def _too_deep(raw: bytes) -> bool | Refusal:
-    """Whether an item may nest too deeply (the slow path), or the refusal of a body too deep."""
-    if not nesting_exceeds(raw, _ENVELOPE + ITEM_NESTING):
-        return False
-    if nesting_exceeds(raw, MAX_BODY_NESTING):
-        return Refusal(WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels")
-    return True
 
 
 def _raw(
@@ -181,16 +174,17 @@ def _span_of(span: SpanJson, resource: Attributes, bounds: Bounds) -> Span:
     events = span.events
     if events:
         check_events(len(events), bounds)
-    status = span.status
+    status, kind = span.status, span.kind
+    code = 0 if status is None else status.code
     return Span(
         trace_id=trace_id_of(span.traceId or span.trace_id, required=True),
         span_id=span_id_of(span.spanId or span.span_id, required=True),
         parent_span_id=span_id_of(span.parentSpanId or span.parent_span_id, required=False),
         name=bounded_text(span.name, "name", bounds),
-        kind=enum_of(span.kind, KINDS, "kind"),
+        kind=kind if type(kind) is int else enum_of(kind, KINDS, "kind"),
         start_ns=span.startTimeUnixNano or span.start_time_unix_nano,
         end_ns=span.endTimeUnixNano or span.end_time_unix_nano,
-        status_code=0 if status is None else enum_of(status.code, STATUSES, "status code"),
+        status_code=code if type(code) is int else enum_of(code, STATUSES, "status code"),
         attributes=attributes_of(span.attributes, bounds),
         events=tuple(_event_of(event, bounds) for event in events) if events else (),
         resource=resource,

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
+import msgspec
+
 from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     conversion_value,
@@ -117,8 +119,7 @@ class Translated:
     """Evaluations whose request outcome will never be counted (their exposure was)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Counted:
+class _Counted(msgspec.Struct, frozen=True):
     """An evaluation that counted: what its outcome and conversions are counted for."""
 
     flag: str
@@ -129,8 +130,7 @@ class _Counted:
     rules: FlagRules
 
 
-@dataclass(frozen=True, slots=True)
-class _Conversion:
+class _Conversion(msgspec.Struct, frozen=True, gc=False):
     name: str
     trace_id: str
     anchor: str
@@ -187,18 +187,15 @@ class Translator:
     def spans(self, batch: Spans, now_ms: int) -> Translated:
         run = _Run(now_ms)
         run.out.unmatched += self._buffer.expire(now_ms)
-        remember, nodes = self._buffer.remember, run.nodes
-        for span in batch.spans:
-            node = node_of(span)
-            nodes[span.span_id] = node
-            remember(node, now_ms)
+        nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
+        self._buffer.remember_all(nodes, now_ms)
         for index, span in enumerate(batch.spans):
             if span.events or span.name == "feature_flag.evaluation":
                 for evaluation in evaluations_in(span):
                     self._evaluated(evaluation, index, (span.attributes, span.resource), run)
         if self._names:
             self._span_conversions(batch, run)
-        for span_id in nodes:
+        for span_id in self._buffer.awaited(nodes):
             for waiting in self._buffer.arrived(span_id):
                 self._walk(waiting.evaluation, span_id, waiting.hops, run)
         return run.out

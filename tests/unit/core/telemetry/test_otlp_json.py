@@ -205,12 +205,37 @@ def test_a_hostile_span_is_refused_with_a_reason_and_its_siblings_are_kept(
     assert 0 < len(refusal.detail) <= 200
 
 
-def test_nesting_past_what_an_item_may_hold_is_refused_before_it_is_parsed() -> None:
+def test_an_item_nested_deeper_than_it_may_be_is_refused_on_either_path() -> None:
     deep = json_span(attributes=[attribute("a", kvlist(ITEM_NESTING))])
-    found = decoded(export(json_span(CHILD), deep))
-    assert found.refused == [
-        Refusal(1, "hostile_attribute", f"nested deeper than {ITEM_NESTING} levels")
+    fast = decoded(export(json_span(CHILD), deep))
+    assert [(r.index, r.reason) for r in fast.refused] == [(1, "hostile_attribute")]
+    assert fast.refused[0].detail == "an attribute nests deeper than 8"
+    # A malformed sibling sends the export to the slow path, where the deep item
+    # is refused on a scan of its bytes, before it is parsed.
+    slow = decoded(export(json_span(CHILD), deep, json_span(name=5)))
+    assert slow.refused == [
+        Refusal(1, "hostile_attribute", f"nested deeper than {ITEM_NESTING} levels"),
+        Refusal(2, "malformed", "Expected `str`, got `int` - at `$.name`"),
     ]
+    assert [s.span_id for s in slow.spans] == [CHILD]
+
+
+def test_a_body_past_msgspecs_recursion_guard_is_refused_whole() -> None:
+    value = b'{"stringValue":"x"}'
+    for _ in range(2000):  # deeper than orjson writes: by hand
+        value = b'{"kvlistValue":{"values":[{"key":"k","value":' + value + b"}]}}"
+    marker = json_span(attributes=[attribute("a", {"stringValue": "MARK"})])
+    raw = export(json_span(CHILD), marker).replace(b'{"stringValue":"MARK"}', value)
+    found = decode_traces_json(raw)
+    assert found == Refusal(
+        WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels"
+    )
+
+
+def test_a_repeated_attribute_keeps_its_last_value() -> None:
+    pairs = [attribute("a", {"stringValue": "first"}), attribute("a", {"intValue": 2})]
+    [span] = decoded(export(json_span(attributes=pairs))).spans
+    assert span.attributes == {"a": 2}
 
 
 def test_a_hostile_resource_refuses_each_of_its_spans() -> None:
@@ -290,7 +315,8 @@ def test_a_hostile_log_record_is_refused_alone() -> None:
                             "logRecords": [
                                 good,
                                 {**good, "traceId": "nothex"},
-                                {**good, "body": kvlist(40)},
+                                {**good, "attributes": [attribute("a", kvlist(9))]},
+                                {**good, "body": kvlist(40)},  # never read
                                 {"observed_time_unix_nano": START, "event_name": "snake"},
                             ]
                         }
@@ -302,6 +328,7 @@ def test_a_hostile_log_record_is_refused_alone() -> None:
     found = decode_logs_json(body)
     assert isinstance(found, Logs)
     assert [(r.event_name, r.time_ns) for r in found.records] == [
+        ("e", int(START)),
         ("e", int(START)),
         ("snake", int(START)),
     ]

@@ -11,9 +11,12 @@ from controller.core.telemetry import (
     Bounds,
     Refusal,
     Refused,
+    check_count,
     items_of,
     kept_attributes,
+    span_id_from,
     span_id_of,
+    trace_id_from,
     trace_id_of,
 )
 
@@ -36,16 +39,15 @@ def nested(depth: int) -> object:
             {"a": "text", "b": True, "c": 7, "d": 1.5},
         ),
         ([("a", [1, 2]), ("b", {"k": "v"}), ("c", b"\x00"), ("d", None)], {}),
-        ([("a", "first"), ("a", "last")], {"a": "last"}),
         ([("a", nested(MAX_ANY_DEPTH)), ("b", "kept")], {"b": "kept"}),
         ([], {}),
     ],
-    ids=["scalars", "containers-dropped", "last-wins", "deepest-allowed", "none"],
+    ids=["scalars", "containers-dropped", "deepest-allowed", "none"],
 )
 def test_scalars_are_kept_and_the_rest_only_bounded(
     pairs: list[tuple[str, object]], kept: dict[str, object]
 ) -> None:
-    assert kept_attributes(pairs, len(pairs), BOUNDS) == kept
+    assert kept_attributes(dict(pairs), len(pairs), BOUNDS) == kept
 
 
 @pytest.mark.parametrize(
@@ -75,17 +77,14 @@ def test_a_value_past_a_bound_refuses_its_item(
     pairs: list[tuple[str, object]], reason: str, detail: str
 ) -> None:
     with pytest.raises(Refused) as refused:
-        kept_attributes(pairs, len(pairs), BOUNDS)
+        kept_attributes(dict(pairs), len(pairs), BOUNDS)
     assert (refused.value.reason, refused.value.detail) == (reason, detail)
 
 
-def test_the_count_is_checked_before_any_value_is_read() -> None:
-    def values() -> object:
-        raise AssertionError("read")
-        yield
-
-    with pytest.raises(Refused, match="oversize"):
-        kept_attributes(values(), 10_000, BOUNDS)  # type: ignore[arg-type]
+def test_the_count_of_pairs_is_checked_before_any_is_read() -> None:
+    check_count(4, BOUNDS)
+    with pytest.raises(Refused, match="oversize: 10000 attributes > 4"):
+        check_count(10_000, BOUNDS)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +130,48 @@ def test_span_ids_are_16_hex_digits_in_lower_case(
             span_id_of(text, required=required)
     else:
         assert span_id_of(text, required=required) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "required", "expected"),
+    [
+        (
+            bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
+            True,
+            "0af7651916cd43dd8448eb211c80319c",
+        ),
+        (b"", False, ""),
+        (bytes(16), False, ""),
+        (bytes(16), True, None),
+        (b"", True, None),
+        (b"\x01" * 15, False, None),
+        (b"\x01" * 17, True, None),
+    ],
+)
+def test_protobuf_trace_ids_are_16_bytes(raw: bytes, required: bool, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(Refused, match="malformed"):
+            trace_id_from(raw, required=required)
+    else:
+        assert trace_id_from(raw, required=required) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "required", "expected"),
+    [
+        (bytes.fromhex("b7ad6b7169203331"), True, "b7ad6b7169203331"),
+        (b"", False, ""),
+        (bytes(8), False, ""),
+        (bytes(8), True, None),
+        (b"\x01" * 16, False, None),
+    ],
+)
+def test_protobuf_span_ids_are_8_bytes(raw: bytes, required: bool, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(Refused, match="malformed"):
+            span_id_from(raw, required=required)
+    else:
+        assert span_id_from(raw, required=required) == expected
 
 
 def _resource(resource: str, bounds: Bounds) -> Attributes:
