@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 T0_NS = 1_763_780_000_000_000_000
 _TRACE, _SPAN = b"\x01T" * 8, b"\x02S" * 4
@@ -66,7 +66,7 @@ def template(flag: str, variant: str, version: int, *, error: bool) -> bytes:
         ]
     )
     if error:
-        span.status.code = 2
+        span.status.code = Status.STATUS_CODE_ERROR
     event = span.events.add(name="feature_flag.evaluation", time_unix_nano=start)
     event.attributes.extend(
         [
