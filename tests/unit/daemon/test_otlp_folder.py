@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 
 from controller.core.stats import PartitionDelta
@@ -196,11 +197,8 @@ def test_the_tally_counts_records_items_and_request_level_units() -> None:
     anonymous = server_span(0)
     event = anonymous.events[0]
     attributes = {k: v for k, v in event.attributes.items() if k != "feature_flag.context.id"}
-    unnamed = Span(
-        **{
-            **{s: getattr(anonymous, s) for s in Span.__slots__},
-            "events": (SpanEvent(event.name, event.time_ns, attributes),),
-        }
+    unnamed = msgspec.structs.replace(
+        anonymous, events=(SpanEvent(event.name, event.time_ns, attributes),)
     )
     made, delta, _ = fold({b"a": Spans([unnamed, server_span(1)])}, [b"a", b"a"])
     assert (made.tally.records, made.tally.items) == (2, 4)
