@@ -32,6 +32,7 @@ from controller.settings.groups import (
 from controller.settings.history import HistorySettings
 from controller.settings.http import HttpSettings
 from controller.settings.llm import LlmSettings
+from controller.settings.otlp import OtlpEncoding, OtlpSettings
 from controller.settings.retry import RetrySettings
 from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings
@@ -44,6 +45,8 @@ __all__ = [
     "KafkaSettings",
     "LlmSettings",
     "LogSettings",
+    "OtlpEncoding",
+    "OtlpSettings",
     "RedisSettings",
     "RetrySettings",
     "Settings",
@@ -78,6 +81,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     unleash: UnleashSettings = Field(default_factory=UnleashSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
