@@ -26,17 +26,18 @@ import structlog
 
 from controller.adapters.kafka import EventConsumer, ensure_topics
 from controller.adapters.otlp import decode_logs_proto, decode_traces_flat
-from controller.adapters.redis import IdWindow, RedisAggregateStore, RolloutStore
+from controller.adapters.redis import IdWindow, RedisAggregateStore
 from controller.core.common import ControllerError
+from controller.core.rollouts import Rollout
 from controller.core.telemetry import (
     Bounds,
     FlagRules,
     Translator,
     decode_logs_json,
     decode_traces_json,
-    rules_of,
 )
 from controller.daemon.ingest import DecodeLogs, DecodeSpans, Ingest, OtlpFolder
+from controller.daemon.registries import FlagDirectory
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.running.supervisor import Service
 from controller.process import Retry
@@ -57,33 +58,20 @@ class Flags(Protocol):
     def lookup(self, flag: str) -> FlagRules | None: ...
 
 
-class RolloutFlags:
-    """Each stored rollout's rules (its plan's ``telemetry``, its flag version), as read last.
+def flags_of(daemon: Daemon, *, max_age: float) -> Flags:
+    """The flags the OTLP topics are translated against: the same directory as OTLP/HTTP's
+    (each rollout's rules and the times its versions came into force), over the store."""
+    states = daemon.rollouts.states
 
-    A flag without a rollout is unknown. An evaluation that names no version
-    counts for the version in force when the rules were read.
-    """
+    async def rollouts() -> list[Rollout]:
+        loaded = await states.load_all()
+        return [
+            state.rollout
+            for state in loaded.values()
+            if not isinstance(state, ControllerError) and state.rollout is not None
+        ]
 
-    def __init__(self, states: RolloutStore) -> None:
-        self._states = states
-        self._rules: dict[str, FlagRules] | None = None
-
-    async def fresh(self) -> None:
-        loaded = await self._states.load_all()
-        rules = {}
-        for flag, state in loaded.items():
-            rollout = None if isinstance(state, ControllerError) else state.rollout
-            if rollout is not None and rollout.flag_version > 0:
-                rules[flag] = rules_of(flag, rollout.plan.telemetry, rollout.flag_version)
-        self._rules = rules
-
-    def lookup(self, flag: str) -> FlagRules | None:
-        return None if self._rules is None else self._rules.get(flag)
-
-
-def flags_of(daemon: Daemon) -> Flags:
-    """The flags the OTLP topics are translated against."""
-    return RolloutFlags(daemon.rollouts.states)
+    return FlagDirectory(rollouts, max_age=max_age)
 
 
 async def otlp_services(run: Run, daemon: Daemon, flags: Flags | None = None) -> dict[str, Service]:
@@ -91,11 +79,18 @@ async def otlp_services(run: Run, daemon: Daemon, flags: Flags | None = None) ->
     settings = run.settings
     if not settings.otlp.enabled:
         return {}
-    flags = flags or flags_of(daemon)
+    http = settings.http
+    flags = flags or flags_of(daemon, max_age=http.otlp_flags_max_age_seconds)
     await Retry(run.stop, settings.retry)(flags.fresh, "read the flags for otlp")
     if settings.kafka.create_topics:
         await _create_topics(settings)
-    translator = Translator(flags.lookup)
+    # One translator for both topics, with the guard and join window OTLP/HTTP uses.
+    translator = Translator(
+        flags.lookup,
+        guard_ms=int(http.otlp_guard_seconds * 1000),
+        join_window_ms=int(http.otlp_join_window_seconds * 1000),
+        max_pending=http.otlp_max_pending,
+    )
     otlp = settings.otlp
     services: dict[str, Service] = {}
     for role, topic in (("otlp_spans", otlp.spans_topic), ("otlp_logs", otlp.logs_topic)):

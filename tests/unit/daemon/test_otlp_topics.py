@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from controller.core.common import StoreError
 from controller.core.rollouts.plan_parts import TelemetryPlan
-from controller.daemon.running.otlp_topics import RolloutFlags
+from controller.daemon.running.otlp_topics import flags_of
 from controller.ports import Loaded
 from controller.settings import OtlpSettings, Settings
 from tests.unit.core.machine.test_gate import rollout
@@ -77,7 +78,8 @@ async def test_flags_are_the_stored_rollouts_with_their_plans_telemetry() -> Non
             "broken": StoreError("unreadable"),
         }
     )
-    flags = RolloutFlags(states)  # type: ignore[arg-type]
+    daemon = SimpleNamespace(rollouts=SimpleNamespace(states=states))
+    flags = flags_of(daemon, max_age=1.0)  # type: ignore[arg-type]
     assert flags.lookup("plain") is None  # nothing read yet
     await flags.fresh()
     plain_rules = flags.lookup("plain")
