@@ -35,6 +35,12 @@ The tree::
     ├── UnmappedMonitor             integrations.monitors: a webhook for a monitor mapped to no flag
     ├── RuleSyntaxError             core.rule_text: a refused audience rule (also a ValueError)
     ├── TooCostly                   core.recurrence: a window query walks too many occurrences
+    ├── TemplateError               core.metrics_source: a query template refused (also a
+    │                               ValueError)
+    ├── UnsafeValue                 core.metrics_source: a value that may not fill a query (also
+    │                               a ValueError)
+    ├── ReadingProblem              core.metrics_source: an answer a guardrail cannot use (also
+    │                               a ValueError)
     ├── UsageError                  ctl.commands: arguments that make no valid command
     ├── ServiceUnavailable          dev.processes: a backing service cannot run here (also a
     │                               RuntimeError)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from controller.core.common import MAX_CONVERSION_VALUE, MAX_LATENCY_MS, ReadableDuration
+from controller.core.metrics_source import PrometheusLimit, PrometheusQueries, source_problem
 from controller.core.rules import AudienceRule, parse
 
 Metric = Literal[
@@ -111,6 +112,12 @@ class Guardrail(Frozen):
         default=False,
         description="Evaluated, recorded and alerted on, but never rolls back, pauses or holds.",
     )
+    source: Literal["events", "prometheus"] = Field(
+        default="events", description="Where the metric is read: our events, or Prometheus (#41)."
+    )
+    prometheus: PrometheusQueries | None = Field(
+        default=None, description="With source: prometheus, the PromQL templates per arm."
+    )
 
     @property
     def lower_is_better(self) -> bool:
@@ -120,6 +127,9 @@ class Guardrail(Frozen):
     def _edge_with_exceedance(self) -> Self:
         if (self.metric == "latency_exceedance") != (self.edge_ms is not None):
             raise ValueError("edge_ms is required with latency_exceedance, and only there")
+        problem = source_problem(self.metric, self.prometheus, self.source)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -194,7 +204,13 @@ class Limits(BaseModel):
     latency_p99_ms: float | None = Field(
         default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p99, at most."
     )
+    prometheus: list[PrometheusLimit] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Scalar PromQL queries, each with its bound (#41).",
+    )
 
     def named(self) -> dict[str, float]:
-        """The limits the plan set, by name."""
-        return {name: value for name, value in self.model_dump().items() if value is not None}
+        """The limits the plan set on the treated units' events, by name."""
+        fields = self.model_dump(exclude={"prometheus"})
+        return {name: value for name, value in fields.items() if value is not None}

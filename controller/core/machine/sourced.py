@@ -1,0 +1,327 @@
+"""Guardrails and limits read from a metric source, for the gate (#41).
+
+Pure. Two halves:
+
+* :func:`planned_queries`: what to ask the source for a rollout now: each
+  sourced guardrail's queries for both arms while the stage has a concurrent
+  control (below 100%), each Prometheus limit's for the treated units where
+  the plan's limits gate (at 100%), every placeholder filled for the stage;
+* :func:`sourced_tests`: the last readings → the tests the gate merges with
+  its own (:func:`~controller.core.machine.gate.evaluate`, ``sourced=``): the same
+  :func:`~controller.core.stats.guardrail_result` on arm aggregates built from
+  the answers (:mod:`controller.core.stats.sourced`), and each limit as a bound
+  with no concurrent control.
+
+**Never advance on missing data.** A reading that is not there, is for
+another stage, or is older than ``max_age`` is *missing*: the gate holds,
+naming the source and why. An answer the source gave but a guardrail cannot
+use (no series, NaN, not a histogram) leaves that guardrail untested, and an
+untested gating guardrail holds the stage, as one below its event floor does.
+Regressions on everything that *was* read still act at once, and the event-fed
+guardrails do not wait on the source at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.core.metrics_source import (
+    Answer,
+    Ask,
+    FlagReadings,
+    PrometheusLimit,
+    ReadingProblem,
+    Stage,
+    Taken,
+    cumulative_buckets,
+    fill,
+    one_number,
+    parse_template,
+    scalar,
+)
+from controller.core.rollouts import Guardrail, Plan, Rollout
+from controller.core.stats import (
+    ArmAggregate,
+    FlagAggregates,
+    SequentialResult,
+    control_baseline,
+    counted_arm,
+    guardrail_result,
+    histogram_arm,
+    limit_result,
+    metric_floor,
+)
+
+ARMS = ("treatment", "control")
+LIMIT_PREFIX = "limit:"
+"""A limit's reading is kept under its name with this prefix (guardrails: their metric)."""
+MAX_SHOWN_QUERY = 2500
+"""A query is kept in the evidence up to this many characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedQuery:
+    """One query to ask: for which guardrail (its metric, or ``limit:<name>``), arm and role."""
+
+    name: str
+    arm: str
+    role: str
+    promql: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sourced:
+    """What a metric source gives a gate: tests, limits, why any wait, and the evidence."""
+
+    tests: dict[str, SequentialResult | None] = field(default_factory=dict)
+    limits: dict[str, SequentialResult] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Why a sourced guardrail is not tested yet, by metric (the gate's hold reason)."""
+    missing: tuple[str, ...] = ()
+    """Why the gate must hold whatever else it finds: a reading absent, stale or unusable."""
+    traffic: int = 0
+    """Requests (or exposures) the source counted in the stage: the stage has traffic."""
+    baselines: dict[str, float | None] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+NOT_SOURCED = Sourced()
+"""A plan that reads no metric source."""
+
+
+def reads_source(plan: Plan) -> bool:
+    """Whether any guardrail or limit of ``plan`` reads a metric source."""
+    limits = plan.limits.prometheus if plan.limits is not None else []
+    return bool(limits) or any(g.source != "events" for g in plan.guardrails)
+
+
+def stage_of(rollout: Rollout) -> Stage:
+    return (rollout.rollout_id, rollout.stage, rollout.stage_started_at)
+
+
+def _sourced_guardrails(rollout: Rollout) -> list[Guardrail]:
+    """The sourced guardrails that compare arms now: none without a concurrent control."""
+    if rollout.percent >= 100:
+        return []
+    return [g for g in rollout.plan.guardrails if g.source != "events"]
+
+
+def _sourced_limits(rollout: Rollout) -> list[PrometheusLimit]:
+    """The Prometheus limits that gate now: where the plan's limits do (100%)."""
+    limits = rollout.plan.limits
+    return list(limits.prometheus) if limits is not None and rollout.percent >= 100 else []
+
+
+def planned_queries(rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery]]:
+    """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name."""
+    window = max((now - rollout.stage_started_at).total_seconds(), 1.0)
+    start = rollout.stage_started_at.timestamp()
+
+    def filled(text: str, arm: str) -> str:
+        return fill(
+            parse_template(text), flag=rollout.flag, arm=arm, window_s=window, start_s=start
+        )
+
+    out: dict[str, list[PlannedQuery]] = {}
+    for guardrail in _sourced_guardrails(rollout):
+        assert guardrail.prometheus is not None  # the plan model guarantees it
+        labels = guardrail.prometheus.arms
+        out[guardrail.metric] = [
+            PlannedQuery(guardrail.metric, arm, role, filled(text, getattr(labels, arm)))
+            for arm in ARMS
+            for role, text in guardrail.prometheus.named().items()
+        ]
+    for limit in _sourced_limits(rollout):
+        name = LIMIT_PREFIX + limit.name
+        out[name] = [PlannedQuery(name, "treatment", "value", filled(limit.query, limit.arm))]
+    return out
+
+
+def sourced_tests(
+    rollout: Rollout, readings: FlagReadings | None, now: datetime, *, max_age: timedelta
+) -> Sourced:
+    """The gate's view of the source for the stage (see the module)."""
+    plan = rollout.plan
+    if not reads_source(plan):
+        return NOT_SOURCED
+    guardrails, limits = _sourced_guardrails(rollout), _sourced_limits(rollout)
+    readings = readings or FlagReadings(source="prometheus")
+    tests: dict[str, SequentialResult | None] = {
+        g.metric: None for g in plan.guardrails if g.source != "events"
+    }
+    out = _Gathered(tests=tests)
+    for guardrail in guardrails:
+        taken = _fresh(
+            guardrail.metric,
+            rollout=rollout,
+            readings=readings,
+            now=now,
+            max_age=max_age,
+            out=out,
+            dry_run=guardrail.dry_run,
+        )
+        if taken is not None:
+            _guardrail(guardrail, plan, taken, out)
+    for limit in limits:
+        name = LIMIT_PREFIX + limit.name
+        taken = _fresh(name, rollout=rollout, readings=readings, now=now, max_age=max_age, out=out)
+        if taken is not None:
+            _limit(limit, plan, taken, out)
+    return out.sourced(readings.source)
+
+
+@dataclass(slots=True)
+class _Gathered:
+    tests: dict[str, SequentialResult | None]
+    limits: dict[str, SequentialResult] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    traffic: int = 0
+    baselines: dict[str, float | None] = field(default_factory=dict)
+    shown: dict[str, Any] = field(default_factory=dict)
+
+    def sourced(self, source: str) -> Sourced:
+        evidence = {"source": source, "reads": self.shown} if self.shown else {}
+        return Sourced(
+            tests=self.tests,
+            limits=self.limits,
+            waiting=self.waiting,
+            missing=tuple(self.missing),
+            traffic=self.traffic,
+            baselines=self.baselines,
+            evidence=evidence,
+        )
+
+
+def _fresh(
+    name: str,
+    *,
+    rollout: Rollout,
+    readings: FlagReadings,
+    now: datetime,
+    max_age: timedelta,
+    out: _Gathered,
+    dry_run: bool = False,
+) -> Taken | None:
+    """The reading of ``name`` if it is for this stage and young enough; else why not."""
+    taken, failing = readings.taken.get(name), readings.failing.get(name)
+    why = ""
+    if taken is None or taken.stage != stage_of(rollout):
+        why = "no reading for this stage yet"
+    elif now - taken.at > max_age:
+        why = f"the last reading is {(now - taken.at).total_seconds():.0f} s old"
+    if not why:
+        return taken
+    if failing is not None:
+        why += f"; failing for {(now - failing.since).total_seconds():.0f} s: {failing.reason}"
+    reason = f"{name} from {readings.source}: {why}"
+    out.waiting[name] = reason
+    out.shown[name] = {"missing": why[:500]}
+    if not dry_run:
+        out.missing.append(reason)
+    return None
+
+
+def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -> None:
+    metric, queries = guardrail.metric, guardrail.prometheus
+    assert queries is not None  # the plan model guarantees it
+    arms: dict[str, ArmAggregate] = {}
+    problems: list[str] = []
+    for arm in ARMS:
+        try:
+            arms[arm] = _arm(metric, arm, taken.answers, queries.le_unit)
+        except ReadingProblem as exc:
+            problems.append(f"{arm}: {exc}")
+    shown = _shown(taken, arms)
+    out.shown[metric] = shown
+    if problems:
+        shown["problems"] = problems
+        out.waiting[metric] = f"{metric} from Prometheus unusable: " + "; ".join(problems)
+        return
+    data = FlagAggregates("", frozenset(), treatment=arms["treatment"], control=arms["control"])
+    out.traffic += _trials(arms["treatment"]) + _trials(arms["control"])
+    out.tests[metric] = result = guardrail_result(guardrail, data, plan)
+    out.baselines[metric] = control_baseline(guardrail, arms["control"])
+    if result is None:
+        floor = metric_floor(metric, plan)
+        fewest = min(ARMS, key=lambda arm: _trials(arms[arm]))
+        out.waiting[metric] = (
+            f"{metric} from Prometheus not yet tested: {_trials(arms[fewest])} of {floor}"
+            f" in {fewest}"
+        )
+
+
+def _arm(metric: str, arm: str, answers: Mapping[Ask, Answer | str], le_unit: str) -> ArmAggregate:
+    def number(role: str) -> float:
+        try:
+            return one_number(_given(answers.get((arm, role))))
+        except ReadingProblem as exc:
+            raise ReadingProblem(f"{role}: {exc}") from None
+
+    if (arm, "buckets") in answers:
+        try:
+            buckets = cumulative_buckets(_given(answers[arm, "buckets"]), le_unit=le_unit)
+        except ReadingProblem as exc:
+            raise ReadingProblem(f"buckets: {exc}") from None
+        return histogram_arm(buckets)
+    count, total = number("count"), number("total")
+    if count > total * 1.01 + 1:  # increase() extrapolates each counter alone: a little over
+        raise ReadingProblem(f"count {count:g} is above total {total:g}: not a share")
+    return counted_arm(metric, count, total)
+
+
+def _trials(arm: ArmAggregate) -> int:
+    return max(arm.requests, arm.exposures)
+
+
+def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> None:
+    name = LIMIT_PREFIX + limit.name
+    got = taken.answers.get(("treatment", "value"))
+    shown = _shown(taken, {})
+    out.shown[name] = shown
+    try:
+        value = scalar(_given(got))
+    except ReadingProblem as exc:
+        shown["problems"] = [str(exc)]
+        reason = f"limit {limit.name} from Prometheus unusable: {exc}"
+        out.waiting[name] = reason
+        out.missing.append(reason)
+        return
+    shown["value"] = value
+    shown["bound"] = {"max" if limit.max is not None else "min": limit.bound}
+    result = limit_result(value, limit.bound, at_most=limit.max is not None)
+    shown["test"] = result.evidence()
+    out.limits[limit.name] = result
+    out.traffic += 1  # a value, not NaN: the query found samples in the stage
+
+
+def _given(got: Answer | str | None) -> Answer:
+    if not isinstance(got, Answer):
+        raise ReadingProblem(got or "not asked")
+    return got
+
+
+def _shown(taken: Taken, arms: Mapping[str, ArmAggregate]) -> dict[str, Any]:
+    """What the evidence keeps of a reading: when, each query as asked, each arm's numbers."""
+    queries: dict[str, dict[str, str]] = {}
+    for (arm, role), text in taken.queries.items():
+        queries.setdefault(role, {})[arm] = text[:MAX_SHOWN_QUERY]
+    return {
+        "at": taken.at.isoformat(),
+        "queries": queries,
+        "arms": {arm: _numbers(aggregate) for arm, aggregate in arms.items()},
+    }
+
+
+def _numbers(arm: ArmAggregate) -> dict[str, int]:
+    numbers = {
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "exposures": arm.exposures,
+        "conversions": arm.conversions,
+        "latency_count": arm.latency_count,
+    }
+    return {k: v for k, v in numbers.items() if v}
