@@ -23,6 +23,8 @@ The tree::
     ├── BackendUnavailable          adapters.unleash: Unleash did not answer or cannot serve
     │   └── Unreadable              an answer that is not what Unleash's API documents
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
+    ├── SourceUnavailable           adapters.prometheus: no usable answer from the metrics
+    │                               server; retriable
     ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
     ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
     ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
