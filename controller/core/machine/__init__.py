@@ -17,6 +17,14 @@ from controller.core.machine.log_gaps import (
 )
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
+from controller.core.machine.sourced import (
+    PlannedQuery,
+    Sourced,
+    planned_queries,
+    reads_source,
+    sourced_tests,
+    stage_of,
+)
 
 __all__ = [
     "CHOICES",
@@ -24,12 +32,18 @@ __all__ = [
     "Choice",
     "IngestCommand",
     "LogGap",
+    "PlannedQuery",
+    "Sourced",
     "applicable",
     "commands",
     "drift_alerted",
     "evaluate",
     "gap_of",
     "log_gaps",
+    "planned_queries",
+    "reads_source",
     "resume_offset",
+    "sourced_tests",
+    "stage_of",
     "step",
 ]

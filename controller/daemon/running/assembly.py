@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
+from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.redis import (
     AppKeyStore,
     AppliedStore,
@@ -38,7 +39,7 @@ from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, SigningOutputs
 from controller.daemon.registries import KeyBook, KeyReloader, Keyring, SegmentService
-from controller.daemon.rollouts import Clock, Engine, Recorder, build_engine
+from controller.daemon.rollouts import Clock, Engine, Recorder, SourceReadings, build_engine
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
 from controller.daemon.running.supervisor import Service
@@ -112,6 +113,8 @@ class RolloutSide:
     advisor: Advisor | None
     sync: BackendSync | None
     segments: SegmentService
+    sources: SourceReadings
+    """Guardrails read from Prometheus, each flag's off the gate loop (#41)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,24 @@ async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> Ro
         changed=sync.segment_changed if sync is not None else None,
     )
     outputs = _engine_outputs(run, kafka.outputs, sync)
-    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments)
+    sources = await _sources(run)
+    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments, sources)
+
+
+async def _sources(run: Run) -> SourceReadings:
+    """The readings of guardrails fed by Prometheus; without ``prometheus.url`` they hold."""
+    settings = run.settings.prometheus
+    source = None
+    if settings.enabled:
+        source = await run.enter("prometheus", PrometheusSource(settings))
+    alarms = run.alarms
+    readings = SourceReadings(
+        source=source,
+        settings=settings,
+        clock=run.when.clock,
+        alert=lambda flag, action: alarms(action, flag),
+    )
+    return await run.enter("metric readings", readings)
 
 
 async def _advisor(run: Run) -> Advisor | None:
@@ -207,6 +227,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         held_partitions=redis.held,
         clock=run.when.clock,
         team_windows=run.when.team_windows,
+        sources=rollouts.sources,
     )
 
 
