@@ -20,6 +20,7 @@ from controller.core.machine.operator import applicable
 from controller.core.machine.sourced import (
     PlannedQuery,
     Sourced,
+    plan_queries,
     planned_queries,
     reads_source,
     sourced_tests,
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate",
     "gap_of",
     "log_gaps",
+    "plan_queries",
     "planned_queries",
     "reads_source",
     "resume_offset",

@@ -140,6 +140,26 @@ def planned_queries(rollout: Rollout, now: datetime) -> dict[str, list[PlannedQu
     return out
 
 
+def plan_queries(plan: Plan, flag: str) -> list[tuple[str, str]]:
+    """Every query of ``plan`` filled for ``flag`` (a minute into a stage), with its field.
+
+    ``rolloutctl plan validate`` asks the server to parse them; a flag key that
+    could not be filled raises :class:`~controller.core.metrics_source.UnsafeValue`.
+    """
+    out: list[tuple[str, str]] = []
+    for i, guardrail in enumerate(plan.guardrails):
+        if guardrail.prometheus is None:
+            continue
+        arm = guardrail.prometheus.arms.treatment
+        for role, text in guardrail.prometheus.named().items():
+            filled = fill(parse_template(text), flag=flag, arm=arm, window_s=60, start_s=0)
+            out.append((f"guardrails[{i}].prometheus.{role}", filled))
+    for i, limit in enumerate(plan.limits.prometheus if plan.limits is not None else []):
+        filled = fill(parse_template(limit.query), flag=flag, arm=limit.arm, window_s=60, start_s=0)
+        out.append((f"limits.prometheus[{i}].query", filled))
+    return out
+
+
 def sourced_tests(
     rollout: Rollout, readings: FlagReadings | None, now: datetime, *, max_age: timedelta
 ) -> Sourced:

@@ -103,6 +103,18 @@ class SourceReadings:
             self._alert(rollout.flag, RaiseAlert("metric_source_unavailable", "warning", summary))
         return sourced_tests(rollout, followed.readings, now, max_age=self._max_age)
 
+    def view(self, rollout: Rollout, now: datetime) -> Sourced | None:
+        """:meth:`for_gate` for a view: what is kept, without following the flag.
+
+        Safe from another thread (the read worker's): it only reads what a
+        task replaced whole.
+        """
+        if not reads_source(rollout.plan):
+            return None
+        followed = self._followed.get(rollout.flag)
+        readings = followed.readings if followed is not None else FlagReadings(self._where)
+        return sourced_tests(rollout, readings, now, max_age=self._max_age)
+
     def readings(self, flag: str) -> FlagReadings | None:
         """The flag's readings as kept (for views); None when the flag is not followed."""
         followed = self._followed.get(flag)

@@ -238,7 +238,13 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
     events_in = await _event_intake(run, redis.client)
     reads = await run.enter(
         "read worker",
-        ReadWorker(settings, signer=run.signer, clock=when.clock, team_windows=when.team_windows),
+        ReadWorker(
+            settings,
+            signer=run.signer,
+            clock=when.clock,
+            team_windows=when.team_windows,
+            sources=daemon.rollouts.sources,
+        ),
     )
     parts = Parts(
         run.metrics,
@@ -270,6 +276,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         stale_after=timedelta(days=run.settings.engine.stale_after_days),
         clock=when.clock,
         team_windows=when.team_windows,
+        sources=daemon.rollouts.sources,
     )
     console = ConsoleData(
         states=states,
