@@ -17,15 +17,14 @@ from controller.core.machine.log_gaps import (
 )
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
-from controller.core.machine.sourced import (
+from controller.core.machine.queries import (
     PlannedQuery,
-    Sourced,
     plan_queries,
     planned_queries,
     reads_source,
-    sourced_tests,
     stage_of,
 )
+from controller.core.machine.sourced import Sourced, sourced_tests
 
 __all__ = [
     "CHOICES",

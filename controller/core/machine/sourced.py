@@ -1,13 +1,8 @@
 """Guardrails and limits read from a metric source, for the gate (#41).
 
-Pure. Two halves:
-
-* :func:`planned_queries`: what to ask the source for a rollout now: each
-  sourced guardrail's queries for both arms while the stage has a concurrent
-  control (below 100%), each Prometheus limit's for the treated units where
-  the plan's limits gate (at 100%), every placeholder filled for the stage;
-* :func:`sourced_tests`: the last readings → the tests the gate merges with
-  its own (:func:`~controller.core.machine.gate.evaluate`, ``sourced=``): the same
+Pure. What is asked is :mod:`~controller.core.machine.queries`'s;
+:func:`sourced_tests` turns the last readings into the tests the gate merges with
+its own (:func:`~controller.core.machine.gate.evaluate`, ``sourced=``): the same
   :func:`~controller.core.stats.guardrail_result` on arm aggregates built from
   the answers (:mod:`controller.core.stats.sourced`), and each limit as a bound
   with no concurrent control.
@@ -28,18 +23,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from controller.core.machine.queries import (
+    ARMS,
+    LIMIT_PREFIX,
+    TRAFFIC,
+    comparing_guardrails,
+    gating_limits,
+    reads_source,
+    stage_of,
+    traffic_guardrail,
+    traffic_role,
+)
 from controller.core.metrics_source import (
     Answer,
     Ask,
     FlagReadings,
     PrometheusLimit,
     ReadingProblem,
-    Stage,
     Taken,
     cumulative_buckets,
-    fill,
     one_number,
-    parse_template,
     scalar,
 )
 from controller.core.rollouts import Guardrail, Plan, Rollout
@@ -55,21 +58,8 @@ from controller.core.stats import (
     metric_floor,
 )
 
-ARMS = ("treatment", "control")
-LIMIT_PREFIX = "limit:"
-"""A limit's reading is kept under its name with this prefix (guardrails: their metric)."""
 MAX_SHOWN_QUERY = 2500
 """A query is kept in the evidence up to this many characters."""
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedQuery:
-    """One query to ask: for which guardrail (its metric, or ``limit:<name>``), arm and role."""
-
-    name: str
-    arm: str
-    role: str
-    promql: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,74 +82,6 @@ NOT_SOURCED = Sourced()
 """A plan that reads no metric source."""
 
 
-def reads_source(plan: Plan) -> bool:
-    """Whether any guardrail or limit of ``plan`` reads a metric source."""
-    limits = plan.limits.prometheus if plan.limits is not None else []
-    return bool(limits) or any(g.source != "events" for g in plan.guardrails)
-
-
-def stage_of(rollout: Rollout) -> Stage:
-    return (rollout.rollout_id, rollout.stage, rollout.stage_started_at)
-
-
-def _sourced_guardrails(rollout: Rollout) -> list[Guardrail]:
-    """The sourced guardrails that compare arms now: none without a concurrent control."""
-    if rollout.percent >= 100:
-        return []
-    return [g for g in rollout.plan.guardrails if g.source != "events"]
-
-
-def _sourced_limits(rollout: Rollout) -> list[PrometheusLimit]:
-    """The Prometheus limits that gate now: where the plan's limits do (100%)."""
-    limits = rollout.plan.limits
-    return list(limits.prometheus) if limits is not None and rollout.percent >= 100 else []
-
-
-def planned_queries(rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery]]:
-    """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name."""
-    window = max((now - rollout.stage_started_at).total_seconds(), 1.0)
-    start = rollout.stage_started_at.timestamp()
-
-    def filled(text: str, arm: str) -> str:
-        return fill(
-            parse_template(text), flag=rollout.flag, arm=arm, window_s=window, start_s=start
-        )
-
-    out: dict[str, list[PlannedQuery]] = {}
-    for guardrail in _sourced_guardrails(rollout):
-        assert guardrail.prometheus is not None  # the plan model guarantees it
-        labels = guardrail.prometheus.arms
-        out[guardrail.metric] = [
-            PlannedQuery(guardrail.metric, arm, role, filled(text, getattr(labels, arm)))
-            for arm in ARMS
-            for role, text in guardrail.prometheus.named().items()
-        ]
-    for limit in _sourced_limits(rollout):
-        name = LIMIT_PREFIX + limit.name
-        out[name] = [PlannedQuery(name, "treatment", "value", filled(limit.query, limit.arm))]
-    return out
-
-
-def plan_queries(plan: Plan, flag: str) -> list[tuple[str, str]]:
-    """Every query of ``plan`` filled for ``flag`` (a minute into a stage), with its field.
-
-    ``rolloutctl plan validate`` asks the server to parse them; a flag key that
-    could not be filled raises :class:`~controller.core.metrics_source.UnsafeValue`.
-    """
-    out: list[tuple[str, str]] = []
-    for i, guardrail in enumerate(plan.guardrails):
-        if guardrail.prometheus is None:
-            continue
-        arm = guardrail.prometheus.arms.treatment
-        for role, text in guardrail.prometheus.named().items():
-            filled = fill(parse_template(text), flag=flag, arm=arm, window_s=60, start_s=0)
-            out.append((f"guardrails[{i}].prometheus.{role}", filled))
-    for i, limit in enumerate(plan.limits.prometheus if plan.limits is not None else []):
-        filled = fill(parse_template(limit.query), flag=flag, arm=limit.arm, window_s=60, start_s=0)
-        out.append((f"limits.prometheus[{i}].query", filled))
-    return out
-
-
 def sourced_tests(
     rollout: Rollout, readings: FlagReadings | None, now: datetime, *, max_age: timedelta
 ) -> Sourced:
@@ -167,7 +89,7 @@ def sourced_tests(
     plan = rollout.plan
     if not reads_source(plan):
         return NOT_SOURCED
-    guardrails, limits = _sourced_guardrails(rollout), _sourced_limits(rollout)
+    guardrails, limits = comparing_guardrails(rollout), gating_limits(rollout)
     readings = readings or FlagReadings(source="prometheus")
     tests: dict[str, SequentialResult | None] = {
         g.metric: None for g in plan.guardrails if g.source != "events"
@@ -190,7 +112,41 @@ def sourced_tests(
         taken = _fresh(name, rollout=rollout, readings=readings, now=now, max_age=max_age, out=out)
         if taken is not None:
             _limit(limit, plan, taken, out)
+    traffic = traffic_guardrail(rollout)
+    if traffic is not None:
+        quiet = all(g.dry_run for g in plan.guardrails if g.source != "events")
+        taken = _fresh(
+            TRAFFIC,
+            rollout=rollout,
+            readings=readings,
+            now=now,
+            max_age=max_age,
+            out=out,
+            dry_run=quiet,
+        )
+        if taken is not None:
+            _traffic(traffic, taken, out, quiet=quiet)
     return out.sourced(readings.source)
+
+
+def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool) -> None:
+    """The treated requests of a stage with no control: its traffic, nothing tested."""
+    assert guardrail.prometheus is not None  # the plan model guarantees it
+    role, _ = traffic_role(guardrail)
+    try:
+        got = _given(taken.answers.get(("treatment", role)))
+        if role == "total":
+            requests = round(one_number(got))
+        else:
+            requests = round(cumulative_buckets(got, le_unit=guardrail.prometheus.le_unit)[-1][1])
+    except ReadingProblem as exc:
+        reason = f"the treated requests from Prometheus are unusable: {exc}"
+        out.shown[TRAFFIC] = {**_shown(taken, {}), "problems": [str(exc)]}
+        if not quiet:
+            out.missing.append(reason)
+        return
+    out.shown[TRAFFIC] = {**_shown(taken, {}), "arms": {"treatment": {"requests": requests}}}
+    out.traffic += requests
 
 
 @dataclass(slots=True)

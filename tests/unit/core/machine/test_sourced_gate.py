@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.core.machine.gate import evaluate
-from controller.core.machine.sourced import planned_queries, sourced_tests
+from controller.core.machine.queries import planned_queries
+from controller.core.machine.sourced import sourced_tests
 from controller.core.metrics_source.readings import (
     Answer,
     Failing,
@@ -220,7 +221,12 @@ def test_queries_are_planned_per_arm_with_the_arms_label_values() -> None:
         'sum(increase(req_total{f="checkout",v="on",code="500"}[1860s]))'
     )
     assert 'v="control"' in asked[("control", "total")]
-    assert planned_queries(rollout(plan(), stage=1), NOW) == {}  # no concurrent control
+    # No concurrent control: no comparison, only the treated requests (the stage's traffic)
+    at_100 = planned_queries(rollout(plan(), stage=1), NOW)
+    assert [(q.name, q.arm, q.role) for q in at_100["traffic"]] == [
+        ("traffic", "treatment", "total")
+    ]
+    assert list(at_100) == ["traffic"]
 
 
 def test_a_prometheus_limit_gates_the_stage_without_control() -> None:
@@ -231,9 +237,10 @@ def test_a_prometheus_limit_gates_the_stage_without_control() -> None:
     ]
     assert verdict(r, None).kind is VerdictKind.HOLD  # not read: never complete
     key = (r.rollout_id, 1, T0)
+    traffic = Taken(key, NOW, {("treatment", "total"): number(5000)}, {})
     for value, kind in [(0.02, VerdictKind.ROLLBACK), (0.002, VerdictKind.ADVANCE)]:
         taken = Taken(key, NOW, {("treatment", "value"): number(value)}, {})
-        got = verdict(r, FlagReadings(SOURCE, {"limit:error_share": taken}))
+        got = verdict(r, FlagReadings(SOURCE, {"limit:error_share": taken, "traffic": traffic}))
         assert got.kind is kind, got.reason
         if kind is VerdictKind.ROLLBACK:
             assert "error_share 0.02 is above its limit 0.01 with no concurrent control" in (
