@@ -126,7 +126,7 @@ def sourced_tests(
         )
         if taken is not None:
             _traffic(traffic, taken, out, quiet=quiet)
-    return out.sourced(readings.source)
+    return out.sourced(readings.source, expected=rollout.percent / 100)
 
 
 def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool) -> None:
@@ -159,8 +159,10 @@ class _Gathered:
     baselines: dict[str, float | None] = field(default_factory=dict)
     shown: dict[str, Any] = field(default_factory=dict)
 
-    def sourced(self, source: str) -> Sourced:
-        evidence = {"source": source, "reads": self.shown} if self.shown else {}
+    def sourced(self, source: str, *, expected: float) -> Sourced:
+        evidence: dict[str, Any] = {}
+        if self.shown:
+            evidence = {"source": source, "expected_share": expected, "reads": self.shown}
         return Sourced(
             tests=self.tests,
             limits=self.limits,
@@ -219,6 +221,9 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
         return
     data = FlagAggregates("", frozenset(), treatment=arms["treatment"], control=arms["control"])
     out.traffic += _trials(arms["treatment"]) + _trials(arms["control"])
+    trials = (_trials(arms["treatment"]), _trials(arms["control"]))
+    if sum(trials):  # for people only: requests cluster by unit, so no test is run on it
+        shown["request_share"] = round(trials[0] / sum(trials), 6)
     out.tests[metric] = result = guardrail_result(guardrail, data, plan)
     out.baselines[metric] = control_baseline(guardrail, arms["control"])
     if result is None:
