@@ -128,6 +128,11 @@ class PrometheusServer:
         except httpx.HTTPError as exc:
             raise AssertionError(str(exc)) from None
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def kill(self) -> None:
         """``kill -9``: it stops answering at once."""
         if self._process is not None:

@@ -65,7 +65,10 @@ class PrometheusSettings(BaseModel):
         default=1000, ge=1, le=10_000, description="An answer with more series is refused."
     )
     max_in_flight: int = Field(
-        default=32, ge=1, le=1024, description="Queries in flight at once, over every flag."
+        default=8,
+        ge=1,
+        le=1024,
+        description="Queries in flight at once, over every flag (each on a kept connection).",
     )
 
     @property

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from controller.adapters.prometheus import PrometheusSource, check_syntax
-from controller.core.machine import plan_queries, planned_queries
+from controller.core.machine import combined, plan_queries, planned_queries, split
 from controller.core.metrics_source import Answer, cumulative_buckets, one_number
 from controller.core.rollouts import parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout
@@ -111,6 +111,13 @@ async def test_increase_over_the_stage_counts_through_a_counter_reset(
             f'sum(http_requests_total{{feature_flag_key="{FLAG}",feature_flag_variant="on"}})',
             at=at,
         )
+        together = {
+            name: split(await source.query(combined(queries) or "", at=at), queries)
+            for name, queries in asked.items()
+        }
+    # Asked as one query per guardrail, the answers are the very ones asked apart
+    for (name, arm, role), answer in answers.items():
+        assert together[name][arm, role] == answer, (name, arm, role)
     # Then each arm's totals over the stage are what the app counted (within a scrape
     # interval at either edge), where the counter's drop would have hidden most of them
     for arm, variant in ARMS.items():

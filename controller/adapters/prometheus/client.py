@@ -89,7 +89,12 @@ class PrometheusSource:
             timeout=settings.query_timeout_seconds,
             follow_redirects=False,
             transport=transport,
-            limits=httpx.Limits(max_connections=settings.max_in_flight),
+            # Every connection kept alive: one closed after each use (httpx keeps 20 by
+            # default) is opened again by the next query, at a cost of its own.
+            limits=httpx.Limits(
+                max_connections=settings.max_in_flight,
+                max_keepalive_connections=settings.max_in_flight,
+            ),
         )
 
     async def __aenter__(self) -> Self:

@@ -19,9 +19,11 @@ from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
 from controller.core.machine.queries import (
     PlannedQuery,
+    combined,
     plan_queries,
     planned_queries,
     reads_source,
+    split,
     stage_of,
 )
 from controller.core.machine.sourced import Sourced, sourced_tests
@@ -35,6 +37,7 @@ __all__ = [
     "PlannedQuery",
     "Sourced",
     "applicable",
+    "combined",
     "commands",
     "drift_alerted",
     "evaluate",
@@ -45,6 +48,7 @@ __all__ = [
     "reads_source",
     "resume_offset",
     "sourced_tests",
+    "split",
     "stage_of",
     "step",
 ]

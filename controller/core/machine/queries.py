@@ -10,10 +10,19 @@ traffic), every placeholder filled for the stage: ``{{window}}`` is its age.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.metrics_source import PrometheusLimit, Stage, fill, parse_template
+from controller.core.metrics_source import (
+    Answer,
+    Ask,
+    PrometheusLimit,
+    Series,
+    Stage,
+    fill,
+    parse_template,
+)
 from controller.core.rollouts import Guardrail, Plan, Rollout
 
 ARMS = ("treatment", "control")
@@ -120,3 +129,38 @@ def plan_queries(plan: Plan, flag: str) -> list[tuple[str, str]]:
         filled = fill(parse_template(limit.query), flag=flag, arm=limit.arm, window_s=60, start_s=0)
         out.append((f"limits.prometheus[{i}].query", filled))
     return out
+
+
+ARM_LABEL = "rc_arm"
+ROLE_LABEL = "rc_role"
+VECTOR_ROLES = frozenset({"count", "total", "buckets"})
+"""Roles whose queries answer instant vectors, so several can be asked as one."""
+
+
+def combined(queries: Sequence[PlannedQuery]) -> str | None:
+    """One query asking every one of ``queries`` (one guardrail's) at once; None when they
+    cannot be joined (a limit's scalar).
+
+    Each is tagged with its arm and role by ``label_replace`` and the parts are
+    joined with ``or``: the tags keep their series apart, the server evaluates them
+    at one instant, and a reading costs one request instead of one per arm and role.
+    Each part stands on lines of its own, so a ``#`` comment in it ends there.
+    """
+    if not queries or any(q.role not in VECTOR_ROLES for q in queries):
+        return None
+    return " or ".join(
+        f'label_replace(label_replace((\n{q.promql}\n), "{ARM_LABEL}", "{q.arm}", "", ""),'
+        f' "{ROLE_LABEL}", "{q.role}", "", "")'
+        for q in queries
+    )
+
+
+def split(answer: Answer, queries: Sequence[PlannedQuery]) -> dict[Ask, Answer]:
+    """The answer to :func:`combined`, back into one answer per arm and role."""
+    parts: dict[Ask, list[Series]] = {(q.arm, q.role): [] for q in queries}
+    for series in answer.series:
+        key = (series.label(ARM_LABEL) or "", series.label(ROLE_LABEL) or "")
+        if key in parts:
+            labels = tuple(p for p in series.labels if p[0] not in (ARM_LABEL, ROLE_LABEL))
+            parts[key].append(Series(labels, series.value))
+    return {key: Answer(tuple(found)) for key, found in parts.items()}

@@ -29,6 +29,7 @@ dots are escaped. Durations and instants are numbers the controller writes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -87,8 +88,12 @@ class Template:
         return frozenset(p.name for p in self.parts if isinstance(p, Slot))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_template(text: str) -> Template:
-    """Scan ``text``; :class:`TemplateError` names the first problem and its offset."""
+    """Scan ``text``; :class:`TemplateError` names the first problem and its offset.
+
+    Remembered: every reading of every rollout fills the same few templates.
+    """
     if len(text) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"a query template holds at most {MAX_TEMPLATE_CHARS} characters")
     if not text.strip():

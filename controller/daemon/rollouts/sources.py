@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -37,9 +38,11 @@ from controller.core.common import ControllerError
 from controller.core.machine import (
     PlannedQuery,
     Sourced,
+    combined,
     planned_queries,
     reads_source,
     sourced_tests,
+    split,
     stage_of,
 )
 from controller.core.metrics_source import Answer, Ask, Failing, FlagReadings, Taken
@@ -155,15 +158,24 @@ class SourceReadings:
         return followed
 
     async def _read(self, flag: str, followed: _Followed, source: MetricSource) -> None:
-        """Read the flag's queries every interval until forgotten."""
+        """Read the flag's queries every interval until forgotten.
+
+        The first reading is at once; the next ones fall at the flag's own phase of
+        the interval (from its key), so flags followed together do not all ask the
+        source in the same instant, which would queue their queries past the deadline.
+        """
+        interval = self._settings.interval_seconds
+        phase = zlib.crc32(flag.encode()) % 1000 / 1000 * interval
+        loop = asyncio.get_running_loop()
         while True:
             followed.wake.clear()
             try:
                 await self._once(flag, followed, source)
             except Exception as exc:  # a bug here must not end the reading: log, try again
                 log.warning("source_read_failed", flag=flag, error=repr(exc)[:500])
+            wait = interval - (loop.time() - phase) % interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(followed.wake.wait(), self._settings.interval_seconds)
+                await asyncio.wait_for(followed.wake.wait(), wait)
 
     async def _once(self, flag: str, followed: _Followed, source: MetricSource) -> None:
         rollout, now = followed.rollout, self._now()
@@ -188,7 +200,21 @@ class SourceReadings:
     async def _ask(
         self, source: MetricSource, queries: list[PlannedQuery], at: datetime
     ) -> tuple[dict[Ask, Answer | str], dict[Ask, str]] | str:
-        """One guardrail's queries, together: their answers, or why the source gave none."""
+        """One guardrail's queries, together: their answers, or why the source gave none.
+
+        Queries that can be joined are asked as one (:func:`combined`): one request.
+        """
+        texts = {(q.arm, q.role): q.promql for q in queries}
+        joined = combined(queries)
+        if joined is not None:
+            self.asked += 1
+            try:
+                parts: dict[Ask, Answer | str] = {
+                    **split(await source.query(joined, at=at), queries)
+                }
+            except ControllerError as exc:
+                return f"{len(queries)} queries asked as one: {str(exc)[:400]}"
+            return parts, texts
         self.asked += len(queries)
         asked = await asyncio.gather(
             *(source.query(q.promql, at=at) for q in queries), return_exceptions=True
@@ -200,7 +226,7 @@ class SourceReadings:
             if isinstance(answer, BaseException):
                 raise answer
             answers[query.arm, query.role] = answer
-        return answers, {(q.arm, q.role): q.promql for q in queries}
+        return answers, texts
 
     def _alarm(self, flag: str, followed: _Followed, now: datetime) -> None:
         """One alert once the flag's readings fail past the grace; one when they recover."""

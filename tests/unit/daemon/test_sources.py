@@ -4,6 +4,7 @@ alone, a failing source alerts once after its grace and once when it answers aga
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 from controller.adapters.memory import MemoryAggregates, MemoryControl, MemoryOutputs, MemoryStates
@@ -18,6 +19,8 @@ from tests.unit.daemon.test_engine import NoDeadLetters
 from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PART = re.compile(r'"rc_arm", "(\w+)", "", ""\), "rc_role", "(\w+)"')
+"""Each part of a guardrail's queries asked as one, by arm and role."""
 COUNT = 'sum(increase(req{f="{{flag}}",v="{{arm}}",code="500"}[{{window}}]))'
 TOTAL = 'sum(increase(req{f="{{flag}}",v="{{arm}}"}[{{window}}]))'
 PLAN = parse_plan(
@@ -64,7 +67,12 @@ class Source:
             await asyncio.Event().wait()  # the adapter's deadline would end this; here, never
         if self.down:
             raise ControllerError("ConnectError: connection refused", retriable=True)
-        return Answer((Series((), 10.0 if 'code="500"' in promql else 1000.0),))
+        return Answer(
+            tuple(
+                Series((("rc_arm", arm), ("rc_role", role)), 10.0 if role == "count" else 1000.0)
+                for arm, role in PART.findall(promql)
+            )
+        )
 
 
 def start(flag: str) -> CommandInput:
@@ -113,7 +121,7 @@ async def test_a_hanging_query_holds_its_flag_alone_and_a_failing_source_alerts_
             await engine.rollouts.apply(flag, start(flag))
         clock.now = T0 + timedelta(seconds=5)
         await engine.gates.run_pass(control, full=True)  # starts both flags' readings
-        await eventually(lambda: source.hanging == 4, timeout=10, what="slow's queries hanging")
+        await eventually(lambda: source.hanging == 1, timeout=10, what="slow's queries hanging")
 
         async def advanced(flag: str) -> bool:
             await engine.gates.run_pass(control, full=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.core.machine.gate import evaluate
-from controller.core.machine.queries import planned_queries
+from controller.core.machine.queries import combined, planned_queries, split
 from controller.core.machine.sourced import sourced_tests
 from controller.core.metrics_source.readings import (
     Answer,
@@ -246,3 +246,28 @@ def test_a_prometheus_limit_gates_the_stage_without_control() -> None:
             assert "error_share 0.02 is above its limit 0.01 with no concurrent control" in (
                 got.reason
             )
+
+
+def test_a_guardrails_queries_are_asked_as_one_and_split_back() -> None:
+    r = rollout(plan())
+    queries = planned_queries(r, NOW)["latency_p95"]
+    joined = combined(queries)
+    assert joined is not None
+    assert joined.count(" or ") == 1
+    assert '"rc_arm", "control", "", ""), "rc_role", "buckets"' in joined
+    assert joined.startswith("label_replace(label_replace((\n")  # a comment ends at its line
+    tagged = Answer(
+        (
+            Series((("le", "0.1"), ("rc_arm", "treatment"), ("rc_role", "buckets")), 5.0),
+            Series((("le", "+Inf"), ("rc_arm", "treatment"), ("rc_role", "buckets")), 9.0),
+            Series((("rc_arm", "other"), ("rc_role", "buckets")), 1.0),
+        )
+    )
+    parts = split(tagged, queries)
+    assert parts[("treatment", "buckets")] == Answer(
+        (Series((("le", "0.1"),), 5.0), Series((("le", "+Inf"),), 9.0))
+    )
+    assert parts[("control", "buckets")] == Answer(())
+    limit = {"name": "share", "query": 'sum(x{f="{{flag}}"})', "max": 1}
+    at_100 = rollout(plan(limits={"prometheus": [limit]}), stage=1)
+    assert combined(planned_queries(at_100, NOW)["limit:share"]) is None  # a scalar stays apart
