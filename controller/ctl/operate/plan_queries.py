@@ -11,6 +11,7 @@ the syntax was not checked.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from controller.core.machine import plan_queries
 from controller.core.metrics_source import UnsafeValue
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Prometheus server that parses the plan's queries (default: prometheus.url"
         " from --config)",
     )
-    parser.add_argument("--config", metavar="FILE", help="controller settings YAML")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="controller settings YAML")
 
 
 def server(args: argparse.Namespace) -> PrometheusSettings | None:
