@@ -215,9 +215,11 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
             problems.append(f"{arm}: {exc}")
     shown = _shown(taken, arms)
     out.shown[metric] = shown
-    if problems:
+    if problems:  # no series, NaN, not a histogram: never read as "no traffic" either
         shown["problems"] = problems
-        out.waiting[metric] = f"{metric} from Prometheus unusable: " + "; ".join(problems)
+        out.waiting[metric] = reason = f"{metric} from Prometheus unusable: " + "; ".join(problems)
+        if not guardrail.dry_run:
+            out.missing.append(reason)
         return
     data = FlagAggregates("", frozenset(), treatment=arms["treatment"], control=arms["control"])
     out.traffic += _trials(arms["treatment"]) + _trials(arms["control"])
