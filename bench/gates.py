@@ -34,6 +34,11 @@ The last line printed is one JSON object.
     python bench/gates.py [--rollouts 1000] [--sweeps 3] [--partitions 4] [--unit-scale 1.0]
                            [--profile]
 
+With ``--prometheus``, the gates of rollouts whose guardrails read a real Prometheus
+instead (100 rollouts unless ``--rollouts`` says; :mod:`bench.prometheus_gates`):
+
+    python bench/gates.py --prometheus [--rollouts 100] [--seconds 30] [--interval 5]
+
 Uses REDIS_URL when set (its CPU figures then include other clients' load),
 else starts a private redis-server.
 """
@@ -726,7 +731,24 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rollouts", type=int, default=1000, help="concurrent rollouts")
+    parser.add_argument(
+        "--rollouts",
+        type=int,
+        default=None,
+        help="concurrent rollouts (1000; 100 with --prometheus)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="gate on guardrails read from a real Prometheus (bench/prometheus_gates.py)",
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="with --prometheus: how long")
+    parser.add_argument(
+        "--interval", type=float, default=5, help="with --prometheus: seconds between readings"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=200, help="with --prometheus: requests per second a flag"
+    )
     parser.add_argument(
         "--sweeps", type=int, default=3, help="full sweeps to time (at least 2), each way"
     )
@@ -744,6 +766,16 @@ if __name__ == "__main__":
         "--profile", action="store_true", help="profile one more sweep, printed to stderr"
     )
     arguments = parser.parse_args()
+    if arguments.prometheus:
+        import prometheus_gates  # beside this script
+
+        rollouts = arguments.rollouts or 100
+        found = prometheus_gates.main(
+            rollouts, arguments.seconds, arguments.interval, arguments.rate
+        )
+        print(json.dumps(found))
+        sys.exit(0)
+    arguments.rollouts = arguments.rollouts or 1000
     if arguments.sweeps < 2:
         parser.error("--sweeps: at least 2 (the first applies the decisions)")
     result = main(arguments)

@@ -33,6 +33,7 @@ from controller.settings.history import HistorySettings
 from controller.settings.http import HttpSettings
 from controller.settings.llm import LlmSettings
 from controller.settings.otlp import OtlpEncoding, OtlpSettings
+from controller.settings.prometheus import PrometheusSettings
 from controller.settings.retry import RetrySettings
 from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings
@@ -47,6 +48,7 @@ __all__ = [
     "LogSettings",
     "OtlpEncoding",
     "OtlpSettings",
+    "PrometheusSettings",
     "RedisSettings",
     "RetrySettings",
     "Settings",
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     unleash: UnleashSettings = Field(default_factory=UnleashSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     otlp: OtlpSettings = Field(default_factory=OtlpSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
@@ -106,6 +109,8 @@ class Settings(BaseSettings):
         data["redis"]["url"] = mask_url(self.redis.url)
         if self.unleash.url is not None:
             data["unleash"]["url"] = mask_url(self.unleash.url)
+        if self.prometheus.url is not None:
+            data["prometheus"]["url"] = mask_url(self.prometheus.url)
         return data
 
 

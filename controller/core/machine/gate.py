@@ -42,10 +42,12 @@ guardrail's test (Δ, bounds, p-value) and the SRM check.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller.core.machine import health
+from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
 from controller.core.rollouts import (
     Applied,
@@ -77,12 +79,21 @@ from controller.core.stats import (
 )
 
 
-def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
-    """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
+def evaluate(
+    rollout: Rollout, data: FlagAggregates, now: datetime, sourced: Sourced | None = None
+) -> Verdict:
+    """The verdict for ``rollout``'s current stage, given that stage's aggregates.
+
+    ``sourced``: what its guardrails read from a metric source gave
+    (:mod:`~controller.core.machine.sourced`); left out, a plan that reads one holds.
+    """
     plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
-        g.key: guardrail_result(g, data, plan) for g in plan.guardrails
+        g.key: guardrail_result(g, data, plan) for g in plan.guardrails if g.source == "events"
     }
+    if sourced is None:
+        sourced = sourced_tests(rollout, None, now, max_age=timedelta(0))
+    tests.update(sourced.tests)
     srm = srm_test(
         data.treatment.units,
         data.control.units,
@@ -92,9 +103,13 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
     evidence = _evidence(plan, data, tests, srm)
     if plan.targeted:
         evidence["audience"] = _audience(rollout)
-    limited = _limits(rollout, data, evidence)
+    if sourced.evidence:
+        evidence["sources"] = sourced.evidence
+    limited = {**_limits(rollout, data, evidence), **sourced.limits}
     breaches = _dry_run(plan, tests, evidence)
-    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited)
+    verdict = _verdict(
+        rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited, sourced=sourced
+    )
     return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
 
 
@@ -107,6 +122,7 @@ def _verdict(
     srm: SrmResult,
     evidence: dict[str, Any],
     limited: dict[str, SequentialResult],
+    sourced: Sourced,
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
@@ -118,15 +134,18 @@ def _verdict(
                 guardrail=index,
                 watching=rollout.watching,
             )
-            baseline = control_baseline(guardrail, data.control)
+            baseline = sourced.baselines.get(
+                guardrail.metric, control_baseline(guardrail, data.control)
+            )
             return _regression(guardrail, result, evidence, baseline, applied)
     for name, result in limited.items():
         if result.regressed:
             applied = action_for(
                 plan.health_words, "guardrail_regression", watching=rollout.watching
             )
+            side = "above" if result.direction == "lower_is_better" else "below"
             why = (
-                f"{name} {result.delta:.4g} is above its limit {result.tolerance:.4g} with no"
+                f"{name} {result.delta:.4g} is {side} its limit {result.tolerance:.4g} with no"
                 f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
             )
             return health.verdict(applied, why, {**evidence, "breach": name})
@@ -137,7 +156,7 @@ def _verdict(
             f" against {srm.expected_treatment:.0f} expected)"
         )
         return health.verdict(action_for(plan.health_words, "sample_ratio_mismatch"), why, evidence)
-    crossed = _both_arms(plan, data, evidence)
+    crossed = _both_arms(plan, data, evidence) or _unread(sourced, evidence)
     if crossed is not None:
         return crossed
     if _early(rollout, data, now, tests):
@@ -146,7 +165,14 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
-    return _timing(rollout, data, now, tests, evidence)
+    return _timing(rollout, data, now, tests, evidence, sourced=sourced)
+
+
+def _unread(sourced: Sourced, evidence: dict[str, Any]) -> Verdict | None:
+    """A hold while a metric source's reading is missing: never advance without it (#41)."""
+    if not sourced.missing:
+        return None
+    return Verdict(VerdictKind.HOLD, "; ".join(sourced.missing), None, evidence)
 
 
 MIN_BOTH_ARMS = 5
@@ -252,6 +278,8 @@ def _timing(
     now: datetime,
     tests: dict[str, SequentialResult | None],
     evidence: dict[str, Any],
+    *,
+    sourced: Sourced,
 ) -> Verdict:
     plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
     elapsed = now - rollout.stage_started_at
@@ -261,7 +289,7 @@ def _timing(
         )
     # No traffic is judged on the stage's own aggregates (its flag versions): when
     # stages become rings, the gate is handed the ring's, and this test holds as is.
-    if _events(data.treatment) + _events(data.control) == 0:
+    if _events(data.treatment) + _events(data.control) + sourced.traffic == 0:
         if elapsed >= plan.no_traffic_grace:
             ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
             why = f"no events in the stage{ring} for {elapsed}"
@@ -274,14 +302,17 @@ def _timing(
     if fewest < stage.min_units_per_arm:
         why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
         return Verdict(VerdictKind.HOLD, why, None, evidence)
-    waiting = untested(rollout, data, tests)
+    waiting = untested(rollout, data, tests, sourced.waiting)
     if waiting:
         return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
     return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
 
 
 def untested(
-    rollout: Rollout, data: FlagAggregates, tests: dict[str, SequentialResult | None]
+    rollout: Rollout,
+    data: FlagAggregates,
+    tests: dict[str, SequentialResult | None],
+    waiting: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Why each gating guardrail is not yet tested in the stage; empty when all are.
 
@@ -291,8 +322,9 @@ def untested(
     if rollout.percent >= 100:
         return []
     plan = rollout.plan
-    waiting = {g.key: g for g in _gating(plan) if tests[g.key] is None}
-    return [_waiting_for(guardrail, data, plan) for guardrail in waiting.values()]
+    gating = {g.key: g for g in _gating(plan) if tests[g.key] is None}
+    said = waiting or {}
+    return [said.get(key) or _waiting_for(g, data, plan) for key, g in gating.items()]
 
 
 def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:

@@ -125,6 +125,21 @@ class Plan(Frozen):
             _whole_percents(self)
         return self
 
+    @model_validator(mode="after")
+    def _sourced_metrics_once(self) -> Self:
+        """A metric read from Prometheus is that guardrail's alone: evidence is keyed by it."""
+        for i, guardrail in enumerate(self.guardrails):
+            others = [g for j, g in enumerate(self.guardrails) if j != i]
+            if guardrail.source != "events" and any(g.metric == guardrail.metric for g in others):
+                raise ValueError(
+                    f"guardrails.{i}: {guardrail.metric} is read from {guardrail.source} here and"
+                    " guarded again by another guardrail: a plan guards each metric once"
+                )
+        names = [limit.name for limit in self.limits.prometheus] if self.limits else []
+        if len(names) != len(set(names)):
+            raise ValueError(f"limits.prometheus: names must differ, got {names}")
+        return self
+
     @property
     def targeted(self) -> bool:
         """Whether the plan names an audience: its flag states then carry rings."""

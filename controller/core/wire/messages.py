@@ -276,6 +276,8 @@ class Alert(_Message):
         "store_lost_writes",
         "events_log_gap",
         "topics_recreated",
+        "metric_source_unavailable",
+        "metric_source_recovered",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

@@ -1,6 +1,13 @@
 """Operating rollouts: signed commands, status reads, segments and app keys."""
 
-from controller.ctl.operate import app_keys, handlers, ingest, reads, targeting_args
+from controller.ctl.operate import (
+    app_keys,
+    handlers,
+    ingest,
+    plan_queries,
+    reads,
+    targeting_args,
+)
 from controller.ctl.operate.commands import send_command, signed_command, write_private_key
 from controller.ctl.operate.segments import commands_for, send, signer
 
@@ -9,6 +16,7 @@ __all__ = [
     "commands_for",
     "handlers",
     "ingest",
+    "plan_queries",
     "reads",
     "send",
     "send_command",

@@ -36,6 +36,7 @@ from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
     Advisor,
@@ -141,9 +142,11 @@ def build_engine(
     app_key_store: AppKeyStore | None = None,
     held_partitions: GapStore | None = None,
     team_windows: tuple[Window, ...] = (),
+    sources: SourceReadings | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
-    may name; ``team_windows``: the release windows of every plan that names none.
+    may name; ``team_windows``: the release windows of every plan that names none;
+    ``sources``: the readings of guardrails fed by a metric source (#41).
     Without ``metrics`` or ``history``, fresh metrics and no history.
     """
     stopping = asyncio.Event()
@@ -158,10 +161,13 @@ def build_engine(
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
+    consultations.sources = sources
     keys = Keyring(settings.operator_keys)
     signed = _signed_commands(shared, keys, segments, app_key_store, held_partitions)
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
-    gates = _gate_loop(shared, rollouts, contained, consultations, history, aggregates=aggregates)
+    gates = _gate_loop(
+        shared, rollouts, contained, consultations, history, aggregates=aggregates, sources=sources
+    )
     return Engine(
         rollouts=rollouts,
         commands=commands,
@@ -326,6 +332,7 @@ def _gate_loop(
     history: Recorder,
     *,
     aggregates: AggregateReader,
+    sources: SourceReadings | None,
 ) -> GateLoop:
     return GateLoop(
         rollouts=rollouts,
@@ -339,4 +346,5 @@ def _gate_loop(
         stopping=shared.stopping,
         settings=shared.settings,
         clock=shared.clock,
+        sources=sources,
     )

@@ -24,6 +24,7 @@ from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import AggregateReader, ControlSource, Loaded, RolloutStates
 from controller.settings import EngineSettings
@@ -46,8 +47,10 @@ class GateLoop:
         stopping: asyncio.Event,
         settings: EngineSettings,
         clock: Callable[[], datetime],
+        sources: SourceReadings | None = None,
     ) -> None:
         self._rollouts, self._states, self._aggregates = rollouts, states, aggregates
+        self._sources = sources  # guardrails read from Prometheus, off this loop (#41)
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -90,6 +93,8 @@ class GateLoop:
         swept = {f for f in every if control.owns(f)}
         if full:  # the flags this instance no longer gates are another's to report
             self._metrics.guardrails.retain(swept)
+            if self._sources is not None:
+                self._sources.retain(swept)
         for flag in sorted(mine | swept):
             gated = self.gate(flag, fresh=flag in mine, background=True, loaded=every.get(flag))
             await self._contained.run(gated, where="gate", flag=flag)
@@ -123,13 +128,16 @@ class GateLoop:
             self._seen.pop(flag, None)
             self._history.forget(flag)
             self._metrics.guardrails.forget(flag)
+            if self._sources is not None:
+                self._sources.forget(flag)
             # Their timers: a stale reminder, a scheduled start, a time box's end (#28).
             if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
                 await self._rollouts.remind_stale(flag, rollout)
             return
         data = await self._stage_data(flag, rollout, fresh=fresh)
         now = self._now()
-        verdict = evaluate(rollout, data, now)
+        sourced = None if self._sources is None else self._sources.for_gate(rollout, now)
+        verdict = evaluate(rollout, data, now, sourced)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]

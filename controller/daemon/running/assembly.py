@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
+from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.redis import (
     AppKeyStore,
     AppliedStore,
@@ -45,7 +46,7 @@ from controller.daemon.registries import (
     Keyring,
     SegmentService,
 )
-from controller.daemon.rollouts import Clock, Engine, Recorder, build_engine
+from controller.daemon.rollouts import Clock, Engine, Recorder, SourceReadings, build_engine
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
 from controller.daemon.running.supervisor import Service
@@ -120,6 +121,8 @@ class RolloutSide:
     advisor: Advisor | None
     sync: BackendSync | None
     segments: SegmentService
+    sources: SourceReadings
+    """Guardrails read from Prometheus, each flag's off the gate loop (#41)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,24 @@ async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> Ro
         changed=sync.segment_changed if sync is not None else None,
     )
     outputs = _engine_outputs(run, kafka.outputs, sync)
-    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments)
+    sources = await _sources(run)
+    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments, sources)
+
+
+async def _sources(run: Run) -> SourceReadings:
+    """The readings of guardrails fed by Prometheus; without ``prometheus.url`` they hold."""
+    settings = run.settings.prometheus
+    source = None
+    if settings.enabled:
+        source = await run.enter("prometheus", PrometheusSource(settings))
+    alarms = run.alarms
+    readings = SourceReadings(
+        source=source,
+        settings=settings,
+        clock=run.when.clock,
+        alert=lambda flag, action: alarms(action, flag),
+    )
+    return await run.enter("metric readings", readings)
 
 
 async def _advisor(run: Run) -> Advisor | None:
@@ -215,6 +235,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         held_partitions=redis.held,
         clock=run.when.clock,
         team_windows=run.when.team_windows,
+        sources=rollouts.sources,
     )
 
 
@@ -225,7 +246,13 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
     events_in = await _event_intake(run, redis.client)
     reads = await run.enter(
         "read worker",
-        ReadWorker(settings, signer=run.signer, clock=when.clock, team_windows=when.team_windows),
+        ReadWorker(
+            settings,
+            signer=run.signer,
+            clock=when.clock,
+            team_windows=when.team_windows,
+            sources=daemon.rollouts.sources,
+        ),
     )
     parts = Parts(
         run.metrics,
@@ -258,6 +285,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         stale_after=timedelta(days=run.settings.engine.stale_after_days),
         clock=when.clock,
         team_windows=when.team_windows,
+        sources=daemon.rollouts.sources,
     )
     console = ConsoleData(
         states=states,

@@ -98,6 +98,13 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*stored_offset*\n1000", "*end*\n0"],
     ),
     ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
+    (
+        "metric_source_unavailable",
+        "warning",
+        {"source": "prometheus at http://prometheus:9090 (setting prometheus.url)"},
+        ["prometheus at http://prometheus:9090"],
+    ),
+    ("metric_source_recovered", "info", {}, []),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (
