@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 EvidenceValue = float | int | str | bool
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+"""Each result class's field names, looked up once: every gate writes several results."""
+
 
 def json_ready(value: EvidenceValue) -> EvidenceValue:
     """``value``, with an infinity as the string ``inf`` / ``-inf``."""
@@ -22,4 +25,15 @@ def json_ready(value: EvidenceValue) -> EvidenceValue:
 
 def evidence_of(result: DataclassInstance) -> dict[str, EvidenceValue]:
     """Every field of a test's result, JSON-ready (the results are flat: no copy needed)."""
-    return {f.name: json_ready(getattr(result, f.name)) for f in fields(result)}
+    kind = type(result)
+    names = _NAMES.get(kind)
+    if names is None:
+        names = _NAMES[kind] = tuple(f.name for f in fields(result))
+    evidence: dict[str, EvidenceValue] = {}
+    for name in names:
+        value = getattr(result, name)
+        # json_ready, inline: this runs for every field of every test of every gate.
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        evidence[name] = value
+    return evidence
