@@ -156,9 +156,13 @@ class Plan(Frozen):
         never act, so they spend none of it (they are tested at the same level).
         Absolute limits count as guardrails, and the stages they gate as stages.
         """
-        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
-        stages = self.compared_stages + self.limited_stages
+        gating, stages = self._alpha_split()
         return self.alpha / (max(1, gating) * max(1, stages))
+
+    def _alpha_split(self) -> tuple[int, int]:
+        """What alpha is split over: the gating guardrails and limits, and the stages."""
+        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
+        return gating, self.compared_stages + self.limited_stages
 
     @property
     def limit_count(self) -> int:
@@ -167,11 +171,12 @@ class Plan(Frozen):
 
     def alpha_budget(self) -> dict[str, float | int]:
         """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
+        gating, stages = self._alpha_split()
         return {
             "rollout": self.alpha,
-            "guardrails": sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count,
-            "stages": self.compared_stages + self.limited_stages,
-            "per_test": self.alpha_per_test,
+            "guardrails": gating,
+            "stages": stages,
+            "per_test": self.alpha / (max(1, gating) * max(1, stages)),  # alpha_per_test
         }
 
     @property

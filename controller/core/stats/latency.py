@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controller.core.common import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.common import BUCKET_COUNT, EDGES_MS
 from controller.core.stats.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_N_TUNE,
@@ -59,8 +59,10 @@ def _histogram_total(hist: Sequence[int]) -> int:
 
 
 def _within_bucket(index: int, fraction: float) -> float:
-    """The latency a share ``fraction`` of the way through bucket ``index``."""
-    low, high = bucket_bounds(index)
+    """The latency a share ``fraction`` of the way through bucket ``index`` (0..117)."""
+    # bucket_bounds without its range check: a bisect of the running totals is in range.
+    low = 0.0 if index == 0 else EDGES_MS[index - 1]
+    high = EDGES_MS[index] if index < len(EDGES_MS) else math.inf
     if index == 0:
         return low + fraction * (high - low)
     if math.isinf(high):
