@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.core.common import ConfigError, load_document
+from controller.core.common import ConfigError, JsonObject, load_document
 from controller.core.rollouts.plan_parts import (
     AudienceField,
     Backend,
@@ -169,7 +169,7 @@ class Plan(Frozen):
         """How many absolute limits the plan declares (each is a test where it applies)."""
         return 0 if self.limits is None else len(self.limits.named())
 
-    def alpha_budget(self) -> dict[str, float | int]:
+    def alpha_budget(self) -> JsonObject:
         """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
         gating, stages = self._alpha_split()
         return {

@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controller.core.common import BUCKET_COUNT, EDGES_MS
+from controller.core.common import BUCKET_COUNT, EDGES_MS, JsonObject
 from controller.core.stats.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_N_TUNE,
@@ -226,10 +226,10 @@ def exceedance_test(
     )
 
 
-def arm_latency(hist: Sequence[int]) -> dict[str, float | int | None]:
+def arm_latency(hist: Sequence[int]) -> JsonObject:
     """One arm's latency quantiles in ms and its count; the quantiles None without events."""
     cumulative, total = _running(hist)
-    shown: dict[str, float | int | None] = {}
+    shown: JsonObject = {}
     for name, q in ARM_QUANTILES:
         value = _value_at_rank(hist, cumulative, q * total) if total else None
         shown[name] = None if value is None else round(value, ARM_QUANTILE_DECIMALS)
@@ -237,8 +237,6 @@ def arm_latency(hist: Sequence[int]) -> dict[str, float | int | None]:
     return shown
 
 
-def latency_evidence(
-    treatment: Sequence[int], control: Sequence[int]
-) -> dict[str, dict[str, float | int | None]]:
+def latency_evidence(treatment: Sequence[int], control: Sequence[int]) -> JsonObject:
     """Per arm :func:`arm_latency` of its histogram: ``evidence["latency"]``, a few numbers."""
     return {"treatment": arm_latency(treatment), "control": arm_latency(control)}
