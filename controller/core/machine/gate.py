@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.machine import health
 from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
@@ -120,7 +121,7 @@ def _verdict(
     tests: dict[str, SequentialResult | None],
     *,
     srm: SrmResult,
-    evidence: dict[str, Any],
+    evidence: JsonObject,
     limited: dict[str, SequentialResult],
     sourced: Sourced,
 ) -> Verdict:
@@ -179,7 +180,7 @@ MIN_BOTH_ARMS = 5
 """Watched units seen in both arms below which the share is not judged (too few to tell)."""
 
 
-def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Verdict | None:
+def _both_arms(plan: Plan, data: FlagAggregates, evidence: JsonObject) -> Verdict | None:
     """The trigger's verdict when too many of the stage's units were seen in both arms."""
     both, units = data.both_arms, data.watched_units
     if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
@@ -193,7 +194,7 @@ def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Ve
 
 
 def _limits(
-    rollout: Rollout, data: FlagAggregates, evidence: dict[str, Any]
+    rollout: Rollout, data: FlagAggregates, evidence: JsonObject
 ) -> dict[str, SequentialResult]:
     """At 100% of the audience, with limits: their tests, recorded in ``evidence``."""
     plan = rollout.plan
@@ -204,7 +205,7 @@ def _limits(
     return tests
 
 
-def _audience(rollout: Rollout) -> dict[str, Any]:
+def _audience(rollout: Rollout) -> JsonObject:
     """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
     plan, stage = rollout.plan, _stage(rollout)
     return {
@@ -225,7 +226,7 @@ def _gating(plan: Plan) -> list[Guardrail]:
 
 
 def _dry_run(
-    plan: Plan, tests: dict[str, SequentialResult | None], evidence: dict[str, Any]
+    plan: Plan, tests: dict[str, SequentialResult | None], evidence: JsonObject
 ) -> tuple[str, ...]:
     """Record each dry-run guardrail in ``evidence``; the metrics that would have acted."""
     trial = [g for g in plan.guardrails if g.dry_run]
@@ -277,7 +278,7 @@ def _timing(
     data: FlagAggregates,
     now: datetime,
     tests: dict[str, SequentialResult | None],
-    evidence: dict[str, Any],
+    evidence: JsonObject,
     *,
     sourced: Sourced,
 ) -> Verdict:
@@ -351,7 +352,7 @@ def _events(arm: ArmAggregate) -> int:
 def _regression(
     guardrail: Guardrail,
     result: SequentialResult,
-    evidence: dict[str, Any],
+    evidence: JsonObject,
     baseline: float | None,
     applied: Applied,
 ) -> Verdict:
@@ -363,8 +364,8 @@ def _regression(
 
 def _evidence(
     plan: Plan, data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
-) -> dict[str, Any]:
-    arms = {
+) -> JsonObject:
+    arms: JsonObject = {
         name: {
             "units": arm.units,
             "exposures": arm.exposures,
@@ -375,10 +376,10 @@ def _evidence(
         }
         for name, arm in (("treatment", data.treatment), ("control", data.control))
     }
-    evidence = {
+    evidence: JsonObject = {
         "arms": arms,
         "alpha": plan.alpha_budget(),
-        "flag_versions": sorted(data.versions),
+        "flag_versions": [*sorted(data.versions)],
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),
         "latency": latency_evidence(

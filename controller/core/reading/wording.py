@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
 
 AT_STAGE = "at_stage"
@@ -43,7 +44,7 @@ def stage_label(index: int, stages: int | None = None, percent: float | None = N
     return f"{number} ({percent_text(percent)})" if percent is not None else number
 
 
-def stage_position(rollout: Rollout) -> dict[str, Any]:
+def stage_position(rollout: Rollout) -> JsonObject:
     """Where ``rollout`` stands in its plan, as numbers and in words, for messages."""
     stages = len(rollout.plan.stages)
     percent = rollout.plan.stages[rollout.stage].percent
@@ -56,7 +57,7 @@ def stage_position(rollout: Rollout) -> dict[str, Any]:
     }
 
 
-def at_stage(rollout: Rollout | None) -> dict[str, Any]:
+def at_stage(rollout: Rollout | None) -> JsonObject:
     """``{"at_stage": position}`` for a message about ``rollout``; empty without one."""
     return {AT_STAGE: stage_position(rollout)} if rollout is not None else {}
 
