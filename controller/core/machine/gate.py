@@ -1,9 +1,7 @@
 """The gate: a stage's aggregates and its plan → a verdict with evidence.
 
-Pure. The order (see docs/architecture.md, *The stage gate*; after
-GrowthBook's ramp evaluator), with the
-checks that protect users first because they run continuously, not only when
-a stage is due:
+Pure. The order (docs/architecture.md, *The stage gate*; after GrowthBook's
+ramp evaluator), the checks that protect users first, as they run continuously:
 
 1. any guardrail regression → rollback (or as the plan's policy says, #28);
    a metric is tested once each arm has ``min_metric_events`` events of it
@@ -35,8 +33,7 @@ is tested and recorded (``evidence["dry_run"]``) but never acts: what it would
 have done is reported in :attr:`Verdict.dry_run_breaches` for the machine to
 alert on, and it neither holds nor blocks an early advance.
 
-Every verdict carries the evidence it was reached on: per-arm counts, each
-guardrail's test (Δ, bounds, p-value) and the SRM check.
+Every verdict carries its evidence: per-arm counts, each test and the SRM check.
 """
 
 from __future__ import annotations
@@ -44,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from controller.core.common import JsonObject
 from controller.core.machine import health
@@ -169,7 +165,7 @@ def _verdict(
     return _timing(rollout, data, now, tests, evidence, sourced=sourced)
 
 
-def _unread(sourced: Sourced, evidence: dict[str, Any]) -> Verdict | None:
+def _unread(sourced: Sourced, evidence: JsonObject) -> Verdict | None:
     """A hold while a metric source's reading is missing: never advance without it (#41)."""
     if not sourced.missing:
         return None
@@ -391,13 +387,13 @@ def _evidence(
     return evidence
 
 
-def _named(plan: Plan, arm: ArmAggregate) -> dict[str, Any]:
+def _named(plan: Plan, arm: ArmAggregate) -> JsonObject:
     """The conversions of each name the plan's guardrails read (``named_conversions``), and of
     the names past the store's cap (:data:`OTHER_CONVERSIONS`) when there were any."""
     names = [g.conversion for g in plan.guardrails if g.conversion is not None]
     if not names:
         return {}
-    counts = {name: arm.converted(name).conversions for name in names}
+    counts: JsonObject = {name: arm.converted(name).conversions for name in names}
     other = arm.named.get(OTHER_CONVERSIONS)
     if other is not None and other.count:
         counts[OTHER_CONVERSIONS] = other.count

@@ -5,9 +5,8 @@ Stages are 0-based indexes inside the controller and on the wire (the
 one: every text says "stage 3/5 (25%)" for index 2 of a five-stage plan at
 25%, whether it is an alert's summary, a decision line, ``rolloutctl status``,
 the demo's screens or a report. Messages carry the same position as numbers
-under :data:`AT_STAGE`, so a reader of the JSON never has to guess which
-counting a number uses. Pure; the readers of JSON are defensive, since a
-message from outside may lack a field or hold an odd one.
+under :data:`AT_STAGE`, so a reader of the JSON never guesses the counting.
+Pure; the readers of JSON are defensive (a message may lack or bend a field).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ here build on them, each from the :class:`Run` every step reads: the rollouts'
 stores and outputs (:func:`rollout_side`), the engine (:func:`engine_of`), the
 HTTP API (:func:`serve_http`) and the services that run until the daemon stops
 (:func:`services_of`). Every part a step starts is entered on the run's exit
-stack, so it closes, in reverse order, within the grace.
+stack, so it closes in reverse order.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from controller.adapters.redis import (
 )
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.rollouts import Window
-from controller.core.telemetry import Translator
 from controller.core.trust import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.ingest import Ingest
@@ -62,6 +61,7 @@ from controller.daemon.serving import (
     StatusView,
     http_server,
     readiness_of,
+    translator_of,
 )
 from controller.ports import Outputs
 from controller.settings import Settings
@@ -164,13 +164,9 @@ async def _sources(run: Run) -> SourceReadings:
     source = None
     if settings.enabled:
         source = await run.enter("prometheus", PrometheusSource(settings))
-    alarms = run.alarms
-    readings = SourceReadings(
-        source=source,
-        settings=settings,
-        clock=run.when.clock,
-        alert=lambda flag, action: alarms(action, flag),
-    )
+    alarms, clock = run.alarms, run.when.clock
+    alert = lambda flag, action: alarms(action, flag)  # noqa: E731
+    readings = SourceReadings(source=source, settings=settings, clock=clock, alert=alert)
     return await run.enter("metric readings", readings)
 
 
@@ -298,8 +294,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
 
 
 async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
-    """The HTTP event intake, with a producer of its own: its request timeout bounds how
-    long a batch may wait unsent, so a batch answered 503 is never sent later."""
+    """The event intake; its producer's timeout keeps a batch answered 503 from being sent."""
     settings = run.settings
     ack_timeout = settings.http.intake_ack_timeout_seconds
     producer = await run.enter(
@@ -318,22 +313,15 @@ async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
 async def _otlp_intake(
     run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
 ) -> OtlpIntake | None:
-    """OTLP/HTTP's translator over the flags the read worker loads, sending through the
-    event intake; none unless ``http.otlp_enabled``."""
+    """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
     http = run.settings.http
     if not http.otlp_enabled:
         return None
     directory = FlagDirectory(reads.rollouts, max_age=http.otlp_flags_max_age_seconds)
-    translator = Translator(
-        directory.lookup,
-        guard_ms=int(http.otlp_guard_seconds * 1000),
-        join_window_ms=int(http.otlp_join_window_seconds * 1000),
-        max_pending=http.otlp_max_pending,
-    )
     intake = OtlpIntake(
         events=events_in,
         directory=directory,
-        translator=translator,
+        translator=translator_of(http, directory.lookup),
         dead_letters=daemon.kafka.dead_letters,
         metrics=run.metrics,
         max_event_bytes=run.settings.ingest.max_event_bytes,

@@ -40,6 +40,7 @@ from controller.daemon.ingest import DecodeLogs, DecodeSpans, Ingest, OtlpFolder
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.running.supervisor import Service
+from controller.daemon.serving import translator_of
 from controller.process import Retry
 from controller.settings import Settings
 
@@ -84,13 +85,7 @@ async def otlp_services(run: Run, daemon: Daemon, flags: Flags | None = None) ->
     await Retry(run.stop, settings.retry)(flags.fresh, "read the flags for otlp")
     if settings.kafka.create_topics:
         await _create_topics(settings)
-    # One translator for both topics, with the guard and join window OTLP/HTTP uses.
-    translator = Translator(
-        flags.lookup,
-        guard_ms=int(http.otlp_guard_seconds * 1000),
-        join_window_ms=int(http.otlp_join_window_seconds * 1000),
-        max_pending=http.otlp_max_pending,
-    )
+    translator = translator_of(http, flags.lookup)  # one for both topics, as OTLP/HTTP's
     otlp = settings.otlp
     services: dict[str, Service] = {}
     for role, topic in (("otlp_spans", otlp.spans_topic), ("otlp_logs", otlp.logs_topic)):
