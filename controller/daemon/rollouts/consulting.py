@@ -36,6 +36,7 @@ from controller.core.rollouts import (
     VerdictKind,
 )
 from controller.daemon.metrics import Metrics
+from controller.daemon.rollouts.rollouts import stage_key
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.ports import Advisor, AggregateReader, RolloutStates
 from controller.settings import LlmSettings
@@ -221,8 +222,3 @@ def gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, An
         "statistical_reason": verdict.reason,
         "evidence": verdict.evidence,
     }
-
-
-def stage_key(rollout: Rollout) -> tuple[str, int, int]:
-    """Which stage, of which rollout, under which flag version: changes with any transition."""
-    return rollout.rollout_id, rollout.stage, rollout.flag_version
