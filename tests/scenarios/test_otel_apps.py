@@ -8,11 +8,11 @@ driver sends it users' requests; the daemon reads each flag evaluation and
 the server span around it, and gates the rollout on them.
 
 * Python (span events on the request's span, no flag version: the version
-  in force at the evaluation's time): a healthy twin's rollout completes,
-  one whose new flow fails three times as often is rolled back on error rate.
-* Node (log records in the request's trace, joined to the span, with the
-  flag version OFREP's metadata gave): a healthy twin completes, one whose
-  new flow is twice as slow is rolled back on its p95 latency.
+  in force at the evaluation's time) and Node (log records in the request's
+  trace, joined to the span, with the flag version OFREP's metadata gave):
+  in each, a healthy twin's rollout completes, one whose new flow fails three
+  times as often is rolled back on error rate, and one whose new flow is twice
+  as slow is rolled back on its p95 latency.
 """
 
 from __future__ import annotations
@@ -166,30 +166,40 @@ def _versions(scenario: Scenario, flag: str) -> set[int]:
 
 
 @pytest.mark.timeout(360)
-async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twin_rolls_back(
+async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twins_roll_back(
     scenario: Scenario,
 ) -> None:
     async with _serving(scenario) as base:
         # Given two twins of a Python service: OpenFeature + OFREP + its OTel hook + the SDK
-        def python_app(flag: str, errors: str) -> Callable[[], Any]:
+        def python_app(flag: str, errors: str, latency: str = "20,20") -> Callable[[], Any]:
             command = [sys.executable, str(APPS / "python_app.py"), base, f"{base}/v1/traces"]
-            return partial(AppProcess.start, [*command, flag, "--errors", errors], name=flag)
+            faults = ["--errors", errors, "--latency-ms", latency]
+            return partial(AppProcess.start, [*command, flag, *faults], name=flag)
 
         apps = {
             "py.checkout": await python_app("py.checkout", "0.05,0.05")(),
             "py.checkout-faulty": await python_app("py.checkout-faulty", "0.05,0.15")(),
+            "py.checkout-slow": await python_app("py.checkout-slow", "0.05,0.05", "40,80")(),
         }
         # When each is rolled out while users send it requests
         loads = await _guarded(
             scenario,
             apps,
-            {"py.checkout": completing("error_rate"), "py.checkout-faulty": held("error_rate")},
+            {
+                "py.checkout": completing("error_rate"),
+                "py.checkout-faulty": held("error_rate"),
+                "py.checkout-slow": held("latency_p95"),
+            },
         )
         metrics = (await wait_status(f"{base}/metrics", 200)).text
     # ... each evaluation for a user (the hook's feature_flag.context.id), none per request
     assert sample(metrics, "rollout_otlp_http_exports_total", signal="traces") > 0
     assert sample(metrics, "rollout_otlp_http_evaluations_total", kind="request_level") == 0
-    # Then the healthy one completed, and the one failing 3x as often was rolled back
+    # Then the healthy one completed, the one failing 3x as often was rolled back on its
+    # error rate, and the one twice as slow on its p95
+    _assert_outcome(
+        scenario, completed="py.checkout", rolled_back="py.checkout-slow", metric="latency_p95"
+    )
     rollback = _assert_outcome(
         scenario, completed="py.checkout", rolled_back="py.checkout-faulty", metric="error_rate"
     )
@@ -212,20 +222,21 @@ def otel_node(node: str, pytestconfig: pytest.Config) -> tuple[str, Path]:
 
 
 @pytest.mark.timeout(360)
-async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls_back(
+async def test_a_node_app_with_no_code_of_ours_completes_and_its_faulty_twins_roll_back(
     scenario: Scenario, otel_node: tuple[str, Path]
 ) -> None:
     node, home = otel_node
     async with _serving(scenario) as base:
         # Given two twins of a Node service: OpenFeature + OFREP + its OTel EventHook + the SDK
-        def node_app(flag: str, latency: str) -> Callable[[], Any]:
+        def node_app(flag: str, latency: str, errors: str = "0.05,0.05") -> Callable[[], Any]:
             command = [node, str(APPS / "node_app.mjs"), base, base, flag, "--latency-ms", latency]
             env = {"OFREP_NODE_HOME": str(home)}
-            return partial(AppProcess.start, command, name=flag, env=env)
+            return partial(AppProcess.start, [*command, "--errors", errors], name=flag, env=env)
 
         apps = {
             "node.checkout": await node_app("node.checkout", "40,40")(),
             "node.checkout-slow": await node_app("node.checkout-slow", "40,80")(),
+            "node.checkout-faulty": await node_app("node.checkout-faulty", "40,40", "0.05,0.15")(),
         }
         # When each is rolled out while users send it requests
         loads = await _guarded(
@@ -234,6 +245,7 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls
             {
                 "node.checkout": completing("latency_p95"),
                 "node.checkout-slow": held("latency_p95"),
+                "node.checkout-faulty": held("error_rate"),
             },
         )
         metrics = (await wait_status(f"{base}/metrics", 200)).text
@@ -241,7 +253,14 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_slow_twin_rolls
     assert sample(metrics, "rollout_otlp_http_exports_total", signal="logs") > 0
     assert sample(metrics, "rollout_otlp_http_events_total", type="request") > 0
     assert sample(metrics, "rollout_otlp_http_evaluations_total", kind="guarded") == 0
-    # Then the healthy one completed, and the one twice as slow was rolled back on its p95
+    # Then the healthy one completed, the one failing 3x as often was rolled back on its
+    # error rate, and the one twice as slow on its p95
+    _assert_outcome(
+        scenario,
+        completed="node.checkout",
+        rolled_back="node.checkout-faulty",
+        metric="error_rate",
+    )
     rollback = _assert_outcome(
         scenario,
         completed="node.checkout",
