@@ -35,7 +35,13 @@ from controller.core.release.events import (
     TimePassed,
 )
 from controller.core.release.gate import GateVerdict, gate, next_gate
-from controller.core.release.key_records import KeyRecord, read_key_record, unknown_roles
+from controller.core.release.key_records import (
+    KeyRecord,
+    read_key_record,
+    records_of,
+    registry_problems,
+    unknown_roles,
+)
 from controller.core.release.machine import begin, step
 from controller.core.release.pipeline import Pipeline, PipelineStep
 from controller.core.release.roles import (
@@ -105,6 +111,8 @@ __all__ = [
     "parse_pipeline",
     "read_key_record",
     "record",
+    "records_of",
+    "registry_problems",
     "revoke",
     "role_problems",
     "rollout_id_of",

@@ -1,7 +1,7 @@
 """What signed commands keep besides rollouts: the keyring, app keys and segments."""
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
-from controller.daemon.registries.keyring import KeyReloader, Keyring
+from controller.daemon.registries.keyring import KeyReloader, Keyring, Registry, registry_of
 from controller.daemon.registries.segments import SegmentService
 
 __all__ = [
@@ -9,5 +9,7 @@ __all__ = [
     "KeyBook",
     "KeyReloader",
     "Keyring",
+    "Registry",
     "SegmentService",
+    "registry_of",
 ]

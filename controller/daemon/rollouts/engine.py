@@ -28,7 +28,7 @@ from controller.adapters.redis import AppKeyStore, GapStore
 from controller.core.rollouts import Window
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox
-from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
+from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService, registry_of
 from controller.daemon.rollouts.commands import CommandIntake
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment
@@ -158,7 +158,7 @@ def build_engine(
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
-    keys = Keyring(settings.operator_keys)
+    keys = Keyring(registry_of(settings))
     signed = _signed_commands(shared, keys, segments, app_key_store, held_partitions)
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
     gates = _gate_loop(shared, rollouts, contained, consultations, history, aggregates=aggregates)

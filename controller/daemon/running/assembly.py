@@ -37,7 +37,13 @@ from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, SigningOutputs
-from controller.daemon.registries import KeyBook, KeyReloader, Keyring, SegmentService
+from controller.daemon.registries import (
+    KeyBook,
+    KeyReloader,
+    Keyring,
+    SegmentService,
+    registry_of,
+)
 from controller.daemon.rollouts import Clock, Engine, Recorder, build_engine
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
@@ -308,7 +314,7 @@ def _keepers(
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
     broker lost created again (#37)."""
-    keys = KeyReloader(keyring, lambda: reread().engine.operator_keys, outputs, settings.topics)
+    keys = KeyReloader(keyring, lambda: registry_of(reread().engine), outputs, settings.topics)
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
     if settings.kafka.create_topics:
         keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)
