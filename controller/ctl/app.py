@@ -117,6 +117,11 @@ def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAc
         "exit 0 when applied, 3 with the reason when rejected, 4 if none came in time.",
     )
     sub.add_argument("flag", metavar="FLAG", help="the flag key")
+    sub.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="the environment to act in (default: the controller's default environment)",
+    )
     if action is CommandAction.START:
         sub.add_argument(
             "--plan", type=Path, metavar="FILE", help="rollout plan YAML (default: built-in)"
@@ -241,6 +246,7 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
     )
     raw.add_argument("flag", metavar="FLAG", help="the flag key")
+    raw.add_argument("--environment", metavar="NAME", help="the environment to act in")
     raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
     raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
     raw.add_argument("--at", type=moment, metavar="TIME", help="with start: " + AT_HELP)

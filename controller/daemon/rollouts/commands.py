@@ -168,7 +168,8 @@ class CommandIntake:
 
     async def _on_command(self, command: Command, raw: dict[str, Any], *, delivery: str) -> None:
         now = self._now()
-        refused = commands.refusal(
+        flag, refused = commands.where(command, self._keys.environments)
+        refused = refused or commands.refusal(
             command,
             raw,
             keys=self._keys,
@@ -176,11 +177,14 @@ class CommandIntake:
             max_age_seconds=self._settings.command_max_age_seconds,
         )
         if refused is None:
-            seen = await self._states.seen(command.flag, command.id, delivery)
+            roles = self._keys.roles_of(command.key_id or "")
+            refused = commands.role_refusal(command, roles, self._keys.environments)
+        if refused is None:
+            seen = await self._states.seen(flag, command.id, delivery)
             if seen is CommandSeen.REDELIVERED:
                 # Decided and published when first read: deciding again would only
                 # refuse the command as its own replay.
-                log.info("command_redelivered", flag=command.flag, id=command.id)
+                log.info("command_redelivered", flag=flag, id=command.id)
                 return
             if seen is CommandSeen.REPLAYED:
                 refused = commands.REPLAYED
@@ -191,10 +195,11 @@ class CommandIntake:
             backends=self._backends,
             rollout_id=uuid.uuid4().hex,
             salt=secrets.token_hex(8),
+            flag=flag,
         )
         if isinstance(event, CommandRefused):
-            log.warning("command_rejected", flag=command.flag, id=command.id, reason=event.reason)
-        await self._rollouts.apply(command.flag, event, delivery=delivery)
+            log.warning("command_rejected", flag=flag, id=command.id, reason=event.reason)
+        await self._rollouts.apply(flag, event, delivery=delivery)
 
 
 def _delivery(record: Record) -> str:
