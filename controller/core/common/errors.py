@@ -35,6 +35,7 @@ The tree::
     ├── UnmappedMonitor             integrations.monitors: a webhook for a monitor mapped to no flag
     ├── RuleSyntaxError             core.rule_text: a refused audience rule (also a ValueError)
     ├── TooCostly                   core.recurrence: a window query walks too many occurrences
+    ├── Refused                     core.telemetry: an item of an OTLP export not counted, and why
     ├── UsageError                  ctl.commands: arguments that make no valid command
     ├── ServiceUnavailable          dev.processes: a backing service cannot run here (also a
     │                               RuntimeError)

@@ -24,6 +24,8 @@ from controller.core.rollouts.plan_parts import (
     Limits,
     Metric,
     Stage,
+    TelemetryArm,
+    TelemetryPlan,
     UnleashTarget,
     Watch,
 )
@@ -102,6 +104,8 @@ __all__ = [
     "RecordDecision",
     "Rollout",
     "Stage",
+    "TelemetryArm",
+    "TelemetryPlan",
     "TickInput",
     "Trigger",
     "Unavailable",

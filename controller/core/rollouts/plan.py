@@ -31,6 +31,7 @@ from controller.core.rollouts.plan_parts import (
     Guardrail,
     Limits,
     Stage,
+    TelemetryPlan,
     TimeBox,
     UnleashTarget,
     Watch,
@@ -203,6 +204,11 @@ class Plan(Frozen):
     time_box: TimeBox | None = Field(
         default=None,
         description="On from `starts_at` (or the start) to `ends_at`, then off by itself.",
+    )
+    telemetry: TelemetryPlan | None = Field(
+        default=None,
+        description="How the rollout is read from the app's OpenTelemetry (variants, unit,"
+        " errors, conversions); left out: the defaults (#40).",
     )
 
 

@@ -13,7 +13,12 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from controller.core.common import MAX_CONVERSION_VALUE, MAX_LATENCY_MS, ReadableDuration
+from controller.core.common import (
+    MAX_CONVERSION_VALUE,
+    MAX_LATENCY_MS,
+    ConversionName,
+    ReadableDuration,
+)
 from controller.core.rules import AudienceRule, parse
 
 Metric = Literal[
@@ -198,3 +203,50 @@ class Limits(BaseModel):
     def named(self) -> dict[str, float]:
         """The limits the plan set, by name."""
         return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+AttributeName = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+]
+"""An OpenTelemetry attribute name (``enduser.id``, ``app.user_id``)."""
+VariantName = Annotated[str, Field(min_length=1, max_length=128)]
+TelemetryArm = Literal["treatment", "control"]
+
+
+def _both_arms() -> dict[str, TelemetryArm]:
+    return {"treatment": "treatment", "control": "control"}
+
+
+class TelemetryPlan(Frozen):
+    """How the rollout is read from the OpenTelemetry an OpenFeature app already emits (#40)."""
+
+    variants: Annotated[dict[VariantName, TelemetryArm], Field(min_length=1, max_length=64)] = (
+        Field(
+            default_factory=_both_arms,
+            description="The variant an evaluation names (`feature_flag.result.variant`) and"
+            " the arm it stands for; an evaluation of another variant is not counted.",
+        )
+    )
+    unit_attribute: AttributeName | None = Field(
+        default=None,
+        description="The span or resource attribute naming the unit when an evaluation"
+        " carries no `feature_flag.context.id`; without either, the request (its trace) is"
+        " the unit.",
+    )
+    error_status_min: int = Field(
+        default=500,
+        ge=400,
+        le=599,
+        description="A request whose HTTP status is at least this is an error (as is a span"
+        " with status ERROR).",
+    )
+    conversions: list[ConversionName] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Names of spans, span events or log records counted as that named"
+        " conversion, in a trace in which the flag was evaluated.",
+    )
+    conversion_value: AttributeName = Field(
+        default="value",
+        description="The attribute holding a conversion's value (a number; else none).",
+    )

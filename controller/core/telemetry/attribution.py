@@ -1,0 +1,140 @@
+"""The small rules of attribution: event ids, versions, units, a span's outcome, a value.
+
+Each is a pure function of its arguments, so :mod:`.translating` reads as the
+flow from evaluations to events and these read as the rules #40 states.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_right
+from hashlib import blake2b
+from typing import Final
+
+from controller.core.common import MAX_CONVERSION_VALUE, MAX_EPOCH_MS, MAX_LATENCY_MS
+from controller.core.telemetry.joining import Node
+from controller.core.telemetry.signals import (
+    SPAN_KIND_SERVER,
+    STATUS_ERROR,
+    Attributes,
+    Scalar,
+    Span,
+)
+
+MAX_VERSION: Final = 2**31 - 1
+MAX_UNIT_CHARS: Final = 256
+HTTP_STATUS: Final = "http.response.status_code"
+OLD_HTTP_STATUS: Final = "http.status_code"
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_NS_PER_MS: Final = 1_000_000
+
+
+def event_id(kind: str, trace_id: str, span_id: str, flag: str) -> str:
+    """The id of the event of ``kind`` a span (or record) gives for ``flag``: the same every time.
+
+    ``kind`` is ``x`` (exposure), ``r`` (request) or ``c:<name>`` (conversion).
+    A re-sent export, a Collector's re-delivery or a replay after a crash
+    gives the same ids, and ingest counts an id once.
+    """
+    text = f"{kind}|{trace_id}|{span_id}|{flag}".encode()
+    return "otlp-" + blake2b(text, digest_size=16).hexdigest()
+
+
+def version_of(text: str) -> int | None:
+    """``feature_flag.version`` as a flag version (0 to 2³¹-1), or None."""
+    if _DIGITS.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= MAX_VERSION else None
+
+
+def version_at(
+    timeline: tuple[tuple[int, int], ...], current: int, at_ms: int, guard_ms: int
+) -> int | None:
+    """The flag version in force at ``at_ms``, or None within ``guard_ms`` of a change.
+
+    ``timeline`` holds (version, since_ms) in ascending time; without one the
+    ``current`` version is in force. Before the first entry no version of the
+    rollout was served, so nothing is attributed either.
+    """
+    if not timeline:
+        return current
+    after = bisect_right(timeline, at_ms, key=lambda entry: entry[1])
+    if after < len(timeline) and timeline[after][1] - at_ms < guard_ms:
+        return None
+    if after == 0 or at_ms - timeline[after - 1][1] < guard_ms:
+        return None
+    return timeline[after - 1][0]
+
+
+def unit_text(value: Scalar | None) -> str | None:
+    """An attribute as a unit id (text or an integer, 1 to 256 characters), or None."""
+    if type(value) is str:
+        return value if 0 < len(value) <= MAX_UNIT_CHARS else None
+    if type(value) is int:
+        return str(value)
+    return None
+
+
+def unit_from(name: str | None, *places: Attributes) -> str | None:
+    """The unit the attribute ``name`` gives in the first of ``places`` that has one."""
+    if name is None:
+        return None
+    for attributes in places:
+        unit = unit_text(attributes.get(name))
+        if unit is not None:
+            return unit
+    return None
+
+
+def http_status(attributes: Attributes) -> int | None:
+    """The HTTP response status of a span (either semantic convention), or None."""
+    value = attributes.get(HTTP_STATUS)
+    if value is None:
+        value = attributes.get(OLD_HTTP_STATUS)
+    if type(value) is int:
+        return value
+    if type(value) is str and _DIGITS.fullmatch(value):
+        return int(value)
+    return None
+
+
+def node_of(span: Span) -> Node:
+    """What the join keeps of a span; only a request (SERVER or a root) needs its HTTP status."""
+    server = span.kind == SPAN_KIND_SERVER
+    parent = span.parent_span_id
+    return Node(
+        span.span_id,
+        parent,
+        server,
+        span.start_ns,
+        span.end_ns,
+        span.status_code == STATUS_ERROR,
+        http_status(span.attributes) if server or not parent else None,
+    )
+
+
+def is_error(node: Node, error_status_min: int) -> bool:
+    status = node.http_status
+    return node.failed or (status is not None and status >= error_status_min)
+
+
+def latency_ms(node: Node) -> float:
+    """The span's duration in ms, clamped into the contract's range."""
+    return min(max(0.0, (node.end_ns - node.start_ns) / _NS_PER_MS), float(MAX_LATENCY_MS))
+
+
+def ts_ms(time_ns: int) -> int:
+    """A time in ns as the contract's epoch ms (clamped to its last instant)."""
+    return min(max(0, time_ns // _NS_PER_MS), MAX_EPOCH_MS)
+
+
+def conversion_value(value: Scalar | None) -> float | None:
+    """A conversion's value: a finite number within the contract's bound, else none."""
+    if type(value) is not int and type(value) is not float:
+        return None
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_CONVERSION_VALUE:
+        return None
+    return number

@@ -1,0 +1,369 @@
+"""From the evaluations in spans and logs to our wire events: exposures, requests, conversions.
+
+Each evaluation of a flag the controller knows gives one exposure, for the
+unit it names (``feature_flag.context.id``, else the plan's
+``unit_attribute`` on the span, then on the resource, else the request: the
+unit ``trace:<trace id>``, counted in ``request_level``), in the arm its
+variant stands for, at the version it names or else the version in force at
+its time. The request it belongs to (the span it is on, if SERVER or a root,
+else its nearest SERVER ancestor, at most :data:`MAX_HOPS` up) gives one
+request outcome per flag; a span, span event or log record named as one of
+the flag's conversions, in a trace in which the flag was evaluated, gives a
+conversion for that evaluation's unit, arm and version. What arrives apart
+is joined through :class:`~.joining.JoinBuffer`.
+
+Every event's id is derived from the trace, the span and the flag
+(:func:`~.attribution.event_id`), so a re-sent export counts once. What is not
+counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_flag``,
+``unknown_variant``, ``bad_version``, ``no_unit``, at the index of its span or
+record in the batch), ``guarded`` for an evaluation too near a version change
+(no refusal: nothing was wrong with it), ``unmatched`` for an evaluation whose
+request outcome will never be counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+import msgspec
+
+from controller.core.rollouts import TelemetryPlan
+from controller.core.telemetry.attribution import (
+    conversion_value,
+    event_id,
+    is_error,
+    latency_ms,
+    node_of,
+    ts_ms,
+    unit_from,
+    unit_text,
+    version_at,
+    version_of,
+)
+from controller.core.telemetry.evaluations import Evaluation, evaluation_in, evaluations_in
+from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
+from controller.core.telemetry.signals import (
+    MAX_DETAIL_CHARS,
+    Attributes,
+    Logs,
+    Refusal,
+    RefusalReason,
+    Spans,
+)
+from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
+
+Arm = Literal["treatment", "control"]
+DEFAULT_ARMS: Mapping[str, Arm] = MappingProxyType({"treatment": "treatment", "control": "control"})
+MAX_HOPS: Final = 8
+"""How far up from an evaluation's span its request (a SERVER span) is looked for."""
+MAX_CONVERSION_NAMES: Final = 4096
+"""Conversion names remembered from the flags' rules, to spot conversions before evaluations."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRules:
+    """How the telemetry of one flag is read, from its plan and its versions."""
+
+    flag: str
+    version: int
+    """The flag version in force now."""
+    timeline: tuple[tuple[int, int], ...] = ()
+    """(flag version, since epoch ms), in ascending time; empty: ``version`` throughout."""
+    arms: Mapping[str, Arm] = field(default_factory=lambda: DEFAULT_ARMS)
+    """Each variant an evaluation may name, and the arm it stands for."""
+    unit_attribute: str | None = None
+    error_status_min: int = 500
+    conversions: frozenset[str] = frozenset()
+    """Names of spans, span events or log records counted as that named conversion."""
+    conversion_value: str = "value"
+    """The attribute holding a conversion's value."""
+
+
+Lookup = Callable[[str], FlagRules | None]
+
+
+def rules_of(
+    flag: str,
+    telemetry: TelemetryPlan | None,
+    version: int,
+    timeline: tuple[tuple[int, int], ...] = (),
+) -> FlagRules:
+    """The rules of ``flag`` from its plan's ``telemetry`` settings (None: the defaults)."""
+    settings = telemetry if telemetry is not None else TelemetryPlan()
+    return FlagRules(
+        flag=flag,
+        version=version,
+        timeline=tuple(sorted(timeline, key=lambda entry: entry[1])),
+        arms=MappingProxyType(dict(settings.variants)),
+        unit_attribute=settings.unit_attribute,
+        error_status_min=settings.error_status_min,
+        conversions=frozenset(settings.conversions),
+        conversion_value=settings.conversion_value,
+    )
+
+
+@dataclass(slots=True)
+class Translated:
+    """The events of one batch, and what of it was not counted."""
+
+    events: list[InEvent] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    request_level: int = 0
+    """Exposures whose unit is the request (its trace): no unit was named."""
+    guarded: int = 0
+    """Evaluations too near a version change to attribute (not an error)."""
+    unmatched: int = 0
+    """Evaluations whose request outcome will never be counted (their exposure was)."""
+
+
+class _Counted(msgspec.Struct, frozen=True):
+    """An evaluation that counted: what its outcome and conversions are counted for."""
+
+    flag: str
+    unit: str
+    arm: Arm
+    version: int
+    trace_id: str
+    rules: FlagRules
+
+
+class _Conversion(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    trace_id: str
+    anchor: str
+    """The span (or record) it is in, for its id."""
+    ts: int
+    attributes: Attributes
+
+
+@dataclass(slots=True)
+class _Run:
+    """One call's state: the clock, its spans, the rules looked up and the ids emitted."""
+
+    now_ms: int
+    nodes: dict[str, Node] = field(default_factory=dict)
+    rules: dict[str, FlagRules | None] = field(default_factory=dict)
+    ids: set[str] = field(default_factory=set)
+    out: Translated = field(default_factory=Translated)
+
+    def emit(self, event: InEvent) -> None:
+        if event.id not in self.ids:
+            self.ids.add(event.id)
+            self.out.events.append(event)
+
+    def refuse(self, index: int, reason: RefusalReason, detail: str) -> None:
+        self.out.refused.append(Refusal(index, reason, detail[:MAX_DETAIL_CHARS]))
+
+
+class Translator:
+    """Translates batches of spans and logs, joining what arrives apart (pure; clock passed in)."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        guard_ms: int = 2000,
+        join_window_ms: int = 30_000,
+        max_pending: int = 100_000,
+    ) -> None:
+        self._lookup = lookup
+        self._guard_ms = guard_ms
+        self._buffer: JoinBuffer[_Counted, _Conversion] = JoinBuffer(
+            window_ms=join_window_ms, max_pending=max_pending
+        )
+        self._names: set[str] = set()
+
+    @property
+    def buffer(self) -> JoinBuffer[_Counted, _Conversion]:
+        return self._buffer
+
+    def expire(self, now_ms: int) -> int:
+        """Drop what is past the join window; answer the unmatched evaluations dropped."""
+        return self._buffer.expire(now_ms)
+
+    def spans(self, batch: Spans, now_ms: int) -> Translated:
+        run = _Run(now_ms)
+        run.out.unmatched += self._buffer.expire(now_ms)
+        nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
+        self._buffer.remember_all(nodes, now_ms)
+        for index, span in enumerate(batch.spans):
+            if span.events or span.name == "feature_flag.evaluation":
+                for evaluation in evaluations_in(span):
+                    self._evaluated(evaluation, index, (span.attributes, span.resource), run)
+        if self._names:
+            self._span_conversions(batch, run)
+        for span_id in self._buffer.awaited(nodes):
+            for waiting in self._buffer.arrived(span_id):
+                self._walk(waiting.evaluation, span_id, waiting.hops, run)
+        return run.out
+
+    def logs(self, batch: Logs, now_ms: int) -> Translated:
+        run = _Run(now_ms)
+        run.out.unmatched += self._buffer.expire(now_ms)
+        for index, record in enumerate(batch.records):
+            evaluation = evaluation_in(record)
+            if evaluation is not None:
+                self._evaluated(evaluation, index, (record.attributes, record.resource), run)
+            elif record.trace_id and record.event_name in self._names:
+                anchor = record.span_id or f"log:{record.time_ns}"
+                conversion = _Conversion(
+                    record.event_name,
+                    record.trace_id,
+                    anchor,
+                    ts_ms(record.time_ns),
+                    record.attributes,
+                )
+                self._converted(conversion, run)
+        return run.out
+
+    def _span_conversions(self, batch: Spans, run: _Run) -> None:
+        names = self._names
+        for span in batch.spans:
+            if span.name in names:
+                ts = ts_ms(span.end_ns)
+                conversion = _Conversion(
+                    span.name, span.trace_id, span.span_id, ts, span.attributes
+                )
+                self._converted(conversion, run)
+            for event in span.events:
+                if event.name in names:
+                    ts = ts_ms(event.time_ns or span.end_ns)
+                    conversion = _Conversion(
+                        event.name, span.trace_id, span.span_id, ts, event.attributes
+                    )
+                    self._converted(conversion, run)
+
+    def _rules(self, flag: str, run: _Run) -> FlagRules | None:
+        if flag in run.rules:
+            return run.rules[flag]
+        rules = self._lookup(flag)
+        run.rules[flag] = rules
+        if rules is not None and rules.conversions and not rules.conversions <= self._names:
+            if len(self._names) + len(rules.conversions) > MAX_CONVERSION_NAMES:
+                self._names.clear()
+            self._names.update(rules.conversions)
+        return rules
+
+    def _evaluated(
+        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: _Run
+    ) -> None:
+        counted = self._count(evaluation, index, places, run)
+        if counted is None:
+            return
+        if evaluation.span_id:
+            self._walk(counted, evaluation.span_id, 0, run)
+        else:
+            run.out.unmatched += 1  # a root evaluation span, or a record outside a span
+        if counted.trace_id:
+            self._note(counted, run)
+
+    def _count(
+        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: _Run
+    ) -> _Counted | None:
+        """The exposure of one evaluation, or why it is not counted."""
+        flag = evaluation.flag
+        rules = self._rules(flag, run)
+        if rules is None:
+            run.refuse(index, "unknown_flag", f"flag {flag[:128]!r} is not under rollout")
+            return None
+        arm = rules.arms.get(evaluation.variant) if evaluation.variant is not None else None
+        if arm is None:
+            variant = (evaluation.variant or "")[:128]
+            run.refuse(index, "unknown_variant", f"{flag}: variant {variant!r} names no arm")
+            return None
+        ts = ts_ms(evaluation.time_ns)
+        if evaluation.version is not None:
+            version = version_of(evaluation.version)
+            if version is None:
+                text = evaluation.version[:64]
+                run.refuse(index, "bad_version", f"{flag}: version {text!r} is not a flag version")
+                return None
+        else:
+            version = version_at(rules.timeline, rules.version, ts, self._guard_ms)
+            if version is None:
+                run.out.guarded += 1
+                return None
+        unit = unit_text(evaluation.unit) or unit_from(rules.unit_attribute, *places)
+        if unit is None:
+            if not evaluation.trace_id:
+                run.refuse(index, "no_unit", f"{flag}: no unit named, and no trace to stand in")
+                return None
+            unit = f"trace:{evaluation.trace_id}"
+            run.out.request_level += 1
+        anchor = evaluation.span_id or f"log:{evaluation.time_ns}:{unit}"
+        exposure_id = event_id("x", evaluation.trace_id, anchor, flag)
+        run.emit(
+            ExposureIn(
+                v=1, id=exposure_id, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
+            )
+        )
+        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules)
+
+    def _walk(self, counted: _Counted, span_id: str, hops: int, run: _Run) -> None:
+        """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet."""
+        spans = self._buffer.spans
+        while True:
+            node = run.nodes.get(span_id) or spans.get(span_id)
+            if node is None:
+                waiting = Waiting(counted, hops)
+                run.out.unmatched += self._buffer.wait(span_id, waiting, run.now_ms)
+                return
+            if node.server or not node.parent:
+                self._outcome(counted, node, run)
+                return
+            if hops >= MAX_HOPS:
+                run.out.unmatched += 1
+                return
+            span_id, hops = node.parent, hops + 1
+
+    def _outcome(self, counted: _Counted, node: Node, run: _Run) -> None:
+        request_id = event_id("r", counted.trace_id, node.span_id, counted.flag)
+        if request_id in run.ids:
+            return
+        run.emit(
+            RequestIn(
+                v=1,
+                id=request_id,
+                ts=ts_ms(node.end_ns),
+                flag=counted.flag,
+                unit=counted.unit,
+                arm=counted.arm,
+                flag_version=counted.version,
+                error=is_error(node, counted.rules.error_status_min),
+                latency_ms=latency_ms(node),
+            )
+        )
+
+    def _note(self, counted: _Counted, run: _Run) -> None:
+        """Remember the evaluation for later conversions; count those already parked."""
+        self._buffer.note(counted.trace_id, counted.flag, counted, run.now_ms)
+        for conversion in self._buffer.parked(counted.trace_id):
+            if conversion.name in counted.rules.conversions:
+                self._conversion(conversion, counted, run)
+
+    def _converted(self, conversion: _Conversion, run: _Run) -> None:
+        """A conversion: counted for each flag evaluated in its trace, and parked for later ones."""
+        for counted in self._buffer.evaluated(conversion.trace_id).values():
+            if conversion.name in counted.rules.conversions:
+                self._conversion(conversion, counted, run)
+        self._buffer.park(conversion.trace_id, conversion, run.now_ms)
+
+    def _conversion(self, conversion: _Conversion, counted: _Counted, run: _Run) -> None:
+        kind = f"c:{conversion.name}"
+        rules = counted.rules
+        run.emit(
+            ConversionIn(
+                v=1,
+                id=event_id(kind, conversion.trace_id, conversion.anchor, counted.flag),
+                ts=conversion.ts,
+                flag=counted.flag,
+                unit=counted.unit,
+                arm=counted.arm,
+                flag_version=counted.version,
+                name=conversion.name,
+                value=conversion_value(conversion.attributes.get(rules.conversion_value)),
+            )
+        )

@@ -1,0 +1,349 @@
+"""Translation: units, versions, arms, outcomes, conversions and ids, table by table."""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+import pytest
+
+from controller.core.common import MAX_LATENCY_MS
+from controller.core.rollouts import TelemetryPlan
+from controller.core.telemetry import (
+    FlagRules,
+    Refusal,
+    Spans,
+    Translated,
+    Translator,
+    event_id,
+    rules_of,
+)
+from controller.core.wire import ConversionIn, ExposureIn, RequestIn
+from tests.unit.core.telemetry.builders import (
+    CHILD,
+    GRANDCHILD,
+    ROOT,
+    T0,
+    T0_MS,
+    TRACE,
+    evaluation_attributes,
+    evaluation_event,
+    lookup,
+    rules,
+    span,
+)
+
+
+def translate(*spans_: object, known: FlagRules | None = None) -> Translated:
+    translator = Translator(lookup(known or rules()))
+    return translator.spans(Spans(list(spans_)), T0_MS)  # type: ignore[arg-type]
+
+
+def exposures(out: Translated) -> list[ExposureIn]:
+    return [e for e in out.events if isinstance(e, ExposureIn)]
+
+
+def requests(out: Translated) -> list[RequestIn]:
+    return [e for e in out.events if isinstance(e, RequestIn)]
+
+
+def conversions(out: Translated) -> list[ConversionIn]:
+    return [e for e in out.events if isinstance(e, ConversionIn)]
+
+
+def test_an_evaluation_on_a_server_span_is_one_exposure_and_one_request() -> None:
+    server = span(attributes={"http.response.status_code": 200}, events=(evaluation_event(),))
+    out = translate(server)
+    assert out.events == [
+        ExposureIn(
+            v=1,
+            id=event_id("x", TRACE, ROOT, "checkout"),
+            ts=T0_MS + 1,
+            flag="checkout",
+            unit="u1",
+            arm="treatment",
+            flag_version=3,
+        ),
+        RequestIn(
+            v=1,
+            id=event_id("r", TRACE, ROOT, "checkout"),
+            ts=T0_MS + 25,
+            flag="checkout",
+            unit="u1",
+            arm="treatment",
+            flag_version=3,
+            error=False,
+            latency_ms=25.0,
+        ),
+    ]
+    assert (out.refused, out.request_level, out.guarded, out.unmatched) == ([], 0, 0, 0)
+
+
+def test_event_ids_are_the_blake2b_of_kind_trace_span_and_flag() -> None:
+    digest = blake2b(f"x|{TRACE}|{ROOT}|checkout".encode(), digest_size=16).hexdigest()
+    assert event_id("x", TRACE, ROOT, "checkout") == f"otlp-{digest}"
+    ids = {event_id(k, TRACE, ROOT, "f") for k in ("x", "r", "c:a", "c:b")}
+    ids |= {event_id("x", TRACE, CHILD, "f"), event_id("x", TRACE, ROOT, "g")}
+    assert len(ids) == 6
+
+
+def test_the_same_export_translated_twice_gives_the_same_ids() -> None:
+    batch = [
+        span(events=(evaluation_event(), evaluation_event("search"))),
+        span(CHILD, ROOT, name="checkout_completed", attributes={"value": 3}),
+    ]
+    known = [rules(conversions=frozenset({"checkout_completed"})), rules("search")]
+    first = Translator(lookup(*known)).spans(Spans(batch), T0_MS)
+    again = Translator(lookup(*known)).spans(Spans(batch), T0_MS + 60_000)
+    assert len(first.events) == 5
+    assert [e.id for e in first.events] == [e.id for e in again.events]
+    assert len({e.id for e in first.events}) == 5
+
+
+UNIT_CASES = {
+    "context-id": (evaluation_event(unit="u1"), {}, {}, "u1", 0),
+    "span-attribute": (
+        evaluation_event(unit=None),
+        {"enduser.id": "s1"},
+        {"enduser.id": "r1"},
+        "s1",
+        0,
+    ),
+    "resource-attribute": (evaluation_event(unit=None), {}, {"enduser.id": "r1"}, "r1", 0),
+    "integer-unit": (evaluation_event(unit=None), {"enduser.id": 42}, {}, "42", 0),
+    "request-level": (evaluation_event(unit=None), {}, {}, f"trace:{TRACE}", 1),
+    "unit-too-long": (evaluation_event(unit="u" * 257), {"enduser.id": "s1"}, {}, "s1", 0),
+    "empty-unit-falls-through": (
+        evaluation_event(unit=None),
+        {"enduser.id": ""},
+        {},
+        f"trace:{TRACE}",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "on_span", "on_resource", "unit", "request_level"),
+    UNIT_CASES.values(),
+    ids=UNIT_CASES.keys(),
+)
+def test_the_unit_falls_back_from_the_context_id_to_the_span_the_resource_and_the_request(
+    event: object,
+    on_span: dict[str, object],
+    on_resource: dict[str, object],
+    unit: str,
+    request_level: int,
+) -> None:
+    server = span(events=(event,), attributes=on_span, resource=on_resource)  # type: ignore[arg-type]
+    out = translate(server, known=rules(unit_attribute="enduser.id"))
+    assert {e.unit for e in out.events} == {unit}
+    assert out.request_level == request_level
+
+
+TIMELINE = ((1, T0_MS - 100_000), (2, T0_MS - 10_000), (3, T0_MS + 10_000))
+VERSION_CASES = {
+    "explicit": ("7", (), 7, None),
+    "explicit-beats-timeline": ("1", TIMELINE, 1, None),
+    "not-a-number": ("v7", (), None, "bad_version"),
+    "past-int32": ("2147483648", (), None, "bad_version"),
+    "negative": ("-1", (), None, "bad_version"),
+    "no-timeline": (None, (), 3, None),
+    "in-force": (None, TIMELINE, 2, None),
+    "after-a-change": (None, ((1, T0_MS - 100_000), (2, T0_MS - 1_000)), None, "guarded"),
+    "before-a-change": (None, ((1, T0_MS - 100_000), (2, T0_MS + 1_500)), None, "guarded"),
+    "before-the-first": (None, ((1, T0_MS + 100_000),), None, "guarded"),
+    "guard-ends": (None, ((1, T0_MS - 100_000), (2, T0_MS + 1 - 2000)), 2, None),
+}
+
+
+@pytest.mark.parametrize(
+    ("version", "timeline", "counted", "refusal"), VERSION_CASES.values(), ids=VERSION_CASES.keys()
+)
+def test_the_version_is_the_one_named_else_the_one_in_force_outside_the_guard(
+    version: str | None,
+    timeline: tuple[tuple[int, int], ...],
+    counted: int | None,
+    refusal: str | None,
+) -> None:
+    extra = {"feature_flag.version": version} if version is not None else {}
+    out = translate(span(events=(evaluation_event(extra=extra),)), known=rules(timeline=timeline))
+    assert {e.flag_version for e in out.events} == ({counted} if counted is not None else set())
+    assert out.guarded == (1 if refusal == "guarded" else 0)
+    assert [r.reason for r in out.refused] == ([refusal] if refusal == "bad_version" else [])
+
+
+def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
+    batch = [
+        span(CHILD, ROOT, kind=1),
+        span(
+            events=(
+                evaluation_event("other"),
+                evaluation_event(variant="on"),
+                evaluation_event(variant=None),
+                evaluation_event(),
+            )
+        ),
+    ]
+    out = translate(*batch)
+    assert out.refused == [
+        Refusal(1, "unknown_flag", "flag 'other' is not under rollout"),
+        Refusal(1, "unknown_variant", "checkout: variant 'on' names no arm"),
+        Refusal(1, "unknown_variant", "checkout: variant '' names no arm"),
+    ]
+    assert len(exposures(out)) == 1
+
+
+def test_the_plans_variants_name_the_arms() -> None:
+    known = rules(arms={"on": "treatment", "off": "control"})
+    out = translate(span(events=(evaluation_event(variant="off"),)), known=known)
+    assert {e.arm for e in out.events} == {"control"}
+
+
+ERROR_CASES = {
+    "ok": (0, {"http.response.status_code": 200}, 500, False),
+    "status-error": (2, {}, 500, True),
+    "http-503": (0, {"http.response.status_code": 503}, 500, True),
+    "old-http-500": (0, {"http.status_code": 500}, 500, True),
+    "http-status-text": (0, {"http.response.status_code": "502"}, 500, True),
+    "404-by-default": (0, {"http.response.status_code": 404}, 500, False),
+    "404-from-400": (0, {"http.response.status_code": 404}, 400, True),
+    "new-name-first": (0, {"http.response.status_code": 200, "http.status_code": 500}, 500, False),
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "attributes", "minimum", "error"), ERROR_CASES.values(), ids=ERROR_CASES.keys()
+)
+def test_a_request_errs_on_status_error_or_an_http_status_from_the_minimum(
+    status: int, attributes: dict[str, object], minimum: int, error: bool
+) -> None:
+    server = span(status=status, attributes=attributes, events=(evaluation_event(),))  # type: ignore[arg-type]
+    [request] = requests(translate(server, known=rules(error_status_min=minimum)))
+    assert request.error is error
+
+
+@pytest.mark.parametrize(
+    ("duration_ms", "latency"),
+    [(25.0, 25.0), (0.0125, 0.0125), (-3.0, 0.0), (MAX_LATENCY_MS * 2, float(MAX_LATENCY_MS))],
+)
+def test_latency_is_the_spans_duration_within_the_contracts_range(
+    duration_ms: float, latency: float
+) -> None:
+    [request] = requests(translate(span(duration_ms=duration_ms, events=(evaluation_event(),))))
+    assert request.latency_ms == pytest.approx(latency)
+
+
+def test_an_evaluation_deeper_in_the_request_is_counted_on_its_server_span() -> None:
+    batch = [
+        span(GRANDCHILD, CHILD, kind=1, events=(evaluation_event(),)),
+        span(CHILD, ROOT, kind=3),
+        span(ROOT, status=2, duration_ms=80),
+        span(
+            "9999999999999999",
+            ROOT,
+            name="feature_flag.evaluation",
+            kind=1,
+            attributes=evaluation_attributes("search", unit="u2"),
+        ),
+    ]
+    out = translate(*batch, known=rules())
+    out_search = Translator(lookup(rules(), rules("search"))).spans(Spans(batch), T0_MS)
+    [request] = requests(out)
+    assert (request.id, request.error, request.latency_ms) == (
+        event_id("r", TRACE, ROOT, "checkout"),
+        True,
+        80.0,
+    )
+    assert {(r.flag, r.unit) for r in requests(out_search)} == {
+        ("checkout", "u1"),
+        ("search", "u2"),
+    }
+
+
+def test_one_request_per_flag_however_often_it_was_evaluated() -> None:
+    events = (evaluation_event(), evaluation_event(at=T0 + 5), evaluation_event("search"))
+    out = Translator(lookup(rules(), rules("search"))).spans(Spans([span(events=events)]), T0_MS)
+    assert sorted(r.flag for r in requests(out)) == ["checkout", "search"]
+    assert sorted(e.flag for e in exposures(out)) == ["checkout", "search"]
+
+
+def test_an_ancestor_more_than_eight_spans_up_is_no_outcome() -> None:
+    ids = [f"{i + 1:016x}" for i in range(11)]
+    chain = [span(ids[0])] + [span(ids[i], ids[i - 1], kind=1) for i in range(1, 11)]
+    deep = span(ids[10], ids[9], kind=1, events=(evaluation_event(),))
+    out = translate(*chain[:-1], deep)
+    assert (len(exposures(out)), requests(out), out.unmatched) == (1, [], 1)
+    near = span(ids[8], ids[7], kind=1, events=(evaluation_event(),))
+    assert len(requests(translate(*chain[:8], near))) == 1
+
+
+CONVERTED = frozenset({"checkout_completed"})
+
+
+def test_a_span_named_as_a_conversion_in_an_evaluated_trace_converts() -> None:
+    batch = [
+        span(events=(evaluation_event(),)),
+        span(CHILD, ROOT, kind=1, name="checkout_completed", attributes={"value": 19.5}),
+        span(
+            GRANDCHILD,
+            CHILD,
+            kind=1,
+            name="pay",
+            events=(
+                evaluation_event(
+                    name="checkout_completed", at=T0 + 9_000_000, extra={"value": "x"}
+                ),
+            ),
+        ),
+    ]
+    out = translate(*batch, known=rules(conversions=CONVERTED))
+    assert [(c.name, c.value, c.unit, c.arm, c.flag_version, c.ts) for c in conversions(out)] == [
+        ("checkout_completed", 19.5, "u1", "treatment", 3, T0_MS + 25),
+        ("checkout_completed", None, "u1", "treatment", 3, T0_MS + 9),
+    ]
+    assert conversions(out)[0].id == event_id("c:checkout_completed", TRACE, CHILD, "checkout")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [(7, 7.0), (2.5, 2.5), (True, None), ("3", None), (1e10, None), (float("nan"), None)],
+)
+def test_a_conversions_value_is_a_bounded_number(value: object, kept: float | None) -> None:
+    batch = [
+        span(events=(evaluation_event(),)),
+        span(CHILD, ROOT, name="checkout_completed", attributes={"value": value}),  # type: ignore[dict-item]
+    ]
+    [conversion] = conversions(translate(*batch, known=rules(conversions=CONVERTED)))
+    assert conversion.value == kept
+
+
+def test_a_conversion_outside_an_evaluated_trace_or_of_another_flag_is_not_counted() -> None:
+    batch = [
+        span(events=(evaluation_event("search"),)),
+        span(CHILD, ROOT, name="checkout_completed"),
+        span(CHILD, ROOT, trace="4bf92f3577b34da6a3ce929d0e0e4736", name="checkout_completed"),
+    ]
+    known = lookup(rules(conversions=CONVERTED), rules("search"))
+    assert conversions(Translator(known).spans(Spans(batch), T0_MS)) == []
+
+
+def test_rules_of_a_plan_read_its_telemetry_settings() -> None:
+    plan = TelemetryPlan(
+        variants={"on": "treatment", "off": "control"},
+        unit_attribute="enduser.id",
+        error_status_min=400,
+        conversions=["checkout_completed"],
+        conversion_value="amount",
+    )
+    found = rules_of("checkout", plan, 4, ((4, 20), (3, 10)))
+    assert found == FlagRules(
+        flag="checkout",
+        version=4,
+        timeline=((3, 10), (4, 20)),
+        arms={"on": "treatment", "off": "control"},
+        unit_attribute="enduser.id",
+        error_status_min=400,
+        conversions=frozenset({"checkout_completed"}),
+        conversion_value="amount",
+    )
+    assert rules_of("checkout", None, 1) == rules("checkout", version=1)
