@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from controller.core.common import ConfigError, as_datetime, scoped
 from controller.core.machine import scheduling
-from controller.core.release import Environments, KeyRoles, action_of, may
+from controller.core.release import Environments, KeyRoles, Permission, action_of, may
 from controller.core.rollouts import CommandInput, CommandRefused, Plan, errors, lint, parse_plan
 from controller.core.trust import signing
 from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand
@@ -115,6 +115,15 @@ def role_refusal(command: Command, roles: KeyRoles, environments: Environments) 
     return None if verdict else verdict.reason
 
 
+def approving_roles(
+    roles: KeyRoles, command: Command, environments: Environments
+) -> tuple[str, ...]:
+    """The roles of the key that may approve where the command acts: an ``approve`` counts
+    under one of them for a stage that needs approvals by several people."""
+    environment = environments.of(command.environment)
+    return tuple(r.name for r in roles.roles if r.grants(Permission.APPROVE, environment))
+
+
 def admitted(
     command: Command,
     *,
@@ -124,11 +133,13 @@ def admitted(
     rollout_id: str,
     salt: str,
     flag: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> CommandInput | CommandRefused:
     """The machine's input for ``command``: its refusal when ``refused`` says why (see
     :func:`refusal`, or :data:`REPLAYED`) or its plan cannot work, else the command, with
     ``rollout_id`` and ``salt`` for the rollout a start begins; ``flag``: the flag's key in
-    the command's environment (:func:`where`), the command's own by default.
+    the command's environment (:func:`where`), the command's own by default; ``roles``: the
+    key's roles that may approve there (:func:`approving_roles`).
     """
     flag = flag or command.flag
     if refused is not None:
@@ -140,7 +151,9 @@ def admitted(
     boxed = scheduling.plan_refusal(checked, command.at, now) if checked is not None else None
     if boxed is not None:
         return refusal_input(command, f"invalid plan: {boxed}", now, flag=flag)
-    return command_input(command, checked, now, rollout_id=rollout_id, salt=salt, flag=flag)
+    return command_input(
+        command, checked, now, rollout_id=rollout_id, salt=salt, flag=flag, roles=roles
+    )
 
 
 def refusal_input(
@@ -166,6 +179,7 @@ def command_input(
     rollout_id: str,
     salt: str,
     flag: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> CommandInput:
     """The machine's input for an authenticated command, with the ids of a new rollout."""
     return CommandInput(
@@ -181,6 +195,7 @@ def command_input(
         at=command.at,
         new_rollout_id=rollout_id,
         new_salt=salt,
+        roles=roles,
     )
 
 

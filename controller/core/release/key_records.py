@@ -24,7 +24,8 @@ from pydantic import Field, ValidationError
 
 from controller.core.common import ConfigError
 from controller.core.release.environments import Environments, Frozen
-from controller.core.release.roles import OPERATOR, KeyRoles, RoleBook, RoleName, role_problems
+from controller.core.release.roles import OPERATOR, KeyRoles, RoleBook, role_problems
+from controller.core.rollouts import RoleName
 
 MAX_KEY_ROLES = 8
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -65,6 +65,7 @@ class Registry:
 
 
 ReadKeys = Callable[[], KeyTexts | Registry]
+Revoked = Callable[[tuple[str, ...]], Awaitable[None]]
 """Reads the configured keys again (with their roles); raises when it cannot."""
 
 
@@ -210,6 +211,8 @@ class KeyReloader:
     read: ReadKeys
     outputs: Outputs
     topics: TopicSettings
+    revoked: Revoked | None = None
+    """Told the key ids a reload removed: their approvals still pending count no more."""
     _wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -242,6 +245,11 @@ class KeyReloader:
             }
             summary = f"operator keys reloaded: {change.summary()}"
             await self._alert(RaiseAlert("operator_keys", "info", summary[:500], details))
+        if change.removed and self.revoked is not None:
+            try:
+                await self.revoked(change.removed)
+            except ControllerError as exc:  # each rollout's own failure is contained there
+                log.warning("revoked_keys_not_applied", error=str(exc)[:500])
         return change
 
     async def run(self) -> None:

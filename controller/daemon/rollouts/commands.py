@@ -176,8 +176,8 @@ class CommandIntake:
             now=now,
             max_age_seconds=self._settings.command_max_age_seconds,
         )
+        roles = self._keys.roles_of(command.key_id or "")
         if refused is None:
-            roles = self._keys.roles_of(command.key_id or "")
             refused = commands.role_refusal(command, roles, self._keys.environments)
         if refused is None:
             seen = await self._states.seen(flag, command.id, delivery)
@@ -196,6 +196,7 @@ class CommandIntake:
             rollout_id=uuid.uuid4().hex,
             salt=secrets.token_hex(8),
             flag=flag,
+            roles=commands.approving_roles(roles, command, self._keys.environments),
         )
         if isinstance(event, CommandRefused):
             log.warning("command_rejected", flag=flag, id=command.id, reason=event.reason)

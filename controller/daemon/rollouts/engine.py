@@ -25,7 +25,7 @@ from typing import TypeVar
 import structlog
 
 from controller.adapters.redis import AppKeyStore, GapStore
-from controller.core.rollouts import Window
+from controller.core.rollouts import KeysRevokedInput, Window
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox
 from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService, registry_of
@@ -42,6 +42,7 @@ from controller.ports import (
     AggregateReader,
     ControlSource,
     DeadLetters,
+    Loaded,
     Outputs,
     RolloutStates,
 )
@@ -68,8 +69,10 @@ class Engine:
         states: RolloutStates,
         keys: Keyring,
         stopping: asyncio.Event,
+        clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
+        self._now = clock
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
         self._consultations, self._contained, self._states = consultations, contained, states
@@ -102,6 +105,17 @@ class Engine:
                 tasks.create_task(self.gates.run(control), name="engine-gates")
         finally:
             await self._consultations.cancel()
+
+    async def keys_revoked(self, key_ids: tuple[str, ...]) -> None:
+        """Keys left the registry: every rollout holding approvals of theirs drops them, and
+        says so in a decision (:mod:`controller.core.machine.approving`)."""
+        gone = set(key_ids)
+        for flag, loaded in (await self._states.load_all()).items():
+            rollout = loaded.rollout if isinstance(loaded, Loaded) else None
+            if rollout is None or not any(a.key_id in gone for a in rollout.approvals.approvals):
+                continue
+            event = KeysRevokedInput(key_ids, self._now())
+            await self._contained.run(self.rollouts.apply(flag, event), where="revoke", flag=flag)
 
     async def consultations_done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
@@ -171,6 +185,7 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
+        clock=clock,
     )
 
 

@@ -11,7 +11,7 @@ stack, so it closes, in reverse order, within the grace.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -297,7 +297,14 @@ def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
         "engine": (engine.run(control=kafka.control), engine.stop),
         "brokers": (brokers.run(), brokers.stop),
     }
-    services |= _keepers(run.settings, engine.keys, kafka.outputs, run.reread, run.alarms)
+    services |= _keepers(
+        run.settings,
+        engine.keys,
+        kafka.outputs,
+        run.reread,
+        run.alarms,
+        revoked=engine.keys_revoked,
+    )
     sync = daemon.rollouts.sync
     if sync is not None:
         sync.attach(engine.rollouts.apply, daemon.rollouts.segments.reads().held)
@@ -311,10 +318,14 @@ def _keepers(
     outputs: Publisher,
     reread: Callable[[], Settings],
     alarms: Alarms,
+    *,
+    revoked: Callable[[tuple[str, ...]], Awaitable[None]] | None = None,
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
     broker lost created again (#37)."""
-    keys = KeyReloader(keyring, lambda: registry_of(reread().engine), outputs, settings.topics)
+    keys = KeyReloader(
+        keyring, lambda: registry_of(reread().engine), outputs, settings.topics, revoked
+    )
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
     if settings.kafka.create_topics:
         keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.adapters.memory import (
     MemoryAggregates,
@@ -18,8 +19,10 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.core.release import Environments, Permission, Role, RoleBook
+from controller.core.rollouts import ApprovalGate, ApprovalRule
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
 from controller.core.trust.signing import generate_key
 from controller.ctl.operate.commands import signed_command
 from controller.daemon.rollouts.engine import Engine, build_engine
@@ -55,11 +58,23 @@ class ControlRecord:
 class World:
     """An engine on in-memory ports with keys that hold roles."""
 
-    def __init__(self, book: RoleBook = BOOK) -> None:
+    def __init__(
+        self,
+        book: RoleBook = BOOK,
+        approvers: dict[str, tuple[Ed25519PrivateKey, str]] | None = None,
+    ) -> None:
+        KEYS.update(approvers or {})
+        records = {
+            **RECORDS,
+            **{
+                k: {"public_key": pub, "roles": ["approver"]}
+                for k, (_, pub) in (approvers or {}).items()
+            },
+        }
         self.states, self.outputs = MemoryStates(), MemoryOutputs()
         self.engine: Engine = build_engine(
             settings=EngineSettings(
-                operator_keys=RECORDS,
+                operator_keys=records,
                 roles=book.model_dump(mode="json"),
                 environments=ENVIRONMENTS.model_dump(mode="json"),
             ),
@@ -71,6 +86,7 @@ class World:
             clock=lambda: NOW,
         )
         self.offset = 0
+        self.last = b""
 
     async def send(self, key_id: str, action: str, environment: str | None) -> dict[str, Any]:
         """The decision on ``key_id``'s ``action`` in ``environment``."""
@@ -85,10 +101,12 @@ class World:
             plan=PLAN if action == "start" else None,
             environment=environment,
         )
-        await self.engine.commands.handle(ControlRecord(orjson.dumps(command), offset=self.offset))
-        sent = [orjson.loads(v) for t, _, v in self.outputs.sent if t == "rollout.decisions"]
-        decision: dict[str, Any] = next(d for d in sent if d["command_id"] == command["id"])
-        return decision
+        self.last = orjson.dumps(command)
+        await self.engine.commands.handle(ControlRecord(self.last, offset=self.offset))
+        return next(d for d in self.decisions() if d["command_id"] == command["id"])
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for t, _, v in self.outputs.sent if t == "rollout.decisions"]
 
 
 @pytest.mark.parametrize(
@@ -163,3 +181,67 @@ async def test_without_the_on_call_rule_an_on_call_key_kills_only_where_its_role
     assert (decided["outcome"], decided["flag"]) == ("rejected", "checkout")
     assert "may not kill in production: it may nowhere" in decided["reason"]
     assert world.states.docs["checkout"][1].phase.value == "running"
+
+
+# -- approvals by several people ---------------------------------------------------------
+
+APPROVERS = RoleBook(
+    roles=(
+        *BOOK.roles,
+        Role(name="approver", actions=(Permission.APPROVE,), environments=("*",)),
+    )
+)
+
+
+def awaiting_two_approvers(world: World) -> None:
+    gate = ApprovalGate(needs=(ApprovalRule(role="approver", count=2),))
+    plan = Plan(stages=[Stage(percent=5, approval=gate), Stage(percent=100, min_units_per_arm=0)])
+    world.states.docs["checkout"] = (
+        1,
+        Rollout(
+            flag="checkout",
+            rollout_id="r1",
+            plan=plan,
+            phase=Phase.PAUSED,
+            stage=0,
+            stage_started_at=NOW,
+            salt="s",
+            flag_version=1,
+            stage_versions={0: [1]},
+            pause_reason=PauseReason.AWAITING_APPROVAL,
+            started_at=NOW,
+            updated_at=NOW,
+        ),
+    )
+
+
+async def test_approvals_count_once_per_key_and_a_replay_counts_nothing() -> None:
+    world = World(APPROVERS, {"ana": generate_key(), "bo": generate_key()})
+    awaiting_two_approvers(world)
+    first = await world.send("ana", "approve", None)
+    assert first["outcome"] == "applied"
+    assert "1 more from approver" in first["reason"]
+    # The same signed command, sent again, is a replay: it counts nothing
+    await world.engine.commands.handle(ControlRecord(world.last, offset=world.offset + 100))
+    replayed = [d for d in world.decisions() if d["command_id"] == first["command_id"]]
+    assert [d["reason"] for d in replayed][1:] == ["replayed command id"]
+    assert len(world.states.docs["checkout"][1].approvals.approvals) == 1
+    # The dev key, which may not approve anywhere here, is refused
+    assert (await world.send("dev-1", "approve", None))["outcome"] == "rejected"
+    second = await world.send("bo", "approve", None)
+    assert second["reason"].endswith("every approval given")
+    assert world.states.docs["checkout"][1].stage == 1
+
+
+async def test_revoking_a_key_removes_its_pending_approvals() -> None:
+    world = World(APPROVERS, {"ana": generate_key()})
+    awaiting_two_approvers(world)
+    await world.send("ana", "approve", None)
+    assert len(world.states.docs["checkout"][1].approvals.approvals) == 1
+    await world.engine.keys_revoked(("ana",))
+    assert not world.states.docs["checkout"][1].approvals.approvals
+    said = world.decisions()[-1]
+    assert (said["action"], said["reason"]) == (
+        "revoke",
+        "key ana revoked: its approvals count no more",
+    )
