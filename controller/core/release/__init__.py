@@ -17,6 +17,7 @@ from controller.core.release.approvals import (
     revoke,
 )
 from controller.core.release.checks import load_pipeline, parse_pipeline
+from controller.core.release.commands import PIPELINE_TYPE, PipelineCommand, pipeline_command
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
     SINGLE,
@@ -67,6 +68,7 @@ from controller.core.release.verdicts import Allowed, Refused, Verdict
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "OPERATOR",
+    "PIPELINE_TYPE",
     "SINGLE",
     "Action",
     "Allowed",
@@ -87,6 +89,7 @@ __all__ = [
     "Needed",
     "Permission",
     "Pipeline",
+    "PipelineCommand",
     "PipelineState",
     "PipelineStep",
     "Refused",
@@ -109,6 +112,7 @@ __all__ = [
     "may",
     "next_gate",
     "parse_pipeline",
+    "pipeline_command",
     "read_key_record",
     "record",
     "records_of",

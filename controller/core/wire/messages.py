@@ -246,6 +246,7 @@ class Decision(_Message):
         "segment",
         "app_key",
         "ingest",
+        "pipeline",
     ]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
@@ -283,6 +284,7 @@ class Alert(_Message):
         "store_lost_writes",
         "events_log_gap",
         "topics_recreated",
+        "pipeline_stopped",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

@@ -145,6 +145,11 @@ class Keyring(Mapping[str, Ed25519PublicKey]):
     def environments(self) -> Environments:
         return self._registry.environments
 
+    @property
+    def book(self) -> RoleBook:
+        """The roles keys may hold."""
+        return self._registry.roles
+
     def roles_of(self, key_id: str) -> KeyRoles:
         """The roles ``key_id`` holds (none when it is not a key here)."""
         record = self._records.get(key_id)

@@ -35,6 +35,7 @@ from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
+from controller.daemon.rollouts.pipelines import Pipelines
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
@@ -42,8 +43,8 @@ from controller.ports import (
     AggregateReader,
     ControlSource,
     DeadLetters,
-    Loaded,
     Outputs,
+    PipelineRuns,
     RolloutStates,
 )
 from controller.process import Retry
@@ -70,8 +71,11 @@ class Engine:
         keys: Keyring,
         stopping: asyncio.Event,
         clock: Clock = lambda: datetime.now(UTC),
+        pipelines: Pipelines | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
+        self.pipelines = pipelines
+        """Release pipeline runs, where a store for them is given."""
         self._now = clock
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
@@ -103,19 +107,20 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
+                if self.pipelines is not None:
+                    runs = self.pipelines.run(control, self._stopping, self._contained)
+                    tasks.create_task(runs, name="engine-pipelines")
         finally:
             await self._consultations.cancel()
 
     async def keys_revoked(self, key_ids: tuple[str, ...]) -> None:
-        """Keys left the registry: every rollout holding approvals of theirs drops them, and
-        says so in a decision (:mod:`controller.core.machine.approving`)."""
-        gone = set(key_ids)
-        for flag, loaded in (await self._states.load_all()).items():
-            rollout = loaded.rollout if isinstance(loaded, Loaded) else None
-            if rollout is None or not any(a.key_id in gone for a in rollout.approvals.approvals):
-                continue
+        """Keys left the registry: their approvals still pending count no more, in every
+        rollout (:mod:`controller.core.machine.approving`) and every pipeline run."""
+        for flag in await self.rollouts.approved_by(set(key_ids)):
             event = KeysRevokedInput(key_ids, self._now())
             await self._contained.run(self.rollouts.apply(flag, event), where="revoke", flag=flag)
+        if self.pipelines is not None:
+            await self._contained.run(self.pipelines.keys_revoked(key_ids), where="revoke")
 
     async def consultations_done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
@@ -155,6 +160,7 @@ def build_engine(
     app_key_store: AppKeyStore | None = None,
     held_partitions: GapStore | None = None,
     team_windows: tuple[Window, ...] = (),
+    pipeline_runs: PipelineRuns | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
     may name; ``team_windows``: the release windows of every plan that names none.
@@ -173,7 +179,10 @@ def build_engine(
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
     keys = Keyring(registry_of(settings))
-    signed = _signed_commands(shared, keys, segments, app_key_store, held_partitions)
+    pipelines = _pipelines(shared, pipeline_runs, rollouts, keys, backends=backends)
+    signed = _signed_commands(
+        shared, keys, segments, app_key_store, held_partitions, pipelines=pipelines
+    )
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
     gates = _gate_loop(shared, rollouts, contained, consultations, history, aggregates=aggregates)
     return Engine(
@@ -186,6 +195,7 @@ def build_engine(
         keys=keys,
         stopping=stopping,
         clock=clock,
+        pipelines=pipelines,
     )
 
 
@@ -213,6 +223,7 @@ class _SignedCommands:
     segments: SegmentService | None
     app_keys: AppKeyCommands | None
     ingest: IngestCommands | None
+    pipelines: Pipelines | None = None
 
 
 def _rollouts(shared: _Shared, history: Recorder, team_windows: tuple[Window, ...]) -> Rollouts:
@@ -274,6 +285,8 @@ def _signed_commands(
     segments: SegmentService | None,
     app_keys: AppKeyStore | None,
     held_partitions: GapStore | None,
+    *,
+    pipelines: Pipelines | None = None,
 ) -> _SignedCommands:
     """The segment service as given, and the app keys' and held partitions' commands where
     their stores are given."""
@@ -281,6 +294,32 @@ def _signed_commands(
         segments=segments,
         app_keys=None if app_keys is None else _app_key_commands(shared, app_keys, keys),
         ingest=None if held_partitions is None else _ingest_commands(shared, held_partitions, keys),
+        pipelines=pipelines,
+    )
+
+
+def _pipelines(
+    shared: _Shared,
+    runs: PipelineRuns | None,
+    rollouts: Rollouts,
+    keys: Keyring,
+    *,
+    backends: frozenset[str],
+) -> Pipelines | None:
+    """Release pipelines, where a store for their runs is given."""
+    if runs is None:
+        return None
+    return Pipelines(
+        runs=runs,
+        rollouts=rollouts,
+        states=shared.states,
+        outputs=shared.outputs,
+        topics=shared.topics,
+        keys=keys,
+        clock=shared.clock,
+        max_age_seconds=shared.settings.command_max_age_seconds,
+        sweep_seconds=shared.settings.sweep_interval_seconds,
+        backends=backends,
     )
 
 
@@ -330,6 +369,7 @@ def _command_intake(
         segments=signed.segments,
         app_keys=signed.app_keys,
         ingest=signed.ingest,
+        pipelines=signed.pipelines,
     )
 
 

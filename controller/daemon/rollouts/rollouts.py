@@ -33,7 +33,7 @@ from controller.core.rollouts import CommandInput, GateInput, Input, Rollout, Ti
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
 from controller.daemon.rollouts.history import Recorder
-from controller.ports import RolloutStates, SaveOutcome, StateWrite
+from controller.ports import Loaded, RolloutStates, SaveOutcome, StateWrite
 from controller.settings import TopicSettings
 
 MAX_CONFLICTS = 10
@@ -129,6 +129,17 @@ class Rollouts:
         """The tick of a flag the gates leave alone: a completed flag's one reminder to leave
         the code once it is stale, its time box's end, a pending flag's scheduled start."""
         await self.offer(flag, completed, TickInput(self._now(), self._stale_after))
+
+    async def approved_by(self, key_ids: set[str]) -> list[str]:
+        """The flags whose rollout holds approvals given by one of ``key_ids``."""
+        found = []
+        for flag, loaded in (await self._states.load_all()).items():
+            rollout = loaded.rollout if isinstance(loaded, Loaded) else None
+            if rollout is not None and any(
+                a.key_id in key_ids for a in rollout.approvals.approvals
+            ):
+                found.append(flag)
+        return found
 
     async def drain(self, flag: str) -> None:
         """Publish what ``flag``'s outbox still holds (a crash or a failed drain left it)."""

@@ -24,6 +24,7 @@ from controller.adapters.redis import (
     AppliedStore,
     EventLedger,
     GapStore,
+    PipelineRunStore,
     RedisAggregateStore,
     RedisClient,
     RedisGateHistory,
@@ -213,6 +214,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         held_partitions=redis.held,
         clock=run.when.clock,
         team_windows=run.when.team_windows,
+        pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
     )
 
 

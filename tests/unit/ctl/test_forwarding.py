@@ -98,6 +98,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*stored_offset*\n1000", "*end*\n0"],
     ),
     ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
+    (
+        "pipeline_stopped",
+        "warning",
+        {"run_id": "run-1", "not_started": ["production"], "reason": "guardrail error_rate"},
+        ["production"],
+    ),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (
