@@ -88,7 +88,7 @@ $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.j
 	cd $(OFREP_NODE_HOME) && npm ci --omit=dev --no-audit --no-fund
 	touch $@
 
-ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider from npm into .ofrep-node/
+ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider, OpenTelemetry hooks and SDK from npm into .ofrep-node/
 
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP

@@ -9,7 +9,9 @@ One JSON command per line on stdin, one JSON answer per line on stdout:
   the variants and reasons;
 - ``{"cmd": "measure", "units": [...]}``: evaluate each unit and report a
   measured step's outcome, every fifth one an error;
-- ``{"cmd": "track", "units": [...], "value": X}``: ``client.track`` each unit;
+- ``{"cmd": "track", "units": [...], "value": X, "name": N}``: ``client.track`` each
+  unit, the event named ``N`` (default ``purchase``; ``"names"``, one per unit, names
+  each apart), with the value ``X`` when not null;
 - ``{"cmd": "close"}``: flush, answer the emitter's counters and exit.
 """
 
@@ -88,9 +90,11 @@ def main() -> None:
         elif command["cmd"] == "measure":
             answer = _measure(client, flag, command["units"])
         elif command["cmd"] == "track":
-            for unit in command["units"]:
-                details = TrackingEventDetails(value=command["value"])
-                client.track("purchase", EvaluationContext(unit), details)
+            units = command["units"]
+            names = command.get("names") or [command.get("name", "purchase")] * len(units)
+            for unit, name in zip(units, names, strict=True):
+                details = TrackingEventDetails(value=command.get("value"))
+                client.track(name, EvaluationContext(unit), details)
             answer = {"tracked": len(command["units"])}
         else:
             flags.close()

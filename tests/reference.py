@@ -12,7 +12,7 @@ import mmh3
 import orjson
 
 from controller.core.common.histogram import BUCKET_COUNT, bucket_of
-from controller.core.stats.aggregates import ArmAggregate
+from controller.core.stats.aggregates import ArmAggregate, Conversions
 
 
 def make_event(
@@ -23,8 +23,13 @@ def make_event(
     units: int = 200,
     versions: int = 3,
     error_rate: float = 0.1,
+    names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One random valid event; ``i`` makes its id unique."""
+    """One random valid event; ``i`` makes its id unique.
+
+    With ``names``, a conversion is named by one of them or, as often as by each, by none
+    (without, no more is drawn than before, so seeded streams are as they were).
+    """
     kind = rng.choice(("exposure", "request", "request", "conversion"))
     body: dict[str, Any] = {
         "type": kind,
@@ -42,6 +47,10 @@ def make_event(
             body["latency_ms"] = round(rng.lognormvariate(3, 1), 3)
     elif kind == "conversion" and rng.random() < 0.7:
         body["value"] = round(rng.uniform(0, 100), 2)
+    if kind == "conversion" and names:
+        name = rng.choice([*names, None])
+        if name is not None:
+            body["name"] = name
     return body
 
 
@@ -81,6 +90,7 @@ class _Arm:
     def __post_init__(self) -> None:
         self.hist = [0] * BUCKET_COUNT
         self.units: set[str] = set()
+        self.named: dict[str, Conversions] = {}
 
 
 def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _Arm]:
@@ -100,10 +110,18 @@ def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _
                 cell.hist[bucket_of(e["latency_ms"])] += 1
         else:
             cell.conversions += 1
-            if e.get("value") is not None:
+            value = e.get("value")
+            if value is not None:
                 cell.conversion_values += 1
-                cell.conversion_value_sum += e["value"]
-                cell.conversion_value_sq += e["value"] ** 2
+                cell.conversion_value_sum += value
+                cell.conversion_value_sq += value**2
+            if e.get("name") is not None:
+                one = (
+                    Conversions(1, 0, 0.0, 0.0)
+                    if value is None
+                    else Conversions(1, 1, value, value**2)
+                )
+                cell.named[e["name"]] = cell.named.get(e["name"], Conversions()).plus(one)
     return cells
 
 
@@ -126,8 +144,17 @@ def expected_arm(
         conversion_values=sum(c.conversion_values for c in parts),
         conversion_value_sum=sum(c.conversion_value_sum for c in parts),
         conversion_value_sq=sum(c.conversion_value_sq for c in parts),
+        named=_named(parts),
     )
     return agg, len(units)
+
+
+def _named(parts: list[_Arm]) -> dict[str, Conversions]:
+    named: dict[str, Conversions] = {}
+    for part in parts:
+        for name, counted in part.named.items():
+            named[name] = named.get(name, Conversions()).plus(counted)
+    return named
 
 
 def expected_watch(events: list[dict[str, Any]], flag: str, versions: set[int]) -> tuple[int, int]:
@@ -152,9 +179,20 @@ def assert_arm_equal(got: ArmAggregate, want: ArmAggregate, *, where: str) -> No
         g, w = getattr(got, name), getattr(want, name)
         if name in FLOAT_FIELDS:
             assert abs(g - w) <= 1e-9 * max(1.0, abs(w)), f"{where}.{name}: {g} != {w}"
+        elif name == "named":
+            assert g.keys() == w.keys(), f"{where}.named: {sorted(g)} != {sorted(w)}"
+            for conversion in w:
+                _assert_named_equal(g[conversion], w[conversion], where=f"{where}.{conversion}")
         elif name == "units":
             # HyperLogLog: Redis counts 7 distinct units as 6 (seen), and a read sums
             # one estimate per partition, so small counts may be off by a few.
             assert abs(g - w) <= max(3, round(0.03 * w)), f"{where}.units: {g} vs {w}"
         else:
             assert g == w, f"{where}.{name}: {g} != {w}"
+
+
+def _assert_named_equal(got: Conversions, want: Conversions, *, where: str) -> None:
+    """A named conversion's counts exactly, its sums to 1e-9 relative."""
+    assert (got.count, got.values) == (want.count, want.values), f"{where}: {got} != {want}"
+    for g, w in ((got.value_sum, want.value_sum), (got.value_sq, want.value_sq)):
+        assert abs(g - w) <= 1e-9 * max(1.0, abs(w)), f"{where}: {got} != {want}"

@@ -8,7 +8,8 @@ read API (:mod:`controller.adapters.read_routes`). ``/ui`` is the
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.routes`).
 ``POST /v1/events`` takes apps' events over HTTP
-(:mod:`controller.adapters.event_intake`); ``GET /v1/segments`` and
+(:mod:`controller.adapters.event_intake`), ``POST /v1/traces`` and ``POST /v1/logs``
+their OpenTelemetry exports (:mod:`controller.adapters.otlp.routes`); ``GET /v1/segments`` and
 ``GET /v1/segments/{name}`` serve segments with ETags
 (:mod:`controller.adapters.segment_routes`).
 (:mod:`controller.adapters.event_intake`). ``/app-keys`` lists the app keys
@@ -47,6 +48,7 @@ from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.otlp import OtlpRoutes
 from controller.adapters.read_routes import (
     FlagListRoute,
     HistorySource,
@@ -123,6 +125,7 @@ class HttpServer(Listener):
         limits: HttpSettings | None = None,
         ofrep: OfrepRoutes | None = None,
         intake: EventIntakeRoutes | None = None,
+        otlp: OtlpRoutes | None = None,
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
         flag_list: BodySource | None = None,
@@ -159,7 +162,8 @@ class HttpServer(Listener):
             if console is None
             else ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts)
         )
-        for routes in (self.flag_list, self.rollouts, pages, ofrep, intake, segments, app_keys):
+        served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
+        for routes in served:
             if routes is not None:
                 routes.add_to(app.router)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

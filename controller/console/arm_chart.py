@@ -120,7 +120,7 @@ def arm_chart(
 
 def _head(points: Sequence[ArmPoint], metric: str, width: int, height: int) -> str:
     """The chart's opening tag, its title and its one-sentence description."""
-    key = "".join(c if c.isalnum() else "-" for c in metric)[:64]
+    key = "".join(c if c.isalnum() else "-" for c in metric)[:96]
     title = f"{metric_name(metric)}: each arm's own value over time"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"'

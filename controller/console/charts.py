@@ -332,7 +332,7 @@ def _crossing(
 
 
 def _id(metric: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in metric)[:64]
+    return "".join(c if c.isalnum() else "-" for c in metric)[:96]
 
 
 def _clock(ts_ms: int) -> str:

@@ -38,6 +38,9 @@ from controller.core.wire import Decision
 
 MAX_FIGURES = 20
 """A plan has a handful of guardrails; a history naming more is cut to this many."""
+MAX_KEY_CHARS = 96
+"""A guardrail's key is kept to this many characters (``conversion_value:`` and a 64-character
+conversion name fit)."""
 MARK_SLACK_MS = 60_000
 """Decisions up to this long before or after a chart's points are marked on it."""
 
@@ -128,7 +131,7 @@ def figures(
     decided = decision_marks(decisions)
     out = []
     for spec in specs[:MAX_FIGURES]:
-        metric = spec.metric[:64]
+        metric = spec.metric[:MAX_KEY_CHARS]
         points = tuple(chart_points(history, metric))
         tolerance, lower_is_better = tolerance_of(history, metric, spec)
         marks = tuple(m for m in decided if _within(m, points))
@@ -146,7 +149,7 @@ def metrics(history: RolloutHistory) -> list[str]:
     for point in history.points():
         for metric in point.guardrails:
             if len(seen) < MAX_FIGURES:
-                seen.setdefault(metric[:64])
+                seen.setdefault(metric[:MAX_KEY_CHARS])
     return list(seen)
 
 

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from controller.core.rollouts import Metric, Verdict
+from controller.core.common import CONVERSION_NAME_PATTERN
+from controller.core.rollouts import CONVERSION_METRICS, Metric, Verdict, conversion_of, metric_of
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))
-"""The only ``metric`` label values: the plan's fixed set, whatever evidence says."""
+"""The ``metric`` label values: the plan's fixed set, whatever evidence says, and a
+conversion metric with the conversion its guardrail names (``conversion_rate:checkout_completed``,
+one per guardrail of the plan, the name bounded by the plan's pattern)."""
+_NAME = re.compile(CONVERSION_NAME_PATTERN)
 _FIELDS = ("delta", "lower", "upper", "p_value")
 
 
 class GuardrailGauges:
     """Each active rollout's guardrail tests and SRM check, as the last gate saw them.
 
-    Label cardinality is bounded: ``metric`` takes only :data:`METRICS`, and at
+    Label cardinality is bounded: ``metric`` takes only :data:`METRICS` (a guardrail naming a
+    conversion adds its name: at most the plan's guardrails per flag), and at
     most ``max_flags`` flags are tracked at once (a gate verdict for one more
     is counted in ``rollout_guardrail_untracked`` instead). A flag's series go
     when its rollout ends or another instance takes it over.
@@ -120,7 +126,17 @@ class GuardrailGauges:
 
 def _tests(tests: Mapping[Any, Any]) -> dict[str, Mapping[str, Any]]:
     """The guardrail tests with a result, by metric ("insufficient data" has none)."""
-    return {m: t for m, t in tests.items() if m in METRICS and isinstance(t, Mapping)}
+    return {m: t for m, t in tests.items() if _labelled(m) and isinstance(t, Mapping)}
+
+
+def _labelled(key: object) -> bool:
+    """Whether a guardrail's key is a ``metric`` label value (see :data:`METRICS`)."""
+    if not isinstance(key, str):
+        return False
+    name = conversion_of(key)
+    if name is None:
+        return key in METRICS
+    return metric_of(key) in CONVERSION_METRICS and _NAME.fullmatch(name) is not None
 
 
 def _number(value: object) -> float | None:

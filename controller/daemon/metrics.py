@@ -30,6 +30,7 @@ class Metrics:
         self._add_http(self.registry)
         self.guardrails = GuardrailGauges(self.registry)
         self.backend = BackendMetrics(self.registry)
+        self.otlp = OtlpHttpMetrics(self.registry)
 
     def _add_ingest(self, r: CollectorRegistry) -> None:
         """Ingest's: events folded, copies and rejects, flushes, lag, partitions owned."""
@@ -260,3 +261,44 @@ class BackendMetrics:
         """A write landed ``seconds`` after its decision (clocks of two hosts: clamped at 0)."""
         self.writes.labels("applied").inc()
         self.apply_seconds.observe(max(0.0, seconds))
+
+
+class OtlpHttpMetrics:
+    """OTLP/HTTP's (``POST /v1/traces``, ``POST /v1/logs``): exports, items, refusals, events."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.exports = Counter(
+            "rollout_otlp_http_exports",
+            "OTLP exports sent over HTTP, by signal (traces, logs) and outcome (accepted, "
+            "partial, not_an_export, too_large, rate_limited, unavailable...).",
+            ["signal", "outcome"],
+            registry=r,
+        )
+        self.items = Counter(
+            "rollout_otlp_http_items",
+            "Spans and log records in the OTLP exports taken, by signal.",
+            ["signal"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "rollout_otlp_http_refused",
+            "Spans, log records and evaluations of OTLP exports not counted, by signal and "
+            "reason (unknown_flag, unknown_variant, hostile_attribute, malformed...).",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.events = Counter(
+            "rollout_otlp_http_events",
+            "Events OTLP exports made, acknowledged on the events topic, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "rollout_otlp_http_evaluations",
+            "Flag evaluations read from OTLP counted with a caveat, by kind: request_level "
+            "(no unit: the trace is the unit), guarded (too near a version change: not "
+            "counted), unmatched (no span of their request joined: no outcome), changed "
+            "(sent before with other content: the first copy kept).",
+            ["kind"],
+            registry=r,
+        )

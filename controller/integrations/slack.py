@@ -74,7 +74,7 @@ def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
         # Δ with its interval as every text writes it; p as measured.
         test = guardrails.get(breach)
         if isinstance(test, dict):
-            shown.append((breach[:64], guardrail_text(breach, test, details.get("arms"))))
+            shown.append((breach[:96], guardrail_text(breach, test, details.get("arms"))))
         shown += _picked(test, breach, ("p_value",))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:

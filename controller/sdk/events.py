@@ -13,14 +13,15 @@ import contextlib
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import orjson
 
-from controller.core.common import SCHEMA_VERSION, BrokerError
+from controller.core.common import CONVERSION_NAME_PATTERN, SCHEMA_VERSION, BrokerError
 from controller.core.rules import Cohort
 from controller.core.wire import Arm
 from controller.kit.backoff import retry_backoff
@@ -38,6 +39,13 @@ the system in a forked child, so workers forked from one parent never share ids.
 os.register_at_fork(after_in_child=_ids.seed)
 _EVENT_IDS = uuid.UUID("8d7c5e0a-6f1e-5b8e-9a43-2f1c0de5a001")
 """The namespace of :func:`stable_id`'s name-based ids; changing it changes every id."""
+_CONVERSION_NAME = re.compile(CONVERSION_NAME_PATTERN)
+
+
+def conversion_name_ok(name: object) -> TypeGuard[str]:
+    """Whether ``name`` may name a conversion: a letter, then up to 63 letters, digits and
+    ``_.:-`` (``checkout_completed``), as the event contract says."""
+    return isinstance(name, str) and _CONVERSION_NAME.fullmatch(name) is not None
 
 
 class EventSink(Protocol):
@@ -77,6 +85,7 @@ class EventSink(Protocol):
         value: float | None = None,
         key: str | None = None,
         cohort: Cohort | None = None,
+        name: str | None = None,
     ) -> str | None: ...
 
 
@@ -141,11 +150,20 @@ class EventMethods:
         value: float | None = None,
         key: str | None = None,
         cohort: Cohort | None = None,
+        name: str | None = None,
     ) -> str | None:
-        """Record that ``unit`` converted, maybe with a value (``key``, ``cohort`` as above)."""
+        """Record that ``unit`` converted, maybe with a value (``key``, ``cohort`` as above).
+
+        ``name`` says what converted (``checkout_completed``, as OpenFeature's
+        ``track()`` names it): a guardrail may then read that name's conversions
+        alone, and every guardrail that names none counts it too. A name the
+        contract refuses (:func:`conversion_name_ok`) drops the event as ``rejected``.
+        """
         extra: dict[str, Any] = _of(cohort)
         if value is not None:
             extra["value"] = value
+        if name is not None:
+            extra["name"] = name
         return self._emit("conversion", flag, unit, arm, flag_version, key=key, **extra)
 
     def _emit(
@@ -244,9 +262,15 @@ class EventEmitter(EventMethods, Lifecycle):
         if self.buffered >= self._max:
             self.dropped["buffer_full"] += 1
             return None
+        name = extra.get("name")
+        if name is not None and not conversion_name_ok(name):
+            self.dropped["rejected"] += 1  # the contract would refuse the event
+            return None
         try:
             event_id = (
-                f"{_ids.getrandbits(128):032x}" if key is None else stable_id(key, flag, kind)
+                f"{_ids.getrandbits(128):032x}"
+                if key is None
+                else stable_id(key, flag, kind, name=name)
             )
             event = {
                 "type": kind,
@@ -359,11 +383,14 @@ class EventEmitter(EventMethods, Lifecycle):
         return not self._inflight
 
 
-def stable_id(key: str, flag: str, kind: str) -> str:
+def stable_id(key: str, flag: str, kind: str, *, name: str | None = None) -> str:
     """The id of the ``kind`` event of ``flag`` sent under idempotency ``key``.
 
     A name-based UUID (version 5), so a retried task that sends its events
     again with the same key sends the same ids, and a consumer that
-    deduplicates by id counts them once.
+    deduplicates by id counts them once. A named conversion's name is part of
+    it (two names under one key are two events); an unnamed one's id is as it
+    always was.
     """
-    return uuid.uuid5(_EVENT_IDS, f"{key}\x1f{flag}\x1f{kind}").hex
+    named = "" if name is None else f"\x1f{name}"
+    return uuid.uuid5(_EVENT_IDS, f"{key}\x1f{flag}\x1f{kind}{named}").hex

@@ -29,13 +29,12 @@ controller does not know (so a multi-provider asks the next provider),
 not the flag's. Resolving never raises: an error is answered, as OpenFeature
 lets a provider, in the resolution's ``error_code``.
 
-The provider's hook emits an exposure after each evaluation that served an
-arm of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a
-cohort), with the evaluation's ``cohort``, at most once per unit per flag
-version unless ``exposures="every"``, and remembers which arm each unit
-saw; ``track`` emits a conversion for each flag the unit was exposed to,
-with the tracking value. Its other hook records every evaluation on the app's
-current OpenTelemetry span, when the app traces, unless ``traces=False``
+The provider's hook emits an exposure after each evaluation that served an arm
+of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a cohort), with
+its ``cohort``, once per unit per flag version unless ``exposures="every"``, and
+remembers each unit's arm; ``track`` emits a conversion, named by the tracking
+event and with its value, for each flag the unit was exposed to. Another hook
+records evaluations on the app's OpenTelemetry span unless ``traces=False``
 (:mod:`controller.sdk.openfeature_traces`).
 """
 
@@ -60,7 +59,7 @@ from controller.core.common import MAX_CONVERSION_VALUE
 from controller.core.rules import NO_SEGMENTS, Cohort, SegmentLookup
 from controller.core.wire import NO_ATTRIBUTES, Arm, Evaluation, FlagState, evaluate, unit_problem
 from controller.core.wire import Reason as EvalReason
-from controller.sdk.events import EventSink
+from controller.sdk.events import EventSink, conversion_name_ok
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener
 from controller.sdk.measure import Measurement, Served
@@ -102,8 +101,8 @@ class RolloutProvider(AbstractProvider):
     ``ready_timeout`` is how long :meth:`initialize` (which OpenFeature runs
     on a thread of its own) waits for the states; if they come later the
     provider reports ``PROVIDER_READY`` then. A newer state of a flag is
-    reported as ``PROVIDER_CONFIGURATION_CHANGED``. ``traces=False``: evaluations are not
-    recorded on the app's OpenTelemetry spans (another hook does it).
+    reported as ``PROVIDER_CONFIGURATION_CHANGED``. ``traces=False`` leaves the
+    app's OpenTelemetry spans to another hook.
     """
 
     def __init__(
@@ -132,6 +131,8 @@ class RolloutProvider(AbstractProvider):
         self._trace_hook = TraceHook() if traces else None
         self.untracked = 0
         """``track`` calls that emitted nothing: no or too long a targeting key, a bad value."""
+        self.unnamed = 0
+        """``track`` calls whose event name a conversion may not carry: sent unnamed."""
         source.on_change(self._changed)
         if source.loaded:
             self._loaded.set()
@@ -285,13 +286,15 @@ class RolloutProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None = None,
         tracking_event_details: TrackingEventDetails | None = None,
     ) -> None:
-        """A conversion for every flag the unit was exposed to; never raises.
+        """A conversion for every flag the unit was exposed to, named by the event; never raises.
 
-        The event name is not carried: the event contract has conversions,
-        not named events. The value is the details' ``value``; an
-        ``idempotency_key`` attribute makes the conversion ids stable.
-        Whatever the app passes, a call that cannot become a conversion is
-        counted in ``untracked`` and logged, never raised into the app.
+        The conversion carries ``tracking_event_name``, so a guardrail may read
+        that name alone; a guardrail naming no conversion counts it too. A
+        name the contract refuses (a letter, then up to 63 of letters, digits
+        and ``_.:-``) is left out, and ``unnamed`` counts the call (logged
+        once). The value is the details' ``value``; an ``idempotency_key``
+        attribute makes the ids stable. A call that cannot become a
+        conversion is counted in ``untracked`` and logged, never raised.
         """
         try:
             self._track(tracking_event_name, evaluation_context, tracking_event_details)
@@ -316,6 +319,7 @@ class RolloutProvider(AbstractProvider):
             return
         attributes = details.attributes if isinstance(details.attributes, dict) else {}
         key = attributes.get(IDEMPOTENCY_KEY)
+        converted = self._named(name)
         for flag, (arm, version, cohort) in self.exposures.of(unit).items():
             self.source.conversion(
                 flag,
@@ -325,7 +329,21 @@ class RolloutProvider(AbstractProvider):
                 value=details.value,
                 key=f"{key}:{name}" if isinstance(key, str) else None,
                 cohort=cohort,
+                name=converted,
             )
+
+    def _named(self, name: object) -> str | None:
+        """The tracking event's name as a conversion carries it; None when it may not."""
+        if conversion_name_ok(name):
+            return name
+        self.unnamed += 1
+        if self.unnamed == 1:
+            log.warning(
+                "track(%.64r): not a conversion name (a letter, then letters, digits and _.:-,"
+                " at most 64), sent unnamed; later ones are counted in `unnamed` only",
+                name,
+            )
+        return None
 
 
 class ExposureHook(Hook):

@@ -152,6 +152,71 @@ class HttpSettings(BaseModel):
         le=65536,
         description="Longest request line or header field; a longer one is answered 400.",
     )
+    otlp_enabled: bool = Field(
+        default=True,
+        description="Serve OTLP/HTTP (`POST /v1/traces`, `POST /v1/logs`, protobuf or JSON) "
+        "beside `POST /v1/events`, with its app keys (scope `events`), body bound "
+        "(`intake_max_body_bytes`, as sent) and body time-out: apps' OpenTelemetry flag "
+        "evaluations and server spans become exposures and request outcomes (docs/otel.md).",
+    )
+    otlp_max_decoded_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest OTLP body once its `Content-Encoding: gzip` is undone; past it "
+        "(a gzip bomb) the export is answered 413 before more is inflated.",
+    )
+    otlp_max_items: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most spans or log records one OTLP export may hold; an export with more "
+        "is answered 413 (send smaller batches: an exporter's or Collector's batch size).",
+    )
+    otlp_max_attributes: int = Field(
+        default=128,
+        ge=8,
+        le=4096,
+        description="Most attributes (and most span events) one span, event or log record "
+        "may carry; one with more is refused (`hostile_attribute`), its siblings counted.",
+    )
+    otlp_items_per_second: float = Field(
+        default=10_000,
+        gt=0,
+        description="Spans and log records a second one client (app key, else address) may "
+        "send over OTLP/HTTP, valid or not (bursts up to this or one full export); past it "
+        "429 with Retry-After.",
+    )
+    otlp_guard_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="An evaluation that carries no `feature_flag.version` counts for the flag "
+        "version in force at its time; one this close to a change of version counts for "
+        "neither (apps switch versions over this interval).",
+    )
+    otlp_join_window_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long an evaluation waits for the server span of its request (or a "
+        "span for its evaluations, a conversion for its trace) when they arrive in different "
+        "exports; then the evaluation keeps its exposure and counts no outcome.",
+    )
+    otlp_max_pending: int = Field(
+        default=100_000,
+        ge=1000,
+        le=10_000_000,
+        description="Most evaluations and spans held waiting to be joined; past it the oldest "
+        "are dropped (counted as unmatched).",
+    )
+    otlp_flags_max_age_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How old the flags OTLP translates against (each rollout's plan, flag "
+        "version and versions' start times) may be before an export has them read again.",
+    )
 
     @model_validator(mode="after")
     def _ports_differ(self) -> HttpSettings:

@@ -88,7 +88,8 @@ async def as_stored(
 
 def random_events(seed: int, n: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    return [make_event(rng, i, flags=len(FLAGS), versions=3) for i in range(n)]
+    names = ("checkout_completed", "signup", "app:v2.paid")
+    return [make_event(rng, i, flags=len(FLAGS), versions=3, names=names) for i in range(n)]
 
 
 async def test_a_read_is_the_stored_fields_added_in_order_to_the_last_bit(
@@ -107,6 +108,9 @@ async def test_a_read_is_the_stored_fields_added_in_order_to_the_last_bit(
     assert together == [await store.read(flag, versions) for flag, versions in wanted]
     busy = together[0]
     assert busy.treatment.latency_sum_ms % 1  # sums of decimals, not whole numbers
+    named = busy.treatment.named["checkout_completed"]
+    assert 0 < named.values < named.count < busy.treatment.conversions
+    assert named.value_sum % 1
     assert busy.control.exposures > 0
     assert sum(busy.treatment.latency_histogram) == busy.treatment.latency_count > 0
 

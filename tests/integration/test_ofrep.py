@@ -141,6 +141,7 @@ async def test_the_python_provider_gets_the_sdks_arms_for_10_000_units(
             "flag_version": version,
             "rollout_id": f"r-{SPLIT}",
             "stage": 0,
+            "version": str(version),
         }
     treated = sum(d.value for d in got[SPLIT])
     assert 3500 < treated < 4000, treated
@@ -188,6 +189,7 @@ async def test_the_node_provider_gets_the_sdks_arms_for_10_000_units(
         "flag_version": book.arm(SPLIT, "unit-0")[1],
         "rollout_id": f"r-{SPLIT}",
         "stage": 0,
+        "version": str(book.arm(SPLIT, "unit-0")[1]),
     }
     assert set(got[OFF]["variants"]) == {"control"}
     assert got[OFF]["reasons"] == ["DISABLED"]

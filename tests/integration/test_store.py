@@ -143,7 +143,7 @@ def test_store_equals_reference_fold(
 ) -> None:
     """Random event mixes, random batch boundaries and redelivered batches: exact sums."""
     rng = random.Random(seed)
-    events = [make_event(rng, i) for i in range(n)]
+    events = [make_event(rng, i, names=("checkout_completed", "signup")) for i in range(n)]
 
     async def scenario() -> None:
         prefix = f"prop{seed}-{rng.randrange(1 << 30)}"

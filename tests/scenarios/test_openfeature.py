@@ -33,7 +33,7 @@ from openfeature.exception import ErrorCode
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.stats.aggregates import FlagAggregates
+from controller.core.stats.aggregates import Conversions, FlagAggregates
 from controller.core.wire.arm_values import ArmValues
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm, FlagState
@@ -305,6 +305,7 @@ async def test_a_node_app_with_the_hook_is_counted_exactly(
         "retries": 0,
         "invalid": 0,
         "untracked": 0,
+        "unnamed": 0,
         "pending": 0,
     }
 
@@ -330,6 +331,12 @@ async def test_a_node_app_with_the_hook_is_counted_exactly(
     assert (aggregates.treatment.errors, aggregates.control.errors) == failed
     assert (aggregates.treatment.conversions, aggregates.control.conversions) == failed
     assert aggregates.treatment.conversion_value_sum == pytest.approx(failed[0] * 4.5)
+    # client.track("checkout_completed") through the wrapped provider: named conversions
+    named = [
+        arm.named.get("checkout_completed", Conversions())
+        for arm in (aggregates.treatment, aggregates.control)
+    ]
+    assert [(n.count, n.values) for n in named] == [(failed[0], failed[0]), (failed[1], failed[1])]
     assert (aggregates.treatment.latency_count, aggregates.control.latency_count) == (
         treated,
         NODE_UNITS - treated,

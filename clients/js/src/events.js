@@ -7,6 +7,8 @@
 // it is answered, so the intake's deduplication counts a retried batch once.
 
 const FLAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}(?:@[a-z][a-z0-9_-]{0,31})?$/;
+/** What may name a conversion (schemas/event.schema.json): a letter, then up to 63 letters, digits and _.:- */
+export const CONVERSION_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 const ARMS = new Set(["treatment", "control"]);
 const MAX_VERSION = 2147483647;
 const MAX_VALUE = 1e9;
@@ -37,9 +39,15 @@ export function makeEvent(type, { flag, unit, arm, version, ts = Date.now(), ...
       if (!Number.isFinite(latency) || latency < 0) return null;
       event.latency_ms = Math.min(Math.round(latency * 100) / 100, MAX_LATENCY_MS);
     }
-  } else if (type === "conversion" && extra.value !== undefined && extra.value !== null) {
-    if (!Number.isFinite(extra.value) || Math.abs(extra.value) > MAX_VALUE) return null;
-    event.value = extra.value;
+  } else if (type === "conversion") {
+    if (extra.value !== undefined && extra.value !== null) {
+      if (!Number.isFinite(extra.value) || Math.abs(extra.value) > MAX_VALUE) return null;
+      event.value = extra.value;
+    }
+    if (extra.name !== undefined && extra.name !== null) {
+      if (typeof extra.name !== "string" || !CONVERSION_NAME.test(extra.name)) return null;
+      event.name = extra.name;
+    }
   }
   return event;
 }

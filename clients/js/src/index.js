@@ -7,15 +7,18 @@
 // serves the arm. The hook does that after each evaluation that served an arm
 // of a rollout, once per unit, flag and flag version (the controller's OFREP
 // answers carry flag_version in their metadata), and remembers the arm so that
-// track() can attribute conversions. Every event goes to the controller's HTTP
-// intake (POST /v1/events) through a bounded, batching, retrying EventSender.
+// track() can attribute conversions. OFREP has no tracking call, so OpenFeature's
+// client.track(name, context, { value }) reaches the controller through
+// provider(), which wraps the app's provider and sends each tracking event as a
+// conversion named by it. Every event goes to the controller's HTTP intake
+// (POST /v1/events) through a bounded, batching, retrying EventSender.
 // Where the app traces with OpenTelemetry, the hook also records every
 // evaluation on the active span (./traces.js).
 
-import { EventSender, makeEvent } from "./events.js";
+import { CONVERSION_NAME, EventSender, makeEvent } from "./events.js";
 import { importedOtel, recordEvaluation } from "./traces.js";
 
-export { EventSender, eventId, makeEvent, retryDelay } from "./events.js";
+export { CONVERSION_NAME, EventSender, eventId, makeEvent, retryDelay } from "./events.js";
 export { EVENT, evaluationAttributes, otelImport, recordEvaluation } from "./traces.js";
 
 /** Reasons under which the provider served an arm of a running or completed rollout. */
@@ -40,9 +43,10 @@ export function servedArm(details) {
  *
  *     const events = new RolloutEvents({ baseUrl: "http://controller:8000" });
  *     OpenFeature.addHooks(events.hook());
+ *     await OpenFeature.setProviderAndWait(events.provider(new OFREPProvider({ baseUrl })));
  *     const details = await client.getBooleanDetails(flag, false, { targetingKey: unit });
  *     await events.measure(details, unit, () => serve(details.value));
- *     events.track(unit, { value: 42.5 });
+ *     client.track("checkout_completed", { targetingKey: unit }, { value: 42.5 });
  *     await events.close();
  *
  * Options: `baseUrl` (required), `apiKey` (sent as `Authorization: Bearer`),
@@ -61,7 +65,7 @@ export class RolloutEvents {
     this.otel = otel;
     this.maxUnits = maxUnits;
     this.exposed = new Map();
-    this.skipped = { invalid: 0, untracked: 0 };
+    this.skipped = { invalid: 0, untracked: 0, unnamed: 0 };
   }
 
   /**
@@ -102,17 +106,44 @@ export class RolloutEvents {
   }
 
   /**
-   * A conversion of `context`'s unit for every flag it was exposed to (or for
-   * `flag` only), optionally with a `value`. Answers how many were queued; a
-   * unit exposed to nothing is counted in `untracked`.
+   * An OpenFeature provider that is `provider` (the OFREP provider, say) in
+   * everything, and whose `track(name, context, details)` (OpenFeature's
+   * `client.track`) also converts the context's unit on every flag it was
+   * exposed to: a conversion named `name`, with `details.value`. A name no
+   * conversion may carry (`Checkout Completed`; see CONVERSION_NAME) is left
+   * out, so the conversion still counts as an unnamed one, and is counted in
+   * `unnamed`. The wrapped provider's own `track`, if it has one, is called too.
    */
-  track(context, { flag, value } = {}) {
+  provider(provider) {
+    const track = (name, context, details) => {
+      const named = typeof name === "string" && CONVERSION_NAME.test(name);
+      if (!named) this.skipped.unnamed += 1;
+      this.track(context, { name: named ? name : undefined, value: details?.value });
+      if (typeof provider.track === "function") provider.track(name, context, details);
+    };
+    return new Proxy(provider, {
+      get(target, property) {
+        if (property === "track") return track;
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  }
+
+  /**
+   * A conversion of `context`'s unit for every flag it was exposed to (or for
+   * `flag` only), optionally with a `value` and a `name` (`checkout_completed`:
+   * a guardrail may read one name alone; a name CONVERSION_NAME refuses makes
+   * the events `invalid`). Answers how many were queued; a unit exposed to
+   * nothing is counted in `untracked`.
+   */
+  track(context, { flag, value, name } = {}) {
     try {
       const unit = unitOf(context);
       let queued = 0;
       for (const served of this.exposed.get(unit)?.values() ?? []) {
         if (flag !== undefined && served.flag !== flag) continue;
-        if (this.#queue("conversion", { ...served, unit, value })) queued += 1;
+        if (this.#queue("conversion", { ...served, unit, value, name })) queued += 1;
       }
       if (queued === 0) this.skipped.untracked += 1;
       return queued;
@@ -161,7 +192,7 @@ export class RolloutEvents {
     return this.counters;
   }
 
-  /** sent, dropped, rejected (refused by the intake), retries, invalid, untracked, pending. */
+  /** sent, dropped, rejected (refused by the intake), retries, invalid, untracked, unnamed, pending. */
   get counters() {
     return { ...this.sender.counters, ...this.skipped, pending: this.sender.pending };
   }

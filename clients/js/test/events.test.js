@@ -52,6 +52,17 @@ test("makeEvent makes schema events and refuses what the intake would refuse", (
   assert.equal(new Set(exposures(1000).map((e) => e.id)).size, 1000);
 });
 
+test("a conversion may carry a name the contract accepts, and only such a name", () => {
+  for (const name of ["checkout_completed", "order.paid:v2-eu", "a".repeat(64)]) {
+    assert.equal(makeEvent("conversion", { ...BASE, name }).name, name);
+  }
+  assert.equal("name" in makeEvent("conversion", { ...BASE, name: null }), false);
+  assert.equal("name" in makeEvent("exposure", { ...BASE, name: "checkout_completed" }), false);
+  for (const name of ["", "Checkout Completed", "9lives", "a".repeat(65), "ok\n", 7, {}]) {
+    assert.equal(makeEvent("conversion", { ...BASE, name }), null, JSON.stringify(name));
+  }
+});
+
 test("batches are at most maxBatch events, sent with the key and headers", async () => {
   const server = await startServer();
   const sender = new EventSender({ baseUrl: `${server.base}/`, apiKey: "k-1", headers: { "X-App": "shop" }, maxBatch: 500 });

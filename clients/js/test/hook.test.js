@@ -98,6 +98,56 @@ test("track converts the unit on every flag it was exposed to, with the arm and 
   assert.equal(counters.untracked, 1);
 });
 
+test("OpenFeature's client.track reaches the controller as a conversion named by the event", async () => {
+  const server = await startServer({ flags: { [FLAG]: () => served("treatment", 7), "other.flag": () => served("control", 2) } });
+  const events = new RolloutEvents({ baseUrl: server.base, flushIntervalMs: 5 });
+  OpenFeature.addHooks(events.hook());
+  const ofrep = new OFREPProvider({ baseUrl: server.base });
+  await OpenFeature.setProviderAndWait(events.provider(ofrep));
+  const client = OpenFeature.getClient();
+  const context = { targetingKey: "user-1" };
+  for (const flag of [FLAG, "other.flag"]) assert.equal(await client.getBooleanValue(flag, false, context), flag === FLAG);
+  assert.equal(OpenFeature.providerMetadata.name, ofrep.metadata.name);
+  client.track("checkout_completed", context, { value: 99.5 });
+  client.track("signup", context);
+  client.track("Checkout Completed", context, { value: 5 }); // no conversion name: sent unnamed
+  client.track("checkout_completed", { targetingKey: "user-never-seen" });
+  const counters = await events.close();
+  OpenFeature.clearHooks();
+  await OpenFeature.close();
+  await server.close();
+  const conversions = server.events().filter((e) => e.type === "conversion");
+  const seen = conversions.map((e) => [e.flag, e.arm, e.flag_version, e.name ?? null, e.value ?? null]);
+  assert.deepEqual(seen, [
+    [FLAG, "treatment", 7, "checkout_completed", 99.5],
+    ["other.flag", "control", 2, "checkout_completed", 99.5],
+    [FLAG, "treatment", 7, "signup", null],
+    ["other.flag", "control", 2, "signup", null],
+    [FLAG, "treatment", 7, null, 5],
+    ["other.flag", "control", 2, null, 5],
+  ]);
+  assert.equal(counters.unnamed, 1);
+  assert.equal(counters.untracked, 1);
+  assert.equal(counters.invalid, 0);
+});
+
+test("the wrapped provider keeps its own track, and an explicit bad name is invalid", async () => {
+  const calls = [];
+  const inner = { metadata: { name: "inner" }, track: (...args) => calls.push(args), resolveBooleanEvaluation: () => ({ value: true }) };
+  const events = new RolloutEvents({ baseUrl: "http://127.0.0.1:9" });
+  const wrapped = events.provider(inner);
+  assert.equal(wrapped.metadata.name, "inner");
+  assert.deepEqual(wrapped.resolveBooleanEvaluation(), { value: true });
+  const good = { flagKey: FLAG, reason: "SPLIT", variant: "control", flagMetadata: { flag_version: 1 } };
+  events.expose(good, "u");
+  wrapped.track("paid", { targetingKey: "u" }, { value: 1 });
+  assert.deepEqual(calls, [["paid", { targetingKey: "u" }, { value: 1 }]]);
+  assert.equal(events.track("u", { name: "not a name" }), 0);
+  const counters = await events.close({ timeoutMs: 0 });
+  assert.equal(counters.invalid, 1);
+  assert.equal(counters.sent + counters.dropped, 2); // the exposure and the named conversion
+});
+
 test("measure reports each request's outcome and latency, and rethrows the step's error", async () => {
   const w = await world({ [FLAG]: () => served("treatment", 5) });
   const details = await w.client.getBooleanDetails(FLAG, false, { targetingKey: "user-9" });

@@ -21,7 +21,9 @@ the SDK answers from, so an OFREP app and an SDK app serve a unit the same
 arm. The unit is the context's ``targetingKey``; the value is the arm's (its
 declared one, else treatment is ``true``), the variant the arm's name, and
 ``metadata`` carries ``flag_version`` and ``rollout_id`` (and ``stage``) for
-exposures. A flag that serves control to everyone answers ``DISABLED``.
+exposures, and ``version``, the flag version as a string, which OpenFeature's
+OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``. A
+flag that serves control to everyone answers ``DISABLED``.
 
 The flag states and segments are held in memory, not read per evaluation
 (:mod:`controller.adapters.ofrep.snapshot`).
@@ -210,7 +212,9 @@ def _success(found: Evaluation) -> dict[str, Any]:
         "value": found.value,
         "reason": found.reason.value,
         "variant": found.variant,
-        "metadata": found.metadata(),
+        # ``version``: what OpenFeature's OpenTelemetry hooks put on their evaluation
+        # events as ``feature_flag.version`` (docs/otel.md); a string, as they read it.
+        "metadata": {**found.metadata(), "version": str(found.version)},
     }
 
 

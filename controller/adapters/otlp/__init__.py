@@ -1,4 +1,5 @@
-"""OpenTelemetry intake (#40): OTLP/protobuf exports decoded, and the partial-success answers."""
+"""OpenTelemetry intake (#40): OTLP/protobuf exports decoded, the partial-success answers,
+and the OTLP/HTTP routes (``POST /v1/traces``, ``POST /v1/logs``)."""
 
 from controller.adapters.otlp.proto import (
     decode_logs,
@@ -8,8 +9,13 @@ from controller.adapters.otlp.proto import (
     logs_response,
     traces_response,
 )
+from controller.adapters.otlp.routes import OtlpRoutes, OtlpSink, Signal, Taken
 
 __all__ = [
+    "OtlpRoutes",
+    "OtlpSink",
+    "Signal",
+    "Taken",
     "decode_logs",
     "decode_logs_proto",
     "decode_traces",

@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import BUCKET_COUNT, StoreError
-from controller.core.stats import ArmAggregate, FlagAggregates
+from controller.core.stats import ArmAggregate, Conversions, FlagAggregates
 from controller.core.wire import Arm
 
 _READ = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
@@ -48,6 +48,16 @@ _ARMS = (Arm.TREATMENT.value, Arm.CONTROL.value)
 
 Wanted = tuple[str, tuple[int, ...]]
 """A flag and its versions, ascending, without repeats."""
+
+
+class NamedReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One named conversion of an arm as ``read.lua`` sums it (sums as stored, in order)."""
+
+    name: str
+    count: int
+    values: int
+    value_sums: tuple[float, ...]
+    value_squares: tuple[float, ...]
 
 
 class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -67,6 +77,7 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The stored latency sums, one per partition and version that holds one, in that order."""
     value_sums: tuple[float, ...]
     value_squares: tuple[float, ...]
+    named: tuple[NamedReply, ...] = ()
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -250,6 +261,7 @@ def _one_arm(arm: ArmReply) -> ArmAggregate:
         conversion_values=arm.conversion_values,
         conversion_value_sum=_added((arm.value_sums,)),
         conversion_value_sq=_added((arm.value_squares,)),
+        named=_named([arm]),
     )
 
 
@@ -271,7 +283,25 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
         conversion_values=sum(p.conversion_values for p in parts),
         conversion_value_sum=_added(p.value_sums for p in parts),
         conversion_value_sq=_added(p.value_squares for p in parts),
+        named=_named(parts),
     )
+
+
+def _named(parts: list[ArmReply]) -> dict[str, Conversions]:
+    """Each named conversion over the replies of its partitions, its sums added in order."""
+    found: dict[str, list[NamedReply]] = {}
+    for part in parts:
+        for reply in part.named:
+            found.setdefault(reply.name, []).append(reply)
+    return {
+        name: Conversions(
+            count=sum(r.count for r in replies),
+            values=sum(r.values for r in replies),
+            value_sum=_added(r.value_sums for r in replies),
+            value_sq=_added(r.value_squares for r in replies),
+        )
+        for name, replies in found.items()
+    }
 
 
 def _added(groups: Iterable[tuple[float, ...]]) -> float:

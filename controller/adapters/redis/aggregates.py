@@ -9,6 +9,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
+    {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   sorted set: event ids counted within the window -> when (ms)
     P:partitions:T                set: partitions ever claimed
 
@@ -25,6 +26,13 @@ flush adds the batch's units to their arm's set, until either arm's set of the
 version is full, and counts in the arm's hash those new to it (``wu``) and,
 of these, those the other arm's set already holds (``both``); a read sums them
 with the other fields (:mod:`controller.core.stats.aggregates`).
+
+A named conversion is counted in its cell's hash under fields suffixed by its
+name (``conv:checkout_completed``, ...) once the flag's set of names holds the
+name: the flush adds a new name while the set holds fewer than
+``MAX_CONVERSION_NAMES``, and counts a conversion of a name past them under
+``~other``. One partition's names are one set, so both arms of a version, and
+every version, keep the same names; the set expires with the flag's newest hash.
 
 An event is counted once per id within a window: the flush refuses, before
 any write, a batch holding an id the partition recorded less than
@@ -50,7 +58,12 @@ from controller.adapters.redis.aggregate_reads import AggregateReads
 from controller.adapters.redis.client import RedisClient, connect, translated
 from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.stats import WATCH_CAP, FlagAggregates, PartitionDelta
+from controller.core.stats import (
+    MAX_CONVERSION_NAMES,
+    WATCH_CAP,
+    FlagAggregates,
+    PartitionDelta,
+)
 from controller.core.wire import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
@@ -162,10 +175,15 @@ class RedisAggregateStore:
                 f"{tag}:u:{flag}:{version}:{arm}",
                 f"{tag}:w:{flag}:{version}:{arm}",
                 f"{tag}:w:{flag}:{version}:{other}",
+                f"{tag}:cn:{flag}",
             ]
             # Floats travel as repr() text: Lua would print numbers with 14 digits only.
             floats = {k: repr(v) for k, v in cell.floats().items()}
-            cells.append((flag, cell.counters(), floats, list(cell.units)))
+            named = [
+                (name, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq))
+                for name, n in cell.named.items()
+            ]
+            cells.append((flag, cell.counters(), floats, list(cell.units), named))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
         payload = _msgpack.encode((dict(delta.rejects), cells, delta.seen.recorded()))
@@ -174,7 +192,7 @@ class RedisAggregateStore:
         now_ms = int(self._clock() * 1000)
         return keys, [
             *(epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP),
-            *(now_ms, window.seconds * 1000, window.max_ids),
+            *(now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
         ]
 
     async def partitions(self) -> list[int]:

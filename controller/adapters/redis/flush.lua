@@ -2,12 +2,17 @@
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
 -- KEYS[5] sorted set of the event ids counted recently (score: when, in ms)
--- KEYS[6..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units
+-- KEYS[6..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
+--           the flag's conversion names (set)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
--- ARGV[5] msgpack: {rejects = {reason: count}, cells = {{flag, {field: n}, {field: "float"}, {unit...}}...},
+-- ARGV[5] msgpack: {rejects = {reason: count},
+--                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
+--         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"}
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
+-- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
+--          many is counted under '~other' (its conv and cv_n only), never under its own name
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them).
@@ -132,6 +137,47 @@ for i = 1, #ids, CHUNK do
 end
 if #counted > 0 then return {-5, counted} end
 
+-- A named conversion is counted under its name once the flag's set of names holds it: a
+-- name already there, or a new one while the set (with the names this batch adds) is below
+-- the cap. Its fields go into the cell's counters and floats ({field: n}, {field: "float"});
+-- a name past the cap adds its counts to '~other'. Returns the names the cell adds to the set,
+-- or nil and why Redis would refuse them.
+local OTHER = '~other'
+local batch_names = {}
+local function add_named(names_key, cell, cap_names)
+  local named, fresh = cell[5], {}
+  if type(named) ~= 'table' or #named == 0 then return fresh end
+  local why = refuse_keys({[names_key] = 'set'})
+  if why then return nil, why end
+  local state = batch_names[names_key]
+  if state == nil then
+    state = {size = redis.call('SCARD', names_key), kept = {}}
+    batch_names[names_key] = state
+  end
+  local counters, floats = cell[2], cell[3]
+  for _, entry in ipairs(named) do
+    local name = entry[1]
+    local kept = state.kept[name]
+    if kept == nil then
+      kept = redis.call('SISMEMBER', names_key, name) == 1
+      if not kept and state.size < cap_names then
+        kept, state.size = true, state.size + 1
+        fresh[#fresh + 1] = name
+      end
+      state.kept[name] = kept
+    end
+    local as = kept and name or OTHER
+    counters['conv:' .. as] = (counters['conv:' .. as] or 0) + entry[2]
+    if entry[3] > 0 then
+      counters['cv_n:' .. as] = (counters['cv_n:' .. as] or 0) + entry[3]
+      if kept then
+        floats['cv_sum:' .. name], floats['cv_sq:' .. name] = entry[4], entry[5]
+      end
+    end
+  end
+  return fresh
+end
+
 local writes = {}
 local function watch(agg, own, other, units, cap, ttl)
   -- Each unit new to this arm's set is added; one the other arm's set holds
@@ -160,14 +206,18 @@ local function watch(agg, own, other, units, cap, ttl)
 end
 
 local function cell_keys(index)
-  local base = 4 * index + 1
-  return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}
+  local base = 5 * index
+  return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base]
 end
 
-local cap = tonumber(ARGV[6])
-if cap == nil then return {-4, 'the watch cap must be a number'} end
+local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
+if cap == nil or cap_names == nil then return {-4, 'the caps must be numbers'} end
+local fresh_names = {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets = cell_keys(index)
+  local agg, hll, sets, names = cell_keys(index)
+  local fresh, why_names = add_named(names, cell, cap_names)
+  if fresh == nil then return {-3, why_names} end
+  fresh_names[index] = fresh
   local values, why_not = new_values(agg, hll, sets, cell)
   if values == nil then return {-3, why_not} end
   writes[index] = values
@@ -178,8 +228,11 @@ for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets = cell_keys(index)
+  local agg, hll, sets, names = cell_keys(index)
   redis.call('SADD', KEYS[3], cell[1])
+  if #fresh_names[index] > 0 then redis.call('SADD', names, unpack(fresh_names[index])) end
+  -- The names live as long as the flag's newest hash, so no hash outlives the cap on them.
+  redis.call('EXPIRE', names, ttl)
   redis.call('SADD', KEYS[4], cell[1])
   if #writes[index] > 0 then redis.call('HSET', agg, unpack(writes[index])) end
   local units = cell[4]

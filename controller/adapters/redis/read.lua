@@ -8,12 +8,15 @@
 -- Returns the claimed partitions (an array) when they are not the ones expected: the caller
 -- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
 -- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
--- {cv_sq...}}: counts summed (the units are one PFCOUNT per partition, a union of the
--- versions); float sums as stored, one per partition and version that holds one, in that
--- order, so the caller adds them up in the order it always did.
+-- {cv_sq...}, {named...}}: counts summed (the units are one PFCOUNT per partition, a union of
+-- the versions); float sums as stored, one per partition and version that holds one, in that
+-- order, so the caller adds them up in the order it always did. Each named conversion the
+-- hashes count (fields conv:<name>, cv_n:<name>, cv_sum:<name>, cv_sq:<name>) is one
+-- {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read.
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST = 10
+local HIST, NAMED = 10, 14
+local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
 
 local at = 1
 if ARGV[1] ~= '-' then
@@ -27,10 +30,31 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}}
 end
 
-local function add_row(arm, row)
+-- A named field's value into its name's entry (``names``: the arm's entries by name).
+local function add_named(arm, names, field, value)
+  local at = string.find(field, ':', 1, true)
+  local slot = at and NAMED_SLOTS[string.sub(field, 1, at - 1)]
+  if not slot then return false end
+  local name = string.sub(field, at + 1)
+  local entry = names[name]
+  if entry == nil then
+    entry = {name, 0, 0, {}, {}}
+    names[name] = entry
+    arm[NAMED][#arm[NAMED] + 1] = entry
+  end
+  if slot <= 3 then
+    entry[slot] = entry[slot] + value
+  else
+    local sums = entry[slot]
+    sums[#sums + 1] = value
+  end
+  return true
+end
+
+local function add_row(arm, names, row)
   local hist = arm[HIST]
   for i = 1, #row, 2 do
     local name, value = row[i], tonumber(row[i + 1])
@@ -43,7 +67,7 @@ local function add_row(arm, row)
       if slot then
         local sums = arm[slot]
         sums[#sums + 1] = value
-      else
+      elseif not add_named(arm, names, name, value) then
         local bucket = tonumber(string.match(name, '^h(%d+)$'))
         if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
       end
@@ -54,12 +78,12 @@ end
 local out = {}
 for r = 4, #ARGV do
   local versions = tonumber(ARGV[r])
-  local arms = {empty_arm(), empty_arm()}
+  local arms, names = {empty_arm(), empty_arm()}, {{}, {}}
   for _ = 1, parts do
     for a = 1, 2 do
       local arm = arms[a]
       for v = 0, versions - 1 do
-        local failed = add_row(arm, redis.call('HGETALL', KEYS[at + v]))
+        local failed = add_row(arm, names[a], redis.call('HGETALL', KEYS[at + v]))
         if failed then return failed end
       end
       if versions > 0 then

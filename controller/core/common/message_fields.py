@@ -32,9 +32,9 @@ FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}(?:@[a-z][a-z0-9_-]{0,31}
 """A flag key as stored and published: the flag's own key, and ``@`` and the environment
 outside the default one (``checkout@staging``; :mod:`controller.core.common.scopes`)."""
 KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+"""A signing key's id, as flag states carry it."""
 CONVERSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"
 """A named conversion (``client.track("checkout_completed")``): safe in Redis fields and PromQL."""
-"""A signing key's id, as flag states carry it."""
 MAX_EPOCH_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
 MAX_LATENCY_MS = 86_400_000

@@ -336,11 +336,11 @@ def _explain_guardrail(index: int, plan: Plan) -> str:
         size = f"more than {guardrail.tolerance:g}"
     if guardrail.dry_run:
         return (
-            f"Dry run, never acts: {guardrail.metric} is tested, and an alert says so if it"
+            f"Dry run, never acts: {guardrail.key} is tested, and an alert says so if it"
             f" would {worse} by {size}, but it never rolls back, pauses or holds."
         )
     action = action_for(plan.health_words, "guardrail_regression", guardrail=index).action
-    return f"{guardrail.metric} may not {worse} by {size}: {_OTHERWISE[action]}."
+    return f"{guardrail.key} may not {worse} by {size}: {_OTHERWISE[action]}."
 
 
 def _stage_data(stage: Stage) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from controller.core.rollouts import (
 )
 from controller.core.rules import to_text
 from controller.core.stats import (
+    OTHER_CONVERSIONS,
     ArmAggregate,
     FlagAggregates,
     SequentialResult,
@@ -80,7 +81,7 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
     """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
     plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
-        g.metric: guardrail_result(g, data, plan) for g in plan.guardrails
+        g.key: guardrail_result(g, data, plan) for g in plan.guardrails
     }
     srm = srm_test(
         data.treatment.units,
@@ -109,7 +110,7 @@ def _verdict(
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
-        result = tests[guardrail.metric]
+        result = tests[guardrail.key]
         if not guardrail.dry_run and result is not None and result.regressed:
             applied = action_for(
                 plan.health_words,
@@ -204,7 +205,7 @@ def _dry_run(
     trial = [g for g in plan.guardrails if g.dry_run]
     if not trial:
         return ()
-    would = {g.metric: _would(g, tests[g.metric]) for g in trial}
+    would = {g.key: _would(g, tests[g.key]) for g in trial}
     evidence["dry_run"] = {m: {"would": action} for m, action in would.items()}
     return tuple(m for m, action in would.items() if action is not None)
 
@@ -229,7 +230,7 @@ def _early(
         return False
     if min(data.treatment.units, data.control.units) < max(stage.min_units_per_arm, 1):
         return False
-    return all(harm_excluded(tests[g.metric]) for g in gating)
+    return all(harm_excluded(tests[g.key]) for g in gating)
 
 
 def harm_excluded(result: SequentialResult | None) -> bool:
@@ -290,15 +291,16 @@ def untested(
     if rollout.percent >= 100:
         return []
     plan = rollout.plan
-    metrics = dict.fromkeys(g.metric for g in _gating(plan) if tests[g.metric] is None)
-    return [_waiting_for(metric, data, plan) for metric in metrics]
+    waiting = {g.key: g for g in _gating(plan) if tests[g.key] is None}
+    return [_waiting_for(guardrail, data, plan) for guardrail in waiting.values()]
 
 
-def _waiting_for(metric: str, data: FlagAggregates, plan: Plan) -> str:
+def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
+    metric, read = guardrail.metric, data.converted(guardrail.conversion)
     floor = metric_floor(metric, plan)
-    seen = {arm: metric_events(metric, getattr(data, arm)) for arm in ("treatment", "control")}
+    seen = {arm: metric_events(metric, getattr(read, arm)) for arm in ("treatment", "control")}
     arm = min(seen, key=lambda name: seen[name])
-    return f"{metric} not yet tested: {seen[arm]} of {floor} events in {arm}"
+    return f"{guardrail.key} not yet tested: {seen[arm]} of {floor} events in {arm}"
 
 
 def _complete(rollout: Rollout) -> str:
@@ -322,9 +324,9 @@ def _regression(
     applied: Applied,
 ) -> Verdict:
     # The numbers as every text writes them; the evidence keeps them exact.
-    shown = quantity_text(guardrail.metric, result.delta, result.lower, result.upper, baseline)
+    shown = quantity_text(guardrail.key, result.delta, result.lower, result.upper, baseline)
     why = f"{shown}, regressed (p = {result.p_value:.2g})"
-    return health.verdict(applied, why, {**evidence, "breach": guardrail.metric})
+    return health.verdict(applied, why, {**evidence, "breach": guardrail.key})
 
 
 def _evidence(
@@ -337,6 +339,7 @@ def _evidence(
             "requests": arm.requests,
             "errors": arm.errors,
             "conversions": arm.conversions,
+            **_named(plan, arm),
         }
         for name, arm in (("treatment", data.treatment), ("control", data.control))
     }
@@ -353,3 +356,16 @@ def _evidence(
     if data.watched:  # the sample of units watched for being seen in both arms
         evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}
     return evidence
+
+
+def _named(plan: Plan, arm: ArmAggregate) -> dict[str, Any]:
+    """The conversions of each name the plan's guardrails read (``named_conversions``), and of
+    the names past the store's cap (:data:`OTHER_CONVERSIONS`) when there were any."""
+    names = [g.conversion for g in plan.guardrails if g.conversion is not None]
+    if not names:
+        return {}
+    counts = {name: arm.converted(name).conversions for name in names}
+    other = arm.named.get(OTHER_CONVERSIONS)
+    if other is not None and other.count:
+        counts[OTHER_CONVERSIONS] = other.count
+    return {"named_conversions": counts}

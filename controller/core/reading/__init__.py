@@ -31,6 +31,7 @@ from controller.core.reading.views import (
 from controller.core.reading.wording import (
     AT_STAGE,
     INCOHERENT,
+    NAMED_CONVERSIONS,
     SMALL_MODEL_MAX_BILLIONS,
     SMALL_MODEL_NOTE,
     advice_text,
@@ -59,6 +60,7 @@ from controller.core.reading.wording import (
 __all__ = [
     "AT_STAGE",
     "INCOHERENT",
+    "NAMED_CONVERSIONS",
     "NARRATIVE_SCHEMA",
     "READ_API_MODELS",
     "SMALL_MODEL_MAX_BILLIONS",

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from controller.core.common import iso_or_none
-from controller.core.reading.wording import RATE_PARTS, ms_text, percent_text, position_label
+from controller.core.reading.wording import ms_text, percent_text, position_label, rate_counts
 from controller.core.rollouts import parse_number
 from controller.core.wire import Decision
 
@@ -50,6 +50,14 @@ def _objects(value: object) -> dict[str, object] | None:
 
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _counts(value: object) -> dict[str, int | None] | None:
+    """Per name (at most :data:`MAX_NAMED`, in order) a whole number or None; None for
+    anything that is no object."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): _count(v) for k, v in islice(value.items(), MAX_NAMED)}
 
 
 def _text(value: object) -> str:
@@ -99,13 +107,20 @@ class ArmTally(_Read):
     requests: Count = None
     errors: Count = None
     conversions: Count = None
+    named_conversions: Annotated[dict[str, int | None] | None, BeforeValidator(_counts)] = None
+    """The conversions of each name the plan's guardrails read (a gate since #40 gives them)."""
 
     def rate(self, metric: str) -> float | None:
-        """The arm's error or conversion rate (a share); None for other metrics or no counts."""
-        if metric not in RATE_PARTS:
+        """The arm's error or conversion rate (a share); None for other metrics or no counts.
+
+        ``metric`` may be a guardrail's key naming a conversion
+        (``conversion_rate:checkout_completed``): that name's conversions per exposure.
+        """
+        counts = rate_counts(metric, self.model_dump())
+        if counts is None:
             return None
-        part, whole = (getattr(self, name) for name in RATE_PARTS[metric])
-        return part / whole if part is not None and whole else None
+        part, whole = counts
+        return part / whole if isinstance(part, int) and whole else None
 
 
 class ArmLatency(_Read):

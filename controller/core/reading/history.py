@@ -113,7 +113,7 @@ def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
     counts = {a: tuple(_int(arms.get(a, {}).get(c)) for c in ARM_COUNTS) for a in ARMS}
     tests = evidence.get("guardrails", {})
     guardrails: dict[str, GuardrailPoint | None] = {
-        g.metric: _guardrail(tests.get(g.metric)) for g in rollout.plan.guardrails
+        g.key: _guardrail(tests.get(g.key)) for g in rollout.plan.guardrails
     }
     return GatePoint(
         ts_ms=int(now.timestamp() * 1000),

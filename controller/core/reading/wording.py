@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core.rollouts import Rollout, rationale_problem
+from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
@@ -242,12 +242,20 @@ METRIC_NAMES = {
 
 
 def metric_name(metric: str) -> str:
-    """``error_rate`` as people say it: ``error rate``; an unknown metric keeps its name."""
-    return METRIC_NAMES.get(metric, metric[:64])
+    """``error_rate`` as people say it: ``error rate``; an unknown metric keeps its name.
+
+    A guardrail's key that names a conversion (``conversion_rate:checkout_completed``)
+    reads ``conversion rate of checkout_completed``.
+    """
+    base, conversion = metric_of(metric), conversion_of(metric)
+    if conversion is None or base not in METRIC_NAMES:
+        return METRIC_NAMES.get(metric, metric[:64])
+    return f"{METRIC_NAMES[base]} of {conversion[:64]}"
 
 
 def metric_unit(metric: str) -> str:
     """The unit a metric's Δ is written in: ``pp``, ``ms``, or none (a value in its own unit)."""
+    metric = metric_of(metric)
     if metric in RATE_METRICS:
         return "pp"
     return "ms" if metric.startswith("latency") else ""
@@ -353,14 +361,33 @@ def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
 
 RATE_PARTS = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}
 """The rates an arm's counts give: each metric's part and whole."""
+NAMED_CONVERSIONS = "named_conversions"
+"""An arm's counts of the conversions its plan's guardrails name, by name (the gate's)."""
+
+
+def rate_counts(metric: str, counts: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """The part and whole of ``metric``'s rate in one arm's ``counts``; None for other metrics.
+
+    A guardrail's key that names a conversion takes its part from the arm's
+    ``named_conversions``.
+    """
+    base, conversion = metric_of(metric), conversion_of(metric)
+    if base not in RATE_PARTS:
+        return None
+    part, whole = RATE_PARTS[base]
+    if conversion is None:
+        return counts.get(part), counts.get(whole)
+    named = counts.get(NAMED_CONVERSIONS)
+    return (named.get(conversion) if isinstance(named, Mapping) else None), counts.get(whole)
 
 
 def control_rate(metric: str, arms: Any) -> float | None:
     """The control arm's error or conversion rate from a decision's ``arms`` counts."""
     control = arms.get("control") if isinstance(arms, dict) else None
-    if not isinstance(control, dict) or metric not in RATE_PARTS:
+    counts = rate_counts(metric, control) if isinstance(control, dict) else None
+    if counts is None:
         return None
-    part, whole = (_served(control.get(k)) for k in RATE_PARTS[metric])
+    part, whole = (_served(value) for value in counts)
     return part / whole if math.isfinite(part) and math.isfinite(whole) and whole > 0 else None
 
 

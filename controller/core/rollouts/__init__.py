@@ -33,6 +33,7 @@ from controller.core.rollouts.briefing import parse_number
 from controller.core.rollouts.moving import NextMove, next_move
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
+    CONVERSION_METRICS,
     Guardrail,
     Limits,
     Metric,
@@ -41,6 +42,9 @@ from controller.core.rollouts.plan_parts import (
     TelemetryPlan,
     UnleashTarget,
     Watch,
+    conversion_of,
+    guardrail_key,
+    metric_of,
 )
 from controller.core.rollouts.planlint import COMPLETION_SERVES, Finding, errors, lint
 from controller.core.rollouts.policy import (
@@ -86,6 +90,7 @@ from controller.core.rollouts.windows import (
 __all__ = [
     "ADVICE_SCHEMA",
     "COMPLETION_SERVES",
+    "CONVERSION_METRICS",
     "DEFAULTS",
     "DEFAULT_PLAN",
     "FENCE",
@@ -143,11 +148,14 @@ __all__ = [
     "action_for",
     "both_arms_tripped",
     "build_messages",
+    "conversion_of",
     "errors",
+    "guardrail_key",
     "incoherence",
     "lint",
     "load_plan",
     "may_move_forward",
+    "metric_of",
     "next_move",
     "next_opening",
     "parse_advice",

@@ -4,10 +4,11 @@ Small models read "error_rate: treatment 2.1% vs control 2.0%, delta +0.1 pp"
 far better than nested JSON of test statistics, and the prompt stays short
 enough for a 2,048-token context. Pure; every value is read defensively, since
 the evidence is a loose JSON-ready dict and a missing or odd field must cost a
-sentence, never the consultation. Only metric names (the plan's fixed enum)
-and numbers appear: no untrusted text is formatted into a sentence, and no
-sentence holds ``<`` or ``>`` (the prompt escapes them, which small models
-misread).
+sentence, never the consultation. Only metric names (the plan's fixed enum,
+with the conversion a guardrail names, which the plan's pattern bounds to
+letters, digits and ``_.:-``) and numbers appear: no untrusted text is
+formatted into a sentence, and no sentence holds ``<`` or ``>`` (the prompt
+escapes them, which small models misread).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controller.core.rollouts.plan_parts import LOWER_IS_BETTER
+from controller.core.rollouts.plan_parts import LOWER_IS_BETTER, metric_of
 
 PERCENT_METRICS = frozenset({"error_rate", "conversion_rate", "latency_exceedance"})
 """Metrics whose Δ is a difference of shares: shown in percentage points."""
@@ -71,8 +72,8 @@ def _rate_lines(arms: dict[str, Any], guardrails: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _guardrail_line(metric: str, result: Any) -> str:
-    name = metric[:40]
+def _guardrail_line(key: str, result: Any) -> str:
+    name, metric = key[:96], metric_of(key)
     if not isinstance(result, dict):
         return f"guardrail {name}: not tested yet, too few events."
     scale, unit = (100.0, " pp") if metric in PERCENT_METRICS else (1.0, _unit(metric))

@@ -33,6 +33,10 @@ Metric = Literal[
 LOWER_IS_BETTER: frozenset[str] = frozenset(
     {"error_rate", "latency_p95", "latency_p99", "latency_exceedance"}
 )
+CONVERSION_METRICS: frozenset[str] = frozenset({"conversion_rate", "conversion_value"})
+"""The metrics a guardrail may read for one named conversion alone."""
+KEY_SEPARATOR = ":"
+"""Between a guardrail's metric and the conversion it names, in its key."""
 MAX_DURATION = timedelta(days=365)
 """The longest duration a plan may name; a year-long stage is a typo."""
 MAX_COUNT = 1_000_000_000
@@ -121,16 +125,48 @@ class Guardrail(Frozen):
         default=False,
         description="Evaluated, recorded and alerted on, but never rolls back, pauses or holds.",
     )
+    conversion: ConversionName | None = Field(
+        default=None,
+        description="With conversion_rate or conversion_value: read only the conversions the"
+        " app tracked under this name (checkout_completed). Left out: every conversion.",
+    )
 
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
 
+    @property
+    def key(self) -> str:
+        """What names this guardrail in evidence, history and gauges: its metric, and the
+        conversion it reads when it names one (``conversion_rate:checkout_completed``)."""
+        return guardrail_key(self.metric, self.conversion)
+
     @model_validator(mode="after")
     def _edge_with_exceedance(self) -> Self:
         if (self.metric == "latency_exceedance") != (self.edge_ms is not None):
             raise ValueError("edge_ms is required with latency_exceedance, and only there")
+        if self.conversion is not None and self.metric not in CONVERSION_METRICS:
+            raise ValueError(
+                f"conversion names a tracked conversion: only with conversion_rate or"
+                f" conversion_value, not {self.metric}"
+            )
         return self
+
+
+def guardrail_key(metric: str, conversion: str | None = None) -> str:
+    """``conversion_rate:checkout_completed``; the metric alone when no conversion is named."""
+    return metric if conversion is None else f"{metric}{KEY_SEPARATOR}{conversion}"
+
+
+def metric_of(key: str) -> str:
+    """The metric of a guardrail's key (:attr:`Guardrail.key`): ``conversion_rate``."""
+    return key.partition(KEY_SEPARATOR)[0]
+
+
+def conversion_of(key: str) -> str | None:
+    """The conversion a guardrail's key names, or None (a metric's names hold no ``:``)."""
+    _, separator, name = key.partition(KEY_SEPARATOR)
+    return name if separator else None
 
 
 class Watch(Frozen):

@@ -5,9 +5,12 @@ Folding events into aggregates is here too; nothing here knows a rollout's phase
 
 from controller.core.stats.aggregates import (
     BOTH_FIELD,
+    MAX_CONVERSION_NAMES,
+    OTHER_CONVERSIONS,
     WATCH_CAP,
     WATCHED_FIELD,
     ArmAggregate,
+    Conversions,
     FlagAggregates,
 )
 from controller.core.stats.folding import PartitionDelta, Seen, fold
@@ -27,10 +30,13 @@ __all__ = [
     "ARM_QUANTILES",
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
+    "MAX_CONVERSION_NAMES",
     "NO_CONTROL",
+    "OTHER_CONVERSIONS",
     "WATCHED_FIELD",
     "WATCH_CAP",
     "ArmAggregate",
+    "Conversions",
     "FlagAggregates",
     "PartitionDelta",
     "RateLimiter",

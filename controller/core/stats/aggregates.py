@@ -12,11 +12,24 @@ a version holds :data:`WATCH_CAP` units, the version's sample is full and
 stops growing in both arms. The counts (:data:`WATCHED_FIELD` and
 :data:`BOTH_FIELD` in each arm's hash) are written by the same atomic flush
 as the aggregates, so they are exactly once with them.
+
+Named conversions (#40: ``client.track("checkout_completed")``) are counted
+twice: in the conversion counters every conversion adds to (``conv``,
+``cv_n``, ``cv_sum``, ``cv_sq``), so a guardrail that names no conversion
+reads every conversion, named or not, as it always did; and under their name,
+in the same fields suffixed by it (``conv:checkout_completed``, ...), which a
+guardrail naming that conversion reads alone. A flag keeps at most
+:data:`MAX_CONVERSION_NAMES` names per partition: the flush admits a name the
+first time it is seen while there is room, and counts a conversion of any name
+past the cap under :data:`OTHER_CONVERSIONS` instead (its count only; it still
+counts in the total). So a hostile app cannot grow a flag's hashes without
+bound, and an app with fewer names is counted exactly under each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from controller.core.common import BUCKET_COUNT
 
@@ -33,12 +46,34 @@ BOTH_FIELD = "both"
 """Watched units that, added to this arm's set, were already in the other arm's."""
 WATCH_CAP = 4096
 """Units watched per partition, flag version and arm; a full sample stops growing."""
+NAMED_COUNTERS = ("conv", "cv_n")
+"""A named conversion's integer counters, stored as ``<field>:<name>``."""
+NAMED_FLOATS = ("cv_sum", "cv_sq")
+"""A named conversion's float sums, stored as ``<field>:<name>``."""
+NAME_SEPARATOR = ":"
+"""Between a field and the conversion name it counts (the first ``:`` of a field name)."""
+MAX_CONVERSION_NAMES = 64
+"""Conversion names a flag keeps per partition; a conversion of a name past them is counted
+under :data:`OTHER_CONVERSIONS` (and in the total)."""
+OTHER_CONVERSIONS = "~other"
+"""The bucket of the names past :data:`MAX_CONVERSION_NAMES`: no conversion name (they start
+with a letter) and no plan can name it."""
 
 
 CellKey = tuple[str, int, str]
 """Where an event is counted: (flag, flag_version, arm). Ingest needs no rollout
 state to compute it. A plain tuple because it is built once per event; an
 :class:`Arm` member equals and hashes like its string value."""
+
+
+@dataclass(slots=True)
+class NamedDelta:
+    """The increments one batch applies to one named conversion of one cell."""
+
+    conv: int = 0
+    cv_n: int = 0
+    cv_sum: float = 0.0
+    cv_sq: float = 0.0
 
 
 @dataclass(slots=True)
@@ -56,6 +91,8 @@ class CellDelta:
     cv_sq: float = 0.0
     hist: dict[int, int] = field(default_factory=dict)
     units: set[str] = field(default_factory=set)
+    named: dict[str, NamedDelta] = field(default_factory=dict)
+    """Per conversion name (first seen first), its own counts; each also counts in ``conv``..."""
 
     def counters(self) -> dict[str, int]:
         """Non-zero integer increments by store field name, histogram included."""
@@ -66,6 +103,38 @@ class CellDelta:
     def floats(self) -> dict[str, float]:
         """Non-zero float increments by store field name."""
         return {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
+
+    def named_fields(self) -> dict[str, float]:
+        """The named conversions' non-zero increments by store field name (``conv:<name>``...).
+
+        Every name is kept here; the flush admits at most :data:`MAX_CONVERSION_NAMES` of a
+        flag's per partition (see the module).
+        """
+        out: dict[str, float] = {}
+        for name, delta in self.named.items():
+            for kind in (*NAMED_COUNTERS, *NAMED_FLOATS):
+                value = getattr(delta, kind)
+                if value:
+                    out[f"{kind}{NAME_SEPARATOR}{name}"] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Conversions:
+    """One conversion name's counts in one arm: how many, how many with a value, their sums."""
+
+    count: int = 0
+    values: int = 0
+    value_sum: float = 0.0
+    value_sq: float = 0.0
+
+    def plus(self, other: Conversions) -> Conversions:
+        return Conversions(
+            self.count + other.count,
+            self.values + other.values,
+            self.value_sum + other.value_sum,
+            self.value_sq + other.value_sq,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +152,34 @@ class ArmAggregate:
     conversion_values: int = 0
     conversion_value_sum: float = 0.0
     conversion_value_sq: float = 0.0
+    named: Mapping[str, Conversions] = field(default_factory=dict)
+    """Per conversion name, its own counts (each also counted in ``conversions``...)."""
+
+    def converted(self, name: str | None) -> ArmAggregate:
+        """This arm as a guardrail on conversion ``name`` reads it: its conversion counts those
+        of that name alone (none when it has none); None: every conversion, as it is."""
+        if name is None:
+            return self
+        own = self.named.get(name, Conversions())
+        return replace(
+            self,
+            conversions=own.count,
+            conversion_values=own.values,
+            conversion_value_sum=own.value_sum,
+            conversion_value_sq=own.value_sq,
+        )
 
     @classmethod
     def from_fields(cls, fields: dict[str, float], *, units: int) -> ArmAggregate:
         """Build from summed store fields (missing fields count as zero)."""
         hist = [0] * BUCKET_COUNT
+        named: dict[str, dict[str, float]] = {}
         for name, value in fields.items():
             if name.startswith(HIST_PREFIX) and name[1:].isdigit():
                 hist[int(name[1:])] = int(value)
+            kind, separator, conversion = name.partition(NAME_SEPARATOR)
+            if separator and kind in (*NAMED_COUNTERS, *NAMED_FLOATS):
+                named.setdefault(conversion, {})[kind] = value
         return cls(
             exposures=int(fields.get("exp", 0)),
             units=units,
@@ -103,6 +192,15 @@ class ArmAggregate:
             conversion_values=int(fields.get("cv_n", 0)),
             conversion_value_sum=float(fields.get("cv_sum", 0.0)),
             conversion_value_sq=float(fields.get("cv_sq", 0.0)),
+            named={
+                name: Conversions(
+                    int(got.get("conv", 0)),
+                    int(got.get("cv_n", 0)),
+                    float(got.get("cv_sum", 0.0)),
+                    float(got.get("cv_sq", 0.0)),
+                )
+                for name, got in named.items()
+            },
         )
 
 
@@ -123,3 +221,12 @@ class FlagAggregates:
     def watched_units(self) -> int:
         """Distinct watched units: each unit seen in both arms counted once."""
         return max(self.watched - self.both_arms, 0)
+
+    def converted(self, name: str | None) -> FlagAggregates:
+        """Both arms as a guardrail on conversion ``name`` reads them (see
+        :meth:`ArmAggregate.converted`)."""
+        if name is None:
+            return self
+        return replace(
+            self, treatment=self.treatment.converted(name), control=self.control.converted(name)
+        )

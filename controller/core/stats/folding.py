@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controller.core.common import EDGES_MS
-from controller.core.stats.aggregates import CellDelta, CellKey
+from controller.core.stats.aggregates import CellDelta, CellKey, NamedDelta
 from controller.core.wire import ConversionIn, InEvent, RequestIn
 
 
@@ -114,16 +114,31 @@ def _fold_each(
                 index = bisect_right(edges, latency)  # histogram.bucket_of, inline
                 hist[index] = hist.get(index, 0) + 1
         elif type(event) is ConversionIn:
+            # Every conversion counts in the total; a named one under its name too.
             cell.conv += 1
             value = event.value
             if value is not None:
                 cell.cv_n += 1
                 cell.cv_sum += value
                 cell.cv_sq += value * value
+            if event.name is not None:
+                _add_named(cell, event.name, value)
         else:
             cell.exp += 1
     tally.repeats += repeats
     return None
+
+
+def _add_named(cell: CellDelta, name: str, value: float | None) -> None:
+    """Count a conversion of ``name`` under its name in ``cell``."""
+    named = cell.named.get(name)
+    if named is None:
+        named = cell.named[name] = NamedDelta()
+    named.conv += 1
+    if value is not None:
+        named.cv_n += 1
+        named.cv_sum += value
+        named.cv_sq += value * value
 
 
 def _keep_none(_event_id: str) -> None:

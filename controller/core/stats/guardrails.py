@@ -7,7 +7,9 @@ level :attr:`Plan.alpha_per_test`: error and conversion rates by
 :func:`~controller.core.stats.sequential.mean_test`, latency quantiles and the share
 above a latency edge from the arms' histograms
 (:mod:`~controller.core.stats.latency`). A relative tolerance is taken against the
-control arm's value. :func:`controller.core.machine.gate.evaluate` decides on the results.
+control arm's value. A guardrail naming a conversion (``conversion: checkout_completed``)
+reads that name's conversions alone (:meth:`FlagAggregates.converted`); one naming none,
+every conversion. :func:`controller.core.machine.gate.evaluate` decides on the results.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def guardrail_result(
     (the smaller arm is what limits what can be said), and for a quantile also
     fewer requests than bound it (:func:`metric_floor`).
     """
-    t, c, metric = data.treatment, data.control, guardrail.metric
+    read = data.converted(guardrail.conversion)
+    t, c, metric = read.treatment, read.control, guardrail.metric
     if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
         return None
     if metric in QUANTILES:
@@ -156,6 +159,7 @@ def _rate(numerator: float, denominator: float) -> float:
 
 def control_baseline(guardrail: Guardrail, control: ArmAggregate) -> float | None:
     """The control's share a rate's relative lift is taken against; None for other metrics."""
+    control = control.converted(guardrail.conversion)
     if guardrail.metric == "latency_exceedance" and guardrail.edge_ms is not None:
         return _exceedance_share(control, guardrail.edge_ms)
     if guardrail.metric in ("error_rate", "conversion_rate"):

@@ -122,9 +122,9 @@ class Conversion(_FlagEvent):
     type: Literal["conversion"]
     name: ConversionName | None = Field(
         default=None,
-        description="What converted, as the app tracked it (checkout_completed); a guardrail "
-        "may read one name alone. Left out: the unnamed conversion every guardrail on "
-        "conversions reads.",
+        description="What converted, as the app tracked it (checkout_completed): a guardrail "
+        "naming this conversion reads it. Named or not, every conversion also counts for the "
+        "guardrails that name none, as conversions always did.",
     )
     value: (
         Annotated[StrictFloatish, Field(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None

@@ -248,7 +248,7 @@ def _plan_result(
         print(f"{path}: invalid: {error}")
         return
     ladder = " -> ".join(f"{s.percent:g}%" for s in plan.stages)
-    guardrails = ", ".join(g.metric for g in plan.guardrails) or "none"
+    guardrails = ", ".join(g.key for g in plan.guardrails) or "none"
     said = f"invalid: plan {plan.name!r} cannot work" if wrong else f"valid plan {plan.name!r}"
     print(f"{path}: {said}: {ladder}; guardrails: {guardrails}")
     for finding in findings:

@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from controller.core.reading import amount_text, control_rate, ms_text, quantity_text
+from controller.core.reading import (
+    NAMED_CONVERSIONS,
+    amount_text,
+    control_rate,
+    ms_text,
+    quantity_text,
+)
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
@@ -107,7 +113,7 @@ def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
     return control_rate(test.metric, arms)
 
 
-def _counts(arm: Arm) -> dict[str, int | None]:
+def _counts(arm: Arm) -> dict[str, object]:
     """An arm's counts by the names a decision's evidence uses."""
     return {
         "units": arm.units,
@@ -115,6 +121,7 @@ def _counts(arm: Arm) -> dict[str, int | None]:
         "requests": arm.requests,
         "errors": arm.errors,
         "conversions": arm.conversions,
+        NAMED_CONVERSIONS: arm.named_conversions,
     }
 
 

@@ -33,6 +33,8 @@ class Arm:
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
     """The arm's own latency quantiles; None without latency events (or from an older gate)."""
+    named_conversions: dict[str, int | None] = field(default_factory=dict)
+    """The conversions of each name the plan's guardrails read (#40); empty when none does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: 
         stage.arms = [_arm(name, read.arms.get(name), latency.get(name)) for name in ARMS]
     if read.guardrails is not None:
         items = list(read.guardrails.items())[:MAX_GUARDRAILS]
-        stage.guardrails = [_guardrail(metric[:64], test) for metric, test in items]
+        stage.guardrails = [_guardrail(metric[:96], test) for metric, test in items]
     stage.srm = _srm(read.srm) if read.srm is not None else None
     stage.comparison = comparison
     stage.evidence_from = source
@@ -121,7 +121,10 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: 
 
 def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
     c, q = counts or ArmTally(), latency or ArmLatency()
-    return Arm(name, c.units, c.exposures, c.requests, c.errors, c.conversions, q.p50, q.p95, q.p99)
+    named = dict(c.named_conversions or {})
+    return Arm(
+        name, c.units, c.exposures, c.requests, c.errors, c.conversions, q.p50, q.p95, q.p99, named
+    )
 
 
 def _guardrail(metric: str, test: GuardrailTest | None) -> GuardrailResult:

@@ -1,11 +1,16 @@
-"""What signed commands keep besides rollouts: the keyring, app keys and segments."""
+"""What signed commands keep besides rollouts: the keyring, app keys and segments.
+
+And the flags as OpenTelemetry's evaluations are translated against them (:mod:`.flag_directory`).
+"""
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
+from controller.daemon.registries.flag_directory import FlagDirectory
 from controller.daemon.registries.keyring import KeyReloader, Keyring, Registry, registry_of
 from controller.daemon.registries.segments import SegmentService
 
 __all__ = [
     "AppKeyCommands",
+    "FlagDirectory",
     "KeyBook",
     "KeyReloader",
     "Keyring",

@@ -33,12 +33,14 @@ from controller.adapters.redis import (
 )
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.rollouts import Window
+from controller.core.telemetry import Translator
 from controller.core.trust import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, SigningOutputs
 from controller.daemon.registries import (
+    FlagDirectory,
     KeyBook,
     KeyReloader,
     Keyring,
@@ -54,6 +56,7 @@ from controller.daemon.serving import (
     BrokerWatch,
     ConsoleData,
     EventIntake,
+    OtlpIntake,
     Parts,
     ReadWorker,
     StartUp,
@@ -243,6 +246,7 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         KeyBook(AppKeyStore(redis.client, settings=settings.redis)),
         brokers=daemon.brokers,
         reads=reads,
+        otlp_in=await _otlp_intake(run, daemon, events_in, reads),
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))
@@ -284,6 +288,33 @@ async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
         dedupe_seconds=settings.http.intake_dedupe_seconds,
         metrics=run.metrics,
     )
+
+
+async def _otlp_intake(
+    run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
+) -> OtlpIntake | None:
+    """OTLP/HTTP's translator over the flags the read worker loads, sending through the
+    event intake; none unless ``http.otlp_enabled``."""
+    http = run.settings.http
+    if not http.otlp_enabled:
+        return None
+    directory = FlagDirectory(reads.rollouts, max_age=http.otlp_flags_max_age_seconds)
+    translator = Translator(
+        directory.lookup,
+        guard_ms=int(http.otlp_guard_seconds * 1000),
+        join_window_ms=int(http.otlp_join_window_seconds * 1000),
+        max_pending=http.otlp_max_pending,
+    )
+    intake = OtlpIntake(
+        events=events_in,
+        directory=directory,
+        translator=translator,
+        dead_letters=daemon.kafka.dead_letters,
+        metrics=run.metrics,
+        max_event_bytes=run.settings.ingest.max_event_bytes,
+        clock=run.when.clock,
+    )
+    return await run.enter("otlp intake", intake)
 
 
 def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:

@@ -1,9 +1,13 @@
-"""The HTTP side: endpoints, console, status, event and monitor intake, readiness, reads."""
+"""The HTTP side: endpoints, console, status, event and monitor intake, readiness, reads.
+
+The event intake takes OTLP exports too (:mod:`.otlp_intake`).
+"""
 
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker
 from controller.daemon.serving.starting import StartUp, kafka_of, redis_of
 from controller.daemon.serving.status import StatusView
@@ -12,6 +16,7 @@ __all__ = [
     "BrokerWatch",
     "ConsoleData",
     "EventIntake",
+    "OtlpIntake",
     "Parts",
     "ReadWorker",
     "StartUp",

@@ -140,7 +140,7 @@ class ConsoleData:
             rings=_rings(found.plan),
             audience="" if found.plan.audience is None else to_text(found.plan.audience),
             guardrails=[
-                GuardrailSpec(g.metric, g.tolerance, g.lower_is_better, g.dry_run)
+                GuardrailSpec(g.key, g.tolerance, g.lower_is_better, g.dry_run)
                 for g in found.plan.guardrails
             ],
         )

@@ -1,7 +1,7 @@
 """What the daemon serves over HTTP: the API server, the probes' listener, readiness.
 
 :func:`http_server` builds the API server (flags, OFREP evaluation, the HTTP
-event intake, rollouts, history, the console, monitor webhooks, metrics) from
+event intake and OTLP/HTTP, rollouts, history, the console, monitor webhooks, metrics) from
 the running :class:`Parts`;
 :func:`health_server` the probes' own listener, up before the dependencies
 start; :func:`readiness_of` says whether this instance is ready and why not.
@@ -20,11 +20,13 @@ from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.otlp import OtlpRoutes
 from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis import RedisAggregateStore, RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import is_loopback
 from controller.core.common import ControllerError
+from controller.core.telemetry import Bounds
 from controller.core.trust import AppKey, Policy, StateSigner
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
@@ -34,6 +36,7 @@ from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.intake import MonitorIntake
+from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker, flag_states
 from controller.daemon.serving.starting import Readiness, redis_of
 from controller.daemon.serving.status import StatusView
@@ -59,6 +62,7 @@ class Parts:
     app_keys: KeyBook | None = None
     reads: ReadWorker | None = None
     brokers: BrokerWatch | None = None
+    otlp_in: OtlpIntake | None = None
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -81,6 +85,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         limits=settings.http,
         ofrep=_ofrep_routes(settings, parts, access),
         intake=_event_routes(settings, parts, access),
+        otlp=_otlp_routes(settings, parts, access),
         app_keys=_key_list_route(settings, parts, secret),
         segments=segment_routes(
             parts, AppReadGuard(access, public=settings.http.public_flags, operator_token=secret)
@@ -126,6 +131,32 @@ def _event_routes(settings: Settings, parts: Parts, access: AppAccess) -> EventI
         events_per_second=settings.http.intake_events_per_second,
         body_timeout_seconds=settings.http.body_timeout_seconds,
         access=access,
+    )
+
+
+def _otlp_routes(settings: Settings, parts: Parts, access: AppAccess) -> OtlpRoutes | None:
+    """``POST /v1/traces`` and ``/v1/logs``: OTLP/HTTP, bounded as ``http.otlp_*`` and the
+    event intake's body bound and time-out say; none unless ``http.otlp_enabled``."""
+    http = settings.http
+    if parts.otlp_in is None or not http.otlp_enabled:
+        return None
+    return OtlpRoutes(
+        parts.otlp_in,
+        max_body_bytes=http.intake_max_body_bytes,
+        max_decoded_bytes=http.otlp_max_decoded_bytes,
+        items_per_second=http.otlp_items_per_second,
+        body_timeout_seconds=http.body_timeout_seconds,
+        bounds=otlp_bounds(http),
+        access=access,
+    )
+
+
+def otlp_bounds(http: HttpSettings) -> Bounds:
+    """What one OTLP export, and one item of it, may hold."""
+    return Bounds(
+        max_items=http.otlp_max_items,
+        max_attributes=http.otlp_max_attributes,
+        max_events=http.otlp_max_attributes,
     )
 
 

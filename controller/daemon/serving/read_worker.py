@@ -28,7 +28,7 @@ import orjson
 
 from controller.adapters.redis import RedisAggregateStore, RolloutStore, connect
 from controller.core.reading import FlagStates, FlagStateView, RolloutList
-from controller.core.rollouts import Window
+from controller.core.rollouts import Rollout, Window
 from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.serving.status import StatusView, readable
@@ -86,6 +86,12 @@ class ReadWorker:
         assert self._states is not None
         return await self._call(flag_states(self._states, None))
 
+    async def rollouts(self) -> list[Rollout]:
+        """Every published rollout, read and decoded here: what OTLP is translated against
+        (:class:`~controller.daemon.registries.FlagDirectory`)."""
+        assert self._states is not None
+        return await self._call(published_rollouts(self._states))
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
@@ -131,6 +137,11 @@ async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagS
     published: a flag with no published state (a start scheduled for a flag never
     served) is in none of them until it starts.
     """
-    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
-    fields = [flag_state_fields(r) for r in loaded if r is not None and r.published]
+    fields = [flag_state_fields(r) for r in await published_rollouts(states)]
     return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
+
+
+async def published_rollouts(states: RolloutStore) -> list[Rollout]:
+    """Every rollout apps hold a flag state of, in the round trips of one ``load_all``."""
+    loaded = [readable(found).rollout for found in (await states.load_all()).values()]
+    return [r for r in loaded if r is not None and r.published]

@@ -117,6 +117,8 @@ def test_series_of_ended_or_handed_over_rollouts_are_removed(how: str, gone: set
     [
         {"../../etc": {"delta": 1.0}},
         {"error_rate": "insufficient data", "made_up": {"delta": 2.0}},
+        {"error_rate:checkout_completed": {"delta": 1.0}, "latency_p99:x": {"delta": 1.0}},
+        {"conversion_rate:bad name": {"delta": 1.0}, "conversion_rate:": {"delta": 1.0}},
         {"error_rate": {"delta": "NaN?", "lower": "-inf", "upper": "inf", "p_value": True}},
         "not a mapping",
     ],
@@ -140,3 +142,18 @@ def test_the_flag_limit_is_a_setting_with_a_bounded_default() -> None:
     assert EngineSettings().max_flag_series == 200
     with pytest.raises(ValidationError):
         EngineSettings(max_flag_series=-1)
+
+
+def test_a_guardrail_on_a_named_conversion_has_its_own_series() -> None:
+    metrics = Metrics()
+    tests = {
+        "conversion_rate": {"delta": 0.01, "regressed": False},
+        "conversion_rate:checkout_completed": {"delta": -0.02, "regressed": True},
+    }
+    verdict = Verdict(VerdictKind.HOLD, "x", None, {"guardrails": tests})
+    metrics.guardrails.record("f", verdict, max_flags=10)
+    found = samples(metrics)
+    named = "conversion_rate:checkout_completed"
+    assert value(found, "rollout_guardrail_delta", metric=named) == pytest.approx(-0.02)
+    assert value(found, "rollout_guardrail_regressed", metric=named) == 1
+    assert value(found, "rollout_guardrail_regressed", metric="conversion_rate") == 0

@@ -179,10 +179,14 @@ def test_the_hook_exposes_once_per_unit_and_version_and_track_converts(domain: s
     client.track("purchase", ctx, TrackingEventDetails(value=12.5))
     client.track("purchase", EvaluationContext(targeting_key="never-exposed"))
     arm = assign(FLAG, "salt", "u1", 50.0).value
-    assert [(e["type"], e["arm"], e["flag_version"], e.get("value")) for e in _events(flags)] == [
-        ("exposure", arm, 1, None),
-        ("exposure", arm, 2, None),
-        ("conversion", arm, 2, 12.5),
+    events = [
+        (e["type"], e["arm"], e["flag_version"], e.get("value"), e.get("name"))
+        for e in _events(flags)
+    ]
+    assert events == [
+        ("exposure", arm, 1, None, None),
+        ("exposure", arm, 2, None, None),
+        ("conversion", arm, 2, 12.5, "purchase"),
     ]
 
 

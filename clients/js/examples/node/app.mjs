@@ -5,8 +5,10 @@
 //
 // Units unit-0 .. unit-(UNITS-1) are evaluated twice each (the hook exposes
 // each once), then each serves one measured request (every fifth fails) and
-// every fifth unit converts with a value of 4.5. It prints one JSON line: the
-// arm served to each unit, the flag versions seen and the event counters.
+// every fifth unit converts: OpenFeature's client.track("checkout_completed")
+// with a value of 4.5, which the wrapped provider sends as a named conversion.
+// It prints one JSON line: the arm served to each unit, the flag versions seen
+// and the event counters.
 import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
 import { RolloutEvents } from "@rollout-controller/openfeature-hooks";
@@ -14,7 +16,7 @@ import { RolloutEvents } from "@rollout-controller/openfeature-hooks";
 const [controller, flag, count] = process.argv.slice(2);
 const events = new RolloutEvents({ baseUrl: controller, apiKey: process.env.RC_APP_KEY });
 OpenFeature.addHooks(events.hook());
-await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl: controller }));
+await OpenFeature.setProviderAndWait(events.provider(new OFREPProvider({ baseUrl: controller })));
 const client = OpenFeature.getClient();
 
 const units = Array.from({ length: Number(count) }, (_, i) => `unit-${i}`);
@@ -34,7 +36,7 @@ for (const [i, unit] of units.entries()) {
       if (i % 5 === 0) throw new Error("the request failed");
     })
     .catch(() => {});
-  if (i % 5 === 0) events.track(unit, { value: 4.5 });
+  if (i % 5 === 0) client.track("checkout_completed", { targetingKey: unit }, { value: 4.5 });
 }
 const counters = await events.close();
 await OpenFeature.close();

@@ -1,0 +1,265 @@
+"""OTLP exports over HTTP into the events topic: translated, sent, refusals dead-lettered.
+
+:mod:`controller.adapters.otlp.routes` decodes an export and hands it here.
+One :class:`~controller.core.telemetry.Translator` serves both routes, so a
+log record's evaluation joins the server span of its request that came in
+an export of ``/v1/traces``. It translates against the
+:class:`~controller.daemon.registries.FlagDirectory` (each flag's plan,
+version and versions' start times), freshened before each export.
+
+Each translated event is encoded, checked by ingest's own decoder (with
+``ingest.max_event_bytes``: the edge sends exactly what ingest counts; an
+event it would refuse is refused here, ``malformed``), and sent with
+:class:`~controller.daemon.serving.event_intake.EventIntake`: to the events
+topic, keyed by unit, once the broker acknowledges. Ids are
+``"otlp-" + blake2b(kind|trace id|span id|flag)``, so a re-sent export, a
+Collector's retry or an export sent again after a crash carries the same ids,
+and ingest's flush counts each once; the intake's record of sent events
+names the known copies and does not send them again. An id sent before with
+other content (an evaluation without a version counted for the version the
+timeline said then, which has since learnt better) keeps its first copy:
+the changed ones are dropped, the rest sent.
+
+Every item not counted (a hostile or malformed span, an unknown flag, a
+variant no arm has, a bad version, an event ingest would refuse) goes to the
+DLQ with its reason (``rc.reason``) and a short JSON value naming the
+export's route, its client, the item's index and the detail; each is
+counted in ``rollout_otlp_http_refused_total`` by reason, and the export's
+answer names them (OTLP's partial success). An evaluation too near a
+change of version (``guard_interval``) is no error: counted apart, not
+dead-lettered, not named. Dead-lettering is best effort: the export's
+events are acknowledged first, and a DLQ the broker does not take is
+logged, not retried.
+
+The join buffer's evaluations that never met their span are dropped once
+``http.otlp_join_window_seconds`` old, every second while the daemon runs
+(counted, ``unmatched``): their exposures were counted on arrival, no
+outcome is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Self
+
+import msgspec
+import orjson
+import structlog
+
+from controller.adapters.event_intake import ChangedEvents
+from controller.adapters.otlp import Signal, Taken
+from controller.core.common import ControllerError
+from controller.core.telemetry import Logs, Refusal, Spans, Translated, Translator
+from controller.core.wire import (
+    ConversionIn,
+    EventDecoder,
+    ExposureIn,
+    InEvent,
+    Rejection,
+    RequestIn,
+)
+from controller.daemon.metrics import Metrics
+from controller.daemon.registries import FlagDirectory
+from controller.daemon.serving.event_intake import EventIntake
+from controller.ports import DeadLetter, DeadLetters
+
+EXPIRE_EVERY_SECONDS = 1.0
+MAX_NAMED_REASONS = 8
+"""The most reasons an answer's message names (the most common first)."""
+NOT_ERRORS = frozenset({"guard_interval"})
+"""Refusal reasons that are no error: not dead-lettered, not in the answer."""
+TYPES: dict[type[InEvent], str] = {
+    ExposureIn: "exposure",
+    RequestIn: "request",
+    ConversionIn: "conversion",
+}
+log = structlog.get_logger("controller.otlp")
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class _Item:
+    """What the DLQ's record of a refused item reads: ``rc.source.topic`` names the route."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int = -1
+    offset: int = -1
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class OtlpIntake:
+    """Takes decoded OTLP exports for the routes; use it with ``async with`` (the join
+    buffer's expiry runs while it is open)."""
+
+    def __init__(
+        self,
+        *,
+        events: EventIntake,
+        directory: FlagDirectory,
+        translator: Translator,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+        max_event_bytes: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._events, self._directory, self._translator = events, directory, translator
+        self._dead_letters, self._metrics, self._clock = dead_letters, metrics, clock
+        self._decoder = EventDecoder(max_bytes=max_event_bytes)
+        self._expiry: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._expiry = asyncio.create_task(self._expire_every(), name="otlp-expiry")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        await self._directory.close()
+
+    async def take(self, client: str, signal: Signal, batch: Spans | Logs) -> Taken:
+        """Translate ``batch``, send its events (:class:`BatchNotSent` when the broker did not
+        acknowledge them: nothing counted), dead-letter what is not counted."""
+        await self._directory.fresh()
+        now = self._now_ms()
+        if isinstance(batch, Spans):
+            translated = self._translator.spans(batch, now)
+        else:
+            translated = self._translator.logs(batch, now)
+        events, unfit = self._checked(translated)
+        refused = [*batch.refused, *translated.refused, *unfit]
+        sent = await self._send(client, events)
+        self._counted(signal, sent, translated, refused)
+        errors = [r for r in refused if r.reason not in NOT_ERRORS]
+        if errors:
+            await self._dead_letter(client, signal, errors)
+        return _taken(signal, errors, _rejected(batch, translated, unfit))
+
+    def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
+        """Count one export by what became of it, and the items it held."""
+        self._metrics.otlp.exports.labels(signal, outcome).inc()
+        if items:
+            self._metrics.otlp.items.labels(signal).inc(items)
+
+    def expire(self) -> int:
+        """Drop the evaluations that waited the whole join window; how many."""
+        dropped = self._translator.expire(self._now_ms())
+        if dropped:
+            self._metrics.otlp.evaluations.labels("unmatched").inc(dropped)
+        return dropped
+
+    def _now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+    def _checked(self, translated: Translated) -> tuple[list[tuple[InEvent, bytes]], list[Refusal]]:
+        """Each event as ingest will read it, or refused as ingest would refuse it."""
+        events: list[tuple[InEvent, bytes]] = []
+        unfit: list[Refusal] = []
+        for event in translated.events:
+            raw = _encoder.encode(event)
+            found = self._decoder.decode(raw)
+            if isinstance(found, Rejection):
+                detail = f"{found.reason.value}: {found.detail}"[:200]
+                unfit.append(Refusal(-1, "malformed", f"{event.flag}: {detail}"))
+            else:
+                events.append((found, raw))
+        return events, unfit
+
+    async def _send(self, client: str, events: list[tuple[InEvent, bytes]]) -> list[InEvent]:
+        """Send ``events``; ids sent before with other content keep their first copy. The
+        events sent now (not those known as sent before)."""
+        if not events:
+            return []
+        try:
+            accepted = await self._events.send(client, events)
+        except ChangedEvents as exc:
+            changed = set(exc.ids)
+            self._metrics.otlp.evaluations.labels("changed").inc(len(changed))
+            events = [(event, raw) for event, raw in events if event.id not in changed]
+            if not events:
+                return []
+            accepted = await self._events.send(client, events)
+        known = set(accepted.duplicates)
+        return [event for event, _ in events if event.id not in known]
+
+    def _counted(
+        self,
+        signal: Signal,
+        sent: list[InEvent],
+        translated: Translated,
+        refused: list[Refusal],
+    ) -> None:
+        metrics = self._metrics
+        for kind, n in Counter(TYPES[type(event)] for event in sent).items():
+            metrics.otlp.events.labels(kind).inc(n)
+        for reason, n in Counter(r.reason for r in refused).items():
+            metrics.otlp.refused.labels(signal, reason).inc(n)
+        if translated.request_level:
+            metrics.otlp.evaluations.labels("request_level").inc(translated.request_level)
+        if translated.guarded:
+            metrics.otlp.evaluations.labels("guarded").inc(translated.guarded)
+        if translated.unmatched:
+            metrics.otlp.evaluations.labels("unmatched").inc(translated.unmatched)
+
+    async def _dead_letter(self, client: str, signal: Signal, refused: list[Refusal]) -> None:
+        route = f"otlp-http:/v1/{signal}"
+        letters = [
+            DeadLetter(_Item(route, client.encode(), _letter(route, client, r)), r.reason, r.detail)
+            for r in refused
+        ]
+        try:
+            await self._dead_letters.publish(letters)
+        except ControllerError as exc:
+            log.warning("otlp_dead_letters_not_sent", letters=len(letters), error=str(exc)[:300])
+
+    async def _expire_every(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY_SECONDS)
+            try:
+                self.expire()
+            except Exception:
+                log.exception("otlp_expiry_failed")
+
+
+def _rejected(batch: Spans | Logs, translated: Translated, unfit: list[Refusal]) -> int:
+    """The items not counted, each once: the decoder's and the translator's indices are each
+    an item's (in the export, in the decoded batch), and an item the decoder refused never
+    reaches the translator; an event ingest would refuse is one more."""
+    translated_items = {r.index for r in translated.refused if r.reason not in NOT_ERRORS}
+    return len({r.index for r in batch.refused}) + len(translated_items) + len(unfit)
+
+
+def _letter(route: str, client: str, refusal: Refusal) -> bytes:
+    """The DLQ value of a refused item: where it came from and why, bounded."""
+    return orjson.dumps(
+        {
+            "route": route,
+            "client": client[:100],
+            "index": refusal.index,
+            "reason": refusal.reason,
+            "detail": refusal.detail[:1000],
+        }
+    )
+
+
+def _taken(signal: Signal, errors: list[Refusal], rejected: int) -> Taken:
+    """The partial success of an export: its items not counted, and the reasons in words."""
+    if not errors:
+        return Taken()
+    reasons = Counter(r.reason for r in errors).most_common(MAX_NAMED_REASONS)
+    named = ", ".join(f"{reason} x{n}" for reason, n in reasons)
+    first = errors[0].detail[:200]
+    noun = "spans" if signal == "traces" else "log records"
+    message = (
+        f"{len(errors)} {noun} or evaluations not counted ({named}; e.g. {first}); "
+        "each is on the dead-letter topic with its reason"
+    )
+    return Taken(rejected=rejected, message=message)

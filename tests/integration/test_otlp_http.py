@@ -1,0 +1,475 @@
+"""OTLP/HTTP through the daemon: exports of the real OpenTelemetry SDK counted once, exactly.
+
+Spans and log records are recorded by the OpenTelemetry SDK (flag
+evaluations by OpenFeature's own ``TracingHook``) and encoded by the OTLP
+exporter's own encoders, in protobuf and in JSON (``tests/otlp_exports.py``);
+they are posted to ``/v1/traces`` and ``/v1/logs`` of a real daemon, and the
+aggregates it counted are compared with a reference fold of the events the
+telemetry describes. Every export is sent twice, and once more after the
+daemon was killed (``kill -9``): the copies count nothing.
+Hostile telemetry gets a 4xx or a partial success naming what was not
+counted, each refused item reaches the DLQ with its reason, the daemon
+stays up and the rest of the export is counted. The broker taken away
+gives a 503 (nothing counted) and the export sent again counts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry._logs import LogRecord
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from controller.adapters.redis.aggregates import connect
+from controller.dev.broker import start_embedded_broker
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess
+from tests.integration.rig import Rig, flags_of
+from tests.integration.test_http import wait_status
+from tests.integration.test_http_intake import Gate
+from tests.ofrep import flag_rollout, store
+from tests.otlp_exports import (
+    Recorder,
+    evaluate,
+    logs_json,
+    logs_proto,
+    openfeature_client,
+    traces_json,
+    traces_proto,
+)
+from tests.services import free_port
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+FLAG = "otlp.checkout"
+VERSION = 3  # the rig reads versions 1 to 3
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+JSON = {"Content-Type": "application/json"}
+EVALUATION = "feature_flag.evaluation"
+
+
+# --------------------------------------------------------------------------------------
+# Telemetry, and the events it describes
+# --------------------------------------------------------------------------------------
+
+
+def served(
+    recorder: Recorder, variant: str, units: list[str], *, fail_every: int = 5
+) -> list[ReadableSpan]:
+    """One request per unit, its flag evaluated by OpenFeature's hook (a span event, no
+    version); every ``fail_every``-th request answers 500. The spans it made."""
+    client = openfeature_client({FLAG: variant})
+    before = len(recorder.spans())
+    for i, unit in enumerate(units):
+        with recorder.request(status=500 if i % fail_every == 0 else 200):
+            evaluate(client, FLAG, unit)
+    return recorder.spans()[before:]
+
+
+def logged(recorder: Recorder, variant: str, units: list[str]) -> list[ReadableSpan]:
+    """One request per unit whose evaluation is a log record in its trace (as Node's
+    ``EventHook`` writes it, with the version), the request span exported apart."""
+    before = len(recorder.spans())
+    for i, unit in enumerate(units):
+        with recorder.request(status=503 if i % 4 == 0 else 200):
+            attributes = {
+                "feature_flag.key": FLAG,
+                "feature_flag.result.variant": variant,
+                "feature_flag.context.id": unit,
+                "feature_flag.version": str(VERSION),
+            }
+            recorder.logger.emit(LogRecord(event_name=EVALUATION, attributes=attributes))
+    return recorder.spans()[before:]
+
+
+def described(
+    spans: list[ReadableSpan], arms: dict[str, str], units: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """The events the requests describe, an exposure and an outcome each: the reference.
+
+    A request's unit is its evaluation's (a span event), else ``units`` by span id."""
+    events: list[dict[str, Any]] = []
+    for span in spans:
+        assert span.kind is SpanKind.SERVER
+        assert span.attributes is not None
+        assert span.start_time is not None
+        assert span.end_time is not None
+        unit = _unit(span, units or {})
+        base = {"v": 1, "ts": 0, "flag": FLAG, "flag_version": VERSION, "unit": unit}
+        base["arm"] = arms[unit]
+        status = span.attributes["http.response.status_code"]
+        assert isinstance(status, int)
+        latency = (span.end_time - span.start_time) / 1e6
+        events.append({**base, "type": "exposure", "id": f"x-{unit}"})
+        request = {"type": "request", "id": f"r-{unit}", "error": status >= 500}
+        events.append({**base, **request, "latency_ms": latency})
+    return events
+
+
+def _unit(span: ReadableSpan, units: dict[int, str]) -> str:
+    for event in span.events:
+        unit = (event.attributes or {}).get("feature_flag.context.id")
+        if isinstance(unit, str):
+            return unit
+    return units[span.context.span_id]
+
+
+def status_message(answer: httpx.Response) -> tuple[int, str]:
+    """A refusal's ``google.rpc.Status`` (code, message), in the encoding it came in."""
+    if answer.headers["Content-Type"].startswith("application/json"):
+        found = orjson.loads(answer.content)
+        return found["code"], found["message"]
+    status = Status.FromString(answer.content)
+    return status.code, status.message
+
+
+# --------------------------------------------------------------------------------------
+# The daemon, its flags, and sending
+# --------------------------------------------------------------------------------------
+
+
+async def publish(rig: Rig, flags: dict[str, int]) -> None:
+    """Rollouts of ``flags`` at their versions, in force since ten minutes ago."""
+    since = datetime.now(UTC) - timedelta(minutes=10)
+    times = {"stage_started_at": since, "started_at": since, "updated_at": since}
+    rollouts = [
+        flag_rollout(flag, 50, version=version).model_copy(update=times)
+        for flag, version in flags.items()
+    ]
+    async with connect(RedisSettings(url=rig.redis_url)) as client:
+        await store(client, rig.prefix, rollouts)
+
+
+@asynccontextmanager
+async def serving(
+    rig: Rig, tmp_path: Path, **env: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, ControllerProcess]]:
+    port = free_port()
+    rig.env.update(
+        {
+            "RC_HTTP__PORT": str(port),
+            "RC_HTTP__INTAKE_ACK_TIMEOUT_SECONDS": "3",
+            "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
+            **env,
+        }
+    )
+    base = f"http://127.0.0.1:{port}"
+    with rig.daemon(tmp_path) as daemon:
+        await wait_status(f"{base}/readyz", 200)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            yield client, daemon
+
+
+async def restarted(daemon: ControllerProcess, client: httpx.AsyncClient) -> None:
+    """The daemon killed (``kill -9``: its join buffer lost with it) and started again."""
+    daemon.kill()
+    await eventually(lambda: not daemon.running, timeout=30, what="the daemon gone")
+    daemon.start()
+    await wait_status(f"{client.base_url}/readyz", 200)
+
+
+async def export(
+    client: httpx.AsyncClient,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    seen: Counter[str] | None = None,
+) -> httpx.Response:
+    """Send one export as an exporter does: again after ``Retry-After`` on a 429 or 503."""
+    while True:
+        answer = await client.post(path, content=body, headers=headers)
+        if seen is not None:
+            seen[str(answer.status_code)] += 1
+        if answer.status_code not in (429, 503):
+            return answer
+        assert "Retry-After" in answer.headers
+        await asyncio.sleep(min(1.0, float(answer.headers["Retry-After"])))
+
+
+def partial_success(answer: httpx.Response, path: str) -> tuple[int, str]:
+    """The rejected count and message of a 200, in the encoding it was asked in."""
+    assert answer.status_code == 200, answer.content[:500]
+    if answer.headers["Content-Type"].startswith("application/json"):
+        partial = orjson.loads(answer.content).get("partialSuccess", {})
+        count = partial.get("rejectedSpans", partial.get("rejectedLogRecords", "0"))
+        return int(count), partial.get("errorMessage", "")
+    message: Any = (
+        ExportTraceServiceResponse() if path == "/v1/traces" else ExportLogsServiceResponse()
+    )
+    message.ParseFromString(answer.content)
+    part = message.partial_success
+    count = part.rejected_spans if path == "/v1/traces" else part.rejected_log_records
+    return int(count), str(part.error_message)
+
+
+# --------------------------------------------------------------------------------------
+# Counted once, exactly
+# --------------------------------------------------------------------------------------
+
+
+async def test_real_sdk_exports_in_both_encodings_are_counted_once_each(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given a flag under rollout at version 3, and an app's telemetry of 150 requests
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(150)]
+    treated, control, logged_units = units[:60], units[60:110], units[110:]
+    spans_t = served(recorder, "treatment", treated)
+    spans_c = served(recorder, "control", control, fail_every=3)
+    spans_l = logged(recorder, "treatment", logged_units)
+    records = recorder.records()
+    arms = dict.fromkeys(treated + logged_units, "treatment") | dict.fromkeys(control, "control")
+    by_span = {span.context.span_id: u for span, u in zip(spans_l, logged_units, strict=True)}
+    reference = described(spans_t + spans_c + spans_l, arms, by_span)
+    exports = [
+        ("/v1/traces", traces_proto(spans_t), PROTOBUF),
+        ("/v1/traces", traces_json(spans_c), JSON),
+        # a log record's evaluation arrives before its request's span: joined later
+        ("/v1/logs", logs_json(records[: len(records) // 2]), JSON),
+        ("/v1/logs", logs_proto(records[len(records) // 2 :]), PROTOBUF),
+        ("/v1/traces", traces_proto(spans_l), PROTOBUF),
+    ]
+    seen: Counter[str] = Counter()
+    async with serving(
+        rig, tmp_path, RC_HTTP__OTLP_ITEMS_PER_SECOND="200", RC_HTTP__OTLP_MAX_ITEMS="100"
+    ) as (client, daemon):
+        # When each export is sent, then each again (an exporter's retry, a Collector's),
+        # then the daemon is killed and every export sent a third time
+        for again in range(3):
+            if again == 2:
+                await restarted(daemon, client)
+            for path, body, headers in exports:
+                answer = await export(client, path, body, headers, seen)
+                assert partial_success(answer, path) == (0, ""), answer.content
+        # Then every event the telemetry describes is counted once: no more, no less
+        await rig.settle()
+        await rig.assert_exact(reference)
+        assert await rig.counted(flags_of(reference)) == len(reference) == 300
+    # ... and the client past its rate (200 items a second) was told to wait, not refused
+    assert seen["429"] >= 1, seen
+    assert set(seen) == {"200", "429"}, seen
+
+
+# --------------------------------------------------------------------------------------
+# Hostile telemetry
+# --------------------------------------------------------------------------------------
+
+
+def hostile_spans(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Spans an app should not send, each with the reason it is refused for."""
+
+    def span(name: str, **changes: Any) -> dict[str, Any]:
+        return template | {"spanId": uuid.uuid4().hex[:16], "name": name} | changes
+
+    def evaluation(flag: str, variant: str, **extra: str) -> dict[str, Any]:
+        pairs = {
+            "feature_flag.key": flag,
+            "feature_flag.result.variant": variant,
+            "feature_flag.context.id": "user-hostile",
+            **extra,
+        }
+        attributes = [{"key": k, "value": {"stringValue": v}} for k, v in pairs.items()]
+        return {
+            "name": EVALUATION,
+            "timeUnixNano": template["startTimeUnixNano"],
+            "attributes": attributes,
+        }
+
+    many = [{"key": f"k{i}", "value": {"intValue": str(i)}} for i in range(10_000)]
+    deep: dict[str, Any] = {"stringValue": "bottom"}
+    for _ in range(20):
+        deep = {"arrayValue": {"values": [deep]}}
+    return [
+        ("oversize", span("10k attributes", attributes=many, events=[])),
+        ("hostile_attribute", span("deep", attributes=[{"key": "d", "value": deep}], events=[])),
+        ("malformed", span("wrong types", startTimeUnixNano={"not": "a time"}, events=[])),
+        ("unknown_flag", span("unknown", events=[evaluation("nobody.knows", "treatment")])),
+        ("unknown_variant", span("purple", events=[evaluation(FLAG, "purple")])),
+        (
+            "bad_version",
+            span(
+                "bad version",
+                events=[evaluation(FLAG, "control", **{"feature_flag.version": "v-one"})],
+            ),
+        ),
+    ]
+
+
+def with_hostile(good: bytes) -> tuple[bytes, Counter[str]]:
+    """The JSON export ``good`` with hostile spans added beside its own; their reasons."""
+    tree = orjson.loads(good)
+    scope = tree["resourceSpans"][0]["scopeSpans"][0]
+    hostile = hostile_spans(scope["spans"][0])
+    scope["spans"] = scope["spans"][:3] + [s for _, s in hostile] + scope["spans"][3:]
+    return orjson.dumps(tree), Counter(reason for reason, _ in hostile)
+
+
+def proto_with_many_attributes(good: bytes) -> bytes:
+    """The protobuf export ``good`` with 10,000 attributes on its first span."""
+    request = ExportTraceServiceRequest.FromString(good)
+    first = request.resource_spans[0].scope_spans[0].spans[0]
+    first.attributes.extend(
+        KeyValue(key=f"k{i}", value=AnyValue(int_value=i)) for i in range(10_000)
+    )
+    return request.SerializeToString()
+
+
+def bomb() -> bytes:
+    """A gzip body of a few hundred KiB that inflates to 200 MB."""
+    return gzip.compress(b"\x00" * 200_000_000, compresslevel=9)
+
+
+async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letters(
+    rig: Rig, tmp_path: Path
+) -> None:
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(40)]
+    json_spans = served(recorder, "treatment", units[:20])
+    proto_spans = served(recorder, "control", units[20:])
+    variants = dict.fromkeys(units[:20], "treatment") | dict.fromkeys(units[20:], "control")
+    # the first proto span carries 10k attributes: refused, so not in the reference
+    reference = described(json_spans + proto_spans[1:], variants)
+    hostile_json, reasons = with_hostile(traces_json(json_spans))
+    async with serving(rig, tmp_path) as (client, _):
+        # An export with hostile spans among good ones: 200, the hostile ones named
+        answer = await export(client, "/v1/traces", hostile_json, JSON)
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert rejected == sum(reasons.values()) == 6, message
+        assert all(reason in message for reason in reasons), message
+        answer = await export(
+            client, "/v1/traces", proto_with_many_attributes(traces_proto(proto_spans)), PROTOBUF
+        )
+        assert partial_success(answer, "/v1/traces")[0] == 1
+        # Bodies that are no export at all: a 4xx with the reason, in the request's encoding
+        answers = {
+            "bomb": await client.post(
+                "/v1/traces", content=bomb(), headers=PROTOBUF | {"Content-Encoding": "gzip"}
+            ),
+            "not gzip": await client.post(
+                "/v1/traces", content=b"plain", headers=JSON | {"Content-Encoding": "gzip"}
+            ),
+            "not an export": await client.post("/v1/logs", content=b"[1, 2]", headers=JSON),
+            "not protobuf": await client.post("/v1/traces", content=b"\xff" * 64, headers=PROTOBUF),
+            "text": await client.post(
+                "/v1/traces", content=b"hi", headers={"Content-Type": "text/plain"}
+            ),
+            "deflate": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "snappy"}
+            ),
+        }
+        statuses = {name: a.status_code for name, a in answers.items()}
+        assert statuses == {
+            "bomb": 413,
+            "not gzip": 400,
+            "not an export": 400,
+            "not protobuf": 400,
+            "text": 415,
+            "deflate": 415,
+        }
+        assert status_message(answers["bomb"]) == (8, "the body inflates past 16777216 bytes")
+        assert status_message(answers["not an export"])[0] == 3  # INVALID_ARGUMENT
+        assert status_message(answers["text"])[0] == 3
+        # Then the daemon is up, every good span counted, and each refusal dead-lettered
+        await wait_status(f"{client.base_url}/healthz", 200)
+        await rig.settle()
+        await rig.assert_exact(reference)
+        letters = await rig.dead_letters(7)
+    found = Counter(dict(r.headers)["rc.reason"].decode() for r in letters)
+    assert found == reasons + Counter({"oversize": 1}), found
+    for record in letters:
+        headers = dict(record.headers)
+        assert headers["rc.source.topic"] == b"otlp-http:/v1/traces"
+        letter = orjson.loads(record.value)
+        assert (letter["route"], letter["reason"]) == (
+            "otlp-http:/v1/traces",
+            headers["rc.reason"].decode(),
+        )
+        assert len(record.value) < 2000
+
+
+# --------------------------------------------------------------------------------------
+# The broker away: 503, nothing counted, the export sent again counts once
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_gate(tmp_path: Path) -> Iterator[Gate]:
+    target = free_port()
+    gate = Gate(target)
+    gate.open()
+    _, broker = start_embedded_broker(tmp_path, port=target, advertised_port=gate.port)
+    try:
+        yield gate
+    finally:
+        gate.stop()
+        broker.stop()
+
+
+@pytest.fixture
+async def gated(broker_gate: Gate, redis_url: str, redis_namespace: str) -> Rig:
+    bootstrap = f"127.0.0.1:{broker_gate.port}"
+    names = [f"otlp-{uuid.uuid4().hex[:8]}", f"otlp-dlq-{uuid.uuid4().hex[:8]}"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(name=n, num_partitions=p, replication_factor=1)
+                for n, p in zip(names, (4, 1), strict=True)
+            ]
+        )
+    finally:
+        await admin.close()
+    return Rig(bootstrap, redis_url, names[0], names[1], redis_namespace)
+
+
+async def test_the_broker_away_is_a_503_and_the_export_sent_again_counts_once(
+    gated: Rig, broker_gate: Gate, tmp_path: Path
+) -> None:
+    rig = gated
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(30)]
+    spans = served(recorder, "treatment", units)
+    reference = described(spans, dict.fromkeys(units, "treatment"))
+    body = traces_proto(spans)
+    async with serving(rig, tmp_path) as (client, _):
+        broker_gate.close()
+        answer = await client.post("/v1/traces", content=body, headers=PROTOBUF)
+        assert answer.status_code == 503, answer.content
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.headers["Content-Type"] == "application/x-protobuf"
+        broker_gate.open()
+
+        async def accepted() -> httpx.Response:
+            again = await client.post("/v1/traces", content=body, headers=PROTOBUF)
+            assert again.status_code == 200, again.status_code
+            return again
+
+        await eventually(accepted, timeout=60, what="the export accepted once the broker is back")
+        await rig.settle()
+        await rig.assert_exact(reference)
+        assert await rig.counted({FLAG}) == len(reference)

@@ -1,0 +1,99 @@
+"""Drive the apps of ``tests/otel``: start one as a child process, send it users' requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from collections import Counter
+from collections.abc import Sequence
+
+import httpx
+import orjson
+
+READY_SECONDS = 60.0
+STOP_SECONDS = 30.0
+
+
+class AppProcess:
+    """An app listening on a port it printed; its stdin closed, it exports what it holds and
+    exits."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, name: str) -> None:
+        self._process, self.name = process, name
+        self.base = f"http://127.0.0.1:{port}"
+
+    @classmethod
+    async def start(
+        cls, command: Sequence[str], *, name: str, env: dict[str, str] | None = None
+    ) -> AppProcess:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), READY_SECONDS)
+        except TimeoutError:
+            process.kill()
+            raise
+        if not line:
+            code = await process.wait()
+            raise AssertionError(f"{name} ended before listening (exit code {code})")
+        return cls(process, orjson.loads(line)["port"], name)
+
+    async def stop(self) -> int:
+        """Close stdin (the app exports what it holds, then exits); its exit code."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            return await asyncio.wait_for(self._process.wait(), STOP_SECONDS)
+        except TimeoutError:
+            self.kill()
+            return await self._process.wait()
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+
+
+class Load:
+    """Users' requests to one app, from ``concurrency`` clients, until :meth:`stop`."""
+
+    def __init__(self, app: AppProcess, *, users: int, concurrency: int = 4, seed: int = 1) -> None:
+        self.app, self._users, self._rng = app, users, random.Random(seed)
+        self.statuses: Counter[int] = Counter()
+        self.failures = 0
+        self._stopping = asyncio.Event()
+        self._client = httpx.AsyncClient(base_url=app.base, timeout=30)
+        self._tasks = [
+            asyncio.create_task(self._send(), name=f"load-{app.name}-{i}")
+            for i in range(concurrency)
+        ]
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    async def _send(self) -> None:
+        while not self._stopping.is_set():
+            user = f"user-{self._rng.randrange(self._users)}"
+            try:
+                answer = await self._client.get("/checkout", params={"user": user})
+            except httpx.HTTPError:
+                self.failures += 1
+                await asyncio.sleep(0.1)
+                continue
+            self.statuses[answer.status_code] += 1
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.aclose()
