@@ -1,6 +1,6 @@
-"""Operating rollouts: signed commands, status reads, segments and app keys."""
+"""Operating rollouts: signed commands, status reads, segments, app keys and pipelines."""
 
-from controller.ctl.operate import app_keys, handlers, ingest, reads, targeting_args
+from controller.ctl.operate import app_keys, handlers, ingest, pipelines, reads, targeting_args
 from controller.ctl.operate.commands import send_command, signed_command, write_private_key
 from controller.ctl.operate.segments import commands_for, send, signer
 
@@ -9,6 +9,7 @@ __all__ = [
     "commands_for",
     "handlers",
     "ingest",
+    "pipelines",
     "reads",
     "send",
     "send_command",

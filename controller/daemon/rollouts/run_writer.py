@@ -148,6 +148,12 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _command_id(action: Decision) -> str | None:
+    """The command a decision answers: a run's first start answers the pipeline command."""
+    found = action.evidence.get("command_id")
+    return found if isinstance(found, str) and action.kind == "pipeline_start" else None
+
+
 def _decision(flag: str, run_id: str, pipeline: str, action: Decision, now: datetime) -> bytes:
     """A pipeline decision on the decisions topic: its id is its key's, the same on a replay."""
     rollout_id = action.evidence.get("rollout_id")
@@ -170,7 +176,7 @@ def _decision(flag: str, run_id: str, pipeline: str, action: Decision, now: date
             "action": action.kind,
             "outcome": OUTCOMES.get(action.outcome, action.outcome),
             "reason": action.reason[:500],
-            "command_id": action.command_id,
+            "command_id": action.command_id or _command_id(action),
             "evidence": orjson.loads(orjson.dumps(evidence, default=str)),
         }
     )
