@@ -72,10 +72,10 @@ class Engine:
         stopping: asyncio.Event,
         clock: Clock = lambda: datetime.now(UTC),
         pipelines: Pipelines | None = None,
+        retry: Retry | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
-        self.pipelines = pipelines
-        """Release pipeline runs, where a store for them is given."""
+        self.pipelines, self._retry = pipelines, retry  # release pipelines, where runs are kept
         self._now = clock
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
@@ -108,7 +108,8 @@ class Engine:
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
                 if self.pipelines is not None:
-                    runs = self.pipelines.run(control, self._stopping, self._contained)
+                    retry = self._retry or Retry(self._stopping)
+                    runs = self.pipelines.run(control, self._stopping, self._contained, retry)
                     tasks.create_task(runs, name="engine-pipelines")
         finally:
             await self._consultations.cancel()
@@ -196,6 +197,7 @@ def build_engine(
         stopping=stopping,
         clock=clock,
         pipelines=pipelines,
+        retry=retry,
     )
 
 

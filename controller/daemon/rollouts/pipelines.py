@@ -57,7 +57,7 @@ from controller.core.release import (
 from controller.core.rollouts import Phase
 from controller.core.wire import Command
 from controller.daemon.registries import Keyring
-from controller.daemon.rollouts.containment import Containment
+from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.run_writer import RunWriter
 from controller.kit.backoff import sleep_or_stop
@@ -200,17 +200,20 @@ class Pipelines:
     # -- reconciling ----------------------------------------------------------------------
 
     async def run(
-        self, control: ControlSource, stopping: asyncio.Event, contained: Containment
+        self, control: ControlSource, stopping: asyncio.Event, contained: Containment, retry: Retry
     ) -> None:
-        """Reconcile each running run of a flag this instance owns, every sweep."""
-        while True:
-            for run_id in sorted(await self._runs.running()):
-                run = (await self._runs.load(run_id)).run
-                if run is None or not control.owns(run.flag):
-                    continue
-                await contained.run(self.reconcile(run_id), where="pipeline", flag=run.flag)
-            if await sleep_or_stop(self._every, stopping):
-                return
+        """Reconcile each running run of a flag this instance owns, every sweep; what may pass
+        (a store outage) is retried, what fails for good is reported once and tried again."""
+        while not await sleep_or_stop(self._every, stopping):
+            passed = retry(lambda: self.run_pass(control, contained, retry), "pipelines")
+            await contained.run(passed, where="pipeline pass")
+
+    async def run_pass(self, control: ControlSource, contained: Containment, retry: Retry) -> None:
+        for run_id in sorted(await self._runs.running()):
+            run = (await self._runs.load(run_id)).run
+            if run is not None and control.owns(run.flag):
+                reconciled = retry(lambda r=run_id: self.reconcile(r), "pipeline")  # type: ignore[misc]
+                await contained.run(reconciled, where="pipeline", flag=run.flag)
 
     async def reconcile(self, run_id: str) -> None:
         """Publish what the run's outbox holds, feed it its rollouts' endings and the clock."""
