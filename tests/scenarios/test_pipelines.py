@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.adapters.redis.aggregates import connect
 from controller.core.release import rollout_id_of
 from controller.core.trust import signing
 from controller.core.wire.messages import Arm
+from controller.ctl.operate.commands import signed_command
 from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
@@ -64,7 +66,7 @@ class Release:
             RC_HTTP__HOST="127.0.0.1",
         )
 
-    async def start(self, flag: str) -> dict[str, Any]:
+    async def start(self, flag: str, pipeline: dict[str, Any] = PIPELINE) -> dict[str, Any]:
         """Send the pipeline command; the first environment's start decision."""
         command: dict[str, Any] = {
             "type": "pipeline",
@@ -73,7 +75,7 @@ class Release:
             "ts": int(time.time() * 1000),
             "action": "start",
             "flag": flag,
-            "pipeline": PIPELINE,
+            "pipeline": pipeline,
             "actor": "tester",
             "key_id": KEY_ID,
         }
@@ -298,3 +300,111 @@ async def test_killed_between_staging_completed_and_production_started_productio
         if d["flag"] == flag and d["action"] == "pipeline_start"
     }
     assert len(decided) == 3  # dev, staging and production, each once (a republish has its id)
+
+
+async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
+    scenario: Scenario,
+) -> None:
+    # Given keys with roles, and a pipeline whose production step needs two approvers
+    flag = "pipe-approved"
+    people = {name: Ed25519PrivateKey.generate() for name in ("ana", "bo", "dev-1")}
+    roles = {"ana": ["approver"], "bo": ["approver"], "dev-1": ["dev"]}
+    records: dict[str, Any] = {
+        KEY_ID: signing.public_key_text(scenario.key.public_key()),
+        **{
+            k: {"public_key": signing.public_key_text(v.public_key()), "roles": roles[k]}
+            for k, v in people.items()
+        },
+    }
+    book = {
+        "roles": [
+            {
+                "name": "dev",
+                "actions": ["start", "promote", "pause", "kill"],
+                "environments": ["dev"],
+            },
+            {"name": "approver", "actions": ["approve"], "environments": ["*"]},
+        ]
+    }
+    release = Release(scenario)
+    scenario.configure(
+        RC_ENGINE__OPERATOR_KEYS=orjson.dumps(records).decode(),
+        RC_ENGINE__ROLES=orjson.dumps(book).decode(),
+    )
+    scenario.start_daemon()
+    for environment in STEPS:
+        scenario.run_apps(key_in(flag, environment))
+    gated = {
+        **PIPELINE,
+        "steps": [
+            {"environment": "dev"},
+            {"environment": "staging"},
+            {
+                "environment": "production",
+                "approval": {"needs": [{"role": "approver", "count": 2}]},
+            },
+        ],
+    }
+    await release.start(flag, gated)
+    waiting = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=flag, action="pipeline_gate"),
+        timeout=180,
+        what="production waiting for its approvals",
+    )
+    assert waiting["reason"] == "production waits for: approvals: 2 more from approver"
+
+    async def approve(key_id: str, action: str = "approve") -> dict[str, Any]:
+        command = signed_command(
+            action,
+            flag,
+            private_key=people[key_id],
+            key_id=key_id,
+            actor=key_id,
+            environment="production",
+        )
+        await scenario.send(command, flag=flag)
+        found: dict[str, Any] = await scenario.until(
+            lambda: scenario.observed.decision_where(command_id=command["id"]),
+            timeout=30,
+            what=f"{key_id}'s {action}",
+        )
+        return found
+
+    # One approval does not move it, nor a second from the same key
+    assert (await approve("ana"))["reason"] == (
+        "ana (key ana, approver) approved production: 1 more from approver"
+    )
+    again = await approve("ana")
+    assert again["outcome"] == "rejected"
+    assert "a key counts once" in again["reason"]
+    # A dev key may neither approve nor promote production
+    promote = await approve("dev-1", "promote")
+    assert promote["reason"] == (
+        "key dev-1 (roles: dev) may not promote in production: it may only in dev"
+    )
+    assert ("pipeline_start", "production") not in release.decided(flag)
+    # A second key's approval starts production, and the audit names both
+    await approve("bo")
+    started = await scenario.until(
+        lambda: next(
+            (
+                d
+                for d in scenario.observed.decisions
+                if d["flag"] == flag
+                and d["action"] == "pipeline_start"
+                and d["evidence"]["environment"] == "production"
+            ),
+            None,
+        ),
+        timeout=30,
+        what="production starting",
+    )
+    assert [(a["key_id"], a["role"]) for a in started["evidence"]["approvals"]] == [
+        ("ana", "approver"),
+        ("bo", "approver"),
+    ]
+    assert all(a["at"] for a in started["evidence"]["approvals"])
+    view = await release.status(flag)
+    assert view["environments"][2]["approvals"]["approved"] == {
+        "approver": ["ana (ana)", "bo (bo)"]
+    }
