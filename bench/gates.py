@@ -9,12 +9,16 @@ strings in HyperLogLogs, sized so that about half the due stages have enough
 units to advance). About 5% of the flags are regressed (treatment errors 3x),
 so the gates roll some of them back.
 
-Then it runs full sweeps, ``for flag in flags: await engine.gates.gate(flag)``, with
-the real :class:`RolloutStore` and :class:`RedisAggregateStore` and a fixed
-clock, and measures each sweep's wall time, this process's CPU time and
-Redis's own CPU time (``INFO cpu``). The first sweep applies the decisions
+Then it gates every flag as the daemon's gate loop does when all of them
+received events: one pass, ``engine.gates.run_pass`` with every flag marked
+dirty, which reads the flags' states and aggregates a batch at a time and
+gates each; with the real :class:`RolloutStore` and :class:`RedisAggregateStore`
+and a fixed clock. It measures each pass's wall time, this process's CPU time
+and Redis's own CPU time (``INFO cpu``). The first pass applies the decisions
 (advances, rollbacks); the later ones see the decided flags in their new stage
-or terminal, which is the steady state. Publishing is recorded in memory:
+or terminal, which is the steady state. The same flags are also gated one by
+one, ``for flag in flags: await engine.gates.gate(flag)``, as a gate that runs
+alone reads: its state, then its aggregates (``one_by_one_*``). Publishing is recorded in memory:
 sending to Kafka happens after the save and is the producer's cost, not the
 gate loop's. As a baseline, the same run times the pure part alone
 (``gate.evaluate`` and ``machine.step`` on rollouts and aggregates loaded
@@ -22,17 +26,24 @@ beforehand), so the output shows how much of a gate is I/O and decoding.
 
 The read path is measured against the one it replaced (#39): the aggregate
 read of before, kept in :mod:`bench.legacy_reads` (``SMEMBERS``, then a
-pipeline of ``HGETALL`` and ``PFCOUNT``, decoded through dicts). A second
-engine gates the same flags with it; after the first sweep, the sweeps of
-the two engines alternate, and the steady figures of each are its sweep of
-least CPU time. The reads alone are timed both ways in alternating rounds,
-and both reads must return the same aggregates for every active flag.
+pipeline of ``HGETALL`` and ``PFCOUNT``, decoded through dicts, one flag per
+read). A second engine gates the same flags with it, in the same two ways; it
+shares everything else with the first (the state store, the decision), so
+the ratio is what the read path alone changes. The passes of the two engines
+alternate, and the steady figures of each are its pass of least CPU time.
+The reads alone are timed both ways in alternating rounds, and both reads
+must return the same aggregates for every active flag.
 ``ratio_*`` figures are the new cost over the old one, measured in this run.
 
 The last line printed is one JSON object.
 
-    python bench/gates.py [--rollouts 1000] [--sweeps 3] [--partitions 4] [--unit-scale 1.0]
+    python bench/gates.py [--rollouts 1000] [--sweeps 4] [--partitions 4] [--unit-scale 1.0]
                            [--profile]
+
+With ``--prometheus``, the gates of rollouts whose guardrails read a real Prometheus
+instead (100 rollouts unless ``--rollouts`` says; :mod:`bench.prometheus_gates`):
+
+    python bench/gates.py --prometheus [--rollouts 100] [--seconds 30] [--interval 5]
 
 Uses REDIS_URL when set (its CPU figures then include other clients' load),
 else starts a private redis-server.
@@ -70,6 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from legacy_reads import LegacyAggregateStore, Wire, counting_wire  # beside this script
 
+from controller.adapters.memory import MemoryControl
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
@@ -82,6 +94,7 @@ from controller.core.stats.aggregates import CellDelta, CellKey, FlagAggregates
 from controller.core.stats.folding import PartitionDelta
 from controller.core.wire.messages import Arm
 from controller.daemon.rollouts.engine import Engine, build_engine
+from controller.daemon.rollouts.gates import GATE_BATCH
 from controller.ports import DeadLetter, StateWrite
 from controller.process.logs import configure as configure_logs
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
@@ -338,8 +351,26 @@ async def phases_of(states: RolloutStore, flags: list[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+@dataclass(frozen=True, slots=True)
+class Gating:
+    """One engine and how it gates every flag: in the daemon's passes, or one by one."""
+
+    engine: Engine
+    aggregates: RedisAggregateStore
+    one_by_one: bool = False
+
+    async def gate_all(self, flags: list[str], *, fresh: bool) -> None:
+        if self.one_by_one:
+            for flag in flags:
+                await self.engine.gates.gate(flag, fresh=fresh)
+            return
+        # With news for every flag, or (a timer sweep) for none: every state then
+        # comes from the sweep's load_all and every read from the last one.
+        await self.engine.gates.run_pass(MemoryControl(set(flags)), full=not fresh)
+
+
 async def sweep(
-    engine: Engine,
+    gating: Gating,
     flags: list[str],
     *,
     client: RedisClient,
@@ -350,12 +381,13 @@ async def sweep(
     fresh: bool = True,
 ) -> Sweep:
     first_message = len(outputs.messages)
+    if fresh and not gating.one_by_one:
+        await gating.aggregates.mark_dirty(set(flags))  # as the flushes of new events do
     redis_cpu, commands = await redis_counters(client)
     wall, cpu = time.perf_counter(), time.process_time()
     if profile is not None:
         profile.enable()
-    for flag in flags:
-        await engine.gates.gate(flag, fresh=fresh)
+    await gating.gate_all(flags, fresh=fresh)
     if profile is not None:
         profile.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -417,6 +449,10 @@ class Breakdown:
     load_s: float
     read_s: float
     legacy_read_s: float
+    batched_load_s: float
+    """Per flag, loading the states :data:`GATE_BATCH` flags at a time (``load_many``)."""
+    batched_read_s: float
+    """Per active flag, reading :data:`GATE_BATCH` flags at a time (``read_many``)."""
     reads: int
     wire: Wire
     """What the new reads of every active flag sent, together."""
@@ -434,11 +470,16 @@ async def io_breakdown(
 
     The aggregate reads run ``rounds`` times each way, alternating (the median
     of each is kept); then once more each way counting what they send, and a
-    last time to check that both ways read the same for every flag.
+    last time to check that both ways read the same for every flag. The state
+    loads and the new reads are also timed a batch at a time, as a pass makes them.
     """
     started = time.process_time()
     rollouts = [(await states.load(flag)).rollout for flag in flags]
     load_s = time.process_time() - started
+    started = time.process_time()
+    for start in range(0, len(flags), GATE_BATCH):
+        await states.load_many(flags[start : start + GATE_BATCH])
+    batched_load_s = time.process_time() - started
     active = [
         (r.flag, r.stage_flag_versions()) for r in rollouts if r is not None and r.phase.active
     ]
@@ -450,6 +491,12 @@ async def io_breakdown(
             for flag, versions in active:
                 await reader.read(flag, versions)
             times.append((time.process_time() - started) / len(active))
+    batched: list[float] = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for start in range(0, len(active), GATE_BATCH):
+            await store.read_many(active[start : start + GATE_BATCH])
+        batched.append((time.process_time() - started) / len(active))
     wires = []
     for reader in (store, legacy):
         with counting_wire() as wire:
@@ -463,6 +510,8 @@ async def io_breakdown(
         load_s / len(flags),
         statistics.median(new),
         statistics.median(old),
+        batched_load_s / len(flags),
+        statistics.median(batched),
         len(active),
         *wires,
     )
@@ -547,38 +596,34 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
                 )
                 for aggregates in (store, legacy)
             )
-            sweeps: list[Sweep] = []
-            old_sweeps: list[Sweep] = []
+            ways = {
+                "pass": Gating(engine, store),
+                "old read": Gating(legacy_engine, legacy),
+                "one by one": Gating(engine, store, one_by_one=True),
+                "old read, one by one": Gating(legacy_engine, legacy, one_by_one=True),
+            }
+            timed: dict[str, list[Sweep]] = {way: [] for way in ways}
+            first: Sweep | None = None
             for index in range(args.sweeps):
-                result = await sweep(
-                    engine, flags, client=client, states=states, outputs=outputs, topics=topics
-                )
-                sweeps.append(result)
-                progress(
-                    f"sweep {index + 1}: wall {result.wall_s:.3f}s, cpu {result.cpu_s:.3f}s, "
-                    f"redis cpu {result.redis_cpu_s:.3f}s, "
-                    f"{result.redis_commands / len(flags):.1f} redis commands/gate, "
-                    f"published {result.published}, decisions {result.decisions}"
-                )
-                # The old read's engine, alternating; its first sweep (not kept) warms it.
-                old = await sweep(
-                    legacy_engine,
-                    flags,
-                    client=client,
-                    states=states,
-                    outputs=outputs,
-                    topics=topics,
-                )
-                old_sweeps += [old] if index else []
-                progress(
-                    f"  {'old read' if index else 'old read, warming'}: wall {old.wall_s:.3f}s, "
-                    f"cpu {old.cpu_s:.3f}s, redis cpu {old.redis_cpu_s:.3f}s, "
-                    f"{old.redis_commands / len(flags):.1f} redis commands/gate, "
-                    f"published {old.published}"
-                )
-            # The timer sweep proper: flags with no new events reuse their last read.
+                for way, gating in ways.items():
+                    result = await sweep(
+                        gating, flags, client=client, states=states, outputs=outputs, topics=topics
+                    )
+                    # The first pass applies the decisions; each way's first run warms it.
+                    if index == 0 and first is None:
+                        first = result
+                    timed[way] += [result] if index else []
+                    progress(
+                        f"round {index + 1}, {way}{'' if index else ' (warming)'}: wall "
+                        f"{result.wall_s:.3f}s, cpu {result.cpu_s:.3f}s, redis cpu "
+                        f"{result.redis_cpu_s:.3f}s, "
+                        f"{result.redis_commands / len(flags):.1f} redis commands/gate, "
+                        f"published {result.published}, decisions {result.decisions}"
+                    )
+            assert first is not None
+            # The timer sweep proper: flags without new events reuse their last read.
             timer = await sweep(
-                engine,
+                ways["pass"],
                 flags,
                 client=client,
                 states=states,
@@ -595,13 +640,15 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
                 f"alone: one state load {1000 * parts.load_s:.3f} ms cpu, one aggregate "
                 f"read {1000 * parts.read_s:.3f} ms cpu (the old read "
                 f"{1000 * parts.legacy_read_s:.3f} ms; {parts.reads} active flags, both "
-                "reads the same for each)"
+                f"reads the same for each); a batch at a time, per flag: state load "
+                f"{1000 * parts.batched_load_s:.3f} ms, aggregate read "
+                f"{1000 * parts.batched_read_s:.3f} ms"
             )
             if args.profile:
                 # An extra sweep, not reported: the profiler triples its time.
                 profile = cProfile.Profile()
                 await sweep(
-                    engine,
+                    ways["pass"],
                     flags,
                     client=client,
                     states=states,
@@ -621,8 +668,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
         len(flags),
         args.partitions,
         units,
-        sweeps,
-        old_sweeps,
+        first,
+        timed,
         timer,
         baseline,
         parts,
@@ -634,23 +681,23 @@ def report(
     n: int,
     partitions: int,
     units: int,
-    sweeps: list[Sweep],
-    old_sweeps: list[Sweep],
+    first: Sweep,
+    timed: dict[str, list[Sweep]],
     timer: Sweep,
     baseline: Baseline,
     parts: Breakdown,
     engine: EngineSettings,
 ) -> dict[str, Any]:
-    steady = min(sweeps[1:], key=lambda s: s.cpu_s)
-    old = min(old_sweeps, key=lambda s: s.cpu_s)
-    first = sweeps[0]
+    least = {way: min(runs, key=lambda s: s.cpu_s) for way, runs in timed.items()}
+    steady, old = least["pass"], least["old read"]
+    single, old_single = least["one by one"], least["old read, one by one"]
     cpu_per_gate = steady.cpu_s / n
     pure_per_gate = baseline.pure_s / n
     return {
         "rollouts": n,
         "partitions": partitions,
         "units_written": units,
-        "sweeps": len(sweeps),
+        "sweeps": len(timed["pass"]) + 1,
         "sweep_wall_s": round(steady.wall_s, 4),
         "sweep_cpu_s": round(steady.cpu_s, 4),
         "redis_cpu_s": round(steady.redis_cpu_s, 4),
@@ -663,9 +710,12 @@ def report(
         "pure_ms_per_gate": round(1000 * pure_per_gate, 4),
         "pure_share_of_cpu": round(pure_per_gate / cpu_per_gate, 3),
         "rollout_decode_ms": round(1000 * baseline.parse_s / n, 4),
-        # A holding gate loads the state once and reads the aggregates once.
+        # A gate alone loads the state once and reads the aggregates once.
         "state_load_cpu_ms": round(1000 * parts.load_s, 4),
         "aggregate_read_cpu_ms": round(1000 * parts.read_s, 4),
+        # The same, per flag, as a pass reads them: a batch at a time.
+        "state_load_batched_cpu_ms": round(1000 * parts.batched_load_s, 4),
+        "aggregate_read_batched_cpu_ms": round(1000 * parts.batched_read_s, 4),
         # The same with the read of before #39 (bench/legacy_reads.py), in this run.
         "old_read_cpu_ms_per_gate": round(1000 * old.cpu_s / n, 4),
         "old_read_redis_cpu_ms_per_gate": round(1000 * old.redis_cpu_s / n, 4),
@@ -673,6 +723,10 @@ def report(
         "old_aggregate_read_cpu_ms": round(1000 * parts.legacy_read_s, 4),
         "ratio_cpu_per_gate": round(steady.cpu_s / old.cpu_s, 3),
         "ratio_aggregate_read_cpu": round(parts.read_s / parts.legacy_read_s, 3),
+        # Every flag gated alone, one after the other (two round trips each), both ways.
+        "one_by_one_cpu_ms_per_gate": round(1000 * single.cpu_s / n, 4),
+        "old_read_one_by_one_cpu_ms_per_gate": round(1000 * old_single.cpu_s / n, 4),
+        "ratio_one_by_one_cpu_per_gate": round(single.cpu_s / old_single.cpu_s, 3),
         # Sent by this process (a script's own commands run in Redis and are not counted).
         "aggregate_read_commands_sent": round(parts.wire.commands / parts.reads, 2),
         "aggregate_read_round_trips": round(parts.wire.writes / parts.reads, 2),
@@ -681,9 +735,11 @@ def report(
         "baseline_verdicts": baseline.verdicts,
         "rollbacks": first.decisions.get("rollback", 0),
         "advances": first.decisions.get("advance", 0) + first.decisions.get("complete", 0),
-        "published_messages": sum(s.published for s in sweeps),
-        "per_sweep": [s.summary(n) for s in sweeps],
-        "old_read_per_sweep": [s.summary(n) for s in old_sweeps],
+        "published_messages": first.published + sum(s.published for s in timed["pass"]),
+        "per_sweep": [s.summary(n) for s in [first, *timed["pass"]]],
+        "old_read_per_sweep": [s.summary(n) for s in timed["old read"]],
+        "one_by_one_per_sweep": [s.summary(n) for s in timed["one by one"]],
+        "old_read_one_by_one_per_sweep": [s.summary(n) for s in timed["old read, one by one"]],
         "timer_sweep_cpu_s": round(timer.cpu_s, 4),
         "timer_cpu_ms_per_gate": round(1000 * timer.cpu_s / n, 4),
         "timer_redis_commands_per_gate": round(timer.redis_commands / n, 2),
@@ -694,7 +750,7 @@ def report(
             timer.redis_cpu_s / engine.sweep_interval_seconds, 4
         ),
         # Flags that received events are gated every gate interval as well: if all
-        # of them receive traffic, that is a full sweep every gate interval.
+        # of them receive traffic, that is a full pass every gate interval.
         "core_share_all_dirty": round(steady.cpu_s / engine.gate_interval_seconds, 3),
         "sweep_interval_s": engine.sweep_interval_seconds,
         "gate_interval_s": engine.gate_interval_seconds,
@@ -726,9 +782,29 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rollouts", type=int, default=1000, help="concurrent rollouts")
     parser.add_argument(
-        "--sweeps", type=int, default=3, help="full sweeps to time (at least 2), each way"
+        "--rollouts",
+        type=int,
+        default=None,
+        help="concurrent rollouts (1000; 100 with --prometheus)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="gate on guardrails read from a real Prometheus (bench/prometheus_gates.py)",
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="with --prometheus: how long")
+    parser.add_argument(
+        "--interval", type=float, default=5, help="with --prometheus: seconds between readings"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=200, help="with --prometheus: requests per second a flag"
+    )
+    parser.add_argument(
+        "--sweeps",
+        type=int,
+        default=4,
+        help="rounds of passes to time (at least 2; the first warms), each way",
     )
     parser.add_argument(
         "--unit-scale",
@@ -744,6 +820,16 @@ if __name__ == "__main__":
         "--profile", action="store_true", help="profile one more sweep, printed to stderr"
     )
     arguments = parser.parse_args()
+    if arguments.prometheus:
+        import prometheus_gates  # beside this script
+
+        rollouts = arguments.rollouts or 100
+        found = prometheus_gates.main(
+            rollouts, arguments.seconds, arguments.interval, arguments.rate
+        )
+        print(json.dumps(found))
+        sys.exit(0)
+    arguments.rollouts = arguments.rollouts or 1000
     if arguments.sweeps < 2:
         parser.error("--sweeps: at least 2 (the first applies the decisions)")
     result = main(arguments)

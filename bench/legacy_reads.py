@@ -7,12 +7,14 @@ into a dict of field names and summed into :class:`ArmAggregate`.
 :class:`LegacyAggregateStore` is :class:`RedisAggregateStore` with that read
 (one node only: the benchmark runs on one), so ``bench/gates.py`` times both
 on the same data in the same run and checks that they read the same;
-:func:`counting_wire` counts what each sends.
+:func:`counting_wire` counts what each sends. Before, there was no read of many
+flags at once either: each gate read its own flag, which is what
+:meth:`LegacyAggregateStore.read_many` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,10 @@ class LegacyAggregateStore(RedisAggregateStore):
             rows, counts = await self._legacy_read(hashes, [keys for keys in units if keys])
         per_cell = iter(counts)
         return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
+
+    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
+        """One read per flag, one after the other, as each gate read its own flag."""
+        return [await self.read(flag, versions) for flag, versions in wanted]
 
     async def _legacy_read(
         self, hashes: list[str], units: list[list[str]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum, IntEnum
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ import orjson
 
 from controller.core.common import StoreError
 from controller.core.machine import Choice, LogGap
+from controller.core.metrics_source import Answer
 from controller.core.release import PipelineState
 from controller.core.rollouts import AdvisorResult, Rollout
 from controller.core.serving import Applied, Serving, Target
@@ -264,6 +266,19 @@ class ControlSource(Protocol):
     async def fetch(self, *, timeout_ms: int) -> list[Record]: ...
     async def commit(self) -> None: ...
     def owns(self, flag: str) -> bool: ...
+
+
+class MetricSource(Protocol):
+    """A metrics server guardrails read (Prometheus, #41): one instant query, bounded.
+
+    ``query`` raises a retriable :class:`~controller.core.common.errors.ControllerError`
+    whose message says why when no usable answer came (down, slow, too large, not its
+    format); ``where`` names the server and its setting for alerts.
+    """
+
+    where: str
+
+    async def query(self, promql: str, *, at: datetime) -> Answer: ...
 
 
 class Advisor(Protocol):

@@ -294,6 +294,14 @@ def promtool(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
+def prometheus_server_binary(pytestconfig: pytest.Config) -> str:
+    """Path of Debian's ``prometheus`` server, which the Prometheus guardrails' tests start."""
+    from tests.prometheus_kit import prometheus_binary  # noqa: PLC0415
+
+    return _tool(pytestconfig, prometheus_binary, name="prometheus")
+
+
+@pytest.fixture(scope="session")
 def chromium(pytestconfig: pytest.Config) -> str:
     """Path of Debian's ``chromium``, for the browser tests."""
     return _tool(pytestconfig, chromium_binary, name="chromium")

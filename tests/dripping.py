@@ -54,6 +54,8 @@ class Dripper:
     answer: Answer
     slow: Callable[[str, str], bool] = lambda _method, _path: False
     every: float = 2.0
+    slow_body: Callable[[bytes], bool] | None = None
+    """Also drip the answers to requests whose body this picks (a query naming one flag)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     dripping: int = 0
     """Answers being dripped right now."""
@@ -90,7 +92,8 @@ class Dripper:
                 body = await reader.readexactly(size)
                 self.requests.append((method, path))
                 raw = await self.answer(method, path, headers, body)
-                if self.slow(method, path):
+                picked = self.slow_body is not None and self.slow_body(body)
+                if self.slow(method, path) or picked:
                     await self._drip(raw, writer)
                 else:
                     writer.write(_closing(raw))

@@ -37,6 +37,7 @@ from controller.core.reading import (
     evidence,
     ms_text,
     quotable_rationale,
+    source_lines,
     stage_label,
     verdict_line,
     where_decided,
@@ -89,6 +90,7 @@ def rollout_detail(page: RolloutPage) -> str:
             _timeline(status, page, history),
             _charts(page.guardrails, history, decisions),
             _srm(status, history),
+            _sources(status),
             _advisor(decisions),
             _decisions(decisions),
             f'<section aria-labelledby="h-alerts"><h2 id="h-alerts">Alerts</h2>'
@@ -358,6 +360,16 @@ def _units(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.0f}" if value.is_integer() else f"{value:g}"
+
+
+def _sources(status: RolloutView) -> str:
+    """What the gate read from Prometheus: each query as asked, escaped, and each arm's
+    numbers (#41); nothing for a plan that reads no metric source."""
+    lines = source_lines(status.evidence)
+    if not lines:
+        return ""
+    body = f'<pre class="sources">{esc(chr(10).join(lines))}</pre>'
+    return _section("sources", "Read from Prometheus", body)
 
 
 def _section(slug: str, title: str, body: str) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
-from controller.ctl.operate import ingest, pipelines, targeting_args
+from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
     DEFAULT_KEY_DIR,
@@ -193,6 +193,7 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "errors naming each offending field (exit 78).",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    plan_queries.add_arguments(validate)
     from controller.ctl.drafting import drafting  # noqa: PLC0415 - keep `--help` fast
 
     draft = verbs.add_parser(

@@ -128,7 +128,8 @@ def flag_view(
     """The view of ``flag``; ``verdict`` is the gate's on the current stage, if active."""
     live = rollout is not None and rollout.phase.active and verdict is not None
     evidence = verdict.evidence if live and verdict else (record.evidence or {})
-    arms = evidence.get("arms") or {}
+    arms = evidence.get("arms")
+    arms = arms if isinstance(arms, dict) else {}
     return FlagView(
         flag=flag.name,
         faulty=flag.faulty,

@@ -32,6 +32,8 @@ from controller.settings.groups import (
 from controller.settings.history import HistorySettings
 from controller.settings.http import HttpSettings
 from controller.settings.llm import LlmSettings
+from controller.settings.otlp import OtlpEncoding, OtlpSettings
+from controller.settings.prometheus import PrometheusSettings
 from controller.settings.retry import RetrySettings
 from controller.settings.signing import SigningSettings
 from controller.settings.unleash import UnleashSettings
@@ -44,6 +46,9 @@ __all__ = [
     "KafkaSettings",
     "LlmSettings",
     "LogSettings",
+    "OtlpEncoding",
+    "OtlpSettings",
+    "PrometheusSettings",
     "RedisSettings",
     "RetrySettings",
     "Settings",
@@ -78,6 +83,8 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     unleash: UnleashSettings = Field(default_factory=UnleashSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
@@ -102,6 +109,8 @@ class Settings(BaseSettings):
         data["redis"]["url"] = mask_url(self.redis.url)
         if self.unleash.url is not None:
             data["unleash"]["url"] = mask_url(self.unleash.url)
+        if self.prometheus.url is not None:
+            data["prometheus"]["url"] = mask_url(self.prometheus.url)
         return data
 
 

@@ -193,7 +193,9 @@ class HttpSettings(BaseModel):
         le=60,
         description="An evaluation that carries no `feature_flag.version` counts for the flag "
         "version in force at its time; one this close to a change of version counts for "
-        "neither (apps switch versions over this interval).",
+        "neither (apps switch versions over this interval). Also read by the Collector's "
+        "Kafka topics (otlp.enabled), as are the join window, the pending bound and the "
+        "flags' age below.",
     )
     otlp_join_window_seconds: float = Field(
         default=30.0,

@@ -248,6 +248,31 @@ async def test_every_state_loads_in_flag_order_with_an_unreadable_one_as_its_err
     assert found["c"] == await states.load("c")
 
 
+async def test_a_state_is_decoded_once_per_stored_document(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    settings = RedisSettings(key_prefix=redis_namespace)
+    states, other = (
+        RolloutStore(store_client, settings=settings),
+        RolloutStore(store_client, settings=settings),
+    )
+    first = rollout().model_copy(update={"flag": "a"})
+    assert await states.save("a", StateWrite(rev=0, rollout=first)) == SaveOutcome.SAVED
+    once, (again,) = await states.load("a"), await states.load_many(["a"])
+    assert isinstance(again, Loaded)
+    assert once.rollout == first
+    assert again.rollout is once.rollout  # the same document: not decoded again
+    # Another instance saves a new state: this one decodes it
+    moved = first.model_copy(update={"note": "moved on"})
+    assert await other.save("a", StateWrite(rev=1, rollout=moved)) == SaveOutcome.SAVED
+    now = await states.load("a")
+    assert (now.rev, now.rollout) == (2, moved)
+    # A document damaged in place is an error, never the rollout kept from before
+    await store_client.hset(f"{{{redis_namespace}:flag:a}}:state", "doc", b"{not json")
+    with pytest.raises(StoreError, match="a: the stored rollout state is unreadable"):
+        await states.load("a")
+
+
 async def test_a_command_read_again_is_told_from_one_sent_again_until_both_are_forgotten(
     store_client: RedisClient, redis_namespace: str
 ) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +267,14 @@ class Scenario:
         )
 
     # -- simulated apps ----------------------------------------------------------------
+
+    def state(self, flag: str) -> dict[str, Any] | None:
+        """The flag's latest state on the flag-state topic, as apps follow it."""
+        return self._states.get(flag)
+
+    def run(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (an app of the test's own) until the scenario ends or stops its apps."""
+        self._tasks.append(asyncio.create_task(work, name=f"app-{name}"))
 
     def run_apps(
         self,

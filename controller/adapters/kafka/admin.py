@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -33,8 +33,11 @@ def _partitions(name: str, kafka: KafkaSettings, topics: TopicSettings) -> int:
     return 1 if name == topics.segments else 3
 
 
-async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
-    """Create the controller's topics that do not exist yet; return the created names."""
+async def ensure_topics(
+    kafka: KafkaSettings, topics: TopicSettings, *, more: Mapping[str, int] | None = None
+) -> list[str]:
+    """Create the controller's topics that do not exist yet, and those of ``more`` (a name
+    and its partitions: the OpenTelemetry topics it reads); return the created names."""
     async with _admin(kafka) as admin:
         existing = set(await admin.list_topics())
         wanted = [
@@ -50,6 +53,11 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
             )
             for name in dict.fromkeys(topics.model_dump().values())
             if name not in existing
+        ]
+        wanted += [
+            NewTopic(name, num_partitions=count, replication_factor=kafka.replication_factor)
+            for name, count in (more or {}).items()
+            if name not in existing and name not in topics.model_dump().values()
         ]
         if wanted:
             await admin.create_topics(wanted)

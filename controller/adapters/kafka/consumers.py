@@ -52,10 +52,18 @@ class EventConsumer(ClientLifecycle):
 
     Kafka commits are made only so that consumer lag can be monitored; the
     position to resume from is the one the caller passes to :meth:`seek`.
+    ``group_id`` replaces ``kafka.group_id``: another source's topic is read in
+    a group of its own, so its members joining never rebalance the events topic.
     """
 
     def __init__(
-        self, *, kafka: KafkaSettings, topic: str, listener: PartitionListener, start_from: str
+        self,
+        *,
+        kafka: KafkaSettings,
+        topic: str,
+        listener: PartitionListener,
+        start_from: str,
+        group_id: str | None = None,
     ) -> None:
         self._topic = topic
         self._listener = _Listener(listener)
@@ -63,7 +71,7 @@ class EventConsumer(ClientLifecycle):
         self._bootstrap = kafka.bootstrap_servers
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
-            group_id=kafka.group_id,
+            group_id=group_id or kafka.group_id,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             enable_auto_commit=False,

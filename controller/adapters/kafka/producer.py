@@ -85,6 +85,8 @@ class DeadLetterPublisher:
             headers += _truncation(value)
             value = value[: max(0, room)]
         kept = None if letter.record.value is None else value
+        if kept is None and key is None:  # a record needs one of them: an empty value
+            kept = b""
         return OutRecord(self._topic, key, kept, headers)
 
 

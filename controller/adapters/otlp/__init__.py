@@ -1,6 +1,7 @@
 """OpenTelemetry intake (#40): OTLP/protobuf exports decoded, the partial-success answers,
 and the OTLP/HTTP routes (``POST /v1/traces``, ``POST /v1/logs``)."""
 
+from controller.adapters.otlp.flat import decode_traces_flat
 from controller.adapters.otlp.proto import (
     decode_logs,
     decode_logs_proto,
@@ -19,6 +20,7 @@ __all__ = [
     "decode_logs",
     "decode_logs_proto",
     "decode_traces",
+    "decode_traces_flat",
     "decode_traces_proto",
     "logs_response",
     "traces_response",

@@ -11,7 +11,18 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   sorted set: event ids counted within the window -> when (ms)
+    {P:T:-1}:src:S:m:meta         hash: epoch, offset of partition m of another source topic S
     P:partitions:T                set: partitions ever claimed
+
+Another source topic (the OpenTelemetry Collector's, #40) is ingested by a store
+made with ``source=S``: each of its partitions ``m`` keeps its own fence and
+offset in its own meta hash, and all of them add to the aggregates of the events
+topic's partition ``-1`` (:data:`~.keys.SOURCES_PARTITION`), which no Kafka
+partition number can take. A gate reads it as one more partition. Such a source
+is not keyed by unit, so one slot for all its partitions keeps what the events
+topic gets from keying: a unit is one member of one HyperLogLog per arm, and an
+event id seen on any of its partitions (a Collector that re-delivers a batch to
+another partition) is in the one id window its flushes check.
 
 Every key of one partition shares the hash tag ``{P:T:n}``, so a flush
 touches one slot and runs on Redis Cluster. A flush is one Lua script that
@@ -56,7 +67,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.aggregate_reads import AggregateReads
 from controller.adapters.redis.client import RedisClient, connect, translated
-from controller.adapters.redis.keys import partition_tag, partitions_key
+from controller.adapters.redis.keys import (
+    SOURCES_PARTITION,
+    partition_tag,
+    partitions_key,
+    source_meta_key,
+)
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
@@ -88,7 +104,12 @@ class IdWindow:
 
 
 class RedisAggregateStore:
-    """Aggregates and partition offsets of one events topic, in Redis."""
+    """Aggregates and partition offsets of one events topic, in Redis.
+
+    With ``source``, the partitions claimed and flushed are those of that other
+    topic, whose aggregates the events topic ``topic`` holds in its partition
+    :data:`~.keys.SOURCES_PARTITION` (see the module's key layout).
+    """
 
     def __init__(
         self,
@@ -98,11 +119,13 @@ class RedisAggregateStore:
         topic: str,
         dedupe: IdWindow | None = None,
         clock: Callable[[], float] = time.time,
+        source: str | None = None,
     ) -> None:
         self._redis = client
         self._dedupe, self._clock = dedupe or IdWindow(), clock
         self._prefix = settings.key_prefix
         self._topic = topic
+        self._source = source
         self._ttl = settings.aggregate_ttl_seconds
         self._claim = client.register_script(_CLAIM)
         self._flush = client.register_script(_FLUSH)
@@ -112,6 +135,16 @@ class RedisAggregateStore:
 
     def _tag(self, partition: int) -> str:
         return partition_tag(self._prefix, self._topic, partition)
+
+    def _meta(self, partition: int) -> str:
+        """The meta hash of ``partition`` of the topic this store claims and flushes."""
+        if self._source is None:
+            return f"{self._tag(partition)}:meta"
+        return source_meta_key(self._prefix, self._topic, self._source, partition)
+
+    def _member(self, partition: int) -> int:
+        """The events topic's partition that ``partition``'s flushes write to."""
+        return partition if self._source is None else SOURCES_PARTITION
 
     @property
     def _partitions_key(self) -> str:
@@ -125,8 +158,8 @@ class RedisAggregateStore:
     async def claim(self, partition: int) -> Claim:
         """Take ownership of ``partition``: bump its epoch, return the stored offset."""
         async with translated():
-            await self._redis.sadd(self._partitions_key, partition)
-            epoch, offset = await self._claim(keys=[f"{self._tag(partition)}:meta"])
+            await self._redis.sadd(self._partitions_key, self._member(partition))
+            epoch, offset = await self._claim(keys=[self._meta(partition)])
         stored = int(offset)
         return Claim(partition, int(epoch), None if stored < 0 else stored)
 
@@ -165,8 +198,14 @@ class RedisAggregateStore:
     def _flush_arguments(
         self, delta: PartitionDelta, epoch: int, expected_offset: int | None
     ) -> tuple[list[str], list[Any]]:
-        tag = self._tag(delta.partition)
-        keys = [f"{tag}:meta", f"{tag}:rejects", f"{tag}:flags", f"{tag}:dirty", f"{tag}:ids"]
+        tag = self._tag(self._member(delta.partition))
+        keys = [
+            self._meta(delta.partition),
+            f"{tag}:rejects",
+            f"{tag}:flags",
+            f"{tag}:dirty",
+            f"{tag}:ids",
+        ]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
             other = Arm.CONTROL if arm == Arm.TREATMENT else Arm.TREATMENT
@@ -206,7 +245,7 @@ class RedisAggregateStore:
     async def offset(self, partition: int) -> int | None:
         """The next offset to read on ``partition``, or None if it was never flushed."""
         async with translated():
-            value = await self._redis.hget(f"{self._tag(partition)}:meta", "offset")
+            value = await self._redis.hget(self._meta(partition), "offset")
         return None if value is None else int(value)
 
     async def pop_dirty(self, limit: int = 10_000) -> set[str]:

@@ -18,11 +18,17 @@ from ``INFO replication``, cached for a second per node), else none. A replica
 that stopped answering, or whose link was cut, is therefore waited for only
 that long; meanwhile publishing waits, which is the price of never publishing
 what a failover could undo. A master without replicas is not waited on.
+
+``INFO replication`` is read once into :class:`Replication` (the master's id and
+offset, a :class:`Replica` per ``slaveN`` row), not passed on as redis-py's dict;
+an offset that is not a number confirms nothing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -33,6 +39,62 @@ from controller.settings import RedisSettings
 
 _MARK_TTL_MS = 60_000
 _TOPOLOGY_TTL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One ``slaveN`` row of ``INFO replication``, as the master sees that replica."""
+
+    online: bool
+    lag: int | None
+    """Seconds since the replica last acknowledged; None when the row does not say."""
+    offset: int
+    """The replication offset it acknowledged; -1 when the row does not say."""
+
+    def in_sync(self, max_lag: int) -> bool:
+        return self.online and self.lag is not None and self.lag <= max_lag
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """What ``INFO replication`` says of a node, read once from redis-py's parsed reply."""
+
+    role: str
+    replid: str | None
+    """The id of the replication history it serves (None when not said)."""
+    offset: int | None
+    """The master's replication offset (0 when not said; None when not a number)."""
+    replicas: tuple[Replica, ...]
+
+    @classmethod
+    def of(cls, info: Mapping[str, object]) -> Replication:
+        replid = info.get("master_replid")
+        rows = [v for k, v in info.items() if str(k).startswith("slave") and isinstance(v, dict)]
+        return cls(
+            role=str(info.get("role", "")),
+            replid=None if replid is None else str(replid),
+            offset=_int(info.get("master_repl_offset", 0)),
+            replicas=tuple(_replica(row) for row in rows),
+        )
+
+
+def _replica(row: Mapping[str, object]) -> Replica:
+    offset = _int(row.get("offset"))
+    return Replica(
+        online=row.get("state") == "online",
+        lag=_int(row.get("lag")),
+        offset=-1 if offset is None else offset,
+    )
+
+
+def _int(value: object) -> int | None:
+    """``value`` as redis-py parsed it (a number, or the text of one), else None."""
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 class ReplicaWait:
@@ -82,15 +144,15 @@ class ReplicaWait:
         info = await self._info(node)
         # Remembered per master (its replication id), so a replica whose link
         # was cut is still waited for until it has been silent the longest lag.
-        master = str(info.get("master_replid", name))
-        if any(_in_sync(row, self._max_lag) for row in _replicas(info)):
+        master = name if info.replid is None else info.replid
+        if any(replica.in_sync(self._max_lag) for replica in info.replicas):
             self._in_sync_at[master] = now
         self._in_sync_at = {m: t for m, t in self._in_sync_at.items() if now - t <= self._max_lag}
         needed = 1 if master in self._in_sync_at else 0
         self._known[name] = (needed, now)
         return needed
 
-    async def _wait(self, key: str, node: Any, needed: int) -> tuple[dict[str, Any], int]:
+    async def _wait(self, key: str, node: Any, needed: int) -> tuple[Replication, int]:
         """The master's replication state, a marker write and ``WAIT``, in one pipeline.
 
         On one connection and in that order, ``WAIT`` covers the marker, hence
@@ -102,9 +164,9 @@ class ReplicaWait:
             pipe.set(key, "1", px=_MARK_TTL_MS)
             _on(pipe, node, "WAIT", needed, self._timeout_ms)
             before, _, acked = await pipe.execute()
-        return before, int(acked)
+        return Replication.of(before), int(acked)
 
-    async def _confirmed(self, node: Any, before: dict[str, Any]) -> int:
+    async def _confirmed(self, node: Any, before: Replication) -> int:
         """How many replicas of the same master have acknowledged its offset in ``before``.
 
         The client library retries a pipeline whose connection broke (a failover)
@@ -112,15 +174,15 @@ class ReplicaWait:
         of ours; the master's own word on its replicas' offsets cannot be fooled.
         """
         info = await self._info(node)
-        if info.get("role") != "master" or info.get("master_replid") != before.get("master_replid"):
-            return 0
-        target = int(before.get("master_repl_offset", 0))
-        return sum(1 for row in _replicas(info) if int(row.get("offset", -1)) >= target)
+        if info.role != "master" or info.replid != before.replid or before.offset is None:
+            return 0  # another master, or no offset to confirm against
+        target = before.offset
+        return sum(1 for replica in info.replicas if replica.offset >= target)
 
-    async def _info(self, node: Any) -> dict[str, Any]:
+    async def _info(self, node: Any) -> Replication:
         if node is None:
-            return await self._redis.info("replication")
-        return await self._redis.info("replication", target_nodes=node)
+            return Replication.of(await self._redis.info("replication"))
+        return Replication.of(await self._redis.info("replication", target_nodes=node))
 
 
 def _on(pipe: Any, node: Any, *args: Any) -> None:
@@ -133,15 +195,3 @@ def _on(pipe: Any, node: Any, *args: Any) -> None:
 
 def _name(node: Any) -> str:
     return "" if node is None else str(node.name)
-
-
-def _replicas(info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``slaveN`` rows of ``INFO replication`` (redis-py parses each into a dict)."""
-    return [v for k, v in info.items() if str(k).startswith("slave") and isinstance(v, dict)]
-
-
-def _in_sync(row: dict[str, Any], max_lag: int) -> bool:
-    try:
-        return row.get("state") == "online" and int(row.get("lag", max_lag + 1)) <= max_lag
-    except (TypeError, ValueError):
-        return False

@@ -32,6 +32,11 @@ Before a drain publishes, :meth:`RolloutStore.replicated` waits until a
 replica of the flag's master has everything the master acknowledged (see
 :mod:`.replicas`), so a failover cannot undo a state whose messages went out.
 
+A state is decoded once per stored document: a flag's last decoded rollout is
+kept with the bytes it came from, and a load that finds the same bytes (most
+do: a gate that holds saves nothing) takes it instead of validating the JSON
+again. Rollouts are immutable, so sharing one between loads is safe.
+
 A stored state or outbox entry that cannot be read is reported, not raised as
 a crash: :meth:`RolloutStore.load` raises a permanent :class:`StoreError`
 naming the flag, and :meth:`RolloutStore.pending` hands an unreadable entry
@@ -83,6 +88,9 @@ end
 for i = 7, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return {1, rev}
 """
+
+DECODED_KEEP = 10_000
+"""Flags whose last decoded rollout is kept (the oldest kept is dropped beyond)."""
 
 # KEYS: outbox, quarantine   ARGV: reason, how many quarantined entries to keep
 # Moves the oldest outbox entry to the quarantine with its reason; returns it.
@@ -139,6 +147,8 @@ class RolloutStore:
         self._hold = client.register_script(_HOLD)
         self._end = client.register_script(_END)
         self._replicas = ReplicaWait(client, settings=settings)
+        self._decoded: dict[str, tuple[bytes | str, Rollout]] = {}
+        """Per flag, the stored document last decoded and its rollout."""
 
     def _key(self, flag: str, part: str) -> str:
         return f"{{{self._prefix}:flag:{flag}}}:{part}"
@@ -146,7 +156,7 @@ class RolloutStore:
     async def load(self, flag: str) -> Loaded:
         async with translated():
             rev, doc = await self._redis.hmget(self._key(flag, "state"), ["rev", "doc"])
-        return _loaded(flag, rev, doc)
+        return self._loaded(flag, rev, doc)
 
     async def load_many(self, flags: Sequence[str]) -> list[Loaded | StoreError]:
         """Each flag's state in one round trip per node; an unreadable one as its error."""
@@ -157,7 +167,7 @@ class RolloutStore:
         found: list[Loaded | StoreError] = []
         for flag, (rev, doc) in zip(flags, replies, strict=True):
             try:
-                found.append(_loaded(flag, rev, doc))
+                found.append(self._loaded(flag, rev, doc))
             except StoreError as exc:
                 found.append(exc)
         return found
@@ -264,12 +274,22 @@ class RolloutStore:
         async with translated():
             await self._redis.delete(f"{self._prefix}:claim:{claim_id}")
 
-
-def _loaded(flag: str, rev: bytes | str | None, doc: bytes | str | None) -> Loaded:
-    """A stored state as :class:`Loaded`; :class:`StoreError` when it cannot be read."""
-    if doc is None:
-        return Loaded(0, None)
-    try:
-        return Loaded(int(rev or 0), Rollout.model_validate_json(doc))
-    except (ValidationError, ValueError) as exc:
-        raise StoreError(f"{flag}: the stored rollout state is unreadable: {exc}"[:500]) from exc
+    def _loaded(self, flag: str, rev: bytes | str | None, doc: bytes | str | None) -> Loaded:
+        """A stored state as :class:`Loaded`, decoded unless ``doc`` is the one decoded last
+        for ``flag``; :class:`StoreError` when it cannot be read."""
+        if doc is None:
+            return Loaded(0, None)
+        kept = self._decoded.get(flag)
+        try:
+            revision = int(rev or 0)
+            if kept is not None and kept[0] == doc:
+                return Loaded(revision, kept[1])
+            rollout = Rollout.model_validate_json(doc)
+        except (ValidationError, ValueError) as exc:
+            why = f"{flag}: the stored rollout state is unreadable: {exc}"
+            raise StoreError(why[:500]) from exc
+        self._decoded.pop(flag, None)
+        if len(self._decoded) >= DECODED_KEEP:
+            del self._decoded[next(iter(self._decoded))]
+        self._decoded[flag] = (doc, rollout)
+        return Loaded(revision, rollout)

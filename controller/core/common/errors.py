@@ -23,6 +23,8 @@ The tree::
     ├── BackendUnavailable          adapters.unleash: Unleash did not answer or cannot serve
     │   └── Unreadable              an answer that is not what Unleash's API documents
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
+    ├── SourceUnavailable           adapters.prometheus: no usable answer from the metrics
+    │                               server; retriable
     ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
     ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
     ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
@@ -36,6 +38,12 @@ The tree::
     ├── RuleSyntaxError             core.rule_text: a refused audience rule (also a ValueError)
     ├── TooCostly                   core.recurrence: a window query walks too many occurrences
     ├── Refused                     core.telemetry: an item of an OTLP export not counted, and why
+    ├── TemplateError               core.metrics_source: a query template refused (also a
+    │                               ValueError)
+    ├── UnsafeValue                 core.metrics_source: a value that may not fill a query (also
+    │                               a ValueError)
+    ├── ReadingProblem              core.metrics_source: an answer a guardrail cannot use (also
+    │                               a ValueError)
     ├── UsageError                  ctl.commands: arguments that make no valid command
     ├── ServiceUnavailable          dev.processes: a backing service cannot run here (also a
     │                               RuntimeError)

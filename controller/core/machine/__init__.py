@@ -17,6 +17,16 @@ from controller.core.machine.log_gaps import (
 )
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
+from controller.core.machine.queries import (
+    PlannedQuery,
+    combined,
+    plan_queries,
+    planned_queries,
+    reads_source,
+    split,
+    stage_of,
+)
+from controller.core.machine.sourced import Sourced, sourced_tests
 
 __all__ = [
     "CHOICES",
@@ -24,12 +34,21 @@ __all__ = [
     "Choice",
     "IngestCommand",
     "LogGap",
+    "PlannedQuery",
+    "Sourced",
     "applicable",
+    "combined",
     "commands",
     "drift_alerted",
     "evaluate",
     "gap_of",
     "log_gaps",
+    "plan_queries",
+    "planned_queries",
+    "reads_source",
     "resume_offset",
+    "sourced_tests",
+    "split",
+    "stage_of",
     "step",
 ]

@@ -1,9 +1,7 @@
 """The gate: a stage's aggregates and its plan → a verdict with evidence.
 
-Pure. The order (see docs/architecture.md, *The stage gate*; after
-GrowthBook's ramp evaluator), with the
-checks that protect users first because they run continuously, not only when
-a stage is due:
+Pure. The order (docs/architecture.md, *The stage gate*; after GrowthBook's
+ramp evaluator), the checks that protect users first, as they run continuously:
 
 1. any guardrail regression → rollback (or as the plan's policy says, #28);
    a metric is tested once each arm has ``min_metric_events`` events of it
@@ -35,17 +33,18 @@ is tested and recorded (``evidence["dry_run"]``) but never acts: what it would
 have done is reported in :attr:`Verdict.dry_run_breaches` for the machine to
 alert on, and it neither holds nor blocks an early advance.
 
-Every verdict carries the evidence it was reached on: per-arm counts, each
-guardrail's test (Δ, bounds, p-value) and the SRM check.
+Every verdict carries its evidence: per-arm counts, each test and the SRM check.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
+from controller.core.common import JsonObject
 from controller.core.machine import health
+from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
 from controller.core.rollouts import (
     Applied,
@@ -77,12 +76,21 @@ from controller.core.stats import (
 )
 
 
-def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
-    """The verdict for ``rollout``'s current stage, given that stage's aggregates."""
+def evaluate(
+    rollout: Rollout, data: FlagAggregates, now: datetime, sourced: Sourced | None = None
+) -> Verdict:
+    """The verdict for ``rollout``'s current stage, given that stage's aggregates.
+
+    ``sourced``: what its guardrails read from a metric source gave
+    (:mod:`~controller.core.machine.sourced`); left out, a plan that reads one holds.
+    """
     plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
-        g.key: guardrail_result(g, data, plan) for g in plan.guardrails
+        g.key: guardrail_result(g, data, plan) for g in plan.guardrails if g.source == "events"
     }
+    if sourced is None:
+        sourced = sourced_tests(rollout, None, now, max_age=timedelta(0))
+    tests.update(sourced.tests)
     srm = srm_test(
         data.treatment.units,
         data.control.units,
@@ -92,9 +100,13 @@ def evaluate(rollout: Rollout, data: FlagAggregates, now: datetime) -> Verdict:
     evidence = _evidence(plan, data, tests, srm)
     if plan.targeted:
         evidence["audience"] = _audience(rollout)
-    limited = _limits(rollout, data, evidence)
+    if sourced.evidence:
+        evidence["sources"] = sourced.evidence
+    limited = {**_limits(rollout, data, evidence), **sourced.limits}
     breaches = _dry_run(plan, tests, evidence)
-    verdict = _verdict(rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited)
+    verdict = _verdict(
+        rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited, sourced=sourced
+    )
     return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
 
 
@@ -105,8 +117,9 @@ def _verdict(
     tests: dict[str, SequentialResult | None],
     *,
     srm: SrmResult,
-    evidence: dict[str, Any],
+    evidence: JsonObject,
     limited: dict[str, SequentialResult],
+    sourced: Sourced,
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
@@ -118,15 +131,18 @@ def _verdict(
                 guardrail=index,
                 watching=rollout.watching,
             )
-            baseline = control_baseline(guardrail, data.control)
+            baseline = sourced.baselines.get(
+                guardrail.metric, control_baseline(guardrail, data.control)
+            )
             return _regression(guardrail, result, evidence, baseline, applied)
     for name, result in limited.items():
         if result.regressed:
             applied = action_for(
                 plan.health_words, "guardrail_regression", watching=rollout.watching
             )
+            side = "above" if result.direction == "lower_is_better" else "below"
             why = (
-                f"{name} {result.delta:.4g} is above its limit {result.tolerance:.4g} with no"
+                f"{name} {result.delta:.4g} is {side} its limit {result.tolerance:.4g} with no"
                 f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
             )
             return health.verdict(applied, why, {**evidence, "breach": name})
@@ -137,7 +153,7 @@ def _verdict(
             f" against {srm.expected_treatment:.0f} expected)"
         )
         return health.verdict(action_for(plan.health_words, "sample_ratio_mismatch"), why, evidence)
-    crossed = _both_arms(plan, data, evidence)
+    crossed = _both_arms(plan, data, evidence) or _unread(sourced, evidence)
     if crossed is not None:
         return crossed
     if _early(rollout, data, now, tests):
@@ -146,14 +162,21 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
-    return _timing(rollout, data, now, tests, evidence)
+    return _timing(rollout, data, now, tests, evidence, sourced=sourced)
+
+
+def _unread(sourced: Sourced, evidence: JsonObject) -> Verdict | None:
+    """A hold while a metric source's reading is missing: never advance without it (#41)."""
+    if not sourced.missing:
+        return None
+    return Verdict(VerdictKind.HOLD, "; ".join(sourced.missing), None, evidence)
 
 
 MIN_BOTH_ARMS = 5
 """Watched units seen in both arms below which the share is not judged (too few to tell)."""
 
 
-def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Verdict | None:
+def _both_arms(plan: Plan, data: FlagAggregates, evidence: JsonObject) -> Verdict | None:
     """The trigger's verdict when too many of the stage's units were seen in both arms."""
     both, units = data.both_arms, data.watched_units
     if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
@@ -167,7 +190,7 @@ def _both_arms(plan: Plan, data: FlagAggregates, evidence: dict[str, Any]) -> Ve
 
 
 def _limits(
-    rollout: Rollout, data: FlagAggregates, evidence: dict[str, Any]
+    rollout: Rollout, data: FlagAggregates, evidence: JsonObject
 ) -> dict[str, SequentialResult]:
     """At 100% of the audience, with limits: their tests, recorded in ``evidence``."""
     plan = rollout.plan
@@ -178,7 +201,7 @@ def _limits(
     return tests
 
 
-def _audience(rollout: Rollout) -> dict[str, Any]:
+def _audience(rollout: Rollout) -> JsonObject:
     """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
     plan, stage = rollout.plan, _stage(rollout)
     return {
@@ -199,7 +222,7 @@ def _gating(plan: Plan) -> list[Guardrail]:
 
 
 def _dry_run(
-    plan: Plan, tests: dict[str, SequentialResult | None], evidence: dict[str, Any]
+    plan: Plan, tests: dict[str, SequentialResult | None], evidence: JsonObject
 ) -> tuple[str, ...]:
     """Record each dry-run guardrail in ``evidence``; the metrics that would have acted."""
     trial = [g for g in plan.guardrails if g.dry_run]
@@ -251,7 +274,9 @@ def _timing(
     data: FlagAggregates,
     now: datetime,
     tests: dict[str, SequentialResult | None],
-    evidence: dict[str, Any],
+    evidence: JsonObject,
+    *,
+    sourced: Sourced,
 ) -> Verdict:
     plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
     elapsed = now - rollout.stage_started_at
@@ -261,7 +286,7 @@ def _timing(
         )
     # No traffic is judged on the stage's own aggregates (its flag versions): when
     # stages become rings, the gate is handed the ring's, and this test holds as is.
-    if _events(data.treatment) + _events(data.control) == 0:
+    if _events(data.treatment) + _events(data.control) + sourced.traffic == 0:
         if elapsed >= plan.no_traffic_grace:
             ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
             why = f"no events in the stage{ring} for {elapsed}"
@@ -274,14 +299,17 @@ def _timing(
     if fewest < stage.min_units_per_arm:
         why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
         return Verdict(VerdictKind.HOLD, why, None, evidence)
-    waiting = untested(rollout, data, tests)
+    waiting = untested(rollout, data, tests, sourced.waiting)
     if waiting:
         return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
     return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
 
 
 def untested(
-    rollout: Rollout, data: FlagAggregates, tests: dict[str, SequentialResult | None]
+    rollout: Rollout,
+    data: FlagAggregates,
+    tests: dict[str, SequentialResult | None],
+    waiting: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Why each gating guardrail is not yet tested in the stage; empty when all are.
 
@@ -291,8 +319,9 @@ def untested(
     if rollout.percent >= 100:
         return []
     plan = rollout.plan
-    waiting = {g.key: g for g in _gating(plan) if tests[g.key] is None}
-    return [_waiting_for(guardrail, data, plan) for guardrail in waiting.values()]
+    gating = {g.key: g for g in _gating(plan) if tests[g.key] is None}
+    said = waiting or {}
+    return [said.get(key) or _waiting_for(g, data, plan) for key, g in gating.items()]
 
 
 def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
@@ -319,7 +348,7 @@ def _events(arm: ArmAggregate) -> int:
 def _regression(
     guardrail: Guardrail,
     result: SequentialResult,
-    evidence: dict[str, Any],
+    evidence: JsonObject,
     baseline: float | None,
     applied: Applied,
 ) -> Verdict:
@@ -331,8 +360,8 @@ def _regression(
 
 def _evidence(
     plan: Plan, data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
-) -> dict[str, Any]:
-    arms = {
+) -> JsonObject:
+    arms: JsonObject = {
         name: {
             "units": arm.units,
             "exposures": arm.exposures,
@@ -343,10 +372,10 @@ def _evidence(
         }
         for name, arm in (("treatment", data.treatment), ("control", data.control))
     }
-    evidence = {
+    evidence: JsonObject = {
         "arms": arms,
         "alpha": plan.alpha_budget(),
-        "flag_versions": sorted(data.versions),
+        "flag_versions": [*sorted(data.versions)],
         "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
         "srm": srm.evidence(),
         "latency": latency_evidence(
@@ -358,13 +387,13 @@ def _evidence(
     return evidence
 
 
-def _named(plan: Plan, arm: ArmAggregate) -> dict[str, Any]:
+def _named(plan: Plan, arm: ArmAggregate) -> JsonObject:
     """The conversions of each name the plan's guardrails read (``named_conversions``), and of
     the names past the store's cap (:data:`OTHER_CONVERSIONS`) when there were any."""
     names = [g.conversion for g in plan.guardrails if g.conversion is not None]
     if not names:
         return {}
-    counts = {name: arm.converted(name).conversions for name in names}
+    counts: JsonObject = {name: arm.converted(name).conversions for name in names}
     other = arm.named.get(OTHER_CONVERSIONS)
     if other is not None and other.count:
         counts[OTHER_CONVERSIONS] = other.count

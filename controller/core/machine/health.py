@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.machine.transitions import Cause, Step, pause, roll_back
 from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
 from controller.core.rollouts import (
@@ -71,7 +71,7 @@ ALERT_KINDS: dict[Trigger, str] = {
 _KINDS = {"rollback": VerdictKind.ROLLBACK, "hold": VerdictKind.PAUSE, "warn": VerdictKind.HOLD}
 
 
-def verdict(applied: Applied, reason: str, evidence: dict[str, Any]) -> Verdict:
+def verdict(applied: Applied, reason: str, evidence: JsonObject) -> Verdict:
     """The gate's verdict on a trigger, of the kind its action implies, naming the policy."""
     held = PAUSE_REASONS[applied.trigger] if applied.action == "hold" else None
     evidence = {**evidence, POLICY: applied.evidence()}

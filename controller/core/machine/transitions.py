@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.machine.watching import start_watch, watch_evidence
 from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
 from controller.core.rollouts import (
@@ -264,7 +265,7 @@ def refused(state: Rollout | None, event: CommandRefused) -> Step:
     ]
 
 
-def operator(cmd: CommandInput | None) -> dict[str, Any]:
+def operator(cmd: CommandInput | None) -> JsonObject:
     """Who signed a command, for its decision's evidence; nothing for the gate's own."""
     if cmd is None:
         return {}

@@ -7,8 +7,8 @@ rollout and say what to record or raise; the machine decides when they apply.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.reading import at_stage
 from controller.core.rollouts import (
     Phase,
@@ -46,7 +46,7 @@ def start_watch(state: Rollout, now: datetime, watch: Watch) -> Rollout:
     )
 
 
-def watch_evidence(state: Rollout) -> dict[str, Any]:
+def watch_evidence(state: Rollout) -> JsonObject:
     """The watch's settings and, in words, what it can see."""
     watch = state.plan.watch
     if watch is None:

@@ -15,6 +15,7 @@ from controller.core.reading.evidence_view import (
 from controller.core.reading.headline import past_tolerance, verdict_line
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
 from controller.core.reading.pipeline_view import pipeline_view
+from controller.core.reading.sources_text import source_lines
 from controller.core.reading.views import (
     READ_API_MODELS,
     FlagStates,
@@ -106,6 +107,7 @@ __all__ = [
     "quantity_text",
     "quotable_rationale",
     "rollout_stage",
+    "source_lines",
     "stage_label",
     "stage_position",
     "too_small",

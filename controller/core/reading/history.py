@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from controller.core.common import JsonObject, JsonValue
 from controller.core.rollouts import Rollout, Verdict
 from controller.core.stats import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
 
@@ -109,9 +110,9 @@ class GatePoint:
 def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
     """The point a gate's verdict leaves for ``rollout``'s current stage."""
     evidence = verdict.evidence
-    arms = evidence.get("arms", {})
-    counts = {a: tuple(_int(arms.get(a, {}).get(c)) for c in ARM_COUNTS) for a in ARMS}
-    tests = evidence.get("guardrails", {})
+    arms = _object(evidence.get("arms"))
+    counts = {a: tuple(_int(_object(arms.get(a)).get(c)) for c in ARM_COUNTS) for a in ARMS}
+    tests = _object(evidence.get("guardrails"))
     guardrails: dict[str, GuardrailPoint | None] = {
         g.key: _guardrail(tests.get(g.key)) for g in rollout.plan.guardrails
     }
@@ -120,11 +121,16 @@ def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
         stage=rollout.stage,
         percent=rollout.percent,
         verdict=verdict.kind.value,
-        srm_p=_float(evidence.get("srm", {}).get("sequential_p_value"), 1.0),
+        srm_p=_float(_object(evidence.get("srm")).get("sequential_p_value"), 1.0),
         arms=counts,
         guardrails=guardrails,
         latency=_latency_of(evidence.get("latency")),
     )
+
+
+def _object(value: JsonValue) -> JsonObject:
+    """An object of the gate's evidence; empty when it is something else (or absent)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _latency_of(evidence: object) -> dict[str, tuple[float | None, ...]]:

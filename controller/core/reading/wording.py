@@ -5,9 +5,8 @@ Stages are 0-based indexes inside the controller and on the wire (the
 one: every text says "stage 3/5 (25%)" for index 2 of a five-stage plan at
 25%, whether it is an alert's summary, a decision line, ``rolloutctl status``,
 the demo's screens or a report. Messages carry the same position as numbers
-under :data:`AT_STAGE`, so a reader of the JSON never has to guess which
-counting a number uses. Pure; the readers of JSON are defensive, since a
-message from outside may lack a field or hold an odd one.
+under :data:`AT_STAGE`, so a reader of the JSON never guesses the counting.
+Pure; the readers of JSON are defensive (a message may lack or bend a field).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
 
 AT_STAGE = "at_stage"
@@ -43,7 +43,7 @@ def stage_label(index: int, stages: int | None = None, percent: float | None = N
     return f"{number} ({percent_text(percent)})" if percent is not None else number
 
 
-def stage_position(rollout: Rollout) -> dict[str, Any]:
+def stage_position(rollout: Rollout) -> JsonObject:
     """Where ``rollout`` stands in its plan, as numbers and in words, for messages."""
     stages = len(rollout.plan.stages)
     percent = rollout.plan.stages[rollout.stage].percent
@@ -56,7 +56,7 @@ def stage_position(rollout: Rollout) -> dict[str, Any]:
     }
 
 
-def at_stage(rollout: Rollout | None) -> dict[str, Any]:
+def at_stage(rollout: Rollout | None) -> JsonObject:
     """``{"at_stage": position}`` for a message about ``rollout``; empty without one."""
     return {AT_STAGE: stage_position(rollout)} if rollout is not None else {}
 

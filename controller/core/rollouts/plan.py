@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.core.common import ConfigError, load_document
+from controller.core.common import ConfigError, JsonObject, load_document
 from controller.core.rollouts.plan_parts import (
     AudienceField,
     Backend,
@@ -125,6 +125,21 @@ class Plan(Frozen):
             _whole_percents(self)
         return self
 
+    @model_validator(mode="after")
+    def _sourced_metrics_once(self) -> Self:
+        """A metric read from Prometheus is that guardrail's alone: evidence is keyed by it."""
+        for i, guardrail in enumerate(self.guardrails):
+            others = [g for j, g in enumerate(self.guardrails) if j != i]
+            if guardrail.source != "events" and any(g.metric == guardrail.metric for g in others):
+                raise ValueError(
+                    f"guardrails.{i}: {guardrail.metric} is read from {guardrail.source} here and"
+                    " guarded again by another guardrail: a plan guards each metric once"
+                )
+        names = [limit.name for limit in self.limits.prometheus] if self.limits else []
+        if len(names) != len(set(names)):
+            raise ValueError(f"limits.prometheus: names must differ, got {names}")
+        return self
+
     @property
     def targeted(self) -> bool:
         """Whether the plan names an audience: its flag states then carry rings."""
@@ -157,22 +172,27 @@ class Plan(Frozen):
         never act, so they spend none of it (they are tested at the same level).
         Absolute limits count as guardrails, and the stages they gate as stages.
         """
-        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
-        stages = self.compared_stages + self.limited_stages
+        gating, stages = self._alpha_split()
         return self.alpha / (max(1, gating) * max(1, stages))
+
+    def _alpha_split(self) -> tuple[int, int]:
+        """What alpha is split over: the gating guardrails and limits, and the stages."""
+        gating = sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count
+        return gating, self.compared_stages + self.limited_stages
 
     @property
     def limit_count(self) -> int:
         """How many absolute limits the plan declares (each is a test where it applies)."""
         return 0 if self.limits is None else len(self.limits.named())
 
-    def alpha_budget(self) -> dict[str, float | int]:
+    def alpha_budget(self) -> JsonObject:
         """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
+        gating, stages = self._alpha_split()
         return {
             "rollout": self.alpha,
-            "guardrails": sum(1 for g in self.guardrails if not g.dry_run) + self.limit_count,
-            "stages": self.compared_stages + self.limited_stages,
-            "per_test": self.alpha_per_test,
+            "guardrails": gating,
+            "stages": stages,
+            "per_test": self.alpha / (max(1, gating) * max(1, stages)),  # alpha_per_test
         }
 
     @property

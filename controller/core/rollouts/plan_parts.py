@@ -19,6 +19,7 @@ from controller.core.common import (
     ConversionName,
     ReadableDuration,
 )
+from controller.core.metrics_source import PrometheusLimit, PrometheusQueries, source_problem
 from controller.core.rollouts.approval_ledger import ApprovalGate
 from controller.core.rules import AudienceRule, parse
 
@@ -130,6 +131,12 @@ class Guardrail(Frozen):
         description="With conversion_rate or conversion_value: read only the conversions the"
         " app tracked under this name (checkout_completed). Left out: every conversion.",
     )
+    source: Literal["events", "prometheus"] = Field(
+        default="events", description="Where the metric is read: our events, or Prometheus (#41)."
+    )
+    prometheus: PrometheusQueries | None = Field(
+        default=None, description="With source: prometheus, the PromQL templates per arm."
+    )
 
     @property
     def lower_is_better(self) -> bool:
@@ -150,6 +157,11 @@ class Guardrail(Frozen):
                 f"conversion names a tracked conversion: only with conversion_rate or"
                 f" conversion_value, not {self.metric}"
             )
+        if self.conversion is not None and self.source != "events":
+            raise ValueError("conversion names a tracked conversion: only with source: events")
+        problem = source_problem(self.metric, self.prometheus, self.source)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -240,10 +252,16 @@ class Limits(BaseModel):
     latency_p99_ms: float | None = Field(
         default=None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="p99, at most."
     )
+    prometheus: list[PrometheusLimit] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Scalar PromQL queries, each with its bound (#41).",
+    )
 
     def named(self) -> dict[str, float]:
-        """The limits the plan set, by name."""
-        return {name: value for name, value in self.model_dump().items() if value is not None}
+        """The limits the plan set on the treated units' events, by name."""
+        fields = self.model_dump(exclude={"prometheus"})
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 AttributeName = Annotated[

@@ -84,6 +84,7 @@ def lint(plan: Plan, now: datetime | None = None) -> list[Finding]:
         *_guardrails(plan),
         *_levels(plan),
         *_segments(plan),
+        *_sourced_units(plan),
     ]
     if now is not None:
         found += _windows(plan, now)
@@ -126,6 +127,26 @@ def _floors(plan: Plan) -> Iterator[Finding]:
                 f"{stage.min_units_per_arm} units per arm, but no guardrail is tested before"
                 f" {floor} events of its metric per arm (min_metric_events), and an untested"
                 f" guardrail holds the stage: set it to at least {floor}",
+            )
+
+
+def _sourced_units(plan: Plan) -> Iterator[Finding]:
+    """Every gating guardrail reads Prometheus, yet a compared stage waits for units (#41).
+
+    Units are counted from exposure events only; apps guarded through their
+    Prometheus metrics may send none, and the stage would then hold forever.
+    """
+    gating = [g for g in plan.guardrails if not g.dry_run]
+    if not gating or any(g.source == "events" for g in gating):
+        return
+    for i, stage in enumerate(plan.stages):
+        if stage.percent < 100 and stage.min_units_per_arm > 0:
+            yield Finding(
+                "warning",
+                f"stages[{i}].min_units_per_arm",
+                f"{stage.min_units_per_arm} units per arm are counted from exposure events only,"
+                " and every guardrail of this plan reads Prometheus: apps that send no events"
+                " hold this stage forever; set it to 0 unless they send exposures",
             )
 
 

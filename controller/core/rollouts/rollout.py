@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.core.common import JsonObject
 from controller.core.rollouts.advice import AdvisorResult
 from controller.core.rollouts.approval_ledger import Ledger
 from controller.core.rollouts.plan import Plan
@@ -207,7 +208,7 @@ class Verdict:
     kind: VerdictKind
     reason: str
     pause_reason: PauseReason | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: JsonObject = field(default_factory=dict)
     dry_run_breaches: tuple[str, ...] = ()
     """Dry-run guardrails that would have acted: alerted on, never acted upon."""
     applied: Applied | None = None

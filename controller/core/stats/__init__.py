@@ -24,6 +24,7 @@ from controller.core.stats.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES, 
 from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_tests, limits_evidence
 from controller.core.stats.rates import RateLimiter
 from controller.core.stats.sequential import SequentialResult
+from controller.core.stats.sourced import counted_arm, histogram_arm, limit_result
 from controller.core.stats.srm import SrmResult, srm_test
 
 __all__ = [
@@ -45,9 +46,12 @@ __all__ = [
     "SrmResult",
     "comparison_text",
     "control_baseline",
+    "counted_arm",
     "fold",
     "guardrail_result",
+    "histogram_arm",
     "latency_evidence",
+    "limit_result",
     "limit_tests",
     "limits_evidence",
     "metric_events",

@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controller.core.common import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.common import BUCKET_COUNT, EDGES_MS, JsonObject
 from controller.core.stats.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_N_TUNE,
@@ -59,8 +59,10 @@ def _histogram_total(hist: Sequence[int]) -> int:
 
 
 def _within_bucket(index: int, fraction: float) -> float:
-    """The latency a share ``fraction`` of the way through bucket ``index``."""
-    low, high = bucket_bounds(index)
+    """The latency a share ``fraction`` of the way through bucket ``index`` (0..117)."""
+    # bucket_bounds without its range check: a bisect of the running totals is in range.
+    low = 0.0 if index == 0 else EDGES_MS[index - 1]
+    high = EDGES_MS[index] if index < len(EDGES_MS) else math.inf
     if index == 0:
         return low + fraction * (high - low)
     if math.isinf(high):
@@ -68,11 +70,18 @@ def _within_bucket(index: int, fraction: float) -> float:
     return low * math.pow(high / low, fraction)
 
 
-def _value_at_rank(hist: Sequence[int], rank: float) -> float:
-    """The latency below which ``rank`` of the counts lie (``hist`` must not be empty)."""
+def _running(hist: Sequence[int]) -> tuple[list[int], int]:
+    """The running totals of a histogram (checked as :func:`_histogram_total` does) and its
+    total: worked out once per histogram, however many ranks are then looked up in it."""
+    total = _histogram_total(hist)
+    return list(accumulate(hist)), total
+
+
+def _value_at_rank(hist: Sequence[int], cumulative: list[int], rank: float) -> float:
+    """The latency below which ``rank`` of the counts lie (``hist`` must not be empty);
+    ``cumulative``: its running totals."""
     # The first bucket whose cumulative count reaches the rank (a rank of 0: the
     # first bucket with any count); bisecting keeps the gate loop cheap.
-    cumulative = list(accumulate(hist))
     index = bisect_left(cumulative, rank) if rank > 0 else bisect_right(cumulative, 0)
     if index >= len(cumulative):
         return _within_bucket(bisect_left(cumulative, cumulative[-1]), 1.0)
@@ -80,12 +89,16 @@ def _value_at_rank(hist: Sequence[int], rank: float) -> float:
     return _within_bucket(index, min(1.0, max(0.0, (rank - seen) / hist[index])))
 
 
-def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
-    """The q-quantile of a latency histogram in ms, or ``None`` when it is empty."""
+def _check_q(q: float) -> None:
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be in [0, 1], got {q}")
-    total = _histogram_total(hist)
-    return _value_at_rank(hist, q * total) if total else None
+
+
+def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
+    """The q-quantile of a latency histogram in ms, or ``None`` when it is empty."""
+    _check_q(q)
+    cumulative, total = _running(hist)
+    return _value_at_rank(hist, cumulative, q * total) if total else None
 
 
 def quantile_min_samples(q: float, z: float = QUANTILE_Z) -> int:
@@ -106,14 +119,19 @@ def quantile_interval(hist: Sequence[int], q: float) -> tuple[float, float] | No
     None when it reaches outside the sample (an empty histogram included):
     the data then bound the quantile on one side only.
     """
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    total = _histogram_total(hist)
+    _check_q(q)
+    cumulative, total = _running(hist)
+    return _interval(hist, cumulative, total, q)
+
+
+def _interval(
+    hist: Sequence[int], cumulative: list[int], total: int, q: float
+) -> tuple[float, float] | None:
     spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q))
     low_rank, high_rank = total * q - spread, total * q + spread
     if total == 0 or low_rank < 0.0 or high_rank > total:
         return None
-    return _value_at_rank(hist, low_rank), _value_at_rank(hist, high_rank)
+    return _value_at_rank(hist, cumulative, low_rank), _value_at_rank(hist, cumulative, high_rank)
 
 
 def quantile_standard_error(hist: Sequence[int], q: float) -> float:
@@ -122,7 +140,13 @@ def quantile_standard_error(hist: Sequence[int], q: float) -> float:
     Infinite when the interval reaches outside the sample: too few requests
     to say anything about this quantile (fewer than :func:`quantile_min_samples`).
     """
-    interval = quantile_interval(hist, q)
+    _check_q(q)
+    cumulative, total = _running(hist)
+    return _standard_error(hist, cumulative, total, q)
+
+
+def _standard_error(hist: Sequence[int], cumulative: list[int], total: int, q: float) -> float:
+    interval = _interval(hist, cumulative, total, q)
     if interval is None:
         return math.inf
     low, high = interval
@@ -142,15 +166,20 @@ def latency_quantile_test(
 
     An arm too small to bound its quantile has an infinite SE: no bound, never a regression.
     """
-    q_t, q_c = histogram_quantile(hist_t, q), histogram_quantile(hist_c, q)
+    _check_q(q)
+    (run_t, total_t), (run_c, total_c) = _running(hist_t), _running(hist_c)
     delta, variance, tolerance = 0.0, math.inf, 0.0  # an empty arm: no bound at all
-    if q_t is not None and q_c is not None:
+    if total_t and total_c:
+        q_t = _value_at_rank(hist_t, run_t, q * total_t)
+        q_c = _value_at_rank(hist_c, run_c, q * total_c)
         delta, tolerance = q_t - q_c, relative_tolerance * q_c
-        variance = quantile_standard_error(hist_t, q) ** 2 + quantile_standard_error(hist_c, q) ** 2
+        se_t = _standard_error(hist_t, run_t, total_t, q)
+        se_c = _standard_error(hist_c, run_c, total_c, q)
+        variance = se_t**2 + se_c**2
     return difference_test(
         delta=delta,
         variance=variance,
-        n=sum(hist_t) + sum(hist_c),
+        n=total_t + total_c,
         direction="lower_is_better",
         tolerance=tolerance,
         alpha=alpha,
@@ -197,19 +226,17 @@ def exceedance_test(
     )
 
 
-def arm_latency(hist: Sequence[int]) -> dict[str, float | int | None]:
+def arm_latency(hist: Sequence[int]) -> JsonObject:
     """One arm's latency quantiles in ms and its count; the quantiles None without events."""
-    total = _histogram_total(hist)
-    shown: dict[str, float | int | None] = {}
+    cumulative, total = _running(hist)
+    shown: JsonObject = {}
     for name, q in ARM_QUANTILES:
-        value = _value_at_rank(hist, q * total) if total else None
+        value = _value_at_rank(hist, cumulative, q * total) if total else None
         shown[name] = None if value is None else round(value, ARM_QUANTILE_DECIMALS)
     shown["count"] = total
     return shown
 
 
-def latency_evidence(
-    treatment: Sequence[int], control: Sequence[int]
-) -> dict[str, dict[str, float | int | None]]:
+def latency_evidence(treatment: Sequence[int], control: Sequence[int]) -> JsonObject:
     """Per arm :func:`arm_latency` of its histogram: ``evidence["latency"]``, a few numbers."""
     return {"treatment": arm_latency(treatment), "control": arm_latency(control)}

@@ -21,8 +21,10 @@ at least the null's). It is breached iff ``f - L`` exceeds the half-width.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from controller.core.common import JsonObject
 from controller.core.rollouts import Limits
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.stats.latency import exceedance_bucket
@@ -66,7 +68,7 @@ def limit_tests(
     return out
 
 
-def limits_evidence(limits: Limits, tests: dict[str, SequentialResult]) -> dict[str, Any]:
+def limits_evidence(limits: Limits, tests: dict[str, SequentialResult]) -> JsonObject:
     """What the decision records: no comparison, and each limit with its test."""
     return {
         "comparison": NO_CONTROL,
@@ -97,7 +99,7 @@ def comparison_text(evidence: Any) -> str:
     return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")
 
 
-def _limit_text(name: object, observed: object, entry: dict[str, Any], verdict: str) -> str:
+def _limit_text(name: object, observed: object, entry: Mapping[str, object], verdict: str) -> str:
     """One limit's observed share against what it allows, each with its unit."""
     limit = entry.get("limit")
     allowed = QUANTILE_SHARES.get(str(name))

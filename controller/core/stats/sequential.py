@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core.common import EvidenceValue, evidence_of
+from controller.core.common import JsonObject, evidence_of
 
 Direction = Literal["lower_is_better", "higher_is_better"]
 
@@ -72,7 +72,7 @@ class SequentialResult:
     n_tune: int
     p_value: float
 
-    def evidence(self) -> dict[str, EvidenceValue]:
+    def evidence(self) -> JsonObject:
         """Every field, JSON-ready (infinities as the strings ``inf`` / ``-inf``)."""
         return evidence_of(self)
 

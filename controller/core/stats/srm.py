@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.common import EvidenceValue, evidence_of
+from controller.core.common import JsonObject, evidence_of
 
 SRM_PRIOR_CONCENTRATIONS = (100.0, 1_000.0, 10_000.0)
 """Beta prior concentrations of the mixture: 100 reacts to gross mismatches within a few
@@ -42,7 +42,7 @@ class SrmResult:
     p_threshold: float
     flagged: bool
 
-    def evidence(self) -> dict[str, EvidenceValue]:
+    def evidence(self) -> JsonObject:
         """Every field, JSON-ready."""
         return evidence_of(self)
 

@@ -284,6 +284,8 @@ class Alert(_Message):
         "store_lost_writes",
         "events_log_gap",
         "topics_recreated",
+        "metric_source_unavailable",
+        "metric_source_recovered",
         "pipeline_stopped",
     ]
     summary: Reason

@@ -1,6 +1,14 @@
 """Operating rollouts: signed commands, status reads, segments, app keys and pipelines."""
 
-from controller.ctl.operate import app_keys, handlers, ingest, pipelines, reads, targeting_args
+from controller.ctl.operate import (
+    app_keys,
+    handlers,
+    ingest,
+    pipelines,
+    plan_queries,
+    reads,
+    targeting_args,
+)
 from controller.ctl.operate.commands import send_command, signed_command, write_private_key
 from controller.ctl.operate.segments import commands_for, send, signer
 
@@ -10,6 +18,7 @@ __all__ = [
     "handlers",
     "ingest",
     "pipelines",
+    "plan_queries",
     "reads",
     "send",
     "send_command",

@@ -37,6 +37,7 @@ from controller.ctl.operate.commands import (
     verify_command,
     write_private_key,
 )
+from controller.ctl.operate.plan_queries import query_findings
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import (
     ENV_ACTOR,
@@ -216,7 +217,8 @@ def validate_plans(args: argparse.Namespace) -> int:
             failed += 1
             _plan_result(args, path, error=str(exc))
             continue
-        findings = lint(plan, datetime.now(UTC))
+        findings = lint(plan, datetime.now(UTC)) + query_findings(plan, args)
+        findings.sort(key=lambda f: f.severity != "error")
         failed += bool(errors(findings))
         _plan_result(args, path, plan=plan, findings=findings)
     return EXIT_CONFIG if failed else 0

@@ -24,6 +24,7 @@ from controller.core.reading import (
     amount_text,
     percent_text,
     quantity_text,
+    source_lines,
     where_decided,
 )
 from controller.core.rollouts import COMPLETION_SERVES
@@ -109,6 +110,7 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
     if comparison := comparison_text(r.evidence):
         lines.append(f"  comparison: {comparison}")
+    lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))
 
 

@@ -88,6 +88,8 @@ class StageReport:
     compared: str = ""
     """With a ring: what its treatment was compared against (a concurrent control or absolute
     limits)."""
+    sources: list[str] = field(default_factory=list)
+    """What the gate read from Prometheus: each query as asked and each arm's numbers (#41)."""
 
 
 @dataclass(frozen=True, slots=True)

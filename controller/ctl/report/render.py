@@ -70,6 +70,8 @@ def markdown(report: Report) -> str:
         if stage.guardrails:
             out += _md_table(GUARDRAIL_HEAD, [guardrail_cells(g, stage) for g in stage.guardrails])
         out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
+        if stage.sources:  # an indented block: a query's text cannot leave it
+            out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
         out += [f"Sample ratio: {_md(srm_text(stage.srm))}."]
     if report.charts:
         out += ["", "## Guardrails over time", ""]
@@ -222,6 +224,8 @@ def _h_stage(stage: StageReport) -> list[str]:
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
     if stage.comparison:
         parts.append(f"<p>Comparison: {_h(stage.comparison)}.</p>")
+    if stage.sources:
+        parts.append(f'<pre class="sources">{_h(chr(10).join(stage.sources))}</pre>')
     parts.append(f"<p>Sample ratio: {_h(srm_text(stage.srm))}.</p>")
     parts.append("</section>")
     return parts

@@ -22,6 +22,7 @@ from controller.core.reading import (
     RolloutStatus,
     SrmCheck,
     position_label,
+    source_lines,
 )
 from controller.core.stats import comparison_text
 from controller.core.wire import Decision
@@ -57,6 +58,7 @@ def stages(
         if read.gated and (at is None or at == current.index):
             source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
             _take_evidence(current, read, source, comparison_text(decision.evidence))
+            current.sources = source_lines(decision.evidence)
         moved = index is not None and index != current.index
         ended = decision.phase_after in TERMINAL
         if ended or moved or decision.action == "watch":
@@ -102,6 +104,7 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
             "the gate's current view (not decided yet)",
             comparison_text(status.evidence),
         )
+        stage.sources = source_lines(status.evidence)
 
 
 def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: str) -> None:

@@ -1,9 +1,14 @@
-"""Exactly-once ingest: partitions, batches, flushing, progress, holds and broker log gaps."""
+"""Exactly-once ingest: partitions, batches, flushing, progress, holds, log gaps, OTLP records."""
 
 from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.ingest.log_gaps import LogGaps
+from controller.daemon.ingest.otlp import DecodeLogs, DecodeSpans, OtlpFolder, OtlpTally
 
 __all__ = [
+    "DecodeLogs",
+    "DecodeSpans",
     "Ingest",
     "LogGaps",
+    "OtlpFolder",
+    "OtlpTally",
 ]

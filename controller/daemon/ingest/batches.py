@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import Protocol
 
 import structlog
 
@@ -37,6 +38,24 @@ class Work:
     delta: PartitionDelta
     records: list[Record]
     owned: Owned
+
+
+class Folding(Protocol):
+    """What ingest folds a partition's records with: the events stream's :class:`Folder`,
+    or another source's (the OpenTelemetry topics', #40), which reads its own records."""
+
+    def fold(
+        self,
+        partition: int,
+        records: list[Record],
+        rejected: list[DeadLetter],
+        *,
+        known: frozenset[str] = frozenset(),
+    ) -> PartitionDelta:
+        """Fold ``records`` (non-empty, in offset order) of ``partition`` into a delta whose
+        ``next_offset`` follows the last of them; what is not counted goes to ``rejected``
+        (and the delta's rejects); an event whose id is ``known`` or repeats is skipped."""
+        ...
 
 
 class Folder:

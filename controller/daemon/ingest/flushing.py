@@ -25,7 +25,7 @@ from controller.core.common import DuplicateEvents, FencedError, FlushRefused, L
 from controller.core.rollouts import RaiseAlert
 from controller.core.stats import PartitionDelta
 from controller.core.wire import MAX_DETAIL_CHARS, RejectReason
-from controller.daemon.ingest.batches import Folder, Work
+from controller.daemon.ingest.batches import Folding, Work
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.daemon.ingest.progress import IngestStats
 from controller.daemon.metrics import Metrics
@@ -66,7 +66,7 @@ class Flusher:
         store: AggregateWriter,
         dead_letters: DeadLetters,
         parts: Partitions,
-        folder: Folder,
+        folder: Folding,
         retry: Retry,
         stats: IngestStats,
         metrics: Metrics,

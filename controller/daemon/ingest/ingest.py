@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from controller.daemon.ingest.batches import Folder, Work
+from controller.daemon.ingest.batches import Folder, Folding, Work
 from controller.daemon.ingest.flushing import Alarm, Flusher
 from controller.daemon.ingest.holding import Holding
 from controller.daemon.ingest.log_gaps import LogGaps
@@ -62,7 +62,11 @@ __all__ = ["Alarm", "Ingest"]
 
 
 class Ingest:
-    """The ingest loop; also the partition listener of its consumer."""
+    """The ingest loop; also the partition listener of its consumer.
+
+    It reads the events topic unless given the ``folder`` of another source
+    (the OpenTelemetry topics, #40) and that source's ``role`` (metric labels).
+    """
 
     def __init__(
         self,
@@ -72,13 +76,18 @@ class Ingest:
         alarm: Alarm | None = None,
         retry: RetrySettings = DEFAULT_RETRY,
         gaps: LogGaps | None = None,
+        folder: Folding | None = None,
+        role: str = "events",
     ) -> None:
         self._settings = settings
         self._gaps = gaps
         self._metrics = metrics or Metrics()
         self._alarm = alarm
-        self._folder = Folder(max_event_bytes=settings.max_event_bytes)
-        self._parts = Partitions(metrics=self._metrics, stall_after=settings.stall_after_seconds)
+        self._folder = folder or Folder(max_event_bytes=settings.max_event_bytes)
+        self._role = role
+        self._parts = Partitions(
+            metrics=self._metrics, stall_after=settings.stall_after_seconds, role=role
+        )
         self._stopping = asyncio.Event()
         self._retry = Retry(self._stopping, retry)
         self.stats = IngestStats()
@@ -189,7 +198,7 @@ class Ingest:
             self._parts.observe_lag(source)
 
     def _log_progress(self) -> None:
-        self.stats.log(partitions=sorted(self._parts.owned))
+        self.stats.log(partitions=sorted(self._parts.owned), source=self._role)
 
     # -- one batch ---------------------------------------------------------------
     async def _process(

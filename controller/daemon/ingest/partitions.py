@@ -16,6 +16,10 @@ A partition assigned but not ingesting (being claimed, fenced, replaying, or
 paused by a Redis outage) stays visible: :meth:`Partitions.stalled` names it
 for ``/readyz`` once it has made no progress for ``stall_after_seconds``, and
 its lag gauge shows the broker's end offset less the last stored offset.
+
+Another source's topic (the OpenTelemetry Collector's, #40) is tracked the same
+way under its ``role``: its partitions are owned in that role, and its lag
+series are labelled ``<role>/<partition>``, apart from the events topic's.
 """
 
 from __future__ import annotations
@@ -54,9 +58,10 @@ class _Waiting:
 class Partitions:
     """The events partitions assigned to this instance and the claims on them."""
 
-    def __init__(self, *, metrics: Metrics, stall_after: float) -> None:
+    def __init__(self, *, metrics: Metrics, stall_after: float, role: str = "events") -> None:
         self._metrics = metrics
         self._stall_after = stall_after
+        self._role = role
         self.owned: dict[int, Owned] = {}
         self.to_claim: set[int] = set()
         self.held: dict[int, Owned] = {}
@@ -81,8 +86,8 @@ class Partitions:
             self._ends.pop(p, None)
             # The new owner reports its lag; a stale value here would read as stalled.
             with contextlib.suppress(KeyError):
-                self._metrics.lag.remove(str(p))
-        self._metrics.owned("events", self.owned)
+                self._metrics.lag.remove(_label(self._role, p))
+        self._metrics.owned(self._role, self.owned)
         log.info("partitions_revoked", partitions=partitions, owned=sorted(self.owned))
 
     @property
@@ -112,7 +117,7 @@ class Partitions:
             self.owned[partition] = Owned(epoch=claim.epoch, offset=claim.offset)
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
-            self._metrics.owned("events", self.owned)
+            self._metrics.owned(self._role, self.owned)
             if held is not None and await held(claim):
                 self.hold(partition, "the log no longer holds the stored offset")
                 continue
@@ -129,14 +134,14 @@ class Partitions:
             return
         self.held[partition] = owned
         self._waiting[partition] = _Waiting(f"held: {why}")
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def release(self, partition: int, offset: int) -> None:
         """Ingest the held ``partition`` again from ``offset``, under the same claim."""
         held, self._offsets[partition] = self.held.pop(partition), offset
         self._waiting.pop(partition, None)
         self.owned[partition] = Owned(epoch=held.epoch, offset=offset)
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def dropped(self, partition: int) -> None:
         """The held ``partition`` was claimed by another owner meanwhile."""
@@ -160,7 +165,7 @@ class Partitions:
             return
         del self.owned[partition]
         self._waiting[partition] = _Waiting("fenced: another owner holds it")
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
 
     def lost(
         self, partition: int, owned: Owned, exc: LostWrites, source: EventSource
@@ -179,15 +184,15 @@ class Partitions:
             acknowledged_offset=acknowledged,
             error=str(exc),
         )
-        self._metrics.lost_writes.labels(str(partition)).inc()
+        self._metrics.lost_writes.labels(_label(self._role, partition)).inc()
         del self.owned[partition]
         self.to_claim.add(partition)
         self._waiting[partition] = _Waiting("replaying writes redis lost")
         source.pause([partition])
-        self._metrics.owned("events", self.owned)
+        self._metrics.owned(self._role, self.owned)
         summary = (
-            f"redis lost acknowledged writes of events partition {partition}: its stored offset"
-            f" is {stored}, {acknowledged} had been written; those records are being counted"
+            f"redis lost acknowledged writes of {self._role} partition {partition}: its stored"
+            f" offset is {stored}, {acknowledged} had been written; those records are being counted"
             " again from the stored offset. Check the Redis failover that caused it."
         )
         details = {"partition": partition, "stored_offset": stored, "acknowledged": acknowledged}
@@ -211,11 +216,10 @@ class Partitions:
 
     def observe_lag(self, source: EventSource) -> None:
         """Set each assigned partition's lag gauge: its end offset less its last offset."""
-        self._metrics.partitions.set(len(self.owned))
         for partition in self.assigned_ids:
             behind = self._behind(partition, source)
             if behind is not None:
-                self._metrics.lag.labels(str(partition)).set(behind)
+                self._metrics.lag.labels(_label(self._role, partition)).set(behind)
 
     def _behind(self, partition: int, source: EventSource) -> int | None:
         ends = [
@@ -250,3 +254,8 @@ class Partitions:
         if waiting:
             parts.append(f"not ingesting {waiting}")
         return "ingest stalled: " + "; ".join(parts)
+
+
+def _label(role: str, partition: int) -> str:
+    """The ``partition`` label of a partition's lag series in ``role``."""
+    return str(partition) if role == "events" else f"{role}/{partition}"

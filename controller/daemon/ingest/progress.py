@@ -32,10 +32,11 @@ class IngestStats:
     flush_wait_seconds: float = 0.0
     """Time the loop spent waiting for the previous flush to finish."""
 
-    def log(self, *, partitions: list[int]) -> None:
-        """One ``ingest_progress`` line with the totals so far."""
+    def log(self, *, partitions: list[int], source: str = "events") -> None:
+        """One ``ingest_progress`` line with the totals so far (``source``: which topic's)."""
         log.info(
             "ingest_progress",
+            source=source,
             events=self.events,
             batches=self.batches,
             rejects=dict(self.rejects),

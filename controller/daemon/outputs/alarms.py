@@ -43,16 +43,17 @@ class Alarms:
     def attach(self, outputs: Outputs) -> None:
         self._outputs = outputs
 
-    def __call__(self, action: RaiseAlert) -> None:
+    def __call__(self, action: RaiseAlert, flag: str | None = None) -> None:
+        """Publish ``action`` in the background; about ``flag`` when it concerns one."""
         if self._outputs is None:
             log.warning("alert_not_published", kind=action.kind, error="no producer yet")
             return
-        task = asyncio.create_task(self._publish(self._outputs, action), name="alarm")
+        task = asyncio.create_task(self._publish(self._outputs, action, flag), name="alarm")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, outputs: Outputs, action: RaiseAlert) -> None:
-        message = render_alert(None, action, self._now(), self._topics)
+    async def _publish(self, outputs: Outputs, action: RaiseAlert, flag: str | None) -> None:
+        message = render_alert(flag, action, self._now(), self._topics)
 
         async def send() -> bool:
             await outputs.publish([(message.topic, message.key, message.value)])

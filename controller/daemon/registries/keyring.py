@@ -64,7 +64,7 @@ class Registry:
     environments: Environments = SINGLE
 
 
-ReadKeys = Callable[[], KeyTexts | Registry]
+ReadKeys = Callable[[], "KeyTexts | Registry | EngineSettings"]
 Revoked = Callable[[tuple[str, ...]], Awaitable[None]]
 """Reads the configured keys again (with their roles); raises when it cannot."""
 
@@ -131,6 +131,8 @@ class Keyring(Mapping[str, Ed25519PublicKey]):
         registry = keys if isinstance(keys, Registry) else Registry(keys)
         self._records, self._keys = _loaded(registry)
         self._registry = registry
+        self.revoked: Revoked | None = None
+        """Told the key ids a reload removed (the engine: their pending approvals go)."""
 
     def __getitem__(self, key_id: str) -> Ed25519PublicKey:
         return self._keys[key_id]
@@ -214,17 +216,19 @@ class KeyReloader:
 
     keyring: Keyring
     read: ReadKeys
+    """Reads the keys again: key texts, a :class:`Registry`, or the engine's settings."""
     outputs: Outputs
     topics: TopicSettings
-    revoked: Revoked | None = None
-    """Told the key ids a reload removed: their approvals still pending count no more."""
     _wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reload(self) -> KeyChange | None:
         """One reload; the change, or None when the keys could not be read (kept as they were)."""
         try:
-            change = self.keyring.reload(self.read())
+            read = self.read()
+            change = self.keyring.reload(
+                registry_of(read) if isinstance(read, EngineSettings) else read
+            )
         except (ControllerError, ValueError) as exc:
             reason = str(exc)[:400]
             log.warning("operator_keys_reload_failed", error=reason, kept=sorted(self.keyring))
@@ -250,9 +254,9 @@ class KeyReloader:
             }
             summary = f"operator keys reloaded: {change.summary()}"
             await self._alert(RaiseAlert("operator_keys", "info", summary[:500], details))
-        if change.removed and self.revoked is not None:
+        if change.removed and self.keyring.revoked is not None:
             try:
-                await self.revoked(change.removed)
+                await self.keyring.revoked(change.removed)
             except ControllerError as exc:  # each rollout's own failure is contained there
                 log.warning("revoked_keys_not_applied", error=str(exc)[:500])
         return change

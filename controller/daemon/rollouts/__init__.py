@@ -2,6 +2,7 @@
 
 from controller.daemon.rollouts.engine import Clock, Engine, Ownership, build_engine
 from controller.daemon.rollouts.history import Recorder
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.daemon.rollouts.team_windows import read_windows_file
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Engine",
     "Ownership",
     "Recorder",
+    "SourceReadings",
     "build_engine",
     "read_windows_file",
 ]

@@ -36,6 +36,8 @@ from controller.core.rollouts import (
     VerdictKind,
 )
 from controller.daemon.metrics import Metrics
+from controller.daemon.rollouts.rollouts import stage_key
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.ports import Advisor, AggregateReader, RolloutStates
 from controller.settings import LlmSettings
 
@@ -65,6 +67,8 @@ class Consultations:
         self._opining: set[asyncio.Task[None]] = set()
         # The stage each flag's last opinion was asked at: one opinion per stage.
         self._opined: dict[str, tuple[str, int, int]] = {}
+        self.sources: SourceReadings | None = None
+        """Where a re-check reads the guardrails a metric source feeds (#41), when any."""
 
     async def cancel(self) -> None:
         """Stop every consultation; one cut short loses nothing, the next gate asks again."""
@@ -165,7 +169,9 @@ class Consultations:
         if rollout is None or stage_key(rollout) != stage_key(asked):
             return Verdict(VerdictKind.HOLD, "the stage changed meanwhile")
         data = await self._aggregates.read(flag, rollout.stage_flag_versions())
-        fresh = evaluate(rollout, data, self._now())
+        now = self._now()
+        sourced = None if self.sources is None else self.sources.for_gate(rollout, now)
+        fresh = evaluate(rollout, data, now, sourced)
         if fresh.kind is not VerdictKind.ADVANCE:
             return Verdict(VerdictKind.HOLD, f"the gate now says {fresh.kind}")
         return fresh
@@ -216,8 +222,3 @@ def gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, An
         "statistical_reason": verdict.reason,
         "evidence": verdict.evidence,
     }
-
-
-def stage_key(rollout: Rollout) -> tuple[str, int, int]:
-    """Which stage, of which rollout, under which flag version: changes with any transition."""
-    return rollout.rollout_id, rollout.stage, rollout.flag_version

@@ -25,7 +25,7 @@ from typing import TypeVar
 import structlog
 
 from controller.adapters.redis import AppKeyStore, GapStore
-from controller.core.rollouts import KeysRevokedInput, Window
+from controller.core.rollouts import Window
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox
 from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService, registry_of
@@ -37,6 +37,7 @@ from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.pipelines import Pipelines
 from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
     Advisor,
@@ -70,13 +71,11 @@ class Engine:
         states: RolloutStates,
         keys: Keyring,
         stopping: asyncio.Event,
-        clock: Clock = lambda: datetime.now(UTC),
         pipelines: Pipelines | None = None,
-        retry: Retry | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
-        self.pipelines, self._retry = pipelines, retry  # release pipelines, where runs are kept
-        self._now = clock
+        self.pipelines = pipelines  # release pipelines, where a store keeps their runs
+        keys.revoked = self.keys_revoked  # a SIGHUP that removes keys takes their approvals
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
         self._consultations, self._contained, self._states = consultations, contained, states
@@ -108,18 +107,14 @@ class Engine:
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
                 if self.pipelines is not None:
-                    retry = self._retry or Retry(self._stopping)
-                    runs = self.pipelines.run(control, self._stopping, self._contained, retry)
-                    tasks.create_task(runs, name="engine-pipelines")
+                    tasks.create_task(self.pipelines.run(control), name="engine-pipelines")
         finally:
             await self._consultations.cancel()
 
     async def keys_revoked(self, key_ids: tuple[str, ...]) -> None:
         """Keys left the registry: their approvals still pending count no more, in every
         rollout (:mod:`controller.core.machine.approving`) and every pipeline run."""
-        for flag in await self.rollouts.approved_by(set(key_ids)):
-            event = KeysRevokedInput(key_ids, self._now())
-            await self._contained.run(self.rollouts.apply(flag, event), where="revoke", flag=flag)
+        await self.rollouts.keys_revoked(key_ids, self._contained)
         if self.pipelines is not None:
             await self._contained.run(self.pipelines.keys_revoked(key_ids), where="revoke")
 
@@ -162,9 +157,11 @@ def build_engine(
     held_partitions: GapStore | None = None,
     team_windows: tuple[Window, ...] = (),
     pipeline_runs: PipelineRuns | None = None,
+    sources: SourceReadings | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
-    may name; ``team_windows``: the release windows of every plan that names none.
+    may name; ``team_windows``: the release windows of every plan that names none;
+    ``sources``: the readings of guardrails fed by a metric source (#41).
     Without ``metrics`` or ``history``, fresh metrics and no history.
     """
     stopping = asyncio.Event()
@@ -179,13 +176,16 @@ def build_engine(
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
+    consultations.sources = sources
     keys = Keyring(registry_of(settings))
-    pipelines = _pipelines(shared, pipeline_runs, rollouts, keys, backends=backends)
+    pipelines = _pipelines(shared, pipeline_runs, rollouts, keys, contained, backends=backends)
     signed = _signed_commands(
         shared, keys, segments, app_key_store, held_partitions, pipelines=pipelines
     )
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
-    gates = _gate_loop(shared, rollouts, contained, consultations, history, aggregates=aggregates)
+    gates = _gate_loop(
+        shared, rollouts, contained, consultations, history, aggregates=aggregates, sources=sources
+    )
     return Engine(
         rollouts=rollouts,
         commands=commands,
@@ -195,9 +195,7 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
-        clock=clock,
         pipelines=pipelines,
-        retry=retry,
     )
 
 
@@ -305,23 +303,15 @@ def _pipelines(
     runs: PipelineRuns | None,
     rollouts: Rollouts,
     keys: Keyring,
+    contained: Containment,
     *,
     backends: frozenset[str],
 ) -> Pipelines | None:
-    """Release pipelines, where a store for their runs is given."""
-    if runs is None:
-        return None
-    return Pipelines(
-        runs=runs,
-        rollouts=rollouts,
-        states=shared.states,
-        outputs=shared.outputs,
-        topics=shared.topics,
-        keys=keys,
-        clock=shared.clock,
-        max_age_seconds=shared.settings.command_max_age_seconds,
-        sweep_seconds=shared.settings.sweep_interval_seconds,
-        backends=backends,
+    """Release pipelines, where a store keeps their runs."""
+    return (
+        None
+        if runs is None
+        else Pipelines(runs, rollouts, keys, shared, contained, backends=backends)
     )
 
 
@@ -383,6 +373,7 @@ def _gate_loop(
     history: Recorder,
     *,
     aggregates: AggregateReader,
+    sources: SourceReadings | None,
 ) -> GateLoop:
     return GateLoop(
         rollouts=rollouts,
@@ -396,4 +387,5 @@ def _gate_loop(
         stopping=shared.stopping,
         settings=shared.settings,
         clock=shared.clock,
+        sources=sources,
     )

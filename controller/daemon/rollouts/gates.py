@@ -6,6 +6,15 @@ all active ones every ``sweep_interval_seconds`` (timers, minimum durations).
 Each pass first publishes what a failed drain left in an outbox. A verdict the
 advisor should see starts a consultation (:mod:`~controller.daemon.rollouts.consulting`)
 and the loop goes on; every other verdict, and the timers, go to the service.
+
+A pass gates its flags :data:`GATE_BATCH` at a time, and reads each batch
+before gating it: the states in one pipelined read (``load_many``; a sweep has
+them all from ``load_all``), then the aggregates of every active flag that
+needs a read in one ``read_many``. A thousand flags are so a few dozen round
+trips, not two per flag (#39), and a state is at most one batch old when its
+verdict is offered, not a whole pass. A batch read that fails for good (a
+damaged key) leaves each flag of the batch to read its own, so the damage
+stays with its flag.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.core.common import StoreError
+from controller.core.common import ControllerError, StoreError
 from controller.core.machine import evaluate
 from controller.core.rollouts import GateInput, Input, Phase, Rollout, TickInput
 from controller.core.stats import FlagAggregates
@@ -24,9 +33,13 @@ from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import AggregateReader, ControlSource, Loaded, RolloutStates
 from controller.settings import EngineSettings
+
+GATE_BATCH = 50
+"""Flags read together, then gated, in a pass."""
 
 
 class GateLoop:
@@ -46,8 +59,10 @@ class GateLoop:
         stopping: asyncio.Event,
         settings: EngineSettings,
         clock: Callable[[], datetime],
+        sources: SourceReadings | None = None,
     ) -> None:
         self._rollouts, self._states, self._aggregates = rollouts, states, aggregates
+        self._sources = sources  # guardrails read from Prometheus, off this loop (#41)
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -90,11 +105,65 @@ class GateLoop:
         swept = {f for f in every if control.owns(f)}
         if full:  # the flags this instance no longer gates are another's to report
             self._metrics.guardrails.retain(swept)
-        for flag in sorted(mine | swept):
-            gated = self.gate(flag, fresh=flag in mine, background=True, loaded=every.get(flag))
-            await self._contained.run(gated, where="gate", flag=flag)
+            if self._sources is not None:
+                self._sources.retain(swept)
+        flags = sorted(mine | swept)
+        for start in range(0, len(flags), GATE_BATCH):
+            await self._gate_batch(flags[start : start + GATE_BATCH], every, fresh=mine)
         self.last_pass = time.monotonic()
         return True
+
+    async def _gate_batch(
+        self, flags: list[str], loaded: dict[str, Loaded | StoreError], *, fresh: set[str]
+    ) -> None:
+        """Read what ``flags`` need (their states unless ``loaded`` has them), then gate each."""
+        states = {f: loaded[f] for f in flags if f in loaded}
+        states |= await self._load_rest([f for f in flags if f not in loaded])
+        data = await self._read_ahead(flags, states, fresh)
+        for flag in flags:
+            gated = self.gate(
+                flag,
+                fresh=flag in fresh,
+                background=True,
+                loaded=states.get(flag),
+                data=data.get(flag),
+            )
+            await self._contained.run(gated, where="gate", flag=flag)
+
+    async def _load_rest(self, flags: list[str]) -> dict[str, Loaded | StoreError]:
+        """The states of ``flags`` in one read; none when it fails for good (each gate then
+        loads its own, and only a damaged flag fails)."""
+        if not flags:
+            return {}
+        try:
+            return dict(zip(flags, await self._states.load_many(flags), strict=True))
+        except ControllerError as exc:
+            if exc.retriable:
+                raise
+            return {}
+
+    async def _read_ahead(
+        self, flags: list[str], states: dict[str, Loaded | StoreError], fresh: set[str]
+    ) -> dict[str, FlagAggregates]:
+        """The aggregates of each active flag of ``flags`` that its gate would read, in one
+        ``read_many``; none when it fails for good (each gate then reads its own)."""
+        wanted: list[tuple[str, set[int]]] = []
+        for flag in flags:
+            loaded = states.get(flag)
+            rollout = loaded.rollout if isinstance(loaded, Loaded) else None
+            if rollout is None or not rollout.phase.active:
+                continue
+            if flag in fresh or self._cached(flag, rollout) is None:
+                wanted.append((flag, rollout.stage_flag_versions()))
+        if not wanted:
+            return {}
+        try:
+            read = await self._aggregates.read_many(wanted)
+        except ControllerError as exc:
+            if exc.retriable:
+                raise
+            return {}
+        return {flag: data for (flag, _), data in zip(wanted, read, strict=True)}
 
     async def gate(
         self,
@@ -103,6 +172,7 @@ class GateLoop:
         fresh: bool = True,
         background: bool = False,
         loaded: Loaded | StoreError | None = None,
+        data: FlagAggregates | None = None,
     ) -> None:
         """Evaluate the flag's current stage and apply the verdict and the timers.
 
@@ -112,7 +182,9 @@ class GateLoop:
         and only a change goes to the service (see :meth:`Rollouts.offer`).
         With ``background``, a verdict that needs the advisor starts a
         consultation and returns at once; otherwise the model is awaited here.
-        ``loaded``: the flag's state as a sweep just read it (else it is loaded here).
+        ``loaded``: the flag's state as a pass just read it (else it is loaded here);
+        ``data``: the aggregates of that state's stage as the pass just read them (else
+        they are read here, or reused as ``fresh`` allows).
         """
         if loaded is None:
             loaded = await self._states.load(flag)
@@ -123,13 +195,16 @@ class GateLoop:
             self._seen.pop(flag, None)
             self._history.forget(flag)
             self._metrics.guardrails.forget(flag)
+            if self._sources is not None:
+                self._sources.forget(flag)
             # Their timers: a stale reminder, a scheduled start, a time box's end (#28).
             if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
                 await self._rollouts.remind_stale(flag, rollout)
             return
-        data = await self._stage_data(flag, rollout, fresh=fresh)
+        data = await self._stage_data(flag, rollout, fresh=fresh, read=data)
         now = self._now()
-        verdict = evaluate(rollout, data, now)
+        sourced = None if self._sources is None else self._sources.for_gate(rollout, now)
+        verdict = evaluate(rollout, data, now, sourced)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]
@@ -144,12 +219,28 @@ class GateLoop:
         if self._consultations.wants_opinion(flag, rollout, verdict, now):
             self._consultations.ask_opinion(flag, rollout, verdict, now)
 
-    async def _stage_data(self, flag: str, rollout: Rollout, *, fresh: bool) -> FlagAggregates:
-        versions = rollout.stage_flag_versions()
-        stage = (rollout.rollout_id, rollout.stage, frozenset(versions))
+    def _cached(self, flag: str, rollout: Rollout) -> FlagAggregates | None:
+        """The aggregates read last for ``rollout``'s current stage, if any."""
         cached = self._seen.get(flag)
-        if not fresh and cached is not None and cached[0] == stage:
+        if cached is not None and cached[0] == _stage_key(rollout):
             return cached[1]
-        data = await self._aggregates.read(flag, versions)
-        self._seen[flag] = (stage, data)
-        return data
+        return None
+
+    async def _stage_data(
+        self, flag: str, rollout: Rollout, *, fresh: bool, read: FlagAggregates | None
+    ) -> FlagAggregates:
+        """The stage's aggregates: those of the last read when not ``fresh``, else ``read``
+        (just read for this stage), else read now."""
+        cached = None if fresh else self._cached(flag, rollout)
+        if cached is not None:
+            return cached
+        stage = _stage_key(rollout)
+        if read is None or read.flag != flag or read.versions != stage[2]:
+            read = await self._aggregates.read(flag, stage[2])
+        self._seen[flag] = (stage, read)
+        return read
+
+
+def _stage_key(rollout: Rollout) -> tuple[str, int, frozenset[int]]:
+    """What the aggregates read for a rollout belong to: its stage and that stage's versions."""
+    return rollout.rollout_id, rollout.stage, frozenset(rollout.stage_flag_versions())

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -62,7 +62,7 @@ from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.run_writer import RunWriter
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import ControlSource, Outputs, PipelineRuns, RolloutStates
-from controller.settings import TopicSettings
+from controller.settings import EngineSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.rollouts.pipelines")
 
@@ -74,33 +74,49 @@ ENDED = {
 }
 
 
+class EngineParts(Protocol):
+    """What the engine shares with its parts: its settings, its ports, its clock, its stop
+    event and its retries."""
+
+    @property
+    def settings(self) -> EngineSettings: ...
+    @property
+    def topics(self) -> TopicSettings: ...
+    @property
+    def states(self) -> RolloutStates: ...
+    @property
+    def outputs(self) -> Outputs: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def stopping(self) -> asyncio.Event: ...
+    @property
+    def retry(self) -> Retry: ...
+
+
 class Pipelines:
     """Starts, approves and reconciles release pipeline runs."""
 
     def __init__(
         self,
-        *,
         runs: PipelineRuns,
         rollouts: Rollouts,
-        states: RolloutStates,
-        outputs: Outputs,
-        topics: TopicSettings,
         keys: Keyring,
-        clock: Callable[[], datetime],
-        max_age_seconds: float,
-        sweep_seconds: float = 5.0,
+        parts: EngineParts,
+        contained: Containment,
+        *,
         backends: frozenset[str] = frozenset(),
     ) -> None:
-        self._runs, self._states, self._keys = runs, states, keys
-        self._now, self._max_age, self._backends = clock, max_age_seconds, backends
-        self._every = sweep_seconds
+        self._runs, self._states, self._keys = runs, parts.states, keys
+        self._now, self._backends, self._parts = parts.clock, backends, parts
+        self._contained = contained
         self._writer = RunWriter(
             runs=runs,
             rollouts=rollouts,
-            outputs=outputs,
-            topics=topics,
+            outputs=parts.outputs,
+            topics=parts.topics,
             default=lambda: keys.environments.default,
-            clock=clock,
+            clock=parts.clock,
         )
 
     # -- commands -----------------------------------------------------------------------
@@ -131,7 +147,11 @@ class Pipelines:
     ) -> Pipeline | str:
         """The command's pipeline, or why it may not start."""
         unsigned = commands.signature_refusal(
-            raw, ts=command.ts, keys=self._keys, now=now, max_age_seconds=self._max_age
+            raw,
+            ts=command.ts,
+            keys=self._keys,
+            now=now,
+            max_age_seconds=self._parts.settings.command_max_age_seconds,
         )
         if unsigned is not None:
             return unsigned
@@ -199,21 +219,20 @@ class Pipelines:
 
     # -- reconciling ----------------------------------------------------------------------
 
-    async def run(
-        self, control: ControlSource, stopping: asyncio.Event, contained: Containment, retry: Retry
-    ) -> None:
+    async def run(self, control: ControlSource) -> None:
         """Reconcile each running run of a flag this instance owns, every sweep; what may pass
         (a store outage) is retried, what fails for good is reported once and tried again."""
-        while not await sleep_or_stop(self._every, stopping):
-            passed = retry(lambda: self.run_pass(control, contained, retry), "pipelines")
-            await contained.run(passed, where="pipeline pass")
+        every, retry = self._parts.settings.sweep_interval_seconds, self._parts.retry
+        while not await sleep_or_stop(every, self._parts.stopping):
+            passed = retry(lambda: self.run_pass(control), "pipelines")
+            await self._contained.run(passed, where="pipeline pass")
 
-    async def run_pass(self, control: ControlSource, contained: Containment, retry: Retry) -> None:
+    async def run_pass(self, control: ControlSource) -> None:
         for run_id in sorted(await self._runs.running()):
             run = (await self._runs.load(run_id)).run
             if run is not None and control.owns(run.flag):
-                reconciled = retry(lambda r=run_id: self.reconcile(r), "pipeline")  # type: ignore[misc]
-                await contained.run(reconciled, where="pipeline", flag=run.flag)
+                reconciled = self._parts.retry(lambda r=run_id: self.reconcile(r), "pipeline")  # type: ignore[misc]
+                await self._contained.run(reconciled, where="pipeline", flag=run.flag)
 
     async def reconcile(self, run_id: str) -> None:
         """Publish what the run's outbox holds, feed it its rollouts' endings and the clock."""

@@ -29,9 +29,18 @@ from datetime import datetime, timedelta
 
 from controller.core.common import ControllerError
 from controller.core.machine import step
-from controller.core.rollouts import CommandInput, GateInput, Input, Rollout, TickInput, Window
+from controller.core.rollouts import (
+    CommandInput,
+    GateInput,
+    Input,
+    KeysRevokedInput,
+    Rollout,
+    TickInput,
+    Window,
+)
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
+from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import Loaded, RolloutStates, SaveOutcome, StateWrite
 from controller.settings import TopicSettings
@@ -69,19 +78,26 @@ class Rollouts:
         """Flags whose messages were saved but not published yet (their drain failed)."""
         return sorted(self._outbox.undrained)
 
-    async def apply(self, flag: str, event: Input, *, delivery: str = "") -> None:
+    async def apply(
+        self, flag: str, event: Input, *, delivery: str = "", seen: Rollout | None = None
+    ) -> None:
         """Decide ``event`` for ``flag``, save the result with its outbox, publish it.
 
         An authenticated command is recorded as applied with the state it
         changes, and with ``delivery``, the record it was read from; a command
         already applied changes nothing and publishes nothing again. Nothing
-        is saved when ``event`` changes nothing.
+        is saved when ``event`` changes nothing. With ``seen``, the state ``event`` was
+        decided on, ``event`` is dropped once the stored state is at another stage or flag
+        version: a gate's verdict on a stage an operator or another gate has since moved
+        never acts twice (the next gate decides the new stage on its own evidence).
         """
         command_id = event.command_id if isinstance(event, CommandInput) else None
         event = self._with_team_windows(event)
         async with self._locks[flag]:
             for _ in range(MAX_CONFLICTS):
                 loaded = await self._states.load(flag)
+                if seen is not None and not same_stage(loaded.rollout, seen):
+                    return
                 new, actions = step(loaded.rollout, event)
                 if not actions and new == loaded.rollout:
                     return
@@ -117,7 +133,7 @@ class Rollouts:
         """
         new, actions = step(seen, self._with_team_windows(event))
         if actions or new != seen:
-            await self.apply(flag, event)
+            await self.apply(flag, event, seen=seen)
 
     def _with_team_windows(self, event: Input) -> Input:
         """``event`` carrying the team's windows, where the machine reads them."""
@@ -130,18 +146,26 @@ class Rollouts:
         the code once it is stale, its time box's end, a pending flag's scheduled start."""
         await self.offer(flag, completed, TickInput(self._now(), self._stale_after))
 
-    async def approved_by(self, key_ids: set[str]) -> list[str]:
-        """The flags whose rollout holds approvals given by one of ``key_ids``."""
-        found = []
+    async def keys_revoked(self, key_ids: tuple[str, ...], contained: Containment) -> None:
+        """Drop the approvals of ``key_ids`` from every rollout holding some (a decision each)."""
         for flag, loaded in (await self._states.load_all()).items():
             rollout = loaded.rollout if isinstance(loaded, Loaded) else None
-            if rollout is not None and any(
-                a.key_id in key_ids for a in rollout.approvals.approvals
-            ):
-                found.append(flag)
-        return found
+            given = () if rollout is None else rollout.approvals.approvals
+            if any(a.key_id in key_ids for a in given):
+                revoked = self.apply(flag, KeysRevokedInput(key_ids, self._now()))
+                await contained.run(revoked, where="revoke", flag=flag)
 
     async def drain(self, flag: str) -> None:
         """Publish what ``flag``'s outbox still holds (a crash or a failed drain left it)."""
         async with self._locks[flag]:
             await self._outbox.drain(flag)
+
+
+def same_stage(stored: Rollout | None, seen: Rollout) -> bool:
+    """Whether ``stored`` is the rollout, stage and flag version ``seen`` was."""
+    return stored is not None and stage_key(stored) == stage_key(seen)
+
+
+def stage_key(rollout: Rollout) -> tuple[str, int, int]:
+    """Which stage, of which rollout, under which flag version: changes with any transition."""
+    return rollout.rollout_id, rollout.stage, rollout.flag_version

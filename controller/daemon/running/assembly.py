@@ -5,13 +5,13 @@ here build on them, each from the :class:`Run` every step reads: the rollouts'
 stores and outputs (:func:`rollout_side`), the engine (:func:`engine_of`), the
 HTTP API (:func:`serve_http`) and the services that run until the daemon stops
 (:func:`services_of`). Every part a step starts is entered on the run's exit
-stack, so it closes, in reverse order, within the grace.
+stack, so it closes in reverse order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from controller.adapters.kafka import Producer, Publisher
 from controller.adapters.llm import Advisor
+from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.redis import (
     AppKeyStore,
     AppliedStore,
@@ -33,7 +34,6 @@ from controller.adapters.redis import (
 )
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.rollouts import Window
-from controller.core.telemetry import Translator
 from controller.core.trust import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.ingest import Ingest
@@ -45,9 +45,8 @@ from controller.daemon.registries import (
     KeyReloader,
     Keyring,
     SegmentService,
-    registry_of,
 )
-from controller.daemon.rollouts import Clock, Engine, Recorder, build_engine
+from controller.daemon.rollouts import Clock, Engine, Recorder, SourceReadings, build_engine
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
 from controller.daemon.running.supervisor import Service
@@ -63,6 +62,7 @@ from controller.daemon.serving import (
     StatusView,
     http_server,
     readiness_of,
+    translator_of,
 )
 from controller.ports import Outputs
 from controller.settings import Settings
@@ -122,6 +122,8 @@ class RolloutSide:
     advisor: Advisor | None
     sync: BackendSync | None
     segments: SegmentService
+    sources: SourceReadings
+    """Guardrails read from Prometheus, each flag's off the gate loop (#41)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,20 @@ async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> Ro
         changed=sync.segment_changed if sync is not None else None,
     )
     outputs = _engine_outputs(run, kafka.outputs, sync)
-    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments)
+    sources = await _sources(run)
+    return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments, sources)
+
+
+async def _sources(run: Run) -> SourceReadings:
+    """The readings of guardrails fed by Prometheus; without ``prometheus.url`` they hold."""
+    settings = run.settings.prometheus
+    source = None
+    if settings.enabled:
+        source = await run.enter("prometheus", PrometheusSource(settings))
+    alarms, clock = run.alarms, run.when.clock
+    alert = lambda flag, action: alarms(action, flag)  # noqa: E731
+    readings = SourceReadings(source=source, settings=settings, clock=clock, alert=alert)
+    return await run.enter("metric readings", readings)
 
 
 async def _advisor(run: Run) -> Advisor | None:
@@ -218,6 +233,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         clock=run.when.clock,
         team_windows=run.when.team_windows,
         pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
+        sources=rollouts.sources,
     )
 
 
@@ -228,7 +244,13 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
     events_in = await _event_intake(run, redis.client)
     reads = await run.enter(
         "read worker",
-        ReadWorker(settings, signer=run.signer, clock=when.clock, team_windows=when.team_windows),
+        ReadWorker(
+            settings,
+            signer=run.signer,
+            clock=when.clock,
+            team_windows=when.team_windows,
+            sources=daemon.rollouts.sources,
+        ),
     )
     parts = Parts(
         run.metrics,
@@ -261,6 +283,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         stale_after=timedelta(days=run.settings.engine.stale_after_days),
         clock=when.clock,
         team_windows=when.team_windows,
+        sources=daemon.rollouts.sources,
     )
     console = ConsoleData(
         states=states,
@@ -273,8 +296,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
 
 
 async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
-    """The HTTP event intake, with a producer of its own: its request timeout bounds how
-    long a batch may wait unsent, so a batch answered 503 is never sent later."""
+    """The event intake; its producer's timeout keeps a batch answered 503 from being sent."""
     settings = run.settings
     ack_timeout = settings.http.intake_ack_timeout_seconds
     producer = await run.enter(
@@ -293,22 +315,15 @@ async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
 async def _otlp_intake(
     run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
 ) -> OtlpIntake | None:
-    """OTLP/HTTP's translator over the flags the read worker loads, sending through the
-    event intake; none unless ``http.otlp_enabled``."""
+    """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
     http = run.settings.http
     if not http.otlp_enabled:
         return None
     directory = FlagDirectory(reads.rollouts, max_age=http.otlp_flags_max_age_seconds)
-    translator = Translator(
-        directory.lookup,
-        guard_ms=int(http.otlp_guard_seconds * 1000),
-        join_window_ms=int(http.otlp_join_window_seconds * 1000),
-        max_pending=http.otlp_max_pending,
-    )
     intake = OtlpIntake(
         events=events_in,
         directory=directory,
-        translator=translator,
+        translator=translator_of(http, directory.lookup),
         dead_letters=daemon.kafka.dead_letters,
         metrics=run.metrics,
         max_event_bytes=run.settings.ingest.max_event_bytes,
@@ -330,14 +345,7 @@ def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
         "engine": (engine.run(control=kafka.control), engine.stop),
         "brokers": (brokers.run(), brokers.stop),
     }
-    services |= _keepers(
-        run.settings,
-        engine.keys,
-        kafka.outputs,
-        run.reread,
-        run.alarms,
-        revoked=engine.keys_revoked,
-    )
+    services |= _keepers(run.settings, engine.keys, kafka.outputs, run.reread, run.alarms)
     sync = daemon.rollouts.sync
     if sync is not None:
         sync.attach(engine.rollouts.apply, daemon.rollouts.segments.reads().held)
@@ -351,14 +359,10 @@ def _keepers(
     outputs: Publisher,
     reread: Callable[[], Settings],
     alarms: Alarms,
-    *,
-    revoked: Callable[[tuple[str, ...]], Awaitable[None]] | None = None,
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
     broker lost created again (#37)."""
-    keys = KeyReloader(
-        keyring, lambda: registry_of(reread().engine), outputs, settings.topics, revoked
-    )
+    keys = KeyReloader(keyring, lambda: reread().engine, outputs, settings.topics)
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
     if settings.kafka.create_topics:
         keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)

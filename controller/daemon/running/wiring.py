@@ -44,6 +44,7 @@ from controller.daemon.running.connecting import (
     wait_for_kafka,
     wait_for_redis,
 )
+from controller.daemon.running.otlp_topics import otlp_services
 from controller.daemon.running.supervisor import EXIT_OK, until_stopped
 from controller.daemon.serving import BrokerWatch, StartUp, health_server, kafka_of, redis_of
 from controller.process import Retry, stop_on_signals
@@ -101,7 +102,8 @@ async def _supervise(
         daemon = Daemon(redis, kafka, rollouts, engine, BrokerWatch(settings))
         if settings.http.enabled:
             await serve_http(run, daemon)
-        services = services_of(run, daemon)
+        otlp = await otlp_services(run, daemon)  # the Collector's topics (#40), when enabled
+        services = services_of(run, daemon) | otlp
         return await until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
 

@@ -7,7 +7,7 @@ from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.serving.event_intake import EventIntake
-from controller.daemon.serving.otlp_intake import OtlpIntake
+from controller.daemon.serving.otlp_intake import OtlpIntake, translator_of
 from controller.daemon.serving.read_worker import ReadWorker
 from controller.daemon.serving.starting import StartUp, kafka_of, redis_of
 from controller.daemon.serving.status import StatusView
@@ -26,4 +26,5 @@ __all__ = [
     "kafka_of",
     "readiness_of",
     "redis_of",
+    "translator_of",
 ]

@@ -54,7 +54,7 @@ import structlog
 from controller.adapters.event_intake import ChangedEvents
 from controller.adapters.otlp import Signal, Taken
 from controller.core.common import ControllerError
-from controller.core.telemetry import Logs, Refusal, Spans, Translated, Translator
+from controller.core.telemetry import Logs, Lookup, Refusal, Spans, Translated, Translator
 from controller.core.wire import (
     ConversionIn,
     EventDecoder,
@@ -67,6 +67,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.serving.event_intake import EventIntake
 from controller.ports import DeadLetter, DeadLetters
+from controller.settings import HttpSettings
 
 EXPIRE_EVERY_SECONDS = 1.0
 MAX_NAMED_REASONS = 8
@@ -227,6 +228,17 @@ class OtlpIntake:
                 self.expire()
             except Exception:
                 log.exception("otlp_expiry_failed")
+
+
+def translator_of(http: HttpSettings, lookup: Lookup) -> Translator:
+    """The translator of either OTLP path (HTTP, the Collector's topics): the guard around a
+    change of version, the join window and the pending bound of ``http``."""
+    return Translator(
+        lookup,
+        guard_ms=int(http.otlp_guard_seconds * 1000),
+        join_window_ms=int(http.otlp_join_window_seconds * 1000),
+        max_pending=http.otlp_max_pending,
+    )
 
 
 def _rejected(batch: Spans | Logs, translated: Translated, unfit: list[Refusal]) -> int:

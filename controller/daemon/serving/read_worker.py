@@ -31,6 +31,7 @@ from controller.core.reading import FlagStates, FlagStateView, RolloutList
 from controller.core.rollouts import Rollout, Window
 from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
+from controller.daemon.rollouts import SourceReadings
 from controller.daemon.serving.status import StatusView, readable
 from controller.settings import Settings
 
@@ -49,8 +50,10 @@ class ReadWorker:
         signer: StateSigner | None,
         clock: Callable[[], datetime],
         team_windows: tuple[Window, ...] = (),
+        sources: SourceReadings | None = None,
     ) -> None:
         self._settings, self._signer = settings, signer
+        self._sources = sources
         self._clock, self._team_windows = clock, team_windows
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="read-worker", daemon=True)
@@ -118,6 +121,7 @@ class ReadWorker:
             stale_after=timedelta(days=self._settings.engine.stale_after_days),
             clock=self._clock,
             team_windows=self._team_windows,
+            sources=self._sources,
         )
 
     async def _rollout_list(self) -> bytes:

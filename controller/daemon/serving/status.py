@@ -9,6 +9,7 @@ from controller.core.common import StoreError
 from controller.core.machine import evaluate
 from controller.core.reading import RolloutStatus, describe
 from controller.core.rollouts import Window
+from controller.daemon.rollouts import SourceReadings
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
 
@@ -29,8 +30,10 @@ class StatusView:
         stale_after: timedelta,
         clock: Callable[[], datetime],
         team_windows: tuple[Window, ...] = (),
+        sources: SourceReadings | None = None,
     ) -> None:
         self._states, self._aggregates = states, aggregates
+        self._sources = sources  # what this instance last read from Prometheus (#41)
         self._stale_after, self._now = stale_after, clock
         self._team_windows = team_windows  # a window wait says when they open (#28)
 
@@ -44,7 +47,10 @@ class StatusView:
         active = [r for r in rollouts if r.phase.active]
         data = await self._aggregates.read_many([(r.flag, r.stage_flag_versions()) for r in active])
         now = self._now()
-        verdicts = {r.flag: evaluate(r, d, now) for r, d in zip(active, data, strict=True)}
+        verdicts = {
+            r.flag: evaluate(r, d, now, self._sources.view(r, now) if self._sources else None)
+            for r, d in zip(active, data, strict=True)
+        }
         return [
             RolloutStatus.model_validate(
                 {

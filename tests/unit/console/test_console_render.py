@@ -611,3 +611,28 @@ def test_the_page_charts_each_arms_latency_where_the_history_kept_it() -> None:
     assert before is not None
     page = rollout_detail(RolloutPage(status, before, (), (), specs))
     assert page.count('class="arms-chart"') == 1
+
+
+def test_what_was_read_from_prometheus_is_shown_with_its_queries_escaped() -> None:
+    query = 'sum(increase(r{f="checkout",v="on"}[60s])) < 1 and on() up{a="<script>"}'
+    read = {
+        "at": "2026-11-22T12:00:03+00:00",
+        "queries": {"total": {"treatment": query}},
+        "arms": {"treatment": {"requests": 10_000, "errors": 200}, "control": {"requests": 9}},
+        "request_share": 0.0991,
+    }
+    sources = {
+        "source": "prometheus at http://prom:9090 (setting prometheus.url)",
+        "expected_share": 0.1,
+        "reads": {"error_rate": read, "latency_p95": {"missing": "no reading for this stage yet"}},
+    }
+    html = rollout_detail(RolloutPage(status_of(evidence={"sources": sources}), EMPTY))
+    shown = html.split('<pre class="sources">')[1].split("</pre>")[0]
+    assert "<script>" not in shown
+    assert "up{a=&quot;&lt;script&gt;&quot;}" in shown
+    assert "&lt; 1 and on()" in shown
+    assert "treatment: 10,000 requests, 200 errors" in shown
+    assert "request share of treatment 9.91% (expected 10%" in shown
+    assert "latency_p95: missing: no reading for this stage yet" in shown
+    assert "Read from Prometheus" in html
+    assert "Read from Prometheus" not in rollout_detail(RolloutPage(status_of(), EMPTY))

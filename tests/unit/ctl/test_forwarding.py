@@ -104,6 +104,13 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         {"run_id": "run-1", "not_started": ["production"], "reason": "guardrail error_rate"},
         ["production"],
     ),
+    (
+        "metric_source_unavailable",
+        "warning",
+        {"source": "prometheus at http://prometheus:9090 (setting prometheus.url)"},
+        ["prometheus at http://prometheus:9090"],
+    ),
+    ("metric_source_recovered", "info", {}, []),
     ("kill", "critical", {}, []),
     ("srm", "warning", _evidence(srm=SRM_FLAGGED), ["*srm sequential_p_value*\n2.5e-07"]),
     (

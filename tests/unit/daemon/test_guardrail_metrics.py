@@ -6,10 +6,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from controller.core.common import JsonValue
 from controller.core.machine.gate import evaluate
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.daemon.metrics import Metrics
 from controller.settings import EngineSettings
+from tests.documents import as_read
 from tests.unit.core.machine.test_gate import EMPTY, HEALTHY, LATE, arm, data, rollout
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -40,7 +42,7 @@ def test_the_gauges_show_each_guardrail_and_move_with_the_evidence() -> None:
     healthy = gated()
     assert metrics.guardrails.record("f", healthy, max_flags=10)
     before = samples(metrics)
-    test = healthy.evidence["guardrails"]["error_rate"]
+    test = as_read(healthy.evidence)["guardrails"]["error_rate"]
     assert value(before, "rollout_guardrail_delta", metric="error_rate") == pytest.approx(
         test["delta"]
     )
@@ -123,7 +125,7 @@ def test_series_of_ended_or_handed_over_rollouts_are_removed(how: str, gone: set
         "not a mapping",
     ],
 )
-def test_odd_evidence_makes_no_odd_series(guardrails: object) -> None:
+def test_odd_evidence_makes_no_odd_series(guardrails: JsonValue) -> None:
     metrics = Metrics()
     verdict = Verdict(VerdictKind.HOLD, "x", None, {"guardrails": guardrails, "srm": "?"})
     metrics.guardrails.record("f", verdict, max_flags=10)

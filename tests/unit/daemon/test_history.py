@@ -17,6 +17,7 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
+from controller.core.common import JsonValue
 from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
@@ -25,6 +26,7 @@ from controller.daemon.rollouts.engine import build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage
 from controller.settings import EngineSettings, HistorySettings, TopicSettings
+from tests.documents import as_read
 from tests.unit.core.machine.test_gate import EARLY, EMPTY, HEALTHY, T0, arm, data, rollout
 from tests.unit.daemon.test_engine import NOW, NoDeadLetters, start
 
@@ -39,7 +41,7 @@ def verdict_at(minutes: float, agg: object = HEALTHY) -> tuple[Verdict, object]:
 def test_a_point_carries_each_guardrails_test_srm_and_arm_counts() -> None:
     verdict = evaluate(rollout(), REGRESSED, EARLY)
     point = history.point_of(rollout(), verdict, EARLY)
-    test = verdict.evidence["guardrails"]["error_rate"]
+    test = as_read(verdict.evidence)["guardrails"]["error_rate"]
     error_rate = point.guardrails["error_rate"]
     assert error_rate is not None
     assert (error_rate.delta, error_rate.lower, error_rate.regressed) == (
@@ -50,7 +52,7 @@ def test_a_point_carries_each_guardrails_test_srm_and_arm_counts() -> None:
     assert error_rate.crossed
     assert point.verdict == "rollback"
     assert point.arms["treatment"] == (1_111, 50_000, 100_000, 650, 5_000)
-    assert point.srm_p == verdict.evidence["srm"]["sequential_p_value"]
+    assert point.srm_p == as_read(verdict.evidence)["srm"]["sequential_p_value"]
     assert point.ts_ms == int(EARLY.timestamp() * 1000)
 
 
@@ -291,7 +293,7 @@ def test_damaged_latency_drops_the_point(tail: bytes) -> None:
 def test_a_point_keeps_each_arms_latency_quantiles_and_round_trips() -> None:
     verdict = evaluate(rollout(), REGRESSED, EARLY)
     point = history.point_of(rollout(), verdict, EARLY)
-    gate = verdict.evidence["latency"]
+    gate = as_read(verdict.evidence)["latency"]
     for side in ("treatment", "control"):
         assert point.latency[side] == tuple(gate[side][q] for q in ("p50", "p95", "p99"))
     back = history.decode(history.encode(point))
@@ -312,7 +314,7 @@ def test_a_point_keeps_each_arms_latency_quantiles_and_round_trips() -> None:
     ],
 )
 def test_latency_evidence_is_kept_bounded(
-    evidence: object, kept: dict[str, tuple[float | None, ...]]
+    evidence: JsonValue, kept: dict[str, tuple[float | None, ...]]
 ) -> None:
     verdict = evaluate(rollout(), HEALTHY, EARLY)
     changed = replace(verdict, evidence={**verdict.evidence, "latency": evidence})

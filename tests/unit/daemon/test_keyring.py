@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.adapters.memory import MemoryOutputs
 from controller.core.common import ConfigError
 from controller.core.release import Environments, KeyRecord, Permission, Role, RoleBook
 from controller.core.trust import signing
 from controller.daemon.registries.keyring import (
     KeyChange,
+    KeyReloader,
     Keyring,
     Registry,
     registry_of,
     shared_refusal,
 )
-from controller.settings import load_settings
+from controller.settings import TopicSettings, load_settings
 
 A, B, C = (signing.generate_key()[1] for _ in range(3))
 
@@ -199,3 +201,19 @@ def test_what_every_environment_shares_needs_a_role_granted_everywhere(
     keyring = Keyring(registry({"k": KeyRecord(public_key=A, roles=roles)}, book))
     assert shared_refusal(keyring, "k", Permission.MANAGE_SEGMENTS) == refused
     assert shared_refusal({"k": signing.load_public_key(A)}, "k", Permission.MANAGE_KEYS) is None
+
+
+async def test_a_reload_that_removes_keys_tells_who_keeps_their_approvals() -> None:
+    told: list[tuple[str, ...]] = []
+
+    async def revoked(key_ids: tuple[str, ...]) -> None:
+        told.append(key_ids)
+
+    keyring = Keyring({"a": A, "b": B, "c": C})
+    keyring.revoked = revoked
+    texts: dict[str, str] = {"a": A}
+    reloader = KeyReloader(keyring, lambda: texts, MemoryOutputs(), TopicSettings())
+    assert await reloader.reload() == KeyChange(removed=("b", "c"))
+    texts["d"] = B
+    await reloader.reload()  # a key added, none removed: nothing to revoke
+    assert told == [("b", "c")]

@@ -15,6 +15,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.sequential import proportion_test
+from tests.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -226,7 +227,7 @@ def test_rollback_evidence_names_the_breach_and_its_bounds() -> None:
     # so the bound is the worked example of docs/architecture.md.
     alone = plan(guardrails=[Guardrail(metric="error_rate")])
     verdict = evaluate(rollout(alone), data(arm(units=1_111, errors=650), arm()), EARLY)
-    ev = verdict.evidence
+    ev = as_read(verdict.evidence)
     assert ev["breach"] == "error_rate"
     error = ev["guardrails"]["error_rate"]
     assert error["lower"] == pytest.approx(4.20292846e-4, abs=1e-9)
@@ -249,7 +250,7 @@ def test_alpha_is_split_over_guardrails_and_compared_stages() -> None:
         "stages": 1,
         "per_test": pytest.approx(0.05 / 3),
     }
-    error = verdict.evidence["guardrails"]["error_rate"]
+    error = as_read(verdict.evidence)["guardrails"]["error_rate"]
     assert error["alpha"] == pytest.approx(0.05 / 3)
     assert error["p_value"] < error["alpha"]
     assert error["lower"] < 4.20292846e-4, "a smaller level widens the bound"
@@ -258,7 +259,7 @@ def test_alpha_is_split_over_guardrails_and_compared_stages() -> None:
 def test_insufficient_data_is_recorded_as_such() -> None:
     tiny = data(arm(units=1_111, requests=10, errors=0), arm(requests=10, errors=0))
     verdict = evaluate(rollout(), tiny, LATE)
-    assert verdict.evidence["guardrails"]["error_rate"] == "insufficient data"
+    assert as_read(verdict.evidence)["guardrails"]["error_rate"] == "insufficient data"
 
 
 # -- early advance and dry-run guardrails --------------------------------------------
@@ -418,7 +419,7 @@ def test_dry_run_guardrail_never_acts(
     assert verdict.kind is kind, f"{case}: {verdict.reason}"
     assert verdict.dry_run_breaches == breaches
     assert verdict.evidence["dry_run"] == {"error_rate": {"would": would}}
-    assert isinstance(verdict.evidence["guardrails"]["error_rate"], dict)
+    assert isinstance(as_read(verdict.evidence)["guardrails"]["error_rate"], dict)
     assert verdict.evidence.get("breach") != "error_rate"
 
 

@@ -15,6 +15,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage, Watch
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result, metric_floor
+from tests.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 P95 = Guardrail(metric="latency_p95", tolerance=0.10, relative=True)
@@ -68,7 +69,7 @@ def test_the_newcomers_p95_of_14_requests_is_not_tested(min_metric_events: int) 
     the_plan = plan(P95, min_metric_events=min_metric_events)
     verdict = evaluate(rollout(the_plan), newcomer(), T0 + timedelta(seconds=3))
     assert verdict.kind is VerdictKind.HOLD, verdict.reason
-    assert verdict.evidence["guardrails"]["latency_p95"] == "insufficient data"
+    assert as_read(verdict.evidence)["guardrails"]["latency_p95"] == "insufficient data"
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from controller.core.rollouts.rollout import (
 )
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire.messages import CommandAction
+from tests.documents import as_read
 from tests.unit.core.machine.test_machine import NOW, T0, cmd, rollout, summarize
 
 ACTIONS: tuple[HealthAction, ...] = ("rollback", "hold", "warn")
@@ -275,7 +276,7 @@ def test_the_defaults_name_the_default_entry() -> None:
     )
     verdict = evaluate(state, QUIET, NOW)
     assert verdict.kind is VerdictKind.PAUSE
-    assert verdict.evidence[health.POLICY]["policy_entry"] == "default"
+    assert as_read(verdict.evidence)[health.POLICY]["policy_entry"] == "default"
 
 
 # -- the drift sync: whether the machine's reaction already alerted --------------------------

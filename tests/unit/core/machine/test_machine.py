@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.core.common import JsonObject
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
 from controller.core.rollouts.plan import Plan
@@ -353,9 +354,9 @@ DRY_RUN_GATES = ("gate-advance", "gate-hold", "gate-rollback", "gate-srm")
 def dry_run(gate_input: Input) -> GateInput:
     """The same gate verdict with a dry-run error-rate guardrail that would have acted."""
     assert isinstance(gate_input, GateInput)
-    trial = {"error_rate": {"would": "rollback"}}
+    trial: JsonObject = {"error_rate": {"would": "rollback"}}
     verdict = gate_input.verdict
-    evidence = {**verdict.evidence, "dry_run": trial}
+    evidence: JsonObject = {**verdict.evidence, "dry_run": trial}
     return GateInput(
         Verdict(verdict.kind, verdict.reason, verdict.pause_reason, evidence, ("error_rate",)),
         gate_input.now,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.core.common import JsonObject
 from controller.core.machine.machine import step
 from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan
@@ -27,7 +28,7 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=20)
 LATER = NOW + timedelta(days=2)
 PLAN = Plan(stages=[Stage(percent=5, min_duration=timedelta(minutes=5)), Stage(percent=50)])
-EVIDENCE = {
+EVIDENCE: JsonObject = {
     "arms": {"treatment": {"units": 400}, "control": {"units": 7600}},
     "guardrails": {"error_rate": {"delta": 0.03, "tolerance": 0.0, "regressed": True}},
     "breach": "error_rate",

@@ -327,3 +327,32 @@ def test_plan_validate_and_start_refuse_a_window_whose_openings_are_over(
     monkeypatch.setenv("ROLLOUTCTL_ACTOR", "ana")
     assert main(["start", "f", "--plan", str(path)]) == EXIT_CONFIG
     assert "windows[0].rule" in capsys.readouterr().err
+
+
+def test_a_plan_guarded_from_prometheus_alone_is_warned_of_unit_floors() -> None:
+    total = 'sum(increase(r{f="{{flag}}",v="{{arm}}"}[{{window}}]))'
+    sourced = {
+        "metric": "error_rate",
+        "source": "prometheus",
+        "prometheus": {"count": total, "total": total},
+    }
+    plan = parse_plan(
+        {
+            "stages": [{"percent": 5}, {"percent": 100, "min_units_per_arm": 0}],
+            "guardrails": [sourced],
+        }
+    )
+    found = [f for f in lint(plan) if f.field == "stages[0].min_units_per_arm"]
+    assert [f.severity for f in found] == ["warning"]
+    assert "counted from exposure events only" in found[0].message
+    both = plan.model_copy(
+        update={
+            "guardrails": [
+                *plan.guardrails,
+                *parse_plan(
+                    {"stages": [{"percent": 100}], "guardrails": [{"metric": "latency_p99"}]}
+                ).guardrails,
+            ]
+        }
+    )
+    assert not [f for f in lint(both) if "exposure events only" in f.message]

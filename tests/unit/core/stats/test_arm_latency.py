@@ -13,6 +13,7 @@ from controller.core.machine.gate import evaluate
 from controller.core.reading.wording import ms_text
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.latency import arm_latency, histogram_quantile, latency_evidence
+from tests.documents import as_read
 from tests.unit.core.machine.test_gate import T0, arm, rollout
 
 
@@ -50,7 +51,7 @@ def test_arm_latency(
 
 @pytest.mark.parametrize("hist", [counts((3, 1)), counts((TEN_MS, 7), (60, 5), (EDGE_COUNT, 1))])
 def test_arm_latency_interpolates_as_the_gate_does(hist: tuple[int, ...]) -> None:
-    shown = arm_latency(hist)
+    shown = as_read(arm_latency(hist))
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         exact = histogram_quantile(hist, q)
         assert exact is not None
@@ -64,7 +65,7 @@ def test_arm_latency_refuses_a_histogram_of_the_wrong_shape() -> None:
 
 def test_latency_evidence_is_both_arms_and_small() -> None:
     busy = counts(*((i, 2**40) for i in range(BUCKET_COUNT)))
-    evidence = latency_evidence(busy, counts())
+    evidence = as_read(latency_evidence(busy, counts()))
     assert set(evidence) == {"treatment", "control"}
     assert evidence["control"]["p95"] is None
     assert evidence["treatment"]["p50"] == pytest.approx(EDGES_MS[57], rel=0.2)
@@ -76,7 +77,7 @@ def test_the_gate_publishes_each_arms_latency() -> None:
     control = ArmAggregate(units=1_000, requests=100)  # requests with no latency recorded
     aggregates = FlagAggregates("f", frozenset({1}), treatment, control)
     verdict = evaluate(rollout(), aggregates, T0 + timedelta(hours=1))
-    latency = verdict.evidence["latency"]
+    latency = as_read(verdict.evidence)["latency"]
     assert latency["control"] == {"p50": None, "p95": None, "p99": None, "count": 0}
     assert latency["treatment"]["count"] == treatment.requests
     low, high = EDGES_MS[bucket_of(40.0) - 1], EDGES_MS[bucket_of(40.0)]

@@ -29,6 +29,7 @@ from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import FlagState
 from controller.ctl.operate.views import status_detail
 from controller.daemon.outputs.rendering import flag_state_fields
+from tests.documents import as_read
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 SEGMENTS = IdSegments({"staff": {f"staff-{i}" for i in range(300)}})
@@ -175,7 +176,7 @@ def test_a_regression_in_one_audience_rolls_back_while_another_is_healthy(
     fold(events(rollout, population(12_000, rng), regressing_in("TH"), rng), cells)
     verdict = gate.evaluate(rollout, aggregates(cells), NOW)
     assert verdict.kind is kind, verdict.reason
-    assert not verdict.evidence["srm"]["flagged"]
+    assert not as_read(verdict.evidence)["srm"]["flagged"]
 
 
 def test_a_regression_carried_from_an_earlier_ring_does_not_reach_the_comparison() -> None:
@@ -245,7 +246,7 @@ def test_a_stage_at_100_percent_of_its_audience_gates_on_the_plans_limits(
     verdict = gate.evaluate(rollout, data, NOW)
     assert verdict.kind is kind, verdict.reason
     assert verdict.evidence["comparison"] == NO_CONTROL
-    assert verdict.evidence["limits"]["error_rate"]["limit"] == 0.05
+    assert as_read(verdict.evidence)["limits"]["error_rate"]["limit"] == 0.05
     if kind is VerdictKind.ROLLBACK:
         assert "no concurrent control" in verdict.reason
 
@@ -316,7 +317,7 @@ def test_a_ring_without_traffic_of_its_own_raises_no_traffic_past_the_grace() ->
     verdict = gate.evaluate(rollout, aggregates(cells), NOW)
     assert verdict.kind is VerdictKind.PAUSE
     assert verdict.reason.startswith('no events in the stage from country == "TH"')
-    assert verdict.evidence["audience"]["stage"] == 'country == "TH"'
+    assert as_read(verdict.evidence)["audience"]["stage"] == 'country == "TH"'
     assert verdict.applied is not None
     assert verdict.applied.trigger == "no_traffic"
 

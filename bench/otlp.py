@@ -1,0 +1,270 @@
+"""Events per second through the OTLP/Kafka path against the single-event Kafka path (#40).
+
+One broker, one Redis, one run. Two topics hold the same number of events:
+
+(a) events: N of our own events, one per record (half exposures, half request
+    outcomes, keyed by unit), as the SDK and the HTTP intake write them;
+(b) otlp_spans: N / 2 SERVER spans, each with one ``feature_flag.evaluation``
+    event (flag, variant, ``feature_flag.context.id``, ``feature_flag.version``)
+    and its HTTP status, in records of ``--per-record`` spans (default 100), in
+    the Collector's ``otlp_proto`` encoding: each span is an exposure and a
+    request outcome, so N events.
+
+The real daemon (``rollout-controller run``) reads one of them at a time,
+``otlp.enabled`` for (b), with rollouts of the spans' flags stored so their
+evaluations are known; a fresh key prefix each run. Each side is timed over
+the same mid-run window of its events flushed to Redis (``--window``, 20% to
+90%), in wall-clock time and in the daemon's CPU time, as ``bench/ingest.py``
+times it. The two alternate ``--rounds`` times, an events run before and after
+every OTLP run; a round's ratio is the OTLP rate over the geometric mean of the
+events rates around it, so a steady drift in the machine's speed cancels.
+``ratio`` is their median (goal: at least 1.5), ``cpu_ratio`` the events path's
+CPU nanoseconds per event over the OTLP path's. The last line printed is one
+JSON object.
+
+    python bench/otlp.py [--events 600000] [--per-record 100] [--rounds 3]
+
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
+broker and a private redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import orjson
+import psutil
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ingest import Window, around, progress
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess, controller_env
+from tests.ofrep import flag_rollout
+from tests.ofrep import store as store_rollouts
+from tests.otlp_records import span_exports
+from tests.services import resolve_kafka, resolve_redis
+
+PARTITIONS = 4
+FLAGS = [f"otlp-bench-{i:02d}" for i in range(20)]
+VERSION = 1
+T0_MS = 1_763_780_000_000
+
+
+def single_events(n: int, units: int, seed: int = 2) -> list[tuple[bytes, bytes]]:
+    """``n`` of our events, one a record, keyed by unit: exposures and request outcomes."""
+    rng = random.Random(seed)
+    values = []
+    for i in range(n):
+        unit = f"u{rng.randrange(units):07d}"
+        event: dict[str, object] = {
+            "type": "exposure" if i % 2 == 0 else "request",
+            "v": 1,
+            "id": f"e{i}-{uuid.uuid4().hex[:8]}",
+            "ts": T0_MS + i,
+            "flag": FLAGS[i % len(FLAGS)],
+            "unit": unit,
+            "arm": "treatment" if rng.random() < 0.5 else "control",
+            "flag_version": VERSION,
+        }
+        if i % 2:
+            latency = round(rng.lognormvariate(3, 0.5), 3)
+            event |= {"error": rng.random() < 0.02, "latency_ms": latency}
+        values.append((unit.encode(), orjson.dumps(event)))
+    return values
+
+
+async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        for index, (key, value) in enumerate(values):
+            partition = None if key is not None else index % PARTITIONS
+            await producer.send(topic, key=key, value=value, partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def daemon_run(
+    *,
+    bootstrap: str,
+    redis_url: str,
+    topics: dict[str, str],
+    otlp: bool,
+    events_per_record: int,
+    n: int,
+    window: tuple[float, float],
+    workdir: Path,
+) -> tuple[float, float]:
+    """One daemon from start until Redis holds ``n`` events of one topic: rate, CPU ns/event."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = controller_env(
+        bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topics["events"]
+    )
+    env |= {"RC_INGEST__MAX_BATCH_RECORDS": "5000", "RC_LOG__LEVEL": "warning"}
+    if otlp:
+        env |= {
+            "RC_OTLP__ENABLED": "true",
+            "RC_OTLP__SPANS_TOPIC": topics["spans"],
+            "RC_OTLP__LOGS_TOPIC": topics["logs"],
+        }
+    settings = RedisSettings(url=redis_url, key_prefix=prefix)
+    async with connect(settings) as client:
+        await store_rollouts(client, prefix, [flag_rollout(f, 50, version=VERSION) for f in FLAGS])
+        store = RedisAggregateStore(
+            client,
+            settings=settings,
+            topic=env["RC_TOPICS__EVENTS"],
+            source=topics["spans"] if otlp else None,
+        )
+        daemon = ControllerProcess(env=env, log_path=workdir / f"{prefix}.log").start()
+        try:
+            timed = await _watch(daemon, store, n, events_per_record, window)
+        finally:
+            daemon.terminate()
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])
+    return timed.rate(), timed.cpu_ns()
+
+
+async def _watch(
+    daemon: ControllerProcess,
+    store: RedisAggregateStore,
+    n: int,
+    events_per_record: int,
+    window: tuple[float, float],
+) -> Window:
+    process = psutil.Process(daemon.pid)
+    timed = Window(n, window)
+    done, last_report = 0, time.monotonic()
+    while done < n:
+        offsets = [await store.offset(p) for p in range(PARTITIONS)]
+        done = sum(o or 0 for o in offsets) * events_per_record
+        cpu = process.cpu_times()
+        timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
+        if time.monotonic() - last_report > 5:
+            progress(f"flushed {done:,}/{n:,}")
+            last_report = time.monotonic()
+        if not daemon.running:
+            raise RuntimeError(f"controller died:\n{daemon.log_text()[-3000:]}")
+        await asyncio.sleep(0.02)
+    return timed
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-otlp-"))
+    spans = args.events // 2
+    per = args.per_record
+    n = (spans // per) * per * 2  # whole records only
+    with ExitStack() as stack:
+        bootstrap, stop_kafka, kafka_desc = resolve_kafka(workdir)
+        stack.callback(stop_kafka)
+        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
+        stack.callback(stop_redis)
+        progress(f"broker: {kafka_desc}; redis: {redis_desc}")
+        run_id = uuid.uuid4().hex[:8]
+        topics = {k: f"bench-{k}-{run_id}" for k in ("events", "spans", "logs")}
+        made = time.perf_counter()
+        records = span_exports(n // 2, per, FLAGS, units=args.units, version=VERSION)
+        progress(
+            f"{len(records):,} records of {per} spans ({sum(map(len, records)) / len(records):,.0f}"
+            f" bytes each) in {time.perf_counter() - made:.1f} s"
+        )
+        await produce(bootstrap, topics["spans"], [(None, r) for r in records])
+        await produce(bootstrap, topics["logs"], [])
+        del records
+        await produce(bootstrap, topics["events"], list(single_events(n, args.units)))
+        progress(f"produced {n:,} events each way")
+        window = (args.window[0], args.window[1])
+        single: list[tuple[float, float]] = []
+        batched: list[tuple[float, float]] = []
+        load: list[float] = []
+
+        async def run(otlp: bool) -> tuple[float, float]:
+            return await daemon_run(
+                bootstrap=bootstrap,
+                redis_url=redis_url,
+                topics=topics,
+                otlp=otlp,
+                events_per_record=2 * per if otlp else 1,
+                n=n,
+                window=window,
+                workdir=workdir,
+            )
+
+        single.append(await run(False))
+        for round_ in range(args.rounds):
+            load.append(os.getloadavg()[0])
+            batched.append(await run(True))
+            single.append(await run(False))
+            progress(
+                f"round {round_ + 1} (load {load[-1]:.1f}): otlp {batched[-1][0]:,.0f} events/s, "
+                f"single {around(single, round_, 0):,.0f}/s (ratio "
+                f"{batched[-1][0] / around(single, round_, 0):.2f}); CPU ns/event otlp "
+                f"{batched[-1][1]:,.0f}, single {around(single, round_, 1):,.0f}"
+            )
+    rounds = range(args.rounds)
+    ratios = [batched[i][0] / around(single, i, 0) for i in rounds]
+    cpu_ratios = [around(single, i, 1) / batched[i][1] for i in rounds]
+    ratio = statistics.median(ratios)
+    print(f"single-event path: {statistics.median(s[0] for s in single):,.0f} events/s")
+    print(f"OTLP/Kafka path:   {statistics.median(b[0] for b in batched):,.0f} events/s")
+    print(f"ratio (median of {args.rounds} rounds): {ratio:.2f}")
+    return {
+        "events": n,
+        "spans_per_record": per,
+        "rounds": args.rounds,
+        "window": list(window),
+        "load": [round(x, 1) for x in load],
+        "single_eps": round(statistics.median(s[0] for s in single)),
+        "otlp_eps": round(statistics.median(b[0] for b in batched)),
+        "ratio": round(ratio, 3),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "single_cpu_ns": round(statistics.median(s[1] for s in single)),
+        "otlp_cpu_ns": round(statistics.median(b[1] for b in batched)),
+        "cpu_ratio": round(statistics.median(cpu_ratios), 3),
+        "round_cpu_ratios": [round(r, 3) for r in cpu_ratios],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=600_000, help="events each way")
+    parser.add_argument("--per-record", type=int, default=100, help="spans (evaluations) a record")
+    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    parser.add_argument("--rounds", type=int, default=3, help="OTLP runs, each between two others")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(0.2, 0.9),
+        metavar=("FROM", "TO"),
+        help="the fractions of the events between which both sides are timed",
+    )
+    result = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(result))

@@ -1,0 +1,166 @@
+"""What to ask a metric source for a rollout now (#41).
+
+Pure. :func:`planned_queries` gives each sourced guardrail's queries for both
+arms while the stage has a concurrent control (below 100%), each Prometheus
+limit's for the treated units where the plan's limits gate (at 100%), and, at
+100%, the treated requests of the first sourced guardrail (the stage's
+traffic), every placeholder filled for the stage: ``{{window}}`` is its age.
+:func:`plan_queries` fills a plan's queries for ``rolloutctl plan validate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.core.metrics_source import (
+    Answer,
+    Ask,
+    PrometheusLimit,
+    Series,
+    Stage,
+    fill,
+    parse_template,
+)
+from controller.core.rollouts import Guardrail, Plan, Rollout
+
+ARMS = ("treatment", "control")
+LIMIT_PREFIX = "limit:"
+"""A limit's reading is kept under its name with this prefix (guardrails: their metric)."""
+TRAFFIC = "traffic"
+"""Where no arms are compared (100%), the treated requests are read under this name: the
+stage's traffic, without which it would seem to have none."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedQuery:
+    """One query to ask: for which guardrail (its metric, or ``limit:<name>``), arm and role."""
+
+    name: str
+    arm: str
+    role: str
+    promql: str
+
+
+def reads_source(plan: Plan) -> bool:
+    """Whether any guardrail or limit of ``plan`` reads a metric source."""
+    limits = plan.limits.prometheus if plan.limits is not None else []
+    return bool(limits) or any(g.source != "events" for g in plan.guardrails)
+
+
+def stage_of(rollout: Rollout) -> Stage:
+    return (rollout.rollout_id, rollout.stage, rollout.stage_started_at)
+
+
+def comparing_guardrails(rollout: Rollout) -> list[Guardrail]:
+    """The sourced guardrails that compare arms now: none without a concurrent control."""
+    if rollout.percent >= 100:
+        return []
+    return [g for g in rollout.plan.guardrails if g.source != "events"]
+
+
+def traffic_guardrail(rollout: Rollout) -> Guardrail | None:
+    """At 100%, the sourced guardrail whose treated requests say the stage has traffic."""
+    if rollout.percent < 100:
+        return None
+    return next((g for g in rollout.plan.guardrails if g.source != "events"), None)
+
+
+def traffic_role(guardrail: Guardrail) -> tuple[str, str]:
+    assert guardrail.prometheus is not None  # the plan model guarantees it
+    queries = guardrail.prometheus.named()
+    role = "total" if "total" in queries else "buckets"
+    return role, queries[role]
+
+
+def gating_limits(rollout: Rollout) -> list[PrometheusLimit]:
+    """The Prometheus limits that gate now: where the plan's limits do (100%)."""
+    limits = rollout.plan.limits
+    return list(limits.prometheus) if limits is not None and rollout.percent >= 100 else []
+
+
+def planned_queries(rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery]]:
+    """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name."""
+    window = max((now - rollout.stage_started_at).total_seconds(), 1.0)
+    start = rollout.stage_started_at.timestamp()
+
+    def filled(text: str, arm: str) -> str:
+        return fill(
+            parse_template(text), flag=rollout.flag, arm=arm, window_s=window, start_s=start
+        )
+
+    out: dict[str, list[PlannedQuery]] = {}
+    for guardrail in comparing_guardrails(rollout):
+        assert guardrail.prometheus is not None  # the plan model guarantees it
+        labels = guardrail.prometheus.arms
+        out[guardrail.metric] = [
+            PlannedQuery(guardrail.metric, arm, role, filled(text, getattr(labels, arm)))
+            for arm in ARMS
+            for role, text in guardrail.prometheus.named().items()
+        ]
+    for limit in gating_limits(rollout):
+        name = LIMIT_PREFIX + limit.name
+        out[name] = [PlannedQuery(name, "treatment", "value", filled(limit.query, limit.arm))]
+    traffic = traffic_guardrail(rollout)
+    if traffic is not None:
+        assert traffic.prometheus is not None  # the plan model guarantees it
+        role, text = traffic_role(traffic)
+        label = traffic.prometheus.arms.treatment
+        out[TRAFFIC] = [PlannedQuery(TRAFFIC, "treatment", role, filled(text, label))]
+    return out
+
+
+def plan_queries(plan: Plan, flag: str) -> list[tuple[str, str]]:
+    """Every query of ``plan`` filled for ``flag`` (a minute into a stage), with its field.
+
+    ``rolloutctl plan validate`` asks the server to parse them; a flag key that
+    could not be filled raises :class:`~controller.core.metrics_source.UnsafeValue`.
+    """
+    out: list[tuple[str, str]] = []
+    for i, guardrail in enumerate(plan.guardrails):
+        if guardrail.prometheus is None:
+            continue
+        arm = guardrail.prometheus.arms.treatment
+        for role, text in guardrail.prometheus.named().items():
+            filled = fill(parse_template(text), flag=flag, arm=arm, window_s=60, start_s=0)
+            out.append((f"guardrails[{i}].prometheus.{role}", filled))
+    for i, limit in enumerate(plan.limits.prometheus if plan.limits is not None else []):
+        filled = fill(parse_template(limit.query), flag=flag, arm=limit.arm, window_s=60, start_s=0)
+        out.append((f"limits.prometheus[{i}].query", filled))
+    return out
+
+
+ARM_LABEL = "rc_arm"
+ROLE_LABEL = "rc_role"
+VECTOR_ROLES = frozenset({"count", "total", "buckets"})
+"""Roles whose queries answer instant vectors, so several can be asked as one."""
+
+
+def combined(queries: Sequence[PlannedQuery]) -> str | None:
+    """One query asking every one of ``queries`` (one guardrail's) at once; None when they
+    cannot be joined (a limit's scalar).
+
+    Each is tagged with its arm and role by ``label_replace`` and the parts are
+    joined with ``or``: the tags keep their series apart, the server evaluates them
+    at one instant, and a reading costs one request instead of one per arm and role.
+    Each part stands on lines of its own, so a ``#`` comment in it ends there.
+    """
+    if not queries or any(q.role not in VECTOR_ROLES for q in queries):
+        return None
+    return " or ".join(
+        f'label_replace(label_replace((\n{q.promql}\n), "{ARM_LABEL}", "{q.arm}", "", ""),'
+        f' "{ROLE_LABEL}", "{q.role}", "", "")'
+        for q in queries
+    )
+
+
+def split(answer: Answer, queries: Sequence[PlannedQuery]) -> dict[Ask, Answer]:
+    """The answer to :func:`combined`, back into one answer per arm and role."""
+    parts: dict[Ask, list[Series]] = {(q.arm, q.role): [] for q in queries}
+    for series in answer.series:
+        key = (series.label(ARM_LABEL) or "", series.label(ROLE_LABEL) or "")
+        if key in parts:
+            labels = tuple(p for p in series.labels if p[0] not in (ARM_LABEL, ROLE_LABEL))
+            parts[key].append(Series(labels, series.value))
+    return {key: Answer(tuple(found)) for key, found in parts.items()}

@@ -1,0 +1,69 @@
+"""Guardrails from a metrics server (Prometheus): query templates, the plan's queries, answers.
+
+Pure: templates are scanned and filled here, answers read into numbers; the
+server is asked by an adapter behind :class:`controller.ports.MetricSource`.
+"""
+
+from controller.core.metrics_source.queries import (
+    COUNTED,
+    HISTOGRAMS,
+    ArmLabels,
+    PrometheusLimit,
+    PrometheusQueries,
+    source_problem,
+)
+from controller.core.metrics_source.readings import (
+    MAX_SERIES,
+    Answer,
+    Ask,
+    Failing,
+    FlagReadings,
+    ReadingProblem,
+    Series,
+    Stage,
+    Taken,
+    cumulative_buckets,
+    one_number,
+    scalar,
+)
+from controller.core.metrics_source.templates import (
+    PLACEHOLDERS,
+    SAFE_VALUE,
+    Template,
+    TemplateError,
+    UnsafeValue,
+    duration,
+    fill,
+    parse_template,
+    safe_value,
+)
+
+__all__ = [
+    "COUNTED",
+    "HISTOGRAMS",
+    "MAX_SERIES",
+    "PLACEHOLDERS",
+    "SAFE_VALUE",
+    "Answer",
+    "ArmLabels",
+    "Ask",
+    "Failing",
+    "FlagReadings",
+    "PrometheusLimit",
+    "PrometheusQueries",
+    "ReadingProblem",
+    "Series",
+    "Stage",
+    "Taken",
+    "Template",
+    "TemplateError",
+    "UnsafeValue",
+    "cumulative_buckets",
+    "duration",
+    "fill",
+    "one_number",
+    "parse_template",
+    "safe_value",
+    "scalar",
+    "source_problem",
+]

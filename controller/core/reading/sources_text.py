@@ -1,0 +1,86 @@
+"""What a gate read from a metric source, in lines people read (#41).
+
+The gate's evidence keeps, under ``sources``, each Prometheus guardrail's (and
+limit's) last reading: when it was taken, each query as it was asked, each
+arm's numbers, or why it is missing or unusable. ``rolloutctl status``, the
+console and the report show them with these lines. The evidence comes over the
+network, so every part is read on its own and an odd one is left out; the
+queries are shown as text, never interpreted (the console escapes them as it
+escapes every text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import islice
+
+MAX_READS = 20
+"""The most readings shown (a plan has at most 20 guardrails and 8 limits)."""
+MAX_QUERY_CHARS = 600
+"""A query is shown up to this many characters."""
+NUMBERS = ("requests", "errors", "exposures", "conversions", "latency_count")
+
+
+def source_lines(evidence: object) -> list[str]:
+    """One block of lines per reading in ``evidence["sources"]``; empty without any."""
+    sources = evidence.get("sources") if isinstance(evidence, Mapping) else None
+    reads = sources.get("reads") if isinstance(sources, Mapping) else None
+    if not isinstance(reads, Mapping):
+        return []
+    where = sources.get("source") if isinstance(sources, Mapping) else None
+    lines = [f"read from {where if isinstance(where, str) else 'a metric source'}:"]
+    expected = sources.get("expected_share") if isinstance(sources, Mapping) else None
+    for name, read in islice(reads.items(), MAX_READS):
+        if isinstance(read, Mapping):
+            lines += _read_lines(str(name)[:64], read, expected)
+    return lines
+
+
+def _read_lines(name: str, read: Mapping[object, object], expected: object) -> list[str]:
+    missing = read.get("missing")
+    if isinstance(missing, str):
+        return [f"  {name}: missing: {missing[:300]}"]
+    at = read.get("at")
+    lines = [f"  {name}: read at {at if isinstance(at, str) else '?'}"]
+    arms = read.get("arms")
+    for arm, numbers in islice(arms.items(), 4) if isinstance(arms, Mapping) else []:
+        lines.append(f"    {str(arm)[:16]}: {_numbers(numbers)}")
+    share = read.get("request_share")
+    if _number(share) is not None and _number(expected) is not None:
+        lines.append(
+            f"    request share of treatment {_percent(share)} (expected {_percent(expected)};"
+            " shown, never tested: requests cluster by unit)"
+        )
+    if isinstance(value := read.get("value"), int | float) and not isinstance(value, bool):
+        lines.append(f"    value {value:.6g}, bound {read.get('bound')}")
+    problems = read.get("problems")
+    for problem in islice(problems, 4) if isinstance(problems, list) else []:
+        lines.append(f"    unusable: {str(problem)[:300]}")
+    queries = read.get("queries")
+    for role, asked in islice(queries.items(), 6) if isinstance(queries, Mapping) else []:
+        for arm, text in islice(asked.items(), 2) if isinstance(asked, Mapping) else []:
+            lines.append(
+                f"    query {str(role)[:16]} ({str(arm)[:16]}): {str(text)[:MAX_QUERY_CHARS]}"
+            )
+    return lines
+
+
+def _numbers(numbers: object) -> str:
+    if not isinstance(numbers, Mapping):
+        return "-"
+    shown = [
+        f"{value:,} {name.replace('_', ' ')}"
+        for name in NUMBERS
+        if isinstance(value := numbers.get(name), int) and not isinstance(value, bool)
+    ]
+    return ", ".join(shown) or "nothing counted"
+
+
+def _number(value: object) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None  # type: ignore[arg-type]
+
+
+def _percent(value: object) -> str:
+    number = _number(value)
+    return "?" if number is None else f"{number * 100:.3g}%"

@@ -1,0 +1,217 @@
+"""Folding records of the OpenTelemetry Collector's Kafka topics (#40).
+
+The Collector's Kafka exporter writes one export request per record (traces
+on ``otlp_spans``, logs on ``otlp_logs``), in protobuf or OTLP/JSON. An
+:class:`OtlpFolder` is the :class:`~.batches.Folding` of a second
+:class:`~.ingest.Ingest` over such a topic: it decodes each record as an
+export (the decoder is given: protobuf is an adapter's business), translates
+its spans or log records into our events
+(:class:`~controller.core.telemetry.Translator`, at the record's timestamp)
+and folds them into the partition's delta, so their offsets and aggregates
+are flushed together, exactly once, as the events topic's are.
+
+What is not counted is dead-lettered with its reason, and the rest of the
+record is counted: a record that is no export at all gives one letter (the
+record, with the decoder's reason), each refused span, log record or
+evaluation one letter (the first letter of a record carries the record; each
+names the refused item in its ``otlp.item`` header and its detail). An
+evaluation too near a version change (``guarded``) is no error: it is
+counted apart, in the ``otlp_progress`` log line, with the evaluations
+counted at request level (no unit named) and those whose request outcome
+never arrived (``unmatched``).
+
+Every event's id derives from its trace, span and flag, so a Collector that
+sends the same spans again, under new offsets or on another partition,
+counts once: the flush refuses ids it counted within the id window, and the
+batch is folded again without them. Joins of evaluations to request spans
+that arrive in different records are held in memory (the translator's join
+buffer): a crash between the two loses that request outcome (the exposure,
+counted with its own record, stays counted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from controller.core.stats import PartitionDelta, Seen, fold
+from controller.core.telemetry import WHOLE_BODY, Bounds, Logs, Refusal, Spans, Translator
+from controller.core.wire import InEvent
+from controller.ports import DeadLetter, Record
+
+log = structlog.get_logger("controller.daemon.ingest.otlp")
+
+DecodeSpans = Callable[[bytes, Bounds], Spans | Refusal]
+DecodeLogs = Callable[[bytes, Bounds], Logs | Refusal]
+ITEM_HEADER = "otlp.item"
+"""The dead letter's header naming the refused item's index in its export."""
+NOT_LETTERED = frozenset({"guard_interval"})
+"""Reasons an item is not counted that are no error, so not dead-lettered."""
+LOG_EVERY_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class _Item:
+    """A dead letter's record: the export's record, or only its coordinates (later letters)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class OtlpTally:
+    """What an OTLP topic's folds saw, beside what they counted (logged now and then)."""
+
+    records: int = 0
+    items: int = 0
+    request_level: int = 0
+    guarded: int = 0
+    unmatched: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def log(self, topic: str) -> None:
+        log.info(
+            "otlp_progress",
+            topic=topic,
+            records=self.records,
+            items=self.items,
+            request_level=self.request_level,
+            guarded=self.guarded,
+            unmatched=self.unmatched,
+            refused=dict(self.refused),
+        )
+
+
+class OtlpFolder:
+    """Decodes records of one OTLP topic, translates them and folds the events into deltas."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        decode: DecodeSpans | DecodeLogs,
+        translator: Translator,
+        bounds: Bounds | None = None,
+        max_record_bytes: int = 8 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._topic, self._decode = topic, decode
+        self._translator = translator
+        self._bounds = bounds or Bounds()
+        self._max_bytes, self._clock = max_record_bytes, clock
+        self.tally = OtlpTally()
+        self._logged = time.monotonic()
+
+    def fold(
+        self,
+        partition: int,
+        records: list[Record],
+        rejected: list[DeadLetter],
+        *,
+        known: frozenset[str] = frozenset(),
+    ) -> PartitionDelta:
+        """Fold the events of ``records`` (non-empty, in offset order) into a delta.
+
+        What is not counted is counted in the delta's rejects and appended to
+        ``rejected``; events whose id is ``known`` or repeats one are skipped.
+        """
+        delta = PartitionDelta(
+            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
+        )
+        events: list[InEvent] = []
+        for record in records:
+            events += self._record(record, delta, rejected)
+        fold(events, delta.cells, seen=delta.seen)
+        if time.monotonic() - self._logged >= LOG_EVERY_SECONDS:
+            self._logged = time.monotonic()
+            self.tally.log(self._topic)
+        return delta
+
+    def _record(
+        self, record: Record, delta: PartitionDelta, rejected: list[DeadLetter]
+    ) -> list[InEvent]:
+        """The events of one record; what of it is not counted goes to ``rejected``."""
+        self.tally.records += 1
+        value = record.value
+        if value is None:
+            self._refuse(record, [Refusal(WHOLE_BODY, "empty", "no value")], delta, rejected)
+            return []
+        if len(value) > self._max_bytes:
+            detail = f"{len(value)} bytes > {self._max_bytes}"
+            self._refuse(record, [Refusal(WHOLE_BODY, "oversize", detail)], delta, rejected)
+            return []
+        try:
+            decoded = self._decode(value, self._bounds)
+            if isinstance(decoded, Refusal):
+                self._refuse(record, [decoded], delta, rejected)
+                return []
+            now_ms = _timestamp(record) or int(self._clock() * 1000)
+            if isinstance(decoded, Spans):
+                self.tally.items += len(decoded.spans)
+                translated = self._translator.spans(decoded, now_ms)
+            else:
+                self.tally.items += len(decoded.records)
+                translated = self._translator.logs(decoded, now_ms)
+        except Exception as exc:  # a record no decoder foresaw: never the loop's end
+            log.exception(
+                "otlp_record_unreadable", partition=record.partition, offset=record.offset
+            )
+            refusal = Refusal(WHOLE_BODY, "malformed", f"unreadable: {exc!r}"[:200])
+            self._refuse(record, [refusal], delta, rejected)
+            return []
+        tally = self.tally
+        tally.request_level += translated.request_level
+        tally.guarded += translated.guarded
+        tally.unmatched += translated.unmatched
+        refused = [*decoded.refused, *translated.refused]
+        if refused:
+            self._refuse(record, refused, delta, rejected)
+        return translated.events
+
+    def _refuse(
+        self,
+        record: Record,
+        refusals: list[Refusal],
+        delta: PartitionDelta,
+        rejected: list[DeadLetter],
+    ) -> None:
+        """Count and dead-letter ``refusals`` of ``record``; the first letter carries it."""
+        value, reasons = record.value, Counter[str]()
+        for refusal in refusals:
+            reason = refusal.reason
+            self.tally.refused[reason] += 1
+            if reason in NOT_LETTERED:
+                continue
+            reasons[reason] += 1
+            headers = tuple(record.headers or ())
+            detail = refusal.detail
+            if refusal.index != WHOLE_BODY:
+                headers += ((ITEM_HEADER, str(refusal.index).encode()),)
+                detail = f"item {refusal.index}: {detail}"
+            item = _Item(record.topic, record.partition, record.offset, record.key, value, headers)
+            rejected.append(DeadLetter(item, reason, detail))
+            value = None
+        delta.rejects.update(reasons)
+        if reasons:  # one line a record, however many of its items were refused
+            first = next(r for r in refusals if r.reason in reasons)
+            log.warning(
+                "otlp_rejected",
+                reasons=dict(reasons),
+                first=first.detail,
+                partition=record.partition,
+                offset=record.offset,
+            )
+
+
+def _timestamp(record: Record) -> int | None:
+    """The record's timestamp (ms), when the broker gave one."""
+    stamp = getattr(record, "timestamp", None)
+    return stamp if type(stamp) is int and stamp > 0 else None
