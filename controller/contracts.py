@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 
 from controller.core.machine import IngestCommand
 from controller.core.reading import READ_API_MODELS
+from controller.core.release import PipelineCommand
 from controller.core.rules import AudienceRule
 from controller.core.trust import AppKeyCommand
 from controller.core.wire import (
@@ -42,6 +43,7 @@ COMPONENT_MODELS: dict[str, Any] = {
     "audience": AudienceRule,
     "app-key-command": AppKeyCommand,
     "ingest-command": IngestCommand,
+    "pipeline-command": PipelineCommand,
 }
 """Published as schemas of their own, outside the AsyncAPI document's one message per
 topic: parts of messages, and the app-key and ingest commands beside the flag command

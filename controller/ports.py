@@ -21,6 +21,7 @@ import orjson
 from controller.core.common import StoreError
 from controller.core.machine import Choice, LogGap
 from controller.core.metrics_source import Answer
+from controller.core.release import PipelineState
 from controller.core.rollouts import AdvisorResult, Rollout
 from controller.core.serving import Applied, Serving, Target
 from controller.core.stats import FlagAggregates, PartitionDelta
@@ -93,6 +94,14 @@ class Loaded:
 
     rev: int
     rollout: Rollout | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunLoaded:
+    """A release pipeline's run as stored, with the revision to compare against."""
+
+    rev: int
+    run: PipelineState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +226,21 @@ class RolloutStates(Protocol):
     async def end_drain(self, flag: str, token: str) -> None: ...
     async def quarantine(self, flag: str, reason: str) -> OutboxMessage | None: ...
     async def flags(self) -> set[str]: ...
+
+
+class PipelineRuns(Protocol):
+    """Release pipeline runs, each saved by compare-and-set together with its outbox."""
+
+    async def index(self, flag: str, run_id: str, at_ms: int) -> None: ...
+    async def load(self, run_id: str) -> RunLoaded: ...
+    async def save(
+        self, run_id: str, rev: int, state: PipelineState, outbox: Sequence[OutboxMessage]
+    ) -> bool: ...
+    async def finished(self, run_id: str) -> None: ...
+    async def runs_of(self, flag: str) -> list[str]: ...
+    async def running(self) -> set[str]: ...
+    async def pending(self, run_id: str) -> list[OutboxMessage]: ...
+    async def published(self, run_id: str, ids: Sequence[str]) -> int: ...
 
 
 class AggregateReader(Protocol):

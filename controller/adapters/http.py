@@ -49,6 +49,7 @@ from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.listening import Listener
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.otlp import OtlpRoutes
+from controller.adapters.pipeline_routes import PipelineRoutes
 from controller.adapters.read_routes import (
     FlagListRoute,
     HistorySource,
@@ -128,15 +129,15 @@ class HttpServer(Listener):
         otlp: OtlpRoutes | None = None,
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
+        pipelines: PipelineRoutes | None = None,
         flag_list: BodySource | None = None,
         rollout_list: BodySource | None = None,
         count_reads_limited: Callable[[], None] | None = None,
         access: AppAccess | None = None,
     ) -> None:
-        """``flag_list`` and ``rollout_list``: the whole lists' JSON, built elsewhere (the
-        daemon builds them off its event loop); built here from ``flags`` and ``rollouts``
-        when not given. ``access``: the apps' keys, which ``/flags`` wants (scope
-        ``evaluate``) unless ``limits.public_flags``."""
+        """``flag_list``, ``rollout_list``: the lists' JSON, built off the daemon's event loop
+        (here from ``flags`` and ``rollouts`` when not given). ``access``: the apps' keys, which
+        ``/flags`` wants (scope ``evaluate``) unless ``limits.public_flags``."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
@@ -163,7 +164,7 @@ class HttpServer(Listener):
             else ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts)
         )
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
-        for routes in served:
+        for routes in (*served, pipelines):
             if routes is not None:
                 routes.add_to(app.router)
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

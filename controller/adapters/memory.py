@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from controller.core.common import StoreError
+from controller.core.release import PipelineState
 from controller.core.rollouts import Rollout
 from controller.core.serving import Applied
 from controller.core.stats import ArmAggregate, FlagAggregates
@@ -23,6 +24,7 @@ from controller.ports import (
     Loaded,
     OutboxMessage,
     Record,
+    RunLoaded,
     SaveOutcome,
     StateWrite,
     StoredSegment,
@@ -103,6 +105,53 @@ class MemoryStates:
 
     async def flags(self) -> set[str]:
         return set(self.docs)
+
+
+@dataclass
+class MemoryRuns:
+    """:class:`~controller.ports.PipelineRuns` in dictionaries."""
+
+    docs: dict[str, tuple[int, PipelineState]] = field(default_factory=dict)
+    outbox: dict[str, list[OutboxMessage]] = field(default_factory=dict)
+    by_flag: dict[str, list[str]] = field(default_factory=dict)
+    active: set[str] = field(default_factory=set)
+
+    async def index(self, flag: str, run_id: str, at_ms: int) -> None:
+        runs = self.by_flag.setdefault(flag, [])
+        if run_id not in runs:
+            runs.append(run_id)
+        self.active.add(run_id)
+
+    async def load(self, run_id: str) -> RunLoaded:
+        return RunLoaded(*self.docs[run_id]) if run_id in self.docs else RunLoaded(0, None)
+
+    async def save(
+        self, run_id: str, rev: int, state: PipelineState, outbox: Sequence[OutboxMessage]
+    ) -> bool:
+        if self.docs.get(run_id, (0, None))[0] != rev:
+            return False
+        self.docs[run_id] = (rev + 1, state)
+        fresh = [replace(m, id=m.id or uuid.uuid4().hex) for m in outbox]
+        self.outbox.setdefault(run_id, []).extend(fresh)
+        return True
+
+    async def finished(self, run_id: str) -> None:
+        self.active.discard(run_id)
+
+    async def runs_of(self, flag: str) -> list[str]:
+        return list(reversed(self.by_flag.get(flag, [])))
+
+    async def running(self) -> set[str]:
+        return set(self.active)
+
+    async def pending(self, run_id: str) -> list[OutboxMessage]:
+        return list(self.outbox.get(run_id, []))
+
+    async def published(self, run_id: str, ids: Sequence[str]) -> int:
+        confirmed, queue = set(ids), self.outbox.get(run_id, [])
+        dropped = next((i for i, m in enumerate(queue) if m.id not in confirmed), len(queue))
+        self.outbox[run_id] = queue[dropped:]
+        return dropped
 
 
 @dataclass

@@ -8,7 +8,8 @@ decision, printing the reason when it is rejected. Look at them (``status``,
 review (``plan draft``), forward alerts to Slack
 (``alerts``), manage segments (``segment``), ask which arm a context gets
 (``audience test``), have the model draft a rule (``rule draft``), make and
-revoke the API keys of apps (``app-key``), and manage keys and raw commands
+revoke the API keys of apps (``app-key``), start a flag's release pipeline and see it
+(``pipeline``), and manage keys and raw commands
 (``keygen``, ``sign``, ``send``, ``verify``). The audience and app-key
 subcommands' arguments are in :mod:`controller.ctl.operate.targeting_args`.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
-from controller.ctl.operate import ingest, plan_queries, targeting_args
+from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
     DEFAULT_KEY_DIR,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keygen(commands)
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
+    pipelines.add_parser(commands)
     _add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -117,6 +119,11 @@ def _add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAc
         "exit 0 when applied, 3 with the reason when rejected, 4 if none came in time.",
     )
     sub.add_argument("flag", metavar="FLAG", help="the flag key")
+    sub.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="the environment to act in (default: the controller's default environment)",
+    )
     if action is CommandAction.START:
         sub.add_argument(
             "--plan", type=Path, metavar="FILE", help="rollout plan YAML (default: built-in)"
@@ -242,6 +249,7 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
     )
     raw.add_argument("flag", metavar="FLAG", help="the flag key")
+    raw.add_argument("--environment", metavar="NAME", help="the environment to act in")
     raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
     raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
     raw.add_argument("--at", type=moment, metavar="TIME", help="with start: " + AT_HELP)
@@ -322,6 +330,7 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "send": handlers.send,
         "verify": handlers.verify,
         "ingest": ingest.run,
+        "pipeline": pipelines.run,
         "segment": handlers.segment,
         "audience": handlers.audience_test,
         "rule": _draft_rule,

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from controller.core.common import scoped, split
 from controller.core.rules import NO_SEGMENTS, SegmentLookup
 from controller.core.wire import (
     NO_ATTRIBUTES,
@@ -54,6 +55,12 @@ class FlagBook:
     :func:`controller.core.wire.flagstates.supersedes`; a state that serves
     control replacing a higher version (books that do not verify) is
     counted in ``overridden``.
+
+    With ``environment`` (an app outside the controller's default environment,
+    ``staging``) the app names its flags as ever (``checkout``) and the book
+    answers from the environment's states (``checkout@staging``), whose key
+    its evaluations and events carry (docs/rollouts.md, "Roles per key and
+    environments"). An app in the default environment names none.
     """
 
     def __init__(
@@ -62,7 +69,10 @@ class FlagBook:
         *,
         keys: Mapping[str, str] | None = None,
         segments: SegmentLookup = NO_SEGMENTS,
+        environment: str | None = None,
     ) -> None:
+        self.environment = environment
+        """The app's environment (None: the controller's default one)."""
         self._states: dict[str, FlagState] = {}
         self.segments = segments
         """Who is in a named segment, for targeted rollouts' rules."""
@@ -103,9 +113,13 @@ class FlagBook:
             self.ready.set()
             self._notify(None)
 
+    def key(self, flag: str) -> str:
+        """The key of ``flag`` in the app's environment (``checkout@staging``)."""
+        return environment_key(flag, self.environment)
+
     def state(self, flag: str) -> FlagState | None:
         """The latest state of ``flag``, or None when none was seen."""
-        return self._states.get(flag)
+        return self._states.get(self.key(flag))
 
     def arm(
         self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
@@ -134,6 +148,7 @@ class FlagBook:
         string, ``0`` for a number, ``{}`` for an object, ``False`` for a
         boolean). See :meth:`~controller.core.wire.evaluation.Evaluation.value_or`.
         """
+        flag = self.key(flag)
         found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
         value = found.value_or(default)
         if self.traces:
@@ -147,6 +162,7 @@ class FlagBook:
 
         Recorded on the app's current OpenTelemetry span, if any (``traces``).
         """
+        flag = self.key(flag)
         found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
         if self.traces:
             record(found, unit)
@@ -192,6 +208,12 @@ class FlagBook:
         return True
 
 
+def environment_key(flag: str, environment: str | None) -> str:
+    """``flag``'s key in an app's ``environment`` (None: the default one, the flag's own key);
+    a key that names its environment already is left as it is."""
+    return flag if split(flag)[1] else scoped(flag, environment, "")
+
+
 def _log_at_powers_of_two(count: int, message: str, *args: object) -> None:
     """Warn at the 1st, 2nd, 4th, 8th... occurrence: a flood of forgeries cannot flood the log."""
     if count & (count - 1) == 0:
@@ -224,6 +246,7 @@ class FlagClient(FlagBook, Lifecycle):
         segments: SegmentLookup = NO_SEGMENTS,
         follow_segments: bool = False,
         segments_topic: str = _TOPICS.segments,
+        environment: str | None = None,
     ) -> None:
         kafka = kafka or KafkaSettings()
         self._segment_follower: SegmentFollower | None = None
@@ -233,7 +256,7 @@ class FlagClient(FlagBook, Lifecycle):
             segments = self._segment_follower = SegmentFollower(
                 kafka, topic=segments_topic, keys=keys
             )
-        super().__init__(states, keys=keys, segments=segments)
+        super().__init__(states, keys=keys, segments=segments, environment=environment)
         self._kafka = kafka
         self._topic = topic
         self._feed = TopicFeed(

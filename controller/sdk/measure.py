@@ -79,6 +79,7 @@ class Measurement:
 
     def __enter__(self) -> Arm:
         found = self._arms.evaluate(self.flag, self.unit, self.attributes)
+        self.flag = found.flag  # its key in the app's environment: what the events name
         self.arm, self.flag_version, self.cohort = found.arm, found.version, found.cohort
         self.value = found.value
         if self._expose:

@@ -24,10 +24,9 @@ not (the context's attributes are what the rules read), ``DISABLED`` when it
 serves control to everyone (inactive, rolled back, killed), and ``ERROR``
 with a code and the caller's default: ``FLAG_NOT_FOUND`` for a flag the
 controller does not know (so a multi-provider asks the next provider),
-``PROVIDER_NOT_READY`` when the states are not loaded yet,
-``TARGETING_KEY_MISSING``, and ``TYPE_MISMATCH`` when the type asked for is
-not the flag's. Resolving never raises: an error is answered, as OpenFeature
-lets a provider, in the resolution's ``error_code``.
+``PROVIDER_NOT_READY`` when the states are not loaded yet, ``TARGETING_KEY_MISSING``,
+and ``TYPE_MISMATCH`` when the type asked for is not the flag's. Resolving never raises:
+an error is answered, as OpenFeature lets a provider, in the resolution's ``error_code``.
 
 The provider's hook emits an exposure after each evaluation that served an arm
 of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a cohort), with
@@ -223,8 +222,8 @@ class RolloutProvider(AbstractProvider):
             )
         unit = context.targeting_key if context is not None else None
         attributes = context.attributes if context is not None else NO_ATTRIBUTES
-        state = self.source.state(flag)
-        evaluation = evaluate(flag, state, unit, attributes, self.segments)
+        state = self.source.state(flag)  # in the app's environment: its key there (state.flag)
+        evaluation = evaluate(state.flag if state else flag, state, unit, attributes, self.segments)
         if evaluation.error is not None:
             return resolution_error(default, ErrorCode(evaluation.error.value), evaluation.detail)
         value = value_of(evaluation)
@@ -263,7 +262,8 @@ class RolloutProvider(AbstractProvider):
         if details.variant is None or not isinstance(version, int):
             return nullcontext(Arm.CONTROL)
         served = Served(Arm(details.variant), version, _cohort(details))
-        return Measurement(served, self.source, details.flag_key, unit, key=key, expose=False)
+        flag = getattr(self.source.state(details.flag_key), "flag", details.flag_key)
+        return Measurement(served, self.source, flag, unit, key=key, expose=False)
 
     def expose(
         self,
@@ -276,6 +276,7 @@ class RolloutProvider(AbstractProvider):
         cohort: Cohort | None = None,
     ) -> None:
         """Emit the exposure unless this unit already saw this flag version (``once``)."""
+        flag = getattr(self.source.state(flag), "flag", flag)  # its key in the app's environment
         new = self.exposures.record(unit, flag, arm, version, cohort)
         if new or self._mode == "every":
             self.source.exposure(flag, unit, arm, version, key=key, cohort=cohort)

@@ -64,6 +64,7 @@ class FlagPoller(FlagBook, Lifecycle):
         poll_segments: bool = False,
         segments_interval: float = 5.0,
         api_key: str | None = None,
+        environment: str | None = None,
     ) -> None:
         self._segment_poller: SegmentPoller | None = None
         if poll_segments:
@@ -72,7 +73,7 @@ class FlagPoller(FlagBook, Lifecycle):
             segments = self._segment_poller = SegmentPoller(
                 url, interval=segments_interval, transport=transport, keys=keys, api_key=api_key
             )
-        super().__init__(states, keys=keys, segments=segments)
+        super().__init__(states, keys=keys, segments=segments, environment=environment)
         self._interval = interval
         self._endpoint = FlagsEndpoint(
             url.rstrip("/") + "/flags",

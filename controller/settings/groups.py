@@ -224,9 +224,23 @@ class EngineSettings(_Group):
         le=3650,
         description="A flag completed this long ago raises one `stale_flag` reminder.",
     )
-    operator_keys: dict[str, str] = Field(
+    operator_keys: dict[str, str | dict[str, Any]] = Field(
         default_factory=dict,
-        description="Operator key id -> base64 Ed25519 public key (`rolloutctl keygen`).",
+        description="Operator key id -> base64 Ed25519 public key (`rolloutctl keygen`), or "
+        "`{public_key, roles}`: the roles it holds (`engine.roles`). A key naming no roles "
+        "holds `operator`, every action everywhere.",
+    )
+    roles: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The roles keys may hold: `{roles: [{name, actions, environments, "
+        "on_call}], on_call_kills_anywhere}` (docs/rollouts.md, Roles per key and "
+        "environments). Reloaded with the keys on SIGHUP.",
+    )
+    environments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The environments served: `{names: [...], default: NAME}`; everything "
+        "without an environment (every rollout stored before) belongs to the default. "
+        "Left empty: one environment, `default`.",
     )
     monitors: dict[str, list[str]] = Field(
         default_factory=dict,

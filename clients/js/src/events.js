@@ -6,7 +6,7 @@
 // refuses the batch for good. A batch keeps its events (and their ids) until
 // it is answered, so the intake's deduplication counts a retried batch once.
 
-const FLAG = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+const FLAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}(?:@[a-z][a-z0-9_-]{0,31})?$/;
 /** What may name a conversion (schemas/event.schema.json): a letter, then up to 63 letters, digits and _.:- */
 export const CONVERSION_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 const ARMS = new Set(["treatment", "control"]);
@@ -27,7 +27,7 @@ export function eventId() {
  * refused for it).
  */
 export function makeEvent(type, { flag, unit, arm, version, ts = Date.now(), ...extra }) {
-  if (typeof flag !== "string" || flag.length > 128 || !FLAG.test(flag)) return null;
+  if (typeof flag !== "string" || flag.length > 161 || !FLAG.test(flag)) return null;
   if (typeof unit !== "string" || unit.length < 1 || unit.length > 256) return null;
   if (!ARMS.has(arm)) return null;
   if (!Number.isInteger(version) || version < 0 || version > MAX_VERSION) return null;

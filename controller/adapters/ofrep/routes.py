@@ -16,6 +16,13 @@ document of OFREP 0.3.0:
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
   shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
 
+Each path also answers under ``/env/{environment}`` (``/env/staging/ofrep/v1/...``):
+the flags of that environment, by the keys the app knows them by (``checkout``),
+evaluated from the environment's flag states (``checkout@staging``, which
+``metadata.flagKey`` names for the app's events); without the prefix, the
+default environment's. An environment the controller does not serve is a 404
+naming the ones it does.
+
 Every evaluation is :func:`controller.core.wire.evaluation.evaluate`, the function
 the SDK answers from, so an OFREP app and an SDK app serve a unit the same
 arm. The unit is the context's ``targetingKey``; the value is the arm's (its
@@ -76,10 +83,14 @@ from controller.adapters.ofrep.snapshot import (
     SegmentSource,
     SnapshotCache,
 )
+from controller.core.common import scoped, split
+from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
 from controller.core.trust import Refused, Scope
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 
+ENVIRONMENT_PREFIX = "/env/{environment}"
+"""Before an OFREP path: evaluate in that environment (none: the default one)."""
 MAX_BODY_BYTES = 16 * 1024
 """The largest evaluation request read; a context is a unit and a few attributes."""
 POLLING_INTERVAL_MS = 1000
@@ -99,6 +110,7 @@ class OfrepRoutes:
         segments: SegmentSource | None = None,
         requests_per_second: float | None = None,
         count_limited: Callable[[str], None] | None = None,
+        environments: Environments = SINGLE,
     ) -> None:
         """``requests_per_second``: each client's evaluation requests a second (None: no
         limit); ``count_limited`` is told the route (``one``, ``bulk``) of each request
@@ -114,6 +126,7 @@ class OfrepRoutes:
             )
         )
         self._count_limited = count_limited or (lambda _route: None)
+        self._environments = environments
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         routes = (
@@ -123,40 +136,59 @@ class OfrepRoutes:
         )
         preflight = self._access.preflight_for(Scope.EVALUATE, refusal)
         for method, path, handler in routes:
-            router.add_route(method, path, self._access.guard(handler, Scope.EVALUATE, refusal))
-            router.add_route("OPTIONS", path, preflight)
+            for prefix in ("", ENVIRONMENT_PREFIX):  # /env/staging/ofrep/v1/...: one environment
+                guarded = self._access.guard(handler, Scope.EVALUATE, refusal)
+                router.add_route(method, prefix + path, guarded)
+                router.add_route("OPTIONS", prefix + path, preflight)
+
+    def _environment(self, request: web.Request) -> str:
+        """The environment the request's path names (none: the default), or a 404."""
+        named = request.match_info.get("environment")
+        unknown = None if named is None else self._environments.unknown(named)
+        if unknown is not None:
+            raise OfrepFailure(404, ErrorCode.GENERAL, unknown)
+        return self._environments.of(named)
+
+    def _in(self, environment: str, key: str) -> str:
+        return scoped(key, environment, self._environments.default)
 
     async def _one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         try:
             self._within_rate(request, "one")
+            stored = self._in(self._environment(request), key)
             unit, attributes = context_of(await self._body(request))
         except OfrepFailure as failure:
             return failure.response(key)
         snapshot = await self.snapshots.get()
-        found = evaluate(key, snapshot.states.get(key), unit, attributes, snapshot.segments)
+        found = evaluate(stored, snapshot.states.get(stored), unit, attributes, snapshot.segments)
         if found.error is None:
-            return _json(_success(found))
+            return _json(_success(found, key))
         return _json(
-            _failure(found), status=404 if found.error is ErrorCode.FLAG_NOT_FOUND else 400
+            _failure(found, key), status=404 if found.error is ErrorCode.FLAG_NOT_FOUND else 400
         )
 
     async def _bulk(self, request: web.Request) -> web.Response:
         try:
             self._within_rate(request, "bulk")
+            environment = self._environment(request)
             unit, attributes = context_of(await self._body(request))
             unit = checked_unit(unit)
         except OfrepFailure as failure:
             return failure.response(None)
         snapshot = await self.snapshots.get()
-        context = orjson.dumps([unit, attributes], option=orjson.OPT_SORT_KEYS)
+        context = orjson.dumps([unit, attributes, environment], option=orjson.OPT_SORT_KEYS)
         etag = '"' + hashlib.sha256(snapshot.tag + context).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers={"ETag": etag})
         flags = []
-        for flag, state in snapshot.states.items():
-            found = evaluate(flag, state, unit, attributes, snapshot.segments)
-            flags.append(_success(found) if found.error is None else _failure(found))
+        default = self._environments.default
+        for stored, state in snapshot.states.items():
+            flag, where = split(stored)
+            if (where or default) != environment:
+                continue
+            found = evaluate(stored, state, unit, attributes, snapshot.segments)
+            flags.append(_success(found, flag) if found.error is None else _failure(found, flag))
         return _json({"flags": flags}, headers={"ETag": etag})
 
     async def _configuration(self, request: web.Request) -> web.Response:
@@ -206,21 +238,28 @@ CONFIGURATION: dict[str, Any] = {
 """``GET /ofrep/v1/configuration``: every value type (arm values), polled at most once a second."""
 
 
-def _success(found: Evaluation) -> dict[str, Any]:
+def _success(found: Evaluation, key: str) -> dict[str, Any]:
+    """The answer for ``key`` as the app named it; outside the default environment
+    ``metadata.flagKey`` is the flag's key there, which its events name (``checkout@staging``)."""
     return {
-        "key": found.flag,
+        "key": key,
         "value": found.value,
         "reason": found.reason.value,
         "variant": found.variant,
         # ``version``: what OpenFeature's OpenTelemetry hooks put on their evaluation
         # events as ``feature_flag.version`` (docs/otel.md); a string, as they read it.
-        "metadata": {**found.metadata(), "version": str(found.version)},
+        "metadata": {**found.metadata(), "version": str(found.version), **_flag_key(found, key)},
     }
 
 
-def _failure(found: Evaluation) -> dict[str, Any]:
+def _flag_key(found: Evaluation, key: str) -> dict[str, str]:
+    """Outside the default environment, the key the app's events name the flag by."""
+    return {} if found.flag == key else {"flagKey": found.flag}
+
+
+def _failure(found: Evaluation, key: str) -> dict[str, Any]:
     assert found.error is not None
-    return {"key": found.flag, "errorCode": found.error.value, "errorDetails": found.detail}
+    return {"key": key, "errorCode": found.error.value, "errorDetails": found.detail}
 
 
 def refusal(refused: Refused) -> web.Response:

@@ -7,6 +7,7 @@ from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
+from controller.adapters.redis.pipeline_runs import PipelineRunStore
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 
@@ -16,6 +17,7 @@ __all__ = [
     "EventLedger",
     "GapStore",
     "IdWindow",
+    "PipelineRunStore",
     "RedisAggregateStore",
     "RedisClient",
     "RedisGateHistory",

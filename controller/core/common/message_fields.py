@@ -24,7 +24,13 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 1
-FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+PLAIN_FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+"""A flag's own key, as an operator names it in a command."""
+ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+"""An environment's name (``staging``): lower case, at most 32 characters."""
+FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}(?:@[a-z][a-z0-9_-]{0,31})?$"
+"""A flag key as stored and published: the flag's own key, and ``@`` and the environment
+outside the default one (``checkout@staging``; :mod:`controller.core.common.scopes`)."""
 KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 """A signing key's id, as flag states carry it."""
 CONVERSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"
@@ -42,8 +48,20 @@ rule in its JSON form up to 2 per level of and / or (10 levels, ``audience.MAX_D
 MAX_PLAN_BYTES = 65_536
 """The largest plan a command may carry, as compact JSON."""
 
-FlagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=FLAG_KEY_PATTERN)]
-"""A flag key: letters, digits and ``. _ : -``; safe in Redis keys and prompts."""
+MAX_FLAG_KEY = 128 + 1 + 32
+FlagKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_FLAG_KEY, pattern=FLAG_KEY_PATTERN)
+]
+"""A flag key: letters, digits and ``. _ : -``, then ``@`` and its environment outside the
+default one; safe in Redis keys, URL paths and prompts."""
+PlainFlagKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=PLAIN_FLAG_KEY_PATTERN)
+]
+"""A flag's own key (at most 128 characters), without an environment."""
+EnvironmentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=ENVIRONMENT_PATTERN)
+]
+"""An environment's name: a lower-case letter, then up to 31 letters, digits, ``-``, ``_``."""
 
 ConversionName = Annotated[str, StringConstraints(pattern=CONVERSION_NAME_PATTERN)]
 """The name of a tracked conversion; a plan's guardrail may read one name alone."""

@@ -3,7 +3,10 @@
 A record over :data:`MAX_CONTROL_BYTES` is refused unread. A command must be
 signed with a known operator key (Ed25519), be fresh (its timestamp within
 ``engine.command_max_age_seconds`` of now) and carry an id not applied before;
-:func:`refusal` says which of the first checks failed, and :func:`admitted`
+:func:`refusal` says which of the first checks failed. A command acts in an
+environment (its own, or the default one: :func:`where`), under the flag's
+key there (``checkout@staging``), and only where the key's roles allow its
+action (:func:`role_refusal`). :func:`admitted`
 turns the command into the machine's input: the command itself, or its
 refusal (:class:`~controller.core.rollouts.rollout.CommandRefused`), which the machine
 records as a rejected decision. What a command or a monitor alert then does
@@ -22,8 +25,9 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core.common import ConfigError, as_datetime
+from controller.core.common import ConfigError, as_datetime, scoped
 from controller.core.machine import scheduling
+from controller.core.release import Environments, KeyRoles, Permission, action_of, may
 from controller.core.rollouts import CommandInput, CommandRefused, Plan, errors, lint, parse_plan
 from controller.core.trust import signing
 from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand
@@ -95,6 +99,31 @@ def signature_refusal(
     return None
 
 
+def where(command: Command, environments: Environments) -> tuple[str, str | None]:
+    """The flag's key in the command's environment (``checkout@staging``; the flag's own in
+    the default one), and why the command may not act there: an environment not served."""
+    environment = environments.of(command.environment)
+    unknown = environments.unknown(environment)
+    if unknown is not None:
+        return command.flag, f"environment: {unknown}"
+    return scoped(command.flag, environment, environments.default), None
+
+
+def role_refusal(command: Command, roles: KeyRoles, environments: Environments) -> str | None:
+    """Why the key's roles do not allow the command's action in its environment, or None."""
+    verdict = may(roles, action_of(command.action), environments.of(command.environment))
+    return None if verdict else verdict.reason
+
+
+def approving_roles(
+    roles: KeyRoles, command: Command, environments: Environments
+) -> tuple[str, ...]:
+    """The roles of the key that may approve where the command acts: an ``approve`` counts
+    under one of them for a stage that needs approvals by several people."""
+    environment = environments.of(command.environment)
+    return tuple(r.name for r in roles.roles if r.grants(Permission.APPROVE, environment))
+
+
 def admitted(
     command: Command,
     *,
@@ -103,28 +132,37 @@ def admitted(
     backends: frozenset[str],
     rollout_id: str,
     salt: str,
+    flag: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> CommandInput | CommandRefused:
     """The machine's input for ``command``: its refusal when ``refused`` says why (see
     :func:`refusal`, or :data:`REPLAYED`) or its plan cannot work, else the command, with
-    ``rollout_id`` and ``salt`` for the rollout a start begins.
+    ``rollout_id`` and ``salt`` for the rollout a start begins; ``flag``: the flag's key in
+    the command's environment (:func:`where`), the command's own by default; ``roles``: the
+    key's roles that may approve there (:func:`approving_roles`).
     """
+    flag = flag or command.flag
     if refused is not None:
-        return refusal_input(command, refused, now)
+        return refusal_input(command, refused, now, flag=flag)
     try:
         checked = None if command.plan is None else plan(command.plan, backends=backends, now=now)
     except ConfigError as exc:
-        return refusal_input(command, str(exc), now)
+        return refusal_input(command, str(exc), now, flag=flag)
     boxed = scheduling.plan_refusal(checked, command.at, now) if checked is not None else None
     if boxed is not None:
-        return refusal_input(command, f"invalid plan: {boxed}", now)
-    return command_input(command, checked, now, rollout_id=rollout_id, salt=salt)
+        return refusal_input(command, f"invalid plan: {boxed}", now, flag=flag)
+    return command_input(
+        command, checked, now, rollout_id=rollout_id, salt=salt, flag=flag, roles=roles
+    )
 
 
-def refusal_input(command: Command, reason: str, now: datetime) -> CommandRefused:
+def refusal_input(
+    command: Command, reason: str, now: datetime, *, flag: str | None = None
+) -> CommandRefused:
     """The machine's input for a command refused with ``reason``."""
     return CommandRefused(
         action=command.action,
-        flag=command.flag,
+        flag=flag or command.flag,
         command_id=command.id,
         actor=command.actor,
         key_id=command.key_id,
@@ -134,12 +172,19 @@ def refusal_input(command: Command, reason: str, now: datetime) -> CommandRefuse
 
 
 def command_input(
-    command: Command, plan: Plan | None, now: datetime, *, rollout_id: str, salt: str
+    command: Command,
+    plan: Plan | None,
+    now: datetime,
+    *,
+    rollout_id: str,
+    salt: str,
+    flag: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> CommandInput:
     """The machine's input for an authenticated command, with the ids of a new rollout."""
     return CommandInput(
         action=command.action,
-        flag=command.flag,
+        flag=flag or command.flag,
         command_id=command.id,
         actor=command.actor,
         key_id=command.key_id or "",
@@ -150,6 +195,7 @@ def command_input(
         at=command.at,
         new_rollout_id=rollout_id,
         new_salt=salt,
+        roles=roles,
     )
 
 

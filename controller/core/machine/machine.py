@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from controller.core.machine.approving import revoked
 from controller.core.machine.health import act, named, outage_alert, overdue
 from controller.core.machine.operator import command
 from controller.core.machine.opinions import record_opinion
@@ -113,6 +114,7 @@ from controller.core.rollouts import (
     CommandRefused,
     GateInput,
     Input,
+    KeysRevokedInput,
     MonitorDownInput,
     MonitorUpInput,
     Opinion,
@@ -148,8 +150,13 @@ def _step(state: Rollout | None, event: Input) -> Step:
     return _tick(state, event) if isinstance(event, TickInput) else _outside(state, event)
 
 
-def _outside(state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendDriftInput) -> Step:
-    """What the world reports: uptime monitors and a person's change on the flag platform."""
+def _outside(
+    state: Rollout, event: MonitorDownInput | MonitorUpInput | BackendDriftInput | KeysRevokedInput
+) -> Step:
+    """What the world reports: uptime monitors, a person's change on the flag platform, and
+    operator keys revoked."""
+    if isinstance(event, KeysRevokedInput):
+        return revoked(state, event)
     if isinstance(event, MonitorUpInput):
         return recovered(state, event)
     if isinstance(event, BackendDriftInput):

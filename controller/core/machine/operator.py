@@ -11,6 +11,7 @@ accepts, for the console to offer.
 
 from __future__ import annotations
 
+from controller.core.machine import approving
 from controller.core.machine.scheduling import cancel, schedule, start_time
 from controller.core.machine.transitions import (
     Cause,
@@ -26,6 +27,7 @@ from controller.core.machine.transitions import (
 )
 from controller.core.machine.waiting import forward_command
 from controller.core.rollouts import (
+    ApprovalGate,
     CommandInput,
     PauseReason,
     Phase,
@@ -92,6 +94,9 @@ def _approve(state: Rollout, cmd: CommandInput) -> Step:
     waiting = (PauseReason.AWAITING_APPROVAL, PauseReason.ADVISOR_OBJECTION)
     if state.phase is not Phase.PAUSED or state.pause_reason not in waiting:
         return state, [rejected(state, cmd, "nothing awaits an approval")]
+    gate = state.plan.stages[state.stage].approval
+    if state.pause_reason is PauseReason.AWAITING_APPROVAL and isinstance(gate, ApprovalGate):
+        return approving.count(state, cmd, gate)  # approvals by several people
     return forward_command(state, cmd, lambda s: advance(s, cmd.now, Cause.of(cmd, "approved")))
 
 

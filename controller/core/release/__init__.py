@@ -17,6 +17,7 @@ from controller.core.release.approvals import (
     revoke,
 )
 from controller.core.release.checks import load_pipeline, parse_pipeline
+from controller.core.release.commands import PIPELINE_TYPE, PipelineCommand, pipeline_command
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
     SINGLE,
@@ -35,7 +36,13 @@ from controller.core.release.events import (
     TimePassed,
 )
 from controller.core.release.gate import GateVerdict, gate, next_gate
-from controller.core.release.key_records import KeyRecord, read_key_record, unknown_roles
+from controller.core.release.key_records import (
+    KeyRecord,
+    read_key_record,
+    records_of,
+    registry_problems,
+    unknown_roles,
+)
 from controller.core.release.machine import begin, step
 from controller.core.release.pipeline import Pipeline, PipelineStep
 from controller.core.release.roles import (
@@ -61,6 +68,7 @@ from controller.core.release.verdicts import Allowed, Refused, Verdict
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "OPERATOR",
+    "PIPELINE_TYPE",
     "SINGLE",
     "Action",
     "Allowed",
@@ -81,6 +89,7 @@ __all__ = [
     "Needed",
     "Permission",
     "Pipeline",
+    "PipelineCommand",
     "PipelineState",
     "PipelineStep",
     "Refused",
@@ -103,8 +112,11 @@ __all__ = [
     "may",
     "next_gate",
     "parse_pipeline",
+    "pipeline_command",
     "read_key_record",
     "record",
+    "records_of",
+    "registry_problems",
     "revoke",
     "role_problems",
     "rollout_id_of",

@@ -14,98 +14,47 @@ the command's id, and when. The :class:`Ledger` holds them, and holds to:
 
 :func:`approvals_needed` says, per role, how many more are needed and who
 has approved. Pure: the clock is an argument, and which roles a key holds is
-checked before (:func:`controller.core.release.roles.holds`).
+checked before (:func:`controller.core.release.roles.holds`). The gate and
+the ledger themselves are data of :mod:`controller.core.rollouts.approval_ledger`,
+where a plan's stage can name them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated, Self
+from datetime import datetime
 
-from pydantic import AwareDatetime, Field, model_validator
-
-from controller.core.common import Actor, MessageId, ReadableDuration
-from controller.core.release.environments import EnvironmentName, Frozen
-from controller.core.release.roles import RoleName
 from controller.core.release.verdicts import Refused
+from controller.core.rollouts import (
+    MAX_APPROVALS,
+    MAX_COUNT,
+    MAX_SEEN,
+    Approval,
+    ApprovalGate,
+    ApprovalRule,
+    ApprovalTtl,
+    Ledger,
+)
 
-MAX_APPROVALS = 64
-"""Live approvals a ledger holds; past this one is refused (no step needs so many)."""
-MAX_SEEN = 512
-"""Command ids remembered; older ones are refused at the command intake as stale."""
-MAX_COUNT = 10
-REPLAYED = "replayed command id"
-
-ApprovalTtl = Annotated[
-    timedelta,
-    ReadableDuration,
-    Field(ge=timedelta(minutes=1), le=timedelta(days=30)),
+__all__ = [
+    "MAX_APPROVALS",
+    "MAX_COUNT",
+    "MAX_SEEN",
+    "REPLAYED",
+    "Approval",
+    "ApprovalGate",
+    "ApprovalRule",
+    "ApprovalTtl",
+    "Counted",
+    "Ledger",
+    "Needed",
+    "approvals_needed",
+    "record",
+    "revoke",
 ]
 
-
-class ApprovalRule(Frozen):
-    """``count`` distinct keys approving under ``role``."""
-
-    role: RoleName
-    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
-
-
-class ApprovalGate(Frozen):
-    """The approvals a step needs before it starts, and how long each stays valid."""
-
-    needs: Annotated[tuple[ApprovalRule, ...], Field(min_length=1, max_length=4)]
-    expires_after: ApprovalTtl = Field(
-        default=timedelta(hours=24), description="An approval older than this counts nothing."
-    )
-
-    @model_validator(mode="after")
-    def _roles_once(self) -> Self:
-        roles = [rule.role for rule in self.needs]
-        for i, role in enumerate(roles):
-            if role in roles[:i]:
-                raise ValueError(f"needs.{i}.role: {role!r} is named twice")
-        return self
-
-
-class Approval(Frozen):
-    """One operator's signed ``approve`` of a step."""
-
-    step: EnvironmentName
-    key_id: Annotated[str, Field(min_length=1, max_length=64)]
-    operator: Actor
-    role: RoleName
-    command_id: MessageId
-    at: AwareDatetime
-
-    def live(self, gate: ApprovalGate, now: datetime) -> bool:
-        return self.at <= now < self.at + gate.expires_after
-
-    def evidence(self) -> dict[str, str]:
-        return {
-            "operator": self.operator,
-            "key_id": self.key_id,
-            "role": self.role,
-            "command_id": self.command_id,
-            "at": self.at.isoformat(),
-        }
-
-
-class Ledger(Frozen):
-    """The approvals given in one pipeline run, and the command ids decided."""
-
-    approvals: Annotated[tuple[Approval, ...], Field(max_length=MAX_APPROVALS)] = ()
-    seen: Annotated[tuple[MessageId, ...], Field(max_length=MAX_SEEN)] = ()
-
-    def saw(self, command_id: str) -> Ledger:
-        """The ledger, with ``command_id`` decided (counted or refused)."""
-        if command_id in self.seen:
-            return self
-        return self.model_copy(update={"seen": (*self.seen, command_id)[-MAX_SEEN:]})
-
-    def live(self, step: str, gate: ApprovalGate, now: datetime) -> tuple[Approval, ...]:
-        return tuple(a for a in self.approvals if a.step == step and a.live(gate, now))
+REPLAYED = "replayed command id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+from controller.core.common import ENVIRONMENT_PATTERN
+
 MAX_ENVIRONMENTS = 16
 """A controller serving more environments than this is several controllers."""
 DEFAULT_ENVIRONMENT = "default"

@@ -23,8 +23,9 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from controller.core.common import ConfigError
-from controller.core.release.environments import Frozen
-from controller.core.release.roles import OPERATOR, KeyRoles, RoleBook, RoleName
+from controller.core.release.environments import Environments, Frozen
+from controller.core.release.roles import OPERATOR, KeyRoles, RoleBook, role_problems
+from controller.core.rollouts import RoleName
 
 MAX_KEY_ROLES = 8
 
@@ -62,3 +63,16 @@ def unknown_roles(records: Mapping[str, KeyRecord], book: RoleBook) -> list[str]
         for i, name in enumerate(record.roles)
         if book.role(name) is None
     ]
+
+
+def records_of(keys: Mapping[str, str | KeyRecord]) -> dict[str, KeyRecord]:
+    """Every key's record, today's form (a public key alone) read as one holding ``operator``."""
+    return {k: KeyRecord(public_key=v) if isinstance(v, str) else v for k, v in keys.items()}
+
+
+def registry_problems(
+    keys: Mapping[str, str | KeyRecord], book: RoleBook, environments: Environments
+) -> list[str]:
+    """What makes the registry unusable, each by its field: a role a key names that the
+    book does not define, a role's environment that the controller does not serve."""
+    return [*unknown_roles(records_of(keys), book), *role_problems(book, environments)]

@@ -103,9 +103,15 @@ class Pipeline(Frozen):
         return name
 
     def plan_for(self, environment: str) -> Plan:
-        """The plan the environment's rollout runs: its step's, with its overrides."""
-        plan = self.plans[self.plan_name(environment)]
-        return apply(plan, self.overrides.get(environment, {}))
+        """The plan the environment's rollout runs: its step's, with its overrides; served by
+        Unleash, in the Unleash environment it names, else in the step's own."""
+        plan = apply(self.plans[self.plan_name(environment)], self.overrides.get(environment, {}))
+        target = plan.unleash
+        if target is None or target.environment is not None:
+            return plan
+        unleash = target.model_copy(update={"environment": environment})
+        backend = plan.backend.model_copy(update={"unleash": unleash}) if plan.backend else None
+        return plan.model_copy(update={"backend": backend})
 
 
 def _order_problem(pipeline: Pipeline) -> str | None:

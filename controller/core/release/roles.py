@@ -30,13 +30,11 @@ from pydantic import Field, model_validator
 
 from controller.core.release.environments import EnvironmentName, Environments, Frozen
 from controller.core.release.verdicts import Allowed, Refused, Verdict
+from controller.core.rollouts import RoleName
 from controller.core.wire import CommandAction
 
-ROLE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 MAX_ROLES = 32
 EVERYWHERE = "*"
-
-RoleName = Annotated[str, Field(min_length=1, max_length=32, pattern=ROLE_PATTERN)]
 
 
 class Permission(StrEnum):

@@ -20,6 +20,7 @@ from controller.core.common import (
     ReadableDuration,
 )
 from controller.core.metrics_source import PrometheusLimit, PrometheusQueries, source_problem
+from controller.core.rollouts.approval_ledger import ApprovalGate
 from controller.core.rules import AudienceRule, parse
 
 Metric = Literal[
@@ -83,7 +84,11 @@ class Stage(Frozen):
         description="Past this without a decision the stage is inconclusive: it never advances,"
         " and the plan's health policy holds (default) or rolls back.",
     )
-    approval: bool = Field(default=False, description="Wait for an operator's `approve`.")
+    approval: bool | ApprovalGate = Field(
+        default=False,
+        description="Wait for an operator's `approve` (true), or for approvals from N distinct "
+        "keys holding a role: `{needs: [{role, count}], expires_after}`.",
+    )
     audience: AudienceField | None = Field(
         default=None,
         description="Who this stage speaks to (text or JSON form); percent is of them. Left out:"

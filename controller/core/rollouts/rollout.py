@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.common import JsonObject
 from controller.core.rollouts.advice import AdvisorResult
+from controller.core.rollouts.approval_ledger import Ledger
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Applied, Trigger
 from controller.core.rollouts.windows import Window
@@ -119,6 +120,10 @@ class Rollout(BaseModel):
     )
     ended: Ending | None = Field(
         default=None, description="Finished: the decision that finished it (older states: none)."
+    )
+    approvals: Ledger = Field(
+        default_factory=Ledger,
+        description="Approvals given to stages that need several (saved with their decisions).",
     )
 
     @property
@@ -271,6 +276,17 @@ class CommandInput:
     """The operator key that signed the command: who decided, with ``actor``."""
     team_windows: tuple[Window, ...] = ()
     """The settings' release windows, for a plan that names none (#28)."""
+    roles: tuple[str, ...] = ()
+    """The roles the key holds that may approve in the command's environment: under which
+    an ``approve`` counts for a stage that needs approvals by several people."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeysRevokedInput:
+    """Operator keys left the registry: their approvals still pending count no more."""
+
+    key_ids: tuple[str, ...]
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +343,7 @@ Input = (
     | MonitorDownInput
     | MonitorUpInput
     | BackendDriftInput
+    | KeysRevokedInput
 )
 
 

@@ -46,6 +46,7 @@ from controller.core.wire.messages import (
     Decision,
     FlagState,
     FlagStatus,
+    MessageBase,
     MonitorAlert,
     decision_or_alert,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "FlagState",
     "FlagStatus",
     "InEvent",
+    "MessageBase",
     "MonitorAlert",
     "Reason",
     "RejectReason",

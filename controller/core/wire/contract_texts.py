@@ -68,6 +68,12 @@ SCHEMA_TEXT: dict[str, tuple[str, str]] = {
         "`accept_gap` from where their log ended (docs/architecture.md, 'A broker that lost "
         "its data').",
     ),
+    "pipeline-command": (
+        "Pipeline command",
+        "A signed operator command on the commands topic that starts a flag's release "
+        "pipeline (`type: pipeline`): environments in order, each with its plan and what "
+        "gates the step to it (docs/rollouts.md, 'Release pipelines').",
+    ),
     "audience": (
         "Audience rule",
         "Which units a rule selects: conditions on context attributes joined by "

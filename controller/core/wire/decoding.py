@@ -55,6 +55,7 @@ from controller.core.common import (
     FLAG_KEY_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_EPOCH_MS,
+    MAX_FLAG_KEY,
     MAX_LATENCY_MS,
     SCHEMA_VERSION,
 )
@@ -77,7 +78,7 @@ UNEXPECTED_DETAIL = "the decoder failed on this input"
 # cost of decoding, while a stream carries few distinct flags. It is checked
 # with fullmatch: `$` in `re` also matches before a final newline, which the
 # contract (a Rust regex) and the JSON Schema (ECMA) do not.
-_Flag = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Flag = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FLAG_KEY)]
 _FLAG_RE = re.compile(FLAG_KEY_PATTERN)
 _Unit = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]

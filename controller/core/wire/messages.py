@@ -40,10 +40,12 @@ from controller.core.common import (
     Actor,
     BoundedPlan,
     ConversionName,
+    EnvironmentName,
     FlagKey,
     FlagVersion,
     MessageId,
     Percent,
+    PlainFlagKey,
     Reason,
     SchemaVersion,
     ShortText,
@@ -152,7 +154,12 @@ class Command(_Message):
 
     type: Literal["command"]
     action: CommandAction
-    flag: FlagKey
+    flag: PlainFlagKey = Field(description="The flag's own key (no environment in it).")
+    environment: EnvironmentName | None = Field(
+        default=None,
+        description="The environment the command acts in (`engine.environments`); left out: "
+        "the default one. The operator key's roles must allow the action there.",
+    )
     actor: Actor = Field(description="Who issued the command.")
     reason: Reason = ""
     plan: BoundedPlan | None = Field(
@@ -239,6 +246,7 @@ class Decision(_Message):
         "segment",
         "app_key",
         "ingest",
+        "pipeline",
     ]
     action: ShortText
     outcome: Literal["applied", "held", "rejected", "recorded"]
@@ -278,6 +286,7 @@ class Alert(_Message):
         "topics_recreated",
         "metric_source_unavailable",
         "metric_source_recovered",
+        "pipeline_stopped",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

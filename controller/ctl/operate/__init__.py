@@ -1,9 +1,10 @@
-"""Operating rollouts: signed commands, status reads, segments and app keys."""
+"""Operating rollouts: signed commands, status reads, segments, app keys and pipelines."""
 
 from controller.ctl.operate import (
     app_keys,
     handlers,
     ingest,
+    pipelines,
     plan_queries,
     reads,
     targeting_args,
@@ -16,6 +17,7 @@ __all__ = [
     "commands_for",
     "handlers",
     "ingest",
+    "pipelines",
     "plan_queries",
     "reads",
     "send",

@@ -53,8 +53,10 @@ def build_command(
     command_id: str | None = None,
     ts_ms: int | None = None,
     at: datetime | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
-    """An unsigned command, validated against the contract.
+    """An unsigned command, validated against the contract; ``environment``: where it acts
+    (left out of the command when None: the controller's default environment).
 
     ``plan`` is required with ``start`` and refused with any other action;
     ``to_end`` is only allowed with ``promote``, ``at`` (a scheduled start) with
@@ -82,6 +84,8 @@ def build_command(
         if action is not CommandAction.START:
             raise UsageError(f"--at goes with start, not {action.value}")
         command["at"] = at.isoformat()
+    if environment is not None:
+        command["environment"] = environment
     try:
         Command.model_validate(command)
     except ValidationError as exc:
@@ -102,6 +106,7 @@ def signed_command(
     command_id: str | None = None,
     ts_ms: int | None = None,
     at: datetime | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """A validated command with ``sig``: what ``sign`` prints and ``send`` produces."""
     command = build_command(
@@ -115,6 +120,7 @@ def signed_command(
         command_id=command_id,
         ts_ms=ts_ms,
         at=at,
+        environment=environment,
     )
     command["sig"] = signing.sign(command, private_key)
     return command

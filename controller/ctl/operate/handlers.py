@@ -149,6 +149,7 @@ def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         plan=_plan(args.action, getattr(args, "plan", None)),
         to_end=getattr(args, "to_end", False),
         at=getattr(args, "at", None),
+        environment=getattr(args, "environment", None),
     )
 
 

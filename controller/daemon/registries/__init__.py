@@ -5,7 +5,7 @@ And the flags as OpenTelemetry's evaluations are translated against them (:mod:`
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
 from controller.daemon.registries.flag_directory import FlagDirectory
-from controller.daemon.registries.keyring import KeyReloader, Keyring
+from controller.daemon.registries.keyring import KeyReloader, Keyring, Registry, registry_of
 from controller.daemon.registries.segments import SegmentService
 
 __all__ = [
@@ -14,5 +14,7 @@ __all__ = [
     "KeyBook",
     "KeyReloader",
     "Keyring",
+    "Registry",
     "SegmentService",
+    "registry_of",
 ]

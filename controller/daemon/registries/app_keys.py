@@ -30,8 +30,9 @@ import structlog
 
 from controller.adapters.redis import AppKeyStore
 from controller.core.common import ControllerError
+from controller.core.release import Permission
 from controller.core.trust import AppKey, AppKeyCommand, app_keys
-from controller.daemon.registries.keyring import Keyring
+from controller.daemon.registries.keyring import Keyring, shared_refusal
 from controller.ports import Outputs
 
 MAX_CONFLICTS = 10
@@ -60,7 +61,7 @@ class AppKeyCommands:
         now_ms = int(now.timestamp() * 1000)
         refused = app_keys.refusal(
             command, raw, keys=self._keys, now=now, max_age_seconds=self._max_age
-        )
+        ) or shared_refusal(self._keys, command.key_id, Permission.MANAGE_KEYS)
         if refused is not None:
             log.warning("app_key_command_rejected", id=command.id, reason=refused)
             await self._publish(

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from controller.core.common import ControllerError
 from controller.core.machine import commands
+from controller.core.release import Permission
 from controller.core.rules import (
     MAX_HELD_SEGMENTS,
     MAX_PARTS,
@@ -54,6 +55,7 @@ from controller.core.wire import (
     part_key,
     signed_bytes,
 )
+from controller.daemon.registries.keyring import shared_refusal
 from controller.ports import CommandSeen, Segments, StoredSegment, ValueOutputs
 from controller.settings import TopicSettings
 
@@ -107,7 +109,7 @@ class SegmentService:
         not complete yet, or was applied from this very record."""
         refused = commands.signature_refusal(
             raw, ts=command.ts, keys=keys, now=self._now(), max_age_seconds=self._max_age
-        )
+        ) or shared_refusal(keys, raw.get("key_id"), Permission.MANAGE_SEGMENTS)
         try:
             evidence = await self._apply(command, refused, delivery)
         except _Refused as exc:

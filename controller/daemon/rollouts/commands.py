@@ -15,7 +15,9 @@ A segment's command goes to :class:`~controller.daemon.registries.segments.Segme
 an app-key command (``type: "app_key"``) to
 :class:`~controller.daemon.registries.app_keys.AppKeyCommands` and an operator's choice for
 held events partitions (``type: "ingest"``) to
-:class:`~controller.daemon.rollouts.ingest_commands.IngestCommands`.
+:class:`~controller.daemon.rollouts.ingest_commands.IngestCommands`, a release
+pipeline's start (``type: "pipeline"``) and an ``approve`` of a step a pipeline
+has not started to :class:`~controller.daemon.rollouts.pipelines.Pipelines`.
 The records fetched are committed once every one was applied.
 """
 
@@ -34,12 +36,14 @@ import structlog
 from pydantic import ValidationError
 
 from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
+from controller.core.release import PipelineCommand, pipeline_command
 from controller.core.rollouts import CommandRefused, MonitorDownInput, MonitorUpInput
 from controller.core.trust import AppKeyCommand, app_keys
-from controller.core.wire import Command, MonitorAlert, SegmentCommand, summarize
+from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand, summarize
 from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
+from controller.daemon.rollouts.pipelines import Pipelines
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.ports import (
     CommandSeen,
@@ -74,9 +78,10 @@ class CommandIntake:
         segments: SegmentService | None = None,
         app_keys: AppKeyCommands | None = None,
         ingest: IngestCommands | None = None,
+        pipelines: Pipelines | None = None,
     ) -> None:
         self._rollouts, self._states, self._keys = rollouts, states, keys
-        self._app_keys, self._ingest = app_keys, ingest
+        self._app_keys, self._ingest, self._pipelines = app_keys, ingest, pipelines
         self._dead_letters, self._contained, self._retry = dead_letters, contained, retry
         self._stopping = stopping
         self._settings, self._topics = settings, topics
@@ -116,13 +121,16 @@ class CommandIntake:
             alert = record.topic == self._topics.monitors
             app_key = None if alert else app_keys.parsed(record.value or b"")
             ingest = None if alert or app_key else log_gaps.parsed(record.value or b"")
-            plain = app_key is None and ingest is None
+            run = None if alert or app_key or ingest else pipeline_command(record.value or b"")
+            plain = app_key is None and ingest is None and run is None
             message = commands.parse(record.value or b"", alert=alert) if plain else None
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
             await self._bad_record(record, "schema_violation", detail)
             return
-        if app_key is not None:
+        if run is not None:
+            await self._on_pipeline(record, *run)
+        elif app_key is not None:
             await self._on_app_key(record, *app_key)
         elif ingest is not None:
             await self._on_ingest(record, *ingest)
@@ -152,6 +160,14 @@ class CommandIntake:
             return
         await self._app_keys.apply(command, raw)
 
+    async def _on_pipeline(
+        self, record: Record, command: PipelineCommand, raw: dict[str, Any]
+    ) -> None:
+        if self._pipelines is None:  # an engine built without Redis (tests)
+            await self._bad_record(record, "unsupported", "pipelines are not run here")
+            return
+        await self._pipelines.start(command, raw)
+
     async def _on_ingest(self, record: Record, command: IngestCommand, raw: dict[str, Any]) -> None:
         if self._ingest is None:  # an engine built without Redis (tests)
             await self._bad_record(record, "unsupported", "ingest is not steered here")
@@ -168,19 +184,25 @@ class CommandIntake:
 
     async def _on_command(self, command: Command, raw: dict[str, Any], *, delivery: str) -> None:
         now = self._now()
-        refused = commands.refusal(
+        flag, refused = commands.where(command, self._keys.environments)
+        refused = refused or commands.refusal(
             command,
             raw,
             keys=self._keys,
             now=now,
             max_age_seconds=self._settings.command_max_age_seconds,
         )
+        roles = self._keys.roles_of(command.key_id or "")
+        refused = refused or commands.role_refusal(command, roles, self._keys.environments)
+        approving = commands.approving_roles(roles, command, self._keys.environments)
+        if refused is None and await self._pipeline_approval(command, approving):
+            return  # a pipeline step's approval, decided with its run
         if refused is None:
-            seen = await self._states.seen(command.flag, command.id, delivery)
+            seen = await self._states.seen(flag, command.id, delivery)
             if seen is CommandSeen.REDELIVERED:
                 # Decided and published when first read: deciding again would only
                 # refuse the command as its own replay.
-                log.info("command_redelivered", flag=command.flag, id=command.id)
+                log.info("command_redelivered", flag=flag, id=command.id)
                 return
             if seen is CommandSeen.REPLAYED:
                 refused = commands.REPLAYED
@@ -191,10 +213,18 @@ class CommandIntake:
             backends=self._backends,
             rollout_id=uuid.uuid4().hex,
             salt=secrets.token_hex(8),
+            flag=flag,
+            roles=approving,
         )
         if isinstance(event, CommandRefused):
-            log.warning("command_rejected", flag=command.flag, id=command.id, reason=event.reason)
-        await self._rollouts.apply(command.flag, event, delivery=delivery)
+            log.warning("command_rejected", flag=flag, id=command.id, reason=event.reason)
+        await self._rollouts.apply(flag, event, delivery=delivery)
+
+    async def _pipeline_approval(self, command: Command, roles: tuple[str, ...]) -> bool:
+        """Whether ``command`` approved a step of a pipeline (decided there)."""
+        if command.action is not CommandAction.APPROVE or self._pipelines is None:
+            return False
+        return await self._pipelines.approval(command, roles)
 
 
 def _delivery(record: Record) -> str:

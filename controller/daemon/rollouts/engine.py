@@ -28,13 +28,14 @@ from controller.adapters.redis import AppKeyStore, GapStore
 from controller.core.rollouts import Window
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox
-from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
+from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService, registry_of
 from controller.daemon.rollouts.commands import CommandIntake
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
+from controller.daemon.rollouts.pipelines import Pipelines
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
@@ -44,6 +45,7 @@ from controller.ports import (
     ControlSource,
     DeadLetters,
     Outputs,
+    PipelineRuns,
     RolloutStates,
 )
 from controller.process import Retry
@@ -69,8 +71,11 @@ class Engine:
         states: RolloutStates,
         keys: Keyring,
         stopping: asyncio.Event,
+        pipelines: Pipelines | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
+        self.pipelines = pipelines  # release pipelines, where a store keeps their runs
+        keys.revoked = self.keys_revoked  # a SIGHUP that removes keys takes their approvals
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
         self._consultations, self._contained, self._states = consultations, contained, states
@@ -101,8 +106,17 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
+                if self.pipelines is not None:
+                    tasks.create_task(self.pipelines.run(control), name="engine-pipelines")
         finally:
             await self._consultations.cancel()
+
+    async def keys_revoked(self, key_ids: tuple[str, ...]) -> None:
+        """Keys left the registry: their approvals still pending count no more, in every
+        rollout (:mod:`controller.core.machine.approving`) and every pipeline run."""
+        await self.rollouts.keys_revoked(key_ids, self._contained)
+        if self.pipelines is not None:
+            await self._contained.run(self.pipelines.keys_revoked(key_ids), where="revoke")
 
     async def consultations_done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
@@ -142,6 +156,7 @@ def build_engine(
     app_key_store: AppKeyStore | None = None,
     held_partitions: GapStore | None = None,
     team_windows: tuple[Window, ...] = (),
+    pipeline_runs: PipelineRuns | None = None,
     sources: SourceReadings | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
@@ -162,8 +177,11 @@ def build_engine(
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
     consultations.sources = sources
-    keys = Keyring(settings.operator_keys)
-    signed = _signed_commands(shared, keys, segments, app_key_store, held_partitions)
+    keys = Keyring(registry_of(settings))
+    pipelines = _pipelines(shared, pipeline_runs, rollouts, keys, contained, backends=backends)
+    signed = _signed_commands(
+        shared, keys, segments, app_key_store, held_partitions, pipelines=pipelines
+    )
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
     gates = _gate_loop(
         shared, rollouts, contained, consultations, history, aggregates=aggregates, sources=sources
@@ -177,6 +195,7 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
+        pipelines=pipelines,
     )
 
 
@@ -204,6 +223,7 @@ class _SignedCommands:
     segments: SegmentService | None
     app_keys: AppKeyCommands | None
     ingest: IngestCommands | None
+    pipelines: Pipelines | None = None
 
 
 def _rollouts(shared: _Shared, history: Recorder, team_windows: tuple[Window, ...]) -> Rollouts:
@@ -265,6 +285,8 @@ def _signed_commands(
     segments: SegmentService | None,
     app_keys: AppKeyStore | None,
     held_partitions: GapStore | None,
+    *,
+    pipelines: Pipelines | None = None,
 ) -> _SignedCommands:
     """The segment service as given, and the app keys' and held partitions' commands where
     their stores are given."""
@@ -272,6 +294,24 @@ def _signed_commands(
         segments=segments,
         app_keys=None if app_keys is None else _app_key_commands(shared, app_keys, keys),
         ingest=None if held_partitions is None else _ingest_commands(shared, held_partitions, keys),
+        pipelines=pipelines,
+    )
+
+
+def _pipelines(
+    shared: _Shared,
+    runs: PipelineRuns | None,
+    rollouts: Rollouts,
+    keys: Keyring,
+    contained: Containment,
+    *,
+    backends: frozenset[str],
+) -> Pipelines | None:
+    """Release pipelines, where a store keeps their runs."""
+    return (
+        None
+        if runs is None
+        else Pipelines(runs, rollouts, keys, shared, contained, backends=backends)
     )
 
 
@@ -321,6 +361,7 @@ def _command_intake(
         segments=signed.segments,
         app_keys=signed.app_keys,
         ingest=signed.ingest,
+        pipelines=signed.pipelines,
     )
 
 

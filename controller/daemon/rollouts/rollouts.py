@@ -29,11 +29,20 @@ from datetime import datetime, timedelta
 
 from controller.core.common import ControllerError
 from controller.core.machine import step
-from controller.core.rollouts import CommandInput, GateInput, Input, Rollout, TickInput, Window
+from controller.core.rollouts import (
+    CommandInput,
+    GateInput,
+    Input,
+    KeysRevokedInput,
+    Rollout,
+    TickInput,
+    Window,
+)
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
+from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.history import Recorder
-from controller.ports import RolloutStates, SaveOutcome, StateWrite
+from controller.ports import Loaded, RolloutStates, SaveOutcome, StateWrite
 from controller.settings import TopicSettings
 
 MAX_CONFLICTS = 10
@@ -136,6 +145,15 @@ class Rollouts:
         """The tick of a flag the gates leave alone: a completed flag's one reminder to leave
         the code once it is stale, its time box's end, a pending flag's scheduled start."""
         await self.offer(flag, completed, TickInput(self._now(), self._stale_after))
+
+    async def keys_revoked(self, key_ids: tuple[str, ...], contained: Containment) -> None:
+        """Drop the approvals of ``key_ids`` from every rollout holding some (a decision each)."""
+        for flag, loaded in (await self._states.load_all()).items():
+            rollout = loaded.rollout if isinstance(loaded, Loaded) else None
+            given = () if rollout is None else rollout.approvals.approvals
+            if any(a.key_id in key_ids for a in given):
+                revoked = self.apply(flag, KeysRevokedInput(key_ids, self._now()))
+                await contained.run(revoked, where="revoke", flag=flag)
 
     async def drain(self, flag: str) -> None:
         """Publish what ``flag``'s outbox still holds (a crash or a failed drain left it)."""

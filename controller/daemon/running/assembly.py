@@ -25,6 +25,7 @@ from controller.adapters.redis import (
     AppliedStore,
     EventLedger,
     GapStore,
+    PipelineRunStore,
     RedisAggregateStore,
     RedisClient,
     RedisGateHistory,
@@ -231,6 +232,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         held_partitions=redis.held,
         clock=run.when.clock,
         team_windows=run.when.team_windows,
+        pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
         sources=rollouts.sources,
     )
 
@@ -360,7 +362,7 @@ def _keepers(
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
     broker lost created again (#37)."""
-    keys = KeyReloader(keyring, lambda: reread().engine.operator_keys, outputs, settings.topics)
+    keys = KeyReloader(keyring, lambda: reread().engine, outputs, settings.topics)
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
     if settings.kafka.create_topics:
         keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)

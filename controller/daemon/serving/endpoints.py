@@ -21,6 +21,7 @@ from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.otlp import OtlpRoutes
+from controller.adapters.pipeline_routes import PipelineRoutes
 from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis import RedisAggregateStore, RolloutStore
 from controller.adapters.segment_routes import SegmentRoutes
@@ -87,6 +88,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         intake=_event_routes(settings, parts, access),
         otlp=_otlp_routes(settings, parts, access),
         app_keys=_key_list_route(settings, parts, secret),
+        pipelines=_pipeline_routes(parts, secret),
         segments=segment_routes(
             parts, AppReadGuard(access, public=settings.http.public_flags, operator_token=secret)
         ),
@@ -95,6 +97,12 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         count_reads_limited=parts.metrics.reads_rate_limited.inc,
         access=access,
     )
+
+
+def _pipeline_routes(parts: Parts, token: str | None) -> PipelineRoutes | None:
+    """``GET /pipelines/{flag}``, where the engine runs release pipelines."""
+    pipelines = parts.engine.pipelines
+    return None if pipelines is None else PipelineRoutes(pipelines.status, token=token)
 
 
 def _monitor_intake(settings: Settings, parts: Parts) -> MonitorIntake:
@@ -118,6 +126,7 @@ def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepR
         requests_per_second=settings.http.ofrep_requests_per_second,
         count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
         segments=None if parts.segments is None else parts.segments.reads().held,
+        environments=parts.engine.keys.environments,
     )
 
 

@@ -99,6 +99,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
     (
+        "pipeline_stopped",
+        "warning",
+        {"run_id": "run-1", "not_started": ["production"], "reason": "guardrail error_rate"},
+        ["production"],
+    ),
+    (
         "metric_source_unavailable",
         "warning",
         {"source": "prometheus at http://prometheus:9090 (setting prometheus.url)"},

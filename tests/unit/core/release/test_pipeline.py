@@ -11,6 +11,7 @@ import pytest
 from controller.core.common.errors import ConfigError
 from controller.core.release.checks import load_pipeline, parse_pipeline
 from controller.core.release.environments import Environments
+from controller.core.release.pipeline import Pipeline
 from controller.core.release.roles import Permission, Role, RoleBook
 from tests.unit.core.release.pipelines import (
     ENVIRONMENTS,
@@ -233,3 +234,29 @@ def test_the_example_pipelines_read(path: Path) -> None:
 
 def test_there_is_an_example_pipeline() -> None:
     assert [path.name for path in EXAMPLES] == ["checkout-release.yaml"]
+
+
+def test_a_step_served_by_unleash_runs_in_the_unleash_environment_of_its_name() -> None:
+    served = {
+        "stages": [{"percent": 100, "min_units_per_arm": 0}],
+        "backend": {"unleash": {"feature": "checkout"}},
+    }
+    named = {**served, "backend": {"unleash": {"feature": "checkout", "environment": "production"}}}
+    pipeline = Pipeline.model_validate(
+        {
+            "name": "unleash",
+            "plans": {"served": served, "named": named},
+            "steps": [
+                {"environment": "development", "plan": "served"},
+                {"environment": "production", "plan": "served"},
+                {"environment": "staging", "plan": "named"},
+            ],
+        }
+    )
+    found = [pipeline.plan_for(e).unleash for e in pipeline.environments]
+    assert [t.environment if t else None for t in found] == [
+        "development",
+        "production",
+        "production",
+    ]
+    assert {t.feature if t else None for t in found} == {"checkout"}

@@ -1,0 +1,178 @@
+"""``rolloutctl pipeline``: start a flag's release pipeline, and see where it stands.
+
+``pipeline start FLAG --pipeline FILE`` signs a ``pipeline`` command carrying
+the pipeline (YAML: environments in order, their plans, overrides and gates),
+sends it and waits for the controller's decision: the first environment's
+start, or the refusal naming the field. ``pipeline status FLAG`` reads
+``GET /pipelines/{flag}``: each environment's state, what gates the next step,
+and who still has to approve. A step's approval is ``rolloutctl approve FLAG
+--environment ENV`` (docs/rollouts.md, "Release pipelines").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.adapters import http_client
+from controller.core.common import ConfigError, load_document
+from controller.core.release import PipelineCommand
+from controller.core.trust import signing
+from controller.core.wire import summarize
+from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.operate import views
+from controller.ctl.operate.commands import read_private_key
+from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.options import add_url, broker_options, output_options, signing_options
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import ENV_KEY_ID, UsageError, env_url, print_json, warn
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pipeline = commands.add_parser(
+        "pipeline",
+        help="start a flag's release pipeline (dev, then staging, then production), or show it",
+        description="A release pipeline moves one flag through environments in order, each "
+        "with its plan; a step starts when the one before completed and its gate (soak, "
+        "approvals, release window) is open, and a rollback or kill stops it there.",
+    )
+    verbs = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="VERB")
+    start = verbs.add_parser(
+        "start",
+        parents=[signing_options(), broker_options(), output_options()],
+        help="start the pipeline for FLAG",
+        description="Sign and send the pipeline; exit 0 when its first environment started, "
+        "3 with the reason (naming the field) when refused, 4 if no decision came in time.",
+    )
+    start.add_argument("flag", metavar="FLAG", help="the flag key")
+    start.add_argument(
+        "--pipeline", type=Path, required=True, metavar="FILE", help="the pipeline YAML"
+    )
+    start.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
+    )
+    status = verbs.add_parser(
+        "status",
+        parents=[output_options()],
+        help="each environment's state, what gates the next step, who still has to approve",
+        description="Ask the controller's HTTP API for FLAG's newest pipeline run.",
+    )
+    status.add_argument("flag", metavar="FLAG", help="the flag key")
+    add_url(status)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _status(args) if args.pipeline_command == "status" else _start(args)
+
+
+def _start(args: argparse.Namespace) -> int:
+    command = _signed(args)
+    answered = send_signed(args, command)
+    if answered is None:
+        warn(f"sent pipeline start {args.flag} (command {command['id']}), but no decision came")
+        return EXIT_NO_DECISION
+    decision = answered.decision
+    if args.json:
+        print_json(answered.published)
+    else:
+        print(
+            views.outcome_line(decision, what=f"pipeline start {args.flag}", result=decision.reason)
+        )
+    return 0 if decision.outcome == "applied" else EXIT_REJECTED
+
+
+def command_of(
+    flag: str, pipeline: dict[str, Any], *, actor: str, key_id: str, reason: str = ""
+) -> dict[str, Any]:
+    """An unsigned pipeline command, validated against the contract."""
+    command: dict[str, Any] = {
+        "type": "pipeline",
+        "v": 1,
+        "id": uuid.uuid4().hex,
+        "ts": time.time_ns() // 1_000_000,
+        "action": "start",
+        "flag": flag,
+        "pipeline": pipeline,
+        "actor": actor,
+        "reason": reason,
+        "key_id": key_id,
+    }
+    try:
+        PipelineCommand.model_validate(command)
+    except ValidationError as exc:
+        raise UsageError(f"invalid command: {summarize(exc)}") from exc
+    return command
+
+
+def _signed(args: argparse.Namespace) -> dict[str, Any]:
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    try:
+        text = args.pipeline.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.pipeline}: {exc.strerror}") from exc
+    data = load_document(text, source=str(args.pipeline), name=args.pipeline.name)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{args.pipeline}: a pipeline is a mapping")
+    command = command_of(
+        args.flag, data, actor=actor_of(args.actor), key_id=key_id, reason=args.reason
+    )
+    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
+    return command
+
+
+def _status(args: argparse.Namespace) -> int:
+    base, path = env_url(args.url), f"/pipelines/{args.flag}"
+    try:
+        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
+    except http_client.Unreachable as exc:
+        raise diagnosis.unreachable(base, exc) from exc
+    if answer.status == 404:
+        warn(f"no pipeline run for flag {args.flag!r}")
+        return EXIT_FAILURE
+    if answer.status != 200:
+        raise diagnosis.refused(base, path, answer)
+    body = answer.json()
+    if args.json:
+        print_json(body)
+    else:
+        print(status_text(body))
+    return 0
+
+
+def status_text(view: dict[str, Any]) -> str:
+    """The run as lines: its phase, each environment, and what the next step waits for."""
+    lines = [
+        f"pipeline {view['pipeline']} for {view['flag']} (run {view['run_id']}): {view['phase']}"
+        + (f" at {view['stopped_at']}" if view.get("stopped_at") else "")
+    ]
+    for step in view["environments"]:
+        rollout = step.get("rollout")
+        where = f", {rollout['phase']} at {rollout['percent']:g}%" if rollout else ""
+        ending = f": {step['ending']}" if step.get("ending") else ""
+        lines.append(f"  {step['environment']:<12} {step['status']}{where}{ending}")
+        approvals = step.get("approvals")
+        if approvals:
+            approved = "; ".join(
+                f"{role}: {', '.join(names)}"
+                for role, names in approvals["approved"].items()
+                if names
+            )
+            lines.append(
+                f"  {'':<12} approvals: {approvals['summary']}"
+                + (f" ({approved})" if approved else "")
+            )
+    found = view.get("next")
+    if found:
+        state = (
+            "may start now" if found["open"] else "waits for: " + "; ".join(found["waiting_for"])
+        )
+        lines.append(f"next: {found['environment']} {state}")
+    return "\n".join(lines)

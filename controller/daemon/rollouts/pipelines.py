@@ -1,0 +1,304 @@
+"""Release pipelines on the controller's own flag states: the one writer of pipeline runs.
+
+Every change to a run goes through the one writer of runs
+(:mod:`~controller.daemon.rollouts.run_writer`). What a run hears:
+
+* a ``pipeline`` command starts a run (:meth:`start`), after the signature,
+  the pipeline (environments, roles, every environment's plan), the key's
+  right to start in every environment, and the flag being free everywhere
+  are checked; a refusal is a rejected decision with the reason;
+* an ``approve`` naming an environment whose step the flag's newest run has
+  not started is that step's approval (:meth:`approval`);
+* the loop (:meth:`run`) reconciles each running run every sweep: a step's
+  rollout that ended is fed to the run as :class:`~controller.core.release.RolloutEnded`,
+  then the clock as :class:`~controller.core.release.TimePassed` (a soak or
+  a window), and a step whose rollout the run asked for but that never
+  started (the controller stopped between saving the run and starting it)
+  is started now.
+
+Exactly once: a run's state only moves forward and each decision has a key
+made of the run and what was decided; a rollout a step starts has its id
+(:func:`~controller.core.release.rollout_id_of`) and its start command's id
+derived from the run, so the rollouts service applies it once. A restart
+therefore replays what it finds onto the stored state, and decides nothing
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+
+from controller.core.common import ConfigError
+from controller.core.machine import commands
+from controller.core.reading import pipeline_view
+from controller.core.release import (
+    Approval,
+    Approve,
+    KeyRevoked,
+    Permission,
+    Pipeline,
+    PipelineCommand,
+    PipelineState,
+    RolloutEnded,
+    RunPhase,
+    StartRollout,
+    StepState,
+    StepStatus,
+    TimePassed,
+    begin,
+    may,
+    parse_pipeline,
+)
+from controller.core.rollouts import Phase
+from controller.core.wire import Command
+from controller.daemon.registries import Keyring
+from controller.daemon.rollouts.containment import Containment, Retry
+from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.run_writer import RunWriter
+from controller.kit.backoff import sleep_or_stop
+from controller.ports import ControlSource, Outputs, PipelineRuns, RolloutStates
+from controller.settings import EngineSettings, TopicSettings
+
+log = structlog.get_logger("controller.daemon.rollouts.pipelines")
+
+ENDED = {
+    Phase.COMPLETED: "completed",
+    Phase.ROLLED_BACK: "rolled_back",
+    Phase.ABORTED: "aborted",
+    Phase.KILLED: "killed",
+}
+
+
+class EngineParts(Protocol):
+    """What the engine shares with its parts: its settings, its ports, its clock, its stop
+    event and its retries."""
+
+    @property
+    def settings(self) -> EngineSettings: ...
+    @property
+    def topics(self) -> TopicSettings: ...
+    @property
+    def states(self) -> RolloutStates: ...
+    @property
+    def outputs(self) -> Outputs: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def stopping(self) -> asyncio.Event: ...
+    @property
+    def retry(self) -> Retry: ...
+
+
+class Pipelines:
+    """Starts, approves and reconciles release pipeline runs."""
+
+    def __init__(
+        self,
+        runs: PipelineRuns,
+        rollouts: Rollouts,
+        keys: Keyring,
+        parts: EngineParts,
+        contained: Containment,
+        *,
+        backends: frozenset[str] = frozenset(),
+    ) -> None:
+        self._runs, self._states, self._keys = runs, parts.states, keys
+        self._now, self._backends, self._parts = parts.clock, backends, parts
+        self._contained = contained
+        self._writer = RunWriter(
+            runs=runs,
+            rollouts=rollouts,
+            outputs=parts.outputs,
+            topics=parts.topics,
+            default=lambda: keys.environments.default,
+            clock=parts.clock,
+        )
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def start(self, command: PipelineCommand, raw: dict[str, Any]) -> None:
+        """Start ``command``'s pipeline for its flag, or publish why not."""
+        now = self._now()
+        if (await self._runs.load(command.id)).run is not None:
+            return  # read again: the run it started goes on
+        checked = await self._checked(command, raw, now)
+        if isinstance(checked, str):
+            log.warning("pipeline_rejected", flag=command.flag, id=command.id, reason=checked)
+            who = {"actor": command.actor, "key_id": command.key_id}
+            await self._writer.refuse(command.flag, command.id, checked, who)
+            return
+        run, actions = begin(
+            checked,
+            run_id=command.id,
+            flag=command.flag,
+            now=now,
+            actor=command.actor,
+            command_id=command.id,
+        )
+        await self._writer.begin(run, actions)
+
+    async def _checked(
+        self, command: PipelineCommand, raw: dict[str, Any], now: datetime
+    ) -> Pipeline | str:
+        """The command's pipeline, or why it may not start."""
+        unsigned = commands.signature_refusal(
+            raw,
+            ts=command.ts,
+            keys=self._keys,
+            now=now,
+            max_age_seconds=self._parts.settings.command_max_age_seconds,
+        )
+        if unsigned is not None:
+            return unsigned
+        try:
+            pipeline = parse_pipeline(
+                command.pipeline,
+                environments=self._keys.environments,
+                roles=self._keys.book,
+                unleash_environments=None,
+            )
+        except ConfigError as exc:
+            return str(exc)
+        return (
+            _plan_refusal(pipeline, now, self._backends)
+            or await self._busy(command, pipeline)
+            or pipeline
+        )
+
+    async def _busy(self, command: PipelineCommand, pipeline: Pipeline) -> str | None:
+        """Why the key may not start this pipeline, or the flag is taken somewhere."""
+        roles = self._keys.roles_of(command.key_id or "")
+        for environment in pipeline.environments:
+            verdict = may(roles, Permission.START, environment)
+            if not verdict:
+                return f"a pipeline starts rollouts in {environment}: {verdict.reason}"
+        for run_id in (await self._runs.runs_of(command.flag))[:1]:
+            run = (await self._runs.load(run_id)).run
+            if run is not None and run.phase is RunPhase.RUNNING:
+                return f"{command.flag} already has a pipeline running (run {run_id})"
+        for environment in pipeline.environments:
+            key = self._writer.key(command.flag, environment)
+            rollout = (await self._states.load(key)).rollout
+            if rollout is not None and rollout.phase.active:
+                return f"{key} has a rollout {rollout.phase.value}: a pipeline starts its own"
+        return None
+
+    async def approval(self, command: Command, roles: tuple[str, ...]) -> bool:
+        """Decide ``command`` (an authenticated ``approve``) if it is for a step of the flag's
+        newest run that has not started or is over; False: it is a rollout stage's."""
+        environment = self._keys.environments.of(command.environment)
+        runs = await self._runs.runs_of(command.flag)
+        run = (await self._runs.load(runs[0])).run if runs else None
+        found = None if run is None else run.step_of(environment)
+        if run is None or found is None or found[1].status is StepStatus.RUNNING:
+            return False
+        gate = run.pipeline.steps[found[0]].approval
+        needed = [role for role in (gate.roles if gate else ()) if role in roles]
+        now = self._now()
+        approval = Approval(
+            step=environment,
+            key_id=command.key_id or "",
+            operator=command.actor,
+            role=(needed or [*roles, "operator"])[0],
+            command_id=command.id,
+            at=now,
+        )
+        await self._writer.apply(run.run_id, Approve(approval, now))
+        return True
+
+    async def keys_revoked(self, key_ids: tuple[str, ...]) -> None:
+        """Keys left the registry: their approvals of steps not started count no more."""
+        for run_id in await self._runs.running():
+            for key_id in key_ids:
+                await self._writer.apply(run_id, KeyRevoked(key_id, self._now()))
+
+    # -- reconciling ----------------------------------------------------------------------
+
+    async def run(self, control: ControlSource) -> None:
+        """Reconcile each running run of a flag this instance owns, every sweep; what may pass
+        (a store outage) is retried, what fails for good is reported once and tried again."""
+        every, retry = self._parts.settings.sweep_interval_seconds, self._parts.retry
+        while not await sleep_or_stop(every, self._parts.stopping):
+            passed = retry(lambda: self.run_pass(control), "pipelines")
+            await self._contained.run(passed, where="pipeline pass")
+
+    async def run_pass(self, control: ControlSource) -> None:
+        for run_id in sorted(await self._runs.running()):
+            run = (await self._runs.load(run_id)).run
+            if run is not None and control.owns(run.flag):
+                reconciled = self._parts.retry(lambda r=run_id: self.reconcile(r), "pipeline")  # type: ignore[misc]
+                await self._contained.run(reconciled, where="pipeline", flag=run.flag)
+
+    async def reconcile(self, run_id: str) -> None:
+        """Publish what the run's outbox holds, feed it its rollouts' endings and the clock."""
+        await self._writer.drain(run_id)
+        run = (await self._runs.load(run_id)).run
+        if run is None:
+            return
+        if run.phase is not RunPhase.RUNNING:
+            await self._runs.finished(run_id)
+            return
+        for current in run.steps:
+            if current.status is StepStatus.RUNNING:
+                ended = await self._ending(run, current)
+                if ended is not None:
+                    await self._writer.apply(run_id, ended)
+        await self._writer.apply(run_id, TimePassed(self._now()))
+
+    async def _ending(self, run: PipelineState, current: StepState) -> RolloutEnded | None:
+        """How the step's rollout ended, or None while it runs; started first if it never was."""
+        key = self._writer.key(run.flag, current.environment)
+        rollout = (await self._states.load(key)).rollout
+        if rollout is None or rollout.rollout_id != current.rollout_id:
+            plan = run.pipeline.plan_for(current.environment)
+            rollout_id = current.rollout_id or ""
+            await self._writer.start_rollout(
+                run, StartRollout(current.environment, rollout_id, plan, "")
+            )
+            rollout = (await self._states.load(key)).rollout
+        if rollout is None or rollout.rollout_id != current.rollout_id:
+            held = "none" if rollout is None else f"{rollout.rollout_id} ({rollout.phase.value})"
+            why = f"its rollout did not start: {key} holds {held}"
+            return RolloutEnded(
+                current.environment, current.rollout_id or "", "aborted", self._now(), why
+            )
+        outcome = ENDED.get(rollout.phase)
+        if outcome is None:
+            return None
+        ending = rollout.ended
+        return RolloutEnded(
+            current.environment,
+            rollout.rollout_id,
+            outcome,  # type: ignore[arg-type]
+            self._now(),
+            reason=ending.reason if ending is not None else "",
+            evidence={"decided": ending.action, "by": ending.kind} if ending is not None else {},
+        )
+
+    async def status(self, flag: str) -> dict[str, Any] | None:
+        """The flag's newest run as ``pipeline status`` shows it, or None when it has none."""
+        runs = await self._runs.runs_of(flag)
+        run = (await self._runs.load(runs[0])).run if runs else None
+        if run is None:
+            return None
+        found = {
+            s.environment: (await self._states.load(self._writer.key(flag, s.environment))).rollout
+            for s in run.steps
+        }
+        return pipeline_view(run, found, self._now())
+
+
+def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
+    """Why an environment's plan cannot work as a start command's plan could not."""
+    for i, environment in enumerate(pipeline.environments):
+        plan = pipeline.plan_for(environment).model_dump(mode="json")
+        try:
+            commands.plan(plan, backends=backends, now=now)
+        except ConfigError as exc:
+            return f"invalid pipeline: steps.{i} ({environment}): {exc}"
+    return None

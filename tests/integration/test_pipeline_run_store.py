@@ -1,0 +1,68 @@
+"""Pipeline runs in Redis, one node and a Cluster: a run is saved with its outbox by
+compare-and-set, read back whole, listed by flag, and taken off the running ones once over."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.pipeline_runs import PipelineRunStore
+from controller.core.release import Pipeline, RunPhase, begin
+from controller.ports import OutboxMessage
+from controller.settings import RedisSettings
+from tests.integration.test_store import drop_keys
+
+pytestmark = [pytest.mark.integration]
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PIPELINE = Pipeline.model_validate(
+    {
+        "name": "checkout-release",
+        "plans": {"standard": {"stages": [{"percent": 5}, {"percent": 100}]}},
+        "plan": "standard",
+        "overrides": {"dev": {"stages": [{"percent": 100, "min_units_per_arm": 0}]}},
+        "steps": [
+            {"environment": "dev"},
+            {"environment": "production", "soak": "1h", "approval": {"needs": [{"role": "a"}]}},
+        ],
+    }
+)
+
+
+@pytest.fixture(params=["node", "cluster"])
+async def client(
+    request: pytest.FixtureRequest, redis_namespace: str
+) -> AsyncIterator[RedisClient]:
+    url_fixture = "redis_url" if request.param == "node" else "redis_cluster_url"
+    url = request.getfixturevalue(url_fixture)
+    async with connect(RedisSettings(url=url)) as found:
+        yield found
+        await drop_keys(found, redis_namespace)
+
+
+async def test_a_run_is_saved_with_its_outbox_once_per_revision(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = PipelineRunStore(client, settings=RedisSettings(key_prefix=redis_namespace))
+    run, _ = begin(PIPELINE, run_id="run-1", flag="checkout", now=NOW, actor="ana", command_id="c1")
+    assert (await store.load("run-1")).run is None
+    await store.index("checkout", "run-1", 1)
+    message = OutboxMessage("rollout.decisions", "checkout", b"{}", "m1")
+    assert await store.save("run-1", 0, run, [message])
+    assert not await store.save("run-1", 0, run, [message])  # a stale revision: a conflict
+    loaded = await store.load("run-1")
+    assert loaded.rev == 1
+    assert loaded.run == run  # the pipeline, its plans, overrides and gates, read back whole
+    assert [m.id for m in await store.pending("run-1")] == ["m1"]
+    assert await store.published("run-1", ["m1"]) == 1
+    assert await store.pending("run-1") == []
+    await store.index("checkout", "run-2", 2)
+    assert await store.runs_of("checkout") == ["run-2", "run-1"]
+    assert await store.running() == {"run-1", "run-2"}
+    over = run.model_copy(update={"phase": RunPhase.COMPLETED})
+    assert await store.save("run-1", 1, over, [])
+    await store.finished("run-1")
+    assert await store.running() == {"run-2"}
