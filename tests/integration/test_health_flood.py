@@ -84,7 +84,10 @@ async def test_probes_answer_on_the_health_port_while_a_flood_holds_the_main_por
             await asyncio.wait_for(flood.full.wait(), 60)  # the main port is full
             # When the orchestrator probes all along
             answers = []
-            async with httpx.AsyncClient(timeout=5) as client:
+            # A new connection per probe, as the kubelet's: a kept-alive one could meet
+            # the header time-out while a loaded machine stalls this loop, and be closed
+            no_reuse = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=5, limits=no_reuse) as client:
                 for _ in range(PROBES):
                     for path in ("/healthz", "/readyz"):
                         answers.append((await client.get(f"{health}{path}")).status_code)
@@ -118,7 +121,10 @@ async def test_a_full_health_port_closes_its_oldest_connection_for_a_probe() -> 
         try:
             first_reader = idle[0][0]
             # When a probe connects, it is answered, and the oldest idle one is closed
-            async with httpx.AsyncClient(timeout=5) as client:
+            # A new connection per probe, as the kubelet's: a kept-alive one could meet
+            # the header time-out while a loaded machine stalls this loop, and be closed
+            no_reuse = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=5, limits=no_reuse) as client:
                 probed = await client.get(f"http://127.0.0.1:{server.port}/healthz")
                 metrics = await client.get(f"http://127.0.0.1:{server.port}/metrics")
             assert probed.status_code == 200
