@@ -50,7 +50,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import Window, around, progress
+from ingest import Window, around, progress  # beside this script
+
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from controller.core.common import JsonValue
+from controller.core.common import JsonObject, JsonValue
 from controller.core.machine.gate import evaluate
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.daemon.metrics import Metrics
@@ -148,7 +148,7 @@ def test_the_flag_limit_is_a_setting_with_a_bounded_default() -> None:
 
 def test_a_guardrail_on_a_named_conversion_has_its_own_series() -> None:
     metrics = Metrics()
-    tests = {
+    tests: JsonObject = {
         "conversion_rate": {"delta": 0.01, "regressed": False},
         "conversion_rate:checkout_completed": {"delta": -0.02, "regressed": True},
     }

@@ -10,6 +10,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, Conversions, FlagAggregates
+from tests.documents import as_read
 from tests.unit.core.machine.test_gate import LATE, T0, rollout
 
 CHECKOUT = Guardrail(metric="conversion_rate", conversion="checkout_completed")
@@ -54,7 +55,7 @@ def test_the_named_guardrail_regresses_alone_and_says_so() -> None:
     plan = named_plan(Guardrail(metric="conversion_rate"), CHECKOUT)
     verdict = evaluate(rollout(plan), data(treated(0.025), control(0.05)), LATE)
     assert verdict.kind is VerdictKind.ROLLBACK
-    evidence = verdict.evidence
+    evidence = as_read(verdict.evidence)
     assert evidence["breach"] == "conversion_rate:checkout_completed"
     assert verdict.reason.startswith("conversion rate of checkout_completed -2.5 pp")
     assert "(-50%)" in verdict.reason
@@ -72,18 +73,20 @@ def test_a_plan_naming_no_conversion_adds_no_named_counts() -> None:
     plan = named_plan(Guardrail(metric="conversion_rate"))
     verdict = evaluate(rollout(plan), data(treated(0.04), control(0.05)), LATE)
     assert verdict.kind is VerdictKind.ADVANCE
-    assert "named_conversions" not in verdict.evidence["arms"]["treatment"]
+    assert "named_conversions" not in as_read(verdict.evidence)["arms"]["treatment"]
 
 
 def test_conversions_of_names_past_the_cap_are_shown_beside_the_plan_s() -> None:
     verdict = evaluate(
         rollout(named_plan(CHECKOUT)), data(treated(0.05, other=7), control(0.05)), LATE
     )
-    assert verdict.evidence["arms"]["treatment"]["named_conversions"] == {
+    assert as_read(verdict.evidence)["arms"]["treatment"]["named_conversions"] == {
         "checkout_completed": 111,
         "~other": 7,
     }
-    assert verdict.evidence["arms"]["control"]["named_conversions"] == {"checkout_completed": 1000}
+    assert as_read(verdict.evidence)["arms"]["control"]["named_conversions"] == {
+        "checkout_completed": 1000
+    }
 
 
 def test_a_stage_waits_for_the_named_guardrail_s_own_events() -> None:
@@ -106,7 +109,7 @@ def test_a_stage_waits_for_the_named_guardrail_s_own_events() -> None:
     assert verdict.reason == (
         "conversion_value:checkout_completed not yet tested: 40 of 150 events in treatment"
     )
-    assert verdict.evidence["guardrails"]["conversion_value:checkout_completed"] == (
+    assert as_read(verdict.evidence)["guardrails"]["conversion_value:checkout_completed"] == (
         "insufficient data"
     )
-    assert isinstance(verdict.evidence["guardrails"]["conversion_value"], dict)
+    assert isinstance(as_read(verdict.evidence)["guardrails"]["conversion_value"], dict)

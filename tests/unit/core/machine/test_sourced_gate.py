@@ -21,6 +21,7 @@ from controller.core.metrics_source.readings import (
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from tests.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=31)
@@ -131,10 +132,10 @@ def test_a_healthy_reading_advances_on_prometheus_alone() -> None:
     r = rollout(plan(events_guardrail=False))
     got = verdict(r, reading(r))
     assert got.kind is VerdictKind.ADVANCE, got.reason
-    shown = got.evidence["sources"]["reads"]["error_rate"]
+    shown = as_read(got.evidence)["sources"]["reads"]["error_rate"]
     assert shown["arms"]["treatment"] == {"requests": 10_000, "errors": 200}
     assert 'v="{{arm}}"' not in shown["queries"]["count"]["treatment"]
-    assert got.evidence["guardrails"]["latency_p95"]["regressed"] is False
+    assert as_read(got.evidence)["guardrails"]["latency_p95"]["regressed"] is False
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_a_twin_that_regresses_is_rolled_back_naming_its_guardrail(
     r = rollout(plan())
     got = verdict(r, reading(r, errors=errors, p95=p95))
     assert got.kind is VerdictKind.ROLLBACK
-    assert got.evidence["breach"] == breach
+    assert as_read(got.evidence)["breach"] == breach
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_event_guardrails_still_roll_back_while_the_source_is_away() -> None:
     control = ArmAggregate(units=5000, exposures=5000, conversions=500)
     got = verdict(r, None, FlagAggregates("checkout", frozenset({1}), treatment, control))
     assert got.kind is VerdictKind.ROLLBACK
-    assert got.evidence["breach"] == "conversion_rate"
+    assert as_read(got.evidence)["breach"] == "conversion_rate"
 
 
 @pytest.mark.parametrize(
