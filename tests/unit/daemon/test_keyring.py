@@ -76,6 +76,8 @@ def registry(keys: dict[str, str | KeyRecord], book: RoleBook = BOOK) -> Registr
         (KeyRecord(public_key=A, roles=("dev",)), ("dev",)),
         (KeyRecord(public_key=A, roles=("dev", "approver")), ("dev", "approver")),
     ],
+    # The key is made anew in each process: ids that name it would differ between workers.
+    ids=["text", "record", "no-roles", "dev", "dev-approver"],
 )
 def test_a_key_holds_the_roles_its_record_names(
     record: str | KeyRecord, roles: tuple[str, ...]
