@@ -19,7 +19,7 @@ import asyncio
 import gzip
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,12 +41,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from controller.adapters.redis.aggregates import connect
-from controller.dev.broker import start_embedded_broker
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
-from tests.integration.test_http_intake import Gate
+from tests.integration.test_http_intake import Gate, gate  # noqa: F401 (the fixture)
 from tests.ofrep import flag_rollout, store
 from tests.otlp_exports import (
     Recorder,
@@ -416,21 +415,8 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
 
 
 @pytest.fixture
-def broker_gate(tmp_path: Path) -> Iterator[Gate]:
-    target = free_port()
-    gate = Gate(target)
-    gate.open()
-    _, broker = start_embedded_broker(tmp_path, port=target, advertised_port=gate.port)
-    try:
-        yield gate
-    finally:
-        gate.stop()
-        broker.stop()
-
-
-@pytest.fixture
-async def gated(broker_gate: Gate, redis_url: str, redis_namespace: str) -> Rig:
-    bootstrap = f"127.0.0.1:{broker_gate.port}"
+async def gated(gate: Gate, redis_url: str, redis_namespace: str) -> Rig:  # noqa: F811
+    bootstrap = f"127.0.0.1:{gate.port}"
     names = [f"otlp-{uuid.uuid4().hex[:8]}", f"otlp-dlq-{uuid.uuid4().hex[:8]}"]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -447,7 +433,9 @@ async def gated(broker_gate: Gate, redis_url: str, redis_namespace: str) -> Rig:
 
 
 async def test_the_broker_away_is_a_503_and_the_export_sent_again_counts_once(
-    gated: Rig, broker_gate: Gate, tmp_path: Path
+    gated: Rig,
+    gate: Gate,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     rig = gated
     await publish(rig, {FLAG: VERSION})
@@ -457,12 +445,12 @@ async def test_the_broker_away_is_a_503_and_the_export_sent_again_counts_once(
     reference = described(spans, dict.fromkeys(units, "treatment"))
     body = traces_proto(spans)
     async with serving(rig, tmp_path) as (client, _):
-        broker_gate.close()
+        gate.close()
         answer = await client.post("/v1/traces", content=body, headers=PROTOBUF)
         assert answer.status_code == 503, answer.content
         assert answer.headers["Retry-After"] == "2"
         assert answer.headers["Content-Type"] == "application/x-protobuf"
-        broker_gate.open()
+        gate.open()
 
         async def accepted() -> httpx.Response:
             again = await client.post("/v1/traces", content=body, headers=PROTOBUF)
