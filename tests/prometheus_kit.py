@@ -16,7 +16,8 @@ import asyncio
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,18 @@ async def serve_traffic(
             failed = rng.random() < errors(current, arm)
             app.serve(flag, arm, error=failed, latency_ms=latency(arm, rng))
         await asyncio.sleep(max(tick - (time.monotonic() - started), 0.0))
+
+
+@asynccontextmanager
+async def scraped_app(
+    directory: Path, binary: str
+) -> AsyncIterator[tuple[MetricsApp, PrometheusServer]]:
+    """An app and a real Prometheus scraping it every second (its files in ``directory``)."""
+    app = MetricsApp()
+    target = await app.start()
+    prometheus = PrometheusServer(directory, [target], binary=binary)
+    try:
+        yield app, await asyncio.to_thread(prometheus.start)
+    finally:
+        prometheus.kill()
+        await app.close()

@@ -28,6 +28,7 @@ from tests.prometheus_kit import (
     PrometheusServer,
     error_rate,
     latency_p95,
+    scraped_app,
     serve_traffic,
 )
 from tests.waiting import eventually
@@ -40,16 +41,8 @@ FLAG = "checkout.reset"
 async def scraped(
     prometheus_server_binary: str, tmp_path: Path
 ) -> AsyncIterator[tuple[MetricsApp, PrometheusServer]]:
-    app = MetricsApp()
-    target = await app.start()
-    prometheus = PrometheusServer(
-        tmp_path / "prometheus", [target], binary=prometheus_server_binary
-    )
-    try:
-        yield app, await asyncio.to_thread(prometheus.start)
-    finally:
-        prometheus.kill()
-        await app.close()
+    async with scraped_app(tmp_path / "prometheus", prometheus_server_binary) as both:
+        yield both
 
 
 def rollout(started: float) -> Rollout:

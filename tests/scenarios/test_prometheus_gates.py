@@ -21,6 +21,7 @@ from tests.prometheus_kit import (
     PrometheusServer,
     error_rate,
     latency_p95,
+    scraped_app,
     serve_traffic,
     steady,
 )
@@ -34,16 +35,8 @@ TOKEN = "prometheus-test-token"
 async def scraped(
     prometheus_server_binary: str, tmp_path: Path
 ) -> AsyncIterator[tuple[MetricsApp, PrometheusServer]]:
-    app = MetricsApp()
-    target = await app.start()
-    prometheus = PrometheusServer(
-        tmp_path / "prometheus", [target], binary=prometheus_server_binary
-    )
-    try:
-        yield app, await asyncio.to_thread(prometheus.start)
-    finally:
-        prometheus.kill()
-        await app.close()
+    async with scraped_app(tmp_path / "prometheus", prometheus_server_binary) as both:
+        yield both
 
 
 def plan(
