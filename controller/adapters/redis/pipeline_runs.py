@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from controller.adapters.redis.client import RedisClient, translated
+from controller.adapters.redis.rollouts import PUBLISHED_SCRIPT
 from controller.core.common import StoreError
 from controller.core.release import PipelineState
 from controller.ports import OutboxMessage, RunLoaded
@@ -38,22 +39,6 @@ for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return {1, rev}
 """
 
-# KEYS: outbox   ARGV: ids of entries the broker acknowledged (see rollouts.py's twin).
-_PUBLISHED = """
-local confirmed = {}
-for i = 1, #ARGV do confirmed[ARGV[i]] = true end
-local dropped = 0
-while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then break end
-  local ok, entry = pcall(cjson.decode, head)
-  if not ok or type(entry) ~= 'table' or not confirmed[tostring(entry['id'] or '')] then break end
-  redis.call('LPOP', KEYS[1])
-  dropped = dropped + 1
-end
-return dropped
-"""
-
 
 class PipelineRunStore:
     """Pipeline runs, each saved with compare-and-set together with its outbox."""
@@ -62,7 +47,7 @@ class PipelineRunStore:
         self._redis = client
         self._prefix = settings.key_prefix
         self._save = client.register_script(_SAVE)
-        self._published = client.register_script(_PUBLISHED)
+        self._published = client.register_script(PUBLISHED_SCRIPT)  # the rollouts' outbox drop
 
     def _key(self, run_id: str, part: str) -> str:
         return f"{{{self._prefix}:run:{run_id}}}:{part}"

@@ -105,7 +105,7 @@ QUARANTINE_KEEP = 100
 
 # KEYS: outbox   ARGV: ids of entries the broker acknowledged
 # Drops the head of the outbox while its id is one of them; returns how many it dropped.
-_PUBLISHED = """
+PUBLISHED_SCRIPT = """
 local confirmed = {}
 for i = 1, #ARGV do confirmed[ARGV[i]] = true end
 local dropped = 0
@@ -143,7 +143,7 @@ class RolloutStore:
         self._prefix = settings.key_prefix
         self._save = client.register_script(_SAVE)
         self._quarantine = client.register_script(_QUARANTINE)
-        self._published = client.register_script(_PUBLISHED)
+        self._published = client.register_script(PUBLISHED_SCRIPT)
         self._hold = client.register_script(_HOLD)
         self._end = client.register_script(_END)
         self._replicas = ReplicaWait(client, settings=settings)
