@@ -102,6 +102,13 @@ class Release:
         found: dict[str, Any] = answer.json()
         return found
 
+    async def no_run(self, flag: str) -> bool:
+        """Whether the flag has no pipeline run (the status route answers 404)."""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
+            answer = await http.get(f"/pipelines/{flag}")
+        assert answer.status_code in (200, 404), answer.text
+        return answer.status_code == 404
+
     async def ofrep(self, flag: str, environment: str, unit: str) -> dict[str, Any]:
         path = f"/env/{environment}/ofrep/v1/evaluate/flags/{flag}"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
