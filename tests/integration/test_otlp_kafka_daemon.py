@@ -23,6 +23,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
+from tests.integration.test_http import wait_status
 from tests.ofrep import flag_rollout
 from tests.ofrep import store as store_rollouts
 from tests.otlp_exports import Recorder
@@ -34,6 +35,7 @@ from tests.otlp_kafka import (
     reference,
     total,
 )
+from tests.services import free_port
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,6 +62,8 @@ class OtlpDaemon:
             "RC_OTLP__SPANS_TOPIC": topics["spans"],
             "RC_OTLP__LOGS_TOPIC": topics["logs"],
             "RC_OTLP__MAX_BATCH_RECORDS": "5",
+            "RC_HTTP__PORT": str(free_port()),
+            "RC_HTTP__HOST": "127.0.0.1",
         }
         self.ends = dict.fromkeys(range(PARTITIONS), 0)
 
@@ -168,6 +172,11 @@ async def test_kill_9_mid_stream_and_a_batch_sent_again_count_exactly(
         async with connect(otlp_daemon.redis) as client:
             reads, _ = otlp_daemon.stores(client)
             await assert_counts(reads, want)
+        # And /readyz names the OTLP partitions this instance ingests
+        port = otlp_daemon.env["RC_HTTP__PORT"]
+        ready = (await wait_status(f"http://127.0.0.1:{port}/readyz", 200)).json()
+        assert ready["otlp_spans_partitions"] == list(range(PARTITIONS)), ready
+        assert ready["otlp_logs_partitions"] == [0], ready
         assert daemon.terminate() == 0
     finally:
         daemon.kill()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -136,6 +136,9 @@ class Daemon:
     engine: Engine
     brokers: BrokerWatch
     """For ``/readyz``: a hung broker raises no error."""
+    side_ingests: dict[str, Ingest] = field(default_factory=dict)
+    """Ingests of other topics than the events one (the Collector's, #40), by role: added as
+    they start, so ``/readyz`` names them when they stall."""
 
 
 async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> RolloutSide:
@@ -269,6 +272,7 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         brokers=daemon.brokers,
         reads=reads,
         otlp_in=await _otlp_intake(run, daemon, events_in, reads),
+        side_ingests=daemon.side_ingests,
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))

@@ -101,6 +101,7 @@ async def _topic(
     """The ingest of one OTLP topic: its consumer started, its store, its loop."""
     settings = run.settings
     ingest = _ingest(run, role, topic, translator)
+    daemon.side_ingests[role] = ingest  # /readyz names it when it stalls
     consumer = EventConsumer(
         kafka=settings.kafka,
         topic=topic,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.adapters.app_access import AppAccess, KeyListRoute
@@ -64,6 +64,8 @@ class Parts:
     reads: ReadWorker | None = None
     brokers: BrokerWatch | None = None
     otlp_in: OtlpIntake | None = None
+    side_ingests: Mapping[str, Ingest] = field(default_factory=dict)
+    """Ingests of other topics (the Collector's), by role; their stalls make it not ready."""
 
 
 def http_server(settings: Settings, parts: Parts) -> HttpServer:
@@ -232,13 +234,15 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
     fenced, replaying what Redis lost), which stall readiness once they have
     waited ``ingest.stall_after_seconds``. Events partitions held for an operator's
     choice (their log lost what was counted: :mod:`controller.daemon.ingest.log_gaps`) make it
-    not ready at once.
+    not ready at once. The Collector's topics' ingests (``otlp.enabled``) are named with their
+    partitions too, and stall readiness as the events ingest does.
     """
     owned = {
         "partitions": parts.ingest.owned_partitions,
         "events_partitions": parts.ingest.owned_partition_ids,
         "events_partitions_waiting": parts.ingest.waiting_partition_ids,
         "commands_partitions": parts.control.owned_partitions(),
+        **{f"{role}_partitions": i.owned_partition_ids for role, i in parts.side_ingests.items()},
     }
     try:
         await parts.store.ping()
@@ -253,10 +257,21 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
         return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()
     limit = settings.engine.stall_after_seconds
-    stall = parts.ingest.stalled(now) or _loop_stalled(parts.engine, now, limit)
+    stall = (
+        parts.ingest.stalled(now)
+        or _side_stalled(parts.side_ingests, now)
+        or _loop_stalled(parts.engine, now, limit)
+    )
     if stall is not None:
         return False, {"reason": stall, **owned}
     return True, owned
+
+
+def _side_stalled(ingests: Mapping[str, Ingest], now: float) -> str | None:
+    for role, ingest in sorted(ingests.items()):
+        if (why := ingest.stalled(now)) is not None:
+            return f"{role} {why}"
+    return None
 
 
 def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
