@@ -47,6 +47,8 @@ class Permission(StrEnum):
     KILL = "kill"
     MANAGE_SEGMENTS = "manage_segments"
     MANAGE_KEYS = "manage_keys"
+    MANAGE_INGEST = "manage_ingest"
+    """Choose how held events partitions resume (``ingest`` commands)."""
 
 
 _OF_COMMAND = {

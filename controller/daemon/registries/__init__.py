@@ -5,7 +5,13 @@ And the flags as OpenTelemetry's evaluations are translated against them (:mod:`
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
 from controller.daemon.registries.flag_directory import FlagDirectory
-from controller.daemon.registries.keyring import KeyReloader, Keyring, Registry, registry_of
+from controller.daemon.registries.keyring import (
+    KeyReloader,
+    Keyring,
+    Registry,
+    registry_of,
+    shared_refusal,
+)
 from controller.daemon.registries.segments import SegmentService
 
 __all__ = [
@@ -17,4 +23,5 @@ __all__ = [
     "Registry",
     "SegmentService",
     "registry_of",
+    "shared_refusal",
 ]

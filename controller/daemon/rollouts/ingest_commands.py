@@ -1,7 +1,9 @@
 """Ingest commands: an operator's choice for held events partitions, recorded in Redis.
 
 The command intake hands each ``ingest`` command here, on whichever instance
-owns its commands partition. It is verified like every command, the choice is
+owns its commands partition. It is verified like every command (its key's roles
+must grant ``manage_ingest`` in every environment: the events topic serves them
+all), the choice is
 recorded on each held partition it names (every held one when it names none),
 and the decision is published on the decisions topic: applied with the
 partitions, or rejected with the reason. The owner of each partition applies
@@ -19,7 +21,8 @@ import structlog
 
 from controller.adapters.redis import GapStore
 from controller.core.machine import IngestCommand, log_gaps
-from controller.daemon.registries import Keyring
+from controller.core.release import Permission
+from controller.daemon.registries import Keyring, shared_refusal
 from controller.ports import Outputs
 
 log = structlog.get_logger("controller.daemon.rollouts.ingest_commands")
@@ -46,7 +49,7 @@ class IngestCommands:
         now = self._now()
         refused = log_gaps.refusal(
             command, raw, keys=self._keys, now=now, max_age_seconds=self._max_age
-        )
+        ) or shared_refusal(self._keys, command.key_id, Permission.MANAGE_INGEST)
         result: list[int] | str = refused if refused is not None else await self._choose(command)
         log.warning(
             "ingest_command",
