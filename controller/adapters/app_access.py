@@ -46,6 +46,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Max-Age": "600",
 }
 EXPOSED = "ETag, Retry-After"
+ADMITTED_KEY: web.RequestKey[AppKey] = web.RequestKey("app_key", AppKey)
+"""Where a guarded request keeps the app key it was admitted with (absent: none needed)."""
 
 
 class AppAccess:
@@ -84,6 +86,8 @@ class AppAccess:
                 self._count(scope, found.outcome)
                 response: web.StreamResponse = render(found)
             else:
+                if found.key is not None:
+                    request[ADMITTED_KEY] = found.key
                 response = await handler(request)
             if origin is not None and origin in self._policy.origins:
                 response.headers["Access-Control-Allow-Origin"] = origin
@@ -107,6 +111,12 @@ class AppAccess:
             return web.Response(status=204, headers=headers)
 
         return answer
+
+
+def key_of(request: web.Request) -> AppKey | None:
+    """The app key a guarded request was admitted with (None: the webhook token, or no key
+    where none is required)."""
+    return request.get(ADMITTED_KEY)
 
 
 def _same(given: str | None, expected: str) -> bool:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,10 +54,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, client_of, open_access
-from controller.core.common import ControllerError
+from controller.adapters.app_access import AppAccess, client_of, key_of, open_access
+from controller.core.common import ControllerError, environment_of
+from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.stats import RateLimiter
-from controller.core.trust import Refused, Scope
+from controller.core.trust import AppKey, Refused, Scope, bound_refusal
 from controller.core.wire import (
     MAX_NESTING,
     EventDecoder,
@@ -148,8 +149,12 @@ class EventIntakeRoutes:
         events_per_second: float,
         body_timeout_seconds: float,
         access: AppAccess | None = None,
+        default_environment: Callable[[], str] = lambda: DEFAULT_ENVIRONMENT,
     ) -> None:
+        """``default_environment``: the environment of a flag key that names none, against
+        which the events of an app key bound to one environment are checked."""
         self._sink, self._max_body, self._max_events = sink, max_body_bytes, max_events
+        self._default_environment = default_environment
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
         self._limiter = RateLimiter(
             events_per_second, max(events_per_second, max_events), clock=time.monotonic
@@ -195,7 +200,7 @@ class EventIntakeRoutes:
             refused = _Refused(429, "rate_limited", "over this client's event rate; retry later")
             refused.retry_after = math.ceil(wait)
             raise refused
-        events = self._validated(raws)
+        events = self._validated(raws, key_of(request))
         try:
             accepted = await self._sink.send(client, events)
         except BatchNotSent as exc:
@@ -210,17 +215,21 @@ class EventIntakeRoutes:
         self._sink.count("duplicate" if accepted.duplicate else "accepted", accepted.sent)
         return _json(_answer(accepted), status=202)
 
-    def _validated(self, raws: list[bytes]) -> list[tuple[InEvent, bytes]]:
-        """Every event decoded as ingest decodes it, or a 400 naming each refused index."""
+    def _validated(self, raws: list[bytes], key: AppKey | None) -> list[tuple[InEvent, bytes]]:
+        """Every event decoded as ingest decodes it, or a 400 naming each refused index (an
+        event of a flag in another environment than its key's too)."""
         events: list[tuple[InEvent, bytes]] = []
         errors: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
+        default = self._default_environment()
         for index, raw in enumerate(raws):
             found = self._decoder.decode(raw)
             if isinstance(found, Rejection):
                 errors.append(
                     {"index": index, "reason": found.reason.value, "detail": found.detail}
                 )
+            elif (wrong := bound_refusal(key, environment_of(found.flag, default))) is not None:
+                errors.append({"index": index, "reason": wrong.outcome, "detail": wrong.reason})
             elif (first := seen.setdefault(found.id, index)) != index:
                 detail = f"the id of event {first} again: an event is sent once"
                 errors.append({"index": index, "reason": "repeated_id", "detail": detail})

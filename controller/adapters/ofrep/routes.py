@@ -70,7 +70,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, client_of, open_access
+from controller.adapters.app_access import AppAccess, client_of, key_of, open_access
 from controller.adapters.ofrep.context import (
     OfrepFailure,
     checked_unit,
@@ -86,7 +86,7 @@ from controller.adapters.ofrep.snapshot import (
 from controller.core.common import scoped, split
 from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
-from controller.core.trust import Refused, Scope
+from controller.core.trust import Refused, Scope, bound_refusal, request_environment
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 
 ENVIRONMENT_PREFIX = "/env/{environment}"
@@ -110,7 +110,7 @@ class OfrepRoutes:
         segments: SegmentSource | None = None,
         requests_per_second: float | None = None,
         count_limited: Callable[[str], None] | None = None,
-        environments: Environments = SINGLE,
+        environments: Environments | Callable[[], Environments] = SINGLE,
     ) -> None:
         """``requests_per_second``: each client's evaluation requests a second (None: no
         limit); ``count_limited`` is told the route (``one``, ``bulk``) of each request
@@ -126,7 +126,7 @@ class OfrepRoutes:
             )
         )
         self._count_limited = count_limited or (lambda _route: None)
-        self._environments = environments
+        self._served = environments if callable(environments) else (lambda: environments)
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         routes = (
@@ -141,13 +141,24 @@ class OfrepRoutes:
                 router.add_route(method, prefix + path, guarded)
                 router.add_route("OPTIONS", prefix + path, preflight)
 
+    @property
+    def _environments(self) -> Environments:
+        """The environments served now (they reload with the operator keys on SIGHUP)."""
+        return self._served()
+
     def _environment(self, request: web.Request) -> str:
-        """The environment the request's path names (none: the default), or a 404."""
-        named = request.match_info.get("environment")
-        unknown = None if named is None else self._environments.unknown(named)
+        """The environment the request's path names, else its app key's, else the default;
+        a 404 for one not served, a 403 for one its key is not bound to."""
+        key = key_of(request)
+        named = request_environment(key, request.match_info.get("environment"))
+        environments = self._environments
+        unknown = None if named is None else environments.unknown(named)
         if unknown is not None:
             raise OfrepFailure(404, ErrorCode.GENERAL, unknown)
-        return self._environments.of(named)
+        environment = environments.of(named)
+        if (refused := bound_refusal(key, environment)) is not None:
+            raise OfrepFailure(403, ErrorCode.GENERAL, refused.reason)
+        return environment
 
     def _in(self, environment: str, key: str) -> str:
         return scoped(key, environment, self._environments.default)

@@ -52,7 +52,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from controller.adapters.app_access import AppAccess, Handler, client_of, open_access
+from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
 from controller.adapters.event_intake import BatchNotSent
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
@@ -61,6 +61,7 @@ from controller.adapters.otlp.proto import (
     traces_response,
 )
 from controller.core.common import BrokerError, ControllerError, StoreError
+from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.stats import RateLimiter
 from controller.core.telemetry import (
     WHOLE_BODY,
@@ -71,7 +72,7 @@ from controller.core.telemetry import (
     decode_logs_json,
     decode_traces_json,
 )
-from controller.core.trust import Refused, Scope
+from controller.core.trust import Refused, Scope, bound_refusal
 
 Signal = Literal["traces", "logs"]
 PROTOBUF = "application/x-protobuf"
@@ -145,8 +146,12 @@ class OtlpRoutes:
         body_timeout_seconds: float,
         bounds: Bounds,
         access: AppAccess | None = None,
+        default_environment: Callable[[], str] = lambda: DEFAULT_ENVIRONMENT,
     ) -> None:
+        """``default_environment``: the one environment telemetry counts for (its flag keys
+        name none), so an app key bound to another is refused."""
         self._sink, self._bounds = sink, bounds
+        self._default_environment = default_environment
         self._max_body, self._max_decoded = max_body_bytes, max(max_decoded_bytes, max_body_bytes)
         self._limiter = RateLimiter(
             items_per_second, max(items_per_second, bounds.max_items), clock=time.monotonic
@@ -196,6 +201,10 @@ class OtlpRoutes:
         return handle
 
     async def _accept(self, request: web.Request, signal: _Signal, *, json: bool) -> web.Response:
+        default = self._default_environment()
+        if (wrong := bound_refusal(key_of(request), default)) is not None:
+            reason = f"{wrong.reason}: telemetry counts for the default environment ({default})"
+            raise _Refusal(403, wrong.outcome, reason)
         if request.content_type not in (PROTOBUF, JSON):
             given = request.content_type[:100]
             reason = f"the body must be {PROTOBUF} or {JSON}, not {given!r}"

@@ -11,8 +11,10 @@ from controller.core.trust.app_keys import (
     Scope,
     access,
     bearer,
+    bound_refusal,
     digest,
     preflight,
+    request_environment,
 )
 from controller.core.trust.signing import StateSigner, StateVerifier
 
@@ -29,7 +31,9 @@ __all__ = [
     "access",
     "app_keys",
     "bearer",
+    "bound_refusal",
     "digest",
     "preflight",
+    "request_environment",
     "signing",
 ]

@@ -28,7 +28,15 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp, as_datetime
+from controller.core.common import (
+    Actor,
+    EnvironmentName,
+    MessageId,
+    Reason,
+    SchemaVersion,
+    Timestamp,
+    as_datetime,
+)
 from controller.core.trust import signing
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -80,6 +88,11 @@ class AppKeyCommand(BaseModel):
         description="`create`: a client (browser) key: evaluate and events, and usable "
         "from the origins in `http.cors_origins`.",
     )
+    environment: EnvironmentName | None = Field(
+        default=None,
+        description="`create`: the one environment the key serves (OFREP answers from it, "
+        "events must be its flags'); none: every environment.",
+    )
     secret_sha256: Sha256Hex | None = Field(
         default=None,
         description="`create`: SHA-256 of the secret, lower-case hex; the secret itself "
@@ -105,6 +118,8 @@ class AppKey(BaseModel):
     name: AppKeyName
     scopes: frozenset[Scope]
     client: bool = False
+    environment: EnvironmentName | None = None
+    """The one environment the key serves; None: every one."""
     secret_sha256: Sha256Hex
     created_ms: int
     created_by: Actor
@@ -187,6 +202,7 @@ def _created(book: Mapping[str, AppKey], command: AppKeyCommand, now_ms: int) ->
         name=name,
         scopes=scopes,
         client=command.client,
+        environment=command.environment,
         secret_sha256=hashed,
         created_ms=now_ms,
         created_by=command.actor,
@@ -344,3 +360,25 @@ def parsed(value: bytes) -> tuple[AppKeyCommand, dict[str, Any]] | None:
     if not isinstance(raw, dict) or raw.get("type") != "app_key":
         return None
     return AppKeyCommand.model_validate(raw), raw
+
+
+# -- where a key may act -------------------------------------------------------------------
+
+
+def request_environment(key: AppKey | None, named: str | None) -> str | None:
+    """The environment a request acts in: the one its path names, else its key's (a key
+    bound to one environment serves it by default), else None (the controller's default)."""
+    if named is not None:
+        return named
+    return None if key is None else key.environment
+
+
+def bound_refusal(key: AppKey | None, environment: str) -> Refused | None:
+    """Why ``key`` may not act in ``environment`` (it is bound to another one), or None."""
+    if key is None or key.environment is None or key.environment == environment:
+        return None
+    reason = (
+        f"app key {key.name} ({key.id}) serves the {key.environment} environment only,"
+        f" not {environment}"
+    )
+    return Refused(403, "wrong_environment", reason)

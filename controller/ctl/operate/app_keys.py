@@ -68,7 +68,9 @@ def outcome_line(decision: Decision, target: str) -> str:
         return views.outcome_line(decision, what=what)
     kind = "client key" if key.get("client") else "server key"
     scopes = ", ".join(key.get("scopes", []))
-    return views.outcome_line(decision, what=what, result=f"id {key.get('id')}, {kind}: {scopes}")
+    where = f", in {key['environment']} only" if key.get("environment") else ""
+    result = f"id {key.get('id')}, {kind}: {scopes}{where}"
+    return views.outcome_line(decision, what=what, result=result)
 
 
 def command_of(
@@ -81,6 +83,7 @@ def command_of(
     secret: str | None = None,
     scopes: list[str] | None = None,
     client: bool = False,
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """An unsigned app-key command, validated against the contract."""
     command: dict[str, Any] = {
@@ -101,6 +104,8 @@ def command_of(
             "client": client,
             "secret_sha256": digest(secret),
         }
+        if environment is not None:
+            command["environment"] = environment
     try:
         AppKeyCommand.model_validate(command)
     except ValidationError as exc:
@@ -123,6 +128,7 @@ def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
         secret=secret,
         scopes=getattr(args, "scope", None),
         client=getattr(args, "client", False),
+        environment=getattr(args, "environment", None),
     )
     command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
     return command
@@ -135,11 +141,15 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"keys": keys})
         return 0
-    print(f"{'NAME':<24} {'ID':<16} {'SCOPES':<16} {'KIND':<6} {'CREATED':<20} REVOKED")
+    print(
+        f"{'NAME':<24} {'ID':<16} {'SCOPES':<16} {'KIND':<6} {'ENVIRONMENT':<12} "
+        f"{'CREATED':<20} REVOKED"
+    )
     for key in keys:
         print(
             f"{key['name']:<24} {key['id']:<16} {','.join(key['scopes']):<16} "
             f"{'client' if key.get('client') else 'server':<6} "
+            f"{key.get('environment') or '*':<12} "
             f"{_when(key.get('created_ms')):<20} {_when(key.get('revoked_ms')) or '-'}"
         )
     return 0

@@ -136,6 +136,12 @@ def add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="a client (browser, phone) key: evaluate and events only, accepted from the "
         "origins in http.cors_origins",
     )
+    create.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="bind the key to one environment: OFREP answers from it and its events must "
+        "be its flags' (default: every environment)",
+    )
     revoke = verbs.add_parser(
         "revoke", parents=signed, help="revoke a key", description="Revoke an app key now."
     )

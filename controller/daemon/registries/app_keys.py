@@ -62,6 +62,9 @@ class AppKeyCommands:
         refused = app_keys.refusal(
             command, raw, keys=self._keys, now=now, max_age_seconds=self._max_age
         ) or shared_refusal(self._keys, command.key_id, Permission.MANAGE_KEYS)
+        if refused is None and command.environment is not None:
+            unknown = self._keys.environments.unknown(command.environment)
+            refused = None if unknown is None else f"environment: {unknown}"
         if refused is not None:
             log.warning("app_key_command_rejected", id=command.id, reason=refused)
             await self._publish(

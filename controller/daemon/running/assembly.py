@@ -134,11 +134,8 @@ class Daemon:
     kafka: KafkaClients
     rollouts: RolloutSide
     engine: Engine
-    brokers: BrokerWatch
-    """For ``/readyz``: a hung broker raises no error."""
-    side_ingests: dict[str, Ingest] = field(default_factory=dict)
-    """Ingests of other topics than the events one (the Collector's, #40), by role: added as
-    they start, so ``/readyz`` names them when they stall."""
+    brokers: BrokerWatch  # for /readyz: a hung broker raises no error
+    side_ingests: dict[str, Ingest] = field(default_factory=dict)  # the Collector's, for /readyz
 
 
 async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> RolloutSide:

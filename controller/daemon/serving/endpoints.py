@@ -128,7 +128,7 @@ def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepR
         requests_per_second=settings.http.ofrep_requests_per_second,
         count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
         segments=None if parts.segments is None else parts.segments.reads().held,
-        environments=parts.engine.keys.environments,
+        environments=lambda: parts.engine.keys.environments,  # reloaded on SIGHUP
     )
 
 
@@ -142,6 +142,7 @@ def _event_routes(settings: Settings, parts: Parts, access: AppAccess) -> EventI
         events_per_second=settings.http.intake_events_per_second,
         body_timeout_seconds=settings.http.body_timeout_seconds,
         access=access,
+        default_environment=lambda: parts.engine.keys.environments.default,
     )
 
 
@@ -159,6 +160,7 @@ def _otlp_routes(settings: Settings, parts: Parts, access: AppAccess) -> OtlpRou
         body_timeout_seconds=http.body_timeout_seconds,
         bounds=otlp_bounds(http),
         access=access,
+        default_environment=lambda: parts.engine.keys.environments.default,
     )
 
 
