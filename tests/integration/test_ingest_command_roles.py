@@ -50,7 +50,8 @@ async def test_an_ingest_command_needs_manage_ingest_everywhere(
     settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
     async with connect(settings) as client:
         commands = IngestCommands(
-            store=GapStore(client, settings=settings, topic="events"),
+            stores={"events": GapStore(client, settings=settings, topic="events")},
+            events_topic="events",
             outputs=outputs,
             keys=keys,
             decisions_topic="decisions",

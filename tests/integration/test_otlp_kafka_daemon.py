@@ -16,11 +16,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.keys import source_meta_key
+from controller.core.trust import signing
+from controller.ctl.operate.ingest import command_of as ingest_command
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.integration.test_http import wait_status
@@ -79,6 +84,15 @@ class OtlpDaemon:
                 self.ends[partition] = max(self.ends[partition], written.offset + 1)
                 if pace and index % 10 == 9:
                     await asyncio.sleep(pace)
+        finally:
+            await producer.stop()
+
+    async def send_command(self, value: bytes) -> None:
+        """Put an operator's signed command on the commands topic."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.env["RC_TOPICS__COMMANDS"], value, key=b"ingest")
         finally:
             await producer.stop()
 
@@ -182,3 +196,59 @@ async def test_kill_9_mid_stream_and_a_batch_sent_again_count_exactly(
         daemon.kill()
     progress = [line for line in daemon.log_text().splitlines() if "ingest_progress" in line]
     assert any('"otlp_spans"' in line for line in progress), progress[-3:]
+
+
+async def test_an_otlp_partition_whose_log_lost_what_was_counted_is_held_until_reread(
+    otlp_daemon: OtlpDaemon, tmp_path: Path
+) -> None:
+    # Given partition 0 of the spans topic stored as read up to offset 1,000, which its log
+    # (a broker that came back empty) does not hold
+    private, public = signing.generate_key()
+    otlp_daemon.env["RC_ENGINE__OPERATOR_KEYS"] = orjson.dumps({"ops": public}).decode()
+    async with connect(otlp_daemon.redis) as client:
+        meta = source_meta_key(
+            otlp_daemon.redis.key_prefix, otlp_daemon.env["RC_TOPICS__EVENTS"], otlp_daemon.topic, 0
+        )
+        await client.hset(meta, mapping={"epoch": 0, "offset": 1000})
+    recorder = Recorder()
+    evaluated_requests(recorder, 600, flags=list(FLAGS), version=4, seed=7)
+    spans = recorder.spans()
+    values = exports(spans, 20)
+    daemon = ControllerProcess(env=otlp_daemon.env, log_path=tmp_path / "controller.log")
+    daemon.start()
+    try:
+        # When the Collector writes records to it
+        await otlp_daemon.produce(values, [0])
+        # Then the partition is held: /readyz says so and names the command, nothing is counted
+        port = otlp_daemon.env["RC_HTTP__PORT"]
+
+        async def held() -> str:
+            async with httpx.AsyncClient(timeout=5) as http:
+                try:
+                    answer = await http.get(f"http://127.0.0.1:{port}/readyz")
+                except httpx.TransportError as exc:
+                    raise AssertionError(f"not listening yet: {exc}") from exc
+            reason: str = answer.json().get("reason", "")
+            assert answer.status_code == 503, answer.text
+            assert f"{otlp_daemon.topic} events partitions [0] held" in reason, reason
+            return reason
+
+        reason = await eventually(held, timeout=60, what="the partition held")
+        assert f"accept-gap --topic {otlp_daemon.topic}" in reason, reason
+        daemon.wait_for_log("events_partition_held")
+        assert await otlp_daemon.counted() == 0
+        # When an operator chooses to read it again from its start
+        command = ingest_command(
+            "reread", partitions=[0], actor="ops", key_id="ops", topic=otlp_daemon.topic
+        )
+        command["sig"] = signing.sign(command, private)
+        await otlp_daemon.send_command(orjson.dumps(command))
+        # Then every record is counted once, and the controller is ready again
+        await otlp_daemon.caught_up(daemon)
+        async with connect(otlp_daemon.redis) as client:
+            reads, _ = otlp_daemon.stores(client)
+            await assert_counts(reads, reference(spans, FLAGS))
+        await wait_status(f"http://127.0.0.1:{port}/readyz", 200)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()

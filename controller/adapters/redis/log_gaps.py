@@ -6,6 +6,11 @@ Keys (``P`` the key prefix, ``T`` the events topic, ``n`` a partition)::
     P:held:T            set: the partitions held (any instance's)
     P:topic:T           hash: partitions (the topic's partition count last seen)
 
+A topic read beside the events topic (``S``, the Collector's, whose offsets live
+in the slot of the events topic's sources: :func:`.keys.source_meta_key`) keeps
+its gaps beside its meta hash, ``{P:T:-1}:src:S:m:gap``, and ``P:held:S`` and
+``P:topic:S``.
+
 The gap hash shares its partition's hash tag with the ``meta`` hash of
 :mod:`.aggregates`, so the resume is one script on one slot: it checks the
 owner's fencing epoch, sets the stored offset where the operator's choice
@@ -16,7 +21,7 @@ resumes and forgets the gap, atomically. Every instance can record a choice
 from __future__ import annotations
 
 from controller.adapters.redis.client import RedisClient, translated
-from controller.adapters.redis.keys import partition_tag
+from controller.adapters.redis.keys import partition_tag, source_meta_key
 from controller.core.machine import CHOICES, Choice, LogGap
 from controller.settings import RedisSettings
 
@@ -34,31 +39,45 @@ return 1
 
 
 class GapStore:
-    """The held partitions of one events topic, in Redis."""
+    """The held partitions of one topic read (the events topic, or ``source``), in Redis."""
 
-    def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        settings: RedisSettings,
+        topic: str,
+        source: str | None = None,
+    ) -> None:
+        """``topic``: the events topic; ``source``: another topic read beside it, whose
+        offsets :class:`.aggregates.RedisAggregateStore` keeps with that ``source``."""
         self._redis = client
-        self._prefix, self._topic = settings.key_prefix, topic
+        self._prefix, self._topic, self._source = settings.key_prefix, topic, source
         self._resume = client.register_script(_RESUME)
         self._choose = client.register_script(_CHOOSE)
 
-    def _tag(self, partition: int) -> str:
-        return partition_tag(self._prefix, self._topic, partition)
+    def _meta(self, partition: int) -> str:
+        if self._source is None:
+            return f"{partition_tag(self._prefix, self._topic, partition)}:meta"
+        return source_meta_key(self._prefix, self._topic, self._source, partition)
+
+    def _gap(self, partition: int) -> str:
+        return self._meta(partition).removesuffix(":meta") + ":gap"
 
     @property
     def _held_key(self) -> str:
-        return f"{self._prefix}:held:{self._topic}"
+        return f"{self._prefix}:held:{self._source or self._topic}"
 
     @property
     def _topic_key(self) -> str:
-        return f"{self._prefix}:topic:{self._topic}"
+        return f"{self._prefix}:topic:{self._source or self._topic}"
 
     async def record(self, gap: LogGap) -> None:
         """Hold ``gap``'s partition; a choice already made for it is kept."""
         stored = -1 if gap.stored is None else gap.stored
         fields = {"stored": stored, "beginning": gap.beginning, "end": gap.end, "why": gap.why}
         async with translated():
-            await self._redis.hset(f"{self._tag(gap.partition)}:gap", mapping=fields)  # type: ignore[arg-type]
+            await self._redis.hset(self._gap(gap.partition), mapping=fields)  # type: ignore[arg-type]
             await self._redis.sadd(self._held_key, gap.partition)
 
     async def held(self) -> set[int]:
@@ -66,7 +85,7 @@ class GapStore:
         async with translated():
             members = await self._redis.smembers(self._held_key)
             found = sorted(int(m) for m in members)
-            alive = [await self._redis.exists(f"{self._tag(p)}:gap") for p in found]
+            alive = [await self._redis.exists(self._gap(p)) for p in found]
         return {p for p, there in zip(found, alive, strict=True) if there}
 
     async def choose(self, partitions: list[int], choice: Choice, command_id: str) -> list[int]:
@@ -74,7 +93,7 @@ class GapStore:
         done = []
         async with translated():
             for p in partitions:
-                keys = [f"{self._tag(p)}:gap"]
+                keys = [self._gap(p)]
                 if int(await self._choose(keys=keys, args=[choice, command_id])):
                     done.append(p)
         return done
@@ -82,7 +101,7 @@ class GapStore:
     async def choice(self, partition: int) -> tuple[Choice, int] | None:
         """The operator's choice for ``partition`` and the log end when its gap was found."""
         async with translated():
-            choice, end = await self._redis.hmget(f"{self._tag(partition)}:gap", "choice", "end")
+            choice, end = await self._redis.hmget(self._gap(partition), "choice", "end")
         text = choice.decode() if isinstance(choice, bytes) else choice
         for known in CHOICES:
             if text == known and end is not None:
@@ -92,9 +111,9 @@ class GapStore:
     async def resume(self, partition: int, *, epoch: int, offset: int) -> bool:
         """Store ``offset`` as where ``partition`` resumes and forget its gap, atomically,
         if ``epoch`` is still the partition's; False when another owner claimed it."""
-        tag = self._tag(partition)
+        keys = [self._meta(partition), self._gap(partition)]
         async with translated():
-            done = int(await self._resume(keys=[f"{tag}:meta", f"{tag}:gap"], args=[epoch, offset]))
+            done = int(await self._resume(keys=keys, args=[epoch, offset]))
             if done:
                 await self._redis.srem(self._held_key, partition)
         return bool(done)

@@ -82,14 +82,17 @@ class LogGap:
             )
         return "; ".join(reasons) or "no gap"
 
-    def alert(self, topic: str) -> RaiseAlert:
-        """The critical alert that tells operators the partition is held, and what to do."""
+    def alert(self, topic: str, *, beside: bool = False) -> RaiseAlert:
+        """The critical alert that tells operators the partition is held, and what to do;
+        ``beside``: the topic is read beside the events topic, so the commands name it."""
+        named = f" --topic {topic}" if beside else ""
         summary = (
             f"events partition {self.partition} of {topic} is held: {self.why}. The broker"
             " lost data or the topic was created again; nothing is read from it until an"
-            " operator chooses: `rolloutctl ingest reread` (the topic is new: count it from"
-            " its earliest offset) or `rolloutctl ingest accept-gap` (the log was cut short:"
-            " count from where it ended). docs/architecture.md, 'A broker that lost its data'."
+            f" operator chooses: `rolloutctl ingest reread{named}` (the topic is new: count it"
+            f" from its earliest offset) or `rolloutctl ingest accept-gap{named}` (the log was"
+            " cut short: count from where it ended). docs/architecture.md, 'A broker that lost"
+            " its data'."
         )
         return RaiseAlert(ALERT_KIND, "critical", summary, self.details())
 
@@ -151,6 +154,11 @@ class IngestCommand(BaseModel):
         default_factory=list,
         max_length=MAX_PARTITIONS,
         description="The held events partitions it applies to; empty: every held one.",
+    )
+    topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")] | None = Field(
+        default=None,
+        description="The topic whose held partitions it applies to: the events topic when "
+        "none; the Collector's topics (`otlp.spans_topic`, `otlp.logs_topic`) are held alike.",
     )
     actor: Actor = Field(description="Who issued the command.")
     reason: Reason = ""

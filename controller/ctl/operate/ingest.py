@@ -59,6 +59,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="a held partition (repeat; default: every held one)",
         )
         sub.add_argument(
+            "--topic",
+            metavar="NAME",
+            help="the topic whose partitions are held, when it is the Collector's "
+            "(otlp.spans_topic, otlp.logs_topic); default: the events topic",
+        )
+        sub.add_argument(
             "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
         )
 
@@ -81,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def command_of(
-    choice: str, *, partitions: list[int], actor: str, key_id: str, reason: str = ""
+    choice: str,
+    *,
+    partitions: list[int],
+    actor: str,
+    key_id: str,
+    reason: str = "",
+    topic: str | None = None,
 ) -> dict[str, Any]:
     """An unsigned ingest command, validated against the contract."""
     command: dict[str, Any] = {
@@ -95,6 +107,8 @@ def command_of(
         "reason": reason,
         "key_id": key_id,
     }
+    if topic is not None:
+        command["topic"] = topic
     try:
         IngestCommand.model_validate(command)
     except ValidationError as exc:
@@ -112,6 +126,7 @@ def _signed(args: argparse.Namespace) -> dict[str, Any]:
         actor=actor_of(args.actor),
         key_id=key_id,
         reason=args.reason,
+        topic=args.topic,
     )
     command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
     return command

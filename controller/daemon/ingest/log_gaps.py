@@ -38,8 +38,12 @@ class LogGaps:
         store: HeldPartitions,
         topic: str,
         alarm: Callable[[RaiseAlert], None] | None = None,
+        beside: bool = False,
     ) -> None:
+        """``beside``: the topic is read beside the events topic (the Collector's), so an
+        operator's command names it (``--topic``)."""
         self._store, self._topic, self._alarm = store, topic, alarm
+        self._beside = beside
         self.gaps: dict[int, LogGap] = {}
 
     async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
@@ -100,7 +104,7 @@ class LogGaps:
         if first:
             log.error("events_partition_held", partition=gap.partition, why=gap.why)
             if self._alarm is not None:
-                self._alarm(gap.alert(self._topic))
+                self._alarm(gap.alert(self._topic, beside=self._beside))
 
     def forget(self, partitions: list[int]) -> None:
         """Revoked: the new owner finds the gaps again."""
@@ -142,7 +146,8 @@ class LogGaps:
         if not self.gaps:
             return None
         each = "; ".join(f"p{p}: {g.why}" for p, g in sorted(self.gaps.items()))
+        which, flag = (f"{self._topic} ", f" --topic {self._topic}") if self._beside else ("", "")
         return (
-            f"events partitions {sorted(self.gaps)} held until an operator chooses "
-            f"(rolloutctl ingest reread | accept-gap): {each}"
+            f"{which}events partitions {sorted(self.gaps)} held until an operator chooses "
+            f"(rolloutctl ingest reread | accept-gap{flag}): {each}"
         )

@@ -17,7 +17,7 @@ hands each the ones it uses; :class:`Engine` runs the two loops together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -154,7 +154,7 @@ def build_engine(
     retry_policy: RetrySettings = DEFAULT_RETRY,
     segments: SegmentService | None = None,
     app_key_store: AppKeyStore | None = None,
-    held_partitions: GapStore | None = None,
+    held_partitions: Mapping[str, GapStore] | None = None,
     team_windows: tuple[Window, ...] = (),
     pipeline_runs: PipelineRuns | None = None,
     sources: SourceReadings | None = None,
@@ -284,7 +284,7 @@ def _signed_commands(
     keys: Keyring,
     segments: SegmentService | None,
     app_keys: AppKeyStore | None,
-    held_partitions: GapStore | None,
+    held_partitions: Mapping[str, GapStore] | None,
     *,
     pipelines: Pipelines | None = None,
 ) -> _SignedCommands:
@@ -326,9 +326,12 @@ def _app_key_commands(shared: _Shared, store: AppKeyStore, keys: Keyring) -> App
     )
 
 
-def _ingest_commands(shared: _Shared, store: GapStore, keys: Keyring) -> IngestCommands:
+def _ingest_commands(
+    shared: _Shared, stores: Mapping[str, GapStore], keys: Keyring
+) -> IngestCommands:
     return IngestCommands(
-        store=store,
+        stores=stores,
+        events_topic=shared.topics.events,
         outputs=shared.outputs,
         keys=keys,
         decisions_topic=shared.topics.decisions,

@@ -12,7 +12,7 @@ the choice within a moment (:mod:`controller.daemon.ingest.log_gaps`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,14 +34,17 @@ class IngestCommands:
     def __init__(
         self,
         *,
-        store: GapStore,
+        stores: Mapping[str, GapStore],
+        events_topic: str,
         outputs: Outputs,
         keys: Keyring,
         decisions_topic: str,
         max_age_seconds: float,
         clock: Callable[[], datetime],
     ) -> None:
-        self._store, self._outputs, self._keys = store, outputs, keys
+        """``stores``: where each topic read keeps its held partitions, by topic name."""
+        self._stores, self._events = stores, events_topic
+        self._outputs, self._keys = outputs, keys
         self._topic, self._max_age, self._now = decisions_topic, max_age_seconds, clock
 
     async def apply(self, command: IngestCommand, raw: dict[str, Any]) -> None:
@@ -62,8 +65,12 @@ class IngestCommands:
         await self._outputs.publish([(self._topic, log_gaps.AUDIT_FLAG, orjson.dumps(decision))])
 
     async def _choose(self, command: IngestCommand) -> list[int] | str:
-        wanted = log_gaps.chosen(command, await self._store.held())
+        topic = command.topic or self._events
+        store = self._stores.get(topic)
+        if store is None:
+            return f"topic: {topic!r} is not read here (read: {', '.join(sorted(self._stores))})"
+        wanted = log_gaps.chosen(command, await store.held())
         if isinstance(wanted, str):
             return wanted
-        done = await self._store.choose(wanted, command.action, command.id)
+        done = await store.choose(wanted, command.action, command.id)
         return done or "no events partition is held"

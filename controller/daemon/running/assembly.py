@@ -106,8 +106,8 @@ class RedisSide:
     client: RedisClient
     store: RedisAggregateStore
     ingest: Ingest
-    held: GapStore
-    """Where ingest holds partitions whose log lost what was counted (#37)."""
+    held: dict[str, GapStore]
+    """Where each topic's ingest holds partitions whose log lost what was counted (#37)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import structlog
 
 from controller.adapters.kafka import EventConsumer, ensure_topics
 from controller.adapters.otlp import decode_logs_proto, decode_traces_flat
-from controller.adapters.redis import IdWindow, RedisAggregateStore
+from controller.adapters.redis import GapStore, IdWindow, RedisAggregateStore
 from controller.core.common import ControllerError
 from controller.core.rollouts import Rollout
 from controller.core.telemetry import (
@@ -36,7 +36,7 @@ from controller.core.telemetry import (
     decode_logs_json,
     decode_traces_json,
 )
-from controller.daemon.ingest import DecodeLogs, DecodeSpans, Ingest, OtlpFolder
+from controller.daemon.ingest import DecodeLogs, DecodeSpans, Ingest, LogGaps, OtlpFolder
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.running.supervisor import Service
@@ -100,7 +100,7 @@ async def _topic(
 ) -> Service:
     """The ingest of one OTLP topic: its consumer started, its store, its loop."""
     settings = run.settings
-    ingest = _ingest(run, role, topic, translator)
+    ingest = _ingest(run, role, topic, translator, daemon.redis.held[topic])
     daemon.side_ingests[role] = ingest  # /readyz names it when it stalls
     consumer = EventConsumer(
         kafka=settings.kafka,
@@ -121,7 +121,7 @@ async def _topic(
     return ingest.run(source=source, store=store, dead_letters=dead_letters), ingest.stop
 
 
-def _ingest(run: Run, role: str, topic: str, translator: Translator) -> Ingest:
+def _ingest(run: Run, role: str, topic: str, translator: Translator, held: GapStore) -> Ingest:
     settings = run.settings
     otlp = settings.otlp
     json = otlp.encoding_of(topic) == "otlp_json"
@@ -145,6 +145,7 @@ def _ingest(run: Run, role: str, topic: str, translator: Translator) -> Ingest:
         retry=settings.retry,
         folder=folder,
         role=role,
+        gaps=LogGaps(store=held, topic=topic, alarm=run.alarms, beside=True),
     )
 
 

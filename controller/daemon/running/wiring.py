@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 
 import structlog
 
-from controller.adapters.redis import GapStore, IdWindow, RedisAggregateStore, RedisClient, connect
+from controller.adapters.redis import GapStore, IdWindow, RedisAggregateStore, connect
 from controller.daemon.ingest import Ingest, LogGaps
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, load_signer
@@ -118,10 +118,23 @@ async def _connect_redis(run: Run) -> RedisSide:
         topic=settings.topics.events,
         dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
     )
-    ingest, held = _ingest(settings, client, run.metrics, run.alarms)
+    events = settings.topics.events
+    held = {
+        topic: GapStore(
+            client, settings=settings.redis, topic=events, source=None if topic == events else topic
+        )
+        for topic in _read(settings)
+    }
+    ingest = _ingest(settings, held[events], run.metrics, run.alarms)
     run.startup.waiting_for(redis_of(settings))
     await wait_for_redis(store, Retry(run.stop, settings.retry))
     return RedisSide(client, store, ingest, held)
+
+
+def _read(settings: Settings) -> list[str]:
+    """The topics ingested: the events topic, and the Collector's when ``otlp.enabled``."""
+    otlp = settings.otlp
+    return [settings.topics.events, *((otlp.spans_topic, otlp.logs_topic) if otlp.enabled else ())]
 
 
 async def _connect_kafka(run: Run, ingest: Ingest, ownership: Ownership) -> KafkaClients:
@@ -135,18 +148,15 @@ async def _connect_kafka(run: Run, ingest: Ingest, ownership: Ownership) -> Kafk
     return kafka
 
 
-def _ingest(
-    settings: Settings, client: RedisClient, metrics: Metrics, alarms: Alarms
-) -> tuple[Ingest, GapStore]:
-    """The ingest loop, and where it holds partitions whose log lost what was counted (#37)."""
-    held = GapStore(client, settings=settings.redis, topic=settings.topics.events)
+def _ingest(settings: Settings, held: GapStore, metrics: Metrics, alarms: Alarms) -> Ingest:
+    """The ingest loop, holding partitions whose log lost what was counted in ``held`` (#37)."""
     return Ingest(
         settings=settings.ingest,
         metrics=metrics,
         alarm=alarms,
         retry=settings.retry,
         gaps=LogGaps(store=held, topic=settings.topics.events, alarm=alarms),
-    ), held
+    )
 
 
 def _tune_garbage_collector() -> None:

@@ -252,7 +252,9 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
         return False, {"reason": redis_of(settings).down(str(exc)), **owned}
     if parts.brokers is not None and (silent := parts.brokers.silent()) is not None:
         return False, {"reason": silent, **owned}
-    held = parts.ingest.held()
+    held = parts.ingest.held() or next(
+        (why for i in parts.side_ingests.values() if (why := i.held()) is not None), None
+    )
     if held is not None:
         return False, {"reason": held, **owned}
     if parts.ingest.owned_partitions == 0:
