@@ -246,6 +246,18 @@ class Scenario:
         value = command if isinstance(command, bytes) else encode_command(command)
         await self._producer.send_and_wait(self.topics["commands"], key=flag.encode(), value=value)
 
+    async def decided(
+        self, command: dict[str, Any], *, flag: str, what: str, timeout: float = 30
+    ) -> dict[str, Any]:
+        """Send ``command`` and return the decision on it, once published."""
+        await self.send(command, flag=flag)
+        found: dict[str, Any] = await self.until(
+            lambda: self.observed.decision_where(command_id=command["id"]),
+            timeout=timeout,
+            what=what,
+        )
+        return found
+
     async def start(self, flag: str, plan: Plan) -> dict[str, Any]:
         command = self.command("start", flag, plan=plan)
         await self.send(command, flag=flag)

@@ -51,12 +51,8 @@ async def test_a_key_bound_to_dev_evaluates_and_sends_in_dev_only(scenario: Scen
         environment="dev",
         plan=manual_plan(),
     )
-    await scenario.send(start, flag=FLAG)
-    await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=start["id"], outcome="applied"),
-        timeout=30,
-        what="the rollout started in dev",
-    )
+    started = await scenario.decided(start, flag=FLAG, what="the rollout started in dev")
+    assert started["outcome"] == "applied", started
     # ...and a key bound to dev, a key for every environment, and one for an unknown one
     keys = Keys(scenario)
     both = ["evaluate", "events"]

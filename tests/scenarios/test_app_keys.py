@@ -46,10 +46,9 @@ class Keys:
         return await self.sent(command)
 
     async def sent(self, command: dict[str, Any]) -> dict[str, Any]:
-        await self.scenario.send(command, flag="app-keys")
-        found: dict[str, Any] = await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=30,
+        found: dict[str, Any] = await self.scenario.decided(
+            command,
+            flag="app-keys",
             what=f"the decision on {command['action']} {command['target']}",
         )
         return found

@@ -38,11 +38,8 @@ class Keys:
 
     async def decided(self, action: str, key_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
         command = signed_command(action, FLAG, private_key=key, key_id=key_id, actor=key_id)
-        await self.scenario.send(command, flag=FLAG)
-        found: dict[str, Any] = await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=30,
-            what=f"the decision on {key_id}'s {action}",
+        found: dict[str, Any] = await self.scenario.decided(
+            command, flag=FLAG, what=f"the decision on {key_id}'s {action}"
         )
         return found
 

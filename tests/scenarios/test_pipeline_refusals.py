@@ -100,12 +100,7 @@ async def test_bad_pipelines_and_a_late_approval_are_refused_with_the_reason(
     late = signed_command(
         "approve", flag, private_key=approver, key_id="ana", actor="ana", environment="production"
     )
-    await scenario.send(late, flag=flag)
-    answer = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=late["id"]),
-        timeout=30,
-        what="the late approval's decision",
-    )
+    answer = await scenario.decided(late, flag=flag, what="the late approval's decision")
     # Then it is refused with the reason, and production never starts
     assert answer["outcome"] == "rejected"
     assert answer["reason"] == "the pipeline stopped at dev: no step awaits an approval"

@@ -50,10 +50,9 @@ async def decided(
         environment=environment,
         **options,
     )
-    await scenario.send(command, flag=FLAG)
-    found: dict[str, Any] = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=command["id"]),
-        timeout=30,
+    found: dict[str, Any] = await scenario.decided(
+        command,
+        flag=FLAG,
         what=f"the decision on {key_id}'s {action} in {environment or 'the default'}",
     )
     return found

@@ -197,28 +197,22 @@ async def test_a_rejected_command_says_why_and_exits_non_zero(
     assert "stages[3].min_units_per_arm" in unsigned.err
     # ...and the controller refuses it when signed elsewhere, naming the field
     command = scenario.command("start", FLAG, plan=Plan.model_validate(never))
-    await scenario.send(command, flag=FLAG)
-    refused = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=command["id"]),
-        timeout=30,
-        what="the decision on a start whose plan cannot complete",
+    decision = await scenario.decided(
+        command, flag=FLAG, what="the decision on a start whose plan cannot complete"
     )
-    assert refused["outcome"] == "rejected"
-    assert refused["reason"].startswith("plan cannot work: error: stages[3].min_units_per_arm:")
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"].startswith("plan cannot work: error: stages[3].min_units_per_arm:")
     assert await scenario.rollout(FLAG) is None
     # a release window whose every opening is over (five days of 2024) is refused as well
     over = manual_plan().model_dump(mode="json")
     over["windows"] = [{"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"}]
     command = scenario.command("start", FLAG, plan=Plan.model_validate(over))
-    await scenario.send(command, flag=FLAG)
-    refused = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=command["id"]),
-        timeout=30,
-        what="the decision on a start whose window never opens again",
+    decision = await scenario.decided(
+        command, flag=FLAG, what="the decision on a start whose window never opens again"
     )
-    assert refused["outcome"] == "rejected"
-    assert refused["reason"].startswith("plan cannot work: error: windows[0].rule:")
-    assert "never opens again" in refused["reason"]
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"].startswith("plan cannot work: error: windows[0].rule:")
+    assert "never opens again" in decision["reason"]
     assert await scenario.rollout(FLAG) is None
 
 
