@@ -234,6 +234,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         team_windows=run.when.team_windows,
         pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
         sources=rollouts.sources,
+        unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
     )
 
 

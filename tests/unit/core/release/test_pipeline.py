@@ -179,6 +179,15 @@ UNLEASH_CASES: dict[str, tuple[dict[str, Any], frozenset[str], str | None]] = {
         BOTH,
         None,
     ),
+    "dev and staging the controller's, production on Unleash by its own name": (
+        {"overrides": {"production": UNLEASH}}, BOTH, None,
+    ),
+    "staging on open-source Unleash": (
+        {"overrides": {"staging": UNLEASH}},
+        BOTH,
+        "steps.1.environment: Unleash has no environment 'staging' (it has development,"
+        " production)",
+    ),
     "production on Unleash by an override, which lacks it": (
         {"overrides": {"production": UNLEASH}},
         frozenset({"development"}),
