@@ -5,7 +5,8 @@ and the real ``UnleashClient`` in each environment (its own client token).
 A pipeline ``development`` → ``production`` serves each step from that Unleash environment:
 the SDK of each environment serves the arms of its own step's stage after its refresh, and
 development's completion starts production. A person's change in one environment pauses
-only that environment's rollout; the other is left as it was.
+only that environment's rollout, in a pipeline or with two rollouts of one feature running at
+once; the other is left as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 import orjson
 import pytest
 
+from controller.core.rollouts.plan import Plan
 from controller.core.trust import signing
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import KEY_ID, Scenario
@@ -304,3 +306,98 @@ async def test_a_change_by_hand_in_production_pauses_only_production(
 async def person_sees(person: Person, feature: str, environment: str, **want: object) -> bool:
     now = await person.serving(feature, environment) or {}
     return all(now.get(k) == v for k, v in want.items())
+
+
+async def test_one_feature_s_rollouts_in_two_environments_sync_and_drift_apart(
+    scenario: Scenario, unleash_server: UnleashServer, person: Person
+) -> None:
+    # Given two rollouts of one feature running at once, in development and in production
+    feature, flag = feature_name(), "checkout.unleash-two-environments"
+    release = UnleashRelease(scenario, unleash_server)
+    scenario.start_daemon()
+    for environment in STEPS:
+        served_there = plan(feature)
+        served_there["backend"]["unleash"]["environment"] = environment
+        start = scenario.command(
+            "start", flag, plan=Plan.model_validate(served_there), environment=environment
+        )
+        await scenario.send(start, flag=flag)
+        await release.at(flag, environment, 0)
+    for environment in STEPS:
+        await scenario.until(
+            functools.partial(person_sees, person, feature, environment, enabled=True, percent=25),
+            timeout=60,
+            what=f"{environment}'s 25% in Unleash",
+        )
+
+    # When a person sets development's percentage to 40 in Unleash
+    await person.set_percent(feature, 40, "development")
+
+    # Then development's rollout pauses, naming development's change
+    development = key_in(flag, "development")
+    await scenario.until(
+        lambda: scenario.observed.decision_where(flag=development, action="pause:backend_drift"),
+        timeout=60,
+        what="development's pause",
+    )
+    alert = scenario.observed.alert_where(flag=development, kind="backend_drift")
+    assert alert is not None
+    assert alert["details"]["environment"] == "development"
+    # And production goes on: promoted, Unleash serves its 100% there
+    await release.promote(flag, "production")
+    await release.at(flag, "production", 1)
+    await scenario.until(
+        functools.partial(person_sees, person, feature, "production", enabled=True, percent=100),
+        timeout=60,
+        what="production's 100% in Unleash",
+    )
+    # ...while development keeps the person's 40%, paused, and production saw no drift
+    held = ("rollout_backend_writes_total", "held")
+    seen = (await backend_metrics(release.port)).get(held, 0)
+    await backend_metrics(release.port, until=lambda m: m.get(held, 0) >= seen + 2)
+    assert await person_sees(person, feature, "development", enabled=True, percent=40)
+    assert (release.state(flag, "development") or {}).get("status") == "paused"
+    assert scenario.observed.alert_where(flag=flag, kind="backend_drift") is None
+    assert scenario.observed.decision_where(flag=flag, action="pause:backend_drift") is None
+
+
+async def test_a_step_in_an_environment_unleash_lacks_is_refused_and_a_mix_is_not(
+    scenario: Scenario, unleash_server: UnleashServer
+) -> None:
+    # Given a controller serving staging too, which open-source Unleash does not have
+    feature, flag = feature_name(), "checkout.unleash-staging"
+    release = UnleashRelease(scenario, unleash_server)
+    scenario.configure(
+        RC_ENGINE__ENVIRONMENTS='{"names": ["staging", "production"], "default": "production"}'
+    )
+    scenario.start_daemon()
+
+    # When the operator starts a pipeline serving staging from Unleash
+    on_unleash = {
+        **pipeline(feature),
+        "steps": [{"environment": "staging"}, {"environment": "production"}],
+    }
+    refused = await release.start(flag, on_unleash)
+
+    # Then it is refused, naming the step's field and the environment Unleash lacks
+    assert (refused["kind"], refused["outcome"]) == ("pipeline", "rejected")
+    assert refused["reason"] == (
+        "invalid pipeline: steps.0.environment: Unleash has no environment 'staging'"
+        " (it has development, production)"
+    )
+    assert scenario.state(key_in(flag, "staging")) is None
+
+    # And staging served by the controller's own flag states, production by Unleash, starts
+    own = {key: value for key, value in plan(feature).items() if key != "backend"}
+    mixed = {
+        "name": "mixed",
+        "plans": {"own": own, "served": plan(feature)},
+        "steps": [
+            {"environment": "staging", "plan": "own"},
+            {"environment": "production", "plan": "served"},
+        ],
+    }
+    started = await release.start(flag, mixed)
+    assert (started["action"], started["outcome"]) == ("pipeline_start", "applied")
+    assert started["evidence"]["environment"] == "staging"
+    await release.at(flag, "staging", 0)
