@@ -322,12 +322,14 @@ class GateHistory(Protocol):
 class FlagBackend(Protocol):
     """A flag platform serving rollouts (Unleash): read back what it serves, make it serve.
 
-    Both raise a retriable :class:`~controller.core.common.errors.ControllerError`
+    Each raises a retriable :class:`~controller.core.common.errors.ControllerError`
     while the platform cannot be reached; ``write`` is idempotent.
     """
 
     async def read(self, target: Target) -> Serving: ...
     async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None: ...
+    async def environments(self) -> frozenset[str]:
+        """The environments the platform serves (a pipeline's Unleash steps need theirs)."""
 
 
 class AppliedRecords(Protocol):

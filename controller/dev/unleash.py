@@ -21,6 +21,8 @@ from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_JS = ROOT / "ops" / "unleash" / "server.js"
+OPEN_SOURCE_ENVIRONMENTS = ("development", "production")
+"""The environments open-source unleash-server serves (it refuses to create more)."""
 START_TIMEOUT = 180.0
 """The first start migrates a fresh database: about 10 s here, more on a busy machine."""
 
@@ -53,7 +55,12 @@ class UnleashServer:
         suffix = uuid.uuid4().hex[:12]
         self.database = f"unleash_{suffix}"
         self.admin_token = f"*:*.admin{suffix}"
-        self.client_token = f"default:{environment}.client{suffix}"
+        self.client_tokens = {
+            env: f"default:{env}.client{suffix}"
+            for env in dict.fromkeys((environment, *OPEN_SOURCE_ENVIRONMENTS))
+        }
+        """A client token per environment: an SDK reads the environment its token names."""
+        self.client_token = self.client_tokens[environment]
         self.log_path = workdir / "unleash.log"
         self._proc: ManagedProcess | None = None
 
@@ -63,7 +70,7 @@ class UnleashServer:
             "DATABASE_URL": f"{postgres_url()}/{self.database}",
             "PORT": str(self.port),
             "INIT_ADMIN_API_TOKENS": self.admin_token,
-            "INIT_CLIENT_API_TOKENS": self.client_token,
+            "INIT_CLIENT_API_TOKENS": ",".join(self.client_tokens.values()),
             "UNLEASH_HOME": str(unleash_home()),
         }
 

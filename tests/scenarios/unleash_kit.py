@@ -72,18 +72,18 @@ class Person:
     async def close(self) -> None:
         await self._http.aclose()
 
-    def _env(self, feature: str) -> str:
-        return (
-            f"/api/admin/projects/default/features/{feature}/environments/{self.server.environment}"
-        )
+    def _env(self, feature: str, environment: str | None = None) -> str:
+        env = environment or self.server.environment
+        return f"/api/admin/projects/default/features/{feature}/environments/{env}"
 
-    async def serving(self, feature: str) -> dict[str, Any] | None:
-        """``enabled`` and the controller's strategy (``percent``, ``version``, ``id``)."""
+    async def serving(self, feature: str, environment: str | None = None) -> dict[str, Any] | None:
+        """``enabled`` and the controller's strategy (``percent``, ``version``, ``id``) in
+        ``environment`` (the server's, unless named)."""
         answer = await self._http.get(f"/api/admin/projects/default/features/{feature}")
         if answer.status_code == httpx.codes.NOT_FOUND:
             return None
         answer.raise_for_status()
-        environment = self.server.environment
+        environment = environment or self.server.environment
         envs = [e for e in answer.json()["environments"] if e["name"] == environment]
         if not envs:  # a feature being created may not list its environments yet
             return {"enabled": False, "strategies": 0}
@@ -101,9 +101,9 @@ class Person:
             }
         return out
 
-    async def set_percent(self, feature: str, percent: int) -> None:
+    async def set_percent(self, feature: str, percent: int, environment: str | None = None) -> None:
         """Change the rollout percent by hand, as in Unleash's UI (the whole strategy)."""
-        now = await self.serving(feature)
+        now = await self.serving(feature, environment)
         assert now is not None
         assert "id" in now
         body = {
@@ -111,7 +111,8 @@ class Person:
             "constraints": [],
             "parameters": {**now["parameters"], "rollout": str(percent)},
         }
-        answer = await self._http.put(f"{self._env(feature)}/strategies/{now['id']}", json=body)
+        path = f"{self._env(feature, environment)}/strategies/{now['id']}"
+        answer = await self._http.put(path, json=body)
         answer.raise_for_status()
 
     async def edit_first_constraint(self, feature: str, values: list[str]) -> None:
@@ -137,7 +138,14 @@ class Person:
 class App:
     """An app evaluating flags with the real ``UnleashClient``, wrapped by the exposure helper."""
 
-    def __init__(self, server: UnleashServer, cache: Path, *, refresh_interval: int = 1) -> None:
+    def __init__(
+        self,
+        server: UnleashServer,
+        cache: Path,
+        *,
+        refresh_interval: int = 1,
+        environment: str | None = None,
+    ) -> None:
         self.exposures: list[tuple[str, str, Arm, int]] = []
         self.cohorts: dict[str, Cohort | None] = {}
         """Each unit's cohort in its last exposure (None: an untargeted rollout)."""
@@ -149,8 +157,10 @@ class App:
         self.client = UnleashClient(
             url=f"{server.url}/api",
             app_name=f"app-{uuid.uuid4().hex[:6]}",
-            environment=server.environment,
-            custom_headers={"Authorization": server.client_token},
+            environment=environment or server.environment,
+            custom_headers={
+                "Authorization": server.client_tokens[environment or server.environment]
+            },
             refresh_interval=refresh_interval,
             disable_metrics=True,
             disable_registration=True,

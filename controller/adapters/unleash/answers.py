@@ -114,3 +114,33 @@ def parse_feature(body: Any, target: Target) -> Serving:
             f" {where}: {first['msg']}"[:300]
         ) from exc
     return would_serve(doc.enabled, [s.strategy() for s in doc.strategies], target)
+
+
+class EnvironmentEntry(_Bounded):
+    """One environment as ``GET /api/admin/environments`` lists it."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    enabled: StrictBool
+
+
+class EnvironmentsDoc(_Bounded):
+    """The server's environments (open-source Unleash: ``development`` and ``production``,
+    and a ``default`` it keeps disabled)."""
+
+    environments: list[EnvironmentEntry] = Field(max_length=100)
+
+
+def parse_environments(body: Any) -> frozenset[str]:
+    """The names of the environments the server has enabled: a disabled one serves no SDK.
+
+    :class:`Unreadable`, naming the field, if the answer is not the documented list.
+    """
+    try:
+        doc = EnvironmentsDoc.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the answer"
+        raise Unreadable(
+            f"Unleash's environments are not a list of environments: {where}: {first['msg']}"[:300]
+        ) from exc
+    return frozenset(e.name for e in doc.environments if e.enabled)

@@ -34,6 +34,7 @@ import orjson
 from controller.adapters.unleash.answers import (
     BackendUnavailable,
     Unreadable,
+    parse_environments,
     parse_feature,
 )
 from controller.core.common import (
@@ -93,6 +94,12 @@ class UnleashAdmin:
         if body is None:
             raise Unreadable(f"Unleash answered GET {path} with no JSON")
         return parse_feature(body, target)
+
+    async def environments(self) -> frozenset[str]:
+        """The environments the server has enabled (``GET /api/admin/environments``)."""
+        status, body = await self._call("GET", "/api/admin/environments")
+        _check(status, "list the environments", body)
+        return parse_environments(body)
 
     async def write(self, target: Target, want: Serving, actual: Serving, *, flag: str) -> None:
         """Make the environment serve ``want``; each call only does what ``actual`` lacks."""

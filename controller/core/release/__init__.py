@@ -16,7 +16,7 @@ from controller.core.release.approvals import (
     record,
     revoke,
 )
-from controller.core.release.checks import load_pipeline, parse_pipeline
+from controller.core.release.checks import load_pipeline, parse_pipeline, unleash_problems
 from controller.core.release.commands import PIPELINE_TYPE, PipelineCommand, pipeline_command
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
@@ -122,4 +122,5 @@ __all__ = [
     "rollout_id_of",
     "step",
     "unknown_roles",
+    "unleash_problems",
 ]

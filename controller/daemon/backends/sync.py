@@ -54,6 +54,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.core.common import ControllerError, StoreError
 from controller.daemon.backends.alerts import BackendAlerts
+from controller.daemon.backends.environments import KnownEnvironments
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.backends.writes import Apply, FlagSync, SegmentSource
 from controller.daemon.metrics import UNANSWERED_CAUSES, BackendMetrics
@@ -119,6 +120,8 @@ class BackendSync:
             clock=clock,
         )
         """One flag's comparison and writes."""
+        self.environments = KnownEnvironments(backend.environments)
+        """The environments the platform has, read when a pipeline needs them (#42)."""
         self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._generation: dict[str, int] = {}
         self._swept: dict[str, tuple[int, Loaded | ControllerError]] = {}

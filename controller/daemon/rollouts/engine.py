@@ -35,7 +35,7 @@ from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
-from controller.daemon.rollouts.pipelines import Pipelines
+from controller.daemon.rollouts.pipelines import Pipelines, PlatformEnvironments
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
@@ -158,27 +158,27 @@ def build_engine(
     team_windows: tuple[Window, ...] = (),
     pipeline_runs: PipelineRuns | None = None,
     sources: SourceReadings | None = None,
+    unleash_envs: PlatformEnvironments | None = None,
 ) -> Engine:
-    """The engine's parts, each given what it uses; ``backends``: the flag platforms a plan
-    may name; ``team_windows``: the release windows of every plan that names none;
-    ``sources``: the readings of guardrails fed by a metric source (#41).
-    Without ``metrics`` or ``history``, fresh metrics and no history.
-    """
+    """The engine's parts, each given what it uses: ``backends``, the flag platforms a plan
+    may name (``unleash_envs`` reads Unleash's); ``team_windows``, the windows of plans naming
+    none; ``sources``, guardrail readings from a metric source (#41). Without ``metrics`` or
+    ``history``: fresh metrics, no history."""
     stopping = asyncio.Event()
     retry = Retry(stopping, retry_policy)
     metrics = metrics or Metrics()
     shared = _Shared(
         settings, topics, states, outputs, dead_letters, metrics, clock, stopping, retry
     )
-    history = history or Recorder(
-        store=None, settings=HistorySettings(enabled=False), topics=topics
-    )
+    history = history or _no_history(topics)
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
     consultations.sources = sources
     keys = Keyring(registry_of(settings))
-    pipelines = _pipelines(shared, pipeline_runs, rollouts, keys, contained, backends=backends)
+    pipelines = _pipelines(
+        shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
+    )
     signed = _signed_commands(
         shared, keys, segments, app_key_store, held_partitions, pipelines=pipelines
     )
@@ -224,6 +224,11 @@ class _SignedCommands:
     app_keys: AppKeyCommands | None
     ingest: IngestCommands | None
     pipelines: Pipelines | None = None
+
+
+def _no_history(topics: TopicSettings) -> Recorder:
+    """A recorder that keeps nothing."""
+    return Recorder(store=None, settings=HistorySettings(enabled=False), topics=topics)
 
 
 def _rollouts(shared: _Shared, history: Recorder, team_windows: tuple[Window, ...]) -> Rollouts:
@@ -306,13 +311,12 @@ def _pipelines(
     contained: Containment,
     *,
     backends: frozenset[str],
+    unleash: PlatformEnvironments | None,
 ) -> Pipelines | None:
     """Release pipelines, where a store keeps their runs."""
-    return (
-        None
-        if runs is None
-        else Pipelines(runs, rollouts, keys, shared, contained, backends=backends)
-    )
+    if runs is None:
+        return None
+    return Pipelines(runs, rollouts, keys, shared, contained, backends=backends, unleash=unleash)
 
 
 def _app_key_commands(shared: _Shared, store: AppKeyStore, keys: Keyring) -> AppKeyCommands:

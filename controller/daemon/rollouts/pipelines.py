@@ -4,9 +4,12 @@ Every change to a run goes through the one writer of runs
 (:mod:`~controller.daemon.rollouts.run_writer`). What a run hears:
 
 * a ``pipeline`` command starts a run (:meth:`start`), after the signature,
-  the pipeline (environments, roles, every environment's plan), the key's
-  right to start in every environment, and the flag being free everywhere
-  are checked; a refusal is a rejected decision with the reason;
+  the pipeline (environments, roles, every environment's plan, and each step
+  served by Unleash against the environments Unleash has), the key's right to
+  start in every environment, and the flag being free everywhere are checked;
+  a refusal is a rejected decision with the reason. A pipeline with a step on
+  Unleash is refused while Unleash does not say which environments it has:
+  it never starts blind;
 * an ``approve`` naming an environment whose step the flag's newest run has
   not started is that step's approval (:meth:`approval`);
 * the loop (:meth:`run`) reconciles each running run every sweep: a step's
@@ -27,13 +30,13 @@ again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 
-from controller.core.common import ConfigError
+from controller.core.common import ConfigError, ControllerError
 from controller.core.machine import commands
 from controller.core.reading import pipeline_view
 from controller.core.release import (
@@ -53,6 +56,7 @@ from controller.core.release import (
     begin,
     may,
     parse_pipeline,
+    unleash_problems,
 )
 from controller.core.rollouts import Phase
 from controller.core.wire import Command
@@ -65,6 +69,9 @@ from controller.ports import ControlSource, Outputs, PipelineRuns, RolloutStates
 from controller.settings import EngineSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.rollouts.pipelines")
+
+PlatformEnvironments = Callable[[], Awaitable[frozenset[str]]]
+"""The environments Unleash has (its admin API, read when a pipeline needs them)."""
 
 ENDED = {
     Phase.COMPLETED: "completed",
@@ -106,9 +113,11 @@ class Pipelines:
         contained: Containment,
         *,
         backends: frozenset[str] = frozenset(),
+        unleash: PlatformEnvironments | None = None,
     ) -> None:
         self._runs, self._states, self._keys = runs, parts.states, keys
         self._now, self._backends, self._parts = parts.clock, backends, parts
+        self._unleash = unleash
         self._contained = contained
         self._writer = RunWriter(
             runs=runs,
@@ -160,12 +169,12 @@ class Pipelines:
                 command.pipeline,
                 environments=self._keys.environments,
                 roles=self._keys.book,
-                unleash_environments=None,
             )
         except ConfigError as exc:
             return str(exc)
         return (
             _plan_refusal(pipeline, now, self._backends)
+            or await _unleash_refusal(pipeline, self._unleash)
             or await self._busy(command, pipeline)
             or pipeline
         )
@@ -302,3 +311,20 @@ def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -
         except ConfigError as exc:
             return f"invalid pipeline: steps.{i} ({environment}): {exc}"
     return None
+
+
+async def _unleash_refusal(pipeline: Pipeline, unleash: PlatformEnvironments | None) -> str | None:
+    """Why a step served by Unleash cannot run there: Unleash lacks its environment, or did
+    not say which environments it has (a pipeline never starts blind)."""
+    served = any(pipeline.plan_for(e).unleash for e in pipeline.environments)
+    if unleash is None or not served:
+        return None  # no Unleash at all: the plan's refusal says so
+    try:
+        have = await unleash()
+    except ControllerError as exc:
+        return (
+            f"Unleash's environments could not be read ({str(exc)[:300]}): a pipeline with"
+            " steps on Unleash starts only once Unleash says which it has; send it again"
+        )
+    problems = unleash_problems(pipeline, have)
+    return f"invalid pipeline: {'; '.join(problems)}" if problems else None

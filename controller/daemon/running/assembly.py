@@ -106,8 +106,7 @@ class RedisSide:
     client: RedisClient
     store: RedisAggregateStore
     ingest: Ingest
-    held: dict[str, GapStore]
-    """Where each topic's ingest holds partitions whose log lost what was counted (#37)."""
+    held: dict[str, GapStore]  # by topic: where ingest holds partitions whose log lost data
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +233,7 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         team_windows=run.when.team_windows,
         pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
         sources=rollouts.sources,
+        unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
     )
 
 

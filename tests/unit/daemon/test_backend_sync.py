@@ -71,6 +71,11 @@ class ScriptedUnleash:
         else:
             self.serving = dataclasses.replace(self.serving, enabled=False)
 
+    async def environments(self) -> frozenset[str]:
+        if self.down:
+            raise BackendUnavailable("Unleash unreachable: ConnectError")
+        return frozenset({"development", "production"})
+
 
 @dataclass
 class World:

@@ -179,6 +179,17 @@ UNLEASH_CASES: dict[str, tuple[dict[str, Any], frozenset[str], str | None]] = {
         BOTH,
         None,
     ),
+    "dev and staging the controller's, production on Unleash by its own name": (
+        {"overrides": {"production": UNLEASH}},
+        BOTH,
+        None,
+    ),
+    "staging on open-source Unleash": (
+        {"overrides": {"staging": UNLEASH}},
+        BOTH,
+        "steps.1.environment: Unleash has no environment 'staging' (it has development,"
+        " production)",
+    ),
     "production on Unleash by an override, which lacks it": (
         {"overrides": {"production": UNLEASH}},
         frozenset({"development"}),
@@ -225,15 +236,21 @@ steps:
 EXAMPLES = sorted((Path(__file__).resolve().parents[4] / "examples" / "pipelines").glob("*.yaml"))
 
 
+SERVED = Environments(names=("dev", "staging", "development", "production"), default="production")
+"""The environments of the example pipelines: their own, and Unleash's open-source two."""
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
 def test_the_example_pipelines_read(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    read = load_pipeline(text, environments=ENVIRONMENTS, roles=ROLES, name=path.name)
-    assert read.environments == ("dev", "staging", "production")
+    read = load_pipeline(text, environments=SERVED, roles=ROLES, name=path.name)
+    data = read.model_dump(mode="json", exclude_defaults=True)
+    assert parse_pipeline(data, environments=SERVED, unleash_environments=BOTH) == read
+    assert read.environments in {("dev", "staging", "production"), ("development", "production")}
 
 
-def test_there_is_an_example_pipeline() -> None:
-    assert [path.name for path in EXAMPLES] == ["checkout-release.yaml"]
+def test_there_are_example_pipelines() -> None:
+    assert [path.name for path in EXAMPLES] == ["checkout-release.yaml", "unleash-release.yaml"]
 
 
 def test_a_step_served_by_unleash_runs_in_the_unleash_environment_of_its_name() -> None:

@@ -62,6 +62,9 @@ class Features:
             else dataclasses.replace(now, enabled=False)
         )
 
+    async def environments(self) -> frozenset[str]:
+        return frozenset({"production"})
+
 
 async def test_a_read_that_never_ends_holds_back_no_other_flag_s_kill() -> None:
     # Given two Unleash-backed rollouts, both served
