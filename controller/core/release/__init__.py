@@ -1,8 +1,9 @@
 """Release across environments: pipelines, their gates, approvals by several people, roles.
 
-The pure model of #42, not yet wired into the daemon: environments, a
-pipeline's steps and gates, its state machine, the approvals ledger, and
-roles per operator key (docs/architecture.md, "Release pipelines (design)").
+The pure model of #42: environments, a pipeline's steps and gates, its state
+machine, the approvals ledger, and roles per operator key; the daemon's
+pipelines part (``controller.daemon.rollouts.pipelines``) does the I/O
+(docs/architecture.md, "Release pipelines (design)").
 """
 
 from controller.core.release.approvals import (
