@@ -3,7 +3,7 @@
 The pure model of #42: environments, a pipeline's steps and gates, its state
 machine, the approvals ledger, and roles per operator key; the daemon's
 pipelines part (``controller.daemon.rollouts.pipelines``) does the I/O
-(docs/architecture.md, "Release pipelines (design)").
+(docs/architecture.md, "Release pipelines").
 """
 
 from controller.core.release.approvals import (
