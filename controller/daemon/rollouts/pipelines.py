@@ -286,11 +286,9 @@ class Pipelines:
         run = (await self._runs.load(runs[0])).run if runs else None
         if run is None:
             return None
-        found = {
-            s.environment: (await self._states.load(self._writer.key(flag, s.environment))).rollout
-            for s in run.steps
-        }
-        return pipeline_view(run, found, self._now())
+        keys = {s.environment: self._writer.key(flag, s.environment) for s in run.steps}
+        found = {env: (await self._states.load(key)).rollout for env, key in keys.items()}
+        return pipeline_view(run, found, self._now(), keys)
 
 
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
