@@ -27,7 +27,7 @@ again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -289,6 +289,10 @@ class Pipelines:
         keys = {s.environment: self._writer.key(flag, s.environment) for s in run.steps}
         found = {env: (await self._states.load(key)).rollout for env, key in keys.items()}
         return pipeline_view(run, found, self._now(), keys)
+
+    async def with_runs(self, flags: Collection[str]) -> set[str]:
+        """Which of ``flags`` have a pipeline run (the console links to their pipeline)."""
+        return await self._runs.with_runs(flags)
 
 
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:

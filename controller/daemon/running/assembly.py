@@ -291,6 +291,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         status=status,
         clock=when.clock,
         team_windows=when.team_windows,
+        pipelines=daemon.engine.pipelines,
     )
     return status, console
 
