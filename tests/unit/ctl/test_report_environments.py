@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from controller.ctl.report.environments import ReleaseReport, Section, html_page, markdown
-from controller.ctl.report.environments import sections_of
+from controller.ctl.report.environments import (
+    ReleaseReport,
+    Section,
+    html_page,
+    markdown,
+    sections_of,
+)
 from controller.ctl.report.render import markdown as single_markdown
 from controller.ctl.report.report import from_served
 from tests.unit.ctl.test_pipeline_cli import VIEW
@@ -108,5 +113,5 @@ def test_html_is_one_page_a_section_per_environment_every_value_escaped() -> Non
         "production",
     ]
     assert "<h3>Canary report: checkout@dev</h3>" in page
-    assert "<h1>" in page and page.count("<h1>") == 1
+    assert page.count("<h1>") == 1
     assert HOSTILE in "".join(parsed.text)
