@@ -17,6 +17,7 @@ from controller.ctl.report.environments import (
 )
 from controller.ctl.report.render import markdown as single_markdown
 from controller.ctl.report.report import from_served
+from controller.ctl.report.reporting import retry_after
 from tests.unit.ctl.test_pipeline_cli import VIEW
 from tests.unit.ctl.test_report import ADVANCE, HOSTILE, NOW, START, STATUS, Collector
 
@@ -115,3 +116,14 @@ def test_html_is_one_page_a_section_per_environment_every_value_escaped() -> Non
     assert "<h3>Canary report: checkout@dev</h3>" in page
     assert page.count("<h1>") == 1
     assert HOSTILE in "".join(parsed.text)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("0.5", 0.5), (None, 1.0), ("soon", 1.0), ("-3", 0.0), ("3600", 10.0),
+     ("nan", 1.0), ("inf", 1.0)],
+)  # fmt: skip
+def test_a_429_is_asked_again_after_its_retry_after_bounded(
+    header: str | None, seconds: float
+) -> None:
+    assert retry_after(header) == seconds
