@@ -80,9 +80,8 @@ def _environment(step: dict[str, Any]) -> str:
 def _gate(before: str, step: dict[str, Any], found: dict[str, Any] | None) -> str:
     """The gate before ``step``; for the step that starts next, what it still waits for."""
     env = step["environment"]
-    waits = ""
-    is_next = found is not None and found["environment"] == env
-    if found is not None and is_next:
+    waits, is_next = "", found is not None and found["environment"] == env
+    if found is not None and is_next:  # found, for the type checker
         lines = "".join(f"<li>{esc(w)}</li>" for w in found["waiting_for"])
         waits = f'<ul class="waits">{lines}</ul>' if lines else "<p>Open: it may start now.</p>"
     gate = step.get("gate")
