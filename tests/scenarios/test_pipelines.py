@@ -329,7 +329,7 @@ async def test_killed_between_staging_completed_and_production_started_productio
 
 
 async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
-    scenario: Scenario,
+    scenario: Scenario, tmp_path: Path
 ) -> None:
     # Given keys with roles, and a pipeline whose production step needs two approvers
     flag = "pipe-approved"
@@ -400,6 +400,16 @@ async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
     assert (await approve("ana"))["reason"] == (
         "ana (key ana, approver) approved production: 1 more from approver"
     )
+    # ...and the operator's status says who approved, when, what is missing, what it waits for
+    shown = await Operator(scenario, tmp_path, release.port)("pipeline", "status", flag)
+    assert shown.code == 0, shown.err
+    lines = [line.strip() for line in shown.out.splitlines()]
+    assert lines[3] == "production   pending; gate: approvals: 2 from approver"
+    assert lines[4].startswith("approvals approver: 1 of 2: ana (key ana) at ")
+    assert lines[5:] == [
+        "still to approve: 1 more from approver",
+        "next: production waits for: approvals: 1 more from approver",
+    ]
     again = await approve("ana")
     assert again["outcome"] == "rejected"
     assert "a key counts once" in again["reason"]
