@@ -38,7 +38,7 @@ def pipeline_detail(view: dict[str, Any]) -> str:
         f'<h1 data-flag="{esc(flag)}">Pipeline <code>{esc(view["pipeline"])}</code>'
         f" for {esc(flag)}</h1>"
         f'<p class="verdict" data-phase="{esc(view["phase"])}">'
-        f"{esc(view['phase'].capitalize())}{esc(stopped)}: {esc(_next_text(found))}</p>"
+        f"{esc(view['phase'].capitalize())}{esc(stopped)}: {esc(_next_text(view))}</p>"
         f'<dl class="summary"><dt>run</dt><dd><code>{esc(view["run_id"])}</code></dd>'
         f"<dt>started</dt><dd>{esc(view.get('started_at') or '-')}</dd>"
         f"<dt>updated</dt><dd>{esc(view.get('updated_at') or '-')}</dd></dl>"
@@ -47,8 +47,13 @@ def pipeline_detail(view: dict[str, Any]) -> str:
     )
 
 
-def _next_text(found: dict[str, Any] | None) -> str:
+def _next_text(view: dict[str, Any]) -> str:
+    """What happens next: the step that starts next and what it waits for, else where it is."""
+    found = view.get("next")
     if not found:
+        running = [e["environment"] for e in view["environments"] if e["status"] == "running"]
+        if view["phase"] == "running" and running:
+            return f"{running[-1]} runs, the last environment to start"
         return "nothing more starts"
     if found["open"]:
         return f"{found['environment']} may start now"

@@ -82,3 +82,12 @@ def test_the_list_links_a_flags_rollouts_in_every_environment_to_its_pipeline() 
     html = rollout_list(rows, [], pipelines={"checkout"})
     links = re.findall(r'<a class="pipeline-link" href="([^"]+)">', html)
     assert links == ["/ui/pipelines/checkout", "/ui/pipelines/checkout"]
+
+
+def test_the_last_environment_running_is_named_as_such() -> None:
+    last = keyed(VIEW)
+    for step in last["environments"]:
+        step["status"] = "completed"
+    last["environments"][2]["status"] = "running"
+    last["next"] = None
+    assert "Running: production runs, the last environment to start</p>" in pipeline_detail(last)
