@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import re
 import sys
 import time
 from dataclasses import replace
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
-from controller.core.common import ConfigError, ControllerError, split
+from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
 from controller.core.reading import RolloutStatus
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
@@ -35,7 +36,7 @@ from controller.ctl.options import add_url
 from controller.ctl.report import diagnosis, environments, narrating, report
 from controller.ctl.report import render as report_render
 from controller.ctl.report.model import Report
-from controller.ctl.terminal import env_url, os_reason, print_json, warn
+from controller.ctl.terminal import UsageError, env_url, os_reason, print_json, warn
 from controller.settings import KafkaSettings, load_settings
 
 MAX_RECORDS = 500_000
@@ -62,6 +63,7 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--environment",
         metavar="ENV",
+        type=environment_name,
         help="report only this environment's rollout (of a flag in several environments)",
     )
     form = sub.add_mutually_exclusive_group()
@@ -83,6 +85,16 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     add_deadline_arguments(
         sub, without="the report is printed without a narrative", scope="with --narrative, "
     )
+
+
+def environment_name(text: str) -> str:
+    """``--environment``'s value: an environment's name, as the controller names them."""
+    if not re.fullmatch(ENVIRONMENT_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is no environment name: a lower-case letter, then up to 31"
+            " letters, digits, '-' and '_'"
+        )
+    return text
 
 
 def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
@@ -151,6 +163,8 @@ def _sections(
     rollout alone, as a flag in one environment, or a key naming its environment, has it),
     and the flag's pipeline status (None: it has none)."""
     if split(flag)[1] is not None:
+        if only is not None:
+            raise UsageError(f"--environment: {flag!r} already names its environment")
         return None, None
     pipeline = _get(base, f"/pipelines/{quote(flag, safe='')}", timeout_s)
     listed = _get(base, "/rollouts", timeout_s) or {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.ctl.app import build_parser
 from controller.ctl.report.environments import (
     ReleaseReport,
     Section,
@@ -127,3 +128,12 @@ def test_a_429_is_asked_again_after_its_retry_after_bounded(
     header: str | None, seconds: float
 ) -> None:
     assert retry_after(header) == seconds
+
+
+def test_environment_is_an_environments_name() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["report", "checkout", "--environment", "staging"])
+    assert (args.flag, args.environment) == ("checkout", "staging")
+    for bad in ("Staging", "a@b", "x" * 33, ""):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["report", "checkout", "--environment", bad])
