@@ -10,7 +10,7 @@ them there.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from controller.core.common import StoreError
@@ -134,6 +134,9 @@ class MemoryRuns:
         fresh = [replace(m, id=m.id or uuid.uuid4().hex) for m in outbox]
         self.outbox.setdefault(run_id, []).extend(fresh)
         return True
+
+    async def with_runs(self, flags: Collection[str]) -> set[str]:
+        return {f for f in flags if self.by_flag.get(f)}
 
     async def finished(self, run_id: str) -> None:
         self.active.discard(run_id)

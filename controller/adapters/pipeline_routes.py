@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from controller.adapters.read_routes import error, same
+from controller.core.reading import flag_problem
 from controller.core.trust import bearer
 
 PipelineStatus = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -31,6 +32,8 @@ class PipelineRoutes:
         if self._token is not None and not same(given, self._token):
             return error(401, "the operator token is required (Authorization: Bearer)")
         flag = request.match_info["flag"]
+        if (problem := flag_problem(flag)) is not None:
+            return error(400, problem)
         found = await self._status(flag)
         if found is None:
             return error(404, f"no pipeline run for flag {flag!r}")

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from controller.console import pages
+from controller.core.reading import flag_problem
 
 COOKIE = "rc_console"
 STATIC = {
@@ -56,6 +57,7 @@ class ConsoleSource(Protocol):
 
     async def list_fragment(self) -> str: ...
     async def rollout_fragment(self, flag: str) -> str | None: ...
+    async def pipeline_fragment(self, flag: str) -> str | None: ...
 
 
 def session_value(token: str) -> str:
@@ -107,6 +109,8 @@ class ConsoleRoutes:
         router.add_get("/ui/rollouts/{flag}", self._rollout_page)
         router.add_get("/ui/fragment/list", self._list_fragment)
         router.add_get("/ui/fragment/rollouts/{flag}", self._rollout_fragment)
+        router.add_get("/ui/pipelines/{flag}", self._pipeline_page)
+        router.add_get("/ui/fragment/pipelines/{flag}", self._pipeline_fragment)
         router.add_get("/ui/static/{name}", self._static_file)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
@@ -172,6 +176,27 @@ class ConsoleRoutes:
             return refused
         body = await self._source.rollout_fragment(request.match_info["flag"])
         return _html(body if body is not None else "<p>No such rollout.</p>", 200 if body else 404)
+
+    async def _pipeline_page(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        flag = request.match_info["flag"]
+        if (problem := flag_problem(flag)) is not None:
+            return _html(pages.message_page("Not a flag", problem), 400)
+        body = await self._source.pipeline_fragment(flag)
+        if body is None:
+            return _html(pages.message_page("Not found", f"No pipeline for flag {flag!r}."), 404)
+        fragment = "/ui/fragment/pipelines/" + quote(flag, safe="")
+        return _html(pages.page(f"{flag} pipeline", body, fragment=fragment))
+
+    async def _pipeline_fragment(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        flag = request.match_info["flag"]
+        if (problem := flag_problem(flag)) is not None:
+            return _html(f"<p>{pages.esc(problem)}</p>", 400)
+        body = await self._source.pipeline_fragment(flag)
+        return _html(body if body is not None else "<p>No such pipeline.</p>", 200 if body else 404)
 
     async def _static_file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

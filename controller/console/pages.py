@@ -12,11 +12,11 @@ reload and the page works (statically) with scripts off.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from controller.core.common import as_datetime, html_text
+from controller.core.common import as_datetime, html_text, split
 from controller.core.reading import HistoryPoint, RolloutRow, RolloutView, past_tolerance
 from controller.core.wire import Alert
 
@@ -72,9 +72,27 @@ def message_page(title: str, text: str) -> str:
     )
 
 
-def rollout_list(rows: Sequence[RolloutRow], alerts: Sequence[Alert]) -> str:
-    """The list fragment: every rollout at a glance, then the recent alerts."""
-    body = "".join(_row(r) for r in rows) or '<tr><td colspan="6">No rollouts yet.</td></tr>'
+def pipeline_url(flag: str) -> str:
+    return "/ui/pipelines/" + quote(flag, safe="")
+
+
+def pipeline_link(flag: str) -> str:
+    """A link to ``flag``'s pipeline page: every environment, its gates and approvals."""
+    return (
+        f'<p class="pipeline-link"><a href="{esc(pipeline_url(flag))}">'
+        f"Release pipeline of {esc(flag)}: every environment</a></p>"
+    )
+
+
+def rollout_list(
+    rows: Sequence[RolloutRow], alerts: Sequence[Alert], *, pipelines: Collection[str] = ()
+) -> str:
+    """The list fragment: every rollout at a glance (with a link to its flag's pipeline, where
+    ``pipelines`` names the flag), then the recent alerts."""
+    body = (
+        "".join(_row(r, pipelines) for r in rows)
+        or '<tr><td colspan="6">No rollouts yet.</td></tr>'
+    )
     head = (
         '<tr><th scope="col">flag</th><th scope="col">phase</th><th scope="col">stage</th>'
         '<th scope="col">serving</th><th scope="col">time in stage</th>'
@@ -88,11 +106,16 @@ def rollout_list(rows: Sequence[RolloutRow], alerts: Sequence[Alert]) -> str:
     )
 
 
-def _row(r: RolloutRow) -> str:
-    note = r.health_reason
+def _row(r: RolloutRow, pipelines: Collection[str]) -> str:
+    note, plain = r.health_reason, split(r.flag)[0]
+    linked = (
+        f' <a class="pipeline-link" href="{esc(pipeline_url(plain))}">pipeline</a>'
+        if plain in pipelines
+        else ""
+    )
     return (
         f'<tr data-flag="{esc(r.flag)}" data-phase="{esc(r.phase)}">'
-        f'<th scope="row"><a href="{esc(flag_url(r.flag))}">{esc(r.flag)}</a></th>'
+        f'<th scope="row"><a href="{esc(flag_url(r.flag))}">{esc(r.flag)}</a>{linked}</th>'
         f'<td data-label="phase">{esc(phase_text(r))}</td>'
         f'<td data-label="stage">{esc(stage_text(r))}</td>'
         f'<td data-label="serving">{percent_cell(r.percent)}</td>'

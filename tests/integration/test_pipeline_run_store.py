@@ -61,6 +61,8 @@ async def test_a_run_is_saved_with_its_outbox_once_per_revision(
     assert await store.pending("run-1") == []
     await store.index("checkout", "run-2", 2)
     assert await store.runs_of("checkout") == ["run-2", "run-1"]
+    assert await store.with_runs(["checkout", "search", "checkout@staging"]) == {"checkout"}
+    assert await store.with_runs([]) == set()
     assert await store.running() == {"run-1", "run-2"}
     over = run.model_copy(update={"phase": RunPhase.COMPLETED})
     assert await store.save("run-1", 1, over, [])

@@ -41,6 +41,26 @@ async def test_reading_to_the_end_keeps_one_keys_records_and_says_it_got_there(
     assert kept == [value for key, value in records if key == b"a"]
 
 
+async def test_reading_to_the_end_keeps_several_keys_records(
+    kafka_bootstrap: str, topic_factory: Callable[..., Awaitable[str]]
+) -> None:
+    # Given a flag's rollouts in three environments and another flag, on three partitions
+    topic = await topic_factory("decisions", partitions=3)
+    keys = [b"f", b"f@dev", b"f@staging", b"other"]
+    records = [(keys[i % 4], f"{i}".encode()) for i in range(40)]
+    await produce(kafka_bootstrap, topic, records)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    # When it is read to its end for the flag's keys in two environments
+    wanted = [b"f", b"f@staging"]
+    async with TopicReader(kafka, [topic], from_end=False, timeout_s=30) as reader:
+        kept, complete = await reader.until_end(
+            key=wanted, max_records=1_000, max_kept=1_000, timeout_s=30
+        )
+    # Then every record of those keys is there, and nothing else
+    assert complete
+    assert sorted(kept) == sorted(value for key, value in records if key in wanted)
+
+
 async def test_a_read_past_its_bounds_stops_and_says_so(
     kafka_bootstrap: str, topic_factory: Callable[..., Awaitable[str]]
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from controller.ctl.operate.commands import signed_command
 from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
+from tests.scenarios.test_rolloutctl import Operator
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -118,7 +120,9 @@ class Release:
         return found
 
 
-async def test_each_environment_completes_and_starts_the_next(scenario: Scenario) -> None:
+async def test_each_environment_completes_and_starts_the_next(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     # Given a controller serving dev, staging and production, and apps in each
     flag = "pipe-ok"
     release = Release(scenario)
@@ -164,6 +168,28 @@ async def test_each_environment_completes_and_starts_the_next(scenario: Scenario
     view = await release.status(flag)
     assert view["phase"] == "completed"
     assert [e["status"] for e in view["environments"]] == ["completed"] * 3
+
+    # And the flag's report covers each environment's rollout, in the pipeline's order
+    ctl = Operator(scenario, tmp_path, release.port)
+    answered = await ctl("report", flag, "--json")
+    assert answered.code == 0, answered.err
+    data = answered.json()
+    assert data["pipeline"]["run_id"] == view["run_id"]
+    sections = data["sections"]
+    assert [(s["environment"], s["key"]) for s in sections] == [(e, key_in(flag, e)) for e in STEPS]
+    for section in sections:
+        shown = section["report"]
+        assert (shown["flag"], shown["phase"]) == (section["key"], "completed")
+        assert "start" in [d["action"] for d in shown["decisions"]]
+        assert shown["rollout_id"] == rollout_id_of(view["run_id"], section["environment"])
+    text = (await ctl("report", flag, "--markdown")).out
+    assert [line for line in text.splitlines() if line.startswith("## Environment")] == [
+        f"## Environment {e} ({key_in(flag, e)})" for e in STEPS
+    ]
+    # ...or the one asked for, as the report of one rollout
+    one = await ctl("report", flag, "--environment", "staging", "--json")
+    assert one.code == 0, one.err
+    assert (one.json()["flag"], one.json()["phase"]) == (f"{flag}@staging", "completed")
 
 
 async def test_a_regression_in_staging_rolls_it_back_and_production_never_starts(
@@ -310,7 +336,7 @@ async def test_killed_between_staging_completed_and_production_started_productio
 
 
 async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
-    scenario: Scenario,
+    scenario: Scenario, tmp_path: Path
 ) -> None:
     # Given keys with roles, and a pipeline whose production step needs two approvers
     flag = "pipe-approved"
@@ -381,6 +407,16 @@ async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
     assert (await approve("ana"))["reason"] == (
         "ana (key ana, approver) approved production: 1 more from approver"
     )
+    # ...and the operator's status says who approved, when, what is missing, what it waits for
+    shown = await Operator(scenario, tmp_path, release.port)("pipeline", "status", flag)
+    assert shown.code == 0, shown.err
+    lines = [line.strip() for line in shown.out.splitlines()]
+    assert lines[3] == "production   pending; gate: approvals: 2 from approver"
+    assert lines[4].startswith("approvals approver: 1 of 2: ana (key ana) at ")
+    assert lines[5:] == [
+        "still to approve: 1 more from approver",
+        "next: production waits for: approvals: 1 more from approver",
+    ]
     again = await approve("ana")
     assert again["outcome"] == "rejected"
     assert "a key counts once" in again["reason"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -78,9 +79,15 @@ class TopicReader(ClientLifecycle):
                 raise
 
     async def until_end(
-        self, *, key: bytes | None, max_records: int, max_kept: int, timeout_s: float
+        self,
+        *,
+        key: bytes | Collection[bytes] | None,
+        max_records: int,
+        max_kept: int,
+        timeout_s: float,
     ) -> tuple[list[bytes], bool]:
-        """The values (of records keyed ``key``, or all) up to the topics' end as of this call.
+        """The values (of records keyed ``key``, or one of the keys, or all) up to the topics'
+        end as of this call.
 
         Also says whether the end was reached: reading stops early after
         ``max_records`` records or ``timeout_s``, so a topic of any length costs a
@@ -91,6 +98,7 @@ class TopicReader(ClientLifecycle):
         with translated("reading failed"):
             partitions = list(self._consumer.assignment())
             ends = await self._consumer.end_offsets(partitions)
+        wanted = None if key is None else {key} if isinstance(key, bytes) else set(key)
         kept: collections.deque[bytes] = collections.deque(maxlen=max_kept)
         read = 0
         while read < max_records:
@@ -106,7 +114,7 @@ class TopicReader(ClientLifecycle):
                 )
             records = [r for rs in batch.values() for r in rs]
             read += len(records)
-            kept.extend(r.value or b"" for r in records if key is None or r.key == key)
+            kept.extend(r.value or b"" for r in records if wanted is None or r.key in wanted)
         return list(kept), False
 
     async def values(self, timeout_s: float) -> list[bytes | None]:

@@ -17,7 +17,7 @@ run is always found; an index entry whose state was never saved is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pydantic import ValidationError
 
@@ -93,6 +93,17 @@ class PipelineRunStore:
         async with translated():
             found = await self._redis.zrevrange(f"{self._active}:{flag}", 0, -1)
         return [_text(r) for r in found if isinstance(r, bytes | str)]
+
+    async def with_runs(self, flags: Collection[str]) -> set[str]:
+        """Which of ``flags`` have a run, in one round trip."""
+        wanted = list(flags)
+        if not wanted:
+            return set()
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for flag in wanted:
+                pipe.exists(f"{self._active}:{flag}")
+            found = await pipe.execute()
+        return {flag for flag, n in zip(wanted, found, strict=True) if n}
 
     async def running(self) -> set[str]:
         """The runs not known to be over."""

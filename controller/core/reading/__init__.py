@@ -14,7 +14,8 @@ from controller.core.reading.evidence_view import (
 )
 from controller.core.reading.headline import past_tolerance, verdict_line
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
-from controller.core.reading.pipeline_view import pipeline_view
+from controller.core.reading.pipeline_text import pipeline_text
+from controller.core.reading.pipeline_view import flag_problem, gate_text, pipeline_view
 from controller.core.reading.sources_text import source_lines
 from controller.core.reading.views import (
     READ_API_MODELS,
@@ -92,6 +93,8 @@ __all__ = [
     "decimals_for",
     "describe",
     "evidence",
+    "flag_problem",
+    "gate_text",
     "guardrail_text",
     "history",
     "label_of",
@@ -102,6 +105,7 @@ __all__ = [
     "ms_text",
     "past_tolerance",
     "percent_text",
+    "pipeline_text",
     "pipeline_view",
     "position_label",
     "quantity_text",

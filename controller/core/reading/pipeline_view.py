@@ -1,28 +1,39 @@
-"""What ``rolloutctl pipeline status`` shows: a run's environments, what gates the next step,
-and who still has to approve.
+"""What ``rolloutctl pipeline status`` and the console's pipeline page show: a run's
+environments, what gates the next step, and who still has to approve.
 
 :func:`pipeline_view` turns a run (and each environment's rollout, as loaded)
 into plain data, the answer of ``GET /pipelines/{flag}``: the run's phase;
-per environment its step's status, its rollout (phase, stage, percent) and
-how it ended; the step that starts next with everything it still waits for
-(the previous environment, a soak, approvals, a window); and per step that
-needs approvals, how many are missing per role and who has approved. Pure:
-the clock is an argument.
+per environment its step's status, the key its rollout has (``checkout@staging``),
+its rollout (phase, stage, percent) and how it ended, and the gate before it
+(soak, approvals N of M per role, release windows); the step that starts next
+with everything it still waits for (the previous environment, a soak, approvals,
+a window); and per step that needs approvals, how many are missing per role and
+who has approved, when. Pure: the clock is an argument.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.core.release import PipelineState, approvals_needed, next_gate
+from controller.core.common import PLAIN_FLAG_KEY_PATTERN
+from controller.core.reading.wording import stage_label
+from controller.core.release import PipelineState, PipelineStep, approvals_needed, next_gate
 from controller.core.rollouts import Rollout
+
+MAX_PLAIN_FLAG = 128
 
 
 def pipeline_view(
-    run: PipelineState, rollouts: dict[str, Rollout | None], now: datetime
+    run: PipelineState,
+    rollouts: Mapping[str, Rollout | None],
+    now: datetime,
+    keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The run as ``pipeline status`` shows it; ``rollouts``: each environment's rollout."""
+    """The run as ``pipeline status`` shows it; ``rollouts``: each environment's rollout;
+    ``keys``: each environment's rollout key (left out: none is shown)."""
     found = next_gate(run, now)
     return {
         "run_id": run.run_id,
@@ -33,7 +44,8 @@ def pipeline_view(
         "started_at": run.started_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
         "environments": [
-            _step(run, i, rollouts.get(s.environment), now) for i, s in enumerate(run.steps)
+            _step(run, i, rollouts.get(s.environment), now, (keys or {}).get(s.environment))
+            for i, s in enumerate(run.steps)
         ],
         "next": None
         if found is None
@@ -45,28 +57,74 @@ def pipeline_view(
     }
 
 
-def _step(run: PipelineState, index: int, rollout: Rollout | None, now: datetime) -> dict[str, Any]:
+def _step(
+    run: PipelineState, index: int, rollout: Rollout | None, now: datetime, key: str | None
+) -> dict[str, Any]:
     step, plan = run.steps[index], run.pipeline.steps[index]
     ours = rollout is not None and rollout.rollout_id == step.rollout_id
     shown: dict[str, Any] = {
         "environment": step.environment,
+        "key": key,
         "status": step.status.value,
         "plan": run.pipeline.plan_name(step.environment),
         "rollout_id": step.rollout_id,
         "started_at": step.started_at.isoformat() if step.started_at else None,
         "ended_at": step.ended_at.isoformat() if step.ended_at else None,
         "ending": step.ending,
-        "rollout": None
-        if rollout is None or not ours
-        else {"phase": rollout.phase.value, "stage": rollout.stage, "percent": rollout.percent},
+        "rollout": _rollout(rollout) if rollout is not None and ours else None,
         "soak": str(plan.soak) if plan.soak is not None else None,
         "windows": len(plan.windows),
+        "gate": gate_text(plan) if index else None,
     }
     if plan.approval is not None:
         needed = approvals_needed(run.approvals, step.environment, plan.approval, now)
+        live = run.approvals.live(step.environment, plan.approval, now)
         shown["approvals"] = {
+            "needed": {rule.role: rule.count for rule in plan.approval.needs},
             "missing": needed.missing,
             "approved": {role: list(names) for role, names in needed.approved.items()},
+            "given": [
+                {"operator": a.operator, "key_id": a.key_id, "role": a.role, "at": a.at.isoformat()}
+                for a in live
+            ],
+            "expires_after": str(plan.approval.expires_after),
             "summary": needed.summary(),
         }
     return shown
+
+
+def _rollout(rollout: Rollout) -> dict[str, Any]:
+    stages = len(rollout.plan.stages)
+    percent = rollout.plan.stages[rollout.stage].percent
+    return {
+        "phase": rollout.phase.value,
+        "stage": rollout.stage,
+        "stages": stages,
+        "label": stage_label(rollout.stage, stages, percent),
+        "percent": rollout.percent,
+    }
+
+
+def gate_text(step: PipelineStep) -> str:
+    """What must hold before ``step`` starts, after the previous environment completed:
+    ``soak 1:00:00; approvals: 2 from approver; a release window``, or ``nothing more``."""
+    parts = []
+    if step.soak is not None:
+        parts.append(f"soak {step.soak}")
+    if step.approval is not None:
+        needs = ", ".join(f"{rule.count} from {rule.role}" for rule in step.approval.needs)
+        parts.append(f"approvals: {needs}")
+    if step.windows:
+        parts.append("a release window" if len(step.windows) == 1 else "release windows")
+    return "; ".join(parts) or "nothing more"
+
+
+def flag_problem(flag: str) -> str | None:
+    """Why ``flag`` is no flag's own key (a pipeline is a flag's, not an environment's), or
+    None: at most 128 letters, digits and ``. _ : -``, beginning with a letter or digit."""
+    if len(flag) > MAX_PLAIN_FLAG or not re.fullmatch(PLAIN_FLAG_KEY_PATTERN, flag):
+        return (
+            "flag: a flag's own key is 1 to 128 letters, digits and '. _ : -',"
+            " beginning with a letter or digit"
+        )
+    return None

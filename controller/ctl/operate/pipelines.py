@@ -17,11 +17,13 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.core.common import ConfigError, load_document
+from controller.core.reading import pipeline_text
 from controller.core.release import PipelineCommand
 from controller.core.trust import signing
 from controller.core.wire import summarize
@@ -129,7 +131,7 @@ def _signed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    base, path = env_url(args.url), f"/pipelines/{args.flag}"
+    base, path = env_url(args.url), f"/pipelines/{quote(args.flag, safe='')}"
     try:
         answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
     except http_client.Unreachable as exc:
@@ -148,31 +150,5 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def status_text(view: dict[str, Any]) -> str:
-    """The run as lines: its phase, each environment, and what the next step waits for."""
-    lines = [
-        f"pipeline {view['pipeline']} for {view['flag']} (run {view['run_id']}): {view['phase']}"
-        + (f" at {view['stopped_at']}" if view.get("stopped_at") else "")
-    ]
-    for step in view["environments"]:
-        rollout = step.get("rollout")
-        where = f", {rollout['phase']} at {rollout['percent']:g}%" if rollout else ""
-        ending = f": {step['ending']}" if step.get("ending") else ""
-        lines.append(f"  {step['environment']:<12} {step['status']}{where}{ending}")
-        approvals = step.get("approvals")
-        if approvals:
-            approved = "; ".join(
-                f"{role}: {', '.join(names)}"
-                for role, names in approvals["approved"].items()
-                if names
-            )
-            lines.append(
-                f"  {'':<12} approvals: {approvals['summary']}"
-                + (f" ({approved})" if approved else "")
-            )
-    found = view.get("next")
-    if found:
-        state = (
-            "may start now" if found["open"] else "waits for: " + "; ".join(found["waiting_for"])
-        )
-        lines.append(f"next: {found['environment']} {state}")
-    return "\n".join(lines)
+    """The run as lines (:func:`controller.core.reading.pipeline_text`)."""
+    return pipeline_text(view)

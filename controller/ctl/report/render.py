@@ -42,24 +42,32 @@ from controller.ctl.report.model import (
 )
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
+_HEADING = re.compile(r"<(/?)h([1-5])")
 
 
 # -- Markdown ------------------------------------------------------------------------------
 
 
-def markdown(report: Report) -> str:
-    """The report as GitHub-flavoured Markdown."""
-    out = [f"# Canary report: {_md(report.flag)}", ""]
+def markdown(report: Report, *, depth: int = 0) -> str:
+    """The report as GitHub-flavoured Markdown; ``depth`` more ``#`` to each heading (a
+    section of a release report)."""
+    h = "#" * depth
+    out = [f"{h}# Canary report: {_md(report.flag)}", ""]
     out += [f"**{_md(report.verdict)}**", ""] if report.verdict else []
     out += [f"- **{name}**: {_md(value)}" for name, value in summary_rows(report)]
     out += [""] + [f"> {_md(note)}" for note in report.notes]
     if report.narrative:
-        out += ["", "## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
-    out += ["", "## Stages", "", *_md_table(STAGE_HEAD, [stage_cells(s) for s in report.stages])]
+        out += ["", f"{h}## In short", "", _md(report.narrative), "", f"_{_md(_byline(report))}_"]
+    out += [
+        "",
+        f"{h}## Stages",
+        "",
+        *_md_table(STAGE_HEAD, [stage_cells(s) for s in report.stages]),
+    ]
     for title, head, rows in held_back(report):
-        out += ["", f"## {title}", "", *_md_table(head, rows)]
+        out += ["", f"{h}## {title}", "", *_md_table(head, rows)]
     for stage in report.stages:
-        out += ["", f"### {_md(stage.label)}", ""]
+        out += ["", f"{h}### {_md(stage.label)}", ""]
         out += [f"{_md(duration(stage.duration_s))}, ended by {_md(stage.outcome)}."]
         if stage.evidence_from:
             out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
@@ -74,13 +82,18 @@ def markdown(report: Report) -> str:
             out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
         out += [f"Sample ratio: {_md(srm_text(stage.srm))}."]
     if report.charts:
-        out += ["", "## Guardrails over time", ""]
+        out += ["", f"{h}## Guardrails over time", ""]
         for figure in report.charts:
             out += [f"- {_md(figure.text())}"]
             out += [f"- {_md(figure.arms_text())}"] if figure.per_arm else []
         out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
-    out += ["", "## Decisions", "", *_md_table(DECISION_HEAD, list(decision_cells(report)))]
+    out += ["", f"{h}## Decisions", "", *_md_table(DECISION_HEAD, list(decision_cells(report)))]
     return "\n".join(out) + "\n"
+
+
+def md_text(text: str) -> str:
+    """``text`` safe inside Markdown: one line, every markup character escaped."""
+    return _md(text)
 
 
 def _md(text: str) -> str:
@@ -129,12 +142,22 @@ svg.arms-chart polyline{fill:none}svg.arms-chart .stage{color:#59636e}
 
 def html_page(report: Report) -> str:
     """The report as one HTML page with nothing to load."""
+    return page_around(f"Canary report: {report.flag}", html_body(report))
+
+
+def page_around(title: str, body: str) -> str:
+    """A self-contained page around ``body`` (its CSS inline)."""
+    head = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_h(title)}</title>\n<style>{CSS}</style></head><body>\n"
+    )
+    return head + body + "</body></html>\n"
+
+
+def html_body(report: Report, *, depth: int = 0) -> str:
+    """The report's HTML, its headings ``depth`` levels down (a section of a release report)."""
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Canary report: {_h(report.flag)}</title>",
-        f"<style>{CSS}</style></head><body>",
         f"<h1>Canary report: {_h(report.flag)}</h1>",
         f'<p class="verdict">{_h(report.verdict)}</p>' if report.verdict else "",
         "<dl>",
@@ -150,8 +173,9 @@ def html_page(report: Report) -> str:
     for stage in report.stages:
         parts += _h_stage(stage)
     parts += ["<h2>Decisions</h2>", _h_table(DECISION_HEAD, list(decision_cells(report)))]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    body = "\n".join(parts) + "\n"
+    # Every value is escaped, so the only tags named h1-h5 are the report's own headings.
+    return _HEADING.sub(lambda m: f"<{m[1]}h{int(m[2]) + depth}", body) if depth else body
 
 
 def _byline(report: Report) -> str:

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import re
 import sys
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -23,16 +27,16 @@ from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
-from controller.core.common import ConfigError, ControllerError
+from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
 from controller.core.reading import RolloutStatus
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.options import add_url
-from controller.ctl.report import diagnosis, narrating, report
+from controller.ctl.report import diagnosis, environments, narrating, report
 from controller.ctl.report import render as report_render
 from controller.ctl.report.model import Report
-from controller.ctl.terminal import env_url, os_reason, print_json, warn
+from controller.ctl.terminal import UsageError, env_url, os_reason, print_json, warn
 from controller.settings import KafkaSettings, load_settings
 
 MAX_RECORDS = 500_000
@@ -42,13 +46,26 @@ MAX_KEPT = 20_000
 MAX_BODY_CHARS = 32 * 1024 * 1024
 """The largest status or history answer read: anything bigger is not a controller's."""
 CLIENT_ID = "rolloutctl-report"
+MAX_RETRY_AFTER_S = 10.0
+"""The longest a report waits to read again after the controller's 429."""
+NOT_STARTED = "no rollout here: the pipeline has not started this environment"
 JsonObject = dict[str, object]
 """A JSON object as read off the wire, before it is read into its model."""
 
 
 def add_arguments(sub: argparse.ArgumentParser) -> None:
     """The options of ``rolloutctl report``."""
-    sub.add_argument("flag", metavar="FLAG", help="the flag whose current rollout to report")
+    sub.add_argument(
+        "flag",
+        metavar="FLAG",
+        help="the flag whose current rollout to report: in every environment it has one in",
+    )
+    sub.add_argument(
+        "--environment",
+        metavar="ENV",
+        type=environment_name,
+        help="report only this environment's rollout (of a flag in several environments)",
+    )
     form = sub.add_mutually_exclusive_group()
     form.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page")
     form.add_argument("--markdown", action="store_true", help="print Markdown (the default)")
@@ -70,32 +87,111 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def environment_name(text: str) -> str:
+    """``--environment``'s value: an environment's name, as the controller names them."""
+    if not re.fullmatch(ENVIRONMENT_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is no environment name: a lower-case letter, then up to 31"
+            " letters, digits, '-' and '_'"
+        )
+    return text
+
+
 def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
-    """Build the report of ``args.flag``'s rollout and write it where asked; ``--deadline``
-    counts from the process's start with ``whole_process`` (:func:`command_started`)."""
+    """Build the report of ``args.flag``'s rollout (or of each environment's) and write it where
+    asked; ``--deadline`` counts from the process's start with ``whole_process``
+    (:func:`command_started`)."""
     started = command_started(whole_process=whole_process)
     base = env_url(args.url)
-    path = f"/rollouts/{quote(args.flag, safe='')}"
-    served = _get(base, path, args.timeout)
-    if served is None:
-        warn(f"no rollout for flag {args.flag!r}")
-        return EXIT_FAILURE
-    status = _status(served, base + path)
-    history = _get(base, f"{path}/history", args.timeout)
+    sections, pipeline = _sections(base, args.flag, args.environment, args.timeout)
+    keys = [args.flag] if sections is None else [s.key for s in sections]
+    served = {key: _get(base, f"/rollouts/{quote(key, safe='')}", args.timeout) for key in keys}
+    if sections is None or len(sections) == 1:
+        if (found := served[keys[0]]) is None:
+            warn(f"no rollout for flag {keys[0]!r}")
+            return EXIT_FAILURE
+        served = {keys[0]: found}
     settings = load_settings(args.config)
     kafka = settings.kafka
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    mine = [k for k, found in served.items() if found is not None]
     messages, complete = asyncio.run(
-        read_decisions(kafka, settings.topics.decisions, args.flag, timeout_s=args.timeout)
+        read_decisions(kafka, settings.topics.decisions, mine, timeout_s=args.timeout)
     )
+    asking = None
+    if args.narrative:
+        asking = Asking(settings.llm, args.deadline, args.allow_small_model, started)
+    built = {
+        key: _built(
+            base, key, found, decisions=(messages, complete), asking=asking, timeout_s=args.timeout
+        )
+        for key, found in served.items()
+        if found is not None
+    }
+    if sections is None or len(sections) == 1:
+        return _write(args, built[keys[0]])
+    return _write_release(args, _release(args.flag, sections, pipeline, built))
+
+
+def _built(
+    base: str,
+    key: str,
+    served: JsonObject,
+    *,
+    decisions: tuple[list[object], bool],
+    asking: Asking | None,
+    timeout_s: float,
+) -> Report:
+    """The report of the rollout ``key`` names, from its status, history and decisions."""
+    path = f"/rollouts/{quote(key, safe='')}"
+    status = _status(served, base + path)
+    history = _get(base, f"{path}/history", timeout_s)
+    messages, complete = decisions
     built = report.build(report.read(status, messages, history), datetime.now(UTC))
     if not complete:
         built.notes.append("the decisions topic was not read to its end: decisions may be missing")
-    if args.narrative:
-        asking = Asking(settings.llm, args.deadline, args.allow_small_model, started)
+    if asking is not None:
         narrating.add_narrative(built, asking)
-    return _write(args, built)
+    return built
+
+
+def _sections(
+    base: str, flag: str, only: str | None, timeout_s: float
+) -> tuple[list[environments.Section] | None, JsonObject | None]:
+    """The environments to report on (:func:`environments.sections_of`; None: ``flag``'s own
+    rollout alone, as a flag in one environment, or a key naming its environment, has it),
+    and the flag's pipeline status (None: it has none)."""
+    if split(flag)[1] is not None:
+        if only is not None:
+            raise UsageError(f"--environment: {flag!r} already names its environment")
+        return None, None
+    pipeline = _get(base, f"/pipelines/{quote(flag, safe='')}", timeout_s)
+    listed = _get(base, "/rollouts", timeout_s) or {}
+    rollouts = listed.get("rollouts")
+    keys = [
+        str(r["flag"])
+        for r in (rollouts if isinstance(rollouts, list) else [])
+        if isinstance(r, dict) and isinstance(r.get("flag"), str)
+    ]
+    return environments.sections_of(flag, pipeline, keys, only), pipeline
+
+
+def _release(
+    flag: str,
+    sections: list[environments.Section],
+    pipeline: JsonObject | None,
+    built: dict[str, Report],
+) -> environments.ReleaseReport:
+    return environments.ReleaseReport(
+        flag=flag,
+        generated_at=datetime.now(UTC).isoformat(),
+        pipeline=pipeline,
+        sections=[
+            replace(s, report=built.get(s.key), note="" if s.key in built else NOT_STARTED)
+            for s in sections
+        ],
+    )
 
 
 def _status(served: JsonObject, url: str) -> RolloutStatus:
@@ -122,7 +218,24 @@ def _write(args: argparse.Namespace, built: Report) -> int:
     return 0
 
 
-def _plain(built: Report) -> JsonObject:
+def _write_release(args: argparse.Namespace, built: environments.ReleaseReport) -> int:
+    """The report across environments, as ``--json``, ``--html FILE`` or Markdown ask."""
+    if args.json:
+        print_json(_plain(built))
+    elif args.html is not None:
+        try:
+            args.html.write_text(environments.html_page(built), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.html}: {os_reason(exc)}") from exc
+        warn(
+            f"wrote the report of {built.flag} in {len(built.sections)} environments to {args.html}"
+        )
+    else:
+        sys.stdout.write(environments.markdown(built))
+    return 0
+
+
+def _plain(built: Report | environments.ReleaseReport) -> JsonObject:
     """The report's data as JSON-ready values (``asdict`` does not know slotted classes' kids)."""
     raw = orjson.dumps(built, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_dataclass)
     data: JsonObject = orjson.loads(raw)
@@ -137,13 +250,21 @@ def _dataclass(value: object) -> JsonObject:
 
 
 def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
-    """The JSON object at ``path``; None on 404; an error for anything else."""
-    try:
-        answer = http_client.get(
-            base + path, timeout_s=timeout_s, headers=diagnosis.token_headers()
-        )
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
+    """The JSON object at ``path``; None on 404; an error for anything else. Over the
+    controller's read rate (429: a report across environments reads several rollouts), it
+    asks again after the ``Retry-After`` it was given, within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answer = http_client.get(
+                base + path, timeout_s=timeout_s, headers=diagnosis.token_headers()
+            )
+        except http_client.Unreachable as exc:
+            raise diagnosis.unreachable(base, exc) from exc
+        wait = retry_after(answer.headers.get("Retry-After")) if answer.status == 429 else None
+        if wait is None or time.monotonic() + wait > deadline:
+            break
+        time.sleep(wait)
     if answer.status == 404:
         return None
     if answer.status != 200 or len(answer.text) > MAX_BODY_CHARS:
@@ -157,10 +278,21 @@ def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
     return body
 
 
+def retry_after(header: str | None) -> float | None:
+    """The seconds a 429's ``Retry-After`` asks to wait (1 when it says none it can be read as,
+    at most :data:`MAX_RETRY_AFTER_S`)."""
+    try:
+        seconds = float(header) if header is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
+
+
 async def read_decisions(
-    kafka: KafkaSettings, topic: str, flag: str, *, timeout_s: float
+    kafka: KafkaSettings, topic: str, flag: str | list[str], *, timeout_s: float
 ) -> tuple[list[object], bool]:
-    """``flag``'s messages on ``topic`` up to its current end, and whether the end was reached.
+    """``flag``'s messages on ``topic`` up to its current end, and whether the end was reached;
+    of each of the keys, when ``flag`` is a list (a flag's rollouts in several environments).
 
     Decisions are keyed by their flag, so only that flag's records are kept, each
     as its JSON (:func:`controller.ctl.report.report.read` reads them as decisions); a
@@ -169,7 +301,10 @@ async def read_decisions(
     reader = TopicReader(kafka, [topic], from_end=False, client_id=CLIENT_ID, timeout_s=timeout_s)
     async with reader:
         values, complete = await reader.until_end(
-            key=flag.encode(), max_records=MAX_RECORDS, max_kept=MAX_KEPT, timeout_s=timeout_s
+            key=flag.encode() if isinstance(flag, str) else [f.encode() for f in flag],
+            max_records=MAX_RECORDS,
+            max_kept=MAX_KEPT,
+            timeout_s=timeout_s,
         )
     messages: list[object] = []
     for value in values:

@@ -30,7 +30,7 @@ again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -229,8 +229,7 @@ class Pipelines:
     # -- reconciling ----------------------------------------------------------------------
 
     async def run(self, control: ControlSource) -> None:
-        """Reconcile each running run of a flag this instance owns, every sweep; what may pass
-        (a store outage) is retried, what fails for good is reported once and tried again."""
+        """Reconcile each running run of a flag this instance owns, every sweep (retried)."""
         every, retry = self._parts.settings.sweep_interval_seconds, self._parts.retry
         while not await sleep_or_stop(every, self._parts.stopping):
             passed = retry(lambda: self.run_pass(control), "pipelines")
@@ -295,11 +294,13 @@ class Pipelines:
         run = (await self._runs.load(runs[0])).run if runs else None
         if run is None:
             return None
-        found = {
-            s.environment: (await self._states.load(self._writer.key(flag, s.environment))).rollout
-            for s in run.steps
-        }
-        return pipeline_view(run, found, self._now())
+        keys = {s.environment: self._writer.key(flag, s.environment) for s in run.steps}
+        found = {env: (await self._states.load(key)).rollout for env, key in keys.items()}
+        return pipeline_view(run, found, self._now(), keys)
+
+    async def with_runs(self, flags: Collection[str]) -> set[str]:
+        """Which of ``flags`` have a pipeline run (the console links to their pipeline)."""
+        return await self._runs.with_runs(flags)
 
 
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:

@@ -3,7 +3,7 @@
 :func:`~controller.daemon.running.wiring.run` reaches Redis and the brokers; the steps
 here build on them, each from the :class:`Run` every step reads: the rollouts'
 stores and outputs (:func:`rollout_side`), the engine (:func:`engine_of`), the
-HTTP API (:func:`serve_http`) and the services that run until the daemon stops
+HTTP API (:func:`.http_side.serve_http`) and the services that run until the daemon stops
 (:func:`services_of`). Every part a step starts is entered on the run's exit
 stack, so it closes in reverse order.
 """
@@ -14,16 +14,15 @@ import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from controller.adapters.kafka import Producer, Publisher
+from controller.adapters.kafka import Publisher
 from controller.adapters.llm import Advisor
 from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.redis import (
     AppKeyStore,
     AppliedStore,
-    EventLedger,
     GapStore,
     PipelineRunStore,
     RedisAggregateStore,
@@ -40,8 +39,6 @@ from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, SigningOutputs
 from controller.daemon.registries import (
-    FlagDirectory,
-    KeyBook,
     KeyReloader,
     Keyring,
     SegmentService,
@@ -53,16 +50,7 @@ from controller.daemon.running.supervisor import Service
 from controller.daemon.running.topics import TopicKeeper
 from controller.daemon.serving import (
     BrokerWatch,
-    ConsoleData,
-    EventIntake,
-    OtlpIntake,
-    Parts,
-    ReadWorker,
     StartUp,
-    StatusView,
-    http_server,
-    readiness_of,
-    translator_of,
 )
 from controller.ports import Outputs
 from controller.settings import Settings
@@ -235,102 +223,6 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         sources=rollouts.sources,
         unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
     )
-
-
-async def serve_http(run: Run, daemon: Daemon) -> None:
-    """The HTTP API up; from now on the probes ask the running daemon's readiness."""
-    settings, redis, when = run.settings, daemon.redis, run.when
-    status, console = _views(run, daemon)
-    events_in = await _event_intake(run, redis.client)
-    reads = await run.enter(
-        "read worker",
-        ReadWorker(
-            settings,
-            signer=run.signer,
-            clock=when.clock,
-            team_windows=when.team_windows,
-            sources=daemon.rollouts.sources,
-        ),
-    )
-    parts = Parts(
-        run.metrics,
-        redis.store,
-        daemon.rollouts.states,
-        redis.ingest,
-        daemon.engine,
-        daemon.kafka.outputs,
-        console,
-        daemon.kafka.control,
-        run.signer,
-        status,
-        events_in,
-        daemon.rollouts.segments,
-        KeyBook(AppKeyStore(redis.client, settings=settings.redis)),
-        brokers=daemon.brokers,
-        reads=reads,
-        otlp_in=await _otlp_intake(run, daemon, events_in, reads),
-        side_ingests=daemon.side_ingests,
-    )
-    await run.enter("http server", http_server(settings, parts))
-    run.startup.started(lambda: readiness_of(parts, settings))
-
-
-def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
-    """What the read API and the console show of the rollouts."""
-    states, when = daemon.rollouts.states, run.when
-    status = StatusView(
-        states=states,
-        aggregates=daemon.redis.store,
-        stale_after=timedelta(days=run.settings.engine.stale_after_days),
-        clock=when.clock,
-        team_windows=when.team_windows,
-        sources=daemon.rollouts.sources,
-    )
-    console = ConsoleData(
-        states=states,
-        history=daemon.rollouts.gate_history,
-        status=status,
-        clock=when.clock,
-        team_windows=when.team_windows,
-    )
-    return status, console
-
-
-async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
-    """The event intake; its producer's timeout keeps a batch answered 503 from being sent."""
-    settings = run.settings
-    ack_timeout = settings.http.intake_ack_timeout_seconds
-    producer = await run.enter(
-        "intake producer",
-        Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
-    )
-    return EventIntake(
-        producer=producer,
-        ledger=EventLedger(client, settings=settings.redis),
-        topic=settings.topics.events,
-        dedupe_seconds=settings.http.intake_dedupe_seconds,
-        metrics=run.metrics,
-    )
-
-
-async def _otlp_intake(
-    run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
-) -> OtlpIntake | None:
-    """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
-    http = run.settings.http
-    if not http.otlp_enabled:
-        return None
-    directory = FlagDirectory(reads.rollouts, max_age=http.otlp_flags_max_age_seconds)
-    intake = OtlpIntake(
-        events=events_in,
-        directory=directory,
-        translator=translator_of(http, directory.lookup),
-        dead_letters=daemon.kafka.dead_letters,
-        metrics=run.metrics,
-        max_event_bytes=run.settings.ingest.max_event_bytes,
-        clock=run.when.clock,
-    )
-    return await run.enter("otlp intake", intake)
 
 
 def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:

@@ -33,7 +33,6 @@ from controller.daemon.running.assembly import (
     Time,
     engine_of,
     rollout_side,
-    serve_http,
     services_of,
     utcnow,
 )
@@ -44,6 +43,7 @@ from controller.daemon.running.connecting import (
     wait_for_kafka,
     wait_for_redis,
 )
+from controller.daemon.running.http_side import serve_http
 from controller.daemon.running.otlp_topics import otlp_services
 from controller.daemon.running.supervisor import EXIT_OK, until_stopped
 from controller.daemon.serving import BrokerWatch, StartUp, health_server, kafka_of, redis_of

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
+from typing import Any, Protocol
 
 import orjson
 import structlog
 
-from controller.console import pages, rollout
+from controller.console import pages, pipeline, rollout
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage
-from controller.core.common import StoreError
+from controller.core.common import StoreError, split
 from controller.core.reading import (
     HistoryPoint,
     RolloutHistory,
@@ -45,6 +46,14 @@ LIST_TTL_S = 4.0
 Status = Callable[[str | None], Awaitable[list[RolloutStatus]]]
 
 
+class PipelineReads(Protocol):
+    """What the console reads of release pipelines
+    (:class:`controller.daemon.rollouts.pipelines.Pipelines`)."""
+
+    async def status(self, flag: str) -> dict[str, Any] | None: ...
+    async def with_runs(self, flags: Collection[str]) -> set[str]: ...
+
+
 class ConsoleData:
     """The console's pages and the history JSON, from the rollout states and the gate history."""
 
@@ -57,8 +66,10 @@ class ConsoleData:
         clock: Callable[[], datetime],
         list_ttl_s: float = LIST_TTL_S,
         team_windows: tuple[Window, ...] = (),
+        pipelines: PipelineReads | None = None,
     ) -> None:
         self._states, self._history = states, history
+        self._pipelines = pipelines  # none where the engine runs no release pipelines
         self._status, self._now = status, clock
         self._team_windows = team_windows  # a window wait in the list says when they open
         self._list_ttl = list_ttl_s
@@ -97,7 +108,9 @@ class ConsoleData:
         async with self._building:
             if self._list is not None and time.monotonic() - self._list[0] < self._list_ttl:
                 return self._list[1]
-            fragment = pages.rollout_list(await self.rows(), await self._alerts())
+            rows = await self.rows()
+            with_runs = await self._with_runs({split(r.flag)[0] for r in rows})
+            fragment = pages.rollout_list(rows, await self._alerts(), pipelines=with_runs)
             self._list = (time.monotonic(), fragment)
             return fragment
 
@@ -144,7 +157,20 @@ class ConsoleData:
                 for g in found.plan.guardrails
             ],
         )
-        return rollout.rollout_detail(page)
+        detail = rollout.rollout_detail(page)
+        plain = split(flag)[0]
+        if plain not in await self._with_runs({plain}):
+            return detail
+        head, mark, rest = detail.partition("</h1>")
+        return f"{head}{mark}{pages.pipeline_link(plain)}{rest}"
+
+    async def pipeline_fragment(self, flag: str) -> str | None:
+        """``flag``'s pipeline page fragment (its newest run); None when it has none."""
+        found = await self._pipelines.status(flag) if self._pipelines is not None else None
+        return None if found is None else pipeline.pipeline_detail(found)
+
+    async def _with_runs(self, flags: Collection[str]) -> set[str]:
+        return set() if self._pipelines is None else await self._pipelines.with_runs(flags)
 
     async def _alerts(self) -> list[Alert]:
         raw = await self._history.recent_alerts(RECENT_ALERTS)

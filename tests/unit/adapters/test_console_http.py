@@ -23,6 +23,9 @@ class Pages:
     async def rollout_fragment(self, flag: str) -> str | None:
         return None if flag == "nobody" else f"<p>{flag}</p>"
 
+    async def pipeline_fragment(self, flag: str) -> str | None:
+        return None if flag == "nobody" else f"<p>pipeline of {flag}</p>"
+
 
 @asynccontextmanager
 async def served(
@@ -124,3 +127,22 @@ async def test_without_a_token_the_console_answers_only_allowed_host_names(
         for target in (b"/ui", b"/ui/fragment/list", b"/ui/rollouts/a"):
             answer = await raw_get(port, target, host=host.encode())
             assert answer.startswith(f"HTTP/1.1 {status}".encode()), (target, answer[:200])
+
+
+async def test_a_pipeline_page_is_signed_in_and_names_a_flags_own_key() -> None:
+    async with served(token=TOKEN, bound_to="0.0.0.0") as http:
+        assert (await http.get("/ui/pipelines/checkout")).status_code == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        page = await http.get("/ui/pipelines/checkout", headers=bearer)
+        assert page.status_code == 200
+        assert "<p>pipeline of checkout</p>" in page.text
+        assert 'data-fragment="/ui/fragment/pipelines/checkout"' in page.text
+        live = await http.get("/ui/fragment/pipelines/checkout", headers=bearer)
+        assert live.text == "<p>pipeline of checkout</p>"
+        assert (await http.get("/ui/pipelines/nobody", headers=bearer)).status_code == 404
+        for bad in ("checkout@staging", "%3Cscript%3E", "x" * 129):
+            refused = await http.get(f"/ui/pipelines/{bad}", headers=bearer)
+            assert refused.status_code == 400
+            assert "<script>" not in refused.text
+            fragment = await http.get(f"/ui/fragment/pipelines/{bad}", headers=bearer)
+            assert fragment.status_code == 400

@@ -1,0 +1,123 @@
+"""The daemon's HTTP API: the views, the event and OTLP intakes, and the server over them.
+
+:func:`serve_http` is the step of the start (see :mod:`.assembly`) that opens the API
+port once every part it shows is up; from then on the probes ask the running daemon's
+readiness.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from controller.adapters.kafka import Producer
+from controller.adapters.redis import AppKeyStore, EventLedger, RedisClient
+from controller.daemon.registries import FlagDirectory, KeyBook
+from controller.daemon.running.assembly import Daemon, Run
+from controller.daemon.serving import (
+    ConsoleData,
+    EventIntake,
+    OtlpIntake,
+    Parts,
+    ReadWorker,
+    StatusView,
+    http_server,
+    readiness_of,
+    translator_of,
+)
+
+
+async def serve_http(run: Run, daemon: Daemon) -> None:
+    """The HTTP API up; from now on the probes ask the running daemon's readiness."""
+    settings, redis, when = run.settings, daemon.redis, run.when
+    status, console = _views(run, daemon)
+    events_in = await _event_intake(run, redis.client)
+    reads = await run.enter(
+        "read worker",
+        ReadWorker(
+            settings,
+            signer=run.signer,
+            clock=when.clock,
+            team_windows=when.team_windows,
+            sources=daemon.rollouts.sources,
+        ),
+    )
+    parts = Parts(
+        run.metrics,
+        redis.store,
+        daemon.rollouts.states,
+        redis.ingest,
+        daemon.engine,
+        daemon.kafka.outputs,
+        console,
+        daemon.kafka.control,
+        run.signer,
+        status,
+        events_in,
+        daemon.rollouts.segments,
+        KeyBook(AppKeyStore(redis.client, settings=settings.redis)),
+        brokers=daemon.brokers,
+        reads=reads,
+        otlp_in=await _otlp_intake(run, daemon, events_in, reads),
+        side_ingests=daemon.side_ingests,
+    )
+    await run.enter("http server", http_server(settings, parts))
+    run.startup.started(lambda: readiness_of(parts, settings))
+
+
+def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
+    """What the read API and the console show of the rollouts."""
+    states, when = daemon.rollouts.states, run.when
+    status = StatusView(
+        states=states,
+        aggregates=daemon.redis.store,
+        stale_after=timedelta(days=run.settings.engine.stale_after_days),
+        clock=when.clock,
+        team_windows=when.team_windows,
+        sources=daemon.rollouts.sources,
+    )
+    console = ConsoleData(
+        states=states,
+        history=daemon.rollouts.gate_history,
+        status=status,
+        clock=when.clock,
+        team_windows=when.team_windows,
+        pipelines=daemon.engine.pipelines,
+    )
+    return status, console
+
+
+async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
+    """The event intake; its producer's timeout keeps a batch answered 503 from being sent."""
+    settings = run.settings
+    ack_timeout = settings.http.intake_ack_timeout_seconds
+    producer = await run.enter(
+        "intake producer",
+        Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
+    )
+    return EventIntake(
+        producer=producer,
+        ledger=EventLedger(client, settings=settings.redis),
+        topic=settings.topics.events,
+        dedupe_seconds=settings.http.intake_dedupe_seconds,
+        metrics=run.metrics,
+    )
+
+
+async def _otlp_intake(
+    run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
+) -> OtlpIntake | None:
+    """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
+    http = run.settings.http
+    if not http.otlp_enabled:
+        return None
+    directory = FlagDirectory(reads.rollouts, max_age=http.otlp_flags_max_age_seconds)
+    intake = OtlpIntake(
+        events=events_in,
+        directory=directory,
+        translator=translator_of(http, directory.lookup),
+        dead_letters=daemon.kafka.dead_letters,
+        metrics=run.metrics,
+        max_event_bytes=run.settings.ingest.max_event_bytes,
+        clock=run.when.clock,
+    )
+    return await run.enter("otlp intake", intake)

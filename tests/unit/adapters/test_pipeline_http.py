@@ -1,0 +1,34 @@
+"""``GET /pipelines/{flag}``: the operator's token, a flag's own key, 404 without a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from controller.adapters.pipeline_routes import PipelineRoutes
+from tests.app_client import app_client
+
+TOKEN = "t0ken"
+
+
+async def test_the_pipeline_read_wants_the_token_and_a_flags_own_key() -> None:
+    asked: list[str] = []
+
+    async def status(flag: str) -> dict[str, Any] | None:
+        asked.append(flag)
+        return {"flag": flag} if flag == "checkout" else None
+
+    app = web.Application()
+    PipelineRoutes(status, token=TOKEN).add_to(app.router)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with app_client(app) as http:
+        assert (await http.get("/pipelines/checkout")).status_code == 401
+        found = await http.get("/pipelines/checkout", headers=bearer)
+        assert (found.status_code, found.json()) == (200, {"flag": "checkout"})
+        assert (await http.get("/pipelines/search", headers=bearer)).status_code == 404
+        for bad in ("checkout@staging", "%3Cb%3E", "x" * 129):
+            refused = await http.get(f"/pipelines/{bad}", headers=bearer)
+            assert refused.status_code == 400
+            assert refused.json()["error"].startswith("flag: ")
+    assert asked == ["checkout", "search"]  # nothing else reached the store
