@@ -33,6 +33,7 @@ from controller.core.trust import signing
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
 from controller.ctl.operate.commands import encode_command, signed_command
+from controller.ctl.operate.pipelines import command_of as pipeline_command_of
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.waiting import eventually
@@ -245,6 +246,12 @@ class Scenario:
         assert self._producer is not None
         value = command if isinstance(command, bytes) else encode_command(command)
         await self._producer.send_and_wait(self.topics["commands"], key=flag.encode(), value=value)
+
+    def pipeline_command(self, flag: str, pipeline: dict[str, Any]) -> dict[str, Any]:
+        """A pipeline start for ``flag``, signed with the scenario's operator key."""
+        command = pipeline_command_of(flag, pipeline, actor="tester", key_id=KEY_ID)
+        command["sig"] = signing.sign(command, self.key)
+        return command
 
     async def decided(
         self, command: dict[str, Any], *, flag: str, what: str, timeout: float = 30

@@ -64,11 +64,8 @@ class Approvers:
             actor=f"{key_id}-person",
             environment="production",
         )
-        await self.scenario.send(command, flag=FLAG)
-        found: dict[str, Any] = await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=60,
-            what=f"{key_id}'s approval",
+        found = await self.scenario.decided(
+            command, flag=FLAG, what=f"{key_id}'s approval", timeout=60
         )
         assert found["outcome"] == "applied", found
         return found

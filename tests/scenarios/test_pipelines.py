@@ -6,8 +6,6 @@ where it was.
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -70,25 +68,8 @@ class Release:
 
     async def start(self, flag: str, pipeline: dict[str, Any] = PIPELINE) -> dict[str, Any]:
         """Send the pipeline command; the first environment's start decision."""
-        command: dict[str, Any] = {
-            "type": "pipeline",
-            "v": 1,
-            "id": uuid.uuid4().hex,
-            "ts": int(time.time() * 1000),
-            "action": "start",
-            "flag": flag,
-            "pipeline": pipeline,
-            "actor": "tester",
-            "key_id": KEY_ID,
-        }
-        command["sig"] = signing.sign(command, self.scenario.key)
-        await self.scenario.send(orjson.dumps(command), flag=flag)
-        found: dict[str, Any] = await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=30,
-            what="the pipeline's first decision",
-        )
-        return found
+        command = self.scenario.pipeline_command(flag, pipeline)
+        return await self.scenario.decided(command, flag=flag, what="the pipeline's first decision")
 
     def decided(self, flag: str) -> list[tuple[str, str | None]]:
         return [
@@ -255,12 +236,7 @@ async def test_a_rollout_stored_before_environments_stays_in_the_default_one(
     assert after == before
     # And a command naming no environment, or the default one, acts on it
     pause = scenario.command("pause", flag, environment="production")
-    await scenario.send(pause, flag=flag)
-    paused = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=pause["id"]),
-        timeout=30,
-        what="the pause in production",
-    )
+    paused = await scenario.decided(pause, flag=flag, what="the pause in production")
     assert (paused["flag"], paused["outcome"], paused["rollout_id"]) == (
         flag,
         "applied",
@@ -268,12 +244,7 @@ async def test_a_rollout_stored_before_environments_stays_in_the_default_one(
     )
     # ...while dev has no rollout of it
     resume = scenario.command("resume", flag, environment="dev")
-    await scenario.send(resume, flag=flag)
-    elsewhere = await scenario.until(
-        lambda: scenario.observed.decision_where(command_id=resume["id"]),
-        timeout=30,
-        what="the resume in dev",
-    )
+    elsewhere = await scenario.decided(resume, flag=flag, what="the resume in dev")
     assert (elsewhere["flag"], elsewhere["reason"]) == (
         f"{flag}@dev",
         "no rollout exists for this flag",
@@ -395,11 +366,8 @@ async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
             actor=key_id,
             environment="production",
         )
-        await scenario.send(command, flag=flag)
-        found: dict[str, Any] = await scenario.until(
-            lambda: scenario.observed.decision_where(command_id=command["id"]),
-            timeout=30,
-            what=f"{key_id}'s {action}",
+        found: dict[str, Any] = await scenario.decided(
+            command, flag=flag, what=f"{key_id}'s {action}"
         )
         return found
 

@@ -12,20 +12,16 @@ once; the other is left as it was.
 from __future__ import annotations
 
 import functools
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from controller.core.rollouts.plan import Plan
-from controller.core.trust import signing
 from controller.dev.unleash import UnleashServer
-from tests.scenarios.harness import KEY_ID, Scenario
+from tests.scenarios.harness import Scenario
 from tests.scenarios.test_unleash import backend_metrics, served
 from tests.scenarios.unleash_kit import App, Person, feature_name, serve_from, within_binomial
 from tests.services import free_port
@@ -88,33 +84,15 @@ class UnleashRelease:
 
     async def start(self, flag: str, body: dict[str, Any]) -> dict[str, Any]:
         """Send the pipeline command; its decision (the first step's start, or the refusal)."""
-        command: dict[str, Any] = {
-            "type": "pipeline",
-            "v": 1,
-            "id": uuid.uuid4().hex,
-            "ts": int(time.time() * 1000),
-            "action": "start",
-            "flag": flag,
-            "pipeline": body,
-            "actor": "tester",
-            "key_id": KEY_ID,
-        }
-        command["sig"] = signing.sign(command, self.scenario.key)
-        await self.scenario.send(orjson.dumps(command), flag=flag)
-        found: dict[str, Any] = await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=60,
-            what="the pipeline's decision",
+        command = self.scenario.pipeline_command(flag, body)
+        return await self.scenario.decided(
+            command, flag=flag, what="the pipeline's decision", timeout=60
         )
-        return found
 
     async def promote(self, flag: str, environment: str) -> None:
         command = self.scenario.command("promote", flag, environment=environment)
-        await self.scenario.send(command, flag=flag)
-        await self.scenario.until(
-            lambda: self.scenario.observed.decision_where(command_id=command["id"]),
-            timeout=60,
-            what=f"the promote in {environment}",
+        await self.scenario.decided(
+            command, flag=flag, what=f"the promote in {environment}", timeout=60
         )
 
     def state(self, flag: str, environment: str) -> dict[str, Any] | None:
