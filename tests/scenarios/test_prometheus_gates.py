@@ -111,7 +111,10 @@ async def test_a_healthy_flag_completes_and_its_twins_are_rolled_back_by_the_rig
         if errors is not None:
             kwargs["errors"] = errors
         scenario.run(flag, serve_traffic(app, flag, scenario.state, **kwargs))
-        await scenario.start(flag, plan())
+        # 1,000 requests an arm before a stage is tested: a 3x error rate (2% -> 6%) is
+        # then seen in the first stage (z about 4.6) however slowly a loaded machine
+        # serves; with 150, stages could pass on too few to see it, and the twin completed
+        await scenario.start(flag, plan(floor=1000, percents=(10, 25, 50)))
     # Then the healthy flag walks every stage to completion on Prometheus alone
     done = await scenario.until(
         lambda: scenario.observed.decision_where(flag="healthy", action="complete"),
