@@ -55,21 +55,26 @@ def regressed_in_treatment(_state: dict[str, Any], arm: Arm) -> float:
 
 
 class Release:
-    """A daemon serving three environments and its HTTP API, and the operator's pipeline."""
+    """A daemon serving three environments (or ``environments``) and its HTTP API, and the
+    operator's pipeline."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, environments: str = ENVIRONMENTS) -> None:
         self.scenario = scenario
         self.port = free_port()
         scenario.configure(
-            RC_ENGINE__ENVIRONMENTS=ENVIRONMENTS,
+            RC_ENGINE__ENVIRONMENTS=environments,
             RC_HTTP__PORT=str(self.port),
             RC_HTTP__HOST="127.0.0.1",
         )
 
-    async def start(self, flag: str, pipeline: dict[str, Any] = PIPELINE) -> dict[str, Any]:
-        """Send the pipeline command; the first environment's start decision."""
+    async def start(
+        self, flag: str, pipeline: dict[str, Any] = PIPELINE, *, timeout: float = 30
+    ) -> dict[str, Any]:
+        """Send the pipeline command; its decision (the first step's start, or the refusal)."""
         command = self.scenario.pipeline_command(flag, pipeline)
-        return await self.scenario.decided(command, flag=flag, what="the pipeline's first decision")
+        return await self.scenario.decided(
+            command, flag=flag, what="the pipeline's decision", timeout=timeout
+        )
 
     def decided(self, flag: str) -> list[tuple[str, str | None]]:
         return [

@@ -16,15 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from controller.core.rollouts.plan import Plan
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
+from tests.scenarios.test_pipelines import PIPELINE, Release, key_in
 from tests.scenarios.test_unleash import backend_metrics, served
 from tests.scenarios.unleash_kit import App, Person, feature_name, serve_from, within_binomial
-from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,10 +31,6 @@ ENVIRONMENTS = '{"names": ["development", "production"], "default": "production"
 """The controller serves Unleash's two environments; production keeps the flag's own key."""
 STEPS = ("development", "production")
 PERCENTS = (25, 100)
-
-
-def key_in(flag: str, environment: str) -> str:
-    return flag if environment == "production" else f"{flag}@{environment}"
 
 
 def plan(feature: str) -> dict[str, Any]:
@@ -70,24 +65,17 @@ def apps(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[dict[str, Ap
         app.close()
 
 
-class UnleashRelease:
+class UnleashRelease(Release):
     """A daemon serving development and production from Unleash, and the operator."""
 
     def __init__(self, scenario: Scenario, server: UnleashServer) -> None:
-        self.scenario, self.port = scenario, free_port()
         serve_from(scenario, server)
-        scenario.configure(
-            RC_ENGINE__ENVIRONMENTS=ENVIRONMENTS,
-            RC_HTTP__PORT=str(self.port),
-            RC_HTTP__HOST="127.0.0.1",
-        )
+        super().__init__(scenario, ENVIRONMENTS)
 
-    async def start(self, flag: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Send the pipeline command; its decision (the first step's start, or the refusal)."""
-        command = self.scenario.pipeline_command(flag, body)
-        return await self.scenario.decided(
-            command, flag=flag, what="the pipeline's decision", timeout=60
-        )
+    async def start(
+        self, flag: str, pipeline: dict[str, Any] = PIPELINE, *, timeout: float = 60
+    ) -> dict[str, Any]:
+        return await super().start(flag, pipeline, timeout=timeout)
 
     async def promote(self, flag: str, environment: str) -> None:
         command = self.scenario.command("promote", flag, environment=environment)
@@ -124,20 +112,6 @@ class UnleashRelease:
             completed, timeout=60, what=f"{environment} completed"
         )
         return state
-
-    def decided(self, flag: str) -> list[tuple[str, str | None]]:
-        return [
-            (d["action"], d["evidence"].get("environment"))
-            for d in self.scenario.observed.decisions
-            if d["flag"] == flag and d["kind"] == "pipeline"
-        ]
-
-    async def status(self, flag: str) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
-            answer = await http.get(f"/pipelines/{flag}")
-        assert answer.status_code == 200, answer.text
-        found: dict[str, Any] = answer.json()
-        return found
 
 
 async def sdk_serves(app: App, feature: str, version: int, percent: int) -> None:
