@@ -17,9 +17,11 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -51,6 +53,7 @@ MAX_RETRY_AFTER_S = 10.0
 NOT_STARTED = "no rollout here: the pipeline has not started this environment"
 JsonObject = dict[str, object]
 """A JSON object as read off the wire, before it is read into its model."""
+_Built = TypeVar("_Built", Report, environments.ReleaseReport)
 
 
 def add_arguments(sub: argparse.ArgumentParser) -> None:
@@ -205,33 +208,33 @@ def _status(served: JsonObject, url: str) -> RolloutStatus:
 
 
 def _write(args: argparse.Namespace, built: Report) -> int:
-    if args.json:
-        print_json(_plain(built))
-    elif args.html is not None:
-        try:
-            args.html.write_text(report_render.html_page(built), encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.html}: {os_reason(exc)}") from exc
-        warn(f"wrote the report of {built.flag} to {args.html}")
-    else:
-        sys.stdout.write(report_render.markdown(built))
-    return 0
+    where = f"the report of {built.flag}"
+    return _written(args, built, report_render.html_page, report_render.markdown, where)
 
 
 def _write_release(args: argparse.Namespace, built: environments.ReleaseReport) -> int:
-    """The report across environments, as ``--json``, ``--html FILE`` or Markdown ask."""
+    where = f"the report of {built.flag} in {len(built.sections)} environments"
+    return _written(args, built, environments.html_page, environments.markdown, where)
+
+
+def _written(
+    args: argparse.Namespace,
+    built: _Built,
+    html: Callable[[_Built], str],
+    markdown: Callable[[_Built], str],
+    what: str,
+) -> int:
+    """``built`` as ``--json``, ``--html FILE`` or Markdown (the default) ask."""
     if args.json:
         print_json(_plain(built))
     elif args.html is not None:
         try:
-            args.html.write_text(environments.html_page(built), encoding="utf-8")
+            args.html.write_text(html(built), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write {args.html}: {os_reason(exc)}") from exc
-        warn(
-            f"wrote the report of {built.flag} in {len(built.sections)} environments to {args.html}"
-        )
+        warn(f"wrote {what} to {args.html}")
     else:
-        sys.stdout.write(environments.markdown(built))
+        sys.stdout.write(markdown(built))
     return 0
 
 
