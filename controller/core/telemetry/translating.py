@@ -124,7 +124,7 @@ class Translated:
     """Evaluations whose request outcome will never be counted (their exposure was)."""
 
 
-class _Counted(msgspec.Struct, frozen=True):
+class _Counted(msgspec.Struct, frozen=True, gc=False):
     """An evaluation that counted: what its outcome and conversions are counted for."""
 
     flag: str
