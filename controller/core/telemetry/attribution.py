@@ -39,8 +39,19 @@ def event_id(kind: str, trace_id: str, span_id: str, flag: str) -> str:
     A re-sent export, a Collector's re-delivery or a replay after a crash
     gives the same ids, and ingest counts an id once.
     """
-    text = f"{kind}|{trace_id}|{span_id}|{flag}".encode()
-    return "otlp-" + blake2b(text, digest_size=16).hexdigest()
+    return id_of(kind, span_digest(trace_id, span_id, flag))
+
+
+def span_digest(trace_id: str, span_id: str, flag: str) -> str:
+    """What the ids of the events a span (or record) gives for ``flag`` derive from: each
+    kind's id is :func:`id_of` it, so an exposure and its request outcome on one span hash
+    once."""
+    return blake2b(f"{trace_id}|{span_id}|{flag}".encode(), digest_size=16).hexdigest()
+
+
+def id_of(kind: str, digest: str) -> str:
+    """The id of the event of ``kind`` whose span, trace and flag gave ``digest``."""
+    return f"otlp-{kind}-{digest}"
 
 
 def version_of(text: str) -> int | None:

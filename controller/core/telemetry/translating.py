@@ -34,9 +34,11 @@ from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     conversion_value,
     event_id,
+    id_of,
     is_error,
     latency_ms,
     node_of,
+    span_digest,
     ts_ms,
     unit_from,
     unit_text,
@@ -133,6 +135,9 @@ class _Counted(msgspec.Struct, frozen=True, gc=False):
     version: int
     trace_id: str
     rules: FlagRules
+    anchor: str
+    """The span (or record) the exposure's id derives from, and its digest."""
+    digest: str
 
 
 class _Conversion(msgspec.Struct, frozen=True, gc=False):
@@ -304,13 +309,19 @@ class Translator:
             unit = f"trace:{evaluation.trace_id}"
             run.out.request_level += 1
         anchor = evaluation.span_id or f"log:{evaluation.time_ns}:{unit}"
-        exposure_id = event_id("x", evaluation.trace_id, anchor, flag)
+        digest = span_digest(evaluation.trace_id, anchor, flag)
         run.emit(
             ExposureIn(
-                v=1, id=exposure_id, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
+                v=1,
+                id=id_of("x", digest),
+                ts=ts,
+                flag=flag,
+                unit=unit,
+                arm=arm,
+                flag_version=version,
             )
         )
-        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules)
+        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
 
     def _walk(self, counted: _Counted, span_id: str, hops: int, run: _Run) -> None:
         """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet."""
@@ -330,10 +341,13 @@ class Translator:
             span_id, hops = node.parent, hops + 1
 
     def _outcome(self, counted: _Counted, node: Node, run: _Run) -> None:
+        digest = counted.digest  # of the exposure's span: usually the request's too
+        if node.span_id != counted.anchor:
+            digest = span_digest(counted.trace_id, node.span_id, counted.flag)
         run.emit(
             RequestIn(
                 v=1,
-                id=event_id("r", counted.trace_id, node.span_id, counted.flag),
+                id=id_of("r", digest),
                 ts=ts_ms(node.end_ns),
                 flag=counted.flag,
                 unit=counted.unit,
