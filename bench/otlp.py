@@ -12,12 +12,15 @@ One broker, one Redis, one run. Two topics hold the same number of events:
 
 The real daemon (``rollout-controller run``) reads one of them at a time,
 ``otlp.enabled`` for (b), with rollouts of the spans' flags stored so their
-evaluations are known; a fresh key prefix each run. Each side is timed over
-the same mid-run window of its events flushed to Redis (``--window``, 20% to
-90%), in wall-clock time and in the daemon's CPU time, as ``bench/ingest.py``
-times it. The two alternate ``--rounds`` times, an events run before and after
-every OTLP run; a round's ratio is the OTLP rate over the geometric mean of the
-events rates around it, so a steady drift in the machine's speed cancels.
+evaluations are known; a fresh key prefix each run. For (b) its events topic
+is an empty one: it reads the events topic beside the OTLP topics, and (a)'s
+events there would be read in the same loop, their time counted as the OTLP
+path's. Each side is timed over the same mid-run window of its events flushed
+to Redis (``--window``, 20% to 90%), in wall-clock time and in the daemon's
+CPU time, as ``bench/ingest.py`` times it. The two alternate ``--rounds``
+times, an events run before and after every OTLP run; a round's ratio is the
+OTLP rate over the geometric mean of the events rates around it, so a steady
+drift in the machine's speed cancels.
 ``ratio`` is their median (goal: at least 1.5), ``cpu_ratio`` the events path's
 CPU nanoseconds per event over the OTLP path's. The last line printed is one
 JSON object.
@@ -123,9 +126,8 @@ async def daemon_run(
 ) -> tuple[float, float]:
     """One daemon from start until Redis holds ``n`` events of one topic: rate, CPU ns/event."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    env = controller_env(
-        bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topics["events"]
-    )
+    events = topics["idle"] if otlp else topics["events"]
+    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=events)
     env |= {"RC_INGEST__MAX_BATCH_RECORDS": "5000", "RC_LOG__LEVEL": "warning"}
     if otlp:
         env |= {
@@ -189,7 +191,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         stack.callback(stop_redis)
         progress(f"broker: {kafka_desc}; redis: {redis_desc}")
         run_id = uuid.uuid4().hex[:8]
-        topics = {k: f"bench-{k}-{run_id}" for k in ("events", "spans", "logs")}
+        topics = {k: f"bench-{k}-{run_id}" for k in ("events", "spans", "logs", "idle")}
         made = time.perf_counter()
         records = span_exports(n // 2, per, FLAGS, units=args.units, version=VERSION)
         progress(
@@ -198,6 +200,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         )
         await produce(bootstrap, topics["spans"], [(None, r) for r in records])
         await produce(bootstrap, topics["logs"], [])
+        await produce(bootstrap, topics["idle"], [])
         del records
         await produce(bootstrap, topics["events"], list(single_events(n, args.units)))
         progress(f"produced {n:,} events each way")

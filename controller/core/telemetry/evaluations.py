@@ -62,7 +62,13 @@ def _text(value: Scalar | None) -> str | None:
 
 
 def _evaluation(
-    attributes: Attributes, trace_id: str, span_id: str, time_ns: int, form: Form
+    attributes: Attributes,
+    trace_id: str,
+    span_id: str,
+    time_ns: int,
+    form: Form,
+    *,
+    details: bool = True,
 ) -> Evaluation | None:
     flag = attributes.get(KEY)
     if type(flag) is not str or not flag:
@@ -76,37 +82,54 @@ def _evaluation(
         trace_id=trace_id,
         span_id=span_id,
         time_ns=time_ns,
-        provider=_text(get(PROVIDER)) or _text(get(OLD_PROVIDER)),
-        reason=_text(get(REASON)),
-        error_type=_text(get(ERROR_TYPE)),
+        provider=(_text(get(PROVIDER)) or _text(get(OLD_PROVIDER))) if details else None,
+        reason=_text(get(REASON)) if details else None,
+        error_type=_text(get(ERROR_TYPE)) if details else None,
         form=form,
     )
 
 
-def evaluations_in(span: Span) -> list[Evaluation]:
+def evaluations_in(span: Span, *, details: bool = True) -> list[Evaluation]:
     """The evaluations a span records: its evaluation events, or itself if it is one.
 
     An evaluation span belongs to its parent (a root one to no span); an
-    event without a time takes its span's start.
+    event without a time takes its span's start. Without ``details`` the
+    provider, reason and error type are left out (None): nothing counted
+    reads them.
     """
     found = []
     if span.name == EVALUATION_NAME:
         own = _evaluation(
-            span.attributes, span.trace_id, span.parent_span_id, span.start_ns, "span"
+            span.attributes,
+            span.trace_id,
+            span.parent_span_id,
+            span.start_ns,
+            "span",
+            details=details,
         )
         if own is not None:
             found.append(own)
     for event in span.events:
         if event.name in EVENT_NAMES:
             time_ns = event.time_ns or span.start_ns
-            one = _evaluation(event.attributes, span.trace_id, span.span_id, time_ns, "span_event")
+            one = _evaluation(
+                event.attributes,
+                span.trace_id,
+                span.span_id,
+                time_ns,
+                "span_event",
+                details=details,
+            )
             if one is not None:
                 found.append(one)
     return found
 
 
-def evaluation_in(record: LogRecord) -> Evaluation | None:
-    """The evaluation a log record carries (event name ``feature_flag.evaluation``), if any."""
+def evaluation_in(record: LogRecord, *, details: bool = True) -> Evaluation | None:
+    """The evaluation a log record carries (event name ``feature_flag.evaluation``), if any
+    (``details`` as :func:`evaluations_in`)."""
     if record.event_name != EVALUATION_NAME:
         return None
-    return _evaluation(record.attributes, record.trace_id, record.span_id, record.time_ns, "log")
+    return _evaluation(
+        record.attributes, record.trace_id, record.span_id, record.time_ns, "log", details=details
+    )

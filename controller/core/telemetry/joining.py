@@ -158,6 +158,10 @@ class JoinBuffer(Generic[E, C]):
         flags.setdefault(flag, evaluation)
         self._traces.put(trace_id, flags, now_ms)
 
+    def note_all(self, traces: dict[str, dict[str, E]], now_ms: int) -> None:
+        """Remember the counted evaluations of each trace, by flag (as :meth:`note` each)."""
+        self._traces.put_all(traces, now_ms)
+
     def evaluated(self, trace_id: str) -> dict[str, E]:
         """The first counted evaluation of each flag in ``trace_id``."""
         return self._traces.get(trace_id) or {}

@@ -34,16 +34,23 @@ from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     conversion_value,
     event_id,
+    id_of,
     is_error,
     latency_ms,
     node_of,
+    span_digest,
     ts_ms,
     unit_from,
     unit_text,
     version_at,
     version_of,
 )
-from controller.core.telemetry.evaluations import Evaluation, evaluation_in, evaluations_in
+from controller.core.telemetry.evaluations import (
+    EVALUATION_NAME,
+    Evaluation,
+    evaluation_in,
+    evaluations_in,
+)
 from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
 from controller.core.telemetry.signals import (
     MAX_DETAIL_CHARS,
@@ -119,7 +126,7 @@ class Translated:
     """Evaluations whose request outcome will never be counted (their exposure was)."""
 
 
-class _Counted(msgspec.Struct, frozen=True):
+class _Counted(msgspec.Struct, frozen=True, gc=False):
     """An evaluation that counted: what its outcome and conversions are counted for."""
 
     flag: str
@@ -128,6 +135,9 @@ class _Counted(msgspec.Struct, frozen=True):
     version: int
     trace_id: str
     rules: FlagRules
+    anchor: str
+    """The span (or record) the exposure's id derives from, and its digest."""
+    digest: str
 
 
 class _Conversion(msgspec.Struct, frozen=True, gc=False):
@@ -148,6 +158,8 @@ class _Run:
     rules: dict[str, FlagRules | None] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
     out: Translated = field(default_factory=Translated)
+    noted: dict[str, dict[str, _Counted]] | None = None
+    """Spans only: each trace's counted evaluations by flag, put in the buffer at the end."""
 
     def emit(self, event: InEvent) -> None:
         if event.id not in self.ids:
@@ -185,14 +197,17 @@ class Translator:
         return self._buffer.expire(now_ms)
 
     def spans(self, batch: Spans, now_ms: int) -> Translated:
-        run = _Run(now_ms)
+        run = _Run(now_ms, noted={})
         run.out.unmatched += self._buffer.expire(now_ms)
         nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
         self._buffer.remember_all(nodes, now_ms)
         for index, span in enumerate(batch.spans):
-            if span.events or span.name == "feature_flag.evaluation":
-                for evaluation in evaluations_in(span):
+            if span.events or span.name == EVALUATION_NAME:
+                for evaluation in evaluations_in(span, details=False):
                     self._evaluated(evaluation, index, (span.attributes, span.resource), run)
+        if run.noted:
+            self._buffer.note_all(run.noted, now_ms)
+        run.noted = None
         if self._names:
             self._span_conversions(batch, run)
         for span_id in self._buffer.awaited(nodes):
@@ -204,7 +219,7 @@ class Translator:
         run = _Run(now_ms)
         run.out.unmatched += self._buffer.expire(now_ms)
         for index, record in enumerate(batch.records):
-            evaluation = evaluation_in(record)
+            evaluation = evaluation_in(record, details=False)
             if evaluation is not None:
                 self._evaluated(evaluation, index, (record.attributes, record.resource), run)
             elif record.trace_id and record.event_name in self._names:
@@ -294,13 +309,19 @@ class Translator:
             unit = f"trace:{evaluation.trace_id}"
             run.out.request_level += 1
         anchor = evaluation.span_id or f"log:{evaluation.time_ns}:{unit}"
-        exposure_id = event_id("x", evaluation.trace_id, anchor, flag)
+        digest = span_digest(evaluation.trace_id, anchor, flag)
         run.emit(
             ExposureIn(
-                v=1, id=exposure_id, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
+                v=1,
+                id=id_of("x", digest),
+                ts=ts,
+                flag=flag,
+                unit=unit,
+                arm=arm,
+                flag_version=version,
             )
         )
-        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules)
+        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
 
     def _walk(self, counted: _Counted, span_id: str, hops: int, run: _Run) -> None:
         """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet."""
@@ -320,13 +341,13 @@ class Translator:
             span_id, hops = node.parent, hops + 1
 
     def _outcome(self, counted: _Counted, node: Node, run: _Run) -> None:
-        request_id = event_id("r", counted.trace_id, node.span_id, counted.flag)
-        if request_id in run.ids:
-            return
+        digest = counted.digest  # of the exposure's span: usually the request's too
+        if node.span_id != counted.anchor:
+            digest = span_digest(counted.trace_id, node.span_id, counted.flag)
         run.emit(
             RequestIn(
                 v=1,
-                id=request_id,
+                id=id_of("r", digest),
                 ts=ts_ms(node.end_ns),
                 flag=counted.flag,
                 unit=counted.unit,
@@ -339,8 +360,16 @@ class Translator:
 
     def _note(self, counted: _Counted, run: _Run) -> None:
         """Remember the evaluation for later conversions; count those already parked."""
-        self._buffer.note(counted.trace_id, counted.flag, counted, run.now_ms)
-        for conversion in self._buffer.parked(counted.trace_id):
+        noted, trace_id = run.noted, counted.trace_id
+        if noted is None:
+            self._buffer.note(trace_id, counted.flag, counted, run.now_ms)
+        else:  # in the buffer at the end of the batch, as if put now (in the same order)
+            flags = noted.pop(trace_id, None)
+            if flags is None:
+                flags = self._buffer.evaluated(trace_id)
+            flags.setdefault(counted.flag, counted)
+            noted[trace_id] = flags
+        for conversion in self._buffer.parked(trace_id):
             if conversion.name in counted.rules.conversions:
                 self._conversion(conversion, counted, run)
 

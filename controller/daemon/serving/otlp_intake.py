@@ -12,7 +12,7 @@ Each translated event is encoded, checked by ingest's own decoder (with
 event it would refuse is refused here, ``malformed``), and sent with
 :class:`~controller.daemon.serving.event_intake.EventIntake`: to the events
 topic, keyed by unit, once the broker acknowledges. Ids are
-``"otlp-" + blake2b(kind|trace id|span id|flag)``, so a re-sent export, a
+``"otlp-<kind>-" + blake2b(trace id|span id|flag)``, so a re-sent export, a
 Collector's retry or an export sent again after a crash carries the same ids,
 and ingest's flush counts each once; the intake's record of sent events
 names the known copies and does not send them again. An id sent before with

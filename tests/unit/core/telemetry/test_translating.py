@@ -78,9 +78,10 @@ def test_an_evaluation_on_a_server_span_is_one_exposure_and_one_request() -> Non
     assert (out.refused, out.request_level, out.guarded, out.unmatched) == ([], 0, 0, 0)
 
 
-def test_event_ids_are_the_blake2b_of_kind_trace_span_and_flag() -> None:
-    digest = blake2b(f"x|{TRACE}|{ROOT}|checkout".encode(), digest_size=16).hexdigest()
-    assert event_id("x", TRACE, ROOT, "checkout") == f"otlp-{digest}"
+def test_event_ids_are_the_kind_and_the_blake2b_of_trace_span_and_flag() -> None:
+    digest = blake2b(f"{TRACE}|{ROOT}|checkout".encode(), digest_size=16).hexdigest()
+    assert event_id("x", TRACE, ROOT, "checkout") == f"otlp-x-{digest}"
+    assert event_id("r", TRACE, ROOT, "checkout") == f"otlp-r-{digest}"
     ids = {event_id(k, TRACE, ROOT, "f") for k in ("x", "r", "c:a", "c:b")}
     ids |= {event_id("x", TRACE, CHILD, "f"), event_id("x", TRACE, ROOT, "g")}
     assert len(ids) == 6
