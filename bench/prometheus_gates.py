@@ -249,7 +249,9 @@ async def _measure(
     for _ in range(5):  # history for increase() to read
         app.grow(1.0)
         await asyncio.sleep(1.0)
-    settings = PrometheusSettings(url=url, interval_seconds=interval, max_in_flight=8)
+    settings = PrometheusSettings(
+        url=url, interval_seconds=interval, max_in_flight=8, settle_seconds=0
+    )
     async with PrometheusSource(settings) as real:
         source = TimedSource(real)
         sources = SourceReadings(

@@ -42,6 +42,15 @@ class PrometheusSettings(BaseModel):
         le=600,
         description="Each active rollout's Prometheus guardrails are read this often.",
     )
+    settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="The first seconds of each stage left out of its Prometheus reads"
+        " ({{window}} begins this long after the stage's start). At least the scrape"
+        " interval: a new variant's series is then read from its second scrape, where"
+        " increase() extrapolates every histogram bucket alike (docs/prometheus.md).",
+    )
     max_age_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -66,6 +66,7 @@ def use(scenario: Scenario, url: str, **extra: str) -> int:
     scenario.configure(
         RC_PROMETHEUS__URL=url,
         RC_PROMETHEUS__INTERVAL_SECONDS="0.5",
+        RC_PROMETHEUS__SETTLE_SECONDS="1.5",  # scraped every second
         RC_PROMETHEUS__MAX_AGE_SECONDS="4",
         RC_PROMETHEUS__ALERT_AFTER_SECONDS="3",
         RC_PROMETHEUS__QUERY_TIMEOUT_SECONDS="2",

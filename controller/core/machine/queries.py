@@ -80,9 +80,24 @@ def gating_limits(rollout: Rollout) -> list[PrometheusLimit]:
     return list(limits.prometheus) if limits is not None and rollout.percent >= 100 else []
 
 
-def planned_queries(rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery]]:
-    """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name."""
-    window = max((now - rollout.stage_started_at).total_seconds(), 1.0)
+def planned_queries(
+    rollout: Rollout, now: datetime, *, settle_s: float = 0.0
+) -> dict[str, list[PlannedQuery]]:
+    """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name;
+    none while the stage is younger than ``settle_s`` and a second.
+
+    ``{{window}}`` covers the stage but its first ``settle_s``. A series born with
+    the stage (a new variant's) is then read from its second scrape on, where
+    Prometheus' ``increase`` extrapolates every series of one histogram alike;
+    read from the series' birth, it extrapolates each ``le`` bucket by its own
+    rule (``extrapolatedRate``: up to where that bucket would be zero, or half an
+    interval past a 1.1-interval gap), which shifts requests between buckets and
+    can fake a latency regression (docs/prometheus.md).
+    """
+    window = (now - rollout.stage_started_at).total_seconds() - settle_s
+    if window < 1.0 and settle_s > 0:
+        return {}
+    window = max(window, 1.0)
     start = rollout.stage_started_at.timestamp()
 
     def filled(text: str, arm: str) -> str:

@@ -179,7 +179,7 @@ class SourceReadings:
 
     async def _once(self, flag: str, followed: _Followed, source: MetricSource) -> None:
         rollout, now = followed.rollout, self._now()
-        planned = planned_queries(rollout, now)
+        planned = planned_queries(rollout, now, settle_s=self._settings.settle_seconds)
         if not planned:
             return
         names = list(planned)

@@ -91,7 +91,11 @@ def start(flag: str) -> CommandInput:
 async def test_a_hanging_query_holds_its_flag_alone_and_a_failing_source_alerts_once() -> None:
     clock, source, alerts = Clock(), Source(), []
     settings = PrometheusSettings(
-        url="http://test", interval_seconds=0.05, max_age_seconds=30, alert_after_seconds=60
+        url="http://test",
+        interval_seconds=0.05,
+        max_age_seconds=30,
+        alert_after_seconds=60,
+        settle_seconds=0,
     )
     sources = SourceReadings(
         source=source,

@@ -65,7 +65,9 @@ async def hostile() -> AsyncIterator[str]:
 
 async def test_each_hostile_answer_holds_its_flag_with_a_reason(hostile: str) -> None:
     now = datetime.now(UTC)
-    settings = PrometheusSettings(url=hostile, interval_seconds=0.05, query_timeout_seconds=5)
+    settings = PrometheusSettings(
+        url=hostile, interval_seconds=0.05, query_timeout_seconds=5, settle_seconds=0
+    )
     states = MemoryStates()
     async with PrometheusSource(settings) as source:
         sources = SourceReadings(
