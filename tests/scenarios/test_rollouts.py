@@ -45,6 +45,15 @@ async def test_healthy_flag_walks_every_stage_to_100(scenario: Scenario) -> None
     # At 100% there is no control arm left: no comparison can regress.
     final = done["evidence"]["guardrails"]["error_rate"]
     assert final == "insufficient data" or final["half_width"] == "inf"
+    # (the completed state reaches the flag-state topic's readers after the decision)
+    await scenario.until(
+        lambda: any(
+            s["flag"] == "checkout" and s["status"] == "completed"
+            for s in scenario.observed.flag_states
+        ),
+        timeout=30,
+        what="the completed flag state",
+    )
     assert percents_published(scenario, "checkout") == [1, 5, 25, 50, 100, 100]
     states = [s for s in scenario.observed.flag_states if s["flag"] == "checkout"]
     assert [s["version"] for s in states] == sorted({s["version"] for s in states})
