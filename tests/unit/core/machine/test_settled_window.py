@@ -13,7 +13,7 @@ is extrapolated alike and the arms agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -21,11 +21,11 @@ import pytest
 from controller.core.machine import planned_queries
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.stats.aggregates import FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
 from controller.core.stats.sourced import histogram_arm
 from tests.prometheus_sim import increase
+from tests.unit.core.machine.test_sourced_gate import T0, rollout
 
 BORN = 2.437
 """The stage's start (and the series' birth), in seconds of the minute."""
@@ -81,32 +81,18 @@ def test_a_histogram_born_with_the_stage_is_read_alike_once_its_first_scrape_is_
     assert result.regressed is regressed, result
 
 
-def rollout(started: datetime) -> Rollout:
-    plan = Plan.model_validate(
-        {
-            "stages": [{"percent": 20}, {"percent": 100, "min_units_per_arm": 0}],
-            "guardrails": [
-                {
-                    "metric": "latency_p95",
-                    "source": "prometheus",
-                    "prometheus": {"buckets": 'increase(b{v="{{arm}}"}[{{window}}])'},
-                }
-            ],
-        }
-    )
-    return Rollout(
-        flag="checkout",
-        rollout_id="r",
-        plan=plan,
-        phase=Phase.RUNNING,
-        stage=0,
-        stage_started_at=started,
-        salt="s",
-        flag_version=1,
-        stage_versions={0: [1]},
-        started_at=started,
-        updated_at=started,
-    )
+SOURCED = Plan.model_validate(
+    {
+        "stages": [{"percent": 20}, {"percent": 100, "min_units_per_arm": 0}],
+        "guardrails": [
+            {
+                "metric": "latency_p95",
+                "source": "prometheus",
+                "prometheus": {"buckets": 'increase(b{v="{{arm}}"}[{{window}}])'},
+            }
+        ],
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -122,10 +108,7 @@ def rollout(started: datetime) -> Rollout:
 def test_the_window_begins_settle_seconds_into_the_stage(
     age_s: float, settle_s: float, window: str | None
 ) -> None:
-    started = datetime(2026, 11, 25, 2, 45, tzinfo=UTC)
-    planned = planned_queries(
-        rollout(started), started + timedelta(seconds=age_s), settle_s=settle_s
-    )
+    planned = planned_queries(rollout(SOURCED), T0 + timedelta(seconds=age_s), settle_s=settle_s)
     if window is None:
         assert planned == {}
         return
