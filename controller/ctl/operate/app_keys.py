@@ -13,23 +13,20 @@ controller wants it.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest, signing
-from controller.core.wire import Decision, summarize
+from controller.core.wire import Decision
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key
-from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import ENV_KEY_ID, UsageError, env_url, print_json, warn
+from controller.ctl.terminal import UsageError, env_url, print_json, warn
 
 RECORD_KEY = b"app-keys"
 """The Kafka key of every app-key command: one partition, so they apply in order."""
@@ -106,17 +103,11 @@ def command_of(
         }
         if environment is not None:
             command["environment"] = environment
-    try:
-        AppKeyCommand.model_validate(command)
-    except ValidationError as exc:
-        raise UsageError(f"invalid command: {summarize(exc)}") from exc
-    return command
+    return validated(AppKeyCommand, command)
 
 
 def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
-    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
-    if not key_id:
-        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    key_id = key_id_of(args.key_id)
     if secret is not None and not args.client and not args.scope:
         raise UsageError("a key needs --scope evaluate and/or --scope events (or --client)")
     command = command_of(

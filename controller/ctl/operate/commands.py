@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller.core.common import ConfigError, dump_yaml
 from controller.core.rollouts import Plan
@@ -86,8 +86,13 @@ def build_command(
         command["at"] = at.isoformat()
     if environment is not None:
         command["environment"] = environment
+    return validated(Command, command)
+
+
+def validated(contract: type[BaseModel], command: dict[str, Any]) -> dict[str, Any]:
+    """``command``, once it meets its ``contract``; else a usage error naming the field."""
     try:
-        Command.model_validate(command)
+        contract.model_validate(command)
     except ValidationError as exc:
         raise UsageError(f"invalid command: {summarize(exc)}") from exc
     return command

@@ -96,9 +96,7 @@ def segment(args: argparse.Namespace) -> int:
         return segments.listing(args)
     if args.verb == "show":
         return segments.show(args)
-    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
-    if not key_id:
-        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    key_id = key_id_of(args.key_id)
     sign = segments.signer(read_private_key(key_path_of(args.key, key_id)))
     change: dict[str, Any] = {"action": "delete"}
     if args.verb == "put":
@@ -136,9 +134,7 @@ def broker_of(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
 
 def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The signed command the arguments describe."""
-    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
-    if not key_id:
-        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    key_id = key_id_of(args.key_id)
     return signed_command(
         args.action,
         args.flag,
@@ -151,6 +147,14 @@ def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
         at=getattr(args, "at", None),
         environment=getattr(args, "environment", None),
     )
+
+
+def key_id_of(given: str | None) -> str:
+    """The operator key's id: ``--key-id``, else the environment's."""
+    key_id = given or os.environ.get(ENV_KEY_ID)
+    if not key_id:
+        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    return key_id
 
 
 def key_path_of(given: Path | None, key_id: str) -> Path:

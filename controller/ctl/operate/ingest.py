@@ -11,22 +11,18 @@ the controller's decision (docs/architecture.md, "A broker that lost its data").
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.core.machine import IngestCommand
 from controller.core.trust import signing
-from controller.core.wire import summarize
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key
-from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.options import broker_options, output_options, signing_options
-from controller.ctl.terminal import ENV_KEY_ID, UsageError, print_json, warn
+from controller.ctl.terminal import print_json, warn
 
 RECORD_KEY = b"ingest"
 """The Kafka key of every ingest command: one partition, so they apply in order."""
@@ -109,17 +105,11 @@ def command_of(
     }
     if topic is not None:
         command["topic"] = topic
-    try:
-        IngestCommand.model_validate(command)
-    except ValidationError as exc:
-        raise UsageError(f"invalid command: {summarize(exc)}") from exc
-    return command
+    return validated(IngestCommand, command)
 
 
 def _signed(args: argparse.Namespace) -> dict[str, Any]:
-    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
-    if not key_id:
-        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    key_id = key_id_of(args.key_id)
     command = command_of(
         VERBS[args.ingest_command],
         partitions=args.partition,

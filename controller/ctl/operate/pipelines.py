@@ -12,28 +12,24 @@ and who still has to approve. A step's approval is ``rolloutctl approve FLAG
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from controller.adapters import http_client
 from controller.core.common import ConfigError, load_document
 from controller.core.reading import pipeline_text
 from controller.core.release import PipelineCommand
 from controller.core.trust import signing
-from controller.core.wire import summarize
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key
-from controller.ctl.operate.handlers import actor_of, key_path_of, send_signed
+from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import ENV_KEY_ID, UsageError, env_url, print_json, warn
+from controller.ctl.terminal import env_url, print_json, warn
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,17 +101,11 @@ def command_of(
         "reason": reason,
         "key_id": key_id,
     }
-    try:
-        PipelineCommand.model_validate(command)
-    except ValidationError as exc:
-        raise UsageError(f"invalid command: {summarize(exc)}") from exc
-    return command
+    return validated(PipelineCommand, command)
 
 
 def _signed(args: argparse.Namespace) -> dict[str, Any]:
-    key_id = args.key_id or os.environ.get(ENV_KEY_ID)
-    if not key_id:
-        raise UsageError(f"no key id: pass --key-id or set {ENV_KEY_ID}")
+    key_id = key_id_of(args.key_id)
     try:
         text = args.pipeline.read_text(encoding="utf-8")
     except OSError as exc:
