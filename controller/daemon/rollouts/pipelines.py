@@ -65,6 +65,7 @@ from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.run_writer import RunWriter
 from controller.kit.backoff import sleep_or_stop
+from controller.kit.deadlines import deadline
 from controller.ports import ControlSource, Outputs, PipelineRuns, RolloutStates
 from controller.settings import EngineSettings, TopicSettings
 
@@ -79,6 +80,9 @@ ENDED = {
     Phase.ABORTED: "aborted",
     Phase.KILLED: "killed",
 }
+ENVIRONMENTS_WAIT_SECONDS = 2.0
+"""The longest a pipeline command waits for Unleash's environments. Commands are decided one
+after another, so a kill sent behind it waits no longer; a refusal says to send it again."""
 
 
 class EngineParts(Protocol):
@@ -321,7 +325,8 @@ async def _unleash_refusal(pipeline: Pipeline, unleash: PlatformEnvironments | N
     if unleash is None or not served:
         return None  # no Unleash at all: the plan's refusal says so
     try:
-        have = await unleash()
+        async with deadline(ENVIRONMENTS_WAIT_SECONDS, "Unleash's environments"):
+            have = await unleash()
     except ControllerError as exc:
         return (
             f"Unleash's environments could not be read ({str(exc)[:300]}): a pipeline with"

@@ -3,6 +3,7 @@ against its environment list when the pipeline starts; a step it lacks, or no an
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from controller.adapters.unleash.answers import BackendUnavailable
 from controller.core.trust import signing
 from controller.core.trust.signing import generate_key
 from controller.daemon.backends import KnownEnvironments
+from controller.daemon.rollouts import pipelines
 from controller.daemon.rollouts.engine import build_engine
 from controller.settings import EngineSettings, TopicSettings
 from tests.unit.daemon.test_pipelines import ControlRecord
@@ -46,6 +48,7 @@ class World:
 
     def __init__(self, environments: frozenset[str] = OPEN_SOURCE) -> None:
         self.environments, self.down, self.reads, self.sent = environments, False, 0, 0
+        self.hangs = False
         self.key, public = generate_key()
         self.states, self.runs, self.outputs = MemoryStates(), MemoryRuns(), MemoryOutputs()
         self.engine = build_engine(
@@ -63,6 +66,8 @@ class World:
 
     async def _read(self) -> frozenset[str]:
         self.reads += 1
+        if self.hangs:
+            await asyncio.Event().wait()
         if self.down:
             raise BackendUnavailable("Unleash unreachable: ConnectError: connection refused")
         return self.environments
@@ -151,6 +156,22 @@ async def test_unleash_not_answering_refuses_a_pipeline_on_it_rather_than_start_
     world.down = False
     started = await world.start(pipeline(("development", "unleash"), ("production", "unleash")))
     assert started["outcome"] == "applied"
+
+
+async def test_an_unleash_that_never_answers_holds_the_commands_no_longer_than_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given Unleash accepting the request and never answering (short deadline for the test)
+    monkeypatch.setattr(pipelines, "ENVIRONMENTS_WAIT_SECONDS", 0.2)
+    world = World()
+    world.hangs = True
+    # Then the pipeline is refused once the deadline passes, saying so, and starts nothing
+    refused = await asyncio.wait_for(
+        world.start(pipeline(("development", "unleash"), ("production", "unleash"))), 30
+    )
+    assert refused["outcome"] == "rejected"
+    assert "Unleash's environments: no complete answer within 0.2 s" in refused["reason"]
+    assert (world.states.docs, world.runs.docs) == ({}, {})
 
 
 async def test_a_pipeline_on_the_controller_s_flag_states_never_asks_unleash() -> None:
