@@ -97,8 +97,11 @@ class Stream:
             latency_histogram=tuple(int(c) for c in hist),
         )
 
-    def scraped(self, phase: float, upto: float, metric: str) -> ArmAggregate:
-        """What ``increase`` over the stage reads from the scrapes up to ``upto`` seconds."""
+    def scraped(
+        self, phase: float, upto: float, metric: str, *, start: float = 0.0
+    ) -> ArmAggregate:
+        """What ``increase`` over the stage (from ``start`` seconds in) reads from the scrapes
+        up to ``upto`` seconds."""
         times = np.arange(phase, upto + 1e-9, 1.0)
         if len(times) < 2:
             return ArmAggregate()
@@ -107,12 +110,14 @@ class Stream:
             total = np.concatenate([[0], np.cumsum(self.requests)])[seen]
             failed = np.concatenate([[0], np.cumsum(self.errors)])[seen]
             return counted_arm(
-                metric, increase(times, failed, 0.0, upto), increase(times, total, 0.0, upto)
+                metric, increase(times, failed, start, upto), increase(times, total, start, upto)
             )
         cumulative = np.vstack([np.zeros(self.prom.shape[1]), np.cumsum(self.prom, axis=0)])
         per_le = np.cumsum(cumulative[seen], axis=1)  # cumulative over le, per scrape
         edges = (*PROM_BUCKETS_MS, math.inf)
-        buckets = [(edge, increase(times, per_le[:, i], 0.0, upto)) for i, edge in enumerate(edges)]
+        buckets = [
+            (edge, increase(times, per_le[:, i], start, upto)) for i, edge in enumerate(edges)
+        ]
         return histogram_arm(buckets)
 
 
