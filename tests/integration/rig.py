@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.client import RedisClient
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import assert_arm_equal, encode, expected_arm, reference_fold
@@ -175,3 +176,11 @@ def _marker(partition: int) -> dict[str, Any]:
         "arm": "control",
         "flag_version": 1,
     }
+
+
+async def drop_keys(client: RedisClient, prefix: str) -> None:
+    """Delete a test's keys (its namespace ``prefix``), one by one: on a cluster, keys of
+    several slots."""
+    keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+    for key in keys:
+        await client.delete(key)

@@ -4,14 +4,14 @@ the last bit, in how many round trips, and what it does when the partitions chan
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from controller.adapters.redis import aggregate_reads
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreError
 from controller.core.stats.aggregates import (
@@ -22,7 +22,8 @@ from controller.core.stats.aggregates import (
 )
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.settings import RedisSettings
-from tests.integration.test_store import decoded, drop_keys
+from tests.integration.rig import drop_keys
+from tests.integration.test_store import decoded
 from tests.reference import make_event, partition_of
 
 pytestmark = pytest.mark.integration
@@ -31,15 +32,10 @@ FLAGS = ("flag-0", "flag-1", "flag-2")
 ARMS = ("treatment", "control")
 
 
-@pytest.fixture(params=["node", "cluster"])
-async def client(
-    request: pytest.FixtureRequest, redis_namespace: str
-) -> AsyncIterator[RedisClient]:
-    """A client of the session's single Redis node, then of its 3-master cluster."""
-    url = request.getfixturevalue("redis_url" if request.param == "node" else "redis_cluster_url")
-    async with connect(RedisSettings(url=str(url))) as redis:
-        yield redis
-        await drop_keys(redis, redis_namespace)
+@pytest.fixture
+def client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
 
 
 def store_for(client: RedisClient, prefix: str) -> RedisAggregateStore:

@@ -3,15 +3,12 @@ once, a stale revision is a conflict, and a command decided before answers its f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from controller.adapters.redis.app_keys import AppKeyStore
-from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.client import RedisClient
 from controller.core.trust.app_keys import AppKey, Scope, digest
 from controller.settings import RedisSettings
-from tests.integration.test_store import drop_keys
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,15 +29,10 @@ def key(name: str, *, revoked: bool = False) -> AppKey:
     )
 
 
-@pytest.fixture(params=["node", "cluster"])
-async def client(
-    request: pytest.FixtureRequest, redis_namespace: str
-) -> AsyncIterator[RedisClient]:
-    url_fixture = "redis_url" if request.param == "node" else "redis_cluster_url"
-    url = request.getfixturevalue(url_fixture)
-    async with connect(RedisSettings(url=url)) as found:
-        yield found
-        await drop_keys(found, redis_namespace)
+@pytest.fixture
+def client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
 
 
 async def test_changes_are_saved_once_with_their_decision(

@@ -24,7 +24,8 @@ from controller.core.wire.decoding import ExposureIn
 from controller.core.wire.messages import Arm
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
-from tests.integration.test_store import drop_keys, store_for
+from tests.integration.rig import drop_keys
+from tests.integration.test_store import store_for
 from tests.reference import partition_of
 
 pytestmark = pytest.mark.integration

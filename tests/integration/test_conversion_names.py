@@ -23,7 +23,8 @@ from controller.core.stats.aggregates import (
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
-from tests.integration.test_store import decoded, drop_keys
+from tests.integration.rig import drop_keys
+from tests.integration.test_store import decoded
 
 pytestmark = pytest.mark.integration
 

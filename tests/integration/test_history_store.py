@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.crc import key_slot
 
-from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import MAX_MESSAGE_BYTES, RedisGateHistory
 from controller.settings import HistorySettings, RedisSettings
-from tests.integration.test_store import drop_keys
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["node", "cluster"])
-async def redis_client(
-    request: pytest.FixtureRequest, redis_namespace: str
-) -> AsyncIterator[RedisClient]:
-    """A client of the session's single Redis node, then of its 3-master Redis Cluster."""
-    url = str(
-        request.getfixturevalue("redis_url" if request.param == "node" else "redis_cluster_url")
-    )
-    async with connect(RedisSettings(url=url)) as client:
-        yield client
-        await drop_keys(client, redis_namespace)
+@pytest.fixture
+def redis_client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
 
 
 def store(client: RedisClient, prefix: str, **changes: int) -> RedisGateHistory:

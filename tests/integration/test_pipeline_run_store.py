@@ -3,17 +3,15 @@ compare-and-set, read back whole, listed by flag, and taken off the running ones
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
-from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
 from controller.core.release import Pipeline, RunPhase, begin
 from controller.ports import OutboxMessage
 from controller.settings import RedisSettings
-from tests.integration.test_store import drop_keys
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,15 +30,10 @@ PIPELINE = Pipeline.model_validate(
 )
 
 
-@pytest.fixture(params=["node", "cluster"])
-async def client(
-    request: pytest.FixtureRequest, redis_namespace: str
-) -> AsyncIterator[RedisClient]:
-    url_fixture = "redis_url" if request.param == "node" else "redis_cluster_url"
-    url = request.getfixturevalue(url_fixture)
-    async with connect(RedisSettings(url=url)) as found:
-        yield found
-        await drop_keys(found, redis_namespace)
+@pytest.fixture
+def client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
 
 
 async def test_a_run_is_saved_with_its_outbox_once_per_revision(

@@ -21,7 +21,6 @@ from controller.daemon.serving.read_worker import flag_states
 from controller.daemon.serving.status import StatusView
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
-from tests.integration.test_store import store_client, store_url  # noqa: F401 (fixtures)
 from tests.services import free_port
 from tests.unit.core.machine.test_gate import rollout
 
@@ -97,7 +96,7 @@ async def store_rollouts(client: RedisClient, prefix: str, first: int, last: int
 
 
 async def test_get_flags_makes_the_same_few_round_trips_for_10_flags_as_for_1000(
-    store_client: RedisClient,  # noqa: F811
+    store_client: RedisClient,
     redis_namespace: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

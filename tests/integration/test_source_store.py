@@ -9,13 +9,12 @@ partition -1, one slot for all of them, which a gate reads as one more partition
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import SOURCES_PARTITION
 from controller.core.common.errors import DuplicateEvents, FencedError
@@ -28,18 +27,10 @@ from tests.reference import assert_arm_equal, encode, expected_arm, make_event, 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["node", "cluster"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    name = "redis_url" if request.param == "node" else "redis_cluster_url"
-    return str(request.getfixturevalue(name))
-
-
 @pytest.fixture
-async def client(store_url: str, redis_namespace: str) -> AsyncIterator[RedisClient]:
-    async with connect(RedisSettings(url=store_url)) as client:
-        yield client
-        for key in [k async for k in client.scan_iter(match=f"*{redis_namespace}*")]:
-            await client.delete(key)
+def client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
 
 
 def stores(

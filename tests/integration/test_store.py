@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +37,7 @@ from controller.ports import (
     StoredSegment,
 )
 from controller.settings import RedisSettings
+from tests.integration.rig import drop_keys
 from tests.reference import (
     assert_arm_equal,
     encode,
@@ -57,27 +57,6 @@ def decoded(event: dict[str, Any]) -> InEvent:
     result = decode_event(encode(event), max_bytes=65536)
     assert not isinstance(result, Rejection), result
     return result
-
-
-@pytest.fixture(params=["node", "cluster"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The session's single Redis node, then its 3-master Redis Cluster."""
-    name = "redis_url" if request.param == "node" else "redis_cluster_url"
-    return str(request.getfixturevalue(name))
-
-
-@pytest.fixture
-async def store_client(store_url: str, redis_namespace: str) -> AsyncIterator[RedisClient]:
-    """A client of ``store_url``; the namespace's keys are deleted at teardown (every node)."""
-    async with connect(RedisSettings(url=store_url)) as client:
-        yield client
-        await drop_keys(client, redis_namespace)
-
-
-async def drop_keys(client: RedisClient, prefix: str) -> None:
-    keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
-    for key in keys:  # one by one: on a cluster, keys of several slots
-        await client.delete(key)
 
 
 def store_for(client: RedisClient, prefix: str, *, ttl: int = 3600) -> RedisAggregateStore:

@@ -19,7 +19,8 @@ from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.ports import CommandSeen, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
-from tests.integration.test_store import decoded, drop_keys
+from tests.integration.rig import drop_keys
+from tests.integration.test_store import decoded
 from tests.reference import make_event
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.integration.test_store import drop_keys
+from tests.integration.rig import drop_keys
 from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
