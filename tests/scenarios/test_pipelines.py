@@ -200,8 +200,12 @@ async def test_a_regression_in_staging_rolls_it_back_and_production_never_starts
     assert stop["evidence"]["not_started"] == ["production"]
     assert "staging rolled back" in stop["reason"]
     assert "production will not start" in stop["reason"]
-    alert = scenario.observed.alert_where(flag=flag, kind="pipeline_stopped")
-    assert alert is not None
+    # (alerts travel on their own topic, so the alert may reach the reader after the decision)
+    await scenario.until(
+        lambda: scenario.observed.alert_where(flag=flag, kind="pipeline_stopped"),
+        timeout=30,
+        what="the pipeline_stopped alert",
+    )
 
     # Then production never starts, however long the controller goes on
     await scenario.gates_ran("pipe-marker")

@@ -225,8 +225,11 @@ async def test_a_change_by_hand_in_production_pauses_only_production(
         what="production's pause",
     )
     assert pause["kind"] == "backend"
-    alert = scenario.observed.alert_where(flag=flag, kind="backend_drift")
-    assert alert is not None
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag=flag, kind="backend_drift"),
+        timeout=30,
+        what="production's drift alert",
+    )
     assert alert["details"]["environment"] == "production"
     assert alert["details"]["changes"] == ["rollout was changed from 25% to 40%"]
     # ...and the sync goes on comparing every flag (each sweep counts production as held)
@@ -292,8 +295,11 @@ async def test_one_feature_s_rollouts_in_two_environments_sync_and_drift_apart(
         timeout=60,
         what="development's pause",
     )
-    alert = scenario.observed.alert_where(flag=development, kind="backend_drift")
-    assert alert is not None
+    alert = await scenario.until(
+        lambda: scenario.observed.alert_where(flag=development, kind="backend_drift"),
+        timeout=30,
+        what="development's drift alert",
+    )
     assert alert["details"]["environment"] == "development"
     # And production goes on: promoted, Unleash serves its 100% there
     await release.promote(flag, "production")
