@@ -8,8 +8,8 @@ Keys (``P`` the key prefix, ``T`` the events topic, ``n`` a partition)::
 
 A topic read beside the events topic (``S``, the Collector's, whose offsets live
 in the slot of the events topic's sources: :func:`.keys.source_meta_key`) keeps
-its gaps beside its meta hash, ``{P:T:-1}:src:S:m:gap``, and ``P:held:S`` and
-``P:topic:S``.
+its gaps beside its meta hash, ``{P:T:-1}:src:S:m:gap`` (``m`` a partition of
+``S``), and ``P:held:S`` and ``P:topic:S``.
 
 The gap hash shares its partition's hash tag with the ``meta`` hash of
 :mod:`.aggregates`, so the resume is one script on one slot: it checks the
