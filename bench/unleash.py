@@ -60,7 +60,7 @@ from controller.core.rollouts.rollout import CommandInput
 from controller.core.wire.messages import CommandAction
 from controller.daemon.backends.sync import BackendSync, NudgingOutputs
 from controller.daemon.rollouts.engine import Engine, build_engine
-from controller.dev.unleash import UnleashServer
+from controller.dev.unleash import UnleashServer, provide_postgres
 from controller.process.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings
 from tests.dripping import Dripper, upstream
@@ -191,7 +191,15 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 async def run(rounds: int, refresh: int, workdir: Path) -> dict[str, Any]:
-    server = UnleashServer(workdir).start()
+    postgres_url, stop_postgres, _ = provide_postgres()
+    try:
+        return await run_on(rounds, refresh, workdir, postgres_url)
+    finally:
+        stop_postgres()
+
+
+async def run_on(rounds: int, refresh: int, workdir: Path, postgres_url: str) -> dict[str, Any]:
+    server = UnleashServer(workdir, postgres_url=postgres_url).start()
     admin = Admin(server)
     client = UnleashClient(
         url=f"{server.url}/api",

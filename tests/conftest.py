@@ -38,6 +38,7 @@ from tests.services import (
     redis_server_binary,
     resolve_kafka,
     resolve_llm,
+    resolve_postgres,
     resolve_redis,
     resolve_redis_cluster,
 )
@@ -261,17 +262,27 @@ def llm_base_url(
 
 
 @pytest.fixture(scope="session")
-def unleash_server(
+def postgres_url(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """URL of a PostgreSQL server for Unleash (env, or a test-owned cluster)."""
+    yield from _serve(pytestconfig, tmp_path_factory, "postgres", resolve_postgres)
+
+
+@pytest.fixture(scope="session")
+def unleash_server(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[UnleashServer]:
-    """A real unleash-server (npm) on the machine's PostgreSQL, on a fresh database."""
-    yield from serve_unleash(pytestconfig, tmp_path_factory.mktemp("unleash"))
+    """A real unleash-server (npm) on a test-owned PostgreSQL, on a fresh database."""
+    yield from serve_unleash(pytestconfig, tmp_path_factory.mktemp("unleash"), postgres_url)
 
 
-def serve_unleash(config: pytest.Config, workdir: Path) -> Generator[UnleashServer]:
+def serve_unleash(
+    config: pytest.Config, workdir: Path, postgres_url: str
+) -> Generator[UnleashServer]:
     """Start an Unleash server of its own in ``workdir``; stopped when the caller is done."""
     try:
-        server = UnleashServer(workdir).start()
+        server = UnleashServer(workdir, postgres_url=postgres_url).start()
     except ServiceUnavailable as exc:
         _service_unavailable(config, exc)
     try:

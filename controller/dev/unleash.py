@@ -1,5 +1,8 @@
 """A real Unleash server for the tests and the benchmark: unleash-server from npm on PostgreSQL.
 
+PostgreSQL is a test-owned cluster (:mod:`controller.dev.postgres`) unless
+``UNLEASH_POSTGRES_URL`` names one (:func:`provide_postgres`).
+
 ``make unleash`` installs the pinned ``unleash-server`` into ``.unleash/``;
 ``ops/unleash/server.js`` starts it, creating its database first. Each
 :class:`UnleashServer` gets a fresh database (migrated at its first start) and
@@ -13,10 +16,12 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.adapters.http_client import answers_ok
 from controller.dev.embedded import ServiceUnavailable
+from controller.dev.postgres import PostgresServer
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,15 +36,25 @@ def unleash_home() -> Path:
     return Path(os.environ.get("UNLEASH_HOME", ROOT / ".unleash"))
 
 
-def postgres_url() -> str:
-    """The PostgreSQL server Unleash's databases go on (trust auth, user postgres)."""
-    return os.environ.get("UNLEASH_POSTGRES_URL", f"postgres://postgres@{LOCALHOST}:5432")
+def provide_postgres() -> tuple[str, Callable[[], None], str]:
+    """``(url, stop, description)`` of the PostgreSQL server Unleash's databases go on.
+
+    ``UNLEASH_POSTGRES_URL`` names an existing server (trust auth, user postgres);
+    otherwise a test-owned cluster of Debian's PostgreSQL is started.
+    """
+    external = os.environ.get("UNLEASH_POSTGRES_URL", "").strip()
+    if external:
+        return external, lambda: None, f"external PostgreSQL from UNLEASH_POSTGRES_URL={external}"
+    server = PostgresServer().start()
+    return server.url, server.stop, server.description
 
 
 class UnleashServer:
     """One unleash-server process with its own database, admin and client tokens."""
 
-    def __init__(self, workdir: Path, *, environment: str = "development") -> None:
+    def __init__(
+        self, workdir: Path, *, postgres_url: str, environment: str = "development"
+    ) -> None:
         node = shutil.which("node")
         if node is None:
             raise ServiceUnavailable("no Unleash: `node` is not on PATH (Node 20 is needed)")
@@ -50,6 +65,7 @@ class UnleashServer:
             )
         self.node = node
         self.environment = environment
+        self.postgres_url = postgres_url
         self.port = free_port()
         self.url = f"http://{LOCALHOST}:{self.port}"
         suffix = uuid.uuid4().hex[:12]
@@ -67,7 +83,7 @@ class UnleashServer:
     def _env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "DATABASE_URL": f"{postgres_url()}/{self.database}",
+            "DATABASE_URL": f"{self.postgres_url}/{self.database}",
             "PORT": str(self.port),
             "INIT_ADMIN_API_TOKENS": self.admin_token,
             "INIT_CLIENT_API_TOKENS": ",".join(self.client_tokens.values()),

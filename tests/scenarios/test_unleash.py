@@ -199,10 +199,12 @@ async def test_a_better_uptime_incident_turns_the_flag_off_in_unleash(
 
 
 async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_alert(
-    scenario: Scenario, pytestconfig: pytest.Config, tmp_path: Path
+    scenario: Scenario, pytestconfig: pytest.Config, tmp_path: Path, postgres_url: str
 ) -> None:
     # Given an Unleash-backed rollout at 1% on an Unleash server of its own
-    servers: Generator[UnleashServer] = serve_unleash(pytestconfig, tmp_path / "own-unleash")
+    servers: Generator[UnleashServer] = serve_unleash(
+        pytestconfig, tmp_path / "own-unleash", postgres_url
+    )
     server = next(servers)
     person = Person(server)
     port = free_port()
