@@ -45,9 +45,9 @@ class Recorder:
     def __init__(self, resource: Mapping[str, Any] | None = None) -> None:
         attributes = dict(resource) if resource is not None else {"service.name": "shop"}
         self._spans = InMemorySpanExporter()
-        self._provider = TracerProvider(resource=Resource.create(attributes))
-        self._provider.add_span_processor(SimpleSpanProcessor(self._spans))
-        self.tracer: Tracer = self._provider.get_tracer("tests.otlp")
+        self.provider = TracerProvider(resource=Resource.create(attributes))
+        self.provider.add_span_processor(SimpleSpanProcessor(self._spans))
+        self.tracer: Tracer = self.provider.get_tracer("tests.otlp")
         self._logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self._loggers = LoggerProvider(resource=Resource.create(attributes))
         self._loggers.add_log_record_processor(SimpleLogRecordProcessor(self._logs))

@@ -178,7 +178,9 @@ class HttpSettings(BaseModel):
         ge=8,
         le=4096,
         description="Most attributes (and most span events) one span, event or log record "
-        "may carry; one with more is refused (`hostile_attribute`), its siblings counted.",
+        "may carry; one with more is refused (`oversize`), its siblings counted. A longer "
+        "string is cut to 4,096 characters and an array, list or bytes value dropped unread, "
+        "as the OpenTelemetry SDK's limits do: they refuse nothing.",
     )
     otlp_items_per_second: float = Field(
         default=10_000,

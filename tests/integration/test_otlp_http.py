@@ -66,6 +66,8 @@ VERSION = 3  # the rig reads versions 1 to 3
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 EVALUATION = "feature_flag.evaluation"
+LONE_SURROGATE = "LONESURROGATE"
+"""A marker replaced by text that is not UTF-8 once the export is encoded."""
 
 
 # --------------------------------------------------------------------------------------
@@ -297,12 +299,9 @@ def hostile_spans(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         }
 
     many = [{"key": f"k{i}", "value": {"intValue": str(i)}} for i in range(10_000)]
-    deep: dict[str, Any] = {"stringValue": "bottom"}
-    for _ in range(20):
-        deep = {"arrayValue": {"values": [deep]}}
     return [
         ("oversize", span("10k attributes", attributes=many, events=[])),
-        ("hostile_attribute", span("deep", attributes=[{"key": "d", "value": deep}], events=[])),
+        ("malformed", span(LONE_SURROGATE, events=[])),  # made a lone surrogate once encoded
         ("malformed", span("wrong types", startTimeUnixNano={"not": "a time"}, events=[])),
         ("unknown_flag", span("unknown", events=[evaluation("nobody.knows", "treatment")])),
         ("unknown_variant", span("purple", events=[evaluation(FLAG, "purple")])),
@@ -322,7 +321,27 @@ def with_hostile(good: bytes) -> tuple[bytes, Counter[str]]:
     scope = tree["resourceSpans"][0]["scopeSpans"][0]
     hostile = hostile_spans(scope["spans"][0])
     scope["spans"] = scope["spans"][:3] + [s for _, s in hostile] + scope["spans"][3:]
-    return orjson.dumps(tree), Counter(reason for reason, _ in hostile)
+    # A value nested 20 deep on a good span, and its 64 KiB stack trace: not read, so
+    # they cost it nothing.
+    deep: dict[str, Any] = {"stringValue": "bottom"}
+    for _ in range(20):
+        deep = {"arrayValue": {"values": [deep]}}
+    trace = {"stringValue": "Traceback (most recent call last):\n" + "  x\n" * 16_384}
+    scope["spans"][0]["attributes"] += [
+        {"key": "deep", "value": deep},
+        {"key": "exception.stacktrace", "value": trace},
+    ]
+    body = orjson.dumps(tree).replace(f'"{LONE_SURROGATE}"'.encode(), b'"\\ud800"')
+    return body, Counter(reason for reason, _ in hostile)
+
+
+def proto_with_bad_text(good: bytes) -> bytes:
+    """The protobuf export ``good`` with its first span's name not UTF-8."""
+    request = ExportTraceServiceRequest.FromString(good)
+    request.resource_spans[0].scope_spans[0].spans[0].name = LONE_SURROGATE
+    return request.SerializeToString().replace(
+        LONE_SURROGATE.encode(), b"\xff" * len(LONE_SURROGATE)
+    )
 
 
 def proto_with_many_attributes(good: bytes) -> bytes:
@@ -347,10 +366,12 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
     recorder = Recorder()
     units = [f"user-{i}" for i in range(40)]
     json_spans = served(recorder, "treatment", units[:20])
-    proto_spans = served(recorder, "control", units[20:])
+    proto_spans = served(recorder, "control", units[20:34])
+    bad_spans = served(recorder, "control", units[34:])
     variants = dict.fromkeys(units[:20], "treatment") | dict.fromkeys(units[20:], "control")
-    # the first proto span carries 10k attributes: refused, so not in the reference
-    reference = described(json_spans + proto_spans[1:], variants)
+    # the first proto span carries 10k attributes, the first of the bad ones a name not
+    # UTF-8: each refused, so not in the reference
+    reference = described(json_spans + proto_spans[1:] + bad_spans[1:], variants)
     hostile_json, reasons = with_hostile(traces_json(json_spans))
     async with serving(rig, tmp_path) as (client, _):
         # An export with hostile spans among good ones: 200, the hostile ones named
@@ -362,6 +383,12 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             client, "/v1/traces", proto_with_many_attributes(traces_proto(proto_spans)), PROTOBUF
         )
         assert partial_success(answer, "/v1/traces")[0] == 1
+        # A span protobuf cannot parse (not UTF-8): refused alone, its 5 siblings counted
+        answer = await export(
+            client, "/v1/traces", proto_with_bad_text(traces_proto(bad_spans)), PROTOBUF
+        )
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert (rejected, "malformed" in message) == (1, True), message
         # Bodies that are no export at all: a 4xx with the reason, in the request's encoding
         answers = {
             "bomb": await client.post(
@@ -395,9 +422,9 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
         await wait_status(f"{client.base_url}/healthz", 200)
         await rig.settle()
         await rig.assert_exact(reference)
-        letters = await rig.dead_letters(7)
+        letters = await rig.dead_letters(8)
     found = Counter(dict(r.headers)["rc.reason"].decode() for r in letters)
-    assert found == reasons + Counter({"oversize": 1}), found
+    assert found == reasons + Counter({"oversize": 1, "malformed": 1}), found
     for record in letters:
         headers = dict(record.headers)
         assert headers["rc.source.topic"] == b"otlp-http:/v1/traces"

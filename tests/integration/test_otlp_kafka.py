@@ -6,7 +6,8 @@ daemon's own :class:`Ingest`, consumer, store and dead-letter publisher, with th
 :class:`OtlpFolder` the daemon gives it. The aggregates are compared with a count made
 from the SDK's spans; a batch sent again (to other partitions, under new offsets)
 counts once; hostile records are dead-lettered with their reasons and the rest of
-their export counted.
+their export counted: a span protobuf or JSON cannot read (text that is not UTF-8,
+nesting past protobuf's limit) is dead-lettered alone, its siblings counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -246,19 +248,23 @@ async def test_hostile_records_are_dead_lettered_with_reasons_and_the_rest_count
     spans = recorded(23, unknown=3)  # three spans of an unknown flag, among good ones
     chunks = [spans[i : i + 30] for i in range(0, len(spans), 30)]
     values = [encode_spans(chunk).SerializeToString() for chunk in chunks]
-    # One span nested too deep, one with 10,000 attributes: each refused alone.
-    deep = encode_spans(chunks[1])
-    deep.resource_spans[0].scope_spans[0].spans[4].attributes.add(key="deep", value=_deep(12))
-    values[1] = deep.SerializeToString()
+    # One span whose name is not UTF-8 (so protobuf refuses the whole export), beside one
+    # carrying a value nested 12 deep and a 64 KiB string it does not read: only the
+    # first is refused, alone; the second is counted.
+    bad = encode_spans(chunks[1])
+    bad.resource_spans[0].scope_spans[0].spans[4].name = "MARK-NOT-UTF-8"
+    unread = bad.resource_spans[0].scope_spans[0].spans[6].attributes
+    unread.add(key="deep", value=_deep(12))
+    unread.add(key="exception.stacktrace", value=AnyValue(string_value="x" * 65_536))
+    values[1] = bad.SerializeToString().replace(b"MARK-NOT-UTF-8", b"\xff" * 14)
     wide = encode_spans(chunks[2])
     attributes = wide.resource_spans[0].scope_spans[0].spans[5].attributes
     for i in range(10_000):
         attributes.add(key=f"a{i}", value=AnyValue(int_value=i))
     values[2] = wide.SerializeToString()
     dropped = {id(chunks[1][4]), id(chunks[2][5])}
-    # A record nested past what protobuf parses: refused whole.
+    # A span nested past what protobuf parses: refused alone, its 30 siblings counted.
     values[3] = encode_spans(chunks[3]).SerializeToString() + _too_deep_to_parse(120)
-    refused = {id(s) for s in chunks[3]}
     hostile = [
         values[0],
         b"not an OTLP export at all",
@@ -270,20 +276,24 @@ async def test_hostile_records_are_dead_lettered_with_reasons_and_the_rest_count
         await otlp.caught_up()
         letters = await otlp.letters(8)
         assert refusals(letters) == {
-            "malformed": 2,  # the garbage record, the record past the parser's depth
+            "malformed": 3,  # the garbage record, the span not UTF-8, the one past the depth
             "oversize": 2,  # the 9 MiB record, the span with 10,000 attributes
-            "hostile_attribute": 1,  # the span nested 12 deep
             "unknown_flag": 3,
         }
-        by_reason = {dict(r.headers)["rc.reason"].decode(): r for r in letters}
-        assert dict(by_reason["hostile_attribute"].headers)["otlp.item"] == b"4"
-        assert by_reason["hostile_attribute"].value == values[1]
-        assert dict(by_reason["oversize"].headers)["rc.source.topic"] == otlp.topic.encode()
-        counted = [s for s in spans if id(s) not in refused and id(s) not in dropped]
+        items = {
+            dict(r.headers).get("otlp.item"): r
+            for r in letters
+            if dict(r.headers)["rc.reason"] == b"malformed"
+        }
+        assert set(items) == {None, b"4", b"30"}
+        assert items[b"4"].value == values[1]  # the record, with its one refused span
+        oversize = next(r for r in letters if dict(r.headers)["rc.reason"] == b"oversize")
+        assert dict(oversize.headers)["rc.source.topic"] == otlp.topic.encode()
+        counted = [s for s in spans if id(s) not in dropped]
         async with connect(otlp.redis) as client:
             await assert_counts(otlp.store(client, source=False), reference(counted, FLAGS))
             rejects = await otlp.store(client, source=False).rejects()
-        assert rejects == {"malformed": 2, "oversize": 2, "hostile_attribute": 1, "unknown_flag": 3}
+        assert rejects == {"malformed": 3, "oversize": 2, "unknown_flag": 3}
         assert ingest.stats.events == total(reference(counted, FLAGS))
 
 
@@ -292,6 +302,11 @@ async def test_hostile_otlp_json_records_are_dead_lettered_and_the_rest_counted(
 ) -> None:
     spans = recorded(29)
     values = exports(spans, 60, json=True)
+    # One span of the first record names itself with a lone surrogate (no UTF-8 text):
+    # refused alone, with a letter of its own; its 59 siblings counted.
+    tree = orjson.loads(values[0])
+    tree["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["name"] = "MARK"
+    values[0] = orjson.dumps(tree).replace(b'"MARK"', b'"\\ud800"')
     hostile = [
         b"[" * 200_000,  # nested past any bound: refused before it is parsed
         b'{"resourceSpans": "not a list"}',  # wrong types
@@ -301,8 +316,11 @@ async def test_hostile_otlp_json_records_are_dead_lettered_and_the_rest_counted(
     async with otlp.running(json=True) as ingest:
         await otlp.produce(hostile, partitions=[0, 1, 2])
         await otlp.caught_up()
-        letters = await otlp.letters(3)
-        assert refusals(letters) == {"malformed": 3}
+        letters = await otlp.letters(4)
+        assert refusals(letters) == {"malformed": 4}
+        [lone] = [r for r in letters if dict(r.headers).get("otlp.item") == b"2"]
+        assert lone.value == values[0]
+        counted = spans[:2] + spans[3:]
         async with connect(otlp.redis) as client:
-            await assert_counts(otlp.store(client, source=False), reference(spans, FLAGS))
-        assert ingest.stats.events == total(reference(spans, FLAGS))
+            await assert_counts(otlp.store(client, source=False), reference(counted, FLAGS))
+        assert ingest.stats.events == total(reference(counted, FLAGS))

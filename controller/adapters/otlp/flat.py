@@ -13,10 +13,11 @@ attribute.
 
 It reads only what it can read exactly as :func:`~.proto.decode_traces_proto`
 does: an export the OTLP schema itself parses (so text is UTF-8 and nothing
-nests past protobuf's limit), holding scalar attributes within the bounds, ids
-of their lengths, names within their bound. An export with anything else (an
-array, a key-value list or bytes as a value, an empty value, an attribute past
-a bound, a bad id, too many items or events) is handed to
+nests past protobuf's limit), holding scalar attributes (a string past its bound
+cut, as there), keys within their bound, ids of their lengths, names within
+their bound. An export with anything else (an array, a key-value list or bytes
+as a value, an empty value, a key past its bound, a bad id, too many items or
+events) is handed to
 :func:`~.proto.decode_traces_proto`, which refuses what it must, item by item,
 so the answer is always the one it gives (``tests/unit/adapters`` compares
 them).
@@ -238,11 +239,17 @@ def _pairs(joined: bytes, total: int, bounds: Bounds) -> tuple[list[str], list[A
         return None
     texts = values.string_value
     if len(texts) == total:  # every value a string: the usual case
-        if max(map(len, texts)) > bounds.max_value_chars:
-            return None
-        return keys, list(texts)
+        return keys, _cut(list(texts), bounds.max_value_chars)
     mixed = _mixed(raws, values, total, bounds)
     return None if mixed is None else (keys, mixed)
+
+
+def _cut(texts: list[str], limit: int) -> list[str]:
+    """Each string cut to ``limit``, as :func:`~controller.core.telemetry.kept_attributes`
+    cuts one (a stack trace in an exception's event, usually)."""
+    if texts and max(map(len, texts)) > limit:
+        return [text[:limit] for text in texts]
+    return texts
 
 
 def _scalars(joined: bytes) -> Any:
@@ -265,8 +272,7 @@ def _mixed(raws: list[bytes], values: Any, total: int, bounds: Bounds) -> list[A
     if len(texts) + sum(map(len, others)) != total:
         return None  # an AnyValue with more than one field
     tags = bytes(map(_first, raws))
-    if texts and max(map(len, texts)) > bounds.max_value_chars:
-        return None
+    texts = _cut(texts, bounds.max_value_chars)
     taken = dict(zip((_BOOL, _INT, _DOUBLE), (iter(o).__next__ for o in others), strict=True))
     out: list[Any] = []
     done = strings = 0

@@ -3,19 +3,21 @@
 Parsed with ``opentelemetry-proto``'s generated classes (the OTLP wire
 format's own), then read into :mod:`controller.core.telemetry`'s types with
 the same bounds and the same per-item refusals as OTLP/JSON: both decoders
-hand their AnyValues to ``kept_attributes`` as plain trees and their
-resources and items to ``items_of``. protobuf's parser has a recursion limit
-of its own (about 32 levels of nested key-value lists): a body past it, or one
-that is not an export at all, is refused whole (``WHOLE_BODY``, ``malformed``);
-an attribute nested deeper than ``MAX_ANY_DEPTH`` refuses only its item.
+hand their scalar attributes to ``kept_attributes`` (any other value is
+dropped unread) and their resources and items to ``items_of``. An export
+protobuf refuses whole (a string that is not UTF-8, a value nested past its
+recursion limit) is read again item by item (:mod:`.envelope`), so only the
+item that does not parse is refused (``malformed``); a body that is not an
+export at all is refused whole (``WHOLE_BODY``, ``malformed``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -29,10 +31,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
+from controller.adapters.otlp.envelope import groups_of
 from controller.core.telemetry import (
     DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
-    MAX_ANY_DEPTH,
     NO_ATTRIBUTES,
     WHOLE_BODY,
     Attributes,
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
 MAX_MESSAGE_CHARS: Final = 500
 """The longest ``errorMessage`` a partial-success answer carries."""
 _SCALARS: Final = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def decode_traces_proto(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | Refusal:
@@ -68,7 +72,8 @@ def decode_traces_proto(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | 
     try:
         request = ExportTraceServiceRequest.FromString(raw)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        return _not_an_export(exc)
+        found = _item_by_item(raw, bounds, exc, _parsed(ProtoSpan, "span", _span_of))
+        return found if isinstance(found, Refusal) else Spans(*found)
     groups = [
         (group.resource, [span for scope in group.scope_spans for span in scope.spans])
         for group in request.resource_spans
@@ -82,7 +87,8 @@ def decode_logs_proto(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Logs | Ref
     try:
         request = ExportLogsServiceRequest.FromString(raw)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        return _not_an_export(exc)
+        found = _item_by_item(raw, bounds, exc, _parsed(ProtoLogRecord, "log record", _record_of))
+        return found if isinstance(found, Refusal) else Logs(*found)
     groups = [
         (group.resource, [record for scope in group.scope_logs for record in scope.log_records])
         for group in request.resource_logs
@@ -101,8 +107,42 @@ def decode_logs(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS, *, json: bool) -> L
     return decode_logs_json(raw, bounds) if json else decode_logs_proto(raw, bounds)
 
 
-def _not_an_export(exc: Exception) -> Refusal:
-    return Refusal(WHOLE_BODY, "malformed", f"not an OTLP/protobuf export: {exc}"[:200])
+def _item_by_item(
+    raw: bytes,
+    bounds: Bounds,
+    failure: Exception,
+    item_of: Callable[[bytes, Attributes, Bounds], T],
+) -> tuple[list[T], list[Refusal]] | Refusal:
+    """An export protobuf refused whole, read again a resource and an item at a time
+    (:mod:`.envelope`): what does not parse is refused alone, its siblings read."""
+    groups = groups_of(raw)
+    if groups is None:
+        return Refusal(WHOLE_BODY, "malformed", f"not an OTLP/protobuf export: {failure}"[:200])
+    return items_of(groups, bounds, _parsed_resource, item_of)
+
+
+def _parsed(
+    kind: type[M], what: str, item_of: Callable[[M, Attributes, Bounds], T]
+) -> Callable[[bytes, Attributes, Bounds], T]:
+    """``item_of`` for an item still in bytes: parsed on its own first."""
+
+    def read(raw: bytes, resource: Attributes, bounds: Bounds) -> T:
+        return item_of(_parse(kind, raw, what), resource, bounds)
+
+    return read
+
+
+def _parsed_resource(raw: bytes, bounds: Bounds) -> Attributes:
+    return _resource_of(_parse(Resource, raw, "resource"), bounds)
+
+
+def _parse(kind: type[M], raw: bytes, what: str) -> M:
+    try:
+        return kind.FromString(raw)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        # upb names the message, then the cause ("String field had bad UTF-8").
+        cause = str(exc).rpartition(": ")[2] or type(exc).__name__
+        raise Refused("malformed", f"not an OTLP {what}: {cause}") from None
 
 
 def _resource_of(resource: Resource, bounds: Bounds) -> Attributes:
@@ -163,27 +203,14 @@ def _attributes(pairs: RepeatedCompositeFieldContainer[KeyValue], bounds: Bounds
         value = pair.value
         # Most values are strings: one call reads one; "" is an empty string or another kind.
         text = value.string_value
-        values[pair.key] = text if text else _any(value, value.WhichOneof("value"), 0)
+        values[pair.key] = text if text else _scalar(value)
     return kept_attributes(values, count, bounds)
 
 
-def _any(value: AnyValue, kind: str | None, depth: int) -> object:
-    if kind is None:
-        return None
-    if kind in _SCALARS:
-        return getattr(value, kind)
-    if kind == "bytes_value":
-        return value.bytes_value
-    if depth >= MAX_ANY_DEPTH:
-        raise Refused("hostile_attribute", f"an attribute nests deeper than {MAX_ANY_DEPTH}")
-    if kind == "array_value":
-        return [
-            _any(item, item.WhichOneof("value"), depth + 1) for item in value.array_value.values
-        ]
-    return {
-        kv.key: _any(kv.value, kv.value.WhichOneof("value"), depth + 1)
-        for kv in value.kvlist_value.values
-    }
+def _scalar(value: AnyValue) -> object:
+    """A scalar AnyValue's value; None for any other (an array, a list, bytes: not read)."""
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in _SCALARS else None
 
 
 def traces_response(rejected: int, message: str, *, json: bool) -> bytes:

@@ -18,7 +18,6 @@ from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_
 from controller.core.telemetry.signals import (
     DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
-    MAX_ANY_DEPTH,
     NO_ATTRIBUTES,
     REFUSAL_REASONS,
     SPAN_KIND_SERVER,
@@ -62,7 +61,6 @@ __all__ = [
     "EVALUATION_NAME",
     "EVENT_NAMES",
     "EVENT_NAME_ATTRIBUTE",
-    "MAX_ANY_DEPTH",
     "MAX_HOPS",
     "NO_ATTRIBUTES",
     "REFUSAL_REASONS",

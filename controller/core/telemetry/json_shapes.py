@@ -5,8 +5,9 @@ again in snake_case, as protobuf's JSON parsers also read it; the readers take
 the first one set. 64-bit integers are decoded with ``strict=False``, which
 reads them from JSON strings as well as numbers. An AnyValue is left to
 msgspec as a plain object and read by :func:`attributes_of`: strings at once,
-the rest through one reader per kind, bounded in depth as it is read, then
-bounded like every decoder's attributes by :func:`~.signals.kept_attributes`.
+the other scalars through one reader per kind, an array, key-value list or
+bytes not at all (dropped: nothing read is one), then bounded like every
+decoder's attributes by :func:`~.signals.kept_attributes`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from controller.core.telemetry.signals import (
-    MAX_ANY_DEPTH,
     MAX_INT64,
     NO_ATTRIBUTES,
     Attributes,
@@ -158,6 +158,39 @@ class LogsRawJson(msgspec.Struct):
     resource_logs: list[LogResourceRawJson] = []
 
 
+# The salvage path's envelopes: text JSON reads but msgspec refuses (a lone
+# surrogate, bytes that are not UTF-8), each resource and item a plain tree.
+class TraceScopeAnyJson(msgspec.Struct):
+    spans: list[Any] = []
+
+
+class TraceResourceAnyJson(msgspec.Struct):
+    resource: Any = None
+    scopeSpans: list[TraceScopeAnyJson] = []
+    scope_spans: list[TraceScopeAnyJson] = []
+
+
+class TracesAnyJson(msgspec.Struct):
+    resourceSpans: list[TraceResourceAnyJson] = []
+    resource_spans: list[TraceResourceAnyJson] = []
+
+
+class LogScopeAnyJson(msgspec.Struct):
+    logRecords: list[Any] = []
+    log_records: list[Any] = []
+
+
+class LogResourceAnyJson(msgspec.Struct):
+    resource: Any = None
+    scopeLogs: list[LogScopeAnyJson] = []
+    scope_logs: list[LogScopeAnyJson] = []
+
+
+class LogsAnyJson(msgspec.Struct):
+    resourceLogs: list[LogResourceAnyJson] = []
+    resource_logs: list[LogResourceAnyJson] = []
+
+
 FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 TRACES = msgspec.json.Decoder(TracesJson, strict=False)
 LOGS = msgspec.json.Decoder(LogsExportJson, strict=False)
@@ -193,11 +226,11 @@ def attributes_of(pairs: list[KeyValueJson], bounds: Bounds) -> Attributes:
             if type(text) is str:
                 values[pair.key] = text
                 continue
-        values[pair.key] = _any(value, 0)
+        values[pair.key] = _any(value)
     return kept_attributes(values, len(pairs), bounds)
 
 
-def _any(value: Any, depth: int) -> object:
+def _any(value: Any) -> object:
     if value is None:
         return None
     if type(value) is not dict or len(value) > 1:
@@ -206,23 +239,23 @@ def _any(value: Any, depth: int) -> object:
         reader = _READERS.get(tag)
         if reader is None:
             raise Refused("malformed", f"an AnyValue of unknown kind {tag[:40]!r}")
-        return reader(payload, depth)
+        return reader(payload)
     return None  # {}: an empty AnyValue
 
 
-def _string(payload: Any, depth: int) -> object:
+def _string(payload: Any) -> object:
     if type(payload) is not str:
         raise Refused("malformed", "stringValue is not a string")
     return payload
 
 
-def _bool(payload: Any, depth: int) -> object:
+def _bool(payload: Any) -> object:
     if type(payload) is not bool:
         raise Refused("malformed", "boolValue is not true or false")
     return payload
 
 
-def _int(payload: Any, depth: int) -> object:
+def _int(payload: Any) -> object:
     if type(payload) is str and 0 < len(payload) <= 20 and payload.lstrip("-").isdecimal():
         payload = int(payload)
     if type(payload) is not int or not -MAX_INT64 - 1 <= payload <= MAX_INT64:
@@ -230,7 +263,7 @@ def _int(payload: Any, depth: int) -> object:
     return payload
 
 
-def _double(payload: Any, depth: int) -> object:
+def _double(payload: Any) -> object:
     if type(payload) is float or type(payload) is int:
         return float(payload)
     if type(payload) is str and len(payload) <= 40:
@@ -241,37 +274,13 @@ def _double(payload: Any, depth: int) -> object:
     raise Refused("malformed", "doubleValue is not a number")
 
 
-def _bytes(payload: Any, depth: int) -> object:
-    if type(payload) is not str:
-        raise Refused("malformed", "bytesValue is not base64 text")
-    return payload.encode()  # not kept, only bounded
+def _unread(payload: Any) -> object:
+    """An array, a key-value list or bytes: nothing the controller reads is one, so it is
+    dropped as it is, not walked (msgspec bounded its nesting as it decoded it)."""
+    return None
 
 
-def _array(payload: Any, depth: int) -> object:
-    values = _values(payload, depth, "arrayValue")
-    return [_any(value, depth + 1) for value in values]
-
-
-def _kvlist(payload: Any, depth: int) -> object:
-    values = _values(payload, depth, "kvlistValue")
-    tree: dict[str, object] = {}
-    for entry in values:
-        if type(entry) is not dict or type(entry.get("key", "")) is not str:
-            raise Refused("malformed", "a kvlistValue entry is not a key and a value")
-        tree[entry.get("key", "")] = _any(entry.get("value"), depth + 1)
-    return tree
-
-
-def _values(payload: Any, depth: int, what: str) -> list[Any]:
-    if depth >= MAX_ANY_DEPTH:
-        raise Refused("hostile_attribute", f"an attribute nests deeper than {MAX_ANY_DEPTH}")
-    values = payload.get("values", []) if type(payload) is dict else None
-    if type(values) is not list:
-        raise Refused("malformed", f"{what} holds no list of values")
-    return values
-
-
-_READERS: Final[dict[str, Callable[[Any, int], object]]] = {
+_READERS: Final[dict[str, Callable[[Any], object]]] = {
     "stringValue": _string,
     "string_value": _string,
     "boolValue": _bool,
@@ -280,10 +289,10 @@ _READERS: Final[dict[str, Callable[[Any, int], object]]] = {
     "int_value": _int,
     "doubleValue": _double,
     "double_value": _double,
-    "bytesValue": _bytes,
-    "bytes_value": _bytes,
-    "arrayValue": _array,
-    "array_value": _array,
-    "kvlistValue": _kvlist,
-    "kvlist_value": _kvlist,
+    "bytesValue": _unread,
+    "bytes_value": _unread,
+    "arrayValue": _unread,
+    "array_value": _unread,
+    "kvlistValue": _unread,
+    "kvlist_value": _unread,
 }

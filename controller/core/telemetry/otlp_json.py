@@ -7,21 +7,27 @@ are read too), an AnyValue as an object of one of ``stringValue``,
 ``boolValue``, ``intValue``, ``doubleValue``, ``arrayValue``, ``kvlistValue``,
 ``bytesValue``. Unknown fields are skipped, as a newer exporter may send them.
 
-msgspec decodes the whole export into typed structs at once (the fast path),
-and an AnyValue nested deeper than ``MAX_ANY_DEPTH`` refuses its item as it
-is read. The fast path needs no scan of the nesting first (it would cost half
-as much as the decoding): msgspec guards its own recursion, and a
-``RecursionError`` (caught) ends it like any other refusal. If msgspec refuses
-the export, the slow path bounds the body's nesting (:data:`MAX_BODY_NESTING`,
-before any parser recurses), decodes the envelope with each resource and item
-left as raw bytes, then each item on its own, bounded by :data:`ITEM_NESTING`:
-an item that is malformed or nested too deeply is refused, its siblings are
+msgspec decodes the whole export into typed structs at once (the fast path).
+It needs no scan of the nesting first (it would cost half as much as the
+decoding): msgspec guards its own recursion, and a ``RecursionError``
+(caught) ends it like any other refusal. If msgspec refuses the export, the
+slow path bounds the body's nesting (:data:`MAX_BODY_NESTING`, before any
+parser recurses), decodes the envelope with each resource and item left as
+raw bytes, then each item on its own: an item that is malformed is refused,
+its siblings are kept. When even the envelope does not decode because some
+text is not valid (a lone surrogate escape such as ``\\ud800``, bytes that are
+not UTF-8), the body is read by the standard library's parser, which takes
+both (bad bytes as surrogates), and each resource and item is encoded again
+on its own: one holding such text is refused (``malformed``), its siblings
 kept. A body that is not an export is refused whole
-(:data:`~.signals.WHOLE_BODY`).
+(:data:`~.signals.WHOLE_BODY`). An attribute's value that is no scalar is
+dropped unread (:mod:`.json_shapes`), however deep it nests within the body's
+bound.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -40,13 +46,17 @@ from controller.core.telemetry.json_shapes import (
     TRACES,
     EventJson,
     LogRecordJson,
+    LogResourceAnyJson,
     LogResourceJson,
     LogResourceRawJson,
+    LogsAnyJson,
     LogsExportJson,
     ResourceJson,
     SpanJson,
+    TraceResourceAnyJson,
     TraceResourceJson,
     TraceResourceRawJson,
+    TracesAnyJson,
     TracesJson,
     attributes_of,
     enum_of,
@@ -54,7 +64,6 @@ from controller.core.telemetry.json_shapes import (
 from controller.core.telemetry.signals import (
     DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
-    MAX_ANY_DEPTH,
     NO_ATTRIBUTES,
     WHOLE_BODY,
     Attributes,
@@ -74,15 +83,11 @@ from controller.core.telemetry.signals import (
 )
 from controller.core.wire import nesting_exceeds
 
-ITEM_NESTING: Final = 6 + 4 * MAX_ANY_DEPTH + 4
-"""How deeply one span or record may nest: an attribute's AnyValue sits 6 levels in,
-and each level of a key-value list adds 4 (an array 3)."""
 MAX_BODY_NESTING: Final = 256
 """Deeper than this, the body is refused whole before it is parsed."""
-_ENVELOPE: Final = 6
-"""Levels from the body to an item: {resourceSpans[{scopeSpans[{spans[ item."""
 
 T = TypeVar("T")
+S = TypeVar("S")
 Out = TypeVar("Out")
 
 
@@ -95,7 +100,7 @@ def decode_traces_json(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | R
     else:
         if nesting_exceeds(raw, MAX_BODY_NESTING):
             return Refusal(WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels")
-        slow = _attempt(RAW_TRACES, raw)
+        slow = _envelope(RAW_TRACES, TracesAnyJson, raw)
         if isinstance(slow, Refusal):
             return slow
         groups = [(r.resource, _spans_in(r)) for r in slow.resourceSpans or slow.resource_spans]
@@ -112,7 +117,7 @@ def decode_logs_json(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Logs | Refu
     else:
         if nesting_exceeds(raw, MAX_BODY_NESTING):
             return Refusal(WHOLE_BODY, "malformed", f"nested deeper than {MAX_BODY_NESTING} levels")
-        slow = _attempt(RAW_LOGS, raw)
+        slow = _envelope(RAW_LOGS, LogsAnyJson, raw)
         if isinstance(slow, Refusal):
             return slow
         groups = [(r.resource, _records_in(r)) for r in slow.resourceLogs or slow.resource_logs]
@@ -128,38 +133,61 @@ def _attempt(decoder: msgspec.json.Decoder[T], raw: bytes) -> T | Refusal:
         return Refusal(WHOLE_BODY, "malformed", f"not an OTLP/JSON export: {detail}"[:200])
 
 
-def _spans_in(group: TraceResourceJson | TraceResourceRawJson) -> list[Any]:
+def _envelope(decoder: msgspec.json.Decoder[T], salvage: type[S], raw: bytes) -> T | S | Refusal:
+    """The export with each resource and item left raw; else, if some text in it is not
+    valid, as the standard library's parser reads it (:func:`_salvaged`); else why it is
+    no export."""
+    found = _attempt(decoder, raw)
+    if not isinstance(found, Refusal):
+        return found
+    salvaged = _salvaged(salvage, raw)
+    return found if salvaged is None else salvaged
+
+
+def _salvaged(shape: type[S], raw: bytes) -> S | None:
+    """The export as the standard library's parser reads it (a lone surrogate kept as it
+    is, bytes that are not UTF-8 as surrogates), each resource and item a plain tree;
+    None when that is no export either. The body's nesting is bounded already."""
+    try:
+        tree = json.loads(raw.decode("utf-8", "surrogateescape"))
+        return msgspec.convert(tree, shape, strict=False)
+    except (ValueError, RecursionError, msgspec.MsgspecError):
+        return None
+
+
+def _spans_in(group: TraceResourceJson | TraceResourceRawJson | TraceResourceAnyJson) -> list[Any]:
     return [span for scope in group.scopeSpans or group.scope_spans for span in scope.spans]
 
 
-def _records_in(group: LogResourceJson | LogResourceRawJson) -> list[Any]:
+def _records_in(group: LogResourceJson | LogResourceRawJson | LogResourceAnyJson) -> list[Any]:
     scopes = group.scopeLogs or group.scope_logs
     return [record for scope in scopes for record in scope.logRecords or scope.log_records]
 
 
 def _raw(
     decoder: msgspec.json.Decoder[Any], item_of: Callable[[Any, Attributes, Bounds], Out]
-) -> Callable[[msgspec.Raw, Attributes, Bounds], Out]:
-    """``item_of`` for an item still in raw bytes: bounded, decoded on its own, then read."""
+) -> Callable[[Any, Attributes, Bounds], Out]:
+    """``item_of`` for an item still in raw bytes (or a salvaged tree): decoded on its own,
+    then read."""
 
-    def read(raw: msgspec.Raw, resource: Attributes, bounds: Bounds) -> Out:
+    def read(raw: Any, resource: Attributes, bounds: Bounds) -> Out:
         return item_of(_decoded(decoder, raw), resource, bounds)
 
     return read
 
 
-def _decoded(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw) -> Any:
-    text = bytes(raw)
-    if nesting_exceeds(text, ITEM_NESTING):
-        raise Refused("hostile_attribute", f"nested deeper than {ITEM_NESTING} levels")
+def _decoded(decoder: msgspec.json.Decoder[Any], raw: Any) -> Any:
     try:
+        text = bytes(raw) if isinstance(raw, msgspec.Raw) else msgspec.json.encode(raw)
         return decoder.decode(text)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise Refused("malformed", "text that is not UTF-8 (bad bytes, a lone surrogate)") from None
     except FAILURES as exc:
         detail = str(exc) if isinstance(exc, msgspec.MsgspecError) else type(exc).__name__
         raise Refused("malformed", detail) from None
 
 
-def _raw_resource_of(raw: msgspec.Raw, bounds: Bounds) -> Attributes:
+def _raw_resource_of(raw: Any, bounds: Bounds) -> Attributes:
     resource: ResourceJson | None = _decoded(RESOURCE, raw)
     return _resource_of(resource, bounds)
 

@@ -3,12 +3,14 @@
 Both encodings of OTLP (protobuf and JSON) decode into these types, so what
 follows them (:mod:`.evaluations`, :mod:`.translating`) reads one shape. An
 attribute keeps only scalar values; arrays, key-value lists and bytes are
-checked against the bounds and dropped, since nothing the controller reads
-is one. Each decoder turns its own AnyValue into a plain tree (a scalar,
-``bytes``, a ``list`` or a ``dict``) and hands the pairs to
-:func:`kept_attributes`, which applies one set of bounds to both encodings.
+dropped, since nothing the controller reads is one. Each decoder reads its own
+AnyValue as a scalar, or as ``None`` when it is anything else (never walked:
+nothing in it is read), and hands the pairs to :func:`kept_attributes`, which
+applies one set of bounds to both encodings.
 
-An item (a span, a log record) over a bound is refused on its own: a helper
+An item (a span, a log record) over a bound on what is read (its count of
+attributes or events, a name too long, a malformed id) or that cannot be
+decoded at all is refused on its own: a helper
 raises :class:`Refused`, the decoder catches it at the item and records a
 :class:`Refusal` with the item's index, and the item's siblings are kept.
 """
@@ -27,8 +29,6 @@ from controller.core.common import ControllerError
 
 Scalar = str | bool | int | float
 Attributes = Mapping[str, Scalar]
-MAX_ANY_DEPTH: Final = 8
-"""How deeply arrays and key-value lists may nest in one attribute value (a scalar is 0)."""
 MAX_INT64: Final = 2**63 - 1
 MAX_UINT64: Final = 2**64 - 1
 NO_ATTRIBUTES: Attributes = MappingProxyType({})
@@ -159,58 +159,40 @@ def check_count(count: int, bounds: Bounds) -> None:
 
 
 def kept_attributes(values: dict[str, object], count: int, bounds: Bounds) -> Attributes:
-    """The scalar attributes of ``values`` (read from ``count`` pairs), or :class:`Refused`.
+    """The scalar attributes of ``values`` (read from ``count`` pairs), bounded as they are kept.
 
     A decoder reads its pairs into ``values`` (a repeated key keeps its last
-    value), each value a scalar, ``bytes``, ``None`` (an empty AnyValue) or a
-    tree of ``list`` and ``dict``. Only scalars are kept, but every value is
-    bounded; the common case, all scalars, answers ``values`` itself.
+    value), each value a scalar, or ``None`` for one it did not read (an empty
+    AnyValue, an array, a key-value list, bytes). What is kept is bounded and
+    what is not read costs its item nothing, as the OpenTelemetry SDK's own
+    attribute limits do: a value not read is dropped, as is an attribute whose
+    key is over ``max_key_chars`` (no key the controller reads is that long),
+    and a string over ``max_value_chars`` is cut to it. Nothing the controller
+    reads comes near that length (a flag key or variant at most 128
+    characters, a unit 256, a version 10 digits), so a cut value is refused
+    where it is read, as it would have been whole, while an exception's stack
+    trace, a long URL or a SQL statement leaves its span's evaluation and
+    outcome counted. The common case, all scalars within bounds, answers
+    ``values`` itself.
     """
     check_count(count, bounds)
     max_key, max_value = bounds.max_key_chars, bounds.max_value_chars
     dropped: list[str] = []
+    cut: list[str] = []
     for key, value in values.items():
-        if len(key) > max_key:
-            raise Refused("hostile_attribute", f"a key of {len(key)} chars > {max_key}")
         kind = type(value)
-        if kind is str:
-            if len(value) > max_value:  # type: ignore[arg-type]
-                raise Refused("hostile_attribute", f"{key[:64]}: {len(value)} chars > {max_value}")  # type: ignore[arg-type]
-        elif kind is not int and kind is not float and kind is not bool:
-            if value is not None:
-                _check_tree(key, value, bounds)
+        if len(key) > max_key:
             dropped.append(key)
+        elif kind is str:
+            if len(value) > max_value:  # type: ignore[arg-type]
+                cut.append(key)
+        elif kind is not int and kind is not float and kind is not bool:
+            dropped.append(key)
+    for key in cut:
+        values[key] = values[key][:max_value]  # type: ignore[index]
     for key in dropped:
         del values[key]
     return values  # type: ignore[return-value]
-
-
-def _check_tree(key: str, value: object, bounds: Bounds) -> None:
-    """Bound a value that is not kept: its depth, its entries and its strings."""
-    level, depth = [value], 0
-    while level:
-        below: list[object] = []
-        for node in level:
-            if isinstance(node, dict):
-                _check_entries(key, len(node), bounds)
-                if any(len(k) > bounds.max_key_chars for k in node):
-                    raise Refused("hostile_attribute", f"{key[:64]}: a nested key is too long")
-                below.extend(node.values())
-            elif isinstance(node, list):
-                _check_entries(key, len(node), bounds)
-                below.extend(node)
-            elif isinstance(node, str | bytes) and len(node) > bounds.max_value_chars:
-                raise Refused("hostile_attribute", f"{key[:64]}: a nested value is too long")
-        if below:
-            depth += 1
-            if depth > MAX_ANY_DEPTH:
-                raise Refused("hostile_attribute", f"{key[:64]}: nests deeper than {MAX_ANY_DEPTH}")
-        level = below
-
-
-def _check_entries(key: str, count: int, bounds: Bounds) -> None:
-    if count > bounds.max_attributes:
-        raise Refused("hostile_attribute", f"{key[:64]}: {count} entries > {bounds.max_attributes}")
 
 
 def bounded_text(value: str, what: str, bounds: Bounds) -> str:

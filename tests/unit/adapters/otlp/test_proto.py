@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -16,12 +19,12 @@ from controller.adapters.otlp import (
     decode_logs,
     decode_logs_proto,
     decode_traces,
+    decode_traces_flat,
     decode_traces_proto,
     logs_response,
     traces_response,
 )
 from controller.core.telemetry import (
-    MAX_ANY_DEPTH,
     WHOLE_BODY,
     Bounds,
     Logs,
@@ -43,6 +46,7 @@ from tests.otlp_exports import (
     traces_proto,
 )
 
+Decode = Callable[[bytes], Spans | Refusal]
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 START = 1_800_000_000_000_000_000
 
@@ -77,7 +81,7 @@ def test_protobuf_and_json_exports_of_the_same_telemetry_decode_alike() -> None:
     assert logs == decode_logs_json(logs_json(app.records()))
     assert (len(spans.spans), len(logs.records), spans.refused, logs.refused) == (2, 2, [], [])
     db = next(s for s in spans.spans if s.name == "db")
-    assert db.attributes == {"db.rows": 3}  # the array is bounded, not kept
+    assert db.attributes == {"db.rows": 3}  # the array is not read, so not kept
     assert db.resource["process.pid"] == 4242
     assert decode_traces(traces_proto(app.spans()), json=False) == spans
     assert decode_logs(logs_json(app.records()), json=True) == logs
@@ -138,18 +142,6 @@ HOSTILE = {
         {"attributes": [KeyValue(key=f"a{i}", value=AnyValue(int_value=i)) for i in range(10_000)]},
         "oversize",
     ),
-    "kvlist-too-deep": (
-        {"attributes": [KeyValue(key="a", value=any_of(MAX_ANY_DEPTH + 1))]},
-        "hostile_attribute",
-    ),
-    "huge-value": (
-        {"attributes": [KeyValue(key="a", value=AnyValue(string_value="x" * 5000))]},
-        "hostile_attribute",
-    ),
-    "huge-bytes": (
-        {"attributes": [KeyValue(key="a", value=AnyValue(bytes_value=b"x" * 5000))]},
-        "hostile_attribute",
-    ),
     "huge-name": ({"name": "x" * 5000}, "oversize"),
     "200-events": ({"events": [ProtoSpan.Event(name="e")] * 200}, "oversize"),
     "trace-id-short": ({"trace_id": b"\x01" * 8}, "malformed"),
@@ -170,12 +162,27 @@ def test_a_hostile_span_is_refused_with_a_reason_and_its_siblings_are_kept(
     assert (refusal.index, refusal.reason) == (1, reason)
 
 
-def test_the_deepest_allowed_value_is_kept_apart_from_its_value() -> None:
-    found = decode_traces_proto(
-        proto_export(proto_span(1, attributes=[KeyValue(key="a", value=any_of(MAX_ANY_DEPTH))]))
-    )
+UNREAD = {
+    "kvlist-9-deep": (any_of(9), {}),
+    "kvlist-25-deep": (any_of(25), {}),
+    "huge-bytes": (AnyValue(bytes_value=b"x" * 5000), {}),
+    "huge-value-cut": (AnyValue(string_value="x" * 5000), {"a": "x" * 4096}),
+    "64k-value-cut": (AnyValue(string_value="y" * 65_536), {"a": "y" * 4096}),
+}
+
+
+@pytest.mark.parametrize("decode", [decode_traces_proto, decode_traces_flat], ids=["proto", "flat"])
+@pytest.mark.parametrize(("value", "kept"), UNREAD.values(), ids=UNREAD.keys())
+def test_what_is_not_read_costs_its_span_nothing(
+    value: AnyValue, kept: dict[str, object], decode: Decode
+) -> None:
+    status = KeyValue(key="http.response.status_code", value=AnyValue(int_value=500))
+    long_key = KeyValue(key="k" * 300, value=AnyValue(int_value=1))
+    pairs = [status, KeyValue(key="a", value=value), long_key]
+    found = decode(proto_export(proto_span(1, attributes=pairs), proto_span(2)))
     assert isinstance(found, Spans)
-    assert (found.spans[0].attributes, found.refused) == ({}, [])
+    assert found.refused == []
+    assert found.spans[0].attributes == {"http.response.status_code": 500, **kept}
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -186,15 +193,73 @@ def _field(number: int, payload: bytes) -> bytes:
     return bytes([number << 3 | 2]) + varint + bytes([size]) + payload
 
 
-def test_nesting_past_protobufs_own_limit_refuses_the_body() -> None:
+def too_deep(levels: int) -> bytes:
+    """A span with an attribute ``levels`` key-value lists deep, past protobuf's recursion
+    limit (100 messages) once past about 32."""
     value = _field(1, b"x")
-    for _ in range(40):  # AnyValue.kvlist_value > KeyValueList.values > KeyValue.value
+    for _ in range(levels):  # AnyValue.kvlist_value > KeyValueList.values > KeyValue.value
         value = _field(6, _field(1, _field(1, b"k") + _field(2, value)))
-    span = proto_span(1).SerializeToString() + _field(9, _field(1, b"a") + _field(2, value))
-    raw = _field(1, _field(2, _field(2, span)))
-    found = decode_traces_proto(raw)
-    assert isinstance(found, Refusal)
-    assert (found.index, found.reason) == (WHOLE_BODY, "malformed")
+    return proto_span(2).SerializeToString() + _field(9, _field(1, b"a") + _field(2, value))
+
+
+def marked(**fields: object) -> bytes:
+    """A span holding the text MARK where ``fields`` say, to be replaced by bad bytes."""
+    return proto_span(2, **fields).SerializeToString()
+
+
+def with_span(*middle: bytes) -> bytes:
+    """An export of a good span, the spans given as bytes, and another good span."""
+    spans = [proto_span(1).SerializeToString(), *middle, proto_span(3).SerializeToString()]
+    return _field(1, _field(2, b"".join(_field(2, span) for span in spans)))
+
+
+UNPARSABLE = {
+    "name-not-utf-8": with_span(marked(name="MARK")).replace(b"MARK", b"\xff\xfeRK"),
+    "value-not-utf-8": with_span(
+        marked(attributes=[KeyValue(key="a", value=AnyValue(string_value="MARK"))])
+    ).replace(b"MARK", b"MA\xc3("),
+    "event-name-not-utf-8": with_span(marked(events=[ProtoSpan.Event(name="MARK")])).replace(
+        b"MARK",
+        b"\xed\xa0\x80K",  # a surrogate, as UTF-8 may not encode one
+    ),
+    "past-protobufs-limit": with_span(too_deep(40)),
+    "far-past-it": with_span(too_deep(5000)),
+}
+
+
+@pytest.mark.parametrize("decode", [decode_traces_proto, decode_traces_flat], ids=["proto", "flat"])
+@pytest.mark.parametrize("raw", UNPARSABLE.values(), ids=UNPARSABLE.keys())
+def test_a_span_protobuf_does_not_parse_is_refused_alone(raw: bytes, decode: Decode) -> None:
+    with pytest.raises(DecodeError):
+        ExportTraceServiceRequest.FromString(raw)  # the whole export, as parsed before
+    found = decode(raw)
+    assert isinstance(found, Spans), found
+    assert [s.span_id for s in found.spans] == [f"{1:016x}", f"{3:016x}"]
+    [refusal] = found.refused
+    assert (refusal.index, refusal.reason) == (1, "malformed")
+    assert refusal.detail.startswith("not an OTLP span: ")
+
+
+def test_a_resource_protobuf_does_not_parse_refuses_its_spans_alone() -> None:
+    bad_resource = _field(1, _field(1, _field(1, b"service.name") + _field(2, _field(1, b"\xff"))))
+    spans = _field(2, b"".join(_field(2, proto_span(i).SerializeToString()) for i in (1, 2)))
+    good = _field(2, _field(2, proto_span(3).SerializeToString()))
+    found = decode_traces_proto(_field(1, bad_resource + spans) + _field(1, good))
+    assert isinstance(found, Spans), found
+    assert [s.span_id for s in found.spans] == [f"{3:016x}"]
+    assert [(r.index, r.reason) for r in found.refused] == [(0, "malformed"), (1, "malformed")]
+    assert found.refused[0].detail.startswith("resource: not an OTLP resource")
+
+
+def test_a_log_record_protobuf_does_not_parse_is_refused_alone() -> None:
+    app = Recorder()
+    for name in ("ok", "MARK", "named"):
+        app.logger.emit(event_name=name)
+    raw = logs_proto(app.records()).replace(b"MARK", b"\xff\xffRK")
+    found = decode_logs_proto(raw)
+    assert isinstance(found, Logs), found
+    assert [r.event_name for r in found.records] == ["ok", "named"]
+    assert [(r.index, r.reason) for r in found.refused] == [(1, "malformed")]
 
 
 @pytest.mark.parametrize(

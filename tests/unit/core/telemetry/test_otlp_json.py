@@ -18,7 +18,7 @@ from controller.core.telemetry import (
     decode_logs_json,
     decode_traces_json,
 )
-from controller.core.telemetry.otlp_json import ITEM_NESTING, MAX_BODY_NESTING
+from controller.core.telemetry.otlp_json import MAX_BODY_NESTING
 from tests.otlp_exports import Recorder, logs_json, traces_json
 from tests.unit.core.telemetry.builders import CHILD, ROOT, TRACE
 
@@ -161,10 +161,6 @@ HOSTILE = {
         {"attributes": [attribute(f"a{i}", {"intValue": i}) for i in range(10_000)]},
         "oversize",
     ),
-    "kvlist-9-deep": ({"attributes": [attribute("a", kvlist(9))]}, "hostile_attribute"),
-    "kvlist-30-deep": ({"attributes": [attribute("a", kvlist(30))]}, "hostile_attribute"),
-    "huge-value": ({"attributes": [attribute("a", {"stringValue": HUGE})]}, "hostile_attribute"),
-    "huge-key": ({"attributes": [attribute(HUGE, {"intValue": 1})]}, "hostile_attribute"),
     "huge-name": ({"name": HUGE}, "oversize"),
     "200-events": ({"events": [{"name": "e"}] * 200}, "oversize"),
     "name-a-number": ({"name": 5}, "malformed"),
@@ -205,19 +201,28 @@ def test_a_hostile_span_is_refused_with_a_reason_and_its_siblings_are_kept(
     assert 0 < len(refusal.detail) <= 200
 
 
-def test_an_item_nested_deeper_than_it_may_be_is_refused_on_either_path() -> None:
-    deep = json_span(attributes=[attribute("a", kvlist(ITEM_NESTING))])
-    fast = decoded(export(json_span(CHILD), deep))
-    assert [(r.index, r.reason) for r in fast.refused] == [(1, "hostile_attribute")]
-    assert fast.refused[0].detail == "an attribute nests deeper than 8"
-    # A malformed sibling sends the export to the slow path, where the deep item
-    # is refused on a scan of its bytes, before it is parsed.
-    slow = decoded(export(json_span(CHILD), deep, json_span(name=5)))
-    assert slow.refused == [
-        Refusal(1, "hostile_attribute", f"nested deeper than {ITEM_NESTING} levels"),
-        Refusal(2, "malformed", "Expected `str`, got `int` - at `$.name`"),
-    ]
-    assert [s.span_id for s in slow.spans] == [CHILD]
+UNREAD = {
+    "kvlist-9-deep": (attribute("a", kvlist(9)), {}),
+    "kvlist-60-deep": (attribute("a", kvlist(60)), {}),
+    "array-of-10k": (attribute("a", {"arrayValue": {"values": [{"intValue": 1}] * 10_000}}), {}),
+    "huge-value-cut": (attribute("a", {"stringValue": HUGE}), {"a": HUGE[:4096]}),
+    "huge-key-dropped": (attribute(HUGE, {"intValue": 1}), {}),
+}
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast", "slow"])
+@pytest.mark.parametrize(("pair", "kept"), UNREAD.values(), ids=UNREAD.keys())
+def test_what_is_not_read_costs_its_span_nothing_on_either_path(
+    pair: dict[str, Any], kept: dict[str, object], slow: bool
+) -> None:
+    status = attribute("http.response.status_code", {"intValue": "500"})
+    span = json_span(CHILD, attributes=[status, pair])
+    # A malformed sibling sends the export to the slow path, an item at a time.
+    siblings = [json_span(name=5)] if slow else []
+    found = decoded(export(span, *siblings))
+    [read] = found.spans
+    assert read.attributes == {"http.response.status_code": 500, **kept}
+    assert [r.index for r in found.refused] == ([1] if slow else [])
 
 
 def test_a_body_past_msgspecs_recursion_guard_is_refused_whole() -> None:
@@ -240,17 +245,14 @@ def test_a_repeated_attribute_keeps_its_last_value() -> None:
 
 def test_a_hostile_resource_refuses_each_of_its_spans() -> None:
     bad = {
-        "resource": {"attributes": [attribute("a", {"stringValue": HUGE})]},
+        "resource": {"attributes": [attribute(f"a{i}", {"intValue": i}) for i in range(200)]},
         "scopeSpans": [{"spans": [json_span(), json_span(CHILD)]}],
     }
     good = {"scopeSpans": [{"spans": [json_span("2222222222222222")]}]}
     found = decoded(orjson.dumps({"resourceSpans": [bad, good]}))
     assert [s.span_id for s in found.spans] == ["2222222222222222"]
-    assert [(r.index, r.reason) for r in found.refused] == [
-        (0, "hostile_attribute"),
-        (1, "hostile_attribute"),
-    ]
-    assert found.refused[0].detail.startswith("resource: a: 5000 chars")
+    assert [(r.index, r.reason) for r in found.refused] == [(0, "oversize"), (1, "oversize")]
+    assert found.refused[0].detail == "resource: 200 attributes > 128"
 
 
 @pytest.mark.parametrize(
@@ -272,8 +274,46 @@ def test_a_body_that_is_no_export_is_refused_whole(raw: bytes, reason: str) -> N
     assert (found.index, found.reason) == (WHOLE_BODY, reason)
 
 
-def test_the_body_nesting_bound_sits_above_every_item_bound() -> None:
-    assert 6 + ITEM_NESTING < MAX_BODY_NESTING
+BAD_TEXT = {
+    "lone-surrogate-in-a-name": (b'"name":"MARK"', b'"name":"\\ud800"'),
+    "lone-low-surrogate-in-a-value": (b'"MARK"', b'"\\udfff"'),
+    "surrogate-pair-cut-short": (b'"MARK"', b'"\\ud83d x"'),
+    "bytes-not-utf-8": (b'"MARK"', b'"\xff\xfe"'),
+}
+
+
+@pytest.mark.parametrize(("mark", "bad"), BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_text_that_is_not_utf_8_refuses_only_its_span(mark: bytes, bad: bytes) -> None:
+    marked = json_span(
+        "3333333333333333", name="MARK", attributes=[attribute("a", {"stringValue": "MARK"})]
+    )
+    raw = export(json_span(), marked, json_span(CHILD)).replace(mark, bad, 1)
+    found = decoded(raw)
+    assert [s.span_id for s in found.spans] == [ROOT, CHILD]
+    assert [(r.index, r.reason) for r in found.refused] == [(1, "malformed")]
+    assert "not UTF-8" in found.refused[0].detail
+
+
+def test_text_that_is_not_utf_8_in_a_resource_refuses_its_spans_alone() -> None:
+    bad = {
+        "resource": {"attributes": [attribute("service.name", {"stringValue": "MARK"})]},
+        "scopeSpans": [{"spans": [json_span(), json_span(CHILD)]}],
+    }
+    good = {"scopeSpans": [{"spans": [json_span("2222222222222222")]}]}
+    raw = orjson.dumps({"resourceSpans": [bad, good]}).replace(b'"MARK"', b'"\\ud800"')
+    found = decoded(raw)
+    assert [s.span_id for s in found.spans] == ["2222222222222222"]
+    assert [(r.index, r.reason) for r in found.refused] == [(0, "malformed"), (1, "malformed")]
+
+
+def test_a_lone_surrogate_refuses_only_its_log_record() -> None:
+    good = {"timeUnixNano": START, "eventName": "e"}
+    records = [good, {**good, "eventName": "MARK"}, good]
+    body = orjson.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]})
+    found = decode_logs_json(body.replace(b'"MARK"', b'"\\ud800"'))
+    assert isinstance(found, Logs)
+    assert [r.event_name for r in found.records] == ["e", "e"]
+    assert [(r.index, r.reason) for r in found.refused] == [(1, "malformed")]
 
 
 def test_an_empty_export_has_nothing_in_it() -> None:
@@ -316,6 +356,10 @@ def test_a_hostile_log_record_is_refused_alone() -> None:
                                 good,
                                 {**good, "traceId": "nothex"},
                                 {**good, "attributes": [attribute("a", kvlist(9))]},
+                                {
+                                    **good,
+                                    "attributes": [attribute(f"a{i}", {}) for i in range(200)],
+                                },
                                 {**good, "body": kvlist(40)},  # never read
                                 {"observed_time_unix_nano": START, "event_name": "snake"},
                             ]
@@ -330,9 +374,7 @@ def test_a_hostile_log_record_is_refused_alone() -> None:
     assert [(r.event_name, r.time_ns) for r in found.records] == [
         ("e", int(START)),
         ("e", int(START)),
+        ("e", int(START)),
         ("snake", int(START)),
     ]
-    assert [(r.index, r.reason) for r in found.refused] == [
-        (1, "malformed"),
-        (2, "hostile_attribute"),
-    ]
+    assert [(r.index, r.reason) for r in found.refused] == [(1, "malformed"), (3, "oversize")]
