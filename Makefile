@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,19 @@ $(UNLEASH_HOME)/.installed: ops/unleash/package.json ops/unleash/package-lock.js
 
 unleash: $(UNLEASH_HOME)/.installed  ## install unleash-server from npm into .unleash/
 
+# Apache Kafka's broker (org.apache.kafka:kafka_2.13 and its runtime dependencies) from
+# Maven Central, pinned by ops/kafka/pom.xml, for the tests and `dev up --broker kafka`;
+# controller/dev/kafka_broker.py runs it with Java 17. Maven keeps its own cache (~/.m2),
+# so a changed pom downloads only what is new.
+KAFKA_HOME ?= .kafka
+$(KAFKA_HOME)/.installed: ops/kafka/pom.xml
+	rm -rf $(KAFKA_HOME)/libs
+	mvn -q -B -Dstyle.color=never -f ops/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(KAFKA_HOME))/libs
+	touch $@
+
+kafka: $(KAFKA_HOME)/.installed  ## install Apache Kafka's broker jars from Maven Central into .kafka/libs
+
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
 # tests/node/package-lock.json, for tests/integration/test_ofrep.py and
 # tests/scenarios/test_rings.py.
@@ -126,4 +139,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(JS_CLIENT)/node_modules
