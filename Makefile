@@ -37,17 +37,18 @@ check: lint typecheck contracts docs  ## ruff, mypy strict, import-linter, schem
 docs: $(VENV)/.installed  ## the docs site into site/ (mkdocs build --strict)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-tools:  ## redis-server, promtool, node/npm and chromium from Debian when missing (as root)
+tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debian when missing (as root)
 	@.ci/tools
 
-# Tests run in TEST_WORKERS processes (pytest-xdist). Each worker starts its own broker
-# and Redis; the tests of the model server and of Unleash each share one worker
+# Tests run in TEST_WORKERS processes (pytest-xdist). The workers share one Apache Kafka
+# node (tests/kafka_service.py); each starts its own Redis; the tests of the model server and of Unleash each share one worker
 # (xdist_group, see tests/conftest.py; not applied with pytest 9.2 until
 # pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
+	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests

@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from controller.dev.kafka_broker import KafkaBroker, java_binary, kafka_installed, kafka_libs
 from controller.dev.unleash import UnleashServer
 from tests.kafka_service import stop_shared_kafka
 from tests.services import (
@@ -91,6 +92,10 @@ class TopicFactory(Protocol):
 
 class RedisServerFactory(Protocol):
     def __call__(self, persistent: bool = True) -> RedisServer: ...
+
+
+class KafkaBrokerFactory(Protocol):
+    def __call__(self, *, properties: dict[str, str] | None = None) -> KafkaBroker: ...
 
 
 # --------------------------------------------------------------------------------------
@@ -544,6 +549,40 @@ def redis_server_factory(
         return server.start()
 
     with stack:  # stops every server, even if one stop() fails
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(pytestconfig: pytest.Config) -> Path:
+    """The folder of Apache Kafka's jars (``make kafka``); SERVICE MISSING without them."""
+    try:
+        java_binary()
+        if not kafka_installed():
+            raise ServiceUnavailable(
+                f"no Apache Kafka: its jars are not in {kafka_libs()}; run `make kafka`"
+            )
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+    return kafka_libs()
+
+
+@pytest.fixture
+def kafka_broker_factory(apache_kafka: Path, tmp_path: Path) -> Iterator[KafkaBrokerFactory]:
+    """``kafka_broker_factory()`` starts an Apache Kafka node of the test's own in ``tmp_path``.
+
+    It can be killed and started again with its data (``kill()``, ``start()``); every node
+    it started is stopped at teardown.
+    """
+    brokers: list[KafkaBroker] = []
+    stack = contextlib.ExitStack()
+
+    def factory(*, properties: dict[str, str] | None = None) -> KafkaBroker:
+        broker = KafkaBroker(tmp_path / f"kafka-{len(brokers)}", properties=properties)
+        brokers.append(broker)
+        stack.callback(broker.stop)
+        return broker.start()
+
+    with stack:
         yield factory
 
 

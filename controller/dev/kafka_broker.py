@@ -285,7 +285,12 @@ class KafkaBroker(StartStop):
 
 
 def start_kafka_broker(workdir: Path) -> tuple[str, ManagedProcess]:
-    """Start a fresh Apache Kafka node in ``workdir``: ``(bootstrap, process)``."""
+    """Start a fresh Apache Kafka node in ``workdir``: ``(bootstrap, process)``.
+
+    Fresh because what starts beside it is too: topics and offsets left by an earlier
+    run would not match a new Redis.
+    """
+    shutil.rmtree(workdir / "data", ignore_errors=True)
     broker = KafkaBroker(workdir).start()
     assert broker.process is not None  # start() returned, so it runs
     return broker.bootstrap, broker.process
