@@ -34,7 +34,7 @@ from controller.dev.processes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0
-"""About 6 s on an idle 2-core machine; a busy one has taken several times that."""
+"""9 to 21 s, formatting included, on a 2-core machine busy with other work."""
 
 JVM_OPTIONS = (
     "-Xms64m",
