@@ -79,6 +79,18 @@ def translate(exc: BaseException, context: str = "", *, bootstrap: str = "") -> 
     return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
 
 
+async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` from a fresh metadata request; None if it does not exist.
+
+    Not ``partitions_for_topic``: that reads the consumer's cached metadata, and a consumer
+    with no subscription caches no topic at all on Apache Kafka, whose answer to aiokafka's
+    bootstrap request (an empty topic list) names none. The embedded broker names every topic.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    return partitions
+
+
 @contextmanager
 def translated(context: str = "", *, bootstrap: str = "") -> Iterator[None]:
     """Raise what fails inside as a :class:`BrokerError` (``context`` says what was tried,

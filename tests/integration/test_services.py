@@ -15,6 +15,7 @@ from aiokafka.structs import RecordMetadata
 from controller.adapters.kafka import ensure_topics
 from controller.dev.broker import start_embedded_broker
 from controller.dev.processes import ServiceUnavailable
+from controller.sdk.transport import TopicFollower
 from controller.settings import KafkaSettings, TopicSettings
 from tests.conftest import KafkaBrokerFactory, RedisServerFactory, TopicFactory
 from tests.waiting import eventually
@@ -182,3 +183,22 @@ def test_volatile_server_forgets_keys_on_restart(
     _with_client(server.url, lambda c: c.set("gone", "1"))
     server.restart()
     assert _with_client(server.url, lambda c: c.exists("gone")) == 0
+
+
+async def test_a_follower_finds_an_existing_topic_on_apache_kafka(
+    kafka_broker_factory: KafkaBrokerFactory,
+) -> None:
+    # Apache Kafka answers a metadata request for an empty topic list with no topics,
+    # the embedded broker with all of them: a reader must ask for the topic itself.
+    broker = kafka_broker_factory()
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    topic = "t-followed"
+    await ensure_topics(kafka, TopicSettings(), more={topic: 3})
+    await produce(broker.bootstrap, topic, b"state")
+    for _ in range(3):  # each start is a fresh client with fresh cached metadata
+        follower = TopicFollower(kafka, topic)
+        await follower.start()
+        try:
+            assert await follower.values(5000) == [b"state"]
+        finally:
+            await follower.stop()
