@@ -1,8 +1,8 @@
 """Which broker the tests run on, and the one Apache Kafka node a session's workers share.
 
-Apache Kafka is the tests' broker once ``make kafka`` installed its jars; the embedded
-tansu broker is what a machine without them, or ``RC_TEST_BROKER=tansu``, gets. Under
-``CI`` missing jars are an error, never a silent fall back to tansu.
+``RC_TEST_BROKER=kafka`` runs the tests on Apache Kafka (``make kafka``'s jars; missing
+jars are a missing service, never a silent fall back); otherwise, for now, on the
+embedded tansu broker.
 
 A Kafka node takes seconds of both cores to start, so the workers of one session share
 one: the first worker that needs it starts it under a file lock and writes its address
@@ -37,7 +37,7 @@ _started_here: dict[int, ManagedProcess] = {}
 
 
 def chosen_broker() -> Broker:
-    """``RC_TEST_BROKER`` when set; else Apache Kafka when installed or under ``CI``; else tansu."""
+    """``RC_TEST_BROKER`` when set, else the embedded tansu broker."""
     chosen = os.environ.get(BROKER_VARIABLE, "").strip().lower()
     if chosen in ("kafka", "tansu"):
         return "kafka" if chosen == "kafka" else "tansu"

