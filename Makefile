@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,17 +37,18 @@ check: lint typecheck contracts docs  ## ruff, mypy strict, import-linter, schem
 docs: $(VENV)/.installed  ## the docs site into site/ (mkdocs build --strict)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-tools:  ## redis-server, promtool, node/npm and chromium from Debian when missing (as root)
+tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debian when missing (as root)
 	@.ci/tools
 
 # Tests run in TEST_WORKERS processes (pytest-xdist). Each worker starts its own broker
-# and Redis; the tests of the model server and of Unleash each share one worker
+# (with RC_TEST_BROKER=kafka they share one Apache Kafka node) and Redis; the tests of the model server and of Unleash each share one worker
 # (xdist_group, see tests/conftest.py; not applied with pytest 9.2 until
 # pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
+	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
@@ -77,6 +78,19 @@ $(UNLEASH_HOME)/.installed: ops/unleash/package.json ops/unleash/package-lock.js
 	touch $@
 
 unleash: $(UNLEASH_HOME)/.installed  ## install unleash-server from npm into .unleash/
+
+# Apache Kafka's broker (org.apache.kafka:kafka_2.13 and its runtime dependencies) from
+# Maven Central, pinned by ops/kafka/pom.xml, for the tests and `dev up --broker kafka`;
+# controller/dev/kafka_broker.py runs it with Java 17. Maven keeps its own cache (~/.m2),
+# so a changed pom downloads only what is new.
+KAFKA_HOME ?= .kafka
+$(KAFKA_HOME)/.installed: ops/kafka/pom.xml
+	rm -rf $(KAFKA_HOME)/libs
+	mvn -q -B -Dstyle.color=never -f ops/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(KAFKA_HOME))/libs
+	touch $@
+
+kafka: $(KAFKA_HOME)/.installed  ## install Apache Kafka's broker jars from Maven Central into .kafka/libs
 
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
 # tests/node/package-lock.json, for tests/integration/test_ofrep.py and
@@ -126,4 +140,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(JS_CLIENT)/node_modules
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(JS_CLIENT)/node_modules

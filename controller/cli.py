@@ -123,6 +123,13 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     up.add_argument("--no-model", action="store_true", help="run without the model advisor")
     up.add_argument(
+        "--broker",
+        choices=("embedded", "kafka"),
+        default="embedded",
+        help="the embedded tansu broker (default, in memory), or Apache Kafka from "
+        "`make kafka` (needs Java 17; a fresh node, its data in DIR/kafka)",
+    )
+    up.add_argument(
         "--port", type=int, metavar="PORT", help="the controller's HTTP port (8000 if free)"
     )
     down = verbs.add_parser("down", help="stop everything `dev up` started")
@@ -278,7 +285,9 @@ def _dev(args: argparse.Namespace) -> int:
         return devstack.down(args.dir)
     if args.dev_command == "status":
         return devstack.status(args.dir)
-    options = devstack.DevOptions(directory=args.dir, model=not args.no_model, port=args.port)
+    options = devstack.DevOptions(
+        directory=args.dir, model=not args.no_model, port=args.port, broker=args.broker
+    )
     try:
         return devstack.up(options)
     except (ServiceUnavailable, RuntimeError, OSError) as exc:

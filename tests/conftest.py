@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import sys
+import tempfile
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -25,7 +27,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from controller.dev.kafka_broker import KafkaBroker, java_binary, kafka_installed, kafka_libs
 from controller.dev.unleash import UnleashServer
+from tests.kafka_service import stop_shared_kafka
 from tests.services import (
     RedisServer,
     ServiceUnavailable,
@@ -68,6 +72,9 @@ report goes through the same hook in the same process."""
 
 _USED, _MISSING = "rc_services_used", "rc_services_missing"
 
+_shared_dir_key = pytest.StashKey[Path]()
+_SHARED_DIR_INPUT = "rc_shared_dir"
+
 SHARED_BY_GROUP = {"llm_base_url": "model", "unleash_server": "unleash"}
 """A test using one of these session services runs on the one pytest-xdist worker of
 its group (``--dist loadgroup``), so one model server and one Unleash are started in
@@ -87,12 +94,17 @@ class RedisServerFactory(Protocol):
     def __call__(self, persistent: bool = True) -> RedisServer: ...
 
 
+class KafkaBrokerFactory(Protocol):
+    def __call__(self, *, properties: dict[str, str] | None = None) -> KafkaBroker: ...
+
+
 # --------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _configure_shared_dir(config)
     config.stash[_services_used_key] = []
     config.stash[_missing_services_key] = []
     config.stash[_missing_skips_key] = []
@@ -100,6 +112,38 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_unreported_key] = unreported
     if not hasattr(config, "workerinput"):  # the summary is written here, not in a worker
         config.pluginmanager.register(_ServiceReports(config), "rc-service-reports")
+
+
+def _configure_shared_dir(config: pytest.Config) -> None:
+    """The folder the session's workers share (the Apache Kafka node's state), made once."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[_shared_dir_key] = Path(workerinput[_SHARED_DIR_INPUT])
+        return
+    config.stash[_shared_dir_key] = Path(tempfile.mkdtemp(prefix="rc-tests-shared-"))
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_SharedDirForWorkers(config), "rc-shared-dir")
+
+
+class _SharedDirForWorkers:
+    """Hands each xdist worker the session's shared folder as it is started."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_SHARED_DIR_INPUT] = str(self.config.stash[_shared_dir_key])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's owner stops the shared Apache Kafka node, once every worker is done."""
+    if hasattr(config, "workerinput") or _shared_dir_key not in config.stash:
+        return
+    shared_dir = config.stash[_shared_dir_key]
+    try:
+        stop_shared_kafka(shared_dir)
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
@@ -233,8 +277,13 @@ def _serve(
 def kafka_bootstrap(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """``host:port`` of a Kafka-protocol broker (env, Docker, or the embedded tansu)."""
-    yield from _serve(pytestconfig, tmp_path_factory, "kafka", resolve_kafka)
+    """``host:port`` of a Kafka-protocol broker (env, Docker, Apache Kafka, or tansu)."""
+    shared_dir = pytestconfig.stash[_shared_dir_key]
+
+    def resolve(log_dir: Path) -> tuple[str, Callable[[], None], str]:
+        return resolve_kafka(log_dir, shared_dir)
+
+    yield from _serve(pytestconfig, tmp_path_factory, "kafka", resolve)
 
 
 @pytest.fixture(scope="session")
@@ -500,6 +549,40 @@ def redis_server_factory(
         return server.start()
 
     with stack:  # stops every server, even if one stop() fails
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(pytestconfig: pytest.Config) -> Path:
+    """The folder of Apache Kafka's jars (``make kafka``); SERVICE MISSING without them."""
+    try:
+        java_binary()
+        if not kafka_installed():
+            raise ServiceUnavailable(
+                f"no Apache Kafka: its jars are not in {kafka_libs()}; run `make kafka`"
+            )
+    except ServiceUnavailable as exc:
+        _service_unavailable(pytestconfig, exc)
+    return kafka_libs()
+
+
+@pytest.fixture
+def kafka_broker_factory(apache_kafka: Path, tmp_path: Path) -> Iterator[KafkaBrokerFactory]:
+    """``kafka_broker_factory()`` starts an Apache Kafka node of the test's own in ``tmp_path``.
+
+    It can be killed and started again with its data (``kill()``, ``start()``); every node
+    it started is stopped at teardown.
+    """
+    brokers: list[KafkaBroker] = []
+    stack = contextlib.ExitStack()
+
+    def factory(*, properties: dict[str, str] | None = None) -> KafkaBroker:
+        broker = KafkaBroker(tmp_path / f"kafka-{len(brokers)}", properties=properties)
+        brokers.append(broker)
+        stack.callback(broker.stop)
+        return broker.start()
+
+    with stack:
         yield factory
 
 

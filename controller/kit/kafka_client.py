@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiokafka.errors import (
+    InvalidSessionTimeoutError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -31,6 +32,12 @@ BROKER_FAILURES = (KafkaError, OSError)
 
 
 BOOTSTRAP_SETTING = "kafka.bootstrap_servers"
+SESSION_TIMEOUT_REFUSED = (
+    "the group coordinator refuses the consumer's session timeout (setting "
+    "kafka.session_timeout_ms): it must lie within the broker's "
+    "group.min.session.timeout.ms and group.max.session.timeout.ms (6000 and 1800000 "
+    "by default on Apache Kafka)"
+)
 _ADDRESS = re.compile(r"\('([^']+)', (\d+)")
 """A (host, port, family) tuple in aiokafka's "Unable to bootstrap from [...]" message."""
 
@@ -67,7 +74,21 @@ def translate(exc: BaseException, context: str = "", *, bootstrap: str = "") -> 
         return BrokerUnavailable(prefix + unreachable_sentence(exc, bootstrap))
     if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
         return MessageTooLarge(f"{prefix}message too large for the broker: {exc}")
+    if isinstance(exc, InvalidSessionTimeoutError):
+        return BrokerError(prefix + SESSION_TIMEOUT_REFUSED, retriable=False)
     return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
+
+
+async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` from a fresh metadata request; None if it does not exist.
+
+    Not ``partitions_for_topic``: that reads the consumer's cached metadata, and a consumer
+    with no subscription caches no topic at all on Apache Kafka, whose answer to aiokafka's
+    bootstrap request (an empty topic list) names none. The embedded broker names every topic.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    return partitions
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from controller.core.common import BrokerError, ControllerError
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
-from controller.kit.kafka_client import ClientLifecycle, translate, translated
+from controller.kit.kafka_client import ClientLifecycle, topic_partitions, translate, translated
 from controller.kit.lifecycle import cancel
 from controller.settings import KafkaSettings
 
@@ -60,8 +60,7 @@ class TopicFollower(ClientLifecycle):
         self._end: dict[Any, int] = {}
 
     async def _on_started(self) -> None:
-        await self._consumer.topics()  # refreshes the metadata of every topic
-        partitions = self._consumer.partitions_for_topic(self._topic)
+        partitions = await topic_partitions(self._consumer, self._topic)
         if not partitions:
             raise LookupError(f"the {self._context} {self._topic!r} does not exist")
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.structs import RecordMetadata
 
-from tests.conftest import RedisServerFactory, TopicFactory
+from controller.adapters.kafka import ensure_topics
+from controller.dev.broker import start_embedded_broker
+from controller.dev.processes import ServiceUnavailable
+from controller.sdk.transport import TopicFollower
+from controller.settings import KafkaSettings, TopicSettings
+from tests.conftest import KafkaBrokerFactory, RedisServerFactory, TopicFactory
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -20,12 +27,72 @@ async def test_produce_and_consume_on_a_fresh_topic(
     kafka_bootstrap: str, topic_factory: TopicFactory
 ) -> None:
     topic = await topic_factory("roundtrip", partitions=3)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await round_trip(kafka_bootstrap, topic)
+
+
+async def test_the_embedded_broker_round_trips_a_record(tmp_path: Path) -> None:
+    # The demo's and `dev up`'s default broker, started as they start it
+    try:
+        bootstrap, process = start_embedded_broker(tmp_path)
+    except ServiceUnavailable as exc:
+        pytest.fail(f"the embedded broker is part of the dev extra: {exc}")
+    try:
+        topic = f"t-embedded-{uuid.uuid4().hex[:8]}"
+        await ensure_topics(
+            KafkaSettings(bootstrap_servers=bootstrap), TopicSettings(), more={topic: 1}
+        )
+        await round_trip(bootstrap, topic)
+    finally:
+        process.stop()
+
+
+async def test_apache_kafka_keeps_acknowledged_records_across_a_kill(
+    kafka_broker_factory: KafkaBrokerFactory,
+) -> None:
+    # Given a node of the test's own with a topic and a record acknowledged by it
+    broker = kafka_broker_factory()
+    topic = "t-kept"
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    await ensure_topics(kafka, TopicSettings(), more={topic: 1})
+    await produce(broker.bootstrap, topic, b"before")
+    # When it is killed with SIGKILL and started again on the same store
+    broker.kill()
+    broker.start()
+    # Then the record is still there, and the node takes new ones at the same address
+    await produce(broker.bootstrap, topic, b"after")
+    assert await read_values(broker.bootstrap, topic, 2) == [b"before", b"after"]
+
+
+async def produce(bootstrap: str, topic: str, value: bytes) -> RecordMetadata:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        sent = await producer.send_and_wait(topic, b"payload", key=b"flag-1")
+        return await producer.send_and_wait(topic, value, key=b"flag-1")
     finally:
         await producer.stop()
+
+
+async def read_values(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        received: list[bytes] = []
+
+        async def read() -> bool:
+            batches = await consumer.getmany(timeout_ms=500)
+            received.extend(r.value for rs in batches.values() for r in rs if r.value is not None)
+            assert len(received) >= count, f"{len(received)} of {count} records"
+            return True
+
+        await eventually(read, timeout=60, what=f"{count} records read back")
+        return received
+    finally:
+        await consumer.stop()
+
+
+async def round_trip(kafka_bootstrap: str, topic: str) -> None:
+    """A record produced, then read back by a consumer group that commits its offset."""
+    sent = await produce(kafka_bootstrap, topic, b"payload")
     assert sent.topic == topic
 
     consumer = AIOKafkaConsumer(
@@ -116,3 +183,22 @@ def test_volatile_server_forgets_keys_on_restart(
     _with_client(server.url, lambda c: c.set("gone", "1"))
     server.restart()
     assert _with_client(server.url, lambda c: c.exists("gone")) == 0
+
+
+async def test_a_follower_finds_an_existing_topic_on_apache_kafka(
+    kafka_broker_factory: KafkaBrokerFactory,
+) -> None:
+    # Apache Kafka answers a metadata request for an empty topic list with no topics,
+    # the embedded broker with all of them: a reader must ask for the topic itself.
+    broker = kafka_broker_factory()
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    topic = "t-followed"
+    await ensure_topics(kafka, TopicSettings(), more={topic: 3})
+    await produce(broker.bootstrap, topic, b"state")
+    for _ in range(3):  # each start is a fresh client with fresh cached metadata
+        follower = TopicFollower(kafka, topic)
+        await follower.start()
+        try:
+            assert await follower.values(5000) == [b"state"]
+        finally:
+            await follower.stop()

@@ -82,7 +82,18 @@ def exports(text: str) -> dict[str, str]:
     return {name: value for name, _, value in (line.partition("=") for line in lines)}
 
 
-def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(tmp_path: Path) -> None:
+@pytest.fixture(params=["embedded", "kafka"])
+def broker_args(request: pytest.FixtureRequest) -> list[str]:
+    """The README's default (the embedded broker), then `--broker kafka`."""
+    if request.param == "embedded":
+        return []
+    request.getfixturevalue("apache_kafka")
+    return ["--broker", "kafka"]
+
+
+def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(
+    tmp_path: Path, broker_args: list[str]
+) -> None:
     steps = readme_steps()
     assert [step.words[:2] for step in steps] == [
         ["rollout-controller", "dev"],
@@ -108,7 +119,9 @@ def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(tmp_pat
         # Given `dev up --port`, beside another stack's health port (8001), whose stdout
         # is the exports to paste
         with another_stacks_health_port():
-            started = run(*up.resolved(), "--no-model", *apart, "--port", port, env=env)
+            started = run(
+                *up.resolved(), "--no-model", *broker_args, *apart, "--port", port, env=env
+            )
         assert started.returncode == 0, started.stderr
         exported = exports(started.stdout)
         assert set(exported) == {
@@ -126,7 +139,7 @@ def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(tmp_pat
         assert "/ui?token=" in started.stderr
         shell = {**env, **exported}
         # ...and a second `dev up` finds it up and prints the same exports
-        again = run(*up.resolved(), "--no-model", *apart, env=env)
+        again = run(*up.resolved(), "--no-model", *broker_args, *apart, env=env)
         assert (again.returncode, exports(again.stdout)) == (0, exported), again.stderr
         assert "already up" in again.stderr
 

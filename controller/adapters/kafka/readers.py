@@ -15,7 +15,7 @@ from collections.abc import Collection
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.core.common import BrokerError
-from controller.kit.kafka_client import ClientLifecycle, translated
+from controller.kit.kafka_client import ClientLifecycle, topic_partitions, translated
 from controller.ports import Record
 from controller.settings import KafkaSettings
 
@@ -49,10 +49,9 @@ class TopicReader(ClientLifecycle):
         )
 
     async def _on_started(self) -> None:
-        await self._consumer.topics()  # loads the cluster metadata
         partitions: list[TopicPartition] = []
         for topic in self._topics:
-            found = self._consumer.partitions_for_topic(topic)
+            found = await topic_partitions(self._consumer, topic)
             if not found:
                 raise BrokerError(f"topic {topic} does not exist: is the controller running?")
             partitions += [TopicPartition(topic, p) for p in sorted(found)]

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    InvalidSessionTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    UnknownTopicOrPartitionError,
+)
 
 from controller.core.common.errors import BrokerUnavailable
 from controller.kit.kafka_client import translate
@@ -49,3 +54,13 @@ def test_an_unreachable_broker_is_one_sentence(
 def test_other_broker_errors_keep_their_name() -> None:
     error = translate(UnknownTopicOrPartitionError(), "reading")
     assert str(error).startswith("reading: broker error: UnknownTopicOrPartitionError")
+
+
+def test_a_refused_session_timeout_names_the_setting_and_the_broker_bounds() -> None:
+    # Apache Kafka refuses a session timeout outside its group bounds (the embedded
+    # broker accepts any): the operator is told which setting to change, not an error code.
+    error = translate(InvalidSessionTimeoutError(), "joining group g")
+    assert str(error).startswith("joining group g: the group coordinator refuses")
+    assert "kafka.session_timeout_ms" in str(error)
+    assert "group.min.session.timeout.ms" in str(error)
+    assert error.retriable is False

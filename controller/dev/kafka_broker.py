@@ -1,0 +1,296 @@
+"""Apache Kafka's own broker, one KRaft node, for the tests and ``dev up --broker kafka``.
+
+``make kafka`` resolves ``org.apache.kafka:kafka_2.13`` and its runtime
+dependencies with Maven (``ops/kafka/pom.xml``) into ``.kafka/libs``; this
+module runs them with the ``java`` on PATH (17 or newer). A
+:class:`KafkaBroker` owns a working directory: its ``server.properties``, its
+log4j configuration, its log and its data. The first start formats the
+store (``kafka.tools.StorageTool format``); later starts reuse it, on the same
+ports, so a broker that was killed with SIGKILL comes back with its data, as
+a real one does after a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Self
+
+from controller.dev.broker import kafka_metadata_ok
+from controller.dev.processes import (
+    LOCALHOST,
+    ManagedProcess,
+    ServiceUnavailable,
+    StartStop,
+    free_port,
+    tcp_connectable,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 180.0
+"""9 to 21 s, formatting included, on a 2-core machine busy with other work."""
+
+JVM_OPTIONS = (
+    "-Xms64m",
+    "-Xmx512m",
+    # One collector thread and the quick compiler only: on a small shared machine the
+    # JIT's and the collector's threads cost more than the peak speed they buy.
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+)
+
+BROKER_PROPERTIES: dict[str, str] = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    # One node: every internal topic has one replica, and few partitions, because
+    # creating the 50 of __consumer_offsets delays the first group join by seconds.
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "4",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    # The tests' consumers use 3 s sessions so that a crashed member's partitions move
+    # quickly; Apache Kafka refuses less than 6 s unless its operator lowers this bound.
+    "group.min.session.timeout.ms": "1000",
+    # Topics are created on purpose (the daemon's kafka.create_topics, kafka-init, the
+    # tests' topic factory), never as a side effect of a producer or a metadata request.
+    "auto.create.topics.enable": "false",
+    "num.partitions": "1",
+}
+"""What every test broker runs with; ``KafkaBroker(properties=...)`` adds or overrides."""
+
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def kafka_libs() -> Path:
+    """Where ``make kafka`` put the broker's jars (``KAFKA_LIBS`` overrides)."""
+    return Path(os.environ.get("KAFKA_LIBS", ROOT / ".kafka" / "libs"))
+
+
+def kafka_installed() -> bool:
+    """Whether the jars are there: ``make kafka`` leaves the broker's own jar among them."""
+    return any(kafka_libs().glob("kafka_2.13-*.jar"))
+
+
+def java_binary() -> str:
+    """``$JAVA_HOME/bin/java``, else ``java`` on PATH; ServiceUnavailable without one."""
+    home = os.environ.get("JAVA_HOME", "").strip()
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise ServiceUnavailable(
+            "no Apache Kafka: no `java` on PATH (Kafka 4 needs Java 17 or newer: "
+            "`apt-get install openjdk-17-jre-headless`)"
+        )
+    return found
+
+
+def _require_libs() -> Path:
+    if not kafka_installed():
+        raise ServiceUnavailable(
+            f"no Apache Kafka: its jars are not in {kafka_libs()}; run `make kafka` "
+            "(Maven resolves org.apache.kafka:kafka_2.13 from ops/kafka/pom.xml)"
+        )
+    return kafka_libs()
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def render_properties(properties: Mapping[str, str]) -> str:
+    """``server.properties`` text, one ``key=value`` a line, in the given order."""
+    return "".join(f"{key}={value}\n" for key, value in properties.items())
+
+
+class KafkaBroker(StartStop):
+    """One Apache Kafka node (broker and KRaft controller) on 127.0.0.1, data in ``workdir``.
+
+    Both ports are chosen once: ``start()`` after ``stop()`` or ``kill()`` serves the same
+    address with the same data. ``advertised_port`` tells clients to connect elsewhere
+    (a proxy in front of it). ``properties`` add to or override :data:`BROKER_PROPERTIES`.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        properties: Mapping[str, str] | None = None,
+        startup_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.libs = _require_libs()
+        self.java = java_binary()
+        self.workdir = workdir
+        self.port = port if port is not None else free_port()
+        self.controller_port = free_port()
+        self.advertised_port = advertised_port or self.port
+        self.startup_timeout = startup_timeout
+        self._extra = dict(properties or {})
+        self._process: ManagedProcess | None = None
+        self.started_in: float | None = None
+        """Seconds the last ``start()`` took, formatting included."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "kafka.log"
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    @property
+    def description(self) -> str:
+        pid = self._process.pid if self._process is not None else None
+        return f"Apache Kafka at {self.bootstrap} (pid {pid}, log {self.log_path})"
+
+    def properties(self) -> dict[str, str]:
+        ports = {
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{LOCALHOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{LOCALHOST}:{self.advertised_port}",
+            "controller.quorum.voters": f"1@{LOCALHOST}:{self.controller_port}",
+            "log.dirs": str(self.data_dir),
+        }
+        return {**BROKER_PROPERTIES, **ports, **self._extra}
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    def _java(self, main: str, *args: str, heap: tuple[str, ...] = JVM_OPTIONS) -> list[str]:
+        log4j = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
+        classpath = f"{self.libs}/*"
+        return [self.java, *heap, log4j, "-cp", classpath, main, *args]
+
+    def _write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2, encoding="utf-8")
+        config = self.workdir / "server.properties"
+        config.write_text(render_properties(self.properties()), encoding="utf-8")
+        return config
+
+    def _format(self, config: Path) -> None:
+        """Format the KRaft store once; a store already there is kept (a restart)."""
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        args = ["format", "--cluster-id", new_cluster_id(), "--config", str(config)]
+        done = subprocess.run(  # noqa: S603 - our own argv
+            self._java("kafka.tools.StorageTool", *args, heap=("-Xmx256m", "-XX:+UseSerialGC")),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=self.startup_timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            output = f"{done.stdout}{done.stderr}"
+            raise ServiceUnavailable(f"formatting Kafka's store failed:\n{output}")
+
+    def start(self) -> Self:
+        """Start the node (no-op if running) and return once it answers a metadata request."""
+        if self.running():
+            return self
+        began = time.monotonic()
+        config = self._write_config()
+        self._format(config)
+        self._process = ManagedProcess(
+            self._java("kafka.Kafka", str(config)), self.log_path, stop_timeout=30.0
+        )
+        self._wait_until_serving(self._process)
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _wait_until_serving(self, process: ManagedProcess) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        problem = "not started"
+        while time.monotonic() < deadline:
+            if not process.running():
+                problem = f"exited with code {process.returncode}"
+                break
+            if tcp_connectable(LOCALHOST, self.port):
+                answer = kafka_metadata_ok(self.bootstrap, 5.0)
+                if answer is None:
+                    return
+                problem = f"metadata request failed: {answer}"
+            time.sleep(0.2)
+        tail = process.log_tail()
+        process.kill()
+        raise RuntimeError(
+            f"Apache Kafka at {self.bootstrap} did not come up: {problem}\n"
+            f"--- {self.log_path} (tail) ---\n{tail}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL after 30 s. Safe to call repeatedly."""
+        if self._process is not None:
+            self._process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash; what the broker had not flushed is recovered at the next start."""
+        if self._process is not None:
+            self._process.kill()
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def rss_bytes(self) -> int | None:
+        """The broker's resident memory now, from /proc; None when it is not running."""
+        if self._process is None or not self._process.running():
+            return None
+        try:
+            status = Path(f"/proc/{self._process.pid}/status").read_text(encoding="ascii")
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return None
+
+    def __repr__(self) -> str:
+        return f"<KafkaBroker {self.bootstrap} running={self.running()}>"
+
+
+def start_kafka_broker(workdir: Path) -> tuple[str, ManagedProcess]:
+    """Start a fresh Apache Kafka node in ``workdir``: ``(bootstrap, process)``.
+
+    Fresh because what starts beside it is too: topics and offsets left by an earlier
+    run would not match a new Redis.
+    """
+    shutil.rmtree(workdir / "data", ignore_errors=True)
+    broker = KafkaBroker(workdir).start()
+    assert broker.process is not None  # start() returned, so it runs
+    return broker.bootstrap, broker.process
