@@ -161,6 +161,8 @@ async def ofrep_server(
         flags=lambda: flag_states(states, None),
         metrics=lambda: b"",
         metrics_content_type="text/plain",
+        access=access,
+        environments=lambda: environments,
         ofrep=OfrepRoutes(
             lambda: flag_states(states, None),
             body_timeout_seconds=5,

@@ -1,11 +1,12 @@
-"""An app key bound to one environment never reads another through OFREP, by any path.
+"""An app key bound to one environment never reads another, through OFREP or ``GET /flags``.
 
 Over real Redis and the daemon's HTTP server, with OpenFeature's published
 Python provider and plain HTTP: ``checkout`` is killed in production and
 completed (everyone on) in staging, so an answer read from staging shows.
 A key bound to production is refused (403) whichever way a request names
 staging: the path's prefix, the flag key (``checkout@staging``), single,
-bulk or configuration; its own environment it reads by every way too.
+bulk or configuration, and ``GET /flags`` lists its own environment only;
+its own environment it reads by every way.
 """
 
 from __future__ import annotations
@@ -154,3 +155,23 @@ async def test_the_python_provider_with_a_production_key_cannot_read_staging(bas
         api.clear_providers()
     assert staging == [True, Reason.ERROR, ErrorCode.GENERAL]  # the code default, refused
     assert production == [False, Reason.DISABLED, None]
+
+
+@pytest.mark.parametrize(
+    ("secret", "flags"),
+    [
+        (PRODUCTION, ["checkout"]),
+        (STAGING, ["checkout@staging"]),
+        (ANYWHERE, ["checkout", "checkout@staging"]),
+    ],
+)
+async def test_the_flag_list_holds_a_bound_keys_environment_only(
+    base: str, secret: str, flags: list[str]
+) -> None:
+    listed = await call(base, secret, "GET", "/flags")
+    assert listed.status_code == 200, listed.text
+    assert sorted(s["flag"] for s in listed.json()) == flags
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        auth = {"Authorization": f"Bearer {secret}", "If-None-Match": listed.headers["ETag"]}
+        again = await client.get("/flags", headers=auth)
+    assert again.status_code == 304  # its own ETag, revalidated
