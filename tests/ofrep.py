@@ -28,6 +28,7 @@ from controller.adapters.http import HttpServer
 from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.release import SINGLE, Environments
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.daemon.serving.read_worker import flag_states
@@ -139,10 +140,11 @@ async def ofrep_server(
     max_age: float = 1.0,
     access: AppAccess | None = None,
     requests_per_second: float | None = None,
+    environments: Environments = SINGLE,
 ) -> AsyncIterator[str]:
     """The daemon's HTTP server with OFREP over ``states`` (behind ``access``: app keys and
-    origins; open without; each client limited to ``requests_per_second``, no limit without),
-    on 127.0.0.1: its base URL."""
+    origins; open without; each client limited to ``requests_per_second``, no limit without;
+    serving ``environments``), on 127.0.0.1: its base URL."""
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
@@ -159,12 +161,15 @@ async def ofrep_server(
         flags=lambda: flag_states(states, None),
         metrics=lambda: b"",
         metrics_content_type="text/plain",
+        access=access,
+        environments=lambda: environments,
         ofrep=OfrepRoutes(
             lambda: flag_states(states, None),
             body_timeout_seconds=5,
             max_age_seconds=max_age,
             access=access,
             requests_per_second=requests_per_second,
+            environments=environments,
         ),
     )
     async with server:

@@ -61,6 +61,7 @@ from controller.adapters.segment_routes import SegmentRoutes
 from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.common import BrokerError, ControllerError, StoreError
 from controller.core.reading import FlagStates
+from controller.core.release import SINGLE, Environments
 from controller.integrations.monitors import (
     Intake,
     MonitorSignal,
@@ -134,10 +135,12 @@ class HttpServer(Listener):
         rollout_list: BodySource | None = None,
         count_reads_limited: Callable[[], None] | None = None,
         access: AppAccess | None = None,
+        environments: Callable[[], Environments] = lambda: SINGLE,
     ) -> None:
         """``flag_list``, ``rollout_list``: the lists' JSON, built off the daemon's event loop
         (here from ``flags`` and ``rollouts`` when not given). ``access``: the apps' keys, which
-        ``/flags`` wants (scope ``evaluate``) unless ``limits.public_flags``."""
+        ``/flags`` wants (scope ``evaluate``) unless ``limits.public_flags``; a key bound to
+        one of ``environments`` reads its flags only."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
@@ -153,6 +156,7 @@ class HttpServer(Listener):
             access=access,
             public=self._limits.public_flags,
             operator_token=webhook_token,
+            environments=environments,
         )
         self.rollouts = self._rollout_routes(
             rollouts, history, rollout_list, webhook_token, count_reads_limited

@@ -20,7 +20,9 @@ probe; #37), so:
   (``Authorization: Bearer``; an app key is never accepted there), 401 otherwise;
 * ``/flags`` is an app's read, guarded like OFREP (scope ``evaluate``,
   :mod:`controller.adapters.app_access`) unless ``http.public_flags``; the
-  operator token is admitted there too, for ``rolloutctl``.
+  operator token is admitted there too, for ``rolloutctl``. An app key bound
+  to one environment reads that environment's flags only (the whole list
+  filtered once per change and environment, with its own ETag).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, open_access
+from controller.adapters.app_access import AppAccess, key_of, open_access
 from controller.adapters.read_snapshot import BodySource, ReadSnapshot, Served
+from controller.core.common import environment_of
 from controller.core.reading import RolloutHistory, RolloutStatus
+from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
 from controller.core.trust import Refused, Scope, bearer
 
@@ -55,15 +59,34 @@ class FlagListRoute:
         access: AppAccess | None = None,
         public: bool = False,
         operator_token: str | None = None,
+        environments: Callable[[], Environments] = lambda: SINGLE,
     ) -> None:
+        """``environments``: those served now, for keys bound to one."""
         self.snapshot = ReadSnapshot(build, max_age=max_age)
         self._guard = AppReadGuard(access, public=public, operator_token=operator_token)
+        self._environments = environments
+        self._bound: dict[str, tuple[str, Served]] = {}
+        """Per environment a bound key serves: the whole list's ETag, and that list filtered."""
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/flags", self._guard(self._list))
 
     async def _list(self, request: web.Request) -> web.Response:
-        return answer(request, await self.snapshot.get())
+        served, key = await self.snapshot.get(), key_of(request)
+        if key is None or key.environment is None:
+            return answer(request, served)
+        return answer(request, self._in(key.environment, served))
+
+    def _in(self, environment: str, whole: Served) -> Served:
+        """The flags of ``environment`` in ``whole``, filtered once per change of it."""
+        held = self._bound.get(environment)
+        if held is None or held[0] != whole.etag:
+            default = self._environments().default
+            states = orjson.loads(whole.body)
+            kept = [s for s in states if environment_of(s["flag"], default) == environment]
+            held = (whole.etag, Served.of(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)))
+            self._bound[environment] = held
+        return held[1]
 
 
 class AppReadGuard:

@@ -39,10 +39,11 @@ def string_value(found: Evaluation) -> str | None:
 
 
 def integer_value(found: Evaluation) -> int | None:
-    """A number that is whole (whole numbers are sent as integers); a fraction is no integer."""
+    """A number that is whole (``2`` or ``2.0``); a fraction is no integer."""
     value = found.value
-    number = found.value_type == "number" and isinstance(value, int)
-    return value if number else None
+    if found.value_type != "number" or not isinstance(value, int | float):
+        return None
+    return int(value) if float(value).is_integer() else None
 
 
 def float_value(found: Evaluation) -> float | None:

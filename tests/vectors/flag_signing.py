@@ -48,9 +48,20 @@ def signed_bytes(state: dict[str, Any], key_id: str) -> bytes:
         ringed = None if rings is None else [[r.get("audience"), r["threshold"]] for r in rings]
         fields += [state.get("audience"), ringed]
     if values is not None:
-        fields.append([values["type"], values["control"], values["treatment"]])
+        fields.append([values["type"], _numbers(values["control"]), _numbers(values["treatment"])])
     text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return text.encode()
+
+
+def _numbers(value: Any) -> Any:
+    """Numbers as RFC 8785 (and JavaScript) writes them: a whole one with no fraction (1.0 is 1)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def _state(**fields: Any) -> dict[str, Any]:
@@ -92,6 +103,9 @@ _LIMITS = {
 }
 
 
+_FLOATS = {"type": "number", "control": 1.0, "treatment": 2.5}
+
+
 def build() -> dict[str, Any]:
     key = Ed25519PrivateKey.from_private_bytes(SEED)
 
@@ -122,6 +136,7 @@ def build() -> dict[str, Any]:
     valued = signed(_state(values=_RANKERS))
     add("string values", valued, True)
     add("object values", signed(_state(values=_LIMITS)), True)
+    add("float values, one of them whole", signed(_state(values=_FLOATS)), True)
     add(
         "values in a targeted rollout",
         signed(_state(percent=0.0, audience=_APP_2, rings=_RINGS, values=_RANKERS)),

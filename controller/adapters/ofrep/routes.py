@@ -20,8 +20,11 @@ Each path also answers under ``/env/{environment}`` (``/env/staging/ofrep/v1/...
 the flags of that environment, by the keys the app knows them by (``checkout``),
 evaluated from the environment's flag states (``checkout@staging``, which
 ``metadata.flagKey`` names for the app's events); without the prefix, the
-default environment's. An environment the controller does not serve is a 404
-naming the ones it does.
+default environment's. A flag key may name its environment instead
+(``checkout@staging``), and is evaluated there; a key and a path naming two
+is a 404. An environment the controller does not serve is a 404 naming the
+ones it does. An app key bound to one environment is refused (403) every
+other, whichever way a request names it, the configuration included.
 
 Every evaluation is :func:`controller.core.wire.evaluation.evaluate`, the function
 the SDK answers from, so an OFREP app and an SDK app serve a unit the same
@@ -86,7 +89,7 @@ from controller.adapters.ofrep.snapshot import (
 from controller.core.common import scoped, split
 from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
-from controller.core.trust import Refused, Scope, bound_refusal, request_environment
+from controller.core.trust import AppKey, Refused, Scope, bound_refusal, request_environment
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 
 ENVIRONMENT_PREFIX = "/env/{environment}"
@@ -146,28 +149,39 @@ class OfrepRoutes:
         """The environments served now (they reload with the operator keys on SIGHUP)."""
         return self._served()
 
-    def _environment(self, request: web.Request) -> str:
-        """The environment the request's path names, else its app key's, else the default;
-        a 404 for one not served, a 403 for one its key is not bound to."""
+    def _environment(self, request: web.Request, in_key: str | None = None) -> str:
+        """The environment the request's path names (or the flag key, ``checkout@staging``),
+        else its app key's, else the default; a 404 for one not served or for a path and a
+        flag key naming two, a 403 for one its app key is not bound to."""
         key = key_of(request)
-        named = request_environment(key, request.match_info.get("environment"))
-        environments = self._environments
-        unknown = None if named is None else environments.unknown(named)
-        if unknown is not None:
-            raise OfrepFailure(404, ErrorCode.GENERAL, unknown)
-        environment = environments.of(named)
-        if (refused := bound_refusal(key, environment)) is not None:
-            raise OfrepFailure(403, ErrorCode.GENERAL, refused.reason)
+        named = [n for n in (request.match_info.get("environment"), in_key) if n is not None]
+        for each in named:
+            self._admitted(key, each)
+        if len(set(named)) > 1:
+            raise OfrepFailure(404, ErrorCode.FLAG_NOT_FOUND, _two_environments(*named))
+        environment = self._environments.of(request_environment(key, next(iter(named), None)))
+        self._admitted(key, environment)
         return environment
 
-    def _in(self, environment: str, key: str) -> str:
-        return scoped(key, environment, self._environments.default)
+    def _admitted(self, key: AppKey | None, environment: str) -> None:
+        """A 404 for an environment not served, a 403 for one ``key`` is not bound to."""
+        unknown = self._environments.unknown(environment)
+        if unknown is not None:
+            raise OfrepFailure(404, ErrorCode.GENERAL, unknown)
+        if (refused := bound_refusal(key, environment)) is not None:
+            raise OfrepFailure(403, ErrorCode.GENERAL, refused.reason)
+
+    def _stored(self, request: web.Request, key: str) -> str:
+        """The stored key of the flag an evaluation names: in the environment its path or its
+        key names (``checkout@staging`` names staging), checked against the app key's."""
+        flag, in_key = split(key)
+        return scoped(flag, self._environment(request, in_key), self._environments.default)
 
     async def _one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         try:
             self._within_rate(request, "one")
-            stored = self._in(self._environment(request), key)
+            stored = self._stored(request, key)
             unit, attributes = context_of(await self._body(request))
         except OfrepFailure as failure:
             return failure.response(key)
@@ -203,6 +217,10 @@ class OfrepRoutes:
         return _json({"flags": flags}, headers={"ETag": etag})
 
     async def _configuration(self, request: web.Request) -> web.Response:
+        try:
+            self._environment(request)
+        except OfrepFailure as failure:
+            return failure.response(None)
         body = orjson.dumps(CONFIGURATION)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):
@@ -247,6 +265,10 @@ CONFIGURATION: dict[str, Any] = {
     },
 }
 """``GET /ofrep/v1/configuration``: every value type (arm values), polled at most once a second."""
+
+
+def _two_environments(path: str, in_key: str) -> str:
+    return f"the path names the {path} environment and the flag key {in_key}: name one"
 
 
 def _success(found: Evaluation, key: str) -> dict[str, Any]:

@@ -2,15 +2,27 @@
 
 The flag states are held in memory, not read per evaluation: a snapshot
 loaded with the same few Redis round trips as ``GET /flags`` (whatever the
-number of flags), reloaded in the background once it is
-``max_age_seconds`` old while evaluations go on from the one held. A state
-change therefore reaches OFREP answers within about ``max_age_seconds``;
-the first request waits for the first load (503 naming the dependency if
-Redis does not answer). The segments that rules name (``user_id in
-segment("beta")``) are held the same way, reloaded with the states (a
-segment read again only when its version changed); a failed reload keeps
-the segments held, and a segment not held is unknown to rules, so it matches
-nobody. The bulk endpoint's ``ETag`` covers the segments' versions too.
+number of flags). No evaluation is answered from a snapshot older than
+``max_age_seconds``, counted from when its read began, whether requests came
+steadily or after an idle hour: a request that finds the snapshot older
+waits for a reload (one reload, shared by every request that arrives
+meanwhile, bounded by ``load_seconds``; past that, or if Redis does not
+answer, a 503 naming the dependency, as for the first load). So that steady
+traffic seldom waits, a request that finds the snapshot past half its
+``max_age`` starts a reload behind it and is answered from the one held.
+
+Why on demand rather than on a timer: the check at request time is what
+bounds an answer's age (a timer's reload may fail or lag, and the answer
+would be older); with that check in place a timer adds only Redis reads
+while no app asks. :meth:`SnapshotCache.refresh` is the one way a snapshot
+is replaced, so whatever learns of a change sooner (an event stream) calls
+it too.
+
+The segments that rules name (``user_id in segment("beta")``) are held the
+same way, reloaded with the states (a segment read again only when its
+version changed); a failed segment read keeps the segments held, and a
+segment not held is unknown to rules, so it matches nobody. The bulk
+endpoint's ``ETag`` covers the segments' versions too.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 import orjson
 import structlog
 
+from controller.core.common import StoreError
 from controller.core.reading import FlagStates, FlagStateView
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
 
@@ -31,7 +44,11 @@ FlagStateSource = Callable[[], Awaitable[FlagStates]]
 SegmentSource = Callable[[HeldSegments], Awaitable[HeldSegments]]
 """The segments held now, given those held before (so unchanged ones are not read again)."""
 MAX_AGE_SECONDS = 1.0
-"""How old a snapshot may be before a request starts its reload."""
+"""The oldest snapshot an evaluation is answered from."""
+AHEAD = 0.5
+"""Past this share of ``max_age`` a request starts a reload behind it and is not held up."""
+LOAD_SECONDS = 5.0
+"""How long a request waits for a snapshot that must be reloaded before it is refused."""
 log = structlog.get_logger("controller.ofrep")
 
 
@@ -57,7 +74,7 @@ class Snapshot:
 
 
 class SnapshotCache:
-    """The latest :class:`Snapshot`, reloaded in the background once ``max_age`` old."""
+    """The latest :class:`Snapshot`, never older than ``max_age`` when it is answered from."""
 
     def __init__(
         self,
@@ -65,32 +82,48 @@ class SnapshotCache:
         *,
         segments: SegmentSource | None = None,
         max_age: float = MAX_AGE_SECONDS,
+        load_seconds: float = LOAD_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load, self._max_age, self._clock = load, max_age, clock
-        self._segments = segments
+        self._segments, self._load_seconds = segments, load_seconds
         self._snapshot: Snapshot | None = None
-        self._loaded_at = 0.0
-        self._first = asyncio.Lock()
-        self._reload: asyncio.Task[None] | None = None
+        self._read_at = 0.0
+        self._reload: asyncio.Task[Snapshot] | None = None
 
     async def get(self) -> Snapshot:
-        """The snapshot held; the first call loads it, and a stale one starts a reload."""
-        if self._snapshot is None:
-            async with self._first:
-                if self._snapshot is None:
-                    await self._refresh()
-            assert self._snapshot is not None
-        elif self._clock() - self._loaded_at >= self._max_age and self._reload is None:
-            self._reload = asyncio.create_task(self._background(), name="ofrep-snapshot")
-        return self._snapshot
+        """The snapshot held while younger than ``max_age``, else a reloaded one."""
+        held, age = self._snapshot, self._clock() - self._read_at
+        if held is None or age >= self._max_age:
+            return await self.refresh()
+        if age >= self._max_age * AHEAD:
+            self._reloading()
+        return held
+
+    async def refresh(self) -> Snapshot:
+        """A snapshot read now: the reload under way, else a new one; StoreError if it fails
+        or takes longer than ``load_seconds``."""
+        try:
+            async with asyncio.timeout(self._load_seconds):
+                # A request that goes away stops waiting; the reload goes on for the others.
+                return await asyncio.shield(self._reloading())
+        except TimeoutError as exc:
+            reason = f"the flag states did not load within {self._load_seconds:g} s"
+            raise StoreError(reason) from exc
 
     @property
-    def reloading(self) -> asyncio.Task[None] | None:
-        """The background reload under way, if any."""
+    def reloading(self) -> asyncio.Task[Snapshot] | None:
+        """The reload under way, if any."""
         return self._reload
 
-    async def _refresh(self) -> None:
+    def _reloading(self) -> asyncio.Task[Snapshot]:
+        if self._reload is None:
+            self._reload = asyncio.create_task(self._reloaded(), name="ofrep-snapshot")
+            self._reload.add_done_callback(self._settled)
+        return self._reload
+
+    async def _reloaded(self) -> Snapshot:
+        started = self._clock()
         states = await self._load()
         held = NO_HELD_SEGMENTS if self._snapshot is None else self._snapshot.segments
         if self._segments is not None:
@@ -99,14 +132,12 @@ class SnapshotCache:
             except Exception as exc:
                 # Rules go on from the segments held (none yet: unknown, so no match).
                 log.warning("ofrep_segments_reload_failed", error=repr(exc)[:300])
-        self._snapshot, self._loaded_at = Snapshot.of(states, held), self._clock()
+        # Its age counts from the read's start: the states may have changed since.
+        self._snapshot, self._read_at = Snapshot.of(states, held), started
+        return self._snapshot
 
-    async def _background(self) -> None:
-        try:
-            await self._refresh()
-        except Exception as exc:
-            # Evaluations go on from the states held; the next request tries again.
-            self._loaded_at = self._clock()
-            log.warning("ofrep_snapshot_reload_failed", error=repr(exc)[:300])
-        finally:
-            self._reload = None
+    def _settled(self, task: asyncio.Task[Snapshot]) -> None:
+        self._reload = None
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # The requests waiting are told (503); one served ahead of max_age is not.
+            log.warning("ofrep_snapshot_reload_failed", error=repr(error)[:300])

@@ -10,10 +10,18 @@ The types are ``boolean`` (the default: control ``false``, treatment
 (:mod:`controller.core.wire.flagstates`), so they are bounded like any input from
 outside: a string up to :data:`MAX_STRING_CHARS` characters; a number
 finite and within ±:data:`MAX_SAFE_NUMBER` (the integers JavaScript holds
-exactly), a whole one written as an integer; an object a JSON object nested
+exactly); an object a JSON object nested
 at most :data:`MAX_OBJECT_DEPTH` levels, with at most
 :data:`MAX_OBJECT_ITEMS` values, keys up to :data:`MAX_KEY_CHARS`
 characters and at most :data:`MAX_OBJECT_BYTES` bytes as compact JSON.
+
+A number keeps the type it was declared with, because typed clients check
+it: OpenFeature's Python OFREP provider refuses ``1`` where a float is asked
+for. Where either arm is a float both are served as floats (control ``1``,
+treatment ``2.5``: ``1.0`` and ``2.5``), else both as integers. What is
+signed is canonical instead (:func:`canonical`: a whole float written as an
+integer), since JavaScript, which has one number type, writes ``1.0`` as
+``1`` when it rebuilds the signed bytes.
 
 :func:`values_problem` says in words what is wrong with a declaration, or
 nothing; :class:`ArmValues` is the declaration as plans and flag states
@@ -30,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ValueType = Literal["boolean", "string", "number", "object"]
 TYPES: tuple[str, ...] = ("boolean", "string", "number", "object")
+ARMS = ("control", "treatment")
 MAX_STRING_CHARS = 1024
 """The longest string value (an arm's, or one inside an object value)."""
 MAX_SAFE_NUMBER = 2**53 - 1
@@ -72,8 +81,8 @@ class ArmValues(BaseModel):
         problem = values_problem(kind, given.get("control"), given.get("treatment"))
         if problem:
             raise ValueError(problem)
-        for arm in ("control", "treatment"):
-            given[arm] = _whole(given[arm])
+        if kind == "number" and any(isinstance(given[arm], float) for arm in ARMS):
+            given.update({arm: float(given[arm]) for arm in ARMS})
         return given
 
     def of(self, treated: bool) -> Any:
@@ -86,8 +95,9 @@ class ArmValues(BaseModel):
         return self.type == "boolean" and self.control is False and self.treatment is True
 
     def signed(self) -> list[Any]:
-        """The values as the signed form holds them: ``[type, control, treatment]``."""
-        return [self.type, self.control, self.treatment]
+        """The values as the signed form holds them: ``[type, control, treatment]``,
+        canonical."""
+        return [self.type, canonical(self.control), canonical(self.treatment)]
 
     def text(self, width: int = SHOWN_CHARS) -> str:
         """For people: ``treatment "v2", control "v1" (string)``, each value as JSON, cut
@@ -218,14 +228,15 @@ def _keys_problem(node: dict[Any, Any]) -> str:
     return ""
 
 
-def _whole(value: Any) -> Any:
-    """``value`` with every whole float written as an integer (2.0 is 2), as JSON has one number."""
+def canonical(value: Any) -> Any:
+    """``value`` as signatures cover it: every whole float written as an integer (2.0 is 2),
+    as JavaScript writes it."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
+        return {k: canonical(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_whole(v) for v in value]
+        return [canonical(v) for v in value]
     return value
 
 

@@ -24,7 +24,8 @@ the state, so no client serves rings it cannot read.
 A state with typed arm values (``values``, :mod:`controller.core.wire.arm_values`)
 is signed in the third form: the second form's fields, ``audience`` and
 ``rings`` null when untargeted, then the values as ``[type, control,
-treatment]``, objects with keys sorted::
+treatment]``, objects with keys sorted and whole numbers written as integers
+(``1.0`` as ``1``, as JavaScript writes it)::
 
     ["rollout-controller/flag-state/3", key_id, flag, version, status,
      threshold, salt, rollout_id, stage, audience, rings, [type, control, treatment]]
@@ -52,6 +53,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from controller.core.wire.arm_values import canonical
 from controller.core.wire.bucketing import threshold
 from controller.core.wire.messages import FlagState, FlagStatus
 
@@ -97,7 +99,8 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
             else [[_json(r.get("audience")), r["threshold"]] for r in map(_json, rings)],
         ]
     if values is not None:
-        fields.append([values["type"], values["control"], values["treatment"]])
+        arms = (canonical(values[arm]) for arm in ("control", "treatment"))
+        fields.append([values["type"], *arms])
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

@@ -98,6 +98,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         rollout_list=None if parts.reads is None else parts.reads.rollout_list,
         count_reads_limited=parts.metrics.reads_rate_limited.inc,
         access=access,
+        environments=lambda: parts.engine.keys.environments,  # reloaded on SIGHUP
     )
 
 

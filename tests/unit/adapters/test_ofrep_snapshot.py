@@ -1,4 +1,4 @@
-"""The OFREP endpoints' snapshot of the flag states: loaded once, reloaded behind evaluations."""
+"""The OFREP endpoints' snapshot of the flag states: never answered from past its max age."""
 
 from __future__ import annotations
 
@@ -32,48 +32,105 @@ def states(version: int) -> FlagStates:
 class Source:
     def __init__(self) -> None:
         self.version, self.loads, self.fail = 1, 0, False
-        self.gate = asyncio.Event()
+        self.gate, self.started = asyncio.Event(), asyncio.Event()
         self.gate.set()
 
     async def __call__(self) -> FlagStates:
         self.loads += 1
+        self.started.set()
         await self.gate.wait()
         if self.fail:
             raise StoreError("redis is down")
         return states(self.version)
 
 
-async def test_a_stale_snapshot_is_served_while_it_reloads_and_a_failed_reload_keeps_it() -> None:
-    now = [0.0]
-    source = Source()
-    cache = SnapshotCache(source, max_age=1.0, clock=lambda: now[0])
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("age", "answered", "reloads_behind"),
+    [
+        (0.0, 1, False),
+        (0.49, 1, False),
+        (0.5, 1, True),  # past half its max age: served, a reload started behind it
+        (0.99, 1, True),
+        (1.0, 2, False),  # at its max age: never served, the request waits for a reload
+        (30.0, 2, False),  # after an idle stretch: the first request gets fresh states
+        (3600.0, 2, False),
+    ],
+)
+async def test_no_answer_comes_from_a_snapshot_older_than_its_max_age(
+    age: float, answered: int, reloads_behind: bool
+) -> None:
+    clock, source = Clock(), Source()
+    cache = SnapshotCache(source, max_age=1.0, clock=clock)
+    await cache.get()
+    source.version, clock.now = 2, age
+    snapshot = await cache.get()
+    assert snapshot.states["f"].version == answered
+    assert (cache.reloading is not None) is reloads_behind
+    if cache.reloading is not None:
+        await cache.reloading
+        assert (await cache.get()).states["f"].version == 2
+
+
+async def test_requests_that_find_it_stale_share_one_reload_and_a_leaver_does_not_end_it() -> None:
+    clock, source = Clock(), Source()
+    cache = SnapshotCache(source, max_age=1.0, clock=clock)
     first = await asyncio.gather(*(cache.get() for _ in range(10)))
     assert source.loads == 1  # ten first requests, one load
     assert {s.states["f"].version for s in first} == {1}
-    assert (await cache.get()) is first[0]  # fresh: no reload
-    assert cache.reloading is None
-    source.version, now[0] = 2, 1.5
+    source.version, clock.now = 2, 5.0
     source.gate.clear()
-    held = await cache.get()  # stale: served as is, a reload starts behind it
-    reload = cache.reloading
-    assert reload is not None
-    assert held.states["f"].version == 1
-    assert (await cache.get()) is held
-    assert cache.reloading is reload  # one reload at a time
+    source.started.clear()
+    leaver = asyncio.create_task(cache.get())
+    waiting = [asyncio.create_task(cache.get()) for _ in range(5)]
+    await source.started.wait()
+    leaver.cancel()  # a client that went away
     source.gate.set()
-    await reload
+    assert {(await w).states["f"].version for w in waiting} == {2}
     assert source.loads == 2
-    fresh = await cache.get()
-    assert fresh.states["f"].version == 2
-    assert fresh.tag != held.tag
-    source.fail, now[0] = True, 3.0
+
+
+async def test_age_counts_from_when_the_read_began() -> None:
+    clock = Clock()
+
+    class Slow(Source):
+        async def __call__(self) -> FlagStates:
+            read = await super().__call__()
+            clock.now += 0.8  # the read took 0.8 s; the states are as old as its start
+            return read
+
+    source = Slow()
+    cache = SnapshotCache(source, max_age=1.0, clock=clock)
     await cache.get()
-    failing = cache.reloading
-    assert failing is not None
-    await failing  # logged, not raised
-    assert source.loads == 3
-    assert (await cache.get()) is fresh  # Redis down: the states held go on
-    assert cache.reloading is None  # and the next reload waits for max_age again
+    source.version, clock.now = 2, 1.0  # 0.2 s after the read ended, 1 s after it began
+    assert (await cache.get()).states["f"].version == 2
+
+
+async def test_a_failed_or_slow_reload_is_refused_and_never_answers_from_stale_states() -> None:
+    clock, source = Clock(), Source()
+    cache = SnapshotCache(source, max_age=1.0, load_seconds=0.05, clock=clock)
+    held = await cache.get()
+    source.fail, clock.now = True, 0.6
+    assert (await cache.get()) is held  # young enough: served while a reload fails behind it
+    assert cache.reloading is not None
+    with pytest.raises(StoreError, match="redis is down"):
+        await cache.reloading  # logged where nobody waited on it
+    clock.now = 1.0
+    with pytest.raises(StoreError, match="redis is down"):
+        await cache.get()  # too old to serve, and Redis does not answer: a 503
+    source.fail = False
+    source.gate.clear()
+    with pytest.raises(StoreError, match=r"did not load within 0\.05 s"):
+        await cache.get()
+    source.gate.set()
+    assert (await cache.get()).states["f"].version == 1  # Redis is back: answered again
 
 
 class Segments:
@@ -102,23 +159,14 @@ async def test_segments_reload_with_the_states_change_the_tag_and_a_failure_keep
     assert first.segments.member("beta", "u2") is False
     assert first.segments.member("gamma", "u1") is None
     now[0] = 1.5
-    await cache.get()
-    assert cache.reloading is not None
-    await cache.reloading
     same = await cache.get()
     assert (segments.reads, same.tag) == (1, first.tag)  # unchanged: not read again
     segments.version, now[0] = 2, 3.0
-    await cache.get()
-    assert cache.reloading is not None
-    await cache.reloading
     second = await cache.get()
     assert second.segments.member("beta", "u2") is True
     assert second.tag != first.tag  # the bulk ETag changes with a segment
     segments.fail, now[0] = True, 4.5
-    await cache.get()
-    assert cache.reloading is not None
-    await cache.reloading  # logged, not raised
-    assert (await cache.get()).segments is second.segments
+    assert (await cache.get()).segments is second.segments  # logged, not raised
 
 
 async def test_a_first_load_without_segments_holds_none() -> None:

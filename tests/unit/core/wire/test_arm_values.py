@@ -86,14 +86,34 @@ def test_a_boolean_declaration_defaults_to_false_and_true() -> None:
     assert (BOOLEAN.of(True), BOOLEAN.of(False)) == (True, False)
 
 
-def test_whole_numbers_are_integers_so_every_language_signs_the_same_text() -> None:
+@pytest.mark.parametrize(
+    ("control", "treatment", "served", "signed"),
+    [
+        (1.0, 2.5, (1.0, 2.5), [1, 2.5]),  # a float flag whose value is whole stays a float
+        (1.0, 2.0, (1.0, 2.0), [1, 2]),
+        (1, 2.5, (1.0, 2.5), [1, 2.5]),  # one float arm: both served as floats
+        (1, 2, (1, 2), [1, 2]),  # integers stay integers
+        (-0.0, 3, (-0.0, 3.0), [0, 3]),
+    ],
+)
+def test_numbers_keep_their_declared_type_and_sign_canonically(
+    control: float, treatment: float, served: tuple[float, float], signed: list[float]
+) -> None:
     values = ArmValues.model_validate(
-        {"type": "number", "control": 2.0, "treatment": 2.5}
-    ).model_dump()
-    assert values == {"type": "number", "control": 2, "treatment": 2.5}
-    assert type(values["control"]) is int
+        {"type": "number", "control": control, "treatment": treatment}
+    )
+    got = (values.control, values.treatment)
+    assert [(v, type(v)) for v in got] == [(v, type(v)) for v in served]
+    assert [(v, type(v)) for v in values.signed()[1:]] == [(v, type(v)) for v in signed]
+    again = ArmValues.model_validate_json(values.model_dump_json())  # as stored and read back
+    assert [type(v) for v in (again.control, again.treatment)] == [type(v) for v in served]
+
+
+def test_an_objects_numbers_keep_their_type_and_sign_canonically() -> None:
     inside = ArmValues.model_validate({"type": "object", "control": {"a": [1.0]}, "treatment": {}})
-    assert type(inside.control["a"][0]) is int
+    assert type(inside.control["a"][0]) is float
+    assert inside.signed() == ["object", {"a": [1]}, {}]
+    assert type(inside.signed()[1]["a"][0]) is int
 
 
 PLAN = {"stages": [{"percent": 50}, {"percent": 100}]}
@@ -151,7 +171,7 @@ def test_unleash_cannot_serve_typed_values() -> None:
     [
         ({"type": "string", "control": "v1", "treatment": "v2"},
          'treatment "v2", control "v1" (string)'),
-        ({"type": "number", "control": 0, "treatment": 2.5}, "treatment 2.5, control 0 (number)"),
+        ({"type": "number", "control": 0, "treatment": 2.5}, "treatment 2.5, control 0.0 (number)"),
         ({"type": "object", "control": {}, "treatment": {"k": "x" * 80}},
          'treatment {"k":"' + "x" * 53 + '…, control {} (object)'),
         ({"type": "string", "control": "a\nb", "treatment": "é"},

@@ -204,6 +204,8 @@ def test_the_provider_resolves_a_string_flag_and_refuses_other_types(domain: str
         ({"type": "number", "control": 1, "treatment": 3}, "integer", 0),
         ({"type": "number", "control": 1, "treatment": 3}, "float", 0.0),
         ({"type": "number", "control": 0.5, "treatment": 2.5}, "float", 0.0),
+        ({"type": "number", "control": 1.0, "treatment": 3.0}, "float", 0.0),
+        ({"type": "number", "control": 1.0, "treatment": 3.0}, "integer", 0),  # whole: either
         ({"type": "object", "control": {"n": 1}, "treatment": {"n": [2]}}, "object", {}),
         ({"type": "boolean", "control": True, "treatment": False}, "boolean", True),
     ],
