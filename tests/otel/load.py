@@ -22,6 +22,7 @@ class AppProcess:
 
     def __init__(self, process: asyncio.subprocess.Process, port: int, name: str) -> None:
         self._process, self.name = process, name
+        self.last_words = ""
         self.base = f"http://127.0.0.1:{port}"
 
     @classmethod
@@ -46,14 +47,18 @@ class AppProcess:
         return cls(process, orjson.loads(line)["port"], name)
 
     async def stop(self) -> int:
-        """Close stdin (the app exports what it holds, then exits); its exit code."""
+        """Close stdin (the app exports what it holds, then exits); its exit code. What it
+        printed after its port is kept in :attr:`last_words`."""
         if self._process.stdin is not None:
             self._process.stdin.close()
         try:
-            return await asyncio.wait_for(self._process.wait(), STOP_SECONDS)
+            await asyncio.wait_for(self._process.wait(), STOP_SECONDS)
         except TimeoutError:
             self.kill()
-            return await self._process.wait()
+        code = await self._process.wait()
+        assert self._process.stdout is not None
+        self.last_words = (await self._process.stdout.read()).decode()
+        return code
 
     def kill(self) -> None:
         if self._process.returncode is None:

@@ -13,6 +13,11 @@ the server span around it, and gates the rollout on them.
   in each, a healthy twin's rollout completes, one whose new flow fails three
   times as often is rolled back on error rate, and one whose new flow is twice
   as slow is rolled back on its p95 latency.
+* Flask (``tests/otel/flask_app.py``: Flask's own OpenTelemetry instrumentation
+  makes the request's span and records the exception of a view that raises,
+  with a stack trace longer than the intake keeps): a twin whose new flow
+  raises three times as often is rolled back on error rate, counted from the
+  very spans that carry those exceptions; a healthy twin completes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -270,3 +276,50 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_faulty_twins_ro
     p95 = rollback["evidence"]["guardrails"]["latency_p95"]
     assert isinstance(p95, dict), p95
     assert all(load.requests > 0 and load.failures == 0 for load in loads.values())
+
+
+@pytest.mark.timeout(360)
+async def test_a_flask_app_whose_new_flow_raises_three_times_as_often_is_rolled_back(
+    scenario: Scenario,
+) -> None:
+    async with _serving(scenario) as base:
+        # Given two twins of a Flask service: Flask's OTel instrumentation, OpenFeature + OFREP
+        # + its OTel hook, the SDK; each failing request raises out of its view
+        def flask_app(flag: str, errors: str) -> Callable[[], Any]:
+            command = [sys.executable, str(APPS / "flask_app.py"), base, f"{base}/v1/traces"]
+            return partial(AppProcess.start, [*command, flag, "--errors", errors], name=flag)
+
+        apps = {
+            "flask.checkout": await flask_app("flask.checkout", "0.05,0.05")(),
+            "flask.checkout-faulty": await flask_app("flask.checkout-faulty", "0.05,0.15")(),
+        }
+        # When each is rolled out while users send it requests
+        loads = await _guarded(
+            scenario,
+            apps,
+            {
+                "flask.checkout": completing("error_rate"),
+                "flask.checkout-faulty": held("error_rate"),
+            },
+        )
+        metrics = (await wait_status(f"{base}/metrics", 200)).text
+    # ... whose failures Flask answered 500, each span carrying its exception's stack trace,
+    # longer than the 4,096 characters the intake keeps of a value
+    for flag, app in apps.items():
+        said = orjson.loads(app.last_words)
+        assert said["exceptions"] > 0, (flag, said)
+        assert said["shortest_stacktrace"] > 4096, (flag, said)
+        assert loads[flag].statuses[500] > 0, (flag, loads[flag].statuses)
+        assert loads[flag].failures == 0, (flag, loads[flag].failures)
+    assert sample(metrics, "rollout_otlp_http_refused_total", signal="traces") == 0
+    # Then the healthy one completed and the one raising 3x as often was rolled back on its
+    # error rate, both arms' errors counted
+    rollback = _assert_outcome(
+        scenario,
+        completed="flask.checkout",
+        rolled_back="flask.checkout-faulty",
+        metric="error_rate",
+    )
+    arms = rollback["evidence"]["arms"]
+    rates = {arm: arms[arm]["errors"] / arms[arm]["requests"] for arm in ("treatment", "control")}
+    assert 0 < rates["control"] < rates["treatment"], arms
