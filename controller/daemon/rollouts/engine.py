@@ -36,6 +36,7 @@ from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.pipelines import Pipelines, PlatformEnvironments
+from controller.daemon.rollouts.republishing import StateRepublisher
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
@@ -71,10 +72,13 @@ class Engine:
         states: RolloutStates,
         keys: Keyring,
         stopping: asyncio.Event,
+        republisher: StateRepublisher,
         pipelines: Pipelines | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
         self.pipelines = pipelines  # release pipelines, where a store keeps their runs
+        self.republisher = republisher
+        """Publishes every flag's state again: at start, and when topics were created again."""
         keys.revoked = self.keys_revoked  # a SIGHUP that removes keys takes their approvals
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
@@ -99,11 +103,14 @@ class Engine:
         self.gates.sweep_soon()
 
     async def run(self, *, control: ControlSource) -> None:
-        """Republish what a crash left in outboxes, then serve commands and gates."""
+        """Republish what a crash left in outboxes, then serve commands and gates while
+        every flag's state is published again beside them (a kill never waits for it)."""
         for flag in await self._states.flags():
             await self._contained.run(self.rollouts.drain(flag), where="drain", flag=flag)
         try:
             async with asyncio.TaskGroup() as tasks:
+                states = self.republisher.republish_all("start")
+                tasks.create_task(states, name="engine-republish")
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
                 if self.pipelines is not None:
@@ -195,6 +202,7 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
+        republisher=StateRepublisher(rollouts=rollouts, states=states, retry=retry),
         pipelines=pipelines,
     )
 

@@ -7,14 +7,17 @@ not at all: the decisions topic, so ``rolloutctl`` waits on a topic that
 does not exist). While the setting is on, the daemon looks every
 :data:`CHECK_SECONDS` and creates the missing ones as configured, with a
 warning alert; whether what the events partitions held was lost is ingest's
-business (:mod:`controller.daemon.ingest.log_gaps`).
+business (:mod:`controller.daemon.ingest.log_gaps`). A broker that lost one
+topic may have lost them all, and apps learn their flags only from the
+flag-state and segments topics: once it created any topic again, the keeper
+has every flag's state and every segment published again (``recreated``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -40,9 +43,12 @@ class TopicKeeper:
         kafka: KafkaSettings,
         topics: TopicSettings,
         alarm: Callable[[RaiseAlert], None],
+        recreated: Callable[[list[str]], Awaitable[object]] | None = None,
         every: float = CHECK_SECONDS,
     ) -> None:
+        """``recreated`` is awaited with the topics created again, after the alert."""
         self._kafka, self._topics, self._alarm, self._every = kafka, topics, alarm, every
+        self._recreated = recreated
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -73,4 +79,6 @@ class TopicKeeper:
                 " events_log_gap alerts)."
             )
             self._alarm(RaiseAlert("topics_recreated", "warning", summary, {"topics": created}))
+            if self._recreated is not None:
+                await self._recreated(created)
         return created
