@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from controller.adapters.kafka import topic_names
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.trust import signing
 from controller.ctl.app import main
-from controller.settings import KafkaSettings, TopicSettings
+from controller.settings import KafkaSettings, RedisSettings, TopicSettings
 from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
 from tests.services import ManagedProcess, free_port, start_embedded_broker
 
@@ -86,3 +87,11 @@ def rolloutctl(world: Scenario, keys: Path, monkeypatch: pytest.MonkeyPatch, *ar
         key.chmod(0o600)
     signed = ["--key", str(key), "--key-id", KEY_ID, "--actor", "ops", "--timeout", "30"]
     return main([*argv, *signed])
+
+
+async def stored_offsets(world: Scenario) -> dict[int, int | None]:
+    """The next offset to count of each events partition, as Redis holds it."""
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
+        return {p: await store.offset(p) for p in range(PARTITIONS)}

@@ -28,6 +28,7 @@ from tests.scenarios.lost_broker import (
     lost_topics,
     readyz,
     rolloutctl,
+    stored_offsets,
     topic_settings,
     topics_exist,
 )
@@ -43,13 +44,6 @@ async def counted(world: Scenario) -> int:
         store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
         agg = await store.read(FLAG, range(1, 20))
     return sum(arm.exposures + arm.requests for arm in (agg.treatment, agg.control))
-
-
-async def stored_offsets(world: Scenario) -> dict[int, int | None]:
-    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
-    async with connect(settings) as client:
-        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
-        return {p: await store.offset(p) for p in range(PARTITIONS)}
 
 
 async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_decides(

@@ -130,20 +130,6 @@ class Engine:
         await self._consultations.done()
 
 
-@dataclass(slots=True)
-class Ownership:
-    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
-
-    metrics: Metrics
-    engine: Engine | None = None
-
-    def assigned(self, owned: list[int]) -> None:
-        log.info("commands_partitions_assigned", partitions=owned)
-        self.metrics.owned("commands", owned)
-        if self.engine is not None:  # flags taken over from a lost instance: gate them now
-            self.engine.sweep_soon()
-
-
 def build_engine(
     *,
     settings: EngineSettings,
@@ -180,8 +166,7 @@ def build_engine(
     history = history or _no_history(topics)
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
-    consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
-    consultations.sources = sources
+    consultations = _consultations(shared, advisor, llm, aggregates, rollouts, sources=sources)
     keys = Keyring(registry_of(settings))
     pipelines = _pipelines(
         shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
@@ -276,20 +261,25 @@ def _containment(shared: _Shared) -> Containment:
 def _consultations(
     shared: _Shared,
     advisor: Advisor | None,
-    llm: LlmSettings,
+    llm: LlmSettings | None,
     aggregates: AggregateReader,
     rollouts: Rollouts,
+    *,
+    sources: SourceReadings | None,
 ) -> Consultations:
-    """The advisor's consultations, off the gate loop; their advice applied to ``rollouts``."""
-    return Consultations(
+    """The advisor's consultations, off the gate loop; their advice applied to ``rollouts``,
+    with the guardrails ``sources`` read."""
+    consultations = Consultations(
         advisor=advisor,
-        llm=llm,
+        llm=llm or LlmSettings(),
         metrics=shared.metrics,
         states=shared.states,
         aggregates=aggregates,
         apply=rollouts.apply,
         clock=shared.clock,
     )
+    consultations.sources = sources
+    return consultations
 
 
 def _signed_commands(
