@@ -19,6 +19,7 @@ import asyncio
 
 import structlog
 
+from controller.core.common import ControllerError
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.ports import RolloutStates
 from controller.process import Retry
@@ -39,7 +40,11 @@ class StateRepublisher:
         """Every published flag's state, again; how many. Two calls at once run one after
         the other (the second then publishes what the first may have read too early)."""
         async with self._running:
-            flags = await self._retry(self._states.flags, "list the flags to republish")
+            try:
+                flags = await self._retry(self._states.flags, "list the flags to republish")
+            except ControllerError as exc:  # never stops the engine beside it
+                log.warning("flag_states_not_republished", why=why, error=str(exc)[:300])
+                return 0
             ordered = sorted(flags or ())
             published = 0
             for start in range(0, len(ordered), AT_ONCE):
