@@ -184,6 +184,13 @@ class IngestSettings(_Group):
     start_from: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a partition with no stored offset starts."
     )
+    held_alert_repeat_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="While an events partition is held (its log lost what was counted), its "
+        "critical events_log_gap alert is raised again this often.",
+    )
     dedupe_seconds: int = Field(
         default=DEDUPE_SECONDS,
         ge=1,

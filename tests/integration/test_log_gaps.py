@@ -84,3 +84,41 @@ async def test_a_choice_is_not_applied_under_a_claim_another_owner_replaced(
     assert await held.choose([0], "reread", "c2") == [0]
     assert await gaps.decided(source, {0: first.epoch}) == {0: None}
     assert await aggregates.offset(0) is None  # the stale owner wrote nothing
+
+
+async def test_a_held_partition_is_alerted_again_while_it_stays_held(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    now = [0.0]
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(
+        store=held, topic=TOPIC, alarm=alerts.append, repeat_every=60, clock=lambda: now[0]
+    )
+    source = ShrunkSource(count=4, end=0)
+    claim = await aggregates.claim(2)
+    # A broker back empty: the log ends at 0, before the stored offset
+    assert await gaps.while_owned({2: 750}, source) == [2]
+    assert [a.details["fits"] for a in alerts] == ["reread"]
+    reason = gaps.reason() or ""
+    assert "`rolloutctl ingest reread` fits p2 (the topic looks new" in reason
+    assert "p2: the log ends at offset 0, before the stored offset 750" in reason
+    # Found again before the interval: no second alert
+    now[0] = 59.0
+    assert await gaps.while_owned({2: 750}, source) == [2]
+    assert gaps.remind() == []
+    assert len(alerts) == 1
+    # Still held after the interval: alerted again, and again one interval later
+    now[0] = 60.0
+    assert gaps.remind() == [2]
+    now[0] = 119.0
+    assert gaps.remind() == []
+    now[0] = 120.0
+    assert gaps.remind() == [2]
+    assert [a.kind for a in alerts] == ["events_log_gap"] * 3
+    # Resumed: never alerted again
+    assert await held.choose([2], "reread", "c3") == [2]
+    assert await gaps.decided(source, {2: claim.epoch}) == {2: 0}
+    now[0] = 10_000.0
+    assert gaps.remind() == []
+    assert len(alerts) == 3

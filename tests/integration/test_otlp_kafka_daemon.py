@@ -234,7 +234,7 @@ async def test_an_otlp_partition_whose_log_lost_what_was_counted_is_held_until_r
             return reason
 
         reason = await eventually(held, timeout=60, what="the partition held")
-        assert f"accept-gap --topic {otlp_daemon.topic}" in reason, reason
+        assert f"`rolloutctl ingest reread --topic {otlp_daemon.topic}` fits p0" in reason, reason
         daemon.wait_for_log("events_partition_held")
         assert await otlp_daemon.counted() == 0
         # When an operator chooses to read it again from its start

@@ -12,72 +12,30 @@ them from the new log's start, and ``rolloutctl kill`` finds its topics.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from controller.adapters.kafka import ensure_topics, topic_names
+from controller.adapters.kafka import ensure_topics
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.trust import signing
-from controller.ctl.app import main
-from controller.settings import KafkaSettings, RedisSettings, TopicSettings
-from tests.scenarios.harness import KEY_ID, TOPICS, Scenario, manual_plan
-from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
+from controller.settings import RedisSettings
+from tests.scenarios.harness import Scenario, manual_plan
+from tests.scenarios.lost_broker import (
+    PARTITIONS,
+    RestartableBroker,
+    kafka_of,
+    lost_topics,
+    readyz,
+    rolloutctl,
+    stored_offsets,
+    topic_settings,
+    topics_exist,
+)
+from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-PARTITIONS = 4
 FLAG = "checkout"
-
-
-class RestartableBroker:
-    """An embedded broker pinned to one port; each start is an empty broker."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self._log_dir = log_dir
-        self._process: ManagedProcess | None = None
-
-    def start(self) -> None:
-        _, self._process = start_embedded_broker(self._log_dir, port=self.port)
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[RestartableBroker]:
-    restartable = RestartableBroker(tmp_path / "kafka")
-    try:
-        restartable.start()
-    except ServiceUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"SERVICE MISSING: {exc} (CI is set, so a missing service is a failure)")
-        pytest.skip(f"SERVICE MISSING: {exc}")
-    try:
-        yield restartable
-    finally:
-        restartable.kill()
-
-
-def _topics() -> dict[str, str]:
-    run = uuid.uuid4().hex[:8]
-    return {name: f"lost.{run}.{name}" for name in ("events", *TOPICS)}
-
-
-def _kafka(bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=bootstrap, events_partitions=PARTITIONS)
-
-
-def _topic_settings(topics: dict[str, str]) -> TopicSettings:
-    return TopicSettings.model_validate(topics)
 
 
 async def counted(world: Scenario) -> int:
@@ -88,42 +46,16 @@ async def counted(world: Scenario) -> int:
     return sum(arm.exposures + arm.requests for arm in (agg.treatment, agg.control))
 
 
-async def stored_offsets(world: Scenario) -> dict[int, int | None]:
-    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
-    async with connect(settings) as client:
-        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
-        return {p: await store.offset(p) for p in range(PARTITIONS)}
-
-
-async def readyz(url: str) -> tuple[int, dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=3) as client:
-        answer = await client.get(url)
-    return answer.status_code, answer.json()
-
-
-def rolloutctl(world: Scenario, keys: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
-    """``rolloutctl ARGV``, signed with the scenario's operator key, on its topics."""
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", world.bootstrap)
-    monkeypatch.setenv("RC_TOPICS__COMMANDS", world.topics["commands"])
-    monkeypatch.setenv("RC_TOPICS__DECISIONS", world.topics["decisions"])
-    key = keys / f"{KEY_ID}.key"
-    if not key.exists():
-        keys.mkdir(parents=True, exist_ok=True)
-        key.write_text(signing.private_key_text(world.key), encoding="ascii")
-        key.chmod(0o600)
-    signed = ["--key", str(key), "--key-id", KEY_ID, "--actor", "ops", "--timeout", "30"]
-    return main([*argv, *signed])
-
-
 async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_decides(
-    broker: RestartableBroker,
+    restartable_broker: RestartableBroker,
     redis_url: str,
     redis_namespace: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    topics = _topics()
-    await ensure_topics(_kafka(broker.bootstrap), _topic_settings(topics))
+    broker = restartable_broker
+    topics = lost_topics()
+    await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
     health = free_port()
     url = f"http://127.0.0.1:{health}/readyz"
     async with Scenario(
@@ -155,16 +87,14 @@ async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_dec
         assert all(stored[p] for p in range(PARTITIONS)), stored
 
         # When the broker restarts without its data
-        broker.kill()
-        broker.start()
+        broker.lose_data()
 
         # Then the daemon creates its topics again, as configured
-        async def recreated() -> bool:
-            names = await topic_names(_kafka(broker.bootstrap), timeout_s=5)
-            assert set(topics.values()) <= names, sorted(names)
-            return True
-
-        await world.until(recreated, timeout=30, what="the topics created again")
+        await world.until(
+            lambda: topics_exist(broker.bootstrap, topics),
+            timeout=30,
+            what="the topics created again",
+        )
         # and holds every events partition, with a critical alert for each
         alerts = await world.until(
             lambda: held_alerts(world) if len(held_alerts(world)) == PARTITIONS else None,

@@ -9,7 +9,13 @@ which the app SDK's transport shares. Nothing else outside the adapters
 imports aiokafka.
 """
 
-from controller.adapters.kafka.admin import delete_topics, ensure_topics, partition_for, topic_names
+from controller.adapters.kafka.admin import (
+    delete_topics,
+    ensure_topics,
+    log_ends,
+    partition_for,
+    topic_names,
+)
 from controller.adapters.kafka.consumers import ControlConsumer, EventConsumer, PartitionListener
 from controller.adapters.kafka.producer import (
     DeadLetterPublisher,
@@ -36,6 +42,7 @@ __all__ = [
     "TopicReader",
     "delete_topics",
     "ensure_topics",
+    "log_ends",
     "partition_for",
     "send_and_wait",
     "send_many",

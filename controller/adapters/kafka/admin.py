@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -69,6 +70,26 @@ async def topic_names(kafka: KafkaSettings, *, timeout_s: float) -> set[str]:
     async with asyncio.timeout(timeout_s * 2):
         async with _admin(kafka, request_timeout_ms=int(timeout_s * 1000)) as admin:
             return set(await admin.list_topics())
+
+
+async def log_ends(kafka: KafkaSettings, names: list[str]) -> dict[tuple[str, int], int]:
+    """The log end offset of every partition of the topics ``names`` that exist, by
+    (topic, partition); a topic that does not exist is left out (never created by asking)."""
+    consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
+    try:
+        with translated(bootstrap=kafka.bootstrap_servers):
+            await consumer.start()
+            existing = await consumer.topics()  # every topic's metadata: creates none
+            wanted = [
+                TopicPartition(name, p)
+                for name in names
+                if name in existing
+                for p in sorted(consumer.partitions_for_topic(name) or ())
+            ]
+            ends = await consumer.end_offsets(wanted) if wanted else {}
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
 
 async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:

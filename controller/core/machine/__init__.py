@@ -12,6 +12,7 @@ from controller.core.machine.log_gaps import (
     Choice,
     IngestCommand,
     LogGap,
+    advice,
     gap_of,
     resume_offset,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "LogGap",
     "PlannedQuery",
     "Sourced",
+    "advice",
     "applicable",
     "combined",
     "commands",

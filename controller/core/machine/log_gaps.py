@@ -13,6 +13,11 @@ read from it until an operator chooses, by a signed :class:`IngestCommand`,
 - ``accept_gap``: read from where the log ended when the gap was found (the log
   was cut short: what it lost is lost, and what came after is counted).
 
+Which one fits is read off the log (:attr:`LogGap.fits`, advice only: the
+operator decides): a log that starts at 0 and holds at most half of what was
+counted, or a topic with fewer partitions, looks new, so ``reread`` fits; a log
+that ends a little before the stored offset looks cut short, so ``accept_gap``.
+
 Pure: :func:`gap_of` finds a gap from numbers the caller asked of the broker
 and of Redis; :func:`resume_offset` says where a choice resumes; :func:`audit`
 is the decision that records a command's outcome.
@@ -21,7 +26,7 @@ is the decision that records a command's outcome.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -41,6 +46,15 @@ MAX_PARTITIONS = 10_000
 AUDIT_FLAG = "ingest:events"
 """Decisions on ingest commands carry this where a flag's decision carries the flag."""
 ALERT_KIND = "events_log_gap"
+VERBS: dict[Choice, str] = {"reread": "reread", "accept_gap": "accept-gap"}
+"""Each choice as ``rolloutctl ingest`` spells it."""
+LOOKS: dict[Choice, str] = {
+    "reread": "the topic looks new (a broker back empty, or the topic made again): none of"
+    " its records was counted",
+    "accept_gap": "the log looks cut short before the stored offset: what came after the cut"
+    " was not counted",
+}
+"""Why each choice fits the log it is advised for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +96,33 @@ class LogGap:
             )
         return "; ".join(reasons) or "no gap"
 
+    @property
+    def fits(self) -> Choice:
+        """The choice that fits what the log looks like; advice, the operator decides.
+
+        A shrunk topic, a log reset to records past the stored offset, or a log that
+        starts at 0 and holds at most half of what was counted is new; any other log
+        that ends before the stored offset was cut short.
+        """
+        stored = self.stored
+        if stored is None or self.shrank:
+            return "reread"
+        if self.fetched_from is not None and self.end >= stored:
+            return "reread"
+        return "reread" if self.beginning == 0 and self.end * 2 <= stored else "accept_gap"
+
     def alert(self, topic: str, *, beside: bool = False) -> RaiseAlert:
         """The critical alert that tells operators the partition is held, and what to do;
         ``beside``: the topic is read beside the events topic, so the commands name it."""
         named = f" --topic {topic}" if beside else ""
         summary = (
-            f"events partition {self.partition} of {topic} is held: {self.why}. The broker"
-            " lost data or the topic was created again; nothing is read from it until an"
-            f" operator chooses: `rolloutctl ingest reread{named}` (the topic is new: count it"
-            f" from its earliest offset) or `rolloutctl ingest accept-gap{named}` (the log was"
-            " cut short: count from where it ended). docs/architecture.md, 'A broker that lost"
-            " its data'."
+            f"events partition {self.partition} of {topic} is held: {self.why}. Nothing is"
+            f" read from it until an operator chooses; {LOOKS[self.fits]}, so"
+            f" `rolloutctl ingest {VERBS[self.fits]}{named}` fits (reread: count the topic from"
+            " its earliest offset; accept-gap: from where the log ended). docs/architecture.md,"
+            " 'A broker that lost its data'."
         )
-        return RaiseAlert(ALERT_KIND, "critical", summary, self.details())
+        return RaiseAlert(ALERT_KIND, "critical", summary, self.details() | {"fits": self.fits})
 
     def details(self) -> dict[str, Any]:
         return {
@@ -126,6 +154,18 @@ def gap_of(
     gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions)
     beyond = stored is not None and stored > end
     return gap if beyond or gap.shrank else None
+
+
+def advice(gaps: Sequence[LogGap], *, named: str = "") -> str:
+    """Which command fits which held partitions, and why (``named``: the commands' ``--topic``
+    option, for a topic read beside the events topic)."""
+    advised = []
+    for choice in CHOICES:
+        fitting = ", ".join(f"p{g.partition}" for g in gaps if g.fits == choice)
+        if fitting:
+            command = f"rolloutctl ingest {VERBS[choice]}{named}"
+            advised.append(f"`{command}` fits {fitting} ({LOOKS[choice]})")
+    return "; ".join(advised)
 
 
 def resume_offset(choice: Choice, *, gap_end: int, beginning: int, end: int) -> int:

@@ -69,6 +69,7 @@ class Holding:
         decided = await self._retry(
             lambda: self._gaps.decided(self._source, epochs), "operator choices"
         )
+        self._gaps.remind()
         for partition, offset in (decided or {}).items():
             if offset is None:
                 self._parts.dropped(partition)

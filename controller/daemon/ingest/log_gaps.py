@@ -11,22 +11,28 @@ Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
 ``ingest`` command chooses how it resumes (:mod:`controller.core.machine.log_gaps`).
 The owner polls Redis for that choice, since the command may reach any
 instance, and resumes the partition where the choice says, the stored offset
-set there atomically with the owner's fencing epoch.
+set there atomically with the owner's fencing epoch. While a partition stays
+held its alert is raised again every ``repeat_every`` seconds
+(``ingest.held_alert_repeat_seconds``): an operator who missed the first, or a
+first that went out while the broker was being rebuilt, still hears of it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
 
-from controller.core.machine import LogGap, gap_of, resume_offset
+from controller.core.machine import LogGap, advice, gap_of, resume_offset
 from controller.core.rollouts import RaiseAlert
 from controller.ports import EventSource, HeldPartitions
 
 log = structlog.get_logger("controller.daemon.ingest.ingest")
 POLL_SECONDS = 0.5
 """How often the owner of held partitions asks Redis for the operator's choice."""
+REPEAT_SECONDS = 900.0
+"""How often a held partition's alert is raised again, unless the settings say otherwise."""
 
 
 class LogGaps:
@@ -39,12 +45,17 @@ class LogGaps:
         topic: str,
         alarm: Callable[[RaiseAlert], None] | None = None,
         beside: bool = False,
+        repeat_every: float = REPEAT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``beside``: the topic is read beside the events topic (the Collector's), so an
         operator's command names it (``--topic``)."""
         self._store, self._topic, self._alarm = store, topic, alarm
         self._beside = beside
+        self._repeat_every, self._clock = repeat_every, clock
         self.gaps: dict[int, LogGap] = {}
+        self._alerted: dict[int, float] = {}
+        """When each held partition's alert was last raised."""
 
     async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
         """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so):
@@ -103,13 +114,28 @@ class LogGaps:
         await self._store.record(gap)
         if first:
             log.error("events_partition_held", partition=gap.partition, why=gap.why)
-            if self._alarm is not None:
-                self._alarm(gap.alert(self._topic, beside=self._beside))
+            self._raise(gap)
+
+    def _raise(self, gap: LogGap) -> None:
+        self._alerted[gap.partition] = self._clock()
+        if self._alarm is not None:
+            self._alarm(gap.alert(self._topic, beside=self._beside))
+
+    def remind(self) -> list[int]:
+        """Raise again the alert of each partition held for ``repeat_every`` since its last;
+        which ones."""
+        due = self._clock() - self._repeat_every
+        again = [p for p, gap in sorted(self.gaps.items()) if self._alerted.get(p, due) <= due]
+        for partition in again:
+            log.error("events_partition_still_held", partition=partition)
+            self._raise(self.gaps[partition])
+        return again
 
     def forget(self, partitions: list[int]) -> None:
         """Revoked: the new owner finds the gaps again."""
         for partition in partitions:
             self.gaps.pop(partition, None)
+            self._alerted.pop(partition, None)
 
     async def decided(self, source: EventSource, epochs: dict[int, int]) -> dict[int, int | None]:
         """The held partitions the operator decided on: where each resumes, or None when
@@ -129,6 +155,7 @@ class LogGaps:
             resumed = await self._store.resume(partition, epoch=epoch, offset=offset)
             out[partition] = offset if resumed else None
             del self.gaps[partition]
+            self._alerted.pop(partition, None)
             count = source.partition_count()
             if count is not None and gap.shrank:
                 await self._store.record_partitions(count)
@@ -145,9 +172,11 @@ class LogGaps:
         """What ``/readyz`` says while partitions are held, or None."""
         if not self.gaps:
             return None
-        each = "; ".join(f"p{p}: {g.why}" for p, g in sorted(self.gaps.items()))
+        held = sorted(self.gaps.items())
+        each = "; ".join(f"p{p}: {g.why}" for p, g in held)
         which, flag = (f"{self._topic} ", f" --topic {self._topic}") if self._beside else ("", "")
+        advised = advice([g for _, g in held], named=flag)
         return (
-            f"{which}events partitions {sorted(self.gaps)} held until an operator chooses "
-            f"(rolloutctl ingest reread | accept-gap{flag}): {each}"
+            f"{which}events partitions {sorted(self.gaps)} held until an operator chooses:"
+            f" {advised}. {each}"
         )

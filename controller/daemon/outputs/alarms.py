@@ -1,8 +1,11 @@
 """Alerts that concern no flag (Redis lost writes), published beside the work that found them.
 
 The part that notices the trouble must not wait for the broker: ingest replays
-the lost records at once, and the alert goes out in the background, retried
-while the broker is unreachable and given up (with a log line) when stopping.
+the lost records at once, and the alert goes out in the background. It is
+retried until the broker has it, whatever the broker answers meanwhile (one
+that lost its data refuses writes in odd ways while its topics are created
+again), and given up (with a log line) only when stopping or when it is too
+large ever to go. An alert raised before the producer exists waits for it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.common import ControllerError
+from controller.core.common import BrokerError, ControllerError, MessageTooLarge
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.outputs.rendering import render_alert
 from controller.kit.backoff import DEFAULT_RETRY
@@ -39,14 +42,19 @@ class Alarms:
         self._stopping = asyncio.Event()
         self._retry = Retry(self._stopping, retry)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._early: list[tuple[RaiseAlert, str | None]] = []
 
     def attach(self, outputs: Outputs) -> None:
+        """Publish through ``outputs`` from now on, the alerts raised before first."""
         self._outputs = outputs
+        early, self._early = self._early, []
+        for action, flag in early:
+            self(action, flag)
 
     def __call__(self, action: RaiseAlert, flag: str | None = None) -> None:
         """Publish ``action`` in the background; about ``flag`` when it concerns one."""
         if self._outputs is None:
-            log.warning("alert_not_published", kind=action.kind, error="no producer yet")
+            self._early.append((action, flag))
             return
         task = asyncio.create_task(self._publish(self._outputs, action, flag), name="alarm")
         self._tasks.add(task)
@@ -56,7 +64,16 @@ class Alarms:
         message = render_alert(flag, action, self._now(), self._topics)
 
         async def send() -> bool:
-            await outputs.publish([(message.topic, message.key, message.value)])
+            try:
+                await outputs.publish([(message.topic, message.key, message.value)])
+            except MessageTooLarge:
+                raise
+            except ControllerError as exc:
+                if exc.retriable:
+                    raise
+                # A refusal now is not a refusal for good: a topic being made again
+                # answers writes with errors a broker never gives otherwise.
+                raise BrokerError(str(exc), retriable=True) from exc
             return True
 
         try:
@@ -70,5 +87,8 @@ class Alarms:
     async def stop(self) -> None:
         """Give the alerts in flight a last try, then stop retrying them."""
         self._stopping.set()
+        for action, _flag in self._early:
+            log.warning("alert_not_published", kind=action.kind, error="stopped before a producer")
+        self._early = []
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

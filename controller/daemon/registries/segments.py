@@ -27,6 +27,7 @@ compacted, and apps take a version once).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -95,6 +96,9 @@ class SegmentService:
         self._store, self._outputs, self._topics = store, outputs, topics
         self._signer, self._max_age, self._now = signer, max_age_seconds, clock
         self._counted, self._changed = counted, changed
+        self._publishing = asyncio.Lock()
+        """Held from a read or a save to its publish, so a republish never follows a newer
+        version with an older one."""
 
     async def handle(
         self,
@@ -150,9 +154,12 @@ class SegmentService:
                 (done, *applied)[:KEPT_APPLIED],
                 (*read_from, *delivered)[:KEPT_DELIVERED],
             )
-            if await self._store.put(command.segment, version, stored):
-                old_parts = int(held.record.get("parts") or 0) if held is not None else 0
-                await self._publish(stored, old_parts)
+            async with self._publishing:
+                saved = await self._store.put(command.segment, version, stored)
+                if saved:
+                    old_parts = int(held.record.get("parts") or 0) if held is not None else 0
+                    await self._publish(stored, old_parts)
+            if saved:
                 self._changed(command.segment)
                 if command.ids is not None:
                     await self._store.drop_upload(command.segment, command.ids.upload)
@@ -232,7 +239,8 @@ class SegmentService:
         log.info("segment_published", segment=name, version=version, deleted=deleted)
 
     async def republish(self) -> int:
-        """Publish every segment again (after a crash between save and publish); how many.
+        """Publish every segment again (after a crash between save and publish, or a broker
+        that lost the segments topic); how many.
 
         A failure is logged, not raised: the controller starts anyway, and the
         segment's next change publishes it.
@@ -240,9 +248,10 @@ class SegmentService:
         try:
             names = await self._store.names()
             for name in names:
-                stored = await self._store.get(name, with_parts=True)
-                if stored is not None:
-                    await self._publish(stored, int(stored.record.get("parts") or 0))
+                async with self._publishing:
+                    stored = await self._store.get(name, with_parts=True)
+                    if stored is not None:
+                        await self._publish(stored, int(stored.record.get("parts") or 0))
         except ControllerError as exc:
             log.warning("segments_not_republished", error=str(exc))
             return 0

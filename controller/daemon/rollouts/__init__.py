@@ -1,7 +1,8 @@
 """The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""
 
-from controller.daemon.rollouts.engine import Clock, Engine, Ownership, build_engine
+from controller.daemon.rollouts.engine import Clock, Engine, build_engine
 from controller.daemon.rollouts.history import Recorder
+from controller.daemon.rollouts.ownership import Ownership
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.daemon.rollouts.team_windows import read_windows_file
 

@@ -36,6 +36,7 @@ from controller.daemon.rollouts.gates import GateLoop
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.pipelines import Pipelines, PlatformEnvironments
+from controller.daemon.rollouts.republishing import StateRepublisher
 from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.kit.backoff import DEFAULT_RETRY
@@ -71,10 +72,13 @@ class Engine:
         states: RolloutStates,
         keys: Keyring,
         stopping: asyncio.Event,
+        republisher: StateRepublisher,
         pipelines: Pipelines | None = None,
     ) -> None:
         self.rollouts, self.commands, self.gates = rollouts, commands, gates
         self.pipelines = pipelines  # release pipelines, where a store keeps their runs
+        self.republisher = republisher
+        """Publishes every flag's state again: at start, and when topics were created again."""
         keys.revoked = self.keys_revoked  # a SIGHUP that removes keys takes their approvals
         self.keys = keys
         """The operator keys commands are verified with; reloaded on SIGHUP (keyring.py)."""
@@ -99,11 +103,14 @@ class Engine:
         self.gates.sweep_soon()
 
     async def run(self, *, control: ControlSource) -> None:
-        """Republish what a crash left in outboxes, then serve commands and gates."""
+        """Republish what a crash left in outboxes, then serve commands and gates while
+        every flag's state is published again beside them (a kill never waits for it)."""
         for flag in await self._states.flags():
             await self._contained.run(self.rollouts.drain(flag), where="drain", flag=flag)
         try:
             async with asyncio.TaskGroup() as tasks:
+                states = self.republisher.republish_all("start")
+                tasks.create_task(states, name="engine-republish")
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
                 if self.pipelines is not None:
@@ -121,20 +128,6 @@ class Engine:
     async def consultations_done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""
         await self._consultations.done()
-
-
-@dataclass(slots=True)
-class Ownership:
-    """Told which commands partitions, hence which flags' rollouts, this instance runs now."""
-
-    metrics: Metrics
-    engine: Engine | None = None
-
-    def assigned(self, owned: list[int]) -> None:
-        log.info("commands_partitions_assigned", partitions=owned)
-        self.metrics.owned("commands", owned)
-        if self.engine is not None:  # flags taken over from a lost instance: gate them now
-            self.engine.sweep_soon()
 
 
 def build_engine(
@@ -173,8 +166,7 @@ def build_engine(
     history = history or _no_history(topics)
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
-    consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
-    consultations.sources = sources
+    consultations = _consultations(shared, advisor, llm, aggregates, rollouts, sources=sources)
     keys = Keyring(registry_of(settings))
     pipelines = _pipelines(
         shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
@@ -195,6 +187,7 @@ def build_engine(
         states=states,
         keys=keys,
         stopping=stopping,
+        republisher=StateRepublisher(rollouts=rollouts, states=states, retry=retry),
         pipelines=pipelines,
     )
 
@@ -268,20 +261,25 @@ def _containment(shared: _Shared) -> Containment:
 def _consultations(
     shared: _Shared,
     advisor: Advisor | None,
-    llm: LlmSettings,
+    llm: LlmSettings | None,
     aggregates: AggregateReader,
     rollouts: Rollouts,
+    *,
+    sources: SourceReadings | None,
 ) -> Consultations:
-    """The advisor's consultations, off the gate loop; their advice applied to ``rollouts``."""
-    return Consultations(
+    """The advisor's consultations, off the gate loop; their advice applied to ``rollouts``,
+    with the guardrails ``sources`` read."""
+    consultations = Consultations(
         advisor=advisor,
-        llm=llm,
+        llm=llm or LlmSettings(),
         metrics=shared.metrics,
         states=shared.states,
         aggregates=aggregates,
         apply=rollouts.apply,
         clock=shared.clock,
     )
+    consultations.sources = sources
+    return consultations
 
 
 def _signed_commands(

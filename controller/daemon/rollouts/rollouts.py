@@ -34,6 +34,7 @@ from controller.core.rollouts import (
     GateInput,
     Input,
     KeysRevokedInput,
+    PublishFlagState,
     Rollout,
     TickInput,
     Window,
@@ -159,6 +160,30 @@ class Rollouts:
         """Publish what ``flag``'s outbox still holds (a crash or a failed drain left it)."""
         async with self._locks[flag]:
             await self._outbox.drain(flag)
+
+    async def republish(self, flag: str) -> bool:
+        """Publish ``flag``'s current state again, signed as usual; whether it has one.
+
+        The state goes through the outbox at the revision it was read at, so a newer
+        state saved meanwhile (here or by another instance) is always published after
+        it: the compacted topic never ends on an older state. Changes nothing else.
+        """
+        async with self._locks[flag]:
+            for _ in range(MAX_CONFLICTS):
+                loaded = await self._states.load(flag)
+                rollout = loaded.rollout
+                if rollout is None or not rollout.published:
+                    await self._outbox.drain(flag)
+                    return False
+                state = render(flag, rollout, [PublishFlagState()], self._now(), self._topics)
+                write = StateWrite(rev=loaded.rev, rollout=None, outbox=state)
+                if await self._states.save(flag, write) is SaveOutcome.CONFLICT:
+                    continue
+                await self._outbox.drain(flag)
+                return True
+        raise ControllerError(
+            f"{flag}: could not republish after {MAX_CONFLICTS} compare-and-set conflicts"
+        )
 
 
 def same_stage(stored: Rollout | None, seen: Rollout) -> bool:

@@ -40,7 +40,6 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, SigningOutputs
 from controller.daemon.registries import (
     KeyReloader,
-    Keyring,
     SegmentService,
 )
 from controller.daemon.rollouts import Clock, Engine, Recorder, SourceReadings, build_engine
@@ -238,7 +237,7 @@ def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
         "engine": (engine.run(control=kafka.control), engine.stop),
         "brokers": (brokers.run(), brokers.stop),
     }
-    services |= _keepers(run.settings, engine.keys, kafka.outputs, run.reread, run.alarms)
+    services |= _keepers(run, engine, kafka.outputs, daemon.rollouts.segments)
     sync = daemon.rollouts.sync
     if sync is not None:
         sync.attach(engine.rollouts.apply, daemon.rollouts.segments.reads().held)
@@ -247,18 +246,22 @@ def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
 
 
 def _keepers(
-    settings: Settings,
-    keyring: Keyring,
-    outputs: Publisher,
-    reread: Callable[[], Settings],
-    alarms: Alarms,
+    run: Run, engine: Engine, outputs: Publisher, segments: SegmentService
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
-    broker lost created again (#37)."""
-    keys = KeyReloader(keyring, lambda: reread().engine, outputs, settings.topics)
+    broker lost created again, with every flag state and segment published again (#37)."""
+    settings, reread = run.settings, run.reread
+    keys = KeyReloader(engine.keys, lambda: reread().engine, outputs, settings.topics)
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}
     if settings.kafka.create_topics:
-        keeper = TopicKeeper(kafka=settings.kafka, topics=settings.topics, alarm=alarms)
+
+        async def recreated(_topics: list[str]) -> None:
+            await engine.republisher.republish_all("topics created again")
+            await segments.republish()
+
+        keeper = TopicKeeper(
+            kafka=settings.kafka, topics=settings.topics, alarm=run.alarms, recreated=recreated
+        )
         services["topics"] = (keeper.run(), keeper.stop)
     return services
 

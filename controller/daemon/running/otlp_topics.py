@@ -145,7 +145,13 @@ def _ingest(run: Run, role: str, topic: str, translator: Translator, held: GapSt
         retry=settings.retry,
         folder=folder,
         role=role,
-        gaps=LogGaps(store=held, topic=topic, alarm=run.alarms, beside=True),
+        gaps=LogGaps(
+            store=held,
+            topic=topic,
+            alarm=run.alarms,
+            beside=True,
+            repeat_every=run.settings.ingest.held_alert_repeat_seconds,
+        ),
     )
 
 

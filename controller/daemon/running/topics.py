@@ -7,18 +7,23 @@ not at all: the decisions topic, so ``rolloutctl`` waits on a topic that
 does not exist). While the setting is on, the daemon looks every
 :data:`CHECK_SECONDS` and creates the missing ones as configured, with a
 warning alert; whether what the events partitions held was lost is ingest's
-business (:mod:`controller.daemon.ingest.log_gaps`).
+business (:mod:`controller.daemon.ingest.log_gaps`). A broker that lost one
+topic may have lost them all, and apps learn their flags only from the
+flag-state and segments topics: once it created any topic again, or the
+flag-state or segments topic's log went back (a client made it again before
+the keeper looked: brokers may create a topic a client asks for), the keeper
+has every flag's state and every segment published again (``recreated``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
-from controller.adapters.kafka import ensure_topics
+from controller.adapters.kafka import ensure_topics, log_ends
 from controller.core.common import ControllerError
 from controller.core.rollouts import RaiseAlert
 from controller.kit.deadlines import deadline
@@ -40,9 +45,15 @@ class TopicKeeper:
         kafka: KafkaSettings,
         topics: TopicSettings,
         alarm: Callable[[RaiseAlert], None],
+        recreated: Callable[[list[str]], Awaitable[object]] | None = None,
         every: float = CHECK_SECONDS,
     ) -> None:
+        """``recreated`` is awaited with the topics created again, after the alert."""
         self._kafka, self._topics, self._alarm, self._every = kafka, topics, alarm, every
+        self._recreated = recreated
+        self._watched = [topics.flag_state, topics.segments]
+        self._ends: dict[tuple[str, int], int] = {}
+        """The watched topics' log ends at the last look."""
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -57,20 +68,48 @@ class TopicKeeper:
                 await self.check()
 
     async def check(self) -> list[str]:
-        """Create the missing topics; return their names (none when the broker is away)."""
+        """Create the missing topics; return their names (none when the broker is away).
+        Publish every flag state and segment again when some were created, or when the
+        flag-state or segments topic's log went back."""
         try:
             async with deadline(CHECK_DEADLINE_SECONDS, "the topic check"):
                 created = await ensure_topics(self._kafka, self._topics)
+                ends = await log_ends(self._kafka, self._watched)
         except ControllerError as exc:
             log.debug("topic_check_skipped", error=str(exc)[:300])
             return []
+        lost, self._ends = went_back(self._ends, ends), ends
         if created:
-            log.warning("topics_recreated", topics=created)
-            summary = (
-                f"the broker no longer had the topics {created}; they were created again as"
-                " configured. A broker that lost its topics may have lost records: events"
-                " partitions whose log lost what was counted are held (see the"
-                " events_log_gap alerts)."
-            )
-            self._alarm(RaiseAlert("topics_recreated", "warning", summary, {"topics": created}))
+            self._alert(created)
+        if lost:
+            log.warning("topic_log_went_back", topics=lost)
+        if (created or lost) and self._recreated is not None:
+            await self._recreated(sorted({*created, *lost}))
         return created
+
+    def _alert(self, created: list[str]) -> None:
+        log.warning("topics_recreated", topics=created)
+        summary = (
+            f"the broker no longer had the topics {created}; they were created again as"
+            " configured. A broker that lost its topics may have lost records: events"
+            " partitions whose log lost what was counted are held (see the"
+            " events_log_gap alerts)."
+        )
+        self._alarm(RaiseAlert("topics_recreated", "warning", summary, {"topics": created}))
+
+
+def went_back(before: dict[tuple[str, int], int], now: dict[tuple[str, int], int]) -> list[str]:
+    """The topics one of whose partitions' log ends before it did, or is gone: made again.
+
+    A log's end only grows (compaction and retention remove records from within and
+    before it), so an end below the last seen is a new log. A topic that is gone
+    altogether is not named: it is created again, and then found.
+    """
+    topics_now = {topic for topic, _ in now}
+    return sorted(
+        {
+            topic
+            for (topic, partition), end in before.items()
+            if topic in topics_now and now.get((topic, partition), -1) < end
+        }
+    )

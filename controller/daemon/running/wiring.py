@@ -155,7 +155,12 @@ def _ingest(settings: Settings, held: GapStore, metrics: Metrics, alarms: Alarms
         metrics=metrics,
         alarm=alarms,
         retry=settings.retry,
-        gaps=LogGaps(store=held, topic=settings.topics.events, alarm=alarms),
+        gaps=LogGaps(
+            store=held,
+            topic=settings.topics.events,
+            alarm=alarms,
+            repeat_every=settings.ingest.held_alert_repeat_seconds,
+        ),
     )
 
 

@@ -7,7 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from controller.core.machine import log_gaps
-from controller.core.machine.log_gaps import IngestCommand, LogGap, gap_of, resume_offset
+from controller.core.machine.log_gaps import (
+    IngestCommand,
+    LogGap,
+    advice,
+    gap_of,
+    resume_offset,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +59,52 @@ def test_a_gap_is_a_stored_offset_past_the_log_end_or_a_shrunk_topic(
 def test_a_reset_fetch_is_a_gap_even_when_the_log_grew_past_the_stored_offset() -> None:
     gap = LogGap(2, stored=500, beginning=0, end=800, fetched_from=0)
     assert gap.why == "the broker served offset 0, before the stored offset 500"
+
+
+@pytest.mark.parametrize(
+    ("gap", "fits"),
+    [
+        (LogGap(0, 1000, 0, 0), "reread"),  # a broker back empty: nothing on the new log yet
+        (LogGap(0, 1000, 0, 500), "reread"),  # refilled, up to half of what was counted
+        (LogGap(0, 1000, 0, 990), "accept_gap"),  # an unclean election cut the last records
+        (LogGap(0, 1000, 200, 300), "accept_gap"),  # an old log (retention), cut short
+        (LogGap(0, 10, 0, 250, partitions=4, recorded_partitions=12), "reread"),  # made again
+        (LogGap(0, None, 0, 250, partitions=4, recorded_partitions=12), "reread"),
+        (LogGap(0, 500, 0, 800, fetched_from=0), "reread"),  # made again, refilled past it
+        (LogGap(0, 500, 0, 450, fetched_from=400), "accept_gap"),
+    ],
+)
+def test_the_choice_that_fits_is_read_off_the_log(gap: LogGap, fits: log_gaps.Choice) -> None:
+    assert gap.fits == fits
+    alert = gap.alert("rollout.events")
+    verb = {"reread": "reread", "accept_gap": "accept-gap"}[fits]
+    assert f"`rolloutctl ingest {verb}` fits" in alert.summary
+    assert alert.details["fits"] == fits
+    assert len(alert.summary) <= 500, len(alert.summary)  # published whole
+
+
+@pytest.mark.parametrize(
+    ("gaps", "named", "said"),
+    [
+        (
+            [LogGap(0, 900, 0, 0), LogGap(3, 800, 0, 2)],
+            "",
+            "`rolloutctl ingest reread` fits p0, p3",
+        ),
+        ([LogGap(1, 900, 0, 899)], "", "`rolloutctl ingest accept-gap` fits p1 (the log looks cut"),
+        (
+            [LogGap(0, 900, 0, 0), LogGap(1, 900, 0, 899)],
+            " --topic otlp_spans",
+            "`rolloutctl ingest reread --topic otlp_spans` fits p0 (the topic looks new (a broker"
+            " back empty, or the topic made again): none of its records was counted);"
+            " `rolloutctl ingest accept-gap --topic otlp_spans` fits p1",
+        ),
+    ],
+)
+def test_the_advice_names_the_command_that_fits_each_held_partition(
+    gaps: list[LogGap], named: str, said: str
+) -> None:
+    assert said in advice(gaps, named=named)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,97 @@
+"""A broker that loses its data: tansu (memory storage) pinned to one port, and its helpers.
+
+Each start of :class:`RestartableBroker` is an empty broker at the address the
+daemon knows, as after a cluster rebuilt or a broker whose storage was lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.adapters.kafka import topic_names
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.core.trust import signing
+from controller.ctl.app import main
+from controller.settings import KafkaSettings, RedisSettings, TopicSettings
+from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
+from tests.services import ManagedProcess, free_port, start_embedded_broker
+
+PARTITIONS = 4
+"""The events topic's partitions."""
+
+
+class RestartableBroker:
+    """An embedded broker pinned to one port; each start is an empty broker."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log_dir = log_dir
+        self._process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        _, self._process = start_embedded_broker(self._log_dir, port=self.port)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+    def lose_data(self) -> None:
+        """Come back empty, at the same address."""
+        self.kill()
+        self.start()
+
+
+def lost_topics() -> dict[str, str]:
+    """Fresh names for one test's topics, the events topic among them."""
+    run = uuid.uuid4().hex[:8]
+    return {name: f"lost.{run}.{name}" for name in ("events", *TOPICS)}
+
+
+def kafka_of(bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=bootstrap, events_partitions=PARTITIONS)
+
+
+def topic_settings(topics: dict[str, str]) -> TopicSettings:
+    return TopicSettings.model_validate(topics)
+
+
+async def topics_exist(bootstrap: str, topics: dict[str, str]) -> bool:
+    """Whether the broker has every topic of ``topics`` (asserted, for waiting on it)."""
+    names = await topic_names(kafka_of(bootstrap), timeout_s=5)
+    assert set(topics.values()) <= names, sorted(names)
+    return True
+
+
+async def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=3) as client:
+        answer = await client.get(url)
+    return answer.status_code, answer.json()
+
+
+def rolloutctl(world: Scenario, keys: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    """``rolloutctl ARGV``, signed with the scenario's operator key, on its topics."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", world.bootstrap)
+    monkeypatch.setenv("RC_TOPICS__COMMANDS", world.topics["commands"])
+    monkeypatch.setenv("RC_TOPICS__DECISIONS", world.topics["decisions"])
+    key = keys / f"{KEY_ID}.key"
+    if not key.exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        key.write_text(signing.private_key_text(world.key), encoding="ascii")
+        key.chmod(0o600)
+    signed = ["--key", str(key), "--key-id", KEY_ID, "--actor", "ops", "--timeout", "30"]
+    return main([*argv, *signed])
+
+
+async def stored_offsets(world: Scenario) -> dict[int, int | None]:
+    """The next offset to count of each events partition, as Redis holds it."""
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
+        return {p: await store.offset(p) for p in range(PARTITIONS)}
