@@ -22,6 +22,7 @@ from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
 from tests.services import ManagedProcess, free_port, start_embedded_broker
 
 PARTITIONS = 4
+FLAG = "checkout"
 """The events topic's partitions."""
 
 
@@ -95,3 +96,21 @@ async def stored_offsets(world: Scenario) -> dict[int, int | None]:
     async with connect(settings) as client:
         store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
         return {p: await store.offset(p) for p in range(PARTITIONS)}
+
+
+async def counted(world: Scenario) -> int:
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
+        agg = await store.read(FLAG, range(1, 20))
+    return sum(arm.exposures + arm.requests for arm in (agg.treatment, agg.control))
+
+
+def held_alerts(world: Scenario) -> list[dict[str, Any]]:
+    return [a for a in world.observed.alerts if a["kind"] == "events_log_gap"]
+
+
+async def ready(url: str) -> bool:
+    status, body = await readyz(url)
+    assert status == 200, body
+    return True

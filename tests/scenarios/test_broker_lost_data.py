@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from controller.adapters.kafka import ensure_topics
-from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.settings import RedisSettings
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.lost_broker import (
+    FLAG,
     PARTITIONS,
     RestartableBroker,
+    counted,
+    held_alerts,
     kafka_of,
     lost_topics,
+    ready,
     readyz,
     rolloutctl,
     stored_offsets,
@@ -35,15 +36,6 @@ from tests.scenarios.lost_broker import (
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-FLAG = "checkout"
-
-
-async def counted(world: Scenario) -> int:
-    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
-    async with connect(settings) as client:
-        store = RedisAggregateStore(client, settings=settings, topic=world.topics["events"])
-        agg = await store.read(FLAG, range(1, 20))
-    return sum(arm.exposures + arm.requests for arm in (agg.treatment, agg.control))
 
 
 async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_decides(
@@ -145,7 +137,7 @@ async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_dec
         await world.until(counted_again, timeout=60, what="the new log counted")
         # and the daemon is ready again
         await world.until(
-            lambda: _ready(url), timeout=30, what="/readyz ready once the partitions resume"
+            lambda: ready(url), timeout=30, what="/readyz ready once the partitions resume"
         )
         # and rolloutctl finds the decisions topic to answer a kill
         code = await asyncio.to_thread(
@@ -153,13 +145,3 @@ async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_dec
         )
         assert code == 0, world.daemon.log_text()[-3000:]
         assert world.daemon.running, world.daemon.log_text()[-3000:]
-
-
-def held_alerts(world: Scenario) -> list[dict[str, Any]]:
-    return [a for a in world.observed.alerts if a["kind"] == "events_log_gap"]
-
-
-async def _ready(url: str) -> bool:
-    status, body = await readyz(url)
-    assert status == 200, body
-    return True

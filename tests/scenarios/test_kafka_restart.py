@@ -14,16 +14,16 @@ import pytest
 from controller.adapters.kafka import ensure_topics
 from tests.conftest import KafkaBrokerFactory
 from tests.scenarios.harness import Scenario, manual_plan
-from tests.scenarios.test_broker_lost_data import (
+from tests.scenarios.lost_broker import (
     FLAG,
     PARTITIONS,
-    _kafka,
-    _ready,
-    _topic_settings,
-    _topics,
     counted,
     held_alerts,
+    kafka_of,
+    lost_topics,
+    ready,
     stored_offsets,
+    topic_settings,
 )
 from tests.services import free_port
 
@@ -34,8 +34,8 @@ async def test_a_kafka_broker_killed_and_restarted_with_its_data_loses_and_doubl
     kafka_broker_factory: KafkaBrokerFactory, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:
     broker = kafka_broker_factory()
-    topics = _topics()
-    await ensure_topics(_kafka(broker.bootstrap), _topic_settings(topics))
+    topics = lost_topics()
+    await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
     health = free_port()
     url = f"http://127.0.0.1:{health}/readyz"
     async with Scenario(
@@ -75,7 +75,7 @@ async def test_a_kafka_broker_killed_and_restarted_with_its_data_loses_and_doubl
 
         await world.until(all_counted, timeout=90, what="every event counted once")
         # and no partition was held as if the log had lost records
-        await world.until(lambda: _ready(url), timeout=30, what="/readyz ready")
+        await world.until(lambda: ready(url), timeout=30, what="/readyz ready")
         assert held_alerts(world) == [], held_alerts(world)
         stored = await stored_offsets(world)
         assert all(stored[p] for p in range(PARTITIONS)), stored
