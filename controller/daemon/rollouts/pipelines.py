@@ -212,15 +212,8 @@ class Pipelines:
             return False
         gate = run.pipeline.steps[found[0]].approval
         needed = [role for role in (gate.roles if gate else ()) if role in roles]
-        now = self._now()
-        approval = Approval(
-            step=environment,
-            key_id=command.key_id or "",
-            operator=command.actor,
-            role=(needed or [*roles, "operator"])[0],
-            command_id=command.id,
-            at=now,
-        )
+        role, now = (needed or [*roles, "operator"])[0], self._now()
+        approval = _approval(command, environment, role, now, self._keys)
         await self._writer.apply(run.run_id, Approve(approval, now))
         return True
 
@@ -305,6 +298,23 @@ class Pipelines:
     async def with_runs(self, flags: Collection[str]) -> set[str]:
         """Which of ``flags`` have a pipeline run (the console links to their pipeline)."""
         return await self._runs.with_runs(flags)
+
+
+def _approval(
+    command: Command, environment: str, role: str, now: datetime, keys: Keyring
+) -> Approval:
+    """The approval ``command`` gives ``environment``'s step under ``role``, counting for the
+    person holding its key."""
+    key_id = command.key_id or ""
+    return Approval(
+        step=environment,
+        key_id=key_id,
+        operator=command.actor,
+        role=role,
+        command_id=command.id,
+        at=now,
+        holder=keys.holder_of(key_id),
+    )
 
 
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
