@@ -1,15 +1,20 @@
 """Approvals by several people on the real daemon, broker and Redis: a stage needing two
 approvers moves on at the second distinct key, a key counts once, a replay counts nothing,
 and the ledger is stored with the rollout; two keys of one holder count once, at a stage
-and at a pipeline's step."""
+and at a pipeline's step; a key revoked on SIGHUP withdraws a pipeline's approval as a
+``revoke`` decision, as it does a rollout's."""
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.rollouts import ApprovalGate, ApprovalRule, PauseReason
@@ -17,6 +22,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.trust import signing
 from controller.ctl.operate.commands import signed_command
+from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.test_pipelines import PLAN as PIPELINE_PLAN
 
@@ -185,6 +191,22 @@ class Holders:
 ONE_PERSON_TWICE = "ana, who holds key ana-phone, already approved {step} at"
 
 
+def two_step_pipeline() -> dict[str, Any]:
+    """Dev, then production once two people holding approver have approved it."""
+    return {
+        "name": "release",
+        "plans": {"fast": PIPELINE_PLAN},
+        "plan": "fast",
+        "steps": [
+            {"environment": "dev"},
+            {
+                "environment": "production",
+                "approval": {"needs": [{"role": "approver", "count": 2}]},
+            },
+        ],
+    }
+
+
 def started_in(scenario: Scenario, flag: str, environment: str) -> dict[str, Any] | None:
     """The pipeline's start of ``environment``, once published."""
     return next(
@@ -250,19 +272,7 @@ async def test_two_keys_of_one_holder_do_not_start_a_pipeline_step_needing_two_a
     scenario.start_daemon()
     for environment in ("dev", "production"):
         scenario.run_apps(flag if environment == "production" else f"{flag}@{environment}")
-    pipeline = {
-        "name": "release",
-        "plans": {"fast": PIPELINE_PLAN},
-        "plan": "fast",
-        "steps": [
-            {"environment": "dev"},
-            {
-                "environment": "production",
-                "approval": {"needs": [{"role": "approver", "count": 2}]},
-            },
-        ],
-    }
-    command = scenario.pipeline_command(flag, pipeline)
+    command = scenario.pipeline_command(flag, two_step_pipeline())
     started = await scenario.decided(command, flag=flag, what="the pipeline's start")
     assert started["action"] == "pipeline_start"
     # When ana approves production with both her keys before dev completes
@@ -285,3 +295,52 @@ async def test_two_keys_of_one_holder_do_not_start_a_pipeline_step_needing_two_a
         lambda: started_in(scenario, flag, "production"), timeout=30, what="production starting"
     )
     assert [a["holder"] for a in production["evidence"]["approvals"]] == ["ana", "bo"]
+
+
+async def test_a_key_revoked_on_sighup_withdraws_its_pipeline_approval_as_a_revoke(
+    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a daemon reading its keys from its config file, and a pipeline whose
+    # production step needs two approvers, approved once by ana before it starts
+    flag = "pipe-revoked"
+    people = Holders(scenario)
+    config = tmp_path / "controller.yaml"
+
+    def write(key_ids: list[str]) -> None:
+        keys: dict[str, Any] = {KEY_ID: public(scenario.key)}
+        for key_id in key_ids:
+            keys[key_id] = {"public_key": public(people.keys[key_id]), "roles": ["approver"]}
+        engine = {
+            "environments": {"names": ["dev", "production"], "default": "production"},
+            "roles": ROLES,
+            "operator_keys": keys,
+        }
+        config.write_text(yaml.safe_dump({"engine": engine}), encoding="utf-8")
+
+    write(["ana-laptop", "bo"])
+    for name in ("OPERATOR_KEYS", "ROLES", "ENVIRONMENTS"):
+        monkeypatch.delenv(f"RC_ENGINE__{name}", raising=False)
+    env = {k: v for k, v in scenario.daemon_env().items() if not k.startswith("RC_ENGINE__")}
+    scenario.daemon = ControllerProcess(
+        env=env, log_path=tmp_path / "controller.log", args=("--config", str(config))
+    )
+    scenario.start_daemon()
+    command = scenario.pipeline_command(flag, two_step_pipeline())
+    started = await scenario.decided(command, flag=flag, what="the pipeline's start")
+    assert started["action"] == "pipeline_start"
+    approved = await people.approve(flag, "ana-laptop")
+    assert (approved["action"], approved["outcome"]) == ("pipeline_approval", "applied")
+
+    # When an admin removes ana's key and sends SIGHUP
+    write(["bo"])
+    os.kill(scenario.daemon.pid, signal.SIGHUP)
+    # Then the run records a revoke, as a rollout does, naming the key and the step
+    revoked = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=flag, action="revoke"),
+        timeout=30,
+        what="the pipeline's revoke decision",
+    )
+    assert (revoked["kind"], revoked["outcome"]) == ("pipeline", "applied")
+    assert revoked["reason"] == "key ana-laptop revoked: its approvals of production count no more"
+    assert [a["key_id"] for a in revoked["evidence"]["removed"]] == ["ana-laptop"]
+    assert scenario.observed.decision_where(flag=flag, reason=revoked["reason"]) == revoked
