@@ -57,6 +57,7 @@ from controller.core.release import (
     may,
     parse_pipeline,
     unleash_problems,
+    window_problems,
 )
 from controller.core.rollouts import Phase
 from controller.core.wire import Command
@@ -318,7 +319,11 @@ def _approval(
 
 
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
-    """Why an environment's plan cannot work as a start command's plan could not."""
+    """Why an environment's plan cannot work as a start command's plan could not, or a
+    step's release windows never open again."""
+    shut = window_problems(pipeline, now)
+    if shut:
+        return f"invalid pipeline: {'; '.join(shut)}"
     for i, environment in enumerate(pipeline.environments):
         plan = pipeline.plan_for(environment).model_dump(mode="json")
         try:
