@@ -1,20 +1,22 @@
-"""Release windows through the real broker, Redis and daemon (#28): a freeze holds forward
-moves, never a rollback."""
+"""Release windows through the real broker, Redis and daemon: a freeze holds forward moves,
+never a rollback; a start or a pipeline whose windows never open again is refused."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pydantic import TypeAdapter
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.windows import Windows
 from controller.core.wire.messages import Arm
-from tests.scenarios.harness import Scenario
+from tests.scenarios.harness import Scenario, manual_plan
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -94,3 +96,59 @@ async def test_a_freeze_holds_the_advance_but_not_the_rollback(scenario: Scenari
     assert rollback["evidence"]["breach"] == "error_rate"
     actions = [d["action"] for d in scenario.observed.decisions if d["flag"] == "frozen"]
     assert actions == ["start", "wait", "promote", "rollback"]
+
+
+OVER = [
+    {"kind": "allow", "name": "five-days-of-2024", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"},
+    {"kind": "allow", "name": "past-until", "rule": "FREQ=DAILY;UNTIL=20250101", "duration": "1h"},
+    {"kind": "allow", "name": "past-one-off", "from": "2025-03-01T09:00:00", "to": "2025-03-02"},
+]
+
+
+async def test_a_start_under_team_windows_that_never_open_again_is_refused(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a team windows file whose every opening lies in the past
+    windows = tmp_path / "windows.yaml"
+    windows.write_text(yaml.safe_dump({"windows": OVER}), encoding="utf-8")
+    scenario.configure(RC_ENGINE__WINDOWS_FILE=str(windows))
+    scenario.start_daemon()
+    # When a plan naming no windows of its own is started
+    command = scenario.command("start", "team-shut", plan=manual_plan())
+    decision = await scenario.decided(command, flag="team-shut", what="the start's decision")
+    # Then it is refused with the reason, and nothing waits forever
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"].startswith(
+        "the team's windows (engine.windows_file): no window opens from"
+    )
+    assert await scenario.rollout("team-shut") is None
+    # ...while a plan that names its own (none) starts
+    opted_out = manual_plan().model_copy(update={"windows": ()})
+    command = scenario.command("start", "team-shut", plan=opted_out)
+    started = await scenario.decided(command, flag="team-shut", what="the second start")
+    assert started["outcome"] == "applied"
+
+
+@pytest.mark.parametrize("window", OVER, ids=[w["name"] for w in OVER])
+async def test_a_pipeline_whose_step_windows_never_open_again_is_refused(
+    scenario: Scenario, window: dict[str, Any]
+) -> None:
+    # Given a controller serving dev and production
+    scenario.configure(
+        RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}'
+    )
+    scenario.start_daemon()
+    # When a pipeline's production step may start only in a window that is over
+    pipeline = {
+        "name": "release",
+        "plan": "manual",
+        "plans": {"manual": manual_plan().model_dump(mode="json")},
+        "steps": [{"environment": "dev"}, {"environment": "production", "windows": [window]}],
+    }
+    command = scenario.pipeline_command("pipe-shut", pipeline)
+    decision = await scenario.decided(command, flag="pipe-shut", what="the pipeline's decision")
+    # Then the pipeline is refused, naming the step's window, and dev never starts
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"].startswith("invalid pipeline: steps.1.windows[0].")
+    assert "it never opens again" in decision["reason"]
+    assert await scenario.rollout("pipe-shut@dev") is None

@@ -1,14 +1,14 @@
 """Approvals by several people for a rollout's stage: ``approve`` counts until enough have.
 
 A stage whose ``approval`` names an :class:`~controller.core.rollouts.ApprovalGate`
-waits, paused ``awaiting_approval``, for approvals from N distinct keys
-holding a role. Each ``approve`` counts under a role the key holds, one the
-stage needs (the first still missing; the command intake says which roles
+waits, paused ``awaiting_approval``, for approvals from N distinct people
+(key holders) holding a role. Each ``approve`` counts under a role the key
+holds, one the stage needs (the first still missing; the command intake says which roles
 the key holds where it acts), and is kept in the rollout's ledger, saved
 with the decision that says who approved and what is still missing:
 
-* a key counts once per stage; its second approval is refused while its
-  first is live;
+* a person counts once per stage, whichever of their keys signs; their
+  second approval is refused while their first is live;
 * a replayed command is refused before it reaches the machine, and counts
   nothing (the store keeps the ids of applied commands);
 * an approval expires ``expires_after`` its time;
@@ -56,6 +56,7 @@ def count(state: Rollout, cmd: CommandInput, gate: ApprovalGate) -> Step:
         role=role,
         command_id=cmd.command_id,
         at=cmd.now,
+        holder=cmd.holder or None,
     )
     ledger, result = record(state.approvals, approval, gate, cmd.now)
     if not isinstance(result, Counted):

@@ -134,12 +134,14 @@ def admitted(
     salt: str,
     flag: str | None = None,
     roles: tuple[str, ...] = (),
+    holder: str = "",
 ) -> CommandInput | CommandRefused:
     """The machine's input for ``command``: its refusal when ``refused`` says why (see
     :func:`refusal`, or :data:`REPLAYED`) or its plan cannot work, else the command, with
     ``rollout_id`` and ``salt`` for the rollout a start begins; ``flag``: the flag's key in
     the command's environment (:func:`where`), the command's own by default; ``roles``: the
-    key's roles that may approve there (:func:`approving_roles`).
+    key's roles that may approve there (:func:`approving_roles`); ``holder``: the person
+    holding the key, for whom an ``approve`` counts (the key itself when empty).
     """
     flag = flag or command.flag
     if refused is not None:
@@ -152,7 +154,14 @@ def admitted(
     if boxed is not None:
         return refusal_input(command, f"invalid plan: {boxed}", now, flag=flag)
     return command_input(
-        command, checked, now, rollout_id=rollout_id, salt=salt, flag=flag, roles=roles
+        command,
+        checked,
+        now,
+        rollout_id=rollout_id,
+        salt=salt,
+        flag=flag,
+        roles=roles,
+        holder=holder,
     )
 
 
@@ -180,6 +189,7 @@ def command_input(
     salt: str,
     flag: str | None = None,
     roles: tuple[str, ...] = (),
+    holder: str = "",
 ) -> CommandInput:
     """The machine's input for an authenticated command, with the ids of a new rollout."""
     return CommandInput(
@@ -196,6 +206,7 @@ def command_input(
         new_rollout_id=rollout_id,
         new_salt=salt,
         roles=roles,
+        holder=holder,
     )
 
 

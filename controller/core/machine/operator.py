@@ -5,11 +5,15 @@ Pure, a part of the state machine (:mod:`controller.core.machine.machine`, whose
 is accepted only in the phases the table there names; anything else is
 rejected with a reason and changes nothing. ``promote`` and ``approve`` move
 forward only inside the release windows (:func:`~controller.core.machine.waiting.forward_command`);
-the others are never windowed. :func:`applicable` lists the commands a phase
-accepts, for the console to offer.
+the others are never windowed; a ``start`` whose windows (the plan's, else the
+team's) never open again from when it begins is refused, as it could never leave
+its first stage. :func:`applicable` lists the commands a phase accepts, for the
+console to offer.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from controller.core.machine import approving
 from controller.core.machine.scheduling import cancel, schedule, start_time
@@ -31,8 +35,11 @@ from controller.core.rollouts import (
     CommandInput,
     PauseReason,
     Phase,
+    Plan,
     PublishFlagState,
     Rollout,
+    Window,
+    never_opens,
 )
 from controller.core.wire import CommandAction
 
@@ -55,6 +62,9 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         why = f"a start is scheduled for {state.scheduled_at.isoformat()}; abort it first"
         return state, [rejected(state, cmd, why)]
     at = start_time(cmd)
+    shut = _shut_windows(cmd.plan, cmd.team_windows, max(cmd.now, at or cmd.now))
+    if shut is not None:
+        return state, [rejected(state, cmd, shut)]
     if at is not None and at > cmd.now:
         return schedule(state, cmd, cmd.plan, at)
     version = (state.flag_version if state else 0) + 1
@@ -73,6 +83,17 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         updated_at=cmd.now,
     )
     return new, [PublishFlagState(), applied(state, new, cmd, "start")]
+
+
+def _shut_windows(plan: Plan, team: tuple[Window, ...], begins: datetime) -> str | None:
+    """Why the rollout could never leave its first stage: its windows (the plan's, else the
+    team's) never open again from when it begins."""
+    shut = never_opens(plan.windows if plan.windows is not None else team, begins)
+    if shut is None:
+        return None
+    named = plan.windows is not None
+    whose = "the plan's windows" if named else "the team's windows (engine.windows_file)"
+    return f"{whose}: {shut}"
 
 
 def _pause_cmd(state: Rollout, cmd: CommandInput) -> Step:

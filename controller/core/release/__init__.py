@@ -17,7 +17,12 @@ from controller.core.release.approvals import (
     record,
     revoke,
 )
-from controller.core.release.checks import load_pipeline, parse_pipeline, unleash_problems
+from controller.core.release.checks import (
+    load_pipeline,
+    parse_pipeline,
+    unleash_problems,
+    window_problems,
+)
 from controller.core.release.commands import PIPELINE_TYPE, PipelineCommand, pipeline_command
 from controller.core.release.environments import (
     DEFAULT_ENVIRONMENT,
@@ -124,4 +129,5 @@ __all__ = [
     "step",
     "unknown_roles",
     "unleash_problems",
+    "window_problems",
 ]

@@ -1,13 +1,15 @@
 """Approvals by several people: what a step needs, and the ledger of who gave them.
 
-A step may need approvals from N distinct operators holding a role
+A step may need approvals from N distinct people holding a role
 (:class:`ApprovalGate`: one or more roles, each with its count). Each
 approval is a signed ``approve`` command, kept as an :class:`Approval`: the
-step (its environment), the key, the operator, the role it was given under,
+step (its environment), the key and the person holding it (the registry's
+``holder``, else the key itself), the operator, the role it was given under,
 the command's id, and when. The :class:`Ledger` holds them, and holds to:
 
-* a key counts once per step, whatever its roles (a second approval from it
-  is refused while its first is live; after the first expires it replaces it);
+* a person counts once per step, whatever their keys and roles (a second
+  approval from them, with the same key or another they hold, is refused
+  while their first is live; after the first expires it replaces it);
 * a command id is decided once: a replay counts nothing, and changes nothing;
 * an approval expires ``expires_after`` its time, and then counts nothing;
 * revoking a key removes its approvals still pending (:func:`revoke`).
@@ -75,7 +77,7 @@ def record(
     if refused is not None:
         return ledger.saw(approval.command_id), Refused(refused)
     kept = tuple(
-        a for a in ledger.approvals if (a.step, a.key_id) != (approval.step, approval.key_id)
+        a for a in ledger.approvals if (a.step, a.person) != (approval.step, approval.person)
     )
     if len(kept) >= MAX_APPROVALS:
         return ledger.saw(approval.command_id), Refused("too many approvals pending")
@@ -91,12 +93,19 @@ def _refusal(ledger: Ledger, approval: Approval, gate: ApprovalGate, now: dateti
         at, ttl = approval.at.isoformat(), gate.expires_after
         return f"the approval from {at} is not valid at {now.isoformat()} (valid for {ttl})"
     for earlier in ledger.live(approval.step, gate, now):
-        if earlier.key_id == approval.key_id:
-            return (
-                f"key {approval.key_id} already approved {approval.step}"
-                f" at {earlier.at.isoformat()}: a key counts once"
-            )
+        if earlier.person == approval.person:
+            return _twice(approval, earlier)
     return None
+
+
+def _twice(approval: Approval, earlier: Approval) -> str:
+    at = earlier.at.isoformat()
+    if earlier.key_id == approval.key_id:
+        return f"key {approval.key_id} already approved {approval.step} at {at}: a key counts once"
+    return (
+        f"{approval.person}, who holds key {approval.key_id}, already approved {approval.step}"
+        f" at {at} with key {earlier.key_id}: a person counts once, whichever key they sign with"
+    )
 
 
 def revoke(
@@ -133,8 +142,14 @@ class Needed:
 
 
 def approvals_needed(ledger: Ledger, step: str, gate: ApprovalGate, now: datetime) -> Needed:
-    """Who still has to approve ``step`` at ``now``: live approvals only, a key once."""
-    live = ledger.live(step, gate, now)
+    """Who still has to approve ``step`` at ``now``: live approvals only, a person once
+    (the first of theirs, should a ledger hold two: one stored before their keys named
+    the same holder)."""
+    live, people = [], set()
+    for one in ledger.live(step, gate, now):
+        if one.person not in people:
+            people.add(one.person)
+            live.append(one)
     missing, approved = {}, {}
     for rule in gate.needs:
         operators = tuple(f"{a.operator} ({a.key_id})" for a in live if a.role == rule.role)

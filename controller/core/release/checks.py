@@ -5,13 +5,15 @@ command's JSON) and refuses, each with the field named, what the pipeline
 cannot know by itself: an environment this controller does not serve, an
 approval role no key can hold, and a step served by Unleash in an
 environment the Unleash server does not have (open-source unleash-server
-has exactly ``development`` and ``production``). Pure: the caller reads
-which environments the Unleash server has.
+has exactly ``development`` and ``production``); :func:`window_problems`
+names a step's release windows that never open again. Pure: the caller reads
+which environments the Unleash server has, and the clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from controller.core.common import ConfigError, load_document
 from controller.core.release.environments import Environments
 from controller.core.release.pipeline import Pipeline
 from controller.core.release.roles import RoleBook
+from controller.core.rollouts.planlint import window_findings
 
 
 def parse_pipeline(
@@ -94,6 +97,17 @@ def role_problems(pipeline: Pipeline, roles: RoleBook) -> list[str]:
         if step.approval is not None
         for j, rule in enumerate(step.approval.needs)
         if roles.role(rule.role) is None
+    ]
+
+
+def window_problems(pipeline: Pipeline, now: datetime) -> list[str]:
+    """Each step's release windows that never open again from ``now``, by their field:
+    the step would wait forever for a window to start in (see
+    :func:`~controller.core.rollouts.planlint.window_findings`)."""
+    return [
+        f"steps.{i}.{finding.field}: {finding.message}"
+        for i, step in enumerate(pipeline.steps)
+        for finding in window_findings(step.windows, now)
     ]
 
 

@@ -7,7 +7,11 @@ string). With roles, a key's record also names the roles it holds::
       ops-1: "MCowBQYDK2VwAyEA..."            # today's form: holds "operator"
       dev-1: {public_key: "...", roles: [dev]}
       ana:   {public_key: "...", roles: [approver, on-call]}
+      ana-laptop: {public_key: "...", roles: [approver], holder: ana}
 
+A key's ``holder`` names the person it belongs to: approvals count per
+person, so two keys of one holder count once at a gate needing several
+people. A key naming no holder is its own holder (its id names the person).
 A record in today's form, or one naming no roles, holds the built-in
 ``operator`` role (:data:`~controller.core.release.roles.OPERATOR`): every
 action everywhere, so reading the registry this way changes nothing until
@@ -25,16 +29,22 @@ from pydantic import Field, ValidationError
 from controller.core.common import ConfigError
 from controller.core.release.environments import Environments, Frozen
 from controller.core.release.roles import OPERATOR, KeyRoles, RoleBook, role_problems
-from controller.core.rollouts import RoleName
+from controller.core.rollouts import HolderName, RoleName
 
 MAX_KEY_ROLES = 8
 
 
 class KeyRecord(Frozen):
-    """A key's public key and the roles it holds."""
+    """A key's public key, the roles it holds, and the person who holds it."""
 
     public_key: Annotated[str, Field(min_length=1, max_length=256)]
     roles: Annotated[tuple[RoleName, ...], Field(max_length=MAX_KEY_ROLES)] = (OPERATOR.name,)
+    holder: HolderName | None = None
+    """The person the key belongs to; None: the key is its own holder."""
+
+    def holder_of(self, key_id: str) -> str:
+        """Who an approval signed with this key counts for."""
+        return self.holder or key_id
 
     def holding(self, key_id: str, book: RoleBook) -> KeyRoles:
         """The key's roles as the book defines them (none named: ``operator``)."""

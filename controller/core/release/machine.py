@@ -312,7 +312,7 @@ def _revoked(state: PipelineState, event: KeyRevoked) -> Step:
         _decision(
             new,
             ("revoked", event.key_id, *(a.command_id for a in removed)),
-            "pipeline_approval",
+            "revoke",  # as a rollout records it: one name for a key's approvals withdrawn
             f"key {event.key_id} revoked: its approvals of {steps} count no more",
             environment=None,
             evidence={"removed": [a.evidence() for a in removed]},

@@ -4,10 +4,11 @@ A pipeline's step (:mod:`controller.core.release`) or a plan's stage may need
 approvals from N distinct operators holding a role (:class:`ApprovalGate`).
 Each approval is a signed ``approve`` command, kept in a :class:`Ledger` as an
 :class:`Approval`: what it approves (a pipeline step, named by its
-environment, or a rollout's stage, ``stage-2``), the key, the operator, the
-role it was given under, the command's id, and when. The ledger is stored
+environment, or a rollout's stage, ``stage-2``), the key, the person who holds
+it (the key registry's ``holder``; a key naming none is its own holder), the
+operator, the role it was given under, the command's id, and when. The ledger is stored
 with the run or the rollout it belongs to, in the same write as the
-decisions that count it. The rules that keep it (a key counts once, a replay
+decisions that count it. The rules that keep it (a person counts once, a replay
 counts nothing, approvals expire, a revoked key's are removed) are in
 :mod:`controller.core.release.approvals`. Pure data.
 """
@@ -29,6 +30,9 @@ MAX_SEEN = 512
 MAX_COUNT = 10
 
 RoleName = Annotated[str, Field(min_length=1, max_length=32, pattern=ROLE_PATTERN)]
+HOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$"
+HolderName = Annotated[str, Field(min_length=1, max_length=64, pattern=HOLDER_PATTERN)]
+"""The person an operator key belongs to (``ana``, ``ana@example.com``)."""
 ApprovalTtl = Annotated[
     timedelta,
     ReadableDuration,
@@ -41,7 +45,7 @@ class _Frozen(BaseModel):
 
 
 class ApprovalRule(_Frozen):
-    """``count`` distinct keys approving under ``role``."""
+    """``count`` distinct people (key holders) approving under ``role``."""
 
     role: RoleName
     count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
@@ -77,6 +81,14 @@ class Approval(_Frozen):
     role: RoleName
     command_id: MessageId
     at: AwareDatetime
+    holder: HolderName | None = None
+    """Who holds the key, from the key registry; None (and in ledgers stored before
+    keys named holders): the key is its own holder."""
+
+    @property
+    def person(self) -> str:
+        """Who the approval counts for: the key's holder, else the key itself."""
+        return self.holder or self.key_id
 
     def live(self, gate: ApprovalGate, now: datetime) -> bool:
         return self.at <= now < self.at + gate.expires_after
@@ -85,6 +97,7 @@ class Approval(_Frozen):
         return {
             "operator": self.operator,
             "key_id": self.key_id,
+            "holder": self.person,
             "role": self.role,
             "command_id": self.command_id,
             "at": self.at.isoformat(),

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Literal
 
 from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.windows import Window, never_opens
 from controller.core.rules import MAX_CONSTRAINT_VALUES, Segment, conditions
 
 Severity = Literal["error", "warning"]
@@ -254,15 +255,31 @@ def _levels(plan: Plan) -> Iterator[Finding]:
         )
 
 
-def _windows(plan: Plan, now: datetime) -> Iterator[Finding]:
-    for i, window in enumerate(plan.windows or ()):
+def _windows(plan: Plan, now: datetime) -> list[Finding]:
+    return window_findings(plan.windows or (), now)
+
+
+def window_findings(
+    windows: tuple[Window, ...], now: datetime, field: str = "windows"
+) -> list[Finding]:
+    """Errors for release windows (a plan's, a pipeline step's, at ``field``) that never
+    open again from ``now``: each one whose every opening is over and, failing that, all
+    of them together when none ever allows a forward move again."""
+    found = list(_window_ends(windows, now, field))
+    shut = None if found else never_opens(windows, now)
+    return found if shut is None else [Finding("error", field, shut)]
+
+
+def _window_ends(windows: tuple[Window, ...], now: datetime, prefix: str) -> Iterator[Finding]:
+    """Each window whose every opening is over, by its field."""
+    for i, window in enumerate(windows):
         if window.opens_again(now):
             continue
         moment = f"{now:%Y-%m-%d %H:%M} UTC"
         if window.rule is None:
-            field, why = f"windows[{i}].to", f"this one-off window closed before {moment}"
+            field, why = f"{prefix}[{i}].to", f"this one-off window closed before {moment}"
         else:
-            field, why = f"windows[{i}].rule", f"its COUNT or UNTIL ends it before {moment}"
+            field, why = f"{prefix}[{i}].rule", f"its COUNT or UNTIL ends it before {moment}"
         if window.kind == "allow":
             yield Finding(
                 "error", field, f"{why}: it never opens again, so a rollout waits forever"

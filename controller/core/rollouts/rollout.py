@@ -279,6 +279,9 @@ class CommandInput:
     roles: tuple[str, ...] = ()
     """The roles the key holds that may approve in the command's environment: under which
     an ``approve`` counts for a stage that needs approvals by several people."""
+    holder: str = ""
+    """The person holding the key (the registry's ``holder``): an ``approve`` counts for
+    them, once however many keys they hold; empty: the key is its own holder."""
 
 
 @dataclass(frozen=True, slots=True)

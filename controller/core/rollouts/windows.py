@@ -362,6 +362,20 @@ def _next_allow(windows: tuple[Window, ...], moment: datetime) -> tuple[datetime
     return best
 
 
+def never_opens(windows: tuple[Window, ...], moment: datetime) -> str | None:
+    """Why no forward move is ever allowed from ``moment`` on, taking every window
+    together (every allow window over, or each of its openings left inside a freeze);
+    None when one is, or when there are no windows. A rollout started under such
+    windows would wait at its first stage forever."""
+    if not windows or next_opening(windows, moment) is not None:
+        return None
+    return (
+        f"no window opens from {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC on (none within"
+        " ten years): every allow window is over or falls inside a freeze, so a rollout"
+        " would wait at its first stage forever"
+    )
+
+
 def waiting_reason(windows: tuple[Window, ...], now: datetime) -> str:
     """``ready, waiting for the window that opens Mon 09:00 Europe/Berlin``, or why not."""
     found = _next(windows, now)

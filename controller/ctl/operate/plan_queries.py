@@ -4,8 +4,9 @@ Each template is filled for the flag given with ``--flag`` (a placeholder key
 without it): a key that could not be filled safely is an error naming it. With a
 server (``--prometheus URL``, or ``prometheus.url`` in ``--config``) each filled
 query is also sent to be *parsed*, never run, and each one the server refuses is
-an error naming its field; a server that gives no usable answer is a warning:
-the syntax was not checked.
+an error naming its field. A server that gives no usable answer (down, a
+closed port, a login page) is an error too: the check was asked for and not
+made, and a plan whose queries nobody parsed must not read as valid.
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ def query_findings(plan: Plan, args: argparse.Namespace) -> list[Finding]:
         try:
             refused = check_syntax(settings, promql)
         except SourceUnavailable as exc:
-            reason = f"not checked: {settings.url} gave no usable answer: {exc}"
-            return [*found, Finding("warning", field, reason)]
+            reason = (
+                f"not checked: {settings.url} gave no usable answer ({exc}), so the"
+                " syntax check asked for was not made"
+            )
+            return [*found, Finding("error", field, reason)]
         if refused is not None:
             found.append(Finding("error", field, f"Prometheus refuses it: {refused}"))
     return found

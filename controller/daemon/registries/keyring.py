@@ -2,7 +2,9 @@
 
 The keys come from ``engine.operator_keys``, their roles from ``engine.roles``
 (a key record in today's form, a public key alone, holds ``operator``: every
-action everywhere; see :mod:`controller.core.release.key_records`). On SIGHUP
+action everywhere; see :mod:`controller.core.release.key_records`), with the
+person each key belongs to (its ``holder``, else the key itself), for whom its
+approvals count. On SIGHUP
 the daemon reads its settings again (``--config`` and the environment) and
 :meth:`Keyring.reload` swaps in the new keys and roles, all of them or, when
 one does not load (a bad public key, a role no book defines), none: a typo
@@ -78,9 +80,13 @@ class KeyChange:
     replaced: tuple[str, ...] = ()
     regranted: tuple[str, ...] = ()
     """Keys kept whose roles changed: other role names, or a role they hold redefined."""
+    reassigned: tuple[str, ...] = ()
+    """Keys kept that now name another holder (their approvals count for that person)."""
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.replaced or self.regranted)
+        return bool(
+            self.added or self.removed or self.replaced or self.regranted or self.reassigned
+        )
 
     def summary(self) -> str:
         parts = [
@@ -90,6 +96,7 @@ class KeyChange:
                 ("removed", self.removed),
                 ("replaced", self.replaced),
                 ("gave other roles to", self.regranted),
+                ("gave another holder to", self.reassigned),
             )
             if ids
         ]
@@ -159,6 +166,15 @@ class Keyring(Mapping[str, Ed25519PublicKey]):
             return KeyRoles(key_id, ())
         return record.holding(key_id, self._registry.roles)
 
+    def holder_of(self, key_id: str) -> str | None:
+        """The person ``key_id``'s record names as its holder; None: the key is its own."""
+        record = self._records.get(key_id)
+        return None if record is None else record.holder
+
+    def holders(self) -> dict[str, str]:
+        """Each key id's holder (the key itself where its record names none), for the audit."""
+        return {k: self.holder_of(k) or k for k in sorted(self._records)}
+
     def granted(self) -> dict[str, list[str]]:
         """Each key id's role names, for the audit."""
         return {k: list(self.roles_of(k).names) for k in sorted(self._records)}
@@ -178,6 +194,7 @@ class Keyring(Mapping[str, Ed25519PublicKey]):
             removed=tuple(sorted(olds.keys() - news.keys())),
             replaced=tuple(k for k in kept if news[k].public_key != olds[k].public_key),
             regranted=tuple(k for k in kept if self.roles_of(k) != old[k]),
+            reassigned=tuple(k for k in kept if news[k].holder_of(k) != olds[k].holder_of(k)),
         )
 
 
@@ -241,6 +258,7 @@ class KeyReloader:
             removed=list(change.removed),
             replaced=list(change.replaced),
             regranted=list(change.regranted),
+            reassigned=list(change.reassigned),
             keys=len(self.keyring),
         )
         if change:
@@ -249,8 +267,10 @@ class KeyReloader:
                 "removed": list(change.removed),
                 "replaced": list(change.replaced),
                 "regranted": list(change.regranted),
+                "reassigned": list(change.reassigned),
                 "keys": sorted(self.keyring),
                 "roles": self.keyring.granted(),
+                "holders": self.keyring.holders(),
             }
             summary = f"operator keys reloaded: {change.summary()}"
             await self._alert(RaiseAlert("operator_keys", "info", summary[:500], details))

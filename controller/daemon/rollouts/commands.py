@@ -215,6 +215,7 @@ class CommandIntake:
             salt=secrets.token_hex(8),
             flag=flag,
             roles=approving,
+            holder=self._keys.holder_of(command.key_id or "") or "",
         )
         if isinstance(event, CommandRefused):
             log.warning("command_rejected", flag=flag, id=command.id, reason=event.reason)

@@ -57,6 +57,7 @@ from controller.core.release import (
     may,
     parse_pipeline,
     unleash_problems,
+    window_problems,
 )
 from controller.core.rollouts import Phase
 from controller.core.wire import Command
@@ -212,15 +213,8 @@ class Pipelines:
             return False
         gate = run.pipeline.steps[found[0]].approval
         needed = [role for role in (gate.roles if gate else ()) if role in roles]
-        now = self._now()
-        approval = Approval(
-            step=environment,
-            key_id=command.key_id or "",
-            operator=command.actor,
-            role=(needed or [*roles, "operator"])[0],
-            command_id=command.id,
-            at=now,
-        )
+        role, now = (needed or [*roles, "operator"])[0], self._now()
+        approval = _approval(command, environment, role, now, self._keys)
         await self._writer.apply(run.run_id, Approve(approval, now))
         return True
 
@@ -307,8 +301,29 @@ class Pipelines:
         return await self._runs.with_runs(flags)
 
 
+def _approval(
+    command: Command, environment: str, role: str, now: datetime, keys: Keyring
+) -> Approval:
+    """The approval ``command`` gives ``environment``'s step under ``role``, counting for the
+    person holding its key."""
+    key_id = command.key_id or ""
+    return Approval(
+        step=environment,
+        key_id=key_id,
+        operator=command.actor,
+        role=role,
+        command_id=command.id,
+        at=now,
+        holder=keys.holder_of(key_id),
+    )
+
+
 def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
-    """Why an environment's plan cannot work as a start command's plan could not."""
+    """Why an environment's plan cannot work as a start command's plan could not, or a
+    step's release windows never open again."""
+    shut = window_problems(pipeline, now)
+    if shut:
+        return f"invalid pipeline: {'; '.join(shut)}"
     for i, environment in enumerate(pipeline.environments):
         plan = pipeline.plan_for(environment).model_dump(mode="json")
         try:

@@ -10,7 +10,14 @@ import yaml
 
 from controller.adapters.memory import MemoryOutputs
 from controller.core.common import ConfigError
-from controller.core.release import Environments, KeyRecord, Permission, Role, RoleBook
+from controller.core.release import (
+    Environments,
+    KeyRecord,
+    Permission,
+    Role,
+    RoleBook,
+    read_key_record,
+)
 from controller.core.trust import signing
 from controller.daemon.registries.keyring import (
     KeyChange,
@@ -102,6 +109,41 @@ def test_new_roles_for_a_kept_key_are_named_in_the_change() -> None:
         )
     )
     assert keyring.reload(registry(keys, wider)).regranted == ("a",)
+
+
+def test_a_key_names_its_holder_or_is_its_own() -> None:
+    keys: dict[str, str | KeyRecord] = {
+        "ana-1": KeyRecord(public_key=A, roles=("approver",), holder="ana"),
+        "ana-2": KeyRecord(public_key=B, roles=("approver",), holder="ana"),
+        "bo": C,
+    }
+    keyring = Keyring(registry(keys))
+    assert [keyring.holder_of(k) for k in ("ana-1", "ana-2", "bo", "nobody")] == [
+        "ana",
+        "ana",
+        None,
+        None,
+    ]
+    assert keyring.holders() == {"ana-1": "ana", "ana-2": "ana", "bo": "bo"}
+    # Giving a kept key to another person is named in the change
+    moved = {**keys, "ana-2": KeyRecord(public_key=B, roles=("approver",), holder="cy")}
+    change = keyring.reload(registry(moved))
+    assert change == KeyChange(reassigned=("ana-2",))
+    assert change.summary() == "gave another holder to ana-2"
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"public_key": "x", "holder": ""}, "holder"),
+        ({"public_key": "x", "holder": "a" * 65}, "holder"),
+        ({"public_key": "x", "holder": "ana smith"}, "holder"),
+    ],
+    ids=["empty", "too-long", "a-space"],
+)
+def test_a_bad_holder_is_refused_by_its_field(value: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"operator_keys.k: {field}: "):
+        read_key_record("k", value)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Approvals by several people for a stage: distinct keys count once, each until it expires;
+"""Approvals by several people for a stage: distinct people count once, each until it expires;
 the stage moves on at the last one needed; a revoked key's approvals count no more."""
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from controller.core.wire.messages import CommandAction
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TWO_APPROVERS = ApprovalGate(needs=(ApprovalRule(role="approver", count=2),))
 BOTH = ApprovalGate(needs=(ApprovalRule(role="approver"), ApprovalRule(role="security")))
+HOLDERS = {"ana-laptop": "ana", "ana-phone": "ana", "bo-laptop": "bo"}
+"""Keys whose registry record names a holder; every other key is its own."""
 
 
 def awaiting(gate: ApprovalGate) -> Rollout:
@@ -56,6 +58,7 @@ def approve(key: str, *, roles: tuple[str, ...] = ("approver",), hours: float = 
         key_id=key,
         now=T0 + timedelta(hours=hours),
         roles=roles,
+        holder=HOLDERS.get(key, ""),
     )
 
 
@@ -110,6 +113,31 @@ CASES: dict[str, tuple[ApprovalGate, Approvals, str, str, int]] = {
         "a key counts once",
         0,
     ),
+    "two keys of one holder count once": (
+        TWO_APPROVERS,
+        [("ana-laptop", ("approver",), 0), ("ana-phone", ("approver",), 1)],
+        "rejected",
+        "ana, who holds key ana-phone, already approved stage-0",
+        0,
+    ),
+    "one holder's two keys with both roles count once": (
+        BOTH,
+        [("ana-laptop", ("approver",), 0), ("ana-phone", ("security",), 1)],
+        "rejected",
+        "a person counts once, whichever key they sign with",
+        0,
+    ),
+    "another holder's key moves it": (
+        TWO_APPROVERS,
+        [
+            ("ana-laptop", ("approver",), 0),
+            ("ana-phone", ("approver",), 1),
+            ("bo-laptop", ("approver",), 2),
+        ],
+        "applied",
+        "every approval given",
+        1,
+    ),
     "each role from its own key": (
         BOTH,
         [("ana", ("approver", "security"), 0), ("sec", ("security",), 1)],
@@ -123,7 +151,7 @@ CASES: dict[str, tuple[ApprovalGate, Approvals, str, str, int]] = {
 @pytest.mark.parametrize(
     ("gate", "approvals", "outcome", "reason", "stage"), CASES.values(), ids=CASES
 )
-def test_a_stage_moves_on_when_enough_distinct_keys_approved(
+def test_a_stage_moves_on_when_enough_distinct_people_approved(
     gate: ApprovalGate, approvals: Approvals, outcome: str, reason: str, stage: int
 ) -> None:
     state: Rollout | None = awaiting(gate)
@@ -149,6 +177,7 @@ def test_the_audit_says_who_approved_what_and_when() -> None:
     assert said.evidence["approval"] == {
         "operator": "bo-person",
         "key_id": "bo",
+        "holder": "bo",
         "role": "approver",
         "command_id": "c-bo-1",
         "at": (T0 + timedelta(hours=1)).isoformat(),

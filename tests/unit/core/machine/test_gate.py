@@ -10,6 +10,7 @@ import pytest
 
 from controller.core.common.histogram import BUCKET_COUNT, bucket_of
 from controller.core.machine.gate import evaluate, harm_excluded
+from controller.core.rollouts import HealthPolicy
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, VerdictKind
@@ -487,3 +488,37 @@ def test_advance_reason_never_claims_untested_guardrails(
     verdict = evaluate(rollout(the_plan), HEALTHY, LATE)
     assert verdict.kind is VerdictKind.ADVANCE, f"{case}: {verdict.reason}"
     assert verdict.reason == reason, case
+
+
+def _on_time(**changes: object) -> Plan:
+    """Everyone for ten minutes, no guardrails, no unit floor: the example pipeline's dev."""
+    stage = Stage(percent=100, min_duration=timedelta(minutes=10), min_units_per_arm=0)
+    return plan(stages=[stage], guardrails=[], **changes)
+
+
+ONE_EXPOSURE = data(ArmAggregate(exposures=1, units=1), ArmAggregate())
+# (what, the stage's aggregates, now, the plan, the verdict, its pause reason)
+ON_TIME: list[tuple[str, FlagAggregates, datetime, Plan, VerdictKind, PauseReason | None]] = [
+    ("one event, past its minimum time", ONE_EXPOSURE, T0 + timedelta(minutes=11), _on_time(),
+     VerdictKind.ADVANCE, None),
+    ("one event, before its minimum time", ONE_EXPOSURE, T0 + timedelta(minutes=9), _on_time(),
+     VerdictKind.HOLD, None),
+    ("no event, past its minimum time", EMPTY, T0 + timedelta(minutes=11), _on_time(),
+     VerdictKind.HOLD, None),
+    ("no event, past the grace", EMPTY, T0 + timedelta(minutes=46), _on_time(),
+     VerdictKind.PAUSE, PauseReason.NO_TRAFFIC),
+    ("no event, past the grace, no_traffic warns", EMPTY, T0 + timedelta(minutes=46),
+     _on_time(health_policy=HealthPolicy(no_traffic="warn")), VerdictKind.HOLD, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("agg", "now", "the_plan", "kind", "pause"),
+    [c[1:] for c in ON_TIME],
+    ids=[c[0] for c in ON_TIME],
+)
+def test_a_stage_with_no_guardrails_and_no_floor_completes_on_time_only_with_events(
+    agg: FlagAggregates, now: datetime, the_plan: Plan, kind: VerdictKind, pause: PauseReason | None
+) -> None:
+    verdict = evaluate(rollout(the_plan), agg, now)
+    assert (verdict.kind, verdict.pause_reason) == (kind, pause), verdict.reason

@@ -351,3 +351,52 @@ def test_the_end_of_a_watch_waits_for_the_window() -> None:
     done, actions = step(waiting, gate(VerdictKind.ADVANCE, MONDAY_0900))
     assert done is not None
     assert (done.phase, summary(actions), done.window_wait) == (Phase.COMPLETED, "complete", None)
+
+
+# -- a start whose windows never open again -----------------------------------------------
+
+FIVE_DAYS_OF_2024: tuple[Window, ...] = TypeAdapter(Windows).validate_python(
+    [{"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"}]
+)
+A_ONE_OFF_TO_SUNDAY: tuple[Window, ...] = TypeAdapter(Windows).validate_python(
+    [{"kind": "allow", "from": "2026-11-20T09:00:00Z", "to": "2026-11-22T00:00:00Z"}]
+)
+# (what, the plan's windows (None: it names none), the team's, the start's at, its refusal)
+STARTS: list[tuple[str, tuple[Window, ...] | None, tuple[Window, ...], datetime | None, str]] = [
+    ("the team's windows are over", None, FIVE_DAYS_OF_2024, None,
+     "the team's windows (engine.windows_file): no window opens from 2026-11-21 10:00 UTC on"),
+    ("the plan's windows are over", FIVE_DAYS_OF_2024, HOURS, None,
+     "the plan's windows: no window opens from 2026-11-21 10:00 UTC on"),
+    ("a start scheduled after the plan's last window", A_ONE_OFF_TO_SUNDAY, (), MONDAY_0900,
+     "the plan's windows: no window opens from 2026-11-23 08:00 UTC on"),
+    ("a plan naming no windows opts out of the team's", (), FIVE_DAYS_OF_2024, None, ""),
+    ("the team's windows open again", None, HOURS, None, ""),
+    ("a start inside the plan's last window", A_ONE_OFF_TO_SUNDAY, (), None, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("windows", "team", "at", "refusal"), [c[1:] for c in STARTS], ids=[c[0] for c in STARTS]
+)
+def test_a_start_whose_windows_never_open_again_is_refused(
+    windows: tuple[Window, ...] | None, team: tuple[Window, ...], at: datetime | None, refusal: str
+) -> None:
+    start = cmd(
+        CommandAction.START,
+        SATURDAY,
+        plan=plan(windows),
+        team_windows=team,
+        at=at,
+        new_rollout_id="r2",
+        new_salt="s2",
+    )
+    new, actions = step(None, start)
+    decisions = [a for a in actions if isinstance(a, RecordDecision)]
+    assert len(decisions) == 1
+    if refusal:
+        assert (new, decisions[0].outcome) == (None, "rejected")
+        assert decisions[0].reason.startswith(refusal)
+        assert "would wait at its first stage forever" in decisions[0].reason
+    else:
+        assert new is not None
+        assert decisions[0].outcome == "applied"

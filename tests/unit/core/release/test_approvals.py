@@ -31,10 +31,22 @@ WITH_SECURITY = ApprovalGate(
 
 
 def approval(
-    key: str, command: str, *, role: str = "approver", step: str = "production", at: datetime = NOW
+    key: str,
+    command: str,
+    *,
+    role: str = "approver",
+    step: str = "production",
+    at: datetime = NOW,
+    holder: str | None = None,
 ) -> Approval:
     return Approval(
-        step=step, key_id=key, operator=f"op-{key}", role=role, command_id=command, at=at
+        step=step,
+        key_id=key,
+        operator=f"op-{key}",
+        role=role,
+        command_id=command,
+        at=at,
+        holder=holder,
     )
 
 
@@ -80,6 +92,34 @@ RECORDS: dict[str, Case] = {
         "key k1 already approved production at 2026-11-23T09:00:00+00:00: a key counts once",
         {"approver": 1, "security": 1},
     ),
+    "a second key of the same holder counts nothing": (
+        (approval("ana-1", "c1", holder="ana"),), approval("ana-2", "c2", holder="ana"),
+        TWO_APPROVERS, NOW,
+        "ana, who holds key ana-2, already approved production at 2026-11-23T09:00:00+00:00"
+        " with key ana-1: a person counts once, whichever key they sign with",
+        {"approver": 1},
+    ),
+    "a holder's second key counts for no other role either": (
+        (approval("ana-1", "c1", holder="ana"),),
+        approval("ana-2", "c2", role="security", holder="ana"), WITH_SECURITY, NOW,
+        "ana, who holds key ana-2, already approved production at 2026-11-23T09:00:00+00:00"
+        " with key ana-1: a person counts once, whichever key they sign with",
+        {"approver": 1, "security": 1},
+    ),
+    "a key naming no holder is its own: a holder of that name is the same person": (
+        (approval("ana", "c1"),), approval("ana-2", "c2", holder="ana"), TWO_APPROVERS, NOW,
+        "ana, who holds key ana-2, already approved production at 2026-11-23T09:00:00+00:00"
+        " with key ana: a person counts once, whichever key they sign with",
+        {"approver": 1},
+    ),
+    "another holder's key counts": (
+        (approval("ana-1", "c1", holder="ana"),), approval("bo-1", "c2", holder="bo"),
+        TWO_APPROVERS, NOW, None, {"approver": 0},
+    ),
+    "a holder's other key after their approval expired replaces it": (
+        (approval("ana-1", "c1", holder="ana", at=NOW - timedelta(hours=25)),),
+        approval("ana-2", "c2", holder="ana"), TWO_APPROVERS, NOW, None, {"approver": 1},
+    ),
     "another step's approval is another count": (
         (approval("k1", "c1", step="staging"),), approval("k1", "c2"), TWO_APPROVERS, NOW, None,
         {"approver": 1},
@@ -99,6 +139,24 @@ def test_record(case: str) -> None:
         assert result == Refused(refusal)
         assert after.approvals == ledger.approvals
     assert approvals_needed(after, "production", gate, now).missing == missing
+
+
+def test_a_person_counts_once_even_when_the_ledger_holds_two_of_theirs() -> None:
+    # One stored while the first key named no holder, before the registry tied both to ana.
+    ledger = Ledger(
+        approvals=(approval("ana", "c1"), approval("ana-2", "c2", holder="ana")), seen=("c1", "c2")
+    )
+    needed = approvals_needed(ledger, "production", TWO_APPROVERS, NOW)
+    assert needed.missing == {"approver": 1}
+    assert needed.approved == {"approver": ("op-ana (ana)",)}
+
+
+def test_an_approval_stored_before_keys_named_holders_reads_back_as_its_keys() -> None:
+    stored = approval("k1", "c1").model_dump(mode="json")
+    del stored["holder"]
+    read = Approval.model_validate(stored)
+    assert (read.holder, read.person) == (None, "k1")
+    assert read.evidence()["holder"] == "k1"
 
 
 def test_a_refused_command_id_is_decided_and_its_replay_changes_nothing() -> None:

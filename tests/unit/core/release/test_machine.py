@@ -373,6 +373,7 @@ def test_a_revocation_is_a_decision_naming_the_key_and_the_steps() -> None:
     done = run(RELEASE, [approve("k1", "a1", 20), KeyRevoked("k1", at(30))])
     decision = done.last[0]
     assert isinstance(decision, Decision)
+    assert (decision.kind, decision.outcome) == ("revoke", "applied")
     assert decision.reason == "key k1 revoked: its approvals of production count no more"
     assert done.state.approvals.approvals == ()
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.core.common.errors import ConfigError
-from controller.core.release.checks import load_pipeline, parse_pipeline
+from controller.core.release.checks import load_pipeline, parse_pipeline, window_problems
 from controller.core.release.environments import Environments
 from controller.core.release.pipeline import Pipeline
 from controller.core.release.roles import Permission, Role, RoleBook
@@ -213,6 +213,37 @@ def test_a_step_on_unleash_needs_its_environment_there(case: str) -> None:
 def test_step_windows_reuse_the_release_windows() -> None:
     read = pipeline(steps=steps({}, {}, {"windows": [BERLIN_HOURS]}))
     assert read.steps[2].windows[0].timezone == "Europe/Berlin"
+
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+FIVE_DAYS_OF_2024 = {"kind": "allow", "rule": "FREQ=DAILY;COUNT=5", "duration": "1h"}
+PAST_UNTIL = {"kind": "allow", "rule": "FREQ=DAILY;UNTIL=20250101", "duration": "1h"}
+PAST_ONE_OFF = {"kind": "allow", "from": "2025-03-01T09:00:00", "to": "2025-03-02T09:00:00"}
+# (what, production's windows, the refusal at NOW or None)
+STEP_WINDOWS: list[tuple[str, list[dict[str, Any]], str | None]] = [
+    ("COUNT=5 from the default start", [FIVE_DAYS_OF_2024],
+     "steps.2.windows[0].rule: its COUNT or UNTIL ends it before 2026-11-22 12:00 UTC"),
+    ("a past UNTIL", [PAST_UNTIL],
+     "steps.2.windows[0].rule: its COUNT or UNTIL ends it before 2026-11-22 12:00 UTC"),
+    ("a past one-off allow", [PAST_ONE_OFF],
+     "steps.2.windows[0].to: this one-off window closed before 2026-11-22 12:00 UTC"),
+    ("weekday hours", [BERLIN_HOURS], None),
+    ("none", [], None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("windows", "refusal"), [c[1:] for c in STEP_WINDOWS], ids=[c[0] for c in STEP_WINDOWS]
+)
+def test_a_step_whose_windows_never_open_again_is_named(
+    windows: list[dict[str, Any]], refusal: str | None
+) -> None:
+    read = pipeline(steps=steps({}, {}, {"windows": windows}))
+    found = window_problems(read, NOW)
+    assert len(found) == (0 if refusal is None else 1)
+    if refusal is not None:
+        assert found[0].startswith(refusal)
+        assert "never opens again" in found[0]
 
 
 def test_a_pipeline_reads_from_yaml() -> None:

@@ -356,3 +356,35 @@ def test_a_plan_guarded_from_prometheus_alone_is_warned_of_unit_floors() -> None
         }
     )
     assert not [f for f in lint(both) if "exposure events only" in f.message]
+
+
+UNTIL_MID_DECEMBER = {"kind": "allow", "rule": f"{DAILY_9};UNTIL=20261215", "duration": "8h"}
+UNTIL_FEBRUARY = {"kind": "allow", "rule": f"{DAILY_9};UNTIL=20270201", "duration": "8h"}
+WINTER_FREEZE = {"kind": "deny", "from": "2026-11-20T00:00:00", "to": "2027-01-10T00:00:00"}
+# (what, the plan's windows, whether they never allow a forward move again from NOW)
+WINDOW_SETS_AT_NOW: list[tuple[str, list[dict[str, Any]], bool]] = [
+    ("every opening left falls inside a freeze", [UNTIL_MID_DECEMBER, WINTER_FREEZE], True),
+    ("some openings left after the freeze", [UNTIL_FEBRUARY, WINTER_FREEZE], False),
+    ("a freeze alone: allowed outside it", [WINTER_FREEZE], False),
+    ("an allow window and no freeze", [UNTIL_MID_DECEMBER], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("windows", "shut"),
+    [c[1:] for c in WINDOW_SETS_AT_NOW],
+    ids=[c[0] for c in WINDOW_SETS_AT_NOW],
+)
+def test_windows_that_together_never_open_again_are_an_error(
+    windows: list[dict[str, Any]], shut: bool
+) -> None:
+    # Each window on its own opens again, and the allow window opened outside the
+    # freeze in its first years: only taken together, from now, is every opening gone.
+    data = plan(25, 100, windows=windows)
+    wrong = errors(lint(parse_plan(data), NOW))
+    assert [
+        (f.field, "no window opens from 2026-11-22 12:00 UTC on" in f.message) for f in wrong
+    ] == ([("windows", True)] if shut else [])
+    if shut:
+        with pytest.raises(ConfigError, match=r"cannot work: error: windows: no window opens"):
+            commands.plan(data, backends=frozenset(), now=NOW)
