@@ -44,6 +44,7 @@ from controller.core.metrics_source import (
     cumulative_buckets,
     one_number,
     scalar,
+    sight_problem,
 )
 from controller.core.rollouts import Guardrail, Plan, Rollout
 from controller.core.stats import (
@@ -60,6 +61,8 @@ from controller.core.stats import (
 
 MAX_SHOWN_QUERY = 2500
 """A query is kept in the evidence up to this many characters."""
+MAX_SAMPLE_AGE = timedelta(seconds=60)
+"""The default bound on an arm's newest sample (``prometheus.max_sample_age_seconds``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,9 @@ class Sourced:
     """Why a sourced guardrail is not tested yet, by metric (the gate's hold reason)."""
     missing: tuple[str, ...] = ()
     """Why the gate must hold whatever else it finds: a reading absent, stale or unusable."""
+    unusable: dict[str, str] = field(default_factory=dict)
+    """By guardrail (or limit, or traffic): why its current reading cannot be used, dry runs
+    included (the daemon alerts on these as on a source that does not answer)."""
     traffic: int = 0
     """Requests (or exposures) the source counted in the stage: the stage has traffic."""
     baselines: dict[str, float | None] = field(default_factory=dict)
@@ -83,9 +89,16 @@ NOT_SOURCED = Sourced()
 
 
 def sourced_tests(
-    rollout: Rollout, readings: FlagReadings | None, now: datetime, *, max_age: timedelta
+    rollout: Rollout,
+    readings: FlagReadings | None,
+    now: datetime,
+    *,
+    max_age: timedelta,
+    sample_age: timedelta = MAX_SAMPLE_AGE,
 ) -> Sourced:
-    """The gate's view of the source for the stage (see the module)."""
+    """The gate's view of the source for the stage (see the module); an arm whose newest
+    sample is older than ``sample_age``, or whose answers are dated that far from when they
+    were asked, is missing (:func:`~controller.core.metrics_source.sight_problem`)."""
     plan = rollout.plan
     if not reads_source(plan):
         return NOT_SOURCED
@@ -94,7 +107,7 @@ def sourced_tests(
     tests: dict[str, SequentialResult | None] = {
         g.metric: None for g in plan.guardrails if g.source != "events"
     }
-    out = _Gathered(tests=tests)
+    out = _Gathered(tests=tests, sample_age_s=sample_age.total_seconds())
     for guardrail in guardrails:
         taken = _fresh(
             guardrail.metric,
@@ -134,6 +147,7 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
     assert guardrail.prometheus is not None  # the plan model guarantees it
     role, _ = traffic_role(guardrail)
     try:
+        _see("treatment", taken, out.sample_age_s)
         got = _given(taken.answers.get(("treatment", role)))
         if role == "total":
             requests = round(one_number(got))
@@ -142,6 +156,7 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
     except ReadingProblem as exc:
         reason = f"the treated requests from Prometheus are unusable: {exc}"
         out.shown[TRAFFIC] = {**_shown(taken, {}), "problems": [str(exc)]}
+        out.unusable[TRAFFIC] = reason
         if not quiet:
             out.missing.append(reason)
         return
@@ -152,9 +167,11 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
 @dataclass(slots=True)
 class _Gathered:
     tests: dict[str, SequentialResult | None]
+    sample_age_s: float
     limits: dict[str, SequentialResult] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)
     traffic: int = 0
     baselines: dict[str, float | None] = field(default_factory=dict)
     shown: dict[str, Any] = field(default_factory=dict)
@@ -168,6 +185,7 @@ class _Gathered:
             limits=self.limits,
             waiting=self.waiting,
             missing=tuple(self.missing),
+            unusable=self.unusable,
             traffic=self.traffic,
             baselines=self.baselines,
             evidence=evidence,
@@ -210,6 +228,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     problems: list[str] = []
     for arm in ARMS:
         try:
+            _see(arm, taken, out.sample_age_s)
             arms[arm] = _arm(metric, arm, taken.answers, queries.le_unit)
         except ReadingProblem as exc:
             problems.append(f"{arm}: {exc}")
@@ -218,6 +237,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     if problems:  # no series, NaN, not a histogram: never read as "no traffic" either
         shown["problems"] = problems
         out.waiting[metric] = reason = f"{metric} from Prometheus unusable: " + "; ".join(problems)
+        out.unusable[metric] = reason
         if not guardrail.dry_run:
             out.missing.append(reason)
         return
@@ -266,11 +286,13 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
     shown = _shown(taken, {})
     out.shown[name] = shown
     try:
+        _see("treatment", taken, out.sample_age_s)
         value = scalar(_given(got))
     except ReadingProblem as exc:
         shown["problems"] = [str(exc)]
         reason = f"limit {limit.name} from Prometheus unusable: {exc}"
         out.waiting[name] = reason
+        out.unusable[name] = reason
         out.missing.append(reason)
         return
     shown["value"] = value
@@ -279,6 +301,21 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
     shown["test"] = result.evidence()
     out.limits[limit.name] = result
     out.traffic += 1  # a value, not NaN: the query found samples in the stage
+
+
+def _see(arm: str, taken: Taken, bound_s: float) -> None:
+    """:class:`ReadingProblem` when the source does not see ``arm`` now (a dark target, a
+    sample dated far from the query): what it answers is then frozen or implausible."""
+    answers = [
+        got
+        for (of, role), got in taken.answers.items()
+        if of == arm and role != "fresh" and isinstance(got, Answer)
+    ]
+    newest = taken.answers.get((arm, "fresh"))
+    fresh = newest if isinstance(newest, Answer) else None
+    problem = sight_problem(answers, fresh, asked_at=taken.at, bound_s=bound_s)
+    if problem is not None:
+        raise ReadingProblem(problem)
 
 
 def _given(got: Answer | str | None) -> Answer:
