@@ -72,7 +72,7 @@ async def test_a_treatment_target_gone_dark_holds_alerts_and_its_regression_roll
     # Given a canary whose treatment and control are separate scrape targets, healthy,
     # in a first stage of 20 s gated on Prometheus alone
     apps, prometheus = canary
-    port = use(scenario, prometheus.url, RC_PROMETHEUS__MAX_SAMPLE_AGE_SECONDS="5")
+    port = use(scenario, prometheus.url)
     scenario.start_daemon()
     dark = asyncio.Event()
 
@@ -135,7 +135,9 @@ async def test_a_label_that_matches_nothing_alerts_after_the_grace(
     port = use(scenario, prometheus.url)
     scenario.start_daemon()
     scenario.run("nomatch", serve_traffic(apps, "nomatch", scenario.state))
-    await scenario.start("nomatch", one_stage_plan(first=2, arms={"treatment": "onn"}))
+    await scenario.start(
+        "nomatch", one_stage_plan(first=2, arms={"treatment": "onn", "control": "off"})
+    )
     # Then, past alert_after_seconds of answers with no series, the flag is alerted on
     alert = await scenario.until(
         lambda: scenario.observed.alert_where(flag="nomatch", kind="metric_source_unavailable"),

@@ -5,6 +5,8 @@ arms while the stage has a concurrent control (below 100%), each Prometheus
 limit's for the treated units where the plan's limits gate (at 100%), and, at
 100%, the treated requests of the first sourced guardrail (the stage's
 traffic), every placeholder filled for the stage: ``{{window}}`` is its age.
+Each arm is also asked for the newest sample of the series its queries select
+(role ``fresh``), so an arm no longer scraped is seen as such.
 :func:`plan_queries` fills a plan's queries for ``rolloutctl plan validate``.
 """
 

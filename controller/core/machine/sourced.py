@@ -12,6 +12,11 @@ another stage, or is older than ``max_age`` is *missing*: the gate holds,
 naming the source and why. An answer the source gave but a guardrail cannot
 use (no series, NaN, not a histogram) leaves that guardrail untested, and an
 untested gating guardrail holds the stage, as one below its event floor does.
+So does an arm the source no longer sees (no current sample of its series, its
+newest older than ``sample_age``, an answer dated far from its asking:
+:func:`~controller.core.metrics_source.sight_problem`), whose counts would
+otherwise be read frozen. :attr:`Sourced.unusable` names each such reading,
+dry runs included, for the daemon's alert.
 Regressions on everything that *was* read still act at once, and the event-fed
 guardrails do not wait on the source at all.
 """
@@ -147,12 +152,12 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
     assert guardrail.prometheus is not None  # the plan model guarantees it
     role, _ = traffic_role(guardrail)
     try:
-        _see("treatment", taken, out.sample_age_s)
         got = _given(taken.answers.get(("treatment", role)))
         if role == "total":
             requests = round(one_number(got))
         else:
             requests = round(cumulative_buckets(got, le_unit=guardrail.prometheus.le_unit)[-1][1])
+        _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         reason = f"the treated requests from Prometheus are unusable: {exc}"
         out.shown[TRAFFIC] = {**_shown(taken, {}), "problems": [str(exc)]}
@@ -228,8 +233,8 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     problems: list[str] = []
     for arm in ARMS:
         try:
-            _see(arm, taken, out.sample_age_s)
             arms[arm] = _arm(metric, arm, taken.answers, queries.le_unit)
+            _see(arm, taken, out.sample_age_s)  # after: "no series" names the labels
         except ReadingProblem as exc:
             problems.append(f"{arm}: {exc}")
     shown = _shown(taken, arms)
@@ -286,8 +291,8 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
     shown = _shown(taken, {})
     out.shown[name] = shown
     try:
-        _see("treatment", taken, out.sample_age_s)
         value = scalar(_given(got))
+        _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         shown["problems"] = [str(exc)]
         reason = f"limit {limit.name} from Prometheus unusable: {exc}"

@@ -216,12 +216,21 @@ class SourceReadings:
                 answers, queries = outcome
                 taken[name] = Taken(stage_of(rollout), now, answers, queries)
                 failing.pop(name, None)
-        unusable = self._tests(rollout, FlagReadings(self._where, taken), now).unusable
-        for name, reason in unusable.items():
+        for name, reason in self._unusable(rollout, taken, now).items():
             if name in names and name not in failing:
                 _fail(failing, name, reason, now, since=readings.failing.get(name))
         followed.readings = FlagReadings(self._where, taken, failing)
         self._alarm(flag, followed, now)
+
+    def _unusable(self, rollout: Rollout, taken: dict[str, Taken], now: datetime) -> dict[str, str]:
+        """Why each reading a guardrail cannot use is unusable, once the stage's window is
+        ``max_sample_age_seconds`` long: a shorter one may not yet hold two scrapes of a
+        series, so ``increase`` over it answers no series while all is well (it holds the
+        stage all the same, with its reason)."""
+        window = now - rollout.stage_started_at - timedelta(seconds=self._settings.settle_seconds)
+        if window < self._sample_age:
+            return {}
+        return self._tests(rollout, FlagReadings(self._where, taken), now).unusable
 
     def _planned(self, rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery] | str]:
         """The stage's queries by name, or for every name why they cannot be filled."""

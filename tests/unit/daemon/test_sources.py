@@ -206,7 +206,15 @@ async def test_an_answer_no_guardrail_can_use_alerts_after_the_grace_and_recover
             failed = reading.failing.get("error_rate") if reading is not None else None
             return failed.reason if failed is not None else ""
 
-        # Then it is held as failing from its first reading, silently within the grace
+        # Then, while the stage's window may not yet hold two scrapes, it only holds
+        def taken() -> bool:
+            reading = sources.readings("nomatch")
+            return reading is not None and "error_rate" in reading.taken
+
+        await eventually(taken, timeout=10, what="the first reading")
+        assert unusable() == ""
+        # ...and past max_sample_age_seconds of window it fails, silently within the grace
+        clock.now = T0 + timedelta(seconds=65)
         assert "no series" in await eventually(unusable, timeout=10, what="the unusable reading")
         assert alerts == []
         # ...and alerted on once the grace has passed, naming why
