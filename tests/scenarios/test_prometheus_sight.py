@@ -179,25 +179,66 @@ async def environments(
             await app.close()
 
 
-def twenty_times_in_staging(_state: dict[str, Any], arm: Arm) -> float:
+def twenty_times(_state: dict[str, Any], arm: Arm) -> float:
     return 0.4 if arm is Arm.TREATMENT else 0.02
 
 
+def healthy_arms(_state: dict[str, Any], _arm: Arm) -> float:
+    return 0.02
+
+
 @pytest.mark.timeout(400)
-async def test_a_pipeline_gated_on_prometheus_in_every_environment_rolls_back_staging(
-    scenario: Scenario, environments: tuple[dict[str, MetricsApp], PrometheusServer]
+@pytest.mark.parametrize("regressed", ["staging", "production"])
+async def test_a_pipeline_gated_on_prometheus_in_every_environment_rolls_back_a_regression(
+    scenario: Scenario,
+    environments: tuple[dict[str, MetricsApp], PrometheusServer],
+    regressed: str,
 ) -> None:
     # Given a pipeline whose every step gates on Prometheus alone, each environment's
-    # series labelled with it, and a 20x error rate in staging's treatment only
+    # series labelled with it, and a 20x error rate in one environment's treatment only
+    # (production is the default environment: its rollout is keyed by the flag alone)
     apps, prometheus = environments
     use(scenario, prometheus.url)
     release = Release(scenario)
     scenario.start_daemon()
     flag = "pipe-prom"
     for name, app in apps.items():
-        errors = twenty_times_in_staging if name == "staging" else triple_errors_never
+        errors = twenty_times if name == regressed else healthy_arms
         work = serve_traffic(app, flag, scenario.state, errors=errors, key=key_in(flag, name))
         scenario.run(name, work)
+    await release.start(flag, pipeline_on_prometheus())
+    # Then each environment before it completes on its own series
+    key = key_in(flag, regressed)
+    rollback = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=key, action="rollback"),
+        timeout=300,
+        what=f"{regressed} rolled back",
+    )
+    for before in ENVIRONMENTS[: ENVIRONMENTS.index(regressed)]:
+        done = scenario.observed.decision_where(flag=key_in(flag, before), action="complete")
+        assert done is not None
+        read = done["evidence"]["sources"]["reads"]["traffic"]
+        asked = read["queries"]["total"]["treatment"]
+        assert f'feature_flag_key="{flag}", environment="{before}"' in asked
+    # ...and the regressed one is rolled back on its own
+    read = rollback["evidence"]["sources"]["reads"]["error_rate"]
+    asked = read["queries"]["total"]["treatment"]
+    assert f'feature_flag_key="{flag}", environment="{regressed}"' in asked
+    assert rollback["evidence"]["breach"] == "error_rate"
+    stop = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=flag, action="pipeline_stop"),
+        timeout=60,
+        what="the pipeline stopping",
+    )
+    assert stop["evidence"]["environment"] == regressed
+    if regressed == "staging":
+        assert ("pipeline_start", "production") not in release.decided(flag)
+    unavailable = [a for a in scenario.observed.alerts if a["kind"] == "metric_source_unavailable"]
+    assert unavailable == []
+
+
+def pipeline_on_prometheus() -> dict[str, Any]:
+    """dev, staging, production, each gated on the error rate of its own series."""
     queries = {**BY_ENVIRONMENT, "arms": ARMS}
     plan = {
         "stages": [
@@ -208,36 +249,9 @@ async def test_a_pipeline_gated_on_prometheus_in_every_environment_rolls_back_st
         "alpha": 0.01,
         "min_metric_events": 300,
     }
-    pipeline = {
+    return {
         "name": "release",
         "plans": {"prom": plan},
         "plan": "prom",
         "steps": [{"environment": e} for e in ENVIRONMENTS],
     }
-    await release.start(flag, pipeline)
-    # Then dev completes on its own series and staging is rolled back on its own
-    rollback = await scenario.until(
-        lambda: scenario.observed.decision_where(flag=f"{flag}@staging", action="rollback"),
-        timeout=240,
-        what="staging rolled back",
-    )
-    read = rollback["evidence"]["sources"]["reads"]["error_rate"]
-    asked = read["queries"]["total"]["treatment"]
-    assert f'feature_flag_key="{flag}", environment="staging"' in asked
-    assert rollback["evidence"]["breach"] == "error_rate"
-    dev = scenario.observed.decision_where(flag=f"{flag}@dev", action="complete")
-    assert dev is not None
-    dev_read = dev["evidence"]["sources"]["reads"]["traffic"]
-    assert 'environment="dev"' in dev_read["queries"]["total"]["treatment"]
-    # ...and production never starts
-    await scenario.until(
-        lambda: scenario.observed.decision_where(flag=flag, action="pipeline_stop"),
-        timeout=60,
-        what="the pipeline stopping at staging",
-    )
-    assert ("pipeline_start", "production") not in release.decided(flag)
-    assert not scenario.observed.alert_where(flag=f"{flag}@dev", kind="metric_source_unavailable")
-
-
-def triple_errors_never(_state: dict[str, Any], _arm: Arm) -> float:
-    return 0.02

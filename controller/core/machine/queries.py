@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.core.common.scopes import split as split_key
+from controller.core.common import split as split_key
 from controller.core.metrics_source import (
     Answer,
     Ask,

@@ -176,8 +176,6 @@ def build_engine(
     consultations = _consultations(shared, advisor, llm or LlmSettings(), aggregates, rollouts)
     consultations.sources = sources
     keys = Keyring(registry_of(settings))
-    if sources is not None:  # {{environment}} of a default-environment rollout
-        sources.default_environment = lambda: keys.environments.default
     pipelines = _pipelines(
         shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
     )

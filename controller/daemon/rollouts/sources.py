@@ -57,7 +57,7 @@ from controller.core.metrics_source import (
     Taken,
     UnsafeValue,
 )
-from controller.core.release.environments import DEFAULT_ENVIRONMENT
+from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.rollouts import RaiseAlert, Rollout
 from controller.ports import MetricSource
 from controller.settings import PrometheusSettings
@@ -199,11 +199,12 @@ class SourceReadings:
 
     async def _once(self, flag: str, followed: _Followed, source: MetricSource) -> None:
         rollout, now = followed.rollout, self._now()
-        planned = self._planned(rollout, now)
+        planned = _planned(rollout, now, self._settings, self.default_environment())
         if not planned:
             return
         names = list(planned)
-        tried = await asyncio.gather(*(self._ask(source, planned[n], now) for n in names))
+        self.asked += sum(_requests(planned[n]) for n in names)
+        tried = await asyncio.gather(*(_ask(source, planned[n], now) for n in names))
         readings = followed.readings
         # A name no longer asked (a guardrail at 100%) no longer fails: it would hold the
         # alert raised, or raise one, for what is not read any more.
@@ -231,53 +232,6 @@ class SourceReadings:
         if window < self._sample_age:
             return {}
         return self._tests(rollout, FlagReadings(self._where, taken), now).unusable
-
-    def _planned(self, rollout: Rollout, now: datetime) -> dict[str, list[PlannedQuery] | str]:
-        """The stage's queries by name, or for every name why they cannot be filled."""
-        try:
-            return {
-                **planned_queries(
-                    rollout,
-                    now,
-                    settle_s=self._settings.settle_seconds,
-                    default_environment=self.default_environment(),
-                )
-            }
-        except UnsafeValue as exc:
-            return dict.fromkeys(reading_names(rollout), f"its queries cannot be filled: {exc}")
-
-    async def _ask(
-        self, source: MetricSource, queries: list[PlannedQuery] | str, at: datetime
-    ) -> tuple[dict[Ask, Answer | str], dict[Ask, str]] | str:
-        """One guardrail's queries, together: their answers, or why the source gave none.
-
-        Queries that can be joined are asked as one (:func:`combined`): one request.
-        """
-        if isinstance(queries, str):  # they could not be filled: nothing to ask
-            return queries
-        texts = {(q.arm, q.role): q.promql for q in queries}
-        joined = combined(queries)
-        if joined is not None:
-            self.asked += 1
-            try:
-                parts: dict[Ask, Answer | str] = {
-                    **split(await source.query(joined, at=at), queries)
-                }
-            except ControllerError as exc:
-                return f"{len(queries)} queries asked as one: {str(exc)[:400]}"
-            return parts, texts
-        self.asked += len(queries)
-        asked = await asyncio.gather(
-            *(source.query(q.promql, at=at) for q in queries), return_exceptions=True
-        )
-        answers: dict[Ask, Answer | str] = {}
-        for query, answer in zip(queries, asked, strict=True):
-            if isinstance(answer, ControllerError):
-                return f"{query.arm} {query.role}: {str(answer)[:400]}"
-            if isinstance(answer, BaseException):
-                raise answer
-            answers[query.arm, query.role] = answer
-        return answers, texts
 
     def _alarm(self, flag: str, followed: _Followed, now: datetime) -> None:
         """One alert once the flag's readings fail past the grace; one when they recover."""
@@ -318,3 +272,54 @@ def _fail(
     """``name`` fails for ``reason``, since its failure began (``since``, or as kept)."""
     began = failing.get(name) or since
     failing[name] = Failing(reason, began.since if began is not None else now)
+
+
+def _planned(
+    rollout: Rollout, now: datetime, settings: PrometheusSettings, environment: str
+) -> dict[str, list[PlannedQuery] | str]:
+    """The stage's queries by name, or for every name why they cannot be filled."""
+    try:
+        return {
+            **planned_queries(
+                rollout, now, settle_s=settings.settle_seconds, default_environment=environment
+            )
+        }
+    except UnsafeValue as exc:
+        return dict.fromkeys(reading_names(rollout), f"its queries cannot be filled: {exc}")
+
+
+def _requests(queries: list[PlannedQuery] | str) -> int:
+    """The requests asking ``queries`` sends: one when they can be joined."""
+    if isinstance(queries, str):
+        return 0
+    return 1 if combined(queries) is not None else len(queries)
+
+
+async def _ask(
+    source: MetricSource, queries: list[PlannedQuery] | str, at: datetime
+) -> tuple[dict[Ask, Answer | str], dict[Ask, str]] | str:
+    """One guardrail's queries, together: their answers, or why the source gave none.
+
+    Queries that can be joined are asked as one (:func:`combined`): one request.
+    """
+    if isinstance(queries, str):  # they could not be filled: nothing to ask
+        return queries
+    texts = {(q.arm, q.role): q.promql for q in queries}
+    joined = combined(queries)
+    if joined is not None:
+        try:
+            parts: dict[Ask, Answer | str] = {**split(await source.query(joined, at=at), queries)}
+        except ControllerError as exc:
+            return f"{len(queries)} queries asked as one: {str(exc)[:400]}"
+        return parts, texts
+    asked = await asyncio.gather(
+        *(source.query(q.promql, at=at) for q in queries), return_exceptions=True
+    )
+    answers: dict[Ask, Answer | str] = {}
+    for query, answer in zip(queries, asked, strict=True):
+        if isinstance(answer, ControllerError):
+            return f"{query.arm} {query.role}: {str(answer)[:400]}"
+        if isinstance(answer, BaseException):
+            raise answer
+        answers[query.arm, query.role] = answer
+    return answers, texts
