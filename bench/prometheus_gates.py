@@ -9,6 +9,10 @@ rollouts of a plan gated on two Prometheus guardrails (error rate: count and tot
 per arm; p95: buckets per arm), each read by its own task every
 ``--interval`` seconds, and sweeps every flag's gate every second for ``--seconds``.
 
+Every flag's arms are identical (an A/A): ``ended_early`` counts rollouts that did not
+stay running (a false rollback or pause), ``unusable_at_end`` the flags whose last reading
+a guardrail could not use (an arm seen as not scraped would be a false hold).
+
 Measured: the gate's own CPU (``gate.evaluate`` on the kept readings, against the
 same gate on an events-only plan), the queries each reading fills and the requests
 it sends (a guardrail's queries go as one), the requests per gate (at this sweep of
@@ -53,7 +57,7 @@ from controller.core.machine import planned_queries
 from controller.core.machine.gate import evaluate
 from controller.core.metrics_source import Answer
 from controller.core.rollouts import parse_plan
-from controller.core.rollouts.rollout import CommandInput, Rollout
+from controller.core.rollouts.rollout import CommandInput, Phase, Rollout
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire.messages import CommandAction
 from controller.daemon.rollouts import SourceReadings, build_engine
@@ -294,6 +298,10 @@ async def _measure(
             readings = round(len(flags) * seconds / interval)
             rollouts = [(await states.load(f)).rollout for f in flags]
             held = sum(1 for r in rollouts if r is not None and r.stage == 0)
+            now = datetime.now(UTC)
+            views = [sources.view(r, now) for r in rollouts if r is not None]
+            unseen = sum(1 for v in views if v is not None and v.unusable)
+            rolled_back = sum(1 for r in rollouts if r is not None and r.phase is not Phase.RUNNING)
             pure = pure_gates([r for r in rollouts if r is not None], sources, rounds=20)
     latencies = sorted(source.latencies)
     return {
@@ -313,6 +321,8 @@ async def _measure(
         "request_ms_p50": statistics.median(latencies) * 1000 if latencies else None,
         "request_ms_p99": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None,
         "still_in_first_stage": held,
+        "ended_early": rolled_back,
+        "unusable_at_end": unseen,
         "cpus": os.cpu_count(),
     }
 

@@ -13,6 +13,7 @@ counters from zero again, as a restarted process does. It also keeps the truth
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import time
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -85,9 +86,18 @@ def latency_p95(**extra: Any) -> dict[str, Any]:
 class PrometheusServer:
     """Debian's Prometheus on a free port, scraping ``targets`` every second."""
 
-    def __init__(self, workdir: Path, targets: list[str], *, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        *,
+        binary: str | None = None,
+        labels: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        """``labels``: by target, the labels Prometheus attaches to its series (as a
+        deployment's service discovery attaches its environment)."""
         self.binary = binary or prometheus_binary()
-        self.workdir, self.targets = workdir, targets
+        self.workdir, self.targets, self.labels = workdir, targets, labels or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: ManagedProcess | None = None
@@ -95,11 +105,14 @@ class PrometheusServer:
 
     def _config(self) -> Path:
         path = self.workdir / "prometheus.yml"
-        targets = ", ".join(f"'{t}'" for t in self.targets)
+        groups = ", ".join(
+            f"{{targets: ['{t}'], labels: {json.dumps(self.labels.get(t, {}))}}}"
+            for t in self.targets
+        )
         path.write_text(
             "global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
-            f"  - job_name: app\n    static_configs: [{{targets: [{targets}]}}]\n",
+            f"  - job_name: app\n    static_configs: [{groups}]\n",
             encoding="utf-8",
         )
         return path
@@ -185,6 +198,8 @@ class MetricsApp:
         """When each scrape came (Unix seconds), and the truth it was shown."""
         self._server = Dripper(self._answer)
         self.target = ""
+        self.dark = False
+        """While set, every scrape fails (503), as a crash-looping or unscraped target's."""
 
     async def start(self) -> str:
         """Serve ``/metrics``; the scrape target (``host:port``)."""
@@ -196,6 +211,8 @@ class MetricsApp:
         await self._server.close()
 
     async def _answer(self, _method: str, _path: str, _headers: dict[str, str], _b: bytes) -> bytes:
+        if self.dark:
+            return canned(503, b"unavailable", "text/plain")
         body = generate_latest(self._metrics.registry)
         self.scrapes.append((time.time(), {k: (v[0], v[1]) for k, v in self.truth.items()}))
         return canned(200, body, "text/plain; version=0.0.4")
@@ -226,8 +243,26 @@ class MetricsApp:
         counts[1] += int(error)
 
 
+class Counting(Protocol):
+    """Where an app counts the requests it serves."""
+
+    def serve(self, flag: str, arm: Arm, *, error: bool, latency_ms: float) -> None: ...
+
+
+@dataclass
+class ArmApps:
+    """Each arm served by an app of its own (a canary deployment): two scrape targets."""
+
+    treatment: MetricsApp
+    control: MetricsApp
+
+    def serve(self, flag: str, arm: Arm, *, error: bool, latency_ms: float) -> None:
+        app = self.treatment if arm is Arm.TREATMENT else self.control
+        app.serve(flag, arm, error=error, latency_ms=latency_ms)
+
+
 async def serve_traffic(
-    app: MetricsApp,
+    app: Counting,
     flag: str,
     state: Callable[[str], dict[str, Any] | None],
     *,
@@ -235,12 +270,14 @@ async def serve_traffic(
     latency: LatencyModel = steady,
     rate: int = 1000,
     units: int = 4000,
+    key: str | None = None,
 ) -> None:
-    """Requests to ``flag`` at ``rate`` a second, each unit's arm as the SDK assigns it."""
+    """Requests to ``flag`` at ``rate`` a second, each unit's arm as the SDK assigns it from
+    the state of ``key`` (default: the flag; ``checkout@staging`` for another environment's)."""
     rng = random.Random(flag)
     tick = 0.05
     while True:
-        current = state(flag)
+        current = state(key or flag)
         if current is None or current["status"] not in ("rolling_out", "paused", "completed"):
             await asyncio.sleep(tick)
             continue

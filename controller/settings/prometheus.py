@@ -57,12 +57,23 @@ class PrometheusSettings(BaseModel):
         le=3600,
         description="A reading older than this is stale: the gate holds until a fresh one.",
     )
+    max_sample_age_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="An arm whose newest scraped sample is older than this, or an answer"
+        " dated further than this from when it was asked, is missing: the stage holds and"
+        " alerts. At least twice the scrape interval plus the scrape timeout (the default"
+        " fits scrape intervals up to 25 s).",
+    )
     alert_after_seconds: float = Field(
         default=60.0,
         ge=0,
         le=86400,
-        description="A flag's Prometheus guardrails failing this long raise an alert naming"
-        " the source (once, until they read again).",
+        description="A flag's Prometheus guardrails failing or unusable this long raise an"
+        " alert naming the source (once, until they read again): an outage is alerted once"
+        " its failed readings span this, so with 5 s readings one longer than about this"
+        " plus 5 s.",
     )
     max_answer_bytes: int = Field(
         default=1_048_576,

@@ -69,6 +69,7 @@ def use(scenario: Scenario, url: str, **extra: str) -> int:
         RC_PROMETHEUS__SETTLE_SECONDS="1.5",  # scraped every second
         RC_PROMETHEUS__MAX_AGE_SECONDS="4",
         RC_PROMETHEUS__ALERT_AFTER_SECONDS="3",
+        RC_PROMETHEUS__MAX_SAMPLE_AGE_SECONDS="5",  # scraped every second
         RC_PROMETHEUS__QUERY_TIMEOUT_SECONDS="2",
         RC_HTTP__PORT=str(port),
         RC_HTTP__HOST="127.0.0.1",

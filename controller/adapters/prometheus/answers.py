@@ -49,7 +49,7 @@ def decode(body: bytes, *, max_series: int) -> Answer:
     data = document.get("data")
     kind = data.get("resultType") if isinstance(data, dict) else None
     if kind == "scalar":
-        return Answer((Series((), _value(data.get("result"))),))  # type: ignore[union-attr]
+        return Answer((Series((), *_sample(data.get("result"))),))  # type: ignore[union-attr]
     if kind != "vector":
         raise SourceUnavailable(
             f"a result of type {_text(kind, 40)!r}: an instant vector was meant"
@@ -75,14 +75,22 @@ def _series(item: Any) -> Series:
         if not isinstance(value, str) or max(len(name), len(value)) > MAX_LABEL_CHARS:
             raise SourceUnavailable(f"the label {name[:64]!r} is not a bounded string")
         pairs.append((name, value))
-    return Series(tuple(sorted(pairs)), _value(item.get("value")))
+    value, at = _sample(item.get("value"))
+    return Series(tuple(sorted(pairs)), value, at)
 
 
-def _value(sample: Any) -> float:
-    """A sample ``[timestamp, "value"]``'s value; NaN and infinities pass (the core judges)."""
+def _sample(sample: Any) -> tuple[float, float]:
+    """A sample ``[timestamp, "value"]``'s value and time; NaN and infinities pass as values
+    and any finite time as its time (whether they can be used is the core's to say)."""
     if not (isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str)):
         raise SourceUnavailable('a sample is not [time, "value"]')
-    text = sample[1]
+    at = sample[0]
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise SourceUnavailable("a sample's time is not a number of seconds")
+    return _value(sample[1]), float(at)
+
+
+def _value(text: str) -> float:
     if len(text) > 64:
         raise SourceUnavailable("a sample value longer than a number")
     try:

@@ -5,6 +5,8 @@ arms while the stage has a concurrent control (below 100%), each Prometheus
 limit's for the treated units where the plan's limits gate (at 100%), and, at
 100%, the treated requests of the first sourced guardrail (the stage's
 traffic), every placeholder filled for the stage: ``{{window}}`` is its age.
+Each arm is also asked for the newest sample of the series its queries select
+(role ``fresh``), so an arm no longer scraped is seen as such.
 :func:`plan_queries` fills a plan's queries for ``rolloutctl plan validate``.
 """
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from controller.core.common import split as split_key
 from controller.core.metrics_source import (
     Answer,
     Ask,
@@ -21,6 +24,7 @@ from controller.core.metrics_source import (
     Series,
     Stage,
     fill,
+    newest_sample_query,
     parse_template,
 )
 from controller.core.rollouts import Guardrail, Plan, Rollout
@@ -81,10 +85,15 @@ def gating_limits(rollout: Rollout) -> list[PrometheusLimit]:
 
 
 def planned_queries(
-    rollout: Rollout, now: datetime, *, settle_s: float = 0.0
+    rollout: Rollout,
+    now: datetime,
+    *,
+    settle_s: float = 0.0,
+    default_environment: str = "default",
 ) -> dict[str, list[PlannedQuery]]:
     """Each sourced guardrail's and limit's queries for the stage as of ``now``, by name;
-    none while the stage is younger than ``settle_s`` and a second.
+    none while the stage is younger than ``settle_s`` and a second. :class:`UnsafeValue`
+    when a value cannot be filled in (its reason names it).
 
     ``{{window}}`` covers the stage but its first ``settle_s``. A series born with
     the stage (a new variant's) is then read from its second scrape on, where
@@ -93,62 +102,104 @@ def planned_queries(
     rule (``extrapolatedRate``: up to where that bucket would be zero, or half an
     interval past a 1.1-interval gap), which shifts requests between buckets and
     can fake a latency regression (docs/prometheus.md).
+
+    ``{{flag}}`` is the flag's own key and ``{{environment}}`` the rollout's
+    environment: a rollout keyed ``checkout@staging`` fills ``checkout`` and
+    ``staging``, one keyed ``checkout`` the flag and ``default_environment``.
+    Each arm is also asked for the newest sample of its series (role ``fresh``,
+    :func:`~controller.core.metrics_source.newest_sample_query`).
     """
     window = (now - rollout.stage_started_at).total_seconds() - settle_s
     if window < 1.0 and settle_s > 0:
         return {}
-    window = max(window, 1.0)
-    start = rollout.stage_started_at.timestamp()
-
-    def filled(text: str, arm: str) -> str:
-        return fill(
-            parse_template(text), flag=rollout.flag, arm=arm, window_s=window, start_s=start
-        )
-
+    flag, environment = split_key(rollout.flag)
+    filler = _Filler(
+        flag, environment or default_environment, max(window, 1.0), rollout.stage_started_at
+    )
     out: dict[str, list[PlannedQuery]] = {}
     for guardrail in comparing_guardrails(rollout):
         assert guardrail.prometheus is not None  # the plan model guarantees it
         labels = guardrail.prometheus.arms
-        out[guardrail.metric] = [
-            PlannedQuery(guardrail.metric, arm, role, filled(text, getattr(labels, arm)))
-            for arm in ARMS
-            for role, text in guardrail.prometheus.named().items()
-        ]
+        named = guardrail.prometheus.named()
+        asks = [(arm, getattr(labels, arm), named) for arm in ARMS]
+        out[guardrail.metric] = filler.asked(guardrail.metric, asks)
     for limit in gating_limits(rollout):
         name = LIMIT_PREFIX + limit.name
-        out[name] = [PlannedQuery(name, "treatment", "value", filled(limit.query, limit.arm))]
+        out[name] = filler.asked(name, [("treatment", limit.arm, {"value": limit.query})])
     traffic = traffic_guardrail(rollout)
     if traffic is not None:
         assert traffic.prometheus is not None  # the plan model guarantees it
         role, text = traffic_role(traffic)
         label = traffic.prometheus.arms.treatment
-        out[TRAFFIC] = [PlannedQuery(TRAFFIC, "treatment", role, filled(text, label))]
+        out[TRAFFIC] = filler.asked(TRAFFIC, [("treatment", label, {role: text})])
     return out
 
 
-def plan_queries(plan: Plan, flag: str) -> list[tuple[str, str]]:
-    """Every query of ``plan`` filled for ``flag`` (a minute into a stage), with its field.
+@dataclass(frozen=True, slots=True)
+class _Filler:
+    """Fills one stage's templates, and adds each arm's newest-sample query."""
+
+    flag: str
+    environment: str
+    window_s: float
+    started: datetime
+
+    def filled(self, text: str, label: str) -> str:
+        return fill(
+            parse_template(text),
+            flag=self.flag,
+            arm=label,
+            window_s=self.window_s,
+            start_s=self.started.timestamp(),
+            environment=self.environment,
+        )
+
+    def asked(self, name: str, asks: list[tuple[str, str, dict[str, str]]]) -> list[PlannedQuery]:
+        """``name``'s queries: per (arm, label value, templates by role)."""
+        out: list[PlannedQuery] = []
+        for arm, label, templates in asks:
+            mine = [
+                PlannedQuery(name, arm, role, self.filled(text, label))
+                for role, text in templates.items()
+            ]
+            newest = newest_sample_query(q.promql for q in mine)
+            fresh = [] if newest is None else [PlannedQuery(name, arm, "fresh", newest)]
+            out += mine + fresh
+        return out
+
+
+def reading_names(rollout: Rollout) -> list[str]:
+    """What :func:`planned_queries` names for the stage: its guardrails, limits, traffic."""
+    names: list[str] = [g.metric for g in comparing_guardrails(rollout)]
+    names += [LIMIT_PREFIX + limit.name for limit in gating_limits(rollout)]
+    return names + ([TRAFFIC] if traffic_guardrail(rollout) is not None else [])
+
+
+def plan_queries(plan: Plan, key: str, environment: str = "default") -> list[tuple[str, str]]:
+    """Every query of ``plan`` filled for the flag ``key`` (a minute into a stage), with its
+    field; a key naming its environment (``checkout@staging``) fills that one, else
+    ``environment``.
 
     ``rolloutctl plan validate`` asks the server to parse them; a flag key that
     could not be filled raises :class:`~controller.core.metrics_source.UnsafeValue`.
     """
+    flag, named = split_key(key)
+    filler = _Filler(flag, named or environment, 60.0, datetime.fromtimestamp(0, UTC))
     out: list[tuple[str, str]] = []
     for i, guardrail in enumerate(plan.guardrails):
         if guardrail.prometheus is None:
             continue
         arm = guardrail.prometheus.arms.treatment
         for role, text in guardrail.prometheus.named().items():
-            filled = fill(parse_template(text), flag=flag, arm=arm, window_s=60, start_s=0)
-            out.append((f"guardrails[{i}].prometheus.{role}", filled))
+            out.append((f"guardrails[{i}].prometheus.{role}", filler.filled(text, arm)))
     for i, limit in enumerate(plan.limits.prometheus if plan.limits is not None else []):
-        filled = fill(parse_template(limit.query), flag=flag, arm=limit.arm, window_s=60, start_s=0)
-        out.append((f"limits.prometheus[{i}].query", filled))
+        out.append((f"limits.prometheus[{i}].query", filler.filled(limit.query, limit.arm)))
     return out
 
 
 ARM_LABEL = "rc_arm"
 ROLE_LABEL = "rc_role"
-VECTOR_ROLES = frozenset({"count", "total", "buckets"})
+VECTOR_ROLES = frozenset({"count", "total", "buckets", "fresh"})
 """Roles whose queries answer instant vectors, so several can be asked as one."""
 
 
@@ -177,5 +228,5 @@ def split(answer: Answer, queries: Sequence[PlannedQuery]) -> dict[Ask, Answer]:
         key = (series.label(ARM_LABEL) or "", series.label(ROLE_LABEL) or "")
         if key in parts:
             labels = tuple(p for p in series.labels if p[0] not in (ARM_LABEL, ROLE_LABEL))
-            parts[key].append(Series(labels, series.value))
+            parts[key].append(Series(labels, series.value, series.at))
     return {key: Answer(tuple(found)) for key, found in parts.items()}

@@ -12,6 +12,11 @@ another stage, or is older than ``max_age`` is *missing*: the gate holds,
 naming the source and why. An answer the source gave but a guardrail cannot
 use (no series, NaN, not a histogram) leaves that guardrail untested, and an
 untested gating guardrail holds the stage, as one below its event floor does.
+So does an arm the source no longer sees (no current sample of its series, its
+newest older than ``sample_age``, an answer dated far from its asking:
+:func:`~controller.core.metrics_source.sight_problem`), whose counts would
+otherwise be read frozen. :attr:`Sourced.unusable` names each such reading,
+dry runs included, for the daemon's alert.
 Regressions on everything that *was* read still act at once, and the event-fed
 guardrails do not wait on the source at all.
 """
@@ -44,6 +49,7 @@ from controller.core.metrics_source import (
     cumulative_buckets,
     one_number,
     scalar,
+    sight_problem,
 )
 from controller.core.rollouts import Guardrail, Plan, Rollout
 from controller.core.stats import (
@@ -60,6 +66,8 @@ from controller.core.stats import (
 
 MAX_SHOWN_QUERY = 2500
 """A query is kept in the evidence up to this many characters."""
+MAX_SAMPLE_AGE = timedelta(seconds=60)
+"""The default bound on an arm's newest sample (``prometheus.max_sample_age_seconds``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,9 @@ class Sourced:
     """Why a sourced guardrail is not tested yet, by metric (the gate's hold reason)."""
     missing: tuple[str, ...] = ()
     """Why the gate must hold whatever else it finds: a reading absent, stale or unusable."""
+    unusable: dict[str, str] = field(default_factory=dict)
+    """By guardrail (or limit, or traffic): why its current reading cannot be used, dry runs
+    included (the daemon alerts on these as on a source that does not answer)."""
     traffic: int = 0
     """Requests (or exposures) the source counted in the stage: the stage has traffic."""
     baselines: dict[str, float | None] = field(default_factory=dict)
@@ -83,9 +94,16 @@ NOT_SOURCED = Sourced()
 
 
 def sourced_tests(
-    rollout: Rollout, readings: FlagReadings | None, now: datetime, *, max_age: timedelta
+    rollout: Rollout,
+    readings: FlagReadings | None,
+    now: datetime,
+    *,
+    max_age: timedelta,
+    sample_age: timedelta = MAX_SAMPLE_AGE,
 ) -> Sourced:
-    """The gate's view of the source for the stage (see the module)."""
+    """The gate's view of the source for the stage (see the module); an arm whose newest
+    sample is older than ``sample_age``, or whose answers are dated that far from when they
+    were asked, is missing (:func:`~controller.core.metrics_source.sight_problem`)."""
     plan = rollout.plan
     if not reads_source(plan):
         return NOT_SOURCED
@@ -94,7 +112,7 @@ def sourced_tests(
     tests: dict[str, SequentialResult | None] = {
         g.metric: None for g in plan.guardrails if g.source != "events"
     }
-    out = _Gathered(tests=tests)
+    out = _Gathered(tests=tests, sample_age_s=sample_age.total_seconds())
     for guardrail in guardrails:
         taken = _fresh(
             guardrail.metric,
@@ -139,9 +157,11 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
             requests = round(one_number(got))
         else:
             requests = round(cumulative_buckets(got, le_unit=guardrail.prometheus.le_unit)[-1][1])
+        _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         reason = f"the treated requests from Prometheus are unusable: {exc}"
         out.shown[TRAFFIC] = {**_shown(taken, {}), "problems": [str(exc)]}
+        out.unusable[TRAFFIC] = reason
         if not quiet:
             out.missing.append(reason)
         return
@@ -152,9 +172,11 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
 @dataclass(slots=True)
 class _Gathered:
     tests: dict[str, SequentialResult | None]
+    sample_age_s: float
     limits: dict[str, SequentialResult] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)
     traffic: int = 0
     baselines: dict[str, float | None] = field(default_factory=dict)
     shown: dict[str, Any] = field(default_factory=dict)
@@ -168,6 +190,7 @@ class _Gathered:
             limits=self.limits,
             waiting=self.waiting,
             missing=tuple(self.missing),
+            unusable=self.unusable,
             traffic=self.traffic,
             baselines=self.baselines,
             evidence=evidence,
@@ -211,6 +234,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     for arm in ARMS:
         try:
             arms[arm] = _arm(metric, arm, taken.answers, queries.le_unit)
+            _see(arm, taken, out.sample_age_s)  # after: "no series" names the labels
         except ReadingProblem as exc:
             problems.append(f"{arm}: {exc}")
     shown = _shown(taken, arms)
@@ -218,6 +242,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     if problems:  # no series, NaN, not a histogram: never read as "no traffic" either
         shown["problems"] = problems
         out.waiting[metric] = reason = f"{metric} from Prometheus unusable: " + "; ".join(problems)
+        out.unusable[metric] = reason
         if not guardrail.dry_run:
             out.missing.append(reason)
         return
@@ -267,10 +292,12 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
     out.shown[name] = shown
     try:
         value = scalar(_given(got))
+        _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         shown["problems"] = [str(exc)]
         reason = f"limit {limit.name} from Prometheus unusable: {exc}"
         out.waiting[name] = reason
+        out.unusable[name] = reason
         out.missing.append(reason)
         return
     shown["value"] = value
@@ -279,6 +306,21 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
     shown["test"] = result.evidence()
     out.limits[limit.name] = result
     out.traffic += 1  # a value, not NaN: the query found samples in the stage
+
+
+def _see(arm: str, taken: Taken, bound_s: float) -> None:
+    """:class:`ReadingProblem` when the source does not see ``arm`` now (a dark target, a
+    sample dated far from the query): what it answers is then frozen or implausible."""
+    answers = [
+        got
+        for (of, role), got in taken.answers.items()
+        if of == arm and role != "fresh" and isinstance(got, Answer)
+    ]
+    newest = taken.answers.get((arm, "fresh"))
+    fresh = newest if isinstance(newest, Answer) else None
+    problem = sight_problem(answers, fresh, asked_at=taken.at, bound_s=bound_s)
+    if problem is not None:
+        raise ReadingProblem(problem)
 
 
 def _given(got: Answer | str | None) -> Answer:

@@ -26,6 +26,12 @@ from controller.core.metrics_source.readings import (
     one_number,
     scalar,
 )
+from controller.core.metrics_source.sight import (
+    SELECTOR_LABEL,
+    newest_sample_query,
+    selectors,
+    sight_problem,
+)
 from controller.core.metrics_source.templates import (
     PLACEHOLDERS,
     SAFE_VALUE,
@@ -44,6 +50,7 @@ __all__ = [
     "MAX_SERIES",
     "PLACEHOLDERS",
     "SAFE_VALUE",
+    "SELECTOR_LABEL",
     "Answer",
     "ArmLabels",
     "Ask",
@@ -61,9 +68,12 @@ __all__ = [
     "cumulative_buckets",
     "duration",
     "fill",
+    "newest_sample_query",
     "one_number",
     "parse_template",
     "safe_value",
     "scalar",
+    "selectors",
+    "sight_problem",
     "source_problem",
 ]

@@ -32,10 +32,12 @@ class ReadingProblem(ControllerError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One series of an answer: its labels (sorted) and its value."""
+    """One series of an answer: its labels (sorted), its value, and when the source dated
+    it (Unix seconds; None where no source said)."""
 
     labels: tuple[tuple[str, str], ...]
     value: float
+    at: float | None = None
 
     def label(self, name: str) -> str | None:
         return next((v for k, v in self.labels if k == name), None)

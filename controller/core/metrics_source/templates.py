@@ -7,8 +7,10 @@ templates write them::
     sum(increase(http_requests_total{feature="{{flag}}", variant="{{arm}}",
                                      code=~"5.."}[{{window}}]))
 
-* ``{{flag}}``: the flag key, and ``{{arm}}``: the arm's label value (the plan's
-  ``arms``), only **inside a quoted string** (a label matcher's value);
+* ``{{flag}}``: the flag's own key (``checkout``, in every environment),
+  ``{{environment}}``: the rollout's environment (``staging``; the default
+  environment's name there), and ``{{arm}}``: the arm's label value (the
+  plan's ``arms``), only **inside a quoted string** (a label matcher's value);
 * ``{{window}}``: the stage's age as a PromQL duration (``125s``), and
   ``{{stage_start}}``: the stage's start in Unix seconds (for ``@``), only
   **outside** strings.
@@ -37,13 +39,14 @@ from typing import Literal
 from controller.core.common import ControllerError
 
 PLACEHOLDERS: dict[str, str] = {
-    "flag": "the flag key, inside a quoted label value",
+    "flag": "the flag key (its own, without the environment), inside a quoted label value",
+    "environment": "the rollout's environment (engine.environments), inside a quoted label value",
     "arm": "the arm's label value (the plan's arms), inside a quoted label value",
     "window": "the stage's age as a PromQL duration (125s), for range selectors",
     "stage_start": "the stage's start in Unix seconds, for the @ modifier",
 }
 """Every placeholder a template may use, with where it goes."""
-QUOTED = frozenset({"flag", "arm"})
+QUOTED = frozenset({"flag", "arm", "environment"})
 """Placeholders that may only stand inside a quoted string."""
 BARE = frozenset({"window", "stage_start"})
 """Placeholders that may only stand outside strings."""
@@ -192,11 +195,21 @@ def safe_value(value: str, *, what: str) -> str:
     return value
 
 
-def fill(template: Template, *, flag: str, arm: str, window_s: float, start_s: float) -> str:
-    """The query with every placeholder filled; :class:`UnsafeValue` for a bad flag or arm."""
+def fill(
+    template: Template,
+    *,
+    flag: str,
+    arm: str,
+    window_s: float,
+    start_s: float,
+    environment: str = "default",
+) -> str:
+    """The query with every placeholder filled; :class:`UnsafeValue` for a bad flag, arm or
+    environment."""
     values = {
         "flag": safe_value(flag, what="the flag key"),
         "arm": safe_value(arm, what="the arm's label value"),
+        "environment": safe_value(environment, what="the environment"),
         "window": duration(window_s),
         "stage_start": f"{max(start_s, 0.0):.3f}",
     }

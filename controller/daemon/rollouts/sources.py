@@ -14,6 +14,9 @@ at once (:meth:`SourceReadings.for_gate`), and the pure gate decides on it
   its total always agree; a try that fails keeps the answers taken before,
   which go stale after ``max_age_seconds``: then the gate holds, naming the
   source and the failure, and never advances on what it could not read;
+* an answer a guardrail cannot use (no series, NaN, an arm no longer
+  scraped, a sample dated far from the query) counts as a failure from the
+  first reading that gave it, as a source that does not answer does;
 * a flag whose readings fail for ``alert_after_seconds`` raises one
   ``metric_source_unavailable`` alert naming the server and its setting, and
   one ``metric_source_recovered`` when they read again.
@@ -28,7 +31,7 @@ import asyncio
 import contextlib
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -40,12 +43,21 @@ from controller.core.machine import (
     Sourced,
     combined,
     planned_queries,
+    reading_names,
     reads_source,
     sourced_tests,
     split,
     stage_of,
 )
-from controller.core.metrics_source import Answer, Ask, Failing, FlagReadings, Taken
+from controller.core.metrics_source import (
+    Answer,
+    Ask,
+    Failing,
+    FlagReadings,
+    Taken,
+    UnsafeValue,
+)
+from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.rollouts import RaiseAlert, Rollout
 from controller.ports import MetricSource
 from controller.settings import PrometheusSettings
@@ -81,6 +93,9 @@ class SourceReadings:
         self._source, self._settings, self._now, self._alert = source, settings, clock, alert
         self._where = source.where if source is not None else NOT_SET
         self._max_age = timedelta(seconds=settings.max_age_seconds)
+        self._sample_age = timedelta(seconds=settings.max_sample_age_seconds)
+        self.default_environment: Callable[[], str] = lambda: DEFAULT_ENVIRONMENT
+        """The name ``{{environment}}`` takes for a rollout of the default environment."""
         self._followed: dict[str, _Followed] = {}
         self.asked = 0
         """Queries asked since start (the benchmark's queries per gate)."""
@@ -104,7 +119,7 @@ class SourceReadings:
             followed.alerted = True
             summary = f"{rollout.flag}: its plan reads {NOT_SET}; the stage holds"
             self._alert(rollout.flag, RaiseAlert("metric_source_unavailable", "warning", summary))
-        return sourced_tests(rollout, followed.readings, now, max_age=self._max_age)
+        return self._tests(rollout, followed.readings, now)
 
     def view(self, rollout: Rollout, now: datetime) -> Sourced | None:
         """:meth:`for_gate` for a view: what is kept, without following the flag.
@@ -116,7 +131,12 @@ class SourceReadings:
             return None
         followed = self._followed.get(rollout.flag)
         readings = followed.readings if followed is not None else FlagReadings(self._where)
-        return sourced_tests(rollout, readings, now, max_age=self._max_age)
+        return self._tests(rollout, readings, now)
+
+    def _tests(self, rollout: Rollout, readings: FlagReadings, now: datetime) -> Sourced:
+        return sourced_tests(
+            rollout, readings, now, max_age=self._max_age, sample_age=self._sample_age
+        )
 
     def readings(self, flag: str) -> FlagReadings | None:
         """The flag's readings as kept (for views); None when the flag is not followed."""
@@ -179,54 +199,39 @@ class SourceReadings:
 
     async def _once(self, flag: str, followed: _Followed, source: MetricSource) -> None:
         rollout, now = followed.rollout, self._now()
-        planned = planned_queries(rollout, now, settle_s=self._settings.settle_seconds)
+        planned = _planned(rollout, now, self._settings, self.default_environment())
         if not planned:
             return
         names = list(planned)
-        tried = await asyncio.gather(*(self._ask(source, planned[n], now) for n in names))
+        self.asked += sum(_requests(planned[n]) for n in names)
+        tried = await asyncio.gather(*(_ask(source, planned[n], now) for n in names))
         readings = followed.readings
-        taken, failing = dict(readings.taken), dict(readings.failing)
+        # A name no longer asked (a guardrail at 100%) no longer fails: it would hold the
+        # alert raised, or raise one, for what is not read any more.
+        taken = dict(readings.taken)
+        failing = {name: f for name, f in readings.failing.items() if name in planned}
         for name, outcome in zip(names, tried, strict=True):
             if isinstance(outcome, str):
-                failing.setdefault(name, Failing(outcome, now))
-                failing[name] = replace(failing[name], reason=outcome)
+                _fail(failing, name, outcome, now)
             else:
                 answers, queries = outcome
                 taken[name] = Taken(stage_of(rollout), now, answers, queries)
                 failing.pop(name, None)
+        for name, reason in self._unusable(rollout, taken, now).items():
+            if name in names and name not in failing:
+                _fail(failing, name, reason, now, since=readings.failing.get(name))
         followed.readings = FlagReadings(self._where, taken, failing)
         self._alarm(flag, followed, now)
 
-    async def _ask(
-        self, source: MetricSource, queries: list[PlannedQuery], at: datetime
-    ) -> tuple[dict[Ask, Answer | str], dict[Ask, str]] | str:
-        """One guardrail's queries, together: their answers, or why the source gave none.
-
-        Queries that can be joined are asked as one (:func:`combined`): one request.
-        """
-        texts = {(q.arm, q.role): q.promql for q in queries}
-        joined = combined(queries)
-        if joined is not None:
-            self.asked += 1
-            try:
-                parts: dict[Ask, Answer | str] = {
-                    **split(await source.query(joined, at=at), queries)
-                }
-            except ControllerError as exc:
-                return f"{len(queries)} queries asked as one: {str(exc)[:400]}"
-            return parts, texts
-        self.asked += len(queries)
-        asked = await asyncio.gather(
-            *(source.query(q.promql, at=at) for q in queries), return_exceptions=True
-        )
-        answers: dict[Ask, Answer | str] = {}
-        for query, answer in zip(queries, asked, strict=True):
-            if isinstance(answer, ControllerError):
-                return f"{query.arm} {query.role}: {str(answer)[:400]}"
-            if isinstance(answer, BaseException):
-                raise answer
-            answers[query.arm, query.role] = answer
-        return answers, texts
+    def _unusable(self, rollout: Rollout, taken: dict[str, Taken], now: datetime) -> dict[str, str]:
+        """Why each reading a guardrail cannot use is unusable, once the stage's window is
+        ``max_sample_age_seconds`` long: a shorter one may not yet hold two scrapes of a
+        series, so ``increase`` over it answers no series while all is well (it holds the
+        stage all the same, with its reason)."""
+        window = now - rollout.stage_started_at - timedelta(seconds=self._settings.settle_seconds)
+        if window < self._sample_age:
+            return {}
+        return self._tests(rollout, FlagReadings(self._where, taken), now).unusable
 
     def _alarm(self, flag: str, followed: _Followed, now: datetime) -> None:
         """One alert once the flag's readings fail past the grace; one when they recover."""
@@ -254,3 +259,67 @@ class SourceReadings:
         }
         log.warning("metric_source_unavailable", flag=flag, reason=oldest.reason[:500])
         self._alert(flag, RaiseAlert("metric_source_unavailable", "warning", summary, details))
+
+
+def _fail(
+    failing: dict[str, Failing],
+    name: str,
+    reason: str,
+    now: datetime,
+    *,
+    since: Failing | None = None,
+) -> None:
+    """``name`` fails for ``reason``, since its failure began (``since``, or as kept)."""
+    began = failing.get(name) or since
+    failing[name] = Failing(reason, began.since if began is not None else now)
+
+
+def _planned(
+    rollout: Rollout, now: datetime, settings: PrometheusSettings, environment: str
+) -> dict[str, list[PlannedQuery] | str]:
+    """The stage's queries by name, or for every name why they cannot be filled."""
+    try:
+        return {
+            **planned_queries(
+                rollout, now, settle_s=settings.settle_seconds, default_environment=environment
+            )
+        }
+    except UnsafeValue as exc:
+        return dict.fromkeys(reading_names(rollout), f"its queries cannot be filled: {exc}")
+
+
+def _requests(queries: list[PlannedQuery] | str) -> int:
+    """The requests asking ``queries`` sends: one when they can be joined."""
+    if isinstance(queries, str):
+        return 0
+    return 1 if combined(queries) is not None else len(queries)
+
+
+async def _ask(
+    source: MetricSource, queries: list[PlannedQuery] | str, at: datetime
+) -> tuple[dict[Ask, Answer | str], dict[Ask, str]] | str:
+    """One guardrail's queries, together: their answers, or why the source gave none.
+
+    Queries that can be joined are asked as one (:func:`combined`): one request.
+    """
+    if isinstance(queries, str):  # they could not be filled: nothing to ask
+        return queries
+    texts = {(q.arm, q.role): q.promql for q in queries}
+    joined = combined(queries)
+    if joined is not None:
+        try:
+            parts: dict[Ask, Answer | str] = {**split(await source.query(joined, at=at), queries)}
+        except ControllerError as exc:
+            return f"{len(queries)} queries asked as one: {str(exc)[:400]}"
+        return parts, texts
+    asked = await asyncio.gather(
+        *(source.query(q.promql, at=at) for q in queries), return_exceptions=True
+    )
+    answers: dict[Ask, Answer | str] = {}
+    for query, answer in zip(queries, asked, strict=True):
+        if isinstance(answer, ControllerError):
+            return f"{query.arm} {query.role}: {str(answer)[:400]}"
+        if isinstance(answer, BaseException):
+            raise answer
+        answers[query.arm, query.role] = answer
+    return answers, texts

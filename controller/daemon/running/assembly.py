@@ -200,7 +200,7 @@ def _engine_outputs(run: Run, published: Publisher, sync: BackendSync | None) ->
 def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: RolloutSide) -> Engine:
     """The rollout engine over the rollouts' side, its parts given what each uses."""
     settings = run.settings
-    return build_engine(
+    engine = build_engine(
         settings=settings.engine,
         llm=settings.llm,
         advisor=rollouts.advisor,
@@ -222,6 +222,9 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         sources=rollouts.sources,
         unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
     )
+    # What {{environment}} becomes for a default-environment rollout (reloaded on SIGHUP)
+    rollouts.sources.default_environment = lambda: engine.keys.environments.default
+    return engine
 
 
 def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:

@@ -59,6 +59,8 @@ class Source:
         self.hang: set[str] = set()
         self.hanging = 0
         self.asked: list[str] = []
+        self.unmatched = ""
+        """An arm whose count and total match no series."""
 
     async def query(self, promql: str, *, at: datetime) -> Answer:
         self.asked.append(promql)
@@ -67,10 +69,12 @@ class Source:
             await asyncio.Event().wait()  # the adapter's deadline would end this; here, never
         if self.down:
             raise ControllerError("ConnectError: connection refused", retriable=True)
+        numbers = {"count": 10.0, "total": 1000.0, "fresh": at.timestamp()}  # fresh: just scraped
         return Answer(
             tuple(
-                Series((("rc_arm", arm), ("rc_role", role)), 10.0 if role == "count" else 1000.0)
+                Series((("rc_arm", arm), ("rc_role", role)), numbers[role], at.timestamp())
                 for arm, role in PART.findall(promql)
+                if not (arm == self.unmatched and role != "fresh")
             )
         )
 
@@ -169,3 +173,60 @@ async def test_a_hanging_query_holds_its_flag_alone_and_a_failing_source_alerts_
             "info",
             f"third: {source.where} answers again; its guardrails read from it gate again",
         )
+
+
+async def test_an_answer_no_guardrail_can_use_alerts_after_the_grace_and_recovers() -> None:
+    # Given a source that answers, but no series for the treatment's label
+    clock, source, alerts = Clock(), Source(), []
+    source.unmatched = "treatment"
+    settings = PrometheusSettings(
+        url="http://test", interval_seconds=0.05, alert_after_seconds=60, settle_seconds=0
+    )
+    sources = SourceReadings(
+        source=source, settings=settings, clock=clock, alert=lambda f, a: alerts.append((f, a))
+    )
+    states = MemoryStates()
+    engine = build_engine(
+        settings=EngineSettings(),
+        topics=TopicSettings(),
+        states=states,
+        aggregates=MemoryAggregates(),
+        outputs=MemoryOutputs(),
+        dead_letters=NoDeadLetters(),
+        clock=clock,
+        sources=sources,
+    )
+    async with sources:
+        await engine.rollouts.apply("nomatch", start("nomatch"))
+        clock.now = T0 + timedelta(seconds=5)
+        await engine.gates.run_pass(MemoryControl({"nomatch"}), full=True)
+
+        def unusable() -> str:
+            reading = sources.readings("nomatch")
+            failed = reading.failing.get("error_rate") if reading is not None else None
+            return failed.reason if failed is not None else ""
+
+        # Then, while the stage's window may not yet hold two scrapes, it only holds
+        def taken() -> bool:
+            reading = sources.readings("nomatch")
+            return reading is not None and "error_rate" in reading.taken
+
+        await eventually(taken, timeout=10, what="the first reading")
+        assert unusable() == ""
+        # ...and past max_sample_age_seconds of window it fails, silently within the grace
+        clock.now = T0 + timedelta(seconds=65)
+        assert "no series" in await eventually(unusable, timeout=10, what="the unusable reading")
+        assert alerts == []
+        # ...and alerted on once the grace has passed, naming why
+        clock.now += timedelta(seconds=61)
+        await eventually(lambda: alerts, timeout=10, what="the alert")
+        flag, alert = alerts[0]
+        assert (flag, alert.kind) == ("nomatch", "metric_source_unavailable")
+        assert "treatment: count: no series: nothing matched" in alert.summary
+        rollout = (await states.load("nomatch")).rollout
+        assert rollout is not None
+        assert rollout.stage == 0
+        # When the label matches again, it recovers
+        source.unmatched = ""
+        await eventually(lambda: len(alerts) == 2, timeout=10, what="the recovery alert")
+        assert alerts[1][1].kind == "metric_source_recovered"

@@ -3,8 +3,9 @@ queries with something no guardrail may use, and each flag's gate holds, saying 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
 
 import orjson
 import pytest_asyncio
@@ -21,19 +22,38 @@ from tests.unit.daemon.test_sources import start
 from tests.waiting import eventually
 
 
-def vector(value: str) -> bytes:
-    series = [
-        {"metric": {"rc_arm": arm, "rc_role": role}, "value": [1, value]}
-        for arm in ("treatment", "control")
-        for role in ("count", "total")
-    ]
-    return orjson.dumps({"status": "success", "data": {"resultType": "vector", "result": series}})
+def vector(value: str, *, dated: float | None = None, sampled: float = 0.0) -> Answering:
+    """Both arms' count and total at ``value``, the answer dated ``dated`` (default: when it
+    was asked) and each arm's newest sample ``sampled`` seconds after it was asked."""
+
+    def answer(asked: float) -> bytes:
+        at = asked if dated is None else dated
+        series = [
+            {
+                "metric": {"rc_arm": arm, "rc_role": role},
+                "value": [at, str(asked + sampled) if role == "fresh" else value],
+            }
+            for arm in ("treatment", "control")
+            for role in ("count", "total", "fresh")
+        ]
+        result = {"resultType": "vector", "result": series}
+        return canned(200, orjson.dumps({"status": "success", "data": result}))
+
+    return answer
 
 
-HOSTILE: dict[str, tuple[bytes, str]] = {
+Answering = Callable[[float], bytes]
+"""An answer to a query asked at the given instant (Unix seconds)."""
+HOSTILE: dict[str, tuple[bytes | Answering, str]] = {
     "huge": (canned(200, b" " * (50 * 1024 * 1024)), "over the 1048576-byte limit"),
-    "nan": (canned(200, vector("NaN")), "the value is NaN"),
-    "inf": (canned(200, vector("+Inf")), "the value is infinite"),
+    "nan": (vector("NaN"), "the value is NaN"),
+    "inf": (vector("+Inf"), "the value is infinite"),
+    "dated1970": (
+        vector("10", dated=1.0),
+        "an answer dated 1970-01-01T00:00:01+00:00, not when it was asked: implausible",
+    ),
+    "future": (vector("10", sampled=7200), "after it was asked: implausible"),
+    "frozen": (vector("10", sampled=-600), "its newest sample is 600 s old"),
     "wrongtype": (
         canned(200, b'{"status":"success","data":{"resultType":"vector","result":[{"value":7}]}}'),
         'a sample is not [time, "value"]',
@@ -53,7 +73,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
 async def hostile() -> AsyncIterator[str]:
     async def answer(_method: str, _path: str, _headers: dict[str, str], body: bytes) -> bytes:
         flag = next(f for f in HOSTILE if f"%22{f}%22".encode() in body)
-        return HOSTILE[flag][0]
+        answer = HOSTILE[flag][0]
+        return answer if isinstance(answer, bytes) else answer(float(parse_qs(body)[b"time"][0]))
 
     server = Dripper(answer)
     url = await server.start()

@@ -225,7 +225,8 @@ def test_queries_are_planned_per_arm_with_the_arms_label_values() -> None:
     # No concurrent control: no comparison, only the treated requests (the stage's traffic)
     at_100 = planned_queries(rollout(plan(), stage=1), NOW)
     assert [(q.name, q.arm, q.role) for q in at_100["traffic"]] == [
-        ("traffic", "treatment", "total")
+        ("traffic", "treatment", "total"),
+        ("traffic", "treatment", "fresh"),
     ]
     assert list(at_100) == ["traffic"]
 
@@ -234,7 +235,8 @@ def test_a_prometheus_limit_gates_the_stage_without_control() -> None:
     limit = {"name": "error_share", "query": 'sum(x{f="{{flag}}"})', "max": 0.01}
     r = rollout(plan(limits={"prometheus": [limit]}), stage=1)
     assert [q.promql for q in planned_queries(r, NOW)["limit:error_share"]] == [
-        'sum(x{f="checkout"})'
+        'sum(x{f="checkout"})',
+        'max(label_replace(timestamp(x{f="checkout"}), "rc_selector", "0", "", ""))',
     ]
     assert verdict(r, None).kind is VerdictKind.HOLD  # not read: never complete
     key = (r.rollout_id, 1, T0)
@@ -254,8 +256,9 @@ def test_a_guardrails_queries_are_asked_as_one_and_split_back() -> None:
     queries = planned_queries(r, NOW)["latency_p95"]
     joined = combined(queries)
     assert joined is not None
-    assert joined.count(" or ") == 1
+    assert joined.count(" or ") == 3  # each arm's buckets and the newest sample of its series
     assert '"rc_arm", "control", "", ""), "rc_role", "buckets"' in joined
+    assert '"rc_arm", "control", "", ""), "rc_role", "fresh"' in joined
     assert joined.startswith("label_replace(label_replace((\n")  # a comment ends at its line
     tagged = Answer(
         (
@@ -272,3 +275,97 @@ def test_a_guardrails_queries_are_asked_as_one_and_split_back() -> None:
     limit = {"name": "share", "query": 'sum(x{f="{{flag}}"})', "max": 1}
     at_100 = rollout(plan(limits={"prometheus": [limit]}), stage=1)
     assert combined(planned_queries(at_100, NOW)["limit:share"]) is None  # a scalar stays apart
+
+
+def seen(readings: FlagReadings, newest: dict[str, Answer]) -> FlagReadings:
+    """``readings`` with each arm's newest sample answered as ``newest`` says."""
+    taken = {
+        name: Taken(
+            t.stage,
+            t.at,
+            {**t.answers, **{(arm, "fresh"): got for arm, got in newest.items()}},
+            t.queries,
+        )
+        for name, t in readings.taken.items()
+    }
+    return FlagReadings(readings.source, taken, readings.failing)
+
+
+SCRAPED = number(NOW.timestamp() - 2)
+
+
+@pytest.mark.parametrize(
+    ("treatment", "kind", "why"),
+    [
+        (SCRAPED, VerdictKind.ADVANCE, None),
+        (Answer(()), VerdictKind.HOLD, "treatment: no current sample of its series"),
+        (number(NOW.timestamp() - 61), VerdictKind.HOLD, "treatment: its newest sample is 61 s"),
+        (number(0.0), VerdictKind.HOLD, "dated 1970-01-01T00:00:00+00:00"),
+        (number(NOW.timestamp() + 3600), VerdictKind.HOLD, "after it was asked: implausible"),
+    ],
+)
+def test_an_arm_no_longer_scraped_holds_though_its_counts_would_advance(
+    treatment: Answer, kind: VerdictKind, why: str | None
+) -> None:
+    # Given counts that would advance: increase() over the stage keeps answering for an
+    # arm whose target went dark, from the samples it took before
+    r = rollout(plan(events_guardrail=False))
+    readings = seen(reading(r), {"treatment": treatment, "control": SCRAPED})
+    sourced = sourced_tests(r, readings, NOW, max_age=AGE, sample_age=timedelta(seconds=60))
+    got = evaluate(r, events(), NOW, sourced)
+    assert got.kind is kind, got.reason
+    if why is not None:
+        assert "error_rate from Prometheus unusable: " in got.reason
+        assert why in got.reason
+        assert why in sourced.unusable["error_rate"]
+
+
+def test_an_answer_dated_far_from_its_asking_holds() -> None:
+    r = rollout(plan(events_guardrail=False))
+    good = reading(r)
+    taken = good.taken["error_rate"]
+    dated = Answer((Series((), 10_000, 0.0),))  # a total dated 1970
+    answers = {**taken.answers, ("control", "total"): dated}
+    bad = FlagReadings(SOURCE, {**good.taken, "error_rate": Taken(taken.stage, NOW, answers, {})})
+    got = verdict(r, bad)
+    assert got.kind is VerdictKind.HOLD
+    assert "control: an answer dated 1970-01-01T00:00:00+00:00" in got.reason
+
+
+def test_a_dry_run_guardrails_unusable_reading_is_named_though_it_does_not_hold() -> None:
+    p = plan(events_guardrail=False)
+    dry = [g.model_copy(update={"dry_run": True}) for g in p.guardrails]
+    r = rollout(p.model_copy(update={"guardrails": dry}))
+    readings = seen(reading(r), {"treatment": Answer(()), "control": SCRAPED})
+    sourced = sourced_tests(r, readings, NOW, max_age=AGE)
+    assert evaluate(r, events(units=10), NOW, sourced).kind is VerdictKind.ADVANCE
+    assert sorted(sourced.unusable) == ["error_rate", "latency_p95"]
+
+
+@pytest.mark.parametrize(
+    ("key", "default", "flag", "environment"),
+    [
+        ("checkout@staging", "production", "checkout", "staging"),
+        ("checkout", "production", "checkout", "production"),
+        ("checkout", "default", "checkout", "default"),
+    ],
+)
+def test_the_flag_and_its_environment_fill_their_own_placeholders(
+    key: str, default: str, flag: str, environment: str
+) -> None:
+    total = 'sum(increase(r{f="{{flag}}",env="{{environment}}",v="{{arm}}"}[{{window}}]))'
+    guardrail = {
+        "metric": "error_rate",
+        "source": "prometheus",
+        "prometheus": {"count": total.replace("r{", 'r{code="500",'), "total": total},
+    }
+    p = plan(events_guardrail=False).model_copy(update={"guardrails": []})
+    r = rollout(parse_plan({**p.model_dump(mode="json"), "guardrails": [guardrail]}))
+    planned = planned_queries(r.model_copy(update={"flag": key}), NOW, default_environment=default)
+    asked = {(q.arm, q.role): q.promql for q in planned["error_rate"]}
+    assert asked["treatment", "total"] == (
+        f'sum(increase(r{{f="{flag}",env="{environment}",v="treatment"}}[1860s]))'
+    )
+    assert (
+        f'timestamp(r{{f="{flag}",env="{environment}",v="control"}})' in asked["control", "fresh"]
+    )
