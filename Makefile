@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka java-app
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
+	-@$(MAKE) --no-print-directory java-app  # likewise the Java app's scenario
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
@@ -115,6 +116,18 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 
 js-client: $(JS_CLIENT)/node_modules/.installed  ## install clients/js's development packages from npm
 
+# The Java checkout app of tests/scenarios/test_otel_apps_java.py (tests/otel/java): its jar,
+# its libraries (OpenFeature's SDK and OFREP provider, OpenTelemetry's API) and the
+# OpenTelemetry Java agent, from Maven Central into Maven's own cache (~/.m2), built into
+# tests/otel/java/target (never committed). Built again only when its pom or sources change.
+JAVA_APP ?= tests/otel/java
+JAVA_APP_SOURCES = $(JAVA_APP)/pom.xml $(shell find $(JAVA_APP)/src -type f 2>/dev/null)
+$(JAVA_APP)/target/.installed: $(JAVA_APP_SOURCES)
+	mvn -q -B -Dstyle.color=never -f $(JAVA_APP)/pom.xml package
+	touch $@
+
+java-app: $(JAVA_APP)/target/.installed  ## build the Java OpenFeature + OpenTelemetry app of the tests with Maven
+
 # The demo's extras; nothing to do where `make install` already installed every extra.
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	@if [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
@@ -140,4 +153,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(JS_CLIENT)/node_modules
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(JS_CLIENT)/node_modules $(JAVA_APP)/target

@@ -27,7 +27,12 @@ class AppProcess:
 
     @classmethod
     async def start(
-        cls, command: Sequence[str], *, name: str, env: dict[str, str] | None = None
+        cls,
+        command: Sequence[str],
+        *,
+        name: str,
+        env: dict[str, str] | None = None,
+        ready_seconds: float = READY_SECONDS,
     ) -> AppProcess:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -37,7 +42,7 @@ class AppProcess:
         )
         assert process.stdout is not None
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), READY_SECONDS)
+            line = await asyncio.wait_for(process.stdout.readline(), ready_seconds)
         except TimeoutError:
             process.kill()
             raise

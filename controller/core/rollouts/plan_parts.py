@@ -282,8 +282,9 @@ class TelemetryPlan(Frozen):
     variants: Annotated[dict[VariantName, TelemetryArm], Field(min_length=1, max_length=64)] = (
         Field(
             default_factory=_both_arms,
-            description="The variant an evaluation names (`feature_flag.result.variant`) and"
-            " the arm it stands for; an evaluation of another variant is not counted.",
+            description="The variant an evaluation names (`feature_flag.result.variant`; when"
+            " it names none, its `feature_flag.result.value` as text, such as `true`) and the"
+            " arm it stands for; an evaluation of another variant is not counted.",
         )
     )
     unit_attribute: AttributeName | None = Field(

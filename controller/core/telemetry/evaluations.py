@@ -7,6 +7,11 @@ context (Node ``EventHook``), and a child span of that name carrying the
 attributes itself (Node ``SpanHook``), which belongs to its parent span. The
 older semantic conventions (a span event named ``feature_flag``, with
 ``feature_flag.variant`` and ``feature_flag.provider_name``) are read too.
+
+An evaluation whose provider named no variant carries its value instead
+(``feature_flag.result.value``, as the conventions require then, and as
+OpenFeature's Java SDK writes it): the value, as text, stands for the variant,
+so a plan can map ``"true"`` and ``"false"`` to the arms.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ EVENT_NAMES: Final = frozenset({EVALUATION_NAME, OLD_EVALUATION_NAME})
 KEY: Final = "feature_flag.key"
 VARIANT: Final = "feature_flag.result.variant"
 OLD_VARIANT: Final = "feature_flag.variant"
+VALUE: Final = "feature_flag.result.value"
 CONTEXT_ID: Final = "feature_flag.context.id"
 VERSION: Final = "feature_flag.version"
 PROVIDER: Final = "feature_flag.provider.name"
@@ -61,6 +67,13 @@ def _text(value: Scalar | None) -> str | None:
     return None
 
 
+def _value_text(value: Scalar | None) -> str | None:
+    """A flag's value as the variant it stands for: ``true``/``false``, an integer, a string."""
+    if type(value) is bool:
+        return "true" if value else "false"
+    return _text(value)
+
+
 def _evaluation(
     attributes: Attributes,
     trace_id: str,
@@ -76,7 +89,7 @@ def _evaluation(
     get = attributes.get
     return Evaluation(
         flag=flag,
-        variant=_text(get(VARIANT)) or _text(get(OLD_VARIANT)),
+        variant=_text(get(VARIANT)) or _text(get(OLD_VARIANT)) or _value_text(get(VALUE)),
         unit=_text(get(CONTEXT_ID)),
         version=_text(get(VERSION)),
         trace_id=trace_id,

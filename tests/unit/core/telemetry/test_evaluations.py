@@ -24,6 +24,8 @@ from tests.unit.core.telemetry.builders import (
     span,
 )
 
+VALUE = "feature_flag.result.value"
+
 
 def expected(**changes: object) -> Evaluation:
     base: dict[str, object] = {
@@ -95,6 +97,39 @@ def test_span_events_of_either_name_are_evaluations(
     event: SpanEvent, found: list[Evaluation]
 ) -> None:
     assert evaluations_in(span(events=(event,))) == found
+
+
+@pytest.mark.parametrize(
+    ("attributes", "variant"),
+    [
+        ({VALUE: True}, "true"),
+        ({VALUE: False}, "false"),
+        ({VALUE: "true"}, "true"),
+        ({VALUE: 3}, "3"),
+        ({VALUE: "blue"}, "blue"),
+        ({VALUE: 0.5}, None),
+        ({VALUE: ""}, None),
+        ({"feature_flag.result.variant": "treatment", VALUE: False}, "treatment"),
+        ({"feature_flag.variant": "on", VALUE: False}, "on"),
+    ],
+    ids=[
+        "true",
+        "false",
+        "text-true",
+        "integer",
+        "string",
+        "float-names-nothing",
+        "empty",
+        "variant-first",
+        "old-variant-first",
+    ],
+)
+def test_without_a_variant_the_value_stands_for_it(
+    attributes: dict[str, str | bool | int | float], variant: str | None
+) -> None:
+    """The semantic conventions give the value when no variant is named (Java's SDK does)."""
+    event = evaluation_event(variant=None, extra=attributes)
+    assert evaluations_in(span(events=(event,))) == [expected(variant=variant)]
 
 
 def test_an_evaluation_span_belongs_to_its_parent() -> None:
