@@ -7,6 +7,12 @@ context (Node ``EventHook``), and a child span of that name carrying the
 attributes itself (Node ``SpanHook``), which belongs to its parent span. The
 older semantic conventions (a span event named ``feature_flag``, with
 ``feature_flag.variant`` and ``feature_flag.provider_name``) are read too.
+
+An evaluation the provider could not make (its OFREP request failed, timed
+out or was cancelled with the app's request) names no variant: the hooks
+write ``feature_flag.result.reason`` ``error`` and ``error.type`` instead,
+and the app served the default its code holds. :attr:`Evaluation.failed`
+tells it from a variant that is merely missing.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ PROVIDER: Final = "feature_flag.provider.name"
 OLD_PROVIDER: Final = "feature_flag.provider_name"
 REASON: Final = "feature_flag.result.reason"
 ERROR_TYPE: Final = "error.type"
+ERROR_REASON: Final = "error"
 
 Form = Literal["span_event", "log", "span"]
 
@@ -48,6 +55,13 @@ class Evaluation(msgspec.Struct, frozen=True, gc=False):
     reason: str | None
     error_type: str | None
     form: Form
+
+    @property
+    def failed(self) -> bool:
+        """The provider failed: no variant, and the hook said why (an error reason or type)."""
+        if self.variant is not None:
+            return False
+        return self.error_type is not None or (self.reason or "").lower() == ERROR_REASON
 
 
 def _text(value: Scalar | None) -> str | None:
@@ -74,17 +88,19 @@ def _evaluation(
     if type(flag) is not str or not flag:
         return None
     get = attributes.get
+    variant = _text(get(VARIANT)) or _text(get(OLD_VARIANT))
+    why = details or variant is None  # without a variant, why there is none is counted
     return Evaluation(
         flag=flag,
-        variant=_text(get(VARIANT)) or _text(get(OLD_VARIANT)),
+        variant=variant,
         unit=_text(get(CONTEXT_ID)),
         version=_text(get(VERSION)),
         trace_id=trace_id,
         span_id=span_id,
         time_ns=time_ns,
         provider=(_text(get(PROVIDER)) or _text(get(OLD_PROVIDER))) if details else None,
-        reason=_text(get(REASON)) if details else None,
-        error_type=_text(get(ERROR_TYPE)) if details else None,
+        reason=_text(get(REASON)) if why else None,
+        error_type=_text(get(ERROR_TYPE)) if why else None,
         form=form,
     )
 
