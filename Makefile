@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka java-app
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka java-app go-app
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
 	-@$(MAKE) --no-print-directory java-app  # likewise the Java app's scenario
+	-@$(MAKE) --no-print-directory go-app  # without Go the Go app's scenario says what is missing
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
@@ -105,6 +106,18 @@ $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.j
 
 ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider, OpenTelemetry hooks and SDK from npm into .ofrep-node/
 
+# The Go checkout app of tests/scenarios/test_otel_apps_go.py (OpenFeature's Go SDK, its OFREP
+# provider and OpenTelemetry hook, the OpenTelemetry Go SDK), pinned by tests/otel/go/go.sum.
+# `go build` takes the modules from the Go module proxy into Go's own module cache
+# (GOMODCACHE) and its build cache, so a rebuild after a change downloads nothing new;
+# the binary is rebuilt only when a source changes.
+GO_APP_HOME ?= .go-app
+GO_APP_SOURCES = $(wildcard tests/otel/go/*.go) tests/otel/go/go.mod tests/otel/go/go.sum
+$(GO_APP_HOME)/checkout: $(GO_APP_SOURCES)
+	cd tests/otel/go && go build -mod=readonly -trimpath -buildvcs=false -o $(abspath $(GO_APP_HOME))/checkout .
+
+go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenario into .go-app/
+
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
 # providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py)
@@ -153,4 +166,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(JS_CLIENT)/node_modules $(JAVA_APP)/target
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(GO_APP_HOME) $(JS_CLIENT)/node_modules $(JAVA_APP)/target

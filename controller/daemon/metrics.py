@@ -283,7 +283,8 @@ class OtlpHttpMetrics:
         self.refused = Counter(
             "rollout_otlp_http_refused",
             "Spans, log records and evaluations of OTLP exports not counted, by signal and "
-            "reason (unknown_flag, unknown_variant, hostile_attribute, malformed...).",
+            "reason (unknown_flag, unknown_variant, evaluation_error, hostile_attribute, "
+            "malformed...).",
             ["signal", "reason"],
             registry=r,
         )

@@ -9,15 +9,18 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
+from collections.abc import Mapping
 from hashlib import blake2b
-from typing import Final
+from typing import Final, TypeVar
 
 from controller.core.common import MAX_CONVERSION_VALUE, MAX_EPOCH_MS, MAX_LATENCY_MS
+from controller.core.telemetry.evaluations import Evaluation
 from controller.core.telemetry.joining import Node
 from controller.core.telemetry.signals import (
     SPAN_KIND_SERVER,
     STATUS_ERROR,
     Attributes,
+    RefusalReason,
     Scalar,
     Span,
 )
@@ -30,6 +33,29 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 _MAX_DIGITS: Final = 10
 _NS_PER_MS: Final = 1_000_000
 _MAX_LATENCY: Final = float(MAX_LATENCY_MS)
+_Arm = TypeVar("_Arm", bound=str)
+
+
+def arm_of(evaluation: Evaluation, arms: Mapping[str, _Arm]) -> _Arm | tuple[RefusalReason, str]:
+    """The arm the evaluation's variant stands for, else why it counts for none.
+
+    A provider that failed served the app's own default, which is no arm
+    whatever its value: that is said apart from a variant the plan does not map.
+    """
+    flag = evaluation.flag
+    if evaluation.failed:
+        why = (evaluation.error_type or "error")[:64]
+        return (
+            "evaluation_error",
+            f"{flag}: the provider failed ({why!r}); the app served its default",
+        )
+    arm = arms.get(evaluation.variant) if evaluation.variant is not None else None
+    if arm is None:
+        return (
+            "unknown_variant",
+            f"{flag}: variant {(evaluation.variant or '')[:128]!r} names no arm",
+        )
+    return arm
 
 
 def event_id(kind: str, trace_id: str, span_id: str, flag: str) -> str:

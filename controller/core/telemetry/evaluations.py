@@ -12,6 +12,13 @@ An evaluation whose provider named no variant carries its value instead
 (``feature_flag.result.value``, as the conventions require then, and as
 OpenFeature's Java SDK writes it): the value, as text, stands for the variant,
 so a plan can map ``"true"`` and ``"false"`` to the arms.
+
+An evaluation the provider could not make (its OFREP request failed, timed
+out or was cancelled with the app's request) names no variant: the hooks
+write ``feature_flag.result.reason`` ``error`` and ``error.type`` instead,
+and the app served the default its code holds. Its value is that default, so
+it stands for no variant; :attr:`Evaluation.failed` tells it from a variant
+that is merely missing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ PROVIDER: Final = "feature_flag.provider.name"
 OLD_PROVIDER: Final = "feature_flag.provider_name"
 REASON: Final = "feature_flag.result.reason"
 ERROR_TYPE: Final = "error.type"
+ERROR_REASON: Final = "error"
 
 Form = Literal["span_event", "log", "span"]
 
@@ -54,6 +62,19 @@ class Evaluation(msgspec.Struct, frozen=True, gc=False):
     reason: str | None
     error_type: str | None
     form: Form
+
+    @property
+    def failed(self) -> bool:
+        """The provider failed: no variant, and the hook said why (an error reason or type)."""
+        if self.variant is not None:
+            return False
+        return self.error_type is not None or (self.reason or "").lower() == ERROR_REASON
+
+
+def _errored(attributes: Attributes) -> bool:
+    """The hook says the evaluation failed: an error type, or the reason ``error``."""
+    reason = _text(attributes.get(REASON))
+    return _text(attributes.get(ERROR_TYPE)) is not None or (reason or "").lower() == ERROR_REASON
 
 
 def _text(value: Scalar | None) -> str | None:
@@ -87,17 +108,21 @@ def _evaluation(
     if type(flag) is not str or not flag:
         return None
     get = attributes.get
+    variant = _text(get(VARIANT)) or _text(get(OLD_VARIANT))
+    if variant is None and not _errored(attributes):
+        variant = _value_text(get(VALUE))
+    why = details or variant is None  # without a variant, why there is none is counted
     return Evaluation(
         flag=flag,
-        variant=_text(get(VARIANT)) or _text(get(OLD_VARIANT)) or _value_text(get(VALUE)),
+        variant=variant,
         unit=_text(get(CONTEXT_ID)),
         version=_text(get(VERSION)),
         trace_id=trace_id,
         span_id=span_id,
         time_ns=time_ns,
         provider=(_text(get(PROVIDER)) or _text(get(OLD_PROVIDER))) if details else None,
-        reason=_text(get(REASON)) if details else None,
-        error_type=_text(get(ERROR_TYPE)) if details else None,
+        reason=_text(get(REASON)) if why else None,
+        error_type=_text(get(ERROR_TYPE)) if why else None,
         form=form,
     )
 

@@ -39,6 +39,7 @@ RefusalReason = Literal[
     "malformed",
     "unknown_flag",
     "unknown_variant",
+    "evaluation_error",
     "bad_version",
     "no_unit",
     "guard_interval",
@@ -49,13 +50,15 @@ REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = (
     "malformed",
     "unknown_flag",
     "unknown_variant",
+    "evaluation_error",
     "bad_version",
     "no_unit",
     "guard_interval",
 )
 """Why an item or an evaluation is not counted: stable strings, also the DLQ reasons.
 ``guard_interval`` is no error: the evaluation fell too near a version change to be
-attributed, and is counted apart, not dead-lettered."""
+attributed, and is counted apart, not dead-lettered. ``evaluation_error`` is an
+evaluation the app's provider failed to make: the app served its own default, no arm."""
 WHOLE_BODY: Final = -1
 """The index of a :class:`Refusal` of the whole body (not JSON, not an export)."""
 MAX_DETAIL_CHARS: Final = 200

@@ -15,8 +15,8 @@ is joined through :class:`~.joining.JoinBuffer`.
 Every event's id is derived from the trace, the span and the flag
 (:func:`~.attribution.event_id`), so a re-sent export counts once. What is not
 counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_flag``,
-``unknown_variant``, ``bad_version``, ``no_unit``, at the index of its span or
-record in the batch), ``guarded`` for an evaluation too near a version change
+``unknown_variant``, ``evaluation_error``, ``bad_version``, ``no_unit``, at the
+index of its span or record in the batch), ``guarded`` for an evaluation too near a version change
 (no refusal: nothing was wrong with it), ``unmatched`` for an evaluation whose
 request outcome will never be counted.
 """
@@ -32,6 +32,7 @@ import msgspec
 
 from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
+    arm_of,
     conversion_value,
     event_id,
     id_of,
@@ -284,10 +285,9 @@ class Translator:
         if rules is None:
             run.refuse(index, "unknown_flag", f"flag {flag[:128]!r} is not under rollout")
             return None
-        arm = rules.arms.get(evaluation.variant) if evaluation.variant is not None else None
-        if arm is None:
-            variant = (evaluation.variant or "")[:128]
-            run.refuse(index, "unknown_variant", f"{flag}: variant {variant!r} names no arm")
+        arm = arm_of(evaluation, rules.arms)
+        if isinstance(arm, tuple):
+            run.refuse(index, *arm)
             return None
         ts = ts_ms(evaluation.time_ns)
         if evaluation.version is not None:

@@ -194,6 +194,31 @@ def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
     assert len(exposures(out)) == 1
 
 
+GO_HOOK_FAILURE = {"feature_flag.result.reason": "error", "error.type": "general"}
+FAILED_CASES = {
+    # go-sdk-contrib's hook when the OFREP request failed (here: its request was cancelled)
+    "go-hook-error": (None, GO_HOOK_FAILURE, "evaluation_error", "checkout: the provider failed"),
+    "error-type-alone": (None, {"error.type": "flag_not_found"}, "evaluation_error", "('flag_not"),
+    "error-reason-alone": (None, {"feature_flag.result.reason": "ERROR"}, "evaluation_error", ""),
+    "no-variant-no-why": (None, {}, "unknown_variant", "checkout: variant '' names no arm"),
+    "other-reason": (None, {"feature_flag.result.reason": "default"}, "unknown_variant", ""),
+    "variant-wins": ("control", GO_HOOK_FAILURE, None, ""),
+}
+
+
+@pytest.mark.parametrize(
+    ("variant", "extra", "reason", "detail"), FAILED_CASES.values(), ids=FAILED_CASES.keys()
+)
+def test_an_evaluation_the_provider_failed_is_refused_as_such_not_as_a_variant(
+    variant: str | None, extra: dict[str, str], reason: str | None, detail: str
+) -> None:
+    out = translate(span(events=(evaluation_event(variant=variant, extra=extra),)))
+    assert [r.reason for r in out.refused] == ([reason] if reason else [])
+    assert all(detail in r.detail for r in out.refused)
+    assert len(exposures(out)) == (0 if reason else 1)
+    assert len(requests(out)) == (0 if reason else 1)
+
+
 def test_the_plans_variants_name_the_arms() -> None:
     known = rules(arms={"on": "treatment", "off": "control"})
     out = translate(span(events=(evaluation_event(variant="off"),)), known=known)
