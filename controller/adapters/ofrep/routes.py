@@ -32,8 +32,11 @@ arm. The unit is the context's ``targetingKey``; the value is the arm's (its
 declared one, else treatment is ``true``), the variant the arm's name, and
 ``metadata`` carries ``flag_version`` and ``rollout_id`` (and ``stage``) for
 exposures, and ``version``, the flag version as a string, which OpenFeature's
-OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``. A
-flag that serves control to everyone answers ``DISABLED``.
+OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``.
+Reasons are those OFREP lists (``SPLIT``, ``STATIC``, ``TARGETING_MATCH``,
+``DISABLED``); a flag that buckets nobody (disabled, static, unknown) answers
+without a targeting key, and one that does answers ``TARGETING_KEY_MISSING``
+alone, in a bulk answer beside the others.
 
 The flag states and segments are held in memory, not read per evaluation
 (:mod:`controller.adapters.ofrep.snapshot`).
