@@ -51,6 +51,7 @@ from tests.ofrep import (
     store,
 )
 from tests.services import ServiceUnavailable, free_port
+from tests.sse import sse
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -457,8 +458,12 @@ async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
             bulk = await client.post(
                 f"{base}/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u"}}
             )
+            [announced] = bulk.json()["eventStreams"]
+            async with sse(client, base + announced["endpoint"]["requestUri"]) as stream:
+                assert stream.response.status_code == 200
+                assert (await stream.next()).kind == "retry"
     assert (unknown.status_code, unknown.json()["errorCode"]) == (404, "FLAG_NOT_FOUND")
-    assert (bulk.status_code, bulk.json()) == (200, {"flags": []})
+    assert (bulk.status_code, bulk.json()["flags"]) == (200, [])
 
 
 @pytest.mark.parametrize(
