@@ -75,7 +75,7 @@ class Stream:
 
     def tell(self, tag: str) -> None:
         """Note ``tag`` for the writer (replacing one not sent yet) and wake it."""
-        if tag != self.seen:
+        if missed(self.seen, tag):
             self.pending = tag
             self.wake.set()
 
