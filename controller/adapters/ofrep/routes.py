@@ -14,7 +14,9 @@ document of OFREP 0.3.0:
   request's ``If-None-Match`` names it (nothing changed for that context; ``*``
   names no ETag, so it gets the flags);
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
-  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
+  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask;
+* ``GET /ofrep/v1/events``: the environment's event stream, which each bulk answer's
+  ``eventStreams`` announces (:mod:`controller.adapters.ofrep.streams`).
 
 Each path also answers under ``/env/{environment}`` (``/env/staging/ofrep/v1/...``):
 the flags of that environment, by the keys the app knows them by (``checkout``),
