@@ -12,7 +12,13 @@ connection each, kept alive; the server has no per-client rate limit, which
 * bulk: ``POST /ofrep/v1/evaluate/flags``, every flag for one unit per
   request: requests and flag evaluations per second, p50 and p99;
 * revalidation: the same bulk request with the ETag of its last answer
-  (``If-None-Match``), answered 304.
+  (``If-None-Match``), answered 304;
+* streams: ``--streams`` event streams (1,000) held open on
+  ``GET /ofrep/v1/events``; then ``--kills`` times a flag is killed (or
+  revived) in Redis, and each stream's ``refetchEvaluation`` is timed from
+  the write's return: the latency's p50 and p99 over every stream and round,
+  and the server's resident memory per open stream (its RSS before and
+  after they opened, over their number).
 
 Baseline, measured in the same run: the SDK's in-process evaluation
 (``FlagBook.arm``, the same evaluation function) over the same states and
@@ -21,7 +27,7 @@ single evaluations are checked against it (every variant must be the SDK's
 arm). The load generator is Python too, so on a small machine it shares the
 CPU with the server: the figures are a floor. The last line is one JSON object.
 
-    python bench/ofrep.py [--requests 20000] [--bulk 1000] [--concurrency 32]
+    python bench/ofrep.py [--requests 20000] [--bulk 1000] [--concurrency 32] [--streams 1000]
 """
 
 from __future__ import annotations
@@ -44,10 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from controller.adapters.redis.client import connect
+from controller.adapters.ofrep import StreamBounds
+from controller.adapters.redis.client import RedisClient, connect
 from controller.adapters.redis.rollouts import RolloutStore
+from controller.core.rollouts.rollout import Phase
 from controller.core.wire.messages import FlagState
 from controller.daemon.serving.read_worker import flag_states
+from controller.ports import StateWrite
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
 from tests.ofrep import flag_rollout, ofrep_server, store
@@ -60,13 +69,16 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+STREAMS = StreamBounds(max_streams=5_000, per_client=5_000)
+
+
 def serve(redis_url: str, prefix: str, ready: Event, stop: Event, port: Any) -> None:
     """The child: the HTTP server with OFREP over the stored states, until ``stop``."""
 
     async def run() -> None:
         async with connect(RedisSettings(url=redis_url)) as client:
             states = RolloutStore(client, settings=RedisSettings(key_prefix=prefix))
-            async with ofrep_server(states) as base:
+            async with ofrep_server(states, streams=STREAMS, max_connections=10_000) as base:
                 port.value = int(base.rsplit(":", 1)[1])
                 ready.set()
                 await asyncio.to_thread(stop.wait)
@@ -126,13 +138,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def measure(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    async with connect(RedisSettings(url=redis_url)) as client:
+        return await measure_with(args, redis_url, client)
+
+
+async def measure_with(
+    args: argparse.Namespace, redis_url: str, client: RedisClient
+) -> dict[str, Any]:
     prefix = f"bench-ofrep-{uuid.uuid4().hex[:8]}:"
     flags = [f"bench.flag-{i:03d}" for i in range(args.flags)]
-    async with connect(RedisSettings(url=redis_url)) as client:
-        states = await store(
-            client, prefix, [flag_rollout(f, 1 + (i * 7) % 99) for i, f in enumerate(flags)]
-        )
-        loaded = await flag_states(states, None)
+    states = await store(
+        client, prefix, [flag_rollout(f, 1 + (i * 7) % 99) for i, f in enumerate(flags)]
+    )
+    loaded = await flag_states(states, None)
     book = FlagBook()
     for view in loaded.root:
         book.apply(_state(view.served()))
@@ -144,8 +162,11 @@ async def measure(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     try:
         if not await asyncio.to_thread(ready.wait, 60):
             raise RuntimeError("the OFREP server did not start")
-        base = f"http://127.0.0.1:{port.value}/ofrep/v1/evaluate/flags"
-        return await load(args, base, flags, book)
+        root = f"http://127.0.0.1:{port.value}"
+        result = await load(args, f"{root}/ofrep/v1/evaluate/flags", flags, book)
+        assert child.pid is not None
+        result["streams"] = await streams(args, root, child.pid, states)
+        return result
     finally:
         stop.set()
         child.join(10)
@@ -217,6 +238,74 @@ async def load(
     }
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory (Linux), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def streams(
+    args: argparse.Namespace, root: str, pid: int, states: RolloutStore
+) -> dict[str, Any]:
+    """Kill → client-notified latency over ``--streams`` open streams, and memory per stream."""
+    progress(f"streams: opening {args.streams}")
+    before = rss_kib(pid)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        arrivals: list[asyncio.Queue[float]] = [asyncio.Queue() for _ in range(args.streams)]
+        opened = [asyncio.Event() for _ in range(args.streams)]
+
+        async def listen(i: int) -> None:
+            async with session.get(f"{root}/ofrep/v1/events") as answer:
+                assert answer.status == 200, answer.status
+                opened[i].set()
+                async for line in answer.content:
+                    if line.startswith(b"data:"):
+                        arrivals[i].put_nowait(time.monotonic())
+
+        listeners = [asyncio.create_task(listen(i)) for i in range(args.streams)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 120)
+        await asyncio.sleep(1)  # the server's side of the last ones settles
+        per_stream = (rss_kib(pid) - before) * 1024 / args.streams
+        latencies: list[float] = []
+        for round_ in range(args.kills):
+            written = await flip(states, "bench.flag-000", killed=round_ % 2 == 0)
+            got = await asyncio.gather(*(asyncio.wait_for(q.get(), 30) for q in arrivals))
+            latencies.extend((at - written) * 1000 for at in got)
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+    ordered = sorted(latencies)
+    result = {
+        "open": args.streams,
+        "kills": args.kills,
+        "p50_ms": round(ordered[len(ordered) // 2], 1),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 1),
+        "max_ms": round(ordered[-1], 1),
+        "bytes_per_stream": round(per_stream),
+    }
+    print(
+        f"streams: {args.streams} open, kill -> notified p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms; {per_stream / 1024:.1f} KiB per stream (server RSS)"
+    )
+    return result
+
+
+async def flip(states: RolloutStore, flag: str, *, killed: bool) -> float:
+    """Kill (or revive) ``flag`` in the store; when the write returned."""
+    loaded = await states.load(flag)
+    assert loaded.rollout is not None
+    phase = Phase.KILLED if killed else Phase.RUNNING
+    update = {"phase": phase, "flag_version": loaded.rollout.flag_version + 1}
+    await states.save(
+        flag, StateWrite(rev=loaded.rev, rollout=loaded.rollout.model_copy(update=update))
+    )
+    return time.monotonic()
+
+
 def _state(served: dict[str, Any]) -> FlagState:
     return FlagState.model_validate({"v": 1, "type": "flag_state", "id": "s", "ts": 1, **served})
 
@@ -227,6 +316,8 @@ if __name__ == "__main__":
     parser.add_argument("--bulk", type=int, default=1_000, help="bulk requests")
     parser.add_argument("--flags", type=int, default=100, help="flags stored and bulk-evaluated")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--streams", type=int, default=1_000, help="event streams held open")
+    parser.add_argument("--kills", type=int, default=10, help="changes timed over the streams")
     result = asyncio.run(main(parser.parse_args()))
     assert result["wrong_variants"] == 0, "an OFREP answer differs from the SDK's arm"
     print(json.dumps(result))

@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 
 from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
-from controller.adapters.ofrep.routes import OfrepRoutes
+from controller.adapters.ofrep import OfrepRoutes, StreamBounds
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.release import SINGLE, Environments
@@ -40,6 +40,8 @@ from tests.unit.core.machine.test_gate import plan, rollout
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "vectors" / "ofrep" / "openapi.yaml"
 NODE_SCRIPT = ROOT / "tests" / "node" / "ofrep_eval.mjs"
+TEST_STREAMS = StreamBounds(max_streams=64, per_client=32)
+"""Event streams the test server holds (the daemon's defaults are larger)."""
 IDLE_SECONDS = 120.0
 """How long the test server keeps an idle keep-alive connection open."""
 
@@ -141,6 +143,8 @@ async def ofrep_server(
     access: AppAccess | None = None,
     requests_per_second: float | None = None,
     environments: Environments = SINGLE,
+    streams: StreamBounds = TEST_STREAMS,
+    max_connections: int = 256,
 ) -> AsyncIterator[str]:
     """The daemon's HTTP server with OFREP over ``states`` (behind ``access``: app keys and
     origins; open without; each client limited to ``requests_per_second``, no limit without;
@@ -156,7 +160,7 @@ async def ofrep_server(
         # An idle keep-alive connection is closed by the client, never under it: on a busy
         # machine a client that stalled past the default 5 s would send a request on a
         # connection the server is closing, and see it fail (not what is tested here).
-        limits=HttpSettings(header_timeout_seconds=IDLE_SECONDS),
+        limits=HttpSettings(header_timeout_seconds=IDLE_SECONDS, max_connections=max_connections),
         readiness=ready,
         flags=lambda: flag_states(states, None),
         metrics=lambda: b"",
@@ -170,6 +174,7 @@ async def ofrep_server(
             access=access,
             requests_per_second=requests_per_second,
             environments=environments,
+            streams=streams,
         ),
     )
     async with server:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from aiohttp import web
 
 from controller.core.trust import (
+    Admitted,
     AppKey,
     Policy,
     Refused,
@@ -37,6 +38,9 @@ from controller.core.trust import (
 )
 
 KeySource = Callable[[], Awaitable[Mapping[str, AppKey]]]
+Alternative = Callable[[web.Request, Mapping[str, AppKey]], Admitted | Refused | None]
+"""Another credential a route takes (a stream token in its URL): its verdict, or None to
+judge the ``Authorization`` header as ever."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[Refused], web.Response]
 Count = Callable[[Scope, str], None]
@@ -62,24 +66,32 @@ class AppAccess:
         return self._policy
 
     def guard(
-        self, handler: Handler, scope: Scope, render: Render, *, operator: str | None = None
+        self,
+        handler: Handler,
+        scope: Scope,
+        render: Render,
+        *,
+        operator: str | None = None,
+        alternative: Alternative | None = None,
     ) -> Handler:
         """``handler`` behind the key and origin checks of ``scope``; refusals by ``render``.
 
         ``operator``: the webhook token, admitted too where an operator reads what apps read
-        (``rolloutctl audience`` reads ``/flags``); never from a browser."""
+        (``rolloutctl audience`` reads ``/flags``); never from a browser. ``alternative``:
+        another credential the route takes, judged first."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             origin = request.headers.get("Origin")
             header = request.headers.get("Authorization")
             if operator is not None and origin is None and _same(bearer(header), operator):
                 return await handler(request)
-            found = access(
+            keys = await self._keys()
+            found = (None if alternative is None else alternative(request, keys)) or access(
                 credentials=bearer(header),
                 scheme_given=bool(header and header.strip()),
                 origin=origin,
                 scope=scope,
-                keys=await self._keys(),
+                keys=keys,
                 policy=self._policy,
             )
             if isinstance(found, Refused):

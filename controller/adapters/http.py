@@ -171,6 +171,8 @@ class HttpServer(Listener):
         for routes in (*served, pipelines):
             if routes is not None:
                 routes.add_to(app.router)
+        if ofrep is not None:
+            app.on_shutdown.append(lambda _app: ofrep.close())  # open event streams end
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
         super().__init__(host=host, port=port, runner=runner)
 

@@ -18,9 +18,11 @@ and native apps agree. A flag resolves to its served arm's value: the one
 the plan declares (string, number or object; ``docs/clients.md``, "Arm
 values"), else ``treatment`` is True; a flag without declared values also
 resolves as a string, to the arm's name. The variant is always the arm. Reasons:
-``SPLIT`` while the flag is rolled out, ``TARGETING_MATCH`` in a targeted
-rollout for a unit its rings reach and ``DEFAULT`` (control) for one they do
-not (the context's attributes are what the rules read), ``DISABLED`` when it
+``SPLIT`` while units are bucketed, ``STATIC`` where the value does not vary
+(at 0% or 100%, or completed: no targeting key needed), ``TARGETING_MATCH`` in
+a targeted rollout, for a unit its rings reach and for one they do not (served
+control, cohort ``outside``; the context's attributes are what the rules read),
+``DISABLED`` when it
 serves control to everyone (inactive, rolled back, killed), and ``ERROR``
 with a code and the caller's default: ``FLAG_NOT_FOUND`` for a flag the
 controller does not know (so a multi-provider asks the next provider),
@@ -29,7 +31,7 @@ and ``TYPE_MISMATCH`` when the type asked for is not the flag's. Resolving never
 an error is answered, as OpenFeature lets a provider, in the resolution's ``error_code``.
 
 The provider's hook emits an exposure after each evaluation that served an arm
-of a rollout (``SPLIT``, ``TARGETING_MATCH``, or ``DEFAULT`` with a cohort), with
+of a rollout (``SPLIT``, ``TARGETING_MATCH``, ``STATIC``), with
 its ``cohort``, once per unit per flag version unless ``exposures="every"``, and
 remembers each unit's arm; ``track`` emits a conversion, named by the tracking
 event and with its value, for each flag the unit was exposed to. Another hook
@@ -361,7 +363,7 @@ class ExposureHook(Hook):
     ) -> None:
         unit = hook_context.evaluation_context.targeting_key
         cohort = _cohort(details)
-        served = details.reason in (Reason.SPLIT, Reason.TARGETING_MATCH) or cohort is not None
+        served = details.reason in _SERVED or cohort is not None
         if not served or not unit or details.variant is None:
             return
         version = details.flag_metadata.get("version")
@@ -376,6 +378,10 @@ class ExposureHook(Hook):
             key if isinstance(key, str) else None,
             cohort=cohort,
         )
+
+
+_SERVED = (Reason.SPLIT, Reason.TARGETING_MATCH, Reason.STATIC)
+"""The reasons of an arm a rollout served (not disabled, not an error): exposures report it."""
 
 
 def _cohort(details: FlagEvaluationDetails[Any]) -> Cohort | None:

@@ -64,6 +64,21 @@ class HttpSettings(BaseModel):
         description="OFREP evaluation requests a second one client (app key, else address) may "
         "make, bulk counting as one (bursts up to a second's worth); past it 429 with Retry-After.",
     )
+    ofrep_max_streams: int = Field(
+        default=128,
+        ge=0,
+        le=100_000,
+        description="OFREP event streams (`GET /ofrep/v1/events`) open at once; each holds one of "
+        "`max_connections`, so raise both together. Past it a new stream is answered 429 and "
+        "the client polls. 0: bulk answers announce no streams.",
+    )
+    ofrep_streams_per_key: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="OFREP event streams one client (app key, else address) may hold open; a "
+        "browser app's client key holds one per open page. Past it 429.",
+    )
     reads_max_age_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -51,6 +51,7 @@ from tests.ofrep import (
     store,
 )
 from tests.services import ServiceUnavailable, free_port
+from tests.sse import sse
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -122,6 +123,11 @@ async def test_the_python_provider_gets_the_sdks_arms_for_10_000_units(
             client.get_boolean_details(SPLIT, False, EvaluationContext()),
             client.get_boolean_details("ofrep.nope", False, EvaluationContext("u")),
         ]
+        # Without a targeting key: only the flag that buckets units needs one.
+        out["keyless"] = [
+            client.get_boolean_details(flag, True, EvaluationContext())
+            for flag in (OFF, DONE, "ofrep.nope")
+        ]
         return out
 
     try:
@@ -149,11 +155,17 @@ async def test_the_python_provider_gets_the_sdks_arms_for_10_000_units(
         ("control", Reason.DISABLED, 0)
     }
     assert {(d.variant, d.reason, d.flag_metadata["flag_version"]) for d in got[DONE]} == {
-        ("treatment", Reason.SPLIT, 9)
+        ("treatment", Reason.STATIC, 9)
     }
     no_key, unknown = got["missing"]
     assert (no_key.error_code, no_key.value) == (ErrorCode.TARGETING_KEY_MISSING, False)
     assert (unknown.error_code, unknown.value) == (ErrorCode.FLAG_NOT_FOUND, False)
+    assert [(d.value, d.reason, d.error_code) for d in got["keyless"]] == [
+        (False, Reason.DISABLED, None),
+        (True, Reason.STATIC, None),
+        (True, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND),
+    ]
+    assert got["keyless"][1].flag_metadata["version"] == "9"
 
 
 @pytest.fixture
@@ -177,7 +189,11 @@ async def test_the_node_provider_gets_the_sdks_arms_for_10_000_units(
         capture_output=True,
         text=True,
         timeout=300,
-        env={"OFREP_NODE_HOME": str(home), "PATH": str(Path(node).parent)},
+        env={
+            "OFREP_NODE_HOME": str(home),
+            "PATH": str(Path(node).parent),
+            "OFREP_KEYLESS_FLAGS": f"{OFF},{DONE}",
+        },
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -194,6 +210,10 @@ async def test_the_node_provider_gets_the_sdks_arms_for_10_000_units(
     assert set(got[OFF]["variants"]) == {"control"}
     assert got[OFF]["reasons"] == ["DISABLED"]
     assert got["<no targeting key>"] == {"errors": ["TARGETING_KEY_MISSING"], "value": False}
+    assert got["<no targeting key, each flag>"] == {
+        OFF: {"reason": "DISABLED", "error": None, "value": False},
+        DONE: {"reason": "STATIC", "error": None, "value": True},
+    }
 
 
 async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -> None:
@@ -234,6 +254,20 @@ async def test_every_answer_has_ofreps_shape(served: tuple[str, RolloutStore]) -
         )
         assert other.status_code == 200
         assert other.headers["ETag"] != etag
+
+        keyless = await client.post(url, json={"context": {"plan": "pro"}})
+        assert keyless.status_code == 200, keyless.text
+        check("bulkEvaluationSuccess", keyless.json())
+        by_key = {f["key"]: f for f in keyless.json()["flags"]}
+        assert by_key[SPLIT]["errorCode"] == "TARGETING_KEY_MISSING"
+        assert (by_key[OFF]["reason"], by_key[OFF]["value"]) == ("DISABLED", False)
+        assert (by_key[DONE]["reason"], by_key[DONE]["value"]) == ("STATIC", True)
+        assert by_key[DONE]["metadata"] == {
+            "flag_version": 9,
+            "rollout_id": f"r-{DONE}",
+            "stage": 0,
+            "version": "9",
+        }
 
         bad_bulk = await client.post(url, json={"context": {"targetingKey": 7}})
         assert bad_bulk.status_code == 400
@@ -424,8 +458,12 @@ async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
             bulk = await client.post(
                 f"{base}/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u"}}
             )
+            [announced] = bulk.json()["eventStreams"]
+            async with sse(client, base + announced["endpoint"]["requestUri"]) as stream:
+                assert stream.response.status_code == 200
+                assert (await stream.next()).kind == "retry"
     assert (unknown.status_code, unknown.json()["errorCode"]) == (404, "FLAG_NOT_FOUND")
-    assert (bulk.status_code, bulk.json()) == (200, {"flags": []})
+    assert (bulk.status_code, bulk.json()["flags"]) == (200, [])
 
 
 @pytest.mark.parametrize(
@@ -465,8 +503,8 @@ async def test_flags_and_ofrep_agree_on_a_scheduled_flag(
     [
         ("vip-1", "treatment", Reason.TARGETING_MATCH),
         ("vip-22", "treatment", Reason.TARGETING_MATCH),
-        ("someone", "control", Reason.DEFAULT),
-        ("VIP-1", "control", Reason.DEFAULT),
+        ("someone", "control", Reason.TARGETING_MATCH),
+        ("VIP-1", "control", Reason.TARGETING_MATCH),
     ],
 )
 async def test_a_rule_on_the_targeting_key_matches_through_the_ofrep_provider(

@@ -29,6 +29,7 @@ from controller.core.rollouts.rollout import Phase
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import RedisSettings
 from tests.ofrep import flag_rollout, ofrep_server, store
+from tests.sse import sse
 
 pytestmark = [pytest.mark.integration]
 
@@ -175,3 +176,32 @@ async def test_the_flag_list_holds_a_bound_keys_environment_only(
         auth = {"Authorization": f"Bearer {secret}", "If-None-Match": listed.headers["ETag"]}
         again = await client.get("/flags", headers=auth)
     assert again.status_code == 304  # its own ETag, revalidated
+
+
+async def test_event_streams_want_a_key_or_its_token_and_serve_its_environment_only(
+    base: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        bulk = await client.post(
+            "/ofrep/v1/evaluate/flags", json=BODY, headers={"Authorization": f"Bearer {STAGING}"}
+        )
+        uri = bulk.json()["eventStreams"][0]["endpoint"]["requestUri"]
+        assert "token=00000000000000e2." in uri, uri
+        assert STAGING not in uri  # the secret never goes into a URL
+        async with sse(client, base + uri) as by_token:  # as a browser's EventSource: no header
+            assert by_token.response.status_code == 200
+        bare = await client.get("/ofrep/v1/events")
+        assert bare.status_code == 401
+        # A token opens its key's environment only, whichever way the path names another.
+        moved = uri.replace("/ofrep/v1/events", "/env/production/ofrep/v1/events")
+        elsewhere = await client.get(moved)
+        assert elsewhere.status_code in (401, 403), elsewhere.text
+        forged = await client.get(uri[: -len("0" * 8)] + "0" * 8)
+        assert forged.status_code == 401
+        production = await client.get(
+            "/env/staging/ofrep/v1/events", headers={"Authorization": f"Bearer {PRODUCTION}"}
+        )
+        assert (production.status_code, production.json()["errorDetails"][:60]) == (
+            403,
+            REFUSED[:60],
+        )

@@ -50,5 +50,12 @@ for (const flag of flags) {
 // No targeting key at all: the provider must say so with OFREP's error code.
 const missing = await client.getBooleanDetails(flags[0], false, {});
 out["<no targeting key>"] = { errors: [missing.errorCode], value: missing.value };
+// Flags that bucket nobody (OFREP_KEYLESS_FLAGS, comma-separated) answer without a key.
+const keyless = {};
+for (const flag of (process.env.OFREP_KEYLESS_FLAGS ?? "").split(",").filter(Boolean)) {
+  const details = await client.getBooleanDetails(flag, true, {});
+  keyless[flag] = { reason: details.reason, error: details.errorCode ?? null, value: details.value };
+}
+out["<no targeting key, each flag>"] = keyless;
 await OpenFeature.close();
 console.log(JSON.stringify(out));

@@ -21,8 +21,9 @@ import { importedOtel, recordEvaluation } from "./traces.js";
 export { CONVERSION_NAME, EventSender, eventId, makeEvent, retryDelay } from "./events.js";
 export { EVENT, evaluationAttributes, otelImport, recordEvaluation } from "./traces.js";
 
-/** Reasons under which the provider served an arm of a running or completed rollout. */
-const SERVED = new Set(["SPLIT", "TARGETING_MATCH", "CACHED"]);
+/** Reasons under which the provider served an arm of a running or completed rollout
+ * (STATIC: at 0% or 100%, or completed, where nobody is bucketed). */
+const SERVED = new Set(["SPLIT", "TARGETING_MATCH", "STATIC", "CACHED"]);
 
 /** The unit of an evaluation context, or of a plain string. */
 function unitOf(context) {

@@ -148,6 +148,12 @@ test("the wrapped provider keeps its own track, and an explicit bad name is inva
   assert.equal(counters.sent + counters.dropped, 2); // the exposure and the named conversion
 });
 
+test("an arm is served under SPLIT, TARGETING_MATCH, STATIC and CACHED, not DISABLED", () => {
+  const details = (reason) => ({ flagKey: FLAG, reason, variant: "treatment", flagMetadata: { flag_version: 4 } });
+  const counted = ["SPLIT", "TARGETING_MATCH", "STATIC", "CACHED", "DISABLED", "DEFAULT"].map((r) => servedArm(details(r)) !== null);
+  assert.deepEqual(counted, [true, true, true, true, false, false]);
+});
+
 test("measure reports each request's outcome and latency, and rethrows the step's error", async () => {
   const w = await world({ [FLAG]: () => served("treatment", 5) });
   const details = await w.client.getBooleanDetails(FLAG, false, { targetingKey: "user-9" });

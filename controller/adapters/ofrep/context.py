@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from controller.core.common import ControllerError
-from controller.core.wire import ErrorCode, unit_problem
+from controller.core.wire import ErrorCode, key_problem
 
 MAX_CONTEXT_DEPTH = 8
 """How deeply a context's objects and arrays may nest (the context itself is level 1)."""
@@ -152,11 +152,12 @@ def _invalid(reason: str) -> NoReturn:
     raise OfrepFailure(400, ErrorCode.INVALID_CONTEXT, reason)
 
 
-def checked_unit(unit: object) -> str:
-    """``unit`` if every flag can bucket it; otherwise the context's error, for all flags."""
-    if problem := unit_problem(unit):
+def checked_unit(unit: object) -> str | None:
+    """``unit`` (None when the context has none: each flag that buckets says so alone);
+    for a key that cannot be a unit, the context's error, for all flags."""
+    if isinstance(unit, str) and not unit:
+        return None
+    if problem := key_problem(unit):
         raise OfrepFailure(400, *problem)
-    assert isinstance(unit, str)  # unit_problem refuses anything else
-    if not _is_unicode(unit):
-        _invalid("the targeting key is not valid Unicode")
+    assert unit is None or isinstance(unit, str)  # key_problem refuses anything else
     return unit

@@ -14,7 +14,9 @@ document of OFREP 0.3.0:
   request's ``If-None-Match`` names it (nothing changed for that context; ``*``
   names no ETag, so it gets the flags);
 * ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
-  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask.
+  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask;
+* ``GET /ofrep/v1/events``: the environment's event stream, which each bulk answer's
+  ``eventStreams`` announces (:mod:`controller.adapters.ofrep.streams`).
 
 Each path also answers under ``/env/{environment}`` (``/env/staging/ofrep/v1/...``):
 the flags of that environment, by the keys the app knows them by (``checkout``),
@@ -32,8 +34,11 @@ arm. The unit is the context's ``targetingKey``; the value is the arm's (its
 declared one, else treatment is ``true``), the variant the arm's name, and
 ``metadata`` carries ``flag_version`` and ``rollout_id`` (and ``stage``) for
 exposures, and ``version``, the flag version as a string, which OpenFeature's
-OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``. A
-flag that serves control to everyone answers ``DISABLED``.
+OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``.
+Reasons are those OFREP lists (``SPLIT``, ``STATIC``, ``TARGETING_MATCH``,
+``DISABLED``); a flag that buckets nobody (disabled, static, unknown) answers
+without a targeting key, and one that does answers ``TARGETING_KEY_MISSING``
+alone, in a bulk answer beside the others.
 
 The flag states and segments are held in memory, not read per evaluation
 (:mod:`controller.adapters.ofrep.snapshot`).
@@ -68,6 +73,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -86,10 +92,29 @@ from controller.adapters.ofrep.snapshot import (
     SegmentSource,
     SnapshotCache,
 )
+from controller.adapters.ofrep.stream_route import (
+    NO_STREAMS,
+    STREAM_PATH,
+    StreamBounds,
+    behind,
+    opened,
+    streamer,
+)
+from controller.adapters.ofrep.streams import StreamHub, StreamLimit
 from controller.core.common import scoped, split
 from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
-from controller.core.trust import AppKey, Refused, Scope, bound_refusal, request_environment
+from controller.core.trust import (
+    Admitted,
+    AppKey,
+    Refused,
+    Scope,
+    bound_refusal,
+    request_environment,
+    stream_token,
+    token_access,
+    token_key,
+)
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 
 ENVIRONMENT_PREFIX = "/env/{environment}"
@@ -114,11 +139,13 @@ class OfrepRoutes:
         requests_per_second: float | None = None,
         count_limited: Callable[[str], None] | None = None,
         environments: Environments | Callable[[], Environments] = SINGLE,
+        streams: StreamBounds = NO_STREAMS,
     ) -> None:
         """``requests_per_second``: each client's evaluation requests a second (None: no
-        limit); ``count_limited`` is told the route (``one``, ``bulk``) of each request
-        refused for its rate."""
+        limit); ``count_limited`` is told the route (``one``, ``bulk``, ``stream``) of each
+        request refused for its rate. ``streams``: how many event streams may be open."""
         self.snapshots = SnapshotCache(states, segments=segments, max_age=max_age_seconds)
+        self.streams = StreamHub(self.snapshots, **streams.hub_args())
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
         self._limiter = (
@@ -136,13 +163,19 @@ class OfrepRoutes:
             ("POST", "/ofrep/v1/evaluate/flags/{key}", self._one),
             ("POST", "/ofrep/v1/evaluate/flags", self._bulk),
             ("GET", "/ofrep/v1/configuration", self._configuration),
+            ("GET", STREAM_PATH, self._stream),
         )
         preflight = self._access.preflight_for(Scope.EVALUATE, refusal)
         for method, path, handler in routes:
+            token = self._by_token if handler == self._stream else None
             for prefix in ("", ENVIRONMENT_PREFIX):  # /env/staging/ofrep/v1/...: one environment
-                guarded = self._access.guard(handler, Scope.EVALUATE, refusal)
+                guarded = self._access.guard(handler, Scope.EVALUATE, refusal, alternative=token)
                 router.add_route(method, prefix + path, guarded)
                 router.add_route("OPTIONS", prefix + path, preflight)
+
+    async def close(self) -> None:
+        """End the open event streams: the server is stopping."""
+        await self.streams.shut()
 
     @property
     def _environments(self) -> Environments:
@@ -201,7 +234,10 @@ class OfrepRoutes:
             unit = checked_unit(unit)
         except OfrepFailure as failure:
             return failure.response(None)
+        place = self._place(environment)
         snapshot = await self.snapshots.get()
+        if behind(snapshot, place, request.query.get("flagConfigEtag")):
+            snapshot = await self.snapshots.refresh()  # a stream told of a newer tag
         context = orjson.dumps([unit, attributes, environment], option=orjson.OPT_SORT_KEYS)
         etag = '"' + hashlib.sha256(snapshot.tag + context).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):
@@ -214,14 +250,73 @@ class OfrepRoutes:
                 continue
             found = evaluate(stored, state, unit, attributes, snapshot.segments)
             flags.append(_success(found, flag) if found.error is None else _failure(found, flag))
-        return _json({"flags": flags}, headers={"ETag": etag})
+        body = {"flags": flags, **self._announced(request, environment, snapshot.tag_of(place))}
+        return _json(body, headers={"ETag": etag})
+
+    def _place(self, environment: str) -> str | None:
+        """Where ``environment``'s flags are stored: no suffix for the default one."""
+        return None if environment == self._environments.default else environment
+
+    def _announced(self, request: web.Request, environment: str, tag: str | None) -> dict[str, Any]:
+        """The ``eventStreams`` of a bulk answer or the configuration: this environment's
+        stream, resumable from ``tag``, with a token for the key the request was admitted
+        with."""
+        if self.streams.max_streams <= 0:
+            return {}
+        key = key_of(request)
+        query = ({} if tag is None else {"flagConfigEtag": tag}) | (
+            {} if key is None else {"token": stream_token(key, environment)}
+        )
+        prefix = request.path[: request.path.find("/ofrep/v1/")]
+        uri = f"{prefix}{STREAM_PATH}" + (f"?{urlencode(query)}" if query else "")
+        return {"eventStreams": [{"type": "sse", "endpoint": {"requestUri": uri}}]}
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """``GET /ofrep/v1/events``: the environment's event stream (see :mod:`.streams`)."""
+        try:
+            self._within_rate(request, "stream")
+            place = self._place(self._environment(request))
+        except OfrepFailure as failure:
+            return failure.response(None)
+        seen = request.headers.get("Last-Event-ID") or request.query.get("flagConfigEtag")
+        current = (await self.snapshots.get()).tag_of(place)
+        try:
+            stream = self.streams.open(place, streamer(request), (seen or current)[:64], current)
+        except StreamLimit as exc:
+            limited = OfrepFailure(429, ErrorCode.GENERAL, str(exc))
+            limited.retry_after = 1
+            return limited.response(None)
+        response = opened(request, self._access.policy.origins)
+        try:
+            await response.prepare(request)
+            await self.streams.serve(stream, response)
+        except (ConnectionError, TimeoutError):
+            pass  # the client went, or stopped reading: dropped
+        finally:
+            self.streams.close(stream)
+        return response
+
+    def _by_token(
+        self, request: web.Request, keys: Mapping[str, AppKey]
+    ) -> Admitted | Refused | None:
+        """A stream token in the URL (a browser's ``EventSource`` sends no header), judged
+        for the environment the request names or the token's key is bound to."""
+        token = request.query.get("token")
+        if token is None:
+            return None
+        key = token_key(token, keys)
+        named = request.match_info.get("environment")
+        environment = self._environments.of(request_environment(key, named))
+        origin = request.headers.get("Origin")
+        return token_access(token, environment, key, origin=origin, policy=self._access.policy)
 
     async def _configuration(self, request: web.Request) -> web.Response:
         try:
-            self._environment(request)
+            environment = self._environment(request)
         except OfrepFailure as failure:
             return failure.response(None)
-        body = orjson.dumps(CONFIGURATION)
+        streams = self._announced(request, environment, None)
+        body = orjson.dumps(CONFIGURATION | streams)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers={"ETag": etag})

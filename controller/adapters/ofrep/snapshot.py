@@ -15,8 +15,9 @@ Why on demand rather than on a timer: the check at request time is what
 bounds an answer's age (a timer's reload may fail or lag, and the answer
 would be older); with that check in place a timer adds only Redis reads
 while no app asks. :meth:`SnapshotCache.refresh` is the one way a snapshot
-is replaced, so whatever learns of a change sooner (an event stream) calls
-it too.
+is replaced, so whatever learns of a change sooner calls it too; a snapshot
+that differs from the one it replaced is handed to ``on_change``, which the
+event streams (:mod:`controller.adapters.ofrep.streams`) fan out from.
 
 The segments that rules name (``user_id in segment("beta")``) are held the
 same way, reloaded with the states (a segment read again only when its
@@ -31,12 +32,12 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import structlog
 
-from controller.core.common import StoreError
+from controller.core.common import StoreError, split
 from controller.core.reading import FlagStates, FlagStateView
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
 
@@ -54,23 +55,43 @@ log = structlog.get_logger("controller.ofrep")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The flag states and segments evaluations read, and a tag that changes with any of them."""
+    """The flag states and segments evaluations read, and a tag that changes with any of them;
+    ``places``: each environment's own tag (None: the default environment's), which changes
+    only with its flags or the segments."""
 
     states: Mapping[str, FlagStateView]
     tag: bytes
     segments: HeldSegments = NO_HELD_SEGMENTS
+    places: Mapping[str | None, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, states: FlagStates, segments: HeldSegments = NO_HELD_SEGMENTS) -> Snapshot:
         held = {state.flag: state for state in states.root}
-        fields = [
-            (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
-            + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
-            + (() if s.values is None else (s.values.signed(),))
-            for s in sorted(held.values(), key=lambda s: s.flag)
-        ]
+        fields = [_fields(s) for s in sorted(held.values(), key=lambda s: s.flag)]
         tag = hashlib.sha256(orjson.dumps(fields) + segments.tag).digest()
-        return cls(held, tag, segments)
+        by_place: dict[str | None, list[tuple[object, ...]]] = {}
+        for each in fields:
+            by_place.setdefault(split(str(each[0]))[1], []).append(each)
+        places = {where: _tag(rows, segments) for where, rows in by_place.items()}
+        return cls(held, tag, segments, places)
+
+    def tag_of(self, place: str | None) -> str:
+        """The tag of the flags stored in ``place`` (None: the default environment)."""
+        found = self.places.get(place)
+        return found if found is not None else _tag([], self.segments)
+
+
+def _fields(s: FlagStateView) -> tuple[object, ...]:
+    """What of a state an evaluation reads: a change to any of it changes the tags."""
+    return (
+        (s.flag, s.version, s.status.value, s.percent, s.salt, s.rollout_id, s.stage)
+        + (() if s.rings is None else (targeting_json(s.audience, s.rings),))
+        + (() if s.values is None else (s.values.signed(),))
+    )
+
+
+def _tag(rows: list[tuple[object, ...]], segments: HeldSegments) -> str:
+    return hashlib.sha256(orjson.dumps(rows) + segments.tag).hexdigest()[:32]
 
 
 class SnapshotCache:
@@ -84,8 +105,12 @@ class SnapshotCache:
         max_age: float = MAX_AGE_SECONDS,
         load_seconds: float = LOAD_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[Snapshot], None] | None = None,
     ) -> None:
+        """``on_change`` is told each snapshot whose tag differs from the one it replaced
+        (the event streams' watcher)."""
         self._load, self._max_age, self._clock = load, max_age, clock
+        self.on_change = on_change
         self._segments, self._load_seconds = segments, load_seconds
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
@@ -133,7 +158,10 @@ class SnapshotCache:
                 # Rules go on from the segments held (none yet: unknown, so no match).
                 log.warning("ofrep_segments_reload_failed", error=repr(exc)[:300])
         # Its age counts from the read's start: the states may have changed since.
-        self._snapshot, self._read_at = Snapshot.of(states, held), started
+        before, self._snapshot = self._snapshot, Snapshot.of(states, held)
+        self._read_at = started
+        if self.on_change is not None and (before is None or before.tag != self._snapshot.tag):
+            self.on_change(self._snapshot)
         return self._snapshot
 
     def _settled(self, task: asyncio.Task[Snapshot]) -> None:

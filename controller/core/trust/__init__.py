@@ -1,9 +1,10 @@
 """What is signed and who may send: Ed25519 signatures on commands and flag states, and app keys."""
 
-from controller.core.trust import app_keys, signing
+from controller.core.trust import app_keys, signing, stream_tokens
 from controller.core.trust.app_keys import (
     CLIENT_PREFIX,
     SERVER_PREFIX,
+    Admitted,
     AppKey,
     AppKeyCommand,
     Policy,
@@ -17,10 +18,12 @@ from controller.core.trust.app_keys import (
     request_environment,
 )
 from controller.core.trust.signing import StateSigner, StateVerifier
+from controller.core.trust.stream_tokens import stream_token, token_access, token_key
 
 __all__ = [
     "CLIENT_PREFIX",
     "SERVER_PREFIX",
+    "Admitted",
     "AppKey",
     "AppKeyCommand",
     "Policy",
@@ -36,4 +39,8 @@ __all__ = [
     "preflight",
     "request_environment",
     "signing",
+    "stream_token",
+    "stream_tokens",
+    "token_access",
+    "token_key",
 ]

@@ -270,7 +270,7 @@ def access(
     header), may use a route of ``scope``. ``keys``: the book, by the secret's SHA-256.
     """
     if origin is not None and origin not in policy.origins:
-        return _unlisted(origin)
+        return unlisted(origin)
     if credentials is None:
         if scheme_given:
             return Refused(401, "no_key", "send the app key as Authorization: Bearer <key>")
@@ -280,11 +280,11 @@ def access(
     key = keys.get(digest(credentials)) if len(credentials) <= MAX_SECRET_CHARS else None
     if key is None:
         return Refused(401, "unknown_key", "unknown app key")
-    refused = _key_refusal(key, scope, browser=origin is not None)
+    refused = key_refusal(key, scope, browser=origin is not None)
     return Admitted(key) if refused is None else refused
 
 
-def _key_refusal(key: AppKey, scope: Scope, *, browser: bool) -> Refused | None:
+def key_refusal(key: AppKey, scope: Scope, *, browser: bool) -> Refused | None:
     if not key.live:
         return Refused(401, "revoked_key", f"app key {key.name} ({key.id}) was revoked")
     if scope not in key.scopes:
@@ -295,7 +295,7 @@ def _key_refusal(key: AppKey, scope: Scope, *, browser: bool) -> Refused | None:
     return None
 
 
-def _unlisted(origin: str) -> Refused:
+def unlisted(origin: str) -> Refused:
     reason = f"origin {origin[:200]!r} is not allowed: list it in http.cors_origins"
     return Refused(403, "origin", reason)
 
@@ -308,7 +308,7 @@ def preflight(origin: str | None, policy: Policy) -> Refused | None:
     """A CORS preflight's refusal, or None when its origin is allowed."""
     if origin is None:
         return Refused(400, "not_preflight", "a preflight needs an Origin header")
-    return None if origin in policy.origins else _unlisted(origin)
+    return None if origin in policy.origins else unlisted(origin)
 
 
 def by_digest(keys: Collection[AppKey]) -> dict[str, AppKey]:

@@ -33,6 +33,7 @@ from controller.core.wire.evaluation import (
     Evaluation,
     Reason,
     evaluate,
+    key_problem,
     rule_context,
     unit_problem,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "decision_or_alert",
     "evaluate",
     "flagstates",
+    "key_problem",
     "nesting_exceeds",
     "part_key",
     "rule_context",

@@ -4,25 +4,34 @@
 evaluation context's targeting key (the unit) and says which arm the unit is
 served, the flag version to report with it, and why, in OpenFeature's terms:
 
+* ``STATIC``: the flag's value does not vary between units: its rollout
+  serves treatment to everyone (completed, or at 100%) or to no one (at 0%);
 * ``SPLIT``: the flag is rolled out and the unit was bucketed
   (:func:`controller.core.wire.bucketing.assign`) into an arm;
+* ``TARGETING_MATCH``: the flag's rollout is targeted (rings) and its rules
+  placed the unit, inside a ring or outside them all;
 * ``DISABLED``: the flag serves control to everyone (inactive, rolled back,
   killed), reported with flag version 0;
 * ``ERROR`` with an :class:`ErrorCode`: no state for the flag
-  (``FLAG_NOT_FOUND``), no targeting key (``TARGETING_KEY_MISSING``: None or
-  the empty string), or one that cannot be a unit (``INVALID_CONTEXT``: not a
-  string, longer than the event contract's 256 characters, or not valid
-  Unicode); the unit is then served control, with flag version 0.
+  (``FLAG_NOT_FOUND``), no targeting key where the flag buckets units
+  (``TARGETING_KEY_MISSING``: None or the empty string), or a targeting key
+  that cannot be a unit (``INVALID_CONTEXT``: not a string, longer than the
+  event contract's 256 characters, or not valid Unicode, whatever the flag);
+  the unit is then served control, with flag version 0.
+
+These are the reasons OFREP 0.3.0 lists; OpenFeature's ``DEFAULT`` is not
+one, so no evaluation answers it. A flag whose state buckets nobody (unknown,
+disabled, static) needs no targeting key: background jobs and start-up code
+evaluate without one.
 
 A targeted rollout's state carries rings (:mod:`controller.core.rules.targeting`):
 the context's ``attributes`` (with the unit as ``targetingKey`` and dates as
 the text rules compare, :func:`rule_context`) are matched against the
 rollout's audience and the rings' (segments through the caller's
-:class:`SegmentLookup`), and the unit's bucket decides within them. A unit
-in a ring's audience is reported as ``TARGETING_MATCH``, one in none as
-``DEFAULT`` (served control); either way
-the evaluation's :class:`Cohort` says where it stands in the stage's
-comparison, and apps report it with their events.
+:class:`SegmentLookup`), and the unit's bucket decides within them. Either
+way the evaluation's :class:`Cohort` says where it stands in the stage's
+comparison (``outside`` for a unit in no ring, served control), and apps
+report it with their events.
 
 The arm's value is boolean (treatment is True) unless the flag state
 declares typed values for its arms (:mod:`controller.core.wire.arm_values`):
@@ -59,9 +68,9 @@ Metadata = dict[str, str | int | float | bool]
 class Reason(StrEnum):
     """Why a unit got its arm: OpenFeature's resolution reasons."""
 
+    STATIC = "STATIC"
     SPLIT = "SPLIT"
     TARGETING_MATCH = "TARGETING_MATCH"
-    DEFAULT = "DEFAULT"
     DISABLED = "DISABLED"
     ERROR = "ERROR"
 
@@ -173,29 +182,44 @@ def evaluate(
     targeted rollout's rules read; a rule that cannot read them (a missing
     attribute, a wrong type, an unknown segment) does not match.
     """
-    if problem := unit_problem(unit):
+    if (problem := key_problem(unit)) is not None:
         return failed(flag, *problem)
-    assert isinstance(unit, str)  # unit_problem refuses anything else
     if state is None:
         return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
-    if state.status in SERVES_CONTROL:
-        return Evaluation(
-            flag,
-            Arm.CONTROL,
-            0,
-            Reason.DISABLED,
-            state.rollout_id,
-            state.stage,
-            values=state.values,
-        )
+    if (fixed := _unbucketed(flag, state)) is not None:
+        return fixed
+    if not isinstance(unit, str) or not unit:
+        return failed(flag, *_MISSING)
     if state.rings is not None:
         return _targeted(flag, state, unit, attributes, segments)
-    try:
-        arm = assign(flag, state.salt, unit, state.percent)
-    except UnicodeEncodeError:
-        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    return _served(flag, state, assign(flag, state.salt, unit, state.percent), Reason.SPLIT)
+
+
+def _unbucketed(flag: str, state: EvaluatedState) -> Evaluation | None:
+    """What every unit is served when ``state`` buckets nobody (disabled, or static); None
+    where units are bucketed."""
+    if state.status in SERVES_CONTROL:
+        return _served(flag, state, Arm.CONTROL, Reason.DISABLED, version=0)
+    if state.rings is None and (static := static_arm(state.percent)) is not None:
+        return _served(flag, state, static, Reason.STATIC)
+    return None
+
+
+def static_arm(percent: float) -> Arm | None:
+    """The arm every unit gets at ``percent`` (treatment at 100%, control at 0%); None where
+    units are bucketed."""
+    if percent >= 100.0:
+        return Arm.TREATMENT
+    return Arm.CONTROL if percent <= 0.0 else None
+
+
+def _served(
+    flag: str, state: EvaluatedState, arm: Arm, reason: Reason, *, version: int | None = None
+) -> Evaluation:
+    """``arm`` served under ``state``, reported with its version (or ``version``)."""
+    reported = state.version if version is None else version
     return Evaluation(
-        flag, arm, state.version, Reason.SPLIT, state.rollout_id, state.stage, values=state.values
+        flag, arm, reported, reason, state.rollout_id, state.stage, values=state.values
     )
 
 
@@ -209,22 +233,20 @@ def _targeted(
     """A targeted rollout's evaluation: the rings place the unit (:mod:`targeting`)."""
     if not isinstance(attributes, Mapping):
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes are no mapping")
-    try:
-        unit_bucket = bucket(flag, state.salt, unit)
-    except UnicodeEncodeError:
-        return failed(flag, ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode")
+    unit_bucket = bucket(flag, state.salt, unit)
     try:
         context = rule_context(unit, attributes)
     except Exception:  # a hostile mapping must not reach the app
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes cannot be read")
     where = compiled(state.audience, state.rings or ()).place(unit_bucket, context, segments)
     arm = Arm.TREATMENT if where.treated else Arm.CONTROL
-    reason = Reason.DEFAULT if where.cohort is Cohort.OUTSIDE else Reason.TARGETING_MATCH
+    # Outside every ring is the rules' answer too: OFREP has no DEFAULT, and the cohort
+    # (``outside``) tells the two apart.
     return Evaluation(
         flag,
         arm,
         state.version,
-        reason,
+        Reason.TARGETING_MATCH,
         state.rollout_id,
         state.stage,
         cohort=where.cohort,
@@ -261,10 +283,10 @@ def instant_text(value: date) -> object:
 def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:
     """Why ``unit`` cannot be bucketed (the error code and the reason), or None if it can.
 
-    Unicode validity is checked where the unit is hashed, not here.
+    Unicode validity is checked by :func:`key_problem`, which evaluation asks first.
     """
     if unit is None or (isinstance(unit, str) and not unit):
-        return ErrorCode.TARGETING_KEY_MISSING, "the evaluation context has no targeting key"
+        return _MISSING
     if not isinstance(unit, str):
         return ErrorCode.INVALID_CONTEXT, (
             f"the targeting key must be a string, not {type(unit).__name__}"
@@ -274,6 +296,24 @@ def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:
             f"the targeting key is longer than {MAX_UNIT_CHARS} characters"
         )
     return None
+
+
+def key_problem(unit: object) -> tuple[ErrorCode, str] | None:
+    """Why a targeting key that was given cannot be a unit, for any flag; None for a good
+    key or none (None or empty: whether that is an error depends on the flag)."""
+    if unit is None or (isinstance(unit, str) and not unit):
+        return None
+    if (problem := unit_problem(unit)) is not None:
+        return problem
+    assert isinstance(unit, str)  # unit_problem refuses anything else
+    try:
+        unit.encode()
+    except UnicodeEncodeError:
+        return ErrorCode.INVALID_CONTEXT, "the targeting key is not valid Unicode"
+    return None
+
+
+_MISSING = ErrorCode.TARGETING_KEY_MISSING, "the evaluation context has no targeting key"
 
 
 def failed(flag: str, error: ErrorCode, detail: str) -> Evaluation:

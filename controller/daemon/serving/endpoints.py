@@ -19,7 +19,7 @@ from controller.adapters.event_intake import EventIntakeRoutes
 from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
-from controller.adapters.ofrep import OfrepRoutes
+from controller.adapters.ofrep import OfrepRoutes, StreamBounds
 from controller.adapters.otlp import OtlpRoutes
 from controller.adapters.pipeline_routes import PipelineRoutes
 from controller.adapters.read_routes import AppReadGuard
@@ -130,6 +130,10 @@ def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepR
         count_limited=lambda route: parts.metrics.ofrep_rate_limited.labels(route).inc(),
         segments=None if parts.segments is None else parts.segments.reads().held,
         environments=lambda: parts.engine.keys.environments,  # reloaded on SIGHUP
+        streams=StreamBounds(
+            max_streams=settings.http.ofrep_max_streams,
+            per_client=settings.http.ofrep_streams_per_key,
+        ),
     )
 
 

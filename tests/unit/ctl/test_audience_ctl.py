@@ -93,8 +93,13 @@ async def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
             "TARGETING_MATCH",
             "carried",
         ),
-        ({"targetingKey": "x", "user_id": "x", "plan": "free"}, "control", "DEFAULT", "outside"),
-        ({"targetingKey": "x"}, "control", "DEFAULT", "outside"),
+        (
+            {"targetingKey": "x", "user_id": "x", "plan": "free"},
+            "control",
+            "TARGETING_MATCH",
+            "outside",
+        ),
+        ({"targetingKey": "x"}, "control", "TARGETING_MATCH", "outside"),
     ],
 )
 async def test_the_answer_is_the_apps_with_each_rings_truth(

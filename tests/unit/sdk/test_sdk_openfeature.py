@@ -345,5 +345,5 @@ def test_rules_read_the_targeting_key_and_datetimes_of_the_context(
     client = _client(domain, RolloutProvider(flags))
     details = client.get_boolean_details("checkout", False, EvaluationContext(unit, attributes))
     assert details.error_code is None, details.error_message
-    want = (True, Reason.TARGETING_MATCH) if reached else (False, Reason.DEFAULT)
+    want = (True, Reason.TARGETING_MATCH) if reached else (False, Reason.TARGETING_MATCH)
     assert (details.value, details.reason) == want

@@ -109,13 +109,13 @@ CASES = [
         id="split-treatment",
     ),
     pytest.param(
-        Evaluation(FLAG, Arm.CONTROL, 12, Reason.DEFAULT, values=TYPED),
+        Evaluation(FLAG, Arm.CONTROL, 12, Reason.TARGETING_MATCH, values=TYPED),
         "user-2",
         {"rows": 10},
         {
             "feature_flag.result.variant": "control",
             "feature_flag.result.value": '{"rows":10}',
-            "feature_flag.result.reason": "default",
+            "feature_flag.result.reason": "targeting_match",
             "feature_flag.context.id": "user-2",
             "feature_flag.version": "12",
         },
@@ -208,7 +208,8 @@ def test_value_records_what_it_returned_and_errors_their_type(
     with tracer.start_as_current_span("GET /checkout"):
         assert book.value(FLAG, "user-1", "none") == "v2-ranker"
         assert book.value("unknown.flag", "user-1", "none") == "none"
-        assert book.value(FLAG, "", "none") == "none"
+        # At 100% nothing is bucketed: no targeting key is needed.
+        assert book.value(FLAG, "", "none") == "v2-ranker"
     ranked, unknown, keyless = _events(exporter)
     assert ranked["feature_flag.result.value"] == '"v2-ranker"'
     assert ranked["feature_flag.version"] == "7"
@@ -217,7 +218,7 @@ def test_value_records_what_it_returned_and_errors_their_type(
         '"none"',
     )
     assert "feature_flag.version" not in unknown
-    assert keyless["error.type"] == "targeting_key_missing"
+    assert (keyless["feature_flag.result.reason"], "error.type" in keyless) == ("static", False)
     assert "feature_flag.context.id" not in keyless
 
 

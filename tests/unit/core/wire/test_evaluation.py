@@ -35,25 +35,44 @@ def state(status: FlagStatus = FlagStatus.ROLLING_OUT, percent: float = 50.0) ->
 @pytest.mark.parametrize(
     ("status", "percent", "unit", "arm", "version", "reason", "error"),
     [
-        (FlagStatus.ROLLING_OUT, 100.0, "u1", Arm.TREATMENT, 7, Reason.SPLIT, None),
-        (FlagStatus.ROLLING_OUT, 0.0, "u1", Arm.CONTROL, 7, Reason.SPLIT, None),
-        (FlagStatus.COMPLETED, 100.0, "u1", Arm.TREATMENT, 7, Reason.SPLIT, None),
+        (FlagStatus.ROLLING_OUT, 100.0, "u1", Arm.TREATMENT, 7, Reason.STATIC, None),
+        (FlagStatus.ROLLING_OUT, 0.0, "u1", Arm.CONTROL, 7, Reason.STATIC, None),
+        (
+            FlagStatus.ROLLING_OUT,
+            50.0,
+            "u1",
+            assign("checkout", "pepper", "u1", 50.0),
+            7,
+            Reason.SPLIT,
+            None,
+        ),
+        (FlagStatus.COMPLETED, 100.0, "u1", Arm.TREATMENT, 7, Reason.STATIC, None),
         (FlagStatus.INACTIVE, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
         (FlagStatus.ROLLED_BACK, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
         (FlagStatus.KILLED, 100.0, "u1", Arm.CONTROL, 0, Reason.DISABLED, None),
+        # No targeting key: an error only where units are bucketed.
+        (FlagStatus.ROLLING_OUT, 50.0, None, Arm.CONTROL, 0, Reason.ERROR, "TARGETING_KEY_MISSING"),
+        (FlagStatus.ROLLING_OUT, 50.0, "", Arm.CONTROL, 0, Reason.ERROR, "TARGETING_KEY_MISSING"),
+        (FlagStatus.ROLLING_OUT, 100.0, None, Arm.TREATMENT, 7, Reason.STATIC, None),
+        (FlagStatus.ROLLING_OUT, 0.0, "", Arm.CONTROL, 7, Reason.STATIC, None),
+        (FlagStatus.COMPLETED, 100.0, None, Arm.TREATMENT, 7, Reason.STATIC, None),
+        (FlagStatus.KILLED, 50.0, None, Arm.CONTROL, 0, Reason.DISABLED, None),
+        (FlagStatus.INACTIVE, 0.0, "", Arm.CONTROL, 0, Reason.DISABLED, None),
+        (FlagStatus.ROLLED_BACK, 25.0, None, Arm.CONTROL, 0, Reason.DISABLED, None),
+        # A key that cannot be a unit is the context's error, whatever the flag.
+        (FlagStatus.KILLED, 50.0, 42, Arm.CONTROL, 0, Reason.ERROR, "INVALID_CONTEXT"),
         (
-            FlagStatus.ROLLING_OUT,
+            FlagStatus.COMPLETED,
             100.0,
-            None,
+            "lone-\ud800",
             Arm.CONTROL,
             0,
             Reason.ERROR,
-            "TARGETING_KEY_MISSING",
+            "INVALID_CONTEXT",
         ),
-        (FlagStatus.ROLLING_OUT, 100.0, "", Arm.CONTROL, 0, Reason.ERROR, "TARGETING_KEY_MISSING"),
         (FlagStatus.ROLLING_OUT, 100.0, 42, Arm.CONTROL, 0, Reason.ERROR, "INVALID_CONTEXT"),
         (FlagStatus.ROLLING_OUT, 100.0, "u" * 257, Arm.CONTROL, 0, Reason.ERROR, "INVALID_CONTEXT"),
-        (FlagStatus.ROLLING_OUT, 100.0, "u" * 256, Arm.TREATMENT, 7, Reason.SPLIT, None),
+        (FlagStatus.ROLLING_OUT, 100.0, "u" * 256, Arm.TREATMENT, 7, Reason.STATIC, None),
         (
             FlagStatus.ROLLING_OUT,
             100.0,
@@ -90,8 +109,9 @@ def test_an_unknown_flag_is_not_found_and_served_control() -> None:
         Reason.ERROR,
         ErrorCode.FLAG_NOT_FOUND,
     )
-    # A missing targeting key is said first: the context is wrong for any flag.
-    assert evaluate("nope", None, None).error is ErrorCode.TARGETING_KEY_MISSING
+    # An unknown flag buckets nobody: without a targeting key it is still not found.
+    assert evaluate("nope", None, None).error is ErrorCode.FLAG_NOT_FOUND
+    assert evaluate("nope", None, 42).error is ErrorCode.INVALID_CONTEXT
 
 
 def test_the_metadata_carries_what_an_exposure_reports() -> None:
@@ -112,7 +132,11 @@ def test_every_bucketing_vector_comes_out_of_the_evaluation() -> None:
     for v in vectors:
         held = state(percent=v["percent"]).model_copy(update={"flag": v["flag"], "salt": v["salt"]})
         got = evaluate(v["flag"], held, v["unit"])
-        assert (got.variant, got.reason) == (v["arm"], Reason.SPLIT), v
+        bucketed = 0 < v["percent"] < 100
+        assert (got.variant, got.reason) == (v["arm"], SPLIT if bucketed else STATIC), v
+
+
+SPLIT, STATIC = Reason.SPLIT, Reason.STATIC
 
 
 def test_the_sdk_serves_what_the_evaluation_says() -> None:

@@ -192,7 +192,7 @@ def test_at_each_stage_exactly_the_units_the_rule_and_percent_say_get_treatment(
     ("stage", "unit", "context", "arm", "cohort", "reason"),
     [
         (0, "alice", {"user_id": "alice"}, Arm.TREATMENT, Cohort.COMPARED, Reason.TARGETING_MATCH),
-        (0, "u-1", {"user_id": "u-1"}, Arm.CONTROL, Cohort.OUTSIDE, Reason.DEFAULT),
+        (0, "u-1", {"user_id": "u-1"}, Arm.CONTROL, Cohort.OUTSIDE, Reason.TARGETING_MATCH),
         (1, "alice", {"user_id": "alice"}, Arm.TREATMENT, Cohort.CARRIED, Reason.TARGETING_MATCH),
         (
             1,
@@ -210,8 +210,8 @@ def test_at_each_stage_exactly_the_units_the_rule_and_percent_say_get_treatment(
             Cohort.CARRIED,
             Reason.TARGETING_MATCH,
         ),
-        (2, "u-1", {"country": "th"}, Arm.CONTROL, Cohort.OUTSIDE, Reason.DEFAULT),
-        (2, "u-1", {"country": None}, Arm.CONTROL, Cohort.OUTSIDE, Reason.DEFAULT),
+        (2, "u-1", {"country": "th"}, Arm.CONTROL, Cohort.OUTSIDE, Reason.TARGETING_MATCH),
+        (2, "u-1", {"country": None}, Arm.CONTROL, Cohort.OUTSIDE, Reason.TARGETING_MATCH),
         (3, "u-1", {}, Arm.CONTROL, Cohort.COMPARED, Reason.TARGETING_MATCH),
     ],
 )
