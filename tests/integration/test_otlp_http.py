@@ -39,6 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.redis.aggregates import connect
 from controller.settings import RedisSettings
@@ -304,7 +305,6 @@ def hostile_spans(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("oversize", span("10k attributes", attributes=many, events=[])),
         ("hostile_attribute", span("deep", attributes=[{"key": "d", "value": deep}], events=[])),
         ("malformed", span("wrong types", startTimeUnixNano={"not": "a time"}, events=[])),
-        ("unknown_flag", span("unknown", events=[evaluation("nobody.knows", "treatment")])),
         ("unknown_variant", span("purple", events=[evaluation(FLAG, "purple")])),
         (
             "bad_version",
@@ -356,7 +356,7 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
         # An export with hostile spans among good ones: 200, the hostile ones named
         answer = await export(client, "/v1/traces", hostile_json, JSON)
         rejected, message = partial_success(answer, "/v1/traces")
-        assert rejected == sum(reasons.values()) == 6, message
+        assert rejected == sum(reasons.values()) == 5, message
         assert all(reason in message for reason in reasons), message
         answer = await export(
             client, "/v1/traces", proto_with_many_attributes(traces_proto(proto_spans)), PROTOBUF
@@ -395,7 +395,7 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
         await wait_status(f"{client.base_url}/healthz", 200)
         await rig.settle()
         await rig.assert_exact(reference)
-        letters = await rig.dead_letters(7)
+        letters = await rig.dead_letters(6)
     found = Counter(dict(r.headers)["rc.reason"].decode() for r in letters)
     assert found == reasons + Counter({"oversize": 1}), found
     for record in letters:
@@ -407,6 +407,58 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             headers["rc.reason"].decode(),
         )
         assert len(record.value) < 2000
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """A sample of the daemon's ``/metrics`` (0 when it has none yet)."""
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0
+
+
+async def test_an_apps_ordinary_flags_are_ignored_not_refused_nor_dead_lettered(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given an app that evaluates, beside the flag under rollout, flags no rollout published
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(20)]
+    spans = served(recorder, "treatment", units)
+    reference = described(spans, dict.fromkeys(units, "treatment"))
+    ordinary = openfeature_client({"dark-mode": "treatment", "new-footer": "control"})
+    for unit in units:
+        with recorder.request(status=200):
+            evaluate(ordinary, "dark-mode", unit)
+            evaluate(ordinary, "new-footer", unit)
+    tree = orjson.loads(traces_json(recorder.spans()))
+    # ... and one span with a bad version: the one refusal, a positive signal for the DLQ
+    scope = tree["resourceSpans"][0]["scopeSpans"][0]
+    scope["spans"].append(dict(hostile_spans(scope["spans"][0])[-1][1]))
+    async with serving(rig, tmp_path) as (client, _):
+        # When the app exports its spans
+        answer = await export(client, "/v1/traces", orjson.dumps(tree), JSON)
+        # Then only the bad version is refused: the ordinary flags are no error
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert rejected == 1, message
+        assert "bad_version x1" in message
+        assert "unknown_flag" not in message
+        letters = await rig.every_dead_letter()
+        assert [dict(r.headers)["rc.reason"] for r in letters] == [b"bad_version"]
+        # ... they are counted apart, and nothing the alert on refusals reads
+        ignored = await metric(
+            client, "rollout_otlp_ignored_evaluations_total", path="http", signal="traces"
+        )
+        assert ignored == 2 * len(units)
+        refused = await metric(
+            client, "rollout_otlp_http_refused_total", signal="traces", reason="bad_version"
+        )
+        assert refused == 1
+        # ... and the flag under rollout is counted exactly
+        await rig.settle()
+        await rig.assert_exact(reference)
 
 
 # --------------------------------------------------------------------------------------

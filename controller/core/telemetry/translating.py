@@ -14,11 +14,12 @@ is joined through :class:`~.joining.JoinBuffer`.
 
 Every event's id is derived from the trace, the span and the flag
 (:func:`~.attribution.event_id`), so a re-sent export counts once. What is not
-counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_flag``,
-``unknown_variant``, ``bad_version``, ``no_unit``, at the index of its span or
-record in the batch), ``guarded`` for an evaluation too near a version change
-(no refusal: nothing was wrong with it), ``unmatched`` for an evaluation whose
-request outcome will never be counted.
+counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_variant``,
+``bad_version``, ``no_unit``, at the index of its span or record in the batch),
+``no_rollout`` for an evaluation of a flag no rollout published (an app's
+ordinary flags: nothing wrong with it, nothing to count it for), ``guarded``
+for an evaluation too near a version change (no refusal either),
+``unmatched`` for an evaluation whose request outcome will never be counted.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ class Translated:
     refused: list[Refusal] = field(default_factory=list)
     request_level: int = 0
     """Exposures whose unit is the request (its trace): no unit was named."""
+    no_rollout: int = 0
+    """Evaluations of flags no rollout published: ignored (not an error)."""
     guarded: int = 0
     """Evaluations too near a version change to attribute (not an error)."""
     unmatched: int = 0
@@ -282,7 +285,7 @@ class Translator:
         flag = evaluation.flag
         rules = self._rules(flag, run)
         if rules is None:
-            run.refuse(index, "unknown_flag", f"flag {flag[:128]!r} is not under rollout")
+            run.out.no_rollout += 1
             return None
         arm = rules.arms.get(evaluation.variant) if evaluation.variant is not None else None
         if arm is None:

@@ -173,7 +173,7 @@ def test_the_version_is_the_one_named_else_the_one_in_force_outside_the_guard(
     assert [r.reason for r in out.refused] == ([refusal] if refusal == "bad_version" else [])
 
 
-def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
+def test_unknown_variants_are_refused_at_their_spans_index_flags_without_rollout_ignored() -> None:
     batch = [
         span(CHILD, ROOT, kind=1),
         span(
@@ -187,10 +187,10 @@ def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
     ]
     out = translate(*batch)
     assert out.refused == [
-        Refusal(1, "unknown_flag", "flag 'other' is not under rollout"),
         Refusal(1, "unknown_variant", "checkout: variant 'on' names no arm"),
         Refusal(1, "unknown_variant", "checkout: variant '' names no arm"),
     ]
+    assert out.no_rollout == 1  # "other": an app's ordinary flag, no error
     assert len(exposures(out)) == 1
 
 
