@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry import trace
 from opentelemetry._logs import LogRecord
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -457,6 +459,44 @@ async def test_an_apps_ordinary_flags_are_ignored_not_refused_nor_dead_lettered(
         )
         assert refused == 1
         # ... and the flag under rollout is counted exactly
+        await rig.settle()
+        await rig.assert_exact(reference)
+
+
+def timed_request(recorder: Recorder, unit: str, start_ns: int, end_ns: int) -> None:
+    """A SERVER span with its flag evaluated (OpenFeature's hook), at the times given, as an
+    SDK records them when the app names them (or its clock is wrong)."""
+    client = openfeature_client({FLAG: "treatment"})
+    span = recorder.tracer.start_span("GET /checkout", kind=SpanKind.SERVER, start_time=start_ns)
+    with trace.use_span(span, end_on_exit=False):
+        evaluate(client, FLAG, unit)
+    span.set_attribute("http.response.status_code", 200)
+    span.end(end_time=end_ns)
+
+
+async def test_a_span_at_an_implausible_time_is_refused_alone(rig: Rig, tmp_path: Path) -> None:
+    # Given requests of the real SDK, among them one that ends before it starts and one
+    # that ends at 2^63 ns (a one-day request dated 2262, were it clamped)
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(10)]
+    good = served(recorder, "treatment", units)
+    now = time.time_ns()
+    timed_request(recorder, "user-backwards", now, now - 5_000_000)
+    timed_request(recorder, "user-2262", now, 2**63 - 1)
+    reference = described(good, dict.fromkeys(units, "treatment"))
+    async with serving(rig, tmp_path) as (client, _):
+        # When the app exports them together
+        answer = await export(client, "/v1/traces", traces_proto(recorder.spans()), PROTOBUF)
+        # Then the two are refused, each alone, with its reason; the others count exactly
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert rejected == 2, message
+        assert "bad_time x2" in message, message
+        letters = await rig.every_dead_letter()
+        details = sorted(dict(r.headers)["rc.detail"].decode() for r in letters)
+        assert [dict(r.headers)["rc.reason"] for r in letters] == [b"bad_time"] * 2
+        assert "ends 5.000 ms before it starts" in details[0], details
+        assert "longer than a day" in details[1], details
         await rig.settle()
         await rig.assert_exact(reference)
 

@@ -40,6 +40,7 @@ RefusalReason = Literal[
     "unknown_variant",
     "bad_version",
     "no_unit",
+    "bad_time",
     "guard_interval",
 ]
 REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = (
@@ -49,6 +50,7 @@ REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = (
     "unknown_variant",
     "bad_version",
     "no_unit",
+    "bad_time",
     "guard_interval",
 )
 """Why an item or an evaluation is not counted: stable strings, also the DLQ reasons.

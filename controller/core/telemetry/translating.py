@@ -15,7 +15,10 @@ is joined through :class:`~.joining.JoinBuffer`.
 Every event's id is derived from the trace, the span and the flag
 (:func:`~.attribution.event_id`), so a re-sent export counts once. What is not
 counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_variant``,
-``bad_version``, ``no_unit``, at the index of its span or record in the batch),
+``bad_version``, ``no_unit``, at the index of its span or record in the batch), per
+span or evaluation at an implausible time (``bad_time``: a span that ends before it
+starts or lasts over a day, an instant far from the time the batch arrived; such a
+span is no request, and its time no version's),
 ``no_rollout`` for an evaluation of a flag no rollout published (an app's
 ordinary flags: nothing wrong with it, nothing to count it for), ``guarded``
 for an evaluation too near a version change (no refusal either),
@@ -59,8 +62,10 @@ from controller.core.telemetry.signals import (
     Logs,
     Refusal,
     RefusalReason,
+    Span,
     Spans,
 )
+from controller.core.telemetry.timing import Window, plausible_spans
 from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
 
 Arm = Literal["treatment", "control"]
@@ -157,6 +162,7 @@ class _Run:
     """One call's state: the clock, its spans, the rules looked up and the ids emitted."""
 
     now_ms: int
+    window: Window
     nodes: dict[str, Node] = field(default_factory=dict)
     rules: dict[str, FlagRules | None] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
@@ -171,6 +177,9 @@ class _Run:
 
     def refuse(self, index: int, reason: RefusalReason, detail: str) -> None:
         self.out.refused.append(Refusal(index, reason, detail[:MAX_DETAIL_CHARS]))
+
+    def refuse_time(self, index: int, detail: str) -> None:
+        self.refuse(index, "bad_time", detail)
 
 
 class Translator:
@@ -200,11 +209,12 @@ class Translator:
         return self._buffer.expire(now_ms)
 
     def spans(self, batch: Spans, now_ms: int) -> Translated:
-        run = _Run(now_ms, noted={})
+        run = _Run(now_ms, Window.around(now_ms), noted={})
         run.out.unmatched += self._buffer.expire(now_ms)
-        nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
+        kept = plausible_spans(batch.spans, run.window, run.refuse_time)
+        nodes = run.nodes = {span.span_id: node_of(span) for _, span in kept}
         self._buffer.remember_all(nodes, now_ms)
-        for index, span in enumerate(batch.spans):
+        for index, span in kept:
             if span.events or span.name == EVALUATION_NAME:
                 for evaluation in evaluations_in(span, details=False):
                     self._evaluated(evaluation, index, (span.attributes, span.resource), run)
@@ -212,20 +222,24 @@ class Translator:
             self._buffer.note_all(run.noted, now_ms)
         run.noted = None
         if self._names:
-            self._span_conversions(batch, run)
+            self._span_conversions([span for _, span in kept], run)
         for span_id in self._buffer.awaited(nodes):
             for waiting in self._buffer.arrived(span_id):
                 self._walk(waiting.evaluation, span_id, waiting.hops, run)
         return run.out
 
     def logs(self, batch: Logs, now_ms: int) -> Translated:
-        run = _Run(now_ms)
+        run = _Run(now_ms, Window.around(now_ms))
         run.out.unmatched += self._buffer.expire(now_ms)
         for index, record in enumerate(batch.records):
             evaluation = evaluation_in(record, details=False)
             if evaluation is not None:
                 self._evaluated(evaluation, index, (record.attributes, record.resource), run)
             elif record.trace_id and record.event_name in self._names:
+                if not run.window.holds(record.time_ns):
+                    fault = run.window.fault(record.time_ns)
+                    run.refuse_time(index, f"{record.event_name[:64]}: {fault}")
+                    continue
                 anchor = record.span_id or f"log:{record.time_ns}"
                 conversion = _Conversion(
                     record.event_name,
@@ -237,9 +251,9 @@ class Translator:
                 self._converted(conversion, run)
         return run.out
 
-    def _span_conversions(self, batch: Spans, run: _Run) -> None:
+    def _span_conversions(self, spans: list[Span], run: _Run) -> None:
         names = self._names
-        for span in batch.spans:
+        for span in spans:
             if span.name in names:
                 ts = ts_ms(span.end_ns)
                 conversion = _Conversion(
@@ -287,10 +301,8 @@ class Translator:
         if rules is None:
             run.out.no_rollout += 1
             return None
-        arm = rules.arms.get(evaluation.variant) if evaluation.variant is not None else None
+        arm = _arm_of(evaluation, rules, index, run)
         if arm is None:
-            variant = (evaluation.variant or "")[:128]
-            run.refuse(index, "unknown_variant", f"{flag}: variant {variant!r} names no arm")
             return None
         ts = ts_ms(evaluation.time_ns)
         if evaluation.version is not None:
@@ -399,3 +411,18 @@ class Translator:
                 value=conversion_value(conversion.attributes.get(rules.conversion_value)),
             )
         )
+
+
+def _arm_of(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> Arm | None:
+    """The arm an evaluation counts in, or None (refused: its variant names no arm, or it
+    happened at an implausible time)."""
+    flag = evaluation.flag
+    arm = rules.arms.get(evaluation.variant) if evaluation.variant is not None else None
+    if arm is None:
+        variant = (evaluation.variant or "")[:128]
+        run.refuse(index, "unknown_variant", f"{flag}: variant {variant!r} names no arm")
+        return None
+    if not run.window.holds(evaluation.time_ns):
+        run.refuse_time(index, f"{flag}: {run.window.fault(evaluation.time_ns, 'evaluated')}")
+        return None
+    return arm
