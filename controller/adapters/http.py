@@ -106,7 +106,11 @@ class HttpServer(Listener):
       ``lingering_time``, set to the same value, before it closes;
     * connections: the listening socket's protocol factory answers 503 and
       closes when ``max_connections`` are already open, so slow clients
-      cannot pile up between their deadlines.
+      cannot pile up between their deadlines;
+    * ``Content-Encoding``: no body is inflated by the server (an encoding
+      aiohttp cannot decode would be a plain-text 400 before any route); OTLP
+      inflates ``gzip`` itself, and ``POST /v1/events`` refuses any encoding
+      with 415.
     """
 
     def __init__(
@@ -393,6 +397,9 @@ def _handler_args(limits: HttpSettings) -> dict[str, Any]:
         "max_line_size": limits.max_header_bytes,
         "max_field_size": limits.max_header_bytes,
         "max_headers": MAX_HEADERS,
+        # Bodies are read as sent: aiohttp would answer an encoding it cannot inflate
+        # (br, zstd) with a plain-text 400 before any route; OTLP inflates gzip itself.
+        "auto_decompress": False,
     }
 
 

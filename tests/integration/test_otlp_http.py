@@ -377,8 +377,14 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             "text": await client.post(
                 "/v1/traces", content=b"hi", headers={"Content-Type": "text/plain"}
             ),
-            "deflate": await client.post(
+            "snappy": await client.post(
                 "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "snappy"}
+            ),
+            "br": await client.post(
+                "/v1/traces", content=b"\x0b\x01\x80", headers=PROTOBUF | {"Content-Encoding": "br"}
+            ),
+            "zstd": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "zstd"}
             ),
         }
         statuses = {name: a.status_code for name, a in answers.items()}
@@ -388,11 +394,20 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             "not an export": 400,
             "not protobuf": 400,
             "text": 415,
-            "deflate": 415,
+            "snappy": 415,
+            "br": 415,
+            "zstd": 415,
         }
         assert status_message(answers["bomb"]) == (8, "the body inflates past 16777216 bytes")
         assert status_message(answers["not an export"])[0] == 3  # INVALID_ARGUMENT
         assert status_message(answers["text"])[0] == 3
+        # an encoding the server cannot inflate is the documented 415, in the request's encoding
+        assert status_message(answers["br"]) == (
+            3,
+            "the body may be sent gzip or identity, not 'br'",
+        )
+        assert answers["zstd"].headers["Content-Type"] == "application/json"
+        assert status_message(answers["zstd"])[0] == 3
         # Then the daemon is up, every good span counted, and each refusal dead-lettered
         await wait_status(f"{client.base_url}/healthz", 200)
         await rig.settle()

@@ -25,7 +25,9 @@ and the same deadline for it (``http.body_timeout_seconds``). The answers:
   bomb: the inflating stops there), or an export of more than
   ``http.otlp_max_items`` items; ``408`` a body slower than its deadline;
   ``415`` a ``Content-Type`` other than the two, or a ``Content-Encoding``
-  other than ``gzip`` and ``identity``;
+  other than ``gzip`` and ``identity`` (``br``, ``zstd``, ``deflate``...: the
+  server inflates no body itself, :mod:`.inflating`, so every encoding reaches
+  this check);
 * ``429`` with ``Retry-After`` past the client's rate
   (``http.otlp_items_per_second``, counted in spans or log records received,
   valid or not);
@@ -50,10 +52,10 @@ from typing import Literal, Protocol
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
 from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.otlp.inflating import GzipInflater, NotGzip, TooLarge
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
     decode_traces_proto,
@@ -235,33 +237,34 @@ class OtlpRoutes:
         return web.Response(body=body, content_type=JSON if json else PROTOBUF)
 
     async def _body(self, request: web.Request, *, inflated: bool) -> bytes:
-        """The body as the exporter encoded it: read (and inflated, as aiohttp does) within
-        the body deadline, the bound as sent and the bound once inflated."""
-        as_sent = f"the body is over {self._max_body} bytes"
+        """The body as the exporter encoded it: read within the body deadline and the bound
+        as sent, and inflated (``gzip``) as it arrives, within the bound once inflated."""
+        as_sent = _Refusal(413, "too_large", f"the body is over {self._max_body} bytes", close=True)
         if (request.content_length or 0) > self._max_body:
-            raise _Refusal(413, "too_large", as_sent, close=True)
-        limit = self._max_decoded if inflated else self._max_body
+            raise as_sent
+        inflater = GzipInflater(self._max_decoded) if inflated else None
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self._body_timeout):
                 async for chunk in request.content.iter_any():
                     size += len(chunk)
-                    if (request.content.total_compressed_bytes or 0) > self._max_body:
-                        raise _Refusal(413, "too_large", as_sent, close=True)
-                    if size > limit:
-                        reason = f"the body inflates past {limit} bytes"
-                        raise _Refusal(
-                            413, "too_large", reason if inflated else as_sent, close=True
-                        )
-                    chunks.append(chunk)
+                    if size > self._max_body:
+                        raise as_sent
+                    if inflater is None:
+                        chunks.append(chunk)
+                    else:
+                        inflater.feed(chunk)
+            return b"".join(chunks) if inflater is None else inflater.inflated()
         except TimeoutError as exc:
             reason = f"the body did not arrive within {self._body_timeout:g} s"
             raise _Refusal(408, "timeout", reason, close=True) from exc
-        except RequestPayloadError as exc:
+        except TooLarge as exc:
+            reason = f"the body inflates past {self._max_decoded} bytes"
+            raise _Refusal(413, "too_large", reason, close=True) from exc
+        except NotGzip as exc:
             reason = f"the body cannot be inflated: {str(exc).strip()[:200]}"
             raise _Refusal(400, "not_gzip", reason, close=True) from exc
-        return b"".join(chunks)
 
 
 def _items(batch: Spans | Logs) -> int:

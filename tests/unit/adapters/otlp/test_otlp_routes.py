@@ -54,7 +54,7 @@ class Sink:
             raise BatchNotSent("the broker is away")
         self.taken.append((signal, batch))
         if self.rejected:
-            return Taken(self.rejected, f"{self.rejected} not counted (unknown_flag x1)")
+            return Taken(self.rejected, f"{self.rejected} not counted (unknown_variant x1)")
         return Taken()
 
     def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
@@ -73,7 +73,7 @@ async def served(sink: Sink, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
         "bounds": Bounds(),
     }
     OtlpRoutes(sink, **(options | limits)).add_to(app.router)
-    async with app_client(app) as client:
+    async with app_client(app, auto_decompress=False) as client:  # as the daemon serves it
         yield client
 
 
@@ -133,7 +133,10 @@ async def test_a_gzip_export_is_inflated_and_a_partial_success_named() -> None:
         )
     assert answer.status_code == 200
     partial = ExportTraceServiceResponse.FromString(answer.content).partial_success
-    assert (partial.rejected_spans, partial.error_message) == (1, "1 not counted (unknown_flag x1)")
+    assert (partial.rejected_spans, partial.error_message) == (
+        1,
+        "1 not counted (unknown_variant x1)",
+    )
     assert sink.outcomes == Counter({("traces", "partial"): 1})
 
 
@@ -153,8 +156,17 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
             "text": await client.post(
                 "/v1/traces", content=spans, headers={"Content-Type": "text/plain"}
             ),
-            "zstd?": await client.post(
+            "lz4": await client.post(
                 "/v1/traces", content=spans, headers=PROTOBUF | {"Content-Encoding": "lz4"}
+            ),
+            "br": await client.post(
+                "/v1/traces", content=spans, headers=PROTOBUF | {"Content-Encoding": "br"}
+            ),
+            "zstd": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "zstd"}
+            ),
+            "deflate": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "deflate"}
             ),
             "no export": await client.post("/v1/traces", content=b'"a string"', headers=JSON),
             "garbage": await client.post("/v1/logs", content=b"\xff\xfe" * 50, headers=PROTOBUF),
@@ -165,7 +177,10 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
         "as sent": 413,
         "not gzip": 400,
         "text": 415,
-        "zstd?": 415,
+        "lz4": 415,
+        "br": 415,
+        "zstd": 415,
+        "deflate": 415,
         "no export": 400,
         "garbage": 400,
     }
@@ -174,6 +189,8 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
     assert found["text"][2].startswith(
         "the body must be application/x-protobuf or application/json"
     )
+    assert found["br"][1:] == (3, "the body may be sent gzip or identity, not 'br'")
+    assert found["zstd"][1:] == (3, "the body may be sent gzip or identity, not 'zstd'")
     assert found["no export"][1] == 3
     assert found["no export"][2].startswith("not an OTLP traces export")
     assert sink.taken == []
