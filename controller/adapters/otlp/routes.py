@@ -34,7 +34,14 @@ and the same deadline for it (``http.body_timeout_seconds``). The answers:
 * ``503`` with ``Retry-After`` when the broker did not acknowledge the
   events (or Redis, where they are recorded and the flags read, did not answer): nothing was
   counted; the exporter sends the export again, and each event's id (from
-  its trace id, span id and flag) makes the copy count once.
+  its trace id, span id and flag) makes the copy count once;
+* ``503`` with ``Retry-After`` too when the controller is busy
+  (:mod:`.admission`): ``http.otlp_max_in_flight`` exports are being worked
+  on and ``http.otlp_max_waiting`` more wait (at once, the body unread), or
+  no turn came within half of ``http.otlp_answer_seconds``, or the broker
+  had not acknowledged the events by the whole of it (sent again, they count
+  once). So every export is answered within about ``http.otlp_answer_seconds``
+  of its body, before its exporter gives up (10 s by default).
 
 An answer other than 200 carries a ``google.rpc.Status`` (``code``,
 ``message``) in the request's encoding, as OTLP/HTTP says.
@@ -55,6 +62,7 @@ from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
 from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.otlp.admission import Admission, Busy
 from controller.adapters.otlp.inflating import GzipInflater, NotGzip, TooLarge
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
@@ -149,9 +157,13 @@ class OtlpRoutes:
         bounds: Bounds,
         access: AppAccess | None = None,
         default_environment: Callable[[], str] = lambda: DEFAULT_ENVIRONMENT,
+        admission: Admission | None = None,
+        answer_seconds: float = 5.0,
     ) -> None:
         """``default_environment``: the one environment telemetry counts for (its flag keys
-        name none), so an app key bound to another is refused."""
+        name none), so an app key bound to another is refused. ``admission``: how many
+        exports are worked on at once and wait (unbounded without); ``answer_seconds``: how
+        long one may take from its body to its answer."""
         self._sink, self._bounds = sink, bounds
         self._default_environment = default_environment
         self._max_body, self._max_decoded = max_body_bytes, max(max_decoded_bytes, max_body_bytes)
@@ -160,6 +172,8 @@ class OtlpRoutes:
         )
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
+        self._admission = admission or Admission(slots=1 << 30, waiting=0)
+        self._answer_seconds = answer_seconds
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         for signal in SIGNALS:
@@ -215,7 +229,21 @@ class OtlpRoutes:
         if encoding not in ENCODINGS:
             reason = f"the body may be sent gzip or identity, not {encoding[:50]!r}"
             raise _Refusal(415, "unsupported_encoding", reason)
+        if self._admission.full:  # answered now, the body unread: the flood costs nothing more
+            raise _busy("too many exports are waiting", close=True)
+        deadline = asyncio.get_running_loop().time() + self._answer_seconds
         raw = await self._body(request, inflated=encoding == "gzip")
+        try:
+            async with self._admission.slot(deadline - self._answer_seconds / 2):
+                return await self._work(request, signal, raw, json=json, deadline=deadline)
+        except Busy as exc:
+            wait = f"no turn within {self._answer_seconds / 2:g} s"
+            raise _busy(f"too many exports at once ({wait})") from exc
+
+    async def _work(
+        self, request: web.Request, signal: _Signal, raw: bytes, *, json: bool, deadline: float
+    ) -> web.Response:
+        """Decode, limit and take one export, its events acknowledged by ``deadline``."""
         decode = signal.decode_json if json else signal.decode_proto
         batch = await asyncio.to_thread(decode, raw, self._bounds)
         if isinstance(batch, Refusal):
@@ -227,7 +255,11 @@ class OtlpRoutes:
             refused.retry_after = math.ceil(wait)
             raise refused
         try:
-            taken = await self._sink.take(client_of(request), signal.name, batch)
+            async with asyncio.timeout_at(deadline):
+                taken = await self._sink.take(client_of(request), signal.name, batch)
+        except TimeoutError as exc:
+            reason = f"not acknowledged within {self._answer_seconds:g} s"
+            raise _busy(f"{reason}; send it again, it counts once") from exc
         except BatchNotSent as exc:
             refused = _Refusal(503, "unavailable", f"not accepted, send it again: {exc}")
             refused.retry_after = RETRY_AFTER_SECONDS
@@ -265,6 +297,13 @@ class OtlpRoutes:
         except NotGzip as exc:
             reason = f"the body cannot be inflated: {str(exc).strip()[:200]}"
             raise _Refusal(400, "not_gzip", reason, close=True) from exc
+
+
+def _busy(reason: str, *, close: bool = False) -> _Refusal:
+    """503 with ``Retry-After``: the exporter sends the export again later."""
+    refused = _Refusal(503, "busy", f"busy, send it again: {reason}", close=close)
+    refused.retry_after = RETRY_AFTER_SECONDS
+    return refused
 
 
 def _items(batch: Spans | Logs) -> int:

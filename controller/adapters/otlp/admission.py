@@ -1,0 +1,57 @@
+"""How many OTLP exports are worked on at once, and how long one may wait for its turn.
+
+An export costs CPU (decoding, translating: about a second for 10,000 spans on
+one core) and a broker acknowledgement. Taken all at once, a flood of them
+shares the CPU until every one takes longer than its exporter waits (10 s by
+default in the OpenTelemetry SDKs and the Collector), the exporters give up,
+send again, and the flood grows. So at most ``slots`` exports are worked on at
+once, at most ``waiting`` more wait for a slot, and a wait ends at the export's
+deadline: past either bound the route answers 503 with ``Retry-After`` at
+once, which every OTLP exporter retries, rather than late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class Busy(Exception):
+    """No slot for this export before its deadline, or too many already waiting."""
+
+
+class Admission:
+    """At most ``slots`` exports at once, at most ``waiting`` more in line (first come, first
+    served)."""
+
+    def __init__(self, slots: int, waiting: int) -> None:
+        self._free = asyncio.Semaphore(slots)
+        self._slots, self._max_waiting = slots, waiting
+        self._in = 0
+        """Exports holding a slot or waiting for one."""
+
+    @property
+    def full(self) -> bool:
+        """Whether every slot is taken and the line is as long as it may be."""
+        return self._in >= self._slots + self._max_waiting
+
+    @asynccontextmanager
+    async def slot(self, deadline: float) -> AsyncIterator[None]:
+        """Hold a slot while the block runs; :class:`Busy` when none frees before
+        ``deadline`` (the event loop's clock) or the line is full."""
+        if self.full:
+            raise Busy
+        self._in += 1
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._free.acquire()
+            except TimeoutError as exc:
+                raise Busy from exc
+            try:
+                yield
+            finally:
+                self._free.release()
+        finally:
+            self._in -= 1
