@@ -16,8 +16,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from controller.core.common import ControllerError
 
-class Busy(Exception):
+
+class Busy(ControllerError):
     """No slot for this export before its deadline, or too many already waiting."""
 
 
@@ -41,14 +43,14 @@ class Admission:
         """Hold a slot while the block runs; :class:`Busy` when none frees before
         ``deadline`` (the event loop's clock) or the line is full."""
         if self.full:
-            raise Busy
+            raise Busy("too many exports are waiting")
         self._in += 1
         try:
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._free.acquire()
             except TimeoutError as exc:
-                raise Busy from exc
+                raise Busy("no turn before the deadline") from exc
             try:
                 yield
             finally:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
+from controller.core.common import ControllerError
+
 _GZIP: Final = 16 + zlib.MAX_WBITS
 """zlib's window bits for the gzip format (header and trailer checked)."""
 
 
-class TooLarge(Exception):
+class BodyTooLarge(ControllerError):
     """The body inflates past the bound."""
 
 
-class NotGzip(Exception):
+class NotGzip(ControllerError):
     """The body is not a whole gzip stream; the message says why."""
 
 
@@ -35,7 +37,7 @@ class GzipInflater:
         self._size = 0
 
     def feed(self, data: bytes) -> None:
-        """Inflate ``data``: :class:`TooLarge` past the bound, :class:`NotGzip` for bad input."""
+        """Inflate ``data``; :class:`BodyTooLarge` past the bound, :class:`NotGzip` if bad."""
         try:
             while data:
                 if self._stream.eof:
@@ -43,7 +45,7 @@ class GzipInflater:
                 out = self._stream.decompress(data, self._limit - self._size + 1)
                 self._size += len(out)
                 if self._size > self._limit:
-                    raise TooLarge
+                    raise BodyTooLarge(f"the body inflates past {self._limit} bytes")
                 self._parts.append(out)
                 data = self._stream.unconsumed_tail or self._stream.unused_data
         except zlib.error as exc:

@@ -63,7 +63,7 @@ from aiohttp import web
 from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
 from controller.adapters.event_intake import BatchNotSent
 from controller.adapters.otlp.admission import Admission, Busy
-from controller.adapters.otlp.inflating import GzipInflater, NotGzip, TooLarge
+from controller.adapters.otlp.inflating import BodyTooLarge, GzipInflater, NotGzip
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
     decode_traces_proto,
@@ -291,7 +291,7 @@ class OtlpRoutes:
         except TimeoutError as exc:
             reason = f"the body did not arrive within {self._body_timeout:g} s"
             raise _Refusal(408, "timeout", reason, close=True) from exc
-        except TooLarge as exc:
+        except BodyTooLarge as exc:
             reason = f"the body inflates past {self._max_decoded} bytes"
             raise _Refusal(413, "too_large", reason, close=True) from exc
         except NotGzip as exc:

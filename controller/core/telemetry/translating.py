@@ -27,14 +27,11 @@ for an evaluation too near a version change (no refusal either),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
-from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     conversion_value,
     event_id,
@@ -55,6 +52,7 @@ from controller.core.telemetry.evaluations import (
     evaluation_in,
     evaluations_in,
 )
+from controller.core.telemetry.flag_rules import Arm, FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
 from controller.core.telemetry.signals import (
     MAX_DETAIL_CHARS,
@@ -68,54 +66,10 @@ from controller.core.telemetry.signals import (
 from controller.core.telemetry.timing import Window, plausible_spans
 from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
 
-Arm = Literal["treatment", "control"]
-DEFAULT_ARMS: Mapping[str, Arm] = MappingProxyType({"treatment": "treatment", "control": "control"})
 MAX_HOPS: Final = 8
 """How far up from an evaluation's span its request (a SERVER span) is looked for."""
 MAX_CONVERSION_NAMES: Final = 4096
 """Conversion names remembered from the flags' rules, to spot conversions before evaluations."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlagRules:
-    """How the telemetry of one flag is read, from its plan and its versions."""
-
-    flag: str
-    version: int
-    """The flag version in force now."""
-    timeline: tuple[tuple[int, int], ...] = ()
-    """(flag version, since epoch ms), in ascending time; empty: ``version`` throughout."""
-    arms: Mapping[str, Arm] = field(default_factory=lambda: DEFAULT_ARMS)
-    """Each variant an evaluation may name, and the arm it stands for."""
-    unit_attribute: str | None = None
-    error_status_min: int = 500
-    conversions: frozenset[str] = frozenset()
-    """Names of spans, span events or log records counted as that named conversion."""
-    conversion_value: str = "value"
-    """The attribute holding a conversion's value."""
-
-
-Lookup = Callable[[str], FlagRules | None]
-
-
-def rules_of(
-    flag: str,
-    telemetry: TelemetryPlan | None,
-    version: int,
-    timeline: tuple[tuple[int, int], ...] = (),
-) -> FlagRules:
-    """The rules of ``flag`` from its plan's ``telemetry`` settings (None: the defaults)."""
-    settings = telemetry if telemetry is not None else TelemetryPlan()
-    return FlagRules(
-        flag=flag,
-        version=version,
-        timeline=tuple(sorted(timeline, key=lambda entry: entry[1])),
-        arms=MappingProxyType(dict(settings.variants)),
-        unit_attribute=settings.unit_attribute,
-        error_status_min=settings.error_status_min,
-        conversions=frozenset(settings.conversions),
-        conversion_value=settings.conversion_value,
-    )
 
 
 @dataclass(slots=True)
