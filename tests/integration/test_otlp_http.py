@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import time
 import uuid
 from collections import Counter
@@ -49,7 +50,7 @@ from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import Gate, gate  # noqa: F401 (the fixture)
-from tests.ofrep import flag_rollout, store
+from tests.ofrep import flag_rollout, node_home, store
 from tests.otlp_exports import (
     Recorder,
     evaluate,
@@ -514,6 +515,52 @@ async def test_a_span_at_an_implausible_time_is_refused_alone(rig: Rig, tmp_path
         assert "longer than a day" in details[1], details
         await rig.settle()
         await rig.assert_exact(reference)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "otel.md"
+
+
+def docs_node_snippet(base: str) -> str:
+    """The Node snippet of docs/otel.md as written: the controller at ``base``, a user's id
+    named, and time for the SDK's batch to be exported before exit (its delay is set short
+    in the environment, ``OTEL_BLRP_SCHEDULE_DELAY``, as an operator may)."""
+    section = DOCS.read_text().split("### Node", 1)[1]
+    code = section.split("```javascript\n", 1)[1].split("```", 1)[0]
+    assert code.count("http://controller:8000") == 1, code
+    code = code.replace("http://controller:8000", base)
+    wait = "await new Promise((resolve) => setTimeout(resolve, 3000));\n"
+    return f'const userId = "user-docs";\n{code}{wait}'
+
+
+async def test_the_node_snippet_of_the_docs_as_written_is_counted(
+    rig: Rig, tmp_path: Path, node: str
+) -> None:
+    # Given the docs' Node snippet, with the packages its install line pins (the tests' own)
+    flag = "checkout.new-flow"
+    await publish(rig, {flag: VERSION})
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "node_modules").symlink_to(node_home() / "node_modules")
+    async with serving(rig, tmp_path) as (client, _):
+        base = str(client.base_url).rstrip("/")
+        (app / "snippet.mjs").write_text(docs_node_snippet(base))
+        # When it runs: one evaluation, exported by the SDK as its EventHook writes it
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": base,
+            "OTEL_SERVICE_NAME": "docs",
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",  # 5 s by default: an app runs longer than this
+        }
+        ran = await asyncio.create_subprocess_exec(
+            node, str(app / "snippet.mjs"), env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, errors = await asyncio.wait_for(ran.communicate(), 60)
+        assert ran.returncode == 0, errors.decode()[-2000:]
+        # Then the evaluation's log record reached the controller, and its exposure counts
+        records = await metric(client, "rollout_otlp_http_items_total", signal="logs")
+        assert records >= 1, "the snippet exported no log record"
+        await rig.settle()
+        assert await rig.counted({flag}) == 1
 
 
 # --------------------------------------------------------------------------------------
