@@ -218,7 +218,8 @@ class HttpSettings(BaseModel):
         le=60,
         description="An evaluation that carries no `feature_flag.version` counts for the flag "
         "version in force at its time; one this close to a change of version counts for "
-        "neither (apps switch versions over this interval). Also read by the Collector's "
+        "neither (apps switch versions over this interval; in practice only the time after a "
+        "change matters, docs/otel.md). Also read by the Collector's "
         "Kafka topics (otlp.enabled), as are the join window, the pending bound and the "
         "flags' age below.",
     )
