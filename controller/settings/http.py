@@ -206,9 +206,10 @@ class HttpSettings(BaseModel):
         default=5.0,
         gt=0,
         le=60,
-        description="How long after its body an OTLP export is answered at the latest: one "
-        "that got no turn within half of it, or whose events the broker had not acknowledged "
-        "by the whole of it, is answered 503 with Retry-After (sent again, it counts once). "
+        description="How long after its headers an OTLP export is answered at the latest: "
+        "one that got no turn within half of it, or whose work (decoding, translating, the "
+        "broker's acknowledgement) is not done by the whole of it, is answered 503 with "
+        "Retry-After; that work goes on, and the copy sent again counts once. "
         "Keep it below the exporters' time-out (10 s by default in the OpenTelemetry SDKs "
         "and the Collector), or they give up, send again and the load grows.",
     )

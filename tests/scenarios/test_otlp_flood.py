@@ -1,6 +1,6 @@
 """An OTLP flood gets back-pressure, not late answers; kills and probes go through it.
 
-Exports of the real OpenTelemetry SDK's spans (5,000 requests each, every one
+Exports of the real OpenTelemetry SDK's spans (3,000 requests each, every one
 with a flag evaluated by OpenFeature's hook, gzip as the Collector sends them)
 are posted by more clients at once than the controller works on, back to
 back, to the real daemon, broker and Redis. The per-client rate is set out of
@@ -40,17 +40,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG, KILLED, QUIET = "flood.checkout", "flood.killed", "flood.quiet"
 CLIENTS = 8
 """Clients posting back to back: four times the exports worked on at once (2)."""
-SPANS = 5_000
+SPANS = 3_000
 EXPORTS = 6
 """Distinct exports (their trace ids differ), so each one's events are new to the broker."""
 MOST_EXPORTS = 400
 """The flood's bound: it stops after this many answers, or once the kill is seen."""
-ANSWER_SECONDS = 3.0
-"""``http.otlp_answer_seconds`` here."""
-WITHIN = 3 * ANSWER_SECONDS
-"""No answer may come later than this: three times the configured answer time, and still
-inside the 10 s an OpenTelemetry exporter waits by default. The controller on a busy
-machine may take a little longer than it means to; an unbounded line takes far longer."""
+ANSWER_SECONDS = 5.0
+"""``http.otlp_answer_seconds`` here (its default)."""
+WITHIN = 9.0
+"""No answer may come later than this: inside the 10 s an OpenTelemetry exporter waits by
+default, with room over the configured answer time for a busy machine's event loop and
+this test's own clients to lag; an unbounded line takes far longer (16 to 21 s)."""
 RETRYABLE = frozenset({429, 503})
 OTLP = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
 
@@ -177,6 +177,7 @@ async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
         f"{sorted((s, sum(a[0] == s for a in flood.answers)) for s in flood.statuses())}, "
         f"slowest {[round(t, 2) for t in took[-5:]]} s"
     )
+    assert ANSWER_SECONDS < WITHIN
     # Then every export was answered: taken, or told to come back later
     assert flood.statuses() <= {200} | RETRYABLE, flood.statuses()
     assert 200 in flood.statuses()

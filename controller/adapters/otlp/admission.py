@@ -7,14 +7,13 @@ default in the OpenTelemetry SDKs and the Collector), the exporters give up,
 send again, and the flood grows. So at most ``slots`` exports are worked on at
 once, at most ``waiting`` more wait for a slot, and a wait ends at the export's
 deadline: past either bound the route answers 503 with ``Retry-After`` at
-once, which every OTLP exporter retries, rather than late.
+once, which every OTLP exporter retries, rather than late. The slot is held
+until the export's work is done, even when its answer could not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from controller.core.common import ControllerError
 
@@ -38,22 +37,22 @@ class Admission:
         """Whether every slot is taken and the line is as long as it may be."""
         return self._in >= self._slots + self._max_waiting
 
-    @asynccontextmanager
-    async def slot(self, deadline: float) -> AsyncIterator[None]:
-        """Hold a slot while the block runs; :class:`Busy` when none frees before
+    async def enter(self, deadline: float) -> None:
+        """Take a slot (:meth:`leave` gives it back); :class:`Busy` when none frees before
         ``deadline`` (the event loop's clock) or the line is full."""
         if self.full:
             raise Busy("too many exports are waiting")
         self._in += 1
         try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._free.acquire()
-            except TimeoutError as exc:
-                raise Busy("no turn before the deadline") from exc
-            try:
-                yield
-            finally:
-                self._free.release()
-        finally:
+            async with asyncio.timeout_at(deadline):
+                await self._free.acquire()
+        except TimeoutError as exc:
             self._in -= 1
+            raise Busy("no turn before the deadline") from exc
+        except BaseException:
+            self._in -= 1
+            raise
+
+    def leave(self) -> None:
+        self._free.release()
+        self._in -= 1

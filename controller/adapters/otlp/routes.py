@@ -38,10 +38,11 @@ and the same deadline for it (``http.body_timeout_seconds``). The answers:
 * ``503`` with ``Retry-After`` too when the controller is busy
   (:mod:`.admission`): ``http.otlp_max_in_flight`` exports are being worked
   on and ``http.otlp_max_waiting`` more wait (at once, the body unread), or
-  no turn came within half of ``http.otlp_answer_seconds``, or the broker
-  had not acknowledged the events by the whole of it (sent again, they count
-  once). So every export is answered within about ``http.otlp_answer_seconds``
-  of its body, before its exporter gives up (10 s by default).
+  no turn came within half of ``http.otlp_answer_seconds``, or its work
+  (decoding, translating, the broker's acknowledgement) was not done by the
+  whole of it: that work goes on, and the copy the exporter sends again counts
+  once. So every export is answered within ``http.otlp_answer_seconds`` of its
+  headers, before its exporter gives up (10 s by default).
 
 An answer other than 200 carries a ``google.rpc.Status`` (``code``,
 ``message``) in the request's encoding, as OTLP/HTTP says.
@@ -234,32 +235,41 @@ class OtlpRoutes:
         deadline = asyncio.get_running_loop().time() + self._answer_seconds
         raw = await self._body(request, inflated=encoding == "gzip")
         try:
-            async with self._admission.slot(deadline - self._answer_seconds / 2):
-                return await self._work(request, signal, raw, json=json, deadline=deadline)
+            await self._admission.enter(deadline - self._answer_seconds / 2)
         except Busy as exc:
             wait = f"no turn within {self._answer_seconds / 2:g} s"
             raise _busy(f"too many exports at once ({wait})") from exc
+        work = asyncio.ensure_future(self._held(signal, client_of(request), raw, json=json))
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(work)
+        except TimeoutError as exc:
+            # Answered now; the work goes on, holding its slot, and its events count once
+            # whether or not the exporter's copy comes.
+            work.add_done_callback(_unanswered)
+            reason = f"not done within {self._answer_seconds:g} s"
+            raise _busy(f"{reason}; send it again, it counts once") from exc
 
-    async def _work(
-        self, request: web.Request, signal: _Signal, raw: bytes, *, json: bool, deadline: float
-    ) -> web.Response:
-        """Decode, limit and take one export, its events acknowledged by ``deadline``."""
+    async def _held(self, signal: _Signal, client: str, raw: bytes, *, json: bool) -> web.Response:
+        try:
+            return await self._work(signal, client, raw, json=json)
+        finally:
+            self._admission.leave()
+
+    async def _work(self, signal: _Signal, client: str, raw: bytes, *, json: bool) -> web.Response:
+        """Decode, limit and take one export."""
         decode = signal.decode_json if json else signal.decode_proto
         batch = await asyncio.to_thread(decode, raw, self._bounds)
         if isinstance(batch, Refusal):
             raise _whole(batch, signal)
         items = _items(batch)
-        wait = self._limiter.wait(client_of(request), max(1, items))
+        wait = self._limiter.wait(client, max(1, items))
         if wait > 0:
             refused = _Refusal(429, "rate_limited", f"over this client's {signal.items} rate")
             refused.retry_after = math.ceil(wait)
             raise refused
         try:
-            async with asyncio.timeout_at(deadline):
-                taken = await self._sink.take(client_of(request), signal.name, batch)
-        except TimeoutError as exc:
-            reason = f"not acknowledged within {self._answer_seconds:g} s"
-            raise _busy(f"{reason}; send it again, it counts once") from exc
+            taken = await self._sink.take(client, signal.name, batch)
         except BatchNotSent as exc:
             refused = _Refusal(503, "unavailable", f"not accepted, send it again: {exc}")
             refused.retry_after = RETRY_AFTER_SECONDS
@@ -297,6 +307,13 @@ class OtlpRoutes:
         except NotGzip as exc:
             reason = f"the body cannot be inflated: {str(exc).strip()[:200]}"
             raise _Refusal(400, "not_gzip", reason, close=True) from exc
+
+
+def _unanswered(work: asyncio.Future[web.Response]) -> None:
+    """An export answered 503 before its work was done: a failure of that work, logged."""
+    failure = None if work.cancelled() else work.exception()
+    if failure is not None and not isinstance(failure, _Refusal | ControllerError):
+        log.error("otlp_late_export_failed", error=repr(failure)[:300])
 
 
 def _busy(reason: str, *, close: bool = False) -> _Refusal:
