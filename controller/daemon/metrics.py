@@ -271,7 +271,7 @@ class OtlpHttpMetrics:
         self.exports = Counter(
             "rollout_otlp_http_exports",
             "OTLP exports sent over HTTP, by signal (traces, logs) and outcome (accepted, "
-            "partial, not_an_export, too_large, rate_limited, unavailable...).",
+            "partial, not_an_export, too_large, rate_limited, unavailable, busy...).",
             ["signal", "outcome"],
             registry=r,
         )
