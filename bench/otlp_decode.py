@@ -75,11 +75,12 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     protos, jsons, spans = exports(args.requests, flags)
     known = {flag: rules_of(flag, None, 1) for flag in flags}
     translator = Translator(known.get)
+    now_ms = int(time.time() * 1000)  # the spans were recorded just now
     events = []
     for raw in protos:
         batch = decode_traces_proto(raw)
         assert isinstance(batch, Spans)
-        events += translator.spans(batch, 0).events
+        events += translator.spans(batch, now_ms).events
     n = len(events)
     encoder = msgspec.json.Encoder()
     records: list[Record] = [StubRecord(encoder.encode(e), i) for i, e in enumerate(events)]
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
             for raw in raws:
                 batch = decode(raw)
                 assert isinstance(batch, Spans)
-                fold(translator.spans(batch, 0).events, {})
+                fold(translator.spans(batch, now_ms).events, {})
 
         return run
 

@@ -24,7 +24,8 @@ The answers, each a JSON object with a reason:
   (``changed``: those ids); nothing of the batch was sent. An id names one
   event: give a changed event a new id;
 * ``408`` a body slower than ``http.body_timeout_seconds``; ``413`` a body
-  or a batch over its bound; ``415`` a body that is not ``application/json``;
+  or a batch over its bound; ``415`` a body that is not ``application/json``, or
+  sent with a ``Content-Encoding`` (batches are small; the server inflates none);
 * ``429`` with ``Retry-After`` past the client's rate
   (``http.intake_events_per_second``, counted in events received, valid or
   not, so a client flooding invalid batches is limited like any other);
@@ -246,6 +247,10 @@ class EventIntakeRoutes:
             given = request.content_type[:100]
             reason = f"the body must be application/json, not {given!r}"
             raise _Refused(415, "unsupported_media_type", reason)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            reason = f"the body must be sent without a Content-Encoding, not {encoding[:50]!r}"
+            raise _Refused(415, "unsupported_encoding", reason)
         too_large = _Refused(413, "too_large", f"the body is over {self._max_body} bytes")
         too_large.close = True
         if (request.content_length or 0) > self._max_body:

@@ -7,13 +7,11 @@ otherwise); ``/metrics`` is the Prometheus text format. ``/flags``,
 read API (:mod:`controller.adapters.read_routes`). ``/ui`` is the
 web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.routes`).
-``POST /v1/events`` takes apps' events over HTTP
-(:mod:`controller.adapters.event_intake`), ``POST /v1/traces`` and ``POST /v1/logs``
-their OpenTelemetry exports (:mod:`controller.adapters.otlp.routes`); ``GET /v1/segments`` and
-``GET /v1/segments/{name}`` serve segments with ETags
-(:mod:`controller.adapters.segment_routes`).
-(:mod:`controller.adapters.event_intake`). ``/app-keys`` lists the app keys
-(:mod:`controller.adapters.app_access`), for the webhook token only.
+``POST /v1/events`` takes apps' events (:mod:`controller.adapters.event_intake`),
+``POST /v1/traces`` and ``POST /v1/logs`` their OpenTelemetry exports
+(:mod:`controller.adapters.otlp.routes`); ``GET /v1/segments[/{name}]`` serve segments
+with ETags (:mod:`controller.adapters.segment_routes`). ``/app-keys`` lists the app
+keys (:mod:`controller.adapters.app_access`), for the webhook token only.
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -107,7 +105,8 @@ class HttpServer(Listener):
       ``lingering_time``, set to the same value, before it closes;
     * connections: the listening socket's protocol factory answers 503 and
       closes when ``max_connections`` are already open, so slow clients
-      cannot pile up between their deadlines.
+      cannot pile up between their deadlines;
+    * no body is inflated by the server (``auto_decompress`` off, below).
     """
 
     def __init__(
@@ -399,6 +398,7 @@ def _handler_args(limits: HttpSettings) -> dict[str, Any]:
         "max_line_size": limits.max_header_bytes,
         "max_field_size": limits.max_header_bytes,
         "max_headers": MAX_HEADERS,
+        "auto_decompress": False,  # else br, zstd: a plain-text 400 before any route
     }
 
 

@@ -264,13 +264,14 @@ class BackendMetrics:
 
 
 class OtlpHttpMetrics:
-    """OTLP/HTTP's (``POST /v1/traces``, ``POST /v1/logs``): exports, items, refusals, events."""
+    """OTLP/HTTP's (``POST /v1/traces``, ``POST /v1/logs``): exports, items, refusals, events;
+    and the evaluations either OTLP path ignored."""
 
     def __init__(self, r: CollectorRegistry) -> None:
         self.exports = Counter(
             "rollout_otlp_http_exports",
             "OTLP exports sent over HTTP, by signal (traces, logs) and outcome (accepted, "
-            "partial, not_an_export, too_large, rate_limited, unavailable...).",
+            "partial, not_an_export, too_large, rate_limited, unavailable, busy...).",
             ["signal", "outcome"],
             registry=r,
         )
@@ -283,8 +284,8 @@ class OtlpHttpMetrics:
         self.refused = Counter(
             "rollout_otlp_http_refused",
             "Spans, log records and evaluations of OTLP exports not counted, by signal and "
-            "reason (unknown_flag, unknown_variant, evaluation_error, hostile_attribute, "
-            "malformed...).",
+            "reason (unknown_variant, evaluation_error, hostile_attribute, malformed, "
+            "bad_time...).",
             ["signal", "reason"],
             registry=r,
         )
@@ -301,5 +302,13 @@ class OtlpHttpMetrics:
             "counted), unmatched (no span of their request joined: no outcome), changed "
             "(sent before with other content: the first copy kept).",
             ["kind"],
+            registry=r,
+        )
+        self.ignored = Counter(
+            "rollout_otlp_ignored_evaluations",
+            "Flag evaluations read from OTLP (path: http, kafka; signal: traces, logs) of flags "
+            "no rollout published, an app's ordinary flags: nothing to count them for, no "
+            "error, not dead-lettered.",
+            ["path", "signal"],
             registry=r,
         )

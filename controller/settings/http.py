@@ -204,13 +204,40 @@ class HttpSettings(BaseModel):
         "send over OTLP/HTTP, valid or not (bursts up to this or one full export); past it "
         "429 with Retry-After.",
     )
+    otlp_max_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="OTLP exports decoded, translated and sent at once; more wait their turn "
+        "(`otlp_max_waiting`). An export of 10,000 spans is about a second of one core: more "
+        "at once only share the CPU and all take longer.",
+    )
+    otlp_max_waiting: int = Field(
+        default=8,
+        ge=0,
+        le=1024,
+        description="OTLP exports that may wait for a turn; past it an export is answered 503 "
+        "with Retry-After at once, its body unread.",
+    )
+    otlp_answer_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long after its headers an OTLP export is answered at the latest: "
+        "one that got no turn within half of it, or whose work (decoding, translating, the "
+        "broker's acknowledgement) is not done by the whole of it, is answered 503 with "
+        "Retry-After; that work goes on, and the copy sent again counts once. "
+        "Keep it below the exporters' time-out (10 s by default in the OpenTelemetry SDKs "
+        "and the Collector), or they give up, send again and the load grows.",
+    )
     otlp_guard_seconds: float = Field(
         default=2.0,
         ge=0,
         le=60,
         description="An evaluation that carries no `feature_flag.version` counts for the flag "
         "version in force at its time; one this close to a change of version counts for "
-        "neither (apps switch versions over this interval). Also read by the Collector's "
+        "neither (apps switch versions over this interval; in practice only the time after a "
+        "change matters, docs/otel.md). Also read by the Collector's "
         "Kafka topics (otlp.enabled), as are the join window, the pending bound and the "
         "flags' age below.",
     )

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
@@ -159,6 +159,27 @@ class Rig:
         finally:
             await consumer.stop()
         return found
+
+    async def every_dead_letter(self) -> list[Any]:
+        """Every dead letter on the DLQ now (call it after a positive signal that what could
+        be dead-lettered was: an export's answer, a partition flushed)."""
+        return await every_record(self.bootstrap, self.dlq)
+
+
+async def every_record(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (one partition) up to the end offset the broker names now."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        partition = TopicPartition(topic, 0)
+        end = (await consumer.end_offsets([partition]))[partition]
+        while len(found) < end:
+            batch = await consumer.getmany(partition, timeout_ms=500)
+            found.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return found
 
 
 def flags_of(events: list[dict[str, Any]]) -> set[str]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -30,6 +32,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry import trace
 from opentelemetry._logs import LogRecord
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -39,6 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.redis.aggregates import connect
 from controller.settings import RedisSettings
@@ -46,7 +50,7 @@ from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import Gate, gate  # noqa: F401 (the fixture)
-from tests.ofrep import flag_rollout, store
+from tests.ofrep import flag_rollout, node_home, store
 from tests.otlp_exports import (
     Recorder,
     evaluate,
@@ -303,7 +307,6 @@ def hostile_spans(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("oversize", span("10k attributes", attributes=many, events=[])),
         ("malformed", span(LONE_SURROGATE, events=[])),  # made a lone surrogate once encoded
         ("malformed", span("wrong types", startTimeUnixNano={"not": "a time"}, events=[])),
-        ("unknown_flag", span("unknown", events=[evaluation("nobody.knows", "treatment")])),
         ("unknown_variant", span("purple", events=[evaluation(FLAG, "purple")])),
         (
             "bad_version",
@@ -377,7 +380,7 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
         # An export with hostile spans among good ones: 200, the hostile ones named
         answer = await export(client, "/v1/traces", hostile_json, JSON)
         rejected, message = partial_success(answer, "/v1/traces")
-        assert rejected == sum(reasons.values()) == 6, message
+        assert rejected == sum(reasons.values()) == 5, message
         assert all(reason in message for reason in reasons), message
         answer = await export(
             client, "/v1/traces", proto_with_many_attributes(traces_proto(proto_spans)), PROTOBUF
@@ -402,8 +405,14 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             "text": await client.post(
                 "/v1/traces", content=b"hi", headers={"Content-Type": "text/plain"}
             ),
-            "deflate": await client.post(
+            "snappy": await client.post(
                 "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "snappy"}
+            ),
+            "br": await client.post(
+                "/v1/traces", content=b"\x0b\x01\x80", headers=PROTOBUF | {"Content-Encoding": "br"}
+            ),
+            "zstd": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "zstd"}
             ),
         }
         statuses = {name: a.status_code for name, a in answers.items()}
@@ -413,16 +422,25 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             "not an export": 400,
             "not protobuf": 400,
             "text": 415,
-            "deflate": 415,
+            "snappy": 415,
+            "br": 415,
+            "zstd": 415,
         }
         assert status_message(answers["bomb"]) == (8, "the body inflates past 16777216 bytes")
         assert status_message(answers["not an export"])[0] == 3  # INVALID_ARGUMENT
         assert status_message(answers["text"])[0] == 3
+        # an encoding the server cannot inflate is the documented 415, in the request's encoding
+        assert status_message(answers["br"]) == (
+            3,
+            "the body may be sent gzip or identity, not 'br'",
+        )
+        assert answers["zstd"].headers["Content-Type"] == "application/json"
+        assert status_message(answers["zstd"])[0] == 3
         # Then the daemon is up, every good span counted, and each refusal dead-lettered
         await wait_status(f"{client.base_url}/healthz", 200)
         await rig.settle()
         await rig.assert_exact(reference)
-        letters = await rig.dead_letters(8)
+        letters = await rig.dead_letters(7)
     found = Counter(dict(r.headers)["rc.reason"].decode() for r in letters)
     assert found == reasons + Counter({"oversize": 1, "malformed": 1}), found
     for record in letters:
@@ -434,6 +452,142 @@ async def test_hostile_telemetry_gets_a_4xx_or_a_partial_success_and_dead_letter
             headers["rc.reason"].decode(),
         )
         assert len(record.value) < 2000
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """A sample of the daemon's ``/metrics`` (0 when it has none yet)."""
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0
+
+
+async def test_an_apps_ordinary_flags_are_ignored_not_refused_nor_dead_lettered(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given an app that evaluates, beside the flag under rollout, flags no rollout published
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(20)]
+    spans = served(recorder, "treatment", units)
+    reference = described(spans, dict.fromkeys(units, "treatment"))
+    ordinary = openfeature_client({"dark-mode": "treatment", "new-footer": "control"})
+    for unit in units:
+        with recorder.request(status=200):
+            evaluate(ordinary, "dark-mode", unit)
+            evaluate(ordinary, "new-footer", unit)
+    tree = orjson.loads(traces_json(recorder.spans()))
+    # ... and one span with a bad version: the one refusal, a positive signal for the DLQ
+    scope = tree["resourceSpans"][0]["scopeSpans"][0]
+    scope["spans"].append(dict(hostile_spans(scope["spans"][0])[-1][1]))
+    async with serving(rig, tmp_path) as (client, _):
+        # When the app exports its spans
+        answer = await export(client, "/v1/traces", orjson.dumps(tree), JSON)
+        # Then only the bad version is refused: the ordinary flags are no error
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert rejected == 1, message
+        assert "bad_version x1" in message
+        assert "unknown_flag" not in message
+        letters = await rig.every_dead_letter()
+        assert [dict(r.headers)["rc.reason"] for r in letters] == [b"bad_version"]
+        # ... they are counted apart, and nothing the alert on refusals reads
+        ignored = await metric(
+            client, "rollout_otlp_ignored_evaluations_total", path="http", signal="traces"
+        )
+        assert ignored == 2 * len(units)
+        refused = await metric(
+            client, "rollout_otlp_http_refused_total", signal="traces", reason="bad_version"
+        )
+        assert refused == 1
+        # ... and the flag under rollout is counted exactly
+        await rig.settle()
+        await rig.assert_exact(reference)
+
+
+def timed_request(recorder: Recorder, unit: str, start_ns: int, end_ns: int) -> None:
+    """A SERVER span with its flag evaluated (OpenFeature's hook), at the times given, as an
+    SDK records them when the app names them (or its clock is wrong)."""
+    client = openfeature_client({FLAG: "treatment"})
+    span = recorder.tracer.start_span("GET /checkout", kind=SpanKind.SERVER, start_time=start_ns)
+    with trace.use_span(span, end_on_exit=False):
+        evaluate(client, FLAG, unit)
+    span.set_attribute("http.response.status_code", 200)
+    span.end(end_time=end_ns)
+
+
+async def test_a_span_at_an_implausible_time_is_refused_alone(rig: Rig, tmp_path: Path) -> None:
+    # Given requests of the real SDK, among them one that ends before it starts and one
+    # that ends at 2^63 ns (a one-day request dated 2262, were it clamped)
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(10)]
+    good = served(recorder, "treatment", units)
+    now = time.time_ns()
+    timed_request(recorder, "user-backwards", now, now - 5_000_000)
+    timed_request(recorder, "user-2262", now, 2**63 - 1)
+    reference = described(good, dict.fromkeys(units, "treatment"))
+    async with serving(rig, tmp_path) as (client, _):
+        # When the app exports them together
+        answer = await export(client, "/v1/traces", traces_proto(recorder.spans()), PROTOBUF)
+        # Then the two are refused, each alone, with its reason; the others count exactly
+        rejected, message = partial_success(answer, "/v1/traces")
+        assert rejected == 2, message
+        assert "bad_time x2" in message, message
+        letters = await rig.every_dead_letter()
+        details = sorted(dict(r.headers)["rc.detail"].decode() for r in letters)
+        assert [dict(r.headers)["rc.reason"] for r in letters] == [b"bad_time"] * 2
+        assert "ends 5.000 ms before it starts" in details[0], details
+        assert "longer than a day" in details[1], details
+        await rig.settle()
+        await rig.assert_exact(reference)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "otel.md"
+
+
+def docs_node_snippet(base: str) -> str:
+    """The Node snippet of docs/otel.md as written: the controller at ``base``, a user's id
+    named, and time for the SDK's batch to be exported before exit (its delay is set short
+    in the environment, ``OTEL_BLRP_SCHEDULE_DELAY``, as an operator may)."""
+    section = DOCS.read_text().split("### Node", 1)[1]
+    code = section.split("```javascript\n", 1)[1].split("```", 1)[0]
+    assert code.count("http://controller:8000") == 1, code
+    code = code.replace("http://controller:8000", base)
+    wait = "await new Promise((resolve) => setTimeout(resolve, 3000));\n"
+    return f'const userId = "user-docs";\n{code}{wait}'
+
+
+async def test_the_node_snippet_of_the_docs_as_written_is_counted(
+    rig: Rig, tmp_path: Path, node: str
+) -> None:
+    # Given the docs' Node snippet, with the packages its install line pins (the tests' own)
+    flag = "checkout.new-flow"
+    await publish(rig, {flag: VERSION})
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "node_modules").symlink_to(node_home() / "node_modules")
+    async with serving(rig, tmp_path) as (client, _):
+        base = str(client.base_url).rstrip("/")
+        (app / "snippet.mjs").write_text(docs_node_snippet(base))
+        # When it runs: one evaluation, exported by the SDK as its EventHook writes it
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": base,
+            "OTEL_SERVICE_NAME": "docs",
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",  # 5 s by default: an app runs longer than this
+        }
+        ran = await asyncio.create_subprocess_exec(
+            node, str(app / "snippet.mjs"), env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, errors = await asyncio.wait_for(ran.communicate(), 60)
+        assert ran.returncode == 0, errors.decode()[-2000:]
+        # Then the evaluation's log record reached the controller, and its exposure counts
+        records = await metric(client, "rollout_otlp_http_items_total", signal="logs")
+        assert records >= 1, "the snippet exported no log record"
+        await rig.settle()
+        assert await rig.counted({flag}) == 1
 
 
 # --------------------------------------------------------------------------------------

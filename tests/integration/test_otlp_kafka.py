@@ -31,6 +31,7 @@ from controller.core.telemetry import FlagRules, Translator, decode_traces_json
 from controller.daemon.ingest import Ingest, OtlpFolder
 from controller.daemon.metrics import Metrics
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
+from tests.integration.rig import every_record
 from tests.otlp_exports import Recorder
 from tests.otlp_kafka import (
     assert_counts,
@@ -64,6 +65,7 @@ class OtlpTopic:
             heartbeat_interval_ms=300,
         )
         self.ingest: Ingest | None = None
+        self.metrics = Metrics()
         self.ends: dict[int, int] = dict.fromkeys(range(PARTITIONS), 0)
         """Each partition's end offset, as the broker acknowledged what was produced."""
 
@@ -74,10 +76,11 @@ class OtlpTopic:
             decode=decode_traces_json if json else decode_traces_flat,
             translator=Translator(RULES.get),
             max_record_bytes=MAX_RECORD_BYTES,
+            ignored=self.metrics.otlp.ignored.labels("kafka", "traces").inc,
         )
         settings = IngestSettings(fetch_timeout_ms=100, max_batch_records=7)
         self.ingest = ingest = Ingest(
-            settings=settings, metrics=Metrics(), folder=folder, role="otlp_spans"
+            settings=settings, metrics=self.metrics, folder=folder, role="otlp_spans"
         )
         consumer = EventConsumer(
             kafka=self.kafka,
@@ -142,6 +145,19 @@ class OtlpTopic:
 
             await eventually(stored, timeout=60, what="every record of the topic flushed")
 
+    def ignored(self) -> float:
+        """The evaluations of flags no rollout published, as the metric counted them."""
+        labels = {"path": "kafka", "signal": "traces"}
+        found = self.metrics.registry.get_sample_value(
+            "rollout_otlp_ignored_evaluations_total", labels
+        )
+        return found or 0.0
+
+    async def every_letter(self) -> list[Any]:
+        """Every dead letter on the DLQ now (after :meth:`caught_up` every letter is there:
+        ingest publishes them before it flushes)."""
+        return await every_record(self.bootstrap, self.dlq)
+
     async def letters(self, expected: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
             self.dlq, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest"
@@ -197,8 +213,10 @@ async def test_sdk_spans_count_exactly_and_a_batch_sent_again_counts_once(
         async with connect(otlp.redis) as client:
             await assert_counts(otlp.store(client, source=False), want)
         assert ingest.stats.events == total(want)
-        # and each evaluation of an unknown flag a dead letter, its siblings counted
-        assert refusals(await otlp.letters(12)) == {"unknown_flag": 12}
+        # and each evaluation of a flag no rollout published is ignored: counted apart,
+        # neither refused nor dead-lettered (an app's ordinary flags are no error)
+        assert otlp.ignored() == 12
+        assert await otlp.every_letter() == []
         # When the Collector sends a third of the batch again, to other partitions
         again = values[: len(values) // 3]
         await otlp.produce(again, partitions=[1, 2, 0])
@@ -274,12 +292,12 @@ async def test_hostile_records_are_dead_lettered_with_reasons_and_the_rest_count
     async with otlp.running() as ingest:
         await otlp.produce(hostile, partitions=[0], compression="gzip")
         await otlp.caught_up()
-        letters = await otlp.letters(8)
+        letters = await otlp.every_letter()
         assert refusals(letters) == {
             "malformed": 3,  # the garbage record, the span not UTF-8, the one past the depth
             "oversize": 2,  # the 9 MiB record, the span with 10,000 attributes
-            "unknown_flag": 3,
         }
+        assert otlp.ignored() == 3  # the evaluations of a flag no rollout published
         items = {
             dict(r.headers).get("otlp.item"): r
             for r in letters
@@ -293,7 +311,7 @@ async def test_hostile_records_are_dead_lettered_with_reasons_and_the_rest_count
         async with connect(otlp.redis) as client:
             await assert_counts(otlp.store(client, source=False), reference(counted, FLAGS))
             rejects = await otlp.store(client, source=False).rejects()
-        assert rejects == {"malformed": 3, "oversize": 2, "unknown_flag": 3}
+        assert rejects == {"malformed": 3, "oversize": 2}
         assert ingest.stats.events == total(reference(counted, FLAGS))
 
 

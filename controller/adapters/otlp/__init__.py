@@ -1,6 +1,7 @@
 """OpenTelemetry intake (#40): OTLP/protobuf exports decoded, the partial-success answers,
 and the OTLP/HTTP routes (``POST /v1/traces``, ``POST /v1/logs``)."""
 
+from controller.adapters.otlp.admission import Admission, Busy
 from controller.adapters.otlp.flat import decode_traces_flat
 from controller.adapters.otlp.proto import (
     decode_logs,
@@ -13,6 +14,8 @@ from controller.adapters.otlp.proto import (
 from controller.adapters.otlp.routes import OtlpRoutes, OtlpSink, Signal, Taken
 
 __all__ = [
+    "Admission",
+    "Busy",
     "OtlpRoutes",
     "OtlpSink",
     "Signal",

@@ -25,14 +25,24 @@ and the same deadline for it (``http.body_timeout_seconds``). The answers:
   bomb: the inflating stops there), or an export of more than
   ``http.otlp_max_items`` items; ``408`` a body slower than its deadline;
   ``415`` a ``Content-Type`` other than the two, or a ``Content-Encoding``
-  other than ``gzip`` and ``identity``;
+  other than ``gzip`` and ``identity`` (``br``, ``zstd``, ``deflate``...: the
+  server inflates no body itself, :mod:`.inflating`, so every encoding reaches
+  this check);
 * ``429`` with ``Retry-After`` past the client's rate
   (``http.otlp_items_per_second``, counted in spans or log records received,
   valid or not);
 * ``503`` with ``Retry-After`` when the broker did not acknowledge the
   events (or Redis, where they are recorded and the flags read, did not answer): nothing was
   counted; the exporter sends the export again, and each event's id (from
-  its trace id, span id and flag) makes the copy count once.
+  its trace id, span id and flag) makes the copy count once;
+* ``503`` with ``Retry-After`` too when the controller is busy
+  (:mod:`.admission`): ``http.otlp_max_in_flight`` exports are being worked
+  on and ``http.otlp_max_waiting`` more wait (at once, the body unread), or
+  no turn came within half of ``http.otlp_answer_seconds``, or its work
+  (decoding, translating, the broker's acknowledgement) was not done by the
+  whole of it: that work goes on, and the copy the exporter sends again counts
+  once. So every export is answered within ``http.otlp_answer_seconds`` of its
+  headers, before its exporter gives up (10 s by default).
 
 An answer other than 200 carries a ``google.rpc.Status`` (``code``,
 ``message``) in the request's encoding, as OTLP/HTTP says.
@@ -50,10 +60,11 @@ from typing import Literal, Protocol
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
 from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.otlp.admission import Admission, Busy
+from controller.adapters.otlp.inflating import BodyTooLarge, GzipInflater, NotGzip
 from controller.adapters.otlp.proto import (
     decode_logs_proto,
     decode_traces_proto,
@@ -147,9 +158,13 @@ class OtlpRoutes:
         bounds: Bounds,
         access: AppAccess | None = None,
         default_environment: Callable[[], str] = lambda: DEFAULT_ENVIRONMENT,
+        admission: Admission | None = None,
+        answer_seconds: float = 5.0,
     ) -> None:
         """``default_environment``: the one environment telemetry counts for (its flag keys
-        name none), so an app key bound to another is refused."""
+        name none), so an app key bound to another is refused. ``admission``: how many
+        exports are worked on at once and wait (unbounded without); ``answer_seconds``: how
+        long one may take from its body to its answer."""
         self._sink, self._bounds = sink, bounds
         self._default_environment = default_environment
         self._max_body, self._max_decoded = max_body_bytes, max(max_decoded_bytes, max_body_bytes)
@@ -158,6 +173,8 @@ class OtlpRoutes:
         )
         self._body_timeout = body_timeout_seconds
         self._access = access or open_access()
+        self._admission = admission or Admission(slots=1 << 30, waiting=0)
+        self._answer_seconds = answer_seconds
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         for signal in SIGNALS:
@@ -213,19 +230,46 @@ class OtlpRoutes:
         if encoding not in ENCODINGS:
             reason = f"the body may be sent gzip or identity, not {encoding[:50]!r}"
             raise _Refusal(415, "unsupported_encoding", reason)
+        if self._admission.full:  # answered now, the body unread: the flood costs nothing more
+            raise _busy("too many exports are waiting", close=True)
+        deadline = asyncio.get_running_loop().time() + self._answer_seconds
         raw = await self._body(request, inflated=encoding == "gzip")
+        try:
+            await self._admission.enter(deadline - self._answer_seconds / 2)
+        except Busy as exc:
+            wait = f"no turn within {self._answer_seconds / 2:g} s"
+            raise _busy(f"too many exports at once ({wait})") from exc
+        work = asyncio.ensure_future(self._held(signal, client_of(request), raw, json=json))
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(work)
+        except TimeoutError as exc:
+            # Answered now; the work goes on, holding its slot, and its events count once
+            # whether or not the exporter's copy comes.
+            work.add_done_callback(_unanswered)
+            reason = f"not done within {self._answer_seconds:g} s"
+            raise _busy(f"{reason}; send it again, it counts once") from exc
+
+    async def _held(self, signal: _Signal, client: str, raw: bytes, *, json: bool) -> web.Response:
+        try:
+            return await self._work(signal, client, raw, json=json)
+        finally:
+            self._admission.leave()
+
+    async def _work(self, signal: _Signal, client: str, raw: bytes, *, json: bool) -> web.Response:
+        """Decode, limit and take one export."""
         decode = signal.decode_json if json else signal.decode_proto
         batch = await asyncio.to_thread(decode, raw, self._bounds)
         if isinstance(batch, Refusal):
             raise _whole(batch, signal)
         items = _items(batch)
-        wait = self._limiter.wait(client_of(request), max(1, items))
+        wait = self._limiter.wait(client, max(1, items))
         if wait > 0:
             refused = _Refusal(429, "rate_limited", f"over this client's {signal.items} rate")
             refused.retry_after = math.ceil(wait)
             raise refused
         try:
-            taken = await self._sink.take(client_of(request), signal.name, batch)
+            taken = await self._sink.take(client, signal.name, batch)
         except BatchNotSent as exc:
             refused = _Refusal(503, "unavailable", f"not accepted, send it again: {exc}")
             refused.retry_after = RETRY_AFTER_SECONDS
@@ -235,33 +279,48 @@ class OtlpRoutes:
         return web.Response(body=body, content_type=JSON if json else PROTOBUF)
 
     async def _body(self, request: web.Request, *, inflated: bool) -> bytes:
-        """The body as the exporter encoded it: read (and inflated, as aiohttp does) within
-        the body deadline, the bound as sent and the bound once inflated."""
-        as_sent = f"the body is over {self._max_body} bytes"
+        """The body as the exporter encoded it: read within the body deadline and the bound
+        as sent, and inflated (``gzip``) as it arrives, within the bound once inflated."""
+        as_sent = _Refusal(413, "too_large", f"the body is over {self._max_body} bytes", close=True)
         if (request.content_length or 0) > self._max_body:
-            raise _Refusal(413, "too_large", as_sent, close=True)
-        limit = self._max_decoded if inflated else self._max_body
+            raise as_sent
+        inflater = GzipInflater(self._max_decoded) if inflated else None
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self._body_timeout):
                 async for chunk in request.content.iter_any():
                     size += len(chunk)
-                    if (request.content.total_compressed_bytes or 0) > self._max_body:
-                        raise _Refusal(413, "too_large", as_sent, close=True)
-                    if size > limit:
-                        reason = f"the body inflates past {limit} bytes"
-                        raise _Refusal(
-                            413, "too_large", reason if inflated else as_sent, close=True
-                        )
-                    chunks.append(chunk)
+                    if size > self._max_body:
+                        raise as_sent
+                    if inflater is None:
+                        chunks.append(chunk)
+                    else:
+                        inflater.feed(chunk)
+            return b"".join(chunks) if inflater is None else inflater.inflated()
         except TimeoutError as exc:
             reason = f"the body did not arrive within {self._body_timeout:g} s"
             raise _Refusal(408, "timeout", reason, close=True) from exc
-        except RequestPayloadError as exc:
+        except BodyTooLarge as exc:
+            reason = f"the body inflates past {self._max_decoded} bytes"
+            raise _Refusal(413, "too_large", reason, close=True) from exc
+        except NotGzip as exc:
             reason = f"the body cannot be inflated: {str(exc).strip()[:200]}"
             raise _Refusal(400, "not_gzip", reason, close=True) from exc
-        return b"".join(chunks)
+
+
+def _unanswered(work: asyncio.Future[web.Response]) -> None:
+    """An export answered 503 before its work was done: a failure of that work, logged."""
+    failure = None if work.cancelled() else work.exception()
+    if failure is not None and not isinstance(failure, _Refusal | ControllerError):
+        log.error("otlp_late_export_failed", error=repr(failure)[:300])
+
+
+def _busy(reason: str, *, close: bool = False) -> _Refusal:
+    """503 with ``Retry-After``: the exporter sends the export again later."""
+    refused = _Refusal(503, "busy", f"busy, send it again: {reason}", close=close)
+    refused.retry_after = RETRY_AFTER_SECONDS
+    return refused
 
 
 def _items(batch: Spans | Logs) -> int:

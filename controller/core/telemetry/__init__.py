@@ -13,6 +13,7 @@ from controller.core.telemetry.evaluations import (
     evaluation_in,
     evaluations_in,
 )
+from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup, rules_of
 from controller.core.telemetry.joining import JoinBuffer
 from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
 from controller.core.telemetry.signals import (
@@ -45,15 +46,7 @@ from controller.core.telemetry.signals import (
     trace_id_from,
     trace_id_of,
 )
-from controller.core.telemetry.translating import (
-    DEFAULT_ARMS,
-    MAX_HOPS,
-    FlagRules,
-    Lookup,
-    Translated,
-    Translator,
-    rules_of,
-)
+from controller.core.telemetry.translating import MAX_HOPS, Translated, Translator
 
 __all__ = [
     "DEFAULT_ARMS",

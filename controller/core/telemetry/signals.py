@@ -37,22 +37,22 @@ RefusalReason = Literal[
     "oversize",
     "hostile_attribute",
     "malformed",
-    "unknown_flag",
     "unknown_variant",
     "evaluation_error",
     "bad_version",
     "no_unit",
+    "bad_time",
     "guard_interval",
 ]
 REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = (
     "oversize",
     "hostile_attribute",
     "malformed",
-    "unknown_flag",
     "unknown_variant",
     "evaluation_error",
     "bad_version",
     "no_unit",
+    "bad_time",
     "guard_interval",
 )
 """Why an item or an evaluation is not counted: stable strings, also the DLQ reasons.

@@ -14,23 +14,25 @@ is joined through :class:`~.joining.JoinBuffer`.
 
 Every event's id is derived from the trace, the span and the flag
 (:func:`~.attribution.event_id`), so a re-sent export counts once. What is not
-counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_flag``,
-``unknown_variant``, ``evaluation_error``, ``bad_version``, ``no_unit``, at the
-index of its span or record in the batch), ``guarded`` for an evaluation too near a version change
-(no refusal: nothing was wrong with it), ``unmatched`` for an evaluation whose
-request outcome will never be counted.
+counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_variant``,
+``evaluation_error``, ``bad_version``, ``no_unit``, at the index of its span or record
+in the batch), per
+span or evaluation at an implausible time (``bad_time``: a span that ends before it
+starts or lasts over a day, an instant far from the time the batch arrived; such a
+span is no request, and its time no version's),
+``no_rollout`` for an evaluation of a flag no rollout published (an app's
+ordinary flags: nothing wrong with it, nothing to count it for), ``guarded``
+for an evaluation too near a version change (no refusal either),
+``unmatched`` for an evaluation whose request outcome will never be counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
-from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry.attribution import (
     arm_of,
     conversion_value,
@@ -52,6 +54,7 @@ from controller.core.telemetry.evaluations import (
     evaluation_in,
     evaluations_in,
 )
+from controller.core.telemetry.flag_rules import Arm, FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
 from controller.core.telemetry.signals import (
     MAX_DETAIL_CHARS,
@@ -59,58 +62,16 @@ from controller.core.telemetry.signals import (
     Logs,
     Refusal,
     RefusalReason,
+    Span,
     Spans,
 )
+from controller.core.telemetry.timing import Window, plausible_spans
 from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
 
-Arm = Literal["treatment", "control"]
-DEFAULT_ARMS: Mapping[str, Arm] = MappingProxyType({"treatment": "treatment", "control": "control"})
 MAX_HOPS: Final = 8
 """How far up from an evaluation's span its request (a SERVER span) is looked for."""
 MAX_CONVERSION_NAMES: Final = 4096
 """Conversion names remembered from the flags' rules, to spot conversions before evaluations."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlagRules:
-    """How the telemetry of one flag is read, from its plan and its versions."""
-
-    flag: str
-    version: int
-    """The flag version in force now."""
-    timeline: tuple[tuple[int, int], ...] = ()
-    """(flag version, since epoch ms), in ascending time; empty: ``version`` throughout."""
-    arms: Mapping[str, Arm] = field(default_factory=lambda: DEFAULT_ARMS)
-    """Each variant an evaluation may name, and the arm it stands for."""
-    unit_attribute: str | None = None
-    error_status_min: int = 500
-    conversions: frozenset[str] = frozenset()
-    """Names of spans, span events or log records counted as that named conversion."""
-    conversion_value: str = "value"
-    """The attribute holding a conversion's value."""
-
-
-Lookup = Callable[[str], FlagRules | None]
-
-
-def rules_of(
-    flag: str,
-    telemetry: TelemetryPlan | None,
-    version: int,
-    timeline: tuple[tuple[int, int], ...] = (),
-) -> FlagRules:
-    """The rules of ``flag`` from its plan's ``telemetry`` settings (None: the defaults)."""
-    settings = telemetry if telemetry is not None else TelemetryPlan()
-    return FlagRules(
-        flag=flag,
-        version=version,
-        timeline=tuple(sorted(timeline, key=lambda entry: entry[1])),
-        arms=MappingProxyType(dict(settings.variants)),
-        unit_attribute=settings.unit_attribute,
-        error_status_min=settings.error_status_min,
-        conversions=frozenset(settings.conversions),
-        conversion_value=settings.conversion_value,
-    )
 
 
 @dataclass(slots=True)
@@ -121,6 +82,8 @@ class Translated:
     refused: list[Refusal] = field(default_factory=list)
     request_level: int = 0
     """Exposures whose unit is the request (its trace): no unit was named."""
+    no_rollout: int = 0
+    """Evaluations of flags no rollout published: ignored (not an error)."""
     guarded: int = 0
     """Evaluations too near a version change to attribute (not an error)."""
     unmatched: int = 0
@@ -155,6 +118,7 @@ class _Run:
     """One call's state: the clock, its spans, the rules looked up and the ids emitted."""
 
     now_ms: int
+    window: Window
     nodes: dict[str, Node] = field(default_factory=dict)
     rules: dict[str, FlagRules | None] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
@@ -169,6 +133,9 @@ class _Run:
 
     def refuse(self, index: int, reason: RefusalReason, detail: str) -> None:
         self.out.refused.append(Refusal(index, reason, detail[:MAX_DETAIL_CHARS]))
+
+    def refuse_time(self, index: int, detail: str) -> None:
+        self.refuse(index, "bad_time", detail)
 
 
 class Translator:
@@ -198,11 +165,12 @@ class Translator:
         return self._buffer.expire(now_ms)
 
     def spans(self, batch: Spans, now_ms: int) -> Translated:
-        run = _Run(now_ms, noted={})
+        run = _Run(now_ms, Window.around(now_ms), noted={})
         run.out.unmatched += self._buffer.expire(now_ms)
-        nodes = run.nodes = {span.span_id: node_of(span) for span in batch.spans}
+        kept = plausible_spans(batch.spans, run.window, run.refuse_time)
+        nodes = run.nodes = {span.span_id: node_of(span) for _, span in kept}
         self._buffer.remember_all(nodes, now_ms)
-        for index, span in enumerate(batch.spans):
+        for index, span in kept:
             if span.events or span.name == EVALUATION_NAME:
                 for evaluation in evaluations_in(span, details=False):
                     self._evaluated(evaluation, index, (span.attributes, span.resource), run)
@@ -210,20 +178,24 @@ class Translator:
             self._buffer.note_all(run.noted, now_ms)
         run.noted = None
         if self._names:
-            self._span_conversions(batch, run)
+            self._span_conversions([span for _, span in kept], run)
         for span_id in self._buffer.awaited(nodes):
             for waiting in self._buffer.arrived(span_id):
                 self._walk(waiting.evaluation, span_id, waiting.hops, run)
         return run.out
 
     def logs(self, batch: Logs, now_ms: int) -> Translated:
-        run = _Run(now_ms)
+        run = _Run(now_ms, Window.around(now_ms))
         run.out.unmatched += self._buffer.expire(now_ms)
         for index, record in enumerate(batch.records):
             evaluation = evaluation_in(record, details=False)
             if evaluation is not None:
                 self._evaluated(evaluation, index, (record.attributes, record.resource), run)
             elif record.trace_id and record.event_name in self._names:
+                if not run.window.holds(record.time_ns):
+                    fault = run.window.fault(record.time_ns)
+                    run.refuse_time(index, f"{record.event_name[:64]}: {fault}")
+                    continue
                 anchor = record.span_id or f"log:{record.time_ns}"
                 conversion = _Conversion(
                     record.event_name,
@@ -235,9 +207,9 @@ class Translator:
                 self._converted(conversion, run)
         return run.out
 
-    def _span_conversions(self, batch: Spans, run: _Run) -> None:
+    def _span_conversions(self, spans: list[Span], run: _Run) -> None:
         names = self._names
-        for span in batch.spans:
+        for span in spans:
             if span.name in names:
                 ts = ts_ms(span.end_ns)
                 conversion = _Conversion(
@@ -283,11 +255,10 @@ class Translator:
         flag = evaluation.flag
         rules = self._rules(flag, run)
         if rules is None:
-            run.refuse(index, "unknown_flag", f"flag {flag[:128]!r} is not under rollout")
+            run.out.no_rollout += 1
             return None
-        arm = arm_of(evaluation, rules.arms)
-        if isinstance(arm, tuple):
-            run.refuse(index, *arm)
+        arm = _arm_of(evaluation, rules, index, run)
+        if arm is None:
             return None
         ts = ts_ms(evaluation.time_ns)
         if evaluation.version is not None:
@@ -396,3 +367,17 @@ class Translator:
                 value=conversion_value(conversion.attributes.get(rules.conversion_value)),
             )
         )
+
+
+def _arm_of(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> Arm | None:
+    """The arm an evaluation counts in, or None (refused: its variant names no arm, or it
+    happened at an implausible time)."""
+    flag = evaluation.flag
+    arm = arm_of(evaluation, rules.arms)
+    if isinstance(arm, tuple):
+        run.refuse(index, *arm)
+        return None
+    if not run.window.holds(evaluation.time_ns):
+        run.refuse_time(index, f"{flag}: {run.window.fault(evaluation.time_ns, 'evaluated')}")
+        return None
+    return arm

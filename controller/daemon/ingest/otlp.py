@@ -15,8 +15,10 @@ record is counted: a record that is no export at all gives one letter (the
 record, with the decoder's reason), each refused span, log record or
 evaluation one letter (the first letter of a record carries the record; each
 names the refused item in its ``otlp.item`` header and its detail). An
-evaluation too near a version change (``guarded``) is no error: it is
-counted apart, in the ``otlp_progress`` log line, with the evaluations
+evaluation of a flag no rollout published (``no_rollout``: an app's ordinary
+flag) is no error: counted in ``rollout_otlp_ignored_evaluations_total``, not
+dead-lettered. Nor is an evaluation too near a version change (``guarded``):
+it is counted apart, in the ``otlp_progress`` log line, with the evaluations
 counted at request level (no unit named) and those whose request outcome
 never arrived (``unmatched``).
 
@@ -73,6 +75,7 @@ class OtlpTally:
     records: int = 0
     items: int = 0
     request_level: int = 0
+    no_rollout: int = 0
     guarded: int = 0
     unmatched: int = 0
     refused: Counter[str] = field(default_factory=Counter)
@@ -84,6 +87,7 @@ class OtlpTally:
             records=self.records,
             items=self.items,
             request_level=self.request_level,
+            no_rollout=self.no_rollout,
             guarded=self.guarded,
             unmatched=self.unmatched,
             refused=dict(self.refused),
@@ -102,8 +106,10 @@ class OtlpFolder:
         bounds: Bounds | None = None,
         max_record_bytes: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        ignored: Callable[[int], None] = lambda _: None,
     ) -> None:
-        self._topic, self._decode = topic, decode
+        """``ignored``: told how many evaluations of flags no rollout published a record had."""
+        self._topic, self._decode, self._ignored = topic, decode, ignored
         self._translator = translator
         self._bounds = bounds or Bounds()
         self._max_bytes, self._clock = max_record_bytes, clock
@@ -170,6 +176,9 @@ class OtlpFolder:
         tally = self.tally
         tally.request_level += translated.request_level
         tally.guarded += translated.guarded
+        if translated.no_rollout:
+            tally.no_rollout += translated.no_rollout
+            self._ignored(translated.no_rollout)
         tally.unmatched += translated.unmatched
         refused = [*decoded.refused, *translated.refused]
         if refused:

@@ -130,12 +130,14 @@ def _ingest(run: Run, role: str, topic: str, translator: Translator, held: GapSt
         decode = decode_traces_json if json else decode_traces_flat
     else:
         decode = decode_logs_json if json else decode_logs_proto
+    signal = "traces" if role == "otlp_spans" else "logs"
     folder = OtlpFolder(
         topic=topic,
         decode=decode,
         translator=translator,
         bounds=Bounds(),
         max_record_bytes=otlp.max_record_bytes,
+        ignored=run.metrics.otlp.ignored.labels("kafka", signal).inc,
     )
     batches = settings.ingest.model_copy(update={"max_batch_records": otlp.max_batch_records})
     return Ingest(

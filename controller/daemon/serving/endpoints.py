@@ -20,7 +20,7 @@ from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes, StreamBounds
-from controller.adapters.otlp import OtlpRoutes
+from controller.adapters.otlp import Admission, OtlpRoutes
 from controller.adapters.pipeline_routes import PipelineRoutes
 from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis import RedisAggregateStore, RolloutStore
@@ -166,6 +166,8 @@ def _otlp_routes(settings: Settings, parts: Parts, access: AppAccess) -> OtlpRou
         bounds=otlp_bounds(http),
         access=access,
         default_environment=lambda: parts.engine.keys.environments.default,
+        admission=Admission(slots=http.otlp_max_in_flight, waiting=http.otlp_max_waiting),
+        answer_seconds=http.otlp_answer_seconds,
     )
 
 

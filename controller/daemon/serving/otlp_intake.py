@@ -20,8 +20,11 @@ other content (an evaluation without a version counted for the version the
 timeline said then, which has since learnt better) keeps its first copy:
 the changed ones are dropped, the rest sent.
 
-Every item not counted (a hostile or malformed span, an unknown flag, a
-variant no arm has, a bad version, an event ingest would refuse) goes to the
+An evaluation of a flag no rollout published is an app's ordinary flag, no
+error: counted in ``rollout_otlp_ignored_evaluations_total``, not
+dead-lettered, not named. Every item not counted otherwise (a hostile or
+malformed span, a span at an implausible time, a variant no arm has, a bad
+version, an event ingest would refuse) goes to the
 DLQ with its reason (``rc.reason``) and a short JSON value naming the
 export's route, its client, the item's index and the detail; each is
 counted in ``rollout_otlp_http_refused_total`` by reason, and the export's
@@ -207,6 +210,8 @@ class OtlpIntake:
             metrics.otlp.evaluations.labels("request_level").inc(translated.request_level)
         if translated.guarded:
             metrics.otlp.evaluations.labels("guarded").inc(translated.guarded)
+        if translated.no_rollout:
+            metrics.otlp.ignored.labels("http", signal).inc(translated.no_rollout)
         if translated.unmatched:
             metrics.otlp.evaluations.labels("unmatched").inc(translated.unmatched)
 

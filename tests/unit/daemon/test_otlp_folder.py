@@ -110,21 +110,29 @@ def test_each_evaluation_on_a_server_span_is_an_exposure_and_a_request() -> None
     assert len(treatment.units) == 8
 
 
-@pytest.mark.parametrize(
-    ("bad", "reason"),
-    [
-        (server_span(90, flag="not-under-rollout"), "unknown_flag"),
-        (server_span(91, variant="v2"), "unknown_variant"),
-    ],
-)
-def test_a_bad_evaluation_is_dead_lettered_and_its_siblings_counted(bad: Span, reason: str) -> None:
-    spans = Spans([server_span(0), bad, server_span(2)])
+def test_a_bad_evaluation_is_dead_lettered_and_its_siblings_counted() -> None:
+    reason = "unknown_variant"
+    spans = Spans([server_span(0), server_span(91, variant="v2"), server_span(2)])
     _, delta, rejected = fold({b"a": spans}, [b"a"])
     assert [(d.reason, d.record.offset, d.record.value) for d in rejected] == [(reason, 10, b"a")]
     assert dict(rejected[0].record.headers)[ITEM_HEADER] == b"1"
     assert rejected[0].detail.startswith("item 1: ")
     assert dict(delta.rejects) == {reason: 1}
     assert delta.events == 4
+
+
+def test_an_evaluation_of_a_flag_no_rollout_published_is_ignored_not_dead_lettered() -> None:
+    ignored: list[int] = []
+    made = OtlpFolder(
+        topic="otlp_spans",
+        decode=lambda _raw, _bounds: Spans([server_span(0), server_span(90, flag="nobody")]),
+        translator=Translator(RULES.get),
+        ignored=ignored.append,
+    )
+    rejected: list[DeadLetter] = []
+    delta = made.fold(2, [StampedRecord(b"a", 10)], rejected)
+    assert (rejected, dict(delta.rejects), delta.events) == ([], {}, 2)
+    assert (ignored, made.tally.no_rollout) == ([1], 1)
 
 
 def test_items_the_decoder_refused_are_dead_lettered_the_record_carried_once() -> None:

@@ -74,9 +74,9 @@ class World:
         return [orjson.loads(r.value or b"") for r in self.broker.records]
 
 
-def requests(units: list[str], flag: str = "f") -> Spans:
+def requests(units: list[str], flag: str = "f", variant: str = "treatment") -> Spans:
     recorder = Recorder()
-    client = openfeature_client({flag: "treatment"})
+    client = openfeature_client({flag: variant})
     for unit in units:
         with recorder.request(status=500 if unit.endswith("0") else 200):
             evaluate(client, flag, unit)
@@ -85,10 +85,10 @@ def requests(units: list[str], flag: str = "f") -> Spans:
     return decoded
 
 
-async def test_an_export_is_sent_once_and_its_unknown_flag_dead_lettered_and_named() -> None:
+async def test_an_export_is_sent_once_and_its_unknown_variant_dead_lettered_and_named() -> None:
     world = World(since=datetime.now(UTC) - timedelta(minutes=5))
-    known, unknown = requests(["u0", "u1", "u2"]), requests(["u9"], flag="nobody.knows")
-    batch = Spans(known.spans + unknown.spans, [])
+    known, purple = requests(["u0", "u1", "u2"]), requests(["u9"], variant="purple")
+    batch = Spans(known.spans + purple.spans, [])
     taken = await world.intake.take("key:c", "traces", batch)
     again = await world.intake.take("key:c", "traces", batch)
     sent = world.sent()
@@ -97,13 +97,26 @@ async def test_an_export_is_sent_once_and_its_unknown_flag_dead_lettered_and_nam
     )
     assert [e["error"] for e in sent if e["type"] == "request" and e["unit"] == "u0"] == [True]
     assert taken.rejected == again.rejected == 1
-    assert taken.message.startswith("1 spans or evaluations not counted (unknown_flag x1")
+    assert taken.message.startswith("1 spans or evaluations not counted (unknown_variant x1")
     assert [(d.reason, d.record.topic) for d in world.letters.sent] == [
-        ("unknown_flag", "otlp-http:/v1/traces")
+        ("unknown_variant", "otlp-http:/v1/traces")
     ] * 2
     letter = orjson.loads(world.letters.sent[0].record.value or b"")
-    assert (letter["reason"], letter["client"]) == ("unknown_flag", "key:c")
+    assert (letter["reason"], letter["client"]) == ("unknown_variant", "key:c")
     assert sample(world.metrics, "rollout_otlp_http_events_total", type="exposure") == 3
+
+
+async def test_evaluations_of_a_flag_no_rollout_published_are_ignored_not_refused() -> None:
+    world = World(since=datetime.now(UTC) - timedelta(minutes=5))
+    known, ordinary = requests(["u0", "u1"]), requests(["u7", "u8", "u9"], flag="nobody.knows")
+    taken = await world.intake.take("c", "traces", Spans(known.spans + ordinary.spans, []))
+    assert (taken.rejected, taken.message) == (0, "")
+    assert world.letters.sent == []
+    assert len(world.sent()) == 4
+    labels = {"path": "http", "signal": "traces"}
+    assert sample(world.metrics, "rollout_otlp_ignored_evaluations_total", **labels) == 3
+    refused = world.metrics.registry.get_sample_value
+    assert refused("rollout_otlp_http_refused_total", {"signal": "traces", "reason": "x"}) is None
 
 
 async def test_an_event_sent_before_with_other_content_keeps_its_first_copy() -> None:

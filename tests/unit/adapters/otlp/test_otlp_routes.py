@@ -7,6 +7,7 @@ integration tests' (tests/integration/test_otlp_http.py).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from controller.adapters.event_intake import BatchNotSent
-from controller.adapters.otlp import OtlpRoutes, Signal, Taken
+from controller.adapters.otlp import Admission, OtlpRoutes, Signal, Taken
 from controller.core.common import StoreError
 from controller.core.telemetry import Bounds, Logs, Spans
 from tests.app_client import app_client
@@ -35,6 +36,7 @@ from tests.otlp_exports import (
     traces_json,
     traces_proto,
 )
+from tests.waiting import eventually
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -54,7 +56,7 @@ class Sink:
             raise BatchNotSent("the broker is away")
         self.taken.append((signal, batch))
         if self.rejected:
-            return Taken(self.rejected, f"{self.rejected} not counted (unknown_flag x1)")
+            return Taken(self.rejected, f"{self.rejected} not counted (unknown_variant x1)")
         return Taken()
 
     def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
@@ -73,7 +75,7 @@ async def served(sink: Sink, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
         "bounds": Bounds(),
     }
     OtlpRoutes(sink, **(options | limits)).add_to(app.router)
-    async with app_client(app) as client:
+    async with app_client(app, auto_decompress=False) as client:  # as the daemon serves it
         yield client
 
 
@@ -133,7 +135,10 @@ async def test_a_gzip_export_is_inflated_and_a_partial_success_named() -> None:
         )
     assert answer.status_code == 200
     partial = ExportTraceServiceResponse.FromString(answer.content).partial_success
-    assert (partial.rejected_spans, partial.error_message) == (1, "1 not counted (unknown_flag x1)")
+    assert (partial.rejected_spans, partial.error_message) == (
+        1,
+        "1 not counted (unknown_variant x1)",
+    )
     assert sink.outcomes == Counter({("traces", "partial"): 1})
 
 
@@ -153,8 +158,17 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
             "text": await client.post(
                 "/v1/traces", content=spans, headers={"Content-Type": "text/plain"}
             ),
-            "zstd?": await client.post(
+            "lz4": await client.post(
                 "/v1/traces", content=spans, headers=PROTOBUF | {"Content-Encoding": "lz4"}
+            ),
+            "br": await client.post(
+                "/v1/traces", content=spans, headers=PROTOBUF | {"Content-Encoding": "br"}
+            ),
+            "zstd": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "zstd"}
+            ),
+            "deflate": await client.post(
+                "/v1/logs", content=b"{}", headers=JSON | {"Content-Encoding": "deflate"}
             ),
             "no export": await client.post("/v1/traces", content=b'"a string"', headers=JSON),
             "garbage": await client.post("/v1/logs", content=b"\xff\xfe" * 50, headers=PROTOBUF),
@@ -165,7 +179,10 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
         "as sent": 413,
         "not gzip": 400,
         "text": 415,
-        "zstd?": 415,
+        "lz4": 415,
+        "br": 415,
+        "zstd": 415,
+        "deflate": 415,
         "no export": 400,
         "garbage": 400,
     }
@@ -174,6 +191,8 @@ async def test_refusals_each_have_a_status_and_a_reason_in_the_requests_encoding
     assert found["text"][2].startswith(
         "the body must be application/x-protobuf or application/json"
     )
+    assert found["br"][1:] == (3, "the body may be sent gzip or identity, not 'br'")
+    assert found["zstd"][1:] == (3, "the body may be sent gzip or identity, not 'zstd'")
     assert found["no export"][1] == 3
     assert found["no export"][2].startswith("not an OTLP traces export")
     assert sink.taken == []
@@ -212,3 +231,67 @@ async def test_a_store_that_does_not_answer_is_a_503_to_retry() -> None:
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "2")
     assert status_of(answer) == (14, "not accepted, send it again: redis is away")
     assert sink.outcomes == Counter({("traces", "unavailable"): 1})
+
+
+class HeldSink(Sink):
+    """Takes each export once the test lets it (``release``); says when one is held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release, self.holding = asyncio.Event(), asyncio.Event()
+
+    async def take(self, client: str, signal: Signal, batch: Spans | Logs) -> Taken:
+        self.holding.set()
+        await self.release.wait()
+        return await super().take(client, signal, batch)
+
+
+async def test_past_the_exports_worked_on_and_waiting_an_export_is_a_503_to_retry() -> None:
+    sink = HeldSink()
+    body = traces_proto(recorded().spans())
+    admission = Admission(slots=1, waiting=1)
+    async with served(sink, admission=admission, answer_seconds=60.0) as client:
+        # Given one export worked on (held by the sink) and one waiting for its turn
+        first = asyncio.create_task(client.post("/v1/traces", content=body, headers=PROTOBUF))
+        await asyncio.wait_for(sink.holding.wait(), 30)
+        second = asyncio.create_task(client.post("/v1/traces", content=body, headers=PROTOBUF))
+        await eventually(lambda: admission.full, timeout=30, what="the second export waiting")
+        # When a third comes, it is answered at once: 503, Retry-After, its body unread
+        third = await client.post("/v1/traces", content=body, headers=JSON)
+        # Then the first two are taken once the sink lets them
+        sink.release.set()
+        answers = [await first, await second]
+    assert third.status_code == 503
+    assert third.headers["Retry-After"] == "2"
+    assert status_of(third) == (14, "busy, send it again: too many exports are waiting")
+    assert [a.status_code for a in answers] == [200, 200]
+    assert sink.outcomes[("traces", "busy")] == 1
+    assert len(sink.taken) == 2
+
+
+async def test_an_export_without_a_turn_or_its_work_done_in_time_is_a_503() -> None:
+    sink = HeldSink()
+    body = traces_json(recorded().spans())
+    admission = Admission(slots=1, waiting=4)
+    async with served(sink, admission=admission, answer_seconds=0.5) as client:
+        # One export whose events are not acknowledged within its 0.5 s; one more meanwhile
+        first = asyncio.create_task(client.post("/v1/traces", content=body, headers=JSON))
+        await asyncio.wait_for(sink.holding.wait(), 30)
+        second = await client.post("/v1/traces", content=body, headers=JSON)
+        late = await first
+        # The late one's work goes on, holding its slot, and is done once the sink lets it
+        sink.release.set()
+        await eventually(lambda: len(sink.taken) == 1, timeout=30, what="the late export taken")
+        after = await client.post("/v1/traces", content=body, headers=JSON)
+    assert (late.status_code, late.headers["Retry-After"]) == (503, "2")
+    assert status_of(late) == (
+        14,
+        "busy, send it again: not done within 0.5 s; send it again, it counts once",
+    )
+    assert after.status_code == 200
+    assert (second.status_code, second.headers["Retry-After"]) == (503, "2")
+    assert (
+        status_of(second)[1]
+        == "busy, send it again: too many exports at once (no turn within 0.25 s)"
+    )
+    assert sink.outcomes[("traces", "busy")] == 2

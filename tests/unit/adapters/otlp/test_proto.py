@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import orjson
@@ -92,7 +93,7 @@ def test_a_real_apps_evaluations_become_exposures_and_requests() -> None:
     spans = decode_traces_proto(traces_proto(app.spans()))
     assert isinstance(spans, Spans)
     known = {flag: rules_of(flag, None, 5) for flag in ("checkout", "search")}
-    out = Translator(known.get).spans(spans, 0)
+    out = Translator(known.get).spans(spans, int(time.time() * 1000))  # recorded just now
     exposures = sorted((e.flag, e.unit, e.arm) for e in out.events if isinstance(e, ExposureIn))
     assert exposures == [("checkout", "u-1", "treatment"), ("search", "u-1", "control")]
     requests = [e for e in out.events if isinstance(e, RequestIn)]

@@ -10,6 +10,7 @@ from controller.core.common import MAX_LATENCY_MS
 from controller.core.rollouts import TelemetryPlan
 from controller.core.telemetry import (
     FlagRules,
+    Logs,
     Refusal,
     Spans,
     Translated,
@@ -28,6 +29,7 @@ from tests.unit.core.telemetry.builders import (
     evaluation_attributes,
     evaluation_event,
     lookup,
+    record,
     rules,
     span,
 )
@@ -173,7 +175,7 @@ def test_the_version_is_the_one_named_else_the_one_in_force_outside_the_guard(
     assert [r.reason for r in out.refused] == ([refusal] if refusal == "bad_version" else [])
 
 
-def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
+def test_unknown_variants_are_refused_at_their_spans_index_flags_without_rollout_ignored() -> None:
     batch = [
         span(CHILD, ROOT, kind=1),
         span(
@@ -187,10 +189,10 @@ def test_unknown_flags_and_variants_are_refused_at_their_spans_index() -> None:
     ]
     out = translate(*batch)
     assert out.refused == [
-        Refusal(1, "unknown_flag", "flag 'other' is not under rollout"),
         Refusal(1, "unknown_variant", "checkout: variant 'on' names no arm"),
         Refusal(1, "unknown_variant", "checkout: variant '' names no arm"),
     ]
+    assert out.no_rollout == 1  # "other": an app's ordinary flag, no error
     assert len(exposures(out)) == 1
 
 
@@ -250,13 +252,69 @@ def test_a_request_errs_on_status_error_or_an_http_status_from_the_minimum(
 
 @pytest.mark.parametrize(
     ("duration_ms", "latency"),
-    [(25.0, 25.0), (0.0125, 0.0125), (-3.0, 0.0), (MAX_LATENCY_MS * 2, float(MAX_LATENCY_MS))],
+    [(25.0, 25.0), (0.0125, 0.0125), (0.0, 0.0), (MAX_LATENCY_MS, float(MAX_LATENCY_MS))],
 )
-def test_latency_is_the_spans_duration_within_the_contracts_range(
-    duration_ms: float, latency: float
-) -> None:
-    [request] = requests(translate(span(duration_ms=duration_ms, events=(evaluation_event(),))))
+def test_latency_is_the_spans_duration(duration_ms: float, latency: float) -> None:
+    start = T0 - int(duration_ms * 1_000_000)  # ends at T0, now: the longest is a day
+    evaluated = evaluation_event(at=start)
+    [request] = requests(translate(span(start=start, duration_ms=duration_ms, events=(evaluated,))))
     assert request.latency_ms == pytest.approx(latency)
+
+
+MINUTE_NS = 60 * 1_000_000_000
+HOUR_NS = 60 * MINUTE_NS
+TIME_CASES = {
+    # name: (span start, duration in ms, evaluation at, counted or the fault's words)
+    "ends before it starts": (T0, -3.0, T0, "ends 3.000 ms before it starts"),
+    "ends at 2^63 ns": (T0, (2**63 - 1 - T0) / 1e6, T0, "longer than a day"),
+    "starts at 0": (0, T0 / 1e6, T0, "longer than a day"),
+    "lasts two days": (T0 - 2 * 24 * HOUR_NS, 2 * 24 * 3_600_000.0, T0, "longer than a day"),
+    "ends 11 min after now": (T0 + 11 * MINUTE_NS, 25.0, T0, "ends 660 s after"),
+    "ends 25 h before now": (T0 - 25 * HOUR_NS, 25.0, T0 - 25 * HOUR_NS, "ends 89999 s before"),
+    "evaluated at 2^63 ns": (T0, 25.0, 2**63 - 1, "evaluated 7423"),
+    "ends 9 min after now": (T0 + 9 * MINUTE_NS, 25.0, T0 + 9 * MINUTE_NS, None),
+    "ends 23 h before now": (T0 - 23 * HOUR_NS, 25.0, T0 - 23 * HOUR_NS, None),
+    "lasts a day": (T0 - 24 * HOUR_NS, 24 * 3_600_000.0, T0, None),
+    "zero ms": (T0, 0.0, T0, None),
+}
+
+
+@pytest.mark.parametrize(
+    ("start", "duration_ms", "evaluated_at", "fault"), TIME_CASES.values(), ids=TIME_CASES
+)
+def test_a_span_or_evaluation_at_an_implausible_time_is_refused_alone(
+    start: int, duration_ms: float, evaluated_at: int, fault: str | None
+) -> None:
+    # Given a good request, and beside it one at the time of the case (now is T0)
+    good = span(events=(evaluation_event(unit="u0"),))
+    case = span(
+        CHILD,
+        trace="ab" * 16,
+        start=start,
+        duration_ms=duration_ms,
+        events=(evaluation_event(at=evaluated_at),),
+    )
+    out = translate(good, case)
+    units = {e.unit for e in exposures(out)} | {e.unit for e in requests(out)}
+    if fault is None:
+        assert (out.refused, units) == ([], {"u0", "u1"})
+        return
+    # Then the case alone is refused, at its index, with its fault; the good one counts
+    [refused] = out.refused
+    assert (refused.index, refused.reason) == (1, "bad_time")
+    assert fault in refused.detail, refused.detail
+    assert units == {"u0"}
+
+
+def test_a_log_records_evaluation_at_an_implausible_time_is_refused() -> None:
+    records = [
+        record(evaluation_attributes(unit="u1")),
+        record(evaluation_attributes(unit="u2"), at=0),
+        record(evaluation_attributes(unit="u3"), at=2**63 - 1),
+    ]
+    out = Translator(lookup(rules())).logs(Logs(records), T0_MS)
+    assert [(r.index, r.reason) for r in out.refused] == [(1, "bad_time"), (2, "bad_time")]
+    assert [e.unit for e in exposures(out)] == ["u1"]
 
 
 def test_an_evaluation_deeper_in_the_request_is_counted_on_its_server_span() -> None:
