@@ -83,3 +83,10 @@ def test_the_collector_is_built_from_one_release_with_the_builder_of_that_releas
     # modules (the configuration providers) carry 1.x of the same release.
     assert _versions(manifest) - {release} == {"v1.61.0"}
     assert builder.group(1) == release
+
+
+def test_a_batch_is_bounded_so_that_its_record_fits_the_brokers_message_limit() -> None:
+    # One batch is one Kafka record; an unbounded one outgrows 1 MB and is dropped whole.
+    batch = _yaml(CONFIG)["processors"]["batch"]
+    assert 0 < batch["send_batch_max_size"] <= 1000
+    assert batch["send_batch_size"] <= batch["send_batch_max_size"]
