@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka java-app go-app
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,7 @@ PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loa
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
+	-@$(MAKE) --no-print-directory otelcol  # without Go the Collector's tests say what is missing
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
@@ -93,6 +94,26 @@ $(KAFKA_HOME)/.installed: ops/kafka/pom.xml
 	touch $@
 
 kafka: $(KAFKA_HOME)/.installed  ## install Apache Kafka's broker jars from Maven Central into .kafka/libs
+
+# The OpenTelemetry Collector (otlp receiver, batch processor, contrib's kafka exporter),
+# built from Go modules by the Collector's own builder from ops/otelcol/builder-config.yaml,
+# for the tests and benchmarks that put a real Collector between an app and Kafka
+# (controller/dev/otelcol.py runs it). Rebuilt only when the manifest or the builder's
+# version changes; Go's module and build caches (~/go/pkg/mod, ~/.cache/go-build) keep
+# the downloads and the compiled packages. The builder's output folder is the manifest's
+# dist.output_path (.otelcol). One build at a time, on two threads: it is the heavy part.
+OTELCOL_BUILDER_VERSION ?= v0.155.0
+OTELCOL_BUILDER = .otelcol/bin/builder-$(OTELCOL_BUILDER_VERSION)
+$(OTELCOL_BUILDER):
+	mkdir -p .otelcol/bin
+	GOBIN=$(abspath .otelcol/bin) GOMAXPROCS=2 go install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_BUILDER_VERSION)
+	mv .otelcol/bin/builder $@
+
+.otelcol/otelcol-rollouts: ops/otelcol/builder-config.yaml $(OTELCOL_BUILDER)
+	GOMAXPROCS=2 GOFLAGS="$(GOFLAGS) -p=2" $(OTELCOL_BUILDER) --config=ops/otelcol/builder-config.yaml
+	touch $@
+
+otelcol: .otelcol/otelcol-rollouts  ## build the OpenTelemetry Collector from Go modules into .otelcol/
 
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
 # tests/node/package-lock.json, for tests/integration/test_ofrep.py and
@@ -166,4 +187,4 @@ bench:  ## every benchmark; each prints one JSON line last
 	$(BIN)/python bench/unleash.py
 
 clean:
-	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) $(GO_APP_HOME) $(JS_CLIENT)/node_modules $(JAVA_APP)/target
+	rm -rf $(VENV) site docs/reference .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UNLEASH_HOME) $(KAFKA_HOME) .otelcol $(GO_APP_HOME) $(JS_CLIENT)/node_modules $(JAVA_APP)/target

@@ -25,7 +25,13 @@ drift in the machine's speed cancels.
 CPU nanoseconds per event over the OTLP path's. The last line printed is one
 JSON object.
 
-    python bench/otlp.py [--events 600000] [--per-record 100] [--rounds 3]
+With ``--collector``, the same spans also go through the real OpenTelemetry
+Collector (``make otelcol``) into a topic of their own, and the Collector's CPU per
+span (receive → batch → Kafka export) is set beside ours for Kafka → aggregates,
+on the Collector's own records (``bench/collector_cost.py``): ``collector_cpu_ratio``
+is the Collector's CPU per span over ours (goal: at least 1, ours costs no more).
+
+    python bench/otlp.py [--events 600000] [--per-record 100] [--rounds 3] [--collector]
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
 broker and a private redis-server.
@@ -53,6 +59,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector_cost import records_written, through_collector  # beside this script
 from ingest import Window, around, progress  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
@@ -232,6 +239,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 f"{batched[-1][0] / around(single, round_, 0):.2f}); CPU ns/event otlp "
                 f"{batched[-1][1]:,.0f}, single {around(single, round_, 1):,.0f}"
             )
+        if args.collector:
+            collector = await _collector_side(bootstrap, redis_url, run_id, args, workdir)
     rounds = range(args.rounds)
     ratios = [batched[i][0] / around(single, i, 0) for i in rounds]
     cpu_ratios = [around(single, i, 1) / batched[i][1] for i in rounds]
@@ -239,7 +248,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     print(f"single-event path: {statistics.median(s[0] for s in single):,.0f} events/s")
     print(f"OTLP/Kafka path:   {statistics.median(b[0] for b in batched):,.0f} events/s")
     print(f"ratio (median of {args.rounds} rounds): {ratio:.2f}")
-    return {
+    otlp_ns = statistics.median(b[1] for b in batched)
+    if args.collector:
+        collector["ours_cpu_ns_per_span"] = round(2 * otlp_ns)
+        _print_collector(collector)
+    return (collector if args.collector else {}) | {
         "events": n,
         "spans_per_record": per,
         "rounds": args.rounds,
@@ -250,10 +263,57 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "ratio": round(ratio, 3),
         "round_ratios": [round(r, 3) for r in ratios],
         "single_cpu_ns": round(statistics.median(s[1] for s in single)),
-        "otlp_cpu_ns": round(statistics.median(b[1] for b in batched)),
+        "otlp_cpu_ns": round(otlp_ns),
         "cpu_ratio": round(statistics.median(cpu_ratios), 3),
         "round_cpu_ratios": [round(r, 3) for r in cpu_ratios],
     }
+
+
+async def _collector_side(
+    bootstrap: str, redis_url: str, run_id: str, args: argparse.Namespace, workdir: Path
+) -> dict[str, float]:
+    """The spans through the Collector into topics of their own, then ours reading them."""
+    topics = {k: f"bench-col-{k}-{run_id}" for k in ("spans", "logs", "idle")}
+    for topic in topics.values():
+        await produce(bootstrap, topic, [])
+    spans = (args.events // 2 // args.per_record) * args.per_record
+    records = span_exports(spans, args.per_record, FLAGS, units=args.units, version=VERSION)
+    cpu_ns, spans_per_s = await through_collector(
+        bootstrap=bootstrap, topics=topics, records=records, spans=spans, workdir=workdir
+    )
+    del records
+    written = await records_written(bootstrap, topics["spans"], PARTITIONS)
+    _, ns_per_record = await daemon_run(
+        bootstrap=bootstrap,
+        redis_url=redis_url,
+        topics=topics,
+        otlp=True,
+        events_per_record=1,
+        n=written,
+        window=(args.window[0], args.window[1]),
+        workdir=workdir,
+    )
+    ours = ns_per_record * written / spans
+    return {
+        "collector_spans": spans,
+        "collector_records": written,
+        "collector_spans_per_s": round(spans_per_s),
+        "collector_cpu_ns_per_span": round(cpu_ns),
+        "ours_cpu_ns_per_span_on_collector_records": round(ours),
+        "collector_cpu_ratio": round(cpu_ns / ours, 3),
+    }
+
+
+def _print_collector(found: dict[str, float]) -> None:
+    print(
+        f"Collector, receive -> batch -> Kafka: {found['collector_cpu_ns_per_span']:,} CPU ns/span "
+        f"({found['collector_spans_per_s']:,} spans/s, {found['collector_records']:,} records)"
+    )
+    print(
+        f"ours, Kafka -> aggregates: {found['ours_cpu_ns_per_span_on_collector_records']:,} CPU "
+        f"ns/span on the Collector's records, {found['ours_cpu_ns_per_span']:,} on records of "
+        f"--per-record spans; Collector/ours: {found['collector_cpu_ratio']:.2f}"
+    )
 
 
 if __name__ == "__main__":
@@ -269,6 +329,11 @@ if __name__ == "__main__":
         default=(0.2, 0.9),
         metavar=("FROM", "TO"),
         help="the fractions of the events between which both sides are timed",
+    )
+    parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="also time the OpenTelemetry Collector (make otelcol) on the same spans",
     )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

@@ -76,6 +76,8 @@ class Load:
     def __init__(self, app: AppProcess, *, users: int, concurrency: int = 4, seed: int = 1) -> None:
         self.app, self._users, self._rng = app, users, random.Random(seed)
         self.statuses: Counter[int] = Counter()
+        self.served: Counter[tuple[bool, int]] = Counter()
+        """Answers by (the flag's value the app served, HTTP status)."""
         self.failures = 0
         self._stopping = asyncio.Event()
         self._client = httpx.AsyncClient(base_url=app.base, timeout=30)
@@ -98,9 +100,13 @@ class Load:
                 await asyncio.sleep(0.1)
                 continue
             self.statuses[answer.status_code] += 1
+            self.served[bool(answer.json()["new_flow"]), answer.status_code] += 1
 
     async def stop(self) -> None:
+        """Send no more; the requests under way are answered and counted, so that
+        :attr:`requests` is every request the app served."""
         self._stopping.set()
+        await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
