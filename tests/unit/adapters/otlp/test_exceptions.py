@@ -3,8 +3,8 @@
 The exceptions are recorded by real instrumentation: Flask's own
 (``opentelemetry-instrumentation-flask``) on a view whose call to a service that
 is down raises (a refused connection, retried once), and the SDK's
-``span.record_exception`` of a raised ``ConnectionError`` and of one raised 600
-frames deep (a 64 KiB stack trace). Each request's span carries OpenFeature's
+``span.record_exception`` of a raised ``ConnectionError`` and of one raised 1,000
+frames deep (a stack trace over 64 KiB). Each request's span carries OpenFeature's
 evaluation event and an ``exception`` event whose ``exception.stacktrace`` is
 longer than any value the controller reads: the span must still give its
 exposure and its failed request outcome, in both encodings, on every decoder.
@@ -13,6 +13,8 @@ exposure and its failed request outcome, in both encodings, on every decoder.
 from __future__ import annotations
 
 import socket
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -97,22 +99,27 @@ def _up(depth: int) -> None:
 
 
 def recorded_failures(recorder: Recorder, depth: int) -> list[ReadableSpan]:
-    """Requests whose span recorded a ``ConnectionError`` raised ``depth`` frames deep."""
+    """Requests whose span recorded a ``ConnectionError`` raised ``depth`` (even) frames deep."""
     client = openfeature_client({FLAG: "treatment"})
-    for unit in UNITS:
-        with recorder.request(status=500):
-            evaluate(client, FLAG, unit)
-            try:
-                _down(depth)
-            except ConnectionError as exc:
-                trace.get_current_span().record_exception(exc)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, depth + 1000))  # beside pytest's own frames
+    try:
+        for unit in UNITS:
+            with recorder.request(status=500):
+                evaluate(client, FLAG, unit)
+                try:
+                    _down(depth)
+                except ConnectionError as exc:
+                    trace.get_current_span().record_exception(exc)
+    finally:
+        sys.setrecursionlimit(limit)
     return recorder.spans()
 
 
 RECORDINGS = {
     "flask-view-raises": (flask_failures, 4096),
     "connection-refused": (lambda r: recorded_failures(r, 0), 0),
-    "64k-stack-trace": (lambda r: recorded_failures(r, 600), 64 * 1024),
+    "64k-stack-trace": (lambda r: recorded_failures(r, 1000), 64 * 1024),
 }
 
 
@@ -129,7 +136,8 @@ def test_a_request_that_recorded_its_exception_counts_its_exposure_and_its_error
     decoded = decode(encode(spans))
     assert isinstance(decoded, Spans), decoded
     assert decoded.refused == []
-    out = Translator({FLAG: rules_of(FLAG, None, 1)}.get).spans(decoded, 0)
+    arrived_ms = time.time_ns() // 1_000_000  # the spans were just recorded
+    out = Translator({FLAG: rules_of(FLAG, None, 1)}.get).spans(decoded, arrived_ms)
     exposures = {e.unit for e in out.events if isinstance(e, ExposureIn)}
     failed = {e.unit for e in out.events if isinstance(e, RequestIn) and e.error}
     assert exposures == failed == set(UNITS)
