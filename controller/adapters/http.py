@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -44,7 +44,7 @@ from aiohttp import web
 
 from controller.adapters.app_access import AppAccess, KeyListRoute
 from controller.adapters.event_intake import EventIntakeRoutes
-from controller.adapters.listening import Listener
+from controller.adapters.listening import BusyAnswer, Listener
 from controller.adapters.ofrep import OfrepRoutes
 from controller.adapters.otlp import OtlpRoutes
 from controller.adapters.pipeline_routes import PipelineRoutes
@@ -78,6 +78,12 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
 BUSY_LINGER = 1.0
 log = structlog.get_logger("controller.http")
+
+
+class Mountable(Protocol):
+    """A part of the server that adds its own routes."""
+
+    def add_to(self, router: web.UrlDispatcher) -> None: ...
 
 
 class MonitorSink(Protocol):
@@ -144,7 +150,7 @@ class HttpServer(Listener):
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
         self._limits = limits or HttpSettings()
-        self._busy: set[_Busy] = set()
+        self._busy: set[BusyAnswer] = set()
         app = web.Application(
             client_max_size=MAX_WEBHOOK_BYTES, middlewares=[self._dependency_down]
         )
@@ -160,16 +166,9 @@ class HttpServer(Listener):
         self.rollouts = self._rollout_routes(
             rollouts, history, rollout_list, webhook_token, count_reads_limited
         )
-        hosts = tuple(self._limits.console_hosts)
-        pages = (
-            None
-            if console is None
-            else ConsoleRoutes(console, token=webhook_token, host=host, allowed_hosts=hosts)
-        )
+        pages = _console_routes(console, webhook_token, host, self._limits)
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
-        for routes in (*served, pipelines):
-            if routes is not None:
-                routes.add_to(app.router)
+        _mount(app.router, (*served, pipelines))
         if ofrep is not None:
             app.on_shutdown.append(lambda _app: ofrep.close())  # open event streams end
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
@@ -211,7 +210,8 @@ class HttpServer(Listener):
         if len(server.connections) < limit:
             return server()
         # Refused connections linger a moment too, so they are bounded as well.
-        busy = _Busy(linger=BUSY_LINGER if len(self._busy) < limit else 0, done=self._busy.discard)
+        linger = BUSY_LINGER if len(self._busy) < limit else 0
+        busy = BusyAnswer(linger=linger, done=self._busy.discard)
         self._busy.add(busy)
         return busy
 
@@ -346,48 +346,28 @@ class _Refused(ControllerError):
         return response
 
 
-class _Busy(asyncio.Protocol):
-    """Answers 503 and closes: the server already holds its maximum of connections.
-
-    The answer is followed by a half-close, and what the client sends is read
-    and dropped until it closes too, for at most ``linger`` seconds: closing
-    with its request unread would make the kernel send a reset, which can
-    destroy the answer before the client reads it.
-    """
-
-    _BODY = b'{"error": "too many connections, retry later"}'
-    _ANSWER = (
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
-    )
-
-    def __init__(self, linger: float, done: Callable[[_Busy], None]) -> None:
-        self._linger, self._done = linger, done
-        self._timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(self._ANSWER)
-        if transport.can_write_eof() and self._linger > 0:
-            transport.write_eof()
-            self._timer = asyncio.get_running_loop().call_later(self._linger, transport.close)
-        else:
-            transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        """The request nobody will serve: dropped."""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._done(self)
-
-
 def _parsed(parse: Parser, body: object) -> MonitorSignal | None:
     try:
         return parse(body)
     except PayloadError as exc:
         raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
+
+
+def _console_routes(
+    console: ConsoleSource | None, token: str | None, host: str, limits: HttpSettings
+) -> ConsoleRoutes | None:
+    """The web console, for ``host`` and ``limits.console_hosts``; none without ``console``."""
+    if console is None:
+        return None
+    hosts = tuple(limits.console_hosts)
+    return ConsoleRoutes(console, token=token, host=host, allowed_hosts=hosts)
+
+
+def _mount(router: web.UrlDispatcher, served: Iterable[Mountable | None]) -> None:
+    """Add the routes of each part the server was given (None: not served)."""
+    for routes in served:
+        if routes is not None:
+            routes.add_to(router)
 
 
 def _handler_args(limits: HttpSettings) -> dict[str, Any]:

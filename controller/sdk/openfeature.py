@@ -59,7 +59,6 @@ from openfeature.track import TrackingEventDetails
 from controller.core.common import MAX_CONVERSION_VALUE
 from controller.core.rules import NO_SEGMENTS, Cohort, SegmentLookup
 from controller.core.wire import NO_ATTRIBUTES, Arm, Evaluation, FlagState, evaluate, unit_problem
-from controller.core.wire import Reason as EvalReason
 from controller.sdk.events import EventSink, conversion_name_ok
 from controller.sdk.exposures import Exposures
 from controller.sdk.flags import Listener
@@ -70,6 +69,7 @@ from controller.sdk.openfeature_values import (
     float_value,
     integer_value,
     object_value,
+    resolution,
     resolution_error,
     string_value,
 )
@@ -233,20 +233,7 @@ class RolloutProvider(AbstractProvider):
             found = evaluation.value_type
             why = f"{flag} serves {found} values, not {kind}"
             return resolution_error(default, ErrorCode.TYPE_MISMATCH, why)
-        disabled = evaluation.reason is EvalReason.DISABLED
-        metadata: dict[str, Any] = {
-            "version": evaluation.version,
-            "percent": 0.0 if disabled or state is None else float(state.percent),
-            "status": state.status.value if state is not None else "",
-        }
-        if evaluation.cohort is not None:
-            metadata["cohort"] = evaluation.cohort.value
-        return FlagResolutionDetails(
-            value=value,
-            reason=Reason(evaluation.reason.value),
-            variant=evaluation.variant,
-            flag_metadata=metadata,
-        )
+        return resolution(evaluation, state, value)
 
     # -- exposures, outcomes and conversions ----------------------------------------
 

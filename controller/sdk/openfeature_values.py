@@ -4,7 +4,8 @@ Each reader answers the value the evaluation serves as its type, or None
 when the flag serves another type: the provider then answers the caller's
 default with ``TYPE_MISMATCH``. A flag without declared values serves a
 boolean, and its arm's name as a string; whole numbers are integers and
-floats, fractions floats only.
+floats, fractions floats only. :func:`resolution` and :func:`resolution_error`
+are the provider's answers, served and failed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
-from controller.core.wire import Evaluation
+from controller.core.wire import Evaluation, FlagState
+from controller.core.wire import Reason as EvalReason
 
 T = TypeVar("T")
 
@@ -23,6 +25,26 @@ def resolution_error(default: T, code: ErrorCode, message: str) -> FlagResolutio
     """OpenFeature's answer for an evaluation that failed: the caller's default, with the code."""
     return FlagResolutionDetails(
         value=default, reason=Reason.ERROR, error_code=code, error_message=message
+    )
+
+
+def resolution(found: Evaluation, state: FlagState | None, value: T) -> FlagResolutionDetails[T]:
+    """OpenFeature's answer for an evaluation that served ``value``: its reason and variant,
+    with the flag's version, percent (0 where it serves control to everyone), status and the
+    unit's cohort in the metadata."""
+    disabled = found.reason is EvalReason.DISABLED
+    metadata: dict[str, Any] = {
+        "version": found.version,
+        "percent": 0.0 if disabled or state is None else float(state.percent),
+        "status": state.status.value if state is not None else "",
+    }
+    if found.cohort is not None:
+        metadata["cohort"] = found.cohort.value
+    return FlagResolutionDetails(
+        value=value,
+        reason=Reason(found.reason.value),
+        variant=found.variant,
+        flag_metadata=metadata,
     )
 
 

@@ -73,7 +73,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -96,25 +95,17 @@ from controller.adapters.ofrep.stream_route import (
     NO_STREAMS,
     STREAM_PATH,
     StreamBounds,
+    announced,
     behind,
     opened,
     streamer,
+    token_judge,
 )
 from controller.adapters.ofrep.streams import StreamHub, StreamLimit
 from controller.core.common import scoped, split
 from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
-from controller.core.trust import (
-    Admitted,
-    AppKey,
-    Refused,
-    Scope,
-    bound_refusal,
-    request_environment,
-    stream_token,
-    token_access,
-    token_key,
-)
+from controller.core.trust import AppKey, Refused, Scope, bound_refusal, request_environment
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 
 ENVIRONMENT_PREFIX = "/env/{environment}"
@@ -166,8 +157,9 @@ class OfrepRoutes:
             ("GET", STREAM_PATH, self._stream),
         )
         preflight = self._access.preflight_for(Scope.EVALUATE, refusal)
+        by_token = token_judge(self._served, self._access.policy)
         for method, path, handler in routes:
-            token = self._by_token if handler == self._stream else None
+            token = by_token if handler == self._stream else None
             for prefix in ("", ENVIRONMENT_PREFIX):  # /env/staging/ofrep/v1/...: one environment
                 guarded = self._access.guard(handler, Scope.EVALUATE, refusal, alternative=token)
                 router.add_route(method, prefix + path, guarded)
@@ -250,26 +242,13 @@ class OfrepRoutes:
                 continue
             found = evaluate(stored, state, unit, attributes, snapshot.segments)
             flags.append(_success(found, flag) if found.error is None else _failure(found, flag))
-        body = {"flags": flags, **self._announced(request, environment, snapshot.tag_of(place))}
-        return _json(body, headers={"ETag": etag})
+        tag = snapshot.tag_of(place)
+        streams = announced(request, environment, tag, max_streams=self.streams.max_streams)
+        return _json({"flags": flags, **streams}, headers={"ETag": etag})
 
     def _place(self, environment: str) -> str | None:
         """Where ``environment``'s flags are stored: no suffix for the default one."""
         return None if environment == self._environments.default else environment
-
-    def _announced(self, request: web.Request, environment: str, tag: str | None) -> dict[str, Any]:
-        """The ``eventStreams`` of a bulk answer or the configuration: this environment's
-        stream, resumable from ``tag``, with a token for the key the request was admitted
-        with."""
-        if self.streams.max_streams <= 0:
-            return {}
-        key = key_of(request)
-        query = ({} if tag is None else {"flagConfigEtag": tag}) | (
-            {} if key is None else {"token": stream_token(key, environment)}
-        )
-        prefix = request.path[: request.path.find("/ofrep/v1/")]
-        uri = f"{prefix}{STREAM_PATH}" + (f"?{urlencode(query)}" if query else "")
-        return {"eventStreams": [{"type": "sse", "endpoint": {"requestUri": uri}}]}
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """``GET /ofrep/v1/events``: the environment's event stream (see :mod:`.streams`)."""
@@ -296,26 +275,12 @@ class OfrepRoutes:
             self.streams.close(stream)
         return response
 
-    def _by_token(
-        self, request: web.Request, keys: Mapping[str, AppKey]
-    ) -> Admitted | Refused | None:
-        """A stream token in the URL (a browser's ``EventSource`` sends no header), judged
-        for the environment the request names or the token's key is bound to."""
-        token = request.query.get("token")
-        if token is None:
-            return None
-        key = token_key(token, keys)
-        named = request.match_info.get("environment")
-        environment = self._environments.of(request_environment(key, named))
-        origin = request.headers.get("Origin")
-        return token_access(token, environment, key, origin=origin, policy=self._access.policy)
-
     async def _configuration(self, request: web.Request) -> web.Response:
         try:
             environment = self._environment(request)
         except OfrepFailure as failure:
             return failure.response(None)
-        streams = self._announced(request, environment, None)
+        streams = announced(request, environment, None, max_streams=self.streams.max_streams)
         body = orjson.dumps(CONFIGURATION | streams)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if _matches(request.headers.get("If-None-Match"), etag):

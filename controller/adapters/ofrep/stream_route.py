@@ -8,14 +8,27 @@ host name the client uses).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from controller.adapters.app_access import EXPOSED, key_of
+from controller.adapters.app_access import EXPOSED, Alternative, key_of
 from controller.adapters.ofrep.snapshot import Snapshot
 from controller.adapters.ofrep.streams import CHECK_SECONDS, HEARTBEAT_SECONDS, WRITE_SECONDS
+from controller.core.release import Environments
+from controller.core.trust import (
+    Admitted,
+    AppKey,
+    Policy,
+    Refused,
+    request_environment,
+    stream_token,
+    token_access,
+    token_key,
+)
 
 STREAM_PATH = "/ofrep/v1/events"
 MAX_TAG_CHARS = 64
@@ -51,6 +64,42 @@ def behind(snapshot: Snapshot, place: str | None, told: str | None) -> bool:
     ``place``: a stream (maybe another replica's) saw a newer one, so the snapshot is
     read again rather than answered from."""
     return told is not None and 0 < len(told) <= MAX_TAG_CHARS and told != snapshot.tag_of(place)
+
+
+def announced(
+    request: web.Request, environment: str, tag: str | None, *, max_streams: int
+) -> dict[str, Any]:
+    """The ``eventStreams`` of a bulk answer or the configuration: this environment's
+    stream, resumable from ``tag``, with a token for the key the request was admitted
+    with (none where no stream may open)."""
+    if max_streams <= 0:
+        return {}
+    key = key_of(request)
+    query = ({} if tag is None else {"flagConfigEtag": tag}) | (
+        {} if key is None else {"token": stream_token(key, environment)}
+    )
+    prefix = request.path[: request.path.find("/ofrep/v1/")]
+    uri = f"{prefix}{STREAM_PATH}" + (f"?{urlencode(query)}" if query else "")
+    return {"eventStreams": [{"type": "sse", "endpoint": {"requestUri": uri}}]}
+
+
+def token_judge(served: Callable[[], Environments], policy: Policy) -> Alternative:
+    """How the stream route judges a token in its URL (a browser's ``EventSource`` sends
+    no header), for the environments served at the time of the request."""
+
+    def by_token(request: web.Request, keys: Mapping[str, AppKey]) -> Admitted | Refused | None:
+        """The token's verdict for the environment the request names or the token's key is
+        bound to; None without a token."""
+        token = request.query.get("token")
+        if token is None:
+            return None
+        key = token_key(token, keys)
+        named = request.match_info.get("environment")
+        environment = served().of(request_environment(key, named))
+        origin = request.headers.get("Origin")
+        return token_access(token, environment, key, origin=origin, policy=policy)
+
+    return by_token
 
 
 def opened(request: web.Request, origins: frozenset[str]) -> web.StreamResponse:

@@ -40,6 +40,7 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.ofrep.snapshot import Snapshot, SnapshotCache
+from controller.core.common import ControllerError
 
 CHECK_SECONDS = 0.2
 """How often the watcher reloads the snapshot while streams are open."""
@@ -80,8 +81,11 @@ class Stream:
             self.wake.set()
 
 
-class StreamLimit(Exception):
-    """A stream refused: too many open, in all or for its client."""
+class StreamLimit(ControllerError):
+    """A stream refused: too many open, in all or for its client; the client may try
+    again once another closes (it is answered 429 with ``Retry-After``)."""
+
+    retriable = True
 
 
 class StreamHub:

@@ -28,6 +28,7 @@ The tree::
     ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
     ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
     ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
+    ├── StreamLimit                 adapters.ofrep.streams: too many event streams open; retriable
     ├── Busy                        adapters.otlp: no turn for an OTLP export in time; resend it
     ├── BodyTooLarge                adapters.otlp: a gzip body that inflates past its bound
     ├── NotGzip                     adapters.otlp: a body that is not a whole gzip stream

@@ -22,7 +22,7 @@ from controller.core.common import ConfigError, load_document
 from controller.core.release.environments import Environments
 from controller.core.release.pipeline import Pipeline
 from controller.core.release.roles import RoleBook
-from controller.core.rollouts.planlint import window_findings
+from controller.core.rollouts import window_findings
 
 
 def parse_pipeline(

@@ -47,7 +47,13 @@ from controller.core.rollouts.plan_parts import (
     guardrail_key,
     metric_of,
 )
-from controller.core.rollouts.planlint import COMPLETION_SERVES, Finding, errors, lint
+from controller.core.rollouts.planlint import (
+    COMPLETION_SERVES,
+    Finding,
+    errors,
+    lint,
+    window_findings,
+)
 from controller.core.rollouts.policy import (
     DEFAULTS,
     Applied,
@@ -170,4 +176,5 @@ __all__ = [
     "stage_step",
     "untrusted",
     "waiting_reason",
+    "window_findings",
 ]
