@@ -24,7 +24,7 @@ gate loop's. As a baseline, the same run times the pure part alone
 (``gate.evaluate`` and ``machine.step`` on rollouts and aggregates loaded
 beforehand), so the output shows how much of a gate is I/O and decoding.
 
-The read path is measured against the one it replaced (#39): the aggregate
+The read path is measured against the one it replaced: the aggregate
 read of before, kept in :mod:`bench.legacy_reads` (``SMEMBERS``, then a
 pipeline of ``HGETALL`` and ``PFCOUNT``, decoded through dicts, one flag per
 read). A second engine gates the same flags with it, in the same two ways; it
@@ -716,7 +716,7 @@ def report(
         # The same, per flag, as a pass reads them: a batch at a time.
         "state_load_batched_cpu_ms": round(1000 * parts.batched_load_s, 4),
         "aggregate_read_batched_cpu_ms": round(1000 * parts.batched_read_s, 4),
-        # The same with the read of before #39 (bench/legacy_reads.py), in this run.
+        # The same with the read of before batching (bench/legacy_reads.py), in this run.
         "old_read_cpu_ms_per_gate": round(1000 * old.cpu_s / n, 4),
         "old_read_redis_cpu_ms_per_gate": round(1000 * old.redis_cpu_s / n, 4),
         "old_read_redis_commands_per_gate": round(old.redis_commands / n, 2),

@@ -1,4 +1,4 @@
-"""The aggregate read as it was before #39, kept to measure the new one against.
+"""The aggregate read before it became one script call, kept to measure the new one against.
 
 Before, a read was ``SMEMBERS`` of the partitions, then one pipeline of an
 ``HGETALL`` per partition, arm and version and a ``PFCOUNT`` per partition
@@ -28,7 +28,7 @@ from controller.core.wire.messages import Arm
 
 
 class LegacyAggregateStore(RedisAggregateStore):
-    """The aggregate store with the read of before #39 (on one Redis node)."""
+    """The aggregate store with the read of before batching (on one Redis node)."""
 
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
         wanted = sorted(set(versions))

@@ -1,4 +1,4 @@
-"""Events per second through the OTLP/Kafka path against the single-event Kafka path (#40).
+"""Events per second through the OTLP/Kafka path against the single-event Kafka path.
 
 One broker, one Redis, one run. Two topics hold the same number of events:
 

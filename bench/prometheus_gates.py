@@ -1,4 +1,4 @@
-"""``bench/gates.py --prometheus``: gates on guardrails read from a real Prometheus (#41).
+"""``bench/gates.py --prometheus``: gates on guardrails read from a real Prometheus.
 
 Starts Debian's ``prometheus`` (on a free port, its own config and storage) scraping,
 every second, an app that counts requests per flag and variant (a counter by status

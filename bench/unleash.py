@@ -10,7 +10,7 @@ instant is known exactly. Each round starts an Unleash-backed rollout, then:
   environment off, and decision → a real ``UnleashClient`` (refreshing every
   ``--refresh`` seconds) serves the fallback to a unit it treated before;
 * kills another rollout while a third feature's reads drip in one byte every
-  2 s, and measures decision → the admin API shows it off (#23): a slow
+  2 s, and measures decision → the admin API shows it off: a slow
   answer for one feature must not hold back another flag's kill.
 
 The controller reaches Unleash through a small proxy (the one the tests

@@ -270,7 +270,7 @@ class ControlSource(Protocol):
 
 
 class MetricSource(Protocol):
-    """A metrics server guardrails read (Prometheus, #41): one instant query, bounded.
+    """A metrics server guardrails read (Prometheus): one instant query, bounded.
 
     ``query`` raises a retriable :class:`~controller.core.common.errors.ControllerError`
     whose message says why when no usable answer came (down, slow, too large, not its
@@ -317,7 +317,7 @@ class GateHistory(Protocol):
     async def recent_alerts(self, limit: int) -> list[bytes]: ...
 
 
-# -- what the flag-backend sync needs (#14) ------------------------------------------------
+# -- what the flag-backend sync needs ---------------------------------------------------
 
 
 class FlagBackend(Protocol):

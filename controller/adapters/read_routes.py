@@ -7,7 +7,7 @@ rollout's phase, stage, time in stage and the gate's current evidence (what
 stage by stage.
 
 Nothing a reader does may slow what the process must do at once (a kill, a
-probe; #37), so:
+probe), so:
 
 * ``/flags`` and ``/rollouts`` are served from a :class:`ReadSnapshot` (at most
   ``http.reads_max_age_seconds`` old, one build however many readers), with an

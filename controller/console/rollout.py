@@ -364,7 +364,7 @@ def _units(value: float | None) -> str:
 
 def _sources(status: RolloutView) -> str:
     """What the gate read from Prometheus: each query as asked, escaped, and each arm's
-    numbers (#41); nothing for a plan that reads no metric source."""
+    numbers; nothing for a plan that reads no metric source."""
     lines = source_lines(status.evidence)
     if not lines:
         return ""

@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if whole:
         # The process ends now: the collector's last pass over every imported module's
         # objects frees nothing the exit does not, and takes a second or more on a busy
-        # machine, past a deadline that had been kept (#38).
+        # machine, past a deadline that had been kept.
         gc.freeze()
     return code
 

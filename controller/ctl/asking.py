@@ -1,4 +1,4 @@
-"""Asking the model from a command someone waits for: ``plan draft``, ``report --narrative`` (#38).
+"""Asking the model from a command someone waits for: ``plan draft``, ``report --narrative``.
 
 A person waits at the terminal, so such a command bounds its wait for the model:
 

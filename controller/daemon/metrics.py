@@ -205,7 +205,7 @@ UNANSWERED_CAUSES = ("deadline", "unreadable", "connection", "refused")
 
 
 class BackendMetrics:
-    """The flag-backend sync (#14): writes, drifts, reachability, decision-to-served latency.
+    """The flag-backend sync: writes, drifts, reachability, decision-to-served latency.
 
     No ``flag`` label: the sync handles every flag an instance owns, so the
     series would grow with the flags; per-flag detail is in the log and in

@@ -216,7 +216,7 @@ def _write_config(
         advisor_mode="advisory" if setup.options.llm else "off",
         model=LLM_MODEL_ALIAS,
     )
-    # The demo's apps verify flag states (#23): the controller signs with this key.
+    # The demo's apps verify flag states: the controller signs with this key.
     [key_id] = flag_keys
     signing_key = setup.workdir / "keys" / f"{key_id}.key"
     config["signing"] = {"key_file": str(signing_key), "key_id": key_id}

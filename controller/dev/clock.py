@@ -1,5 +1,5 @@
 """A clock that a test of the whole daemon turns from outside: the wall clock plus an
-offset read from a file (``rollout-controller run --clock-file``, #28).
+offset read from a file (``rollout-controller run --clock-file``).
 
 Where timing is the subject — release windows, schedules, time boxes — a test
 of the real daemon cannot wait for Monday. The daemon already takes its

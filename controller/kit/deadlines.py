@@ -1,4 +1,4 @@
-"""One overall deadline per outbound call, and a bounded read of its answer (#23).
+"""One overall deadline per outbound call, and a bounded read of its answer.
 
 An HTTP client's timeout limits each socket operation: a server that drips
 one byte every two seconds never trips a five-second read timeout, and holds

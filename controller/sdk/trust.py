@@ -1,4 +1,4 @@
-"""Verifying flag states: apps hold only states the controller signed (#23).
+"""Verifying flag states: apps hold only states the controller signed.
 
 Given the controller's public keys (key id -> base64 Ed25519 public key, as
 the controller logs it at start as ``flag_states_signed``), a

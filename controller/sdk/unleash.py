@@ -1,4 +1,4 @@
-"""Exposures from apps that keep their Unleash SDK: the arm it actually served (#14).
+"""Exposures from apps that keep their Unleash SDK: the arm it actually served.
 
 For a rollout served from Unleash the app evaluates the flag with the real
 Unleash Python SDK (``UnleashClient``); the gates still need an ``exposure``

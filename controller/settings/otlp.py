@@ -1,4 +1,4 @@
-"""OpenTelemetry from Kafka: the topics the Collector's Kafka exporter writes (#40).
+"""OpenTelemetry from Kafka: the topics the Collector's Kafka exporter writes.
 
 The OpenTelemetry Collector's ``kafka`` exporter writes each export request of
 traces to ``otlp_spans`` and of logs to ``otlp_logs`` by default, in the

@@ -1,4 +1,4 @@
-"""Where guardrails read Prometheus, and how long a query and a reading may take (#41).
+"""Where guardrails read Prometheus, and how long a query and a reading may take.
 
 A plan's guardrail with ``source: prometheus`` is read from the server at
 ``url`` with PromQL instant queries. Without a ``url`` such a guardrail is

@@ -1,4 +1,4 @@
-"""The controller's flag-state signing key (#23).
+"""The controller's flag-state signing key.
 
 With a key, every flag state the controller publishes, on the flag-state
 topic and in ``/flags``, carries ``key_id`` and an Ed25519 ``sig``, and apps

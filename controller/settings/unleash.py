@@ -1,4 +1,4 @@
-"""How to reach Unleash, the flag platform a rollout may be served from (#14).
+"""How to reach Unleash, the flag platform a rollout may be served from.
 
 A rollout whose plan names an Unleash feature (``backend: {unleash: {...}}``)
 is served by Unleash: the controller writes the feature's ``flexibleRollout``

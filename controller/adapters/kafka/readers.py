@@ -67,7 +67,7 @@ class TopicReader(ClientLifecycle):
 
         With the broker gone, aiokafka's ``stop()`` can raise the cancellation
         of its own fetch task; a tool that has read what it needed (a command
-        already sent, waiting for its decision) must not fail on it (#37). The
+        already sent, waiting for its decision) must not fail on it. The
         caller's own cancellation still propagates.
         """
         try:

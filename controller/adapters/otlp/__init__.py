@@ -1,4 +1,4 @@
-"""OpenTelemetry intake (#40): OTLP/protobuf exports decoded, the partial-success answers,
+"""OpenTelemetry intake: OTLP/protobuf exports decoded, the partial-success answers,
 and the OTLP/HTTP routes (``POST /v1/traces``, ``POST /v1/logs``)."""
 
 from controller.adapters.otlp.admission import Admission, Busy

@@ -3,7 +3,7 @@
 Reading an attribute through ``opentelemetry-proto``'s classes makes a Python
 object of the key-value pair and one of its AnyValue, about 0.6 µs an
 attribute; a span with its evaluation event has ten, so that was most of the
-cost of a span on the Kafka path (#40). Here the export is parsed with a
+cost of a span on the Kafka path. Here the export is parsed with a
 projection of the OTLP schema (:func:`_classes`, the same field numbers) in
 which each attribute is left as its bytes; the attributes of every resource,
 span and event of the export are then parsed together, as two flat lists

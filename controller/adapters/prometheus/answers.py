@@ -1,4 +1,4 @@
-"""Prometheus' query API answers, read strictly at the edge (#41).
+"""Prometheus' query API answers, read strictly at the edge.
 
 An instant query answers ``{"status": "success", "data": {"resultType":
 "vector", "result": [{"metric": {...}, "value": [t, "1.5"]}, ...]}}`` (or a

@@ -1,4 +1,4 @@
-"""Prometheus' HTTP query API: the metric source guardrails read (#41).
+"""Prometheus' HTTP query API: the metric source guardrails read.
 
 Each instant query is one ``POST /api/v1/query`` (a form body, so a long
 query never meets a URL limit), bounded whatever the server does:

@@ -4,7 +4,7 @@ A gate reads both arms of a flag's stage on every partition: each arm's hash
 per flag version and one ``PFCOUNT`` of the arm's HyperLogLogs. ``read.lua``
 does all of that in Redis and answers with one msgpack document, which
 :class:`ArmReply` decodes straight into typed fields; the arms are then added
-up into :class:`~controller.core.stats.aggregates.FlagAggregates` (#39). Nothing
+up into :class:`~controller.core.stats.aggregates.FlagAggregates`. Nothing
 between Redis and the gate is a dict of field names: the fields are summed
 in Redis, the float sums in the order they always were (partition, then
 version), so a read is what it was before to the last bit.

@@ -14,7 +14,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:-1}:src:S:m:meta         hash: epoch, offset of partition m of another source topic S
     P:partitions:T                set: partitions ever claimed
 
-Another source topic (the OpenTelemetry Collector's, #40) is ingested by a store
+Another source topic (the OpenTelemetry Collector's) is ingested by a store
 made with ``source=S``: each of its partitions ``m`` keeps its own fence and
 offset in its own meta hash, and all of them add to the aggregates of the events
 topic's partition ``-1`` (:data:`~.keys.SOURCES_PARTITION`), which no Kafka

@@ -1,4 +1,4 @@
-"""What the flag-backend sync applied last, per flag, next to the flag's rollout state (#14).
+"""What the flag-backend sync applied last, per flag, next to the flag's rollout state.
 
 Key (``P`` is the key prefix)::
 

@@ -9,7 +9,7 @@ SOURCES_PARTITION = -1
 
 A Kafka partition is never negative, so its keys never collide with those of the
 events topic's partitions 0..n. Every partition of every other source (the
-OpenTelemetry topics, #40) adds to it: one slot, one set of unit HyperLogLogs and
+OpenTelemetry topics) adds to it: one slot, one set of unit HyperLogLogs and
 one id window for them all, so a unit or an event id seen on two of their
 partitions counts once."""
 

@@ -1,4 +1,4 @@
--- Sum the aggregates of flags' arms in one call: what a gate reads (#39).
+-- Sum the aggregates of flags' arms in one call: what a gate reads.
 -- KEYS[1] the set of claimed partitions (only when ARGV[1] is not '-'), then per read, per
 --         partition, per arm (treatment, control): the arm's aggregate hash of each version,
 --         then its HyperLogLog of units of each version

@@ -1,4 +1,4 @@
-"""What Unleash's admin API answers, read at the edge (#14).
+"""What Unleash's admin API answers, read at the edge.
 
 Answers are parsed with bounded pydantic models that read only what decides
 who is served; an answer that is not the JSON the API documents (a login

@@ -1,4 +1,4 @@
-"""Unleash's admin API: the flag backend that serves a rollout through ``flexibleRollout`` (#14).
+"""Unleash's admin API: the flag backend that serves a rollout through ``flexibleRollout``.
 
 One feature per rollout, in one project and environment. The controller owns
 one strategy there: the ``flexibleRollout`` whose ``groupId`` is the feature
@@ -11,7 +11,7 @@ strategy, so every write sends all of it.
 
 Every request has one deadline (``request_timeout_seconds``) from its first
 byte sent to the last byte read: a server dripping its answer a byte at a
-time fails the call within it instead of holding the sync (#23). Answers are
+time fails the call within it instead of holding the sync. Answers are
 bounded (``max_response_bytes``) and parsed at this edge with bounded
 pydantic models (:mod:`controller.adapters.unleash.answers`); an answer
 that is not the JSON the API documents (a login proxy's HTML page with

@@ -3,7 +3,7 @@
 Pure. The order (docs/architecture.md, *The stage gate*; after GrowthBook's
 ramp evaluator), the checks that protect users first, as they run continuously:
 
-1. any guardrail regression → rollback (or as the plan's policy says, #28);
+1. any guardrail regression → rollback (or as the plan's policy says);
    a metric is tested once each arm has ``min_metric_events`` events of it
    (a latency quantile also needs ``quantile_min_samples`` per arm), at the
    level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
@@ -166,7 +166,7 @@ def _verdict(
 
 
 def _unread(sourced: Sourced, evidence: JsonObject) -> Verdict | None:
-    """A hold while a metric source's reading is missing: never advance without it (#41)."""
+    """A hold while a metric source's reading is missing: never advance without it."""
     if not sourced.missing:
         return None
     return Verdict(VerdictKind.HOLD, "; ".join(sourced.missing), None, evidence)

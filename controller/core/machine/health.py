@@ -1,4 +1,4 @@
-"""What a health trigger does to a rollout, as the plan's policy says (#28).
+"""What a health trigger does to a rollout, as the plan's policy says.
 
 :mod:`controller.core.rollouts.policy` says which action a trigger takes and which
 entry of the plan chose it; this module turns that into verdicts and

@@ -60,12 +60,12 @@ drift       running                 paused(backend_drift), alert: a person chang
 A verdict a health trigger stands behind (``verdict.applied``: a guardrail
 regression, a sample-ratio mismatch, no traffic, units in both arms) and the
 other triggers (past ``max_duration``, the advisor unavailable, drift) act as
-the plan's health policy says (#28, :mod:`controller.core.machine.health`): rollback,
+the plan's health policy says (:mod:`controller.core.machine.health`): rollback,
 hold (pause with the reason and an alert) or warn (one alert per stage, the
 rollout goes on); the table shows the defaults.
 
 Forward moves — a gate's advance, the end of a watch, a scheduled start,
-``promote`` and ``approve`` — happen only inside the release windows (#28, see
+``promote`` and ``approve`` — happen only inside the release windows (see
 :mod:`controller.core.machine.waiting`): outside them a gate's advance waits with
 ``window_wait`` set and one ``wait`` decision, and ``promote`` and
 ``approve`` are rejected with the reason and when the window opens.
@@ -216,7 +216,7 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
 
 
 def _triggered(state: Rollout, event: GateInput, applied: Applied) -> Step:
-    """A verdict a health trigger stands behind: what the plan's policy says (#28).
+    """A verdict a health trigger stands behind: what the plan's policy says.
 
     A regression the watch only alerts on keeps the watch's own alert (once per watch).
     """

@@ -1,4 +1,4 @@
-"""Advisory opinions: asked after the gate decided, recorded when they arrive (#38).
+"""Advisory opinions: asked after the gate decided, recorded when they arrive.
 
 In ``advisory`` mode the statistics decide at once; the model's opinion on that
 decision is a record of its own, linked to it by rollout, stage and the gate's

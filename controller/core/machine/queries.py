@@ -1,4 +1,4 @@
-"""What to ask a metric source for a rollout now (#41).
+"""What to ask a metric source for a rollout now.
 
 Pure. :func:`planned_queries` gives each sourced guardrail's queries for both
 arms while the stage has a concurrent control (below 100%), each Prometheus

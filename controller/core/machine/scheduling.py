@@ -1,4 +1,4 @@
-"""Scheduled starts and time-boxed flags (#28): when a rollout begins and when it ends.
+"""Scheduled starts and time-boxed flags: when a rollout begins and when it ends.
 
 A ``start`` with ``at`` in the future (or a plan whose ``time_box`` has a
 ``starts_at``) does not start the rollout: it records a *pending* one

@@ -1,4 +1,4 @@
-"""Guardrails and limits read from a metric source, for the gate (#41).
+"""Guardrails and limits read from a metric source, for the gate.
 
 Pure. What is asked is :mod:`~controller.core.machine.queries`'s;
 :func:`sourced_tests` turns the last readings into the tests the gate merges with

@@ -196,7 +196,7 @@ def bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
     stage = changes.get("stage", state.stage)
     versions = {k: list(v) for k, v in state.stage_versions.items()}
     versions.setdefault(stage, []).append(version)
-    # Any transition ends a wait for a release window (#28).
+    # Any transition ends a wait for a release window.
     update = {"window_wait": None, **changes}
     return state.model_copy(
         update={**update, "flag_version": version, "stage_versions": versions, "updated_at": now}

@@ -1,4 +1,4 @@
-"""Forward moves wait for a release window (#28); nothing else does.
+"""Forward moves wait for a release window; nothing else does.
 
 The machine asks :func:`forward` before it advances a stage, completes a
 watch, or accepts ``promote`` or ``approve``. Outside the windows a gate's

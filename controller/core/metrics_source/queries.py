@@ -1,4 +1,4 @@
-"""What a plan writes to read a guardrail or a limit from Prometheus (#41).
+"""What a plan writes to read a guardrail or a limit from Prometheus.
 
 A guardrail with ``source: prometheus`` carries a :class:`PrometheusQueries`:
 

@@ -1,4 +1,4 @@
-"""What a metric source answers, and the numbers a guardrail takes from it (#41).
+"""What a metric source answers, and the numbers a guardrail takes from it.
 
 A source answers a query with series: label sets and one value each (a
 scalar is one series without labels). :func:`one_number` and

@@ -1,4 +1,4 @@
-"""Query templates: PromQL with placeholders the controller fills, safely (#41).
+"""Query templates: PromQL with placeholders the controller fills, safely.
 
 A guardrail that reads Prometheus names its queries in the plan as PromQL
 with placeholders in double braces, as Flagger's and Argo Rollouts' metric

@@ -108,7 +108,7 @@ class ArmTally(_Read):
     errors: Count = None
     conversions: Count = None
     named_conversions: Annotated[dict[str, int | None] | None, BeforeValidator(_counts)] = None
-    """The conversions of each name the plan's guardrails read (a gate since #40 gives them)."""
+    """The conversions of each name the plan's guardrails read (absent from older gates)."""
 
     def rate(self, metric: str) -> float | None:
         """The arm's error or conversion rate (a share); None for other metrics or no counts.
@@ -183,7 +183,7 @@ class Window(_Read):
 
 
 class Ring(_Read):
-    """A targeted rollout's ring at the gate: whom its comparison was drawn from (#26)."""
+    """A targeted rollout's ring at the gate: whom its comparison was drawn from."""
 
     rollout: Short = ""
     """The rollout's audience in the rule text form; empty when it has none."""

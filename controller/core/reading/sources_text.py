@@ -1,4 +1,4 @@
-"""What a gate read from a metric source, in lines people read (#41).
+"""What a gate read from a metric source, in lines people read.
 
 The gate's evidence keeps, under ``sources``, each Prometheus guardrail's (and
 limit's) last reading: when it was taken, each query as it was asked, each

@@ -1,6 +1,6 @@
 """Release across environments: pipelines, their gates, approvals by several people, roles.
 
-The pure model of #42: environments, a pipeline's steps and gates, its state
+The pure model of release pipelines: environments, a pipeline's steps and gates, its state
 machine, the approvals ledger, and roles per operator key; the daemon's
 pipelines part (``controller.daemon.rollouts.pipelines``) does the I/O
 (docs/architecture.md, "Release pipelines").

@@ -1,4 +1,4 @@
-"""Why a rollout is not moving now, and when it may next move (#28).
+"""Why a rollout is not moving now, and when it may next move.
 
 Operators ask two things of a rollout that stands still: why, and until
 when. :func:`next_move` answers from the rollout's state (and the gate's

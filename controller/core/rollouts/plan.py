@@ -210,7 +210,7 @@ class Plan(Frozen):
         """The Unleash feature this rollout is served from, if any."""
         return self.backend.unleash if self.backend is not None else None
 
-    # When a rollout may move forward, and what each health trigger does (#28).
+    # When a rollout may move forward, and what each health trigger does.
     windows: Windows | None = Field(
         default=None,
         description=(
@@ -228,7 +228,7 @@ class Plan(Frozen):
     telemetry: TelemetryPlan | None = Field(
         default=None,
         description="How the rollout is read from the app's OpenTelemetry (variants, unit,"
-        " errors, conversions); left out: the defaults (#40).",
+        " errors, conversions); left out: the defaults.",
     )
 
 

@@ -58,7 +58,7 @@ def _rule_from_text(value: object) -> object:
 AudienceField = Annotated[
     AudienceRule, BeforeValidator(_rule_from_text, json_schema_input_type=str | AudienceRule)
 ]
-"""An audience rule in the text form (a string) or the JSON form (an object) (#26)."""
+"""An audience rule in the text form (a string) or the JSON form (an object)."""
 
 
 class Frozen(BaseModel):
@@ -132,7 +132,7 @@ class Guardrail(Frozen):
         " app tracked under this name (checkout_completed). Left out: every conversion.",
     )
     source: Literal["events", "prometheus"] = Field(
-        default="events", description="Where the metric is read: our events, or Prometheus (#41)."
+        default="events", description="Where the metric is read: our events, or Prometheus."
     )
     prometheus: PrometheusQueries | None = Field(
         default=None, description="With source: prometheus, the PromQL templates per arm."
@@ -196,7 +196,7 @@ class Watch(Frozen):
 
 
 class TimeBox(Frozen):
-    """A flag on from ``starts_at`` (or its start) to ``ends_at``, then off by itself (#28).
+    """A flag on from ``starts_at`` (or its start) to ``ends_at``, then off by itself.
 
     At the first tick from ``ends_at`` the rollout is aborted, whatever its phase
     (running, paused, completed or still scheduled): control is served to everyone,
@@ -233,7 +233,7 @@ class UnleashTarget(Frozen):
 
 
 class Backend(Frozen):
-    """Where the rollout's assignment is served besides the flag-state topic (#14)."""
+    """Where the rollout's assignment is served besides the flag-state topic."""
 
     unleash: UnleashTarget | None = None
 
@@ -255,7 +255,7 @@ class Limits(BaseModel):
     prometheus: list[PrometheusLimit] = Field(
         default_factory=list,
         max_length=8,
-        description="Scalar PromQL queries, each with its bound (#41).",
+        description="Scalar PromQL queries, each with its bound.",
     )
 
     def named(self) -> dict[str, float]:
@@ -277,7 +277,7 @@ def _both_arms() -> dict[str, TelemetryArm]:
 
 
 class TelemetryPlan(Frozen):
-    """How the rollout is read from the OpenTelemetry an OpenFeature app already emits (#40)."""
+    """How the rollout is read from the OpenTelemetry an OpenFeature app already emits."""
 
     variants: Annotated[dict[VariantName, TelemetryArm], Field(min_length=1, max_length=64)] = (
         Field(

@@ -132,7 +132,7 @@ def _floors(plan: Plan) -> Iterator[Finding]:
 
 
 def _sourced_units(plan: Plan) -> Iterator[Finding]:
-    """Every gating guardrail reads Prometheus, yet a compared stage waits for units (#41).
+    """Every gating guardrail reads Prometheus, yet a compared stage waits for units.
 
     Units are counted from exposure events only; apps guarded through their
     Prometheus metrics may send none, and the stage would then hold forever.

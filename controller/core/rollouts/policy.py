@@ -1,4 +1,4 @@
-"""The health-action policy: per trigger, what a rollout does — roll back, hold or warn (#28).
+"""The health-action policy: per trigger, what a rollout does — roll back, hold or warn.
 
 A plan may name, per trigger, one of three actions:
 

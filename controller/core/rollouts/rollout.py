@@ -25,7 +25,7 @@ from controller.core.wire import CommandAction, FlagStatus, threshold
 
 class Phase(StrEnum):
     PENDING = "pending"
-    """A start is scheduled (``Rollout.scheduled_at``); nothing is served yet (#28)."""
+    """A start is scheduled (``Rollout.scheduled_at``); nothing is served yet."""
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"
@@ -106,14 +106,14 @@ class Rollout(BaseModel):
     window_wait: str | None = Field(
         default=None,
         max_length=500,
-        description="Ready, waiting for a release window: why, and when it opens (#28).",
+        description="Ready, waiting for a release window: why, and when it opens.",
     )
     warned: list[Trigger] = Field(
         default_factory=list,
-        description="Triggers the plan's policy warned about in this stage, once each (#28).",
+        description="Triggers the plan's policy warned about in this stage, once each.",
     )
     scheduled_at: datetime | None = Field(
-        default=None, description="Pending: the rollout starts at the first tick from then (#28)."
+        default=None, description="Pending: the rollout starts at the first tick from then."
     )
     scheduled_by: str | None = Field(
         default=None, max_length=128, description="Pending: the id of the command scheduling it."
@@ -212,7 +212,7 @@ class Verdict:
     dry_run_breaches: tuple[str, ...] = ()
     """Dry-run guardrails that would have acted: alerted on, never acted upon."""
     applied: Applied | None = None
-    """The health trigger behind this verdict and the policy entry that chose its kind (#28)."""
+    """The health trigger behind this verdict and the policy entry that chose its kind."""
 
 
 # -- inputs of the state machine --------------------------------------------------
@@ -230,7 +230,7 @@ class GateInput:
     advisor_alert: bool = False
     """The advisor just became unavailable: raise the alert (once per outage)."""
     team_windows: tuple[Window, ...] = ()
-    """The settings' release windows, for a plan that names none (#28)."""
+    """The settings' release windows, for a plan that names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +253,7 @@ class TickInput:
     stale_after: timedelta | None = None
     """Remind once to remove a flag completed longer than this (None: never)."""
     team_windows: tuple[Window, ...] = ()
-    """The settings' release windows, for a plan that names none (#28)."""
+    """The settings' release windows, for a plan that names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +275,7 @@ class CommandInput:
     key_id: str = ""
     """The operator key that signed the command: who decided, with ``actor``."""
     team_windows: tuple[Window, ...] = ()
-    """The settings' release windows, for a plan that names none (#28)."""
+    """The settings' release windows, for a plan that names none."""
     roles: tuple[str, ...] = ()
     """The roles the key holds that may approve in the command's environment: under which
     an ``approve`` counts for a stage that needs approvals by several people."""
@@ -310,7 +310,7 @@ class MonitorUpInput:
 
 @dataclass(frozen=True, slots=True)
 class BackendDriftInput:
-    """A person changed what the flag platform serves: pause, never fight them (#14)."""
+    """A person changed what the flag platform serves: pause, never fight them."""
 
     what: str
     now: datetime

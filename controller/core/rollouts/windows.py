@@ -1,4 +1,4 @@
-"""Release windows: when a rollout may move *forward* (#28).
+"""Release windows: when a rollout may move *forward*.
 
 A plan (or a team-wide default) names allow windows and deny windows
 (freezes), each a recurrence rule (RFC 5545 ``RRULE``) with a duration, or a

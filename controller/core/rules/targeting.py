@@ -1,4 +1,4 @@
-"""Rings: a rollout scoped to an audience, stages whose audiences widen, and stickiness (#26).
+"""Rings: a rollout scoped to an audience, stages whose audiences widen, and stickiness.
 
 A plan may restrict the whole rollout to an audience, and each stage may name
 its own audience and the percent of it served treatment. A stage without an

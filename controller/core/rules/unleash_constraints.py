@@ -1,4 +1,4 @@
-"""One condition of an audience rule as Unleash constraints, exactly or not at all (#26).
+"""One condition of an audience rule as Unleash constraints, exactly or not at all.
 
 Each literal becomes constraints that are true exactly when the literal is,
 for a context whose attributes have the rule's types (Unleash's context is

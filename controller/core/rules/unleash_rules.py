@@ -1,4 +1,4 @@
-"""Audience rules as Unleash strategy constraints, exactly or not at all (#26).
+"""Audience rules as Unleash strategy constraints, exactly or not at all.
 
 Unleash serves a feature to a unit when any enabled strategy matches it, and
 a strategy matches when all its constraints do: an ``or`` of ``and`` s of

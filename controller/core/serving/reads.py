@@ -1,4 +1,4 @@
-"""What a feature's strategies in Unleash serve, read back against the controller's (#14).
+"""What a feature's strategies in Unleash serve, read back against the controller's.
 
 The adapter reads an environment's strategies (:class:`Strategy`, bounded as
 read); :func:`would_serve` says what they serve as a :class:`Serving`,

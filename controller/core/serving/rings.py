@@ -1,4 +1,4 @@
-"""A targeted rollout served by Unleash: the controller's strategies, and one digest of them (#26).
+"""A targeted rollout served by Unleash: the controller's strategies, and one digest of them.
 
 A rollout with rings is served by one ``flexibleRollout`` strategy per term
 of each ring's audience (:mod:`controller.core.rules.unleash_rules`), all with the

@@ -1,4 +1,4 @@
-"""What a flag platform should serve for a rollout, and how to tell a person's change (#14).
+"""What a flag platform should serve for a rollout, and how to tell a person's change.
 
 Pure, like the rest of the core. The daemon's backend sync reads what the
 platform serves (:class:`Serving`), compares it with what the rollout wants

@@ -4,7 +4,7 @@ A :class:`CellDelta` is the increment that one batch adds for one
 (flag, flag_version, arm); an :class:`ArmAggregate` is the sum that a read
 returns. Both use the same field names as the store's hash fields.
 
-Units seen in both arms (#28) are counted on a bounded sample: the first
+Units seen in both arms are counted on a bounded sample: the first
 units of each flag version. The store keeps the units of each (partition,
 flag version, arm) in a set and, as a flush adds a unit to one arm's set,
 counts it if the other arm's set already holds it; once either arm's set of
@@ -13,7 +13,7 @@ stops growing in both arms. The counts (:data:`WATCHED_FIELD` and
 :data:`BOTH_FIELD` in each arm's hash) are written by the same atomic flush
 as the aggregates, so they are exactly once with them.
 
-Named conversions (#40: ``client.track("checkout_completed")``) are counted
+Named conversions (OpenFeature's ``client.track("checkout_completed")``) are counted
 twice: in the conversion counters every conversion adds to (``conv``,
 ``cv_n``, ``cv_sum``, ``cv_sq``), so a guardrail that names no conversion
 reads every conversion, named or not, as it always did; and under their name,

@@ -1,4 +1,4 @@
-"""Absolute limits: the gate of a stage that serves 100% of its audience (#26).
+"""Absolute limits: the gate of a stage that serves 100% of its audience.
 
 Such a stage has no concurrent control, so nothing is compared: the treated
 units' own rates are tested against limits the plan declares

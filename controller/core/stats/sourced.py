@@ -1,4 +1,4 @@
-"""A metric source's per-arm numbers as the arm aggregates the guardrails already test (#41).
+"""A metric source's per-arm numbers as the arm aggregates the guardrails already test.
 
 The gate's tests read :class:`ArmAggregate`; a guardrail read from Prometheus
 is tested by the very same functions (:func:`~controller.core.stats.guardrails.guardrail_result`)

@@ -1,7 +1,7 @@
 """The small rules of attribution: event ids, versions, units, a span's outcome, a value.
 
 Each is a pure function of its arguments, so :mod:`.translating` reads as the
-flow from evaluations to events and these read as the rules #40 states.
+flow from evaluations to events and these as the rules that flow follows.
 """
 
 from __future__ import annotations

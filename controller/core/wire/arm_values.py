@@ -1,4 +1,4 @@
-"""Typed values for a flag's two arms: what an app is served besides the arm's name (#27).
+"""Typed values for a flag's two arms: what an app is served besides the arm's name.
 
 A plan may declare the value each arm serves, with one type for both::
 

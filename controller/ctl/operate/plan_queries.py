@@ -1,4 +1,4 @@
-"""``rolloutctl plan validate``'s checks of the queries a plan sends to Prometheus (#41).
+"""``rolloutctl plan validate``'s checks of the queries a plan sends to Prometheus.
 
 Each template is filled for the flag given with ``--flag`` (a placeholder key
 without it): a key that could not be filled safely is an error naming it. With a

@@ -34,7 +34,7 @@ class Arm:
     latency_p99_ms: float | None = None
     """The arm's own latency quantiles; None without latency events (or from an older gate)."""
     named_conversions: dict[str, int | None] = field(default_factory=dict)
-    """The conversions of each name the plan's guardrails read (#40); empty when none does."""
+    """The conversions of each name the plan's guardrails read; empty when none does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class StageReport:
     """With a ring: what its treatment was compared against (a concurrent control or absolute
     limits)."""
     sources: list[str] = field(default_factory=list)
-    """What the gate read from Prometheus: each query as asked and each arm's numbers (#41)."""
+    """What the gate read from Prometheus: each query as asked and each arm's numbers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +127,9 @@ class Report:
     """A few sentences by the model, every number in them checked against the evidence."""
     narrated_by: str | None = None
     waits: list[WindowWait] = field(default_factory=list)
-    """Each wait for a release window, from when to when (#28)."""
+    """Each wait for a release window, from when to when."""
     triggers: list[TriggerFired] = field(default_factory=list)
-    """Each health trigger that fired: its action and the policy entry that chose it (#28)."""
+    """Each health trigger that fired: its action and the policy entry that chose it."""
 
 
 def clock(iso: str | None) -> str:

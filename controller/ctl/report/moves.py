@@ -1,6 +1,6 @@
 """What held a rollout back, for its report: the windows it waited for, the triggers that fired.
 
-Pure, from the rollout's decisions (#28):
+Pure, from the rollout's decisions:
 
 * a ``wait`` decision begins a wait for a release window; the next decision
   that moved or stopped the rollout ends it (a policy's ``warn`` leaves the

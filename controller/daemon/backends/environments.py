@@ -1,4 +1,4 @@
-"""Which environments the flag platform has, read when a pipeline needs them, kept briefly (#42).
+"""Which environments the flag platform has, read when a pipeline needs them, kept briefly.
 
 A pipeline whose steps are served by Unleash may start only in environments
 the Unleash server has (open-source unleash-server: ``development`` and

@@ -1,4 +1,4 @@
-"""A bounded number of calls in flight to one dependency, the most urgent served first (#23).
+"""A bounded number of calls in flight to one dependency, the most urgent served first.
 
 A semaphore bounds how many calls one dependency gets at once, so that a
 slow answer holds one slot, never the others; when every slot is taken the

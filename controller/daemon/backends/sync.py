@@ -1,4 +1,4 @@
-"""The flag-backend sync: make Unleash serve what each rollout decided, and notice people (#14).
+"""The flag-backend sync: make Unleash serve what each rollout decided, and notice people.
 
 Level-triggered, not a queue of writes. A rollout's saved state (in Redis,
 saved with compare-and-set before anything is published) already is the
@@ -20,7 +20,7 @@ round trip of the decision, not at the next sweep. A segment's change
 sweep at once, which reads the segments again and rewrites the rings that
 name it.
 
-A slow flag never delays another (#23). Each flag is synced by a task of its
+A slow flag never delays another. Each flag is synced by a task of its
 own, which reads the flag's state when it syncs it (a sweep's one pipelined
 read is used only if no decision was published since), so a nudge never
 waits behind a pass. The admin API gets at most ``max_concurrent_requests``
@@ -121,7 +121,7 @@ class BackendSync:
         )
         """One flag's comparison and writes."""
         self.environments = KnownEnvironments(backend.environments)
-        """The environments the platform has, read when a pipeline needs them (#42)."""
+        """The environments the platform has, read when a pipeline needs them."""
         self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._generation: dict[str, int] = {}
         self._swept: dict[str, tuple[int, Loaded | ControllerError]] = {}

@@ -1,4 +1,4 @@
-"""One flag's sync with Unleash: compare, write the difference, or notice a person (#14).
+"""One flag's sync with Unleash: compare, write the difference, or notice a person.
 
 For a flag it computes what Unleash should serve (``core.serving.desired``),
 reads back what Unleash serves, and writes only the difference, so a write

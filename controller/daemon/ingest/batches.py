@@ -42,7 +42,7 @@ class Work:
 
 class Folding(Protocol):
     """What ingest folds a partition's records with: the events stream's :class:`Folder`,
-    or another source's (the OpenTelemetry topics', #40), which reads its own records."""
+    or another source's (the OpenTelemetry topics'), which reads its own records."""
 
     def fold(
         self,

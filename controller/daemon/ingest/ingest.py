@@ -65,7 +65,7 @@ class Ingest:
     """The ingest loop; also the partition listener of its consumer.
 
     It reads the events topic unless given the ``folder`` of another source
-    (the OpenTelemetry topics, #40) and that source's ``role`` (metric labels).
+    (the OpenTelemetry topics) and that source's ``role`` (metric labels).
     """
 
     def __init__(

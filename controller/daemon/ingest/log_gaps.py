@@ -1,4 +1,4 @@
-"""Ingest's guard against a broker that came back without its data (#37).
+"""Ingest's guard against a broker that came back without its data.
 
 A partition's stored offset is compared with the broker's log every commit
 interval once it was fetched (the log end: the larger of the broker's end

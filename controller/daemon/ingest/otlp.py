@@ -1,4 +1,4 @@
-"""Folding records of the OpenTelemetry Collector's Kafka topics (#40).
+"""Folding records of the OpenTelemetry Collector's Kafka topics.
 
 The Collector's Kafka exporter writes one export request per record (traces
 on ``otlp_spans``, logs on ``otlp_logs``), in protobuf or OTLP/JSON. An

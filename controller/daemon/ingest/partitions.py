@@ -17,7 +17,7 @@ paused by a Redis outage) stays visible: :meth:`Partitions.stalled` names it
 for ``/readyz`` once it has made no progress for ``stall_after_seconds``, and
 its lag gauge shows the broker's end offset less the last stored offset.
 
-Another source's topic (the OpenTelemetry Collector's, #40) is tracked the same
+Another source's topic (the OpenTelemetry Collector's) is tracked the same
 way under its ``role``: its partitions are owned in that role, and its lag
 series are labelled ``<role>/<partition>``, apart from the events topic's.
 """

@@ -11,8 +11,8 @@ moved to the flag's quarantine with an alert, so the messages after it, a
 kill above all, still go out. Before publishing, a drain waits until a Redis
 replica has the state it read (``WAIT``), so a failover never undoes a state
 whose messages are out; a drain that failed is tried again by the engine.
-A drain waiting for another instance's lease gives up when the engine stops
-(#37): the messages stay saved for the next drain, and waiting out a peer
+A drain waiting for another instance's lease gives up when the engine stops:
+the messages stay saved for the next drain, and waiting out a peer
 stuck mid-drain would outlast the shutdown grace period.
 """
 

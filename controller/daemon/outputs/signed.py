@@ -1,4 +1,4 @@
-"""Flag states leave the controller signed, on the topic and in ``/flags`` (#23).
+"""Flag states leave the controller signed, on the topic and in ``/flags``.
 
 The outbox keeps states as the engine rendered them; :class:`SigningOutputs`
 signs each one as it is published, so a republished state is signed again

@@ -68,7 +68,7 @@ class Consultations:
         # The stage each flag's last opinion was asked at: one opinion per stage.
         self._opined: dict[str, tuple[str, int, int]] = {}
         self.sources: SourceReadings | None = None
-        """Where a re-check reads the guardrails a metric source feeds (#41), when any."""
+        """Where a re-check reads the guardrails a metric source feeds, when any."""
 
     async def cancel(self) -> None:
         """Stop every consultation; one cut short loses nothing, the next gate asks again."""

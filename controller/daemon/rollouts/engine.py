@@ -155,7 +155,7 @@ def build_engine(
 ) -> Engine:
     """The engine's parts, each given what it uses: ``backends``, the flag platforms a plan
     may name (``unleash_envs`` reads Unleash's); ``team_windows``, the windows of plans naming
-    none; ``sources``, guardrail readings from a metric source (#41). Without ``metrics`` or
+    none; ``sources``, guardrail readings from a metric source. Without ``metrics`` or
     ``history``: fresh metrics, no history."""
     stopping = asyncio.Event()
     retry = Retry(stopping, retry_policy)

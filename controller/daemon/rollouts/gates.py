@@ -11,7 +11,7 @@ A pass gates its flags :data:`GATE_BATCH` at a time, and reads each batch
 before gating it: the states in one pipelined read (``load_many``; a sweep has
 them all from ``load_all``), then the aggregates of every active flag that
 needs a read in one ``read_many``. A thousand flags are so a few dozen round
-trips, not two per flag (#39), and a state is at most one batch old when its
+trips, not two per flag, and a state is at most one batch old when its
 verdict is offered, not a whole pass. A batch read that fails for good (a
 damaged key) leaves each flag of the batch to read its own, so the damage
 stays with its flag.
@@ -62,7 +62,7 @@ class GateLoop:
         sources: SourceReadings | None = None,
     ) -> None:
         self._rollouts, self._states, self._aggregates = rollouts, states, aggregates
-        self._sources = sources  # guardrails read from Prometheus, off this loop (#41)
+        self._sources = sources  # guardrails read from Prometheus, off this loop
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -197,7 +197,7 @@ class GateLoop:
             self._metrics.guardrails.forget(flag)
             if self._sources is not None:
                 self._sources.forget(flag)
-            # Their timers: a stale reminder, a scheduled start, a time box's end (#28).
+            # Their timers: a stale reminder, a scheduled start, a time box's end.
             if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
                 await self._rollouts.remind_stale(flag, rollout)
             return

@@ -16,7 +16,7 @@ order is the same (an outbox; see docs/architecture.md, *Exactly once*):
 One input of a flag is decided at a time (a lock per flag); the
 compare-and-set guards against another instance. The team's release windows
 (``engine.windows_file``) join every gate, timer and command here, the one
-place each input passes, for a plan that names no windows of its own (#28).
+place each input passes, for a plan that names no windows of its own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading guardrails from a metric source off the gate loop, one task per flag (#41).
+"""Reading guardrails from a metric source off the gate loop, one task per flag.
 
 The gate never waits on Prometheus. Each active rollout whose plan reads a
 source has a task of its own here that asks the source for the stage's

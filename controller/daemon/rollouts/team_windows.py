@@ -1,4 +1,4 @@
-"""The team's release windows, read from ``engine.windows_file`` at start (#28).
+"""The team's release windows, read from ``engine.windows_file`` at start.
 
 The settings name the file, not the windows: ``controller.settings`` ships in
 the app SDK's wheel, which must not carry the calendar (python-dateutil, the

@@ -109,7 +109,7 @@ class RolloutSide:
     sync: BackendSync | None
     segments: SegmentService
     sources: SourceReadings
-    """Guardrails read from Prometheus, each flag's off the gate loop (#41)."""
+    """Guardrails read from Prometheus, each flag's off the gate loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ async def _advisor(run: Run) -> Advisor | None:
 async def _backend_sync(
     run: Run, client: RedisClient, states: RolloutStore, kafka: KafkaClients
 ) -> BackendSync | None:
-    """The Unleash sync, when rollouts are served from Unleash too (#14)."""
+    """The Unleash sync, when rollouts are served from Unleash too."""
     settings = run.settings
     if not settings.unleash.enabled:
         return None
@@ -190,7 +190,7 @@ def _engine_outputs(run: Run, published: Publisher, sync: BackendSync | None) ->
     """What the engine publishes through: signed when a key is set, nudging the sync."""
     topic = run.settings.topics.flag_state
     outputs: Outputs = published
-    if run.signer is not None:  # apps that verify hold only states the controller signed (#23)
+    if run.signer is not None:  # apps that verify hold only states the controller signed
         outputs = SigningOutputs(outputs, flag_state_topic=topic, signer=run.signer)
     if sync is not None:
         outputs = NudgingOutputs(outputs, flag_state_topic=topic, nudge=sync.nudge)
@@ -252,7 +252,7 @@ def _keepers(
     run: Run, engine: Engine, outputs: Publisher, segments: SegmentService
 ) -> dict[str, Service]:
     """The operator keys reloaded on SIGHUP, and, with ``kafka.create_topics``, topics a
-    broker lost created again, with every flag state and segment published again (#37)."""
+    broker lost created again, with every flag state and segment published again."""
     settings, reread = run.settings, run.reread
     keys = KeyReloader(engine.keys, lambda: reread().engine, outputs, settings.topics)
     services: dict[str, Service] = {"keys": (keys.run(), keys.stop)}

@@ -1,4 +1,4 @@
-"""The OpenTelemetry Collector's Kafka topics, ingested beside the events topic (#40).
+"""The OpenTelemetry Collector's Kafka topics, ingested beside the events topic.
 
 With ``otlp.enabled``, each of ``otlp.spans_topic`` and ``otlp.logs_topic`` is
 read by an :class:`~controller.daemon.ingest.Ingest` of its own: its own

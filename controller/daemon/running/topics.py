@@ -1,4 +1,4 @@
-"""Topics that go missing while the daemon runs are created again (#37).
+"""Topics that go missing while the daemon runs are created again.
 
 Topics are created at start when ``kafka.create_topics`` is on. A broker
 that comes back without its data has none of them, and whatever writes

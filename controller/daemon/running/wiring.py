@@ -64,7 +64,7 @@ async def run(
     ``reread`` loads the settings again (the config file and the environment):
     SIGHUP reloads the operator keys from it (without it, from ``settings``).
     ``clock`` is what the engine, the alarms and the status read as now (the
-    wall clock without it): a test of the whole daemon turns it (#28).
+    wall clock without it): a test of the whole daemon turns it.
     The team's windows file is read first: a bad one stops the start.
     """
     team_windows = read_windows_file(settings.engine.windows_file)
@@ -89,7 +89,7 @@ async def _supervise(
     alarms = Alarms(topics=settings.topics, clock=when.clock, retry=settings.retry)
     async with AsyncExitStack() as stack:
         run = Run(settings, stop, closing, stack, when, reread, signer, metrics, alarms, StartUp())
-        if settings.http.enabled:  # probes say what start-up waits for (#29)
+        if settings.http.enabled:  # probes say what start-up waits for
             await run.enter(
                 "health listener", health_server(settings, metrics, run.startup.readiness)
             )
@@ -102,7 +102,7 @@ async def _supervise(
         daemon = Daemon(redis, kafka, rollouts, engine, BrokerWatch(settings))
         if settings.http.enabled:
             await serve_http(run, daemon)
-        otlp = await otlp_services(run, daemon)  # the Collector's topics (#40), when enabled
+        otlp = await otlp_services(run, daemon)  # the Collector's topics, when enabled
         services = services_of(run, daemon) | otlp
         return await until_stopped(services, stop, settings.shutdown_grace_seconds, closing)
     return EXIT_OK  # pragma: no cover - the context above always returns
@@ -149,7 +149,7 @@ async def _connect_kafka(run: Run, ingest: Ingest, ownership: Ownership) -> Kafk
 
 
 def _ingest(settings: Settings, held: GapStore, metrics: Metrics, alarms: Alarms) -> Ingest:
-    """The ingest loop, holding partitions whose log lost what was counted in ``held`` (#37)."""
+    """The ingest loop, holding partitions whose log lost what was counted in ``held``."""
     return Ingest(
         settings=settings.ingest,
         metrics=metrics,

@@ -1,11 +1,11 @@
 """The read API's large answers, built on a thread of their own, away from the event loop.
 
 ``GET /rollouts`` for a thousand rollouts is every state read and decoded,
-the active stages' aggregates (one pipeline of script calls since #39; some
-13,000 Redis commands packed, sent and parsed before), a gate view each and
+the active stages' aggregates (one pipeline of script calls since reads were batched;
+some 13,000 Redis commands packed, sent and parsed before), a gate view each and
 1.3 MB of JSON: about half a second of work that, on the event loop, would
 hold back whatever else it runs for as long, a kill's decision or a probe's
-answer among them (#37).
+answer among them.
 :class:`ReadWorker` runs an event loop of its own on a thread, with Redis
 connections of its own, and builds the answers of ``/rollouts`` and
 ``/flags`` there; the daemon's loop only awaits the finished bytes. The two

@@ -33,9 +33,9 @@ class StatusView:
         sources: SourceReadings | None = None,
     ) -> None:
         self._states, self._aggregates = states, aggregates
-        self._sources = sources  # what this instance last read from Prometheus (#41)
+        self._sources = sources  # what this instance last read from Prometheus
         self._stale_after, self._now = stale_after, clock
-        self._team_windows = team_windows  # a window wait says when they open (#28)
+        self._team_windows = team_windows  # a window wait says when they open
 
     async def __call__(self, flag: str | None = None) -> list[RolloutStatus]:
         if flag is not None:
