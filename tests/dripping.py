@@ -1,4 +1,4 @@
-"""A hostile HTTP peer: answers whose body arrives one byte at a time (#23).
+"""A hostile HTTP peer: answers whose body arrives one byte at a time.
 
 :class:`Dripper` is a small HTTP/1.1 server over asyncio streams. Each
 request is answered by ``answer`` (a canned answer, or the upstream's when it

@@ -1,4 +1,4 @@
-"""OTLP exports as real OpenTelemetry exporters write them, for the intake's tests (#40).
+"""OTLP exports as real OpenTelemetry exporters write them, for the intake's tests.
 
 Spans and log records are recorded by the OpenTelemetry SDK (in memory), flag
 evaluations by OpenFeature's own ``TracingHook``, and the exports are encoded

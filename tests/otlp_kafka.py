@@ -1,5 +1,5 @@
 """The Collector's Kafka topics in tests: records as its exporter writes them, and what they
-should count (#40).
+should count.
 
 Spans come from the real OpenTelemetry SDK (:class:`tests.otlp_exports.Recorder`): a
 SERVER span per request with its HTTP status, and on it a ``feature_flag.evaluation``

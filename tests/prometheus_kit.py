@@ -1,4 +1,4 @@
-"""A real Prometheus server and an app it scrapes, for the tests of Prometheus guardrails (#41).
+"""A real Prometheus server and an app it scrapes, for the tests of Prometheus guardrails.
 
 :class:`PrometheusServer` runs Debian's ``prometheus`` on a free port with a
 config and a storage directory of its own, scraping its targets every second;

@@ -1,4 +1,4 @@
-"""Seeded streams of requests read two ways: as events, and as Prometheus would (#41).
+"""Seeded streams of requests read two ways: as events, and as Prometheus would.
 
 Each second of a stage, each arm serves a Poisson number of requests that fail
 with its error rate and take a latency from a log-normal body with rare

@@ -1,4 +1,4 @@
-"""Seeded rollouts through the real gate: identical arms (A/A) and regressions (#24).
+"""Seeded rollouts through the real gate: identical arms (A/A) and regressions.
 
 A simulated service sends requests at a steady rate; each is an exposure of a
 new unit, fails with the arm's error rate, takes a latency from a log-normal

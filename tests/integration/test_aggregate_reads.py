@@ -1,4 +1,4 @@
-"""The gates' aggregate read (#39), on one node and on a 3-master cluster: what it sums, to
+"""The gates' aggregate read, on one node and on a 3-master cluster: what it sums, to
 the last bit, in how many round trips, and what it does when the partitions change."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Units seen in both arms (#28), counted by the real flush script on a real Redis and judged
+"""Units seen in both arms, counted by the real flush script on a real Redis and judged
 by the gate: a seeded stream where 2% of the units see both arms trips the check, 0.5% and
 0.01% do not, a replayed batch counts nothing twice, and a full sample stops growing."""
 

@@ -1,4 +1,4 @@
-"""Named conversions in the Redis store (#40), one node and a 3-master cluster: each name
+"""Named conversions in the Redis store, one node and a 3-master cluster: each name
 counted apart and in the total, the cap on a flag's names, and a damaged set of names.
 
 The store's exact sums of named conversions against a reference fold are in

@@ -1,7 +1,7 @@
 """``rolloutctl plan draft`` against a real model server (SmolLM2-135M-Instruct by default).
 
 The bundled model is too small to draft a plan: by default it is not asked and
-the command says so at once (#38); asked anyway (``--allow-small-model``), the
+the command says so at once; asked anyway (``--allow-small-model``), the
 command answers within its deadline, with the model's plan or the template.
 """
 

@@ -1,4 +1,4 @@
-"""Ingest counts a targeted rollout's carried and outside units apart from both arms (#26).
+"""Ingest counts a targeted rollout's carried and outside units apart from both arms.
 
 Events carrying ``cohort: carried`` or ``cohort: outside`` go through the real
 daemon: none is refused, and the arms the gates read hold exactly the fold of

@@ -1,5 +1,5 @@
 """Held events partitions' ``ingest`` commands need ``manage_ingest`` in every environment:
-the events topic serves them all, so a key whose roles reach only some is refused (#42)."""
+the events topic serves them all, so a key whose roles reach only some is refused."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``rolloutctl report --narrative`` against a real model server (SmolLM2-135M-Instruct by default).
 
 The bundled model is too small to write a narrative: by default it is not
-asked and the report says so at once (#38); asked anyway, the narrative comes
+asked and the report says so at once; asked anyway, the narrative comes
 within the deadline or the report goes without one, saying why.
 """
 

@@ -1,4 +1,4 @@
-"""The Collector's OTLP topics through the real ingest: a real broker, a real Redis (#40).
+"""The Collector's OTLP topics through the real ingest: a real broker, a real Redis.
 
 Records are what the Collector's Kafka exporter writes (``otlp_proto`` or ``otlp_json``)
 of spans the real OpenTelemetry SDK recorded; one topic is read in process by the

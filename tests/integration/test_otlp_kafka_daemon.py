@@ -1,4 +1,4 @@
-"""The daemon reading the Collector's OTLP topic: exact across a kill -9 and a re-delivery (#40).
+"""The daemon reading the Collector's OTLP topic: exact across a kill -9 and a re-delivery.
 
 The real ``rollout-controller run``, with ``otlp.enabled``, reads records the
 Collector's Kafka exporter writes (``otlp_proto``) of spans the real OpenTelemetry

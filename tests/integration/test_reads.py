@@ -148,5 +148,5 @@ async def test_get_rollouts_reads_every_gate_in_the_same_round_trips_for_10_and_
     assert [len(s.rollouts) for s in served] == [10, 10, 1000]
     assert {r.verdict for r in served[-1].rollouts} == {"hold"}  # every gate read, no traffic
     # States: the set of flags and a pipeline; aggregates: one pipeline of script calls,
-    # each checking the partitions it reads (#39).
+    # each checking the partitions it reads.
     assert for_10 == for_1000 == 3

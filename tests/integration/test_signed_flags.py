@@ -1,4 +1,4 @@
-"""Threaded apps and OpenFeature verify flag states too (#23), on a real broker.
+"""Threaded apps and OpenFeature verify flag states too, on a real broker.
 
 The flag-state topic holds a state the controller signed, then a forgery of
 the same flag at the top version and 100%, then the controller's signed

@@ -1,4 +1,4 @@
-"""Another source's partitions in the aggregate store (the OpenTelemetry topics, #40),
+"""Another source's partitions in the aggregate store (the OpenTelemetry topics),
 against a real Redis, one node and a 3-master cluster.
 
 Their offsets and fences are their own, namespaced by the source topic, so they never

@@ -1,4 +1,4 @@
-"""SIGTERM while the control group rebalances and a drain waits on a peer's lease (#37).
+"""SIGTERM while the control group rebalances and a drain waits on a peer's lease.
 
 Two instances act on one flag for a moment during a rebalance, and one drain
 of a flag's outbox runs at a time across them (a lease in Redis). A daemon

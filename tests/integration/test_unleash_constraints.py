@@ -1,5 +1,5 @@
 """Every translatable audience rule, written by the controller's adapter to a real Unleash,
-read back unchanged, and served by the real ``UnleashClient`` as the rule says (#26).
+read back unchanged, and served by the real ``UnleashClient`` as the rule says.
 
 The offline conformance test (``tests/unit/core/rules/test_unleash_vectors.py``) bootstraps the
 SDK from a dict; this one goes through ``unleash-server`` itself, which validates

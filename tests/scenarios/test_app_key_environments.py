@@ -1,4 +1,4 @@
-"""App keys bound to one environment, through the daemon (#42): OFREP answers a bound key from
+"""App keys bound to one environment, through the daemon: OFREP answers a bound key from
 its environment (the key names it, not only the path), refuses it another one with the
 reason, and its events must be its environment's flags'; a key for an environment the
 controller does not serve is never made.

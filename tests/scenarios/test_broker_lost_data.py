@@ -1,4 +1,4 @@
-"""The broker comes back without its data, under a counted rollout (#37).
+"""The broker comes back without its data, under a counted rollout.
 
 The test owns its broker (tansu, memory storage) on a fixed port, so a
 restart brings it back empty at the address the daemon knows. The daemon

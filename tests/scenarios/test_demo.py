@@ -153,7 +153,7 @@ def test_demo_walks_the_healthy_flag_through_its_rings_and_rolls_the_faulty_one_
     assert all("advisor (smollm2-135m-instruct, too small" in line for line in said), said
     quoted, unquoted = "; advisor's rationale: ", "; incoherent, rationale not quoted: "
     assert all(quoted in line or unquoted in line or line.endswith(" s)") for line in said), said
-    # ...and a rationale that contradicts its action is recorded so, never quoted (#24)
+    # ...and a rationale that contradicts its action is recorded so, never quoted
     for decision in decisions:
         advice = decision["evidence"].get("advisor") or {}
         if advice.get("status") != "ok":

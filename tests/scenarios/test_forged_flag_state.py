@@ -1,4 +1,4 @@
-"""A forged flag state cannot pin apps (#23): verifying apps refuse it, and a kill reaches all.
+"""A forged flag state cannot pin apps: verifying apps refuse it, and a kill reaches all.
 
 Someone who can write to the flag-state topic (or answer in the controller's
 place over HTTP) publishes the controller's flag at version 2**31 - 1 and 100%.

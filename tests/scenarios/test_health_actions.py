@@ -1,4 +1,4 @@
-"""The health-action policy through the real broker, Redis and daemon (#28)."""
+"""The health-action policy through the real broker, Redis and daemon."""
 
 from __future__ import annotations
 

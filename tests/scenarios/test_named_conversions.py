@@ -1,4 +1,4 @@
-"""A guardrail on one named conversion, end to end (#40): an OpenFeature app's
+"""A guardrail on one named conversion, end to end: an OpenFeature app's
 ``client.track("checkout_completed", ...)`` reaches the daemon as that named conversion,
 and the guardrail on it reads that name's conversions alone, while the guardrail that
 names none reads every conversion, as it always did.

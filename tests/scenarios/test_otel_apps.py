@@ -1,4 +1,4 @@
-"""Apps with no code of ours, guarded from the OpenTelemetry they already emit (#40).
+"""Apps with no code of ours, guarded from the OpenTelemetry they already emit.
 
 Each app (``tests/otel/python_app.py``, ``tests/otel/node_app.mjs``) is a
 small HTTP service that uses only OpenFeature, its OFREP provider, its

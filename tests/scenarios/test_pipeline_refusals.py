@@ -1,5 +1,5 @@
 """Bad pipelines on the real daemon, broker and Redis: each is refused with the field or the
-reason, as a decision an operator reads, and starts nothing (#42).
+reason, as a decision an operator reads, and starts nothing.
 
 The same cases are table-tested against the pipelines' part alone
 (``tests/unit/daemon/test_pipelines.py``); here they go the whole way, signed on the

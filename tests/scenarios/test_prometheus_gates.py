@@ -1,5 +1,5 @@
 """Whole rollouts gated on Prometheus: the real daemon, broker, Redis and Prometheus server,
-scraping an app that counts requests per flag and variant every second (#41)."""
+scraping an app that counts requests per flag and variant every second."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Readers cannot hold back a kill or a probe (#37), with the real daemon, broker and Redis.
+"""Readers cannot hold back a kill or a probe, with the real daemon, broker and Redis.
 
 A thousand running rollouts make ``GET /rollouts`` some 1.3 MB of JSON and
 half a second of work to build. Sixteen clients read it back to back, as fast

@@ -229,7 +229,7 @@ async def test_the_report_of_a_rolled_back_rollout_says_what_the_gate_decided(
         assert "## In short\n\nIt was rolled back at stage 3/5 (25%)." in told.out
         model.behaviour = "narrative_invented"
         dropped = (await ctl("report", FLAG, "--json", "--narrative", env=asked)).json()
-        # ...and a model too small to write one (the bundled one's name) is not asked (#38)
+        # ...and a model too small to write one (the bundled one's name) is not asked
         asks = len(model.requests)
         small = await ctl("report", FLAG, "--markdown", "--narrative", env=asked | SMALL)
         assert small.code == 0, small.err

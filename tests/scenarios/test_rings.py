@@ -1,4 +1,4 @@
-"""A ring rollout through the real daemon (#26): staff → beta → Thailand 25% → everyone.
+"""A ring rollout through the real daemon: staff → beta → Thailand 25% → everyone.
 
 At each stage the Python SDK (Kafka ``FlagClient``), the OpenFeature
 provider, the daemon's OFREP endpoint (asked over a few keep-alive

@@ -1,4 +1,4 @@
-"""Scheduled starts and time-boxed flags through the real broker, Redis and daemons (#28).
+"""Scheduled starts and time-boxed flags through the real broker, Redis and daemons.
 
 The daemon's clock is the wall clock, so the times are a few seconds ahead and
 the sweep (which ticks every owned flag) runs every second.

@@ -1,4 +1,4 @@
-"""A ring on segments (#26): OFREP and the Python SDK serve the segments' members alike.
+"""A ring on segments: OFREP and the Python SDK serve the segments' members alike.
 
 Given the real daemon, broker and Redis and a rollout whose first stage is
 the ring ``user_id in segment("beta") or user_id in segment("pros")`` (an id

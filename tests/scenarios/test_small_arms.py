@@ -1,4 +1,4 @@
-"""Small arms through the real daemon: identical arms are never rolled back (#24).
+"""Small arms through the real daemon: identical arms are never rolled back.
 
 Several flags in one daemon, each with a 1% first stage and latency drawn
 from a log-normal body with rare long stalls: a handful of treatment

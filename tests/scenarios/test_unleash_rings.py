@@ -1,5 +1,5 @@
 """A ring plan served by a real Unleash: the real SDK serves the arms the rules and Unleash's
-bucketing say, at every stage, and no unit flips back to control as the rings widen (#26).
+bucketing say, at every stage, and no unit flips back to control as the rings widen.
 
 The real daemon, broker and Redis, a real ``unleash-server`` on PostgreSQL and
 the real ``UnleashClient`` refreshing every second. The expected arm of each

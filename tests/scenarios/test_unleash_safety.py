@@ -1,4 +1,4 @@
-"""Safety never waits on a slow Unleash, and what Unleash would serve is what counts (#23).
+"""Safety never waits on a slow Unleash, and what Unleash would serve is what counts.
 
 The real daemon, broker and Redis, and a real ``unleash-server``: once behind
 a proxy that drips one feature's reads a byte at a time, once changed by hand.

@@ -1,4 +1,4 @@
-"""The same ring plan backed by Unleash, on segments (#26): ``segment("staff")`` 100% →
+"""The same ring plan backed by Unleash, on segments: ``segment("staff")`` 100% →
 ``segment("beta")`` 100% → ``country == "TH"`` 25% → everyone.
 
 The real daemon, broker and Redis, ``rolloutctl segment put`` (signed

@@ -1,4 +1,4 @@
-"""No stage ends, and no rollout completes, while a gating guardrail is untested (#37).
+"""No stage ends, and no rollout completes, while a gating guardrail is untested.
 
 Through the real broker, Redis and daemon, with the default floors
 (``min_metric_events`` 150): a stage whose guardrail has too few events in an

@@ -1,4 +1,4 @@
-"""Release windows on a turned clock, through the real broker, Redis and daemon (#28).
+"""Release windows on a turned clock, through the real broker, Redis and daemon.
 
 The team's business hours (Mon-Fri 09:00-17:00 Europe/Berlin, from
 ``engine.windows_file``) hold a stage that is ready on Friday at 17:55 until

@@ -1,4 +1,4 @@
-"""Who may read what (#37): every read route, each credential, each setting, in process.
+"""Who may read what: every read route, each credential, each setting, in process.
 
 The reads of apps (``/flags``, ``/v1/segments*``: salts, rings, values and id
 lists, enough to evaluate any unit offline) want an app key of scope

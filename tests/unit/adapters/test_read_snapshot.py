@@ -1,4 +1,4 @@
-"""The read API's snapshots and rate: one build however many readers, ETags, 429s (#37)."""
+"""The read API's snapshots and rate: one build however many readers, ETags, 429s."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``plan draft`` and ``report --narrative`` answer within their deadline, and skip a model too
-small for the task at once (#38): a fake model server that hangs, drips or lists its size."""
+small for the task at once: a fake model server that hangs, drips or lists its size."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command lines' rough spots (#29): version, help texts, plan validate, watch, pipes."""
+"""The command lines' rough spots: version, help texts, plan validate, watch, pipes."""
 
 from __future__ import annotations
 

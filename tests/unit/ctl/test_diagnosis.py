@@ -1,4 +1,4 @@
-"""Where rolloutctl asks for the controller's readiness reason (#29)."""
+"""Where rolloutctl asks for the controller's readiness reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A targeted rollout's report names each stage's ring and what it was compared against (#26)."""
+"""A targeted rollout's report names each stage's ring and what it was compared against."""
 
 from __future__ import annotations
 

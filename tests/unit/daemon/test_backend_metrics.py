@@ -1,4 +1,4 @@
-"""The Unleash sync's metrics (#14): each outcome counted, the outage gauge, the latency.
+"""The Unleash sync's metrics: each outcome counted, the outage gauge, the latency.
 
 The sync runs on in-memory ports against a scripted Unleash; what is checked
 is the Prometheus text the daemon would serve on ``/metrics``.

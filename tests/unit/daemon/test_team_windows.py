@@ -1,4 +1,4 @@
-"""The team's release windows (#28): read from ``engine.windows_file``, taken by every plan
+"""The team's release windows: read from ``engine.windows_file``, taken by every plan
 that names none, in the machine's decisions and in the status's next move."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ports ``dev up`` gives the controller: its HTTP port and, beside it, the health
-listener's, so two dev stacks, or one with ``--port``, never collide (#37)."""
+listener's, so two dev stacks, or one with ``--port``, never collide."""
 
 from __future__ import annotations
 

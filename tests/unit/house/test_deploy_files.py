@@ -337,7 +337,7 @@ def test_health_checks_hit_served_endpoints(
     assert urls, f"no URL in the {where} health check"
     for url in urls:
         parts = urlsplit(url)
-        # The health listener: a flood on the main port cannot fail the check (#23)
+        # The health listener: a flood on the main port cannot fail the check
         assert parts.path in _health_paths(), url
         assert parts.port == http.health_port, url
 
@@ -460,7 +460,7 @@ def test_probes_hit_their_endpoints_on_the_configured_port(
     port = ports.get(get["port"], get["port"])
     assert get["path"] == path
     assert path in _health_paths()
-    # The health listener: a flood on the main port cannot fail a probe (#23)
+    # The health listener: a flood on the main port cannot fail a probe
     assert port == settings.http.health_port
 
 

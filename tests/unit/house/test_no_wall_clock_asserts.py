@@ -1,4 +1,4 @@
-"""No test asserts an elapsed wall-clock time (#25).
+"""No test asserts an elapsed wall-clock time.
 
 A wall-clock interval measured on a shared two-core machine says more about
 the machine than about the code: such a test waits on a signal instead

@@ -1,4 +1,4 @@
-"""One deadline per outbound call, first byte to last, and bounded answers (#23).
+"""One deadline per outbound call, first byte to last, and bounded answers.
 
 The helper itself, the webhook poster (the alert forwarder's way to Slack)
 and the tools' GET against a local server that drips its answer a byte at a time.

@@ -1,4 +1,4 @@
-"""Named conversions from apps (#40): the SDK's ``conversion(name=...)`` and the
+"""Named conversions from apps: the SDK's ``conversion(name=...)`` and the
 OpenFeature provider's ``track(name, ...)``, which carries the tracking event's name."""
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def test_the_wheel_declares_every_library_the_sdk_loads_and_none_of_the_daemons(
     requirements, extras = _requires(sdk_wheel)
     installs = _closure(requirements, [e for e in extras if e != VERIFY_EXTRA])
     assert not installs & DAEMON_DISTRIBUTIONS, installs & DAEMON_DISTRIBUTIONS
-    # Only the extra of apps that verify flag states brings one: Ed25519 (#23).
+    # Only the extra of apps that verify flag states brings one: Ed25519.
     verifying = _closure(requirements, [VERIFY_EXTRA])
     assert verifying & DAEMON_DISTRIBUTIONS == {"cryptography"}
     providers = metadata.packages_distributions()

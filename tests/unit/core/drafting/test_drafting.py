@@ -116,7 +116,7 @@ async def test_a_sane_plan_from_the_model_is_printed_as_yaml_that_loads_back(
         (orjson.dumps(JUMPS).decode(), "warning: stages[1].percent"),
         ("Sure! Here is a plan: stages 1, 10, 100", "the model's reply is not JSON"),
         ('{"name": "x", "stages": "' + "A" * 300_000 + '"}', "larger than 262144 bytes"),
-        # Nothing the draft was not asked for, and nothing below the risk's floor (#37)
+        # Nothing the draft was not asked for, and nothing below the risk's floor
         (
             sane_with(health_policy={"guardrail_regression": "warn"}),
             "the model's plan sets health_policy, which a draft does not choose",

@@ -96,7 +96,7 @@ def test_rings_are_read_from_the_flat_form_the_text_form_or_everyone(
         (rings((EVERYONE, 0)), "ring 1: the percent must be from 0.1 to 100, got 0"),
         (rings((STAFF, 100), (EVERYONE, 101)), "ring 2: the percent must be from 0.1 to 100"),
         (rings((EVERYONE, -5)), "got -5"),
-        # Below the schema's 0.1%: a ring that small sees too few units to judge (#37)
+        # Below the schema's 0.1%: a ring that small sees too few units to judge
         (rings((EVERYONE, 1e-9), (EVERYONE, 100)), "ring 1: the percent must be from 0.1"),
         (rings((STAFF, 100), (EVERYONE, 0.05)), "ring 2: the percent must be from 0.1 to 100"),
         (rings((EVERYONE, True)), "ring 1: the percent is not a number"),

@@ -1,4 +1,4 @@
-"""What the gate needs before it tests a metric, and the level it tests at (#24)."""
+"""What the gate needs before it tests a metric, and the level it tests at."""
 
 from __future__ import annotations
 

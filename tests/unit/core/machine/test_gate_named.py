@@ -1,4 +1,4 @@
-"""The gate with a guardrail on one named conversion (#40): its key in the evidence, the
+"""The gate with a guardrail on one named conversion: its key in the evidence, the
 name's counts beside each arm's, what a stage waits for, and what a regression says."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The health-action policy in the machine (#28): every trigger x rollback / hold / warn.
+"""The health-action policy in the machine: every trigger x rollback / hold / warn.
 
 Each row gives a trigger its input (a gate verdict naming it, a late timer, an
 unavailable advisor, a drift) under a plan whose ``health_policy`` chooses the

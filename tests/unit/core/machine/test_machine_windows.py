@@ -1,4 +1,4 @@
-"""Release windows in the state machine (#28): forward moves wait, safety never does."""
+"""Release windows in the state machine: forward moves wait, safety never does."""
 
 from __future__ import annotations
 

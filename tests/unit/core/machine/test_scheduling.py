@@ -1,4 +1,4 @@
-"""Scheduled starts and time-boxed flags in the state machine and at admission (#28)."""
+"""Scheduled starts and time-boxed flags in the state machine and at admission."""
 
 from __future__ import annotations
 

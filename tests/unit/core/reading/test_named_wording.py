@@ -1,4 +1,4 @@
-"""A guardrail on a named conversion (#40) as people read it: its name, its unit, the
+"""A guardrail on a named conversion as people read it: its name, its unit, the
 control's rate a relative lift is taken against, and an arm's rate from served evidence."""
 
 from __future__ import annotations

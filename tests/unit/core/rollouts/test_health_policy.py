@@ -1,4 +1,4 @@
-"""The health-action policy (#28): per trigger, rollback, hold or warn, defaults as before."""
+"""The health-action policy: per trigger, rollback, hold or warn, defaults as before."""
 
 from __future__ import annotations
 

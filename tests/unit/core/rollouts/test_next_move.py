@@ -1,4 +1,4 @@
-"""Why a rollout is not moving and when it may next move (#28), as a table of cases."""
+"""Why a rollout is not moving and when it may next move, as a table of cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A guardrail on one named conversion (#40): what a plan accepts, what it refuses and why,
+"""A guardrail on one named conversion: what a plan accepts, what it refuses and why,
 and the key that names the guardrail everywhere it is shown."""
 
 from __future__ import annotations

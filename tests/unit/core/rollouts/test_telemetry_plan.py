@@ -1,4 +1,4 @@
-"""A plan's telemetry part (#40): its defaults, its bounds, and the field it is refused by."""
+"""A plan's telemetry part: its defaults, its bounds, and the field it is refused by."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Release windows (#28): when a rollout may move forward, across DST changes and leap days."""
+"""Release windows: when a rollout may move forward, across DST changes and leap days."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Unleash sync when Unleash is slow, hostile or changed by hand (#23).
+"""The Unleash sync when Unleash is slow, hostile or changed by hand.
 
 A slow flag never holds back another flag's kill, a kill is never held back
 by drift, every strategy on the environment counts, and an answer that is not

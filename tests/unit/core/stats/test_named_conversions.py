@@ -1,4 +1,4 @@
-"""Named conversions (#40): how they fold, how the store's fields read back, and which
+"""Named conversions: how they fold, how the store's fields read back, and which
 conversions a guardrail reads. Tables of cases."""
 
 from __future__ import annotations

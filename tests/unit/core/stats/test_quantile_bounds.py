@@ -1,4 +1,4 @@
-"""A latency quantile is tested only where its sample can bound it (#24).
+"""A latency quantile is tested only where its sample can bound it.
 
 The standard error is Woodruff's: the distribution-free order-statistic
 interval of the quantile (Conover's binomial method, normal approximation of
@@ -45,7 +45,7 @@ def latencies(rng: random.Random, n: int, *, stall_share: float = 0.005) -> list
 
 
 def newcomer() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The case of #24: 14 treatment requests, 3 slowed by one hiccup, against 296 control."""
+    """A tiny treatment arm: 14 requests, 3 slowed by one hiccup, against 296 control."""
     treatment = hist_of({bucket_of(2.0): 11, bucket_of(5.0): 3})
     rng = random.Random(24)
     control = [0] * BUCKET_COUNT

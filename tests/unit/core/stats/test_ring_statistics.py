@@ -1,4 +1,4 @@
-"""Statistics inside the audience (#26): the fold, the gate per ring, the absolute limits.
+"""Statistics inside the audience: the fold, the gate per ring, the absolute limits.
 
 Events are made by the one evaluation function for simulated units with mixed
 attributes, folded as ingest folds them, and gated: only the compared cohort

@@ -1,5 +1,5 @@
 """Guardrails read from Prometheus, seeded: A/A false rollbacks within alpha, and agreement
-with the event-fed gate on the very same requests (#41).
+with the event-fed gate on the very same requests.
 
 A 10% stage of 30 minutes at 200 requests per second (``tests/prometheus_sim.py``),
 looked at every 5 s (a reading interval) and then at every 2% of growth. The

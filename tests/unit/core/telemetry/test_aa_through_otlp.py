@@ -1,4 +1,4 @@
-"""A/A through OpenTelemetry: identical arms stay under alpha across every peek of the gate (#40).
+"""A/A through OpenTelemetry: identical arms stay under alpha across every peek of the gate.
 
 As ``bench/aa.py`` does for our own events (``tests/simulation.py``), seeded rollouts
 are gated at the daemon's cadence while requests arrive; here each request is what an

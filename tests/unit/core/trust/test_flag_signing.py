@@ -1,4 +1,4 @@
-"""Signed flag states (#23): what is signed, who verifies, and which state an app holds.
+"""Signed flag states: what is signed, who verifies, and which state an app holds.
 
 The vectors of ``tests/vectors/flag-signing.json`` are built independently of
 the controller (``tests/vectors/flag_signing.py``); the controller's signer

@@ -1,4 +1,4 @@
-"""Typed arm values (#27): declared with one type, bounded, refused with the field and reason."""
+"""Typed arm values: declared with one type, bounded, refused with the field and reason."""
 
 from __future__ import annotations
 

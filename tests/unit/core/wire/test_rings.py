@@ -1,4 +1,4 @@
-"""Rings (#26): targeted plans, the stickiness rule, cohorts, and the vectors other clients use."""
+"""Rings: targeted plans, the stickiness rule, cohorts, and the vectors other clients use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed arm values (#27) from the plan to apps: flag state, signature, SDK, provider, OFREP tag."""
+"""Typed arm values from the plan to apps: flag state, signature, SDK, provider, OFREP tag."""
 
 from __future__ import annotations
 
