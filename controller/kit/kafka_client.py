@@ -86,9 +86,15 @@ async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
     with no subscription caches no topic at all on Apache Kafka, whose answer to aiokafka's
     bootstrap request (an empty topic list) names none. The embedded broker names every topic.
     """
+    return (await topics_partitions(consumer, [topic])).get(topic)
+
+
+async def topics_partitions(consumer: Any, topics: list[str]) -> dict[str, set[int]]:
+    """The partitions of each of ``topics`` that exists, from one fresh metadata request
+    (see :func:`topic_partitions`)."""
     cluster = await consumer._client.fetch_all_metadata()
-    partitions: set[int] | None = cluster.partitions_for_topic(topic)
-    return partitions
+    found = {topic: cluster.partitions_for_topic(topic) for topic in topics}
+    return {topic: set(partitions) for topic, partitions in found.items() if partitions}
 
 
 @contextmanager

@@ -47,6 +47,13 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._changed()
 
 
+METADATA_MAX_AGE_MS = 5_000
+"""How old the events consumer's metadata may grow. A topic deleted and created again
+leaves the group with no partitions of it until a member's metadata names it again, and
+nothing else asks while no partition is fetched: aiokafka's default, 5 minutes, would
+leave ingest idle that long. One metadata request every 5 s costs nothing."""
+
+
 class EventConsumer(ClientLifecycle):
     """A group consumer of one topic whose offsets the caller stores elsewhere.
 
@@ -78,6 +85,7 @@ class EventConsumer(ClientLifecycle):
             auto_offset_reset=start_from,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def _on_started(self) -> None:
