@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from controller.dev.broker import start_embedded_broker
 from controller.dev.kafka_broker import KafkaBroker, kafka_installed
 from controller.dev.processes import ManagedProcess, ServiceUnavailable, tcp_connectable
 
@@ -144,3 +145,13 @@ def describe(node: SharedNode) -> str:
         f"Apache Kafka at {node.bootstrap} shared by the session's workers (pid {node.pid}, "
         f"started in {node.started_in:.1f} s, RSS {rss} at start, log {node.log})"
     )
+
+
+def own_broker(workdir: Path, *, port: int | None = None) -> tuple[str, ManagedProcess]:
+    """A broker of the caller's own in ``workdir`` (on ``port`` if given), of the kind the
+    session runs on: ``(bootstrap, process)``, for the tests that stop, hang or kill it."""
+    if chosen_broker() == "tansu":
+        return start_embedded_broker(workdir, port=port)
+    broker = KafkaBroker(workdir, port=port).start()
+    assert broker.process is not None  # start() returned, so it runs
+    return broker.bootstrap, broker.process
