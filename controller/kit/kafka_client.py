@@ -79,6 +79,14 @@ def translate(exc: BaseException, context: str = "", *, bootstrap: str = "") -> 
     return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
 
 
+METADATA_MAX_AGE_MS = 5_000
+"""How old a group consumer's metadata may grow. A topic deleted and made again (by an
+operator, or by the daemon after a broker lost its data) leaves the group with no
+partition of it until a member's metadata names it again, and nothing else asks while
+none is fetched: aiokafka's default, 5 minutes, would leave ingest idle and operators'
+commands unread that long. One metadata request every 5 s costs nothing."""
+
+
 async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
     """The partitions of ``topic`` from a fresh metadata request; None if it does not exist.
 
