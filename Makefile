@@ -40,8 +40,9 @@ docs: $(VENV)/.installed  ## the docs site into site/ (mkdocs build --strict)
 tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debian when missing (as root)
 	@.ci/tools
 
-# Tests run in TEST_WORKERS processes (pytest-xdist). Each worker starts its own broker
-# (with RC_TEST_BROKER=kafka they share one Apache Kafka node) and Redis; the tests of the model server and of Unleash each share one worker
+# Tests run in TEST_WORKERS processes (pytest-xdist). The workers share one Apache Kafka
+# node where `make kafka` installed it (else each starts the embedded tansu); each starts
+# its own Redis; the tests of the model server and of Unleash each share one worker
 # (xdist_group, see tests/conftest.py; not applied with pytest 9.2 until
 # pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 4

@@ -34,8 +34,10 @@ from tests.services import (
     RedisServer,
     ServiceUnavailable,
     absent_on_purpose,
+    apache_kafka_node,
     chromium_binary,
     compose_command,
+    embedded_tansu,
     kubectl_binary,
     node_binary,
     promtool_binary,
@@ -284,6 +286,29 @@ def kafka_bootstrap(
         return resolve_kafka(log_dir, shared_dir)
 
     yield from _serve(pytestconfig, tmp_path_factory, "kafka", resolve)
+
+
+@pytest.fixture(scope="session")
+def apache_kafka_bootstrap(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``host:port`` of the session's Apache Kafka node, whatever broker the others run on:
+    for the tests of what only the real broker does (idempotence, compaction, retention)."""
+    shared_dir = pytestconfig.stash[_shared_dir_key]
+
+    def resolve(log_dir: Path) -> tuple[str, Callable[[], None], str]:
+        return apache_kafka_node(log_dir, shared_dir)
+
+    yield from _serve(pytestconfig, tmp_path_factory, "apache-kafka", resolve)
+
+
+@pytest.fixture(scope="session")
+def tansu_bootstrap(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``host:port`` of an embedded tansu broker, the demo's and ``dev up``'s default: for
+    the tests of how the product copes with what it lacks (no producer ids)."""
+    yield from _serve(pytestconfig, tmp_path_factory, "tansu", embedded_tansu)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Which broker the tests run on, and the one Apache Kafka node a session's workers share.
 
-``RC_TEST_BROKER=kafka`` runs the tests on Apache Kafka (``make kafka``'s jars; missing
-jars are a missing service, never a silent fall back); otherwise, for now, on the
-embedded tansu broker.
+The tests run on Apache Kafka (``make kafka``'s jars) under CI and wherever the jars are
+installed; missing jars under CI are a missing service, never a silent fall back. A
+machine without them (a newcomer's, with no Java) runs on the embedded tansu broker.
+``RC_TEST_BROKER=kafka`` or ``=tansu`` chooses either way.
 
 A Kafka node takes seconds of both cores to start, so the workers of one session share
 one: the first worker that needs it starts it under a file lock and writes its address
@@ -24,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from controller.dev.kafka_broker import KafkaBroker
+from controller.dev.broker import start_embedded_broker
+from controller.dev.kafka_broker import KafkaBroker, kafka_installed
 from controller.dev.processes import ManagedProcess, ServiceUnavailable, tcp_connectable
 
 BROKER_VARIABLE = "RC_TEST_BROKER"
@@ -37,13 +39,14 @@ _started_here: dict[int, ManagedProcess] = {}
 
 
 def chosen_broker() -> Broker:
-    """``RC_TEST_BROKER`` when set, else the embedded tansu broker."""
+    """``RC_TEST_BROKER`` when set; else Apache Kafka under CI or where its jars are, else
+    the embedded tansu broker."""
     chosen = os.environ.get(BROKER_VARIABLE, "").strip().lower()
     if chosen in ("kafka", "tansu"):
         return "kafka" if chosen == "kafka" else "tansu"
     if chosen:
         raise ServiceUnavailable(f"{BROKER_VARIABLE}={chosen!r}: expected 'kafka' or 'tansu'")
-    return "tansu"  # Apache Kafka only on request until the suites pass on it
+    return "kafka" if os.environ.get("CI") or kafka_installed() else "tansu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +145,13 @@ def describe(node: SharedNode) -> str:
         f"Apache Kafka at {node.bootstrap} shared by the session's workers (pid {node.pid}, "
         f"started in {node.started_in:.1f} s, RSS {rss} at start, log {node.log})"
     )
+
+
+def own_broker(workdir: Path, *, port: int | None = None) -> tuple[str, ManagedProcess]:
+    """A broker of the caller's own in ``workdir`` (on ``port`` if given), of the kind the
+    session runs on: ``(bootstrap, process)``, for the tests that stop, hang or kill it."""
+    if chosen_broker() == "tansu":
+        return start_embedded_broker(workdir, port=port)
+    broker = KafkaBroker(workdir, port=port).start()
+    assert broker.process is not None  # start() returned, so it runs
+    return broker.bootstrap, broker.process

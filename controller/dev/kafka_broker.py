@@ -69,6 +69,9 @@ BROKER_PROPERTIES: dict[str, str] = {
     # tests' topic factory), never as a side effect of a producer or a metadata request.
     "auto.create.topics.enable": "false",
     "num.partitions": "1",
+    # The log cleaner looks for compactable logs every 0.5 s rather than 15 s, so that a
+    # compacted topic whose segments roll quickly is cleaned within a test.
+    "log.cleaner.backoff.ms": "500",
 }
 """What every test broker runs with; ``KafkaBroker(properties=...)`` adds or overrides."""
 
@@ -119,8 +122,16 @@ def _require_libs() -> Path:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding (22 characters).
+
+    Never one that starts with ``-`` (1 in 64 would): ``StorageTool``'s argument parser
+    takes ``--cluster-id -x...`` for an option and refuses to format; Kafka's own
+    ``Uuid.randomUuid`` draws again for the same reason.
+    """
+    while True:
+        drawn = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not drawn.startswith("-"):
+            return drawn
 
 
 def render_properties(properties: Mapping[str, str]) -> str:

@@ -79,6 +79,14 @@ def translate(exc: BaseException, context: str = "", *, bootstrap: str = "") -> 
     return BrokerError(f"{prefix}broker error: {exc!r}", retriable=getattr(exc, "retriable", False))
 
 
+METADATA_MAX_AGE_MS = 5_000
+"""How old a group consumer's metadata may grow. A topic deleted and made again (by an
+operator, or by the daemon after a broker lost its data) leaves the group with no
+partition of it until a member's metadata names it again, and nothing else asks while
+none is fetched: aiokafka's default, 5 minutes, would leave ingest idle and operators'
+commands unread that long. One metadata request every 5 s costs nothing."""
+
+
 async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
     """The partitions of ``topic`` from a fresh metadata request; None if it does not exist.
 
@@ -86,9 +94,15 @@ async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
     with no subscription caches no topic at all on Apache Kafka, whose answer to aiokafka's
     bootstrap request (an empty topic list) names none. The embedded broker names every topic.
     """
+    return (await topics_partitions(consumer, [topic])).get(topic)
+
+
+async def topics_partitions(consumer: Any, topics: list[str]) -> dict[str, set[int]]:
+    """The partitions of each of ``topics`` that exists, from one fresh metadata request
+    (see :func:`topic_partitions`)."""
     cluster = await consumer._client.fetch_all_metadata()
-    partitions: set[int] | None = cluster.partitions_for_topic(topic)
-    return partitions
+    found = {topic: cluster.partitions_for_topic(topic) for topic in topics}
+    return {topic: set(partitions) for topic, partitions in found.items() if partitions}
 
 
 @contextmanager

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate.commands import write_private_key
-from controller.dev.broker import start_embedded_broker
 from controller.dev.processes import ManagedProcess
 from controller.settings import TopicSettings
+from tests.kafka_service import own_broker
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +34,7 @@ TOPICS = TopicSettings()
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[tuple[str, ManagedProcess]]:
-    bootstrap, process = start_embedded_broker(tmp_path)
+    bootstrap, process = own_broker(tmp_path)
     try:
         yield bootstrap, process
     finally:

@@ -15,7 +15,8 @@ from controller.ctl.report.diagnosis import ENV_HEALTH_URL
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.services import free_port, start_embedded_broker
+from tests.kafka_service import own_broker
+from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -134,7 +135,7 @@ async def test_start_up_waits_for_kafka_and_says_so(rig: Rig, tmp_path: Path) ->
             await asyncio.to_thread(daemon.wait_for_log, down)
             assert daemon.running
             # When the brokers come up, the daemon creates its topics and becomes ready
-            _, broker = start_embedded_broker(tmp_path / "kafka", port=kafka_port)
+            _, broker = own_broker(tmp_path / "kafka", port=kafka_port)
             ready = await wait_status(readyz, 200, timeout=90)
             assert ready.json()["ready"] is True
     finally:
@@ -167,7 +168,7 @@ async def test_a_hung_broker_makes_readyz_say_not_ready_until_it_answers(
     rig: Rig, tmp_path: Path
 ) -> None:
     # Given a ready daemon on a broker of its own, silent brokers tolerated for 3 s
-    bootstrap, broker = start_embedded_broker(tmp_path / "kafka")
+    bootstrap, broker = own_broker(tmp_path / "kafka")
     health_port = free_port()
     rig.env.update(
         {

@@ -122,3 +122,56 @@ async def test_a_held_partition_is_alerted_again_while_it_stays_held(
     now[0] = 10_000.0
     assert gaps.remind() == []
     assert len(alerts) == 3
+
+
+class CutSource(Source):
+    """A log whose start retention moved to ``beginning``; it ends at ``end``."""
+
+    def __init__(self, beginning: int, end: int, partitions: int = 4) -> None:
+        super().__init__(dict.fromkeys(range(partitions), end))
+        self.beginning = beginning
+
+    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        return {p: (self.beginning, self.ends[p]) for p in partitions if p in self.ends}
+
+
+@pytest.mark.parametrize(
+    ("stored", "beginning", "held"),
+    [
+        (400, 650, True),  # records 400 to 649 deleted before they were counted
+        (650, 650, False),  # retention took only what was counted
+        (700, 650, False),  # the stored offset is still on the log
+        (None, 650, False),  # never counted: nothing to skip
+    ],
+)
+async def test_a_log_that_starts_after_the_stored_offset_is_held_at_claim(
+    stores: tuple[GapStore, RedisAggregateStore], stored: int | None, beginning: int, held: bool
+) -> None:
+    gap_store, _ = stores
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(store=gap_store, topic=TOPIC, alarm=alerts.append)
+    assert await gaps.at_claim(3, stored, CutSource(beginning, end=900)) is held
+    assert await gap_store.held() == ({3} if held else set())
+    if held:
+        assert [a.details["fits"] for a in alerts] == ["reread"]
+        assert f"p3: the log starts at offset {beginning}, after the stored offset" in (
+            gaps.reason() or ""
+        )
+
+
+async def test_a_fetch_past_the_stored_offset_holds_only_when_the_log_starts_past_it(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    gap_store, aggregates = stores
+    gaps = LogGaps(store=gap_store, topic=TOPIC)
+    # Offsets the log skips itself (a transaction's marker): the log still holds 400
+    assert not await gaps.cut(1, 400, CutSource(beginning=0, end=900))
+    assert await gap_store.held() == set()
+    # The client reset to a log start retention moved past 400
+    claim = await aggregates.claim(1)
+    assert await gaps.cut(1, 400, CutSource(beginning=650, end=900))
+    assert await gap_store.held() == {1}
+    # reread counts every record the log still holds, from its start
+    assert await gap_store.choose([1], "reread", "c4") == [1]
+    assert await gaps.decided(CutSource(650, 900), {1: claim.epoch}) == {1: 650}
+    assert await aggregates.offset(1) == 650

@@ -1,29 +1,68 @@
-"""The app client's producer asks for idempotence once and falls back where the broker refuses."""
+"""The app client's producer asks for idempotence once: granted by Apache Kafka from its
+first moments, refused by the embedded tansu, which gets a plain producer and one line."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from controller.adapters.kafka import ensure_topics
 from controller.core.common.errors import BrokerError
 from controller.sdk.transport import EventProducer, Outcome
-from controller.settings import KafkaSettings
+from controller.settings import KafkaSettings, TopicSettings
+from tests.conftest import KafkaBrokerFactory
 
 pytestmark = pytest.mark.integration
 
+BROKER_ERROR = re.compile(r"^\[[^]]*\] (ERROR|FATAL) ", re.MULTILINE)
+"""A line of the test broker's log at ERROR or worse (its log4j pattern: ``[date] LEVEL``)."""
+
+
+async def _fresh_topic(bootstrap: str) -> str:
+    topic = f"t-idempotence-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        KafkaSettings(bootstrap_servers=bootstrap), TopicSettings(), more={topic: 1}
+    )
+    return topic
+
+
+async def test_apache_kafka_grants_the_app_producer_idempotence_from_its_first_moments(
+    kafka_broker_factory: KafkaBrokerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an Apache Kafka node that has just come up, and a topic on it
+    broker = kafka_broker_factory()
+    topic = await _fresh_topic(broker.bootstrap)
+    producer = EventProducer(
+        KafkaSettings(bootstrap_servers=broker.bootstrap), topic=topic, request_timeout_ms=5000
+    )
+    # When the app client's producer starts at once (the node may still answer that its
+    # producer ids are loading, which aiokafka asks again about without a word)
+    with caplog.at_level(logging.INFO):
+        await producer.start()
+        try:
+            sent = await producer.send([(b"k", b"v1"), (b"k", b"v2")])
+        finally:
+            await producer.stop()
+    # Then it is idempotent, nothing warned or failed on either side, and both records went once
+    assert producer.idempotent is True
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sent == [Outcome.SENT] * 2
+    assert await _values(broker.bootstrap, topic) == [b"v1", b"v2"]
+    broker_log = broker.log_path.read_text(encoding="utf-8", errors="replace")
+    assert BROKER_ERROR.findall(broker_log) == [], broker_log[-3000:]
+
 
 async def test_a_broker_without_idempotence_gets_a_plain_producer_and_a_warning(
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., Awaitable[str]],
-    caplog: pytest.LogCaptureFixture,
+    tansu_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given the embedded broker, which grants no producer ids
-    topic = await topic_factory("idempotence", partitions=1)
+    topic = await _fresh_topic(tansu_bootstrap)
     producer = EventProducer(
-        KafkaSettings(bootstrap_servers=kafka_bootstrap), topic=topic, request_timeout_ms=5000
+        KafkaSettings(bootstrap_servers=tansu_bootstrap), topic=topic, request_timeout_ms=5000
     )
     # When the app client's producer starts
     with caplog.at_level(logging.INFO):
@@ -38,15 +77,17 @@ async def test_a_broker_without_idempotence_gets_a_plain_producer_and_a_warning(
         assert await producer.send([(b"k", b"v1"), (b"k", b"v2")]) == [Outcome.SENT] * 2
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
-    )
+    assert await _values(tansu_bootstrap, topic) == [b"v1", b"v2"]
+
+
+async def _values(bootstrap: str, topic: str) -> list[bytes | None]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
         batch = await consumer.getmany(timeout_ms=10_000)
     finally:
         await consumer.stop()
-    assert [r.value for records in batch.values() for r in records] == [b"v1", b"v2"]
+    return [r.value for records in batch.values() for r in records]
 
 
 async def test_an_unreachable_broker_is_not_mistaken_for_one_without_idempotence() -> None:

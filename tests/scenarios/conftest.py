@@ -6,7 +6,6 @@ launched by the ``playwright`` package's bundled driver.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -15,9 +14,8 @@ from playwright.async_api import Browser, async_playwright
 
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario, scenario_topics
-from tests.scenarios.lost_broker import RestartableBroker
+from tests.scenarios.lost_broker import RestartableBroker, started
 from tests.scenarios.unleash_kit import App, Person
-from tests.services import ServiceUnavailable
 
 
 @pytest.fixture
@@ -43,17 +41,7 @@ async def scenario(
 def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
     """A broker of the test's own, which :meth:`~RestartableBroker.lose_data` brings back
     empty; missing, the test fails under CI and is skipped elsewhere."""
-    restartable = RestartableBroker(tmp_path / "kafka")
-    try:
-        restartable.start()
-    except ServiceUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"SERVICE MISSING: {exc} (CI is set, so a missing service is a failure)")
-        pytest.skip(f"SERVICE MISSING: {exc}")
-    try:
-        yield restartable
-    finally:
-        restartable.kill()
+    yield from started(RestartableBroker(tmp_path / "kafka"))
 
 
 @pytest.fixture

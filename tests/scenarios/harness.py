@@ -211,8 +211,14 @@ class Scenario:
         self.daemon.wait_for_log("partition_claimed", timeout=60)
 
     async def _observe(self, name: str) -> None:
+        # Metadata every 3 s, not aiokafka's 5 minutes: a topic a broker lost and the
+        # daemon made again is otherwise not read until then (Apache Kafka names a topic
+        # made again only in a metadata answer asked for later).
         consumer = AIOKafkaConsumer(
-            self.topics[name], bootstrap_servers=self.bootstrap, auto_offset_reset="earliest"
+            self.topics[name],
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=3000,
         )
         target = {
             "decisions": self.observed.decisions,

@@ -1,12 +1,17 @@
-"""A broker that loses its data: tansu (memory storage) pinned to one port, and its helpers.
+"""A broker that loses its data, pinned to one port, and its helpers.
 
 Each start of :class:`RestartableBroker` is an empty broker at the address the
-daemon knows, as after a cluster rebuilt or a broker whose storage was lost.
+daemon knows, as after a cluster rebuilt or a broker whose storage was lost: on
+Apache Kafka (the tests' broker, :func:`tests.kafka_service.chosen_broker`) a
+fresh node, formatted in a new log dir, on the same port; on the embedded tansu
+(memory storage) the same binary started again.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +22,11 @@ from controller.adapters.kafka import topic_names
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.trust import signing
 from controller.ctl.app import main
+from controller.dev.kafka_broker import KafkaBroker
 from controller.settings import KafkaSettings, RedisSettings, TopicSettings
+from tests.kafka_service import chosen_broker
 from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
-from tests.services import ManagedProcess, free_port, start_embedded_broker
+from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
 
 PARTITIONS = 4
 FLAG = "checkout"
@@ -27,16 +34,24 @@ FLAG = "checkout"
 
 
 class RestartableBroker:
-    """An embedded broker pinned to one port; each start is an empty broker."""
+    """A broker pinned to one port; each start is an empty broker."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, kafka: bool | None = None) -> None:
+        """``kafka``: Apache Kafka or tansu; None: the broker the session runs on."""
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log_dir = log_dir
         self._process: ManagedProcess | None = None
+        self._on_kafka = chosen_broker() == "kafka" if kafka is None else kafka
+        self._starts = 0
 
     def start(self) -> None:
-        _, self._process = start_embedded_broker(self._log_dir, port=self.port)
+        if not self._on_kafka:
+            _, self._process = start_embedded_broker(self._log_dir, port=self.port)
+            return
+        self._starts += 1  # a new log dir: the node knows nothing of the last one
+        node = KafkaBroker(self._log_dir / f"node-{self._starts}", port=self.port).start()
+        self._process = node.process
 
     def kill(self) -> None:
         if self._process is not None:
@@ -47,6 +62,20 @@ class RestartableBroker:
         """Come back empty, at the same address."""
         self.kill()
         self.start()
+
+
+def started(restartable: RestartableBroker) -> Iterator[RestartableBroker]:
+    """``restartable`` started, killed at the end; missing, the test fails under CI."""
+    try:
+        restartable.start()
+    except ServiceUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"SERVICE MISSING: {exc} (CI is set, so a missing service is a failure)")
+        pytest.skip(f"SERVICE MISSING: {exc}")
+    try:
+        yield restartable
+    finally:
+        restartable.kill()
 
 
 def lost_topics() -> dict[str, str]:

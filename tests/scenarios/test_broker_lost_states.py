@@ -1,14 +1,13 @@
 """Apps that start after the broker lost its data still know every flag and segment.
 
-The broker (tansu, memory storage, pinned to one port) comes back empty, under
-a live 5% rollout, a completed flag and a segment. Apps learn them only from
-the compacted flag-state and segments topics, so the daemon publishes every
-flag's state and every segment again, signed, when it creates its topics
-again, and at every start: a :class:`FlagClient` and a
-:class:`SegmentFollower` started afterwards, verifying the controller's
-signature, hold each flag's current state (the 5% rollout serves treatment to
-about 5% of units) and the segment, whether the broker came back while the
-daemon ran or while it was down.
+The broker (pinned to one port; a fresh Apache Kafka node, or tansu with memory storage)
+comes back empty, under a live 5% rollout, a completed flag and a segment. Apps learn
+them only from the compacted flag-state and segments topics, so the daemon publishes
+every flag's state and every segment again, signed, when it creates its topics again,
+and at every start: a :class:`FlagClient` and a :class:`SegmentFollower` started
+afterwards, verifying the controller's signature, hold each flag's current state (the 5%
+rollout serves treatment to about 5% of units) and the segment, whether the broker came
+back while the daemon ran or while it was down.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from tests.scenarios.lost_broker import (
 )
 from tests.waiting import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A fresh Apache Kafka node takes 10 to 20 s to start on a busy machine, more than once here.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 LIVE, DONE = "checkout", "search"
 UNITS = [f"user-{i}" for i in range(2000)]
 SIGNER = "controller"

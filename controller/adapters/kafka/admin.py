@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from controller.kit.kafka_client import translated
+from controller.kit.kafka_client import topics_partitions, translated
 from controller.settings import KafkaSettings, TopicSettings
 
 
@@ -79,12 +79,9 @@ async def log_ends(kafka: KafkaSettings, names: list[str]) -> dict[tuple[str, in
     try:
         with translated(bootstrap=kafka.bootstrap_servers):
             await consumer.start()
-            existing = await consumer.topics()  # every topic's metadata: creates none
+            existing = await topics_partitions(consumer, names)  # asks; creates none
             wanted = [
-                TopicPartition(name, p)
-                for name in names
-                if name in existing
-                for p in sorted(consumer.partitions_for_topic(name) or ())
+                TopicPartition(name, p) for name in names for p in sorted(existing.get(name, ()))
             ]
             ends = await consumer.end_offsets(wanted) if wanted else {}
     finally:

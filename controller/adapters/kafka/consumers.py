@@ -10,7 +10,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from controller.adapters.kafka.admin import partition_for
-from controller.kit.kafka_client import BROKER_FAILURES, ClientLifecycle, translated
+from controller.kit.kafka_client import (
+    BROKER_FAILURES,
+    METADATA_MAX_AGE_MS,
+    ClientLifecycle,
+    translated,
+)
 from controller.ports import Record
 from controller.settings import KafkaSettings
 
@@ -78,6 +83,7 @@ class EventConsumer(ClientLifecycle):
             auto_offset_reset=start_from,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def _on_started(self) -> None:
@@ -89,8 +95,18 @@ class EventConsumer(ClientLifecycle):
             batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         return {tp.partition: records for tp, records in batch.items()}
 
+    def _assigned(self, partitions: list[int]) -> list[TopicPartition]:
+        """Those of ``partitions`` the group still assigns here. A rebalance may take one
+        between a claim and its seek, pause or resume (the broker lost the topic, say);
+        aiokafka refuses those calls for it, and the revocation already tells ingest."""
+        assigned = self._consumer.assignment()
+        return [tp for p in partitions if (tp := TopicPartition(self._topic, p)) in assigned]
+
     async def seek(self, partition: int, offset: int | None) -> None:
-        """Read ``partition`` from ``offset``; None means from the configured start."""
+        """Read ``partition`` from ``offset``; None means from the configured start. Nothing
+        for a partition no longer assigned here."""
+        if not self._assigned([partition]):
+            return
         tp = TopicPartition(self._topic, partition)
         if offset is not None:
             self._consumer.seek(tp, offset)
@@ -100,10 +116,10 @@ class EventConsumer(ClientLifecycle):
             await self._consumer.seek_to_end(tp)
 
     def pause(self, partitions: list[int]) -> None:
-        self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
+        self._consumer.pause(*self._assigned(partitions))
 
     def resume(self, partitions: list[int]) -> None:
-        self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions))
+        self._consumer.resume(*self._assigned(partitions))
 
     def highwater(self, partition: int) -> int | None:
         """The end offset of ``partition`` as of the last fetch, if known."""
@@ -179,6 +195,7 @@ class ControlConsumer(ClientLifecycle):
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def _on_started(self) -> None:

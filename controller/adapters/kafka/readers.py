@@ -15,7 +15,12 @@ from collections.abc import Collection
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.core.common import BrokerError
-from controller.kit.kafka_client import ClientLifecycle, topic_partitions, translated
+from controller.kit.kafka_client import (
+    METADATA_MAX_AGE_MS,
+    ClientLifecycle,
+    topic_partitions,
+    translated,
+)
 from controller.ports import Record
 from controller.settings import KafkaSettings
 
@@ -140,6 +145,7 @@ class GroupConsumer(ClientLifecycle):
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             enable_auto_commit=False,
             auto_offset_reset=start_from,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> list[Record]:

@@ -8,8 +8,9 @@ new records silently (their offsets look already counted) or count them under
 offsets that mean something else, so such a partition is *held*: nothing is
 read from it until an operator chooses, by a signed :class:`IngestCommand`,
 
-- ``reread``: read the partition from its earliest offset (the topic is new,
-  and everything on it is uncounted), or
+- ``reread``: read the partition from its earliest offset (the topic is new, or
+  retention deleted records before they were counted: everything on it is
+  uncounted), or
 - ``accept_gap``: read from where the log ended when the gap was found (the log
   was cut short: what it lost is lost, and what came after is counted).
 
@@ -49,8 +50,8 @@ ALERT_KIND = "events_log_gap"
 VERBS: dict[Choice, str] = {"reread": "reread", "accept_gap": "accept-gap"}
 """Each choice as ``rolloutctl ingest`` spells it."""
 LOOKS: dict[Choice, str] = {
-    "reread": "the topic looks new (a broker back empty, or the topic made again): none of"
-    " its records was counted",
+    "reread": "the topic looks new (a broker back empty, or the topic made again) or starts"
+    " past the stored offset: none of its records was counted",
     "accept_gap": "the log looks cut short before the stored offset: what came after the cut"
     " was not counted",
 }
@@ -79,11 +80,21 @@ class LogGap:
         return now is not None and before is not None and now < before
 
     @property
+    def cut(self) -> bool:
+        """The log starts after the stored offset: records not counted yet were deleted."""
+        return self.stored is not None and self.stored < self.beginning
+
+    @property
     def why(self) -> str:
         reasons = []
         if self.stored is not None and self.stored > self.end:
             reasons.append(
                 f"the log ends at offset {self.end}, before the stored offset {self.stored}"
+            )
+        if self.cut:
+            reasons.append(
+                f"the log starts at offset {self.beginning}, after the stored offset"
+                f" {self.stored}: uncounted records deleted"
             )
         if self.fetched_from is not None and self.stored is not None:
             reasons.append(
@@ -101,11 +112,12 @@ class LogGap:
         """The choice that fits what the log looks like; advice, the operator decides.
 
         A shrunk topic, a log reset to records past the stored offset, or a log that
-        starts at 0 and holds at most half of what was counted is new; any other log
-        that ends before the stored offset was cut short.
+        starts at 0 and holds at most half of what was counted is new; a log that starts
+        after the stored offset holds nothing counted either; any other log that ends
+        before the stored offset was cut short.
         """
         stored = self.stored
-        if stored is None or self.shrank:
+        if stored is None or self.shrank or self.cut:
             return "reread"
         if self.fetched_from is not None and self.end >= stored:
             return "reread"
@@ -148,12 +160,15 @@ def gap_of(
     """The gap of ``partition``, or None when its log still holds the stored offset.
 
     A stored offset beyond the log end cannot be read: the log lost records
-    that were counted. A partition count below the one recorded means the topic
-    was made again: keys now land on other partitions.
+    that were counted. A stored offset before the log start cannot be read either:
+    retention (or an operator's delete-records) removed records not yet counted,
+    which the client's reset to the earliest offset would skip without a word. A
+    partition count below the one recorded means the topic was made again: keys now
+    land on other partitions.
     """
     gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions)
     beyond = stored is not None and stored > end
-    return gap if beyond or gap.shrank else None
+    return gap if beyond or gap.cut or gap.shrank else None
 
 
 def advice(gaps: Sequence[LogGap], *, named: str = "") -> str:

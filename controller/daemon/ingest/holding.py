@@ -39,11 +39,36 @@ class Holding:
         for partition in found or []:
             self._hold(partition, "the log ends before the stored offset")
 
+    async def at_fetch(self, partition: int, owned: Owned, first: Record) -> bool:
+        """Whether a fetch that served ``first`` shows that ``partition`` must be held
+        (held if so): the client reset its position to records before or past what was
+        counted."""
+        if self.reset_behind(owned, first):
+            await self.behind(partition, owned, first.offset)
+            return True
+        return self.past(owned, first) and await self.cut(partition, owned)
+
     @staticmethod
     def reset_behind(owned: Owned, first: Record) -> bool:
         """Whether a fetch served ``first`` before the stored offset: the consumer's
         position was reset (out of range), so these offsets name records not counted."""
         return owned.offset is not None and first.offset < owned.offset
+
+    @staticmethod
+    def past(owned: Owned, first: Record) -> bool:
+        """Whether a fetch served ``first`` past the stored offset: offsets the log skips
+        (transaction markers, compaction), or a reset past records retention deleted."""
+        return owned.offset is not None and first.offset > owned.offset
+
+    async def cut(self, partition: int, owned: Owned) -> bool:
+        """Hold ``partition`` if its log now starts after its stored offset; whether held."""
+        stored = owned.offset
+        assert stored is not None
+        check = f"check the log of p{partition}"
+        held = await self._retry(lambda: self._gaps.cut(partition, stored, self._source), check)
+        if held:
+            self._hold(partition, "the log starts after the stored offset")
+        return bool(held)
 
     async def behind(self, partition: int, owned: Owned, first: int) -> None:
         """Hold ``partition``: a fetch served it from ``first``, before its stored offset."""

@@ -211,8 +211,7 @@ class Ingest:
             if owned is None or not self._parts.current(partition, owned) or not records:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
             holding = self._holding
-            if holding is not None and holding.reset_behind(owned, records[0]):
-                await holding.behind(partition, owned, records[0].offset)
+            if holding is not None and await holding.at_fetch(partition, owned, records[0]):
                 continue
             work.append(Work(self._folder.fold(partition, records, rejected), records, owned))
         if rejected:

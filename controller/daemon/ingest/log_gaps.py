@@ -59,9 +59,10 @@ class LogGaps:
 
     async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
         """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so):
-        its topic has fewer partitions than recorded.
+        its topic has fewer partitions than recorded, or its log starts after ``stored``
+        (the client would reset to the log start and skip what was deleted uncounted).
 
-        Its offsets are checked once fetched: a broker's end offset answer may trail what
+        Its end is checked once fetched: a broker's end offset answer may trail what
         its fetches serve (it names the last batch's start on some brokers), while a
         fetch beyond the log end is reset and serves records before the stored offset.
         """
@@ -69,10 +70,13 @@ class LogGaps:
         recorded = await self._store.recorded_partitions()
         if count is not None and (recorded is None or count > recorded):
             await self._store.record_partitions(count)  # grown by an operator: the new normal
-        if count is None or recorded is None or count >= recorded:
+        shrank = count is not None and recorded is not None and count < recorded
+        if not shrank and stored is None:
             return False
         beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
         gap = LogGap(partition, stored, beginning, end, count, recorded)
+        if not (gap.shrank or gap.cut):
+            return False
         await self._found(gap)
         return True
 
@@ -101,6 +105,16 @@ class LogGaps:
                 await self._found(gap)
                 found.append(partition)
         return found
+
+    async def cut(self, partition: int, stored: int, source: EventSource) -> bool:
+        """Whether ``partition``'s log now starts after ``stored`` (recorded if so): a fetch
+        served records past it, which a reset to the log start does after retention."""
+        beginning, end = (await source.log_range([partition])).get(partition, (stored, stored))
+        gap = LogGap(partition, stored, beginning, end)
+        if not gap.cut:
+            return False  # offsets skipped on the log itself: transaction markers, compaction
+        await self._found(gap)
+        return True
 
     async def behind(self, partition: int, stored: int, first: int, source: EventSource) -> None:
         """A fetch returned ``partition`` from ``first``, before its ``stored`` offset: the

@@ -60,12 +60,15 @@ class TopicKeeper:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Look for missing topics every ``every`` seconds until :meth:`stop`."""
+        """Look for missing topics at once, then every ``every`` seconds until :meth:`stop`.
+
+        The first look is at once because it is the baseline of the watched logs' ends:
+        a flag-state topic made again before it would never be seen to go back.
+        """
         while not self._stopping.is_set():
+            await self.check()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._every)
-            if not self._stopping.is_set():
-                await self.check()
 
     async def check(self) -> list[str]:
         """Create the missing topics; return their names (none when the broker is away).

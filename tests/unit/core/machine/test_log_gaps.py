@@ -28,9 +28,13 @@ from controller.core.machine.log_gaps import (
         (10, 0, 250, 16, 12, False, ""),  # grown by an operator: no gap
         (10, 0, 250, None, 12, False, ""),  # the count is not known now
         (900, 0, 5, 4, 12, True, "ends at offset 5, before the stored offset 900; the topic"),
+        (100, 150, 250, 12, 12, True, "starts at offset 150, after the stored offset 100"),
+        (150, 150, 250, 12, 12, False, ""),  # retention took only what was counted
+        (250, 250, 250, 12, 12, False, ""),  # all of it counted, then deleted
+        (None, 150, 250, 12, 12, False, ""),  # never flushed: nothing counted to skip
     ],
 )
-def test_a_gap_is_a_stored_offset_past_the_log_end_or_a_shrunk_topic(
+def test_a_gap_is_a_stored_offset_outside_the_log_or_a_shrunk_topic(
     stored: int | None,
     beginning: int,
     end: int,
@@ -72,6 +76,7 @@ def test_a_reset_fetch_is_a_gap_even_when_the_log_grew_past_the_stored_offset() 
         (LogGap(0, None, 0, 250, partitions=4, recorded_partitions=12), "reread"),
         (LogGap(0, 500, 0, 800, fetched_from=0), "reread"),  # made again, refilled past it
         (LogGap(0, 500, 0, 450, fetched_from=400), "accept_gap"),
+        (LogGap(0, 100, 150, 250), "reread"),  # retention deleted uncounted records
     ],
 )
 def test_the_choice_that_fits_is_read_off_the_log(gap: LogGap, fits: log_gaps.Choice) -> None:
@@ -96,7 +101,8 @@ def test_the_choice_that_fits_is_read_off_the_log(gap: LogGap, fits: log_gaps.Ch
             [LogGap(0, 900, 0, 0), LogGap(1, 900, 0, 899)],
             " --topic otlp_spans",
             "`rolloutctl ingest reread --topic otlp_spans` fits p0 (the topic looks new (a broker"
-            " back empty, or the topic made again): none of its records was counted);"
+            " back empty, or the topic made again) or starts past the stored offset: none of its"
+            " records was counted);"
             " `rolloutctl ingest accept-gap --topic otlp_spans` fits p1",
         ),
     ],

@@ -1,0 +1,37 @@
+"""The events consumer after a rebalance took a partition away mid-claim."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.adapters.kafka.consumers import EventConsumer
+from controller.settings import KafkaSettings
+
+
+class Listener:
+    def partitions_assigned(self, partitions: list[int]) -> None:
+        pass
+
+    def partitions_revoked(self, partitions: list[int]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("start_from", ["earliest", "latest"])
+@pytest.mark.parametrize("offset", [None, 500])
+async def test_a_partition_no_longer_assigned_is_neither_sought_paused_nor_resumed(
+    start_from: str, offset: int | None
+) -> None:
+    # aiokafka's own consumer, never started: it is assigned nothing, as after a rebalance
+    # that took every partition of a topic the broker lost
+    consumer = EventConsumer(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        topic="events",
+        listener=Listener(),
+        start_from=start_from,
+    )
+    try:
+        await consumer.seek(2, offset)
+        consumer.pause([0, 2])
+        consumer.resume([0, 2])
+    finally:
+        await consumer._client.stop()  # never started, so stop() would leave it open

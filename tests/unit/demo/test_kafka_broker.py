@@ -1,0 +1,29 @@
+"""Apache Kafka's node for the tests and ``dev up``: what it is started with."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from controller.dev.kafka_broker import new_cluster_id, render_properties
+
+
+def test_no_cluster_id_reads_as_an_option_to_the_storage_tool() -> None:
+    # One URL-safe base64 id in 64 starts with "-"; 2,000 draws meet one all but surely.
+    drawn = [new_cluster_id() for _ in range(2000)]
+    assert [cluster_id for cluster_id in drawn if cluster_id.startswith("-")] == []
+    assert {len(cluster_id) for cluster_id in drawn} == {22}
+    assert all(len(base64.urlsafe_b64decode(c + "==")) == 16 for c in drawn[:50])
+
+
+@pytest.mark.parametrize(
+    ("properties", "text"),
+    [
+        ({}, ""),
+        ({"node.id": "1"}, "node.id=1\n"),
+        ({"a": "1", "b": "x=y"}, "a=1\nb=x=y\n"),
+    ],
+)
+def test_properties_are_written_one_a_line_in_order(properties: dict[str, str], text: str) -> None:
+    assert render_properties(properties) == text
