@@ -104,13 +104,17 @@ class Engine:
 
     async def run(self, *, control: ControlSource) -> None:
         """Republish what a crash left in outboxes, then serve commands and gates while
-        every flag's state is published again beside them (a kill never waits for it)."""
+        every flag's state is published again beside them (a kill never waits for it;
+        a stop asked before the outboxes were drained skips it: the next start does it)."""
         for flag in await self._states.flags():
             await self._contained.run(self.rollouts.drain(flag), where="drain", flag=flag)
         try:
             async with asyncio.TaskGroup() as tasks:
-                states = self.republisher.republish_all("start")
-                tasks.create_task(states, name="engine-republish")
+                # A stop asked during those drains (one waited on a peer's lease) gets no
+                # start-up work: the republish would only add messages the stop defers.
+                if not self._stopping.is_set():
+                    states = self.republisher.republish_all("start")
+                    tasks.create_task(states, name="engine-republish")
                 tasks.create_task(self.commands.run(control), name="engine-control")
                 tasks.create_task(self.gates.run(control), name="engine-gates")
                 if self.pipelines is not None:
