@@ -68,13 +68,16 @@ class Recorder:
 
 
 def openfeature_client(flags: Mapping[str, str]) -> OpenFeatureClient:
-    """A client serving each flag's variant (treatment: True, control: False), traced by
-    OpenFeature's ``TracingHook`` (a ``feature_flag.evaluation`` event on the current span)."""
+    """A client serving each flag's variant (treatment: True, control: False, any other
+    name: True), traced by OpenFeature's ``TracingHook`` (a ``feature_flag.evaluation``
+    event on the current span).
+
+    A variant outside the two is one of the flag's own variants, so the provider serves
+    it: an in-memory flag whose default names no variant fails to evaluate instead, and
+    the app serves its own default with no variant at all."""
     provider = InMemoryProvider(
         {
-            flag: InMemoryFlag(
-                default_variant=variant, variants={"treatment": True, "control": False}
-            )
+            flag: InMemoryFlag(default_variant=variant, variants=_variants(variant))
             for flag, variant in flags.items()
         }
     )
@@ -82,6 +85,10 @@ def openfeature_client(flags: Mapping[str, str]) -> OpenFeatureClient:
     client = api.get_client(domain=DOMAIN)
     client.add_hooks([TracingHook()])
     return client
+
+
+def _variants(served: str) -> dict[str, bool]:
+    return {"treatment": True, "control": False} | ({} if served == "control" else {served: True})
 
 
 def evaluate(client: OpenFeatureClient, flag: str, unit: str | None = None) -> bool:
