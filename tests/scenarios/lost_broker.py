@@ -9,16 +9,17 @@ fresh node, formatted in a new log dir, on the same port; on the embedded tansu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from controller.adapters.kafka import topic_names
+from controller.adapters.kafka import ensure_topics, topic_names
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.trust import signing
 from controller.ctl.app import main
@@ -90,6 +91,29 @@ def kafka_of(bootstrap: str) -> KafkaSettings:
 
 def topic_settings(topics: dict[str, str]) -> TopicSettings:
     return TopicSettings.model_validate(topics)
+
+
+@contextlib.asynccontextmanager
+async def lost_broker_world(
+    bootstrap: str, redis_url: str, prefix: str, workdir: Path, **settings: str
+) -> AsyncIterator[tuple[Scenario, str]]:
+    """A scenario on the broker at ``bootstrap``, its topics made first, and its ``/readyz`` URL.
+
+    The daemon reads :data:`PARTITIONS` events partitions and answers health on a port
+    of its own; ``settings`` are more of its environment (``RC_...``).
+    """
+    topics = lost_topics()
+    await ensure_topics(kafka_of(bootstrap), topic_settings(topics))
+    health = free_port()
+    async with Scenario(
+        bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, topics=topics, workdir=workdir
+    ) as world:
+        world.configure(
+            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
+            RC_HTTP__HEALTH_PORT=str(health),
+            **settings,
+        )
+        yield world, f"http://127.0.0.1:{health}/readyz"
 
 
 async def topics_exist(bootstrap: str, topics: dict[str, str]) -> bool:

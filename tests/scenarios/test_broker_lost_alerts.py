@@ -21,21 +21,17 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from controller.adapters.kafka import ensure_topics
 from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.lost_broker import (
     PARTITIONS,
     RestartableBroker,
-    kafka_of,
-    lost_topics,
+    lost_broker_world,
     readyz,
     rolloutctl,
     started,
     stored_offsets,
-    topic_settings,
 )
-from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,23 +57,14 @@ async def test_every_loss_of_the_brokers_data_is_alerted_until_an_operator_choos
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broker = restartable_broker
-    topics = lost_topics()
-    await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
-    health = free_port()
-    url = f"http://127.0.0.1:{health}/readyz"
-    async with Scenario(
-        bootstrap=broker.bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
-            RC_HTTP__HEALTH_PORT=str(health),
-            RC_INGEST__STALL_AFTER_SECONDS="600",
-            RC_INGEST__HELD_ALERT_REPEAT_SECONDS="2",
-        )
+    async with lost_broker_world(
+        broker.bootstrap,
+        redis_url,
+        redis_namespace,
+        tmp_path,
+        RC_INGEST__STALL_AFTER_SECONDS="600",
+        RC_INGEST__HELD_ALERT_REPEAT_SECONDS="2",
+    ) as (world, url):
         world.start_daemon()
         await world.start(FLAG, manual_plan())
         for loss in range(LOSSES):

@@ -17,24 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from controller.adapters.kafka import ensure_topics
-from tests.scenarios.harness import Scenario, manual_plan
+from tests.scenarios.harness import manual_plan
 from tests.scenarios.lost_broker import (
     FLAG,
     PARTITIONS,
     RestartableBroker,
     counted,
     held_alerts,
-    kafka_of,
-    lost_topics,
+    lost_broker_world,
     ready,
     readyz,
     rolloutctl,
     stored_offsets,
-    topic_settings,
     topics_exist,
 )
-from tests.services import free_port
 
 # A fresh Apache Kafka node takes 10 to 20 s to start on a busy machine, more than once here.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -48,22 +44,9 @@ async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_dec
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broker = restartable_broker
-    topics = lost_topics()
-    await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
-    health = free_port()
-    url = f"http://127.0.0.1:{health}/readyz"
-    async with Scenario(
-        bootstrap=broker.bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
-            RC_HTTP__HEALTH_PORT=str(health),
-            RC_INGEST__STALL_AFTER_SECONDS="600",
-        )
+    async with lost_broker_world(
+        broker.bootstrap, redis_url, redis_namespace, tmp_path, RC_INGEST__STALL_AFTER_SECONDS="600"
+    ) as (world, url):
         # Given a rollout whose events are counted, every one of them
         world.start_daemon()
         await world.start(FLAG, manual_plan())
@@ -85,7 +68,7 @@ async def test_a_broker_back_without_its_data_holds_ingest_until_an_operator_dec
 
         # Then the daemon creates its topics again, as configured
         await world.until(
-            lambda: topics_exist(broker.bootstrap, topics),
+            lambda: topics_exist(broker.bootstrap, world.topics),
             timeout=30,
             what="the topics created again",
         )

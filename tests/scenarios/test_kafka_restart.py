@@ -11,21 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from controller.adapters.kafka import ensure_topics
 from tests.conftest import KafkaBrokerFactory
-from tests.scenarios.harness import Scenario, manual_plan
+from tests.scenarios.harness import manual_plan
 from tests.scenarios.lost_broker import (
     FLAG,
     PARTITIONS,
     counted,
     held_alerts,
-    kafka_of,
-    lost_topics,
+    lost_broker_world,
     ready,
     stored_offsets,
-    topic_settings,
 )
-from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,20 +30,10 @@ async def test_a_kafka_broker_killed_and_restarted_with_its_data_loses_and_doubl
     kafka_broker_factory: KafkaBrokerFactory, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:
     broker = kafka_broker_factory()
-    topics = lost_topics()
-    await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
-    health = free_port()
-    url = f"http://127.0.0.1:{health}/readyz"
-    async with Scenario(
-        bootstrap=broker.bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS), RC_HTTP__HEALTH_PORT=str(health)
-        )
+    async with lost_broker_world(broker.bootstrap, redis_url, redis_namespace, tmp_path) as (
+        world,
+        url,
+    ):
         # Given a rollout whose apps have sent events that the broker acknowledged
         world.start_daemon()
         await world.start(FLAG, manual_plan())

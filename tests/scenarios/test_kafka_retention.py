@@ -21,22 +21,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from controller.adapters.kafka import ensure_topics
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.lost_broker import (
     FLAG,
     PARTITIONS,
     counted,
     held_alerts,
-    kafka_of,
-    lost_topics,
+    lost_broker_world,
     ready,
     readyz,
     rolloutctl,
     stored_offsets,
-    topic_settings,
 )
-from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,22 +45,9 @@ async def test_records_deleted_before_they_were_counted_hold_the_partition(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bootstrap = apache_kafka_bootstrap
-    topics = lost_topics()
-    await ensure_topics(kafka_of(bootstrap), topic_settings(topics))
-    health = free_port()
-    url = f"http://127.0.0.1:{health}/readyz"
-    async with Scenario(
-        bootstrap=bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
-            RC_HTTP__HEALTH_PORT=str(health),
-            RC_INGEST__STALL_AFTER_SECONDS="600",
-        )
+    async with lost_broker_world(
+        bootstrap, redis_url, redis_namespace, tmp_path, RC_INGEST__STALL_AFTER_SECONDS="600"
+    ) as (world, url):
         # Given a rollout whose events are all counted
         world.start_daemon()
         await world.start(FLAG, manual_plan())
@@ -80,7 +63,7 @@ async def test_records_deleted_before_they_were_counted_hold_the_partition(
         world.daemon.kill()
         await _send(world, 2000)
         stored = await stored_offsets(world)
-        kept = await _delete_half_of_the_uncounted(bootstrap, topics["events"], stored)
+        kept = await _delete_half_of_the_uncounted(bootstrap, world.topics["events"], stored)
         world.daemon.start()  # held partitions are not claimed for reading: no partition_claimed
 
         # Then every partition is held, with a critical alert naming the new log start

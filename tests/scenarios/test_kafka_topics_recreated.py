@@ -21,19 +21,18 @@ from controller.core.common.errors import BrokerError
 from controller.core.rollouts.rollout import Rollout
 from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings
-from tests.scenarios.harness import Scenario, manual_plan
+from tests.scenarios.harness import manual_plan
 from tests.scenarios.lost_broker import (
     FLAG,
     PARTITIONS,
     counted,
     held_alerts,
     kafka_of,
-    lost_topics,
+    lost_broker_world,
     readyz,
     stored_offsets,
     topic_settings,
 )
-from tests.services import free_port
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,22 +42,9 @@ async def test_topics_deleted_and_created_again_hold_ingest_and_keep_the_flag_kn
     apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:
     bootstrap = apache_kafka_bootstrap
-    topics = lost_topics()
-    await ensure_topics(kafka_of(bootstrap), topic_settings(topics))
-    health = free_port()
-    url = f"http://127.0.0.1:{health}/readyz"
-    async with Scenario(
-        bootstrap=bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
-            RC_HTTP__HEALTH_PORT=str(health),
-            RC_INGEST__STALL_AFTER_SECONDS="600",
-        )
+    async with lost_broker_world(
+        bootstrap, redis_url, redis_namespace, tmp_path, RC_INGEST__STALL_AFTER_SECONDS="600"
+    ) as (world, url):
         # Given a rollout at its second stage whose events are all counted
         world.start_daemon()
         await world.start(FLAG, manual_plan())
@@ -80,7 +66,7 @@ async def test_topics_deleted_and_created_again_hold_ingest_and_keep_the_flag_kn
 
         # When an operator deletes the events and flag-state topics (the daemon, which
         # makes missing topics itself, creates them again)
-        await _delete(bootstrap, [topics["events"], topics["flag_state"]])
+        await _delete(bootstrap, [world.topics["events"], world.topics["flag_state"]])
 
         # Then it says so, and holds every events partition, its stored offset past the
         # new log's end
@@ -101,23 +87,23 @@ async def test_topics_deleted_and_created_again_hold_ingest_and_keep_the_flag_kn
         status, body = await readyz(url)
         assert status == 503, body
         # and an app started now knows the flag's current state, published again
-        await _app_knows(bootstrap, topics["flag_state"], rollout)
+        await _app_knows(bootstrap, world.topics["flag_state"], rollout)
 
         # When the operator deletes the flag-state topic and creates it again at once
-        await _delete(bootstrap, [topics["flag_state"]])
+        await _delete(bootstrap, [world.topics["flag_state"]])
 
         async def recreated() -> bool:
             try:
-                await ensure_topics(kafka_of(bootstrap), topic_settings(topics))
+                await ensure_topics(kafka_of(bootstrap), topic_settings(world.topics))
             except BrokerError as exc:  # a name still being deleted; asked again
                 raise AssertionError(str(exc)) from exc
-            assert topics["flag_state"] in await topic_names(kafka_of(bootstrap), timeout_s=5)
+            assert world.topics["flag_state"] in await topic_names(kafka_of(bootstrap), timeout_s=5)
             return True
 
         await eventually(recreated, timeout=60, what="the flag-state topic created again")
         # Then an app started afterwards still knows the flag: its log went back, and the
         # daemon published every state again
-        await _app_knows(bootstrap, topics["flag_state"], rollout)
+        await _app_knows(bootstrap, world.topics["flag_state"], rollout)
         assert await counted(world) == sent
         assert world.daemon.running, world.daemon.log_text()[-3000:]
 
