@@ -14,7 +14,7 @@ import pytest
 
 from controller.dev import otelcol
 from controller.dev.otelcol import READY, Collector, require_otelcol
-from controller.dev.processes import ServiceUnavailable
+from controller.dev.processes import ManagedProcess, ServiceUnavailable
 from tests.conftest import _service_unavailable
 from tests.waiting import eventually_sync
 
@@ -29,7 +29,7 @@ def binary(pytestconfig: pytest.Config) -> Path:
         _service_unavailable(pytestconfig, exc)
 
 
-class _Descheduled(otelcol.ManagedProcess):
+class _Descheduled(ManagedProcess):
     """Returns only once the child has logged that it is ready: the parent was not
     scheduled again until then."""
 
