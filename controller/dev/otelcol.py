@@ -29,7 +29,7 @@ from controller.dev.processes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "ops" / "otelcol" / "config.yaml"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 """A SIGTERM drains the exporter's queue to Kafka first; past this it is killed."""
 READY = "Everything is ready"
@@ -144,8 +144,12 @@ class Collector(StartStop):
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.variables}
         argv = [str(self.binary), f"--config={self.config}"]
+        # Measured before the start: a loaded machine may run the Collector up to its
+        # ready line before this process is scheduled again, and a restart appends to
+        # the log of the run before.
+        log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._process = ManagedProcess(argv, self.log_path, env=env, stop_timeout=STOP_TIMEOUT)
-        self._wait_until_ready(self._process, self.log_path.stat().st_size)
+        self._wait_until_ready(self._process, log_from)
         self.started_in = time.monotonic() - began
         return self
 
@@ -156,8 +160,16 @@ class Collector(StartStop):
             if not process.running():
                 problem = f"exited with code {process.returncode}"
                 break
-            if self._logged_ready(log_from) and tcp_connectable(LOCALHOST, self.http_port):
+            logged, listening = (
+                self._logged_ready(log_from),
+                tcp_connectable(LOCALHOST, self.http_port),
+            )
+            if logged and listening:
                 return
+            problem = (
+                f"not ready within {self.startup_timeout:.0f} s (logged {READY!r}: {logged}, "
+                f"OTLP/HTTP port {self.http_port} answering: {listening})"
+            )
             time.sleep(0.1)
         tail = process.log_tail()
         process.kill()

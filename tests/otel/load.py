@@ -70,6 +70,17 @@ class AppProcess:
             self._process.kill()
 
 
+def served_flow(body: bytes) -> bool | None:
+    """The flag's value an answer says the app served; None when it does not say, as the
+    HTML page Flask answers an unhandled exception with."""
+    try:
+        said = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    flow = said.get("new_flow") if isinstance(said, dict) else None
+    return flow if isinstance(flow, bool) else None
+
+
 class Load:
     """Users' requests to one app, from ``concurrency`` clients, until :meth:`stop`."""
 
@@ -77,7 +88,7 @@ class Load:
         self.app, self._users, self._rng = app, users, random.Random(seed)
         self.statuses: Counter[int] = Counter()
         self.served: Counter[tuple[bool, int]] = Counter()
-        """Answers by (the flag's value the app served, HTTP status)."""
+        """Answers that say the flag's value the app served, by (that value, HTTP status)."""
         self.failures = 0
         self._stopping = asyncio.Event()
         self._client = httpx.AsyncClient(base_url=app.base, timeout=30)
@@ -100,7 +111,9 @@ class Load:
                 await asyncio.sleep(0.1)
                 continue
             self.statuses[answer.status_code] += 1
-            self.served[bool(answer.json()["new_flow"]), answer.status_code] += 1
+            flow = served_flow(answer.content)
+            if flow is not None:
+                self.served[flow, answer.status_code] += 1
 
     async def stop(self) -> None:
         """Send no more; the requests under way are answered and counted, so that
