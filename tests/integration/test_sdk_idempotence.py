@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from functools import partial
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from controller.adapters.kafka import ensure_topics
 from controller.core.common.errors import BrokerError
 from controller.sdk.transport import EventProducer, Outcome
 from controller.settings import KafkaSettings, TopicSettings
 from tests.conftest import KafkaBrokerFactory
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +26,29 @@ BROKER_ERROR = re.compile(r"^\[[^]]*\] (ERROR|FATAL) ", re.MULTILINE)
 
 
 async def _fresh_topic(bootstrap: str) -> str:
+    """A new topic of one partition, once the broker names its leader.
+
+    A partition created a moment ago may still answer a produce request
+    NOT_LEADER_OR_FOLLOWER, which aiokafka retries with a warning of its own: that
+    is the topic's start, not the producer's, and is not what these tests watch.
+    """
     topic = f"t-idempotence-{uuid.uuid4().hex[:8]}"
     await ensure_topics(
         KafkaSettings(bootstrap_servers=bootstrap), TopicSettings(), more={topic: 1}
     )
+    await eventually(partial(_led, bootstrap, topic), timeout=30, what=f"{topic}'s leader")
     return topic
+
+
+async def _led(bootstrap: str, topic: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = described.get("partitions") or []
+    return bool(partitions) and all(p.get("leader", -1) >= 0 for p in partitions)
 
 
 async def test_apache_kafka_grants_the_app_producer_idempotence_from_its_first_moments(
