@@ -127,6 +127,7 @@ async def command_sent_at(scenario: Scenario, command_id: str) -> int:
 
 
 async def test_a_kill_sent_with_rolloutctl_flips_the_page_within_two_seconds(
+    chromium: str,
     scenario: Scenario,
     browser: Browser,
     js_client: Path,
