@@ -62,7 +62,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # with a "SERVICE MISSING:" line and no error, even with CI set.
 WITHOUT_TOOLS = chromium promtool
 WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
-	tests/scenarios/test_browser_app.py \
+	tests/scenarios/test_browser_app.py tests/scenarios/test_browser_kill.py \
 	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
 WITHOUT_LOG = .artifacts/without-tools.log
 test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
@@ -142,8 +142,9 @@ go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenar
 
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
-# providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py)
-# and the browser page of tests/scenarios/test_browser_app.py.
+# providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py),
+# the browser pages of tests/scenarios/test_browser_app.py and test_browser_kill.py, and the
+# Node apps of tests/scenarios/test_node_server_kill.py and tests/integration/test_ofrep_provider_polling.py.
 JS_CLIENT ?= clients/js
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund
