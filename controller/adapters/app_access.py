@@ -73,12 +73,17 @@ class AppAccess:
         *,
         operator: str | None = None,
         alternative: Alternative | None = None,
+        require_key: bool | None = None,
     ) -> Handler:
         """``handler`` behind the key and origin checks of ``scope``; refusals by ``render``.
 
         ``operator``: the webhook token, admitted too where an operator reads what apps read
         (``rolloutctl audience`` reads ``/flags``); never from a browser. ``alternative``:
-        another credential the route takes, judged first."""
+        another credential the route takes, judged first. ``require_key``: whether a request
+        without credentials is refused (None: as the policy says)."""
+        policy = self._policy
+        if require_key is not None:
+            policy = Policy(require_keys=require_key, origins=policy.origins)
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             origin = request.headers.get("Origin")
@@ -92,7 +97,7 @@ class AppAccess:
                 origin=origin,
                 scope=scope,
                 keys=keys,
-                policy=self._policy,
+                policy=policy,
             )
             if isinstance(found, Refused):
                 self._count(scope, found.outcome)

@@ -3,9 +3,9 @@
 ``/healthz`` answers while the event loop runs; ``/readyz`` is 200 only when
 Redis answers and this instance owns events partitions (503 with the reason
 otherwise); ``/metrics`` is the Prometheus text format. ``/flags``,
-``/rollouts``, ``/rollouts/{flag}`` and ``/rollouts/{flag}/history`` are the
-read API (:mod:`controller.adapters.read_routes`). ``/ui`` is the
-web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
+``/rollouts``, ``/rollouts/{flag}``, ``/rollouts/{flag}/history`` and
+``/rollouts/{flag}/verdict`` are the read API (:mod:`controller.adapters.read_routes`).
+``/ui`` is the web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.routes`).
 ``POST /v1/events`` takes apps' events (:mod:`controller.adapters.event_intake`),
 ``POST /v1/traces`` and ``POST /v1/logs`` their OpenTelemetry exports
@@ -164,7 +164,7 @@ class HttpServer(Listener):
             environments=environments,
         )
         self.rollouts = self._rollout_routes(
-            rollouts, history, rollout_list, webhook_token, count_reads_limited
+            rollouts, history, rollout_list, webhook_token, count_reads_limited, access=access
         )
         pages = _console_routes(console, webhook_token, host, self._limits)
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
@@ -189,8 +189,12 @@ class HttpServer(Listener):
         listing: BodySource | None,
         token: str | None,
         count_limited: Callable[[], None] | None,
+        *,
+        access: AppAccess | None,
     ) -> RolloutRoutes | None:
-        """``/rollouts``, ``/rollouts/{flag}`` and its history; none without ``status``."""
+        """``/rollouts``, ``/rollouts/{flag}``, its history and verdict; none without
+        ``status``. ``access``: the apps' keys, of which those of scope ``verdicts`` read
+        verdicts."""
         if status is None:
             return None
         return RolloutRoutes(
@@ -201,6 +205,7 @@ class HttpServer(Listener):
             token=token,
             requests_per_second=self._limits.reads_per_second,
             count_limited=count_limited,
+            access=access,
         )
 
     def _connection(self) -> asyncio.BaseProtocol:

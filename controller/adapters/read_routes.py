@@ -4,7 +4,8 @@
 when nothing changed. ``/rollouts`` and ``/rollouts/{flag}`` show each
 rollout's phase, stage, time in stage and the gate's current evidence (what
 ``rolloutctl status`` prints); ``/rollouts/{flag}/history`` its gate history,
-stage by stage.
+stage by stage; ``/rollouts/{flag}/verdict`` what a deploy gate waits on (``done``, ``ok``:
+:mod:`controller.core.rollouts.deploy_verdict`).
 
 Nothing a reader does may slow what the process must do at once (a kill, a
 probe), so:
@@ -17,7 +18,9 @@ probe), so:
   to ``/rollouts*`` a second (a token bucket, a second's worth at once); past it
   429 with ``Retry-After``;
 * with ``http.webhook_token`` set, ``/rollouts*`` want it
-  (``Authorization: Bearer``; an app key is never accepted there), 401 otherwise;
+  (``Authorization: Bearer``; an app key is never accepted there), 401 otherwise; the
+  verdict also takes an app key of scope ``verdicts``, a read-only key a deploy tool may
+  hold (it reads verdicts and nothing else);
 * ``/flags`` is an app's read, guarded like OFREP (scope ``evaluate``,
   :mod:`controller.adapters.app_access`) unless ``http.public_flags``; the
   operator token is admitted there too, for ``rolloutctl``. An app key bound
@@ -40,6 +43,7 @@ from controller.adapters.read_snapshot import BodySource, ReadSnapshot, Served
 from controller.core.common import environment_of
 from controller.core.reading import RolloutHistory, RolloutStatus
 from controller.core.release import SINGLE, Environments
+from controller.core.rollouts import deploy_verdict
 from controller.core.stats import RateLimiter
 from controller.core.trust import Refused, Scope, bearer
 
@@ -118,9 +122,12 @@ class RolloutRoutes:
         token: str | None,
         requests_per_second: float,
         count_limited: Callable[[], None] | None = None,
+        access: AppAccess | None = None,
     ) -> None:
-        """``listing``: the whole list's JSON; built from ``status`` here when not given."""
+        """``listing``: the whole list's JSON; built from ``status`` here when not given.
+        ``access``: the apps' keys, of which those of scope ``verdicts`` read verdicts."""
         self._status, self._history, self._token = status, history, token
+        self._access = access or open_access()
         self.snapshot = ReadSnapshot(listing or self._listing, max_age=max_age)
         burst = max(1.0, requests_per_second)
         self._limiter = RateLimiter(requests_per_second, burst, clock=time.monotonic)
@@ -130,15 +137,30 @@ class RolloutRoutes:
         router.add_get("/rollouts", self._guard(self._list))
         router.add_get("/rollouts/{flag}", self._guard(self._one))
         router.add_get("/rollouts/{flag}/history", self._guard(self._flag_history))
+        verdict = self._limited(self._verdict)
+        required = self._token is not None
+        guarded = self._access.guard(
+            verdict, Scope.VERDICTS, refusal, operator=self._token, require_key=required
+        )
+        router.add_get("/rollouts/{flag}/verdict", guarded)
 
     def _guard(self, handler: Handler) -> Handler:
         """``handler`` for the operator only (where a token is set), within the client's rate."""
+        limited = self._limited(handler)
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             given = bearer(request.headers.get("Authorization")) or ""
             if self._token is not None and not same(given, self._token):
                 reason = "the operator token is required (Authorization: Bearer); app keys are not"
                 return error(401, reason)
+            return await limited(request)
+
+        return guarded
+
+    def _limited(self, handler: Handler) -> Handler:
+        """``handler`` within the client's read rate (429 with ``Retry-After`` past it)."""
+
+        async def limited(request: web.Request) -> web.StreamResponse:
             wait = self._limiter.wait(f"addr:{request.remote or 'unknown'}")
             if wait > 0:
                 self._count_limited()
@@ -147,7 +169,7 @@ class RolloutRoutes:
                 return limited
             return await handler(request)
 
-        return guarded
+        return limited
 
     async def _listing(self) -> bytes:
         return orjson.dumps({"rollouts": [s.served() for s in await self._status(None)]})
@@ -161,6 +183,22 @@ class RolloutRoutes:
         if not found:
             return error(404, f"no rollout for flag {flag!r}")
         return _json(found[0].served())
+
+    async def _verdict(self, request: web.Request) -> web.Response:
+        flag = request.match_info["flag"]
+        found = await self._status(flag)
+        if not found:
+            return error(404, f"no rollout for flag {flag!r}: nothing was ever started for it")
+        status = found[0]
+        verdict = deploy_verdict(
+            phase=status.phase,
+            pause_reason=status.pause_reason,
+            gate=status.verdict,
+            why=status.verdict_reason,
+            version=status.flag_version,
+            waiting=status.next_move.why if status.next_move is not None else None,
+        )
+        return _json(verdict.model_dump(mode="json"))
 
     async def _flag_history(self, request: web.Request) -> web.Response:
         flag = request.match_info["flag"]

@@ -26,8 +26,10 @@ Two shapes are accepted:
   it cannot be told, a redelivery counts again: a second kill of a killed flag
   changes nothing, while a reopen taken for a duplicate would lose a kill.
 
-* **Generic**: ``{"monitor": "...", "status": "down" | "up", "incident_id": "..."}``;
-  ``incident_id`` is optional (without it every delivery counts once).
+* **Generic**: ``{"monitor": "...", "status": "down" | "up", "incident_id": "...",
+  "action": "kill" | "hold"}``; ``incident_id`` is optional (without it every delivery
+  counts once), and ``action`` too: ``hold`` pauses the mapped flags' running rollouts
+  instead of killing them (a deploy tool aborted a deploy of their service).
 
 Incident and monitor ids may come as strings or integers, and senders are not
 consistent about it: ``7``, ``"7"`` and ``" 7 "`` are one incident, so a
@@ -53,6 +55,7 @@ from controller.core.common import ControllerError
 from controller.core.wire import summarize
 
 MonitorStatus = Literal["down", "up"]
+MonitorAction = Literal["kill", "hold"]
 M = TypeVar("M", bound="BaseModel")
 MAX_ID_CHARS = 128
 _ID = Field(min_length=1, max_length=MAX_ID_CHARS)
@@ -100,13 +103,18 @@ class MonitorSignal:
     summary: str = ""
     occurrence: str = ""
     """What tells a reopened incident's down from its first one ("" for the first)."""
+    action: MonitorAction = "kill"
+    """What a ``down`` does: kill the mapped flags, or hold them."""
 
     @property
     def message_id(self) -> str:
-        """Stable id of this signal: a redelivered webhook gets the same one."""
+        """Stable id of this signal: a redelivered webhook gets the same one (and a kill
+        after a hold of the same incident another one, so it is not taken for a repeat)."""
         key = f"{self.source}\0{self.monitor}\0{self.incident_id}\0{self.status}"
         if self.occurrence:
             key += f"\0{self.occurrence}"
+        if self.action != "kill":
+            key += f"\0{self.action}"
         return f"{self.source}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
@@ -164,6 +172,7 @@ class _Generic(BaseModel):
     status: MonitorStatus
     incident_id: BoundedId | None = None
     summary: str = Field(default="", max_length=500)
+    action: MonitorAction = "kill"
 
 
 _BETTER_UPTIME_STATUS: dict[str, MonitorStatus] = {
@@ -220,6 +229,7 @@ def parse_generic(payload: object, *, delivery_id: str) -> MonitorSignal:
         status=hook.status,
         incident_id=hook.incident_id or bounded_id(delivery_id),
         summary=hook.summary,
+        action=hook.action,
     )
 
 
@@ -254,7 +264,7 @@ def bounded_id(value: str) -> str:
 
 def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
     """The fields of the ``monitor`` contract message for ``signal`` (without ``ts``)."""
-    return {
+    fields: dict[str, Any] = {
         "type": "monitor",
         "v": 1,
         "id": signal.message_id,
@@ -262,3 +272,6 @@ def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
         "status": signal.status,
         "incident_id": signal.incident_id,
     }
+    if signal.action != "kill":  # a kill's message stays as it always was
+        fields["action"] = signal.action
+    return fields

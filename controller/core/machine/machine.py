@@ -164,10 +164,19 @@ def _outside(
             return state, []
         why = Cause("backend", event.what, None, event.details)
         return act(state, event.now, action_for(state.plan.health_words, "backend_drift"), why)
+    return _monitor_down(state, event)
+
+
+def _monitor_down(state: Rollout, event: MonitorDownInput) -> Step:
+    """Killed; or, held (a deploy of its service aborted), a running rollout paused."""
     details = {"monitor": event.monitor, "incident": event.incident_id}
-    return kill(
-        state, event.now, Cause("monitor", f"monitor {event.monitor} is down", None, details)
-    )
+    if not event.hold:
+        why = Cause("monitor", f"monitor {event.monitor} is down", None, details)
+        return kill(state, event.now, why)
+    if state.phase is not Phase.RUNNING:
+        return state, []
+    why = Cause("monitor", f"monitor {event.monitor} is down: hold", None, details)
+    return pause(state, event.now, PauseReason.MONITOR, why, alert="monitor_hold")
 
 
 # -- gate verdicts -------------------------------------------------------------------

@@ -95,6 +95,7 @@ ALERTED_PAUSES = (
     PauseReason.UNITS_IN_BOTH_ARMS,
     PauseReason.INCONCLUSIVE,
     PauseReason.ADVISOR_UNAVAILABLE,
+    PauseReason.MONITOR,
 )
 
 

@@ -31,6 +31,11 @@ from controller.core.rollouts.approval_ledger import (
     stage_step,
 )
 from controller.core.rollouts.briefing import parse_number
+from controller.core.rollouts.deploy_verdict import (
+    DEPLOY_VERDICT_MODELS,
+    DeployVerdict,
+    deploy_verdict,
+)
 from controller.core.rollouts.moving import NextMove, next_move
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
@@ -101,6 +106,7 @@ __all__ = [
     "CONVERSION_METRICS",
     "DEFAULTS",
     "DEFAULT_PLAN",
+    "DEPLOY_VERDICT_MODELS",
     "FENCE",
     "MAX_APPROVALS",
     "MAX_COUNT",
@@ -117,6 +123,7 @@ __all__ = [
     "BackendDriftInput",
     "CommandInput",
     "CommandRefused",
+    "DeployVerdict",
     "Ending",
     "Finding",
     "GateInput",
@@ -158,6 +165,7 @@ __all__ = [
     "both_arms_tripped",
     "build_messages",
     "conversion_of",
+    "deploy_verdict",
     "errors",
     "guardrail_key",
     "incoherence",

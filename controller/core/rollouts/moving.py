@@ -44,6 +44,7 @@ _PAUSED: dict[PauseReason, str] = {
     PauseReason.OPERATOR: "paused by an operator; resumes only by an operator",
     PauseReason.AWAITING_APPROVAL: "awaiting an operator's approval to move on",
     PauseReason.ADVISOR_OBJECTION: "paused on the advisor's objection; an operator approves it",
+    PauseReason.MONITOR: "held by a monitor (a deploy aborted); resumes only by an operator",
 }
 
 

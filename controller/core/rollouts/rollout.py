@@ -54,6 +54,8 @@ class PauseReason(StrEnum):
     UNITS_IN_BOTH_ARMS = "units_in_both_arms"
     INCONCLUSIVE = "inconclusive"
     ADVISOR_UNAVAILABLE = "advisor_unavailable"
+    MONITOR = "monitor"
+    """A monitor's ``down`` with ``action: hold`` (an aborted deploy of the flag's service)."""
 
 
 class Ending(BaseModel):
@@ -294,9 +296,12 @@ class KeysRevokedInput:
 
 @dataclass(frozen=True, slots=True)
 class MonitorDownInput:
+    """A monitor mapped to the flag went down: kill it, or (``hold``) pause it."""
+
     monitor: str
     incident_id: str
     now: datetime
+    hold: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,14 +50,17 @@ MAX_SECRET_CHARS = 128
 
 
 class Scope(StrEnum):
-    """What a key may do: evaluate flags (OFREP), send events (``POST /v1/events``)."""
+    """What a key may do: evaluate flags (OFREP), send events (``POST /v1/events``), read
+    rollouts' verdicts (``GET /rollouts/{flag}/verdict``, a deploy gate's key: it reads that
+    and nothing else, so it may sit in a deploy tool's secrets)."""
 
     EVALUATE = "evaluate"
     EVENTS = "events"
+    VERDICTS = "verdicts"
 
 
-CLIENT_SCOPES = frozenset(Scope)
-"""A client key's scopes: both, and nothing else."""
+CLIENT_SCOPES = frozenset({Scope.EVALUATE, Scope.EVENTS})
+"""A client key's scopes: evaluate and events, and nothing else."""
 
 AppKeyName = Annotated[str, StringConstraints(pattern=APP_KEY_NAME_PATTERN)]
 AppKeyId = Annotated[str, StringConstraints(pattern=APP_KEY_ID_PATTERN)]
@@ -81,7 +84,7 @@ class AppKeyCommand(BaseModel):
         default=None, description="`create`: the new key's id (16 hex digits), public."
     )
     scopes: list[Scope] = Field(
-        default_factory=list, max_length=2, description="`create`: what the key may do."
+        default_factory=list, max_length=len(Scope), description="`create`: what the key may do."
     )
     client: bool = Field(
         default=False,
@@ -183,7 +186,7 @@ def _created(book: Mapping[str, AppKey], command: AppKeyCommand, now_ms: int) ->
     scopes = CLIENT_SCOPES if command.client else frozenset(command.scopes)
     name, hashed = command.target, command.secret_sha256
     refusals = (
-        (not scopes, "a key needs at least one scope: evaluate, events"),
+        (not scopes, "a key needs at least one scope: evaluate, events, verdicts"),
         (not _named(name), f"invalid key name {name!r}: letters, digits and . _ -, up to 64"),
         (command.app_key in book, f"an app key with id {command.app_key} exists"),
         (
@@ -300,8 +303,15 @@ def unlisted(origin: str) -> Refused:
     return Refused(403, "origin", reason)
 
 
+_VERBS = {
+    Scope.EVALUATE: "evaluate flags",
+    Scope.EVENTS: "send events",
+    Scope.VERDICTS: "read rollouts' verdicts",
+}
+
+
 def _verb(scope: Scope) -> str:
-    return "evaluate flags" if scope is Scope.EVALUATE else "send events"
+    return _VERBS[scope]
 
 
 def preflight(origin: str | None, policy: Policy) -> Refused | None:

@@ -56,6 +56,11 @@ SCHEMA_TEXT: dict[str, tuple[str, str]] = {
         "GET /rollouts/{flag}/history",
         "The current rollout's recorded gate evaluations, stage by stage.",
     ),
+    "http-rollout-verdict": (
+        "GET /rollouts/{flag}/verdict",
+        "A flag's verdict for deploy gates: `done` once its rollout has ended, `ok` when it "
+        "ended by completing; held, paused, inconclusive or waiting is `done: false`.",
+    ),
     "app-key-command": (
         "App-key command",
         "A signed operator command on the commands topic that makes or revokes an app's "

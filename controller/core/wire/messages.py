@@ -278,6 +278,7 @@ class Alert(_Message):
         "stale_flag",
         "backend_drift",
         "units_in_both_arms",
+        "monitor_hold",
         "backend_unreachable",
         "backend_recovered",
         "operator_keys",
@@ -293,12 +294,18 @@ class Alert(_Message):
 
 
 class MonitorAlert(_Message):
-    """An uptime monitor changed state; ``down`` kills the flags mapped to it."""
+    """An uptime monitor changed state; ``down`` kills the flags mapped to it, or holds
+    them (``action: hold``: a deploy of their service was aborted)."""
 
     type: Literal["monitor"]
     monitor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     status: Literal["down", "up"]
     incident_id: MessageId | None = None
+    action: Literal["kill", "hold"] = Field(
+        default="kill",
+        description="What a `down` does to the running rollouts of the mapped flags: `kill`"
+        " them, or `hold` them (paused until an operator resumes them). Ignored on `up`.",
+    )
 
 
 _OUTPUT: TypeAdapter[Decision | Alert] = TypeAdapter(

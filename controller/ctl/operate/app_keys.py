@@ -109,7 +109,7 @@ def command_of(
 def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
     key_id = key_id_of(args.key_id)
     if secret is not None and not args.client and not args.scope:
-        raise UsageError("a key needs --scope evaluate and/or --scope events (or --client)")
+        raise UsageError("a key needs --scope evaluate, events or verdicts (or --client)")
     command = command_of(
         args.app_key_command,
         args.name if secret is not None else args.target,

@@ -109,9 +109,10 @@ def add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
     app_key = commands.add_parser(
         "app-key",
         help="make, revoke and list the API keys apps use for OFREP and POST /v1/events",
-        description="App keys authenticate evaluation (OFREP) and the event intake "
-        "(Authorization: Bearer <key>). Made and revoked by signed commands; the secret is "
-        "drawn here and printed once, and only its SHA-256 is sent.",
+        description="App keys authenticate evaluation (OFREP), the event intake and deploy "
+        "gates' reads of GET /rollouts/{flag}/verdict (Authorization: Bearer <key>). Made "
+        "and revoked by signed commands; the secret is drawn here and printed once, and only "
+        "its SHA-256 is sent.",
     )
     verbs = app_key.add_subparsers(dest="app_key_command", required=True, metavar="VERB")
     signed = [signing_options(), broker_options(), output_options()]
@@ -126,9 +127,11 @@ def add_app_key(commands: Subparsers[argparse.ArgumentParser]) -> None:
     create.add_argument(
         "--scope",
         action="append",
-        choices=["evaluate", "events"],
+        choices=["evaluate", "events", "verdicts"],
         default=[],
-        help="what the key may do (repeat for both); a --client key has both",
+        help="what the key may do (repeat for several): evaluate flags, send events, or read "
+        "rollouts' verdicts (a deploy gate's read-only key); a --client key has evaluate and "
+        "events",
     )
     create.add_argument(
         "--client",

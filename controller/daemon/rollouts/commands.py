@@ -177,10 +177,16 @@ class CommandIntake:
     async def _on_monitor(self, alert: MonitorAlert) -> None:
         incident = alert.incident_id or alert.id
         flags = self._settings.monitors.get(alert.monitor, [])
-        log.info("monitor", monitor=alert.monitor, status=alert.status, flags=flags)
-        kind = MonitorDownInput if alert.status == "down" else MonitorUpInput
+        hold = alert.action == "hold"
+        log.info("monitor", monitor=alert.monitor, status=alert.status, flags=flags, hold=hold)
         for flag in flags:
-            await self._rollouts.apply(flag, kind(alert.monitor, incident, self._now()))
+            now = self._now()
+            event = (
+                MonitorDownInput(alert.monitor, incident, now, hold=hold)
+                if alert.status == "down"
+                else MonitorUpInput(alert.monitor, incident, now)
+            )
+            await self._rollouts.apply(flag, event)
 
     async def _on_command(self, command: Command, raw: dict[str, Any], *, delivery: str) -> None:
         now = self._now()

@@ -223,3 +223,30 @@ def test_odd_timestamps_on_a_started_incident_are_no_reason_to_refuse_it() -> No
     signal = parse_betteruptime(payload)
     assert signal is not None
     assert signal.message_id == parse_betteruptime(bu("started")).message_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("action", "sent", "kept"),
+    [(None, "kill", None), ("kill", "kill", None), ("hold", "hold", "hold")],
+)
+def test_a_generic_down_may_hold_instead_of_kill(
+    action: str | None, sent: str, kept: str | None
+) -> None:
+    payload = {"monitor": "deploy-api", "status": "down", "incident_id": "deploy-9"}
+    signal = parse_generic(payload | ({"action": action} if action else {}), delivery_id="d")
+    fields = signal_fields(signal)
+    # a kill's message is what it always was; a hold's says so
+    assert (signal.action, fields.get("action")) == (sent, kept)
+    assert MonitorAlert.model_validate({**fields, "ts": 0}).action == sent
+
+
+def test_a_hold_and_a_kill_of_one_incident_are_two_signals() -> None:
+    payload = {"monitor": "deploy-api", "status": "down", "incident_id": "deploy-9"}
+    held = parse_generic({**payload, "action": "hold"}, delivery_id="d")
+    killed = parse_generic(payload, delivery_id="d")
+    assert held.message_id != killed.message_id
+
+
+def test_an_unknown_action_is_refused_naming_it() -> None:
+    with pytest.raises(PayloadError, match="action"):
+        parse_generic({"monitor": "m", "status": "down", "action": "explode"}, delivery_id="d")

@@ -4,7 +4,9 @@ The reads of apps (``/flags``, ``/v1/segments*``: salts, rings, values and id
 lists, enough to evaluate any unit offline) want an app key of scope
 ``evaluate`` where keys are required, or the operator's token, unless
 ``http.public_flags``; the operator's reads (``/rollouts*``) want the webhook
-token wherever one is set, and never take an app key.
+token wherever one is set, and never take an app key, but for the verdict
+(``/rollouts/{flag}/verdict``), which an app key of scope ``verdicts`` reads too: a
+deploy tool's read-only key, refused everywhere else.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from controller.settings import HttpSettings
 from tests.unit.core.machine.test_gate import rollout
 
 TOKEN = "operator-token"
-READER, SENDER = "rc_app_reader", "rc_app_sender"
+READER, SENDER, GATE = "rc_app_reader", "rc_app_sender", "rc_app_deploy_gate"
 KEYS = [
     AppKey(
         id="00000000000000b1",
@@ -42,6 +44,14 @@ KEYS = [
         scopes=frozenset({Scope.EVENTS}),
         secret_sha256=digest(SENDER),
         created_ms=2,
+        created_by="ana",
+    ),
+    AppKey(
+        id="00000000000000b3",
+        name="deploy-gate",
+        scopes=frozenset({Scope.VERDICTS}),
+        secret_sha256=digest(GATE),
+        created_ms=3,
         created_by="ana",
     ),
 ]
@@ -83,7 +93,9 @@ def cases() -> list[Any]:
     return found
 
 
-def server(*, required: bool, public: bool, token: str | None) -> HttpServer:
+def server(*, required: bool, public: bool, token: str | None, known: bool = True) -> HttpServer:
+    """``known``: whether the controller has a rollout for the flag read."""
+
     async def keys() -> Mapping[str, AppKey]:
         return by_digest(KEYS)
 
@@ -91,6 +103,8 @@ def server(*, required: bool, public: bool, token: str | None) -> HttpServer:
         return FlagStates([])
 
     async def status(_flag: str | None) -> list[RolloutStatus]:
+        if not known:
+            return []
         now = datetime.now(UTC)
         shown = describe(rollout(), None, now, ()).__dict__
         return [RolloutStatus.model_validate({**shown, "stale": False})]
@@ -153,3 +167,49 @@ async def test_an_app_key_is_refused_on_rollouts_with_a_reason_naming_the_token(
     answer = await read(server(required=True, public=False, token=TOKEN), "/rollouts", READER)
     assert answer.status_code == 401
     assert "operator token" in answer.json()["error"]
+
+
+VERDICT_CREDENTIALS = {
+    "no key": None,
+    "evaluate key": READER,
+    "verdicts key": GATE,
+    "operator": TOKEN,
+    "unknown key": "rc_app_nobody",
+}
+
+
+@pytest.mark.parametrize(
+    ("token", "credential", "status"),
+    [
+        (True, "no key", 401),
+        (True, "evaluate key", 403),
+        (True, "verdicts key", 200),
+        (True, "operator", 200),
+        (True, "unknown key", 401),
+        (False, "no key", 200),
+        (False, "evaluate key", 403),
+        (False, "verdicts key", 200),
+        (False, "unknown key", 401),
+    ],
+)
+async def test_who_may_read_a_verdict(token: bool, credential: str, status: int) -> None:
+    api = server(required=True, public=False, token=TOKEN if token else None)
+    answer = await read(api, "/rollouts/f/verdict", VERDICT_CREDENTIALS[credential])
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert set(answer.json()) == {"done", "ok", "phase", "reason", "version"}
+    else:
+        assert answer.json()["error"]
+
+
+@pytest.mark.parametrize("route", ["/rollouts", "/rollouts/f", "/rollouts/f/history", "/flags"])
+async def test_a_verdicts_key_reads_nothing_but_verdicts(route: str) -> None:
+    answer = await read(server(required=True, public=False, token=TOKEN), route, GATE)
+    assert answer.status_code in {401, 403}, answer.text
+
+
+async def test_a_verdict_for_a_flag_never_started_is_404_saying_so() -> None:
+    api = server(required=True, public=False, token=TOKEN, known=False)
+    answer = await read(api, "/rollouts/nobody/verdict", GATE)
+    assert answer.status_code == 404
+    assert "no rollout for flag 'nobody'" in answer.json()["error"]

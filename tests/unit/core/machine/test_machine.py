@@ -128,6 +128,7 @@ INPUTS: dict[str, Input] = {
     "tick-late": TickInput(T0 + timedelta(minutes=31)),
     "tick-early": TickInput(T0 + timedelta(minutes=29)),
     "monitor-down": MonitorDownInput("api-uptime", "inc-1", NOW),
+    "monitor-hold": MonitorDownInput("deploy-api", "deploy-9", NOW, hold=True),
     "monitor-up": MonitorUpInput("api-uptime", "inc-1", NOW),
     "refused-start": refused(CommandAction.START, "unsigned command", key_id=None),
     "refused-kill": refused(CommandAction.KILL, "bad signature"),
@@ -199,6 +200,16 @@ def expected(state_key: str, input_key: str) -> tuple[str | None, int | None, st
         return advance if running else (phase, stage, "-")
     if input_key == "gate-srm":
         return ("paused", stage, "pause:srm+alert:srm") if running else (phase, stage, "-")
+    if input_key == "monitor-hold":  # an aborted deploy: a running rollout pauses, never dies
+        return (
+            ("paused", stage, "pause:monitor+alert:monitor_hold")
+            if running
+            else (
+                phase,
+                stage,
+                "-",
+            )
+        )
     if input_key == "monitor-up":
         return phase, stage, "monitor_up" if state_key == "killed" else "-"
     if input_key == "tick-late" and active and st.plan.stages[st.stage].max_duration:
