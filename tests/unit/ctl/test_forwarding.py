@@ -77,6 +77,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("kill", "critical", {"monitor": "checkout-api", "incident": "inc-7"}, ["checkout-api"]),
     (
+        "monitor_hold",
+        "warning",
+        {"stage": 1, "monitor": "checkout-api", "incident": "deploy-81"},
+        ["checkout-api", "deploy-81"],
+    ),
+    (
         "backend_drift",
         "warning",
         {"feature": "new-checkout", "changes": ["rollout was changed from 25% to 40%"]},
