@@ -142,6 +142,23 @@ async def test_two_environments_named_at_once_is_no_flag(base: str) -> None:
     assert "names the staging environment and the flag key production" in answer.text
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ofrep/v1/evaluate/flags/checkout@qa",
+        "/env/qa/ofrep/v1/evaluate/flags/checkout",
+    ],
+)
+async def test_a_flag_in_an_environment_not_served_is_ofreps_flag_not_found(
+    base: str, path: str
+) -> None:
+    """OFREP's 404 for one flag is FLAG_NOT_FOUND (its document allows no other code)."""
+    answer = await call(base, ANYWHERE, "POST", path)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["errorCode"] == "FLAG_NOT_FOUND"
+    assert "unknown environment 'qa'" in answer.json()["errorDetails"]
+
+
 async def test_the_python_provider_with_a_production_key_cannot_read_staging(base: str) -> None:
     def resolve(flag: str) -> list[object]:
         factory = lambda: {"Authorization": f"Bearer {PRODUCTION}"}  # noqa: E731

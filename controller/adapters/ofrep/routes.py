@@ -25,8 +25,9 @@ evaluated from the environment's flag states (``checkout@staging``, which
 default environment's. A flag key may name its environment instead
 (``checkout@staging``), and is evaluated there; a key and a path naming two
 is a 404. An environment the controller does not serve is a 404 naming the
-ones it does. An app key bound to one environment is refused (403) every
-other, whichever way a request names it, the configuration included.
+ones it does (``FLAG_NOT_FOUND`` for one flag, as OFREP's 404 always is). An
+app key bound to one environment is refused (403) every other, whichever way a
+request names it, the configuration included.
 
 Every evaluation is :func:`controller.core.wire.evaluation.evaluate`, the function
 the SDK answers from, so an OFREP app and an SDK app serve a unit the same
@@ -198,9 +199,17 @@ class OfrepRoutes:
 
     def _stored(self, request: web.Request, key: str) -> str:
         """The stored key of the flag an evaluation names: in the environment its path or its
-        key names (``checkout@staging`` names staging), checked against the app key's."""
+        key names (``checkout@staging`` names staging), checked against the app key's; one
+        not served is the flag's ``FLAG_NOT_FOUND``."""
         flag, in_key = split(key)
-        return scoped(flag, self._environment(request, in_key), self._environments.default)
+        try:
+            environment = self._environment(request, in_key)
+        except OfrepFailure as failure:
+            if failure.status != 404:
+                raise
+            # OFREP's 404 for one flag is FLAG_NOT_FOUND: its document allows no other code.
+            raise OfrepFailure(404, ErrorCode.FLAG_NOT_FOUND, failure.details) from None
+        return scoped(flag, environment, self._environments.default)
 
     async def _one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]

@@ -1,0 +1,139 @@
+"""The daemon the conformance suites run against, and the suites' listed differences.
+
+One daemon for the package: the real ``rollout-controller run`` on the
+session's broker and Redis, its key namespace and topics its own, serving
+OFREP without app keys over OpenFeature's Gherkin flag set
+(:mod:`.flagset`). The Gherkin scenarios :mod:`.differences` lists are marked
+``xfail(strict=True)`` (a scenario listed that passes fails the run) or left
+out of the collection, as that module says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from controller.adapters.redis.client import connect
+from controller.settings import RedisSettings
+from tests.controller_process import ControllerProcess, controller_env
+from tests.integration.conformance.differences import Difference, marks_of
+from tests.integration.conformance.flagset import suite_rollouts
+from tests.integration.test_http import wait_status
+from tests.ofrep import store
+from tests.services import free_port
+from tests.waiting import eventually
+
+
+@pytest.fixture(scope="package")
+async def conformance_daemon(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """The daemon's base URL, once its OFREP answers every flag of the suite's set."""
+    prefix = f"rctest:{uuid.uuid4().hex[:8]}"
+    events = f"t-conformance-{uuid.uuid4().hex[:8]}"
+    rollouts = suite_rollouts()
+    async with connect(RedisSettings(url=redis_url)) as client:
+        await store(client, prefix, rollouts)
+    port = free_port()
+    env = controller_env(
+        bootstrap=kafka_bootstrap, redis_url=redis_url, prefix=prefix, events=events
+    )
+    env |= {
+        "RC_HTTP__PORT": str(port),
+        "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
+        "RC_KAFKA__EVENTS_PARTITIONS": "1",
+    }
+    log = tmp_path_factory.mktemp("conformance") / "controller.log"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with ControllerProcess(env=env, log_path=log):
+            await wait_status(f"{base}/readyz", 200)
+            await _serving(base, {r.flag for r in rollouts}, log)
+            yield base
+    finally:
+        await _forget(redis_url, prefix)
+        await _drop_topics(kafka_bootstrap, events)
+
+
+async def _serving(base: str, flags: set[str], log: Path) -> None:
+    """Wait until a bulk evaluation answers every one of ``flags``."""
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def listed() -> bool:
+            answer = await client.post(
+                f"{base}/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u"}}
+            )
+            got = {flag["key"] for flag in answer.json()["flags"]}
+            assert got == flags, (sorted(flags - got), _tail(log))
+            return True
+
+        await eventually(listed, timeout=60, what="the suite's flags served over OFREP")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+async def _forget(redis_url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"*{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def _drop_topics(bootstrap: str, events: str) -> None:
+    """The topics the daemon made for ``events`` (best effort: a leftover topic harms none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    with contextlib.suppress(Exception):
+        await admin.start()
+        try:
+            made = [t for t in await admin.list_topics() if t.startswith(events)]
+            if made:
+                await admin.delete_topics(made)
+        finally:
+            await admin.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each listed Gherkin scenario as its difference says; leave out those not run."""
+    kept, left_out = [], []
+    for item in items:
+        difference = marks_of(item)
+        if difference is None:
+            kept.append(item)
+        elif difference.run:
+            item.add_marker(_xfail(difference))
+            kept.append(item)
+        else:
+            left_out.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
+def _xfail(difference: Difference) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=difference.why)
+
+
+EXAMPLE_TAGS = ("booleans", "strings", "numbers", "objects", "transaction", "hooks")
+"""The tags the vendored suites put on their examples, which pytest-bdd makes marks of."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tag in EXAMPLE_TAGS:
+        config.addinivalue_line("markers", f"{tag}: a tag of OpenFeature's Gherkin examples")
+
+
+def pytest_bdd_apply_tag(tag: str, function: object) -> bool:
+    """The suites' tags (``@booleans``, ``@spec-1.4.7``) are their labels, not our markers."""
+    return True
