@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.core.common import JsonValue
+from controller.core.common import JsonObject, JsonValue
+from controller.core.wire import GateEvidence
 
 
-def as_read(document: JsonValue) -> Any:
+def as_read(document: JsonValue | GateEvidence) -> Any:
     """``document`` as a reader of the published message holds it: untyped JSON, as
-    ``orjson.loads`` answers it, for a test to index into and compare."""
-    return document
+    ``orjson.loads`` answers it, for a test to index into and compare (typed evidence
+    as it is published)."""
+    return document.wire() if isinstance(document, GateEvidence) else document
+
+
+def sequential_test(**given: JsonValue) -> JsonObject:
+    """A guardrail test as a gate publishes it, every field present; ``given`` overrides."""
+    test: JsonObject = {
+        "delta": 0.0,
+        "variance": 1e-6,
+        "n": 1000,
+        "half_width": 0.01,
+        "lower": -0.01,
+        "upper": 0.01,
+        "regressed": False,
+        "direction": "lower_is_better",
+        "tolerance": 0.0,
+        "alpha": 0.05,
+        "n_tune": 1000,
+        "p_value": 1.0,
+    }
+    return test | given

@@ -250,7 +250,7 @@ def simulate(
                 now = started + timedelta(seconds=t)
                 verdict = evaluate(_rollout(plan, index, started), data, now)
                 if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
-                    stopped = str(verdict.evidence.get("breach", "srm"))
+                    stopped = verdict.evidence.breach or "srm"
                     outcomes["plan"] = Outcome(stopped, index, at)
                 advanced = verdict.kind is VerdictKind.ADVANCE
             if len(outcomes) == len(singles) + 1 or advanced:

@@ -44,7 +44,7 @@ from controller.core.reading import (
 )
 from controller.core.rollouts import PauseReason, Phase
 from controller.core.stats import comparison_text
-from controller.core.wire import Alert, CommandAction, Decision
+from controller.core.wire import Alert, CommandAction, Decision, GateEvidence
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -201,7 +201,7 @@ def _arms(figure: Figure) -> str:
 def _srm(status: RolloutView, history: RolloutHistory) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     now = Evidence.read(status.evidence)
-    compared = comparison_text(status.evidence)
+    compared = comparison_text(GateEvidence.tolerant(status.evidence))
     note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
     if (ring := now.audience) is not None:
         against = "absolute limits" if compared else "a concurrent control"

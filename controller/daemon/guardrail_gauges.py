@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, get_args
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from controller.core.common import CONVERSION_NAME_PATTERN
 from controller.core.rollouts import CONVERSION_METRICS, Metric, Verdict, conversion_of, metric_of
+from controller.core.wire import GuardrailTest
 
 METRICS: frozenset[str] = frozenset(get_args(Metric))
 """The ``metric`` label values: the plan's fixed set, whatever evidence says, and a
@@ -79,19 +80,17 @@ class GuardrailGauges:
         if flag not in self._series and len(self._series) >= max_flags:
             self.untracked.inc()
             return False
-        tests = verdict.evidence.get("guardrails")
-        tested = _tests(tests if isinstance(tests, Mapping) else {})
+        tested = _tests(verdict.evidence.guardrails or {})
         for metric in self._series.get(flag, set()) - tested.keys():
             self._remove(flag, metric)
         for metric, test in tested.items():
             self._set(flag, metric, test)
         self._series[flag] = set(tested)
-        srm = verdict.evidence.get("srm")
-        p_value = _number(srm.get("sequential_p_value")) if isinstance(srm, Mapping) else None
-        if p_value is None:
+        srm = verdict.evidence.srm
+        if srm is None:
             _discard(self._srm, flag)
         else:
-            self._srm.labels(flag).set(p_value)
+            self._srm.labels(flag).set(float(srm.sequential_p_value))
         return True
 
     def forget(self, flag: str) -> None:
@@ -106,27 +105,22 @@ class GuardrailGauges:
         for flag in [f for f in self._series if f not in keep]:
             self.forget(flag)
 
-    def _set(self, flag: str, metric: str, test: Mapping[str, Any]) -> None:
+    def _set(self, flag: str, metric: str, test: GuardrailTest) -> None:
         for name in _FIELDS:
-            value = _number(test.get(name))
-            gauge = self._gauges[name]
-            if value is None:
-                _discard(gauge, flag, metric)
-            else:
-                gauge.labels(flag, metric).set(value)
-        tolerance = _number(test.get("tolerance")) or 0.0
-        harmful_up = test.get("direction") != "higher_is_better"
+            self._gauges[name].labels(flag, metric).set(float(getattr(test, name)))
+        tolerance = float(test.tolerance)
+        harmful_up = test.direction != "higher_is_better"
         self._limit.labels(flag, metric).set(tolerance if harmful_up else -tolerance)
-        self._regressed.labels(flag, metric).set(1.0 if test.get("regressed") is True else 0.0)
+        self._regressed.labels(flag, metric).set(1.0 if test.regressed else 0.0)
 
     def _remove(self, flag: str, metric: str) -> None:
         for gauge in (*self._gauges.values(), self._limit, self._regressed):
             _discard(gauge, flag, metric)
 
 
-def _tests(tests: Mapping[Any, Any]) -> dict[str, Mapping[str, Any]]:
+def _tests(tests: Mapping[str, GuardrailTest | str]) -> dict[str, GuardrailTest]:
     """The guardrail tests with a result, by metric ("insufficient data" has none)."""
-    return {m: t for m, t in tests.items() if _labelled(m) and isinstance(t, Mapping)}
+    return {m: t for m, t in tests.items() if _labelled(m) and isinstance(t, GuardrailTest)}
 
 
 def _labelled(key: object) -> bool:
@@ -137,17 +131,6 @@ def _labelled(key: object) -> bool:
     if name is None:
         return key in METRICS
     return metric_of(key) in CONVERSION_METRICS and _NAME.fullmatch(name) is not None
-
-
-def _number(value: object) -> float | None:
-    """A float from evidence, where infinities are the strings ``inf`` / ``-inf``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if value in ("inf", "-inf"):
-        return float(str(value))
-    return None
 
 
 def _discard(gauge: Gauge, *labels: str) -> None:

@@ -18,6 +18,7 @@ from controller.core.reading import percent_text, quotable_rationale
 from controller.core.rollouts import Phase, Plan, Rollout, Verdict
 from controller.core.rules import to_text
 from controller.core.stats import comparison_text
+from controller.core.wire import ArmTally, GateEvidence, GuardrailTest
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 
@@ -127,9 +128,8 @@ def flag_view(
 ) -> FlagView:
     """The view of ``flag``; ``verdict`` is the gate's on the current stage, if active."""
     live = rollout is not None and rollout.phase.active and verdict is not None
-    evidence = verdict.evidence if live and verdict else (record.evidence or {})
-    arms = evidence.get("arms")
-    arms = arms if isinstance(arms, dict) else {}
+    evidence = verdict.evidence if live and verdict else GateEvidence.tolerant(record.evidence)
+    arms = evidence.arms or {}
     return FlagView(
         flag=flag.name,
         faulty=flag.faulty,
@@ -192,30 +192,23 @@ def _stages_passed(rollout: Rollout | None) -> int:
     return len(rollout.plan.stages) if rollout.phase is Phase.COMPLETED else rollout.stage
 
 
-def _arm(data: Any) -> ArmView:
-    if not isinstance(data, dict):
+def _arm(tally: ArmTally | None) -> ArmView:
+    if tally is None:
         return ArmView()
-    return ArmView(
-        exposures=int(data.get("exposures", 0)),
-        requests=int(data.get("requests", 0)),
-        errors=int(data.get("errors", 0)),
+    return ArmView(exposures=tally.exposures, requests=tally.requests, errors=tally.errors)
+
+
+def _bound(evidence: GateEvidence) -> BoundView | None:
+    test = (evidence.guardrails or {}).get("error_rate")
+    if not isinstance(test, GuardrailTest):
+        return None
+    view = BoundView(
+        delta=float(test.delta),
+        lower=float(test.lower),
+        upper=float(test.upper),
+        p_value=float(test.p_value),
+        regressed=test.regressed,
     )
-
-
-def _bound(evidence: dict[str, Any]) -> BoundView | None:
-    test = (evidence.get("guardrails") or {}).get("error_rate")
-    if not isinstance(test, dict):
-        return None
-    try:
-        view = BoundView(
-            delta=float(test["delta"]),
-            lower=float(test["lower"]),  # "-inf" / "inf" read as infinities
-            upper=float(test["upper"]),
-            p_value=float(test["p_value"]),
-            regressed=bool(test["regressed"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
     return view if math.isfinite(view.lower) and math.isfinite(view.upper) else None
 
 

@@ -24,6 +24,7 @@ from controller.core.wire.decoding import ExposureIn
 from controller.core.wire.messages import Arm
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
+from tests.documents import as_read
 from tests.integration.rig import drop_keys
 from tests.integration.test_store import store_for
 from tests.reference import partition_of
@@ -118,7 +119,7 @@ async def test_a_seeded_stream_trips_the_check_at_two_percent_not_below_the_limi
     verdict = evaluate(running(), data, T0 + timedelta(minutes=1))
     tripped = verdict.applied is not None and verdict.applied.trigger == "units_in_both_arms"
     assert tripped is trips, (verdict.kind, verdict.reason, data.both_arms, data.watched_units)
-    assert verdict.evidence["both_arms"] == {"units": both, "watched": len(units)}
+    assert as_read(verdict.evidence)["both_arms"] == {"units": both, "watched": len(units)}
     if trips:  # the default policy warns: the stage holds, with the evidence
         assert verdict.kind is VerdictKind.HOLD
         assert "seen in both arms" in verdict.reason

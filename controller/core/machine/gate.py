@@ -29,11 +29,12 @@ ramp evaluator), the checks that protect users first, as they run continuously:
 With ``early_advance`` in the plan, step 3 gives way once every gating
 guardrail's bound already excludes harm beyond its tolerance, the minimum
 sample is met and there is no sample-ratio mismatch. A ``dry_run`` guardrail
-is tested and recorded (``evidence["dry_run"]``) but never acts: what it would
+is tested and recorded (the evidence's ``dry_run``) but never acts: what it would
 have done is reported in :attr:`Verdict.dry_run_breaches` for the machine to
 alert on, and it neither holds nor blocks an early advance.
 
-Every verdict carries its evidence: per-arm counts, each test and the SRM check.
+Every verdict carries its evidence, typed (:class:`~controller.core.wire.GateEvidence`):
+per-arm counts, each test and the SRM check, built once here.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from controller.core.common import JsonObject
 from controller.core.machine import health
+from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
 from controller.core.rollouts import (
@@ -58,21 +59,20 @@ from controller.core.rollouts import (
     action_for,
     both_arms_tripped,
 )
-from controller.core.rules import to_text
 from controller.core.stats import (
-    OTHER_CONVERSIONS,
     ArmAggregate,
     FlagAggregates,
     SequentialResult,
     SrmResult,
     control_baseline,
     guardrail_result,
-    latency_evidence,
     limit_tests,
-    limits_evidence,
     metric_events,
     metric_floor,
     srm_test,
+)
+from controller.core.wire import (
+    GateEvidence,
 )
 
 
@@ -97,13 +97,10 @@ def evaluate(
         rollout.percent / 100,  # in a watch, 100% less the holdback
         p_threshold=plan.srm_p_threshold,
     )
-    evidence = _evidence(plan, data, tests, srm)
-    if plan.targeted:
-        evidence["audience"] = _audience(rollout)
-    if sourced.evidence:
-        evidence["sources"] = sourced.evidence
-    limited = {**_limits(rollout, data, evidence), **sourced.limits}
-    breaches = _dry_run(plan, tests, evidence)
+    own_limits = _limits(rollout, data)
+    evidence = gate_evidence(rollout, data, tests, srm, sourced=sourced, limits=own_limits)
+    limited = {**own_limits, **sourced.limits}
+    breaches = tuple(m for m, said in (evidence.dry_run or {}).items() if said.would is not None)
     verdict = _verdict(
         rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited, sourced=sourced
     )
@@ -117,7 +114,7 @@ def _verdict(
     tests: dict[str, SequentialResult | None],
     *,
     srm: SrmResult,
-    evidence: JsonObject,
+    evidence: GateEvidence,
     limited: dict[str, SequentialResult],
     sourced: Sourced,
 ) -> Verdict:
@@ -145,7 +142,7 @@ def _verdict(
                 f"{name} {result.delta:.4g} is {side} its limit {result.tolerance:.4g} with no"
                 f" concurrent control (bound {result.lower:.4g}, p = {result.p_value:.2g})"
             )
-            return health.verdict(applied, why, {**evidence, "breach": name})
+            return health.verdict(applied, why, _with(evidence, breach=name))
     if srm.flagged:
         why = (
             f"sample ratio mismatch: sequential p = {srm.sequential_p_value:.2g}"
@@ -161,11 +158,11 @@ def _verdict(
             "early advance: every guardrail's bound excludes harm beyond its tolerance and the"
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
-        return Verdict(VerdictKind.ADVANCE, why, None, {**evidence, "early_advance": True})
+        return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
     return _timing(rollout, data, now, tests, evidence, sourced=sourced)
 
 
-def _unread(sourced: Sourced, evidence: JsonObject) -> Verdict | None:
+def _unread(sourced: Sourced, evidence: GateEvidence) -> Verdict | None:
     """A hold while a metric source's reading is missing: never advance without it."""
     if not sourced.missing:
         return None
@@ -176,7 +173,7 @@ MIN_BOTH_ARMS = 5
 """Watched units seen in both arms below which the share is not judged (too few to tell)."""
 
 
-def _both_arms(plan: Plan, data: FlagAggregates, evidence: JsonObject) -> Verdict | None:
+def _both_arms(plan: Plan, data: FlagAggregates, evidence: GateEvidence) -> Verdict | None:
     """The trigger's verdict when too many of the stage's units were seen in both arms."""
     both, units = data.both_arms, data.watched_units
     if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
@@ -189,27 +186,12 @@ def _both_arms(plan: Plan, data: FlagAggregates, evidence: JsonObject) -> Verdic
     return health.verdict(action_for(plan.health_words, "units_in_both_arms"), why, evidence)
 
 
-def _limits(
-    rollout: Rollout, data: FlagAggregates, evidence: JsonObject
-) -> dict[str, SequentialResult]:
-    """At 100% of the audience, with limits: their tests, recorded in ``evidence``."""
+def _limits(rollout: Rollout, data: FlagAggregates) -> dict[str, SequentialResult]:
+    """At 100% of the audience, with limits: their tests."""
     plan = rollout.plan
     if plan.limits is None or rollout.percent < 100:
         return {}
-    tests = limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
-    evidence.update(limits_evidence(plan.limits, tests))
-    return tests
-
-
-def _audience(rollout: Rollout) -> JsonObject:
-    """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
-    plan, stage = rollout.plan, _stage(rollout)
-    return {
-        "rollout": None if plan.audience is None else to_text(plan.audience),
-        "stage": "everyone" if stage.audience is None else to_text(stage.audience),
-        "percent": stage.percent,
-        "compared": "units in the stage's audience and in no earlier ring's",
-    }
+    return limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
 
 
 def _stage(rollout: Rollout) -> Stage:
@@ -219,22 +201,6 @@ def _stage(rollout: Rollout) -> Stage:
 def _gating(plan: Plan) -> list[Guardrail]:
     """The guardrails that may act: every one not marked ``dry_run``."""
     return [g for g in plan.guardrails if not g.dry_run]
-
-
-def _dry_run(
-    plan: Plan, tests: dict[str, SequentialResult | None], evidence: JsonObject
-) -> tuple[str, ...]:
-    """Record each dry-run guardrail in ``evidence``; the metrics that would have acted."""
-    trial = [g for g in plan.guardrails if g.dry_run]
-    if not trial:
-        return ()
-    would = {g.key: _would(g, tests[g.key]) for g in trial}
-    evidence["dry_run"] = {m: {"would": action} for m, action in would.items()}
-    return tuple(m for m, action in would.items() if action is not None)
-
-
-def _would(guardrail: Guardrail, result: SequentialResult | None) -> str | None:
-    return guardrail.action if result is not None and result.regressed else None
 
 
 def _early(
@@ -274,7 +240,7 @@ def _timing(
     data: FlagAggregates,
     now: datetime,
     tests: dict[str, SequentialResult | None],
-    evidence: JsonObject,
+    evidence: GateEvidence,
     *,
     sourced: Sourced,
 ) -> Verdict:
@@ -288,7 +254,7 @@ def _timing(
     # stages become rings, the gate is handed the ring's, and this test holds as is.
     if _events(data.treatment) + _events(data.control) + sourced.traffic == 0:
         if elapsed >= plan.no_traffic_grace:
-            ring = f" from {_audience(rollout)['stage']}" if plan.targeted else ""
+            ring = f" from {audience(rollout).stage}" if plan.targeted else ""
             why = f"no events in the stage{ring} for {elapsed}"
             return health.verdict(action_for(plan.health_words, "no_traffic"), why, evidence)
         return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
@@ -348,53 +314,16 @@ def _events(arm: ArmAggregate) -> int:
 def _regression(
     guardrail: Guardrail,
     result: SequentialResult,
-    evidence: JsonObject,
+    evidence: GateEvidence,
     baseline: float | None,
     applied: Applied,
 ) -> Verdict:
     # The numbers as every text writes them; the evidence keeps them exact.
     shown = quantity_text(guardrail.key, result.delta, result.lower, result.upper, baseline)
     why = f"{shown}, regressed (p = {result.p_value:.2g})"
-    return health.verdict(applied, why, {**evidence, "breach": guardrail.key})
+    return health.verdict(applied, why, _with(evidence, breach=guardrail.key))
 
 
-def _evidence(
-    plan: Plan, data: FlagAggregates, tests: dict[str, SequentialResult | None], srm: SrmResult
-) -> JsonObject:
-    arms: JsonObject = {
-        name: {
-            "units": arm.units,
-            "exposures": arm.exposures,
-            "requests": arm.requests,
-            "errors": arm.errors,
-            "conversions": arm.conversions,
-            **_named(plan, arm),
-        }
-        for name, arm in (("treatment", data.treatment), ("control", data.control))
-    }
-    evidence: JsonObject = {
-        "arms": arms,
-        "alpha": plan.alpha_budget(),
-        "flag_versions": [*sorted(data.versions)],
-        "guardrails": {m: (r.evidence() if r else "insufficient data") for m, r in tests.items()},
-        "srm": srm.evidence(),
-        "latency": latency_evidence(
-            data.treatment.latency_histogram, data.control.latency_histogram
-        ),
-    }
-    if data.watched:  # the sample of units watched for being seen in both arms
-        evidence["both_arms"] = {"units": data.both_arms, "watched": data.watched_units}
-    return evidence
-
-
-def _named(plan: Plan, arm: ArmAggregate) -> JsonObject:
-    """The conversions of each name the plan's guardrails read (``named_conversions``), and of
-    the names past the store's cap (:data:`OTHER_CONVERSIONS`) when there were any."""
-    names = [g.conversion for g in plan.guardrails if g.conversion is not None]
-    if not names:
-        return {}
-    counts: JsonObject = {name: arm.converted(name).conversions for name in names}
-    other = arm.named.get(OTHER_CONVERSIONS)
-    if other is not None and other.count:
-        counts[OTHER_CONVERSIONS] = other.count
-    return {"named_conversions": counts}
+def _with(evidence: GateEvidence, **parts: object) -> GateEvidence:
+    """``evidence`` with ``parts`` added after the gate's own (``breach``, ``early_advance``)."""
+    return evidence.model_copy(update=parts)

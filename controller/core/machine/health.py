@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from controller.core.common import JsonObject
 from controller.core.machine.transitions import Cause, Step, pause, roll_back
 from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
 from controller.core.rollouts import (
@@ -42,6 +41,7 @@ from controller.core.rollouts import (
     VerdictKind,
     action_for,
 )
+from controller.core.wire import GateEvidence
 
 POLICY = "policy"
 """The evidence key naming the trigger, the action and the policy entry applied."""
@@ -71,10 +71,10 @@ ALERT_KINDS: dict[Trigger, str] = {
 _KINDS = {"rollback": VerdictKind.ROLLBACK, "hold": VerdictKind.PAUSE, "warn": VerdictKind.HOLD}
 
 
-def verdict(applied: Applied, reason: str, evidence: JsonObject) -> Verdict:
+def verdict(applied: Applied, reason: str, evidence: GateEvidence) -> Verdict:
     """The gate's verdict on a trigger, of the kind its action implies, naming the policy."""
     held = PAUSE_REASONS[applied.trigger] if applied.action == "hold" else None
-    evidence = {**evidence, POLICY: applied.evidence()}
+    evidence = evidence.model_copy(update={POLICY: applied.part()})
     return Verdict(_KINDS[applied.action], reason, held, evidence, applied=applied)
 
 

@@ -198,7 +198,7 @@ def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Acti
         f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted at "
         f"{rollout_stage(state)} (no action)"
     )
-    trial = event.verdict.evidence.get("dry_run", {})
+    trial = {m: said.model_dump() for m, said in (event.verdict.evidence.dry_run or {}).items()}
     details = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
     details |= at_stage(state)
     return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
@@ -287,7 +287,7 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
         return None
     if state.watch_until is not None and event.now < state.watch_until:
         return state, []
-    evidence = {**verdict.evidence, "watch": watch_evidence(state)}
+    evidence = {**verdict.evidence.wire(), "watch": watch_evidence(state)}
     why = Cause("gate", "the watch ended clean", None, evidence)
     return forward(state, event.now, event.team_windows, lambda s: complete(s, event.now, why))
 

@@ -50,7 +50,7 @@ class Cause:
 
     @classmethod
     def gate(cls, verdict: Verdict) -> Cause:
-        return cls("gate", verdict.reason, None, verdict.evidence)
+        return cls("gate", verdict.reason, None, verdict.evidence.wire())
 
 
 def advance(state: Rollout, now: datetime, why: Cause) -> Step:

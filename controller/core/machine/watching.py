@@ -80,9 +80,9 @@ def watch_alert(state: Rollout, now: datetime, verdict: Verdict) -> Step:
         phase_before=state.phase.value,
         phase_after=state.phase.value,
         stage=state.stage,
-        evidence={**verdict.evidence, **at_stage(state)},
+        evidence={**verdict.evidence.wire(), **at_stage(state)},
     )
-    details = {"stage": state.stage, "watch": True, **verdict.evidence, **at_stage(state)}
+    details = {"stage": state.stage, "watch": True, **verdict.evidence.wire(), **at_stage(state)}
     return new, [decision, RaiseAlert("guardrail", "critical", summary[:500], details)]
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from controller.core.common import JsonObject, JsonValue
 from controller.core.rollouts import Rollout, Verdict
 from controller.core.stats import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
+from controller.core.wire import ArmLatency, ArmTally, GuardrailTest
 
 ARMS = ("treatment", "control")
 ARM_COUNTS = ("units", "exposures", "requests", "errors", "conversions")
@@ -110,9 +110,8 @@ class GatePoint:
 def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
     """The point a gate's verdict leaves for ``rollout``'s current stage."""
     evidence = verdict.evidence
-    arms = _object(evidence.get("arms"))
-    counts = {a: tuple(_int(_object(arms.get(a)).get(c)) for c in ARM_COUNTS) for a in ARMS}
-    tests = _object(evidence.get("guardrails"))
+    arms = evidence.arms or {}
+    tests = evidence.guardrails or {}
     guardrails: dict[str, GuardrailPoint | None] = {
         g.key: _guardrail(tests.get(g.key)) for g in rollout.plan.guardrails
     }
@@ -121,28 +120,24 @@ def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
         stage=rollout.stage,
         percent=rollout.percent,
         verdict=verdict.kind.value,
-        srm_p=_float(_object(evidence.get("srm")).get("sequential_p_value"), 1.0),
-        arms=counts,
+        srm_p=1.0 if evidence.srm is None else float(evidence.srm.sequential_p_value),
+        arms={a: _tallied(arms.get(a)) for a in ARMS},
         guardrails=guardrails,
-        latency=_latency_of(evidence.get("latency")),
+        latency=_latency_of(evidence.latency or {}),
     )
 
 
-def _object(value: JsonValue) -> JsonObject:
-    """An object of the gate's evidence; empty when it is something else (or absent)."""
-    return value if isinstance(value, dict) else {}
+def _tallied(tally: ArmTally | None) -> tuple[int, ...]:
+    return tuple(0 if tally is None else getattr(tally, c) for c in ARM_COUNTS)
 
 
-def _latency_of(evidence: object) -> dict[str, tuple[float | None, ...]]:
-    """Each arm's quantiles from the gate's ``evidence["latency"]``; empty without it."""
-    if not isinstance(evidence, dict):
-        return {}
-    kept = {}
-    for arm in ARMS:
-        quantiles = evidence.get(arm)
-        if isinstance(quantiles, dict):
-            kept[arm] = tuple(_latency(quantiles.get(name)) for name in LATENCY_QUANTILES)
-    return kept
+def _latency_of(latency: dict[str, ArmLatency]) -> dict[str, tuple[float | None, ...]]:
+    """Each arm's quantiles from the gate's latency part; empty without it."""
+    return {
+        arm: tuple(_latency(getattr(latency[arm], name)) for name in LATENCY_QUANTILES)
+        for arm in ARMS
+        if arm in latency
+    }
 
 
 def _latency(value: object) -> float | None:
@@ -152,17 +147,17 @@ def _latency(value: object) -> float | None:
     return round(number, ARM_QUANTILE_DECIMALS)
 
 
-def _guardrail(test: object) -> GuardrailPoint | None:
-    if not isinstance(test, dict):
+def _guardrail(test: GuardrailTest | str | None) -> GuardrailPoint | None:
+    if not isinstance(test, GuardrailTest):
         return None  # "insufficient data"
     return GuardrailPoint(
-        delta=_float(test.get("delta"), 0.0),
-        lower=_float(test.get("lower"), -math.inf),
-        upper=_float(test.get("upper"), math.inf),
-        p_value=_float(test.get("p_value"), 1.0),
-        tolerance=_float(test.get("tolerance"), 0.0),
-        lower_is_better=test.get("direction") != "higher_is_better",
-        regressed=bool(test.get("regressed")),
+        delta=float(test.delta),
+        lower=float(test.lower),
+        upper=float(test.upper),
+        p_value=float(test.p_value),
+        tolerance=float(test.tolerance),
+        lower_is_better=test.direction != "higher_is_better",
+        regressed=test.regressed,
     )
 
 

@@ -341,7 +341,7 @@ def describe(
         "min_units_per_arm": stage.min_units_per_arm,
         "verdict": None if verdict is None else verdict.kind.value,
         "verdict_reason": None if said is None else said.reason,
-        "evidence": {} if said is None else said.evidence,
+        "evidence": verdict.evidence.wire() if verdict else (ended.evidence if ended else {}),
         "ended_at": None if ended is None else ended.at.isoformat(),
         "values": rollout.plan.arm_values,
     }

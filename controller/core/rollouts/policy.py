@@ -46,6 +46,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.core.wire import PolicyEntry
+
 Trigger = Literal[
     "guardrail_regression",
     "sample_ratio_mismatch",
@@ -112,6 +114,10 @@ class Applied:
 
     def evidence(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "action": self.action, "policy_entry": self.entry}
+
+    def part(self) -> PolicyEntry:
+        """The policy entry as a gate's evidence carries it."""
+        return PolicyEntry(trigger=self.trigger, action=self.action, policy_entry=self.entry)
 
 
 def decide(

@@ -13,14 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.common import JsonObject
 from controller.core.rollouts.advice import AdvisorResult
 from controller.core.rollouts.approval_ledger import Ledger
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Applied, Trigger
 from controller.core.rollouts.windows import Window
 from controller.core.rules import Ring, rings_of
-from controller.core.wire import CommandAction, FlagStatus, threshold
+from controller.core.wire import CommandAction, FlagStatus, GateEvidence, threshold
 
 
 class Phase(StrEnum):
@@ -210,7 +209,7 @@ class Verdict:
     kind: VerdictKind
     reason: str
     pause_reason: PauseReason | None = None
-    evidence: JsonObject = field(default_factory=dict)
+    evidence: GateEvidence = field(default_factory=GateEvidence)
     dry_run_breaches: tuple[str, ...] = ()
     """Dry-run guardrails that would have acted: alerted on, never acted upon."""
     applied: Applied | None = None

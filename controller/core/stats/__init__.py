@@ -20,8 +20,13 @@ from controller.core.stats.guardrails import (
     metric_events,
     metric_floor,
 )
-from controller.core.stats.latency import ARM_QUANTILE_DECIMALS, ARM_QUANTILES, latency_evidence
-from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_tests, limits_evidence
+from controller.core.stats.latency import (
+    ARM_QUANTILE_DECIMALS,
+    ARM_QUANTILES,
+    arm_latency,
+    latency_evidence,
+)
+from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_parts, limit_tests
 from controller.core.stats.rates import RateLimiter
 from controller.core.stats.sequential import SequentialResult
 from controller.core.stats.sourced import counted_arm, histogram_arm, limit_result
@@ -44,6 +49,7 @@ __all__ = [
     "Seen",
     "SequentialResult",
     "SrmResult",
+    "arm_latency",
     "comparison_text",
     "control_baseline",
     "counted_arm",
@@ -51,9 +57,9 @@ __all__ = [
     "guardrail_result",
     "histogram_arm",
     "latency_evidence",
+    "limit_parts",
     "limit_result",
     "limit_tests",
-    "limits_evidence",
     "metric_events",
     "metric_floor",
     "srm_test",

@@ -21,14 +21,11 @@ at least the null's). It is breached iff ``f - L`` exceeds the half-width.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from controller.core.common import JsonObject
 from controller.core.rollouts import Limits
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.stats.latency import exceedance_bucket
 from controller.core.stats.sequential import SequentialResult, difference_test
+from controller.core.wire import GateEvidence, GuardrailTest, LimitTest
 
 NO_CONTROL = "none (no concurrent control)"
 """What the evidence of a stage without control says its comparison is."""
@@ -68,45 +65,42 @@ def limit_tests(
     return out
 
 
-def limits_evidence(limits: Limits, tests: dict[str, SequentialResult]) -> JsonObject:
+def limit_parts(
+    limits: Limits, tests: dict[str, SequentialResult]
+) -> dict[str, str | dict[str, LimitTest]]:
     """What the decision records: no comparison, and each limit with its test."""
     return {
         "comparison": NO_CONTROL,
         "limits": {
-            name: {"limit": value, "test": tests[name].evidence()}
+            name: LimitTest(limit=value, test=GuardrailTest.model_validate(tests[name].evidence()))
             for name, value in limits.named().items()
         },
     }
 
 
-def comparison_text(evidence: Any) -> str:
+def comparison_text(evidence: GateEvidence) -> str:
     """A gate's evidence without a control in words, or "" for a comparison of two arms.
 
     ``none (no concurrent control): gated on absolute limits: error_rate: 1.2% (limit 1%,
     breached); latency_p95_ms: 3.1% of requests slower than 200 ms (at most 5%, not shown
     above)``; what the console, ``rolloutctl status`` and the report show.
     """
-    if not isinstance(evidence, dict) or evidence.get("comparison") != NO_CONTROL:
+    if evidence.comparison != NO_CONTROL:
         return ""
     parts = []
-    limits = evidence.get("limits")
-    for name, entry in limits.items() if isinstance(limits, dict) else []:
-        test = entry.get("test") if isinstance(entry, dict) else None
-        if not isinstance(test, dict):
-            continue
-        verdict = "breached" if test.get("regressed") is True else "not shown above"
-        parts.append(f"{str(name)[:32]}: {_limit_text(name, test.get('delta'), entry, verdict)}")
+    for name, entry in (evidence.limits or {}).items():
+        verdict = "breached" if entry.test.regressed else "not shown above"
+        parts.append(f"{name[:32]}: {_limit_text(name, entry, verdict)}")
     return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")
 
 
-def _limit_text(name: object, observed: object, entry: Mapping[str, object], verdict: str) -> str:
+def _limit_text(name: str, entry: LimitTest, verdict: str) -> str:
     """One limit's observed share against what it allows, each with its unit."""
-    limit = entry.get("limit")
-    allowed = QUANTILE_SHARES.get(str(name))
+    observed, limit = entry.test.delta, entry.limit
+    allowed = QUANTILE_SHARES.get(name)
     if allowed is None:  # error_rate: the limit is itself a share of requests
         return f"{_percent(observed)} (limit {_percent(limit)}, {verdict})"
-    slower = f"{limit:g} ms" if _number(limit) is not None else "the limit"
-    seen = f"{_percent(observed)} of requests slower than {slower}"
+    seen = f"{_percent(observed)} of requests slower than {limit:g} ms"
     return f"{seen} (at most {_percent(allowed)}, {verdict})"
 
 

@@ -25,7 +25,7 @@ from controller.core.reading import (
     source_lines,
 )
 from controller.core.stats import comparison_text
-from controller.core.wire import Decision
+from controller.core.wire import Decision, GateEvidence
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
@@ -57,7 +57,9 @@ def stages(
             walked.append(current)
         if read.gated and (at is None or at == current.index):
             source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
-            _take_evidence(current, read, source, comparison_text(decision.evidence))
+            _take_evidence(
+                current, read, source, comparison_text(GateEvidence.tolerant(decision.evidence))
+            )
             current.sources = source_lines(decision.evidence)
         moved = index is not None and index != current.index
         ended = decision.phase_after in TERMINAL
@@ -102,7 +104,7 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
             stage,
             Evidence.read(status.evidence),
             "the gate's current view (not decided yet)",
-            comparison_text(status.evidence),
+            comparison_text(GateEvidence.tolerant(status.evidence)),
         )
         stage.sources = source_lines(status.evidence)
 

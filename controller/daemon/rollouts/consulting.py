@@ -220,5 +220,5 @@ def gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, An
         "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds()),
         "statistical_verdict": verdict.kind.value,
         "statistical_reason": verdict.reason,
-        "evidence": verdict.evidence,
+        "evidence": verdict.evidence.wire(),
     }

@@ -9,9 +9,10 @@ from pydantic import ValidationError
 from controller.core.common import JsonObject, JsonValue
 from controller.core.machine.gate import evaluate
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
+from controller.core.wire import GateEvidence
 from controller.daemon.metrics import Metrics
 from controller.settings import EngineSettings
-from tests.documents import as_read
+from tests.documents import as_read, sequential_test
 from tests.unit.core.machine.test_gate import EMPTY, HEALTHY, LATE, arm, data, rollout
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -127,7 +128,9 @@ def test_series_of_ended_or_handed_over_rollouts_are_removed(how: str, gone: set
 )
 def test_odd_evidence_makes_no_odd_series(guardrails: JsonValue) -> None:
     metrics = Metrics()
-    verdict = Verdict(VerdictKind.HOLD, "x", None, {"guardrails": guardrails, "srm": "?"})
+    verdict = Verdict(
+        VerdictKind.HOLD, "x", None, GateEvidence.tolerant({"guardrails": guardrails, "srm": "?"})
+    )
     metrics.guardrails.record("f", verdict, max_flags=10)
     found = samples(metrics)
     metric_labels = {dict(k[1]).get("metric") for k in found if k[1]}
@@ -149,10 +152,10 @@ def test_the_flag_limit_is_a_setting_with_a_bounded_default() -> None:
 def test_a_guardrail_on_a_named_conversion_has_its_own_series() -> None:
     metrics = Metrics()
     tests: JsonObject = {
-        "conversion_rate": {"delta": 0.01, "regressed": False},
-        "conversion_rate:checkout_completed": {"delta": -0.02, "regressed": True},
+        "conversion_rate": sequential_test(delta=0.01),
+        "conversion_rate:checkout_completed": sequential_test(delta=-0.02, regressed=True),
     }
-    verdict = Verdict(VerdictKind.HOLD, "x", None, {"guardrails": tests})
+    verdict = Verdict(VerdictKind.HOLD, "x", None, GateEvidence.tolerant({"guardrails": tests}))
     metrics.guardrails.record("f", verdict, max_flags=10)
     found = samples(metrics)
     named = "conversion_rate:checkout_completed"

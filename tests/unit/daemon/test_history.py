@@ -22,6 +22,7 @@ from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
 from controller.core.rollouts.rollout import Verdict
+from controller.core.wire import GateEvidence
 from controller.daemon.rollouts.engine import build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage
@@ -308,14 +309,22 @@ def test_a_point_keeps_each_arms_latency_quantiles_and_round_trips() -> None:
     [
         (None, {}),
         ("nonsense", {}),
-        ({"treatment": {"p50": 1.0004, "p95": 2, "p99": 3}}, {"treatment": (1.0, 2.0, 3.0)}),
-        ({"control": {"p50": -1, "p95": "x", "p99": 1e9}}, {"control": (None, None, None)}),
-        ({"control": {"p50": True, "p95": None}}, {"control": (None, None, None)}),
+        (
+            {"treatment": {"p50": 1.0004, "p95": 2, "p99": 3, "count": 3}},
+            {"treatment": (1.0, 2.0, 3.0)},
+        ),
+        (
+            {"control": {"p50": -1, "p95": 1e9, "p99": None, "count": 2}},
+            {"control": (None, None, None)},
+        ),
+        ({"control": {"p50": "x", "p95": None}}, {}),  # a damaged arm is left out
     ],
 )
 def test_latency_evidence_is_kept_bounded(
     evidence: JsonValue, kept: dict[str, tuple[float | None, ...]]
 ) -> None:
     verdict = evaluate(rollout(), HEALTHY, EARLY)
-    changed = replace(verdict, evidence={**verdict.evidence, "latency": evidence})
+    changed = replace(
+        verdict, evidence=GateEvidence.tolerant({**verdict.evidence.wire(), "latency": evidence})
+    )
     assert history.point_of(rollout(), changed, EARLY).latency == kept

@@ -309,7 +309,7 @@ def test_a_finished_flag_shows_the_evidence_it_was_decided_on() -> None:
             action="rollback",
             outcome="applied",
             reason=decided.reason,
-            evidence=decided.evidence,
+            evidence=decided.evidence.wire(),
         ),
         published("alert", flag=FAULTY, kind="rollback", severity="critical", summary="rolled"),
     ):
@@ -467,7 +467,7 @@ def test_a_ring_served_to_all_of_its_audience_is_tested_against_its_limit() -> N
             action="rollback",
             outcome="applied",
             reason=verdict.reason,
-            evidence=verdict.evidence,
+            evidence=verdict.evidence.wire(),
             stage=0,
         )
     )
@@ -482,7 +482,7 @@ def test_a_ring_served_to_all_of_its_audience_is_tested_against_its_limit() -> N
     decision: dict[str, Any] = {"type": "decision", "flag": FAULTY, "action": "rollback"}
     decision["outcome"] = "applied"
     at_stage = {"index": 0, "of": 5, "percent": 100.0}
-    evidence = {**verdict.evidence, "at_stage": at_stage}
+    evidence = {**verdict.evidence.wire(), "at_stage": at_stage}
     decision |= {"reason": verdict.reason, "evidence": evidence, "stage": 0}
     [said] = [x for x in message_lines(6.0, decision) if "rollback applied" in x]
     assert 'rollback applied at stage 1/5 (100%), ring user_id in segment("staff") 100%: ' in said

@@ -245,7 +245,7 @@ def test_rollback_evidence_names_the_breach_and_its_bounds() -> None:
 def test_alpha_is_split_over_guardrails_and_compared_stages() -> None:
     verdict = evaluate(rollout(), data(arm(units=1_111, errors=650), arm()), EARLY)
     # Three guardrails, one stage below 100%: each test at 0.05 / 3.
-    assert verdict.evidence["alpha"] == {
+    assert as_read(verdict.evidence)["alpha"] == {
         "rollout": 0.05,
         "guardrails": 3,
         "stages": 1,
@@ -345,7 +345,7 @@ def test_early_advance(
 ) -> None:
     verdict = evaluate(rollout(the_plan), agg, now)
     assert verdict.kind is kind, f"{case}: {verdict.reason}"
-    assert verdict.evidence.get("early_advance", False) is early
+    assert as_read(verdict.evidence).get("early_advance", False) is early
     assert verdict.reason.startswith("early advance") is early
 
 
@@ -419,14 +419,14 @@ def test_dry_run_guardrail_never_acts(
     verdict = evaluate(rollout(plan(guardrails=guardrails)), agg, now)
     assert verdict.kind is kind, f"{case}: {verdict.reason}"
     assert verdict.dry_run_breaches == breaches
-    assert verdict.evidence["dry_run"] == {"error_rate": {"would": would}}
+    assert as_read(verdict.evidence)["dry_run"] == {"error_rate": {"would": would}}
     assert isinstance(as_read(verdict.evidence)["guardrails"]["error_rate"], dict)
-    assert verdict.evidence.get("breach") != "error_rate"
+    assert as_read(verdict.evidence).get("breach") != "error_rate"
 
 
 def test_without_dry_run_guardrails_the_evidence_has_no_dry_run_key() -> None:
     verdict = evaluate(rollout(), HEALTHY, LATE)
-    assert "dry_run" not in verdict.evidence
+    assert "dry_run" not in as_read(verdict.evidence)
     assert verdict.dry_run_breaches == ()
 
 

@@ -34,6 +34,7 @@ from controller.core.rollouts.rollout import (
     VerdictKind,
 )
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.wire import GateEvidence
 from controller.core.wire.messages import CommandAction
 from tests.documents import as_read
 from tests.unit.core.machine.test_machine import NOW, T0, cmd, rollout, summarize
@@ -69,11 +70,13 @@ def trigger_input(state: Rollout, trigger: Trigger) -> Input:
     if trigger in GATED:
         index = 0 if trigger == "guardrail_regression" else None
         applied = action_for(state.plan.health_words, trigger, guardrail=index)
-        return GateInput(health.verdict(applied, f"{trigger} seen", {"delta": 0.01}), NOW)
+        return GateInput(health.verdict(applied, f"{trigger} seen", GateEvidence(breach="x")), NOW)
     if trigger == "inconclusive":
         return TickInput(T0 + timedelta(minutes=31))
     if trigger == "advisor_unavailable":
-        verdict = Verdict(VerdictKind.ADVANCE, "the stage is complete", None, {"delta": 0.01})
+        verdict = Verdict(
+            VerdictKind.ADVANCE, "the stage is complete", None, GateEvidence(breach="x")
+        )
         return GateInput(verdict, NOW, advice=DOWN, advisor_mode="gating", advisor_alert=True)
     return BackendDriftInput("changed by hand: rollout 50 -> 20", NOW, {"changes": ["rollout"]})
 
@@ -263,7 +266,7 @@ def test_the_gate_names_the_trigger_and_the_policy(
     assert (verdict.kind, verdict.pause_reason) == kinds[action]
     assert verdict.applied is not None
     assert verdict.applied.trigger == trigger
-    assert verdict.evidence[health.POLICY] == {
+    assert as_read(verdict.evidence)[health.POLICY] == {
         "trigger": trigger,
         "action": action,
         "policy_entry": f"health_policy.{trigger}",

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.common import JsonObject
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
 from controller.core.rollouts.plan import Plan
@@ -29,6 +28,7 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.wire import DryRun, GateEvidence
 from controller.core.wire.messages import CommandAction
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -107,7 +107,7 @@ def refused(action: CommandAction, reason: str, key_id: str | None = "ops-1") ->
 
 
 def gate(kind: VerdictKind, pause: PauseReason | None = None) -> GateInput:
-    return GateInput(Verdict(kind, f"gate says {kind.value}", pause, {"delta": 0.01}), NOW)
+    return GateInput(Verdict(kind, f"gate says {kind.value}", pause, GateEvidence(breach="x")), NOW)
 
 
 INPUTS: dict[str, Input] = {
@@ -284,10 +284,10 @@ def test_rollback_carries_the_gate_evidence() -> None:
     _, actions = step(STATES["running"], gate(VerdictKind.ROLLBACK))
     decision = next(a for a in actions if isinstance(a, RecordDecision))
     alert = next(a for a in actions if isinstance(a, RaiseAlert))
-    assert decision.evidence["delta"] == 0.01
+    assert decision.evidence["breach"] == "x"
     assert decision.evidence["at_stage"]["index"] == decision.stage
     assert alert.severity == "critical"
-    assert alert.details["delta"] == 0.01
+    assert alert.details["breach"] == "x"
 
 
 def test_rejections_say_why() -> None:
@@ -365,9 +365,9 @@ DRY_RUN_GATES = ("gate-advance", "gate-hold", "gate-rollback", "gate-srm")
 def dry_run(gate_input: Input) -> GateInput:
     """The same gate verdict with a dry-run error-rate guardrail that would have acted."""
     assert isinstance(gate_input, GateInput)
-    trial: JsonObject = {"error_rate": {"would": "rollback"}}
+    trial = {"error_rate": DryRun(would="rollback")}
     verdict = gate_input.verdict
-    evidence: JsonObject = {**verdict.evidence, "dry_run": trial}
+    evidence = verdict.evidence.model_copy(update={"dry_run": trial})
     return GateInput(
         Verdict(verdict.kind, verdict.reason, verdict.pause_reason, evidence, ("error_rate",)),
         gate_input.now,

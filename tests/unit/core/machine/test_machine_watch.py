@@ -25,6 +25,7 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.wire import GateEvidence
 from tests.unit.core.machine.test_machine import INPUTS, NOW, PLAN, expected, rollout, summarize
 
 WATCH = Watch(duration=timedelta(hours=2), holdback_percent=1)
@@ -132,7 +133,9 @@ def test_a_watch_without_holdback_says_only_absolute_checks_are_watched() -> Non
 
 def test_a_regression_in_the_watch_rolls_back_by_default() -> None:
     before, _ = WATCH_STATES["watching"]
-    verdict = Verdict(VerdictKind.ROLLBACK, "error_rate regressed", None, {"breach": "error_rate"})
+    verdict = Verdict(
+        VerdictKind.ROLLBACK, "error_rate regressed", None, GateEvidence(breach="error_rate")
+    )
     after, actions = step(before, GateInput(verdict, NOW))
     assert after is not None
     assert after.phase is Phase.ROLLED_BACK

@@ -26,6 +26,7 @@ from controller.core.rollouts.rollout import (
     VerdictKind,
 )
 from controller.core.rollouts.windows import Window, Windows
+from controller.core.wire import GateEvidence
 from controller.core.wire.messages import CommandAction
 
 BERLIN_HOURS = {
@@ -72,7 +73,7 @@ def rollout(
 
 def gate(kind: VerdictKind, now: datetime, **extra: Any) -> GateInput:
     pause = PauseReason.SRM if kind is VerdictKind.PAUSE else None
-    return GateInput(Verdict(kind, f"gate says {kind.value}", pause, {}), now, **extra)
+    return GateInput(Verdict(kind, f"gate says {kind.value}", pause, GateEvidence()), now, **extra)
 
 
 def cmd(action: CommandAction, now: datetime, **extra: Any) -> CommandInput:

@@ -21,16 +21,19 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
+from controller.core.wire import GateEvidence
 from controller.core.wire.messages import CommandAction
 from controller.ctl.operate.views import status_detail
+from tests.documents import sequential_test
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=20)
 LATER = NOW + timedelta(days=2)
 PLAN = Plan(stages=[Stage(percent=5, min_duration=timedelta(minutes=5)), Stage(percent=50)])
+TALLY = {"exposures": 0, "requests": 0, "errors": 0, "conversions": 0}
 EVIDENCE: JsonObject = {
-    "arms": {"treatment": {"units": 400}, "control": {"units": 7600}},
-    "guardrails": {"error_rate": {"delta": 0.03, "tolerance": 0.0, "regressed": True}},
+    "arms": {"treatment": {"units": 400, **TALLY}, "control": {"units": 7600, **TALLY}},
+    "guardrails": {"error_rate": sequential_test(delta=0.03, regressed=True)},
     "breach": "error_rate",
 }
 RUNNING = Rollout(
@@ -57,7 +60,13 @@ def command(action: CommandAction, reason: str) -> CommandInput:
 ENDINGS: dict[str, tuple[Input, Phase, str, dict[str, object]]] = {
     "gate rollback": (
         GateInput(
-            Verdict(VerdictKind.ROLLBACK, "error_rate +3 pp, regressed", None, EVIDENCE), NOW
+            Verdict(
+                VerdictKind.ROLLBACK,
+                "error_rate +3 pp, regressed",
+                None,
+                GateEvidence.tolerant(EVIDENCE),
+            ),
+            NOW,
         ),
         Phase.ROLLED_BACK,
         "error_rate +3 pp, regressed",

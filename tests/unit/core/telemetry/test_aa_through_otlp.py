@@ -114,7 +114,7 @@ def one_run(seed: int) -> str | None:
             )
             verdict = evaluate(_rollout(PLAN, index, started), data, at)
             if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
-                return str(verdict.evidence.get("breach", "srm"))
+                return verdict.evidence.breach or "srm"
             if verdict.kind is VerdictKind.ADVANCE:
                 break
         else:

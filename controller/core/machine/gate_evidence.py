@@ -1,0 +1,125 @@
+"""A gate's evidence, built once from its tests: what the decision publishes.
+
+Pure. The parts are the typed ones of :mod:`controller.core.wire.evidence`,
+written in the order the published JSON has always had.
+"""
+
+from __future__ import annotations
+
+from controller.core.machine.sourced import Sourced
+from controller.core.rollouts import Guardrail, Plan, Rollout, Stage
+from controller.core.rules import to_text
+from controller.core.stats import (
+    OTHER_CONVERSIONS,
+    ArmAggregate,
+    FlagAggregates,
+    SequentialResult,
+    SrmResult,
+    arm_latency,
+    limit_parts,
+)
+from controller.core.wire import (
+    INSUFFICIENT,
+    ArmLatency,
+    ArmTally,
+    AudienceRing,
+    BothArms,
+    DryRun,
+    GateEvidence,
+    GuardrailTest,
+    SourceReadings,
+    SrmCheck,
+)
+
+
+def gate_evidence(
+    rollout: Rollout,
+    data: FlagAggregates,
+    tests: dict[str, SequentialResult | None],
+    srm: SrmResult,
+    *,
+    sourced: Sourced,
+    limits: dict[str, SequentialResult],
+) -> GateEvidence:
+    """What the gate saw: each part written once, here, in the order it is published."""
+    plan = rollout.plan
+    parts: dict[str, object] = {
+        "arms": {name: _tally(plan, arm) for name, arm in _arms(data)},
+        "alpha": plan.alpha_budget(),
+        "flag_versions": [*sorted(data.versions)],
+        "guardrails": {m: (_test(r) if r else INSUFFICIENT) for m, r in tests.items()},
+        "srm": SrmCheck.model_validate(srm.evidence()),
+        "latency": {name: _latency(arm) for name, arm in _arms(data)},
+    }
+    if data.watched:  # the sample of units watched for being seen in both arms
+        parts["both_arms"] = BothArms(units=data.both_arms, watched=data.watched_units)
+    if plan.targeted:
+        parts["audience"] = audience(rollout)
+    if sourced.evidence:
+        parts["sources"] = SourceReadings.model_validate(sourced.evidence)
+    if limits and plan.limits is not None:
+        parts.update(limit_parts(plan.limits, limits))
+    if any(g.dry_run for g in plan.guardrails):
+        parts["dry_run"] = _dry_run(plan, tests)
+    return GateEvidence.model_validate(parts)
+
+
+def _arms(data: FlagAggregates) -> tuple[tuple[str, ArmAggregate], ...]:
+    return (("treatment", data.treatment), ("control", data.control))
+
+
+def _test(result: SequentialResult) -> GuardrailTest:
+    return GuardrailTest.model_validate(result.evidence())
+
+
+def _latency(arm: ArmAggregate) -> ArmLatency:
+    return ArmLatency.model_validate(arm_latency(arm.latency_histogram))
+
+
+def _tally(plan: Plan, arm: ArmAggregate) -> ArmTally:
+    named = _named(plan, arm)
+    return ArmTally(
+        units=arm.units,
+        exposures=arm.exposures,
+        requests=arm.requests,
+        errors=arm.errors,
+        conversions=arm.conversions,
+        **({} if named is None else {"named_conversions": named}),
+    )
+
+
+def _named(plan: Plan, arm: ArmAggregate) -> dict[str, int] | None:
+    """The conversions of each name the plan's guardrails read (``named_conversions``), and of
+    the names past the store's cap (:data:`OTHER_CONVERSIONS`) when there were any."""
+    names = [g.conversion for g in plan.guardrails if g.conversion is not None]
+    if not names:
+        return None
+    counts = {name: arm.converted(name).conversions for name in names}
+    other = arm.named.get(OTHER_CONVERSIONS)
+    if other is not None and other.count:
+        counts[OTHER_CONVERSIONS] = other.count
+    return counts
+
+
+def audience(rollout: Rollout) -> AudienceRing:
+    """Whom the stage's comparison is drawn from: its ring, within the rollout's audience."""
+    plan, stage = rollout.plan, _stage(rollout)
+    return AudienceRing(
+        rollout=None if plan.audience is None else to_text(plan.audience),
+        stage="everyone" if stage.audience is None else to_text(stage.audience),
+        percent=stage.percent,
+        compared="units in the stage's audience and in no earlier ring's",
+    )
+
+
+def _dry_run(plan: Plan, tests: dict[str, SequentialResult | None]) -> dict[str, DryRun]:
+    """What each dry-run guardrail would have done (the action, or None)."""
+    return {g.key: DryRun(would=_would(g, tests[g.key])) for g in plan.guardrails if g.dry_run}
+
+
+def _would(guardrail: Guardrail, result: SequentialResult | None) -> str | None:
+    return guardrail.action if result is not None and result.regressed else None
+
+
+def _stage(rollout: Rollout) -> Stage:
+    return rollout.plan.stages[rollout.stage]

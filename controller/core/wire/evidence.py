@@ -1,0 +1,280 @@
+"""A gate's evidence, typed: what the gate writes and every reader reads by its fields.
+
+The gate builds :class:`GateEvidence` once, from its tests; health triggers
+add the policy entry that chose their action, the machine publishes it with
+its decision. Each part is a frozen model with a description, so the JSON
+Schema of a decision says what its evidence holds.
+
+The JSON is the one published since version 1, key for key: a part is
+written only when it was given (:meth:`GateEvidence.wire` drops the parts a
+gate did not fill, so a gate without a ring writes no ``audience``), numbers
+keep their type (a count stays an integer), and an infinity is written as the
+string ``"inf"`` / ``"-inf"`` (JSON has none) and read back as one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from functools import cache
+from itertools import islice
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+from controller.core.common import JsonObject
+
+
+def _json_number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+Number = Annotated[
+    int | float, PlainSerializer(_json_number, return_type=float | str, when_used="json")
+]
+"""A number as the evidence writes it: an integer stays one; infinities as ``"inf"``."""
+INSUFFICIENT = "insufficient data"
+"""A guardrail's entry while either arm is below its event floor."""
+
+
+class Part(BaseModel):
+    """A part of the evidence: frozen, and closed (a key it does not name is refused)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ArmTally(Part):
+    """One arm's counts in the stage, as the gate saw them."""
+
+    units: int = Field(description="Distinct units seen in the arm (HyperLogLog estimate).")
+    exposures: int = Field(description="Exposure events counted.")
+    requests: int = Field(description="Request events counted.")
+    errors: int = Field(description="Requests that failed.")
+    conversions: int = Field(description="Conversion events counted, every name together.")
+    named_conversions: dict[str, int] | None = Field(
+        default=None,
+        description="Conversions of each name the plan's guardrails read, and of the names "
+        "past the store's cap under `_other`; absent when no guardrail names one.",
+    )
+
+
+class ArmLatency(Part):
+    """One arm's own latency quantiles in ms; None while the arm had no latency event."""
+
+    p50: Number | None = Field(description="Median latency in ms.")
+    p95: Number | None = Field(description="95th percentile latency in ms.")
+    p99: Number | None = Field(description="99th percentile latency in ms.")
+    count: int = Field(description="Latency events counted.")
+
+
+class GuardrailTest(Part):
+    """One sequential comparison, treatment minus control (or a limit against its bound)."""
+
+    delta: Number = Field(description="Observed difference, treatment minus control.")
+    variance: Number = Field(description="Variance of the difference.")
+    n: int = Field(description="Observations behind the test.")
+    half_width: Number = Field(description="Half the confidence sequence's width.")
+    lower: Number = Field(description="Lower bound of the confidence sequence.")
+    upper: Number = Field(description="Upper bound of the confidence sequence.")
+    regressed: bool = Field(description="The bound excludes harm within the tolerance.")
+    direction: Literal["lower_is_better", "higher_is_better"] = Field(
+        description="Which way the metric is better."
+    )
+    tolerance: Number = Field(description="The harm the plan tolerates.")
+    alpha: Number = Field(description="The test's level (the plan's alpha, split).")
+    n_tune: int = Field(description="The sample size the boundary is tuned for.")
+    p_value: Number = Field(description="Always-valid p-value of no harm.")
+
+
+class SrmCheck(Part):
+    """The sample-ratio check: treatment's units against what the split expects."""
+
+    observed_treatment: int = Field(description="Units seen in treatment.")
+    observed_control: int = Field(description="Units seen in control.")
+    expected_treatment_share: Number = Field(description="Treatment's share by the split.")
+    expected_control_share: Number = Field(description="Control's share by the split.")
+    expected_treatment: Number = Field(description="Treatment units the split expects.")
+    expected_control: Number = Field(description="Control units the split expects.")
+    chi2: Number = Field(description="Chi-square of this one look (for reference).")
+    p_value: Number = Field(description="Its one-look p-value (ignores peeking).")
+    bayes_factor: Number = Field(description="Evidence for a mismatch: a test martingale.")
+    sequential_p_value: Number = Field(description="min(1, 1 / bayes_factor): always valid.")
+    p_threshold: Number = Field(description="Below this sequential p-value it is flagged.")
+    flagged: bool = Field(description="A mismatch was found.")
+
+
+class AlphaSpent(Part):
+    """How the plan's alpha is spent: the rollout's, the split and each test's level."""
+
+    rollout: Number = Field(description="The plan's alpha for the whole rollout.")
+    guardrails: int = Field(description="Gating guardrails the alpha is split over.")
+    stages: int = Field(description="Compared stages the alpha is split over.")
+    per_test: Number = Field(description="Each test's level: the alpha, split.")
+
+
+class BothArms(Part):
+    """Watched units seen in both arms (a sample of the stage's units)."""
+
+    units: int = Field(description="Watched units seen in both arms.")
+    watched: int = Field(description="Units watched.")
+
+
+class AudienceRing(Part):
+    """A targeted rollout's ring at the gate: whom its comparison was drawn from."""
+
+    rollout: str | None = Field(description="The rollout's audience as rule text; none: all.")
+    stage: str = Field(description="The stage's ring as rule text; `everyone` when unnamed.")
+    percent: Number = Field(description="The stage's percent of its ring.")
+    compared: str = Field(description="Which units the comparison is drawn from.")
+
+
+class DryRun(Part):
+    """A dry-run guardrail: tested and recorded, never acting."""
+
+    would: str | None = Field(description="The action it would have taken; none: none.")
+
+
+class LimitTest(Part):
+    """One absolute limit of a stage with no concurrent control, and its test."""
+
+    limit: Number = Field(description="The plan's limit.")
+    test: GuardrailTest = Field(description="The treated arm against the limit.")
+
+
+class PolicyEntry(Part):
+    """A health trigger that fired and the policy entry that chose its action."""
+
+    trigger: str = Field(description="What fired: guardrail_regression, no_traffic, ….")
+    action: str = Field(description="The action taken: rollback, pause, hold, warn, ….")
+    policy_entry: str = Field(
+        description="The entry that chose it: `health_policy.no_traffic`, "
+        "`guardrails.0.action`, `srm_action` or `default`."
+    )
+
+
+class SourceReadings(Part):
+    """What the guardrails read from a metric source (Prometheus) gave at this gate."""
+
+    source: str = Field(description="The metric source's name.")
+    expected_share: Number = Field(description="Treatment's expected share of the traffic.")
+    reads: dict[str, dict[str, JsonValue]] = Field(
+        description="Per guardrail or limit: its queries' answers, any problem, and its test."
+    )
+
+
+class GateEvidence(Part):
+    """What a gate saw and concluded: each part present only when the gate wrote it."""
+
+    arms: dict[str, ArmTally] | None = Field(default=None, description="Per arm its counts.")
+    alpha: AlphaSpent | None = Field(default=None, description="How the plan's alpha is spent.")
+    flag_versions: list[int] | None = Field(
+        default=None, description="The flag versions whose events count for the stage."
+    )
+    guardrails: dict[str, GuardrailTest | Literal["insufficient data"]] | None = Field(
+        default=None,
+        description='Per guardrail its test; "insufficient data" below its event floor.',
+    )
+    srm: SrmCheck | None = Field(default=None, description="The sample-ratio check.")
+    latency: dict[str, ArmLatency] | None = Field(
+        default=None, description="Per arm its own latency quantiles."
+    )
+    both_arms: BothArms | None = Field(
+        default=None, description="Watched units seen in both arms, when units are watched."
+    )
+    audience: AudienceRing | None = Field(default=None, description="A targeted rollout's ring.")
+    sources: SourceReadings | None = Field(
+        default=None, description="What the metric source gave, when guardrails read one."
+    )
+    comparison: str | None = Field(
+        default=None, description="`none (no concurrent control)` when gated on limits."
+    )
+    limits: dict[str, LimitTest] | None = Field(
+        default=None, description="Per absolute limit its test, with no concurrent control."
+    )
+    dry_run: dict[str, DryRun] | None = Field(
+        default=None, description="Per dry-run guardrail what it would have done."
+    )
+    breach: str | None = Field(default=None, description="The guardrail or limit that acted.")
+    early_advance: bool | None = Field(
+        default=None, description="True when the stage ended before its minimum time."
+    )
+    policy: PolicyEntry | None = Field(
+        default=None, description="The health trigger and the policy entry applied."
+    )
+
+    def wire(self) -> JsonObject:
+        """The evidence as published: only the parts written, infinities as strings."""
+        written: JsonObject = self.model_dump(mode="json", exclude_unset=True)
+        return written
+
+    @classmethod
+    def tolerant(cls, raw: object) -> GateEvidence:
+        """The gate's parts of an evidence read back from a topic, a store or the network.
+
+        The one tolerant reader: a decision published by an older or newer
+        controller, or damaged, may miss parts, add keys or hold a part of the
+        wrong shape. Each part is read alone, and each entry of a part kept by
+        name (an arm, a guardrail); what does not fit is left out, never
+        raised, so one odd part costs that part, not the evidence.
+        """
+        if not isinstance(raw, Mapping):
+            return cls()
+        parts = {}
+        for name, field in cls.model_fields.items():
+            if name in raw and (part := _part(field.annotation, raw[name])) is not _LEFT_OUT:
+                parts[name] = part
+        return cls.model_validate(parts)
+
+
+_LEFT_OUT = object()
+"""A part that did not fit its type."""
+
+
+def _part(annotation: object, value: object) -> object:
+    """``value`` as ``annotation`` reads it; a mapping's entries each on their own."""
+    adapter = _adapter(annotation)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        pass
+    entry = _ENTRIES.get(annotation)
+    if entry is None or not isinstance(value, Mapping):
+        return _LEFT_OUT
+    kept = {}
+    for key, item in islice(value.items(), MAX_ENTRIES):
+        with contextlib.suppress(ValidationError):
+            kept[str(key)] = entry.validate_python(item)
+    return kept
+
+
+MAX_ENTRIES = 50
+"""The most arms, guardrails or limits read from one evidence: a plan has a handful."""
+
+
+@cache
+def _adapter(annotation: Any) -> TypeAdapter[object]:
+    adapter: TypeAdapter[object] = TypeAdapter(annotation)
+    return adapter
+
+
+def _entry_adapters() -> dict[object, TypeAdapter[object]]:
+    """For each part that is a mapping by name, the type of one entry."""
+    found: dict[object, TypeAdapter[object]] = {}
+    for field in GateEvidence.model_fields.values():
+        whole = field.annotation
+        for option in get_args(whole):
+            if get_origin(option) is dict:
+                found[whole] = _adapter(get_args(option)[1])
+    return found
+
+
+_ENTRIES = _entry_adapters()
