@@ -264,7 +264,7 @@ def bounded_id(value: str) -> str:
 
 def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
     """The fields of the ``monitor`` contract message for ``signal`` (without ``ts``)."""
-    fields: dict[str, Any] = {
+    fields = {
         "type": "monitor",
         "v": 1,
         "id": signal.message_id,
@@ -272,6 +272,5 @@ def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
         "status": signal.status,
         "incident_id": signal.incident_id,
     }
-    if signal.action != "kill":  # a kill's message stays as it always was
-        fields["action"] = signal.action
-    return fields
+    # a kill's message stays as it always was
+    return fields if signal.action == "kill" else fields | {"action": signal.action}
