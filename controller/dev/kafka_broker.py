@@ -278,6 +278,24 @@ class KafkaBroker(StartStop):
         self.stop()
         return self.start()
 
+    def dump_log_segments(self, topic: str, partition: int = 0) -> str:
+        """What Kafka's own ``DumpLogSegments`` prints of the partition's log segments: a
+        line per record batch (offsets, ``producerId``, ``producerEpoch``, sequence...)."""
+        segments = sorted(str(p) for p in (self.data_dir / f"{topic}-{partition}").glob("*.log"))
+        if not segments:
+            raise FileNotFoundError(f"no log segment of {topic}-{partition} in {self.data_dir}")
+        tool = "kafka.tools.DumpLogSegments"
+        heap = ("-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+        done = subprocess.run(  # noqa: S603 - our own argv
+            self._java(tool, "--files", ",".join(segments), heap=heap),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
     def rss_bytes(self) -> int | None:
         """The broker's resident memory now, from /proc; None when it is not running."""
         if self._process is None or not self._process.running():
