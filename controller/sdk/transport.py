@@ -168,7 +168,8 @@ class EventProducer(KafkaProducer):
     Kafka then drops the copies a retried send would otherwise write, so the
     client's own retries cannot double-count an event. A broker that refuses
     (an old Kafka, the embedded tansu) gets a plain producer, and one warning
-    line says so.
+    line says so. Once the broker refuses a batch, ``renew_needed`` says to send
+    the next through a fresh producer.
     """
 
     _log = log
@@ -186,6 +187,8 @@ class EventProducer(KafkaProducer):
         options = {**kafka.client_options(), "linger_ms": 20}
         options["request_timeout_ms"] = request_timeout_ms
         super().__init__(options, bootstrap=kafka.bootstrap_servers, idempotent=idempotent)
+        self.renew_needed = False
+        """Whether a refused batch spent this producer: the next send needs a fresh one."""
 
     async def send(self, items: list[Item]) -> list[str]:
         """Send ``items`` in order; an :class:`Outcome` for each, in the same order."""
@@ -198,7 +201,11 @@ class EventProducer(KafkaProducer):
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
         unsent = [Outcome.RETRY] * (len(items) - len(futures))
-        return [_outcome(result) for result in results] + unsent
+        outcomes = [_outcome(result) for result in results] + unsent
+        # A batch the broker refused leaves a gap in an idempotent producer's sequence:
+        # the broker would refuse every later batch of that partition as out of order.
+        self.renew_needed = self.idempotent and Outcome.REJECTED in outcomes
+        return outcomes
 
 
 def _outcome(result: object) -> str:
