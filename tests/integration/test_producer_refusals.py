@@ -9,6 +9,7 @@ letter again without its value, which must go.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -22,16 +23,16 @@ from tests.reading import read_to_end
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A consumed record the daemon rejected."""
 
-    value: bytes
+    value: bytes | None
     topic: str = "rollout.events"
     partition: int = 0
     offset: int = 0
     key: bytes | None = b"unit-1"
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
 
 
 async def _small_topic(bootstrap: str) -> str:
