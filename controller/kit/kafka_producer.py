@@ -59,16 +59,24 @@ class KafkaProducer(ClientLifecycle):
 
     ``options`` are aiokafka's (``acks`` and ``enable_idempotence`` are this class's);
     ``idempotent=False`` skips the question (the broker already refused it).
-    ``consequence`` ends the warning a refusal logs: what goes without it.
+    ``consequence`` ends the warning a refusal logs: what goes without it;
+    ``refusal_level`` is that line's level (a one-off send whose copies the reader
+    drops by id need not warn).
     """
 
     _log = log
     consequence = "a send that aiokafka retries may write a record twice"
 
     def __init__(
-        self, options: Mapping[str, Any], *, bootstrap: str, idempotent: bool = True
+        self,
+        options: Mapping[str, Any],
+        *,
+        bootstrap: str,
+        idempotent: bool = True,
+        refusal_level: int = logging.WARNING,
     ) -> None:
         self._options = {**options, "acks": "all"}
+        self._refusal_level = refusal_level
         self._bootstrap = bootstrap
         self.idempotent = idempotent
         self._client = self._new_client()
@@ -88,7 +96,8 @@ class KafkaProducer(ClientLifecycle):
         except BrokerError as exc:
             if exc.retriable or not self.idempotent:
                 raise
-            self._log.warning(
+            self._log.log(
+                self._refusal_level,
                 "idempotent_producer_unsupported: the broker at %s has no idempotent producer "
                 "(it refused a producer id: %s); records go without it, so %s",
                 self._bootstrap,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -233,7 +234,11 @@ async def send_many(
         "client_id": client_id,
         "request_timeout_ms": int(timeout_s * 1000),
     }
-    producer = KafkaProducer(options, bootstrap=kafka.bootstrap_servers)
+    # A copy is harmless here (a command is decided once by its id; a segment record is
+    # keyed state), so a broker without idempotence is not worth a warning on every call.
+    producer = KafkaProducer(
+        options, bootstrap=kafka.bootstrap_servers, refusal_level=logging.DEBUG
+    )
     try:
         with translated(f"cannot send to {topic}", bootstrap=kafka.bootstrap_servers):
             async with asyncio.timeout(timeout_s):
