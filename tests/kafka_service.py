@@ -147,11 +147,14 @@ def describe(node: SharedNode) -> str:
     )
 
 
-def own_broker(workdir: Path, *, port: int | None = None) -> tuple[str, ManagedProcess]:
-    """A broker of the caller's own in ``workdir`` (on ``port`` if given), of the kind the
-    session runs on: ``(bootstrap, process)``, for the tests that stop, hang or kill it."""
+def own_broker(
+    workdir: Path, *, port: int | None = None, advertised_port: int | None = None
+) -> tuple[str, ManagedProcess]:
+    """A broker of the caller's own in ``workdir`` (on ``port`` if given, telling clients to
+    connect to ``advertised_port``, a proxy in front of it, if given), of the kind the session
+    runs on: ``(bootstrap, process)``, for the tests that stop, hang or kill it."""
     if chosen_broker() == "tansu":
-        return start_embedded_broker(workdir, port=port)
-    broker = KafkaBroker(workdir, port=port).start()
+        return start_embedded_broker(workdir, port=port, advertised_port=advertised_port)
+    broker = KafkaBroker(workdir, port=port, advertised_port=advertised_port).start()
     assert broker.process is not None  # start() returned, so it runs
     return broker.bootstrap, broker.process

@@ -48,7 +48,6 @@ JVM_OPTIONS = (
 
 BROKER_PROPERTIES: dict[str, str] = {
     "process.roles": "broker,controller",
-    "node.id": "1",
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
     "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -155,12 +154,22 @@ class KafkaBroker(StartStop):
         advertised_port: int | None = None,
         properties: Mapping[str, str] | None = None,
         startup_timeout: float = START_TIMEOUT,
+        node_id: int = 1,
+        controller_port: int | None = None,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
+        """``node_id``, ``controller_port``, ``quorum_voters`` and ``cluster_id`` make it one
+        node of a cluster (:class:`~controller.dev.kafka_cluster.KafkaCluster`); alone, it
+        is node 1 and its own quorum, formatted with a new cluster id."""
         self.libs = _require_libs()
         self.java = java_binary()
         self.workdir = workdir
         self.port = port if port is not None else free_port()
-        self.controller_port = free_port()
+        self.node_id = node_id
+        self.controller_port = controller_port if controller_port is not None else free_port()
+        self._voters = quorum_voters or f"{node_id}@{LOCALHOST}:{self.controller_port}"
+        self._cluster_id = cluster_id
         self.advertised_port = advertised_port or self.port
         self.startup_timeout = startup_timeout
         self._extra = dict(properties or {})
@@ -193,8 +202,9 @@ class KafkaBroker(StartStop):
         ports = {
             "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{LOCALHOST}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{LOCALHOST}:{self.advertised_port}",
-            "controller.quorum.voters": f"1@{LOCALHOST}:{self.controller_port}",
+            "controller.quorum.voters": self._voters,
             "log.dirs": str(self.data_dir),
+            "node.id": str(self.node_id),
         }
         return {**BROKER_PROPERTIES, **ports, **self._extra}
 
@@ -217,7 +227,8 @@ class KafkaBroker(StartStop):
         """Format the KRaft store once; a store already there is kept (a restart)."""
         if (self.data_dir / "meta.properties").is_file():
             return
-        args = ["format", "--cluster-id", new_cluster_id(), "--config", str(config)]
+        cluster_id = self._cluster_id or new_cluster_id()
+        args = ["format", "--cluster-id", cluster_id, "--config", str(config)]
         done = subprocess.run(  # noqa: S603 - our own argv
             self._java("kafka.tools.StorageTool", *args, heap=("-Xmx256m", "-XX:+UseSerialGC")),
             stdin=subprocess.DEVNULL,
@@ -235,14 +246,25 @@ class KafkaBroker(StartStop):
         if self.running():
             return self
         began = time.monotonic()
+        self.launch()
+        self.wait_until_serving()
+        self.started_in = time.monotonic() - began
+        return self
+
+    def launch(self) -> None:
+        """Format the store if new and start the process, without waiting for it to serve
+        (a cluster's nodes serve only once a majority of its quorum runs)."""
         config = self._write_config()
         self._format(config)
         self._process = ManagedProcess(
             self._java("kafka.Kafka", str(config)), self.log_path, stop_timeout=30.0
         )
+
+    def wait_until_serving(self) -> None:
+        """Return once the launched node answers a metadata request; RuntimeError with its
+        log's tail (and the node killed) if it does not within the start timeout."""
+        assert self._process is not None, "launch() first"
         self._wait_until_serving(self._process)
-        self.started_in = time.monotonic() - began
-        return self
 
     def _wait_until_serving(self, process: ManagedProcess) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -277,6 +299,24 @@ class KafkaBroker(StartStop):
     def restart(self) -> Self:
         self.stop()
         return self.start()
+
+    def dump_log_segments(self, topic: str, partition: int = 0) -> str:
+        """What Kafka's own ``DumpLogSegments`` prints of the partition's log segments: a
+        line per record batch (offsets, ``producerId``, ``producerEpoch``, sequence...)."""
+        segments = sorted(str(p) for p in (self.data_dir / f"{topic}-{partition}").glob("*.log"))
+        if not segments:
+            raise FileNotFoundError(f"no log segment of {topic}-{partition} in {self.data_dir}")
+        tool = "kafka.tools.DumpLogSegments"
+        heap = ("-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+        done = subprocess.run(  # noqa: S603 - our own argv
+            self._java(tool, "--files", ",".join(segments), heap=heap),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
 
     def rss_bytes(self) -> int | None:
         """The broker's resident memory now, from /proc; None when it is not running."""

@@ -352,6 +352,9 @@ class EventEmitter(EventMethods, Lifecycle):
                 backoff.reset()
             else:
                 await backoff.wait()
+            if self._producer.renew_needed:
+                await self._producer.stop()
+                self._producer = await self._connect()
 
     async def _connect(self) -> EventProducer:
         backoff = retry_backoff(asyncio.Event())

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from controller.core.common import BrokerError, ControllerError
 from controller.kit.deadlines import DeadlineExceeded, TooLarge, deadline, read_bounded
 from controller.kit.kafka_client import ClientLifecycle, topic_partitions, translate, translated
+from controller.kit.kafka_producer import KafkaProducer
 from controller.kit.lifecycle import cancel
 from controller.settings import KafkaSettings
 
@@ -161,37 +161,19 @@ class Outcome:
     REJECTED = "rejected"
 
 
-_SENDER_LOG = logging.getLogger("aiokafka.producer.sender")
-
-
-class _ProducerIdRefusal(logging.Filter):
-    """Drops aiokafka's error line for a refused producer id: :class:`EventProducer` says
-    once, in its own words, what the refusal means."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Unexpected error during InitProducerIdRequest")
-
-
-@contextmanager
-def _producer_id_refusal_unlogged() -> Iterator[None]:
-    refusal = _ProducerIdRefusal()
-    _SENDER_LOG.addFilter(refusal)
-    try:
-        yield
-    finally:
-        _SENDER_LOG.removeFilter(refusal)
-
-
-class EventProducer(ClientLifecycle):
+class EventProducer(KafkaProducer):
     """A producer of one topic that reports, per message, whether it went, may go, or never will.
 
-    Idempotent where the broker allows it: Kafka then drops the copies a
-    retried send would otherwise write, so the client's own retries cannot
-    double-count an event. :meth:`start` asks the broker for a producer id
-    once; a broker that refuses (an old Kafka, the embedded tansu) gets a
-    plain producer, and one warning line says so. ``idempotent=False`` skips
-    the question (the broker already refused it).
+    Idempotent where the broker allows it (:class:`~controller.kit.kafka_producer.KafkaProducer`):
+    Kafka then drops the copies a retried send would otherwise write, so the
+    client's own retries cannot double-count an event. A broker that refuses
+    (an old Kafka, the embedded tansu) gets a plain producer, and one warning
+    line says so. Once the broker refuses a batch, ``renew_needed`` says to send
+    the next through a fresh producer.
     """
+
+    _log = log
+    consequence = "a send the client retries may write an event twice"
 
     def __init__(
         self,
@@ -202,46 +184,28 @@ class EventProducer(ClientLifecycle):
         idempotent: bool = True,
     ) -> None:
         self._topic = topic
-        self._options = {
-            **kafka.client_options(),
-            "linger_ms": 20,
-            "request_timeout_ms": request_timeout_ms,
-        }
-        self.idempotent = idempotent
-        self._bootstrap = kafka.bootstrap_servers
-        self._client = AIOKafkaProducer(**self._options, enable_idempotence=idempotent)
-
-    async def start(self) -> None:
-        """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
-        try:
-            with _producer_id_refusal_unlogged():
-                await super().start()
-        except BrokerError as exc:
-            if exc.retriable or not self.idempotent:
-                raise
-            log.warning(
-                "idempotent_producer_unsupported: the broker at %s has no idempotent producer "
-                "(it refused a producer id: %s); events go without it, so a send the client "
-                "retries may write an event twice",
-                self._bootstrap,
-                exc,
-            )
-            self.idempotent = False
-            self._client = AIOKafkaProducer(**self._options, enable_idempotence=False)
-            await super().start()
+        options = {**kafka.client_options(), "linger_ms": 20}
+        options["request_timeout_ms"] = request_timeout_ms
+        super().__init__(options, bootstrap=kafka.bootstrap_servers, idempotent=idempotent)
+        self.renew_needed = False
+        """Whether a refused batch spent this producer: the next send needs a fresh one."""
 
     async def send(self, items: list[Item]) -> list[str]:
         """Send ``items`` in order; an :class:`Outcome` for each, in the same order."""
         futures: list[asyncio.Future[Any]] = []
         for key, value in items:
             try:
-                futures.append(await self._client.send(self._topic, key=key, value=value))
+                futures.append(await self.client.send(self._topic, key=key, value=value))
             except KafkaError as exc:
                 log.warning("event_send_failed: %r", exc)
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
         unsent = [Outcome.RETRY] * (len(items) - len(futures))
-        return [_outcome(result) for result in results] + unsent
+        outcomes = [_outcome(result) for result in results] + unsent
+        # A batch the broker refused leaves a gap in an idempotent producer's sequence:
+        # the broker would refuse every later batch of that partition as out of order.
+        self.renew_needed = self.idempotent and Outcome.REJECTED in outcomes
+        return outcomes
 
 
 def _outcome(result: object) -> str:

@@ -1,8 +1,9 @@
 """``POST /v1/events`` through the daemon: every accepted event counted once, nothing else.
 
-The outage test owns its broker, behind a gate (a TCP proxy the broker
-advertises), so it can take Kafka away from the daemon and give it back with
-its data: the broker keeps running, its clients cannot reach it. Its app is
+The outage test owns its broker (of the kind the session runs on: Apache Kafka
+under CI), behind a gate (a TCP proxy the broker advertises), so it can take
+Kafka away from the daemon and give it back with its data: the broker keeps
+running, its clients cannot reach it. Its app is
 a Node process sending with ``clients/js`` (``tests/node/intake_app.mjs``),
 which retries a batch after ``Retry-After`` until it is accepted.
 
@@ -27,9 +28,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.dev.broker import start_embedded_broker
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
+from tests.kafka_service import own_broker
 from tests.services import free_port
 from tests.waiting import eventually
 
@@ -219,7 +220,7 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
     target = free_port()
     gate = Gate(target)
     gate.open()
-    _, broker = start_embedded_broker(tmp_path, port=target, advertised_port=gate.port)
+    _, broker = own_broker(tmp_path, port=target, advertised_port=gate.port)
     try:
         yield gate
     finally:

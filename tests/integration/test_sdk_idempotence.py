@@ -1,31 +1,36 @@
 """The app client's producer asks for idempotence once: granted by Apache Kafka from its
-first moments, refused by the embedded tansu, which gets a plain producer and one line."""
+first moments, refused by the embedded tansu, which gets a plain producer and one line;
+after an event Apache Kafka refuses, the next goes through a fresh producer id."""
 
 from __future__ import annotations
 
 import logging
 import re
 import uuid
+from collections import Counter
 from functools import partial
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.adapters.kafka import ensure_topics
 from controller.core.common.errors import BrokerError
+from controller.core.wire.messages import Arm
+from controller.sdk import EventEmitter
 from controller.sdk.transport import EventProducer, Outcome
-from controller.settings import KafkaSettings, TopicSettings
+from controller.settings import KafkaSettings
 from tests.conftest import KafkaBrokerFactory
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
+FLAG = "checkout"
 BROKER_ERROR = re.compile(r"^\[[^]]*\] (ERROR|FATAL) ", re.MULTILINE)
 """A line of the test broker's log at ERROR or worse (its log4j pattern: ``[date] LEVEL``)."""
 
 
-async def _fresh_topic(bootstrap: str) -> str:
+async def _fresh_topic(bootstrap: str, config: dict[str, str] | None = None) -> str:
     """A new topic of one partition, once the broker names its leader.
 
     A partition created a moment ago may still answer a produce request
@@ -33,9 +38,12 @@ async def _fresh_topic(bootstrap: str) -> str:
     is the topic's start, not the producer's, and is not what these tests watch.
     """
     topic = f"t-idempotence-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(
-        KafkaSettings(bootstrap_servers=bootstrap), TopicSettings(), more={topic: 1}
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=config or {})])
+    finally:
+        await admin.close()
     await eventually(partial(_led, bootstrap, topic), timeout=30, what=f"{topic}'s leader")
     return topic
 
@@ -119,3 +127,28 @@ async def test_an_unreachable_broker_is_not_mistaken_for_one_without_idempotence
         await producer.start()
     assert raised.value.retriable
     assert producer.idempotent is True
+
+
+async def test_an_event_the_broker_refuses_costs_no_event_after_it(
+    apache_kafka_bootstrap: str,
+) -> None:
+    # Given a topic whose records may not exceed 1 KiB, on Apache Kafka
+    topic = await _fresh_topic(apache_kafka_bootstrap, {"max.message.bytes": "1024"})
+    emitter = EventEmitter(
+        KafkaSettings(bootstrap_servers=apache_kafka_bootstrap),
+        topic=topic,
+        batch_size=1,
+        request_timeout_ms=5000,
+    )
+    async with emitter:
+        # When an event the broker refuses (a 4 KiB unit id) comes between two it takes
+        for unit in ("before", "u" * 4096, "after"):
+            assert emitter.exposure(FLAG, unit, Arm.TREATMENT, 1) is not None
+            await eventually(lambda: emitter.buffered == 0, timeout=30, what="the event sent")
+    # Then only the refused one is lost: the next goes out, through a fresh producer id
+    assert (emitter.sent, +emitter.dropped) == (2, Counter(rejected=1))
+    units = [
+        orjson.loads(value or b"{}")["unit"]
+        for value in await _values(apache_kafka_bootstrap, topic)
+    ]
+    assert units == ["before", "after"]

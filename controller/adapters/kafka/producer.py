@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from controller.core.common import MessageTooLarge
-from controller.kit.kafka_client import ClientLifecycle, translated
+from controller.core.common import BrokerError, MessageTooLarge
+from controller.kit.kafka_client import translated
+from controller.kit.kafka_producer import KafkaProducer
+from controller.kit.lifecycle import Lifecycle
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings
 
@@ -25,30 +28,84 @@ class OutRecord:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-class Producer(ClientLifecycle):
-    """The daemon's one producer: sends batches and waits for the broker's acknowledgement."""
+DEFAULT_REQUEST_TIMEOUT_MS = 40_000
+"""aiokafka's own default, which the daemon's producer keeps unless told otherwise."""
+
+
+class Producer(Lifecycle):
+    """The daemon's producer: sends batches and waits for the broker's acknowledgement.
+
+    Idempotent and ``acks=all`` (:class:`~controller.kit.kafka_producer.KafkaProducer`),
+    so a retried request never writes a record twice. aiokafka would retry an
+    idempotent batch for as long as the broker is away; :meth:`send_all` instead
+    gives up after ``request_timeout_ms``, as a plain producer did, and abandons
+    the producer so that what it gave up is never sent later (the HTTP intake
+    answers 503 for it and the app sends it again; the outbox keeps it). A batch
+    the broker refused abandons it too. The next send starts a fresh producer.
+    """
 
     def __init__(self, *, kafka: KafkaSettings, request_timeout_ms: int | None = None) -> None:
-        """``request_timeout_ms`` also bounds how long a record may wait unsent (aiokafka's)."""
+        """``request_timeout_ms`` also bounds how long a batch may wait unacknowledged."""
         self.max_message_bytes = kafka.max_message_bytes
-        timeout = {} if request_timeout_ms is None else {"request_timeout_ms": request_timeout_ms}
+        timeout_ms = request_timeout_ms or DEFAULT_REQUEST_TIMEOUT_MS
+        self._delivery_s = timeout_ms / 1000
         self._bootstrap = kafka.bootstrap_servers
-        self._client = self._producer = AIOKafkaProducer(
-            **kafka.client_options(),
-            acks="all",
-            linger_ms=2,
-            max_request_size=kafka.max_message_bytes,
-            **timeout,
-        )
+        self._options = kafka.client_options() | {
+            "linger_ms": 2,
+            "max_request_size": kafka.max_message_bytes,
+            "request_timeout_ms": timeout_ms,
+        }
+        self._current = self._fresh(idempotent=True)
+        self._starting = asyncio.Lock()
+        self._abandoning: set[asyncio.Task[None]] = set()
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the broker granted a producer id (before the first start: whether asked)."""
+        return self._current.idempotent
+
+    def _fresh(self, *, idempotent: bool) -> KafkaProducer:
+        return KafkaProducer(self._options, bootstrap=self._bootstrap, idempotent=idempotent)
+
+    async def start(self) -> None:
+        """Connect; :class:`BrokerError` if the broker cannot be reached (nothing left open)."""
+        async with self._starting:
+            await self._current.start()
+
+    async def stop(self) -> None:
+        await self._current.stop()
+        await asyncio.gather(*self._abandoning)
 
     async def send_all(self, records: Sequence[OutRecord]) -> None:
         """Send ``records`` in order; return once the broker has them all."""
-        with translated():
-            futures = [
-                await self._producer.send(r.topic, key=r.key, value=r.value, headers=r.headers)
-                for r in records
-            ]
-            await asyncio.gather(*futures)
+        await self.start()  # a no-op unless the last producer was abandoned
+        current = self._current
+        try:
+            with translated():
+                async with asyncio.timeout(self._delivery_s):
+                    await _sent(current.client, records)
+        except BrokerError:
+            # Given up on, or refused: a batch that failed leaves a gap in an idempotent
+            # producer's sequence, and the broker would refuse that partition's next
+            # batch as out of order. A fresh producer id starts a new sequence.
+            self._abandon(current)
+            raise
+
+    def _abandon(self, given_up: KafkaProducer) -> None:
+        """Close ``given_up`` in the background and send through a fresh producer."""
+        if given_up is not self._current:
+            return  # a concurrent send gave up on it first
+        self._current = self._fresh(idempotent=given_up.idempotent)
+        task = asyncio.create_task(given_up.stop(), name="abandon-producer")
+        self._abandoning.add(task)
+        task.add_done_callback(self._abandoning.discard)
+
+
+async def _sent(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> None:
+    futures = [
+        await producer.send(r.topic, key=r.key, value=r.value, headers=r.headers) for r in records
+    ]
+    await asyncio.gather(*futures)
 
 
 class DeadLetterPublisher:
@@ -173,14 +230,21 @@ async def send_many(
     acknowledged before the next is sent; the partition and offset of the last.
     :class:`~controller.core.common.errors.BrokerError` as :func:`send_and_wait`."""
     written = (-1, -1)
-    options = kafka.client_options() | {"client_id": client_id}
-    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=int(timeout_s * 1000))
+    options = kafka.client_options() | {
+        "client_id": client_id,
+        "request_timeout_ms": int(timeout_s * 1000),
+    }
+    # A copy is harmless here (a command is decided once by its id; a segment record is
+    # keyed state), so a broker without idempotence is not worth a warning on every call.
+    producer = KafkaProducer(
+        options, bootstrap=kafka.bootstrap_servers, refusal_level=logging.DEBUG
+    )
     try:
         with translated(f"cannot send to {topic}", bootstrap=kafka.bootstrap_servers):
             async with asyncio.timeout(timeout_s):
                 await producer.start()
                 for key, value in records:
-                    meta = await producer.send_and_wait(topic, key=key, value=value)
+                    meta = await producer.client.send_and_wait(topic, key=key, value=value)
                     written = (int(meta.partition), int(meta.offset))
     finally:
         await producer.stop()
