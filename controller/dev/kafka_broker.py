@@ -305,7 +305,7 @@ class KafkaBroker(StartStop):
         line per record batch (offsets, ``producerId``, ``producerEpoch``, sequence...)."""
         segments = sorted(str(p) for p in (self.data_dir / f"{topic}-{partition}").glob("*.log"))
         if not segments:
-            raise FileNotFoundError(f"no log segment of {topic}-{partition} in {self.data_dir}")
+            raise ServiceUnavailable(f"no log segment of {topic}-{partition} in {self.data_dir}")
         tool = "kafka.tools.DumpLogSegments"
         heap = ("-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
         done = subprocess.run(  # noqa: S603 - our own argv
