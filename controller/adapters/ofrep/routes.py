@@ -37,9 +37,10 @@ declared one, else treatment is ``true``), the variant the arm's name, and
 exposures, and ``version``, the flag version as a string, which OpenFeature's
 OpenTelemetry hooks put on their evaluation events as ``feature_flag.version``.
 Reasons are those OFREP lists (``SPLIT``, ``STATIC``, ``TARGETING_MATCH``,
-``DISABLED``); a flag that buckets nobody (disabled, static, unknown) answers
-without a targeting key, and one that does answers ``TARGETING_KEY_MISSING``
-alone, in a bulk answer beside the others.
+``DISABLED``); a flag that buckets nobody (disabled, static, unknown, or
+targeted with no ring splitting its audience) answers without a targeting key,
+and one that does answers ``TARGETING_KEY_MISSING`` alone, in a bulk answer
+beside the others.
 
 The flag states and segments are held in memory, not read per evaluation
 (:mod:`controller.adapters.ofrep.snapshot`).

@@ -22,7 +22,9 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
 These are the reasons OFREP 0.3.0 lists; OpenFeature's ``DEFAULT`` is not
 one, so no evaluation answers it. A flag whose state buckets nobody (unknown,
 disabled, static) needs no targeting key: background jobs and start-up code
-evaluate without one.
+evaluate without one. Nor does a targeted rollout whose every ring treats all
+of its audience or none of it (:func:`placed_by_rules`): the rules alone place
+a unit there, and rules that name ``targetingKey`` do not match one without it.
 
 A targeted rollout's state carries rings (:mod:`controller.core.rules.targeting`):
 the context's ``attributes`` (with the unit as ``targetingKey`` and dates as
@@ -50,7 +52,7 @@ from typing import Any, Protocol, TypeVar
 
 from controller.core.rules import NO_SEGMENTS, AudienceRule, Cohort, Ring, SegmentLookup, compiled
 from controller.core.wire.arm_values import ArmValues, json_type
-from controller.core.wire.bucketing import assign, bucket
+from controller.core.wire.bucketing import BUCKETS, assign, bucket
 from controller.core.wire.flagstates import SERVES_CONTROL
 from controller.core.wire.messages import Arm, FlagStatus
 
@@ -188,11 +190,12 @@ def evaluate(
         return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
     if (fixed := _unbucketed(flag, state)) is not None:
         return fixed
-    if not isinstance(unit, str) or not unit:
+    keyed = unit if isinstance(unit, str) and unit else None
+    if state.rings is not None and (keyed is not None or placed_by_rules(state.rings)):
+        return _targeted(flag, state, keyed, attributes, segments)
+    if keyed is None:
         return failed(flag, *_MISSING)
-    if state.rings is not None:
-        return _targeted(flag, state, unit, attributes, segments)
-    return _served(flag, state, assign(flag, state.salt, unit, state.percent), Reason.SPLIT)
+    return _served(flag, state, assign(flag, state.salt, keyed, state.percent), Reason.SPLIT)
 
 
 def _unbucketed(flag: str, state: EvaluatedState) -> Evaluation | None:
@@ -223,17 +226,24 @@ def _served(
     )
 
 
+def placed_by_rules(rings: Sequence[Ring]) -> bool:
+    """Whether every ring treats all of its audience or none of it, so that a unit's place
+    depends on its attributes alone and no targeting key is needed to bucket it."""
+    return all(ring.threshold in (0, BUCKETS) for ring in rings)
+
+
 def _targeted(
     flag: str,
     state: EvaluatedState,
-    unit: str,
+    unit: str | None,
     attributes: Mapping[str, object],
     segments: SegmentLookup,
 ) -> Evaluation:
-    """A targeted rollout's evaluation: the rings place the unit (:mod:`targeting`)."""
+    """A targeted rollout's evaluation: the rings place the unit (:mod:`targeting`); a unit
+    without a key only where no ring splits its audience (:func:`placed_by_rules`)."""
     if not isinstance(attributes, Mapping):
         return failed(flag, ErrorCode.INVALID_CONTEXT, "the context's attributes are no mapping")
-    unit_bucket = bucket(flag, state.salt, unit)
+    unit_bucket = 0 if unit is None else bucket(flag, state.salt, unit)
     try:
         context = rule_context(unit, attributes)
     except Exception:  # a hostile mapping must not reach the app
@@ -254,7 +264,7 @@ def _targeted(
     )
 
 
-def rule_context(unit: str, attributes: Mapping[str, object]) -> dict[str, object]:
+def rule_context(unit: str | None, attributes: Mapping[str, object]) -> dict[str, object]:
     """What rules read of an evaluation context: its attributes, the targeting key as
     :data:`TARGETING_KEY` (OpenFeature's name for it, so a rule can name the unit), and
     each date or date-time as the text of the instant rules compare (``date(...)``):
@@ -264,7 +274,11 @@ def rule_context(unit: str, attributes: Mapping[str, object]) -> dict[str, objec
     for name, value in attributes.items():
         if isinstance(value, date):
             context[name] = instant_text(value)
-    context[TARGETING_KEY] = unit  # the unit, whatever the attributes say
+    # The unit, whatever the attributes say; with none, no rule reads a key
+    if unit is None:
+        context.pop(TARGETING_KEY, None)
+    else:
+        context[TARGETING_KEY] = unit
     return context
 
 

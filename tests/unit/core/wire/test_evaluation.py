@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from controller.core.reading.views import FlagStateView
+from controller.core.rules import AudienceRule, Ring
 from controller.core.wire.bucketing import assign
 from controller.core.wire.evaluation import ErrorCode, Evaluation, Reason, evaluate, rule_context
 from controller.core.wire.messages import Arm, FlagState, FlagStatus
@@ -172,3 +173,51 @@ def test_rules_read_the_unit_as_targeting_key_and_dates_as_instant_text(
     attributes: dict[str, object], read: dict[str, object]
 ) -> None:
     assert rule_context("u", attributes) == read
+
+
+def ringed(*thresholds: int) -> FlagState:
+    """A targeted state: first a ``plan == "pro"`` ring, then everyone's, at ``thresholds``."""
+    audiences: list[dict[str, Any] | None] = [{"attribute": "plan", "op": "==", "value": "pro"}]
+    audiences += [None] * (len(thresholds) - 1)
+    rings = [
+        Ring(audience=None if a is None else AudienceRule.model_validate(a), threshold=t)
+        for a, t in zip(audiences, thresholds, strict=True)
+    ]
+    return state().model_copy(update={"rings": rings})
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "unit", "attributes", "arm", "error"),
+    [
+        # Every ring treats all of its audience or none: the rules alone place a unit.
+        ((100_000,), None, {"plan": "pro"}, Arm.TREATMENT, None),
+        ((100_000,), "", {"plan": "free"}, Arm.CONTROL, None),
+        ((100_000, 0), None, {"plan": "free"}, Arm.CONTROL, None),
+        ((100_000, 100_000), None, {"plan": "free"}, Arm.TREATMENT, None),
+        ((0,), None, {"plan": "pro"}, Arm.CONTROL, None),
+        # A key given is bucketed as ever; a fake one in the attributes is not a key.
+        ((100_000,), "u1", {"plan": "pro"}, Arm.TREATMENT, None),
+        ((100_000,), None, {"plan": "pro", "targetingKey": "u1"}, Arm.TREATMENT, None),
+        # A ring that splits its audience needs the key.
+        ((50_000,), None, {"plan": "pro"}, Arm.CONTROL, "TARGETING_KEY_MISSING"),
+        ((100_000, 20_000), "", {"plan": "free"}, Arm.CONTROL, "TARGETING_KEY_MISSING"),
+    ],
+)
+def test_a_targeted_state_needs_a_key_only_where_a_ring_splits_its_audience(
+    thresholds: tuple[int, ...],
+    unit: str | None,
+    attributes: dict[str, object],
+    arm: Arm,
+    error: str | None,
+) -> None:
+    got = evaluate("checkout", ringed(*thresholds), unit, attributes)
+    assert (got.arm, got.error.value if got.error else None) == (arm, error)
+    assert got.reason is (Reason.ERROR if error else Reason.TARGETING_MATCH)
+
+
+def test_without_a_key_a_rule_naming_the_key_does_not_match() -> None:
+    rule = AudienceRule.model_validate({"attribute": "targetingKey", "op": "==", "value": "u1"})
+    targeted = state().model_copy(update={"rings": [Ring(audience=rule, threshold=100_000)]})
+    assert evaluate("checkout", targeted, "u1").arm is Arm.TREATMENT
+    assert evaluate("checkout", targeted, None, {"targetingKey": "u1"}).arm is Arm.CONTROL
+    assert rule_context(None, {"targetingKey": "u1", "plan": "pro"}) == {"plan": "pro"}
