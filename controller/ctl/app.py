@@ -246,9 +246,20 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     raw = argparse.ArgumentParser(add_help=False, parents=[signing_options()])
     actions = [a.value for a in CommandAction]
     raw.add_argument(
-        "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
+        "action",
+        nargs="?",
+        choices=actions,
+        metavar="ACTION",
+        help=f"one of: {', '.join(actions)} (not with --file)",
     )
-    raw.add_argument("flag", metavar="FLAG", help="the flag key")
+    raw.add_argument("flag", nargs="?", metavar="FLAG", help="the flag key (not with --file)")
+    raw.add_argument(
+        "--file",
+        type=Path,
+        metavar="FILE",
+        help="the command as JSON (- for stdin), e.g. a proposal of `rolloutctl mcp`: signed "
+        "as yours (actor, key id, time; its id and preconditions kept)",
+    )
     raw.add_argument("--environment", metavar="NAME", help="the environment to act in")
     raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
     raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
@@ -267,6 +278,13 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "flag, acks=all) and print its id. The action commands do this and wait.",
     )
     send.add_argument("--topic", metavar="NAME", help="commands topic, overrides --config")
+    send.add_argument("--sign", action="store_true", help="with --file: sign it first")
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="await the decision: exit 0 applied, 3 rejected (with the reason), 4 none in time",
+    )
+    send.add_argument("--json", action="store_true", help="with --wait: print the decision")
     send.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
     )
@@ -301,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
-    from controller.ctl.operate import handlers, reads  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.operate import (  # noqa: PLC0415 - keep `--help` fast
+        handlers,
+        proposals,
+        reads,
+    )
 
     if args.command in {a.value for a in CommandAction}:
         return handlers.steer(args)
@@ -326,8 +348,8 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "watch": reads.watch,
         "plan": handlers.validate_plans,
         "keygen": handlers.keygen,
-        "sign": handlers.sign,
-        "send": handlers.send,
+        "sign": proposals.run,
+        "send": proposals.run,
         "verify": handlers.verify,
         "ingest": ingest.run,
         "pipeline": pipelines.run,

@@ -6,6 +6,7 @@ from controller.ctl.operate import (
     ingest,
     pipelines,
     plan_queries,
+    proposals,
     reads,
     targeting_args,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ingest",
     "pipelines",
     "plan_queries",
+    "proposals",
     "reads",
     "send",
     "send_command",
