@@ -32,6 +32,7 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
+from controller.ctl.agent import serving
 from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
     pipelines.add_parser(commands)
+    serving.add_parser(commands)
     _add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -353,6 +355,7 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "verify": handlers.verify,
         "ingest": ingest.run,
         "pipeline": pipelines.run,
+        "mcp": serving.run,
         "segment": handlers.segment,
         "audience": handlers.audience_test,
         "rule": _draft_rule,

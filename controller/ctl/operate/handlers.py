@@ -314,10 +314,11 @@ def send_signed(
     ``key`` is the record's key for a command about no flag (the flag's otherwise).
     """
     settings, kafka = broker_of(args)
+    topic = getattr(args, "topic", None) or settings.topics.commands  # `send --topic`
 
     async def send() -> tuple[int, int]:
         return await send_command(
-            command, kafka=kafka, topic=settings.topics.commands, timeout_s=args.timeout, key=key
+            command, kafka=kafka, topic=topic, timeout_s=args.timeout, key=key
         )
 
     return asyncio.run(
