@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.ctl.agent import tools
@@ -27,6 +28,7 @@ from controller.ctl.operate.commands import write_private_key
 from controller.dev.processes import free_port
 from controller.settings import KafkaSettings, TopicSettings
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan, manual_plan
+from tests.waiting import eventually
 
 TOKEN = "mcp-test-read-token"
 FLAG = "checkout"
@@ -200,3 +202,49 @@ async def sign_and_send(
         cwd=folder,
         env={**os.environ, "RC_TOPICS__DECISIONS": scenario.topics["decisions"]},
     )
+
+
+async def test_the_server_answers_over_stdio_and_streamable_http(
+    scenario: Scenario, reading_token: None
+) -> None:
+    base = await running_world(scenario)
+    env = {k: v for k, v in os.environ.items() if k != "ROLLOUTCTL_KEY"}
+    env |= {
+        "ROLLOUTCTL_URL": base,
+        "ROLLOUTCTL_TOKEN": TOKEN,
+        "RC_TOPICS__DECISIONS": scenario.topics["decisions"],
+        "RC_TOPICS__ALERTS": scenario.topics["alerts"],
+    }
+    served = ["mcp", "--bootstrap", scenario.bootstrap]
+    # Over stdio, as an MCP client starts it
+    stdio = StdioServerParameters(command=str(ROLLOUTCTL), args=served, env=env)
+    async with Client(stdio) as client:
+        status = result(await client.call_tool("rollout_status", {"flag": FLAG}))
+        latest = result(await client.call_tool("latest_decision", {"flag": FLAG}))
+    assert status["phase"] == "running"
+    assert latest["decision"]["action"] == "start"
+    # Over streamable HTTP
+    port = free_port()
+    process = subprocess.Popen(  # noqa: ASYNC220 - stopped below, in this test
+        [str(ROLLOUTCTL), *served, "--http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        listing = await eventually(lambda: _listed(url), timeout=60, what="the HTTP server")
+        assert [r["flag"] for r in listing["rollouts"]] == [FLAG]
+    finally:
+        process.terminate()
+        _, err = await asyncio.to_thread(process.communicate, timeout=30)
+    assert b"serving MCP over streamable HTTP" in err
+
+
+async def _listed(url: str) -> dict[str, Any] | None:
+    """``list_rollouts`` over HTTP; None while the server does not answer yet."""
+    try:
+        async with Client(url) as client:
+            return result(await client.call_tool("list_rollouts", {}))
+    except (OSError, ExceptionGroup):
+        return None

@@ -70,7 +70,10 @@ def told(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 def build(reader: Reader) -> MCPServer[Any]:
     """The server, its tools reading through ``reader``."""
-    server: MCPServer[Any] = MCPServer(NAME, version=__version__, instructions=INSTRUCTIONS)
+    # Warnings only: at INFO the HTTP client logs every read the tools make.
+    server: MCPServer[Any] = MCPServer(
+        NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     _add_reads(server, reader)
     _add_proposals(server, reader)
     _add_drafts(server)
