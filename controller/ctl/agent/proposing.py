@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +22,7 @@ from controller.core.common import ConfigError, ControllerError
 from controller.core.reading import RolloutStatus
 from controller.core.rollouts import Plan, errors, lint, load_plan
 from controller.core.wire import CommandAction
-from controller.ctl.operate.commands import build_command
+from controller.ctl.operate import build_command
 
 PROPOSER = "proposal via rolloutctl mcp"
 """The proposal's actor until a person signs it and it becomes theirs."""
@@ -53,7 +52,7 @@ class Proposal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    command: dict[str, Any] = Field(
+    command: dict[str, object] = Field(
         description="The unsigned command, exactly as `rolloutctl sign --file` takes it."
     )
     made_against: MadeAgainst

@@ -58,7 +58,7 @@ class LatestDecision(BaseModel):
 
     flag: str
     line: str | None = Field(description="The decision in one line; null when there is none.")
-    decision: dict[str, Any] | None = Field(description="As published, evidence included.")
+    decision: Decision | None = Field(description="The decision, evidence included.")
     complete: bool = Field(description="False when the topic could not be read to its end.")
 
 
@@ -68,7 +68,7 @@ class RecentAlerts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     lines: list[str]
-    alerts: list[dict[str, Any]] = Field(description="As published.")
+    alerts: list[Alert]
     complete: bool = Field(description="False when the topic could not be read to its end.")
 
 
@@ -97,7 +97,7 @@ class Reader:
             raise ControllerError(f"no rollout for flag {key_of(flag, environment)!r}")
         return hold_of(found)
 
-    def pipeline(self, flag: str) -> dict[str, Any] | None:
+    def pipeline(self, flag: str) -> dict[str, object] | None:
         checked(flag)
         path = f"/pipelines/{quote(flag, safe='')}"
         body = diagnosis.get_json(self.base, path, timeout_s=self.timeout_s, missing_ok=True)
@@ -123,11 +123,10 @@ class Reader:
         key = key_of(flag, environment)
         messages, complete = self._decisions(key)
         for message in reversed(messages):
-            if isinstance(read := decision_or_alert(message), Decision) and isinstance(
-                message, dict
-            ):
+            read = decision_or_alert(message)
+            if isinstance(read, Decision):
                 return LatestDecision(
-                    flag=key, line=views.decision_line(read), decision=message, complete=complete
+                    flag=key, line=views.decision_line(read), decision=read, complete=complete
                 )
         return LatestDecision(flag=key, line=None, decision=None, complete=complete)
 
@@ -135,11 +134,11 @@ class Reader:
         key = None if flag is None else checked(flag).encode()
         limit = max(1, min(limit, MAX_ALERTS))
         values, complete = asyncio.run(self._alert_values(key, limit))
-        read = [(orjson.loads(v), v) for v in values if _json_object(v)]
-        alerts = [(a, m) for m, _ in read if isinstance(a := decision_or_alert(m), Alert)]
+        read = (decision_or_alert(orjson.loads(v)) for v in values if _json_object(v))
+        alerts = [alert for alert in read if isinstance(alert, Alert)]
         return RecentAlerts(
-            lines=[views.decision_line(a) for a, _ in alerts],
-            alerts=[m for _, m in alerts],
+            lines=[views.decision_line(a) for a in alerts],
+            alerts=alerts,
             complete=complete,
         )
 

@@ -116,7 +116,7 @@ def _add_reads(server: MCPServer[Any], reader: Reader) -> None:
 
     @server.tool(annotations=READ)
     @told
-    def pipeline_status(flag: Flag) -> dict[str, Any]:
+    def pipeline_status(flag: Flag) -> dict[str, object]:
         """The flag's newest release pipeline run: each environment's state, who must approve."""
         found = reader.pipeline(flag)
         if found is None:

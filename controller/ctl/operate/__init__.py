@@ -9,12 +9,19 @@ from controller.ctl.operate import (
     proposals,
     reads,
     targeting_args,
+    views,
 )
-from controller.ctl.operate.commands import send_command, signed_command, write_private_key
+from controller.ctl.operate.commands import (
+    build_command,
+    send_command,
+    signed_command,
+    write_private_key,
+)
 from controller.ctl.operate.segments import commands_for, send, signer
 
 __all__ = [
     "app_keys",
+    "build_command",
     "commands_for",
     "handlers",
     "ingest",
@@ -27,5 +34,6 @@ __all__ = [
     "signed_command",
     "signer",
     "targeting_args",
+    "views",
     "write_private_key",
 ]

@@ -277,7 +277,7 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def produce(args: argparse.Namespace, command: dict[str, Any]) -> int:
+def produce(args: argparse.Namespace, command: dict[str, object]) -> int:
     """Send a signed ``command`` without waiting; print its id."""
     settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands

@@ -17,7 +17,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return _send(args, command)
 
 
-def read_command(path: Path) -> dict[str, Any]:
+def read_command(path: Path) -> dict[str, object]:
     """The command in ``path`` (``-``: stdin), bounded as the controller bounds one and
     checked against the contract; a usage error naming what is wrong."""
     where = "stdin" if str(path) == "-" else str(path)
@@ -71,7 +70,7 @@ def read_command(path: Path) -> dict[str, Any]:
     return validated(Command, command)
 
 
-def sign_as(command: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def sign_as(command: dict[str, object], args: argparse.Namespace) -> dict[str, object]:
     """``command`` made the signer's (actor, key id, time) and signed; its id is kept."""
     if "sig" in command:
         raise UsageError("the command is signed already; send it without --sign")
@@ -86,7 +85,7 @@ def sign_as(command: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     return mine
 
 
-def _send(args: argparse.Namespace, command: dict[str, Any]) -> int:
+def _send(args: argparse.Namespace, command: dict[str, object]) -> int:
     if not args.wait:
         return handlers.produce(args, command)
     answered = handlers.send_signed(args, command)
