@@ -7,14 +7,16 @@ from pathlib import Path
 
 import orjson
 import pytest
+from mcp import Client
 
 from controller.core.common import ControllerError
 from controller.core.reading import RolloutStatus
 from controller.core.wire import Command, CommandAction
-from controller.ctl.agent import proposing
-from controller.ctl.agent.reading import hold_of, key_of
+from controller.ctl.agent import proposing, tools
+from controller.ctl.agent.reading import Reader, hold_of, key_of
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
+from controller.settings import KafkaSettings, TopicSettings
 
 SEEN = proposing.MadeAgainst(
     flag="checkout", flag_version=7, rollout_id="r-1", stage=2, phase="running"
@@ -145,3 +147,14 @@ def test_why_a_rollout_holds_in_the_controllers_words(
     assert hold.moving is moving
     if reason is not None:
         assert any(reason in line for line in hold.reasons)
+
+
+async def test_a_tool_that_cannot_read_tells_the_agent_why() -> None:
+    reader = Reader("http://127.0.0.1:1", KafkaSettings(), TopicSettings(), timeout_s=2)
+    async with Client(tools.build(reader)) as client:
+        answer = await client.call_tool("rollout_status", {"flag": "checkout"})
+        hostile = await client.call_tool("propose_kill", {"flag": "a/b", "reason": "x"})
+    assert answer.is_error
+    assert "cannot reach the controller at http://127.0.0.1:1" in str(answer.content)
+    assert hostile.is_error
+    assert "a flag's own key is 1 to 128" in str(hostile.content)
