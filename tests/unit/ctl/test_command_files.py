@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from controller.ctl.app import main
-from controller.ctl.exits import EXIT_USAGE
+from controller.ctl.exits import EXIT_FAILURE, EXIT_USAGE
 from controller.ctl.operate.commands import build_command, verify_command
 
 PROPOSAL = build_command("pause", "checkout", actor="an agent", key_id=None, reason="p99 up")
@@ -93,3 +93,18 @@ def test_an_unsigned_file_is_not_sent_without_sign(
 def test_sign_needs_an_action_and_flag_or_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sign", "pause"]) == EXIT_USAGE
     assert "needs ACTION FLAG, or --file FILE" in capsys.readouterr().err
+
+
+def test_a_signed_file_is_sent_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], public_key: str
+) -> None:
+    path = written(tmp_path, PROPOSAL)
+    assert main(["sign", "--file", str(path), *signing(tmp_path)]) == 0
+    signed = written(tmp_path, json.loads(capsys.readouterr().out), "signed.json")
+    # Past every check of the file, to the broker, which is not there.
+    argv = ["send", "--file", str(signed), "--bootstrap", "127.0.0.1:1", "--timeout", "2"]
+    assert main(argv) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "127.0.0.1:1" in err
+    assert "unsigned" not in err
+    assert "--sign" not in err
