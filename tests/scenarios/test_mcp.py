@@ -110,6 +110,9 @@ async def test_tools_read_propose_and_change_nothing_until_a_person_signs(
 
         # Every tool called: reads answer, proposals come back unsigned
         before = fingerprint(await scenario.rollout(FLAG))
+        published = await scenario.until(
+            lambda: scenario.state(FLAG), timeout=30, what="the flag's state"
+        )
         status = result(await client.call_tool("rollout_status", {"flag": FLAG}))
         assert (status["rollout_id"], status["flag_version"]) == before[:2]
         listing = result(await client.call_tool("list_rollouts", {}))
@@ -166,6 +169,8 @@ async def test_tools_read_propose_and_change_nothing_until_a_person_signs(
     assert [d["action"] for d in ours] == ["start", "resume"]
     assert fingerprint(await scenario.rollout(FLAG)) == before
     assert await scenario.rollout("other") is None
+    assert scenario.state(FLAG) == published  # no flag state published since
+    assert scenario.state("other") is None
 
     # A person signs and sends the pause: it applies
     key = tmp_path / "ops.key"
