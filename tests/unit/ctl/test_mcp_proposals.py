@@ -12,7 +12,7 @@ from mcp import Client
 from controller.core.common import ControllerError
 from controller.core.reading import RolloutStatus
 from controller.core.wire import Command, CommandAction
-from controller.ctl.agent import proposing, tools
+from controller.ctl.agent import drafts, proposing, tools
 from controller.ctl.agent.reading import Reader, hold_of, key_of
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
@@ -158,3 +158,34 @@ async def test_a_tool_that_cannot_read_tells_the_agent_why() -> None:
     assert "cannot reach the controller at http://127.0.0.1:1" in str(answer.content)
     assert hostile.is_error
     assert "a flag's own key is 1 to 128" in str(hostile.content)
+
+
+@pytest.mark.parametrize(
+    ("rings", "said"),
+    [
+        ([], "1 to 20"),
+        ([("country in [", 5)], "not a rule"),
+        ([("everyone", 50), ("everyone", 10)], "ring"),
+    ],
+)
+def test_rings_that_make_no_plan_are_refused_with_the_reason(
+    rings: list[tuple[str, float]], said: str
+) -> None:
+    with pytest.raises(ControllerError, match=said):
+        drafts.rings_draft([drafts.Ring(audience=a, percent=p) for a, p in rings])
+
+
+def test_rings_become_a_plan_that_proposing_a_start_reads_back() -> None:
+    rings = [drafts.Ring(audience='country in ["DE"]', percent=50)]
+    drafted = drafts.rings_draft([*rings, drafts.Ring(audience="everyone", percent=100)])
+    assert drafted.usable
+    plan = proposing.plan_of(drafted.plan_yaml)
+    assert [s.percent for s in plan.stages] == [50, 100]
+
+
+@pytest.mark.parametrize(
+    ("rule", "usable"),
+    [('country in ["DE"]', True), ('country == "DE" and country == "FR"', False)],
+)
+def test_a_drafted_rule_says_whether_it_can_be_used(rule: str, usable: bool) -> None:
+    assert drafts.rule_draft(rule).usable is usable
