@@ -32,6 +32,7 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
+from controller.ctl.agent import serving
 from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
     pipelines.add_parser(commands)
+    serving.add_parser(commands)
     _add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -246,9 +248,20 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     raw = argparse.ArgumentParser(add_help=False, parents=[signing_options()])
     actions = [a.value for a in CommandAction]
     raw.add_argument(
-        "action", choices=actions, metavar="ACTION", help=f"one of: {', '.join(actions)}"
+        "action",
+        nargs="?",
+        choices=actions,
+        metavar="ACTION",
+        help=f"one of: {', '.join(actions)} (not with --file)",
     )
-    raw.add_argument("flag", metavar="FLAG", help="the flag key")
+    raw.add_argument("flag", nargs="?", metavar="FLAG", help="the flag key (not with --file)")
+    raw.add_argument(
+        "--file",
+        type=Path,
+        metavar="FILE",
+        help="the command as JSON (- for stdin), e.g. a proposal of `rolloutctl mcp`: signed "
+        "as yours (actor, key id, time; its id and preconditions kept)",
+    )
     raw.add_argument("--environment", metavar="NAME", help="the environment to act in")
     raw.add_argument("--plan", type=Path, metavar="FILE", help="rollout plan YAML, with start")
     raw.add_argument("--to-end", action="store_true", help="with promote: go straight to 100%%")
@@ -267,6 +280,13 @@ def _add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "flag, acks=all) and print its id. The action commands do this and wait.",
     )
     send.add_argument("--topic", metavar="NAME", help="commands topic, overrides --config")
+    send.add_argument("--sign", action="store_true", help="with --file: sign it first")
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="await the decision: exit 0 applied, 3 rejected (with the reason), 4 none in time",
+    )
+    send.add_argument("--json", action="store_true", help="with --wait: print the decision")
     send.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
     )
@@ -301,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
-    from controller.ctl.operate import handlers, reads  # noqa: PLC0415 - keep `--help` fast
+    from controller.ctl.operate import (  # noqa: PLC0415 - keep `--help` fast
+        handlers,
+        proposals,
+        reads,
+    )
 
     if args.command in {a.value for a in CommandAction}:
         return handlers.steer(args)
@@ -326,11 +350,12 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "watch": reads.watch,
         "plan": handlers.validate_plans,
         "keygen": handlers.keygen,
-        "sign": handlers.sign,
-        "send": handlers.send,
+        "sign": proposals.run,
+        "send": proposals.run,
         "verify": handlers.verify,
         "ingest": ingest.run,
         "pipeline": pipelines.run,
+        "mcp": serving.run,
         "segment": handlers.segment,
         "audience": handlers.audience_test,
         "rule": _draft_rule,

@@ -207,6 +207,9 @@ def command_input(
         new_salt=salt,
         roles=roles,
         holder=holder,
+        expect_version=command.expect_version,
+        expect_rollout_id=command.expect_rollout_id,
+        expect_stage=command.expect_stage,
     )
 
 

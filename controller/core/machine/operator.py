@@ -45,12 +45,35 @@ from controller.core.wire import CommandAction
 
 
 def command(state: Rollout | None, cmd: CommandInput) -> Step:
+    if (moved := moved_on(state, cmd)) is not None:
+        return state, [rejected(state, cmd, moved)]
     if cmd.action is CommandAction.START:
         return _start(state, cmd)
     if state is None:
         return None, [rejected(None, cmd, "no rollout exists for this flag")]
     handler = _HANDLERS[cmd.action]
     return handler(state, cmd)
+
+
+def moved_on(state: Rollout | None, cmd: CommandInput) -> str | None:
+    """Why the flag is no longer what ``cmd`` was made against; None when it still is.
+
+    Checked before anything else: a proposal signed after the flag changed says what it
+    proposed for a flag that no longer exists as it was read, whatever it asks.
+    """
+    version = state.flag_version if state is not None else 0
+    if cmd.expect_version is not None and cmd.expect_version != version:
+        return f"stale: made against flag version {cmd.expect_version}, the flag is at {version}"
+    rollout = state.rollout_id if state is not None else None
+    if cmd.expect_rollout_id is not None and cmd.expect_rollout_id != rollout:
+        now = f"rollout {rollout}" if rollout else "no rollout"
+        return f"stale: made against rollout {cmd.expect_rollout_id}, the flag has {now}"
+    stage = state.stage if state is not None else None
+    if cmd.expect_stage is not None and cmd.expect_stage != stage:
+        # Counted from 1 here, as people count stages.
+        now = "no stage" if stage is None else f"stage {stage + 1}"
+        return f"stale: made at stage {cmd.expect_stage + 1}, the rollout is at {now}"
+    return None
 
 
 def _start(state: Rollout | None, cmd: CommandInput) -> Step:

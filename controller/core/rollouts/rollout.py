@@ -283,6 +283,11 @@ class CommandInput:
     holder: str = ""
     """The person holding the key (the registry's ``holder``): an ``approve`` counts for
     them, once however many keys they hold; empty: the key is its own holder."""
+    expect_version: int | None = None
+    expect_rollout_id: str | None = None
+    expect_stage: int | None = None
+    """What the command was made against (None: anything): a proposal read the flag at this
+    version, rollout and stage, and is refused once the flag has moved on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,22 @@ class Command(_Message):
         description="With `start`: when the rollout starts (RFC 3339 with an offset), at most "
         "366 days ahead; until then the start is scheduled, and `abort` cancels it.",
     )
+    expect_version: FlagVersion | None = Field(
+        default=None,
+        description="A precondition: the flag version the command was made against (0: the "
+        "flag had no rollout). When the flag's version is another, the command is rejected "
+        "and changes nothing. Left out: no precondition.",
+    )
+    expect_rollout_id: MessageId | None = Field(
+        default=None,
+        description="A precondition: the rollout the command was made against; rejected when "
+        "the flag's rollout is another, or it has none.",
+    )
+    expect_stage: Stage | None = Field(
+        default=None,
+        description="A precondition: the stage (from 0) the rollout was at; rejected when it "
+        "is at another.",
+    )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Which operator key signed it; unsigned commands are rejected."
     )

@@ -46,7 +46,7 @@ def build_command(
     flag: str,
     *,
     actor: str,
-    key_id: str,
+    key_id: str | None,
     reason: str = "",
     plan: Plan | None = None,
     to_end: bool = False,
@@ -56,7 +56,8 @@ def build_command(
     environment: str | None = None,
 ) -> dict[str, Any]:
     """An unsigned command, validated against the contract; ``environment``: where it acts
-    (left out of the command when None: the controller's default environment).
+    (left out of the command when None: the controller's default environment); ``key_id``
+    left out when None (a proposal, which its signer's key names).
 
     ``plan`` is required with ``start`` and refused with any other action;
     ``to_end`` is only allowed with ``promote``, ``at`` (a scheduled start) with
@@ -74,8 +75,9 @@ def build_command(
         "flag": flag,
         "actor": actor,
         "reason": reason,
-        "key_id": key_id,
     }
+    if key_id is not None:
+        command["key_id"] = key_id
     if plan is not None:
         command["plan"] = plan.model_dump(mode="json")
     if action is CommandAction.PROMOTE:

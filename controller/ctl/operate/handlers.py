@@ -30,7 +30,6 @@ from controller.ctl.operate.commands import (
     KEY_ID_PATTERN,
     config_snippet,
     default_key_dir,
-    encode_command,
     read_private_key,
     send_command,
     signed_command,
@@ -56,7 +55,7 @@ from controller.settings import KafkaSettings, Settings, load_settings
 
 def steer(args: argparse.Namespace) -> int:
     """An action command: sign it, send it, wait for the decision (unless --no-wait)."""
-    command = _command_from_args(args)
+    command = command_from_args(args)
     if args.no_wait:
         settings, kafka = broker_of(args)
         topic = settings.topics.commands
@@ -132,7 +131,7 @@ def broker_of(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
     return settings, kafka
 
 
-def _command_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The signed command the arguments describe."""
     key_id = key_id_of(args.key_id)
     return signed_command(
@@ -278,13 +277,8 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def sign(args: argparse.Namespace) -> int:
-    sys.stdout.write(encode_command(_command_from_args(args)).decode() + "\n")
-    return 0
-
-
-def send(args: argparse.Namespace) -> int:
-    command = _command_from_args(args)
+def produce(args: argparse.Namespace, command: dict[str, object]) -> int:
+    """Send a signed ``command`` without waiting; print its id."""
     settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands
     partition, offset = asyncio.run(
@@ -320,10 +314,11 @@ def send_signed(
     ``key`` is the record's key for a command about no flag (the flag's otherwise).
     """
     settings, kafka = broker_of(args)
+    topic = getattr(args, "topic", None) or settings.topics.commands  # `send --topic`
 
     async def send() -> tuple[int, int]:
         return await send_command(
-            command, kafka=kafka, topic=settings.topics.commands, timeout_s=args.timeout, key=key
+            command, kafka=kafka, topic=topic, timeout_s=args.timeout, key=key
         )
 
     return asyncio.run(

@@ -416,6 +416,6 @@ def test_help_works_for_every_subcommand(
 
 def test_missing_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["sign"])
+        main(["pause"])
     assert exc.value.code == EXIT_USAGE
     assert "required" in capsys.readouterr().err
