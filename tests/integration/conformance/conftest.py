@@ -3,7 +3,9 @@
 One daemon for the package: the real ``rollout-controller run`` on the
 session's broker and Redis, its key namespace and topics its own, serving
 OFREP without app keys over OpenFeature's Gherkin flag set
-(:mod:`.flagset`). The Gherkin scenarios :mod:`.differences` lists are marked
+(:mod:`.flagset`), with an operator token (:data:`OPERATOR_TOKEN`) as production runs, so
+the operator's routes of our own OpenAPI document are guarded as it says. The Gherkin
+scenarios :mod:`.differences` lists are marked
 ``xfail(strict=True)`` (a scenario listed that passes fails the run) or left
 out of the collection, as that module says.
 """
@@ -30,6 +32,8 @@ from tests.ofrep import store
 from tests.services import free_port
 from tests.waiting import eventually
 
+OPERATOR_TOKEN = "conformance-operator-token"
+
 
 @pytest.fixture(scope="package")
 async def conformance_daemon(
@@ -49,6 +53,7 @@ async def conformance_daemon(
         "RC_HTTP__PORT": str(port),
         "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
         "RC_KAFKA__EVENTS_PARTITIONS": "1",
+        "RC_HTTP__WEBHOOK_TOKEN": OPERATOR_TOKEN,
     }
     log = tmp_path_factory.mktemp("conformance") / "controller.log"
     base = f"http://127.0.0.1:{port}"
