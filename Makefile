@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -139,6 +139,23 @@ $(GO_APP_HOME)/checkout: $(GO_APP_SOURCES)
 	cd tests/otel/go && go build -mod=readonly -trimpath -buildvcs=false -o $(abspath $(GO_APP_HOME))/checkout .
 
 go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenario into .go-app/
+
+# helm and kubeconform for tests/integration/test_helm_chart.py, which renders
+# ops/helm/rollout-controller and checks it against Kubernetes' schemas (those come from
+# the kubernetes-validate wheel, a test extra: kubeconform's default, GitHub, is out of
+# reach). Built from the Go module proxy at the pinned versions into .helm-tools/bin;
+# Go's module and build caches keep the downloads, and a version bump builds again.
+HELM_VERSION ?= v4.3.1
+KUBECONFORM_VERSION ?= v0.8.0
+HELM_TOOLS ?= .helm-tools
+HELM_STAMP = $(HELM_TOOLS)/.installed-helm-$(HELM_VERSION)-kubeconform-$(KUBECONFORM_VERSION)
+$(HELM_STAMP):
+	mkdir -p $(HELM_TOOLS)/bin
+	GOBIN=$(abspath $(HELM_TOOLS)/bin) GOMAXPROCS=2 GOFLAGS="$(GOFLAGS) -p=2" go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(abspath $(HELM_TOOLS)/bin) GOMAXPROCS=2 GOFLAGS="$(GOFLAGS) -p=2" go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	touch $@
+
+helm-tools: $(HELM_STAMP)  ## build helm and kubeconform from Go modules into .helm-tools/
 
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
