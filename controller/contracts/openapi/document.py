@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from controller.contracts.openapi import answers
 from controller.contracts.openapi.app_operations import APP_KEYS, EVENTS, SEGMENTS, WEBHOOKS
 from controller.contracts.openapi.operations import PROBES, READS, Answer, Operation
-from controller.core.common import FLAG_KEY_PATTERN, MAX_FLAG_KEY
-from controller.core.reading import READ_API_MODELS
+from controller.core.common import FLAG_KEY_PATTERN, MAX_FLAG_KEY, PLAIN_FLAG_KEY_PATTERN
+from controller.core.reading import MAX_PLAIN_FLAG, READ_API_MODELS
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
+from controller.core.wire import SegmentName
 
 JsonObject = dict[str, Any]
 """A JSON object as the generated documents hold it."""
@@ -196,35 +197,30 @@ def component_schemas() -> JsonObject:
 
 
 def _parameters() -> JsonObject:
-    flag = {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_FLAG_KEY,
-        "pattern": FLAG_KEY_PATTERN,
-    }
+    flag = _text(MAX_FLAG_KEY, FLAG_KEY_PATTERN)
+    plain = _text(MAX_PLAIN_FLAG, PLAIN_FLAG_KEY_PATTERN)
+    segment = TypeAdapter(SegmentName).json_schema()
+    text: JsonObject = {"type": "string"}
     return {
-        "flag": _parameter("flag", "path", "The flag's key.", flag, required=True),
-        "segmentName": _parameter(
-            "name", "path", "The segment's name.", {"type": "string", "minLength": 1}, required=True
-        ),
+        "flag": _parameter("flag", "path", "The flag's key (`<flag>@<env>`: one env's).", flag),
+        "plainFlag": _parameter("flag", "path", "The flag's own key, with no environment.", plain),
+        "segmentName": _parameter("name", "path", "The segment's name.", segment),
         "If-None-Match": _parameter(
-            "If-None-Match",
-            "header",
-            "The ETag last read: 304 when it is current.",
-            {"type": "string"},
+            "If-None-Match", "header", "The ETag last read: 304 when it is current.", text, False
         ),
-        "Origin": _parameter("Origin", "header", "The page's origin.", {"type": "string"}),
+        "Origin": _parameter("Origin", "header", "The page's origin.", text),
         "X-Request-Id": _parameter(
-            "X-Request-Id",
-            "header",
-            "The delivery's id, which tells a reopen apart.",
-            {"type": "string"},
+            "X-Request-Id", "header", "The delivery's id; tells a reopen apart.", text, False
         ),
     }
+
+
+def _text(longest: int, pattern: str) -> JsonObject:
+    return {"type": "string", "minLength": 1, "maxLength": longest, "pattern": pattern}
 
 
 def _parameter(
-    name: str, where: str, description: str, schema: JsonObject, *, required: bool = False
+    name: str, where: str, description: str, schema: JsonObject, required: bool = True
 ) -> JsonObject:
     return {
         "name": name,

@@ -200,6 +200,6 @@ READS: tuple[Operation, ...] = (
             DOWN,
         ),
         OPERATOR,
-        FLAG,
+        ("plainFlag",),
     ),
 )
