@@ -22,7 +22,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from controller.adapters.redis.client import connect
+from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.segments import SegmentStore
+from controller.core.rules.text import parse as parse_rule
+from controller.ports import StoredSegment
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.integration.conformance.differences import Difference, marks_of
@@ -45,6 +48,7 @@ async def conformance_daemon(
     rollouts = suite_rollouts()
     async with connect(RedisSettings(url=redis_url)) as client:
         await store(client, prefix, rollouts)
+        await _segment(client, prefix)
     port = free_port()
     env = controller_env(
         bootstrap=kafka_bootstrap, redis_url=redis_url, prefix=prefix, events=events
@@ -68,6 +72,17 @@ async def conformance_daemon(
     finally:
         await _forget(redis_url, prefix)
         await _drop_topics(kafka_bootstrap, events)
+
+
+SEGMENT = "beta-testers"
+"""A rule segment the daemon serves, so ``GET /v1/segments/{name}`` has one to answer."""
+
+
+async def _segment(client: RedisClient, prefix: str) -> None:
+    rule = parse_rule('country in ["NL", "BE"]').model_dump(mode="json", exclude_none=True)
+    record = {"name": SEGMENT, "version": 1, "rule": rule}
+    segments = SegmentStore(client, settings=RedisSettings(key_prefix=prefix))
+    assert await segments.put(SEGMENT, 0, StoredSegment(record))
 
 
 async def _serving(base: str, flags: set[str], log: Path) -> None:

@@ -25,7 +25,7 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.transport import Response
 
-from tests.integration.conformance.conftest import OPERATOR_TOKEN
+from tests.integration.conformance.conftest import OPERATOR_TOKEN, SEGMENT
 
 pytestmark = [pytest.mark.integration]
 
@@ -120,3 +120,40 @@ def _credentials(case: schemathesis.Case[Any]) -> dict[str, str]:
 @pytest.fixture
 def http() -> requests.Session:
     return requests.Session()
+
+
+ROLLOUT_READS = ("/rollouts/{flag}", "/rollouts/{flag}/verdict")
+
+
+@pytest.mark.parametrize("path", ROLLOUT_READS)
+def test_every_rollouts_answer_matches_our_document(
+    path: str, conformance_daemon: str, http: requests.Session
+) -> None:
+    # Generated flags rarely name a rollout there is: each of the suite's is read here.
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    listed = http.get(f"{conformance_daemon}/rollouts", headers=headers, timeout=30)
+    flags = [rollout["flag"] for rollout in listed.json()["rollouts"]]
+    assert len(flags) >= 10, listed.text
+    operation = schema[path]["GET"]
+    for flag in flags:
+        answer = http.get(conformance_daemon + path.format(flag=flag), headers=headers, timeout=30)
+        assert answer.status_code == 200, (flag, answer.text)
+        operation.validate_response(answer)
+
+
+def test_a_segments_answer_matches_our_document(
+    conformance_daemon: str, http: requests.Session
+) -> None:
+    listed = http.get(f"{conformance_daemon}/v1/segments", timeout=30)
+    schema["/v1/segments"]["GET"].validate_response(listed)
+    assert [s["name"] for s in listed.json()["segments"]] == [SEGMENT]
+    answer = http.get(f"{conformance_daemon}/v1/segments/{SEGMENT}", timeout=30)
+    assert answer.status_code == 200, answer.text
+    schema["/v1/segments/{name}"]["GET"].validate_response(answer)
+    again = http.get(
+        f"{conformance_daemon}/v1/segments/{SEGMENT}",
+        headers={"If-None-Match": answer.headers["ETag"]},
+        timeout=30,
+    )
+    assert again.status_code == 304
+    schema["/v1/segments/{name}"]["GET"].validate_response(again)
