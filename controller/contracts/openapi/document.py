@@ -90,7 +90,10 @@ def _info() -> JsonObject:
             "Credentials: the operator token is `http.webhook_token`, sent as "
             "`Authorization: Bearer`; app keys (scopes `evaluate`, `events`, `verdicts`) are "
             "made by signed commands and sent the same way. Every refusal is a JSON object "
-            "whose `error` says why."
+            "whose `error` says why. This document describes a daemon with "
+            "`http.webhook_token` set, as production runs: without one the operator's routes "
+            "take no credentials (`/app-keys` only on a loopback address) and the webhooks "
+            "answer 403."
         ),
     }
 
