@@ -56,6 +56,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
 	-@$(MAKE) --no-print-directory java-app  # likewise the Java app's scenario
 	-@$(MAKE) --no-print-directory go-app  # without Go the Go app's scenario says what is missing
+	-@$(MAKE) --no-print-directory helm-tools  # likewise the Helm chart's tests
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
