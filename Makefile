@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
 	-@$(MAKE) --no-print-directory java-app  # likewise the Java app's scenario
 	-@$(MAKE) --no-print-directory go-app  # without Go the Go app's scenario says what is missing
+	-@$(MAKE) --no-print-directory helm-tools  # likewise the Helm chart's tests
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
@@ -139,6 +140,23 @@ $(GO_APP_HOME)/checkout: $(GO_APP_SOURCES)
 	cd tests/otel/go && go build -mod=readonly -trimpath -buildvcs=false -o $(abspath $(GO_APP_HOME))/checkout .
 
 go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenario into .go-app/
+
+# helm and kubeconform for tests/integration/test_helm_chart.py, which renders
+# ops/helm/rollout-controller and checks it against Kubernetes' schemas (those come from
+# the kubernetes-validate wheel, a test extra: kubeconform's default, GitHub, is out of
+# reach). Built from the Go module proxy at the pinned versions into .helm-tools/bin;
+# Go's module and build caches keep the downloads, and a version bump builds again.
+HELM_VERSION ?= v4.3.1
+KUBECONFORM_VERSION ?= v0.8.0
+HELM_TOOLS ?= .helm-tools
+HELM_STAMP = $(HELM_TOOLS)/.installed-helm-$(HELM_VERSION)-kubeconform-$(KUBECONFORM_VERSION)
+$(HELM_STAMP):
+	mkdir -p $(HELM_TOOLS)/bin
+	GOBIN=$(abspath $(HELM_TOOLS)/bin) GOMAXPROCS=2 GOFLAGS="$(GOFLAGS) -p=2" go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(abspath $(HELM_TOOLS)/bin) GOMAXPROCS=2 GOFLAGS="$(GOFLAGS) -p=2" go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	touch $@
+
+helm-tools: $(HELM_STAMP)  ## build helm and kubeconform from Go modules into .helm-tools/
 
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP

@@ -38,6 +38,7 @@ from tests.services import (
     chromium_binary,
     compose_command,
     embedded_tansu,
+    helm_tools,
     kubectl_binary,
     node_binary,
     promtool_binary,
@@ -396,6 +397,12 @@ def chromium(pytestconfig: pytest.Config) -> str:
 def kubectl(pytestconfig: pytest.Config) -> str:
     """Path of ``kubectl``."""
     return _tool(pytestconfig, kubectl_binary)
+
+
+@pytest.fixture(scope="session")
+def helm(pytestconfig: pytest.Config) -> list[str]:
+    """Paths of ``helm`` and ``kubeconform``."""
+    return _tool(pytestconfig, helm_tools)
 
 
 @pytest.fixture(scope="session")

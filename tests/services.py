@@ -388,6 +388,20 @@ def kubectl_binary() -> str:
     return found
 
 
+HELM_TOOLS = Path(__file__).resolve().parents[1] / ".helm-tools" / "bin"
+
+
+def helm_tools() -> list[str]:
+    """``helm`` and ``kubeconform``, built from the Go module proxy by ``make helm-tools``."""
+    found = [HELM_TOOLS / "helm", HELM_TOOLS / "kubeconform"]
+    if not all(os.access(tool, os.X_OK) for tool in found):
+        raise ServiceUnavailable(
+            f"no helm and kubeconform in {HELM_TOOLS}: `make helm-tools` (go install of the "
+            "versions the Makefile pins)"
+        )
+    return [str(tool) for tool in found]
+
+
 def node_binary() -> str:
     """Node.js, which runs the JavaScript client of ``tests/vectors/bucketing.mjs``."""
     found = shutil.which("node") or shutil.which("nodejs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.docgen.commands import commands_page
+from controller.docgen.http_api import http_api_page
 from controller.docgen.messages import messages_page
 from controller.docgen.settings import settings_page
 
@@ -17,6 +18,7 @@ def pages(schemas: Path = SCHEMAS) -> dict[str, str]:
         "settings.md": settings_page(),
         "cli.md": commands_page(),
         "messages.md": messages_page(schemas),
+        "http-api.md": http_api_page(schemas / "openapi.json"),
     }
 
 

@@ -15,7 +15,12 @@ from controller.core.reading.evidence_view import (
 from controller.core.reading.headline import past_tolerance, verdict_line
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
 from controller.core.reading.pipeline_text import pipeline_text
-from controller.core.reading.pipeline_view import flag_problem, gate_text, pipeline_view
+from controller.core.reading.pipeline_view import (
+    MAX_PLAIN_FLAG,
+    flag_problem,
+    gate_text,
+    pipeline_view,
+)
 from controller.core.reading.sources_text import source_lines
 from controller.core.reading.views import (
     READ_API_MODELS,
@@ -62,6 +67,7 @@ from controller.core.reading.wording import (
 __all__ = [
     "AT_STAGE",
     "INCOHERENT",
+    "MAX_PLAIN_FLAG",
     "NAMED_CONVERSIONS",
     "NARRATIVE_SCHEMA",
     "READ_API_MODELS",

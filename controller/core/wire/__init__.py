@@ -59,6 +59,7 @@ from controller.core.wire.messages import (
     Command,
     CommandAction,
     Decision,
+    Event,
     FlagState,
     FlagStatus,
     MessageBase,
@@ -67,6 +68,7 @@ from controller.core.wire.messages import (
 )
 from controller.core.wire.segment_messages import (
     SEGMENT_MODELS,
+    PartData,
     SegmentCommand,
     SegmentName,
     SegmentPart,
@@ -103,6 +105,7 @@ __all__ = [
     "DryRun",
     "ErrorCode",
     "Evaluation",
+    "Event",
     "EventDecoder",
     "ExposureIn",
     "FlagState",
@@ -113,6 +116,7 @@ __all__ = [
     "LimitTest",
     "MessageBase",
     "MonitorAlert",
+    "PartData",
     "PolicyEntry",
     "Reason",
     "RejectReason",

@@ -3,7 +3,9 @@
 One daemon for the package: the real ``rollout-controller run`` on the
 session's broker and Redis, its key namespace and topics its own, serving
 OFREP without app keys over OpenFeature's Gherkin flag set
-(:mod:`.flagset`). The Gherkin scenarios :mod:`.differences` lists are marked
+(:mod:`.flagset`), with an operator token (:data:`OPERATOR_TOKEN`) as production runs, so
+the operator's routes of our own OpenAPI document are guarded as it says. The Gherkin
+scenarios :mod:`.differences` lists are marked
 ``xfail(strict=True)`` (a scenario listed that passes fails the run) or left
 out of the collection, as that module says.
 """
@@ -20,7 +22,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from controller.adapters.redis.client import connect
+from controller.adapters.redis.client import RedisClient, connect
+from controller.adapters.redis.segments import SegmentStore
+from controller.core.rules.text import parse as parse_rule
+from controller.ports import StoredSegment
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.integration.conformance.differences import Difference, marks_of
@@ -29,6 +34,8 @@ from tests.integration.test_http import wait_status
 from tests.ofrep import store
 from tests.services import free_port
 from tests.waiting import eventually
+
+OPERATOR_TOKEN = "conformance-operator-token"
 
 
 @pytest.fixture(scope="package")
@@ -41,6 +48,7 @@ async def conformance_daemon(
     rollouts = suite_rollouts()
     async with connect(RedisSettings(url=redis_url)) as client:
         await store(client, prefix, rollouts)
+        await _segment(client, prefix)
     port = free_port()
     env = controller_env(
         bootstrap=kafka_bootstrap, redis_url=redis_url, prefix=prefix, events=events
@@ -49,6 +57,10 @@ async def conformance_daemon(
         "RC_HTTP__PORT": str(port),
         "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
         "RC_KAFKA__EVENTS_PARTITIONS": "1",
+        "RC_HTTP__WEBHOOK_TOKEN": OPERATOR_TOKEN,
+        # schemathesis reads /rollouts* hundreds of times a second: at the default rate
+        # nearly every answer would be a 429 (which is checked all the same).
+        "RC_HTTP__READS_PER_SECOND": "100000",
     }
     log = tmp_path_factory.mktemp("conformance") / "controller.log"
     base = f"http://127.0.0.1:{port}"
@@ -60,6 +72,17 @@ async def conformance_daemon(
     finally:
         await _forget(redis_url, prefix)
         await _drop_topics(kafka_bootstrap, events)
+
+
+SEGMENT = "beta-testers"
+"""A rule segment the daemon serves, so ``GET /v1/segments/{name}`` has one to answer."""
+
+
+async def _segment(client: RedisClient, prefix: str) -> None:
+    rule = parse_rule('country in ["NL", "BE"]').model_dump(mode="json", exclude_none=True)
+    record = {"name": SEGMENT, "version": 1, "rule": rule}
+    segments = SegmentStore(client, settings=RedisSettings(key_prefix=prefix))
+    assert await segments.put(SEGMENT, 0, StoredSegment(record))
 
 
 async def _serving(base: str, flags: set[str], log: Path) -> None:

@@ -23,7 +23,7 @@ from controller.contracts import (
     render_files,
 )
 from controller.core.wire.contract_texts import DLQ_REASONS, TOPIC_KEYS
-from controller.core.wire.decoding import RejectReason
+from controller.core.wire.decoding import EventDecoder, Rejection, RejectReason
 from controller.core.wire.messages import (
     PUBLISHED_MODELS,
     Conversion,
@@ -332,3 +332,34 @@ def test_valid_events_are_accepted(raw: bytes, model: type[Any]) -> None:
 def test_invalid_events_are_rejected(raw: bytes) -> None:
     with pytest.raises(ValidationError):
         event_adapter.validate_json(raw)
+
+
+def _schema_takes(ts: str) -> bool:
+    """Whether event.schema.json, with formats asserted, takes an exposure at ``ts``."""
+    jsonschema = importlib.import_module("jsonschema")
+    schema = json.loads((SCHEMAS_DIR / "event.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    return bool(validator.is_valid(json.loads(_event("exposure", ts=ts))))
+
+
+@pytest.mark.parametrize(
+    ("ts", "taken"),
+    [
+        ("2025-01-01T00:00:00Z", True),
+        ("2025-01-01t00:00:00z", True),
+        ("2025-01-01T00:00:00.123456789Z", True),
+        ("2025-01-01T00:00:00-00:00", True),
+        ("0001-01-01T00:00:00Z", True),
+        ("1990-12-31T23:59:60Z", False),  # a leap second: RFC 3339 has it, ingest does not
+        ("0000-01-01T00:00:00Z", False),  # year 0: RFC 3339 has it, Python's datetime does not
+        ("2025-01-01T00:00Z", False),
+        ("2025-02-30T00:00:00Z", False),
+    ],
+)
+def test_the_published_timestamp_is_what_ingest_reads(ts: str, taken: bool) -> None:
+    # An app that checks its events against the schema must not have them dead-lettered.
+    decoded = EventDecoder(max_bytes=65536).decode(_event("exposure", ts=ts))
+    assert (not isinstance(decoded, Rejection)) is taken
+    assert _schema_takes(ts) is taken

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,11 +85,26 @@ def test_the_cli_page_has_every_command_help() -> None:
 
 def test_the_messages_page_names_every_schema(tmp_path: Path) -> None:
     written = write_pages(tmp_path)
-    assert sorted(path.name for path in written) == ["cli.md", "messages.md", "settings.md"]
+    assert sorted(path.name for path in written) == [
+        "cli.md",
+        "http-api.md",
+        "messages.md",
+        "settings.md",
+    ]
     page = (tmp_path / "messages.md").read_text(encoding="utf-8")
     for schema in sorted((ROOT / "schemas").glob("*.schema.json")):
         assert f"`schemas/{schema.name}`" in page
     assert "Unique id of this message, used for deduplication." in page
+
+
+def test_the_http_api_page_has_every_operation_with_its_answers() -> None:
+    page = pages()["http-api.md"]
+    document = json.loads((ROOT / "schemas" / "openapi.json").read_text(encoding="utf-8"))
+    for path, item in document["paths"].items():
+        for method in (m for m in ("get", "post", "options") if m in item):
+            assert f"## {method.upper()} `{path}`" in page
+    assert "| 409 | An id was accepted before with other content" in page
+    assert "`appKey` (scope `verdicts`), or `operatorToken`, or none" in page
 
 
 def test_the_site_builds_strictly_offline(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""Published wire contracts: JSON Schema files and an AsyncAPI document.
+"""Published contracts: JSON Schema files, an AsyncAPI document, the HTTP API's OpenAPI.
 
 The pydantic models in :mod:`controller.core.wire.messages` are the contract, and
 those in :mod:`controller.core.reading.views` the HTTP read API's. This
 module renders them as one JSON Schema (Draft 2020-12) file per contract, plus
 an AsyncAPI 3.0 document describing the eight topics, their keys and the
-direction each one flows from the controller's point of view. ``export``
+direction each one flows from the controller's point of view. It also writes
+the HTTP API's OpenAPI 3.1 document (:mod:`controller.contracts.openapi`). ``export``
 writes the files into ``schemas/``; ``drift`` tells which checked-in files no
 longer match the models (a unit test fails on any). The words the files carry
 (titles, descriptions, the topics and their keys) are in
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
+from controller.contracts.openapi import OPENAPI_FILE, JsonObject, openapi_document
 from controller.core.machine import IngestCommand
 from controller.core.reading import READ_API_MODELS
 from controller.core.release import PipelineCommand
@@ -37,8 +39,6 @@ from controller.core.wire import (
     TOPICS,
     Topic,
 )
-
-JsonObject = dict[str, Any]
 
 COMPONENT_MODELS: dict[str, Any] = {
     "audience": AudienceRule,
@@ -242,6 +242,7 @@ def render_files(topics: Mapping[str, str] | None = None) -> dict[str, str]:
         default_flow_style=False,
         allow_unicode=True,
     )
+    files[OPENAPI_FILE] = json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
     return files
 
 
