@@ -9,7 +9,8 @@ review (``plan draft``), forward alerts to Slack
 (``alerts``), manage segments (``segment``), ask which arm a context gets
 (``audience test``), have the model draft a rule (``rule draft``), make and
 revoke the API keys of apps (``app-key``), start a flag's release pipeline and see it
-(``pipeline``), and manage keys and raw commands
+(``pipeline``), keep desired state in files (``validate``, ``diff`` and ``apply
+-f DIR``: :mod:`controller.ctl.gitops`), and manage keys and raw commands
 (``keygen``, ``sign``, ``send``, ``verify``). The audience and app-key
 subcommands' arguments are in :mod:`controller.ctl.operate.targeting_args`.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
+from controller.ctl.gitops import arguments as gitops_arguments
 from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
     pipelines.add_parser(commands)
+    gitops_arguments.add_parsers(commands)
     _add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -335,8 +338,18 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "audience": handlers.audience_test,
         "rule": _draft_rule,
         "completion": _print_completion,
+        "validate": _gitops,
+        "diff": _gitops,
+        "apply": _gitops,
     }[args.command]
     return handler(args)
+
+
+def _gitops(args: argparse.Namespace) -> int:
+    from controller.ctl.gitops import running  # noqa: PLC0415 - keep `--help` fast
+
+    run = {"validate": running.validate, "diff": running.diff, "apply": running.apply}
+    return run[args.command](args)
 
 
 def _print_completion(args: argparse.Namespace) -> int:
