@@ -33,7 +33,6 @@ from pathlib import Path
 from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
-from controller.ctl.gitops import arguments as gitops_arguments
 from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
@@ -85,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     targeting_args.add_app_key(commands)
     ingest.add_parser(commands)
     pipelines.add_parser(commands)
+    from controller.ctl.gitops import arguments as gitops_arguments  # noqa: PLC0415
+
     gitops_arguments.add_parsers(commands)
     _add_raw(commands)
     completion.add_parser(commands)

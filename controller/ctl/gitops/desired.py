@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import orjson
 from pydantic import (
@@ -28,22 +27,18 @@ from pydantic import (
 )
 
 from controller.core.common import (
-    MAX_YAML_BYTES,
-    ConfigError,
     EnvironmentName,
     PlainFlagKey,
     Reason,
-    load_document,
 )
 from controller.core.release import Pipeline, RoleBook
-from controller.core.rollouts import Plan
-from controller.core.rollouts.windows import TeamWindows
+from controller.core.rollouts import Plan, TeamWindows
+from controller.core.rules import AudienceRule
 from controller.core.trust import Scope
-from controller.core.wire import summarize
-from controller.ctl.operate.file_kinds import KINDS, SUFFIXES, Kind, kind_of
+from controller.ctl.operate import KINDS, Kind, UsageError, kind_of, orjson_rule
 
-MAX_FILES = 1000
-"""The most object files a directory may hold: a bound on what one apply reads."""
+_Named = TypeVar("_Named", Plan, Pipeline)
+
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -60,8 +55,10 @@ class RolloutFile(_File):
     environment: EnvironmentName | None = Field(
         default=None, description="With a plan: where (none: the controller's default)."
     )
-    plan: Name | dict[str, Any] | None = None
-    pipeline: Name | dict[str, Any] | None = None
+    plan: Name | Plan | None = Field(default=None, description="A plan's name, or the plan.")
+    pipeline: Name | Pipeline | None = Field(
+        default=None, description="A pipeline's name, or the pipeline."
+    )
     reason: Reason = ""
 
     @model_validator(mode="after")
@@ -106,6 +103,38 @@ class AppKeyFile(_File):
         return self
 
 
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RolloutBody(_Body):
+    flag: str
+    environment: str | None
+    plan: Plan
+
+
+class PipelineBody(_Body):
+    flag: str
+    pipeline: Pipeline
+
+
+class SegmentBody(_Body):
+    """A rule, or an id list by its size and hash."""
+
+    rule: AudienceRule | None = None
+    count: int | None = None
+    sha256: str | None = None
+
+
+class AppKeyBody(_Body):
+    scopes: tuple[str, ...]
+    client: bool
+    environment: str | None
+
+
+Body = RolloutBody | PipelineBody | SegmentBody | AppKeyBody
+
+
 @dataclass(frozen=True)
 class Desired:
     """One object the controller should hold, as ``apply`` would send it.
@@ -116,7 +145,7 @@ class Desired:
 
     kind: Literal["rollout", "pipeline", "segment", "app_key"]
     name: str
-    body: dict[str, Any]
+    body: Body
     source: str
     reason: str = ""
     ids: tuple[str, ...] | None = None
@@ -125,7 +154,8 @@ class Desired:
 
     @property
     def digest(self) -> str:
-        canonical = {"kind": self.kind, "name": self.name, "body": self.body}
+        body = self.body.model_dump(mode="json")
+        canonical = {"kind": self.kind, "name": self.name, "body": body}
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     @property
@@ -149,16 +179,24 @@ def digest_of(data: Any) -> str:
 
 
 def _problems(exc: ValidationError) -> str:
-    return summarize(exc)
+    """``field: why`` for each error; a model's own check names no field."""
+    said = []
+    for error in exc.errors():
+        why = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in error["loc"])
+        said.append(f"{where}: {why}" if where else why)
+    return "; ".join(said)
 
 
-def parse_files(documents: dict[str, Any], ids: dict[str, tuple[str, ...] | str]) -> DesiredState:
+def parse_files(
+    documents: dict[str, object], ids: dict[str, tuple[str, ...] | str]
+) -> DesiredState:
     """The desired state of parsed files (``documents``: file -> its object); ``ids``: the ids
     of the list each segment file names (by the segment file), or why it is unreadable."""
     state = DesiredState()
     typed = _typed(documents, state)
-    plans = _named(typed, "plan", state)
-    pipelines = _named(typed, "pipeline", state)
+    plans = _named(typed, Plan, state)
+    pipelines = _named(typed, Pipeline, state)
     names: dict[str, str] = {}
     for source, (kind, model) in typed.items():
         made = _desired(source, kind, model, plans=plans, pipelines=pipelines, ids=ids)
@@ -173,11 +211,11 @@ def parse_files(documents: dict[str, Any], ids: dict[str, tuple[str, ...] | str]
     return state
 
 
-def _typed(documents: dict[str, Any], state: DesiredState) -> dict[str, tuple[Kind, Any]]:
-    typed: dict[str, tuple[Kind, Any]] = {}
+def _typed(documents: dict[str, object], state: DesiredState) -> dict[str, tuple[Kind, BaseModel]]:
+    typed: dict[str, tuple[Kind, BaseModel]] = {}
     for source, data in sorted(documents.items()):
         kind = kind_of(data)
-        if kind is None:
+        if kind is None or not isinstance(data, dict):
             state.problems.append(f"{source}: not an object of a kind apply knows ({_kinds()})")
             continue
         state.checked[source] = kind
@@ -192,7 +230,7 @@ def _kinds() -> str:
     return "kind: " + ", ".join(KINDS)
 
 
-def _model(kind: Kind, data: dict[str, Any]) -> Any:
+def _model(kind: Kind, data: dict[str, object]) -> BaseModel:
     body = {k: v for k, v in data.items() if k != "kind"}
     if kind not in _PLAIN:
         body["kind"] = kind  # app-key and app_key alike
@@ -212,20 +250,24 @@ _PLAIN: frozenset[Kind] = frozenset({"plan", "pipeline", "roles", "windows"})
 """Kinds whose model is the controller's own, which knows no ``kind:``."""
 
 
-def _named(typed: dict[str, tuple[Kind, Any]], kind: Kind, state: DesiredState) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for source, (each, model) in typed.items():
-        if each == kind:
-            if model.name in found:
-                state.problems.append(f"{source}: a second {kind} named {model.name!r}")
-            found[model.name] = model
+def _named(
+    typed: dict[str, tuple[Kind, BaseModel]], model: type[_Named], state: DesiredState
+) -> dict[str, _Named]:
+    found: dict[str, _Named] = {}
+    for source, (_, each) in typed.items():
+        if isinstance(each, model):
+            if each.name in found:
+                state.problems.append(
+                    f"{source}: a second {model.__name__.lower()} named {each.name!r}"
+                )
+            found[each.name] = each
     return found
 
 
 def _desired(
     source: str,
     kind: Kind,
-    model: Any,
+    model: BaseModel,
     *,
     plans: dict[str, Plan],
     pipelines: dict[str, Pipeline],
@@ -236,8 +278,8 @@ def _desired(
     if isinstance(model, SegmentFile):
         return _segment(source, model, ids)
     if isinstance(model, AppKeyFile):
-        body = {"scopes": sorted(s.value for s in model.scopes), "client": model.client}
-        body["environment"] = model.environment
+        scopes = tuple(sorted(s.value for s in model.scopes))
+        body = AppKeyBody(scopes=scopes, client=model.client, environment=model.environment)
         return Desired("app_key", model.name, body, source, model.reason)
     return None  # plans and pipelines are used by rollouts; roles and windows only checked
 
@@ -246,44 +288,36 @@ def _rollout(
     source: str, model: RolloutFile, plans: dict[str, Plan], pipelines: dict[str, Pipeline]
 ) -> Desired | str:
     if model.plan is not None:
-        plan = _resolve(model.plan, plans, Plan)
-        if isinstance(plan, str):
-            return f"plan: {plan}"
+        plan = model.plan if isinstance(model.plan, Plan) else plans.get(model.plan)
+        if plan is None:
+            return f"plan: no plan named {model.plan!r} in the directory"
         name = model.flag if model.environment is None else f"{model.flag}@{model.environment}"
-        body = {"flag": model.flag, "environment": model.environment}
-        return Desired(
-            "rollout", name, body | {"plan": plan.model_dump(mode="json")}, source, model.reason
-        )
-    pipeline = _resolve(model.pipeline, pipelines, Pipeline)
-    if isinstance(pipeline, str):
-        return f"pipeline: {pipeline}"
-    body = {"flag": model.flag, "pipeline": pipeline.model_dump(mode="json", exclude_defaults=True)}
-    return Desired("pipeline", model.flag, body, source, model.reason)
-
-
-def _resolve(given: Any, named: dict[str, Any], model: type[BaseModel]) -> Any:
-    """A plan or pipeline: the one of that name in the directory, or the object given."""
-    if isinstance(given, str):
-        return named.get(given, f"no {model.__name__.lower()} named {given!r} in the directory")
-    try:
-        return model.model_validate(given)
-    except ValidationError as exc:
-        return _problems(exc)
+        body = RolloutBody(flag=model.flag, environment=model.environment, plan=plan)
+        return Desired("rollout", name, body, source, model.reason)
+    given = model.pipeline
+    pipeline = given if isinstance(given, Pipeline) else pipelines.get(str(given))
+    if pipeline is None:
+        return f"pipeline: no pipeline named {given!r} in the directory"
+    return Desired(
+        "pipeline",
+        model.flag,
+        PipelineBody(flag=model.flag, pipeline=pipeline),
+        source,
+        model.reason,
+    )
 
 
 def _segment(
     source: str, model: SegmentFile, ids: dict[str, tuple[str, ...] | str]
 ) -> Desired | str:
     from controller.core.rules import pack  # noqa: PLC0415 - gzip only when a list is named
-    from controller.ctl.operate.segments import orjson_rule  # noqa: PLC0415
-    from controller.ctl.terminal import UsageError  # noqa: PLC0415
 
     if model.rule is not None:
         try:
             rule = orjson_rule(model.rule)
         except UsageError as exc:
             return str(exc)
-        body = {"rule": rule}
+        body = SegmentBody(rule=AudienceRule.model_validate(rule))
         return Desired("segment", model.name, body, source, model.reason, rule=model.rule)
     listed = ids.get(source, "not read")
     if isinstance(listed, str):
@@ -294,65 +328,5 @@ def _segment(
         return f"ids_file {model.ids_file}: {exc}"
     if not packed.parts:
         return f"ids_file {model.ids_file}: holds no ids"
-    body = {"ids": {"count": packed.count, "sha256": packed.sha256}}
+    body = SegmentBody(count=packed.count, sha256=packed.sha256)
     return Desired("segment", model.name, body, source, model.reason, ids=tuple(listed))
-
-
-# -- reading a directory ----------------------------------------------------------------------
-
-
-def read_directory(root: Path) -> DesiredState:
-    """Every object file under ``root`` (hidden files and folders skipped), and the ids files
-    its segments name; unreadable files are problems, not exceptions."""
-    if not root.is_dir():
-        raise ConfigError(f"{root} is not a directory")
-    paths = sorted(p for p in root.rglob("*") if _object_file(p, root))
-    if len(paths) > MAX_FILES:
-        raise ConfigError(f"{root}: {len(paths)} files, more than {MAX_FILES}")
-    documents: dict[str, Any] = {}
-    problems: list[str] = []
-    for path in paths:
-        source = str(path.relative_to(root))
-        try:
-            documents[source] = load_document(_text(path), source=source, name=path.name)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    state = parse_files(documents, _ids_files(root, documents))
-    state.problems[:0] = problems
-    return state
-
-
-def _object_file(path: Path, root: Path) -> bool:
-    parts = path.relative_to(root).parts
-    return path.suffix in SUFFIXES and path.is_file() and not any(p.startswith(".") for p in parts)
-
-
-def _text(path: Path) -> str:
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_YAML_BYTES + 1)
-        if len(raw) > MAX_YAML_BYTES:
-            raise ConfigError(f"{path.name}: more than {MAX_YAML_BYTES} bytes")
-        return raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path.name}: {exc}") from exc
-
-
-def _ids_files(root: Path, documents: dict[str, Any]) -> dict[str, tuple[str, ...] | str]:
-    from controller.ctl.operate.segments import read_ids  # noqa: PLC0415
-    from controller.ctl.terminal import UsageError  # noqa: PLC0415
-
-    found: dict[str, tuple[str, ...] | str] = {}
-    for source, data in documents.items():
-        named = data.get("ids_file") if isinstance(data, dict) else None
-        if not isinstance(named, str):
-            continue
-        path = (root / source).parent / named
-        if root.resolve() not in path.resolve().parents:
-            found[source] = "outside the directory"
-            continue
-        try:
-            found[source] = tuple(read_ids(path))
-        except (OSError, UsageError) as exc:
-            found[source] = str(exc)
-    return found

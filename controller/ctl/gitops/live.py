@@ -81,15 +81,7 @@ def _parsed(model: type[_Read], data: Any, where: str) -> Any:
 
 def _run(base: str, desired: Desired) -> Live | None:
     if desired.kind == "rollout":
-        path = f"/rollouts/{quote(desired.name, safe='')}"
-        body = _get(base, path, missing_ok=True)
-        if body is None:
-            return None
-        rollout: RolloutRead = _parsed(RolloutRead, body, path)
-        running = rollout.phase in RUNNING_PHASES
-        return Live(
-            rollout.applied, running=running, state=f"{rollout.phase} (plan {rollout.plan})"
-        )
+        return _rollout(base, desired)
     path = f"/pipelines/{quote(desired.name, safe='')}"
     body = _get(base, path, missing_ok=True)
     if body is None:
@@ -97,6 +89,28 @@ def _run(base: str, desired: Desired) -> Live | None:
     run: PipelineRead = _parsed(PipelineRead, body, path)
     state = f"pipeline {run.pipeline} {run.phase}"
     return Live(run.applied, running=run.phase == "running", state=state)
+
+
+def _rollout(base: str, desired: Desired) -> Live | None:
+    """The rollout at ``flag@environment``; in the controller's default environment, which it
+    does not say, the flag's own key holds it: that one is taken when it carries this very
+    rollout's digest (which covers the environment's name)."""
+    found = _rollout_at(base, desired.name)
+    flag, _, environment = desired.name.partition("@")
+    if found is None and environment:
+        own = _rollout_at(base, flag)
+        found = own if own is not None and own.applied == desired.digest else None
+    return found
+
+
+def _rollout_at(base: str, key: str) -> Live | None:
+    path = f"/rollouts/{quote(key, safe='')}"
+    body = _get(base, path, missing_ok=True)
+    if body is None:
+        return None
+    rollout: RolloutRead = _parsed(RolloutRead, body, path)
+    state = f"{rollout.phase} (plan {rollout.plan})"
+    return Live(rollout.applied, running=rollout.phase in RUNNING_PHASES, state=state)
 
 
 def _segments(base: str) -> dict[str, Live]:

@@ -20,12 +20,10 @@ from typing import Any
 
 from controller.core.common import ConfigError, ControllerError
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.gitops import commanding, desired, diffing, live
+from controller.ctl.gitops import commanding, diffing, live, reading
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
-from controller.ctl.operate import steering, views
-from controller.ctl.operate.commands import encode_command, read_private_key
-from controller.ctl.operate.handlers import actor_of, broker_of, key_id_of, key_path_of
+from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
 from controller.ctl.terminal import ENV_KEY_ID, PROG, UsageError, env_url, print_json, warn
 
 EXIT_UNSEEN = 5
@@ -42,7 +40,7 @@ MARKS = {
 
 def validate(args: argparse.Namespace) -> int:
     """Check every file of the directory offline; exit 78 when any is wrong."""
-    state = desired.read_directory(args.directory)
+    state = reading.read_directory(args.directory)
     for source, kind in sorted(state.checked.items()):
         if not any(p.startswith(f"{source}:") for p in state.problems):
             print(f"{source}: valid {kind.replace('_', ' ')}")
@@ -57,7 +55,10 @@ def diff(args: argparse.Namespace) -> int:
     items = _items(args)
     if items is None:
         return EXIT_UNSEEN
-    who = Who(actor=actor_of(args.actor), key_id=args.key_id or os.environ.get(ENV_KEY_ID) or "ci")
+    who = Who(
+        actor=handlers.actor_of(args.actor),
+        key_id=args.key_id or os.environ.get(ENV_KEY_ID) or "ci",
+    )
     for item in items:
         if item.differs or args.verbose:
             _show(args, item, commanding.commands_of(item, who, None) if item.send else None)
@@ -70,12 +71,12 @@ def apply(args: argparse.Namespace) -> int:
     items = _items(args)
     if items is None:
         return EXIT_FAILURE
-    key_id = key_id_of(args.key_id)
-    who = Who(actor=actor_of(args.actor), key_id=key_id, reason=args.reason)
+    key_id = handlers.key_id_of(args.key_id)
+    who = Who(actor=handlers.actor_of(args.actor), key_id=key_id, reason=args.reason)
     sending = [item for item in items if item.send]
     if any(item.desired.kind == "app_key" for item in sending) and args.secrets_dir is None:
         raise UsageError("apply makes app keys: pass --secrets-dir DIR for their secrets")
-    sign = _signer(read_private_key(key_path_of(args.key, key_id))) if sending else None
+    sign = _signer(read_private_key(handlers.key_path_of(args.key, key_id))) if sending else None
     codes = [_apply_one(args, item, who, sign) for item in sending]
     for item in items:
         if not item.send and (item.differs or args.verbose):
@@ -85,7 +86,7 @@ def apply(args: argparse.Namespace) -> int:
 
 
 def _items(args: argparse.Namespace) -> list[Item] | None:
-    state = desired.read_directory(args.directory)
+    state = reading.read_directory(args.directory)
     if state.problems:
         raise ConfigError(f"{args.directory}: " + "; ".join(state.problems))
     base = env_url(args.url)
@@ -157,7 +158,7 @@ def _report(
 def _send(args: argparse.Namespace, batch: Batch) -> steering.Answered | None:
     from controller.adapters.kafka import send_many  # noqa: PLC0415 - keep `--help` fast
 
-    settings, kafka = broker_of(args)
+    settings, kafka = handlers.broker_of(args)
     records = [(key, encode_command(c)) for key, c in zip(batch.keys, batch.commands, strict=True)]
 
     async def send() -> tuple[int, int]:
