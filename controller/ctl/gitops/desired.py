@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import orjson
@@ -32,7 +33,7 @@ from controller.core.common import (
     Reason,
 )
 from controller.core.release import Pipeline, RoleBook
-from controller.core.rollouts import Plan, TeamWindows
+from controller.core.rollouts import Plan, TeamWindows, errors, lint
 from controller.core.rules import AudienceRule
 from controller.core.trust import Scope
 from controller.ctl.operate import KINDS, Kind, UsageError, kind_of, orjson_rule
@@ -189,7 +190,9 @@ def _problems(exc: ValidationError) -> str:
 
 
 def parse_files(
-    documents: dict[str, object], ids: dict[str, tuple[str, ...] | str]
+    documents: dict[str, object],
+    ids: dict[str, tuple[str, ...] | str],
+    now: datetime | None = None,
 ) -> DesiredState:
     """The desired state of parsed files (``documents``: file -> its object); ``ids``: the ids
     of the list each segment file names (by the segment file), or why it is unreadable."""
@@ -197,6 +200,8 @@ def parse_files(
     typed = _typed(documents, state)
     plans = _named(typed, Plan, state)
     pipelines = _named(typed, Pipeline, state)
+    if now is not None:
+        state.problems += _cannot_work(typed, now)
     names: dict[str, str] = {}
     for source, (kind, model) in typed.items():
         made = _desired(source, kind, model, plans=plans, pipelines=pipelines, ids=ids)
@@ -224,6 +229,21 @@ def _typed(documents: dict[str, object], state: DesiredState) -> dict[str, tuple
         except ValidationError as exc:
             state.problems.append(f"{source}: invalid {kind.replace('_', ' ')}: {_problems(exc)}")
     return typed
+
+
+def _cannot_work(typed: dict[str, tuple[Kind, BaseModel]], now: datetime) -> list[str]:
+    """Each plan that cannot work at ``now`` (an error of the plan's lint), by its file;
+    the controller refuses a start with it, so it is refused here first."""
+    problems = []
+    for source, (_, model) in typed.items():
+        plans = [model] if isinstance(model, Plan) else []
+        if isinstance(model, RolloutFile) and isinstance(model.plan, Plan):
+            plans = [model.plan]
+        if isinstance(model, Pipeline):
+            plans = [model.plan_for(environment) for environment in model.environments]
+        wrong = [str(finding) for plan in plans for finding in errors(lint(plan, now))]
+        problems += [f"{source}: cannot work: {'; '.join(wrong)}"] if wrong else []
+    return problems
 
 
 def _kinds() -> str:

@@ -7,6 +7,7 @@ directory, is a problem of that file, never an exception.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.core.common import MAX_YAML_BYTES, ConfigError, load_document
@@ -33,7 +34,7 @@ def read_directory(root: Path) -> DesiredState:
             documents[source] = load_document(_text(path), source=source, name=path.name)
         except ConfigError as exc:
             problems.append(str(exc))
-    state = parse_files(documents, _ids_files(root, documents))
+    state = parse_files(documents, _ids_files(root, documents), datetime.now(UTC))
     state.problems[:0] = problems
     return state
 

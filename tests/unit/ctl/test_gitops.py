@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,28 @@ def test_plan_validate_on_a_pipeline_file_names_pipeline_validate(
     assert (
         "valid pipeline 'checkout-release': dev -> staging -> production" in capsys.readouterr().out
     )
+
+
+def test_the_example_repository_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[3] / "examples/gitops"
+    assert app.main(["validate", "-f", str(example)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    files = sorted(
+        str(p.relative_to(example)) for p in example.rglob("*") if p.suffix in (".yaml", ".json")
+    )
+    assert [line.split(":")[0] for line in said] == files
+    state = reading.read_directory(example)
+    assert sorted(o.label for o in state.objects) == [
+        "app-key checkout-api",
+        "app-key shop-web",
+        "pipeline search-ranking",
+        "rollout checkout-v2",
+        "segment beta-testers",
+        "segment pro-plans",
+    ]
+
+
+def test_a_plan_that_cannot_work_is_refused_before_any_command() -> None:
+    never = PLAN | {"stages": [{"percent": 100}]}  # at 100% control is empty: never completes
+    state = parse_files({"r.yaml": {"flag": "f", "plan": never}}, {}, datetime.now(UTC))
+    assert [p.split(":")[:2] for p in state.problems] == [["r.yaml", " cannot work"]]
