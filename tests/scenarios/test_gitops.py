@@ -21,6 +21,7 @@ from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.test_rolloutctl import Operator
 from tests.services import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -180,3 +181,57 @@ async def test_a_ci_key_without_the_role_is_refused_by_the_daemon(
     ), ops.err
     settled = await ctl("diff", "-f", str(repo))
     assert (settled.code, settled.out) == (0, ""), settled.err
+
+
+async def test_what_apply_applied_is_known_after_a_restart_and_a_running_pipeline_is_blocked(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a controller serving dev and production, and files for a pipeline and a rollout
+    port = free_port()
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+        RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}',
+    )
+    scenario.start_daemon()
+    ctl = operator(scenario, tmp_path, port)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    plan = manual_plan().model_dump(mode="json")
+    pipeline = {
+        "name": "release",
+        "plans": {"by-hand": plan},
+        "plan": "by-hand",
+        "steps": [{"environment": "dev"}, {"environment": "production", "soak": "1h"}],
+    }
+    files = {
+        "release.yaml": {"kind": "rollout", "flag": "piped", "pipeline": pipeline},
+        "dev-only.yaml": {"kind": "rollout", "flag": FLAG, "environment": "dev", "plan": plan},
+    }
+    for name, data in files.items():
+        (repo / name).write_text(yaml.safe_dump(data))
+
+    # When they are applied, and the controller restarts
+    applied = await ctl("apply", "-f", str(repo))
+    assert applied.code == 0, applied.out + applied.err
+    assert sorted(line.split(" -> ")[0] for line in applied.out.splitlines()) == [
+        "applied: create pipeline piped",
+        f"applied: create rollout {FLAG}@dev",
+    ]
+    scenario.daemon.kill()
+    scenario.start_daemon()
+
+    # Then the restarted controller still holds what apply applied: nothing differs
+    async def nothing_differs() -> bool:
+        same = await ctl("diff", "-f", str(repo))
+        assert (same.code, same.out) == (0, ""), same.out + same.err
+        return True
+
+    await eventually(nothing_differs, timeout=60, what="an empty diff after the restart")
+
+    # When the running pipeline changes in the files, it is blocked, not restarted
+    pipeline["steps"] = [{"environment": "dev"}, {"environment": "production", "soak": "2h"}]
+    (repo / "release.yaml").write_text(yaml.safe_dump(files["release.yaml"]))
+    blocked = await ctl("apply", "-f", str(repo), "--force")
+    assert blocked.code == 1, blocked.out + blocked.err
+    assert blocked.out.startswith("! pipeline piped: blocked: pipeline release running"), blocked
