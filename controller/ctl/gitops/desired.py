@@ -155,7 +155,8 @@ class Desired:
 
     @property
     def digest(self) -> str:
-        body = self.body.model_dump(mode="json")
+        # Defaults left out: a field a later version adds, at its default, changes no digest.
+        body = self.body.model_dump(mode="json", exclude_defaults=True)
         canonical = {"kind": self.kind, "name": self.name, "body": body}
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 

@@ -11,7 +11,9 @@ So the digests alone tell, with no content compared:
 - no live digest: it was made or changed by hand: **held**, reported and left
   alone, unless ``--force`` (then it is replaced as an update would);
 - a rollout or pipeline still running cannot take another plan: **blocked**
-  until it ends or is aborted, forced or not.
+  until it ends or is aborted, forced or not;
+- one that completed is **held** when its file changes: starting it again would
+  take the flag from everyone back to the first stage, so only ``--force`` does.
 
 An app key revoked since apply made it counts as changed by hand. Pure.
 """
@@ -40,6 +42,7 @@ class Live:
 
     applied: str | None
     running: bool = False
+    completed: bool = False
     revoked: bool = False
     state: str = ""
     key_id: str | None = None
@@ -65,19 +68,28 @@ def compare(desired: Desired, live: Live | None, *, force: bool = False) -> Item
     """What to do about ``desired`` given its ``live`` object (None: there is none)."""
     if live is None:
         return Item(desired, Change.CREATE, "not on the controller", send=True)
-    if live.revoked:
-        return _by_hand(desired, live, "revoked since it was applied", force=force)
-    if live.applied == desired.digest:
+    if live.applied == desired.digest and not live.revoked:
         return Item(desired, Change.IN_SYNC, live.state or "as applied", send=False, live=live)
     if live.running:
         why = f"{live.state or 'running'}: a running {_what(desired)} takes no other plan; "
         why += f"it ends by itself, or `{_abort_hint(desired)}`, then apply"
         return Item(desired, Change.BLOCKED, why, send=False, live=live)
+    held = _held_because(live)
+    if held is not None:
+        return _by_hand(desired, live, held, force=force)
+    why = "the files changed since the last apply"
+    return Item(desired, Change.UPDATE, why, send=True, live=live)
+
+
+def _held_because(live: Live) -> str | None:
+    """Why a live object that is not as applied is left alone without ``--force``."""
+    if live.revoked:
+        return "revoked since it was applied"
     if live.applied is None:
-        return _by_hand(desired, live, "made or changed by hand since the last apply", force=force)
-    return Item(
-        desired, Change.UPDATE, "the files changed since the last apply", send=True, live=live
-    )
+        return "made or changed by hand since the last apply"
+    if live.completed:
+        return "completed: starting it again takes the flag back to its first stage"
+    return None
 
 
 def _by_hand(desired: Desired, live: Live, why: str, *, force: bool) -> Item:

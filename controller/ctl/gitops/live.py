@@ -88,7 +88,8 @@ def _run(base: str, desired: Desired) -> Live | None:
         return None
     run: PipelineRead = _parsed(PipelineRead, body, path)
     state = f"pipeline {run.pipeline} {run.phase}"
-    return Live(run.applied, running=run.phase == "running", state=state)
+    running, completed = run.phase == "running", run.phase == "completed"
+    return Live(run.applied, running=running, completed=completed, state=state)
 
 
 def _rollout(base: str, desired: Desired) -> Live | None:
@@ -110,7 +111,8 @@ def _rollout_at(base: str, key: str) -> Live | None:
         return None
     rollout: RolloutRead = _parsed(RolloutRead, body, path)
     state = f"{rollout.phase} (plan {rollout.plan})"
-    return Live(rollout.applied, running=rollout.phase in RUNNING_PHASES, state=state)
+    running, completed = rollout.phase in RUNNING_PHASES, rollout.phase == "completed"
+    return Live(rollout.applied, running=running, completed=completed, state=state)
 
 
 def _segments(base: str) -> dict[str, Live]:

@@ -158,7 +158,10 @@ def test_the_digest_covers_what_the_object_is_and_nothing_of_its_file() -> None:
         # a running rollout never takes another plan, forced or not
         (ROLLOUT, Live("0" * 64, running=True), False, Change.BLOCKED, False),
         (ROLLOUT, Live(None, running=True), True, Change.BLOCKED, False),
-        (ROLLOUT, Live("0" * 64, state="completed"), False, Change.UPDATE, True),
+        (ROLLOUT, Live("0" * 64, state="rolled_back"), False, Change.UPDATE, True),
+        # a completed rollout started again would leave 100% for its first stage
+        (ROLLOUT, Live("0" * 64, completed=True), False, Change.HELD, False),
+        (ROLLOUT, Live("0" * 64, completed=True), True, Change.UPDATE, True),
         (ROLLOUT, Live(None, state="completed"), False, Change.HELD, False),
         (KEY, Live(KEY.digest, key_id="a" * 16), False, Change.IN_SYNC, False),
         (KEY, Live(KEY.digest, revoked=True), False, Change.HELD, False),
