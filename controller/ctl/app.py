@@ -15,8 +15,9 @@ revoke the API keys of apps (``app-key``), start a flag's release pipeline and s
 subcommands' arguments are in :mod:`controller.ctl.operate.targeting_args`.
 
 Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
-invalid signature), 2 usage, 3 the controller rejected the command, 4 no
-decision within ``--timeout`` (the command was sent and may still apply),
+invalid signature; ``diff`` and ``apply``: something differs or was held), 2 usage,
+3 the controller rejected the command, 4 no decision within ``--timeout`` (the
+command was sent and may still apply), 5 ``diff`` could not read the controller,
 78 bad configuration, plan or key.
 """
 
@@ -63,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Operate rollouts: steer them with signed commands, watch what the "
-        "controller decides, check plans and forward alerts.",
+        "controller decides, check plans, forward alerts, and keep plans, rollouts, "
+        "pipelines, segments and app keys in files (validate, diff, apply -f DIR).",
         epilog=f"Defaults come from {ENV_ACTOR}, {ENV_KEY}, {ENV_KEY_ID} and {ENV_URL}. "
-        "Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the controller, "
-        "4 no decision in time, 78 bad configuration, plan or key.",
+        "Exit codes: 0 ok, 1 failure (diff: something differs), 2 usage, 3 rejected by the "
+        "controller, 4 no decision in time, 5 diff could not read the controller, "
+        "78 bad configuration, plan or key.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from controller.core.common import ConfigError, ControllerError
-from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.exits import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NO_DECISION,
+    EXIT_REJECTED,
+    EXIT_UNSEEN,
+)
 from controller.ctl.gitops import commanding, diffing, live, reading
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
 from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
 from controller.ctl.terminal import ENV_KEY_ID, PROG, UsageError, env_url, print_json, warn
-
-EXIT_UNSEEN = 5
-"""``diff``: the controller could not be read, so nothing was compared."""
 
 MARKS = {
     Change.IN_SYNC: "=",
