@@ -6,8 +6,8 @@ their ``name`` so rollouts can refer to them; rollouts to run (``flag`` with
 ``plan`` or ``pipeline``: a name or the object itself); segments (``rule`` or
 ``ids_file``); app keys (``scopes``, never a secret); and the controller's own
 config, roles (``roles``) and team windows (``windows``), which are validated
-only: they are deployed with the controller's config. Everything here is pure
-but :func:`read_directory`, which reads the files.
+only: they are deployed with the controller's config. Pure: the files are read
+by :mod:`controller.ctl.gitops.reading`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
 import orjson
 from pydantic import (
@@ -173,11 +173,6 @@ class DesiredState:
     problems: list[str] = field(default_factory=list)
     checked: dict[str, Kind] = field(default_factory=dict)
     """Each file read, and the kind it holds."""
-
-
-def digest_of(data: Any) -> str:
-    """SHA-256 of ``data`` as compact JSON with sorted keys."""
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _problems(exc: ValidationError) -> str:

@@ -40,8 +40,11 @@ def read_directory(root: Path) -> DesiredState:
 
 
 def _object_file(path: Path, root: Path) -> bool:
+    """A YAML or JSON file, not hidden, not a link leading out of the directory."""
     parts = path.relative_to(root).parts
-    return path.suffix in SUFFIXES and path.is_file() and not any(p.startswith(".") for p in parts)
+    if path.suffix not in SUFFIXES or any(p.startswith(".") for p in parts):
+        return False
+    return path.is_file() and root.resolve() in path.resolve().parents
 
 
 def _text(path: Path) -> str:

@@ -80,7 +80,9 @@ def apply(args: argparse.Namespace) -> int:
     if any(item.desired.kind == "app_key" for item in sending) and args.secrets_dir is None:
         raise UsageError("apply makes app keys: pass --secrets-dir DIR for their secrets")
     sign = _signer(read_private_key(handlers.key_path_of(args.key, key_id))) if sending else None
-    codes = [_apply_one(args, item, who, sign) for item in sending]
+    # Every command is built (and checked against its contract) before the first is sent.
+    batches = [commanding.commands_of(item, who, sign) for item in sending]
+    codes = [_apply_one(args, item, batch) for item, batch in zip(sending, batches, strict=True)]
     for item in items:
         if not item.send and (item.differs or args.verbose):
             _show(args, item, None)
@@ -129,8 +131,7 @@ def _signer(private_key: Any) -> commanding.Sign:
     return lambda command: signing.sign(command, private_key)
 
 
-def _apply_one(args: argparse.Namespace, item: Item, who: Who, sign: commanding.Sign | None) -> int:
-    batch = commanding.commands_of(item, who, sign)
+def _apply_one(args: argparse.Namespace, item: Item, batch: Batch) -> int:
     answered = _send(args, batch)
     label = item.desired.label
     if answered is None:

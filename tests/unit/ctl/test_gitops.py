@@ -251,3 +251,15 @@ def test_a_plan_that_cannot_work_is_refused_before_any_command() -> None:
     never = PLAN | {"stages": [{"percent": 100}]}  # at 100% control is empty: never completes
     state = parse_files({"r.yaml": {"flag": "f", "plan": never}}, {}, datetime.now(UTC))
     assert [p.split(":")[:2] for p in state.problems] == [["r.yaml", " cannot work"]]
+
+
+def test_hidden_files_and_links_leading_out_are_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(yaml.safe_dump({"name": "s", "rule": 'plan in ["x"]'}))
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "config.yaml").write_text("not: [an object")
+    (repo / "linked.yaml").symlink_to(outside)
+    (repo / "kept.yaml").write_text(yaml.safe_dump({"name": "k", "rule": 'plan in ["y"]'}))
+    state = reading.read_directory(repo)
+    assert (list(state.checked), state.problems) == (["kept.yaml"], [])
