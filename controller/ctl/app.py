@@ -9,13 +9,15 @@ review (``plan draft``), forward alerts to Slack
 (``alerts``), manage segments (``segment``), ask which arm a context gets
 (``audience test``), have the model draft a rule (``rule draft``), make and
 revoke the API keys of apps (``app-key``), start a flag's release pipeline and see it
-(``pipeline``), and manage keys and raw commands
+(``pipeline``), keep desired state in files (``validate``, ``diff`` and ``apply
+-f DIR``: :mod:`controller.ctl.gitops`), and manage keys and raw commands
 (``keygen``, ``sign``, ``send``, ``verify``). The audience and app-key
 subcommands' arguments are in :mod:`controller.ctl.operate.targeting_args`.
 
 Exit codes: 0 done (or applied), 1 failure (broker or controller unreachable,
-invalid signature), 2 usage, 3 the controller rejected the command, 4 no
-decision within ``--timeout`` (the command was sent and may still apply),
+invalid signature; ``diff`` and ``apply``: something differs or was held), 2 usage,
+3 the controller rejected the command, 4 no decision within ``--timeout`` (the
+command was sent and may still apply), 5 ``diff`` could not read the controller,
 78 bad configuration, plan or key.
 """
 
@@ -63,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Operate rollouts: steer them with signed commands, watch what the "
-        "controller decides, check plans and forward alerts.",
+        "controller decides, check plans, forward alerts, and keep plans, rollouts, "
+        "pipelines, segments and app keys in files (validate, diff, apply -f DIR).",
         epilog=f"Defaults come from {ENV_ACTOR}, {ENV_KEY}, {ENV_KEY_ID} and {ENV_URL}. "
-        "Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the controller, "
-        "4 no decision in time, 78 bad configuration, plan or key.",
+        "Exit codes: 0 ok, 1 failure (diff: something differs), 2 usage, 3 rejected by the "
+        "controller, 4 no decision in time, 5 diff could not read the controller, "
+        "78 bad configuration, plan or key.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_parser(commands)
     pipelines.add_parser(commands)
     serving.add_parser(commands)
+    from controller.ctl.gitops import arguments as gitops_arguments  # noqa: PLC0415
+
+    gitops_arguments.add_parsers(commands)
     _add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -360,8 +367,18 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "audience": handlers.audience_test,
         "rule": _draft_rule,
         "completion": _print_completion,
+        "validate": _gitops,
+        "diff": _gitops,
+        "apply": _gitops,
     }[args.command]
     return handler(args)
+
+
+def _gitops(args: argparse.Namespace) -> int:
+    from controller.ctl.gitops import running  # noqa: PLC0415 - keep `--help` fast
+
+    run = {"validate": running.validate, "diff": running.diff, "apply": running.apply}
+    return run[args.command](args)
 
 
 def _print_completion(args: argparse.Namespace) -> int:

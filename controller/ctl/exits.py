@@ -12,6 +12,8 @@ EXIT_REJECTED = 3
 EXIT_NO_DECISION = 4
 """No decision came in time: the command was sent and may still apply (also when the
 broker went away once it had the command)."""
+EXIT_UNSEEN = 5
+"""``diff``: the controller could not be read, so nothing was compared (1 means a difference)."""
 EXIT_CONFIG = 78  # EX_CONFIG
 """Bad configuration, plan or key."""
 EXIT_INTERRUPTED = 130

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.common import Actor, EnvironmentName, MessageId
+from controller.core.common import Actor, AppliedDigest, EnvironmentName, MessageId
 from controller.core.release import RunPhase, StepStatus
 from controller.core.trust import AppKeyId, AppKeyName, Scope
 from controller.core.wire import Event, PartData, SegmentRecord
@@ -123,6 +123,11 @@ class ShownAppKey(Closed):
     created_by: Actor
     revoked_ms: int | None
     revoked_by: Actor | None
+    applied: AppliedDigest | None = Field(
+        default=None,
+        description="SHA-256 of the desired object `rolloutctl apply` last sent for it; "
+        "null where it was made by hand (docs/gitops.md).",
+    )
 
 
 class AppKeyList(Closed):
@@ -203,3 +208,8 @@ class PipelineRun(Closed):
     updated_at: str = Field(description="ISO 8601.")
     environments: list[PipelineStep]
     next: PipelineNext | None
+    applied: AppliedDigest | None = Field(
+        default=None,
+        description="SHA-256 of the desired object `rolloutctl apply` last sent for it; "
+        "null where it was made by hand (docs/gitops.md).",
+    )

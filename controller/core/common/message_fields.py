@@ -70,6 +70,8 @@ UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Reason = Annotated[str, StringConstraints(max_length=500)]
+AppliedDigest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""SHA-256 (hex) of the desired object ``rolloutctl apply`` sent: kept with what it made."""
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 FlagVersion = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 Stage = Annotated[StrictInt, Field(ge=0)]

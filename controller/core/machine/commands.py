@@ -200,6 +200,7 @@ def command_input(
         key_id=command.key_id or "",
         now=now,
         reason=command.reason,
+        applied=command.applied,
         plan=plan,
         to_end=command.to_end,
         at=command.at,

@@ -102,6 +102,7 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         flag_version=version,
         stage_versions={0: [version]},
         note=cmd.reason[:500],
+        applied=cmd.applied,
         started_at=cmd.now,
         updated_at=cmd.now,
     )

@@ -96,6 +96,7 @@ def schedule(state: Rollout | None, cmd: CommandInput, plan: Plan, at: datetime)
         salt=cmd.new_salt,
         flag_version=state.flag_version if state else 0,
         note=cmd.reason[:500],
+        applied=cmd.applied,
         started_at=at,
         updated_at=cmd.now,
         scheduled_at=at,

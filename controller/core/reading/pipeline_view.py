@@ -43,6 +43,7 @@ def pipeline_view(
         "stopped_at": run.stopped_at,
         "started_at": run.started_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
+        "applied": run.applied,
         "environments": [
             _step(run, i, rollouts.get(s.environment), now, (keys or {}).get(s.environment))
             for i, s in enumerate(run.steps)

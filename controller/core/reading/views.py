@@ -113,6 +113,11 @@ class RolloutView(_View):
     values: ArmValues | None = Field(
         default=None, description="The arms' typed values the plan declares; null: false and true."
     )
+    applied: str | None = Field(
+        default=None,
+        description="SHA-256 of the desired rollout `rolloutctl apply` started it from; null: "
+        "started by hand.",
+    )
 
     def label(self) -> str | None:
         """The stage it is at in words, as every output names it: ``stage 3/5 (25%)``."""
@@ -344,5 +349,6 @@ def describe(
         "evidence": verdict.evidence.wire() if verdict else (ended.evidence if ended else {}),
         "ended_at": None if ended is None else ended.at.isoformat(),
         "values": rollout.plan.arm_values,
+        "applied": rollout.applied,
     }
     return RolloutView.model_validate(fields)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field, StringConstraints
 
-from controller.core.common import Actor, BoundedPlan, PlainFlagKey, Reason
+from controller.core.common import Actor, AppliedDigest, BoundedPlan, PlainFlagKey, Reason
 from controller.core.wire import MessageBase
 
 PIPELINE_TYPE = "pipeline"
@@ -34,6 +34,11 @@ class PipelineCommand(MessageBase):
     )
     actor: Actor = Field(description="Who issued the command.")
     reason: Reason = ""
+    applied: AppliedDigest | None = Field(
+        default=None,
+        description="Sent by `rolloutctl apply`: SHA-256 of the desired rollout by pipeline, "
+        "kept with the run it starts.",
+    )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Which operator key signed it; unsigned commands are rejected."
     )

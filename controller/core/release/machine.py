@@ -45,7 +45,14 @@ from controller.core.rollouts import RaiseAlert
 
 
 def begin(
-    pipeline: Pipeline, *, run_id: str, flag: str, now: datetime, actor: str, command_id: str
+    pipeline: Pipeline,
+    *,
+    run_id: str,
+    flag: str,
+    now: datetime,
+    actor: str,
+    command_id: str,
+    applied: str | None = None,
 ) -> Step:
     """A new run of ``pipeline`` for ``flag``: its first environment starts now."""
     state = PipelineState(
@@ -55,6 +62,7 @@ def begin(
         steps=tuple(StepState(environment=env) for env in pipeline.environments),
         started_at=now,
         updated_at=now,
+        applied=applied,
     )
     why = f"pipeline {pipeline.name} started by {actor}"
     return _start(state, 0, now, why, {"actor": actor, "command_id": command_id})

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from controller.core.common import FlagKey, MessageId
+from controller.core.common import AppliedDigest, FlagKey, MessageId
 from controller.core.release.approvals import Ledger
 from controller.core.release.environments import MAX_ENVIRONMENTS, EnvironmentName, Frozen
 from controller.core.release.pipeline import Pipeline
@@ -73,6 +73,9 @@ class PipelineState(Frozen):
     stopped_at: EnvironmentName | None = None
     started_at: AwareDatetime
     updated_at: AwareDatetime
+    applied: AppliedDigest | None = Field(
+        default=None, description="The digest `rolloutctl apply` started it from; none: by hand."
+    )
 
     def step_of(self, environment: str) -> tuple[int, StepState] | None:
         for i, step in enumerate(self.steps):

@@ -91,6 +91,7 @@ from controller.core.rollouts.rollout import (
     VerdictKind,
 )
 from controller.core.rollouts.windows import (
+    TeamWindows,
     Window,
     Windows,
     may_move_forward,
@@ -150,6 +151,7 @@ __all__ = [
     "RoleName",
     "Rollout",
     "Stage",
+    "TeamWindows",
     "TelemetryArm",
     "TelemetryPlan",
     "TickInput",

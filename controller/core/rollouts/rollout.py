@@ -93,6 +93,12 @@ class Rollout(BaseModel):
         default=False, description="A dry-run guardrail's breach was alerted in this stage."
     )
     note: str = Field(default="", max_length=500, description="The operator's reason at start.")
+    applied: str | None = Field(
+        default=None,
+        max_length=64,
+        description="SHA-256 of the desired rollout `rolloutctl apply` started it from; "
+        "none when started by hand.",
+    )
     advisor_hold_until: datetime | None = Field(
         default=None, description="The advisor held this stage; gate again after this."
     )
@@ -280,6 +286,8 @@ class CommandInput:
     roles: tuple[str, ...] = ()
     """The roles the key holds that may approve in the command's environment: under which
     an ``approve`` counts for a stage that needs approvals by several people."""
+    applied: str | None = None
+    """With start: the digest ``rolloutctl apply`` sent (:attr:`Rollout.applied`)."""
     holder: str = ""
     """The person holding the key (the registry's ``holder``): an ``approve`` counts for
     them, once however many keys they hold; empty: the key is its own holder."""

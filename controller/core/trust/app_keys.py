@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from controller.core.common import (
     Actor,
+    AppliedDigest,
     EnvironmentName,
     MessageId,
     Reason,
@@ -101,6 +102,7 @@ class AppKeyCommand(BaseModel):
         description="`create`: SHA-256 of the secret, lower-case hex; the secret itself "
         "never travels.",
     )
+    applied: AppliedDigest | None = Field(default=None, description="`rolloutctl apply`'s digest.")
     actor: Actor = Field(description="Who issued the command.")
     reason: Reason = ""
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
@@ -128,6 +130,7 @@ class AppKey(BaseModel):
     created_by: Actor
     revoked_ms: int | None = None
     revoked_by: Actor | None = None
+    applied: AppliedDigest | None = None  # the desired key's digest; None: made by hand
 
     @property
     def live(self) -> bool:
@@ -209,6 +212,7 @@ def _created(book: Mapping[str, AppKey], command: AppKeyCommand, now_ms: int) ->
         secret_sha256=hashed,
         created_ms=now_ms,
         created_by=command.actor,
+        applied=command.applied,
     )
 
 

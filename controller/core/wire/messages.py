@@ -38,6 +38,7 @@ from controller.core.common import (
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
     Actor,
+    AppliedDigest,
     BoundedPlan,
     ConversionName,
     EnvironmentName,
@@ -188,6 +189,11 @@ class Command(_Message):
         default=None,
         description="A precondition: the stage (from 0) the rollout was at; rejected when it "
         "is at another.",
+    )
+    applied: AppliedDigest | None = Field(
+        default=None,
+        description="With `start`, sent by `rolloutctl apply`: SHA-256 of the desired rollout, "
+        "kept with the rollout it starts so a later diff tells its own start from one by hand.",
     )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Which operator key signed it; unsigned commands are rejected."

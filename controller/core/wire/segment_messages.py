@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from controller.core.common import KEY_ID_PATTERN, Actor, MessageId, Reason
+from controller.core.common import KEY_ID_PATTERN, Actor, AppliedDigest, MessageId, Reason
 from controller.core.rules import (
     MAX_IDS,
     MAX_NAME_CHARS,
@@ -91,6 +91,11 @@ class SegmentCommand(MessageBase):
     reason: Reason = ""
     rule: AudienceRule | None = Field(default=None, description="With `put`: the segment's rule.")
     ids: IdsPart | None = Field(default=None, description="With `put`: one part of an id list.")
+    applied: AppliedDigest | None = Field(
+        default=None,
+        description="With `put`, sent by `rolloutctl apply`: SHA-256 of the desired segment, "
+        "kept with the segment (served by `GET /v1/segments`, never on the topic).",
+    )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     sig: Signature | None = None
 

@@ -8,31 +8,48 @@ from controller.ctl.operate import (
     plan_queries,
     proposals,
     reads,
+    segments,
+    steering,
     targeting_args,
     views,
 )
 from controller.ctl.operate.commands import (
     build_command,
+    encode_command,
+    read_private_key,
     send_command,
     signed_command,
     write_private_key,
 )
-from controller.ctl.operate.segments import commands_for, send, signer
+from controller.ctl.operate.file_kinds import KINDS, SUFFIXES, Kind, kind_of
+from controller.ctl.operate.segments import commands_for, orjson_rule, read_ids, send, signer
+from controller.ctl.terminal import UsageError
 
 __all__ = [
+    "KINDS",
+    "SUFFIXES",
+    "Kind",
+    "UsageError",
     "app_keys",
     "build_command",
     "commands_for",
+    "encode_command",
     "handlers",
     "ingest",
+    "kind_of",
+    "orjson_rule",
     "pipelines",
     "plan_queries",
     "proposals",
+    "read_ids",
+    "read_private_key",
     "reads",
+    "segments",
     "send",
     "send_command",
     "signed_command",
     "signer",
+    "steering",
     "targeting_args",
     "views",
     "write_private_key",

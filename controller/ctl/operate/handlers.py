@@ -36,6 +36,7 @@ from controller.ctl.operate.commands import (
     verify_command,
     write_private_key,
 )
+from controller.ctl.operate.file_kinds import hint_for
 from controller.ctl.operate.plan_queries import query_findings
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import (
@@ -218,7 +219,8 @@ def validate_plans(args: argparse.Namespace) -> int:
             plan = _read_plan(path)
         except ConfigError as exc:
             failed += 1
-            _plan_result(args, path, error=str(exc))
+            hint = hint_for(path, "plan")
+            _plan_result(args, path, error=f"{hint}" if hint else str(exc))
             continue
         findings = lint(plan, datetime.now(UTC)) + query_findings(plan, args)
         findings.sort(key=lambda f: f.severity != "error")

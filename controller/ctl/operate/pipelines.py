@@ -14,18 +14,24 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from controller.adapters import http_client
 from controller.core.common import ConfigError, load_document
 from controller.core.reading import pipeline_text
-from controller.core.release import PipelineCommand
+from controller.core.release import Pipeline, PipelineCommand
+from controller.core.rollouts import errors, lint
 from controller.core.trust import signing
-from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.core.wire import summarize
+from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.file_kinds import hint_for
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.report import diagnosis
@@ -63,10 +69,76 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument("flag", metavar="FLAG", help="the flag key")
     add_url(status)
+    validate = verbs.add_parser(
+        "validate",
+        parents=[output_options()],
+        help="check pipeline files offline",
+        description="Parse each pipeline as the controller would, without it: its fields, "
+        "steps, plans and overrides, and whether each step's plan can work. The environments "
+        "and approval roles are checked by the controller, against its config, at start. "
+        "Exit 78 naming each offending field.",
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pipeline_command == "validate":
+        return validate(args)
     return _status(args) if args.pipeline_command == "status" else _start(args)
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Check each pipeline file offline; exit 78 when any is invalid."""
+    failed = 0
+    for path in args.files:
+        try:
+            pipeline = read_pipeline(path)
+        except ConfigError as exc:
+            failed += 1
+            _validated(args, path, error=hint_for(path, "pipeline") or str(exc))
+            continue
+        _validated(args, path, pipeline=pipeline)
+    return EXIT_CONFIG if failed else 0
+
+
+def read_pipeline(path: Path) -> Pipeline:
+    """The pipeline in ``path``, each step's plan able to work; :class:`ConfigError` naming
+    the field otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    data = load_document(text, source=str(path), name=path.name)
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid pipeline {path}: {summarize(exc)}") from exc
+    now = datetime.now(UTC)
+    wrong = [
+        f"steps.{i}: plan {pipeline.plan_name(env)!r}: {finding}"
+        for i, env in enumerate(pipeline.environments)
+        for finding in errors(lint(pipeline.plan_for(env), now))
+    ]
+    if wrong:
+        raise ConfigError(f"pipeline {path} cannot work: " + "; ".join(wrong))
+    return pipeline
+
+
+def _validated(
+    args: argparse.Namespace, path: Path, *, pipeline: Pipeline | None = None, error: str = ""
+) -> None:
+    if args.json:
+        shown = None if pipeline is None else pipeline.model_dump(mode="json")
+        print_json(
+            {"file": str(path), "valid": pipeline is not None}
+            | {"error": error or None}
+            | {"pipeline": shown}
+        )
+    elif pipeline is None:
+        print(f"{path}: invalid: {error}")
+    else:
+        steps = " -> ".join(pipeline.environments)
+        print(f"{path}: valid pipeline {pipeline.name!r}: {steps}")
 
 
 def _start(args: argparse.Namespace) -> int:

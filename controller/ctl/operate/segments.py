@@ -48,14 +48,18 @@ def commands_for(
     reason: str = "",
     rule: str | None = None,
     ids: list[str] | None = None,
+    applied: str | None = None,
 ) -> list[dict[str, Any]]:
     """The signed commands of one change: one, or one per part of an id list.
 
-    ``sign(command) -> sig``; ``UsageError`` for a rule or ids the contract refuses,
+    ``sign(command) -> sig``; ``applied``: the digest ``rolloutctl apply`` sends;
+    ``UsageError`` for a rule or ids the contract refuses,
     with the rule's line and column or the id's number.
     """
     base: dict[str, Any] = {"type": "segment_command", "v": 1, "action": action}
     base |= {"segment": name, "actor": actor, "reason": reason, "key_id": key_id}
+    if applied is not None:
+        base["applied"] = applied
     bodies: list[dict[str, Any]] = [{}]
     if rule is not None:
         bodies = [{"rule": orjson_rule(rule)}]

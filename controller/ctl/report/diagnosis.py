@@ -11,7 +11,9 @@ beside 8000, as ``http.health_port`` beside ``http.port`` by default).
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -86,6 +88,40 @@ def token_headers() -> dict[str, str] | None:
     return {"Authorization": f"Bearer {token}"} if token else None
 
 
+MAX_RETRY_AFTER_S = 10.0
+"""The longest a read waits to ask again after the controller's 429."""
+
+
+def fetch(
+    base: str, path: str, *, timeout_s: float, headers: Mapping[str, str] | None = None
+) -> http_client.Answer:
+    """The controller's answer at ``path`` (no answer is :func:`unreachable`). Over its read
+    rate (429: a report across environments, or an agent's tools, read several things at
+    once) it asks again after the ``Retry-After`` it was given, within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answer = http_client.get(
+                base + path, timeout_s=timeout_s, headers=headers or token_headers()
+            )
+        except http_client.Unreachable as exc:
+            raise unreachable(base, exc) from exc
+        wait = retry_after(answer.headers.get("Retry-After")) if answer.status == 429 else None
+        if wait is None or time.monotonic() + wait > deadline:
+            return answer
+        time.sleep(wait)
+
+
+def retry_after(header: str | None) -> float | None:
+    """The seconds a 429's ``Retry-After`` asks to wait (1 when it says none it can be read as,
+    at most :data:`MAX_RETRY_AFTER_S`)."""
+    try:
+        seconds = float(header) if header is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
+
+
 def get_json(
     base: str,
     path: str,
@@ -97,14 +133,9 @@ def get_json(
     """The JSON the controller at ``base`` serves at ``path``; None for a 404 when ``missing_ok``.
 
     ``headers`` default to :func:`token_headers`. No answer is :func:`unreachable`, any
-    other answer :func:`refused`.
+    other answer :func:`refused`; a 429 is asked again as :func:`fetch` says.
     """
-    if headers is None:
-        headers = token_headers()
-    try:
-        answer = http_client.get(base + path, timeout_s=timeout_s, headers=headers)
-    except http_client.Unreachable as exc:
-        raise unreachable(base, exc) from exc
+    answer = fetch(base, path, timeout_s=timeout_s, headers=headers)
     if answer.status == 404 and missing_ok:
         return None
     if answer.status != 200:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import re
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,7 +25,6 @@ from urllib.parse import quote
 import orjson
 from pydantic import ValidationError
 
-from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
 from controller.core.reading import RolloutStatus
@@ -48,8 +45,6 @@ MAX_KEPT = 20_000
 MAX_BODY_CHARS = 32 * 1024 * 1024
 """The largest status or history answer read: anything bigger is not a controller's."""
 CLIENT_ID = "rolloutctl-report"
-MAX_RETRY_AFTER_S = 10.0
-"""The longest a report waits to read again after the controller's 429."""
 NOT_STARTED = "no rollout here: the pipeline has not started this environment"
 JsonObject = dict[str, object]
 """A JSON object as read off the wire, before it is read into its model."""
@@ -256,18 +251,7 @@ def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
     """The JSON object at ``path``; None on 404; an error for anything else. Over the
     controller's read rate (429: a report across environments reads several rollouts), it
     asks again after the ``Retry-After`` it was given, within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            answer = http_client.get(
-                base + path, timeout_s=timeout_s, headers=diagnosis.token_headers()
-            )
-        except http_client.Unreachable as exc:
-            raise diagnosis.unreachable(base, exc) from exc
-        wait = retry_after(answer.headers.get("Retry-After")) if answer.status == 429 else None
-        if wait is None or time.monotonic() + wait > deadline:
-            break
-        time.sleep(wait)
+    answer = diagnosis.fetch(base, path, timeout_s=timeout_s)
     if answer.status == 404:
         return None
     if answer.status != 200 or len(answer.text) > MAX_BODY_CHARS:
@@ -279,16 +263,6 @@ def _get(base: str, path: str, timeout_s: float) -> JsonObject | None:
     if not isinstance(body, dict):
         raise ControllerError(f"{base}{path} answered with JSON that is not an object")
     return body
-
-
-def retry_after(header: str | None) -> float | None:
-    """The seconds a 429's ``Retry-After`` asks to wait (1 when it says none it can be read as,
-    at most :data:`MAX_RETRY_AFTER_S`)."""
-    try:
-        seconds = float(header) if header is not None else 1.0
-    except ValueError:
-        seconds = 1.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
 
 
 async def read_decisions(

@@ -63,6 +63,8 @@ from controller.settings import TopicSettings
 log = structlog.get_logger("controller.daemon.registries.segments")
 UPLOAD_TTL_SECONDS = 3600
 """How long the parts of an unfinished upload are kept."""
+_STORE_ONLY = frozenset({"deleted", "applied"})
+"""Fields of a stored record that apps are never sent (``applied``: ``GET /v1/segments``)."""
 _TRIES = 3
 KEPT_APPLIED = 64
 """Commands (by id) and uploads (by upload id) remembered per segment against replays; a
@@ -147,6 +149,8 @@ class SegmentService:
                 return None
             record, parts = change
             record = {"name": command.segment, "version": version + 1, **record}
+            if command.applied is not None:
+                record["applied"] = command.applied
             read_from = await self._read_from(command, delivery)
             stored = StoredSegment(
                 record,
@@ -215,7 +219,8 @@ class SegmentService:
         """A stored record as apps receive it: a message, signed when there is a key."""
         ts = self._now().timestamp()
         message = {"type": "segment", "v": 1, "id": f"{record['name']}:v{record['version']}"}
-        message |= {"ts": int(ts * 1000)} | {k: v for k, v in record.items() if k != "deleted"}
+        kept = {k: v for k, v in record.items() if k not in _STORE_ONLY}
+        message |= {"ts": int(ts * 1000)} | kept
         if self._signer is not None:
             key_id = self._signer.key_id
             message |= {
@@ -296,7 +301,8 @@ class SegmentReads:
             kind = (
                 {"kind": "rule"} if "rule" in record else {"kind": "ids", "count": record["count"]}
             )
-            found.append({"name": name, "version": record["version"]} | kind)
+            applied = {"applied": record["applied"]} if "applied" in record else {}
+            found.append({"name": name, "version": record["version"]} | kind | applied)
         return found
 
     async def version(self, name: str) -> int | None:

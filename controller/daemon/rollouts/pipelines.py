@@ -153,6 +153,7 @@ class Pipelines:
             now=now,
             actor=command.actor,
             command_id=command.id,
+            applied=command.applied,
         )
         await self._writer.begin(run, actions)
 

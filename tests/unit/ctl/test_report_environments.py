@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from controller.ctl.app import build_parser
+from controller.ctl.report.diagnosis import retry_after
 from controller.ctl.report.environments import (
     ReleaseReport,
     Section,
@@ -18,7 +19,6 @@ from controller.ctl.report.environments import (
 )
 from controller.ctl.report.render import markdown as single_markdown
 from controller.ctl.report.report import from_served
-from controller.ctl.report.reporting import retry_after
 from tests.unit.ctl.test_pipeline_cli import VIEW
 from tests.unit.ctl.test_report import ADVANCE, HOSTILE, NOW, START, STATUS, Collector
 

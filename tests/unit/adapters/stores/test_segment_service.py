@@ -201,3 +201,25 @@ async def test_a_command_applied_before_is_refused_as_a_replay_only_when_sent_ag
     assert refusals <= {"replayed command id"}
     assert world.book().version("beta") == 1 + outcomes.count("applied")
     assert world.store.uploads == {}
+
+
+@pytest.mark.parametrize(
+    ("puts", "served"),
+    [
+        ([{"applied": "ab" * 32}], "ab" * 32),  # apply's put: its digest is served
+        ([{"applied": "ab" * 32}, {}], None),  # then one by hand: the digest is gone
+        ([{}], None),
+    ],
+)
+async def test_the_applied_digest_is_listed_and_never_sent_to_apps(
+    puts: list[dict[str, Any]], served: str | None
+) -> None:
+    world = World()
+    for extra in puts:
+        await world.send(world.commands("put", rule='plan == "pro"', **extra))
+    [listed] = await world.service.reads().listing()
+    assert listed.get("applied") == served
+    records = [orjson.loads(v or b"") for t, _, v in world.outputs.sent if t == TOPICS.segments]
+    assert records
+    assert all("applied" not in record for record in records)
+    assert world.book().version("beta") == len(puts)  # apps still verify every record

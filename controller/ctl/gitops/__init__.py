@@ -1,0 +1,5 @@
+"""Rollouts as code: ``rolloutctl validate``, ``diff`` and ``apply -f DIR`` (docs/gitops.md)."""
+
+from controller.ctl.gitops import arguments, running
+
+__all__ = ["arguments", "running"]

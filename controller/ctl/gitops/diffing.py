@@ -1,0 +1,124 @@
+"""What differs between the desired state and the live controller, and what to do about it.
+
+Each live object keeps the digest of the desired object ``rolloutctl apply``
+last made it from (``applied``; none when it was made or changed by hand since).
+So the digests alone tell, with no content compared:
+
+- no live object: **create** it;
+- the live digest is the desired one: **in sync**, whatever its phase, stage or
+  verdict (status, not drift: a rollout rolled back by its gate is not restarted);
+- the live digest is another apply's: the files changed, **update** it;
+- no live digest: it was made or changed by hand: **held**, reported and left
+  alone, unless ``--force`` (then it is replaced as an update would);
+- a rollout or pipeline still running cannot take another plan: **blocked**
+  until it ends or is aborted, forced or not;
+- one that completed is **held** when its file changes: starting it again would
+  take the flag from everyone back to the first stage, so only ``--force`` does.
+
+An app key revoked since apply made it counts as changed by hand. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from controller.ctl.gitops.desired import Desired
+
+
+class Change(StrEnum):
+    IN_SYNC = "in sync"
+    CREATE = "create"
+    UPDATE = "update"
+    HELD = "changed by hand"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the controller shows of one object: its apply digest, whether it still runs (a
+    rollout or pipeline) or is in force (an app key), and its state in words."""
+
+    applied: str | None
+    running: bool = False
+    completed: bool = False
+    revoked: bool = False
+    state: str = ""
+    key_id: str | None = None
+    """An app key's public id (what a replacement revokes)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One desired object: what differs, why, and whether apply sends its commands."""
+
+    desired: Desired
+    change: Change
+    why: str
+    send: bool
+    live: Live | None = None
+
+    @property
+    def differs(self) -> bool:
+        return self.change is not Change.IN_SYNC
+
+
+def compare(desired: Desired, live: Live | None, *, force: bool = False) -> Item:
+    """What to do about ``desired`` given its ``live`` object (None: there is none)."""
+    if live is None:
+        return Item(desired, Change.CREATE, "not on the controller", send=True)
+    if live.applied == desired.digest and not live.revoked:
+        return Item(desired, Change.IN_SYNC, live.state or "as applied", send=False, live=live)
+    if live.running:
+        why = f"{live.state or 'running'}: a running {_what(desired)} takes no other plan; "
+        why += f"it ends by itself, or `{_abort_hint(desired)}`, then apply"
+        return Item(desired, Change.BLOCKED, why, send=False, live=live)
+    held = _held_because(live)
+    if held is not None:
+        return _by_hand(desired, live, held, force=force)
+    why = "the files changed since the last apply"
+    return Item(desired, Change.UPDATE, why, send=True, live=live)
+
+
+def _held_because(live: Live) -> str | None:
+    """Why a live object that is not as applied is left alone without ``--force``."""
+    if live.revoked:
+        return "revoked since it was applied"
+    if live.applied is None:
+        return "made or changed by hand since the last apply"
+    if live.completed:
+        return "completed: starting it again takes the flag back to its first stage"
+    return None
+
+
+def _by_hand(desired: Desired, live: Live, why: str, *, force: bool) -> Item:
+    if force:
+        return Item(desired, Change.UPDATE, f"{why}; replaced (--force)", send=True, live=live)
+    return Item(
+        desired, Change.HELD, f"{why}; left alone (--force replaces it)", send=False, live=live
+    )
+
+
+def _what(desired: Desired) -> Literal["rollout", "pipeline", "object"]:
+    if desired.kind in ("rollout", "pipeline"):
+        return desired.kind
+    return "object"
+
+
+def _abort_hint(desired: Desired) -> str:
+    flag, _, environment = desired.name.partition("@")
+    where = f" --environment {environment}" if environment else ""
+    return f"rolloutctl abort {flag}{where}"
+
+
+def plan(
+    objects: list[Desired], live: dict[str, Live | None], *, force: bool = False
+) -> list[Item]:
+    """Every desired object compared with its live one (by :attr:`Desired.label`)."""
+    return [compare(d, live.get(d.label), force=force) for d in objects]
+
+
+def exit_code(items: list[Item]) -> int:
+    """0 when nothing differs, 1 when something does (sent or held)."""
+    return 1 if any(item.differs for item in items) else 0

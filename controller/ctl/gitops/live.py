@@ -1,0 +1,134 @@
+"""What the live controller holds of the desired objects, read over its HTTP API.
+
+A rollout from ``GET /rollouts/{flag}`` (``flag@environment`` outside the default
+environment), a pipeline run from ``GET /pipelines/{flag}``, segments from
+``GET /v1/segments`` and app keys from ``GET /app-keys``, each with the
+``applied`` digest the controller keeps with it. The bodies are read through
+typed models that ignore what they do not need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from controller.core.common import ControllerError
+from controller.ctl.gitops.desired import Desired
+from controller.ctl.gitops.diffing import Live
+from controller.ctl.report import diagnosis
+
+RUNNING_PHASES = frozenset({"pending", "running", "paused"})
+"""A rollout in these still owns its flag: a start is refused until it ends."""
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RolloutRead(_Read):
+    phase: str
+    applied: str | None = None
+    plan: str = ""
+
+
+class PipelineRead(_Read):
+    phase: str
+    applied: str | None = None
+    pipeline: str = ""
+
+
+class SegmentRead(_Read):
+    name: str
+    applied: str | None = None
+
+
+class AppKeyRead(_Read):
+    id: str
+    name: str
+    created_ms: int
+    revoked_ms: int | None = None
+    applied: str | None = None
+
+
+def read_live(base: str, objects: list[Desired]) -> dict[str, Live | None]:
+    """Each desired object's live counterpart, by label (None: the controller has none)."""
+    found: dict[str, Live | None] = {}
+    kinds = {d.kind for d in objects}
+    segments = _segments(base) if "segment" in kinds else {}
+    keys = _app_keys(base) if "app_key" in kinds else {}
+    for desired in objects:
+        if desired.kind == "segment":
+            found[desired.label] = segments.get(desired.name)
+        elif desired.kind == "app_key":
+            found[desired.label] = keys.get(desired.name)
+        else:
+            found[desired.label] = _run(base, desired)
+    return found
+
+
+def _get(base: str, path: str, *, missing_ok: bool = False) -> Any:
+    return diagnosis.get_json(base, path, timeout_s=10, missing_ok=missing_ok)
+
+
+def _parsed(model: type[_Read], data: Any, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ControllerError(f"{where}: the controller's answer is not understood: {exc}") from exc
+
+
+def _run(base: str, desired: Desired) -> Live | None:
+    if desired.kind == "rollout":
+        return _rollout(base, desired)
+    path = f"/pipelines/{quote(desired.name, safe='')}"
+    body = _get(base, path, missing_ok=True)
+    if body is None:
+        return None
+    run: PipelineRead = _parsed(PipelineRead, body, path)
+    state = f"pipeline {run.pipeline} {run.phase}"
+    running, completed = run.phase == "running", run.phase == "completed"
+    return Live(run.applied, running=running, completed=completed, state=state)
+
+
+def _rollout(base: str, desired: Desired) -> Live | None:
+    """The rollout at ``flag@environment``; in the controller's default environment, which it
+    does not say, the flag's own key holds it: that one is taken when it carries this very
+    rollout's digest (which covers the environment's name)."""
+    found = _rollout_at(base, desired.name)
+    flag, _, environment = desired.name.partition("@")
+    if found is None and environment:
+        own = _rollout_at(base, flag)
+        found = own if own is not None and own.applied == desired.digest else None
+    return found
+
+
+def _rollout_at(base: str, key: str) -> Live | None:
+    path = f"/rollouts/{quote(key, safe='')}"
+    body = _get(base, path, missing_ok=True)
+    if body is None:
+        return None
+    rollout: RolloutRead = _parsed(RolloutRead, body, path)
+    state = f"{rollout.phase} (plan {rollout.plan})"
+    running, completed = rollout.phase in RUNNING_PHASES, rollout.phase == "completed"
+    return Live(rollout.applied, running=running, completed=completed, state=state)
+
+
+def _segments(base: str) -> dict[str, Live]:
+    body = _get(base, "/v1/segments")
+    rows = body.get("segments", []) if isinstance(body, dict) else []
+    read = [_parsed(SegmentRead, row, "/v1/segments") for row in rows]
+    return {row.name: Live(row.applied) for row in read}
+
+
+def _app_keys(base: str) -> dict[str, Live]:
+    """Each name's key in force, else its newest revoked one."""
+    body = _get(base, "/app-keys")
+    rows = body.get("keys", []) if isinstance(body, dict) else []
+    read: list[AppKeyRead] = [_parsed(AppKeyRead, row, "/app-keys") for row in rows]
+    found: dict[str, Live] = {}
+    for key in sorted(read, key=lambda k: (k.revoked_ms is None, k.created_ms)):
+        revoked = key.revoked_ms is not None
+        found[key.name] = Live(key.applied, revoked=revoked, key_id=key.id)
+    return found

@@ -1,0 +1,195 @@
+"""``rolloutctl validate|diff|apply -f DIR``: desired state in files, held by the controller.
+
+``validate`` (and ``apply --dry-run``) read the directory only. ``diff`` reads
+the live controller over HTTP and prints what ``apply`` would send, as the
+canonical command JSON less what is drawn at send time; exit 0 when nothing
+differs, 1 when something does, 5 when the controller could not be read, 78
+for invalid files. ``apply`` signs each object's commands with the key given,
+sends them, waits for each decision and reports it: exit 0 when all applied and
+nothing is held, 1 when something was held or blocked, 3 when one was refused,
+4 when a decision did not come in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from controller.core.common import ConfigError, ControllerError
+from controller.ctl.exits import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NO_DECISION,
+    EXIT_REJECTED,
+    EXIT_UNSEEN,
+)
+from controller.ctl.gitops import commanding, diffing, live, reading
+from controller.ctl.gitops.commanding import Batch, Who
+from controller.ctl.gitops.diffing import Change, Item
+from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
+from controller.ctl.terminal import ENV_KEY_ID, PROG, UsageError, env_url, print_json, warn
+
+MARKS = {
+    Change.IN_SYNC: "=",
+    Change.CREATE: "+",
+    Change.UPDATE: "~",
+    Change.HELD: "!",
+    Change.BLOCKED: "!",
+}
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Check every file of the directory offline; exit 78 when any is wrong."""
+    state = reading.read_directory(args.directory)
+    for source, kind in sorted(state.checked.items()):
+        if not any(p.startswith(f"{source}:") for p in state.problems):
+            print(f"{source}: valid {kind.replace('_', ' ')}")
+    for problem in state.problems:
+        print(f"invalid: {problem}")
+    if not state.checked and not state.problems:
+        warn(f"{args.directory}: no .yaml, .yml or .json files")
+    return EXIT_CONFIG if state.problems else 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    items = _items(args)
+    if items is None:
+        return EXIT_UNSEEN
+    who = Who(
+        actor=handlers.actor_of(args.actor),
+        key_id=args.key_id or os.environ.get(ENV_KEY_ID) or "ci",
+    )
+    for item in items:
+        if item.differs or args.verbose:
+            _show(args, item, commanding.commands_of(item, who, None) if item.send else None)
+    return diffing.exit_code(items)
+
+
+def apply(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return validate(args)
+    items = _items(args)
+    if items is None:
+        return EXIT_FAILURE
+    key_id = handlers.key_id_of(args.key_id)
+    who = Who(actor=handlers.actor_of(args.actor), key_id=key_id, reason=args.reason)
+    sending = [item for item in items if item.send]
+    if any(item.desired.kind == "app_key" for item in sending) and args.secrets_dir is None:
+        raise UsageError("apply makes app keys: pass --secrets-dir DIR for their secrets")
+    sign = _signer(read_private_key(handlers.key_path_of(args.key, key_id))) if sending else None
+    # Every command is built (and checked against its contract) before the first is sent.
+    batches = [commanding.commands_of(item, who, sign) for item in sending]
+    codes = [_apply_one(args, item, batch) for item, batch in zip(sending, batches, strict=True)]
+    for item in items:
+        if not item.send and (item.differs or args.verbose):
+            _show(args, item, None)
+    worst = max(codes, default=0)
+    return worst or diffing.exit_code([i for i in items if not i.send])
+
+
+def _items(args: argparse.Namespace) -> list[Item] | None:
+    state = reading.read_directory(args.directory)
+    if state.problems:
+        raise ConfigError(f"{args.directory}: " + "; ".join(state.problems))
+    base = env_url(args.url)
+    try:
+        found = live.read_live(base, state.objects)
+    except (ConfigError, UsageError):
+        raise
+    except ControllerError as exc:
+        warn(f"cannot compare with the controller: {exc}")
+        return None
+    return diffing.plan(state.objects, found, force=args.force)
+
+
+def _show(args: argparse.Namespace, item: Item, batch: Batch | None) -> None:
+    commands = [commanding.shown(c) for c in batch.commands] if batch else []
+    if args.json:
+        print_json(
+            {
+                "kind": item.desired.kind,
+                "name": item.desired.name,
+                "file": item.desired.source,
+                "change": item.change.value,
+                "why": item.why,
+                "digest": item.desired.digest,
+                "commands": commands,
+            }
+        )
+        return
+    print(f"{MARKS[item.change]} {item.desired.label}: {item.change.value}: {item.why}")
+    for command in commands:
+        print("  " + encode_command(command).decode())
+
+
+def _signer(private_key: Any) -> commanding.Sign:
+    from controller.core.trust import signing  # noqa: PLC0415
+
+    return lambda command: signing.sign(command, private_key)
+
+
+def _apply_one(args: argparse.Namespace, item: Item, batch: Batch) -> int:
+    answered = _send(args, batch)
+    label = item.desired.label
+    if answered is None:
+        warn(f"sent {label}, but no decision came within {args.timeout:g}s")
+        _report(args, item, "no decision", "")
+        return EXIT_NO_DECISION
+    decision = answered.decision
+    applied = decision.outcome == "applied"
+    if applied and batch.secret is not None:
+        _write_secret(args.secrets_dir, item.desired.name, batch.secret)
+    line = views.outcome_line(decision, what=f"{item.change.value} {label}", result="")
+    _report(args, item, decision.outcome, decision.reason, line=line)
+    return 0 if applied else EXIT_REJECTED
+
+
+def _report(
+    args: argparse.Namespace, item: Item, outcome: str, reason: str, line: str = ""
+) -> None:
+    if args.json:
+        print_json(
+            {"kind": item.desired.kind, "name": item.desired.name, "change": item.change.value}
+            | {"outcome": outcome, "reason": reason, "digest": item.desired.digest}
+        )
+    elif line:
+        print(line)
+
+
+def _send(args: argparse.Namespace, batch: Batch) -> steering.Answered | None:
+    from controller.adapters.kafka import send_many  # noqa: PLC0415 - keep `--help` fast
+
+    settings, kafka = handlers.broker_of(args)
+    records = [(key, encode_command(c)) for key, c in zip(batch.keys, batch.commands, strict=True)]
+
+    async def send() -> tuple[int, int]:
+        return await send_many(
+            kafka,
+            topic=settings.topics.commands,
+            records=records,
+            client_id=PROG,
+            timeout_s=args.timeout,
+        )
+
+    return asyncio.run(
+        steering.send_and_await(
+            batch.commands[-1],
+            send=send,
+            kafka=kafka,
+            decisions=settings.topics.decisions,
+            timeout_s=args.timeout,
+        )
+    )
+
+
+def _write_secret(directory: Path, name: str, secret: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{name}.secret"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secret + "\n")
+    warn(f"app key {name}: its secret is in {path} (shown nowhere else)")

@@ -1,0 +1,265 @@
+"""Desired state in files: reading a directory's objects, and what differs from the live ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.core.rollouts import Plan
+from controller.core.wire import SegmentCommand
+from controller.ctl import app
+from controller.ctl.gitops import commanding, diffing, reading
+from controller.ctl.gitops.desired import (
+    AppKeyBody,
+    Desired,
+    RolloutBody,
+    SegmentBody,
+    parse_files,
+)
+from controller.ctl.gitops.diffing import Change, Live
+from controller.ctl.operate.file_kinds import kind_of, wrong_file
+
+PLAN = {"name": "std", "stages": [{"percent": 5}, {"percent": 100, "min_units_per_arm": 0}]}
+PIPELINE = {"name": "rel", "plans": {"std": PLAN}, "plan": "std", "steps": [{"environment": "dev"}]}
+SEGMENT = Desired("segment", "pros", SegmentBody(count=2, sha256="0" * 64), "pros.yaml")
+ROLLOUT = Desired(
+    "rollout",
+    "checkout",
+    RolloutBody(flag="checkout", environment=None, plan=Plan.model_validate(PLAN)),
+    "checkout.yaml",
+)
+KEY = Desired("app_key", "web", AppKeyBody(scopes=(), client=True, environment=None), "web.yaml")
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (PLAN, "plan"),
+        (PIPELINE, "pipeline"),
+        ({"flag": "f", "plan": "std"}, "rollout"),
+        ({"name": "b", "ids_file": "b.txt"}, "segment"),
+        ({"name": "b", "rule": "x"}, "segment"),
+        ({"name": "k", "scopes": ["events"]}, "app_key"),
+        ({"kind": "app-key", "name": "k"}, "app_key"),
+        ({"roles": []}, "roles"),
+        ({"windows": []}, "windows"),
+        ({"kind": "plan", "steps": []}, "plan"),  # the kind said wins over the shape
+        ({"kind": "deployment"}, None),
+        ({"name": "x"}, None),
+        (["stages"], None),
+    ],
+)
+def test_a_files_kind_is_said_or_seen(data: Any, kind: str | None) -> None:
+    assert kind_of(data) == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "expected", "said"),
+    [
+        (PIPELINE, "plan", "this is a pipeline file: use `rolloutctl pipeline validate`"),
+        (PLAN, "pipeline", "this is a plan file: use `rolloutctl plan validate`"),
+        (
+            {"flag": "f", "plan": "p"},
+            "plan",
+            "this is a rollout file: use `rolloutctl validate -f DIR`",
+        ),
+        (PLAN, "plan", None),
+        ({"stagez": []}, "plan", None),
+    ],
+)
+def test_a_file_given_to_the_wrong_command_names_the_one_that_fits(
+    data: Any, expected: Any, said: str | None
+) -> None:
+    assert wrong_file(data, expected) == said
+
+
+@pytest.mark.parametrize(
+    ("documents", "labels", "problem"),
+    [
+        ({"p.yaml": PLAN, "r.yaml": {"flag": "f", "plan": "std"}}, ["rollout f"], None),
+        ({"r.yaml": {"flag": "f", "plan": PLAN, "environment": "dev"}}, ["rollout f@dev"], None),
+        ({"r.yaml": {"flag": "f", "pipeline": PIPELINE}}, ["pipeline f"], None),
+        ({"r.yaml": {"flag": "f", "plan": "nope"}}, [], "r.yaml: plan: no plan named 'nope'"),
+        ({"r.yaml": {"flag": "f"}}, [], "r.yaml: invalid rollout: a rollout names a plan or"),
+        (
+            {"r.yaml": {"flag": "f", "pipeline": PIPELINE, "environment": "dev"}},
+            [],
+            "r.yaml: invalid rollout: a pipeline names its environments",
+        ),
+        ({"s.yaml": {"name": "s", "rule": 'plan in ["pro"]'}}, ["segment s"], None),
+        ({"s.yaml": {"name": "s", "rule": "plan in"}}, [], "s.yaml: invalid rule"),
+        ({"s.yaml": {"name": "s", "ids_file": "s.txt"}}, ["segment s"], None),
+        ({"t.yaml": {"name": "t", "ids_file": "t.txt"}}, [], "t.yaml: ids_file t.txt: missing"),
+        ({"k.yaml": {"name": "k", "scopes": ["events"]}}, ["app-key k"], None),
+        ({"k.yaml": {"kind": "app_key", "name": "k"}}, [], "k.yaml: invalid app key: a key needs"),
+        (
+            {"k.yaml": {"name": "k", "scopes": ["events"], "secret": "x"}},
+            [],
+            "k.yaml: invalid app key",
+        ),
+        (
+            {
+                "a.yaml": {"name": "s", "rule": 'plan in ["a"]'},
+                "b.yaml": {"name": "s", "rule": 'plan in ["b"]'},
+            },
+            ["segment s"],
+            "b.yaml: segment s is also in a.yaml",
+        ),
+        (
+            {"w.yaml": {"windows": [{"kind": "deny", "timezone": "Mars/Base"}]}},
+            [],
+            "w.yaml: invalid windows",
+        ),
+        (
+            {"roles.yaml": {"roles": [{"name": "dev", "actions": ["fly"], "environments": ["*"]}]}},
+            [],
+            "roles.yaml: invalid roles",
+        ),
+        ({"x.yaml": {"what": 1}}, [], "x.yaml: not an object of a kind apply knows"),
+    ],
+)
+def test_a_directory_gives_its_objects_or_says_each_problem(
+    documents: dict[str, Any], labels: list[str], problem: str | None
+) -> None:
+    ids: dict[str, tuple[str, ...] | str] = {"s.yaml": ("u-1", "u-2"), "t.yaml": "missing"}
+    state = parse_files(documents, ids)
+    assert [o.label for o in state.objects] == labels
+    if problem is None:
+        assert state.problems == []
+    else:
+        assert len(state.problems) == 1
+        assert state.problems[0].startswith(problem), state.problems
+
+
+def test_the_digest_covers_what_the_object_is_and_nothing_of_its_file() -> None:
+    one = parse_files({"a.yaml": {"name": "s", "rule": 'plan in ["pro"]'}}, {}).objects[0]
+    moved = parse_files(
+        {"b/c.yaml": {"name": "s", "rule": 'plan  in ["pro"]', "reason": "why"}}, {}
+    ).objects[0]
+    other = parse_files({"a.yaml": {"name": "s", "rule": 'plan in ["free"]'}}, {}).objects[0]
+    assert one.digest == moved.digest != other.digest
+
+
+@pytest.mark.parametrize(
+    ("item", "live", "force", "change", "send"),
+    [
+        (SEGMENT, None, False, Change.CREATE, True),
+        (SEGMENT, Live(SEGMENT.digest), False, Change.IN_SYNC, False),
+        (SEGMENT, Live("0" * 64), False, Change.UPDATE, True),
+        (SEGMENT, Live(None), False, Change.HELD, False),
+        (SEGMENT, Live(None), True, Change.UPDATE, True),
+        # a rollout's phase is status: as applied, in sync whether running or ended
+        (ROLLOUT, Live(ROLLOUT.digest, running=True, state="paused"), False, Change.IN_SYNC, False),
+        (ROLLOUT, Live(ROLLOUT.digest, state="rolled_back"), False, Change.IN_SYNC, False),
+        # a running rollout never takes another plan, forced or not
+        (ROLLOUT, Live("0" * 64, running=True), False, Change.BLOCKED, False),
+        (ROLLOUT, Live(None, running=True), True, Change.BLOCKED, False),
+        (ROLLOUT, Live("0" * 64, state="rolled_back"), False, Change.UPDATE, True),
+        # a completed rollout started again would leave 100% for its first stage
+        (ROLLOUT, Live("0" * 64, completed=True), False, Change.HELD, False),
+        (ROLLOUT, Live("0" * 64, completed=True), True, Change.UPDATE, True),
+        (ROLLOUT, Live(None, state="completed"), False, Change.HELD, False),
+        (KEY, Live(KEY.digest, key_id="a" * 16), False, Change.IN_SYNC, False),
+        (KEY, Live(KEY.digest, revoked=True), False, Change.HELD, False),
+        (KEY, Live(KEY.digest, revoked=True), True, Change.UPDATE, True),
+        (KEY, Live("0" * 64, key_id="a" * 16), False, Change.UPDATE, True),
+    ],
+)
+def test_what_differs_from_the_live_object(
+    item: Desired, live: Live | None, force: bool, change: Change, send: bool
+) -> None:
+    compared = diffing.compare(item, live, force=force)
+    assert (compared.change, compared.send) == (change, send)
+    assert diffing.exit_code([compared]) == (0 if change is Change.IN_SYNC else 1)
+
+
+def test_a_replaced_app_key_is_revoked_then_made_anew_and_its_secret_never_shown() -> None:
+    item = diffing.compare(KEY, Live("0" * 64, key_id="a" * 16))
+    batch = commanding.commands_of(item, commanding.Who("ci", "ci"), None)
+    assert [(c["action"], c["target"]) for c in batch.commands] == [
+        ("revoke", "a" * 16),
+        ("create", "web"),
+    ]
+    assert batch.commands[-1]["applied"] == KEY.digest
+    assert batch.secret is not None
+    assert batch.secret[:10] == "rc_client_"
+    shown = commanding.shown(batch.commands[-1])
+    assert not {"secret_sha256", "app_key", "id", "ts"} & shown.keys()
+
+
+def test_an_id_list_is_sent_in_parts_each_with_the_digest(tmp_path: Path) -> None:
+    ids = tuple(f"user-{i:07d}" for i in range(40_000))
+    (tmp_path / "beta.txt").write_text("\n".join(ids))
+    (tmp_path / "beta.yaml").write_text(yaml.safe_dump({"name": "beta", "ids_file": "beta.txt"}))
+    state = reading.read_directory(tmp_path)
+    assert state.problems == []
+    item = diffing.compare(state.objects[0], None)
+    batch = commanding.commands_of(item, commanding.Who("ci", "ci"), lambda c: "sig")
+    assert len(batch.commands) > 1
+    assert {c["applied"] for c in batch.commands} == {state.objects[0].digest}
+    parts = {SegmentCommand.model_validate(c).ids.parts for c in batch.commands}  # type: ignore[union-attr]
+    assert parts == {len(batch.commands)}
+    assert all(c["sig"] == "sig" for c in batch.commands)
+
+
+def test_an_ids_file_outside_the_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("u-1\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "s.yaml").write_text(yaml.safe_dump({"name": "s", "ids_file": "../secret.txt"}))
+    state = reading.read_directory(repo)
+    assert state.problems == ["s.yaml: ids_file ../secret.txt: outside the directory"]
+
+
+def test_plan_validate_on_a_pipeline_file_names_pipeline_validate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pipeline = Path(__file__).parents[3] / "examples/pipelines/checkout-release.yaml"
+    assert app.main(["plan", "validate", str(pipeline)]) == 78
+    said = capsys.readouterr().out
+    assert said.strip().endswith("this is a pipeline file: use `rolloutctl pipeline validate`")
+    assert app.main(["pipeline", "validate", str(pipeline)]) == 0
+    assert (
+        "valid pipeline 'checkout-release': dev -> staging -> production" in capsys.readouterr().out
+    )
+
+
+def test_the_example_repository_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[3] / "examples/gitops"
+    assert app.main(["validate", "-f", str(example)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    files = sorted(
+        str(p.relative_to(example)) for p in example.rglob("*") if p.suffix in (".yaml", ".json")
+    )
+    assert [line.split(":")[0] for line in said] == files
+    state = reading.read_directory(example)
+    assert sorted(o.label for o in state.objects) == [
+        "app-key checkout-api",
+        "app-key shop-web",
+        "pipeline search-ranking",
+        "rollout checkout-v2",
+        "segment beta-testers",
+        "segment pro-plans",
+    ]
+
+
+def test_a_plan_that_cannot_work_is_refused_before_any_command() -> None:
+    never = PLAN | {"stages": [{"percent": 100}]}  # at 100% control is empty: never completes
+    state = parse_files({"r.yaml": {"flag": "f", "plan": never}}, {}, datetime.now(UTC))
+    assert [p.split(":")[:2] for p in state.problems] == [["r.yaml", " cannot work"]]
+
+
+def test_hidden_files_and_links_leading_out_are_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(yaml.safe_dump({"name": "s", "rule": 'plan in ["x"]'}))
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "config.yaml").write_text("not: [an object")
+    (repo / "linked.yaml").symlink_to(outside)
+    (repo / "kept.yaml").write_text(yaml.safe_dump({"name": "k", "rule": 'plan in ["y"]'}))
+    state = reading.read_directory(repo)
+    assert (list(state.checked), state.problems) == (["kept.yaml"], [])
