@@ -1,0 +1,125 @@
+"""Redis's CPU per event of the exactly-once flush alone, by command, without a broker.
+
+Folds N mixed events (as ``bench/ingest.py`` produces them, keyed by unit
+over 4 partitions) with ingest's own folder into batches of ``--batch``
+records per partition and flushes them in order with the real store, one
+partition after another, against a private redis-server (or REDIS_URL).
+Prints Redis's CPU per event by command (``INFO commandstats``) and the
+server process's CPU per event (``INFO cpu``); the last line is one JSON object.
+Commandstats time is CPU spent in Redis's command calls, so other load on the
+machine moves it little.
+
+    python bench/flush_cost.py [--events 400000] [--flags 20] [--units 200000]
+        [--batch 5000] [--dupes 0.0]
+
+``--dupes`` makes that share of the records copies of earlier events (an app's
+re-sends), so the cost of refusing and folding again shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from redis_cost import per_event, snapshot  # beside this script
+
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.core.common import DuplicateEvents
+from controller.daemon.ingest.batches import Folder
+from controller.settings import RedisSettings
+from tests.reference import StubRecord, encode, make_event, partition_of
+from tests.services import resolve_redis
+
+PARTITIONS = 4
+
+
+def records_by_partition(args: argparse.Namespace) -> dict[int, list[StubRecord]]:
+    rng = random.Random(1)
+    events = [
+        make_event(rng, i, flags=args.flags, units=args.units, versions=1, error_rate=0.02)
+        for i in range(args.events)
+    ]
+    copies = rng.sample(range(args.events), int(args.events * args.dupes))
+    stream = events + [events[i] for i in sorted(copies)]
+    out: dict[int, list[StubRecord]] = {p: [] for p in range(PARTITIONS)}
+    for event in stream:
+        p = partition_of(event["unit"], PARTITIONS)
+        out[p].append(StubRecord(encode(event), len(out[p]), partition=p))
+    return out
+
+
+async def flush_all(
+    store: RedisAggregateStore, parts: dict[int, list[StubRecord]], batch: int
+) -> tuple[int, float]:
+    folder, folded, folding = Folder(max_event_bytes=65536), 0, 0.0
+    for partition, records in parts.items():
+        claim = await store.claim(partition)
+        offset = claim.offset
+        for start in range(0, len(records), batch):
+            chunk = records[start : start + batch]
+            known = frozenset[str]()
+            while True:
+                began = time.process_time()
+                delta = folder.fold(partition, list(chunk), [], known=known)
+                folding += time.process_time() - began
+                try:
+                    await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+                    break
+                except DuplicateEvents as exc:
+                    known |= exc.ids
+            folded += delta.events
+            offset = delta.next_offset
+    return folded, folding
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    parts = records_by_partition(args)
+    records = sum(len(r) for r in parts.values())
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="rc-flush-"))
+        redis_url, stop_redis, redis_desc = resolve_redis(workdir)
+        stack.callback(stop_redis)
+        print(f"[bench] redis: {redis_desc}", file=sys.stderr, flush=True)
+        settings = RedisSettings(url=redis_url, key_prefix=f"fc{uuid.uuid4().hex[:8]}")
+        async with connect(settings) as client:
+            store = RedisAggregateStore(client, settings=settings, topic="events")
+            before = await snapshot(client)
+            counted, fold_s = await flush_all(store, parts, args.batch)
+            after = await snapshot(client)
+            memory = (await client.info("memory"))["used_memory"]
+    cost = per_event(before, after, records)
+    return {
+        "events": args.events,
+        "records": records,
+        "counted": counted,
+        "batch": args.batch,
+        "dupes": args.dupes,
+        "redis_us_per_event": cost["commands_us"],
+        "redis_process_us_per_event": cost["process_us"],
+        "redis_by_command_us": cost["by_command"],
+        "calls_per_1000_events": cost["calls_per_1000_events"],
+        "fold_us_per_event": round(fold_s * 1e6 / records, 3),
+        "redis_used_memory_mb": round(memory / 2**20, 1),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=400_000, help="distinct events")
+    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
+    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    parser.add_argument("--batch", type=int, default=5000, help="records per partition batch")
+    parser.add_argument("--dupes", type=float, default=0.0, help="share of records re-sent")
+    result = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(result))
