@@ -1,7 +1,11 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
--- KEYS[5] sorted set of the event ids counted recently (score: when, in ms)
+-- KEYS[5] the event ids counted recently: with ARGV[11] 'log', a list of one entry per batch
+--         ("<when, ms> <how many> " then the ids in msgpack), which the partition's owner also
+--         holds and checks a batch against before sending it; without, a sorted set
+--         (score: when, in ms) this script checks the batch's ids against (a window several
+--         partitions share, whose owners differ)
 -- KEYS[6..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
 --           the flag's conversion names (set)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
@@ -13,6 +17,8 @@
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
 --          many is counted under '~other' (its conv and cv_n only), never under its own name
+-- ARGV[11] 'log' (KEYS[5] is a list) or 'zset' (a sorted set; then batch.ids holds the ids)
+-- ARGV[12] with 'log', the list entry of the batch's ids ('' for a batch that counted none)
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them).
@@ -124,7 +130,8 @@ if now == nil or window == nil or max_ids == nil then
   return {-4, 'the id window must be numbers'}
 end
 if type(ids) ~= 'table' then return {-4, 'the batch holds no list of event ids'} end
-why = refuse_keys({[ids_key] = 'zset'})
+local logged, id_entry = ARGV[11] == 'log', ARGV[12] or ''
+why = refuse_keys({[ids_key] = logged and 'list' or 'zset'})
 if why then return {-4, why} end
 local since = now - window
 local counted = {}
@@ -246,7 +253,31 @@ end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
-if #ids > 0 then
+-- The batch's ids as one entry; then the oldest entries go, each once counted before the
+-- window or once the newer ones alone hold the most ids the window keeps (the owner's copy
+-- forgets alike: controller/adapters/redis/id_log.py). The count lives in the meta hash,
+-- read as 0 once the list itself expired.
+if logged then
+  local total = 0
+  if redis.call('EXISTS', ids_key) == 1 then
+    total = tonumber(redis.call('HGET', meta, 'idn') or '0') or 0
+  end
+  if id_entry ~= '' then
+    redis.call('RPUSH', ids_key, id_entry)
+    total = total + (tonumber(string.match(id_entry, '^%d+ (%d+) ')) or 0)
+  end
+  while true do
+    local head = redis.call('LINDEX', ids_key, 0)
+    if not head then break end
+    local at, n = string.match(head, '^(%d+) (%d+) ')
+    at, n = tonumber(at), tonumber(n)
+    if at ~= nil and n ~= nil and at >= since and total - n < max_ids then break end
+    redis.call('LPOP', ids_key)
+    total = total - (n or 0)
+  end
+  redis.call('HSET', meta, 'idn', total)
+  redis.call('PEXPIRE', ids_key, window)
+elseif #ids > 0 then
   for i = 1, #ids, CHUNK do
     local pairs_ = {}
     for j = i, math.min(i + CHUNK - 1, #ids) do
