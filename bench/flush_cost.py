@@ -4,13 +4,15 @@ Folds N mixed events (as ``bench/ingest.py`` produces them, keyed by unit
 over 4 partitions) with ingest's own folder into batches of ``--batch``
 records per partition and flushes them in order with the real store, one
 partition after another, against a private redis-server (or REDIS_URL).
-Prints Redis's CPU per event by command (``INFO commandstats``) and the
-server process's CPU per event (``INFO cpu``); the last line is one JSON object.
-Commandstats time is CPU spent in Redis's command calls, so other load on the
-machine moves it little.
+Prints the redis-server process's CPU per event (``INFO cpu``) and its time
+per event by command (``INFO commandstats``), of the cheapest of ``--repeat``
+passes (each into fresh keys); the last line is one JSON object. Commandstats
+time is wall-clock time inside each call: on a loaded machine it counts the
+time Redis waited for a core too, and can exceed the process's CPU time, so
+the process's CPU is the figure to compare and the commands say where it goes.
 
     python bench/flush_cost.py [--events 400000] [--flags 20] [--units 200000]
-        [--batch 5000] [--dupes 0.0]
+        [--batch 1250] [--dupes 0.0] [--repeat 3]
 
 ``--dupes`` makes that share of the records copies of earlier events (an app's
 re-sends), so the cost of refusing and folding again shows.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -83,34 +86,53 @@ async def flush_all(
     return folded, folding
 
 
+async def one_pass(
+    redis_url: str, parts: dict[int, list[StubRecord]], batch: int
+) -> dict[str, Any]:
+    """Every batch flushed into a fresh key prefix; Redis's cost per record and the fold's."""
+    records = sum(len(r) for r in parts.values())
+    settings = RedisSettings(url=redis_url, key_prefix=f"fc{uuid.uuid4().hex[:8]}")
+    async with connect(settings) as client:
+        store = RedisAggregateStore(client, settings=settings, topic="events")
+        before = await snapshot(client)
+        counted, fold_s = await flush_all(store, parts, batch)
+        after = await snapshot(client)
+        memory = (await client.info("memory"))["used_memory"]
+        await client.flushdb()
+    return {
+        "counted": counted,
+        **per_event(before, after, records),
+        "fold_us": round(fold_s * 1e6 / records, 3),
+        "memory_mb": round(memory / 2**20, 1),
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     parts = records_by_partition(args)
-    records = sum(len(r) for r in parts.values())
+    passes = []
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="rc-flush-"))
         redis_url, stop_redis, redis_desc = resolve_redis(workdir)
         stack.callback(stop_redis)
         print(f"[bench] redis: {redis_desc}", file=sys.stderr, flush=True)
-        settings = RedisSettings(url=redis_url, key_prefix=f"fc{uuid.uuid4().hex[:8]}")
-        async with connect(settings) as client:
-            store = RedisAggregateStore(client, settings=settings, topic="events")
-            before = await snapshot(client)
-            counted, fold_s = await flush_all(store, parts, args.batch)
-            after = await snapshot(client)
-            memory = (await client.info("memory"))["used_memory"]
-    cost = per_event(before, after, records)
+        for _ in range(args.repeat):
+            passes.append(await one_pass(redis_url, parts, args.batch))
+    # Other work on the machine only ever adds time: the cheapest pass is the truest.
+    best = min(passes, key=lambda p: float(p["process_us"]))
     return {
         "events": args.events,
-        "records": records,
-        "counted": counted,
+        "records": sum(len(r) for r in parts.values()),
+        "counted": best["counted"],
         "batch": args.batch,
         "dupes": args.dupes,
-        "redis_us_per_event": cost["commands_us"],
-        "redis_process_us_per_event": cost["process_us"],
-        "redis_by_command_us": cost["by_command"],
-        "calls_per_1000_events": cost["calls_per_1000_events"],
-        "fold_us_per_event": round(fold_s * 1e6 / records, 3),
-        "redis_used_memory_mb": round(memory / 2**20, 1),
+        "load": round(os.getloadavg()[0], 1),
+        "redis_process_us_per_event": best["process_us"],
+        "pass_process_us": [p["process_us"] for p in passes],
+        "redis_us_per_event": best["commands_us"],
+        "redis_by_command_us": best["by_command"],
+        "calls_per_1000_events": best["calls_per_1000_events"],
+        "fold_us_per_event": best["fold_us"],
+        "redis_used_memory_mb": best["memory_mb"],
     }
 
 
@@ -119,7 +141,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=400_000, help="distinct events")
     parser.add_argument("--flags", type=int, default=20, help="distinct flags")
     parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--batch", type=int, default=5000, help="records per partition batch")
+    parser.add_argument("--batch", type=int, default=1250, help="records per partition batch")
     parser.add_argument("--dupes", type=float, default=0.0, help="share of records re-sent")
+    parser.add_argument("--repeat", type=int, default=3, help="passes (the cheapest is shown)")
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

@@ -265,6 +265,7 @@ class RedisAggregateStore:
             f"{tag}:flags",
             f"{tag}:dirty",
             f"{tag}:ids",
+            f"{tag}:scratch",
         ]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
