@@ -18,10 +18,12 @@ import pytest
 
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.log_gaps import GapStore
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest
+from controller.daemon.ingest.log_gaps import LogGaps
 from controller.daemon.metrics import Metrics
-from controller.ports import Claim, FlushOutcome
+from controller.ports import Claim, FlushOutcome, Record
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
 from tests.integration.rig import Rig
 from tests.integration.test_fencing import NoLetters
@@ -141,3 +143,68 @@ async def test_a_crash_between_a_flush_and_the_batches_folded_meanwhile_is_exact
             assert successor.stats.duplicates == 0
             successor.stop()
             await asyncio.wait_for(task, 30)
+
+
+class CountingConsumer(EventConsumer):
+    """The real consumer, counting how often ingest asks where the log starts and ends."""
+
+    log_ranges = 0
+    fetched_to = 0
+
+    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        self.log_ranges += 1
+        return await super().log_range(partitions)
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
+        batch = await super().fetch(timeout_ms=timeout_ms, max_records=max_records)
+        for records in batch.values():
+            self.fetched_to = max(self.fetched_to, records[-1].offset + 1)
+        return batch
+
+
+async def test_fetches_that_follow_each_other_do_not_ask_the_broker_where_the_log_starts(
+    kafka_bootstrap: str, redis_url: str, topic_factory: TopicFactory, redis_namespace: str
+) -> None:
+    """While a flush is in flight the stored offset lags what was fetched: a fetch that goes
+    on from the one before skipped nothing, and costs no round trip to the broker."""
+    topic = await topic_factory("follows", partitions=1)
+    rig = Rig(kafka_bootstrap, redis_url, topic, "unused-dlq", redis_namespace)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, group_id=f"g-{redis_namespace}")
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    rng = random.Random(19)
+    batches = [[make_event(rng, i) for i in range(start, start + 300)] for start in (0, 300, 600)]
+    everything = [e for batch in batches for e in batch]
+    flags = {e["flag"] for e in everything}
+    async with connect(settings) as client:
+        gated = GatedStore(RedisAggregateStore(client, settings=settings, topic=topic))
+        gaps = LogGaps(store=GapStore(client, settings=settings, topic=topic), topic=topic)
+        ingest = Ingest(
+            settings=IngestSettings(fetch_timeout_ms=100, max_batch_records=1000),
+            metrics=Metrics(),
+            gaps=gaps,
+        )
+        consumer = CountingConsumer(
+            kafka=kafka, topic=topic, listener=ingest, start_from="earliest"
+        )
+        async with consumer:
+            task = asyncio.create_task(
+                ingest.run(source=consumer, store=gated, dead_letters=NoLetters())
+            )
+            await rig.produce_events(batches[0])
+            await rig.wait_counted(flags, len(batches[0]), what="the first batch")
+            # a flush in flight while the next records are fetched
+            gated.armed = True
+            await rig.produce_events(batches[1])
+            await eventually(lambda: gated.waiting == 1, timeout=60, what="a flush in flight")
+            await rig.produce_events(batches[2])
+            await eventually(
+                lambda: consumer.fetched_to == len(everything), timeout=60, what="all fetched"
+            )
+            gated.armed = False
+            for _ in range(gated.waiting):
+                gated.release()
+            await rig.wait_counted(flags, len(everything), what="every event")
+            assert consumer.log_ranges == 0
+            ingest.stop()
+            await asyncio.wait_for(task, 30)
+        await rig.assert_exact(everything)
