@@ -6,7 +6,11 @@ units) to a fresh topic, then measures in one run:
 (a) raw: an aiokafka consumer reading every event and JSON-decoding it with
     the library the controller decodes with (msgspec), nothing else;
 (b) controller: the real daemon (``rollout-controller run``) from its first
-    flush until Redis holds all N events, and its peak RSS.
+    flush until Redis holds all N events, and its peak RSS;
+(c) Redis's CPU per event over each daemon run, by command (``INFO
+    commandstats``: the flush script's own work apart from the commands it
+    runs) and of the redis-server process in all (``INFO cpu``), from
+    :mod:`redis_cost`.
 
 The raw loop is also run with the daemon's garbage-collector settings
 (``raw_tuned_gc_eps``), so that the ratio is not flattered by tuning the
@@ -41,10 +45,13 @@ other cores moves less. The last line printed is one JSON
 object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
-        [--rounds 5] [--window 0.2 0.9]
+        [--rounds 5] [--window 0.2 0.9] [--broker kafka|tansu|both]
 
-Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
-broker and a private redis-server.
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts a private
+redis-server and the broker the tests choose (the embedded tansu unless
+CI=true). ``--broker`` names it instead: Apache Kafka (installed in
+``.kafka/``), the embedded tansu, or both, one after the other in one run with
+the same events and Redis; the JSON then holds one object per broker.
 """
 
 from __future__ import annotations
@@ -61,8 +68,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
@@ -71,11 +80,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from redis_cost import per_event, snapshot  # beside this script
+
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import encode, make_event
-from tests.services import resolve_kafka, resolve_redis
+from tests.services import apache_kafka_node, embedded_tansu, resolve_kafka, resolve_redis
 
 PARTITIONS = 4
 
@@ -198,91 +209,157 @@ async def raw_loop(
 
 async def controller_run(
     bootstrap: str, redis_url: str, topic: str, n: int, window: tuple[float, float], workdir: Path
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, dict[str, Any]]:
+    """The daemon's rate, CPU ns per event and peak RSS in MB; Redis's cost per event."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
     env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
     env["RC_LOG__LEVEL"] = "warning"
-    daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
     settings = RedisSettings(url=redis_url, key_prefix=prefix)
-    peak = 0
-    try:
-        process = psutil.Process(daemon.pid)
-        async with connect(settings) as client:
-            store = RedisAggregateStore(client, settings=settings, topic=topic)
-            timed = Window(n, window)
-            done = 0
-            last_report = time.monotonic()
-            while done < n:
-                peak = max(peak, process.memory_info().rss)
-                offsets = [await store.offset(p) for p in range(PARTITIONS)]
-                done = sum(o or 0 for o in offsets)
-                cpu = process.cpu_times()
-                timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
-                if time.monotonic() - last_report > 5:
-                    progress(f"controller flushed {done:,}/{n:,}")
-                    last_report = time.monotonic()
-                if not daemon.running:
-                    raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
-                await asyncio.sleep(0.02)
+    async with connect(settings) as client:
+        before = await snapshot(client)
+        daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
+        try:
+            rate, cpu_ns, peak = await _follow(daemon, client, settings, topic, n, window)
+            cost = per_event(before, await snapshot(client), n)
             keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
             for i in range(0, len(keys), 500):
                 await client.delete(*keys[i : i + 500])
-    finally:
-        daemon.terminate()
+        finally:
+            daemon.terminate()
+    return rate, cpu_ns, peak, cost
+
+
+async def _follow(
+    daemon: ControllerProcess,
+    client: Any,
+    settings: RedisSettings,
+    topic: str,
+    n: int,
+    window: tuple[float, float],
+) -> tuple[float, float, float]:
+    """Poll the daemon's progress in Redis until it flushed all ``n`` events."""
+    peak = 0
+    process = psutil.Process(daemon.pid)
+    store = RedisAggregateStore(client, settings=settings, topic=topic)
+    timed = Window(n, window)
+    done = 0
+    last_report = time.monotonic()
+    while done < n:
+        peak = max(peak, process.memory_info().rss)
+        offsets = [await store.offset(p) for p in range(PARTITIONS)]
+        done = sum(o or 0 for o in offsets)
+        cpu = process.cpu_times()
+        timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
+        if time.monotonic() - last_report > 5:
+            progress(f"controller flushed {done:,}/{n:,}")
+            last_report = time.monotonic()
+        if not daemon.running:
+            raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
+        await asyncio.sleep(0.02)
     return timed.rate(), timed.cpu_ns(), peak / 2**20
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
+def brokers(choice: str) -> list[str]:
+    """The brokers a run measures on, in order ('auto': the one the tests would start)."""
+    return ["kafka", "tansu"] if choice == "both" else [choice]
+
+
+def start_broker(name: str, workdir: Path) -> tuple[str, Callable[[], None], str]:
+    if name == "kafka":
+        return apache_kafka_node(workdir / "kafka", None)
+    if name == "tansu":
+        return embedded_tansu(workdir / "tansu")
+    return resolve_kafka(workdir)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="rc-bench-"))
     with ExitStack() as stack:
-        bootstrap, stop_kafka, kafka_desc = resolve_kafka(workdir)
-        stack.callback(stop_kafka)
         redis_url, stop_redis, redis_desc = resolve_redis(workdir)
         stack.callback(stop_redis)
-        progress(f"broker: {kafka_desc}; redis: {redis_desc}")
-        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        progress(f"redis: {redis_desc}")
         values = make_values(args.events, args.flags, args.units)
-        produce_eps = await produce(bootstrap, topic, values)
-        del values
-        progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
-        window = (args.window[0], args.window[1])
-        raw: list[tuple[float, float]] = []
-        raw_tuned: list[tuple[float, float]] = []
-        ctl: list[tuple[float, float]] = []
-        peaks: list[float] = []
-        load: list[float] = []
+        results: dict[str, Any] = {}
+        for name in brokers(args.broker):
+            with ExitStack() as on_broker:
+                (workdir / name).mkdir(exist_ok=True)
+                bootstrap, stop_kafka, kafka_desc = start_broker(name, workdir)
+                on_broker.callback(stop_kafka)
+                progress(f"broker: {kafka_desc}")
+                results[name] = await one_broker(args, bootstrap, redis_url, values, workdir)
+                results[name]["broker"] = kafka_desc
+    if len(results) == 1:
+        return next(iter(results.values()))
+    return {"by_broker": results}
 
-        async def raw_pair() -> None:
-            raw.append(await raw_loop(bootstrap, topic, args.events, window))
-            raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
 
-        # Alternate the two, a raw run on either side of each controller run,
-        # so drift in the machine's speed hits both alike.
-        for round_ in range(args.rounds):
-            load.append(os.getloadavg()[0])
-            if round_ == 0:
-                await raw_pair()
-            progress(
-                f"round {round_ + 1} (load {load[-1]:.1f}): raw {raw[-1][0]:,.0f}/s, raw with "
-                f"the daemon's gc settings {raw_tuned[-1][0]:,.0f}/s; controller..."
-            )
-            eps, cpu_ns, peak = await controller_run(
-                bootstrap, redis_url, topic, args.events, window, workdir
-            )
-            ctl.append((eps, cpu_ns))
-            peaks.append(peak)
+async def one_broker(
+    args: argparse.Namespace,
+    bootstrap: str,
+    redis_url: str,
+    values: list[tuple[bytes, bytes]],
+    workdir: Path,
+) -> dict[str, Any]:
+    """Produce the events to a fresh topic of ``bootstrap``, then the rounds on it."""
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    produce_eps = await produce(bootstrap, topic, values)
+    progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
+    window = (args.window[0], args.window[1])
+    raw: list[tuple[float, float]] = []
+    raw_tuned: list[tuple[float, float]] = []
+    ctl: list[tuple[float, float]] = []
+    peaks: list[float] = []
+    costs: list[dict[str, Any]] = []
+    load: list[float] = []
+
+    async def raw_pair() -> None:
+        raw.append(await raw_loop(bootstrap, topic, args.events, window))
+        raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
+
+    # Alternate the two, a raw run on either side of each controller run,
+    # so drift in the machine's speed hits both alike.
+    for round_ in range(args.rounds):
+        load.append(os.getloadavg()[0])
+        if round_ == 0:
             await raw_pair()
-            progress(
-                f"round {round_ + 1}: controller {eps:,.0f}/s (ratio "
-                f"{eps / around(raw, round_, 0):.3f}), {cpu_ns:,.0f} CPU ns/event (raw "
-                f"{around(raw, round_, 1):,.0f}), peak RSS {peak:.0f} MB"
-            )
+        progress(
+            f"round {round_ + 1} (load {load[-1]:.1f}): raw {raw[-1][0]:,.0f}/s, raw with "
+            f"the daemon's gc settings {raw_tuned[-1][0]:,.0f}/s; controller..."
+        )
+        eps, cpu_ns, peak, cost = await controller_run(
+            bootstrap, redis_url, topic, args.events, window, workdir
+        )
+        ctl.append((eps, cpu_ns))
+        peaks.append(peak)
+        costs.append(cost)
+        await raw_pair()
+        progress(
+            f"round {round_ + 1}: controller {eps:,.0f}/s (ratio "
+            f"{eps / around(raw, round_, 0):.3f}), {cpu_ns:,.0f} CPU ns/event (raw "
+            f"{around(raw, round_, 1):,.0f}), peak RSS {peak:.0f} MB, Redis "
+            f"{cost['commands_us']:.2f} us/event in commands, {cost['process_us']:.2f} in all"
+        )
+    return summary(args, window, load, raw, raw_tuned, ctl, peaks, costs)
+
+
+def summary(
+    args: argparse.Namespace,
+    window: tuple[float, float],
+    load: list[float],
+    raw: list[tuple[float, float]],
+    raw_tuned: list[tuple[float, float]],
+    ctl: list[tuple[float, float]],
+    peaks: list[float],
+    costs: list[dict[str, Any]],
+) -> dict[str, Any]:
     rounds = range(args.rounds)
     ratios = [ctl[i][0] / around(raw, i, 0) for i in rounds]
     cpu_ratios = [around(raw, i, 1) / ctl[i][1] for i in rounds]
     tuned_ratios = [ctl[i][0] / around(raw_tuned, i, 0) for i in rounds]
     ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+    # The round whose Redis cost in commands is the median one, with its breakdown
+    middle = sorted(costs, key=lambda c: float(c["commands_us"]))[len(costs) // 2]
     return {
         "events": args.events,
         "flags": args.flags,
@@ -303,6 +380,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "raw_tuned_gc_eps": round(statistics.median(r[0] for r in raw_tuned)),
         "ratio_vs_tuned_gc": round(statistics.median(tuned_ratios), 3),
         "peak_rss_mb": round(max(peaks), 1),
+        "redis_us_per_event": middle["commands_us"],
+        "redis_process_us_per_event": round(
+            statistics.median(float(c["process_us"]) for c in costs), 3
+        ),
+        "round_redis_us_per_event": [c["commands_us"] for c in costs],
+        "redis_by_command_us": middle["by_command"],
     }
 
 
@@ -319,6 +402,12 @@ if __name__ == "__main__":
         default=(0.2, 0.9),
         metavar=("FROM", "TO"),
         help="the fractions of the events between which both sides are timed",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("auto", "kafka", "tansu", "both"),
+        default="auto",
+        help="Apache Kafka, the embedded tansu, or both in one run (auto: as the tests choose)",
     )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

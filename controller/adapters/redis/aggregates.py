@@ -10,7 +10,8 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
-    {P:T:n}:ids                   sorted set: event ids counted within the window -> when (ms)
+    {P:T:n}:ids                   list: one entry per batch, the event ids it counted
+    {P:T:-1}:ids                  sorted set: event ids other source topics counted -> when (ms)
     {P:T:-1}:src:S:m:meta         hash: epoch, offset of partition m of another source topic S
     P:partitions:T                set: partitions ever claimed
 
@@ -45,13 +46,18 @@ name: the flush adds a new name while the set holds fewer than
 ``~other``. One partition's names are one set, so both arms of a version, and
 every version, keep the same names; the set expires with the flag's newest hash.
 
-An event is counted once per id within a window: the flush refuses, before
-any write, a batch holding an id the partition recorded less than
+An event is counted once per id within a window: a flush is refused, before
+any write, when its batch holds an id the partition recorded less than
 ``dedupe_seconds`` ago (and among its newest ``dedupe_max_ids``), naming
-those ids (:class:`DuplicateEvents`), and records the ids of the batch it
-applies in the same script. A copy of an event is produced keyed by its unit,
-as the first was, so it reaches the same partition while the partition count
-is unchanged, and one partition's ids are enough.
+those ids (:class:`DuplicateEvents`); the ids of a batch applied are recorded
+in the same script. A copy of an event is produced keyed by its unit, as the
+first was, so it reaches the same partition while the partition count is
+unchanged, and one partition's ids are enough. An events partition is
+written by its fenced owner alone, so the owner holds its ids in memory
+(:mod:`.id_log`, read at the claim) and checks a batch before sending it,
+and the script stores the batch's ids as one list entry: no per-id work in
+Redis. The partition the source topics share is written by the owners of
+all their partitions, so there the script checks each id in a sorted set.
 """
 
 from __future__ import annotations
@@ -64,9 +70,11 @@ from typing import Any
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from controller.adapters.redis.aggregate_reads import AggregateReads
 from controller.adapters.redis.client import RedisClient, connect, translated
+from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, entry
 from controller.adapters.redis.keys import (
     SOURCES_PARTITION,
     partition_tag,
@@ -91,6 +99,7 @@ _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
 """
+
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
 _msgpack = msgspec.msgpack.Encoder()
 
@@ -128,6 +137,9 @@ class RedisAggregateStore:
         self._source = source
         self._ttl = settings.aggregate_ttl_seconds
         self._claim = client.register_script(_CLAIM)
+        self._convert_ids = client.register_script(CONVERT_SORTED_SET)
+        self._logs: dict[int, IdLog] = {}
+        """The ids each events partition counted within the window, as its list holds them."""
         self._flush = client.register_script(_FLUSH)
         self._reads = AggregateReads(
             client, prefix=self._prefix, topic=topic, cluster=isinstance(client, RedisCluster)
@@ -157,11 +169,30 @@ class RedisAggregateStore:
 
     async def claim(self, partition: int) -> Claim:
         """Take ownership of ``partition``: bump its epoch, return the stored offset."""
+        self._logs.pop(partition, None)
         async with translated():
             await self._redis.sadd(self._partitions_key, self._member(partition))
             epoch, offset = await self._claim(keys=[self._meta(partition)])
+            if self._source is None:
+                # Read after the new epoch is stored: no other owner can add to it now.
+                self._logs[partition] = await self._load_ids(partition)
         stored = int(offset)
         return Claim(partition, int(epoch), None if stored < 0 else stored)
+
+    async def _load_ids(self, partition: int) -> IdLog:
+        """The partition's list of counted ids, read into memory (empty if it is no list:
+        the flush script then refuses the partition's batches, naming the key)."""
+        keys = [self._meta(partition), self._ids_key(partition)]
+        await self._convert_ids(keys=keys, args=[self._dedupe.seconds * 1000])
+        try:
+            entries = [e for e in await self._redis.lrange(keys[1], 0, -1) if isinstance(e, bytes)]
+        except ResponseError:
+            entries = []
+        window = self._dedupe
+        return IdLog.loaded(entries, window_ms=window.seconds * 1000, max_ids=window.max_ids)
+
+    def _ids_key(self, partition: int) -> str:
+        return f"{self._tag(self._member(partition))}:ids"
 
     async def flush(
         self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
@@ -175,18 +206,31 @@ class RedisAggregateStore:
         of the batch, and :class:`DuplicateEvents` when the batch holds events
         counted within the id window; in every one of these cases nothing was written.
         """
-        keys, args = self._flush_arguments(delta, epoch, expected_offset)
-        async with translated():
-            code, detail = await self._flush(keys=keys, args=args)
+        now_ms = int(self._clock() * 1000)
+        ids = delta.seen.recorded()
+        log = await self._checked_ids(delta.partition, ids, now_ms)
+        keys, args = self._flush_arguments(delta, epoch, expected_offset, now_ms)
+        if log is not None:
+            args += ["log", entry(now_ms, ids) if ids else b""]
+        try:
+            async with translated():
+                code, detail = await self._flush(keys=keys, args=args)
+        except BaseException:
+            # Applied or not, unknown: the list is read again before the next flush.
+            self._logs.pop(delta.partition, None)
+            raise
         code = int(code)
         if code == 1:
+            if log is not None:
+                log.add(now_ms, ids)
             return FlushOutcome.APPLIED
+        self._logs.pop(delta.partition, None)
         if code == 0:
             return FlushOutcome.REPLAYED
         if code == -5:
-            ids = frozenset(_text(i) for i in detail)
+            named = frozenset(_text(i) for i in detail)
             raise DuplicateEvents(
-                f"partition {delta.partition}: {len(ids)} events counted before", ids=ids
+                f"partition {delta.partition}: {len(named)} events counted before", ids=named
             )
         if code in (-3, -4):
             raise FlushRefused(
@@ -195,8 +239,24 @@ class RedisAggregateStore:
             )
         raise _conflict(delta.partition, code, _text(detail), epoch, expected_offset)
 
+    async def _checked_ids(self, partition: int, ids: list[str], now_ms: int) -> IdLog | None:
+        """The events partition's ids in memory (read if not yet), having raised
+        :class:`DuplicateEvents` if ``ids`` holds one of them; None for a source's store."""
+        if self._source is not None:
+            return None
+        log = self._logs.get(partition)
+        if log is None:
+            async with translated():
+                log = self._logs[partition] = await self._load_ids(partition)
+        counted = log.counted(ids, now_ms)
+        if counted:
+            raise DuplicateEvents(
+                f"partition {partition}: {len(counted)} events counted before", ids=counted
+            )
+        return log
+
     def _flush_arguments(
-        self, delta: PartitionDelta, epoch: int, expected_offset: int | None
+        self, delta: PartitionDelta, epoch: int, expected_offset: int | None, now_ms: int
     ) -> tuple[list[str], list[Any]]:
         tag = self._tag(self._member(delta.partition))
         keys = [
@@ -205,6 +265,7 @@ class RedisAggregateStore:
             f"{tag}:flags",
             f"{tag}:dirty",
             f"{tag}:ids",
+            f"{tag}:scratch",
         ]
         cells = []
         for (flag, version, arm), cell in delta.cells.items():
@@ -225,13 +286,15 @@ class RedisAggregateStore:
             cells.append((flag, cell.counters(), floats, list(cell.units), named))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
-        payload = _msgpack.encode((dict(delta.rejects), cells, delta.seen.recorded()))
+        # An events partition's ids travel as one list entry, after these (see flush).
+        ids = delta.seen.recorded() if self._source is not None else []
+        payload = _msgpack.encode((dict(delta.rejects), cells, ids))
         expected = -1 if expected_offset is None else expected_offset
         window = self._dedupe
-        now_ms = int(self._clock() * 1000)
         return keys, [
             *(epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP),
             *(now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
+            *(() if self._source is None else ("zset",)),
         ]
 
     async def partitions(self) -> list[int]:

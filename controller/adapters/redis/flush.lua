@@ -1,8 +1,13 @@
 -- Apply one batch of one partition atomically, exactly once.
 -- KEYS[1] partition meta hash (epoch, offset)   KEYS[2] rejects hash
 -- KEYS[3] set of flags seen   KEYS[4] set of flags with new data (the engine pops it)
--- KEYS[5] sorted set of the event ids counted recently (score: when, in ms)
--- KEYS[6..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
+-- KEYS[5] the event ids counted recently: with ARGV[11] 'log', a list of one entry per batch
+--         ("<when, ms> <how many> " then the ids in msgpack), which the partition's owner also
+--         holds and checks a batch against before sending it; without, a sorted set
+--         (score: when, in ms) this script checks the batch's ids against (a window several
+--         partitions share, whose owners differ)
+-- KEYS[6] a scratch key (deleted before the script returns)
+-- KEYS[7..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
 --           the flag's conversion names (set)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
@@ -13,6 +18,8 @@
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
 --          many is counted under '~other' (its conv and cv_n only), never under its own name
+-- ARGV[11] 'log' (KEYS[5] is a list) or 'zset' (a sorted set; then batch.ids holds the ids)
+-- ARGV[12] with 'log', the list entry of the batch's ids ('' for a batch that counted none)
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them).
@@ -47,36 +54,52 @@ local function failed(reply)
   return type(reply) == 'table' and reply['err'] ~= nil
 end
 
--- The cell's new field values ({field, value, ...}, for one HSET), or nil and
--- why Redis would refuse them. redis.pcall turns a wrong-type key into a
--- value to test, so each check is one read; and since the current values are
--- read anyway, the sums are computed here and written with one HSET.
-local function new_values(agg, hll, sets, cell)
-  local magic = redis.pcall('GETRANGE', hll, 0, 3)
-  if failed(magic) or (magic ~= '' and magic ~= 'HYLL') then
+-- A set's size, or nil and why Redis would refuse to add to it.
+local function set_size(key)
+  local n = redis.pcall('SCARD', key)
+  if failed(n) then return nil, key .. ' holds a ' .. kind(key) .. ', not a set' end
+  return n
+end
+
+-- What a cell's write needs, or nil and why Redis would refuse it: its new field values
+-- ({field, value, ...}, for one HSET, the watched-unit counts added to by the write), whether
+-- its HyperLogLog is dense, and the sizes of its arm's and the other arm's watched units.
+-- redis.pcall turns a wrong-type key into a value to test, so each check is one read; and
+-- since the current values are read anyway, the sums are computed here.
+local function cell_plan(agg, hll, sets, cell, sizes)
+  local head = redis.pcall('GETRANGE', hll, 0, 4)
+  if failed(head) or (head ~= '' and string.sub(head, 1, 4) ~= 'HYLL') then
     return nil, hll .. ' is not a HyperLogLog'
   end
-  if #cell[4] > 0 then
-    local why = refuse_keys({[sets[1]] = 'set', [sets[2]] = 'set'})
-    if why then return nil, why end
-    local counts = redis.pcall('HMGET', agg, 'wu', 'both')
-    if failed(counts) then return nil, agg .. ' is not a hash' end
-    for i = 1, 2 do
-      local n = tonumber(counts[i] or '0')
+  local plan = {dense = string.sub(head, 5, 5) == '\0'}
+  local fields, adds = {}, {}
+  for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
+  local counters = #fields
+  for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
+  local watched = #cell[4] > 0
+  if watched then
+    for _, key in ipairs(sets) do
+      if sizes[key] == nil then
+        local n, why = set_size(key)
+        if n == nil then return nil, why end
+        sizes[key] = n
+      end
+    end
+    fields[#fields + 1], fields[#fields + 2] = 'wu', 'both'
+  end
+  if #fields == 0 then plan.values = {}; return plan end
+  local have = redis.pcall('HMGET', agg, unpack(fields))
+  if failed(have) then return nil, agg .. ' is not a hash' end
+  if watched then
+    plan.wu, plan.both = tonumber(have[#fields - 1] or '0'), tonumber(have[#fields] or '0')
+    for _, n in ipairs({plan.wu, plan.both}) do
       if n == nil or n ~= math.floor(n) or n + #cell[4] > MAX_COUNT then
         return nil, agg .. ' watched units: counter would not stay exact'
       end
     end
   end
-  local fields, adds = {}, {}
-  for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
-  local counters = #fields
-  for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
-  if #fields == 0 then return {} end
-  local have = redis.pcall('HMGET', agg, unpack(fields))
-  if failed(have) then return nil, agg .. ' is not a hash' end
   local out = {}
-  for i = 1, #fields do
+  for i = 1, #fields - (watched and 2 or 0) do
     local base, add = 0, adds[i]
     if have[i] then base = tonumber(have[i]) end
     if i <= counters then
@@ -91,7 +114,8 @@ local function new_values(agg, hll, sets, cell)
       out[#out + 1], out[#out + 2] = fields[i], string.format('%.17g', base + add)
     end
   end
-  return out
+  plan.values = out
+  return plan
 end
 
 local meta = KEYS[1]
@@ -124,7 +148,8 @@ if now == nil or window == nil or max_ids == nil then
   return {-4, 'the id window must be numbers'}
 end
 if type(ids) ~= 'table' then return {-4, 'the batch holds no list of event ids'} end
-why = refuse_keys({[ids_key] = 'zset'})
+local logged, id_entry = ARGV[11] == 'log', ARGV[12] or ''
+why = refuse_keys({[ids_key] = logged and 'list' or 'zset'})
 if why then return {-4, why} end
 local since = now - window
 local counted = {}
@@ -178,13 +203,11 @@ local function add_named(names_key, cell, cap_names)
   return fresh
 end
 
-local writes = {}
-local function watch(agg, own, other, units, cap, ttl)
+local function watch(own, other, units, cap, ttl, sizes)
   -- Each unit new to this arm's set is added; one the other arm's set holds
   -- was seen in both arms. A set at the cap (either arm's) stops the sample.
-  if #units == 0 or redis.call('SCARD', own) >= cap or redis.call('SCARD', other) >= cap then
-    return
-  end
+  -- Returns how many units were added, and of these how many the other arm's set holds.
+  if #units == 0 or sizes[own] >= cap or sizes[other] >= cap then return 0, 0 end
   local added, both = 0, 0
   for i = 1, #units, CHUNK do
     local last = math.min(i + CHUNK - 1, #units)
@@ -200,53 +223,108 @@ local function watch(agg, own, other, units, cap, ttl)
     if #fresh > 0 then redis.call('SADD', own, unpack(fresh)) end
     added = added + #fresh
   end
-  if added > 0 then redis.call('HINCRBY', agg, 'wu', added) end
-  if both > 0 then redis.call('HINCRBY', agg, 'both', both) end
+  sizes[own] = sizes[own] + added
   redis.call('EXPIRE', own, ttl)
+  return added, both
+end
+
+-- Adding to a sparse HyperLogLog scans its whole encoding per unit (Redis turns it dense only
+-- past hll-sparse-max-bytes, 3,000 by default), so one that holds or is about to hold some
+-- hundreds of units is made dense first (12 KB, one register write per unit): an empty one is
+-- set to an empty dense one, a sparse one merged into an empty dense one.
+local DENSE_SIZE, DENSE_FROM = 16 + 12288, 1500
+local function dense(hll, adding)
+  local size = redis.call('STRLEN', hll)
+  if size + 3 * adding < DENSE_FROM then return end
+  local empty = 'HYLL' .. string.rep('\0', DENSE_SIZE - 4)
+  if size == 0 then
+    redis.call('SET', hll, empty)
+    return
+  end
+  redis.call('RENAME', hll, KEYS[6])
+  redis.call('SET', hll, empty)
+  redis.call('PFMERGE', hll, KEYS[6])
+  redis.call('DEL', KEYS[6])
 end
 
 local function cell_keys(index)
-  local base = 5 * index
+  local base = 5 * index + 1
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base]
 end
 
 local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
 if cap == nil or cap_names == nil then return {-4, 'the caps must be numbers'} end
-local fresh_names = {}
+local fresh_names, plans, sizes = {}, {}, {}
 for index, cell in ipairs(batch[2]) do
   local agg, hll, sets, names = cell_keys(index)
   local fresh, why_names = add_named(names, cell, cap_names)
   if fresh == nil then return {-3, why_names} end
   fresh_names[index] = fresh
-  local values, why_not = new_values(agg, hll, sets, cell)
-  if values == nil then return {-3, why_not} end
-  writes[index] = values
+  local plan, why_not = cell_plan(agg, hll, sets, cell, sizes)
+  if plan == nil then return {-3, why_not} end
+  plans[index] = plan
 end
 
 -- Nothing below can fail.
 for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end
+local flags, flag_seen, names_kept = {}, {}, {}
 for index, cell in ipairs(batch[2]) do
   local agg, hll, sets, names = cell_keys(index)
-  redis.call('SADD', KEYS[3], cell[1])
+  if not flag_seen[cell[1]] then flag_seen[cell[1]] = true; flags[#flags + 1] = cell[1] end
   if #fresh_names[index] > 0 then redis.call('SADD', names, unpack(fresh_names[index])) end
-  -- The names live as long as the flag's newest hash, so no hash outlives the cap on them.
-  redis.call('EXPIRE', names, ttl)
-  redis.call('SADD', KEYS[4], cell[1])
-  if #writes[index] > 0 then redis.call('HSET', agg, unpack(writes[index])) end
-  local units = cell[4]
-  for i = 1, #units, 1000 do
-    redis.call('PFADD', hll, unpack(units, i, math.min(i + 999, #units)))
+  if not names_kept[names] then
+    -- The names live as long as the flag's newest hash, so no hash outlives the cap on them.
+    redis.call('EXPIRE', names, ttl)
+    names_kept[names] = true
+  end
+  local plan, units = plans[index], cell[4]
+  local values = plan.values
+  -- The watch runs cell after cell, so a unit the batch puts in both arms is seen in both.
+  local added, both = watch(sets[1], sets[2], units, cap, ttl, sizes)
+  if added > 0 then values[#values + 1], values[#values + 2] = 'wu', plan.wu + added end
+  if both > 0 then values[#values + 1], values[#values + 2] = 'both', plan.both + both end
+  if #values > 0 then redis.call('HSET', agg, unpack(values)) end
+  if not plan.dense and #units > 0 then dense(hll, #units) end
+  for i = 1, #units, CHUNK do
+    redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))
   end
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
-  watch(agg, sets[1], sets[2], cell[4], cap, ttl)
+end
+for i = 1, #flags, CHUNK do
+  redis.call('SADD', KEYS[3], unpack(flags, i, math.min(i + CHUNK - 1, #flags)))
+  redis.call('SADD', KEYS[4], unpack(flags, i, math.min(i + CHUNK - 1, #flags)))
 end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
-if #ids > 0 then
+-- The batch's ids as one entry; then the oldest entries go, each once counted before the
+-- window or once the newer ones alone hold the most ids the window keeps (the owner's copy
+-- forgets alike: controller/adapters/redis/id_log.py). The count lives in the meta hash,
+-- read as 0 once the list itself expired.
+if logged then
+  local total = 0
+  if redis.call('EXISTS', ids_key) == 1 then
+    total = tonumber(redis.call('HGET', meta, 'idn') or '0') or 0
+  end
+  if id_entry ~= '' then
+    redis.call('RPUSH', ids_key, id_entry)
+    total = total + (tonumber(string.match(id_entry, '^%d+ (%d+) ')) or 0)
+  end
+  while true do
+    local head = redis.call('LINDEX', ids_key, 0)
+    if not head then break end
+    local at, n = string.match(head, '^(%d+) (%d+) ')
+    at, n = tonumber(at), tonumber(n)
+    if at ~= nil and n ~= nil and at >= since and total - n < max_ids then break end
+    redis.call('LPOP', ids_key)
+    total = total - (n or 0)
+  end
+  redis.call('HSET', meta, 'idn', total)
+  redis.call('PEXPIRE', ids_key, window)
+elseif #ids > 0 then
   for i = 1, #ids, CHUNK do
     local pairs_ = {}
     for j = i, math.min(i + CHUNK - 1, #ids) do

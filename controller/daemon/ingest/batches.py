@@ -40,6 +40,18 @@ class Work:
     owned: Owned
 
 
+def continued(
+    into: PartitionDelta | None, partition: int, records: list[Record], known: frozenset[str]
+) -> PartitionDelta:
+    """The delta ``records`` fold into: ``into`` moved past them, or a new one."""
+    if into is None:
+        return PartitionDelta(
+            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
+        )
+    into.next_offset = records[-1].offset + 1
+    return into
+
+
 class Folding(Protocol):
     """What ingest folds a partition's records with: the events stream's :class:`Folder`,
     or another source's (the OpenTelemetry topics'), which reads its own records."""
@@ -51,10 +63,13 @@ class Folding(Protocol):
         rejected: list[DeadLetter],
         *,
         known: frozenset[str] = frozenset(),
+        into: PartitionDelta | None = None,
     ) -> PartitionDelta:
         """Fold ``records`` (non-empty, in offset order) of ``partition`` into a delta whose
         ``next_offset`` follows the last of them; what is not counted goes to ``rejected``
-        (and the delta's rejects); an event whose id is ``known`` or repeats is skipped."""
+        (and the delta's rejects); an event whose id is ``known`` or repeats is skipped.
+        With ``into`` (a delta of the records just before these), they are folded on into
+        it, and it is returned."""
         ...
 
 
@@ -71,16 +86,16 @@ class Folder:
         rejected: list[DeadLetter],
         *,
         known: frozenset[str] = frozenset(),
+        into: PartitionDelta | None = None,
     ) -> PartitionDelta:
         """Fold ``records`` (non-empty, in offset order) of ``partition`` into a delta.
 
         Records that are not valid events are counted in the delta's rejects
         and appended to ``rejected``, for the dead-letter queue. Events whose
         id is ``known`` (counted before) or repeats one before it are skipped.
+        With ``into``, the records follow that delta's and are folded on into it.
         """
-        delta = PartitionDelta(
-            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
-        )
+        delta = continued(into, partition, records, known)
         self._fold_span(delta, records, list(map(_value_of, records)), rejected)
         return delta
 

@@ -1,4 +1,4 @@
-"""Ingest's flushes: each partition's delta into Redis, fenced, at most one batch in flight.
+"""Ingest's flushes: each partition's delta into Redis, fenced, at most one flush in flight.
 
 A :class:`Flusher` is bound, for one run of the ingest loop, to the ports a
 flush talks to: the events source (paused while Redis is unreachable), the
@@ -88,6 +88,11 @@ class Flusher:
     async def dead_letter(self, rejected: list[DeadLetter]) -> None:
         """Publish records that are not valid events, and wait for the broker's ack."""
         await self._retry(lambda: self._dead_letters.publish(rejected), "dead-letter publish")
+
+    @property
+    def busy(self) -> bool:
+        """Whether a flush is in flight and not yet ended."""
+        return self._in_flight is not None and not self._in_flight.done()
 
     def start(self, work: list[Work]) -> None:
         """Flush ``work`` in the background; call :meth:`settle` first."""

@@ -5,14 +5,18 @@ The order of one batch, and why it is safe to crash anywhere in it:
 1. fetch records of owned partitions (the position is the offset stored in
    Redis, sought when the partition was claimed);
 2. decode and fold them in memory, one :class:`PartitionDelta` per partition
-   (while the previous batch's flush is still running in Redis);
+   (while the previous flush is still running in Redis: while it runs, the
+   batches fetched meanwhile are folded on into the same deltas, up to
+   ``_HELD_BATCHES`` fetches' worth, so the daemon does not wait on Redis and the
+   next flush carries them all);
 3. publish rejected records to the DLQ and wait for the broker's ack, so a
    rejection is durable before its offset can advance (a crash here
    republishes it: the DLQ is at-least-once, deduplicate on source offset);
 4. once the previous flush has finished, flush each partition's delta with
    one Redis script that applies every increment and records the next offset
    atomically, fenced by the epoch (at most one flush is in flight, so
-   memory stays bounded and offsets chain in order);
+   memory stays bounded and offsets chain in order; a larger flush costs Redis
+   less per event, since much of a flush's work is per cell, not per event);
 5. now and then commit offsets to Kafka, for lag monitoring only.
 
 A crash before step 4 replays the batch; a crash after it finds the stored
@@ -57,6 +61,9 @@ from controller.settings import IngestSettings, RetrySettings
 
 T = TypeVar("T")
 _TURNS_TO_SEND = 3
+_HELD_BATCHES = 4
+"""How many fetches' worth of records (``max_batch_records`` each) are folded at most
+into one flush while the one before it runs."""
 
 __all__ = ["Alarm", "Ingest"]
 
@@ -94,6 +101,10 @@ class Ingest:
         self._source: EventSource | None = None
         self._flusher: Flusher | None = None
         self._holding: Holding | None = None
+        self._held: dict[int, Work] = {}
+        """Folded work not flushed yet, by partition: fetched while a flush was in flight."""
+        self._fetched_to: dict[int, tuple[Owned, int]] = {}
+        """Where each partition's last fetch ended, and the claim it was read under."""
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
@@ -122,6 +133,11 @@ class Ingest:
     def waiting_partition_ids(self) -> list[int]:
         """Events partitions assigned here but not ingested now (claiming, fenced, replaying)."""
         return self._parts.waiting_ids()
+
+    @property
+    def held_records(self) -> int:
+        """How many fetched records are folded and wait for the flush in flight to end."""
+        return sum(len(w.records) for w in self._held.values())
 
     def held(self) -> str | None:
         """Why events partitions are held for an operator's choice, or None."""
@@ -167,6 +183,8 @@ class Ingest:
             self.stats.fetch_wait_seconds += time.perf_counter() - waited
             if batch:
                 await self._process(batch, claims, flusher)
+            elif self._held:
+                await self._flush_held(flusher)  # nothing more came: Redis can have it now
             now = time.monotonic()
             if holding is not None:
                 await holding.poll()
@@ -179,6 +197,7 @@ class Ingest:
             if now - last_progress >= 10:
                 self._log_progress()
                 last_progress = now
+        await self._flush_held(flusher)
         await flusher.settle()
         await source.commit(self._parts.positions())
         self._log_progress()
@@ -204,24 +223,62 @@ class Ingest:
     async def _process(
         self, batch: dict[int, list[Record]], claims: dict[int, Owned], flusher: Flusher
     ) -> None:
-        work: list[Work] = []
         rejected: list[DeadLetter] = []
         for partition, records in batch.items():
             owned = claims.get(partition)
             if owned is None or not self._parts.current(partition, owned) or not records:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
             holding = self._holding
-            if holding is not None and await holding.at_fetch(partition, owned, records[0]):
+            if (
+                holding is not None
+                and not self._follows(partition, owned, records[0].offset)
+                and await holding.at_fetch(partition, owned, records[0])
+            ):
                 continue
-            work.append(Work(self._folder.fold(partition, records, rejected), records, owned))
+            self._fetched_to[partition] = (owned, records[-1].offset + 1)
+            self._fold(partition, records, owned, rejected)
         if rejected:
             await flusher.dead_letter(rejected)
-        # One flush in flight: Redis applies this batch while the next one is
-        # fetched and folded. Flushes stay in order, so offsets chain per partition.
+        # Fold while Redis applies: while the flush before runs, the next batches are folded
+        # on into the same deltas (up to a bound), so the daemon never waits on Redis while
+        # records are there to fold, and Redis gets one larger flush for them all.
+        if flusher.busy and self.held_records < _HELD_BATCHES * self._settings.max_batch_records:
+            return
+        await self._flush_held(flusher)
+
+    def _follows(self, partition: int, owned: Owned, first: int) -> bool:
+        """Whether a fetch starting at ``first`` goes on right after the last one read under
+        the same claim: the log skipped nothing, so it needs no look at the log's ends.
+
+        While a flush is in flight the stored offset lags what was fetched, so without this
+        every fetch looked past it and asked the broker where the log starts: a round trip
+        per partition and fetch, which on Apache Kafka held ingest near 20,000 events/s."""
+        last = self._fetched_to.get(partition)
+        return last is not None and last[0] is owned and last[1] == first
+
+    def _fold(
+        self, partition: int, records: list[Record], owned: Owned, rejected: list[DeadLetter]
+    ) -> None:
+        """Fold ``records`` on into the partition's held work under the same claim, else anew."""
+        held = self._held.get(partition)
+        if held is not None and held.owned is owned:
+            self._folder.fold(partition, records, rejected, into=held.delta)
+            held.records += records
+            return
+        # No held work, or work read under a claim given up since: that is not flushed.
+        delta = self._folder.fold(partition, records, rejected)
+        self._held[partition] = Work(delta, list(records), owned)
+
+    async def _flush_held(self, flusher: Flusher) -> None:
+        """Flush the held work once the flush before it has ended (one flush in flight)."""
         await flusher.settle()
+        work, self._held = list(self._held.values()), {}
         # A partition claimed again meanwhile (Redis lost writes) is read again
         # from its stored offset: what was fetched before that is not flushed.
-        flusher.start([w for w in work if self._parts.current(w.delta.partition, w.owned)])
+        work = [w for w in work if self._parts.current(w.delta.partition, w.owned)]
+        if not work:
+            return
+        flusher.start(work)
         # Let the flush write its requests now: a fetch served from aiokafka's
         # buffer does not yield, so without this Redis would only see them at
         # settle. Each turn runs every ready task one step: the flush task to

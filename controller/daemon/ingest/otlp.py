@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from controller.core.stats import PartitionDelta, Seen, fold
+from controller.core.stats import PartitionDelta, fold
 from controller.core.telemetry import WHOLE_BODY, Bounds, Logs, Refusal, Spans, Translator
 from controller.core.wire import InEvent
+from controller.daemon.ingest.batches import continued
 from controller.ports import DeadLetter, Record
 
 log = structlog.get_logger("controller.daemon.ingest.otlp")
@@ -123,15 +124,15 @@ class OtlpFolder:
         rejected: list[DeadLetter],
         *,
         known: frozenset[str] = frozenset(),
+        into: PartitionDelta | None = None,
     ) -> PartitionDelta:
         """Fold the events of ``records`` (non-empty, in offset order) into a delta.
 
         What is not counted is counted in the delta's rejects and appended to
         ``rejected``; events whose id is ``known`` or repeats one are skipped.
+        With ``into``, the records follow that delta's and are folded on into it.
         """
-        delta = PartitionDelta(
-            partition=partition, next_offset=records[-1].offset + 1, seen=Seen.skipping(known)
-        )
+        delta = continued(into, partition, records, known)
         events: list[InEvent] = []
         for record in records:
             events += self._record(record, delta, rejected)
