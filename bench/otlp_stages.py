@@ -5,13 +5,14 @@ with one ``feature_flag.evaluation`` event each, ``--per-record`` spans a
 record, 20 flags with their rollouts known) and times, per span, what the
 daemon's OTLP folder does with each record
 (:class:`~controller.daemon.ingest.otlp.OtlpFolder`): the decoder it runs
-(``decode_traces_flat``), the translation into exposures and request outcomes
-(:class:`~controller.core.telemetry.Translator`) and the fold into cells, each
-on the previous stage's output (the flush's arguments, Redis and the consumer
-are ``bench/otlp.py``'s). Times are CPU time of this process, the median of
-``--passes`` passes.
-With ``--profile``, cProfile's twenty costliest functions of one whole pass
-follow. The last line printed is one JSON object.
+(``decode_traces_flat``: native where the extension is installed) and, beside
+it, the Python decoder it falls back to without it, the translation into
+exposures and request outcomes (:class:`~controller.core.telemetry.Translator`)
+and the fold into cells, each on the previous stage's output (the flush's
+arguments, Redis and the consumer are ``bench/otlp.py``'s). Times are CPU time
+of this process, the median of ``--passes`` passes. With ``--profile``,
+cProfile's twenty costliest functions of one whole pass follow. The last line
+printed is one JSON object.
 
     python bench/otlp_stages.py [--spans 100000] [--per-record 100] [--passes 5] [--profile]
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.adapters.otlp import decode_traces_flat, native_decoder
+from controller.adapters.otlp import decode_traces_flat, decode_traces_projected, native_decoder
 from controller.core.stats import fold
 from controller.core.telemetry import Spans, Translator, rules_of
 from controller.core.wire import InEvent
@@ -62,6 +63,10 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         for raw in raws:
             decode_traces_flat(raw)
 
+    def decode_projected() -> None:
+        for raw in raws:
+            decode_traces_projected(raw)
+
     def translate() -> list[list[InEvent]]:
         translator = Translator(known.get)
         return [translator.spans(batch, now_ms).events for batch in decoded]  # type: ignore[arg-type]
@@ -90,6 +95,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         "per_record": args.per_record,
         "native": native_decoder(),
         "decode_ns": median_ns(decode, args.passes, n),
+        "decode_python_ns": median_ns(decode_projected, args.passes, n),
         "translate_ns": median_ns(translate, args.passes, n),
         "fold_ns": median_ns(fold_all, args.passes, n),
         "whole_ns": median_ns(whole, args.passes, n),
