@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools
+.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools native
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,19 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed  ## create the virtualenv and install the project with every extra
+
+# The native OTLP reader (controller/adapters/otlp/native.py): a Rust extension built with
+# maturin from crates.io (versions pinned in native/otlp/Cargo.lock) and installed into the
+# virtualenv. Optional for a user: without it the Python decoders read the same exports.
+NATIVE_SRC = native/otlp/Cargo.toml native/otlp/Cargo.lock native/otlp/pyproject.toml native/otlp/src/lib.rs
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC)
+	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "make native needs Rust's cargo (https://rustup.rs)"; exit 1; }
+	rm -rf native/otlp/target/wheels
+	PATH="$$HOME/.cargo/bin:$$PATH" $(BIN)/maturin build --release --locked -i $(BIN)/python -m native/otlp/Cargo.toml
+	$(BIN)/pip install --quiet --force-reinstall --no-deps native/otlp/target/wheels/*.whl
+	touch $@
+
+native: $(VENV)/.native  ## build the native OTLP reader (Rust) and install it into the virtualenv
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check controller tests bench examples

@@ -76,6 +76,15 @@ VERSION = 1
 T0_MS = 1_763_780_000_000
 
 
+def spans_start_ns() -> int:
+    """When the bench's first span starts: ten minutes ago. The daemon judges a span by
+    its record's timestamp, the time it was written, and refuses one that ended more than
+    a day before it (``bad_time``); spans of a fixed past date would time dead-lettering,
+    not counting. Spans are 1 ms apart, so a million end about seven minutes from now,
+    within the ten minutes ahead a span may end."""
+    return time.time_ns() - 600 * 1_000_000_000
+
+
 def single_events(n: int, units: int, seed: int = 2) -> list[tuple[bytes, bytes]]:
     """``n`` of our events, one a record, keyed by unit: exposures and request outcomes."""
     rng = random.Random(seed)
@@ -130,8 +139,13 @@ async def daemon_run(
     n: int,
     window: tuple[float, float],
     workdir: Path,
+    counted: int | None = None,
 ) -> tuple[float, float]:
-    """One daemon from start until Redis holds ``n`` events of one topic: rate, CPU ns/event."""
+    """One daemon from start until Redis holds ``n`` events of one topic: rate, CPU ns/event.
+
+    Progress is the offsets flushed; afterwards the aggregates must hold ``counted``
+    exposures and request outcomes (``n`` unless given), so that a run whose events
+    were refused (and dead-lettered) fails instead of timing the refusals."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     events = topics["idle"] if otlp else topics["events"]
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=events)
@@ -156,10 +170,22 @@ async def daemon_run(
             timed = await _watch(daemon, store, n, events_per_record, window)
         finally:
             daemon.terminate()
+        await _all_counted(store, n if counted is None else counted)
         keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
         for i in range(0, len(keys), 500):
             await client.delete(*keys[i : i + 500])
     return timed.rate(), timed.cpu_ns()
+
+
+async def _all_counted(store: RedisAggregateStore, expected: int) -> None:
+    """Fail unless the aggregates hold ``expected`` exposures and request outcomes."""
+    found = await store.read_many([(flag, [VERSION]) for flag in FLAGS])
+    arms = [arm for each in found for arm in (each.treatment, each.control)]
+    counted = sum(arm.exposures + arm.requests for arm in arms)
+    if counted != expected:
+        raise RuntimeError(
+            f"{counted:,} events counted of {expected:,}: refused {await store.rejects()}"
+        )
 
 
 async def _watch(
@@ -200,7 +226,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         run_id = uuid.uuid4().hex[:8]
         topics = {k: f"bench-{k}-{run_id}" for k in ("events", "spans", "logs", "idle")}
         made = time.perf_counter()
-        records = span_exports(n // 2, per, FLAGS, units=args.units, version=VERSION)
+        records = span_exports(
+            n // 2, per, FLAGS, units=args.units, version=VERSION, start_ns=spans_start_ns()
+        )
         progress(
             f"{len(records):,} records of {per} spans ({sum(map(len, records)) / len(records):,.0f}"
             f" bytes each) in {time.perf_counter() - made:.1f} s"
@@ -277,7 +305,9 @@ async def _collector_side(
     for topic in topics.values():
         await produce(bootstrap, topic, [])
     spans = (args.events // 2 // args.per_record) * args.per_record
-    records = span_exports(spans, args.per_record, FLAGS, units=args.units, version=VERSION)
+    records = span_exports(
+        spans, args.per_record, FLAGS, units=args.units, version=VERSION, start_ns=spans_start_ns()
+    )
     cpu_ns, spans_per_s = await through_collector(
         bootstrap=bootstrap, topics=topics, records=records, spans=spans, workdir=workdir
     )
@@ -292,6 +322,7 @@ async def _collector_side(
         n=written,
         window=(args.window[0], args.window[1]),
         workdir=workdir,
+        counted=2 * spans,
     )
     ours = ns_per_record * written / spans
     return {

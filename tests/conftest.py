@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from controller.adapters.otlp import native_decoder
 from controller.dev.kafka_broker import KafkaBroker, java_binary, kafka_installed, kafka_libs
 from controller.dev.unleash import UnleashServer
 from tests.kafka_service import stop_shared_kafka
@@ -424,6 +425,17 @@ def js_client(node: str, pytestconfig: pytest.Config) -> Path:
         )
         _service_unavailable(pytestconfig, missing)
     return JS_CLIENT
+
+
+@pytest.fixture(scope="session")
+def otlp_native(pytestconfig: pytest.Config) -> None:
+    """The native OTLP reader (``rollout_otlp_native``); SERVICE MISSING without it."""
+    if not native_decoder():
+        missing = ServiceUnavailable(
+            "the native OTLP reader is not installed in the virtualenv: "
+            "`make native` (Rust and maturin, native/otlp)"
+        )
+        _service_unavailable(pytestconfig, missing)
 
 
 def _tool(config: pytest.Config, find: Callable[[], _Found], name: str | None = None) -> _Found:

@@ -89,9 +89,11 @@ def span_exports(
     units: int,
     version: int = 1,
     seed: int = 1,
+    start_ns: int = T0_NS,
 ) -> list[bytes]:
     """``spans`` spans (flags in turn) in ``ExportTraceServiceRequest`` records of
-    ``per_record``; units ``u0000000`` up to ``units``."""
+    ``per_record``; units ``u0000000`` up to ``units``; span ``i`` starts at ``start_ns``
+    plus ``i`` ms."""
     rng = random.Random(seed)
     templates = {
         (flag, variant, error): template(flag, variant, version, error=error)
@@ -107,7 +109,7 @@ def span_exports(
         for i in range(first, min(first + per_record, spans)):
             variant = "treatment" if rng.random() < 0.5 else "control"
             span = templates[(flags[i % len(flags)], variant, rng.random() < 0.02)]
-            start = T0_NS + i * 1_000_000
+            start = start_ns + i * 1_000_000
             end = start + int(rng.lognormvariate(17, 0.5))  # about 24 ms
             parts.append(
                 span.replace(_TRACE, rng.getrandbits(128).to_bytes(16, "big"))

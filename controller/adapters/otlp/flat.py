@@ -1,5 +1,9 @@
 """OTLP/protobuf traces read a whole export at a time: the fast path of the Collector's records.
 
+Where the native extension is installed (:mod:`.native`) it reads them
+instead; this projection is the fallback without it, and what follows
+describes it.
+
 Reading an attribute through ``opentelemetry-proto``'s classes makes a Python
 object of the key-value pair and one of its AnyValue, about 0.6 µs an
 attribute; a span with its evaluation event has ten, so that was most of the
@@ -34,6 +38,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from controller.adapters.otlp.native import decode_traces_native, native_decoder
 from controller.adapters.otlp.proto import decode_traces_proto
 from controller.core.telemetry import (
     DEFAULT_BOUNDS,
@@ -121,9 +126,19 @@ _EXPORT, _PAIRS, _VALUES = _CLASSES["Export"], _CLASSES["Pairs"], _CLASSES["Valu
 
 def decode_traces_flat(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | Refusal:
     """The spans of a protobuf ``ExportTraceServiceRequest``: what
-    :func:`~.proto.decode_traces_proto` answers, sooner."""
+    :func:`~.proto.decode_traces_proto` answers, sooner (natively where
+    :mod:`.native`'s extension is installed, else by this module's projection)."""
+    spans = decode_traces_native(raw, bounds) if _NATIVE else _fast(raw, bounds)
+    return decode_traces_proto(raw, bounds) if spans is None else spans
+
+
+def decode_traces_projected(raw: bytes, bounds: Bounds = DEFAULT_BOUNDS) -> Spans | Refusal:
+    """What :func:`decode_traces_flat` answers without the native extension."""
     spans = _fast(raw, bounds)
     return decode_traces_proto(raw, bounds) if spans is None else spans
+
+
+_NATIVE: Final = native_decoder()
 
 
 def _fast(raw: bytes, bounds: Bounds) -> Spans | None:

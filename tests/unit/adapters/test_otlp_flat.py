@@ -1,6 +1,7 @@
 """The fast protobuf path answers what the OTLP schema's own decoder answers, export by export.
 
-:func:`decode_traces_flat` reads an export's attributes all at once; whatever it does
+:func:`decode_traces_flat` (natively where the extension is installed) and
+:func:`decode_traces_projected` read an export's attributes all at once; whatever they do
 not read exactly as :func:`decode_traces_proto` does goes to it. Each case here is an
 export an SDK writes, or one changed in one way; both decoders must give equal spans
 and equal refusals.
@@ -17,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from controller.adapters.otlp import decode_traces_proto
-from controller.adapters.otlp.flat import _fast, decode_traces_flat
+from controller.adapters.otlp.flat import _fast, decode_traces_flat, decode_traces_projected
 from controller.core.telemetry import DEFAULT_BOUNDS, Bounds, Spans
 from tests.otlp_exports import Recorder
 from tests.otlp_kafka import evaluated_requests, hooked_requests
@@ -114,7 +115,9 @@ def test_one_span_changed_reads_the_same_both_ways(change: str, where: int) -> N
     export = sdk_export()
     CHANGES[change](export.resource_spans[0].scope_spans[0].spans[where])
     raw = export.SerializeToString()
-    assert decode_traces_flat(raw) == decode_traces_proto(raw)
+    expected = decode_traces_proto(raw)
+    assert decode_traces_flat(raw) == expected
+    assert decode_traces_projected(raw) == expected
 
 
 def test_the_fast_path_reads_sdk_exports_and_the_benchmarks_records_itself() -> None:
@@ -146,9 +149,12 @@ TWO_FIELDS = field(
 )
 def test_odd_bodies_read_the_same_both_ways(raw: bytes) -> None:
     assert decode_traces_flat(raw) == decode_traces_proto(raw)
+    assert decode_traces_projected(raw) == decode_traces_proto(raw)
 
 
 def test_bounds_apply_the_same_both_ways() -> None:
     raw = sdk_export().SerializeToString()
     for bounds in (Bounds(max_items=3), Bounds(max_attributes=2), Bounds(max_value_chars=4)):
-        assert decode_traces_flat(raw, bounds) == decode_traces_proto(raw, bounds)
+        expected = decode_traces_proto(raw, bounds)
+        assert decode_traces_flat(raw, bounds) == expected
+        assert decode_traces_projected(raw, bounds) == expected
