@@ -39,7 +39,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLAG, KILLED, QUIET = "flood.checkout", "flood.killed", "flood.quiet"
 CLIENTS = 8
-"""Clients posting back to back: four times the exports worked on at once (2)."""
+"""Clients posting back to back: twice the exports worked on at once (2) and waiting
+(:data:`WAITING`), so back-pressure is met however fast each export is read."""
+WAITING = 2
+"""``http.otlp_max_waiting`` here (the default, 8, is met only when reading is slow)."""
 SPANS = 3_000
 EXPORTS = 6
 """Distinct exports (their trace ids differ), so each one's events are new to the broker."""
@@ -142,6 +145,7 @@ async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
         RC_HTTP__REQUIRE_APP_KEYS="false",
         RC_HTTP__OTLP_ITEMS_PER_SECOND="10000000",  # the capacity's back-pressure, not the rate's
         RC_HTTP__OTLP_ANSWER_SECONDS=str(ANSWER_SECONDS),
+        RC_HTTP__OTLP_MAX_WAITING=str(WAITING),
         RC_HTTP__INTAKE_ACK_TIMEOUT_SECONDS="30",
         RC_ENGINE__SWEEP_INTERVAL_SECONDS="3600",
     )
