@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
+from controller.core.wire import AdvisorReply
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
@@ -156,20 +157,20 @@ def advisor_name(model: Any) -> str:
     return "advisor"
 
 
-def advice_text(advice: Mapping[str, object], *, rationale_chars: int = 160) -> str:
-    """An advisor's opinion (a decision's ``evidence["advisor"]``) in one line.
+def advice_text(advice: AdvisorReply, *, rationale_chars: int = 160) -> str:
+    """An advisor's opinion (a decision's ``evidence.advisor``) in one line.
 
     The rationale is labelled as the model's own words, so it is not read as
     the controller's action: "advisor says advance (confidence 0.9, 5.5 s);
     advisor's rationale: ...".
     """
-    name = advisor_name(advice.get("model"))
-    seconds = _seconds(advice.get("latency_ms"))
-    if advice.get("status") != "ok":
-        return f"{name} unavailable after {seconds:.1f} s: {str(advice.get('cause', ''))[:200]}"
-    confidence = advice.get("confidence")
+    name = advisor_name(advice.model)
+    seconds = _seconds(advice.latency_ms)
+    if advice.status != "ok":
+        return f"{name} unavailable after {seconds:.1f} s: {(advice.cause or '')[:200]}"
+    confidence = advice.confidence
     sure = f"confidence {confidence:g}, " if _share(confidence) else ""
-    line = f"{name} says {str(advice.get('action', '?'))[:20]} ({sure}{seconds:.1f} s)"
+    line = f"{name} says {(advice.action or '?')[:20]} ({sure}{seconds:.1f} s)"
     rationale, why = quotable_rationale(advice)
     if why:
         return f"{line}; {INCOHERENT}: {why}"
@@ -181,21 +182,20 @@ INCOHERENT = "incoherent, rationale not quoted"
 """What every surface says in place of an incoherent advisor's rationale."""
 
 
-def quotable_rationale(advice: Mapping[str, object]) -> tuple[str, str]:
+def quotable_rationale(advice: AdvisorReply) -> tuple[str, str]:
     """The rationale of an opinion to quote, or ``""`` and why it is incoherent.
 
     Reads the opinion's recorded ``coherent`` and ``incoherence``; an opinion
     recorded before they were is checked here with
     :func:`controller.core.rollouts.advice.rationale_problem`.
     """
-    rationale = " ".join(str(advice.get("rationale", "")).split())
-    coherent = advice.get("coherent")
-    if coherent is True:
+    rationale = " ".join((advice.rationale or "").split())
+    if advice.coherent is True:
         return rationale, ""
-    if coherent is False:
-        why = advice.get("incoherence")
-        return "", str(why)[:120] if isinstance(why, str) and why else "its rationale is incoherent"
-    why = rationale_problem(str(advice.get("action", ""))[:20], rationale)
+    if advice.coherent is False:
+        why = advice.incoherence
+        return "", why[:120] if why else "its rationale is incoherent"
+    why = rationale_problem((advice.action or "")[:20], rationale)
     return ("", why) if why else (rationale, "")
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from controller.core.release.approvals import approvals_needed
 from controller.core.release.state import PipelineState, RunPhase, StepStatus
 from controller.core.rollouts import may_move_forward, waiting_reason
+from controller.core.wire import PipelineEvidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +24,14 @@ class GateVerdict:
 
     open: bool
     waiting_for: tuple[str, ...] = ()
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: PipelineEvidence = field(default_factory=PipelineEvidence)
 
 
 def gate(state: PipelineState, index: int, now: datetime) -> GateVerdict:
     """The gate of step ``index`` (past the first) at ``now``."""
     step, before = state.pipeline.steps[index], state.steps[index - 1]
     waits: list[str] = []
-    evidence: dict[str, Any] = {"after": before.environment}
+    evidence: dict[str, object] = {"after": before.environment}
     if before.status is not StepStatus.COMPLETED or before.ended_at is None:
         waits.append(f"{before.environment} to complete (it is {before.status.value})")
     else:
@@ -55,7 +55,7 @@ def gate(state: PipelineState, index: int, now: datetime) -> GateVerdict:
         evidence["window"] = verdict.reason
         if not verdict.allowed:
             waits.append(f"a release window: {verdict.reason}; {waiting_reason(step.windows, now)}")
-    return GateVerdict(not waits, tuple(waits), evidence)
+    return GateVerdict(not waits, tuple(waits), PipelineEvidence.model_validate(evidence))
 
 
 def next_gate(state: PipelineState, now: datetime) -> tuple[str, GateVerdict] | None:

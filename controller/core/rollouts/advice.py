@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from controller.core.common import displayable
 from controller.core.rollouts.briefing import sentences
+from controller.core.wire import AdvisorReply
 
 PROMPT_VERSION = "gate-v2"
 MAX_UNTRUSTED_CHARS = 200
@@ -82,17 +83,19 @@ class Opinion:
         # The name comes from the server's reply: bounded before anyone keeps it.
         object.__setattr__(self, "model", displayable(clip(self.model, MAX_MODEL_CHARS)))
 
-    def evidence(self) -> dict[str, Any]:
+    def evidence(self) -> AdvisorReply:
         why = incoherence(self.advice)
-        return {
-            "status": "ok",
-            **self.advice.model_dump(),
-            "coherent": why is None,
-            **({"incoherence": why} if why is not None else {}),
-            "model": self.model,
-            "latency_ms": round(self.latency_ms, 1),
-            "prompt_version": self.prompt_version,
-        }
+        return AdvisorReply.model_validate(
+            {
+                "status": "ok",
+                **self.advice.model_dump(),
+                "coherent": why is None,
+                **({"incoherence": why} if why is not None else {}),
+                "model": self.model,
+                "latency_ms": round(self.latency_ms, 1),
+                "prompt_version": self.prompt_version,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +109,13 @@ class Unavailable:
         # Causes echo error texts and reply fragments from the server.
         object.__setattr__(self, "cause", displayable(clip(self.cause, MAX_CAUSE_CHARS)))
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "status": "unavailable",
-            "cause": self.cause,
-            "latency_ms": round(self.latency_ms, 1),
-            "prompt_version": PROMPT_VERSION,
-        }
+    def evidence(self) -> AdvisorReply:
+        return AdvisorReply(
+            status="unavailable",
+            cause=self.cause,
+            latency_ms=round(self.latency_ms, 1),
+            prompt_version=PROMPT_VERSION,
+        )
 
 
 AdvisorResult = Opinion | Unavailable

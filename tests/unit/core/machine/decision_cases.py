@@ -38,6 +38,7 @@ from controller.core.rollouts.rollout import (
     TickInput,
 )
 from controller.core.trust.app_keys import audit, decide
+from controller.core.wire import PipelineEvidence, RolloutEnding, RolloutEvidence
 from controller.core.wire.messages import CommandAction
 from controller.daemon.outputs.rendering import render
 from controller.daemon.rollouts.run_writer import _decision
@@ -83,7 +84,9 @@ def _gate_cases() -> Iterator[Case]:
     yield "gate/regression", running, GateInput(evaluate(running, bad, gates.EARLY), gates.EARLY)
     last = running.model_copy(update={"stage": len(running.plan.stages) - 1})
     yield "gate/healthy-last", last, GateInput(healthy, gates.LATE)
-    drift = BackendDriftInput("changed by hand: rollout 50 -> 20", NOW, {"changes": ["rollout"]})
+    drift = BackendDriftInput(
+        "changed by hand: rollout 50 -> 20", NOW, RolloutEvidence(changes=["rollout"])
+    )
     yield "backend/drift", running, drift
 
 
@@ -191,7 +194,7 @@ def _nested() -> Iterator[tuple[str, bytes]]:
         dev.outcome,
         dev.now,
         dev.reason,
-        {"decided": "rollback", "by": "gate"},
+        RolloutEnding(decided="rollback", by="gate"),
     )
     _, actions = release_step(state, ended)
     for n, action in enumerate(a for a in actions if isinstance(a, PipelineDecision)):
@@ -202,7 +205,7 @@ def _nested() -> Iterator[tuple[str, bytes]]:
         outcome="rejected",
         reason="no such pipeline",
         command_id="c9",
-        evidence={"actor": "ana", "key_id": "ops-1"},
+        evidence=PipelineEvidence(actor="ana", key_id="ops-1"),
     )
     yield "release/refused", _decision("checkout", "", "", refused, NOW)
 

@@ -128,9 +128,9 @@ def test_fields_a_server_sends_back_are_bounded_before_they_are_kept() -> None:
     huge = "m" * 1_500_000
     advice = Advice.model_validate({"action": "hold", "confidence": 0.5, "rationale": "r"})
     kept = Opinion(advice, model=huge, latency_ms=1.0).evidence()
-    assert len(kept["model"]) <= MAX_MODEL_CHARS
-    assert kept["model"].endswith("...[cut, 1500000 chars]")
-    cause = Unavailable(f"HTTP 500: {huge}").evidence()["cause"]
+    assert len(kept.model or "") <= MAX_MODEL_CHARS
+    assert (kept.model or "").endswith("...[cut, 1500000 chars]")
+    cause = Unavailable(f"HTTP 500: {huge}").evidence().cause or ""
     assert len(cause) <= MAX_CAUSE_CHARS
     assert cause.startswith("HTTP 500: mmm")
     assert cause.endswith("...[cut, 1500010 chars]")
@@ -198,7 +198,8 @@ def test_advice_can_only_make_a_decision_more_cautious(
     decisions = [a for a in actions if isinstance(a, RecordDecision)]
     assert (decisions[0].action if decisions else None) == first_action
     if decisions and verdict is VerdictKind.ADVANCE:
-        assert decisions[0].evidence["advisor"]["status"] in ("ok", "unavailable")
+        assert decisions[0].evidence.advisor is not None
+        assert decisions[0].evidence.advisor.status in ("ok", "unavailable")
 
 
 def test_an_advisor_hold_lasts_its_time_then_the_gate_runs_again() -> None:
