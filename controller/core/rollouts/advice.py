@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from controller.core.common import displayable
-from controller.core.rollouts.briefing import sentences
+from controller.core.rollouts.briefing import Briefing, sentences
 from controller.core.wire import AdvisorReply
 
 PROMPT_VERSION = "gate-v2"
@@ -230,15 +230,14 @@ is too little traffic to judge; rollback only for a clear, large regression.
 Prompt version {PROMPT_VERSION}."""
 
 
-def build_messages(gate_data: dict[str, Any]) -> list[dict[str, str]]:
-    """The chat messages for one gate; ``gate_data`` strings are treated as untrusted.
+def build_messages(briefing: Briefing) -> list[dict[str, str]]:
+    """The chat messages for one gate; the briefing's strings are treated as untrusted.
 
     The evidence is shown as the sentences of :func:`sentences` (the numbers,
     readable) instead of the raw test statistics, which cost a small model's
     context more than they tell it; the other fields are shown as they are.
     """
-    shown = {"summary": sentences(gate_data)}
-    shown |= {k: v for k, v in gate_data.items() if k not in ("evidence", "summary")}
+    shown = {"summary": sentences(briefing), **briefing.model_dump(exclude={"evidence"})}
     # One key or sentence a line: easier for a model to read, the same JSON once parsed.
     data = json.dumps(_scrub(shown), ensure_ascii=True, indent=0)
     # JSON itself never needs "<" or ">" outside strings: escaping them leaves the
