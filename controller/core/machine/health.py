@@ -15,7 +15,7 @@ transitions:
   alerts ``stuck`` once (warn), pauses once (hold) or rolls back.
 
 Every decision and alert these produce carries the policy's evidence under
-``evidence["policy"]``: the trigger, the action and the entry applied. Pure.
+``evidence.policy``: the trigger, the action and the entry applied. Pure.
 """
 
 from __future__ import annotations

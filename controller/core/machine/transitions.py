@@ -206,7 +206,7 @@ def decision(before: Rollout | None, after: Rollout, action: str, why: Cause) ->
     """The record of a transition: its evidence names the stage it was taken at and by whom.
 
     ``stage`` is where the rollout is after it (for an advance, the new stage);
-    ``evidence["at_stage"]`` the stage it was decided at, so a report can put
+    ``evidence.at_stage`` the stage it was decided at, so a report can put
     the evidence next to the stage it was measured in.
     """
     cmd = why.cmd

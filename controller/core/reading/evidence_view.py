@@ -208,7 +208,7 @@ class Ring(_Read):
 
 Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
 Latencies = Annotated[dict[str, ArmLatency | None] | None, BeforeValidator(_objects)]
-"""Per arm its latency quantiles (``evidence["latency"]``); None from a gate that gave none."""
+"""Per arm its latency quantiles (the evidence's ``latency``); None from a gate that gave none."""
 Guardrails = Annotated[dict[str, GuardrailTest | None] | None, BeforeValidator(_objects)]
 """Per metric its test; None for a metric with too little data (``"insufficient data"``)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
-from controller.core.wire import AdvisorReply
+from controller.core.wire import AdvisorReply, RolloutEvidence, read_evidence
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
@@ -98,11 +98,11 @@ def decided_at(message: Mapping[str, object]) -> str:
     label = label_of(message)
     if label is None:
         return ""
-    evidence = message.get("evidence")
-    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
-    if not isinstance(position, dict) or message.get("stage") == position.get("index"):
+    evidence = read_evidence(message.get("kind"), message.get("evidence"))
+    position = evidence.at_stage if isinstance(evidence, RolloutEvidence) else None
+    if position is None or message.get("stage") == position.index:
         return f"at {label}"
-    now = position_label(message.get("stage"), position.get("of"), None)
+    now = position_label(message.get("stage"), position.of, None)
     return f"at {label} (now {now})" if now else f"at {label}"
 
 
@@ -348,7 +348,7 @@ def relative_lift(delta: float, baseline: float | None) -> str | None:
 
 
 def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
-    """:func:`quantity_text` of a served test (a decision's ``evidence["guardrails"][m]``).
+    """:func:`quantity_text` of a served test (a decision's ``evidence.guardrails[m]``).
 
     Read defensively (infinities arrive as ``"inf"``); the relative lift of an
     error or conversion rate comes from the control's counts in ``arms``.

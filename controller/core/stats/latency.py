@@ -238,5 +238,5 @@ def arm_latency(hist: Sequence[int]) -> JsonObject:
 
 
 def latency_evidence(treatment: Sequence[int], control: Sequence[int]) -> JsonObject:
-    """Per arm :func:`arm_latency` of its histogram: ``evidence["latency"]``, a few numbers."""
+    """Per arm :func:`arm_latency` of its histogram: the evidence's ``latency``, a few numbers."""
     return {"treatment": arm_latency(treatment), "control": arm_latency(control)}
