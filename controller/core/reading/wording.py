@@ -15,9 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
-from controller.core.wire import AdvisorReply, RolloutEvidence, read_evidence
+from controller.core.wire import AdvisorReply, JsonObject, RolloutEvidence, read_evidence
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""

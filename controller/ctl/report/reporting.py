@@ -31,6 +31,7 @@ from controller.adapters import http_client
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
 from controller.core.reading import RolloutStatus
+from controller.core.wire import JsonObject
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
@@ -51,7 +52,6 @@ CLIENT_ID = "rolloutctl-report"
 MAX_RETRY_AFTER_S = 10.0
 """The longest a report waits to read again after the controller's 429."""
 NOT_STARTED = "no rollout here: the pipeline has not started this environment"
-JsonObject = dict[str, object]
 """A JSON object as read off the wire, before it is read into its model."""
 _Built = TypeVar("_Built", Report, environments.ReleaseReport)
 

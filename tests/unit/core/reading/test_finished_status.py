@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.common import JsonObject
 from controller.core.machine.machine import step
 from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan
@@ -21,7 +20,7 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, JsonObject
 from controller.core.wire.messages import CommandAction
 from controller.ctl.operate.views import status_detail
 from tests.documents import sequential_test
