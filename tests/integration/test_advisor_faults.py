@@ -124,7 +124,7 @@ async def test_a_long_model_name_is_cut_before_it_is_kept(server: FakeModel) -> 
     assert isinstance(result, Opinion), result
     assert len(result.model) <= MAX_MODEL_CHARS
     assert result.model.endswith("...[cut, 200000 chars]")
-    assert len(orjson.dumps(result.evidence())) < 2_000
+    assert len(result.evidence().model_dump_json()) < 2_000
 
 
 async def test_valid_advice_is_parsed_and_the_request_is_constrained(
