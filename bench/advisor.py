@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
 from controller.adapters.memory import MemoryOutputs, MemoryStates
+from controller.core.rollouts import Briefing
 from controller.daemon.rollouts.engine import build_engine
 from controller.ports import Advisor as AdvisorPort
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
@@ -92,7 +93,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             response_format=args.response_format,
         )
         async with Advisor(llm) as advisor:
-            await advisor.advise({"warm": "up"})
+            await advisor.advise(Briefing(flag="warm-up"))
             on_times, advice = await timed_gates(args.gates, llm, advisor)
     latencies = [a["latency_ms"] for a in advice if a["status"] == "ok"]
     if not latencies:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.adapters.llm import Advisor
 from controller.core.machine.gate import evaluate
+from controller.core.rollouts import Briefing
 from controller.core.rollouts.advice import Opinion, incoherence
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
@@ -62,7 +63,7 @@ class Situation:
     aggregates: FlagAggregates
     accept: frozenset[str]
 
-    def shown(self) -> dict[str, Any]:
+    def shown(self) -> Briefing:
         verdict = evaluate(self.rollout, self.aggregates, LATE)
         if verdict.kind is not VerdictKind.ADVANCE:  # the advisor is only asked about these
             raise SystemExit(f"{self.name}: the gate says {verdict.kind}, not advance")

@@ -22,7 +22,7 @@ from controller.core.common import StoreError
 from controller.core.machine import Choice, LogGap
 from controller.core.metrics_source import Answer
 from controller.core.release import PipelineState
-from controller.core.rollouts import AdvisorResult, Rollout
+from controller.core.rollouts import AdvisorResult, Briefing, Rollout
 from controller.core.serving import Applied, Serving, Target
 from controller.core.stats import FlagAggregates, PartitionDelta
 
@@ -285,7 +285,7 @@ class MetricSource(Protocol):
 class Advisor(Protocol):
     """The model asked at stage gates; it never raises."""
 
-    async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult: ...
+    async def advise(self, briefing: Briefing) -> AdvisorResult: ...
 
 
 # -- what the monitor intake needs ------------------------------------------------------

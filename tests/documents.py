@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.core.common import JsonObject, JsonValue
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, JsonObject, JsonValue
 
 
 def as_read(document: JsonValue | GateEvidence) -> Any:

@@ -43,6 +43,7 @@ import structlog
 from controller.core.rollouts import (
     ADVICE_SCHEMA,
     AdvisorResult,
+    Briefing,
     Opinion,
     Unavailable,
     build_messages,
@@ -163,7 +164,7 @@ class Advisor:
         )
         return False
 
-    async def advise(self, gate_data: dict[str, Any]) -> AdvisorResult:
+    async def advise(self, briefing: Briefing) -> AdvisorResult:
         """Advice on one gate, or why there is none, within ``budget_seconds``."""
         now = self._clock()
         if now < self._open_until:
@@ -174,7 +175,7 @@ class Advisor:
         causes: list[str] = []
         try:
             async with deadline(budget, "the consultation"):
-                result = await self._attempts(gate_data, started, causes)
+                result = await self._attempts(briefing, started, causes)
         except TimeoutError:
             before = f"; before that: {causes[-1]}" if causes else ""
             result = f"no advice within the {budget:g} s budget{before}"
@@ -190,21 +191,21 @@ class Advisor:
         return Unavailable(cause, (self._clock() - started) * 1000)
 
     async def _attempts(
-        self, gate_data: dict[str, Any], started: float, causes: list[str]
+        self, briefing: Briefing, started: float, causes: list[str]
     ) -> Opinion | str:
         """The first advice given, or the last cause; ``causes`` collects every failure."""
         for _ in range(self._settings.retries + 1):
-            result = await self._attempt(gate_data, started)
+            result = await self._attempt(briefing, started)
             if isinstance(result, Opinion):
                 return result
             causes.append(result)
         return causes[-1]
 
-    async def _attempt(self, gate_data: dict[str, Any], started: float) -> Opinion | str:
+    async def _attempt(self, briefing: Briefing, started: float) -> Opinion | str:
         timeout = self._settings.timeout_seconds
         try:
             async with deadline(timeout, "the model's reply"):
-                reply = await self._post(gate_data)
+                reply = await self._post(briefing)
         except (TimeoutError, httpx.TimeoutException):
             return f"timed out after {timeout:g} s"
         except httpx.HTTPError as exc:
@@ -216,9 +217,9 @@ class Advisor:
             return f"HTTP {status}: {body[:200].decode(errors='replace')}"
         return self._opinion(body, started)
 
-    async def _post(self, gate_data: dict[str, Any]) -> tuple[int, bytes] | str:
+    async def _post(self, briefing: Briefing) -> tuple[int, bytes] | str:
         """The reply's status and body, or why the body was not read."""
-        messages = build_messages(gate_data)
+        messages = build_messages(briefing)
         return await _constrained_post(
             self._http,
             self._settings,

@@ -12,7 +12,7 @@ written report draws.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -44,7 +44,7 @@ from controller.core.reading import (
 )
 from controller.core.rollouts import PauseReason, Phase
 from controller.core.stats import comparison_text
-from controller.core.wire import Alert, CommandAction, Decision, GateEvidence
+from controller.core.wire import AdvisorReply, Alert, CommandAction, Decision
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -201,7 +201,7 @@ def _arms(figure: Figure) -> str:
 def _srm(status: RolloutView, history: RolloutHistory) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     now = Evidence.read(status.evidence)
-    compared = comparison_text(GateEvidence.tolerant(status.evidence))
+    compared = comparison_text(status.evidence)
     note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
     if (ring := now.audience) is not None:
         against = "absolute limits" if compared else "a concurrent control"
@@ -276,7 +276,7 @@ def _advisor(decisions: Sequence[Decision]) -> str:
     return f'<section aria-labelledby="h-advisor"><h2 id="h-advisor">Advisor</h2>{body}</section>'
 
 
-def _opinion(decision: Decision, advice: Mapping[str, object]) -> str:
+def _opinion(decision: Decision, advice: AdvisorReply) -> str:
     """The advisor's opinion in the words the demo and reports use, then the gate's decision."""
     when = f"<time>{esc(clock(decision.ts))}</time>"
     said = esc(advice_text(advice, rationale_chars=0))
@@ -284,7 +284,7 @@ def _opinion(decision: Decision, advice: Mapping[str, object]) -> str:
     rationale = rationale[:MAX_RATIONALE_CHARS]
     why = (
         f'<br>Advisor\'s rationale: <q class="rationale">{esc(rationale)}</q>'
-        if advice.get("status") == "ok" and rationale
+        if advice.status == "ok" and rationale
         else ""
     )
     return (

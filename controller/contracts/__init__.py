@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
-from controller.contracts.openapi import OPENAPI_FILE, JsonObject, openapi_document
+from controller.contracts.openapi import OPENAPI_FILE, Schema, openapi_document
 from controller.core.machine import IngestCommand
 from controller.core.reading import READ_API_MODELS
 from controller.core.release import PipelineCommand
@@ -62,14 +62,14 @@ PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
 KAFKA_BINDING_VERSION = "0.5.0"
 
 
-def json_schemas() -> dict[str, JsonObject]:
+def json_schemas() -> dict[str, Schema]:
     """Return the JSON Schema (Draft 2020-12) of each published contract, by file stem."""
     models = {**PUBLISHED_MODELS, **SEGMENT_MODELS, **COMPONENT_MODELS, **READ_API_MODELS}
     models |= DEPLOY_VERDICT_MODELS
     return {stem: _json_schema(stem, model) for stem, model in models.items()}
 
 
-def _json_schema(stem: str, model: Any) -> JsonObject:
+def _json_schema(stem: str, model: Any) -> Schema:
     schema = TypeAdapter(model).json_schema(mode="validation")
     title, description = SCHEMA_TEXT.get(
         stem, (schema.get("title", stem), schema.get("description", ""))
@@ -83,7 +83,7 @@ def _json_schema(stem: str, model: Any) -> JsonObject:
     return {**schema, **header}
 
 
-def asyncapi_document(topics: Mapping[str, str] | None = None) -> JsonObject:
+def asyncapi_document(topics: Mapping[str, str] | None = None) -> Schema:
     """Return an AsyncAPI 3.0.0 document for the topics (names from ``topics`` or defaults).
 
     ``topics`` maps a topic key (``events``, ``commands``, ``monitors``,
@@ -108,7 +108,7 @@ def _topic_names(topics: Mapping[str, str] | None) -> dict[str, str]:
     return {**DEFAULT_TOPICS, **(topics or {})}
 
 
-def _info() -> JsonObject:
+def _info() -> Schema:
     return {
         "title": "rollout-controller",
         "version": "1.0.0",
@@ -122,7 +122,7 @@ def _info() -> JsonObject:
     }
 
 
-def _local_server() -> JsonObject:
+def _local_server() -> Schema:
     return {
         "host": "localhost:9092",
         "protocol": "kafka",
@@ -130,8 +130,8 @@ def _local_server() -> JsonObject:
     }
 
 
-def _channel(topic: Topic, address: str) -> JsonObject:
-    channel: JsonObject = {
+def _channel(topic: Topic, address: str) -> Schema:
+    channel: Schema = {
         "address": address,
         "description": topic.description,
         "messages": {topic.message: {"$ref": f"#/components/messages/{topic.message}"}},
@@ -151,7 +151,7 @@ def _operation_id(topic: Topic) -> str:
     return topic.action + "".join(w.capitalize() for w in words)
 
 
-def _operation(topic: Topic) -> JsonObject:
+def _operation(topic: Topic) -> Schema:
     verb = "consumes" if topic.action == "receive" else "publishes to"
     return {
         "action": topic.action,
@@ -161,7 +161,7 @@ def _operation(topic: Topic) -> JsonObject:
     }
 
 
-def _messages() -> JsonObject:
+def _messages() -> Schema:
     contracts = PUBLISHED_MODELS | SEGMENT_MODELS
     messages = {t.message: _contract_message(t) for t in TOPICS if t.message in contracts}
     dlq = next(t for t in TOPICS if t.key == "dlq")
@@ -169,7 +169,7 @@ def _messages() -> JsonObject:
     return messages
 
 
-def _contract_message(topic: Topic) -> JsonObject:
+def _contract_message(topic: Topic) -> Schema:
     title, description = SCHEMA_TEXT.get(topic.message, (topic.message, topic.description))
     return {
         "name": topic.message,
@@ -184,12 +184,12 @@ def _contract_message(topic: Topic) -> JsonObject:
     }
 
 
-def _key_binding(topic: Topic) -> JsonObject:
+def _key_binding(topic: Topic) -> Schema:
     key = {"type": "string", "description": topic.message_key}
     return {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}}
 
 
-def _dlq_message(topic: Topic) -> JsonObject:
+def _dlq_message(topic: Topic) -> Schema:
     return {
         "name": topic.message,
         "title": "Rejected message",
@@ -205,8 +205,8 @@ def _dlq_message(topic: Topic) -> JsonObject:
     }
 
 
-def _dlq_headers() -> JsonObject:
-    def text(description: str, **extra: Any) -> JsonObject:
+def _dlq_headers() -> Schema:
+    def text(description: str, **extra: Any) -> Schema:
         return {"type": "string", "description": description, **extra}
 
     digits = {"pattern": "^[0-9]+$"}

@@ -291,10 +291,11 @@ def message_lines(elapsed_s: float, message: dict[str, Any]) -> Iterator[str]:
         yield f"{at} ALERT {severity} {what}: {message.get('summary', '')}"
     elif kind == "decision":
         where = f" {decided_at(message)}" if decided_at(message) else ""
-        ring = Evidence.read(message.get("evidence")).audience
+        read = Evidence.read(message.get("evidence"))
+        ring = read.audience
         where += f", ring {ring.text()}" if ring is not None else ""
         action, outcome = message.get("action", ""), message.get("outcome", "")
         yield f"{at} {flag}: {action} {outcome}{where}: {message.get('reason', '')}"
-        advice = (message.get("evidence") or {}).get("advisor")
-        if isinstance(advice, dict):
+        advice = read.advisor
+        if advice is not None:
             yield f"{at} {flag}: {advice_text(advice, rationale_chars=RATIONALE_CHARS)}"

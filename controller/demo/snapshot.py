@@ -12,13 +12,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from controller.core.reading import percent_text, quotable_rationale
 from controller.core.rollouts import Phase, Plan, Rollout, Verdict
 from controller.core.rules import to_text
 from controller.core.stats import comparison_text
-from controller.core.wire import ArmTally, GateEvidence, GuardrailTest
+from controller.core.wire import AdvisorReply, ArmTally, GateEvidence, GuardrailTest
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord
 
@@ -128,7 +127,11 @@ def flag_view(
 ) -> FlagView:
     """The view of ``flag``; ``verdict`` is the gate's on the current stage, if active."""
     live = rollout is not None and rollout.phase.active and verdict is not None
-    evidence = verdict.evidence if live and verdict else GateEvidence.tolerant(record.evidence)
+    evidence = (
+        verdict.evidence
+        if live and verdict
+        else (record.evidence.gate() if record.evidence else GateEvidence())
+    )
     arms = evidence.arms or {}
     return FlagView(
         flag=flag.name,
@@ -220,15 +223,14 @@ def _note(rollout: Rollout | None, verdict: Verdict | None, record: FlagRecord) 
     return record.last_reason
 
 
-def _advisor(advice: dict[str, Any]) -> AdvisorView:
-    if advice.get("status") != "ok":
-        return AdvisorView("unavailable", None, str(advice.get("cause", "")))
-    confidence = advice.get("confidence")
+def _advisor(advice: AdvisorReply) -> AdvisorView:
+    if advice.status != "ok":
+        return AdvisorView("unavailable", None, advice.cause or "")
     rationale, incoherent = quotable_rationale(advice)
     return AdvisorView(
-        action=str(advice.get("action", "?")),
-        confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        action=advice.action or "?",
+        confidence=None if advice.confidence is None else float(advice.confidence),
         rationale=rationale,
-        model=str(advice.get("model", "")),
+        model=advice.model or "",
         incoherence=incoherent,
     )

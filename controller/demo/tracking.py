@@ -6,12 +6,20 @@ alerts or flag-state topic; the demo's view and summary read the result.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.core.stats import NO_CONTROL
-from controller.core.wire import Alert, Decision, decision_or_alert
+from controller.core.wire import (
+    AdvisorReply,
+    Alert,
+    Decision,
+    GuardrailTest,
+    RolloutEvidence,
+    decision_or_alert,
+)
 
 ROLLBACK = "rollback"
 
@@ -21,12 +29,12 @@ class FlagRecord:
     """Everything published about one flag so far."""
 
     decisions: int = 0
-    advice: list[dict[str, Any]] = field(default_factory=list)
+    advice: list[AdvisorReply] = field(default_factory=list)
     """The advisor's part of each decision that carried one, oldest first."""
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rollback_reason: str | None = None
     last_reason: str = ""
-    evidence: dict[str, Any] | None = None
+    evidence: RolloutEvidence | None = None
     """The latest gate evidence that tested the error rate: a comparison of the arms, or,
     where a ring serves all of its audience, a test against the plan's limit."""
     state: dict[str, Any] | None = None
@@ -77,26 +85,25 @@ _ENDED = frozenset({"completed", "rolled_back", "aborted", "killed"})
 def _decision(record: FlagRecord, decision: Decision) -> None:
     record.decisions += 1
     evidence = decision.evidence
-    if isinstance(evidence.get("advisor"), dict):
-        record.advice.append(evidence["advisor"])
+    if not isinstance(evidence, RolloutEvidence):
+        return
+    if evidence.advisor is not None:
+        record.advice.append(evidence.advisor)
     if decision.outcome != "applied":
         return
     record.last_reason = decision.reason
     record.concluded = decision.phase_after in _ENDED
     if decision.action == ROLLBACK:
         record.rollback_reason = record.last_reason
-    if _compares_arms(evidence) or evidence.get("comparison") == NO_CONTROL:
+    if _compares_arms(evidence) or evidence.comparison == NO_CONTROL:
         record.evidence = evidence
 
 
-def _compares_arms(evidence: dict[str, Any]) -> bool:
+def _compares_arms(evidence: RolloutEvidence) -> bool:
     """Whether the error-rate test ran with data in both arms (not at 100%, say)."""
-    guardrails = evidence.get("guardrails")
-    test = guardrails.get("error_rate") if isinstance(guardrails, dict) else None
-    return isinstance(test, dict) and test.get("half_width") != "inf"
+    test = (evidence.guardrails or {}).get("error_rate")
+    return isinstance(test, GuardrailTest) and math.isfinite(test.half_width)
 
 
-def _advice_action(advice: dict[str, Any]) -> str:
-    if advice.get("status") == "ok":
-        return str(advice.get("action", "?"))
-    return "unavailable"
+def _advice_action(advice: AdvisorReply) -> str:
+    return (advice.action or "?") if advice.status == "ok" else "unavailable"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controller.contracts.openapi import JsonObject
+from controller.contracts.openapi import Schema
 from controller.docgen.markdown import code, page, table
 
 INTRO = (
@@ -19,7 +19,7 @@ METHODS = ("get", "post", "options")
 
 
 def http_api_page(document: Path) -> str:
-    spec: JsonObject = json.loads(document.read_text(encoding="utf-8"))
+    spec: Schema = json.loads(document.read_text(encoding="utf-8"))
     body = [" ".join(spec["info"]["description"].split("\n\n")[0].split()), ""]
     for path, item in spec["paths"].items():
         for method in (m for m in METHODS if m in item):
@@ -27,7 +27,7 @@ def http_api_page(document: Path) -> str:
     return page("HTTP API", INTRO, body)
 
 
-def _operation(method: str, path: str, operation: JsonObject) -> list[str]:
+def _operation(method: str, path: str, operation: Schema) -> list[str]:
     lines = [f"## {method.upper()} {code(path)}", "", f"{operation['summary']}.", ""]
     lines += [" ".join(operation["description"].split()), ""]
     lines += [f"Credentials: {_credentials(operation.get('security', []))}.", ""]
@@ -47,7 +47,7 @@ def _credentials(security: list[dict[str, list[str]]]) -> str:
     return ", or ".join(named) or "none"
 
 
-def _body(answer: JsonObject) -> str:
+def _body(answer: Schema) -> str:
     shown = []
     for media, content in answer.get("content", {}).items():
         schema = content.get("schema", {})

@@ -7,6 +7,6 @@ route by route, what each takes and answers (read from the routes in
 JSON Schemas and ``--check`` holds to the models.
 """
 
-from controller.contracts.openapi.document import OPENAPI_FILE, JsonObject, openapi_document
+from controller.contracts.openapi.document import OPENAPI_FILE, Schema, openapi_document
 
-__all__ = ["OPENAPI_FILE", "JsonObject", "openapi_document"]
+__all__ = ["OPENAPI_FILE", "Schema", "openapi_document"]

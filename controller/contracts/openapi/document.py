@@ -21,8 +21,8 @@ from controller.core.reading import MAX_PLAIN_FLAG, READ_API_MODELS
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
 from controller.core.wire import SegmentName
 
-JsonObject = dict[str, Any]
-"""A JSON object as the generated documents hold it."""
+Schema = dict[str, Any]
+"""A JSON Schema, AsyncAPI or OpenAPI document as it is built: nested freely, any JSON inside."""
 OPENAPI_FILE = "openapi.json"
 OPENAPI_VERSION = "3.1.1"
 DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
@@ -55,7 +55,7 @@ OFREP_SPEC = "https://github.com/open-feature/protocol"
 OTLP_SPEC = "https://opentelemetry.io/docs/specs/otlp/"
 
 
-def openapi_document() -> JsonObject:
+def openapi_document() -> Schema:
     """The OpenAPI 3.1 document of the daemon's HTTP API."""
     return {
         "openapi": OPENAPI_VERSION,
@@ -72,7 +72,7 @@ def openapi_document() -> JsonObject:
     }
 
 
-def _info() -> JsonObject:
+def _info() -> Schema:
     return {
         "title": "rollout-controller HTTP API",
         "version": "1.0.0",
@@ -98,7 +98,7 @@ def _info() -> JsonObject:
     }
 
 
-def _tags() -> list[JsonObject]:
+def _tags() -> list[Schema]:
     named = [
         ("probes", "Liveness, readiness and metrics: on both ports."),
         ("flags", "Flag states for apps."),
@@ -109,7 +109,7 @@ def _tags() -> list[JsonObject]:
         ("app keys", "The apps' keys, for operators."),
         ("webhooks", "Monitors' alerts."),
     ]
-    tags: list[JsonObject] = [{"name": n, "description": d} for n, d in named]
+    tags: list[Schema] = [{"name": n, "description": d} for n, d in named]
     tags.append(
         _external("ofrep", "OpenFeature Remote Evaluation Protocol, /ofrep/v1/*.", OFREP_SPEC)
     )
@@ -117,12 +117,12 @@ def _tags() -> list[JsonObject]:
     return tags
 
 
-def _external(name: str, description: str, url: str) -> JsonObject:
+def _external(name: str, description: str, url: str) -> Schema:
     return {"name": name, "description": description, "externalDocs": {"url": url}}
 
 
-def _paths() -> JsonObject:
-    paths: JsonObject = {}
+def _paths() -> Schema:
+    paths: Schema = {}
     for operation in OPERATIONS:
         item = paths.setdefault(operation.path, {})
         if operation.tag == "probes":
@@ -131,15 +131,15 @@ def _paths() -> JsonObject:
     return paths
 
 
-def _probe_servers() -> list[JsonObject]:
+def _probe_servers() -> list[Schema]:
     return [
         {"url": HEALTH_PORT, "description": "The health port (`http.health_port`)."},
         {"url": API_PORT, "description": "The API port (`http.port`)."},
     ]
 
 
-def _operation(operation: Operation) -> JsonObject:
-    shown: JsonObject = {
+def _operation(operation: Operation) -> Schema:
+    shown: Schema = {
         "operationId": operation.operation_id,
         "tags": [operation.tag],
         "summary": operation.summary,
@@ -161,8 +161,8 @@ def _operation(operation: Operation) -> JsonObject:
     return shown
 
 
-def _answer(answer: Answer) -> JsonObject:
-    shown: JsonObject = {"description": answer.description}
+def _answer(answer: Answer) -> Schema:
+    shown: Schema = {"description": answer.description}
     if answer.headers:
         shown["headers"] = {h: {"$ref": f"#/components/headers/{h}"} for h in answer.headers}
     if answer.body is not None:
@@ -172,13 +172,13 @@ def _answer(answer: Answer) -> JsonObject:
     return shown
 
 
-def _schema(body: str | tuple[str, ...]) -> JsonObject:
+def _schema(body: str | tuple[str, ...]) -> Schema:
     if isinstance(body, str):
         return {"schema": {"$ref": REF.format(model=body)}}
     return {"schema": {"oneOf": [{"$ref": REF.format(model=b)} for b in body]}}
 
 
-def _components() -> JsonObject:
+def _components() -> Schema:
     return {
         "schemas": component_schemas(),
         "parameters": _parameters(),
@@ -187,11 +187,11 @@ def _components() -> JsonObject:
     }
 
 
-def component_schemas() -> JsonObject:
+def component_schemas() -> Schema:
     """Every model's JSON Schema by its name, nested models by theirs."""
     models = (*READ_API_MODELS.values(), *DEPLOY_VERDICT_MODELS.values(), *ANSWER_MODELS)
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-    schemas: JsonObject = dict(sorted(top.get("$defs", {}).items()))
+    schemas: Schema = dict(sorted(top.get("$defs", {}).items()))
     schemas["MonitorPayload"] = {
         "type": "object",
         "description": "The monitor's own payload (shapes: controller/integrations/monitors).",
@@ -199,11 +199,11 @@ def component_schemas() -> JsonObject:
     return schemas
 
 
-def _parameters() -> JsonObject:
+def _parameters() -> Schema:
     flag = _text(MAX_FLAG_KEY, FLAG_KEY_PATTERN)
     plain = _text(MAX_PLAIN_FLAG, PLAIN_FLAG_KEY_PATTERN)
     segment = TypeAdapter(SegmentName).json_schema()
-    text: JsonObject = {"type": "string"}
+    text: Schema = {"type": "string"}
     return {
         "flag": _parameter("flag", "path", "The flag's key (`<flag>@<env>`: one env's).", flag),
         "plainFlag": _parameter("flag", "path", "The flag's own key, with no environment.", plain),
@@ -218,13 +218,13 @@ def _parameters() -> JsonObject:
     }
 
 
-def _text(longest: int, pattern: str) -> JsonObject:
+def _text(longest: int, pattern: str) -> Schema:
     return {"type": "string", "minLength": 1, "maxLength": longest, "pattern": pattern}
 
 
 def _parameter(
-    name: str, where: str, description: str, schema: JsonObject, required: bool = True
-) -> JsonObject:
+    name: str, where: str, description: str, schema: Schema, required: bool = True
+) -> Schema:
     return {
         "name": name,
         "in": where,
@@ -234,7 +234,7 @@ def _parameter(
     }
 
 
-def _headers() -> JsonObject:
+def _headers() -> Schema:
     return {
         "ETag": {"description": "The answer's version.", "schema": {"type": "string"}},
         "Retry-After": {
@@ -244,7 +244,7 @@ def _headers() -> JsonObject:
     }
 
 
-def _security_schemes() -> JsonObject:
+def _security_schemes() -> Schema:
     return {
         "operatorToken": {
             "type": "http",

@@ -17,7 +17,7 @@ from controller.core.common.errors import (
     StoreError,
     StoreUnavailable,
 )
-from controller.core.common.evidence import EvidenceValue, JsonObject, JsonValue, evidence_of
+from controller.core.common.evidence import EvidenceValue, evidence_of
 from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS, bucket_bounds
 from controller.core.common.message_fields import (
     CONVERSION_NAME_PATTERN,
@@ -106,8 +106,6 @@ __all__ = [
     "FlagKey",
     "FlagVersion",
     "FlushRefused",
-    "JsonObject",
-    "JsonValue",
     "LostWrites",
     "MessageId",
     "MessageTooLarge",

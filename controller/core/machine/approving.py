@@ -22,8 +22,6 @@ Pure, a part of the state machine.
 
 from __future__ import annotations
 
-from typing import Any
-
 from controller.core.machine.transitions import Cause, Step, advance, decision, rejected
 from controller.core.machine.waiting import forward_command
 from controller.core.release import Approval, Counted, approvals_needed, record, revoke
@@ -34,6 +32,7 @@ from controller.core.rollouts import (
     Rollout,
     stage_step,
 )
+from controller.core.wire import RolloutEvidence
 
 
 def count(state: Rollout, cmd: CommandInput, gate: ApprovalGate) -> Step:
@@ -76,12 +75,12 @@ def count(state: Rollout, cmd: CommandInput, gate: ApprovalGate) -> Step:
 
 def _evidence(
     approval: Approval, missing: dict[str, int], approved: dict[str, tuple[str, ...]]
-) -> dict[str, Any]:
-    return {
-        "approval": approval.evidence(),
-        "needed": missing,
-        "approved": {role: list(names) for role, names in approved.items()},
-    }
+) -> RolloutEvidence:
+    return RolloutEvidence(
+        approval=approval.evidence(),
+        needed=missing,
+        approved={role: list(names) for role, names in approved.items()},
+    )
 
 
 def revoked(state: Rollout, event: KeysRevokedInput) -> Step:
@@ -100,6 +99,6 @@ def revoked(state: Rollout, event: KeysRevokedInput) -> Step:
         "command",
         f"key {keys} revoked: its approvals count no more",
         None,
-        {"removed": [a.evidence() for a in removed]},
+        RolloutEvidence(removed=[a.evidence() for a in removed]),
     )
     return new, [decision(state, new, "revoke", why)]

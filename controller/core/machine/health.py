@@ -15,7 +15,7 @@ transitions:
   alerts ``stuck`` once (warn), pauses once (hold) or rolls back.
 
 Every decision and alert these produce carries the policy's evidence under
-``evidence["policy"]``: the trigger, the action and the entry applied. Pure.
+``evidence.policy``: the trigger, the action and the entry applied. Pure.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from controller.core.machine.transitions import Cause, Step, pause, roll_back
-from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
+from controller.core.machine.transitions import Cause, Step, at_stage, pause, roll_back
+from controller.core.reading import AT_STAGE, rollout_stage, stage_position
 from controller.core.rollouts import (
     Action,
     Applied,
@@ -41,7 +41,7 @@ from controller.core.rollouts import (
     VerdictKind,
     action_for,
 )
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, RolloutEvidence
 
 POLICY = "policy"
 """The evidence key naming the trigger, the action and the policy entry applied."""
@@ -80,7 +80,7 @@ def verdict(applied: Applied, reason: str, evidence: GateEvidence) -> Verdict:
 
 def named(why: Cause, applied: Applied) -> Cause:
     """``why`` with the policy's evidence."""
-    return dataclasses.replace(why, evidence={**why.evidence, POLICY: applied.evidence()})
+    return dataclasses.replace(why, evidence=why.evidence.merged(policy=applied.part()))
 
 
 def act(state: Rollout, now: datetime, applied: Applied, why: Cause) -> Step:
@@ -107,7 +107,7 @@ def warn(state: Rollout, now: datetime, applied: Applied, why: Cause) -> Step:
         return state, []
     new = state.model_copy(update={"warned": [*state.warned, applied.trigger], "updated_at": now})
     summary = f"{state.flag} at {rollout_stage(state)}: {why.reason} (the plan warns only)"
-    details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+    details = {"stage": state.stage, **why.evidence.wire(), AT_STAGE: stage_position(state)}
     record = RecordDecision(
         kind=why.kind,
         action="warn",
@@ -116,7 +116,7 @@ def warn(state: Rollout, now: datetime, applied: Applied, why: Cause) -> Step:
         phase_before=state.phase.value,
         phase_after=new.phase.value,
         stage=state.stage,
-        evidence={**why.evidence, **at_stage(state)},
+        evidence=why.evidence.merged(**at_stage(state)),
     )
     alert = RaiseAlert(ALERT_KINDS[applied.trigger], "warning", summary[:500], details)
     return new, [record, alert]
@@ -146,7 +146,8 @@ def overdue(state: Rollout, event: TickInput) -> Step:
         applied.action == "hold" and state.phase is Phase.RUNNING
     )
     if acting:
-        new, actions = act(state, event.now, applied, Cause("gate", reason, None, details))
+        said = Cause("gate", reason, None, RolloutEvidence.model_validate(details))
+        new, actions = act(state, event.now, applied, said)
         marked = new.model_copy(update={"stuck_alerted": True}) if new is not None else None
         return marked, actions
     new = state.model_copy(update={"stuck_alerted": True, "updated_at": event.now})

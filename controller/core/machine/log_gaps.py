@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp
 from controller.core.machine.commands import signature_refusal
 from controller.core.rollouts import RaiseAlert
+from controller.core.wire import IngestEvidence
 
 Choice = Literal["reread", "accept_gap"]
 CHOICES: tuple[Choice, ...] = ("reread", "accept_gap")
@@ -267,9 +268,9 @@ def audit(command: IngestCommand, result: list[int] | str, *, now_ms: int) -> di
     partitions named in its evidence, or rejected with the reason. Its id follows from the
     command's, so a decision published again is deduplicated by its consumers."""
     refused = result if isinstance(result, str) else None
-    evidence: dict[str, Any] = {"actor": command.actor, "reason": command.reason}
+    evidence = IngestEvidence(actor=command.actor, reason=command.reason)
     if refused is None:
-        evidence["partitions"] = result
+        evidence = evidence.merged(partitions=result)
     return {
         "type": "decision",
         "v": 1,
@@ -281,5 +282,5 @@ def audit(command: IngestCommand, result: list[int] | str, *, now_ms: int) -> di
         "outcome": "rejected" if refused is not None else "applied",
         "reason": (refused or "")[:500],
         "command_id": command.id,
-        "evidence": evidence,
+        "evidence": evidence.wire(),
     }

@@ -129,6 +129,7 @@ from controller.core.rollouts import (
     action_for,
     incoherence,
 )
+from controller.core.wire import RolloutEvidence
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -169,7 +170,7 @@ def _outside(
 
 def _monitor_down(state: Rollout, event: MonitorDownInput) -> Step:
     """Killed; or, held (a deploy of its service aborted), a running rollout paused."""
-    details = {"monitor": event.monitor, "incident": event.incident_id}
+    details = RolloutEvidence(monitor=event.monitor, incident=event.incident_id)
     if not event.hold:
         why = Cause("monitor", f"monitor {event.monitor} is down", None, details)
         return kill(state, event.now, why)
@@ -246,7 +247,8 @@ def _advance_with_advice(state: Rollout, event: GateInput) -> Step:
         return state, []
     why = Cause.gate(event.verdict)
     if event.advice is not None:
-        why = Cause("gate", why.reason, None, {**why.evidence, "advisor": event.advice.evidence()})
+        said = why.evidence.merged(advisor=event.advice.evidence())
+        why = Cause("gate", why.reason, None, said)
     if isinstance(event.advice, Unavailable):
         applied = action_for(state.plan.health_words, "advisor_unavailable")
         if applied.action != "warn":
@@ -287,7 +289,7 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
         return None
     if state.watch_until is not None and event.now < state.watch_until:
         return state, []
-    evidence = {**verdict.evidence.wire(), "watch": watch_evidence(state)}
+    evidence = RolloutEvidence.of_gate(verdict.evidence).merged(**watch_evidence(state))
     why = Cause("gate", "the watch ended clean", None, evidence)
     return forward(state, event.now, event.team_windows, lambda s: complete(s, event.now, why))
 

@@ -8,9 +8,9 @@ opinion is recorded as missing, not alerted) and changes no timing.
 
 from __future__ import annotations
 
-from controller.core.machine.transitions import Step
-from controller.core.reading import AT_STAGE, stage_position
+from controller.core.machine.transitions import Step, position_of
 from controller.core.rollouts import Opinion, OpinionInput, RecordDecision, Rollout
+from controller.core.wire import OpinionOn, RolloutEvidence
 
 
 def record_opinion(state: Rollout, event: OpinionInput) -> Step:
@@ -27,18 +27,19 @@ def record_opinion(state: Rollout, event: OpinionInput) -> Step:
         reason = f"advisory opinion on the advance: {advice.advice.action}"
     else:
         reason = f"advisory opinion missing: {advice.cause}"
-    evidence = {
-        "advisor": advice.evidence(),
-        "advisor_mode": "advisory",
-        "opinion_on": {
-            "rollout_id": asked.rollout_id,
-            "stage": asked.stage,
-            "flag_version": asked.flag_version,
-            "decided_at": event.decided_at.isoformat(),
-            "statistical_verdict": "advance",
-        },
-        AT_STAGE: stage_position(asked),
-    }
+    on = OpinionOn(
+        rollout_id=asked.rollout_id,
+        stage=asked.stage,
+        flag_version=asked.flag_version,
+        decided_at=event.decided_at.isoformat(),
+        statistical_verdict="advance",
+    )
+    evidence = RolloutEvidence(
+        advisor=advice.evidence(),
+        advisor_mode="advisory",
+        opinion_on=on,
+        at_stage=position_of(asked),
+    )
     record = RecordDecision(
         kind="advisor",
         action="opinion",

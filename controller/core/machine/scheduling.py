@@ -34,6 +34,7 @@ from controller.core.rollouts import (
     Rollout,
     TickInput,
 )
+from controller.core.wire import RolloutEvidence, ScheduleRecord, TimeBoxRecord
 
 MAX_AHEAD = timedelta(days=366)
 """How far ahead a scheduled start or a time box's end may lie."""
@@ -102,7 +103,7 @@ def schedule(state: Rollout | None, cmd: CommandInput, plan: Plan, at: datetime)
         scheduled_at=at,
         scheduled_by=cmd.command_id,
     )
-    evidence = {SCHEDULE: {"at": at.isoformat()}}
+    evidence = RolloutEvidence(schedule=ScheduleRecord(at=at.isoformat()))
     why = Cause("command", cmd.reason or f"scheduled to start at {at.isoformat()}", cmd, evidence)
     return pending, [dataclasses.replace(decision(state, pending, SCHEDULE, why), action=SCHEDULE)]
 
@@ -126,7 +127,8 @@ def _fire(state: Rollout, now: datetime) -> Step:
         scheduled_at=None,
         scheduled_by=None,
     )
-    evidence = {SCHEDULE: {"at": at.isoformat(), "command_id": state.scheduled_by}}
+    record = ScheduleRecord(at=at.isoformat(), command_id=state.scheduled_by)
+    evidence = RolloutEvidence(schedule=record)
     why = Cause("transition", f"the start scheduled for {at.isoformat()} is due", None, evidence)
     return new, [PublishFlagState(), decision(state, new, "start", why)]
 
@@ -135,7 +137,7 @@ def cancel(state: Rollout, cmd: CommandInput) -> Step:
     """``abort`` of a pending rollout: the scheduled start never fires."""
     at = state.scheduled_at.isoformat() if state.scheduled_at else "?"
     new = bump(state, cmd.now, phase=Phase.ABORTED, scheduled_at=None, scheduled_by=None)
-    evidence = {SCHEDULE: {"at": at, "command_id": state.scheduled_by}}
+    evidence = RolloutEvidence(schedule=ScheduleRecord(at=at, command_id=state.scheduled_by))
     why = Cause(
         "command", cmd.reason or f"the start scheduled for {at} is cancelled", cmd, evidence
     )
@@ -162,11 +164,7 @@ def time_box_over(state: Rollout, now: datetime) -> Step | None:
     reason = f"the time box ended at {ends}: the flag is off"
     if state.phase is Phase.PENDING:
         reason = f"the time box ended at {ends} before the scheduled start could fire"
-    evidence = {
-        TIME_BOX: {
-            "starts_at": box.starts_at.isoformat() if box.starts_at else None,
-            "ends_at": ends,
-        }
-    }
+    starts = box.starts_at.isoformat() if box.starts_at else None
+    evidence = RolloutEvidence(time_box=TimeBoxRecord(starts_at=starts, ends_at=ends))
     why = Cause("transition", reason, None, evidence)
     return new, [PublishFlagState(), decision(state, new, TIME_BOX_END, why)]

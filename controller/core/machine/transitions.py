@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller.core.common import JsonObject
 from controller.core.machine.watching import start_watch, watch_evidence
-from controller.core.reading import AT_STAGE, at_stage, rollout_stage, stage_position
+from controller.core.reading import AT_STAGE, rollout_stage, stage_position
 from controller.core.rollouts import (
     Action,
     CommandInput,
@@ -31,6 +30,7 @@ from controller.core.rollouts import (
     Verdict,
     Watch,
 )
+from controller.core.wire import RolloutEvidence, StagePosition
 
 Step = tuple[Rollout | None, list[Action]]
 
@@ -42,7 +42,7 @@ class Cause:
     kind: str
     reason: str
     cmd: CommandInput | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: RolloutEvidence = field(default_factory=RolloutEvidence)
 
     @classmethod
     def of(cls, cmd: CommandInput, default_reason: str) -> Cause:
@@ -50,7 +50,7 @@ class Cause:
 
     @classmethod
     def gate(cls, verdict: Verdict) -> Cause:
-        return cls("gate", verdict.reason, None, verdict.evidence.wire())
+        return cls("gate", verdict.reason, None, RolloutEvidence.of_gate(verdict.evidence))
 
 
 def advance(state: Rollout, now: datetime, why: Cause) -> Step:
@@ -76,7 +76,7 @@ def advance(state: Rollout, now: datetime, why: Cause) -> Step:
 
 def enter_watch(state: Rollout, now: datetime, why: Cause, watch: Watch) -> Step:
     new = start_watch(state, now, watch)
-    why = dataclasses.replace(why, evidence={**why.evidence, "watch": watch_evidence(state)})
+    why = dataclasses.replace(why, evidence=why.evidence.merged(**watch_evidence(state)))
     return new, [PublishFlagState(), decision(state, new, "watch", why)]
 
 
@@ -109,7 +109,7 @@ def pause(
         decision(state, new, f"pause:{reason.value}", why),
     ]
     if reason in ALERTED_PAUSES:
-        details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+        details = {"stage": state.stage, **why.evidence.wire(), AT_STAGE: stage_position(state)}
         summary = f"{state.flag} paused at {rollout_stage(state)}: {why.reason}"
         actions.append(RaiseAlert(alert or reason.value, "warning", summary, details))
     return new, actions
@@ -118,7 +118,7 @@ def pause(
 def roll_back(state: Rollout, now: datetime, why: Cause) -> Step:
     new = bump(state, now, phase=Phase.ROLLED_BACK, pause_reason=None)
     summary = f"{state.flag} rolled back at {rollout_stage(state)}: {why.reason}"
-    details = {"stage": state.stage, **why.evidence, AT_STAGE: stage_position(state)}
+    details = {"stage": state.stage, **why.evidence.wire(), AT_STAGE: stage_position(state)}
     return new, [
         PublishFlagState(),
         decision(state, new, "rollback", why),
@@ -133,7 +133,7 @@ def kill(state: Rollout, now: datetime, why: Cause) -> Step:
         return state, [rejected(state, why.cmd, f"the flag is already {state.phase.value}")]
     new = bump(state, now, phase=Phase.KILLED, pause_reason=None, scheduled_at=None)
     summary = f"{state.flag} killed at {rollout_stage(state)}: {why.reason}"
-    details = {**why.evidence, AT_STAGE: stage_position(state)}
+    details = {**why.evidence.wire(), AT_STAGE: stage_position(state)}
     return new, [
         PublishFlagState(),
         decision(state, new, "kill", why),
@@ -157,11 +157,9 @@ def recovered(state: Rollout, event: MonitorUpInput) -> Step:
             phase_before=state.phase.value,
             phase_after=state.phase.value,
             stage=state.stage,
-            evidence={
-                "monitor": event.monitor,
-                "incident": event.incident_id,
-                AT_STAGE: stage_position(state),
-            },
+            evidence=RolloutEvidence(
+                monitor=event.monitor, incident=event.incident_id, at_stage=position_of(state)
+            ),
         )
     ]
 
@@ -208,12 +206,12 @@ def decision(before: Rollout | None, after: Rollout, action: str, why: Cause) ->
     """The record of a transition: its evidence names the stage it was taken at and by whom.
 
     ``stage`` is where the rollout is after it (for an advance, the new stage);
-    ``evidence["at_stage"]`` the stage it was decided at, so a report can put
+    ``evidence.at_stage`` the stage it was decided at, so a report can put
     the evidence next to the stage it was measured in.
     """
     cmd = why.cmd
     at = before if before is not None and before.rollout_id == after.rollout_id else after
-    evidence = {**why.evidence, AT_STAGE: stage_position(at), **operator(cmd)}
+    evidence = why.evidence.merged(at_stage=position_of(at), **operator(cmd))
     return RecordDecision(
         kind=why.kind,
         action=cmd.action.value if cmd else action,
@@ -244,7 +242,7 @@ def rejected(state: Rollout | None, cmd: CommandInput, reason: str) -> RecordDec
         phase_after=phase,
         stage=state.stage if state else None,
         command_id=cmd.command_id,
-        evidence={**at_stage(state), **operator(cmd)},
+        evidence=RolloutEvidence.model_validate({**at_stage(state), **operator(cmd)}),
     )
 
 
@@ -261,13 +259,25 @@ def refused(state: Rollout | None, event: CommandRefused) -> Step:
             phase_after=phase,
             stage=state.stage if state else None,
             command_id=event.command_id,
-            evidence={"actor": event.actor, "key_id": event.key_id, **at_stage(state)},
+            evidence=RolloutEvidence.model_validate(
+                {"actor": event.actor, "key_id": event.key_id, **at_stage(state)}
+            ),
         )
     ]
 
 
-def operator(cmd: CommandInput | None) -> JsonObject:
+def operator(cmd: CommandInput | None) -> dict[str, str | None]:
     """Who signed a command, for its decision's evidence; nothing for the gate's own."""
     if cmd is None:
         return {}
     return {"actor": cmd.actor, "key_id": cmd.key_id}
+
+
+def position_of(rollout: Rollout) -> StagePosition:
+    """Where ``rollout`` stands in its plan, as a decision's evidence carries it."""
+    return StagePosition.model_validate(stage_position(rollout))
+
+
+def at_stage(rollout: Rollout | None) -> dict[str, StagePosition]:
+    """Where ``rollout`` stands, for a decision's evidence; nothing without one."""
+    return {AT_STAGE: position_of(rollout)} if rollout is not None else {}

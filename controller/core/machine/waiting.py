@@ -22,6 +22,7 @@ from controller.core.rollouts import (
     next_opening,
     waiting_reason,
 )
+from controller.core.wire import RolloutEvidence, WindowWait
 
 
 def windows_of(state: Rollout, team: tuple[Window, ...]) -> tuple[Window, ...]:
@@ -45,13 +46,12 @@ def forward(
     if state.window_wait is not None:  # the wait goes on; only its wording moved
         return waiting, []
     opens = next_opening(windows, now)
-    evidence = {
-        "window": {
-            "reason": verdict.reason,
-            "decided_by": verdict.window,
-            "opens_at": opens.isoformat() if opens is not None else None,
-        }
-    }
+    wait = WindowWait(
+        reason=verdict.reason,
+        decided_by=verdict.window,
+        opens_at=opens.isoformat() if opens is not None else None,
+    )
+    evidence = RolloutEvidence(window=wait)
     return waiting, [decision(state, waiting, "wait", Cause("gate", reason, None, evidence))]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from controller.core.common import JsonObject
 from controller.core.reading import at_stage
 from controller.core.rollouts import (
     Phase,
@@ -19,6 +18,7 @@ from controller.core.rollouts import (
     Verdict,
     Watch,
 )
+from controller.core.wire import RolloutEvidence, WatchSettings
 
 Step = tuple[Rollout, list[RecordDecision | RaiseAlert]]
 
@@ -46,8 +46,9 @@ def start_watch(state: Rollout, now: datetime, watch: Watch) -> Rollout:
     )
 
 
-def watch_evidence(state: Rollout) -> JsonObject:
-    """The watch's settings and, in words, what it can see."""
+def watch_evidence(state: Rollout) -> dict[str, WatchSettings]:
+    """The watch's settings and, in words, what it can see (under ``watch``, when the
+    plan has one)."""
     watch = state.plan.watch
     if watch is None:
         return {}
@@ -58,12 +59,13 @@ def watch_evidence(state: Rollout) -> JsonObject:
         else "no control arm: only absolute checks (sample ratio, traffic) and the"
         " uptime monitors; the guardrails cannot be tested"
     )
-    return {
-        "duration_s": watch.duration.total_seconds(),
-        "holdback_percent": watch.holdback_percent,
-        "on_regression": watch.on_regression,
-        "watched": watched,
-    }
+    settings = WatchSettings(
+        duration_s=watch.duration.total_seconds(),
+        holdback_percent=watch.holdback_percent,
+        on_regression=watch.on_regression,
+        watched=watched,
+    )
+    return {"watch": settings}
 
 
 def watch_alert(state: Rollout, now: datetime, verdict: Verdict) -> Step:
@@ -80,7 +82,7 @@ def watch_alert(state: Rollout, now: datetime, verdict: Verdict) -> Step:
         phase_before=state.phase.value,
         phase_after=state.phase.value,
         stage=state.stage,
-        evidence={**verdict.evidence.wire(), **at_stage(state)},
+        evidence=RolloutEvidence.of_gate(verdict.evidence).merged(**at_stage(state)),
     )
     details = {"stage": state.stage, "watch": True, **verdict.evidence.wire(), **at_stage(state)}
     return new, [decision, RaiseAlert("guardrail", "critical", summary[:500], details)]

@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from controller.core.common import iso_or_none
 from controller.core.reading.wording import ms_text, percent_text, position_label, rate_counts
 from controller.core.rollouts import parse_number
-from controller.core.wire import Decision
+from controller.core.wire import AdvisorReply, Decision, tolerant
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
@@ -46,6 +46,14 @@ def _objects(value: object) -> dict[str, object] | None:
     if not isinstance(value, Mapping):
         return None
     return {str(k): _object(v) for k, v in islice(value.items(), MAX_NAMED)}
+
+
+def _advisor(value: object) -> AdvisorReply | None:
+    """The advisor's reply, or None for one that is no reply (damaged, or of another kind)."""
+    if isinstance(value, AdvisorReply) or not isinstance(value, Mapping):
+        return value if isinstance(value, AdvisorReply) else None
+    read = tolerant(AdvisorReply, value)
+    return read if read.given("status") else None
 
 
 def _count(value: object) -> int | None:
@@ -200,7 +208,7 @@ class Ring(_Read):
 
 Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
 Latencies = Annotated[dict[str, ArmLatency | None] | None, BeforeValidator(_objects)]
-"""Per arm its latency quantiles (``evidence["latency"]``); None from a gate that gave none."""
+"""Per arm its latency quantiles (the evidence's ``latency``); None from a gate that gave none."""
 Guardrails = Annotated[dict[str, GuardrailTest | None] | None, BeforeValidator(_objects)]
 """Per metric its test; None for a metric with too little data (``"insufficient data"``)."""
 
@@ -213,11 +221,8 @@ class Evidence(_Read):
     guardrails: Guardrails = None
     latency: Latencies = None
     srm: Annotated[SrmCheck | None, BeforeValidator(_object)] = None
-    advisor: Annotated[dict[str, object] | None, BeforeValidator(_object)] = None
-    """The advisor's opinion, an open object.
-
-    Read by :func:`controller.core.reading.wording.advice_text`.
-    """
+    advisor: Annotated[AdvisorReply | None, BeforeValidator(_advisor)] = None
+    """The advisor's opinion, read by :func:`controller.core.reading.wording.advice_text`."""
     policy: Annotated[PolicyEntry | None, BeforeValidator(_object)] = None
     window: Annotated[Window | None, BeforeValidator(_object)] = None
     actor: Text = ""
@@ -229,6 +234,8 @@ class Evidence(_Read):
     @classmethod
     def read(cls, evidence: object) -> Evidence:
         """``evidence`` read part by part; an evidence that is no object reads as empty."""
+        if isinstance(evidence, BaseModel):
+            evidence = evidence.model_dump(mode="json")
         return cls.model_validate(evidence) if isinstance(evidence, Mapping) else cls()
 
     @property

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import islice
 
+from controller.core.wire import GateEvidence
+
 MAX_READS = 20
 """The most readings shown (a plan has at most 20 guardrails and 8 limits)."""
 MAX_QUERY_CHARS = 600
@@ -21,22 +23,22 @@ MAX_QUERY_CHARS = 600
 NUMBERS = ("requests", "errors", "exposures", "conversions", "latency_count")
 
 
-def source_lines(evidence: object) -> list[str]:
-    """One block of lines per reading in ``evidence["sources"]``; empty without any."""
-    sources = evidence.get("sources") if isinstance(evidence, Mapping) else None
-    reads = sources.get("reads") if isinstance(sources, Mapping) else None
-    if not isinstance(reads, Mapping):
+def source_lines(evidence: GateEvidence) -> list[str]:
+    """One block of lines per reading in the evidence's ``sources``; empty without any."""
+    sources = evidence.sources
+    reads = sources.reads if sources is not None else None
+    if sources is None or not isinstance(reads, Mapping):
         return []
-    where = sources.get("source") if isinstance(sources, Mapping) else None
+    where = sources.source
     lines = [f"read from {where if isinstance(where, str) else 'a metric source'}:"]
-    expected = sources.get("expected_share") if isinstance(sources, Mapping) else None
+    expected = sources.expected_share
     for name, read in islice(reads.items(), MAX_READS):
         if isinstance(read, Mapping):
             lines += _read_lines(str(name)[:64], read, expected)
     return lines
 
 
-def _read_lines(name: str, read: Mapping[object, object], expected: object) -> list[str]:
+def _read_lines(name: str, read: Mapping[str, object], expected: object) -> list[str]:
     missing = read.get("missing")
     if isinstance(missing, str):
         return [f"  {name}: missing: {missing[:300]}"]

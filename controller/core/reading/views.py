@@ -19,14 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictInt,
+    ValidationError,
+)
 
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
 from controller.core.rules import AudienceRule, Ring
-from controller.core.wire import ArmValues, FlagStatus
+from controller.core.wire import ArmValues, FlagStatus, RolloutEvidence, tolerant
 
 MAX_SERVED_STAGES = 20
 """A plan has at most 20 stages: a served history's further entries are not read."""
@@ -52,6 +60,11 @@ class StagePosition(_View):
     of: int = Field(description="How many stages the plan has.")
     percent: float
     label: str = Field(description='In words, e.g. "stage 2/5 (5%)".')
+
+
+def _read_back(raw: object) -> RolloutEvidence:
+    """A status served by any controller: its evidence read field by field, to be shown."""
+    return tolerant(RolloutEvidence, raw, partial=True)
 
 
 class RolloutView(_View):
@@ -100,8 +113,8 @@ class RolloutView(_View):
     verdict_reason: str | None = Field(
         description="Why the gate sees so; once finished, why the rollout ended."
     )
-    evidence: dict[str, Any] = Field(
-        default_factory=dict,
+    evidence: Annotated[RolloutEvidence, BeforeValidator(_read_back)] = Field(
+        default_factory=RolloutEvidence,
         description="What the verdict was reached on: arms, guardrails, srm (as in decisions);"
         " once finished, the evidence of the decision that ended it.",
     )
@@ -346,7 +359,9 @@ def describe(
         "min_units_per_arm": stage.min_units_per_arm,
         "verdict": None if verdict is None else verdict.kind.value,
         "verdict_reason": None if said is None else said.reason,
-        "evidence": verdict.evidence.wire() if verdict else (ended.evidence if ended else {}),
+        "evidence": RolloutEvidence.of_gate(verdict.evidence)
+        if verdict
+        else (ended.evidence if ended else RolloutEvidence()),
         "ended_at": None if ended is None else ended.at.isoformat(),
         "values": rollout.plan.arm_values,
         "applied": rollout.applied,

@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core.common import JsonObject
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
+from controller.core.wire import AdvisorReply, JsonObject, RolloutEvidence, read_evidence
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
@@ -97,11 +97,11 @@ def decided_at(message: Mapping[str, object]) -> str:
     label = label_of(message)
     if label is None:
         return ""
-    evidence = message.get("evidence")
-    position = evidence.get(AT_STAGE) if isinstance(evidence, dict) else None
-    if not isinstance(position, dict) or message.get("stage") == position.get("index"):
+    evidence = read_evidence(message.get("kind"), message.get("evidence"))
+    position = evidence.at_stage if isinstance(evidence, RolloutEvidence) else None
+    if position is None or message.get("stage") == position.index:
         return f"at {label}"
-    now = position_label(message.get("stage"), position.get("of"), None)
+    now = position_label(message.get("stage"), position.of, None)
     return f"at {label} (now {now})" if now else f"at {label}"
 
 
@@ -156,20 +156,20 @@ def advisor_name(model: Any) -> str:
     return "advisor"
 
 
-def advice_text(advice: Mapping[str, object], *, rationale_chars: int = 160) -> str:
-    """An advisor's opinion (a decision's ``evidence["advisor"]``) in one line.
+def advice_text(advice: AdvisorReply, *, rationale_chars: int = 160) -> str:
+    """An advisor's opinion (a decision's ``evidence.advisor``) in one line.
 
     The rationale is labelled as the model's own words, so it is not read as
     the controller's action: "advisor says advance (confidence 0.9, 5.5 s);
     advisor's rationale: ...".
     """
-    name = advisor_name(advice.get("model"))
-    seconds = _seconds(advice.get("latency_ms"))
-    if advice.get("status") != "ok":
-        return f"{name} unavailable after {seconds:.1f} s: {str(advice.get('cause', ''))[:200]}"
-    confidence = advice.get("confidence")
+    name = advisor_name(advice.model)
+    seconds = _seconds(advice.latency_ms)
+    if advice.status != "ok":
+        return f"{name} unavailable after {seconds:.1f} s: {(advice.cause or '')[:200]}"
+    confidence = advice.confidence
     sure = f"confidence {confidence:g}, " if _share(confidence) else ""
-    line = f"{name} says {str(advice.get('action', '?'))[:20]} ({sure}{seconds:.1f} s)"
+    line = f"{name} says {(advice.action or '?')[:20]} ({sure}{seconds:.1f} s)"
     rationale, why = quotable_rationale(advice)
     if why:
         return f"{line}; {INCOHERENT}: {why}"
@@ -181,21 +181,20 @@ INCOHERENT = "incoherent, rationale not quoted"
 """What every surface says in place of an incoherent advisor's rationale."""
 
 
-def quotable_rationale(advice: Mapping[str, object]) -> tuple[str, str]:
+def quotable_rationale(advice: AdvisorReply) -> tuple[str, str]:
     """The rationale of an opinion to quote, or ``""`` and why it is incoherent.
 
     Reads the opinion's recorded ``coherent`` and ``incoherence``; an opinion
     recorded before they were is checked here with
     :func:`controller.core.rollouts.advice.rationale_problem`.
     """
-    rationale = " ".join(str(advice.get("rationale", "")).split())
-    coherent = advice.get("coherent")
-    if coherent is True:
+    rationale = " ".join((advice.rationale or "").split())
+    if advice.coherent is True:
         return rationale, ""
-    if coherent is False:
-        why = advice.get("incoherence")
-        return "", str(why)[:120] if isinstance(why, str) and why else "its rationale is incoherent"
-    why = rationale_problem(str(advice.get("action", ""))[:20], rationale)
+    if advice.coherent is False:
+        why = advice.incoherence
+        return "", why[:120] if why else "its rationale is incoherent"
+    why = rationale_problem((advice.action or "")[:20], rationale)
     return ("", why) if why else (rationale, "")
 
 
@@ -348,7 +347,7 @@ def relative_lift(delta: float, baseline: float | None) -> str | None:
 
 
 def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
-    """:func:`quantity_text` of a served test (a decision's ``evidence["guardrails"][m]``).
+    """:func:`quantity_text` of a served test (a decision's ``evidence.guardrails[m]``).
 
     Read defensively (infinities arrive as ``"inf"``); the relative lift of an
     error or conversion rate comes from the control's counts in ``arms``.

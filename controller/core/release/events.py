@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from controller.core.release.approvals import Approval
 from controller.core.release.state import PipelineState
 from controller.core.rollouts import Plan, RaiseAlert
+from controller.core.wire import PipelineEvidence, RolloutEnding
 
 Ended = Literal["completed", "rolled_back", "aborted", "killed"]
 
@@ -32,7 +33,7 @@ class RolloutEnded:
     outcome: Ended
     now: datetime
     reason: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: RolloutEnding = field(default_factory=RolloutEnding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class Decision:
     reason: str
     environment: str | None = None
     command_id: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: PipelineEvidence = field(default_factory=PipelineEvidence)
 
 
 Action = StartRollout | Decision | RaiseAlert

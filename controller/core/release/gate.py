@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from controller.core.release.approvals import approvals_needed
 from controller.core.release.state import PipelineState, RunPhase, StepStatus
 from controller.core.rollouts import may_move_forward, waiting_reason
+from controller.core.wire import PipelineEvidence, Soak
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,35 +24,38 @@ class GateVerdict:
 
     open: bool
     waiting_for: tuple[str, ...] = ()
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: PipelineEvidence = field(default_factory=PipelineEvidence)
 
 
 def gate(state: PipelineState, index: int, now: datetime) -> GateVerdict:
     """The gate of step ``index`` (past the first) at ``now``."""
     step, before = state.pipeline.steps[index], state.steps[index - 1]
     waits: list[str] = []
-    evidence: dict[str, Any] = {"after": before.environment}
+    evidence = PipelineEvidence(after=before.environment)
     if before.status is not StepStatus.COMPLETED or before.ended_at is None:
         waits.append(f"{before.environment} to complete (it is {before.status.value})")
     else:
-        evidence["completed_at"] = before.ended_at.isoformat()
+        evidence = evidence.merged(completed_at=before.ended_at.isoformat())
         if before.rollout_id is not None:
-            evidence["completed_rollout"] = before.rollout_id
+            evidence = evidence.merged(completed_rollout=before.rollout_id)
         if step.soak is not None:
             until = before.ended_at + step.soak
-            evidence["soak"] = {"for": str(step.soak), "until": until.isoformat()}
+            soak = Soak(soak_for=str(step.soak), until=until.isoformat())
+            evidence = evidence.merged(soak=soak)
             if now < until:
                 waits.append(f"soak until {until.isoformat()} ({until - now} left)")
     if step.approval is not None:
         needed = approvals_needed(state.approvals, step.environment, step.approval, now)
         live = state.approvals.live(step.environment, step.approval, now)
-        evidence["approvals"] = [a.evidence() for a in live]
-        evidence["approvals_needed"] = {r.role: r.count for r in step.approval.needs}
+        evidence = evidence.merged(
+            approvals=[a.evidence() for a in live],
+            approvals_needed={r.role: r.count for r in step.approval.needs},
+        )
         if not needed.done:
             waits.append(f"approvals: {needed.summary()}")
     if step.windows:
         verdict = may_move_forward(step.windows, now)
-        evidence["window"] = verdict.reason
+        evidence = evidence.merged(window=verdict.reason)
         if not verdict.allowed:
             waits.append(f"a release window: {verdict.reason}; {waiting_reason(step.windows, now)}")
     return GateVerdict(not waits, tuple(waits), evidence)

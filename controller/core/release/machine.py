@@ -18,7 +18,7 @@ the decisions together, and starts the rollouts asked for.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from controller.core.release.approvals import Approval, Counted, approvals_needed, record, revoke
 from controller.core.release.events import (
@@ -42,6 +42,7 @@ from controller.core.release.state import (
     rollout_id_of,
 )
 from controller.core.rollouts import RaiseAlert
+from controller.core.wire import PipelineEvidence
 
 
 def begin(
@@ -65,7 +66,7 @@ def begin(
         applied=applied,
     )
     why = f"pipeline {pipeline.name} started by {actor}"
-    return _start(state, 0, now, why, {"actor": actor, "command_id": command_id})
+    return _start(state, 0, now, why, PipelineEvidence(actor=actor, command_id=command_id))
 
 
 def step(state: PipelineState, event: Event) -> Step:
@@ -86,7 +87,7 @@ def _decision(
     reason: str,
     *,
     environment: str | None,
-    evidence: dict[str, Any],
+    evidence: PipelineEvidence,
     outcome: Literal["applied", "rejected", "waiting"] = "applied",
     command_id: str | None = None,
 ) -> Decision:
@@ -102,7 +103,7 @@ def _decision(
 
 
 def _start(
-    state: PipelineState, index: int, now: datetime, reason: str, evidence: dict[str, Any]
+    state: PipelineState, index: int, now: datetime, reason: str, evidence: PipelineEvidence
 ) -> Step:
     environment = state.pipeline.steps[index].environment
     rollout_id = rollout_id_of(state.run_id, environment)
@@ -116,12 +117,11 @@ def _start(
         "pipeline_start",
         f"{environment} starts: {reason}",
         environment=environment,
-        evidence={
-            **evidence,
-            "rollout_id": rollout_id,
-            "plan": state.pipeline.plan_name(environment),
-            "overridden": sorted(state.pipeline.overrides.get(environment, {})),
-        },
+        evidence=evidence.merged(
+            rollout_id=rollout_id,
+            plan=state.pipeline.plan_name(environment),
+            overridden=sorted(state.pipeline.overrides.get(environment, {})),
+        ),
     )
     start = StartRollout(environment, rollout_id, plan, decision.key)
     return state.with_step(index, running, now), [start, decision]
@@ -148,7 +148,7 @@ def _completed(state: PipelineState, index: int, event: RolloutEnded) -> Step:
         update={"status": StepStatus.COMPLETED, "ended_at": event.now, "ending": event.reason[:500]}
     )
     new = state.with_step(index, done, event.now)
-    evidence = {"rollout_id": current.rollout_id, "rollout": event.evidence}
+    evidence = PipelineEvidence(rollout_id=current.rollout_id, rollout=event.evidence)
     if new.phase is not RunPhase.RUNNING:
         why = f"{environment} completed; the pipeline {_where(new)}, so nothing follows"
         what = (environment, "completed")
@@ -208,14 +208,14 @@ def _stopped(state: PipelineState, index: int, event: RolloutEnded) -> Step:
     )
     new = state.with_step(index, ended, event.now)
     outcome = status.value.replace("_", " ")
-    evidence = {
-        "rollout_id": current.rollout_id,
-        "outcome": status.value,
-        "reason": event.reason,
-        "rollout": event.evidence,
-        "not_started": [s.environment for s in new.steps if s.status is StepStatus.PENDING],
-        "still_running": [s.environment for s in new.steps if s.status is StepStatus.RUNNING],
-    }
+    evidence = PipelineEvidence(
+        rollout_id=current.rollout_id,
+        outcome=status.value,
+        reason=event.reason,
+        rollout=event.evidence,
+        not_started=[s.environment for s in new.steps if s.status is StepStatus.PENDING],
+        still_running=[s.environment for s in new.steps if s.status is StepStatus.RUNNING],
+    )
     what = (environment, status.value)
     if state.phase is not RunPhase.RUNNING:
         why = f"{environment} {outcome}; the pipeline {_where(state)} already"
@@ -226,17 +226,17 @@ def _stopped(state: PipelineState, index: int, event: RolloutEnded) -> Step:
     stopped = new.model_copy(update={"phase": RunPhase.STOPPED, "stopped_at": environment})
     why = _stop_reason(environment, outcome, event.reason, evidence)
     said = _decision(new, what, "pipeline_stop", why, environment=environment, evidence=evidence)
-    details = {"run_id": state.run_id, **evidence}
+    details = {"run_id": state.run_id, **evidence.wire()}
     alert = RaiseAlert("pipeline_stopped", "warning", f"{state.flag}: {why}", details)
     return stopped, [said, alert]
 
 
-def _stop_reason(environment: str, outcome: str, reason: str, evidence: dict[str, Any]) -> str:
+def _stop_reason(environment: str, outcome: str, reason: str, evidence: PipelineEvidence) -> str:
     why = f"{environment} {outcome}{f' ({reason})' if reason else ''}: the pipeline stops here"
-    if evidence["not_started"]:
-        why += f"; {', '.join(evidence['not_started'])} will not start"
-    if evidence["still_running"]:
-        why += f"; {', '.join(evidence['still_running'])} still runs, on its own"
+    if evidence.not_started:
+        why += f"; {', '.join(evidence.not_started)} will not start"
+    if evidence.still_running:
+        why += f"; {', '.join(evidence.still_running)} still runs, on its own"
     return why
 
 
@@ -260,11 +260,11 @@ def _approve(state: PipelineState, approval: Approval, now: datetime) -> Step:
     new = state.model_copy(update={"approvals": ledger, "updated_at": now})
     needed = approvals_needed(ledger, approval.step, needs, now)
     who = f"{approval.operator} (key {approval.key_id}, {approval.role})"
-    evidence = {
-        "approval": approval.evidence(),
-        "needed": needed.missing,
-        "approved": {role: list(names) for role, names in needed.approved.items()},
-    }
+    evidence = PipelineEvidence(
+        approval=approval.evidence(),
+        needed=needed.missing,
+        approved={role: list(names) for role, names in needed.approved.items()},
+    )
     counted = _decision(
         new,
         ("approval", approval.command_id),
@@ -302,7 +302,7 @@ def _rejected(state: PipelineState, approval: Approval, reason: str, now: dateti
         "pipeline_approval",
         reason,
         environment=approval.step,
-        evidence={"approval": approval.evidence()},
+        evidence=PipelineEvidence(approval=approval.evidence()),
         outcome="rejected",
         command_id=approval.command_id,
     )
@@ -323,6 +323,6 @@ def _revoked(state: PipelineState, event: KeyRevoked) -> Step:
             "revoke",  # as a rollout records it: one name for a key's approvals withdrawn
             f"key {event.key_id} revoked: its approvals of {steps} count no more",
             environment=None,
-            evidence={"removed": [a.evidence() for a in removed]},
+            evidence=PipelineEvidence(removed=[a.evidence() for a in removed]),
         )
     ]

@@ -30,7 +30,7 @@ from controller.core.rollouts.approval_ledger import (
     RoleName,
     stage_step,
 )
-from controller.core.rollouts.briefing import parse_number
+from controller.core.rollouts.briefing import Briefing, parse_number
 from controller.core.rollouts.deploy_verdict import (
     DEPLOY_VERDICT_MODELS,
     DeployVerdict,
@@ -122,6 +122,7 @@ __all__ = [
     "ApprovalRule",
     "ApprovalTtl",
     "BackendDriftInput",
+    "Briefing",
     "CommandInput",
     "CommandRefused",
     "DeployVerdict",

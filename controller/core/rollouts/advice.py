@@ -35,7 +35,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from controller.core.common import displayable
-from controller.core.rollouts.briefing import sentences
+from controller.core.rollouts.briefing import Briefing, sentences
+from controller.core.wire import AdvisorReply
 
 PROMPT_VERSION = "gate-v2"
 MAX_UNTRUSTED_CHARS = 200
@@ -82,17 +83,19 @@ class Opinion:
         # The name comes from the server's reply: bounded before anyone keeps it.
         object.__setattr__(self, "model", displayable(clip(self.model, MAX_MODEL_CHARS)))
 
-    def evidence(self) -> dict[str, Any]:
+    def evidence(self) -> AdvisorReply:
         why = incoherence(self.advice)
-        return {
-            "status": "ok",
-            **self.advice.model_dump(),
-            "coherent": why is None,
-            **({"incoherence": why} if why is not None else {}),
-            "model": self.model,
-            "latency_ms": round(self.latency_ms, 1),
-            "prompt_version": self.prompt_version,
-        }
+        return AdvisorReply.model_validate(
+            {
+                "status": "ok",
+                **self.advice.model_dump(),
+                "coherent": why is None,
+                **({"incoherence": why} if why is not None else {}),
+                "model": self.model,
+                "latency_ms": round(self.latency_ms, 1),
+                "prompt_version": self.prompt_version,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +109,13 @@ class Unavailable:
         # Causes echo error texts and reply fragments from the server.
         object.__setattr__(self, "cause", displayable(clip(self.cause, MAX_CAUSE_CHARS)))
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "status": "unavailable",
-            "cause": self.cause,
-            "latency_ms": round(self.latency_ms, 1),
-            "prompt_version": PROMPT_VERSION,
-        }
+    def evidence(self) -> AdvisorReply:
+        return AdvisorReply(
+            status="unavailable",
+            cause=self.cause,
+            latency_ms=round(self.latency_ms, 1),
+            prompt_version=PROMPT_VERSION,
+        )
 
 
 AdvisorResult = Opinion | Unavailable
@@ -227,15 +230,14 @@ is too little traffic to judge; rollback only for a clear, large regression.
 Prompt version {PROMPT_VERSION}."""
 
 
-def build_messages(gate_data: dict[str, Any]) -> list[dict[str, str]]:
-    """The chat messages for one gate; ``gate_data`` strings are treated as untrusted.
+def build_messages(briefing: Briefing) -> list[dict[str, str]]:
+    """The chat messages for one gate; the briefing's strings are treated as untrusted.
 
     The evidence is shown as the sentences of :func:`sentences` (the numbers,
     readable) instead of the raw test statistics, which cost a small model's
     context more than they tell it; the other fields are shown as they are.
     """
-    shown = {"summary": sentences(gate_data)}
-    shown |= {k: v for k, v in gate_data.items() if k not in ("evidence", "summary")}
+    shown = {"summary": sentences(briefing), **briefing.model_dump(exclude={"evidence"})}
     # One key or sentence a line: easier for a model to read, the same JSON once parsed.
     data = json.dumps(_scrub(shown), ensure_ascii=True, indent=0)
     # JSON itself never needs "<" or ">" outside strings: escaping them leaves the

@@ -21,6 +21,7 @@ from typing import Annotated, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from controller.core.common import Actor, EnvironmentName, MessageId, ReadableDuration
+from controller.core.wire import ApprovalRecord
 
 ROLE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 MAX_APPROVALS = 64
@@ -93,15 +94,16 @@ class Approval(_Frozen):
     def live(self, gate: ApprovalGate, now: datetime) -> bool:
         return self.at <= now < self.at + gate.expires_after
 
-    def evidence(self) -> dict[str, str]:
-        return {
-            "operator": self.operator,
-            "key_id": self.key_id,
-            "holder": self.person,
-            "role": self.role,
-            "command_id": self.command_id,
-            "at": self.at.isoformat(),
-        }
+    def evidence(self) -> ApprovalRecord:
+        """The approval as a decision's evidence carries it."""
+        return ApprovalRecord(
+            operator=self.operator,
+            key_id=self.key_id,
+            holder=self.person,
+            role=self.role,
+            command_id=self.command_id,
+            at=self.at.isoformat(),
+        )
 
 
 class Ledger(_Frozen):

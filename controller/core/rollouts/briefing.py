@@ -2,9 +2,9 @@
 
 Small models read "error_rate: treatment 2.1% vs control 2.0%, delta +0.1 pp"
 far better than nested JSON of test statistics, and the prompt stays short
-enough for a 2,048-token context. Pure; every value is read defensively, since
-the evidence is a loose JSON-ready dict and a missing or odd field must cost a
-sentence, never the consultation. Only metric names (the plan's fixed enum,
+enough for a 2,048-token context. Pure; the evidence is the gate's, typed
+(:class:`Briefing`): a part the gate did not write costs its sentence, never
+the consultation. Only metric names (the plan's fixed enum,
 with the conversion a guardrail names, which the plan's pattern bounds to
 letters, digits and ``_.:-``) and numbers appear: no untrusted text is
 formatted into a sentence, and no sentence holds ``<`` or ``>`` (the prompt
@@ -14,46 +14,67 @@ escapes them, which small models misread).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from controller.core.rollouts.plan_parts import LOWER_IS_BETTER, metric_of
+from controller.core.wire import ArmTally, GateEvidence, GuardrailTest, SrmCheck
 
 PERCENT_METRICS = frozenset({"error_rate", "conversion_rate", "latency_exceedance"})
 """Metrics whose Δ is a difference of shares: shown in percentage points."""
 MAX_SENTENCES = 30
 
 
-def sentences(gate_data: dict[str, Any]) -> list[str]:
+class Briefing(BaseModel):
+    """What the advisor is shown of one gate: where the rollout is, the statistics'
+    verdict and its evidence. The texts (flag, plan, operator's reason) are untrusted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flag: str = ""
+    plan: str = ""
+    operator_reason: str = ""
+    stage: int | None = None
+    stages: int | None = None
+    percent: float | None = None
+    next_percent: float | None = None
+    time_in_stage_s: int | None = None
+    statistical_verdict: str | None = None
+    statistical_reason: str = ""
+    evidence: GateEvidence = Field(default_factory=GateEvidence)
+
+
+def sentences(briefing: Briefing) -> list[str]:
     """The gate situation and its evidence, one short sentence per fact."""
-    evidence = _dict(gate_data.get("evidence"))
-    arms = _dict(evidence.get("arms"))
-    guardrails = _dict(evidence.get("guardrails"))
-    lines = [_stage_line(gate_data)]
+    evidence = briefing.evidence
+    arms, guardrails = evidence.arms or {}, evidence.guardrails or {}
+    lines = [_stage_line(briefing)]
     lines += _rate_lines(arms, guardrails)
-    lines += [_guardrail_line(str(m), r) for m, r in list(guardrails.items())[:20]]
-    srm = _dict(evidence.get("srm"))
-    if srm:
-        lines.append(_srm_line(srm))
+    lines += [_guardrail_line(m, r) for m, r in list(guardrails.items())[:20]]
+    if evidence.srm is not None:
+        lines.append(_srm_line(evidence.srm))
     return [line for line in lines if line][:MAX_SENTENCES]
 
 
-def _stage_line(data: dict[str, Any]) -> str:
-    stage, stages = parse_number(data.get("stage")), parse_number(data.get("stages"))
+def _stage_line(data: Briefing) -> str:
+    stage, stages = data.stage, data.stages
     where = f"stage {stage + 1:.0f} of {stages:.0f}" if stage is not None and stages else "stage"
-    percent, following = parse_number(data.get("percent")), parse_number(data.get("next_percent"))
+    percent, following = data.percent, data.next_percent
     at = f" at {percent:g}% of units" if percent is not None else ""
     then = f", next {following:g}%" if following is not None else ""
-    seconds = parse_number(data.get("time_in_stage_s"))
+    seconds = data.time_in_stage_s
     spent = f", {seconds:.0f} s in the stage" if seconds is not None else ""
-    verdict = data.get("statistical_verdict")
-    says = f"; the statistics say {verdict}" if isinstance(verdict, str) else ""
+    verdict = data.statistical_verdict
+    says = f"; the statistics say {verdict}" if verdict is not None else ""
     return f"{where}{at}{then}{spent}{says}."[:300]
 
 
-def _rate_lines(arms: dict[str, Any], guardrails: dict[str, Any]) -> list[str]:
+def _rate_lines(arms: Mapping[str, ArmTally], guardrails: Mapping[str, object]) -> list[str]:
     """Per-arm error and conversion rates, gated or not: a model may see what nothing gates."""
-    t, c = _dict(arms.get("treatment")), _dict(arms.get("control"))
-    if not t or not c:
+    t, c = arms.get("treatment"), arms.get("control")
+    if t is None or c is None:
         return []
     lines = [f"units: treatment {_count(t, 'units')}, control {_count(c, 'units')}."]
     for metric, part, whole in (
@@ -72,19 +93,19 @@ def _rate_lines(arms: dict[str, Any], guardrails: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _guardrail_line(key: str, result: Any) -> str:
+def _guardrail_line(key: str, result: GuardrailTest | str) -> str:
     name, metric = key[:96], metric_of(key)
-    if not isinstance(result, dict):
+    if not isinstance(result, GuardrailTest):
         return f"guardrail {name}: not tested yet, too few events."
     scale, unit = (100.0, " pp") if metric in PERCENT_METRICS else (1.0, _unit(metric))
-    delta, lower, upper = (parse_number(result.get(k)) for k in ("delta", "lower", "upper"))
-    tolerance = parse_number(result.get("tolerance")) or 0.0
+    delta, lower, upper = (parse_number(v) for v in (result.delta, result.lower, result.upper))
+    tolerance = parse_number(result.tolerance) or 0.0
     if delta is None:
         return f"guardrail {name}: no estimate yet."
     bound = f"[{_bound(lower, scale)}, {_bound(upper, scale)}]{unit}"
     worse = "higher" if metric in LOWER_IS_BETTER else "lower"
-    verdict = "regression shown" if result.get("regressed") is True else "no regression shown"
-    p_value = parse_number(result.get("p_value"))
+    verdict = "regression shown" if result.regressed is True else "no regression shown"
+    p_value = parse_number(result.p_value)
     p = f", p {p_value:.2g}" if p_value is not None else ""
     return (
         f"guardrail {name} ({worse} is worse): delta {_signed(delta * scale)}{unit},"
@@ -92,18 +113,15 @@ def _guardrail_line(key: str, result: Any) -> str:
     )
 
 
-def _srm_line(srm: dict[str, Any]) -> str:
-    observed, expected = (
-        parse_number(srm.get("observed_treatment")),
-        parse_number(srm.get("expected_treatment")),
-    )
-    share = parse_number(srm.get("expected_treatment_share"))
-    p_value = parse_number(srm.get("sequential_p_value"))
-    threshold = parse_number(srm.get("p_threshold"))
+def _srm_line(srm: SrmCheck) -> str:
+    observed, expected = parse_number(srm.observed_treatment), parse_number(srm.expected_treatment)
+    share = parse_number(srm.expected_treatment_share)
+    p_value = parse_number(srm.sequential_p_value)
+    threshold = parse_number(srm.p_threshold)
     if observed is None or expected is None or p_value is None:
         return ""
     planned = f" ({share:.1%} planned)" if share is not None else ""
-    verdict = "mismatch flagged" if srm.get("flagged") is True else "no mismatch shown"
+    verdict = "mismatch flagged" if srm.flagged is True else "no mismatch shown"
     limit = f", threshold {threshold:g}" if threshold is not None else ""
     return (
         f"sample ratio: {observed:.0f} treatment units against {expected:.0f} expected{planned},"
@@ -125,15 +143,15 @@ def _signed(value: float) -> str:
     return f"{value:+.3g}"
 
 
-def _share(arm: dict[str, Any], part: str, whole: str) -> float | None:
-    numerator, denominator = parse_number(arm.get(part)), parse_number(arm.get(whole))
+def _share(arm: ArmTally, part: str, whole: str) -> float | None:
+    numerator, denominator = parse_number(getattr(arm, part)), parse_number(getattr(arm, whole))
     if numerator is None or not denominator:
         return None
     return numerator / denominator
 
 
-def _count(arm: dict[str, Any], key: str) -> str:
-    value = parse_number(arm.get(key))
+def _count(arm: ArmTally, key: str) -> str:
+    value = parse_number(getattr(arm, key))
     return "?" if value is None else f"{value:.0f}"
 
 
@@ -149,7 +167,3 @@ def parse_number(value: Any) -> float | None:
     if value in ("inf", "-inf"):
         return float(value)
     return None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.core.common import ConfigError, JsonObject, load_document
+from controller.core.common import ConfigError, load_document
 from controller.core.rollouts.plan_parts import (
     AudienceField,
     Backend,
@@ -39,7 +39,7 @@ from controller.core.rollouts.plan_parts import (
 from controller.core.rollouts.policy import HealthPolicy, HealthWords
 from controller.core.rollouts.windows import Windows
 from controller.core.rules import plan_problem, rings_problem
-from controller.core.wire import ArmValues
+from controller.core.wire import ArmValues, JsonObject
 
 
 class Plan(Frozen):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from controller.core.rollouts.advice import AdvisorResult
 from controller.core.rollouts.approval_ledger import Ledger
@@ -19,7 +19,13 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Applied, Trigger
 from controller.core.rollouts.windows import Window
 from controller.core.rules import Ring, rings_of
-from controller.core.wire import CommandAction, FlagStatus, GateEvidence, threshold
+from controller.core.wire import (
+    CommandAction,
+    FlagStatus,
+    GateEvidence,
+    RolloutEvidence,
+    threshold,
+)
 
 
 class Phase(StrEnum):
@@ -57,6 +63,11 @@ class PauseReason(StrEnum):
     """A monitor's ``down`` with ``action: hold`` (an aborted deploy of the flag's service)."""
 
 
+def _read_back(raw: object) -> object:
+    """A state saved by any controller: its evidence read by the tolerant reader."""
+    return raw if isinstance(raw, RolloutEvidence) else RolloutEvidence.tolerant(raw)
+
+
 class Ending(BaseModel):
     """The decision that finished a rollout, kept with it so its status can say why."""
 
@@ -66,8 +77,9 @@ class Ending(BaseModel):
     action: str = Field(max_length=64, description="rollback, kill, abort or complete.")
     kind: str = Field(max_length=64, description="Who decided: gate, command, monitor, ...")
     reason: str
-    evidence: dict[str, Any] = Field(
-        default_factory=dict, description="The deciding decision's evidence, as published."
+    evidence: Annotated[RolloutEvidence, BeforeValidator(_read_back)] = Field(
+        default_factory=RolloutEvidence,
+        description="The deciding decision's evidence, as published.",
     )
 
 
@@ -331,7 +343,8 @@ class BackendDriftInput:
 
     what: str
     now: datetime
-    details: dict[str, Any] = field(default_factory=dict)
+    details: RolloutEvidence = field(default_factory=RolloutEvidence)
+    """The feature, where, what changed and what the platform serves now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +398,7 @@ class RecordDecision:
     phase_after: str | None
     stage: int | None = None
     command_id: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: RolloutEvidence = field(default_factory=RolloutEvidence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from controller.core.common import BUCKET_COUNT, EDGES_MS, JsonObject
+from controller.core.common import BUCKET_COUNT, EDGES_MS
 from controller.core.stats.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_N_TUNE,
@@ -40,6 +40,7 @@ from controller.core.stats.sequential import (
     difference_test,
     proportion_test,
 )
+from controller.core.wire import JsonObject
 
 ARM_QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 """The quantiles of each arm's latency the gate publishes, by name."""
@@ -238,5 +239,5 @@ def arm_latency(hist: Sequence[int]) -> JsonObject:
 
 
 def latency_evidence(treatment: Sequence[int], control: Sequence[int]) -> JsonObject:
-    """Per arm :func:`arm_latency` of its histogram: ``evidence["latency"]``, a few numbers."""
+    """Per arm :func:`arm_latency` of its histogram: the evidence's ``latency``, a few numbers."""
     return {"treatment": arm_latency(treatment), "control": arm_latency(control)}

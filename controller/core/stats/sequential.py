@@ -44,7 +44,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core.common import JsonObject, evidence_of
+from controller.core.common import evidence_of
+from controller.core.wire import JsonObject
 
 Direction = Literal["lower_is_better", "higher_is_better"]
 
@@ -74,7 +75,7 @@ class SequentialResult:
 
     def evidence(self) -> JsonObject:
         """Every field, JSON-ready (infinities as the strings ``inf`` / ``-inf``)."""
-        return evidence_of(self)
+        return {**evidence_of(self)}
 
 
 # --- the sequential boundary --------------------------------------------------------------

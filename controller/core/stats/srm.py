@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.common import JsonObject, evidence_of
+from controller.core.common import evidence_of
+from controller.core.wire import JsonObject
 
 SRM_PRIOR_CONCENTRATIONS = (100.0, 1_000.0, 10_000.0)
 """Beta prior concentrations of the mixture: 100 reacts to gross mismatches within a few
@@ -44,7 +45,7 @@ class SrmResult:
 
     def evidence(self) -> JsonObject:
         """Every field, JSON-ready."""
-        return evidence_of(self)
+        return {**evidence_of(self)}
 
 
 def _chi_square(observed: Sequence[int], expected: Sequence[float]) -> float:

@@ -39,6 +39,7 @@ from controller.core.common import (
     as_datetime,
 )
 from controller.core.trust import signing
+from controller.core.wire import AppKeyEvidence
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 APP_KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -348,9 +349,9 @@ def audit(
     key = result if isinstance(result, AppKey) and refused is None else None
     name = key.name if key is not None else command.target
     flag = AUDIT_FLAG_PREFIX + (name if _named(name) else "invalid")
-    evidence: dict[str, Any] = {"actor": command.actor, "reason": command.reason}
+    evidence = AppKeyEvidence(actor=command.actor, reason=command.reason)
     if key is not None:
-        evidence["app_key"] = key.shown()
+        evidence = evidence.merged(app_key=key.shown())
     return {
         "type": "decision",
         "v": 1,
@@ -362,7 +363,7 @@ def audit(
         "outcome": "rejected" if key is None else "applied",
         "reason": reason[:500],
         "command_id": command.id,
-        "evidence": evidence,
+        "evidence": evidence.wire(),
     }
 
 

@@ -14,32 +14,30 @@ string ``"inf"`` / ``"-inf"`` (JSON has none) and read back as one.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Mapping
-from functools import cache
-from itertools import islice
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    PlainSerializer,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
 
-from controller.core.common import JsonObject
+from controller.core.wire.json import JsonObject
+from controller.core.wire.ordered import tolerant
 
 
-def _json_number(value: float) -> float | str:
+def _json_number(value: float) -> int | float | str:
     return value if math.isfinite(value) else str(value)
 
 
+def _read_number(value: object) -> object:
+    """An infinity as JSON carries it (``"inf"``), read back as one; anything else as given."""
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return float(value)
+    return value
+
+
 Number = Annotated[
-    int | float, PlainSerializer(_json_number, return_type=float | str, when_used="json")
+    int | float,
+    BeforeValidator(_read_number),
+    PlainSerializer(_json_number, return_type=int | float | str, when_used="json"),
 ]
 """A number as the evidence writes it: an integer stays one; infinities as ``"inf"``."""
 INSUFFICIENT = "insufficient data"
@@ -50,6 +48,15 @@ class Part(BaseModel):
     """A part of the evidence: frozen, and closed (a key it does not name is refused)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> object:
+            # A part read back with a field damaged or missing (an older writer's) was
+            # built without it: the field reads as not given, a blank to its reader.
+            if name in type(self).model_fields:
+                return None
+            return super().__getattr__(name)
 
 
 class ArmTally(Part):
@@ -217,64 +224,7 @@ class GateEvidence(Part):
         return written
 
     @classmethod
-    def tolerant(cls, raw: object) -> GateEvidence:
-        """The gate's parts of an evidence read back from a topic, a store or the network.
-
-        The one tolerant reader: a decision published by an older or newer
-        controller, or damaged, may miss parts, add keys or hold a part of the
-        wrong shape. Each part is read alone, and each entry of a part kept by
-        name (an arm, a guardrail); what does not fit is left out, never
-        raised, so one odd part costs that part, not the evidence.
-        """
-        if not isinstance(raw, Mapping):
-            return cls()
-        parts = {}
-        for name, field in cls.model_fields.items():
-            if name in raw and (part := _part(field.annotation, raw[name])) is not _LEFT_OUT:
-                parts[name] = part
-        return cls.model_validate(parts)
-
-
-_LEFT_OUT = object()
-"""A part that did not fit its type."""
-
-
-def _part(annotation: object, value: object) -> object:
-    """``value`` as ``annotation`` reads it; a mapping's entries each on their own."""
-    adapter = _adapter(annotation)
-    try:
-        return adapter.validate_python(value)
-    except ValidationError:
-        pass
-    entry = _ENTRIES.get(annotation)
-    if entry is None or not isinstance(value, Mapping):
-        return _LEFT_OUT
-    kept = {}
-    for key, item in islice(value.items(), MAX_ENTRIES):
-        with contextlib.suppress(ValidationError):
-            kept[str(key)] = entry.validate_python(item)
-    return kept
-
-
-MAX_ENTRIES = 50
-"""The most arms, guardrails or limits read from one evidence: a plan has a handful."""
-
-
-@cache
-def _adapter(annotation: Any) -> TypeAdapter[object]:
-    adapter: TypeAdapter[object] = TypeAdapter(annotation)
-    return adapter
-
-
-def _entry_adapters() -> dict[object, TypeAdapter[object]]:
-    """For each part that is a mapping by name, the type of one entry."""
-    found: dict[object, TypeAdapter[object]] = {}
-    for field in GateEvidence.model_fields.values():
-        whole = field.annotation
-        for option in get_args(whole):
-            if get_origin(option) is dict:
-                found[whole] = _adapter(get_args(option)[1])
-    return found
-
-
-_ENTRIES = _entry_adapters()
+    def tolerant(cls, raw: object) -> Self:
+        """The gate's parts of an evidence read back from a topic, a store or the network,
+        by the one tolerant reader (:func:`controller.core.wire.ordered.tolerant`)."""
+        return tolerant(cls, raw)

@@ -29,6 +29,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from controller.core.common import (
@@ -58,6 +59,12 @@ from controller.core.common import (
 )
 from controller.core.rules import MAX_RINGS, AudienceRule, Cohort, Ring
 from controller.core.wire.arm_values import ArmValues
+from controller.core.wire.decision_evidence import (
+    DecisionEvidence,
+    RolloutEvidence,
+    evidence_type,
+    read_evidence,
+)
 
 
 class Arm(StrEnum):
@@ -277,7 +284,22 @@ class Decision(_Message):
     phase_before: ShortText | None = None
     phase_after: ShortText | None = None
     command_id: MessageId | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence: DecisionEvidence = Field(
+        default_factory=RolloutEvidence,
+        description="What it was decided on; its part follows from `kind` (a rollout's own, "
+        "a pipeline's, a segment's, an app key's, an ingest command's), or the note that "
+        "replaced evidence too large to publish.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evidence_of_its_kind(cls, data: object) -> object:
+        """The evidence read as the part its kind carries: the kind is the union's tag."""
+        if isinstance(data, Mapping) and isinstance(data.get("evidence"), Mapping):
+            raw = data["evidence"]
+            typed = evidence_type(data.get("kind"), raw).model_validate(raw)
+            return {**data, "evidence": typed}
+        return data
 
 
 class Alert(_Message):
@@ -337,9 +359,17 @@ _OUTPUT: TypeAdapter[Decision | Alert] = TypeAdapter(
 
 def decision_or_alert(value: object) -> Decision | Alert | None:
     """A decision or an alert read back from its topic or the gate history; None for
-    anything else: another type, or a message that breaks the contract, skipped, never raised."""
+    anything else: another type, or a message that breaks the contract, skipped, never raised.
+
+    A decision's evidence is read by the one tolerant reader (:func:`read_evidence`): one
+    published by an older or newer controller, or damaged in a part, keeps the parts that
+    fit, so the decision is still read.
+    """
+    data = dict(value) if isinstance(value, Mapping) else value
+    if isinstance(data, dict) and data.get("type") == "decision" and "evidence" in data:
+        data["evidence"] = read_evidence(data.get("kind"), data["evidence"])
     try:
-        return _OUTPUT.validate_python(dict(value) if isinstance(value, Mapping) else value)
+        return _OUTPUT.validate_python(data)
     except ValidationError:
         return None
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest, signing
-from controller.core.wire import Decision
+from controller.core.wire import AppKeyEvidence, Decision
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
@@ -59,14 +59,15 @@ def run(args: argparse.Namespace) -> int:
 
 def outcome_line(decision: Decision, target: str) -> str:
     """One line on a decision on an app-key command: the key made or revoked, or why not."""
-    key = decision.evidence.get("app_key", {})
-    what = f"app-key {decision.action} {key.get('name') or target}"
-    if decision.outcome != "applied":
+    said = decision.evidence
+    key = said.app_key if isinstance(said, AppKeyEvidence) else None
+    what = f"app-key {decision.action} {key.name if key else target}"
+    if decision.outcome != "applied" or key is None:
         return views.outcome_line(decision, what=what)
-    kind = "client key" if key.get("client") else "server key"
-    scopes = ", ".join(key.get("scopes", []))
-    where = f", in {key['environment']} only" if key.get("environment") else ""
-    result = f"id {key.get('id')}, {kind}: {scopes}{where}"
+    kind = "client key" if key.client else "server key"
+    scopes = ", ".join(key.scopes)
+    where = f", in {key.environment} only" if key.environment else ""
+    result = f"id {key.id}, {kind}: {scopes}{where}"
     return views.outcome_line(decision, what=what, result=result)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.core.machine import IngestCommand
 from controller.core.trust import signing
+from controller.core.wire import IngestEvidence
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(answered.published)
     else:
-        partitions = decision.evidence.get("partitions")
+        said = decision.evidence
+        partitions = said.partitions if isinstance(said, IngestEvidence) else None
         result = f"events partitions {partitions}" if partitions else ""
         print(views.outcome_line(decision, what=f"ingest {command['action']}", result=result))
     return 0 if decision.outcome == "applied" else EXIT_REJECTED

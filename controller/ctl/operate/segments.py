@@ -26,7 +26,14 @@ from pydantic import ValidationError
 
 from controller.core.rules import MAX_ID_CHARS, MAX_IDS, pack, parse, to_text
 from controller.core.trust import signing
-from controller.core.wire import Decision, SegmentCommand, SegmentRecord, decision_key, summarize
+from controller.core.wire import (
+    Decision,
+    SegmentCommand,
+    SegmentEvidence,
+    SegmentRecord,
+    decision_key,
+    summarize,
+)
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import encode_command
@@ -154,13 +161,15 @@ def change(
 def outcome_line(verb: str, name: str, decision: Decision) -> str:
     """What became of a segment command: its new version and size, or why not."""
     evidence = decision.evidence
-    if evidence.get("deleted"):
+    if not isinstance(evidence, SegmentEvidence):
+        evidence = SegmentEvidence()
+    if evidence.deleted:
         content = "deleted"
-    elif "rule" in evidence:
+    elif evidence.rule is not None:
         content = "a rule"
     else:
-        content = f"{evidence.get('count')} ids"
-    version = evidence.get("version")
+        content = f"{evidence.count} ids"
+    version = evidence.version
     return views.outcome_line(
         decision, what=f"segment {verb} {name}", result=f"version {version}, {content}"
     )

@@ -29,7 +29,7 @@ from controller.core.reading import (
 )
 from controller.core.rollouts import COMPLETION_SERVES
 from controller.core.stats import comparison_text
-from controller.core.wire import Alert, Decision, GateEvidence
+from controller.core.wire import Alert, Decision
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -108,7 +108,7 @@ def status_detail(r: RolloutStatus) -> str:
         flagged = "MISMATCH" if srm.flagged else "ok"
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
-    if comparison := comparison_text(GateEvidence.tolerant(r.evidence)):
+    if comparison := comparison_text(r.evidence):
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))

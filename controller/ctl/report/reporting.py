@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
 from controller.core.reading import RolloutStatus
+from controller.core.wire import JsonObject
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
@@ -46,7 +47,6 @@ MAX_BODY_CHARS = 32 * 1024 * 1024
 """The largest status or history answer read: anything bigger is not a controller's."""
 CLIENT_ID = "rolloutctl-report"
 NOT_STARTED = "no rollout here: the pipeline has not started this environment"
-JsonObject = dict[str, object]
 """A JSON object as read off the wire, before it is read into its model."""
 _Built = TypeVar("_Built", Report, environments.ReleaseReport)
 

@@ -25,7 +25,7 @@ from controller.core.reading import (
     source_lines,
 )
 from controller.core.stats import comparison_text
-from controller.core.wire import Decision, GateEvidence
+from controller.core.wire import Decision, gate_of
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
@@ -57,10 +57,8 @@ def stages(
             walked.append(current)
         if read.gated and (at is None or at == current.index):
             source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
-            _take_evidence(
-                current, read, source, comparison_text(GateEvidence.tolerant(decision.evidence))
-            )
-            current.sources = source_lines(decision.evidence)
+            _take_evidence(current, read, source, comparison_text(gate_of(decision.evidence)))
+            current.sources = source_lines(gate_of(decision.evidence))
         moved = index is not None and index != current.index
         ended = decision.phase_after in TERMINAL
         if ended or moved or decision.action == "watch":
@@ -104,7 +102,7 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
             stage,
             Evidence.read(status.evidence),
             "the gate's current view (not decided yet)",
-            comparison_text(GateEvidence.tolerant(status.evidence)),
+            comparison_text(status.evidence),
         )
         stage.sources = source_lines(status.evidence)
 

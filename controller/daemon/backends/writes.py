@@ -34,6 +34,7 @@ from controller.core.machine import drift_alerted
 from controller.core.rollouts import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
+from controller.core.wire import RolloutEvidence
 from controller.daemon.backends.alerts import BackendAlerts
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.metrics import BackendMetrics
@@ -184,7 +185,8 @@ class FlagSync:
         self._metrics.drifts.inc()
         alerted = False
         if rollout.phase is Phase.RUNNING and self._apply is not None:
-            drift = BackendDriftInput(f"changed by hand: {what}", self._now(), details)
+            said = RolloutEvidence.model_validate(details)
+            drift = BackendDriftInput(f"changed by hand: {what}", self._now(), said)
             await self._apply(flag, drift)
             after = (await self._states.load(flag)).rollout or rollout
             # The machine's transition raised the alert, unless the rollout moved meanwhile.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,14 @@ import orjson
 from pydantic import BaseModel
 
 from controller.core.rollouts import Action, PublishFlagState, RaiseAlert, Rollout
-from controller.core.wire import Alert, Decision, FlagState
+from controller.core.wire import (
+    Alert,
+    Decision,
+    DecisionEvidence,
+    FlagState,
+    RolloutEvidence,
+    TruncatedEvidence,
+)
 from controller.ports import OutboxMessage
 from controller.settings import TopicSettings
 
@@ -118,19 +126,31 @@ def _message(
         "phase_before": action.phase_before,
         "phase_after": action.phase_after,
         "command_id": action.command_id,
-        "evidence": _bounded(action.evidence),
+        "evidence": _bounded_evidence(action.evidence),
     }
     return topics.decisions, Decision.model_validate({**common, **decision})
 
 
 def _bounded(data: dict[str, Any]) -> dict[str, Any]:
     """``data``, or a note of its size and digest when it is too large to publish."""
+    note = _too_large(data)
+    return data if note is None else note.wire()
+
+
+def _bounded_evidence(evidence: RolloutEvidence) -> DecisionEvidence:
+    """``evidence``, or the note of its size and digest when it is too large to publish."""
+    note = _too_large(evidence.wire())
+    return evidence if note is None else note
+
+
+def _too_large(data: Mapping[str, object]) -> TruncatedEvidence | None:
+    """The note that replaces ``data`` past :data:`MAX_DETAIL_BYTES`; None below."""
     raw = orjson.dumps(data, default=str)
     if len(raw) <= MAX_DETAIL_BYTES:
-        return data
-    return {
-        "truncated": True,
-        "bytes": len(raw),
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "keys": sorted(str(k)[:64] for k in data)[:50],
-    }
+        return None
+    return TruncatedEvidence(
+        truncated=True,
+        bytes=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        keys=sorted(str(k)[:64] for k in data)[:50],
+    )

@@ -52,6 +52,7 @@ from controller.core.trust import StateSigner
 from controller.core.wire import (
     Decision,
     SegmentCommand,
+    SegmentEvidence,
     decision_key,
     part_key,
     signed_bytes,
@@ -263,7 +264,7 @@ class SegmentService:
         return len(names)
 
     async def _decide(
-        self, command: SegmentCommand, outcome: str, reason: str, evidence: dict[str, Any]
+        self, command: SegmentCommand, outcome: str, reason: str, evidence: Mapping[str, object]
     ) -> None:
         now = self._now()
         decision = Decision.model_validate(
@@ -271,11 +272,17 @@ class SegmentService:
             | {"flag": decision_key(command.segment), "kind": "segment"}
             | {"action": f"segment_{command.action}", "outcome": outcome, "reason": reason[:500]}
             | {"command_id": command.id}
-            | {"evidence": {"segment": command.segment, "actor": command.actor} | evidence}
+            | {"evidence": _said(command, evidence)}
         )
         value = decision.model_dump_json(exclude_none=True).encode()
         await self._outputs.publish_values([(self._topics.decisions, decision.flag, value)])
         self._counted(decision.action, outcome)
+
+
+def _said(command: SegmentCommand, evidence: Mapping[str, object]) -> SegmentEvidence:
+    """The decision's evidence: the segment, who asked, and what became of it."""
+    said = {"segment": command.segment, "actor": command.actor, **evidence}
+    return SegmentEvidence.model_validate(said)
 
 
 def _evidence(record: dict[str, Any]) -> dict[str, Any]:

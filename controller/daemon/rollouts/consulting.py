@@ -20,12 +20,12 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
 from controller.core.machine import evaluate
 from controller.core.rollouts import (
+    Briefing,
     GateInput,
     Input,
     OpinionInput,
@@ -205,20 +205,19 @@ class Consultations:
         )
 
 
-def gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> dict[str, Any]:
+def gate_data(rollout: Rollout, verdict: Verdict, now: datetime) -> Briefing:
     """What the advisor is shown: the gate's numbers and, as untrusted text, names."""
-    return {
-        "flag": rollout.flag,
-        "plan": rollout.plan.name,
-        "operator_reason": rollout.note,
-        "stage": rollout.stage,
-        "stages": len(rollout.plan.stages),
-        "percent": rollout.percent,
-        "next_percent": rollout.plan.stages[
-            min(rollout.stage + 1, len(rollout.plan.stages) - 1)
-        ].percent,
-        "time_in_stage_s": round((now - rollout.stage_started_at).total_seconds()),
-        "statistical_verdict": verdict.kind.value,
-        "statistical_reason": verdict.reason,
-        "evidence": verdict.evidence.wire(),
-    }
+    following = rollout.plan.stages[min(rollout.stage + 1, len(rollout.plan.stages) - 1)]
+    return Briefing(
+        flag=rollout.flag,
+        plan=rollout.plan.name,
+        operator_reason=rollout.note,
+        stage=rollout.stage,
+        stages=len(rollout.plan.stages),
+        percent=rollout.percent,
+        next_percent=following.percent,
+        time_in_stage_s=round((now - rollout.stage_started_at).total_seconds()),
+        statistical_verdict=verdict.kind.value,
+        statistical_reason=verdict.reason,
+        evidence=verdict.evidence,
+    )

@@ -60,7 +60,7 @@ from controller.core.release import (
     window_problems,
 )
 from controller.core.rollouts import Phase
-from controller.core.wire import Command
+from controller.core.wire import Command, PipelineEvidence, RolloutEnding
 from controller.daemon.registries import Keyring
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.rollouts import Rollouts
@@ -143,7 +143,7 @@ class Pipelines:
         checked = await self._checked(command, raw, now)
         if isinstance(checked, str):
             log.warning("pipeline_rejected", flag=command.flag, id=command.id, reason=checked)
-            who = {"actor": command.actor, "key_id": command.key_id}
+            who = PipelineEvidence(actor=command.actor, key_id=command.key_id)
             await self._writer.refuse(command.flag, command.id, checked, who)
             return
         run, actions = begin(
@@ -284,7 +284,9 @@ class Pipelines:
             outcome,  # type: ignore[arg-type]
             self._now(),
             reason=ending.reason if ending is not None else "",
-            evidence={"decided": ending.action, "by": ending.kind} if ending is not None else {},
+            evidence=RolloutEnding(decided=ending.action, by=ending.kind)
+            if ending is not None
+            else RolloutEnding(),
         )
 
     async def status(self, flag: str) -> dict[str, Any] | None:

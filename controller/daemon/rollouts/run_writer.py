@@ -21,12 +21,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from controller.core.common import ControllerError, scoped
 from controller.core.release import Decision, Event, PipelineState, RunPhase, StartRollout, step
 from controller.core.rollouts import CommandInput, RaiseAlert
-from controller.core.wire import CommandAction
+from controller.core.wire import CommandAction, PipelineEvidence
 from controller.core.wire import Decision as WireDecision
 from controller.daemon.outputs import render_alert
 from controller.daemon.rollouts.rollouts import Rollouts
@@ -114,7 +112,7 @@ class RunWriter:
             await self.runs.published(run_id, [m.id for m in pending])
 
     async def refuse(
-        self, flag: str, command_id: str, reason: str, evidence: dict[str, Any]
+        self, flag: str, command_id: str, reason: str, evidence: PipelineEvidence
     ) -> None:
         """Publish the refusal of a pipeline's start, which changes no run."""
         refused = Decision(
@@ -150,20 +148,17 @@ def digest(text: str) -> str:
 
 def _command_id(action: Decision) -> str | None:
     """The command a decision answers: a run's first start answers the pipeline command."""
-    found = action.evidence.get("command_id")
-    return found if isinstance(found, str) and action.kind == "pipeline_start" else None
+    return action.evidence.command_id if action.kind == "pipeline_start" else None
 
 
 def _decision(flag: str, run_id: str, pipeline: str, action: Decision, now: datetime) -> bytes:
     """A pipeline decision on the decisions topic: its id is its key's, the same on a replay."""
-    rollout_id = action.evidence.get("rollout_id")
-    evidence = {
-        **action.evidence,
-        "run_id": run_id or None,
-        "pipeline": pipeline or None,
-        "environment": action.environment,
-        "key": action.key,
-    }
+    evidence = action.evidence.merged(
+        run_id=run_id or None,
+        pipeline=pipeline or None,
+        environment=action.environment,
+        key=action.key,
+    )
     decided = WireDecision.model_validate(
         {
             "type": "decision",
@@ -171,13 +166,13 @@ def _decision(flag: str, run_id: str, pipeline: str, action: Decision, now: date
             "id": digest(action.key),
             "ts": now.isoformat(),
             "flag": flag,
-            "rollout_id": rollout_id if isinstance(rollout_id, str) else None,
+            "rollout_id": evidence.rollout_id,
             "kind": "pipeline",
             "action": action.kind,
             "outcome": OUTCOMES.get(action.outcome, action.outcome),
             "reason": action.reason[:500],
             "command_id": action.command_id or _command_id(action),
-            "evidence": orjson.loads(orjson.dumps(evidence, default=str)),
+            "evidence": evidence,
         }
     )
     return decided.model_dump_json().encode()

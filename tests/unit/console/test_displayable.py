@@ -19,6 +19,7 @@ from controller.core.common.text import UNSAFE, displayable
 from controller.core.reading.narrative import accepted
 from controller.core.reading.views import describe
 from controller.core.rollouts.advice import Opinion, Unavailable, parse_advice
+from controller.core.wire import RolloutEvidence
 from controller.core.wire.messages import Alert, Decision
 from controller.ctl.operate import views
 from controller.ctl.report.render import html_page, markdown
@@ -116,7 +117,7 @@ def test_the_cli_shows_none_of_them() -> None:
     decision = Decision.model_construct(
         type="decision", v=1, id="d1", flag=HOSTILE, ts=datetime(2026, 11, 22, 12, tzinfo=UTC),
         kind="command", action="pause", outcome="applied", reason=HOSTILE, stage=1,
-        phase_before=None, phase_after=None, evidence={},
+        phase_before=None, phase_after=None, evidence=RolloutEvidence(),
     )  # fmt: skip
     row = status_row(flag=HOSTILE, plan=HOSTILE, pause_reason=HOSTILE, verdict_reason=HOSTILE)
     shown = [

@@ -39,7 +39,7 @@ def test_each_stage_names_its_ring_and_its_comparison(
     report = from_served(STATUS, [START, gated], None, NOW)
     first = report.stages[0]
     assert (first.audience, first.compared) == (audience, compared)
-    assert _plain(report)["stages"][0]["audience"] == audience  # type: ignore[index]
+    assert _plain(report)["stages"][0]["audience"] == audience  # type: ignore[index,call-overload]
     md, page = markdown(report), html_page(report)
     if audience:
         line = f"{audience}, compared against {compared}"

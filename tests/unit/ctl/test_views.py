@@ -93,7 +93,7 @@ def test_status_names_the_stage_as_everything_else_does() -> None:
 def test_status_names_a_targeted_rollouts_ring(
     ring: dict[str, Any] | None, line: str | None
 ) -> None:
-    base = rollout().evidence
+    base = rollout().evidence.wire()
     text = status_detail(rollout(evidence=base if ring is None else {**base, "audience": ring}))
     audience = [each for each in text.splitlines() if each.startswith("audience:")]
     assert audience == ([] if line is None else [f"audience:    {line}"])
@@ -142,7 +142,7 @@ LATENCY = {
     ],
 )
 def test_status_detail_shows_each_arms_latency(latency: object, lines: list[str]) -> None:
-    evidence = {**rollout().evidence, "latency": latency}
+    evidence = {**rollout().evidence.wire(), "latency": latency}
     text = status_detail(rollout(evidence=evidence)).splitlines()
     assert [line for line in text if line.startswith(("latency:", "             c"))] == lines
     if lines:  # beside the arms' counts, above the guardrails' Δ

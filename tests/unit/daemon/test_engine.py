@@ -19,6 +19,7 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.core.machine.commands import MAX_CONTROL_BYTES
+from controller.core.rollouts import Briefing
 from controller.core.rollouts.advice import Advice, AdvisorResult, Opinion, Unavailable
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
@@ -148,7 +149,7 @@ class BusyAggregates(MemoryAggregates):
 class DownAdvisor:
     calls: int = 0
 
-    async def advise(self, gate_data: dict[str, object]) -> AdvisorResult:
+    async def advise(self, briefing: Briefing) -> AdvisorResult:
         self.calls += 1
         return Unavailable("connection refused")
 
@@ -210,7 +211,7 @@ class SlowAdvisor:
     asked: asyncio.Event = field(default_factory=asyncio.Event)
     calls: int = 0
 
-    async def advise(self, gate_data: dict[str, object]) -> AdvisorResult:
+    async def advise(self, briefing: Briefing) -> AdvisorResult:
         self.calls += 1
         self.asked.set()
         await self.release.wait()

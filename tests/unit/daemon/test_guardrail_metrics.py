@@ -6,10 +6,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from controller.core.common import JsonObject, JsonValue
 from controller.core.machine.gate import evaluate
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, JsonObject, JsonValue
 from controller.daemon.metrics import Metrics
 from controller.settings import EngineSettings
 from tests.documents import as_read, sequential_test

@@ -17,12 +17,11 @@ from controller.adapters.memory import (
     MemoryOutputs,
     MemoryStates,
 )
-from controller.core.common import JsonValue
 from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
 from controller.core.rollouts.rollout import Verdict
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, JsonValue
 from controller.daemon.rollouts.engine import build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage

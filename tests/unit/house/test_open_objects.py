@@ -17,11 +17,11 @@ import controller
 
 PACKAGE = Path(controller.__file__).parent
 
-MAX_OPEN_DICT_LINES = 266
+MAX_OPEN_DICT_LINES = 228
 """Lines of the package holding ``dict[str, Any]``."""
-MAX_OPEN_DICT_LINES_ON_DECISION_PATH = 49
+MAX_OPEN_DICT_LINES_ON_DECISION_PATH = 25
 """Of those, lines in the wings that make and read decisions."""
-MAX_KEYED_EVIDENCE_READS = 36
+MAX_KEYED_EVIDENCE_READS = 0
 """Reads of an evidence by key: ``evidence["…"]``, ``evidence.get(``, ``gate_data[…]``."""
 
 DECISION_PATH = ("core/machine", "core/release", "core/reading", "core/rollouts")

@@ -22,6 +22,7 @@ from controller.core.rollouts.rollout import (
     RecordDecision,
     Rollout,
 )
+from controller.core.wire import ApprovalRecord
 from controller.core.wire.messages import CommandAction
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -173,16 +174,18 @@ def test_the_audit_says_who_approved_what_and_when() -> None:
     assert state is not None
     state, actions = step(state, approve("bo", hours=1))
     said = decided(actions)
-    assert said.evidence["approved"] == {"approver": ["ana-person (ana)", "bo-person (bo)"]}
-    assert said.evidence["approval"] == {
-        "operator": "bo-person",
-        "key_id": "bo",
-        "holder": "bo",
-        "role": "approver",
-        "command_id": "c-bo-1",
-        "at": (T0 + timedelta(hours=1)).isoformat(),
-    }
-    assert said.evidence["needed"] == {"approver": 0}
+    assert said.evidence.approved == {"approver": ["ana-person (ana)", "bo-person (bo)"]}
+    assert said.evidence.approval == ApprovalRecord(
+        **{
+            "operator": "bo-person",
+            "key_id": "bo",
+            "holder": "bo",
+            "role": "approver",
+            "command_id": "c-bo-1",
+            "at": (T0 + timedelta(hours=1)).isoformat(),
+        }
+    )
+    assert said.evidence.needed == {"approver": 0}
 
 
 def test_a_revoked_key_takes_its_approvals_with_it() -> None:
@@ -194,7 +197,7 @@ def test_a_revoked_key_takes_its_approvals_with_it() -> None:
     assert revoked.approvals.approvals == ()
     said = decided(actions)
     assert (said.action, said.reason) == ("revoke", "key ana revoked: its approvals count no more")
-    assert [a["key_id"] for a in said.evidence["removed"]] == ["ana"]
+    assert [a.key_id for a in said.evidence.removed or []] == ["ana"]
     # bo's approval alone no longer moves it
     after, _ = step(revoked, approve("bo", hours=2))
     assert after is not None

@@ -34,7 +34,7 @@ from controller.core.rollouts.rollout import (
     VerdictKind,
 )
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, RolloutEvidence
 from controller.core.wire.messages import CommandAction
 from tests.documents import as_read
 from tests.unit.core.machine.test_machine import NOW, T0, cmd, rollout, summarize
@@ -78,7 +78,9 @@ def trigger_input(state: Rollout, trigger: Trigger) -> Input:
             VerdictKind.ADVANCE, "the stage is complete", None, GateEvidence(breach="x")
         )
         return GateInput(verdict, NOW, advice=DOWN, advisor_mode="gating", advisor_alert=True)
-    return BackendDriftInput("changed by hand: rollout 50 -> 20", NOW, {"changes": ["rollout"]})
+    return BackendDriftInput(
+        "changed by hand: rollout 50 -> 20", NOW, RolloutEvidence(changes=["rollout"])
+    )
 
 
 # (trigger, action) -> (phase after, summary of actions); the evidence is checked below.
@@ -100,9 +102,9 @@ EXPECTED: dict[tuple[Trigger, HealthAction], tuple[Phase, str]] = {
 
 def policy_evidence(actions: list[Action]) -> list[dict[str, Any]]:
     """``evidence.policy`` of each decision and ``details.policy`` of each alert that has one."""
-    found = []
+    found: list[Any] = []
     for a in actions:
-        where = a.evidence if isinstance(a, RecordDecision) else getattr(a, "details", {})
+        where = a.evidence.wire() if isinstance(a, RecordDecision) else getattr(a, "details", {})
         if health.POLICY in where:
             found.append(where[health.POLICY])
     return found

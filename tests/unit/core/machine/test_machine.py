@@ -284,8 +284,9 @@ def test_rollback_carries_the_gate_evidence() -> None:
     _, actions = step(STATES["running"], gate(VerdictKind.ROLLBACK))
     decision = next(a for a in actions if isinstance(a, RecordDecision))
     alert = next(a for a in actions if isinstance(a, RaiseAlert))
-    assert decision.evidence["breach"] == "x"
-    assert decision.evidence["at_stage"]["index"] == decision.stage
+    assert decision.evidence.breach == "x"
+    assert decision.evidence.at_stage is not None
+    assert decision.evidence.at_stage.index == decision.stage
     assert alert.severity == "critical"
     assert alert.details["breach"] == "x"
 
@@ -349,12 +350,13 @@ def test_a_refused_command_is_recorded_and_changes_nothing(
     assert (decision.reason, decision.command_id) == (reason, f"c-{action.value}")
     assert (decision.phase_before, decision.phase_after) == (phase, phase)
     assert decision.stage == (before.stage if before else None)
-    assert decision.evidence["actor"] == "ana"
-    assert decision.evidence["key_id"] == key_id
+    assert decision.evidence.actor == "ana"
+    assert decision.evidence.key_id == key_id
     if before is None:
-        assert "at_stage" not in decision.evidence
+        assert decision.evidence.at_stage is None
     else:
-        assert decision.evidence["at_stage"]["index"] == before.stage
+        assert decision.evidence.at_stage is not None
+        assert decision.evidence.at_stage.index == before.stage
 
 
 # -- dry-run guardrails: alerted once per stage, never acted upon ---------------------

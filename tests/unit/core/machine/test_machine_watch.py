@@ -25,7 +25,7 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, WatchSettings
 from tests.unit.core.machine.test_machine import INPUTS, NOW, PLAN, expected, rollout, summarize
 
 WATCH = Watch(duration=timedelta(hours=2), holdback_percent=1)
@@ -106,8 +106,8 @@ def test_entering_the_watch_holds_back_control_and_restarts_the_count() -> None:
     assert after.stage_started_at == NOW
     assert after.stage_flag_versions() == {before.flag_version + 1}
     decision = next(a for a in actions if isinstance(a, RecordDecision))
-    assert decision.evidence["watch"]["holdback_percent"] == 1
-    assert "holdback" in decision.evidence["watch"]["watched"]
+    assert _watch(decision).holdback_percent == 1
+    assert "holdback" in _watch(decision).watched
 
 
 def test_a_clean_watch_completes_at_full_exposure_with_what_was_watched() -> None:
@@ -118,7 +118,7 @@ def test_a_clean_watch_completes_at_full_exposure_with_what_was_watched() -> Non
     assert after.completed_at == NOW
     decision = next(a for a in actions if isinstance(a, RecordDecision))
     assert decision.reason == "the watch ended clean"
-    assert decision.evidence["watch"]["duration_s"] == 7200
+    assert _watch(decision).duration_s == 7200
 
 
 def test_a_watch_without_holdback_says_only_absolute_checks_are_watched() -> None:
@@ -128,7 +128,7 @@ def test_a_watch_without_holdback_says_only_absolute_checks_are_watched() -> Non
     assert after is not None
     assert after.percent == 100
     decision = next(a for a in actions if isinstance(a, RecordDecision))
-    assert "no control arm" in decision.evidence["watch"]["watched"]
+    assert "no control arm" in _watch(decision).watched
 
 
 def test_a_regression_in_the_watch_rolls_back_by_default() -> None:
@@ -171,3 +171,8 @@ def test_a_watch_needs_the_last_stage_at_full_exposure() -> None:
         PLAN.model_validate(
             {"stages": [{"percent": 1}, {"percent": 50}], "watch": {"duration": "PT1H"}}
         )
+
+
+def _watch(decision: RecordDecision) -> WatchSettings:
+    assert decision.evidence.watch is not None
+    return decision.evidence.watch

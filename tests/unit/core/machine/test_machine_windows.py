@@ -329,7 +329,8 @@ def test_a_wait_is_recorded_once_with_when_it_opens() -> None:
     assert first.flag_version == 7  # nothing published: the flag serves what it served
     [wait] = actions
     assert isinstance(wait, RecordDecision)
-    assert wait.evidence["window"]["opens_at"] == MONDAY_0900.isoformat()
+    assert wait.evidence.window is not None
+    assert wait.evidence.window.opens_at == MONDAY_0900.isoformat()
     again, more = step(first, gate(VerdictKind.ADVANCE, SATURDAY))
     assert (again, more) == (first, [])
 

@@ -26,6 +26,7 @@ from controller.core.rollouts.rollout import (
     TickInput,
 )
 from controller.core.rollouts.windows import Windows
+from controller.core.wire import ScheduleRecord, TimeBoxRecord
 from controller.core.wire.messages import Command, CommandAction
 from controller.ctl.operate.commands import build_command
 from controller.ctl.terminal import UsageError
@@ -93,7 +94,7 @@ def test_a_start_with_a_future_at_is_pending_and_serves_nothing() -> None:
         "applied",
         "c-start",
     )
-    assert recorded.evidence["schedule"] == {"at": AT.isoformat()}
+    assert recorded.evidence.schedule == ScheduleRecord(at=AT.isoformat())
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,9 @@ def test_the_first_tick_from_at_starts_it_once(ticks: list[datetime], fired: boo
         )
         assert state.started_at == ticks[[t >= AT for t in ticks].index(True)]
         assert state.stage_flag_versions() == {state.flag_version}
-        assert starts[0].evidence["schedule"] == {"at": AT.isoformat(), "command_id": "c-start"}
+        assert starts[0].evidence.schedule == ScheduleRecord(
+            at=AT.isoformat(), command_id="c-start"
+        )
         assert state.scheduled_at is None
 
 
@@ -163,7 +166,8 @@ def test_a_cancelled_schedule_never_fires(action: CommandAction) -> None:
 def test_the_cancel_decision_names_the_schedule() -> None:
     _, decisions = run(scheduled(), command(CommandAction.ABORT, T0))
     assert decisions[0].reason == f"the start scheduled for {AT.isoformat()} is cancelled"
-    assert decisions[0].evidence["schedule"]["command_id"] == "c-start"
+    assert decisions[0].evidence.schedule is not None
+    assert decisions[0].evidence.schedule.command_id == "c-start"
 
 
 @pytest.mark.parametrize(
@@ -250,7 +254,7 @@ def test_a_time_box_turns_the_flag_off_at_its_end_exactly_once(before: list[Inpu
     assert len(ends) == 1
     assert ends[0].kind == "transition"
     assert ends[0].reason == f"the time box ended at {ENDS.isoformat()}: the flag is off"
-    assert ends[0].evidence["time_box"] == {"starts_at": None, "ends_at": ENDS.isoformat()}
+    assert ends[0].evidence.time_box == TimeBoxRecord(starts_at=None, ends_at=ENDS.isoformat())
     assert state.phase is Phase.ABORTED
     assert state.percent == 0.0
     assert state.updated_at == ENDS

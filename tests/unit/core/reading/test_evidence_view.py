@@ -18,7 +18,7 @@ from controller.core.reading.evidence_view import (
     SrmCheck,
     where_decided,
 )
-from controller.core.wire.messages import Decision
+from controller.core.wire.messages import Decision, decision_or_alert
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,9 @@ def test_where_a_decision_was_taken_and_where_it_left_the_rollout() -> None:
     base |= {"action": "advance", "outcome": "applied", "stage": 2}
     at = {"index": 1, "of": 5, "percent": 5.0}
     assert where_decided(Decision.model_validate(base)) == "at stage 3"
-    moved = Decision.model_validate(base | {"evidence": {"at_stage": at}})
+    moved = decision_or_alert(base | {"evidence": {"at_stage": at}})
+    assert isinstance(moved, Decision)
     assert where_decided(moved) == "at stage 2/5 (5%) (now stage 3/5)"
-    odd = Decision.model_validate(base | {"evidence": {"at_stage": "x"}})
+    odd = decision_or_alert(base | {"evidence": {"at_stage": "x"}})
+    assert isinstance(odd, Decision)
     assert where_decided(odd) == "at stage 3"

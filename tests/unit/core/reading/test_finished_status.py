@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.core.common import JsonObject
 from controller.core.machine.machine import step
 from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan
@@ -21,7 +20,7 @@ from controller.core.rollouts.rollout import (
     Verdict,
     VerdictKind,
 )
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, JsonObject
 from controller.core.wire.messages import CommandAction
 from controller.ctl.operate.views import status_detail
 from tests.documents import sequential_test
@@ -103,8 +102,9 @@ def test_a_finished_rollout_says_why_it_ended_on_what_evidence(name: str) -> Non
     stored = Rollout.model_validate_json(ended.model_dump_json())
     view = describe(stored, None, LATER)
     assert view.verdict_reason == reason
-    assert evidence.items() <= view.evidence.items()
-    assert view.evidence["at_stage"]["label"] == "stage 1/2 (5%)"
+    assert evidence.items() <= view.evidence.wire().items()
+    assert view.evidence.at_stage is not None
+    assert view.evidence.at_stage.label == "stage 1/2 (5%)"
     assert view.time_in_stage_s == (NOW - T0).total_seconds()  # stopped at its end
     assert view.ended_at == NOW.isoformat()
 
@@ -122,7 +122,7 @@ def test_a_state_stored_before_endings_were_kept_still_loads_with_its_clock_stop
     stored = old.model_dump(mode="json")
     del stored["ended"]
     view = describe(Rollout.model_validate(stored), None, LATER)
-    assert (view.verdict_reason, view.evidence, view.ended_at) == (None, {}, None)
+    assert (view.verdict_reason, view.evidence.wire(), view.ended_at) == (None, {}, None)
     assert view.time_in_stage_s == (NOW - T0).total_seconds()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core.reading.sources_text import source_lines
+from controller.core.wire import gate_of, read_evidence
 
 READ = {
     "at": "2026-11-22T12:00:03+00:00",
@@ -16,15 +17,12 @@ READ = {
 
 
 def test_a_reading_is_shown_with_its_numbers_and_queries() -> None:
-    lines = source_lines(
-        {
-            "sources": {
-                "source": "prometheus at http://p:9090",
-                "expected_share": 0.1,
-                "reads": {"error_rate": READ},
-            }
-        }
-    )
+    sources = {
+        "source": "prometheus at http://p:9090",
+        "expected_share": 0.1,
+        "reads": {"error_rate": READ},
+    }
+    lines = source_lines(gate_of(read_evidence("gate", {"sources": sources})))
     assert lines == [
         "read from prometheus at http://p:9090:",
         "  error_rate: read at 2026-11-22T12:00:03+00:00",
@@ -42,12 +40,14 @@ def test_a_reading_is_shown_with_its_numbers_and_queries() -> None:
     [None, [], {"sources": 3}, {"sources": {"reads": "x"}}, {"arms": {}}],
 )
 def test_evidence_without_readings_shows_nothing(evidence: object) -> None:
-    assert source_lines(evidence) == []
+    assert source_lines(gate_of(read_evidence("gate", evidence))) == []
 
 
 def test_odd_parts_are_left_out() -> None:
     odd = {"at": 5, "arms": {"treatment": "many", "control": {"requests": True}}, "queries": [1]}
-    lines = source_lines({"sources": {"reads": {"error_rate": odd, "x": 7}}})
+    lines = source_lines(
+        gate_of(read_evidence("gate", {"sources": {"reads": {"error_rate": odd, "x": 7}}}))
+    )
     assert lines == [
         "read from a metric source:",
         "  error_rate: read at ?",

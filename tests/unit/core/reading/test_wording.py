@@ -22,6 +22,7 @@ from controller.core.reading.wording import (
 )
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.wire import AdvisorReply, tolerant
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -213,7 +214,7 @@ NOT_QUOTED = "incoherent, rationale not quoted"
     ],
 )  # fmt: skip
 def test_advice_is_labelled_as_the_models_words(advice: dict[str, Any], expected: str) -> None:
-    assert advice_text(advice) == expected
+    assert advice_text(tolerant(AdvisorReply, advice)) == expected
 
 
 def test_a_large_model_is_just_the_advisor() -> None:

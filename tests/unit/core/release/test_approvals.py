@@ -156,7 +156,7 @@ def test_an_approval_stored_before_keys_named_holders_reads_back_as_its_keys() -
     del stored["holder"]
     read = Approval.model_validate(stored)
     assert (read.holder, read.person) == (None, "k1")
-    assert read.evidence()["holder"] == "k1"
+    assert read.evidence().holder == "k1"
 
 
 def test_a_refused_command_id_is_decided_and_its_replay_changes_nothing() -> None:

@@ -301,7 +301,7 @@ def test_a_stop_says_where_it_stopped_and_what_will_not_start() -> None:
     assert decision.reason == (
         "staging rolled back (p99 regressed): the pipeline stops here; production will not start"
     )
-    assert decision.evidence["not_started"] == ["production"]
+    assert decision.evidence.not_started == ["production"]
     assert done.state.stopped_at == "staging"
 
 
@@ -310,15 +310,15 @@ def test_the_waiting_decision_says_what_production_waits_for() -> None:
     waiting = done.last[1]
     assert isinstance(waiting, Decision)
     assert waiting.reason == "production waits for: approvals: 2 more from approver"
-    assert waiting.evidence["approvals_needed"] == {"approver": 2}
+    assert waiting.evidence.approvals_needed == {"approver": 2}
 
 
 def test_the_start_of_production_carries_its_approvals_as_evidence() -> None:
     done = run(RELEASE, [*STAGING_DONE, approve("k1", "a1", 210), approve("k2", "a2", 212)])
     start = done.last[2]
     assert isinstance(start, Decision)
-    assert [a["key_id"] for a in start.evidence["approvals"]] == ["k1", "k2"]
-    assert start.evidence["after"] == "staging"
+    assert [a.key_id for a in start.evidence.approvals or []] == ["k1", "k2"]
+    assert start.evidence.after == "staging"
 
 
 APPROVAL_REFUSALS: dict[str, tuple[Pipeline, list[Event], Approve, str]] = {

@@ -67,12 +67,12 @@ def test_incoherence(action: str, rationale: str, why: str | None) -> None:
 def test_the_opinion_records_whether_its_rationale_is_coherent() -> None:
     said = Advice(action="advance", confidence=0.9, rationale="rollback")
     recorded = Opinion(said, model="m", latency_ms=5.0).evidence()
-    assert recorded["coherent"] is False
-    assert recorded["incoherence"] == NO_REASON
-    assert recorded["rationale"] == "rollback"  # kept as evidence, only never quoted as reasoning
+    assert recorded.coherent is False
+    assert recorded.incoherence == NO_REASON
+    assert recorded.rationale == "rollback"  # kept as evidence, only never quoted as reasoning
     sound = Opinion(said.model_copy(update={"rationale": "p99 flat"}), "m", 5.0).evidence()
-    assert sound["coherent"] is True
-    assert "incoherence" not in sound
+    assert sound.coherent is True
+    assert not sound.given("incoherence")
 
 
 def rollout() -> Rollout:
@@ -119,7 +119,8 @@ def test_an_incoherent_objection_is_as_cautious_as_any_but_not_quoted(
     assert (after.phase, after.stage) == (phase, 0)  # caution still applies
     (decision,) = [a for a in actions if isinstance(a, RecordDecision)]
     assert decision.action == first
-    assert decision.evidence["advisor"]["coherent"] is False
+    assert decision.evidence.advisor is not None
+    assert decision.evidence.advisor.coherent is False
     if phase is Phase.PAUSED:
         assert after.pause_reason is PauseReason.ADVISOR_OBJECTION
         assert decision.reason.startswith("the advisor objects (incoherent, rationale not quoted:")

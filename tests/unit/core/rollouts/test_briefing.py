@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from controller.core.machine.gate import evaluate
+from controller.core.rollouts import Briefing
 from controller.core.rollouts.advice import FENCE, build_messages
 from controller.core.rollouts.briefing import sentences
 from controller.core.rollouts.plan_parts import Guardrail
+from controller.core.wire import tolerant
 from controller.daemon.rollouts.consulting import gate_data
 from tests.unit.core.machine.test_gate import HEALTHY, LATE, arm, data, plan, rollout
 
@@ -83,7 +85,7 @@ def test_the_evidence_reads_as_sentences(
     ],
 )
 def test_odd_evidence_costs_sentences_never_the_consultation(odd: dict[str, Any]) -> None:
-    lines = sentences(odd)
+    lines = sentences(tolerant(Briefing, odd, partial=True))
     assert all(isinstance(line, str) and "<" not in line for line in lines)
 
 
