@@ -13,7 +13,7 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.rollouts.actions import RaiseAlert
 from controller.daemon.ingest.log_gaps import LogGaps
 from controller.settings import RedisSettings
 from tests.unit.daemon.test_partitions import Source

@@ -3,6 +3,7 @@
 Also the rollout record, the briefing the advisor gets, and where a rollout moves next.
 """
 
+from controller.core.rollouts.actions import Action, PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.advice import (
     ADVICE_SCHEMA,
     FENCE,
@@ -69,7 +70,6 @@ from controller.core.rollouts.policy import (
     both_arms_tripped,
 )
 from controller.core.rollouts.rollout import (
-    Action,
     BackendDriftInput,
     CommandInput,
     CommandRefused,
@@ -82,9 +82,6 @@ from controller.core.rollouts.rollout import (
     OpinionInput,
     PauseReason,
     Phase,
-    PublishFlagState,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     TickInput,
     Verdict,

@@ -138,8 +138,9 @@ class AppKey(BaseModel):
         return self.revoked_ms is None
 
     def shown(self) -> dict[str, object]:
-        """What a person may see of the key: everything but its hash."""
-        return self.model_dump(mode="json", exclude={"secret_sha256"}) | {
+        """What a person may see of the key: all but its hash (apply's digest where it has one)."""
+        hidden = {"secret_sha256"} | ({"applied"} if self.applied is None else set())
+        return self.model_dump(mode="json", exclude=hidden) | {
             "scopes": sorted(s.value for s in self.scopes)
         }
 

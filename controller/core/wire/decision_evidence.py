@@ -222,6 +222,10 @@ class AppKeyRecord(Ordered):
     created_by: str = Field(description="Who created it.")
     revoked_ms: int | None = Field(description="When it was revoked (Unix ms).")
     revoked_by: str | None = Field(description="Who revoked it.")
+    applied: str | None = Field(
+        default=None,
+        description="SHA-256 of the desired key `rolloutctl apply` sent; absent: made by hand.",
+    )
 
 
 class AppKeyEvidence(Ordered):

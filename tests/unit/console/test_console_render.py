@@ -34,9 +34,10 @@ from controller.core.reading.views import (
     RolloutStatus,
     describe,
 )
+from controller.core.rollouts.actions import RaiseAlert, RecordDecision
 from controller.core.rollouts.moving import NextMove
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import PauseReason, Phase, RaiseAlert, RecordDecision, Rollout
+from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
 from controller.core.rules.text import parse
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl.operate import views

@@ -10,16 +10,14 @@ import pytest
 
 from controller.core.machine.machine import step
 from controller.core.rollouts import ApprovalGate, ApprovalRule, Ledger
+from controller.core.rollouts.actions import Action, PublishFlagState, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import (
-    Action,
     CommandInput,
     KeysRevokedInput,
     PauseReason,
     Phase,
-    PublishFlagState,
-    RecordDecision,
     Rollout,
 )
 from controller.core.wire import ApprovalRecord

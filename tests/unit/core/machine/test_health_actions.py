@@ -14,20 +14,17 @@ import pytest
 
 from controller.core.machine import health, step
 from controller.core.machine.gate import evaluate
+from controller.core.rollouts.actions import Action, PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.advice import Unavailable
 from controller.core.rollouts.plan import parse_plan
 from controller.core.rollouts.policy import TRIGGERS, HealthAction, Trigger, action_for
 from controller.core.rollouts.rollout import (
-    Action,
     BackendDriftInput,
     CommandInput,
     GateInput,
     Input,
     PauseReason,
     Phase,
-    PublishFlagState,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     TickInput,
     Verdict,

@@ -8,10 +8,10 @@ import pytest
 
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
+from controller.core.rollouts.actions import Action, PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import (
-    Action,
     CommandInput,
     CommandRefused,
     GateInput,
@@ -20,9 +20,6 @@ from controller.core.rollouts.rollout import (
     MonitorUpInput,
     PauseReason,
     Phase,
-    PublishFlagState,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     TickInput,
     Verdict,

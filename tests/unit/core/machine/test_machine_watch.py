@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 
 from controller.core.machine.machine import step
+from controller.core.rollouts.actions import PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.plan_parts import Watch
 from controller.core.rollouts.rollout import (
     GateInput,
     Phase,
-    PublishFlagState,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     TickInput,
     Verdict,

@@ -9,18 +9,16 @@ import pytest
 from pydantic import TypeAdapter
 
 from controller.core.machine.machine import step
+from controller.core.rollouts.actions import Action, RaiseAlert, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage, Watch
 from controller.core.rollouts.rollout import (
-    Action,
     CommandInput,
     GateInput,
     Input,
     MonitorDownInput,
     PauseReason,
     Phase,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     Verdict,
     VerdictKind,

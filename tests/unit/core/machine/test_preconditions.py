@@ -8,9 +8,10 @@ import pytest
 
 from controller.core.machine.commands import command_input
 from controller.core.machine.machine import step
+from controller.core.rollouts.actions import RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import CommandInput, Phase, RecordDecision, Rollout
+from controller.core.rollouts.rollout import CommandInput, Phase, Rollout
 from controller.core.wire.messages import Command, CommandAction
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)

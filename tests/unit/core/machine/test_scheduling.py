@@ -13,6 +13,7 @@ from controller.core.machine import scheduling
 from controller.core.machine.commands import admitted, refusal
 from controller.core.machine.machine import step
 from controller.core.machine.operator import applicable
+from controller.core.rollouts.actions import PublishFlagState, RecordDecision
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.plan_parts import Stage, TimeBox
 from controller.core.rollouts.rollout import (
@@ -20,8 +21,6 @@ from controller.core.rollouts.rollout import (
     CommandRefused,
     Input,
     Phase,
-    PublishFlagState,
-    RecordDecision,
     Rollout,
     TickInput,
 )

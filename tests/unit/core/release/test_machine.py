@@ -27,7 +27,7 @@ from controller.core.release.events import (
 from controller.core.release.machine import begin, step
 from controller.core.release.pipeline import Pipeline
 from controller.core.release.state import PipelineState, RunPhase, rollout_id_of
-from controller.core.rollouts.rollout import RaiseAlert
+from controller.core.rollouts.actions import RaiseAlert
 from tests.unit.core.release.pipelines import pipeline, steps
 
 RUN = "run-1"

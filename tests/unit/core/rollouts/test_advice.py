@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from controller.core.machine.machine import step
 from controller.core.rollouts import Briefing
+from controller.core.rollouts.actions import RaiseAlert, RecordDecision
 from controller.core.rollouts.advice import (
     FENCE,
     MAX_CAUSE_CHARS,
@@ -29,8 +30,6 @@ from controller.core.rollouts.rollout import (
     GateInput,
     PauseReason,
     Phase,
-    RaiseAlert,
-    RecordDecision,
     Rollout,
     Verdict,
     VerdictKind,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.core.machine.machine import step
+from controller.core.rollouts.actions import RecordDecision
 from controller.core.rollouts.advice import Advice, Opinion, incoherence
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
@@ -14,7 +15,6 @@ from controller.core.rollouts.rollout import (
     GateInput,
     PauseReason,
     Phase,
-    RecordDecision,
     Rollout,
     Verdict,
     VerdictKind,

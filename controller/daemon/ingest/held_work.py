@@ -1,0 +1,59 @@
+"""Work folded while a flush is in flight: by partition, under the claim it was read under.
+
+While the flush before runs in Redis, the batches fetched meanwhile are folded on into the
+same deltas (up to a bound the loop keeps), so the daemon does not wait on Redis while
+records are there to fold and Redis gets one larger flush for them all.
+"""
+
+from __future__ import annotations
+
+from controller.daemon.ingest.batches import Folding, Work
+from controller.daemon.ingest.partitions import Owned, Partitions
+from controller.ports import DeadLetter, Record
+
+
+class HeldWork:
+    """Folded work not flushed yet, and where each partition's last fetch ended."""
+
+    def __init__(self, folder: Folding) -> None:
+        self._folder = folder
+        self._held: dict[int, Work] = {}
+        self._fetched_to: dict[int, tuple[Owned, int]] = {}
+
+    @property
+    def records(self) -> int:
+        """How many fetched records are folded and wait for the flush in flight to end."""
+        return sum(len(w.records) for w in self._held.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def follows(self, partition: int, owned: Owned, first: int) -> bool:
+        """Whether a fetch starting at ``first`` goes on right after the last one read under
+        the same claim: the log skipped nothing, so it needs no look at the log's ends.
+
+        While a flush is in flight the stored offset lags what was fetched, so without this
+        every fetch looked past it and asked the broker where the log starts: a round trip
+        per partition and fetch, which on Apache Kafka held ingest near 20,000 events/s."""
+        last = self._fetched_to.get(partition)
+        return last is not None and last[0] is owned and last[1] == first
+
+    def fold(
+        self, partition: int, records: list[Record], owned: Owned, rejected: list[DeadLetter]
+    ) -> None:
+        """Fold ``records`` on into the partition's held work under the same claim, else anew."""
+        self._fetched_to[partition] = (owned, records[-1].offset + 1)
+        held = self._held.get(partition)
+        if held is not None and held.owned is owned:
+            self._folder.fold(partition, records, rejected, into=held.delta)
+            held.records += records
+            return
+        # No held work, or work read under a claim given up since: that is not flushed.
+        delta = self._folder.fold(partition, records, rejected)
+        self._held[partition] = Work(delta, list(records), owned)
+
+    def take(self, parts: Partitions) -> list[Work]:
+        """All held work, emptied; a partition claimed again meanwhile (Redis lost writes) is
+        read again from its stored offset, so what was fetched before that is dropped."""
+        work, self._held = list(self._held.values()), {}
+        return [w for w in work if parts.current(w.delta.partition, w.owned)]
