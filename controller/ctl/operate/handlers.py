@@ -74,6 +74,11 @@ def steer(args: argparse.Namespace) -> int:
             why = f"the controller is up but not ready: {reason};"
         warn(f"{sent}: {why} `rolloutctl watch` shows the decision when it comes")
         return EXIT_NO_DECISION
+    return shown(args, answered)
+
+
+def shown(args: argparse.Namespace, answered: steering.Answered) -> int:
+    """The decision a sent command got, printed (as published with ``--json``); its exit."""
     if args.json:
         print_json(answered.published)
     else:

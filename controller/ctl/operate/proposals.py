@@ -23,10 +23,10 @@ import orjson
 from controller.core.machine import MAX_CONTROL_BYTES
 from controller.core.trust import signing
 from controller.core.wire import Command
-from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import handlers, views
+from controller.ctl.exits import EXIT_NO_DECISION
+from controller.ctl.operate import handlers
 from controller.ctl.operate.commands import encode_command, read_private_key, validated
-from controller.ctl.terminal import UsageError, os_reason, print_json, warn
+from controller.ctl.terminal import UsageError, os_reason, warn
 
 FROM_ARGUMENTS = ("action", "flag", "environment", "plan", "to_end", "at")
 """What builds a command from the arguments: none of it goes with ``--file``."""
@@ -92,11 +92,7 @@ def _send(args: argparse.Namespace, command: dict[str, object]) -> int:
     if answered is None:
         warn(f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision")
         return EXIT_NO_DECISION
-    if args.json:
-        print_json(answered.published)
-    else:
-        print(views.outcome_line(answered.decision))
-    return EXIT_REJECTED if answered.decision.outcome == "rejected" else 0
+    return handlers.shown(args, answered)
 
 
 def _check_alone(args: argparse.Namespace) -> None:
