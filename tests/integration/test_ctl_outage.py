@@ -1,4 +1,4 @@
-"""``rolloutctl kill`` when the broker goes away after the command was sent (#37).
+"""``rolloutctl kill`` when the broker goes away after the command was sent.
 
 The command is on the commands topic, so it may still apply: the exit code is
 4, no decision in time, as documented, never 1 (which says the broker could

@@ -1,4 +1,4 @@
-"""Probes and the operator's tools name the dependency that is down, over real sockets (#29)."""
+"""Probes and the operator's tools name the dependency that is down, over real sockets."""
 
 from __future__ import annotations
 

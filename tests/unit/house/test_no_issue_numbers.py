@@ -25,14 +25,6 @@ HERE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 # (``-``), ``&`` (``&#39;``) or a CSS or attribute value (``color: #333``).
 ISSUE = re.compile(r"(?<![\w/&:=\"'-])(?<!: )(?<!=\")(?<!=')#\d{1,5}(?![\w-])")
 
-# Test files that still cite issue numbers; trim it as each is cleaned, until it is empty.
-TESTS_STILL_CITING = frozenset(
-    {
-        "tests/integration/test_ctl_outage.py",
-        "tests/integration/test_dependency_errors.py",
-    }
-)
-
 
 def _cites(line: str) -> bool:
     return ISSUE.search(line) is not None
@@ -126,15 +118,6 @@ def test_a_citation_is_found_with_its_place(tmp_path: Path) -> None:
     assert _citations(tmp_path, "missing.md") == []
 
 
-def test_nothing_outside_the_tests_cites_an_issue_number() -> None:
-    citing = _citing()
-    lines = [
-        line for path, found in citing.items() if not path.startswith("tests/") for line in found
-    ]
+def test_nothing_cites_an_issue_number() -> None:
+    lines = [line for found in _citing().values() for line in found]
     assert lines == [], "say what changed in words; history is in CHANGELOG.md"
-
-
-def test_the_tests_still_citing_issue_numbers_only_shrink() -> None:
-    citing = {path for path in _citing() if path.startswith("tests/")}
-    assert sorted(citing - TESTS_STILL_CITING) == [], "a test file newly cites an issue number"
-    assert sorted(TESTS_STILL_CITING - citing) == [], "cleaned: remove it from TESTS_STILL_CITING"
