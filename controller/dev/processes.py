@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,12 +32,46 @@ _LOG_TAIL_LINES = 40
 _EXIT_STOP_TIMEOUT = 3.0
 
 
+_PORTS_FROM = 20_000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    It is drawn below the kernel's ephemeral range: a port the kernel handed out for
+    ``bind(0)`` is one it may hand the very next outgoing connection, so a server started
+    on it a moment later could find it taken. Each port is handed out once per process.
+    """
+    below = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(_PORTS_FROM, below)  # noqa: S311 - not for secrets
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default where unknown)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        start = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+    return start if start > _PORTS_FROM + 1_000 else 32_768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOCALHOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def tcp_connectable(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -41,6 +41,8 @@ class GatedStore:
         self._store = store
         self.armed = False
         self.waiting = 0
+        self.gated_to = 0
+        """The next offset of the flush waiting for a permit: what it carries ends there."""
         self.applied = 0
         self._permits = asyncio.Semaphore(0)
 
@@ -54,6 +56,7 @@ class GatedStore:
         self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
     ) -> FlushOutcome:
         if self.armed:
+            self.gated_to = delta.next_offset
             self.waiting += 1
             await self._permits.acquire()
             self.waiting -= 1
@@ -66,8 +69,10 @@ def applied_reaches(store: GatedStore, flushes: int) -> Callable[[], bool]:
     return lambda: store.applied == flushes
 
 
-def held_reaches(ingest: Ingest, records: int) -> Callable[[], bool]:
-    return lambda: ingest.held_records == records
+def fetched_reaches(store: GatedStore, ingest: Ingest, offset: int) -> Callable[[], bool]:
+    """Every record before ``offset`` is in the flush in flight or folded and held after it
+    (one partition, its offsets from 0)."""
+    return lambda: store.gated_to + ingest.held_records == offset
 
 
 @pytest.mark.parametrize(
@@ -110,13 +115,16 @@ async def test_a_crash_between_a_flush_and_the_batches_folded_meanwhile_is_exact
             await eventually(lambda: gated.waiting == 1, timeout=60, what="a flush in flight")
             # (in two fetches at least, the second folded on into the first's delta; the
             # second batch's last records may be held already, fetched after its flush began)
-            before, half = crashed.held_records, len(third) // 2
-            for part in (third[:half], third[half:]):
+            fetched, half = len(first) + len(second), len(third) // 2
+            for part in ([], third[:half], third[half:]):
                 await rig.produce_events(part)
-                before += len(part)
+                fetched += len(part)
                 await eventually(
-                    held_reaches(crashed, before), timeout=60, what=f"{before} records held"
+                    fetched_reaches(gated, crashed, fetched),
+                    timeout=60,
+                    what=f"the {fetched} records fetched in flight or held",
                 )
+            assert crashed.held_records >= len(third)
             # and the flush in flight reaches Redis, then the held one (or not)
             for applied in range(gated.applied + 1, gated.applied + 1 + in_redis):
                 gated.release()
