@@ -13,6 +13,10 @@ connection each, kept alive; the server has no per-client rate limit, which
   request: requests and flag evaluations per second, p50 and p99;
 * revalidation: the same bulk request with the ETag of its last answer
   (``If-None-Match``), answered 304;
+* for each of the three, the server process's CPU time per request and the
+  requests one core of it answers per second (its CPU time over the requests):
+  what the server can take when the load generator, which shares the machine,
+  is not what limits it;
 * streams: ``--streams`` event streams (1,000) held open on
   ``GET /ofrep/v1/events``; then ``--kills`` times a flag is killed (or
   revived) in Redis, and each stream's ``refetchEvaluation`` is timed from
@@ -49,6 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+import psutil
 
 from controller.adapters.ofrep import StreamBounds
 from controller.adapters.redis.client import RedisClient, connect
@@ -163,8 +168,9 @@ async def measure_with(
         if not await asyncio.to_thread(ready.wait, 60):
             raise RuntimeError("the OFREP server did not start")
         root = f"http://127.0.0.1:{port.value}"
-        result = await load(args, f"{root}/ofrep/v1/evaluate/flags", flags, book)
         assert child.pid is not None
+        server = psutil.Process(child.pid)
+        result = await load(args, f"{root}/ofrep/v1/evaluate/flags", flags, book, server)
         result["streams"] = await streams(args, root, child.pid, states)
         return result
     finally:
@@ -172,8 +178,27 @@ async def measure_with(
         child.join(10)
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """A process's CPU time so far (user + system), seconds."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def timed_drive(
+    server: psutil.Process, count: int, concurrency: int, call: Callable[[int], Awaitable[None]]
+) -> dict[str, float]:
+    """:func:`drive`'s figures, and the server's CPU per request and requests per core-second."""
+    before = cpu_seconds(server)
+    seconds, latencies = await drive(count, concurrency, call)
+    used = cpu_seconds(server) - before
+    shown = figures(count, seconds, latencies)
+    shown["server_cpu_us"] = round(used / count * 1e6, 1)
+    shown["per_server_core_second"] = round(count / used, 1) if used > 0 else float("inf")
+    return shown
+
+
 async def load(
-    args: argparse.Namespace, base: str, flags: list[str], book: FlagBook
+    args: argparse.Namespace, base: str, flags: list[str], book: FlagBook, server: psutil.Process
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -207,24 +232,27 @@ async def load(
 
         await drive(1000, args.concurrency, single)  # warm up
         progress(f"single: {args.requests} evaluations, {args.concurrency} in flight")
-        seconds, latencies = await drive(args.requests, args.concurrency, single)
-        one = figures(args.requests, seconds, latencies)
+        one = await timed_drive(server, args.requests, args.concurrency, single)
         progress(f"bulk: {args.bulk} requests of {len(flags)} flags")
-        seconds, latencies = await drive(args.bulk, args.concurrency, bulk)
-        many = figures(args.bulk, seconds, latencies)
+        many = await timed_drive(server, args.bulk, args.concurrency, bulk)
         many["flags_per_second"] = round(many["per_second"] * len(flags), 1)
-        seconds, latencies = await drive(args.bulk, args.concurrency, revalidate)
-        unchanged = figures(args.bulk, seconds, latencies)
+        unchanged = await timed_drive(server, args.bulk, args.concurrency, revalidate)
     sdk = sdk_rate(book, flags, 200_000)
     ratio = one["per_second"] / sdk
-    print(f"{'path':<22} {'per s':>12} {'p50 ms':>9} {'p99 ms':>9}")
-    print(f"{'SDK in process':<22} {sdk:>12.0f} {'':>9} {'':>9}")
+    print(
+        f"{'path':<22} {'per s':>12} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'server µs':>10} {'per core s':>11}"
+    )
+    print(f"{'SDK in process':<22} {sdk:>12.0f} {'':>9} {'':>9} {'':>10} {'':>11}")
     for name, f in (
         ("OFREP single", one),
         ("OFREP bulk (requests)", many),
         ("bulk 304", unchanged),
     ):
-        print(f"{name:<22} {f['per_second']:>12.0f} {f['p50_ms']:>9.2f} {f['p99_ms']:>9.2f}")
+        print(
+            f"{name:<22} {f['per_second']:>12.0f} {f['p50_ms']:>9.2f} {f['p99_ms']:>9.2f}"
+            f" {f['server_cpu_us']:>10.1f} {f['per_server_core_second']:>11.0f}"
+        )
     print(f"bulk: {many['flags_per_second']:.0f} flag evaluations/s; single/SDK: {ratio:.5f}")
     return {
         "flags": len(flags),
