@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
+from controller.adapters.http.app_access import AppAccess
 from controller.adapters.ofrep import OfrepRoutes, StreamBounds
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.rollouts import RolloutStore

@@ -1,6 +1,6 @@
 """Plain HTTP calls of the operator's tools: the controller's API, readiness probes, webhooks.
 
-The daemon's own HTTP server is :mod:`controller.adapters.http`; the model
+The daemon's own HTTP server is :mod:`controller.adapters.http.server`; the model
 client is :mod:`controller.adapters.llm`. This module is the one place the
 tools (``rolloutctl``, the demo, the dev tooling) use httpx, and it turns
 httpx's errors into :class:`Unreachable`.

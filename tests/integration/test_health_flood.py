@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.adapters.health import MAX_CONNECTIONS, HealthServer
+from controller.adapters.http.health import MAX_CONNECTIONS, HealthServer
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
 from tests.services import free_port

@@ -22,7 +22,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.app_access import AppAccess
+from controller.adapters.http.app_access import AppAccess
 from controller.adapters.redis.client import connect
 from controller.core.release import Environments
 from controller.core.rollouts.rollout import Phase

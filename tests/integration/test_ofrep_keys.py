@@ -17,7 +17,7 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import Reason
 
-from controller.adapters.app_access import AppAccess
+from controller.adapters.http.app_access import AppAccess
 from controller.adapters.redis.client import connect
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.core.wire.bucketing import assign

@@ -53,7 +53,7 @@ is not valid Unicode or a number beyond a double's range a 400
 ``INVALID_CONTEXT`` (:mod:`controller.adapters.ofrep.context`), each with
 the reason in ``errorDetails``. App keys
 (scope ``evaluate``) and browser origins are checked before the body is read
-(:mod:`controller.adapters.app_access`): 401 or 403 as OFREP specifies, with
+(:mod:`controller.adapters.http.app_access`): 401 or 403 as OFREP specifies, with
 the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
 
 Each client (its app key, else its remote address) may make
@@ -80,7 +80,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, client_of, key_of, open_access
+from controller.adapters.http import AppAccess, client_of, key_of, open_access
 from controller.adapters.ofrep.context import (
     OfrepFailure,
     checked_unit,

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from controller.adapters.app_access import EXPOSED, Alternative, key_of
+from controller.adapters.http import EXPOSED, Alternative, key_of
 from controller.adapters.ofrep.snapshot import Snapshot
 from controller.adapters.ofrep.streams import CHECK_SECONDS, HEARTBEAT_SECONDS, WRITE_SECONDS
 from controller.core.release import Environments

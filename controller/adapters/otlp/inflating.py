@@ -1,7 +1,7 @@
 """A gzip body inflated as it arrives, never past a bound.
 
 The HTTP server does not inflate request bodies itself (``auto_decompress``
-off, :mod:`controller.adapters.http`): aiohttp would refuse an encoding it
+off, :mod:`controller.adapters.http.server`): aiohttp would refuse an encoding it
 cannot decode (``br`` and ``zstd`` without their libraries) with a plain-text
 400 before any route sees the request, where OTLP/HTTP promises a 415 in a
 ``google.rpc.Status``. So the OTLP routes inflate ``gzip`` here, each chunk

@@ -9,7 +9,7 @@ none. What becomes of them, the flag evaluations read and the exposures,
 request outcomes and conversions sent to the events topic, is the sink's
 (:mod:`controller.daemon.serving.otlp_intake`, docs/otel.md).
 
-The route is the event intake's (:mod:`controller.adapters.event_intake`):
+The route is the event intake's (:mod:`controller.adapters.http.event_intake`):
 the same app keys (scope ``events``) and browser origins, checked before the
 body is read; the same bound on the body as sent (``http.intake_max_body_bytes``)
 and the same deadline for it (``http.body_timeout_seconds``). The answers:
@@ -61,8 +61,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, Handler, client_of, key_of, open_access
-from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.http import (
+    AppAccess,
+    BatchNotSent,
+    Handler,
+    client_of,
+    key_of,
+    open_access,
+)
 from controller.adapters.otlp.admission import Admission, Busy
 from controller.adapters.otlp.inflating import BodyTooLarge, GzipInflater, NotGzip
 from controller.adapters.otlp.proto import (

@@ -25,8 +25,8 @@ The tree::
     ├── Unreachable                 adapters.http_client: no answer to an HTTP call; retriable
     ├── SourceUnavailable           adapters.prometheus: no usable answer from the metrics
     │                               server; retriable
-    ├── BatchNotSent                adapters.event_intake: an HTTP batch not sent now; resend it
-    ├── ChangedEvents               adapters.event_intake: ids accepted before with other content
+    ├── BatchNotSent                adapters.http: an HTTP batch not sent now; resend it
+    ├── ChangedEvents               adapters.http: ids accepted before with other content
     ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
     ├── StreamLimit                 adapters.ofrep.streams: too many event streams open; retriable
     ├── Busy                        adapters.otlp: no turn for an OTLP export in time; resend it

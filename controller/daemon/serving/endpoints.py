@@ -14,18 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.adapters.app_access import AppAccess, KeyListRoute
-from controller.adapters.event_intake import EventIntakeRoutes
-from controller.adapters.health import HealthServer
-from controller.adapters.http import HttpServer
+from controller.adapters.http import (
+    AppAccess,
+    AppReadGuard,
+    EventIntakeRoutes,
+    HealthServer,
+    HttpServer,
+    KeyListRoute,
+    PipelineRoutes,
+    SegmentRoutes,
+    is_loopback,
+)
 from controller.adapters.kafka import ControlConsumer, Publisher
 from controller.adapters.ofrep import OfrepRoutes, StreamBounds
 from controller.adapters.otlp import Admission, OtlpRoutes
-from controller.adapters.pipeline_routes import PipelineRoutes
-from controller.adapters.read_routes import AppReadGuard
 from controller.adapters.redis import RedisAggregateStore, RolloutStore
-from controller.adapters.segment_routes import SegmentRoutes
-from controller.adapters.web_console import is_loopback
 from controller.core.common import ControllerError
 from controller.core.telemetry import Bounds
 from controller.core.trust import AppKey, Policy, StateSigner
@@ -222,7 +225,7 @@ async def _no_keys() -> Mapping[str, AppKey]:
 
 
 def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) -> HealthServer:
-    """The probes' own listener (see :mod:`controller.adapters.health`)."""
+    """The probes' own listener (see :mod:`controller.adapters.http.health`)."""
     return HealthServer(
         host=settings.http.host,
         port=settings.http.health_port,

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from controller.adapters.event_intake import Accepted, BatchNotSent, ChangedEvents
+from controller.adapters.http import Accepted, BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis import EventLedger
 from controller.core.common import ControllerError

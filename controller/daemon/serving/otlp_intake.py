@@ -54,7 +54,7 @@ import msgspec
 import orjson
 import structlog
 
-from controller.adapters.event_intake import ChangedEvents
+from controller.adapters.http import ChangedEvents
 from controller.adapters.otlp import Signal, Taken
 from controller.core.common import ControllerError
 from controller.core.telemetry import Logs, Lookup, Refusal, Spans, Translated, Translator

@@ -12,7 +12,7 @@ connections of its own, and builds the answers of ``/rollouts`` and
 threads share the interpreter, which hands the daemon's loop its turn every
 few milliseconds (``sys.getswitchinterval``), so a build slows it down a
 little but never holds it. How often a build runs is bounded by the
-snapshots that ask for them (:mod:`controller.adapters.read_snapshot`).
+snapshots that ask for them (:mod:`controller.adapters.http.read_snapshot`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, KeyListRoute
+from controller.adapters.http.app_access import AppAccess, KeyListRoute
 from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from controller.adapters.web_console import COOKIE, ConsoleRoutes, session_value
+from controller.adapters.http.web_console import COOKIE, ConsoleRoutes, session_value
 from tests.app_client import app_client
 
 TOKEN = "t0ken"

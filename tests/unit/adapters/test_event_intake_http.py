@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.adapters.event_intake import (
+from controller.adapters.http.event_intake import (
     Accepted,
     BatchNotSent,
     ChangedEvents,

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess
+from controller.adapters.http.app_access import AppAccess
 from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.adapters.app_access import AppAccess
 from controller.adapters.http import HttpServer
-from controller.adapters.read_routes import AppReadGuard
-from controller.adapters.segment_routes import SegmentRoutes
+from controller.adapters.http.app_access import AppAccess
+from controller.adapters.http.read_routes import AppReadGuard
+from controller.adapters.http.segment_routes import SegmentRoutes
 from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus, describe
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import HttpSettings

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from controller.adapters.read_routes import RolloutRoutes
-from controller.adapters.read_snapshot import ReadSnapshot
+from controller.adapters.http.read_routes import RolloutRoutes
+from controller.adapters.http.read_snapshot import ReadSnapshot
 from controller.core.common.errors import StoreError
 from controller.core.reading.views import RolloutStatus
 from tests.app_client import app_client

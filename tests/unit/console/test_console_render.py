@@ -9,8 +9,8 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from controller.adapters.http.web_console import is_loopback, session_value
 from controller.adapters.memory import MemoryGateHistory, MemoryStates
-from controller.adapters.web_console import is_loopback, session_value
 from controller.console import pages
 from controller.console.charts import (
     MAX_POINTS,

@@ -8,7 +8,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
-from controller.adapters.event_intake import BatchNotSent, ChangedEvents
+from controller.adapters.http.event_intake import BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
 from controller.adapters.redis.ledger import EventLedger
 from controller.core.common.errors import BrokerError, StoreError

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from controller.adapters.health import HealthServer
 from controller.adapters.http import HttpServer
+from controller.adapters.http.health import HealthServer
 from controller.core.rollouts.plan import load_plan
 from controller.daemon.metrics import Metrics
 from controller.settings import HttpSettings, Settings, TopicSettings, load_settings

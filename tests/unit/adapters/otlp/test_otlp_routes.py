@@ -22,7 +22,7 @@ from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from controller.adapters.event_intake import BatchNotSent
+from controller.adapters.http.event_intake import BatchNotSent
 from controller.adapters.otlp import Admission, OtlpRoutes, Signal, Taken
 from controller.core.common import StoreError
 from controller.core.telemetry import Bounds, Logs, Spans

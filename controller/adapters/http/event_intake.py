@@ -35,7 +35,7 @@ The answers, each a JSON object with a reason:
 
 A retried or re-batched event is counted once: see :mod:`controller.daemon.serving.event_intake`.
 App keys (scope ``events``) and browser origins are checked before the body is
-read (:mod:`controller.adapters.app_access`: 401 or 403 with the reason,
+read (:mod:`controller.adapters.http.app_access`: 401 or 403 with the reason,
 ``OPTIONS`` answers a CORS preflight); the client whose rate is limited is the
 request's key, or its remote address where it sent none
 (:meth:`EventIntakeRoutes.client_key`).
@@ -55,7 +55,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, client_of, key_of, open_access
+from controller.adapters.http.app_access import AppAccess, client_of, key_of, open_access
 from controller.core.common import ControllerError, environment_of
 from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.stats import RateLimiter

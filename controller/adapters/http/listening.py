@@ -1,6 +1,6 @@
 """A listening aiohttp application that decides, per new connection, what serves it.
 
-Both servers (:mod:`controller.adapters.http` and :mod:`controller.adapters.health`)
+Both servers (:mod:`controller.adapters.http.server` and :mod:`controller.adapters.http.health`)
 bind their own socket instead of using aiohttp's sites, so that a connection
 past their limit can be answered or made room for before aiohttp's protocol
 exists. What they share, binding and closing and the bound port, lives here;

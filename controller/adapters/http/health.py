@@ -1,6 +1,6 @@
 """The health listener: ``/healthz``, ``/readyz`` and ``/metrics`` on a port of their own.
 
-The main server (:mod:`controller.adapters.http`) caps its connections, and
+The main server (:mod:`controller.adapters.http.server`) caps its connections, and
 past the cap it answers 503: right for the API, wrong for a liveness probe,
 since a flood of slow clients on the API would then get a healthy process
 restarted. So the probes have their own listener (``http.health_port``),
@@ -29,7 +29,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.listening import Listener
+from controller.adapters.http.listening import Listener
 from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]

@@ -4,14 +4,14 @@
 Redis answers and this instance owns events partitions (503 with the reason
 otherwise); ``/metrics`` is the Prometheus text format. ``/flags``,
 ``/rollouts``, ``/rollouts/{flag}``, ``/rollouts/{flag}/history`` and
-``/rollouts/{flag}/verdict`` are the read API (:mod:`controller.adapters.read_routes`).
-``/ui`` is the web console (:mod:`controller.adapters.web_console`). ``/ofrep/v1/...`` is
+``/rollouts/{flag}/verdict`` are the read API (:mod:`controller.adapters.http.read_routes`).
+``/ui`` is the web console (:mod:`controller.adapters.http.web_console`). ``/ofrep/v1/...`` is
 the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.routes`).
-``POST /v1/events`` takes apps' events (:mod:`controller.adapters.event_intake`),
+``POST /v1/events`` takes apps' events (:mod:`controller.adapters.http.event_intake`),
 ``POST /v1/traces`` and ``POST /v1/logs`` their OpenTelemetry exports
 (:mod:`controller.adapters.otlp.routes`); ``GET /v1/segments[/{name}]`` serve segments
-with ETags (:mod:`controller.adapters.segment_routes`). ``/app-keys`` lists the app
-keys (:mod:`controller.adapters.app_access`), for the webhook token only.
+with ETags (:mod:`controller.adapters.http.segment_routes`). ``/app-keys`` lists the app
+keys (:mod:`controller.adapters.http.app_access`), for the webhook token only.
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -42,21 +42,19 @@ import orjson
 import structlog
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, KeyListRoute
-from controller.adapters.event_intake import EventIntakeRoutes
-from controller.adapters.listening import BusyAnswer, Listener
-from controller.adapters.ofrep import OfrepRoutes
-from controller.adapters.otlp import OtlpRoutes
-from controller.adapters.pipeline_routes import PipelineRoutes
-from controller.adapters.read_routes import (
+from controller.adapters.http.app_access import AppAccess, KeyListRoute
+from controller.adapters.http.event_intake import EventIntakeRoutes
+from controller.adapters.http.listening import BusyAnswer, Listener
+from controller.adapters.http.pipeline_routes import PipelineRoutes
+from controller.adapters.http.read_routes import (
     FlagListRoute,
     HistorySource,
     RolloutRoutes,
     StatusSource,
 )
-from controller.adapters.read_snapshot import BodySource
-from controller.adapters.segment_routes import SegmentRoutes
-from controller.adapters.web_console import ConsoleRoutes, ConsoleSource
+from controller.adapters.http.read_snapshot import BodySource
+from controller.adapters.http.segment_routes import SegmentRoutes
+from controller.adapters.http.web_console import ConsoleRoutes, ConsoleSource
 from controller.core.common import BrokerError, ControllerError, StoreError
 from controller.core.reading import FlagStates
 from controller.core.release import SINGLE, Environments
@@ -84,6 +82,16 @@ class Mountable(Protocol):
     """A part of the server that adds its own routes."""
 
     def add_to(self, router: web.UrlDispatcher) -> None: ...
+
+
+class Closing(Mountable, Protocol):
+    """A part that holds requests open (OFREP's event streams): closed as the server stops.
+
+    The OFREP and OTLP routes are their own wings, which stand on this one (app
+    access, the event intake), so the server knows them by these shapes only.
+    """
+
+    async def close(self) -> None: ...
 
 
 class MonitorSink(Protocol):
@@ -130,9 +138,9 @@ class HttpServer(Listener):
         monitors: MonitorSink | None = None,
         webhook_token: str | None = None,
         limits: HttpSettings | None = None,
-        ofrep: OfrepRoutes | None = None,
+        ofrep: Closing | None = None,
         intake: EventIntakeRoutes | None = None,
-        otlp: OtlpRoutes | None = None,
+        otlp: Mountable | None = None,
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
         pipelines: PipelineRoutes | None = None,

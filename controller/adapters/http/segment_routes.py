@@ -10,7 +10,7 @@ list costs a 304 too. An unknown or deleted segment is a 404.
 
 An id list is often personal data, and with it anyone could evaluate any
 unit offline: both routes sit behind the reads' guard of
-:class:`controller.adapters.read_routes.AppReadGuard` (an app key of scope
+:class:`controller.adapters.http.read_routes.AppReadGuard` (an app key of scope
 ``evaluate`` where keys are required; 401 or 403 with the reason), unless
 ``http.public_flags`` says otherwise.
 """

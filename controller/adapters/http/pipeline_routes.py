@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from controller.adapters.read_routes import error, same
+from controller.adapters.http.read_routes import error, same
 from controller.core.reading import flag_problem
 from controller.core.trust import bearer
 

@@ -22,7 +22,7 @@ probe), so:
   verdict also takes an app key of scope ``verdicts``, a read-only key a deploy tool may
   hold (it reads verdicts and nothing else);
 * ``/flags`` is an app's read, guarded like OFREP (scope ``evaluate``,
-  :mod:`controller.adapters.app_access`) unless ``http.public_flags``; the
+  :mod:`controller.adapters.http.app_access`) unless ``http.public_flags``; the
   operator token is admitted there too, for ``rolloutctl``. An app key bound
   to one environment reads that environment's flags only (the whole list
   filtered once per change and environment, with its own ETag).
@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from controller.adapters.app_access import AppAccess, key_of, open_access
-from controller.adapters.read_snapshot import BodySource, ReadSnapshot, Served
+from controller.adapters.http.app_access import AppAccess, key_of, open_access
+from controller.adapters.http.read_snapshot import BodySource, ReadSnapshot, Served
 from controller.core.common import environment_of
 from controller.core.reading import RolloutHistory, RolloutStatus
 from controller.core.release import SINGLE, Environments

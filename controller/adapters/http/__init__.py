@@ -1,0 +1,51 @@
+"""The daemon's HTTP side: the API server and its routes, the probes' listener, app access.
+
+The server (``server``) mounts the read API, the console, the event intake, segments,
+pipelines and the app keys' list; the health listener (``health``) serves the probes on
+a port of its own. The OFREP and OTLP wings stand on this one: they guard their routes
+with its app access and answer as its event intake does.
+"""
+
+from controller.adapters.http.app_access import (
+    EXPOSED,
+    Alternative,
+    AppAccess,
+    Handler,
+    KeyListRoute,
+    client_of,
+    key_of,
+    open_access,
+)
+from controller.adapters.http.event_intake import (
+    Accepted,
+    BatchNotSent,
+    ChangedEvents,
+    EventIntakeRoutes,
+)
+from controller.adapters.http.health import HealthServer
+from controller.adapters.http.pipeline_routes import PipelineRoutes
+from controller.adapters.http.read_routes import AppReadGuard
+from controller.adapters.http.segment_routes import SegmentRoutes
+from controller.adapters.http.server import HttpServer
+from controller.adapters.http.web_console import is_loopback
+
+__all__ = [
+    "EXPOSED",
+    "Accepted",
+    "Alternative",
+    "AppAccess",
+    "AppReadGuard",
+    "BatchNotSent",
+    "ChangedEvents",
+    "EventIntakeRoutes",
+    "Handler",
+    "HealthServer",
+    "HttpServer",
+    "KeyListRoute",
+    "PipelineRoutes",
+    "SegmentRoutes",
+    "client_of",
+    "is_loopback",
+    "key_of",
+    "open_access",
+]
