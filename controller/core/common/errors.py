@@ -27,7 +27,7 @@ The tree::
     │                               server; retriable
     ├── BatchNotSent                adapters.http: an HTTP batch not sent now; resend it
     ├── ChangedEvents               adapters.http: ids accepted before with other content
-    ├── OfrepFailure                adapters.ofrep_context: a request answered with an OFREP error
+    ├── OfrepFailure                adapters.ofrep.context: a request answered with an OFREP error
     ├── StreamLimit                 adapters.ofrep.streams: too many event streams open; retriable
     ├── Busy                        adapters.otlp: no turn for an OTLP export in time; resend it
     ├── BodyTooLarge                adapters.otlp: a gzip body that inflates past its bound
