@@ -46,6 +46,15 @@ object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
         [--rounds 5] [--window 0.2 0.9] [--broker kafka|tansu|both]
+        [--paths events,intake,otlp|all] [--per-record 100]
+
+``--paths`` names the ways the events reach Redis: ``events`` (the above, the
+default), ``intake`` (the same events through the daemon's ``POST /v1/events``)
+and ``otlp`` (as many events in spans on the OTLP topic), comma-separated, or
+``all``; each path's daemon runs once a round, and the intake's and OTLP's
+figures are under their own keys (:mod:`ingest_paths`).
+
+    python bench/ingest.py --events 200000 --rounds 1 --paths all
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts a private
 redis-server and the broker the tests choose (the embedded tansu unless

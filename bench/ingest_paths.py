@@ -8,7 +8,11 @@ another way, with Redis's cost per event by command for each.
   together; the sender shares the machine. Redis's cost holds, beside the flush, the
   intake's own record of the events it sent (:mod:`controller.adapters.redis.ledger`):
   a ``GET`` of each event's id before its batch is sent, a ``SET NX`` of it after the
-  broker's acknowledgement (:data:`INTAKE_COMMANDS`, ``redis_intake_us``).
+  broker's acknowledgement (:data:`INTAKE_COMMANDS`; their commandstats time is
+  ``redis_intake_us``). Commandstats leaves out each command's parsing and reply, which
+  weigh on one-key commands, so after each run those reads and writes are replayed
+  alone, batch by batch, and their process CPU (``redis_intake_process_us_per_event``)
+  is set apart from the run's (``redis_rest_process_us_per_event``: the flush's).
 * ``otlp``: as many events as SERVER spans with one ``feature_flag.evaluation`` each
   (an exposure and a request outcome a span), in the Collector's ``otlp_proto``
   records of ``--per-record`` spans, read by the daemon with OTLP on and an empty
@@ -31,12 +35,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 from following import DaemonRun, create_topic, follow, forget, progress  # beside this script
 from http_intake import daemon_env, metric, through_intake, wait_serving  # beside this script
 from otlp import daemon_run, produce_spans  # beside this script
 from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.ledger import EventLedger
 from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess
 from tests.services import free_port
@@ -139,15 +145,40 @@ class IntakePath(IngestPath):
     ) -> None:
         super().__init__(bootstrap, redis_url, len(values), window, workdir)
         self.values, self.max_batch_records = values, max_batch_records
+        self.ids = [str(orjson.loads(v)["id"]) for v in values]
+        self.ledger_us: list[float] = []
 
     def detail(self, redis: dict[str, Any]) -> dict[str, Any]:
         intake = sum(redis["by_command"].get(name, 0.0) for name in INTAKE_COMMANDS)
+        alone = statistics.median(self.ledger_us)
         return {
             "batch": INTAKE_BATCH,
             "concurrency": INTAKE_CONCURRENCY,
             "redis_intake_commands": list(INTAKE_COMMANDS),
             "redis_intake_us": round(intake, 3),
+            "redis_intake_process_us_per_event": round(alone, 3),
+            "redis_rest_process_us_per_event": round(float(redis["process_us"]) - alone, 3),
         }
+
+    async def ledger_alone(self, ids: list[str]) -> float:
+        """Redis's process CPU per event of the intake's own commands alone, replayed.
+
+        The ledger's read and write of every id, batch by batch as the intake sends
+        them, into a fresh prefix with nothing else running: what the intake adds to
+        Redis's process time in the run, per-command parsing and replies included
+        (which commandstats leaves out)."""
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        settings = RedisSettings(url=self.redis_url, key_prefix=prefix)
+        async with connect(settings) as client:
+            ledger = EventLedger(client, settings=settings)
+            before = await snapshot(client)
+            for i in range(0, len(ids), INTAKE_BATCH):
+                batch = ids[i : i + INTAKE_BATCH]
+                await ledger.recall(batch)
+                await ledger.remember({e: f"{e:0>32}"[-32:] for e in batch}, ttl_s=3600)
+            cost = per_event(before, await snapshot(client), len(ids))
+            await forget(client, prefix)
+        return float(cost["process_us"])
 
     async def run(self) -> DaemonRun:
         run_id = uuid.uuid4().hex[:8]
@@ -181,6 +212,7 @@ class IntakePath(IngestPath):
         if acknowledged != n:
             raise RuntimeError(f"the intake acknowledged {acknowledged:,.0f} events of {n:,}")
         progress(f"the intake accepted {n / seconds:,.0f} events/s")
+        self.ledger_us.append(await self.ledger_alone(self.ids))
         timed = followed.timed
         return DaemonRun(timed.rate(), timed.cpu_ns(), followed.peak_mb, redis)
 
