@@ -82,8 +82,8 @@ class IngestPath:
     async def run(self) -> DaemonRun:
         raise NotImplementedError
 
-    def detail(self, redis: dict[str, Any]) -> dict[str, Any]:
-        """What a path adds to its summary about its Redis cost ``redis``."""
+    def detail(self, middle: int) -> dict[str, Any]:
+        """What a path adds to its summary about the Redis cost of run ``middle``."""
         return {}
 
     async def round(self, round_: int) -> None:
@@ -100,7 +100,9 @@ class IngestPath:
     def summary(self, events_path: dict[str, Any]) -> dict[str, Any]:
         """The runs' medians; with the events path's summary, each set against its own."""
         runs = self.runs
-        middle = sorted(runs, key=lambda r: float(r.redis["commands_us"]))[len(runs) // 2]
+        # The run whose Redis cost in commands is the median one, with its breakdown
+        index = sorted(range(len(runs)), key=lambda i: float(runs[i].redis["commands_us"]))
+        middle = runs[index[len(runs) // 2]]
         found: dict[str, Any] = {
             "events": self.events,
             "rounds": len(runs),
@@ -116,7 +118,7 @@ class IngestPath:
             "round_redis_process_us_per_event": [r.redis["process_us"] for r in runs],
             "redis_by_command_us": middle.redis["by_command"],
             "redis_calls_per_1000_events": middle.redis["calls_per_1000_events"],
-        } | self.detail(middle.redis)
+        } | self.detail(index[len(runs) // 2])
         if "controller_eps" in events_path:
             found |= {
                 "eps_over_events": round(found["eps"] / events_path["controller_eps"], 3),
@@ -148,9 +150,9 @@ class IntakePath(IngestPath):
         self.ids = [str(orjson.loads(v)["id"]) for v in values]
         self.ledger_us: list[float] = []
 
-    def detail(self, redis: dict[str, Any]) -> dict[str, Any]:
+    def detail(self, middle: int) -> dict[str, Any]:
+        redis, alone = self.runs[middle].redis, self.ledger_us[middle]
         intake = sum(redis["by_command"].get(name, 0.0) for name in INTAKE_COMMANDS)
-        alone = statistics.median(self.ledger_us)
         return {
             "batch": INTAKE_BATCH,
             "concurrency": INTAKE_CONCURRENCY,
@@ -242,7 +244,7 @@ class OtlpPath(IngestPath):
         await produce_spans(self.bootstrap, self.topics, self.events // 2, self.per_record, units)
         progress(f"produced {self.events // 2:,} spans ({self.events:,} events)")
 
-    def detail(self, redis: dict[str, Any]) -> dict[str, Any]:
+    def detail(self, middle: int) -> dict[str, Any]:
         return {"spans_per_record": self.per_record}
 
     async def run(self) -> DaemonRun:
