@@ -12,7 +12,7 @@ another way, with Redis's cost per event by command for each.
   ``redis_intake_us``). Commandstats leaves out each command's parsing and reply, which
   weigh on one-key commands, so after each run those reads and writes are replayed
   alone, batch by batch, and their process CPU (``redis_intake_process_us_per_event``)
-  is set apart from the run's (``redis_rest_process_us_per_event``: the flush's).
+  is set apart from the run's (``redis_rest_process_us_per_event``: the flush's and the rest).
 * ``otlp``: as many events as SERVER spans with one ``feature_flag.evaluation`` each
   (an exposure and a request outcome a span), in the Collector's ``otlp_proto``
   records of ``--per-record`` spans, read by the daemon with OTLP on and an empty
