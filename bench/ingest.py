@@ -46,15 +46,17 @@ object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
         [--rounds 5] [--window 0.2 0.9] [--broker kafka|tansu|both]
-        [--paths events,intake,otlp|all] [--per-record 100]
+        [--paths events,intake,paced,otlp|all] [--per-record 100] [--paced-rate 5000]
 
 ``--paths`` names the ways the events reach Redis: ``events`` (the above, the
-default), ``intake`` (the same events through the daemon's ``POST /v1/events``)
-and ``otlp`` (as many events in spans on the OTLP topic), comma-separated, or
-``all``; each path's daemon runs once a round, and the intake's and OTLP's
-figures are under their own keys (:mod:`ingest_paths`).
+default), ``intake`` (the same events through the daemon's ``POST /v1/events``),
+``otlp`` (as many events in spans on the OTLP topic) and ``paced`` (the same
+events produced straight to the topic at the rate the intake reached),
+comma-separated; ``all`` stands for events, intake and otlp. Each path's daemon
+runs once a round, and the figures of the paths other than events are under
+their own keys (:mod:`ingest_paths`).
 
-    python bench/ingest.py --events 200000 --rounds 1 --paths all
+    python bench/ingest.py --events 200000 --rounds 1 --paths all,paced
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts a private
 redis-server and the broker the tests choose (the embedded tansu unless
@@ -87,7 +89,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from following import Window, around, create_topic, follow, forget, progress  # beside this
-from ingest_paths import IngestPath, IntakePath, OtlpPath, paths_of, print_paths  # beside this
+from ingest_paths import (  # beside this script
+    IngestPath,
+    IntakePath,
+    OtlpPath,
+    PacedPath,
+    paths_of,
+    print_paths,
+)
 from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
@@ -232,9 +241,19 @@ async def one_broker(
         progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
         events = EventsPath(args, bootstrap, redis_url, topic, workdir)
     others: list[IngestPath] = []
+    intake = IntakePath(
+        bootstrap, redis_url, [v for _, v in values], window, workdir, max_batch_records()
+    )
     if "intake" in args.paths:
-        sent = [value for _, value in values]
-        others.append(IntakePath(bootstrap, redis_url, sent, window, workdir, max_batch_records()))
+        others.append(intake)
+    if "paced" in args.paths:
+
+        def rate() -> float:
+            return intake.accepted_eps[-1] if intake.accepted_eps else args.paced_rate
+
+        others.append(
+            PacedPath(bootstrap, redis_url, values, window, workdir, max_batch_records(), rate)
+        )
     if "otlp" in args.paths:
         made = OtlpPath(bootstrap, redis_url, args.events, window, workdir, args.per_record)
         await made.produce(args.units)
@@ -392,7 +411,14 @@ if __name__ == "__main__":
         "--paths",
         type=paths_of,
         default=("events",),
-        help="the ways the events reach Redis, comma-separated: events, intake, otlp; or all",
+        help="the ways the events reach Redis, comma-separated: events, intake, paced, otlp;"
+        " all for events, intake and otlp",
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=5000.0,
+        help="events/s of the paced path when the intake path is not run (else the intake's)",
     )
     parser.add_argument(
         "--per-record", type=int, default=100, help="spans a record on the OTLP path"

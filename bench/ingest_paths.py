@@ -13,6 +13,10 @@ another way, with Redis's cost per event by command for each.
   weigh on one-key commands, so after each run those reads and writes are replayed
   alone, batch by batch, and their process CPU (``redis_intake_process_us_per_event``)
   is set apart from the run's (``redis_rest_process_us_per_event``: the flush's and the rest).
+* ``paced``: the same events produced straight to a fresh events topic at the rate
+  the intake reached in the same round, in acknowledged bursts of 500, while the
+  daemon runs: a flush's cost per event depends on how many events it carries, so
+  this tells the intake's own cost from that of the rate it delivers events at.
 * ``otlp``: as many events as SERVER spans with one ``feature_flag.evaluation`` each
   (an exposure and a request outcome a span), in the Collector's ``otlp_proto``
   records of ``--per-record`` spans, read by the daemon with OTLP on and an empty
@@ -31,11 +35,14 @@ import argparse
 import asyncio
 import os
 import statistics
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from following import DaemonRun, create_topic, follow, forget, progress  # beside this script
 from http_intake import daemon_env, metric, through_intake, wait_serving  # beside this script
 from otlp import daemon_run, produce_spans  # beside this script
@@ -47,8 +54,8 @@ from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess
 from tests.services import free_port
 
-PATHS = ("events", "intake", "otlp")
-OTHERS = ("intake", "otlp")
+PATHS = ("events", "intake", "paced", "otlp")
+OTHERS = ("intake", "paced", "otlp")
 """The paths whose figures are under their own keys (the events path's are at the top)."""
 INTAKE_BATCH = 500
 INTAKE_CONCURRENCY = 8
@@ -57,10 +64,11 @@ INTAKE_COMMANDS = ("get", "set")
 
 
 def paths_of(text: str) -> tuple[str, ...]:
-    """``--paths``: a comma-separated choice of :data:`PATHS`, or ``all``; in their order."""
+    """``--paths``: a comma-separated choice of :data:`PATHS`, ``all`` standing for
+    events, intake and otlp; in :data:`PATHS`' order."""
     chosen = {p.strip() for p in text.split(",") if p.strip()}
-    if text.strip() == "all":
-        chosen = set(PATHS)
+    if "all" in chosen:
+        chosen = (chosen - {"all"}) | {"events", "intake", "otlp"}
     if not chosen or chosen - set(PATHS):
         raise argparse.ArgumentTypeError(f"choose from {', '.join(PATHS)}, or all")
     return tuple(p for p in PATHS if p in chosen)
@@ -149,6 +157,7 @@ class IntakePath(IngestPath):
         self.values, self.max_batch_records = values, max_batch_records
         self.ids = [str(orjson.loads(v)["id"]) for v in values]
         self.ledger_us: list[float] = []
+        self.accepted_eps: list[float] = []
 
     def detail(self, middle: int) -> dict[str, Any]:
         redis, alone = self.runs[middle].redis, self.ledger_us[middle]
@@ -214,9 +223,90 @@ class IntakePath(IngestPath):
         if acknowledged != n:
             raise RuntimeError(f"the intake acknowledged {acknowledged:,.0f} events of {n:,}")
         progress(f"the intake accepted {n / seconds:,.0f} events/s")
+        self.accepted_eps.append(n / seconds)
         self.ledger_us.append(await self.ledger_alone(self.ids))
         timed = followed.timed
         return DaemonRun(timed.rate(), timed.cpu_ns(), followed.peak_mb, redis)
+
+
+class PacedPath(IngestPath):
+    """The events produced straight to the events topic at the rate the intake reached.
+
+    Redis's cost per event of a flush depends on how many events it carries, which
+    the rate they arrive at decides: this path tells the intake's own cost from that
+    of its rate. The events go in bursts of :data:`INTAKE_BATCH`, each acknowledged,
+    keyed by unit as the intake produces them, at the rate the intake accepted them in
+    the same round (``rate`` when the intake path is not run)."""
+
+    name = "paced"
+
+    def __init__(
+        self,
+        bootstrap: str,
+        redis_url: str,
+        values: list[tuple[bytes, bytes]],
+        window: tuple[float, float],
+        workdir: Path,
+        max_batch_records: str,
+        rate: Callable[[], float],
+    ) -> None:
+        super().__init__(bootstrap, redis_url, len(values), window, workdir)
+        self.values, self.max_batch_records, self.rate = values, max_batch_records, rate
+        self.rates: list[float] = []
+
+    def detail(self, middle: int) -> dict[str, Any]:
+        return {"produced_eps": round(self.rates[middle])}
+
+    async def run(self) -> DaemonRun:
+        run_id = uuid.uuid4().hex[:8]
+        topic, prefix, port = f"bench-paced-{run_id}", f"bench{run_id}", free_port()
+        await create_topic(self.bootstrap, topic)
+        env = daemon_env(
+            bootstrap=self.bootstrap, redis_url=self.redis_url, prefix=prefix, topic=topic
+        )
+        env |= {"RC_HTTP__PORT": str(port), "RC_INGEST__MAX_BATCH_RECORDS": self.max_batch_records}
+        rate = self.rate()
+        settings = RedisSettings(url=self.redis_url, key_prefix=prefix)
+        async with connect(settings) as client:
+            before = await snapshot(client)
+            daemon = ControllerProcess(env=env, log_path=self.workdir / f"{prefix}.log").start()
+            sending: asyncio.Task[None] | None = None
+            try:
+                await wait_serving(f"http://127.0.0.1:{port}", daemon)
+                sending = asyncio.create_task(
+                    produce_paced(self.bootstrap, topic, self.values, rate)
+                )
+                store = RedisAggregateStore(client, settings=settings, topic=topic)
+                followed = await follow(daemon, store, self.events, self.window, beside=sending)
+                await sending
+                redis = per_event(before, await snapshot(client), self.events)
+            finally:
+                if sending is not None and not sending.done():
+                    sending.cancel()
+                daemon.terminate()
+            await forget(client, prefix)
+        self.rates.append(rate)
+        timed = followed.timed
+        return DaemonRun(timed.rate(), timed.cpu_ns(), followed.peak_mb, redis)
+
+
+async def produce_paced(
+    bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], rate: float
+) -> None:
+    """``values`` to ``topic`` in acknowledged bursts of :data:`INTAKE_BATCH`, ``rate`` a second."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for i in range(0, len(values), INTAKE_BATCH):
+            for key, value in values[i : i + INTAKE_BATCH]:
+                await producer.send(topic, key=key, value=value)
+            await producer.flush()
+            ahead = (i + INTAKE_BATCH) / rate - (time.perf_counter() - started)
+            if ahead > 0:  # pacing the producer, not waiting on an outcome
+                await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
 
 
 class OtlpPath(IngestPath):
