@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ingest import progress  # beside this script
+from following import progress  # beside this script
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.dev.otelcol import Collector

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from following import create_topic, progress  # beside this script
 
 from tests.controller_process import ControllerProcess, controller_env
 from tests.services import free_port, resolve_kafka, resolve_redis
@@ -45,10 +45,6 @@ from tests.services import free_port, resolve_kafka, resolve_redis
 BATCHES = (1, 100, 500)
 SINGLE_EVENTS = 5_000
 """Events sent one per request: fewer, or the single-event run dominates the bench."""
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def events(n: int, flag: str) -> list[bytes]:
@@ -71,6 +67,17 @@ def events(n: int, flag: str) -> list[bytes]:
             event["value"] = float(i % 9)
         made.append(orjson.dumps(event))
     return made
+
+
+def daemon_env(*, bootstrap: str, redis_url: str, prefix: str, topic: str) -> dict[str, str]:
+    """The daemon's environment: its intake unlimited and open, producing to ``topic``."""
+    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
+    env |= {
+        "RC_HTTP__INTAKE_EVENTS_PER_SECOND": "1e9",
+        "RC_HTTP__REQUIRE_APP_KEYS": "false",
+        "RC_LOG__LEVEL": "warning",
+    }
+    return env
 
 
 async def direct(bootstrap: str, topic: str, values: list[bytes]) -> float:
@@ -159,20 +166,10 @@ async def measure(
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     topic = f"bench-intake-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name=topic, num_partitions=4, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic)
     port = free_port()
-    env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=f"bi{run}", events=topic)
-    env |= {
-        "RC_HTTP__PORT": str(port),
-        "RC_HTTP__INTAKE_EVENTS_PER_SECOND": "1e9",
-        "RC_HTTP__REQUIRE_APP_KEYS": "false",
-    }
-    env["RC_LOG__LEVEL"] = "warning"
+    env = daemon_env(bootstrap=bootstrap, redis_url=redis_url, prefix=f"bi{run}", topic=topic)
+    env["RC_HTTP__PORT"] = str(port)
     base = f"http://127.0.0.1:{port}"
     daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
     try:

@@ -46,6 +46,17 @@ object.
 
     python bench/ingest.py [--events 1000000] [--flags 20] [--units 200000]
         [--rounds 5] [--window 0.2 0.9] [--broker kafka|tansu|both]
+        [--paths events,intake,paced,otlp|all] [--per-record 100] [--paced-rate 5000]
+
+``--paths`` names the ways the events reach Redis: ``events`` (the above, the
+default), ``intake`` (the same events through the daemon's ``POST /v1/events``),
+``otlp`` (as many events in spans on the OTLP topic) and ``paced`` (the same
+events produced straight to the topic at the rate the intake reached),
+comma-separated; ``all`` stands for events, intake and otlp. Each path's daemon
+runs once a round, and the figures of the paths other than events are under
+their own keys (:mod:`ingest_paths`).
+
+    python bench/ingest.py --events 200000 --rounds 1 --paths all,paced
 
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts a private
 redis-server and the broker the tests choose (the embedded tansu unless
@@ -60,7 +71,6 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import random
 import statistics
@@ -74,12 +84,19 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from following import Window, around, create_topic, follow, forget, progress  # beside this
+from ingest_paths import (  # beside this script
+    IngestPath,
+    IntakePath,
+    OtlpPath,
+    PacedPath,
+    paths_of,
+    print_paths,
+)
 from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
@@ -87,12 +104,6 @@ from controller.settings import RedisSettings
 from tests.controller_process import ControllerProcess, controller_env
 from tests.reference import encode, make_event
 from tests.services import apache_kafka_node, embedded_tansu, resolve_kafka, resolve_redis
-
-PARTITIONS = 4
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
@@ -104,10 +115,7 @@ def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[byt
 
 
 async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> float:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-    await admin.close()
+    await create_topic(bootstrap, topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024
     )
@@ -122,53 +130,6 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
     finally:
         await producer.stop()
     return len(values) / (time.perf_counter() - started)
-
-
-class Window:
-    """How long, in wall-clock and CPU time, a count takes to go from ``lo`` to ``hi``.
-
-    Crossings are interpolated between observations.
-    """
-
-    def __init__(self, n: int, window: tuple[float, float]) -> None:
-        self.lo, self.hi = round(n * window[0]), round(n * window[1])
-        self._last: tuple[int, float, float] | None = None
-        self._start: tuple[float, float] | None = None
-        self._end: tuple[float, float] | None = None
-
-    def observe(self, count: int, at: float, cpu: float) -> None:
-        """The count reached ``count`` by wall time ``at``, having used ``cpu`` seconds."""
-        if self._last is not None:
-            if self._start is None:
-                self._start = self._crossing(self.lo, count, at, cpu)
-            if self._end is None:
-                self._end = self._crossing(self.hi, count, at, cpu)
-        self._last = (count, at, cpu)
-
-    def _crossing(self, mark: int, count: int, at: float, cpu: float) -> tuple[float, float] | None:
-        assert self._last is not None
-        was, at_before, cpu_before = self._last
-        if not was < mark <= count:
-            return None
-        share = (mark - was) / (count - was)
-        return at_before + (at - at_before) * share, cpu_before + (cpu - cpu_before) * share
-
-    def rate(self) -> float:
-        """Events per second of wall-clock time within the window."""
-        assert self._start is not None
-        assert self._end is not None
-        return (self.hi - self.lo) / (self._end[0] - self._start[0])
-
-    def cpu_ns(self) -> float:
-        """CPU nanoseconds per event within the window."""
-        assert self._start is not None
-        assert self._end is not None
-        return (self._end[1] - self._start[1]) * 1e9 / (self.hi - self.lo)
-
-
-def around(runs: list[tuple[float, float]], round_: int, field: int) -> float:
-    """The geometric mean of ``field`` of the raw runs before and after round ``round_``."""
-    return math.sqrt(runs[round_][field] * runs[round_ + 1][field])
 
 
 async def raw_loop(
@@ -213,51 +174,20 @@ async def controller_run(
     """The daemon's rate, CPU ns per event and peak RSS in MB; Redis's cost per event."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=topic)
-    env["RC_INGEST__MAX_BATCH_RECORDS"] = os.environ.get("BENCH_BATCH", "5000")
+    env["RC_INGEST__MAX_BATCH_RECORDS"] = max_batch_records()
     env["RC_LOG__LEVEL"] = "warning"
     settings = RedisSettings(url=redis_url, key_prefix=prefix)
     async with connect(settings) as client:
         before = await snapshot(client)
         daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
         try:
-            rate, cpu_ns, peak = await _follow(daemon, client, settings, topic, n, window)
+            store = RedisAggregateStore(client, settings=settings, topic=topic)
+            followed = await follow(daemon, store, n, window)
             cost = per_event(before, await snapshot(client), n)
-            keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
-            for i in range(0, len(keys), 500):
-                await client.delete(*keys[i : i + 500])
+            await forget(client, prefix)
         finally:
             daemon.terminate()
-    return rate, cpu_ns, peak, cost
-
-
-async def _follow(
-    daemon: ControllerProcess,
-    client: Any,
-    settings: RedisSettings,
-    topic: str,
-    n: int,
-    window: tuple[float, float],
-) -> tuple[float, float, float]:
-    """Poll the daemon's progress in Redis until it flushed all ``n`` events."""
-    peak = 0
-    process = psutil.Process(daemon.pid)
-    store = RedisAggregateStore(client, settings=settings, topic=topic)
-    timed = Window(n, window)
-    done = 0
-    last_report = time.monotonic()
-    while done < n:
-        peak = max(peak, process.memory_info().rss)
-        offsets = [await store.offset(p) for p in range(PARTITIONS)]
-        done = sum(o or 0 for o in offsets)
-        cpu = process.cpu_times()
-        timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
-        if time.monotonic() - last_report > 5:
-            progress(f"controller flushed {done:,}/{n:,}")
-            last_report = time.monotonic()
-        if not daemon.running:
-            raise RuntimeError(f"controller died:\n{daemon.log_text()[-2000:]}")
-        await asyncio.sleep(0.02)
-    return timed.rate(), timed.cpu_ns(), peak / 2**20
+    return followed.timed.rate(), followed.timed.cpu_ns(), followed.peak_mb, cost
 
 
 def brokers(choice: str) -> list[str]:
@@ -289,6 +219,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 progress(f"broker: {kafka_desc}")
                 results[name] = await one_broker(args, bootstrap, redis_url, values, workdir)
                 results[name]["broker"] = kafka_desc
+                print_paths(results[name])
     if len(results) == 1:
         return next(iter(results.values()))
     return {"by_broker": results}
@@ -301,46 +232,107 @@ async def one_broker(
     values: list[tuple[bytes, bytes]],
     workdir: Path,
 ) -> dict[str, Any]:
-    """Produce the events to a fresh topic of ``bootstrap``, then the rounds on it."""
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    produce_eps = await produce(bootstrap, topic, values)
-    progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
+    """Every path's rounds on ``bootstrap``; the others' summaries under their names."""
     window = (args.window[0], args.window[1])
-    raw: list[tuple[float, float]] = []
-    raw_tuned: list[tuple[float, float]] = []
-    ctl: list[tuple[float, float]] = []
-    peaks: list[float] = []
-    costs: list[dict[str, Any]] = []
-    load: list[float] = []
+    events = None
+    if "events" in args.paths:
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        produce_eps = await produce(bootstrap, topic, values)
+        progress(f"produced {args.events:,} events at {produce_eps:,.0f}/s")
+        events = EventsPath(args, bootstrap, redis_url, topic, workdir)
+    others: list[IngestPath] = []
+    intake = IntakePath(
+        bootstrap, redis_url, [v for _, v in values], window, workdir, max_batch_records()
+    )
+    if "intake" in args.paths:
+        others.append(intake)
+    if "paced" in args.paths:
 
-    async def raw_pair() -> None:
-        raw.append(await raw_loop(bootstrap, topic, args.events, window))
-        raw_tuned.append(await raw_loop(bootstrap, topic, args.events, window, tuned_gc=True))
+        def rate() -> float:
+            return intake.accepted_eps[-1] if intake.accepted_eps else args.paced_rate
 
-    # Alternate the two, a raw run on either side of each controller run,
-    # so drift in the machine's speed hits both alike.
+        others.append(
+            PacedPath(bootstrap, redis_url, values, window, workdir, max_batch_records(), rate)
+        )
+    if "otlp" in args.paths:
+        made = OtlpPath(bootstrap, redis_url, args.events, window, workdir, args.per_record)
+        await made.produce(args.units)
+        others.append(made)
     for round_ in range(args.rounds):
-        load.append(os.getloadavg()[0])
+        if events is not None:
+            await events.round(round_)
+        for path in others:
+            await path.round(round_)
+    found = events.summary() if events is not None else {}
+    return found | {path.name: path.summary(found) for path in others}
+
+
+class EventsPath:
+    """The events path: the daemon reading the produced topic, between two raw loops a round."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        bootstrap: str,
+        redis_url: str,
+        topic: str,
+        workdir: Path,
+    ) -> None:
+        self.args, self.bootstrap, self.redis_url = args, bootstrap, redis_url
+        self.topic, self.workdir = topic, workdir
+        self.window = (args.window[0], args.window[1])
+        self.raw: list[tuple[float, float]] = []
+        self.raw_tuned: list[tuple[float, float]] = []
+        self.ctl: list[tuple[float, float]] = []
+        self.peaks: list[float] = []
+        self.costs: list[dict[str, Any]] = []
+        self.load: list[float] = []
+
+    async def _raw_pair(self) -> None:
+        n = self.args.events
+        self.raw.append(await raw_loop(self.bootstrap, self.topic, n, self.window))
+        self.raw_tuned.append(
+            await raw_loop(self.bootstrap, self.topic, n, self.window, tuned_gc=True)
+        )
+
+    async def round(self, round_: int) -> None:
+        """A daemon run, with a raw run before (the last round's after) and after it.
+
+        Alternating the two, a raw run on either side of each controller run, has
+        drift in the machine's speed hit both alike."""
+        raw, raw_tuned = self.raw, self.raw_tuned
+        self.load.append(os.getloadavg()[0])
         if round_ == 0:
-            await raw_pair()
+            await self._raw_pair()
         progress(
-            f"round {round_ + 1} (load {load[-1]:.1f}): raw {raw[-1][0]:,.0f}/s, raw with "
+            f"round {round_ + 1} (load {self.load[-1]:.1f}): raw {raw[-1][0]:,.0f}/s, raw with "
             f"the daemon's gc settings {raw_tuned[-1][0]:,.0f}/s; controller..."
         )
         eps, cpu_ns, peak, cost = await controller_run(
-            bootstrap, redis_url, topic, args.events, window, workdir
+            self.bootstrap, self.redis_url, self.topic, self.args.events, self.window, self.workdir
         )
-        ctl.append((eps, cpu_ns))
-        peaks.append(peak)
-        costs.append(cost)
-        await raw_pair()
+        self.ctl.append((eps, cpu_ns))
+        self.peaks.append(peak)
+        self.costs.append(cost)
+        await self._raw_pair()
         progress(
             f"round {round_ + 1}: controller {eps:,.0f}/s (ratio "
             f"{eps / around(raw, round_, 0):.3f}), {cpu_ns:,.0f} CPU ns/event (raw "
             f"{around(raw, round_, 1):,.0f}), peak RSS {peak:.0f} MB, Redis "
             f"{cost['commands_us']:.2f} us/event in commands, {cost['process_us']:.2f} in all"
         )
-    return summary(args, window, load, raw, raw_tuned, ctl, peaks, costs)
+
+    def summary(self) -> dict[str, Any]:
+        return summary(
+            self.args,
+            self.window,
+            self.load,
+            self.raw,
+            self.raw_tuned,
+            self.ctl,
+            self.peaks,
+            self.costs,
+        )
 
 
 def summary(
@@ -386,7 +378,13 @@ def summary(
         ),
         "round_redis_us_per_event": [c["commands_us"] for c in costs],
         "redis_by_command_us": middle["by_command"],
+        "redis_calls_per_1000_events": middle["calls_per_1000_events"],
     }
+
+
+def max_batch_records() -> str:
+    """The daemon's ``ingest.max_batch_records``: ``BENCH_BATCH``, else 5,000."""
+    return os.environ.get("BENCH_BATCH", "5000")
 
 
 if __name__ == "__main__":
@@ -408,6 +406,22 @@ if __name__ == "__main__":
         choices=("auto", "kafka", "tansu", "both"),
         default="auto",
         help="Apache Kafka, the embedded tansu, or both in one run (auto: as the tests choose)",
+    )
+    parser.add_argument(
+        "--paths",
+        type=paths_of,
+        default=("events",),
+        help="the ways the events reach Redis, comma-separated: events, intake, paced, otlp;"
+        " all for events, intake and otlp",
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=5000.0,
+        help="events/s of the paced path when the intake path is not run (else the intake's)",
+    )
+    parser.add_argument(
+        "--per-record", type=int, default=100, help="spans a record on the OTLP path"
     )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

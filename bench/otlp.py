@@ -53,14 +53,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
-import psutil
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector_cost import records_written, through_collector  # beside this script
-from ingest import Window, around, progress  # beside this script
+from following import (  # beside this script
+    PARTITIONS,
+    DaemonRun,
+    around,
+    create_topic,
+    follow,
+    forget,
+    progress,
+)
+from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
@@ -70,7 +77,6 @@ from tests.ofrep import store as store_rollouts
 from tests.otlp_records import span_exports
 from tests.services import resolve_kafka, resolve_redis
 
-PARTITIONS = 4
 FLAGS = [f"otlp-bench-{i:02d}" for i in range(20)]
 VERSION = 1
 T0_MS = 1_763_780_000_000
@@ -109,10 +115,7 @@ def single_events(n: int, units: int, seed: int = 2) -> list[tuple[bytes, bytes]
 
 
 async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
-    await admin.close()
+    await create_topic(bootstrap, topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=20,
@@ -129,6 +132,25 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, b
         await producer.stop()
 
 
+async def produce_spans(
+    bootstrap: str, topics: dict[str, str], spans: int, per_record: int, units: int
+) -> None:
+    """``spans`` spans in records of ``per_record`` to ``topics["spans"]``; the OTLP run's
+    logs topic and its (idle) events topic made empty."""
+    made = time.perf_counter()
+    records = span_exports(
+        spans, per_record, FLAGS, units=units, version=VERSION, start_ns=spans_start_ns()
+    )
+    progress(
+        f"{len(records):,} records of {per_record} spans "
+        f"({sum(map(len, records)) / len(records):,.0f} bytes each) "
+        f"in {time.perf_counter() - made:.1f} s"
+    )
+    await produce(bootstrap, topics["spans"], [(None, r) for r in records])
+    await produce(bootstrap, topics["logs"], [])
+    await produce(bootstrap, topics["idle"], [])
+
+
 async def daemon_run(
     *,
     bootstrap: str,
@@ -140,12 +162,13 @@ async def daemon_run(
     window: tuple[float, float],
     workdir: Path,
     counted: int | None = None,
-) -> tuple[float, float]:
-    """One daemon from start until Redis holds ``n`` events of one topic: rate, CPU ns/event.
+) -> DaemonRun:
+    """One daemon from start until Redis holds ``n`` events of one topic.
 
     Progress is the offsets flushed; afterwards the aggregates must hold ``counted``
     exposures and request outcomes (``n`` unless given), so that a run whose events
-    were refused (and dead-lettered) fails instead of timing the refusals."""
+    were refused (and dead-lettered) fails instead of timing the refusals. Redis's
+    cost is per event of ``n``, from the daemon's start to its last flush."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     events = topics["idle"] if otlp else topics["events"]
     env = controller_env(bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, events=events)
@@ -165,16 +188,17 @@ async def daemon_run(
             topic=env["RC_TOPICS__EVENTS"],
             source=topics["spans"] if otlp else None,
         )
+        before = await snapshot(client)
         daemon = ControllerProcess(env=env, log_path=workdir / f"{prefix}.log").start()
         try:
-            timed = await _watch(daemon, store, n, events_per_record, window)
+            followed = await follow(daemon, store, n, window, events_per_record=events_per_record)
+            redis = per_event(before, await snapshot(client), n)
         finally:
             daemon.terminate()
         await _all_counted(store, n if counted is None else counted)
-        keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
-        for i in range(0, len(keys), 500):
-            await client.delete(*keys[i : i + 500])
-    return timed.rate(), timed.cpu_ns()
+        await forget(client, prefix)
+    timed = followed.timed
+    return DaemonRun(timed.rate(), timed.cpu_ns(), followed.peak_mb, redis)
 
 
 async def _all_counted(store: RedisAggregateStore, expected: int) -> None:
@@ -186,30 +210,6 @@ async def _all_counted(store: RedisAggregateStore, expected: int) -> None:
         raise RuntimeError(
             f"{counted:,} events counted of {expected:,}: refused {await store.rejects()}"
         )
-
-
-async def _watch(
-    daemon: ControllerProcess,
-    store: RedisAggregateStore,
-    n: int,
-    events_per_record: int,
-    window: tuple[float, float],
-) -> Window:
-    process = psutil.Process(daemon.pid)
-    timed = Window(n, window)
-    done, last_report = 0, time.monotonic()
-    while done < n:
-        offsets = [await store.offset(p) for p in range(PARTITIONS)]
-        done = sum(o or 0 for o in offsets) * events_per_record
-        cpu = process.cpu_times()
-        timed.observe(done, time.perf_counter(), cpu.user + cpu.system)
-        if time.monotonic() - last_report > 5:
-            progress(f"flushed {done:,}/{n:,}")
-            last_report = time.monotonic()
-        if not daemon.running:
-            raise RuntimeError(f"controller died:\n{daemon.log_text()[-3000:]}")
-        await asyncio.sleep(0.02)
-    return timed
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -225,18 +225,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         progress(f"broker: {kafka_desc}; redis: {redis_desc}")
         run_id = uuid.uuid4().hex[:8]
         topics = {k: f"bench-{k}-{run_id}" for k in ("events", "spans", "logs", "idle")}
-        made = time.perf_counter()
-        records = span_exports(
-            n // 2, per, FLAGS, units=args.units, version=VERSION, start_ns=spans_start_ns()
-        )
-        progress(
-            f"{len(records):,} records of {per} spans ({sum(map(len, records)) / len(records):,.0f}"
-            f" bytes each) in {time.perf_counter() - made:.1f} s"
-        )
-        await produce(bootstrap, topics["spans"], [(None, r) for r in records])
-        await produce(bootstrap, topics["logs"], [])
-        await produce(bootstrap, topics["idle"], [])
-        del records
+        await produce_spans(bootstrap, topics, n // 2, per, args.units)
         await produce(bootstrap, topics["events"], list(single_events(n, args.units)))
         progress(f"produced {n:,} events each way")
         window = (args.window[0], args.window[1])
@@ -245,7 +234,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         load: list[float] = []
 
         async def run(otlp: bool) -> tuple[float, float]:
-            return await daemon_run(
+            done = await daemon_run(
                 bootstrap=bootstrap,
                 redis_url=redis_url,
                 topics=topics,
@@ -255,6 +244,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 window=window,
                 workdir=workdir,
             )
+            return done.eps, done.cpu_ns
 
         single.append(await run(False))
         for round_ in range(args.rounds):
@@ -313,7 +303,7 @@ async def _collector_side(
     )
     del records
     written = await records_written(bootstrap, topics["spans"], PARTITIONS)
-    _, ns_per_record = await daemon_run(
+    read = await daemon_run(
         bootstrap=bootstrap,
         redis_url=redis_url,
         topics=topics,
@@ -324,7 +314,7 @@ async def _collector_side(
         workdir=workdir,
         counted=2 * spans,
     )
-    ours = ns_per_record * written / spans
+    ours = read.cpu_ns * written / spans
     return {
         "collector_spans": spans,
         "collector_records": written,
