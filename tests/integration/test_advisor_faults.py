@@ -51,7 +51,15 @@ async def server() -> AsyncIterator[FakeModel]:
 
 
 def settings(port: int, **changes: float) -> LlmSettings:
-    base = {"base_url": f"http://127.0.0.1:{port}/v1", "mode": "gating", "timeout_seconds": 0.5}
+    # Each attempt's deadline is 0.5 s; the whole consultation's budget (1 s by default)
+    # is set well above two attempts, so that on a busy machine a reply's own fault, not
+    # the budget, ends it. The budget has a test of its own below.
+    base = {
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "mode": "gating",
+        "timeout_seconds": 0.5,
+        "budget_seconds": 10,
+    }
     return LlmSettings.model_validate({**base, **changes})
 
 
