@@ -62,17 +62,26 @@ class Window:
         share = (mark - was) / (count - was)
         return at_before + (at - at_before) * share, cpu_before + (cpu - cpu_before) * share
 
+    def _ends(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The window's interpolated start and end, or a clear error where one was missed."""
+        if self._start is None or self._end is None:
+            seen = "nothing" if self._last is None else f"{self._last[0]:,} events"
+            raise SystemExit(
+                f"the window {self.lo:,}-{self.hi:,} events was not seen whole (first observed "
+                f"past its start, or the count stopped at {seen}): give more --events, so that "
+                "the first batches fall before the window's start"
+            )
+        return self._start, self._end
+
     def rate(self) -> float:
         """Events per second of wall-clock time within the window."""
-        assert self._start is not None
-        assert self._end is not None
-        return (self.hi - self.lo) / (self._end[0] - self._start[0])
+        start, end = self._ends()
+        return (self.hi - self.lo) / (end[0] - start[0])
 
     def cpu_ns(self) -> float:
         """CPU nanoseconds per event within the window."""
-        assert self._start is not None
-        assert self._end is not None
-        return (self._end[1] - self._start[1]) * 1e9 / (self.hi - self.lo)
+        start, end = self._ends()
+        return (end[1] - start[1]) * 1e9 / (self.hi - self.lo)
 
 
 def around(runs: list[tuple[float, float]], round_: int, field: int) -> float:
