@@ -26,18 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from controller.core.wire import FlagState, flagstates
 
 
-def canonical_bytes(command: dict[str, Any]) -> bytes:
+def canonical_bytes(command: Mapping[str, object]) -> bytes:
     """The bytes that are signed: the command without ``sig``, keys sorted, compact."""
     body = {k: v for k, v in command.items() if k != "sig"}
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
-def sign(command: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
+def sign(command: Mapping[str, object], private_key: Ed25519PrivateKey) -> str:
     """The base64 signature to put in the command's ``sig`` field."""
     return base64.b64encode(private_key.sign(canonical_bytes(command))).decode()
 
 
-def verify(command: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+def verify(command: Mapping[str, object], public_key: Ed25519PublicKey) -> bool:
     """Whether ``command["sig"]`` is a valid signature of the rest of the command."""
     try:
         signature = base64.b64decode(str(command.get("sig", "")), validate=True)

@@ -387,7 +387,9 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert after is not None
     (alert,) = [a for a in actions if isinstance(a, RaiseAlert)]
     (recorded,) = [a for a in actions if isinstance(a, RecordDecision)]
-    label = alert.details["at_stage"]["label"]
+    position = alert.details["at_stage"]
+    assert isinstance(position, dict)
+    label = position["label"]
     assert label == LABELS[2]
     assert f"rolled back at {label}:" in alert.summary
     points = [[point_at(at[i], failing if i == 2 else HEALTHY, i)] for i in range(3)]
