@@ -196,11 +196,8 @@ class Partitions:
             f" offset is {stored}, {acknowledged} had been written; those records are being counted"
             " again from the stored offset. Check the Redis failover that caused it."
         )
-        details: JsonObject = {
-            "partition": partition,
-            "stored_offset": stored,
-            "acknowledged": acknowledged,
-        }
+        details: JsonObject = {"partition": partition, "stored_offset": stored}
+        details["acknowledged"] = acknowledged
         return RaiseAlert("store_lost_writes", "critical", summary, details)
 
     # -- what operators see --------------------------------------------------------------
