@@ -17,13 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.core.wire import FlagState, flagstates
+from controller.core.wire import FlagState, JsonObject, flagstates
 
 
 def canonical_bytes(command: Mapping[str, object]) -> bytes:
@@ -99,7 +98,7 @@ class StateSigner:
         self._key = key
         self._cache: dict[bytes, str] = {}
 
-    def sign(self, state: dict[str, Any]) -> dict[str, Any]:
+    def sign(self, state: JsonObject) -> JsonObject:
         """``state`` (a flag state's fields) with ``key_id`` and ``sig`` set."""
         data = flagstates.signed_bytes(state, self.key_id)
         sig = self._cache.get(data)
