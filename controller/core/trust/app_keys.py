@@ -372,10 +372,9 @@ def parsed(value: bytes) -> tuple[AppKeyCommand, JsonObject] | None:
     """The app-key command in a record of the commands topic, with its raw JSON (what its
     signature covers); None for a record of another type. Raises ``ValidationError``
     or ``orjson.JSONDecodeError`` for an app-key command that breaks the contract."""
-    loaded = orjson.loads(value)
-    if not isinstance(loaded, dict) or loaded.get("type") != "app_key":
+    raw = orjson.loads(value)
+    if not isinstance(raw, dict) or raw.get("type") != "app_key":
         return None
-    raw: JsonObject = loaded
     return AppKeyCommand.model_validate(raw), raw
 
 
