@@ -22,7 +22,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -119,7 +119,7 @@ def registry_of(settings: EngineSettings) -> Registry:
     return Registry(keys, roles, environments)
 
 
-def _model(model: type[M], data: dict[str, Any], setting: str) -> M:
+def _model(model: type[M], data: Mapping[str, object], setting: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
