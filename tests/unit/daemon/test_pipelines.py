@@ -263,7 +263,11 @@ async def test_production_waits_for_its_soak_and_two_distinct_approvers() -> Non
     assert view is not None
     environments = view["environments"]
     assert isinstance(environments, list)
-    assert [e["status"] for e in environments if isinstance(e, dict)] == ["completed", "completed", "running"]
+    assert [e["status"] for e in environments if isinstance(e, dict)] == [
+        "completed",
+        "completed",
+        "running",
+    ]
 
 
 BAD: dict[str, tuple[dict[str, Any], str, str]] = {
