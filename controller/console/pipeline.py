@@ -12,7 +12,7 @@ missing from which role. Every value passes through :func:`esc`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from controller.console.pages import esc, flag_url
 
@@ -25,20 +25,21 @@ STEP_CLASS = {
 }
 
 
-def pipeline_detail(view: dict[str, Any]) -> str:
+def pipeline_detail(view: Mapping[str, object]) -> str:
     """The pipeline page's fragment: a heading, where the run stands, then each environment."""
-    flag, found = view["flag"], view.get("next")
+    flag, found = view["flag"], _part(view.get("next"))
+    steps = _parts(view["environments"])
     items: list[str] = []
-    for i, step in enumerate(view["environments"]):
+    for i, step in enumerate(steps):
         if i:
-            items.append(_gate(view["environments"][i - 1]["environment"], step, found))
+            items.append(_gate(str(steps[i - 1]["environment"]), step, found))
         items.append(_environment(step))
     stopped = f" at {view['stopped_at']}" if view.get("stopped_at") else ""
     return (
         f'<h1 data-flag="{esc(flag)}">Pipeline <code>{esc(view["pipeline"])}</code>'
         f" for {esc(flag)}</h1>"
         f'<p class="verdict" data-phase="{esc(view["phase"])}">'
-        f"{esc(view['phase'].capitalize())}{esc(stopped)}: {esc(_next_text(view))}</p>"
+        f"{esc(str(view['phase']).capitalize())}{esc(stopped)}: {esc(_next_text(view))}</p>"
         f'<dl class="summary"><dt>run</dt><dd><code>{esc(view["run_id"])}</code></dd>'
         f"<dt>started</dt><dd>{esc(view.get('started_at') or '-')}</dd>"
         f"<dt>updated</dt><dd>{esc(view.get('updated_at') or '-')}</dd></dl>"
@@ -47,29 +48,52 @@ def pipeline_detail(view: dict[str, Any]) -> str:
     )
 
 
-def _next_text(view: dict[str, Any]) -> str:
+def _part(value: object) -> Mapping[str, object] | None:
+    """A part of the view that is an object, or None."""
+    return value if isinstance(value, Mapping) else None
+
+
+def _parts(value: object) -> list[Mapping[str, object]]:
+    """The objects of a part of the view that is a list."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _texts(value: object) -> list[str]:
+    """The items of a part of the view that is a list, as text."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _count(value: object) -> int:
+    """A number of the view as a count; 0 for what is none."""
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _next_text(view: Mapping[str, object]) -> str:
     """What happens next: the step that starts next and what it waits for, else where it is."""
-    found = view.get("next")
+    found = _part(view.get("next"))
     if not found:
-        running = [e["environment"] for e in view["environments"] if e["status"] == "running"]
+        steps = _parts(view["environments"])
+        running = [e["environment"] for e in steps if e["status"] == "running"]
         if view["phase"] == "running" and running:
             return f"{running[-1]} runs, the last environment to start"
         return "nothing more starts"
     if found["open"]:
         return f"{found['environment']} may start now"
-    return f"{found['environment']} waits for " + "; ".join(found["waiting_for"])
+    return f"{found['environment']} waits for " + "; ".join(_texts(found["waiting_for"]))
 
 
-def _environment(step: dict[str, Any]) -> str:
-    env, status = step["environment"], step["status"]
-    key, rollout = step.get("key"), step.get("rollout")
+def _environment(step: Mapping[str, object]) -> str:
+    env, status = step["environment"], str(step["status"])
+    key, rollout = step.get("key"), _part(step.get("rollout"))
     name = esc(env)
     if key and step.get("rollout_id"):
-        name = f'<a href="{esc(flag_url(key))}">{name}</a>'
+        name = f'<a href="{esc(flag_url(str(key)))}">{name}</a>'
     shown = "-"
     if rollout:
         at = f" at {rollout['label']}" if rollout.get("label") else ""
-        shown = f"{rollout['phase']}{at}, serving {rollout['percent']:g}%"
+        percent = rollout["percent"]
+        served = f"{percent:g}" if isinstance(percent, int | float) else str(percent)
+        shown = f"{rollout['phase']}{at}, serving {served}%"
     ending = f"<dt>ended</dt><dd>{esc(step['ending'])}</dd>" if step.get("ending") else ""
     return (
         f'<li class="environment {STEP_CLASS.get(status, "pending")}"'
@@ -78,16 +102,16 @@ def _environment(step: dict[str, Any]) -> str:
         f'<dl class="summary"><dt>step</dt><dd class="status">{esc(status)}</dd>'
         f'<dt>rollout</dt><dd class="rollout">{esc(shown)}</dd>'
         f"<dt>plan</dt><dd>{esc(step.get('plan') or '-')}</dd>{ending}</dl>"
-        f"{_approvals(step.get('approvals'))}</li>"
+        f"{_approvals(_part(step.get('approvals')))}</li>"
     )
 
 
-def _gate(before: str, step: dict[str, Any], found: dict[str, Any] | None) -> str:
+def _gate(before: str, step: Mapping[str, object], found: Mapping[str, object] | None) -> str:
     """The gate before ``step``; for the step that starts next, what it still waits for."""
     env = step["environment"]
     waits, is_next = "", found is not None and found["environment"] == env
     if found is not None and is_next:  # found, for the type checker
-        lines = "".join(f"<li>{esc(w)}</li>" for w in found["waiting_for"])
+        lines = "".join(f"<li>{esc(w)}</li>" for w in _texts(found["waiting_for"]))
         waits = f'<ul class="waits">{lines}</ul>' if lines else "<p>Open: it may start now.</p>"
     gate = step.get("gate")
     then = f", then {gate}" if gate and gate != "nothing more" else ""
@@ -99,15 +123,15 @@ def _gate(before: str, step: dict[str, Any], found: dict[str, Any] | None) -> st
     )
 
 
-def _approvals(approvals: dict[str, Any] | None) -> str:
+def _approvals(approvals: Mapping[str, object] | None) -> str:
     if not approvals:
         return ""
-    needed: dict[str, int] = approvals.get("needed") or {}
-    given: list[dict[str, Any]] = approvals.get("given") or []
-    missing = sum(int(n) for n in (approvals.get("missing") or {}).values())
+    needed = _part(approvals.get("needed")) or {}
+    given = _parts(approvals.get("given"))
+    missing = sum(_count(n) for n in (_part(approvals.get("missing")) or {}).values())
     roles = "".join(
         f'<p class="role" data-role="{esc(role)}">{esc(role)}:'
-        f" {sum(1 for a in given if a.get('role') == role)} of {int(count)}</p>"
+        f" {sum(1 for a in given if a.get('role') == role)} of {_count(count)}</p>"
         for role, count in needed.items()
     )
     people = "".join(

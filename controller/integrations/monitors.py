@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -52,7 +52,7 @@ from pydantic import (
 )
 
 from controller.core.common import ControllerError
-from controller.core.wire import summarize
+from controller.core.wire import JsonObject, summarize
 
 MonitorStatus = Literal["down", "up"]
 MonitorAction = Literal["kill", "hold"]
@@ -262,9 +262,9 @@ def bounded_id(value: str) -> str:
     return f"sha256-{digest[:40]}"
 
 
-def signal_fields(signal: MonitorSignal) -> dict[str, Any]:
+def signal_fields(signal: MonitorSignal) -> JsonObject:
     """The fields of the ``monitor`` contract message for ``signal`` (without ``ts``)."""
-    fields = {
+    fields: JsonObject = {
         "type": "monitor",
         "v": 1,
         "id": signal.message_id,

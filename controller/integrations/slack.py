@@ -12,14 +12,14 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 import orjson
 
 from controller.core.common import as_datetime, displayable
 from controller.core.reading import guardrail_text, label_of
-from controller.core.wire import Alert
+from controller.core.wire import Alert, JsonObject, JsonValue
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -38,7 +38,7 @@ def escape_mrkdwn(text: str) -> str:
     return displayable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(alert: Alert, *, console_url: str | None = None) -> dict[str, Any]:
+def slack_payload(alert: Alert, *, console_url: str | None = None) -> JsonObject:
     """The webhook body for ``alert``: a ``text`` fallback and Slack ``blocks``.
 
     Every string taken from the message is escaped: flag, summary, details, ids.
@@ -47,7 +47,7 @@ def slack_payload(alert: Alert, *, console_url: str | None = None) -> dict[str, 
     """
     emoji, flag = EMOJI[alert.severity], escape_mrkdwn(alert.flag or "no flag")
     summary = escape_mrkdwn(alert.summary) or "(no summary)"
-    blocks: list[dict[str, Any]] = [
+    blocks: list[JsonValue] = [
         _section(f"{emoji} *{alert.severity.upper()}* · *{alert.kind}* · `{flag}`"),
         _section(summary),
     ]
@@ -115,11 +115,11 @@ def _when(ts: int | datetime) -> str:
     return as_datetime(ts).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _section(text: str) -> dict[str, Any]:
+def _section(text: str) -> JsonObject:
     return {"type": "section", "text": _mrkdwn(text)}
 
 
-def _mrkdwn(text: str) -> dict[str, str]:
+def _mrkdwn(text: str) -> JsonObject:
     return {"type": "mrkdwn", "text": text}
 
 

@@ -10,6 +10,7 @@ and in the modules beside it (one module per group of settings may join them the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from pydantic_settings import (
 )
 
 from controller.core.common import ConfigError, load_yaml
+from controller.core.wire import JsonObject
 from controller.settings.groups import (
     EngineSettings,
     IngestSettings,
@@ -88,7 +90,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, gt=0, description="SIGTERM drains for at most this long, then cancels."
     )
-    _file_data: ClassVar[dict[str, Any]] = {}
+    _file_data: ClassVar[Mapping[str, object]] = {}
     """The config file's contents: the lowest-precedence source (see load_settings)."""
 
     @classmethod
@@ -103,14 +105,15 @@ class Settings(BaseSettings):
         file = _FileSource(settings_cls, cls._file_data)
         return (init_settings, _ConventionalEnv(settings_cls), env_settings, file)
 
-    def masked(self) -> dict[str, Any]:
+    def masked(self) -> JsonObject:
         """The effective settings as plain data, secrets shown as ``'**********'``."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        data["redis"]["url"] = mask_url(self.redis.url)
-        if self.unleash.url is not None:
-            data["unleash"]["url"] = mask_url(self.unleash.url)
-        if self.prometheus.url is not None:
-            data["prometheus"]["url"] = mask_url(self.prometheus.url)
+        data: JsonObject = self.model_dump(mode="json")
+        urls = {"redis": self.redis.url, "unleash": self.unleash.url}
+        urls["prometheus"] = self.prometheus.url
+        for group, url in urls.items():
+            shown = data[group]
+            if url is not None and isinstance(shown, dict):
+                shown["url"] = mask_url(url)
         return data
 
 
@@ -120,10 +123,10 @@ class _ConventionalEnv(PydanticBaseSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> dict[str, dict[str, str]]:
         import os  # noqa: PLC0415 - read at call time so tests can set the environment
 
-        out: dict[str, Any] = {}
+        out: dict[str, dict[str, str]] = {}
         if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             out["kafka"] = {"bootstrap_servers": bootstrap}
         if url := os.environ.get("REDIS_URL"):
@@ -148,7 +151,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     Raises :class:`ConfigError` naming the file and the offending field.
     """
-    file_data: dict[str, Any] = {}
+    file_data: Mapping[str, object] = {}
     if config_file is not None:
         try:
             text = config_file.read_text(encoding="utf-8")
@@ -168,18 +171,18 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"invalid settings{where}: {exc}") from exc
 
 
-def _with_file_defaults(file_data: dict[str, Any]) -> type[Settings]:
+def _with_file_defaults(file_data: Mapping[str, object]) -> type[Settings]:
     """A Settings subclass whose lowest-precedence source is the file's contents."""
     return type("Settings", (Settings,), {"_file_data": file_data})
 
 
 class _FileSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, object]) -> None:
         super().__init__(settings_cls)
         self._data = data
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        return self._data
+    def __call__(self) -> dict[str, object]:
+        return {**self._data}

@@ -23,6 +23,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import Reason
 
 from controller.core.trust.signing import StateSigner, generate_key
+from controller.core.wire import JsonObject
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk.openfeature import RolloutProvider
@@ -54,7 +55,7 @@ async def test_sync_flags_and_openfeature_serve_only_signed_states(
     events_topic = await topic_factory("events", partitions=1)
     key, public = generate_key()
     signer = StateSigner(key, "controller")
-    state = {"flag": FLAG, "status": "rolling_out", "percent": 30.0, "salt": "s1"}
+    state: JsonObject = {"flag": FLAG, "status": "rolling_out", "percent": 30.0, "salt": "s1"}
     signed = signer.sign(state | {"version": 3})
     forged = state | {"version": 2**31 - 1, "status": "completed", "percent": 100.0}
     # Given a signed state and, after it, a forgery on the topic

@@ -30,7 +30,7 @@ from controller.core.machine import scheduling
 from controller.core.release import Environments, KeyRoles, Permission, action_of, may
 from controller.core.rollouts import CommandInput, CommandRefused, Plan, errors, lint, parse_plan
 from controller.core.trust import signing
-from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand
+from controller.core.wire import Command, CommandAction, JsonObject, MonitorAlert, SegmentCommand
 
 MAX_CONTROL_BYTES = 256 * 1024
 """The largest command or monitor alert read; a plan fits in far less."""
@@ -40,7 +40,7 @@ REPLAYED = "replayed command id"
 
 def parse(
     value: bytes, *, alert: bool
-) -> MonitorAlert | tuple[Command | SegmentCommand, dict[str, Any]]:
+) -> MonitorAlert | tuple[Command | SegmentCommand, JsonObject]:
     """The monitor alert (``alert``: a record of the monitors topic), or the command (a
     flag's, or a segment's) with its raw JSON (what its signature covers).
 
@@ -49,9 +49,10 @@ def parse(
     """
     if alert:
         return MonitorAlert.model_validate_json(value)
-    raw = orjson.loads(value)
-    if not isinstance(raw, dict):
+    loaded = orjson.loads(value)
+    if not isinstance(loaded, dict):
         raise ValueError("a command must be a JSON object")  # noqa: TRY004 - bad input
+    raw: JsonObject = loaded
     if raw.get("type") == "segment_command":
         return SegmentCommand.model_validate(raw), raw
     return Command.model_validate(raw), raw
@@ -59,7 +60,7 @@ def parse(
 
 def refusal(
     command: Command,
-    raw: dict[str, Any],
+    raw: Mapping[str, object],
     *,
     keys: Mapping[str, Ed25519PublicKey],
     now: datetime,
@@ -76,7 +77,7 @@ def refusal(
 
 
 def signature_refusal(
-    raw: dict[str, Any],
+    raw: Mapping[str, object],
     *,
     ts: float | datetime,
     keys: Mapping[str, Ed25519PublicKey],

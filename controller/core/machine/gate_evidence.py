@@ -27,7 +27,6 @@ from controller.core.wire import (
     DryRun,
     GateEvidence,
     GuardrailTest,
-    SourceReadings,
     SrmCheck,
 )
 
@@ -55,8 +54,8 @@ def gate_evidence(
         parts["both_arms"] = BothArms(units=data.both_arms, watched=data.watched_units)
     if plan.targeted:
         parts["audience"] = audience(rollout)
-    if sourced.evidence:
-        parts["sources"] = SourceReadings.model_validate(sourced.evidence)
+    if sourced.evidence is not None:
+        parts["sources"] = sourced.evidence
     if limits and plan.limits is not None:
         parts.update(limit_parts(plan.limits, limits))
     if any(g.dry_run for g in plan.guardrails):

@@ -25,6 +25,7 @@ from datetime import datetime
 
 from controller.core.machine.transitions import Cause, Step, at_stage, pause, roll_back
 from controller.core.reading import AT_STAGE, rollout_stage, stage_position
+from controller.core.reading import at_stage as stage_at
 from controller.core.rollouts import (
     Action,
     Applied,
@@ -41,7 +42,7 @@ from controller.core.rollouts import (
     VerdictKind,
     action_for,
 )
-from controller.core.wire import GateEvidence, RolloutEvidence
+from controller.core.wire import GateEvidence, JsonObject, RolloutEvidence
 
 POLICY = "policy"
 """The evidence key naming the trigger, the action and the policy entry applied."""
@@ -134,9 +135,9 @@ def overdue(state: Rollout, event: TickInput) -> Step:
     if limit is None or state.stuck_alerted or event.now - state.stage_started_at <= limit:
         return state, []
     applied = action_for(state.plan.health_words, "inconclusive")
-    details = {
+    details: JsonObject = {
         "stage": state.stage,
-        **at_stage(state),
+        **stage_at(state),
         "phase": state.phase.value,
         "max_duration_s": limit.total_seconds(),
         POLICY: applied.evidence(),

@@ -30,7 +30,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp
 from controller.core.machine.commands import signature_refusal
 from controller.core.rollouts import RaiseAlert
-from controller.core.wire import IngestEvidence
+from controller.core.wire import IngestEvidence, JsonObject
 
 Choice = Literal["reread", "accept_gap"]
 CHOICES: tuple[Choice, ...] = ("reread", "accept_gap")
@@ -137,7 +137,7 @@ class LogGap:
         )
         return RaiseAlert(ALERT_KIND, "critical", summary, self.details() | {"fits": self.fits})
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> JsonObject:
         return {
             "partition": self.partition,
             "stored_offset": self.stored,
@@ -227,19 +227,20 @@ class IngestCommand(BaseModel):
     )
 
 
-def parsed(value: bytes) -> tuple[IngestCommand, dict[str, Any]] | None:
+def parsed(value: bytes) -> tuple[IngestCommand, JsonObject] | None:
     """The ingest command in a record of the commands topic, with its raw JSON; None for a
     record of another type. Raises ``ValidationError`` or ``orjson.JSONDecodeError`` for an
     ingest command that breaks the contract."""
-    raw = orjson.loads(value)
-    if not isinstance(raw, dict) or raw.get("type") != "ingest":
+    loaded = orjson.loads(value)
+    if not isinstance(loaded, dict) or loaded.get("type") != "ingest":
         return None
+    raw: JsonObject = loaded
     return IngestCommand.model_validate(raw), raw
 
 
 def refusal(
     command: IngestCommand,
-    raw: dict[str, Any],
+    raw: Mapping[str, object],
     *,
     keys: Mapping[str, Ed25519PublicKey],
     now: datetime,
@@ -263,7 +264,7 @@ def chosen(command: IngestCommand, held: set[int]) -> list[int] | str:
     return sorted(named)
 
 
-def audit(command: IngestCommand, result: list[int] | str, *, now_ms: int) -> dict[str, Any]:
+def audit(command: IngestCommand, result: list[int] | str, *, now_ms: int) -> JsonObject:
     """The decision (kind ``ingest``) that records ``command``'s outcome: applied to the
     partitions named in its evidence, or rejected with the reason. Its id follows from the
     command's, so a decision published again is deduplicated by its consumers."""

@@ -129,7 +129,7 @@ from controller.core.rollouts import (
     action_for,
     incoherence,
 )
-from controller.core.wire import RolloutEvidence
+from controller.core.wire import JsonObject, RolloutEvidence
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -199,8 +199,10 @@ def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Acti
         f"{state.flag}: dry-run guardrail {', '.join(breaches)} would have acted at "
         f"{rollout_stage(state)} (no action)"
     )
-    trial = {m: said.model_dump() for m, said in (event.verdict.evidence.dry_run or {}).items()}
-    details = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
+    trial: JsonObject = {
+        m: said.model_dump() for m, said in (event.verdict.evidence.dry_run or {}).items()
+    }
+    details: JsonObject = {"stage": state.stage, "dry_run": trial, "breaches": list(breaches)}
     details |= at_stage(state)
     return alerted, [RaiseAlert("guardrail", "info", summary[:500], details)]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from controller.core.machine.queries import (
     ARMS,
@@ -63,6 +62,7 @@ from controller.core.stats import (
     limit_result,
     metric_floor,
 )
+from controller.core.wire import JsonObject, SourceReadings
 
 MAX_SHOWN_QUERY = 2500
 """A query is kept in the evidence up to this many characters."""
@@ -86,7 +86,8 @@ class Sourced:
     traffic: int = 0
     """Requests (or exposures) the source counted in the stage: the stage has traffic."""
     baselines: dict[str, float | None] = field(default_factory=dict)
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: SourceReadings | None = None
+    """What the gate's evidence keeps of the readings; None when nothing was read."""
 
 
 NOT_SOURCED = Sourced()
@@ -160,13 +161,52 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
         _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         reason = f"the treated requests from Prometheus are unusable: {exc}"
-        out.shown[TRAFFIC] = {**_shown(taken, {}), "problems": [str(exc)]}
+        out.shown[TRAFFIC] = _shown(taken, {}, problems=[str(exc)])
         out.unusable[TRAFFIC] = reason
         if not quiet:
             out.missing.append(reason)
         return
-    out.shown[TRAFFIC] = {**_shown(taken, {}), "arms": {"treatment": {"requests": requests}}}
+    out.shown[TRAFFIC] = _shown(taken, {})
+    out.shown[TRAFFIC].arms["treatment"] = {"requests": requests}
     out.traffic += requests
+
+
+@dataclass(slots=True)
+class Shown:
+    """What the evidence keeps of one reading (a guardrail's, a limit's, the traffic's):
+    when it was taken, each query as asked, each arm's numbers, and what was made of it;
+    or only why it is missing."""
+
+    at: str | None = None
+    queries: dict[str, dict[str, str]] = field(default_factory=dict)
+    arms: dict[str, dict[str, int]] = field(default_factory=dict)
+    missing: str | None = None
+    problems: list[str] = field(default_factory=list)
+    request_share: float | None = None
+    value: float | None = None
+    bound: dict[str, float] = field(default_factory=dict)
+    test: JsonObject | None = None
+
+    def wire(self) -> JsonObject:
+        """The reading as the evidence carries it: only the parts it has, in this order."""
+        if self.at is None:
+            return {"missing": self.missing}
+        shown: JsonObject = {
+            "at": self.at,
+            "queries": {role: {**by_arm} for role, by_arm in self.queries.items()},
+            "arms": {arm: {**numbers} for arm, numbers in self.arms.items()},
+        }
+        if self.problems:
+            shown["problems"] = [*self.problems]
+        if self.request_share is not None:
+            shown["request_share"] = self.request_share
+        if self.value is not None:
+            shown["value"] = self.value
+        if self.bound:
+            shown["bound"] = {**self.bound}
+        if self.test is not None:
+            shown["test"] = self.test
+        return shown
 
 
 @dataclass(slots=True)
@@ -179,12 +219,15 @@ class _Gathered:
     unusable: dict[str, str] = field(default_factory=dict)
     traffic: int = 0
     baselines: dict[str, float | None] = field(default_factory=dict)
-    shown: dict[str, Any] = field(default_factory=dict)
+    shown: dict[str, Shown] = field(default_factory=dict)
 
     def sourced(self, source: str, *, expected: float) -> Sourced:
-        evidence: dict[str, Any] = {}
+        evidence = None
         if self.shown:
-            evidence = {"source": source, "expected_share": expected, "reads": self.shown}
+            reads = {name: shown.wire() for name, shown in self.shown.items()}
+            evidence = SourceReadings.model_validate(
+                {"source": source, "expected_share": expected, "reads": reads}
+            )
         return Sourced(
             tests=self.tests,
             limits=self.limits,
@@ -220,7 +263,7 @@ def _fresh(
         why += f"; failing for {(now - failing.since).total_seconds():.0f} s: {failing.reason}"
     reason = f"{name} from {readings.source}: {why}"
     out.waiting[name] = reason
-    out.shown[name] = {"missing": why[:500]}
+    out.shown[name] = Shown(missing=why[:500])
     if not dry_run:
         out.missing.append(reason)
     return None
@@ -240,7 +283,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     shown = _shown(taken, arms)
     out.shown[metric] = shown
     if problems:  # no series, NaN, not a histogram: never read as "no traffic" either
-        shown["problems"] = problems
+        shown.problems = problems
         out.waiting[metric] = reason = f"{metric} from Prometheus unusable: " + "; ".join(problems)
         out.unusable[metric] = reason
         if not guardrail.dry_run:
@@ -250,7 +293,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
     out.traffic += _trials(arms["treatment"]) + _trials(arms["control"])
     trials = (_trials(arms["treatment"]), _trials(arms["control"]))
     if sum(trials):  # for people only: requests cluster by unit, so no test is run on it
-        shown["request_share"] = round(trials[0] / sum(trials), 6)
+        shown.request_share = round(trials[0] / sum(trials), 6)
     out.tests[metric] = result = guardrail_result(guardrail, data, plan)
     out.baselines[metric] = control_baseline(guardrail, arms["control"])
     if result is None:
@@ -294,16 +337,16 @@ def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> 
         value = scalar(_given(got))
         _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
-        shown["problems"] = [str(exc)]
+        shown.problems = [str(exc)]
         reason = f"limit {limit.name} from Prometheus unusable: {exc}"
         out.waiting[name] = reason
         out.unusable[name] = reason
         out.missing.append(reason)
         return
-    shown["value"] = value
-    shown["bound"] = {"max" if limit.max is not None else "min": limit.bound}
+    shown.value = value
+    shown.bound = {"max" if limit.max is not None else "min": limit.bound}
     result = limit_result(value, limit.bound, at_most=limit.max is not None)
-    shown["test"] = result.evidence()
+    shown.test = result.evidence()
     out.limits[limit.name] = result
     out.traffic += 1  # a value, not NaN: the query found samples in the stage
 
@@ -329,16 +372,19 @@ def _given(got: Answer | str | None) -> Answer:
     return got
 
 
-def _shown(taken: Taken, arms: Mapping[str, ArmAggregate]) -> dict[str, Any]:
+def _shown(
+    taken: Taken, arms: Mapping[str, ArmAggregate], problems: list[str] | None = None
+) -> Shown:
     """What the evidence keeps of a reading: when, each query as asked, each arm's numbers."""
     queries: dict[str, dict[str, str]] = {}
     for (arm, role), text in taken.queries.items():
         queries.setdefault(role, {})[arm] = text[:MAX_SHOWN_QUERY]
-    return {
-        "at": taken.at.isoformat(),
-        "queries": queries,
-        "arms": {arm: _numbers(aggregate) for arm, aggregate in arms.items()},
-    }
+    return Shown(
+        at=taken.at.isoformat(),
+        queries=queries,
+        arms={arm: _numbers(aggregate) for arm, aggregate in arms.items()},
+        problems=problems or [],
+    )
 
 
 def _numbers(arm: ArmAggregate) -> dict[str, int]:

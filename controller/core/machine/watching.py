@@ -18,7 +18,7 @@ from controller.core.rollouts import (
     Verdict,
     Watch,
 )
-from controller.core.wire import RolloutEvidence, WatchSettings
+from controller.core.wire import JsonObject, RolloutEvidence, WatchSettings
 
 Step = tuple[Rollout, list[RecordDecision | RaiseAlert]]
 
@@ -96,5 +96,5 @@ def stale_reminder(state: Rollout, event: TickInput) -> Step:
     new = state.model_copy(update={"stale_alerted": True, "updated_at": event.now})
     days = after.total_seconds() / 86400
     summary = f"{state.flag} completed over {days:g} days ago: remove the flag from the code"
-    details = {"completed_at": (state.completed_at or state.updated_at).isoformat()}
+    details: JsonObject = {"completed_at": (state.completed_at or state.updated_at).isoformat()}
     return new, [RaiseAlert("stale_flag", "info", summary, details)]

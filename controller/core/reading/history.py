@@ -27,7 +27,7 @@ import orjson
 
 from controller.core.rollouts import Rollout, Verdict
 from controller.core.stats import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
-from controller.core.wire import ArmLatency, ArmTally, GuardrailTest
+from controller.core.wire import ArmLatency, ArmTally, GuardrailTest, JsonObject
 
 ARMS = ("treatment", "control")
 ARM_COUNTS = ("units", "exposures", "requests", "errors", "conversions")
@@ -60,7 +60,7 @@ class GuardrailPoint:
             return self.lower > self.tolerance
         return self.upper < -self.tolerance
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {
             "delta": _finite(self.delta),
             "lower": _finite(self.lower),
@@ -89,7 +89,7 @@ class GatePoint:
     """Per arm its latency quantiles in ms (:data:`LATENCY_QUANTILES`), None without
     requests; empty where the gate gave none (points stored before they were kept)."""
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         """The served shape: named fields, the time both in ms and ISO 8601."""
         return {
             "ts_ms": self.ts_ms,

@@ -31,12 +31,13 @@ from controller.core.common import (
     sentences,
     stripped,
 )
+from controller.core.wire import JsonObject
 
 MAX_NARRATIVE_CHARS = 1200
 MAX_FACTS = 60
 PROMPT_VERSION = "narrative-v1"
 
-NARRATIVE_SCHEMA: dict[str, Any] = {
+NARRATIVE_SCHEMA: JsonObject = {
     "type": "object",
     "properties": {"narrative": {"type": "string", "maxLength": MAX_NARRATIVE_CHARS}},
     "required": ["narrative"],

@@ -50,7 +50,7 @@ def approval_lines(approvals: Mapping[str, Any] | None) -> list[str]:
     if not approvals:
         return []
     needed: dict[str, int] = approvals.get("needed") or {}
-    given: list[dict[str, Any]] = approvals.get("given") or []
+    given: list[Mapping[str, object]] = approvals.get("given") or []
     lines = []
     for role, count in needed.items():
         mine = [a for a in given if a.get("role") == role]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from controller.core.common import PLAIN_FLAG_KEY_PATTERN
 from controller.core.reading.wording import stage_label
 from controller.core.release import PipelineState, PipelineStep, approvals_needed, next_gate
 from controller.core.rollouts import Rollout
+from controller.core.wire import JsonObject
 
 MAX_PLAIN_FLAG = 128
 
@@ -31,7 +31,7 @@ def pipeline_view(
     rollouts: Mapping[str, Rollout | None],
     now: datetime,
     keys: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """The run as ``pipeline status`` shows it; ``rollouts``: each environment's rollout;
     ``keys``: each environment's rollout key (left out: none is shown)."""
     found = next_gate(run, now)
@@ -60,10 +60,10 @@ def pipeline_view(
 
 def _step(
     run: PipelineState, index: int, rollout: Rollout | None, now: datetime, key: str | None
-) -> dict[str, Any]:
+) -> JsonObject:
     step, plan = run.steps[index], run.pipeline.steps[index]
     ours = rollout is not None and rollout.rollout_id == step.rollout_id
-    shown: dict[str, Any] = {
+    shown: JsonObject = {
         "environment": step.environment,
         "key": key,
         "status": step.status.value,
@@ -82,7 +82,7 @@ def _step(
         live = run.approvals.live(step.environment, plan.approval, now)
         shown["approvals"] = {
             "needed": {rule.role: rule.count for rule in plan.approval.needs},
-            "missing": needed.missing,
+            "missing": {**needed.missing},
             "approved": {role: list(names) for role, names in needed.approved.items()},
             "given": [
                 {"operator": a.operator, "key_id": a.key_id, "role": a.role, "at": a.at.isoformat()}
@@ -94,7 +94,7 @@ def _step(
     return shown
 
 
-def _rollout(rollout: Rollout) -> dict[str, Any]:
+def _rollout(rollout: Rollout) -> JsonObject:
     stages = len(rollout.plan.stages)
     percent = rollout.plan.stages[rollout.stage].percent
     return {

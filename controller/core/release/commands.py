@@ -11,13 +11,13 @@ read again starts nothing new. An approval of a pipeline's step is today's
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from pydantic import Field, StringConstraints
 
 from controller.core.common import Actor, AppliedDigest, BoundedPlan, PlainFlagKey, Reason
-from controller.core.wire import MessageBase
+from controller.core.wire import JsonObject, MessageBase
 
 PIPELINE_TYPE = "pipeline"
 
@@ -48,11 +48,12 @@ class PipelineCommand(MessageBase):
     )
 
 
-def pipeline_command(value: bytes) -> tuple[PipelineCommand, dict[str, Any]] | None:
+def pipeline_command(value: bytes) -> tuple[PipelineCommand, JsonObject] | None:
     """The pipeline command in a record of the commands topic, with its raw JSON (what its
     signature covers); None for a record of another type. Raises ``ValidationError`` or
     ``orjson.JSONDecodeError`` for a pipeline command that breaks the contract."""
-    raw = orjson.loads(value)
-    if not isinstance(raw, dict) or raw.get("type") != PIPELINE_TYPE:
+    loaded = orjson.loads(value)
+    if not isinstance(loaded, dict) or loaded.get("type") != PIPELINE_TYPE:
         return None
+    raw: JsonObject = loaded
     return PipelineCommand.model_validate(raw), raw

@@ -10,7 +10,8 @@ production the full plan. Pure.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated
 
 from pydantic import Field, ValidationError
 
@@ -18,11 +19,11 @@ from controller.core.rollouts import Plan
 
 PLAN_FIELDS = tuple(Plan.model_fields)
 
-PlanOverride = Annotated[dict[str, Any], Field(max_length=len(PLAN_FIELDS))]
+PlanOverride = Annotated[Mapping[str, object], Field(max_length=len(PLAN_FIELDS))]
 """Top-level plan fields and their values for one environment (checked by :func:`apply`)."""
 
 
-def apply(plan: Plan, override: dict[str, Any]) -> Plan:
+def apply(plan: Plan, override: Mapping[str, object]) -> Plan:
     """``plan`` with the override's fields replaced; ``ValueError`` naming the field."""
     for name in override:
         if name not in PLAN_FIELDS:

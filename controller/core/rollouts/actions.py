@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from controller.core.wire import RolloutEvidence
+from controller.core.wire import JsonObject, RolloutEvidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +30,7 @@ class RaiseAlert:
     kind: str
     severity: str
     summary: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JsonObject = field(default_factory=dict)
 
 
 Action = PublishFlagState | RecordDecision | RaiseAlert

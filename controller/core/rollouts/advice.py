@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from controller.core.common import displayable
 from controller.core.rollouts.briefing import Briefing, sentences
-from controller.core.wire import AdvisorReply
+from controller.core.wire import AdvisorReply, JsonObject
 
 PROMPT_VERSION = "gate-v2"
 MAX_UNTRUSTED_CHARS = 200
@@ -58,7 +58,7 @@ class Advice(BaseModel):
     rationale: Annotated[str, Field(max_length=MAX_RATIONALE_CHARS), AfterValidator(displayable)]
 
 
-ADVICE_SCHEMA: dict[str, Any] = {
+ADVICE_SCHEMA: JsonObject = {
     "type": "object",
     "properties": {
         "action": {"type": "string", "enum": ["advance", "hold", "rollback"]},

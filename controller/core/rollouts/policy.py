@@ -42,11 +42,11 @@ plan carries every field, so a default cannot be told from a written one. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.wire import PolicyEntry
+from controller.core.wire import JsonObject, PolicyEntry
 
 Trigger = Literal[
     "guardrail_regression",
@@ -112,7 +112,8 @@ class Applied:
     entry: str
     """``health_policy.no_traffic``, ``guardrails.0.action``, ``srm_action`` or ``default``."""
 
-    def evidence(self) -> dict[str, Any]:
+    def evidence(self) -> JsonObject:
+        """The policy entry as an alert's details carry it."""
         return {"trigger": self.trigger, "action": self.action, "policy_entry": self.entry}
 
     def part(self) -> PolicyEntry:

@@ -19,6 +19,7 @@ from typing import Any
 from controller.core.rollouts import Phase, Rollout, UnleashTarget
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
 from controller.core.serving.rings import Owned, Spec, ring_specs, shape_of
+from controller.core.wire import JsonObject
 
 _MAX_PARTS = 64
 STRATEGY = "flexibleRollout"
@@ -90,15 +91,15 @@ class Serving:
     """The rollout's audience and rings as JSON, written on one strategy for the SDK helper."""
     """Each strategy's own digest: a write cut short leaves some old, some new."""
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {
             "enabled": self.enabled,
             "percent": self.percent,
             "stickiness": self.stickiness,
             "version": self.version,
         }
         if self.shape is not None:
-            out["shape"], out["parts"] = self.shape, list(self.parts)
+            out["shape"], out["parts"] = self.shape, [*self.parts]
         return out
 
     @classmethod
@@ -176,7 +177,7 @@ class Applied:
     held_version: int | None = None
     held_what: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {
             "rollout_id": self.rollout_id,
             "applied": self.applied.to_json() if self.applied else None,

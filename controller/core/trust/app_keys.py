@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,7 +39,7 @@ from controller.core.common import (
     as_datetime,
 )
 from controller.core.trust import signing
-from controller.core.wire import AppKeyEvidence
+from controller.core.wire import AppKeyEvidence, JsonObject
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 APP_KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -152,7 +152,7 @@ def digest(secret: str) -> str:
 
 def refusal(
     command: AppKeyCommand,
-    raw: dict[str, Any],
+    raw: JsonObject,
     *,
     keys: Mapping[str, Ed25519PublicKey],
     now: datetime,
@@ -340,7 +340,7 @@ AUDIT_FLAG_PREFIX = "app-key:"
 
 def audit(
     command: AppKeyCommand, result: AppKey | str, *, now_ms: int, refused: str | None = None
-) -> dict[str, Any]:
+) -> JsonObject:
     """The decision that records ``command``'s outcome on the decisions topic (kind
     ``app_key``): applied with the key's record (never its hash), or rejected with the
     reason (``refused``, or ``result`` when :func:`decide` refused). Its id follows from
@@ -368,7 +368,7 @@ def audit(
     }
 
 
-def parsed(value: bytes) -> tuple[AppKeyCommand, dict[str, Any]] | None:
+def parsed(value: bytes) -> tuple[AppKeyCommand, JsonObject] | None:
     """The app-key command in a record of the commands topic, with its raw JSON (what its
     signature covers); None for a record of another type. Raises ``ValidationError``
     or ``orjson.JSONDecodeError`` for an app-key command that breaks the contract."""

@@ -17,27 +17,26 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.core.wire import FlagState, flagstates
+from controller.core.wire import FlagState, JsonObject, flagstates
 
 
-def canonical_bytes(command: dict[str, Any]) -> bytes:
+def canonical_bytes(command: Mapping[str, object]) -> bytes:
     """The bytes that are signed: the command without ``sig``, keys sorted, compact."""
     body = {k: v for k, v in command.items() if k != "sig"}
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
-def sign(command: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
+def sign(command: Mapping[str, object], private_key: Ed25519PrivateKey) -> str:
     """The base64 signature to put in the command's ``sig`` field."""
     return base64.b64encode(private_key.sign(canonical_bytes(command))).decode()
 
 
-def verify(command: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+def verify(command: Mapping[str, object], public_key: Ed25519PublicKey) -> bool:
     """Whether ``command["sig"]`` is a valid signature of the rest of the command."""
     try:
         signature = base64.b64decode(str(command.get("sig", "")), validate=True)
@@ -99,7 +98,7 @@ class StateSigner:
         self._key = key
         self._cache: dict[bytes, str] = {}
 
-    def sign(self, state: dict[str, Any]) -> dict[str, Any]:
+    def sign(self, state: JsonObject) -> JsonObject:
         """``state`` (a flag state's fields) with ``key_id`` and ``sig`` set."""
         data = flagstates.signed_bytes(state, self.key_id)
         sig = self._cache.get(data)

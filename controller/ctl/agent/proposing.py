@@ -98,12 +98,12 @@ def propose(
     command["expect_version"] = against.flag_version
     if against.rollout_id is not None and against.stage is not None:
         command |= {"expect_rollout_id": against.rollout_id, "expect_stage": against.stage}
-    name = f"proposal-{action.value}-{flag}-{command['id'][:8]}.json"
+    name = f"proposal-{action.value}-{flag}-{str(command['id'])[:8]}.json"
     text = orjson.dumps(command).decode()
     line = f"rolloutctl send --sign --wait --file {shlex.quote(name)}"
     inline = f"rolloutctl send --sign --wait --file - <<'EOF'\n{text}\nEOF"
     return Proposal(
-        command=command,
+        command={**command},
         made_against=against,
         file=name,
         sign_and_send=line,

@@ -10,19 +10,19 @@ here and handed back, to be written where the operator said, never printed.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX
-from controller.core.wire import decision_key
+from controller.core.wire import JsonObject, decision_key
 from controller.ctl.gitops.desired import AppKeyBody, PipelineBody, RolloutBody
 from controller.ctl.gitops.diffing import Item
 from controller.ctl.operate import app_keys, build_command, pipelines, segments
 
-WireCommand = dict[str, object]
+WireCommand = JsonObject
 """A command as the JSON object that is signed and sent byte for byte; each is checked
 against its contract model (``Command``, ``SegmentCommand``, ...) where it is built."""
-Sign = Callable[[WireCommand], str]
+Sign = Callable[[Mapping[str, object]], str]
 APP_KEYS_RECORD_KEY = app_keys.RECORD_KEY
 
 
@@ -128,6 +128,6 @@ def shown(command: WireCommand) -> WireCommand:
     kept = {k: v for k, v in command.items() if k not in drawn}
     ids = kept.get("ids")
     if isinstance(ids, dict):
-        size = {"data_chars": len(ids.get("data", ""))}
+        size = {"data_chars": len(str(ids.get("data", "")))}
         kept["ids"] = {k: v for k, v in ids.items() if k not in ("data", "upload")} | size
     return kept

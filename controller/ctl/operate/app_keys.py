@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest, signing
-from controller.core.wire import AppKeyEvidence, Decision
+from controller.core.wire import AppKeyEvidence, Decision, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**answered.published, **({"secret": secret} if secret and applied else {})})
     else:
-        print(outcome_line(answered.decision, command["target"]))
+        print(outcome_line(answered.decision, str(command["target"])))
         if secret and applied:
             print(secret)
             warn("the secret above is shown this once: store it now (Authorization: Bearer)")
@@ -82,9 +82,9 @@ def command_of(
     scopes: list[str] | None = None,
     client: bool = False,
     environment: str | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """An unsigned app-key command, validated against the contract."""
-    command: dict[str, Any] = {
+    command: JsonObject = {
         "type": "app_key",
         "v": 1,
         "id": uuid.uuid4().hex,
@@ -98,7 +98,7 @@ def command_of(
     if secret is not None:
         command |= {
             "app_key": secrets.token_hex(8),
-            "scopes": sorted(set(scopes or [])),
+            "scopes": [*sorted(set(scopes or []))],
             "client": client,
             "secret_sha256": digest(secret),
         }
@@ -107,7 +107,7 @@ def command_of(
     return validated(AppKeyCommand, command)
 
 
-def _signed(args: argparse.Namespace, secret: str | None) -> dict[str, Any]:
+def _signed(args: argparse.Namespace, secret: str | None) -> JsonObject:
     key_id = key_id_of(args.key_id)
     if secret is not None and not args.client and not args.scope:
         raise UsageError("a key needs --scope evaluate, events or verdicts (or --client)")

@@ -16,9 +16,10 @@ import re
 import stat
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -26,13 +27,16 @@ from pydantic import BaseModel, ValidationError
 from controller.core.common import ConfigError, dump_yaml
 from controller.core.rollouts import Plan
 from controller.core.trust import signing
-from controller.core.wire import Command, CommandAction, summarize
+from controller.core.wire import Command, CommandAction, JsonObject, summarize
 from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, UsageError, os_reason, warn
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from controller.settings import KafkaSettings
+
+C = TypeVar("C", bound=Mapping[str, object])
+"""A command as built: a JSON object, or a narrower mapping."""
 
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Key ids ``keygen`` accepts: safe as a file name and as a YAML key."""
@@ -54,7 +58,7 @@ def build_command(
     ts_ms: int | None = None,
     at: datetime | None = None,
     environment: str | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """An unsigned command, validated against the contract; ``environment``: where it acts
     (left out of the command when None: the controller's default environment); ``key_id``
     left out when None (a proposal, which its signer's key names).
@@ -66,7 +70,7 @@ def build_command(
     """
     action = _action(action)
     _check_options(action, plan=plan, to_end=to_end)
-    command: dict[str, Any] = {
+    command: JsonObject = {
         "type": "command",
         "v": 1,
         "id": command_id or uuid.uuid4().hex,
@@ -91,7 +95,7 @@ def build_command(
     return validated(Command, command)
 
 
-def validated(contract: type[BaseModel], command: dict[str, Any]) -> dict[str, Any]:
+def validated(contract: type[BaseModel], command: C) -> C:
     """``command``, once it meets its ``contract``; else a usage error naming the field."""
     try:
         contract.model_validate(command)
@@ -114,7 +118,7 @@ def signed_command(
     ts_ms: int | None = None,
     at: datetime | None = None,
     environment: str | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """A validated command with ``sig``: what ``sign`` prints and ``send`` produces."""
     command = build_command(
         action,
@@ -133,18 +137,18 @@ def signed_command(
     return command
 
 
-def encode_command(command: dict[str, Any]) -> bytes:
+def encode_command(command: Mapping[str, object]) -> bytes:
     """The command as one compact line of UTF-8 JSON, the Kafka message value."""
     return orjson.dumps(command)
 
 
-def command_record(command: dict[str, Any]) -> tuple[bytes, bytes]:
+def command_record(command: Mapping[str, object]) -> tuple[bytes, bytes]:
     """The Kafka key (the flag) and value of a command."""
     return str(command["flag"]).encode(), encode_command(command)
 
 
 async def send_command(
-    command: dict[str, Any],
+    command: Mapping[str, object],
     *,
     kafka: KafkaSettings,
     topic: str,
@@ -171,7 +175,7 @@ async def send_command(
     )
 
 
-def verify_command(command: dict[str, Any], public_key: str) -> str | None:
+def verify_command(command: Mapping[str, object], public_key: str) -> str | None:
     """Why ``command`` is not a valid signed command for ``public_key``, or None.
 
     Raises ValueError if ``public_key`` is not a base64 Ed25519 public key.

@@ -14,16 +14,16 @@ import asyncio
 import getpass
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from controller.core.common import ConfigError
 from controller.core.rollouts import DEFAULT_PLAN, Finding, Plan, errors, lint, load_plan
 from controller.core.trust import signing
-from controller.core.wire import CommandAction
+from controller.core.wire import CommandAction, JsonObject
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import (
@@ -103,25 +103,27 @@ def segment(args: argparse.Namespace) -> int:
         return segments.show(args)
     key_id = key_id_of(args.key_id)
     sign = segments.signer(read_private_key(key_path_of(args.key, key_id)))
-    change: dict[str, Any] = {"action": "delete"}
+    action, rule, ids = "delete", None, None
     if args.verb == "put":
         if (args.rule is None) == (args.ids_file is None):
             raise UsageError("segment put takes --rule TEXT or --ids-file FILE, one of them")
+        action, rule = "put", args.rule
         ids = segments.read_ids(args.ids_file) if args.ids_file else None
-        change = {"action": "put", "rule": args.rule, "ids": ids}
     commands = segments.commands_for(
         args.name,
         actor=actor_of(args.actor),
         key_id=key_id,
         sign=sign,
         reason=args.reason,
-        **change,
+        action=action,
+        rule=rule,
+        ids=ids,
     )
     settings, kafka = broker_of(args)
     return segments.change(args, commands, kafka=kafka, topics=settings.topics)
 
 
-def _report_sent(args: argparse.Namespace, command: dict[str, Any]) -> int:
+def _report_sent(args: argparse.Namespace, command: Mapping[str, object]) -> int:
     if args.json:
         print_json({"id": command["id"], "action": command["action"], "flag": command["flag"]})
     else:
@@ -137,7 +139,7 @@ def broker_of(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
     return settings, kafka
 
 
-def command_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def command_from_args(args: argparse.Namespace) -> JsonObject:
     """The signed command the arguments describe."""
     key_id = key_id_of(args.key_id)
     return signed_command(
@@ -284,7 +286,7 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def produce(args: argparse.Namespace, command: dict[str, object]) -> int:
+def produce(args: argparse.Namespace, command: Mapping[str, object]) -> int:
     """Send a signed ``command`` without waiting; print its id."""
     settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands
@@ -314,7 +316,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def send_signed(
-    args: argparse.Namespace, command: dict[str, Any], *, key: bytes | None = None
+    args: argparse.Namespace, command: Mapping[str, object], *, key: bytes | None = None
 ) -> steering.Answered | None:
     """Send a signed command and wait for its decision; None when none came in time.
 

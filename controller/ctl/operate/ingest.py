@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from typing import Any
 
 from controller.core.machine import IngestCommand
 from controller.core.trust import signing
-from controller.core.wire import IngestEvidence
+from controller.core.wire import IngestEvidence, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
@@ -92,15 +91,15 @@ def command_of(
     key_id: str,
     reason: str = "",
     topic: str | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """An unsigned ingest command, validated against the contract."""
-    command: dict[str, Any] = {
+    command: JsonObject = {
         "type": "ingest",
         "v": 1,
         "id": uuid.uuid4().hex,
         "ts": time.time_ns() // 1_000_000,
         "action": choice,
-        "partitions": sorted(set(partitions)),
+        "partitions": [*sorted(set(partitions))],
         "actor": actor,
         "reason": reason,
         "key_id": key_id,
@@ -110,7 +109,7 @@ def command_of(
     return validated(IngestCommand, command)
 
 
-def _signed(args: argparse.Namespace) -> dict[str, Any]:
+def _signed(args: argparse.Namespace) -> JsonObject:
     key_id = key_id_of(args.key_id)
     command = command_of(
         VERBS[args.ingest_command],

@@ -27,7 +27,7 @@ from controller.core.reading import pipeline_text
 from controller.core.release import Pipeline, PipelineCommand
 from controller.core.rollouts import errors, lint
 from controller.core.trust import signing
-from controller.core.wire import summarize
+from controller.core.wire import JsonObject, summarize
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
 from controller.ctl.operate.commands import read_private_key, validated
@@ -158,10 +158,10 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def command_of(
-    flag: str, pipeline: dict[str, Any], *, actor: str, key_id: str, reason: str = ""
-) -> dict[str, Any]:
+    flag: str, pipeline: JsonObject, *, actor: str, key_id: str, reason: str = ""
+) -> JsonObject:
     """An unsigned pipeline command, validated against the contract."""
-    command: dict[str, Any] = {
+    command: JsonObject = {
         "type": "pipeline",
         "v": 1,
         "id": uuid.uuid4().hex,
@@ -176,7 +176,7 @@ def command_of(
     return validated(PipelineCommand, command)
 
 
-def _signed(args: argparse.Namespace) -> dict[str, Any]:
+def _signed(args: argparse.Namespace) -> JsonObject:
     key_id = key_id_of(args.key_id)
     try:
         text = args.pipeline.read_text(encoding="utf-8")

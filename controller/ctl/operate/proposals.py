@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 
 from controller.core.machine import MAX_CONTROL_BYTES
 from controller.core.trust import signing
-from controller.core.wire import Command
+from controller.core.wire import Command, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate import handlers
 from controller.ctl.operate.commands import encode_command, read_private_key, validated
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return _send(args, command)
 
 
-def read_command(path: Path) -> dict[str, object]:
+def read_command(path: Path) -> JsonObject:
     """The command in ``path`` (``-``: stdin), bounded as the controller bounds one and
     checked against the contract; a usage error naming what is wrong."""
     where = "stdin" if str(path) == "-" else str(path)
@@ -70,7 +71,7 @@ def read_command(path: Path) -> dict[str, object]:
     return validated(Command, command)
 
 
-def sign_as(command: dict[str, object], args: argparse.Namespace) -> dict[str, object]:
+def sign_as(command: JsonObject, args: argparse.Namespace) -> JsonObject:
     """``command`` made the signer's (actor, key id, time) and signed; its id is kept."""
     if "sig" in command:
         raise UsageError("the command is signed already; send it without --sign")
@@ -85,7 +86,7 @@ def sign_as(command: dict[str, object], args: argparse.Namespace) -> dict[str, o
     return mine
 
 
-def _send(args: argparse.Namespace, command: dict[str, object]) -> int:
+def _send(args: argparse.Namespace, command: Mapping[str, object]) -> int:
     if not args.wait:
         return handlers.produce(args, command)
     answered = handlers.send_signed(args, command)

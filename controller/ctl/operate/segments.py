@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from controller.core.rules import MAX_ID_CHARS, MAX_IDS, pack, parse, to_text
 from controller.core.trust import signing
 from controller.core.wire import (
     Decision,
+    JsonObject,
     SegmentCommand,
     SegmentEvidence,
     SegmentRecord,
@@ -51,23 +52,23 @@ def commands_for(
     action: str,
     actor: str,
     key_id: str,
-    sign: Callable[[dict[str, Any]], str],
+    sign: Callable[[Mapping[str, object]], str],
     reason: str = "",
     rule: str | None = None,
     ids: list[str] | None = None,
     applied: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[JsonObject]:
     """The signed commands of one change: one, or one per part of an id list.
 
     ``sign(command) -> sig``; ``applied``: the digest ``rolloutctl apply`` sends;
     ``UsageError`` for a rule or ids the contract refuses,
     with the rule's line and column or the id's number.
     """
-    base: dict[str, Any] = {"type": "segment_command", "v": 1, "action": action}
+    base: JsonObject = {"type": "segment_command", "v": 1, "action": action}
     base |= {"segment": name, "actor": actor, "reason": reason, "key_id": key_id}
     if applied is not None:
         base["applied"] = applied
-    bodies: list[dict[str, Any]] = [{}]
+    bodies: list[JsonObject] = [{}]
     if rule is not None:
         bodies = [{"rule": orjson_rule(rule)}]
     elif ids is not None:
@@ -80,8 +81,14 @@ def commands_for(
         upload = uuid.uuid4().hex
         bodies = [
             {
-                "ids": {"upload": upload, "part": i, "parts": len(packed.parts)}
-                | {"count": packed.count, "sha256": packed.sha256, "data": data}
+                "ids": {
+                    "upload": upload,
+                    "part": i,
+                    "parts": len(packed.parts),
+                    "count": packed.count,
+                    "sha256": packed.sha256,
+                    "data": data,
+                }
             }
             for i, data in enumerate(packed.parts)
         ]
@@ -117,18 +124,18 @@ def read_ids(path: Path) -> list[str]:
 
 
 async def send(
-    commands: list[dict[str, Any]], *, kafka: KafkaSettings, topic: str, timeout_s: float
+    commands: Sequence[Mapping[str, object]], *, kafka: KafkaSettings, topic: str, timeout_s: float
 ) -> tuple[int, int]:
     """Produce the commands in order under the segment's key; where the last one went."""
     from controller.adapters.kafka import send_many  # noqa: PLC0415 - keep `--help` fast
 
-    records = [(decision_key(c["segment"]).encode(), encode_command(c)) for c in commands]
+    records = [(decision_key(str(c["segment"])).encode(), encode_command(c)) for c in commands]
     return await send_many(kafka, topic=topic, records=records, client_id=PROG, timeout_s=timeout_s)
 
 
 def change(
     args: argparse.Namespace,
-    commands: list[dict[str, Any]],
+    commands: Sequence[Mapping[str, object]],
     *,
     kafka: KafkaSettings,
     topics: TopicSettings,
@@ -216,6 +223,6 @@ def _get(base: str, path: str) -> Any:
     return body
 
 
-def signer(private_key: Ed25519PrivateKey) -> Callable[[dict[str, Any]], str]:
+def signer(private_key: Ed25519PrivateKey) -> Callable[[Mapping[str, object]], str]:
     """``sign(command) -> sig`` with ``private_key``."""
     return lambda command: signing.sign(command, private_key)

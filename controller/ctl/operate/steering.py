@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, NamedTuple
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import NamedTuple, TypeVar
 
 import orjson
 
 from controller.adapters.kafka import TopicReader
-from controller.core.wire import Alert, Decision, decision_or_alert
+from controller.core.wire import Alert, Decision, JsonObject, decision_or_alert
 from controller.settings import KafkaSettings
 
 Sender = Callable[[], Awaitable[tuple[int, int]]]
@@ -30,22 +30,26 @@ REPLAY_MAX = 100_000
 """At most this many messages already on the topics are replayed in time order."""
 
 
+M = TypeVar("M", bound=Mapping[str, object])
+"""A message as read: its JSON object."""
+
+
 class Received(NamedTuple):
     """A decision or alert read from its topic, and the object as it was published."""
 
     message: Decision | Alert
-    published: dict[str, Any]
+    published: JsonObject
 
 
 class Answered(NamedTuple):
     """The decision on a command, and the object as it was published."""
 
     decision: Decision
-    published: dict[str, Any]
+    published: JsonObject
 
 
 async def send_and_await(
-    command: dict[str, Any],
+    command: Mapping[str, object],
     *,
     send: Sender,
     kafka: KafkaSettings,
@@ -96,10 +100,10 @@ async def follow(
                 yield received
 
 
-def in_time_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def in_time_order(messages: list[M]) -> list[M]:
     """By timestamp; at the same time a decision before the alert it raised (stable)."""
 
-    def when(message: dict[str, Any]) -> tuple[int, int]:
+    def when(message: M) -> tuple[int, int]:
         ts = message.get("ts")
         at = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
         return at, 1 if message.get("type") == "alert" else 0
@@ -107,16 +111,16 @@ def in_time_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(messages, key=when)
 
 
-def _read(messages: list[dict[str, Any]]) -> list[Received]:
+def _read(messages: list[JsonObject]) -> list[Received]:
     read = ((decision_or_alert(message), message) for message in messages)
     return [Received(typed, message) for typed, message in read if typed is not None]
 
 
-async def _poll(reader: TopicReader, seconds: float) -> list[dict[str, Any]]:
+async def _poll(reader: TopicReader, seconds: float) -> list[JsonObject]:
     return _decode(await reader.values(seconds))
 
 
-def _decode(values: list[bytes] | list[bytes | None]) -> list[dict[str, Any]]:
+def _decode(values: list[bytes] | list[bytes | None]) -> list[JsonObject]:
     out = []
     for value in values:
         try:

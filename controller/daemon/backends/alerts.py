@@ -18,6 +18,7 @@ import structlog
 
 from controller.core.common import ControllerError
 from controller.core.rollouts import RaiseAlert
+from controller.core.wire import JsonObject
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.outputs import render_alert
 from controller.ports import Outputs
@@ -58,7 +59,7 @@ class BackendAlerts:
         self._metrics.unreachable.set(1)
         log.warning("backend_unreachable", flag=flag, error=error)
         summary = f"Unleash cannot be reached; its flags keep their last state: {error}"
-        details = {"flag": flag, "error": error[:500]}
+        details: JsonObject = {"flag": flag, "error": error[:500]}
         await self.alert(
             None, RaiseAlert("backend_unreachable", "critical", summary[:500], details)
         )
@@ -71,7 +72,7 @@ class BackendAlerts:
         self._metrics.unreachable.set(0)
         log.info("backend_recovered")
         summary = "Unleash answers again; the decisions made meanwhile are being applied"
-        details = {"error": error[:500]}
+        details: JsonObject = {"error": error[:500]}
         await self.alert(None, RaiseAlert("backend_recovered", "info", summary, details))
 
     async def failed(self, flag: str, exc: Exception) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 import structlog
 
@@ -34,7 +33,7 @@ from controller.core.machine import drift_alerted
 from controller.core.rollouts import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
-from controller.core.wire import RolloutEvidence
+from controller.core.wire import JsonObject, RolloutEvidence
 from controller.daemon.backends.alerts import BackendAlerts
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.metrics import BackendMetrics
@@ -174,11 +173,11 @@ class FlagSync:
         """Let the machine act on a running rollout (pause, roll back or warn, as the plan's
         policy says) or alert here; hold every write until the rollout moves on."""
         what = f"Unleash feature {target.feature} ({target.environment}): " + "; ".join(changes)
-        details: dict[str, Any] = {
+        details: JsonObject = {
             "feature": target.feature,
             "project": target.project,
             "environment": target.environment,
-            "changes": changes,
+            "changes": [*changes],
             "serving": actual.to_json(),
         }
         log.warning("backend_drift", flag=flag, changes=changes)

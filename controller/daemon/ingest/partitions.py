@@ -33,6 +33,7 @@ import structlog
 
 from controller.core.common import FencedError, LostWrites
 from controller.core.rollouts import RaiseAlert
+from controller.core.wire import JsonObject
 from controller.daemon.metrics import Metrics
 from controller.ports import AggregateWriter, Claim, EventSource
 
@@ -195,7 +196,8 @@ class Partitions:
             f" offset is {stored}, {acknowledged} had been written; those records are being counted"
             " again from the stored offset. Check the Redis failover that caused it."
         )
-        details = {"partition": partition, "stored_offset": stored, "acknowledged": acknowledged}
+        details: JsonObject = {"partition": partition, "stored_offset": stored}
+        details["acknowledged"] = acknowledged
         return RaiseAlert("store_lost_writes", "critical", summary, details)
 
     # -- what operators see --------------------------------------------------------------

@@ -13,7 +13,6 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -24,6 +23,7 @@ from controller.core.wire import (
     Decision,
     DecisionEvidence,
     FlagState,
+    JsonObject,
     RolloutEvidence,
     TruncatedEvidence,
 )
@@ -49,7 +49,7 @@ def render(
     return out
 
 
-def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
+def flag_state_fields(rollout: Rollout) -> JsonObject:
     """What apps need of a rollout to assign arms: the fields of a flag state.
 
     A targeted rollout's state carries its audience and rings, and percent 0:
@@ -57,7 +57,7 @@ def flag_state_fields(rollout: Rollout) -> dict[str, Any]:
     everyone (``docs/clients.md``, "Rings"). A plan's declared arm values go
     with every state of its rollout (``docs/clients.md``, "Arm values").
     """
-    fields: dict[str, Any] = {
+    fields: JsonObject = {
         "flag": rollout.flag,
         "version": rollout.flag_version,
         "status": rollout.flag_status.value,
@@ -101,7 +101,7 @@ def _message(
     flag: str, rollout: Rollout | None, action: Action, now: datetime, topics: TopicSettings
 ) -> tuple[str, BaseModel]:
     """The contract message for ``action`` and the topic it goes to."""
-    common: dict[str, Any] = {"v": 1, "id": uuid.uuid4().hex, "ts": now, "flag": flag}
+    common: dict[str, object] = {"v": 1, "id": uuid.uuid4().hex, "ts": now, "flag": flag}
     common["rollout_id"] = rollout.rollout_id if rollout else None
     if isinstance(action, PublishFlagState):
         assert rollout is not None  # the machine only publishes a state it has
@@ -131,7 +131,7 @@ def _message(
     return topics.decisions, Decision.model_validate({**common, **decision})
 
 
-def _bounded(data: dict[str, Any]) -> dict[str, Any]:
+def _bounded(data: JsonObject) -> JsonObject:
     """``data``, or a note of its size and digest when it is too large to publish."""
     note = _too_large(data)
     return data if note is None else note.wire()

@@ -9,13 +9,12 @@ and warns when there is none: apps that verify then hold no state at all.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import structlog
 
 from controller.core.common import ConfigError
 from controller.core.trust import StateSigner, signing
+from controller.core.wire import JsonObject
 from controller.ports import Outputs
 from controller.settings import SigningSettings
 
@@ -55,14 +54,14 @@ class SigningOutputs:
     def _signed(self, value: bytes) -> bytes:
         """``value`` signed; unchanged (apps that verify refuse it) when it is no flag state."""
         try:
-            state: dict[str, Any] = orjson.loads(value)
+            state: JsonObject = orjson.loads(value)
             return orjson.dumps(self._signer.sign(state))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.exception("flag_state_unsignable", error=repr(exc)[:200])
             return value
 
 
-def signed_states(states: list[dict[str, Any]], signer: StateSigner | None) -> list[dict[str, Any]]:
+def signed_states(states: list[JsonObject], signer: StateSigner | None) -> list[JsonObject]:
     """``/flags``' answer: each state signed, when there is a key."""
     if signer is None:
         return states

@@ -23,7 +23,6 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 import orjson
 import structlog
@@ -32,6 +31,7 @@ from controller.adapters.redis import AppKeyStore
 from controller.core.common import ControllerError
 from controller.core.release import Permission
 from controller.core.trust import AppKey, AppKeyCommand, app_keys
+from controller.core.wire import JsonObject
 from controller.daemon.registries.keyring import Keyring, shared_refusal
 from controller.ports import Outputs
 
@@ -55,7 +55,7 @@ class AppKeyCommands:
         self._store, self._outputs, self._keys = store, outputs, keys
         self._topic, self._max_age, self._now = decisions_topic, max_age_seconds, clock
 
-    async def apply(self, command: AppKeyCommand, raw: dict[str, Any]) -> None:
+    async def apply(self, command: AppKeyCommand, raw: JsonObject) -> None:
         """Verify, decide, save and publish ``command``'s decision."""
         now = self._now()
         now_ms = int(now.timestamp() * 1000)

@@ -22,7 +22,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -43,6 +43,7 @@ from controller.core.release import (
 )
 from controller.core.rollouts import RaiseAlert
 from controller.core.trust import signing
+from controller.core.wire import JsonObject
 from controller.daemon.outputs import render_alert
 from controller.kit.backoff import sleep_or_stop
 from controller.ports import Outputs
@@ -118,7 +119,7 @@ def registry_of(settings: EngineSettings) -> Registry:
     return Registry(keys, roles, environments)
 
 
-def _model(model: type[M], data: dict[str, Any], setting: str) -> M:
+def _model(model: type[M], data: Mapping[str, object], setting: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -262,15 +263,15 @@ class KeyReloader:
             keys=len(self.keyring),
         )
         if change:
-            details = {
+            details: JsonObject = {
                 "added": list(change.added),
                 "removed": list(change.removed),
                 "replaced": list(change.replaced),
                 "regranted": list(change.regranted),
                 "reassigned": list(change.reassigned),
-                "keys": sorted(self.keyring),
-                "roles": self.keyring.granted(),
-                "holders": self.keyring.holders(),
+                "keys": [*sorted(self.keyring)],
+                "roles": {role: [*keys] for role, keys in self.keyring.granted().items()},
+                "holders": {**self.keyring.holders()},
             }
             summary = f"operator keys reloaded: {change.summary()}"
             await self._alert(RaiseAlert("operator_keys", "info", summary[:500], details))

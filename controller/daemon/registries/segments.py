@@ -51,6 +51,7 @@ from controller.core.rules import (
 from controller.core.trust import StateSigner
 from controller.core.wire import (
     Decision,
+    JsonObject,
     SegmentCommand,
     SegmentEvidence,
     decision_key,
@@ -106,7 +107,7 @@ class SegmentService:
     async def handle(
         self,
         command: SegmentCommand,
-        raw: dict[str, Any],
+        raw: JsonObject,
         *,
         keys: Mapping[str, Ed25519PublicKey],
         delivery: str = "",

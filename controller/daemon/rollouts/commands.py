@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import orjson
 import structlog
@@ -39,7 +38,14 @@ from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, 
 from controller.core.release import PipelineCommand, pipeline_command
 from controller.core.rollouts import CommandRefused, MonitorDownInput, MonitorUpInput
 from controller.core.trust import AppKeyCommand, app_keys
-from controller.core.wire import Command, CommandAction, MonitorAlert, SegmentCommand, summarize
+from controller.core.wire import (
+    Command,
+    CommandAction,
+    JsonObject,
+    MonitorAlert,
+    SegmentCommand,
+    summarize,
+)
 from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
@@ -152,23 +158,19 @@ class CommandIntake:
         log.warning("control_message_rejected", topic=record.topic, reason=reason, detail=detail)
         await self._dead_letters.publish([DeadLetter(record, reason, detail[:500])])
 
-    async def _on_app_key(
-        self, record: Record, command: AppKeyCommand, raw: dict[str, Any]
-    ) -> None:
+    async def _on_app_key(self, record: Record, command: AppKeyCommand, raw: JsonObject) -> None:
         if self._app_keys is None:  # an engine built without Redis (tests)
             await self._bad_record(record, "unsupported", "app keys are not kept here")
             return
         await self._app_keys.apply(command, raw)
 
-    async def _on_pipeline(
-        self, record: Record, command: PipelineCommand, raw: dict[str, Any]
-    ) -> None:
+    async def _on_pipeline(self, record: Record, command: PipelineCommand, raw: JsonObject) -> None:
         if self._pipelines is None:  # an engine built without Redis (tests)
             await self._bad_record(record, "unsupported", "pipelines are not run here")
             return
         await self._pipelines.start(command, raw)
 
-    async def _on_ingest(self, record: Record, command: IngestCommand, raw: dict[str, Any]) -> None:
+    async def _on_ingest(self, record: Record, command: IngestCommand, raw: JsonObject) -> None:
         if self._ingest is None:  # an engine built without Redis (tests)
             await self._bad_record(record, "unsupported", "ingest is not steered here")
             return
@@ -188,7 +190,7 @@ class CommandIntake:
             )
             await self._rollouts.apply(flag, event)
 
-    async def _on_command(self, command: Command, raw: dict[str, Any], *, delivery: str) -> None:
+    async def _on_command(self, command: Command, raw: JsonObject, *, delivery: str) -> None:
         now = self._now()
         flag, refused = commands.where(command, self._keys.environments)
         refused = refused or commands.refusal(

@@ -18,7 +18,7 @@ import structlog
 
 from controller.core.common import ControllerError
 from controller.core.rollouts import RaiseAlert
-from controller.core.wire import RejectReason
+from controller.core.wire import JsonObject, RejectReason
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import render_alert
 from controller.ports import DeadLetter, DeadLetters, Outputs, Record
@@ -85,7 +85,7 @@ class Containment:
         summary = f"{where} failed and was set aside: {why}"
         await self._alert(flag if record is None else None, summary, {"where": where})
 
-    async def _alert(self, flag: str | None, summary: str, details: dict[str, Any]) -> None:
+    async def _alert(self, flag: str | None, summary: str, details: JsonObject) -> None:
         """Publish an ``input_failed`` alert straight away, not through an outbox.
 
         The flag's own state may be what failed; a broker that refuses the

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 import orjson
 import structlog
@@ -22,6 +21,7 @@ import structlog
 from controller.adapters.redis import GapStore
 from controller.core.machine import IngestCommand, log_gaps
 from controller.core.release import Permission
+from controller.core.wire import JsonObject
 from controller.daemon.registries import Keyring, shared_refusal
 from controller.ports import Outputs
 
@@ -47,7 +47,7 @@ class IngestCommands:
         self._outputs, self._keys = outputs, keys
         self._topic, self._max_age, self._now = decisions_topic, max_age_seconds, clock
 
-    async def apply(self, command: IngestCommand, raw: dict[str, Any]) -> None:
+    async def apply(self, command: IngestCommand, raw: JsonObject) -> None:
         """Verify ``command``, record its choice, publish its decision."""
         now = self._now()
         refused = log_gaps.refusal(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -60,7 +60,7 @@ from controller.core.release import (
     window_problems,
 )
 from controller.core.rollouts import Phase
-from controller.core.wire import Command, PipelineEvidence, RolloutEnding
+from controller.core.wire import Command, JsonObject, PipelineEvidence, RolloutEnding
 from controller.daemon.registries import Keyring
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.rollouts import Rollouts
@@ -135,7 +135,7 @@ class Pipelines:
 
     # -- commands -----------------------------------------------------------------------
 
-    async def start(self, command: PipelineCommand, raw: dict[str, Any]) -> None:
+    async def start(self, command: PipelineCommand, raw: JsonObject) -> None:
         """Start ``command``'s pipeline for its flag, or publish why not."""
         now = self._now()
         if (await self._runs.load(command.id)).run is not None:
@@ -158,7 +158,7 @@ class Pipelines:
         await self._writer.begin(run, actions)
 
     async def _checked(
-        self, command: PipelineCommand, raw: dict[str, Any], now: datetime
+        self, command: PipelineCommand, raw: JsonObject, now: datetime
     ) -> Pipeline | str:
         """The command's pipeline, or why it may not start."""
         unsigned = commands.signature_refusal(
@@ -289,7 +289,7 @@ class Pipelines:
             else RolloutEnding(),
         )
 
-    async def status(self, flag: str) -> dict[str, Any] | None:
+    async def status(self, flag: str) -> JsonObject | None:
         """The flag's newest run as ``pipeline status`` shows it, or None when it has none."""
         runs = await self._runs.runs_of(flag)
         run = (await self._runs.load(runs[0])).run if runs else None

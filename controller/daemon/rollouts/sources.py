@@ -59,6 +59,7 @@ from controller.core.metrics_source import (
 )
 from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.rollouts import RaiseAlert, Rollout
+from controller.core.wire import JsonObject
 from controller.ports import MetricSource
 from controller.settings import PrometheusSettings
 
@@ -251,11 +252,11 @@ class SourceReadings:
             f"{flag}: {self._where} gave no usable answer for {seconds:.0f} s"
             f" ({oldest.reason}); the stage holds until it does"
         )
-        details = {
+        details: JsonObject = {
             "source": self._where,
             "reason": oldest.reason[:500],
             "since": oldest.since.isoformat(),
-            "guardrails": sorted(failing)[:20],
+            "guardrails": [*sorted(failing)[:20]],
         }
         log.warning("metric_source_unavailable", flag=flag, reason=oldest.reason[:500])
         self._alert(flag, RaiseAlert("metric_source_unavailable", "warning", summary, details))

@@ -98,7 +98,7 @@ class TopicKeeper:
             " partitions whose log lost what was counted are held (see the"
             " events_log_gap alerts)."
         )
-        self._alarm(RaiseAlert("topics_recreated", "warning", summary, {"topics": created}))
+        self._alarm(RaiseAlert("topics_recreated", "warning", summary, {"topics": [*created]}))
 
 
 def went_back(before: dict[tuple[str, int], int], now: dict[tuple[str, int], int]) -> list[str]:

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 import structlog
@@ -35,7 +35,7 @@ from controller.core.reading import (
 )
 from controller.core.rollouts import Plan, Rollout, Window
 from controller.core.rules import to_text
-from controller.core.wire import Alert, Decision, decision_or_alert
+from controller.core.wire import Alert, Decision, JsonObject, decision_or_alert
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.serving.console")
@@ -50,7 +50,7 @@ class PipelineReads(Protocol):
     """What the console reads of release pipelines
     (:class:`controller.daemon.rollouts.pipelines.Pipelines`)."""
 
-    async def status(self, flag: str) -> dict[str, Any] | None: ...
+    async def status(self, flag: str) -> JsonObject | None: ...
     async def with_runs(self, flags: Collection[str]) -> set[str]: ...
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from controller.adapters.http import (
     AppAccess,
@@ -32,6 +31,7 @@ from controller.adapters.redis import RedisAggregateStore, RolloutStore
 from controller.core.common import ControllerError
 from controller.core.telemetry import Bounds
 from controller.core.trust import AppKey, Policy, StateSigner
+from controller.core.wire import JsonObject
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.registries import KeyBook, SegmentService
@@ -236,7 +236,7 @@ def health_server(settings: Settings, metrics: Metrics, readiness: Readiness) ->
     )
 
 
-async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str, Any]]:
+async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObject]:
     """Ready: Redis and the brokers answer, this instance owns events partitions, and no loop
     is stalled.
 
@@ -249,12 +249,14 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, dict[str
     not ready at once. The Collector's topics' ingests (``otlp.enabled``) are named with their
     partitions too, and stall readiness as the events ingest does.
     """
-    owned = {
+    owned: JsonObject = {
         "partitions": parts.ingest.owned_partitions,
-        "events_partitions": parts.ingest.owned_partition_ids,
-        "events_partitions_waiting": parts.ingest.waiting_partition_ids,
-        "commands_partitions": parts.control.owned_partitions(),
-        **{f"{role}_partitions": i.owned_partition_ids for role, i in parts.side_ingests.items()},
+        "events_partitions": [*parts.ingest.owned_partition_ids],
+        "events_partitions_waiting": [*parts.ingest.waiting_partition_ids],
+        "commands_partitions": [*parts.control.owned_partitions()],
+        **{
+            f"{role}_partitions": [*i.owned_partition_ids] for role, i in parts.side_ingests.items()
+        },
     }
     try:
         await parts.store.ping()

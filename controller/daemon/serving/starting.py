@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
+from controller.core.wire import JsonObject
 from controller.settings import Settings, mask_url
 
-Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+Readiness = Callable[[], Awaitable[tuple[bool, JsonObject]]]
 log = structlog.get_logger("controller.daemon.serving.starting")
 
 
@@ -61,7 +61,7 @@ class StartUp:
         """Every part is up: the probes ask ``readiness`` from now on."""
         self._ready = readiness
 
-    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self) -> tuple[bool, JsonObject]:
         if self._ready is None:
             return False, {"reason": self._waiting, "starting": True}
         return await self._ready()

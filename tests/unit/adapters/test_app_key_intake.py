@@ -6,11 +6,12 @@ import orjson
 
 from controller.adapters.memory import MemoryDeadLetters, MemoryOutputs, MemoryStates
 from controller.core.trust import signing
+from controller.core.wire import JsonValue
 from controller.ctl.operate.app_keys import command_of
 from tests.unit.daemon.test_engine import KEY, ControlRecord, intake
 
 
-def app_key_record(**changes: object) -> ControlRecord:
+def app_key_record(**changes: JsonValue) -> ControlRecord:
     command = command_of(
         "create", "api", actor="ana", key_id="ops-1", secret="s", scopes=["events"]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -39,6 +40,7 @@ from controller.core.rollouts.moving import NextMove
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
 from controller.core.rules.text import parse
+from controller.core.wire import JsonObject
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl.operate import views
 from controller.daemon.serving.console import ConsoleData
@@ -387,7 +389,9 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert after is not None
     (alert,) = [a for a in actions if isinstance(a, RaiseAlert)]
     (recorded,) = [a for a in actions if isinstance(a, RecordDecision)]
-    label = alert.details["at_stage"]["label"]
+    position = alert.details["at_stage"]
+    assert isinstance(position, dict)
+    label = position["label"]
     assert label == LABELS[2]
     assert f"rolled back at {label}:" in alert.summary
     points = [[point_at(at[i], failing if i == 2 else HEALTHY, i)] for i in range(3)]
@@ -457,7 +461,7 @@ def test_every_view_of_a_rolled_back_rollout_names_its_stage_as_the_alert_does()
     assert "rolloutctl start" in page
 
 
-def point_at(state: Rollout, agg: object, day: int) -> dict[str, object]:
+def point_at(state: Rollout, agg: object, day: int) -> JsonObject:
     when = T0 + timedelta(days=day, minutes=5)
     verdict = evaluate(state, agg, when)  # type: ignore[arg-type]
     return history.point_of(state, verdict, when).as_json()
@@ -583,7 +587,7 @@ def test_the_page_charts_each_arms_latency_where_the_history_kept_it() -> None:
     # Given gate points as the gate records them, each with both arms' latency quantiles
     gates = [EARLY + timedelta(minutes=m) for m in (0, 5)]
     points = [history.point_of(rollout(), evaluate(rollout(), HEALTHY, t), t) for t in gates]
-    served = [p.as_json() for p in points]
+    served: list[Any] = [p.as_json() for p in points]
     assert all(p["latency"]["treatment"]["p99"] is not None for p in served)
     read = RolloutHistory.read(
         {"flag": "f", "rollout_id": "r", "stages": [{"stage": 0, "percent": 5.0, "points": served}]}

@@ -162,6 +162,11 @@ def _strings(value: object) -> list[str]:
     return []
 
 
+def sent(alert: Alert, **options: Any) -> Any:
+    """The webhook body as Slack reads it: the JSON sent, decoded."""
+    return orjson.loads(orjson.dumps(slack_payload(alert, **options)))
+
+
 def _check_slack_limits(payload: dict[str, Any]) -> None:
     orjson.dumps(payload)  # serialisable as it is
     assert payload["text"]
@@ -182,7 +187,7 @@ def test_the_cases_cover_every_alert_kind() -> None:
 def test_every_kind_renders(
     kind: str, severity: str, details: dict[str, Any], shown: list[str]
 ) -> None:
-    payload = slack_payload(_alert(kind, severity, details=details))
+    payload = sent(_alert(kind, severity, details=details))
     _check_slack_limits(payload)
     emoji = {"critical": ":rotating_light:", "info": ":information_source:"}.get(
         severity, ":warning:"
@@ -205,7 +210,7 @@ def test_every_kind_renders(
 
 def test_a_flagless_alert_with_an_rfc3339_time_and_no_summary_renders() -> None:
     ts = datetime(2026, 1, 31, 13, 0, tzinfo=UTC).isoformat().replace("+00:00", "+01:00")
-    payload = slack_payload(_alert(flag=None, rollout_id=None, summary="", ts=ts))
+    payload = sent(_alert(flag=None, rollout_id=None, summary="", ts=ts))
     _check_slack_limits(payload)
     assert "no flag" in payload["text"]
     assert payload["blocks"][1]["text"]["text"] == "(no summary)"
@@ -239,7 +244,7 @@ def test_untrusted_strings_cannot_form_links_or_mentions() -> None:
         summary=f"checkout.new-flow killed: {hostile}",
         details={"monitor": hostile, "<!subteam^S1>": "x", "breach": "<@U9>"},
     )
-    payload = slack_payload(alert)
+    payload = sent(alert)
     strings = _strings(payload)
     assert not [s for s in strings if "<" in s or ">" in s]
     assert (
@@ -255,7 +260,7 @@ def test_key_details_are_bounded() -> None:
     shown = key_details(details)
     assert len(shown) == 10
     assert all(len(value) == 200 for _, value in shown)
-    payload = slack_payload(_alert(details=details))
+    payload = sent(_alert(details=details))
     _check_slack_limits(payload)
 
 
@@ -277,7 +282,7 @@ def test_the_documented_examples_are_valid_alerts_of_every_kind_and_render() -> 
     assert {a.kind for a in alerts} == set(get_args(Alert.model_fields["kind"].annotation))
     assert len({a.id for a in alerts}) == len(alerts)
     for alert in alerts:
-        _check_slack_limits(slack_payload(alert))
+        _check_slack_limits(sent(alert))
 
 
 # -- the ledger -----------------------------------------------------------------------
@@ -449,14 +454,14 @@ def test_an_unreadable_config_is_a_config_error(
 
 def test_an_alert_links_to_its_flags_console_page_when_the_url_is_set() -> None:
     alert = _alert(flag="shop:new-flow")
-    linked = slack_payload(alert, console_url="https://rollouts.example.com/")
+    linked = sent(alert, console_url="https://rollouts.example.com/")
     (context,) = [b for b in linked["blocks"] if b["type"] == "context"]
     link = context["elements"][0]["text"]
     # The flag is percent-encoded whole, as the console's own links are.
     assert link == "<https://rollouts.example.com/ui/rollouts/shop%3Anew-flow|open in the console>"
-    unlinked = slack_payload(alert)
+    unlinked = sent(alert)
     assert not any("open in the console" in s for s in _strings(unlinked))
-    flagless = slack_payload(_alert(flag=None), console_url="https://rollouts.example.com")
+    flagless = sent(_alert(flag=None), console_url="https://rollouts.example.com")
     assert not any("open in the console" in s for s in _strings(flagless))
 
 

@@ -57,10 +57,10 @@ def test_an_ids_file_becomes_signed_parts_of_one_upload(tmp_path: Path) -> None:
     ids = read_ids(path)
     made = commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=ids)
     parts = [SegmentCommand.model_validate(c).ids for c in made]
+    first = parts[0]
+    assert first is not None
     assert len(parts) > 1
-    assert {(p.upload, p.parts, p.count) for p in parts if p} == {
-        (made[0]["ids"]["upload"], len(made), 20_000)
-    }
+    assert {(p.upload, p.parts, p.count) for p in parts if p} == {(first.upload, len(made), 20_000)}
     assert [p.part for p in parts if p] == list(range(len(made)))
 
 

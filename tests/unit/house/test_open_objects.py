@@ -17,9 +17,9 @@ import controller
 
 PACKAGE = Path(controller.__file__).parent
 
-MAX_OPEN_DICT_LINES = 228
+MAX_OPEN_DICT_LINES = 114
 """Lines of the package holding ``dict[str, Any]``."""
-MAX_OPEN_DICT_LINES_ON_DECISION_PATH = 25
+MAX_OPEN_DICT_LINES_ON_DECISION_PATH = 0
 """Of those, lines in the wings that make and read decisions."""
 MAX_KEYED_EVIDENCE_READS = 0
 """Reads of an evidence by key: ``evidence["…"]``, ``evidence.get(``, ``gate_data[…]``."""

@@ -36,8 +36,11 @@ def test_precedence_env_over_file_and_conventional_names(
     assert s.ingest.max_batch_records == 77
     assert s.ingest.fetch_timeout_ms == 9
     masked = s.masked()
-    assert masked["kafka"]["sasl_password"] == "**********"
-    assert masked["redis"]["url"] == "redis://:***@cache:6379/1"
+    kafka, redis = masked["kafka"], masked["redis"]
+    assert isinstance(kafka, dict)
+    assert isinstance(redis, dict)
+    assert kafka["sasl_password"] == "**********"
+    assert redis["url"] == "redis://:***@cache:6379/1"
     assert "hunter2" not in repr(s)
     assert "pw@" not in str(masked)
 
@@ -85,6 +88,7 @@ def test_unleash_secrets_are_masked() -> None:
         unleash={"url": "http://admin:pw@unleash:4242", "admin_token": "*:*.secret"}
     )
     shown = settings.masked()["unleash"]
+    assert isinstance(shown, dict)
     assert shown["url"] == "http://admin:***@unleash:4242"
     assert shown["admin_token"] == "**********"
     assert settings.unleash.admin_token is not None

@@ -171,7 +171,9 @@ def test_the_decision_names_the_partitions_and_follows_the_command_id() -> None:
     rejected = log_gaps.audit(command, "no events partition is held", now_ms=5)
     assert applied["id"] == again["id"]
     assert (applied["kind"], applied["outcome"]) == ("ingest", "applied")
-    assert applied["evidence"]["partitions"] == [1]
+    evidence = applied["evidence"]
+    assert isinstance(evidence, dict)
+    assert evidence["partitions"] == [1]
     assert (rejected["outcome"], rejected["reason"]) == ("rejected", "no events partition is held")
 
 

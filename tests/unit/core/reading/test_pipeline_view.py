@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from controller.core.reading import flag_problem, pipeline_view
+from controller.core.reading import flag_problem
+from controller.core.reading import pipeline_view as view_of
 from controller.core.release import Approval, Approve, RolloutEnded, TimePassed, begin, step
 from controller.core.release.state import PipelineState, rollout_id_of
 from controller.core.rollouts import Phase, Plan, Rollout
@@ -18,6 +19,11 @@ RUN = "run-1"
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KEYS = {"dev": "checkout@dev", "staging": "checkout@staging", "production": "checkout"}
 ALLOW = {"kind": "allow", "from": "2026-11-24T09:00:00", "to": "2026-11-24T17:00:00"}
+
+
+def pipeline_view(*args: Any) -> Any:
+    """The view as a client indexes it."""
+    return view_of(*args)
 
 
 def at(minutes: float) -> datetime:

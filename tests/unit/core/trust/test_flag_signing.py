@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from controller.core.common.errors import ConfigError
 from controller.core.trust import signing
 from controller.core.trust.signing import StateSigner, StateVerifier, generate_key
-from controller.core.wire import flagstates
+from controller.core.wire import JsonObject, flagstates
 from controller.core.wire.flagstates import Verdict, supersedes
 from controller.core.wire.messages import FlagState, FlagStatus
 from controller.daemon.outputs.signed import SigningOutputs, load_signer, signed_states
@@ -151,14 +151,14 @@ def test_which_state_an_app_holds(
 def test_a_verifying_book_holds_no_forgery_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
     key, public = generate_key()
     signer = StateSigner(key, "k1")
-    fields = {"flag": "f", "status": "rolling_out", "salt": "s", "rollout_id": "r1"}
+    fields: JsonObject = {"flag": "f", "status": "rolling_out", "salt": "s", "rollout_id": "r1"}
     book = FlagBook(keys={"k1": public})
     assert book.apply(_message(signer.sign({**fields, "version": 3, "percent": 5.0})))
     forged = _message({**fields, "version": 2**31 - 1, "percent": 100.0})
     assert not book.apply(forged)
     assert not book.apply(_message({**forged.model_dump(), "key_id": "k1", "sig": "AAAA"}))
     assert book.apply(
-        _message(signer.sign({**fields, "version": 4, "status": "killed"} | {"percent": 0.0}))
+        _message(signer.sign({**fields, "version": 4, "status": "killed", "percent": 0.0}))
     )
     assert (book.rejected, book.stale) == (2, 0)
     assert book.rejected_by == {"unsigned": 1, "bad_signature": 1}
@@ -208,7 +208,13 @@ async def test_flag_states_are_signed_on_their_way_out_and_nothing_else() -> Non
 
 def test_flags_answers_are_signed_with_a_key_and_as_they_were_without() -> None:
     key, public = generate_key()
-    fields = {"flag": "f", "version": 1, "status": "paused", "percent": 1.0, "salt": "s"}
+    fields: JsonObject = {
+        "flag": "f",
+        "version": 1,
+        "status": "paused",
+        "percent": 1.0,
+        "salt": "s",
+    }
     assert signed_states([fields], None) == [fields]
     [signed] = signed_states([fields], StateSigner(key, "k1"))
     assert StateVerifier({"k1": public}).problem(_message(signed)) is None
