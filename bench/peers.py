@@ -58,6 +58,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -298,7 +299,15 @@ def table(name: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def require_quix(python: str) -> None:
+    """Stop before producing anything if ``python`` cannot import Quix Streams."""
+    found = subprocess.run([python, "-c", "import quixstreams"], capture_output=True, check=False)
+    if found.returncode != 0:
+        sys.exit(f"{python} has no quixstreams (the dev extra): `pip install -e '.[dev]'`")
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    require_quix(args.quix_python)
     result = await on_brokers(args, one_broker)
     for name, one in result.get("by_broker", {args.broker: result}).items():
         print(table(name, one), flush=True)
