@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools native
+.PHONY: quix install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools native
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ $(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC)
 	touch $@
 
 native: $(VENV)/.native  ## build the native OTLP reader (Rust) and install it into the virtualenv
+
+# Quix Streams for bench/peers.py, in a virtualenv of its own: its pins (pydantic below
+# 2.14, pydantic-settings below 2.16, confluent-kafka below 2.13) would hold the project's
+# own versions back if it were installed beside them.
+QUIX_VENV = .bench/quix
+$(QUIX_VENV)/.installed:
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet "quixstreams>=3.28,<4"
+	touch $@
+
+quix: $(QUIX_VENV)/.installed  ## Quix Streams in .bench/quix/, the peer bench/peers.py runs
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check controller tests bench examples

@@ -143,14 +143,13 @@ class DaemonRun:
     redis: dict[str, Any]
 
 
-async def create_topic(bootstrap: str, topic: str) -> None:
-    """Make ``topic`` with :data:`PARTITIONS` partitions."""
+async def create_topic(bootstrap: str, topic: str, configs: dict[str, str] | None = None) -> None:
+    """Make ``topic`` with :data:`PARTITIONS` partitions (and ``configs``, if any)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]
-        )
+        made = NewTopic(topic, PARTITIONS, replication_factor=1, topic_configs=configs or {})
+        await admin.create_topics([made])
     finally:
         await admin.close()
 

@@ -78,7 +78,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,14 @@ def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[byt
     return [(e["unit"].encode(), encode(e)) for e in events]
 
 
-async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> float:
-    await create_topic(bootstrap, topic)
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[tuple[bytes, bytes]],
+    configs: dict[str, str] | None = None,
+) -> float:
+    """Create ``topic`` (with ``configs``, if any) and produce ``values`` to it: events/s."""
+    await create_topic(bootstrap, topic, configs)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024
     )
@@ -203,7 +209,18 @@ def start_broker(name: str, workdir: Path) -> tuple[str, Callable[[], None], str
     return resolve_kafka(workdir)
 
 
+Measure = Callable[
+    [argparse.Namespace, str, str, list[tuple[bytes, bytes]], Path], Awaitable[dict[str, Any]]
+]
+"""What a bench measures on one broker: ``(args, bootstrap, redis_url, values, workdir)``."""
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    return await on_brokers(args, one_broker)
+
+
+async def on_brokers(args: argparse.Namespace, measure: Measure) -> dict[str, Any]:
+    """A private Redis, the events made once, then ``measure`` on each broker of ``--broker``."""
     workdir = Path(tempfile.mkdtemp(prefix="rc-bench-"))
     with ExitStack() as stack:
         redis_url, stop_redis, redis_desc = resolve_redis(workdir)
@@ -217,7 +234,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 bootstrap, stop_kafka, kafka_desc = start_broker(name, workdir)
                 on_broker.callback(stop_kafka)
                 progress(f"broker: {kafka_desc}")
-                results[name] = await one_broker(args, bootstrap, redis_url, values, workdir)
+                results[name] = await measure(args, bootstrap, redis_url, values, workdir)
                 results[name]["broker"] = kafka_desc
                 print_paths(results[name])
     if len(results) == 1:
