@@ -9,7 +9,8 @@ buffer holds, each for ``window_ms`` from when it was put:
 * spans seen, as :class:`Node` (parent link, kind, times, error), so that a
   late evaluation still finds its request;
 * evaluations waiting for a span not seen yet, by that span's id;
-* traces with counted evaluations, by flag, for conversions arriving later;
+* traces with counted evaluations of flags that count conversions, by flag, for
+  conversions arriving later;
 * conversions parked by trace, for evaluations arriving later.
 
 It is pure and bounded: the clock is passed in, each map holds at most

@@ -245,7 +245,7 @@ class Translator:
             self._walk(counted, evaluation.span_id, 0, run)
         else:
             run.out.unmatched += 1  # a root evaluation span, or a record outside a span
-        if counted.trace_id:
+        if counted.trace_id and counted.rules.conversions:
             self._note(counted, run)
 
     def _count(
@@ -330,7 +330,11 @@ class Translator:
         )
 
     def _note(self, counted: _Counted, run: _Run) -> None:
-        """Remember the evaluation for later conversions; count those already parked."""
+        """Remember the evaluation for later conversions; count those already parked.
+
+        Only an evaluation of a flag that counts conversions is noted: no other could be
+        credited with one, so the buffer's map of traces holds none of the others.
+        """
         noted, trace_id = run.noted, counted.trace_id
         if noted is None:
             self._buffer.note(trace_id, counted.flag, counted, run.now_ms)

@@ -10,6 +10,7 @@ from controller.core.wire import ConversionIn, ExposureIn, RequestIn
 from tests.unit.core.telemetry.builders import (
     CHILD,
     GRANDCHILD,
+    OTHER_TRACE,
     ROOT,
     T0_MS,
     TRACE,
@@ -115,6 +116,22 @@ def test_a_conversion_after_the_evaluation_is_joined_by_trace_within_the_window(
     assert isinstance(converted, ConversionIn)
     assert (converted.unit, converted.value, converted.name) == ("u1", 2.0, "checkout_completed")
     assert joined.logs(Logs([click]), T0_MS + 2 * WINDOW).events == []
+
+
+@pytest.mark.parametrize(
+    ("conversions", "traces"),
+    [(frozenset(), 0), (frozenset({"checkout_completed"}), 2)],
+)
+def test_only_evaluations_of_flags_that_count_conversions_are_kept_by_trace(
+    conversions: frozenset[str], traces: int
+) -> None:
+    joined = translator(conversions=conversions)
+    in_span = joined.spans(Spans([span(events=(evaluation_event(),))]), T0_MS)
+    in_log = joined.logs(
+        Logs([record(evaluation_attributes(), trace=OTHER_TRACE, span_id="")]), T0_MS
+    )
+    assert (kinds(in_span), kinds(in_log)) == (["ExposureIn", "RequestIn"], ["ExposureIn"])
+    assert joined.buffer.sizes()["traces"] == traces
 
 
 def test_an_evaluation_outside_any_span_has_an_exposure_and_no_outcome() -> None:
