@@ -34,6 +34,9 @@ _MAX_DIGITS: Final = 10
 _NS_PER_MS: Final = 1_000_000
 _MAX_LATENCY: Final = float(MAX_LATENCY_MS)
 _Arm = TypeVar("_Arm", bound=str)
+_SPAN_HASH: Final = blake2b(digest_size=16)
+"""Never updated, only copied: a copy costs less than a new hasher's parameters (about half
+the time of ``blake2b(data, digest_size=16)``, CPython 3.11)."""
 
 
 def arm_of(evaluation: Evaluation, arms: Mapping[str, _Arm]) -> _Arm | tuple[RefusalReason, str]:
@@ -72,7 +75,9 @@ def span_digest(trace_id: str, span_id: str, flag: str) -> str:
     """What the ids of the events a span (or record) gives for ``flag`` derive from: each
     kind's id is :func:`id_of` it, so an exposure and its request outcome on one span hash
     once."""
-    return blake2b(f"{trace_id}|{span_id}|{flag}".encode(), digest_size=16).hexdigest()
+    hashed = _SPAN_HASH.copy()  # the same digest as blake2b(..., digest_size=16), made faster
+    hashed.update(f"{trace_id}|{span_id}|{flag}".encode())
+    return hashed.hexdigest()
 
 
 def id_of(kind: str, digest: str) -> str:

@@ -241,11 +241,16 @@ class Translator:
         counted = self._count(evaluation, index, places, run)
         if counted is None:
             return
-        if evaluation.span_id:
-            self._walk(counted, evaluation.span_id, 0, run)
+        span_id = evaluation.span_id
+        if span_id:
+            node = run.nodes.get(span_id)
+            if node is not None and (node.server or not node.parent):
+                self._outcome(counted, node, run)  # the span is its own request: no walk
+            else:
+                self._walk(counted, span_id, 0, run)
         else:
             run.out.unmatched += 1  # a root evaluation span, or a record outside a span
-        if counted.trace_id:
+        if counted.trace_id and counted.rules.conversions:
             self._note(counted, run)
 
     def _count(
@@ -253,14 +258,16 @@ class Translator:
     ) -> _Counted | None:
         """The exposure of one evaluation, or why it is not counted."""
         flag = evaluation.flag
-        rules = self._rules(flag, run)
+        rules = run.rules[flag] if flag in run.rules else self._rules(flag, run)
         if rules is None:
             run.out.no_rollout += 1
             return None
-        arm = _arm_of(evaluation, rules, index, run)
-        if arm is None:
+        variant, time_ns, window = evaluation.variant, evaluation.time_ns, run.window
+        arm = None if variant is None else rules.arms.get(variant)
+        if arm is None or not window.earliest_ns <= time_ns <= window.latest_ns:
+            _refuse(evaluation, rules, index, run)  # no arm, or at an implausible time
             return None
-        ts = ts_ms(evaluation.time_ns)
+        ts = ts_ms(time_ns)
         if evaluation.version is not None:
             version = version_of(evaluation.version)
             if version is None:
@@ -281,17 +288,14 @@ class Translator:
             run.out.request_level += 1
         anchor = evaluation.span_id or f"log:{evaluation.time_ns}:{unit}"
         digest = span_digest(evaluation.trace_id, anchor, flag)
-        run.emit(
-            ExposureIn(
-                v=1,
-                id=id_of("x", digest),
-                ts=ts,
-                flag=flag,
-                unit=unit,
-                arm=arm,
-                flag_version=version,
+        exposure = id_of("x", digest)
+        if exposure not in run.ids:  # run.emit, inlined: this runs for every evaluation
+            run.ids.add(exposure)
+            run.out.events.append(
+                ExposureIn(
+                    v=1, id=exposure, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
+                )
             )
-        )
         return _Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
 
     def _walk(self, counted: _Counted, span_id: str, hops: int, run: _Run) -> None:
@@ -315,10 +319,14 @@ class Translator:
         digest = counted.digest  # of the exposure's span: usually the request's too
         if node.span_id != counted.anchor:
             digest = span_digest(counted.trace_id, node.span_id, counted.flag)
-        run.emit(
+        request = id_of("r", digest)
+        if request in run.ids:  # run.emit, inlined (as for the exposure)
+            return
+        run.ids.add(request)
+        run.out.events.append(
             RequestIn(
                 v=1,
-                id=id_of("r", digest),
+                id=request,
                 ts=ts_ms(node.end_ns),
                 flag=counted.flag,
                 unit=counted.unit,
@@ -330,7 +338,11 @@ class Translator:
         )
 
     def _note(self, counted: _Counted, run: _Run) -> None:
-        """Remember the evaluation for later conversions; count those already parked."""
+        """Remember the evaluation for later conversions; count those already parked.
+
+        Only an evaluation of a flag that counts conversions is noted: no other could be
+        credited with one, so the buffer's map of traces holds none of the others.
+        """
         noted, trace_id = run.noted, counted.trace_id
         if noted is None:
             self._buffer.note(trace_id, counted.flag, counted, run.now_ms)
@@ -369,15 +381,12 @@ class Translator:
         )
 
 
-def _arm_of(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> Arm | None:
-    """The arm an evaluation counts in, or None (refused: its variant names no arm, or it
-    happened at an implausible time)."""
-    flag = evaluation.flag
+def _refuse(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> None:
+    """Say why an evaluation counts in no arm: its variant names none (or the provider
+    failed), or it happened at an implausible time."""
     arm = arm_of(evaluation, rules.arms)
     if isinstance(arm, tuple):
         run.refuse(index, *arm)
-        return None
-    if not run.window.holds(evaluation.time_ns):
-        run.refuse_time(index, f"{flag}: {run.window.fault(evaluation.time_ns, 'evaluated')}")
-        return None
-    return arm
+    else:
+        when = run.window.fault(evaluation.time_ns, "evaluated")
+        run.refuse_time(index, f"{evaluation.flag}: {when}")

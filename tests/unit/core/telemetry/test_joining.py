@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.core.telemetry import Logs, Spans, Translated, Translator, event_id
 from controller.core.telemetry.joining import MAX_PER_KEY, JoinBuffer, Node, Waiting, Window
@@ -10,6 +14,7 @@ from controller.core.wire import ConversionIn, ExposureIn, RequestIn
 from tests.unit.core.telemetry.builders import (
     CHILD,
     GRANDCHILD,
+    OTHER_TRACE,
     ROOT,
     T0_MS,
     TRACE,
@@ -117,6 +122,22 @@ def test_a_conversion_after_the_evaluation_is_joined_by_trace_within_the_window(
     assert joined.logs(Logs([click]), T0_MS + 2 * WINDOW).events == []
 
 
+@pytest.mark.parametrize(
+    ("conversions", "traces"),
+    [(frozenset(), 0), (frozenset({"checkout_completed"}), 2)],
+)
+def test_only_evaluations_of_flags_that_count_conversions_are_kept_by_trace(
+    conversions: frozenset[str], traces: int
+) -> None:
+    joined = translator(conversions=conversions)
+    in_span = joined.spans(Spans([span(events=(evaluation_event(),))]), T0_MS)
+    in_log = joined.logs(
+        Logs([record(evaluation_attributes(), trace=OTHER_TRACE, span_id="")]), T0_MS
+    )
+    assert (kinds(in_span), kinds(in_log)) == (["ExposureIn", "RequestIn"], ["ExposureIn"])
+    assert joined.buffer.sizes()["traces"] == traces
+
+
 def test_an_evaluation_outside_any_span_has_an_exposure_and_no_outcome() -> None:
     joined = translator()
     outside = record(evaluation_attributes(), trace="", span_id="")
@@ -157,6 +178,136 @@ def test_a_window_takes_a_batch_as_it_takes_each_entry() -> None:
     assert window.expire(14) == []
     assert window.expire(15) == [3, 4, 5]
     assert window.put_all({}, 20) == 0
+
+
+@pytest.mark.parametrize(
+    ("puts", "evicted", "kept"),
+    [
+        # (key, value, now) in turn (value None: pop), cap 3: a put at the cap evicts the oldest
+        ([("a", 1, 0), ("b", 2, 0), ("c", 3, 1), ("d", 4, 2)], [[], [], [], [1]], "bcd"),
+        # put again at a later time: the key moves to that time's run, its old place is skipped
+        (
+            [("a", 1, 0), ("b", 2, 0), ("a", 5, 1), ("c", 3, 1), ("d", 4, 2)],
+            [[], [], [], [], [2]],
+            "acd",
+        ),
+        # put again at the same time: it moves to the end all the same
+        (
+            [("a", 1, 0), ("b", 2, 0), ("a", 5, 0), ("c", 3, 1), ("d", 4, 2)],
+            [[], [], [], [], [2]],
+            "acd",
+        ),
+        # popped, then put again at the same time: it is the newest
+        (
+            [("a", 1, 0), ("b", 2, 0), ("a", None, 0), ("a", 5, 0), ("c", 3, 1), ("d", 4, 2)],
+            [[], [], [1], [], [], [2]],
+            "acd",
+        ),
+        # a time earlier than the last: its own run, after the others (as put)
+        ([("a", 1, 5), ("b", 2, 0), ("c", 3, 5), ("d", 4, 6)], [[], [], [], [1]], "bcd"),
+    ],
+)
+def test_a_window_evicts_in_the_order_put(
+    puts: list[tuple[str, int | None, int]], evicted: list[list[int | None]], kept: str
+) -> None:
+    window: Window[int] = Window(window_ms=10, cap=3)
+    done = [
+        window.put(key, value, now) if value is not None else [window.pop(key)]
+        for key, value, now in puts
+    ]
+    assert done == evicted
+    assert "".join(sorted(window.keys())) == kept
+
+
+def test_a_window_evicts_a_batch_past_the_cap_oldest_first_and_skips_what_was_popped() -> None:
+    window: Window[int] = Window(window_ms=100, cap=4)
+    assert window.put_all({"a": 1, "b": 2, "c": 3}, 0) == 0
+    assert window.pop("a") == 1
+    assert window.put_all({"d": 4, "e": 5, "f": 6}, 1) == 1  # b: a was popped already
+    assert list(window.keys()) == ["c", "d", "e", "f"]
+    assert window.put_all({"g": 7, "c": 8}, 2) == 1  # d: c was put again, it moves on
+    assert list(window.keys()) == ["e", "f", "g", "c"]
+    assert window.get("c") == 8
+    assert window.expire(100) == []
+    assert window.expire(101) == [5, 6]  # e and f's time is up; g and c live until 102
+    assert window.expire(102) == [7, 8]
+    assert len(window) == 0
+
+
+def test_a_window_expires_past_entries_that_left_even_when_the_clock_went_back() -> None:
+    window: Window[int] = Window(window_ms=10, cap=5)
+    window.put("a", 1, 5)
+    window.put("b", 2, 0)  # a record stamped earlier than the one before
+    assert window.expire(10) == []  # a, put first, is not yet due: b waits behind it
+    assert window.pop("a") == 1
+    assert window.expire(10) == [2]
+
+
+def test_a_window_whose_keys_are_put_and_popped_forever_stays_bounded() -> None:
+    window: Window[int] = Window(window_ms=10**9, cap=10)
+    for now in range(1000):
+        window.put("k", now, now)
+        window.put_all({"k": now, f"x{now % 3}": now}, now)
+        assert window.pop("k") == now
+    assert sorted(window.keys()) == ["x0", "x1", "x2"]
+    held = sum(len(run.keys) - run.start for run in window._runs)
+    assert held <= 3 + 2 * 10 + 2  # the keys in the map, and fewer than twice the cap left behind
+
+
+class _Model:
+    """What a window means, plainly: entries in the order put, each with its deadline."""
+
+    def __init__(self, window_ms: int, cap: int) -> None:
+        self.window_ms, self.cap = window_ms, cap
+        self.items: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def put_all(self, entries: dict[str, int], now: int) -> list[int]:
+        for key, value in entries.items():
+            self.items.pop(key, None)
+            self.items[key] = (now + self.window_ms, value)
+        evicted = []
+        while len(self.items) > self.cap:
+            evicted.append(self.items.popitem(last=False)[1][1])
+        return evicted
+
+    def expire(self, now: int) -> list[int]:
+        gone = []
+        while self.items and next(iter(self.items.values()))[0] <= now:
+            gone.append(self.items.popitem(last=False)[1][1])
+        return gone
+
+
+_KEYS = st.sampled_from("abcdefgh")
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put_all", "pop", "expire"]),
+        st.lists(_KEYS, max_size=5),
+        st.integers(-2, 3),  # the clock moves on, stays, or goes back
+    ),
+    max_size=60,
+)
+
+
+@given(cap=st.integers(1, 6), window_ms=st.integers(1, 8), ops=_OPS)
+def test_a_window_holds_evicts_and_expires_as_the_plain_model(
+    cap: int, window_ms: int, ops: list[tuple[str, list[str], int]]
+) -> None:
+    window: Window[int] = Window(window_ms=window_ms, cap=cap)
+    model, now = _Model(window_ms, cap), 0
+    for step, (op, keys, tick) in enumerate(ops):
+        now += tick
+        if op == "put" and keys:
+            assert window.put(keys[0], step, now) == model.put_all({keys[0]: step}, now)
+        elif op == "put_all":
+            entries = {key: step * 10 + i for i, key in enumerate(keys)}
+            assert window.put_all(entries, now) == len(model.put_all(entries, now))
+        elif op == "pop" and keys:
+            found = model.items.pop(keys[0], None)
+            assert window.pop(keys[0]) == (None if found is None else found[1])
+        elif op == "expire":
+            assert window.expire(now) == model.expire(now)
+        assert list(window.keys()) == list(model.items)
+        assert list(window.values()) == [value for _, value in model.items.values()]
 
 
 def test_evaluations_waiting_for_one_span_are_bounded_too() -> None:
