@@ -49,7 +49,7 @@ from controller.core.rollouts.rollout import Rollout, VerdictKind
 from controller.core.stats.aggregates import FlagAggregates
 from controller.daemon.rollouts.consulting import gate_data
 from controller.settings import LlmSettings
-from tests.services import LLM_MODEL_ALIAS, resolve_llm
+from tests.support.backing.services import LLM_MODEL_ALIAS, resolve_llm
 from tests.unit.core.machine.test_gate import LATE, arm, data, rollout
 
 ADVANCE, HOLD, ROLLBACK = "advance", "hold", "rollback"

@@ -34,9 +34,9 @@ from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire.messages import CommandAction
 from controller.daemon.rollouts.engine import build_engine
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
-from tests.fake_clock import FakeClock
-from tests.fake_model import DRIP_INTERVAL, FakeModel
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.fake_clock import FakeClock
+from tests.support.fake_model import DRIP_INTERVAL, FakeModel
 from tests.unit.core.rollouts.test_advice import rollout
 from tests.unit.daemon.test_engine import NoDeadLetters
 

@@ -9,7 +9,7 @@ from controller.core.rollouts import Briefing
 from controller.core.rollouts.advice import Advice, Opinion
 from controller.core.wire import tolerant
 from controller.settings import LlmSettings
-from tests.services import LLM_MODEL_ALIAS
+from tests.support.backing.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

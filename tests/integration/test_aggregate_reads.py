@@ -24,7 +24,7 @@ from controller.core.stats.folding import PartitionDelta, fold
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
 from tests.integration.test_store import decoded
-from tests.reference import make_event, partition_of
+from tests.support.reference import make_event, partition_of
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4

@@ -24,10 +24,10 @@ from controller.core.wire.decoding import ExposureIn
 from controller.core.wire.messages import Arm
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
-from tests.documents import as_read
 from tests.integration.rig import drop_keys
 from tests.integration.test_store import store_for
-from tests.reference import partition_of
+from tests.support.documents import as_read
+from tests.support.reference import partition_of
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4

@@ -15,8 +15,8 @@ from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm, event_adapter
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
-from tests.reading import read_to_end
-from tests.waiting import eventually
+from tests.support.backing.reading import read_to_end
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ from controller.dev.redis_cluster import RedisClusterServers, nodes_text
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.integration.test_store import _check_against_reference, decoded
-from tests.reference import make_event, partition_of
-from tests.waiting import eventually
+from tests.support.reference import make_event, partition_of
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3

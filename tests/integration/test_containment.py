@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
-from tests.reference import encode, make_event
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.reference import encode, make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate.commands import write_private_key
 from controller.dev.processes import ManagedProcess
 from controller.settings import TopicSettings
-from tests.kafka_service import own_broker
-from tests.services import free_port
+from tests.support.backing.kafka_service import own_broker
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from controller.ctl.report.diagnosis import ENV_HEALTH_URL
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.kafka_service import own_broker
-from tests.services import free_port
+from tests.support.backing.kafka_service import own_broker
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

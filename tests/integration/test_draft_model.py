@@ -14,7 +14,7 @@ import pytest
 from controller.core.drafting.templates import TEMPLATES, review
 from controller.core.rollouts.plan import load_plan
 from controller.ctl.app import main
-from tests.services import LLM_MODEL_ALIAS
+from tests.support.backing.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PREFIX = "rolloutctl: using the built-in high-risk template: "

@@ -33,10 +33,15 @@ from controller.core.wire.messages import Arm
 from controller.dev.kafka_broker import KafkaBroker
 from controller.sdk import EventEmitter
 from controller.settings import KafkaSettings
-from tests.kafka_service import chosen_broker
-from tests.reading import read_to_end
-from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
-from tests.waiting import eventually
+from tests.support.backing.kafka_service import chosen_broker
+from tests.support.backing.reading import read_to_end
+from tests.support.backing.services import (
+    ManagedProcess,
+    ServiceUnavailable,
+    free_port,
+    start_embedded_broker,
+)
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
 from tests.integration.rig import Rig
-from tests.reference import make_event
-from tests.waiting import eventually
+from tests.support.reference import make_event
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 TopicFactory = Callable[..., Awaitable[str]]

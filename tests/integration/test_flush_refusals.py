@@ -23,7 +23,7 @@ from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig, flags_of
-from tests.reference import encode, make_event, partition_of
+from tests.support.reference import encode, make_event, partition_of
 
 pytestmark = pytest.mark.integration
 

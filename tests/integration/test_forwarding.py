@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 
 from controller.core.wire.messages import Alert
 from controller.ctl.alerts.alerts import ENV_WEBHOOK, load_ledger
-from tests.services import ManagedProcess, free_port
-from tests.waiting import eventually
+from tests.support.backing.services import ManagedProcess, free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
 

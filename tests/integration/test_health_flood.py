@@ -17,7 +17,7 @@ import pytest
 from controller.adapters.http.health import MAX_CONNECTIONS, HealthServer
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -27,8 +27,8 @@ from controller.ports import Claim, FlushOutcome, Record
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
 from tests.integration.rig import Rig
 from tests.integration.test_fencing import NoLetters
-from tests.reference import make_event
-from tests.waiting import eventually
+from tests.support.reference import make_event
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 TopicFactory = Callable[..., Awaitable[str]]

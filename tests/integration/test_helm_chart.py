@@ -1,5 +1,6 @@
 """The Helm chart, rendered by a real ``helm`` and checked by ``kubeconform`` against
-Kubernetes' own schemas (``make helm-tools``; the schemas from :mod:`tests.kubernetes_schemas`).
+Kubernetes' own schemas (``make helm-tools``; the schemas from
+:mod:`tests.support.kubernetes_schemas`).
 
 Each rendering is checked three ways: kubeconform in strict mode (every field known to
 Kubernetes, every type right), the controller's own settings model on the rendered
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from controller.settings import load_settings
-from tests.kubernetes_schemas import KUBERNETES_VERSION, standalone
+from tests.support.kubernetes_schemas import KUBERNETES_VERSION, standalone
 
 pytestmark = [pytest.mark.integration]
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.integration.rig import Rig, flags_of
-from tests.reference import encode, make_event
+from tests.support.reference import encode, make_event
 
 pytestmark = pytest.mark.integration
 

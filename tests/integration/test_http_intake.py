@@ -30,9 +30,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
-from tests.kafka_service import own_broker
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.kafka_service import own_broker
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from controller.adapters.http import HttpServer
 from controller.integrations.monitors import Intake, MonitorSignal
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.test_store import decoded
-from tests.reference import make_event
+from tests.support.reference import make_event
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
-from tests.reference import encode, make_event
-from tests.waiting import eventually
+from tests.support.controller_process import ControllerProcess
+from tests.support.reference import encode, make_event
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

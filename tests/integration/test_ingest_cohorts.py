@@ -16,7 +16,7 @@ import pytest
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig, flags_of
-from tests.reference import make_event
+from tests.support.reference import make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from controller.daemon.metrics import Metrics
 from controller.ports import Claim, DeadLetter, FlushOutcome
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings, RetrySettings
 from tests.integration.rig import Rig, flags_of
-from tests.reference import make_event
+from tests.support.reference import make_event
 
 pytestmark = pytest.mark.integration
 TopicFactory = Callable[..., Awaitable[str]]

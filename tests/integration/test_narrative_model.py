@@ -15,7 +15,7 @@ from controller.ctl.asking import Asking
 from controller.ctl.report.narrating import add_narrative
 from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
-from tests.services import LLM_MODEL_ALIAS
+from tests.support.backing.services import LLM_MODEL_ALIAS
 from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -41,7 +41,8 @@ from controller.settings import RedisSettings
 from tests.conftest import _service_unavailable
 from tests.integration.rig import Rig
 from tests.integration.test_http import wait_status
-from tests.ofrep import (
+from tests.support.backing.services import ServiceUnavailable, free_port
+from tests.support.clients.ofrep import (
     CONFIGURATION_SCHEMA,
     NODE_SCRIPT,
     flag_rollout,
@@ -50,9 +51,8 @@ from tests.ofrep import (
     schema,
     store,
 )
-from tests.services import ServiceUnavailable, free_port
-from tests.sse import sse
-from tests.waiting import eventually
+from tests.support.clients.sse import sse
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
 

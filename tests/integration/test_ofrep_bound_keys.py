@@ -28,8 +28,8 @@ from controller.core.release import Environments
 from controller.core.rollouts.rollout import Phase
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import RedisSettings
-from tests.ofrep import flag_rollout, ofrep_server, store
-from tests.sse import sse
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
+from tests.support.clients.sse import sse
 
 pytestmark = [pytest.mark.integration]
 

@@ -23,7 +23,7 @@ from controller.core.rollouts.rollout import Phase
 from controller.core.wire.bucketing import assign
 from controller.ports import StateWrite
 from controller.settings import RedisSettings
-from tests.ofrep import flag_rollout, ofrep_server, store
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
 
 pytestmark = [pytest.mark.integration]
 

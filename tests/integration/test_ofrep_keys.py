@@ -23,7 +23,7 @@ from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, dig
 from controller.core.wire.bucketing import assign
 from controller.settings import RedisSettings
 from tests.integration.test_ofrep import ofrep_node  # noqa: F401 - a fixture
-from tests.ofrep import NODE_SCRIPT, flag_rollout, ofrep_server, store
+from tests.support.clients.ofrep import NODE_SCRIPT, flag_rollout, ofrep_server, store
 
 pytestmark = [pytest.mark.integration]
 

@@ -22,7 +22,7 @@ from controller.adapters.redis.client import connect
 from controller.core.wire.arm_values import ArmValues
 from controller.core.wire.bucketing import assign
 from controller.settings import RedisSettings
-from tests.ofrep import flag_rollout, ofrep_server, store
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
 
 pytestmark = [pytest.mark.integration]
 

@@ -30,9 +30,9 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.rollouts.rollout import Phase
 from controller.ports import StateWrite
 from controller.settings import RedisSettings
-from tests.follower import following
-from tests.ofrep import flag_rollout, ofrep_server, store
-from tests.waiting import eventually
+from tests.support.clients.follower import following
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
 

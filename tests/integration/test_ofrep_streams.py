@@ -18,9 +18,9 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.rollouts.rollout import Phase
 from controller.ports import StateWrite
 from controller.settings import RedisSettings
-from tests.ofrep import flag_rollout, ofrep_server, store
-from tests.sse import sse
-from tests.waiting import eventually
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
+from tests.support.clients.sse import sse
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,7 +16,7 @@ from controller.dev import otelcol
 from controller.dev.otelcol import READY, Collector, require_otelcol
 from controller.dev.processes import ManagedProcess, ServiceUnavailable
 from tests.conftest import _service_unavailable
-from tests.waiting import eventually_sync
+from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.rig import Rig, flags_of
-from tests.reference import make_event
-from tests.waiting import eventually
+from tests.support.reference import make_event
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

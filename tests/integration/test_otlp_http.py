@@ -2,7 +2,7 @@
 
 Spans and log records are recorded by the OpenTelemetry SDK (flag
 evaluations by OpenFeature's own ``TracingHook``) and encoded by the OTLP
-exporter's own encoders, in protobuf and in JSON (``tests/otlp_exports.py``);
+exporter's own encoders, in protobuf and in JSON (``tests/support/otel/otlp_exports.py``);
 they are posted to ``/v1/traces`` and ``/v1/logs`` of a real daemon, and the
 aggregates it counted are compared with a reference fold of the events the
 telemetry describes. Every export is sent twice, and once more after the
@@ -46,12 +46,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.adapters.redis.aggregates import connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import Gate, gate  # noqa: F401 (the fixture)
-from tests.ofrep import flag_rollout, node_home, store
-from tests.otlp_exports import (
+from tests.support.backing.services import free_port
+from tests.support.clients.ofrep import flag_rollout, node_home, store
+from tests.support.controller_process import ControllerProcess
+from tests.support.otel.otlp_exports import (
     Recorder,
     evaluate,
     logs_json,
@@ -60,8 +61,7 @@ from tests.otlp_exports import (
     traces_json,
     traces_proto,
 )
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,8 @@ from controller.daemon.ingest import Ingest, OtlpFolder
 from controller.daemon.metrics import Metrics
 from controller.settings import IngestSettings, KafkaSettings, RedisSettings
 from tests.integration.rig import every_record
-from tests.otlp_exports import Recorder
-from tests.otlp_kafka import (
+from tests.support.otel.otlp_exports import Recorder
+from tests.support.otel.otlp_kafka import (
     assert_counts,
     evaluated_requests,
     exports,
@@ -42,7 +42,7 @@ from tests.otlp_kafka import (
     refusals,
     total,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TopicFactory = Callable[..., Awaitable[str]]

@@ -27,12 +27,13 @@ from controller.adapters.redis.keys import source_meta_key
 from controller.core.trust import signing
 from controller.ctl.operate.ingest import command_of as ingest_command
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
 from tests.integration.test_http import wait_status
-from tests.ofrep import flag_rollout
-from tests.ofrep import store as store_rollouts
-from tests.otlp_exports import Recorder
-from tests.otlp_kafka import (
+from tests.support.backing.services import free_port
+from tests.support.clients.ofrep import flag_rollout
+from tests.support.clients.ofrep import store as store_rollouts
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.otel.otlp_exports import Recorder
+from tests.support.otel.otlp_kafka import (
     assert_counts,
     counted,
     evaluated_requests,
@@ -40,8 +41,7 @@ from tests.otlp_kafka import (
     reference,
     total,
 )
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TopicFactory = Callable[..., Awaitable[str]]

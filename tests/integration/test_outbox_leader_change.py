@@ -27,8 +27,8 @@ from controller.core.common import BrokerError
 from controller.dev.kafka_cluster import KafkaCluster
 from controller.dev.processes import ServiceUnavailable
 from controller.settings import KafkaSettings
-from tests.reading import read_to_end
-from tests.waiting import eventually
+from tests.support.backing.reading import read_to_end
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -11,8 +11,8 @@ import pytest
 
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
-from tests.prometheus_kit import PrometheusServer
-from tests.services import free_port
+from tests.support.backing.prometheus_kit import PrometheusServer
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration]
 

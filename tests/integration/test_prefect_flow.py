@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from controller.core.wire.bucketing import assign
-from tests.reading import events_of, read_to_end
+from tests.support.backing.reading import events_of, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

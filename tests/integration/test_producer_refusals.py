@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from controller.adapters.kafka import DeadLetterPublisher, Producer
 from controller.ports import DeadLetter
 from controller.settings import KafkaSettings
-from tests.reading import read_to_end
+from tests.support.backing.reading import read_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from controller.core.metrics_source import Answer, cumulative_buckets, one_numbe
 from controller.core.rollouts import parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.settings import PrometheusSettings
-from tests.prometheus_kit import (
+from tests.support.backing.prometheus_kit import (
     ARMS,
     MetricsApp,
     PrometheusServer,
@@ -31,7 +31,7 @@ from tests.prometheus_kit import (
     scraped_app,
     serve_traffic,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration]
 FLAG = "checkout.reset"

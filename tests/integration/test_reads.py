@@ -21,7 +21,7 @@ from controller.daemon.serving.read_worker import flag_states
 from controller.daemon.serving.status import StatusView
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
-from tests.services import free_port
+from tests.support.backing.services import free_port
 from tests.unit.core.machine.test_gate import rollout
 
 pytestmark = pytest.mark.integration

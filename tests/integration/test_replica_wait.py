@@ -21,7 +21,7 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.common.errors import StoreUnavailable
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
-from tests.redis_failover import SentinelTopology, ask, running
+from tests.support.backing.redis_failover import SentinelTopology, ask, running
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.drafting.rings import APPLYING as RINGS_APPLYING
 from controller.ctl.drafting.rules import APPLYING
-from tests.services import LLM_MODEL_ALIAS
+from tests.support.backing.services import LLM_MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

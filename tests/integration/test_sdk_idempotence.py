@@ -21,7 +21,7 @@ from controller.sdk import EventEmitter
 from controller.sdk.transport import EventProducer, Outcome
 from controller.settings import KafkaSettings
 from tests.conftest import KafkaBrokerFactory
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

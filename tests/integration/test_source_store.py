@@ -22,7 +22,13 @@ from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
-from tests.reference import assert_arm_equal, encode, expected_arm, make_event, reference_fold
+from tests.support.reference import (
+    assert_arm_equal,
+    encode,
+    expected_arm,
+    make_event,
+    reference_fold,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,7 @@ from controller.ports import (
 )
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
-from tests.reference import (
+from tests.support.reference import (
     assert_arm_equal,
     encode,
     expected_arm,

@@ -21,7 +21,7 @@ from controller.ports import CommandSeen, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
 from tests.integration.test_store import decoded
-from tests.reference import make_event
+from tests.support.reference import make_event
 
 pytestmark = pytest.mark.integration
 

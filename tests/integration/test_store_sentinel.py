@@ -14,8 +14,8 @@ from controller.core.stats.folding import PartitionDelta
 from controller.ports import FlushOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
-from tests.services import LOCALHOST, ManagedProcess, free_port
-from tests.waiting import eventually_sync
+from tests.support.backing.services import LOCALHOST, ManagedProcess, free_port
+from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.integration
 SERVICE = "rc-main"

@@ -24,8 +24,8 @@ from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
-from tests.reading import events_of, read_to_end
-from tests.services import free_port
+from tests.support.backing.reading import events_of, read_to_end
+from tests.support.backing.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ import sys
 from controller.core.wire.messages import Arm
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
-from tests.services import free_port
+from tests.support.backing.services import free_port
 flags = SyncFlags(KafkaSettings(bootstrap_servers=sys.argv[1]), flag_topic=sys.argv[2],
                   events_topic=sys.argv[3])
 for i in range(500):

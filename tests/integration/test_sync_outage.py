@@ -31,7 +31,7 @@ from tests.integration.test_emitter_outage import (
     _consume,
     broker,  # noqa: F401 (the fixture)
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

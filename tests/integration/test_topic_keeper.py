@@ -17,7 +17,7 @@ from controller.adapters.kafka import Producer, Publisher, delete_topics, topic_
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.topics import TopicKeeper, went_back
 from controller.settings import KafkaSettings, TopicSettings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 NAMES = ("events", "commands", "monitors", "flag_state", "segments", "decisions", "alerts", "dlq")

@@ -27,9 +27,9 @@ from controller.core.serving.rings import shape_of
 from controller.core.serving.serving import Serving, Target
 from controller.dev.unleash import UnleashServer
 from controller.settings import UnleashSettings
+from tests.support.waiting import eventually
 from tests.unit.core.rules.test_unleash_vectors import _readable, held_segments
 from tests.vectors import audience_generate
-from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TARGETING = "[null, []]"

@@ -2,7 +2,7 @@
 
 Each start of :class:`RestartableBroker` is an empty broker at the address the
 daemon knows, as after a cluster rebuilt or a broker whose storage was lost: on
-Apache Kafka (the tests' broker, :func:`tests.kafka_service.chosen_broker`) a
+Apache Kafka (the tests' broker, :func:`tests.support.backing.kafka_service.chosen_broker`) a
 fresh node, formatted in a new log dir, on the same port; on the embedded tansu
 (memory storage) the same binary started again.
 """
@@ -25,9 +25,14 @@ from controller.core.trust import signing
 from controller.ctl.app import main
 from controller.dev.kafka_broker import KafkaBroker
 from controller.settings import KafkaSettings, RedisSettings, TopicSettings
-from tests.kafka_service import chosen_broker
 from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
-from tests.services import ManagedProcess, ServiceUnavailable, free_port, start_embedded_broker
+from tests.support.backing.kafka_service import chosen_broker
+from tests.support.backing.services import (
+    ManagedProcess,
+    ServiceUnavailable,
+    free_port,
+    start_embedded_broker,
+)
 
 PARTITIONS = 4
 FLAG = "checkout"

@@ -1,7 +1,7 @@
 """The gating advisor against a hostile or broken model server, through the real daemon.
 
 The daemon, broker and Redis are real; the model server is a fake on a local
-socket that misbehaves on cue (tests/fake_model.py). Whatever it does, a
+socket that misbehaves on cue (tests/support/fake_model.py). Whatever it does, a
 running flag advances on its statistics within the advisor's budget, each
 outage raises exactly one alert, a paused rollout is never asked, and what the
 server sends back reaches the decisions only bounded.
@@ -20,8 +20,8 @@ from controller.adapters.llm import MAX_REPLY_BYTES
 from controller.core.rollouts.advice import FENCE, MAX_MODEL_CHARS
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from tests.fake_model import FakeModel
 from tests.scenarios.harness import Scenario
+from tests.support.fake_model import FakeModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """The advisory advisor never delays a rollout: the statistics decide, the opinion follows.
 
 The daemon, broker and Redis are real; the model server is the fake of
-tests/fake_model.py, taking 60 s for each answer. The same plan runs first with
+tests/support/fake_model.py, taking 60 s for each answer. The same plan runs first with
 the advisor off, then in advisory mode, and the time from the start to the first
 advance is compared; the opinion is then recorded against that advance.
 """
@@ -16,8 +16,8 @@ import pytest
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from tests.fake_model import FakeModel
 from tests.scenarios.harness import Scenario
+from tests.support.fake_model import FakeModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import events
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.test_app_keys import Keys
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import events
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.test_rolloutctl import Result
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

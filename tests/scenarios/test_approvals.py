@@ -22,9 +22,9 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.trust import signing
 from controller.ctl.operate.commands import signed_command
-from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.test_pipelines import PLAN as PIPELINE_PLAN
+from tests.support.controller_process import ControllerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from controller.kit.kafka_client import topic_partitions
-from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.lost_broker import (
     PARTITIONS,
@@ -33,6 +32,7 @@ from tests.scenarios.lost_broker import (
     started,
     stored_offsets,
 )
+from tests.support.backing.reading import read_to_end
 
 # A fresh Apache Kafka node takes 10 to 20 s to start on a busy machine, three times here.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

@@ -34,7 +34,7 @@ from tests.scenarios.lost_broker import (
     topic_settings,
     topics_exist,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 # A fresh Apache Kafka node takes 10 to 20 s to start on a busy machine, more than once here.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

@@ -33,12 +33,12 @@ from playwright.async_api import Browser, Page, Request, Response
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_app_keys import rolloutctl
 from tests.scenarios.test_browser_app import _evaluates
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.reading import read_to_end
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

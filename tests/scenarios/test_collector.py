@@ -34,15 +34,21 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.dev.otelcol import Collector, require_otelcol
 from controller.settings import RedisSettings
-from tests.collector_kit import APP_ATTRIBUTE, Written, assert_counted, create_topics, read_topic
-from tests.collector_kit import written_spans as decode_spans
 from tests.conftest import _service_unavailable
-from tests.kafka_service import chosen_broker
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import TOPICS, Scenario
 from tests.scenarios.test_otel_apps import APPS, completing, held
-from tests.services import ServiceUnavailable, free_port
-from tests.waiting import eventually
+from tests.support.backing.kafka_service import chosen_broker
+from tests.support.backing.services import ServiceUnavailable, free_port
+from tests.support.otel.collector_kit import (
+    APP_ATTRIBUTE,
+    Written,
+    assert_counted,
+    create_topics,
+    read_topic,
+)
+from tests.support.otel.collector_kit import written_spans as decode_spans
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page
 
 from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from controller.core.trust import signing
 from controller.ports import OutboxMessage
 from tests.scenarios.harness import Scenario, manual_plan
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 TOO_LARGE = 2 * 1024 * 1024
 

@@ -17,11 +17,11 @@ import yaml
 
 from controller.core.rollouts import Guardrail, Plan, Stage
 from controller.core.wire.messages import Arm
-from tests.expr_lang import outcome
 from tests.integration.test_http import wait_status
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
 from tests.scenarios.test_app_keys import Keys
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.expr_lang import outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -26,8 +26,8 @@ import pytest
 
 from controller.adapters.http_client import answers_ok
 from controller.demo.devstate import DevState, alive
-from tests.services import free_port
-from tests.waiting import eventually_sync
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

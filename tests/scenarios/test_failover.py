@@ -18,11 +18,11 @@ import pytest
 from controller.adapters.kafka.admin import partition_for
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig
 from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.controller_process import ControllerProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG = "checkout"

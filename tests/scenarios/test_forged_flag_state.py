@@ -24,7 +24,7 @@ from controller.sdk.flags import FlagBook, FlagClient
 from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario, manual_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

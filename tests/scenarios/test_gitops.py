@@ -20,8 +20,8 @@ from controller.core.trust import signing
 from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.test_rolloutctl import Operator
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scenarios.harness import Scenario, fast_plan
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

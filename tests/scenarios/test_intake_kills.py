@@ -25,12 +25,12 @@ import httpx
 import pytest
 
 from tests.conftest import RedisServerFactory
-from tests.controller_process import ControllerProcess
 from tests.integration.rig import Rig, flags_of
 from tests.integration.test_http import wait_status
 from tests.integration.test_http_intake import events
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.controller_process import ControllerProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,7 +23,7 @@ from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.lost_broker import kafka_of, lost_topics, topic_settings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 
 from controller.dev.kafka_broker import KafkaBroker
 from tests.conftest import KafkaBrokerFactory
-from tests.reading import read_to_end
 from tests.scenarios.harness import manual_plan
 from tests.scenarios.lost_broker import lost_broker_world
+from tests.support.backing.reading import read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

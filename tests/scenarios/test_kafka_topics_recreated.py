@@ -33,7 +33,7 @@ from tests.scenarios.lost_broker import (
     stored_offsets,
     topic_settings,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from controller.ctl.operate.commands import write_private_key
 from controller.dev.processes import free_port
 from controller.settings import KafkaSettings, TopicSettings
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan, manual_plan
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 TOKEN = "mcp-test-read-token"
 FLAG = "checkout"

@@ -3,8 +3,8 @@
 and the guardrail on it reads that name's conversions alone, while the guardrail that
 names none reads every conversion, as it always did.
 
-The app is ``tests/openfeature_app.py`` (OpenFeature's SDK with our provider), the daemon
-a real process on the real broker and Redis.
+The app is ``tests/support/clients/openfeature_app.py`` (OpenFeature's SDK with our
+provider), the daemon a real process on the real broker and Redis.
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ import pytest
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from tests.follower import following
 from tests.integration.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_app_keys import rolloutctl
 from tests.scenarios.test_browser_kill import command_sent_at
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.clients.follower import following
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.bucketing import assign
 from tests.integration.test_http import wait_status
 from tests.scenarios.harness import Scenario
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

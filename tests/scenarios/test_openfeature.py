@@ -39,10 +39,10 @@ from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm, FlagState
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
-from tests.reading import read_to_end
 from tests.scenarios.harness import Scenario, manual_plan
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.reading import read_to_end
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ VALUE = 4.5
 
 
 class App:
-    """One app process (``tests/openfeature_app.py``) and its command pipe."""
+    """One app process (``tests/support/clients/openfeature_app.py``) and its command pipe."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
@@ -64,7 +64,7 @@ class App:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.openfeature_app",
+            "tests.support.clients.openfeature_app",
             scenario.bootstrap,
             scenario.topics["flag_state"],
             scenario.topics["events"],

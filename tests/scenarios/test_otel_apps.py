@@ -40,10 +40,10 @@ from controller.core.rollouts.plan_parts import Guardrail, Metric, Stage
 from controller.settings import RedisSettings
 from tests.conftest import _service_unavailable
 from tests.integration.test_http import wait_status
-from tests.ofrep import node_home
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
-from tests.services import ServiceUnavailable, free_port
+from tests.support.backing.services import ServiceUnavailable, free_port
+from tests.support.clients.ofrep import node_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

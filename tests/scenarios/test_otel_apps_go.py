@@ -40,7 +40,7 @@ from tests.scenarios.test_otel_apps import (
     held,
     sample,
 )
-from tests.services import ServiceUnavailable, free_port
+from tests.support.backing.services import ServiceUnavailable, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -35,7 +35,7 @@ from tests.scenarios.test_otel_apps import (
     held,
     sample,
 )
-from tests.services import ServiceUnavailable
+from tests.support.backing.services import ServiceUnavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -29,11 +29,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from controller.adapters.redis.aggregates import connect
 from controller.settings import RedisSettings
 from tests.integration.test_http import wait_status
-from tests.ofrep import flag_rollout, store
-from tests.otlp_exports import Recorder, evaluate, openfeature_client, traces_proto
 from tests.scenarios.harness import Scenario
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.clients.ofrep import flag_rollout, store
+from tests.support.otel.otlp_exports import Recorder, evaluate, openfeature_client, traces_proto
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

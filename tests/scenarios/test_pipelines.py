@@ -23,7 +23,7 @@ from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.test_rolloutctl import Operator
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

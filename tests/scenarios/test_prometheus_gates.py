@@ -15,8 +15,8 @@ import pytest
 from controller.core.rollouts import Plan, parse_plan
 from controller.core.wire.messages import Arm
 from controller.dev.processes import free_port
-from tests.dripping import Dripper, upstream
-from tests.prometheus_kit import (
+from tests.scenarios.harness import Scenario
+from tests.support.backing.prometheus_kit import (
     MetricsApp,
     PrometheusServer,
     error_rate,
@@ -25,7 +25,7 @@ from tests.prometheus_kit import (
     serve_traffic,
     steady,
 )
-from tests.scenarios.harness import Scenario
+from tests.support.dripping import Dripper, upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "prometheus-test-token"

@@ -15,7 +15,10 @@ import pytest
 
 from controller.core.rollouts import Plan, parse_plan
 from controller.core.wire.messages import Arm
-from tests.prometheus_kit import (
+from tests.scenarios.harness import Scenario
+from tests.scenarios.test_pipelines import Release, key_in
+from tests.scenarios.test_prometheus_gates import status, use
+from tests.support.backing.prometheus_kit import (
     ARMS,
     COUNT,
     TOTAL,
@@ -25,9 +28,6 @@ from tests.prometheus_kit import (
     error_rate,
     serve_traffic,
 )
-from tests.scenarios.harness import Scenario
-from tests.scenarios.test_pipelines import Release, key_in
-from tests.scenarios.test_prometheus_gates import status, use
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

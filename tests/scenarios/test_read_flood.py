@@ -26,9 +26,9 @@ from controller.ports import SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.test_http import wait_status
 from tests.scenarios.harness import Scenario
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 from tests.unit.core.machine.test_gate import rollout
-from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

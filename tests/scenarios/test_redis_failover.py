@@ -28,7 +28,8 @@ from controller.core.common.errors import ControllerError
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.integration.rig import Rig
-from tests.redis_failover import (
+from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
+from tests.support.backing.redis_failover import (
     ClusterTopology,
     SentinelTopology,
     Topology,
@@ -36,8 +37,7 @@ from tests.redis_failover import (
     running,
     stored,
 )
-from tests.scenarios.harness import Scenario, fast_plan, scenario_topics
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4

@@ -23,10 +23,10 @@ from playwright.async_api import Browser
 from controller.core.reading.wording import guardrail_text
 from controller.core.wire.messages import Arm
 from controller.ctl.report.cells import count
-from tests.fake_model import FakeModel
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
 from tests.scenarios.test_rolloutctl import Operator
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.fake_model import FakeModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

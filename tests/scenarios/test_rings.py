@@ -36,7 +36,7 @@ from controller.sdk.openfeature import RolloutProvider
 from controller.settings import KafkaSettings
 from tests.integration.test_ofrep import ofrep_node  # noqa: F401 - a fixture
 from tests.scenarios.harness import Scenario
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust import signing
 from controller.ctl.operate.commands import signed_command
-from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
+from tests.support.controller_process import ControllerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

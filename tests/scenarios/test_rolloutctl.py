@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.core.rollouts.plan import Plan
 from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

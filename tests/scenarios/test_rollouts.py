@@ -19,8 +19,8 @@ from controller.core.trust import signing
 from controller.core.wire.messages import Arm
 from controller.ctl.operate.commands import encode_command, write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, fast_plan
-from tests.services import LLM_MODEL_ALIAS
-from tests.waiting import eventually
+from tests.support.backing.services import LLM_MODEL_ALIAS
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

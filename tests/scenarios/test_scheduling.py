@@ -13,9 +13,9 @@ import pytest
 
 from controller.core.rollouts.plan_parts import TimeBox
 from controller.core.rollouts.rollout import Phase
-from tests.controller_process import ControllerProcess
 from tests.scenarios.harness import Scenario, fast_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.controller_process import ControllerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -30,7 +30,7 @@ from controller.sdk.poller import FlagPoller
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,8 +22,8 @@ from controller.sdk.segments import SegmentBook, SegmentFollower
 from controller.settings import KafkaSettings
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -38,8 +38,8 @@ from tests.scenarios.unleash_kit import (
     unleash_plan,
     within_binomial,
 )
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from controller.core.rules.text import parse
 from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.unleash_kit import App, Person, feature_name, rolling_at, serve_from
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.dev.unleash import UnleashServer
-from tests.dripping import Dripper, upstream
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_unleash import backend_metrics, served
 from tests.scenarios.unleash_kit import Person, feature_name, serve_from, unleash_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.dripping import Dripper, upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,8 +28,8 @@ from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_rolloutctl import Operator
 from tests.scenarios.unleash_kit import App, Person, feature_name, rolling_at, serve_from
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

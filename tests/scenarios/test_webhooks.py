@@ -10,7 +10,7 @@ import pytest
 from controller.core.rollouts.rollout import Phase
 from tests.integration.test_http_limits import webhook_count
 from tests.scenarios.harness import Scenario, fast_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.messages import Arm
 from controller.dev.clock import set_offset
 from tests.scenarios.harness import Scenario
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

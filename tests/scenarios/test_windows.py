@@ -17,7 +17,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.windows import Windows
 from controller.core.wire.messages import Arm
 from tests.scenarios.harness import Scenario, manual_plan
-from tests.services import free_port
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

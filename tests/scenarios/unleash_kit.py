@@ -21,7 +21,7 @@ from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
 from controller.sdk.unleash import ServedFlags, UnleashExposures
 from tests.scenarios.harness import Scenario
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 PERCENTS = (1, 5, 25, 50, 100)
 UNITS = 10_000

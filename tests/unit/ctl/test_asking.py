@@ -27,7 +27,7 @@ from controller.ctl.asking import (
 from controller.ctl.report.narrating import add_narrative
 from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
-from tests.fake_model import FIXED, FakeModel, _reply, completion
+from tests.support.fake_model import FIXED, FakeModel, _reply, completion
 from tests.unit.core.drafting.test_drafting import SANE
 from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 

@@ -14,7 +14,7 @@ from controller.core.rollouts.plan import load_plan
 from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.drafting.rings import APPLYING, ring_messages
-from tests.fake_model import FIXED, FakeModel, _reply, completion
+from tests.support.fake_model import FIXED, FakeModel, _reply, completion
 
 CATALOGUE = """
 attributes: {user_id: string, country: string, plan: string, app_version: semver}

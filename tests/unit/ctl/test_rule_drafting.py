@@ -13,7 +13,7 @@ from controller.core.common.errors import ConfigError
 from controller.core.rules.text import parse
 from controller.ctl.app import main
 from controller.ctl.drafting.rules import APPLYING, read_contexts, rule_messages, shown
-from tests.fake_model import FIXED, FakeModel, _reply, completion
+from tests.support.fake_model import FIXED, FakeModel, _reply, completion
 
 CATALOGUE = """
 attributes: {user_id: string, country: string, plan: string, app_version: semver}

@@ -32,7 +32,7 @@ from controller.daemon.backends.sync import BackendSync, NudgingOutputs
 from controller.daemon.metrics import BackendMetrics
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.settings import EngineSettings, TopicSettings, UnleashSettings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 FLAG = "checkout"

@@ -20,7 +20,7 @@ from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import EventDecoder, Rejection
 from controller.daemon.ingest.batches import Folder
 from controller.ports import DeadLetter, Record
-from tests.reference import StubRecord, encode, make_event
+from tests.support.reference import StubRecord, encode, make_event
 from tests.unit.core.wire.test_decoder_fuzz import HOSTILE
 from tests.unit.core.wire.test_decoding import event
 

@@ -23,7 +23,7 @@ from controller.daemon.registries import FlagDirectory
 from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.ports import DeadLetter
-from tests.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
+from tests.support.otel.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
 from tests.unit.core.machine.test_gate import rollout
 from tests.unit.daemon.test_event_intake_once import Broker, Ledger
 

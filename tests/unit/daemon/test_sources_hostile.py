@@ -16,10 +16,10 @@ from controller.core.machine import evaluate
 from controller.core.rollouts.rollout import VerdictKind
 from controller.daemon.rollouts import SourceReadings, build_engine
 from controller.settings import EngineSettings, PrometheusSettings, TopicSettings
-from tests.dripping import Dripper, canned
+from tests.support.dripping import Dripper, canned
+from tests.support.waiting import eventually
 from tests.unit.daemon.test_engine import NoDeadLetters
 from tests.unit.daemon.test_sources import start
-from tests.waiting import eventually
 
 
 def vector(value: str, *, dated: float | None = None, sampled: float = 0.0) -> Answering:

@@ -16,7 +16,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.sequential import proportion_test
-from tests.documents import as_read
+from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

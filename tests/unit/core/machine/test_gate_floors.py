@@ -15,7 +15,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage, Watch
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result, metric_floor
-from tests.documents import as_read
+from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 P95 = Guardrail(metric="latency_p95", tolerance=0.10, relative=True)

@@ -10,7 +10,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, Conversions, FlagAggregates
-from tests.documents import as_read
+from tests.support.documents import as_read
 from tests.unit.core.machine.test_gate import LATE, T0, rollout
 
 CHECKOUT = Guardrail(metric="conversion_rate", conversion="checkout_completed")

@@ -24,8 +24,8 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.stats.aggregates import FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
 from controller.core.stats.sourced import histogram_arm
-from tests.prometheus_sim import Stream, increase, look
-from tests.simulation import Service
+from tests.support.backing.prometheus_sim import Stream, increase, look
+from tests.support.simulation import Service
 from tests.unit.core.machine.test_sourced_gate import T0, rollout
 
 BORN = 2.437

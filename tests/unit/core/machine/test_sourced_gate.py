@@ -21,7 +21,7 @@ from controller.core.metrics_source.readings import (
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from tests.documents import as_read
+from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=31)

@@ -34,10 +34,10 @@ from controller.core.rollouts.rollout import Phase, Rollout
 from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
-from tests.services import ServiceUnavailable, free_port
+from tests.support.backing.services import ServiceUnavailable, free_port
 from tests.unit.core.machine.test_gate import plan, rollout
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "tests" / "vectors" / "ofrep" / "openapi.yaml"
 NODE_SCRIPT = ROOT / "tests" / "node" / "ofrep_eval.mjs"
 TEST_STREAMS = StreamBounds(max_streams=64, per_client=32)

@@ -23,8 +23,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.stats import FlagAggregates
 from tests.conftest import _wait_topic_ready
-from tests.otlp_kafka import EVALUATION, Expected
-from tests.waiting import eventually
+from tests.support.otel.otlp_kafka import EVALUATION, Expected
+from tests.support.waiting import eventually
 
 APP_ATTRIBUTE = "app.flag"
 """A resource attribute each test app is started with (``OTEL_RESOURCE_ATTRIBUTES``), so

@@ -52,7 +52,7 @@ from controller.dev.kafka_broker import KafkaBroker
 from controller.dev.processes import LOCALHOST, ManagedProcess, free_port
 from controller.dev.redis_cluster import RedisClusterServers
 from controller.dev.unleash import provide_postgres
-from tests.kafka_service import chosen_broker, describe, shared_kafka
+from tests.support.backing.kafka_service import chosen_broker, describe, shared_kafka
 
 __all__ = [
     "LLM_MODEL_ALIAS",
@@ -178,7 +178,8 @@ def resolve_kafka(
     """Return ``(bootstrap_servers, cleanup, description)`` for a Kafka-protocol broker.
 
     With ``shared_dir``, an Apache Kafka node is the session's, shared by its workers and
-    stopped by :func:`tests.kafka_service.stop_shared_kafka`; without, it is this caller's.
+    stopped by :func:`tests.support.backing.kafka_service.stop_shared_kafka`; without, it
+    is this caller's.
     """
     env_bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if env_bootstrap:
@@ -388,7 +389,7 @@ def kubectl_binary() -> str:
     return found
 
 
-HELM_TOOLS = Path(__file__).resolve().parents[1] / ".helm-tools" / "bin"
+HELM_TOOLS = Path(__file__).resolve().parents[3] / ".helm-tools" / "bin"
 
 
 def helm_tools() -> list[str]:

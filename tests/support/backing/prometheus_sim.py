@@ -2,7 +2,7 @@
 
 Each second of a stage, each arm serves a Poisson number of requests that fail
 with its error rate and take a latency from a log-normal body with rare
-stalls (:class:`tests.simulation.Service`). The same requests are counted
+stalls (:class:`tests.support.simulation.Service`). The same requests are counted
 
 * as the **event** pipeline does: exact counts, every latency in the fixed
   histogram, up to the instant of the look;
@@ -30,7 +30,7 @@ from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
 from controller.core.stats.sequential import SequentialResult
 from controller.core.stats.sourced import counted_arm, histogram_arm
-from tests.simulation import Service
+from tests.support.simulation import Service
 
 PROM_BUCKETS_MS = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 75.0, 100.0, 250.0, 500.0, 1000.0)
 """The app's histogram buckets (``le``, in ms), +Inf beyond."""

@@ -1,6 +1,6 @@
 """An app process that evaluates a flag through OpenFeature, driven over stdin/stdout.
 
-    python -m tests.openfeature_app BOOTSTRAP FLAG_TOPIC EVENTS_TOPIC FLAG
+    python -m tests.support.clients.openfeature_app BOOTSTRAP FLAG_TOPIC EVENTS_TOPIC FLAG
 
 One JSON command per line on stdin, one JSON answer per line on stdout:
 
@@ -29,7 +29,7 @@ from openfeature.track import TrackingEventDetails
 from controller.sdk.openfeature import RolloutProvider
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
-from tests.waiting import eventually_sync
+from tests.support.waiting import eventually_sync
 
 
 def _evaluate(

@@ -19,8 +19,8 @@ import redis
 from redis.crc import key_slot
 
 from controller.dev.redis_cluster import SLOTS, RedisClusterServers, nodes_text
-from tests.services import LOCALHOST, ManagedProcess, RedisServer, free_port
-from tests.waiting import eventually_sync
+from tests.support.backing.services import LOCALHOST, ManagedProcess, RedisServer, free_port
+from tests.support.waiting import eventually_sync
 
 SERVICE = "rc-failover"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ManagedProcess
-from tests.waiting import eventually_sync
+from tests.support.backing.services import ManagedProcess
+from tests.support.waiting import eventually_sync
 
 
 class ControllerProcess:

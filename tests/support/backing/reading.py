@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.core.wire.messages import event_adapter
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 
 async def read_to_end(

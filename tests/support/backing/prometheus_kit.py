@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
 from controller.dev.processes import ManagedProcess, free_port
-from tests.dripping import Dripper, canned
-from tests.services import ServiceUnavailable
-from tests.waiting import eventually_sync
+from tests.support.backing.services import ServiceUnavailable
+from tests.support.dripping import Dripper, canned
+from tests.support.waiting import eventually_sync
 
 LABELS = {Arm.TREATMENT: "on", Arm.CONTROL: "off"}
 """The variant label value each arm carries, as an OpenFeature app labels them."""

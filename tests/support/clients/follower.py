@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
-SCRIPT = Path(__file__).resolve().parent / "node" / "ofrep_follow.mjs"
+SCRIPT = Path(__file__).resolve().parents[2] / "node" / "ofrep_follow.mjs"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Collector's Kafka topics in tests: records as its exporter writes them, and what they
 should count.
 
-Spans come from the real OpenTelemetry SDK (:class:`tests.otlp_exports.Recorder`): a
+Spans come from the real OpenTelemetry SDK (:class:`tests.support.otel.otlp_exports.Recorder`): a
 SERVER span per request with its HTTP status, and on it a ``feature_flag.evaluation``
 event as OpenFeature's hooks record one (written here with the attributes the Node hooks
 and our SDK set, ``feature_flag.version`` included; or by OpenFeature's own Python
@@ -25,7 +25,7 @@ from opentelemetry.trace import StatusCode
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.stats import FlagAggregates
-from tests.otlp_exports import Recorder, openfeature_client, traces_json, traces_proto
+from tests.support.otel.otlp_exports import Recorder, openfeature_client, traces_json, traces_proto
 
 EVALUATION = "feature_flag.evaluation"
 
