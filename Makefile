@@ -77,7 +77,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 WITHOUT_TOOLS = chromium promtool
 WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
 	tests/scenarios/test_browser_app.py tests/scenarios/test_browser_kill.py \
-	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
+	tests/integration/tools/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
 WITHOUT_LOG = .artifacts/without-tools.log
 test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
 	@mkdir -p $(dir $(WITHOUT_LOG))
@@ -131,7 +131,7 @@ $(OTELCOL_BUILDER):
 otelcol: .otelcol/otelcol-rollouts  ## build the OpenTelemetry Collector from Go modules into .otelcol/
 
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
-# tests/node/package-lock.json, for tests/integration/test_ofrep.py and
+# tests/node/package-lock.json, for tests/integration/ofrep/test_ofrep.py and
 # tests/scenarios/test_rings.py.
 OFREP_NODE_HOME ?= .ofrep-node
 $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.json
@@ -154,7 +154,7 @@ $(GO_APP_HOME)/checkout: $(GO_APP_SOURCES)
 
 go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenario into .go-app/
 
-# helm and kubeconform for tests/integration/test_helm_chart.py, which renders
+# helm and kubeconform for tests/integration/tools/test_helm_chart.py, which renders
 # ops/helm/rollout-controller and checks it against Kubernetes' schemas (those come from
 # the kubernetes-validate wheel, a test extra: kubeconform's default, GitHub, is out of
 # reach). Built from the Go module proxy at the pinned versions into .helm-tools/bin;
@@ -175,7 +175,7 @@ helm-tools: $(HELM_STAMP)  ## build helm and kubeconform from Go modules into .h
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
 # providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py),
 # the browser pages of tests/scenarios/test_browser_app.py and test_browser_kill.py, and the
-# Node apps of tests/scenarios/test_node_server_kill.py and tests/integration/test_ofrep_provider_polling.py.
+# Node apps of tests/scenarios/test_node_server_kill.py and tests/integration/ofrep/test_ofrep_provider_polling.py.
 JS_CLIENT ?= clients/js
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from controller.ctl.operate.commands import signed_command
-from tests.integration.test_http import wait_status
-from tests.integration.test_http_intake import events
+from tests.integration.http.test_http import wait_status
+from tests.integration.http.test_http_intake import events
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.test_app_keys import Keys
 from tests.support.backing.services import free_port

@@ -20,8 +20,8 @@ from controller.core.trust import signing
 from controller.ctl.operate.app_keys import command_of
 from controller.ctl.operate.commands import write_private_key
 from controller.settings import RedisSettings
-from tests.integration.test_http import wait_status
-from tests.integration.test_http_intake import events
+from tests.integration.http.test_http import wait_status
+from tests.integration.http.test_http_intake import events
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.test_rolloutctl import Result
 from tests.support.backing.services import free_port

@@ -17,7 +17,7 @@ import yaml
 
 from controller.core.rollouts import Guardrail, Plan, Stage
 from controller.core.wire.messages import Arm
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario, fast_plan, manual_plan
 from tests.scenarios.test_app_keys import Keys
 from tests.support.backing.services import free_port

@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from tests.conftest import RedisServerFactory
+from tests.integration.http.test_http import wait_status
+from tests.integration.http.test_http_intake import events
 from tests.integration.rig import Rig, flags_of
-from tests.integration.test_http import wait_status
-from tests.integration.test_http_intake import events
 from tests.support.backing.services import free_port
 from tests.support.controller_process import ControllerProcess
 from tests.support.waiting import eventually

@@ -21,7 +21,7 @@ import pytest
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_app_keys import rolloutctl
 from tests.scenarios.test_browser_kill import command_sent_at

@@ -21,7 +21,7 @@ from openfeature.flag_evaluation import FlagEvaluationDetails
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.bucketing import assign
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 from tests.support.waiting import eventually

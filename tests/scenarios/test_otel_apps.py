@@ -39,7 +39,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Metric, Stage
 from controller.settings import RedisSettings
 from tests.conftest import _service_unavailable
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import ServiceUnavailable, free_port

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import _service_unavailable
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.otel.load import AppProcess
 from tests.scenarios.harness import Scenario
 from tests.scenarios.test_otel_apps import (

@@ -20,7 +20,7 @@ import asyncio
 import pytest
 
 from tests.conftest import _service_unavailable
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.otel.java_app import JavaApp, java_app, otel_env
 from tests.otel.load import AppProcess
 from tests.scenarios.harness import Scenario

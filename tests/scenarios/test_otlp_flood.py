@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from controller.adapters.redis.aggregates import connect
 from controller.settings import RedisSettings
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 from tests.support.clients.ofrep import flag_rollout, store

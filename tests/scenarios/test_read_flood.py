@@ -24,7 +24,7 @@ from controller.adapters.redis.aggregates import connect
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import RedisSettings
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 from tests.support.waiting import eventually

@@ -34,7 +34,7 @@ from controller.sdk import FlagClient
 from controller.sdk.flags import Listener
 from controller.sdk.openfeature import RolloutProvider
 from controller.settings import KafkaSettings
-from tests.integration.test_ofrep import ofrep_node  # noqa: F401 - a fixture
+from tests.integration.ofrep.test_ofrep import ofrep_node  # noqa: F401 - a fixture
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 

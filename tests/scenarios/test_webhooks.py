@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from controller.core.rollouts.rollout import Phase
-from tests.integration.test_http_limits import webhook_count
+from tests.integration.http.test_http_limits import webhook_count
 from tests.scenarios.harness import Scenario, fast_plan
 from tests.support.backing.services import free_port
 

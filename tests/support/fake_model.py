@@ -53,7 +53,8 @@ FIXED: dict[str, bytes] = {
         200, completion('{"action": "promote", "confidence": 1, "rationale": "go"}')
     ),
     "not_openai": _reply(200, b'{"hello": "world"}'),
-    # A report's narrative (tests/integration/test_report_narrative.py): true, then invented.
+    # A report's narrative (tests/integration/advisor/test_report_narrative.py):
+    # true, then invented.
     "narrative": _reply(
         200, completion('{"narrative": "It was rolled back at stage 2/5 (5%) after 70 s."}')
     ),

@@ -29,7 +29,7 @@ from controller.ports import StoredSegment
 from controller.settings import RedisSettings
 from tests.integration.conformance.differences import Difference, marks_of
 from tests.integration.conformance.flagset import suite_rollouts
-from tests.integration.test_http import wait_status
+from tests.integration.http.test_http import wait_status
 from tests.support.backing.services import free_port
 from tests.support.clients.ofrep import store
 from tests.support.controller_process import ControllerProcess, controller_env

@@ -1,6 +1,6 @@
 """The daemon's HTTP server with its OFREP endpoints over real Redis, and OFREP's own schemas.
 
-Shared by ``tests/integration/test_ofrep.py`` and ``bench/ofrep.py``. The
+Shared by ``tests/integration/ofrep/test_ofrep.py`` and ``bench/ofrep.py``. The
 schemas are the published OpenAPI document of OFREP 0.3.0
 (``tests/vectors/ofrep/openapi.yaml``, from github.com/open-feature/protocol,
 Apache-2.0), read as JSON Schema 2020-12 with one correction: the document

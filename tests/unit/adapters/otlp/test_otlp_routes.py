@@ -2,7 +2,7 @@
 
 The sink here is a stand-in that records what it was handed: what becomes of an
 export in the daemon (translation, the events topic, the DLQ) is the
-integration tests' (tests/integration/test_otlp_http.py).
+integration tests' (tests/integration/otlp/test_otlp_http.py).
 """
 
 from __future__ import annotations
