@@ -55,7 +55,7 @@ async def conformance_daemon(
     )
     env |= {
         "RC_HTTP__PORT": str(port),
-        "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
+        "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/operators/test_app_keys.py
         "RC_KAFKA__EVENTS_PARTITIONS": "1",
         "RC_HTTP__WEBHOOK_TOKEN": OPERATOR_TOKEN,
         # schemathesis reads /rollouts* hundreds of times a second: at the default rate

@@ -86,7 +86,9 @@ async def send(
 def _intake_env(rig: Rig, port: int, **extra: str) -> None:
     rig.env["RC_HTTP__PORT"] = str(port)
     rig.env["RC_HTTP__INTAKE_ACK_TIMEOUT_SECONDS"] = "3"
-    rig.env["RC_HTTP__REQUIRE_APP_KEYS"] = "false"  # keys: tests/scenarios/test_app_keys.py
+    rig.env["RC_HTTP__REQUIRE_APP_KEYS"] = (
+        "false"  # keys: tests/scenarios/operators/test_app_keys.py
+    )
     rig.env.update(extra)
 
 

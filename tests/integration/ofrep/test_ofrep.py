@@ -445,7 +445,9 @@ async def _chunks(body: bytes) -> AsyncIterator[bytes]:
 async def test_the_daemon_serves_ofrep(rig: Rig, tmp_path: Path) -> None:
     port = free_port()
     rig.env["RC_HTTP__PORT"] = str(port)
-    rig.env["RC_HTTP__REQUIRE_APP_KEYS"] = "false"  # keys: tests/scenarios/test_app_keys.py
+    rig.env["RC_HTTP__REQUIRE_APP_KEYS"] = (
+        "false"  # keys: tests/scenarios/operators/test_app_keys.py
+    )
     base = f"http://127.0.0.1:{port}"
     with rig.daemon(tmp_path):
         await wait_status(f"{base}/healthz", 200)

@@ -175,7 +175,8 @@ async def serving(
         {
             "RC_HTTP__PORT": str(port),
             "RC_HTTP__INTAKE_ACK_TIMEOUT_SECONDS": "3",
-            "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
+            # keys: tests/scenarios/operators/test_app_keys.py
+            "RC_HTTP__REQUIRE_APP_KEYS": "false",
             **env,
         }
     )
