@@ -38,7 +38,7 @@ from tests.support.backing.services import free_port
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_model import DRIP_INTERVAL, FakeModel
 from tests.unit.core.rollouts.test_advice import rollout
-from tests.unit.daemon.test_engine import NoDeadLetters
+from tests.unit.daemon.rollouts.test_engine import NoDeadLetters
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

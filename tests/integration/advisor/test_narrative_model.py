@@ -16,7 +16,7 @@ from controller.ctl.report.narrating import add_narrative
 from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
 from tests.support.backing.services import LLM_MODEL_ALIAS
-from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
+from tests.unit.ctl.report.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEADLINE = 30.0

@@ -12,7 +12,7 @@ from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
 from tests.support.fake_model import FakeModel
-from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
+from tests.unit.ctl.report.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from controller.adapters.redis.log_gaps import GapStore
 from controller.core.rollouts.actions import RaiseAlert
 from controller.daemon.ingest.log_gaps import LogGaps
 from controller.settings import RedisSettings
-from tests.unit.daemon.test_partitions import Source
+from tests.unit.daemon.ingest.test_partitions import Source
 
 pytestmark = pytest.mark.integration
 TOPIC = "gaps.events"

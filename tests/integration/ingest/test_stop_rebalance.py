@@ -25,7 +25,7 @@ from controller.daemon.outputs.outbox import DRAIN_LEASE_MS
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import RedisSettings
 from tests.integration.rig import Rig
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

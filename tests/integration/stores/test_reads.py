@@ -22,7 +22,7 @@ from controller.daemon.serving.status import StatusView
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
 from tests.support.backing.services import free_port
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 pytestmark = pytest.mark.integration
 

@@ -47,7 +47,7 @@ from tests.support.reference import (
     partition_of,
     reference_fold,
 )
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3

@@ -28,7 +28,7 @@ from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 from tests.support.waiting import eventually
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -2,7 +2,7 @@
 reason, as a decision an operator reads, and starts nothing.
 
 The same cases are table-tested against the pipelines' part alone
-(``tests/unit/daemon/test_pipelines.py``); here they go the whole way, signed on the
+(``tests/unit/daemon/rollouts/test_pipelines.py``); here they go the whole way, signed on the
 commands topic, to the decisions topic.
 """
 

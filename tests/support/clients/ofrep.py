@@ -35,7 +35,7 @@ from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
 from tests.support.backing.services import ServiceUnavailable, free_port
-from tests.unit.core.machine.test_gate import plan, rollout
+from tests.unit.core.machine.gate.test_gate import plan, rollout
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "tests" / "vectors" / "ofrep" / "openapi.yaml"

@@ -24,7 +24,7 @@ from controller.core.serving.serving import Serving, Target
 from controller.core.wire.messages import CommandAction
 from controller.settings import UnleashSettings
 from tests.support.waiting import eventually
-from tests.unit.daemon.test_backend_sync import (
+from tests.unit.daemon.backends.test_backend_sync import (
     FLAG,
     PLAN,
     TOPICS,

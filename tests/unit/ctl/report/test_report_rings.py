@@ -11,7 +11,7 @@ from controller.core.stats.limits import NO_CONTROL
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
 from controller.ctl.report.reporting import _plain
-from tests.unit.ctl.test_report import ADVANCE, NOW, START, STATUS, at, decision, evidence
+from tests.unit.ctl.report.test_report import ADVANCE, NOW, START, STATUS, at, decision, evidence
 
 STAFF = {"rollout": None, "stage": 'segment("staff")', "percent": 100}
 THAI = {"rollout": 'country == "TH"', "stage": "everyone", "percent": 25}

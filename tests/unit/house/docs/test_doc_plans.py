@@ -17,7 +17,7 @@ import pytest
 from controller.core.rollouts.plan import load_plan
 from controller.core.rollouts.planlint import lint
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 EXAMPLES = sorted((ROOT / "examples" / "plans").glob("*.yaml"))
 SHIPPED = sorted((ROOT / "ops" / "plans").glob("*.yaml"))
 PAGES = sorted((ROOT / "docs").rglob("*.md"))

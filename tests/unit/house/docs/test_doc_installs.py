@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 NODE_MANIFESTS = ("tests/node/package.json", "clients/js/package.json")
 OWN = ("rollout-controller", "rollout-controller-sdk", ".", "-e")
 FENCE = re.compile(r"^```.*?$(.*?)^```", re.DOTALL | re.MULTILINE)

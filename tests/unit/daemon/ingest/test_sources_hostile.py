@@ -18,8 +18,8 @@ from controller.daemon.rollouts import SourceReadings, build_engine
 from controller.settings import EngineSettings, PrometheusSettings, TopicSettings
 from tests.support.dripping import Dripper, canned
 from tests.support.waiting import eventually
-from tests.unit.daemon.test_engine import NoDeadLetters
-from tests.unit.daemon.test_sources import start
+from tests.unit.daemon.ingest.test_sources import start
+from tests.unit.daemon.rollouts.test_engine import NoDeadLetters
 
 
 def vector(value: str, *, dated: float | None = None, sampled: float = 0.0) -> Answering:

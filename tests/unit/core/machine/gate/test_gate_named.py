@@ -11,7 +11,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, Conversions, FlagAggregates
 from tests.support.documents import as_read
-from tests.unit.core.machine.test_gate import LATE, T0, rollout
+from tests.unit.core.machine.gate.test_gate import LATE, T0, rollout
 
 CHECKOUT = Guardrail(metric="conversion_rate", conversion="checkout_completed")
 

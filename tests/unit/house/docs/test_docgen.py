@@ -17,7 +17,7 @@ from controller.docgen.pages import pages, write_pages
 from controller.docgen.settings import type_text
 from controller.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ from controller.core.rollouts.plan import parse_plan
 from controller.core.rollouts.plan_parts import Guardrail
 from controller.core.rollouts.rollout import Verdict
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from tests.unit.core.machine import test_gate as table
-from tests.unit.core.machine import test_gate_named as named
-from tests.unit.core.machine import test_sourced_gate as sourced
+from tests.unit.core.machine.gate import test_gate as table
+from tests.unit.core.machine.gate import test_gate_named as named
+from tests.unit.core.machine.gate import test_sourced_gate as sourced
 
 SHAPES = Path(__file__).with_name("gate_shapes.json")
 TRIAL = Guardrail(metric="error_rate", dry_run=True)

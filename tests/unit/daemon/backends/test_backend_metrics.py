@@ -22,7 +22,7 @@ from controller.core.serving.serving import Serving, Target
 from controller.core.wire.messages import CommandAction
 from controller.daemon.metrics import UNANSWERED_CAUSES, WRITE_OUTCOMES, Metrics
 from controller.settings import UnleashSettings
-from tests.unit.daemon.test_backend_sync import FLAG, World, make_world
+from tests.unit.daemon.backends.test_backend_sync import FLAG, World, make_world
 
 Step = Callable[[World], Awaitable[None]]
 

@@ -13,7 +13,7 @@ from controller.core.rollouts.plan_parts import TelemetryPlan
 from controller.daemon.running.otlp_topics import flags_of
 from controller.ports import Loaded
 from controller.settings import OtlpSettings, Settings
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 
 @pytest.mark.parametrize(

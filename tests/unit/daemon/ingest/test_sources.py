@@ -16,7 +16,7 @@ from controller.core.wire.messages import CommandAction
 from controller.daemon.rollouts import SourceReadings, build_engine
 from controller.settings import EngineSettings, PrometheusSettings, TopicSettings
 from tests.support.waiting import eventually
-from tests.unit.daemon.test_engine import NoDeadLetters
+from tests.unit.daemon.rollouts.test_engine import NoDeadLetters
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PART = re.compile(r'"rc_arm", "(\w+)", "", ""\), "rc_role", "(\w+)"')

@@ -19,8 +19,8 @@ from controller.ctl.report.environments import (
 )
 from controller.ctl.report.render import markdown as single_markdown
 from controller.ctl.report.report import from_served
+from tests.unit.ctl.report.test_report import ADVANCE, HOSTILE, NOW, START, STATUS, Collector
 from tests.unit.ctl.test_pipeline_cli import VIEW
-from tests.unit.ctl.test_report import ADVANCE, HOSTILE, NOW, START, STATUS, Collector
 
 PIPELINE: dict[str, Any] = {
     **VIEW,

@@ -21,7 +21,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 from tests.unit.core.stats.test_stats import binomial
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 HERE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 # ``#`` and digits standing alone: not after a word, a path, a project's name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 DOC = ROOT / "docs" / "otel.md"
 APP = ROOT / "tests" / "otel" / "go"
 _REQUIRE = re.compile(r"^\s*(\S+) (v\S+)$", re.MULTILINE)

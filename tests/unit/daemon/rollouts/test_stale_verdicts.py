@@ -12,7 +12,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import CommandInput
 from controller.core.wire.messages import CommandAction
-from tests.unit.daemon.test_gate_batches import NOW, engine
+from tests.unit.daemon.rollouts.test_gate_batches import NOW, engine
 
 PLAN = Plan(
     stages=[Stage(percent=p, min_duration=timedelta(0), min_units_per_arm=0) for p in (5, 25, 50)],

@@ -17,7 +17,7 @@ from controller.core.wire.messages import CommandAction
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.ports import Loaded, SaveOutcome, StateWrite
 from controller.settings import EngineSettings, TopicSettings
-from tests.unit.daemon.test_engine import NOW, NoDeadLetters, start
+from tests.unit.daemon.rollouts.test_engine import NOW, NoDeadLetters, start
 
 FLAG_STATE = "rollout.flag-state"
 

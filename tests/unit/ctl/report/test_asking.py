@@ -29,7 +29,7 @@ from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings
 from tests.support.fake_model import FIXED, FakeModel, _reply, completion
 from tests.unit.core.drafting.test_drafting import SANE
-from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
+from tests.unit.ctl.report.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 
 SMOLLM2 = {"id": "smollm2-135m-instruct", "meta": {"n_params": 134515008, "n_vocab": 49152}}
 """The bundled model as llama.cpp's server lists it."""

@@ -24,7 +24,7 @@ from controller.daemon.backends import KnownEnvironments
 from controller.daemon.rollouts import pipelines
 from controller.daemon.rollouts.engine import build_engine
 from controller.settings import EngineSettings, TopicSettings
-from tests.unit.daemon.test_pipelines import ControlRecord
+from tests.unit.daemon.rollouts.test_pipelines import ControlRecord
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SERVED = {"names": ["development", "staging", "production"], "default": "production"}

@@ -26,7 +26,7 @@ from controller.core.stats.guardrails import guardrail_result
 from controller.core.stats.sourced import histogram_arm
 from tests.support.backing.prometheus_sim import Stream, increase, look
 from tests.support.simulation import Service
-from tests.unit.core.machine.test_sourced_gate import T0, rollout
+from tests.unit.core.machine.gate.test_sourced_gate import T0, rollout
 
 BORN = 2.437
 """The stage's start (and the series' birth), in seconds of the minute."""

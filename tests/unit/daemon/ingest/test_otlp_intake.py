@@ -24,8 +24,8 @@ from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.ports import DeadLetter
 from tests.support.otel.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
-from tests.unit.core.machine.test_gate import rollout
-from tests.unit.daemon.test_event_intake_once import Broker, Ledger
+from tests.unit.core.machine.gate.test_gate import rollout
+from tests.unit.daemon.ingest.test_event_intake_once import Broker, Ledger
 
 
 class Letters:
