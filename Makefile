@@ -86,9 +86,9 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
 WITHOUT_TOOLS = chromium promtool
-WITHOUT_TESTS = tests/scenarios/test_console.py tests/scenarios/test_report.py \
-	tests/scenarios/test_browser_app.py tests/scenarios/test_browser_kill.py \
-	tests/integration/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
+WITHOUT_TESTS = tests/scenarios/console/test_console.py tests/scenarios/operators/test_report.py \
+	tests/scenarios/console/test_browser_app.py tests/scenarios/console/test_browser_kill.py \
+	tests/integration/tools/test_deploy_tools.py::test_promtool_accepts_the_prometheus_files
 WITHOUT_LOG = .artifacts/without-tools.log
 test-without-tools: $(VENV)/.installed  ## the tests needing chromium or promtool skip without them
 	@mkdir -p $(dir $(WITHOUT_LOG))
@@ -142,8 +142,8 @@ $(OTELCOL_BUILDER):
 otelcol: .otelcol/otelcol-rollouts  ## build the OpenTelemetry Collector from Go modules into .otelcol/
 
 # OpenFeature's OFREP provider for Node from the npm registry, pinned by
-# tests/node/package-lock.json, for tests/integration/test_ofrep.py and
-# tests/scenarios/test_rings.py.
+# tests/node/package-lock.json, for tests/integration/ofrep/test_ofrep.py and
+# tests/scenarios/rollouts/test_rings.py.
 OFREP_NODE_HOME ?= .ofrep-node
 $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.json
 	mkdir -p $(OFREP_NODE_HOME)
@@ -153,7 +153,7 @@ $(OFREP_NODE_HOME)/.installed: tests/node/package.json tests/node/package-lock.j
 
 ofrep-node: $(OFREP_NODE_HOME)/.installed  ## install the Node OFREP provider, OpenTelemetry hooks and SDK from npm into .ofrep-node/
 
-# The Go checkout app of tests/scenarios/test_otel_apps_go.py (OpenFeature's Go SDK, its OFREP
+# The Go checkout app of tests/scenarios/otel/test_otel_apps_go.py (OpenFeature's Go SDK, its OFREP
 # provider and OpenTelemetry hook, the OpenTelemetry Go SDK), pinned by tests/otel/go/go.sum.
 # `go build` takes the modules from the Go module proxy into Go's own module cache
 # (GOMODCACHE) and its build cache, so a rebuild after a change downloads nothing new;
@@ -165,7 +165,7 @@ $(GO_APP_HOME)/checkout: $(GO_APP_SOURCES)
 
 go-app: $(GO_APP_HOME)/checkout  ## build the Go app of the OpenTelemetry scenario into .go-app/
 
-# helm and kubeconform for tests/integration/test_helm_chart.py, which renders
+# helm and kubeconform for tests/integration/tools/test_helm_chart.py, which renders
 # ops/helm/rollout-controller and checks it against Kubernetes' schemas (those come from
 # the kubernetes-validate wheel, a test extra: kubeconform's default, GitHub, is out of
 # reach). Built from the Go module proxy at the pinned versions into .helm-tools/bin;
@@ -185,8 +185,9 @@ helm-tools: $(HELM_STAMP)  ## build helm and kubeconform from Go modules into .h
 # The JavaScript client (clients/js) with its development packages from the npm
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
 # providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py),
-# the browser pages of tests/scenarios/test_browser_app.py and test_browser_kill.py, and the
-# Node apps of tests/scenarios/test_node_server_kill.py and tests/integration/test_ofrep_provider_polling.py.
+# the browser pages of tests/scenarios/console/test_browser_app.py and test_browser_kill.py, and the
+# Node apps of tests/scenarios/ofrep/test_node_server_kill.py and
+# tests/integration/ofrep/test_ofrep_provider_polling.py.
 JS_CLIENT ?= clients/js
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund
@@ -194,7 +195,7 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 
 js-client: $(JS_CLIENT)/node_modules/.installed  ## install clients/js's development packages from npm
 
-# The Java checkout app of tests/scenarios/test_otel_apps_java.py (tests/otel/java): its jar,
+# The Java checkout app of tests/scenarios/otel/test_otel_apps_java.py (tests/otel/java): its jar,
 # its libraries (OpenFeature's SDK and OFREP provider, OpenTelemetry's API) and the
 # OpenTelemetry Java agent, from Maven Central into Maven's own cache (~/.m2), built into
 # tests/otel/java/target (never committed). Built again only when its pom or sources change.

@@ -1,6 +1,6 @@
 """False rollbacks and caught regressions, per metric and per plan, through the real gate.
 
-Seeded simulations (``tests/simulation.py``) of :data:`DEFAULT_PLAN`'s stages
+Seeded simulations (``tests/support/simulation.py``) of :data:`DEFAULT_PLAN`'s stages
 (1% for 30 min, 5% for 1 h, 25% for 2 h, 50% for 4 h; the 100% stage has no
 control arm) at ``--rate`` requests per second (each also an exposure), gated
 at the daemon's cadence, with aggregates of the daemon's shape:
@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.rollouts.plan import DEFAULT_PLAN
-from tests.simulation import METRICS, Outcome, Service, simulate, single_plans
+from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
 PLAN_NAMES = {"error_rate": "error_rate", "latency": "latency_p99"}
 """The regressions the default plan has a guardrail for, and the one it must name."""

@@ -33,9 +33,9 @@ from controller.core.rollouts import Briefing
 from controller.daemon.rollouts.engine import build_engine
 from controller.ports import Advisor as AdvisorPort
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
-from tests.integration.test_advisor_faults import NOW, TrafficAggregates, injected_start
-from tests.services import LLM_MODEL_ALIAS, resolve_llm
-from tests.unit.daemon.test_engine import NoDeadLetters
+from tests.integration.advisor.test_advisor_faults import NOW, TrafficAggregates, injected_start
+from tests.support.backing.services import LLM_MODEL_ALIAS, resolve_llm
+from tests.unit.daemon.rollouts.test_engine import NoDeadLetters
 
 
 def progress(message: str) -> None:

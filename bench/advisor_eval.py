@@ -49,8 +49,8 @@ from controller.core.rollouts.rollout import Rollout, VerdictKind
 from controller.core.stats.aggregates import FlagAggregates
 from controller.daemon.rollouts.consulting import gate_data
 from controller.settings import LlmSettings
-from tests.services import LLM_MODEL_ALIAS, resolve_llm
-from tests.unit.core.machine.test_gate import LATE, arm, data, rollout
+from tests.support.backing.services import LLM_MODEL_ALIAS, resolve_llm
+from tests.unit.core.machine.gate.test_gate import LATE, arm, data, rollout
 
 ADVANCE, HOLD, ROLLBACK = "advance", "hold", "rollback"
 

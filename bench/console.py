@@ -64,7 +64,7 @@ from controller.daemon.serving.console import ConsoleData
 from controller.daemon.serving.status import StatusView
 from controller.ports import StateWrite
 from controller.settings import HistorySettings, RedisSettings, TopicSettings
-from tests.services import scratch_redis
+from tests.support.backing.services import scratch_redis
 
 GATE_INTERVAL_S = 0.25
 HOUR_S = 3600

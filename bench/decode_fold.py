@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.daemon.ingest.batches import Folder
 from controller.ports import DeadLetter, Record
 from controller.settings import IngestSettings
-from tests.reference import StubRecord, encode, make_event
+from tests.support.reference import StubRecord, encode, make_event
 
 
 def timed(run: Callable[[], None], passes: int, n: int) -> list[float]:

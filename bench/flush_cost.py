@@ -47,8 +47,8 @@ from controller.adapters.redis.client import cluster_nodes
 from controller.core.common import DuplicateEvents
 from controller.daemon.ingest.batches import Folder
 from controller.settings import RedisSettings
-from tests.reference import StubRecord, encode, make_event, partition_of
-from tests.services import resolve_redis, resolve_redis_cluster
+from tests.support.backing.services import resolve_redis, resolve_redis_cluster
+from tests.support.reference import StubRecord, encode, make_event, partition_of
 
 PARTITIONS = 4
 

@@ -23,7 +23,7 @@ import psutil
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
-from tests.controller_process import ControllerProcess
+from tests.support.controller_process import ControllerProcess
 
 PARTITIONS = 4
 """Partitions of every topic the benches make."""

@@ -98,7 +98,7 @@ from controller.daemon.rollouts.gates import GATE_BATCH
 from controller.ports import DeadLetter, StateWrite
 from controller.process.logs import configure as configure_logs
 from controller.settings import EngineSettings, LogSettings, RedisSettings, TopicSettings
-from tests.services import scratch_redis
+from tests.support.backing.services import scratch_redis
 
 FLAGS_PER_FLUSH = 25
 TOPIC = "rollout.events"

@@ -39,8 +39,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from following import create_topic, progress  # beside this script
 
-from tests.controller_process import ControllerProcess, controller_env
-from tests.services import free_port, resolve_kafka, resolve_redis
+from tests.support.backing.services import free_port, resolve_kafka, resolve_redis
+from tests.support.controller_process import ControllerProcess, controller_env
 
 BATCHES = (1, 100, 500)
 SINGLE_EVENTS = 5_000

@@ -101,9 +101,14 @@ from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.reference import encode, make_event
-from tests.services import apache_kafka_node, embedded_tansu, resolve_kafka, resolve_redis
+from tests.support.backing.services import (
+    apache_kafka_node,
+    embedded_tansu,
+    resolve_kafka,
+    resolve_redis,
+)
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.reference import encode, make_event
 
 
 def make_values(n: int, flags: int, units: int, seed: int = 1) -> list[tuple[bytes, bytes]]:

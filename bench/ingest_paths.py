@@ -51,8 +51,8 @@ from redis_cost import per_event, snapshot  # beside this script
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.ledger import EventLedger
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess
-from tests.services import free_port
+from tests.support.backing.services import free_port
+from tests.support.controller_process import ControllerProcess
 
 PATHS = ("events", "intake", "paced", "otlp")
 OTHERS = ("intake", "paced", "otlp")

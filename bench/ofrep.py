@@ -64,8 +64,8 @@ from controller.daemon.serving.read_worker import flag_states
 from controller.ports import StateWrite
 from controller.sdk.flags import FlagBook
 from controller.settings import RedisSettings
-from tests.ofrep import flag_rollout, ofrep_server, store
-from tests.services import resolve_redis
+from tests.support.backing.services import resolve_redis
+from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
 
 UNITS = [f"user-{i}" for i in range(10_000)]
 

@@ -71,11 +71,11 @@ from redis_cost import per_event, snapshot  # beside this script
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.ofrep import flag_rollout
-from tests.ofrep import store as store_rollouts
-from tests.otlp_records import span_exports
-from tests.services import resolve_kafka, resolve_redis
+from tests.support.backing.services import resolve_kafka, resolve_redis
+from tests.support.clients.ofrep import flag_rollout
+from tests.support.clients.ofrep import store as store_rollouts
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.otel.otlp_records import span_exports
 
 FLAGS = [f"otlp-bench-{i:02d}" for i in range(20)]
 VERSION = 1

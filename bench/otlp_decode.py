@@ -36,8 +36,14 @@ from controller.core.telemetry import Spans, Translator, decode_traces_json, rul
 from controller.daemon.ingest.batches import Folder
 from controller.ports import DeadLetter, Record
 from controller.settings import IngestSettings
-from tests.otlp_exports import Recorder, evaluate, openfeature_client, traces_json, traces_proto
-from tests.reference import StubRecord
+from tests.support.otel.otlp_exports import (
+    Recorder,
+    evaluate,
+    openfeature_client,
+    traces_json,
+    traces_proto,
+)
+from tests.support.reference import StubRecord
 
 EXPORT_SPANS = 512
 

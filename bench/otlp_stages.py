@@ -36,7 +36,7 @@ from controller.adapters.otlp import decode_traces_flat, decode_traces_projected
 from controller.core.stats import fold
 from controller.core.telemetry import Spans, Translator, rules_of
 from controller.core.wire import InEvent
-from tests.otlp_records import T0_NS, span_exports
+from tests.support.otel.otlp_records import T0_NS, span_exports
 
 FLAGS = [f"otlp-bench-{i:02d}" for i in range(20)]
 

@@ -62,8 +62,8 @@ from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire.messages import CommandAction
 from controller.daemon.rollouts import SourceReadings, build_engine
 from controller.settings import EngineSettings, PrometheusSettings, TopicSettings
-from tests.dripping import Dripper, canned
-from tests.prometheus_kit import BUCKETS, BUCKETS_S, COUNT, TOTAL, PrometheusServer
+from tests.support.backing.prometheus_kit import BUCKETS, BUCKETS_S, COUNT, TOTAL, PrometheusServer
+from tests.support.dripping import Dripper, canned
 
 ARMS = {"treatment": "on", "control": "off"}
 SHARE = 0.10

@@ -51,8 +51,8 @@ from controller.core.trust import signing
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
 from controller.ctl.operate.commands import encode_command, signed_command
-from tests.controller_process import ControllerProcess, controller_env
-from tests.services import resolve_kafka, resolve_redis
+from tests.support.backing.services import resolve_kafka, resolve_redis
+from tests.support.controller_process import ControllerProcess, controller_env
 
 TOPICS = ("events", "commands", "monitors", "flag_state", "decisions", "alerts", "dlq")
 PLAN = Plan(

@@ -49,7 +49,7 @@ from controller.core.rules.text import parse, to_text
 from controller.ctl.drafting.rings import draft_rings
 from controller.ctl.drafting.rules import draft_rule
 from controller.settings import LlmSettings
-from tests.services import LLM_MODEL_ALIAS, resolve_llm
+from tests.support.backing.services import LLM_MODEL_ALIAS, resolve_llm
 
 CATALOGUE = load_catalogue(
     """

@@ -52,10 +52,15 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.reference import encode, make_event
 from tests.scenarios.harness import TOPICS, Scenario
-from tests.services import free_port, resolve_kafka, resolve_redis, resolve_redis_cluster
+from tests.support.backing.services import (
+    free_port,
+    resolve_kafka,
+    resolve_redis,
+    resolve_redis_cluster,
+)
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.reference import encode, make_event
 
 PARTITIONS = 6
 FLAG = "takeover"

@@ -42,7 +42,7 @@ from controller.sdk.measure import Flags
 from controller.sdk.openfeature import RolloutProvider
 from controller.sdk.sync import SyncFlags
 from controller.settings import KafkaSettings
-from tests.services import resolve_kafka
+from tests.support.backing.services import resolve_kafka
 
 FLAG = "checkout.new-flow"
 UNITS = [f"user-{i}" for i in range(10_000)]

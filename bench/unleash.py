@@ -63,7 +63,7 @@ from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.dev.unleash import UnleashServer, provide_postgres
 from controller.process.logs import configure
 from controller.settings import EngineSettings, LogSettings, TopicSettings, UnleashSettings
-from tests.dripping import Dripper, upstream
+from tests.support.dripping import Dripper, upstream
 
 TOPICS = TopicSettings()
 POLL_S = 0.002

@@ -1,8 +1,8 @@
 """Shared fixtures: real Kafka-protocol broker and Redis, per-test topics and key namespaces.
 
-Service resolution lives in ``tests/services.py``. When a service cannot be provided the
-dependent tests fail under CI (``CI`` set to any non-empty value) and are skipped loudly
-elsewhere, with a "SERVICE MISSING:" reason repeated in the terminal summary.
+Service resolution lives in ``tests/support/backing/services.py``. When a service
+cannot be provided the dependent tests fail under CI (``CI`` set to any non-empty value)
+and are skipped loudly elsewhere, with a "SERVICE MISSING:" reason repeated in the terminal summary.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from hypothesis import settings as hypothesis_settings
 from controller.adapters.otlp import native_decoder
 from controller.dev.kafka_broker import KafkaBroker, java_binary, kafka_installed, kafka_libs
 from controller.dev.unleash import UnleashServer
-from tests.kafka_service import stop_shared_kafka
-from tests.services import (
+from tests.support.backing.kafka_service import stop_shared_kafka
+from tests.support.backing.services import (
     RedisServer,
     ServiceUnavailable,
     absent_on_purpose,
@@ -50,7 +50,7 @@ from tests.services import (
     resolve_redis,
     resolve_redis_cluster,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 # Property tests assert what holds, never how fast: on a shared 2-core machine an
 # example can take longer than Hypothesis's 200 ms deadline or its "too slow" data
@@ -383,7 +383,7 @@ def promtool(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def prometheus_server_binary(pytestconfig: pytest.Config) -> str:
     """Path of Debian's ``prometheus`` server, which the Prometheus guardrails' tests start."""
-    from tests.prometheus_kit import prometheus_binary  # noqa: PLC0415
+    from tests.support.backing.prometheus_kit import prometheus_binary  # noqa: PLC0415
 
     return _tool(pytestconfig, prometheus_binary, name="prometheus")
 

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.reference import assert_arm_equal, encode, expected_arm, reference_fold
-from tests.waiting import eventually
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.reference import assert_arm_equal, encode, expected_arm, reference_fold
+from tests.support.waiting import eventually
 
 # A flag of the rig's own: its events mark how far the daemon has read each partition.
 MARKER_FLAG = "rig-marker"

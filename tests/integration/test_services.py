@@ -18,7 +18,7 @@ from controller.dev.processes import ServiceUnavailable
 from controller.sdk.transport import TopicFollower
 from controller.settings import KafkaSettings, TopicSettings
 from tests.conftest import KafkaBrokerFactory, RedisServerFactory, TopicFactory
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

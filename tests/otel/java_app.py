@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.dev.kafka_broker import java_binary
-from tests.services import ServiceUnavailable
+from tests.support.backing.services import ServiceUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("JAVA_APP_BUILD", ROOT / "tests" / "otel" / "java" / "target"))

@@ -1,21 +1,19 @@
 """The scenario fixture: one rollout world per test, on the real broker and Redis.
 
 And the browser the console and report tests drive: Debian's ``chromium``,
-launched by the ``playwright`` package's bundled driver.
+launched by the ``playwright`` package's bundled driver. The fixtures of one
+folder's scenarios live beside them (``brokers/conftest.py``, ``unleash/conftest.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from controller.dev.unleash import UnleashServer
 from tests.scenarios.harness import Scenario, scenario_topics
-from tests.scenarios.lost_broker import RestartableBroker, started
-from tests.scenarios.unleash_kit import App, Person
 
 
 @pytest.fixture
@@ -38,13 +36,6 @@ async def scenario(
 
 
 @pytest.fixture
-def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
-    """A broker of the test's own, which :meth:`~RestartableBroker.lose_data` brings back
-    empty; missing, the test fails under CI and is skipped elsewhere."""
-    yield from started(RestartableBroker(tmp_path / "kafka"))
-
-
-@pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     """Debian's Chromium; missing, the test fails under CI and is skipped elsewhere.
 
@@ -60,19 +51,3 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-@pytest.fixture
-async def person(unleash_server: UnleashServer) -> AsyncIterator[Person]:
-    """Someone at Unleash's admin API, as the Unleash scenarios' operator."""
-    someone = Person(unleash_server)
-    yield someone
-    await someone.close()
-
-
-@pytest.fixture
-def app(unleash_server: UnleashServer, tmp_path: Path) -> Iterator[App]:
-    """An app with the real UnleashClient SDK and the exposure helper."""
-    sdk = App(unleash_server, tmp_path / "sdk-cache")
-    yield sdk
-    sdk.close()

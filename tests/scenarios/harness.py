@@ -35,8 +35,8 @@ from controller.core.wire.messages import Arm
 from controller.ctl.operate.commands import encode_command, signed_command
 from controller.ctl.operate.pipelines import command_of as pipeline_command_of
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
-from tests.waiting import eventually
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.waiting import eventually
 
 KEY_ID = "ops-test"
 
@@ -382,7 +382,8 @@ class Scenario:
     # -- waiting and reading -------------------------------------------------------------
 
     async def until(self, check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        """:func:`~tests.waiting.eventually`, failing with the decisions and the daemon's log."""
+        """:func:`~tests.support.waiting.eventually`, failing with the decisions and the
+        daemon's log."""
         try:
             return await eventually(check, timeout=timeout, what=what)
         except AssertionError as exc:

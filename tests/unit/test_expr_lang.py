@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.expr_lang import evaluate, outcome
+from tests.support.expr_lang import evaluate, outcome
 
 
 @pytest.mark.parametrize(

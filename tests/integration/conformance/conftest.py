@@ -27,13 +27,13 @@ from controller.adapters.redis.segments import SegmentStore
 from controller.core.rules.text import parse as parse_rule
 from controller.ports import StoredSegment
 from controller.settings import RedisSettings
-from tests.controller_process import ControllerProcess, controller_env
 from tests.integration.conformance.differences import Difference, marks_of
 from tests.integration.conformance.flagset import suite_rollouts
-from tests.integration.test_http import wait_status
-from tests.ofrep import store
-from tests.services import free_port
-from tests.waiting import eventually
+from tests.integration.http.test_http import wait_status
+from tests.support.backing.services import free_port
+from tests.support.clients.ofrep import store
+from tests.support.controller_process import ControllerProcess, controller_env
+from tests.support.waiting import eventually
 
 OPERATOR_TOKEN = "conformance-operator-token"
 
@@ -55,7 +55,7 @@ async def conformance_daemon(
     )
     env |= {
         "RC_HTTP__PORT": str(port),
-        "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/test_app_keys.py
+        "RC_HTTP__REQUIRE_APP_KEYS": "false",  # keys: tests/scenarios/operators/test_app_keys.py
         "RC_KAFKA__EVENTS_PARTITIONS": "1",
         "RC_HTTP__WEBHOOK_TOKEN": OPERATOR_TOKEN,
         # schemathesis reads /rollouts* hundreds of times a second: at the default rate

@@ -205,7 +205,7 @@ SPEC_FIXES: tuple[SpecFix, ...] = (
         "server that serves flags without keys cannot conform.",
         "An empty requirement (`{}`) beside the two, OpenAPI's way to say authentication "
         "is optional. (The daemon requires app keys by default; the conformance daemon "
-        "serves without, and `tests/scenarios/test_app_keys.py` proves the keys.)",
+        "serves without, and `tests/scenarios/operators/test_app_keys.py` proves the keys.)",
         lambda schemes: [*schemes, {}],
     ),
     *(

@@ -30,7 +30,7 @@ from typing import Any
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.rules.text import parse as parse_rule
 from controller.core.wire.arm_values import ArmValues, ValueType
-from tests.ofrep import flag_rollout
+from tests.support.clients.ofrep import flag_rollout
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "openfeature"
 FLAGS_FILE = VECTORS / "test-flags.json"

@@ -8,7 +8,7 @@ from controller.adapters.memory import MemoryDeadLetters, MemoryOutputs, MemoryS
 from controller.core.trust import signing
 from controller.core.wire import JsonValue
 from controller.ctl.operate.app_keys import command_of
-from tests.unit.daemon.test_engine import KEY, ControlRecord, intake
+from tests.unit.daemon.rollouts.test_engine import KEY, ControlRecord, intake
 
 
 def app_key_record(**changes: JsonValue) -> ControlRecord:

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from controller.adapters.prometheus import PrometheusSource, SourceUnavailable
 from controller.settings import PrometheusSettings
-from tests.dripping import Dripper, canned
+from tests.support.dripping import Dripper, canned
 
 AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 

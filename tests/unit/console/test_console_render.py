@@ -45,7 +45,7 @@ from controller.core.wire.messages import Alert, Decision, decision_or_alert
 from controller.ctl.operate import views
 from controller.daemon.serving.console import ConsoleData
 from controller.ports import StateWrite
-from tests.unit.core.machine.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout
+from tests.unit.core.machine.gate.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout
 
 HOSTILE = '<script>alert("x")</script>&'
 

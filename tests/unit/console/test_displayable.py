@@ -26,9 +26,9 @@ from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
 from controller.integrations.slack import slack_payload
 from tests.unit.console.test_console_render import EMPTY, at_stage, rising, row_of
-from tests.unit.core.machine.test_gate import EARLY, rollout
+from tests.unit.core.machine.gate.test_gate import EARLY, rollout
+from tests.unit.ctl.report.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 from tests.unit.ctl.test_forwarding import _alert, _strings
-from tests.unit.ctl.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS
 from tests.unit.ctl.test_views import rollout as status_row
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"

@@ -13,7 +13,7 @@ from aiohttp import web
 from controller.core.rules.segments import pack
 from controller.core.rules.text import parse
 from controller.ctl.app import main
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 FLAG = "checkout.rings"
 BETA = ["u-beta", "u-other"]

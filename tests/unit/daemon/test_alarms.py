@@ -17,7 +17,7 @@ from controller.core.common import BrokerError, BrokerUnavailable, MessageTooLar
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.outputs import Alarms
 from controller.settings import RetrySettings, TopicSettings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 FAST = RetrySettings(initial_seconds=0.01, max_seconds=0.02)
 GAP = RaiseAlert("events_log_gap", "critical", "held", {"partition": 0})

@@ -18,7 +18,7 @@ from controller.daemon.registries.flag_directory import (
     rules_of,
     timeline_after,
 )
-from tests.unit.core.machine.test_gate import plan, rollout
+from tests.unit.core.machine.gate.test_gate import plan, rollout
 
 T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKin
 from controller.core.wire import GateEvidence, JsonObject, JsonValue
 from controller.daemon.metrics import Metrics
 from controller.settings import EngineSettings
-from tests.documents import as_read, sequential_test
-from tests.unit.core.machine.test_gate import EMPTY, HEALTHY, LATE, arm, data, rollout
+from tests.support.documents import as_read, sequential_test
+from tests.unit.core.machine.gate.test_gate import EMPTY, HEALTHY, LATE, arm, data, rollout
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

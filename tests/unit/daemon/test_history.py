@@ -27,9 +27,9 @@ from controller.daemon.rollouts.engine import build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage
 from controller.settings import EngineSettings, HistorySettings, TopicSettings
-from tests.documents import as_read
-from tests.unit.core.machine.test_gate import EARLY, EMPTY, HEALTHY, T0, arm, data, rollout
-from tests.unit.daemon.test_engine import NOW, NoDeadLetters, start
+from tests.support.documents import as_read
+from tests.unit.core.machine.gate.test_gate import EARLY, EMPTY, HEALTHY, T0, arm, data, rollout
+from tests.unit.daemon.rollouts.test_engine import NOW, NoDeadLetters, start
 
 REGRESSED = data(arm(units=1_111, errors=650), arm())
 

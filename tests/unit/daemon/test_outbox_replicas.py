@@ -14,7 +14,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.outputs.outbox import Outbox
 from controller.ports import OutboxMessage, StateWrite
 from controller.settings import TopicSettings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 
 @dataclass

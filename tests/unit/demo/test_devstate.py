@@ -11,7 +11,7 @@ import pytest
 
 from controller.demo.devstack import shell_quoted
 from controller.demo.devstate import DevState, Process, alive, stop
-from tests.waiting import eventually_sync
+from tests.support.waiting import eventually_sync
 
 
 def test_the_state_reads_back_as_written(tmp_path: Path) -> None:

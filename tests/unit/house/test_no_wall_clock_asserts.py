@@ -2,7 +2,7 @@
 
 A wall-clock interval measured on a shared two-core machine says more about
 the machine than about the code: such a test waits on a signal instead
-(:func:`tests.waiting.eventually`), or drives a clock it owns where timing is
+(:func:`tests.support.waiting.eventually`), or drives a clock it owns where timing is
 the subject (``clock=`` on the advisor and on ``measure()``).
 
 The rule, checked on the syntax tree of every module under ``tests/``

@@ -20,7 +20,7 @@ from controller.kit.deadlines import (
     read_bounded,
     read_bounded_sync,
 )
-from tests.dripping import Dripper, canned
+from tests.support.dripping import Dripper, canned
 
 
 async def test_the_deadline_bounds_the_whole_block_and_names_it() -> None:

@@ -12,7 +12,7 @@ from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 CLOSED_PORT = KafkaSettings(bootstrap_servers="127.0.0.1:1")
 

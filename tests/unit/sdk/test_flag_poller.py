@@ -12,7 +12,7 @@ import orjson
 from controller.core.wire.messages import Arm, FlagState
 from controller.sdk import FlagClient
 from controller.sdk.poller import FlagPoller
-from tests.dripping import Dripper, canned
+from tests.support.dripping import Dripper, canned
 
 STATE = {
     "flag": "checkout",

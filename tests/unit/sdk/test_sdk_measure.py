@@ -12,7 +12,7 @@ from controller.core.wire.messages import Arm, FlagState, FlagStatus, event_adap
 from controller.sdk.events import EventEmitter, stable_id
 from controller.sdk.flags import FlagBook
 from controller.sdk.measure import Measurement
-from tests.fake_clock import FakeClock
+from tests.support.fake_clock import FakeClock
 
 FLAG = "checkout.new-flow"
 

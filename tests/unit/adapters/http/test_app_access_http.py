@@ -16,7 +16,7 @@ from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.ctl.operate.app_keys import command_of
 from controller.settings import HttpSettings
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 SITE = "https://shop.example.com"
 TOKEN = "admin-token"

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from controller.adapters.http.web_console import COOKIE, ConsoleRoutes, session_value
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 TOKEN = "t0ken"
 

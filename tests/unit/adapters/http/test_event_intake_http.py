@@ -19,7 +19,7 @@ from controller.adapters.http.event_intake import (
     EventIntakeRoutes,
 )
 from controller.core.wire.decoding import InEvent
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 
 class Sink:

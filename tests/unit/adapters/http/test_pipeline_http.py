@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.adapters.http.pipeline_routes import PipelineRoutes
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 TOKEN = "t0ken"
 

@@ -25,7 +25,7 @@ from controller.adapters.http.segment_routes import SegmentRoutes
 from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus, describe
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import HttpSettings
-from tests.unit.core.machine.test_gate import rollout
+from tests.unit.core.machine.gate.test_gate import rollout
 
 TOKEN = "operator-token"
 READER, SENDER, GATE = "rc_app_reader", "rc_app_sender", "rc_app_deploy_gate"

@@ -15,7 +15,7 @@ from controller.adapters.http.read_routes import RolloutRoutes
 from controller.adapters.http.read_snapshot import ReadSnapshot
 from controller.core.common.errors import StoreError
 from controller.core.reading.views import RolloutStatus
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 
 class Builds:

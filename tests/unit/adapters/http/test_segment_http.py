@@ -6,7 +6,7 @@ from aiohttp import web
 
 from controller.adapters.http.segment_routes import SegmentRoutes
 from controller.sdk.segment_poller import SegmentPoller
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 from tests.unit.adapters.stores.test_segment_service import IDS, World
 
 

@@ -16,7 +16,7 @@ from controller.core.reading.views import FlagStates, FlagStateView
 from controller.core.release import Environments
 from controller.core.wire import FlagState, FlagStatus
 from controller.sdk.flags import FlagBook
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 ENVIRONMENTS = Environments(names=("dev", "staging", "production"), default="production")
 BODY = {"context": {"targetingKey": "u-17"}}

@@ -15,7 +15,7 @@ from controller.adapters.http.app_access import AppAccess
 from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
-from tests.app_client import app_client
+from tests.support.app_client import app_client
 
 SITE = "https://shop.example.com"
 BULK = "/ofrep/v1/evaluate/flags"

@@ -35,7 +35,13 @@ from controller.core.telemetry import (
     rules_of,
 )
 from controller.core.wire import ExposureIn, RequestIn
-from tests.otlp_exports import Recorder, evaluate, openfeature_client, traces_json, traces_proto
+from tests.support.otel.otlp_exports import (
+    Recorder,
+    evaluate,
+    openfeature_client,
+    traces_json,
+    traces_proto,
+)
 
 FLAG = "checkout"
 UNITS = [f"user-{i}" for i in range(6)]

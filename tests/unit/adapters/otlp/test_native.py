@@ -28,7 +28,7 @@ from controller.adapters.otlp import (
 )
 from controller.adapters.otlp.flat import decode_traces_flat
 from controller.core.telemetry import DEFAULT_BOUNDS, Bounds, Refusal, Spans
-from tests.otlp_records import field, span_exports
+from tests.support.otel.otlp_records import field, span_exports
 from tests.unit.adapters.otlp.test_otlp_flat import sdk_export
 from tests.unit.adapters.otlp.test_proto import UNPARSABLE, too_deep, with_span
 

@@ -20,9 +20,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from controller.adapters.otlp import decode_traces_proto
 from controller.adapters.otlp.flat import _fast, decode_traces_flat, decode_traces_projected
 from controller.core.telemetry import DEFAULT_BOUNDS, Bounds, Spans
-from tests.otlp_exports import Recorder
-from tests.otlp_kafka import evaluated_requests, hooked_requests
-from tests.otlp_records import field, span_exports
+from tests.support.otel.otlp_exports import Recorder
+from tests.support.otel.otlp_kafka import evaluated_requests, hooked_requests
+from tests.support.otel.otlp_records import field, span_exports
 
 Change = Callable[[ProtoSpan], None]
 

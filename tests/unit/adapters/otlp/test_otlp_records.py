@@ -6,7 +6,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from controller.adapters.otlp import decode_traces_proto
 from controller.core.telemetry import Spans
-from tests.otlp_records import T0_NS, span_exports
+from tests.support.otel.otlp_records import T0_NS, span_exports
 
 
 def test_the_records_hold_distinct_server_spans_each_with_one_evaluation() -> None:

@@ -2,7 +2,7 @@
 
 The sink here is a stand-in that records what it was handed: what becomes of an
 export in the daemon (translation, the events topic, the DLQ) is the
-integration tests' (tests/integration/test_otlp_http.py).
+integration tests' (tests/integration/otlp/test_otlp_http.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from controller.adapters.http.event_intake import BatchNotSent
 from controller.adapters.otlp import Admission, OtlpRoutes, Signal, Taken
 from controller.core.common import StoreError
 from controller.core.telemetry import Bounds, Logs, Spans
-from tests.app_client import app_client
-from tests.otlp_exports import (
+from tests.support.app_client import app_client
+from tests.support.otel.otlp_exports import (
     Recorder,
     evaluate,
     logs_json,
@@ -36,7 +36,7 @@ from tests.otlp_exports import (
     traces_json,
     traces_proto,
 )
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

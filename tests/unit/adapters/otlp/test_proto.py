@@ -37,7 +37,7 @@ from controller.core.telemetry import (
     rules_of,
 )
 from controller.core.wire import ExposureIn, RequestIn
-from tests.otlp_exports import (
+from tests.support.otel.otlp_exports import (
     Recorder,
     evaluate,
     logs_json,

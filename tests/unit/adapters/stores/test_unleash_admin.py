@@ -15,7 +15,7 @@ from controller.adapters.unleash.client import UnleashAdmin
 from controller.core.common.errors import ControllerError
 from controller.core.serving.serving import Applied, Serving, Target, Verdict, reconcile
 from controller.settings import UnleashSettings
-from tests.dripping import Dripper, canned
+from tests.support.dripping import Dripper, canned
 from tests.unit.core.serving.test_serving import rollout
 
 TARGET = Target("new-checkout", "default", "production", "userId")

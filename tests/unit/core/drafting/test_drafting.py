@@ -23,7 +23,7 @@ from controller.core.rollouts.advice import FENCE
 from controller.core.rollouts.plan import Plan, load_plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.ctl.app import main
-from tests.fake_model import FIXED, FakeModel, _reply, completion
+from tests.support.fake_model import FIXED, FakeModel, _reply, completion
 
 SANE: dict[str, Any] = {
     "name": "checkout-new-flow",

@@ -44,12 +44,12 @@ from controller.daemon.outputs.rendering import render
 from controller.daemon.rollouts.run_writer import _decision
 from controller.settings import TopicSettings
 from tests.unit.core.machine import test_approving as approving
-from tests.unit.core.machine import test_gate as gates
 from tests.unit.core.machine import test_health_actions as health
 from tests.unit.core.machine import test_machine as table
 from tests.unit.core.machine import test_machine_watch as watch
 from tests.unit.core.machine import test_machine_windows as windows
 from tests.unit.core.machine import test_scheduling as scheduling
+from tests.unit.core.machine.gate import test_gate as gates
 from tests.unit.core.machine.test_log_gaps import _command
 from tests.unit.core.release import test_machine as release
 from tests.unit.core.trust import test_app_keys as keys

@@ -33,7 +33,7 @@ from controller.core.rollouts.rollout import (
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire import GateEvidence, RolloutEvidence
 from controller.core.wire.messages import CommandAction
-from tests.documents import as_read
+from tests.support.documents import as_read
 from tests.unit.core.machine.test_machine import NOW, T0, cmd, rollout, summarize
 
 ACTIONS: tuple[HealthAction, ...] = ("rollback", "hold", "warn")

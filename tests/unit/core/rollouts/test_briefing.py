@@ -15,7 +15,7 @@ from controller.core.rollouts.briefing import sentences
 from controller.core.rollouts.plan_parts import Guardrail
 from controller.core.wire import tolerant
 from controller.daemon.rollouts.consulting import gate_data
-from tests.unit.core.machine.test_gate import HEALTHY, LATE, arm, data, plan, rollout
+from tests.unit.core.machine.gate.test_gate import HEALTHY, LATE, arm, data, plan, rollout
 
 
 def said(agg: Any, **changes: object) -> str:

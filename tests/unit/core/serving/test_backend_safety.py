@@ -23,7 +23,8 @@ from controller.core.rollouts.rollout import Phase
 from controller.core.serving.serving import Serving, Target
 from controller.core.wire.messages import CommandAction
 from controller.settings import UnleashSettings
-from tests.unit.daemon.test_backend_sync import (
+from tests.support.waiting import eventually
+from tests.unit.daemon.backends.test_backend_sync import (
     FLAG,
     PLAN,
     TOPICS,
@@ -32,7 +33,6 @@ from tests.unit.daemon.test_backend_sync import (
     make_world,
     running,
 )
-from tests.waiting import eventually
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from controller.core.rollouts.plan import parse_plan
 from controller.core.rollouts.rollout import CommandInput
 from controller.core.rules.held_segments import NO_HELD_SEGMENTS, HeldSegments
 from controller.core.wire.messages import CommandAction
-from tests.unit.daemon.test_backend_sync import FLAG, NOW, make_world
+from tests.unit.daemon.backends.test_backend_sync import FLAG, NOW, make_world
 
 PLAN = parse_plan(
     {

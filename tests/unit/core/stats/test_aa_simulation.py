@@ -2,7 +2,7 @@
 
 The default plan's small first stage (1% for 30 minutes, then 100%) at 200
 requests per second, latency with rare long stalls, gated at the
-daemon's cadence (``tests/simulation.py``). The full plan, every metric and
+daemon's cadence (``tests/support/simulation.py``). The full plan, every metric and
 regressions, with as many runs as wanted, is ``bench/aa.py``.
 """
 
@@ -12,7 +12,7 @@ from collections import Counter
 
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.plan_parts import Stage
-from tests.simulation import METRICS, Service, simulate, single_plans
+from tests.support.simulation import METRICS, Service, simulate, single_plans
 
 RUNS = 30
 EARLY = DEFAULT_PLAN.model_copy(

@@ -13,8 +13,8 @@ from controller.core.machine.gate import evaluate
 from controller.core.reading.wording import ms_text
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.latency import arm_latency, histogram_quantile, latency_evidence
-from tests.documents import as_read
-from tests.unit.core.machine.test_gate import T0, arm, rollout
+from tests.support.documents import as_read
+from tests.unit.core.machine.gate.test_gate import T0, arm, rollout
 
 
 def counts(*placed: tuple[int, int]) -> tuple[int, ...]:

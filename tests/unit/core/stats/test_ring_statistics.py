@@ -30,7 +30,7 @@ from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import FlagState
 from controller.ctl.operate.views import status_detail
 from controller.daemon.outputs.rendering import flag_state_fields
-from tests.documents import as_read, sequential_test
+from tests.support.documents import as_read, sequential_test
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 SEGMENTS = IdSegments({"staff": {f"staff-{i}" for i in range(300)}})

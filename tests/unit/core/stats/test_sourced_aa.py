@@ -1,7 +1,7 @@
 """Guardrails read from Prometheus, seeded: A/A false rollbacks within alpha, and agreement
 with the event-fed gate on the very same requests.
 
-A 10% stage of 30 minutes at 200 requests per second (``tests/prometheus_sim.py``),
+A 10% stage of 30 minutes at 200 requests per second (``tests/support/backing/prometheus_sim.py``),
 looked at every 5 s (a reading interval) and then at every 2% of growth. The
 Prometheus side reads ``increase`` over the stage from scrapes a second apart, as of
 the last reading (up to 5 s old), and the app's ``le`` buckets spread over the fixed
@@ -37,8 +37,8 @@ import pytest
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.stats.latency import histogram_quantile
-from tests.prometheus_sim import Stream, look
-from tests.simulation import Service, look_times
+from tests.support.backing.prometheus_sim import Stream, look
+from tests.support.simulation import Service, look_times
 
 RUNS = 30
 RATE = 200.0

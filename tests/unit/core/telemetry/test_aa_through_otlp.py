@@ -1,6 +1,6 @@
 """A/A through OpenTelemetry: identical arms stay under alpha across every peek of the gate.
 
-As ``bench/aa.py`` does for our own events (``tests/simulation.py``), seeded rollouts
+As ``bench/aa.py`` does for our own events (``tests/support/simulation.py``), seeded rollouts
 are gated at the daemon's cadence while requests arrive; here each request is what an
 OpenFeature app's telemetry says of it: a SERVER span with its HTTP status and duration
 and a ``feature_flag.evaluation`` event naming the variant its unit was served. The
@@ -28,7 +28,7 @@ from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats import ArmAggregate, FlagAggregates, fold
 from controller.core.stats.aggregates import CellDelta, CellKey
 from controller.core.telemetry import FlagRules, Span, SpanEvent, Spans, Translator
-from tests.simulation import T0, _rollout, look_times
+from tests.support.simulation import T0, _rollout, look_times
 
 pytestmark = pytest.mark.slow
 FLAG = "aa-otlp"

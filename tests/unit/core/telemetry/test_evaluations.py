@@ -12,7 +12,7 @@ from controller.core.telemetry import (
     evaluation_in,
     evaluations_in,
 )
-from tests.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
+from tests.support.otel.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
 from tests.unit.core.telemetry.builders import (
     CHILD,
     ROOT,

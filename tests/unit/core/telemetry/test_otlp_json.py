@@ -19,7 +19,7 @@ from controller.core.telemetry import (
     decode_traces_json,
 )
 from controller.core.telemetry.otlp_json import MAX_BODY_NESTING
-from tests.otlp_exports import Recorder, logs_json, traces_json
+from tests.support.otel.otlp_exports import Recorder, logs_json, traces_json
 from tests.unit.core.telemetry.builders import CHILD, ROOT, TRACE
 
 START = "1800000000000000000"

@@ -9,7 +9,7 @@ import pytest
 
 from controller.core.reading.views import FlagStateView, RolloutStatus, describe
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
-from tests.unit.core.machine.test_gate import T0, rollout
+from tests.unit.core.machine.gate.test_gate import T0, rollout
 
 ENVELOPE = {"v": 1, "id": "m1", "ts": 1_767_225_600_000}
 DECISION = {**ENVELOPE, "type": "decision", "flag": "f", "kind": "gate", "action": "advance",

@@ -1,0 +1,177 @@
+"""Held events partitions in a real Redis: a shrunk topic is held, chosen for, resumed once.
+
+The broker is a stand-in that reports a topic made again with fewer partitions
+(fault injection: the broker side of it runs in the scenario of a broker that
+lost its data); what is recorded, chosen and resumed is in a real Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.log_gaps import GapStore
+from controller.core.rollouts.actions import RaiseAlert
+from controller.daemon.ingest.log_gaps import LogGaps
+from controller.settings import RedisSettings
+from tests.unit.daemon.ingest.test_partitions import Source
+
+pytestmark = pytest.mark.integration
+TOPIC = "gaps.events"
+
+
+class ShrunkSource(Source):
+    """A topic made again with ``count`` partitions, each holding ``end`` records."""
+
+    def __init__(self, count: int, end: int) -> None:
+        super().__init__(dict.fromkeys(range(count), end))
+
+    def partition_count(self) -> int | None:
+        return len(self.ends)
+
+
+@pytest.fixture
+async def stores(
+    redis_url: str, redis_namespace: str
+) -> AsyncIterator[tuple[GapStore, RedisAggregateStore]]:
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    async with connect(settings) as client:
+        yield (
+            GapStore(client, settings=settings, topic=TOPIC),
+            RedisAggregateStore(client, settings=settings, topic=TOPIC),
+        )
+
+
+async def test_a_shrunk_topic_is_held_and_the_choice_resumes_it_once(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    await held.record_partitions(12)
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(store=held, topic=TOPIC, alarm=alerts.append)
+    source = ShrunkSource(count=4, end=30)
+    claim = await aggregates.claim(1)
+    # A topic with fewer partitions than recorded holds the partition, though its
+    # log holds the (absent) stored offset
+    assert await gaps.at_claim(1, claim.offset, source)
+    assert [a.kind for a in alerts] == ["events_log_gap"]
+    assert "the topic has 4 partitions, 12 recorded" in (gaps.reason() or "")
+    assert await held.held() == {1}
+    # Nothing resumes before a choice
+    assert await gaps.decided(source, {1: claim.epoch}) == {}
+    # A choice for a partition not held records nothing
+    assert await held.choose([2], "reread", "c0") == []
+    assert await held.choose([1], "accept_gap", "c1") == [1]
+    # The owner resumes where the log ended when the gap was found, stored atomically
+    assert await gaps.decided(source, {1: claim.epoch}) == {1: 30}
+    assert await aggregates.offset(1) == 30
+    assert await held.held() == set()
+    assert await held.recorded_partitions() == 4
+    assert gaps.reason() is None
+
+
+async def test_a_choice_is_not_applied_under_a_claim_another_owner_replaced(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    gaps = LogGaps(store=held, topic=TOPIC)
+    source = ShrunkSource(count=4, end=0)
+    first = await aggregates.claim(0)
+    assert await gaps.while_owned({0: 500}, source) == [0]
+    await aggregates.claim(0)  # another owner's claim meanwhile
+    assert await held.choose([0], "reread", "c2") == [0]
+    assert await gaps.decided(source, {0: first.epoch}) == {0: None}
+    assert await aggregates.offset(0) is None  # the stale owner wrote nothing
+
+
+async def test_a_held_partition_is_alerted_again_while_it_stays_held(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    now = [0.0]
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(
+        store=held, topic=TOPIC, alarm=alerts.append, repeat_every=60, clock=lambda: now[0]
+    )
+    source = ShrunkSource(count=4, end=0)
+    claim = await aggregates.claim(2)
+    # A broker back empty: the log ends at 0, before the stored offset
+    assert await gaps.while_owned({2: 750}, source) == [2]
+    assert [a.details["fits"] for a in alerts] == ["reread"]
+    reason = gaps.reason() or ""
+    assert "`rolloutctl ingest reread` fits p2 (the topic looks new" in reason
+    assert "p2: the log ends at offset 0, before the stored offset 750" in reason
+    # Found again before the interval: no second alert
+    now[0] = 59.0
+    assert await gaps.while_owned({2: 750}, source) == [2]
+    assert gaps.remind() == []
+    assert len(alerts) == 1
+    # Still held after the interval: alerted again, and again one interval later
+    now[0] = 60.0
+    assert gaps.remind() == [2]
+    now[0] = 119.0
+    assert gaps.remind() == []
+    now[0] = 120.0
+    assert gaps.remind() == [2]
+    assert [a.kind for a in alerts] == ["events_log_gap"] * 3
+    # Resumed: never alerted again
+    assert await held.choose([2], "reread", "c3") == [2]
+    assert await gaps.decided(source, {2: claim.epoch}) == {2: 0}
+    now[0] = 10_000.0
+    assert gaps.remind() == []
+    assert len(alerts) == 3
+
+
+class CutSource(Source):
+    """A log whose start retention moved to ``beginning``; it ends at ``end``."""
+
+    def __init__(self, beginning: int, end: int, partitions: int = 4) -> None:
+        super().__init__(dict.fromkeys(range(partitions), end))
+        self.beginning = beginning
+
+    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        return {p: (self.beginning, self.ends[p]) for p in partitions if p in self.ends}
+
+
+@pytest.mark.parametrize(
+    ("stored", "beginning", "held"),
+    [
+        (400, 650, True),  # records 400 to 649 deleted before they were counted
+        (650, 650, False),  # retention took only what was counted
+        (700, 650, False),  # the stored offset is still on the log
+        (None, 650, False),  # never counted: nothing to skip
+    ],
+)
+async def test_a_log_that_starts_after_the_stored_offset_is_held_at_claim(
+    stores: tuple[GapStore, RedisAggregateStore], stored: int | None, beginning: int, held: bool
+) -> None:
+    gap_store, _ = stores
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(store=gap_store, topic=TOPIC, alarm=alerts.append)
+    assert await gaps.at_claim(3, stored, CutSource(beginning, end=900)) is held
+    assert await gap_store.held() == ({3} if held else set())
+    if held:
+        assert [a.details["fits"] for a in alerts] == ["reread"]
+        assert f"p3: the log starts at offset {beginning}, after the stored offset" in (
+            gaps.reason() or ""
+        )
+
+
+async def test_a_fetch_past_the_stored_offset_holds_only_when_the_log_starts_past_it(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    gap_store, aggregates = stores
+    gaps = LogGaps(store=gap_store, topic=TOPIC)
+    # Offsets the log skips itself (a transaction's marker): the log still holds 400
+    assert not await gaps.cut(1, 400, CutSource(beginning=0, end=900))
+    assert await gap_store.held() == set()
+    # The client reset to a log start retention moved past 400
+    claim = await aggregates.claim(1)
+    assert await gaps.cut(1, 400, CutSource(beginning=650, end=900))
+    assert await gap_store.held() == {1}
+    # reread counts every record the log still holds, from its start
+    assert await gap_store.choose([1], "reread", "c4") == [1]
+    assert await gaps.decided(CutSource(650, 900), {1: claim.epoch}) == {1: 650}
+    assert await aggregates.offset(1) == 650

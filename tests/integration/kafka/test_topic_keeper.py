@@ -1,0 +1,95 @@
+"""The topic keeper on a real broker: a flag-state topic made again is seen, however made.
+
+The keeper creates the controller's missing topics; and when the flag-state
+topic was made again by someone else (a broker that creates the topics clients
+ask for), so that nothing is missing when it looks, its log going back still
+has every flag state published again.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from controller.adapters.kafka import Producer, Publisher, delete_topics, topic_names
+from controller.core.rollouts import RaiseAlert
+from controller.daemon.running.topics import TopicKeeper, went_back
+from controller.settings import KafkaSettings, TopicSettings
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+NAMES = ("events", "commands", "monitors", "flag_state", "segments", "decisions", "alerts", "dlq")
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "lost"),
+    [
+        ({}, {("fs", 0): 5}, []),  # the first look
+        ({("fs", 0): 5}, {("fs", 0): 5}, []),
+        ({("fs", 0): 5}, {("fs", 0): 9}, []),  # grown
+        ({("fs", 0): 5}, {("fs", 0): 0}, ["fs"]),  # made again, empty
+        ({("fs", 0): 5}, {("fs", 0): 3}, ["fs"]),  # made again, refilled a little
+        ({("fs", 0): 5, ("fs", 1): 2}, {("fs", 0): 5}, ["fs"]),  # fewer partitions
+        ({("fs", 0): 5, ("sg", 0): 4}, {("sg", 0): 0}, ["sg"]),  # fs gone: created, then seen
+    ],
+)
+def test_a_topic_whose_log_ends_earlier_than_it_did_was_made_again(
+    before: dict[tuple[str, int], int], now: dict[tuple[str, int], int], lost: list[str]
+) -> None:
+    assert went_back(before, now) == lost
+
+
+async def test_a_flag_state_topic_made_again_by_a_client_has_the_states_published_again(
+    kafka_bootstrap: str,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings.model_validate({n: f"keeper.{run}.{n}" for n in NAMES})
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, events_partitions=2)
+    alerts: list[RaiseAlert] = []
+    republished: list[list[str]] = []
+
+    async def recreated(names: list[str]) -> None:
+        republished.append(names)
+
+    keeper = TopicKeeper(kafka=kafka, topics=topics, alarm=alerts.append, recreated=recreated)
+    try:
+        # Given the controller's topics, made by the keeper, and flag states published
+        assert sorted(await keeper.check()) == sorted(set(topics.model_dump().values()))
+        assert [a.kind for a in alerts] == ["topics_recreated"]
+        assert len(republished) == 1
+        async with Producer(kafka=kafka) as producer:
+            states = [(topics.flag_state, f"flag-{i}", b"{}") for i in range(6)]
+            await Publisher(producer=producer).publish(states)
+            assert await keeper.check() == []
+            assert len(republished) == 1  # nothing lost: nothing published again
+        # When the flag-state topic is deleted and someone else makes it again first, and
+        # writes to it (a client of its own: Apache Kafka may answer a producer that knew
+        # the deleted topic NOT_LEADER_OR_FOLLOWER until its request times out)
+        await delete_topics(kafka, [topics.flag_state])
+        await _create(kafka_bootstrap, topics.flag_state)
+        async with Producer(kafka=kafka) as someone_else:
+            await Publisher(producer=someone_else).publish([(topics.flag_state, "x", b"{}")])
+        # Then the keeper creates nothing, yet has every state published again
+        assert await keeper.check() == []
+        assert republished[-1] == [topics.flag_state]
+    finally:
+        await delete_topics(kafka, list(topics.model_dump().values()))
+
+
+async def _create(bootstrap: str, name: str) -> None:
+    """``name`` made with the broker's defaults, as a client's request would make it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+
+    async def listed() -> bool:
+        names = await topic_names(KafkaSettings(bootstrap_servers=bootstrap), timeout_s=5)
+        assert name in names
+        return True
+
+    await eventually(listed, timeout=30, what=f"{name} listed")

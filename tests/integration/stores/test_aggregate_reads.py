@@ -1,0 +1,183 @@
+"""The gates' aggregate read, on one node and on a 3-master cluster: what it sums, to
+the last bit, in how many round trips, and what it does when the partitions change."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from controller.adapters.redis import aggregate_reads
+from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.client import RedisClient
+from controller.core.common.errors import StoreError
+from controller.core.stats.aggregates import (
+    BOTH_FIELD,
+    WATCHED_FIELD,
+    ArmAggregate,
+    FlagAggregates,
+)
+from controller.core.stats.folding import PartitionDelta, fold
+from controller.settings import RedisSettings
+from tests.integration.rig import drop_keys
+from tests.integration.stores.test_store import decoded
+from tests.support.reference import make_event, partition_of
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 4
+FLAGS = ("flag-0", "flag-1", "flag-2")
+ARMS = ("treatment", "control")
+
+
+@pytest.fixture
+def client(store_client: RedisClient) -> RedisClient:
+    """The single Redis node, then the Redis Cluster (``store_client``)."""
+    return store_client
+
+
+def store_for(client: RedisClient, prefix: str) -> RedisAggregateStore:
+    return RedisAggregateStore(client, settings=RedisSettings(key_prefix=prefix), topic="events")
+
+
+async def flush_partitions(
+    store: RedisAggregateStore, events: list[dict[str, Any]], partitions: Sequence[int]
+) -> None:
+    """Each partition's share of ``events`` (placed by unit), in one flush of its own."""
+    for p in partitions:
+        claim = await store.claim(p)
+        offset = claim.offset
+        delta = PartitionDelta(partition=p, next_offset=(offset or 0) + 1)
+        fold([decoded(e) for e in events if partition_of(e["unit"], PARTITIONS) == p], delta.cells)
+        await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+
+
+async def as_stored(
+    client: RedisClient, prefix: str, flag: str, versions: Sequence[int]
+) -> FlagAggregates:
+    """The stored hashes summed field by field, partition by partition and version by version,
+    in that order, and the HyperLogLogs counted per partition and arm: what a read returns."""
+    fields: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
+    units = dict.fromkeys(ARMS, 0)
+    wanted = sorted(set(versions))
+    for p in sorted(int(m) for m in await client.smembers(f"{prefix}:partitions:events")):
+        tag = f"{{{prefix}:events:{p}}}"
+        for arm in ARMS:
+            for v in wanted:
+                row = await client.hgetall(f"{tag}:a:{flag}:{v}:{arm}")
+                for name, value in row.items():
+                    key = name.decode() if isinstance(name, bytes) else name
+                    fields[arm][key] = fields[arm].get(key, 0) + float(value)
+            if wanted:
+                units[arm] += await client.pfcount(*(f"{tag}:u:{flag}:{v}:{arm}" for v in wanted))
+    return FlagAggregates(
+        flag=flag,
+        versions=frozenset(wanted),
+        treatment=ArmAggregate.from_fields(fields["treatment"], units=units["treatment"]),
+        control=ArmAggregate.from_fields(fields["control"], units=units["control"]),
+        watched=int(sum(fields[arm].get(WATCHED_FIELD, 0) for arm in ARMS)),
+        both_arms=int(sum(fields[arm].get(BOTH_FIELD, 0) for arm in ARMS)),
+    )
+
+
+def random_events(seed: int, n: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    names = ("checkout_completed", "signup", "app:v2.paid")
+    return [make_event(rng, i, flags=len(FLAGS), versions=3, names=names) for i in range(n)]
+
+
+async def test_a_read_is_the_stored_fields_added_in_order_to_the_last_bit(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(client, redis_namespace)
+    events = random_events(5, 3000)
+    # Two flushes per partition: float sums that are not round in any version.
+    await flush_partitions(store, events[:1500], range(PARTITIONS))
+    await flush_partitions(store, events[1500:], range(PARTITIONS))
+    wanted = [(f, vs) for f in FLAGS for vs in ([1], [2, 3], [3, 1, 2], [])] + [("nobody", [1])]
+    for flag, versions in wanted:
+        got = await store.read(flag, versions)
+        assert got == await as_stored(client, redis_namespace, flag, versions), (flag, versions)
+    together = await store.read_many(wanted)
+    assert together == [await store.read(flag, versions) for flag, versions in wanted]
+    busy = together[0]
+    assert busy.treatment.latency_sum_ms % 1  # sums of decimals, not whole numbers
+    named = busy.treatment.named["checkout_completed"]
+    assert 0 < named.values < named.count < busy.treatment.conversions
+    assert named.value_sum % 1
+    assert busy.control.exposures > 0
+    assert sum(busy.treatment.latency_histogram) == busy.treatment.latency_count > 0
+
+
+async def test_a_partition_claimed_after_a_read_is_counted_by_the_next(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(client, redis_namespace)
+    events = random_events(9, 800)
+    await flush_partitions(store, events, [0, 1])
+    before = await store.read("flag-0", [1, 2, 3])
+    # Another instance claims partitions 2 and 3 and flushes them; this store has read
+    # the partitions once and does not ask again before each read.
+    other = store_for(client, redis_namespace)
+    await flush_partitions(other, events, [3, 2])
+    after = await store.read("flag-0", [1, 2, 3])
+    assert after == await as_stored(client, redis_namespace, "flag-0", [1, 2, 3])
+    assert after.treatment.exposures > before.treatment.exposures
+    assert await store.read_many([("flag-1", [1])]) == [await other.read("flag-1", [1])]
+
+
+async def test_many_reads_in_several_calls_with_the_script_flushed_read_as_each_alone(
+    client: RedisClient, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_for(client, redis_namespace)
+    await flush_partitions(store, random_events(13, 1200), range(PARTITIONS))
+    # At most two flags of one version to a call on a cluster, one on a node of 4 partitions.
+    monkeypatch.setattr(aggregate_reads, "KEYS_PER_CALL", 8)
+    wanted = [(f, [v]) for f in FLAGS for v in (1, 2, 3)] + [("nobody", [1, 2])]
+    await client.script_flush()  # Redis restarted, say: the calls find no script loaded
+    together = await store.read_many(wanted)
+    await client.script_flush()
+    assert together == [await store.read(flag, versions) for flag, versions in wanted]
+    assert together == [await as_stored(client, redis_namespace, f, vs) for f, vs in wanted]
+
+
+async def test_a_field_that_is_no_number_fails_the_read_as_a_store_error(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(client, redis_namespace)
+    await flush_partitions(store, random_events(17, 200), range(PARTITIONS))
+    await client.hset(f"{{{redis_namespace}:events:1}}:a:flag-0:1:control", "req", "many")
+    with pytest.raises(StoreError, match="not a number: req"):
+        await store.read("flag-0", [1])
+    await client.set(f"{{{redis_namespace}:events:2}}:a:flag-1:1:control", "not a hash")
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await store.read("flag-1", [1])
+
+
+class CountingConnection(aioredis.Connection):
+    """A connection that counts the writes it sends: one per round trip."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+async def test_on_one_node_a_read_is_one_round_trip(redis_url: str, redis_namespace: str) -> None:
+    counted = aioredis.Redis.from_url(redis_url, connection_class=CountingConnection)
+    try:
+        store = store_for(counted, redis_namespace)
+        await flush_partitions(store, random_events(19, 400), range(PARTITIONS))
+        await store.read("flag-0", [1])  # the first read asks which partitions are claimed
+        CountingConnection.writes = 0
+        await store.read("flag-1", [1, 2])
+        assert CountingConnection.writes == 1
+        CountingConnection.writes = 0
+        await store.read_many([(f, [1, 2, 3]) for f in FLAGS])
+        assert CountingConnection.writes == 1
+    finally:
+        await drop_keys(counted, redis_namespace)
+        await counted.aclose()

@@ -1,0 +1,237 @@
+"""Desired state in files, applied by ``rolloutctl apply`` to the real daemon, broker and Redis.
+
+Apply then diff shows nothing; a second apply sends nothing; a segment changed by
+hand is reported and left alone, and ``--force`` puts the files' version back; a CI
+key whose role does not allow a start is refused by the daemon.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.core.trust import signing
+from controller.ctl.operate.commands import write_private_key
+from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
+from tests.scenarios.operators.test_rolloutctl import Operator
+from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+FLAG = "gitops-flag"
+
+
+def desired_state(directory: Path) -> Path:
+    """A plan, the flag's rollout by it, a rule segment, an id-list segment and a client key."""
+    directory.mkdir()
+    plan = manual_plan().model_dump(mode="json") | {"name": "by-hand"}
+    files: dict[str, Any] = {
+        "plans/by-hand.yaml": plan,
+        "rollouts/gitops-flag.yaml": {"kind": "rollout", "flag": FLAG, "plan": "by-hand"},
+        "segments/pros.yaml": {"kind": "segment", "name": "pros", "rule": 'plan in ["pro"]'},
+        "segments/beta.yaml": {"kind": "segment", "name": "beta", "ids_file": "beta.txt"},
+        "keys/shop-web.yaml": {"kind": "app_key", "name": "shop-web", "client": True},
+    }
+    for name, data in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(yaml.safe_dump(data))
+    (directory / "segments/beta.txt").write_text("u-1\nu-2\nu-3\n")
+    return directory
+
+
+def operator(scenario: Scenario, tmp_path: Path, port: int) -> Operator:
+    ctl = Operator(scenario, tmp_path, port)
+    ctl.env["PYTHONPATH"] = str(ROOT)  # the rolloutctl of this tree
+    return ctl
+
+
+async def decisions_after(scenario: Scenario, count: int, command_id: str) -> list[dict[str, Any]]:
+    """The decisions published after the first ``count``, once one on ``command_id`` is in."""
+    await scenario.until(
+        lambda: scenario.observed.decision_where(command_id=command_id),
+        timeout=60,
+        what=f"the decision on {command_id}",
+    )
+    return scenario.observed.decisions[count:]
+
+
+@pytest.mark.timeout(420)  # a dozen rolloutctl processes, one after another
+async def test_apply_holds_the_files_and_leaves_a_hand_change_alone_until_forced(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    scenario.start_daemon()
+    ctl = operator(scenario, tmp_path, port)
+    repo = desired_state(tmp_path / "repo")
+    secrets = tmp_path / "secrets"
+
+    # Given the files checked offline
+    checked = await ctl("validate", "-f", str(repo))
+    assert checked.code == 0, checked.out + checked.err
+    assert "rollouts/gitops-flag.yaml: valid rollout" in checked.out
+
+    # When they are applied, each object is applied and the new key's secret kept
+    applied = await ctl("apply", "-f", str(repo), "--secrets-dir", str(secrets))
+    assert applied.code == 0, applied.out + applied.err
+    lines = sorted(applied.out.splitlines())
+    assert lines == [
+        "applied: create app-key shop-web",
+        f"applied: create rollout {FLAG} -> running, stage 1/4 (1%)",
+        "applied: create segment beta",
+        "applied: create segment pros",
+    ], applied.err
+    secret = secrets / "shop-web.secret"
+    assert secret.read_text().startswith("rc_client_")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+    # Then diff shows nothing, and a second apply sends nothing
+    same = await ctl("diff", "-f", str(repo))
+    assert (same.code, same.out) == (0, ""), same.err
+    before = len(scenario.observed.decisions)
+    again = await ctl("apply", "-f", str(repo), "--secrets-dir", str(secrets))
+    assert (again.code, again.out) == (0, ""), again.err
+
+    # When a segment is changed by hand (the first decision after the second apply is its)
+    hand = await ctl("segment", "put", "pros", "--rule", 'plan in ["free"]', "--json")
+    assert hand.code == 0, hand.err
+    since = await decisions_after(scenario, before, hand.json()["command_id"])
+    assert [d["command_id"] for d in since] == [hand.json()["command_id"]]
+
+    # Then diff reports it, and apply leaves it alone
+    drift = await ctl("diff", "-f", str(repo))
+    assert drift.code == 1, drift.err
+    assert drift.out.startswith("! segment pros: changed by hand: made or changed by hand"), drift
+    held = await ctl("apply", "-f", str(repo), "--secrets-dir", str(secrets))
+    assert held.code == 1, held.err
+    assert held.out.startswith("! segment pros: changed by hand"), held.out
+    kept = await ctl("segment", "show", "pros")
+    assert 'rule: plan in ["free"]' in kept.out, kept
+
+    # And --force puts the files' version back; then nothing differs
+    forced = await ctl("apply", "-f", str(repo), "--force", "--secrets-dir", str(secrets))
+    assert (forced.code, forced.out.strip()) == (0, "applied: update segment pros"), forced
+    back = await ctl("segment", "show", "pros")
+    assert 'rule: plan in ["pro"]' in back.out, back
+    settled = await ctl("diff", "-f", str(repo))
+    assert (settled.code, settled.out) == (0, ""), settled.err
+
+
+async def test_a_ci_key_without_the_role_is_refused_by_the_daemon(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a CI key whose role may start rollouts in dev only
+    port = free_port()
+    ci = Ed25519PrivateKey.generate()
+    keys = {
+        KEY_ID: signing.public_key_text(scenario.key.public_key()),
+        "ci": {"public_key": signing.public_key_text(ci.public_key()), "roles": ["ci-dev"]},
+    }
+    roles = {"roles": [{"name": "ci-dev", "actions": ["start"], "environments": ["dev"]}]}
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+        RC_ENGINE__OPERATOR_KEYS=orjson.dumps(keys).decode(),
+        RC_ENGINE__ROLES=orjson.dumps(roles).decode(),
+        RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}',
+    )
+    scenario.start_daemon()
+    ctl = operator(scenario, tmp_path, port)
+    key_file = tmp_path / "ci.key"
+    write_private_key(key_file, ci)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    plan = manual_plan().model_dump(mode="json")
+    for environment in ("dev", "production"):
+        rollout = {"kind": "rollout", "flag": FLAG, "environment": environment, "plan": plan}
+        (repo / f"{environment}.yaml").write_text(yaml.safe_dump(rollout))
+
+    # When CI applies them with its key
+    applied = await ctl("apply", "-f", str(repo), "--key", str(key_file), "--key-id", "ci")
+
+    # Then dev is applied and production refused by the daemon, naming the role
+    assert applied.code == 3, applied.out + applied.err
+    dev, production = sorted(applied.out.splitlines())
+    assert dev == f"applied: create rollout {FLAG}@dev -> running, stage 1/4 (1%)"
+    assert production == (
+        f"rejected: create rollout {FLAG}@production: key ci (roles: ci-dev) may not start "
+        "in production: it may only in dev"
+    ), production
+    # ...and diff still shows production to create, dev in sync
+    left = await ctl("diff", "-f", str(repo), "--json")
+    assert left.code == 1
+    assert [(i["name"], i["change"]) for i in map(orjson.loads, left.out.splitlines())] == [
+        (f"{FLAG}@production", "create")
+    ]
+
+    # When a key holding every role applies the same files, production starts (in the
+    # default environment, under the flag's own key), and nothing differs any more
+    ops = await ctl("apply", "-f", str(repo))
+    assert (ops.code, ops.out.strip()) == (
+        0,
+        f"applied: create rollout {FLAG}@production -> running, stage 1/4 (1%)",
+    ), ops.err
+    settled = await ctl("diff", "-f", str(repo))
+    assert (settled.code, settled.out) == (0, ""), settled.err
+
+
+async def test_what_apply_applied_is_known_after_a_restart_and_a_running_pipeline_is_blocked(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a controller serving dev and production, and files for a pipeline and a rollout
+    port = free_port()
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+        RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}',
+    )
+    scenario.start_daemon()
+    ctl = operator(scenario, tmp_path, port)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    plan = manual_plan().model_dump(mode="json")
+    pipeline = {
+        "name": "release",
+        "plans": {"by-hand": plan},
+        "plan": "by-hand",
+        "steps": [{"environment": "dev"}, {"environment": "production", "soak": "1h"}],
+    }
+    files = {
+        "release.yaml": {"kind": "rollout", "flag": "piped", "pipeline": pipeline},
+        "dev-only.yaml": {"kind": "rollout", "flag": FLAG, "environment": "dev", "plan": plan},
+    }
+    for name, data in files.items():
+        (repo / name).write_text(yaml.safe_dump(data))
+
+    # When they are applied, and the controller restarts
+    applied = await ctl("apply", "-f", str(repo))
+    assert applied.code == 0, applied.out + applied.err
+    assert sorted(line.split(" -> ")[0] for line in applied.out.splitlines()) == [
+        "applied: create pipeline piped",
+        f"applied: create rollout {FLAG}@dev",
+    ]
+    scenario.daemon.kill()
+    scenario.start_daemon()
+
+    # Then the restarted controller still holds what apply applied: nothing differs
+    async def nothing_differs() -> bool:
+        same = await ctl("diff", "-f", str(repo))
+        assert (same.code, same.out) == (0, ""), same.out + same.err
+        return True
+
+    await eventually(nothing_differs, timeout=60, what="an empty diff after the restart")
+
+    # When the running pipeline changes in the files, it is blocked, not restarted
+    pipeline["steps"] = [{"environment": "dev"}, {"environment": "production", "soak": "2h"}]
+    (repo / "release.yaml").write_text(yaml.safe_dump(files["release.yaml"]))
+    blocked = await ctl("apply", "-f", str(repo), "--force")
+    assert blocked.code == 1, blocked.out + blocked.err
+    assert blocked.out.startswith("! pipeline piped: blocked: pipeline release running"), blocked
