@@ -304,7 +304,7 @@ def _decisions(decisions: Sequence[Decision]) -> str:
 
 
 def _decision(d: Decision) -> str:
-    evidence_json = orjson.dumps(d.evidence, option=orjson.OPT_INDENT_2, default=str).decode()
+    evidence_json = orjson.dumps(d.evidence.wire(), option=orjson.OPT_INDENT_2).decode()
     if len(evidence_json) > MAX_EVIDENCE_CHARS:
         evidence_json = (
             evidence_json[:MAX_EVIDENCE_CHARS] + "\n… (cut; the full evidence is on the topic)"
