@@ -32,7 +32,7 @@ from controller.core.rules import (
     AudienceRule,
     rule_problem,
 )
-from controller.core.wire.messages import MessageBase
+from controller.core.wire.signed import MessageBase
 
 SIGNED_FORM = "rollout-controller/segment/1"
 """The first element of a segment record's signed array."""
