@@ -31,7 +31,7 @@ from controller.adapters.kafka import delete_topics
 from controller.adapters.redis import RedisAggregateStore, RolloutStore, connect
 from controller.core.common import ControllerError
 from controller.core.machine import evaluate
-from controller.ctl.operate import send_command, signed_command
+from controller.ctl.operate import encode_command, send_command, signed_model
 from controller.demo.apps import SimulatedApps
 from controller.demo.options import DemoOptions
 from controller.demo.scenario import (
@@ -196,7 +196,7 @@ class Session:
         """One signed ``start`` per flag, as an operator sends it with ``rolloutctl``."""
         plan = demo_plan()
         for flag in self._flags:
-            command = signed_command(
+            command = signed_model(
                 "start",
                 flag.name,
                 private_key=self._key,
@@ -205,7 +205,12 @@ class Session:
                 reason="rollout-controller demo",
                 plan=plan,
             )
-            await send_command(command, kafka=self._kafka, topic=self._topics["commands"])
+            await send_command(
+                encode_command(command),
+                key=flag.name.encode(),
+                kafka=self._kafka,
+                topic=self._topics["commands"],
+            )
 
     # -- following ---------------------------------------------------------------------
 

@@ -11,18 +11,18 @@ read again starts nothing new. An approval of a pipeline's step is today's
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import orjson
 from pydantic import Field, StringConstraints
 
-from controller.core.common import Actor, AppliedDigest, BoundedPlan, PlainFlagKey, Reason
-from controller.core.wire import JsonObject, MessageBase
+from controller.core.common import AppliedDigest, BoundedPlan, PlainFlagKey
+from controller.core.wire import JsonObject, SignedCommand
 
 PIPELINE_TYPE = "pipeline"
 
 
-class PipelineCommand(MessageBase):
+class PipelineCommand(SignedCommand):
     """A signed operator command about a flag's release pipeline."""
 
     type: Literal["pipeline"]
@@ -32,20 +32,17 @@ class PipelineCommand(MessageBase):
         description="The pipeline: environments in order, their plans, overrides and gates "
         "(docs/rollouts.md, 'Release pipelines')."
     )
-    actor: Actor = Field(description="Who issued the command.")
-    reason: Reason = ""
     applied: AppliedDigest | None = Field(
         default=None,
         description="Sent by `rolloutctl apply`: SHA-256 of the desired rollout by pipeline, "
         "kept with the run it starts.",
     )
-    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Which operator key signed it; unsigned commands are rejected."
-    )
     sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None,
         description="Base64 Ed25519 signature over the canonical command without `sig`.",
     )
+
+    actor_follows: ClassVar[str] = "pipeline"
 
 
 def pipeline_command(value: bytes) -> tuple[PipelineCommand, JsonObject] | None:

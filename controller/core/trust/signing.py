@@ -17,12 +17,16 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from typing import TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.core.wire import FlagState, JsonObject, flagstates
+from controller.core.wire import FlagState, JsonObject, SignedCommand, flagstates, sent_object
+
+S = TypeVar("S", bound=SignedCommand)
+"""A signed command's model: :class:`~controller.core.wire.Command` or another."""
 
 
 def canonical_bytes(command: Mapping[str, object]) -> bytes:
@@ -34,6 +38,15 @@ def canonical_bytes(command: Mapping[str, object]) -> bytes:
 def sign(command: Mapping[str, object], private_key: Ed25519PrivateKey) -> str:
     """The base64 signature to put in the command's ``sig`` field."""
     return base64.b64encode(private_key.sign(canonical_bytes(command))).decode()
+
+
+def sign_command(command: S, private_key: Ed25519PrivateKey) -> S:
+    """``command`` with ``sig`` set: the signature of the object it is sent as
+    (:func:`~controller.core.wire.sent_object`) without ``sig``, the object the
+    controller verifies it over."""
+    body = sent_object(command)
+    body.pop("sig", None)
+    return command.model_copy(update={"sig": sign(body, private_key)})
 
 
 def verify(command: Mapping[str, object], public_key: Ed25519PublicKey) -> bool:

@@ -85,7 +85,6 @@ from controller.core.wire.messages import (
     Event,
     FlagState,
     FlagStatus,
-    MessageBase,
     MonitorAlert,
     decision_or_alert,
 )
@@ -101,6 +100,7 @@ from controller.core.wire.segment_messages import (
     part_key,
     signed_bytes,
 )
+from controller.core.wire.signed import MessageBase, SignedCommand, sent_object
 
 __all__ = [
     "BUCKETS",
@@ -165,6 +165,7 @@ __all__ = [
     "SegmentName",
     "SegmentPart",
     "SegmentRecord",
+    "SignedCommand",
     "Soak",
     "SourceReadings",
     "SrmCheck",
@@ -187,6 +188,7 @@ __all__ = [
     "part_key",
     "read_evidence",
     "rule_context",
+    "sent_object",
     "signed_bytes",
     "summarize",
     "supersedes",

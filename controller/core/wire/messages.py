@@ -16,19 +16,19 @@ ingest's fast decoder follows the same rule (:mod:`decoding`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_serializer,
     model_validator,
 )
 
@@ -38,7 +38,6 @@ from controller.core.common import (
     MAX_LATENCY_MS,
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
-    Actor,
     AppliedDigest,
     BoundedPlan,
     ConversionName,
@@ -49,11 +48,9 @@ from controller.core.common import (
     Percent,
     PlainFlagKey,
     Reason,
-    SchemaVersion,
     ShortText,
     Stage,
     StrictFloatish,
-    Timestamp,
     UnitId,
     rfc3339_only,
 )
@@ -65,6 +62,7 @@ from controller.core.wire.decision_evidence import (
     evidence_type,
     read_evidence,
 )
+from controller.core.wire.signed import MessageBase, SignedCommand
 
 
 class Arm(StrEnum):
@@ -74,21 +72,7 @@ class Arm(StrEnum):
     CONTROL = "control"
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
-
-    v: SchemaVersion = Field(description="Schema version of this message.")
-    id: MessageId = Field(description="Unique id of this message, used for deduplication.")
-    ts: Timestamp = Field(
-        description="When it happened: epoch milliseconds, or RFC 3339 with an offset."
-    )
-
-
-MessageBase = _Message
-"""The common fields (``v``, ``id``, ``ts``), for wire models defined beside these."""
-
-
-class _FlagEvent(_Message):
+class _FlagEvent(MessageBase):
     id: MessageId = Field(
         description="Unique id of this event; keep it when the event is sent again. Ingest "
         "counts an id once per partition within ingest.dedupe_seconds (an hour; at most "
@@ -157,7 +141,7 @@ class CommandAction(StrEnum):
     APPROVE = "approve"
 
 
-class Command(_Message):
+class Command(SignedCommand):
     """An operator command on ``rollout.commands``, signed with Ed25519."""
 
     type: Literal["command"]
@@ -168,8 +152,6 @@ class Command(_Message):
         description="The environment the command acts in (`engine.environments`); left out: "
         "the default one. The operator key's roles must allow the action there.",
     )
-    actor: Actor = Field(description="Who issued the command.")
-    reason: Reason = ""
     plan: BoundedPlan | None = Field(
         default=None,
         description=f"The rollout plan; required with `start`. At most {MAX_PLAN_DEPTH} "
@@ -202,14 +184,13 @@ class Command(_Message):
         description="With `start`, sent by `rolloutctl apply`: SHA-256 of the desired rollout, "
         "kept with the rollout it starts so a later diff tells its own start from one by hand.",
     )
-    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Which operator key signed it; unsigned commands are rejected."
-    )
-    sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
-        default=None,
-        description="Base64 Ed25519 signature over the canonical command without `sig`: "
-        "its JSON with keys sorted and no whitespace.",
-    )
+
+    actor_follows: ClassVar[str] = "environment"
+
+    @field_serializer("at", when_used="json")
+    def _at_as_given(self, at: datetime | None) -> str | None:
+        """``at`` as ``datetime.isoformat`` writes it: ``+00:00``, never ``Z``."""
+        return None if at is None else at.isoformat()
 
 
 class FlagStatus(StrEnum):
@@ -221,7 +202,7 @@ class FlagStatus(StrEnum):
     KILLED = "killed"
 
 
-class FlagState(_Message):
+class FlagState(MessageBase):
     """The assignment config apps follow, on the compacted ``rollout.flag-state`` topic."""
 
     type: Literal["flag_state"]
@@ -259,7 +240,7 @@ class FlagState(_Message):
     )
 
 
-class Decision(_Message):
+class Decision(MessageBase):
     """A state change, gate result, command outcome or advisor opinion, with evidence."""
 
     type: Literal["decision"]
@@ -302,7 +283,7 @@ class Decision(_Message):
         return data
 
 
-class Alert(_Message):
+class Alert(MessageBase):
     """Something a person should know: rollback, kill, SRM, stuck rollout, advisor outage."""
 
     type: Literal["alert"]
@@ -337,7 +318,7 @@ class Alert(_Message):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class MonitorAlert(_Message):
+class MonitorAlert(MessageBase):
     """An uptime monitor changed state; ``down`` kills the flags mapped to it, or holds
     them (``action: hold``: a deploy of their service was aborted)."""
 

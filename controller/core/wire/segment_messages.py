@@ -18,12 +18,12 @@ parts need no signature, as the signed record carries the list's hash.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from controller.core.common import KEY_ID_PATTERN, Actor, AppliedDigest, MessageId, Reason
+from controller.core.common import KEY_ID_PATTERN, Actor, AppliedDigest, MessageId
 from controller.core.rules import (
     MAX_IDS,
     MAX_NAME_CHARS,
@@ -32,7 +32,7 @@ from controller.core.rules import (
     AudienceRule,
     rule_problem,
 )
-from controller.core.wire.messages import MessageBase
+from controller.core.wire.signed import MessageBase, SignedCommand
 
 SIGNED_FORM = "rollout-controller/segment/1"
 """The first element of a segment record's signed array."""
@@ -81,14 +81,13 @@ class IdsPart(BaseModel):
         return self
 
 
-class SegmentCommand(MessageBase):
+class SegmentCommand(SignedCommand):
     """An operator's segment command on the commands topic, signed like every command."""
 
     type: Literal["segment_command"]
     action: Literal["put", "delete"]
     segment: SegmentName
-    actor: Actor
-    reason: Reason = ""
+    actor: Actor  # as published: with no description
     rule: AudienceRule | None = Field(default=None, description="With `put`: the segment's rule.")
     ids: IdsPart | None = Field(default=None, description="With `put`: one part of an id list.")
     applied: AppliedDigest | None = Field(
@@ -98,6 +97,8 @@ class SegmentCommand(MessageBase):
     )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     sig: Signature | None = None
+
+    actor_follows: ClassVar[str] = "segment"
 
     @model_validator(mode="after")
     def _one_body(self) -> SegmentCommand:

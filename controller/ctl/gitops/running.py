@@ -176,7 +176,7 @@ def _send(args: argparse.Namespace, batch: Batch) -> steering.Answered | None:
 
     return asyncio.run(
         steering.send_and_await(
-            batch.commands[-1],
+            str(batch.commands[-1]["id"]),
             send=send,
             kafka=kafka,
             decisions=settings.topics.decisions,

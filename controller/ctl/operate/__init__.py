@@ -15,10 +15,12 @@ from controller.ctl.operate import (
 )
 from controller.ctl.operate.commands import (
     build_command,
+    command_model,
     encode_command,
     read_private_key,
     send_command,
     signed_command,
+    signed_model,
     write_private_key,
 )
 from controller.ctl.operate.file_kinds import KINDS, SUFFIXES, Kind, kind_of
@@ -32,6 +34,7 @@ __all__ = [
     "UsageError",
     "app_keys",
     "build_command",
+    "command_model",
     "commands_for",
     "encode_command",
     "handlers",
@@ -48,6 +51,7 @@ __all__ = [
     "send",
     "send_command",
     "signed_command",
+    "signed_model",
     "signer",
     "steering",
     "targeting_args",

@@ -3,9 +3,10 @@
 ``keygen`` makes an Ed25519 key pair: the private key stays in a 0600 file on
 the operator's machine, the public key goes into the controller's
 ``engine.operator_keys``. A command is built and validated against the
-contract by :func:`build_command`, signed by :func:`signed_command` and
-encoded by :func:`encode_command`; the controller verifies the signature over
-exactly these bytes, so nothing re-serializes the command in between. The
+contract's model by :func:`command_model`, signed by :func:`signed_model`
+(the signature covers the object it is sent as) and encoded once by
+:func:`encode_command`; the controller verifies the signature over exactly the
+object it receives, so nothing re-serializes the command in between. The
 command line itself is :mod:`controller.ctl.app`.
 """
 
@@ -27,7 +28,14 @@ from pydantic import BaseModel, ValidationError
 from controller.core.common import ConfigError, dump_yaml
 from controller.core.rollouts import Plan
 from controller.core.trust import signing
-from controller.core.wire import Command, CommandAction, JsonObject, summarize
+from controller.core.wire import (
+    Command,
+    CommandAction,
+    JsonObject,
+    SignedCommand,
+    sent_object,
+    summarize,
+)
 from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, UsageError, os_reason, warn
 
 if TYPE_CHECKING:
@@ -45,6 +53,58 @@ KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # -- building, encoding and sending commands ------------------------------------------
 
 
+def command_model(
+    action: CommandAction | str,
+    flag: str,
+    *,
+    actor: str,
+    key_id: str | None,
+    reason: str = "",
+    plan: Plan | None = None,
+    to_end: bool = False,
+    command_id: str | None = None,
+    ts_ms: int | None = None,
+    at: datetime | None = None,
+    environment: str | None = None,
+) -> Command:
+    """An unsigned command, built from the arguments as the contract's model;
+    ``environment``: where it acts (left out of the command when None: the controller's
+    default environment); ``key_id`` left out when None (a proposal, which its signer's
+    key names).
+
+    ``plan`` is required with ``start`` and refused with any other action;
+    ``to_end`` is only allowed with ``promote`` (and sent only with it), ``at`` (a
+    scheduled start) with ``start``. Only the fields given are sent
+    (:func:`~controller.core.wire.sent_object`). Raises :class:`UsageError`
+    naming the offending field.
+    """
+    action = _action(action)
+    _check_options(action, plan=plan, to_end=to_end)
+    if at is not None and action is not CommandAction.START:
+        raise UsageError(f"--at goes with start, not {action.value}")
+    try:
+        command = Command(
+            type="command",
+            v=1,
+            id=command_id or uuid.uuid4().hex,
+            ts=time.time_ns() // 1_000_000 if ts_ms is None else ts_ms,
+            action=action,
+            flag=flag,
+            actor=actor,
+            reason=reason,
+            key_id=key_id,
+            plan=None if plan is None else plan.model_dump(mode="json"),
+            at=at,
+            environment=environment,
+        )
+    except ValidationError as exc:
+        raise UsageError(f"invalid command: {summarize(exc)}") from exc
+    if action is CommandAction.PROMOTE:
+        # set, so sent: today's commands carry to_end with promote only
+        command = command.model_copy(update={"to_end": to_end})
+    return command
+
+
 def build_command(
     action: CommandAction | str,
     flag: str,
@@ -59,40 +119,23 @@ def build_command(
     at: datetime | None = None,
     environment: str | None = None,
 ) -> JsonObject:
-    """An unsigned command, validated against the contract; ``environment``: where it acts
-    (left out of the command when None: the controller's default environment); ``key_id``
-    left out when None (a proposal, which its signer's key names).
-
-    ``plan`` is required with ``start`` and refused with any other action;
-    ``to_end`` is only allowed with ``promote``, ``at`` (a scheduled start) with
-    ``start``. Raises :class:`UsageError`
-    naming the offending field.
-    """
-    action = _action(action)
-    _check_options(action, plan=plan, to_end=to_end)
-    command: JsonObject = {
-        "type": "command",
-        "v": 1,
-        "id": command_id or uuid.uuid4().hex,
-        "ts": time.time_ns() // 1_000_000 if ts_ms is None else ts_ms,
-        "action": action.value,
-        "flag": flag,
-        "actor": actor,
-        "reason": reason,
-    }
-    if key_id is not None:
-        command["key_id"] = key_id
-    if plan is not None:
-        command["plan"] = plan.model_dump(mode="json")
-    if action is CommandAction.PROMOTE:
-        command["to_end"] = to_end
-    if at is not None:
-        if action is not CommandAction.START:
-            raise UsageError(f"--at goes with start, not {action.value}")
-        command["at"] = at.isoformat()
-    if environment is not None:
-        command["environment"] = environment
-    return validated(Command, command)
+    """:func:`command_model`'s command as the JSON object it is sent as: for a proposal
+    or a command a later step adds to before signing (``rolloutctl apply``)."""
+    return sent_object(
+        command_model(
+            action,
+            flag,
+            actor=actor,
+            key_id=key_id,
+            reason=reason,
+            plan=plan,
+            to_end=to_end,
+            command_id=command_id,
+            ts_ms=ts_ms,
+            at=at,
+            environment=environment,
+        )
+    )
 
 
 def validated(contract: type[BaseModel], command: C) -> C:
@@ -102,6 +145,38 @@ def validated(contract: type[BaseModel], command: C) -> C:
     except ValidationError as exc:
         raise UsageError(f"invalid command: {summarize(exc)}") from exc
     return command
+
+
+def signed_model(
+    action: CommandAction | str,
+    flag: str,
+    *,
+    private_key: Ed25519PrivateKey,
+    key_id: str,
+    actor: str,
+    reason: str = "",
+    plan: Plan | None = None,
+    to_end: bool = False,
+    command_id: str | None = None,
+    ts_ms: int | None = None,
+    at: datetime | None = None,
+    environment: str | None = None,
+) -> Command:
+    """The command the arguments describe, signed: what ``sign`` prints and ``send`` sends."""
+    command = command_model(
+        action,
+        flag,
+        actor=actor,
+        key_id=key_id,
+        reason=reason,
+        plan=plan,
+        to_end=to_end,
+        command_id=command_id,
+        ts_ms=ts_ms,
+        at=at,
+        environment=environment,
+    )
+    return signing.sign_command(command, private_key)
 
 
 def signed_command(
@@ -119,26 +194,31 @@ def signed_command(
     at: datetime | None = None,
     environment: str | None = None,
 ) -> JsonObject:
-    """A validated command with ``sig``: what ``sign`` prints and ``send`` produces."""
-    command = build_command(
-        action,
-        flag,
-        actor=actor,
-        key_id=key_id,
-        reason=reason,
-        plan=plan,
-        to_end=to_end,
-        command_id=command_id,
-        ts_ms=ts_ms,
-        at=at,
-        environment=environment,
+    """:func:`signed_model`'s command as the JSON object it is sent as."""
+    return sent_object(
+        signed_model(
+            action,
+            flag,
+            private_key=private_key,
+            key_id=key_id,
+            actor=actor,
+            reason=reason,
+            plan=plan,
+            to_end=to_end,
+            command_id=command_id,
+            ts_ms=ts_ms,
+            at=at,
+            environment=environment,
+        )
     )
-    command["sig"] = signing.sign(command, private_key)
-    return command
 
 
-def encode_command(command: Mapping[str, object]) -> bytes:
-    """The command as one compact line of UTF-8 JSON, the Kafka message value."""
+def encode_command(command: SignedCommand | Mapping[str, object]) -> bytes:
+    """The command as one compact line of UTF-8 JSON, the Kafka message value: a model
+    as :func:`~controller.core.wire.sent_object` gives it (the object its signature
+    covers), a JSON object as it is."""
+    if isinstance(command, SignedCommand):
+        return orjson.dumps(sent_object(command))
     return orjson.dumps(command)
 
 
@@ -148,28 +228,26 @@ def command_record(command: Mapping[str, object]) -> tuple[bytes, bytes]:
 
 
 async def send_command(
-    command: Mapping[str, object],
+    value: bytes,
     *,
+    key: bytes,
     kafka: KafkaSettings,
     topic: str,
     timeout_s: float = 30.0,
-    key: bytes | None = None,
 ) -> tuple[int, int]:
-    """Produce ``command`` with acks=all; the partition and offset it was written at.
-
-    The record's key is the flag's, or ``key`` for a command about no flag.
+    """Produce a command's encoded ``value`` (:func:`encode_command`, sent as it was
+    signed) under ``key`` with acks=all; the partition and offset it was written at.
 
     Raises :class:`~controller.core.common.errors.BrokerError` when the broker cannot be
     reached or refuses it.
     """
     from controller.adapters.kafka import send_and_wait  # noqa: PLC0415 - keep `--help` fast
 
-    key = key if key is not None else str(command["flag"]).encode()
     return await send_and_wait(
         kafka,
         topic=topic,
         key=key,
-        value=encode_command(command),
+        value=value,
         client_id=PROG,
         timeout_s=timeout_s,
     )

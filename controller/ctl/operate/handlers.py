@@ -23,16 +23,22 @@ import orjson
 from controller.core.common import ConfigError
 from controller.core.rollouts import DEFAULT_PLAN, Finding, Plan, errors, lint, load_plan
 from controller.core.trust import signing
-from controller.core.wire import CommandAction, JsonObject
+from controller.core.wire import (
+    Command,
+    CommandAction,
+    SignedCommand,
+    sent_object,
+)
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import (
     KEY_ID_PATTERN,
     config_snippet,
     default_key_dir,
+    encode_command,
     read_private_key,
     send_command,
-    signed_command,
+    signed_model,
     verify_command,
     write_private_key,
 )
@@ -60,12 +66,13 @@ def steer(args: argparse.Namespace) -> int:
     if args.no_wait:
         settings, kafka = broker_of(args)
         topic = settings.topics.commands
-        asyncio.run(send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout))
+        value, key = encode_command(command), command.flag.encode()
+        asyncio.run(send_command(value, key=key, kafka=kafka, topic=topic, timeout_s=args.timeout))
         return _report_sent(args, command)
     answered = send_signed(args, command)
     if answered is None:
         sent = (
-            f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision "
+            f"sent {command.action.value} {command.flag} (id {command.id}), but no decision "
             f"came within {args.timeout:g}s"
         )
         reason = diagnosis.not_ready_reason(env_url(None))
@@ -123,11 +130,12 @@ def segment(args: argparse.Namespace) -> int:
     return segments.change(args, commands, kafka=kafka, topics=settings.topics)
 
 
-def _report_sent(args: argparse.Namespace, command: Mapping[str, object]) -> int:
+def _report_sent(args: argparse.Namespace, command: Command) -> int:
+    action, flag = command.action.value, command.flag
     if args.json:
-        print_json({"id": command["id"], "action": command["action"], "flag": command["flag"]})
+        print_json({"id": command.id, "action": action, "flag": flag})
     else:
-        print(f"sent: {command['action']} {command['flag']} (id {command['id']})")
+        print(f"sent: {action} {flag} (id {command.id})")
     return 0
 
 
@@ -139,10 +147,10 @@ def broker_of(args: argparse.Namespace) -> tuple[Settings, KafkaSettings]:
     return settings, kafka
 
 
-def command_from_args(args: argparse.Namespace) -> JsonObject:
+def command_from_args(args: argparse.Namespace) -> Command:
     """The signed command the arguments describe."""
     key_id = key_id_of(args.key_id)
-    return signed_command(
+    return signed_model(
         args.action,
         args.flag,
         private_key=read_private_key(key_path_of(args.key, key_id)),
@@ -287,11 +295,12 @@ def keygen(args: argparse.Namespace) -> int:
 
 
 def produce(args: argparse.Namespace, command: Mapping[str, object]) -> int:
-    """Send a signed ``command`` without waiting; print its id."""
+    """Send a signed ``command`` (the object as it was signed) without waiting; print its id."""
     settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands
+    value, key = encode_command(command), str(command["flag"]).encode()
     partition, offset = asyncio.run(
-        send_command(command, kafka=kafka, topic=topic, timeout_s=args.timeout)
+        send_command(value, key=key, kafka=kafka, topic=topic, timeout_s=args.timeout)
     )
     warn(f"sent {command['action']} {command['flag']} to {topic}[{partition}]@{offset}")
     print(command["id"])
@@ -316,23 +325,31 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def send_signed(
-    args: argparse.Namespace, command: Mapping[str, object], *, key: bytes | None = None
+    args: argparse.Namespace,
+    command: SignedCommand | Mapping[str, object],
+    *,
+    key: bytes | None = None,
 ) -> steering.Answered | None:
     """Send a signed command and wait for its decision; None when none came in time.
 
+    A model is sent as :func:`~controller.core.wire.sent_object` gives it, the object its
+    signature covers; a JSON object (``send --file``) as it is. It is encoded once, here.
     ``key`` is the record's key for a command about no flag (the flag's otherwise).
     """
+    sent = sent_object(command) if isinstance(command, SignedCommand) else command
+    value = encode_command(sent)
+    record_key = key if key is not None else str(sent["flag"]).encode()
     settings, kafka = broker_of(args)
     topic = getattr(args, "topic", None) or settings.topics.commands  # `send --topic`
 
     async def send() -> tuple[int, int]:
         return await send_command(
-            command, kafka=kafka, topic=topic, timeout_s=args.timeout, key=key
+            value, key=record_key, kafka=kafka, topic=topic, timeout_s=args.timeout
         )
 
     return asyncio.run(
         steering.send_and_await(
-            command,
+            str(sent["id"]),
             send=send,
             kafka=kafka,
             decisions=settings.topics.decisions,

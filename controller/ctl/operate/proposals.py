@@ -23,7 +23,7 @@ import orjson
 
 from controller.core.machine import MAX_CONTROL_BYTES
 from controller.core.trust import signing
-from controller.core.wire import Command, JsonObject
+from controller.core.wire import Command, JsonObject, sent_object
 from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate import handlers
 from controller.ctl.operate.commands import encode_command, read_private_key, validated
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.file is None:
         if args.action is None or args.flag is None:
             raise UsageError(f"{args.command} needs ACTION FLAG, or --file FILE")
-        command = handlers.command_from_args(args)
+        command = sent_object(handlers.command_from_args(args))
     else:
         _check_alone(args)
         command = read_command(args.file)

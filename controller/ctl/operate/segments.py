@@ -152,7 +152,11 @@ def change(
     last = commands[-1]
     answered = asyncio.run(
         steering.send_and_await(
-            last, send=sending, kafka=kafka, decisions=topics.decisions, timeout_s=args.timeout
+            str(last["id"]),
+            send=sending,
+            kafka=kafka,
+            decisions=topics.decisions,
+            timeout_s=args.timeout,
         )
     )
     if answered is None:

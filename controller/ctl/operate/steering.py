@@ -49,14 +49,15 @@ class Answered(NamedTuple):
 
 
 async def send_and_await(
-    command: Mapping[str, object],
+    command_id: str,
     *,
     send: Sender,
     kafka: KafkaSettings,
     decisions: str,
     timeout_s: float,
 ) -> Answered | None:
-    """Run ``send`` and return the decision on ``command``; None if none came in time."""
+    """Run ``send`` (which produces the command ``command_id``, encoded once, as it was
+    signed) and return the decision on it; None if none came in time."""
     reader = TopicReader(
         kafka, [decisions], from_end=True, client_id=CLIENT_ID, timeout_s=timeout_s
     )
@@ -66,7 +67,7 @@ async def send_and_await(
         while (left := deadline - time.monotonic()) > 0:
             for message in await _poll(reader, min(left, 0.5)):
                 decision = decision_or_alert(message)
-                if isinstance(decision, Decision) and decision.command_id == command["id"]:
+                if isinstance(decision, Decision) and decision.command_id == command_id:
                     return Answered(decision, message)
     return None
 
