@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -105,37 +105,30 @@ def command_model(
     return command
 
 
+class CommandOptions(TypedDict, total=False):
+    """The optional arguments of :func:`command_model`, passed on unchanged by the
+    functions that build on it."""
+
+    reason: str
+    plan: Plan | None
+    to_end: bool
+    command_id: str | None
+    ts_ms: int | None
+    at: datetime | None
+    environment: str | None
+
+
 def build_command(
     action: CommandAction | str,
     flag: str,
     *,
     actor: str,
     key_id: str | None,
-    reason: str = "",
-    plan: Plan | None = None,
-    to_end: bool = False,
-    command_id: str | None = None,
-    ts_ms: int | None = None,
-    at: datetime | None = None,
-    environment: str | None = None,
+    **options: Unpack[CommandOptions],
 ) -> JsonObject:
     """:func:`command_model`'s command as the JSON object it is sent as: for a proposal
     or a command a later step adds to before signing (``rolloutctl apply``)."""
-    return sent_object(
-        command_model(
-            action,
-            flag,
-            actor=actor,
-            key_id=key_id,
-            reason=reason,
-            plan=plan,
-            to_end=to_end,
-            command_id=command_id,
-            ts_ms=ts_ms,
-            at=at,
-            environment=environment,
-        )
-    )
+    return sent_object(command_model(action, flag, actor=actor, key_id=key_id, **options))
 
 
 def validated(contract: type[BaseModel], command: C) -> C:
@@ -154,28 +147,10 @@ def signed_model(
     private_key: Ed25519PrivateKey,
     key_id: str,
     actor: str,
-    reason: str = "",
-    plan: Plan | None = None,
-    to_end: bool = False,
-    command_id: str | None = None,
-    ts_ms: int | None = None,
-    at: datetime | None = None,
-    environment: str | None = None,
+    **options: Unpack[CommandOptions],
 ) -> Command:
     """The command the arguments describe, signed: what ``sign`` prints and ``send`` sends."""
-    command = command_model(
-        action,
-        flag,
-        actor=actor,
-        key_id=key_id,
-        reason=reason,
-        plan=plan,
-        to_end=to_end,
-        command_id=command_id,
-        ts_ms=ts_ms,
-        at=at,
-        environment=environment,
-    )
+    command = command_model(action, flag, actor=actor, key_id=key_id, **options)
     return signing.sign_command(command, private_key)
 
 
@@ -186,30 +161,11 @@ def signed_command(
     private_key: Ed25519PrivateKey,
     key_id: str,
     actor: str,
-    reason: str = "",
-    plan: Plan | None = None,
-    to_end: bool = False,
-    command_id: str | None = None,
-    ts_ms: int | None = None,
-    at: datetime | None = None,
-    environment: str | None = None,
+    **options: Unpack[CommandOptions],
 ) -> JsonObject:
     """:func:`signed_model`'s command as the JSON object it is sent as."""
     return sent_object(
-        signed_model(
-            action,
-            flag,
-            private_key=private_key,
-            key_id=key_id,
-            actor=actor,
-            reason=reason,
-            plan=plan,
-            to_end=to_end,
-            command_id=command_id,
-            ts_ms=ts_ms,
-            at=at,
-            environment=environment,
-        )
+        signed_model(action, flag, private_key=private_key, key_id=key_id, actor=actor, **options)
     )
 
 
