@@ -271,6 +271,18 @@ class Scenario:
         )
         return found
 
+    async def kill_seconds(self, flag: str, *, reason: str) -> float:
+        """From sending ``flag``'s kill to seeing its decision, applied, published."""
+        started = time.perf_counter()
+        await self.send(self.command("kill", flag, reason=reason), flag=flag)
+        await eventually(
+            lambda: self.observed.decision_where(flag=flag, action="kill", outcome="applied"),
+            timeout=60,
+            what=f"{flag} killed",
+            most=0.01,
+        )
+        return time.perf_counter() - started
+
     async def start(self, flag: str, plan: Plan) -> dict[str, Any]:
         command = self.command("start", flag, plan=plan)
         await self.send(command, flag=flag)

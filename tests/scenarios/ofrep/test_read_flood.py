@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -143,19 +142,6 @@ async def store_running_rollouts(scenario: Scenario) -> list[str]:
     return flags
 
 
-async def kill_seconds(scenario: Scenario, flag: str) -> float:
-    """From sending ``flag``'s kill to seeing its decision published."""
-    started = time.perf_counter()
-    await scenario.send(scenario.command("kill", flag, reason="read flood test"), flag=flag)
-    await eventually(
-        lambda: scenario.observed.decision_where(flag=flag, action="kill", outcome="applied"),
-        timeout=60,
-        what=f"{flag} killed",
-        most=0.01,
-    )
-    return time.perf_counter() - started
-
-
 async def test_a_kill_and_the_probes_are_not_held_back_by_readers_of_rollouts(
     scenario: Scenario,
 ) -> None:
@@ -173,7 +159,7 @@ async def test_a_kill_and_the_probes_are_not_held_back_by_readers_of_rollouts(
     flags = await store_running_rollouts(scenario)
     scenario.start_daemon()
     await wait_status(f"http://127.0.0.1:{health_port}/readyz", 200)
-    quiet = await kill_seconds(scenario, flags[0])
+    quiet = await scenario.kill_seconds(flags[0], reason="read flood test")
     # When sixteen clients read /rollouts back to back, and the orchestrator probes
     flood, prober = Flood(port), Prober(health_port)
     await prober.start()
@@ -184,7 +170,7 @@ async def test_a_kill_and_the_probes_are_not_held_back_by_readers_of_rollouts(
         )
         before = len(flood.answers)
         # And the operator kills a flag meanwhile
-        flooded = await kill_seconds(scenario, flags[1])
+        flooded = await scenario.kill_seconds(flags[1], reason="read flood test")
         during = len(flood.answers) - before
         # And the flood goes on until enough probes were timed for a share to mean something
         await eventually(

@@ -122,19 +122,6 @@ async def probe(url: str, until: asyncio.Event) -> list[int]:
     return found
 
 
-async def kill_seconds(scenario: Scenario, flag: str) -> float:
-    """From sending ``flag``'s kill to seeing its decision, applied, published."""
-    started = time.perf_counter()
-    await scenario.send(scenario.command("kill", flag, reason="otlp flood test"), flag=flag)
-    await eventually(
-        lambda: scenario.observed.decision_where(flag=flag, action="kill", outcome="applied"),
-        timeout=60,
-        what=f"{flag} killed",
-        most=0.01,
-    )
-    return time.perf_counter() - started
-
-
 async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
     scenario: Scenario,
 ) -> None:
@@ -154,7 +141,7 @@ async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
     scenario.start_daemon()
     base = f"http://127.0.0.1:{port}"
     await wait_status(f"http://127.0.0.1:{health_port}/readyz", 200)
-    quiet = await kill_seconds(scenario, QUIET)
+    quiet = await scenario.kill_seconds(QUIET, reason="otlp flood test")
     # Given more clients posting big exports back to back than the controller works on
     flood, probed = Flood(base, bodies), asyncio.Event()
     probes = [
@@ -167,7 +154,7 @@ async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
             lambda: len(flood.answers) >= 2 * CLIENTS, timeout=180, what="the flood answered"
         )
         # When the operator kills a flag in the middle of it
-        flooded = await kill_seconds(scenario, KILLED)
+        flooded = await scenario.kill_seconds(KILLED, reason="otlp flood test")
         during = len(flood.answers)
     finally:
         flood.stop.set()
