@@ -12,6 +12,7 @@ baseline runs on either side of it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import sys
@@ -159,3 +160,25 @@ async def forget(client: Any, prefix: str) -> None:
     keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
     for i in range(0, len(keys), 500):
         await client.delete(*keys[i : i + 500])
+
+
+def event_arguments(parser: argparse.ArgumentParser, *, rounds: int, round_help: str) -> None:
+    """The options the ingest benches share: the events made, the rounds, the window, the broker."""
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
+    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
+    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    parser.add_argument("--rounds", type=int, default=rounds, help=round_help)
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(0.2, 0.9),
+        metavar=("FROM", "TO"),
+        help="the fractions of the events between which every side is timed",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("auto", "kafka", "tansu", "both"),
+        default="auto",
+        help="Apache Kafka, the embedded tansu, or both in one run (auto: as the tests choose)",
+    )

@@ -88,7 +88,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from following import Window, around, create_topic, follow, forget, progress  # beside this
+from following import (  # beside this script
+    Window,
+    around,
+    create_topic,
+    event_arguments,
+    follow,
+    forget,
+    progress,
+)
 from ingest_paths import (  # beside this script
     IngestPath,
     IntakePath,
@@ -420,24 +428,7 @@ def max_batch_records() -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
-    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
-    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--rounds", type=int, default=5, help="raw/controller pairs")
-    parser.add_argument(
-        "--window",
-        type=float,
-        nargs=2,
-        default=(0.2, 0.9),
-        metavar=("FROM", "TO"),
-        help="the fractions of the events between which both sides are timed",
-    )
-    parser.add_argument(
-        "--broker",
-        choices=("auto", "kafka", "tansu", "both"),
-        default="auto",
-        help="Apache Kafka, the embedded tansu, or both in one run (auto: as the tests choose)",
-    )
+    event_arguments(parser, rounds=5, round_help="raw/controller pairs")
     parser.add_argument(
         "--paths",
         type=paths_of,

@@ -68,7 +68,7 @@ from typing import Any
 import msgspec
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from following import PARTITIONS, Window, progress  # beside this script
+from following import PARTITIONS, Window, event_arguments, progress  # beside this script
 from ingest import controller_run, on_brokers, produce, raw_loop
 
 QUIX_SCRIPT = Path(__file__).resolve().parent / "quix_counts.py"
@@ -316,24 +316,7 @@ if __name__ == "__main__":
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
-    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
-    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four sides")
-    parser.add_argument(
-        "--window",
-        type=float,
-        nargs=2,
-        default=(0.2, 0.9),
-        metavar=("FROM", "TO"),
-        help="the fractions of the events between which every side is timed",
-    )
-    parser.add_argument(
-        "--broker",
-        choices=("auto", "kafka", "tansu", "both"),
-        default="auto",
-        help="Apache Kafka, the embedded tansu, or both in one run (auto: as the tests choose)",
-    )
+    event_arguments(parser, rounds=3, round_help="rounds of the four sides")
     parser.add_argument(
         "--quix-python",
         default=str(QUIX_VENV / "bin" / "python"),
