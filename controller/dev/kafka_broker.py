@@ -26,8 +26,8 @@ from controller.dev.broker import kafka_metadata_ok
 from controller.dev.processes import (
     LOCALHOST,
     ManagedProcess,
+    ServedProcess,
     ServiceUnavailable,
-    StartStop,
     free_port,
     tcp_connectable,
 )
@@ -138,12 +138,14 @@ def render_properties(properties: Mapping[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in properties.items())
 
 
-class KafkaBroker(StartStop):
+class KafkaBroker(ServedProcess):
     """One Apache Kafka node (broker and KRaft controller) on 127.0.0.1, data in ``workdir``.
 
     Both ports are chosen once: ``start()`` after ``stop()`` or ``kill()`` serves the same
     address with the same data. ``advertised_port`` tells clients to connect elsewhere
     (a proxy in front of it). ``properties`` add to or override :data:`BROKER_PROPERTIES`.
+    ``stop()`` is a controlled shutdown (SIGKILL after 30 s); after ``kill()``, what the
+    broker had not flushed is recovered at the next start.
     """
 
     def __init__(
@@ -190,10 +192,6 @@ class KafkaBroker(StartStop):
         return self.workdir / "kafka.log"
 
     @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
-
-    @property
     def description(self) -> str:
         pid = self._process.pid if self._process is not None else None
         return f"Apache Kafka at {self.bootstrap} (pid {pid}, log {self.log_path})"
@@ -207,9 +205,6 @@ class KafkaBroker(StartStop):
             "node.id": str(self.node_id),
         }
         return {**BROKER_PROPERTIES, **ports, **self._extra}
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.running()
 
     def _java(self, main: str, *args: str, heap: tuple[str, ...] = JVM_OPTIONS) -> list[str]:
         log4j = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
@@ -279,26 +274,7 @@ class KafkaBroker(StartStop):
                     return
                 problem = f"metadata request failed: {answer}"
             time.sleep(0.2)
-        tail = process.log_tail()
-        process.kill()
-        raise RuntimeError(
-            f"Apache Kafka at {self.bootstrap} did not come up: {problem}\n"
-            f"--- {self.log_path} (tail) ---\n{tail}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM (a controlled shutdown), SIGKILL after 30 s. Safe to call repeatedly."""
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash; what the broker had not flushed is recovered at the next start."""
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
+        raise self._failed(process, f"Apache Kafka at {self.bootstrap} did not come up", problem)
 
     def dump_log_segments(self, topic: str, partition: int = 0) -> str:
         """What Kafka's own ``DumpLogSegments`` prints of the partition's log segments: a

@@ -21,8 +21,8 @@ import yaml
 from controller.dev.processes import (
     LOCALHOST,
     ManagedProcess,
+    ServedProcess,
     ServiceUnavailable,
-    StartStop,
     free_port,
     tcp_connectable,
 )
@@ -87,8 +87,11 @@ def collector_variables(
     }
 
 
-class Collector(StartStop):
+class Collector(ServedProcess):
     """One Collector on 127.0.0.1 sending to ``brokers``; its ports are chosen once.
+
+    ``stop()``: the receiver closes, what was accepted is sent to Kafka, then it exits;
+    ``kill()``: what its in-memory queue held is lost, as in any crash of a Collector.
 
     ``start()`` after ``stop()`` listens on the same ports, as a restarted
     Collector behind a fixed address does, so the app's exporter finds it again.
@@ -129,13 +132,6 @@ class Collector(StartStop):
     def log_path(self) -> Path:
         return self.workdir / "otelcol.log"
 
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.running()
-
     def start(self) -> Self:
         """Start it (no-op if running); return once every pipeline runs and the port answers."""
         if self.running():
@@ -171,31 +167,12 @@ class Collector(StartStop):
                 f"OTLP/HTTP port {self.http_port} answering: {listening})"
             )
             time.sleep(0.1)
-        tail = process.log_tail()
-        process.kill()
-        raise RuntimeError(
-            f"the OpenTelemetry Collector did not start: {problem}\n"
-            f"--- {self.log_path} (tail) ---\n{tail}"
-        )
+        raise self._failed(process, "the OpenTelemetry Collector did not start", problem)
 
     def _logged_ready(self, log_from: int) -> bool:
         with self.log_path.open("rb") as log:
             log.seek(log_from)
             return READY.encode() in log.read()
-
-    def stop(self) -> None:
-        """SIGTERM: the receiver closes, what was accepted is sent to Kafka, then it exits."""
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: what its in-memory queue held is lost, as in any crash of a Collector."""
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
 
     def __repr__(self) -> str:
         return f"<Collector {self.otlp_http_url} running={self.running()}>"

