@@ -50,7 +50,7 @@ from controller.core.stats.sequential import proportion_test
 from controller.core.trust import signing
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from controller.ctl.operate.commands import encode_command, signed_command
+from controller.ctl.operate.commands import encode_command, signed_model
 from tests.support.backing.services import resolve_kafka, resolve_redis
 from tests.support.controller_process import ControllerProcess, controller_env
 
@@ -199,7 +199,7 @@ class Bench:
 
     async def run_round(self, index: int) -> Round:
         round_ = Round(flag=f"target-{index}-{uuid.uuid4().hex[:6]}")
-        command = signed_command(
+        command = signed_model(
             "start", round_.flag, private_key=self.key, key_id="bench", actor="bench", plan=PLAN
         )
         await self.producer.send_and_wait(

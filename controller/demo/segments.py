@@ -2,7 +2,7 @@
 
 ``staff`` is an id list and ``beta`` a rule (:data:`controller.demo.scenario.SEGMENTS`).
 Each is sent as ``rolloutctl segment put`` sends it
-(:func:`controller.ctl.operate.segments.commands_for`: one signed command, or one per
+(:func:`controller.ctl.operate.segments.commands_for`, signed: one command, or one per
 part of a list, under the key ``segment:<name>``); the demo then waits until
 its apps' client holds both, followed from the segments topic, before any
 rollout starts, so the first ring has its members from the first request.
@@ -13,7 +13,8 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.rules import SegmentLookup
-from controller.ctl.operate import commands_for, send, signer
+from controller.core.trust import signing
+from controller.ctl.operate import commands_for, send
 from controller.demo.scenario import ACTOR, KEY_ID, SEGMENTS
 from controller.sdk.segments import SegmentBook
 from controller.settings import KafkaSettings
@@ -25,16 +26,16 @@ async def put_segments(key: Ed25519PrivateKey, *, kafka: KafkaSettings, topic: s
     """Send the signed commands that put every segment of the demo, in order."""
     for name, content in SEGMENTS.items():
         rule, ids = (content, None) if isinstance(content, str) else (None, list(content))
-        commands = commands_for(
+        unsigned = commands_for(
             name,
             action="put",
             actor=ACTOR,
             key_id=KEY_ID,
-            sign=signer(key),
             reason="rollout-controller demo: a ring's audience",
             rule=rule,
             ids=ids,
         )
+        commands = [signing.sign_command(command, key) for command in unsigned]
         await send(commands, kafka=kafka, topic=topic, timeout_s=SEND_TIMEOUT_SECONDS)
 
 

@@ -30,9 +30,10 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import Rollout
 from controller.core.trust import signing
+from controller.core.wire import sent_object
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from controller.ctl.operate.commands import encode_command, signed_command
+from controller.ctl.operate.commands import encode_command, signed_model
 from controller.ctl.operate.pipelines import command_of as pipeline_command_of
 from controller.settings import RedisSettings
 from tests.support.controller_process import ControllerProcess, controller_env
@@ -244,8 +245,10 @@ class Scenario:
 
     def command(self, action: str, flag: str, **options: Any) -> dict[str, Any]:
         """A correctly signed command."""
-        return signed_command(
-            action, flag, private_key=self.key, key_id=KEY_ID, actor="tester", **options
+        return sent_object(
+            signed_model(
+                action, flag, private_key=self.key, key_id=KEY_ID, actor="tester", **options
+            )
         )
 
     async def send(self, command: dict[str, Any] | bytes, *, flag: str) -> None:
@@ -256,8 +259,7 @@ class Scenario:
     def pipeline_command(self, flag: str, pipeline: dict[str, Any]) -> dict[str, Any]:
         """A pipeline start for ``flag``, signed with the scenario's operator key."""
         command = pipeline_command_of(flag, pipeline, actor="tester", key_id=KEY_ID)
-        command["sig"] = signing.sign(command, self.key)
-        return command
+        return sent_object(signing.sign_command(command, self.key))
 
     async def decided(
         self, command: dict[str, Any], *, flag: str, what: str, timeout: float = 30

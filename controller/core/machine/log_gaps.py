@@ -30,16 +30,16 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from controller.core.common import Actor, MessageId, Reason, SchemaVersion, Timestamp
+from controller.core.common import MessageId, Timestamp
 from controller.core.machine.commands import signature_refusal
 from controller.core.rollouts import RaiseAlert
-from controller.core.wire import IngestEvidence, JsonObject
+from controller.core.wire import IngestEvidence, JsonObject, SignedCommand
 
 Choice = Literal["reread", "accept_gap"]
 CHOICES: tuple[Choice, ...] = ("reread", "accept_gap")
@@ -192,13 +192,10 @@ def resume_offset(choice: Choice, *, gap_end: int, beginning: int, end: int) -> 
     return min(max(gap_end, beginning), end)
 
 
-class IngestCommand(BaseModel):
+class IngestCommand(SignedCommand):
     """An operator's choice for held events partitions, signed like every command."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     type: Literal["ingest"]
-    v: SchemaVersion = Field(description="Schema version of this message.")
     id: MessageId = Field(description="Unique id of this command, used for deduplication.")
     ts: Timestamp = Field(description="When it was issued: epoch ms, or RFC 3339.")
     action: Choice = Field(
@@ -216,15 +213,13 @@ class IngestCommand(BaseModel):
         description="The topic whose held partitions it applies to: the events topic when "
         "none; the Collector's topics (`otlp.spans_topic`, `otlp.logs_topic`) are held alike.",
     )
-    actor: Actor = Field(description="Who issued the command.")
-    reason: Reason = ""
-    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Which operator key signed it; unsigned commands are rejected."
-    )
     sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None,
         description="Base64 Ed25519 signature over the canonical command without `sig`.",
     )
+
+    actor_follows: ClassVar[str] = "topic"
+    type_leads: ClassVar[bool] = True
 
 
 def parsed(value: bytes) -> tuple[IngestCommand, JsonObject] | None:

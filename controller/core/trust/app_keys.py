@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,13 +33,11 @@ from controller.core.common import (
     AppliedDigest,
     EnvironmentName,
     MessageId,
-    Reason,
-    SchemaVersion,
     Timestamp,
     as_datetime,
 )
 from controller.core.trust import signing
-from controller.core.wire import AppKeyEvidence, JsonObject
+from controller.core.wire import AppKeyEvidence, JsonObject, SignedCommand
 
 APP_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 APP_KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -69,13 +67,10 @@ AppKeyId = Annotated[str, StringConstraints(pattern=APP_KEY_ID_PATTERN)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
-class AppKeyCommand(BaseModel):
+class AppKeyCommand(SignedCommand):
     """An operator command that makes or revokes an app key, signed like every command."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     type: Literal["app_key"]
-    v: SchemaVersion = Field(description="Schema version of this message.")
     id: MessageId = Field(description="Unique id of this command, used for deduplication.")
     ts: Timestamp = Field(description="When it was issued: epoch ms, or RFC 3339.")
     action: Literal["create", "revoke"]
@@ -104,15 +99,13 @@ class AppKeyCommand(BaseModel):
         "never travels.",
     )
     applied: AppliedDigest | None = Field(default=None, description="`rolloutctl apply`'s digest.")
-    actor: Actor = Field(description="Who issued the command.")
-    reason: Reason = ""
-    key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Which operator key signed it; unsigned commands are rejected."
-    )
     sig: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None,
         description="Base64 Ed25519 signature over the canonical command without `sig`.",
     )
+
+    actor_follows: ClassVar[str] = "applied"
+    type_leads: ClassVar[bool] = True
 
 
 class AppKey(BaseModel):

@@ -39,8 +39,9 @@ class SignedCommand(MessageBase):
 
     The signature covers the command as sent (:func:`sent_object`) without ``sig``.
     A published schema lists ``actor`` and ``reason`` after the field named by
-    :attr:`actor_follows` and ``key_id`` and ``sig`` last, where each message declared
-    them before this base held them, so the schemas stay as they were.
+    :attr:`actor_follows`, ``key_id`` and ``sig`` last, and ``type`` first where
+    :attr:`type_leads`, where each message declared them before this base held them, so
+    the schemas stay as they were.
     """
 
     actor: Actor = Field(description="Who issued the command.")
@@ -56,6 +57,8 @@ class SignedCommand(MessageBase):
 
     actor_follows: ClassVar[str] = ""
     """The field ``actor`` and ``reason`` follow in the published schema ("": first)."""
+    type_leads: ClassVar[bool] = False
+    """Whether the published schema lists ``type`` before ``v``, ``id`` and ``ts``."""
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -63,7 +66,7 @@ class SignedCommand(MessageBase):
     ) -> JsonSchemaValue:
         json_schema = handler(core_schema)
         target = handler.resolve_ref_schema(json_schema)
-        order = published_order(list(cls.model_fields), cls.actor_follows)
+        order = published_order(list(cls.model_fields), cls.actor_follows, cls.type_leads)
         rank = {name: at for at, name in enumerate(order)}
         if "properties" in target:
             target["properties"] = dict(
@@ -74,10 +77,13 @@ class SignedCommand(MessageBase):
         return json_schema
 
 
-def published_order(fields: list[str], actor_follows: str) -> list[str]:
+def published_order(fields: list[str], actor_follows: str, type_leads: bool = False) -> list[str]:
     """``fields`` (a signed command's, base fields first) in the order its schema lists them:
-    ``actor`` and ``reason`` after ``actor_follows``, ``key_id`` and ``sig`` last."""
+    ``type`` first where ``type_leads``, ``actor`` and ``reason`` after ``actor_follows``,
+    ``key_id`` and ``sig`` last."""
     rest = [name for name in fields if name not in SIGNED_FIELDS]
+    if type_leads and "type" in rest:
+        rest = ["type", *(name for name in rest if name != "type")]
     at = rest.index(actor_follows) + 1 if actor_follows in rest else 0
     return [*rest[:at], "actor", "reason", *rest[at:], "key_id", "sig"]
 

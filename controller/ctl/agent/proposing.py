@@ -1,7 +1,8 @@
 """Proposals: the unsigned commands the MCP server hands a person, and how to sign them.
 
-A proposal is the command ``rolloutctl`` would sign (:func:`build_command`), made
-against the flag as the controller serves it now: it names the flag version,
+A proposal is the command ``rolloutctl`` would sign, built as the contract's model
+(:func:`~controller.ctl.operate.command_model`) and handed on as the object it would be
+sent as, made against the flag as the controller serves it now: it names the flag version,
 rollout and stage it read (``expect_version``, ``expect_rollout_id``,
 ``expect_stage``), so the controller rejects it as stale once the flag has
 moved on. It carries no key id and no signature; the person who signs it makes
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
+from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from controller.core.common import ConfigError, ControllerError
 from controller.core.reading import RolloutStatus
 from controller.core.rollouts import Plan, errors, lint, load_plan
-from controller.core.wire import CommandAction
-from controller.ctl.operate import build_command
+from controller.core.wire import Command, CommandAction, JsonObject, sent_object
+from controller.ctl.operate import command_model
 
 PROPOSER = "proposal via rolloutctl mcp"
 """The proposal's actor until a person signs it and it becomes theirs."""
@@ -47,12 +49,21 @@ class MadeAgainst(BaseModel):
     phase: str | None
 
 
+SentCommand = Annotated[
+    Command,
+    PlainSerializer(sent_object, return_type=JsonObject),
+    WithJsonSchema({"additionalProperties": True, "title": "Command", "type": "object"}),
+]
+"""A command handed on as the JSON object it is sent and signed as
+(:func:`~controller.core.wire.sent_object`), and described as any JSON object."""
+
+
 class Proposal(BaseModel):
     """An unsigned command for a person to review, sign and send."""
 
     model_config = ConfigDict(frozen=True)
 
-    command: dict[str, object] = Field(
+    command: SentCommand = Field(
         description="The unsigned command, exactly as `rolloutctl sign --file` takes it."
     )
     made_against: MadeAgainst
@@ -85,7 +96,8 @@ def propose(
     to_end: bool = False,
 ) -> Proposal:
     """The proposal of ``action`` on ``flag``, with its preconditions and the lines to run."""
-    command = build_command(
+    at_stage = against.rollout_id is not None and against.stage is not None
+    command = command_model(
         action,
         flag,
         actor=PROPOSER,
@@ -94,16 +106,16 @@ def propose(
         plan=plan,
         to_end=to_end,
         environment=environment,
+        expect_version=against.flag_version,
+        expect_rollout_id=against.rollout_id if at_stage else None,
+        expect_stage=against.stage if at_stage else None,
     )
-    command["expect_version"] = against.flag_version
-    if against.rollout_id is not None and against.stage is not None:
-        command |= {"expect_rollout_id": against.rollout_id, "expect_stage": against.stage}
-    name = f"proposal-{action.value}-{flag}-{str(command['id'])[:8]}.json"
-    text = orjson.dumps(command).decode()
+    name = f"proposal-{action.value}-{flag}-{command.id[:8]}.json"
+    text = orjson.dumps(sent_object(command)).decode()
     line = f"rolloutctl send --sign --wait --file {shlex.quote(name)}"
     inline = f"rolloutctl send --sign --wait --file - <<'EOF'\n{text}\nEOF"
     return Proposal(
-        command={**command},
+        command=command,
         made_against=against,
         file=name,
         sign_and_send=line,

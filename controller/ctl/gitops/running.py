@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 from controller.core.common import ConfigError, ControllerError
 from controller.ctl.exits import (
@@ -79,9 +78,9 @@ def apply(args: argparse.Namespace) -> int:
     sending = [item for item in items if item.send]
     if any(item.desired.kind == "app_key" for item in sending) and args.secrets_dir is None:
         raise UsageError("apply makes app keys: pass --secrets-dir DIR for their secrets")
-    sign = _signer(read_private_key(handlers.key_path_of(args.key, key_id))) if sending else None
+    key = read_private_key(handlers.key_path_of(args.key, key_id)) if sending else None
     # Every command is built (and checked against its contract) before the first is sent.
-    batches = [commanding.commands_of(item, who, sign) for item in sending]
+    batches = [commanding.commands_of(item, who, key) for item in sending]
     codes = [_apply_one(args, item, batch) for item, batch in zip(sending, batches, strict=True)]
     for item in items:
         if not item.send and (item.differs or args.verbose):
@@ -123,12 +122,6 @@ def _show(args: argparse.Namespace, item: Item, batch: Batch | None) -> None:
     print(f"{MARKS[item.change]} {item.desired.label}: {item.change.value}: {item.why}")
     for command in commands:
         print("  " + encode_command(command).decode())
-
-
-def _signer(private_key: Any) -> commanding.Sign:
-    from controller.core.trust import signing  # noqa: PLC0415
-
-    return lambda command: signing.sign(command, private_key)
 
 
 def _apply_one(args: argparse.Namespace, item: Item, batch: Batch) -> int:
@@ -176,7 +169,7 @@ def _send(args: argparse.Namespace, batch: Batch) -> steering.Answered | None:
 
     return asyncio.run(
         steering.send_and_await(
-            str(batch.commands[-1]["id"]),
+            batch.commands[-1].id,
             send=send,
             kafka=kafka,
             decisions=settings.topics.decisions,

@@ -14,17 +14,15 @@ from controller.ctl.operate import (
     views,
 )
 from controller.ctl.operate.commands import (
-    build_command,
     command_model,
     encode_command,
     read_private_key,
     send_command,
-    signed_command,
     signed_model,
     write_private_key,
 )
 from controller.ctl.operate.file_kinds import KINDS, SUFFIXES, Kind, kind_of
-from controller.ctl.operate.segments import commands_for, orjson_rule, read_ids, send, signer
+from controller.ctl.operate.segments import commands_for, orjson_rule, read_ids, send
 from controller.ctl.terminal import UsageError
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "Kind",
     "UsageError",
     "app_keys",
-    "build_command",
     "command_model",
     "commands_for",
     "encode_command",
@@ -50,9 +47,7 @@ __all__ = [
     "segments",
     "send",
     "send_command",
-    "signed_command",
     "signed_model",
-    "signer",
     "steering",
     "targeting_args",
     "views",

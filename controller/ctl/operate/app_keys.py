@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +21,7 @@ from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, d
 from controller.core.wire import AppKeyEvidence, Decision, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import UsageError, env_url, print_json, warn
@@ -42,15 +40,15 @@ def run(args: argparse.Namespace) -> int:
     command = _signed(args, secret)
     answered = send_signed(args, command, key=RECORD_KEY)
     if answered is None:
-        what = f"{command['action']} {command['target']} (command {command['id']})"
-        hint = f"; revoke key {command['app_key']} if it appears" if secret else ""
+        what = f"{command.action} {command.target} (command {command.id})"
+        hint = f"; revoke key {command.app_key} if it appears" if secret else ""
         warn(f"sent {what}, but no decision came within {args.timeout:g}s{hint}")
         return EXIT_NO_DECISION
     applied = answered.decision.outcome == "applied"
     if args.json:
         print_json({**answered.published, **({"secret": secret} if secret and applied else {})})
     else:
-        print(outcome_line(answered.decision, str(command["target"])))
+        print(outcome_line(answered.decision, command.target))
         if secret and applied:
             print(secret)
             warn("the secret above is shown this once: store it now (Authorization: Bearer)")
@@ -82,32 +80,28 @@ def command_of(
     scopes: list[str] | None = None,
     client: bool = False,
     environment: str | None = None,
-) -> JsonObject:
-    """An unsigned app-key command, validated against the contract."""
-    command: JsonObject = {
-        "type": "app_key",
-        "v": 1,
-        "id": uuid.uuid4().hex,
-        "ts": time.time_ns() // 1_000_000,
-        "action": action,
-        "target": target,
-        "actor": actor,
-        "reason": reason,
-        "key_id": key_id,
-    }
+    applied: str | None = None,
+) -> AppKeyCommand:
+    """An unsigned app-key command, as the contract's model: a new key's id drawn here and
+    its secret's hash where ``secret`` is given (``create``); ``applied``: the desired key's
+    digest (``rolloutctl apply``)."""
+    fields: JsonObject = {"type": "app_key", **new_message(), "action": action}
+    fields |= {"target": target, "actor": actor, "reason": reason, "key_id": key_id}
     if secret is not None:
-        command |= {
+        fields |= {
             "app_key": secrets.token_hex(8),
             "scopes": [*sorted(set(scopes or []))],
             "client": client,
             "secret_sha256": digest(secret),
         }
         if environment is not None:
-            command["environment"] = environment
-    return validated(AppKeyCommand, command)
+            fields["environment"] = environment
+    if applied is not None:
+        fields["applied"] = applied
+    return contract_model(AppKeyCommand, fields)
 
 
-def _signed(args: argparse.Namespace, secret: str | None) -> JsonObject:
+def _signed(args: argparse.Namespace, secret: str | None) -> AppKeyCommand:
     key_id = key_id_of(args.key_id)
     if secret is not None and not args.client and not args.scope:
         raise UsageError("a key needs --scope evaluate, events or verdicts (or --client)")
@@ -122,8 +116,7 @@ def _signed(args: argparse.Namespace, secret: str | None) -> JsonObject:
         client=getattr(args, "client", False),
         environment=getattr(args, "environment", None),
     )
-    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
-    return command
+    return signing.sign_command(command, read_private_key(key_path_of(args.key, key_id)))
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 ``keygen`` makes an Ed25519 key pair: the private key stays in a 0600 file on
 the operator's machine, the public key goes into the controller's
-``engine.operator_keys``. A command is built and validated against the
-contract's model by :func:`command_model`, signed by :func:`signed_model`
+``engine.operator_keys``. A command is built and validated as the contract's
+model by :func:`command_model` (the segment, pipeline, app-key and ingest
+commands by their own modules' builders, as theirs), signed by
+:func:`signed_model` or :func:`~controller.core.trust.signing.sign_command`
 (the signature covers the object it is sent as) and encoded once by
 :func:`encode_command`; the controller verifies the signature over exactly the
 object it receives, so nothing re-serializes the command in between. The
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from controller.core.common import ConfigError, dump_yaml
 from controller.core.rollouts import Plan
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
 
     from controller.settings import KafkaSettings
 
-C = TypeVar("C", bound=Mapping[str, object])
-"""A command as built: a JSON object, or a narrower mapping."""
+M = TypeVar("M", bound=SignedCommand)
+"""A signed command's contract model: :class:`~controller.core.wire.Command` or another."""
 
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Key ids ``keygen`` accepts: safe as a file name and as a YAML key."""
@@ -66,11 +68,16 @@ def command_model(
     ts_ms: int | None = None,
     at: datetime | None = None,
     environment: str | None = None,
+    applied: str | None = None,
+    expect_version: int | None = None,
+    expect_rollout_id: str | None = None,
+    expect_stage: int | None = None,
 ) -> Command:
     """An unsigned command, built from the arguments as the contract's model;
     ``environment``: where it acts (left out of the command when None: the controller's
     default environment); ``key_id`` left out when None (a proposal, which its signer's
-    key names).
+    key names); ``applied``: the desired rollout's digest (``rolloutctl apply``);
+    ``expect_*``: a proposal's preconditions, what the flag was when it was made.
 
     ``plan`` is required with ``start`` and refused with any other action;
     ``to_end`` is only allowed with ``promote`` (and sent only with it), ``at`` (a
@@ -96,6 +103,10 @@ def command_model(
             plan=None if plan is None else plan.model_dump(mode="json"),
             at=at,
             environment=environment,
+            applied=applied,
+            expect_version=expect_version,
+            expect_rollout_id=expect_rollout_id,
+            expect_stage=expect_stage,
         )
     except ValidationError as exc:
         raise UsageError(f"invalid command: {summarize(exc)}") from exc
@@ -106,8 +117,8 @@ def command_model(
 
 
 class CommandOptions(TypedDict, total=False):
-    """The optional arguments of :func:`command_model`, passed on unchanged by the
-    functions that build on it."""
+    """The optional arguments of :func:`command_model`, passed on unchanged by
+    :func:`signed_model`."""
 
     reason: str
     plan: Plan | None
@@ -116,28 +127,10 @@ class CommandOptions(TypedDict, total=False):
     ts_ms: int | None
     at: datetime | None
     environment: str | None
-
-
-def build_command(
-    action: CommandAction | str,
-    flag: str,
-    *,
-    actor: str,
-    key_id: str | None,
-    **options: Unpack[CommandOptions],
-) -> JsonObject:
-    """:func:`command_model`'s command as the JSON object it is sent as: for a proposal
-    or a command a later step adds to before signing (``rolloutctl apply``)."""
-    return sent_object(command_model(action, flag, actor=actor, key_id=key_id, **options))
-
-
-def validated(contract: type[BaseModel], command: C) -> C:
-    """``command``, once it meets its ``contract``; else a usage error naming the field."""
-    try:
-        contract.model_validate(command)
-    except ValidationError as exc:
-        raise UsageError(f"invalid command: {summarize(exc)}") from exc
-    return command
+    applied: str | None
+    expect_version: int | None
+    expect_rollout_id: str | None
+    expect_stage: int | None
 
 
 def signed_model(
@@ -154,33 +147,32 @@ def signed_model(
     return signing.sign_command(command, private_key)
 
 
-def signed_command(
-    action: CommandAction | str,
-    flag: str,
-    *,
-    private_key: Ed25519PrivateKey,
-    key_id: str,
-    actor: str,
-    **options: Unpack[CommandOptions],
-) -> JsonObject:
-    """:func:`signed_model`'s command as the JSON object it is sent as."""
-    return sent_object(
-        signed_model(action, flag, private_key=private_key, key_id=key_id, actor=actor, **options)
-    )
+def contract_model(contract: type[M], fields: Mapping[str, object], *, what: str = "command") -> M:
+    """``contract``'s model of ``fields``, the only fields it sends; a usage error naming
+    the field (``invalid {what}: ...``) when the contract refuses one."""
+    try:
+        return contract.model_validate(fields)
+    except ValidationError as exc:
+        raise UsageError(f"invalid {what}: {summarize(exc)}") from exc
+
+
+def new_message() -> JsonObject:
+    """The fields drawn for each new command: ``v``, a fresh ``id``, ``ts`` now."""
+    return {"v": 1, "id": uuid.uuid4().hex, "ts": time.time_ns() // 1_000_000}
 
 
 def encode_command(command: SignedCommand | Mapping[str, object]) -> bytes:
     """The command as one compact line of UTF-8 JSON, the Kafka message value: a model
     as :func:`~controller.core.wire.sent_object` gives it (the object its signature
-    covers), a JSON object as it is."""
+    covers), a JSON object (a file someone else signed, sent as they signed it) as it is."""
     if isinstance(command, SignedCommand):
         return orjson.dumps(sent_object(command))
     return orjson.dumps(command)
 
 
-def command_record(command: Mapping[str, object]) -> tuple[bytes, bytes]:
+def command_record(command: Command) -> tuple[bytes, bytes]:
     """The Kafka key (the flag) and value of a command."""
-    return str(command["flag"]).encode(), encode_command(command)
+    return command.flag.encode(), encode_command(command)
 
 
 async def send_command(

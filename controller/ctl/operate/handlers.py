@@ -109,23 +109,23 @@ def segment(args: argparse.Namespace) -> int:
     if args.verb == "show":
         return segments.show(args)
     key_id = key_id_of(args.key_id)
-    sign = segments.signer(read_private_key(key_path_of(args.key, key_id)))
+    private_key = read_private_key(key_path_of(args.key, key_id))
     action, rule, ids = "delete", None, None
     if args.verb == "put":
         if (args.rule is None) == (args.ids_file is None):
             raise UsageError("segment put takes --rule TEXT or --ids-file FILE, one of them")
         action, rule = "put", args.rule
         ids = segments.read_ids(args.ids_file) if args.ids_file else None
-    commands = segments.commands_for(
+    unsigned = segments.commands_for(
         args.name,
         actor=actor_of(args.actor),
         key_id=key_id,
-        sign=sign,
         reason=args.reason,
         action=action,
         rule=rule,
         ids=ids,
     )
+    commands = [signing.sign_command(command, private_key) for command in unsigned]
     settings, kafka = broker_of(args)
     return segments.change(args, commands, kafka=kafka, topics=settings.topics)
 
@@ -294,16 +294,19 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def produce(args: argparse.Namespace, command: Mapping[str, object]) -> int:
-    """Send a signed ``command`` (the object as it was signed) without waiting; print its id."""
+def produce(args: argparse.Namespace, command: SignedCommand | Mapping[str, object]) -> int:
+    """Send a signed ``command`` without waiting; print its id. A model is sent as
+    :func:`~controller.core.wire.sent_object` gives it, a JSON object (``send --file``) as
+    it is: each the object its signature covers."""
+    sent = sent_object(command) if isinstance(command, SignedCommand) else command
     settings, kafka = broker_of(args)
     topic = args.topic or settings.topics.commands
-    value, key = encode_command(command), str(command["flag"]).encode()
+    value, key = encode_command(sent), str(sent["flag"]).encode()
     partition, offset = asyncio.run(
         send_command(value, key=key, kafka=kafka, topic=topic, timeout_s=args.timeout)
     )
-    warn(f"sent {command['action']} {command['flag']} to {topic}[{partition}]@{offset}")
-    print(command["id"])
+    warn(f"sent {sent['action']} {sent['flag']} to {topic}[{partition}]@{offset}")
+    print(sent["id"])
     return 0
 
 

@@ -11,15 +11,13 @@ the controller's decision (docs/architecture.md, "A broker that lost its data").
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
 
 from controller.core.machine import IngestCommand
 from controller.core.trust import signing
 from controller.core.wire import IngestEvidence, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.options import broker_options, output_options, signing_options
 from controller.ctl.terminal import print_json, warn
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     command = _signed(args)
     answered = send_signed(args, command, key=RECORD_KEY)
     if answered is None:
-        warn(f"sent ingest {command['action']} (command {command['id']}), but no decision came")
+        warn(f"sent ingest {command.action} (command {command.id}), but no decision came")
         return EXIT_NO_DECISION
     decision = answered.decision
     if args.json:
@@ -79,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         said = decision.evidence
         partitions = said.partitions if isinstance(said, IngestEvidence) else None
         result = f"events partitions {partitions}" if partitions else ""
-        print(views.outcome_line(decision, what=f"ingest {command['action']}", result=result))
+        print(views.outcome_line(decision, what=f"ingest {command.action}", result=result))
     return 0 if decision.outcome == "applied" else EXIT_REJECTED
 
 
@@ -91,25 +89,17 @@ def command_of(
     key_id: str,
     reason: str = "",
     topic: str | None = None,
-) -> JsonObject:
-    """An unsigned ingest command, validated against the contract."""
-    command: JsonObject = {
-        "type": "ingest",
-        "v": 1,
-        "id": uuid.uuid4().hex,
-        "ts": time.time_ns() // 1_000_000,
-        "action": choice,
-        "partitions": [*sorted(set(partitions))],
-        "actor": actor,
-        "reason": reason,
-        "key_id": key_id,
-    }
+) -> IngestCommand:
+    """An unsigned ingest command, as the contract's model."""
+    fields: JsonObject = {"type": "ingest", **new_message(), "action": choice}
+    fields["partitions"] = [*sorted(set(partitions))]
+    fields |= {"actor": actor, "reason": reason, "key_id": key_id}
     if topic is not None:
-        command["topic"] = topic
-    return validated(IngestCommand, command)
+        fields["topic"] = topic
+    return contract_model(IngestCommand, fields)
 
 
-def _signed(args: argparse.Namespace) -> JsonObject:
+def _signed(args: argparse.Namespace) -> IngestCommand:
     key_id = key_id_of(args.key_id)
     command = command_of(
         VERBS[args.ingest_command],
@@ -119,5 +109,4 @@ def _signed(args: argparse.Namespace) -> JsonObject:
         reason=args.reason,
         topic=args.topic,
     )
-    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
-    return command
+    return signing.sign_command(command, read_private_key(key_path_of(args.key, key_id)))

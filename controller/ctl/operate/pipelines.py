@@ -12,8 +12,6 @@ and who still has to approve. A step's approval is ``rolloutctl approve FLAG
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from controller.core.trust import signing
 from controller.core.wire import JsonObject, summarize
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import views
-from controller.ctl.operate.commands import read_private_key, validated
+from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.file_kinds import hint_for
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
@@ -145,7 +143,7 @@ def _start(args: argparse.Namespace) -> int:
     command = _signed(args)
     answered = send_signed(args, command)
     if answered is None:
-        warn(f"sent pipeline start {args.flag} (command {command['id']}), but no decision came")
+        warn(f"sent pipeline start {args.flag} (command {command.id}), but no decision came")
         return EXIT_NO_DECISION
     decision = answered.decision
     if args.json:
@@ -158,25 +156,24 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def command_of(
-    flag: str, pipeline: JsonObject, *, actor: str, key_id: str, reason: str = ""
-) -> JsonObject:
-    """An unsigned pipeline command, validated against the contract."""
-    command: JsonObject = {
-        "type": "pipeline",
-        "v": 1,
-        "id": uuid.uuid4().hex,
-        "ts": time.time_ns() // 1_000_000,
-        "action": "start",
-        "flag": flag,
-        "pipeline": pipeline,
-        "actor": actor,
-        "reason": reason,
-        "key_id": key_id,
-    }
-    return validated(PipelineCommand, command)
+    flag: str,
+    pipeline: JsonObject,
+    *,
+    actor: str,
+    key_id: str,
+    reason: str = "",
+    applied: str | None = None,
+) -> PipelineCommand:
+    """An unsigned pipeline command, as the contract's model; ``applied``: the desired
+    rollout's digest (``rolloutctl apply``)."""
+    fields: JsonObject = {"type": "pipeline", **new_message(), "action": "start", "flag": flag}
+    fields |= {"pipeline": pipeline, "actor": actor, "reason": reason, "key_id": key_id}
+    if applied is not None:
+        fields["applied"] = applied
+    return contract_model(PipelineCommand, fields)
 
 
-def _signed(args: argparse.Namespace) -> JsonObject:
+def _signed(args: argparse.Namespace) -> PipelineCommand:
     key_id = key_id_of(args.key_id)
     try:
         text = args.pipeline.read_text(encoding="utf-8")
@@ -188,8 +185,7 @@ def _signed(args: argparse.Namespace) -> JsonObject:
     command = command_of(
         args.flag, data, actor=actor_of(args.actor), key_id=key_id, reason=args.reason
     )
-    command["sig"] = signing.sign(command, read_private_key(key_path_of(args.key, key_id)))
-    return command
+    return signing.sign_command(command, read_private_key(key_path_of(args.key, key_id)))
 
 
 def _status(args: argparse.Namespace) -> int:

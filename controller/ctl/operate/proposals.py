@@ -7,8 +7,10 @@ it the signer's: ``actor`` and ``key_id`` become the signer's and ``ts`` the
 time of signing (a proposal may wait longer than the controller's freshness
 window), while its ``id`` is kept, so one proposal applies at most once however
 often it is signed. ``send --sign --wait --file`` signs, sends and awaits the
-decision in one step, for on-call. A file that already carries a signature is
-sent as it is, and never signed again.
+decision in one step, for on-call. A file to sign is read into the contract's
+model and made the signer's as a model; a file that already carries a signature
+is sent as it is, byte for byte the object someone else signed, and never signed
+again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -26,7 +27,7 @@ from controller.core.trust import signing
 from controller.core.wire import Command, JsonObject, sent_object
 from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate import handlers
-from controller.ctl.operate.commands import encode_command, read_private_key, validated
+from controller.ctl.operate.commands import contract_model, encode_command, read_private_key
 from controller.ctl.terminal import UsageError, os_reason, warn
 
 FROM_ARGUMENTS = ("action", "flag", "environment", "plan", "to_end", "at")
@@ -35,10 +36,11 @@ FROM_ARGUMENTS = ("action", "flag", "environment", "plan", "to_end", "at")
 
 def run(args: argparse.Namespace) -> int:
     """``sign`` or ``send``: of the command in ``--file``, or of the one the arguments make."""
+    command: Command | JsonObject
     if args.file is None:
         if args.action is None or args.flag is None:
             raise UsageError(f"{args.command} needs ACTION FLAG, or --file FILE")
-        command = sent_object(handlers.command_from_args(args))
+        command = handlers.command_from_args(args)
     else:
         _check_alone(args)
         command = read_command(args.file)
@@ -53,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_command(path: Path) -> JsonObject:
-    """The command in ``path`` (``-``: stdin), bounded as the controller bounds one and
-    checked against the contract; a usage error naming what is wrong."""
+    """The command in ``path`` (``-``: stdin) as its JSON object, bounded as the controller
+    bounds one and checked against the contract; a usage error naming what is wrong."""
     where = "stdin" if str(path) == "-" else str(path)
     try:
         raw = sys.stdin.buffer.read(MAX_CONTROL_BYTES + 1) if where == "stdin" else _read(path)
@@ -68,30 +70,33 @@ def read_command(path: Path) -> JsonObject:
         raise UsageError(f"{where} holds no JSON: {exc}") from exc
     if not isinstance(command, dict):
         raise UsageError(f"{where} holds JSON that is not an object")
-    return validated(Command, command)
+    contract_model(Command, command)
+    return command
 
 
-def sign_as(command: JsonObject, args: argparse.Namespace) -> JsonObject:
-    """``command`` made the signer's (actor, key id, time) and signed; its id is kept."""
+def sign_as(command: JsonObject, args: argparse.Namespace) -> Command:
+    """``command`` read into the contract's model, made the signer's (actor, key id, time,
+    and reason where one is given) and signed; its id and preconditions are kept."""
     if "sig" in command:
         raise UsageError("the command is signed already; send it without --sign")
     key_id = handlers.key_id_of(args.key_id)
-    mine = dict(command)
-    mine |= {"actor": handlers.actor_of(args.actor), "key_id": key_id}
-    mine["ts"] = time.time_ns() // 1_000_000
+    theirs: JsonObject = {"actor": handlers.actor_of(args.actor), "key_id": key_id}
+    theirs["ts"] = time.time_ns() // 1_000_000
     if args.reason:
-        mine["reason"] = args.reason
-    mine = validated(Command, mine)
-    mine["sig"] = signing.sign(mine, read_private_key(handlers.key_path_of(args.key, key_id)))
-    return mine
+        theirs["reason"] = args.reason
+    mine = contract_model(Command, command).model_copy(update=theirs)
+    # model_copy checks nothing: the signer's fields are checked as the contract checks them
+    mine = contract_model(Command, sent_object(mine))
+    return signing.sign_command(mine, read_private_key(handlers.key_path_of(args.key, key_id)))
 
 
-def _send(args: argparse.Namespace, command: Mapping[str, object]) -> int:
+def _send(args: argparse.Namespace, command: Command | JsonObject) -> int:
     if not args.wait:
         return handlers.produce(args, command)
     answered = handlers.send_signed(args, command)
     if answered is None:
-        warn(f"sent {command['action']} {command['flag']} (id {command['id']}), but no decision")
+        sent = sent_object(command) if isinstance(command, Command) else command
+        warn(f"sent {sent['action']} {sent['flag']} (id {sent['id']}), but no decision")
         return EXIT_NO_DECISION
     return handlers.shown(args, answered)
 

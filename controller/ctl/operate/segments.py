@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 
 from controller.core.rules import MAX_ID_CHARS, MAX_IDS, pack, parse, to_text
-from controller.core.trust import signing
 from controller.core.wire import (
     Decision,
     JsonObject,
@@ -33,11 +29,10 @@ from controller.core.wire import (
     SegmentEvidence,
     SegmentRecord,
     decision_key,
-    summarize,
 )
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
-from controller.ctl.operate.commands import encode_command
+from controller.ctl.operate.commands import contract_model, encode_command, new_message
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import PROG, UsageError, env_url, print_json, warn
 from controller.settings import KafkaSettings, TopicSettings
@@ -52,55 +47,54 @@ def commands_for(
     action: str,
     actor: str,
     key_id: str,
-    sign: Callable[[Mapping[str, object]], str],
     reason: str = "",
     rule: str | None = None,
     ids: list[str] | None = None,
     applied: str | None = None,
-) -> list[JsonObject]:
-    """The signed commands of one change: one, or one per part of an id list.
+) -> list[SegmentCommand]:
+    """The unsigned commands of one change, to sign with
+    :func:`~controller.core.trust.signing.sign_command`: one, or one per part of an id list.
 
-    ``sign(command) -> sig``; ``applied``: the digest ``rolloutctl apply`` sends;
-    ``UsageError`` for a rule or ids the contract refuses,
-    with the rule's line and column or the id's number.
+    ``applied``: the digest ``rolloutctl apply`` sends; ``UsageError`` for a rule or ids
+    the contract refuses, with the rule's line and column or the id's number.
     """
-    base: JsonObject = {"type": "segment_command", "v": 1, "action": action}
-    base |= {"segment": name, "actor": actor, "reason": reason, "key_id": key_id}
+    base: JsonObject = {"type": "segment_command", "action": action, "segment": name}
+    base |= {"actor": actor, "reason": reason, "key_id": key_id}
     if applied is not None:
         base["applied"] = applied
     bodies: list[JsonObject] = [{}]
     if rule is not None:
         bodies = [{"rule": orjson_rule(rule)}]
     elif ids is not None:
-        try:
-            packed = pack(ids)
-        except ValueError as exc:
-            raise UsageError(f"the ids cannot make a segment: {exc}") from None
-        if not packed.parts:  # no command to send, none to wait for
-            raise UsageError("the ids file holds no ids; to empty a segment, delete it")
-        upload = uuid.uuid4().hex
-        bodies = [
-            {
-                "ids": {
-                    "upload": upload,
-                    "part": i,
-                    "parts": len(packed.parts),
-                    "count": packed.count,
-                    "sha256": packed.sha256,
-                    "data": data,
-                }
+        bodies = _id_parts(ids)
+    return [
+        contract_model(SegmentCommand, base | body | new_message(), what="segment command")
+        for body in bodies
+    ]
+
+
+def _id_parts(ids: list[str]) -> list[JsonObject]:
+    """One command body per part of the packed id list, all sharing a new upload id."""
+    try:
+        packed = pack(ids)
+    except ValueError as exc:
+        raise UsageError(f"the ids cannot make a segment: {exc}") from None
+    if not packed.parts:  # no command to send, none to wait for
+        raise UsageError("the ids file holds no ids; to empty a segment, delete it")
+    upload = uuid.uuid4().hex
+    return [
+        {
+            "ids": {
+                "upload": upload,
+                "part": i,
+                "parts": len(packed.parts),
+                "count": packed.count,
+                "sha256": packed.sha256,
+                "data": data,
             }
-            for i, data in enumerate(packed.parts)
-        ]
-    signed = []
-    for body in bodies:
-        command = base | body | {"id": uuid.uuid4().hex, "ts": time.time_ns() // 1_000_000}
-        try:
-            SegmentCommand.model_validate(command)
-        except ValidationError as exc:
-            raise UsageError(f"invalid segment command: {summarize(exc)}") from exc
-        signed.append(command | {"sig": sign(command)})
-    return signed
+        }
+        for i, data in enumerate(packed.parts)
+    ]
 
 
 def orjson_rule(text: str) -> Any:
@@ -124,18 +118,19 @@ def read_ids(path: Path) -> list[str]:
 
 
 async def send(
-    commands: Sequence[Mapping[str, object]], *, kafka: KafkaSettings, topic: str, timeout_s: float
+    commands: Sequence[SegmentCommand], *, kafka: KafkaSettings, topic: str, timeout_s: float
 ) -> tuple[int, int]:
-    """Produce the commands in order under the segment's key; where the last one went."""
+    """Produce the signed commands in order under the segment's key, each as the object its
+    signature covers; where the last one went."""
     from controller.adapters.kafka import send_many  # noqa: PLC0415 - keep `--help` fast
 
-    records = [(decision_key(str(c["segment"])).encode(), encode_command(c)) for c in commands]
+    records = [(decision_key(c.segment).encode(), encode_command(c)) for c in commands]
     return await send_many(kafka, topic=topic, records=records, client_id=PROG, timeout_s=timeout_s)
 
 
 def change(
     args: argparse.Namespace,
-    commands: Sequence[Mapping[str, object]],
+    commands: Sequence[SegmentCommand],
     *,
     kafka: KafkaSettings,
     topics: TopicSettings,
@@ -152,7 +147,7 @@ def change(
     last = commands[-1]
     answered = asyncio.run(
         steering.send_and_await(
-            str(last["id"]),
+            last.id,
             send=sending,
             kafka=kafka,
             decisions=topics.decisions,
@@ -225,8 +220,3 @@ def _get(base: str, path: str) -> Any:
     if body is None:
         warn(f"{path}: no such segment")
     return body
-
-
-def signer(private_key: Ed25519PrivateKey) -> Callable[[Mapping[str, object]], str]:
-    """``sign(command) -> sig`` with ``private_key``."""
-    return lambda command: signing.sign(command, private_key)

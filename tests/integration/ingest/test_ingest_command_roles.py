@@ -11,9 +11,9 @@ import pytest
 from controller.adapters.memory import MemoryOutputs
 from controller.adapters.redis.aggregates import connect
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core.machine import IngestCommand
 from controller.core.release import Environments, KeyRecord, Permission, Role, RoleBook
 from controller.core.trust import signing
+from controller.core.wire import sent_object
 from controller.ctl.operate.ingest import command_of
 from controller.daemon.registries import Keyring, Registry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
@@ -58,9 +58,10 @@ async def test_an_ingest_command_needs_manage_ingest_everywhere(
             max_age_seconds=300,
             clock=lambda: datetime.now(UTC),
         )
-        raw = command_of("reread", partitions=[], actor="ana", key_id="k")
-        raw["sig"] = signing.sign(raw, private)
-        await commands.apply(IngestCommand.model_validate(raw), raw)
+        command = signing.sign_command(
+            command_of("reread", partitions=[], actor="ana", key_id="k"), private
+        )
+        await commands.apply(command, sent_object(command))
     [(topic, _, value)] = outputs.sent
     decision = orjson.loads(value)
     assert (topic, decision["kind"], decision["outcome"]) == ("decisions", "ingest", "rejected")

@@ -25,6 +25,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import source_meta_key
 from controller.core.trust import signing
+from controller.ctl.operate.commands import encode_command
 from controller.ctl.operate.ingest import command_of as ingest_command
 from controller.settings import RedisSettings
 from tests.integration.http.test_http import wait_status
@@ -241,8 +242,7 @@ async def test_an_otlp_partition_whose_log_lost_what_was_counted_is_held_until_r
         command = ingest_command(
             "reread", partitions=[0], actor="ops", key_id="ops", topic=otlp_daemon.topic
         )
-        command["sig"] = signing.sign(command, private)
-        await otlp_daemon.send_command(orjson.dumps(command))
+        await otlp_daemon.send_command(encode_command(signing.sign_command(command, private)))
         # Then every record is counted once, and the controller is ready again
         await otlp_daemon.caught_up(daemon)
         async with connect(otlp_daemon.redis) as client:

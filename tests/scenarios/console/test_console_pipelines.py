@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Browser, Page
 
 from controller.core.trust import signing
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.scenarios.console.test_console import TOKEN, artifacts, signed_in
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.pipelines.test_pipelines import PIPELINE, STEPS, Release, key_in
@@ -56,13 +57,15 @@ class Approvers:
         return orjson.dumps(records).decode()
 
     async def approve(self, key_id: str) -> dict[str, Any]:
-        command = signed_command(
-            "approve",
-            FLAG,
-            private_key=self.keys[key_id],
-            key_id=key_id,
-            actor=f"{key_id}-person",
-            environment="production",
+        command = sent_object(
+            signed_model(
+                "approve",
+                FLAG,
+                private_key=self.keys[key_id],
+                key_id=key_id,
+                actor=f"{key_id}-person",
+                environment="production",
+            )
         )
         found = await self.scenario.decided(
             command, flag=FLAG, what=f"{key_id}'s approval", timeout=60

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.integration.http.test_http import wait_status
 from tests.integration.http.test_http_intake import events
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
@@ -42,14 +43,16 @@ async def test_a_key_bound_to_dev_evaluates_and_sends_in_dev_only(scenario: Scen
     scenario.start_daemon()
     base = f"http://127.0.0.1:{port}"
     await wait_status(f"{base}/healthz", 200)
-    start = signed_command(
-        "start",
-        FLAG,
-        private_key=scenario.key,
-        key_id=KEY_ID,
-        actor="tester",
-        environment="dev",
-        plan=manual_plan(),
+    start = sent_object(
+        signed_model(
+            "start",
+            FLAG,
+            private_key=scenario.key,
+            key_id=KEY_ID,
+            actor="tester",
+            environment="dev",
+            plan=manual_plan(),
+        )
     )
     started = await scenario.decided(start, flag=FLAG, what="the rollout started in dev")
     assert started["outcome"] == "applied", started

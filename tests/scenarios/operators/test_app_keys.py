@@ -17,6 +17,7 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.trust import signing
+from controller.core.wire import sent_object
 from controller.ctl.operate.app_keys import command_of
 from controller.ctl.operate.commands import write_private_key
 from controller.settings import RedisSettings
@@ -42,8 +43,7 @@ class Keys:
 
     async def decided(self, action: str, target: str, **options: Any) -> dict[str, Any]:
         command = command_of(action, target, actor="tester", key_id=KEY_ID, **options)
-        command["sig"] = signing.sign(command, self.scenario.key)
-        return await self.sent(command)
+        return await self.sent(sent_object(signing.sign_command(command, self.scenario.key)))
 
     async def sent(self, command: dict[str, Any]) -> dict[str, Any]:
         found: dict[str, Any] = await self.scenario.decided(
@@ -98,8 +98,7 @@ async def test_keys_are_made_and_revoked_by_commands_and_every_hostile_request_i
     assert {d["outcome"] for d in made.values()} == {"applied"}, made
     assert made["web"]["evidence"]["app_key"]["scopes"] == ["evaluate", "events"]
     forged = command_of("create", "forged", actor="x", key_id=KEY_ID, secret="s", scopes=["events"])
-    forged["sig"] = signing.sign(forged, signing.generate_key()[0])
-    rejected = await keys.sent(forged)
+    rejected = await keys.sent(sent_object(signing.sign_command(forged, signing.generate_key()[0])))
     assert (rejected["outcome"], rejected["reason"]) == ("rejected", "bad signature")
     assert not any(SECRETS[n] in str(scenario.observed.decisions) for n in SECRETS)
 

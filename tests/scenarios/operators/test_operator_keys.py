@@ -12,7 +12,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust import signing
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.support.controller_process import ControllerProcess
 
@@ -37,7 +38,9 @@ class Keys:
         self.reloads = 0
 
     async def decided(self, action: str, key_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
-        command = signed_command(action, FLAG, private_key=key, key_id=key_id, actor=key_id)
+        command = sent_object(
+            signed_model(action, FLAG, private_key=key, key_id=key_id, actor=key_id)
+        )
         found: dict[str, Any] = await self.scenario.decided(
             command, flag=FLAG, what=f"the decision on {key_id}'s {action}"
         )

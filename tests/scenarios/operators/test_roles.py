@@ -14,7 +14,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust import signing
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.support.controller_process import ControllerProcess
 
@@ -41,14 +42,16 @@ async def decided(
     environment: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    command = signed_command(
-        action,
-        FLAG,
-        private_key=key,
-        key_id=key_id,
-        actor=key_id,
-        environment=environment,
-        **options,
+    command = sent_object(
+        signed_model(
+            action,
+            FLAG,
+            private_key=key,
+            key_id=key_id,
+            actor=key_id,
+            environment=environment,
+            **options,
+        )
     )
     found: dict[str, Any] = await scenario.decided(
         command,

@@ -21,7 +21,8 @@ from controller.core.rollouts import ApprovalGate, ApprovalRule, PauseReason
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.trust import signing
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.pipelines.test_pipelines import PLAN as PIPELINE_PLAN
 from tests.support.controller_process import ControllerProcess
@@ -69,8 +70,10 @@ class Operators:
         }
 
     def command(self, key_id: str, action: str) -> dict[str, Any]:
-        return signed_command(
-            action, FLAG, private_key=self.keys[key_id], key_id=key_id, actor=f"{key_id}-person"
+        return sent_object(
+            signed_model(
+                action, FLAG, private_key=self.keys[key_id], key_id=key_id, actor=f"{key_id}-person"
+            )
         )
 
     async def decided(self, command: dict[str, Any], nth: int = 1) -> dict[str, Any]:
@@ -174,13 +177,15 @@ class Holders:
         )
 
     async def approve(self, flag: str, key_id: str) -> dict[str, Any]:
-        command = signed_command(
-            "approve",
-            flag,
-            private_key=self.keys[key_id],
-            key_id=key_id,
-            actor=f"{HOLDERS[key_id]}-person",
-            environment="production",
+        command = sent_object(
+            signed_model(
+                "approve",
+                flag,
+                private_key=self.keys[key_id],
+                key_id=key_id,
+                actor=f"{HOLDERS[key_id]}-person",
+                environment="production",
+            )
         )
         found: dict[str, Any] = await self.scenario.decided(
             command, flag=flag, what=f"{key_id}'s approve"

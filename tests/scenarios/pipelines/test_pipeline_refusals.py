@@ -15,7 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust import signing
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from tests.scenarios.harness import KEY_ID, Scenario
 from tests.scenarios.pipelines.test_pipelines import PIPELINE, Release
 
@@ -87,8 +88,10 @@ async def test_bad_pipelines_and_a_late_approval_are_refused_with_the_reason(
     await scenario.until(
         lambda: scenario.rollout(f"{flag}@dev"), timeout=60, what="dev's rollout started"
     )
-    kill = signed_command(
-        "kill", flag, private_key=scenario.key, key_id=KEY_ID, actor="tester", environment="dev"
+    kill = sent_object(
+        signed_model(
+            "kill", flag, private_key=scenario.key, key_id=KEY_ID, actor="tester", environment="dev"
+        )
     )
     await scenario.send(kill, flag=flag)
     await scenario.until(
@@ -97,8 +100,15 @@ async def test_bad_pipelines_and_a_late_approval_are_refused_with_the_reason(
         what="the pipeline stopping at dev",
     )
     # When the approver approves production afterwards
-    late = signed_command(
-        "approve", flag, private_key=approver, key_id="ana", actor="ana", environment="production"
+    late = sent_object(
+        signed_model(
+            "approve",
+            flag,
+            private_key=approver,
+            key_id="ana",
+            actor="ana",
+            environment="production",
+        )
     )
     answer = await scenario.decided(late, flag=flag, what="the late approval's decision")
     # Then it is refused with the reason, and production never starts

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.adapters.redis.aggregates import connect
 from controller.core.release import rollout_id_of
 from controller.core.trust import signing
+from controller.core.wire import sent_object
 from controller.core.wire.messages import Arm
-from controller.ctl.operate.commands import signed_command
+from controller.ctl.operate.commands import signed_model
 from controller.sdk.flags import FlagClient
 from controller.settings import KafkaSettings, RedisSettings
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
@@ -367,13 +368,15 @@ async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
     assert waiting["reason"] == "production waits for: approvals: 2 more from approver"
 
     async def approve(key_id: str, action: str = "approve") -> dict[str, Any]:
-        command = signed_command(
-            action,
-            flag,
-            private_key=people[key_id],
-            key_id=key_id,
-            actor=key_id,
-            environment="production",
+        command = sent_object(
+            signed_model(
+                action,
+                flag,
+                private_key=people[key_id],
+                key_id=key_id,
+                actor=key_id,
+                environment="production",
+            )
         )
         found: dict[str, Any] = await scenario.decided(
             command, flag=flag, what=f"{key_id}'s {action}"

@@ -6,16 +6,14 @@ import orjson
 
 from controller.adapters.memory import MemoryDeadLetters, MemoryOutputs, MemoryStates
 from controller.core.trust import signing
-from controller.core.wire import JsonValue
+from controller.core.wire import JsonValue, sent_object
 from controller.ctl.operate.app_keys import command_of
 from tests.unit.daemon.rollouts.test_engine import KEY, ControlRecord, intake
 
 
 def app_key_record(**changes: JsonValue) -> ControlRecord:
-    command = command_of(
-        "create", "api", actor="ana", key_id="ops-1", secret="s", scopes=["events"]
-    )
-    command |= changes
+    made = command_of("create", "api", actor="ana", key_id="ops-1", secret="s", scopes=["events"])
+    command = sent_object(made) | changes
     command["sig"] = signing.sign(command, KEY)
     return ControlRecord(orjson.dumps(command))
 

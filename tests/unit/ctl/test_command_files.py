@@ -9,11 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
+from controller.core.wire import sent_object
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_FAILURE, EXIT_USAGE
-from controller.ctl.operate.commands import build_command, verify_command
+from controller.ctl.operate.commands import command_model, verify_command
 
-PROPOSAL = build_command("pause", "checkout", actor="an agent", key_id=None, reason="p99 up")
+PROPOSAL = sent_object(
+    command_model("pause", "checkout", actor="an agent", key_id=None, reason="p99 up")
+)
 PROPOSAL |= {"expect_version": 4, "expect_rollout_id": "r-1", "expect_stage": 1, "ts": 1}
 
 

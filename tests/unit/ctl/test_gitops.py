@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from controller.core.rollouts import Plan
-from controller.core.wire import SegmentCommand
+from controller.core.trust import signing
+from controller.core.wire import SegmentCommand, sent_object
 from controller.ctl import app
 from controller.ctl.gitops import commanding, diffing, reading
 from controller.ctl.gitops.desired import (
@@ -180,11 +181,11 @@ def test_what_differs_from_the_live_object(
 def test_a_replaced_app_key_is_revoked_then_made_anew_and_its_secret_never_shown() -> None:
     item = diffing.compare(KEY, Live("0" * 64, key_id="a" * 16))
     batch = commanding.commands_of(item, commanding.Who("ci", "ci"), None)
-    assert [(c["action"], c["target"]) for c in batch.commands] == [
+    assert [(c["action"], c["target"]) for c in map(sent_object, batch.commands)] == [
         ("revoke", "a" * 16),
         ("create", "web"),
     ]
-    assert batch.commands[-1]["applied"] == KEY.digest
+    assert sent_object(batch.commands[-1])["applied"] == KEY.digest
     assert batch.secret is not None
     assert batch.secret[:10] == "rc_client_"
     shown = commanding.shown(batch.commands[-1])
@@ -198,12 +199,14 @@ def test_an_id_list_is_sent_in_parts_each_with_the_digest(tmp_path: Path) -> Non
     state = reading.read_directory(tmp_path)
     assert state.problems == []
     item = diffing.compare(state.objects[0], None)
-    batch = commanding.commands_of(item, commanding.Who("ci", "ci"), lambda c: "sig")
+    private, public = signing.generate_key()
+    batch = commanding.commands_of(item, commanding.Who("ci", "ci"), private)
     assert len(batch.commands) > 1
-    assert {c["applied"] for c in batch.commands} == {state.objects[0].digest}
-    parts = {SegmentCommand.model_validate(c).ids.parts for c in batch.commands}  # type: ignore[union-attr]
+    sent = [sent_object(c) for c in batch.commands]
+    assert {c["applied"] for c in sent} == {state.objects[0].digest}
+    parts = {SegmentCommand.model_validate(c).ids.parts for c in sent}  # type: ignore[union-attr]
     assert parts == {len(batch.commands)}
-    assert all(c["sig"] == "sig" for c in batch.commands)
+    assert all(signing.verify(c, signing.load_public_key(public)) for c in sent)
 
 
 def test_an_ids_file_outside_the_directory_is_refused(tmp_path: Path) -> None:

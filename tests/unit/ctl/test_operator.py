@@ -14,13 +14,14 @@ import yaml
 
 from controller.core.rollouts.plan import DEFAULT_PLAN, load_plan
 from controller.core.trust import signing
+from controller.core.wire import sent_object
 from controller.core.wire.messages import Command
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
 from controller.ctl.operate.commands import (
     command_record,
     encode_command,
-    signed_command,
+    signed_model,
     verify_command,
 )
 from controller.ctl.terminal import UsageError
@@ -367,7 +368,7 @@ def test_a_key_file_readable_by_others_is_warned_about(
 
 def test_signed_command_is_the_value_send_produces() -> None:
     private, public = signing.generate_key()
-    command = signed_command(
+    command = signed_model(
         "start",
         "checkout",
         private_key=private,
@@ -382,7 +383,7 @@ def test_signed_command_is_the_value_send_produces() -> None:
     assert value == encode_command(command)
     assert b"\n" not in value
     received = orjson.loads(value)
-    assert received == command
+    assert received == sent_object(command)
     assert signing.verify(received, signing.load_public_key(public))
     assert verify_command(received, public) is None
     Command.model_validate_json(value)
@@ -392,12 +393,12 @@ def test_signed_command_checks_the_action_and_its_options() -> None:
     private, _ = signing.generate_key()
     base: dict[str, Any] = {"private_key": private, "key_id": "k1", "actor": "ops"}
     with pytest.raises(UsageError, match="start needs a plan"):
-        signed_command("start", "f1", **base)
+        signed_model("start", "f1", **base)
     with pytest.raises(UsageError, match="unknown action"):
-        signed_command("explode", "f1", **base)
+        signed_model("explode", "f1", **base)
     with pytest.raises(UsageError, match="key_id"):
-        signed_command("pause", "f1", **(base | {"key_id": "k" * 65}))
-    promote = signed_command("promote", "f1", **base)
+        signed_model("pause", "f1", **(base | {"key_id": "k" * 65}))
+    promote = sent_object(signed_model("promote", "f1", **base))
     assert promote["to_end"] is False
 
 

@@ -135,7 +135,7 @@ def test_the_status_shows_each_environment_what_gates_the_next_and_who_approved(
 
 def test_a_pipeline_command_is_checked_against_the_contract() -> None:
     command = command_of("checkout", {"name": "p"}, actor="ana", key_id="ops-1")
-    assert (command["type"], command["action"], command["flag"]) == (
+    assert (command.type, command.action, command.flag) == (
         "pipeline",
         "start",
         "checkout",

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from controller.core.rules import segments
-from controller.core.trust.signing import generate_key
-from controller.core.wire.segment_messages import SegmentCommand
-from controller.ctl.operate.segments import commands_for, read_ids, signer
+from controller.ctl.operate.segments import commands_for, read_ids
 from controller.ctl.terminal import UsageError
-
-KEY, _ = generate_key()
-SIGN = signer(KEY)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +26,7 @@ SIGN = signer(KEY)
 )
 def test_bad_rules_are_refused_with_their_position_and_reason(rule: str, problem: str) -> None:
     with pytest.raises(UsageError, match="invalid") as caught:
-        commands_for("pros", action="put", actor="ana", key_id="ops", sign=SIGN, rule=rule)
+        commands_for("pros", action="put", actor="ana", key_id="ops", rule=rule)
     assert problem in str(caught.value)
 
 
@@ -41,22 +36,22 @@ def test_an_id_list_too_big_is_refused_before_anything_is_sent(
     monkeypatch.setattr(segments, "MAX_IDS", 10)
     ids = [f"u{i}" for i in range(11)]
     with pytest.raises(UsageError, match="11 ids, at most 10"):
-        commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=ids)
+        commands_for("beta", action="put", actor="ana", key_id="ops", ids=ids)
 
 
 def test_an_ids_file_without_ids_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     path = tmp_path / "ids.txt"
     path.write_text("\n  \n\n")
     with pytest.raises(UsageError, match="holds no ids; to empty a segment, delete it"):
-        commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=read_ids(path))
+        commands_for("beta", action="put", actor="ana", key_id="ops", ids=read_ids(path))
 
 
 def test_an_ids_file_becomes_signed_parts_of_one_upload(tmp_path: Path) -> None:
     path = tmp_path / "ids.txt"
     path.write_text("\n".join(f"  unit-{i:06d}-{'w' * 60}  " for i in range(20_000)) + "\n\n")
     ids = read_ids(path)
-    made = commands_for("beta", action="put", actor="ana", key_id="ops", sign=SIGN, ids=ids)
-    parts = [SegmentCommand.model_validate(c).ids for c in made]
+    made = commands_for("beta", action="put", actor="ana", key_id="ops", ids=ids)
+    parts = [c.ids for c in made]
     first = parts[0]
     assert first is not None
     assert len(parts) > 1

@@ -24,7 +24,8 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
 from controller.core.trust.signing import generate_key
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.settings import EngineSettings, TopicSettings
 
@@ -91,15 +92,17 @@ class World:
     async def send(self, key_id: str, action: str, environment: str | None) -> dict[str, Any]:
         """The decision on ``key_id``'s ``action`` in ``environment``."""
         self.offset += 1
-        command = signed_command(
-            action,
-            "checkout",
-            private_key=KEYS[key_id][0],
-            key_id=key_id,
-            actor=key_id,
-            ts_ms=int(NOW.timestamp() * 1000),
-            plan=PLAN if action == "start" else None,
-            environment=environment,
+        command = sent_object(
+            signed_model(
+                action,
+                "checkout",
+                private_key=KEYS[key_id][0],
+                key_id=key_id,
+                actor=key_id,
+                ts_ms=int(NOW.timestamp() * 1000),
+                plan=PLAN if action == "start" else None,
+                environment=environment,
+            )
         )
         self.last = orjson.dumps(command)
         await self.engine.commands.handle(ControlRecord(self.last, offset=self.offset))

@@ -9,9 +9,11 @@ import orjson
 import pytest
 
 from controller.adapters.memory import MemorySegments, MemoryValueOutputs
+from controller.core.trust import signing
 from controller.core.trust.signing import StateSigner, generate_key, load_public_key
+from controller.core.wire import sent_object
 from controller.core.wire.segment_messages import SegmentCommand
-from controller.ctl.operate.segments import commands_for, signer
+from controller.ctl.operate.segments import commands_for
 from controller.daemon.registries.segments import SegmentService
 from controller.sdk.segments import SegmentBook
 from controller.settings import TopicSettings
@@ -41,11 +43,10 @@ class World:
         )
 
     def commands(self, action: str, **body: Any) -> list[dict[str, Any]]:
-        made = commands_for(
-            "beta", action=action, actor="ana", key_id="ops", sign=signer(self.operator), **body
-        )
+        made = commands_for("beta", action=action, actor="ana", key_id="ops", **body)
         ts = int(NOW.timestamp() * 1000)
-        return [c | {"ts": ts, "sig": signer(self.operator)(c | {"ts": ts})} for c in made]
+        stamped = [c.model_copy(update={"ts": ts}) for c in made]
+        return [sent_object(signing.sign_command(c, self.operator)) for c in stamped]
 
     async def send(self, commands: list[dict[str, Any]], *, offset: int | None = None) -> None:
         """Handle ``commands``, read from consecutive records from ``offset`` when given."""
@@ -146,7 +147,7 @@ async def test_a_forged_part_fails_the_upload_with_its_reason() -> None:
     other = world.commands("put", ids=[*IDS[:-1], "intruder"])
     forged = other[-1] | {"ids": other[-1]["ids"] | {"upload": commands[0]["ids"]["upload"]}}
     forged["ids"] |= {"sha256": commands[0]["ids"]["sha256"]}
-    forged["sig"] = signer(world.operator)({k: v for k, v in forged.items() if k != "sig"})
+    forged["sig"] = signing.sign(forged, world.operator)
     await world.send([*commands[:-1], forged])
     [decision] = world.decisions()
     assert decision["outcome"] == "rejected"

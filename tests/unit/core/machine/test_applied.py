@@ -10,8 +10,9 @@ import pytest
 
 from controller.core.machine.commands import command_input
 from controller.core.rollouts.rollout import CommandInput, Phase, TickInput
+from controller.core.wire import sent_object
 from controller.core.wire.messages import Command
-from controller.ctl.operate.commands import build_command
+from controller.ctl.operate.commands import command_model
 from tests.unit.core.machine.test_scheduling import AT, T0, plan, run, start
 
 DIGEST = "ab" * 32
@@ -35,7 +36,9 @@ def test_a_start_keeps_the_digest_it_carried(at: object, applied: str | None, ph
 
 @pytest.mark.parametrize("applied", [DIGEST, None])
 def test_the_command_hands_its_digest_to_the_machine(applied: str | None) -> None:
-    raw = build_command("start", "checkout", actor="ci", key_id="ci", plan=plan(), ts_ms=0)
+    raw = sent_object(
+        command_model("start", "checkout", actor="ci", key_id="ci", plan=plan(), ts_ms=0)
+    )
     if applied is not None:
         raw["applied"] = applied
     command = Command.model_validate(raw)
@@ -45,6 +48,8 @@ def test_the_command_hands_its_digest_to_the_machine(applied: str | None) -> Non
 
 @pytest.mark.parametrize("wrong", ["AB" * 32, "ab" * 31, "not a digest"])
 def test_a_digest_that_is_no_sha256_breaks_the_contract(wrong: str) -> None:
-    raw = build_command("start", "checkout", actor="ci", key_id="ci", plan=plan(), ts_ms=0)
+    raw = sent_object(
+        command_model("start", "checkout", actor="ci", key_id="ci", plan=plan(), ts_ms=0)
+    )
     with pytest.raises(ValueError, match="applied"):
         Command.model_validate(raw | {"applied": wrong})

@@ -15,8 +15,9 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import CommandInput, CommandRefused
 from controller.core.trust.signing import generate_key, load_public_key
+from controller.core.wire import sent_object
 from controller.core.wire.messages import Command, CommandAction, MonitorAlert
-from controller.ctl.operate.commands import build_command, signed_command
+from controller.ctl.operate.commands import command_model, signed_model
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -33,7 +34,9 @@ PLAN = Plan(
 
 def signed(key: Ed25519PrivateKey = KEY, **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {"key_id": "ops-1", "actor": "ana", "ts_ms": NOW_MS}
-    return signed_command(CommandAction.PAUSE, "checkout", private_key=key, **{**fields, **extra})
+    return sent_object(
+        signed_model(CommandAction.PAUSE, "checkout", private_key=key, **{**fields, **extra})
+    )
 
 
 def tampered() -> dict[str, Any]:
@@ -45,7 +48,7 @@ def tampered() -> dict[str, Any]:
 REFUSALS: dict[str, tuple[dict[str, Any], str | None]] = {
     "valid": (signed(), None),
     "unsigned": (
-        build_command("pause", "checkout", actor="ana", key_id="ops-1"),
+        sent_object(command_model("pause", "checkout", actor="ana", key_id="ops-1")),
         "unsigned command",
     ),
     "unknown key": (signed(key_id="bob"), "unknown key id 'bob'"),

@@ -25,9 +25,9 @@ from controller.core.rollouts.rollout import (
     TickInput,
 )
 from controller.core.rollouts.windows import Windows
-from controller.core.wire import ScheduleRecord, TimeBoxRecord
+from controller.core.wire import ScheduleRecord, TimeBoxRecord, sent_object
 from controller.core.wire.messages import Command, CommandAction
-from controller.ctl.operate.commands import build_command
+from controller.ctl.operate.commands import command_model
 from controller.ctl.terminal import UsageError
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday
@@ -372,7 +372,9 @@ def test_the_command_at_is_refused_by_refusal_with_the_signature_checked_first()
 
 
 def test_rolloutctl_builds_a_scheduled_start_and_refuses_at_elsewhere() -> None:
-    built = build_command("start", "checkout", actor="ana", key_id="k", plan=plan(), at=AT)
+    built = sent_object(
+        command_model("start", "checkout", actor="ana", key_id="k", plan=plan(), at=AT)
+    )
     assert Command.model_validate(built).at == AT
     with pytest.raises(UsageError, match="--at goes with start, not abort"):
-        build_command("abort", "checkout", actor="ana", key_id="k", at=AT)
+        command_model("abort", "checkout", actor="ana", key_id="k", at=AT)

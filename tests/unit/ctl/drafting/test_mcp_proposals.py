@@ -11,7 +11,7 @@ from mcp import Client
 
 from controller.core.common import ControllerError
 from controller.core.reading import RolloutStatus
-from controller.core.wire import Command, CommandAction
+from controller.core.wire import Command, CommandAction, sent_object
 from controller.ctl.agent import drafts, proposing, tools
 from controller.ctl.agent.reading import Reader, hold_of, key_of
 from controller.ctl.app import main
@@ -63,7 +63,8 @@ def test_a_proposal_is_an_unsigned_command_made_against_what_was_read(
     action: CommandAction, against: proposing.MadeAgainst, expected: dict[str, object]
 ) -> None:
     made = proposing.propose(action, "checkout", against, reason="why")
-    command = made.command
+    command = sent_object(made.command)
+    assert made.model_dump(mode="json")["command"] == command  # what the tool returns
     Command.model_validate(command)
     assert expected.items() <= command.items()
     assert "sig" not in command

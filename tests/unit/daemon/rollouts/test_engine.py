@@ -26,8 +26,9 @@ from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import CommandInput
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.trust.signing import generate_key
+from controller.core.wire import sent_object
 from controller.core.wire.messages import CommandAction
-from controller.ctl.operate.commands import build_command, signed_command
+from controller.ctl.operate.commands import command_model, signed_model
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.ports import Advisor, DeadLetter, SaveOutcome, StateWrite
 from controller.settings import EngineSettings, LlmSettings, TopicSettings
@@ -305,9 +306,9 @@ def command_record(action: str, flag: str, command_id: str, *, sign: bool = True
     if action == "start":
         fields["plan"] = Plan(stages=[Stage(percent=5), Stage(percent=100, min_units_per_arm=0)])
     raw = (
-        signed_command(action, flag, private_key=KEY, **fields)
+        sent_object(signed_model(action, flag, private_key=KEY, **fields))
         if sign
-        else build_command(action, flag, **fields)
+        else sent_object(command_model(action, flag, **fields))
     )
     return ControlRecord(orjson.dumps(raw))
 

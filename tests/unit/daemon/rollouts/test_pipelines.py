@@ -24,7 +24,8 @@ from controller.core.release import RunPhase, StepStatus, rollout_id_of
 from controller.core.rollouts.rollout import Phase
 from controller.core.trust import signing
 from controller.core.trust.signing import generate_key
-from controller.ctl.operate.commands import signed_command
+from controller.core.wire import sent_object
+from controller.ctl.operate.commands import signed_model
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.settings import EngineSettings, TopicSettings
 
@@ -120,14 +121,16 @@ class World:
         return str(command["id"])
 
     async def approve(self, key_id: str, environment: str) -> dict[str, Any]:
-        command = signed_command(
-            "approve",
-            "checkout",
-            private_key=self.keys[key_id],
-            key_id=key_id,
-            actor=key_id,
-            ts_ms=int(self.now.timestamp() * 1000),
-            environment=environment,
+        command = sent_object(
+            signed_model(
+                "approve",
+                "checkout",
+                private_key=self.keys[key_id],
+                key_id=key_id,
+                actor=key_id,
+                ts_ms=int(self.now.timestamp() * 1000),
+                environment=environment,
+            )
         )
         await self.send(command)
         return next(d for d in self.decisions() if d.get("command_id") == command["id"])
