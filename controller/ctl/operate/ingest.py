@@ -54,6 +54,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
         sub.add_argument(
             "--topic",
+            dest="held_topic",  # not `topic`: that one names where `send` writes a command
             metavar="NAME",
             help="the topic whose partitions are held, when it is the Collector's "
             "(otlp.spans_topic, otlp.logs_topic); default: the events topic",
@@ -107,6 +108,6 @@ def _signed(args: argparse.Namespace) -> IngestCommand:
         actor=actor_of(args.actor),
         key_id=key_id,
         reason=args.reason,
-        topic=args.topic,
+        topic=args.held_topic,
     )
     return signing.sign_command(command, read_private_key(key_path_of(args.key, key_id)))

@@ -25,8 +25,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import source_meta_key
 from controller.core.trust import signing
-from controller.ctl.operate.commands import encode_command
-from controller.ctl.operate.ingest import command_of as ingest_command
+from controller.ctl.app import main
 from controller.settings import RedisSettings
 from tests.integration.http.test_http import wait_status
 from tests.support.backing.services import free_port
@@ -85,15 +84,6 @@ class OtlpDaemon:
                 self.ends[partition] = max(self.ends[partition], written.offset + 1)
                 if pace and index % 10 == 9:
                     await asyncio.sleep(pace)
-        finally:
-            await producer.stop()
-
-    async def send_command(self, value: bytes) -> None:
-        """Put an operator's signed command on the commands topic."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(self.env["RC_TOPICS__COMMANDS"], value, key=b"ingest")
         finally:
             await producer.stop()
 
@@ -200,7 +190,7 @@ async def test_kill_9_mid_stream_and_a_batch_sent_again_count_exactly(
 
 
 async def test_an_otlp_partition_whose_log_lost_what_was_counted_is_held_until_reread(
-    otlp_daemon: OtlpDaemon, tmp_path: Path
+    otlp_daemon: OtlpDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given partition 0 of the spans topic stored as read up to offset 1,000, which its log
     # (a broker that came back empty) does not hold
@@ -238,11 +228,17 @@ async def test_an_otlp_partition_whose_log_lost_what_was_counted_is_held_until_r
         assert f"`rolloutctl ingest reread --topic {otlp_daemon.topic}` fits p0" in reason, reason
         daemon.wait_for_log("events_partition_held")
         assert await otlp_daemon.counted() == 0
-        # When an operator chooses to read it again from its start
-        command = ingest_command(
-            "reread", partitions=[0], actor="ops", key_id="ops", topic=otlp_daemon.topic
-        )
-        await otlp_daemon.send_command(encode_command(signing.sign_command(command, private)))
+        # When an operator chooses to read it again from its start, with the command line
+        # the hold names (its --topic is the held topic, not where the command is sent)
+        key = tmp_path / "ops.key"
+        key.write_text(signing.private_key_text(private), encoding="ascii")
+        key.chmod(0o600)
+        for name in ("RC_TOPICS__COMMANDS", "RC_TOPICS__DECISIONS"):
+            monkeypatch.setenv(name, otlp_daemon.env[name])
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", otlp_daemon.bootstrap)
+        argv = ["ingest", "reread", "--topic", otlp_daemon.topic, "--partition", "0"]
+        signed = ["--key", str(key), "--key-id", "ops", "--actor", "ops", "--timeout", "60"]
+        assert await asyncio.to_thread(main, [*argv, *signed]) == 0, daemon.log_text()[-3000:]
         # Then every record is counted once, and the controller is ready again
         await otlp_daemon.caught_up(daemon)
         async with connect(otlp_daemon.redis) as client:
