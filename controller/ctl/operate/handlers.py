@@ -332,18 +332,20 @@ def send_signed(
     command: SignedCommand | Mapping[str, object],
     *,
     key: bytes | None = None,
+    topic: str | None = None,
 ) -> steering.Answered | None:
     """Send a signed command and wait for its decision; None when none came in time.
 
     A model is sent as :func:`~controller.core.wire.sent_object` gives it, the object its
     signature covers; a JSON object (``send --file``) as it is. It is encoded once, here.
-    ``key`` is the record's key for a command about no flag (the flag's otherwise).
+    ``key`` is the record's key for a command about no flag (the flag's otherwise);
+    ``topic``: where it goes (``send --topic``), else the configured commands topic.
     """
     sent = sent_object(command) if isinstance(command, SignedCommand) else command
     value = encode_command(sent)
     record_key = key if key is not None else str(sent["flag"]).encode()
     settings, kafka = broker_of(args)
-    topic = getattr(args, "topic", None) or settings.topics.commands  # `send --topic`
+    topic = topic or settings.topics.commands
 
     async def send() -> tuple[int, int]:
         return await send_command(

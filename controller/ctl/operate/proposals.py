@@ -93,7 +93,7 @@ def sign_as(command: JsonObject, args: argparse.Namespace) -> Command:
 def _send(args: argparse.Namespace, command: Command | JsonObject) -> int:
     if not args.wait:
         return handlers.produce(args, command)
-    answered = handlers.send_signed(args, command)
+    answered = handlers.send_signed(args, command, topic=args.topic)
     if answered is None:
         sent = sent_object(command) if isinstance(command, Command) else command
         warn(f"sent {sent['action']} {sent['flag']} (id {sent['id']}), but no decision")
