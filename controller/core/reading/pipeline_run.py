@@ -116,7 +116,7 @@ class PipelineRun(Closed):
         data = handler(self)
         if not isinstance(data, dict) or not {"applied", "updated_at"} <= data.keys():
             return data
-        served: dict[str, Any] = {}
+        served: dict[str, object] = {}
         for key, value in data.items():
             if key != "applied":
                 served[key] = value
