@@ -6,16 +6,15 @@ webhook token wherever one is set, as ``/rollouts`` does."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from controller.adapters.http.read_routes import error, same
-from controller.core.reading import flag_problem
+from controller.core.reading import PipelineRun, flag_problem
 from controller.core.trust import bearer
 
-PipelineStatus = Callable[[str], Awaitable[dict[str, Any] | None]]
+PipelineStatus = Callable[[str], Awaitable[PipelineRun | None]]
 
 
 class PipelineRoutes:
@@ -37,4 +36,5 @@ class PipelineRoutes:
         found = await self._status(flag)
         if found is None:
             return error(404, f"no pipeline run for flag {flag!r}")
-        return web.Response(body=orjson.dumps(found), content_type="application/json")
+        body = orjson.dumps(found.model_dump(mode="json"))
+        return web.Response(body=body, content_type="application/json")

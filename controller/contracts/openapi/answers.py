@@ -1,5 +1,6 @@
 """The HTTP API's bodies that no published model describes yet: refusals, probes, the event
-intake's batch and answer, segments over HTTP, app keys, pipeline runs, webhook answers.
+intake's batch and answer, segments over HTTP, app keys, webhook answers. (A pipeline run's
+answer is the core's own model, :class:`controller.core.reading.PipelineRun`.)
 
 Each model says what a route of :mod:`controller.adapters` writes, field for field, so the
 OpenAPI document (and schemathesis, which holds the live daemon to it) can check the answers.
@@ -13,7 +14,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.common import Actor, AppliedDigest, EnvironmentName, MessageId
-from controller.core.release import RunPhase, StepStatus
 from controller.core.trust import AppKeyId, AppKeyName, Scope
 from controller.core.wire import Event, PartData, SegmentRecord
 
@@ -142,74 +142,3 @@ class WebhookAnswer(Closed):
     flags: list[str] | None = Field(default=None, description="The flags mapped to it.")
     result: Literal["accepted", "duplicate"] | None = None
     reason: str
-
-
-class PipelineRollout(Closed):
-    """The rollout an environment's step started, where it is now."""
-
-    phase: str
-    stage: int = Field(ge=0)
-    stages: int = Field(ge=1)
-    label: str
-    percent: float = Field(ge=0, le=100)
-
-
-class ApprovalGiven(Closed):
-    operator: str
-    key_id: str
-    role: str
-    at: str = Field(description="ISO 8601.")
-
-
-class PipelineApprovals(Closed):
-    needed: dict[str, int] = Field(description="Approvals needed, by role.")
-    missing: dict[str, int] = Field(description="Approvals still missing, by role.")
-    approved: dict[str, list[str]] = Field(description="Who approved, by role.")
-    given: list[ApprovalGiven]
-    expires_after: str
-    summary: str
-
-
-class PipelineStep(Closed):
-    """One environment's step of the run."""
-
-    environment: EnvironmentName
-    key: str | None = Field(description="The environment's rollout key, where shown.")
-    status: StepStatus
-    plan: str
-    rollout_id: str | None
-    started_at: str | None
-    ended_at: str | None
-    ending: str
-    rollout: PipelineRollout | None
-    soak: str | None
-    windows: int = Field(ge=0)
-    gate: str | None = Field(description="What must hold before it starts; none for the first.")
-    approvals: PipelineApprovals | None = Field(
-        default=None, description="Absent where the step needs no approval."
-    )
-
-
-class PipelineNext(Closed):
-    environment: EnvironmentName
-    open: bool
-    waiting_for: list[str]
-
-
-class PipelineRun(Closed):
-    """A flag's newest release pipeline run, as ``rolloutctl pipeline status`` shows it."""
-
-    run_id: str
-    pipeline: str
-    flag: str
-    phase: RunPhase
-    stopped_at: EnvironmentName | None
-    started_at: str = Field(description="ISO 8601.")
-    updated_at: str = Field(description="ISO 8601.")
-    environments: list[PipelineStep]
-    next: PipelineNext | None
-    applied: AppliedDigest | None = Field(
-        default=None,
-        description="SHA-256 of the desired object `rolloutctl apply` last sent for it; "
-        "null where it was made by hand (docs/gitops.md).",
-    )

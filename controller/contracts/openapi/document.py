@@ -17,7 +17,7 @@ from controller.contracts.openapi import answers
 from controller.contracts.openapi.app_operations import APP_KEYS, EVENTS, SEGMENTS, WEBHOOKS
 from controller.contracts.openapi.operations import PROBES, READS, Answer, Operation
 from controller.core.common import FLAG_KEY_PATTERN, MAX_FLAG_KEY, PLAIN_FLAG_KEY_PATTERN
-from controller.core.reading import MAX_PLAIN_FLAG, READ_API_MODELS
+from controller.core.reading import MAX_PLAIN_FLAG, READ_API_MODELS, PipelineRun
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
 from controller.core.wire import SegmentName
 
@@ -46,7 +46,7 @@ ANSWER_MODELS: tuple[type[BaseModel], ...] = (
     answers.SegmentList,
     answers.SegmentAnswer,
     answers.AppKeyList,
-    answers.PipelineRun,
+    PipelineRun,
     answers.WebhookAnswer,
 )
 API_PORT = "http://localhost:8000"

@@ -14,6 +14,14 @@ from controller.core.reading.evidence_view import (
 )
 from controller.core.reading.headline import past_tolerance, verdict_line
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
+from controller.core.reading.pipeline_run import (
+    ApprovalGiven,
+    PipelineApprovals,
+    PipelineNext,
+    PipelineRollout,
+    PipelineRun,
+    PipelineStep,
+)
 from controller.core.reading.pipeline_text import pipeline_text
 from controller.core.reading.pipeline_view import (
     MAX_PLAIN_FLAG,
@@ -73,6 +81,7 @@ __all__ = [
     "READ_API_MODELS",
     "SMALL_MODEL_MAX_BILLIONS",
     "SMALL_MODEL_NOTE",
+    "ApprovalGiven",
     "ArmLatency",
     "ArmTally",
     "Evidence",
@@ -80,6 +89,11 @@ __all__ = [
     "FlagStates",
     "GuardrailTest",
     "HistoryPoint",
+    "PipelineApprovals",
+    "PipelineNext",
+    "PipelineRollout",
+    "PipelineRun",
+    "PipelineStep",
     "PolicyEntry",
     "ReadDecision",
     "RolloutHistory",

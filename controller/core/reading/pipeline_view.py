@@ -2,13 +2,13 @@
 environments, what gates the next step, and who still has to approve.
 
 :func:`pipeline_view` turns a run (and each environment's rollout, as loaded)
-into plain data, the answer of ``GET /pipelines/{flag}``: the run's phase;
-per environment its step's status, the key its rollout has (``checkout@staging``),
-its rollout (phase, stage, percent) and how it ended, and the gate before it
-(soak, approvals N of M per role, release windows); the step that starts next
-with everything it still waits for (the previous environment, a soak, approvals,
-a window); and per step that needs approvals, how many are missing per role and
-who has approved, when. Pure: the clock is an argument.
+into a :class:`.PipelineRun`, whose JSON is the answer of ``GET /pipelines/{flag}``:
+the run's phase; per environment its step's status, the key its rollout has
+(``checkout@staging``), its rollout (phase, stage, percent) and how it ended, and
+the gate before it (soak, approvals N of M per role, release windows); the step
+that starts next with everything it still waits for (the previous environment, a
+soak, approvals, a window); and per step that needs approvals, how many are
+missing per role and who has approved, when. Pure: the clock is an argument.
 """
 
 from __future__ import annotations
@@ -18,10 +18,18 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from controller.core.common import PLAIN_FLAG_KEY_PATTERN
+from controller.core.reading.pipeline_run import (
+    ApprovalGiven,
+    PipelineApprovals,
+    PipelineNext,
+    PipelineRollout,
+    PipelineRun,
+    PipelineStep,
+)
 from controller.core.reading.wording import stage_label
-from controller.core.release import PipelineState, PipelineStep, approvals_needed, next_gate
+from controller.core.release import ApprovalGate, PipelineState, approvals_needed, next_gate
+from controller.core.release import PipelineStep as PlannedStep
 from controller.core.rollouts import Rollout
-from controller.core.wire import JsonObject
 
 MAX_PLAIN_FLAG = 128
 
@@ -31,82 +39,86 @@ def pipeline_view(
     rollouts: Mapping[str, Rollout | None],
     now: datetime,
     keys: Mapping[str, str] | None = None,
-) -> JsonObject:
+) -> PipelineRun:
     """The run as ``pipeline status`` shows it; ``rollouts``: each environment's rollout;
     ``keys``: each environment's rollout key (left out: none is shown)."""
     found = next_gate(run, now)
-    return {
-        "run_id": run.run_id,
-        "pipeline": run.pipeline.name,
-        "flag": run.flag,
-        "phase": run.phase.value,
-        "stopped_at": run.stopped_at,
-        "started_at": run.started_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-        "applied": run.applied,
-        "environments": [
+    return PipelineRun(
+        run_id=run.run_id,
+        pipeline=run.pipeline.name,
+        flag=run.flag,
+        phase=run.phase,
+        stopped_at=run.stopped_at,
+        started_at=run.started_at.isoformat(),
+        updated_at=run.updated_at.isoformat(),
+        applied=run.applied,
+        environments=[
             _step(run, i, rollouts.get(s.environment), now, (keys or {}).get(s.environment))
             for i, s in enumerate(run.steps)
         ],
-        "next": None
+        next=None
         if found is None
-        else {
-            "environment": found[0],
-            "open": found[1].open,
-            "waiting_for": list(found[1].waiting_for),
-        },
-    }
+        else PipelineNext(
+            environment=found[0], open=found[1].open, waiting_for=list(found[1].waiting_for)
+        ),
+    )
 
 
 def _step(
     run: PipelineState, index: int, rollout: Rollout | None, now: datetime, key: str | None
-) -> JsonObject:
+) -> PipelineStep:
     step, plan = run.steps[index], run.pipeline.steps[index]
     ours = rollout is not None and rollout.rollout_id == step.rollout_id
-    shown: JsonObject = {
-        "environment": step.environment,
-        "key": key,
-        "status": step.status.value,
-        "plan": run.pipeline.plan_name(step.environment),
-        "rollout_id": step.rollout_id,
-        "started_at": step.started_at.isoformat() if step.started_at else None,
-        "ended_at": step.ended_at.isoformat() if step.ended_at else None,
-        "ending": step.ending,
-        "rollout": _rollout(rollout) if rollout is not None and ours else None,
-        "soak": str(plan.soak) if plan.soak is not None else None,
-        "windows": len(plan.windows),
-        "gate": gate_text(plan) if index else None,
-    }
-    if plan.approval is not None:
-        needed = approvals_needed(run.approvals, step.environment, plan.approval, now)
-        live = run.approvals.live(step.environment, plan.approval, now)
-        shown["approvals"] = {
-            "needed": {rule.role: rule.count for rule in plan.approval.needs},
-            "missing": {**needed.missing},
-            "approved": {role: list(names) for role, names in needed.approved.items()},
-            "given": [
-                {"operator": a.operator, "key_id": a.key_id, "role": a.role, "at": a.at.isoformat()}
-                for a in live
-            ],
-            "expires_after": str(plan.approval.expires_after),
-            "summary": needed.summary(),
-        }
-    return shown
+    return PipelineStep(
+        environment=step.environment,
+        key=key,
+        status=step.status,
+        plan=run.pipeline.plan_name(step.environment),
+        rollout_id=step.rollout_id,
+        started_at=step.started_at.isoformat() if step.started_at else None,
+        ended_at=step.ended_at.isoformat() if step.ended_at else None,
+        ending=step.ending,
+        rollout=_rollout(rollout) if rollout is not None and ours else None,
+        soak=str(plan.soak) if plan.soak is not None else None,
+        windows=len(plan.windows),
+        gate=gate_text(plan) if index else None,
+        approvals=None
+        if plan.approval is None
+        else _approvals(run, step.environment, plan.approval, now),
+    )
 
 
-def _rollout(rollout: Rollout) -> JsonObject:
+def _approvals(
+    run: PipelineState, environment: str, gate: ApprovalGate, now: datetime
+) -> PipelineApprovals:
+    """Per role, how many approvals the step needs and still misses, and who gave them, when."""
+    needed = approvals_needed(run.approvals, environment, gate, now)
+    return PipelineApprovals(
+        needed={rule.role: rule.count for rule in gate.needs},
+        missing={**needed.missing},
+        approved={role: list(names) for role, names in needed.approved.items()},
+        given=[
+            ApprovalGiven(operator=a.operator, key_id=a.key_id, role=a.role, at=a.at.isoformat())
+            for a in run.approvals.live(environment, gate, now)
+        ],
+        expires_after=str(gate.expires_after),
+        summary=needed.summary(),
+    )
+
+
+def _rollout(rollout: Rollout) -> PipelineRollout:
     stages = len(rollout.plan.stages)
     percent = rollout.plan.stages[rollout.stage].percent
-    return {
-        "phase": rollout.phase.value,
-        "stage": rollout.stage,
-        "stages": stages,
-        "label": stage_label(rollout.stage, stages, percent),
-        "percent": rollout.percent,
-    }
+    return PipelineRollout(
+        phase=rollout.phase.value,
+        stage=rollout.stage,
+        stages=stages,
+        label=stage_label(rollout.stage, stages, percent),
+        percent=rollout.percent,
+    )
 
 
-def gate_text(step: PipelineStep) -> str:
+def gate_text(step: PlannedStep) -> str:
     """What must hold before ``step`` starts, after the previous environment completed:
     ``soak 1:00:00; approvals: 2 from approver; a release window``, or ``nothing more``."""
     parts = []

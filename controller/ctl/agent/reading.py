@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ControllerError, scoped
-from controller.core.reading import RolloutList, RolloutStatus, flag_problem
+from controller.core.reading import PipelineRun, RolloutList, RolloutStatus, flag_problem
 from controller.core.wire import Alert, Decision, decision_or_alert
 from controller.ctl.operate import views
 from controller.ctl.report import diagnosis, report, reporting
@@ -97,11 +97,12 @@ class Reader:
             raise ControllerError(f"no rollout for flag {key_of(flag, environment)!r}")
         return hold_of(found)
 
-    def pipeline(self, flag: str) -> dict[str, object] | None:
+    def pipeline(self, flag: str) -> PipelineRun | None:
+        """``flag``'s newest pipeline run; None when it has none."""
         checked(flag)
         path = f"/pipelines/{quote(flag, safe='')}"
         body = diagnosis.get_json(self.base, path, timeout_s=self.timeout_s, missing_ok=True)
-        return body if isinstance(body, dict) else None
+        return None if body is None else _served(PipelineRun, body, path)
 
     def report(self, flag: str, environment: str | None = None) -> str:
         """The rollout's report in Markdown, as ``rolloutctl report`` prints it."""
@@ -204,11 +205,8 @@ def checked(flag: str) -> str:
 
 
 def _served(model: type[_V], body: Any, path: str) -> _V:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        problem = exc.errors()[0]["msg"]
-        raise ControllerError(f"{path} served no {model.__name__}: {problem}") from exc
+    """The answer at ``path`` read into ``model``; an error naming the field that does not fit."""
+    return diagnosis.served(model, body, path, model.__name__)
 
 
 def _json_object(value: bytes) -> bool:

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from controller import __version__
 from controller.core.common import ControllerError
-from controller.core.reading import RolloutList, RolloutStatus
+from controller.core.reading import PipelineRun, RolloutList, RolloutStatus
 from controller.core.wire import CommandAction
 from controller.ctl.agent import drafts, proposing
 from controller.ctl.agent.proposing import Proposal
@@ -116,7 +116,7 @@ def _add_reads(server: MCPServer[Any], reader: Reader) -> None:
 
     @server.tool(annotations=READ)
     @told
-    def pipeline_status(flag: Flag) -> dict[str, object]:
+    def pipeline_status(flag: Flag) -> PipelineRun:
         """The flag's newest release pipeline run: each environment's state, who must approve."""
         found = reader.pipeline(flag)
         if found is None:

@@ -4,21 +4,25 @@ A rollout from ``GET /rollouts/{flag}`` (``flag@environment`` outside the defaul
 environment), a pipeline run from ``GET /pipelines/{flag}``, segments from
 ``GET /v1/segments`` and app keys from ``GET /app-keys``, each with the
 ``applied`` digest the controller keeps with it. The bodies are read through
-typed models that ignore what they do not need.
+typed models: a pipeline run through the one the controller serves
+(:class:`controller.core.reading.PipelineRun`), the others through models that
+ignore what they do not need.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.core.common import ControllerError
+from controller.core.reading import PipelineRun
 from controller.ctl.gitops.desired import Desired
 from controller.ctl.gitops.diffing import Live
 from controller.ctl.report import diagnosis
 
+_M = TypeVar("_M", bound=BaseModel)
 RUNNING_PHASES = frozenset({"pending", "running", "paused"})
 """A rollout in these still owns its flag: a start is refused until it ends."""
 
@@ -31,12 +35,6 @@ class RolloutRead(_Read):
     phase: str
     applied: str | None = None
     plan: str = ""
-
-
-class PipelineRead(_Read):
-    phase: str
-    applied: str | None = None
-    pipeline: str = ""
 
 
 class SegmentRead(_Read):
@@ -72,7 +70,7 @@ def _get(base: str, path: str, *, missing_ok: bool = False) -> Any:
     return diagnosis.get_json(base, path, timeout_s=10, missing_ok=missing_ok)
 
 
-def _parsed(model: type[_Read], data: Any, where: str) -> Any:
+def _parsed(model: type[_M], data: Any, where: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -86,7 +84,7 @@ def _run(base: str, desired: Desired) -> Live | None:
     body = _get(base, path, missing_ok=True)
     if body is None:
         return None
-    run: PipelineRead = _parsed(PipelineRead, body, path)
+    run = _parsed(PipelineRun, body, path)
     state = f"pipeline {run.pipeline} {run.phase}"
     running, completed = run.phase == "running", run.phase == "completed"
     return Live(run.applied, running=running, completed=completed, state=state)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from controller.adapters import http_client
 from controller.core.common import ConfigError, load_document
-from controller.core.reading import pipeline_text
+from controller.core.reading import PipelineRun, pipeline_text
 from controller.core.release import Pipeline, PipelineCommand
 from controller.core.rollouts import errors, lint
 from controller.core.trust import signing
@@ -199,14 +198,14 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if answer.status != 200:
         raise diagnosis.refused(base, path, answer)
-    body = answer.json()
+    run = diagnosis.read_answer(PipelineRun, answer, base + path, "pipeline run")
     if args.json:
-        print_json(body)
+        print_json(run.model_dump(mode="json"))
     else:
-        print(status_text(body))
+        print(status_text(run))
     return 0
 
 
-def status_text(view: dict[str, Any]) -> str:
+def status_text(run: PipelineRun) -> str:
     """The run as lines (:func:`controller.core.reading.pipeline_text`)."""
-    return pipeline_text(view)
+    return pipeline_text(run)

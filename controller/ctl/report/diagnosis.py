@@ -15,8 +15,10 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ValidationError
 
 from controller.adapters import http_client
 from controller.core.common import ControllerError
@@ -25,6 +27,7 @@ from controller.ctl.terminal import ENV_TOKEN
 ENV_HEALTH_URL = "ROLLOUTCTL_HEALTH_URL"
 MAX_REASON_CHARS = 500
 """A reason is a sentence; a longer one is cut, since the answer is not ours."""
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def health_url(base: str) -> str | None:
@@ -141,3 +144,25 @@ def get_json(
     if answer.status != 200:
         raise refused(base, path, answer)
     return answer.json()
+
+
+def served(model: type[_M], body: object, url: str, what: str) -> _M:
+    """``body``, what the controller served at ``url``, read into ``model`` once, where it
+    comes in; an answer of another shape is a :class:`ControllerError` naming the first
+    field that does not fit (``what``: the model in words, ``pipeline run``)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise ControllerError(f"{url} served no {what}: {where}: {problem['msg']}") from exc
+
+
+def read_answer(model: type[_M], answer: http_client.Answer, url: str, what: str) -> _M:
+    """The JSON body of ``answer``, from ``url``, read into ``model`` (:func:`served`); an
+    answer that is no JSON is a :class:`ControllerError` too."""
+    try:
+        body = answer.json()
+    except ValueError as exc:
+        raise ControllerError(f"{url} answered with something other than JSON") from exc
+    return served(model, body, url, what)

@@ -6,18 +6,18 @@ in its pipeline's order when it has one (each step's rollout key, as
 (the flag's own key) first, then the others (``checkout@staging``) by name.
 ``--environment`` keeps one. A flag with only the default environment's
 rollout and no pipeline keeps the one-rollout report, unchanged
-(:func:`sections_of` answers None). Pure: the served JSON in, sections and
+(:func:`sections_of` answers None). Pure: what the controller served, read
+into its models (the pipeline run a :class:`.PipelineRun`), in; sections and
 their Markdown or HTML out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from controller.core.common import displayable, html_text, split
-from controller.core.reading import pipeline_text
+from controller.core.reading import PipelineRun, pipeline_text
 from controller.ctl.report import render
 from controller.ctl.report.model import Report
 
@@ -43,22 +43,20 @@ class ReleaseReport:
     flag: str
     generated_at: str
     sections: list[Section]
-    pipeline: dict[str, Any] | None = None
+    pipeline: PipelineRun | None = None
     notes: list[str] = field(default_factory=list)
 
 
 def sections_of(
-    flag: str, pipeline: Mapping[str, Any] | None, keys: Iterable[str], only: str | None = None
+    flag: str, pipeline: PipelineRun | None, keys: Iterable[str], only: str | None = None
 ) -> list[Section] | None:
     """The environments to report on, in order; None: the flag's own rollout alone, as ever.
 
-    ``pipeline``: the flag's pipeline status (None: it has none); ``keys``: the rollout keys
+    ``pipeline``: the flag's pipeline run (None: it has none); ``keys``: the rollout keys
     the controller lists; ``only``: ``--environment``.
     """
-    found = [
-        Section(str(step["environment"]), str(step.get("key") or f"{flag}@{step['environment']}"))
-        for step in (pipeline or {}).get("environments", [])
-    ]
+    steps = [] if pipeline is None else pipeline.environments
+    found = [Section(s.environment, s.key or f"{flag}@{s.environment}") for s in steps]
     named = {s.key for s in found}
     mine = sorted({k for k in keys if split(k)[0] == flag and k not in named})
     found += [
@@ -79,12 +77,8 @@ def markdown(release: ReleaseReport) -> str:
     envs = ", ".join(s.environment for s in release.sections)
     out += [f"Environments, in order: {render.md_text(envs)}.", ""]
     if release.pipeline is not None:
-        out += [
-            "## Pipeline",
-            "",
-            *(f"    {displayable(line)}" for line in _pipeline_lines(release)),
-            "",
-        ]
+        lines = pipeline_text(release.pipeline).splitlines()
+        out += ["## Pipeline", "", *(f"    {displayable(line)}" for line in lines), ""]
     out += [f"> {render.md_text(note)}" for note in release.notes]
     for section in release.sections:
         title = f"## Environment {section.environment} ({section.key})"
@@ -103,7 +97,7 @@ def html_page(release: ReleaseReport) -> str:
     envs = ", ".join(s.environment for s in release.sections)
     parts.append(f"<p>Environments, in order: {h(envs)}.</p>")
     if release.pipeline is not None:
-        lines = "\n".join(_pipeline_lines(release))
+        lines = pipeline_text(release.pipeline)
         parts += ["<h2>Pipeline</h2>", f'<pre class="pipeline">{h(lines)}</pre>']
     parts += [f'<p class="note">{h(note)}</p>' for note in release.notes]
     for section in release.sections:
@@ -117,10 +111,3 @@ def html_page(release: ReleaseReport) -> str:
             parts.append(render.html_body(section.report, depth=2))
         parts.append("</section>")
     return render.page_around(f"Release report: {release.flag}", "\n".join(parts) + "\n")
-
-
-def _pipeline_lines(release: ReleaseReport) -> list[str]:
-    try:
-        return pipeline_text(release.pipeline or {}).splitlines()
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return ["(the pipeline's status was unreadable)"]

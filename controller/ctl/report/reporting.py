@@ -23,11 +23,11 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
-from controller.core.reading import RolloutStatus
+from controller.core.reading import PipelineRun, RolloutStatus
 from controller.core.wire import JsonObject
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
@@ -156,15 +156,21 @@ def _built(
 
 def _sections(
     base: str, flag: str, only: str | None, timeout_s: float
-) -> tuple[list[environments.Section] | None, JsonObject | None]:
+) -> tuple[list[environments.Section] | None, PipelineRun | None]:
     """The environments to report on (:func:`environments.sections_of`; None: ``flag``'s own
     rollout alone, as a flag in one environment, or a key naming its environment, has it),
-    and the flag's pipeline status (None: it has none)."""
+    and the flag's pipeline run (None: it has none)."""
     if split(flag)[1] is not None:
         if only is not None:
             raise UsageError(f"--environment: {flag!r} already names its environment")
         return None, None
-    pipeline = _get(base, f"/pipelines/{quote(flag, safe='')}", timeout_s)
+    path = f"/pipelines/{quote(flag, safe='')}"
+    served = _get(base, path, timeout_s)
+    pipeline = (
+        None
+        if served is None
+        else diagnosis.served(PipelineRun, served, base + path, "pipeline run")
+    )
     listed = _get(base, "/rollouts", timeout_s) or {}
     rollouts = listed.get("rollouts")
     keys = [
@@ -178,7 +184,7 @@ def _sections(
 def _release(
     flag: str,
     sections: list[environments.Section],
-    pipeline: JsonObject | None,
+    pipeline: PipelineRun | None,
     built: dict[str, Report],
 ) -> environments.ReleaseReport:
     return environments.ReleaseReport(
@@ -194,12 +200,7 @@ def _release(
 
 def _status(served: JsonObject, url: str) -> RolloutStatus:
     """The served status read into its view model; an error naming what it lacks."""
-    try:
-        return RolloutStatus.model_validate(served)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
-        raise ControllerError(f"{url} served no rollout status: {where}: {problem['msg']}") from exc
+    return diagnosis.served(RolloutStatus, served, url, "rollout status")
 
 
 def _write(args: argparse.Namespace, built: Report) -> int:
@@ -241,6 +242,9 @@ def _plain(built: Report | environments.ReleaseReport) -> JsonObject:
 
 
 def _dataclass(value: object) -> JsonObject:
+    if isinstance(value, BaseModel):  # the pipeline run, as served
+        served: JsonObject = value.model_dump(mode="json")
+        return served
     fields = getattr(value, "__dataclass_fields__", None)
     if fields is None:
         raise TypeError(type(value).__name__)

@@ -38,7 +38,7 @@ import structlog
 
 from controller.core.common import ConfigError, ControllerError
 from controller.core.machine import commands
-from controller.core.reading import pipeline_view
+from controller.core.reading import PipelineRun, pipeline_view
 from controller.core.release import (
     Approval,
     Approve,
@@ -289,7 +289,7 @@ class Pipelines:
             else RolloutEnding(),
         )
 
-    async def status(self, flag: str) -> JsonObject | None:
+    async def status(self, flag: str) -> PipelineRun | None:
         """The flag's newest run as ``pipeline status`` shows it, or None when it has none."""
         runs = await self._runs.runs_of(flag)
         run = (await self._runs.load(runs[0])).run if runs else None

@@ -26,6 +26,7 @@ from controller.console.rollout import RolloutPage
 from controller.core.common import StoreError, split
 from controller.core.reading import (
     HistoryPoint,
+    PipelineRun,
     RolloutHistory,
     RolloutRow,
     RolloutStatus,
@@ -35,7 +36,7 @@ from controller.core.reading import (
 )
 from controller.core.rollouts import Plan, Rollout, Window
 from controller.core.rules import to_text
-from controller.core.wire import Alert, Decision, JsonObject, decision_or_alert
+from controller.core.wire import Alert, Decision, decision_or_alert
 from controller.ports import GateHistory, Loaded, RolloutStates
 
 log = structlog.get_logger("controller.daemon.serving.console")
@@ -50,7 +51,7 @@ class PipelineReads(Protocol):
     """What the console reads of release pipelines
     (:class:`controller.daemon.rollouts.pipelines.Pipelines`)."""
 
-    async def status(self, flag: str) -> JsonObject | None: ...
+    async def status(self, flag: str) -> PipelineRun | None: ...
     async def with_runs(self, flags: Collection[str]) -> set[str]: ...
 
 

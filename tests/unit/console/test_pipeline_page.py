@@ -8,10 +8,16 @@ from typing import Any
 
 from controller.console.pages import rollout_list
 from controller.console.pipeline import pipeline_detail
+from controller.core.reading import PipelineRun
 from tests.unit.console.test_console_render import row_of
 from tests.unit.ctl.test_pipeline_cli import STOPPED, VIEW
 
 HOSTILE = '<img src=x onerror="alert(1)"> & "quotes"'
+
+
+def page(view: dict[str, Any]) -> str:
+    """The page of the run ``view`` serves, read as the daemon builds it: into its model."""
+    return pipeline_detail(PipelineRun.model_validate(view))
 
 
 def keyed(view: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +33,7 @@ def keyed(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_each_environment_in_order_with_its_state_and_link() -> None:
-    html = pipeline_detail(keyed(VIEW))
+    html = page(keyed(VIEW))
     assert re.findall(r'data-environment="(\w+)" data-status="(\w+)"', html) == [
         ("dev", "completed"),
         ("staging", "running"),
@@ -41,7 +47,7 @@ def test_each_environment_in_order_with_its_state_and_link() -> None:
 
 
 def test_the_gate_before_each_and_what_the_next_waits_for() -> None:
-    html = pipeline_detail(keyed(VIEW))
+    html = page(keyed(VIEW))
     gates = re.findall(r'data-before="(\w+)" data-state="(\w+)"><p>([^<]*)</p>', html)
     assert gates == [
         ("staging", "passed", "Before staging: dev completes, then soak 1:00:00"),
@@ -57,7 +63,7 @@ def test_the_gate_before_each_and_what_the_next_waits_for() -> None:
 
 
 def test_approvals_say_who_when_and_how_many_are_missing() -> None:
-    html = pipeline_detail(keyed(VIEW))
+    html = page(keyed(VIEW))
     assert '<section class="approvals" data-missing="2">' in html
     assert '<p class="role" data-role="approver">approver: 1 of 2</p>' in html
     assert '<p class="role" data-role="security">security: 0 of 1</p>' in html
@@ -71,7 +77,7 @@ def test_approvals_say_who_when_and_how_many_are_missing() -> None:
 def test_outside_text_is_escaped_and_a_stopped_run_says_where() -> None:
     stopped = keyed(STOPPED)
     stopped["environments"][1]["ending"] = HOSTILE
-    html = pipeline_detail(stopped)
+    html = page(stopped)
     assert "<img" not in html
     assert "&lt;img src=x" in html
     assert 'data-phase="stopped">Stopped at staging: nothing more starts</p>' in html
@@ -90,4 +96,4 @@ def test_the_last_environment_running_is_named_as_such() -> None:
         step["status"] = "completed"
     last["environments"][2]["status"] = "running"
     last["next"] = None
-    assert "Running: production runs, the last environment to start</p>" in pipeline_detail(last)
+    assert "Running: production runs, the last environment to start</p>" in page(last)

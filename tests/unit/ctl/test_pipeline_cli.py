@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from controller.adapters import http_client
+from controller.core.reading import PipelineRun
+from controller.ctl import app
 from controller.ctl.app import build_parser
 from controller.ctl.operate.pipelines import command_of, status_text
 from controller.ctl.terminal import UsageError
@@ -22,26 +26,40 @@ APPROVALS: dict[str, Any] = {
 }
 DONE = {"phase": "completed", "stage": 1, "stages": 2, "label": "stage 2/2 (100%)", "percent": 100}
 RUNNING = {"phase": "running", "stage": 0, "stages": 2, "label": "stage 1/2 (5%)", "percent": 5.0}
-VIEW: dict[str, Any] = {
+STEP: dict[str, Any] = {  # what every step below has in common
+    "key": None,
+    "plan": "standard",
+    "rollout_id": None,
+    "started_at": None,
+    "ended_at": None,
+    "ending": "",
+    "soak": None,
+    "windows": 0,
+}
+VIEW: dict[str, Any] = {  # the run as GET /pipelines/{flag} serves it
     "run_id": "r1",
     "pipeline": "release",
     "flag": "checkout",
     "phase": "running",
     "stopped_at": None,
+    "started_at": "2026-11-23T09:00:00+00:00",
+    "updated_at": "2026-11-23T12:30:00+00:00",
+    "applied": None,
     "environments": [
-        {"environment": "dev", "status": "completed", "rollout": DONE, "ending": "", "gate": None},
+        {**STEP, "environment": "dev", "status": "completed", "rollout": DONE, "gate": None},
         {
+            **STEP,
             "environment": "staging",
             "status": "running",
             "rollout": RUNNING,
-            "ending": "",
+            "soak": "1:00:00",
             "gate": "soak 1:00:00",
         },
         {
+            **STEP,
             "environment": "production",
             "status": "pending",
             "rollout": None,
-            "ending": "",
             "gate": "approvals: 2 from approver, 1 from security",
             "approvals": APPROVALS,
         },
@@ -67,23 +85,6 @@ STOPPED: dict[str, Any] = {
         {**VIEW["environments"][2], "approvals": None},
     ],
     "next": None,
-}
-OLDER: dict[str, Any] = {  # a controller before "needed", "given", "gate" and "label"
-    **VIEW,
-    "environments": [
-        {"environment": "staging", "status": "running", "rollout": {**RUNNING, "label": None}},
-        {
-            "environment": "production",
-            "status": "pending",
-            "rollout": None,
-            "approvals": {
-                "missing": {"approver": 1},
-                "approved": {"approver": ["ana (ana-1)"]},
-                "summary": "1 more from approver",
-            },
-        },
-    ],
-    "next": {"environment": "production", "open": True, "waiting_for": []},
 }
 CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "running, production waiting for completion and approvals": (
@@ -111,17 +112,6 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "  production   pending; gate: approvals: 2 from approver, 1 from security",
         ],
     ),
-    "an older controller's answer": (
-        OLDER,
-        [
-            "pipeline release for checkout (run r1): running",
-            "  staging      running: rollout running, serving 5%",
-            "  production   pending",
-            "               approved: approver: ana (ana-1)",
-            "               still to approve: 1 more from approver",
-            "next: production may start now",
-        ],
-    ),
 }
 
 
@@ -130,7 +120,69 @@ def test_the_status_shows_each_environment_what_gates_the_next_and_who_approved(
     case: str,
 ) -> None:
     view, lines = CASES[case]
-    assert status_text(view).splitlines() == lines
+    assert status_text(PipelineRun.model_validate(view)).splitlines() == lines
+
+
+WRONG: dict[str, tuple[bytes, str]] = {
+    # case: (the answer's body, what the error says)
+    "no JSON": (b"<html>oops</html>", "answered with something other than JSON"),
+    "no object": (b"[]", "served no pipeline run: the answer: Input should be"),
+    "a field missing": (
+        orjson.dumps({k: v for k, v in VIEW.items() if k != "environments"}),
+        "served no pipeline run: environments: Field required",
+    ),
+    "a field of another type": (
+        orjson.dumps({**VIEW, "next": {**VIEW["next"], "open": "maybe"}}),
+        "served no pipeline run: next.open: Input should be a valid boolean",
+    ),
+    "a field it does not know": (
+        orjson.dumps({**VIEW, "stage": 2}),
+        "served no pipeline run: stage: Extra inputs are not permitted",
+    ),
+    "an older controller's step, without its key and gate": (
+        orjson.dumps({**VIEW, "environments": [{"environment": "dev", "status": "running"}]}),
+        "served no pipeline run: environments.0.key: Field required",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WRONG)
+def test_an_answer_of_another_shape_is_an_error_that_says_so(
+    case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body, said = WRONG[case]
+
+    def get(url: str, **_: object) -> http_client.Answer:
+        return http_client.Answer(200, {}, body.decode())
+
+    monkeypatch.setattr(http_client, "get", get)
+    assert app.main(["pipeline", "status", "checkout", "--url", "http://ctl"]) == 1
+    err = capsys.readouterr().err
+    assert "http://ctl/pipelines/checkout " in err
+    assert said in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("json", [False, True])
+def test_the_status_reads_the_served_run_once_and_prints_it(
+    json: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = orjson.dumps(VIEW)
+
+    def get(url: str, **_: object) -> http_client.Answer:
+        assert url == "http://ctl/pipelines/checkout"
+        return http_client.Answer(200, {}, served.decode())
+
+    monkeypatch.setattr(http_client, "get", get)
+    argv = ["pipeline", "status", "checkout", "--url", "http://ctl"] + (["--json"] if json else [])
+    assert app.main(argv) == 0
+    out = capsys.readouterr().out
+    if json:
+        assert orjson.loads(out) == VIEW
+    else:
+        assert (
+            out.splitlines() == CASES["running, production waiting for completion and approvals"][1]
+        )
 
 
 def test_a_pipeline_command_is_checked_against_the_contract() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from controller.adapters.http.pipeline_routes import PipelineRoutes
+from controller.core.reading import PipelineRun
 from tests.support.app_client import app_client
+from tests.unit.ctl.test_pipeline_cli import VIEW
 
 TOKEN = "t0ken"
 
@@ -15,9 +15,9 @@ TOKEN = "t0ken"
 async def test_the_pipeline_read_wants_the_token_and_a_flags_own_key() -> None:
     asked: list[str] = []
 
-    async def status(flag: str) -> dict[str, Any] | None:
+    async def status(flag: str) -> PipelineRun | None:
         asked.append(flag)
-        return {"flag": flag} if flag == "checkout" else None
+        return PipelineRun.model_validate(VIEW) if flag == "checkout" else None
 
     app = web.Application()
     PipelineRoutes(status, token=TOKEN).add_to(app.router)
@@ -25,7 +25,7 @@ async def test_the_pipeline_read_wants_the_token_and_a_flags_own_key() -> None:
     async with app_client(app) as http:
         assert (await http.get("/pipelines/checkout")).status_code == 401
         found = await http.get("/pipelines/checkout", headers=bearer)
-        assert (found.status_code, found.json()) == (200, {"flag": "checkout"})
+        assert (found.status_code, found.json()) == (200, VIEW)
         assert (await http.get("/pipelines/search", headers=bearer)).status_code == 404
         for bad in ("checkout@staging", "%3Cb%3E", "x" * 129):
             refused = await http.get(f"/pipelines/{bad}", headers=bearer)

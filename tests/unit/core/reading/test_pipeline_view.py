@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.reading import flag_problem
-from controller.core.reading import pipeline_view as view_of
+from controller.core.reading import PipelineApprovals, PipelineRollout, flag_problem, pipeline_view
 from controller.core.release import Approval, Approve, RolloutEnded, TimePassed, begin, step
 from controller.core.release.state import PipelineState, rollout_id_of
 from controller.core.rollouts import Phase, Plan, Rollout
@@ -19,11 +18,6 @@ RUN = "run-1"
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KEYS = {"dev": "checkout@dev", "staging": "checkout@staging", "production": "checkout"}
 ALLOW = {"kind": "allow", "from": "2026-11-24T09:00:00", "to": "2026-11-24T17:00:00"}
-
-
-def pipeline_view(*args: Any) -> Any:
-    """The view as a client indexes it."""
-    return view_of(*args)
 
 
 def at(minutes: float) -> datetime:
@@ -135,38 +129,43 @@ CASES: dict[str, tuple[list[Any], dict[str, Any], float, list[tuple[str, Any]], 
 def test_each_environment_and_what_gates_the_next(case: str) -> None:
     events, changes, minutes, expected, waits = CASES[case]
     view = pipeline_view(run_through(events, **changes), {}, at(minutes), KEYS)
-    assert [(e["status"], e["gate"]) for e in view["environments"]] == expected
-    assert [e["key"] for e in view["environments"]] == list(KEYS.values())
+    assert [(e.status, e.gate) for e in view.environments] == expected
+    assert [e.key for e in view.environments] == list(KEYS.values())
     if waits is None:
-        assert view["next"] is None
-    elif isinstance(waits, str):
-        assert view["next"]["open"] is False
-        assert any(w.startswith(waits) for w in view["next"]["waiting_for"])
+        assert view.next is None
+        return
+    assert view.next is not None
+    if isinstance(waits, str):
+        assert view.next.open is False
+        assert any(w.startswith(waits) for w in view.next.waiting_for)
     else:
-        assert view["next"]["waiting_for"] == waits
+        assert view.next.waiting_for == waits
 
 
 def test_approvals_say_n_of_m_per_role_who_and_when() -> None:
     state = run_through([*STAGING_DONE, approve("k1", 210)])
-    approvals = pipeline_view(state, {}, at(215))["environments"][2]["approvals"]
-    assert approvals == {
-        "needed": {"approver": 2},
-        "missing": {"approver": 1},
-        "approved": {"approver": ["op-k1 (k1)"]},
-        "given": [
-            {
-                "operator": "op-k1",
-                "key_id": "k1",
-                "role": "approver",
-                "at": "2026-11-23T12:30:00+00:00",
-            }
-        ],
-        "expires_after": "1 day, 0:00:00",
-        "summary": "1 more from approver",
-    }
+    approvals = pipeline_view(state, {}, at(215)).environments[2].approvals
+    assert approvals == PipelineApprovals.model_validate(
+        {
+            "needed": {"approver": 2},
+            "missing": {"approver": 1},
+            "approved": {"approver": ["op-k1 (k1)"]},
+            "given": [
+                {
+                    "operator": "op-k1",
+                    "key_id": "k1",
+                    "role": "approver",
+                    "at": "2026-11-23T12:30:00+00:00",
+                }
+            ],
+            "expires_after": "1 day, 0:00:00",
+            "summary": "1 more from approver",
+        }
+    )
     # An approval that expired counts no more
-    later = pipeline_view(state, {}, at(210 + 24 * 60))["environments"][2]["approvals"]
-    assert (later["given"], later["missing"]) == ([], {"approver": 2})
+    later = pipeline_view(state, {}, at(210 + 24 * 60)).environments[2].approvals
+    assert later is not None
+    assert (later.given, later.missing) == ([], {"approver": 2})
 
 
 def test_an_environments_rollout_shows_its_stage_only_when_it_is_the_runs() -> None:
@@ -174,14 +173,10 @@ def test_an_environments_rollout_shows_its_stage_only_when_it_is_the_runs() -> N
     ours = rollout_of(state, "staging", 0, Phase.RUNNING)
     other = ours.model_copy(update={"rollout_id": "someone-elses"})
     view = pipeline_view(state, {"staging": ours}, at(80), KEYS)
-    assert view["environments"][1]["rollout"] == {
-        "phase": "running",
-        "stage": 0,
-        "stages": 2,
-        "label": "stage 1/2 (5%)",
-        "percent": 5.0,
-    }
-    assert pipeline_view(state, {"staging": other}, at(80))["environments"][1]["rollout"] is None
+    assert view.environments[1].rollout == PipelineRollout(
+        phase="running", stage=0, stages=2, label="stage 1/2 (5%)", percent=5.0
+    )
+    assert pipeline_view(state, {"staging": other}, at(80)).environments[1].rollout is None
 
 
 @pytest.mark.parametrize(

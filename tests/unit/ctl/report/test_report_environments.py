@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.core.reading import PipelineRun
 from controller.ctl.app import build_parser
 from controller.ctl.report.diagnosis import retry_after
 from controller.ctl.report.environments import (
@@ -22,15 +23,17 @@ from controller.ctl.report.report import from_served
 from tests.unit.ctl.report.test_report import ADVANCE, HOSTILE, NOW, START, STATUS, Collector
 from tests.unit.ctl.test_pipeline_cli import VIEW
 
-PIPELINE: dict[str, Any] = {
-    **VIEW,
-    "environments": [
-        {**step, "key": key}
-        for step, key in zip(
-            VIEW["environments"], ("checkout@dev", "checkout@staging", "checkout"), strict=True
-        )
-    ],
-}
+PIPELINE = PipelineRun.model_validate(
+    {
+        **VIEW,
+        "environments": [
+            {**step, "key": key}
+            for step, key in zip(
+                VIEW["environments"], ("checkout@dev", "checkout@staging", "checkout"), strict=True
+            )
+        ],
+    }
+)
 LISTED = ["search", "checkout", "checkout@staging", "checkout@dev", "checkout@qa", "checkoutx"]
 # case: (pipeline, the rollouts listed, --environment, the sections as (environment, key))
 CASES: dict[str, tuple[Any, list[str], str | None, list[tuple[str, str]] | None]] = {

@@ -264,13 +264,7 @@ async def test_production_waits_for_its_soak_and_two_distinct_approvers() -> Non
     assert late["outcome"] == "rejected"
     view = await world.engine.pipelines.status("checkout") if world.engine.pipelines else None
     assert view is not None
-    environments = view["environments"]
-    assert isinstance(environments, list)
-    assert [e["status"] for e in environments if isinstance(e, dict)] == [
-        "completed",
-        "completed",
-        "running",
-    ]
+    assert [e.status for e in view.environments] == ["completed", "completed", "running"]
 
 
 BAD: dict[str, tuple[dict[str, Any], str, str]] = {
