@@ -14,13 +14,10 @@ import contextlib
 import signal
 import sys
 from collections.abc import AsyncGenerator
-from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
 
 from controller.adapters import http_client
-from controller.core.common import ControllerError
 from controller.core.reading import RolloutList, RolloutStatus
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
 from controller.ctl.operate import steering, views
@@ -29,8 +26,6 @@ from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
 from controller.process import stop_on_signals
 from controller.settings import KafkaSettings
-
-_V = TypeVar("_V", bound=BaseModel)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -50,22 +45,12 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(body)  # as served, by whichever version of the controller
     elif args.flag:
-        print(views.status_detail(_served(RolloutStatus, body, base, path)))
+        status = diagnosis.served(RolloutStatus, body, base + path, "RolloutStatus")
+        print(views.status_detail(status))
     else:
-        print(views.status_table(_served(RolloutList, body, base, path).rollouts))
+        listing = diagnosis.served(RolloutList, body, base + path, "RolloutList")
+        print(views.status_table(listing.rollouts))
     return 0
-
-
-def _served(model: type[_V], body: Any, base: str, path: str) -> _V:
-    """The controller's answer read into its view model; an error naming what it lacks."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
-        raise ControllerError(
-            f"{base}{path} served no {model.__name__}: {where}: {problem['msg']}"
-        ) from exc
 
 
 def watch(args: argparse.Namespace) -> int:

@@ -149,9 +149,14 @@ def get_json(
 def served(model: type[_M], body: object, url: str, what: str) -> _M:
     """``body``, what the controller served at ``url``, read into ``model`` once, where it
     comes in; an answer of another shape is a :class:`ControllerError` naming the first
-    field that does not fit (``what``: the model in words, ``pipeline run``)."""
+    field that does not fit (``what``: the model in words, ``pipeline run``).
+
+    Fields the model does not know are passed over, at any depth: a controller newer than
+    this rolloutctl may serve more than the schema it was built with, and what it served
+    before still reads as it did. A known field of the wrong shape is still an error.
+    """
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, extra="ignore")
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"]) or "the answer"

@@ -135,10 +135,6 @@ WRONG: dict[str, tuple[bytes, str]] = {
         orjson.dumps({**VIEW, "next": {**VIEW["next"], "open": "maybe"}}),
         "served no pipeline run: next.open: Input should be a valid boolean",
     ),
-    "a field it does not know": (
-        orjson.dumps({**VIEW, "stage": 2}),
-        "served no pipeline run: stage: Extra inputs are not permitted",
-    ),
     "an older controller's step, without its key and gate": (
         orjson.dumps({**VIEW, "environments": [{"environment": "dev", "status": "running"}]}),
         "served no pipeline run: environments.0.key: Field required",
@@ -202,3 +198,16 @@ def test_the_parser_knows_start_and_status() -> None:
     assert (
         build_parser().parse_args(["pipeline", "status", "checkout"]).pipeline_command == "status"
     )
+
+
+def test_status_passes_over_a_field_a_newer_controller_serves(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newer = orjson.dumps({**VIEW, "stage": 2})
+
+    def get(url: str, **_: object) -> http_client.Answer:
+        return http_client.Answer(200, {}, newer.decode())
+
+    monkeypatch.setattr(http_client, "get", get)
+    assert app.main(["pipeline", "status", "checkout", "--url", "http://ctl"]) == 0
+    assert "pipeline release for checkout (run r1): running" in capsys.readouterr().out

@@ -83,6 +83,16 @@ def test_a_reader_reads_the_run_into_its_model(
     assert READERS[reader]() == PipelineRun.model_validate(VIEW)
 
 
+@pytest.mark.parametrize("reader", ["rolloutctl report", "the MCP server"])
+def test_a_reader_passes_over_fields_a_newer_controller_serves(
+    reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = [{**step, "added_later": {"x": 1}} for step in VIEW["environments"]]
+    newer = {**VIEW, "environments": steps, "also_added": True}
+    served(orjson.dumps(newer), monkeypatch)
+    assert READERS[reader]() == PipelineRun.model_validate(VIEW)
+
+
 def test_apply_sees_the_live_run_and_its_phase(monkeypatch: pytest.MonkeyPatch) -> None:
     served(orjson.dumps({**VIEW, "applied": "ab" * 32}), monkeypatch)
     live = _apply()
