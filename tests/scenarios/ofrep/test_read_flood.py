@@ -3,9 +3,17 @@
 A thousand running rollouts make ``GET /rollouts`` some 1.3 MB of JSON and
 half a second of work to build. Sixteen clients read it back to back, as fast
 as they are answered, while the operator kills a flag: the kill is decided
-within the usual reaction time and the health port answers the probes at
-once (nine in ten of at least forty within 0.1 s, every one within a second). Every connection
-goes to 127.0.0.1 only; the flood stops once the kill is seen.
+within the usual reaction time, no run of probes fails as the orchestrator counts
+failures (three in a row past a second), and the typical probe is answered in a
+fraction of a build. Every connection goes to 127.0.0.1 only; the flood stops
+once the kill is seen.
+
+How fast a probe is answered depends on the machine as much as on the daemon: on
+two loaded cores a probe waits tens of milliseconds for its turn whatever the
+daemon does. So the bound that shows readers do not hold the probes is measured in
+the same run: one ``/rollouts`` answer built alone, before the flood. A probe
+held behind the readers waits for a build; the median probe must take less than
+a quarter of one.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,12 +44,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROLLOUTS = 1000
 READERS = 16
 KILL_WITHIN_SECONDS = 1.0
-PROBE_WITHIN_SECONDS = 0.1
-SLOW_PROBES_AT_MOST = 0.1
+PROBE_TIMEOUT_SECONDS = 1.0
+"""Kubernetes' default ``timeoutSeconds``: a probe slower than this counts as failed."""
+PROBE_FAILURES_TO_RESTART = 3
+"""Kubernetes' default ``failureThreshold``: this many failed probes in a row restart the pod."""
 PROBES_AT_LEAST = 40
-"""Of the probes, at most this share take longer than :data:`PROBE_WITHIN_SECONDS` (yet
-under :data:`KILL_WITHIN_SECONDS`): a busy machine can hold the prober or the daemon
-back for a moment; readers holding the health port would hold back nearly every probe."""
+"""Probes timed under the flood, enough for their median to mean something."""
+MEDIAN_PROBE_OF_A_BUILD = 0.25
+"""The median probe under the flood takes at most this share of one ``/rollouts`` build
+timed alone in the same run: a probe held behind the readers waits for builds."""
 REQUEST = b"GET /rollouts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
@@ -55,13 +68,20 @@ class Flood:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             while not self.stop.is_set():
-                writer.write(REQUEST)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
-                body = await reader.readexactly(int(length.group(1)) if length else 0)
-                self.answers.append((int(head.split()[1]), len(body)))
+                self.answers.append(await read_rollouts(reader, writer))
         finally:
             writer.close()
+
+
+async def read_rollouts(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[int, int]:
+    """One ``GET /rollouts`` on a kept-alive connection: its status and body bytes."""
+    writer.write(REQUEST)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    body = await reader.readexactly(int(length.group(1)) if length else 0)
+    return int(head.split()[1]), len(body)
 
 
 PROBE = r"""
@@ -122,6 +142,30 @@ class Prober:
         return self.took
 
 
+def failing_run(probes: list[float]) -> int:
+    """The longest run of probes in a row that the orchestrator counts as failed."""
+    longest = run = 0
+    for took in probes:
+        run = run + 1 if took >= PROBE_TIMEOUT_SECONDS else 0
+        longest = max(longest, run)
+    return longest
+
+
+async def one_build(port: int) -> float:
+    """Seconds to read ``/rollouts`` once, alone: its first read, so a build and its bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        started = time.perf_counter()
+        answer = await read_rollouts(reader, writer)
+        took = time.perf_counter() - started
+    finally:
+        writer.close()
+    status, size = answer
+    assert status == 200
+    assert size > ROLLOUTS * 1000, size
+    return took
+
+
 async def store_running_rollouts(scenario: Scenario) -> list[str]:
     """``ROLLOUTS`` running rollouts, fresh, so that no timer of theirs fires in the test."""
     now = datetime.now(UTC)
@@ -160,6 +204,7 @@ async def test_a_kill_and_the_probes_are_not_held_back_by_readers_of_rollouts(
     scenario.start_daemon()
     await wait_status(f"http://127.0.0.1:{health_port}/readyz", 200)
     quiet = await scenario.kill_seconds(flags[0], reason="read flood test")
+    build = await one_build(port)
     # When sixteen clients read /rollouts back to back, and the orchestrator probes
     flood, prober = Flood(port), Prober(health_port)
     await prober.start()
@@ -186,10 +231,13 @@ async def test_a_kill_and_the_probes_are_not_held_back_by_readers_of_rollouts(
     # Then the kill lands within the usual reaction time, and the probes are answered at once
     figures = f"kill {flooded:.2f} s in the flood, {quiet:.2f} s without; {during} reads meanwhile"
     assert flooded <= KILL_WITHIN_SECONDS, figures
-    slowest = f"{len(probes)} probes, slowest {sorted(probes)[-5:]}; {figures}"
-    slow = [took for took in probes if took >= PROBE_WITHIN_SECONDS]
-    assert len(slow) <= SLOW_PROBES_AT_MOST * len(probes), slowest
-    assert max(probes) < KILL_WITHIN_SECONDS, slowest
+    typical = statistics.median(probes)
+    slowest = (
+        f"{len(probes)} probes, median {typical:.3f} s, slowest {sorted(probes)[-5:]};"
+        f" one build alone {build:.3f} s; {figures}"
+    )
+    assert typical <= MEDIAN_PROBE_OF_A_BUILD * build, slowest
+    assert failing_run(probes) < PROBE_FAILURES_TO_RESTART, slowest
     # While the flood read whole lists of every rollout
     assert {status for status, _ in flood.answers} == {200}
     assert min(size for _, size in flood.answers) > ROLLOUTS * 1000
