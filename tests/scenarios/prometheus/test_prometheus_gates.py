@@ -155,21 +155,24 @@ async def test_a_counter_reset_mid_stage_neither_fakes_nor_hides_a_regression(
     scenario: Scenario, scraped: tuple[MetricsApp, PrometheusServer]
 ) -> None:
     # Given two flags in a long first stage: one healthy, one whose treatment starts
-    # failing three times as often only once the app restarted
+    # failing five times as often only once the app restarted. Five, not three: the
+    # second stage (50%) may be judged at its floor of 1,000 requests an arm on a loaded
+    # machine, where the gate's own test misses 2% -> 6% one time in four and 2% -> 10%
+    # never (2,000 draws each); the restart may fall late in the first stage, so the
+    # second one must see the regression by itself.
     app, prometheus = scraped
     use(scenario, prometheus.url)
     scenario.start_daemon()
 
-    def after_restart(state: dict[str, Any], arm: Arm) -> float:
-        return triple_errors(state, arm) if app.restarts else 0.02
+    def after_restart(_state: dict[str, Any], arm: Arm) -> float:
+        return (0.10 if arm is Arm.TREATMENT else 0.02) if app.restarts else 0.02
 
     scenario.run("reset-ok", serve_traffic(app, "reset-ok", scenario.state, rate=600))
     scenario.run(
         "reset-bad", serve_traffic(app, "reset-bad", scenario.state, errors=after_restart, rate=600)
     )
     for flag in ("reset-ok", "reset-bad"):
-        # 1,000 requests an arm, as for the twins: on a loaded machine the restart may come
-        # late in the first stage, and the regression must then be seen in the next one
+        # 1,000 requests an arm, as for the twins
         await scenario.start(flag, plan(first=20, percents=(20, 50), floor=1000))
     # When the app restarts mid-stage (its counters start from zero again)
     await scenario.until(
