@@ -162,12 +162,8 @@ async def forget(client: Any, prefix: str) -> None:
         await client.delete(*keys[i : i + 500])
 
 
-def event_arguments(parser: argparse.ArgumentParser, *, rounds: int, round_help: str) -> None:
-    """The options the ingest benches share: the events made, the rounds, the window, the broker."""
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
-    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
-    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
-    parser.add_argument("--rounds", type=int, default=rounds, help=round_help)
+def window_argument(parser: argparse.ArgumentParser) -> None:
+    """``--window FROM TO``: the share of a run's events that every bench here times."""
     parser.add_argument(
         "--window",
         type=float,
@@ -176,6 +172,15 @@ def event_arguments(parser: argparse.ArgumentParser, *, rounds: int, round_help:
         metavar=("FROM", "TO"),
         help="the fractions of the events between which every side is timed",
     )
+
+
+def event_arguments(parser: argparse.ArgumentParser, *, rounds: int, round_help: str) -> None:
+    """The options the ingest benches share: the events made, the rounds, the window, the broker."""
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
+    parser.add_argument("--flags", type=int, default=20, help="distinct flags")
+    parser.add_argument("--units", type=int, default=200_000, help="distinct units")
+    parser.add_argument("--rounds", type=int, default=rounds, help=round_help)
+    window_argument(parser)
     parser.add_argument(
         "--broker",
         choices=("auto", "kafka", "tansu", "both"),

@@ -66,6 +66,7 @@ from following import (  # beside this script
     follow,
     forget,
     progress,
+    window_argument,
 )
 from redis_cost import per_event, snapshot  # beside this script
 
@@ -343,14 +344,7 @@ if __name__ == "__main__":
     parser.add_argument("--per-record", type=int, default=100, help="spans (evaluations) a record")
     parser.add_argument("--units", type=int, default=200_000, help="distinct units")
     parser.add_argument("--rounds", type=int, default=3, help="OTLP runs, each between two others")
-    parser.add_argument(
-        "--window",
-        type=float,
-        nargs=2,
-        default=(0.2, 0.9),
-        metavar=("FROM", "TO"),
-        help="the fractions of the events between which both sides are timed",
-    )
+    window_argument(parser)
     parser.add_argument(
         "--collector",
         action="store_true",
