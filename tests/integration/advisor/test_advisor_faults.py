@@ -50,17 +50,33 @@ async def server() -> AsyncIterator[FakeModel]:
         yield fake
 
 
+SHORT_ATTEMPT_SECONDS = 0.5
+"""Each attempt's deadline where the test waits for it to fire (a server that hangs or
+drips); elsewhere an attempt has 10 s, so that on a busy machine a reply's own fault,
+not a deadline, ends it."""
+
+
 def settings(port: int, **changes: float) -> LlmSettings:
-    # Each attempt's deadline is 0.5 s; the whole consultation's budget (1 s by default)
-    # is set well above two attempts, so that on a busy machine a reply's own fault, not
-    # the budget, ends it. The budget has a test of its own below.
+    # The whole consultation's budget (1 s by default) is set well above two attempts,
+    # so that the reply's fault or the attempt's deadline ends it, not the budget. The
+    # budget has a test of its own below.
     base = {
         "base_url": f"http://127.0.0.1:{port}/v1",
         "mode": "gating",
-        "timeout_seconds": 0.5,
-        "budget_seconds": 10,
+        "timeout_seconds": 10,
+        "budget_seconds": 30,
     }
     return LlmSettings.model_validate({**base, **changes})
+
+
+def waited_out(port: int, behaviour: str, *, slow: str) -> LlmSettings:
+    """:func:`settings` with the short attempt deadline for ``slow``, the behaviour that
+    only a deadline ends."""
+    return (
+        settings(port, timeout_seconds=SHORT_ATTEMPT_SECONDS)
+        if behaviour == slow
+        else settings(port)
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,7 +86,7 @@ async def test_misbehaviour_is_unavailable_within_budget_and_the_gate_proceeds(
     server: FakeModel, behaviour: str
 ) -> None:
     server.behaviour = behaviour
-    async with Advisor(settings(server.port)) as advisor:
+    async with Advisor(waited_out(server.port, behaviour, slow="hang")) as advisor:
         result = await advisor.advise(Briefing.model_validate({"flag": "f"}))
     assert isinstance(result, Unavailable), result
     # A server that never answers is left at each attempt's deadline (it is never
@@ -101,7 +117,7 @@ async def test_a_hostile_reply_is_unavailable_within_the_budget_and_bounded(
     server: FakeModel, behaviour: str, cause: str
 ) -> None:
     server.behaviour = behaviour
-    async with Advisor(settings(server.port)) as advisor:
+    async with Advisor(waited_out(server.port, behaviour, slow="drip")) as advisor:
         result = await advisor.advise(Briefing.model_validate({"flag": "f"}))
     assert isinstance(result, Unavailable), result
     assert cause in result.cause  # the drip: ended by the attempt's deadline
