@@ -15,8 +15,10 @@ payment service (which is down) raises and nothing catches it: Flask answers
 500 and its instrumentation records the exception, stack trace and all, on the
 span. Werkzeug's threaded server listens on loopback; once it does, the app
 prints ``{"port": N}``. SIGTERM (or end of stdin) stops it: it flushes the
-spans, prints ``{"exceptions": N, "shortest_stacktrace": CHARS}`` (what its
-spans' ``exception`` events carried) and exits.
+spans, prints ``{"exceptions": N, "shortest_stacktrace": CHARS,
+"failed_evaluations": M}`` (what its spans' ``exception`` events carried, and how
+many of its evaluations the provider failed to make, by the hook's ``error.type``)
+and exits.
 """
 
 from __future__ import annotations
@@ -51,22 +53,34 @@ PAYMENTS = "http://127.0.0.1:1/pay"
 
 class ExceptionTally(SpanProcessor):
     """How many ``exception`` events the app's spans carried, and the shortest stack trace:
-    the proof that what the controller was sent is what Flask's instrumentation writes."""
+    the proof that what the controller was sent is what Flask's instrumentation writes.
+    Also how many evaluations the provider failed to make (the app served its default), as
+    the hook's evaluation events say with ``error.type``."""
 
     def __init__(self) -> None:
-        self.count, self.shortest = 0, sys.maxsize
+        self.count, self.shortest, self.failed = 0, sys.maxsize, 0
         self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         for event in span.events:
+            attributes = event.attributes or {}
             if event.name == "exception":
-                text = str((event.attributes or {}).get("exception.stacktrace", ""))
+                text = str(attributes.get("exception.stacktrace", ""))
                 with self._lock:
                     self.count += 1
                     self.shortest = min(self.shortest, len(text))
+            elif event.name == "feature_flag.evaluation" and "error.type" in attributes:
+                with self._lock:
+                    self.failed += 1
 
     def report(self) -> str:
-        return json.dumps({"exceptions": self.count, "shortest_stacktrace": self.shortest})
+        return json.dumps(
+            {
+                "exceptions": self.count,
+                "shortest_stacktrace": self.shortest,
+                "failed_evaluations": self.failed,
+            }
+        )
 
 
 def _pair(text: str) -> tuple[float, float]:
