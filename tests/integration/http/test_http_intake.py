@@ -104,16 +104,12 @@ async def test_sent_events_are_counted_exactly_refusals_not_at_all_retries_once(
     with daemon:
         await wait_status(f"{base}/healthz", 200)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            started = time.monotonic()
-            answers = [await send(client, batch, seen) for batch in sent[:4]]
-            paced = time.monotonic() - started
-            answers += [await send(client, batch, seen) for batch in sent[4:]]
+            answers = [await send(client, batch, seen) for batch in sent]
             hostile = await _hostile(client)
         assert [a["accepted"] for a in answers] == [len(b) for b in sent]
         assert not any(a["duplicate"] for a in answers)
-        # 4 x 500 events at 1000 a second (a burst of 1000): a client that sent them within
-        # a second was slowed (a loaded machine may send them no faster than the rate)
-        assert seen["429"] >= 1 or paced >= 1.0, (seen, paced)
+        # 4 x 500 events at 1000 a second (a burst of 1000): the client was slowed
+        assert seen["429"] >= 1
         # A retry after a restart, whose answer the app never got, is not counted again
         assert daemon.terminate() == 0
         daemon.start()
