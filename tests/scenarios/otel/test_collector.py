@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.core.common.errors import StoreUnavailable
+from controller.core.common import StoreUnavailable
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.dev.otelcol import Collector, require_otelcol

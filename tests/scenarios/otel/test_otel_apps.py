@@ -206,7 +206,7 @@ async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twins_
     assert sample(metrics, "rollout_otlp_http_exports_total", signal="traces") > 0
     assert sample(metrics, "rollout_otlp_http_evaluations_total", kind="request_level") == 0
     # Then the healthy one completed, the one failing 3x as often was rolled back on its
-    # error rate, and the one three times as slow on its p95
+    # error rate, and the one twice as slow on its p95
     _assert_outcome(
         scenario, completed="py.checkout", rolled_back="py.checkout-slow", metric="latency_p95"
     )
