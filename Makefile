@@ -68,8 +68,11 @@ tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debia
 # node where `make kafka` installed it (else each starts the embedded tansu); each starts
 # its own Redis; the tests of the model server and of Unleash each share one worker
 # (xdist_group, see tests/conftest.py; not applied with pytest 9.2 until
-# pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= 4
+# pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process. Three, not
+# more: on a two-core machine four workers (each with its scenarios' daemons, model
+# servers and browsers) held the load past 10, where the tests that wait on a real broker
+# or server measure the machine rather than the product.
+TEST_WORKERS ?= 3
 PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
