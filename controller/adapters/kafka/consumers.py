@@ -20,7 +20,10 @@ from controller.ports import Record
 from controller.settings import KafkaSettings
 
 log = structlog.get_logger("controller.kafka")
-_ENDS_TIMEOUT_S = 5.0
+_ANSWER_TIMEOUT_S = 5.0
+"""How long a call the ingest loop makes only to learn or report (log ends, where the log
+starts, a commit for lag monitoring) may hold it: aiokafka retries some of them for as long
+as the group coordinator or a leader is unavailable."""
 
 
 class PartitionListener(Protocol):
@@ -133,7 +136,7 @@ class EventConsumer(ClientLifecycle):
         """
         tps = [TopicPartition(self._topic, p) for p in partitions]
         try:
-            ends = await asyncio.wait_for(self._consumer.end_offsets(tps), _ENDS_TIMEOUT_S)
+            ends = await asyncio.wait_for(self._consumer.end_offsets(tps), _ANSWER_TIMEOUT_S)
         except BROKER_FAILURES as exc:  # TimeoutError is an OSError
             log.debug("kafka_end_offsets_skipped", error=repr(exc))
             return {}
@@ -143,7 +146,7 @@ class EventConsumer(ClientLifecycle):
         """The earliest and log end offsets of ``partitions`` (empty if the broker cannot say)."""
         tps = [TopicPartition(self._topic, p) for p in partitions]
         try:
-            async with asyncio.timeout(_ENDS_TIMEOUT_S):
+            async with asyncio.timeout(_ANSWER_TIMEOUT_S):
                 firsts = await self._consumer.beginning_offsets(tps)
                 ends = await self._consumer.end_offsets(tps)
         except BROKER_FAILURES as exc:
@@ -157,13 +160,16 @@ class EventConsumer(ClientLifecycle):
         return len(partitions) if partitions else None
 
     async def commit(self, offsets: dict[int, int]) -> None:
-        """Record progress in Kafka for lag monitoring; failures are only logged."""
+        """Record progress in Kafka for lag monitoring; failures are only logged. Bounded:
+        aiokafka retries a commit until the group coordinator answers, and fetching waits
+        for this call."""
         if not offsets:
             return
         try:
-            await self._consumer.commit(
-                {TopicPartition(self._topic, p): o for p, o in offsets.items()}
-            )
+            async with asyncio.timeout(_ANSWER_TIMEOUT_S):
+                await self._consumer.commit(
+                    {TopicPartition(self._topic, p): o for p, o in offsets.items()}
+                )
         except BROKER_FAILURES as exc:
             log.debug("kafka_commit_skipped", error=repr(exc))
 

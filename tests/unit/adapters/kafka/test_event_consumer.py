@@ -1,6 +1,9 @@
-"""The events consumer after a rebalance took a partition away mid-claim."""
+"""The events consumer after a rebalance took a partition away mid-claim, and while the
+group coordinator does not answer."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -35,3 +38,35 @@ async def test_a_partition_no_longer_assigned_is_neither_sought_paused_nor_resum
         consumer.resume([0, 2])
     finally:
         await consumer._client.stop()  # never started, so stop() would leave it open
+
+
+class Unanswered:
+    """aiokafka's consumer while the group coordinator is unavailable: a commit is retried
+    and never returns."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self, offsets: object) -> None:
+        self.commits += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_the_group_coordinator_never_answers_does_not_hold_fetching(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = EventConsumer(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        topic="events",
+        listener=Listener(),
+        start_from="earliest",
+    )
+    real, unanswered = consumer._client, Unanswered()
+    monkeypatch.setattr("controller.adapters.kafka.consumers._ANSWER_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(consumer, "_consumer", unanswered)
+    try:
+        # the ingest loop awaits this between fetches: it returns, the commit skipped
+        await asyncio.wait_for(consumer.commit({0: 500}), 10)
+        assert unanswered.commits == 1
+    finally:
+        await real.stop()
