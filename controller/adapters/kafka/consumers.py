@@ -21,9 +21,9 @@ from controller.settings import KafkaSettings
 
 log = structlog.get_logger("controller.kafka")
 _ANSWER_TIMEOUT_S = 5.0
-"""How long a call the ingest loop makes only to learn or report (log ends, where the log
-starts, a commit for lag monitoring) may hold it: aiokafka retries some of them for as long
-as the group coordinator or a leader is unavailable."""
+"""How long a call to the broker that a loop makes between its fetches (log ends, where the
+log starts, a commit) may hold it: aiokafka retries some of them for as long as the group
+coordinator or a leader is unavailable, while the partitions could still be read."""
 
 
 class PartitionListener(Protocol):
@@ -224,8 +224,13 @@ class ControlConsumer(ClientLifecycle):
         return [r for records in batch.values() for r in records]
 
     async def commit(self) -> None:
+        """Commit every position consumed so far; failures are only logged. Bounded, as the
+        events consumer's is, so a group coordinator that does not answer holds no kill
+        behind it: a commit skipped is made good by the next one, and the records a
+        restart reads again meanwhile are deduplicated (commands by id)."""
         try:
-            await self._consumer.commit()
+            async with asyncio.timeout(_ANSWER_TIMEOUT_S):
+                await self._consumer.commit()
         except BROKER_FAILURES as exc:
             log.debug("kafka_commit_skipped", error=repr(exc))
 

@@ -1,13 +1,14 @@
-"""The events consumer after a rebalance took a partition away mid-claim, and while the
-group coordinator does not answer."""
+"""The events consumer after a rebalance took a partition away mid-claim, and both
+consumers while the group coordinator does not answer."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from controller.adapters.kafka.consumers import EventConsumer
+from controller.adapters.kafka.consumers import ControlConsumer, EventConsumer
 from controller.settings import KafkaSettings
 
 
@@ -47,26 +48,39 @@ class Unanswered:
     def __init__(self) -> None:
         self.commits = 0
 
-    async def commit(self, offsets: object) -> None:
+    async def commit(self, offsets: object = None) -> None:
         self.commits += 1
         await asyncio.Event().wait()
 
 
-async def test_a_commit_the_group_coordinator_never_answers_does_not_hold_fetching(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def events_consumer() -> tuple[EventConsumer, Callable[[], Awaitable[None]]]:
     consumer = EventConsumer(
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
         topic="events",
         listener=Listener(),
         start_from="earliest",
     )
+    return consumer, lambda: consumer.commit({0: 500})
+
+
+def control_consumer() -> tuple[ControlConsumer, Callable[[], Awaitable[None]]]:
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    consumer = ControlConsumer(kafka=kafka, commands="commands", monitors="monitors")
+    return consumer, consumer.commit
+
+
+@pytest.mark.parametrize("made", [events_consumer, control_consumer], ids=["events", "control"])
+async def test_a_commit_the_group_coordinator_never_answers_does_not_hold_fetching(
+    monkeypatch: pytest.MonkeyPatch,
+    made: Callable[[], tuple[EventConsumer | ControlConsumer, Callable[[], Awaitable[None]]]],
+) -> None:
+    consumer, commit = made()
     real, unanswered = consumer._client, Unanswered()
     monkeypatch.setattr("controller.adapters.kafka.consumers._ANSWER_TIMEOUT_S", 0.05)
     monkeypatch.setattr(consumer, "_consumer", unanswered)
     try:
-        # the ingest loop awaits this between fetches: it returns, the commit skipped
-        await asyncio.wait_for(consumer.commit({0: 500}), 10)
+        # the loop awaits this between fetches: it returns, the commit skipped
+        await asyncio.wait_for(commit(), 10)
         assert unanswered.commits == 1
     finally:
         await real.stop()
