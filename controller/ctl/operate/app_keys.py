@@ -59,7 +59,8 @@ def outcome_line(decision: Decision, target: str) -> str:
     """One line on a decision on an app-key command: the key made or revoked, or why not."""
     said = decision.evidence
     key = said.app_key if isinstance(said, AppKeyEvidence) else None
-    what = f"app-key {decision.action} {key.name if key else target}"
+    verb = decision.action.removeprefix("app-key ")  # the daemon's action names the command
+    what = f"app-key {verb} {key.name if key else target}"
     if decision.outcome != "applied" or key is None:
         return views.outcome_line(decision, what=what)
     kind = "client key" if key.client else "server key"

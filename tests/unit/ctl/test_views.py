@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 from controller.core.reading.views import RolloutStatus
+from controller.core.trust import app_keys
+from controller.core.wire import AppKeyEvidence
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.ctl.operate.app_keys import command_of
 from controller.ctl.operate.app_keys import outcome_line as app_key_outcome_line
 from controller.ctl.operate.views import decision_line, outcome_line, status_detail, status_table
 
@@ -333,3 +336,35 @@ def test_a_completed_rollout_says_it_serves_everyone_not_its_last_stage() -> Non
         "stage:       completed after stage 1/2, serving 100%: a completed rollout gives the"
         " feature to every unit (flag version 3)"
     ) in status_detail(done)
+
+
+def _published_app_key_decisions() -> dict[str, Decision]:
+    """What the daemon publishes for a create, a revoke and a refused revoke of key ``shop``."""
+    create = command_of("create", "shop", actor="ana", key_id="k1", secret="s", client=True)
+    made = app_keys.decide({}, create, now_ms=1_000)
+    assert isinstance(made, app_keys.AppKey)
+    revoke = command_of("revoke", "shop", actor="ana", key_id="k1")
+    gone = app_keys.decide({made.id: made}, revoke, now_ms=2_000)
+    again = command_of("revoke", "shop", actor="ana", key_id="k1")
+    audits = {
+        "create": app_keys.audit(create, made, now_ms=1_000),
+        "revoke": app_keys.audit(revoke, gone, now_ms=2_000),
+        "again": app_keys.audit(again, "app key shop is already revoked", now_ms=3_000),
+    }
+    read = {name: published(body) for name, body in audits.items()}
+    assert all(isinstance(d, Decision) for d in read.values())
+    return {name: d for name, d in read.items() if isinstance(d, Decision)}
+
+
+def test_app_key_outcome_lines_name_the_verb_once_for_what_the_daemon_publishes() -> None:
+    decisions = _published_app_key_decisions()
+    said = decisions["create"].evidence
+    assert isinstance(said, AppKeyEvidence)
+    assert said.app_key is not None
+    key_id = said.app_key.id
+    lines = {name: app_key_outcome_line(d, "shop") for name, d in decisions.items()}
+    assert lines == {
+        "create": f"applied: app-key create shop -> id {key_id}, client key: evaluate, events",
+        "revoke": f"applied: app-key revoke shop -> id {key_id}, client key: evaluate, events",
+        "again": "rejected: app-key revoke shop: app key shop is already revoked",
+    }
