@@ -13,8 +13,9 @@ document of OFREP 0.3.0:
   ``ETag`` made of the flag states' and segments' versions and the context, and 304 when a
   request's ``If-None-Match`` names it (nothing changed for that context; ``*``
   names no ETag, so it gets the flags);
-* ``GET /ofrep/v1/configuration``: what the server supports (value types, polling), in the
-  shape of OFREP 0.1.0 (0.3.0 dropped it), for providers that still ask;
+* ``GET /ofrep/v1/configuration``: what the server supports (value types, polling). This
+  project's extension, not OFREP: the endpoint was removed from OFREP before 1.0; it is
+  kept in the drafts' shape for clients written against them;
 * ``GET /ofrep/v1/events``: the environment's event stream, which each bulk answer's
   ``eventStreams`` announces (:mod:`controller.adapters.ofrep.streams`).
 

@@ -6,8 +6,8 @@ so a listed scenario that starts passing fails the run, unless ``run`` is
 off: then it is left out of the collection (it drives something that has no
 counterpart over OFREP). :data:`SPEC_FIXES` lists the bugs of OFREP 0.3.0's
 OpenAPI document, corrected in the copy schemathesis reads, never by bending
-an answer. ``docs/openfeature-conformance.md`` is written from both
-(:mod:`.page`).
+an answer; :data:`EXTENSIONS` the routes the daemon serves beyond the
+document. ``docs/openfeature-conformance.md`` is written from them (:mod:`.page`).
 """
 
 from __future__ import annotations
@@ -279,6 +279,34 @@ SPEC_FIXES: tuple[SpecFix, ...] = (
         "Any value is accepted for it.",
         lambda _schema: {},
         whose="controller",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """A route the daemon serves under ``/ofrep/v1/`` that OFREP's document does not list."""
+
+    method: str
+    path: str
+    what: str
+
+
+EXTENSIONS: tuple[Extension, ...] = (
+    Extension(
+        "GET",
+        "/ofrep/v1/configuration",
+        "**This project's extension, not OFREP.** The endpoint was removed from OFREP "
+        "before 1.0: no OpenFeature provider asks for it. The "
+        "daemon keeps it, in its earlier shape (value types, the polling interval) with "
+        "`eventStreams` beside, for clients written against the drafts; a conforming "
+        "client never needs it.",
+    ),
+    Extension(
+        "GET",
+        "/ofrep/v1/events",
+        "The event stream OFREP's `eventStreams` announces: the document lets a server "
+        "name any URI there, and every bulk answer names this one.",
     ),
 )
 

@@ -17,6 +17,7 @@ from pytest_bdd.parser import FeatureParser
 
 from tests.integration.conformance.differences import (
     DIFFERENCES,
+    EXTENSIONS,
     SPEC_FIXES,
     Difference,
     SpecFix,
@@ -125,6 +126,20 @@ def fixes_section(title: str, intro: str, fixes: list[SpecFix]) -> list[str]:
     return lines
 
 
+def extensions_section() -> list[str]:
+    lines = [
+        "## Routes beyond the document",
+        "",
+        "The daemon serves these under `/ofrep/v1/` (and `/env/NAME/ofrep/v1/`) besides the "
+        "two evaluation operations of OFREP's document; a test holds this list to the "
+        "daemon's routes.",
+        "",
+    ]
+    for extension in EXTENSIONS:
+        lines += [f"* **`{extension.method} {extension.path}`**. {extension.what}", ""]
+    return lines
+
+
 def page() -> str:
     lines = [HEAD.rstrip("\n")]
     lines += [f"| `{cel}` | `{rule}` |" for cel, (rule, _variant) in RULES.items()]
@@ -143,6 +158,7 @@ def page() -> str:
         "Deliberate; the copy schemathesis reads says so, so the run still checks the rest.",
         [fix for fix in SPEC_FIXES if fix.whose == "controller"],
     )
+    lines += extensions_section()
     return "\n".join(lines).rstrip() + "\n"
 
 
