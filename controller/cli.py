@@ -106,12 +106,13 @@ def _add_signing_key(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = commands.add_parser(
         "dev",
-        help="keep the whole product running for your own flags: dev up, dev status, dev down",
+        help="keep the whole product running for your own flags: dev up, dev status, dev down, "
+        "dev kafka-tool",
         description="`dev up` starts the embedded broker, Redis and model server and the "
         "controller in the background, makes an operator key and prints the `export` lines "
         'for rolloutctl, the app SDK and examples/app.py (eval "$(rollout-controller dev '
         'up)"); `dev down` stops them; `dev status` says which run. Config, key, logs and '
-        "state live in --dir.",
+        "state live in --dir. `dev kafka-tool` runs Apache Kafka's own commands.",
     )
     verbs = dev.add_subparsers(dest="dev_command", required=True, metavar="VERB")
     up = verbs.add_parser(
@@ -134,6 +135,7 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     down = verbs.add_parser("down", help="stop everything `dev up` started")
     status = verbs.add_parser("status", help="which processes run (exit 1 if any is gone)")
+    _add_kafka_tool(verbs)
     for verb in (up, down, status):
         verb.add_argument(
             "--dir",
@@ -142,6 +144,23 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             metavar="DIR",
             help="where the config, key, logs and state live (.rollout-dev)",
         )
+
+
+def _add_kafka_tool(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tool = verbs.add_parser(
+        "kafka-tool",
+        help="run one of Apache Kafka's own commands (consumer-groups, delete-records, ...)",
+        description="Run Apache Kafka's command NAME, as its bin/kafka-NAME.sh script would, "
+        "from the jars `make kafka` installed (Java 17): consumer-groups, delete-records, "
+        "dump-log, get-offsets, topics, console-consumer, console-producer, log-dirs, "
+        "configs. NAME may be the script's own name (kafka-consumer-groups.sh). Every "
+        "argument after NAME is the command's; `dev kafka-tool NAME --help` shows them.",
+        epilog="Example: rollout-controller dev kafka-tool consumer-groups "
+        "--bootstrap-server 127.0.0.1:9092 --describe --group rollout-controller. "
+        "Exit code: the command's; 1 when Java or the jars are missing or NAME is unknown.",
+    )
+    tool.add_argument("tool", metavar="NAME", help="the command, e.g. consumer-groups")
+    tool.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="ARG")
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -285,6 +304,8 @@ def _dev(args: argparse.Namespace) -> int:
         return devstack.down(args.dir)
     if args.dev_command == "status":
         return devstack.status(args.dir)
+    if args.dev_command == "kafka-tool":
+        return _kafka_tool(args.tool, args.tool_args)
     options = devstack.DevOptions(
         directory=args.dir, model=not args.no_model, port=args.port, broker=args.broker
     )
@@ -294,6 +315,17 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"rollout-controller dev up: {exc}", file=sys.stderr)
         if isinstance(exc, ServiceUnavailable) and options.model:
             print("the model is optional: `rollout-controller dev up --no-model`", file=sys.stderr)
+        return 1
+
+
+def _kafka_tool(name: str, tool_args: list[str]) -> int:
+    from controller.dev.kafka_tools import run_tool  # noqa: PLC0415 - keep `--help` fast
+    from controller.dev.processes import ServiceUnavailable  # noqa: PLC0415
+
+    try:
+        return run_tool(name, tool_args).returncode
+    except (ServiceUnavailable, ValueError) as exc:
+        print(f"rollout-controller dev kafka-tool: {exc}", file=sys.stderr)
         return 1
 
 
