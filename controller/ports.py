@@ -20,6 +20,7 @@ import orjson
 
 from controller.core.common import StoreError
 from controller.core.machine import Choice, LogGap
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.metrics_source import Answer
 from controller.core.release import PipelineState
 from controller.core.rollouts import AdvisorResult, Briefing, Rollout
@@ -56,6 +57,8 @@ class Claim:
     partition: int
     epoch: int
     offset: int | None
+    log: LogIdentity | None = None
+    """The identity of the log ``offset`` was counted on, as stored with it (if any)."""
 
 
 class FlushOutcome(Enum):
@@ -177,13 +180,22 @@ class EventSource(Protocol):
         """How many partitions the topic has, as the last metadata said."""
         ...
 
+    async def identity(self) -> LogIdentity | None:
+        """The topic's identity, asked of the broker now; None when the topic is unknown.
+        Raises :class:`BrokerError` when the broker does not answer."""
+        ...
+
 
 class HeldPartitions(Protocol):
     """Events partitions held for an operator's choice (:mod:`controller.core.machine.log_gaps`)."""
 
     async def record(self, gap: LogGap) -> None: ...
     async def choice(self, partition: int) -> tuple[Choice, int] | None: ...
-    async def resume(self, partition: int, *, epoch: int, offset: int) -> bool: ...
+    async def resume(
+        self, partition: int, *, epoch: int, offset: int, log: LogIdentity | None = None
+    ) -> bool: ...
+    async def stored(self, partition: int) -> int | None: ...
+    async def retire(self, partition: int, *, log: LogIdentity | None) -> bool: ...
     async def recorded_partitions(self) -> int | None: ...
     async def record_partitions(self, count: int) -> None: ...
 
@@ -193,8 +205,16 @@ class AggregateWriter(Protocol):
 
     async def claim(self, partition: int) -> Claim: ...
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
-    ) -> FlushOutcome: ...
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
+    ) -> FlushOutcome:
+        """Apply ``delta``; ``log``: the identity of the log it was read from, stored with
+        the offset (kept as stored where None)."""
+        ...
 
 
 class DeadLetters(Protocol):

@@ -2,7 +2,8 @@
 
 Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
 
-    {P:T:n}:meta                  hash: epoch, offset (next offset to read)
+    {P:T:n}:meta                  hash: epoch, offset (next offset to read), topic_id and
+                                  partitions (the identity of the log offset belongs to)
     {P:T:n}:rejects               hash: reject reason -> count
     {P:T:n}:flags                 set: flags that received events
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
@@ -12,7 +13,8 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
     {P:T:-1}:ids                  sorted set: event ids other source topics counted -> when (ms)
-    {P:T:-1}:src:S:m:meta         hash: epoch, offset of partition m of another source topic S
+    {P:T:-1}:src:S:m:meta         hash: epoch, offset, topic_id, partitions of partition m
+                                  of another source topic S
     P:partitions:T                set: partitions ever claimed
 
 Another source topic (the OpenTelemetry Collector's) is ingested by a store
@@ -82,6 +84,7 @@ from controller.adapters.redis.keys import (
     source_meta_key,
 )
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
     WATCH_CAP,
@@ -97,7 +100,8 @@ __all__ = ["RedisAggregateStore", "connect", "translated"]
 
 _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-return {epoch, redis.call('HGET', KEYS[1], 'offset') or '-1'}
+local stored = redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions')
+return {epoch, stored[1] or '-1', stored[2] or '', stored[3] or ''}
 """
 
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
@@ -168,16 +172,19 @@ class RedisAggregateStore:
             await self._redis.ping()
 
     async def claim(self, partition: int) -> Claim:
-        """Take ownership of ``partition``: bump its epoch, return the stored offset."""
+        """Take ownership of ``partition``: bump its epoch, return the stored offset and the
+        identity of the log it was counted on."""
         self._logs.pop(partition, None)
         async with translated():
             await self._redis.sadd(self._partitions_key, self._member(partition))
-            epoch, offset = await self._claim(keys=[self._meta(partition)])
+            epoch, offset, topic_id, count = await self._claim(keys=[self._meta(partition)])
             if self._source is None:
                 # Read after the new epoch is stored: no other owner can add to it now.
                 self._logs[partition] = await self._load_ids(partition)
         stored = int(offset)
-        return Claim(partition, int(epoch), None if stored < 0 else stored)
+        identity = LogIdentity.stored(topic_id, count)
+        known = identity if identity.known else None
+        return Claim(partition, int(epoch), None if stored < 0 else stored, known)
 
     async def _load_ids(self, partition: int) -> IdLog:
         """The partition's list of counted ids, read into memory (empty if it is no list:
@@ -195,9 +202,16 @@ class RedisAggregateStore:
         return f"{self._tag(self._member(partition))}:ids"
 
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
     ) -> FlushOutcome:
-        """Apply ``delta`` and advance the partition's offset, atomically, once.
+        """Apply ``delta`` and advance the partition's offset, atomically, once; with the
+        offset, store ``log``, the identity of the log ``delta`` was read from (its unknown
+        parts kept as stored).
 
         Raises :class:`FencedError` when another owner holds the partition (a
         newer epoch, or a stored offset ahead of this owner's), :class:`LostWrites`
@@ -208,10 +222,13 @@ class RedisAggregateStore:
         """
         now_ms = int(self._clock() * 1000)
         ids = delta.seen.recorded()
-        log = await self._checked_ids(delta.partition, ids, now_ms)
+        ids_log = await self._checked_ids(delta.partition, ids, now_ms)
         keys, args = self._flush_arguments(delta, epoch, expected_offset, now_ms)
-        if log is not None:
+        if ids_log is not None:
             args += ["log", entry(now_ms, ids) if ids else b""]
+        else:
+            args += ["zset", b""]
+        args += list((log or LogIdentity(None, None)).fields().values())
         try:
             async with translated():
                 code, detail = await self._flush(keys=keys, args=args)
@@ -221,8 +238,8 @@ class RedisAggregateStore:
             raise
         code = int(code)
         if code == 1:
-            if log is not None:
-                log.add(now_ms, ids)
+            if ids_log is not None:
+                ids_log.add(now_ms, ids)
             return FlushOutcome.APPLIED
         self._logs.pop(delta.partition, None)
         if code == 0:
@@ -294,7 +311,6 @@ class RedisAggregateStore:
         return keys, [
             *(epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP),
             *(now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
-            *(() if self._source is None else ("zset",)),
         ]
 
     async def partitions(self) -> list[int]:

@@ -20,6 +20,8 @@
 --          many is counted under '~other' (its conv and cv_n only), never under its own name
 -- ARGV[11] 'log' (KEYS[5] is a list) or 'zset' (a sorted set; then batch.ids holds the ids)
 -- ARGV[12] with 'log', the list entry of the batch's ids ('' for a batch that counted none)
+-- ARGV[13] the topic's id, ARGV[14] its partition count: the identity of the log the batch was
+--          read from, stored beside the offset ('' for a part not known: kept as stored)
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them).
@@ -340,4 +342,6 @@ elseif #ids > 0 then
   redis.call('PEXPIRE', ids_key, window)
 end
 redis.call('HSET', meta, 'offset', ARGV[3])
+if ARGV[13] ~= nil and ARGV[13] ~= '' then redis.call('HSET', meta, 'topic_id', ARGV[13]) end
+if ARGV[14] ~= nil and ARGV[14] ~= '' then redis.call('HSET', meta, 'partitions', ARGV[14]) end
 return {1, ARGV[3]}

@@ -14,7 +14,9 @@ its gaps beside its meta hash, ``{P:T:-1}:src:S:m:gap`` (``m`` a partition of
 The gap hash shares its partition's hash tag with the ``meta`` hash of
 :mod:`.aggregates`, so the resume is one script on one slot: it checks the
 owner's fencing epoch, sets the stored offset where the operator's choice
-resumes and forgets the gap, atomically. Every instance can record a choice
+resumes, with the identity of the log it resumes on, and forgets the gap,
+atomically. A partition the topic no longer has is retired alike, its epoch
+bumped instead of checked (nobody owns it). Every instance can record a choice
 (the command may reach any of them); the owner of the partition applies it.
 """
 
@@ -23,14 +25,38 @@ from __future__ import annotations
 from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.keys import partition_tag, source_meta_key
 from controller.core.machine import CHOICES, Choice, LogGap
+from controller.core.machine.log_identity import LogIdentity
 from controller.settings import RedisSettings
 
-_RESUME = """
+_IDENTITY = """
+local function identify(meta, topic_id, partitions)
+  if topic_id ~= nil and topic_id ~= '' then redis.call('HSET', meta, 'topic_id', topic_id) end
+  if partitions ~= nil and partitions ~= '' then
+    redis.call('HSET', meta, 'partitions', partitions)
+  end
+end
+"""
+_RESUME = (
+    _IDENTITY
+    + """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'offset', ARGV[2])
+identify(KEYS[1], ARGV[3], ARGV[4])
 redis.call('DEL', KEYS[2])
 return 1
 """
+)
+_RETIRE = (
+    _IDENTITY
+    + """
+if redis.call('HEXISTS', KEYS[2], 'choice') == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'offset', 0)
+identify(KEYS[1], ARGV[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+)
 _CHOOSE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'choice', ARGV[1], 'command', ARGV[2])
@@ -54,6 +80,7 @@ class GapStore:
         self._redis = client
         self._prefix, self._topic, self._source = settings.key_prefix, topic, source
         self._resume = client.register_script(_RESUME)
+        self._retire = client.register_script(_RETIRE)
         self._choose = client.register_script(_CHOOSE)
 
     def _meta(self, partition: int) -> str:
@@ -108,12 +135,36 @@ class GapStore:
                 return known, int(end)
         return None
 
-    async def resume(self, partition: int, *, epoch: int, offset: int) -> bool:
-        """Store ``offset`` as where ``partition`` resumes and forget its gap, atomically,
-        if ``epoch`` is still the partition's; False when another owner claimed it."""
+    async def resume(
+        self, partition: int, *, epoch: int, offset: int, log: LogIdentity | None = None
+    ) -> bool:
+        """Store ``offset`` as where ``partition`` resumes, on the log ``log`` (its identity
+        kept as stored where unknown), and forget its gap, atomically, if ``epoch`` is
+        still the partition's; False when another owner claimed it."""
         keys = [self._meta(partition), self._gap(partition)]
+        fields = (log or LogIdentity(None, None)).fields()
         async with translated():
-            done = int(await self._resume(keys=keys, args=[epoch, offset]))
+            args: list[str | int] = [epoch, offset, fields["topic_id"], fields["partitions"]]
+            done = int(await self._resume(keys=keys, args=args))
+            if done:
+                await self._redis.srem(self._held_key, partition)
+        return bool(done)
+
+    async def stored(self, partition: int) -> int | None:
+        """The stored offset of ``partition``, None if it was never flushed."""
+        async with translated():
+            value = await self._redis.hget(self._meta(partition), "offset")
+        return None if value is None else int(value)
+
+    async def retire(self, partition: int, *, log: LogIdentity | None) -> bool:
+        """Forget the held ``partition`` the topic no longer has, once an operator chose:
+        its offset becomes 0 on the log ``log`` (read from the start should the topic grow
+        again) and its epoch is bumped (fencing a claim made on stale metadata),
+        atomically; False when no choice is recorded."""
+        keys = [self._meta(partition), self._gap(partition)]
+        fields = (log or LogIdentity(None, None)).fields()
+        async with translated():
+            done = int(await self._retire(keys=keys, args=list(fields.values())))
             if done:
                 await self._redis.srem(self._held_key, partition)
         return bool(done)

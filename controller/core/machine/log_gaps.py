@@ -74,6 +74,9 @@ class LogGap:
     """The topic's partition count now, and the count Redis recorded before."""
     fetched_from: int | None = None
     """The offset a fetch served, before the stored one (the consumer's position was reset)."""
+    changed: str | None = None
+    """How the topic's identity differs from the one stored with the offset: another log
+    (:mod:`controller.core.machine.log_identity`), however long."""
 
     @property
     def shrank(self) -> bool:
@@ -102,23 +105,25 @@ class LogGap:
                 f"the broker served offset {self.fetched_from}, before the stored offset"
                 f" {self.stored}"
             )
-        if self.shrank:
+        if self.shrank and not self.changed:  # a changed identity names the count
             reasons.append(
                 f"the topic has {self.partitions} partitions, {self.recorded_partitions} recorded"
             )
+        if self.changed:
+            reasons.append(f"{self.changed}: the stored offset names a record of another log")
         return "; ".join(reasons) or "no gap"
 
     @property
     def fits(self) -> Choice:
         """The choice that fits what the log looks like; advice, the operator decides.
 
-        A shrunk topic, a log reset to records past the stored offset, or a log that
-        starts at 0 and holds at most half of what was counted is new; a log that starts
-        after the stored offset holds nothing counted either; any other log that ends
-        before the stored offset was cut short.
+        A topic made again (another id, fewer partitions), a log reset to records past
+        the stored offset, or a log that starts at 0 and holds at most half of what was
+        counted is new; a log that starts after the stored offset holds nothing counted
+        either; any other log that ends before the stored offset was cut short.
         """
         stored = self.stored
-        if stored is None or self.shrank or self.cut:
+        if stored is None or self.shrank or self.cut or self.changed:
             return "reread"
         if self.fetched_from is not None and self.end >= stored:
             return "reread"
@@ -146,6 +151,7 @@ class LogGap:
             "partitions": self.partitions,
             "recorded_partitions": self.recorded_partitions,
             "fetched_from": self.fetched_from,
+            "changed": self.changed,
         }
 
 
@@ -157,6 +163,7 @@ def gap_of(
     end: int,
     partitions: int | None,
     recorded_partitions: int | None,
+    changed: str | None = None,
 ) -> LogGap | None:
     """The gap of ``partition``, or None when its log still holds the stored offset.
 
@@ -165,11 +172,12 @@ def gap_of(
     retention (or an operator's delete-records) removed records not yet counted,
     which the client's reset to the earliest offset would skip without a word. A
     partition count below the one recorded means the topic was made again: keys now
-    land on other partitions.
+    land on other partitions. So does a ``changed`` identity, however long the log
+    (:func:`~controller.core.machine.log_identity.identity_change`).
     """
-    gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions)
+    gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions, None, changed)
     beyond = stored is not None and stored > end
-    return gap if beyond or gap.cut or gap.shrank else None
+    return gap if beyond or gap.cut or gap.shrank or gap.changed else None
 
 
 def advice(gaps: Sequence[LogGap], *, named: str = "") -> str:

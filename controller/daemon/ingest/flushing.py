@@ -169,7 +169,9 @@ class Flusher:
         self, delta: PartitionDelta, owned: Owned, on_outage: Callable[[], None] | None
     ) -> FlushOutcome | None:
         return await self._retry(
-            lambda: self._store.flush(delta, epoch=owned.epoch, expected_offset=owned.offset),
+            lambda: self._store.flush(
+                delta, epoch=owned.epoch, expected_offset=owned.offset, log=owned.log
+            ),
             f"flush p{delta.partition}",
             on_outage=on_outage,
         )
@@ -234,6 +236,8 @@ class Flusher:
         skip = PartitionDelta(partition=record.partition, next_offset=record.offset + 1)
         skip.rejects[reason] += 1
         return await self._retry(
-            lambda: self._store.flush(skip, epoch=owned.epoch, expected_offset=owned.offset),
+            lambda: self._store.flush(
+                skip, epoch=owned.epoch, expected_offset=owned.offset, log=owned.log
+            ),
             f"flush p{record.partition}",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from controller.daemon.ingest.flushing import Retry
-from controller.daemon.ingest.log_gaps import POLL_SECONDS, LogGaps
+from controller.daemon.ingest.log_gaps import POLL_SECONDS, Checked, LogGaps
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.ports import Claim, EventSource, Record
 
@@ -22,22 +22,24 @@ class Holding:
         self._gaps, self._parts, self._source, self._retry = gaps, parts, source, retry
         self._polled = time.monotonic()
 
-    async def at_claim(self, claim: Claim) -> bool:
-        """Whether the partition just claimed must be held instead of read."""
-        held = await self._retry(
-            lambda: self._gaps.at_claim(claim.partition, claim.offset, self._source),
+    async def at_claim(self, claim: Claim) -> Checked:
+        """Whether the partition just claimed must be held instead of read, and the log it
+        is read on."""
+        checked = await self._retry(
+            lambda: self._gaps.at_claim(claim.partition, claim.offset, self._source, log=claim.log),
             f"check the log of p{claim.partition}",
         )
-        return bool(held)
+        return checked or Checked(held=False, live=None)
 
     async def watch(self) -> None:
-        """Hold the owned partitions whose log now ends before their stored offset."""
-        positions = self._parts.positions()
+        """Hold the owned partitions whose log now ends before their stored offset, or is
+        another log."""
+        positions, logs = self._parts.positions(), self._parts.logs()
         found = await self._retry(
-            lambda: self._gaps.while_owned(positions, self._source), "check the log"
+            lambda: self._gaps.while_owned(positions, self._source, logs), "check the log"
         )
         for partition in found or []:
-            self._hold(partition, "the log ends before the stored offset")
+            self._hold(partition, "the log no longer holds the stored offset")
 
     async def at_fetch(self, partition: int, owned: Owned, first: Record) -> bool:
         """Whether a fetch that served ``first`` shows that ``partition`` must be held
@@ -87,7 +89,7 @@ class Holding:
     async def poll(self) -> None:
         """Now and then, resume the held partitions an operator decided on."""
         now = time.monotonic()
-        if not self._parts.held or now - self._polled < POLL_SECONDS:
+        if not (self._parts.held or self._gaps.gaps) or now - self._polled < POLL_SECONDS:
             return
         self._polled = now
         epochs = {p: o.epoch for p, o in self._parts.held.items()}
@@ -95,10 +97,10 @@ class Holding:
             lambda: self._gaps.decided(self._source, epochs), "operator choices"
         )
         self._gaps.remind()
-        for partition, offset in (decided or {}).items():
-            if offset is None:
+        for partition, resumed in (decided or {}).items():
+            if resumed is None:
                 self._parts.dropped(partition)
                 continue
-            self._parts.release(partition, offset)
-            await self._source.seek(partition, offset)
+            self._parts.release(partition, resumed.offset, resumed.log)
+            await self._source.seek(partition, resumed.offset)
             self._source.resume([partition])

@@ -4,15 +4,19 @@ A partition's stored offset is compared with the broker's log every commit
 interval once it was fetched (the log end: the larger of the broker's end
 offset answer and the last fetch's high watermark), and whenever a fetch
 returns records behind it (the consumer's position was reset after an
-out-of-range fetch); its topic's partition count when it is claimed. A
-partition whose log ends before the stored offset, or whose topic has fewer
-partitions than recorded, is *held*: paused, recorded in
+out-of-range fetch); the identity of the log it was counted on (the topic's id
+and partition count, stored with it) with the broker's when it is claimed and
+every commit interval (:mod:`controller.core.machine.log_identity`). A
+partition whose log ends before the stored offset, or is another log (the
+topic made again: another id, fewer partitions), is *held*: paused, recorded in
 Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
 ``ingest`` command chooses how it resumes (:mod:`controller.core.machine.log_gaps`).
 The owner polls Redis for that choice, since the command may reach any
 instance, and resumes the partition where the choice says, the stored offset
-set there atomically with the owner's fencing epoch. While a partition stays
-held its alert is raised again every ``repeat_every`` seconds
+set there atomically with the owner's fencing epoch. A stored partition the
+topic no longer has is held by the claim that finds the topic shrunk, and the
+operator's choice retires it (read from offset 0 should the topic grow again).
+While a partition stays held its alert is raised again every ``repeat_every`` seconds
 (``ingest.held_alert_repeat_seconds``): an operator who missed the first, or a
 first that went out while the broker was being rebuilt, still hears of it.
 """
@@ -20,11 +24,14 @@ first that went out while the broker was being rebuilt, still hears of it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import structlog
 
+from controller.core.common import ControllerError
 from controller.core.machine import LogGap, advice, gap_of, resume_offset
+from controller.core.machine.log_identity import LogIdentity, identity_change
 from controller.core.rollouts import RaiseAlert
 from controller.ports import EventSource, HeldPartitions
 
@@ -33,6 +40,21 @@ POLL_SECONDS = 0.5
 """How often the owner of held partitions asks Redis for the operator's choice."""
 REPEAT_SECONDS = 900.0
 """How often a held partition's alert is raised again, unless the settings say otherwise."""
+
+
+class Checked(NamedTuple):
+    """A claimed partition's log, checked: whether it is held, and the broker's identity of
+    the topic (None where it gave none)."""
+
+    held: bool
+    live: LogIdentity | None
+
+
+class Resumed(NamedTuple):
+    """Where a held partition resumes, and the identity of the log it resumes on."""
+
+    offset: int
+    log: LogIdentity | None
 
 
 class LogGaps:
@@ -56,55 +78,107 @@ class LogGaps:
         self.gaps: dict[int, LogGap] = {}
         self._alerted: dict[int, float] = {}
         """When each held partition's alert was last raised."""
+        self._orphaned: dict[int, LogIdentity | None] = {}
+        """Held partitions the topic no longer has, with the topic's identity then."""
 
-    async def at_claim(self, partition: int, stored: int | None, source: EventSource) -> bool:
-        """Whether ``partition``, just claimed at ``stored``, must be held (recorded if so):
-        its topic has fewer partitions than recorded, or its log starts after ``stored``
-        (the client would reset to the log start and skip what was deleted uncounted).
+    async def at_claim(
+        self,
+        partition: int,
+        stored: int | None,
+        source: EventSource,
+        *,
+        log: LogIdentity | None = None,
+    ) -> Checked:
+        """Whether ``partition``, just claimed at ``stored`` (counted on the log ``log``), must
+        be held (recorded if so): its topic is another one (another id, fewer partitions
+        than recorded), or its log starts after ``stored`` (the client would reset to the
+        log start and skip what was deleted uncounted). A log longer than ``stored``
+        proves nothing. Stored partitions the topic no longer has are held with it.
 
         Its end is checked once fetched: a broker's end offset answer may trail what
         its fetches serve (it names the last batch's start on some brokers), while a
         fetch beyond the log end is reset and serves records before the stored offset.
         """
-        count = source.partition_count()
+        live = await source.identity()
+        count = live.partitions if live is not None else None
+        count = count if count is not None else source.partition_count()
         recorded = await self._store.recorded_partitions()
         if count is not None and (recorded is None or count > recorded):
             await self._store.record_partitions(count)  # grown by an operator: the new normal
+        changed = None if stored is None else identity_change(partition, stored=log, live=live)
+        if count is not None:
+            before = max(recorded or 0, (log.partitions or 0) if log is not None else 0)
+            await self._orphans(count, before, live)
         shrank = count is not None and recorded is not None and count < recorded
         if not shrank and stored is None:
-            return False
+            return Checked(held=False, live=live)
         beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
-        gap = LogGap(partition, stored, beginning, end, count, recorded)
-        if not (gap.shrank or gap.cut):
-            return False
+        gap = LogGap(partition, stored, beginning, end, count, recorded, changed=changed)
+        if not (gap.shrank or gap.cut or gap.changed):
+            return Checked(held=False, live=live)
         await self._found(gap)
-        return True
+        return Checked(held=True, live=live)
 
-    async def while_owned(self, positions: dict[int, int], source: EventSource) -> list[int]:
-        """The owned partitions (at their stored ``positions``) whose log now ends before
-        them: the broker lost data while they were read. Each is recorded.
+    async def _orphans(self, count: int, before: int, live: LogIdentity | None) -> None:
+        """Hold each stored partition numbered from ``count`` up to ``before``: the topic has
+        ``count`` partitions now, ``before`` were recorded, and nobody claims the others."""
+        for partition in range(count, before):
+            stored = await self._store.stored(partition)
+            if stored is None or partition in self.gaps:
+                continue
+            self._orphaned[partition] = live
+            why = identity_change(partition, stored=None, live=LogIdentity(None, count))
+            await self._found(LogGap(partition, stored, stored, stored, count, before, changed=why))
+
+    async def while_owned(
+        self,
+        positions: dict[int, int],
+        source: EventSource,
+        logs: Mapping[int, LogIdentity | None] | None = None,
+    ) -> list[int]:
+        """The owned partitions (at their stored ``positions``, counted on the logs ``logs``)
+        whose log now ends before them, or is another log: the broker lost data while
+        they were read, or the topic was made again. Each is recorded.
 
         The end is the larger of the broker's answer and the high watermark of the last
         fetch (an end offset answer may trail what fetches already served), so a
         partition not fetched since its claim waits for its first fetch.
         """
+        live = await self.live(source) if logs else None
+        changed = {
+            p: why
+            for p in positions
+            if (why := identity_change(p, stored=(logs or {}).get(p), live=live))
+        }
         fetched = {p: hw for p in positions if (hw := source.highwater(p)) is not None}
-        ranges = await source.log_range(sorted(fetched)) if fetched else {}
+        asked = sorted({*fetched, *changed})
+        ranges = await source.log_range(asked) if asked else {}
         found = []
-        for partition, (beginning, answered) in sorted(ranges.items()):
-            stored, end = positions[partition], max(answered, fetched[partition])
+        for partition in sorted({*ranges, *changed}):
+            stored = positions[partition]
+            beginning, answered = ranges.get(partition, (stored, stored))
             gap = gap_of(
                 partition,
                 stored=stored,
                 beginning=beginning,
-                end=end,
+                end=max(answered, fetched.get(partition, answered)),
                 partitions=None,
                 recorded_partitions=None,
+                changed=changed.get(partition),
             )
             if gap is not None:
                 await self._found(gap)
                 found.append(partition)
         return found
+
+    @staticmethod
+    async def live(source: EventSource) -> LogIdentity | None:
+        """The topic's identity as the broker gives it now; None if it does not answer."""
+        try:
+            return await source.identity()
+        except ControllerError as exc:
+            log.debug("topic_identity_skipped", error=str(exc))
+            return None
 
     async def cut(self, partition: int, stored: int, source: EventSource) -> bool:
         """Whether ``partition``'s log now starts after ``stored`` (recorded if so): a fetch
@@ -150,26 +224,34 @@ class LogGaps:
         for partition in partitions:
             self.gaps.pop(partition, None)
             self._alerted.pop(partition, None)
+            self._orphaned.pop(partition, None)
 
-    async def decided(self, source: EventSource, epochs: dict[int, int]) -> dict[int, int | None]:
-        """The held partitions the operator decided on: where each resumes, or None when
-        another owner claimed it meanwhile. ``epochs`` are this instance's claims on them."""
-        out: dict[int, int | None] = {}
+    async def decided(
+        self, source: EventSource, epochs: dict[int, int]
+    ) -> dict[int, Resumed | None]:
+        """The held partitions the operator decided on: where each resumes and on which log,
+        or None when another owner claimed it meanwhile. ``epochs`` are this instance's
+        claims on them. Held partitions the topic no longer has are retired."""
+        out: dict[int, Resumed | None] = {}
+        live: LogIdentity | None = None
         for partition, gap in sorted(self.gaps.items()):
+            if partition in self._orphaned:
+                await self._retire(partition, gap)
+                continue
             if partition not in epochs:
                 continue
             chosen = await self._store.choice(partition)
             ranges = await source.log_range([partition]) if chosen else {}
             if chosen is None or partition not in ranges:
                 continue
+            live = live or await self.live(source)
             choice, gap_end = chosen
             beginning, end = ranges[partition]
             offset = resume_offset(choice, gap_end=gap_end, beginning=beginning, end=end)
             epoch = epochs[partition]
-            resumed = await self._store.resume(partition, epoch=epoch, offset=offset)
-            out[partition] = offset if resumed else None
-            del self.gaps[partition]
-            self._alerted.pop(partition, None)
+            resumed = await self._store.resume(partition, epoch=epoch, offset=offset, log=live)
+            out[partition] = Resumed(offset, live) if resumed else None
+            self._forget(partition)
             count = source.partition_count()
             if count is not None and gap.shrank:
                 await self._store.record_partitions(count)
@@ -181,6 +263,21 @@ class LogGaps:
                 was=gap.why,
             )
         return out
+
+    async def _retire(self, partition: int, gap: LogGap) -> None:
+        """Forget the held ``partition`` the topic no longer has, once chosen for: nothing is
+        left to read of it; should the topic grow again, it is read from offset 0."""
+        chosen = await self._store.choice(partition)
+        if chosen is None:
+            return
+        await self._store.retire(partition, log=self._orphaned[partition])
+        self._forget(partition)
+        log.warning("events_partition_retired", partition=partition, choice=chosen[0], was=gap.why)
+
+    def _forget(self, partition: int) -> None:
+        del self.gaps[partition]
+        self._alerted.pop(partition, None)
+        self._orphaned.pop(partition, None)
 
     def reason(self) -> str | None:
         """What ``/readyz`` says while partitions are held, or None."""

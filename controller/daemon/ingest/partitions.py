@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from controller.core.common import FencedError, LostWrites
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.rollouts import RaiseAlert
 from controller.core.wire import JsonObject
+from controller.daemon.ingest.log_gaps import Checked
 from controller.daemon.metrics import Metrics
 from controller.ports import AggregateWriter, Claim, EventSource
 
@@ -46,6 +48,8 @@ class Owned:
 
     epoch: int
     offset: int | None
+    log: LogIdentity | None = None
+    """The identity of the log read under this claim, stored with each flush's offset."""
     progress_at: float = field(default_factory=time.monotonic)
     """When this claim last advanced (or was made), monotonic clock."""
 
@@ -102,10 +106,11 @@ class Partitions:
         source: EventSource,
         store: AggregateWriter,
         retry: Callable[[Callable[[], Awaitable[Claim]], str], Awaitable[Claim | None]],
-        held: Callable[[Claim], Awaitable[bool]] | None = None,
+        held: Callable[[Claim], Awaitable[Checked]] | None = None,
     ) -> None:
         """Claim every partition waiting for it, seek it to the stored offset, resume it;
-        unless ``held`` says its log no longer holds that offset: then it stays paused."""
+        unless ``held`` says its log no longer holds that offset (or is another log): then
+        it stays paused. The claim reads on the log ``held`` found, else the stored one."""
         while self.to_claim:
             partition = min(self.to_claim)
             claim = await retry(lambda p=partition: store.claim(p), f"claim p{partition}")  # type: ignore[misc]
@@ -115,11 +120,14 @@ class Partitions:
                 continue
             self.to_claim.discard(partition)
             self._waiting.pop(partition, None)
-            self.owned[partition] = Owned(epoch=claim.epoch, offset=claim.offset)
+            owned = self.owned[partition] = Owned(claim.epoch, claim.offset, claim.log)
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
             self._metrics.owned(self._role, self.owned)
-            if held is not None and await held(claim):
+            checked = await held(claim) if held is not None else None
+            if checked is not None and checked.live is not None:
+                owned.log = checked.live
+            if checked is not None and checked.held:
                 self.hold(partition, "the log no longer holds the stored offset")
                 continue
             await source.seek(partition, claim.offset)
@@ -137,11 +145,12 @@ class Partitions:
         self._waiting[partition] = _Waiting(f"held: {why}")
         self._metrics.owned(self._role, self.owned)
 
-    def release(self, partition: int, offset: int) -> None:
-        """Ingest the held ``partition`` again from ``offset``, under the same claim."""
+    def release(self, partition: int, offset: int, log: LogIdentity | None = None) -> None:
+        """Ingest the held ``partition`` again from ``offset`` on the log ``log``, under the
+        same claim."""
         held, self._offsets[partition] = self.held.pop(partition), offset
         self._waiting.pop(partition, None)
-        self.owned[partition] = Owned(epoch=held.epoch, offset=offset)
+        self.owned[partition] = Owned(held.epoch, offset, log or held.log)
         self._metrics.owned(self._role, self.owned)
 
     def dropped(self, partition: int) -> None:
@@ -203,6 +212,10 @@ class Partitions:
     # -- what operators see --------------------------------------------------------------
     def positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self.owned.items() if o.offset is not None}
+
+    def logs(self) -> dict[int, LogIdentity | None]:
+        """The identity of the log each owned partition is read on."""
+        return {p: o.log for p, o in self.owned.items()}
 
     def resumable(self, partitions: list[int]) -> list[int]:
         """Those of ``partitions`` that are owned and not waiting for a claim."""

@@ -17,6 +17,7 @@ import pytest
 
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.metrics import Metrics
@@ -46,13 +47,18 @@ class HeldStore:
         return await self._store.claim(partition)
 
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
     ) -> FlushOutcome:
         if self.armed:
             self.armed = False
             self.holding.set()
             await self._released.wait()
-        return await self._store.flush(delta, epoch=epoch, expected_offset=expected_offset)
+        return await self._store.flush(delta, epoch=epoch, expected_offset=expected_offset, log=log)
 
 
 class NoLetters:

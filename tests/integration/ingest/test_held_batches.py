@@ -19,6 +19,7 @@ import pytest
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.log_gaps import GapStore
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.ingest.log_gaps import LogGaps
@@ -53,14 +54,21 @@ class GatedStore:
         return await self._store.claim(partition)
 
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
     ) -> FlushOutcome:
         if self.armed:
             self.gated_to = delta.next_offset
             self.waiting += 1
             await self._permits.acquire()
             self.waiting -= 1
-        outcome = await self._store.flush(delta, epoch=epoch, expected_offset=expected_offset)
+        outcome = await self._store.flush(
+            delta, epoch=epoch, expected_offset=expected_offset, log=log
+        )
         self.applied += 1
         return outcome
 

@@ -13,8 +13,10 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.log_gaps import GapStore
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
-from controller.daemon.ingest.log_gaps import LogGaps
+from controller.core.stats.folding import PartitionDelta
+from controller.daemon.ingest.log_gaps import LogGaps, Resumed
 from controller.settings import RedisSettings
 from tests.unit.daemon.ingest.test_partitions import Source
 
@@ -55,7 +57,7 @@ async def test_a_shrunk_topic_is_held_and_the_choice_resumes_it_once(
     claim = await aggregates.claim(1)
     # A topic with fewer partitions than recorded holds the partition, though its
     # log holds the (absent) stored offset
-    assert await gaps.at_claim(1, claim.offset, source)
+    assert (await gaps.at_claim(1, claim.offset, source)).held
     assert [a.kind for a in alerts] == ["events_log_gap"]
     assert "the topic has 4 partitions, 12 recorded" in (gaps.reason() or "")
     assert await held.held() == {1}
@@ -65,7 +67,7 @@ async def test_a_shrunk_topic_is_held_and_the_choice_resumes_it_once(
     assert await held.choose([2], "reread", "c0") == []
     assert await held.choose([1], "accept_gap", "c1") == [1]
     # The owner resumes where the log ended when the gap was found, stored atomically
-    assert await gaps.decided(source, {1: claim.epoch}) == {1: 30}
+    assert await gaps.decided(source, {1: claim.epoch}) == {1: Resumed(30, LogIdentity(None, 4))}
     assert await aggregates.offset(1) == 30
     assert await held.held() == set()
     assert await held.recorded_partitions() == 4
@@ -118,7 +120,7 @@ async def test_a_held_partition_is_alerted_again_while_it_stays_held(
     assert [a.kind for a in alerts] == ["events_log_gap"] * 3
     # Resumed: never alerted again
     assert await held.choose([2], "reread", "c3") == [2]
-    assert await gaps.decided(source, {2: claim.epoch}) == {2: 0}
+    assert await gaps.decided(source, {2: claim.epoch}) == {2: Resumed(0, LogIdentity(None, 4))}
     now[0] = 10_000.0
     assert gaps.remind() == []
     assert len(alerts) == 3
@@ -150,7 +152,7 @@ async def test_a_log_that_starts_after_the_stored_offset_is_held_at_claim(
     gap_store, _ = stores
     alerts: list[RaiseAlert] = []
     gaps = LogGaps(store=gap_store, topic=TOPIC, alarm=alerts.append)
-    assert await gaps.at_claim(3, stored, CutSource(beginning, end=900)) is held
+    assert (await gaps.at_claim(3, stored, CutSource(beginning, end=900))).held is held
     assert await gap_store.held() == ({3} if held else set())
     if held:
         assert [a.details["fits"] for a in alerts] == ["reread"]
@@ -173,5 +175,66 @@ async def test_a_fetch_past_the_stored_offset_holds_only_when_the_log_starts_pas
     assert await gap_store.held() == {1}
     # reread counts every record the log still holds, from its start
     assert await gap_store.choose([1], "reread", "c4") == [1]
-    assert await gaps.decided(CutSource(650, 900), {1: claim.epoch}) == {1: 650}
+    assert await gaps.decided(CutSource(650, 900), {1: claim.epoch}) == {
+        1: Resumed(650, LogIdentity(None, 4))
+    }
     assert await aggregates.offset(1) == 650
+
+
+class RemadeSource(Source):
+    """The topic made again: id ``topic_id``, ``count`` partitions, each log ``end`` long."""
+
+    def __init__(self, topic_id: str, count: int, end: int) -> None:
+        super().__init__(dict.fromkeys(range(count), end))
+        self.topic_id = topic_id
+
+    async def identity(self) -> LogIdentity | None:
+        return LogIdentity(self.topic_id, len(self.ends))
+
+
+@pytest.mark.parametrize("source", [None, "otlp.spans"])
+async def test_a_topic_made_again_is_held_however_long_its_logs_and_its_lost_partitions_too(
+    redis_url: str, redis_namespace: str, source: str | None
+) -> None:
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    before, after = LogIdentity("id-before", 4), LogIdentity("id-after", 2)
+    async with connect(settings) as client:
+        held = GapStore(client, settings=settings, topic=TOPIC, source=source)
+        aggregates = RedisAggregateStore(client, settings=settings, topic=TOPIC, source=source)
+        # Given four partitions counted to offset 100 on the topic as it was, the identity
+        # stored with each offset by the flush
+        for partition in range(4):
+            claim = await aggregates.claim(partition)
+            delta = PartitionDelta(partition=partition, next_offset=100)
+            await aggregates.flush(delta, epoch=claim.epoch, expected_offset=None, log=before)
+        await held.record_partitions(4)
+        claim = await aggregates.claim(1)
+        assert (claim.offset, claim.log) == (100, before)
+        # When the topic comes back with another id, two partitions, logs longer than that
+        alerts: list[RaiseAlert] = []
+        gaps = LogGaps(store=held, topic=TOPIC, alarm=alerts.append)
+        remade = RemadeSource("id-after", count=2, end=5000)
+        checked = await gaps.at_claim(1, claim.offset, remade, log=claim.log)
+        # Then the partition is held, and so are those the topic lost, alerted each
+        assert checked == (True, after)
+        assert await held.held() == {1, 2, 3}
+        assert sorted(int(str(a.details["partition"])) for a in alerts) == [1, 2, 3]
+        assert all(a.details["fits"] == "reread" for a in alerts)
+        reason = gaps.reason() or ""
+        assert "p1: the topic's id is id-after, id-before recorded" in reason
+        assert "p2: the topic has 2 partitions now, none numbered 2" in reason
+        # while a partition of the same topic read on stays read (nothing proves otherwise)
+        same = await gaps.at_claim(0, 100, RemadeSource("id-before", 4, 5000), log=before)
+        assert same == (False, before)
+        # When the operator chooses reread for every held partition
+        assert await held.choose(sorted(await held.held()), "reread", "c5") == [1, 2, 3]
+        # Then the claimed one resumes at the new log's start, on the new log, and the lost
+        # ones are retired: read from 0 should the topic grow again
+        assert await gaps.decided(remade, {1: claim.epoch}) == {1: Resumed(0, after)}
+        assert await held.held() == set()
+        assert gaps.reason() is None
+        assert [await aggregates.offset(p) for p in (1, 2, 3)] == [0, 0, 0]
+        again = await aggregates.claim(1)
+        assert (again.offset, again.log) == (0, after)
+        assert not (await gaps.at_claim(1, again.offset, remade, log=again.log)).held
+        assert (await aggregates.claim(3)).log == after

@@ -21,6 +21,7 @@ from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreUnavailable
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest
@@ -64,13 +65,18 @@ class FailingOver:
         return await self._store.claim(partition)
 
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
     ) -> FlushOutcome:
         if self.armed and delta.partition == 0:
             self.armed = False
             await self._lose()
             raise StoreUnavailable("redis unreachable: the master went away (injected)")
-        return await self._store.flush(delta, epoch=epoch, expected_offset=expected_offset)
+        return await self._store.flush(delta, epoch=epoch, expected_offset=expected_offset, log=log)
 
 
 class NoLetters:

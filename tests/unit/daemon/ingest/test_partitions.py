@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from controller.core.common.errors import FencedError, LostWrites
+from controller.core.machine.log_identity import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.partitions import Partitions
 from controller.daemon.metrics import Metrics
@@ -49,6 +50,10 @@ class Source:
     def partition_count(self) -> int | None:
         return len(self.ends) or None
 
+    async def identity(self) -> LogIdentity | None:
+        count = self.partition_count()
+        return None if count is None else LogIdentity(None, count)
+
 
 class Store:
     """Claims at the offsets given; flushes are not this test's business."""
@@ -62,7 +67,12 @@ class Store:
         return Claim(partition, self.epochs[partition], self.offsets.get(partition))
 
     async def flush(
-        self, delta: PartitionDelta, *, epoch: int, expected_offset: int | None
+        self,
+        delta: PartitionDelta,
+        *,
+        epoch: int,
+        expected_offset: int | None,
+        log: LogIdentity | None = None,
     ) -> FlushOutcome:
         raise AssertionError("not flushed here")
 

@@ -1,0 +1,139 @@
+"""A topic's identity as the broker states it: its id (KIP-516) and partition count.
+
+aiokafka asks for metadata at version 5 at most, which carries no topic ids; a
+metadata request at version 10, the first that answers with them (Kafka 2.8 and
+later), is built here from aiokafka's own protocol types and sent on the client's
+connection. A broker that does not speak version 10, or answers with the zero id
+(a broker without topic ids), gives the partition count alone. The request never
+creates the topic it asks about.
+"""
+
+from __future__ import annotations
+
+import uuid
+from io import BytesIO
+from typing import Any
+
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    AbstractType,
+    Boolean,
+    CompactArray,
+    CompactString,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
+
+from controller.core.machine.log_identity import LogIdentity
+
+_NO_ID = uuid.UUID(int=0)
+
+
+class _Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]
+    """Kafka's ``uuid`` type: 16 bytes."""
+
+    @classmethod
+    def encode(cls, value: uuid.UUID) -> bytes:
+        return value.bytes
+
+    @classmethod
+    def decode(cls, data: BytesIO) -> uuid.UUID:
+        raw = data.read(16)
+        if len(raw) != 16:
+            raise ValueError("Buffer underrun decoding uuid")
+        return uuid.UUID(bytes=raw)
+
+
+_Int32s = CompactArray(Int32)
+
+
+class MetadataResponseV10(Response):  # type: ignore[misc]
+    API_KEY = 3
+    API_VERSION = 10
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "brokers",
+            CompactArray(
+                ("node_id", Int32),
+                ("host", CompactString("utf-8")),
+                ("port", Int32),
+                ("rack", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("cluster_id", CompactString("utf-8")),
+        ("controller_id", Int32),
+        (
+            "topics",
+            CompactArray(
+                ("error_code", Int16),
+                ("name", CompactString("utf-8")),
+                ("topic_id", _Uuid),
+                ("is_internal", Boolean),
+                (
+                    "partitions",
+                    CompactArray(
+                        ("error_code", Int16),
+                        ("partition_index", Int32),
+                        ("leader_id", Int32),
+                        ("leader_epoch", Int32),
+                        ("replica_nodes", _Int32s),
+                        ("isr_nodes", _Int32s),
+                        ("offline_replicas", _Int32s),
+                        ("tags", TaggedFields),
+                    ),
+                ),
+                ("topic_authorized_operations", Int32),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("cluster_authorized_operations", Int32),
+        ("tags", TaggedFields),
+    )
+
+
+class MetadataRequestV10(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 3
+    API_VERSION = 10
+    RESPONSE_TYPE = MetadataResponseV10
+    SCHEMA = Schema(
+        (
+            "topics",
+            CompactArray(
+                ("topic_id", _Uuid),
+                ("name", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("allow_auto_topic_creation", Boolean),
+        ("include_cluster_authorized_operations", Boolean),
+        ("include_topic_authorized_operations", Boolean),
+        ("tags", TaggedFields),
+    )
+
+
+class TopicIdRequest(Request[MetadataRequestV10]):  # type: ignore[misc]
+    """Metadata of one topic at version 10; aiokafka raises ``NotImplementedError`` for a
+    broker that does not speak it."""
+
+    API_KEY = 3
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def build(self, request_struct_class: type[MetadataRequestV10]) -> MetadataRequestV10:
+        return request_struct_class([(_NO_ID, self._topic, {})], False, False, False, {})
+
+
+def identity_in(response: Any, topic: str) -> LogIdentity | None:
+    """The identity of ``topic`` in a version-10 answer; None if the answer lacks it."""
+    for error_code, name, topic_id, _internal, partitions, *_ in response.topics:
+        if name != topic or error_code != 0 or not partitions:
+            continue
+        known = None if topic_id == _NO_ID else str(topic_id)
+        return LogIdentity(topic_id=known, partitions=len(partitions))
+    return None
