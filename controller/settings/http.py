@@ -79,6 +79,14 @@ class HttpSettings(BaseModel):
         description="OFREP event streams one client (app key, else address) may hold open; a "
         "browser app's client key holds one per open page. Past it 429.",
     )
+    ofrep_stream_max_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86_400,
+        description="The longest an OFREP event stream lasts (each a random 75 to 100 % of it): "
+        "then the server ends it, the client comes back 0.1 s later and resumes from the last "
+        "event it read, missing nothing. A client that never reads holds its stream no longer.",
+    )
     reads_max_age_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -104,7 +104,7 @@ from controller.adapters.ofrep.stream_route import (
     streamer,
     token_judge,
 )
-from controller.adapters.ofrep.streams import StreamHub, StreamLimit
+from controller.adapters.ofrep.streams import Peer, StreamHub, StreamLimit
 from controller.core.common import scoped, split
 from controller.core.release import SINGLE, Environments
 from controller.core.stats import RateLimiter
@@ -270,8 +270,13 @@ class OfrepRoutes:
             return failure.response(None)
         seen = request.headers.get("Last-Event-ID") or request.query.get("flagConfigEtag")
         current = (await self.snapshots.get()).tag_of(place)
+        peer = Peer.of(request, write_seconds=self.streams.write_seconds)
+        if peer is None:
+            return web.Response(status=499, reason="Client Closed Request")  # nobody reads it
         try:
-            stream = self.streams.open(place, streamer(request), (seen or current)[:64], current)
+            stream = self.streams.open(
+                place, streamer(request), (seen or current)[:64], current, peer
+            )
         except StreamLimit as exc:
             limited = OfrepFailure(429, ErrorCode.GENERAL, str(exc))
             limited.retry_after = 1
@@ -280,8 +285,10 @@ class OfrepRoutes:
         try:
             await response.prepare(request)
             await self.streams.serve(stream, response)
-        except (ConnectionError, TimeoutError):
-            pass  # the client went, or stopped reading: dropped
+        except TimeoutError:
+            peer.cut()  # it stopped reading: what it has not taken is dropped with it
+        except ConnectionError:
+            pass  # the client went
         finally:
             self.streams.close(stream)
         return response

@@ -17,7 +17,12 @@ from aiohttp import web
 
 from controller.adapters.http import EXPOSED, Alternative, key_of
 from controller.adapters.ofrep.snapshot import Snapshot
-from controller.adapters.ofrep.streams import CHECK_SECONDS, HEARTBEAT_SECONDS, WRITE_SECONDS
+from controller.adapters.ofrep.streams import (
+    CHECK_SECONDS,
+    HEARTBEAT_SECONDS,
+    LIFETIME_SECONDS,
+    WRITE_SECONDS,
+)
 from controller.core.release import Environments
 from controller.core.trust import (
     Admitted,
@@ -37,13 +42,15 @@ MAX_TAG_CHARS = 64
 
 @dataclass(frozen=True, slots=True)
 class StreamBounds:
-    """How many event streams may be open, in all and per client, and their timing."""
+    """How many event streams may be open, in all and per client, and their timing
+    (:mod:`.streams` says what each bounds)."""
 
     max_streams: int = 0
     per_client: int = 0
     check_seconds: float = CHECK_SECONDS
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     write_seconds: float = WRITE_SECONDS
+    lifetime_seconds: float = LIFETIME_SECONDS
 
     def hub_args(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class StreamBounds:
             "check_seconds": self.check_seconds,
             "heartbeat_seconds": self.heartbeat_seconds,
             "write_seconds": self.write_seconds,
+            "lifetime_seconds": self.lifetime_seconds,
         }
 
 
@@ -104,7 +112,8 @@ def token_judge(served: Callable[[], Environments], policy: Policy) -> Alternati
 
 def opened(request: web.Request, origins: frozenset[str]) -> web.StreamResponse:
     """The stream's response, with CORS set before its head goes out (the guard's come
-    too late for a streamed answer)."""
+    too late for a streamed answer). Its connection closes with it: a stream that ends
+    leaves nothing open behind it, even for a client that never reads."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -112,6 +121,7 @@ def opened(request: web.Request, origins: frozenset[str]) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # nginx: pass events on, do not buffer them
         }
     )
+    response.force_close()
     origin = request.headers.get("Origin")
     if origin is not None and origin in origins:
         response.headers["Access-Control-Allow-Origin"] = origin

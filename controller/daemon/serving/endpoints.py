@@ -136,6 +136,7 @@ def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepR
         streams=StreamBounds(
             max_streams=settings.http.ofrep_max_streams,
             per_client=settings.http.ofrep_streams_per_key,
+            lifetime_seconds=settings.http.ofrep_stream_max_seconds,
         ),
     )
 

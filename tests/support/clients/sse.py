@@ -23,7 +23,8 @@ import orjson
 
 @dataclass(frozen=True)
 class Item:
-    """One thing the server sent: ``kind`` is ``event``, ``comment`` or ``retry``."""
+    """One thing the server sent: ``kind`` is ``event``, ``comment`` or ``retry``; ``end``
+    comes last, once the server has ended the stream."""
 
     kind: str
     id: str | None = None
@@ -78,6 +79,7 @@ async def _read(response: httpx.Response, items: asyncio.Queue[Item]) -> None:
         if lines:
             items.put_nowait(parsed(lines, time.monotonic()))
         lines = []
+    items.put_nowait(Item("end", at=time.monotonic()))
 
 
 def parsed(lines: list[str], at: float) -> Item:
