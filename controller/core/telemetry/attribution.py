@@ -7,7 +7,6 @@ flow from evaluations to events and these as the rules that flow follows.
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from hashlib import blake2b
@@ -21,6 +20,7 @@ from controller.core.telemetry.signals import (
     STATUS_ERROR,
     Attributes,
     RefusalReason,
+    Refused,
     Scalar,
     Span,
 )
@@ -29,7 +29,8 @@ MAX_VERSION: Final = 2**31 - 1
 MAX_UNIT_CHARS: Final = 256
 HTTP_STATUS: Final = "http.response.status_code"
 OLD_HTTP_STATUS: Final = "http.status_code"
-_DIGITS = re.compile(r"[0-9]{1,10}")
+_MAX_WHOLE: Final = float(2**63)
+"""The largest double read as an HTTP status (an int attribute's range)."""
 _MAX_DIGITS: Final = 10
 _NS_PER_MS: Final = 1_000_000
 _MAX_LATENCY: Final = float(MAX_LATENCY_MS)
@@ -134,19 +135,42 @@ def unit_from(name: str | None, *places: Attributes) -> str | None:
 
 
 def http_status(attributes: Attributes) -> int | None:
-    """The HTTP response status of a span (either semantic convention), or None."""
-    value = attributes.get(HTTP_STATUS)
+    """The HTTP response status of a span (either semantic convention), or None.
+
+    The semantic conventions make it an int. A double that is a whole number
+    (``500.0``, as an SDK of a language with one number type may send it) is
+    read as that int; anything else (a fractional, infinite or NaN double, a
+    string, a boolean) says nothing trustworthy of the request's outcome, and
+    raises :class:`Refused` (``malformed``): counting it as a success would hide
+    a failure, and reading ``"500"`` would accept what the conventions do not.
+    """
+    key, value = HTTP_STATUS, attributes.get(HTTP_STATUS)
     if value is None:
-        value = attributes.get(OLD_HTTP_STATUS)
+        key, value = OLD_HTTP_STATUS, attributes.get(OLD_HTTP_STATUS)
+        if value is None:
+            return None
     if type(value) is int:
         return value
-    if type(value) is str and _DIGITS.fullmatch(value):
+    if type(value) is float and value.is_integer() and abs(value) < _MAX_WHOLE:
         return int(value)
-    return None
+    raise Refused("malformed", _status_fault(key, value))
+
+
+def _status_fault(key: str, value: Scalar) -> str:
+    """Why a request's HTTP status is not read: what it is, and what it should be."""
+    if type(value) is str:
+        return (
+            f"{key} {value[:16]!r} is a string; the semantic conventions make it an int "
+            "(a Collector's Zipkin receiver converts tags with parse_string_tags)"
+        )
+    if type(value) is bool:
+        return f"{key} {value} is a boolean; the semantic conventions make it an int"
+    return f"{key} {value!r} is not a whole number; the semantic conventions make it an int"
 
 
 def node_of(span: Span) -> Node:
-    """What the join keeps of a span; only a request (SERVER or a root) needs its HTTP status."""
+    """What the join keeps of a span; only a request (SERVER or a root) needs its HTTP status,
+    and only a request's is refused (:class:`Refused`) where it cannot be read."""
     server = span.kind == SPAN_KIND_SERVER
     parent = span.parent_span_id
     return Node(

@@ -19,7 +19,8 @@ counted is said: a :class:`~.signals.Refusal` per evaluation (``unknown_variant`
 in the batch), per
 span or evaluation at an implausible time (``bad_time``: a span that ends before it
 starts or lasts over a day, an instant far from the time the batch arrived; such a
-span is no request, and its time no version's),
+span is no request, and its time no version's), per request span whose HTTP
+status is no whole number (``malformed``: refused whole, its evaluations too),
 ``no_rollout`` for an evaluation of a flag no rollout published (an app's
 ordinary flags: nothing wrong with it, nothing to count it for), ``guarded``
 for an evaluation too near a version change (no refusal either),
@@ -62,6 +63,7 @@ from controller.core.telemetry.signals import (
     Logs,
     Refusal,
     RefusalReason,
+    Refused,
     Span,
     Spans,
 )
@@ -167,8 +169,8 @@ class Translator:
     def spans(self, batch: Spans, now_ms: int) -> Translated:
         run = _Run(now_ms, Window.around(now_ms), noted={})
         run.out.unmatched += self._buffer.expire(now_ms)
-        kept = plausible_spans(batch.spans, run.window, run.refuse_time)
-        nodes = run.nodes = {span.span_id: node_of(span) for _, span in kept}
+        kept = _readable(plausible_spans(batch.spans, run.window, run.refuse_time), run)
+        nodes = run.nodes
         self._buffer.remember_all(nodes, now_ms)
         for index, span in kept:
             if span.events or span.name == EVALUATION_NAME:
@@ -379,6 +381,21 @@ class Translator:
                 value=conversion_value(conversion.attributes.get(rules.conversion_value)),
             )
         )
+
+
+def _readable(kept: list[tuple[int, Span]], run: _Run) -> list[tuple[int, Span]]:
+    """The spans whose request outcome can be read, each in ``run.nodes``; a request span
+    whose HTTP status cannot be (:func:`http_status`) is refused whole, its evaluations too."""
+    nodes = run.nodes
+    readable: list[tuple[int, Span]] = []
+    for index, span in kept:
+        try:
+            nodes[span.span_id] = node_of(span)
+        except Refused as refused:
+            run.refuse(index, refused.reason, refused.detail)
+        else:
+            readable.append((index, span))
+    return readable
 
 
 def _refuse(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import os
 import time
 import uuid
@@ -124,7 +125,7 @@ def described(
         base = {"v": 1, "ts": 0, "flag": FLAG, "flag_version": VERSION, "unit": unit}
         base["arm"] = arms[unit]
         status = span.attributes["http.response.status_code"]
-        assert isinstance(status, int)
+        assert isinstance(status, int | float)  # a whole double reads as its int
         latency = (span.end_time - span.start_time) / 1e6
         events.append({**base, "type": "exposure", "id": f"x-{unit}"})
         request = {"type": "request", "id": f"r-{unit}", "error": status >= 500}
@@ -541,6 +542,55 @@ async def test_a_span_at_an_implausible_time_is_refused_alone(rig: Rig, tmp_path
         assert [dict(r.headers)["rc.reason"] for r in letters] == [b"bad_time"] * 2
         assert "ends 5.000 ms before it starts" in details[0], details
         assert "longer than a day" in details[1], details
+        await rig.settle()
+        await rig.assert_exact(reference)
+
+
+def statused_request(recorder: Recorder, unit: str, status: object) -> None:
+    """A SERVER span with its flag evaluated (OpenFeature's hook), whose HTTP status is
+    ``status`` as the app set it: an int, a double or a string."""
+    client = openfeature_client({FLAG: "treatment"})
+    with recorder.tracer.start_as_current_span("GET /checkout", kind=SpanKind.SERVER) as span:
+        evaluate(client, FLAG, unit)
+        span.set_attribute("http.response.status_code", status)  # type: ignore[arg-type]
+
+
+UNREADABLE_STATUSES = {"nan": math.nan, "inf": math.inf, "fraction": 500.5, "text": "500"}
+
+
+async def test_a_whole_double_http_status_is_read_and_the_rest_refused_alone(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Given requests of the real SDK whose HTTP status is an int, a whole double (a failure
+    # and a success), and four that are no whole number: NaN, infinity, 500.5, "500"
+    await publish(rig, {FLAG: VERSION})
+    recorder = Recorder()
+    units = [f"user-{i}" for i in range(10)]
+    good = served(recorder, "treatment", units)
+    statused_request(recorder, "user-double-500", 500.0)
+    statused_request(recorder, "user-double-200", 200.0)
+    doubles = recorder.spans()[-2:]
+    for name, status in UNREADABLE_STATUSES.items():
+        statused_request(recorder, f"user-{name}", status)
+    arms = dict.fromkeys([*units, "user-double-500", "user-double-200"], "treatment")
+    reference = described([*good, *doubles], arms)
+    assert [e["error"] for e in reference if e["type"] == "request"][-2:] == [True, False]
+    async with serving(rig, tmp_path) as (client, _):
+        # When the app exports them, in protobuf and again in JSON
+        answers = [
+            await export(client, "/v1/traces", traces_proto(recorder.spans()), PROTOBUF),
+            await export(client, "/v1/traces", traces_json(recorder.spans()), JSON),
+        ]
+        # Then each encoding refuses the four alone, saying why; the rest count exactly
+        for answer in answers:
+            rejected, message = partial_success(answer, "/v1/traces")
+            assert (rejected, "malformed x4" in message) == (4, True), message
+        letters = await rig.every_dead_letter()
+        details = {dict(r.headers)["rc.detail"].decode() for r in letters}
+        assert {dict(r.headers)["rc.reason"] for r in letters} == {b"malformed"}
+        for words in ("nan is not a whole", "inf is not a whole", "500.5 is not a whole"):
+            assert any(words in detail for detail in details), (words, details)
+        assert any("'500' is a string" in detail for detail in details), details
         await rig.settle()
         await rig.assert_exact(reference)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from hashlib import blake2b
 
 import pytest
@@ -232,7 +233,9 @@ ERROR_CASES = {
     "status-error": (2, {}, 500, True),
     "http-503": (0, {"http.response.status_code": 503}, 500, True),
     "old-http-500": (0, {"http.status_code": 500}, 500, True),
-    "http-status-text": (0, {"http.response.status_code": "502"}, 500, True),
+    "http-status-whole-double": (0, {"http.response.status_code": 500.0}, 500, True),
+    "http-status-whole-double-ok": (0, {"http.response.status_code": 200.0}, 500, False),
+    "old-http-whole-double": (0, {"http.status_code": 503.0}, 500, True),
     "404-by-default": (0, {"http.response.status_code": 404}, 500, False),
     "404-from-400": (0, {"http.response.status_code": 404}, 400, True),
     "new-name-first": (0, {"http.response.status_code": 200, "http.status_code": 500}, 500, False),
@@ -248,6 +251,54 @@ def test_a_request_errs_on_status_error_or_an_http_status_from_the_minimum(
     server = span(status=status, attributes=attributes, events=(evaluation_event(),))  # type: ignore[arg-type]
     [request] = requests(translate(server, known=rules(error_status_min=minimum)))
     assert request.error is error
+
+
+UNREADABLE_STATUSES = {
+    # name: (the attribute's value, words its refusal says)
+    "NaN": (math.nan, "nan is not a whole number"),
+    "infinity": (math.inf, "inf is not a whole number"),
+    "minus infinity": (-math.inf, "-inf is not a whole number"),
+    "fractional": (500.5, "500.5 is not a whole number"),
+    "past an int": (1e19, "1e+19 is not a whole number"),
+    "digits as a string": ("500", "'500' is a string"),
+    "text": ("Internal Server Error", "is a string"),
+    "a boolean": (True, "True is a boolean"),
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), UNREADABLE_STATUSES.values(), ids=UNREADABLE_STATUSES.keys()
+)
+@pytest.mark.parametrize("key", ["http.response.status_code", "http.status_code"])
+def test_a_request_whose_http_status_is_no_whole_number_is_refused_alone(
+    key: str, value: object, words: str
+) -> None:
+    # Given a request span whose HTTP status is unreadable, beside a good one
+    bad = span(CHILD, attributes={key: value}, events=(evaluation_event(unit="u0"),))  # type: ignore[dict-item]
+    good = span(trace="b" * 32, attributes={key: 500}, events=(evaluation_event(unit="u1"),))
+    # When both are translated
+    out = translate(bad, good)
+    # Then the bad one is refused at its index, with what it is, and nothing of it counts
+    assert [(r.index, r.reason) for r in out.refused] == [(0, "malformed")]
+    assert words in out.refused[0].detail
+    assert "semantic conventions make it an int" in out.refused[0].detail
+    assert [(e.unit, e.error) for e in requests(out)] == [("u1", True)]
+    assert [e.unit for e in exposures(out)] == ["u1"]
+
+
+def test_an_unreadable_http_status_off_a_request_span_is_not_read_so_not_refused() -> None:
+    client = span(CHILD, ROOT, kind=3, attributes={"http.response.status_code": math.nan})
+    server = span(attributes={"http.response.status_code": 200}, events=(evaluation_event(),))
+    out = translate(server, client)
+    assert (out.refused, [e.error for e in requests(out)]) == ([], [False])
+
+
+def test_an_evaluation_below_a_request_refused_for_its_status_is_exposed_never_an_outcome() -> None:
+    request = span(attributes={"http.response.status_code": "500"})
+    below = span(CHILD, ROOT, kind=1, events=(evaluation_event(),))
+    out = translate(below, request)
+    assert [r.index for r in out.refused] == [1]
+    assert (len(exposures(out)), requests(out)) == (1, [])
 
 
 @pytest.mark.parametrize(
