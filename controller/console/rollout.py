@@ -108,6 +108,7 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         else ""
     )
     values = f"<dt>values</dt><dd>{esc(s.values.text())}</dd>" if s.values else ""
+    gate += _evidence_wait(s)
     return (
         f'<h1 data-flag="{esc(s.flag)}">{esc(s.flag)}</h1>'
         f'<p class="verdict">{esc(verdict_text)}</p><dl class="summary">'
@@ -117,6 +118,16 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}"
         f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{values}{gate}</dl>"
     )
+
+
+def _evidence_wait(s: RolloutView) -> str:
+    """The partitions the stage waits for, and those counted late, when any."""
+    wait, late, out = s.evidence.incomplete, s.evidence.late, ""
+    if wait is not None:
+        out += f'<dt>waiting</dt><dd class="evidence-wait">{esc(wait.waiting)}</dd>'
+    if late is not None:
+        out += f'<dt>late</dt><dd class="evidence-late">{esc(late.why)}</dd>'
+    return out
 
 
 def _next_move(s: RolloutView) -> str:

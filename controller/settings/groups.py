@@ -225,6 +225,14 @@ class EngineSettings(_Group):
     command_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Commands older (or further ahead) than this are stale."
     )
+    evidence_max_lag_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="The stage's horizon: an advance or a completion waits while a partition "
+        "its events can be on was last counted through longer ago than this (its ingest is "
+        "behind, stopped or changing owner); 0: only held partitions are waited for.",
+    )
     stale_after_days: float = Field(
         default=14.0,
         gt=0,

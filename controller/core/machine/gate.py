@@ -12,7 +12,11 @@ ramp evaluator), the checks that protect users first, as they run continuously:
    then units seen in both arms past the policy's ``both_arms_max_share`` of
    the stage's watched units (at least :data:`MIN_BOTH_ARMS` of them) → as the
    policy says (warn by default; see :mod:`~controller.core.stats.aggregates`);
-3. minimum stage time not elapsed → hold;
+3. evidence incomplete — a partition that can carry the flag's events held for an
+   operator's choice, or not counted up to the stage's horizon — → hold, naming
+   them (:mod:`~controller.core.machine.completeness`); a rollback above never
+   waits for them, an advance or a completion below always does;
+   then the minimum stage time not elapsed → hold;
 4. no traffic in the stage → hold, then pause (or per the policy) after
    ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.machine.health`);
 5. fewer than ``min_units_per_arm`` units in either arm → hold;
@@ -44,6 +48,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from controller.core.machine import health
+from controller.core.machine.completeness import Completeness
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
@@ -77,12 +82,18 @@ from controller.core.wire import (
 
 
 def evaluate(
-    rollout: Rollout, data: FlagAggregates, now: datetime, sourced: Sourced | None = None
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    sourced: Sourced | None = None,
+    completeness: Completeness | None = None,
 ) -> Verdict:
     """The verdict for ``rollout``'s current stage, given that stage's aggregates.
 
     ``sourced``: what its guardrails read from a metric source gave
     (:mod:`~controller.core.machine.sourced`); left out, a plan that reads one holds.
+    ``completeness``: what ingest has counted of the partitions the stage's events can
+    be on; left out, the evidence is taken as complete.
     """
     plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
@@ -99,10 +110,20 @@ def evaluate(
     )
     own_limits = _limits(rollout, data)
     evidence = gate_evidence(rollout, data, tests, srm, sourced=sourced, limits=own_limits)
+    completeness = completeness or Completeness()
+    evidence = _counted(evidence, completeness)
     limited = {**own_limits, **sourced.limits}
     breaches = tuple(m for m, said in (evidence.dry_run or {}).items() if said.would is not None)
     verdict = _verdict(
-        rollout, data, now, tests, srm=srm, evidence=evidence, limited=limited, sourced=sourced
+        rollout,
+        data,
+        now,
+        tests,
+        srm=srm,
+        evidence=evidence,
+        limited=limited,
+        sourced=sourced,
+        completeness=completeness,
     )
     return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
 
@@ -117,6 +138,7 @@ def _verdict(
     evidence: GateEvidence,
     limited: dict[str, SequentialResult],
     sourced: Sourced,
+    completeness: Completeness,
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
@@ -150,7 +172,11 @@ def _verdict(
             f" against {srm.expected_treatment:.0f} expected)"
         )
         return health.verdict(action_for(plan.health_words, "sample_ratio_mismatch"), why, evidence)
-    crossed = _both_arms(plan, data, evidence) or _unread(sourced, evidence)
+    crossed = (
+        _both_arms(plan, data, evidence)
+        or _unread(sourced, evidence)
+        or _incomplete(completeness, evidence)
+    )
     if crossed is not None:
         return crossed
     if _early(rollout, data, now, tests):
@@ -160,6 +186,19 @@ def _verdict(
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
     return _timing(rollout, data, now, tests, evidence, sourced=sourced)
+
+
+def _counted(evidence: GateEvidence, completeness: Completeness) -> GateEvidence:
+    """``evidence`` with the partitions it waits for, and those counted late, if any."""
+    parts = {"incomplete": completeness.evidence(), "late": completeness.late_evidence()}
+    given = {name: part for name, part in parts.items() if part is not None}
+    return _with(evidence, **given) if given else evidence
+
+
+def _incomplete(completeness: Completeness, evidence: GateEvidence) -> Verdict | None:
+    """A hold while partitions of the evidence are held or lagging: never move on without them."""
+    waiting = completeness.waiting()
+    return None if waiting is None else Verdict(VerdictKind.HOLD, waiting, None, evidence)
 
 
 def _unread(sourced: Sourced, evidence: GateEvidence) -> Verdict | None:

@@ -206,6 +206,18 @@ class Ring(_Read):
         return f"{ring} within {self.rollout}" if self.rollout else ring
 
 
+class Wait(_Read):
+    """The partitions a stage waits for (the evidence's ``incomplete``)."""
+
+    waiting: Text = ""
+
+
+class Late(_Read):
+    """Evidence counted late, which the verdict includes (the evidence's ``late``)."""
+
+    why: Text = ""
+
+
 Arms = Annotated[dict[str, ArmTally | None] | None, BeforeValidator(_objects)]
 Latencies = Annotated[dict[str, ArmLatency | None] | None, BeforeValidator(_objects)]
 """Per arm its latency quantiles (the evidence's ``latency``); None from a gate that gave none."""
@@ -230,6 +242,10 @@ class Evidence(_Read):
     monitor: Text = ""
     audience: Annotated[Ring | None, BeforeValidator(_object)] = None
     """A targeted rollout's ring; None when untargeted."""
+    incomplete: Annotated[Wait | None, BeforeValidator(_object)] = None
+    """The partitions the stage waits for; None when its evidence is complete."""
+    late: Annotated[Late | None, BeforeValidator(_object)] = None
+    """Evidence counted late; None when none was."""
 
     @classmethod
     def read(cls, evidence: object) -> Evidence:

@@ -178,6 +178,39 @@ class SourceReadings(Part):
     )
 
 
+class EvidenceWait(Part):
+    """Partitions that can carry the flag's events and are not counted up to the stage's
+    horizon: an advance or a completion waits for them (a rollback never does)."""
+
+    held: dict[str, list[int]] | None = Field(
+        default=None, description="Per topic, its partitions held for an operator's choice."
+    )
+    lagging: dict[str, list[int]] | None = Field(
+        default=None, description="Per topic, its partitions not yet counted up to the horizon."
+    )
+    horizon: str | None = Field(
+        default=None, description="What lagging partitions must be counted up to (ISO 8601)."
+    )
+    waiting: str = Field(description="Why the stage waits, in words.")
+
+
+class LateEvidence(Part):
+    """Evidence counted after the gate first saw it missing: partitions held or lagging
+    earlier in the stage, or events of a stage that had already passed."""
+
+    partitions: dict[str, list[int]] | None = Field(
+        default=None,
+        description="Per topic, the partitions held or lagging earlier in the stage, now counted.",
+    )
+    stage: int | None = Field(
+        default=None, description="The stage already passed whose evidence came late."
+    )
+    flag_versions: list[int] | None = Field(
+        default=None, description="The flag versions of that stage."
+    )
+    why: str = Field(description="How the evidence came late, in words.")
+
+
 class GateEvidence(Part):
     """What a gate saw and concluded: each part present only when the gate wrote it."""
 
@@ -216,6 +249,12 @@ class GateEvidence(Part):
     )
     policy: PolicyEntry | None = Field(
         default=None, description="The health trigger and the policy entry applied."
+    )
+    incomplete: EvidenceWait | None = Field(
+        default=None, description="Partitions not yet counted that the stage waits for."
+    )
+    late: LateEvidence | None = Field(
+        default=None, description="Evidence counted late, which this verdict includes."
     )
 
     def wire(self) -> JsonObject:

@@ -90,6 +90,7 @@ def status_detail(r: RolloutStatus) -> str:
         when = f" at {r.ended_at}" if r.ended_at else ""
         lines.append(f"ended:       {r.phase}{when}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
+    lines += _completeness_lines(evidence)
     if (ring := evidence.audience) is not None:
         lines.append(f"audience:    {ring.text()}")
     arms = evidence.arms or {}
@@ -112,6 +113,15 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))
+
+
+def _completeness_lines(evidence: Evidence) -> list[str]:
+    """The partitions the stage waits for, and those counted late, when any."""
+    wait, late = evidence.incomplete, evidence.late
+    return [
+        *([f"waiting:     {wait.waiting}"] if wait is not None else []),
+        *([f"late:        {late.why}"] if late is not None else []),
+    ]
 
 
 def _latency_lines(evidence: Evidence) -> list[str]:

@@ -1,5 +1,6 @@
 """The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""
 
+from controller.daemon.rollouts.completeness import EvidenceWatch, IngestProgress
 from controller.daemon.rollouts.engine import Clock, Engine, build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ownership import Ownership
@@ -9,6 +10,8 @@ from controller.daemon.rollouts.team_windows import read_windows_file
 __all__ = [
     "Clock",
     "Engine",
+    "EvidenceWatch",
+    "IngestProgress",
     "Ownership",
     "Recorder",
     "SourceReadings",

@@ -36,6 +36,7 @@ from controller.core.rollouts import (
     VerdictKind,
 )
 from controller.daemon.metrics import Metrics
+from controller.daemon.rollouts.completeness import EvidenceWatch
 from controller.daemon.rollouts.rollouts import stage_key
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.ports import Advisor, AggregateReader, RolloutStates
@@ -69,6 +70,8 @@ class Consultations:
         self._opined: dict[str, tuple[str, int, int]] = {}
         self.sources: SourceReadings | None = None
         """Where a re-check reads the guardrails a metric source feeds, when any."""
+        self.evidence: EvidenceWatch | None = None
+        """The partitions ingest holds or lags on, which a re-check waits for too."""
 
     async def cancel(self) -> None:
         """Stop every consultation; one cut short loses nothing, the next gate asks again."""
@@ -171,7 +174,8 @@ class Consultations:
         data = await self._aggregates.read(flag, rollout.stage_flag_versions())
         now = self._now()
         sourced = None if self.sources is None else self.sources.for_gate(rollout, now)
-        fresh = evaluate(rollout, data, now, sourced)
+        counted = None if self.evidence is None else self.evidence.view(now)
+        fresh = evaluate(rollout, data, now, sourced, counted)
         if fresh.kind is not VerdictKind.ADVANCE:
             return Verdict(VerdictKind.HOLD, f"the gate now says {fresh.kind}")
         return fresh

@@ -30,6 +30,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox
 from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService, registry_of
 from controller.daemon.rollouts.commands import CommandIntake
+from controller.daemon.rollouts.completeness import EvidenceWatch
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.gates import GateLoop
@@ -156,10 +157,12 @@ def build_engine(
     pipeline_runs: PipelineRuns | None = None,
     sources: SourceReadings | None = None,
     unleash_envs: PlatformEnvironments | None = None,
+    evidence: EvidenceWatch | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses: ``backends``, the flag platforms a plan
     may name (``unleash_envs`` reads Unleash's); ``team_windows``, the windows of plans naming
-    none; ``sources``, guardrail readings from a metric source. Without ``metrics`` or
+    none; ``sources``, guardrail readings from a metric source; ``evidence``, the partitions
+    ingest holds or lags on, which an advance waits for. Without ``metrics`` or
     ``history``: fresh metrics, no history."""
     stopping = asyncio.Event()
     retry = Retry(stopping, retry_policy)
@@ -171,6 +174,7 @@ def build_engine(
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm, aggregates, rollouts, sources=sources)
+    consultations.evidence = evidence
     keys = Keyring(registry_of(settings))
     pipelines = _pipelines(
         shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
@@ -180,7 +184,14 @@ def build_engine(
     )
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
     gates = _gate_loop(
-        shared, rollouts, contained, consultations, history, aggregates=aggregates, sources=sources
+        shared,
+        rollouts,
+        contained,
+        consultations,
+        history,
+        aggregates=aggregates,
+        sources=sources,
+        evidence=evidence,
     )
     return Engine(
         rollouts=rollouts,
@@ -383,6 +394,7 @@ def _gate_loop(
     *,
     aggregates: AggregateReader,
     sources: SourceReadings | None,
+    evidence: EvidenceWatch | None,
 ) -> GateLoop:
     return GateLoop(
         rollouts=rollouts,
@@ -397,4 +409,5 @@ def _gate_loop(
         settings=shared.settings,
         clock=shared.clock,
         sources=sources,
+        evidence=evidence,
     )

@@ -12,6 +12,7 @@ from datetime import timedelta
 from controller.adapters.kafka import Producer
 from controller.adapters.redis import AppKeyStore, EventLedger, RedisClient
 from controller.daemon.registries import FlagDirectory, KeyBook
+from controller.daemon.rollouts.completeness import evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
@@ -74,6 +75,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         clock=when.clock,
         team_windows=when.team_windows,
         sources=daemon.rollouts.sources,
+        evidence=evidence_watch(daemon.redis.client, run.settings, when.clock),
     )
     console = ConsoleData(
         states=states,

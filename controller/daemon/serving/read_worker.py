@@ -32,6 +32,7 @@ from controller.core.rollouts import Rollout, Window
 from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.rollouts import SourceReadings
+from controller.daemon.rollouts.completeness import evidence_watch
 from controller.daemon.serving.status import StatusView, readable
 from controller.settings import Settings
 
@@ -122,6 +123,7 @@ class ReadWorker:
             clock=self._clock,
             team_windows=self._team_windows,
             sources=self._sources,
+            evidence=evidence_watch(client, self._settings, self._clock),
         )
 
     async def _rollout_list(self) -> bytes:

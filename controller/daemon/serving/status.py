@@ -9,7 +9,7 @@ from controller.core.common import StoreError
 from controller.core.machine import evaluate
 from controller.core.reading import RolloutStatus, describe
 from controller.core.rollouts import Window
-from controller.daemon.rollouts import SourceReadings
+from controller.daemon.rollouts import EvidenceWatch, SourceReadings
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
 
@@ -31,8 +31,10 @@ class StatusView:
         clock: Callable[[], datetime],
         team_windows: tuple[Window, ...] = (),
         sources: SourceReadings | None = None,
+        evidence: EvidenceWatch | None = None,
     ) -> None:
         self._states, self._aggregates = states, aggregates
+        self._evidence = evidence  # the partitions ingest holds or lags on
         self._sources = sources  # what this instance last read from Prometheus
         self._stale_after, self._now = stale_after, clock
         self._team_windows = team_windows  # a window wait says when they open
@@ -47,8 +49,14 @@ class StatusView:
         active = [r for r in rollouts if r.phase.active]
         data = await self._aggregates.read_many([(r.flag, r.stage_flag_versions()) for r in active])
         now = self._now()
+        counted = None
+        if self._evidence is not None and active:
+            await self._evidence.refresh()
+            counted = self._evidence.view(now)
         verdicts = {
-            r.flag: evaluate(r, d, now, self._sources.view(r, now) if self._sources else None)
+            r.flag: evaluate(
+                r, d, now, self._sources.view(r, now) if self._sources else None, counted
+            )
             for r, d in zip(active, data, strict=True)
         }
         return [

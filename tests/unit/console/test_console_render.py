@@ -23,6 +23,7 @@ from controller.console.charts import (
 )
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
+from controller.core.machine.completeness import Completeness
 from controller.core.machine.gate import evaluate
 from controller.core.machine.transitions import Cause, roll_back
 from controller.core.reading import history
@@ -641,3 +642,13 @@ def test_what_was_read_from_prometheus_is_shown_with_its_queries_escaped() -> No
     assert "latency_p95: missing: no reading for this stage yet" in shown
     assert "Read from Prometheus" in html
     assert "Read from Prometheus" not in rollout_detail(RolloutPage(status_of(), EMPTY))
+
+
+def test_the_page_says_the_stage_waits_for_held_partitions_escaped() -> None:
+    held = Completeness(held={HOSTILE: frozenset({1, 2})})
+    verdict = evaluate(rollout(), HEALTHY, T0 + timedelta(hours=1), None, held)
+    html = rollout_detail(RolloutPage(describe(rollout(), verdict, T0), EMPTY))
+    waiting = held.waiting()
+    assert waiting is not None
+    assert f'<dd class="evidence-wait">{pages.esc(waiting)}</dd>' in html
+    assert "<script>" not in html

@@ -368,3 +368,22 @@ def test_app_key_outcome_lines_name_the_verb_once_for_what_the_daemon_publishes(
         "revoke": f"applied: app-key revoke shop -> id {key_id}, client key: evaluate, events",
         "again": "rejected: app-key revoke shop: app key shop is already revoked",
     }
+
+
+def test_status_detail_says_the_stage_waits_for_held_partitions() -> None:
+    waiting = "evidence incomplete: partitions [1, 2, 3] of events held for an operator's choice"
+    said = rollout(
+        verdict_reason=waiting,
+        evidence={"incomplete": {"held": {"events": [1, 2, 3]}, "waiting": waiting}},
+    )
+    text = status_detail(said)
+    assert f"gate:        hold: {waiting}" in text
+    assert f"waiting:     {waiting}" in text
+    assert "late:" not in text
+
+
+def test_status_detail_says_evidence_came_late() -> None:
+    why = "partitions [1] of events held or lagging earlier in the stage, counted late"
+    text = status_detail(rollout(evidence={"late": {"partitions": {"events": [1]}, "why": why}}))
+    assert f"late:        {why}" in text
+    assert "waiting:" not in text

@@ -1,0 +1,95 @@
+"""Ingest's progress in Redis, as the gates read it: held partitions and counted-through times.
+
+Keys (``P`` the key prefix, ``S`` a topic read: the events topic or the Collector's)::
+
+    P:counted:S     hash: partition -> when it was last counted through (epoch ms)
+
+A partition is *counted through* at a time when its owner had counted
+everything the broker held on it as of its last fetch: the stored offset had
+reached that fetch's high watermark. The owner writes the time every commit
+interval while that holds, so a partition whose time falls behind is lagging
+(its owner is behind, stopped or being replaced). The held partitions are the
+:class:`.log_gaps.GapStore`'s. Both are read by every instance that gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from controller.adapters.redis.client import RedisClient, translated
+from controller.adapters.redis.log_gaps import GapStore
+from controller.settings import RedisSettings
+
+
+def counted_key(prefix: str, topic: str) -> str:
+    """The hash of when each partition of ``topic`` was last counted through."""
+    return f"{prefix}:counted:{topic}"
+
+
+class IngestProgressStore:
+    """What ingest holds, and how far it counted, for every topic it reads."""
+
+    def __init__(
+        self, client: RedisClient, *, settings: RedisSettings, gaps: Mapping[str, GapStore]
+    ) -> None:
+        """``gaps``: the held partitions' store of each topic read, by topic."""
+        self._redis, self._prefix, self._gaps = client, settings.key_prefix, dict(gaps)
+
+    async def held(self) -> dict[str, set[int]]:
+        return {topic: await store.held() for topic, store in self._gaps.items()}
+
+    async def counted_through(self) -> dict[str, dict[int, datetime]]:
+        out: dict[str, dict[int, datetime]] = {}
+        async with translated():
+            for topic in self._gaps:
+                read = await self._redis.hgetall(counted_key(self._prefix, topic))
+                out[topic] = {int(p): _time(ms) for p, ms in read.items() if _number(p, ms)}
+        return out
+
+
+class CountedThrough:
+    """Records when the partitions of one topic an owner reads were last counted through."""
+
+    def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
+        self._redis, self._key = client, counted_key(settings.key_prefix, topic)
+
+    async def record(self, at: datetime, partitions: list[int]) -> None:
+        """``partitions`` were counted through at ``at``."""
+        if not partitions:
+            return
+        ms = int(at.timestamp() * 1000)
+        async with translated():
+            await self._redis.hset(self._key, mapping=dict.fromkeys(partitions, ms))
+
+    async def forget(self, partitions: list[int]) -> None:
+        """``partitions`` are no longer read (the topic shrank): they carry no events."""
+        if partitions:
+            async with translated():
+                await self._redis.hdel(self._key, *map(str, partitions))
+
+
+def _number(*values: object) -> bool:
+    try:
+        for value in values:
+            int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _time(ms: bytes | str | int) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def ingest_progress(
+    client: RedisClient, *, settings: RedisSettings, events: str, beside: tuple[str, ...] = ()
+) -> IngestProgressStore:
+    """The progress of ingest on the events topic and the topics read ``beside`` it."""
+    gaps = {
+        topic: GapStore(client, settings=settings, topic=events, source=None)
+        if topic == events
+        else GapStore(client, settings=settings, topic=events, source=topic)
+        for topic in (events, *beside)
+    }
+    return IngestProgressStore(client, settings=settings, gaps=gaps)

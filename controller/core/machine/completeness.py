@@ -1,0 +1,109 @@
+"""Whether a stage's evidence is complete: the logs its events can be on, counted to its horizon.
+
+Events are keyed by unit, so any partition of the events topic (and of the
+Collector's topics) can carry any flag's events. A stage's evidence is complete
+when every one of them is counted up to the stage's *horizon*: the gate's time
+less the lag bound (``engine.evidence_max_lag_seconds``). A partition is
+
+- *held* while ingest holds it for an operator's choice (its log lost or cut
+  what was counted, :mod:`~controller.core.machine.log_gaps`): nothing on it is
+  counted until ``rolloutctl ingest reread`` or ``accept-gap``;
+- *lagging* while it was last counted through (everything the broker had on it
+  counted) before the horizon: its owner is behind, stopped, or being replaced.
+
+An advance or a completion waits while any is held or lagging, and says which
+(:class:`~controller.core.wire.EvidenceWait`); a rollback never waits, since harm
+on part of the data is enough. Partitions the gate saw missing earlier in the
+stage and now counted are *late*: a verdict on the stage says their evidence
+came late (:class:`~controller.core.wire.LateEvidence`).
+
+Pure: the engine reads ingest's state from Redis and hands it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.core.wire import EvidenceWait, LateEvidence
+
+Partitions = Mapping[str, frozenset[int]]
+"""Partitions by topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    """What ingest has counted of the logs a flag's events can be on: the gate's input."""
+
+    held: Partitions = field(default_factory=dict)
+    """Per topic, its partitions held for an operator's choice."""
+    lagging: Partitions = field(default_factory=dict)
+    """Per topic, its partitions last counted through before ``horizon``."""
+    horizon: datetime | None = None
+    """What every partition must be counted up to before the stage moves on."""
+    late: Partitions = field(default_factory=dict)
+    """Per topic, partitions held or lagging earlier in the stage and counted now."""
+
+    @property
+    def complete(self) -> bool:
+        return not (_some(self.held) or _some(self.lagging))
+
+    @property
+    def missing(self) -> dict[str, frozenset[int]]:
+        """Per topic, every partition not counted up to the horizon (held or lagging)."""
+        return _union(self.held, self.lagging)
+
+    def waiting(self) -> str | None:
+        """Why an advance waits, in words; None when the evidence is complete."""
+        if self.complete:
+            return None
+        said = [f"{_named(self.held)} held for an operator's choice"] if _some(self.held) else []
+        if _some(self.lagging):
+            to = f" up to {self.horizon.isoformat()}" if self.horizon else ""
+            said.append(f"{_named(self.lagging)} not yet counted{to}")
+        return "evidence incomplete: " + "; ".join(said)
+
+    def evidence(self) -> EvidenceWait | None:
+        """The wait as the verdict's evidence carries it; None when complete."""
+        why = self.waiting()
+        if why is None:
+            return None
+        return EvidenceWait(
+            held=_listed(self.held) or None,
+            lagging=_listed(self.lagging) or None,
+            horizon=self.horizon.isoformat() if self.horizon and _some(self.lagging) else None,
+            waiting=why,
+        )
+
+    def late_evidence(self) -> LateEvidence | None:
+        """The partitions counted late, as evidence; None when none was."""
+        if not _some(self.late):
+            return None
+        why = f"{_named(self.late)} held or lagging earlier in the stage, counted late"
+        return LateEvidence(partitions=_listed(self.late), why=why)
+
+
+def counted_late(missed: Partitions, now: Completeness) -> dict[str, frozenset[int]]:
+    """Of the partitions ``missed`` earlier in a stage, those counted by ``now``."""
+    missing = now.missing
+    late = {t: frozenset(p - missing.get(t, frozenset())) for t, p in missed.items()}
+    return {t: p for t, p in late.items() if p}
+
+
+def _some(partitions: Partitions) -> bool:
+    return any(partitions.values())
+
+
+def _union(a: Partitions, b: Partitions) -> dict[str, frozenset[int]]:
+    out = {t: frozenset(a.get(t, frozenset()) | b.get(t, frozenset())) for t in {*a, *b}}
+    return {t: p for t, p in out.items() if p}
+
+
+def _listed(partitions: Partitions) -> dict[str, list[int]]:
+    return {t: sorted(p) for t, p in sorted(partitions.items()) if p}
+
+
+def _named(partitions: Partitions) -> str:
+    """``partitions`` in words: "partitions [1, 2] of events"."""
+    return ", ".join(f"partitions {sorted(p)} of {t}" for t, p in sorted(partitions.items()) if p)

@@ -1,0 +1,121 @@
+"""What the gates know of ingest: the partitions held or lagging, read once a pass.
+
+Ingest may run on another instance, so its state is read from Redis: the
+partitions held for an operator's choice (per topic read), and when each
+partition was last counted through (everything the broker had on it counted).
+:class:`EvidenceWatch` reads both once per gate pass and gives each gate the
+typed input :class:`~controller.core.machine.completeness.Completeness`. It also
+remembers, per flag and stage, the partitions a gate saw missing, so a later
+verdict on that stage says which of them were counted late; a flag is remembered
+only while a stage of it saw some missing. That memory is this instance's: after
+a restart or a takeover the first gate starts it afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from controller.adapters.redis import RedisClient
+from controller.adapters.redis.ingest_progress import ingest_progress
+from controller.core.machine.completeness import Completeness, Partitions, counted_late
+from controller.core.rollouts import Rollout
+from controller.settings import Settings
+
+
+class IngestProgress(Protocol):
+    """Ingest's state as the engine reads it, whichever instance ingests."""
+
+    async def held(self) -> dict[str, set[int]]:
+        """Per topic read, its partitions held for an operator's choice."""
+        ...
+
+    async def counted_through(self) -> dict[str, dict[int, datetime]]:
+        """Per topic read, when each of its partitions was last counted through."""
+        ...
+
+
+StageKey = tuple[str, int]
+
+
+def evidence_watch(
+    client: RedisClient, settings: Settings, clock: Callable[[], datetime]
+) -> EvidenceWatch:
+    """The watch over the topics ``settings`` ingest (the Collector's too, when enabled),
+    with the lag bound ``engine.evidence_max_lag_seconds``."""
+    otlp = settings.otlp
+    beside = (otlp.spans_topic, otlp.logs_topic) if otlp.enabled else ()
+    progress = ingest_progress(
+        client, settings=settings.redis, events=settings.topics.events, beside=beside
+    )
+    lag = settings.engine.evidence_max_lag_seconds
+    return EvidenceWatch(
+        progress=progress, max_lag=timedelta(seconds=lag) if lag else None, clock=clock
+    )
+
+
+class EvidenceWatch:
+    """The partitions not counted up to the stages' horizon, for the gates and the views."""
+
+    def __init__(
+        self,
+        *,
+        progress: IngestProgress | None,
+        max_lag: timedelta | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """``max_lag``: how far behind the gate's time a partition may have been counted
+        through before the stage waits for it; None: lag is not waited for, only holds.
+        Without ``progress`` (no ingest state to read) the evidence is always complete."""
+        self._progress, self._max_lag, self._now = progress, max_lag, clock
+        self._held: dict[str, frozenset[int]] = {}
+        self._through: dict[str, dict[int, datetime]] = {}
+        self._missed: dict[str, tuple[StageKey, dict[str, frozenset[int]]]] = {}
+
+    async def refresh(self) -> None:
+        """Read what ingest holds, and how far it counted, from the store."""
+        if self._progress is None:
+            return
+        held = await self._progress.held()
+        self._held = {t: frozenset(p) for t, p in held.items() if p}
+        self._through = await self._progress.counted_through() if self._max_lag else {}
+
+    def view(self, now: datetime | None = None) -> Completeness:
+        """The completeness as last read, for a reader that acts on nothing."""
+        when = now or self._now()
+        horizon = None if self._max_lag is None else when - self._max_lag
+        lagging = {} if horizon is None else _behind(self._through, horizon, self._held)
+        return Completeness(held=dict(self._held), lagging=lagging, horizon=horizon)
+
+    def for_gate(self, rollout: Rollout, now: datetime) -> Completeness:
+        """The gate's input for ``rollout``'s stage, naming the partitions counted late:
+        those a gate of this stage saw missing and that are counted now."""
+        seen = self.view(now)
+        key = (rollout.rollout_id, rollout.stage)
+        kept = self._missed.get(rollout.flag)
+        missed = kept[1] if kept is not None and kept[0] == key else {}
+        late = counted_late(missed, seen)
+        remembered = _merged(missed, seen.missing)
+        if remembered:
+            self._missed[rollout.flag] = (key, remembered)
+        else:  # nothing missed in this stage: nothing to remember (the memory stays small)
+            self._missed.pop(rollout.flag, None)
+        return Completeness(seen.held, seen.lagging, seen.horizon, late)
+
+
+def _behind(
+    through: Mapping[str, Mapping[int, datetime]], horizon: datetime, held: Partitions
+) -> dict[str, frozenset[int]]:
+    """Per topic, its partitions counted through before ``horizon`` (held ones aside)."""
+    out = {}
+    for topic, partitions in through.items():
+        aside = held.get(topic, frozenset())
+        behind = frozenset(p for p, at in partitions.items() if at < horizon and p not in aside)
+        if behind:
+            out[topic] = behind
+    return out
+
+
+def _merged(a: Partitions, b: Partitions) -> dict[str, frozenset[int]]:
+    return {t: frozenset(a.get(t, frozenset()) | b.get(t, frozenset())) for t in {*a, *b}}

@@ -1,0 +1,77 @@
+"""The engine's watch over ingest: held and lagging partitions, and those counted late."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.daemon.rollouts.completeness import EvidenceWatch
+from tests.unit.core.machine.gate.test_gate import rollout
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class Progress:
+    """Ingest's state as a test sets it."""
+
+    def __init__(self) -> None:
+        self.held_now: dict[str, set[int]] = {}
+        self.through: dict[str, dict[int, datetime]] = {}
+
+    async def held(self) -> dict[str, set[int]]:
+        return self.held_now
+
+    async def counted_through(self) -> dict[str, dict[int, datetime]]:
+        return self.through
+
+
+def watch(progress: Progress, lag: float | None = 30) -> EvidenceWatch:
+    max_lag = None if lag is None else timedelta(seconds=lag)
+    return EvidenceWatch(progress=progress, max_lag=max_lag, clock=lambda: NOW)
+
+
+async def test_held_then_released_partitions_are_counted_late_in_the_stage() -> None:
+    progress = Progress()
+    progress.held_now = {"events": {1, 2, 3}}
+    seen = watch(progress)
+    await seen.refresh()
+    first = seen.for_gate(rollout(), NOW)
+    assert first.held == {"events": frozenset({1, 2, 3})}
+    assert not first.late
+    progress.held_now = {"events": set()}
+    await seen.refresh()
+    after = seen.for_gate(rollout(), NOW)
+    assert after.complete
+    assert after.late == {"events": frozenset({1, 2, 3})}
+    # still late at the next gate of the stage, not in the next stage
+    assert seen.for_gate(rollout(), NOW).late == {"events": frozenset({1, 2, 3})}
+    assert not seen.for_gate(rollout().model_copy(update={"stage": 1}), NOW).late
+
+
+async def test_a_partition_counted_through_before_the_horizon_lags() -> None:
+    progress = Progress()
+    progress.through = {"events": {0: NOW - timedelta(seconds=5), 1: NOW - timedelta(minutes=2)}}
+    seen = watch(progress)
+    await seen.refresh()
+    view = seen.view(NOW)
+    assert view.lagging == {"events": frozenset({1})}
+    assert view.horizon == NOW - timedelta(seconds=30)
+    assert view.waiting() is not None
+
+
+async def test_a_held_partition_is_named_held_not_lagging() -> None:
+    progress = Progress()
+    progress.held_now = {"events": {1}}
+    progress.through = {"events": {1: NOW - timedelta(hours=1)}}
+    seen = watch(progress)
+    await seen.refresh()
+    view = seen.view(NOW)
+    assert view.held == {"events": frozenset({1})}
+    assert not view.lagging
+
+
+async def test_without_a_lag_bound_only_holds_are_waited_for() -> None:
+    progress = Progress()
+    progress.through = {"events": {1: NOW - timedelta(hours=1)}}
+    seen = watch(progress, lag=None)
+    await seen.refresh()
+    assert seen.view(NOW).complete
