@@ -20,7 +20,9 @@ probe), so:
 * with ``http.webhook_token`` set, ``/rollouts*`` want it
   (``Authorization: Bearer``; an app key is never accepted there), 401 otherwise; the
   verdict also takes an app key of scope ``verdicts``, a read-only key a deploy tool may
-  hold (it reads verdicts and nothing else);
+  hold (it reads verdicts and nothing else). A key bound to one environment reads that
+  environment's verdicts only, as OFREP evaluates: ``/rollouts/checkout/verdict`` is
+  ``checkout`` there, and a flag key naming another (``checkout@production``) is a 403;
 * ``/flags`` is an app's read, guarded like OFREP (scope ``evaluate``,
   :mod:`controller.adapters.http.app_access`) unless ``http.public_flags``; the
   operator token is admitted there too, for ``rolloutctl``. An app key bound
@@ -40,12 +42,12 @@ from aiohttp import web
 
 from controller.adapters.http.app_access import AppAccess, key_of, open_access
 from controller.adapters.http.read_snapshot import BodySource, ReadSnapshot, Served
-from controller.core.common import environment_of
+from controller.core.common import environment_of, scoped, split
 from controller.core.reading import RolloutHistory, RolloutStatus
 from controller.core.release import SINGLE, Environments
 from controller.core.rollouts import deploy_verdict
 from controller.core.stats import RateLimiter
-from controller.core.trust import Refused, Scope, bearer
+from controller.core.trust import Refused, Scope, bearer, bound_refusal, request_environment
 
 StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]
 HistorySource = Callable[[str], Awaitable[RolloutHistory | None]]
@@ -123,11 +125,14 @@ class RolloutRoutes:
         requests_per_second: float,
         count_limited: Callable[[], None] | None = None,
         access: AppAccess | None = None,
+        environments: Callable[[], Environments] = lambda: SINGLE,
     ) -> None:
         """``listing``: the whole list's JSON; built from ``status`` here when not given.
-        ``access``: the apps' keys, of which those of scope ``verdicts`` read verdicts."""
+        ``access``: the apps' keys, of which those of scope ``verdicts`` read verdicts, each
+        in the one of ``environments`` it is bound to, if any."""
         self._status, self._history, self._token = status, history, token
         self._access = access or open_access()
+        self._environments = environments
         self.snapshot = ReadSnapshot(listing or self._listing, max_age=max_age)
         burst = max(1.0, requests_per_second)
         self._limiter = RateLimiter(requests_per_second, burst, clock=time.monotonic)
@@ -185,7 +190,9 @@ class RolloutRoutes:
         return _json(found[0].served())
 
     async def _verdict(self, request: web.Request) -> web.Response:
-        flag = request.match_info["flag"]
+        flag = self._verdict_flag(request)
+        if isinstance(flag, web.Response):
+            return flag
         found = await self._status(flag)
         if not found:
             return error(404, f"no rollout for flag {flag!r}: nothing was ever started for it")
@@ -199,6 +206,19 @@ class RolloutRoutes:
             waiting=status.next_move.why if status.next_move is not None else None,
         )
         return _json(verdict.model_dump(mode="json"))
+
+    def _verdict_flag(self, request: web.Request) -> str | web.Response:
+        """The stored key of the flag whose verdict is asked, as OFREP reads a flag key: in
+        the environment it names (``checkout@staging``), else the app key's, else the
+        default; a 404 for an environment not served, a 403 for one the key is not bound to."""
+        flag, named = split(request.match_info["flag"])
+        key, served = key_of(request), self._environments()
+        environment = served.of(request_environment(key, named))
+        if (unknown := served.unknown(environment)) is not None:
+            return error(404, unknown)
+        if (refused := bound_refusal(key, environment)) is not None:
+            return refusal(refused)
+        return scoped(flag, environment, served.default)
 
     async def _flag_history(self, request: web.Request) -> web.Response:
         flag = request.match_info["flag"]

@@ -172,7 +172,13 @@ class HttpServer(Listener):
             environments=environments,
         )
         self.rollouts = self._rollout_routes(
-            rollouts, history, rollout_list, webhook_token, count_reads_limited, access=access
+            rollouts,
+            history,
+            rollout_list,
+            webhook_token,
+            count_reads_limited,
+            access=access,
+            environments=environments,
         )
         pages = _console_routes(console, webhook_token, host, self._limits)
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
@@ -199,10 +205,11 @@ class HttpServer(Listener):
         count_limited: Callable[[], None] | None,
         *,
         access: AppAccess | None,
+        environments: Callable[[], Environments],
     ) -> RolloutRoutes | None:
         """``/rollouts``, ``/rollouts/{flag}``, its history and verdict; none without
         ``status``. ``access``: the apps' keys, of which those of scope ``verdicts`` read
-        verdicts."""
+        verdicts (of the one of ``environments`` a key is bound to)."""
         if status is None:
             return None
         return RolloutRoutes(
@@ -214,6 +221,7 @@ class HttpServer(Listener):
             requests_per_second=self._limits.reads_per_second,
             count_limited=count_limited,
             access=access,
+            environments=environments,
         )
 
     def _connection(self) -> asyncio.BaseProtocol:

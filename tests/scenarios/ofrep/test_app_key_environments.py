@@ -115,3 +115,93 @@ async def test_a_key_bound_to_dev_evaluates_and_sends_in_dev_only(scenario: Scen
         assert otlp.status_code == 403, otlp.text
         assert "telemetry counts for the default environment (production)" in otlp.text
     assert not any(secret in str(scenario.observed.decisions) for secret in (DEV, ANY))
+
+
+TOKEN = "operator-token-of-the-bound-reads"
+VERDICTS = "rc_app_dev-deploy-gate-secret"
+READER = "rc_app_dev-reader-secret"
+
+
+async def test_every_read_of_an_environments_data_honours_a_bound_keys_environment(
+    scenario: Scenario,
+) -> None:
+    # Given the flag running in dev and killed in production, the operator token set
+    port = free_port()
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+        RC_HTTP__REQUIRE_APP_KEYS="true",
+        RC_HTTP__WEBHOOK_TOKEN=TOKEN,
+        RC_HTTP__READS_PER_SECOND="1000",  # the reads below come at once, from one address
+        RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}',
+    )
+    scenario.start_daemon()
+    base = f"http://127.0.0.1:{port}"
+    await wait_status(f"{base}/healthz", 200)
+
+    async def command(action: str, environment: str, **options: Any) -> None:
+        sent = sent_object(
+            signed_model(
+                action,
+                FLAG,
+                private_key=scenario.key,
+                key_id=KEY_ID,
+                actor="tester",
+                environment=environment,
+                **options,
+            )
+        )
+        decided = await scenario.decided(sent, flag=FLAG, what=f"{action} in {environment}")
+        assert decided["outcome"] == "applied", decided
+
+    for environment in ("dev", "production"):
+        await command("start", environment, plan=manual_plan())
+    await command("kill", "production", reason="bad in production")
+    # ...and a deploy gate's key and an app's key, each bound to dev
+    keys = Keys(scenario)
+    gate = await keys.decided(
+        "create", "dev-gate", secret=VERDICTS, scopes=["verdicts"], environment="dev"
+    )
+    reader = await keys.decided(
+        "create", "dev-reader", secret=READER, scopes=["evaluate"], environment="dev"
+    )
+    assert (gate["outcome"], reader["outcome"]) == ("applied", "applied")
+    refusal = f"app key dev-gate ({gate['evidence']['app_key']['id']}) serves the dev"
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+        async def read(path: str, secret: str) -> httpx.Response:
+            return await client.get(path, headers=bearer(secret))
+
+        # When the bound keys read each route that serves one environment's data
+        verdicts = {
+            "unnamed": await read(f"/rollouts/{FLAG}/verdict", VERDICTS),
+            "dev": await read(f"/rollouts/{FLAG}@dev/verdict", VERDICTS),
+            "production": await read(f"/rollouts/{FLAG}@production/verdict", VERDICTS),
+            "unknown": await read(f"/rollouts/{FLAG}@qa/verdict", VERDICTS),
+        }
+        operator = {
+            "unnamed": await read(f"/rollouts/{FLAG}/verdict", TOKEN),
+            "dev": await read(f"/rollouts/{FLAG}@dev/verdict", TOKEN),
+        }
+        flags = await read("/flags", READER)
+        others = {path: await read(path, VERDICTS) for path in ("/rollouts", "/flags")}
+
+    # Then a bound key reads its environment's verdict, by the flag's name or its key there
+    for name in ("unnamed", "dev"):
+        answer = verdicts[name]
+        assert answer.status_code == 200, (name, answer.text)
+        assert (answer.json()["phase"], answer.json()["done"]) == ("running", False), name
+    # And another environment's is refused with the reason, an unknown one not found
+    assert verdicts["production"].status_code == 403, verdicts["production"].text
+    assert verdicts["production"].json()["error"] == f"{refusal} environment only, not production"
+    assert verdicts["unknown"].status_code == 404, verdicts["unknown"].text
+    assert "unknown environment 'qa'" in verdicts["unknown"].json()["error"]
+    # And the operator reads the flag's own name in the default environment, as ever
+    assert operator["unnamed"].json()["phase"] == "killed"
+    assert operator["dev"].json()["phase"] == "running"
+    # And the flag list a bound key reads holds its environment's flags only
+    assert flags.status_code == 200, flags.text
+    assert [state["flag"] for state in flags.json()] == [f"{FLAG}@dev"]
+    # And a verdicts key reads nothing else
+    assert {path: a.status_code for path, a in others.items()} == {"/rollouts": 401, "/flags": 403}
