@@ -50,6 +50,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Max-Age": "600",
 }
 EXPOSED = "ETag, Retry-After"
+UNKNOWN = "unknown_key"
+"""The refusal of a key the book does not hold: judged again against a book read since."""
 ADMITTED_KEY: web.RequestKey[AppKey] = web.RequestKey("app_key", AppKey)
 """Where a guarded request keeps the app key it was admitted with (absent: none needed)."""
 
@@ -57,8 +59,18 @@ ADMITTED_KEY: web.RequestKey[AppKey] = web.RequestKey("app_key", AppKey)
 class AppAccess:
     """The keys and origins policy of the routes for apps."""
 
-    def __init__(self, keys: KeySource, policy: Policy, *, count: Count | None = None) -> None:
-        self._keys, self._policy = keys, policy
+    def __init__(
+        self,
+        keys: KeySource,
+        policy: Policy,
+        *,
+        count: Count | None = None,
+        fresh: KeySource | None = None,
+    ) -> None:
+        """``keys``: the book held; ``fresh``: one read since it was asked for, which a key
+        the held book does not know is judged against again, so a key is in force as soon
+        as it is stored (the decision that made it published after)."""
+        self._keys, self._policy, self._fresh = keys, policy, fresh
         self._count = count or (lambda _scope, _outcome: None)
 
     @property
@@ -90,15 +102,20 @@ class AppAccess:
             header = request.headers.get("Authorization")
             if operator is not None and origin is None and _same(bearer(header), operator):
                 return await handler(request)
-            keys = await self._keys()
-            found = (None if alternative is None else alternative(request, keys)) or access(
-                credentials=bearer(header),
-                scheme_given=bool(header and header.strip()),
-                origin=origin,
-                scope=scope,
-                keys=keys,
-                policy=policy,
-            )
+
+            def judged(keys: Mapping[str, AppKey]) -> Admitted | Refused:
+                return (None if alternative is None else alternative(request, keys)) or access(
+                    credentials=bearer(header),
+                    scheme_given=bool(header and header.strip()),
+                    origin=origin,
+                    scope=scope,
+                    keys=keys,
+                    policy=policy,
+                )
+
+            found = judged(await self._keys())
+            if isinstance(found, Refused) and found.outcome == UNKNOWN and self._fresh:
+                found = judged(await self._fresh())  # made since the book was read?
             if isinstance(found, Refused):
                 self._count(scope, found.outcome)
                 response: web.StreamResponse = render(found)

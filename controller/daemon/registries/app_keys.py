@@ -13,13 +13,17 @@ signature, stale) changes nothing and is not remembered (an unsigned command
 must not claim an id a signed one may carry later): its rejection is
 published only. The HTTP routes read the book through :class:`KeyBook`, held
 in memory and reloaded in the background once ``max_age`` seconds old, so a
-change is in force on every instance within about that, without a restart,
-and a slow Redis never holds a request back once the book is loaded.
+revocation is in force on every instance within about that, without a restart,
+and a slow Redis never holds a request back once the book is loaded. A key the
+book held does not know is looked up again in a book read since the request came
+(:meth:`KeyBook.fresh`): a key is saved before its decision is published, so a key
+is in force on every instance as soon as ``rolloutctl app-key create`` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -36,6 +40,10 @@ from controller.daemon.registries.keyring import Keyring, shared_refusal
 from controller.ports import Outputs
 
 MAX_CONFLICTS = 10
+FRESH_INTERVAL_SECONDS = 0.1
+"""The least time between two reads of the book for keys the held one does not know."""
+FRESH_TIMEOUT_SECONDS = 1.0
+"""The longest such a read may take; past it the book held answers (the key refused)."""
 log = structlog.get_logger("controller.daemon.registries.app_keys")
 
 
@@ -114,12 +122,18 @@ class KeyBook:
         store: AppKeyStore,
         *,
         max_age: float = 1.0,
+        fresh_interval: float = FRESH_INTERVAL_SECONDS,
+        fresh_timeout: float = FRESH_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store, self._max_age, self._clock = store, max_age, clock
+        self._fresh_interval, self._fresh_timeout = fresh_interval, fresh_timeout
         self._keys: Mapping[str, AppKey] | None = None
         self._loaded_at = 0.0
+        self._read_from = -math.inf
+        """When the read of the book held began: it holds every key stored before."""
         self._first = asyncio.Lock()
+        self._fresh_lock = asyncio.Lock()
         self._reload: asyncio.Task[None] | None = None
 
     async def get(self) -> Mapping[str, AppKey]:
@@ -133,13 +147,36 @@ class KeyBook:
             self._reload = asyncio.create_task(self._background(), name="app-key-book")
         return self._keys
 
+    async def fresh(self) -> Mapping[str, AppKey]:
+        """A book read since this call began: it holds every key stored before, so a key
+        whose decision was published is in force at once. For a key the held book does not
+        know; reads are shared and at most one per ``fresh_interval`` (a flood of guessed
+        keys costs Redis ten reads a second), each bounded by ``fresh_timeout``, past
+        which (or on a store error) the book held answers."""
+        asked = self._clock()
+        async with self._fresh_lock:
+            if self._keys is not None and self._read_from >= asked:
+                return self._keys  # another caller's read began after this one asked
+            wait = self._read_from + self._fresh_interval - self._clock()
+            try:
+                async with asyncio.timeout(self._fresh_timeout + max(0.0, wait)):
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    await self._refresh()
+            except (TimeoutError, ControllerError) as exc:
+                log.warning("app_keys_fresh_read_failed", error=repr(exc)[:300])
+        return await self.get()
+
     async def listing(self) -> list[AppKey]:
         """Every key as stored now (not the held book): what ``GET /app-keys`` shows."""
         return list((await self._store.load()).keys.values())
 
     async def _refresh(self) -> None:
+        began = self._clock()
         book = await self._store.load()
-        self._keys, self._loaded_at = app_keys.by_digest(book.keys.values()), self._clock()
+        if began >= self._read_from:  # never a read begun earlier over a later one
+            self._keys, self._loaded_at = app_keys.by_digest(book.keys.values()), self._clock()
+            self._read_from = began
 
     async def _background(self) -> None:
         try:

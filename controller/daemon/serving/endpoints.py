@@ -218,7 +218,7 @@ def app_access(settings: HttpSettings, book: KeyBook | None, metrics: Metrics) -
     policy = Policy(require_keys=required, origins=frozenset(settings.cors_origins))
     if book is None:
         return AppAccess(_no_keys, policy)
-    return AppAccess(book.get, policy, count=metrics.count_app_refusal)
+    return AppAccess(book.get, policy, count=metrics.count_app_refusal, fresh=book.fresh)
 
 
 async def _no_keys() -> Mapping[str, AppKey]:

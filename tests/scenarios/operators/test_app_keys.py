@@ -346,3 +346,41 @@ async def test_rolloutctl_makes_lists_and_revokes_keys_and_shows_a_secret_once(
     twice = await ctl("app-key", "revoke", keys["shop-web"]["id"])
     assert twice.code == 3, (twice.out, twice.err)
     assert "already revoked" in twice.out
+
+
+async def test_a_key_works_once_rolloutctl_made_it_and_its_revocation_line_says_so(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a controller requiring keys whose book of keys was read before the key was made
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__REQUIRE_APP_KEYS="true")
+    scenario.start_daemon()
+    base = f"http://127.0.0.1:{port}"
+    await wait_status(f"{base}/healthz", 200)
+    body = {"context": {"targetingKey": "u1"}}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        guessed = await client.post(
+            "/ofrep/v1/evaluate/flags", json=body, headers={"Authorization": "Bearer rc_app_x"}
+        )
+        assert guessed.status_code == 401, guessed.text  # the book is read, and held
+
+        # When an operator makes a key with rolloutctl, and the app evaluates at once
+        made = await rolloutctl(
+            scenario, tmp_path, port, "app-key", "create", "api", "--scope", "evaluate", "--json"
+        )
+        assert made.code == 0, made.err
+        secret = made.json()["secret"]
+        auth = {"Authorization": f"Bearer {secret}"}
+        first = await client.post("/ofrep/v1/evaluate/flags", json=body, headers=auth)
+        single = await client.post("/ofrep/v1/evaluate/flags/any", json=body, headers=auth)
+
+        # Then its very first evaluations are answered
+        assert first.status_code == 200, first.text
+        assert single.status_code == 404, single.text  # no such flag: the key was taken
+
+        # And a revocation prints what it did, the verb once
+        revoked = await rolloutctl(scenario, tmp_path, port, "app-key", "revoke", "api")
+    assert revoked.code == 0, revoked.err
+    key_id = made.json()["evidence"]["app_key"]["id"]
+    line = f"applied: app-key revoke api -> id {key_id}, server key: evaluate"
+    assert revoked.out.splitlines()[0] == line, revoked.out

@@ -62,3 +62,22 @@ async def test_the_first_load_failing_is_a_store_error() -> None:
     store.down = True
     with pytest.raises(StoreUnavailable):
         await KeyBook(cast(AppKeyStore, store)).get()
+
+
+async def test_a_fresh_book_holds_a_key_stored_since_and_a_flood_shares_spaced_reads() -> None:
+    # Given a book read at start, and a key stored since
+    store = Store()
+    book = KeyBook(cast(AppKeyStore, store), max_age=60.0, fresh_interval=0.05)
+    await book.get()
+    store.keys.append(key("new"))
+    # When a request asks for a book read since it came
+    # Then the new key is there, though the held book was not old
+    assert digest("new") in await book.fresh()
+    # And 200 requests at once with unknown keys share reads, one per interval
+    loads = store.loads
+    books = await asyncio.gather(*(book.fresh() for _ in range(200)))
+    assert all(digest("new") in found for found in books)
+    assert store.loads - loads <= 2
+    # And a store error answers the book held
+    store.down = True
+    assert digest("new") in await book.fresh()
