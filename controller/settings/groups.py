@@ -277,3 +277,11 @@ class EngineSettings(_Group):
 class LogSettings(_Group):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     format: Literal["json", "console"] = Field(default="json")
+    repeat_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="A library's warning or error that repeats (the Kafka client's refused "
+        "connection while a broker is away) is logged once per this many seconds per cause, "
+        "the next line saying how many were held back; 0 logs every one.",
+    )
