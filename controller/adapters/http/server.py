@@ -75,6 +75,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
 BUSY_LINGER = 1.0
+WORDING_SECONDS = 0.25
+"""How long a 503 for a failed dependency waits for the readiness check to word its reason."""
 log = structlog.get_logger("controller.http")
 
 
@@ -241,12 +243,21 @@ class HttpServer(Listener):
         """A store or broker error is a 503 naming the dependency, not aiohttp's bare 500.
 
         The readiness check words the reason (which dependency, at which
-        address, under which setting); the error itself where it has none.
+        address, under which setting); the error itself where it has none, or
+        where the check does not answer within :data:`WORDING_SECONDS`: the
+        dependency that failed the request (a hung Redis) would hold its 503
+        as long again, past the bound the request was refused for.
         """
         try:
             return await handler(request)
         except (StoreError, BrokerError) as exc:
-            ready, details = await self._readiness()
+            ready: bool = True
+            details: dict[str, Any] = {}  # not worded in time: the error's own
+            try:
+                async with asyncio.timeout(WORDING_SECONDS):
+                    ready, details = await self._readiness()
+            except TimeoutError:
+                pass
             told = details.get("reason") if not ready and details else None
             reason = told if isinstance(told, str) else f"{type(exc).__name__}: {exc}"
             log.warning("dependency_unavailable", path=request.path, reason=reason)

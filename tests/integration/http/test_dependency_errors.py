@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controller.ctl.app import main
@@ -94,6 +96,51 @@ async def test_a_redis_outage_is_a_503_naming_redis_and_rolloutctl_says_so(
         err = await pause_without_decision(rig, tmp_path, main_url, capsys, monkeypatch)
         assert f"the controller is up but not ready: {said}" in err, err
         assert "is the controller running?" not in err
+
+
+async def test_ofrep_answers_503_within_its_bound_while_redis_hangs(
+    rig: Rig, tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    # Given a ready daemon on a Redis of its own, OFREP answering
+    redis = redis_server_factory(persistent=False)
+    port = free_port()
+    rig.env.update(
+        {
+            "REDIS_URL": redis.url,
+            "RC_HTTP__PORT": str(port),
+            "RC_HTTP__HEALTH_PORT": "0",
+            "RC_HTTP__REQUIRE_APP_KEYS": "false",
+        }
+    )
+    base = f"http://127.0.0.1:{port}"
+    body = {"context": {"targetingKey": "u1"}}
+    with rig.daemon(tmp_path):
+        await wait_status(f"{base}/readyz", 200)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+
+            async def evaluate() -> tuple[int, float]:
+                began = time.monotonic()
+                answer = await client.post("/ofrep/v1/evaluate/flags", json=body)
+                return answer.status_code, time.monotonic() - began
+
+            assert (await evaluate())[0] == 200
+            # When Redis hangs (SIGSTOP: connected, never answering)
+            redis.pause()
+            try:
+                # Then, once the snapshot held is too old, every request is a 503 within
+                # the snapshot's bound (5 s), not that and a readiness check's as long again
+                deadline = time.monotonic() + 30
+                timed = [await evaluate()]
+                while timed[-1][0] == 200:
+                    assert time.monotonic() < deadline, timed[-5:]
+                    await asyncio.sleep(0.05)  # polling for the snapshot to age
+                    timed.append(await evaluate())
+                timed += [await evaluate() for _ in range(2)]
+            finally:
+                redis.resume()
+    refused = [seconds for status, seconds in timed if status != 200]
+    assert [status for status, _ in timed[-3:]] == [503] * 3, timed
+    assert all(4.5 <= seconds < 6.0 for seconds in refused), timed
 
 
 async def pause_without_decision(
