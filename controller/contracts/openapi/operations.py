@@ -172,12 +172,16 @@ READS: tuple[Operation, ...] = (
         "What a deploy gate waits on",
         "`done` and `ok`, the phase and the reason. Takes the operator token or an app key "
         "of scope `verdicts` (a read-only key a deploy tool may hold); with no webhook token "
-        "set, a request without credentials is admitted too.",
+        "set, a request without credentials is admitted too. A key bound to one environment "
+        "reads that environment's verdict: the flag's name is its flag there, and a flag key "
+        "naming another environment (`checkout@production`) is a 403.",
         (
             Answer(200, "The verdict.", "DeployVerdict"),
             KEY_REFUSED,
             SCOPE_REFUSED,
-            Answer(404, "Nothing was ever started for this flag.", "Refusal"),
+            Answer(
+                404, "Nothing was ever started for this flag, or no such environment.", "Refusal"
+            ),
             LIMITED,
             DOWN,
         ),
