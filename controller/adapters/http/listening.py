@@ -16,8 +16,11 @@ from typing import Self
 
 from aiohttp import web
 
-BACKLOG = 128
-"""Connections the kernel queues before the server accepts them."""
+BACKLOG = 2048
+"""Connections the kernel queues before the server accepts them (at most its
+``net.core.somaxconn``). Past it a new connection's handshake is dropped and the
+client tries again a second later, so it is sized for a crowd that comes back at
+once: every event stream of a network that blipped."""
 
 
 class Listener:

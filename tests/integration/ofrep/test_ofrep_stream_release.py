@@ -1,11 +1,13 @@
 """OFREP event streams give back what they hold, over real Redis and real sockets: the
 streams of clients that were reset are free for their reconnects at once, and clients
-that never read are closed within the streams' lifetime while the others keep hearing
-every kill (and resume across the ends of their own streams, missing none)."""
+that never read (or read a byte at a time) are closed within the streams' lifetime while
+the others keep hearing every kill (and resume across the ends of their own streams,
+missing none)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -21,7 +23,7 @@ from controller.core.rollouts.rollout import Phase
 from controller.ports import StateWrite
 from controller.settings import RedisSettings
 from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
-from tests.support.clients.raw_streams import NonReader, RawStream, raw_stream
+from tests.support.clients.raw_streams import NonReader, RawStream, raw_stream, wait_ended
 from tests.support.clients.sse import sse
 from tests.support.waiting import eventually
 
@@ -130,6 +132,20 @@ async def follow(url: str, heard: asyncio.Queue[str], opened: list[float]) -> No
             await asyncio.sleep(RESUME_MS / 1000)
 
 
+def read_slowly(client: NonReader, stop: threading.Event) -> None:
+    """Read ``client``'s stream a byte every 0.2 s until it ends or ``stop``."""
+    client.sock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            if not client.sock.recv(1):
+                return
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 async def test_clients_that_never_read_are_closed_within_the_lifetime_and_readers_hear_all(
     short_lived: tuple[str, RolloutStore],
 ) -> None:
@@ -138,39 +154,40 @@ async def test_clients_that_never_read_are_closed_within_the_lifetime_and_reader
     host, port = where.hostname or "127.0.0.1", where.port or 80
 
     def open_non_readers(count: int) -> list[tuple[NonReader, float]]:
-        readers = [NonReader(host, port) for _ in range(count)]
-        return [(reader, reader.wait_open()) for reader in readers]
+        return [NonReader.opened(host, port) for _ in range(count)]
 
     silent = await asyncio.to_thread(open_non_readers, 20)
+    stop = threading.Event()
+    # A quarter of them read, a byte every 0.2 s: slow readers are bound the same way.
+    slow = [asyncio.to_thread(read_slowly, client, stop) for client, _ in silent[::4]]
     heard: list[asyncio.Queue[str]] = [asyncio.Queue() for _ in range(2)]
     opened: list[list[float]] = [[], []]
     url = f"{base}/ofrep/v1/events"
     followers = [asyncio.create_task(follow(url, q, o)) for q, o in zip(heard, opened, strict=True)]
-    closed_at: dict[int, float] = {}
+    clients = [client for client, _ in silent]
+    watching = asyncio.create_task(asyncio.to_thread(wait_ended, clients, 2 * LIFETIME + SLACK))
+    flips = 0
     try:
         await eventually(lambda: all(opened), timeout=30, what="the readers' streams open")
-        deadline = time.monotonic() + LIFETIME + SLACK
-        flips = 0
-        # Kill and revive until every non-reader is closed and each reader has had its
+        # Kill and revive until the non-readers are watched out and each reader has had its
         # stream ended and resumed at least once: each change must reach every reader.
-        while len(closed_at) < len(silent) or min(len(o) for o in opened) < 2:
-            assert time.monotonic() < deadline + LIFETIME, (
-                f"{len(silent) - len(closed_at)} of {len(silent)} non-readers still open"
-            )
+        while not watching.done() or min(len(o) for o in opened) < 2:
             await flip(states, killed=flips % 2 == 0)
             flips += 1
             for queue in heard:
                 await asyncio.wait_for(queue.get(), 30)
-            for i, (reader, _) in enumerate(silent):
-                if i not in closed_at and reader.closed():
-                    closed_at[i] = time.monotonic()
+        ended = await watching
     finally:
         for task in followers:
             task.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
-        for reader, _ in silent:
-            reader.close()
-    held = max(closed_at[i] - at for i, (_, at) in enumerate(silent))
+        stop.set()
+        await asyncio.gather(*slow)
+        for client in clients:
+            client.close()
+    still_open = sum(at is None for at in ended)
+    assert still_open == 0, f"{still_open} of {len(silent)} non-readers still open"
+    held = max(at - since for at, (_, since) in zip(ended, silent, strict=True) if at is not None)
     print(f"\nnon-readers closed at most {held:.2f} s after they opened; {flips} changes heard")
     assert held <= LIFETIME + SLACK
     assert all(q.empty() for q in heard), "a reader heard a change twice"

@@ -8,8 +8,8 @@ with a reset, as a client whose network dropped it would be seen.
 
 :class:`NonReader` is a blocking socket that sends the request and never
 reads: it only peeks (``MSG_PEEK`` takes nothing from the socket) until the
-stream is open, and :meth:`NonReader.closed` asks the kernel, without
-reading, whether the server has ended the connection.
+stream is open, and :func:`wait_ended` asks the kernel, without reading,
+when the server has ended each connection.
 """
 
 from __future__ import annotations
@@ -64,20 +64,46 @@ class NonReader:
         self.sock = socket.create_connection((host, port), timeout=30)
         self.sock.sendall(request(path))
 
-    def wait_open(self, timeout: float = 30) -> float:
-        """Peek until the stream is open; when that was seen (``time.monotonic()``)."""
+    def wait_open(self, timeout: float = 30) -> float | None:
+        """Peek until the stream is open: when that was seen (``time.monotonic()``), or None
+        when the stream was refused."""
         deadline = time.monotonic() + timeout
-        while OPENED not in self.sock.recv(4096, socket.MSG_PEEK):
+        while OPENED not in (seen := self.sock.recv(4096, socket.MSG_PEEK)):
+            status, complete, _ = seen.partition(b"\r\n")
+            if complete and b" 200 " not in status:
+                return None
             if time.monotonic() > deadline:
                 raise TimeoutError("the stream did not open")
             time.sleep(0.01)
         return time.monotonic()
 
-    def closed(self) -> bool:
-        """Whether the server has ended the connection (closed or reset it); reads nothing."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
-        return bool(poller.poll(0))
+    @classmethod
+    def opened(cls, host: str, port: int, timeout: float = 30) -> tuple[NonReader, float]:
+        """A non-reader whose stream is open, asking again while refused; when it opened."""
+        deadline = time.monotonic() + timeout
+        while True:
+            client = cls(host, port)
+            if (at := client.wait_open(deadline - time.monotonic())) is not None:
+                return client, at
+            client.close()
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def wait_ended(clients: list[NonReader], timeout: float) -> list[float | None]:
+    """Watch ``clients`` (reading nothing) until the server has ended each connection (closed
+    or reset it) or ``timeout`` passes: when each was seen ended (``time.monotonic()``), None
+    for one still open."""
+    poller = select.poll()
+    waiting = {client.sock.fileno(): i for i, client in enumerate(clients)}
+    for fd in waiting:
+        poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    ended: list[float | None] = [None] * len(clients)
+    deadline = time.monotonic() + timeout
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(min(left, 0.1) * 1000):
+            poller.unregister(fd)
+            ended[waiting.pop(fd)] = time.monotonic()
+    return ended
