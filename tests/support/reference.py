@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,7 +13,9 @@ import mmh3
 import orjson
 
 from controller.core.common.histogram import BUCKET_COUNT, bucket_of
+from controller.core.stats import units
 from controller.core.stats.aggregates import ArmAggregate, Conversions
+from controller.core.stats.units import UnitBuckets
 
 
 def make_event(
@@ -91,6 +94,11 @@ class _Arm:
         self.hist = [0] * BUCKET_COUNT
         self.units: set[str] = set()
         self.named: dict[str, Conversions] = {}
+        self.slots = [0.0] * (units.UNIT_BUCKETS * units.KIND_COUNT)
+
+    def count(self, unit: str, kind: int, by: float = 1.0) -> None:
+        """Add to the unit's bucket's ``kind`` (:mod:`controller.core.stats.units`)."""
+        self.slots[units.unit_bucket(unit) * units.KIND_COUNT + kind] += by
 
 
 def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _Arm]:
@@ -99,22 +107,31 @@ def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _
     for e in events:
         cell = cells[(e["flag"], e["flag_version"], e["arm"])]
         cell.units.add(e["unit"])
+        unit = e["unit"]
         if e["type"] == "exposure":
             cell.exposures += 1
+            cell.count(unit, units.EXPOSURES)
         elif e["type"] == "request":
             cell.requests += 1
             cell.errors += int(e["error"])
+            cell.count(unit, units.REQUESTS)
+            cell.count(unit, units.ERRORS, int(e["error"]))
             if e.get("latency_ms") is not None:
                 cell.latency_count += 1
                 cell.latency_sum_ms += e["latency_ms"]
                 cell.hist[bucket_of(e["latency_ms"])] += 1
+                coarse = bucket_of(e["latency_ms"]) // units.FINE_PER_BIN
+                cell.count(unit, units.LATENCY + coarse)
         else:
             cell.conversions += 1
+            cell.count(unit, units.CONVERSIONS)
             value = e.get("value")
             if value is not None:
                 cell.conversion_values += 1
                 cell.conversion_value_sum += value
                 cell.conversion_value_sq += value**2
+                cell.count(unit, units.VALUES)
+                cell.count(unit, units.VALUE_SUM, value)
             if e.get("name") is not None:
                 one = (
                     Conversions(1, 0, 0.0, 0.0)
@@ -130,11 +147,11 @@ def expected_arm(
 ) -> tuple[ArmAggregate, int]:
     """The aggregate a read must return, and the exact number of unique units."""
     parts = [c for (f, v, a), c in cells.items() if f == flag and v in versions and a == arm]
-    units = set().union(*(c.units for c in parts)) if parts else set()
+    seen = set().union(*(c.units for c in parts)) if parts else set()
     hist = [sum(c.hist[i] for c in parts) for i in range(BUCKET_COUNT)]
     agg = ArmAggregate(
         exposures=sum(c.exposures for c in parts),
-        units=len(units),
+        units=len(seen),
         requests=sum(c.requests for c in parts),
         errors=sum(c.errors for c in parts),
         latency_count=sum(c.latency_count for c in parts),
@@ -145,8 +162,13 @@ def expected_arm(
         conversion_value_sum=sum(c.conversion_value_sum for c in parts),
         conversion_value_sq=sum(c.conversion_value_sq for c in parts),
         named=_named(parts),
+        buckets=UnitBuckets(
+            tuple(math.fsum(column) for column in zip(*(c.slots for c in parts), strict=True))
+        )
+        if parts
+        else UnitBuckets.empty(),
     )
-    return agg, len(units)
+    return agg, len(seen)
 
 
 def _named(parts: list[_Arm]) -> dict[str, Conversions]:
@@ -183,12 +205,23 @@ def assert_arm_equal(got: ArmAggregate, want: ArmAggregate, *, where: str) -> No
             assert g.keys() == w.keys(), f"{where}.named: {sorted(g)} != {sorted(w)}"
             for conversion in w:
                 _assert_named_equal(g[conversion], w[conversion], where=f"{where}.{conversion}")
+        elif name == "buckets":
+            _assert_buckets_equal(g, w, where=f"{where}.buckets")
         elif name == "units":
             # HyperLogLog: Redis counts 7 distinct units as 6 (seen), and a read sums
             # one estimate per partition, so small counts may be off by a few.
             assert abs(g - w) <= max(3, round(0.03 * w)), f"{where}.units: {g} vs {w}"
         else:
             assert g == w, f"{where}.{name}: {g} != {w}"
+
+
+def _assert_buckets_equal(got: UnitBuckets | None, want: UnitBuckets | None, *, where: str) -> None:
+    """Unit buckets: counts exactly, the value sums to 1e-9 relative (an empty one is None)."""
+    g = got.totals if got is not None else UnitBuckets.empty().totals
+    w = want.totals if want is not None else UnitBuckets.empty().totals
+    for slot, (a, b) in enumerate(zip(g, w, strict=True)):
+        field = units.slot_field(slot)
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(b)), f"{where}.{field}: {a} != {b}"
 
 
 def _assert_named_equal(got: Conversions, want: Conversions, *, where: str) -> None:

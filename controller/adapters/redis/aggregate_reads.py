@@ -34,9 +34,23 @@ from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import ArmAggregate, Conversions, FlagAggregates
+from controller.core.stats.units import KIND_COUNT, KINDS, UNIT_BUCKETS, UnitBuckets
 from controller.core.wire import Arm
 
-_READ = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
+
+def _script() -> str:
+    """read.lua with the unit buckets' layout written in (one layout, the core's)."""
+    text = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
+    kinds = ", ".join(f"{kind} = {offset}" for offset, kind in enumerate(KINDS))
+    text = text.replace(
+        "local UNIT_SLOTS = 0\n", f"local UNIT_SLOTS = {UNIT_BUCKETS * KIND_COUNT}\n"
+    )
+    return text.replace("local UNIT_KINDS = {}\n", f"local UNIT_KINDS = {{{kinds}}}\n")
+
+
+_READ = _script()
+NO_BUCKETS = UnitBuckets.empty()
+"""An events arm none of whose events were counted in a unit bucket."""
 KEYS_PER_CALL = 400
 """Keys one script call reads, at most (unless one read alone has more): a call holds
 Redis for as long as it runs, a few milliseconds for 400 keys."""
@@ -78,6 +92,8 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     value_sums: tuple[float, ...]
     value_squares: tuple[float, ...]
     named: tuple[NamedReply, ...] = ()
+    units_buckets: tuple[float, ...] = ()
+    """The unit buckets, summed, flat (:class:`UnitBuckets`); empty when none were counted."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -262,6 +278,7 @@ def _one_arm(arm: ArmReply) -> ArmAggregate:
         conversion_value_sum=_added((arm.value_sums,)),
         conversion_value_sq=_added((arm.value_squares,)),
         named=_named([arm]),
+        buckets=UnitBuckets(arm.units_buckets) if arm.units_buckets else NO_BUCKETS,
     )
 
 
@@ -270,7 +287,7 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
     if len(parts) == 1:
         return _one_arm(parts[0])
     if not parts:
-        return ArmAggregate()
+        return ArmAggregate(buckets=NO_BUCKETS)
     return ArmAggregate(
         exposures=sum(p.exposures for p in parts),
         units=sum(p.units for p in parts),
@@ -284,7 +301,17 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
         conversion_value_sum=_added(p.value_sums for p in parts),
         conversion_value_sq=_added(p.value_squares for p in parts),
         named=_named(parts),
+        buckets=_unit_buckets(parts),
     )
+
+
+def _unit_buckets(parts: list[ArmReply]) -> UnitBuckets:
+    """The unit buckets over the replies of its partitions (empty when none holds any: the
+    events were counted before buckets existed, or there were none)."""
+    held = [p.units_buckets for p in parts if p.units_buckets]
+    if not held:
+        return NO_BUCKETS
+    return UnitBuckets(tuple(sum(column) for column in zip(*held, strict=True)))
 
 
 def _named(parts: list[ArmReply]) -> dict[str, Conversions]:

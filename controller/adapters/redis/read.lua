@@ -12,10 +12,15 @@
 -- the versions); float sums as stored, one per partition and version that holds one, in that
 -- order, so the caller adds them up in the order it always did. Each named conversion the
 -- hashes count (fields conv:<name>, cv_n:<name>, cv_sum:<name>, cv_sq:<name>) is one
--- {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read.
+-- {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read. Last, the unit buckets
+-- (fields u<bucket>.<kind>) summed into one flat array, bucket after bucket, each bucket's
+-- kinds in the order of UNIT_KINDS; an empty array when the hashes hold none.
+-- The two lines below are written by controller/adapters/redis/aggregate_reads.py.
+local UNIT_SLOTS = 0
+local UNIT_KINDS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST, NAMED = 10, 14
+local HIST, NAMED, UNITS = 10, 14, 15
 local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
 
 local at = 1
@@ -30,7 +35,24 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}}
+end
+
+-- A unit bucket's field into the arm's flat array (made at its first such field).
+local KIND_COUNT = 0
+for _ in pairs(UNIT_KINDS) do KIND_COUNT = KIND_COUNT + 1 end
+local function add_unit(arm, field, value)
+  local bucket, kind = string.match(field, '^u(%d+)%.(%w+)$')
+  local offset = kind and UNIT_KINDS[kind]
+  if not offset then return false end
+  local slot = tonumber(bucket) * KIND_COUNT + offset + 1
+  if slot > UNIT_SLOTS then return false end
+  local units = arm[UNITS]
+  if #units == 0 then
+    for i = 1, UNIT_SLOTS do units[i] = 0 end
+  end
+  units[slot] = units[slot] + value
+  return true
 end
 
 -- A named field's value into its name's entry (``names``: the arm's entries by name).
@@ -67,7 +89,7 @@ local function add_row(arm, names, row)
       if slot then
         local sums = arm[slot]
         sums[#sums + 1] = value
-      elseif not add_named(arm, names, name, value) then
+      elseif not add_named(arm, names, name, value) and not add_unit(arm, name, value) then
         local bucket = tonumber(string.match(name, '^h(%d+)$'))
         if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
       end

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from controller.core.common import BUCKET_COUNT
+from controller.core.stats.units import FLOAT_SLOTS, SLOT_FIELDS, UnitBuckets, slot_of
 
 COUNTER_FIELDS = ("exp", "req", "err", "lat_n", "conv", "cv_n")
 """Integer counters: exposures, requests, errors, requests with a latency,
@@ -93,16 +94,23 @@ class CellDelta:
     units: set[str] = field(default_factory=set)
     named: dict[str, NamedDelta] = field(default_factory=dict)
     """Per conversion name (first seen first), its own counts; each also counts in ``conv``..."""
+    buckets: dict[int, float] = field(default_factory=dict)
+    """The unit buckets' increments by slot (:mod:`controller.core.stats.units`)."""
 
     def counters(self) -> dict[str, int]:
-        """Non-zero integer increments by store field name, histogram included."""
+        """Non-zero integer increments by store field name, histogram and unit buckets included."""
         out = {name: getattr(self, name) for name in COUNTER_FIELDS if getattr(self, name)}
         out.update({f"{HIST_PREFIX}{i}": n for i, n in self.hist.items()})
+        out.update(
+            {SLOT_FIELDS[s]: int(n) for s, n in self.buckets.items() if n and s not in FLOAT_SLOTS}
+        )
         return out
 
     def floats(self) -> dict[str, float]:
-        """Non-zero float increments by store field name."""
-        return {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
+        """Non-zero float increments by store field name (the unit buckets' sums included)."""
+        out = {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
+        out.update({SLOT_FIELDS[s]: x for s, x in self.buckets.items() if x and s in FLOAT_SLOTS})
+        return out
 
     def named_fields(self) -> dict[str, float]:
         """The named conversions' non-zero increments by store field name (``conv:<name>``...).
@@ -154,6 +162,9 @@ class ArmAggregate:
     conversion_value_sq: float = 0.0
     named: Mapping[str, Conversions] = field(default_factory=dict)
     """Per conversion name, its own counts (each also counted in ``conversions``...)."""
+    buckets: UnitBuckets | None = None
+    """The arm's unit buckets (:mod:`controller.core.stats.units`); None where a source has no
+    units (a Prometheus series) or nothing was counted in them."""
 
     def converted(self, name: str | None) -> ArmAggregate:
         """This arm as a guardrail on conversion ``name`` reads it: its conversion counts those
@@ -174,9 +185,13 @@ class ArmAggregate:
         """Build from summed store fields (missing fields count as zero)."""
         hist = [0] * BUCKET_COUNT
         named: dict[str, dict[str, float]] = {}
+        slots: dict[int, float] = {}
         for name, value in fields.items():
             if name.startswith(HIST_PREFIX) and name[1:].isdigit():
                 hist[int(name[1:])] = int(value)
+            slot = slot_of(name)
+            if slot is not None:
+                slots[slot] = float(value)
             kind, separator, conversion = name.partition(NAME_SEPARATOR)
             if separator and kind in (*NAMED_COUNTERS, *NAMED_FLOATS):
                 named.setdefault(conversion, {})[kind] = value
@@ -201,7 +216,17 @@ class ArmAggregate:
                 )
                 for name, got in named.items()
             },
+            buckets=_buckets(slots),
         )
+
+
+def _buckets(slots: Mapping[int, float]) -> UnitBuckets | None:
+    if not slots:
+        return None
+    totals = [0.0] * len(SLOT_FIELDS)
+    for slot, value in slots.items():
+        totals[slot] = value
+    return UnitBuckets(tuple(totals))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,18 @@ from dataclasses import dataclass, field
 
 from controller.core.common import EDGES_MS
 from controller.core.stats.aggregates import CellDelta, CellKey, NamedDelta
+from controller.core.stats.units import (
+    CONVERSIONS,
+    ERRORS,
+    EXPOSURES,
+    FINE_PER_BIN,
+    KIND_COUNT,
+    LATENCY,
+    REQUESTS,
+    VALUE_SUM,
+    VALUES,
+    unit_bucket,
+)
 from controller.core.wire import ConversionIn, InEvent, RequestIn
 
 
@@ -72,7 +84,7 @@ def fold(
     return _fold_each(events, into, flag_ok, tally, remember)
 
 
-def _fold_each(
+def _fold_each(  # noqa: PLR0915 - the hot loop, inline on purpose (see below)
     events: Iterable[InEvent],
     into: dict[CellKey, CellDelta],
     flag_ok: Callable[[str], bool] | None,
@@ -83,6 +95,7 @@ def _fold_each(
     # The hot loop of ingest: one tuple, one dict lookup and a few adds per
     # event, everything inline (a call per event costs as much as the adds).
     get, edges, ids, repeats = into.get, EDGES_MS, tally.ids, 0
+    bases: dict[str, int] = {}  # each unit's first slot, hashed once per fold
     for event in events:
         cohort = event.cohort
         key: CellKey = (
@@ -101,11 +114,18 @@ def _fold_each(
             repeats += 1
             continue
         remember(event.id)
-        cell.units.add(event.unit)
+        unit = event.unit
+        cell.units.add(unit)
+        base = bases.get(unit)
+        if base is None:
+            base = bases[unit] = unit_bucket(unit) * KIND_COUNT
+        slots = cell.buckets
         if type(event) is RequestIn:
             cell.req += 1
+            slots[base + REQUESTS] = slots.get(base + REQUESTS, 0) + 1
             if event.error:
                 cell.err += 1
+                slots[base + ERRORS] = slots.get(base + ERRORS, 0) + 1
             latency = event.latency_ms
             if latency is not None:
                 cell.lat_n += 1
@@ -113,18 +133,24 @@ def _fold_each(
                 hist = cell.hist
                 index = bisect_right(edges, latency)  # histogram.bucket_of, inline
                 hist[index] = hist.get(index, 0) + 1
+                slot = base + LATENCY + index // FINE_PER_BIN
+                slots[slot] = slots.get(slot, 0) + 1
         elif type(event) is ConversionIn:
             # Every conversion counts in the total; a named one under its name too.
             cell.conv += 1
+            slots[base + CONVERSIONS] = slots.get(base + CONVERSIONS, 0) + 1
             value = event.value
             if value is not None:
                 cell.cv_n += 1
                 cell.cv_sum += value
                 cell.cv_sq += value * value
+                slots[base + VALUES] = slots.get(base + VALUES, 0) + 1
+                slots[base + VALUE_SUM] = slots.get(base + VALUE_SUM, 0.0) + value
             if event.name is not None:
                 _add_named(cell, event.name, value)
         else:
             cell.exp += 1
+            slots[base + EXPOSURES] = slots.get(base + EXPOSURES, 0) + 1
     tally.repeats += repeats
     return None
 

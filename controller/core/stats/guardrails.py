@@ -1,5 +1,10 @@
 """Each guardrail's sequential test on a stage's aggregates: the gate's step 1.
 
+Every metric that is not one per unit is tested on the unit of assignment
+(:mod:`controller.core.stats.on_units`): the test below, as if requests were
+independent, is taken with its variance on units. Only arms that carry no units
+(a Prometheus series) are tested on requests as independent.
+
 Pure. A metric is tested once each arm has ``min_metric_events`` events of it
 (a latency quantile also needs :func:`quantile_min_samples` per arm), at the
 level :attr:`Plan.alpha_per_test`: error and conversion rates by
@@ -14,6 +19,8 @@ every conversion. :func:`controller.core.machine.gate.evaluate` decides on the r
 
 from __future__ import annotations
 
+import math
+
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.latency import (
@@ -22,9 +29,8 @@ from controller.core.stats.latency import (
     latency_quantile_test,
     quantile_min_samples,
 )
+from controller.core.stats.on_units import QUANTILES, unit_result
 from controller.core.stats.sequential import SequentialResult, mean_test, proportion_test
-
-QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
 
 
 def guardrail_result(
@@ -40,6 +46,26 @@ def guardrail_result(
     t, c, metric = read.treatment, read.control, guardrail.metric
     if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
         return None
+    independent = _independent_result(guardrail, t, c, plan)
+    if not on_units(data):
+        return independent
+    result = unit_result(guardrail, (data.treatment, data.control), (t, c), independent, plan)
+    if result is None or math.isinf(result.variance):
+        return None  # not yet enough units to say how they vary
+    return result
+
+
+def on_units(data: FlagAggregates) -> bool:
+    """Whether the arms were counted in buckets of units, as the store counts events (even
+    when none was, yet: data from before buckets existed); a Prometheus series has none."""
+    return data.treatment.buckets is not None and data.control.buckets is not None
+
+
+def _independent_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    """The guardrail's test with every event taken as independent."""
+    metric = guardrail.metric
     if metric in QUANTILES:
         return _quantile_result(guardrail, t, c, plan)
     if metric == "latency_exceedance":

@@ -126,9 +126,10 @@ def quantile_interval(hist: Sequence[int], q: float) -> tuple[float, float] | No
 
 
 def _interval(
-    hist: Sequence[int], cumulative: list[int], total: int, q: float
+    hist: Sequence[int], cumulative: list[int], total: int, q: float, deff: float = 1.0
 ) -> tuple[float, float] | None:
-    spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q))
+    # Under clustering the rank's variance is the design effect times the binomial's.
+    spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q) * deff)
     low_rank, high_rank = total * q - spread, total * q + spread
     if total == 0 or low_rank < 0.0 or high_rank > total:
         return None
@@ -146,8 +147,10 @@ def quantile_standard_error(hist: Sequence[int], q: float) -> float:
     return _standard_error(hist, cumulative, total, q)
 
 
-def _standard_error(hist: Sequence[int], cumulative: list[int], total: int, q: float) -> float:
-    interval = _interval(hist, cumulative, total, q)
+def _standard_error(
+    hist: Sequence[int], cumulative: list[int], total: int, q: float, deff: float = 1.0
+) -> float:
+    interval = _interval(hist, cumulative, total, q, deff)
     if interval is None:
         return math.inf
     low, high = interval
@@ -162,10 +165,15 @@ def latency_quantile_test(
     relative_tolerance: float = 0.10,
     alpha: float = DEFAULT_ALPHA,
     n_tune: int = DEFAULT_N_TUNE,
+    design_effects: tuple[float, float] = (1.0, 1.0),
+    n: int | None = None,
 ) -> SequentialResult:
     """Sequential test of Q_T - Q_C, V = SE_T² + SE_C², tolerating ``relative_tolerance·Q_C``.
 
     An arm too small to bound its quantile has an infinite SE: no bound, never a regression.
+    ``design_effects`` (treatment, control) widen each arm's ranks, and ``n`` is what the
+    boundary counts (the units), for a test on units (:mod:`controller.core.stats.units`);
+    left out, requests are taken as independent.
     """
     _check_q(q)
     (run_t, total_t), (run_c, total_c) = _running(hist_t), _running(hist_c)
@@ -174,13 +182,13 @@ def latency_quantile_test(
         q_t = _value_at_rank(hist_t, run_t, q * total_t)
         q_c = _value_at_rank(hist_c, run_c, q * total_c)
         delta, tolerance = q_t - q_c, relative_tolerance * q_c
-        se_t = _standard_error(hist_t, run_t, total_t, q)
-        se_c = _standard_error(hist_c, run_c, total_c, q)
+        se_t = _standard_error(hist_t, run_t, total_t, q, design_effects[0])
+        se_c = _standard_error(hist_c, run_c, total_c, q, design_effects[1])
         variance = se_t**2 + se_c**2
     return difference_test(
         delta=delta,
         variance=variance,
-        n=total_t + total_c,
+        n=total_t + total_c if n is None else n,
         direction="lower_is_better",
         tolerance=tolerance,
         alpha=alpha,

@@ -72,6 +72,14 @@ class SequentialResult:
     alpha: float
     n_tune: int
     p_value: float
+    unit_of_analysis: Literal["unit", "request"] = "request"
+    """What N counts and V is taken over: units (the unit of assignment, the variance from
+    buckets of units) or requests taken as independent (a source with no units)."""
+    design_effect: float | None = None
+    """V on units over V as if requests were independent; None when tested on requests."""
+    widening: float | None = None
+    """The interval's half-width on units over its half-width as if requests were
+    independent: how much longer the stage needs to see the same difference."""
 
     def evidence(self) -> JsonObject:
         """Every field, JSON-ready (infinities as the strings ``inf`` / ``-inf``)."""
@@ -193,7 +201,17 @@ def _check_count(successes: int, n: int) -> None:
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
 
 
-def _bernoulli_variance(successes: int, n: int) -> float:
+def bernoulli_variance(successes: float, n: float) -> float:
+    """p(1-p) per event of a rate, floored as :func:`proportion_test` floors it."""
+    return _bernoulli_variance(successes, n)
+
+
+def mean_and_variance(total: float, total_sq: float, n: int) -> tuple[float, float]:
+    """Mean and sample variance from sums (an infinite variance with fewer than two)."""
+    return _mean_and_variance(total, total_sq, n)
+
+
+def _bernoulli_variance(successes: float, n: float) -> float:
     """p(1-p), at least that of half an event so that 0/n and n/n keep some noise."""
     if n == 0:
         return 0.0

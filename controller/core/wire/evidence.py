@@ -100,6 +100,23 @@ class GuardrailTest(Part):
     alpha: Number = Field(description="The test's level (the plan's alpha, split).")
     n_tune: int = Field(description="The sample size the boundary is tuned for.")
     p_value: Number = Field(description="Always-valid p-value of no harm.")
+    unit_of_analysis: Literal["unit", "request"] = Field(
+        default="request",
+        description="What `n` counts and the variance is taken over: `unit`, the unit of "
+        "assignment (the variance from buckets of units, valid when a unit sends many "
+        "requests); `request`, requests assumed independent (a source with no units, such as "
+        "a Prometheus series).",
+    )
+    design_effect: Number | None = Field(
+        default=None,
+        description="The variance on units over the variance as if requests were independent "
+        "(1: no correlation within units); absent when tested on requests.",
+    )
+    widening: Number | None = Field(
+        default=None,
+        description="The interval's half-width on units over its half-width as if requests "
+        "were independent: how much wider heavy or failing units make it.",
+    )
 
 
 class SrmCheck(Part):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import mmh3
 import orjson
@@ -69,7 +70,12 @@ C1: CellKey = ("f", 1, Arm.CONTROL)
 def test_fold(events: list[InEvent], expected: dict[CellKey, CellDelta]) -> None:
     cells: dict[CellKey, CellDelta] = {}
     fold(events, cells)
-    assert cells == expected
+    assert without_buckets(cells) == expected
+
+
+def without_buckets(cells: dict[CellKey, CellDelta]) -> dict[CellKey, CellDelta]:
+    """The cells with their unit buckets left out (tested on their own below)."""
+    return {key: replace(cell, buckets={}) for key, cell in cells.items()}
 
 
 def test_cell_fields_match_store_names() -> None:

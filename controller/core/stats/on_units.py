@@ -1,0 +1,266 @@
+"""Each guardrail's test on the unit of assignment: the design effect from buckets of units.
+
+Pure. :func:`unit_result` takes a guardrail's test as if requests were independent
+(:mod:`controller.core.stats.guardrails`) and gives the same test with its variance
+on units: V * max(1, design effect), and N the units behind the metric. The design
+effect is estimated from the arms' unit buckets (:mod:`controller.core.stats.units`):
+
+* a ratio (errors per request, conversions per exposure, value per conversion): the
+  delta method's variance over buckets against the per-event variance over the same
+  events, for the arms as they are and for identical arms (the pooled rate over both
+  arms' buckets); the larger of the two;
+* the share above a latency edge, and each arm's latency quantile: the design effect of the
+  share of latencies above it, over both arms' buckets (what identical arms share; an arm's
+  own, from a small arm's few buckets, would only add noise), interpolated between the
+  coarse edges around the edge or the quantile. A quantile's ranks are widened by it.
+
+Taking the variance as "independent variance times design effect" rather than the bucket
+variance alone keeps today's floors (half an event, the pooled null) and lets a
+rollout whose stage began before buckets existed be gated on all its data: the design
+effect comes from the bucketed part, the variance from everything (docs/architecture.md,
+*Statistics*). An arm with too few buckets holding data gives no design effect yet:
+the metric is then not yet tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from controller.core.common import EDGES_MS, bucket_bounds
+from controller.core.rollouts import Guardrail, Plan
+from controller.core.stats.aggregates import ArmAggregate
+from controller.core.stats.latency import (
+    exceedance_bucket,
+    histogram_quantile,
+    latency_quantile_test,
+)
+from controller.core.stats.sequential import (
+    SequentialResult,
+    bernoulli_variance,
+    difference_test,
+    mean_and_variance,
+)
+from controller.core.stats.units import (
+    CONVERSIONS,
+    ERRORS,
+    EXPOSURES,
+    FINE_PER_BIN,
+    LATENCY_BINS,
+    MIN_CLUSTERS,
+    REQUESTS,
+    VALUE_SUM,
+    VALUES,
+    UnitBuckets,
+    occupied,
+    pooled_ratio_variance,
+    ratio_variance,
+    share_design_effect,
+)
+
+QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def unit_result(
+    guardrail: Guardrail,
+    raw: tuple[ArmAggregate, ArmAggregate],
+    read: tuple[ArmAggregate, ArmAggregate],
+    independent: SequentialResult,
+    plan: Plan,
+) -> SequentialResult | None:
+    """``independent`` taken on units; None while the buckets cannot say how units vary.
+
+    ``raw``: treatment and control as counted (every conversion, with their buckets);
+    ``read``: as the guardrail reads them (a named conversion's counts alone).
+    """
+    t, c = raw
+    if t.buckets is None or c.buckets is None:
+        return None
+    metric = guardrail.metric
+    units = _units(metric, read)
+    if metric in QUANTILES:
+        return _quantile(guardrail, (t.buckets, c.buckets), read, independent, plan, units)
+    deff = _design_effect(guardrail, raw, (t.buckets, c.buckets))
+    if deff is None:
+        return None
+    result = difference_test(
+        delta=independent.delta,
+        variance=independent.variance * deff,
+        n=units,
+        direction=independent.direction,
+        tolerance=independent.tolerance,
+        alpha=independent.alpha,
+        n_tune=independent.n_tune,
+    )
+    return _on_units(result, independent)
+
+
+def _on_units(result: SequentialResult, independent: SequentialResult) -> SequentialResult:
+    """``result`` marked as a test on units, with its inflation against ``independent``."""
+    widening = None
+    if math.isfinite(result.half_width) and independent.half_width > 0:
+        widening = result.half_width / independent.half_width
+    deff = None
+    if math.isfinite(result.variance) and 0 < independent.variance < math.inf:
+        deff = result.variance / independent.variance
+    return dataclasses.replace(
+        result, unit_of_analysis="unit", design_effect=deff, widening=widening
+    )
+
+
+def _units(metric: str, read: tuple[ArmAggregate, ArmAggregate]) -> int:
+    """N on units: each arm's units, at most its events of the metric (a unit without one
+    adds nothing to the metric, and a unit-count estimate may exceed a handful of events)."""
+    return sum(min(arm.units, _events(metric, arm)) for arm in read)
+
+
+def _events(metric: str, arm: ArmAggregate) -> int:
+    if metric == "error_rate":
+        return arm.requests
+    if metric == "conversion_rate":
+        return arm.exposures
+    if metric == "conversion_value":
+        return arm.conversion_values
+    return arm.latency_count
+
+
+def _design_effect(
+    guardrail: Guardrail,
+    raw: tuple[ArmAggregate, ArmAggregate],
+    buckets: tuple[UnitBuckets, UnitBuckets],
+) -> float | None:
+    metric = guardrail.metric
+    if metric == "latency_exceedance":
+        assert guardrail.edge_ms is not None  # the plan model guarantees it
+        return _exceedance_effect(buckets, exceedance_bucket(guardrail.edge_ms))
+    t, c = raw
+    if metric == "error_rate":
+        spread = (
+            bernoulli_variance(t.errors, t.requests),
+            bernoulli_variance(c.errors, c.requests),
+            bernoulli_variance(t.errors + c.errors, t.requests + c.requests),
+        )
+        return _ratio_effect(buckets, (ERRORS, REQUESTS), spread, (t.units, c.units))
+    if metric == "conversion_rate":
+        hits = min(t.conversions, t.exposures), min(c.conversions, c.exposures)
+        spread = (
+            bernoulli_variance(hits[0], t.exposures),
+            bernoulli_variance(hits[1], c.exposures),
+            bernoulli_variance(sum(hits), t.exposures + c.exposures),
+        )
+        return _ratio_effect(buckets, (CONVERSIONS, EXPOSURES), spread, (t.units, c.units))
+    return _ratio_effect(buckets, (VALUE_SUM, VALUES), _value_spread(t, c), (t.units, c.units))
+
+
+def _value_spread(t: ArmAggregate, c: ArmAggregate) -> tuple[float, float, float]:
+    """Each arm's variance per valued conversion, and the pooled (within-arm) one."""
+    _, var_t = mean_and_variance(t.conversion_value_sum, t.conversion_value_sq, t.conversion_values)
+    _, var_c = mean_and_variance(c.conversion_value_sum, c.conversion_value_sq, c.conversion_values)
+    n_t, n_c = t.conversion_values, c.conversion_values
+    pooled = math.inf
+    if n_t >= 2 and n_c >= 2:
+        pooled = ((n_t - 1) * var_t + (n_c - 1) * var_c) / (n_t + n_c - 2)
+    return var_t, var_c, pooled
+
+
+def _ratio_effect(
+    buckets: tuple[UnitBuckets, UnitBuckets],
+    kinds: tuple[int, int],
+    spread: tuple[float, float, float],
+    units: tuple[int, int],
+) -> float | None:
+    """max(1, the arms' design effect, identical arms' design effect) of the ratio of
+    ``kinds`` (numerator, denominator); ``spread``: the per-event variance of treatment,
+    control and both pooled. None while an arm has too few buckets with data."""
+    (num_t, den_t), (num_c, den_c) = ((b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
+    own = ratio_variance(num_t, den_t) + ratio_variance(num_c, den_c)
+    sum_t, sum_c = math.fsum(den_t), math.fsum(den_c)
+    if not math.isfinite(own) or not all(math.isfinite(s) for s in spread):
+        return None
+    effects = [1.0]
+    own_independent = spread[0] / sum_t + spread[1] / sum_c
+    if own_independent > 0:
+        effects.append(own / own_independent)
+    null = pooled_ratio_variance([(num_t, den_t, units[0]), (num_c, den_c, units[1])])
+    null_independent = spread[2] * (1.0 / sum_t + 1.0 / sum_c)
+    if math.isfinite(null) and null_independent > 0:
+        effects.append(null / null_independent)
+    return max(effects)
+
+
+def _pooled_share_effect(buckets: tuple[UnitBuckets, UnitBuckets], first_bin: int) -> float | None:
+    """The design effect of the share of latencies from coarse bin ``first_bin`` up, over both
+    arms' buckets: what identical arms share (None where the share is 0 or 1)."""
+    if not 0 < first_bin < LATENCY_BINS:
+        return None
+    above = [x for b in buckets for x in b.latency_at_or_above(first_bin)]
+    counts = [x for b in buckets for x in b.latency_counts()]
+    return share_design_effect(above, counts)
+
+
+def _enough(buckets: Sequence[UnitBuckets]) -> bool:
+    return all(occupied(b.latency_counts()) >= MIN_CLUSTERS for b in buckets)
+
+
+def _around(fine: float) -> tuple[int, float]:
+    """The coarse bin holding fine histogram position ``fine`` and how far into it it lies."""
+    low = int(fine // FINE_PER_BIN)
+    return low, (fine - low * FINE_PER_BIN) / FINE_PER_BIN
+
+
+def _latency_effect(buckets: tuple[UnitBuckets, UnitBuckets], fine: float) -> float:
+    """max(1, the pooled design effect at fine histogram position ``fine``): interpolated
+    between the coarse edges around it (the one defined where the other is not)."""
+    low, into = _around(fine)
+    below, above = _pooled_share_effect(buckets, low), _pooled_share_effect(buckets, low + 1)
+    if below is None or above is None:
+        found = below if above is None else above
+        return max(1.0, found or 1.0)
+    return max(1.0, below + (above - below) * into)
+
+
+def _exceedance_effect(buckets: tuple[UnitBuckets, UnitBuckets], first: int) -> float | None:
+    if not _enough(buckets):
+        return None
+    return _latency_effect(buckets, float(first))
+
+
+def _position(latency_ms: float) -> float:
+    """Where ``latency_ms`` lies in the fine histogram, as a bucket index with its fraction."""
+    index = bisect_right(EDGES_MS, latency_ms)
+    low, high = bucket_bounds(index)
+    if index == 0 or not math.isfinite(high):
+        return float(index)
+    return index + math.log(latency_ms / low) / math.log(high / low)
+
+
+def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the plan, N
+    guardrail: Guardrail,
+    buckets: tuple[UnitBuckets, UnitBuckets],
+    read: tuple[ArmAggregate, ArmAggregate],
+    independent: SequentialResult,
+    plan: Plan,
+    units: int,
+) -> SequentialResult | None:
+    if not _enough(buckets):
+        return None
+    q = QUANTILES[guardrail.metric]
+    effects = []
+    for arm in read:
+        at = histogram_quantile(arm.latency_histogram, q)
+        if at is None:
+            return None
+        effects.append(_latency_effect(buckets, _position(at)))
+    result = latency_quantile_test(
+        read[0].latency_histogram,
+        read[1].latency_histogram,
+        q,
+        relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
+        alpha=plan.alpha_per_test,
+        n_tune=plan.n_tune,
+        design_effects=(effects[0], effects[1]),
+        n=units,
+    )
+    return _on_units(result, independent)

@@ -1,0 +1,194 @@
+"""Variance on the unit of assignment: units hashed into buckets, the delta method over them.
+
+Arms are assigned per unit (a user, a ``targetingKey``), so one unit's
+requests are not independent draws: a user whose account is broken fails most
+of theirs, a user on a slow network is slow on every one, a bot sends
+thousands. A metric that is not one per unit (errors per request, latency
+quantiles, the share above a latency edge, conversions per exposure, value per
+conversion) then varies more than a per-request variance says, by the design
+effect, about 1 + (m - 1)·rho for m requests per unit with intra-unit
+correlation rho. docs/architecture.md, *Statistics*, gives the method and its
+references; this module is its arithmetic, pure and standard library only.
+
+**Buckets of units.** Each event also counts in one of :data:`UNIT_BUCKETS`
+buckets of its arm, chosen by :func:`unit_bucket`, a CRC-32 of the unit id: a
+hash independent of the assignment's (a murmur3 of flag, salt and unit), so
+every bucket of an arm holds a random sample of that arm's units, and one
+unit's events all land in one bucket. Bucket totals are then sums over
+independent clusters, and the variance of a ratio of sums follows from them
+with no per-unit state: the cluster-robust (sandwich) form of the delta method
+for a ratio metric R = ΣY / ΣN (Deng, Knoblich and Lu, KDD 2018)::
+
+    Var(R) ≈ G/(G - 1) · Σ_b (Y_b - R·N_b)² / (ΣN)²        (G: buckets with data)
+
+A bucket is counted in the same exactly-once flush as every other field
+(``u<b>.<kind>`` fields of the arm's hash, :func:`slot_field`).
+
+**Latency.** A quantile's interval comes from the ranks of Woodruff's method
+(:mod:`controller.core.stats.latency`): under clustering the rank spread is
+that of the proportion of requests below the quantile, whose variance is a
+ratio's, so its design effect widens the ranks (the quantile form of the delta
+method). Each bucket keeps its latencies in :data:`LATENCY_BINS` coarse bins of
+:data:`FINE_PER_BIN` histogram buckets (a factor of 1.78 in latency), and the
+design effect is taken at the coarse edges around the quantile, the larger of
+the two. The share above a latency edge takes its design effect the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.core.common import BUCKET_COUNT
+
+UNIT_BUCKETS = 64
+"""Buckets of units per arm (chosen by the A/A bench: docs/benchmarks.md)."""
+FINE_PER_BIN = 5
+"""Fine histogram buckets per coarse latency bin of a unit bucket (a quarter decade)."""
+LATENCY_BINS = -(-BUCKET_COUNT // FINE_PER_BIN)
+"""Coarse latency bins per unit bucket."""
+COUNT_KINDS = ("x", "r", "e", "c", "n")
+"""A unit bucket's integer counts: exposures, requests, errors, conversions, valued conversions."""
+SUM_KINDS = ("s",)
+"""A unit bucket's float sums: the conversions' values."""
+KINDS = (*COUNT_KINDS, *SUM_KINDS, *(f"l{j}" for j in range(LATENCY_BINS)))
+"""Every kind a unit bucket counts, in slot order (``l<j>``: latencies in coarse bin j)."""
+KIND_COUNT = len(KINDS)
+EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, VALUE_SUM = range(6)
+"""Each kind's offset within a bucket's slots."""
+LATENCY = len(COUNT_KINDS) + len(SUM_KINDS)
+"""The offset of the first coarse latency bin."""
+FIELD_PREFIX = "u"
+"""A unit bucket's field is ``u<bucket>.<kind>`` in the arm's hash."""
+MIN_CLUSTERS = 8
+"""Buckets with data each arm needs before its variance on units is estimated; with fewer
+the metric is not yet tested (an arm of a handful of units cannot say how they vary)."""
+SLOT_FIELDS: tuple[str, ...] = tuple(
+    f"{FIELD_PREFIX}{b}.{kind}" for b in range(UNIT_BUCKETS) for kind in KINDS
+)
+"""The store's field name of each slot (``bucket * KIND_COUNT + kind``)."""
+FLOAT_SLOTS = frozenset(
+    b * KIND_COUNT + KINDS.index(kind) for b in range(UNIT_BUCKETS) for kind in SUM_KINDS
+)
+"""Slots that hold float sums; every other slot counts whole events."""
+_FIELD_SLOTS = {name: slot for slot, name in enumerate(SLOT_FIELDS)}
+
+
+def unit_bucket(unit: str) -> int:
+    """The unit's bucket, ``0 .. UNIT_BUCKETS - 1``: independent of its arm, stable forever."""
+    return zlib.crc32(unit.encode("utf-8", "surrogatepass")) % UNIT_BUCKETS
+
+
+def slot_of(field: str) -> int | None:
+    """The slot a store field counts, or None when it is not a unit bucket's."""
+    return _FIELD_SLOTS.get(field)
+
+
+def slot_field(slot: int) -> str:
+    """The store field of ``slot``."""
+    return SLOT_FIELDS[slot]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitBuckets:
+    """One arm's unit buckets: ``UNIT_BUCKETS * KIND_COUNT`` totals, bucket after bucket."""
+
+    totals: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.totals) != UNIT_BUCKETS * KIND_COUNT:
+            raise ValueError(f"need {UNIT_BUCKETS * KIND_COUNT} bucket totals")
+
+    @classmethod
+    def empty(cls) -> UnitBuckets:
+        return cls((0.0,) * (UNIT_BUCKETS * KIND_COUNT))
+
+    def column(self, kind: int) -> list[float]:
+        """Each bucket's total of one kind."""
+        return list(self.totals[kind::KIND_COUNT])
+
+    def total(self, kind: int) -> float:
+        return math.fsum(self.totals[kind::KIND_COUNT])
+
+    def latency_at_or_above(self, first_bin: int) -> list[float]:
+        """Each bucket's latencies in coarse bins ``first_bin`` and up."""
+        out = []
+        for b in range(UNIT_BUCKETS):
+            start = b * KIND_COUNT + LATENCY
+            out.append(math.fsum(self.totals[start + first_bin : start + LATENCY_BINS]))
+        return out
+
+    def latency_counts(self) -> list[float]:
+        return self.latency_at_or_above(0)
+
+    def plus(self, other: UnitBuckets) -> UnitBuckets:
+        return UnitBuckets(tuple(a + b for a, b in zip(self.totals, other.totals, strict=True)))
+
+
+def occupied(counts: Sequence[float]) -> int:
+    """Buckets with any of the denominator: the clusters a variance is estimated from."""
+    return sum(1 for n in counts if n > 0)
+
+
+def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """Var(ΣY/ΣN) over independent buckets, the delta method's sandwich (see the module).
+
+    Infinite with fewer than :data:`MIN_CLUSTERS` buckets holding any of the denominator.
+    """
+    clusters = occupied(denominators)
+    total = math.fsum(denominators)
+    if clusters < MIN_CLUSTERS or total <= 0:
+        return math.inf
+    rate = math.fsum(numerators) / total
+    spread = math.fsum((y - rate * n) ** 2 for y, n in zip(numerators, denominators, strict=True))
+    return clusters / (clusters - 1) * spread / (total * total)
+
+
+def pooled_ratio_variance(
+    arms: Sequence[tuple[Sequence[float], Sequence[float], int]],
+) -> float:
+    """Var(R_T - R_C) under identical arms, from both arms' buckets and each arm's units.
+
+    ``arms``: per arm its bucket numerators, denominators and units. The per-unit
+    variance of the linearised metric Y - R·N, at the pooled rate and over both
+    arms' buckets, is shared by identical arms, so each arm's share is that variance
+    over its own units: σ²·(1/n_T + 1/n_C) / μ², with μ the denominator per unit.
+    Dominated by the larger arm, it keeps a small arm that happens to miss its rare
+    events from claiming certainty (the unit form of the pooled floor of
+    :mod:`controller.core.stats.sequential`). Infinite without enough data.
+    """
+    units = [n for _, _, n in arms]
+    num = [y for ys, _, _ in arms for y in ys]
+    den = [n for _, ns, _ in arms for n in ns]
+    clusters, total, all_units = occupied(den), math.fsum(den), sum(units)
+    if min(units) <= 0 or clusters < 2 * MIN_CLUSTERS or total <= 0:
+        return math.inf
+    rate = math.fsum(num) / total
+    spread = math.fsum((y - rate * n) ** 2 for y, n in zip(num, den, strict=True))
+    per_unit = clusters / (clusters - 2) * spread / all_units
+    per_unit_denominator = total / all_units
+    return per_unit / per_unit_denominator**2 * sum(1.0 / n for n in units)
+
+
+def design_effect(variance: float, independent: float) -> float | None:
+    """The variance on units over the variance as if requests were independent; None when
+    either is unknown (infinite) or the independent one is zero."""
+    if not (math.isfinite(variance) and math.isfinite(independent)) or independent <= 0:
+        return None
+    return variance / independent
+
+
+def share_design_effect(below: Sequence[float], counts: Sequence[float]) -> float | None:
+    """The design effect of the share ΣB/ΣN over buckets: the unit variance over p(1-p)/ΣN.
+
+    None when the share is 0 or 1 (no variance either way) or too few buckets hold data.
+    """
+    total = math.fsum(counts)
+    if total <= 0:
+        return None
+    share = math.fsum(below) / total
+    if not 0.0 < share < 1.0:
+        return None
+    return design_effect(ratio_variance(below, counts), share * (1.0 - share) / total)
