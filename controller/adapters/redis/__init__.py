@@ -5,6 +5,11 @@ from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
+from controller.adapters.redis.ingest_progress import (
+    CountedTimes,
+    IngestProgressStore,
+    ingest_progress,
+)
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
@@ -14,9 +19,11 @@ from controller.adapters.redis.segments import SegmentStore
 __all__ = [
     "AppKeyStore",
     "AppliedStore",
+    "CountedTimes",
     "EventLedger",
     "GapStore",
     "IdWindow",
+    "IngestProgressStore",
     "PipelineRunStore",
     "RedisAggregateStore",
     "RedisClient",
@@ -24,4 +31,5 @@ __all__ = [
     "RolloutStore",
     "SegmentStore",
     "connect",
+    "ingest_progress",
 ]

@@ -48,7 +48,7 @@ class IngestProgressStore:
         return out
 
 
-class CountedThrough:
+class CountedTimes:
     """Records when the partitions of one topic an owner reads were last counted through."""
 
     def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:

@@ -14,7 +14,7 @@ ramp evaluator), the checks that protect users first, as they run continuously:
    policy says (warn by default; see :mod:`~controller.core.stats.aggregates`);
 3. evidence incomplete — a partition that can carry the flag's events held for an
    operator's choice, or not counted up to the stage's horizon — → hold, naming
-   them (:mod:`~controller.core.machine.completeness`); a rollback above never
+   them (:mod:`~controller.core.rollouts.completeness`); a rollback above never
    waits for them, an advance or a completion below always does;
    then the minimum stage time not elapsed → hold;
 4. no traffic in the stage → hold, then pause (or per the policy) after
@@ -48,12 +48,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from controller.core.machine import health
-from controller.core.machine.completeness import Completeness
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import quantity_text
 from controller.core.rollouts import (
     Applied,
+    Completeness,
     Guardrail,
     HealthPolicy,
     Plan,

@@ -32,6 +32,7 @@ from controller.core.rollouts.approval_ledger import (
     stage_step,
 )
 from controller.core.rollouts.briefing import Briefing, parse_number
+from controller.core.rollouts.completeness import Completeness, counted_late
 from controller.core.rollouts.deploy_verdict import (
     DEPLOY_VERDICT_MODELS,
     DeployVerdict,
@@ -122,6 +123,7 @@ __all__ = [
     "Briefing",
     "CommandInput",
     "CommandRefused",
+    "Completeness",
     "DeployVerdict",
     "Ending",
     "Finding",
@@ -165,6 +167,7 @@ __all__ = [
     "both_arms_tripped",
     "build_messages",
     "conversion_of",
+    "counted_late",
     "deploy_verdict",
     "errors",
     "guardrail_key",

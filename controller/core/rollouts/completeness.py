@@ -14,7 +14,7 @@ less the lag bound (``engine.evidence_max_lag_seconds``). A partition is
 An advance or a completion waits while any is held or lagging, and says which
 (:class:`~controller.core.wire.EvidenceWait`); a rollback never waits, since harm
 on part of the data is enough. Partitions the gate saw missing earlier in the
-stage and now counted are *late*: a verdict on the stage says their evidence
+stage and no longer held are *late*: a verdict on the stage says their evidence
 came late (:class:`~controller.core.wire.LateEvidence`).
 
 Pure: the engine reads ingest's state from Redis and hands it here.
@@ -43,7 +43,7 @@ class Completeness:
     horizon: datetime | None = None
     """What every partition must be counted up to before the stage moves on."""
     late: Partitions = field(default_factory=dict)
-    """Per topic, partitions held or lagging earlier in the stage and counted now."""
+    """Per topic, partitions held or lagging earlier in the stage and being counted now."""
 
     @property
     def complete(self) -> bool:
@@ -85,9 +85,10 @@ class Completeness:
 
 
 def counted_late(missed: Partitions, now: Completeness) -> dict[str, frozenset[int]]:
-    """Of the partitions ``missed`` earlier in a stage, those counted by ``now``."""
-    missing = now.missing
-    late = {t: frozenset(p - missing.get(t, frozenset())) for t, p in missed.items()}
+    """Of the partitions ``missed`` earlier in a stage, those being counted by ``now``:
+    no longer held (one still catching up is lagging too, and the stage waits for it)."""
+    held = now.held
+    late = {t: frozenset(p - held.get(t, frozenset())) for t, p in missed.items()}
     return {t: p for t, p in late.items() if p}
 
 

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from controller.daemon.ingest.batches import Folder, Folding
+from controller.daemon.ingest.counted import CountedThrough
 from controller.daemon.ingest.flushing import Alarm, Flusher
 from controller.daemon.ingest.held_work import HeldWork
 from controller.daemon.ingest.holding import Holding
@@ -86,11 +87,11 @@ class Ingest:
         gaps: LogGaps | None = None,
         folder: Folding | None = None,
         role: str = "events",
+        counted: CountedThrough | None = None,
     ) -> None:
         self._settings = settings
-        self._gaps = gaps
-        self._metrics = metrics or Metrics()
-        self._alarm = alarm
+        self._gaps, self._counted = gaps, counted or CountedThrough(None)  # for the gates
+        self._metrics, self._alarm = metrics or Metrics(), alarm
         self._folder = folder or Folder(max_event_bytes=settings.max_event_bytes)
         self._role = role
         self._parts = Partitions(
@@ -207,6 +208,7 @@ class Ingest:
 
     async def _ask_ends(self, source: EventSource, flusher: Flusher) -> None:
         """Ask the broker for the end of partitions not fetched now, so their lag is true."""
+        await self._counted.record(self._parts, source)  # and which are counted through
         idle = self._parts.waiting_ids()
         if flusher.outage:
             idle = self._parts.assigned_ids

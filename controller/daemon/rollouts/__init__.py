@@ -1,6 +1,6 @@
 """The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""
 
-from controller.daemon.rollouts.completeness import EvidenceWatch, IngestProgress
+from controller.daemon.rollouts.completeness import EvidenceWatch, IngestProgress, evidence_watch
 from controller.daemon.rollouts.engine import Clock, Engine, build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ownership import Ownership
@@ -16,5 +16,6 @@ __all__ = [
     "Recorder",
     "SourceReadings",
     "build_engine",
+    "evidence_watch",
     "read_windows_file",
 ]

@@ -4,7 +4,7 @@ Ingest may run on another instance, so its state is read from Redis: the
 partitions held for an operator's choice (per topic read), and when each
 partition was last counted through (everything the broker had on it counted).
 :class:`EvidenceWatch` reads both once per gate pass and gives each gate the
-typed input :class:`~controller.core.machine.completeness.Completeness`. It also
+typed input :class:`~controller.core.rollouts.completeness.Completeness`. It also
 remembers, per flag and stage, the partitions a gate saw missing, so a later
 verdict on that stage says which of them were counted late; a flag is remembered
 only while a stage of it saw some missing. That memory is this instance's: after
@@ -17,10 +17,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from controller.adapters.redis import RedisClient
-from controller.adapters.redis.ingest_progress import ingest_progress
-from controller.core.machine.completeness import Completeness, Partitions, counted_late
-from controller.core.rollouts import Rollout
+from controller.adapters.redis import RedisClient, ingest_progress
+from controller.core.rollouts import Completeness, Rollout, counted_late
 from controller.settings import Settings
 
 
@@ -71,22 +69,45 @@ class EvidenceWatch:
         self._progress, self._max_lag, self._now = progress, max_lag, clock
         self._held: dict[str, frozenset[int]] = {}
         self._through: dict[str, dict[int, datetime]] = {}
+        self._released: dict[tuple[str, int], datetime] = {}
+        """Partitions seen held, then not: when this watch saw them released."""
         self._missed: dict[str, tuple[StageKey, dict[str, frozenset[int]]]] = {}
 
     async def refresh(self) -> None:
         """Read what ingest holds, and how far it counted, from the store."""
         if self._progress is None:
             return
-        held = await self._progress.held()
-        self._held = {t: frozenset(p) for t, p in held.items() if p}
+        read = await self._progress.held()
+        held = {t: frozenset(p) for t, p in read.items() if p}
+        now = self._now()
+        for topic, before in self._held.items():
+            for partition in before - held.get(topic, frozenset()):
+                self._released[topic, partition] = now
+        self._held = held
         self._through = await self._progress.counted_through() if self._max_lag else {}
 
     def view(self, now: datetime | None = None) -> Completeness:
         """The completeness as last read, for a reader that acts on nothing."""
         when = now or self._now()
         horizon = None if self._max_lag is None else when - self._max_lag
-        lagging = {} if horizon is None else _behind(self._through, horizon, self._held)
+        if horizon is None:
+            return Completeness(held=dict(self._held))
+        behind = _behind(self._through, horizon, self._held)
+        lagging = _merged(behind, self._rereading(horizon))
         return Completeness(held=dict(self._held), lagging=lagging, horizon=horizon)
+
+    def _rereading(self, horizon: datetime) -> dict[str, frozenset[int]]:
+        """Partitions released from a hold and not counted through since: what they hold
+        (a ``reread`` counts the log again) is not counted yet. One released before the
+        horizon is judged by the lag bound alone."""
+        out: dict[str, set[int]] = {}
+        for (topic, partition), at in list(self._released.items()):
+            through = self._through.get(topic, {}).get(partition)
+            if at < horizon or (through is not None and through > at):
+                del self._released[topic, partition]
+            else:
+                out.setdefault(topic, set()).add(partition)
+        return {t: frozenset(p) for t, p in out.items()}
 
     def for_gate(self, rollout: Rollout, now: datetime) -> Completeness:
         """The gate's input for ``rollout``'s stage, naming the partitions counted late:
@@ -105,7 +126,9 @@ class EvidenceWatch:
 
 
 def _behind(
-    through: Mapping[str, Mapping[int, datetime]], horizon: datetime, held: Partitions
+    through: Mapping[str, Mapping[int, datetime]],
+    horizon: datetime,
+    held: Mapping[str, frozenset[int]],
 ) -> dict[str, frozenset[int]]:
     """Per topic, its partitions counted through before ``horizon`` (held ones aside)."""
     out = {}
@@ -117,5 +140,7 @@ def _behind(
     return out
 
 
-def _merged(a: Partitions, b: Partitions) -> dict[str, frozenset[int]]:
+def _merged(
+    a: Mapping[str, frozenset[int]], b: Mapping[str, frozenset[int]]
+) -> dict[str, frozenset[int]]:
     return {t: frozenset(a.get(t, frozenset()) | b.get(t, frozenset())) for t in {*a, *b}}

@@ -51,7 +51,7 @@ from controller.ports import (
     RolloutStates,
 )
 from controller.process import Retry
-from controller.settings import EngineSettings, HistorySettings, LlmSettings, TopicSettings
+from controller.settings import EngineSettings, LlmSettings, TopicSettings
 from controller.settings.retry import RetrySettings
 
 log = structlog.get_logger("controller.daemon.rollouts.engine")
@@ -98,6 +98,10 @@ class Engine:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def watch_evidence(self, watch: EvidenceWatch) -> None:
+        """Gate on what ingest counted: an advance waits for held or lagging partitions."""
+        self.gates.evidence = self._consultations.evidence = watch
 
     def sweep_soon(self) -> None:
         """Gate every owned flag at the next pass: commands partitions were just assigned."""
@@ -157,12 +161,10 @@ def build_engine(
     pipeline_runs: PipelineRuns | None = None,
     sources: SourceReadings | None = None,
     unleash_envs: PlatformEnvironments | None = None,
-    evidence: EvidenceWatch | None = None,
 ) -> Engine:
     """The engine's parts, each given what it uses: ``backends``, the flag platforms a plan
     may name (``unleash_envs`` reads Unleash's); ``team_windows``, the windows of plans naming
-    none; ``sources``, guardrail readings from a metric source; ``evidence``, the partitions
-    ingest holds or lags on, which an advance waits for. Without ``metrics`` or
+    none; ``sources``, guardrail readings from a metric source. Without ``metrics`` or
     ``history``: fresh metrics, no history."""
     stopping = asyncio.Event()
     retry = Retry(stopping, retry_policy)
@@ -170,11 +172,10 @@ def build_engine(
     shared = _Shared(
         settings, topics, states, outputs, dead_letters, metrics, clock, stopping, retry
     )
-    history = history or _no_history(topics)
+    history = history or Recorder.disabled(topics)
     rollouts = _rollouts(shared, history, team_windows)
     contained = _containment(shared)
     consultations = _consultations(shared, advisor, llm, aggregates, rollouts, sources=sources)
-    consultations.evidence = evidence
     keys = Keyring(registry_of(settings))
     pipelines = _pipelines(
         shared, pipeline_runs, rollouts, keys, contained, backends=backends, unleash=unleash_envs
@@ -184,14 +185,7 @@ def build_engine(
     )
     commands = _command_intake(shared, rollouts, contained, keys, backends=backends, signed=signed)
     gates = _gate_loop(
-        shared,
-        rollouts,
-        contained,
-        consultations,
-        history,
-        aggregates=aggregates,
-        sources=sources,
-        evidence=evidence,
+        shared, rollouts, contained, consultations, history, aggregates=aggregates, sources=sources
     )
     return Engine(
         rollouts=rollouts,
@@ -232,11 +226,6 @@ class _SignedCommands:
     app_keys: AppKeyCommands | None
     ingest: IngestCommands | None
     pipelines: Pipelines | None = None
-
-
-def _no_history(topics: TopicSettings) -> Recorder:
-    """A recorder that keeps nothing."""
-    return Recorder(store=None, settings=HistorySettings(enabled=False), topics=topics)
 
 
 def _rollouts(shared: _Shared, history: Recorder, team_windows: tuple[Window, ...]) -> Rollouts:
@@ -394,7 +383,6 @@ def _gate_loop(
     *,
     aggregates: AggregateReader,
     sources: SourceReadings | None,
-    evidence: EvidenceWatch | None,
 ) -> GateLoop:
     return GateLoop(
         rollouts=rollouts,
@@ -409,5 +397,4 @@ def _gate_loop(
         settings=shared.settings,
         clock=shared.clock,
         sources=sources,
-        evidence=evidence,
     )

@@ -61,11 +61,11 @@ class GateLoop:
         settings: EngineSettings,
         clock: Callable[[], datetime],
         sources: SourceReadings | None = None,
-        evidence: EvidenceWatch | None = None,
     ) -> None:
         self._rollouts, self._states, self._aggregates = rollouts, states, aggregates
         self._sources = sources  # guardrails read from Prometheus, off this loop
-        self._evidence = evidence or EvidenceWatch(progress=None, max_lag=None, clock=clock)
+        self.evidence = EvidenceWatch(progress=None, max_lag=None, clock=clock)
+        """The partitions ingest holds or lags on (none known unless given)."""
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -97,7 +97,7 @@ class GateLoop:
         """Drain what waits, then gate the owned flags with news (all of them if ``full``)."""
         for flag in self._rollouts.undrained:  # saved, then not published
             await self._contained.run(self._rollouts.drain(flag), where="drain", flag=flag)
-        await self._evidence.refresh()  # once a pass: the partitions its gates wait for
+        await self.evidence.refresh()  # once a pass: the partitions its gates wait for
         dirty = await self._aggregates.pop_dirty()
         theirs = {f for f in dirty if not control.owns(f)}
         if theirs:  # another instance gates these: leave the news for it
@@ -208,7 +208,7 @@ class GateLoop:
         data = await self._stage_data(flag, rollout, fresh=fresh, read=data)
         now = self._now()
         sourced = None if self._sources is None else self._sources.for_gate(rollout, now)
-        verdict = evaluate(rollout, data, now, sourced, self._evidence.for_gate(rollout, now))
+        verdict = evaluate(rollout, data, now, sourced, self.evidence.for_gate(rollout, now))
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]

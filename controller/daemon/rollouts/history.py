@@ -58,6 +58,11 @@ class Recorder:
             self._store.append_point(flag, rollout.rollout_id, rollout.stage, encoded)
         )
 
+    @classmethod
+    def disabled(cls, topics: TopicSettings) -> Recorder:
+        """A recorder that keeps nothing."""
+        return cls(store=None, settings=HistorySettings(enabled=False), topics=topics)
+
     def forget(self, flag: str) -> None:
         """``flag`` is no longer gated here: drop what is kept in memory for it."""
         self._last.pop(flag, None)

@@ -42,8 +42,14 @@ from controller.daemon.registries import (
     KeyReloader,
     SegmentService,
 )
-from controller.daemon.rollouts import Clock, Engine, Recorder, SourceReadings, build_engine
-from controller.daemon.rollouts.completeness import evidence_watch
+from controller.daemon.rollouts import (
+    Clock,
+    Engine,
+    Recorder,
+    SourceReadings,
+    build_engine,
+    evidence_watch,
+)
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
 from controller.daemon.running.supervisor import Service
@@ -222,8 +228,8 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
         sources=rollouts.sources,
         unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
-        evidence=evidence_watch(redis.client, settings, run.when.clock),
     )
+    engine.watch_evidence(evidence_watch(redis.client, settings, run.when.clock))
     # What {{environment}} becomes for a default-environment rollout (reloaded on SIGHUP)
     rollouts.sources.default_environment = lambda: engine.keys.environments.default
     return engine

@@ -12,7 +12,7 @@ from datetime import timedelta
 from controller.adapters.kafka import Producer
 from controller.adapters.redis import AppKeyStore, EventLedger, RedisClient
 from controller.daemon.registries import FlagDirectory, KeyBook
-from controller.daemon.rollouts.completeness import evidence_watch
+from controller.daemon.rollouts import evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,

@@ -36,7 +36,15 @@ from controller.core.telemetry import (
     decode_logs_json,
     decode_traces_json,
 )
-from controller.daemon.ingest import DecodeLogs, DecodeSpans, Ingest, LogGaps, OtlpFolder
+from controller.daemon.ingest import (
+    CountedThrough,
+    DecodeLogs,
+    DecodeSpans,
+    Ingest,
+    LogGaps,
+    OtlpFolder,
+    counted_through,
+)
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.running.supervisor import Service
@@ -100,7 +108,8 @@ async def _topic(
 ) -> Service:
     """The ingest of one OTLP topic: its consumer started, its store, its loop."""
     settings = run.settings
-    ingest = _ingest(run, role, topic, translator, daemon.redis.held[topic])
+    counted = counted_through(daemon.redis.client, run.settings, topic, run.when.clock)
+    ingest = _ingest(run, role, topic, translator, (daemon.redis.held[topic], counted))
     daemon.side_ingests[role] = ingest  # /readyz names it when it stalls
     consumer = EventConsumer(
         kafka=settings.kafka,
@@ -121,7 +130,12 @@ async def _topic(
     return ingest.run(source=source, store=store, dead_letters=dead_letters), ingest.stop
 
 
-def _ingest(run: Run, role: str, topic: str, translator: Translator, held: GapStore) -> Ingest:
+def _ingest(
+    run: Run, role: str, topic: str, translator: Translator, kept: tuple[GapStore, CountedThrough]
+) -> Ingest:
+    """The ingest loop of the Collector's ``topic``; ``kept``: where its held partitions and
+    its counted-through times are kept."""
+    held, counted = kept
     settings = run.settings
     otlp = settings.otlp
     json = otlp.encoding_of(topic) == "otlp_json"
@@ -147,6 +161,7 @@ def _ingest(run: Run, role: str, topic: str, translator: Translator, held: GapSt
         retry=settings.retry,
         folder=folder,
         role=role,
+        counted=counted,
         gaps=LogGaps(
             store=held,
             topic=topic,

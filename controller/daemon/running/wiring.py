@@ -22,7 +22,7 @@ from contextlib import AsyncExitStack
 import structlog
 
 from controller.adapters.redis import GapStore, IdWindow, RedisAggregateStore, connect
-from controller.daemon.ingest import Ingest, LogGaps
+from controller.daemon.ingest import CountedThrough, Ingest, LogGaps, counted_through
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Alarms, load_signer
 from controller.daemon.rollouts import Clock, Ownership, read_windows_file
@@ -125,7 +125,8 @@ async def _connect_redis(run: Run) -> RedisSide:
         )
         for topic in _read(settings)
     }
-    ingest = _ingest(settings, held[events], run.metrics, run.alarms)
+    counted = counted_through(client, settings, events, run.when.clock)
+    ingest = _ingest(settings, held[events], run.metrics, run.alarms, counted)
     run.startup.waiting_for(redis_of(settings))
     await wait_for_redis(store, Retry(run.stop, settings.retry))
     return RedisSide(client, store, ingest, held)
@@ -148,9 +149,13 @@ async def _connect_kafka(run: Run, ingest: Ingest, ownership: Ownership) -> Kafk
     return kafka
 
 
-def _ingest(settings: Settings, held: GapStore, metrics: Metrics, alarms: Alarms) -> Ingest:
-    """The ingest loop, holding partitions whose log lost what was counted in ``held``."""
+def _ingest(
+    settings: Settings, held: GapStore, metrics: Metrics, alarms: Alarms, counted: CountedThrough
+) -> Ingest:
+    """The ingest loop, holding partitions whose log lost what was counted in ``held``, and
+    recording in ``counted`` the partitions counted through."""
     return Ingest(
+        counted=counted,
         settings=settings.ingest,
         metrics=metrics,
         alarm=alarms,

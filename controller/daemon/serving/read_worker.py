@@ -31,8 +31,7 @@ from controller.core.reading import FlagStates, FlagStateView, RolloutList
 from controller.core.rollouts import Rollout, Window
 from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
-from controller.daemon.rollouts import SourceReadings
-from controller.daemon.rollouts.completeness import evidence_watch
+from controller.daemon.rollouts import SourceReadings, evidence_watch
 from controller.daemon.serving.status import StatusView, readable
 from controller.settings import Settings
 

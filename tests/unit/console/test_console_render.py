@@ -23,7 +23,6 @@ from controller.console.charts import (
 )
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core.machine.completeness import Completeness
 from controller.core.machine.gate import evaluate
 from controller.core.machine.transitions import Cause, roll_back
 from controller.core.reading import history
@@ -37,6 +36,7 @@ from controller.core.reading.views import (
     describe,
 )
 from controller.core.rollouts.actions import RaiseAlert, RecordDecision
+from controller.core.rollouts.completeness import Completeness
 from controller.core.rollouts.moving import NextMove
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout

@@ -38,6 +38,8 @@ async def test_held_then_released_partitions_are_counted_late_in_the_stage() -> 
     assert first.held == {"events": frozenset({1, 2, 3})}
     assert not first.late
     progress.held_now = {"events": set()}
+    # counted through after their release (the reread read what their logs hold)
+    progress.through = {"events": dict.fromkeys((1, 2, 3), NOW + timedelta(seconds=1))}
     await seen.refresh()
     after = seen.for_gate(rollout(), NOW)
     assert after.complete
@@ -75,3 +77,43 @@ async def test_without_a_lag_bound_only_holds_are_waited_for() -> None:
     seen = watch(progress, lag=None)
     await seen.refresh()
     assert seen.view(NOW).complete
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_released_partition_lags_until_counted_through_after_its_release() -> None:
+    progress, clock = Progress(), Clock()
+    progress.held_now = {"events": {1}}
+    progress.through = {"events": {0: NOW, 1: NOW - timedelta(seconds=5)}}
+    seen = EvidenceWatch(progress=progress, max_lag=timedelta(seconds=30), clock=clock)
+    await seen.refresh()
+    assert seen.view().held == {"events": frozenset({1})}
+    # released: its reread records are not counted yet, though its last time is recent
+    clock.now = NOW + timedelta(seconds=2)
+    progress.held_now = {"events": set()}
+    progress.through = {"events": {0: clock.now, 1: NOW - timedelta(seconds=5)}}
+    await seen.refresh()
+    assert seen.view().lagging == {"events": frozenset({1})}
+    # counted through after the release: complete
+    clock.now = NOW + timedelta(seconds=4)
+    progress.through = {"events": {0: clock.now, 1: clock.now}}
+    await seen.refresh()
+    assert seen.view().complete
+
+
+async def test_a_released_partition_never_counted_through_falls_to_the_lag_bound() -> None:
+    progress, clock = Progress(), Clock()
+    progress.held_now = {"events": {1}}
+    seen = EvidenceWatch(progress=progress, max_lag=timedelta(seconds=30), clock=clock)
+    await seen.refresh()
+    progress.held_now = {}
+    await seen.refresh()
+    assert seen.view().lagging == {"events": frozenset({1})}
+    clock.now = NOW + timedelta(seconds=31)
+    assert seen.view().complete  # no time recorded for it: nothing to judge it by

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from controller.core.machine.completeness import Completeness, counted_late
 from controller.core.machine.gate import evaluate
+from controller.core.rollouts.completeness import Completeness, counted_late
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import FlagAggregates
 from tests.unit.core.machine.gate.test_gate import T0, arm, data, rollout
@@ -112,7 +112,7 @@ def test_complete_evidence_adds_no_part() -> None:
             {"events": frozenset({1, 3})},
         ),
         ({"events": frozenset({2})}, BOTH, {"events": frozenset({2})}),
-        ({"otlp_spans": frozenset({0})}, BOTH, {}),
+        ({"otlp_spans": frozenset({0})}, BOTH, {"otlp_spans": frozenset({0})}),  # catching up
     ],
 )
 def test_counted_late(

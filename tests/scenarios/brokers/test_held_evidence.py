@@ -1,0 +1,250 @@
+"""A stage never moves on while partitions holding its evidence are held.
+
+A flag's healthy events are on partition 0; its regression (treatment 30% errors
+against control 2%) is on partitions 1-3, whose log start moved past the stored
+offset while the daemon was down, so they are held for an operator's choice.
+Partition 0 alone would advance the stage; the gate waits and says which
+partitions it waits for. After ``rolloutctl ingest reread`` the held evidence is
+counted and the flag is rolled back, with evidence that says it came late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.wire.bucketing import assign
+from controller.core.wire.messages import Arm
+from tests.scenarios.brokers.lost_broker import (
+    FLAG,
+    PARTITIONS,
+    held_alerts,
+    lost_broker_world,
+    rolloutctl,
+    stored_offsets,
+)
+from tests.scenarios.harness import Scenario
+from tests.support.backing.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HEALTHY_ON = 0
+HARMED_ON = (1, 2, 3)
+UNITS = 400
+"""Units per arm on each partition."""
+
+
+def plan() -> Plan:
+    return Plan(
+        stages=[
+            Stage(percent=50, min_duration=timedelta(seconds=2), min_units_per_arm=100),
+            Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_a_stage_waits_for_held_partitions_and_rolls_back_on_their_late_evidence(
+    apache_kafka_bootstrap: str,
+    redis_url: str,
+    redis_namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    async with lost_broker_world(
+        apache_kafka_bootstrap,
+        redis_url,
+        redis_namespace,
+        tmp_path,
+        RC_INGEST__STALL_AFTER_SECONDS="600",
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+    ) as (world, _):
+        events = world.topics["events"]
+        # Given a rollout at its first stage, and every partition counted up to now
+        world.start_daemon()
+        await world.start(FLAG, plan())
+        state = await world.until(lambda: world.state(FLAG), timeout=60, what="flag state")
+        async with _producer(world) as send:
+            for partition in range(PARTITIONS):
+                await send(partition, [_filler(i) for i in range(5)])
+        await world.until(
+            lambda: _all_counted(world), timeout=60, what="every partition counted and stored"
+        )
+        # When, with the daemon down, the flag's healthy events go to partition 0 and its
+        # regression to partitions 1-3, and those lose records past the stored offset
+        world.daemon.kill()
+        stored = await stored_offsets(world)
+        async with _producer(world) as send:
+            for partition in HARMED_ON:
+                await send(partition, [_filler(i) for i in range(5)])
+                await send(partition, _requests(state, partition, treatment_errors=0.3))
+            await send(HEALTHY_ON, _requests(state, HEALTHY_ON, treatment_errors=0.02))
+        await _delete(world.bootstrap, events, {p: (stored[p] or 0) + 5 for p in HARMED_ON})
+        world.daemon.start()
+        await world.until(
+            lambda: len(held_alerts(world)) == len(HARMED_ON) or None,
+            timeout=60,
+            what="partitions 1-3 held",
+        )
+
+        # Then, once partition 0's events are counted, the gate holds naming the held
+        # partitions, and the flag does not advance
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+            async def waiting() -> dict[str, Any] | None:
+                status = await _status(http)
+                arms = (status or {}).get("evidence", {}).get("arms") or {}
+                units = min((a or {}).get("units", 0) for a in arms.values()) if arms else 0
+                if status is None or units < UNITS * 0.9:
+                    return None
+                return status
+
+            status = await world.until(waiting, timeout=90, what="partition 0 counted, gated")
+            assert status["verdict"] == "hold", status
+            assert "evidence incomplete" in status["verdict_reason"], status
+            assert status["evidence"]["incomplete"]["held"] == {events: list(HARMED_ON)}, status
+            assert status["stage"] == 0, status
+            assert not world.observed.decision_where(flag=FLAG, action="advance")
+            rollout = await world.rollout(FLAG)
+            assert rollout is not None
+            assert rollout.stage == 0
+
+            # When an operator rereads the held partitions
+            code = await asyncio.to_thread(
+                rolloutctl, world, tmp_path / "keys", monkeypatch, "ingest", "reread"
+            )
+            assert code == 0, world.daemon.log_text()[-3000:]
+
+            # Then the flag is rolled back on the late evidence, which says it came late
+            rolled = await world.until(
+                lambda: world.observed.decision_where(flag=FLAG, action="rollback"),
+                timeout=90,
+                what=f"{FLAG} rolled back",
+            )
+        # decisions are published in order: an advance before the rollback would show
+        assert not world.observed.decision_where(flag=FLAG, action="advance")
+        late = rolled["evidence"]["late"]
+        assert late["partitions"] == {events: list(HARMED_ON)}, rolled
+        assert "counted late" in late["why"], rolled
+        assert rolled["evidence"]["breach"] == "error_rate", rolled
+
+
+async def _status(http: httpx.AsyncClient) -> dict[str, Any] | None:
+    try:
+        answer = await http.get(f"/rollouts/{FLAG}")
+    except httpx.TransportError:  # the daemon is still starting
+        return None
+    if answer.status_code != 200:
+        return None
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+async def _all_counted(world: Scenario) -> bool:
+    stored = await stored_offsets(world)
+    ends = await _ends(world.bootstrap, world.topics["events"])
+    assert all(stored[p] == ends[p] for p in range(PARTITIONS)), (stored, ends)
+    return True
+
+
+class _producer:
+    """A producer to explicit partitions, keyed by unit, stopped at the end."""
+
+    def __init__(self, world: Scenario) -> None:
+        self._world = world
+        self._producer = AIOKafkaProducer(bootstrap_servers=world.bootstrap, linger_ms=5)
+
+    async def __aenter__(self) -> Any:
+        await self._producer.start()
+        topic = self._world.topics["events"]
+
+        async def send(partition: int, bodies: list[dict[str, Any]]) -> None:
+            for body in bodies:
+                value = orjson.dumps(body)
+                key = str(body["unit"]).encode()
+                await self._producer.send(topic, value=value, key=key, partition=partition)
+            await self._producer.flush()
+
+        return send
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+
+def _base(flag: str, unit: str, version: int, arm: Arm, kind: str) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "ts": int(time.time() * 1000),
+        "flag": flag,
+        "unit": unit,
+        "arm": arm.value,
+        "flag_version": version,
+        "type": kind,
+        "id": f"{kind[0]}{uuid.uuid4().hex}",
+    }
+
+
+def _filler(i: int) -> dict[str, Any]:
+    return _base("filler", f"f{i}", 1, Arm.CONTROL, "exposure")
+
+
+def _requests(
+    state: dict[str, Any], partition: int, *, treatment_errors: float
+) -> list[dict[str, Any]]:
+    """``UNITS`` units per arm on ``partition``, each exposed and making one request; the
+    treatment's fail at ``treatment_errors``, the control's at 2%."""
+    per_arm: dict[Arm, list[str]] = {Arm.TREATMENT: [], Arm.CONTROL: []}
+    i = 0
+    while min(len(units) for units in per_arm.values()) < UNITS:
+        unit = f"p{partition}-u{i}"
+        i += 1
+        arm = assign(FLAG, state["salt"], unit, state["percent"])
+        if len(per_arm[arm]) < UNITS:
+            per_arm[arm].append(unit)
+    bodies = []
+    for arm, units in per_arm.items():
+        rate = treatment_errors if arm is Arm.TREATMENT else 0.02
+        failing = round(UNITS * rate)
+        for n, unit in enumerate(units):
+            bodies.append(_base(FLAG, unit, state["version"], arm, "exposure"))
+            request = _base(FLAG, unit, state["version"], arm, "request")
+            bodies.append({**request, "error": n < failing, "latency_ms": 20.0})
+    return bodies
+
+
+async def _delete(bootstrap: str, topic: str, to: dict[int, int]) -> None:
+    """Move each named partition's log start to its offset in ``to``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        starts = await admin.delete_records(
+            {TopicPartition(topic, p): RecordsToDelete(offset) for p, offset in to.items()}
+        )
+    finally:
+        await admin.close()
+    assert {tp.partition: start for tp, start in starts.items()} == to
+
+
+async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    finally:
+        await consumer.stop()
+    return {tp.partition: end for tp, end in ends.items()}
