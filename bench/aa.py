@@ -25,6 +25,17 @@ false-rollback rate of 0 in 100 is below 3.7% with 95% confidence, under
 alpha; more runs narrow every bound.
 
     python bench/aa.py [--runs 100] [--rate 200] [--seed 1] [--workers 2] [--growth 0.01]
+
+**Clustered traffic** (``--traffic clustered``, :mod:`tests.support.clustered`): each stage
+of the default plan draws 20,000 units (40,000 for one request per unit) of one of the
+review's shapes of real traffic: heavy units (1% send 300-2,000 requests) with 2% of units
+failing half their requests, fewer of each, no heavy units, heavy units that fail alike,
+units of different speed, and bots (0.1% send 5,000 requests, none failing). Per shape, an
+A/A stream is judged by the default plan and by one plan per metric, on units (the gate)
+and, for comparison in the same run, as if requests were independent (``@requests``); a
+second stream doubles treatment units' error propensity (power). Times are in requests.
+
+    python bench/aa.py --traffic clustered [--runs 200] [--shapes heavy_failing,bots] [--workers 2]
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.rollouts.plan import DEFAULT_PLAN
+from tests.support.clustered import SHAPES, Judged, simulate_clustered
 from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
 PLAN_NAMES = {"error_rate": "error_rate", "latency": "latency_p99"}
@@ -153,8 +165,85 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def one_clustered_run(task: tuple[int, str, float]) -> dict[str, dict[str, Outcome]]:
+    """The A/A and the 2x error streams of one seeded run on one shape of traffic."""
+    seed, shape, growth = task
+    singles = single_plans()
+    aa = Judged(DEFAULT_PLAN, singles, independent=True)
+    power = Judged(DEFAULT_PLAN, {"error_rate": singles["error_rate"]}, independent=True)
+    return {
+        "aa": simulate_clustered(aa, SHAPES[shape], seed=2 * seed, growth=growth),
+        "2x_errors": simulate_clustered(
+            power, SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
+        ),
+    }
+
+
+def summarise_clustered(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, Any]:
+    """Per judge, the share of A/A runs it stopped; the 2x error stream's detections."""
+    n = len(runs)
+    false: dict[str, Any] = {}
+    for name in runs[0]["aa"]:
+        stops = [r["aa"][name] for r in runs if r["aa"][name].stopped is not None]
+        false[name] = {
+            "rate": len(stops) / n,
+            "upper95": round(wilson(len(stops), n, upper=True), 4),
+            "stages": sorted(o.stage for o in stops),
+        }
+    caught: dict[str, Any] = {}
+    for name in runs[0]["2x_errors"]:
+        outcomes = [r["2x_errors"][name] for r in runs]
+        hits = [o for o in outcomes if o.stopped is not None]
+        caught[name] = {
+            "rate": len(hits) / n,
+            "lower95": round(wilson(len(hits), n, upper=False), 4),
+            "median_requests": statistics.median(o.seconds for o in hits) if hits else None,
+        }
+    return {"false_rollback": false, "caught_2x_errors": caught}
+
+
+def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
+    shapes = args.shapes.split(",") if args.shapes else list(SHAPES)
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        raise SystemExit(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
+    started = time.monotonic()
+    tasks = [(args.seed * 1_000_003 + i, s, args.growth) for s in shapes for i in range(args.runs)]
+    results: dict[str, list[dict[str, dict[str, Outcome]]]] = {s: [] for s in shapes}
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        answers = pool.map(one_clustered_run, tasks, chunksize=4)
+        for done, ((_, shape, _), run) in enumerate(zip(tasks, answers, strict=True), start=1):
+            results[shape].append(run)
+            if done % max(1, len(tasks) // 20) == 0:
+                progress(f"{done}/{len(tasks)} runs, {time.monotonic() - started:.0f} s")
+    summary = {shape: summarise_clustered(runs) for shape, runs in results.items()}
+    for shape, figures in summary.items():
+        for name, f in figures["false_rollback"].items():
+            rate, upper = f["rate"], f["upper95"]
+            progress(f"{shape} A/A {name}: false rollbacks {rate:.3f} (95% upper {upper:.3f})")
+        for name, c in figures["caught_2x_errors"].items():
+            progress(
+                f"{shape} 2x errors {name}: caught {c['rate']:.3f}, median {c['median_requests']}"
+            )
+    return {
+        "traffic": "clustered",
+        "runs_per_shape": args.runs,
+        "alpha": DEFAULT_PLAN.alpha,
+        "growth": args.growth,
+        "seconds": round(time.monotonic() - started, 1),
+        "shapes": summary,
+    }
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--traffic",
+        choices=("independent", "clustered"),
+        default="independent",
+        help="one request per unit (the default), or the shapes of real traffic",
+    )
+    parser.add_argument("--shapes", default="", help="clustered: shapes to run (default: all)")
     parser.add_argument("--runs", type=int, default=100, help="seeded runs of every stream")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--seed", type=int, default=1)
@@ -162,4 +251,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--growth", type=float, default=0.01, help="look again once the sample grew this much"
     )
-    print(json.dumps(main(parser.parse_args())))
+    parsed = parser.parse_args()
+    if parsed.traffic == "clustered":
+        if "--growth" not in sys.argv:
+            parsed.growth = 0.05
+        print(json.dumps(main_clustered(parsed)))
+    else:
+        print(json.dumps(main(parsed)))
