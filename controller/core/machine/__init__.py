@@ -16,7 +16,7 @@ from controller.core.machine.log_gaps import (
     gap_of,
     resume_offset,
 )
-from controller.core.machine.machine import step
+from controller.core.machine.machine import late_regression, passed_stages, step
 from controller.core.machine.operator import applicable
 from controller.core.machine.queries import (
     PlannedQuery,
@@ -45,7 +45,9 @@ __all__ = [
     "drift_alerted",
     "evaluate",
     "gap_of",
+    "late_regression",
     "log_gaps",
+    "passed_stages",
     "plan_queries",
     "planned_queries",
     "reading_names",

@@ -76,6 +76,11 @@ Advancing past the last stage of a plan with a ``watch`` enters the watch
 instead of completing: still running at the last stage, with the holdback on
 control (``watch_until`` set); advancing again completes.
 
+Evidence counted for a stage after it passed (partitions that lagged or were held,
+a Collector's retry, an app's buffer flushed after an outage) is tested with the
+same guardrails (:func:`late_regression`); a regression there is the gate's
+verdict, and acts as the plan's policy says, with evidence that the data came late.
+
 Every accepted transition publishes the flag state (with a new flag version)
 and records a decision; rollbacks, kills and automatic pauses raise alerts.
 """
@@ -83,8 +88,11 @@ and records a decision; rollbacks, kills and automatic pauses raise alerts.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
 
 from controller.core.machine.approving import revoked
+from controller.core.machine.gate import evaluate
 from controller.core.machine.health import act, named, outage_alert, overdue
 from controller.core.machine.operator import command
 from controller.core.machine.opinions import record_opinion
@@ -125,11 +133,13 @@ from controller.core.rollouts import (
     Rollout,
     TickInput,
     Unavailable,
+    Verdict,
     VerdictKind,
     action_for,
     incoherence,
 )
-from controller.core.wire import JsonObject, RolloutEvidence
+from controller.core.stats import FlagAggregates
+from controller.core.wire import JsonObject, LateEvidence, RolloutEvidence
 
 
 def step(state: Rollout | None, event: Input) -> Step:
@@ -306,3 +316,42 @@ def _tick(state: Rollout, event: TickInput) -> Step:
         stale, reminder = stale_reminder(state, event)
         return stale, list(reminder)
     return overdue(state, event)
+
+
+def passed_stages(rollout: Rollout) -> dict[int, list[int]]:
+    """The stages ``rollout`` has passed (every stage once it completed), each with the flag
+    versions whose events count for it; stages that published none are left out."""
+    last = len(rollout.plan.stages) if rollout.phase is Phase.COMPLETED else rollout.stage
+    return {
+        stage: sorted(versions)
+        for stage, versions in sorted(rollout.stage_versions.items())
+        if stage < last and versions
+    }
+
+
+def late_regression(
+    rollout: Rollout, passed: Mapping[int, FlagAggregates], now: datetime
+) -> Verdict | None:
+    """The first guardrail regression in the evidence of a stage already passed, as the
+    gate's verdict on that stage with evidence that its data came late; None if none.
+
+    At the time a stage passed none of its guardrails regressed, so a regression now is
+    in evidence counted since. Each stage is tested as the gate tested it (its percent,
+    its versions, the same sequential tests, valid at any look).
+    """
+    for stage, data in sorted(passed.items()):
+        then = rollout.model_copy(update={"stage": stage, "watch_until": None})
+        verdict = evaluate(then, data, now)
+        applied = verdict.applied
+        if applied is None or applied.trigger != "guardrail_regression":
+            continue
+        where = rollout_stage(then)
+        late = LateEvidence(
+            stage=stage,
+            flag_versions=sorted(data.versions),
+            why=f"events of {where} counted after it passed show a regression",
+        )
+        evidence = verdict.evidence.model_copy(update={"late": late})
+        reason = f"late evidence of {where}: {verdict.reason}"[:500]
+        return dataclasses.replace(verdict, reason=reason, evidence=evidence)
+    return None

@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from controller.adapters.redis import RedisClient, ingest_progress
-from controller.core.rollouts import Completeness, Rollout, counted_late
+from controller.core.machine import late_regression, passed_stages
+from controller.core.rollouts import Completeness, Rollout, Verdict, VerdictKind, counted_late
+from controller.ports import AggregateReader
 from controller.settings import Settings
 
 
@@ -144,3 +146,28 @@ def _merged(
     a: Mapping[str, frozenset[int]], b: Mapping[str, frozenset[int]]
 ) -> dict[str, frozenset[int]]:
     return {t: frozenset(a.get(t, frozenset()) | b.get(t, frozenset())) for t in {*a, *b}}
+
+
+class PassedStages:
+    """Tests the stages a rollout passed again when its flag has news: evidence counted late."""
+
+    def __init__(self, aggregates: AggregateReader) -> None:
+        self._aggregates = aggregates
+
+    async def checked(
+        self, rollout: Rollout, verdict: Verdict, now: datetime, *, fresh: bool
+    ) -> Verdict:
+        """``verdict``, or the regression found in a passed stage's evidence. Only a gate
+        with news reads them (events counted late make the flag's news, like any), in one
+        read, and only when the stage itself does not already roll back."""
+        if not fresh or verdict.kind is VerdictKind.ROLLBACK:
+            return verdict
+        return await self.late(rollout, now) or verdict
+
+    async def late(self, rollout: Rollout, now: datetime) -> Verdict | None:
+        """The regression in the evidence of a stage ``rollout`` passed, if any."""
+        stages = passed_stages(rollout)
+        if not stages:
+            return None
+        reads = await self._aggregates.read_many([(rollout.flag, v) for v in stages.values()])
+        return late_regression(rollout, dict(zip(stages, reads, strict=True)), now)

@@ -29,7 +29,7 @@ from controller.core.machine import evaluate
 from controller.core.rollouts import GateInput, Input, Phase, Rollout, TickInput
 from controller.core.stats import FlagAggregates
 from controller.daemon.metrics import Metrics
-from controller.daemon.rollouts.completeness import EvidenceWatch
+from controller.daemon.rollouts.completeness import EvidenceWatch, PassedStages
 from controller.daemon.rollouts.consulting import Consultations
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.history import Recorder
@@ -66,6 +66,7 @@ class GateLoop:
         self._sources = sources  # guardrails read from Prometheus, off this loop
         self.evidence = EvidenceWatch(progress=None, max_lag=None, clock=clock)
         """The partitions ingest holds or lags on (none known unless given)."""
+        self.passed = PassedStages(aggregates)  # re-tested on evidence counted late
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -122,7 +123,7 @@ class GateLoop:
     ) -> None:
         """Read what ``flags`` need (their states unless ``loaded`` has them), then gate each."""
         states = {f: loaded[f] for f in flags if f in loaded}
-        states |= await self._load_rest([f for f in flags if f not in loaded])
+        states |= await _load_rest(self._states, [f for f in flags if f not in loaded])
         data = await self._read_ahead(flags, states, fresh)
         for flag in flags:
             gated = self.gate(
@@ -133,18 +134,6 @@ class GateLoop:
                 data=data.get(flag),
             )
             await self._contained.run(gated, where="gate", flag=flag)
-
-    async def _load_rest(self, flags: list[str]) -> dict[str, Loaded | StoreError]:
-        """The states of ``flags`` in one read; none when it fails for good (each gate then
-        loads its own, and only a damaged flag fails)."""
-        if not flags:
-            return {}
-        try:
-            return dict(zip(flags, await self._states.load_many(flags), strict=True))
-        except ControllerError as exc:
-            if exc.retriable:
-                raise
-            return {}
 
     async def _read_ahead(
         self, flags: list[str], states: dict[str, Loaded | StoreError], fresh: set[str]
@@ -209,6 +198,7 @@ class GateLoop:
         now = self._now()
         sourced = None if self._sources is None else self._sources.for_gate(rollout, now)
         verdict = evaluate(rollout, data, now, sourced, self.evidence.for_gate(rollout, now))
+        verdict = await self.passed.checked(rollout, verdict, now, fresh=fresh)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]
@@ -243,6 +233,19 @@ class GateLoop:
             read = await self._aggregates.read(flag, stage[2])
         self._seen[flag] = (stage, read)
         return read
+
+
+async def _load_rest(states: RolloutStates, flags: list[str]) -> dict[str, Loaded | StoreError]:
+    """The states of ``flags`` in one read; none when it fails for good (each gate then
+    loads its own, and only a damaged flag fails)."""
+    if not flags:
+        return {}
+    try:
+        return dict(zip(flags, await states.load_many(flags), strict=True))
+    except ControllerError as exc:
+        if exc.retriable:
+            raise
+        return {}
 
 
 def _stage_key(rollout: Rollout) -> tuple[str, int, frozenset[int]]:
