@@ -2,11 +2,13 @@
 streams of clients that were reset are free for their reconnects at once, and clients
 that never read (or read a byte at a time) are closed within the streams' lifetime while
 the others keep hearing every kill (and resume across the ends of their own streams,
-missing none)."""
+missing none), and a client whose buffers are full is dropped once a write has waited
+the write bound."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +25,13 @@ from controller.core.rollouts.rollout import Phase
 from controller.ports import StateWrite
 from controller.settings import RedisSettings
 from tests.support.clients.ofrep import flag_rollout, ofrep_server, store
-from tests.support.clients.raw_streams import NonReader, RawStream, raw_stream, wait_ended
+from tests.support.clients.raw_streams import (
+    NonReader,
+    RawStream,
+    raw_stream,
+    request,
+    wait_ended,
+)
 from tests.support.clients.sse import sse
 from tests.support.waiting import eventually
 
@@ -63,6 +71,17 @@ async def short_lived(
 ) -> AsyncIterator[tuple[str, RolloutStore]]:
     bounds = StreamBounds(
         max_streams=100, per_client=100, heartbeat_seconds=1, lifetime_seconds=LIFETIME
+    )
+    async for pair in served(redis_url, redis_namespace, bounds):
+        yield pair
+
+
+@pytest.fixture
+async def one_each(redis_url: str, redis_namespace: str) -> AsyncIterator[tuple[str, RolloutStore]]:
+    """One stream per client, a heartbeat every 10 ms (bytes keep coming), a 1 s write bound
+    and a lifetime far longer than the test."""
+    bounds = StreamBounds(
+        max_streams=10, per_client=1, heartbeat_seconds=0.01, write_seconds=1, lifetime_seconds=600
     )
     async for pair in served(redis_url, redis_namespace, bounds):
         yield pair
@@ -191,3 +210,33 @@ async def test_clients_that_never_read_are_closed_within_the_lifetime_and_reader
     print(f"\nnon-readers closed at most {held:.2f} s after they opened; {flips} changes heard")
     assert held <= LIFETIME + SLACK
     assert all(q.empty() for q in heard), "a reader heard a change twice"
+
+
+async def test_a_client_that_stops_taking_bytes_is_dropped_once_a_write_waits_too_long(
+    one_each: tuple[str, RolloutStore],
+) -> None:
+    base, _ = one_each
+    where = urlsplit(base)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connecting: its window
+    stalled.connect((where.hostname, where.port))
+    stalled.sendall(request("/ofrep/v1/events"))  # and never reads
+    url = f"{base}/ofrep/v1/events"
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with sse(client, url) as refused:
+                assert refused.response.status_code == 429, "the stalled client holds no stream"
+
+            async def given_back() -> bool:
+                async with sse(client, url) as again:
+                    return again.response.status_code == 200
+
+            # Its buffers fill in a second or two; then a write waits, and 1 s later it is cut
+            # (the server's send buffer could otherwise take megabytes of heartbeats).
+            started = time.monotonic()
+            assert await eventually(given_back, timeout=30, what="the stalled client's stream")
+        print(
+            f"\nthe stalled client's stream was given back after {time.monotonic() - started:.1f} s"
+        )
+    finally:
+        stalled.close()
