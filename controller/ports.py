@@ -19,8 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from controller.core.common import StoreError
-from controller.core.machine import Choice, LogGap
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine import Choice, LogGap, LogIdentity
 from controller.core.metrics_source import Answer
 from controller.core.release import PipelineState
 from controller.core.rollouts import AdvisorResult, Briefing, Rollout
@@ -181,8 +180,7 @@ class EventSource(Protocol):
         ...
 
     async def identity(self) -> LogIdentity | None:
-        """The topic's identity, asked of the broker now; None when the topic is unknown.
-        Raises :class:`BrokerError` when the broker does not answer."""
+        """The topic's identity asked of the broker now (None: unknown); or BrokerError."""
         ...
 
 

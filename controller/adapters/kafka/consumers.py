@@ -8,16 +8,14 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError
 
 from controller.adapters.kafka.admin import partition_for
-from controller.adapters.kafka.topic_ids import TopicIdRequest, identity_in
-from controller.core.machine.log_identity import LogIdentity
+from controller.adapters.kafka.topic_ids import TopicIdentity
+from controller.core.machine import LogIdentity
 from controller.kit.kafka_client import (
     BROKER_FAILURES,
     METADATA_MAX_AGE_MS,
     ClientLifecycle,
-    translate,
     translated,
 )
 from controller.ports import Record
@@ -81,6 +79,7 @@ class EventConsumer(ClientLifecycle):
         self._listener = _Listener(listener)
         self._start_from = start_from
         self._bootstrap = kafka.bootstrap_servers
+        self._identity = TopicIdentity(topic, kafka.client_options(), timeout_s=_ANSWER_TIMEOUT_S)
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=group_id or kafka.group_id,
@@ -164,22 +163,12 @@ class EventConsumer(ClientLifecycle):
         return len(partitions) if partitions else None
 
     async def identity(self) -> LogIdentity | None:
-        """The topic's id and partition count, asked of a broker now (:mod:`.topic_ids`);
-        the partition count alone from a broker without topic ids; None for a topic the
-        broker does not know. Raises :class:`BrokerError` when no broker answers in time."""
-        client = self._consumer._client
-        try:
-            async with asyncio.timeout(_ANSWER_TIMEOUT_S):
-                node = client.get_random_node()
-                if node is None:
-                    raise KafkaConnectionError("no broker known yet")
-                answer = await client.send(node, TopicIdRequest(self._topic))
-        except (NotImplementedError, IncompatibleBrokerVersion):
-            count = self.partition_count()
-            return None if count is None else LogIdentity(None, count)
-        except BROKER_FAILURES as exc:
-            raise translate(exc, "the topic's identity", bootstrap=self._bootstrap) from exc
-        return identity_in(answer, self._topic)
+        """The topic's id and partition count, asked of a broker now (:mod:`.topic_ids`)."""
+        return await self._identity.ask()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._identity.close()
 
     async def commit(self, offsets: dict[int, int]) -> None:
         """Record progress in Kafka for lag monitoring; failures are only logged. Bounded:

@@ -10,10 +10,13 @@ creates the topic it asks about.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from io import BytesIO
 from typing import Any
 
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     AbstractType,
@@ -26,7 +29,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine import LogIdentity
+from controller.kit.kafka_client import BROKER_FAILURES, translate
 
 _NO_ID = uuid.UUID(int=0)
 
@@ -137,3 +141,45 @@ def identity_in(response: Any, topic: str) -> LogIdentity | None:
         known = None if topic_id == _NO_ID else str(topic_id)
         return LogIdentity(topic_id=known, partitions=len(partitions))
     return None
+
+
+class TopicIdentity:
+    """Asks a broker for one topic's identity, on connections of its own (opened at the
+    first question, closed by :meth:`close`)."""
+
+    def __init__(self, topic: str, options: dict[str, Any], *, timeout_s: float) -> None:
+        """``options``: the connection and security keywords of the topic's consumer."""
+        self._topic, self._timeout_s = topic, timeout_s
+        self._bootstrap = str(options.get("bootstrap_servers", ""))
+        self._client = AIOKafkaClient(**options)
+        self._started = False
+
+    async def ask(self) -> LogIdentity | None:
+        """The topic's id and partition count; the count alone from a broker without
+        topic ids; None for a topic the broker does not know. Raises
+        :class:`BrokerError` when no broker answers in time."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._asked()
+        except BROKER_FAILURES as exc:
+            raise translate(exc, "the topic's identity", bootstrap=self._bootstrap) from exc
+
+    async def _asked(self) -> LogIdentity | None:
+        if not self._started:
+            await self._client.bootstrap()
+            self._started = True
+        node = self._client.get_random_node()
+        if node is None:
+            raise KafkaConnectionError("no broker known yet")
+        try:
+            answer = await self._client.send(node, TopicIdRequest(self._topic))
+        except (NotImplementedError, IncompatibleBrokerVersion):
+            cluster = await self._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
+            return LogIdentity(None, len(partitions)) if partitions else None
+        return identity_in(answer, self._topic)
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self._client.close()

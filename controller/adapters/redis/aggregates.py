@@ -2,8 +2,7 @@
 
 Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
 
-    {P:T:n}:meta                  hash: epoch, offset (next offset to read), topic_id and
-                                  partitions (the identity of the log offset belongs to)
+    {P:T:n}:meta                  hash: epoch, offset (next to read), its log's topic_id, partitions
     {P:T:n}:rejects               hash: reject reason -> count
     {P:T:n}:flags                 set: flags that received events
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
@@ -13,8 +12,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
     {P:T:-1}:ids                  sorted set: event ids other source topics counted -> when (ms)
-    {P:T:-1}:src:S:m:meta         hash: epoch, offset, topic_id, partitions of partition m
-                                  of another source topic S
+    {P:T:-1}:src:S:m:meta         hash: the same, of partition m of another source topic S
     P:partitions:T                set: partitions ever claimed
 
 Another source topic (the OpenTelemetry Collector's) is ingested by a store
@@ -84,7 +82,7 @@ from controller.adapters.redis.keys import (
     source_meta_key,
 )
 from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine import LogIdentity
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
     WATCH_CAP,
@@ -100,8 +98,7 @@ __all__ = ["RedisAggregateStore", "connect", "translated"]
 
 _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-local stored = redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions')
-return {epoch, stored[1] or '-1', stored[2] or '', stored[3] or ''}
+return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions'))}
 """
 
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
@@ -181,10 +178,8 @@ class RedisAggregateStore:
             if self._source is None:
                 # Read after the new epoch is stored: no other owner can add to it now.
                 self._logs[partition] = await self._load_ids(partition)
-        stored = int(offset)
-        identity = LogIdentity.stored(topic_id, count)
-        known = identity if identity.known else None
-        return Claim(partition, int(epoch), None if stored < 0 else stored, known)
+        stored = None if offset is None or int(offset) < 0 else int(offset)
+        return Claim(partition, int(epoch), stored, LogIdentity.stored(topic_id, count))
 
     async def _load_ids(self, partition: int) -> IdLog:
         """The partition's list of counted ids, read into memory (empty if it is no list:
@@ -209,9 +204,8 @@ class RedisAggregateStore:
         expected_offset: int | None,
         log: LogIdentity | None = None,
     ) -> FlushOutcome:
-        """Apply ``delta`` and advance the partition's offset, atomically, once; with the
-        offset, store ``log``, the identity of the log ``delta`` was read from (its unknown
-        parts kept as stored).
+        """Apply ``delta`` and advance the partition's offset, atomically, once; with it,
+        ``log``, the identity of the log ``delta`` was read from (unknown parts kept).
 
         Raises :class:`FencedError` when another owner holds the partition (a
         newer epoch, or a stored offset ahead of this owner's), :class:`LostWrites`
@@ -224,11 +218,8 @@ class RedisAggregateStore:
         ids = delta.seen.recorded()
         ids_log = await self._checked_ids(delta.partition, ids, now_ms)
         keys, args = self._flush_arguments(delta, epoch, expected_offset, now_ms)
-        if ids_log is not None:
-            args += ["log", entry(now_ms, ids) if ids else b""]
-        else:
-            args += ["zset", b""]
-        args += list((log or LogIdentity(None, None)).fields().values())
+        listed = ["log", entry(now_ms, ids) if ids else b""] if ids_log is not None else None
+        args += [*(listed or ("zset", b"")), *(log or LogIdentity(None, None)).fields().values()]
         try:
             async with translated():
                 code, detail = await self._flush(keys=keys, args=args)

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.keys import partition_tag, source_meta_key
-from controller.core.machine import CHOICES, Choice, LogGap
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine import CHOICES, Choice, LogGap, LogIdentity
 from controller.settings import RedisSettings
 
 _IDENTITY = """

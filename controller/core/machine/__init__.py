@@ -12,8 +12,10 @@ from controller.core.machine.log_gaps import (
     Choice,
     IngestCommand,
     LogGap,
+    LogIdentity,
     advice,
     gap_of,
+    identity_change,
     resume_offset,
 )
 from controller.core.machine.machine import late_regression, passed_stages, step
@@ -36,6 +38,7 @@ __all__ = [
     "Choice",
     "IngestCommand",
     "LogGap",
+    "LogIdentity",
     "PlannedQuery",
     "Sourced",
     "advice",
@@ -45,6 +48,7 @@ __all__ = [
     "drift_alerted",
     "evaluate",
     "gap_of",
+    "identity_change",
     "late_regression",
     "log_gaps",
     "passed_stages",

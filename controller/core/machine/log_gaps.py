@@ -19,9 +19,22 @@ operator decides): a log that starts at 0 and holds at most half of what was
 counted, or a topic with fewer partitions, looks new, so ``reread`` fits; a log
 that ends a little before the stored offset looks cut short, so ``accept_gap``.
 
+A log's identity is not its offsets. A topic made again (deleted and created,
+or a broker back empty and an app's producer first to make it) starts new logs
+at offset 0, which grow past the stored offsets as soon as enough is produced:
+a log longer than the stored offset proves nothing. So each stored offset is
+kept with the identity of the log it was counted on, in the same atomic write
+(:class:`LogIdentity`: the topic's id, KIP-516, and its partition count), and
+:func:`identity_change` compares it with the broker's: another id is another
+topic, whatever its logs hold; fewer partitions is another topic (Kafka never
+takes partitions away), and a partition the topic lacks holds nothing counted;
+more partitions under the same id (or with no ids to compare) is a topic an
+operator grew; an identity unknown on either side proves nothing.
+
 Pure: :func:`gap_of` finds a gap from numbers the caller asked of the broker
-and of Redis; :func:`resume_offset` says where a choice resumes; :func:`audit`
-is the decision that records a command's outcome.
+and of Redis; :func:`identity_change` whether a log is another one;
+:func:`resume_offset` says where a choice resumes; :func:`audit` is the
+decision that records a command's outcome.
 """
 
 from __future__ import annotations
@@ -76,7 +89,7 @@ class LogGap:
     """The offset a fetch served, before the stored one (the consumer's position was reset)."""
     changed: str | None = None
     """How the topic's identity differs from the one stored with the offset: another log
-    (:mod:`controller.core.machine.log_identity`), however long."""
+    (:func:`identity_change`), however long."""
 
     @property
     def shrank(self) -> bool:
@@ -173,11 +186,74 @@ def gap_of(
     which the client's reset to the earliest offset would skip without a word. A
     partition count below the one recorded means the topic was made again: keys now
     land on other partitions. So does a ``changed`` identity, however long the log
-    (:func:`~controller.core.machine.log_identity.identity_change`).
+    (:func:`identity_change`).
     """
     gap = LogGap(partition, stored, beginning, end, partitions, recorded_partitions, None, changed)
     beyond = stored is not None and stored > end
     return gap if beyond or gap.cut or gap.shrank or gap.changed else None
+
+
+@dataclass(frozen=True, slots=True)
+class LogIdentity:
+    """What tells one topic's logs from another's of the same name."""
+
+    topic_id: str | None
+    """The topic's id (a UUID), None where the broker gives none."""
+    partitions: int | None
+    """The topic's partition count, None where unknown."""
+
+    def fields(self) -> dict[str, str]:
+        """The known parts, as stored beside an offset ('' for an unknown part)."""
+        count = "" if self.partitions is None else str(self.partitions)
+        return {"topic_id": self.topic_id or "", "partitions": count}
+
+    @classmethod
+    def stored(
+        cls, topic_id: str | bytes | None, partitions: str | bytes | None
+    ) -> LogIdentity | None:
+        """The identity read back from storage; an empty or absent part is unknown, and
+        None when neither is known."""
+        text, count = _text(topic_id), _text(partitions)
+        if not text and not count.isdigit():
+            return None
+        return cls(text or None, int(count) if count.isdigit() else None)
+
+
+def identity_change(
+    partition: int, *, stored: LogIdentity | None, live: LogIdentity | None
+) -> str | None:
+    """Why ``partition``'s log on the broker (``live``) is not the one its stored offset was
+    counted on (``stored``), or None when nothing proves it."""
+    if live is None:
+        return None
+    if live.partitions is not None and partition >= live.partitions:
+        return f"the topic has {live.partitions} partitions now, none numbered {partition}"
+    if stored is None:
+        return None
+    reasons = []
+    if _other_id(stored, live):
+        reasons.append(
+            f"the topic's id is {live.topic_id}, {stored.topic_id} recorded: the topic was"
+            " made again"
+        )
+    if _fewer(stored, live):
+        reasons.append(f"the topic has {live.partitions} partitions, {stored.partitions} recorded")
+    return "; ".join(reasons) or None
+
+
+def _other_id(stored: LogIdentity, live: LogIdentity) -> bool:
+    return bool(stored.topic_id and live.topic_id and stored.topic_id != live.topic_id)
+
+
+def _fewer(stored: LogIdentity, live: LogIdentity) -> bool:
+    before, now = stored.partitions, live.partitions
+    return before is not None and now is not None and now < before
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def advice(gaps: Sequence[LogGap], *, named: str = "") -> str:

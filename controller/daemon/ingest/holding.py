@@ -34,7 +34,8 @@ class Holding:
     async def watch(self) -> None:
         """Hold the owned partitions whose log now ends before their stored offset, or is
         another log."""
-        positions, logs = self._parts.positions(), self._parts.logs()
+        positions = self._parts.positions()
+        logs = {p: owned.log for p, owned in self._parts.owned.items()}
         found = await self._retry(
             lambda: self._gaps.while_owned(positions, self._source, logs), "check the log"
         )

@@ -6,7 +6,7 @@ offset answer and the last fetch's high watermark), and whenever a fetch
 returns records behind it (the consumer's position was reset after an
 out-of-range fetch); the identity of the log it was counted on (the topic's id
 and partition count, stored with it) with the broker's when it is claimed and
-every commit interval (:mod:`controller.core.machine.log_identity`). A
+every commit interval (:func:`~controller.core.machine.identity_change`). A
 partition whose log ends before the stored offset, or is another log (the
 topic made again: another id, fewer partitions), is *held*: paused, recorded in
 Redis, named by ``/readyz`` and by a critical alert, until an operator's signed
@@ -29,10 +29,16 @@ from typing import NamedTuple
 
 import structlog
 
-from controller.core.common import ControllerError
-from controller.core.machine import LogGap, advice, gap_of, resume_offset
-from controller.core.machine.log_identity import LogIdentity, identity_change
+from controller.core.machine import (
+    LogGap,
+    LogIdentity,
+    advice,
+    gap_of,
+    identity_change,
+    resume_offset,
+)
 from controller.core.rollouts import RaiseAlert
+from controller.daemon.ingest.lost_partitions import LostPartitions, live_identity
 from controller.ports import EventSource, HeldPartitions
 
 log = structlog.get_logger("controller.daemon.ingest.ingest")
@@ -78,8 +84,7 @@ class LogGaps:
         self.gaps: dict[int, LogGap] = {}
         self._alerted: dict[int, float] = {}
         """When each held partition's alert was last raised."""
-        self._orphaned: dict[int, LogIdentity | None] = {}
-        """Held partitions the topic no longer has, with the topic's identity then."""
+        self._lost = LostPartitions(store)
 
     async def at_claim(
         self,
@@ -90,10 +95,10 @@ class LogGaps:
         log: LogIdentity | None = None,
     ) -> Checked:
         """Whether ``partition``, just claimed at ``stored`` (counted on the log ``log``), must
-        be held (recorded if so): its topic is another one (another id, fewer partitions
-        than recorded), or its log starts after ``stored`` (the client would reset to the
-        log start and skip what was deleted uncounted). A log longer than ``stored``
-        proves nothing. Stored partitions the topic no longer has are held with it.
+        be held (recorded if so): it is another log (another topic id, fewer partitions),
+        or its log starts after ``stored`` (a reset to the log start would skip what was
+        deleted uncounted); a longer log proves nothing. Stored partitions the topic no
+        longer has are held with it (:mod:`.lost_partitions`).
 
         Its end is checked once fetched: a broker's end offset answer may trail what
         its fetches serve (it names the last batch's start on some brokers), while a
@@ -108,7 +113,8 @@ class LogGaps:
         changed = None if stored is None else identity_change(partition, stored=log, live=live)
         if count is not None:
             before = max(recorded or 0, (log.partitions or 0) if log is not None else 0)
-            await self._orphans(count, before, live)
+            for lost in await self._lost.find(count, before, live, known=set(self.gaps)):
+                await self._found(lost)
         shrank = count is not None and recorded is not None and count < recorded
         if not shrank and stored is None:
             return Checked(held=False, live=live)
@@ -118,17 +124,6 @@ class LogGaps:
             return Checked(held=False, live=live)
         await self._found(gap)
         return Checked(held=True, live=live)
-
-    async def _orphans(self, count: int, before: int, live: LogIdentity | None) -> None:
-        """Hold each stored partition numbered from ``count`` up to ``before``: the topic has
-        ``count`` partitions now, ``before`` were recorded, and nobody claims the others."""
-        for partition in range(count, before):
-            stored = await self._store.stored(partition)
-            if stored is None or partition in self.gaps:
-                continue
-            self._orphaned[partition] = live
-            why = identity_change(partition, stored=None, live=LogIdentity(None, count))
-            await self._found(LogGap(partition, stored, stored, stored, count, before, changed=why))
 
     async def while_owned(
         self,
@@ -144,7 +139,7 @@ class LogGaps:
         fetch (an end offset answer may trail what fetches already served), so a
         partition not fetched since its claim waits for its first fetch.
         """
-        live = await self.live(source) if logs else None
+        live = await live_identity(source) if logs else None
         changed = {
             p: why
             for p in positions
@@ -170,15 +165,6 @@ class LogGaps:
                 await self._found(gap)
                 found.append(partition)
         return found
-
-    @staticmethod
-    async def live(source: EventSource) -> LogIdentity | None:
-        """The topic's identity as the broker gives it now; None if it does not answer."""
-        try:
-            return await source.identity()
-        except ControllerError as exc:
-            log.debug("topic_identity_skipped", error=str(exc))
-            return None
 
     async def cut(self, partition: int, stored: int, source: EventSource) -> bool:
         """Whether ``partition``'s log now starts after ``stored`` (recorded if so): a fetch
@@ -224,7 +210,7 @@ class LogGaps:
         for partition in partitions:
             self.gaps.pop(partition, None)
             self._alerted.pop(partition, None)
-            self._orphaned.pop(partition, None)
+            self._lost.forget(partition)
 
     async def decided(
         self, source: EventSource, epochs: dict[int, int]
@@ -235,8 +221,9 @@ class LogGaps:
         out: dict[int, Resumed | None] = {}
         live: LogIdentity | None = None
         for partition, gap in sorted(self.gaps.items()):
-            if partition in self._orphaned:
-                await self._retire(partition, gap)
+            if partition in self._lost:
+                if await self._lost.retire(partition, gap):
+                    self._forget(partition)
                 continue
             if partition not in epochs:
                 continue
@@ -244,7 +231,7 @@ class LogGaps:
             ranges = await source.log_range([partition]) if chosen else {}
             if chosen is None or partition not in ranges:
                 continue
-            live = live or await self.live(source)
+            live = live or await live_identity(source)
             choice, gap_end = chosen
             beginning, end = ranges[partition]
             offset = resume_offset(choice, gap_end=gap_end, beginning=beginning, end=end)
@@ -264,30 +251,21 @@ class LogGaps:
             )
         return out
 
-    async def _retire(self, partition: int, gap: LogGap) -> None:
-        """Forget the held ``partition`` the topic no longer has, once chosen for: nothing is
-        left to read of it; should the topic grow again, it is read from offset 0."""
-        chosen = await self._store.choice(partition)
-        if chosen is None:
-            return
-        await self._store.retire(partition, log=self._orphaned[partition])
-        self._forget(partition)
-        log.warning("events_partition_retired", partition=partition, choice=chosen[0], was=gap.why)
-
     def _forget(self, partition: int) -> None:
         del self.gaps[partition]
         self._alerted.pop(partition, None)
-        self._orphaned.pop(partition, None)
+        self._lost.forget(partition)
 
     def reason(self) -> str | None:
         """What ``/readyz`` says while partitions are held, or None."""
-        if not self.gaps:
-            return None
-        held = sorted(self.gaps.items())
-        each = "; ".join(f"p{p}: {g.why}" for p, g in held)
-        which, flag = (f"{self._topic} ", f" --topic {self._topic}") if self._beside else ("", "")
-        advised = advice([g for _, g in held], named=flag)
-        return (
-            f"{which}events partitions {sorted(self.gaps)} held until an operator chooses:"
-            f" {advised}. {each}"
-        )
+        return _reason(self.gaps, self._topic, beside=self._beside) if self.gaps else None
+
+
+def _reason(gaps: Mapping[int, LogGap], topic: str, *, beside: bool) -> str:
+    held = sorted(gaps.items())
+    each = "; ".join(f"p{p}: {g.why}" for p, g in held)
+    which, flag = (f"{topic} ", f" --topic {topic}") if beside else ("", "")
+    advised = advice([g for _, g in held], named=flag)
+    return (
+        f"{which}events partitions {sorted(gaps)} held until an operator chooses: {advised}. {each}"
+    )

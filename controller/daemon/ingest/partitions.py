@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from controller.core.common import FencedError, LostWrites
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine import LogIdentity
 from controller.core.rollouts import RaiseAlert
 from controller.core.wire import JsonObject
 from controller.daemon.ingest.log_gaps import Checked
@@ -124,10 +124,9 @@ class Partitions:
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
             self._metrics.owned(self._role, self.owned)
-            checked = await held(claim) if held is not None else None
-            if checked is not None and checked.live is not None:
-                owned.log = checked.live
-            if checked is not None and checked.held:
+            checked = await held(claim) if held is not None else Checked(False, None)
+            owned.log = checked.live or claim.log
+            if checked.held:
                 self.hold(partition, "the log no longer holds the stored offset")
                 continue
             await source.seek(partition, claim.offset)
@@ -146,8 +145,7 @@ class Partitions:
         self._metrics.owned(self._role, self.owned)
 
     def release(self, partition: int, offset: int, log: LogIdentity | None = None) -> None:
-        """Ingest the held ``partition`` again from ``offset`` on the log ``log``, under the
-        same claim."""
+        """Ingest the held ``partition`` again from ``offset`` on ``log``, same claim."""
         held, self._offsets[partition] = self.held.pop(partition), offset
         self._waiting.pop(partition, None)
         self.owned[partition] = Owned(held.epoch, offset, log or held.log)
@@ -200,22 +198,11 @@ class Partitions:
         self._waiting[partition] = _Waiting("replaying writes redis lost")
         source.pause([partition])
         self._metrics.owned(self._role, self.owned)
-        summary = (
-            f"redis lost acknowledged writes of {self._role} partition {partition}: its stored"
-            f" offset is {stored}, {acknowledged} had been written; those records are being counted"
-            " again from the stored offset. Check the Redis failover that caused it."
-        )
-        details: JsonObject = {"partition": partition, "stored_offset": stored}
-        details["acknowledged"] = acknowledged
-        return RaiseAlert("store_lost_writes", "critical", summary, details)
+        return _lost_alert(self._role, partition, stored, acknowledged)
 
     # -- what operators see --------------------------------------------------------------
     def positions(self) -> dict[int, int]:
         return {p: o.offset for p, o in self.owned.items() if o.offset is not None}
-
-    def logs(self) -> dict[int, LogIdentity | None]:
-        """The identity of the log each owned partition is read on."""
-        return {p: o.log for p, o in self.owned.items()}
 
     def resumable(self, partitions: list[int]) -> list[int]:
         """Those of ``partitions`` that are owned and not waiting for a claim."""
@@ -269,6 +256,20 @@ class Partitions:
         if waiting:
             parts.append(f"not ingesting {waiting}")
         return "ingest stalled: " + "; ".join(parts)
+
+
+def _lost_alert(
+    role: str, partition: int, stored: int | None, acknowledged: int | None
+) -> RaiseAlert:
+    """The alert that says Redis lost acknowledged writes of ``partition``."""
+    summary = (
+        f"redis lost acknowledged writes of {role} partition {partition}: its stored"
+        f" offset is {stored}, {acknowledged} had been written; those records are being counted"
+        " again from the stored offset. Check the Redis failover that caused it."
+    )
+    details: JsonObject = {"partition": partition, "stored_offset": stored}
+    details["acknowledged"] = acknowledged
+    return RaiseAlert("store_lost_writes", "critical", summary, details)
 
 
 def _label(role: str, partition: int) -> str:

@@ -19,7 +19,7 @@ import pytest
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine.log_gaps import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest
 from controller.daemon.ingest.log_gaps import LogGaps

@@ -13,7 +13,7 @@ import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.log_gaps import GapStore
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine.log_gaps import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.log_gaps import LogGaps, Resumed

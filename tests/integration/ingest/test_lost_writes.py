@@ -21,7 +21,7 @@ from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreUnavailable
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine.log_gaps import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from controller.core.common.errors import FencedError, LostWrites
-from controller.core.machine.log_identity import LogIdentity
+from controller.core.machine.log_gaps import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.partitions import Partitions
 from controller.daemon.metrics import Metrics
