@@ -79,7 +79,7 @@ class EventConsumer(ClientLifecycle):
         self._listener = _Listener(listener)
         self._start_from = start_from
         self._bootstrap = kafka.bootstrap_servers
-        self._identity = TopicIdentity(topic, kafka.client_options(), timeout_s=_ANSWER_TIMEOUT_S)
+        self._identity = TopicIdentity(topic, kafka, timeout_s=_ANSWER_TIMEOUT_S)
         self._client = self._consumer = AIOKafkaConsumer(
             **kafka.client_options(),
             group_id=group_id or kafka.group_id,

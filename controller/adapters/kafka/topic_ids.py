@@ -31,6 +31,7 @@ from aiokafka.protocol.types import (
 
 from controller.core.machine import LogIdentity
 from controller.kit.kafka_client import BROKER_FAILURES, translate
+from controller.settings import KafkaSettings
 
 _NO_ID = uuid.UUID(int=0)
 
@@ -147,11 +148,10 @@ class TopicIdentity:
     """Asks a broker for one topic's identity, on connections of its own (opened at the
     first question, closed by :meth:`close`)."""
 
-    def __init__(self, topic: str, options: dict[str, Any], *, timeout_s: float) -> None:
-        """``options``: the connection and security keywords of the topic's consumer."""
+    def __init__(self, topic: str, kafka: KafkaSettings, *, timeout_s: float) -> None:
         self._topic, self._timeout_s = topic, timeout_s
-        self._bootstrap = str(options.get("bootstrap_servers", ""))
-        self._client = AIOKafkaClient(**options)
+        self._bootstrap = kafka.bootstrap_servers
+        self._client = AIOKafkaClient(**kafka.client_options())
         self._started = False
 
     async def ask(self) -> LogIdentity | None:
