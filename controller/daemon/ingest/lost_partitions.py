@@ -40,10 +40,12 @@ class LostPartitions:
     async def find(
         self, count: int, before: int, live: LogIdentity | None, *, known: set[int]
     ) -> list[LogGap]:
-        """The gap of each stored partition numbered from ``count`` up to ``before`` and not
-        ``known``: the topic has ``count`` partitions now, ``before`` were stored."""
+        """The gap of each stored partition numbered from ``count`` up to ``before``, or held
+        already (found by an instance since gone), and not ``known``: the topic has
+        ``count`` partitions now, ``before`` were stored."""
+        held = {p for p in await self._store.held() if p >= count}
         gaps = []
-        for partition in range(count, before):
+        for partition in sorted(held.union(range(count, before))):
             stored = await self._store.stored(partition)
             if stored is None or partition in known:
                 continue

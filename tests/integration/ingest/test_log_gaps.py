@@ -238,3 +238,34 @@ async def test_a_topic_made_again_is_held_however_long_its_logs_and_its_lost_par
         assert (again.offset, again.log) == (0, after)
         assert not (await gaps.at_claim(1, again.offset, remade, log=again.log)).held
         assert (await aggregates.claim(3)).log == after
+
+
+async def test_partitions_a_topic_lost_stay_found_after_the_instance_that_held_them_is_gone(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    held, aggregates = stores
+    before, after = LogIdentity("id-before", 4), LogIdentity("id-after", 2)
+    for partition in range(4):
+        claim = await aggregates.claim(partition)
+        delta = PartitionDelta(partition=partition, next_offset=50)
+        await aggregates.flush(delta, epoch=claim.epoch, expected_offset=None, log=before)
+    await held.record_partitions(4)
+    remade = RemadeSource("id-after", count=2, end=500)
+    # An instance holds p0 and the partitions the topic lost, then goes
+    first = LogGaps(store=held, topic=TOPIC)
+    assert (await first.at_claim(0, 50, remade, log=before)).held
+    assert await held.held() == {0, 2, 3}
+    # p0 is resumed by the next owner, which records the topic's new count
+    claim = await aggregates.claim(0)
+    await held.resume(0, epoch=claim.epoch, offset=0, log=after)
+    await held.record_partitions(2)
+    # Then the claim of any partition finds the lost ones still held, and takes them on
+    alerts: list[RaiseAlert] = []
+    second = LogGaps(store=held, topic=TOPIC, alarm=alerts.append)
+    assert not (await second.at_claim(0, 0, remade, log=after)).held
+    assert sorted(second.gaps) == [2, 3]
+    assert "p2: the topic has 2 partitions now, none numbered 2" in (second.reason() or "")
+    assert await held.choose([2, 3], "reread", "c6") == [2, 3]
+    assert await second.decided(remade, {}) == {}
+    assert await held.held() == set()
+    assert second.reason() is None
