@@ -27,7 +27,8 @@ alpha; more runs narrow every bound.
     python bench/aa.py [--runs 100] [--rate 200] [--seed 1] [--workers 2] [--growth 0.01]
 
 **Clustered traffic** (``--traffic clustered``, :mod:`tests.support.clustered`): each stage
-of the default plan draws 20,000 units (40,000 for one request per unit) of one of the
+of the default plan draws units by its length, 10,000 a half hour (20,000 for one
+request per unit): 10,000, 20,000, 40,000 and 80,000 units in its four stages, of one of the
 review's shapes of real traffic: heavy units (1% send 300-2,000 requests) with 2% of units
 failing half their requests, fewer of each, no heavy units, heavy units that fail alike,
 units of different speed, and bots (0.1% send 5,000 requests, none failing). Per shape, an

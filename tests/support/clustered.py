@@ -81,8 +81,9 @@ class Shape:
     value_median: float = 20.0
     value_unit_sigma: float = 1.0
     """Each unit's typical conversion value varies log-normally by this sigma."""
-    units: int = 20_000
-    """Units per stage."""
+    units: int = 10_000
+    """Units that arrive in 30 minutes: a stage draws its share of them by its length (the
+    default plan's stages see 10,000, 20,000, 40,000 and 80,000)."""
 
 
 ONE = (Tier(1.0, 1, 1),)
@@ -99,7 +100,7 @@ SHAPES: dict[str, Shape] = {
             error_rate=0.02,
             conversion_sigma=0.0,
             value_unit_sigma=0.0,
-            units=40_000,
+            units=20_000,
         ),
         Shape("heavy_failing", HEAVY, failing_share=0.02, speed_sigma=0.3),
         Shape("light_failing", LIGHT_HEAVY, failing_share=0.005, speed_sigma=0.3),
@@ -128,11 +129,11 @@ class _Requests:
 
 
 def _population(
-    rng: np.random.Generator, shape: Shape, percent: float, treatment_factor: float
+    rng: np.random.Generator, shape: Shape, units: int, percent: float, treatment_factor: float
 ) -> _Requests:
     """Draw a stage's units and their requests (``treatment_factor`` scales treatment units'
     error propensity: 1 for identical arms)."""
-    n = shape.units
+    n = units
     shares = np.array([t.share for t in shape.tiers])
     tier = rng.choice(len(shape.tiers), size=n, p=shares / shares.sum())
     lows = np.array([t.low for t in shape.tiers])[tier]
@@ -274,11 +275,11 @@ def simulate_clustered(
     for index, stage in enumerate(judged.plan.stages):
         if stage.percent >= 100:
             break
-        r = _population(rng, shape, stage.percent, treatment_factor)
-        arms = (_Arm(shape.units, np.zeros(shape.units, bool)),
-                _Arm(shape.units, np.zeros(shape.units, bool)))  # fmt: skip
-        started, last, advanced = T0 + timedelta(hours=index), 0, False
         duration = stage.min_duration.total_seconds()
+        units = max(1000, round(shape.units * duration / 1800))
+        r = _population(rng, shape, units, stage.percent, treatment_factor)
+        arms = (_Arm(units, np.zeros(units, bool)), _Arm(units, np.zeros(units, bool)))
+        started, last, advanced = T0 + timedelta(hours=index), 0, False
         for count in look_counts(r.arm.size, growth=growth):
             rows = np.arange(last, count)
             for a, arm in enumerate(arms):
@@ -291,7 +292,8 @@ def simulate_clustered(
                 now = started + timedelta(seconds=duration * count / r.arm.size)
                 verdict = evaluate(_rollout(judged.plan, index, started), data, now)
                 if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
-                    outcomes["plan"] = Outcome(verdict.evidence.breach or "srm", index, count)
+                    stopped = verdict.evidence.breach or "srm"
+                    outcomes["plan"] = Outcome(stopped, index, float(elapsed + count))
                 advanced = verdict.kind is VerdictKind.ADVANCE
             if len(outcomes) == len(names) + 1 or advanced:
                 break

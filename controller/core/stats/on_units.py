@@ -6,9 +6,9 @@ on units: V * max(1, design effect), and N the units behind the metric. The desi
 effect is estimated from the arms' unit buckets (:mod:`controller.core.stats.units`):
 
 * a ratio (errors per request, conversions per exposure, value per conversion): the
-  delta method's variance over buckets against the per-event variance over the same
-  events, for the arms as they are and for identical arms (the pooled rate over both
-  arms' buckets); the larger of the two;
+  delta method's variance over buckets (the larger of the arms' own and the one identical
+  arms would share, pooled within arms over both arms' buckets) against the variance as if
+  the same events were independent;
 * the share above a latency edge, and each arm's latency quantile: the design effect of the
   share of latencies above it, over both arms' buckets (what identical arms share; an arm's
   own, from a small arm's few buckets, would only add noise), interpolated between the
@@ -171,23 +171,24 @@ def _ratio_effect(
     spread: tuple[float, float, float],
     units: tuple[int, int],
 ) -> float | None:
-    """max(1, the arms' design effect, identical arms' design effect) of the ratio of
-    ``kinds`` (numerator, denominator); ``spread``: the per-event variance of treatment,
-    control and both pooled. None while an arm has too few buckets with data."""
+    """max(1, design effect) of the ratio of ``kinds`` (numerator, denominator) over the
+    bucketed events: the larger of the arms' and identical arms' variance on units, over the
+    variance as if those events were independent (its own null floor included). ``spread``:
+    the per-event variance of treatment, control and both pooled. None while an arm has too
+    few buckets with data."""
     (num_t, den_t), (num_c, den_c) = ((b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
     own = ratio_variance(num_t, den_t) + ratio_variance(num_c, den_c)
-    sum_t, sum_c = math.fsum(den_t), math.fsum(den_c)
     if not math.isfinite(own) or not all(math.isfinite(s) for s in spread):
         return None
-    effects = [1.0]
-    own_independent = spread[0] / sum_t + spread[1] / sum_c
-    if own_independent > 0:
-        effects.append(own / own_independent)
     null = pooled_ratio_variance([(num_t, den_t, units[0]), (num_c, den_c, units[1])])
-    null_independent = spread[2] * (1.0 / sum_t + 1.0 / sum_c)
-    if math.isfinite(null) and null_independent > 0:
-        effects.append(null / null_independent)
-    return max(effects)
+    on_units = max(own, null) if math.isfinite(null) else own
+    sum_t, sum_c = math.fsum(den_t), math.fsum(den_c)
+    independent = max(
+        spread[0] / sum_t + spread[1] / sum_c, spread[2] * (1.0 / sum_t + 1.0 / sum_c)
+    )
+    if independent <= 0:
+        return 1.0
+    return max(1.0, on_units / independent)
 
 
 def _pooled_share_effect(buckets: tuple[UnitBuckets, UnitBuckets], first_bin: int) -> float | None:

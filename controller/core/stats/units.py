@@ -149,24 +149,29 @@ def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -
 def pooled_ratio_variance(
     arms: Sequence[tuple[Sequence[float], Sequence[float], int]],
 ) -> float:
-    """Var(R_T - R_C) under identical arms, from both arms' buckets and each arm's units.
+    """Var(R_T - R_C) as identical arms would have it, from both arms' buckets and units.
 
-    ``arms``: per arm its bucket numerators, denominators and units. The per-unit
-    variance of the linearised metric Y - R·N, at the pooled rate and over both
-    arms' buckets, is shared by identical arms, so each arm's share is that variance
-    over its own units: σ²·(1/n_T + 1/n_C) / μ², with μ the denominator per unit.
-    Dominated by the larger arm, it keeps a small arm that happens to miss its rare
-    events from claiming certainty (the unit form of the pooled floor of
+    ``arms``: per arm its bucket numerators, denominators and units. The per-unit variance
+    of the linearised metric Y - R·N (each arm at its own rate, so a real difference between
+    the arms does not count as noise) is pooled over both arms' buckets; identical arms share
+    it, so each arm's share is that variance over its own units: σ²·(1/n_T + 1/n_C) / μ², μ
+    the denominator per unit. Dominated by the larger arm, it keeps a small arm that happens
+    to miss its rare events from claiming certainty (the unit form of the pooled floor of
     :mod:`controller.core.stats.sequential`). Infinite without enough data.
     """
     units = [n for _, _, n in arms]
-    num = [y for ys, _, _ in arms for y in ys]
-    den = [n for _, ns, _ in arms for n in ns]
-    clusters, total, all_units = occupied(den), math.fsum(den), sum(units)
-    if min(units) <= 0 or clusters < 2 * MIN_CLUSTERS or total <= 0:
+    spread, clusters, total = 0.0, 0, 0.0
+    for ys, ns, _ in arms:
+        arm_total = math.fsum(ns)
+        if arm_total <= 0:
+            return math.inf
+        rate = math.fsum(ys) / arm_total
+        spread += math.fsum((y - rate * n) ** 2 for y, n in zip(ys, ns, strict=True))
+        clusters += occupied(ns)
+        total += arm_total
+    all_units = sum(units)
+    if min(units) <= 0 or clusters < 2 * MIN_CLUSTERS:
         return math.inf
-    rate = math.fsum(num) / total
-    spread = math.fsum((y - rate * n) ** 2 for y, n in zip(num, den, strict=True))
     per_unit = clusters / (clusters - 2) * spread / all_units
     per_unit_denominator = total / all_units
     return per_unit / per_unit_denominator**2 * sum(1.0 / n for n in units)
