@@ -54,19 +54,20 @@ class CountedTimes:
     def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
         self._redis, self._key = client, counted_key(settings.key_prefix, topic)
 
-    async def record(self, at: datetime, partitions: list[int]) -> None:
-        """``partitions`` were counted through at ``at``."""
-        if not partitions:
-            return
+    async def record(
+        self, at: datetime, caught: list[int], *, partitions: int | None = None
+    ) -> None:
+        """``caught`` were counted through at ``at``; with ``partitions``, the topic's count
+        now, the times of partitions it no longer has are forgotten (they carry nothing)."""
         ms = int(at.timestamp() * 1000)
         async with translated():
-            await self._redis.hset(self._key, mapping=dict.fromkeys(partitions, ms))
-
-    async def forget(self, partitions: list[int]) -> None:
-        """``partitions`` are no longer read (the topic shrank): they carry no events."""
-        if partitions:
-            async with translated():
-                await self._redis.hdel(self._key, *map(str, partitions))
+            if caught:
+                await self._redis.hset(self._key, mapping=dict.fromkeys(caught, ms))
+            if partitions is not None:
+                known = await self._redis.hkeys(self._key)
+                gone = [k for k in known if _number(k) and int(k) >= partitions]
+                if gone:
+                    await self._redis.hdel(self._key, *gone)
 
 
 def _number(*values: object) -> bool:

@@ -7,7 +7,8 @@ where that holds, held partitions aside, so a gate on any instance can tell a
 partition whose evidence is behind the stage's horizon
 (:mod:`controller.core.rollouts.completeness`). The write is advice for the
 gates: one that fails is logged and tried again at the next interval, and
-ingest goes on.
+ingest goes on. A partition is judged once its owner first recorded it; a
+topic that shrank forgets the partitions it no longer has.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ log = structlog.get_logger("controller.daemon.ingest.ingest")
 class CountedStore(Protocol):
     """Where the times are kept (in Redis: :mod:`controller.adapters.redis.ingest_progress`)."""
 
-    async def record(self, at: datetime, partitions: list[int]) -> None: ...
+    async def record(
+        self, at: datetime, caught: list[int], *, partitions: int | None = None
+    ) -> None: ...
 
 
 def _no_clock() -> datetime:
@@ -58,7 +61,7 @@ class CountedThrough:
             if caught_up(owned.offset, source.highwater(p))
         ]
         try:
-            await self._store.record(self._now(), caught)
+            await self._store.record(self._now(), caught, partitions=source.partition_count())
         except ControllerError as exc:
             log.warning("counted_through_not_recorded", error=str(exc)[:300])
         return caught

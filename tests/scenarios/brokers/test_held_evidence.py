@@ -1,11 +1,16 @@
-"""A stage never moves on while partitions holding its evidence are held.
+"""A stage never moves on while partitions holding its evidence are held or lagging.
 
-A flag's healthy events are on partition 0; its regression (treatment 30% errors
-against control 2%) is on partitions 1-3, whose log start moved past the stored
-offset while the daemon was down, so they are held for an operator's choice.
-Partition 0 alone would advance the stage; the gate waits and says which
+Held: a flag's healthy events are on partition 0; its regression (treatment 30%
+errors against control 2%) is on partitions 1-3, whose log start moved past the
+stored offset while the daemon was down, so they are held for an operator's
+choice. Partition 0 alone would advance the stage; the gate waits and says which
 partitions it waits for. After ``rolloutctl ingest reread`` the held evidence is
 counted and the flag is rolled back, with evidence that says it came late.
+
+Lagging: another member of the daemon's consumer group takes some partitions and
+counts nothing (an owner that stalls), so the events produced to them meanwhile
+are not counted; the stage does not complete until they are, once the daemon
+takes the partitions back.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from controller.adapters.redis import connect, ingest_progress
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
+from controller.settings import RedisSettings
 from tests.scenarios.brokers.lost_broker import (
     FLAG,
     PARTITIONS,
@@ -144,6 +151,102 @@ async def test_a_stage_waits_for_held_partitions_and_rolls_back_on_their_late_ev
         assert rolled["evidence"]["breach"] == "error_rate", rolled
 
 
+@pytest.mark.timeout(300)
+async def test_a_stage_completes_only_once_lagging_partitions_are_counted_up_to_its_horizon(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with lost_broker_world(
+        apache_kafka_bootstrap,
+        redis_url,
+        redis_namespace,
+        tmp_path,
+        RC_ENGINE__EVIDENCE_MAX_LAG_SECONDS="4",
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+    ) as (world, _):
+        events = world.topics["events"]
+        # Given a rollout at its first stage, every partition counted through
+        world.start_daemon()
+        await world.start(FLAG, plan())
+        state = await world.until(lambda: world.state(FLAG), timeout=60, what="flag state")
+        async with _producer(world) as send:
+            for partition in range(PARTITIONS):
+                await send(partition, [_filler(i) for i in range(5)])
+        await world.until(lambda: _all_counted(world), timeout=60, what="every partition counted")
+        await world.until(
+            lambda: _counted_through(world), timeout=60, what="every partition counted through"
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            # When an owner that counts nothing takes some partitions
+            stalled = AIOKafkaConsumer(
+                events, bootstrap_servers=world.bootstrap, group_id=f"g-{world.prefix}"
+            )
+            await stalled.start()
+            try:
+                taken = await _assigned(world, stalled)
+
+                # Then, once their last count is past the horizon, the stage says it waits
+                async def lagging() -> dict[str, Any] | None:
+                    status = await _status(http)
+                    wait = ((status or {}).get("evidence") or {}).get("incomplete") or {}
+                    return status if (wait.get("lagging") or {}).get(events) == taken else None
+
+                status = await world.until(lagging, timeout=60, what=f"{taken} lagging")
+                assert "not yet counted" in status["verdict_reason"], status
+                # And when every partition gets the flag's healthy events, the counted ones
+                # are enough for the stage, but it does not complete without the others
+                async with _producer(world) as send:
+                    for partition in range(PARTITIONS):
+                        await send(partition, _requests(state, partition, treatment_errors=0.02))
+                counted_here = len(set(range(PARTITIONS)) - set(taken)) * UNITS
+
+                async def counted_but_waiting() -> dict[str, Any] | None:
+                    status = await _status(http)
+                    arms = ((status or {}).get("evidence") or {}).get("arms") or {}
+                    units = min((a or {}).get("units", 0) for a in arms.values()) if arms else 0
+                    return status if units >= counted_here * 0.95 else None
+
+                status = await world.until(counted_but_waiting, timeout=60, what="counted")
+                assert status["verdict"] == "hold", status
+                assert status["evidence"]["incomplete"]["lagging"] == {events: taken}, status
+                assert not world.observed.decision_where(flag=FLAG, action="advance")
+            finally:
+                await stalled.stop()  # leaves the group: the daemon takes them back
+
+        # Then the stage completes only with the lagging partitions' events counted
+        advanced = await world.until(
+            lambda: world.observed.decision_where(flag=FLAG, action="advance"),
+            timeout=90,
+            what=f"{FLAG} advanced",
+        )
+        arms = advanced["evidence"]["arms"]
+        assert min(a["units"] for a in arms.values()) >= PARTITIONS * UNITS * 0.95, advanced
+        assert "incomplete" not in advanced["evidence"], advanced
+
+
+async def _counted_through(world: Scenario) -> bool:
+    """Whether the daemon recorded every events partition as counted through."""
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        progress = ingest_progress(client, settings=settings, events=world.topics["events"])
+        through = await progress.counted_through()
+    assert set(through.get(world.topics["events"], {})) == set(range(PARTITIONS)), through
+    return True
+
+
+async def _assigned(world: Scenario, consumer: AIOKafkaConsumer) -> list[int]:
+    """The events partitions the group gave ``consumer``, once it has some."""
+
+    async def some() -> list[int] | None:
+        await consumer.getmany(timeout_ms=200)  # joins the group and keeps it
+        found = sorted(tp.partition for tp in consumer.assignment())
+        return found or None
+
+    taken: list[int] = await world.until(some, timeout=60, what="partitions taken")
+    return taken
+
+
 async def _status(http: httpx.AsyncClient) -> dict[str, Any] | None:
     try:
         answer = await http.get(f"/rollouts/{FLAG}")
@@ -217,13 +320,13 @@ def _requests(
         if len(per_arm[arm]) < UNITS:
             per_arm[arm].append(unit)
     bodies = []
-    for arm, units in per_arm.items():
-        rate = treatment_errors if arm is Arm.TREATMENT else 0.02
-        failing = round(UNITS * rate)
-        for n, unit in enumerate(units):
+    for n in range(UNITS):  # the arms interleaved, as apps send them
+        for arm, units in per_arm.items():
+            rate = treatment_errors if arm is Arm.TREATMENT else 0.02
+            unit, failed = units[n], n < round(UNITS * rate)
             bodies.append(_base(FLAG, unit, state["version"], arm, "exposure"))
             request = _base(FLAG, unit, state["version"], arm, "request")
-            bodies.append({**request, "error": n < failing, "latency_ms": 20.0})
+            bodies.append({**request, "error": failed, "latency_ms": 20.0})
     return bodies
 
 
