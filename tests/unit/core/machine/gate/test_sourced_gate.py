@@ -21,6 +21,7 @@ from controller.core.metrics_source.readings import (
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.wire import GuardrailTest
 from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -136,6 +137,19 @@ def test_a_healthy_reading_advances_on_prometheus_alone() -> None:
     assert shown["arms"]["treatment"] == {"requests": 10_000, "errors": 200}
     assert 'v="{{arm}}"' not in shown["queries"]["count"]["treatment"]
     assert as_read(got.evidence)["guardrails"]["latency_p95"]["regressed"] is False
+
+
+@pytest.mark.parametrize("metric", ["error_rate", "latency_p95"])
+def test_a_prometheus_guardrail_says_it_assumes_independent_requests(metric: str) -> None:
+    """A series carries no unit: its test is on requests, and the evidence says so."""
+    r = rollout(plan(events_guardrail=False))
+    got = verdict(r, reading(r))
+    assert got.evidence.guardrails is not None
+    test = got.evidence.guardrails[metric]
+    assert isinstance(test, GuardrailTest)
+    assert test.unit_of_analysis == "request"
+    assert (test.n, test.design_effect, test.widening) == (20_000, None, None)
+    assert as_read(got.evidence)["guardrails"][metric]["unit_of_analysis"] == "request"
 
 
 @pytest.mark.parametrize(
