@@ -75,6 +75,7 @@ from controller.core.stats import (
     metric_events,
     metric_floor,
     srm_test,
+    units_waiting,
 )
 from controller.core.wire import (
     GateEvidence,
@@ -334,6 +335,8 @@ def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
     floor = metric_floor(metric, plan)
     seen = {arm: metric_events(metric, getattr(read, arm)) for arm in ("treatment", "control")}
     arm = min(seen, key=lambda name: seen[name])
+    if seen[arm] >= floor:  # enough events, too few units to say how they vary
+        return f"{guardrail.key} not yet tested: {units_waiting(guardrail, data)}"
     return f"{guardrail.key} not yet tested: {seen[arm]} of {floor} events in {arm}"
 
 

@@ -19,6 +19,7 @@ from controller.core.stats.guardrails import (
     guardrail_result,
     metric_events,
     metric_floor,
+    units_waiting,
 )
 from controller.core.stats.latency import (
     ARM_QUANTILE_DECIMALS,
@@ -63,4 +64,5 @@ __all__ = [
     "metric_events",
     "metric_floor",
     "srm_test",
+    "units_waiting",
 ]

@@ -31,6 +31,7 @@ from controller.core.stats.latency import (
 )
 from controller.core.stats.on_units import QUANTILES, unit_result
 from controller.core.stats.sequential import SequentialResult, mean_test, proportion_test
+from controller.core.stats.units import MIN_CLUSTERS
 
 
 def guardrail_result(
@@ -53,6 +54,18 @@ def guardrail_result(
     if result is None or math.isinf(result.variance):
         return None  # not yet enough units to say how they vary
     return result
+
+
+def units_waiting(guardrail: Guardrail, data: FlagAggregates) -> str:
+    """Why a guardrail with enough events is not yet tested on units (see :func:`on_units`)."""
+    arms = (("treatment", data.treatment), ("control", data.control))
+    held = {name: arm.buckets.occupied(guardrail.metric) for name, arm in arms if arm.buckets}
+    if not held or max(held.values()) == 0:
+        return "no events counted by unit yet (those counted before are not tested on units)"
+    name = min(held, key=lambda arm: held[arm])
+    if held[name] < MIN_CLUSTERS:
+        return f"{held[name]} of {MIN_CLUSTERS} buckets of units hold data in {name}"
+    return "too few units to bound it on units yet"
 
 
 def on_units(data: FlagAggregates) -> bool:

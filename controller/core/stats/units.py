@@ -60,6 +60,12 @@ EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, VALUE_SUM = range(6)
 """Each kind's offset within a bucket's slots."""
 LATENCY = len(COUNT_KINDS) + len(SUM_KINDS)
 """The offset of the first coarse latency bin."""
+METRIC_DENOMINATORS = {
+    "error_rate": REQUESTS,
+    "conversion_rate": EXPOSURES,
+    "conversion_value": VALUES,
+}
+"""The kind each ratio metric is per; latency metrics are per latency counted."""
 FIELD_PREFIX = "u"
 """A unit bucket's field is ``u<bucket>.<kind>`` in the arm's hash."""
 MIN_CLUSTERS = 8
@@ -122,6 +128,12 @@ class UnitBuckets:
 
     def latency_counts(self) -> list[float]:
         return self.latency_at_or_above(0)
+
+    def occupied(self, metric: str) -> int:
+        """Buckets holding any event of ``metric`` (its denominator)."""
+        kind = METRIC_DENOMINATORS.get(metric)
+        counts = self.latency_counts() if kind is None else self.column(kind)
+        return occupied(counts)
 
     def plus(self, other: UnitBuckets) -> UnitBuckets:
         return UnitBuckets(tuple(a + b for a, b in zip(self.totals, other.totals, strict=True)))
