@@ -22,6 +22,7 @@ install: $(VENV)/.installed  ## create the virtualenv and install the project wi
 # The native OTLP reader (controller/adapters/otlp/native.py): a Rust extension built with
 # maturin from crates.io (versions pinned in native/otlp/Cargo.lock) and installed into the
 # virtualenv. Optional for a user: without it the Python decoders read the same exports.
+# `make test` builds it where cargo is (once: a no-op while the stamp is newer than the sources).
 NATIVE_SRC = native/otlp/Cargo.toml native/otlp/Cargo.lock native/otlp/pyproject.toml native/otlp/src/lib.rs
 $(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC)
 	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "make native needs Rust's cargo (https://rustup.rs)"; exit 1; }
@@ -78,6 +79,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
 	-@$(MAKE) --no-print-directory otelcol  # without Go the Collector's tests say what is missing
+	-@$(MAKE) --no-print-directory native  # without cargo the native OTLP reader's tests say so
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests
