@@ -43,6 +43,7 @@ from controller.core.reading.views import (
     StageHistory,
     describe,
 )
+from controller.core.reading.widening import INDEPENDENT_REQUESTS, WIDENING_SHOWN, widening_text
 from controller.core.reading.wording import (
     AT_STAGE,
     INCOHERENT,
@@ -75,12 +76,14 @@ from controller.core.reading.wording import (
 __all__ = [
     "AT_STAGE",
     "INCOHERENT",
+    "INDEPENDENT_REQUESTS",
     "MAX_PLAIN_FLAG",
     "NAMED_CONVERSIONS",
     "NARRATIVE_SCHEMA",
     "READ_API_MODELS",
     "SMALL_MODEL_MAX_BILLIONS",
     "SMALL_MODEL_NOTE",
+    "WIDENING_SHOWN",
     "ApprovalGiven",
     "ArmLatency",
     "ArmTally",
@@ -137,4 +140,5 @@ __all__ = [
     "too_small",
     "verdict_line",
     "where_decided",
+    "widening_text",
 ]
