@@ -26,10 +26,12 @@ from controller.core.reading import (
     quantity_text,
     source_lines,
     where_decided,
+    widening_text,
 )
 from controller.core.rollouts import COMPLETION_SERVES
 from controller.core.stats import comparison_text
-from controller.core.wire import Alert, Decision
+from controller.core.wire import Alert, Decision, GateEvidence
+from controller.core.wire import GuardrailTest as WireTest
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -105,6 +107,7 @@ def status_detail(r: RolloutStatus) -> str:
     for metric, test in (evidence.guardrails or {}).items():
         baseline = control.rate(metric) if control is not None else None
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline)}")
+        lines += _widening_lines(r.evidence, metric)
     if (srm := evidence.srm) is not None:
         flagged = "MISMATCH" if srm.flagged else "ok"
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
@@ -113,6 +116,14 @@ def status_detail(r: RolloutStatus) -> str:
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))
+
+
+def _widening_lines(gate: GateEvidence, metric: str) -> list[str]:
+    """Under a guardrail's bounds, why its interval is as wide as it is, when there is a word
+    to say: how much units widen it, or that it assumes independent requests."""
+    test = (gate.guardrails or {}).get(metric)
+    said = widening_text(test) if isinstance(test, WireTest) else ""
+    return [f"    {said}"] if said else []
 
 
 def _completeness_lines(evidence: Evidence) -> list[str]:

@@ -387,3 +387,36 @@ def test_status_detail_says_evidence_came_late() -> None:
     text = status_detail(rollout(evidence={"late": {"partitions": {"events": [1]}, "why": why}}))
     assert f"late:        {why}" in text
     assert "waiting:" not in text
+
+
+WIDENED = "units that send many requests or fail together make the interval 2.3 times as wide"
+
+
+@pytest.mark.parametrize(
+    ("tested", "said"),
+    [
+        ({"unit_of_analysis": "unit", "design_effect": 5.29, "widening": 2.3}, WIDENED),
+        ({"unit_of_analysis": "unit", "design_effect": 1.0, "widening": 1.0}, None),
+        ({"unit_of_analysis": "unit"}, None),
+        ({"unit_of_analysis": "request"}, "assumes independent requests"),
+    ],
+)
+def test_status_detail_says_why_a_guardrails_interval_is_as_wide_as_it_is(
+    tested: dict[str, Any], said: str | None
+) -> None:
+    """Under the guardrail's bounds: how much units widen its interval and the units that
+    costs the stage, or that it assumes independent requests (a Prometheus guardrail)."""
+    error_rate = {"delta": 0.005, "lower": -0.01, "upper": 0.02, "tolerance": 0.0, **tested}
+    guardrails = {"error_rate": error_rate, "latency_p95": "insufficient data"}
+    evidence = {**rollout().evidence.wire(), "guardrails": guardrails}
+    text = status_detail(rollout(evidence=evidence)).splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("  guardrail error_rate:"))
+    below = text[at + 1]
+    if said is None:
+        assert below.startswith("  guardrail latency_p95:")
+    else:
+        assert below.startswith(f"    {said}")
+    if said == WIDENED:
+        assert below.endswith(
+            "the stage needs about 5.3 times as many units to see the same difference"
+        )
