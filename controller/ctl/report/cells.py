@@ -107,6 +107,12 @@ def guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
     return [test.metric, test.result, shown, limit, number(test.p_value)]
 
 
+def widening_notes(stage: StageReport) -> list[str]:
+    """Below the guardrails' table, why each interval is as wide as it is, where there is a
+    word to say: ``error_rate: units that send many requests or fail together …``."""
+    return [f"{g.metric}: {g.widening}" for g in stage.guardrails if g.widening]
+
+
 def _baseline(test: GuardrailResult, stage: StageReport) -> float | None:
     """The control's rate in the stage, for a rate's relative lift."""
     arms = {a.name: _counts(a) for a in stage.arms}

@@ -49,6 +49,10 @@ class GuardrailResult:
     upper: float | None = None
     tolerance: float | None = None
     p_value: float | None = None
+    widening: str = ""
+    """Why its interval is as wide as it is, in words: how much units widen it, or that it
+    assumes independent requests (:func:`~controller.core.reading.widening_text`); empty
+    when there is nothing to say."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from controller.ctl.report.cells import (
     srm_text,
     stage_cells,
     summary_rows,
+    widening_notes,
 )
 from controller.ctl.report.model import (
     Report,
@@ -77,6 +78,8 @@ def markdown(report: Report, *, depth: int = 0) -> str:
             out += [*_md_table(ARM_HEAD, [arm_cells(a) for a in stage.arms]), ""]
         if stage.guardrails:
             out += _md_table(GUARDRAIL_HEAD, [guardrail_cells(g, stage) for g in stage.guardrails])
+            if notes := widening_notes(stage):
+                out += ["", *(f"- {_md(note)}" for note in notes)]
         out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
         if stage.sources:  # an indented block: a query's text cannot leave it
             out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
@@ -246,6 +249,7 @@ def _h_stage(stage: StageReport) -> list[str]:
     if stage.guardrails:
         rows = [guardrail_cells(g, stage) for g in stage.guardrails]
         parts.append(_h_table(GUARDRAIL_HEAD, rows, marked=1))
+        parts += [f'<p class="widening">{_h(note)}</p>' for note in widening_notes(stage)]
     if stage.comparison:
         parts.append(f"<p>Comparison: {_h(stage.comparison)}.</p>")
     if stage.sources:

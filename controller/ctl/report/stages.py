@@ -23,9 +23,11 @@ from controller.core.reading import (
     SrmCheck,
     position_label,
     source_lines,
+    widening_text,
 )
 from controller.core.stats import comparison_text
-from controller.core.wire import Decision, gate_of
+from controller.core.wire import Decision, GateEvidence, gate_of
+from controller.core.wire import GuardrailTest as WireTest
 from controller.ctl.report.model import (
     Arm,
     GuardrailResult,
@@ -57,7 +59,7 @@ def stages(
             walked.append(current)
         if read.gated and (at is None or at == current.index):
             source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
-            _take_evidence(current, read, source, comparison_text(gate_of(decision.evidence)))
+            _take_evidence(current, read, source, gate_of(decision.evidence))
             current.sources = source_lines(gate_of(decision.evidence))
         moved = index is not None and index != current.index
         ended = decision.phase_after in TERMINAL
@@ -102,18 +104,24 @@ def _live(stage: StageReport, status: RolloutStatus, now: datetime) -> None:
             stage,
             Evidence.read(status.evidence),
             "the gate's current view (not decided yet)",
-            comparison_text(status.evidence),
+            status.evidence,
         )
         stage.sources = source_lines(status.evidence)
 
 
-def _take_evidence(stage: StageReport, read: Evidence, source: str, comparison: str) -> None:
+def _take_evidence(stage: StageReport, read: Evidence, source: str, gate: GateEvidence) -> None:
+    """The stage's numbers from one evidence: ``read`` part by part, and ``gate`` (the same
+    evidence, typed) for what only the typed tests say (their widening on units)."""
+    comparison = comparison_text(gate)
     if read.arms is not None:
         latency = read.latency or {}
         stage.arms = [_arm(name, read.arms.get(name), latency.get(name)) for name in ARMS]
     if read.guardrails is not None:
         items = list(read.guardrails.items())[:MAX_GUARDRAILS]
-        stage.guardrails = [_guardrail(metric[:96], test) for metric, test in items]
+        tested = gate.guardrails or {}
+        stage.guardrails = [
+            _guardrail(metric[:96], test, tested.get(metric)) for metric, test in items
+        ]
     stage.srm = _srm(read.srm) if read.srm is not None else None
     stage.comparison = comparison
     stage.evidence_from = source
@@ -130,12 +138,13 @@ def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
     )
 
 
-def _guardrail(metric: str, test: GuardrailTest | None) -> GuardrailResult:
+def _guardrail(metric: str, test: GuardrailTest | None, typed: object) -> GuardrailResult:
     if test is None:
         return GuardrailResult(metric, "insufficient data")
     result = "regressed" if test.regressed else "no regression shown"
+    widening = widening_text(typed) if isinstance(typed, WireTest) else ""
     return GuardrailResult(
-        metric, result, test.delta, test.lower, test.upper, test.tolerance, test.p_value
+        metric, result, test.delta, test.lower, test.upper, test.tolerance, test.p_value, widening
     )
 
 

@@ -479,3 +479,39 @@ def test_each_stage_shows_each_arms_latency_beside_its_counts() -> None:
     page = html_page(report)
     assert '<th scope="col">p95 (ms)</th>' in page
     assert '<td class="n">48.2</td>' in page
+
+
+@pytest.mark.parametrize(
+    ("tested", "note"),
+    [
+        (
+            {"unit_of_analysis": "unit", "design_effect": 5.29, "widening": 2.3},
+            "error_rate: units that send many requests or fail together make the interval"
+            " 2.3 times as wide: the stage needs about 5.3 times as many units to see the"
+            " same difference",
+        ),
+        ({"unit_of_analysis": "unit", "design_effect": 1.0, "widening": 1.0}, None),
+        ({"unit_of_analysis": "unit", "widening": None}, None),
+        (
+            {"unit_of_analysis": "request"},
+            "error_rate: assumes independent requests: its interval is not widened for units"
+            " that send many requests or fail together",
+        ),
+    ],
+)
+def test_each_stage_says_why_a_guardrails_interval_is_as_wide_as_it_is(
+    tested: dict[str, Any], note: str | None
+) -> None:
+    gated = evidence(55, 9, regressed=True)
+    gated["guardrails"]["error_rate"] |= tested
+    ended = {**ROLLBACK, "evidence": {**ROLLBACK["evidence"], **gated}}
+    report = from_served(STATUS, [START, ADVANCE, ended], None, NOW)
+    error_rate = report.stages[1].guardrails[0]
+    assert error_rate.widening == ("" if note is None else note.removeprefix("error_rate: "))
+    text = markdown(report).split("### stage 2/5")[1]
+    page = html_page(report).split("<h3>stage 2/5")[1].split("</section>")[0]
+    if note is None:  # the first stage's guardrail (no unit_of_analysis) is on requests
+        assert "error_rate:" not in text + page
+    else:
+        assert f"- {note}" in text
+        assert f'<p class="widening">{html.escape(note)}</p>' in page
