@@ -4,8 +4,9 @@ A simulated service sends requests at a steady rate; each is an exposure of a
 new unit, fails with the arm's error rate, takes a latency from a log-normal
 body with rare long stalls, and converts with the arm's conversion rate, at a
 heavy-tailed (log-normal) value. Between two looks each arm's increments are
-drawn in bulk (Poisson counts, binomial errors and conversions, a multinomial
-over the histogram's own buckets, log-normal values) into a
+drawn in bulk (a Poisson count, then per request its error, conversion, a
+latency bucket drawn from the histogram's own buckets, and its unit's bucket,
+drawn uniformly as the store's hash of a unit id is; log-normal values) into a
 :class:`CellDelta`, summed field by field as the store's flush does and read
 back with :meth:`ArmAggregate.from_fields`, so the gate sees aggregates of
 exactly the daemon's shape.
@@ -40,6 +41,18 @@ from controller.core.rollouts.plan_parts import Guardrail
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, CellDelta, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
+from controller.core.stats.units import (
+    CONVERSIONS,
+    ERRORS,
+    EXPOSURES,
+    FINE_PER_BIN,
+    KIND_COUNT,
+    LATENCY,
+    REQUESTS,
+    UNIT_BUCKETS,
+    VALUE_SUM,
+    VALUES,
+)
 from controller.settings import EngineSettings
 
 METRICS = (
@@ -121,18 +134,25 @@ class Arm:
         self.units = 0
 
     def serve(self, rng: np.random.Generator, expected_requests: float) -> int:
-        """Add a Poisson number of requests with ``expected_requests`` mean; return how many."""
+        """Add a Poisson number of requests with ``expected_requests`` mean; return how many.
+
+        Each request is a new unit's, counted in a bucket of units drawn uniformly (as the
+        store's hash of a unit id is), so the gate tests these arms on units too.
+        """
         n = int(rng.poisson(expected_requests))
         if n == 0:
             return 0
         s = self.service
-        counts = rng.multinomial(n, self.shares)
-        conversions = int(rng.binomial(n, s.conversion_rate))
+        fine = rng.choice(BUCKET_COUNT, size=n, p=self.shares)
+        counts = np.bincount(fine, minlength=BUCKET_COUNT)
+        failed = rng.random(n) < s.error_rate
+        converted = rng.random(n) < s.conversion_rate
+        conversions = int(converted.sum())
         values = rng.lognormal(math.log(s.value_median), s.value_sigma, size=conversions)
         cell = CellDelta(
             exp=n,
             req=n,
-            err=int(rng.binomial(n, s.error_rate)),
+            err=int(failed.sum()),
             lat_n=n,
             conv=conversions,
             cv_n=conversions,
@@ -140,6 +160,7 @@ class Arm:
             cv_sum=float(values.sum()),
             cv_sq=float(values @ values),
             hist={int(i): int(counts[i]) for i in np.flatnonzero(counts)},
+            buckets=_unit_buckets(rng, n, fine, failed, converted, values),
         )
         self.fields.update(cell.counters())
         for name, value in cell.floats().items():
@@ -149,6 +170,32 @@ class Arm:
 
     def aggregate(self) -> ArmAggregate:
         return ArmAggregate.from_fields({**self.fields, **self.floats}, units=self.units)
+
+
+def _unit_buckets(
+    rng: np.random.Generator,
+    n: int,
+    fine: np.ndarray,
+    failed: np.ndarray,
+    converted: np.ndarray,
+    values: np.ndarray,
+) -> dict[int, float]:
+    """The unit buckets' increments of ``n`` requests, each from a new unit."""
+    base = rng.integers(0, UNIT_BUCKETS, n) * KIND_COUNT
+    worth = np.zeros(n)
+    worth[converted] = values
+    slots = np.zeros(UNIT_BUCKETS * KIND_COUNT)
+    for kind, weight in (
+        (EXPOSURES, None),
+        (REQUESTS, None),
+        (ERRORS, failed),
+        (CONVERSIONS, converted),
+        (VALUES, converted),
+        (VALUE_SUM, worth),
+    ):
+        slots += np.bincount(base + kind, weights=weight, minlength=slots.size)
+    slots += np.bincount(base + LATENCY + fine // FINE_PER_BIN, minlength=slots.size)
+    return {int(i): float(slots[i]) for i in np.flatnonzero(slots)}
 
 
 def guardrail_for(metric: str) -> Guardrail:
