@@ -41,10 +41,11 @@ from controller.core.reading import (
     stage_label,
     verdict_line,
     where_decided,
+    widening_text,
 )
 from controller.core.rollouts import PauseReason, Phase
 from controller.core.stats import comparison_text
-from controller.core.wire import AdvisorReply, Alert, CommandAction, Decision
+from controller.core.wire import AdvisorReply, Alert, CommandAction, Decision, GuardrailTest
 
 MAX_EVIDENCE_CHARS = 6000
 MAX_RATIONALE_CHARS = 2000
@@ -88,7 +89,7 @@ def rollout_detail(page: RolloutPage) -> str:
         [
             _summary(status, verdict_line(status, decisions)),
             _timeline(status, page, history),
-            _charts(page.guardrails, history, decisions),
+            _charts(page.guardrails, status, history, decisions),
             _srm(status, history),
             _sources(status),
             _advisor(decisions),
@@ -178,7 +179,10 @@ def _ended_state(phase: str) -> str:
 
 
 def _charts(
-    guardrails: Sequence[GuardrailSpec], history: RolloutHistory, decisions: Sequence[Decision]
+    guardrails: Sequence[GuardrailSpec],
+    status: RolloutView,
+    history: RolloutHistory,
+    decisions: Sequence[Decision],
 ) -> str:
     sections = []
     for figure in figures(history, decisions, guardrails):
@@ -191,12 +195,21 @@ def _charts(
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
             f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}"
             f"{ARMS_CAPTION if figure.per_arm else ''}"
-            "</figcaption>"
+            f"{_widening(status, metric)}</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     return _section("guardrails", "Guardrails", body)
+
+
+def _widening(status: RolloutView, metric: str) -> str:
+    """Why the guardrail's interval is as wide as it is at the gate now (its evidence's test):
+    how much units widen it and what that costs the stage, or that it assumes independent
+    requests; nothing while there is nothing to say."""
+    test = (status.evidence.guardrails or {}).get(metric)
+    said = widening_text(test) if isinstance(test, GuardrailTest) else ""
+    return f'. <span class="widening">{esc(said[:1].upper() + said[1:])}</span>' if said else ""
 
 
 def _arms(figure: Figure) -> str:
