@@ -15,12 +15,16 @@ So the digests alone tell, with no content compared:
 - one that completed is **held** when its file changes: starting it again would
   take the flag from everyone back to the first stage, so only ``--force`` does.
 
-An app key revoked since apply made it counts as changed by hand. Pure.
+An app key revoked since apply made it counts as changed by hand. A rollout in
+sync that a person steered since (killed, rolled back, aborted, promoted to the
+end, paused) stays in sync, since apply would send nothing, but its line says so
+(:func:`steered`): the live state is not the files'. Pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -47,6 +51,8 @@ class Live:
     state: str = ""
     key_id: str | None = None
     """An app key's public id (what a replacement revokes)."""
+    steered: str | None = None
+    """A rollout's change by hand since it was started, in words (:func:`steered`)."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,51 @@ class Item:
     def differs(self) -> bool:
         return self.change is not Change.IN_SYNC
 
+    @property
+    def noted(self) -> bool:
+        """Shown without ``--verbose``: it differs, or a person steered it since."""
+        return self.differs or (self.live is not None and self.live.steered is not None)
+
+
+STEERED = {
+    "killed": "killed",
+    "rolled_back": "rolled back",
+    "aborted": "aborted",
+    "completed": "promoted to the end",
+}
+"""A finished rollout's phase, as the change by hand that ended it is said."""
+
+
+def steered(
+    phase: str,
+    *,
+    actor: str | None,
+    at: datetime | None,
+    reason: str | None,
+    pause_reason: str | None = None,
+) -> str | None:
+    """How a person changed a rollout since it started (``killed 2025-05-01 14:02Z by ana
+    (bad errors)``), or None: nobody did. A finished rollout was ended by a person when the
+    decision that ended it names who sent it (``actor``; a gate's names nobody); a paused
+    one was paused by a person when its pause is an operator's."""
+    if phase == "paused" and pause_reason == "operator":
+        return "paused by an operator"
+    what = STEERED.get(phase)
+    if what is None or not actor:
+        return None
+    when = f" {at.astimezone(UTC).strftime('%Y-%m-%d %H:%MZ')}" if at is not None else ""
+    why = f" ({reason})" if reason else ""
+    return f"{what}{when} by {actor}{why}"
+
 
 def compare(desired: Desired, live: Live | None, *, force: bool = False) -> Item:
     """What to do about ``desired`` given its ``live`` object (None: there is none)."""
     if live is None:
         return Item(desired, Change.CREATE, "not on the controller", send=True)
     if live.applied == desired.digest and not live.revoked:
-        return Item(desired, Change.IN_SYNC, live.state or "as applied", send=False, live=live)
+        why = live.state or "as applied"
+        why += f"; changed by hand: {live.steered}" if live.steered else ""
+        return Item(desired, Change.IN_SYNC, why, send=False, live=live)
     if live.running:
         why = f"{live.state or 'running'}: a running {_what(desired)} takes no other plan; "
         why += f"it ends by itself, or `{_abort_hint(desired)}`, then apply"

@@ -11,6 +11,7 @@ ignore what they do not need.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from controller.core.common import ControllerError
 from controller.core.reading import PipelineRun
 from controller.ctl.gitops.desired import Desired
-from controller.ctl.gitops.diffing import Live
+from controller.ctl.gitops.diffing import Live, steered
 from controller.ctl.report import diagnosis
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -31,10 +32,19 @@ class _Read(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class _Who(_Read):
+    actor: str | None = None
+
+
 class RolloutRead(_Read):
     phase: str
     applied: str | None = None
     plan: str = ""
+    pause_reason: str | None = None
+    ended_at: datetime | None = None
+    verdict_reason: str | None = None
+    evidence: _Who = _Who()
+    """Once finished, the ending decision's: who sent it (nobody when the gate decided)."""
 
 
 class SegmentRead(_Read):
@@ -110,7 +120,14 @@ def _rollout_at(base: str, key: str) -> Live | None:
     rollout: RolloutRead = _parsed(RolloutRead, body, path)
     state = f"{rollout.phase} (plan {rollout.plan})"
     running, completed = rollout.phase in RUNNING_PHASES, rollout.phase == "completed"
-    return Live(rollout.applied, running=running, completed=completed, state=state)
+    by_hand = steered(
+        rollout.phase,
+        actor=rollout.evidence.actor,
+        at=rollout.ended_at,
+        reason=rollout.verdict_reason,
+        pause_reason=rollout.pause_reason,
+    )
+    return Live(rollout.applied, running=running, completed=completed, state=state, steered=by_hand)
 
 
 def _segments(base: str) -> dict[str, Live]:

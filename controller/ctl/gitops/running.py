@@ -62,7 +62,7 @@ def diff(args: argparse.Namespace) -> int:
         key_id=args.key_id or os.environ.get(ENV_KEY_ID) or "ci",
     )
     for item in items:
-        if item.differs or args.verbose:
+        if item.noted or args.verbose:
             _show(args, item, commanding.commands_of(item, who, None) if item.send else None)
     return diffing.exit_code(items)
 
@@ -83,7 +83,7 @@ def apply(args: argparse.Namespace) -> int:
     batches = [commanding.commands_of(item, who, key) for item in sending]
     codes = [_apply_one(args, item, batch) for item, batch in zip(sending, batches, strict=True)]
     for item in items:
-        if not item.send and (item.differs or args.verbose):
+        if not item.send and (item.noted or args.verbose):
             _show(args, item, None)
     worst = max(codes, default=0)
     return worst or diffing.exit_code([i for i in items if not i.send])
@@ -115,6 +115,7 @@ def _show(args: argparse.Namespace, item: Item, batch: Batch | None) -> None:
                 "change": item.change.value,
                 "why": item.why,
                 "digest": item.desired.digest,
+                "changed_by_hand": item.live.steered if item.live is not None else None,
                 "commands": commands,
             }
         )

@@ -1,8 +1,9 @@
 """Desired state in files, applied by ``rolloutctl apply`` to the real daemon, broker and Redis.
 
 Apply then diff shows nothing; a second apply sends nothing; a segment changed by
-hand is reported and left alone, and ``--force`` puts the files' version back; a CI
-key whose role does not allow a start is refused by the daemon.
+hand is reported and left alone, and ``--force`` puts the files' version back; a
+rollout killed by hand is shown with who killed it, when and why; a CI key whose
+role does not allow a start is refused by the daemon.
 """
 
 from __future__ import annotations
@@ -123,6 +124,21 @@ async def test_apply_holds_the_files_and_leaves_a_hand_change_alone_until_forced
     assert 'rule: plan in ["pro"]' in back.out, back
     settled = await ctl("diff", "-f", str(repo))
     assert (settled.code, settled.out) == (0, ""), settled.err
+
+    # When the rollout is killed by hand
+    killed = await ctl("kill", FLAG, "--reason", "errors up")
+    assert killed.code == 0, killed.out + killed.err
+
+    # Then diff has nothing to send, but says who changed it, when and why
+    steered = await ctl("diff", "-f", str(repo))
+    assert steered.code == 0, steered.err
+    said = f"= rollout {FLAG}: in sync: killed (plan by-hand); changed by hand: killed 20"
+    assert steered.out.startswith(said), steered.out
+    assert steered.out.endswith("Z by ana (errors up)\n"), steered.out
+    shown = await ctl("diff", "-f", str(repo), "--json")
+    rows = [orjson.loads(line) for line in shown.out.splitlines()]
+    assert [(r["name"], r["change"]) for r in rows] == [(FLAG, "in sync")], shown.out
+    assert rows[0]["changed_by_hand"].endswith(" by ana (errors up)"), rows
 
 
 async def test_a_ci_key_without_the_role_is_refused_by_the_daemon(

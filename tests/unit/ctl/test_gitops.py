@@ -178,6 +178,44 @@ def test_what_differs_from_the_live_object(
     assert diffing.exit_code([compared]) == (0 if change is Change.IN_SYNC else 1)
 
 
+AT = datetime(2025, 5, 1, 14, 2, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("phase", "actor", "pause_reason", "said"),
+    [
+        ("killed", "ana", None, "killed 2025-05-01 14:02Z by ana (bad errors)"),
+        ("rolled_back", "bo", None, "rolled back 2025-05-01 14:02Z by bo (bad errors)"),
+        ("aborted", "ana", None, "aborted 2025-05-01 14:02Z by ana (bad errors)"),
+        ("completed", "ana", None, "promoted to the end 2025-05-01 14:02Z by ana (bad errors)"),
+        ("paused", None, "operator", "paused by an operator"),
+        # the gate, a monitor or a time box decided: nobody steered it
+        ("rolled_back", None, None, None),
+        ("completed", None, None, None),
+        ("killed", "", None, None),
+        ("paused", None, "guardrail", None),
+        ("running", "ana", None, None),
+    ],
+)
+def test_a_rollout_steered_by_hand_says_how_when_and_by_whom(
+    phase: str, actor: str | None, pause_reason: str | None, said: str | None
+) -> None:
+    found = diffing.steered(
+        phase, actor=actor, at=AT, reason="bad errors", pause_reason=pause_reason
+    )
+    assert found == said
+
+
+def test_a_rollout_killed_by_hand_stays_in_sync_but_is_shown() -> None:
+    steered = "killed 2025-05-01 14:02Z by ana (bad errors)"
+    live = Live(ROLLOUT.digest, state="killed (plan std)", steered=steered)
+    item = diffing.compare(ROLLOUT, live)
+    assert (item.change, item.send, item.noted) == (Change.IN_SYNC, False, True)
+    assert item.why == f"killed (plan std); changed by hand: {steered}"
+    assert diffing.exit_code([item]) == 0
+    assert not diffing.compare(ROLLOUT, Live(ROLLOUT.digest, state="killed")).noted
+
+
 def test_a_replaced_app_key_is_revoked_then_made_anew_and_its_secret_never_shown() -> None:
     item = diffing.compare(KEY, Live("0" * 64, key_id="a" * 16))
     batch = commanding.commands_of(item, commanding.Who("ci", "ci"), None)
