@@ -96,6 +96,11 @@ def healthy(_state: dict[str, Any], _arm: Arm) -> float:
     return 0.02
 
 
+# Error probability of a request, given the flag state, the arm and the request's unit: units
+# that fail together (a broken account fails most of its own requests).
+UnitErrorModel = Callable[[dict[str, Any], Arm, str], float]
+
+
 # A request's latency in ms, given the arm and the app's random source.
 LatencyModel = Callable[[Arm, random.Random], float]
 
@@ -324,15 +329,18 @@ class Scenario:
         units: int = 4000,
         drop: Callable[[Arm], bool] | None = None,
         latency: LatencyModel = steady_latency,
+        unit_errors: UnitErrorModel | None = None,
     ) -> None:
-        """Apps serving ``flag``: exposures and requests at ``rate`` events/s."""
-        app = self._app(flag, errors, rate, units, drop, latency)
+        """Apps serving ``flag``: exposures and requests at ``rate`` events/s; ``unit_errors``,
+        when given, decides each request's failure by its unit instead of ``errors``."""
+        by_unit = unit_errors or (lambda state, arm, _unit: errors(state, arm))
+        app = self._app(flag, by_unit, rate, units, drop, latency)
         self._tasks.append(asyncio.create_task(app, name=f"app-{flag}"))
 
     async def _app(
         self,
         flag: str,
-        errors: ErrorModel,
+        errors: UnitErrorModel,
         rate: int,
         units: int,
         drop: Callable[[Arm], bool] | None,
@@ -362,7 +370,7 @@ class Scenario:
                     "arm": arm.value,
                     "flag_version": state["version"],
                 }
-                failed = rng.random() < errors(state, arm)
+                failed = rng.random() < errors(state, arm, unit)
                 latency_ms = round(latency(arm, rng), 2)
                 for body in (
                     {"type": "exposure", "id": f"x{run}-{i}"},

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+import zlib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page
 
+from controller.core.rollouts import Guardrail, Plan, Stage
 from controller.core.wire.messages import Arm
-from tests.scenarios.harness import Scenario, fast_plan, manual_plan
+from tests.scenarios.harness import Scenario, fast_plan
 from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,12 +42,33 @@ def faulty(state: dict[str, Any], arm: Arm) -> float:
     return 0.30 if arm is Arm.TREATMENT and state["percent"] >= 25 else 0.02
 
 
+def failing_together(_state: dict[str, Any], _arm: Arm, unit: str) -> float:
+    """Units fail together: one unit in 25 (a broken account) fails every request, the
+    others one in 200, alike in both arms. The gate's interval on units widens for it."""
+    return 1.0 if zlib.crc32(unit.encode()) % 25 == 0 else 0.005
+
+
+def held_at_half() -> Plan:
+    """A stage that never advances by itself within the test, at 50%: both arms soon hold
+    enough units to say how they vary."""
+    return Plan(
+        name="by-hand",
+        stages=[
+            Stage(percent=p, min_duration=timedelta(minutes=10), min_units_per_arm=0)
+            for p in (50, 100)
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+        alpha=0.01,  # peeked continuously: keep a false rollback of identical arms rare
+    )
+
+
 def ms(ts: str) -> int:
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def console_world(scenario: Scenario, port: int) -> dict[str, Any]:
-    """A running rollout (held at stage 1 by a slow plan) and a rolled-back one."""
+    """A running rollout (held at stage 1 by a slow plan, its units failing together) and a
+    rolled-back one."""
     scenario.configure(
         RC_HTTP__PORT=str(port),
         RC_HTTP__HOST="127.0.0.1",
@@ -53,9 +76,9 @@ async def console_world(scenario: Scenario, port: int) -> dict[str, Any]:
         RC_HISTORY__MIN_INTERVAL_SECONDS="0.2",
     )
     scenario.start_daemon()
-    scenario.run_apps("checkout", rate=600)
+    scenario.run_apps("checkout", rate=600, unit_errors=failing_together)
     scenario.run_apps("search", errors=faulty)
-    await scenario.start("checkout", manual_plan())
+    await scenario.start("checkout", held_at_half())
     await scenario.start("search", fast_plan())
     rollback: dict[str, Any] = await scenario.until(
         lambda: scenario.observed.decision_where(flag="search", action="rollback"),
@@ -176,8 +199,30 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
     await page.screenshot(path=artifacts() / "rollout-1280.png", full_page=True)
     await page.screenshot(path=artifacts() / "console.png")  # docs/images/console.png
 
-    # When a decision is taken while the running rollout's page is open
+    # When the running rollout's page is open, its units failing together
     await page.goto(f"{base}/ui/rollouts/checkout")
+    # Then its guardrail says how much wider that makes the interval, and what it costs
+    widening = page.locator('figure[data-metric="error_rate"] figcaption .widening')
+    await widening.wait_for(timeout=90_000)
+    said = re.fullmatch(
+        r"Units that send many requests or fail together make the interval ([\d.]+) times as"
+        r" wide: the stage needs about ([\d.]+) times as many units to see the same difference",
+        await widening.inner_text(),
+    )
+    assert said is not None
+    wider, units = float(said[1]), float(said[2])
+    assert wider > 1.05
+    assert units == pytest.approx(wider * wider, abs=0.1 * wider + 0.1)  # each rounded
+    # ...as the gate's evidence says: tested on units, its variance inflated by them
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        served = await http.get("/rollouts/checkout", headers=bearer)
+    tested = served.json()["evidence"]["guardrails"]["error_rate"]
+    assert tested["unit_of_analysis"] == "unit"
+    assert tested["design_effect"] > 1.0
+    assert tested["widening"] > 1.05
+    await page.screenshot(path=artifacts() / "rollout-widening-1280.png", full_page=True)
+
+    # When a decision is taken while the running rollout's page is open
     await page.evaluate("window.stillThisPage = true")
     pause = scenario.command("pause", "checkout", reason=HOSTILE)
     await scenario.send(pause, flag="checkout")
