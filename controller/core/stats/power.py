@@ -1,0 +1,425 @@
+"""The smallest regression a stage can catch: the gate's own boundary, read backwards.
+
+Pure; standard library only. A stage serves ``percent`` of the traffic to treatment and
+the rest to control for ``min_duration`` (longer when its smaller arm needs longer to reach
+``min_units_per_arm``). Given the expected traffic (:class:`Traffic`), the preview of a
+guardrail is the smallest regression Δ the gate's test detects with probability
+:data:`POWER` by the end of that minimum::
+
+    Δ = δ + h(N, V(Δ)) + z_0.8 · √V(Δ)
+
+with h the boundary of :mod:`controller.core.stats.sequential` at the plan's level per
+test and ``n_tune``, δ the guardrail's tolerance, N the units behind the metric and V the
+variance of the difference on units: the variance as if requests were independent, at
+the regressed rate and with the gate's floors, times the design effect (a latency
+quantile widens its ranks by it instead, as :mod:`controller.core.stats.on_units` does).
+
+**The approximation.** At the stage's end Δ̂ is taken as normal around Δ with variance V,
+and the gate's V̂ as V: the test then regresses (Δ̂ - h > δ) with probability
+Φ((Δ - δ - h)/√V), which is 0.8 at the Δ above. Only that last look is counted. The gate
+looks all along and a crossing before the end counts too, so the gate catches Δ somewhat
+more often than 80% (``bench/power.py`` measures it). Units are taken to arrive at
+``requests_per_s / requests_per_unit`` a second, each new: units who return make the
+count grow more slowly, and the preview optimistic there.
+
+A running stage (:func:`observed_detectable`, :func:`observed_seconds_to_detect`) is
+previewed from its own test instead: V shrinks as 1/t and N grows as t at its traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+from controller.core.common import EDGES_MS
+from controller.core.rollouts import Guardrail, Plan, Stage
+from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket, quantile_min_samples
+from controller.core.stats.on_units import QUANTILES
+from controller.core.stats.sequential import (
+    Direction,
+    bernoulli_variance,
+    sequential_half_width,
+    sequential_rho,
+)
+from controller.core.stats.units import MIN_CLUSTERS
+
+POWER = 0.8
+"""The chance of detection the preview is for."""
+Z_POWER = NormalDist().inv_cdf(POWER)
+"""z of :data:`POWER`, 0.8416."""
+MAX_SECONDS = 30 * 86_400.0
+"""Past 30 days a stage is taken never to detect the effect asked about."""
+MAX_LATENCY_FACTOR = 100.0
+"""A latency regression is looked for up to 100 times the base (+10,000%)."""
+_STEPS = 80
+"""Bisection steps: far below any figure shown."""
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a flag's stages are expected to see, all arms together."""
+
+    requests_per_s: float
+    """Requests (flag evaluations) per second to the flag, treatment and control together."""
+    requests_per_unit: float = 1.0
+    """Requests each unit sends over a stage, on average."""
+    design_effect: float = 1.0
+    """V on units over V as if requests were independent, for guardrails not in
+    ``design_effects`` (at least 1: the gate takes max(1, d))."""
+    design_effects: Mapping[str, float] = field(default_factory=dict)
+    """A guardrail's own design effect, by its key (read from a flag's evidence)."""
+    error_rate: float = 0.01
+    conversion_rate: float = 0.05
+    latency_median_ms: float = 100.0
+    latency_sigma: float = 0.5
+    """Latency is taken as log-normal: its median and the sigma of its logarithm."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "requests_per_s": self.requests_per_s > 0 and math.isfinite(self.requests_per_s),
+            "requests_per_unit": 1.0 <= self.requests_per_unit < math.inf,
+            "design_effect": 1.0 <= self.design_effect < math.inf,
+            "error_rate": 0.0 < self.error_rate < 1.0,
+            "conversion_rate": 0.0 < self.conversion_rate < 1.0,
+            "latency_median_ms": 0.0 < self.latency_median_ms < math.inf,
+            "latency_sigma": 0.0 < self.latency_sigma < 10.0,
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong or any(not 1.0 <= d < math.inf for d in self.design_effects.values()):
+            raise ValueError(f"traffic out of range: {', '.join(wrong) or 'design_effects'}")
+
+    def effect_of(self, guardrail: Guardrail) -> float:
+        """The design effect taken for ``guardrail``: 1 for a source with no units."""
+        if guardrail.source != "events":
+            return 1.0
+        return max(1.0, self.design_effects.get(guardrail.key, self.design_effect))
+
+
+@dataclass(frozen=True, slots=True)
+class Detectable:
+    """The smallest regression of one guardrail a stage detects with 80% power."""
+
+    guardrail: str
+    direction: Direction
+    effect: float | None
+    """Its size relative to the base (3.1: +310%, or -310% where higher is better); None
+    when the stage detects none (``reason`` says why)."""
+    delta: float | None
+    """Its size in the metric's unit (a rate's share, ms)."""
+    base: float | None
+    """The base value it is relative to: the control's rate, or its quantile in ms."""
+    reason: str = ""
+
+    def text(self) -> str:
+        """``+310%``, ``-40%``, or why there is no figure."""
+        if self.effect is None:
+            return self.reason or "nothing detectable"
+        sign = "+" if self.direction == "lower_is_better" else "-"
+        return f"{sign}{self.effect * 100:,.0f}%"
+
+
+@dataclass(frozen=True, slots=True)
+class StagePreview:
+    """What one compared stage of a plan can catch, at the end of its minimum."""
+
+    index: int
+    percent: float
+    seconds: float
+    """The stage's minimum: its min_duration, or longer for its min_units_per_arm."""
+    by_units: bool
+    """The minimum is set by min_units_per_arm rather than min_duration."""
+    guardrails: tuple[Detectable, ...]
+
+    def worst(self) -> float | None:
+        """The largest relative figure of its guardrails (inf when one detects nothing)."""
+        sizes = [math.inf if d.effect is None else d.effect for d in self.guardrails]
+        return max(sizes) if sizes else None
+
+
+# --- the arms of a stage ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Arms:
+    """Requests and units per arm (treatment, control) after a stage's first seconds."""
+
+    requests: tuple[float, float]
+    units: tuple[float, float]
+
+
+def _arms(percent: float, traffic: Traffic, seconds: float) -> _Arms:
+    share = percent / 100.0
+    total = traffic.requests_per_s * seconds
+    requests = (total * share, total * (1.0 - share))
+    units = tuple(r / traffic.requests_per_unit for r in requests)
+    return _Arms(requests, (units[0], units[1]))
+
+
+def stage_seconds(stage: Stage, traffic: Traffic) -> tuple[float, bool]:
+    """How long the stage lasts at least: min_duration, or until its smaller arm has
+    min_units_per_arm units; and whether the units set it."""
+    share = min(stage.percent, 100.0 - stage.percent) / 100.0
+    duration = stage.min_duration.total_seconds()
+    if share <= 0 or stage.min_units_per_arm == 0:
+        return duration, False
+    per_s = traffic.requests_per_s * share / traffic.requests_per_unit
+    needed = stage.min_units_per_arm / per_s
+    return (needed, True) if needed > duration else (duration, False)
+
+
+# --- each metric's difference and variance at a regression of relative size x ------------
+
+_Model = Callable[[float], tuple[float, float]]
+"""x (the regression's relative size) → (Δ on the harmful side, V of the difference)."""
+
+
+def _proportion(base: float, arms: _Arms, worse: float, deff: float) -> _Model:
+    """A rate that gets worse by ``worse`` (+1: up, -1: down) times x of itself."""
+    n_t, n_c = arms.requests
+
+    def model(x: float) -> tuple[float, float]:
+        rate_t = min(1.0, max(0.0, base * (1.0 + worse * x)))
+        own = (
+            bernoulli_variance(rate_t * n_t, n_t) / n_t + bernoulli_variance(base * n_c, n_c) / n_c
+        )
+        pooled_rate = (rate_t * n_t + base * n_c) / (n_t + n_c)
+        pooled = bernoulli_variance(pooled_rate * (n_t + n_c), n_t + n_c) * (1 / n_t + 1 / n_c)
+        return abs(rate_t - base), max(own, pooled) * deff
+
+    return model
+
+
+def _quantile_at(median: float, sigma: float, p: float) -> float:
+    return median * math.exp(sigma * _NORMAL.inv_cdf(p))
+
+
+def _quantile_se(median: float, sigma: float, q: float, n: float, deff: float) -> float:
+    """Woodruff's SE of a log-normal's q-quantile from n events, ranks widened by ``deff``."""
+    spread = QUANTILE_Z * math.sqrt(q * (1.0 - q) * deff / n)
+    if q - spread <= 0.0 or q + spread >= 1.0:
+        return math.inf
+    high, low = _quantile_at(median, sigma, q + spread), _quantile_at(median, sigma, q - spread)
+    return (high - low) / (2.0 * QUANTILE_Z)
+
+
+def _quantile(q: float, traffic: Traffic, arms: _Arms, deff: float) -> _Model:
+    """Treatment's latency slower by a factor 1 + x throughout."""
+    median, sigma = traffic.latency_median_ms, traffic.latency_sigma
+    base = _quantile_at(median, sigma, q)
+    se_t = _quantile_se(median, sigma, q, arms.requests[0], deff)
+    se_c = _quantile_se(median, sigma, q, arms.requests[1], deff)
+
+    def model(x: float) -> tuple[float, float]:
+        return base * x, ((1.0 + x) * se_t) ** 2 + se_c**2
+
+    return model
+
+
+def exceedance_share(edge_ms: float, traffic: Traffic) -> float:
+    """The share of a log-normal latency at or above the bucket edge the gate rounds to."""
+    first = exceedance_bucket(edge_ms)
+    edge = EDGES_MS[first - 1] if 0 < first <= len(EDGES_MS) else 0.0
+    if edge <= 0.0:
+        return 1.0
+    z = math.log(edge / traffic.latency_median_ms) / traffic.latency_sigma
+    return 1.0 - _NORMAL.cdf(z)
+
+
+def _base(guardrail: Guardrail, traffic: Traffic) -> float:
+    metric = guardrail.metric
+    if metric == "error_rate":
+        return traffic.error_rate
+    if metric == "conversion_rate":
+        return traffic.conversion_rate
+    if metric in QUANTILES:
+        return _quantile_at(traffic.latency_median_ms, traffic.latency_sigma, QUANTILES[metric])
+    assert guardrail.edge_ms is not None  # latency_exceedance: the plan model guarantees it
+    return exceedance_share(guardrail.edge_ms, traffic)
+
+
+def _tolerance(guardrail: Guardrail, base: float) -> float:
+    """δ as the gate takes it: a quantile's tolerance counts only when relative."""
+    if guardrail.relative:
+        return guardrail.tolerance * base
+    return 0.0 if guardrail.metric in QUANTILES else guardrail.tolerance
+
+
+# --- the preview ------------------------------------------------------------------------
+
+
+def detectable(
+    guardrail: Guardrail, percent: float, seconds: float, traffic: Traffic, plan: Plan
+) -> Detectable:
+    """The smallest regression of ``guardrail`` detected with 80% power after ``seconds``
+    of a stage serving ``percent`` (see the module for the approximation)."""
+    direction: Direction = "lower_is_better" if guardrail.lower_is_better else "higher_is_better"
+    none = Detectable(guardrail.key, direction, None, None, None)
+    if guardrail.metric == "conversion_value":
+        return _with(none, "not previewed: it needs the spread of conversion values")
+    if not 0 < percent < 100:
+        return _with(none, "no control arm to compare against")
+    arms = _arms(percent, traffic, seconds)
+    base = _base(guardrail, traffic)
+    short = _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail))
+    if short:
+        return Detectable(guardrail.key, direction, None, None, base, short)
+    if base <= 0.0:
+        return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
+    model, largest = _model(guardrail, base, traffic, arms)
+    n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
+    x = _smallest(model, _tolerance(guardrail, base), round(n), plan, largest)
+    if x is None:
+        return Detectable(guardrail.key, direction, None, None, base, "detects no regression")
+    return Detectable(guardrail.key, direction, x, model(x)[0], base)
+
+
+def _with(found: Detectable, reason: str) -> Detectable:
+    return Detectable(found.guardrail, found.direction, None, None, found.base, reason)
+
+
+def _model(
+    guardrail: Guardrail, base: float, traffic: Traffic, arms: _Arms
+) -> tuple[_Model, float]:
+    """The metric's model and the largest relative regression it can have."""
+    deff = traffic.effect_of(guardrail)
+    metric = guardrail.metric
+    if metric in QUANTILES:
+        return _quantile(QUANTILES[metric], traffic, arms, deff), MAX_LATENCY_FACTOR
+    if metric == "conversion_rate":
+        return _proportion(base, arms, -1.0, deff), 1.0
+    return _proportion(base, arms, 1.0, deff), (1.0 - base) / base
+
+
+def _short_of_floor(guardrail: Guardrail, arms: _Arms, plan: Plan, deff: float) -> str:
+    """Why the smaller arm is not tested by the stage's end, or ''."""
+    metric = guardrail.metric
+    floor = float(plan.min_metric_events)
+    if metric in QUANTILES:
+        q = QUANTILES[metric]
+        floor = max(floor, quantile_min_samples(q) * deff)
+    events = min(arms.requests)
+    if events < floor:
+        return f"not tested: {events:,.0f} events in the smaller arm, the gate needs {floor:,.0f}"
+    if guardrail.source == "events" and min(arms.units) < MIN_CLUSTERS:
+        return f"not tested: fewer than {MIN_CLUSTERS} units in the smaller arm"
+    return ""
+
+
+def _detected(model: _Model, x: float, tolerance: float, n: int, plan: Plan) -> bool:
+    """Whether a regression of size x is detected with 80% power at N = ``n``."""
+    delta, variance = model(x)
+    if not math.isfinite(variance):
+        return False
+    rho = sequential_rho(plan.alpha_per_test, plan.n_tune)
+    h = sequential_half_width(variance=variance, n=n, alpha=plan.alpha_per_test, rho=rho)
+    return delta - tolerance - h >= Z_POWER * math.sqrt(variance)
+
+
+def _smallest(model: _Model, tolerance: float, n: int, plan: Plan, largest: float) -> float | None:
+    """The smallest x in (0, largest] detected with 80% power, by bisection; None if none."""
+    if n <= 0 or not _detected(model, largest, tolerance, n, plan):
+        return None
+    low, high = 0.0, largest
+    for _ in range(_STEPS):
+        middle = (low + high) / 2.0
+        if _detected(model, middle, tolerance, n, plan):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
+    """Every guardrail's smallest detectable regression at the end of stage ``index``'s
+    minimum."""
+    stage = plan.stages[index]
+    seconds, by_units = stage_seconds(stage, traffic)
+    found = tuple(detectable(g, stage.percent, seconds, traffic, plan) for g in plan.guardrails)
+    return StagePreview(index, stage.percent, seconds, by_units, found)
+
+
+def plan_preview(plan: Plan, traffic: Traffic) -> list[StagePreview]:
+    """:func:`stage_preview` of each stage with a control arm (below 100%)."""
+    return [stage_preview(plan, i, traffic) for i, s in enumerate(plan.stages) if s.percent < 100]
+
+
+def seconds_to_detect(
+    plan: Plan, index: int, guardrail: Guardrail, traffic: Traffic, effect: float
+) -> float | None:
+    """How long stage ``index`` must run at ``traffic`` to detect a regression of relative
+    size ``effect`` with 80% power; None beyond :data:`MAX_SECONDS`."""
+    percent = plan.stages[index].percent
+
+    def caught(seconds: float) -> bool:
+        found = detectable(guardrail, percent, seconds, traffic, plan)
+        return found.effect is not None and found.effect <= effect
+
+    return _first_time(caught, 1.0)
+
+
+def _first_time(caught: Callable[[float], bool], start: float) -> float | None:
+    """The earliest time in [start, MAX_SECONDS] at which ``caught`` (monotone) holds."""
+    if caught(start):
+        return start
+    if not caught(MAX_SECONDS):
+        return None
+    low, high = start, MAX_SECONDS
+    for _ in range(_STEPS):
+        middle = math.sqrt(low * high)  # times span decades: bisect their logarithm
+        if caught(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+# --- a running stage, from its own test ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A guardrail's test in a running stage, as its evidence has it, and how long it ran."""
+
+    variance: float
+    n: int
+    tolerance: float
+    alpha: float
+    n_tune: int
+    elapsed_s: float
+
+    def delta_at(self, seconds: float) -> float | None:
+        """The smallest Δ (harmful side) detected with 80% power after ``seconds`` in the
+        stage, V shrinking as 1/t and N growing as t; None when the test has no figure."""
+        if not (self.elapsed_s > 0 and self.n > 0 and 0.0 < self.variance < math.inf):
+            return None
+        scale = seconds / self.elapsed_s
+        variance, n = self.variance / scale, max(1, round(self.n * scale))
+        rho = sequential_rho(self.alpha, self.n_tune)
+        h = sequential_half_width(variance=variance, n=n, alpha=self.alpha, rho=rho)
+        return self.tolerance + h + Z_POWER * math.sqrt(variance)
+
+
+def observed_detectable(test: Observed, seconds: float, base: float | None) -> float | None:
+    """The smallest regression relative to ``base`` detected with 80% power after
+    ``seconds`` in the stage (its end, or now); None without a figure or a base."""
+    delta = test.delta_at(seconds)
+    if delta is None or base is None or base == 0.0:
+        return None
+    return delta / abs(base)
+
+
+def observed_seconds_to_detect(test: Observed, base: float | None, effect: float) -> float | None:
+    """How much longer the stage needs to detect a regression of relative size ``effect``
+    (0 when it already can); None beyond :data:`MAX_SECONDS` or without a figure."""
+    if base is None or base == 0.0 or test.delta_at(test.elapsed_s) is None:
+        return None
+
+    def caught(seconds: float) -> bool:
+        delta = test.delta_at(seconds)
+        return delta is not None and delta <= effect * abs(base)
+
+    at = _first_time(caught, test.elapsed_s)
+    return None if at is None else at - test.elapsed_s
