@@ -35,7 +35,7 @@ from controller import __version__
 from controller.core.wire import CommandAction
 from controller.ctl import completion
 from controller.ctl.agent import serving
-from controller.ctl.operate import ingest, pipelines, plan_queries, targeting_args
+from controller.ctl.operate import ingest, pipelines, plan_power, plan_queries, targeting_args
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 from controller.ctl.terminal import (
     DEFAULT_KEY_DIR,
@@ -156,9 +156,17 @@ def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="show every rollout, or one in detail",
         description="Ask the controller's HTTP API for each rollout's phase, stage, percent, "
         "time in stage, per-arm counts and the gate's current view (guardrail bounds, SRM). "
-        "With FLAG, show that rollout in detail.",
+        "With FLAG, show that rollout in detail, with the smallest regression its running "
+        "stage detects with 80% power by its minimum and how much longer it needs for --effect.",
     )
     sub.add_argument("flag", nargs="?", metavar="FLAG", help="one flag, in detail")
+    sub.add_argument(
+        "--effect",
+        metavar="SHARE",
+        default=f"{plan_power.DEFAULT_EFFECT:.0%}",
+        help="with FLAG: the regression the running stage's remaining time is given for"
+        " (default %(default)s)",
+    )
     add_url(sub)
 
 
@@ -199,10 +207,12 @@ def _add_plan(commands: Subparsers[argparse.ArgumentParser]) -> None:
         parents=[output_options()],
         help="check plan files",
         description="Parse each plan as the controller would; print its stages, or the "
-        "errors naming each offending field (exit 78).",
+        "errors naming each offending field (exit 78). With --traffic or --from-flag, also "
+        "print the smallest regression each stage detects with 80% power.",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     plan_queries.add_arguments(validate)
+    plan_power.add_arguments(validate)
     from controller.ctl.drafting import drafting  # noqa: PLC0415 - keep `--help` fast
 
     draft = verbs.add_parser(

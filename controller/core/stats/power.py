@@ -112,13 +112,15 @@ class Detectable:
     base: float | None
     """The base value it is relative to: the control's rate, or its quantile in ms."""
     reason: str = ""
+    previewed: bool = True
+    """False for a metric the preview has no model of (the conversion value)."""
 
     def text(self) -> str:
         """``+310%``, ``-40%``, or why there is no figure."""
         if self.effect is None:
             return self.reason or "nothing detectable"
         sign = "+" if self.direction == "lower_is_better" else "-"
-        return f"{sign}{self.effect * 100:,.0f}%"
+        return sign + share_text(self.effect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +135,22 @@ class StagePreview:
     """The minimum is set by min_units_per_arm rather than min_duration."""
     guardrails: tuple[Detectable, ...]
 
-    def worst(self) -> float | None:
-        """The largest relative figure of its guardrails (inf when one detects nothing)."""
-        sizes = [math.inf if d.effect is None else d.effect for d in self.guardrails]
-        return max(sizes) if sizes else None
+    def worst(self) -> Detectable | None:
+        """The guardrail with the largest relative figure (one that detects nothing first);
+        None when no guardrail is previewed."""
+        shown = [d for d in self.guardrails if d.previewed]
+        return max(shown, key=_size) if shown else None
+
+
+def _size(found: Detectable) -> float:
+    return math.inf if found.effect is None else found.effect
+
+
+def share_text(share: float) -> str:
+    """A relative size in percent: ``310%``, ``12%``, ``0.5%`` (two digits below 1%)."""
+    if share < 0.01:
+        return f"{share * 100:.2g}%"
+    return f"{share * 100:,.0f}%"
 
 
 # --- the arms of a stage ----------------------------------------------------------------
@@ -258,7 +272,15 @@ def detectable(
     direction: Direction = "lower_is_better" if guardrail.lower_is_better else "higher_is_better"
     none = Detectable(guardrail.key, direction, None, None, None)
     if guardrail.metric == "conversion_value":
-        return _with(none, "not previewed: it needs the spread of conversion values")
+        return Detectable(
+            guardrail.key,
+            direction,
+            None,
+            None,
+            None,
+            "not previewed: it needs the spread of conversion values",
+            previewed=False,
+        )
     if not 0 < percent < 100:
         return _with(none, "no control arm to compare against")
     arms = _arms(percent, traffic, seconds)
@@ -393,7 +415,8 @@ class Observed:
     def delta_at(self, seconds: float) -> float | None:
         """The smallest Δ (harmful side) detected with 80% power after ``seconds`` in the
         stage, V shrinking as 1/t and N growing as t; None when the test has no figure."""
-        if not (self.elapsed_s > 0 and self.n > 0 and 0.0 < self.variance < math.inf):
+        known = self.elapsed_s > 0 and self.n > 0 and self.n_tune > 0
+        if not (known and 0.0 < self.variance < math.inf and 0.0 < self.alpha < 0.5):
             return None
         scale = seconds / self.elapsed_s
         variance, n = self.variance / scale, max(1, round(self.n * scale))

@@ -15,6 +15,7 @@ import getpass
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import orjson
 
 from controller.core.common import ConfigError
 from controller.core.rollouts import DEFAULT_PLAN, Finding, Plan, errors, lint, load_plan
+from controller.core.stats.power import StagePreview
 from controller.core.trust import signing
 from controller.core.wire import (
     Command,
@@ -30,7 +32,7 @@ from controller.core.wire import (
     sent_object,
 )
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import steering, views
+from controller.ctl.operate import plan_power, steering, views
 from controller.ctl.operate.commands import (
     KEY_ID_PATTERN,
     config_snippet,
@@ -229,6 +231,7 @@ def validate_plans(args: argparse.Namespace) -> int:
     (a plan that cannot work); warnings are printed and leave the exit at 0.
     """
     failed = 0
+    assumed = plan_power.traffic_of(args)
     for path in args.files:
         try:
             plan = _read_plan(path)
@@ -237,11 +240,25 @@ def validate_plans(args: argparse.Namespace) -> int:
             hint = hint_for(path, "plan")
             _plan_result(args, path, error=f"{hint}" if hint else str(exc))
             continue
+        power = None if assumed is None else plan_power.previews(plan, assumed)
         findings = lint(plan, datetime.now(UTC)) + query_findings(plan, args)
+        findings += plan_power.max_findings(power or [], args)
         findings.sort(key=lambda f: f.severity != "error")
         failed += bool(errors(findings))
-        _plan_result(args, path, plan=plan, findings=findings)
+        _plan_result(args, path, plan=plan, findings=findings, power=_power(power, assumed))
     return EXIT_CONFIG if failed else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Power:
+    """A plan's power preview and the traffic it is for."""
+
+    stages: list[StagePreview]
+    assumed: plan_power.Assumed
+
+
+def _power(stages: list[StagePreview] | None, assumed: plan_power.Assumed | None) -> _Power | None:
+    return None if stages is None or assumed is None else _Power(stages, assumed)
 
 
 def _plan_result(
@@ -251,6 +268,7 @@ def _plan_result(
     plan: Plan | None = None,
     error: str = "",
     findings: list[Finding] | None = None,
+    power: _Power | None = None,
 ) -> None:
     findings = findings or []
     wrong = errors(findings)
@@ -263,6 +281,7 @@ def _plan_result(
                 "error": error or None,
                 "findings": [f.as_dict() for f in findings],
                 "plan": None if plan is None else plan.model_dump(mode="json"),
+                "power": None if power is None else plan_power.as_json(power.stages, power.assumed),
             }
         )
         return
@@ -275,6 +294,10 @@ def _plan_result(
     print(f"{path}: {said}: {ladder}; guardrails: {guardrails}")
     for finding in findings:
         print(f"  {finding}")
+    if power is not None:
+        print(f"  smallest regression detected with 80% power, {power.assumed.line()}:")
+        for stage in power.stages:
+            print(f"    {plan_power.stage_line(stage)}")
 
 
 def keygen(args: argparse.Namespace) -> int:

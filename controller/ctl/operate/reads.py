@@ -20,7 +20,7 @@ import orjson
 from controller.adapters import http_client
 from controller.core.reading import RolloutList, RolloutStatus
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
-from controller.ctl.operate import steering, views
+from controller.ctl.operate import plan_power, steering, views
 from controller.ctl.operate.handlers import broker_of
 from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
@@ -46,7 +46,8 @@ def status(args: argparse.Namespace) -> int:
         print_json(body)  # as served, by whichever version of the controller
     elif args.flag:
         status = diagnosis.served(RolloutStatus, body, base + path, "RolloutStatus")
-        print(views.status_detail(status))
+        effect = plan_power.share(args.effect, "--effect")
+        print(views.status_detail(status, effect=effect))
     else:
         listing = diagnosis.served(RolloutList, body, base + path, "RolloutList")
         print(views.status_table(listing.rollouts))

@@ -32,6 +32,7 @@ from controller.core.rollouts import COMPLETION_SERVES
 from controller.core.stats import comparison_text
 from controller.core.wire import Alert, Decision, GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
+from controller.ctl.operate import plan_power
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -67,8 +68,9 @@ def _row(r: RolloutStatus) -> tuple[str, ...]:
     )
 
 
-def status_detail(r: RolloutStatus) -> str:
-    """Everything about one rollout, including each guardrail's bounds."""
+def status_detail(r: RolloutStatus, *, effect: float = plan_power.DEFAULT_EFFECT) -> str:
+    """Everything about one rollout, including each guardrail's bounds and what the running
+    stage can detect (and how much longer it needs for a regression of ``effect``)."""
     lines = [
         f"flag:        {r.flag}",
         f"rollout:     {r.rollout_id} (plan {r.plan})",
@@ -108,6 +110,7 @@ def status_detail(r: RolloutStatus) -> str:
         baseline = control.rate(metric) if control is not None else None
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline)}")
         lines += _widening_lines(r.evidence, metric)
+    lines += [f"  power: {line}" for line in plan_power.running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
         flagged = "MISMATCH" if srm.flagged else "ok"
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value

@@ -15,6 +15,7 @@ from controller.core.stats.latency import latency_quantile_test
 from controller.core.stats.power import (
     MAX_SECONDS,
     Z_POWER,
+    Detectable,
     Observed,
     Traffic,
     _arms,
@@ -232,8 +233,25 @@ def test_the_preview_covers_every_compared_stage_and_guardrail() -> None:
     previews = plan_preview(DEFAULT_PLAN, BUSY)
     assert [p.percent for p in previews] == [1, 5, 25, 50]
     assert all(len(p.guardrails) == 2 for p in previews)
-    worst = [p.worst() or math.inf for p in previews]
+    worst = [_size(p.worst()) for p in previews]
     assert worst == sorted(worst, reverse=True)
+
+
+def _size(found: Detectable | None) -> float:
+    assert found is not None
+    return math.inf if found.effect is None else found.effect
+
+
+def test_a_conversion_value_is_not_previewed_and_never_the_worst() -> None:
+    plan = Plan(
+        stages=[Stage(percent=5, min_duration=timedelta(minutes=30))],
+        guardrails=[ERRORS, Guardrail(metric="conversion_value")],
+    )
+    preview = stage_preview(plan, 0, BUSY)
+    assert not preview.guardrails[1].previewed
+    worst = preview.worst()
+    assert worst is not None
+    assert worst.guardrail == "error_rate"
 
 
 def test_a_guardrails_own_design_effect_is_used_over_the_default() -> None:

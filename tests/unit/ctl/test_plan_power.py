@@ -1,0 +1,148 @@
+"""``rolloutctl plan validate --traffic``: each stage's smallest detectable regression, and
+``status``'s figure for the running stage."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.reading.views import RolloutStatus
+from controller.ctl.app import main
+from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
+from controller.ctl.operate.plan_power import flag_traffic, rate, running_lines
+from controller.ctl.operate.views import status_detail
+from controller.ctl.terminal import UsageError
+
+PLANS = Path(__file__).resolve().parents[3] / "ops" / "plans"
+DEFAULT = str(PLANS / "default.yaml")
+STAGE_LINE = re.compile(
+    r"^    stage 1 \(1%, [^)]+\): error rate detectable from \+[0-9,]+% \(80% power\);"
+    r" p99 latency from \+[0-9,]+%; conversion rate from -[0-9]+%$"
+)
+
+
+def test_each_compared_stage_gets_a_line_with_every_guardrail(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["plan", "validate", "--traffic", "200/s", DEFAULT]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(STAGE_LINE.match(line) for line in out), out
+    assert sum(line.startswith("    stage ") for line in out) == 4  # 100% has no control
+    assert "design effect 2 assumed, a conservative default" in "\n".join(out)
+
+
+def test_more_traffic_detects_smaller_regressions(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = []
+    for traffic in ("20/s", "2000/s"):
+        assert main(["plan", "validate", "--json", "--traffic", traffic, DEFAULT]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        figures.append(shown["power"]["stages"][0]["guardrails"]["error_rate"]["effect"])
+    assert figures[0] > figures[1] > 0
+
+
+@pytest.mark.parametrize(
+    ("strict", "code", "severity"), [([], 0, "warning"), (["--strict"], EXIT_CONFIG, "error")]
+)
+def test_a_stage_that_cannot_catch_less_than_the_bound_warns_or_fails(
+    strict: list[str], code: int, severity: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["plan", "validate", "--json", "--traffic", "5/s", "--max-detectable", "100%"]
+    assert main([*args, *strict, DEFAULT]) == code
+    shown = json.loads(capsys.readouterr().out)
+    flagged = [f for f in shown["findings"] if f["field"] == "stages[0]"]
+    assert [f["severity"] for f in flagged] == [severity]
+    assert "at this traffic (--max-detectable 100%)" in flagged[0]["message"]
+
+
+def test_a_stage_that_catches_less_than_the_bound_passes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--traffic", "1e6/min", "--max-detectable", "500%", "--strict", DEFAULT]
+    assert main(["plan", "validate", "--json", *args]) == 0
+    assert not json.loads(capsys.readouterr().out)["findings"]
+
+
+@pytest.mark.parametrize(
+    ("text", "per_s"), [("200/s", 200.0), ("900/min", 15.0), ("7200/h", 2.0), ("3", 3.0)]
+)
+def test_traffic_is_read_per_second_minute_or_hour(text: str, per_s: float) -> None:
+    assert rate(text) == per_s
+
+
+@pytest.mark.parametrize("bad", ["fast", "-2/s", "0/s", "200/day"])
+def test_unreadable_traffic_is_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match="--traffic"):
+        rate(bad)
+
+
+def test_unreadable_traffic_exits_as_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "validate", "--traffic", "lots", DEFAULT]) == EXIT_USAGE
+    assert "--traffic 'lots'" in capsys.readouterr().err
+
+
+def _status(**over: Any) -> RolloutStatus:
+    test = {
+        "delta": 0.001, "variance": 4e-6, "n": 20_000, "half_width": 0.006,
+        "lower": -0.005, "upper": 0.007, "regressed": False,
+        "direction": "lower_is_better", "tolerance": 0.0, "alpha": 0.00625,
+        "n_tune": 5000, "p_value": 1.0, "unit_of_analysis": "unit",
+        "design_effect": 3.2, "widening": 1.8,
+    }  # fmt: skip
+    base: dict[str, Any] = {
+        "flag": "checkout", "rollout_id": "r1", "plan": "default", "phase": "running",
+        "stage": 1, "stages": 5, "percent": 5.0, "flag_version": 3,
+        "time_in_stage_s": 600.0, "min_duration_s": 3600.0, "min_units_per_arm": 100,
+        "verdict": "hold", "verdict_reason": "minimum stage time not reached",
+        "evidence": {
+            "arms": {
+                "treatment": {"units": 200, "exposures": 1000, "requests": 1000, "errors": 10},
+                "control": {"units": 3800, "exposures": 19000, "requests": 19000,
+                            "errors": 190, "conversions": 950},
+            },
+            "guardrails": {"error_rate": test, "latency_p99": "insufficient data"},
+            "latency": {"control": {"p50": 80.0, "p95": 180.0, "p99": 240.0, "count": 19000}},
+        },
+    }  # fmt: skip
+    return RolloutStatus.model_validate({**base, **over})
+
+
+def test_a_flags_rollout_gives_its_traffic_bases_and_design_effects() -> None:
+    given, design = flag_traffic(_status())
+    assert given["requests_per_s"] == pytest.approx(20_000 / 600)
+    assert given["requests_per_unit"] == pytest.approx(5.0)
+    assert given["error_rate"] == pytest.approx(0.01)
+    assert given["conversion_rate"] == pytest.approx(0.05)
+    assert given["latency_median_ms"] == 80.0
+    assert given["design_effect"] == design["error_rate"] == 3.2
+
+
+def test_a_rollout_with_no_traffic_gives_none() -> None:
+    given, design = flag_traffic(_status(evidence={}))
+    assert "requests_per_s" not in given
+    assert design == {}
+
+
+def test_status_shows_what_the_running_stage_detects_and_how_long_it_needs() -> None:
+    lines = running_lines(_status(), 0.5)
+    assert len(lines) == 1  # the p99 test has no figures yet
+    assert re.match(
+        r"^error rate: detectable from \+\d+% by the stage's minimum \(80% power\);"
+        r" \+50% (now|in .+ more)$",
+        lines[0],
+    ), lines
+    text = status_detail(_status(), effect=0.5)
+    assert "  power: error rate: detectable from +" in text
+
+
+def test_status_says_a_tiny_effect_needs_more_than_the_preview_looks_ahead() -> None:
+    assert running_lines(_status(), 0.0001)[0].endswith("+0.01% more than 30 d")
+
+
+def test_a_test_from_an_older_gate_has_no_figure() -> None:
+    older = {"delta": 0.001, "lower": -0.01, "upper": 0.02, "tolerance": 0.0}
+    evidence = {**_status().evidence.wire(), "guardrails": {"error_rate": older}}
+    assert running_lines(_status(evidence=evidence)) == []
