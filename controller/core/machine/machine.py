@@ -194,9 +194,25 @@ def _monitor_down(state: Rollout, event: MonitorDownInput) -> Step:
 
 
 def _gate(state: Rollout, event: GateInput) -> Step:
+    if state.phase is Phase.COMPLETED:
+        return _late_after_completion(state, event)
     state, trial = _dry_run_alert(state, event)
     new, actions = _verdict(state, event)
     return new, trial + actions + outage_alert(state, event, actions)
+
+
+def _late_after_completion(state: Rollout, event: GateInput) -> Step:
+    """A completed rollout whose late evidence regressed: one critical alert naming the flag
+    and the stage, and the state marked, so a pipeline that follows holds its next step."""
+    late = event.verdict.evidence.late
+    if late is None or late.stage is None or state.late_regression is not None:
+        return state, []
+    reason = event.verdict.reason[:500]
+    marked = state.model_copy(update={"late_regression": reason, "updated_at": event.now})
+    summary = f"{state.flag} completed, but {reason}"
+    details: JsonObject = {"stage": late.stage, "late": late.model_dump(mode="json")}
+    details |= {"evidence": event.verdict.evidence.wire()}
+    return marked, [RaiseAlert("late_regression", "critical", summary[:500], details)]
 
 
 def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Action]]:

@@ -3,7 +3,8 @@
 Events: an environment's rollout ended (:class:`RolloutEnded`: completed,
 rolled back, aborted or killed), time passed (:class:`TimePassed`: a soak
 elapsed or a window opened), an operator approved (:class:`Approve`), a key
-was revoked (:class:`KeyRevoked`). Actions: start a rollout in an
+was revoked (:class:`KeyRevoked`), a completed step's late evidence regressed
+(:class:`LateRegression`). Actions: start a rollout in an
 environment (:class:`StartRollout`), record a decision with its evidence
 (:class:`Decision`), raise an alert (the rollouts' ``RaiseAlert``). Each
 decision has a key made of the run and what was decided, the same on a
@@ -59,7 +60,18 @@ class KeyRevoked:
     now: datetime
 
 
-Event = RolloutEnded | TimePassed | Approve | KeyRevoked
+@dataclass(frozen=True, slots=True)
+class LateRegression:
+    """The completed rollout ``rollout_id`` in ``environment`` regressed on evidence counted
+    after one of its stages passed: the run holds its next step."""
+
+    environment: str
+    rollout_id: str
+    reason: str
+    now: datetime
+
+
+Event = RolloutEnded | TimePassed | Approve | KeyRevoked | LateRegression
 
 
 @dataclass(frozen=True, slots=True)

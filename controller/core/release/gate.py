@@ -44,6 +44,8 @@ def gate(state: PipelineState, index: int, now: datetime) -> GateVerdict:
             evidence = evidence.merged(soak=soak)
             if now < until:
                 waits.append(f"soak until {until.isoformat()} ({until - now} left)")
+    if state.held is not None:
+        waits.append(f"an operator: {state.held}")
     if step.approval is not None:
         needed = approvals_needed(state.approvals, step.environment, step.approval, now)
         live = state.approvals.live(step.environment, step.approval, now)

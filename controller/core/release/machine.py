@@ -26,6 +26,7 @@ from controller.core.release.events import (
     Decision,
     Event,
     KeyRevoked,
+    LateRegression,
     RolloutEnded,
     StartRollout,
     Step,
@@ -77,6 +78,8 @@ def step(state: PipelineState, event: Event) -> Step:
         return _next(state, event.now)
     if isinstance(event, Approve):
         return _approve(state, event.approval, event.now)
+    if isinstance(event, LateRegression):
+        return _late(state, event)
     return _revoked(state, event)
 
 
@@ -173,6 +176,27 @@ def _completed(state: PipelineState, index: int, event: RolloutEnded) -> Step:
     said = _decision(new, what, "pipeline_step", why, environment=environment, evidence=evidence)
     moved, actions = _next(new, event.now)
     return moved, [said, *(actions or [_waiting(new, index + 1, event.now)])]
+
+
+def _late(state: PipelineState, event: LateRegression) -> Step:
+    """A completed step's late evidence regressed: the run holds its next step, once."""
+    found = state.step_of(event.environment)
+    if found is None or found[1].rollout_id != event.rollout_id:
+        return state, []  # not a rollout this run started
+    if state.phase is not RunPhase.RUNNING or state.held is not None:
+        return state, []
+    why = f"{event.environment} completed, then {event.reason}"[:600]
+    held = state.model_copy(update={"held": why, "updated_at": event.now})
+    evidence = PipelineEvidence(rollout_id=event.rollout_id)
+    said = _decision(
+        held,
+        (event.environment, "late_regression"),
+        "pipeline_hold",
+        f"the pipeline holds: {why}",
+        environment=event.environment,
+        evidence=evidence,
+    )
+    return held, [said]
 
 
 def _waiting(state: PipelineState, index: int, now: datetime) -> Decision:

@@ -71,6 +71,12 @@ class PipelineState(Frozen):
     steps: Annotated[tuple[StepState, ...], Field(min_length=1, max_length=MAX_ENVIRONMENTS)]
     approvals: Ledger = Ledger()
     stopped_at: EnvironmentName | None = None
+    held: str | None = Field(
+        default=None,
+        max_length=600,
+        description="Why the next step does not start: a completed step's late evidence "
+        "regressed (an operator decides; nothing starts by itself).",
+    )
     started_at: AwareDatetime
     updated_at: AwareDatetime
     applied: AppliedDigest | None = Field(

@@ -118,6 +118,12 @@ class Rollout(BaseModel):
         default=None, description="In the plan's watch after the last stage, until this."
     )
     watch_alerted: bool = Field(default=False, description="A watch regression was alerted.")
+    late_regression: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Completed, then a regression found in evidence counted after a stage "
+        "passed: why (alerted once; a pipeline that follows holds its next step).",
+    )
     completed_at: datetime | None = None
     stale_alerted: bool = Field(default=False, description="The stale-flag reminder was sent.")
     started_at: datetime

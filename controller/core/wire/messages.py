@@ -313,6 +313,7 @@ class Alert(MessageBase):
         "metric_source_unavailable",
         "metric_source_recovered",
         "pipeline_stopped",
+        "late_regression",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

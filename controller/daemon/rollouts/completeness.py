@@ -148,26 +148,48 @@ def _merged(
     return {t: frozenset(a.get(t, frozenset()) | b.get(t, frozenset())) for t in {*a, *b}}
 
 
-class PassedStages:
-    """Tests the stages a rollout passed again when its flag has news: evidence counted late."""
+LATE_WINDOW = timedelta(days=1)
+"""How long after it completed a rollout's stages are still tested on late evidence."""
 
-    def __init__(self, aggregates: AggregateReader) -> None:
-        self._aggregates = aggregates
+
+class PassedStages:
+    """Tests the stages a rollout passed again when its flag has news: evidence counted late.
+
+    A flag with traffic has news every pass, so each flag's passed stages are read at most
+    once per ``every`` (the sweep interval): news that comes sooner is owed, and read at a
+    later gate, a sweep's included. A completed rollout's are read for
+    :data:`LATE_WINDOW` after it completed.
+    """
+
+    def __init__(self, aggregates: AggregateReader, every: timedelta = timedelta(0)) -> None:
+        self._aggregates, self._every = aggregates, every
+        self._tested: dict[str, datetime] = {}
+        self._owed: set[str] = set()
 
     async def checked(
         self, rollout: Rollout, verdict: Verdict, now: datetime, *, fresh: bool
     ) -> Verdict:
         """``verdict``, or the regression found in a passed stage's evidence. Only a gate
-        with news reads them (events counted late make the flag's news, like any), in one
-        read, and only when the stage itself does not already roll back."""
-        if not fresh or verdict.kind is VerdictKind.ROLLBACK:
+        with news (events counted late make the flag's news, like any) or news owed reads
+        them, in one read, and only when the stage itself does not already roll back."""
+        if verdict.kind is VerdictKind.ROLLBACK:
             return verdict
-        return await self.late(rollout, now) or verdict
+        return await self.late(rollout, now, fresh=fresh) or verdict
 
-    async def late(self, rollout: Rollout, now: datetime) -> Verdict | None:
-        """The regression in the evidence of a stage ``rollout`` passed, if any."""
-        stages = passed_stages(rollout)
-        if not stages:
+    async def late(self, rollout: Rollout, now: datetime, *, fresh: bool) -> Verdict | None:
+        """The regression in the evidence of a stage ``rollout`` passed, if any. None too
+        without news (``fresh``) or news owed, when its stages were read less than ``every``
+        ago (the news is owed then), or when it completed long ago."""
+        flag, stages, done = rollout.flag, passed_stages(rollout), rollout.completed_at
+        if not stages or (done is not None and now - done > LATE_WINDOW):
             return None
+        if not (fresh or flag in self._owed):
+            return None
+        last = self._tested.get(flag)
+        if last is not None and now - last < self._every:
+            self._owed.add(flag)
+            return None
+        self._tested[flag] = now
+        self._owed.discard(flag)
         reads = await self._aggregates.read_many([(rollout.flag, v) for v in stages.values()])
         return late_regression(rollout, dict(zip(stages, reads, strict=True)), now)

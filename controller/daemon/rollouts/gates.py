@@ -66,7 +66,7 @@ class GateLoop:
         self._sources = sources  # guardrails read from Prometheus, off this loop
         self.evidence = EvidenceWatch(progress=None, max_lag=None, clock=clock)
         """The partitions ingest holds or lags on (none known unless given)."""
-        self.passed = PassedStages(aggregates)  # re-tested on evidence counted late
+        self.passed = PassedStages(aggregates, timedelta(seconds=settings.sweep_interval_seconds))
         self._consultations, self._metrics, self._history = consultations, metrics, history
         self._contained, self._retry, self._stopping = contained, retry, stopping
         self._settings, self._now = settings, clock
@@ -190,6 +190,8 @@ class GateLoop:
             self._metrics.guardrails.forget(flag)
             if self._sources is not None:
                 self._sources.forget(flag)
+            if rollout is not None and rollout.phase is Phase.COMPLETED:
+                await self._late_after_completion(flag, rollout, fresh=fresh)
             # Their timers: a stale reminder, a scheduled start, a time box's end.
             if rollout is not None and rollout.phase in (Phase.COMPLETED, Phase.PENDING):
                 await self._rollouts.remind_stale(flag, rollout)
@@ -212,6 +214,13 @@ class GateLoop:
             await self._rollouts.offer(flag, rollout, event)
         if self._consultations.wants_opinion(flag, rollout, verdict, now):
             self._consultations.ask_opinion(flag, rollout, verdict, now)
+
+    async def _late_after_completion(self, flag: str, rollout: Rollout, *, fresh: bool) -> None:
+        """A completed flag with news: its stages tested on what was counted late."""
+        now = self._now()
+        late = await self.passed.late(rollout, now, fresh=fresh)
+        if late is not None:
+            await self._rollouts.offer(flag, rollout, GateInput(late, now))
 
     def _cached(self, flag: str, rollout: Rollout) -> FlagAggregates | None:
         """The aggregates read last for ``rollout``'s current stage, if any."""

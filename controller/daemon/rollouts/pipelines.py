@@ -43,6 +43,7 @@ from controller.core.release import (
     Approval,
     Approve,
     KeyRevoked,
+    LateRegression,
     Permission,
     Pipeline,
     PipelineCommand,
@@ -255,6 +256,10 @@ class Pipelines:
                 ended = await self._ending(run, current)
                 if ended is not None:
                     await self._writer.apply(run_id, ended)
+            elif current.status is StepStatus.COMPLETED and run.held is None:
+                late = await _late(self._states, self._writer.key, run, current, self._now)
+                if late is not None:
+                    await self._writer.apply(run_id, late)
         await self._writer.apply(run_id, TimePassed(self._now()))
 
     async def _ending(self, run: PipelineState, current: StepState) -> RolloutEnded | None:
@@ -302,6 +307,23 @@ class Pipelines:
     async def with_runs(self, flags: Collection[str]) -> set[str]:
         """Which of ``flags`` have a pipeline run (the console links to their pipeline)."""
         return await self._runs.with_runs(flags)
+
+
+async def _late(
+    states: RolloutStates,
+    key_of: Callable[[str, str], str],
+    run: PipelineState,
+    current: StepState,
+    clock: Callable[[], datetime],
+) -> LateRegression | None:
+    """The completed step's late regression, when its rollout found one."""
+    rollout = (await states.load(key_of(run.flag, current.environment))).rollout
+    if rollout is None or rollout.rollout_id != current.rollout_id:
+        return None
+    if rollout.late_regression is None:
+        return None
+    why = rollout.late_regression
+    return LateRegression(current.environment, rollout.rollout_id, why, clock())
 
 
 def _approval(

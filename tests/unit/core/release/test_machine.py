@@ -20,10 +20,12 @@ from controller.core.release.events import (
     Decision,
     Event,
     KeyRevoked,
+    LateRegression,
     RolloutEnded,
     StartRollout,
     TimePassed,
 )
+from controller.core.release.gate import next_gate
 from controller.core.release.machine import begin, step
 from controller.core.release.pipeline import Pipeline
 from controller.core.release.state import PipelineState, RunPhase, rollout_id_of
@@ -381,3 +383,31 @@ def test_a_revocation_is_a_decision_naming_the_key_and_the_steps() -> None:
 def test_the_state_is_stored_and_read_back_whole() -> None:
     done = run(RELEASE, [*STAGING_DONE, approve("k1", "a1", 210)])
     assert PipelineState.model_validate_json(done.state.model_dump_json()) == done.state
+
+
+def late(environment: str, minutes: float) -> LateRegression:
+    rollout = rollout_id_of(RUN, environment)
+    return LateRegression(environment, rollout, "late evidence of stage 1/2 (5%): …", at(minutes))
+
+
+@pytest.mark.parametrize(
+    ("events", "held", "started"),
+    [
+        ([ended("dev", "completed", 10), late("dev", 20), tick(120)], True, ["dev"]),
+        ([late("staging", 5)], False, ["dev"]),  # not completed: not this run's business yet
+        ([ended("dev", "completed", 10), tick(70), late("dev", 80)], True, ["dev", "staging"]),
+    ],
+    ids=["holds the next step", "a step not started", "holds the step after the next"],
+)
+def test_a_completed_steps_late_regression_holds_the_next_step(
+    events: list[Event], *, held: bool, started: list[str]
+) -> None:
+    done = run(RELEASE, events)
+    assert done.started == started
+    assert (done.state.held is not None) is held
+    if held:
+        assert "dev/late_regression" in [k.removeprefix(f"{RUN}/") for k in done.keys]
+        found = next_gate(done.state, at(120))
+        assert found is not None
+        assert not found[1].open
+        assert any(w.startswith("an operator: dev completed, then") for w in found[1].waiting_for)

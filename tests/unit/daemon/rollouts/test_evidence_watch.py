@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from controller.daemon.rollouts.completeness import EvidenceWatch
+from controller.core.stats.aggregates import FlagAggregates
+from controller.daemon.rollouts.completeness import EvidenceWatch, PassedStages
 from tests.unit.core.machine.gate.test_gate import rollout
+from tests.unit.core.machine.gate.test_late_evidence import HARMED_10, HEALTHY_10
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -117,3 +120,31 @@ async def test_a_released_partition_never_counted_through_falls_to_the_lag_bound
     assert seen.view().lagging == {"events": frozenset({1})}
     clock.now = NOW + timedelta(seconds=31)
     assert seen.view().complete  # no time recorded for it: nothing to judge it by
+
+
+class Reads:
+    """Aggregates as a test sets them, counting the reads."""
+
+    def __init__(self, data: FlagAggregates) -> None:
+        self.data, self.reads = data, 0
+
+    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
+        self.reads += 1
+        return [self.data for _ in wanted]
+
+
+async def test_news_within_the_interval_is_owed_and_read_at_a_later_gate() -> None:
+    reads = Reads(HARMED_10)
+    passed = PassedStages(reads, timedelta(seconds=5))  # type: ignore[arg-type]
+    state = rollout().model_copy(update={"stage": 1, "stage_versions": {0: [1], 1: [2]}})
+    assert await passed.late(state, NOW, fresh=False) is None  # no news: nothing read
+    assert reads.reads == 0
+    reads.data = HEALTHY_10
+    assert await passed.late(state, NOW, fresh=True) is None
+    reads.data = HARMED_10  # counted late, within the interval: owed
+    assert await passed.late(state, NOW + timedelta(seconds=1), fresh=True) is None
+    assert reads.reads == 1
+    found = await passed.late(state, NOW + timedelta(seconds=6), fresh=False)  # a sweep
+    assert found is not None
+    assert found.evidence.late is not None
+    assert found.evidence.late.stage == 0

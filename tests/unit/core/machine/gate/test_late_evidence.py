@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from controller.core.machine import late_regression, passed_stages, step
-from controller.core.rollouts import GateInput
+from controller.core.rollouts import GateInput, RaiseAlert, RecordDecision
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import FlagAggregates
 from tests.unit.core.machine.gate.test_gate import T0, arm, data, rollout
@@ -68,6 +68,21 @@ def test_a_late_regression_rolls_the_flag_back_with_evidence_that_it_came_late()
     new, actions = step(at(1), GateInput(found, LATER))
     assert new is not None
     assert new.phase is Phase.ROLLED_BACK
-    decisions = [a for a in actions if type(a).__name__ == "RecordDecision"]
+    decisions = [a for a in actions if isinstance(a, RecordDecision)]
     assert decisions
     assert "late evidence" in decisions[0].reason
+
+
+def test_a_completed_rollouts_late_regression_alerts_once_naming_the_flag_and_stage() -> None:
+    completed = at(1, Phase.COMPLETED)
+    found = late_regression(completed, {0: HARMED_10}, LATER)
+    assert found is not None
+    new, actions = step(completed, GateInput(found, LATER))
+    assert new is not None
+    assert new.phase is Phase.COMPLETED  # an operator judges; nothing is rolled back
+    assert new.late_regression is not None
+    alerts = [a for a in actions if isinstance(a, RaiseAlert)]
+    assert [(a.kind, a.severity) for a in alerts] == [("late_regression", "critical")]
+    assert alerts[0].summary.startswith("f completed, but late evidence of stage 1/2")
+    assert alerts[0].details["stage"] == 0
+    assert step(new, GateInput(found, LATER)) == (new, [])  # once
