@@ -33,8 +33,15 @@ from redis.exceptions import NoScriptError
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import partition_tag, partitions_key
 from controller.core.common import BUCKET_COUNT, StoreError
-from controller.core.stats import ArmAggregate, Conversions, FlagAggregates
-from controller.core.stats.units import KIND_COUNT, KINDS, UNIT_BUCKETS, UnitBuckets
+from controller.core.stats import (
+    KIND_COUNT,
+    KINDS,
+    UNIT_BUCKETS,
+    ArmAggregate,
+    Conversions,
+    FlagAggregates,
+    UnitBuckets,
+)
 from controller.core.wire import Arm
 
 

@@ -32,14 +32,25 @@ from controller.core.stats.rates import RateLimiter
 from controller.core.stats.sequential import SequentialResult
 from controller.core.stats.sourced import counted_arm, histogram_arm, limit_result
 from controller.core.stats.srm import SrmResult, srm_test
+from controller.core.stats.units import (
+    KIND_COUNT,
+    KINDS,
+    SLOT_FIELDS,
+    UNIT_BUCKETS,
+    UnitBuckets,
+)
 
 __all__ = [
     "ARM_QUANTILES",
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
+    "KINDS",
+    "KIND_COUNT",
     "MAX_CONVERSION_NAMES",
     "NO_CONTROL",
     "OTHER_CONVERSIONS",
+    "SLOT_FIELDS",
+    "UNIT_BUCKETS",
     "WATCHED_FIELD",
     "WATCH_CAP",
     "ArmAggregate",
@@ -50,6 +61,7 @@ __all__ = [
     "Seen",
     "SequentialResult",
     "SrmResult",
+    "UnitBuckets",
     "arm_latency",
     "comparison_text",
     "control_baseline",

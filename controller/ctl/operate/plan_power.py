@@ -125,7 +125,8 @@ class Assumed:
     def line(self) -> str:
         t = self.traffic
         said = (
-            f"traffic {t.requests_per_s:,.4g}/s, {t.requests_per_unit:g} requests per unit,"
+            f"traffic {t.requests_per_s:,.4g}/s, {t.requests_per_unit:g}"
+            f" request{'' if t.requests_per_unit == 1 else 's'} per unit,"
             f" design effect {t.design_effect:g}"
         )
         return said + (f" ({'; '.join(self.assumed)})" if self.assumed else "")
