@@ -43,6 +43,7 @@ from controller.core.reading import (
     where_decided,
     widening_text,
 )
+from controller.core.reading.stage_power import running_text
 from controller.core.rollouts import PauseReason, Phase
 from controller.core.stats import comparison_text
 from controller.core.wire import AdvisorReply, Alert, CommandAction, Decision, GuardrailTest
@@ -195,7 +196,7 @@ def _charts(
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
             f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}"
             f"{ARMS_CAPTION if figure.per_arm else ''}"
-            f"{_widening(status, metric)}</figcaption>"
+            f"{_widening(status, metric)}{_power(status, metric)}</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
@@ -210,6 +211,13 @@ def _widening(status: RolloutView, metric: str) -> str:
     test = (status.evidence.guardrails or {}).get(metric)
     said = widening_text(test) if isinstance(test, GuardrailTest) else ""
     return f'. <span class="widening">{esc(said[:1].upper() + said[1:])}</span>' if said else ""
+
+
+def _power(status: RolloutView, metric: str) -> str:
+    """What the running stage can detect of this guardrail by its minimum at its current
+    traffic, and how much longer it needs for a +50% regression; nothing without a figure."""
+    said = running_text(status, metric)
+    return f'. <span class="stage-power">{esc(said[:1].upper() + said[1:])}</span>' if said else ""
 
 
 def _arms(figure: Figure) -> str:

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller import __version__
+from controller.core.reading.stage_power import DEFAULT_EFFECT
 from controller.core.wire import CommandAction
 from controller.ctl import completion
 from controller.ctl.agent import serving
@@ -163,7 +164,7 @@ def _add_status(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sub.add_argument(
         "--effect",
         metavar="SHARE",
-        default=f"{plan_power.DEFAULT_EFFECT:.0%}",
+        default=f"{DEFAULT_EFFECT:.0%}",
         help="with FLAG: the regression the running stage's remaining time is given for"
         " (default %(default)s)",
     )

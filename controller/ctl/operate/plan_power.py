@@ -6,8 +6,8 @@ control arm and every guardrail, the smallest regression the stage detects with 
 at the end of its minimum (:mod:`controller.core.stats.power`). ``--max-detectable 100%``
 makes a stage that cannot detect less a warning, and ``--strict`` an error.
 
-``rolloutctl status FLAG`` shows the same figure for the running stage at its current
-traffic, from its own tests, and how much longer it needs for ``--effect`` (50%).
+``rolloutctl status FLAG`` shows the same figure for the running stage
+(:mod:`controller.core.reading.stage_power`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.core.reading import RolloutStatus, metric_name
-from controller.core.rollouts import Finding, Plan, conversion_of, metric_of
+from controller.core.reading.stage_power import span_text
+from controller.core.rollouts import Finding, Plan
 from controller.core.stats.power import (
     POWER,
-    Observed,
     StagePreview,
     Traffic,
-    observed_detectable,
-    observed_seconds_to_detect,
     plan_preview,
-    share_text,
 )
-from controller.core.wire import ArmTally, GateEvidence
+from controller.core.wire import GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
 from controller.ctl.terminal import UsageError, env_url
 
@@ -38,8 +35,6 @@ DEFAULT_REQUESTS_PER_UNIT = 10.0
 DEFAULT_DESIGN_EFFECT = 2.0
 """Assumed without --design-effect or --from-flag: ten requests a unit, moderately alike
 (an intra-unit correlation of about 0.1); a unit of one request has a design effect of 1."""
-DEFAULT_EFFECT = 0.5
-"""The regression ``status`` says the running stage's time for: +50% (or -50%)."""
 Z_99 = 2.3263
 """z of the 99th percentile: p99 / p50 of a log-normal is e^(2.3263·sigma)."""
 _PER = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
@@ -250,18 +245,6 @@ def previews(plan: Plan, assumed: Assumed) -> list[StagePreview]:
     return plan_preview(plan, assumed.traffic)
 
 
-def span_text(seconds: float) -> str:
-    """``45 s``, ``30 min``, ``2 h 30 min``, ``3.5 d``."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        hours, minutes = divmod(round(seconds / 60), 60)
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
 def stage_line(preview: StagePreview) -> str:
     """``stage 1 (1%, 30 min): error rate detectable from +310% (80% power); ...``."""
     span = span_text(preview.seconds) + (" for its units" if preview.by_units else "")
@@ -335,72 +318,3 @@ def as_json(found: list[StagePreview], assumed: Assumed) -> dict[str, object]:
             for p in found
         ],
     }
-
-
-# -- the running stage ----------------------------------------------------------------------
-
-
-def running_lines(status: RolloutStatus, effect: float = DEFAULT_EFFECT) -> list[str]:
-    """Per guardrail of the running stage: what it detects at the end of its minimum at its
-    current traffic, and how much longer it needs for a regression of ``effect``."""
-    if status.verdict is None or status.time_in_stage_s <= 0:
-        return []
-    evidence = status.evidence
-    control = (evidence.arms or {}).get("control")
-    end = max(status.min_duration_s, status.time_in_stage_s)
-    lines = []
-    for key, test in _tests(evidence):
-        base = _base(key, evidence, _control_rate(key, control))
-        observed = _observed(test, status.time_in_stage_s)
-        at_end = None if observed is None else observed_detectable(observed, end, base)
-        if observed is None or at_end is None:
-            continue
-        sign = "+" if test.direction == "lower_is_better" else "-"
-        more = observed_seconds_to_detect(observed, base, effect)
-        when = (
-            "more than 30 d"
-            if more is None
-            else "now"
-            if more == 0
-            else f"in {span_text(more)} more"
-        )
-        lines.append(
-            f"{metric_name(key)}: detectable from {sign}{share_text(at_end)} by the stage's"
-            f" minimum ({POWER:.0%} power); {sign}{share_text(effect)} {when}"
-        )
-    return lines
-
-
-def _observed(test: WireTest, elapsed_s: float) -> Observed | None:
-    """The test's figures, when it has them all (one from an older gate may not)."""
-    fields = (test.variance, test.n, test.tolerance, test.alpha, test.n_tune)
-    if any(not isinstance(x, int | float) for x in fields):
-        return None
-    try:
-        return Observed(test.variance, int(test.n), test.tolerance, test.alpha,
-                        int(test.n_tune), elapsed_s)  # fmt: skip
-    except (TypeError, ValueError):
-        return None
-
-
-def _control_rate(key: str, control: ArmTally | None) -> float | None:
-    """The control's error rate or conversion rate (of the conversion a key names)."""
-    if control is None:
-        return None
-    metric, name = metric_of(key), conversion_of(key)
-    if metric == "error_rate" and control.requests:
-        return control.errors / control.requests
-    if metric == "conversion_rate" and control.exposures:
-        hits = (control.named_conversions or {}).get(name, 0) if name else control.conversions
-        return min(hits, control.exposures) / control.exposures
-    return None
-
-
-def _base(key: str, evidence: GateEvidence, rate: float | None) -> float | None:
-    """What a relative figure is taken against: the control's rate, or its quantile."""
-    if rate is not None:
-        return rate
-    latency = (evidence.latency or {}).get("control")
-    if latency is not None and key in ("latency_p95", "latency_p99"):
-        return latency.p95 if key == "latency_p95" else latency.p99
-    return None

@@ -28,11 +28,11 @@ from controller.core.reading import (
     where_decided,
     widening_text,
 )
+from controller.core.reading.stage_power import DEFAULT_EFFECT, running_lines
 from controller.core.rollouts import COMPLETION_SERVES
 from controller.core.stats import comparison_text
 from controller.core.wire import Alert, Decision, GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
-from controller.ctl.operate import plan_power
 
 _COLUMNS = ("FLAG", "PHASE", "STAGE", "PERCENT", "IN STAGE", "UNITS T/C", "ERRORS T/C", "GATE")
 
@@ -68,7 +68,7 @@ def _row(r: RolloutStatus) -> tuple[str, ...]:
     )
 
 
-def status_detail(r: RolloutStatus, *, effect: float = plan_power.DEFAULT_EFFECT) -> str:
+def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
     """Everything about one rollout, including each guardrail's bounds and what the running
     stage can detect (and how much longer it needs for a regression of ``effect``)."""
     lines = [
@@ -110,7 +110,7 @@ def status_detail(r: RolloutStatus, *, effect: float = plan_power.DEFAULT_EFFECT
         baseline = control.rate(metric) if control is not None else None
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline)}")
         lines += _widening_lines(r.evidence, metric)
-    lines += [f"  power: {line}" for line in plan_power.running_lines(r, effect)]
+    lines += [f"  power: {line}" for line in running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
         flagged = "MISMATCH" if srm.flagged else "ok"
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from controller.core.reading.stage_power import running_lines
 from controller.core.reading.views import RolloutStatus
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
-from controller.ctl.operate.plan_power import flag_traffic, rate, running_lines
+from controller.ctl.operate.plan_power import flag_traffic, rate
 from controller.ctl.operate.views import status_detail
 from controller.ctl.terminal import UsageError
 
@@ -139,7 +140,7 @@ def test_status_shows_what_the_running_stage_detects_and_how_long_it_needs() -> 
 
 
 def test_status_says_a_tiny_effect_needs_more_than_the_preview_looks_ahead() -> None:
-    assert running_lines(_status(), 0.0001)[0].endswith("+0.01% more than 30 d")
+    assert running_lines(_status(), 0.0001)[0].endswith("+0.01% in over 30 days")
 
 
 def test_a_test_from_an_older_gate_has_no_figure() -> None:
