@@ -75,6 +75,29 @@ def get(
         raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
 
 
+def post(
+    url: str,
+    body: bytes,
+    *,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int = MAX_API_ANSWER_BYTES,
+) -> Answer:
+    """POST ``body`` as JSON to ``url``, bounded as :func:`get` is."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    try:
+        with httpx.stream("POST", url, content=body, timeout=timeout_s, headers=sent) as response:
+            declared = response.headers.get("content-length")
+            chunks = within(response.iter_bytes(), timeout_s, "POST")
+            raw = read_bounded_sync(chunks, max_bytes, declared=declared)
+            text = raw.decode(response.encoding or "utf-8", errors="replace")
+            return Answer(response.status_code, response.headers, text)
+    except httpx.HTTPError as exc:
+        raise Unreachable(str(exc)) from exc
+    except (DeadlineExceeded, TooLarge) as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+
 def answers_ok(url: str, *, timeout_s: float) -> bool:
     """Whether ``url`` answers a GET with 200 within ``timeout_s``."""
     try:

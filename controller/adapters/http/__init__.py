@@ -1,9 +1,9 @@
 """The daemon's HTTP side: the API server and its routes, the probes' listener, app access.
 
 The server (``server``) mounts the read API, the console, the event intake, segments,
-pipelines and the app keys' list; the health listener (``health``) serves the probes on
-a port of its own. The OFREP and OTLP wings stand on this one: they guard their routes
-with its app access and answer as its event intake does.
+pipelines, the app keys' list and the commands' check; the health listener (``health``)
+serves the probes on a port of its own. The OFREP and OTLP wings stand on this one: they
+guard their routes with its app access and answer as its event intake does.
 """
 
 from controller.adapters.http.app_access import (
@@ -16,6 +16,7 @@ from controller.adapters.http.app_access import (
     key_of,
     open_access,
 )
+from controller.adapters.http.command_check_routes import CommandCheckRoute
 from controller.adapters.http.event_intake import (
     Accepted,
     BatchNotSent,
@@ -37,6 +38,7 @@ __all__ = [
     "AppReadGuard",
     "BatchNotSent",
     "ChangedEvents",
+    "CommandCheckRoute",
     "EventIntakeRoutes",
     "Handler",
     "HealthServer",

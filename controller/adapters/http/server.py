@@ -12,6 +12,8 @@ the OpenFeature Remote Evaluation Protocol (:mod:`controller.adapters.ofrep.rout
 (:mod:`controller.adapters.otlp.routes`); ``GET /v1/segments[/{name}]`` serve segments
 with ETags (:mod:`controller.adapters.http.segment_routes`). ``/app-keys`` lists the app
 keys (:mod:`controller.adapters.http.app_access`), for the webhook token only.
+``POST /commands/check`` says whether each of a set of signed commands would be admitted,
+deciding none (:mod:`controller.adapters.http.command_check_routes`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
 webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
@@ -43,6 +45,7 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.http.app_access import AppAccess, KeyListRoute
+from controller.adapters.http.command_check_routes import CommandCheckRoute
 from controller.adapters.http.event_intake import EventIntakeRoutes
 from controller.adapters.http.listening import BusyAnswer, Listener
 from controller.adapters.http.pipeline_routes import PipelineRoutes
@@ -146,16 +149,16 @@ class HttpServer(Listener):
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
         pipelines: PipelineRoutes | None = None,
+        command_check: CommandCheckRoute | None = None,
         flag_list: BodySource | None = None,
         rollout_list: BodySource | None = None,
         count_reads_limited: Callable[[], None] | None = None,
         access: AppAccess | None = None,
         environments: Callable[[], Environments] = lambda: SINGLE,
     ) -> None:
-        """``flag_list``, ``rollout_list``: the lists' JSON, built off the daemon's event loop
-        (here from ``flags`` and ``rollouts`` when not given). ``access``: the apps' keys, which
-        ``/flags`` wants (scope ``evaluate``) unless ``limits.public_flags``; a key bound to
-        one of ``environments`` reads its flags only."""
+        """``flag_list``, ``rollout_list``: the lists' JSON, built off the event loop (else from
+        ``flags``, ``rollouts``). ``access``: the apps' keys, which ``/flags`` wants (scope
+        ``evaluate``) unless ``limits.public_flags``; one bound to an environment reads its own."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
         self._monitors, self._token = monitors, webhook_token
@@ -184,7 +187,7 @@ class HttpServer(Listener):
         )
         pages = _console_routes(console, webhook_token, host, self._limits)
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
-        _mount(app.router, (*served, pipelines))
+        _mount(app.router, (*served, pipelines, command_check))
         if ofrep is not None:
             app.on_shutdown.append(lambda _app: ofrep.close())  # open event streams end
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -141,6 +141,32 @@ APP_KEYS: tuple[Operation, ...] = (
         OPERATOR,
     ),
 )
+COMMANDS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/commands/check",
+        "checkCommands",
+        "commands",
+        "Whether each signed command of a set would be admitted now",
+        "The signed commands `rolloutctl apply` would send on the commands topic, each as "
+        "its JSON object (at most 500, in 4 MiB). Each is checked as the command intake "
+        "checks it on arrival (a known key, its signature, fresh, an environment served, the "
+        "key's roles allow it there) and none is decided or recorded, so sending it after "
+        "is no replay. A command that breaks the contract is answered as refused with the "
+        "reason. What a check cannot foresee is what the command meets when it is applied.",
+        (
+            Answer(200, "One result per command, in order.", "CommandChecks"),
+            Answer(400, 'Not `{"commands": [...]}` of 1 to 500 objects.', "Refusal"),
+            OPERATOR_WANTED,
+            Answer(408, "The body did not arrive within `http.body_timeout_seconds`.", "Refusal"),
+            Answer(413, "The body is over 4 MiB.", "Refusal"),
+            Answer(415, "The body is not `application/json`.", "Refusal"),
+            DOWN,
+        ),
+        OPERATOR,
+        body="CommandCheckRequest",
+    ),
+)
 
 
 def _webhook(path: str, operation_id: str, summary: str, shape: str) -> Operation:

@@ -14,10 +14,22 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from controller.contracts.openapi import answers
-from controller.contracts.openapi.app_operations import APP_KEYS, EVENTS, SEGMENTS, WEBHOOKS
+from controller.contracts.openapi.app_operations import (
+    APP_KEYS,
+    COMMANDS,
+    EVENTS,
+    SEGMENTS,
+    WEBHOOKS,
+)
 from controller.contracts.openapi.operations import PROBES, READS, Answer, Operation
 from controller.core.common import FLAG_KEY_PATTERN, MAX_FLAG_KEY, PLAIN_FLAG_KEY_PATTERN
-from controller.core.reading import MAX_PLAIN_FLAG, READ_API_MODELS, PipelineRun
+from controller.core.reading import (
+    MAX_PLAIN_FLAG,
+    READ_API_MODELS,
+    CommandCheckRequest,
+    CommandChecks,
+    PipelineRun,
+)
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
 from controller.core.wire import SegmentName
 
@@ -33,6 +45,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *SEGMENTS,
     *EVENTS,
     *APP_KEYS,
+    *COMMANDS,
     *WEBHOOKS,
 )
 ANSWER_MODELS: tuple[type[BaseModel], ...] = (
@@ -47,6 +60,8 @@ ANSWER_MODELS: tuple[type[BaseModel], ...] = (
     answers.SegmentAnswer,
     answers.AppKeyList,
     PipelineRun,
+    CommandCheckRequest,
+    CommandChecks,
     answers.WebhookAnswer,
 )
 API_PORT = "http://localhost:8000"
@@ -107,6 +122,7 @@ def _tags() -> list[Schema]:
         ("segments", "Segments for apps that evaluate rules themselves."),
         ("events", "The HTTP event intake."),
         ("app keys", "The apps' keys, for operators."),
+        ("commands", "Signed commands checked before they are sent."),
         ("webhooks", "Monitors' alerts."),
     ]
     tags: list[Schema] = [{"name": n, "description": d} for n, d in named]

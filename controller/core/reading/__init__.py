@@ -1,6 +1,13 @@
 """What people read: views, evidence, headlines, wording, gate history and the narrative."""
 
 from controller.core.reading import history
+from controller.core.reading.command_checks import (
+    MAX_CHECK_BYTES,
+    MAX_CHECKED_COMMANDS,
+    CheckedCommand,
+    CommandCheckRequest,
+    CommandChecks,
+)
 from controller.core.reading.evidence_view import (
     ArmLatency,
     ArmTally,
@@ -77,6 +84,8 @@ __all__ = [
     "AT_STAGE",
     "INCOHERENT",
     "INDEPENDENT_REQUESTS",
+    "MAX_CHECKED_COMMANDS",
+    "MAX_CHECK_BYTES",
     "MAX_PLAIN_FLAG",
     "NAMED_CONVERSIONS",
     "NARRATIVE_SCHEMA",
@@ -87,6 +96,9 @@ __all__ = [
     "ApprovalGiven",
     "ArmLatency",
     "ArmTally",
+    "CheckedCommand",
+    "CommandCheckRequest",
+    "CommandChecks",
     "Evidence",
     "FlagStateView",
     "FlagStates",

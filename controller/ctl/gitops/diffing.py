@@ -163,6 +163,15 @@ def plan(
     return [compare(d, live.get(d.label), force=force) for d in objects]
 
 
+SENT_IN_ORDER = ("segment", "app_key", "pipeline", "rollout")
+"""What apply sends first: segments and keys before the rollouts whose audiences name them."""
+
+
+def in_sending_order(items: list[Item]) -> list[Item]:
+    """``items`` in :data:`SENT_IN_ORDER`, each kind in the order it came."""
+    return sorted(items, key=lambda item: SENT_IN_ORDER.index(item.desired.kind))
+
+
 def exit_code(items: list[Item]) -> int:
     """0 when nothing differs, 1 when something does (sent or held)."""
     return 1 if any(item.differs for item in items) else 0

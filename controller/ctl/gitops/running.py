@@ -4,10 +4,12 @@
 the live controller over HTTP and prints what ``apply`` would send, as the
 canonical command JSON less what is drawn at send time; exit 0 when nothing
 differs, 1 when something does, 5 when the controller could not be read, 78
-for invalid files. ``apply`` signs each object's commands with the key given,
-sends them, waits for each decision and reports it: exit 0 when all applied and
-nothing is held, 1 when something was held or blocked, 3 when one was refused,
-4 when a decision did not come in time.
+for invalid files. ``apply`` signs each object's commands with the key given, asks
+the controller whether it would admit every one (``POST /commands/check``) and sends
+none when it would refuse any, naming each object refused; else sends them, segments
+and keys first, waits for each decision and reports it: exit 0 when all applied and
+nothing is held, 1 when something was held or blocked, 3 when one was refused, 4 when
+a decision did not come in time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from controller.ctl.exits import (
     EXIT_REJECTED,
     EXIT_UNSEEN,
 )
-from controller.ctl.gitops import commanding, diffing, live, reading
+from controller.ctl.gitops import checking, commanding, diffing, live, reading
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
 from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
@@ -75,18 +77,63 @@ def apply(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     key_id = handlers.key_id_of(args.key_id)
     who = Who(actor=handlers.actor_of(args.actor), key_id=key_id, reason=args.reason)
-    sending = [item for item in items if item.send]
+    sending = diffing.in_sending_order([item for item in items if item.send])
     if any(item.desired.kind == "app_key" for item in sending) and args.secrets_dir is None:
         raise UsageError("apply makes app keys: pass --secrets-dir DIR for their secrets")
     key = read_private_key(handlers.key_path_of(args.key, key_id)) if sending else None
-    # Every command is built (and checked against its contract) before the first is sent.
+    # Every command is built (and checked against its contract) before the first is sent,
+    # and the controller asked whether it would admit each: all are sent, or none.
     batches = [commanding.commands_of(item, who, key) for item in sending]
-    codes = [_apply_one(args, item, batch) for item, batch in zip(sending, batches, strict=True)]
+    if sending:
+        try:
+            refused = checking.refusals(env_url(args.url), batches)
+        except ControllerError as exc:
+            warn(f"nothing was sent: {exc}")
+            return EXIT_FAILURE
+        if any(why is not None for why in refused):
+            return _refuse_all(args, sending, refused)
+    codes = _send_in_order(args, sending, batches)
     for item in items:
         if not item.send and (item.noted or args.verbose):
             _show(args, item, None)
     worst = max(codes, default=0)
     return worst or diffing.exit_code([i for i in items if not i.send])
+
+
+def _refuse_all(args: argparse.Namespace, sending: list[Item], refused: list[str | None]) -> int:
+    """Report each object the controller would refuse, and that nothing was sent."""
+    for item, why in zip(sending, refused, strict=True):
+        if why is not None:
+            line = f"refused: {item.change.value} {item.desired.label}: {why}"
+            _report(args, item, "refused", why, line=line)
+        else:
+            _report(args, item, "not sent", "")
+    count = sum(why is not None for why in refused)
+    warn(
+        f"nothing was sent: the controller would refuse {count} of {len(sending)} objects; "
+        "apply sends a directory whole or not at all"
+    )
+    return EXIT_REJECTED
+
+
+def _send_in_order(
+    args: argparse.Namespace, sending: list[Item], batches: list[Batch]
+) -> list[int]:
+    """Send each object and wait for its decision, segments first (a rollout's audience may
+    name one); after one is not applied, the rest are not sent."""
+    codes: list[int] = []
+    for at, (item, batch) in enumerate(zip(sending, batches, strict=True)):
+        codes.append(_apply_one(args, item, batch))
+        if codes[-1]:
+            left = sending[at + 1 :]
+            for later in left:
+                _report(args, later, "not sent", "", line=f"not sent: {later.desired.label}")
+            if left:
+                warn(
+                    f"{len(left)} objects were not sent after {item.desired.label} was not applied"
+                )
+            break
+    return codes
 
 
 def _items(args: argparse.Namespace) -> list[Item] | None:

@@ -27,7 +27,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import orjson
@@ -35,6 +35,7 @@ import structlog
 from pydantic import ValidationError
 
 from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
+from controller.core.reading import CheckedCommand
 from controller.core.release import PipelineCommand, pipeline_command
 from controller.core.rollouts import CommandRefused, MonitorDownInput, MonitorUpInput
 from controller.core.trust import AppKeyCommand, app_keys
@@ -46,7 +47,12 @@ from controller.core.wire import (
     SegmentCommand,
     summarize,
 )
-from controller.daemon.registries import AppKeyCommands, Keyring, SegmentService
+from controller.daemon.registries import (
+    AppKeyCommands,
+    Keyring,
+    SegmentService,
+    check_commands,
+)
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.pipelines import Pipelines
@@ -111,6 +117,16 @@ class CommandIntake:
             if records:
                 await control.commit()
             self.last_pass = time.monotonic()
+
+    def check(self, values: Sequence[bytes]) -> list[CheckedCommand]:
+        """Whether each command would be admitted now, deciding none
+        (:func:`~controller.daemon.registries.check_commands`)."""
+        return check_commands(
+            values,
+            keys=self._keys,
+            now=self._now(),
+            max_age_seconds=self._settings.command_max_age_seconds,
+        )
 
     async def handle(self, record: Record) -> None:
         """One record from the commands or monitors topic.

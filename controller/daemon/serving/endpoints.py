@@ -2,7 +2,8 @@
 
 :func:`http_server` builds the API server (flags, OFREP evaluation, the HTTP
 event intake and OTLP/HTTP, rollouts, history, the console, monitor webhooks, metrics) from
-the running :class:`Parts`;
+the running :class:`Parts` (and the check of signed commands ``rolloutctl apply`` asks
+before it sends any);
 :func:`health_server` the probes' own listener, up before the dependencies
 start; :func:`readiness_of` says whether this instance is ready and why not.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from controller.adapters.http import (
     AppAccess,
     AppReadGuard,
+    CommandCheckRoute,
     EventIntakeRoutes,
     HealthServer,
     HttpServer,
@@ -94,6 +96,11 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         otlp=_otlp_routes(settings, parts, access),
         app_keys=_key_list_route(settings, parts, secret),
         pipelines=_pipeline_routes(parts, secret),
+        command_check=CommandCheckRoute(
+            parts.engine.commands.check,
+            token=secret,
+            body_timeout_seconds=settings.http.body_timeout_seconds,
+        ),
         segments=segment_routes(
             parts, AppReadGuard(access, public=settings.http.public_flags, operator_token=secret)
         ),

@@ -3,7 +3,8 @@
 Apply then diff shows nothing; a second apply sends nothing; a segment changed by
 hand is reported and left alone, and ``--force`` puts the files' version back; a
 rollout killed by hand is shown with who killed it, when and why; a CI key whose
-role does not allow a start is refused by the daemon.
+roles allow only part of the files applies none of them, and names each object refused;
+segments are applied before the rollouts whose audiences name them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.core.common import as_datetime
 from controller.core.trust import signing
+from controller.core.wire import Decision
 from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
 from tests.scenarios.operators.test_rolloutctl import Operator
@@ -141,60 +144,93 @@ async def test_apply_holds_the_files_and_leaves_a_hand_change_alone_until_forced
     assert rows[0]["changed_by_hand"].endswith(" by ana (errors up)"), rows
 
 
-async def test_a_ci_key_without_the_role_is_refused_by_the_daemon(
+@pytest.mark.timeout(420)  # a handful of rolloutctl processes, one after another
+async def test_a_ci_key_allowed_part_of_the_files_applies_none_of_them(
     scenario: Scenario, tmp_path: Path
 ) -> None:
-    # Given a CI key whose role may start rollouts in dev only
+    # Given a CI key whose roles manage segments and start rollouts in dev only
     port = free_port()
     ci = Ed25519PrivateKey.generate()
     keys = {
         KEY_ID: signing.public_key_text(scenario.key.public_key()),
-        "ci": {"public_key": signing.public_key_text(ci.public_key()), "roles": ["ci-dev"]},
+        "ci": {
+            "public_key": signing.public_key_text(ci.public_key()),
+            "roles": ["ci-dev", "segments"],
+        },
     }
-    roles = {"roles": [{"name": "ci-dev", "actions": ["start"], "environments": ["dev"]}]}
+    role = {"name": "ci-dev", "actions": ["start"], "environments": ["dev"]}
+    segments = {"name": "segments", "actions": ["manage_segments"], "environments": ["*"]}
     scenario.configure(
         RC_HTTP__PORT=str(port),
         RC_HTTP__HOST="127.0.0.1",
         RC_ENGINE__OPERATOR_KEYS=orjson.dumps(keys).decode(),
-        RC_ENGINE__ROLES=orjson.dumps(roles).decode(),
+        RC_ENGINE__ROLES=orjson.dumps({"roles": [role, segments]}).decode(),
         RC_ENGINE__ENVIRONMENTS='{"names": ["dev", "production"], "default": "production"}',
     )
     scenario.start_daemon()
     ctl = operator(scenario, tmp_path, port)
     key_file = tmp_path / "ci.key"
     write_private_key(key_file, ci)
+    secrets = tmp_path / "secrets"
+    # ...and files for a segment, an app key and the flag's rollouts in dev and production
+    # by a plan whose audience names the segment
     repo = tmp_path / "repo"
-    repo.mkdir()
-    plan = manual_plan().model_dump(mode="json")
-    for environment in ("dev", "production"):
-        rollout = {"kind": "rollout", "flag": FLAG, "environment": environment, "plan": plan}
-        (repo / f"{environment}.yaml").write_text(yaml.safe_dump(rollout))
+    plan = manual_plan().model_dump(mode="json") | {"audience": 'user_id in segment("pros")'}
+    files: dict[str, Any] = {
+        "rollouts/dev.yaml": {"kind": "rollout", "flag": FLAG, "environment": "dev", "plan": plan},
+        "rollouts/production.yaml": {"kind": "rollout", "flag": FLAG, "plan": plan},
+        "segments/pros.yaml": {"kind": "segment", "name": "pros", "rule": 'plan in ["pro"]'},
+        "keys/shop-web.yaml": {"kind": "app_key", "name": "shop-web", "client": True},
+    }
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(yaml.safe_dump(data))
+    before = len(scenario.observed.decisions)
 
     # When CI applies them with its key
-    applied = await ctl("apply", "-f", str(repo), "--key", str(key_file), "--key-id", "ci")
+    refused = await ctl(
+        "apply", "-f", str(repo), "--key", str(key_file), "--key-id", "ci",
+        "--secrets-dir", str(secrets),
+    )  # fmt: skip
 
-    # Then dev is applied and production refused by the daemon, naming the role
-    assert applied.code == 3, applied.out + applied.err
-    dev, production = sorted(applied.out.splitlines())
-    assert dev == f"applied: create rollout {FLAG}@dev -> running, stage 1/4 (1%)"
-    assert production == (
-        f"rejected: create rollout {FLAG}@production: key ci (roles: ci-dev) may not start "
-        "in production: it may only in dev"
-    ), production
-    # ...and diff still shows production to create, dev in sync
-    left = await ctl("diff", "-f", str(repo), "--json")
-    assert left.code == 1
-    assert [(i["name"], i["change"]) for i in map(orjson.loads, left.out.splitlines())] == [
-        (f"{FLAG}@production", "create")
+    # Then nothing is sent, and each object the controller would refuse is named with why
+    assert refused.code == 3, refused.out + refused.err
+    assert refused.out.splitlines() == [
+        "refused: create app-key shop-web: key ci (roles: ci-dev, segments) may not "
+        "manage_keys in every environment: it may nowhere",
+        f"refused: create rollout {FLAG}: key ci (roles: ci-dev, segments) may not start in "
+        "production: it may only in dev",
+    ], refused.out
+    assert "nothing was sent: the controller would refuse 2 of 4 objects" in refused.err
+    assert not secrets.exists()
+
+    # When a key holding every role applies the same files
+    applied = await ctl("apply", "-f", str(repo), "--secrets-dir", str(secrets))
+
+    # Then all four are applied, the segment first, so the rollouts naming it find it...
+    assert applied.code == 0, applied.out + applied.err
+    assert [line.split(" -> ")[0] for line in applied.out.splitlines()] == [
+        "applied: create segment pros",
+        "applied: create app-key shop-web",
+        f"applied: create rollout {FLAG}@dev",
+        f"applied: create rollout {FLAG}",
     ]
 
-    # When a key holding every role applies the same files, production starts (in the
-    # default environment, under the flag's own key), and nothing differs any more
-    ops = await ctl("apply", "-f", str(repo))
-    assert (ops.code, ops.out.strip()) == (
-        0,
-        f"applied: create rollout {FLAG}@production -> running, stage 1/4 (1%)",
-    ), ops.err
+    # ...and the decisions published since are these objects' only: CI's sent none
+    def started() -> dict[str, Any] | None:
+        return scenario.observed.decision_where(
+            kind="command", flag=FLAG, action="start", outcome="applied"
+        )
+
+    await scenario.until(started, timeout=60, what="the production rollout's start decided")
+    since = scenario.observed.decisions[before:]
+    assert [d["outcome"] for d in since if d["outcome"] == "rejected"] == [], since
+    segment = [d for d in since if d["kind"] == "segment"]
+    assert [d["outcome"] for d in segment] == ["applied"], segment
+    starts = [d for d in since if d["kind"] == "command" and d["action"] == "start"]
+    assert starts, since
+    decided = [as_datetime(Decision.model_validate(d).ts) for d in (*segment, *starts)]
+    assert decided[0] <= min(decided[1:])
     settled = await ctl("diff", "-f", str(repo))
     assert (settled.code, settled.out) == (0, ""), settled.err
 

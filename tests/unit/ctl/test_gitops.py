@@ -6,14 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
 from controller.core.rollouts import Plan
 from controller.core.trust import signing
-from controller.core.wire import SegmentCommand, sent_object
+from controller.core.wire import JsonObject, SegmentCommand, sent_object
 from controller.ctl import app
-from controller.ctl.gitops import commanding, diffing, reading
+from controller.ctl.gitops import checking, commanding, diffing, reading
 from controller.ctl.gitops.desired import (
     AppKeyBody,
     Desired,
@@ -214,6 +215,25 @@ def test_a_rollout_killed_by_hand_stays_in_sync_but_is_shown() -> None:
     assert item.why == f"killed (plan std); changed by hand: {steered}"
     assert diffing.exit_code([item]) == 0
     assert not diffing.compare(ROLLOUT, Live(ROLLOUT.digest, state="killed")).noted
+
+
+def test_segments_and_keys_are_sent_before_the_rollouts_that_may_name_them() -> None:
+    pipeline = Desired("pipeline", "search", SEGMENT.body, "search.yaml")
+    items = [diffing.compare(d, None) for d in (ROLLOUT, KEY, pipeline, SEGMENT)]
+    ordered = diffing.in_sending_order(items)
+    assert [i.desired.kind for i in ordered] == ["segment", "app_key", "pipeline", "rollout"]
+
+
+def test_the_check_is_asked_in_chunks_within_the_controllers_bounds() -> None:
+    commands: list[JsonObject] = [{"id": f"c{i}", "data": "x" * 100} for i in range(1_200)]
+    chunks = checking._chunks(list(enumerate(commands)))
+    assert [len(c) for c in chunks] == [500, 500, 200]
+    assert [at for chunk in chunks for at, _ in chunk] == list(range(1_200))
+    large: list[tuple[int, JsonObject]] = [
+        (i, {"id": f"c{i}", "data": "x" * 300_000}) for i in range(20)
+    ]
+    for chunk in checking._chunks(large):
+        assert sum(len(orjson.dumps(c)) for _, c in chunk) <= checking.CHUNK_BYTES
 
 
 def test_a_replaced_app_key_is_revoked_then_made_anew_and_its_secret_never_shown() -> None:
