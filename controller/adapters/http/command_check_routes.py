@@ -12,6 +12,7 @@ a command that breaks the contract is answered as refused with the reason, never
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 
 import orjson
@@ -26,7 +27,7 @@ from controller.core.reading import (
     CommandChecks,
 )
 from controller.core.trust import bearer
-from controller.core.wire import summarize
+from controller.core.wire import JsonObject, summarize
 
 Check = Callable[[Sequence[bytes]], list[CheckedCommand]]
 
@@ -55,7 +56,7 @@ class CommandCheckRoute:
             asked = CommandCheckRequest.model_validate_json(body)
         except ValidationError as exc:
             return error(400, f'the body must be {{"commands": [...]}}: {summarize(exc)}'[:500])
-        results = self._check([orjson.dumps(command) for command in asked.commands])
+        results = self._check([_encoded(command) for command in asked.commands])
         answer = CommandChecks(results=results).model_dump(mode="json")
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
@@ -76,3 +77,12 @@ class CommandCheckRoute:
         except TimeoutError:
             return error(408, f"the body did not arrive within {self._timeout:g} s")
         return b"".join(chunks)
+
+
+def _encoded(command: JsonObject) -> bytes:
+    """The command as it would be sent; an integer past 64 bits (which orjson does not write,
+    and no command holds) is written by the standard library, for its check to refuse."""
+    try:
+        return orjson.dumps(command)
+    except TypeError:
+        return json.dumps(command).encode()
