@@ -53,6 +53,10 @@ MAX_SECONDS = 30 * 86_400.0
 """Past 30 days a stage is taken never to detect the effect asked about."""
 MAX_LATENCY_FACTOR = 100.0
 """A latency regression is looked for up to 100 times the base (+10,000%)."""
+FEW_UNITS = 100
+"""Fewer units than this in the smaller arm: how many requests it gets depends on which few
+units land in it, and the gate catches the figure less often than 80% when a few units send
+most requests (``bench/power.py``)."""
 _STEPS = 80
 """Bisection steps: far below any figure shown."""
 _NORMAL = NormalDist()
@@ -134,6 +138,9 @@ class StagePreview:
     by_units: bool
     """The minimum is set by min_units_per_arm rather than min_duration."""
     guardrails: tuple[Detectable, ...]
+    smaller_arm_units: float = math.inf
+    """Units expected in the smaller arm by then: below :data:`FEW_UNITS` the figure is
+    optimistic where a few units send most requests (``bench/power.py``)."""
 
     def worst(self) -> Detectable | None:
         """The guardrail with the largest relative figure (one that detects nothing first);
@@ -360,7 +367,8 @@ def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
     stage = plan.stages[index]
     seconds, by_units = stage_seconds(stage, traffic)
     found = tuple(detectable(g, stage.percent, seconds, traffic, plan) for g in plan.guardrails)
-    return StagePreview(index, stage.percent, seconds, by_units, found)
+    units = min(_arms(stage.percent, traffic, seconds).units)
+    return StagePreview(index, stage.percent, seconds, by_units, found, units)
 
 
 def plan_preview(plan: Plan, traffic: Traffic) -> list[StagePreview]:

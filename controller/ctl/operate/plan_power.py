@@ -22,6 +22,7 @@ from controller.core.reading import RolloutStatus, metric_name
 from controller.core.reading.stage_power import span_text
 from controller.core.rollouts import Finding, Plan
 from controller.core.stats.power import (
+    FEW_UNITS,
     POWER,
     StagePreview,
     Traffic,
@@ -258,6 +259,11 @@ def stage_line(preview: StagePreview) -> str:
         else:
             parts.append(f"{name} from {found.text()}")
     said = "; ".join(parts) or "no guardrail"
+    if preview.smaller_arm_units < FEW_UNITS:
+        said += (
+            f" (about {preview.smaller_arm_units:,.0f} units in the smaller arm: optimistic"
+            " where a few units send most requests)"
+        )
     return f"stage {preview.index + 1} ({preview.percent:g}%, {span}): {said}"
 
 

@@ -147,3 +147,26 @@ def test_a_test_from_an_older_gate_has_no_figure() -> None:
     older = {"delta": 0.001, "lower": -0.01, "upper": 0.02, "tolerance": 0.0}
     evidence = {**_status().evidence.wire(), "guardrails": {"error_rate": older}}
     assert running_lines(_status(evidence=evidence)) == []
+
+
+def test_a_stage_with_few_units_in_its_smaller_arm_says_its_figure_is_optimistic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "short.yaml"
+    plan.write_text(
+        "stages:\n"
+        "  - {percent: 2, min_duration: 10m, min_units_per_arm: 0}\n"
+        "  - {percent: 50, min_duration: 1h, min_units_per_arm: 0}\n"
+        "  - {percent: 100, min_duration: 0s, min_units_per_arm: 0}\n"
+        "guardrails:\n  - {metric: error_rate}\n",
+        encoding="utf-8",
+    )
+    args = ["--traffic", "30/s", "--requests-per-unit", "20", "--design-effect", "1"]
+    assert main(["plan", "validate", *args, str(plan)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    first = next(line for line in out if line.startswith("    stage 1 "))
+    assert first.endswith(
+        "(about 18 units in the smaller arm: optimistic where a few units send most requests)"
+    )
+    second = next(line for line in out if line.startswith("    stage 2 "))
+    assert "optimistic" not in second
