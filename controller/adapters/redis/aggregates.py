@@ -85,6 +85,7 @@ from controller.core.common import DuplicateEvents, FencedError, FlushRefused, L
 from controller.core.machine import LogIdentity
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
+    SLOT_FIELDS,
     WATCH_CAP,
     FlagAggregates,
     PartitionDelta,
@@ -291,7 +292,15 @@ class RedisAggregateStore:
                 (name, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq))
                 for name, n in cell.named.items()
             ]
-            cells.append((flag, cell.counters(), floats, list(cell.units), named))
+            # The unit buckets' counts travel as two arrays, field names and increments:
+            # counted and named in C, and read by the script without a table of its own.
+            counts = cell.bucket_counts()
+            cells.append(
+                (
+                    *(flag, cell.base_counters(), floats, list(cell.units), named),
+                    *(list(map(SLOT_FIELDS.__getitem__, counts)), list(counts.values())),
+                )
+            )
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
         # An events partition's ids travel as one list entry, after these (see flush).

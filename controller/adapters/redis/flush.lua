@@ -11,7 +11,8 @@
 --           the flag's conversion names (set)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
---                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...}}...},
+--                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
+--                             {unit bucket field...}, {its n...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"}
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
@@ -76,6 +77,13 @@ local function cell_plan(agg, hll, sets, cell, sizes)
   local plan = {dense = string.sub(head, 5, 5) == '\0'}
   local fields, adds = {}, {}
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
+  -- The unit buckets' counters come as two arrays (names, increments): most of a cell's fields.
+  local unit_fields, unit_adds = cell[6] or {}, cell[7] or {}
+  if type(unit_fields) ~= 'table' or type(unit_adds) ~= 'table' or #unit_fields ~= #unit_adds then
+    return nil, agg .. ': unit bucket fields and increments do not pair'
+  end
+  local at = #fields
+  for i = 1, #unit_fields do fields[at + i] = unit_fields[i]; adds[at + i] = unit_adds[i] end
   local counters = #fields
   for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
   local watched = #cell[4] > 0
@@ -100,20 +108,20 @@ local function cell_plan(agg, hll, sets, cell, sizes)
       end
     end
   end
-  local out = {}
+  local out, floor, format = {}, math.floor, string.format
   for i = 1, #fields - (watched and 2 or 0) do
     local base, add = 0, adds[i]
     if have[i] then base = tonumber(have[i]) end
     if i <= counters then
-      if type(add) ~= 'number' or add < 0 or add ~= math.floor(add) or base == nil
-          or base ~= math.floor(base) or base + add > MAX_COUNT then
+      if type(add) ~= 'number' or add < 0 or add ~= floor(add) or base == nil
+          or base ~= floor(base) or base + add > MAX_COUNT then
         return nil, agg .. ' ' .. fields[i] .. ': counter would not stay exact'
       end
-      out[#out + 1], out[#out + 2] = fields[i], string.format('%.0f', base + add)
+      out[2 * i - 1], out[2 * i] = fields[i], format('%.0f', base + add)
     elseif not (finite(add) and finite(base) and finite(base + add)) then
       return nil, agg .. ' ' .. fields[i] .. ': sum would not stay finite'
     else
-      out[#out + 1], out[#out + 2] = fields[i], string.format('%.17g', base + add)
+      out[2 * i - 1], out[2 * i] = fields[i], format('%.17g', base + add)
     end
   end
   plan.values = out

@@ -28,6 +28,7 @@ bound, and an app with fewer names is counted exactly under each.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -94,22 +95,54 @@ class CellDelta:
     units: set[str] = field(default_factory=set)
     named: dict[str, NamedDelta] = field(default_factory=dict)
     """Per conversion name (first seen first), its own counts; each also counts in ``conv``..."""
+    hits: list[int] = field(default_factory=list)
+    """The unit buckets' integer slots (:mod:`controller.core.stats.units`), one entry per
+    count: the fold appends, the flush counts them up once (:meth:`bucket_counts`)."""
+    sums: dict[int, float] = field(default_factory=dict)
+    """The unit buckets' float increments (the conversions' values) by slot."""
     buckets: dict[int, float] = field(default_factory=dict)
-    """The unit buckets' increments by slot (:mod:`controller.core.stats.units`)."""
+    """Unit bucket increments given whole, by slot, integer and float slots alike (a cell
+    made rather than folded); counted with :attr:`hits` and :attr:`sums`."""
+
+    def bucket_counts(self) -> dict[int, int]:
+        """The unit buckets' integer increments by slot (each one positive)."""
+        counts = Counter(self.hits)
+        for slot, n in self.buckets.items():
+            if n and slot not in FLOAT_SLOTS:
+                counts[slot] += int(n)
+        return counts
+
+    def bucket_sums(self) -> dict[int, float]:
+        """The unit buckets' non-zero float increments by slot."""
+        if not self.buckets:
+            return {s: x for s, x in self.sums.items() if x}
+        out = dict(self.sums)
+        for slot, x in self.buckets.items():
+            if slot in FLOAT_SLOTS:
+                out[slot] = out.get(slot, 0.0) + x
+        return {s: x for s, x in out.items() if x}
+
+    def base_counters(self) -> dict[str, int]:
+        """Non-zero integer increments by store field name, histogram included, unit buckets
+        not (:meth:`bucket_counts`)."""
+        out = {name: getattr(self, name) for name in COUNTER_FIELDS if getattr(self, name)}
+        out.update({f"{HIST_PREFIX}{i}": n for i, n in self.hist.items()})
+        return out
 
     def counters(self) -> dict[str, int]:
         """Non-zero integer increments by store field name, histogram and unit buckets included."""
-        out = {name: getattr(self, name) for name in COUNTER_FIELDS if getattr(self, name)}
-        out.update({f"{HIST_PREFIX}{i}": n for i, n in self.hist.items()})
-        out.update(
-            {SLOT_FIELDS[s]: int(n) for s, n in self.buckets.items() if n and s not in FLOAT_SLOTS}
-        )
+        out = self.base_counters()
+        out.update({SLOT_FIELDS[s]: n for s, n in self.bucket_counts().items()})
         return out
+
+    def base_floats(self) -> dict[str, float]:
+        """Non-zero float increments by store field name, the unit buckets' sums not."""
+        return {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
 
     def floats(self) -> dict[str, float]:
         """Non-zero float increments by store field name (the unit buckets' sums included)."""
-        out = {name: getattr(self, name) for name in FLOAT_FIELDS if getattr(self, name)}
-        out.update({SLOT_FIELDS[s]: x for s, x in self.buckets.items() if x and s in FLOAT_SLOTS})
+        out = self.base_floats()
+        out.update({SLOT_FIELDS[s]: x for s, x in self.bucket_sums().items()})
         return out
 
     def named_fields(self) -> dict[str, float]:

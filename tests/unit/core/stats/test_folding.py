@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from controller.core.common import histogram
+from controller.core.stats import units
 from controller.core.stats.aggregates import CellDelta, CellKey
 from controller.core.stats.folding import fold
 from controller.core.wire.bucketing import BUCKETS, assign, bucket
@@ -75,7 +76,31 @@ def test_fold(events: list[InEvent], expected: dict[CellKey, CellDelta]) -> None
 
 def without_buckets(cells: dict[CellKey, CellDelta]) -> dict[CellKey, CellDelta]:
     """The cells with their unit buckets left out (tested on their own below)."""
-    return {key: replace(cell, buckets={}) for key, cell in cells.items()}
+    return {key: replace(cell, hits=[], sums={}, buckets={}) for key, cell in cells.items()}
+
+
+@pytest.mark.parametrize("unit", ["a", "user-42", "été", "用户", "😀", "x" * 200])
+def test_fold_counts_each_event_in_its_units_bucket(unit: str) -> None:
+    events = [
+        ev("exposure", unit),
+        ev("request", unit, error=True, latency_ms=12.0),
+        ev("conversion", unit, value=2.5),
+    ]
+    cells: dict[CellKey, CellDelta] = {}
+    fold(events, cells)
+    base = units.unit_bucket(unit) * units.KIND_COUNT
+    latency = base + units.LATENCY + histogram.bucket_of(12.0) // units.FINE_PER_BIN
+    kinds = (units.EXPOSURES, units.REQUESTS, units.ERRORS, units.CONVERSIONS, units.VALUES)
+    assert cells[T1].bucket_counts() == {**{base + k: 1 for k in kinds}, latency: 1}
+    assert cells[T1].bucket_sums() == {base + units.VALUE_SUM: 2.5}
+
+
+def test_unit_buckets_given_whole_count_with_folded_ones() -> None:
+    cell = CellDelta(hits=[3, 3, 7], sums={5: 1.5}, buckets={3: 2.0, 5: 0.5, 40: 0.0})
+    assert cell.bucket_counts() == {3: 4, 7: 1}
+    assert cell.bucket_sums() == {5: 2.0}
+    assert cell.counters() == {units.slot_field(3): 4, units.slot_field(7): 1}
+    assert cell.floats() == {units.slot_field(5): 2.0}
 
 
 def test_cell_fields_match_store_names() -> None:
