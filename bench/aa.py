@@ -37,6 +37,13 @@ and, for comparison in the same run, as if requests were independent (``@request
 second stream doubles treatment units' error propensity (power). Times are in requests.
 
     python bench/aa.py --traffic clustered [--runs 200] [--shapes heavy_failing,bots] [--workers 2]
+
+**Weighted alpha** (``--alpha-weights error_rate=3,latency_p99=1``): the default plan with those
+weights beside the same plan with equal weights, on the same seeded streams: an A/A stream
+(each plan's false rollbacks, goal: at most alpha), a 2x error stream and a 2x latency stream
+(each plan's detections, the time to them and how many runs the weighted plan caught first).
+
+    python bench/aa.py --alpha-weights error_rate=3,latency_p99=1 [--runs 100] [--workers 2]
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core.rollouts.plan import DEFAULT_PLAN
+from controller.core.common import ConfigError
+from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, parse_plan
 from tests.support.clustered import SHAPES, Judged, simulate_clustered
 from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
@@ -236,6 +244,114 @@ def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+WEIGHED_STREAMS = {"aa": None, "2x_error_rate": "error_rate", "2x_latency": "latency_p99"}
+"""The A/A stream, and a stream per regression with the guardrail that must catch it."""
+
+
+def weighted_plan(text: str) -> Plan:
+    """The default plan with ``error_rate=3,latency_p99=1``'s weights, validated as any plan."""
+    weights: dict[str, str] = {}
+    for part in text.split(","):
+        key, equals, value = part.partition("=")
+        if not equals:
+            raise SystemExit(f"--alpha-weights: {part!r} is not key=weight")
+        weights[key.strip()] = value.strip()
+    data = {**DEFAULT_PLAN.model_dump(mode="json"), "alpha_weights": weights}
+    try:
+        return parse_plan(data, source="--alpha-weights")
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+def one_weighted_run(task: tuple[int, float, float, Plan]) -> dict[str, dict[str, Outcome]]:
+    """Each stream of one seeded run, judged by the equal and the weighted plan alike."""
+    seed, rate, growth, weighted = task
+    healthy = Service()
+    treatments = {"aa": healthy, "2x_error_rate": healthy.regressed("error_rate")}
+    treatments["2x_latency"] = healthy.regressed("latency_p99")
+    out: dict[str, dict[str, Outcome]] = {}
+    for index, (stream, treatment) in enumerate(treatments.items()):
+        out[stream] = {
+            name: simulate(
+                plan,
+                {},
+                seed=seed * len(treatments) + index,  # the same stream for both plans
+                requests_per_second=rate,
+                treatment=treatment,
+                growth=growth,
+            )["plan"]
+            for name, plan in (("equal", DEFAULT_PLAN), ("weighted", weighted))
+        }
+    return out
+
+
+def summarise_weighted(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, Any]:
+    """Per plan: A/A false rollbacks; per regression, caught on its guardrail and how soon."""
+    n = len(runs)
+    out: dict[str, Any] = {}
+    for name in ("equal", "weighted"):
+        stops = sum(r["aa"][name].stopped is not None for r in runs)
+        out[name] = {
+            "false_rollback": stops / n,
+            "upper95": round(wilson(stops, n, upper=True), 4),
+        }
+        for stream, metric in WEIGHED_STREAMS.items():
+            if metric is not None:
+                out[name][stream] = _caught([r[stream][name] for r in runs], metric)
+    for stream, metric in WEIGHED_STREAMS.items():
+        if metric is not None:
+            out[f"weighted_first:{stream}"] = (
+                sum(_sooner(r[stream]["weighted"], r[stream]["equal"], metric) for r in runs) / n
+            )
+    return out
+
+
+def _sooner(one: Outcome, other: Outcome, metric: str) -> bool:
+    """Whether ``one`` caught ``metric`` strictly before ``other`` did (or than never)."""
+    if one.stopped != metric:
+        return False
+    return other.stopped != metric or one.seconds < other.seconds
+
+
+def main_weighted(args: argparse.Namespace) -> dict[str, Any]:
+    weighted = weighted_plan(args.alpha_weights)
+    tasks = [
+        (args.seed * 1_000_003 + i, args.rate, args.growth, weighted) for i in range(args.runs)
+    ]
+    started = time.monotonic()
+    runs: list[dict[str, dict[str, Outcome]]] = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for run in pool.map(one_weighted_run, tasks, chunksize=max(1, args.runs // 16)):
+            runs.append(run)
+            if len(runs) % max(1, args.runs // 10) == 0:
+                progress(f"{len(runs)}/{args.runs} runs, {time.monotonic() - started:.0f} s")
+    summary = summarise_weighted(runs)
+    for name in ("equal", "weighted"):
+        f = summary[name]
+        progress(
+            f"A/A {name}: false rollbacks {f['false_rollback']:.3f} (95% upper {f['upper95']})"
+        )
+        for stream in ("2x_error_rate", "2x_latency"):
+            c = f[stream]
+            progress(
+                f"{stream} {name}: on its guardrail {c['on_its_own_guardrail']:.3f},"
+                f" median {c['median_s']} s; weighted first {summary[f'weighted_first:{stream}']}"
+            )
+    return {
+        "runs": args.runs,
+        "alpha": weighted.alpha,
+        "alpha_weights": weighted.alpha_weights,
+        "levels": {
+            name: {g.key: plan.alpha_for(g.key) for g in plan.guardrails}
+            for name, plan in (("equal", DEFAULT_PLAN), ("weighted", weighted))
+        },
+        "requests_per_second": args.rate,
+        "growth": args.growth,
+        "seconds": round(time.monotonic() - started, 1),
+        **summary,
+    }
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -252,8 +368,16 @@ if __name__ == "__main__":
     parser.add_argument(
         "--growth", type=float, default=0.01, help="look again once the sample grew this much"
     )
+    parser.add_argument(
+        "--alpha-weights",
+        default="",
+        help="the default plan with these guardrail weights (error_rate=3,latency_p99=1)"
+        " beside equal weights, on the same streams",
+    )
     parsed = parser.parse_args()
-    if parsed.traffic == "clustered":
+    if parsed.alpha_weights:
+        print(json.dumps(main_weighted(parsed)))
+    elif parsed.traffic == "clustered":
         if "--growth" not in sys.argv:
             parsed.growth = 0.05
         print(json.dumps(main_clustered(parsed)))

@@ -242,7 +242,7 @@ def crossing_time(round_: Round) -> float:
             e_c,
             n_c,
             direction="lower_is_better",
-            alpha=PLAN.alpha_per_test,
+            alpha=PLAN.alpha_for("error_rate"),
             n_tune=PLAN.n_tune,
         ).regressed:
             return at

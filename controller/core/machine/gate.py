@@ -6,7 +6,7 @@ ramp evaluator), the checks that protect users first, as they run continuously:
 1. any guardrail regression → rollback (or as the plan's policy says);
    a metric is tested once each arm has ``min_metric_events`` events of it
    (a latency quantile also needs ``quantile_min_samples`` per arm), at the
-   level :attr:`Plan.alpha_per_test`, the plan's alpha split over its
+   level :meth:`Plan.alpha_for`, the plan's alpha split over its
    guardrails and stages (each test: :mod:`~controller.core.stats.guardrails`);
 2. sample-ratio mismatch → pause (or as ``srm_action`` or the policy says);
    then units seen in both arms past the policy's ``both_arms_max_share`` of
@@ -231,7 +231,7 @@ def _limits(rollout: Rollout, data: FlagAggregates) -> dict[str, SequentialResul
     plan = rollout.plan
     if plan.limits is None or rollout.percent < 100:
         return {}
-    return limit_tests(plan.limits, data.treatment, alpha=plan.alpha_per_test, n_tune=plan.n_tune)
+    return limit_tests(plan.limits, data.treatment, alpha=plan.limit_alpha, n_tune=plan.n_tune)
 
 
 def _stage(rollout: Rollout) -> Stage:

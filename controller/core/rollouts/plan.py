@@ -41,6 +41,13 @@ from controller.core.rollouts.windows import Windows
 from controller.core.rules import plan_problem, rings_problem
 from controller.core.wire import ArmValues, JsonObject
 
+MAX_ALPHA_WEIGHT = 1000.0
+"""The largest weight of a guardrail's alpha: no test is starved to nothing by a typo."""
+MAX_ALPHA_WEIGHTS = 20
+"""As many weights as a plan has guardrails at most."""
+AlphaWeight = Annotated[float, Field(gt=0, le=MAX_ALPHA_WEIGHT, allow_inf_nan=False)]
+AlphaWeightKey = Annotated[str, Field(min_length=1, max_length=256)]
+
 
 class Plan(Frozen):
     """Stages in increasing percent, guardrails, and the gate's statistical settings."""
@@ -58,8 +65,16 @@ class Plan(Frozen):
         lt=0.5,
         allow_inf_nan=False,
         description=(
-            "False-rollback rate of the whole rollout: split evenly over the guardrails"
-            " and compared stages (alpha_per_test)."
+            "False-rollback rate of the whole rollout: split over the guardrails (evenly, or"
+            " by alpha_weights) and evenly over the compared stages."
+        ),
+    )
+    alpha_weights: dict[AlphaWeightKey, AlphaWeight] | None = Field(
+        default=None,
+        max_length=MAX_ALPHA_WEIGHTS,
+        description=(
+            "Each gating guardrail's share of alpha by its key ({error_rate: 3, latency_p99: 1}),"
+            " the weights divided by their sum; one left out weighs 1. Left out: equal shares."
         ),
     )
     n_tune: Count = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
@@ -140,6 +155,24 @@ class Plan(Frozen):
             raise ValueError(f"limits.prometheus: names must differ, got {names}")
         return self
 
+    @model_validator(mode="after")
+    def _weights_name_gating_guardrails(self) -> Self:
+        """A weight names a gating guardrail by its key: a typo would silently weigh nothing."""
+        gating = {g.key for g in self.guardrails if not g.dry_run}
+        dry = {g.key for g in self.guardrails if g.dry_run}
+        for key in self.alpha_weights or {}:
+            if key in dry:
+                raise ValueError(
+                    f"alpha_weights.{key}: a dry-run guardrail never acts, so it spends no alpha"
+                )
+            if key not in gating:
+                known = ", ".join(sorted(gating)) or "none"
+                raise ValueError(
+                    f"alpha_weights.{key}: no gating guardrail of this plan has this key"
+                    f" (its guardrails: {known})"
+                )
+        return self
+
     @property
     def targeted(self) -> bool:
         """Whether the plan names an audience: its flag states then carry rings."""
@@ -164,16 +197,46 @@ class Plan(Frozen):
 
     @property
     def alpha_per_test(self) -> float:
-        """The level of each guardrail's sequential test: alpha / (guardrails * compared stages).
+        """Each test's level with equal weights: alpha / (guardrails * compared stages).
 
         Each test is valid however often it is peeked at within its stage, so by
         the union bound (Bonferroni) the chance that any gating guardrail in any
         stage crosses on a healthy flag is at most ``alpha``. Dry-run guardrails
-        never act, so they spend none of it (they are tested at the same level).
+        never act, so they spend none of it (they are tested at this level).
         Absolute limits count as guardrails, and the stages they gate as stages.
+        With ``alpha_weights`` the gating tests' levels are :meth:`alpha_for`'s.
         """
         gating, stages = self._alpha_split()
         return self.alpha / (max(1, gating) * max(1, stages))
+
+    def alpha_for(self, key: str) -> float:
+        """The level of the sequential test of the guardrail named ``key`` (:attr:`Guardrail.key`).
+
+        A gating guardrail's share of alpha is its weight over the sum of the weights of
+        every gating test (an absolute limit weighs 1), split evenly over the stages: the
+        levels still sum to ``alpha``, so the union bound holds as for equal weights.
+        A dry-run guardrail spends none and is tested at :attr:`alpha_per_test`.
+        """
+        if not self.alpha_weights or key not in self._gating_keys():
+            return self.alpha_per_test
+        return self._weighted(self.alpha_weights.get(key, 1.0))
+
+    @property
+    def limit_alpha(self) -> float:
+        """The level of each absolute limit's test: a weight of 1 among the gating tests."""
+        return self._weighted(1.0) if self.alpha_weights else self.alpha_per_test
+
+    def _weighted(self, weight: float) -> float:
+        _, stages = self._alpha_split()
+        return self.alpha * weight / (self._total_weight() * max(1, stages))
+
+    def _total_weight(self) -> float:
+        """The gating guardrails' weights (1 each where the plan names none), and the limits'."""
+        weights = self.alpha_weights or {}
+        return sum(weights.get(key, 1.0) for key in self._gating_keys()) + self.limit_count
+
+    def _gating_keys(self) -> list[str]:
+        return [g.key for g in self.guardrails if not g.dry_run]
 
     def _alpha_split(self) -> tuple[int, int]:
         """What alpha is split over: the gating guardrails and limits, and the stages."""
@@ -188,12 +251,17 @@ class Plan(Frozen):
     def alpha_budget(self) -> JsonObject:
         """How alpha is spent, for the evidence: the rollout's, the split and each test's level."""
         gating, stages = self._alpha_split()
-        return {
+        budget: JsonObject = {
             "rollout": self.alpha,
             "guardrails": gating,
             "stages": stages,
             "per_test": self.alpha / (max(1, gating) * max(1, stages)),  # alpha_per_test
         }
+        if self.alpha_weights:
+            total = self._total_weight()
+            weights = self.alpha_weights
+            budget["weights"] = {k: weights.get(k, 1.0) / total for k in self._gating_keys()}
+        return budget
 
     @property
     def health_words(self) -> HealthWords:

@@ -7,7 +7,7 @@ independent, is taken with its variance on units. Only arms that carry no units
 
 Pure. A metric is tested once each arm has ``min_metric_events`` events of it
 (a latency quantile also needs :func:`quantile_min_samples` per arm), at the
-level :attr:`Plan.alpha_per_test`: error and conversion rates by
+level :meth:`Plan.alpha_for`: error and conversion rates by
 :func:`~controller.core.stats.sequential.proportion_test`, the conversion value by
 :func:`~controller.core.stats.sequential.mean_test`, latency quantiles and the share
 above a latency edge from the arms' histograms
@@ -108,7 +108,7 @@ def _quantile_result(
         c.latency_histogram,
         QUANTILES[guardrail.metric],
         relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
-        alpha=plan.alpha_per_test,
+        alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
     )
 
@@ -122,7 +122,7 @@ def _exceedance_result(
         c.latency_histogram,
         guardrail.edge_ms,
         tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
-        alpha=plan.alpha_per_test,
+        alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
     )
 
@@ -139,7 +139,7 @@ def _value_result(
         c.conversion_values,
         direction="higher_is_better",
         tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
-        alpha=plan.alpha_per_test,
+        alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
     )
 
@@ -155,7 +155,7 @@ def _proportion_result(
         n_c,
         direction="lower_is_better" if guardrail.lower_is_better else "higher_is_better",
         tolerance=_absolute(guardrail, _rate(successes_c, n_c)),
-        alpha=plan.alpha_per_test,
+        alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
     )
 

@@ -259,7 +259,7 @@ def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the
         read[1].latency_histogram,
         q,
         relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
-        alpha=plan.alpha_per_test,
+        alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
         design_effects=(effects[0], effects[1]),
         n=units,

@@ -142,7 +142,14 @@ class AlphaSpent(Part):
     rollout: Number = Field(description="The plan's alpha for the whole rollout.")
     guardrails: int = Field(description="Gating guardrails the alpha is split over.")
     stages: int = Field(description="Compared stages the alpha is split over.")
-    per_test: Number = Field(description="Each test's level: the alpha, split.")
+    per_test: Number = Field(
+        description="Each test's level with equal weights: the alpha, split evenly."
+    )
+    weights: dict[str, Number] | None = Field(
+        default=None,
+        description="With the plan's alpha_weights: each gating guardrail's share of the"
+        " alpha (its weight over their sum); each test carries its own level.",
+    )
 
 
 class BothArms(Part):
