@@ -56,6 +56,8 @@ def gate_evidence(
         parts["audience"] = audience(rollout)
     if sourced.evidence is not None:
         parts["sources"] = sourced.evidence
+    if sourced.budget is not None:
+        parts["error_budget"] = sourced.budget
     if limits and plan.limits is not None:
         parts.update(limit_parts(plan.limits, limits))
     if any(g.dry_run for g in plan.guardrails):

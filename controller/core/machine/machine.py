@@ -71,6 +71,8 @@ Forward moves — a gate's advance, the end of a watch, a scheduled start,
 ``approve`` are rejected with the reason and when the window opens.
 Rollback, kill, abort, pause and every automatic protection are never
 windowed, nor is the end of a time box (:mod:`controller.core.machine.scheduling`).
+A gate's advance and the end of a watch also wait while the plan's error budget
+burns (``burn_rate``), with a reason that begins ``error_budget``; nothing else does.
 
 Advancing past the last stage of a plan with a ``watch`` enters the watch
 instead of completing: still running at the last stage, with the holdback on
@@ -110,7 +112,7 @@ from controller.core.machine.transitions import (
     roll_back,
     with_ending,
 )
-from controller.core.machine.waiting import forward
+from controller.core.machine.waiting import budget_eased, forward
 from controller.core.machine.watching import stale_reminder, watch_alert, watch_evidence
 from controller.core.reading import INCOHERENT, at_stage, rollout_stage
 from controller.core.rollouts import (
@@ -243,13 +245,18 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
             return watched
     if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
         return roll_back(state, event.now, Cause.gate(verdict))
+    budget = verdict.evidence.error_budget
     if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
-        return state, []
+        return budget_eased(state, event.now, budget), []
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return pause(state, event.now, reason, Cause.gate(verdict))
     return forward(
-        state, event.now, event.team_windows, lambda ready: _advance_with_advice(ready, event)
+        state,
+        event.now,
+        event.team_windows,
+        lambda ready: _advance_with_advice(ready, event),
+        budget,
     )
 
 
@@ -319,7 +326,10 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
         return state, []
     evidence = RolloutEvidence.of_gate(verdict.evidence).merged(**watch_evidence(state))
     why = Cause("gate", "the watch ended clean", None, evidence)
-    return forward(state, event.now, event.team_windows, lambda s: complete(s, event.now, why))
+    budget = verdict.evidence.error_budget
+    return forward(
+        state, event.now, event.team_windows, lambda s: complete(s, event.now, why), budget
+    )
 
 
 def _tick(state: Rollout, event: TickInput) -> Step:

@@ -4,7 +4,8 @@ Pure. :func:`planned_queries` gives each sourced guardrail's queries for both
 arms while the stage has a concurrent control (below 100%), each Prometheus
 limit's for the treated units where the plan's limits gate (at 100%), and, at
 100%, the treated requests of the first sourced guardrail (the stage's
-traffic), every placeholder filled for the stage: ``{{window}}`` is its age.
+traffic), every placeholder filled for the stage: ``{{window}}`` is its age; and
+the plan's burn rate once per window, ``{{window}}`` that window (whatever the stage).
 Each arm is also asked for the newest sample of the series its queries select
 (role ``fresh``), so an arm no longer scraped is seen as such.
 :func:`plan_queries` fills a plan's queries for ``rolloutctl plan validate``.
@@ -13,13 +14,14 @@ Each arm is also asked for the newest sample of the series its queries select
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from controller.core.common import split as split_key
 from controller.core.metrics_source import (
     Answer,
     Ask,
+    BurnRate,
     PrometheusLimit,
     Series,
     Stage,
@@ -32,6 +34,10 @@ from controller.core.rollouts import Guardrail, Plan, Rollout
 ARMS = ("treatment", "control")
 LIMIT_PREFIX = "limit:"
 """A limit's reading is kept under its name with this prefix (guardrails: their metric)."""
+BURN_PREFIX = "burn_rate:"
+"""The burn rate over each window is kept under its window's name with this prefix."""
+SERVICE = "service"
+"""What a burn-rate reading's answers are kept under in place of an arm: it has none."""
 TRAFFIC = "traffic"
 """Where no arms are compared (100%), the treated requests are read under this name: the
 stage's traffic, without which it would seem to have none."""
@@ -48,9 +54,18 @@ class PlannedQuery:
 
 
 def reads_source(plan: Plan) -> bool:
-    """Whether any guardrail or limit of ``plan`` reads a metric source."""
+    """Whether any guardrail or limit of ``plan``, or its burn rate, reads a metric source."""
     limits = plan.limits.prometheus if plan.limits is not None else []
-    return bool(limits) or any(g.source != "events" for g in plan.guardrails)
+    sourced = bool(limits) or plan.burn_rate is not None
+    return sourced or any(g.source != "events" for g in plan.guardrails)
+
+
+def burn_windows(plan: Plan) -> dict[str, float]:
+    """The reading name of each window of the plan's burn rate, with its seconds."""
+    if plan.burn_rate is None:
+        return {}
+    named = plan.burn_rate.named_windows().items()
+    return {BURN_PREFIX + name: window.total_seconds() for name, window in named}
 
 
 def stage_of(rollout: Rollout) -> Stage:
@@ -132,6 +147,19 @@ def planned_queries(
         role, text = traffic_role(traffic)
         label = traffic.prometheus.arms.treatment
         out[TRAFFIC] = filler.asked(TRAFFIC, [("treatment", label, {role: text})])
+    return out | _burn_queries(rollout.plan.burn_rate, filler)
+
+
+def _burn_queries(burn: BurnRate | None, filler: _Filler) -> dict[str, list[PlannedQuery]]:
+    """The burn rate's query over each of its windows (it names no arm: none is filled)."""
+    if burn is None:
+        return {}
+    out: dict[str, list[PlannedQuery]] = {}
+    for name, window in burn.named_windows().items():
+        over = replace(filler, window_s=window.total_seconds())
+        out[BURN_PREFIX + name] = over.asked(
+            BURN_PREFIX + name, [(SERVICE, SERVICE, {"value": burn.query})]
+        )
     return out
 
 
@@ -172,7 +200,8 @@ def reading_names(rollout: Rollout) -> list[str]:
     """What :func:`planned_queries` names for the stage: its guardrails, limits, traffic."""
     names: list[str] = [g.metric for g in comparing_guardrails(rollout)]
     names += [LIMIT_PREFIX + limit.name for limit in gating_limits(rollout)]
-    return names + ([TRAFFIC] if traffic_guardrail(rollout) is not None else [])
+    names += [TRAFFIC] if traffic_guardrail(rollout) is not None else []
+    return [*names, *burn_windows(rollout.plan)]
 
 
 def plan_queries(plan: Plan, key: str, environment: str = "default") -> list[tuple[str, str]]:
@@ -194,6 +223,8 @@ def plan_queries(plan: Plan, key: str, environment: str = "default") -> list[tup
             out.append((f"guardrails[{i}].prometheus.{role}", filler.filled(text, arm)))
     for i, limit in enumerate(plan.limits.prometheus if plan.limits is not None else []):
         out.append((f"limits.prometheus[{i}].query", filler.filled(limit.query, limit.arm)))
+    if plan.burn_rate is not None:
+        out.append(("burn_rate.query", filler.filled(plan.burn_rate.query, SERVICE)))
     return out
 
 

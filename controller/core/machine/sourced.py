@@ -19,6 +19,11 @@ otherwise be read frozen. :attr:`Sourced.unusable` names each such reading,
 dry runs included, for the daemon's alert.
 Regressions on everything that *was* read still act at once, and the event-fed
 guardrails do not wait on the source at all.
+
+**The error budget** (a plan's ``burn_rate``) is no test: :attr:`Sourced.budget` says
+whether forward moves wait (:func:`~controller.core.machine.waiting.forward`). A window
+whose burn rate is missing, stale or unusable reads as burning, never as healthy; it
+holds no rollback, and it is not :attr:`Sourced.missing` (the gate itself does not hold).
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from datetime import datetime, timedelta
 
 from controller.core.machine.queries import (
     ARMS,
+    BURN_PREFIX,
     LIMIT_PREFIX,
+    SERVICE,
     TRAFFIC,
+    burn_windows,
     comparing_guardrails,
     gating_limits,
     reads_source,
@@ -50,7 +58,7 @@ from controller.core.metrics_source import (
     scalar,
     sight_problem,
 )
-from controller.core.rollouts import Guardrail, Plan, Rollout
+from controller.core.rollouts import ERROR_BUDGET, Guardrail, Plan, Rollout
 from controller.core.stats import (
     ArmAggregate,
     FlagAggregates,
@@ -62,7 +70,7 @@ from controller.core.stats import (
     limit_result,
     metric_floor,
 )
-from controller.core.wire import JsonObject, SourceReadings
+from controller.core.wire import ErrorBudget, JsonObject, SourceReadings
 
 MAX_SHOWN_QUERY = 2500
 """A query is kept in the evidence up to this many characters."""
@@ -88,6 +96,8 @@ class Sourced:
     baselines: dict[str, float | None] = field(default_factory=dict)
     evidence: SourceReadings | None = None
     """What the gate's evidence keeps of the readings; None when nothing was read."""
+    budget: ErrorBudget | None = None
+    """The plan's burn-rate condition as read; None for a plan that names none."""
 
 
 NOT_SOURCED = Sourced()
@@ -145,7 +155,70 @@ def sourced_tests(
         )
         if taken is not None:
             _traffic(traffic, taken, out, quiet=quiet)
-    return out.sourced(readings.source, expected=rollout.percent / 100)
+    for name in burn_windows(plan):
+        taken = _fresh(
+            name,
+            rollout=rollout,
+            readings=readings,
+            now=now,
+            max_age=max_age,
+            out=out,
+            dry_run=True,
+        )
+        out.burns[name.removeprefix(BURN_PREFIX)] = _burn(name, taken, out)
+    return out.sourced(readings.source, expected=rollout.percent / 100, plan=plan)
+
+
+def _burn(name: str, taken: Taken | None, out: _Gathered) -> float | str:
+    """The burn rate over one window, or why it cannot be read."""
+    if taken is None:
+        return out.waiting[name].partition(": ")[2] or "no reading"
+    shown = _shown(taken, {})
+    out.shown[name] = shown
+    try:
+        value = _burn_value(taken.answers.get((SERVICE, "value")))
+        _see(SERVICE, taken, out.sample_age_s)
+    except ReadingProblem as exc:
+        shown.problems = [str(exc)]
+        out.unusable[name] = f"the burn rate over {name.removeprefix(BURN_PREFIX)}: {exc}"
+        return str(exc)
+    shown.value = value
+    return value
+
+
+def _burn_value(got: Answer | str | None) -> float:
+    value = scalar(_given(got))
+    if value < 0:
+        raise ReadingProblem(f"a burn rate is never negative, got {value:g}")
+    return value
+
+
+def error_budget(plan: Plan, burns: Mapping[str, float | str]) -> ErrorBudget | None:
+    """Whether forward moves wait on the plan's burn rate, read over each window.
+
+    It holds when the burn rate is above the plan's over every window (the multi-window
+    condition), and when any window's could not be read: an unknown burn is no health.
+    """
+    burn = plan.burn_rate
+    if burn is None:
+        return None
+    values = {w: v for w, v in burns.items() if isinstance(v, float)}
+    problems = {w: v[:300] for w, v in burns.items() if isinstance(v, str)}
+    windows = ", ".join(burns)
+    burning = all(v > burn.above for v in values.values())
+    if problems:
+        why = f"the burn rate over {', '.join(problems)} cannot be read: not taken as healthy"
+    elif burning:
+        why = f"the burn rate is above {burn.above:g} over every window ({windows})"
+    else:
+        why = f"the burn rate is not above {burn.above:g} over every window ({windows})"
+    return ErrorBudget(
+        holds=bool(problems) or burning,
+        reason=f"{ERROR_BUDGET}: {why}",
+        above=burn.above,
+        windows={w: (round(v, 6) if isinstance(v, float) else None) for w, v in burns.items()},
+        **({"problems": problems} if problems else {}),
+    )
 
 
 def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool) -> None:
@@ -220,8 +293,9 @@ class _Gathered:
     traffic: int = 0
     baselines: dict[str, float | None] = field(default_factory=dict)
     shown: dict[str, Shown] = field(default_factory=dict)
+    burns: dict[str, float | str] = field(default_factory=dict)
 
-    def sourced(self, source: str, *, expected: float) -> Sourced:
+    def sourced(self, source: str, *, expected: float, plan: Plan) -> Sourced:
         evidence = None
         if self.shown:
             reads = {name: shown.wire() for name, shown in self.shown.items()}
@@ -237,6 +311,7 @@ class _Gathered:
             traffic=self.traffic,
             baselines=self.baselines,
             evidence=evidence,
+            budget=error_budget(plan, self.burns),
         )
 
 

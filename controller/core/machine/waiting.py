@@ -4,8 +4,12 @@ The machine asks :func:`forward` before it advances a stage, completes a
 watch, or accepts ``promote`` or ``approve``. Outside the windows a gate's
 advance waits: the rollout stays where it is, ``window_wait`` says why and
 when it may next move, and one ``wait`` decision is recorded when the wait
-begins (not on every gate). Rollbacks, kills, aborts, pauses and every
-automatic protection never pass through here. Pure.
+begins (not on every gate). While the plan's error budget burns (its
+``burn_rate`` holds, :attr:`~controller.core.wire.ErrorBudget.holds`, or cannot be
+read) a gate's advance waits the same way, with a reason that begins ``error_budget``,
+and goes on at the first gate after it stops: a deny window that opens and closes
+with the service's health. Rollbacks, kills, aborts, pauses and every automatic
+protection never pass through here. Pure.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import datetime
 
 from controller.core.machine.transitions import Cause, Step, decision, rejected
 from controller.core.rollouts import (
+    ERROR_BUDGET,
     CommandInput,
     Rollout,
     Window,
@@ -22,7 +27,7 @@ from controller.core.rollouts import (
     next_opening,
     waiting_reason,
 )
-from controller.core.wire import RolloutEvidence, WindowWait
+from controller.core.wire import ErrorBudget, RolloutEvidence, WindowWait
 
 
 def windows_of(state: Rollout, team: tuple[Window, ...]) -> tuple[Window, ...]:
@@ -31,11 +36,18 @@ def windows_of(state: Rollout, team: tuple[Window, ...]) -> tuple[Window, ...]:
 
 
 def forward(
-    state: Rollout, now: datetime, team: tuple[Window, ...], move: Callable[[Rollout], Step]
+    state: Rollout,
+    now: datetime,
+    team: tuple[Window, ...],
+    move: Callable[[Rollout], Step],
+    budget: ErrorBudget | None = None,
 ) -> Step:
-    """``move`` the rollout forward if a window allows it now, else wait with the reason."""
+    """``move`` the rollout forward if a window allows it now and the error budget does
+    (``budget``, the gate's reading of it), else wait with the reason."""
     windows = windows_of(state, team)
     verdict = may_move_forward(windows, now)
+    if verdict.allowed and budget is not None and budget.holds:
+        return _budget_wait(state, now, budget)
     if verdict.allowed:
         ready = state if state.window_wait is None else _cleared(state, now)
         return move(ready)
@@ -53,6 +65,27 @@ def forward(
     )
     evidence = RolloutEvidence(window=wait)
     return waiting, [decision(state, waiting, "wait", Cause("gate", reason, None, evidence))]
+
+
+def _budget_wait(state: Rollout, now: datetime, budget: ErrorBudget) -> Step:
+    """Wait while the error budget burns: one ``wait`` decision when the wait begins."""
+    reason = budget.reason[:500]
+    if state.window_wait == reason:
+        return state, []
+    waiting = state.model_copy(update={"window_wait": reason, "updated_at": now})
+    if state.window_wait is not None and state.window_wait.startswith(ERROR_BUDGET):
+        return waiting, []  # the wait goes on; only its wording moved
+    evidence = RolloutEvidence(error_budget=budget)
+    return waiting, [decision(state, waiting, "wait", Cause("gate", reason, None, evidence))]
+
+
+def budget_eased(state: Rollout, now: datetime, budget: ErrorBudget | None) -> Rollout:
+    """``state`` without its wait on the error budget once the budget no longer holds (the
+    gate holds for its own reasons meanwhile): what people read then is the gate's hold."""
+    waited = state.window_wait is not None and state.window_wait.startswith(ERROR_BUDGET)
+    if not waited or (budget is not None and budget.holds):
+        return state
+    return _cleared(state, now)
 
 
 def forward_command(state: Rollout, cmd: CommandInput, move: Callable[[Rollout], Step]) -> Step:

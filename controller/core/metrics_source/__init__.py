@@ -8,9 +8,11 @@ from controller.core.metrics_source.queries import (
     COUNTED,
     HISTOGRAMS,
     ArmLabels,
+    BurnRate,
     PrometheusLimit,
     PrometheusQueries,
     source_problem,
+    window_name,
 )
 from controller.core.metrics_source.readings import (
     MAX_SERIES,
@@ -54,6 +56,7 @@ __all__ = [
     "Answer",
     "ArmLabels",
     "Ask",
+    "BurnRate",
     "Failing",
     "FlagReadings",
     "PrometheusLimit",
@@ -76,4 +79,5 @@ __all__ = [
     "selectors",
     "sight_problem",
     "source_problem",
+    "window_name",
 ]

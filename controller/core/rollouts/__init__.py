@@ -38,7 +38,7 @@ from controller.core.rollouts.deploy_verdict import (
     DeployVerdict,
     deploy_verdict,
 )
-from controller.core.rollouts.moving import NextMove, next_move
+from controller.core.rollouts.moving import ERROR_BUDGET, NextMove, next_move
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
     CONVERSION_METRICS,
@@ -106,6 +106,7 @@ __all__ = [
     "DEFAULTS",
     "DEFAULT_PLAN",
     "DEPLOY_VERDICT_MODELS",
+    "ERROR_BUDGET",
     "FENCE",
     "MAX_APPROVALS",
     "MAX_COUNT",

@@ -8,7 +8,9 @@ view, when there is one), in this order:
 * held by a health trigger whose policy says ``hold``: only an operator
   resumes it; paused by an operator, or waiting for an approval;
 * ready, waiting for a release window: when the next window opens (its
-  wording, in the window's time zone, is the machine's ``window_wait``);
+  wording, in the window's time zone, is the machine's ``window_wait``); or
+  waiting while the error budget burns (``window_wait`` begins ``error_budget``):
+  no time can be told;
 * the advisor held the stage: until when;
 * in the watch after the last stage: until when;
 * the stage's minimum duration not reached: when it ends; the minimum
@@ -28,6 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.core.rollouts.policy import Trigger
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
+
+ERROR_BUDGET = "error_budget"
+"""How the reason a forward move waits on the plan's burn rate begins (``window_wait``)."""
 
 _HELD_BY: dict[PauseReason, Trigger] = {
     PauseReason.GUARDRAIL: "guardrail_regression",
@@ -72,6 +77,8 @@ def next_move(
     if rollout.phase is Phase.PAUSED:
         return _paused(rollout.pause_reason)
     if rollout.window_wait is not None:
+        if rollout.window_wait.startswith(ERROR_BUDGET):
+            return _move(rollout.window_wait, None)  # it opens with the service's health
         windows = rollout.plan.windows if rollout.plan.windows is not None else team_windows
         return _move(rollout.window_wait, next_opening(windows, now) if windows else None)
     return _running(rollout, verdict, now)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from controller.core.common import ConfigError, load_document
+from controller.core.metrics_source import BurnRate
 from controller.core.rollouts.plan_parts import (
     AudienceField,
     Backend,
@@ -285,6 +286,11 @@ class Plan(Frozen):
             "Allow and deny windows for forward moves (at most 16; deny wins);"
             " left out: the team-wide windows, [] for none."
         ),
+    )
+    burn_rate: BurnRate | None = Field(
+        default=None,
+        description="The SLO's burn rate read from Prometheus: while it is above over every"
+        " window (or cannot be read), forward moves wait with reason error_budget.",
     )
     health_policy: HealthPolicy | None = Field(
         default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."

@@ -152,6 +152,23 @@ class AlphaSpent(Part):
     )
 
 
+class ErrorBudget(Part):
+    """The plan's burn-rate condition as last read: while it holds, forward moves wait."""
+
+    holds: bool = Field(
+        description="Forward moves wait: the burn rate is above over every window, or a"
+        " window's burn rate cannot be read (never taken as healthy)."
+    )
+    reason: str = Field(description="Why, in words; starts with `error_budget`.")
+    above: Number = Field(description="The burn rate that holds, from the plan.")
+    windows: dict[str, Number | None] = Field(
+        description="Per window (`5m`, `1h`) the burn rate read; null: it could not be read."
+    )
+    problems: dict[str, str] | None = Field(
+        default=None, description="Per window that could not be read, why."
+    )
+
+
 class BothArms(Part):
     """Watched units seen in both arms (a sample of the stage's units)."""
 
@@ -260,6 +277,9 @@ class GateEvidence(Part):
     )
     comparison: str | None = Field(
         default=None, description="`none (no concurrent control)` when gated on limits."
+    )
+    error_budget: ErrorBudget | None = Field(
+        default=None, description="The plan's burn-rate condition, when it names one."
     )
     limits: dict[str, LimitTest] | None = Field(
         default=None, description="Per absolute limit its test, with no concurrent control."
