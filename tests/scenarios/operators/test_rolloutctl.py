@@ -112,6 +112,21 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     assert "control" in detail.out
     assert "guardrail error_rate:" in detail.out
 
+    # plan validate previews each stage at the traffic the running rollout shows
+    previewed = await ctl("plan", "validate", "--json", "--from-flag", FLAG, str(plan_file))
+    assert previewed.code == 0, previewed.err
+    power = previewed.json()["power"]
+    assert power["traffic"]["requests_per_s"] > 0, power
+    assert [s["percent"] for s in power["stages"]] == [1, 5, 25], power
+
+    # once error rate is tested, status says what the running stage can detect
+    async def detectable_in_status() -> str:
+        shown = await ctl("status", FLAG)
+        assert "  power: error rate: detectable from +" in shown.out, shown.out
+        return shown.out
+
+    await eventually(detectable_in_status, timeout=120, what="the running stage's power")
+
     # pause; a second pause is rejected with its reason and exit code 3
     paused = await ctl("pause", FLAG, "--reason", "looking at dashboards")
     assert (paused.code, paused.out.strip()) == (
