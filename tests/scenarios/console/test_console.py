@@ -220,6 +220,15 @@ async def test_console_shows_rollouts_the_crossing_and_live_decisions(
     assert tested["unit_of_analysis"] == "unit"
     assert tested["design_effect"] > 1.0
     assert tested["widening"] > 1.05
+    # And what the running stage can detect by its minimum, and when it would catch +50%
+    power = page.locator('figure[data-metric="error_rate"] figcaption .stage-power')
+    await power.wait_for(timeout=90_000)
+    detectable = await power.inner_text()
+    assert re.fullmatch(
+        r"Detectable from \+[\d,.]+% by the stage's minimum \(80% power\);"
+        r" \+50% (now|in .+ more|in over 30 days)",
+        detectable,
+    ), detectable
     await page.screenshot(path=artifacts() / "rollout-widening-1280.png", full_page=True)
 
     # When a decision is taken while the running rollout's page is open
