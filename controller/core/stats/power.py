@@ -299,7 +299,8 @@ def detectable(
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
     model, largest = _model(guardrail, base, traffic, arms)
     n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
-    x = _smallest(model, _tolerance(guardrail, base), round(n), plan, largest)
+    level = _Level(plan.alpha_for(guardrail.key), plan.n_tune)  # the gate's, weights and all
+    x = _smallest(model, _tolerance(guardrail, base), round(n), level, largest)
     if x is None:
         return Detectable(guardrail.key, direction, None, None, base, "detects no regression")
     return Detectable(guardrail.key, direction, x, model(x)[0], base)
@@ -337,24 +338,34 @@ def _short_of_floor(guardrail: Guardrail, arms: _Arms, plan: Plan, deff: float) 
     return ""
 
 
-def _detected(model: _Model, x: float, tolerance: float, n: int, plan: Plan) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """The level the gate tests a guardrail at, and the sample size its bound is tuned for."""
+
+    alpha: float
+    n_tune: int
+
+
+def _detected(model: _Model, x: float, tolerance: float, n: int, level: _Level) -> bool:
     """Whether a regression of size x is detected with 80% power at N = ``n``."""
     delta, variance = model(x)
     if not math.isfinite(variance):
         return False
-    rho = sequential_rho(plan.alpha_per_test, plan.n_tune)
-    h = sequential_half_width(variance=variance, n=n, alpha=plan.alpha_per_test, rho=rho)
+    rho = sequential_rho(level.alpha, level.n_tune)
+    h = sequential_half_width(variance=variance, n=n, alpha=level.alpha, rho=rho)
     return delta - tolerance - h >= Z_POWER * math.sqrt(variance)
 
 
-def _smallest(model: _Model, tolerance: float, n: int, plan: Plan, largest: float) -> float | None:
+def _smallest(
+    model: _Model, tolerance: float, n: int, level: _Level, largest: float
+) -> float | None:
     """The smallest x in (0, largest] detected with 80% power, by bisection; None if none."""
-    if n <= 0 or not _detected(model, largest, tolerance, n, plan):
+    if n <= 0 or not _detected(model, largest, tolerance, n, level):
         return None
     low, high = 0.0, largest
     for _ in range(_STEPS):
         middle = (low + high) / 2.0
-        if _detected(model, middle, tolerance, n, plan):
+        if _detected(model, middle, tolerance, n, level):
             high = middle
         else:
             low = middle

@@ -12,6 +12,7 @@ from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.plan_parts import Guardrail, Limits, Stage
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.power import Traffic, stage_preview
 from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -128,3 +129,20 @@ def test_the_decision_shows_the_shares_and_each_test_its_own_level() -> None:
     # Two stages: the compared one and the limited one at 100%.
     assert evidence["guardrails"]["error_rate"]["alpha"] == pytest.approx(0.05 * 4 / 6 / 2)
     assert evidence["guardrails"]["conversion_rate"]["alpha"] == pytest.approx(0.05 / 6 / 2)
+
+
+def test_the_power_preview_takes_each_guardrails_own_level() -> None:
+    equal, heavy = weighted(None), weighted({"error_rate": 3})
+    traffic = Traffic(requests_per_s=200.0)
+
+    def effects(the_plan: Plan) -> dict[str, float | None]:
+        found = stage_preview(the_plan, 0, traffic).guardrails
+        return {d.guardrail: d.effect for d in found}
+
+    before, after = effects(equal), effects(heavy)
+    assert before["error_rate"] is not None
+    assert after["error_rate"] is not None
+    assert after["error_rate"] < before["error_rate"], "a larger share detects less"
+    assert before["latency_p99"] is not None
+    assert after["latency_p99"] is not None
+    assert after["latency_p99"] > before["latency_p99"]
