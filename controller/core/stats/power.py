@@ -22,8 +22,8 @@ more often than 80% (``bench/power.py`` measures it). Units are taken to arrive 
 ``requests_per_s / requests_per_unit`` a second, each new: units who return make the
 count grow more slowly, and the preview optimistic there.
 
-A running stage (:func:`observed_detectable`, :func:`observed_seconds_to_detect`) is
-previewed from its own test instead: V shrinks as 1/t and N grows as t at its traffic.
+A running stage is previewed from its own test instead
+(:mod:`controller.core.stats.running_power`).
 """
 
 from __future__ import annotations
@@ -398,10 +398,10 @@ def seconds_to_detect(
         found = detectable(guardrail, percent, seconds, traffic, plan)
         return found.effect is not None and found.effect <= effect
 
-    return _first_time(caught, 1.0)
+    return first_time(caught, 1.0)
 
 
-def _first_time(caught: Callable[[float], bool], start: float) -> float | None:
+def first_time(caught: Callable[[float], bool], start: float) -> float | None:
     """The earliest time in [start, MAX_SECONDS] at which ``caught`` (monotone) holds."""
     if caught(start):
         return start
@@ -415,53 +415,3 @@ def _first_time(caught: Callable[[float], bool], start: float) -> float | None:
         else:
             low = middle
     return high
-
-
-# --- a running stage, from its own test ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """A guardrail's test in a running stage, as its evidence has it, and how long it ran."""
-
-    variance: float
-    n: int
-    tolerance: float
-    alpha: float
-    n_tune: int
-    elapsed_s: float
-
-    def delta_at(self, seconds: float) -> float | None:
-        """The smallest Δ (harmful side) detected with 80% power after ``seconds`` in the
-        stage, V shrinking as 1/t and N growing as t; None when the test has no figure."""
-        known = self.elapsed_s > 0 and self.n > 0 and self.n_tune > 0
-        if not (known and 0.0 < self.variance < math.inf and 0.0 < self.alpha < 0.5):
-            return None
-        scale = seconds / self.elapsed_s
-        variance, n = self.variance / scale, max(1, round(self.n * scale))
-        rho = sequential_rho(self.alpha, self.n_tune)
-        h = sequential_half_width(variance=variance, n=n, alpha=self.alpha, rho=rho)
-        return self.tolerance + h + Z_POWER * math.sqrt(variance)
-
-
-def observed_detectable(test: Observed, seconds: float, base: float | None) -> float | None:
-    """The smallest regression relative to ``base`` detected with 80% power after
-    ``seconds`` in the stage (its end, or now); None without a figure or a base."""
-    delta = test.delta_at(seconds)
-    if delta is None or base is None or base == 0.0:
-        return None
-    return delta / abs(base)
-
-
-def observed_seconds_to_detect(test: Observed, base: float | None, effect: float) -> float | None:
-    """How much longer the stage needs to detect a regression of relative size ``effect``
-    (0 when it already can); None beyond :data:`MAX_SECONDS` or without a figure."""
-    if base is None or base == 0.0 or test.delta_at(test.elapsed_s) is None:
-        return None
-
-    def caught(seconds: float) -> bool:
-        delta = test.delta_at(seconds)
-        return delta is not None and delta <= effect * abs(base)
-
-    at = _first_time(caught, test.elapsed_s)
-    return None if at is None else at - test.elapsed_s

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "power preview",
         "with --traffic or --from-flag, print the smallest regression each stage detects with"
-        " 80%% power at the end of its minimum",
+        " 80% power at the end of its minimum",
     )
     group.add_argument(
         "--traffic", metavar="RATE", help="requests to the flag, all arms: 200/s, 900/min, 5e4/h"

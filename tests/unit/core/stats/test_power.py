@@ -16,18 +16,20 @@ from controller.core.stats.power import (
     MAX_SECONDS,
     Z_POWER,
     Detectable,
-    Observed,
     Traffic,
     _arms,
     _model,
     detectable,
     exceedance_share,
-    observed_detectable,
-    observed_seconds_to_detect,
     plan_preview,
     seconds_to_detect,
     stage_preview,
     stage_seconds,
+)
+from controller.core.stats.running_power import (
+    Observed,
+    observed_detectable,
+    observed_seconds_to_detect,
 )
 from controller.core.stats.sequential import Direction, difference_test, proportion_test
 

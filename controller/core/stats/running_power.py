@@ -1,0 +1,64 @@
+"""What a running stage can catch, from its own test: the preview of
+:mod:`controller.core.stats.power` at the stage's current traffic.
+
+Pure; standard library only. A guardrail's test in the stage's evidence has its variance
+V and its N after ``elapsed_s`` seconds; at the same traffic V shrinks as 1/t and N grows
+as t, so after t seconds the smallest regression detected with 80% power is
+δ + h(N·t/t₀, V·t₀/t) + z_0.8·√(V·t₀/t), with the same approximation as the preview's
+(V taken at the observed data, not at the regression).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from controller.core.stats.power import Z_POWER, first_time
+from controller.core.stats.sequential import sequential_half_width, sequential_rho
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A guardrail's test in a running stage, as its evidence has it, and how long it ran."""
+
+    variance: float
+    n: int
+    tolerance: float
+    alpha: float
+    n_tune: int
+    elapsed_s: float
+
+    def delta_at(self, seconds: float) -> float | None:
+        """The smallest Δ (harmful side) detected with 80% power after ``seconds`` in the
+        stage, V shrinking as 1/t and N growing as t; None when the test has no figure."""
+        known = self.elapsed_s > 0 and self.n > 0 and self.n_tune > 0
+        if not (known and 0.0 < self.variance < math.inf and 0.0 < self.alpha < 0.5):
+            return None
+        scale = seconds / self.elapsed_s
+        variance, n = self.variance / scale, max(1, round(self.n * scale))
+        rho = sequential_rho(self.alpha, self.n_tune)
+        h = sequential_half_width(variance=variance, n=n, alpha=self.alpha, rho=rho)
+        return self.tolerance + h + Z_POWER * math.sqrt(variance)
+
+
+def observed_detectable(test: Observed, seconds: float, base: float | None) -> float | None:
+    """The smallest regression relative to ``base`` detected with 80% power after
+    ``seconds`` in the stage (its end, or now); None without a figure or a base."""
+    delta = test.delta_at(seconds)
+    if delta is None or base is None or base == 0.0:
+        return None
+    return delta / abs(base)
+
+
+def observed_seconds_to_detect(test: Observed, base: float | None, effect: float) -> float | None:
+    """How much longer the stage needs to detect a regression of relative size ``effect``
+    (0 when it already can); None beyond :data:`MAX_SECONDS` or without a figure."""
+    if base is None or base == 0.0 or test.delta_at(test.elapsed_s) is None:
+        return None
+
+    def caught(seconds: float) -> bool:
+        delta = test.delta_at(seconds)
+        return delta is not None and delta <= effect * abs(base)
+
+    at = first_time(caught, test.elapsed_s)
+    return None if at is None else at - test.elapsed_s
