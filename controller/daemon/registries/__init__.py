@@ -1,5 +1,6 @@
-"""What signed commands keep besides rollouts: the keyring, app keys and segments; and
-whether the keys in use would admit a set of signed commands (:mod:`.command_check`).
+"""What signed commands keep besides rollouts: the keyring, app keys and segments.
+
+Whether the keys in use would admit a set of signed commands (:mod:`.command_check`).
 
 And the flags as OpenTelemetry's evaluations are translated against them (:mod:`.flag_directory`).
 """
