@@ -196,8 +196,9 @@ def _pooled_share_effect(buckets: tuple[UnitBuckets, UnitBuckets], first_bin: in
     arms' buckets: what identical arms share (None where the share is 0 or 1)."""
     if not 0 < first_bin < LATENCY_BINS:
         return None
-    above = [x for b in buckets for x in b.latency_at_or_above(first_bin)]
-    counts = [x for b in buckets for x in b.latency_counts()]
+    treatment, control = buckets
+    above = [*treatment.latency_at_or_above(first_bin), *control.latency_at_or_above(first_bin)]
+    counts = [*treatment.latency_counts(), *control.latency_counts()]
     return share_design_effect(above, counts)
 
 
@@ -211,11 +212,20 @@ def _around(fine: float) -> tuple[int, float]:
     return low, (fine - low * FINE_PER_BIN) / FINE_PER_BIN
 
 
-def _latency_effect(buckets: tuple[UnitBuckets, UnitBuckets], fine: float) -> float:
+def _latency_effect(
+    buckets: tuple[UnitBuckets, UnitBuckets],
+    fine: float,
+    known: dict[int, float | None] | None = None,
+) -> float:
     """max(1, the pooled design effect at fine histogram position ``fine``): interpolated
-    between the coarse edges around it (the one defined where the other is not)."""
+    between the coarse edges around it (the one defined where the other is not). ``known``:
+    the effects at edges already computed for these buckets, added to."""
     low, into = _around(fine)
-    below, above = _pooled_share_effect(buckets, low), _pooled_share_effect(buckets, low + 1)
+    known = {} if known is None else known
+    for edge in (low, low + 1):
+        if edge not in known:
+            known[edge] = _pooled_share_effect(buckets, edge)
+    below, above = known[low], known[low + 1]
     if below is None or above is None:
         found = below if above is None else above
         return max(1.0, found or 1.0)
@@ -248,12 +258,13 @@ def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the
     if not _enough(buckets):
         return None
     q = QUANTILES[guardrail.metric]
-    effects = []
+    effects: list[float] = []
+    known: dict[int, float | None] = {}
     for arm in read:
         at = histogram_quantile(arm.latency_histogram, q)
         if at is None:
             return None
-        effects.append(_latency_effect(buckets, _position(at)))
+        effects.append(_latency_effect(buckets, _position(at), known))
     result = latency_quantile_test(
         read[0].latency_histogram,
         read[1].latency_histogram,

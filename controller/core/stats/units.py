@@ -39,7 +39,8 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 
 from controller.core.common import BUCKET_COUNT
 
@@ -80,6 +81,13 @@ FLOAT_SLOTS = frozenset(
 )
 """Slots that hold float sums; every other slot counts whole events."""
 _FIELD_SLOTS = {name: slot for slot, name in enumerate(SLOT_FIELDS)}
+_LATENCY_SPANS = tuple(
+    tuple(
+        slice(b * KIND_COUNT + LATENCY + first, (b + 1) * KIND_COUNT) for b in range(UNIT_BUCKETS)
+    )
+    for first in range(LATENCY_BINS + 1)
+)
+"""Per first coarse bin, the slots of each bucket's latencies from that bin up."""
 
 
 def unit_bucket(unit: str) -> int:
@@ -102,6 +110,11 @@ class UnitBuckets:
     """One arm's unit buckets: ``UNIT_BUCKETS * KIND_COUNT`` totals, bucket after bucket."""
 
     totals: tuple[float, ...]
+    _sums: dict[int, tuple[float, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each bucket's latencies from a coarse bin up, by that bin, made when first asked for
+    (a gate asks for the same few more than once)."""
 
     def __post_init__(self) -> None:
         if len(self.totals) != UNIT_BUCKETS * KIND_COUNT:
@@ -120,11 +133,14 @@ class UnitBuckets:
 
     def latency_at_or_above(self, first_bin: int) -> list[float]:
         """Each bucket's latencies in coarse bins ``first_bin`` and up."""
-        out = []
-        for b in range(UNIT_BUCKETS):
-            start = b * KIND_COUNT + LATENCY
-            out.append(math.fsum(self.totals[start + first_bin : start + LATENCY_BINS]))
-        return out
+        first = min(max(first_bin, 0), LATENCY_BINS)
+        found = self._sums.get(first)
+        if found is None:
+            # A slice and a sum per bucket, both in C: counts are whole numbers, so the sums
+            # are exact, as math.fsum's would be.
+            spans = map(self.totals.__getitem__, _LATENCY_SPANS[first])
+            found = self._sums[first] = tuple(map(sum, spans, repeat(0.0)))
+        return list(found)
 
     def latency_counts(self) -> list[float]:
         return self.latency_at_or_above(0)

@@ -247,3 +247,22 @@ def test_a_guardrail_waiting_for_units_says_so() -> None:
     legacy = ArmAggregate(units=500, requests=5000, errors=100, buckets=UnitBuckets.empty())
     old = FlagAggregates("f", frozenset({1}), legacy, legacy)
     assert units_waiting(ERRORS_GUARD, old).startswith("no events counted by unit yet")
+
+
+@pytest.mark.parametrize("first_bin", [-1, 0, 1, 7, units.LATENCY_BINS - 1, units.LATENCY_BINS, 99])
+def test_latencies_from_a_bin_up_are_each_buckets_sum_however_often_asked(first_bin: int) -> None:
+    rng = random.Random(first_bin)
+    totals = [float(rng.randrange(0, 50)) for _ in range(units.UNIT_BUCKETS * units.KIND_COUNT)]
+    buckets = units.UnitBuckets(tuple(totals))
+    start = min(max(first_bin, 0), units.LATENCY_BINS)
+    want = [
+        math.fsum(totals[b * units.KIND_COUNT + units.LATENCY + start : (b + 1) * units.KIND_COUNT])
+        for b in range(units.UNIT_BUCKETS)
+    ]
+    assert buckets.latency_at_or_above(first_bin) == want
+    buckets.latency_at_or_above(first_bin).append(1.0)  # a caller's copy, not what is kept
+    assert buckets.latency_at_or_above(first_bin) == want
+    # What was worked out is no part of the value: equal to a fresh one, and hashed alike.
+    fresh = units.UnitBuckets(tuple(totals))
+    assert buckets == fresh
+    assert hash(buckets) == hash(fresh)
