@@ -3,10 +3,12 @@
 Creates N running rollouts of :data:`DEFAULT_PLAN` (random stage 0..3, each
 started some time ago, so about half are past their stage's minimum duration)
 and writes realistic aggregates for each one's current stage through the real
-flush script: both arms split by the stage's percent, a few requests per unit,
-2% errors, a log-normal latency histogram, and the units themselves (real
-strings in HyperLogLogs, sized so that about half the due stages have enough
-units to advance). About 5% of the flags are regressed (treatment errors 3x),
+flush script: both arms split by the stage's percent, a few requests per unit
+(an exponential number of them), 2% errors, a log-normal latency histogram,
+the units themselves (real strings in HyperLogLogs, sized so that about half
+the due stages have enough units to advance), and each unit's counts in its
+bucket of units, so the gates test every guardrail on units as they do on
+the daemon's data. About 5% of the flags are regressed (treatment errors 3x),
 so the gates roll some of them back.
 
 Then it gates every flag as the daemon's gate loop does when all of them
@@ -69,7 +71,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,8 +92,18 @@ from controller.core.machine.gate import evaluate
 from controller.core.machine.machine import step
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.rollout import GateInput, Phase, Rollout, TickInput
-from controller.core.stats.aggregates import CellDelta, CellKey, FlagAggregates
+from controller.core.stats.aggregates import ArmAggregate, CellDelta, CellKey, FlagAggregates
 from controller.core.stats.folding import PartitionDelta
+from controller.core.stats.units import (
+    ERRORS,
+    EXPOSURES,
+    FINE_PER_BIN,
+    KIND_COUNT,
+    LATENCY,
+    REQUESTS,
+    UnitBuckets,
+    unit_bucket,
+)
 from controller.core.wire.messages import Arm
 from controller.daemon.rollouts.engine import Engine, build_engine
 from controller.daemon.rollouts.gates import GATE_BATCH
@@ -158,10 +170,6 @@ def lognormal_histogram(n: int, mu: float, sigma: float) -> dict[int, int]:
     return {i: c for i, c in counts.items() if c}
 
 
-def split(n: int, parts: int) -> list[int]:
-    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
-
-
 def arm_cells(
     rng: random.Random,
     *,
@@ -172,27 +180,41 @@ def arm_cells(
     next_unit: Iterator[int],
     partitions: int,
 ) -> list[CellDelta]:
-    """One arm's aggregates, spread over the partitions as keyed events would be."""
-    requests = round(units * per_unit)
-    sd = math.sqrt(requests * error_rate * (1 - error_rate))
-    errors = max(0, round(requests * error_rate + rng.gauss(0, 1) * sd))
-    exposures = round(units * rng.uniform(1.5, 3.0))
-    hist = lognormal_histogram(requests, *latency)
+    """One arm's aggregates, spread over the partitions as keyed events would be.
+
+    Unit by unit, as ingest folds them: each unit's partition and its bucket of units
+    (:func:`unit_bucket`, so the store holds the buckets a gate reads), its requests
+    (an exponential number, ``per_unit`` on average, at least one), their errors and
+    latencies, and its exposures.
+    """
+    hist = lognormal_histogram(max(1, round(units * per_unit)), *latency)
+    fine = sorted(hist)
+    weights = list(itertools.accumulate(hist[i] for i in fine))
     mean_ms = math.exp(latency[0] + latency[1] ** 2 / 2)
     cells = [CellDelta() for _ in range(partitions)]
-    for name, total in (("req", requests), ("err", errors), ("exp", exposures)):
-        for cell, part in zip(cells, split(total, partitions), strict=True):
-            setattr(cell, name, part)
-    for bucket, count in hist.items():
-        for cell, part in zip(cells, split(count, partitions), strict=True):
-            if part:
-                cell.hist[bucket] = part
-    for cell in cells:
-        cell.lat_n = sum(cell.hist.values())
-        cell.lat_sum = cell.lat_n * mean_ms
     for _ in range(units):
         uid = next(next_unit)
-        cells[uid % partitions].units.add(f"u{uid:08d}")
+        unit = f"u{uid:08d}"
+        cell = cells[uid % partitions]
+        cell.units.add(unit)
+        base = unit_bucket(unit) * KIND_COUNT
+        slots = cell.buckets
+        requests = max(1, round(rng.expovariate(1 / per_unit)))
+        errors = sum(1 for _ in range(requests) if rng.random() < error_rate)
+        exposures = rng.randint(1, 4)
+        for slot, n in ((REQUESTS, requests), (ERRORS, errors), (EXPOSURES, exposures)):
+            if n:
+                slots[base + slot] = slots.get(base + slot, 0) + n
+        cell.req += requests
+        cell.err += errors
+        cell.exp += exposures
+        cell.lat_n += requests
+        for index in rng.choices(fine, cum_weights=weights, k=requests):
+            cell.hist[index] = cell.hist.get(index, 0) + 1
+            slot = base + LATENCY + index // FINE_PER_BIN
+            slots[slot] = slots.get(slot, 0) + 1
+    for cell in cells:
+        cell.lat_sum = cell.lat_n * mean_ms
     return cells
 
 
@@ -424,8 +446,10 @@ def pure_baseline(
     verdicts: Counter[str] = Counter()
     for _ in range(repeat):
         verdicts.clear()
+        # As read: no pass reuses what an earlier one worked out from the same buckets.
+        fresh = [(rollout, unread(data)) for rollout, data in loaded]
         started = time.process_time()
-        for rollout, data in loaded:
+        for rollout, data in fresh:
             verdict = evaluate(rollout, data, now)
             new, _ = step(rollout, GateInput(verdict, now))
             step(new, TickInput(now))
@@ -440,6 +464,16 @@ def pure_baseline(
     return Baseline(
         statistics.median(pure), statistics.median(parse), dict(sorted(verdicts.items()))
     )
+
+
+def unread(data: FlagAggregates) -> FlagAggregates:
+    """``data`` with new unit buckets of the same totals, as a new read returns them."""
+
+    def arm(aggregate: ArmAggregate) -> ArmAggregate:
+        held = aggregate.buckets
+        return aggregate if held is None else replace(aggregate, buckets=UnitBuckets(held.totals))
+
+    return replace(data, treatment=arm(data.treatment), control=arm(data.control))
 
 
 @dataclass(frozen=True, slots=True)

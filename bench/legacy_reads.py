@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 
+from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import translated
 from controller.core.stats.aggregates import BOTH_FIELD, WATCHED_FIELD, ArmAggregate, FlagAggregates
@@ -74,11 +75,18 @@ def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int])
     return FlagAggregates(
         flag=flag,
         versions=frozenset(versions),
-        treatment=ArmAggregate.from_fields(fields[Arm.TREATMENT], units=totals[Arm.TREATMENT]),
-        control=ArmAggregate.from_fields(fields[Arm.CONTROL], units=totals[Arm.CONTROL]),
+        treatment=_events_arm(fields[Arm.TREATMENT], totals[Arm.TREATMENT]),
+        control=_events_arm(fields[Arm.CONTROL], totals[Arm.CONTROL]),
         watched=int(sum(arm.get(WATCHED_FIELD, 0) for arm in arms)),
         both_arms=int(sum(arm.get(BOTH_FIELD, 0) for arm in arms)),
     )
+
+
+def _events_arm(fields: dict[str, float], units: int) -> ArmAggregate:
+    """An events arm, as the store reads one: counted in buckets of units, empty ones
+    when none of its events were (the store's NO_BUCKETS)."""
+    arm = ArmAggregate.from_fields(fields, units=units)
+    return arm if arm.buckets is not None else replace(arm, buckets=NO_BUCKETS)
 
 
 def _text(value: Any) -> str:
