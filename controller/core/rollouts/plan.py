@@ -78,7 +78,9 @@ class Plan(Frozen):
             " the weights divided by their sum; one left out weighs 1. Left out: equal shares."
         ),
     )
-    n_tune: Count = Field(default=5000, ge=100, description="Sample size the bound is tuned for.")
+    n_tune: Count = Field(
+        default=5000, ge=100, description="Units (both arms) the sequential bound is tightest at."
+    )
     min_metric_events: Count = Field(
         default=150, ge=1, description="Events of a metric in each arm before it is tested."
     )
