@@ -34,6 +34,7 @@ from controller.core.reading import (
     RolloutHistory,
     RolloutView,
     advice_text,
+    budget_text,
     evidence,
     ms_text,
     quotable_rationale,
@@ -123,12 +124,16 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
 
 
 def _evidence_wait(s: RolloutView) -> str:
-    """The partitions the stage waits for, and those counted late, when any."""
+    """The partitions the stage waits for, those counted late, and the error budget, when
+    any."""
     wait, late, out = s.evidence.incomplete, s.evidence.late, ""
     if wait is not None:
         out += f'<dt>waiting</dt><dd class="evidence-wait">{esc(wait.waiting)}</dd>'
     if late is not None:
         out += f'<dt>late</dt><dd class="evidence-late">{esc(late.why)}</dd>'
+    budget = budget_text(s.evidence)
+    if budget:
+        out += f'<dt>error budget</dt><dd class="error-budget">{esc(budget)}</dd>'
     return out
 
 

@@ -36,7 +36,7 @@ from controller.core.reading.pipeline_view import (
     gate_text,
     pipeline_view,
 )
-from controller.core.reading.sources_text import source_lines
+from controller.core.reading.sources_text import budget_text, source_lines
 from controller.core.reading.views import (
     READ_API_MODELS,
     FlagStates,
@@ -123,6 +123,7 @@ __all__ = [
     "advisor_name",
     "amount_text",
     "at_stage",
+    "budget_text",
     "control_rate",
     "decided_at",
     "decimals_for",

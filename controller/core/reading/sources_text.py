@@ -1,7 +1,7 @@
 """What a gate read from a metric source, in lines people read.
 
 The gate's evidence keeps, under ``sources``, each Prometheus guardrail's (and
-limit's) last reading: when it was taken, each query as it was asked, each
+limit's, and the burn rate's) last reading: when it was taken, each query as it was asked, each
 arm's numbers, or why it is missing or unusable. ``rolloutctl status``, the
 console and the report show them with these lines. The evidence comes over the
 network, so every part is read on its own and an odd one is left out; the
@@ -21,6 +21,26 @@ MAX_READS = 20
 MAX_QUERY_CHARS = 600
 """A query is shown up to this many characters."""
 NUMBERS = ("requests", "errors", "exposures", "conversions", "latency_count")
+
+
+def budget_text(evidence: GateEvidence) -> str:
+    """The plan's burn rate as the gate last read it, in one line; "" for a plan without
+    one: ``burn rate 5m 20.1, 1h 16.0 (holds above 14.4 over every window): forward moves
+    wait``."""
+    budget = evidence.error_budget
+    if budget is None:
+        return ""
+    windows = budget.windows if isinstance(budget.windows, Mapping) else {}
+    read = ", ".join(f"{w} {_burn(v)}" for w, v in islice(windows.items(), 4)) or "?"
+    above = _number(budget.above)
+    bound = f" (holds above {above:g} over every window)" if above is not None else ""
+    state = {True: "forward moves wait", False: "forward moves may go on"}.get(budget.holds)
+    return f"burn rate {read}{bound}: {state or 'unknown'}"
+
+
+def _burn(value: object) -> str:
+    number = _number(value)
+    return "unread" if number is None else f"{number:.1f}"
 
 
 def source_lines(evidence: GateEvidence) -> list[str]:

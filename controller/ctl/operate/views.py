@@ -22,6 +22,7 @@ from controller.core.reading import (
     GuardrailTest,
     RolloutStatus,
     amount_text,
+    budget_text,
     percent_text,
     quantity_text,
     source_lines,
@@ -95,6 +96,8 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         lines.append(f"ended:       {r.phase}{when}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
     lines += _completeness_lines(evidence)
+    if budget := budget_text(r.evidence):
+        lines.append(f"budget:      {budget}")
     if (ring := evidence.audience) is not None:
         lines.append(f"audience:    {ring.text()}")
     arms = evidence.arms or {}

@@ -652,3 +652,20 @@ def test_the_page_says_the_stage_waits_for_held_partitions_escaped() -> None:
     assert waiting is not None
     assert f'<dd class="evidence-wait">{pages.esc(waiting)}</dd>' in html
     assert "<script>" not in html
+
+
+def test_the_page_shows_the_error_budget_as_the_gate_read_it() -> None:
+    budget = {
+        "holds": True,
+        "reason": "error_budget: the burn rate is above 14.4 over every window (5m, 1h)",
+        "above": 14.4,
+        "windows": {"5m": 20.0, "1h": None},
+        "problems": {"1h": "<script>no series</script>"},
+    }
+    html = rollout_detail(RolloutPage(status_of(evidence={"error_budget": budget}), EMPTY))
+    assert (
+        '<dd class="error-budget">burn rate 5m 20.0, 1h unread (holds above 14.4 over every'
+        " window): forward moves wait</dd>"
+    ) in html
+    assert "<script>no series" not in html
+    assert 'class="error-budget"' not in rollout_detail(RolloutPage(status_of(), EMPTY))

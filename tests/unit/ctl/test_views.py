@@ -420,3 +420,13 @@ def test_status_detail_says_why_a_guardrails_interval_is_as_wide_as_it_is(
         assert below.endswith(
             "the stage needs about 5.3 times as many units to see the same difference"
         )
+
+
+def test_status_detail_shows_the_error_budget_in_one_line() -> None:
+    budget = {"holds": False, "reason": "r", "above": 14.4, "windows": {"5m": 1.25}}
+    text = status_detail(rollout(evidence={"error_budget": budget}))
+    assert (
+        "budget:      burn rate 5m 1.2 (holds above 14.4 over every window):"
+        " forward moves may go on"
+    ) in text
+    assert "budget:" not in status_detail(rollout())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.reading.sources_text import source_lines
+from controller.core.reading.sources_text import budget_text, source_lines
 from controller.core.wire import gate_of, read_evidence
 
 READ = {
@@ -54,3 +54,32 @@ def test_odd_parts_are_left_out() -> None:
         "    treatment: -",
         "    control: nothing counted",
     ]
+
+
+@pytest.mark.parametrize(
+    ("budget", "text"),
+    [
+        (
+            {"holds": True, "reason": "r", "above": 14.4, "windows": {"5m": 20.06, "1h": 16}},
+            "burn rate 5m 20.1, 1h 16.0 (holds above 14.4 over every window): forward moves wait",
+        ),
+        (
+            {"holds": False, "reason": "r", "above": 14.4, "windows": {"5m": 0.0, "1h": 3.2}},
+            "burn rate 5m 0.0, 1h 3.2 (holds above 14.4 over every window): forward moves may"
+            " go on",
+        ),
+        (
+            {"holds": True, "reason": "r", "above": 2, "windows": {"5m": None, "1h": 0.5}},
+            "burn rate 5m unread, 1h 0.5 (holds above 2 over every window): forward moves wait",
+        ),
+        # Damaged parts from the network: each read on its own, none trusted.
+        ({"holds": "yes", "windows": "x"}, "burn rate ?: unknown"),
+        ({"holds": False, "above": True, "windows": {"5m": "a"}}, "burn rate ?: forward moves"),
+    ],
+)
+def test_the_error_budget_is_one_line_with_each_windows_burn(
+    budget: dict[str, object], text: str
+) -> None:
+    shown = budget_text(gate_of(read_evidence("gate", {"error_budget": budget})))
+    assert shown.startswith(text)
+    assert budget_text(gate_of(read_evidence("gate", {}))) == ""
