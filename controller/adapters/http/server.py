@@ -16,7 +16,8 @@ keys (:mod:`controller.adapters.http.app_access`), for the webhook token only.
 deciding none (:mod:`controller.adapters.http.command_check_routes`).
 
 ``POST /webhooks/betteruptime`` and ``POST /webhooks/monitor`` take monitor
-webhooks (shapes in :mod:`controller.integrations.monitors`). They answer 401 without
+webhooks (:mod:`controller.adapters.http.monitor_webhooks`; shapes in
+:mod:`controller.integrations.monitors`). They answer 401 without
 the token, 403 when no token is configured, 415 for a body that is not
 ``application/json``, 413 over 64 KiB, 408 for a body slower than
 ``http.body_timeout_seconds``, 422 with the reason for a payload they cannot
@@ -35,8 +36,6 @@ The server is bounded against slow and greedy clients: see :class:`HttpServer`.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -48,6 +47,11 @@ from controller.adapters.http.app_access import AppAccess, KeyListRoute
 from controller.adapters.http.command_check_routes import CommandCheckRoute
 from controller.adapters.http.event_intake import EventIntakeRoutes
 from controller.adapters.http.listening import BusyAnswer, Listener
+from controller.adapters.http.monitor_webhooks import (
+    MAX_WEBHOOK_BYTES,
+    MonitorSink,
+    MonitorWebhookRoutes,
+)
 from controller.adapters.http.pipeline_routes import PipelineRoutes
 from controller.adapters.http.read_routes import (
     FlagListRoute,
@@ -58,24 +62,14 @@ from controller.adapters.http.read_routes import (
 from controller.adapters.http.read_snapshot import BodySource
 from controller.adapters.http.segment_routes import SegmentRoutes
 from controller.adapters.http.web_console import ConsoleRoutes, ConsoleSource
-from controller.core.common import BrokerError, ControllerError, StoreError
+from controller.core.common import BrokerError, StoreError
 from controller.core.reading import FlagStates
 from controller.core.release import SINGLE, Environments
-from controller.integrations.monitors import (
-    Intake,
-    MonitorSignal,
-    PayloadError,
-    UnmappedMonitor,
-    parse_betteruptime,
-    parse_generic,
-)
 from controller.settings import HttpSettings
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 FlagStateSource = Callable[[], Awaitable[FlagStates]]
-Parser = Callable[[object], MonitorSignal | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_HEADERS = 64
 BUSY_LINGER = 1.0
 WORDING_SECONDS = 0.25
@@ -97,11 +91,6 @@ class Closing(Mountable, Protocol):
     """
 
     async def close(self) -> None: ...
-
-
-class MonitorSink(Protocol):
-    async def accept(self, signal: MonitorSignal) -> Intake: ...
-    def count(self, source: str, outcome: str) -> None: ...
 
 
 class HttpServer(Listener):
@@ -161,21 +150,13 @@ class HttpServer(Listener):
         ``evaluate``) unless ``limits.public_flags``; one bound to an environment reads its own."""
         self._readiness, self._flags = readiness, flags
         self._metrics, self._metrics_type = metrics, metrics_content_type
-        self._monitors, self._token = monitors, webhook_token
         self._limits = limits or HttpSettings()
         self._busy: set[BusyAnswer] = set()
         app = web.Application(
             client_max_size=MAX_WEBHOOK_BYTES, middlewares=[self._dependency_down]
         )
-        self._add_own_routes(app.router)
-        self.flag_list = FlagListRoute(
-            flag_list or self._flag_list,
-            max_age=self._limits.reads_max_age_seconds,
-            access=access,
-            public=self._limits.public_flags,
-            operator_token=webhook_token,
-            environments=environments,
-        )
+        self._add_own_routes(app.router, monitors, webhook_token)
+        self.flag_list = self._flag_list_route(flag_list, webhook_token, access, environments)
         self.rollouts = self._rollout_routes(
             rollouts,
             history,
@@ -193,13 +174,31 @@ class HttpServer(Listener):
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))
         super().__init__(host=host, port=port, runner=runner)
 
-    def _add_own_routes(self, router: web.UrlDispatcher) -> None:
+    def _add_own_routes(
+        self, router: web.UrlDispatcher, monitors: MonitorSink | None, token: str | None
+    ) -> None:
         """Health, readiness, metrics and the monitor webhooks: the routes served here."""
         router.add_get("/healthz", self._healthz)
         router.add_get("/readyz", self._readyz)
         router.add_get("/metrics", self._metrics_page)
-        router.add_post("/webhooks/betteruptime", self._betteruptime)
-        router.add_post("/webhooks/monitor", self._generic_monitor)
+        MonitorWebhookRoutes(monitors, token=token, limits=self._limits).add_to(router)
+
+    def _flag_list_route(
+        self,
+        listing: BodySource | None,
+        token: str | None,
+        access: AppAccess | None,
+        environments: Callable[[], Environments],
+    ) -> FlagListRoute:
+        """``/flags``: ``listing``'s JSON, else built from the flags' states here."""
+        return FlagListRoute(
+            listing or self._flag_list,
+            max_age=self._limits.reads_max_age_seconds,
+            access=access,
+            public=self._limits.public_flags,
+            operator_token=token,
+            environments=environments,
+        )
 
     def _rollout_routes(
         self,
@@ -255,7 +254,7 @@ class HttpServer(Listener):
             return await handler(request)
         except (StoreError, BrokerError) as exc:
             ready: bool = True
-            details: dict[str, Any] = {}  # not worded in time: the error's own
+            details: dict[str, object] = {}  # not worded in time: the error's own
             try:
                 async with asyncio.timeout(WORDING_SECONDS):
                     ready, details = await self._readiness()
@@ -280,112 +279,6 @@ class HttpServer(Listener):
     async def _flag_list(self) -> bytes:
         states = [state.served() for state in (await self._flags()).root]
         return orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
-
-    async def _betteruptime(self, request: web.Request) -> web.Response:
-        # names a reopen whose payload carries no timestamp telling it apart
-        delivery = request.headers.get("X-Request-Id", "").strip() or uuid.uuid4().hex
-        return await self._webhook(
-            request, "betteruptime", lambda body: parse_betteruptime(body, delivery_id=delivery)
-        )
-
-    async def _generic_monitor(self, request: web.Request) -> web.Response:
-        # parse_generic bounds the id, so a header of any length is fine here
-        delivery = request.headers.get("X-Request-Id", "").strip() or uuid.uuid4().hex
-        return await self._webhook(
-            request, "monitor", lambda body: parse_generic(body, delivery_id=delivery)
-        )
-
-    async def _webhook(self, request: web.Request, source: str, parse: Parser) -> web.Response:
-        """Answer one webhook delivery, with a reason, and count what became of it."""
-        try:
-            response, outcome = await self._deliver(request, parse)
-        except _Refused as refusal:
-            response, outcome = refusal.response(), refusal.outcome
-        except Exception:
-            # One delivery's failure is that delivery's: answered, counted, logged.
-            log.exception("webhook_failed", source=source)
-            reason = "the delivery could not be handled; retry later"
-            response, outcome = _json({"error": reason}, status=500), "error"
-        if self._monitors is not None:
-            self._monitors.count(source, outcome)
-        return response
-
-    async def _deliver(self, request: web.Request, parse: Parser) -> tuple[web.Response, str]:
-        """Authenticate, read, parse, then hand the signal to the sink; or refuse."""
-        sink = self._authorized(request)
-        signal = _parsed(parse, await self._json_body(request))
-        if signal is None:
-            reason = "only started, reopened and resolved count"
-            return _json({"status": "ignored", "reason": reason}), "ignored"
-        try:
-            intake = await sink.accept(signal)
-        except PayloadError as exc:
-            raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
-        except UnmappedMonitor as exc:
-            raise _Refused(404, "unmapped", str(exc)) from exc
-        except ControllerError as exc:
-            raise _Refused(503, "unavailable", f"not accepted, retry later: {exc}") from exc
-        body = {"monitor": signal.monitor, "status": signal.status, "flags": intake.flags}
-        if not intake.accepted:
-            reason = "this incident's status was already accepted"
-            return _json({**body, "result": "duplicate", "reason": reason}), "duplicate"
-        reason = "published to the monitors topic"
-        return _json({**body, "result": "accepted", "reason": reason}, status=202), "accepted"
-
-    def _authorized(self, request: web.Request) -> MonitorSink:
-        if self._token is None or self._monitors is None:
-            raise _Refused(403, "disabled", "webhooks are disabled: set http.webhook_token")
-        given = request.query.get("token", "")
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = credentials.strip()
-        if not given or not hmac.compare_digest(given.encode(), self._token.encode()):
-            raise _Refused(401, "unauthorized", "missing or wrong webhook token")
-        return self._monitors
-
-    async def _json_body(self, request: web.Request) -> object:
-        """The decoded JSON body, read within the body deadline and size limit."""
-        if request.content_type != "application/json":
-            given = request.content_type[:100]
-            reason = f"the body must be application/json, not {given!r}"
-            raise _Refused(415, "unsupported_media_type", reason)
-        too_large = _Refused(413, "too_large", f"the body is over {MAX_WEBHOOK_BYTES} bytes")
-        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-            raise too_large
-        timeout = self._limits.body_timeout_seconds
-        try:
-            async with asyncio.timeout(timeout):
-                raw = await request.read()
-        except TimeoutError as exc:
-            reason = f"the body did not arrive within {timeout:g} s"
-            raise _Refused(408, "timeout", reason, close=True) from exc
-        except web.HTTPRequestEntityTooLarge as exc:
-            raise too_large from exc
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise _Refused(422, "not_json", "the body is not JSON") from exc
-
-
-class _Refused(ControllerError):
-    """A webhook delivery refused with a status, a counted outcome and a reason."""
-
-    def __init__(self, status: int, outcome: str, reason: str, *, close: bool = False) -> None:
-        super().__init__(reason)
-        self.status, self.outcome, self.reason, self.close = status, outcome, reason, close
-
-    def response(self) -> web.Response:
-        response = _json({"error": self.reason}, status=self.status)
-        if self.close:
-            response.force_close()
-        return response
-
-
-def _parsed(parse: Parser, body: object) -> MonitorSignal | None:
-    try:
-        return parse(body)
-    except PayloadError as exc:
-        raise _Refused(422, "invalid", f"unreadable payload: {exc}") from exc
 
 
 def _console_routes(
