@@ -36,6 +36,7 @@ from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import (
     KIND_COUNT,
     KINDS,
+    SLOT_FIELDS,
     UNIT_BUCKETS,
     ArmAggregate,
     Conversions,
@@ -52,7 +53,9 @@ def _script() -> str:
     text = text.replace(
         "local UNIT_SLOTS = 0\n", f"local UNIT_SLOTS = {UNIT_BUCKETS * KIND_COUNT}\n"
     )
-    return text.replace("local UNIT_KINDS = {}\n", f"local UNIT_KINDS = {{{kinds}}}\n")
+    text = text.replace("local UNIT_KINDS = {}\n", f"local UNIT_KINDS = {{{kinds}}}\n")
+    fields = ", ".join(f"['{name}'] = {slot + 1}" for slot, name in enumerate(SLOT_FIELDS))
+    return text.replace("local UNIT_FIELDS = {}\n", f"local UNIT_FIELDS = {{{fields}}}\n")
 
 
 _READ = _script()

@@ -15,9 +15,11 @@
 -- {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read. Last, the unit buckets
 -- (fields u<bucket>.<kind>) summed into one flat array, bucket after bucket, each bucket's
 -- kinds in the order of UNIT_KINDS; an empty array when the hashes hold none.
--- The two lines below are written by controller/adapters/redis/aggregate_reads.py.
+-- The three lines below are written by controller/adapters/redis/aggregate_reads.py
+-- (UNIT_FIELDS: each unit bucket field's slot, so most fields are one table lookup).
 local UNIT_SLOTS = 0
 local UNIT_KINDS = {}
+local UNIT_FIELDS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
 local HIST, NAMED, UNITS = 10, 14, 15
@@ -81,17 +83,26 @@ local function add_row(arm, names, row)
   for i = 1, #row, 2 do
     local name, value = row[i], tonumber(row[i + 1])
     if value == nil then return redis.error_reply('not a number: ' .. name) end
-    local slot = COUNTERS[name]
-    if slot then
-      arm[slot] = arm[slot] + value
+    local unit = UNIT_FIELDS[name]
+    if unit then
+      local units = arm[UNITS]
+      if #units == 0 then
+        for j = 1, UNIT_SLOTS do units[j] = 0 end
+      end
+      units[unit] = units[unit] + value
     else
-      slot = FLOATS[name]
+      local slot = COUNTERS[name]
       if slot then
-        local sums = arm[slot]
-        sums[#sums + 1] = value
-      elseif not add_named(arm, names, name, value) and not add_unit(arm, name, value) then
-        local bucket = tonumber(string.match(name, '^h(%d+)$'))
-        if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
+        arm[slot] = arm[slot] + value
+      else
+        slot = FLOATS[name]
+        if slot then
+          local sums = arm[slot]
+          sums[#sums + 1] = value
+        elseif not add_named(arm, names, name, value) and not add_unit(arm, name, value) then
+          local bucket = tonumber(string.match(name, '^h(%d+)$'))
+          if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
+        end
       end
     end
   end
