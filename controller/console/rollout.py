@@ -38,13 +38,13 @@ from controller.core.reading import (
     evidence,
     ms_text,
     quotable_rationale,
+    running_text,
     source_lines,
     stage_label,
     verdict_line,
     where_decided,
     widening_text,
 )
-from controller.core.reading.stage_power import running_text
 from controller.core.rollouts import PauseReason, Phase
 from controller.core.stats import comparison_text
 from controller.core.wire import AdvisorReply, Alert, CommandAction, Decision, GuardrailTest

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from controller import __version__
-from controller.core.reading.stage_power import DEFAULT_EFFECT
+from controller.core.reading import DEFAULT_EFFECT
 from controller.core.wire import CommandAction
 from controller.ctl import completion
 from controller.ctl.agent import serving

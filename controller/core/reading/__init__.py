@@ -37,6 +37,12 @@ from controller.core.reading.pipeline_view import (
     pipeline_view,
 )
 from controller.core.reading.sources_text import budget_text, source_lines
+from controller.core.reading.stage_power import (
+    DEFAULT_EFFECT,
+    running_lines,
+    running_text,
+    span_text,
+)
 from controller.core.reading.views import (
     READ_API_MODELS,
     FlagStates,
@@ -82,6 +88,7 @@ from controller.core.reading.wording import (
 
 __all__ = [
     "AT_STAGE",
+    "DEFAULT_EFFECT",
     "INCOHERENT",
     "INDEPENDENT_REQUESTS",
     "MAX_CHECKED_COMMANDS",
@@ -147,7 +154,10 @@ __all__ = [
     "quantity_text",
     "quotable_rationale",
     "rollout_stage",
+    "running_lines",
+    "running_text",
     "source_lines",
+    "span_text",
     "stage_label",
     "stage_position",
     "too_small",

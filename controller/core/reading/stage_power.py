@@ -14,11 +14,12 @@ from __future__ import annotations
 from controller.core.reading.views import RolloutView
 from controller.core.reading.wording import metric_name
 from controller.core.rollouts import conversion_of, metric_of
-from controller.core.stats.power import POWER, share_text
-from controller.core.stats.running_power import (
+from controller.core.stats import (
+    POWER,
     Observed,
     observed_detectable,
     observed_seconds_to_detect,
+    share_text,
 )
 from controller.core.wire import ArmTally, GateEvidence
 from controller.core.wire import GuardrailTest as WireTest

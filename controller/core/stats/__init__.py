@@ -28,7 +28,20 @@ from controller.core.stats.latency import (
     latency_evidence,
 )
 from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_parts, limit_tests
+from controller.core.stats.power import (
+    FEW_UNITS,
+    POWER,
+    StagePreview,
+    Traffic,
+    plan_preview,
+    share_text,
+)
 from controller.core.stats.rates import RateLimiter
+from controller.core.stats.running_power import (
+    Observed,
+    observed_detectable,
+    observed_seconds_to_detect,
+)
 from controller.core.stats.sequential import SequentialResult
 from controller.core.stats.sourced import counted_arm, histogram_arm, limit_result
 from controller.core.stats.srm import SrmResult, srm_test
@@ -44,11 +57,13 @@ __all__ = [
     "ARM_QUANTILES",
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
+    "FEW_UNITS",
     "KINDS",
     "KIND_COUNT",
     "MAX_CONVERSION_NAMES",
     "NO_CONTROL",
     "OTHER_CONVERSIONS",
+    "POWER",
     "SLOT_FIELDS",
     "UNIT_BUCKETS",
     "WATCHED_FIELD",
@@ -56,11 +71,14 @@ __all__ = [
     "ArmAggregate",
     "Conversions",
     "FlagAggregates",
+    "Observed",
     "PartitionDelta",
     "RateLimiter",
     "Seen",
     "SequentialResult",
     "SrmResult",
+    "StagePreview",
+    "Traffic",
     "UnitBuckets",
     "arm_latency",
     "comparison_text",
@@ -75,6 +93,10 @@ __all__ = [
     "limit_tests",
     "metric_events",
     "metric_floor",
+    "observed_detectable",
+    "observed_seconds_to_detect",
+    "plan_preview",
+    "share_text",
     "srm_test",
     "units_waiting",
 ]

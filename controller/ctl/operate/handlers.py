@@ -23,7 +23,7 @@ import orjson
 
 from controller.core.common import ConfigError
 from controller.core.rollouts import DEFAULT_PLAN, Finding, Plan, errors, lint, load_plan
-from controller.core.stats.power import StagePreview
+from controller.core.stats import StagePreview
 from controller.core.trust import signing
 from controller.core.wire import (
     Command,

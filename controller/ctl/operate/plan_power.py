@@ -18,16 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from controller.core.reading import RolloutStatus, metric_name
-from controller.core.reading.stage_power import span_text
+from controller.core.reading import RolloutStatus, metric_name, span_text
 from controller.core.rollouts import Finding, Plan
-from controller.core.stats.power import (
-    FEW_UNITS,
-    POWER,
-    StagePreview,
-    Traffic,
-    plan_preview,
-)
+from controller.core.stats import FEW_UNITS, POWER, StagePreview, Traffic, plan_preview
 from controller.core.wire import GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
 from controller.ctl.terminal import UsageError, env_url

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from controller.core.common import as_datetime, displayable
 from controller.core.reading import (
+    DEFAULT_EFFECT,
     ArmLatency,
     ArmTally,
     Evidence,
@@ -25,11 +26,11 @@ from controller.core.reading import (
     budget_text,
     percent_text,
     quantity_text,
+    running_lines,
     source_lines,
     where_decided,
     widening_text,
 )
-from controller.core.reading.stage_power import DEFAULT_EFFECT, running_lines
 from controller.core.rollouts import COMPLETION_SERVES
 from controller.core.stats import comparison_text
 from controller.core.wire import Alert, Decision, GateEvidence
