@@ -16,6 +16,7 @@ from controller.core.telemetry.evaluations import (
 from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup, rules_of
 from controller.core.telemetry.joining import JoinBuffer
 from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
+from controller.core.telemetry.recording import Translated
 from controller.core.telemetry.signals import (
     DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
@@ -46,7 +47,7 @@ from controller.core.telemetry.signals import (
     trace_id_from,
     trace_id_of,
 )
-from controller.core.telemetry.translating import MAX_HOPS, Translated, Translator
+from controller.core.telemetry.translating import MAX_HOPS, Translator
 
 __all__ = [
     "DEFAULT_ARMS",

@@ -29,19 +29,14 @@ for an evaluation too near a version change (no refusal either),
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Final
 
-import msgspec
-
 from controller.core.telemetry.attribution import (
-    arm_of,
     conversion_value,
     event_id,
     id_of,
     is_error,
     latency_ms,
-    node_of,
     span_digest,
     ts_ms,
     unit_from,
@@ -55,89 +50,29 @@ from controller.core.telemetry.evaluations import (
     evaluation_in,
     evaluations_in,
 )
-from controller.core.telemetry.flag_rules import Arm, FlagRules, Lookup
+from controller.core.telemetry.flag_rules import FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
+from controller.core.telemetry.recording import (
+    Conversion,
+    Counted,
+    Run,
+    Translated,
+    readable,
+    refuse_unarmed,
+)
 from controller.core.telemetry.signals import (
-    MAX_DETAIL_CHARS,
     Attributes,
     Logs,
-    Refusal,
-    RefusalReason,
-    Refused,
     Span,
     Spans,
 )
 from controller.core.telemetry.timing import Window, plausible_spans
-from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
+from controller.core.wire import ConversionIn, ExposureIn, RequestIn
 
 MAX_HOPS: Final = 8
 """How far up from an evaluation's span its request (a SERVER span) is looked for."""
 MAX_CONVERSION_NAMES: Final = 4096
 """Conversion names remembered from the flags' rules, to spot conversions before evaluations."""
-
-
-@dataclass(slots=True)
-class Translated:
-    """The events of one batch, and what of it was not counted."""
-
-    events: list[InEvent] = field(default_factory=list)
-    refused: list[Refusal] = field(default_factory=list)
-    request_level: int = 0
-    """Exposures whose unit is the request (its trace): no unit was named."""
-    no_rollout: int = 0
-    """Evaluations of flags no rollout published: ignored (not an error)."""
-    guarded: int = 0
-    """Evaluations too near a version change to attribute (not an error)."""
-    unmatched: int = 0
-    """Evaluations whose request outcome will never be counted (their exposure was)."""
-
-
-class _Counted(msgspec.Struct, frozen=True, gc=False):
-    """An evaluation that counted: what its outcome and conversions are counted for."""
-
-    flag: str
-    unit: str
-    arm: Arm
-    version: int
-    trace_id: str
-    rules: FlagRules
-    anchor: str
-    """The span (or record) the exposure's id derives from, and its digest."""
-    digest: str
-
-
-class _Conversion(msgspec.Struct, frozen=True, gc=False):
-    name: str
-    trace_id: str
-    anchor: str
-    """The span (or record) it is in, for its id."""
-    ts: int
-    attributes: Attributes
-
-
-@dataclass(slots=True)
-class _Run:
-    """One call's state: the clock, its spans, the rules looked up and the ids emitted."""
-
-    now_ms: int
-    window: Window
-    nodes: dict[str, Node] = field(default_factory=dict)
-    rules: dict[str, FlagRules | None] = field(default_factory=dict)
-    ids: set[str] = field(default_factory=set)
-    out: Translated = field(default_factory=Translated)
-    noted: dict[str, dict[str, _Counted]] | None = None
-    """Spans only: each trace's counted evaluations by flag, put in the buffer at the end."""
-
-    def emit(self, event: InEvent) -> None:
-        if event.id not in self.ids:
-            self.ids.add(event.id)
-            self.out.events.append(event)
-
-    def refuse(self, index: int, reason: RefusalReason, detail: str) -> None:
-        self.out.refused.append(Refusal(index, reason, detail[:MAX_DETAIL_CHARS]))
-
-    def refuse_time(self, index: int, detail: str) -> None:
-        self.refuse(index, "bad_time", detail)
 
 
 class Translator:
@@ -153,13 +88,13 @@ class Translator:
     ) -> None:
         self._lookup = lookup
         self._guard_ms = guard_ms
-        self._buffer: JoinBuffer[_Counted, _Conversion] = JoinBuffer(
+        self._buffer: JoinBuffer[Counted, Conversion] = JoinBuffer(
             window_ms=join_window_ms, max_pending=max_pending
         )
         self._names: set[str] = set()
 
     @property
-    def buffer(self) -> JoinBuffer[_Counted, _Conversion]:
+    def buffer(self) -> JoinBuffer[Counted, Conversion]:
         return self._buffer
 
     def expire(self, now_ms: int) -> int:
@@ -167,9 +102,9 @@ class Translator:
         return self._buffer.expire(now_ms)
 
     def spans(self, batch: Spans, now_ms: int) -> Translated:
-        run = _Run(now_ms, Window.around(now_ms), noted={})
+        run = Run(now_ms, Window.around(now_ms), noted={})
         run.out.unmatched += self._buffer.expire(now_ms)
-        kept = _readable(plausible_spans(batch.spans, run.window, run.refuse_time), run)
+        kept = readable(plausible_spans(batch.spans, run.window, run.refuse_time), run)
         nodes = run.nodes
         self._buffer.remember_all(nodes, now_ms)
         for index, span in kept:
@@ -187,7 +122,7 @@ class Translator:
         return run.out
 
     def logs(self, batch: Logs, now_ms: int) -> Translated:
-        run = _Run(now_ms, Window.around(now_ms))
+        run = Run(now_ms, Window.around(now_ms))
         run.out.unmatched += self._buffer.expire(now_ms)
         for index, record in enumerate(batch.records):
             evaluation = evaluation_in(record, details=False)
@@ -199,7 +134,7 @@ class Translator:
                     run.refuse_time(index, f"{record.event_name[:64]}: {fault}")
                     continue
                 anchor = record.span_id or f"log:{record.time_ns}"
-                conversion = _Conversion(
+                conversion = Conversion(
                     record.event_name,
                     record.trace_id,
                     anchor,
@@ -209,24 +144,22 @@ class Translator:
                 self._converted(conversion, run)
         return run.out
 
-    def _span_conversions(self, spans: list[Span], run: _Run) -> None:
+    def _span_conversions(self, spans: list[Span], run: Run) -> None:
         names = self._names
         for span in spans:
             if span.name in names:
                 ts = ts_ms(span.end_ns)
-                conversion = _Conversion(
-                    span.name, span.trace_id, span.span_id, ts, span.attributes
-                )
+                conversion = Conversion(span.name, span.trace_id, span.span_id, ts, span.attributes)
                 self._converted(conversion, run)
             for event in span.events:
                 if event.name in names:
                     ts = ts_ms(event.time_ns or span.end_ns)
-                    conversion = _Conversion(
+                    conversion = Conversion(
                         event.name, span.trace_id, span.span_id, ts, event.attributes
                     )
                     self._converted(conversion, run)
 
-    def _rules(self, flag: str, run: _Run) -> FlagRules | None:
+    def _rules(self, flag: str, run: Run) -> FlagRules | None:
         if flag in run.rules:
             return run.rules[flag]
         rules = self._lookup(flag)
@@ -238,7 +171,7 @@ class Translator:
         return rules
 
     def _evaluated(
-        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: _Run
+        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: Run
     ) -> None:
         counted = self._count(evaluation, index, places, run)
         if counted is None:
@@ -256,8 +189,8 @@ class Translator:
             self._note(counted, run)
 
     def _count(
-        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: _Run
-    ) -> _Counted | None:
+        self, evaluation: Evaluation, index: int, places: tuple[Attributes, Attributes], run: Run
+    ) -> Counted | None:
         """The exposure of one evaluation, or why it is not counted."""
         flag = evaluation.flag
         rules = run.rules[flag] if flag in run.rules else self._rules(flag, run)
@@ -267,7 +200,7 @@ class Translator:
         variant, time_ns, window = evaluation.variant, evaluation.time_ns, run.window
         arm = None if variant is None else rules.arms.get(variant)
         if arm is None or not window.earliest_ns <= time_ns <= window.latest_ns:
-            _refuse(evaluation, rules, index, run)  # no arm, or at an implausible time
+            refuse_unarmed(evaluation, rules, index, run)  # no arm, or at an implausible time
             return None
         ts = ts_ms(time_ns)
         if evaluation.version is not None:
@@ -298,9 +231,9 @@ class Translator:
                     v=1, id=exposure, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
                 )
             )
-        return _Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
+        return Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
 
-    def _walk(self, counted: _Counted, span_id: str, hops: int, run: _Run) -> None:
+    def _walk(self, counted: Counted, span_id: str, hops: int, run: Run) -> None:
         """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet."""
         spans = self._buffer.spans
         while True:
@@ -317,7 +250,7 @@ class Translator:
                 return
             span_id, hops = node.parent, hops + 1
 
-    def _outcome(self, counted: _Counted, node: Node, run: _Run) -> None:
+    def _outcome(self, counted: Counted, node: Node, run: Run) -> None:
         digest = counted.digest  # of the exposure's span: usually the request's too
         if node.span_id != counted.anchor:
             digest = span_digest(counted.trace_id, node.span_id, counted.flag)
@@ -339,7 +272,7 @@ class Translator:
             )
         )
 
-    def _note(self, counted: _Counted, run: _Run) -> None:
+    def _note(self, counted: Counted, run: Run) -> None:
         """Remember the evaluation for later conversions; count those already parked.
 
         Only an evaluation of a flag that counts conversions is noted: no other could be
@@ -358,14 +291,14 @@ class Translator:
             if conversion.name in counted.rules.conversions:
                 self._conversion(conversion, counted, run)
 
-    def _converted(self, conversion: _Conversion, run: _Run) -> None:
+    def _converted(self, conversion: Conversion, run: Run) -> None:
         """A conversion: counted for each flag evaluated in its trace, and parked for later ones."""
         for counted in self._buffer.evaluated(conversion.trace_id).values():
             if conversion.name in counted.rules.conversions:
                 self._conversion(conversion, counted, run)
         self._buffer.park(conversion.trace_id, conversion, run.now_ms)
 
-    def _conversion(self, conversion: _Conversion, counted: _Counted, run: _Run) -> None:
+    def _conversion(self, conversion: Conversion, counted: Counted, run: Run) -> None:
         kind = f"c:{conversion.name}"
         rules = counted.rules
         run.emit(
@@ -381,29 +314,3 @@ class Translator:
                 value=conversion_value(conversion.attributes.get(rules.conversion_value)),
             )
         )
-
-
-def _readable(kept: list[tuple[int, Span]], run: _Run) -> list[tuple[int, Span]]:
-    """The spans whose request outcome can be read, each in ``run.nodes``; a request span
-    whose HTTP status cannot be (:func:`http_status`) is refused whole, its evaluations too."""
-    nodes = run.nodes
-    readable: list[tuple[int, Span]] = []
-    for index, span in kept:
-        try:
-            nodes[span.span_id] = node_of(span)
-        except Refused as refused:
-            run.refuse(index, refused.reason, refused.detail)
-        else:
-            readable.append((index, span))
-    return readable
-
-
-def _refuse(evaluation: Evaluation, rules: FlagRules, index: int, run: _Run) -> None:
-    """Say why an evaluation counts in no arm: its variant names none (or the provider
-    failed), or it happened at an implausible time."""
-    arm = arm_of(evaluation, rules.arms)
-    if isinstance(arm, tuple):
-        run.refuse(index, *arm)
-    else:
-        when = run.window.fault(evaluation.time_ns, "evaluated")
-        run.refuse_time(index, f"{evaluation.flag}: {when}")

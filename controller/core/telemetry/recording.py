@@ -1,0 +1,116 @@
+"""What one batch's translation keeps: the events it emits (each id once), its refusals
+and counts, and the evaluations and conversions it hands on to be joined.
+
+:mod:`.translating` reads spans and logs into these; pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from controller.core.telemetry.attribution import arm_of, node_of
+from controller.core.telemetry.evaluations import Evaluation
+from controller.core.telemetry.flag_rules import Arm, FlagRules
+from controller.core.telemetry.joining import Node
+from controller.core.telemetry.signals import (
+    MAX_DETAIL_CHARS,
+    Attributes,
+    Refusal,
+    RefusalReason,
+    Refused,
+    Span,
+)
+from controller.core.telemetry.timing import Window
+from controller.core.wire import InEvent
+
+
+@dataclass(slots=True)
+class Translated:
+    """The events of one batch, and what of it was not counted."""
+
+    events: list[InEvent] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    request_level: int = 0
+    """Exposures whose unit is the request (its trace): no unit was named."""
+    no_rollout: int = 0
+    """Evaluations of flags no rollout published: ignored (not an error)."""
+    guarded: int = 0
+    """Evaluations too near a version change to attribute (not an error)."""
+    unmatched: int = 0
+    """Evaluations whose request outcome will never be counted (their exposure was)."""
+
+
+class Counted(msgspec.Struct, frozen=True, gc=False):
+    """An evaluation that counted: what its outcome and conversions are counted for."""
+
+    flag: str
+    unit: str
+    arm: Arm
+    version: int
+    trace_id: str
+    rules: FlagRules
+    anchor: str
+    """The span (or record) the exposure's id derives from, and its digest."""
+    digest: str
+
+
+class Conversion(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    trace_id: str
+    anchor: str
+    """The span (or record) it is in, for its id."""
+    ts: int
+    attributes: Attributes
+
+
+@dataclass(slots=True)
+class Run:
+    """One call's state: the clock, its spans, the rules looked up and the ids emitted."""
+
+    now_ms: int
+    window: Window
+    nodes: dict[str, Node] = field(default_factory=dict)
+    rules: dict[str, FlagRules | None] = field(default_factory=dict)
+    ids: set[str] = field(default_factory=set)
+    out: Translated = field(default_factory=Translated)
+    noted: dict[str, dict[str, Counted]] | None = None
+    """Spans only: each trace's counted evaluations by flag, put in the buffer at the end."""
+
+    def emit(self, event: InEvent) -> None:
+        if event.id not in self.ids:
+            self.ids.add(event.id)
+            self.out.events.append(event)
+
+    def refuse(self, index: int, reason: RefusalReason, detail: str) -> None:
+        self.out.refused.append(Refusal(index, reason, detail[:MAX_DETAIL_CHARS]))
+
+    def refuse_time(self, index: int, detail: str) -> None:
+        self.refuse(index, "bad_time", detail)
+
+
+def readable(kept: list[tuple[int, Span]], run: Run) -> list[tuple[int, Span]]:
+    """The spans whose request outcome can be read, each in ``run.nodes``; a request span
+    whose HTTP status cannot be (:func:`http_status`) is refused whole, its evaluations too."""
+    nodes = run.nodes
+    readable: list[tuple[int, Span]] = []
+    for index, span in kept:
+        try:
+            nodes[span.span_id] = node_of(span)
+        except Refused as refused:
+            run.refuse(index, refused.reason, refused.detail)
+        else:
+            readable.append((index, span))
+    return readable
+
+
+def refuse_unarmed(evaluation: Evaluation, rules: FlagRules, index: int, run: Run) -> None:
+    """Say why an evaluation counts in no arm: its variant names none (or the provider
+    failed), or it happened at an implausible time."""
+    arm = arm_of(evaluation, rules.arms)
+    if isinstance(arm, tuple):
+        run.refuse(index, *arm)
+    else:
+        when = run.window.fault(evaluation.time_ns, "evaluated")
+        run.refuse_time(index, f"{evaluation.flag}: {when}")
