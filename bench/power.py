@@ -44,7 +44,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.rollouts import Guardrail, Plan, Stage
-from controller.core.stats.power import Traffic, detectable
+from controller.core.stats.power import detectable
+from controller.core.stats.regressing import Traffic
 from tests.support.clustered import SHAPES, Judged, Shape, simulate_clustered
 
 PERCENTS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0)

@@ -32,11 +32,11 @@ from controller.core.stats.power import (
     FEW_UNITS,
     POWER,
     StagePreview,
-    Traffic,
     plan_preview,
     share_text,
 )
 from controller.core.stats.rates import RateLimiter
+from controller.core.stats.regressing import Traffic
 from controller.core.stats.running_power import (
     Observed,
     observed_detectable,

@@ -2,7 +2,7 @@
 
 Pure; standard library only. A stage serves ``percent`` of the traffic to treatment and
 the rest to control for ``min_duration`` (longer when its smaller arm needs longer to reach
-``min_units_per_arm``). Given the expected traffic (:class:`Traffic`), the preview of a
+``min_units_per_arm``). Given the expected traffic (:class:`~.regressing.Traffic`), the preview of a
 guardrail is the smallest regression Δ the gate's test detects with probability
 :data:`POWER` by the end of that minimum::
 
@@ -29,17 +29,25 @@ A running stage is previewed from its own test instead
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from statistics import NormalDist
 
-from controller.core.common import EDGES_MS
-from controller.core.rollouts import Guardrail, Plan, Stage
-from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket, quantile_min_samples
+from controller.core.rollouts import Guardrail, Plan
+from controller.core.stats.latency import quantile_min_samples
 from controller.core.stats.on_units import QUANTILES
+from controller.core.stats.regressing import (
+    Arms,
+    Model,
+    Traffic,
+    arms_at,
+    base_of,
+    metric_model,
+    stage_seconds,
+    tolerance_of,
+)
 from controller.core.stats.sequential import (
     Direction,
-    bernoulli_variance,
     sequential_half_width,
     sequential_rho,
 )
@@ -51,55 +59,12 @@ Z_POWER = NormalDist().inv_cdf(POWER)
 """z of :data:`POWER`, 0.8416."""
 MAX_SECONDS = 30 * 86_400.0
 """Past 30 days a stage is taken never to detect the effect asked about."""
-MAX_LATENCY_FACTOR = 100.0
-"""A latency regression is looked for up to 100 times the base (+10,000%)."""
 FEW_UNITS = 100
 """Fewer units than this in the smaller arm: how many requests it gets depends on which few
 units land in it, and the gate catches the figure less often than 80% when a few units send
 most requests (``bench/power.py``)."""
 _STEPS = 80
 """Bisection steps: far below any figure shown."""
-_NORMAL = NormalDist()
-
-
-@dataclass(frozen=True, slots=True)
-class Traffic:
-    """What a flag's stages are expected to see, all arms together."""
-
-    requests_per_s: float
-    """Requests (flag evaluations) per second to the flag, treatment and control together."""
-    requests_per_unit: float = 1.0
-    """Requests each unit sends over a stage, on average."""
-    design_effect: float = 1.0
-    """V on units over V as if requests were independent, for guardrails not in
-    ``design_effects`` (at least 1: the gate takes max(1, d))."""
-    design_effects: Mapping[str, float] = field(default_factory=dict)
-    """A guardrail's own design effect, by its key (read from a flag's evidence)."""
-    error_rate: float = 0.01
-    conversion_rate: float = 0.05
-    latency_median_ms: float = 100.0
-    latency_sigma: float = 0.5
-    """Latency is taken as log-normal: its median and the sigma of its logarithm."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "requests_per_s": self.requests_per_s > 0 and math.isfinite(self.requests_per_s),
-            "requests_per_unit": 1.0 <= self.requests_per_unit < math.inf,
-            "design_effect": 1.0 <= self.design_effect < math.inf,
-            "error_rate": 0.0 < self.error_rate < 1.0,
-            "conversion_rate": 0.0 < self.conversion_rate < 1.0,
-            "latency_median_ms": 0.0 < self.latency_median_ms < math.inf,
-            "latency_sigma": 0.0 < self.latency_sigma < 10.0,
-        }
-        wrong = [name for name, ok in checks.items() if not ok]
-        if wrong or any(not 1.0 <= d < math.inf for d in self.design_effects.values()):
-            raise ValueError(f"traffic out of range: {', '.join(wrong) or 'design_effects'}")
-
-    def effect_of(self, guardrail: Guardrail) -> float:
-        """The design effect taken for ``guardrail``: 1 for a source with no units."""
-        if guardrail.source != "events":
-            return 1.0
-        return max(1.0, self.design_effects.get(guardrail.key, self.design_effect))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,114 +125,6 @@ def share_text(share: float) -> str:
     return f"{share * 100:,.0f}%"
 
 
-# --- the arms of a stage ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Arms:
-    """Requests and units per arm (treatment, control) after a stage's first seconds."""
-
-    requests: tuple[float, float]
-    units: tuple[float, float]
-
-
-def _arms(percent: float, traffic: Traffic, seconds: float) -> _Arms:
-    share = percent / 100.0
-    total = traffic.requests_per_s * seconds
-    requests = (total * share, total * (1.0 - share))
-    units = tuple(r / traffic.requests_per_unit for r in requests)
-    return _Arms(requests, (units[0], units[1]))
-
-
-def stage_seconds(stage: Stage, traffic: Traffic) -> tuple[float, bool]:
-    """How long the stage lasts at least: min_duration, or until its smaller arm has
-    min_units_per_arm units; and whether the units set it."""
-    share = min(stage.percent, 100.0 - stage.percent) / 100.0
-    duration = stage.min_duration.total_seconds()
-    if share <= 0 or stage.min_units_per_arm == 0:
-        return duration, False
-    per_s = traffic.requests_per_s * share / traffic.requests_per_unit
-    needed = stage.min_units_per_arm / per_s
-    return (needed, True) if needed > duration else (duration, False)
-
-
-# --- each metric's difference and variance at a regression of relative size x ------------
-
-_Model = Callable[[float], tuple[float, float]]
-"""x (the regression's relative size) → (Δ on the harmful side, V of the difference)."""
-
-
-def _proportion(base: float, arms: _Arms, worse: float, deff: float) -> _Model:
-    """A rate that gets worse by ``worse`` (+1: up, -1: down) times x of itself."""
-    n_t, n_c = arms.requests
-
-    def model(x: float) -> tuple[float, float]:
-        rate_t = min(1.0, max(0.0, base * (1.0 + worse * x)))
-        own = (
-            bernoulli_variance(rate_t * n_t, n_t) / n_t + bernoulli_variance(base * n_c, n_c) / n_c
-        )
-        pooled_rate = (rate_t * n_t + base * n_c) / (n_t + n_c)
-        pooled = bernoulli_variance(pooled_rate * (n_t + n_c), n_t + n_c) * (1 / n_t + 1 / n_c)
-        return abs(rate_t - base), max(own, pooled) * deff
-
-    return model
-
-
-def _quantile_at(median: float, sigma: float, p: float) -> float:
-    return median * math.exp(sigma * _NORMAL.inv_cdf(p))
-
-
-def _quantile_se(median: float, sigma: float, q: float, n: float, deff: float) -> float:
-    """Woodruff's SE of a log-normal's q-quantile from n events, ranks widened by ``deff``."""
-    spread = QUANTILE_Z * math.sqrt(q * (1.0 - q) * deff / n)
-    if q - spread <= 0.0 or q + spread >= 1.0:
-        return math.inf
-    high, low = _quantile_at(median, sigma, q + spread), _quantile_at(median, sigma, q - spread)
-    return (high - low) / (2.0 * QUANTILE_Z)
-
-
-def _quantile(q: float, traffic: Traffic, arms: _Arms, deff: float) -> _Model:
-    """Treatment's latency slower by a factor 1 + x throughout."""
-    median, sigma = traffic.latency_median_ms, traffic.latency_sigma
-    base = _quantile_at(median, sigma, q)
-    se_t = _quantile_se(median, sigma, q, arms.requests[0], deff)
-    se_c = _quantile_se(median, sigma, q, arms.requests[1], deff)
-
-    def model(x: float) -> tuple[float, float]:
-        return base * x, ((1.0 + x) * se_t) ** 2 + se_c**2
-
-    return model
-
-
-def exceedance_share(edge_ms: float, traffic: Traffic) -> float:
-    """The share of a log-normal latency at or above the bucket edge the gate rounds to."""
-    first = exceedance_bucket(edge_ms)
-    edge = EDGES_MS[first - 1] if 0 < first <= len(EDGES_MS) else 0.0
-    if edge <= 0.0:
-        return 1.0
-    z = math.log(edge / traffic.latency_median_ms) / traffic.latency_sigma
-    return 1.0 - _NORMAL.cdf(z)
-
-
-def _base(guardrail: Guardrail, traffic: Traffic) -> float:
-    metric = guardrail.metric
-    if metric == "error_rate":
-        return traffic.error_rate
-    if metric == "conversion_rate":
-        return traffic.conversion_rate
-    if metric in QUANTILES:
-        return _quantile_at(traffic.latency_median_ms, traffic.latency_sigma, QUANTILES[metric])
-    assert guardrail.edge_ms is not None  # latency_exceedance: the plan model guarantees it
-    return exceedance_share(guardrail.edge_ms, traffic)
-
-
-def _tolerance(guardrail: Guardrail, base: float) -> float:
-    """δ as the gate takes it: a quantile's tolerance counts only when relative."""
-    if guardrail.relative:
-        return guardrail.tolerance * base
-    return 0.0 if guardrail.metric in QUANTILES else guardrail.tolerance
-
-
 # --- the preview ------------------------------------------------------------------------
 
 
@@ -290,17 +147,17 @@ def detectable(
         )
     if not 0 < percent < 100:
         return _with(none, "no control arm to compare against")
-    arms = _arms(percent, traffic, seconds)
-    base = _base(guardrail, traffic)
+    arms = arms_at(percent, traffic, seconds)
+    base = base_of(guardrail, traffic)
     short = _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail))
     if short:
         return Detectable(guardrail.key, direction, None, None, base, short)
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
-    model, largest = _model(guardrail, base, traffic, arms)
+    model, largest = metric_model(guardrail, base, traffic, arms)
     n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
     level = _Level(plan.alpha_for(guardrail.key), plan.n_tune)  # the gate's, weights and all
-    x = _smallest(model, _tolerance(guardrail, base), round(n), level, largest)
+    x = _smallest(model, tolerance_of(guardrail, base), round(n), level, largest)
     if x is None:
         return Detectable(guardrail.key, direction, None, None, base, "detects no regression")
     return Detectable(guardrail.key, direction, x, model(x)[0], base)
@@ -310,20 +167,7 @@ def _with(found: Detectable, reason: str) -> Detectable:
     return Detectable(found.guardrail, found.direction, None, None, found.base, reason)
 
 
-def _model(
-    guardrail: Guardrail, base: float, traffic: Traffic, arms: _Arms
-) -> tuple[_Model, float]:
-    """The metric's model and the largest relative regression it can have."""
-    deff = traffic.effect_of(guardrail)
-    metric = guardrail.metric
-    if metric in QUANTILES:
-        return _quantile(QUANTILES[metric], traffic, arms, deff), MAX_LATENCY_FACTOR
-    if metric == "conversion_rate":
-        return _proportion(base, arms, -1.0, deff), 1.0
-    return _proportion(base, arms, 1.0, deff), (1.0 - base) / base
-
-
-def _short_of_floor(guardrail: Guardrail, arms: _Arms, plan: Plan, deff: float) -> str:
+def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, deff: float) -> str:
     """Why the smaller arm is not tested by the stage's end, or ''."""
     metric = guardrail.metric
     floor = float(plan.min_metric_events)
@@ -346,7 +190,7 @@ class _Level:
     n_tune: int
 
 
-def _detected(model: _Model, x: float, tolerance: float, n: int, level: _Level) -> bool:
+def _detected(model: Model, x: float, tolerance: float, n: int, level: _Level) -> bool:
     """Whether a regression of size x is detected with 80% power at N = ``n``."""
     delta, variance = model(x)
     if not math.isfinite(variance):
@@ -357,7 +201,7 @@ def _detected(model: _Model, x: float, tolerance: float, n: int, level: _Level) 
 
 
 def _smallest(
-    model: _Model, tolerance: float, n: int, level: _Level, largest: float
+    model: Model, tolerance: float, n: int, level: _Level, largest: float
 ) -> float | None:
     """The smallest x in (0, largest] detected with 80% power, by bisection; None if none."""
     if n <= 0 or not _detected(model, largest, tolerance, n, level):
@@ -378,7 +222,7 @@ def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
     stage = plan.stages[index]
     seconds, by_units = stage_seconds(stage, traffic)
     found = tuple(detectable(g, stage.percent, seconds, traffic, plan) for g in plan.guardrails)
-    units = min(_arms(stage.percent, traffic, seconds).units)
+    units = min(arms_at(stage.percent, traffic, seconds).units)
     return StagePreview(index, stage.percent, seconds, by_units, found, units)
 
 

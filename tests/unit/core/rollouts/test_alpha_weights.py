@@ -12,7 +12,8 @@ from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.plan_parts import Guardrail, Limits, Stage
 from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from controller.core.stats.power import Traffic, stage_preview
+from controller.core.stats.power import stage_preview
+from controller.core.stats.regressing import Traffic
 from tests.support.documents import as_read
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

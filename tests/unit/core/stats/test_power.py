@@ -16,14 +16,16 @@ from controller.core.stats.power import (
     MAX_SECONDS,
     Z_POWER,
     Detectable,
-    Traffic,
-    _arms,
-    _model,
     detectable,
-    exceedance_share,
     plan_preview,
     seconds_to_detect,
     stage_preview,
+)
+from controller.core.stats.regressing import (
+    Traffic,
+    arms_at,
+    exceedance_share,
+    metric_model,
     stage_seconds,
 )
 from controller.core.stats.running_power import (
@@ -145,8 +147,8 @@ def test_at_the_figure_the_gates_test_regresses_on_the_20th_percentile_estimate(
     found = detectable(guardrail, 5.0, 1800.0, traffic, plan)
     assert found.effect is not None
     assert found.base is not None
-    arms = _arms(5.0, traffic, 1800.0)
-    delta, variance = _model(guardrail, found.base, traffic, arms)[0](found.effect)
+    arms = arms_at(5.0, traffic, 1800.0)
+    delta, variance = metric_model(guardrail, found.base, traffic, arms)[0](found.effect)
     tolerance = guardrail.tolerance * found.base if guardrail.relative else guardrail.tolerance
     sign = 1.0 if guardrail.lower_is_better else -1.0
     at = delta - Z_POWER * math.sqrt(variance)
@@ -175,7 +177,7 @@ def _final_look_power(
     found = detectable(guardrail, 5.0, 1800.0, traffic, plan)
     assert found.effect is not None
     assert found.base is not None
-    n_t, n_c = (round(n) for n in _arms(5.0, traffic, 1800.0).requests)
+    n_t, n_c = (round(n) for n in arms_at(5.0, traffic, 1800.0).requests)
     worse = 1.0 if guardrail.lower_is_better else -1.0
     rate_t = found.base * (1.0 + worse * found.effect * factor)
     hits_t, hits_c = rng.binomial(n_t, rate_t, runs), rng.binomial(n_c, found.base, runs)
@@ -207,7 +209,7 @@ def test_synthetic_latency_at_the_figure_is_caught_four_times_in_five() -> None:
     rng, plan, traffic = np.random.default_rng(95), _plan(P99), replace(BUSY, requests_per_s=40.0)
     found = detectable(P99, 5.0, 1800.0, traffic, plan)
     assert found.effect is not None
-    n_t, n_c = (round(n) for n in _arms(5.0, traffic, 1800.0).requests)
+    n_t, n_c = (round(n) for n in arms_at(5.0, traffic, 1800.0).requests)
     mu, sigma, runs, caught = math.log(traffic.latency_median_ms), traffic.latency_sigma, 200, 0
     for _ in range(runs):
         slow = rng.lognormal(mu, sigma, n_t) * (1.0 + found.effect)

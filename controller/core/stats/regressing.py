@@ -1,0 +1,186 @@
+"""The expected traffic, and what a regression of relative size x does to each metric.
+
+A stage's arms get their share of the traffic (:class:`Arms`); each guardrail's metric
+is modelled as x → (Δ on the harmful side, V of the difference): a rate as two
+proportions, a latency quantile as a log-normal's, its ranks widened by the design
+effect. :mod:`controller.core.stats.power` reads the gate's boundary backwards over
+these. Pure; standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+from controller.core.common import EDGES_MS
+from controller.core.rollouts import Guardrail, Stage
+from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket
+from controller.core.stats.on_units import QUANTILES
+from controller.core.stats.sequential import bernoulli_variance
+
+MAX_LATENCY_FACTOR = 100.0
+"""A latency regression is looked for up to 100 times the base (+10,000%)."""
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a flag's stages are expected to see, all arms together."""
+
+    requests_per_s: float
+    """Requests (flag evaluations) per second to the flag, treatment and control together."""
+    requests_per_unit: float = 1.0
+    """Requests each unit sends over a stage, on average."""
+    design_effect: float = 1.0
+    """V on units over V as if requests were independent, for guardrails not in
+    ``design_effects`` (at least 1: the gate takes max(1, d))."""
+    design_effects: Mapping[str, float] = field(default_factory=dict)
+    """A guardrail's own design effect, by its key (read from a flag's evidence)."""
+    error_rate: float = 0.01
+    conversion_rate: float = 0.05
+    latency_median_ms: float = 100.0
+    latency_sigma: float = 0.5
+    """Latency is taken as log-normal: its median and the sigma of its logarithm."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "requests_per_s": self.requests_per_s > 0 and math.isfinite(self.requests_per_s),
+            "requests_per_unit": 1.0 <= self.requests_per_unit < math.inf,
+            "design_effect": 1.0 <= self.design_effect < math.inf,
+            "error_rate": 0.0 < self.error_rate < 1.0,
+            "conversion_rate": 0.0 < self.conversion_rate < 1.0,
+            "latency_median_ms": 0.0 < self.latency_median_ms < math.inf,
+            "latency_sigma": 0.0 < self.latency_sigma < 10.0,
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong or any(not 1.0 <= d < math.inf for d in self.design_effects.values()):
+            raise ValueError(f"traffic out of range: {', '.join(wrong) or 'design_effects'}")
+
+    def effect_of(self, guardrail: Guardrail) -> float:
+        """The design effect taken for ``guardrail``: 1 for a source with no units."""
+        if guardrail.source != "events":
+            return 1.0
+        return max(1.0, self.design_effects.get(guardrail.key, self.design_effect))
+
+
+# --- the arms of a stage ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Arms:
+    """Requests and units per arm (treatment, control) after a stage's first seconds."""
+
+    requests: tuple[float, float]
+    units: tuple[float, float]
+
+
+def arms_at(percent: float, traffic: Traffic, seconds: float) -> Arms:
+    share = percent / 100.0
+    total = traffic.requests_per_s * seconds
+    requests = (total * share, total * (1.0 - share))
+    units = tuple(r / traffic.requests_per_unit for r in requests)
+    return Arms(requests, (units[0], units[1]))
+
+
+def stage_seconds(stage: Stage, traffic: Traffic) -> tuple[float, bool]:
+    """How long the stage lasts at least: min_duration, or until its smaller arm has
+    min_units_per_arm units; and whether the units set it."""
+    share = min(stage.percent, 100.0 - stage.percent) / 100.0
+    duration = stage.min_duration.total_seconds()
+    if share <= 0 or stage.min_units_per_arm == 0:
+        return duration, False
+    per_s = traffic.requests_per_s * share / traffic.requests_per_unit
+    needed = stage.min_units_per_arm / per_s
+    return (needed, True) if needed > duration else (duration, False)
+
+
+# --- each metric's difference and variance at a regression of relative size x ------------
+
+Model = Callable[[float], tuple[float, float]]
+"""x (the regression's relative size) → (Δ on the harmful side, V of the difference)."""
+
+
+def proportion_model(base: float, arms: Arms, worse: float, deff: float) -> Model:
+    """A rate that gets worse by ``worse`` (+1: up, -1: down) times x of itself."""
+    n_t, n_c = arms.requests
+
+    def model(x: float) -> tuple[float, float]:
+        rate_t = min(1.0, max(0.0, base * (1.0 + worse * x)))
+        own = (
+            bernoulli_variance(rate_t * n_t, n_t) / n_t + bernoulli_variance(base * n_c, n_c) / n_c
+        )
+        pooled_rate = (rate_t * n_t + base * n_c) / (n_t + n_c)
+        pooled = bernoulli_variance(pooled_rate * (n_t + n_c), n_t + n_c) * (1 / n_t + 1 / n_c)
+        return abs(rate_t - base), max(own, pooled) * deff
+
+    return model
+
+
+def quantile_at(median: float, sigma: float, p: float) -> float:
+    return median * math.exp(sigma * _NORMAL.inv_cdf(p))
+
+
+def _quantile_se(median: float, sigma: float, q: float, n: float, deff: float) -> float:
+    """Woodruff's SE of a log-normal's q-quantile from n events, ranks widened by ``deff``."""
+    spread = QUANTILE_Z * math.sqrt(q * (1.0 - q) * deff / n)
+    if q - spread <= 0.0 or q + spread >= 1.0:
+        return math.inf
+    high, low = quantile_at(median, sigma, q + spread), quantile_at(median, sigma, q - spread)
+    return (high - low) / (2.0 * QUANTILE_Z)
+
+
+def quantile_model(q: float, traffic: Traffic, arms: Arms, deff: float) -> Model:
+    """Treatment's latency slower by a factor 1 + x throughout."""
+    median, sigma = traffic.latency_median_ms, traffic.latency_sigma
+    base = quantile_at(median, sigma, q)
+    se_t = _quantile_se(median, sigma, q, arms.requests[0], deff)
+    se_c = _quantile_se(median, sigma, q, arms.requests[1], deff)
+
+    def model(x: float) -> tuple[float, float]:
+        return base * x, ((1.0 + x) * se_t) ** 2 + se_c**2
+
+    return model
+
+
+def exceedance_share(edge_ms: float, traffic: Traffic) -> float:
+    """The share of a log-normal latency at or above the bucket edge the gate rounds to."""
+    first = exceedance_bucket(edge_ms)
+    edge = EDGES_MS[first - 1] if 0 < first <= len(EDGES_MS) else 0.0
+    if edge <= 0.0:
+        return 1.0
+    z = math.log(edge / traffic.latency_median_ms) / traffic.latency_sigma
+    return 1.0 - _NORMAL.cdf(z)
+
+
+def base_of(guardrail: Guardrail, traffic: Traffic) -> float:
+    metric = guardrail.metric
+    if metric == "error_rate":
+        return traffic.error_rate
+    if metric == "conversion_rate":
+        return traffic.conversion_rate
+    if metric in QUANTILES:
+        return quantile_at(traffic.latency_median_ms, traffic.latency_sigma, QUANTILES[metric])
+    assert guardrail.edge_ms is not None  # latency_exceedance: the plan model guarantees it
+    return exceedance_share(guardrail.edge_ms, traffic)
+
+
+def tolerance_of(guardrail: Guardrail, base: float) -> float:
+    """δ as the gate takes it: a quantile's tolerance counts only when relative."""
+    if guardrail.relative:
+        return guardrail.tolerance * base
+    return 0.0 if guardrail.metric in QUANTILES else guardrail.tolerance
+
+
+def metric_model(
+    guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms
+) -> tuple[Model, float]:
+    """The metric's model and the largest relative regression it can have."""
+    deff = traffic.effect_of(guardrail)
+    metric = guardrail.metric
+    if metric in QUANTILES:
+        return quantile_model(QUANTILES[metric], traffic, arms, deff), MAX_LATENCY_FACTOR
+    if metric == "conversion_rate":
+        return proportion_model(base, arms, -1.0, deff), 1.0
+    return proportion_model(base, arms, 1.0, deff), (1.0 - base) / base
