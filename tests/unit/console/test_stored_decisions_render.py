@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
+from controller.console.decisions import MAX_EVIDENCE_CHARS
 from controller.console.pages import esc
-from controller.console.rollout import MAX_EVIDENCE_CHARS, RolloutPage, rollout_detail
+from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.wire.messages import Decision, decision_or_alert
 from controller.ctl.report.model import Report
 from controller.ctl.report.render import html_page, markdown
