@@ -155,7 +155,16 @@ def sourced_tests(
         )
         if taken is not None:
             _traffic(traffic, taken, out, quiet=quiet)
-    for name in burn_windows(plan):
+    _burns(rollout, readings, now, max_age=max_age, out=out)
+    return out.sourced(readings.source, expected=rollout.percent / 100, plan=plan)
+
+
+def _burns(
+    rollout: Rollout, readings: FlagReadings, now: datetime, *, max_age: timedelta, out: _Gathered
+) -> None:
+    """The burn rate over each of the plan's windows, or why it cannot be read; a missing
+    one is never :attr:`Sourced.missing` (the budget holds forward moves, not the gate)."""
+    for name in burn_windows(rollout.plan):
         taken = _fresh(
             name,
             rollout=rollout,
@@ -166,7 +175,6 @@ def sourced_tests(
             dry_run=True,
         )
         out.burns[name.removeprefix(BURN_PREFIX)] = _burn(name, taken, out)
-    return out.sourced(readings.source, expected=rollout.percent / 100, plan=plan)
 
 
 def _burn(name: str, taken: Taken | None, out: _Gathered) -> float | str:
