@@ -105,6 +105,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
     (
+        "late_regression",
+        "critical",
+        {"stage": 1, "late": {"stage": 1, "flag_versions": [2], "why": "partitions [1, 3]"}},
+        ["*stage*\nstage 2"],
+    ),
+    (
         "pipeline_stopped",
         "warning",
         {"run_id": "run-1", "not_started": ["production"], "reason": "guardrail error_rate"},
