@@ -17,7 +17,6 @@ from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     control_baseline,
     guardrail_result,
-    metric_events,
     metric_floor,
     units_waiting,
 )
@@ -28,6 +27,7 @@ from controller.core.stats.latency import (
     latency_evidence,
 )
 from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_parts, limit_tests
+from controller.core.stats.on_units import metric_events
 from controller.core.stats.power import (
     FEW_UNITS,
     POWER,

@@ -29,7 +29,7 @@ from controller.core.stats.latency import (
     latency_quantile_test,
     quantile_min_samples,
 )
-from controller.core.stats.on_units import QUANTILES, unit_result
+from controller.core.stats.on_units import QUANTILES, metric_events, unit_result
 from controller.core.stats.sequential import SequentialResult, mean_test, proportion_test
 from controller.core.stats.units import MIN_CLUSTERS
 
@@ -170,17 +170,6 @@ def _proportion_counts(metric: str, t: ArmAggregate, c: ArmAggregate) -> tuple[i
         min(c.conversions, c.exposures),
         c.exposures,
     )
-
-
-def metric_events(metric: str, arm: ArmAggregate) -> int:
-    """How many events of ``metric`` the arm holds: what :func:`metric_floor` counts."""
-    if metric == "error_rate":
-        return arm.requests
-    if metric == "conversion_rate":
-        return arm.exposures
-    if metric == "conversion_value":
-        return arm.conversion_values
-    return arm.latency_count
 
 
 def _absolute(guardrail: Guardrail, control_value: float) -> float:

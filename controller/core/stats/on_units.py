@@ -113,10 +113,11 @@ def _on_units(result: SequentialResult, independent: SequentialResult) -> Sequen
 def _units(metric: str, read: tuple[ArmAggregate, ArmAggregate]) -> int:
     """N on units: each arm's units, at most its events of the metric (a unit without one
     adds nothing to the metric, and a unit-count estimate may exceed a handful of events)."""
-    return sum(min(arm.units, _events(metric, arm)) for arm in read)
+    return sum(min(arm.units, metric_events(metric, arm)) for arm in read)
 
 
-def _events(metric: str, arm: ArmAggregate) -> int:
+def metric_events(metric: str, arm: ArmAggregate) -> int:
+    """How many events of ``metric`` the arm holds (the guardrails' floors count them too)."""
     if metric == "error_rate":
         return arm.requests
     if metric == "conversion_rate":
