@@ -96,11 +96,9 @@ def _fold_each(
     # The hot loop of ingest: one tuple, one dict lookup and a few adds per
     # event, everything inline (a call per event costs as much as the adds).
     get, edges, ids, repeats = into.get, EDGES_MS, tally.ids, 0
-    # A count of a unit bucket is one slot appended to the cell's hits, counted up at the
-    # flush in C (CellDelta.bucket_counts): cheaper than a dict update per count. The unit's
-    # first slot is units.unit_bucket inline (the same CRC-32) times the slots of a bucket;
-    # hashed for each event, as a cache of units seen costs more than the hash when most
-    # units of a batch are new to it.
+    # A unit bucket's count is a slot appended to the cell's hits, counted up in C at the
+    # flush (CellDelta.bucket_counts). The unit's first slot is units.unit_bucket inline,
+    # hashed per event: a cache of units costs more when most units of a batch are new.
     crc, buckets, width = zlib.crc32, UNIT_BUCKETS, KIND_COUNT
     latency_at = LATENCY * FINE_PER_BIN  # a fine index i counts in slot base + (i + this) // 5
     for event in events:
@@ -140,24 +138,29 @@ def _fold_each(
                 hist[index] = hist.get(index, 0) + 1
                 hit(base + (index + latency_at) // FINE_PER_BIN)
         elif type(event) is ConversionIn:
-            # Every conversion counts in the total; a named one under its name too.
-            cell.conv += 1
-            hit(base + CONVERSIONS)
-            value = event.value
-            if value is not None:
-                cell.cv_n += 1
-                cell.cv_sum += value
-                cell.cv_sq += value * value
-                hit(base + VALUES)
-                sums = cell.sums
-                sums[base + VALUE_SUM] = sums.get(base + VALUE_SUM, 0.0) + value
-            if event.name is not None:
-                _add_named(cell, event.name, value)
+            _add_conversion(cell, event, base)  # rarer than requests: a call is affordable
         else:
             cell.exp += 1
             hit(base + EXPOSURES)
     tally.repeats += repeats
     return None
+
+
+def _add_conversion(cell: CellDelta, event: ConversionIn, base: int) -> None:
+    """Count a conversion in ``cell`` and its unit's bucket (from slot ``base``): every
+    conversion in the total, a named one under its name too."""
+    cell.conv += 1
+    cell.hits.append(base + CONVERSIONS)
+    value = event.value
+    if value is not None:
+        cell.cv_n += 1
+        cell.cv_sum += value
+        cell.cv_sq += value * value
+        cell.hits.append(base + VALUES)
+        sums = cell.sums
+        sums[base + VALUE_SUM] = sums.get(base + VALUE_SUM, 0.0) + value
+    if event.name is not None:
+        _add_named(cell, event.name, value)
 
 
 def _add_named(cell: CellDelta, name: str, value: float | None) -> None:
