@@ -73,7 +73,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from controller.adapters.redis.aggregate_reads import AggregateReads
-from controller.adapters.redis.client import RedisClient, connect, translated
+from controller.adapters.redis.client import (
+    RedisClient,
+    as_text,
+    connect,
+    flush_conflict,
+    translated,
+)
 from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, entry
 from controller.adapters.redis.keys import (
     SOURCES_PARTITION,
@@ -81,7 +87,7 @@ from controller.adapters.redis.keys import (
     partitions_key,
     source_meta_key,
 )
-from controller.core.common import DuplicateEvents, FencedError, FlushRefused, LostWrites
+from controller.core.common import DuplicateEvents, FlushRefused
 from controller.core.machine import LogIdentity
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
@@ -237,16 +243,16 @@ class RedisAggregateStore:
         if code == 0:
             return FlushOutcome.REPLAYED
         if code == -5:
-            named = frozenset(_text(i) for i in detail)
+            named = frozenset(as_text(i) for i in detail)
             raise DuplicateEvents(
                 f"partition {delta.partition}: {len(named)} events counted before", ids=named
             )
         if code in (-3, -4):
             raise FlushRefused(
-                f"partition {delta.partition}: flush refused, nothing written: {_text(detail)}",
+                f"partition {delta.partition}: flush refused, nothing written: {as_text(detail)}",
                 per_cell=code == -3,
             )
-        raise _conflict(delta.partition, code, _text(detail), epoch, expected_offset)
+        raise flush_conflict(delta.partition, code, as_text(detail), epoch, expected_offset)
 
     async def _checked_ids(self, partition: int, ids: list[str], now_ms: int) -> IdLog | None:
         """The events partition's ids in memory (read if not yet), having raised
@@ -334,7 +340,7 @@ class RedisAggregateStore:
             for p in parts:
                 pipe.spop(f"{self._tag(p)}:dirty", limit)
             results = await pipe.execute()
-        return {_text(m) for members in results for m in (members or [])}
+        return {as_text(m) for members in results for m in (members or [])}
 
     async def mark_dirty(self, flags: set[str]) -> None:
         """Put flags back as having news (into the first partition's set; reads pop all)."""
@@ -353,7 +359,7 @@ class RedisAggregateStore:
         totals: dict[str, int] = {}
         for row in results:
             for reason, count in row.items():
-                totals[_text(reason)] = totals.get(_text(reason), 0) + int(count)
+                totals[as_text(reason)] = totals.get(as_text(reason), 0) + int(count)
         return totals
 
     async def read(self, flag: str, versions: Iterable[int]) -> FlagAggregates:
@@ -374,36 +380,3 @@ class RedisAggregateStore:
         reads = [(flag, tuple(sorted(set(versions)))) for flag, versions in wanted]
         async with translated():
             return await self._reads.read(reads)
-
-
-def _conflict(
-    partition: int, code: int, stored: str, epoch: int, expected: int | None
-) -> FencedError | LostWrites:
-    """Why a flush was refused: another owner, or writes Redis acknowledged and lost.
-
-    Epochs only grow and a flush writes the offset and the aggregates together,
-    so a stored epoch below this owner's (or none at all) means the claim was
-    lost, and a stored offset behind this owner's, at its epoch, means flushes
-    were lost; a newer epoch or an offset ahead is another owner's work.
-    """
-    ours = f"this owner holds epoch {epoch}, expected offset {expected}"
-    if code == -1:
-        if not stored.isdigit() or int(stored) < epoch:
-            return LostWrites(
-                f"partition {partition}: redis lost acknowledged writes: the stored epoch is"
-                f" {stored} ({ours})",
-                stored_offset=None,
-            )
-        return FencedError(f"partition {partition}: flush refused, epoch is {stored} ({ours})")
-    offset = int(stored) if stored.lstrip("-").isdigit() else None
-    if offset is not None and expected is not None and offset < expected:
-        return LostWrites(
-            f"partition {partition}: redis lost acknowledged writes: the stored offset is"
-            f" {offset} ({ours})",
-            stored_offset=None if offset < 0 else offset,
-        )
-    return FencedError(f"partition {partition}: flush refused, stored offset is {stored} ({ours})")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

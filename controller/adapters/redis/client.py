@@ -28,7 +28,13 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from controller.core.common import ControllerError, StoreError, StoreUnavailable
+from controller.core.common import (
+    ControllerError,
+    FencedError,
+    LostWrites,
+    StoreError,
+    StoreUnavailable,
+)
 from controller.settings import RedisSettings
 
 log = structlog.get_logger("controller.adapters.redis")
@@ -179,3 +185,37 @@ def _from_client_library(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def flush_conflict(
+    partition: int, code: int, stored: str, epoch: int, expected: int | None
+) -> FencedError | LostWrites:
+    """Why a flush was refused: another owner, or writes Redis acknowledged and lost.
+
+    Epochs only grow and a flush writes the offset and the aggregates together,
+    so a stored epoch below this owner's (or none at all) means the claim was
+    lost, and a stored offset behind this owner's, at its epoch, means flushes
+    were lost; a newer epoch or an offset ahead is another owner's work.
+    """
+    ours = f"this owner holds epoch {epoch}, expected offset {expected}"
+    if code == -1:
+        if not stored.isdigit() or int(stored) < epoch:
+            return LostWrites(
+                f"partition {partition}: redis lost acknowledged writes: the stored epoch is"
+                f" {stored} ({ours})",
+                stored_offset=None,
+            )
+        return FencedError(f"partition {partition}: flush refused, epoch is {stored} ({ours})")
+    offset = int(stored) if stored.lstrip("-").isdigit() else None
+    if offset is not None and expected is not None and offset < expected:
+        return LostWrites(
+            f"partition {partition}: redis lost acknowledged writes: the stored offset is"
+            f" {offset} ({ours})",
+            stored_offset=None if offset < 0 else offset,
+        )
+    return FencedError(f"partition {partition}: flush refused, stored offset is {stored} ({ours})")
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply's bytes as text (anything else as its str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
