@@ -58,22 +58,22 @@ from controller.core.metrics_source import (
     scalar,
     sight_problem,
 )
-from controller.core.rollouts import ERROR_BUDGET, Guardrail, Plan, Rollout
+from controller.core.rollouts import Guardrail, Plan, Rollout, error_budget
 from controller.core.stats import (
     ArmAggregate,
     FlagAggregates,
     SequentialResult,
+    Shown,
     control_baseline,
     counted_arm,
     guardrail_result,
     histogram_arm,
     limit_result,
     metric_floor,
+    shown_reading,
 )
-from controller.core.wire import ErrorBudget, JsonObject, SourceReadings
+from controller.core.wire import ErrorBudget, SourceReadings
 
-MAX_SHOWN_QUERY = 2500
-"""A query is kept in the evidence up to this many characters."""
 MAX_SAMPLE_AGE = timedelta(seconds=60)
 """The default bound on an arm's newest sample (``prometheus.max_sample_age_seconds``)."""
 
@@ -181,7 +181,7 @@ def _burn(name: str, taken: Taken | None, out: _Gathered) -> float | str:
     """The burn rate over one window, or why it cannot be read."""
     if taken is None:
         return out.waiting[name].partition(": ")[2] or "no reading"
-    shown = _shown(taken, {})
+    shown = shown_reading(taken, {})
     out.shown[name] = shown
     try:
         value = _burn_value(taken.answers.get((SERVICE, "value")))
@@ -201,34 +201,6 @@ def _burn_value(got: Answer | str | None) -> float:
     return value
 
 
-def error_budget(plan: Plan, burns: Mapping[str, float | str]) -> ErrorBudget | None:
-    """Whether forward moves wait on the plan's burn rate, read over each window.
-
-    It holds when the burn rate is above the plan's over every window (the multi-window
-    condition), and when any window's could not be read: an unknown burn is no health.
-    """
-    burn = plan.burn_rate
-    if burn is None:
-        return None
-    values = {w: v for w, v in burns.items() if isinstance(v, float)}
-    problems = {w: v[:300] for w, v in burns.items() if isinstance(v, str)}
-    windows = ", ".join(burns)
-    burning = all(v > burn.above for v in values.values())
-    if problems:
-        why = f"the burn rate over {', '.join(problems)} cannot be read: not taken as healthy"
-    elif burning:
-        why = f"the burn rate is above {burn.above:g} over every window ({windows})"
-    else:
-        why = f"the burn rate is not above {burn.above:g} over every window ({windows})"
-    return ErrorBudget(
-        holds=bool(problems) or burning,
-        reason=f"{ERROR_BUDGET}: {why}",
-        above=burn.above,
-        windows={w: (round(v, 6) if isinstance(v, float) else None) for w, v in burns.items()},
-        **({"problems": problems} if problems else {}),
-    )
-
-
 def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool) -> None:
     """The treated requests of a stage with no control: its traffic, nothing tested."""
     assert guardrail.prometheus is not None  # the plan model guarantees it
@@ -242,52 +214,14 @@ def _traffic(guardrail: Guardrail, taken: Taken, out: _Gathered, *, quiet: bool)
         _see("treatment", taken, out.sample_age_s)
     except ReadingProblem as exc:
         reason = f"the treated requests from Prometheus are unusable: {exc}"
-        out.shown[TRAFFIC] = _shown(taken, {}, problems=[str(exc)])
+        out.shown[TRAFFIC] = shown_reading(taken, {}, problems=[str(exc)])
         out.unusable[TRAFFIC] = reason
         if not quiet:
             out.missing.append(reason)
         return
-    out.shown[TRAFFIC] = _shown(taken, {})
+    out.shown[TRAFFIC] = shown_reading(taken, {})
     out.shown[TRAFFIC].arms["treatment"] = {"requests": requests}
     out.traffic += requests
-
-
-@dataclass(slots=True)
-class Shown:
-    """What the evidence keeps of one reading (a guardrail's, a limit's, the traffic's):
-    when it was taken, each query as asked, each arm's numbers, and what was made of it;
-    or only why it is missing."""
-
-    at: str | None = None
-    queries: dict[str, dict[str, str]] = field(default_factory=dict)
-    arms: dict[str, dict[str, int]] = field(default_factory=dict)
-    missing: str | None = None
-    problems: list[str] = field(default_factory=list)
-    request_share: float | None = None
-    value: float | None = None
-    bound: dict[str, float] = field(default_factory=dict)
-    test: JsonObject | None = None
-
-    def wire(self) -> JsonObject:
-        """The reading as the evidence carries it: only the parts it has, in this order."""
-        if self.at is None:
-            return {"missing": self.missing}
-        shown: JsonObject = {
-            "at": self.at,
-            "queries": {role: {**by_arm} for role, by_arm in self.queries.items()},
-            "arms": {arm: {**numbers} for arm, numbers in self.arms.items()},
-        }
-        if self.problems:
-            shown["problems"] = [*self.problems]
-        if self.request_share is not None:
-            shown["request_share"] = self.request_share
-        if self.value is not None:
-            shown["value"] = self.value
-        if self.bound:
-            shown["bound"] = {**self.bound}
-        if self.test is not None:
-            shown["test"] = self.test
-        return shown
 
 
 @dataclass(slots=True)
@@ -363,7 +297,7 @@ def _guardrail(guardrail: Guardrail, plan: Plan, taken: Taken, out: _Gathered) -
             _see(arm, taken, out.sample_age_s)  # after: "no series" names the labels
         except ReadingProblem as exc:
             problems.append(f"{arm}: {exc}")
-    shown = _shown(taken, arms)
+    shown = shown_reading(taken, arms)
     out.shown[metric] = shown
     if problems:  # no series, NaN, not a histogram: never read as "no traffic" either
         shown.problems = problems
@@ -414,7 +348,7 @@ def _trials(arm: ArmAggregate) -> int:
 def _limit(limit: PrometheusLimit, plan: Plan, taken: Taken, out: _Gathered) -> None:
     name = LIMIT_PREFIX + limit.name
     got = taken.answers.get(("treatment", "value"))
-    shown = _shown(taken, {})
+    shown = shown_reading(taken, {})
     out.shown[name] = shown
     try:
         value = scalar(_given(got))
@@ -453,29 +387,3 @@ def _given(got: Answer | str | None) -> Answer:
     if not isinstance(got, Answer):
         raise ReadingProblem(got or "not asked")
     return got
-
-
-def _shown(
-    taken: Taken, arms: Mapping[str, ArmAggregate], problems: list[str] | None = None
-) -> Shown:
-    """What the evidence keeps of a reading: when, each query as asked, each arm's numbers."""
-    queries: dict[str, dict[str, str]] = {}
-    for (arm, role), text in taken.queries.items():
-        queries.setdefault(role, {})[arm] = text[:MAX_SHOWN_QUERY]
-    return Shown(
-        at=taken.at.isoformat(),
-        queries=queries,
-        arms={arm: _numbers(aggregate) for arm, aggregate in arms.items()},
-        problems=problems or [],
-    )
-
-
-def _numbers(arm: ArmAggregate) -> dict[str, int]:
-    numbers = {
-        "requests": arm.requests,
-        "errors": arm.errors,
-        "exposures": arm.exposures,
-        "conversions": arm.conversions,
-        "latency_count": arm.latency_count,
-    }
-    return {k: v for k, v in numbers.items() if v}

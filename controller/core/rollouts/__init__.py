@@ -38,7 +38,7 @@ from controller.core.rollouts.deploy_verdict import (
     DeployVerdict,
     deploy_verdict,
 )
-from controller.core.rollouts.moving import ERROR_BUDGET, NextMove, next_move
+from controller.core.rollouts.moving import ERROR_BUDGET, NextMove, error_budget, next_move
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
     CONVERSION_METRICS,
@@ -170,6 +170,7 @@ __all__ = [
     "conversion_of",
     "counted_late",
     "deploy_verdict",
+    "error_budget",
     "errors",
     "guardrail_key",
     "incoherence",

@@ -43,7 +43,14 @@ from controller.core.stats.running_power import (
     observed_seconds_to_detect,
 )
 from controller.core.stats.sequential import SequentialResult
-from controller.core.stats.sourced import counted_arm, histogram_arm, limit_result
+from controller.core.stats.sourced import (
+    MAX_SHOWN_QUERY,
+    Shown,
+    counted_arm,
+    histogram_arm,
+    limit_result,
+    shown_reading,
+)
 from controller.core.stats.srm import SrmResult, srm_test
 from controller.core.stats.units import (
     KIND_COUNT,
@@ -61,6 +68,7 @@ __all__ = [
     "KINDS",
     "KIND_COUNT",
     "MAX_CONVERSION_NAMES",
+    "MAX_SHOWN_QUERY",
     "NO_CONTROL",
     "OTHER_CONVERSIONS",
     "POWER",
@@ -76,6 +84,7 @@ __all__ = [
     "RateLimiter",
     "Seen",
     "SequentialResult",
+    "Shown",
     "SrmResult",
     "StagePreview",
     "Traffic",
@@ -97,6 +106,7 @@ __all__ = [
     "observed_seconds_to_detect",
     "plan_preview",
     "share_text",
+    "shown_reading",
     "srm_test",
     "units_waiting",
 ]

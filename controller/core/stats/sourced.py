@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from controller.core.common import BUCKET_COUNT, EDGES_MS, bucket_bounds
+from controller.core.metrics_source import Taken
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.stats.sequential import SequentialResult
+from controller.core.wire import JsonObject
 
 
 def counted_arm(metric: str, count: float, total: float) -> ArmAggregate:
@@ -113,3 +116,71 @@ def limit_result(value: float, bound: float, *, at_most: bool) -> SequentialResu
         n_tune=0,
         p_value=0.0 if beyond else 1.0,
     )
+
+
+MAX_SHOWN_QUERY = 2500
+"""A query is kept in the evidence up to this many characters."""
+
+
+@dataclass(slots=True)
+class Shown:
+    """What the evidence keeps of one reading (a guardrail's, a limit's, the traffic's):
+    when it was taken, each query as asked, each arm's numbers, and what was made of it;
+    or only why it is missing."""
+
+    at: str | None = None
+    queries: dict[str, dict[str, str]] = field(default_factory=dict)
+    arms: dict[str, dict[str, int]] = field(default_factory=dict)
+    missing: str | None = None
+    problems: list[str] = field(default_factory=list)
+    request_share: float | None = None
+    value: float | None = None
+    bound: dict[str, float] = field(default_factory=dict)
+    test: JsonObject | None = None
+
+    def wire(self) -> JsonObject:
+        """The reading as the evidence carries it: only the parts it has, in this order."""
+        if self.at is None:
+            return {"missing": self.missing}
+        shown: JsonObject = {
+            "at": self.at,
+            "queries": {role: {**by_arm} for role, by_arm in self.queries.items()},
+            "arms": {arm: {**numbers} for arm, numbers in self.arms.items()},
+        }
+        if self.problems:
+            shown["problems"] = [*self.problems]
+        if self.request_share is not None:
+            shown["request_share"] = self.request_share
+        if self.value is not None:
+            shown["value"] = self.value
+        if self.bound:
+            shown["bound"] = {**self.bound}
+        if self.test is not None:
+            shown["test"] = self.test
+        return shown
+
+
+def shown_reading(
+    taken: Taken, arms: Mapping[str, ArmAggregate], problems: list[str] | None = None
+) -> Shown:
+    """What the evidence keeps of a reading: when, each query as asked, each arm's numbers."""
+    queries: dict[str, dict[str, str]] = {}
+    for (arm, role), text in taken.queries.items():
+        queries.setdefault(role, {})[arm] = text[:MAX_SHOWN_QUERY]
+    return Shown(
+        at=taken.at.isoformat(),
+        queries=queries,
+        arms={arm: arm_numbers(aggregate) for arm, aggregate in arms.items()},
+        problems=problems or [],
+    )
+
+
+def arm_numbers(arm: ArmAggregate) -> dict[str, int]:
+    numbers = {
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "exposures": arm.exposures,
+        "conversions": arm.conversions,
+        "latency_count": arm.latency_count,
+    }
+    return {k: v for k, v in numbers.items() if v}

@@ -11,8 +11,9 @@ import pytest
 from controller.core.common import ConfigError
 from controller.core.machine.machine import step
 from controller.core.machine.queries import planned_queries, reading_names
-from controller.core.machine.sourced import error_budget, sourced_tests
+from controller.core.machine.sourced import sourced_tests
 from controller.core.metrics_source.readings import Answer, FlagReadings, Series, Taken
+from controller.core.rollouts import error_budget
 from controller.core.rollouts.actions import RecordDecision
 from controller.core.rollouts.moving import next_move
 from controller.core.rollouts.plan import Plan, parse_plan
