@@ -44,6 +44,7 @@ weights beside the same plan with equal weights, on the same seeded streams: an 
 (each plan's detections, the time to them and how many runs the weighted plan caught first).
 
     python bench/aa.py --alpha-weights error_rate=3,latency_p99=1 [--runs 100] [--workers 2]
+        [--streams aa,2x_error_rate,2x_latency]
 """
 
 from __future__ import annotations
@@ -263,14 +264,19 @@ def weighted_plan(text: str) -> Plan:
         raise SystemExit(str(exc)) from exc
 
 
-def one_weighted_run(task: tuple[int, float, float, Plan]) -> dict[str, dict[str, Outcome]]:
-    """Each stream of one seeded run, judged by the equal and the weighted plan alike."""
-    seed, rate, growth, weighted = task
+WeightedTask = tuple[int, float, float, Plan, tuple[str, ...]]
+
+
+def one_weighted_run(task: WeightedTask) -> dict[str, dict[str, Outcome]]:
+    """Each chosen stream of one seeded run, judged by the equal and the weighted plan alike."""
+    seed, rate, growth, weighted, streams = task
     healthy = Service()
     treatments = {"aa": healthy, "2x_error_rate": healthy.regressed("error_rate")}
     treatments["2x_latency"] = healthy.regressed("latency_p99")
     out: dict[str, dict[str, Outcome]] = {}
     for index, (stream, treatment) in enumerate(treatments.items()):
+        if stream not in streams:
+            continue  # the others keep their seeds: a stream is the same run after run
         out[stream] = {
             name: simulate(
                 plan,
@@ -290,16 +296,16 @@ def summarise_weighted(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, A
     n = len(runs)
     out: dict[str, Any] = {}
     for name in ("equal", "weighted"):
-        stops = sum(r["aa"][name].stopped is not None for r in runs)
-        out[name] = {
-            "false_rollback": stops / n,
-            "upper95": round(wilson(stops, n, upper=True), 4),
-        }
+        out[name] = {}
+        if "aa" in runs[0]:
+            stops = sum(r["aa"][name].stopped is not None for r in runs)
+            out[name]["false_rollback"] = stops / n
+            out[name]["upper95"] = round(wilson(stops, n, upper=True), 4)
         for stream, metric in WEIGHED_STREAMS.items():
-            if metric is not None:
+            if metric is not None and stream in runs[0]:
                 out[name][stream] = _caught([r[stream][name] for r in runs], metric)
     for stream, metric in WEIGHED_STREAMS.items():
-        if metric is not None:
+        if metric is not None and stream in runs[0]:
             out[f"weighted_first:{stream}"] = (
                 sum(_sooner(r[stream]["weighted"], r[stream]["equal"], metric) for r in runs) / n
             )
@@ -315,9 +321,12 @@ def _sooner(one: Outcome, other: Outcome, metric: str) -> bool:
 
 def main_weighted(args: argparse.Namespace) -> dict[str, Any]:
     weighted = weighted_plan(args.alpha_weights)
-    tasks = [
-        (args.seed * 1_000_003 + i, args.rate, args.growth, weighted) for i in range(args.runs)
-    ]
+    streams = tuple(args.streams.split(",")) if args.streams else tuple(WEIGHED_STREAMS)
+    unknown = [s for s in streams if s not in WEIGHED_STREAMS]
+    if unknown:
+        raise SystemExit(f"unknown streams {unknown}; known: {', '.join(WEIGHED_STREAMS)}")
+    seeds = [args.seed * 1_000_003 + i for i in range(args.runs)]
+    tasks = [(seed, args.rate, args.growth, weighted, streams) for seed in seeds]
     started = time.monotonic()
     runs: list[dict[str, dict[str, Outcome]]] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -328,10 +337,12 @@ def main_weighted(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarise_weighted(runs)
     for name in ("equal", "weighted"):
         f = summary[name]
-        progress(
-            f"A/A {name}: false rollbacks {f['false_rollback']:.3f} (95% upper {f['upper95']})"
-        )
+        if "false_rollback" in f:
+            false = f"false rollbacks {f['false_rollback']:.3f} (95% upper {f['upper95']})"
+            progress(f"A/A {name}: {false}")
         for stream in ("2x_error_rate", "2x_latency"):
+            if stream not in f:
+                continue
             c = f[stream]
             progress(
                 f"{stream} {name}: on its guardrail {c['on_its_own_guardrail']:.3f},"
@@ -373,6 +384,11 @@ if __name__ == "__main__":
         default="",
         help="the default plan with these guardrail weights (error_rate=3,latency_p99=1)"
         " beside equal weights, on the same streams",
+    )
+    parser.add_argument(
+        "--streams",
+        default="",
+        help="--alpha-weights: the streams to run (aa,2x_error_rate,2x_latency; default: all)",
     )
     parsed = parser.parse_args()
     if parsed.alpha_weights:
