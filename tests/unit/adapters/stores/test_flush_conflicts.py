@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.redis.aggregates import _conflict
+from controller.adapters.redis.client import flush_conflict
 from controller.core.common.errors import FencedError, LostWrites
 
 OURS = 7  # this owner's epoch
@@ -26,7 +26,7 @@ EXPECTED = 5733  # the offset this owner last wrote
 def test_a_refusal_is_told_apart_by_what_redis_holds(
     code: int, stored: str, expected: int | None, kind: type, stored_offset: int | None
 ) -> None:
-    error = _conflict(3, code, stored, OURS, expected)
+    error = flush_conflict(3, code, stored, OURS, expected)
     assert type(error) is kind
     assert "partition 3" in str(error)
     if isinstance(error, LostWrites):
