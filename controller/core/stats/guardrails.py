@@ -51,7 +51,7 @@ def guardrail_result(
     if not on_units(data):
         return independent
     result = unit_result(guardrail, (data.treatment, data.control), (t, c), independent, plan)
-    if result is None or math.isinf(result.variance):
+    if result is None or math.isinf(result.half_width):
         return None  # not yet enough units to say how they vary
     return result
 

@@ -266,3 +266,17 @@ def test_latencies_from_a_bin_up_are_each_buckets_sum_however_often_asked(first_
     fresh = units.UnitBuckets(tuple(totals))
     assert buckets == fresh
     assert hash(buckets) == hash(fresh)
+
+
+def test_arms_whose_units_are_not_counted_are_not_tested_on_them() -> None:
+    """Buckets without a count of units (N = 0) bound nothing: not yet tested, never passed."""
+    rng = random.Random(17)
+    data = _arms(
+        _failing_units(rng, Arm.TREATMENT, 400, 10) + _failing_units(rng, Arm.CONTROL, 400, 10)
+    )
+    uncounted = replace(
+        data,
+        treatment=replace(data.treatment, units=0),
+        control=replace(data.control, units=0),
+    )
+    assert guardrail_result(ERRORS_GUARD, uncounted, PLAN) is None
