@@ -62,17 +62,7 @@ def get(
     ``timeout_s`` bounds the whole exchange, not each read: a server that
     drips its answer cannot hold the tool (see :mod:`controller.kit.deadlines`).
     """
-    try:
-        with httpx.stream("GET", url, timeout=timeout_s, headers=headers) as response:
-            declared = response.headers.get("content-length")
-            chunks = within(response.iter_bytes(), timeout_s, "GET")
-            raw = read_bounded_sync(chunks, max_bytes, declared=declared)
-            text = raw.decode(response.encoding or "utf-8", errors="replace")
-            return Answer(response.status_code, response.headers, text)
-    except httpx.HTTPError as exc:
-        raise Unreachable(str(exc)) from exc
-    except (DeadlineExceeded, TooLarge) as exc:
-        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+    return _exchange("GET", url, None, timeout_s=timeout_s, headers=headers, max_bytes=max_bytes)
 
 
 def post(
@@ -85,10 +75,25 @@ def post(
 ) -> Answer:
     """POST ``body`` as JSON to ``url``, bounded as :func:`get` is."""
     sent = {"Content-Type": "application/json", **(headers or {})}
+    return _exchange("POST", url, body, timeout_s=timeout_s, headers=sent, max_bytes=max_bytes)
+
+
+def _exchange(
+    method: str,
+    url: str,
+    body: bytes | None,
+    *,
+    timeout_s: float,
+    headers: Mapping[str, str] | None,
+    max_bytes: int,
+) -> Answer:
+    """One request, its whole answer read within ``timeout_s`` and ``max_bytes``."""
     try:
-        with httpx.stream("POST", url, content=body, timeout=timeout_s, headers=sent) as response:
+        with httpx.stream(
+            method, url, content=body, timeout=timeout_s, headers=headers
+        ) as response:
             declared = response.headers.get("content-length")
-            chunks = within(response.iter_bytes(), timeout_s, "POST")
+            chunks = within(response.iter_bytes(), timeout_s, method)
             raw = read_bounded_sync(chunks, max_bytes, declared=declared)
             text = raw.decode(response.encoding or "utf-8", errors="replace")
             return Answer(response.status_code, response.headers, text)
