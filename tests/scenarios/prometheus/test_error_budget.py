@@ -24,6 +24,7 @@ from tests.support.backing.prometheus_kit import (
     scraped_app,
     serve_traffic,
 )
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SERVICE = "checkout-service"
@@ -104,12 +105,11 @@ async def test_a_burning_budget_holds_advances_never_rollbacks_and_the_rollout_g
 
     async def over_threshold() -> bool:
         seen.update({w: await burn_rate(prometheus, w) for w in ("10s", "30s")})
-        return all(v is not None and v > ABOVE for v in seen.values())
+        over = all(v is not None and v > ABOVE for v in seen.values())
+        assert over, f"the burn rate read {seen}"
+        return over
 
-    deadline = asyncio.get_running_loop().time() + 60
-    while not await over_threshold():
-        assert asyncio.get_running_loop().time() < deadline, f"the burn rate read {seen}"
-        await asyncio.sleep(0.5)
+    await eventually(over_threshold, timeout=60, what="the burn rate over its threshold")
     # When a healthy flag and a twin failing three times as often in treatment start
     # rolling out under a plan held by that burn rate
     scenario.run("held", serve_traffic(app, "held", scenario.state, rate=600))
