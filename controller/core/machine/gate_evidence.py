@@ -85,8 +85,16 @@ def _tally(plan: Plan, arm: ArmAggregate) -> ArmTally:
         requests=arm.requests,
         errors=arm.errors,
         conversions=arm.conversions,
+        **_counted(arm),
         **({} if named is None else {"named_conversions": named}),
     )
+
+
+def _counted(arm: ArmAggregate) -> dict[str, int]:
+    """The arm's crashes and exceptions where it has any: evidence without them is written
+    as it always was."""
+    counts = {"crashes": arm.crashes, "exceptions": arm.exceptions}
+    return {name: n for name, n in counts.items() if n}
 
 
 def _named(plan: Plan, arm: ArmAggregate) -> dict[str, int] | None:

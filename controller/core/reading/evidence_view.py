@@ -115,6 +115,8 @@ class ArmTally(_Read):
     requests: Count = None
     errors: Count = None
     conversions: Count = None
+    crashes: Count = None
+    exceptions: Count = None
     named_conversions: Annotated[dict[str, int | None] | None, BeforeValidator(_counts)] = None
     """The conversions of each name the plan's guardrails read (absent from older gates)."""
 

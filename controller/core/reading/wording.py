@@ -1,12 +1,11 @@
 """How every output names a stage and labels the advisor: one wording, one place.
 
-Stages are 0-based indexes inside the controller and on the wire (the
-``stage`` field of decisions, alerts and flag states), but people count from
-one: every text says "stage 3/5 (25%)" for index 2 of a five-stage plan at
-25%, whether it is an alert's summary, a decision line, ``rolloutctl status``,
-the demo's screens or a report. Messages carry the same position as numbers
-under :data:`AT_STAGE`, so a reader of the JSON never guesses the counting.
-Pure; the readers of JSON are defensive (a message may lack or bend a field).
+Stages are 0-based indexes inside the controller and on the wire (the ``stage`` field of
+decisions, alerts and flag states), but people count from one: every text says "stage 3/5
+(25%)" for index 2 of a five-stage plan at 25%, whether it is an alert's summary, a decision
+line, ``rolloutctl status``, the demo's screens or a report. Messages carry the same
+position as numbers under :data:`AT_STAGE`, so a reader of the JSON never guesses the
+counting. Pure; the readers of JSON are defensive (a message may lack or bend a field).
 """
 
 from __future__ import annotations
@@ -236,6 +235,8 @@ METRIC_NAMES = {
     "latency_p95": "p95 latency",
     "latency_p99": "p99 latency",
     "conversion_value": "conversion value",
+    "crash_count": "crashes per exposure",
+    "exception_count": "exceptions per exposure",
 }
 """Each guardrail's metric as people say it."""
 

@@ -42,6 +42,7 @@ from controller.core.rollouts.moving import ERROR_BUDGET, NextMove, error_budget
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
     CONVERSION_METRICS,
+    COUNT_METRICS,
     Guardrail,
     Limits,
     Metric,
@@ -103,6 +104,7 @@ __all__ = [
     "ADVICE_SCHEMA",
     "COMPLETION_SERVES",
     "CONVERSION_METRICS",
+    "COUNT_METRICS",
     "DEFAULTS",
     "DEFAULT_PLAN",
     "DEPLOY_VERDICT_MODELS",

@@ -30,10 +30,21 @@ Metric = Literal[
     "latency_exceedance",
     "conversion_rate",
     "conversion_value",
+    "crash_count",
+    "exception_count",
 ]
 LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"error_rate", "latency_p95", "latency_p99", "latency_exceedance"}
+    {
+        "error_rate",
+        "latency_p95",
+        "latency_p99",
+        "latency_exceedance",
+        "crash_count",
+        "exception_count",
+    }
 )
+COUNT_METRICS: frozenset[str] = frozenset({"crash_count", "exception_count"})
+"""Counts with no denominator of their own, tested per exposure (docs/architecture.md)."""
 CONVERSION_METRICS: frozenset[str] = frozenset({"conversion_rate", "conversion_value"})
 """The metrics a guardrail may read for one named conversion alone."""
 KEY_SEPARATOR = ":"

@@ -33,7 +33,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from controller.core.common import BUCKET_COUNT
-from controller.core.stats.units import FLOAT_SLOTS, SLOT_FIELDS, UnitBuckets, slot_of
+from controller.core.stats.units import (
+    CRASHES,
+    EXCEPTIONS,
+    FLOAT_SLOTS,
+    SLOT_FIELDS,
+    UnitBuckets,
+    slot_of,
+)
 
 COUNTER_FIELDS = ("exp", "req", "err", "lat_n", "conv", "cv_n")
 """Integer counters: exposures, requests, errors, requests with a latency,
@@ -198,6 +205,17 @@ class ArmAggregate:
     buckets: UnitBuckets | None = None
     """The arm's unit buckets (:mod:`controller.core.stats.units`); None where a source has no
     units (a Prometheus series) or nothing was counted in them."""
+
+    @property
+    def crashes(self) -> int:
+        """Crashes counted: kept in the unit buckets alone, which count every one of them (a
+        crash has a unit, and crashes were first counted after buckets were)."""
+        return 0 if self.buckets is None else round(self.buckets.total(CRASHES))
+
+    @property
+    def exceptions(self) -> int:
+        """Exceptions counted (every crash among them), from the unit buckets as crashes are."""
+        return 0 if self.buckets is None else round(self.buckets.total(EXCEPTIONS))
 
     def converted(self, name: str | None) -> ArmAggregate:
         """This arm as a guardrail on conversion ``name`` reads it: its conversion counts those

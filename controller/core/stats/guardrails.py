@@ -30,8 +30,13 @@ from controller.core.stats.latency import (
     quantile_min_samples,
 )
 from controller.core.stats.on_units import QUANTILES, metric_events, unit_result
-from controller.core.stats.sequential import SequentialResult, mean_test, proportion_test
-from controller.core.stats.units import MIN_CLUSTERS
+from controller.core.stats.sequential import (
+    SequentialResult,
+    count_rate_test,
+    mean_test,
+    proportion_test,
+)
+from controller.core.stats.units import COUNTED_KINDS, MIN_CLUSTERS
 
 
 def guardrail_result(
@@ -85,6 +90,8 @@ def _independent_result(
         return _exceedance_result(guardrail, t, c, plan)
     if metric == "conversion_value":
         return _value_result(guardrail, t, c, plan)
+    if metric in COUNTED_KINDS:
+        return _count_result(guardrail, t, c, plan)
     return _proportion_result(guardrail, t, c, plan)
 
 
@@ -142,6 +149,26 @@ def _value_result(
         alpha=plan.alpha_for(guardrail.key),
         n_tune=plan.n_tune,
     )
+
+
+def _count_result(
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+) -> SequentialResult:
+    count_t, count_c = counted(guardrail.metric, t), counted(guardrail.metric, c)
+    return count_rate_test(
+        count_t,
+        t.exposures,
+        count_c,
+        c.exposures,
+        tolerance=_absolute(guardrail, _rate(count_c, c.exposures)),
+        alpha=plan.alpha_for(guardrail.key),
+        n_tune=plan.n_tune,
+    )
+
+
+def counted(metric: str, arm: ArmAggregate) -> int:
+    """A count guardrail's events in ``arm``: its crashes or its exceptions."""
+    return arm.crashes if metric == "crash_count" else arm.exceptions
 
 
 def _proportion_result(

@@ -5,7 +5,8 @@ Pure. :func:`unit_result` takes a guardrail's test as if requests were independe
 on units: V * max(1, design effect), and N the units behind the metric. The design
 effect is estimated from the arms' unit buckets (:mod:`controller.core.stats.units`):
 
-* a ratio (errors per request, conversions per exposure, value per conversion): the
+* a ratio (errors per request, conversions per exposure, value per conversion, crashes or
+  exceptions per exposure): the
   delta method's variance over buckets (the larger of the arms' own and the one identical
   arms would share, pooled within arms over both arms' buckets) against the variance as if
   the same events were independent;
@@ -42,9 +43,11 @@ from controller.core.stats.sequential import (
     bernoulli_variance,
     difference_test,
     mean_and_variance,
+    poisson_variance,
 )
 from controller.core.stats.units import (
     CONVERSIONS,
+    COUNTED_KINDS,
     ERRORS,
     EXPOSURES,
     FINE_PER_BIN,
@@ -120,7 +123,7 @@ def metric_events(metric: str, arm: ArmAggregate) -> int:
     """How many events of ``metric`` the arm holds (the guardrails' floors count them too)."""
     if metric == "error_rate":
         return arm.requests
-    if metric == "conversion_rate":
+    if metric == "conversion_rate" or metric in COUNTED_KINDS:
         return arm.exposures
     if metric == "conversion_value":
         return arm.conversion_values
@@ -152,7 +155,25 @@ def _design_effect(
             bernoulli_variance(sum(hits), t.exposures + c.exposures),
         )
         return _ratio_effect(buckets, (CONVERSIONS, EXPOSURES), spread, (t.units, c.units))
+    if metric in COUNTED_KINDS:
+        return _count_effect(metric, raw, buckets)
     return _ratio_effect(buckets, (VALUE_SUM, VALUES), _value_spread(t, c), (t.units, c.units))
+
+
+def _count_effect(
+    metric: str, raw: tuple[ArmAggregate, ArmAggregate], buckets: tuple[UnitBuckets, UnitBuckets]
+) -> float | None:
+    """A count per exposure (crashes, exceptions) is a ratio of sums like any other: its
+    design effect against the Poisson variance it would have were every event independent."""
+    kind = COUNTED_KINDS[metric]
+    t, c = raw
+    counts = buckets[0].total(kind), buckets[1].total(kind)
+    spread = (
+        poisson_variance(counts[0], t.exposures),
+        poisson_variance(counts[1], c.exposures),
+        poisson_variance(sum(counts), t.exposures + c.exposures),
+    )
+    return _ratio_effect(buckets, (kind, EXPOSURES), spread, (t.units, c.units))
 
 
 def _value_spread(t: ArmAggregate, c: ArmAggregate) -> tuple[float, float, float]:

@@ -63,6 +63,14 @@ FEW_UNITS = 100
 """Fewer units than this in the smaller arm: how many requests it gets depends on which few
 units land in it, and the gate catches the figure less often than 80% when a few units send
 most requests (``bench/power.py``)."""
+NOT_PREVIEWED = {
+    "conversion_value": "not previewed: it needs the spread of conversion values",
+    "crash_count": "not previewed: a count per exposure needs its base rate and how it"
+    " clusters by unit (bench/crashes.py measures the gate on crash-looping units)",
+    "exception_count": "not previewed: a count per exposure needs its base rate and how it"
+    " clusters by unit",
+}
+"""Metrics the preview has no model of, and why it shows no figure for them."""
 _STEPS = 80
 """Bisection steps: far below any figure shown."""
 
@@ -135,16 +143,9 @@ def detectable(
     of a stage serving ``percent`` (see the module for the approximation)."""
     direction: Direction = "lower_is_better" if guardrail.lower_is_better else "higher_is_better"
     none = Detectable(guardrail.key, direction, None, None, None)
-    if guardrail.metric == "conversion_value":
-        return Detectable(
-            guardrail.key,
-            direction,
-            None,
-            None,
-            None,
-            "not previewed: it needs the spread of conversion values",
-            previewed=False,
-        )
+    unmodelled = NOT_PREVIEWED.get(guardrail.metric)
+    if unmodelled is not None:
+        return Detectable(guardrail.key, direction, None, None, None, unmodelled, previewed=False)
     if not 0 < percent < 100:
         return _with(none, "no control arm to compare against")
     arms = arms_at(percent, traffic, seconds)

@@ -30,10 +30,12 @@ p < a exactly when the test regresses. Solving h(a') = m, where m is how far
 
     L = m²·(N·r)² / (N·V · 2(N·r² + 1))        p = min(1, √(N·r² + 1) / (2·(e^L - 1)))
 
-**Proportions** use v = p(1 - p); an arm with no events, or only events, gets
-the variance of half an event, f(1 - f) with f = 0.5/n, so that a handful of
-requests cannot claim certainty. **Means** use the sample variance from sums.
-For both, V is never below its value under the null of identical arms, the
+**Counts per exposure** (crashes, exceptions: a count with no denominator of its
+own) use the Poisson v = λ, floored at half an event. **Proportions** use
+v = p(1 - p); an arm with no events, or only events, gets the variance of half
+an event, f(1 - f) with f = 0.5/n, so that a handful of requests cannot claim
+certainty. **Means** use the sample variance from sums.
+In all three, V is never below its value under the null of identical arms, the
 pooled estimate (see :func:`_at_least_null`). Latency tests
 (:mod:`controller.core.stats.latency`) feed this same boundary.
 """
@@ -246,6 +248,44 @@ def proportion_test(
         variance=_at_least_null(own, pooled, n_t, n_c),
         n=n_t + n_c,
         direction=direction,
+        tolerance=tolerance,
+        alpha=alpha,
+        n_tune=n_tune,
+    )
+
+
+def poisson_variance(count: float, n: float) -> float:
+    """λ per exposure of a count with no denominator of its own (crashes per exposure), at
+    least that of half an event, as :func:`_bernoulli_variance` floors a rate."""
+    return max(count, 0.5) / n if n else 0.0
+
+
+def count_rate_test(
+    count_t: int,
+    n_t: int,
+    count_c: int,
+    n_c: int,
+    *,
+    tolerance: float = 0.0,
+    alpha: float = DEFAULT_ALPHA,
+    n_tune: int = DEFAULT_N_TUNE,
+) -> SequentialResult:
+    """Sequential test of a count per exposure (crashes, exceptions): lower is better.
+
+    Taken as if every event were an independent Poisson draw, v = λ per exposure, the
+    larger of the arms' own and the pooled λ (:func:`_at_least_null`). Counts cluster by
+    unit far more than that (a crash-looping device), so the gate takes this on units
+    (:mod:`controller.core.stats.on_units`).
+    """
+    if min(count_t, n_t, count_c, n_c) < 0:
+        raise ValueError(f"counts must be >= 0: {count_t}/{n_t}, {count_c}/{n_c}")
+    own = _arm_variance(poisson_variance(count_t, n_t), n_t, poisson_variance(count_c, n_c), n_c)
+    pooled = poisson_variance(count_t + count_c, n_t + n_c)
+    return difference_test(
+        delta=(count_t / n_t if n_t else 0.0) - (count_c / n_c if n_c else 0.0),
+        variance=_at_least_null(own, pooled, n_t, n_c),
+        n=n_t + n_c,
+        direction="lower_is_better",
         tolerance=tolerance,
         alpha=alpha,
         n_tune=n_tune,

@@ -50,14 +50,17 @@ FINE_PER_BIN = 5
 """Fine histogram buckets per coarse latency bin of a unit bucket (a quarter decade)."""
 LATENCY_BINS = -(-BUCKET_COUNT // FINE_PER_BIN)
 """Coarse latency bins per unit bucket."""
-COUNT_KINDS = ("x", "r", "e", "c", "n")
-"""A unit bucket's integer counts: exposures, requests, errors, conversions, valued conversions."""
+COUNT_KINDS = ("x", "r", "e", "c", "n", "k", "q")
+"""A unit bucket's integer counts: exposures, requests, errors, conversions, valued conversions,
+crashes, exceptions (new kinds are appended: a field's name says its kind, never its place)."""
 SUM_KINDS = ("s",)
 """A unit bucket's float sums: the conversions' values."""
 KINDS = (*COUNT_KINDS, *SUM_KINDS, *(f"l{j}" for j in range(LATENCY_BINS)))
 """Every kind a unit bucket counts, in slot order (``l<j>``: latencies in coarse bin j)."""
 KIND_COUNT = len(KINDS)
-EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, VALUE_SUM = range(6)
+EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, CRASHES, EXCEPTIONS, VALUE_SUM = map(
+    KINDS.index, ("x", "r", "e", "c", "n", "k", "q", "s")
+)
 """Each kind's offset within a bucket's slots."""
 LATENCY = len(COUNT_KINDS) + len(SUM_KINDS)
 """The offset of the first coarse latency bin."""
@@ -65,8 +68,13 @@ METRIC_DENOMINATORS = {
     "error_rate": REQUESTS,
     "conversion_rate": EXPOSURES,
     "conversion_value": VALUES,
+    "crash_count": EXPOSURES,
+    "exception_count": EXPOSURES,
 }
-"""The kind each ratio metric is per; latency metrics are per latency counted."""
+"""The kind each ratio metric is per (a count guardrail is a count per exposure); latency
+metrics are per latency counted."""
+COUNTED_KINDS = {"crash_count": CRASHES, "exception_count": EXCEPTIONS}
+"""The kind each count guardrail counts: its events have no denominator of their own."""
 FIELD_PREFIX = "u"
 """A unit bucket's field is ``u<bucket>.<kind>`` in the arm's hash."""
 MIN_CLUSTERS = 8

@@ -67,6 +67,15 @@ class ArmTally(Part):
     requests: int = Field(description="Request events counted.")
     errors: int = Field(description="Requests that failed.")
     conversions: int = Field(description="Conversion events counted, every name together.")
+    crashes: int = Field(
+        default=0,
+        description="Crashes counted (crash events, FATAL log records); absent when none.",
+    )
+    exceptions: int = Field(
+        default=0,
+        description="Exceptions counted (exception and crash events, exception span events,"
+        " ERROR and FATAL log records); absent when none.",
+    )
     named_conversions: dict[str, int] | None = Field(
         default=None,
         description="Conversions of each name the plan's guardrails read, and of the names "

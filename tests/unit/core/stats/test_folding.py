@@ -96,11 +96,12 @@ def test_fold_counts_each_event_in_its_units_bucket(unit: str) -> None:
 
 
 def test_unit_buckets_given_whole_count_with_folded_ones() -> None:
-    cell = CellDelta(hits=[3, 3, 7], sums={5: 1.5}, buckets={3: 2.0, 5: 0.5, 40: 0.0})
-    assert cell.bucket_counts() == {3: 4, 7: 1}
-    assert cell.bucket_sums() == {5: 2.0}
-    assert cell.counters() == {units.slot_field(3): 4, units.slot_field(7): 1}
-    assert cell.floats() == {units.slot_field(5): 2.0}
+    value = units.VALUE_SUM  # the first bucket's float slot
+    cell = CellDelta(hits=[3, 3, 6], sums={value: 1.5}, buckets={3: 2.0, value: 0.5, 40: 0.0})
+    assert cell.bucket_counts() == {3: 4, 6: 1}
+    assert cell.bucket_sums() == {value: 2.0}
+    assert cell.counters() == {units.slot_field(3): 4, units.slot_field(6): 1}
+    assert cell.floats() == {units.slot_field(value): 2.0}
 
 
 def test_cell_fields_match_store_names() -> None:
