@@ -122,6 +122,9 @@ def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _
                 cell.hist[bucket_of(e["latency_ms"])] += 1
                 coarse = bucket_of(e["latency_ms"]) // units.FINE_PER_BIN
                 cell.count(unit, units.LATENCY + coarse)
+        elif e["type"] in ("crash", "exception"):
+            cell.count(unit, units.EXCEPTIONS)
+            cell.count(unit, units.CRASHES, int(e["type"] == "crash"))
         else:
             cell.conversions += 1
             cell.count(unit, units.CONVERSIONS)

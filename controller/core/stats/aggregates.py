@@ -102,6 +102,9 @@ class CellDelta:
     units: set[str] = field(default_factory=set)
     named: dict[str, NamedDelta] = field(default_factory=dict)
     """Per conversion name (first seen first), its own counts; each also counts in ``conv``..."""
+    failures: int = 0
+    """Crash and exception events folded: counted in the unit buckets alone (no store field of
+    the arm's own), and here for ingest's count of events."""
     hits: list[int] = field(default_factory=list)
     """The unit buckets' integer slots (:mod:`controller.core.stats.units`), one entry per
     count: the fold appends, the flush counts them up once (:meth:`bucket_counts`)."""

@@ -21,7 +21,9 @@ from controller.core.common import EDGES_MS
 from controller.core.stats.aggregates import CellDelta, CellKey, NamedDelta
 from controller.core.stats.units import (
     CONVERSIONS,
+    CRASHES,
     ERRORS,
+    EXCEPTIONS,
     EXPOSURES,
     FINE_PER_BIN,
     KIND_COUNT,
@@ -31,7 +33,7 @@ from controller.core.stats.units import (
     VALUE_SUM,
     VALUES,
 )
-from controller.core.wire import ConversionIn, InEvent, RequestIn
+from controller.core.wire import ConversionIn, CrashIn, ExposureIn, InEvent, RequestIn
 
 
 @dataclass(slots=True)
@@ -137,13 +139,25 @@ def _fold_each(
                 index = bisect_right(edges, latency)  # histogram.bucket_of, inline
                 hist[index] = hist.get(index, 0) + 1
                 hit(base + (index + latency_at) // FINE_PER_BIN)
-        elif type(event) is ConversionIn:
-            _add_conversion(cell, event, base)  # rarer than requests: a call is affordable
-        else:
+        elif type(event) is ExposureIn:
             cell.exp += 1
             hit(base + EXPOSURES)
+        else:
+            _add_rarer(cell, event, base)  # rarer than requests: a call is affordable
     tally.repeats += repeats
     return None
+
+
+def _add_rarer(cell: CellDelta, event: InEvent, base: int) -> None:
+    """Count a conversion, a crash or an exception in ``cell`` and its unit's bucket. A crash
+    is also an exception (the one nobody caught); both are kept in the unit buckets alone."""
+    if type(event) is ConversionIn:
+        _add_conversion(cell, event, base)
+        return
+    cell.failures += 1
+    cell.hits.append(base + EXCEPTIONS)
+    if type(event) is CrashIn:
+        cell.hits.append(base + CRASHES)
 
 
 def _add_conversion(cell: CellDelta, event: ConversionIn, base: int) -> None:
@@ -192,4 +206,4 @@ class PartitionDelta:
     @property
     def events(self) -> int:
         """How many events (not rejections) the delta holds."""
-        return sum(c.exp + c.req + c.conv for c in self.cells.values())
+        return sum(c.exp + c.req + c.conv + c.failures for c in self.cells.values())

@@ -59,13 +59,7 @@ from controller.core.common import (
     MAX_LATENCY_MS,
     SCHEMA_VERSION,
 )
-from controller.core.wire.messages import (
-    EVENT_TYPES,
-    Conversion,
-    Exposure,
-    RequestOutcome,
-    event_adapter,
-)
+from controller.core.wire.messages import EVENT_TYPES, InboundEvent, event_adapter
 
 MAX_DETAIL_CHARS = 500
 MAX_NESTING = 16
@@ -131,7 +125,19 @@ class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
     cohort: _Cohort | None = None
 
 
-InEvent = ExposureIn | RequestIn | ConversionIn
+class CrashIn(_Wire, gc=False, tag="crash", frozen=True):
+    """Fast-path mirror of :class:`messages.Crash`."""
+
+    cohort: _Cohort | None = None
+
+
+class ExceptionIn(_Wire, gc=False, tag="exception", frozen=True):
+    """Fast-path mirror of :class:`messages.RaisedException`."""
+
+    cohort: _Cohort | None = None
+
+
+InEvent = ExposureIn | RequestIn | ConversionIn | CrashIn | ExceptionIn
 _fast: msgspec.json.Decoder[InEvent] = msgspec.json.Decoder(InEvent)
 # Each top-level key's last value, unparsed: how the contract reads a repeated key.
 _last_values: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(
@@ -280,7 +286,7 @@ def _refusal(raw: bytes, exc: ValidationError) -> Rejection:
     return Rejection(RejectReason.SCHEMA_VIOLATION, summarize(exc))
 
 
-def _as_contract_reads(model: Exposure | RequestOutcome | Conversion) -> InEvent | Rejection:
+def _as_contract_reads(model: InboundEvent) -> InEvent | Rejection:
     """The event the contract accepted, decoded by ingest from the contract's reading.
 
     The fast decoder refused ``raw`` but the contract did not: a repeated key

@@ -123,11 +123,27 @@ class Conversion(_FlagEvent):
     ) = None
 
 
-Event = Annotated[Exposure | RequestOutcome | Conversion, Field(discriminator="type")]
+class Crash(_FlagEvent):
+    """The app crashed or exited abnormally under a flag (an uncaught exception, a fatal
+    signal, an abnormal exit): counted by ``crash_count``, and by ``exception_count`` as the
+    exception nobody caught."""
+
+    type: Literal["crash"]
+
+
+class RaisedException(_FlagEvent):
+    """An exception was raised and recorded under a flag, handled or not: counted by
+    ``exception_count``."""
+
+    type: Literal["exception"]
+
+
+InboundEvent = Exposure | RequestOutcome | Conversion | Crash | RaisedException
+Event = Annotated[InboundEvent, Field(discriminator="type")]
 """Any inbound event on ``rollout.events``."""
 
-EVENT_TYPES = frozenset({"exposure", "request", "conversion"})
-event_adapter: TypeAdapter[Exposure | RequestOutcome | Conversion] = TypeAdapter(Event)
+EVENT_TYPES = frozenset({"exposure", "request", "conversion", "crash", "exception"})
+event_adapter: TypeAdapter[InboundEvent] = TypeAdapter(Event)
 
 
 class CommandAction(StrEnum):

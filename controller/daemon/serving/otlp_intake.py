@@ -60,7 +60,9 @@ from controller.core.common import ControllerError
 from controller.core.telemetry import Logs, Lookup, Refusal, Spans, Translated, Translator
 from controller.core.wire import (
     ConversionIn,
+    CrashIn,
     EventDecoder,
+    ExceptionIn,
     ExposureIn,
     InEvent,
     Rejection,
@@ -81,6 +83,8 @@ TYPES: dict[type[InEvent], str] = {
     ExposureIn: "exposure",
     RequestIn: "request",
     ConversionIn: "conversion",
+    CrashIn: "crash",
+    ExceptionIn: "exception",
 }
 log = structlog.get_logger("controller.otlp")
 _encoder = msgspec.json.Encoder()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.aggregates import ArmAggregate, CellDelta, CellKey, FlagAggregates
+from controller.core.stats.folding import PartitionDelta, fold
 from controller.core.stats.guardrails import guardrail_result, units_waiting
 from controller.core.stats.power import detectable
 from controller.core.stats.regressing import Traffic
@@ -21,6 +23,7 @@ from controller.core.stats.units import (
     UnitBuckets,
     unit_bucket,
 )
+from controller.core.wire.decoding import InEvent, Rejection, RejectReason, decode_event
 
 PLAN = Plan(stages=[Stage(percent=50), Stage(percent=100)], guardrails=[])
 CRASH = Guardrail(metric="crash_count")
@@ -183,3 +186,55 @@ def test_the_power_preview_says_plainly_it_has_no_figure_for_counts(guardrail: G
     assert not found.previewed
     assert found.effect is None
     assert "not previewed" in found.text()
+
+
+def _decoded(kind: str, unit: str, arm: str, n: int, **extra: object) -> InEvent:
+    body = {"type": kind, "v": 1, "id": f"{kind}-{unit}-{n}", "ts": 0, "flag": "f",
+            "flag_version": 1, "unit": unit, "arm": arm, **extra}  # fmt: skip
+    decoded = decode_event(orjson.dumps(body), max_bytes=9999)
+    assert not isinstance(decoded, Rejection), decoded
+    return decoded
+
+
+@pytest.mark.parametrize(
+    ("kind", "crashes", "exceptions"),
+    [("crash", 1, 1), ("exception", 0, 1), ("exposure", 0, 0), ("conversion", 0, 0)],
+)
+def test_a_crash_counts_as_a_crash_and_an_exception_in_its_units_bucket(
+    kind: str, crashes: int, exceptions: int
+) -> None:
+    cells: dict[CellKey, CellDelta] = {}
+    fold([_decoded(kind, "device-9", "treatment", 0)], cells)
+    cell = cells[("f", 1, "treatment")]
+    arm = ArmAggregate.from_fields({**cell.counters(), **cell.floats()}, units=1)
+    assert (arm.crashes, arm.exceptions) == (crashes, exceptions)
+    base = unit_bucket("device-9") * KIND_COUNT
+    assert cell.bucket_counts().get(base + CRASHES, 0) == crashes
+    assert cell.base_counters().keys() <= {"exp", "conv"}  # no arm total of its own
+    assert cell.units == {"device-9"}
+
+
+def test_ingest_counts_crashes_and_exceptions_among_a_batchs_events() -> None:
+    delta = PartitionDelta(partition=0, next_offset=3)
+    events = [_decoded(k, "u", "control", i) for i, k in enumerate(("crash", "exception"))]
+    fold(events, delta.cells)
+    assert delta.events == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"type": "crash", "error": True}, RejectReason.SCHEMA_VIOLATION),  # no such field
+        ({"type": "crash", "arm": "both"}, RejectReason.SCHEMA_VIOLATION),
+        ({"type": "Crash"}, RejectReason.UNKNOWN_TYPE),
+        ({"type": "exception", "v": 2}, RejectReason.UNSUPPORTED_VERSION),
+    ],
+)
+def test_a_bad_crash_or_exception_event_is_refused_with_its_reason(
+    body: dict[str, object], reason: RejectReason
+) -> None:
+    event = {"v": 1, "id": "x", "ts": 0, "flag": "f", "flag_version": 1, "unit": "u",
+             "arm": "control", **body}  # fmt: skip
+    decoded = decode_event(orjson.dumps(event), max_bytes=9999)
+    assert isinstance(decoded, Rejection)
+    assert decoded.reason is reason

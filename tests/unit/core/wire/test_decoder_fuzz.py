@@ -73,6 +73,27 @@ VALID_FIELDS: dict[str, list[Field]] = {
             "flag_version": 0,
             "value": 9.99,
         },
+        "crash": {
+            "type": "crash",
+            "v": 1,
+            "id": "e-4",
+            "ts": 1,
+            "flag": "f",
+            "unit": "device-1",
+            "arm": "treatment",
+            "flag_version": 3,
+        },
+        "exception": {
+            "type": "exception",
+            "v": 1,
+            "id": "e-5",
+            "ts": "2026-01-31T12:00:00Z",
+            "flag": "f",
+            "unit": "u",
+            "arm": "control",
+            "flag_version": 1,
+            "cohort": "carried",
+        },
         "exposure": {
             "type": "exposure",
             "v": 1,
@@ -203,9 +224,9 @@ def field_values(name: str) -> st.SearchStrategy[bytes]:
     special: dict[str, st.SearchStrategy[bytes]] = {
         "flag": FLAG_TEXTS.map(text),
         "ts": TIMESTAMPS.map(text),
-        "type": st.sampled_from(["exposure", "request", "conversion", "click", "Request"]).map(
-            text
-        ),
+        "type": st.sampled_from(
+            ["exposure", "request", "conversion", "crash", "exception", "click", "Crash"]
+        ).map(text),
         "arm": st.sampled_from(["treatment", "control", "Control", "both"]).map(text),
     }
     return st.one_of(special.get(name, st.nothing()), NUMBERS, JSON_SCALARS, deep())
