@@ -78,23 +78,22 @@ def _latency(arm: ArmAggregate) -> ArmLatency:
 
 
 def _tally(plan: Plan, arm: ArmAggregate) -> ArmTally:
-    named = _named(plan, arm)
-    return ArmTally(
-        units=arm.units,
-        exposures=arm.exposures,
-        requests=arm.requests,
-        errors=arm.errors,
-        conversions=arm.conversions,
-        **_counted(arm),
-        **({} if named is None else {"named_conversions": named}),
+    """The arm's counts; crashes, exceptions and named conversions only where it has them,
+    so evidence without them is written as it always was."""
+    counts: dict[str, object] = {
+        "units": arm.units,
+        "exposures": arm.exposures,
+        "requests": arm.requests,
+        "errors": arm.errors,
+        "conversions": arm.conversions,
+    }
+    counts.update(
+        {k: n for k, n in (("crashes", arm.crashes), ("exceptions", arm.exceptions)) if n}
     )
-
-
-def _counted(arm: ArmAggregate) -> dict[str, int]:
-    """The arm's crashes and exceptions where it has any: evidence without them is written
-    as it always was."""
-    counts = {"crashes": arm.crashes, "exceptions": arm.exceptions}
-    return {name: n for name, n in counts.items() if n}
+    named = _named(plan, arm)
+    if named is not None:
+        counts["named_conversions"] = named
+    return ArmTally.model_validate(counts)
 
 
 def _named(plan: Plan, arm: ArmAggregate) -> dict[str, int] | None:
