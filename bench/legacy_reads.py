@@ -3,7 +3,9 @@
 Before, a read was ``SMEMBERS`` of the partitions, then one pipeline of an
 ``HGETALL`` per partition, arm and version and a ``PFCOUNT`` per partition
 and arm (17 commands for four partitions and one version), each hash turned
-into a dict of field names and summed into :class:`ArmAggregate`.
+into a dict of field names and summed into :class:`ArmAggregate`. (The unit
+buckets came later: this read also gets each cell's string of them and
+turns it into the fields it stands for, so that it reads what the new one does.)
 :class:`LegacyAggregateStore` is :class:`RedisAggregateStore` with that read
 (one node only: the benchmark runs on one), so ``bench/gates.py`` times both
 on the same data in the same run and checks that they read the same;
@@ -14,6 +16,7 @@ flags at once either: each gate read its own flag, which is what
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,6 +27,8 @@ from redis.asyncio.connection import AbstractConnection
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import translated
+from controller.adapters.redis.unit_lanes import LANE_KINDS
+from controller.core.stats import UNIT_BUCKETS
 from controller.core.stats.aggregates import BOTH_FIELD, WATCHED_FIELD, ArmAggregate, FlagAggregates
 from controller.core.wire.messages import Arm
 
@@ -36,10 +41,14 @@ class LegacyAggregateStore(RedisAggregateStore):
         parts = await self.partitions()
         cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
         hashes = [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
+        lanes = [f"{tag}:b:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
         units = [[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] for tag, arm in cells]
         async with translated():
-            rows, counts = await self._legacy_read(hashes, [keys for keys in units if keys])
+            rows, strings, counts = await self._legacy_read(
+                hashes, lanes, [keys for keys in units if keys]
+            )
         per_cell = iter(counts)
+        rows = [{**row, **_lane_fields(p)} for row, p in zip(rows, strings, strict=True)]
         return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
 
     async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
@@ -47,16 +56,18 @@ class LegacyAggregateStore(RedisAggregateStore):
         return [await self.read(flag, versions) for flag, versions in wanted]
 
     async def _legacy_read(
-        self, hashes: list[str], units: list[list[str]]
-    ) -> tuple[list[Any], list[int]]:
+        self, hashes: list[str], lanes: list[str], units: list[list[str]]
+    ) -> tuple[list[Any], list[Any], list[int]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in hashes:
                 pipe.hgetall(key)
+            for key in lanes:
+                pipe.get(key)
             for keys in units:
                 pipe.pfcount(*keys)
             results = await pipe.execute()
-        split = len(hashes)
-        return results[:split], [int(c) for c in results[split:]]
+        split, more = len(hashes), len(hashes) + len(lanes)
+        return results[:split], results[split:more], [int(c) for c in results[more:]]
 
 
 def _sum_arms(flag: str, versions: list[int], rows: list[Any], units: list[int]) -> FlagAggregates:
@@ -87,6 +98,16 @@ def _events_arm(fields: dict[str, float], units: int) -> ArmAggregate:
     when none of its events were (the store's NO_BUCKETS)."""
     arm = ArmAggregate.from_fields(fields, units=units)
     return arm if arm.buckets is not None else replace(arm, buckets=NO_BUCKETS)
+
+
+def _lane_fields(packed: bytes | None) -> dict[str, int]:
+    """A cell's string of unit bucket lanes as the hash fields it stands for."""
+    data = packed or b""
+    return {
+        f"u{lane % UNIT_BUCKETS}.{LANE_KINDS[lane // UNIT_BUCKETS]}": n
+        for lane, (n,) in enumerate(struct.iter_unpack(">q", data[: len(data) // 8 * 8]))
+        if n
+    }
 
 
 def _text(value: Any) -> str:

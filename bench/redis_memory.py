@@ -47,7 +47,13 @@ from tests.support.backing.services import resolve_redis
 from tests.support.reference import StubRecord, encode, partition_of
 
 PARTITIONS = 4
-KINDS = {":a:": "aggregate_hashes", ":u:": "unit_hlls", ":w:": "watched_sets", ":cn:": "names"}
+KINDS = {
+    ":a:": "aggregate_hashes",
+    ":b:": "unit_bucket_lanes",
+    ":u:": "unit_hlls",
+    ":w:": "watched_sets",
+    ":cn:": "names",
+}
 
 
 def stage_events(args: argparse.Namespace) -> list[dict[str, Any]]:

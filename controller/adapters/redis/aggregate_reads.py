@@ -23,6 +23,7 @@ calls of one node in one pipeline.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -32,12 +33,9 @@ from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.keys import partition_tag, partitions_key
+from controller.adapters.redis.unit_lanes import LANE_COUNT, SUM_FIELDS, unit_totals
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import (
-    KIND_COUNT,
-    KINDS,
-    SLOT_FIELDS,
-    UNIT_BUCKETS,
     ArmAggregate,
     Conversions,
     FlagAggregates,
@@ -47,15 +45,11 @@ from controller.core.wire import Arm
 
 
 def _script() -> str:
-    """read.lua with the unit buckets' layout written in (one layout, the core's)."""
+    """read.lua with the unit buckets' layout written in (:mod:`.unit_lanes`)."""
     text = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
-    kinds = ", ".join(f"{kind} = {offset}" for offset, kind in enumerate(KINDS))
-    text = text.replace(
-        "local UNIT_SLOTS = 0\n", f"local UNIT_SLOTS = {UNIT_BUCKETS * KIND_COUNT}\n"
-    )
-    text = text.replace("local UNIT_KINDS = {}\n", f"local UNIT_KINDS = {{{kinds}}}\n")
-    fields = ", ".join(f"['{name}'] = {slot + 1}" for slot, name in enumerate(SLOT_FIELDS))
-    return text.replace("local UNIT_FIELDS = {}\n", f"local UNIT_FIELDS = {{{fields}}}\n")
+    text = text.replace("local LANE_COUNT = 0\n", f"local LANE_COUNT = {LANE_COUNT}\n")
+    fields = ", ".join(f"['{name}'] = {at + 1}" for at, name in enumerate(SUM_FIELDS))
+    return text.replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{fields}}}\n")
 
 
 _READ = _script()
@@ -101,9 +95,13 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The stored latency sums, one per partition and version that holds one, in that order."""
     value_sums: tuple[float, ...]
     value_squares: tuple[float, ...]
-    named: tuple[NamedReply, ...] = ()
-    units_buckets: tuple[float, ...] = ()
-    """The unit buckets, summed, flat (:class:`UnitBuckets`); empty when none were counted."""
+    named: tuple[NamedReply, ...]
+    unit_sums: tuple[float, ...]
+    """The unit buckets' float sums (:data:`.unit_lanes.SUM_FIELDS`), summed; empty when no
+    hash holds one."""
+    lanes: tuple[float, ...]
+    """The cells' strings of unit bucket lanes added up, lane by lane (:mod:`.unit_lanes`);
+    empty when none holds any."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -155,7 +153,7 @@ class AggregateReads:
         return sorted(int(m) for m in await self._redis.smembers(self._partitions_key))
 
     def _keys(self, tags: Iterable[str], reads: Sequence[Wanted]) -> list[str]:
-        """Per read, per partition, per arm: the hashes of each version, then the units."""
+        """Per read, per partition, per arm: the hashes of each version, the units, the lanes."""
         keys: list[str] = []
         add = keys.append
         for flag, versions in reads:
@@ -165,6 +163,8 @@ class AggregateReads:
                         add(f"{tag}:a:{flag}:{v}:{arm}")
                     for v in versions:
                         add(f"{tag}:u:{flag}:{v}:{arm}")
+                    for v in versions:
+                        add(f"{tag}:b:{flag}:{v}:{arm}")
         return keys
 
     async def _on_node(
@@ -244,7 +244,7 @@ def _chunks(wanted: Sequence[Wanted], parts: int) -> list[Sequence[Wanted]]:
     runs: list[Sequence[Wanted]] = []
     start, keys = 0, 0
     for index, (_, versions) in enumerate(wanted):
-        more = 4 * parts * len(versions)  # two arms, a hash and a HyperLogLog each
+        more = 6 * parts * len(versions)  # two arms, a hash, HyperLogLog and lanes each
         if keys + more > KEYS_PER_CALL and index > start:
             runs.append(wanted[start:index])
             start, keys = index, 0
@@ -288,7 +288,7 @@ def _one_arm(arm: ArmReply) -> ArmAggregate:
         conversion_value_sum=_added((arm.value_sums,)),
         conversion_value_sq=_added((arm.value_squares,)),
         named=_named([arm]),
-        buckets=UnitBuckets(arm.units_buckets) if arm.units_buckets else NO_BUCKETS,
+        buckets=_unit_buckets([arm]),
     )
 
 
@@ -318,10 +318,18 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
 def _unit_buckets(parts: list[ArmReply]) -> UnitBuckets:
     """The unit buckets over the replies of its partitions (empty when none holds any: the
     events were counted before buckets existed, or there were none)."""
-    held = [p.units_buckets for p in parts if p.units_buckets]
-    if not held:
-        return NO_BUCKETS
-    return UnitBuckets(tuple(sum(column) for column in zip(*held, strict=True)))
+    held = [p.lanes for p in parts if p.lanes]
+    lanes = held[0] if len(held) == 1 else _added_lanes(held)
+    held = [p.unit_sums for p in parts if p.unit_sums]
+    sums = held[0] if len(held) == 1 else tuple(map(math.fsum, zip(*held, strict=True)))
+    totals = unit_totals(lanes, sums)
+    return NO_BUCKETS if totals is None else UnitBuckets(totals)
+
+
+def _added_lanes(held: list[tuple[float, ...]]) -> tuple[float, ...]:
+    """Lanes of several replies added up, each as long as the longest (zeros past its end)."""
+    longest = max(map(len, held), default=0)
+    return tuple(map(sum, zip(*(h + (0.0,) * (longest - len(h)) for h in held), strict=True)))
 
 
 def _named(parts: list[ArmReply]) -> dict[str, Conversions]:

@@ -8,6 +8,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
+    {P:T:n}:b:<flag>:<ver>:<arm>  string: the unit buckets' counts, i64 lanes (.unit_lanes)
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
@@ -87,11 +88,11 @@ from controller.adapters.redis.keys import (
     partitions_key,
     source_meta_key,
 )
+from controller.adapters.redis.unit_lanes import lane_tokens
 from controller.core.common import DuplicateEvents, FlushRefused
 from controller.core.machine import LogIdentity
 from controller.core.stats import (
     MAX_CONVERSION_NAMES,
-    SLOT_FIELDS,
     WATCH_CAP,
     FlagAggregates,
     PartitionDelta,
@@ -291,6 +292,7 @@ class RedisAggregateStore:
                 f"{tag}:w:{flag}:{version}:{arm}",
                 f"{tag}:w:{flag}:{version}:{other}",
                 f"{tag}:cn:{flag}",
+                f"{tag}:b:{flag}:{version}:{arm}",
             ]
             # Floats travel as repr() text: Lua would print numbers with 14 digits only.
             floats = {k: repr(v) for k, v in cell.floats().items()}
@@ -298,13 +300,13 @@ class RedisAggregateStore:
                 (name, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq))
                 for name, n in cell.named.items()
             ]
-            # The unit buckets' counts travel as two arrays, field names and increments:
-            # counted and named in C, and read by the script without a table of its own.
+            # The unit buckets' counts travel as two arrays, lanes and increments: counted in
+            # C, and added to the cell's string of lanes by one BITFIELD (.unit_lanes).
             counts = cell.bucket_counts()
             cells.append(
                 (
                     *(flag, cell.base_counters(), floats, list(cell.units), named),
-                    *(list(map(SLOT_FIELDS.__getitem__, counts)), list(counts.values())),
+                    *(lane_tokens(counts), list(counts.values())),
                 )
             )
         # One msgpack argument instead of thousands: packing arguments one by one

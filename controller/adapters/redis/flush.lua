@@ -8,11 +8,11 @@
 --         partitions share, whose owners differ)
 -- KEYS[6] a scratch key (deleted before the script returns)
 -- KEYS[7..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
---           the flag's conversion names (set)
+--           the flag's conversion names (set), the unit buckets' counts (a string of i64 lanes)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
---                             {unit bucket field...}, {its n...}}...},
+--                             {unit bucket lane ('#<k>')...}, {its n...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"}
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
@@ -64,34 +64,55 @@ local function set_size(key)
   return n
 end
 
+-- The unit buckets' counts of a cell go to its string of lanes as BITFIELD INCRBY operations
+-- ({'INCRBY', 'i64', '#<lane>', n, ...} in plan.lanes), with no read: each increment is checked
+-- to be a whole count below 2^53, and a lane of 2^63 is out of any stage's reach
+-- (controller/adapters/redis/unit_lanes.py). Returns why Redis would refuse them, or nil.
+local LANE_OPS = 250                -- INCRBY operations per BITFIELD call (4 arguments each)
+local function unit_plan(plan, agg, lanes, offsets, adds)
+  if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds then
+    return agg .. ': unit bucket lanes and increments do not pair'
+  end
+  plan.lanes = {}
+  if #offsets == 0 then return nil end
+  local size = redis.pcall('STRLEN', lanes)
+  if failed(size) then return lanes .. ' holds a ' .. kind(lanes) .. ', not a string' end
+  local ops, floor = plan.lanes, math.floor
+  for i = 1, #offsets do
+    local add, at = adds[i], offsets[i]
+    if type(add) ~= 'number' or add < 0 or add ~= floor(add) or add > MAX_COUNT
+        or type(at) ~= 'string' or not string.match(at, '^#%d+$') then
+      return lanes .. ' ' .. tostring(at) .. ': not a unit bucket count'
+    end
+    local n = #ops
+    ops[n + 1], ops[n + 2], ops[n + 3], ops[n + 4] = 'INCRBY', 'i64', at, add
+  end
+  return nil
+end
+
 -- What a cell's write needs, or nil and why Redis would refuse it: its new field values
--- ({field, value, ...}, for one HSET, the watched-unit counts added to by the write), whether
--- its HyperLogLog is dense, and the sizes of its arm's and the other arm's watched units.
--- redis.pcall turns a wrong-type key into a value to test, so each check is one read; and
--- since the current values are read anyway, the sums are computed here.
-local function cell_plan(agg, hll, sets, cell, sizes)
+-- ({field, value, ...}, for one HSET, the watched-unit counts added to by the write), its unit
+-- buckets' BITFIELD operations, whether its HyperLogLog is dense, and the sizes of its arm's and
+-- the other arm's watched units. redis.pcall turns a wrong-type key into a value to test, so each
+-- check is one read; and since the current values are read anyway, the sums are computed here.
+local function cell_plan(agg, hll, sets, lanes, cell, sizes)
   local head = redis.pcall('GETRANGE', hll, 0, 4)
   if failed(head) or (head ~= '' and string.sub(head, 1, 4) ~= 'HYLL') then
     return nil, hll .. ' is not a HyperLogLog'
   end
   local plan = {dense = string.sub(head, 5, 5) == '\0'}
+  local why = unit_plan(plan, agg, lanes, cell[6] or {}, cell[7] or {})
+  if why then return nil, why end
   local fields, adds = {}, {}
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
-  -- The unit buckets' counters come as two arrays (names, increments): most of a cell's fields.
-  local unit_fields, unit_adds = cell[6] or {}, cell[7] or {}
-  if type(unit_fields) ~= 'table' or type(unit_adds) ~= 'table' or #unit_fields ~= #unit_adds then
-    return nil, agg .. ': unit bucket fields and increments do not pair'
-  end
-  local at = #fields
-  for i = 1, #unit_fields do fields[at + i] = unit_fields[i]; adds[at + i] = unit_adds[i] end
   local counters = #fields
   for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
   local watched = #cell[4] > 0
   if watched then
     for _, key in ipairs(sets) do
       if sizes[key] == nil then
-        local n, why = set_size(key)
-        if n == nil then return nil, why end
+        local n, why_set = set_size(key)
+        if n == nil then return nil, why_set end
         sizes[key] = n
       end
     end
@@ -258,19 +279,20 @@ local function dense(hll, adding)
 end
 
 local function cell_keys(index)
-  local base = 5 * index + 1
-  return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base]
+  local base = 6 * index
+  return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base],
+    KEYS[6 + base]
 end
 
 local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
 if cap == nil or cap_names == nil then return {-4, 'the caps must be numbers'} end
 local fresh_names, plans, sizes = {}, {}, {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names = cell_keys(index)
+  local agg, hll, sets, names, lanes = cell_keys(index)
   local fresh, why_names = add_named(names, cell, cap_names)
   if fresh == nil then return {-3, why_names} end
   fresh_names[index] = fresh
-  local plan, why_not = cell_plan(agg, hll, sets, cell, sizes)
+  local plan, why_not = cell_plan(agg, hll, sets, lanes, cell, sizes)
   if plan == nil then return {-3, why_not} end
   plans[index] = plan
 end
@@ -281,7 +303,7 @@ for reason, count in pairs(batch[1]) do
 end
 local flags, flag_seen, names_kept = {}, {}, {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names = cell_keys(index)
+  local agg, hll, sets, names, lanes = cell_keys(index)
   if not flag_seen[cell[1]] then flag_seen[cell[1]] = true; flags[#flags + 1] = cell[1] end
   if #fresh_names[index] > 0 then redis.call('SADD', names, unpack(fresh_names[index])) end
   if not names_kept[names] then
@@ -296,6 +318,14 @@ for index, cell in ipairs(batch[2]) do
   if added > 0 then values[#values + 1], values[#values + 2] = 'wu', plan.wu + added end
   if both > 0 then values[#values + 1], values[#values + 2] = 'both', plan.both + both end
   if #values > 0 then redis.call('HSET', agg, unpack(values)) end
+  local ops = plan.lanes
+  if #ops > 0 then
+    for i = 1, #ops, 4 * LANE_OPS do
+      local last = math.min(i + 4 * LANE_OPS - 1, #ops)
+      redis.call('BITFIELD', lanes, 'OVERFLOW', 'FAIL', unpack(ops, i, last))
+    end
+    redis.call('EXPIRE', lanes, ttl)
+  end
   if not plan.dense and #units > 0 then dense(hll, #units) end
   for i = 1, #units, CHUNK do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))

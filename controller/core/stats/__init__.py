@@ -56,6 +56,7 @@ from controller.core.stats.units import (
     KIND_COUNT,
     KINDS,
     SLOT_FIELDS,
+    SUM_KINDS,
     UNIT_BUCKETS,
     UnitBuckets,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "OTHER_CONVERSIONS",
     "POWER",
     "SLOT_FIELDS",
+    "SUM_KINDS",
     "UNIT_BUCKETS",
     "WATCHED_FIELD",
     "WATCH_CAP",

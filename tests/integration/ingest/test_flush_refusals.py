@@ -87,6 +87,8 @@ async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
         ("watched_set", True),
         # The count of watched units no longer an integer.
         ("watched_count", True),
+        # The cell's string of unit bucket lanes replaced by a hash.
+        ("lanes", True),
         # The partition's dirty set replaced by a list: no cell is to blame.
         ("dirty", False),
     ],
@@ -114,6 +116,9 @@ async def test_a_refused_flush_writes_nothing(
         await redis_client.set(f"{tag}:w:bad:1:control", "not a set")
     elif damage == "watched_count":
         await redis_client.hset(agg, "wu", "1.5")
+    elif damage == "lanes":
+        await redis_client.delete(f"{tag}:b:bad:1:treatment")
+        await redis_client.hset(f"{tag}:b:bad:1:treatment", "x", "1")
     else:
         await redis_client.delete(f"{tag}:dirty")
         await redis_client.rpush(f"{tag}:dirty", "x")

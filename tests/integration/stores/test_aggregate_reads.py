@@ -4,6 +4,7 @@ the last bit, in how many round trips, and what it does when the partitions chan
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,7 @@ from controller.adapters.redis import aggregate_reads
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.unit_lanes import LANE_KINDS
 from controller.core.common.errors import StoreError
 from controller.core.stats.aggregates import (
     BOTH_FIELD,
@@ -23,6 +25,7 @@ from controller.core.stats.aggregates import (
     FlagAggregates,
 )
 from controller.core.stats.folding import PartitionDelta, fold
+from controller.core.stats.units import UNIT_BUCKETS
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
 from tests.integration.stores.test_store import decoded
@@ -72,6 +75,8 @@ async def as_stored(
                 for name, value in row.items():
                     key = name.decode() if isinstance(name, bytes) else name
                     fields[arm][key] = fields[arm].get(key, 0) + float(value)
+                for key, value in lane_fields(await client.get(f"{tag}:b:{flag}:{v}:{arm}")):
+                    fields[arm][key] = fields[arm].get(key, 0) + value
             if wanted:
                 units[arm] += await client.pfcount(*(f"{tag}:u:{flag}:{v}:{arm}" for v in wanted))
     return FlagAggregates(
@@ -84,6 +89,17 @@ async def as_stored(
         watched=int(sum(fields[arm].get(WATCHED_FIELD, 0) for arm in ARMS)),
         both_arms=int(sum(fields[arm].get(BOTH_FIELD, 0) for arm in ARMS)),
     )
+
+
+def lane_fields(packed: bytes | None) -> list[tuple[str, int]]:
+    """A cell's string of lanes as the hash fields it stands for (``u<bucket>.<kind>``), one
+    big-endian 64-bit integer at a time."""
+    data = packed or b""
+    out = []
+    for lane in range(len(data) // 8):
+        kind, bucket = LANE_KINDS[lane // UNIT_BUCKETS], lane % UNIT_BUCKETS
+        out.append((f"u{bucket}.{kind}", struct.unpack_from(">q", data, 8 * lane)[0]))
+    return out
 
 
 def assert_same_read(got: FlagAggregates, want: FlagAggregates, *, where: str) -> None:
@@ -178,6 +194,18 @@ async def test_a_field_that_is_no_number_fails_the_read_as_a_store_error(
     await client.set(f"{{{redis_namespace}:events:2}}:a:flag-1:1:control", "not a hash")
     with pytest.raises(StoreError, match="WRONGTYPE"):
         await store.read("flag-1", [1])
+    lanes = f"{{{redis_namespace}:events:3}}:b:flag-2:1:control"
+    await client.delete(lanes)
+    await client.hset(lanes, "x", "1")
+    with pytest.raises(StoreError, match="is not a string"):
+        await store.read("flag-2", [1])
+    await client.delete(lanes)
+    await client.set(lanes, b"\xff" * 8)  # a lane no count can be
+    with pytest.raises(StoreError, match="negative count"):
+        await store.read("flag-2", [1])
+    await client.set(lanes, b"\x00" * 12)  # not whole lanes
+    with pytest.raises(StoreError, match="12 bytes, not unit bucket lanes"):
+        await store.read("flag-2", [1])
 
 
 class CountingConnection(aioredis.Connection):

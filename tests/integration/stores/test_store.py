@@ -184,7 +184,7 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
     keys = [
         k.decode() async for k in store_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")
     ]
-    assert len(keys) == 7  # meta, rejects, flags, dirty, aggregate, units, watched units
+    assert len(keys) == 8  # meta, rejects, flags, dirty, aggregate, units, watched, lanes
     for key in keys:
         ttl = await store_client.ttl(key)
         assert (ttl == -1) if key.endswith(":meta") else (0 < ttl <= 600), (key, ttl)

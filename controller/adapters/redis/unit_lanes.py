@@ -1,0 +1,112 @@
+"""The unit buckets' counts in Redis: one packed string per cell, added to with ``BITFIELD``.
+
+An arm's unit buckets (:mod:`controller.core.stats.units`) are some 1,900
+counters per cell: 64 buckets of exposures, requests, errors, conversions,
+valued conversions and coarse latency bins. As fields of the cell's hash they
+made each hash a hash table of hundreds of fields (past Redis's listpack
+size, at about six times the memory per field), and every flush read and
+wrote each field it touched (``HMGET``, then ``HSET``) to keep its counters
+exact. Packed, they are one string per cell (``{P:T:n}:b:<flag>:<ver>:<arm>``):
+a flush adds to them with one ``BITFIELD`` of ``INCRBY`` operations, no read,
+and a gate's read adds the cells' strings up in Redis, lane by lane
+(``read.lua``), into one array per arm, which :func:`unit_totals` puts in the
+core's order.
+
+**Layout.** Lane ``k`` is a signed 64-bit big-endian integer at bytes
+``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at offset ``#k``). It
+counts kind :data:`LANE_KINDS` ``[k // UNIT_BUCKETS]`` of bucket
+``k % UNIT_BUCKETS``: kind after kind, so ``BITFIELD`` grows the string only
+to the highest lane written, and a cell whose latencies never reach the slow
+bins stores no lanes for them. :data:`LANE_KINDS` only ever grows at its end,
+so a string written before a kind was added reads the same after.
+
+**Exactness.** A lane holds at most 2^63 - 1. Each increment is a count the
+flush checks to be a whole number below 2^53, and a lane would need some 9.2
+billion billion events of one kind in one bucket of one cell to overflow
+(``OVERFLOW FAIL`` leaves it unchanged even then). The read adds lanes as
+Lua's doubles, exact below 2^53 (some nine million billion events), and a
+negative lane, which no flush writes, is a store error.
+
+The conversions' value sums are floats, which ``BITFIELD`` cannot hold: they
+stay in the cell's hash, one field ``u<bucket>.s`` per bucket with any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+
+from controller.core.common import StoreError
+from controller.core.stats import KINDS, SUM_KINDS, UNIT_BUCKETS
+
+__all__ = [
+    "LANE_BYTES",
+    "LANE_COUNT",
+    "LANE_KINDS",
+    "SUM_FIELDS",
+    "lane_tokens",
+    "unit_totals",
+]
+
+_FIRST_LANE_KINDS = ("x", "r", "e", "c", "n", *(f"l{j}" for j in range(24)))
+"""The kinds lanes were first laid out for, in order; never reordered."""
+LANE_KINDS: tuple[str, ...] = (
+    *_FIRST_LANE_KINDS,
+    *(k for k in KINDS if k not in _FIRST_LANE_KINDS and k not in SUM_KINDS),
+)
+"""The integer kinds of a unit bucket, in lane order: later kinds only ever follow."""
+LANE_COUNT = len(LANE_KINDS) * UNIT_BUCKETS
+LANE_BYTES = LANE_COUNT * 8
+"""The bytes of a cell's string with every lane written."""
+SUM_FIELDS: tuple[str, ...] = tuple(
+    f"u{b}.{kind}" for kind in SUM_KINDS for b in range(UNIT_BUCKETS)
+)
+"""The hash fields of the buckets' float sums, in the order :func:`unit_totals` takes them."""
+
+_KIND_COUNT = len(KINDS)
+_lanes_of_slot: list[int | None] = [None] * (UNIT_BUCKETS * _KIND_COUNT)
+_sources: list[int] = [0] * (UNIT_BUCKETS * _KIND_COUNT)
+for _b in range(UNIT_BUCKETS):
+    for _k, _kind in enumerate(KINDS):
+        _slot = _b * _KIND_COUNT + _k
+        if _kind in SUM_KINDS:
+            _sources[_slot] = LANE_COUNT + SUM_KINDS.index(_kind) * UNIT_BUCKETS + _b
+        else:
+            _lane = LANE_KINDS.index(_kind) * UNIT_BUCKETS + _b
+            _lanes_of_slot[_slot] = _lane
+            _sources[_slot] = _lane
+_TOKENS: tuple[str | None, ...] = tuple(
+    None if lane is None else f"#{lane}" for lane in _lanes_of_slot
+)
+_in_slot_order = itemgetter(*_sources)
+"""From the lanes then the sums, each core slot's total, in the core's slot order."""
+_ZEROS = (0,) * LANE_COUNT
+_NO_SUMS = (0.0,) * (len(SUM_KINDS) * UNIT_BUCKETS)
+
+
+def lane_tokens(slots: Iterable[int]) -> list[str]:
+    """``BITFIELD``'s offset (``#<lane>``) of each integer slot of the core's layout."""
+    tokens = list(map(_TOKENS.__getitem__, slots))  # in C: a flush names hundreds
+    if None in tokens:
+        raise ValueError("a float sum's slot holds no count")
+    return tokens  # type: ignore[return-value]  # None is not among them
+
+
+def unit_totals(lanes: Sequence[float], sums: Sequence[float]) -> tuple[float, ...] | None:
+    """The core's unit bucket totals from the lanes and the buckets' float sums, added up.
+
+    ``lanes``: the cells' strings added up lane by lane, up to the highest lane any holds
+    (``read.lua``); ``sums``: :data:`SUM_FIELDS`' values added up (empty when no hash held
+    one). None when neither holds anything (events counted before buckets existed, or none).
+    """
+    if not lanes and not any(sums):
+        return None
+    if len(lanes) > LANE_COUNT:
+        raise StoreError(f"{len(lanes)} unit bucket lanes, more than {LANE_COUNT}")
+    if lanes and min(lanes) < 0:
+        raise StoreError("a unit bucket lane holds a negative count")
+    floats = tuple(sums) if sums else _NO_SUMS
+    if len(floats) != len(_NO_SUMS):
+        raise StoreError(f"{len(floats)} unit bucket sums, not {len(_NO_SUMS)}")
+    found: tuple[float, ...] = _in_slot_order((*lanes, *_ZEROS[: LANE_COUNT - len(lanes)], *floats))
+    return found
