@@ -56,8 +56,8 @@ class Claim:
     partition: int
     epoch: int
     offset: int | None
-    log: LogIdentity | None = None
-    """The identity of the log ``offset`` was counted on, as stored with it (if any)."""
+    log: LogIdentity | None = None  # the identity of the log `offset` was counted on, if stored
+    rejoin: int | None = None  # an OTLP topic's: read again from here to `offset`, for joins
 
 
 class FlushOutcome(Enum):

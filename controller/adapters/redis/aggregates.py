@@ -106,7 +106,7 @@ __all__ = ["RedisAggregateStore", "connect", "translated"]
 
 _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions'))}
+return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions', 'rejoin'))}
 """
 
 _FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
@@ -177,17 +177,18 @@ class RedisAggregateStore:
             await self._redis.ping()
 
     async def claim(self, partition: int) -> Claim:
-        """Take ownership of ``partition``: bump its epoch, return the stored offset and the
-        identity of the log it was counted on."""
+        """Take ownership of ``partition``: bump its epoch, return the stored offset, the
+        identity of the log it was counted on and, for an OTLP topic, its rejoin offset."""
         self._logs.pop(partition, None)
         async with translated():
             await self._redis.sadd(self._partitions_key, self._member(partition))
-            epoch, offset, topic_id, count = await self._claim(keys=[self._meta(partition)])
+            epoch, offset, topic_id, count, rejoin = await self._claim(keys=[self._meta(partition)])
             if self._source is None:
                 # Read after the new epoch is stored: no other owner can add to it now.
                 self._logs[partition] = await self._load_ids(partition)
         stored = None if offset is None or int(offset) < 0 else int(offset)
-        return Claim(partition, int(epoch), stored, LogIdentity.stored(topic_id, count))
+        kept = LogIdentity.stored(topic_id, count)
+        return Claim(partition, int(epoch), stored, kept, _rejoin(rejoin, stored))
 
     async def _load_ids(self, partition: int) -> IdLog:
         """The partition's list of counted ids, read into memory (empty if it is no list:
@@ -228,6 +229,7 @@ class RedisAggregateStore:
         keys, args = self._flush_arguments(delta, epoch, expected_offset, now_ms)
         listed = ["log", entry(now_ms, ids) if ids else b""] if ids_log is not None else None
         args += [*(listed or ("zset", b"")), *(log or LogIdentity(None, None)).fields().values()]
+        args.append(b"" if delta.rejoin is None else delta.rejoin)
         try:
             async with translated():
                 code, detail = await self._flush(keys=keys, args=args)
@@ -382,3 +384,14 @@ class RedisAggregateStore:
         reads = [(flag, tuple(sorted(set(versions)))) for flag, versions in wanted]
         async with translated():
             return await self._reads.read(reads)
+
+
+def _rejoin(stored: bytes | None, offset: int | None) -> int | None:
+    """The stored rejoin offset, where it is below the counted ``offset`` (else None)."""
+    try:
+        rejoin = None if stored is None else int(stored)
+    except ValueError:
+        return None
+    if rejoin is None or offset is None or not 0 <= rejoin < offset:
+        return None
+    return rejoin

@@ -23,6 +23,8 @@
 -- ARGV[12] with 'log', the list entry of the batch's ids ('' for a batch that counted none)
 -- ARGV[13] the topic's id, ARGV[14] its partition count: the identity of the log the batch was
 --          read from, stored beside the offset ('' for a part not known: kept as stored)
+-- ARGV[15] an OTLP topic's rejoin offset: where a restart reads the partition again for the
+--          joins its records left waiting (controller/core/telemetry/rejoining.py); '' for none
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them).
@@ -382,4 +384,5 @@ end
 redis.call('HSET', meta, 'offset', ARGV[3])
 if ARGV[13] ~= nil and ARGV[13] ~= '' then redis.call('HSET', meta, 'topic_id', ARGV[13]) end
 if ARGV[14] ~= nil and ARGV[14] ~= '' then redis.call('HSET', meta, 'partitions', ARGV[14]) end
+if ARGV[15] ~= nil and ARGV[15] ~= '' then redis.call('HSET', meta, 'rejoin', ARGV[15]) end
 return {1, ARGV[3]}

@@ -202,6 +202,9 @@ class PartitionDelta:
     cells: dict[CellKey, CellDelta] = field(default_factory=dict)
     rejects: Counter[str] = field(default_factory=Counter)
     seen: Seen = field(default_factory=Seen)
+    rejoin: int | None = None
+    """Where a restart reads the partition again for the joins its records left waiting
+    (an OTLP topic's: ``controller.core.telemetry.rejoining``); None for the events topic."""
 
     @property
     def events(self) -> int:

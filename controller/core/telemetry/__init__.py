@@ -17,6 +17,7 @@ from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer
 from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
 from controller.core.telemetry.recording import Translated
+from controller.core.telemetry.rejoining import RejoinMarks
 from controller.core.telemetry.signals import (
     DEFAULT_BOUNDS,
     EVENT_NAME_ATTRIBUTE,
@@ -72,6 +73,7 @@ __all__ = [
     "Refusal",
     "RefusalReason",
     "Refused",
+    "RejoinMarks",
     "Scalar",
     "Span",
     "SpanEvent",

@@ -224,6 +224,8 @@ class Waiting(msgspec.Struct, Generic[E], frozen=True):
 
     evaluation: E
     hops: int
+    fresh: bool = False
+    """A span on the way up to here was read fresh (not replayed after a restart)."""
 
 
 class JoinBuffer(Generic[E, C]):

@@ -54,6 +54,8 @@ class Counted(msgspec.Struct, frozen=True, gc=False):
     anchor: str
     """The span (or record) the exposure's id derives from, and its digest."""
     digest: str
+    replayed: bool = False
+    """Read again for its joins only (its record was counted before a restart)."""
 
 
 class Conversion(msgspec.Struct, frozen=True, gc=False):
@@ -63,6 +65,8 @@ class Conversion(msgspec.Struct, frozen=True, gc=False):
     """The span (or record) it is in, for its id."""
     ts: int
     attributes: Attributes
+    replayed: bool = False
+    """Read again for its joins only, as :attr:`Counted.replayed`."""
 
 
 @dataclass(slots=True)
@@ -77,6 +81,23 @@ class Run:
     out: Translated = field(default_factory=Translated)
     noted: dict[str, dict[str, Counted]] | None = None
     """Spans only: each trace's counted evaluations by flag, put in the buffer at the end."""
+    replaying: bool = False
+    """The batch was counted before a restart and is read again for its joins only."""
+    ready: list[InEvent] | None = None
+    """Replaying: where a join with a half read fresh goes (the translator's ready events)."""
+
+    def joined(self, event: InEvent, *, fresh: bool) -> None:
+        """Emit an event a join made; ``fresh``: one of its halves was not replayed.
+
+        A join of replayed halves alone was counted before the restart (both records were
+        counted, and whichever came second emitted it): it is dropped. One with a fresh half
+        may not have been: replaying, it is handed on (:attr:`ready`) to be folded with the
+        next fresh batch, where the id window counts it once."""
+        if not self.replaying:
+            self.emit(event)
+        elif fresh and self.ready is not None and event.id not in self.ids:
+            self.ids.add(event.id)
+            self.ready.append(event)
 
     def emit(self, event: InEvent) -> None:
         if event.id not in self.ids:

@@ -72,6 +72,15 @@ class Folding(Protocol):
         it, and it is returned."""
         ...
 
+    def claimed(self, partition: int) -> None:
+        """A new claim reads ``partition``: what the folder kept of an earlier one goes."""
+        ...
+
+    def rejoin(self, partition: int, records: list[Record]) -> None:
+        """Read ``records`` (counted before a restart) again, only for the joins they left
+        waiting; nothing of them is counted."""
+        ...
+
 
 class Folder:
     """Decodes records of the events stream and folds them into per-partition deltas."""
@@ -98,6 +107,12 @@ class Folder:
         delta = continued(into, partition, records, known)
         self._fold_span(delta, records, list(map(_value_of, records)), rejected)
         return delta
+
+    def claimed(self, partition: int) -> None:
+        """Events join nothing: nothing is kept across claims."""
+
+    def rejoin(self, partition: int, records: list[Record]) -> None:
+        """Events join nothing: no claim of the events topic reads records again."""
 
     def _fold_span(
         self,

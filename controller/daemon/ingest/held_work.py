@@ -19,6 +19,8 @@ class HeldWork:
         self._folder = folder
         self._held: dict[int, Work] = {}
         self._fetched_to: dict[int, tuple[Owned, int]] = {}
+        self._claims: dict[int, Owned] = {}
+        """The claim each partition's records were last read under."""
 
     @property
     def records(self) -> int:
@@ -27,6 +29,23 @@ class HeldWork:
 
     def __bool__(self) -> bool:
         return bool(self._held)
+
+    def read_again(self, partition: int, owned: Owned, records: list[Record]) -> list[Record]:
+        """The records to fold, once those the claim reads again only for their joins (an
+        OTLP topic's, from its rejoin offset to its counted one) went to the folder."""
+        if self._claims.get(partition) is not owned:
+            self._claims[partition] = owned
+            self._folder.claimed(partition)
+        rejoin, counted = owned.rejoin, owned.offset
+        if rejoin is None or counted is None or records[0].offset >= counted:
+            return records
+        again = [r for r in records if rejoin <= r.offset < counted]
+        if again:
+            self._folder.rejoin(partition, again)
+        rest = [r for r in records if not rejoin <= r.offset < counted]
+        if rest:
+            owned.rejoin = None
+        return rest
 
     def follows(self, partition: int, owned: Owned, first: int) -> bool:
         """Whether a fetch starting at ``first`` goes on right after the last one read under

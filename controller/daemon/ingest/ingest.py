@@ -224,15 +224,15 @@ class Ingest:
         self, batch: dict[int, list[Record]], claims: dict[int, Owned], flusher: Flusher
     ) -> None:
         rejected: list[DeadLetter] = []
-        for partition, records in batch.items():
+        for partition, fetched in batch.items():
             owned = claims.get(partition)
-            if owned is None or not self._parts.current(partition, owned) or not records:
+            if owned is None or not self._parts.current(partition, owned) or not fetched:
                 continue  # revoked meanwhile: the new owner reads it from the stored offset
-            holding = self._holding
-            if (
-                holding is not None
+            records = self._held.read_again(partition, owned, fetched)  # all, or the rest
+            if not records or (
+                self._holding is not None
                 and not self._held.follows(partition, owned, records[0].offset)
-                and await holding.at_fetch(partition, owned, records[0])
+                and await self._holding.at_fetch(partition, owned, records[0])
             ):
                 continue
             self._held.fold(partition, records, owned, rejected)

@@ -25,10 +25,18 @@ never arrived (``unmatched``).
 Every event's id derives from its trace, span and flag, so a Collector that
 sends the same spans again, under new offsets or on another partition,
 counts once: the flush refuses ids it counted within the id window, and the
-batch is folded again without them. Joins of evaluations to request spans
-that arrive in different records are held in memory (the translator's join
-buffer): a crash between the two loses that request outcome (the exposure,
-counted with its own record, stays counted).
+batch is folded again without them.
+
+Joins of evaluations to request spans that arrive in different records wait
+in the translator's join buffer, in memory, while each record's own counts
+are flushed at once. So each flush also stores the partition's *rejoin*
+offset (:class:`~controller.core.telemetry.RejoinMarks`: the first record
+whose leftovers may still wait), and a new claim (a restart, a rebalance)
+reads the records from there to the counted offset again for their joins only
+(:meth:`OtlpFolder.rejoin`). A join such a record completes with a half read
+fresh is folded with the next fresh batch (it may not have been counted; the
+id window counts it once); one of two replayed halves was counted before.
+See docs/architecture.md, *Joins across a restart*.
 """
 
 from __future__ import annotations
@@ -41,7 +49,16 @@ from dataclasses import dataclass, field
 import structlog
 
 from controller.core.stats import PartitionDelta, fold
-from controller.core.telemetry import WHOLE_BODY, Bounds, Logs, Refusal, Spans, Translator
+from controller.core.telemetry import (
+    WHOLE_BODY,
+    Bounds,
+    Logs,
+    Refusal,
+    RejoinMarks,
+    Spans,
+    Translated,
+    Translator,
+)
 from controller.core.wire import InEvent
 from controller.daemon.ingest.batches import continued
 from controller.ports import DeadLetter, Record
@@ -116,6 +133,13 @@ class OtlpFolder:
         self._max_bytes, self._clock = max_record_bytes, clock
         self.tally = OtlpTally()
         self._logged = time.monotonic()
+        self._marks = RejoinMarks(window_ms=translator.join_window_ms)
+        self._folded: dict[int, dict[int, tuple[list[InEvent], Counter[str]]]] = {}
+        """Per partition, what each record not yet flushed gave (its events, the replay's
+        joins it carries, its rejects): a refused flush folds its records again, and the
+        join buffer, which moved on, would not give them again."""
+        self._starts: dict[int, int] = {}
+        """Per partition, the first offset of the last delta begun."""
 
     def fold(
         self,
@@ -133,46 +157,101 @@ class OtlpFolder:
         With ``into``, the records follow that delta's and are folded on into it.
         """
         delta = continued(into, partition, records, known)
-        events: list[InEvent] = []
-        for record in records:
-            events += self._record(record, delta, rejected)
+        events = self._translate(partition, records, delta, rejected, new=into is None)
         fold(events, delta.cells, seen=delta.seen)
+        delta.rejoin = self._marks.position(partition, delta.next_offset)
         if time.monotonic() - self._logged >= LOG_EVERY_SECONDS:
             self._logged = time.monotonic()
             self.tally.log(self._topic)
         return delta
 
+    def claimed(self, partition: int) -> None:
+        """A new claim reads ``partition`` from its rejoin offset."""
+        self._marks.forget(partition)
+        self._folded.pop(partition, None)
+        self._starts.pop(partition, None)
+
+    def rejoin(self, partition: int, records: list[Record]) -> None:
+        """Translate ``records`` (counted before) again for what they leave to be joined."""
+        for record in records:
+            value = record.value
+            if value is None or len(value) > self._max_bytes:
+                continue
+            try:
+                self._translated(record, value, replaying=True)
+            except Exception:  # as in _record: counted before, so only logged here
+                log.exception("otlp_rejoin_unreadable", partition=partition, offset=record.offset)
+
+    def _translate(
+        self,
+        partition: int,
+        records: list[Record],
+        delta: PartitionDelta,
+        rejected: list[DeadLetter],
+        *,
+        new: bool,
+    ) -> list[InEvent]:
+        """The events of ``records``: translated once, then what they gave (a refold)."""
+        kept, first = self._folded.setdefault(partition, {}), records[0].offset
+        if new:  # the deltas before the last one began were flushed (one flush at a time)
+            below = min(first, self._starts.get(partition, first))
+            for offset in [o for o in kept if o < below]:
+                del kept[offset]
+            self._starts[partition] = first
+        ready, events = self._translator.take_ready(), []
+        for record in records:
+            gave = kept.get(record.offset)
+            if gave is None:
+                rejects = Counter[str]()
+                gave = kept[record.offset] = (self._record(record, rejects, rejected), rejects)
+            events += gave[0]
+            delta.rejects.update(gave[1])
+        if ready:  # the replay's joins ride with the first record
+            kept[first][0].extend(ready)
+            events += ready
+        return events
+
+    def _translated(self, record: Record, value: bytes, *, replaying: bool) -> Translated | Refusal:
+        """The translation of one record's export (the time is the record's), and where it
+        leaves what it holds for a later record to join."""
+        decoded = self._decode(value, self._bounds)
+        if isinstance(decoded, Refusal):
+            return decoded
+        now_ms = _timestamp(record) or int(self._clock() * 1000)
+        self._marks.folded(record.partition, record.offset, now_ms)
+        if isinstance(decoded, Spans):
+            self.tally.items += 0 if replaying else len(decoded.spans)
+            translated = self._translator.spans(decoded, now_ms, replaying=replaying)
+        else:
+            self.tally.items += 0 if replaying else len(decoded.records)
+            translated = self._translator.logs(decoded, now_ms, replaying=replaying)
+        translated.refused[:0] = decoded.refused
+        return translated
+
     def _record(
-        self, record: Record, delta: PartitionDelta, rejected: list[DeadLetter]
+        self, record: Record, rejects: Counter[str], rejected: list[DeadLetter]
     ) -> list[InEvent]:
         """The events of one record; what of it is not counted goes to ``rejected``."""
         self.tally.records += 1
         value = record.value
         if value is None:
-            self._refuse(record, [Refusal(WHOLE_BODY, "empty", "no value")], delta, rejected)
+            self._refuse(record, [Refusal(WHOLE_BODY, "empty", "no value")], rejects, rejected)
             return []
         if len(value) > self._max_bytes:
             detail = f"{len(value)} bytes > {self._max_bytes}"
-            self._refuse(record, [Refusal(WHOLE_BODY, "oversize", detail)], delta, rejected)
+            self._refuse(record, [Refusal(WHOLE_BODY, "oversize", detail)], rejects, rejected)
             return []
         try:
-            decoded = self._decode(value, self._bounds)
-            if isinstance(decoded, Refusal):
-                self._refuse(record, [decoded], delta, rejected)
+            translated = self._translated(record, value, replaying=False)
+            if isinstance(translated, Refusal):
+                self._refuse(record, [translated], rejects, rejected)
                 return []
-            now_ms = _timestamp(record) or int(self._clock() * 1000)
-            if isinstance(decoded, Spans):
-                self.tally.items += len(decoded.spans)
-                translated = self._translator.spans(decoded, now_ms)
-            else:
-                self.tally.items += len(decoded.records)
-                translated = self._translator.logs(decoded, now_ms)
         except Exception as exc:  # a record no decoder foresaw: never the loop's end
             log.exception(
                 "otlp_record_unreadable", partition=record.partition, offset=record.offset
             )
             refusal = Refusal(WHOLE_BODY, "malformed", f"unreadable: {exc!r}"[:200])
-            self._refuse(record, [refusal], delta, rejected)
+            self._refuse(record, [refusal], rejects, rejected)
             return []
         tally = self.tally
         tally.request_level += translated.request_level
@@ -181,16 +260,15 @@ class OtlpFolder:
             tally.no_rollout += translated.no_rollout
             self._ignored(translated.no_rollout)
         tally.unmatched += translated.unmatched
-        refused = [*decoded.refused, *translated.refused]
-        if refused:
-            self._refuse(record, refused, delta, rejected)
+        if translated.refused:
+            self._refuse(record, translated.refused, rejects, rejected)
         return translated.events
 
     def _refuse(
         self,
         record: Record,
         refusals: list[Refusal],
-        delta: PartitionDelta,
+        rejects: Counter[str],
         rejected: list[DeadLetter],
     ) -> None:
         """Count and dead-letter ``refusals`` of ``record``; the first letter carries it."""
@@ -209,7 +287,7 @@ class OtlpFolder:
             item = _Item(record.topic, record.partition, record.offset, record.key, value, headers)
             rejected.append(DeadLetter(item, reason, detail))
             value = None
-        delta.rejects.update(reasons)
+        rejects.update(reasons)
         if reasons:  # one line a record, however many of its items were refused
             first = next(r for r in refusals if r.reason in reasons)
             log.warning(

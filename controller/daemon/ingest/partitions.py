@@ -50,6 +50,9 @@ class Owned:
     offset: int | None
     log: LogIdentity | None = None
     """The identity of the log read under this claim, stored with each flush's offset."""
+    rejoin: int | None = None
+    """An OTLP topic's: the records from here to ``offset`` are read again for their joins
+    only (counted before); None once the reading passed ``offset``."""
     progress_at: float = field(default_factory=time.monotonic)
     """When this claim last advanced (or was made), monotonic clock."""
 
@@ -120,7 +123,9 @@ class Partitions:
                 continue
             self.to_claim.discard(partition)
             self._waiting.pop(partition, None)
-            owned = self.owned[partition] = Owned(claim.epoch, claim.offset, claim.log)
+            owned = self.owned[partition] = Owned(
+                claim.epoch, claim.offset, claim.log, claim.rejoin
+            )
             if claim.offset is not None:
                 self._offsets[partition] = claim.offset
             self._metrics.owned(self._role, self.owned)
@@ -129,7 +134,7 @@ class Partitions:
             if checked.held:
                 self.hold(partition, "the log no longer holds the stored offset")
                 continue
-            await source.seek(partition, claim.offset)
+            await source.seek(partition, claim.offset if claim.rejoin is None else claim.rejoin)
             source.resume([partition])
             log.info(
                 "partition_claimed", partition=partition, epoch=claim.epoch, offset=claim.offset
