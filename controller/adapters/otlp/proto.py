@@ -190,6 +190,7 @@ def _record_of(record: ProtoLogRecord, resource: Attributes, bounds: Bounds) -> 
         event_name=bounded_text(name, "event name", bounds),
         attributes=attributes,
         resource=resource,
+        severity=record.severity_number,
     )
 
 

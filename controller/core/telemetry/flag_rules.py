@@ -31,6 +31,8 @@ class FlagRules:
     """Names of spans, span events or log records counted as that named conversion."""
     conversion_value: str = "value"
     """The attribute holding a conversion's value."""
+    failures: bool = False
+    """The plan guards crashes or exceptions: those in the flag's traces are counted."""
 
 
 Lookup = Callable[[str], FlagRules | None]
@@ -41,6 +43,8 @@ def rules_of(
     telemetry: TelemetryPlan | None,
     version: int,
     timeline: tuple[tuple[int, int], ...] = (),
+    *,
+    failures: bool = False,
 ) -> FlagRules:
     """The rules of ``flag`` from its plan's ``telemetry`` settings (None: the defaults)."""
     settings = telemetry if telemetry is not None else TelemetryPlan()
@@ -53,4 +57,5 @@ def rules_of(
         error_status_min=settings.error_status_min,
         conversions=frozenset(settings.conversions),
         conversion_value=settings.conversion_value,
+        failures=failures,
     )

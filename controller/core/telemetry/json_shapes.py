@@ -92,6 +92,8 @@ class LogRecordJson(msgspec.Struct):
     span_id: str = ""
     eventName: str = ""
     event_name: str = ""
+    severityNumber: int = 0
+    severity_number: int = 0
     attributes: list[KeyValueJson] = []
 
 

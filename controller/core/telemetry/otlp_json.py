@@ -241,4 +241,5 @@ def _record_of(record: LogRecordJson, resource: Attributes, bounds: Bounds) -> L
         event_name=bounded_text(name, "event name", bounds),
         attributes=attributes,
         resource=resource,
+        severity=record.severityNumber or record.severity_number,
     )

@@ -99,6 +99,8 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
     event_name: str
     attributes: Attributes
     resource: Attributes
+    severity: int = 0
+    """Its ``severity_number``: 17-20 ERROR, 21-24 FATAL; 0 unspecified."""
 
 
 @dataclass(frozen=True, slots=True)

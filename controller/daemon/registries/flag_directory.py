@@ -38,7 +38,7 @@ from datetime import datetime
 
 import structlog
 
-from controller.core.rollouts import Rollout
+from controller.core.rollouts import COUNT_METRICS, Rollout
 from controller.core.telemetry import FlagRules
 from controller.core.telemetry import rules_of as telemetry_rules
 
@@ -115,7 +115,10 @@ class FlagDirectory:
 def rules_of(rollout: Rollout, before: FlagRules | None = None) -> FlagRules:
     """``rollout``'s flag as the translator reads it, its timeline extended from ``before``."""
     timeline = timeline_after(before.timeline if before else (), rollout)
-    return telemetry_rules(rollout.flag, rollout.plan.telemetry, rollout.flag_version, timeline)
+    failures = any(g.metric in COUNT_METRICS for g in rollout.plan.guardrails)
+    return telemetry_rules(
+        rollout.flag, rollout.plan.telemetry, rollout.flag_version, timeline, failures=failures
+    )
 
 
 def timeline_after(known: Timeline, rollout: Rollout, *, keep: int = MAX_VERSIONS) -> Timeline:
