@@ -60,6 +60,7 @@ from controller.core.telemetry.failures import (
 )
 from controller.core.telemetry.flag_rules import FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer, Node, Waiting
+from controller.core.telemetry.joining import Window as Kept
 from controller.core.telemetry.recording import (
     Conversion,
     Counted,
@@ -75,7 +76,7 @@ from controller.core.telemetry.signals import (
     Spans,
 )
 from controller.core.telemetry.timing import Window, plausible_spans
-from controller.core.wire import ConversionIn, ExposureIn, RequestIn
+from controller.core.wire import ConversionIn, ExposureIn, InEvent, RequestIn
 
 MAX_HOPS: Final = 8
 """How far up from an evaluation's span its request (a SERVER span) is looked for."""
@@ -95,13 +96,21 @@ class Translator:
         max_pending: int = 100_000,
     ) -> None:
         self._lookup = lookup
-        self._guard_ms = guard_ms
+        self._guard_ms, self._window_ms = guard_ms, join_window_ms
         self._buffer: JoinBuffer[Counted, Conversion] = JoinBuffer(
             window_ms=join_window_ms, max_pending=max_pending
         )
         self._names: set[str] = set()
         self._failures = False
         """A flag whose plan guards crashes or exceptions was seen: failures are read."""
+        self._replayed: Kept[bool] = Kept(window_ms=join_window_ms, cap=max_pending)
+        """The spans in the buffer read again after a restart (see :meth:`spans`)."""
+        self._ready: list[InEvent] = []
+
+    @property
+    def join_window_ms(self) -> int:
+        """How long what arrives apart waits for its other half."""
+        return self._window_ms
 
     @property
     def buffer(self) -> JoinBuffer[Counted, Conversion]:
@@ -109,14 +118,25 @@ class Translator:
 
     def expire(self, now_ms: int) -> int:
         """Drop what is past the join window; answer the unmatched evaluations dropped."""
+        self._replayed.expire(now_ms)
         return self._buffer.expire(now_ms)
 
-    def spans(self, batch: Spans, now_ms: int) -> Translated:
-        run = Run(now_ms, Window.around(now_ms), noted={})
-        run.out.unmatched += self._buffer.expire(now_ms)
+    def take_ready(self) -> list[InEvent]:
+        """The events joins made while replaying that may not have been counted (a half of
+        each was read fresh): to be folded with the next fresh batch, emptied."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    def spans(self, batch: Spans, now_ms: int, *, replaying: bool = False) -> Translated:
+        """The events of ``batch``. ``replaying``: the batch was counted before a restart and
+        is read again only for what it leaves to be joined; it emits nothing of its own, and
+        a join it completes with a half read fresh goes to :meth:`take_ready`."""
+        run = Run(now_ms, Window.around(now_ms), noted={}, replaying=replaying, ready=self._ready)
+        run.out.unmatched += self.expire(now_ms)
         kept = readable(plausible_spans(batch.spans, run.window, run.refuse_time), run)
         nodes = run.nodes
         self._buffer.remember_all(nodes, now_ms)
+        self._provenance(nodes, run)
         for index, span in kept:
             if span.events or span.name == EVALUATION_NAME:
                 for evaluation in evaluations_in(span, details=False):
@@ -128,15 +148,17 @@ class Translator:
             self._span_conversions([span for _, span in kept], run)
         if self._failures:
             for found in span_failures((span for _, span in kept), run.window):
-                self._converted(Conversion(*found), run)
+                self._converted(Conversion(*found, run.replaying), run)
         for span_id in self._buffer.awaited(nodes):
             for waiting in self._buffer.arrived(span_id):
-                self._walk(waiting.evaluation, span_id, waiting.hops, run)
+                fresh = waiting.fresh or not waiting.evaluation.replayed
+                self._walk(waiting.evaluation, span_id, waiting.hops, run, fresh=fresh)
         return run.out
 
-    def logs(self, batch: Logs, now_ms: int) -> Translated:
-        run = Run(now_ms, Window.around(now_ms))
-        run.out.unmatched += self._buffer.expire(now_ms)
+    def logs(self, batch: Logs, now_ms: int, *, replaying: bool = False) -> Translated:
+        """The events of ``batch`` (``replaying`` as for :meth:`spans`)."""
+        run = Run(now_ms, Window.around(now_ms), replaying=replaying, ready=self._ready)
+        run.out.unmatched += self.expire(now_ms)
         for index, record in enumerate(batch.records):
             evaluation = evaluation_in(record, details=False)
             if evaluation is not None:
@@ -153,11 +175,12 @@ class Translator:
                     anchor,
                     ts_ms(record.time_ns),
                     record.attributes,
+                    run.replaying,
                 )
                 self._converted(conversion, run)
             elif self._failures and record.trace_id and record.severity >= ERROR_SEVERITY:
                 for found in record_failures(index, record, run):  # refuses a bad time
-                    self._converted(Conversion(*found), run)
+                    self._converted(Conversion(*found, run.replaying), run)
         return run.out
 
     def _span_conversions(self, spans: list[Span], run: Run) -> None:
@@ -165,15 +188,26 @@ class Translator:
         for span in spans:
             if span.name in names:
                 ts = ts_ms(span.end_ns)
-                conversion = Conversion(span.name, span.trace_id, span.span_id, ts, span.attributes)
+                conversion = Conversion(
+                    span.name, span.trace_id, span.span_id, ts, span.attributes, run.replaying
+                )
                 self._converted(conversion, run)
             for event in span.events:
                 if event.name in names:
                     ts = ts_ms(event.time_ns or span.end_ns)
                     conversion = Conversion(
-                        event.name, span.trace_id, span.span_id, ts, event.attributes
+                        event.name, span.trace_id, span.span_id, ts, event.attributes, run.replaying
                     )
                     self._converted(conversion, run)
+
+    def _provenance(self, nodes: dict[str, Node], run: Run) -> None:
+        """Mark the spans a replay remembers; a span read fresh again is fresh."""
+        replayed = self._replayed
+        if run.replaying:
+            replayed.put_all(dict.fromkeys(nodes, True), run.now_ms)
+        elif len(replayed):
+            for span_id in replayed.keys() & nodes.keys():
+                replayed.pop(span_id)
 
     def _rules(self, flag: str, run: Run) -> FlagRules | None:
         if flag in run.rules:
@@ -198,9 +232,10 @@ class Translator:
         if span_id:
             node = run.nodes.get(span_id)
             if node is not None and (node.server or not node.parent):
-                self._outcome(counted, node, run)  # the span is its own request: no walk
+                # the span is its own request: no walk
+                self._outcome(counted, node, run, fresh=not run.replaying)
             else:
-                self._walk(counted, span_id, 0, run)
+                self._walk(counted, span_id, 0, run, fresh=not run.replaying)
         else:
             run.out.unmatched += 1  # a root evaluation span, or a record outside a span
         if counted.trace_id and (counted.rules.conversions or counted.rules.failures):
@@ -242,41 +277,48 @@ class Translator:
         anchor = evaluation.span_id or f"log:{evaluation.time_ns}:{unit}"
         digest = span_digest(evaluation.trace_id, anchor, flag)
         exposure = id_of("x", digest)
-        if exposure not in run.ids:  # run.emit, inlined: this runs for every evaluation
+        if exposure not in run.ids and not run.replaying:  # run.emit, inlined (every evaluation)
             run.ids.add(exposure)
             run.out.events.append(
                 ExposureIn(
                     v=1, id=exposure, ts=ts, flag=flag, unit=unit, arm=arm, flag_version=version
                 )
             )
-        return Counted(flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest)
+        return Counted(
+            flag, unit, arm, version, evaluation.trace_id, rules, anchor, digest, run.replaying
+        )
 
-    def _walk(self, counted: Counted, span_id: str, hops: int, run: Run) -> None:
-        """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet."""
+    def _walk(self, counted: Counted, span_id: str, hops: int, run: Run, *, fresh: bool) -> None:
+        """Up from ``span_id`` to the request; wait in the buffer for a span not seen yet.
+        ``fresh``: the evaluation, or a span on the way so far, was not replayed."""
         spans = self._buffer.spans
         while True:
-            node = run.nodes.get(span_id) or spans.get(span_id)
+            node = run.nodes.get(span_id)
+            if node is not None:
+                fresh = fresh or not run.replaying
+            else:
+                node = spans.get(span_id)
+                fresh = fresh or (node is not None and self._replayed.get(span_id) is None)
             if node is None:
-                waiting = Waiting(counted, hops)
+                waiting = Waiting(counted, hops, fresh)
                 run.out.unmatched += self._buffer.wait(span_id, waiting, run.now_ms)
                 return
             if node.server or not node.parent:
-                self._outcome(counted, node, run)
+                self._outcome(counted, node, run, fresh=fresh)
                 return
             if hops >= MAX_HOPS:
                 run.out.unmatched += 1
                 return
             span_id, hops = node.parent, hops + 1
 
-    def _outcome(self, counted: Counted, node: Node, run: Run) -> None:
+    def _outcome(self, counted: Counted, node: Node, run: Run, *, fresh: bool) -> None:
         digest = counted.digest  # of the exposure's span: usually the request's too
         if node.span_id != counted.anchor:
             digest = span_digest(counted.trace_id, node.span_id, counted.flag)
         request = id_of("r", digest)
-        if request in run.ids:  # run.emit, inlined (as for the exposure)
+        if request in run.ids:
             return
-        run.ids.add(request)
-        run.out.events.append(
+        run.joined(
             RequestIn(
                 v=1,
                 id=request,
@@ -287,7 +329,8 @@ class Translator:
                 flag_version=counted.version,
                 error=is_error(node, counted.rules.error_status_min),
                 latency_ms=latency_ms(node),
-            )
+            ),
+            fresh=fresh,
         )
 
     def _note(self, counted: Counted, run: Run) -> None:
@@ -317,13 +360,15 @@ class Translator:
         self._buffer.park(conversion.trace_id, conversion, run.now_ms)
 
     def _conversion(self, conversion: Conversion, counted: Counted, run: Run) -> None:
+        fresh = not (conversion.replayed and counted.replayed)
         if conversion.name in FAILURES:
             trace_id, anchor, ts = conversion.trace_id, conversion.anchor, conversion.ts
-            run.emit(failure_event(conversion.name, trace_id, anchor, ts, counted))
+            event = failure_event(conversion.name, trace_id, anchor, ts, counted)
+            run.joined(event, fresh=fresh)
             return
         kind = f"c:{conversion.name}"
         rules = counted.rules
-        run.emit(
+        run.joined(
             ConversionIn(
                 v=1,
                 id=event_id(kind, conversion.trace_id, conversion.anchor, counted.flag),
@@ -334,5 +379,6 @@ class Translator:
                 flag_version=counted.version,
                 name=conversion.name,
                 value=conversion_value(conversion.attributes.get(rules.conversion_value)),
-            )
+            ),
+            fresh=not (conversion.replayed and counted.replayed),
         )
