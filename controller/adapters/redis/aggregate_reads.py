@@ -32,8 +32,12 @@ import msgspec
 from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.keys import partition_tag, partitions_key
-from controller.adapters.redis.unit_lanes import LANE_COUNT, SUM_FIELDS, unit_totals
+from controller.adapters.redis.layout import (
+    partition_tag,
+    partitions_key,
+    unit_totals,
+    with_layout,
+)
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import (
     ArmAggregate,
@@ -43,16 +47,7 @@ from controller.core.stats import (
 )
 from controller.core.wire import Arm
 
-
-def _script() -> str:
-    """read.lua with the unit buckets' layout written in (:mod:`.unit_lanes`)."""
-    text = resources.files(__package__).joinpath("read.lua").read_text(encoding="utf-8")
-    text = text.replace("local LANE_COUNT = 0\n", f"local LANE_COUNT = {LANE_COUNT}\n")
-    fields = ", ".join(f"['{name}'] = {at + 1}" for at, name in enumerate(SUM_FIELDS))
-    return text.replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{fields}}}\n")
-
-
-_READ = _script()
+_READ = with_layout(resources.files(__package__).joinpath("read.lua").read_text("utf-8"))
 NO_BUCKETS = UnitBuckets.empty()
 """An events arm none of whose events were counted in a unit bucket."""
 KEYS_PER_CALL = 400
@@ -97,10 +92,10 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     value_squares: tuple[float, ...]
     named: tuple[NamedReply, ...]
     unit_sums: tuple[float, ...]
-    """The unit buckets' float sums (:data:`.unit_lanes.SUM_FIELDS`), summed; empty when no
+    """The unit buckets' float sums (:data:`.layout.SUM_FIELDS`), summed; empty when no
     hash holds one."""
     lanes: tuple[float, ...]
-    """The cells' strings of unit bucket lanes added up, lane by lane (:mod:`.unit_lanes`);
+    """The cells' strings of unit bucket lanes added up, lane by lane (:mod:`.layout`);
     empty when none holds any."""
 
 

@@ -8,7 +8,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
-    {P:T:n}:b:<flag>:<ver>:<arm>  string: the unit buckets' counts, i64 lanes (.unit_lanes)
+    {P:T:n}:b:<flag>:<ver>:<arm>  string: the unit buckets' counts, i64 lanes (.layout)
     {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
@@ -82,13 +82,14 @@ from controller.adapters.redis.client import (
     translated,
 )
 from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, entry
-from controller.adapters.redis.keys import (
+from controller.adapters.redis.layout import (
     SOURCES_PARTITION,
+    lane_offsets,
     partition_tag,
     partitions_key,
     source_meta_key,
+    with_layout,
 )
-from controller.adapters.redis.unit_lanes import lane_tokens
 from controller.core.common import DuplicateEvents, FlushRefused
 from controller.core.machine import LogIdentity
 from controller.core.stats import (
@@ -109,7 +110,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions', 'rejoin'))}
 """
 
-_FLUSH = resources.files(__package__).joinpath("flush.lua").read_text(encoding="utf-8")
+_FLUSH = with_layout(resources.files(__package__).joinpath("flush.lua").read_text("utf-8"))
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -303,12 +304,12 @@ class RedisAggregateStore:
                 for name, n in cell.named.items()
             ]
             # The unit buckets' counts travel as two arrays, lanes and increments: counted in
-            # C, and added to the cell's string of lanes by one BITFIELD (.unit_lanes).
+            # C, and added to the cell's string of lanes by one BITFIELD (.layout).
             counts = cell.bucket_counts()
             cells.append(
                 (
                     *(flag, cell.base_counters(), floats, list(cell.units), named),
-                    *(lane_tokens(counts), list(counts.values())),
+                    *(lane_offsets(counts), list(counts.values())),
                 )
             )
         # One msgpack argument instead of thousands: packing arguments one by one

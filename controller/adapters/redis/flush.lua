@@ -12,7 +12,7 @@
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
---                             {unit bucket lane ('#<k>')...}, {its n...}}...},
+--                             {unit bucket lane's bit offset...}, {its n...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"}
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
@@ -67,10 +67,12 @@ local function set_size(key)
 end
 
 -- The unit buckets' counts of a cell go to its string of lanes as BITFIELD INCRBY operations
--- ({'INCRBY', 'i64', '#<lane>', n, ...} in plan.lanes), with no read: each increment is checked
--- to be a whole count below 2^53, and a lane of 2^63 is out of any stage's reach
--- (controller/adapters/redis/unit_lanes.py). Returns why Redis would refuse them, or nil.
+-- ({'INCRBY', 'i64', <bit offset>, n, ...} in plan.lanes), with no read: each increment is
+-- checked to be a whole count below 2^53, each offset a lane's, and a lane of 2^63 is out of
+-- any stage's reach (controller/adapters/redis/layout.py). Returns why Redis would refuse
+-- them, or nil.
 local LANE_OPS = 250                -- INCRBY operations per BITFIELD call (4 arguments each)
+local LANE_BITS = 0                 -- the bits of every lane: written by layout.py
 local function unit_plan(plan, agg, lanes, offsets, adds)
   if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds then
     return agg .. ': unit bucket lanes and increments do not pair'
@@ -79,15 +81,15 @@ local function unit_plan(plan, agg, lanes, offsets, adds)
   if #offsets == 0 then return nil end
   local size = redis.pcall('STRLEN', lanes)
   if failed(size) then return lanes .. ' holds a ' .. kind(lanes) .. ', not a string' end
-  local ops, floor = plan.lanes, math.floor
+  local ops, floor, n = plan.lanes, math.floor, 0
   for i = 1, #offsets do
     local add, at = adds[i], offsets[i]
     if type(add) ~= 'number' or add < 0 or add ~= floor(add) or add > MAX_COUNT
-        or type(at) ~= 'string' or not string.match(at, '^#%d+$') then
+        or type(at) ~= 'number' or at < 0 or at >= LANE_BITS or at % 64 ~= 0 then
       return lanes .. ' ' .. tostring(at) .. ': not a unit bucket count'
     end
-    local n = #ops
     ops[n + 1], ops[n + 2], ops[n + 3], ops[n + 4] = 'INCRBY', 'i64', at, add
+    n = n + 4
   end
   return nil
 end

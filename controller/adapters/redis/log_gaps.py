@@ -23,7 +23,7 @@ bumped instead of checked (nobody owns it). Every instance can record a choice
 from __future__ import annotations
 
 from controller.adapters.redis.client import RedisClient, translated
-from controller.adapters.redis.keys import partition_tag, source_meta_key
+from controller.adapters.redis.layout import partition_tag, source_meta_key
 from controller.core.machine import CHOICES, Choice, LogGap, LogIdentity
 from controller.settings import RedisSettings
 

@@ -16,8 +16,8 @@
 -- cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read.
 -- The unit buckets' float sums (fields u<bucket>.s) are summed into one array in the order of
 -- UNIT_SUMS (empty when no hash holds one); their counts are the cells' strings of lanes
--- added up lane by lane, as long as the longest (controller/adapters/redis/unit_lanes.py).
--- The two lines below are written by controller/adapters/redis/aggregate_reads.py.
+-- added up lane by lane, as long as the longest (controller/adapters/redis/layout.py).
+-- The two lines below are written by controller/adapters/redis/layout.py.
 local LANE_COUNT = 0
 local UNIT_SUMS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}

@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.keys import SOURCES_PARTITION
+from controller.adapters.redis.layout import SOURCES_PARTITION
 from controller.core.common.errors import DuplicateEvents, FencedError
 from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import InEvent, Rejection, decode_event

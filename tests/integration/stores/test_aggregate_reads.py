@@ -16,7 +16,7 @@ from controller.adapters.redis import aggregate_reads
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.unit_lanes import LANE_KINDS
+from controller.adapters.redis.layout import LANE_KINDS
 from controller.core.common.errors import StoreError
 from controller.core.stats.aggregates import (
     BOTH_FIELD,

@@ -1,5 +1,11 @@
-"""The unit buckets' counts in Redis: one packed string per cell, added to with ``BITFIELD``.
+"""What an events topic's keys are called and hold: the names more than one store uses,
+and the unit buckets' counts as one packed string per cell, added to with ``BITFIELD``.
 
+**Names.** The layout is in :mod:`.aggregates`: here are one partition's hash tag, the
+set of partitions ever claimed, and where another source's partitions keep their
+offsets.
+
+**Unit buckets.**
 An arm's unit buckets (:mod:`controller.core.stats.units`) are some 1,900
 counters per cell: 64 buckets of exposures, requests, errors, conversions,
 valued conversions and coarse latency bins. As fields of the cell's hash they
@@ -13,7 +19,7 @@ and a gate's read adds the cells' strings up in Redis, lane by lane
 core's order.
 
 **Layout.** Lane ``k`` is a signed 64-bit big-endian integer at bytes
-``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at offset ``#k``). It
+``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at bit offset ``64k``). It
 counts kind :data:`LANE_KINDS` ``[k // UNIT_BUCKETS]`` of bucket
 ``k % UNIT_BUCKETS``: kind after kind, so ``BITFIELD`` grows the string only
 to the highest lane written, and a cell whose latencies never reach the slow
@@ -43,10 +49,43 @@ __all__ = [
     "LANE_BYTES",
     "LANE_COUNT",
     "LANE_KINDS",
+    "SOURCES_PARTITION",
     "SUM_FIELDS",
-    "lane_tokens",
+    "lane_offsets",
+    "partition_tag",
+    "partitions_key",
+    "source_meta_key",
     "unit_totals",
+    "with_layout",
 ]
+
+SOURCES_PARTITION = -1
+"""The partition, among the events topic's, that holds what other sources count.
+
+A Kafka partition is never negative, so its keys never collide with those of the
+events topic's partitions 0..n. Every partition of every other source (the
+OpenTelemetry topics) adds to it: one slot, one set of unit HyperLogLogs and
+one id window for them all, so a unit or an event id seen on two of their
+partitions counts once."""
+
+
+def partition_tag(prefix: str, topic: str, partition: int) -> str:
+    """The hash tag of one partition's keys: all of them live in one cluster slot."""
+    return f"{{{prefix}:{topic}:{partition}}}"
+
+
+def partitions_key(prefix: str, topic: str) -> str:
+    """The set of the topic's partitions ever claimed."""
+    return f"{prefix}:partitions:{topic}"
+
+
+def source_meta_key(prefix: str, topic: str, source: str, partition: int) -> str:
+    """The meta hash (epoch, offset) of ``partition`` of the other source topic ``source``.
+
+    It lives in the slot of :data:`SOURCES_PARTITION`, so one flush script checks
+    that source partition's fence and writes the aggregates it adds to."""
+    return f"{partition_tag(prefix, topic, SOURCES_PARTITION)}:src:{source}:{partition}:meta"
+
 
 _FIRST_LANE_KINDS = ("x", "r", "e", "c", "n", *(f"l{j}" for j in range(24)))
 """The kinds lanes were first laid out for, in order; never reordered."""
@@ -75,8 +114,8 @@ for _b in range(UNIT_BUCKETS):
             _lane = LANE_KINDS.index(_kind) * UNIT_BUCKETS + _b
             _lanes_of_slot[_slot] = _lane
             _sources[_slot] = _lane
-_TOKENS: tuple[str | None, ...] = tuple(
-    None if lane is None else f"#{lane}" for lane in _lanes_of_slot
+_OFFSETS: tuple[int | None, ...] = tuple(
+    None if lane is None else 64 * lane for lane in _lanes_of_slot
 )
 _in_slot_order = itemgetter(*_sources)
 """From the lanes then the sums, each core slot's total, in the core's slot order."""
@@ -84,12 +123,23 @@ _ZEROS = (0,) * LANE_COUNT
 _NO_SUMS = (0.0,) * (len(SUM_KINDS) * UNIT_BUCKETS)
 
 
-def lane_tokens(slots: Iterable[int]) -> list[str]:
-    """``BITFIELD``'s offset (``#<lane>``) of each integer slot of the core's layout."""
-    tokens = list(map(_TOKENS.__getitem__, slots))  # in C: a flush names hundreds
-    if None in tokens:
+def with_layout(script: str) -> str:
+    """A Lua script with the lanes' layout written into its placeholder lines
+    (``local LANE_BITS = 0``, ``local LANE_COUNT = 0``, ``local UNIT_SUMS = {}``)."""
+    sums = ", ".join(f"['{name}'] = {at + 1}" for at, name in enumerate(SUM_FIELDS))
+    return (
+        script.replace("local LANE_BITS = 0 ", f"local LANE_BITS = {64 * LANE_COUNT} ")
+        .replace("local LANE_COUNT = 0\n", f"local LANE_COUNT = {LANE_COUNT}\n")
+        .replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{sums}}}\n")
+    )
+
+
+def lane_offsets(slots: Iterable[int]) -> list[int]:
+    """``BITFIELD``'s offset, in bits, of each integer slot of the core's layout."""
+    offsets = list(map(_OFFSETS.__getitem__, slots))  # in C: a flush names hundreds
+    if None in offsets:
         raise ValueError("a float sum's slot holds no count")
-    return tokens  # type: ignore[return-value]  # None is not among them
+    return offsets  # type: ignore[return-value]  # None is not among them
 
 
 def unit_totals(lanes: Sequence[float], sums: Sequence[float]) -> tuple[float, ...] | None:

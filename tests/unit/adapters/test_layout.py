@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.redis.unit_lanes import (
+from controller.adapters.redis.layout import (
     LANE_COUNT,
     LANE_KINDS,
     SUM_FIELDS,
-    lane_tokens,
+    lane_offsets,
     unit_totals,
 )
 from controller.core.common import StoreError
@@ -41,23 +41,23 @@ def test_the_first_lanes_keep_their_place_and_every_count_kind_has_one() -> None
 
 
 @pytest.mark.parametrize(
-    ("bucket", "kind", "token"),
+    ("bucket", "kind", "at"),
     [
-        (0, "x", "#0"),
-        (63, "x", "#63"),
-        (0, "r", f"#{UNIT_BUCKETS}"),
-        (5, "e", f"#{2 * UNIT_BUCKETS + 5}"),
-        (7, "l0", f"#{5 * UNIT_BUCKETS + 7}"),
-        (63, "l23", f"#{29 * UNIT_BUCKETS - 1}"),
+        (0, "x", 0),
+        (63, "x", 63),
+        (0, "r", UNIT_BUCKETS),
+        (5, "e", 2 * UNIT_BUCKETS + 5),
+        (7, "l0", 5 * UNIT_BUCKETS + 7),
+        (63, "l23", 29 * UNIT_BUCKETS - 1),
     ],
 )
-def test_a_count_goes_to_its_kind_s_lane_of_its_bucket(bucket: int, kind: str, token: str) -> None:
-    assert lane_tokens([slot(bucket, kind)]) == [token]
+def test_a_count_goes_to_its_kind_s_lane_of_its_bucket(bucket: int, kind: str, at: int) -> None:
+    assert lane_offsets([slot(bucket, kind)]) == [64 * at]
 
 
 def test_a_float_sum_has_no_lane() -> None:
     with pytest.raises(ValueError, match=r"float sum.s slot"):
-        lane_tokens([slot(3, "s")])
+        lane_offsets([slot(3, "s")])
 
 
 def test_nothing_stored_reads_as_no_buckets() -> None:
