@@ -101,10 +101,18 @@ class Producer(Lifecycle):
         task.add_done_callback(self._abandoning.discard)
 
 
+SEND_SLICE = 256
+"""Records handed to the producer between two turns of the event loop: a send waits only
+when the producer's buffer is full, so thousands at once would hold the loop for as long
+as they take to append, and a kill's decision with it."""
+
+
 async def _sent(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> None:
-    futures = [
-        await producer.send(r.topic, key=r.key, value=r.value, headers=r.headers) for r in records
-    ]
+    futures = []
+    for i, r in enumerate(records, 1):
+        futures.append(await producer.send(r.topic, key=r.key, value=r.value, headers=r.headers))
+        if i % SEND_SLICE == 0:
+            await asyncio.sleep(0)
     await asyncio.gather(*futures)
 
 

@@ -34,6 +34,13 @@ dead-lettered, not named. Dead-lettering is best effort: the export's
 events are acknowledged first, and a DLQ the broker does not take is
 logged, not retried.
 
+Translating an export and checking its events (tens of milliseconds of CPU
+for thousands of spans) runs on a thread of the intake's own, the one thread
+that touches the translator and its join buffer; the event loop only awaits
+the result. So a flood of exports, re-sent or new, shares the interpreter with
+the loop but never holds it: a kill's decision gets its turn within
+milliseconds (docs/architecture.md, "A kill under load").
+
 The join buffer's evaluations that never met their span are dropped once
 ``http.otlp_join_window_seconds`` old, every second while the daemon runs
 (counted, ``unmatched``): their exposures were counted on arrival, no
@@ -44,8 +51,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Self
@@ -121,6 +130,8 @@ class OtlpIntake:
         self._dead_letters, self._metrics, self._clock = dead_letters, metrics, clock
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
         self._expiry: asyncio.Task[None] | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otlp-translate")
+        """The one thread that touches the translator (and its join buffer)."""
 
     async def __aenter__(self) -> Self:
         self._expiry = asyncio.create_task(self._expire_every(), name="otlp-expiry")
@@ -132,17 +143,15 @@ class OtlpIntake:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
         await self._directory.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     async def take(self, client: str, signal: Signal, batch: Spans | Logs) -> Taken:
         """Translate ``batch``, send its events (:class:`BatchNotSent` when the broker did not
         acknowledge them: nothing counted), dead-letter what is not counted."""
         await self._directory.fresh()
-        now = self._now_ms()
-        if isinstance(batch, Spans):
-            translated = self._translator.spans(batch, now)
-        else:
-            translated = self._translator.logs(batch, now)
-        events, unfit = self._checked(translated)
+        loop = asyncio.get_running_loop()
+        work = functools.partial(self._translated, batch, self._now_ms())
+        translated, events, unfit = await loop.run_in_executor(self._worker, work)
         refused = [*batch.refused, *translated.refused, *unfit]
         sent = await self._send(client, events)
         self._counted(signal, sent, translated, refused)
@@ -166,6 +175,16 @@ class OtlpIntake:
 
     def _now_ms(self) -> int:
         return int(self._clock().timestamp() * 1000)
+
+    def _translated(
+        self, batch: Spans | Logs, now: int
+    ) -> tuple[Translated, list[tuple[InEvent, bytes]], list[Refusal]]:
+        """``batch`` translated and its events checked, on the translating thread."""
+        if isinstance(batch, Spans):
+            translated = self._translator.spans(batch, now)
+        else:
+            translated = self._translator.logs(batch, now)
+        return (translated, *self._checked(translated))
 
     def _checked(self, translated: Translated) -> tuple[list[tuple[InEvent, bytes]], list[Refusal]]:
         """Each event as ingest will read it, or refused as ingest would refuse it."""
@@ -234,7 +253,7 @@ class OtlpIntake:
         while True:
             await asyncio.sleep(EXPIRE_EVERY_SECONDS)
             try:
-                self.expire()
+                await asyncio.get_running_loop().run_in_executor(self._worker, self.expire)
             except Exception:
                 log.exception("otlp_expiry_failed")
 

@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.ledger import EventLedger
+from controller.adapters.redis.ledger import SLICE, EventLedger
 from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 from controller.core.common.errors import (
@@ -431,12 +431,13 @@ async def test_the_intake_record_of_sent_events_keeps_the_first_content_on_one_n
     store_client: RedisClient, redis_namespace: str
 ) -> None:
     ledger = EventLedger(store_client, settings=RedisSettings(key_prefix=redis_namespace))
-    ids = [f"event-{i}" for i in range(50)]  # keys of many slots on a cluster
+    # Keys of many slots on a cluster, in more pipelines than one (SLICE commands each)
+    ids = [f"event-{i}" for i in range(2 * SLICE + 50)]
     assert await ledger.recall(ids) == {}
-    await ledger.remember({i: f"digest-{i}" for i in ids[:30]}, ttl_s=60)
-    await ledger.remember({ids[0]: "other", ids[40]: "digest-40"}, ttl_s=60)
+    await ledger.remember({i: f"digest-{i}" for i in ids[: SLICE + 30]}, ttl_s=60)
+    await ledger.remember({ids[0]: "other", ids[-1]: "digest-last"}, ttl_s=60)
     assert await ledger.recall(ids) == {
-        **{i: f"digest-{i}" for i in ids[:30]},
-        ids[40]: "digest-40",
+        **{i: f"digest-{i}" for i in ids[: SLICE + 30]},
+        ids[-1]: "digest-last",
     }
     assert 0 < await store_client.ttl(f"{redis_namespace}:intake:event:{ids[0]}") <= 60

@@ -7,7 +7,9 @@ intake are the daemon's own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -17,13 +19,14 @@ from msgspec.structs import replace
 from controller.adapters.kafka import Producer
 from controller.adapters.redis.ledger import EventLedger
 from controller.core.rollouts import Rollout
-from controller.core.telemetry import Spans, Translator, decode_traces_json
+from controller.core.telemetry import FlagRules, Spans, Translator, decode_traces_json
 from controller.daemon.metrics import Metrics
 from controller.daemon.registries import FlagDirectory
 from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.ports import DeadLetter
 from tests.support.otel.otlp_exports import Recorder, evaluate, openfeature_client, traces_json
+from tests.support.waiting import eventually
 from tests.unit.core.machine.gate.test_gate import rollout
 from tests.unit.daemon.ingest.test_event_intake_once import Broker, Ledger
 
@@ -44,6 +47,7 @@ class World:
         self.broker, self.letters, self.metrics = Broker(), Letters(), Metrics()
         self.now = datetime.now(UTC)
         self.directory = FlagDirectory(self.load, max_age=0.0)
+        self.hold: Callable[[str], None] | None = None
         events = EventIntake(
             producer=cast("Producer", self.broker),
             ledger=cast("EventLedger", Ledger()),
@@ -54,12 +58,18 @@ class World:
         self.intake = OtlpIntake(
             events=events,
             directory=self.directory,
-            translator=Translator(self.directory.lookup, guard_ms=2000, join_window_ms=30_000),
+            translator=Translator(self.lookup, guard_ms=2000, join_window_ms=30_000),
             dead_letters=self.letters,
             metrics=self.metrics,
             max_event_bytes=65536,
             clock=lambda: self.now,
         )
+
+    def lookup(self, flag: str) -> FlagRules | None:
+        """The directory's answer, once ``hold`` (when set) let it go."""
+        if self.hold is not None:
+            self.hold(flag)
+        return self.directory.lookup(flag)
 
     @staticmethod
     def published(flag: str, since: datetime, version: int = 1) -> Rollout:
@@ -145,6 +155,29 @@ async def test_evaluations_that_never_met_their_request_are_dropped_and_counted(
     world.now += timedelta(seconds=31)
     assert world.intake.expire() == 1
     assert sample(world.metrics, "rollout_otlp_http_evaluations_total", kind="unmatched") == 1
+
+
+async def test_an_export_is_translated_on_a_thread_of_its_own_while_the_loop_runs_on() -> None:
+    world = World(since=datetime.now(UTC) - timedelta(minutes=5))
+    released, threads = threading.Event(), set[int]()
+
+    def hold(_flag: str) -> None:
+        threads.add(threading.get_ident())
+        released.wait(timeout=5)  # on the loop's own thread, nothing could set it
+
+    world.hold = hold
+    # Given an export whose translation is held halfway
+    taking = asyncio.create_task(world.intake.take("c", "traces", requests(["u1"])))
+    await eventually(lambda: threads, timeout=30, what="the translation under way")
+    # Then the event loop runs on meanwhile, and the export waits for its translation
+    assert not taking.done()
+    released.set()
+    await taking
+    assert len(world.sent()) == 2
+    # ... which ran on one thread, not the loop's, as the next export's and the expiry do
+    await world.intake.take("c", "traces", requests(["u2"]))
+    assert threading.get_ident() not in threads
+    assert len(threads) == 1
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
