@@ -148,7 +148,7 @@ def _validator(stem: str) -> Draft202012Validator:
 
 def test_there_are_examples_of_every_event_type_and_of_flag_states() -> None:
     types = {json.loads(p.read_bytes())["type"] for p in EXAMPLES}
-    assert types == {"exposure", "request", "conversion", "flag_state"}
+    assert types == {"exposure", "request", "conversion", "crash", "exception", "flag_state"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
