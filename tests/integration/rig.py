@@ -68,7 +68,8 @@ class Rig:
                 await asyncio.sleep(pace)
 
     async def counted(self, flag_names: set[str]) -> int:
-        """Events counted so far (exposures + requests + conversions) over all flags."""
+        """Events counted so far (exposures + requests + conversions + exceptions, each
+        crash among them) over all flags."""
         async with connect(RedisSettings(url=self.redis_url)) as client:
             store = RedisAggregateStore(
                 client, settings=RedisSettings(key_prefix=self.prefix), topic=self.events
@@ -77,7 +78,7 @@ class Rig:
             for flag in flag_names:
                 agg = await store.read(flag, {1, 2, 3})
                 for arm in (agg.treatment, agg.control):
-                    total += arm.exposures + arm.requests + arm.conversions
+                    total += arm.exposures + arm.requests + arm.conversions + arm.exceptions
             return total
 
     async def wait_counted(

@@ -53,13 +53,15 @@ def events(n: int, flag: str = "intake") -> list[dict[str, Any]]:
             "arm": "treatment" if i % 2 else "control",
             "flag_version": 1,
         }
-        kind = i % 3
+        kind = i % 5
         if kind == 0:
             made.append({"type": "exposure", **base})
         elif kind == 1:
-            made.append({"type": "request", **base, "error": i % 5 == 0, "latency_ms": i % 300})
-        else:
+            made.append({"type": "request", **base, "error": i % 7 == 0, "latency_ms": i % 300})
+        elif kind == 2:
             made.append({"type": "conversion", **base, "value": float(i % 7)})
+        else:
+            made.append({"type": "crash" if kind == 3 else "exception", **base})
     return made
 
 
