@@ -13,7 +13,9 @@
 // GET /checkout?user=ID serves one request for that user: the new flow when the flag
 // is on for them, failing (500) at its flow's error rate and taking about its flow's
 // latency. Once listening it prints {"port": N}; SIGTERM or the end of stdin exports
-// what is batched and exits. The packages come from OFREP_NODE_HOME (`make ofrep-node`).
+// what is batched, prints what it served and exits: {"served": {VARIANT: {"requests": N,
+// "errors": N}}, "failed_evaluations": N} (a failed evaluation serves the default, in no
+// variant). The packages come from OFREP_NODE_HOME (`make ofrep-node`).
 import { createRequire } from "node:module";
 import http from "node:http";
 import path from "node:path";
@@ -69,12 +71,16 @@ function jitter() {
   return Math.exp(0.25 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v));
 }
 
+const served = {};
+let failedEvaluations = 0;
+
 const server = http.createServer((request, response) => {
   const url = new URL(request.url, "http://localhost");
   const user = url.searchParams.get("user") ?? "anonymous";
   const attributes = { "http.request.method": "GET", "url.path": url.pathname };
   tracer.startActiveSpan("GET /checkout", { kind: SpanKind.SERVER, attributes }, async (span) => {
-    const newFlow = await flags.getBooleanValue(flag, false, { targetingKey: user });
+    const details = await flags.getBooleanDetails(flag, false, { targetingKey: user });
+    const newFlow = details.value;
     const arm = newFlow ? 1 : 0;
     const failed = Math.random() < errors[arm];
     await new Promise((done) => setTimeout(done, jitter() * latencyMs[arm]));
@@ -82,6 +88,13 @@ const server = http.createServer((request, response) => {
     span.setAttribute("http.response.status_code", status);
     if (failed) span.setStatus({ code: SpanStatusCode.ERROR });
     span.end();
+    if (details.errorCode || details.variant === undefined) {
+      failedEvaluations += 1;
+    } else {
+      const counts = (served[details.variant] ??= { requests: 0, errors: 0 });
+      counts.requests += 1;
+      counts.errors += failed ? 1 : 0;
+    }
     response.writeHead(status, { "Content-Type": "application/json" });
     response.end(JSON.stringify({ user, new_flow: newFlow }));
   });
@@ -93,7 +106,8 @@ async function stop() {
   stopping = true;
   server.close();
   await sdk.shutdown(); // what is batched is exported first
-  process.exit(0);
+  const report = JSON.stringify({ served, failed_evaluations: failedEvaluations });
+  process.stdout.write(`${report}\n`, () => process.exit(0));
 }
 process.on("SIGTERM", stop);
 process.stdin.on("end", stop);

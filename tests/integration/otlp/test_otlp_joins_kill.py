@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -41,6 +40,7 @@ from tests.support.clients.ofrep import store as store_rollouts
 from tests.support.controller_process import ControllerProcess, controller_env
 from tests.support.otel.otlp_exports import Recorder, logs_proto, traces_proto
 from tests.support.otel.otlp_kafka import Expected, assert_counts, counted
+from tests.support.otel.relay import Relay, caught_up
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -129,31 +129,6 @@ def stream(
     yield from before
 
 
-class Relay:
-    """Writes each record twice, as a relay that retries a write whose answer it lost."""
-
-    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
-        self._bootstrap, self._topics = bootstrap, topics
-        self.ends = {(t, p): 0 for t in ("spans", "logs") for p in range(PARTITIONS)}
-        self._turn = 0
-
-    async def send(self, values: Sequence[tuple[str, bytes]], *, pace: float = 0) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=2)
-        await producer.start()
-        try:
-            for index, (signal, value) in enumerate(values):
-                self._turn += 1
-                partition = self._turn % PARTITIONS
-                for _ in range(2):
-                    sent = await producer.send(self._topics[signal], value, partition=partition)
-                    written = await sent
-                    self.ends[signal, partition] = written.offset + 1
-                if pace and index % 4 == 3:
-                    await asyncio.sleep(pace)
-        finally:
-            await producer.stop()
-
-
 async def test_joins_waiting_at_a_kill_9_count_exactly_once_through_a_duplicating_relay(
     kafka_bootstrap: str,
     redis_url: str,
@@ -195,7 +170,7 @@ async def test_joins_waiting_at_a_kill_9_count_exactly_once_through_a_duplicatin
     values = list(stream(spans, records))
     cut = rng.randrange(len(values) // 3, 2 * len(values) // 3)
     target = rng.randrange(3 * cut, 6 * cut)  # of the about 10 events each value holds
-    relay = Relay(kafka_bootstrap, topics)
+    relay = Relay(kafka_bootstrap, topics, partitions=PARTITIONS)
 
     async def read() -> int:
         async with connect(redis) as client:
@@ -220,7 +195,7 @@ async def test_joins_waiting_at_a_kill_9_count_exactly_once_through_a_duplicatin
         await producing
         await relay.send(values[cut:])
         daemon.start()
-        await _caught_up(redis, topics, relay, daemon)
+        await caught_up(redis, events=topics["events"], topics=topics, relay=relay, daemon=daemon)
         # Then each arm's exposures, requests and errors are exact: nothing lost, nothing twice
         async with connect(redis) as client:
             reads = RedisAggregateStore(client, settings=redis, topic=topics["events"])
@@ -228,23 +203,3 @@ async def test_joins_waiting_at_a_kill_9_count_exactly_once_through_a_duplicatin
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
-
-
-async def _caught_up(
-    redis: RedisSettings, topics: dict[str, str], relay: Relay, daemon: ControllerProcess
-) -> None:
-    """Wait until every partition of both topics is flushed to its end."""
-    async with connect(redis) as client:
-        stores = {
-            signal: RedisAggregateStore(
-                client, settings=redis, topic=topics["events"], source=topics[signal]
-            )
-            for signal in ("spans", "logs")
-        }
-
-        async def stored() -> bool:
-            offsets = {(s, p): await stores[s].offset(p) or 0 for s, p in relay.ends}
-            assert offsets == relay.ends, f"{offsets} != {relay.ends}\n{daemon.log_text()[-2000:]}"
-            return True
-
-        await eventually(stored, timeout=120, what="every OTLP record flushed")

@@ -33,14 +33,12 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.core.common import StoreUnavailable
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.dev.otelcol import Collector, require_otelcol
+from controller.dev.otelcol import Collector
 from controller.settings import RedisSettings
-from tests.conftest import _service_unavailable
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import TOPICS, Scenario
 from tests.scenarios.otel.test_otel_apps import APPS, completing, held
-from tests.support.backing.kafka_service import chosen_broker
-from tests.support.backing.services import ServiceUnavailable, free_port
+from tests.support.backing.services import free_port
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
@@ -67,22 +65,6 @@ def steady() -> Plan:
     stage = Stage(percent=50, min_duration=timedelta(minutes=20), min_units_per_arm=0)
     last = Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0)
     return Plan(stages=[stage, last], guardrails=[])
-
-
-@pytest.fixture
-def real_kafka(request: pytest.FixtureRequest, apache_kafka: Path) -> str:
-    """Apache Kafka: the session's node under ``RC_TEST_BROKER=kafka``, else one of its own."""
-    if chosen_broker() == "kafka":
-        return str(request.getfixturevalue("kafka_bootstrap"))
-    return str(request.getfixturevalue("kafka_broker_factory")().bootstrap)
-
-
-@pytest.fixture
-def otelcol(pytestconfig: pytest.Config) -> Path:
-    try:
-        return require_otelcol()
-    except ServiceUnavailable as exc:
-        _service_unavailable(pytestconfig, exc)
 
 
 @pytest.fixture

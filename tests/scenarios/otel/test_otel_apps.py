@@ -42,12 +42,10 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Metric, Stage
 from controller.core.telemetry import REFUSAL_REASONS
 from controller.settings import RedisSettings
-from tests.conftest import _service_unavailable
 from tests.integration.http.test_http import wait_status
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
-from tests.support.backing.services import ServiceUnavailable, free_port
-from tests.support.clients.ofrep import node_home
+from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -220,15 +218,6 @@ async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twins_
     )
     assert 0 < treated + control <= USERS
     assert all(load.requests > 0 and load.failures == 0 for load in loads.values())
-
-
-@pytest.fixture
-def otel_node(node: str, pytestconfig: pytest.Config) -> tuple[str, Path]:
-    """Node, and where its OpenFeature and OpenTelemetry packages are installed."""
-    try:
-        return node, node_home()
-    except ServiceUnavailable as exc:
-        _service_unavailable(pytestconfig, exc)
 
 
 @pytest.mark.timeout(360)

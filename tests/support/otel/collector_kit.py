@@ -5,17 +5,19 @@ The Collector is the one ``make otelcol`` builds, run with ``ops/otelcol/config.
 with OpenTelemetry's own protobuf classes, not through the controller's translator, so
 that the reference a test compares the aggregates with owes nothing to the code under
 test: one exposure and one request outcome per evaluation of a flag, once per span
-however often a record carrying it was written.
+however often a record carrying it was written. An evaluation is an event on its request's
+span (Python, Go, Java) or a log record in its request's span (Node's ``EventHook``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -49,6 +51,15 @@ async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
 async def read_topic(bootstrap: str, topic: str, count: int) -> tuple[list[bytes], dict[int, int]]:
     """Every record's value on ``topic`` (``count`` partitions), from its start to its end
     now; and those ends."""
+    stamped, ends = await read_stamped(bootstrap, topic, count)
+    return [value for _, value in stamped], ends
+
+
+async def read_stamped(
+    bootstrap: str, topic: str, count: int
+) -> tuple[list[tuple[int, bytes]], dict[int, int]]:
+    """Every record on ``topic`` (``count`` partitions) from its start to its end now, as
+    (timestamp in ms, value) in each partition's order; and those ends."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -56,17 +67,19 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> tuple[list[bytes
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        values: list[bytes] = []
+        stamped: list[tuple[int, bytes]] = []
 
         async def read_to_end() -> bool:
             batch = await consumer.getmany(*partitions, timeout_ms=500)
-            values.extend(r.value for records in batch.values() for r in records if r.value)
+            stamped.extend(
+                (r.timestamp, r.value) for records in batch.values() for r in records if r.value
+            )
             left = {tp: ends[tp] - await consumer.position(tp) for tp in partitions}
             assert all(n <= 0 for n in left.values()), f"left to read: {left}"
             return True
 
         await eventually(read_to_end, timeout=60, what=f"{topic} read to its end")
-        return values, {tp.partition: end for tp, end in ends.items()}
+        return stamped, {tp.partition: end for tp, end in ends.items()}
     finally:
         await consumer.stop()
 
@@ -93,27 +106,62 @@ class Written:
 
     def add(self, app: str, span: Span) -> None:
         self.spans[app] += 1
+        for event in span.events:
+            self.evaluated(_attributes(event.attributes), span, name=event.name)
+
+    def evaluated(self, values: dict[str, object], span: Span, *, name: str) -> None:
+        """Count an evaluation (``values``, its attributes) in its request ``span``."""
+        if name != EVALUATION or "feature_flag.result.variant" not in values:
+            return
         attributes = _attributes(span.attributes)
         status = attributes.get("http.response.status_code")
         error = span.status.code == Status.STATUS_CODE_ERROR or (
             isinstance(status, int) and status >= 500
         )
-        for event in span.events:
-            values = _attributes(event.attributes)
-            if event.name != EVALUATION or "feature_flag.result.variant" not in values:
-                continue
-            key = (str(values["feature_flag.key"]), str(values["feature_flag.result.variant"]))
-            cell = self.cells.setdefault(key, Expected())
-            cell.exposures += 1
-            cell.requests += 1
-            cell.errors += error
-            cell.latency_sum_ms += (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
-            cell.units.add(str(values["feature_flag.context.id"]))
+        key = (str(values["feature_flag.key"]), str(values["feature_flag.result.variant"]))
+        cell = self.cells.setdefault(key, Expected())
+        cell.exposures += 1
+        cell.requests += 1
+        cell.errors += error
+        cell.latency_sum_ms += (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+        cell.units.add(str(values["feature_flag.context.id"]))
 
 
 def written_spans(values: list[bytes]) -> Written:
     """Decode the ``otlp_proto`` records of a spans topic into a :class:`Written`."""
-    written, seen = Written(), set[bytes]()
+    written = Written()
+    for app, span in _distinct_spans(values, written):
+        written.add(app, span)
+    return written
+
+
+def written_logs(span_values: list[bytes], log_values: list[bytes]) -> Written:
+    """Decode the ``otlp_proto`` records of a logs topic, each evaluation a log record in
+    its request's span, joined to that span on the spans topic; once per log record."""
+    written = Written()
+    spans: dict[bytes, Span] = {}
+    for app, span in _distinct_spans(span_values, written):
+        written.spans[app] += 1
+        spans[span.span_id] = span
+    seen = set[tuple[bytes, int]]()
+    for value in log_values:
+        export = ExportLogsServiceRequest.FromString(value)
+        for resource_logs in export.resource_logs:
+            for scope in resource_logs.scope_logs:
+                for record in scope.log_records:
+                    once = (record.span_id, record.time_unix_nano)
+                    if record.event_name != EVALUATION or once in seen:
+                        continue
+                    seen.add(once)
+                    request = spans.get(record.span_id)
+                    assert request is not None, f"no request span {record.span_id.hex()} written"
+                    written.evaluated(_attributes(record.attributes), request, name=EVALUATION)
+    return written
+
+
+def _distinct_spans(values: list[bytes], written: Written) -> Iterator[tuple[str, Span]]:
+    """Each span of the records once, with the app that served it; copies are counted."""
+    seen = set[bytes]()
     for value in values:
         export = ExportTraceServiceRequest.FromString(value)
         for resource_spans in export.resource_spans:
@@ -124,8 +172,7 @@ def written_spans(values: list[bytes]) -> Written:
                         written.copies += 1
                         continue
                     seen.add(span.span_id)
-                    written.add(app, span)
-    return written
+                    yield app, span
 
 
 async def assert_counted(
