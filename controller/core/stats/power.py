@@ -29,12 +29,11 @@ A running stage is previewed from its own test instead
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
-from controller.core.stats.arm_contents import arm_contents
 from controller.core.stats.latency import quantile_min_samples
 from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.regressing import (
@@ -56,16 +55,14 @@ from controller.core.stats.units import MIN_CLUSTERS
 
 POWER = 0.8
 """The chance of detection the preview is for."""
-_NORMAL = NormalDist()
-Z_POWER = _NORMAL.inv_cdf(POWER)
+Z_POWER = NormalDist().inv_cdf(POWER)
 """z of :data:`POWER`, 0.8416."""
 MAX_SECONDS = 30 * 86_400.0
 """Past 30 days a stage is taken never to detect the effect asked about."""
 FEW_UNITS = 100
 """Fewer units than this in the smaller arm: how many requests it gets depends on which few
-units land in it, and where a few units send most requests and the traffic does not say so
-(:attr:`~.regressing.Traffic.heavy_share`) the gate catches the figure less often than 80%
-(``bench/power.py``)."""
+units land in it, and the gate catches the figure less often than 80% when a few units send
+most requests (``bench/power.py``)."""
 NOT_PREVIEWED = {
     "conversion_value": "not previewed: it needs the spread of conversion values",
     "crash_count": "not previewed: a count per exposure needs its base rate and how it"
@@ -116,11 +113,7 @@ class StagePreview:
     guardrails: tuple[Detectable, ...]
     smaller_arm_units: float = math.inf
     """Units expected in the smaller arm by then: below :data:`FEW_UNITS` the figure is
-    optimistic where a few units send most requests (``bench/power.py``), unless the
-    traffic says which (``heavy_mixed``)."""
-    heavy_mixed: bool = False
-    """The traffic has heavy units, and the figures are averaged over how many of them land
-    in the smaller arm."""
+    optimistic where a few units send most requests (``bench/power.py``)."""
 
     def worst(self) -> Detectable | None:
         """The guardrail with the largest relative figure (one that detects nothing first);
@@ -162,14 +155,10 @@ def detectable(
         return Detectable(guardrail.key, direction, None, None, base, short)
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
+    model, largest = metric_model(guardrail, base, traffic, arms)
     n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
     level = _Level(plan.alpha_for(guardrail.key), plan.n_tune)  # the gate's, weights and all
-    powers = [
-        (weight, _power_of(guardrail, base, traffic, content, plan))
-        for weight, content in arm_contents(percent, traffic, arms)
-    ]
-    model, largest = metric_model(guardrail, base, traffic, arms)
-    x = _smallest(powers, tolerance_of(guardrail, base), round(n), level, largest)
+    x = _smallest(model, tolerance_of(guardrail, base), round(n), level, largest)
     if x is None:
         return Detectable(guardrail.key, direction, None, None, base, "detects no regression")
     return Detectable(guardrail.key, direction, x, model(x)[0], base)
@@ -194,15 +183,6 @@ def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, deff: float) -
     return ""
 
 
-def _power_of(
-    guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms, plan: Plan
-) -> Model | None:
-    """The metric's model on one content of the arms; None when the gate would not test it."""
-    if _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail)):
-        return None
-    return metric_model(guardrail, base, traffic, arms)[0]
-
-
 @dataclass(frozen=True, slots=True)
 class _Level:
     """The level the gate tests a guardrail at, and the sample size its bound is tuned for."""
@@ -211,47 +191,26 @@ class _Level:
     n_tune: int
 
 
-def _margin(model: Model, x: float, tolerance: float, n: int, level: _Level) -> float:
-    """(Δ - δ - h) / √V at a regression of size x: its Φ is the chance the last look
-    regresses; -inf where V is not finite."""
+def _detected(model: Model, x: float, tolerance: float, n: int, level: _Level) -> bool:
+    """Whether a regression of size x is detected with 80% power at N = ``n``."""
     delta, variance = model(x)
-    if not math.isfinite(variance) or variance <= 0.0:
-        return -math.inf
+    if not math.isfinite(variance):
+        return False
     rho = sequential_rho(level.alpha, level.n_tune)
     h = sequential_half_width(variance=variance, n=n, alpha=level.alpha, rho=rho)
-    return (delta - tolerance - h) / math.sqrt(variance)
-
-
-def _detected(
-    powers: Sequence[tuple[float, Model | None]], x: float, tolerance: float, n: int, level: _Level
-) -> bool:
-    """Whether a regression of size x is detected with 80% power at N = ``n``: on each
-    content of the arms with its weight, the chance summed."""
-    if len(powers) == 1:
-        model = powers[0][1]
-        return model is not None and _margin(model, x, tolerance, n, level) >= Z_POWER
-    chance = math.fsum(
-        weight * _NORMAL.cdf(max(-40.0, _margin(model, x, tolerance, n, level)))
-        for weight, model in powers
-        if model is not None
-    )
-    return chance >= POWER
+    return delta - tolerance - h >= Z_POWER * math.sqrt(variance)
 
 
 def _smallest(
-    powers: Sequence[tuple[float, Model | None]],
-    tolerance: float,
-    n: int,
-    level: _Level,
-    largest: float,
+    model: Model, tolerance: float, n: int, level: _Level, largest: float
 ) -> float | None:
     """The smallest x in (0, largest] detected with 80% power, by bisection; None if none."""
-    if n <= 0 or not _detected(powers, largest, tolerance, n, level):
+    if n <= 0 or not _detected(model, largest, tolerance, n, level):
         return None
     low, high = 0.0, largest
     for _ in range(_STEPS):
         middle = (low + high) / 2.0
-        if _detected(powers, middle, tolerance, n, level):
+        if _detected(model, middle, tolerance, n, level):
             high = middle
         else:
             low = middle
@@ -265,8 +224,7 @@ def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
     seconds, by_units = stage_seconds(stage, traffic)
     found = tuple(detectable(g, stage.percent, seconds, traffic, plan) for g in plan.guardrails)
     units = min(arms_at(stage.percent, traffic, seconds).units)
-    mixed = traffic.heavy_share > 0.0
-    return StagePreview(index, stage.percent, seconds, by_units, found, units, mixed)
+    return StagePreview(index, stage.percent, seconds, by_units, found, units)
 
 
 def plan_preview(plan: Plan, traffic: Traffic) -> list[StagePreview]:
