@@ -32,12 +32,7 @@ import msgspec
 from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.layout import (
-    partition_tag,
-    partitions_key,
-    unit_totals,
-    with_layout,
-)
+from controller.adapters.redis.layout import partition_tag, partitions_key, with_layout
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.stats import (
     ArmAggregate,
@@ -91,12 +86,10 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     value_sums: tuple[float, ...]
     value_squares: tuple[float, ...]
     named: tuple[NamedReply, ...]
-    unit_sums: tuple[float, ...]
-    """The unit buckets' float sums (:data:`.layout.SUM_FIELDS`), summed; empty when no
-    hash holds one."""
-    lanes: tuple[float, ...]
-    """The cells' strings of unit bucket lanes added up, lane by lane (:mod:`.layout`);
-    empty when none holds any."""
+    units_buckets: tuple[float, ...]
+    """The unit buckets, summed, flat, in the core's slot order (:class:`UnitBuckets`): the
+    cells' strings of lanes and the hashes' float sums (:mod:`.layout`); empty when none
+    holds any."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -313,18 +306,12 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
 def _unit_buckets(parts: list[ArmReply]) -> UnitBuckets:
     """The unit buckets over the replies of its partitions (empty when none holds any: the
     events were counted before buckets existed, or there were none)."""
-    held = [p.lanes for p in parts if p.lanes]
-    lanes = held[0] if len(held) == 1 else _added_lanes(held)
-    held = [p.unit_sums for p in parts if p.unit_sums]
-    sums = held[0] if len(held) == 1 else tuple(map(math.fsum, zip(*held, strict=True)))
-    totals = unit_totals(lanes, sums)
-    return NO_BUCKETS if totals is None else UnitBuckets(totals)
-
-
-def _added_lanes(held: list[tuple[float, ...]]) -> tuple[float, ...]:
-    """Lanes of several replies added up, each as long as the longest (zeros past its end)."""
-    longest = max(map(len, held), default=0)
-    return tuple(map(sum, zip(*(h + (0.0,) * (longest - len(h)) for h in held), strict=True)))
+    held = [p.units_buckets for p in parts if p.units_buckets]
+    if not held:
+        return NO_BUCKETS
+    if len(held) == 1:
+        return UnitBuckets(held[0])
+    return UnitBuckets(tuple(map(math.fsum, zip(*held, strict=True))))
 
 
 def _named(parts: list[ArmReply]) -> dict[str, Conversions]:

@@ -14,9 +14,9 @@ size, at about six times the memory per field), and every flush read and
 wrote each field it touched (``HMGET``, then ``HSET``) to keep its counters
 exact. Packed, they are one string per cell (``{P:T:n}:b:<flag>:<ver>:<arm>``):
 a flush adds to them with one ``BITFIELD`` of ``INCRBY`` operations, no read,
-and a gate's read adds the cells' strings up in Redis, lane by lane
-(``read.lua``), into one array per arm, which :func:`unit_totals` puts in the
-core's order.
+and a gate's read adds the cells' strings up in Redis (``read.lua``), each lane
+into its slot of the core's layout, so the arm's buckets arrive as the core
+holds them.
 
 **Layout.** Lane ``k`` is a signed 64-bit big-endian integer at bytes
 ``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at bit offset ``64k``). It
@@ -30,8 +30,8 @@ so a string written before a kind was added reads the same after.
 flush checks to be a whole number below 2^53, and a lane would need some 9.2
 billion billion events of one kind in one bucket of one cell to overflow
 (``OVERFLOW FAIL`` leaves it unchanged even then). The read adds lanes as
-Lua's doubles, exact below 2^53 (some nine million billion events), and a
-negative lane, which no flush writes, is a store error.
+Lua's doubles, exact below 2^53 (some nine million billion events); a negative
+lane, which no flush writes, fails the read.
 
 The conversions' value sums are floats, which ``BITFIELD`` cannot hold: they
 stay in the cell's hash, one field ``u<bucket>.s`` per bucket with any.
@@ -39,23 +39,21 @@ stay in the cell's hash, one field ``u<bucket>.s`` per bucket with any.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from operator import itemgetter
+from collections.abc import Iterable
 
-from controller.core.common import StoreError
 from controller.core.stats import KINDS, SUM_KINDS, UNIT_BUCKETS
 
 __all__ = [
     "LANE_BYTES",
     "LANE_COUNT",
     "LANE_KINDS",
+    "SLOT_COUNT",
     "SOURCES_PARTITION",
     "SUM_FIELDS",
     "lane_offsets",
     "partition_tag",
     "partitions_key",
     "source_meta_key",
-    "unit_totals",
     "with_layout",
 ]
 
@@ -100,36 +98,36 @@ LANE_BYTES = LANE_COUNT * 8
 SUM_FIELDS: tuple[str, ...] = tuple(
     f"u{b}.{kind}" for kind in SUM_KINDS for b in range(UNIT_BUCKETS)
 )
-"""The hash fields of the buckets' float sums, in the order :func:`unit_totals` takes them."""
+"""The hash fields of the buckets' float sums."""
+SLOT_COUNT = UNIT_BUCKETS * len(KINDS)
+"""The core's slots of one arm's unit buckets (:class:`~controller.core.stats.UnitBuckets`)."""
 
-_KIND_COUNT = len(KINDS)
-_lanes_of_slot: list[int | None] = [None] * (UNIT_BUCKETS * _KIND_COUNT)
-_sources: list[int] = [0] * (UNIT_BUCKETS * _KIND_COUNT)
+_slot_of_lane = [0] * LANE_COUNT
+_OFFSETS_BY_SLOT: list[int | None] = [None] * SLOT_COUNT
+_sum_slots: dict[str, int] = {}
 for _b in range(UNIT_BUCKETS):
     for _k, _kind in enumerate(KINDS):
-        _slot = _b * _KIND_COUNT + _k
+        _slot = _b * len(KINDS) + _k
         if _kind in SUM_KINDS:
-            _sources[_slot] = LANE_COUNT + SUM_KINDS.index(_kind) * UNIT_BUCKETS + _b
+            _sum_slots[f"u{_b}.{_kind}"] = _slot
         else:
             _lane = LANE_KINDS.index(_kind) * UNIT_BUCKETS + _b
-            _lanes_of_slot[_slot] = _lane
-            _sources[_slot] = _lane
-_OFFSETS: tuple[int | None, ...] = tuple(
-    None if lane is None else 64 * lane for lane in _lanes_of_slot
-)
-_in_slot_order = itemgetter(*_sources)
-"""From the lanes then the sums, each core slot's total, in the core's slot order."""
-_ZEROS = (0,) * LANE_COUNT
-_NO_SUMS = (0.0,) * (len(SUM_KINDS) * UNIT_BUCKETS)
+            _slot_of_lane[_lane] = _slot
+            _OFFSETS_BY_SLOT[_slot] = 64 * _lane
+_OFFSETS = tuple(_OFFSETS_BY_SLOT)
 
 
 def with_layout(script: str) -> str:
-    """A Lua script with the lanes' layout written into its placeholder lines
-    (``local LANE_BITS = 0``, ``local LANE_COUNT = 0``, ``local UNIT_SUMS = {}``)."""
-    sums = ", ".join(f"['{name}'] = {at + 1}" for at, name in enumerate(SUM_FIELDS))
+    """A Lua script with the lanes' layout written into its placeholder lines: the bits of
+    every lane (``local LANE_BITS = 0``), the core's slot of each lane (``local LANE_SLOTS =
+    {}``), the core's slots in all (``local UNIT_SLOTS = 0``) and the slot of each float
+    sum's field (``local UNIT_SUMS = {}``); Lua counts from 1."""
+    lanes = ", ".join(str(slot + 1) for slot in _slot_of_lane)
+    sums = ", ".join(f"['{name}'] = {slot + 1}" for name, slot in _sum_slots.items())
     return (
         script.replace("local LANE_BITS = 0 ", f"local LANE_BITS = {64 * LANE_COUNT} ")
-        .replace("local LANE_COUNT = 0\n", f"local LANE_COUNT = {LANE_COUNT}\n")
+        .replace("local LANE_SLOTS = {}\n", f"local LANE_SLOTS = {{{lanes}}}\n")
+        .replace("local UNIT_SLOTS = 0\n", f"local UNIT_SLOTS = {SLOT_COUNT}\n")
         .replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{sums}}}\n")
     )
 
@@ -140,23 +138,3 @@ def lane_offsets(slots: Iterable[int]) -> list[int]:
     if None in offsets:
         raise ValueError("a float sum's slot holds no count")
     return offsets  # type: ignore[return-value]  # None is not among them
-
-
-def unit_totals(lanes: Sequence[float], sums: Sequence[float]) -> tuple[float, ...] | None:
-    """The core's unit bucket totals from the lanes and the buckets' float sums, added up.
-
-    ``lanes``: the cells' strings added up lane by lane, up to the highest lane any holds
-    (``read.lua``); ``sums``: :data:`SUM_FIELDS`' values added up (empty when no hash held
-    one). None when neither holds anything (events counted before buckets existed, or none).
-    """
-    if not lanes and not any(sums):
-        return None
-    if len(lanes) > LANE_COUNT:
-        raise StoreError(f"{len(lanes)} unit bucket lanes, more than {LANE_COUNT}")
-    if lanes and min(lanes) < 0:
-        raise StoreError("a unit bucket lane holds a negative count")
-    floats = tuple(sums) if sums else _NO_SUMS
-    if len(floats) != len(_NO_SUMS):
-        raise StoreError(f"{len(floats)} unit bucket sums, not {len(_NO_SUMS)}")
-    found: tuple[float, ...] = _in_slot_order((*lanes, *_ZEROS[: LANE_COUNT - len(lanes)], *floats))
-    return found

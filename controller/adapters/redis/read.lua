@@ -9,23 +9,23 @@
 -- Returns the claimed partitions (an array) when they are not the ones expected: the caller
 -- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
 -- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
--- {cv_sq...}, {named...}, {unit sums}, {lanes}}: counts summed (the units are one PFCOUNT per
+-- {cv_sq...}, {named...}, {unit buckets}}: counts summed (the units are one PFCOUNT per
 -- partition, a union of the versions); float sums as stored, one per partition and version
 -- that holds one, in that order, so the caller adds them up in the order it always did. Each
 -- named conversion the hashes count (fields conv:<name>, cv_n:<name>, cv_sum:<name>,
 -- cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read.
--- The unit buckets' float sums (fields u<bucket>.s) are summed into one array in the order of
--- UNIT_SUMS (empty when no hash holds one); their counts are the cells' strings of lanes
--- added up lane by lane, as long as the longest (controller/adapters/redis/layout.py).
--- The two lines below are written by controller/adapters/redis/layout.py.
-local LANE_COUNT = 0
+-- The unit buckets are one flat array in the core's slot order (empty when no cell holds
+-- any): the cells' strings of lanes added up, each lane into its slot (LANE_SLOTS), and the
+-- buckets' float sums (fields u<bucket>.s) into theirs (UNIT_SUMS)
+-- (controller/adapters/redis/layout.py, which writes the three lines below).
+local LANE_SLOTS = {}
+local UNIT_SLOTS = 0
 local UNIT_SUMS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST, NAMED, SUMS, LANES = 10, 14, 15, 16
+local HIST, NAMED, UNITS = 10, 14, 15
 local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
-local SUM_COUNT = 0
-for _ in pairs(UNIT_SUMS) do SUM_COUNT = SUM_COUNT + 1 end
+local LANE_COUNT = #LANE_SLOTS
 
 local at = 1
 if ARGV[1] ~= '-' then
@@ -39,11 +39,20 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}}
 end
 
--- A cell's string of lanes added into the arm's array, lane by lane (an i64 each, big-endian:
--- BITFIELD's); the array is as long as the longest string added. Returns why not, or nil.
+-- The arm's flat array of unit bucket slots, made at its first use.
+local function unit_slots(arm)
+  local units = arm[UNITS]
+  if #units == 0 then
+    for i = 1, UNIT_SLOTS do units[i] = 0 end
+  end
+  return units
+end
+
+-- A cell's string of lanes (an i64 each, big-endian: BITFIELD's) added into the arm's unit
+-- bucket slots, each lane into its own. Returns why not, or nil.
 local formats = {}
 local function add_lanes(arm, key, value)
   if not value or value == '' then return nil end
@@ -57,9 +66,13 @@ local function add_lanes(arm, key, value)
     format = '>' .. string.rep('i8', n)
     formats[n] = format
   end
-  local values, lanes = {struct.unpack(format, value)}, arm[LANES]
-  for i = #lanes + 1, n do lanes[i] = 0 end
-  for i = 1, n do lanes[i] = lanes[i] + values[i] end
+  local values, units = {struct.unpack(format, value)}, unit_slots(arm)
+  for i = 1, n do
+    local count = values[i]
+    if count < 0 then return key .. ': a unit bucket lane holds a negative count' end
+    local slot = LANE_SLOTS[i]
+    units[slot] = units[slot] + count
+  end
   return nil
 end
 
@@ -91,11 +104,8 @@ local function add_row(arm, names, row)
     if value == nil then return redis.error_reply('not a number: ' .. name) end
     local unit = UNIT_SUMS[name]
     if unit then
-      local sums = arm[SUMS]
-      if #sums == 0 then
-        for j = 1, SUM_COUNT do sums[j] = 0 end
-      end
-      sums[unit] = sums[unit] + value
+      local units = unit_slots(arm)
+      units[unit] = units[unit] + value
     else
       local slot = COUNTERS[name]
       if slot then

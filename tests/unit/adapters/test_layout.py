@@ -1,28 +1,13 @@
-"""The unit buckets' strings of lanes: where each count goes, and how strings add up."""
+"""The unit buckets' strings of lanes: where each count goes, and where a read puts it."""
 
 from __future__ import annotations
 
 import pytest
 
-from controller.adapters.redis.layout import (
-    LANE_COUNT,
-    LANE_KINDS,
-    SUM_FIELDS,
-    lane_offsets,
-    unit_totals,
-)
-from controller.core.common import StoreError
+from controller.adapters.redis.layout import LANE_COUNT, LANE_KINDS, lane_offsets, with_layout
 from controller.core.stats.units import KIND_COUNT, KINDS, SUM_KINDS, UNIT_BUCKETS
 
 LANES = LANE_COUNT
-
-
-def lanes(values: dict[int, int]) -> list[int]:
-    """Lanes as a read adds them up: as long as the highest lane holding a count."""
-    out = [0] * (max(values, default=-1) + 1)
-    for lane, n in values.items():
-        out[lane] = n
-    return out
 
 
 def slot(bucket: int, kind: str) -> int:
@@ -60,47 +45,23 @@ def test_a_float_sum_has_no_lane() -> None:
         lane_offsets([slot(3, "s")])
 
 
-def test_nothing_stored_reads_as_no_buckets() -> None:
-    assert unit_totals([], ()) is None
-    assert unit_totals([], (0.0,) * len(SUM_FIELDS)) is None
+def test_the_scripts_get_each_lanes_slot_and_each_sums_slot() -> None:
+    script = with_layout(
+        "local LANE_BITS = 0 -- x\nlocal LANE_SLOTS = {}\nlocal UNIT_SLOTS = 0\n"
+        "local UNIT_SUMS = {}\n"
+    )
+    lines = dict(line.split(" = ", 1) for line in script.splitlines())
+    assert lines["local LANE_BITS"] == f"{64 * LANES} -- x"
+    assert lines["local UNIT_SLOTS"] == str(UNIT_BUCKETS * KIND_COUNT)
+    slots = [int(x) - 1 for x in lines["local LANE_SLOTS"].strip("{}").split(", ")]
+    assert len(slots) == LANES
+    assert slots[lane(5, "e")] == slot(5, "e")
+    assert slots[lane(63, LANE_KINDS[-1])] == slot(63, LANE_KINDS[-1])
+    assert sorted(slots) == sorted(set(range(UNIT_BUCKETS * KIND_COUNT)) - float_slots())
+    sums = lines["local UNIT_SUMS"]
+    assert sums.count("] = ") == UNIT_BUCKETS * len(SUM_KINDS)
+    assert f"['u7.s'] = {slot(7, 's') + 1}" in sums
 
 
-@pytest.mark.parametrize(
-    ("added", "want"),
-    [
-        ({lane(0, "x"): 3, lane(9, "r"): 7}, {slot(0, "x"): 3, slot(9, "r"): 7}),
-        ({lane(1, "e"): 2**53, lane(2, "l3"): 1}, {slot(1, "e"): 2**53, slot(2, "l3"): 1}),
-        # The last lane of all, beside the first.
-        ({LANES - 1: 4, 0: 1}, {slot(UNIT_BUCKETS - 1, LANE_KINDS[-1]): 4, slot(0, "x"): 1}),
-        # Lanes as far as the highest holding a count: the rest are zeros.
-        ({3: 8}, {slot(3, "x"): 8}),
-    ],
-)
-def test_lanes_go_to_the_cores_slots(added: dict[int, int], want: dict[int, int]) -> None:
-    totals = unit_totals(lanes(added), ())
-    assert totals is not None
-    assert len(totals) == UNIT_BUCKETS * KIND_COUNT
-    assert {i: n for i, n in enumerate(totals) if n} == want
-
-
-def test_the_sums_take_their_buckets_slots() -> None:
-    sums = tuple(float(b) / 4 for b in range(UNIT_BUCKETS))
-    totals = unit_totals([], sums)
-    assert totals is not None
-    assert [totals[slot(b, "s")] for b in range(UNIT_BUCKETS)] == list(sums)
-    assert sum(totals) == sum(sums)
-
-
-@pytest.mark.parametrize(
-    ("added", "sums", "why"),
-    [
-        ([0] * (LANES + 1), (), "more than"),
-        (lanes({3: -1}), (), "negative count"),
-        ([1], (1.0,), "1 unit bucket sums"),
-    ],
-)
-def test_what_no_flush_writes_is_a_store_error(
-    added: list[int], sums: tuple[float, ...], why: str
-) -> None:
-    with pytest.raises(StoreError, match=why):
-        unit_totals(added, sums)
+def float_slots() -> set[int]:
+    return {slot(b, kind) for b in range(UNIT_BUCKETS) for kind in SUM_KINDS}
