@@ -40,7 +40,7 @@ from controller.core.rollouts.plan_parts import (
 from controller.core.rollouts.policy import HealthPolicy, HealthWords
 from controller.core.rollouts.windows import Windows
 from controller.core.rules import plan_problem, rings_problem
-from controller.core.wire import ArmValues, JsonObject
+from controller.core.wire import ArmValues, JsonObject, Requires
 
 MAX_ALPHA_WEIGHT = 1000.0
 """The largest weight of a guardrail's alpha: no test is starved to nothing by a typo."""
@@ -114,6 +114,12 @@ class Plan(Frozen):
         default=None,
         description="The value each arm serves, of one type (boolean, string, number, object);"
         " left out: control false, treatment true.",
+    )
+    requires: Requires | None = Field(
+        default=None,
+        description="Flags of the rollout's environment this flag requires, each with the"
+        " variants it must serve (`{flag, variants}`): a unit one does not serve so is served"
+        " control, and is no exposure of this rollout.",
     )
 
     @model_validator(mode="after")

@@ -53,6 +53,7 @@ from controller.core.wire.decoding import (
 )
 from controller.core.wire.evaluation import (
     NO_ATTRIBUTES,
+    NO_STATES,
     ErrorCode,
     Evaluation,
     Reason,
@@ -94,6 +95,16 @@ from controller.core.wire.messages import (
     decision_or_alert,
 )
 from controller.core.wire.ordered import Ordered, tolerant
+from controller.core.wire.prerequisites import (
+    MAX_PREREQUISITE_DEPTH,
+    MAX_PREREQUISITES,
+    Prerequisite,
+    PrerequisiteGraph,
+    Requires,
+    find_cycle,
+    graph_problems,
+    parent_key,
+)
 from controller.core.wire.segment_messages import (
     SEGMENT_MODELS,
     PartData,
@@ -114,7 +125,10 @@ __all__ = [
     "INSUFFICIENT",
     "MAX_DETAIL_CHARS",
     "MAX_NESTING",
+    "MAX_PREREQUISITES",
+    "MAX_PREREQUISITE_DEPTH",
     "NO_ATTRIBUTES",
+    "NO_STATES",
     "PUBLISHED_MODELS",
     "SCHEMA_TEXT",
     "SEGMENT_MODELS",
@@ -163,10 +177,13 @@ __all__ = [
     "PartData",
     "PipelineEvidence",
     "PolicyEntry",
+    "Prerequisite",
+    "PrerequisiteGraph",
     "Reason",
     "RejectReason",
     "Rejection",
     "RequestIn",
+    "Requires",
     "RolloutEnding",
     "RolloutEvidence",
     "ScheduleRecord",
@@ -191,10 +208,13 @@ __all__ = [
     "decision_key",
     "decision_or_alert",
     "evaluate",
+    "find_cycle",
     "flagstates",
     "gate_of",
+    "graph_problems",
     "key_problem",
     "nesting_exceeds",
+    "parent_key",
     "part_key",
     "read_evidence",
     "rule_context",

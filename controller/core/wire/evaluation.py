@@ -12,6 +12,9 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
   placed the unit, inside a ring or outside them all;
 * ``DISABLED``: the flag serves control to everyone (inactive, rolled back,
   killed), reported with flag version 0;
+* ``PREREQUISITE_FAILED``: a flag it requires (:mod:`controller.core.wire.prerequisites`)
+  does not serve the unit a listed variant: control, with flag version 0 and no
+  rollout, so it is no exposure of the flag's rollout;
 * ``ERROR`` with an :class:`ErrorCode`: no state for the flag
   (``FLAG_NOT_FOUND``), no targeting key where the flag buckets units
   (``TARGETING_KEY_MISSING``: None or the empty string), or a targeting key
@@ -19,10 +22,11 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
   event contract's 256 characters, or not valid Unicode, whatever the flag);
   the unit is then served control, with flag version 0.
 
-These are the reasons OFREP 0.3.0 lists; OpenFeature's ``DEFAULT`` is not
-one, so no evaluation answers it. A flag whose state buckets nobody (unknown,
-disabled, static) needs no targeting key: background jobs and start-up code
-evaluate without one. Nor does a targeted rollout whose every ring treats all
+These are the reasons OFREP 0.3.0 lists, and ``PREREQUISITE_FAILED`` (a
+reason OpenFeature leaves open to providers); OpenFeature's ``DEFAULT`` is
+not one, so no evaluation answers it. A flag whose state buckets nobody
+(unknown, disabled, static) needs no targeting key: background jobs and
+start-up code evaluate without one. Nor does a targeted rollout whose every ring treats all
 of its audience or none of it (:func:`placed_by_rules`): the rules alone place
 a unit there, and rules that name ``targetingKey`` do not match one without it.
 
@@ -55,11 +59,13 @@ from controller.core.wire.arm_values import ArmValues, json_type
 from controller.core.wire.bucketing import BUCKETS, assign, bucket
 from controller.core.wire.flagstates import SERVES_CONTROL
 from controller.core.wire.messages import Arm, FlagStatus
+from controller.core.wire.prerequisites import MAX_PREREQUISITE_DEPTH, Prerequisite, met, parent_key
 
 T = TypeVar("T")
 MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 NO_ATTRIBUTES: Mapping[str, object] = {}
+NO_STATES: Mapping[str, EvaluatedState] = {}  # no states: every prerequisite unknown, unmet
 TARGETING_KEY = "targetingKey"
 """The attribute a rule names the unit by: the evaluation context's targeting key."""
 
@@ -74,6 +80,7 @@ class Reason(StrEnum):
     SPLIT = "SPLIT"
     TARGETING_MATCH = "TARGETING_MATCH"
     DISABLED = "DISABLED"
+    PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
     ERROR = "ERROR"
 
 
@@ -110,6 +117,8 @@ class EvaluatedState(Protocol):
     def rings(self) -> Sequence[Ring] | None: ...
     @property
     def values(self) -> ArmValues | None: ...
+    @property
+    def requires(self) -> Sequence[Prerequisite] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +134,7 @@ class Evaluation:
     stage: int | None = None
     error: ErrorCode | None = None
     detail: str = ""
-    """The error in words; empty without an error."""
+    """The error, or the prerequisite not met, in words; else empty."""
     cohort: Cohort | None = None
     """With rings: where the unit stands in the stage's comparison; apps report it."""
     values: ArmValues | None = None
@@ -176,18 +185,74 @@ def evaluate(
     unit: object,
     attributes: Mapping[str, object] = NO_ATTRIBUTES,
     segments: SegmentLookup = NO_SEGMENTS,
+    *,
+    states: Mapping[str, EvaluatedState] = NO_STATES,
 ) -> Evaluation:
     """``flag`` evaluated for ``unit`` (the targeting key, as the caller got it) under ``state``.
 
     Never raises: a unit that cannot be bucketed is an ``INVALID_CONTEXT``
     error. ``attributes`` (the rest of the evaluation context) are what a
     targeted rollout's rules read; a rule that cannot read them (a missing
-    attribute, a wrong type, an unknown segment) does not match.
+    attribute, a wrong type, an unknown segment) does not match. ``states``
+    (every flag state held, by key) is where prerequisites are looked up.
     """
     if (problem := key_problem(unit)) is not None:
         return failed(flag, *problem)
-    if state is None:
-        return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
+    return _Walk(unit, attributes, segments, states).evaluate(flag, state, {flag}, 0)
+
+
+class _Walk:
+    """One evaluation and its prerequisites, looked up in ``states`` by key: each parent
+    evaluated once (a diamond costs each flag once); one met again while it is evaluated (a
+    cycle), or past :data:`MAX_PREREQUISITE_DEPTH`, is not met."""
+
+    def __init__(
+        self,
+        unit: object,
+        attributes: Mapping[str, object],
+        segments: SegmentLookup,
+        states: Mapping[str, EvaluatedState],
+    ) -> None:
+        self.unit, self.attributes, self.segments, self.states = unit, attributes, segments, states
+        self.served: dict[str, str | None] = {}  # each parent's variant that counts, or None
+
+    def evaluate(
+        self, flag: str, state: EvaluatedState | None, open_: set[str], depth: int
+    ) -> Evaluation:
+        if state is None:
+            return failed(flag, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag!r} is known")
+        if state.requires and state.status not in SERVES_CONTROL:
+            for needed in state.requires:
+                if not met(needed, self._parent(parent_key(flag, needed.flag), open_, depth)):
+                    detail = f"{needed.flag} does not serve {' or '.join(needed.variants)}"
+                    reason = Reason.PREREQUISITE_FAILED
+                    return Evaluation(
+                        flag, Arm.CONTROL, 0, reason, values=state.values, detail=detail
+                    )
+        return _own(flag, state, self.unit, self.attributes, self.segments)
+
+    def _parent(self, key: str, open_: set[str], depth: int) -> str | None:
+        """The variant the parent keyed ``key`` serves that can meet a prerequisite: None
+        for an unknown, killed or failed one, one in a cycle or past the depth bound."""
+        if key in open_ or depth >= MAX_PREREQUISITE_DEPTH:
+            return None
+        if key not in self.served:
+            state = self.states.get(key)
+            found = self.evaluate(key, state, open_ | {key}, depth + 1)
+            counts = found.error is None and found.reason is not Reason.PREREQUISITE_FAILED
+            alive = state is not None and state.status is not FlagStatus.KILLED
+            self.served[key] = found.variant if counts and alive else None
+        return self.served[key]
+
+
+def _own(
+    flag: str,
+    state: EvaluatedState,
+    unit: object,
+    attributes: Mapping[str, object],
+    segments: SegmentLookup,
+) -> Evaluation:
+    """``flag`` evaluated under its own ``state`` alone, its prerequisites met."""
     if (fixed := _unbucketed(flag, state)) is not None:
         return fixed
     keyed = unit if isinstance(unit, str) and unit else None

@@ -33,6 +33,16 @@ treatment]``, objects with keys sorted and whole numbers written as integers
 A verifier that knows only the first two forms refuses it, so no verifying
 client serves a boolean where the plan declared other values.
 
+A state with prerequisites (``requires``, :mod:`controller.core.wire.prerequisites`)
+is signed in the fourth form: the third form's fields (``values`` null when
+undeclared), then each prerequisite as ``[flag, [variant, ...]]`` in the
+order listed::
+
+    ["rollout-controller/flag-state/4", key_id, flag, version, status,
+     threshold, salt, rollout_id, stage, audience, rings, values, [[flag, [variant]], ...]]
+
+So a prerequisite can be neither stripped nor added by anyone without the key.
+
 Because the version is signed together with the rollout, status, percent and
 salt it belongs to, a signed version can be neither raised nor moved to
 another rollout or flag.
@@ -63,6 +73,8 @@ SIGNED_FORM_RINGS = "rollout-controller/flag-state/2"
 """The first element of a targeted state's signed array, which goes on with its rings."""
 SIGNED_FORM_VALUES = "rollout-controller/flag-state/3"
 """The first element of the signed array of a state with typed values, which ends with them."""
+SIGNED_FORM_REQUIRES = "rollout-controller/flag-state/4"
+"""The first element of the signed array of a state with prerequisites, which ends with them."""
 SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
 """Statuses under which every unit is served control, reported as flag version 0."""
 
@@ -72,16 +84,18 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
 
     ``state`` needs ``flag``, ``version``, ``status`` and ``percent`` and
     ``salt``; ``rollout_id`` and ``stage`` are null when absent, and so are
-    ``audience`` and ``rings`` (then the first form is signed), and
-    ``values`` (then the first or second form is signed). Raises
+    ``audience`` and ``rings`` (then the first form is signed),
+    ``values`` (then the first or second form is signed), and ``requires``
+    (then not the fourth). Raises
     ValueError for a percent outside 0..100 and orjson's error for a string
     that is not valid Unicode.
     """
     status = state["status"]
-    rings, values = state.get("rings"), _json(state.get("values"))
+    rings, values, requires = state.get("rings"), _json(state.get("values")), state.get("requires")
     form = SIGNED_FORM if rings is None else SIGNED_FORM_RINGS
+    form = form if values is None else SIGNED_FORM_VALUES
     fields = [
-        form if values is None else SIGNED_FORM_VALUES,
+        form if requires is None else SIGNED_FORM_REQUIRES,
         key_id,
         state["flag"],
         state["version"],
@@ -91,7 +105,7 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
         state.get("rollout_id"),
         state.get("stage"),
     ]
-    if rings is not None or values is not None:
+    if rings is not None or values is not None or requires is not None:
         fields += [
             _json(state.get("audience")),
             None
@@ -101,6 +115,9 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
     if values is not None:
         arms = (canonical(values[arm]) for arm in ("control", "treatment"))
         fields.append([values["type"], *arms])
+    if requires is not None:
+        fields += [None] if values is None else []
+        fields.append([[r["flag"], list(r["variants"])] for r in map(_json, requires)])
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

@@ -62,6 +62,7 @@ from controller.core.wire.decision_evidence import (
     evidence_type,
     read_evidence,
 )
+from controller.core.wire.prerequisites import Requires
 from controller.core.wire.signed import MessageBase, SignedCommand
 
 
@@ -242,6 +243,11 @@ class FlagState(MessageBase):
         default=None,
         description="The arms' typed values, when the plan declares them (docs/clients.md, "
         '"Arm values"); absent: control is false, treatment true.',
+    )
+    requires: Requires | None = Field(
+        default=None,
+        description="The flags of its environment this flag requires to serve given variants "
+        '(docs/clients.md, "Prerequisites"); absent: none.',
     )
     key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None,
