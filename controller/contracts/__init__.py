@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from controller.contracts.openapi import OPENAPI_FILE, Schema, openapi_document
 from controller.core.machine import IngestCommand
-from controller.core.reading import READ_API_MODELS
+from controller.core.reading import AUDIT_MODELS, READ_API_MODELS
 from controller.core.release import PipelineCommand
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
 from controller.core.rules import AudienceRule
@@ -65,7 +65,7 @@ KAFKA_BINDING_VERSION = "0.5.0"
 def json_schemas() -> dict[str, Schema]:
     """Return the JSON Schema (Draft 2020-12) of each published contract, by file stem."""
     models = {**PUBLISHED_MODELS, **SEGMENT_MODELS, **COMPONENT_MODELS, **READ_API_MODELS}
-    models |= DEPLOY_VERDICT_MODELS
+    models |= DEPLOY_VERDICT_MODELS | AUDIT_MODELS
     return {stem: _json_schema(stem, model) for stem, model in models.items()}
 
 
