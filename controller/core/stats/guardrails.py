@@ -8,7 +8,8 @@ independent, is taken with its variance on units. Only arms that carry no units
 Pure. A metric is tested once each arm has ``min_metric_events`` events of it
 (a latency quantile also needs :func:`quantile_min_samples` per arm), at the
 level :meth:`Plan.alpha_for`: error and conversion rates by
-:func:`~controller.core.stats.sequential.proportion_test`, the conversion value by
+:func:`~controller.core.stats.sequential.proportion_test`, crashes and exceptions per
+exposure by :func:`~controller.core.stats.sequential.count_rate_test`, the conversion value by
 :func:`~controller.core.stats.sequential.mean_test`, latency quantiles and the share
 above a latency edge from the arms' histograms
 (:mod:`~controller.core.stats.latency`). A relative tolerance is taken against the

@@ -4,8 +4,8 @@ Arms are assigned per unit (a user, a ``targetingKey``), so one unit's
 requests are not independent draws: a user whose account is broken fails most
 of theirs, a user on a slow network is slow on every one, a bot sends
 thousands. A metric that is not one per unit (errors per request, latency
-quantiles, the share above a latency edge, conversions per exposure, value per
-conversion) then varies more than a per-request variance says, by the design
+quantiles, the share above a latency edge, conversions, crashes or exceptions per exposure,
+value per conversion) then varies more than a per-request variance says, by the design
 effect, about 1 + (m - 1)·rho for m requests per unit with intra-unit
 correlation rho. docs/architecture.md, *Statistics*, gives the method and its
 references; this module is its arithmetic, pure and standard library only.
