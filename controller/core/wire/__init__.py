@@ -104,6 +104,7 @@ from controller.core.wire.prerequisites import (
     find_cycle,
     graph_problems,
     parent_key,
+    start_problems,
 )
 from controller.core.wire.segment_messages import (
     SEGMENT_MODELS,
@@ -220,6 +221,7 @@ __all__ = [
     "rule_context",
     "sent_object",
     "signed_bytes",
+    "start_problems",
     "summarize",
     "supersedes",
     "threshold",

@@ -90,8 +90,8 @@ def graph_problems(graph: PrerequisiteGraph) -> list[str]:
     """What is wrong with the prerequisites of ``graph``, in words; empty when nothing is.
 
     A flag requiring itself or a flag the graph does not know is named first;
-    then one cycle, if there is one; then each flag whose chain of
-    prerequisites is deeper than :data:`MAX_PREREQUISITE_DEPTH`.
+    then one cycle, if there is one; else each flag whose chain of prerequisites
+    is deeper than :data:`MAX_PREREQUISITE_DEPTH`.
     """
     problems = [
         _edge_problem(flag, parent)
@@ -99,16 +99,33 @@ def graph_problems(graph: PrerequisiteGraph) -> list[str]:
         for parent in graph[flag]
         if parent == flag or parent not in graph
     ]
-    if problems:
-        return problems
-    if (cycle := find_cycle(graph)) is not None:
-        return [f"prerequisites form a cycle: {' → '.join(cycle)}"]
-    return [
+    looped = {flag: [p for p in parents if p != flag] for flag, parents in graph.items()}
+    if (cycle := find_cycle(looped)) is not None:
+        return [*problems, f"prerequisites form a cycle: {' → '.join(cycle)}"]
+    return problems + [
         f"{flag} has a chain of {len(chain) - 1} prerequisites ({' → '.join(chain)}), "
         f"deeper than {MAX_PREREQUISITE_DEPTH}"
-        for flag, chain in sorted(deepest_chains(graph).items())
+        for flag, chain in sorted(deepest_chains(looped).items())
         if len(chain) - 1 > MAX_PREREQUISITE_DEPTH
     ]
+
+
+def start_problems(
+    flag: str, requires: Sequence[Prerequisite] | None, held: Mapping[str, Sequence[Prerequisite]]
+) -> list[str]:
+    """What starting the flag keyed ``flag`` with ``requires`` would break in its
+    environment, given every flag held (key -> its prerequisites): the problems of the graph
+    with the start in it that the graph without it does not have. Keys are stored keys
+    (``checkout@staging``), so a flag of another environment is never a parent."""
+    where = split(flag)[1]
+    graph = {
+        key: [parent_key(key, needed.flag) for needed in wanted]
+        for key, wanted in held.items()
+        if split(key)[1] == where
+    }
+    before = set(graph_problems({**graph, flag: graph.get(flag, [])}))
+    graph[flag] = [parent_key(flag, needed.flag) for needed in requires or ()]
+    return [problem for problem in graph_problems(graph) if problem not in before]
 
 
 def _edge_problem(flag: str, parent: str) -> str:

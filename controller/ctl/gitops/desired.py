@@ -36,6 +36,7 @@ from controller.core.release import Pipeline, RoleBook
 from controller.core.rollouts import Plan, TeamWindows, errors, lint
 from controller.core.rules import AudienceRule
 from controller.core.trust import Scope
+from controller.core.wire import graph_problems
 from controller.ctl.operate import KINDS, Kind, UsageError, kind_of, orjson_rule
 
 _Named = TypeVar("_Named", Plan, Pipeline)
@@ -209,7 +210,36 @@ def parse_files(
                 continue
             names[made.label] = source
             state.objects.append(made)
+    state.problems += prerequisite_problems(state.objects)
     return state
+
+
+def prerequisite_problems(objects: list[Desired]) -> list[str]:
+    """Each environment's prerequisites checked as the controller checks a start: each
+    flag a rollout requires is rolled out there by the directory too, and no cycle or chain
+    too deep. Rollouts without an environment are the default environment's."""
+    graphs: dict[str, dict[str, list[str]]] = {}
+    for made in objects:
+        for environment, plan in _plans_of(made.body):
+            graph = graphs.setdefault(environment, {})
+            graph[_flag_of(made.body)] = [needed.flag for needed in plan.requires or ()]
+    return [
+        f"prerequisites in {where}: {problem}"
+        for where, graph in sorted(graphs.items())
+        for problem in graph_problems(graph)
+    ]
+
+
+def _plans_of(body: Body) -> list[tuple[str, Plan]]:
+    if isinstance(body, RolloutBody):
+        return [(body.environment or "the default environment", body.plan)]
+    if isinstance(body, PipelineBody):
+        return [(each, body.pipeline.plan_for(each)) for each in body.pipeline.environments]
+    return []
+
+
+def _flag_of(body: Body) -> str:
+    return body.flag if isinstance(body, RolloutBody | PipelineBody) else ""
 
 
 def _typed(documents: dict[str, object], state: DesiredState) -> dict[str, tuple[Kind, BaseModel]]:

@@ -34,17 +34,25 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
+from controller.core.common import StoreError
 from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
 from controller.core.reading import CheckedCommand
 from controller.core.release import PipelineCommand, pipeline_command
-from controller.core.rollouts import CommandRefused, MonitorDownInput, MonitorUpInput
+from controller.core.rollouts import (
+    CommandInput,
+    CommandRefused,
+    MonitorDownInput,
+    MonitorUpInput,
+)
 from controller.core.trust import AppKeyCommand, app_keys
 from controller.core.wire import (
     Command,
     CommandAction,
     JsonObject,
     MonitorAlert,
+    Prerequisite,
     SegmentCommand,
+    start_problems,
     summarize,
 )
 from controller.daemon.registries import (
@@ -241,6 +249,9 @@ class CommandIntake:
             roles=approving,
             holder=self._keys.holder_of(command.key_id or "") or "",
         )
+        broken = await prerequisite_refusal(self._states, flag, event)
+        if broken is not None:
+            event = commands.refusal_input(command, broken, now, flag=flag)
         if isinstance(event, CommandRefused):
             log.warning("command_rejected", flag=flag, id=command.id, reason=event.reason)
         await self._rollouts.apply(flag, event, delivery=delivery)
@@ -250,6 +261,25 @@ class CommandIntake:
         if command.action is not CommandAction.APPROVE or self._pipelines is None:
             return False
         return await self._pipelines.approval(command, roles)
+
+
+async def prerequisite_refusal(
+    states: RolloutStates, flag: str, event: CommandInput | CommandRefused
+) -> str | None:
+    """Why ``event``, starting ``flag`` (its key in its environment) with a plan, would break the
+    prerequisites of its environment (an unknown flag, a cycle, a chain too deep), or None;
+    every rollout is read, which only a start with prerequisites pays for."""
+    plan = event.plan if isinstance(event, CommandInput) else None
+    if plan is None or not plan.requires:
+        return None
+    held: dict[str, list[Prerequisite]] = {}
+    for key, loaded in (await states.load_all()).items():
+        if isinstance(loaded, StoreError):
+            raise loaded  # retried, as any read of the store the command needs
+        if loaded.rollout is not None:
+            held[key] = loaded.rollout.plan.requires or []
+    problems = start_problems(flag, plan.requires, held)
+    return "invalid plan: requires: " + "; ".join(problems) if problems else None
 
 
 def _delivery(record: Record) -> str:

@@ -324,3 +324,33 @@ def test_hidden_files_and_links_leading_out_are_not_read(tmp_path: Path) -> None
     (repo / "kept.yaml").write_text(yaml.safe_dump({"name": "k", "rule": 'plan in ["y"]'}))
     state = reading.read_directory(repo)
     assert (list(state.checked), state.problems) == (["kept.yaml"], [])
+
+
+def _rollout(flag: str, *parents: str, environment: str | None = None) -> dict[str, Any]:
+    needs = [{"flag": parent, "variants": ["treatment"]} for parent in parents]
+    return {"flag": flag, "environment": environment, "plan": PLAN | {"requires": needs or None}}
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "problems"),
+    [
+        ([_rollout("a"), _rollout("b", "a"), _rollout("c", "b"), _rollout("d", "c")], []),
+        ([_rollout("a", "b"), _rollout("b", "a")], ["prerequisites form a cycle: a → b → a"]),
+        ([_rollout("a", "a")], ["a requires itself"]),
+        ([_rollout("b", "ghost")], ["b requires ghost, an unknown flag (no rollout of it here)"]),
+        # A parent in another environment is not this environment's.
+        (
+            [_rollout("a", environment="staging"), _rollout("b", "a")],
+            ["b requires a, an unknown flag (no rollout of it here)"],
+        ),
+    ],
+)
+def test_prerequisites_are_checked_over_the_directory_per_environment(
+    rollouts: list[dict[str, Any]], problems: list[str]
+) -> None:
+    documents: dict[str, object] = {f"r{i}.yaml": r for i, r in enumerate(rollouts)}
+    state = parse_files(documents, {}, datetime.now(UTC))
+    assert [p.split(": ", 1)[1] for p in state.problems] == problems
+    sent = [o.body.model_dump(mode="json")["plan"].get("requires") for o in state.objects]
+    assert len(sent) == len(rollouts)
+    assert all(r is None or r[0]["variants"] == ["treatment"] for r in sent)

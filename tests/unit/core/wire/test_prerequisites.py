@@ -19,6 +19,7 @@ from controller.core.wire import (
     find_cycle,
     graph_problems,
     parent_key,
+    start_problems,
 )
 from controller.core.wire.flagstates import signed_bytes
 
@@ -254,3 +255,58 @@ def test_a_long_chain_is_checked_without_recursion() -> None:
     assert cycle is not None
     assert (len(cycle), cycle[0], cycle[-1]) == (5_002, "f0", "f0")
     assert find_cycle({f"f{i}": [f"f{i + 1}"] for i in range(5_000)} | {"f5000": []}) is None
+
+
+def needs(*parents: str) -> list[Prerequisite]:
+    return [Prerequisite(flag=p, variants=["treatment"]) for p in parents]
+
+
+STARTS = [
+    # (the flag started, what it requires, the flags held with theirs, the problems)
+    ("child", needs("parent"), {"parent": []}, []),
+    (
+        "child",
+        needs("ghost"),
+        {"parent": []},
+        ["child requires ghost, an unknown flag (no rollout of it here)"],
+    ),
+    ("a", needs("b"), {"a": [], "b": needs("a")}, ["prerequisites form a cycle: a → b → a"]),
+    ("a", needs("a"), {}, ["a requires itself"]),
+    ("d", needs("c"), {"c": needs("b"), "b": needs("a"), "a": []}, []),
+    # Another environment's flags are neither parents nor part of a cycle.
+    (
+        "a@staging",
+        needs("b"),
+        {"b": needs("a"), "a": []},
+        ["a@staging requires b@staging, an unknown flag (no rollout of it here)"],
+    ),
+    ("a@staging", needs("b"), {"b@staging": [], "b": needs("a"), "a": []}, []),
+    # A problem the controller already held is not this start's.
+    ("x", needs("y"), {"y": [], "old": needs("gone")}, []),
+    (
+        "x",
+        needs("y"),
+        {"y": needs("x"), "old": needs("gone")},
+        ["prerequisites form a cycle: x → y → x"],
+    ),
+    # A parent starting again with a chain below it that grows too deep.
+    (
+        "f8",
+        needs("f9"),
+        {f"f{i}": needs(f"f{i + 1}") for i in range(8)} | {"f8": [], "f9": []},
+        [
+            "f0 has a chain of 9 prerequisites (f0 → f1 → f2 → f3 → f4 → f5 → f6 → f7 → f8 → f9), "
+            "deeper than 8"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("flag", "requires", "held", "problems"), STARTS)
+def test_a_start_is_checked_against_the_flags_held(
+    flag: str,
+    requires: list[Prerequisite],
+    held: dict[str, list[Prerequisite]],
+    problems: list[str],
+) -> None:
+    assert start_problems(flag, requires, held) == problems
