@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -121,6 +122,11 @@ class FlagBook:
         """The latest state of ``flag``, or None when none was seen."""
         return self._states.get(self.key(flag))
 
+    @property
+    def states(self) -> Mapping[str, FlagState]:
+        """Every state held, by key (read-only): where prerequisites are looked up."""
+        return MappingProxyType(self._states)
+
     def arm(
         self, flag: str, unit: str, attributes: Mapping[str, object] = NO_ATTRIBUTES
     ) -> tuple[Arm, int]:
@@ -149,7 +155,9 @@ class FlagBook:
         boolean). See :meth:`~controller.core.wire.evaluation.Evaluation.value_or`.
         """
         flag = self.key(flag)
-        found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
+        found = evaluate(
+            flag, self._states.get(flag), unit, attributes, self.segments, states=self.states
+        )
         value = found.value_or(default)
         if self.traces:
             record(found, unit, value)
@@ -163,7 +171,9 @@ class FlagBook:
         Recorded on the app's current OpenTelemetry span, if any (``traces``).
         """
         flag = self.key(flag)
-        found = evaluate(flag, self._states.get(flag), unit, attributes, self.segments)
+        found = evaluate(
+            flag, self._states.get(flag), unit, attributes, self.segments, states=self.states
+        )
         if self.traces:
             record(found, unit)
         return found

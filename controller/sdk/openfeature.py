@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -123,6 +123,8 @@ class RolloutProvider(AbstractProvider):
             segments if segments is not None else getattr(book, "segments", NO_SEGMENTS)
         )
         """Who is in a named segment: the source's book's unless given."""
+        self.states: Mapping[str, FlagState] = getattr(book, "states", {})
+        """Where prerequisites are looked up: the source's book's states."""
         self.exposures = Exposures(remember_units)
         self._mode = exposures
         self._ready_timeout = ready_timeout
@@ -225,7 +227,8 @@ class RolloutProvider(AbstractProvider):
         unit = context.targeting_key if context is not None else None
         attributes = context.attributes if context is not None else NO_ATTRIBUTES
         state = self.source.state(flag)  # in the app's environment: its key there (state.flag)
-        evaluation = evaluate(state.flag if state else flag, state, unit, attributes, self.segments)
+        key = state.flag if state else flag
+        evaluation = evaluate(key, state, unit, attributes, self.segments, states=self.states)
         if evaluation.error is not None:
             return resolution_error(default, ErrorCode(evaluation.error.value), evaluation.detail)
         value = value_of(evaluation)

@@ -42,10 +42,19 @@ def resolution(found: Evaluation, state: FlagState | None, value: T) -> FlagReso
         metadata["cohort"] = found.cohort.value
     return FlagResolutionDetails(
         value=value,
-        reason=Reason(found.reason.value),
+        reason=open_reason(found.reason),
         variant=found.variant,
         flag_metadata=metadata,
     )
+
+
+def open_reason(reason: EvalReason) -> Reason | str:
+    """OpenFeature's reason for ours; as a string where it names none (``PREREQUISITE_FAILED``:
+    OpenFeature leaves reasons open to providers)."""
+    try:
+        return Reason(reason.value)
+    except ValueError:
+        return reason.value
 
 
 def boolean_value(found: Evaluation) -> bool | None:

@@ -222,7 +222,8 @@ class OfrepRoutes:
         except OfrepFailure as failure:
             return failure.response(key)
         snapshot = await self.snapshots.get()
-        found = evaluate(stored, snapshot.states.get(stored), unit, attributes, snapshot.segments)
+        held = snapshot.states  # where prerequisites are looked up
+        found = evaluate(stored, held.get(stored), unit, attributes, snapshot.segments, states=held)
         if found.error is None:
             return _json(_success(found, key))
         return _json(
@@ -247,11 +248,12 @@ class OfrepRoutes:
             return web.Response(status=304, headers={"ETag": etag})
         flags = []
         default = self._environments.default
-        for stored, state in snapshot.states.items():
+        held = snapshot.states
+        for stored, state in held.items():
             flag, where = split(stored)
             if (where or default) != environment:
                 continue
-            found = evaluate(stored, state, unit, attributes, snapshot.segments)
+            found = evaluate(stored, state, unit, attributes, snapshot.segments, states=held)
             flags.append(_success(found, flag) if found.error is None else _failure(found, flag))
         tag = snapshot.tag_of(place)
         streams = announced(request, environment, tag, max_streams=self.streams.max_streams)

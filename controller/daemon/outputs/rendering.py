@@ -55,7 +55,8 @@ def flag_state_fields(rollout: Rollout) -> JsonObject:
     A targeted rollout's state carries its audience and rings, and percent 0:
     a client that does not read rings serves control rather than treatment to
     everyone (``docs/clients.md``, "Rings"). A plan's declared arm values go
-    with every state of its rollout (``docs/clients.md``, "Arm values").
+    with every state of its rollout (``docs/clients.md``, "Arm values"), and so
+    do its prerequisites (``docs/clients.md``, "Prerequisites").
     """
     fields: JsonObject = {
         "flag": rollout.flag,
@@ -75,6 +76,8 @@ def flag_state_fields(rollout: Rollout) -> JsonObject:
     values = rollout.plan.arm_values
     if values is not None:
         fields["values"] = values.model_dump()
+    if rollout.plan.requires:
+        fields["requires"] = [needed.model_dump() for needed in rollout.plan.requires]
     return fields
 
 

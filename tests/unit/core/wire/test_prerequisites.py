@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
+from controller.core.reading.views import FlagStateView
+from controller.core.rollouts.plan import parse_plan
+from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.trust.signing import StateSigner, StateVerifier, generate_key
 from controller.core.wire import (
     MAX_PREREQUISITE_DEPTH,
     Arm,
@@ -22,6 +27,7 @@ from controller.core.wire import (
     start_problems,
 )
 from controller.core.wire.flagstates import signed_bytes
+from controller.daemon.outputs.rendering import flag_state_fields
 
 T, C = "treatment", "control"
 
@@ -310,3 +316,35 @@ def test_a_start_is_checked_against_the_flags_held(
     problems: list[str],
 ) -> None:
     assert start_problems(flag, requires, held) == problems
+
+
+def _rollout(requires: object = None) -> Rollout:
+    data: dict[str, object] = {"stages": [{"percent": 40}, {"percent": 100}]}
+    if requires is not None:
+        data["requires"] = requires
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    return Rollout(
+        flag="child", rollout_id="r-1", plan=parse_plan(data), phase=Phase.RUNNING, stage=0,
+        stage_started_at=now, salt="pepper", flag_version=3, started_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def test_a_plans_prerequisites_travel_signed_in_its_flag_state() -> None:
+    assert "requires" not in flag_state_fields(_rollout())
+    assert "requires" not in FlagStateView.model_validate(flag_state_fields(_rollout())).served()
+    key, public = generate_key()
+    verifier = StateVerifier({"c1": public})
+    needs = [{"flag": "parent", "variants": ["treatment"]}]
+    fields = StateSigner(key, "c1").sign(flag_state_fields(_rollout(needs)))
+    assert fields["requires"] == needs
+    served = FlagStateView.model_validate(fields).served()
+    assert served["requires"] == needs
+
+    def message(changed: dict[str, object]) -> FlagState:
+        return FlagState.model_validate({"type": "flag_state", "v": 1, "id": "m", "ts": 0,
+                                         **changed})  # fmt: skip
+
+    assert verifier.problem(message(served)) is None
+    assert verifier.problem(message({**served, "requires": None})) == "bad_signature"
+    other = [{"flag": "parent", "variants": ["control"]}]
+    assert verifier.problem(message({**served, "requires": other})) == "bad_signature"
