@@ -6,7 +6,8 @@ key, produces it to the commands topic and waits for the controller's
 decision, printing the reason when it is rejected. Look at them (``status``,
 ``watch``, ``report``), check a plan (``plan validate``) or have the model draft one for
 review (``plan draft``), forward alerts to Slack
-(``alerts``), manage segments (``segment``), ask which arm a context gets
+(``alerts``), export what the controller published as CloudEvents (``audit
+export``), manage segments (``segment``), ask which arm a context gets
 (``audience test``), have the model draft a rule (``rule draft``), make and
 revoke the API keys of apps (``app-key``), start a flag's release pipeline and see it
 (``pipeline``), keep desired state in files (``validate``, ``diff`` and ``apply
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(commands)
     targeting_args.add_rule(commands)
     _add_alerts(commands)
+    _add_audit(commands)
     targeting_args.add_segment(commands)
     targeting_args.add_audience(commands)
     command_args.add_keygen(commands)
@@ -181,6 +183,12 @@ def _add_alerts(commands: Subparsers[argparse.ArgumentParser]) -> None:
     forwarding.add_arguments(sub)
 
 
+def _add_audit(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    from controller.ctl.report import audit_export  # noqa: PLC0415 - keep `--help` fast
+
+    audit_export.add_parser(commands)
+
+
 # -- running --------------------------------------------------------------------------------
 
 
@@ -240,11 +248,18 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "audience": handlers.audience_test,
         "rule": _draft_rule,
         "completion": _print_completion,
+        "audit": _audit_export,
         "validate": _gitops,
         "diff": _gitops,
         "apply": _gitops,
     }[args.command]
     return handler(args)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from controller.ctl.report import audit_export  # noqa: PLC0415 - keep `--help` fast
+
+    return audit_export.run(args)
 
 
 def _gitops(args: argparse.Namespace) -> int:

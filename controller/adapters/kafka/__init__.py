@@ -3,7 +3,8 @@
 Modules by role: :mod:`~.consumers` (the
 daemon's event and control consumers), :mod:`~.producer` (producing and the
 dead-letter publisher), :mod:`~.readers` (topic readers for ``rolloutctl`` and
-the demo) and :mod:`~.admin` (topics and partitioning). aiokafka's errors are
+the demo), :mod:`~.spans` (a span of time read back, for the audit export) and
+:mod:`~.admin` (topics and partitioning). aiokafka's errors are
 translated, and each client started and stopped, by :mod:`controller.kit.kafka_client`,
 which the app SDK's transport shares. Nothing else outside the adapters
 imports aiokafka.
@@ -26,6 +27,7 @@ from controller.adapters.kafka.producer import (
     send_many,
 )
 from controller.adapters.kafka.readers import GroupConsumer, TopicReader
+from controller.adapters.kafka.spans import SpanReader
 from controller.ports import DeadLetter, Record
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Producer",
     "Publisher",
     "Record",
+    "SpanReader",
     "TopicReader",
     "delete_topics",
     "ensure_topics",

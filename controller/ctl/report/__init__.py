@@ -1,8 +1,9 @@
 """The rollout report: model, cells, stages, moves, rendering, narrative, diagnosis."""
 
-from controller.ctl.report import diagnosis, render, report, reporting
+from controller.ctl.report import audit_export, diagnosis, render, report, reporting
 
 __all__ = [
+    "audit_export",
     "diagnosis",
     "render",
     "report",

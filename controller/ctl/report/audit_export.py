@@ -1,0 +1,286 @@
+"""``rolloutctl audit export``: what the controller published in a span of time, as CloudEvents.
+
+The command reads the topics of the types asked for (decisions, commands,
+alerts, monitor alerts, segments) between ``--since`` and ``--until`` (by
+each record's Kafka timestamp, ``since <= t < until``), puts every record in
+the export's order (time, then topic, partition and offset), turns each into
+an :class:`AuditEvent` and writes it as one line of JSON, dropping a copy the
+controller published again under the same id (:class:`Dedup`). The export is
+the same however often it is run, and a span of a log the controller
+republished into after a crash holds each record once.
+
+Records that are no JSON object (only the commands topic takes anyone's
+input) are named on stderr with the reason and left out; the export goes on.
+With ``--out`` the file is written beside its place and renamed into it at
+the end, so a file of that name is always a whole export. Progress goes to
+stderr every couple of seconds while reading; one summary line ends it.
+
+Exit codes: 0 exported, 1 broker or file failure, 2 usage (bad times, an
+unknown type, a span over ``--max-records``), 78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, get_args
+
+from controller.core.reading import (
+    AUDIT_TOPICS,
+    AuditEvent,
+    AuditType,
+    Dedup,
+    PublishedRecord,
+    audit_event,
+    audit_line,
+    export_order,
+)
+from controller.ctl.terminal import UsageError, run_guarded, warn
+from controller.settings import KafkaSettings, TopicSettings
+
+if TYPE_CHECKING:
+    from controller.adapters.kafka import SpanReader
+
+AUDIT_TYPES: tuple[AuditType, ...] = get_args(AuditType)
+DEFAULT_MAX_RECORDS = 2_000_000
+PROGRESS_EVERY_S = 2.0
+REFUSALS_NAMED = 20
+START_TIMEOUT_S = 30.0
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line asks for, validated."""
+
+    kafka: KafkaSettings
+    topics: dict[str, AuditType]
+    since: datetime
+    until: datetime
+    out: Path | None
+    max_records: int
+    quiet: bool
+
+
+def parse_time(text: str, *, now: datetime, flag: str) -> datetime:
+    """An instant the operator wrote: RFC 3339 with an offset, a date (midnight UTC) or
+    ``now``; :class:`UsageError` saying what is wrong otherwise."""
+    given = text.strip()
+    if given.lower() == "now":
+        return now
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", given):
+        try:
+            return datetime.combine(date.fromisoformat(given), datetime.min.time(), UTC)
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: no such date") from None
+    try:
+        parsed = datetime.fromisoformat(given.upper())
+    except ValueError:
+        raise UsageError(
+            f"{flag} {text!r} is not a time: give RFC 3339 with an offset "
+            "(2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00), a date (2026-11-01, "
+            "midnight UTC) or 'now'"
+        ) from None
+    if parsed.tzinfo is None or not _OFFSET.search(given):
+        raise UsageError(f"{flag} {text!r} has no offset: add Z for UTC or +HH:MM")
+    return parsed.astimezone(UTC)
+
+
+def parse_types(text: str | None) -> list[AuditType]:
+    """The audit types a comma-separated list names (all when none is given)."""
+    if not text:
+        return list(AUDIT_TYPES)
+    named = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in named if t not in AUDIT_TYPES]
+    if unknown or not named:
+        raise UsageError(
+            f"--types: unknown {', '.join(unknown) or 'empty list'}; "
+            f"choose from {','.join(AUDIT_TYPES)}"
+        )
+    return [t for t in AUDIT_TYPES if t in named]
+
+
+def topics_of(types: Iterable[AuditType], names: TopicSettings) -> dict[str, AuditType]:
+    """The topic each type is read from, by its configured name."""
+    return {getattr(names, AUDIT_TOPICS[t]): t for t in types}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rolloutctl audit export``."""
+    audit = commands.add_parser("audit", help="export what the controller published")
+    verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
+    sub = verbs.add_parser(
+        "export",
+        help="write decisions, commands, alerts and segments as CloudEvents JSON Lines",
+        description="Read what the controller published between --since and --until (by "
+        "each record's Kafka timestamp, since <= t < until) and write it as CloudEvents 1.0 "
+        "JSON Lines, one event per record, in time order (ties by topic, partition, "
+        "offset). Each event's data is the record as published: a decision with its "
+        "evidence (approvals, segment and key changes are decisions too), a signed "
+        "command with its actor and key id, an alert. A record the controller published "
+        "again after a restart is written once (same id, same content); event ids are "
+        "stable, so exports of overlapping spans deduplicate on (source, id). Lines "
+        "validate against schemas/audit-event.schema.json.",
+        epilog="Times: RFC 3339 with an offset (2026-11-01T09:00:00Z), a date (midnight "
+        "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure, 2 usage, "
+        "78 bad configuration.",
+    )
+    _add_arguments(sub)
+
+
+def _add_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--since", required=True, metavar="TIME", help="first instant, included")
+    sub.add_argument("--until", required=True, metavar="TIME", help="last instant, excluded")
+    sub.add_argument(
+        "--out", type=Path, metavar="FILE", help="write here (whole or not at all); default stdout"
+    )
+    sub.add_argument(
+        "--types",
+        metavar="LIST",
+        help=f"comma-separated, of {','.join(AUDIT_TYPES)} (default: all)",
+    )
+    sub.add_argument(
+        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
+    )
+    sub.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
+    sub.add_argument(
+        "--max-records",
+        type=int,
+        default=DEFAULT_MAX_RECORDS,
+        metavar="N",
+        help="refuse a span holding more records than this; they are sorted in memory "
+        f"(default: {DEFAULT_MAX_RECORDS:,})",
+    )
+    sub.add_argument("--quiet", action="store_true", help="no progress, no summary")
+
+
+def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:
+    """Validated options; :class:`UsageError` or :class:`ConfigError` naming the problem."""
+    from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
+
+    since = parse_time(args.since, now=now, flag="--since")
+    until = parse_time(args.until, now=now, flag="--until")
+    if since >= until:
+        raise UsageError(
+            f"--since {since.isoformat()} is not before --until {until.isoformat()}: "
+            "the span is empty"
+        )
+    if args.max_records < 1:
+        raise UsageError("--max-records must be at least 1")
+    types = parse_types(args.types)
+    settings = load_settings(args.config)
+    kafka = settings.kafka
+    if args.bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    topics = topics_of(types, settings.topics)
+    return Options(kafka, topics, since, until, args.out, args.max_records, args.quiet)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export what the parsed arguments ask for; returns the exit code."""
+    return run_guarded(lambda: asyncio.run(export(options_from_args(args, now=datetime.now(UTC)))))
+
+
+async def export(options: Options) -> int:
+    """Read the span, write the export; return the exit code."""
+    records = await _read(options)
+    records.sort(key=export_order)
+    if options.out is None:
+        written = _write(records, sys.stdout)
+    else:
+        written = await asyncio.to_thread(_write_file, records, options.out)
+    if not options.quiet:
+        _summary(written, len(records))
+    return 0
+
+
+async def _read(options: Options) -> list[PublishedRecord]:
+    from controller.adapters.kafka import SpanReader  # noqa: PLC0415 - keep `--help` fast
+
+    reader = SpanReader(
+        options.kafka,
+        options.topics,
+        since_ms=_ms(options.since),
+        until_ms=_ms(options.until),
+        timeout_s=START_TIMEOUT_S,
+    )
+    async with reader:
+        for topic in reader.missing:
+            warn(f"topic {topic} does not exist: no {options.topics[topic]} records exported")
+        return await _drain(reader, options)
+
+
+async def _drain(reader: SpanReader, options: Options) -> list[PublishedRecord]:
+    loop = asyncio.get_running_loop()
+    records: list[PublishedRecord] = []
+    told = loop.time()
+    async for batch in reader.batches():
+        records += batch
+        if len(records) > options.max_records:
+            raise UsageError(
+                f"the span holds more than --max-records {options.max_records:,} records: "
+                "export it in shorter spans, or raise --max-records"
+            )
+        if not options.quiet and loop.time() - told >= PROGRESS_EVERY_S:
+            told = loop.time()
+            warn(f"read {len(records):,} records (of at most {reader.total:,})")
+    return records
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class _Written:
+    types: Counter[str]
+    dedup: Dedup
+    refused: int = 0
+
+
+def _write(records: Sequence[PublishedRecord], stream: IO[str]) -> _Written:
+    written = _Written(Counter(), Dedup())
+    for record in records:
+        event = audit_event(record)
+        if not isinstance(event, AuditEvent):
+            written.refused += 1
+            if written.refused <= REFUSALS_NAMED:
+                warn(f"left out {event.where}: {event.reason}")
+            continue
+        if (admitted := written.dedup.admit(event)) is not None:
+            stream.write(audit_line(admitted) + "\n")
+            written.types[record.kind] += 1
+    return written
+
+
+def _write_file(records: Sequence[PublishedRecord], out: Path) -> _Written:
+    """Write beside ``out``, fsync, and rename into place: ``out`` is whole or untouched."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            written = _write(records, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _summary(written: _Written, read: int) -> None:
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(written.types.items()))
+    warn(
+        f"exported {written.types.total():,} events ({kinds or 'none'}) from {read:,} records; "
+        f"{written.dedup.copies:,} republished copies dropped, {written.refused:,} left out"
+        + (f", {written.dedup.reused_ids:,} reused ids" if written.dedup.reused_ids else "")
+    )
