@@ -148,10 +148,11 @@ test("the wrapped provider keeps its own track, and an explicit bad name is inva
   assert.equal(counters.sent + counters.dropped, 2); // the exposure and the named conversion
 });
 
-test("an arm is served under SPLIT, TARGETING_MATCH, STATIC and CACHED, not DISABLED", () => {
+test("an arm is served under SPLIT, TARGETING_MATCH, STATIC and CACHED, not DISABLED nor PREREQUISITE_FAILED", () => {
   const details = (reason) => ({ flagKey: FLAG, reason, variant: "treatment", flagMetadata: { flag_version: 4 } });
-  const counted = ["SPLIT", "TARGETING_MATCH", "STATIC", "CACHED", "DISABLED", "DEFAULT"].map((r) => servedArm(details(r)) !== null);
-  assert.deepEqual(counted, [true, true, true, true, false, false]);
+  const reasons = ["SPLIT", "TARGETING_MATCH", "STATIC", "CACHED", "DISABLED", "DEFAULT", "PREREQUISITE_FAILED"];
+  const counted = reasons.map((r) => servedArm(details(r)) !== null);
+  assert.deepEqual(counted, [true, true, true, true, false, false, false]);
 });
 
 test("measure reports each request's outcome and latency, and rethrows the step's error", async () => {

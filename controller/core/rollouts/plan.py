@@ -165,6 +165,16 @@ class Plan(Frozen):
         return self
 
     @model_validator(mode="after")
+    def _prerequisites_served_here(self) -> Self:
+        """Unleash would serve the flag without its prerequisites: refused, not served apart."""
+        if self.requires and self.unleash is not None:
+            raise ValueError(
+                "requires: prerequisites are not written to Unleash yet; a plan served by"
+                " Unleash cannot require other flags"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _weights_name_gating_guardrails(self) -> Self:
         """A weight names a gating guardrail by its key: a typo would silently weigh nothing."""
         gating = {g.key for g in self.guardrails if not g.dry_run}
