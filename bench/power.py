@@ -87,6 +87,18 @@ def requests_per_unit(shape: Shape) -> tuple[float, float]:
     return mean, square
 
 
+def heavy_units(shape: Shape) -> tuple[float, float]:
+    """The share of the shape's units in tiers sending ten times its mean or more, and what
+    each of them sends on average (0, 0 where there is none)."""
+    mean, _ = requests_per_unit(shape)
+    total = sum(t.share for t in shape.tiers)
+    heavy = [t for t in shape.tiers if (t.low + t.high) / 2 >= 10 * mean]
+    share = sum(t.share for t in heavy) / total
+    if share == 0:
+        return 0.0, 0.0
+    return share, sum(t.share * (t.low + t.high) / 2 for t in heavy) / total / share
+
+
 def error_rate(shape: Shape, factor: float = 1.0) -> float:
     """The shape's error rate per request with every unit's propensity times ``factor``."""
     failing = min(1.0, shape.failing_rate * factor)
@@ -136,7 +148,12 @@ def draw(rng: np.random.Generator) -> Drawn | None:
                 alpha=float(rng.choice(ALPHAS)))  # fmt: skip
     seconds = minutes * 60.0
     units = max(MIN_UNITS, round(shape.units * seconds / 1800))  # as the simulator draws
+    heavy_share, heavy_requests = heavy_units(shape)
     traffic = Traffic(
+        heavy_share=heavy_share,
+        heavy_requests=heavy_requests,
+        failing_share=shape.failing_share,
+        failing_rate=shape.failing_rate if shape.failing_share else 0.0,
         requests_per_s=units * mean / seconds,
         requests_per_unit=mean,
         design_effect=design_effect(shape),
@@ -183,8 +200,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.runs)
     ]
     started = time.perf_counter()
+    caught: list[bool] = []
     with ProcessPoolExecutor(args.workers) as pool:
-        caught = list(pool.map(one_run, tasks, chunksize=max(1, args.runs // 4)))
+        for hit in pool.map(one_run, tasks, chunksize=max(1, args.runs // 4)):
+            caught.append(hit)
+            if len(caught) % (2 * args.runs) == 0:
+                done = len(caught) // (2 * args.runs)
+                progress(f"{done} of {len(plans)} plans, {time.perf_counter() - started:.0f} s")
     rows = []
     for p, drawn in enumerate(plans):
         at = p * 2 * args.runs
@@ -219,6 +241,8 @@ def _row(drawn: Drawn, full: int, half: int, runs: int) -> dict[str, Any]:
         "requests_per_s": round(drawn.traffic.requests_per_s, 2),
         "requests_per_unit": round(drawn.traffic.requests_per_unit, 2),
         "design_effect": round(drawn.traffic.design_effect, 2),
+        "heavy_share": drawn.traffic.heavy_share,
+        "failing_share": drawn.traffic.failing_share,
         "error_rate": drawn.traffic.error_rate,
         "alpha": drawn.plan.alpha_per_test,
         "predicted": round(drawn.effect, 4),

@@ -22,6 +22,14 @@ more often than 80% (``bench/power.py`` measures it). Units are taken to arrive 
 ``requests_per_s / requests_per_unit`` a second, each new: units who return make the
 count grow more slowly, and the preview optimistic there.
 
+**Units unlike the rest.** Where the traffic names heavy units (a share sending many
+requests each) or failing units (a share failing many of theirs), the stage's smaller arm
+may hold few of them, and the gate's power is that of the content it happens to hold:
+the chance above is averaged over the contents of :mod:`controller.core.stats.arm_contents`
+(each with h at the gate's V̂ on that content and √V the noise left once the content is
+fixed), and Δ is the smallest whose average chance is 0.8. A regression raises failing
+units' propensities until they saturate at 1 (:mod:`controller.core.stats.regressing`).
+
 A running stage is previewed from its own test instead
 (:mod:`controller.core.stats.running_power`).
 """
@@ -29,20 +37,24 @@ A running stage is previewed from its own test instead
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
+from controller.core.stats.arm_contents import arm_contents
 from controller.core.stats.latency import quantile_min_samples
 from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.regressing import (
     Arms,
+    Failing,
     Model,
     Traffic,
     arms_at,
     base_of,
+    failing_of,
     metric_model,
+    noise_model,
     stage_seconds,
     tolerance_of,
 )
@@ -55,14 +67,16 @@ from controller.core.stats.units import MIN_CLUSTERS
 
 POWER = 0.8
 """The chance of detection the preview is for."""
-Z_POWER = NormalDist().inv_cdf(POWER)
+_NORMAL = NormalDist()
+Z_POWER = _NORMAL.inv_cdf(POWER)
 """z of :data:`POWER`, 0.8416."""
 MAX_SECONDS = 30 * 86_400.0
 """Past 30 days a stage is taken never to detect the effect asked about."""
 FEW_UNITS = 100
 """Fewer units than this in the smaller arm: how many requests it gets depends on which few
-units land in it, and the gate catches the figure less often than 80% when a few units send
-most requests (``bench/power.py``)."""
+units land in it, and where a few units send most requests and the traffic does not say so
+(:attr:`~.regressing.Traffic.heavy_share`) the gate catches the figure less often than 80%
+(``bench/power.py``)."""
 NOT_PREVIEWED = {
     "conversion_value": "not previewed: it needs the spread of conversion values",
     "crash_count": "not previewed: a count per exposure needs its base rate and how it"
@@ -113,7 +127,11 @@ class StagePreview:
     guardrails: tuple[Detectable, ...]
     smaller_arm_units: float = math.inf
     """Units expected in the smaller arm by then: below :data:`FEW_UNITS` the figure is
-    optimistic where a few units send most requests (``bench/power.py``)."""
+    optimistic where a few units send most requests (``bench/power.py``), unless the
+    traffic says which (``heavy_mixed``)."""
+    heavy_mixed: bool = False
+    """The traffic has heavy units, and the figures are averaged over how many of them land
+    in the smaller arm."""
 
     def worst(self) -> Detectable | None:
         """The guardrail with the largest relative figure (one that detects nothing first);
@@ -155,13 +173,33 @@ def detectable(
         return Detectable(guardrail.key, direction, None, None, base, short)
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
-    model, largest = metric_model(guardrail, base, traffic, arms)
     n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
     level = _Level(plan.alpha_for(guardrail.key), plan.n_tune)  # the gate's, weights and all
-    x = _smallest(model, tolerance_of(guardrail, base), round(n), level, largest)
+    powers = [
+        (weight, _power_of(guardrail, base, traffic, content, plan))
+        for weight, content in arm_contents(percent, traffic, arms, _failing(guardrail, traffic))
+    ]
+    model, largest = metric_model(guardrail, base, traffic, arms)
+    x = _smallest(powers, tolerance_of(guardrail, base), round(n), level, largest)
     if x is None:
-        return Detectable(guardrail.key, direction, None, None, base, "detects no regression")
+        return Detectable(guardrail.key, direction, None, None, base, _why_none(powers))
     return Detectable(guardrail.key, direction, x, model(x)[0], base)
+
+
+def _why_none(powers: Sequence[tuple[float, _Models | None]]) -> str:
+    tested = math.fsum(weight for weight, model in powers if model is not None)
+    if tested >= POWER:
+        return "detects no regression"
+    return (
+        f"detects no regression with {POWER:.0%} power: the smaller arm reaches the gate's"
+        f" floor of events in {tested:.0%} of stages, as a heavy unit lands in it"
+    )
+
+
+def _failing(guardrail: Guardrail, traffic: Traffic) -> Failing | None:
+    if guardrail.metric != "error_rate":
+        return None
+    return failing_of(traffic, traffic.effect_of(guardrail))
 
 
 def _with(found: Detectable, reason: str) -> Detectable:
@@ -183,6 +221,20 @@ def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, deff: float) -
     return ""
 
 
+_Models = tuple[Model, Model | None]
+"""A content's model of Δ and the gate's V, and of the noise of Δ̂ where that differs."""
+
+
+def _power_of(
+    guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms, plan: Plan
+) -> _Models | None:
+    """The metric's models on one content of the arms; None when the gate would not test it."""
+    if _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail)):
+        return None
+    model = metric_model(guardrail, base, traffic, arms)[0]
+    return model, noise_model(guardrail, base, traffic, arms)
+
+
 @dataclass(frozen=True, slots=True)
 class _Level:
     """The level the gate tests a guardrail at, and the sample size its bound is tuned for."""
@@ -191,26 +243,53 @@ class _Level:
     n_tune: int
 
 
-def _detected(model: Model, x: float, tolerance: float, n: int, level: _Level) -> bool:
-    """Whether a regression of size x is detected with 80% power at N = ``n``."""
+def _margin(models: _Models, x: float, tolerance: float, n: int, level: _Level) -> float:
+    """(Δ - δ - h) / √V at a regression of size x, h at the gate's V and V that of Δ̂: its
+    Φ is the chance the last look regresses; -inf where V is not finite."""
+    model, noise = models
     delta, variance = model(x)
-    if not math.isfinite(variance):
-        return False
+    spread = variance if noise is None else noise(x)[1]
+    if not (math.isfinite(variance) and variance > 0.0 and spread > 0.0):
+        return -math.inf
     rho = sequential_rho(level.alpha, level.n_tune)
     h = sequential_half_width(variance=variance, n=n, alpha=level.alpha, rho=rho)
-    return delta - tolerance - h >= Z_POWER * math.sqrt(variance)
+    return (delta - tolerance - h) / math.sqrt(spread)
+
+
+def _detected(
+    powers: Sequence[tuple[float, _Models | None]],
+    x: float,
+    tolerance: float,
+    n: int,
+    level: _Level,
+) -> bool:
+    """Whether a regression of size x is detected with 80% power at N = ``n``: on each
+    content of the arms with its weight, the chance summed."""
+    if len(powers) == 1:
+        models = powers[0][1]
+        return models is not None and _margin(models, x, tolerance, n, level) >= Z_POWER
+    chance = math.fsum(
+        weight * _NORMAL.cdf(max(-40.0, _margin(models, x, tolerance, n, level)))
+        for weight, models in powers
+        if models is not None
+    )
+    return chance >= POWER
 
 
 def _smallest(
-    model: Model, tolerance: float, n: int, level: _Level, largest: float
+    powers: Sequence[tuple[float, _Models | None]],
+    tolerance: float,
+    n: int,
+    level: _Level,
+    largest: float,
 ) -> float | None:
     """The smallest x in (0, largest] detected with 80% power, by bisection; None if none."""
-    if n <= 0 or not _detected(model, largest, tolerance, n, level):
+    if n <= 0 or not _detected(powers, largest, tolerance, n, level):
         return None
     low, high = 0.0, largest
     for _ in range(_STEPS):
         middle = (low + high) / 2.0
-        if _detected(model, middle, tolerance, n, level):
+        if _detected(powers, middle, tolerance, n, level):
             high = middle
         else:
             low = middle
@@ -224,7 +303,8 @@ def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
     seconds, by_units = stage_seconds(stage, traffic)
     found = tuple(detectable(g, stage.percent, seconds, traffic, plan) for g in plan.guardrails)
     units = min(arms_at(stage.percent, traffic, seconds).units)
-    return StagePreview(index, stage.percent, seconds, by_units, found, units)
+    mixed = traffic.heavy_share > 0.0
+    return StagePreview(index, stage.percent, seconds, by_units, found, units, mixed)
 
 
 def plan_preview(plan: Plan, traffic: Traffic) -> list[StagePreview]:

@@ -43,6 +43,14 @@ class Traffic:
     latency_median_ms: float = 100.0
     latency_sigma: float = 0.5
     """Latency is taken as log-normal: its median and the sigma of its logarithm."""
+    heavy_share: float = 0.0
+    heavy_requests: float = 0.0
+    """A share of units that each send ``heavy_requests`` over a stage (power users, bots),
+    included in ``requests_per_unit``; 0: units alike."""
+    failing_share: float = 0.0
+    failing_rate: float = 0.0
+    """A share of units that fail ``failing_rate`` of their requests (broken accounts),
+    included in ``error_rate``; 0: the regression keeps the base's design effect."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -53,10 +61,25 @@ class Traffic:
             "conversion_rate": 0.0 < self.conversion_rate < 1.0,
             "latency_median_ms": 0.0 < self.latency_median_ms < math.inf,
             "latency_sigma": 0.0 < self.latency_sigma < 10.0,
+            "heavy_share": 0.0 <= self.heavy_share < 1.0,
+            "heavy_requests": self.heavy_share == 0.0
+            or self.requests_per_unit <= self.heavy_requests < math.inf,
+            "failing_share": 0.0 <= self.failing_share < 1.0,
+            "failing_rate": self.failing_share == 0.0
+            or self.error_rate <= self.failing_rate <= 1.0,
         }
         wrong = [name for name, ok in checks.items() if not ok]
+        if not wrong and self.light_requests() < 1.0:
+            wrong.append("heavy_share and heavy_requests exceed requests_per_unit")
+        if not wrong and self.failing_share * self.failing_rate > self.error_rate:
+            wrong.append("failing_share and failing_rate exceed error_rate")
         if wrong or any(not 1.0 <= d < math.inf for d in self.design_effects.values()):
             raise ValueError(f"traffic out of range: {', '.join(wrong) or 'design_effects'}")
+
+    def light_requests(self) -> float:
+        """Requests each unit that is not heavy sends, on average."""
+        heavy = self.heavy_share * self.heavy_requests
+        return (self.requests_per_unit - heavy) / (1.0 - self.heavy_share)
 
     def effect_of(self, guardrail: Guardrail) -> float:
         """The design effect taken for ``guardrail``: 1 for a source with no units."""
@@ -74,6 +97,9 @@ class Arms:
 
     requests: tuple[float, float]
     units: tuple[float, float]
+    failing: float | None = None
+    """The share of the treatment's units that fail (:attr:`Traffic.failing_share`) in this
+    content of the arms; None: the traffic's share."""
 
 
 def arms_at(percent: float, traffic: Traffic, seconds: float) -> Arms:
@@ -102,18 +128,79 @@ Model = Callable[[float], tuple[float, float]]
 """x (the regression's relative size) → (Δ on the harmful side, V of the difference)."""
 
 
-def proportion_model(base: float, arms: Arms, worse: float, deff: float) -> Model:
-    """A rate that gets worse by ``worse`` (+1: up, -1: down) times x of itself."""
+@dataclass(frozen=True, slots=True)
+class Failing:
+    """Units of two kinds behind the error rate's design effect: a share failing at a high
+    propensity, the rest at a low one; ``weight`` is E[m²]/E[m] - 1 of the requests m per
+    unit, read back from the design effect d at the base p:
+    d·p(1 - p) = p(1 - p) + weight·Var(propensity)."""
+
+    share: float
+    high: float
+    low: float
+    weight: float
+
+    def after(self, rate: float) -> tuple[float, float]:
+        """Both propensities once every one is multiplied alike, capped at 1, to bring the
+        traffic's rate to ``rate``."""
+        s, high, low = self.share, self.high, self.low
+        factor = rate / (s * high + (1.0 - s) * low)
+        if factor * high <= 1.0:
+            return high * factor, low * factor
+        return 1.0, min(1.0, (rate - s) / (1.0 - s))
+
+
+def failing_of(traffic: Traffic, deff: float) -> Failing | None:
+    """The traffic's failing units as a :class:`Failing`; None where it names none."""
+    s, high, base = traffic.failing_share, traffic.failing_rate, traffic.error_rate
+    low = (base - s * high) / (1.0 - s)
+    variance = s * (1.0 - s) * (high - low) ** 2
+    if s <= 0.0 or variance <= 0.0:
+        return None
+    return Failing(s, high, low, max(0.0, deff - 1.0) * base * (1.0 - base) / variance)
+
+
+def proportion_model(
+    base: float,
+    arms: Arms,
+    worse: float,
+    deff: float,
+    failing: Failing | None = None,
+    *,
+    noise: bool = False,
+) -> Model:
+    """A rate that gets worse by ``worse`` (+1: up, -1: down) times x of itself.
+
+    The control's variance per event is d·p(1 - p) at the base p, and so is the
+    treatment's at its rate p' (the units' intra-unit correlation kept). Where the traffic
+    says which units fail (``failing``), every unit's propensity is multiplied alike, a
+    failing unit's capped at 1: the treatment's rate is that of the share of failing units
+    it holds (:attr:`Arms.failing`), and its variance per request p'(1 - p') plus the
+    units' spread, weight·s(1 - s)·(high - low)², when that is less than d·p'(1 - p')
+    (docs/architecture.md, *What a stage can catch*).
+
+    ``noise``: V of Δ̂ alone where the treatment's content is given (:attr:`Arms.failing`):
+    the spread is which units landed in it, which the content fixes, so only the treatment's
+    Bernoulli variance and the control's are left (the gate's V̂ still has the spread)."""
     n_t, n_c = arms.requests
 
     def model(x: float) -> tuple[float, float]:
-        rate_t = min(1.0, max(0.0, base * (1.0 + worse * x)))
-        own = (
-            bernoulli_variance(rate_t * n_t, n_t) / n_t + bernoulli_variance(base * n_c, n_c) / n_c
-        )
+        rate = min(1.0, max(0.0, base * (1.0 + worse * x)))
+        rate_t, spread = rate, math.inf
+        if failing is not None:
+            high, low = failing.after(rate)
+            s = failing.share if arms.failing is None else arms.failing
+            rate_t = s * high + (1.0 - s) * low
+            spread = failing.weight * s * (1.0 - s) * (high - low) ** 2
+        treated = bernoulli_variance(rate_t * n_t, n_t)
+        control = bernoulli_variance(base * n_c, n_c) * deff / n_c
+        if noise and arms.failing is not None:
+            return worse * (rate_t - base), treated / n_t + control
+        treated = min(treated * deff, treated + spread)
+        own = treated / n_t + control
         pooled_rate = (rate_t * n_t + base * n_c) / (n_t + n_c)
         pooled = bernoulli_variance(pooled_rate * (n_t + n_c), n_t + n_c) * (1 / n_t + 1 / n_c)
-        return abs(rate_t - base), max(own, pooled) * deff
+        return worse * (rate_t - base), max(own, pooled * deff)
 
     return model
 
@@ -183,4 +270,15 @@ def metric_model(
         return quantile_model(QUANTILES[metric], traffic, arms, deff), MAX_LATENCY_FACTOR
     if metric == "conversion_rate":
         return proportion_model(base, arms, -1.0, deff), 1.0
-    return proportion_model(base, arms, 1.0, deff), (1.0 - base) / base
+    failing = failing_of(traffic, deff) if metric == "error_rate" else None
+    return proportion_model(base, arms, 1.0, deff, failing), (1.0 - base) / base
+
+
+def noise_model(guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms) -> Model | None:
+    """V of Δ̂ alone on a content of the arms whose treatment's failing units are given
+    (:func:`proportion_model`'s ``noise``); None where it is the gate's V."""
+    if guardrail.metric != "error_rate" or arms.failing is None:
+        return None
+    deff = traffic.effect_of(guardrail)
+    failing = failing_of(traffic, deff)
+    return proportion_model(base, arms, 1.0, deff, failing, noise=True)

@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="variance on units over variance as if requests were independent"
         f" (default {DEFAULT_DESIGN_EFFECT:g}, conservative; 1 for one request a unit)",
     )
+    _add_unit_arguments(group)
     group.add_argument("--error-rate", metavar="SHARE", help="base error rate (default 1%%)")
     group.add_argument(
         "--conversion-rate", metavar="SHARE", help="base conversions per exposure (default 5%%)"
@@ -82,6 +83,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--strict", action="store_true", help="a stage over --max-detectable is an error"
+    )
+
+
+def _add_unit_arguments(group: argparse._ArgumentGroup) -> None:
+    """Units unlike the rest, which decide what a small arm holds."""
+    group.add_argument(
+        "--heavy-units",
+        metavar="SHARE:N",
+        help="a share of units that each send N requests in a stage, within"
+        " --requests-per-unit (1%%:1000): a small arm's power is averaged over how many land"
+        " in it",
+    )
+    group.add_argument(
+        "--failing-units",
+        metavar="SHARE:RATE",
+        help="a share of units that fail RATE of their requests, within --error-rate and"
+        " behind --design-effect (2%%:50%%): a regression saturates them, and a small arm's"
+        " power is averaged over how many land in it",
     )
 
 
@@ -118,6 +137,10 @@ class Assumed:
             f" request{'' if t.requests_per_unit == 1 else 's'} per unit,"
             f" design effect {t.design_effect:g}"
         )
+        if t.heavy_share > 0:
+            said += f", {t.heavy_share:.2%} of units sending {t.heavy_requests:,.0f} each"
+        if t.failing_share > 0:
+            said += f", {t.failing_share:.2%} of units failing {t.failing_rate:.0%}"
         return said + (f" ({'; '.join(self.assumed)})" if self.assumed else "")
 
 
@@ -153,12 +176,32 @@ def _given_bases(args: argparse.Namespace, given: dict[str, float]) -> None:
         given["requests_per_unit"] = args.requests_per_unit
     if args.design_effect is not None:
         given["design_effect"] = args.design_effect
+    if args.heavy_units is not None:
+        given.update(_pair(args.heavy_units, "--heavy-units", "heavy_share", "heavy_requests"))
+    if args.failing_units is not None:
+        given.update(_pair(args.failing_units, "--failing-units", "failing_share", "failing_rate"))
     if args.error_rate is not None:
         given["error_rate"] = share(args.error_rate, "--error-rate")
     if args.conversion_rate is not None:
         given["conversion_rate"] = share(args.conversion_rate, "--conversion-rate")
     if args.latency is not None:
         given.update(_latency(args.latency))
+
+
+def _pair(text: str, option: str, first: str, second: str) -> dict[str, float]:
+    """``1%:1000`` (a share of units and what each sends) or ``2%:50%`` (a share of units and
+    the share of requests each fails)."""
+    part, _, other = text.partition(":")
+    example = "1%:1000" if option == "--heavy-units" else "2%:50%"
+    try:
+        units, value = share(part, option), share(other, option)
+    except UsageError:
+        raise UsageError(
+            f"{option} {text!r}: give a share of units and a value: {example}"
+        ) from None
+    if units >= 1.0 or not value < math.inf:
+        raise UsageError(f"{option} {text!r}: the share of units must be below 100%")
+    return {first: units, second: value}
 
 
 def _latency(text: str) -> dict[str, float]:
@@ -252,10 +295,10 @@ def stage_line(preview: StagePreview) -> str:
         else:
             parts.append(f"{name} from {found.text()}")
     said = "; ".join(parts) or "no guardrail"
-    if preview.smaller_arm_units < FEW_UNITS:
+    if preview.smaller_arm_units < FEW_UNITS and not preview.heavy_mixed:
         said += (
             f" (about {preview.smaller_arm_units:,.0f} units in the smaller arm: optimistic"
-            " where a few units send most requests)"
+            " where a few units send most requests; give --heavy-units)"
         )
     return f"stage {preview.index + 1} ({preview.percent:g}%, {span}): {said}"
 
@@ -296,6 +339,10 @@ def as_json(found: list[StagePreview], assumed: Assumed) -> dict[str, object]:
             "requests_per_unit": t.requests_per_unit,
             "design_effect": t.design_effect,
             "design_effects": dict(t.design_effects),
+            "heavy_share": t.heavy_share,
+            "heavy_requests": t.heavy_requests,
+            "failing_share": t.failing_share,
+            "failing_rate": t.failing_rate,
             "assumed": assumed.assumed,
         },
         "power": POWER,

@@ -166,7 +166,56 @@ def test_a_stage_with_few_units_in_its_smaller_arm_says_its_figure_is_optimistic
     out = capsys.readouterr().out.splitlines()
     first = next(line for line in out if line.startswith("    stage 1 "))
     assert first.endswith(
-        "(about 18 units in the smaller arm: optimistic where a few units send most requests)"
+        "(about 18 units in the smaller arm: optimistic where a few units send most requests;"
+        " give --heavy-units)"
     )
     second = next(line for line in out if line.startswith("    stage 2 "))
     assert "optimistic" not in second
+    assert main(["plan", "validate", *args, "--heavy-units", "1%:1000", str(plan)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "1.00% of units sending 1,000 each" in out[1]
+    mixed = next(line for line in out if line.startswith("    stage 1 "))
+    assert "optimistic" not in mixed
+    assert _figure(mixed) > _figure(first)  # most such arms hold no heavy unit
+
+
+def _figure(line: str) -> int:
+    found = re.search(r"detectable from \+([0-9,]+)%", line)
+    assert found, line
+    return int(found.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "given"),
+    [
+        ("--heavy-units", "1%:1000", {"heavy_share": 0.01, "heavy_requests": 1000.0}),
+        ("--heavy-units", "0.002:400", {"heavy_share": 0.002, "heavy_requests": 400.0}),
+        ("--failing-units", "2%:50%", {"failing_share": 0.02, "failing_rate": 0.5}),
+    ],
+)
+def test_unlike_units_are_read_as_a_share_and_a_value(
+    option: str, text: str, given: dict[str, float], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["plan", "validate", "--json", "--traffic", "200/s", "--error-rate", "5%"]
+    args += ["--requests-per-unit", "20"]
+    assert main([*args, option, text, DEFAULT]) == 0
+    traffic = json.loads(capsys.readouterr().out)["power"]["traffic"]
+    assert {key: traffic[key] for key in given} == pytest.approx(given)
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "said"),
+    [
+        ("--heavy-units", "1%", "give a share of units and a value: 1%:1000"),
+        ("--heavy-units", "lots:1000", "give a share of units and a value"),
+        ("--heavy-units", "100%:1000", "the share of units must be below 100%"),
+        ("--heavy-units", "1%:2", "traffic out of range: heavy_requests"),
+        ("--failing-units", "2%:abc", "give a share of units and a value: 2%:50%"),
+        ("--failing-units", "90%:50%", "failing_share and failing_rate exceed error_rate"),
+    ],
+)
+def test_unreadable_unlike_units_are_a_usage_error(
+    option: str, text: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", "validate", "--traffic", "200/s", option, text, DEFAULT]) == EXIT_USAGE
+    assert said in capsys.readouterr().err

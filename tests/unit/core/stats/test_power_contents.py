@@ -1,0 +1,156 @@
+"""The preview of a small arm: averaged over how many heavy or failing units land in it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from controller.core.rollouts import Guardrail, Plan, Stage
+from controller.core.stats.arm_contents import MIXED_UNITS, arm_contents
+from controller.core.stats.power import detectable
+from controller.core.stats.regressing import Failing, Traffic, arms_at, failing_of
+
+ERRORS = Guardrail(metric="error_rate")
+HEAVY = Traffic(
+    requests_per_s=31.3, requests_per_unit=18.8, error_rate=0.02, heavy_share=0.01,
+    heavy_requests=1150.0,
+)  # fmt: skip
+"""1% of units send 1,150 requests each, the rest 8 (about 1,000 units in 10 minutes)."""
+FAILING = Traffic(
+    requests_per_s=27.8, requests_per_unit=7.6, error_rate=0.0198, design_effect=7.51,
+    failing_share=0.02, failing_rate=0.5,
+)  # fmt: skip
+"""2% of units fail half their requests, the rest 1%: a design effect of 7.5."""
+
+
+def _plan(percent: float, minutes: int) -> Plan:
+    stage = Stage(percent=percent, min_duration=timedelta(minutes=minutes), min_units_per_arm=0)
+    return Plan(stages=[stage], guardrails=[ERRORS], alpha=0.05)
+
+
+def _effect(traffic: Traffic, percent: float, minutes: int) -> float | None:
+    return detectable(ERRORS, percent, minutes * 60.0, traffic, _plan(percent, minutes)).effect
+
+
+def _plain(traffic: Traffic) -> Traffic:
+    return replace(traffic, heavy_share=0.0, heavy_requests=0.0, failing_share=0.0)
+
+
+@pytest.mark.parametrize(
+    ("percent", "minutes", "low", "high"),
+    [
+        # 50 treated units: no heavy one in 61% of stages, so the arm's requests are a
+        # fraction of the expected and the figure grows.
+        (5.0, 10, 1.3, 3.0),
+        (10.0, 10, 1.1, 2.0),
+        # Thousands of units in each arm: their count hardly varies.
+        (50.0, 60, 0.97, 1.05),
+    ],
+)
+def test_heavy_units_raise_the_figure_of_a_small_arm_only(
+    percent: float, minutes: int, low: float, high: float
+) -> None:
+    mixed, expected = _effect(HEAVY, percent, minutes), _effect(_plain(HEAVY), percent, minutes)
+    assert mixed is not None
+    assert expected is not None
+    assert low <= mixed / expected <= high, (mixed, expected)
+
+
+def test_an_arm_tested_only_when_a_heavy_unit_lands_in_it_detects_nothing_and_says_why() -> None:
+    traffic = replace(HEAVY, error_rate=0.005)
+    found = detectable(ERRORS, 2.0, 600.0, traffic, _plan(2.0, 10))
+    assert found.effect is None
+    assert "floor of events in 18% of stages" in found.reason
+    assert _effect(_plain(traffic), 2.0, 10) is not None  # the expected arm promised one
+
+
+@pytest.mark.parametrize(
+    ("percent", "minutes", "low", "high"),
+    [
+        # A regression of several times the base: the failing units saturate, the extra
+        # errors come from ordinary units, and few failing units are in a 1-2% arm.
+        (1.0, 60, 0.5, 0.85),
+        (2.0, 10, 0.4, 0.85),
+        # Under +100% on a large arm: the base's design effect, as before.
+        (50.0, 60, 0.95, 1.05),
+    ],
+)
+def test_failing_units_shrink_the_figure_of_a_large_regression_only(
+    percent: float, minutes: int, low: float, high: float
+) -> None:
+    mixed, kept = _effect(FAILING, percent, minutes), _effect(_plain(FAILING), percent, minutes)
+    assert mixed is not None
+    assert kept is not None
+    assert low <= mixed / kept <= high, (mixed, kept)
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.03, 0.1, 0.5, 1.0])
+def test_failing_units_keep_the_rate_and_saturate_at_one(rate: float) -> None:
+    failing = Failing(share=0.02, high=0.5, low=0.01, weight=20.0)
+    high, low = failing.after(rate)
+    assert 0.02 * high + 0.98 * low == pytest.approx(rate)
+    assert high == (1.0 if rate * 0.5 > 0.0198 else pytest.approx(0.5 * rate / 0.0198))
+    assert 0.0 <= low <= high <= 1.0
+
+
+def test_the_failing_units_weight_reads_back_the_design_effect() -> None:
+    failing = failing_of(FAILING, 7.51)
+    assert failing is not None
+    variance = 0.02 * 0.98 * (failing.high - failing.low) ** 2
+    base = FAILING.error_rate
+    assert base * (1 - base) + failing.weight * variance == pytest.approx(7.51 * base * (1 - base))
+    assert failing_of(_plain(FAILING), 7.51) is None
+
+
+@pytest.mark.parametrize(
+    ("traffic", "percent", "contents"),
+    [
+        (_plain(HEAVY), 5.0, 1),
+        (HEAVY, 5.0, None),
+        (HEAVY, 95.0, None),
+        (replace(HEAVY, requests_per_s=1e6, heavy_requests=20.0), 50.0, 1),  # past MIXED_UNITS
+    ],
+)
+def test_the_contents_of_an_arm_average_to_the_expected_one(
+    traffic: Traffic, percent: float, contents: int | None
+) -> None:
+    arms = arms_at(percent, traffic, 600.0)
+    found = arm_contents(percent, traffic, arms)
+    if contents is not None:
+        assert len(found) == contents
+    assert math.fsum(w for w, _ in found) == pytest.approx(1.0)
+    for arm in (0, 1):
+        mean = math.fsum(w * c.requests[arm] for w, c in found)
+        assert mean == pytest.approx(arms.requests[arm], rel=1e-3)
+    assert MIXED_UNITS > 0
+
+
+def test_failing_units_are_counted_among_the_treatments_effective_units() -> None:
+    arms = arms_at(1.0, FAILING, 1200.0)
+    failing = failing_of(FAILING, 7.51)
+    found = arm_contents(1.0, FAILING, arms, failing)
+    assert len(found) > 2
+    shares = [c.failing for _, c in found]
+    assert all(s is not None for s in shares)
+    mean = math.fsum(w * (c.failing or 0.0) for w, c in found)
+    assert mean == pytest.approx(0.02, rel=1e-3)
+    assert found[0][0] > 0.5  # most such arms hold no failing unit that counts
+    assert arm_contents(99.0, FAILING, arms, failing) == [(1.0, arms)]  # control the smaller
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"heavy_share": 1.0, "heavy_requests": 100.0},
+        {"heavy_share": 0.01, "heavy_requests": 5.0},
+        {"heavy_share": 0.5, "heavy_requests": 100.0},
+        {"failing_share": 0.02, "failing_rate": 0.001},
+        {"failing_share": 0.5, "failing_rate": 0.5},
+    ],
+)
+def test_unlike_units_out_of_range_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="traffic out of range"):
+        Traffic(**{"requests_per_s": 1.0, "requests_per_unit": 10.0, **bad})  # type: ignore[arg-type]
