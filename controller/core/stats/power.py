@@ -192,7 +192,8 @@ def _why_none(powers: Sequence[tuple[float, _Models | None]]) -> str:
         return "detects no regression"
     return (
         f"detects no regression with {POWER:.0%} power: the smaller arm reaches the gate's"
-        f" floor of events in {tested:.0%} of stages, as a heavy unit lands in it"
+        f" floor of events, on average, only when a heavy unit lands in it ({tested:.0%} of"
+        " stages)"
     )
 
 

@@ -63,7 +63,7 @@ def test_an_arm_tested_only_when_a_heavy_unit_lands_in_it_detects_nothing_and_sa
     traffic = replace(HEAVY, error_rate=0.005)
     found = detectable(ERRORS, 2.0, 600.0, traffic, _plan(2.0, 10))
     assert found.effect is None
-    assert "floor of events in 18% of stages" in found.reason
+    assert "only when a heavy unit lands in it (18% of stages)" in found.reason
     assert _effect(_plain(traffic), 2.0, 10) is not None  # the expected arm promised one
 
 
