@@ -15,13 +15,14 @@ units send 1-3 requests, 19% 10-50, 1% 300-2,000; every request fails alike: des
 far fewer units than requests); and heavy units where 2% of units fail half their requests
 (no units of 300 or more: a design effect of 2.9 to 9.8 by the base rate, given to the
 preview as ``--design-effect`` would be, from the shape's own arithmetic, see
-:func:`design_effect`).
+:func:`design_effect`). The preview is also told the shape's unlike units, as
+``--heavy-units`` and ``--failing-units`` would tell it (:func:`heavy_units`): it averages a
+small arm's power over how many of them land in it. A plan the preview says detects nothing
+(a 2% stage of 10 minutes tested only when a heavy unit lands in it) is drawn again.
 
-Rates come with their 95% Wilson bounds. The last line printed is one JSON object.
-docs/benchmarks.md has the figures measured and where the preview misses: few units in the
-smaller arm when a few units send most requests (optimistic), and regressions of several
-times the base where units fail differently (conservative). 1,000 stages take about 500 s
-on one core.
+Rates come with their 95% Wilson bounds; progress goes to stderr, one line a plan. The
+last line printed is one JSON object. docs/benchmarks.md has the figures measured. 8,000
+stages (``--runs 200``) take about an hour on one busy core.
 
     python bench/power.py [--plans 20] [--runs 200] [--seed 1] [--workers 2]
 """
