@@ -74,6 +74,9 @@ windowed, nor is the end of a time box (:mod:`controller.core.machine.scheduling
 A gate's advance and the end of a watch also wait while the plan's error budget
 burns (``burn_rate``), with a reason that begins ``error_budget``; nothing else does.
 
+A promote that leaves the rollout running, a pause and a resume by an operator are
+kept with it (``steered``), as the decision that finished it is (``ended``).
+
 Advancing past the last stage of a plan with a ``watch`` enters the watch
 instead of completing: still running at the last stage, with the holdback on
 control (``watch_until`` set); advancing again completes.
@@ -111,6 +114,7 @@ from controller.core.machine.transitions import (
     refused,
     roll_back,
     with_ending,
+    with_steering,
 )
 from controller.core.machine.waiting import budget_eased, forward
 from controller.core.machine.watching import stale_reminder, watch_alert, watch_evidence
@@ -146,7 +150,7 @@ from controller.core.wire import JsonObject, LateEvidence, RolloutEvidence
 
 def step(state: Rollout | None, event: Input) -> Step:
     """Decide what ``event`` does to ``state``; ``state`` is None before the first start."""
-    return with_ending(state, _step(state, event))
+    return with_ending(state, with_steering(state, event, _step(state, event)))
 
 
 def _step(state: Rollout | None, event: Input) -> Step:

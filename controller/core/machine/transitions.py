@@ -189,6 +189,34 @@ def with_ending(before: Rollout | None, step: Step) -> Step:
     return new.model_copy(update={"ended": ended}), actions
 
 
+STEERING = frozenset({"promote", "pause", "resume"})
+"""Operators' commands that change a running rollout's course and leave it running."""
+MAX_STEERED = 8
+
+
+def with_steering(before: Rollout | None, event: object, step: Step) -> Step:
+    """``step``, its new state keeping the operator's command (``event``) that changed its
+    course while it still runs (a promote to a next stage, a pause, a resume), the last
+    :data:`MAX_STEERED`: ``rolloutctl diff`` says a live rollout is not the files'."""
+    new, actions = step
+    if not isinstance(event, CommandInput) or event.action.value not in STEERING:
+        return step
+    if new is None or before is None or new.rollout_id != before.rollout_id:
+        return step
+    records = (a for a in actions if isinstance(a, RecordDecision) and a.outcome == "applied")
+    record = next((r for r in records if r.command_id == event.command_id), None)
+    if record is None or not new.phase.active:
+        return step
+    steered = Ending(
+        at=new.updated_at,
+        action=event.action.value,
+        kind=record.kind,
+        reason=event.reason,
+        evidence=record.evidence,
+    )
+    return new.model_copy(update={"steered": [*new.steered, steered][-MAX_STEERED:]}), actions
+
+
 def bump(state: Rollout, now: datetime, **changes: Any) -> Rollout:
     """A new state with a new flag version, recorded against the (new) stage."""
     version = state.flag_version + 1

@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.reading.steering import Steering, steering
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
 from controller.core.rules import AudienceRule, Ring
@@ -130,6 +131,11 @@ class RolloutView(_View):
         default=None,
         description="SHA-256 of the desired rollout `rolloutctl apply` started it from; null: "
         "started by hand.",
+    )
+    steered: list[Steering] = Field(
+        default_factory=list,
+        description="Operators' commands that changed its course while it ran (a promote to a "
+        "next stage, a pause, a resume), oldest first, the last few.",
     )
 
     def label(self) -> str | None:
@@ -368,5 +374,6 @@ def describe(
         "ended_at": None if ended is None else ended.at.isoformat(),
         "values": rollout.plan.arm_values,
         "applied": rollout.applied,
+        "steered": [steering(kept) for kept in rollout.steered],
     }
     return RolloutView.model_validate(fields)

@@ -69,12 +69,15 @@ def _read_back(raw: object) -> object:
 
 
 class Ending(BaseModel):
-    """The decision that finished a rollout, kept with it so its status can say why."""
+    """A decision kept with its rollout so its status can say why: the one that finished it,
+    or an operator's that changed its course while it ran (:attr:`Rollout.steered`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     at: datetime
-    action: str = Field(max_length=64, description="rollback, kill, abort or complete.")
+    action: str = Field(
+        max_length=64, description="rollback, kill, abort or complete; promote, pause or resume."
+    )
     kind: str = Field(max_length=64, description="Who decided: gate, command, monitor, ...")
     reason: str
     evidence: Annotated[RolloutEvidence, BeforeValidator(_read_back)] = Field(
@@ -145,6 +148,11 @@ class Rollout(BaseModel):
     )
     ended: Ending | None = Field(
         default=None, description="Finished: the decision that finished it (older states: none)."
+    )
+    steered: list[Ending] = Field(
+        default_factory=list,
+        description="Operators' commands that changed its course while it ran (a promote to a "
+        "next stage, a pause, a resume), oldest first, the last few.",
     )
     approvals: Ledger = Field(
         default_factory=Ledger,

@@ -16,13 +16,15 @@ So the digests alone tell, with no content compared:
   take the flag from everyone back to the first stage, so only ``--force`` does.
 
 An app key revoked since apply made it counts as changed by hand. A rollout in
-sync that a person steered since (killed, rolled back, aborted, promoted to the
-end, paused) stays in sync, since apply would send nothing, but its line says so
-(:func:`steered`): the live state is not the files'. Pure.
+sync that a person steered since (promoted to a next stage, paused, resumed,
+killed, rolled back, aborted, promoted to the end) stays in sync, since apply would
+send nothing, but its line says so (:func:`steered`): the live state is not the
+files'. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -75,6 +77,21 @@ class Item:
         return self.differs or (self.live is not None and self.live.steered is not None)
 
 
+@dataclass(frozen=True)
+class Move:
+    """An operator's command that changed a running rollout's course, as the controller
+    kept it: ``action`` promote, pause or resume, at ``stage`` (in words)."""
+
+    action: str
+    at: datetime | None
+    actor: str | None
+    reason: str = ""
+    stage: str | None = None
+
+
+MOVED = {"promote": "promoted from", "pause": "paused at", "resume": "resumed at"}
+"""A kept command, as the change by hand it made is said (before the stage it was sent at)."""
+
 STEERED = {
     "killed": "killed",
     "rolled_back": "rolled back",
@@ -91,19 +108,29 @@ def steered(
     at: datetime | None,
     reason: str | None,
     pause_reason: str | None = None,
+    moves: Sequence[Move] = (),
 ) -> str | None:
-    """How a person changed a rollout since it started (``killed 2025-05-01 14:02Z by ana
-    (bad errors)``), or None: nobody did. A finished rollout was ended by a person when the
-    decision that ended it names who sent it (``actor``; a gate's names nobody); a paused
-    one was paused by a person when its pause is an operator's."""
+    """How people changed a rollout since it started, oldest first (``promoted from stage
+    1/4 (1%) 2025-05-01 14:02Z by ana (looks fine); killed 2025-05-01 15:10Z by bob (bad
+    errors)``), or None: nobody did. ``moves`` are the commands that changed its course
+    while it ran. A finished rollout was ended by a person when the decision that ended it
+    names who sent it (``actor``; a gate's names nobody); a paused one was paused by a
+    person when its pause is an operator's (said from its last move when one says so)."""
+    said = [_said(f"{MOVED.get(m.action, m.action)} {m.stage or 'its stage'}", m) for m in moves]
     if phase == "paused" and pause_reason == "operator":
-        return "paused by an operator"
-    what = STEERED.get(phase)
-    if what is None or not actor:
-        return None
+        if not moves or moves[-1].action != "pause":
+            said.append("paused by an operator")
+    elif (what := STEERED.get(phase)) is not None and actor:
+        said.append(_said(what, Move(phase, at, actor, reason or "")))
+    return "; ".join(said) or None
+
+
+def _said(what: str, move: Move) -> str:
+    at = move.at
     when = f" {at.astimezone(UTC).strftime('%Y-%m-%d %H:%MZ')}" if at is not None else ""
-    why = f" ({reason})" if reason else ""
-    return f"{what}{when} by {actor}{why}"
+    who = f" by {move.actor}" if move.actor else ""
+    why = f" ({move.reason})" if move.reason else ""
+    return f"{what}{when}{who}{why}"
 
 
 def compare(desired: Desired, live: Live | None, *, force: bool = False) -> Item:

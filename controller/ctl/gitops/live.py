@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from controller.core.common import ControllerError
 from controller.core.reading import PipelineRun
 from controller.ctl.gitops.desired import Desired
-from controller.ctl.gitops.diffing import Live, steered
+from controller.ctl.gitops.diffing import Live, Move, steered
 from controller.ctl.report import diagnosis
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -36,6 +36,14 @@ class _Who(_Read):
     actor: str | None = None
 
 
+class _Steered(_Read):
+    action: str
+    at: datetime | None = None
+    actor: str | None = None
+    reason: str = ""
+    stage: str | None = None
+
+
 class RolloutRead(_Read):
     phase: str
     applied: str | None = None
@@ -45,6 +53,8 @@ class RolloutRead(_Read):
     verdict_reason: str | None = None
     evidence: _Who = _Who()
     """Once finished, the ending decision's: who sent it (nobody when the gate decided)."""
+    steered: list[_Steered] = []
+    """Operators' commands that changed its course while it ran (an older controller: none)."""
 
 
 class SegmentRead(_Read):
@@ -126,6 +136,7 @@ def _rollout_at(base: str, key: str) -> Live | None:
         at=rollout.ended_at,
         reason=rollout.verdict_reason,
         pause_reason=rollout.pause_reason,
+        moves=[Move(m.action, m.at, m.actor, m.reason, m.stage) for m in rollout.steered],
     )
     return Live(rollout.applied, running=running, completed=completed, state=state, steered=by_hand)
 

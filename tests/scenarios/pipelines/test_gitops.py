@@ -2,7 +2,8 @@
 
 Apply then diff shows nothing; a second apply sends nothing; a segment changed by
 hand is reported and left alone, and ``--force`` puts the files' version back; a
-rollout killed by hand is shown with who killed it, when and why; a CI key whose
+rollout promoted, paused and killed by hand is shown with who moved it each time, when
+and why; a CI key whose
 roles allow only part of the files applies none of them, and names each object refused;
 segments are applied before the rollouts whose audiences name them.
 """
@@ -128,15 +129,34 @@ async def test_apply_holds_the_files_and_leaves_a_hand_change_alone_until_forced
     settled = await ctl("diff", "-f", str(repo))
     assert (settled.code, settled.out) == (0, ""), settled.err
 
-    # When the rollout is killed by hand
+    # When the rollout is promoted to its next stage by hand
+    promoted = await ctl("promote", FLAG, "--reason", "looks fine")
+    assert promoted.code == 0, promoted.out + promoted.err
+
+    # Then diff has nothing to send, but says who moved it, when and why
+    moved = await ctl("diff", "-f", str(repo))
+    assert moved.code == 0, moved.err
+    said = f"= rollout {FLAG}: in sync: running (plan by-hand); changed by hand: promoted "
+    assert moved.out.startswith(f"{said}from stage 1/4 (1%) 20"), moved.out
+    assert moved.out.endswith("Z by ana (looks fine)\n"), moved.out
+
+    # And when it is paused by hand, then killed by hand, diff says each, oldest first
+    paused = await ctl("pause", FLAG, "--reason", "a call at 4")
+    assert paused.code == 0, paused.out + paused.err
+    held_by_hand = await ctl("diff", "-f", str(repo))
+    assert held_by_hand.code == 0, held_by_hand.err
+    said = f"= rollout {FLAG}: in sync: paused (plan by-hand); changed by hand: promoted "
+    assert held_by_hand.out.startswith(said), held_by_hand.out
+    assert "by ana (looks fine); paused at stage 2/4 (5%) 20" in held_by_hand.out
+    assert held_by_hand.out.endswith("Z by ana (a call at 4)\n"), held_by_hand.out
     killed = await ctl("kill", FLAG, "--reason", "errors up")
     assert killed.code == 0, killed.out + killed.err
-
-    # Then diff has nothing to send, but says who changed it, when and why
     steered = await ctl("diff", "-f", str(repo))
     assert steered.code == 0, steered.err
-    said = f"= rollout {FLAG}: in sync: killed (plan by-hand); changed by hand: killed 20"
+    said = f"= rollout {FLAG}: in sync: killed (plan by-hand); changed by hand: promoted "
     assert steered.out.startswith(said), steered.out
+    assert "(looks fine); paused at stage 2/4 " in steered.out, steered.out
+    assert "(a call at 4); killed 20" in steered.out, steered.out
     assert steered.out.endswith("Z by ana (errors up)\n"), steered.out
     shown = await ctl("diff", "-f", str(repo), "--json")
     rows = [orjson.loads(line) for line in shown.out.splitlines()]

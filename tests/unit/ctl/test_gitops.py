@@ -22,7 +22,7 @@ from controller.ctl.gitops.desired import (
     SegmentBody,
     parse_files,
 )
-from controller.ctl.gitops.diffing import Change, Live
+from controller.ctl.gitops.diffing import Change, Live, Move
 from controller.ctl.operate.file_kinds import kind_of, wrong_file
 
 PLAN = {"name": "std", "stages": [{"percent": 5}, {"percent": 100, "min_units_per_arm": 0}]}
@@ -205,6 +205,56 @@ def test_a_rollout_steered_by_hand_says_how_when_and_by_whom(
         phase, actor=actor, at=AT, reason="bad errors", pause_reason=pause_reason
     )
     assert found == said
+
+
+LATER = datetime(2025, 5, 1, 15, 10, tzinfo=UTC)
+PROMOTED = Move("promote", AT, "ana", "looks fine", "stage 1/4 (1%)")
+PAUSED = Move("pause", LATER, "bo", "a call at 4", "stage 2/4 (5%)")
+RESUMED = Move("resume", None, "bo", "", "stage 2/4 (5%)")
+
+
+@pytest.mark.parametrize(
+    ("phase", "pause_reason", "actor", "moves", "said"),
+    [
+        # promoted to a next stage by hand, still running
+        ("running", None, None, [PROMOTED], "promoted from stage 1/4 (1%) 2025-05-01 14:02Z "
+         "by ana (looks fine)"),
+        # paused by hand: the kept command says who, when and why (no generic line)
+        ("paused", "operator", None, [PAUSED], "paused at stage 2/4 (5%) 2025-05-01 15:10Z "
+         "by bo (a call at 4)"),
+        # paused and resumed: both, oldest first; a time or reason not kept is left out
+        ("running", None, None, [PAUSED, RESUMED], "paused at stage 2/4 (5%) 2025-05-01 "
+         "15:10Z by bo (a call at 4); resumed at stage 2/4 (5%) by bo"),
+        # promoted, then killed by hand: the ending after the moves
+        ("killed", None, "cy", [PROMOTED], "promoted from stage 1/4 (1%) 2025-05-01 14:02Z "
+         "by ana (looks fine); killed 2025-05-01 15:10Z by cy (errors)"),
+        # promoted by hand, then rolled back by the gate: only the promote
+        ("rolled_back", None, None, [PROMOTED], "promoted from stage 1/4 (1%) 2025-05-01 "
+         "14:02Z by ana (looks fine)"),
+        # resumed, then paused again with no kept command (an older controller): generic
+        ("paused", "operator", None, [RESUMED], "resumed at stage 2/4 (5%) by bo; paused by "
+         "an operator"),
+        # a stage not said, an unknown action: said as kept
+        ("running", None, None, [Move("nudge", None, None, "", None)], "nudge its stage"),
+        # paused by the gate, nobody's moves: nothing
+        ("paused", "guardrail", None, [], None),
+    ],
+)  # fmt: skip
+def test_a_rollout_moved_by_hand_while_it_ran_says_each_move_oldest_first(
+    phase: str, pause_reason: str | None, actor: str | None, moves: list[Move], said: str | None
+) -> None:
+    found = diffing.steered(
+        phase, actor=actor, at=LATER, reason="errors", pause_reason=pause_reason, moves=moves
+    )
+    assert found == said
+
+
+def test_a_rollout_promoted_by_hand_stays_in_sync_but_is_shown() -> None:
+    moved = diffing.steered("running", actor=None, at=None, reason=None, moves=[PROMOTED])
+    live = Live(ROLLOUT.digest, running=True, state="running (plan std)", steered=moved)
+    item = diffing.compare(ROLLOUT, live)
+    assert (item.change, item.send, item.noted) == (Change.IN_SYNC, False, True)
+    assert item.why == f"running (plan std); changed by hand: {moved}"
 
 
 def test_a_rollout_killed_by_hand_stays_in_sync_but_is_shown() -> None:
