@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from controller.adapters.kafka import SpanReader
 
 AUDIT_TYPES: tuple[AuditType, ...] = get_args(AuditType)
-DEFAULT_MAX_RECORDS = 2_000_000
+DEFAULT_MAX_RECORDS = 500_000
 PROGRESS_EVERY_S = 2.0
 REFUSALS_NAMED = 20
 START_TIMEOUT_S = 30.0

@@ -126,7 +126,9 @@ def test_the_line_carries_the_record_as_published_and_validates_against_the_sche
         (b"", "empty record"),
         (b"{", "not JSON"),
         (b"\xff\xfe", "not JSON"),
-        (b'{"x": NaN}', "not JSON: NaN"),
+        (b'{"x": NaN}', "not JSON"),
+        (b'{"x": 1e400}', "not JSON"),
+        (b'{"x": "\\ud800"}', "not JSON"),
         (b"[1, 2]", "not a JSON object but list"),
         (b'"text"', "not a JSON object but str"),
         (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
@@ -140,6 +142,12 @@ def test_a_record_that_is_no_json_object_is_refused_with_a_reason(
     assert isinstance(refused, Refused)
     assert reason in refused.reason
     assert refused.where == "rollout.decisions/0/7"
+
+
+def test_an_integer_past_64_bits_keeps_its_digits() -> None:
+    event = _event(_record(b'{"id":"d","n":123456789012345678901234567890,"m":1.5}'))
+    assert event.data == {"id": "d", "n": 123456789012345678901234567890, "m": 1.5}
+    assert '"n":123456789012345678901234567890' in audit_line(event)
 
 
 def test_a_timestamp_out_of_range_is_refused_not_raised() -> None:
