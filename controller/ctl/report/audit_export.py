@@ -12,7 +12,8 @@ republished into after a crash holds each record once.
 Records that are no JSON object (only the commands topic takes anyone's
 input) are named on stderr with the reason and left out; the export goes on.
 With ``--out`` the file is written beside its place and renamed into it at
-the end, so a file of that name is always a whole export. Progress goes to
+the end, so a file of that name is always a whole export; with ``--to-topic``
+each event is produced to a Kafka topic instead. Progress goes to
 stderr every couple of seconds while reading; one summary line ends it.
 
 Exit codes: 0 exported, 1 broker or file failure, 2 usage (bad times, an
@@ -28,7 +29,7 @@ import re
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,6 +56,8 @@ DEFAULT_MAX_RECORDS = 500_000
 PROGRESS_EVERY_S = 2.0
 REFUSALS_NAMED = 20
 START_TIMEOUT_S = 30.0
+PUBLISH_CHUNK = 1_000
+STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE)
 
 
@@ -69,6 +72,7 @@ class Options:
     out: Path | None
     max_records: int
     quiet: bool
+    to_topic: str | None = None
 
 
 def parse_time(text: str, *, now: datetime, flag: str) -> datetime:
@@ -129,7 +133,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "command with its actor and key id, an alert. A record the controller published "
         "again after a restart is written once (same id, same content); event ids are "
         "stable, so exports of overlapping spans deduplicate on (source, id). Lines "
-        "validate against schemas/audit-event.schema.json.",
+        "validate against schemas/audit-event.schema.json. Written to stdout, a file "
+        "(--out) or a Kafka topic (--to-topic).",
         epilog="Times: RFC 3339 with an offset (2026-11-01T09:00:00Z), a date (midnight "
         "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure, 2 usage, "
         "78 bad configuration.",
@@ -140,8 +145,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--since", required=True, metavar="TIME", help="first instant, included")
     sub.add_argument("--until", required=True, metavar="TIME", help="last instant, excluded")
-    sub.add_argument(
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument(
         "--out", type=Path, metavar="FILE", help="write here (whole or not at all); default stdout"
+    )
+    where.add_argument(
+        "--to-topic",
+        metavar="NAME",
+        help="produce each event to this Kafka topic instead (structured mode, keyed by "
+        "subject, acks=all)",
     )
     sub.add_argument(
         "--types",
@@ -182,7 +194,9 @@ def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
     topics = topics_of(types, settings.topics)
-    return Options(kafka, topics, since, until, args.out, args.max_records, args.quiet)
+    return Options(
+        kafka, topics, since, until, args.out, args.max_records, args.quiet, args.to_topic
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,7 +208,9 @@ async def export(options: Options) -> int:
     """Read the span, write the export; return the exit code."""
     records = await _read(options)
     records.sort(key=export_order)
-    if options.out is None:
+    if options.to_topic is not None:
+        written = await _publish(records, options.kafka, options.to_topic)
+    elif options.out is None:
         written = _write(records, sys.stdout)
     else:
         written = await asyncio.to_thread(_write_file, records, options.out)
@@ -247,8 +263,8 @@ class _Written:
     refused: int = 0
 
 
-def _write(records: Sequence[PublishedRecord], stream: IO[str]) -> _Written:
-    written = _Written(Counter(), Dedup())
+def _admitted(records: Sequence[PublishedRecord], written: _Written) -> Iterator[AuditEvent]:
+    """Each record's event, in the records' order, less copies; refusals told and counted."""
     for record in records:
         event = audit_event(record)
         if not isinstance(event, AuditEvent):
@@ -257,8 +273,36 @@ def _write(records: Sequence[PublishedRecord], stream: IO[str]) -> _Written:
                 warn(f"left out {event.where}: {event.reason}")
             continue
         if (admitted := written.dedup.admit(event)) is not None:
-            stream.write(audit_line(admitted) + "\n")
             written.types[record.kind] += 1
+            yield admitted
+
+
+def _write(records: Sequence[PublishedRecord], stream: IO[str]) -> _Written:
+    written = _Written(Counter(), Dedup())
+    for event in _admitted(records, written):
+        stream.write(audit_line(event) + "\n")
+    return written
+
+
+async def _publish(
+    records: Sequence[PublishedRecord], kafka: KafkaSettings, topic: str
+) -> _Written:
+    """Produce each event to ``topic`` (CloudEvents' Kafka binding, structured mode), in
+    order, keyed by its subject; return once the broker has them all."""
+    from controller.adapters.kafka import OutRecord, Producer  # noqa: PLC0415
+
+    written = _Written(Counter(), Dedup())
+    header = [("content-type", STRUCTURED_CONTENT_TYPE)]
+    async with Producer(kafka=kafka) as producer:
+        chunk: list[OutRecord] = []
+        for event in _admitted(records, written):
+            key = event.subject.encode() if event.subject else None
+            chunk.append(OutRecord(topic, key, audit_line(event).encode(), header))
+            if len(chunk) >= PUBLISH_CHUNK:
+                await producer.send_all(chunk)
+                chunk = []
+        if chunk:
+            await producer.send_all(chunk)
     return written
 
 

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from controller.adapters.kafka import Producer, Publisher
 from controller.core.wire import Alert, Decision
 from controller.settings import KafkaSettings
+from tests.support.backing.reading import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -66,10 +67,14 @@ async def _stamped(bootstrap: str, topic: str, value: bytes, timestamp_ms: int) 
         await producer.stop()
 
 
-def _export(config: Path, out: Path, since: str, until: str) -> subprocess.CompletedProcess[str]:
+def _export(
+    config: Path, out: Path | str, since: str, until: str, types: str = "decision,command,alert"
+) -> subprocess.CompletedProcess[str]:
+    """The export to a file, or to the topic named by a string."""
     command = [sys.executable, "-m", "controller.ctl.app", "audit", "export"]
-    command += ["--config", str(config), "--since", since, "--until", until, "--out", str(out)]
-    command += ["--types", "decision,command,alert"]
+    command += ["--config", str(config), "--since", since, "--until", until]
+    command += ["--out", str(out)] if isinstance(out, Path) else ["--to-topic", out]
+    command += ["--types", types]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False
     )
@@ -143,3 +148,33 @@ async def test_the_export_validates_and_holds_each_decision_once_in_order(
     again = await asyncio.to_thread(_export, config, tmp_path / "again.jsonl", since, until)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.jsonl").read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
+
+
+async def test_an_export_to_a_topic_carries_the_lines_the_file_does(
+    apache_kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Given decisions of two flags on the decisions topic
+    bootstrap = apache_kafka_bootstrap
+    names = await _topics(bootstrap, {"decisions": 2, "audit": 1})
+    since = datetime.now(UTC).isoformat()
+    decisions = [_decision(n, flag=f"flag-{n % 2}") for n in range(12)]
+    async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
+        await Publisher(producer=producer).publish(
+            [(names["decisions"], d.flag, d.model_dump_json().encode()) for d in decisions]
+        )
+    until = (datetime.now(UTC) + timedelta(milliseconds=1)).isoformat()
+    config = _config(tmp_path, bootstrap, {"decisions": names["decisions"]})
+    # When the span is exported to a file and to a topic
+    file = tmp_path / "audit.jsonl"
+    to_file = await asyncio.to_thread(_export, config, file, since, until, "decision")
+    to_topic = await asyncio.to_thread(_export, config, names["audit"], since, until, "decision")
+    # Then the topic holds the file's lines, in its order, each a structured CloudEvent
+    assert to_file.returncode == 0, to_file.stderr
+    assert to_topic.returncode == 0, to_topic.stderr
+    lines = file.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(decisions)
+    records = await read_to_end(bootstrap, names["audit"], partitions=1)
+    assert [r.value.decode() for r in records] == lines
+    assert [r.key.decode() for r in records] == [json.loads(line)["subject"] for line in lines]
+    for record in records:
+        assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
