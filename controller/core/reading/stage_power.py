@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from controller.core.reading.views import RolloutView
 from controller.core.reading.wording import metric_name
-from controller.core.rollouts import conversion_of, metric_of
+from controller.core.rollouts import COUNT_METRICS, conversion_of, metric_of
 from controller.core.stats import (
     POWER,
     Observed,
@@ -83,10 +83,14 @@ def _observed(test: WireTest, elapsed_s: float) -> Observed | None:
 
 
 def _control_rate(key: str, control: ArmTally | None) -> float | None:
-    """The control's error rate or conversion rate (of the conversion a key names)."""
+    """The control's error rate, conversion rate (of the conversion a key names), or crashes
+    or exceptions per exposure (None while it has none: a relative figure needs a base)."""
     if control is None:
         return None
     metric, name = metric_of(key), conversion_of(key)
+    if metric in COUNT_METRICS and control.exposures:
+        count = control.crashes if metric == "crash_count" else control.exceptions
+        return count / control.exposures if count else None
     if metric == "error_rate" and control.requests:
         return control.errors / control.requests
     if metric == "conversion_rate" and control.exposures:

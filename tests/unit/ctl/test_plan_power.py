@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -141,6 +142,17 @@ def test_status_shows_what_the_running_stage_detects_and_how_long_it_needs() -> 
 
 def test_status_says_a_tiny_effect_needs_more_than_the_preview_looks_ahead() -> None:
     assert running_lines(_status(), 0.0001)[0].endswith("+0.01% in over 30 days")
+
+
+def test_status_shows_what_the_running_stage_detects_of_a_count_per_exposure() -> None:
+    evidence: Any = copy.deepcopy(_status().evidence.wire())
+    test = {**evidence["guardrails"]["error_rate"], "delta": 0.0005, "variance": 2e-6}
+    evidence["guardrails"] = {"crash_count": test, "exception_count": test}
+    evidence["arms"]["control"]["crashes"] = 380  # 2% of control's exposures
+    [line] = running_lines(_status(evidence=evidence), 0.5)  # no exception: no base
+    assert re.match(
+        r"^crashes per exposure: detectable from \+\d+% by the stage's minimum", line
+    ), line
 
 
 def test_a_test_from_an_older_gate_has_no_figure() -> None:
