@@ -122,6 +122,11 @@ class Refused:
     reason: str
 
     @property
+    def tombstone(self) -> bool:
+        """A compacted topic's deletion (no value): nothing to tell, its decision says it."""
+        return self.record.value is None and self.record.kind == "segment"
+
+    @property
     def where(self) -> str:
         """The record's coordinates, ``<topic>/<partition>/<offset>``."""
         return _coordinates(self.record)

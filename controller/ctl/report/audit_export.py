@@ -261,12 +261,17 @@ class _Written:
     types: Counter[str]
     dedup: Dedup
     refused: int = 0
+    tombstones: int = 0
+    """Segments deleted (no value on the compacted topic); each is a decision too."""
 
 
 def _admitted(records: Sequence[PublishedRecord], written: _Written) -> Iterator[AuditEvent]:
     """Each record's event, in the records' order, less copies; refusals told and counted."""
     for record in records:
         event = audit_event(record)
+        if not isinstance(event, AuditEvent) and event.tombstone:
+            written.tombstones += 1
+            continue
         if not isinstance(event, AuditEvent):
             written.refused += 1
             if written.refused <= REFUSALS_NAMED:
@@ -327,4 +332,5 @@ def _summary(written: _Written, read: int) -> None:
         f"exported {written.types.total():,} events ({kinds or 'none'}) from {read:,} records; "
         f"{written.dedup.copies:,} republished copies dropped, {written.refused:,} left out"
         + (f", {written.dedup.reused_ids:,} reused ids" if written.dedup.reused_ids else "")
+        + (f", {written.tombstones:,} segment tombstones skipped" if written.tombstones else "")
     )

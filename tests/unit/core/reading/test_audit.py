@@ -144,6 +144,18 @@ def test_a_record_that_is_no_json_object_is_refused_with_a_reason(
     assert refused.where == "rollout.decisions/0/7"
 
 
+@pytest.mark.parametrize(
+    ("kind", "value", "tombstone"),
+    [("segment", None, True), ("segment", b"", False), ("decision", None, False)],
+)
+def test_only_a_segment_with_no_value_is_a_tombstone(
+    kind: str, value: bytes | None, tombstone: bool
+) -> None:
+    refused = audit_event(_record(value, kind=kind))
+    assert isinstance(refused, Refused)
+    assert refused.tombstone is tombstone
+
+
 def test_an_integer_past_64_bits_keeps_its_digits() -> None:
     event = _event(_record(b'{"id":"d","n":123456789012345678901234567890,"m":1.5}'))
     assert event.data == {"id": "d", "n": 123456789012345678901234567890, "m": 1.5}
