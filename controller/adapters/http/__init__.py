@@ -22,6 +22,7 @@ from controller.adapters.http.event_intake import (
     BatchNotSent,
     ChangedEvents,
     EventIntakeRoutes,
+    EventSink,
 )
 from controller.adapters.http.health import HealthServer
 from controller.adapters.http.pipeline_routes import PipelineRoutes
@@ -40,6 +41,7 @@ __all__ = [
     "ChangedEvents",
     "CommandCheckRoute",
     "EventIntakeRoutes",
+    "EventSink",
     "Handler",
     "HealthServer",
     "HttpServer",

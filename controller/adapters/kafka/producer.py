@@ -101,7 +101,7 @@ class Producer(Lifecycle):
         task.add_done_callback(self._abandoning.discard)
 
 
-SEND_SLICE = 256
+SEND_SLICE = 128
 """Records handed to the producer between two turns of the event loop: a send waits only
 when the producer's buffer is full, so thousands at once would hold the loop for as long
 as they take to append, and a kill's decision with it."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.adapters.kafka import Producer
-from controller.adapters.redis import AppKeyStore, EventLedger, RedisClient
+from controller.adapters.redis import AppKeyStore
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
-    EventIntake,
+    IntakeWorker,
     OtlpIntake,
     Parts,
     ReadWorker,
@@ -31,7 +30,7 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
     """The HTTP API up; from now on the probes ask the running daemon's readiness."""
     settings, redis, when = run.settings, daemon.redis, run.when
     status, console = _views(run, daemon)
-    events_in = await _event_intake(run, redis.client)
+    events_in = await run.enter("intake worker", IntakeWorker(settings, metrics=run.metrics))
     reads = await run.enter(
         "read worker",
         ReadWorker(
@@ -88,25 +87,8 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
     return status, console
 
 
-async def _event_intake(run: Run, client: RedisClient) -> EventIntake:
-    """The event intake; its producer's timeout keeps a batch answered 503 from being sent."""
-    settings = run.settings
-    ack_timeout = settings.http.intake_ack_timeout_seconds
-    producer = await run.enter(
-        "intake producer",
-        Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000)),
-    )
-    return EventIntake(
-        producer=producer,
-        ledger=EventLedger(client, settings=settings.redis),
-        topic=settings.topics.events,
-        dedupe_seconds=settings.http.intake_dedupe_seconds,
-        metrics=run.metrics,
-    )
-
-
 async def _otlp_intake(
-    run: Run, daemon: Daemon, events_in: EventIntake, reads: ReadWorker
+    run: Run, daemon: Daemon, events_in: IntakeWorker, reads: ReadWorker
 ) -> OtlpIntake | None:
     """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
     http = run.settings.http

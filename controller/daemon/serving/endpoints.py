@@ -19,6 +19,7 @@ from controller.adapters.http import (
     AppReadGuard,
     CommandCheckRoute,
     EventIntakeRoutes,
+    EventSink,
     HealthServer,
     HttpServer,
     KeyListRoute,
@@ -40,7 +41,6 @@ from controller.daemon.registries import KeyBook, SegmentService
 from controller.daemon.rollouts import Engine
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
-from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.intake import MonitorIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker, flag_states
@@ -63,7 +63,7 @@ class Parts:
     control: ControlConsumer
     signer: StateSigner | None
     status: StatusView
-    events_in: EventIntake
+    events_in: EventSink
     segments: SegmentService | None = None
     app_keys: KeyBook | None = None
     reads: ReadWorker | None = None

@@ -10,7 +10,8 @@ version and versions' start times), freshened before each export.
 Each translated event is encoded, checked by ingest's own decoder (with
 ``ingest.max_event_bytes``: the edge sends exactly what ingest counts; an
 event it would refuse is refused here, ``malformed``), and sent with
-:class:`~controller.daemon.serving.event_intake.EventIntake`: to the events
+:class:`~controller.daemon.serving.event_intake.EventIntake` (on the intake's
+thread, :mod:`.intake_worker`): to the events
 topic, keyed by unit, once the broker acknowledges. Ids are
 ``"otlp-<kind>-" + blake2b(trace id|span id|flag)``, so a re-sent export, a
 Collector's retry or an export sent again after a crash carries the same ids,
@@ -63,7 +64,7 @@ import msgspec
 import orjson
 import structlog
 
-from controller.adapters.http import ChangedEvents
+from controller.adapters.http import ChangedEvents, EventSink
 from controller.adapters.otlp import Signal, Taken
 from controller.core.common import ControllerError
 from controller.core.telemetry import Logs, Lookup, Refusal, Spans, Translated, Translator
@@ -79,7 +80,6 @@ from controller.core.wire import (
 )
 from controller.daemon.metrics import Metrics
 from controller.daemon.registries import FlagDirectory
-from controller.daemon.serving.event_intake import EventIntake
 from controller.ports import DeadLetter, DeadLetters
 from controller.settings import HttpSettings
 
@@ -118,7 +118,7 @@ class OtlpIntake:
     def __init__(
         self,
         *,
-        events: EventIntake,
+        events: EventSink,
         directory: FlagDirectory,
         translator: Translator,
         dead_letters: DeadLetters,
