@@ -12,6 +12,7 @@ span ids as hex, not base64, and enums as integers.
 from __future__ import annotations
 
 import base64
+import gzip
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -133,3 +135,22 @@ def hex_ids(node: Any) -> Any:
     if isinstance(node, list):
         return [hex_ids(value) for value in node]
     return node
+
+
+def export_copies(flag: str, requests: int, copies: int) -> list[bytes]:
+    """``copies`` gzip'd exports of ``requests`` server spans each (one in ten failed), every
+    one with ``flag`` evaluated, as the SDK's exporter writes them; each copy with its own
+    trace ids (at most 256)."""
+    recorder = Recorder()
+    client = openfeature_client({flag: "treatment"})
+    for i in range(requests):
+        with recorder.request(status=500 if i % 10 == 0 else 200):
+            evaluate(client, flag, f"user-{i}")
+    base = traces_proto(recorder.spans())
+    bodies = []
+    for copy in range(copies):
+        request = ExportTraceServiceRequest.FromString(base)
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            span.trace_id = bytes([copy]) + span.trace_id[1:]
+        bodies.append(gzip.compress(request.SerializeToString(), compresslevel=1))
+    return bodies
