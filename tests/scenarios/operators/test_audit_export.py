@@ -2,10 +2,10 @@
 
 The daemon runs a rollout; it is killed (SIGKILL) after the first advance and
 started again, and gates the rollout to the end, republishing what its outbox
-held. ``rolloutctl audit export`` of the span, taken once while the daemon is
-down and once after the end, holds every decision the topic carries exactly
-once, as published, in order, and validates against the published schema; the
-first export's events are in the second unchanged.
+held. ``rolloutctl audit export`` of the span, taken once across the kill (the
+export runs as the daemon dies) and once after the end, holds every decision
+the topic carries exactly once, as published, in order, and validates against
+the published schema; the first export's events are in the second unchanged.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ async def world(
         yield scenario
 
 
-def _export(world: Scenario, out: Path, since: datetime, until: datetime) -> list[dict[str, Any]]:
+def _start_export(
+    world: Scenario, out: Path, since: datetime, until: datetime
+) -> subprocess.Popen[str]:
     config = out.with_suffix(".yaml")
     lines = ["kafka:", f"  bootstrap_servers: {world.bootstrap}", "topics:"]
     lines += [f"  {key}: {name}" for key, name in world.topics.items()]
@@ -72,11 +74,17 @@ def _export(world: Scenario, out: Path, since: datetime, until: datetime) -> lis
     command = [sys.executable, "-m", "controller.ctl.app", "audit", "export"]
     command += ["--config", str(config), "--out", str(out), "--types", "decision,command,alert"]
     command += ["--since", since.isoformat(), "--until", until.isoformat()]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+
+def _exported(export: subprocess.Popen[str], out: Path) -> list[dict[str, Any]]:
+    _, stderr = export.communicate(timeout=EXPORT_TIMEOUT_S)
+    assert export.returncode == 0, stderr
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def _export(world: Scenario, out: Path, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    return _exported(_start_export(world, out, since, until), out)
 
 
 def _check(events: list[dict[str, Any]]) -> None:
@@ -105,11 +113,11 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
         timeout=60,
         what="the first advance",
     )
-    # When the daemon is killed mid-rollout, exported while down, and started again
+    # When the daemon is killed mid-rollout while an export runs, and started again
+    first = tmp_path / "during.jsonl"
+    export = _start_export(world, first, since, datetime.now(UTC))
     world.daemon.kill()
-    during = await asyncio.to_thread(
-        _export, world, tmp_path / "during.jsonl", since, datetime.now(UTC)
-    )
+    during = await asyncio.to_thread(_exported, export, first)
     world.start_daemon()
     await world.until(
         lambda: world.observed.decision_where(flag=FLAG, action="complete"),
@@ -135,7 +143,7 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
     advances = sorted(d["stage"] for d in exported.values() if d["action"] == "advance")
     assert advances == [1, 2, 3, 4]
     assert [d["action"] for d in exported.values()].count("complete") == 1
-    # ...and what was exported while the daemon was down is in it unchanged
+    # ...and what was exported across the kill is in it unchanged
     assert [e for e in during if e["type"] == DECISION] == [
         e for e in after if e["type"] == DECISION
     ][: len([e for e in during if e["type"] == DECISION])]
