@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import mul, sub
 
 from controller.core.common import BUCKET_COUNT
 
@@ -164,8 +165,17 @@ class UnitBuckets:
 
 
 def occupied(counts: Sequence[float]) -> int:
-    """Buckets with any of the denominator: the clusters a variance is estimated from."""
-    return sum(1 for n in counts if n > 0)
+    """Buckets with any of the denominator: the clusters a variance is estimated from
+    (counts are never negative: those not zero, counted in C)."""
+    counted = counts if isinstance(counts, list) else list(counts)
+    return len(counted) - counted.count(0)
+
+
+def _spread(numerators: Sequence[float], denominators: Sequence[float], rate: float) -> float:
+    """Σ (Y_b - rate·N_b)² over buckets, every step in C (map over the columns), summed
+    exactly (math.fsum)."""
+    residuals = list(map(sub, numerators, map(mul, repeat(rate), denominators)))
+    return math.fsum(map(mul, residuals, residuals))
 
 
 def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -> float:
@@ -177,8 +187,9 @@ def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -
     total = math.fsum(denominators)
     if clusters < MIN_CLUSTERS or total <= 0:
         return math.inf
-    rate = math.fsum(numerators) / total
-    spread = math.fsum((y - rate * n) ** 2 for y, n in zip(numerators, denominators, strict=True))
+    if len(numerators) != len(denominators):
+        raise ValueError("numerators and denominators of different buckets")
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total)
     return clusters / (clusters - 1) * spread / (total * total)
 
 
@@ -201,8 +212,9 @@ def pooled_ratio_variance(
         arm_total = math.fsum(ns)
         if arm_total <= 0:
             return math.inf
-        rate = math.fsum(ys) / arm_total
-        spread += math.fsum((y - rate * n) ** 2 for y, n in zip(ys, ns, strict=True))
+        if len(ys) != len(ns):
+            raise ValueError("numerators and denominators of different buckets")
+        spread += _spread(ys, ns, math.fsum(ys) / arm_total)
         clusters += occupied(ns)
         total += arm_total
     all_units = sum(units)
