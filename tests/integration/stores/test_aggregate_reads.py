@@ -75,8 +75,9 @@ async def as_stored(
                 for name, value in row.items():
                     key = name.decode() if isinstance(name, bytes) else name
                     fields[arm][key] = fields[arm].get(key, 0) + float(value)
-                for key, value in lane_fields(await client.get(f"{tag}:b:{flag}:{v}:{arm}")):
-                    fields[arm][key] = fields[arm].get(key, 0) + value
+                stored = await client.get(f"{tag}:b:{flag}:{v}:{arm}")
+                for lane, count in lane_fields(stored if isinstance(stored, bytes) else None):
+                    fields[arm][lane] = fields[arm].get(lane, 0) + count
             if wanted:
                 units[arm] += await client.pfcount(*(f"{tag}:u:{flag}:{v}:{arm}" for v in wanted))
     return FlagAggregates(
