@@ -9,11 +9,15 @@ from controller.core.reading.audit import (
     AuditEvent,
     AuditType,
     Dedup,
+    HolderFrom,
+    KeyHolders,
     PublishedRecord,
     Refused,
     audit_event,
     audit_line,
     export_order,
+    holders_of_alert,
+    with_holder,
 )
 from controller.core.reading.command_checks import (
     MAX_CHECK_BYTES,
@@ -132,6 +136,8 @@ __all__ = [
     "FlagStates",
     "GuardrailTest",
     "HistoryPoint",
+    "HolderFrom",
+    "KeyHolders",
     "PipelineApprovals",
     "PipelineNext",
     "PipelineRollout",
@@ -166,6 +172,7 @@ __all__ = [
     "gate_text",
     "guardrail_text",
     "history",
+    "holders_of_alert",
     "label_of",
     "listed_billions",
     "messages",
@@ -190,4 +197,5 @@ __all__ = [
     "verdict_line",
     "where_decided",
     "widening_text",
+    "with_holder",
 ]

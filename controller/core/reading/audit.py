@@ -19,8 +19,10 @@ export (:func:`export_order`) and which copies are dropped (:class:`Dedup`).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -50,6 +52,7 @@ _LONG_DIGITS = b"9" * 19
 expression costs more than parsing the record)."""
 
 AuditType = Literal["decision", "command", "alert", "monitor", "segment"]
+HolderFrom = Literal["operator_keys", "settings"]
 
 
 class AuditEvent(BaseModel):
@@ -98,6 +101,17 @@ class AuditEvent(BaseModel):
     )
     kafkaoffset: Annotated[int, Field(ge=0)] = Field(
         description="Extension attribute: its offset in that partition."
+    )
+    signerholder: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="Extension attribute of a command: the person who holds the key that "
+        "signed it (`data.key_id`), by the operator keys; absent where the key is not known.",
+    )
+    signerholderfrom: HolderFrom | None = Field(
+        default=None,
+        description="Extension attribute: where `signerholder` was read: `operator_keys` "
+        "(the last `operator_keys` alert before the command, the keys as of its time) or "
+        "`settings` (the keys of the configuration the export was run with, today's keys).",
     )
 
 
@@ -236,6 +250,59 @@ def audit_line(event: AuditEvent) -> str:
     """The event as one line of JSON (no newline), ``time`` in RFC 3339 with ``Z``."""
     line: str = event.model_dump_json(exclude_none=True)
     return line
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolders:
+    """Who holds each operator key, as of a time: from ``operator_keys`` alerts, else today.
+
+    Each ``operator_keys`` alert (published when the keys are reloaded) maps every key to
+    its holder as of that alert; ``current`` is the keys' holders in the settings the
+    export runs with. A command's holder is the one the last alert at or before it names,
+    else the current one; which of the two is said with it.
+    """
+
+    current: Mapping[str, str]
+    history: Sequence[tuple[int, Mapping[str, str]]] = ()
+    """(timestamp in ms, holders by key id) of each ``operator_keys`` alert, oldest first."""
+
+    def holder_at(self, key_id: str, at_ms: int) -> tuple[str, HolderFrom] | None:
+        """The holder of ``key_id`` at ``at_ms`` and where it was read, or None: unknown."""
+        index = bisect.bisect_right([t for t, _ in self.history], at_ms)
+        if index and (holder := self.history[index - 1][1].get(key_id)):
+            return holder, "operator_keys"
+        if holder := self.current.get(key_id):
+            return holder, "settings"
+        return None
+
+
+def holders_of_alert(record: PublishedRecord) -> tuple[int, dict[str, str]] | None:
+    """The (timestamp, holders by key id) an ``operator_keys`` alert names, else None."""
+    event = audit_event(record)
+    if not isinstance(event, AuditEvent) or event.data.get("kind") != "operator_keys":
+        return None
+    details = event.data.get("details")
+    holders = details.get("holders") if isinstance(details, dict) else None
+    if not isinstance(holders, dict):
+        return None
+    named = {
+        k: v
+        for k, v in holders.items()
+        if isinstance(v, str) and 0 < len(v) <= 128 and 0 < len(k) <= 128
+    }
+    return record.timestamp_ms, named
+
+
+def with_holder(event: AuditEvent, holders: KeyHolders) -> AuditEvent:
+    """A command's event with the holder of the key that signed it; others as they are."""
+    key_id = event.data.get("key_id")
+    if not event.type.endswith(".command") or not isinstance(key_id, str):
+        return event
+    at_ms = int(event.time.timestamp() * 1000)
+    found = holders.holder_at(key_id, at_ms)
+    if found is None:
+        return event
+    return event.model_copy(update={"signerholder": found[0], "signerholderfrom": found[1]})
 
 
 AUDIT_MODELS: dict[str, type[BaseModel]] = {"audit-event": AuditEvent}

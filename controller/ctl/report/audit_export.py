@@ -29,8 +29,8 @@ import re
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, get_args
@@ -40,11 +40,14 @@ from controller.core.reading import (
     AuditEvent,
     AuditType,
     Dedup,
+    KeyHolders,
     PublishedRecord,
     audit_event,
     audit_line,
     export_order,
+    with_holder,
 )
+from controller.ctl.report.audit_holders import current_holders, key_holders
 from controller.ctl.terminal import UsageError, run_guarded, warn
 from controller.settings import KafkaSettings, TopicSettings
 
@@ -73,6 +76,10 @@ class Options:
     max_records: int
     quiet: bool
     to_topic: str | None = None
+    holders: Mapping[str, str] = field(default_factory=dict)
+    """Each configured operator key's holder (today's keys)."""
+    alerts_topic: str | None = None
+    """Where ``operator_keys`` alerts are read to name commands' holders; None: no commands."""
 
 
 def parse_time(text: str, *, now: datetime, flag: str) -> datetime:
@@ -195,7 +202,16 @@ def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
     topics = topics_of(types, settings.topics)
     return Options(
-        kafka, topics, since, until, args.out, args.max_records, args.quiet, args.to_topic
+        kafka,
+        topics,
+        since,
+        until,
+        args.out,
+        args.max_records,
+        args.quiet,
+        args.to_topic,
+        current_holders(settings.engine.operator_keys),
+        settings.topics.alerts if "command" in types else None,
     )
 
 
@@ -208,12 +224,20 @@ async def export(options: Options) -> int:
     """Read the span, write the export; return the exit code."""
     records = await _read(options)
     records.sort(key=export_order)
+    written = _Written(Counter(), Dedup(), KeyHolders(options.holders))
+    if options.alerts_topic is not None:
+        written.holders = await key_holders(
+            options.kafka,
+            options.alerts_topic,
+            until_ms=_ms(options.until),
+            current=options.holders,
+        )
     if options.to_topic is not None:
-        written = await _publish(records, options.kafka, options.to_topic)
+        await _publish(records, options.kafka, options.to_topic, written)
     elif options.out is None:
-        written = _write(records, sys.stdout)
+        _write(records, sys.stdout, written)
     else:
-        written = await asyncio.to_thread(_write_file, records, options.out)
+        await asyncio.to_thread(_write_file, records, options.out, written)
     if not options.quiet:
         _summary(written, len(records))
     return 0
@@ -260,6 +284,8 @@ def _ms(at: datetime) -> int:
 class _Written:
     types: Counter[str]
     dedup: Dedup
+    holders: KeyHolders
+    """Who held each operator key, named on each command's event."""
     refused: int = 0
     tombstones: int = 0
     """Segments deleted (no value on the compacted topic); each is a decision too."""
@@ -279,24 +305,21 @@ def _admitted(records: Sequence[PublishedRecord], written: _Written) -> Iterator
             continue
         if (admitted := written.dedup.admit(event)) is not None:
             written.types[record.kind] += 1
-            yield admitted
+            yield with_holder(admitted, written.holders)
 
 
-def _write(records: Sequence[PublishedRecord], stream: IO[str]) -> _Written:
-    written = _Written(Counter(), Dedup())
+def _write(records: Sequence[PublishedRecord], stream: IO[str], written: _Written) -> None:
     for event in _admitted(records, written):
         stream.write(audit_line(event) + "\n")
-    return written
 
 
 async def _publish(
-    records: Sequence[PublishedRecord], kafka: KafkaSettings, topic: str
-) -> _Written:
+    records: Sequence[PublishedRecord], kafka: KafkaSettings, topic: str, written: _Written
+) -> None:
     """Produce each event to ``topic`` (CloudEvents' Kafka binding, structured mode), in
     order, keyed by its subject; return once the broker has them all."""
     from controller.adapters.kafka import OutRecord, Producer  # noqa: PLC0415
 
-    written = _Written(Counter(), Dedup())
     header = [("content-type", STRUCTURED_CONTENT_TYPE)]
     async with Producer(kafka=kafka) as producer:
         chunk: list[OutRecord] = []
@@ -308,22 +331,20 @@ async def _publish(
                 chunk = []
         if chunk:
             await producer.send_all(chunk)
-    return written
 
 
-def _write_file(records: Sequence[PublishedRecord], out: Path) -> _Written:
+def _write_file(records: Sequence[PublishedRecord], out: Path, written: _Written) -> None:
     """Write beside ``out``, fsync, and rename into place: ``out`` is whole or untouched."""
     fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            written = _write(records, stream)
+            _write(records, stream, written)
             stream.flush()
             os.fsync(stream.fileno())
         Path(temporary).replace(out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return written
 
 
 def _summary(written: _Written, read: int) -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jsonschema import Draft202012Validator
 
 from controller.adapters.kafka import Producer, Publisher
+from controller.core.trust import signing
 from controller.core.wire import Alert, Decision
 from controller.settings import KafkaSettings
 from tests.support.backing.reading import read_to_end
@@ -178,3 +180,48 @@ async def test_an_export_to_a_topic_carries_the_lines_the_file_does(
     assert [r.key.decode() for r in records] == [json.loads(line)["subject"] for line in lines]
     for record in records:
         assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
+
+
+async def test_each_command_names_the_holder_of_its_key_as_of_its_time(
+    apache_kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Given keys whose holders the settings name today: ops-1 is now omar's
+    bootstrap = apache_kafka_bootstrap
+    names = await _topics(bootstrap, {"commands": 1, "alerts": 1})
+    public = signing.public_key_text(Ed25519PrivateKey.generate().public_key())
+    keys = {"ops-1": {"public_key": public, "holder": "omar"}, "ci-1": public}
+    # ...an operator_keys alert before the span saying ops-1 was ana's then
+    reload = Alert(
+        type="alert", v=1, id="keys-1", ts=datetime.now(UTC), severity="info",
+        kind="operator_keys", summary="operator keys reloaded",
+        details={"holders": {"ops-1": "ana", "old-1": "olga"}},
+    )  # fmt: skip
+    since = datetime.now(UTC)
+    alert_ms = int(since.timestamp() * 1000) - 60_000
+    await _stamped(bootstrap, names["alerts"], reload.model_dump_json().encode(), alert_ms)
+    # ...and commands in the span signed by ops-1, by ci-1 (no alert names it) and a key
+    # no one holds
+    commands = [
+        {"type": "command", "id": f"c-{key}", "flag": "f", "key_id": key, "actor": "x"}
+        for key in ("ops-1", "ci-1", "nobody")
+    ]
+    async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
+        await Publisher(producer=producer).publish(
+            [(names["commands"], "f", json.dumps(c).encode()) for c in commands]
+        )
+    until = (datetime.now(UTC) + timedelta(milliseconds=1)).isoformat()
+    config = _config(tmp_path, bootstrap, names)
+    with config.open("a", encoding="utf-8") as settings:
+        settings.write("engine:\n  operator_keys: " + json.dumps(keys) + "\n")
+    # When the commands are exported
+    out = tmp_path / "audit.jsonl"
+    done = await asyncio.to_thread(_export, config, out, since.isoformat(), until, "command")
+    # Then each command names its key's holder as of its time, and where that was read
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    holders = {e["id"]: (e.get("signerholder"), e.get("signerholderfrom")) for e in lines}
+    assert holders == {
+        "c-ops-1": ("ana", "operator_keys"),
+        "c-ci-1": ("ci-1", "settings"),
+        "c-nobody": (None, None),
+    }
