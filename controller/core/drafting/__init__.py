@@ -1,5 +1,15 @@
 """Drafting plans and rules: templates, ring and rule forms, and the lint of a drafted rule."""
 
+from controller.core.drafting.restore import (
+    FlagNow,
+    FlagThen,
+    RestorePlan,
+    RestoreRefusal,
+    RestoreStep,
+    SegmentState,
+    plan_restore,
+    segments_of,
+)
 from controller.core.drafting.ring_form import (
     RING_LIMITS,
     DraftRing,
@@ -40,9 +50,15 @@ __all__ = [
     "Catalogue",
     "DraftRing",
     "Finding",
+    "FlagNow",
+    "FlagThen",
     "Preview",
+    "RestorePlan",
+    "RestoreRefusal",
+    "RestoreStep",
     "RingDraft",
     "Risk",
+    "SegmentState",
     "draft_messages",
     "draft_schema",
     "errors",
@@ -50,6 +66,7 @@ __all__ = [
     "is_form",
     "lint",
     "load_catalogue",
+    "plan_restore",
     "plan_yaml",
     "preview",
     "preview_findings",
@@ -57,5 +74,6 @@ __all__ = [
     "review_rings",
     "rings_in",
     "rings_schema",
+    "segments_of",
     "shape_problem",
 ]

@@ -1,0 +1,283 @@
+"""Restoring a flag to the state after one of its decisions: the commands that do it.
+
+``rolloutctl restore FLAG --to-decision ID`` proposes signed commands; this module
+is the pure part, :func:`plan_restore`: given the state a decision left the flag in
+(:class:`FlagThen`: its rollout, phase and stage), the flag as it is now
+(:class:`FlagNow`) and the segments its plan names then and now, it returns the
+steps that bring the flag back, each saying what changes from what to what, or a
+:class:`RestoreRefusal` naming why it cannot.
+
+Only commands the controller takes are proposed: no command lowers a running
+rollout's stage, so a rollout ahead of the stage it was at is aborted and started
+again with its plan from that stage on (the stage's percent and what follows);
+one behind is promoted stage by stage, each promote made against the stage it
+leaves (``expect_stage``) and the rollout (``expect_rollout_id``), so a rollout
+that moved meanwhile rejects the rest. Segments come first, so a start finds them
+as they were. A segment's earlier rule is in its decision's evidence; an id list's
+ids are not (only their digest), so one whose ids changed since is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import ValidationError
+
+from controller.core.rollouts import Phase, Plan
+from controller.core.rules import Segment, conditions
+from controller.core.wire import JsonObject
+
+ACTIVE = ("running", "paused")
+ENDINGS = {"killed": "kill", "rolled_back": "rollback", "aborted": "abort"}
+"""A rollout ended by hand, by the command that ends it so."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagThen:
+    """The state a decision left its flag in (``phase_after``, ``stage``, ``rollout_id``)."""
+
+    decision_id: str
+    rollout_id: str | None
+    phase: str | None
+    stage: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlagNow:
+    """The flag's rollout as the controller serves it now; ``exists`` False: no such flag."""
+
+    exists: bool
+    rollout_id: str | None = None
+    phase: str | None = None
+    stage: int | None = None
+    plan: Plan | None = None
+    """The plan of the flag's rollout (the decision's own when it is the same rollout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentState:
+    """A segment as it was or is: gone, a rule, or an id list known by its digest."""
+
+    exists: bool
+    rule: JsonObject | None = None
+    sha256: str | None = None
+    known: bool = True
+    """False: no decision before the one restored to says what the segment was."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStep:
+    """One command of a restore, and what it changes (``change``: from → to)."""
+
+    kind: Literal["command", "segment_command"]
+    action: str
+    change: str
+    expect_rollout_id: str | None = None
+    expect_stage: int | None = None
+    to_end: bool = False
+    plan: Plan | None = None
+    segment: str | None = None
+    rule: JsonObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePlan:
+    """The steps of a restore, in the order they are sent; none: already so."""
+
+    steps: tuple[RestoreStep, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRefusal:
+    """Why the flag cannot be restored to that decision's state with commands."""
+
+    reason: str
+
+
+def segments_of(plan: Plan) -> list[str]:
+    """The segments a plan's audiences name, each once, in the order they appear."""
+    rules = [plan.audience, *(s.audience for s in plan.stages)]
+    names: list[str] = []
+    for rule in rules:
+        for condition in conditions(rule.root) if rule is not None else []:
+            if isinstance(condition.value, Segment) and condition.value.segment not in names:
+                names.append(condition.value.segment)
+    return names
+
+
+def plan_restore(
+    flag: str,
+    then: FlagThen,
+    now: FlagNow,
+    segments: Mapping[str, tuple[SegmentState, SegmentState]] | None = None,
+) -> RestorePlan | RestoreRefusal:
+    """The steps that bring ``flag`` from ``now`` back to ``then``; ``segments`` maps
+    each segment the rollout names to its (then, now) state."""
+    if not now.exists:
+        return RestoreRefusal(f"flag {flag} is not known to the controller (deleted?)")
+    moves = _segment_steps(segments or {})
+    if isinstance(moves, RestoreRefusal):
+        return moves
+    flag_steps = _flag_steps(then, now)
+    if isinstance(flag_steps, RestoreRefusal):
+        return flag_steps
+    return RestorePlan((*moves, *flag_steps))
+
+
+def _segment_steps(
+    segments: Mapping[str, tuple[SegmentState, SegmentState]],
+) -> list[RestoreStep] | RestoreRefusal:
+    steps: list[RestoreStep] = []
+    for name, (then, now) in sorted(segments.items()):
+        if not then.known:
+            return RestoreRefusal(
+                f"segment {name}: no decision up to the one restored to says what it was "
+                "(its content then is unknown)"
+            )
+        if not then.exists:
+            if now.exists:
+                change = _seg(name, now, then)
+                steps.append(RestoreStep("segment_command", "delete", change, segment=name))
+            continue
+        if then.rule is not None:
+            if not now.exists or now.rule != then.rule:
+                step = RestoreStep(
+                    "segment_command", "put", _seg(name, now, then), segment=name, rule=then.rule
+                )
+                steps.append(step)
+            continue
+        if not now.exists or now.sha256 != then.sha256:
+            return RestoreRefusal(
+                f"segment {name}: its ids then are not known (a decision keeps only their "
+                f"digest {str(then.sha256)[:12]}…), and they have changed since"
+            )
+    return steps
+
+
+def _seg(name: str, now: SegmentState, then: SegmentState) -> str:
+    return f"segment {name}: {_seg_text(now)} → {_seg_text(then)}"
+
+
+def _seg_text(state: SegmentState) -> str:
+    if not state.exists:
+        return "none"
+    if state.rule is not None:
+        return f"rule {_short(state.rule)}"
+    return f"id list {str(state.sha256)[:12]}…"
+
+
+def _short(rule: JsonObject) -> str:
+    text = str(rule)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _flag_steps(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreRefusal:
+    if then.phase is None:
+        return RestoreRefusal(f"decision {then.decision_id} records no state after it")
+    if then.phase in ENDINGS:
+        return _ended(then, now)
+    if then.phase == Phase.COMPLETED:
+        return _completed(then, now)
+    if then.phase not in ACTIVE or then.stage is None:
+        return RestoreRefusal(
+            f"state {then.phase} (stage {then.stage}) cannot be brought back with commands"
+        )
+    return _active(then, now, then.stage)
+
+
+def _completed(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreRefusal:
+    if now.phase == Phase.COMPLETED and now.rollout_id == then.rollout_id:
+        return ()
+    if now.rollout_id == then.rollout_id and now.phase in ACTIVE:
+        return [*_resumed(now, then), _promote(now, now.stage, to_end=True)]
+    return RestoreRefusal(
+        "the rollout it completed is over or replaced: a completed rollout is not "
+        "started again by a command"
+    )
+
+
+def _ended(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreRefusal:
+    if now.phase == then.phase and now.rollout_id == then.rollout_id:
+        return ()
+    if now.phase not in ACTIVE:
+        return RestoreRefusal(
+            f"the flag's rollout is {now.phase or 'gone'}, not running: nothing to "
+            f"{ENDINGS[str(then.phase)]}"
+        )
+    action = ENDINGS[str(then.phase)]
+    change = f"rollout {now.rollout_id}: {now.phase} at stage {now.stage} → {then.phase}"
+    return [RestoreStep("command", action, change, now.rollout_id, now.stage)]
+
+
+def _active(then: FlagThen, now: FlagNow, stage: int) -> Sequence[RestoreStep] | RestoreRefusal:
+    same = now.rollout_id == then.rollout_id
+    if same and now.phase in ACTIVE and now.stage is not None and now.stage <= stage:
+        if now.stage == stage:
+            return _phase_only(then, now)
+        moves = _resumed(now, then)
+        moves += [_promote(now, s) for s in range(now.stage, stage)]
+        return moves + _paused_again(then, now, same_rollout=True)
+    plan = now.plan if same else None
+    if plan is None:
+        return RestoreRefusal(
+            f"the decision's rollout {then.rollout_id} is no longer the flag's "
+            f"(now {now.rollout_id or 'none'}): its plan is not known here"
+        )
+    restart = _restart_plan(plan, stage)
+    if isinstance(restart, RestoreRefusal):
+        return restart
+    steps: list[RestoreStep] = []
+    if now.phase in ACTIVE:
+        change = f"rollout {now.rollout_id}: {now.phase} at stage {now.stage} → aborted"
+        steps.append(RestoreStep("command", "abort", change, now.rollout_id, now.stage))
+    percent = plan.stages[stage].percent
+    change = f"new rollout of the same plan from stage {stage} ({percent:g}%)"
+    steps.append(RestoreStep("command", "start", change, plan=restart))
+    return steps + _paused_again(then, now, same_rollout=False)
+
+
+def _restart_plan(plan: Plan, stage: int) -> Plan | RestoreRefusal:
+    if not 0 <= stage < len(plan.stages):
+        return RestoreRefusal(f"stage {stage} is not in the rollout's plan")
+    try:
+        return Plan.model_validate(
+            {**plan.model_dump(mode="json"), "stages": [
+                s.model_dump(mode="json") for s in plan.stages[stage:]
+            ]}
+        )  # fmt: skip
+    except ValidationError as error:
+        return RestoreRefusal(
+            f"the plan from stage {stage} on is no plan: {str(error).splitlines()[0]}"
+        )
+
+
+def _phase_only(then: FlagThen, now: FlagNow) -> list[RestoreStep]:
+    if then.phase == now.phase:
+        return []
+    if now.phase == Phase.PAUSED:
+        return _resumed(now, then)
+    change = f"rollout {now.rollout_id}: running → paused"
+    return [RestoreStep("command", "pause", change, now.rollout_id, now.stage)]
+
+
+def _resumed(now: FlagNow, then: FlagThen) -> list[RestoreStep]:
+    if now.phase != Phase.PAUSED:
+        return []
+    change = f"rollout {now.rollout_id}: paused → running"
+    return [RestoreStep("command", "resume", change, now.rollout_id, now.stage)]
+
+
+def _promote(now: FlagNow, stage: int | None, *, to_end: bool = False) -> RestoreStep:
+    to = "the end (100%)" if to_end else f"stage {(stage or 0) + 1}"
+    change = f"rollout {now.rollout_id}: stage {stage} → {to}"
+    return RestoreStep("command", "promote", change, now.rollout_id, stage, to_end=to_end)
+
+
+def _paused_again(then: FlagThen, now: FlagNow, *, same_rollout: bool) -> list[RestoreStep]:
+    if then.phase != Phase.PAUSED:
+        return []
+    rollout = now.rollout_id if same_rollout else "(the new one)"
+    change = f"rollout {rollout}: running → paused"
+    return [RestoreStep("command", "pause", change, now.rollout_id if same_rollout else None)]

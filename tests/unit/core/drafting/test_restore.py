@@ -1,0 +1,161 @@
+"""Restoring a flag to the state after a decision: the commands proposed, or why none can."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.core.drafting import (
+    FlagNow,
+    FlagThen,
+    RestorePlan,
+    RestoreRefusal,
+    SegmentState,
+    plan_restore,
+    segments_of,
+)
+from controller.core.rollouts import Plan
+from controller.core.wire import JsonObject
+
+PLAN = Plan.model_validate(
+    {
+        "stages": [{"percent": 1}, {"percent": 10}, {"percent": 50}, {"percent": 100}],
+        "audience": 'country in segment("eu")',
+    }
+)
+EU: JsonObject = {"attribute": "country", "op": "in", "value": ["de", "fr"]}
+EU_WIDE: JsonObject = {"attribute": "country", "op": "in", "value": ["de", "fr", "it"]}
+
+
+def _then(phase: str | None = "running", stage: int | None = 1, rollout: str = "r1") -> FlagThen:
+    return FlagThen("d-1", rollout, phase, stage)
+
+
+def _now(phase: str = "running", stage: int = 1, rollout: str = "r1") -> FlagNow:
+    return FlagNow(True, rollout, phase, stage, PLAN)
+
+
+def _summary(result: RestorePlan | RestoreRefusal) -> list[tuple[str, int | None, str | None]]:
+    assert isinstance(result, RestorePlan), result
+    return [(s.action, s.expect_stage, s.expect_rollout_id) for s in result.steps]
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "want"),
+    [
+        (_then(stage=1), _now(stage=1), []),  # already so
+        (_then(stage=3), _now(stage=1), [("promote", 1, "r1"), ("promote", 2, "r1")]),
+        (  # paused behind: resumed, promoted, left running
+            _then(stage=2),
+            _now("paused", stage=1),
+            [("resume", 1, "r1"), ("promote", 1, "r1")],
+        ),
+        (  # paused then: promoted and paused again
+            _then("paused", stage=2),
+            _now(stage=1),
+            [("promote", 1, "r1"), ("pause", None, "r1")],
+        ),
+        (_then("paused", stage=1), _now(stage=1), [("pause", 1, "r1")]),
+        (_then(stage=1), _now("paused", stage=1), [("resume", 1, "r1")]),
+        (_then("paused", stage=1), _now("paused", stage=1), []),
+        (  # ahead of it: aborted and started again from that stage
+            _then(stage=1),
+            _now(stage=3),
+            [("abort", 3, "r1"), ("start", None, None)],
+        ),
+        (  # the rollout ended since: started again from that stage
+            _then(stage=2),
+            _now("rolled_back", stage=2),
+            [("start", None, None)],
+        ),
+        (_then("completed", 3), _now(stage=2), [("promote", 2, "r1")]),
+        (_then("killed", 1), _now(stage=2), [("kill", 2, "r1")]),
+        (_then("killed", 1), _now("killed", 1), []),
+        (_then("rolled_back", 1), _now("paused", 2), [("rollback", 2, "r1")]),
+    ],
+)
+def test_the_commands_that_bring_the_flag_back(
+    then: FlagThen, now: FlagNow, want: list[tuple[str, int | None, str | None]]
+) -> None:
+    assert _summary(plan_restore("checkout", then, now)) == want
+
+
+def test_a_restart_serves_the_plan_from_that_stage_on() -> None:
+    result = plan_restore("checkout", _then(stage=1), _now(stage=3))
+    assert isinstance(result, RestorePlan)
+    start = result.steps[-1]
+    assert start.plan is not None
+    assert [s.percent for s in start.plan.stages] == [10, 50, 100]
+    assert start.plan.audience == PLAN.audience
+    assert "stage 1 (10%)" in start.change
+    assert result.steps[0].change == "rollout r1: running at stage 3 → aborted"
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "why"),
+    [
+        (_then(), FlagNow(False), "not known to the controller"),
+        (_then(None), _now(), "records no state after it"),
+        (_then(stage=1), _now(stage=3, rollout="r2"), "rollout r1 is no longer the flag's"),
+        (_then(stage=1), FlagNow(True, "r1", "running", 3, None), "plan is not known"),
+        (_then("pending", None), _now(), "cannot be brought back"),
+        (_then("completed", 3), _now("aborted", 3), "not started again"),
+        (_then("killed", 1), _now("completed", 3), "nothing to kill"),
+        (_then(stage=7), _now("aborted", 2), "stage 7 is not in the rollout's plan"),
+    ],
+)
+def test_a_state_commands_cannot_bring_back_is_refused_with_the_reason(
+    then: FlagThen, now: FlagNow, why: str
+) -> None:
+    result = plan_restore("checkout", then, now)
+    assert isinstance(result, RestoreRefusal), result
+    assert why in result.reason
+
+
+GONE = SegmentState(exists=False)
+RULE = SegmentState(exists=True, rule=EU)
+WIDE = SegmentState(exists=True, rule=EU_WIDE)
+IDS = SegmentState(exists=True, sha256="a" * 64)
+OTHER_IDS = SegmentState(exists=True, sha256="b" * 64)
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "want"),
+    [
+        (RULE, RULE, []),
+        (RULE, WIDE, [("put", EU)]),  # its rule then put back
+        (RULE, GONE, [("put", EU)]),  # deleted since: put back
+        (GONE, WIDE, [("delete", None)]),  # created since: deleted
+        (GONE, GONE, []),
+        (IDS, IDS, []),  # an id list unchanged needs nothing
+    ],
+)
+def test_segments_come_back_as_they_were_before_the_flag(
+    then: SegmentState, now: SegmentState, want: list[tuple[str, object]]
+) -> None:
+    result = plan_restore("checkout", _then(stage=2), _now(stage=1), {"eu": (then, now)})
+    assert isinstance(result, RestorePlan), result
+    segment_steps = [(s.action, s.rule) for s in result.steps if s.kind == "segment_command"]
+    assert segment_steps == want
+    assert all(s.segment == "eu" for s in result.steps if s.kind == "segment_command")
+    assert result.steps[-1].action == "promote"  # segments first, then the flag
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "why"),
+    [
+        (IDS, OTHER_IDS, "its ids then are not known"),
+        (IDS, GONE, "its ids then are not known"),
+        (SegmentState(exists=False, known=False), RULE, "its content then is unknown"),
+    ],
+)
+def test_a_segment_whose_content_then_is_unknown_refuses_the_restore(
+    then: SegmentState, now: SegmentState, why: str
+) -> None:
+    result = plan_restore("checkout", _then(stage=2), _now(stage=1), {"eu": (then, now)})
+    assert isinstance(result, RestoreRefusal), result
+    assert why in result.reason
+    assert "segment eu" in result.reason
+
+
+def test_the_segments_a_plan_names_are_found_in_its_audiences() -> None:
+    assert segments_of(PLAN) == ["eu"]
