@@ -72,7 +72,9 @@ Forward moves — a gate's advance, the end of a watch, a scheduled start,
 Rollback, kill, abort, pause and every automatic protection are never
 windowed, nor is the end of a time box (:mod:`controller.core.machine.scheduling`).
 A gate's advance and the end of a watch also wait while the plan's error budget
-burns (``burn_rate``), with a reason that begins ``error_budget``; nothing else does.
+burns (``burn_rate``), with a reason that begins ``error_budget``, and while a flag the
+plan requires is not served to its audience (the gate input's ``prerequisite``), with a
+reason that begins ``prerequisite``; nothing else does.
 
 A promote that leaves the rollout running, a pause and a resume by an operator are
 kept with it (``steered``), as the decision that finished it is (``ended``).
@@ -251,7 +253,7 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
         return roll_back(state, event.now, Cause.gate(verdict))
     budget = verdict.evidence.error_budget
     if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
-        return budget_eased(state, event.now, budget), []
+        return budget_eased(state, event.now, budget, event.prerequisite), []
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return pause(state, event.now, reason, Cause.gate(verdict))
@@ -260,7 +262,8 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
         event.now,
         event.team_windows,
         lambda ready: _advance_with_advice(ready, event),
-        budget,
+        budget=budget,
+        held=event.prerequisite,
     )
 
 
@@ -332,7 +335,12 @@ def _watch_verdict(state: Rollout, event: GateInput) -> Step | None:
     why = Cause("gate", "the watch ended clean", None, evidence)
     budget = verdict.evidence.error_budget
     return forward(
-        state, event.now, event.team_windows, lambda s: complete(s, event.now, why), budget
+        state,
+        event.now,
+        event.team_windows,
+        lambda s: complete(s, event.now, why),
+        budget=budget,
+        held=event.prerequisite,
     )
 
 

@@ -38,7 +38,14 @@ from controller.core.rollouts.deploy_verdict import (
     DeployVerdict,
     deploy_verdict,
 )
-from controller.core.rollouts.moving import ERROR_BUDGET, NextMove, error_budget, next_move
+from controller.core.rollouts.moving import (
+    ERROR_BUDGET,
+    PREREQUISITE,
+    NextMove,
+    error_budget,
+    next_move,
+    prerequisite_wait,
+)
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_plan
 from controller.core.rollouts.plan_parts import (
     CONVERSION_METRICS,
@@ -113,6 +120,7 @@ __all__ = [
     "MAX_APPROVALS",
     "MAX_COUNT",
     "MAX_SEEN",
+    "PREREQUISITE",
     "ROLE_PATTERN",
     "Action",
     "Advice",
@@ -186,6 +194,7 @@ __all__ = [
     "parse_advice",
     "parse_number",
     "parse_plan",
+    "prerequisite_wait",
     "rationale_problem",
     "read_team_windows",
     "stage_step",

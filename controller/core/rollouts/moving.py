@@ -9,8 +9,9 @@ view, when there is one), in this order:
   resumes it; paused by an operator, or waiting for an approval;
 * ready, waiting for a release window: when the next window opens (its
   wording, in the window's time zone, is the machine's ``window_wait``); or
-  waiting while the error budget burns (``window_wait`` begins ``error_budget``):
-  no time can be told;
+  waiting while the error budget burns (``window_wait`` begins ``error_budget``),
+  or while a flag it requires is not served to its audience (``window_wait``
+  begins ``prerequisite``, :func:`prerequisite_wait`): no time can be told;
 * the advisor held the stage: until when;
 * in the watch after the last stage: until when;
 * the stage's minimum duration not reached: when it ends; the minimum
@@ -32,10 +33,20 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Trigger
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
-from controller.core.wire import ErrorBudget
+from controller.core.wire import (
+    MAX_PREREQUISITE_DEPTH,
+    ErrorBudget,
+    FlagStatus,
+    Prerequisite,
+    parent_key,
+)
 
 ERROR_BUDGET = "error_budget"
 """How the reason a forward move waits on the plan's burn rate begins (``window_wait``)."""
+_SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
+"""Statuses under which a flag serves every unit control (as its flag states say)."""
+PREREQUISITE = "prerequisite"
+"""How the reason a forward move waits on a flag it requires begins (``window_wait``)."""
 
 _HELD_BY: dict[PauseReason, Trigger] = {
     PauseReason.GUARDRAIL: "guardrail_regression",
@@ -80,7 +91,7 @@ def next_move(
     if rollout.phase is Phase.PAUSED:
         return _paused(rollout.pause_reason)
     if rollout.window_wait is not None:
-        if rollout.window_wait.startswith(ERROR_BUDGET):
+        if rollout.window_wait.startswith((ERROR_BUDGET, PREREQUISITE)):
             return _move(rollout.window_wait, None)  # it opens with the service's health
         windows = rollout.plan.windows if rollout.plan.windows is not None else team_windows
         return _move(rollout.window_wait, next_opening(windows, now) if windows else None)
@@ -158,3 +169,69 @@ def error_budget(plan: Plan, burns: Mapping[str, float | str]) -> ErrorBudget | 
         windows={w: (round(v, 6) if isinstance(v, float) else None) for w, v in burns.items()},
         **({"problems": problems} if problems else {}),
     )
+
+
+def prerequisite_wait(child: Rollout, held: Mapping[str, Rollout]) -> str | None:
+    """Why forward moves of ``child`` wait on the flags it requires; None when none does.
+
+    A prerequisite is *served to the child's audience* when every unit the child may serve
+    gets one of the listed variants from the parent: a parent killed, unknown (not in
+    ``held``, every rollout held by stored key), or failing to serve a prerequisite of its
+    own is not; one rolled back, aborted or not started serves control to everyone; one
+    at 100% (completed, or an untargeted last stage) treatment to everyone; one between
+    (a stage of 10%, a watch's holdback) or targeted by audience rules, both variants. So
+    ``[treatment]`` is served by a parent at 100% only, ``[control]`` by one serving
+    nobody treatment, and ``[treatment, control]`` by any parent alive.
+    """
+    problems = _unserved(child, held, {child.flag}, 0)
+    if not problems:
+        return None
+    return f"{PREREQUISITE}: {'; '.join(problems)}"[:500]
+
+
+def _unserved(child: Rollout, held: Mapping[str, Rollout], seen: set[str], depth: int) -> list[str]:
+    """The prerequisites of ``child`` not served to its audience, each in words."""
+    problems = []
+    for needed in child.plan.requires or ():
+        key = parent_key(child.flag, needed.flag)
+        why = _parent_problem(needed, key, held, seen, depth)
+        if why is not None:
+            problems.append(f"{needed.flag} {why}")
+    return problems
+
+
+def _parent_problem(
+    needed: Prerequisite, key: str, held: Mapping[str, Rollout], seen: set[str], depth: int
+) -> str | None:
+    parent = held.get(key)
+    if parent is None:
+        return "is unknown (no rollout of it here)"
+    if parent.flag_status is FlagStatus.KILLED:
+        return "is killed"
+    if key in seen or depth + 1 >= MAX_PREREQUISITE_DEPTH:
+        return "is in a cycle or a chain of prerequisites too deep"
+    status = parent.flag_status
+    if status not in _SERVES_CONTROL and _unserved(parent, held, seen | {key}, depth + 1):
+        return "does not serve its own prerequisites to everyone"
+    served = _variants(parent)
+    if served <= set(needed.variants):
+        return None
+    return f"serves {_share(parent)}, not only {' or '.join(needed.variants)}"
+
+
+def _variants(parent: Rollout) -> set[str]:
+    """The variants ``parent`` may serve a unit."""
+    if parent.flag_status in _SERVES_CONTROL:
+        return {"control"}
+    if parent.plan.targeted:
+        return {"treatment", "control"}
+    percent = parent.percent
+    if percent >= 100.0:
+        return {"treatment"}
+    return {"control"} if percent <= 0.0 else {"treatment", "control"}
+
+
+def _share(parent: Rollout) -> str:
+    if parent.plan.targeted:
+        return f"treatment by audience rules at stage {parent.stage}"
+    return f"treatment to {parent.percent:g}% of units"

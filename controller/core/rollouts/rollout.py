@@ -264,6 +264,8 @@ class GateInput:
     """The advisor just became unavailable: raise the alert (once per outage)."""
     team_windows: tuple[Window, ...] = ()
     """The settings' release windows, for a plan that names none."""
+    prerequisite: str | None = None
+    """Why forward moves wait on the flags the plan requires (``prerequisite_wait``)."""
 
 
 @dataclass(frozen=True, slots=True)

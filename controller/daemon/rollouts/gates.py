@@ -26,8 +26,16 @@ from datetime import UTC, datetime, timedelta
 
 from controller.core.common import ControllerError, StoreError
 from controller.core.machine import evaluate
-from controller.core.rollouts import GateInput, Input, Phase, Rollout, TickInput
+from controller.core.rollouts import (
+    GateInput,
+    Input,
+    Phase,
+    Rollout,
+    TickInput,
+    prerequisite_wait,
+)
 from controller.core.stats import FlagAggregates
+from controller.core.wire import MAX_PREREQUISITE_DEPTH, parent_key
 from controller.daemon.metrics import Metrics
 from controller.daemon.rollouts.completeness import EvidenceWatch, PassedStages
 from controller.daemon.rollouts.consulting import Consultations
@@ -204,8 +212,9 @@ class GateLoop:
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
         events: list[Input] = [TickInput(now, self._stale_after)]
-        if not self._consultations.needs_advice(rollout, verdict, now):
-            events.insert(0, GateInput(verdict, now))
+        held = await prerequisite_hold(self._states, rollout)  # no advice on a held advance
+        if held is not None or not self._consultations.needs_advice(rollout, verdict, now):
+            events.insert(0, GateInput(verdict, now, prerequisite=held))
         elif background:
             self._consultations.start(flag, rollout, verdict, now)
         else:
@@ -260,3 +269,28 @@ async def _load_rest(states: RolloutStates, flags: list[str]) -> dict[str, Loade
 def _stage_key(rollout: Rollout) -> tuple[str, int, frozenset[int]]:
     """What the aggregates read for a rollout belong to: its stage and that stage's versions."""
     return rollout.rollout_id, rollout.stage, frozenset(rollout.stage_flag_versions())
+
+
+async def prerequisite_hold(states: RolloutStates, rollout: Rollout) -> str | None:
+    """Why the flags ``rollout`` requires hold its forward moves; None when none does.
+
+    The chain of parents is read a level at a time, at most as deep as a chain may be;
+    a parent that cannot be read counts as unknown (not served).
+    """
+    if not rollout.plan.requires:
+        return None
+    held = {rollout.flag: rollout}
+    wanted = {parent_key(rollout.flag, needed.flag) for needed in rollout.plan.requires}
+    for _ in range(MAX_PREREQUISITE_DEPTH):
+        wanted -= held.keys()
+        if not wanted:
+            break
+        keys = sorted(wanted)
+        loaded = await states.load_many(keys)
+        wanted = set()
+        for key, one in zip(keys, loaded, strict=True):
+            parent = None if isinstance(one, StoreError) else one.rollout
+            if parent is not None:
+                held[key] = parent
+                wanted |= {parent_key(key, needed.flag) for needed in parent.plan.requires or ()}
+    return prerequisite_wait(rollout, held)
