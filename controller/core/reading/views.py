@@ -35,7 +35,14 @@ from controller.core.reading.steering import Steering, steering
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
 from controller.core.rules import AudienceRule, Ring
-from controller.core.wire import ArmValues, FlagStatus, Prerequisite, RolloutEvidence, tolerant
+from controller.core.wire import (
+    ArmValues,
+    FlagStatus,
+    Holdout,
+    Prerequisite,
+    RolloutEvidence,
+    tolerant,
+)
 
 MAX_SERVED_STAGES = 20
 """A plan has at most 20 stages: a served history's further entries are not read."""
@@ -186,13 +193,15 @@ class FlagStateView(_View):
     requires: list[Prerequisite] | None = Field(
         default=None, description="The flags it requires; absent: none."
     )
+    holdout: Holdout | None = Field(default=None, description="The holdout it names; absent: none.")
     key_id: str | None = Field(default=None, description="Absent when unsigned.")
     sig: str | None = Field(default=None, description="Absent when unsigned.")
 
     def served(self) -> dict[str, object]:
         """Without ``key_id`` and ``sig`` unsigned, ``audience`` and ``rings`` untargeted, nor
-        ``values`` undeclared, nor ``requires`` without prerequisites."""
-        left_out = {k for k in ("values", "requires") if getattr(self, k) is None}
+        ``values`` undeclared, nor ``requires`` without prerequisites, nor ``holdout``
+        without one."""
+        left_out = {k for k in ("values", "requires", "holdout") if getattr(self, k) is None}
         if self.key_id is None and self.sig is None:
             left_out |= {"key_id", "sig"}
         if self.rings is None:

@@ -40,7 +40,7 @@ from controller.core.rollouts.plan_parts import (
 from controller.core.rollouts.policy import HealthPolicy, HealthWords
 from controller.core.rollouts.windows import Windows
 from controller.core.rules import plan_problem, rings_problem
-from controller.core.wire import ArmValues, JsonObject, Requires
+from controller.core.wire import ArmValues, Holdout, JsonObject, Requires
 
 MAX_ALPHA_WEIGHT = 1000.0
 """The largest weight of a guardrail's alpha: no test is starved to nothing by a typo."""
@@ -120,6 +120,12 @@ class Plan(Frozen):
         description="Flags of the rollout's environment this flag requires, each with the"
         " variants it must serve (`{flag, variants}`): a unit one does not serve so is served"
         " control, and is no exposure of this rollout.",
+    )
+    holdout: Holdout | None = Field(
+        default=None,
+        description="A holdout this flag names (`{name, percent}`, the same percent on every"
+        " flag naming it): that share of units, hashed from the name alone, is served control"
+        " (cohort `holdout`) at every stage and after completion, compared by no gate.",
     )
 
     @model_validator(mode="after")

@@ -17,7 +17,16 @@ from controller.core.rules.audience import (
     value_kind,
 )
 from controller.core.rules.held_segments import MAX_HELD_SEGMENTS, NO_HELD_SEGMENTS, HeldSegments
-from controller.core.rules.matching import NO_SEGMENTS, Audience, Context, SegmentLookup, Truth
+from controller.core.rules.matching import (
+    NO_SEGMENTS,
+    TARGETING_KEY,
+    Audience,
+    Context,
+    SegmentLookup,
+    Truth,
+    instant_text,
+    rule_context,
+)
 from controller.core.rules.segments import (
     MAX_ID_CHARS,
     MAX_IDS,
@@ -55,6 +64,7 @@ __all__ = [
     "MAX_RINGS",
     "NO_HELD_SEGMENTS",
     "NO_SEGMENTS",
+    "TARGETING_KEY",
     "AllOf",
     "AnyOf",
     "AttributeName",
@@ -80,12 +90,14 @@ __all__ = [
     "children",
     "compiled",
     "conditions",
+    "instant_text",
     "pack",
     "parse",
     "plan_problem",
     "ring_strategies",
     "rings_of",
     "rings_problem",
+    "rule_context",
     "rule_problem",
     "targeting_json",
     "to_text",

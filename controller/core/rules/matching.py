@@ -27,6 +27,7 @@ binary64 first, as JSON parsers in other languages do (one beyond its range
 is infinite; NaN is unknown); booleans only equal booleans.
 :mod:`controller.core.rules.values` defines semantic versions and instants,
 and :mod:`controller.core.rules.codegen` compiles a rule into one function.
+:func:`rule_context` is what rules read of a flag evaluation's context.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from controller.core.rules.audience import AudienceRule
 from controller.core.rules.codegen import Generated, generate
+
+TARGETING_KEY = "targetingKey"
+"""The attribute a rule names the unit by: the evaluation context's targeting key."""
 
 Truth = bool | None
 """True, false or unknown (``None``)."""
@@ -136,3 +141,33 @@ class Audience:
             return self.check(context.get, segments.member, segments.matches, context) is True
         except Exception:  # a hostile context or lookup must not reach the app
             return False
+
+
+def rule_context(unit: str | None, attributes: Mapping[str, object]) -> dict[str, object]:
+    """What rules read of an evaluation context: its attributes, the targeting key as
+    :data:`TARGETING_KEY` (OpenFeature's name for it, so a rule can name the unit), and
+    each date or date-time as the text of the instant rules compare (``date(...)``):
+    a ``datetime`` with a zone at its instant, one without in UTC, as rules read text
+    without an offset."""
+    context = dict(attributes)
+    for name, value in attributes.items():
+        if isinstance(value, date):
+            context[name] = instant_text(value)
+    # The unit, whatever the attributes say; with none, no rule reads a key
+    if unit is None:
+        context.pop(TARGETING_KEY, None)
+    else:
+        context[TARGETING_KEY] = unit
+    return context
+
+
+def instant_text(value: date) -> object:
+    """A date as ``YYYY-MM-DD``, a date-time as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (in UTC);
+    the value itself when it has no such text (moved past year 9999 or before year 1)."""
+    if not isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        utc = value.astimezone(UTC) if value.utcoffset() is not None else value
+    except OverflowError:
+        return value
+    return utc.replace(tzinfo=None).isoformat() + "Z"

@@ -52,6 +52,9 @@ class Cohort(StrEnum):
     """In an earlier ring's audience: its arm was decided there; compared by no gate."""
     OUTSIDE = "outside"
     """In no ring's audience (or outside the rollout's): control, compared by no gate."""
+    HOLDOUT = "holdout"
+    """Held out by the flag's holdout (:mod:`controller.core.wire.holdouts`): control,
+    compared by no gate; the holdout's report compares it with everyone else."""
 
 
 MAX_RINGS = 20

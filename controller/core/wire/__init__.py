@@ -3,9 +3,17 @@
 Shipped in the SDK wheel: apps evaluate flags with the same code the controller does.
 """
 
+from controller.core.rules import rule_context
 from controller.core.wire import flagstates
 from controller.core.wire.arm_values import ArmValues
-from controller.core.wire.bucketing import BUCKETS, assign, bucket, threshold
+from controller.core.wire.bucketing import (
+    BUCKETS,
+    assign,
+    bucket,
+    held_out,
+    holdout_bucket,
+    threshold,
+)
 from controller.core.wire.contract_texts import (
     DEFAULT_TOPICS,
     DLQ_REASONS,
@@ -59,7 +67,6 @@ from controller.core.wire.evaluation import (
     Reason,
     evaluate,
     key_problem,
-    rule_context,
     unit_problem,
 )
 from controller.core.wire.evidence import (
@@ -80,6 +87,12 @@ from controller.core.wire.evidence import (
     SrmCheck,
 )
 from controller.core.wire.flagstates import Verdict, supersedes
+from controller.core.wire.holdouts import (
+    MAX_HOLDOUT_PERCENT,
+    Holdout,
+    HoldoutName,
+    holdout_problems,
+)
 from controller.core.wire.json import JsonObject, JsonValue
 from controller.core.wire.messages import (
     PUBLISHED_MODELS,
@@ -125,6 +138,7 @@ __all__ = [
     "DLQ_REASONS",
     "INSUFFICIENT",
     "MAX_DETAIL_CHARS",
+    "MAX_HOLDOUT_PERCENT",
     "MAX_NESTING",
     "MAX_PREREQUISITES",
     "MAX_PREREQUISITE_DEPTH",
@@ -165,6 +179,8 @@ __all__ = [
     "FlagStatus",
     "GateEvidence",
     "GuardrailTest",
+    "Holdout",
+    "HoldoutName",
     "InEvent",
     "IngestEvidence",
     "JsonObject",
@@ -213,6 +229,9 @@ __all__ = [
     "flagstates",
     "gate_of",
     "graph_problems",
+    "held_out",
+    "holdout_bucket",
+    "holdout_problems",
     "key_problem",
     "nesting_exceeds",
     "parent_key",

@@ -84,7 +84,7 @@ _Ts = (
 _ConversionName = Annotated[str, msgspec.Meta(pattern=CONVERSION_NAME_PATTERN[:-1] + r"\Z")]
 _Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 _Arm = Literal["treatment", "control"]
-_Cohort = Literal["compared", "carried", "outside"]
+_Cohort = Literal["compared", "carried", "outside", "holdout"]
 
 
 class _Wire(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, gc=False):

@@ -15,6 +15,9 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
 * ``PREREQUISITE_FAILED``: a flag it requires (:mod:`controller.core.wire.prerequisites`)
   does not serve the unit a listed variant: control, with flag version 0 and no
   rollout, so it is no exposure of the flag's rollout;
+* ``HOLDOUT``: the flag names a holdout (:mod:`controller.core.wire.holdouts`)
+  that keeps the unit out: control, with the flag's version and rollout and
+  cohort ``holdout``, so its exposures are counted apart from the stage's arms;
 * ``ERROR`` with an :class:`ErrorCode`: no state for the flag
   (``FLAG_NOT_FOUND``), no targeting key where the flag buckets units
   (``TARGETING_KEY_MISSING``: None or the empty string), or a targeting key
@@ -22,12 +25,13 @@ served, the flag version to report with it, and why, in OpenFeature's terms:
   event contract's 256 characters, or not valid Unicode, whatever the flag);
   the unit is then served control, with flag version 0.
 
-These are the reasons OFREP 0.3.0 lists, and ``PREREQUISITE_FAILED`` (a
-reason OpenFeature leaves open to providers); OpenFeature's ``DEFAULT`` is
+These are the reasons OFREP 0.3.0 lists, ``PREREQUISITE_FAILED`` and
+``HOLDOUT`` (reasons OpenFeature leaves open to providers); OpenFeature's ``DEFAULT`` is
 not one, so no evaluation answers it. A flag whose state buckets nobody
 (unknown, disabled, static) needs no targeting key: background jobs and
-start-up code evaluate without one. Nor does a targeted rollout whose every ring treats all
-of its audience or none of it (:func:`placed_by_rules`): the rules alone place
+start-up code evaluate without one, unless it names a holdout (which hashes
+every unit). Nor does a targeted rollout whose every ring treats all of its
+audience or none of it (:func:`placed_by_rules`): the rules alone place
 a unit there, and rules that name ``targetingKey`` do not match one without it.
 
 A targeted rollout's state carries rings (:mod:`controller.core.rules.targeting`):
@@ -49,15 +53,23 @@ OFREP endpoints (:mod:`controller.adapters.ofrep.routes`) all answer from here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
-from controller.core.rules import NO_SEGMENTS, AudienceRule, Cohort, Ring, SegmentLookup, compiled
+from controller.core.rules import (
+    NO_SEGMENTS,
+    AudienceRule,
+    Cohort,
+    Ring,
+    SegmentLookup,
+    compiled,
+    rule_context,
+)
 from controller.core.wire.arm_values import ArmValues, json_type
-from controller.core.wire.bucketing import BUCKETS, assign, bucket
+from controller.core.wire.bucketing import BUCKETS, assign, bucket, held_out
 from controller.core.wire.flagstates import SERVES_CONTROL
+from controller.core.wire.holdouts import Holdout
 from controller.core.wire.messages import Arm, FlagStatus
 from controller.core.wire.prerequisites import MAX_PREREQUISITE_DEPTH, Prerequisite, met, parent_key
 
@@ -66,8 +78,6 @@ MAX_UNIT_CHARS = 256
 """The longest unit the event contract accepts; a longer targeting key is an invalid context."""
 NO_ATTRIBUTES: Mapping[str, object] = {}
 NO_STATES: Mapping[str, EvaluatedState] = {}  # no states: every prerequisite unknown, unmet
-TARGETING_KEY = "targetingKey"
-"""The attribute a rule names the unit by: the evaluation context's targeting key."""
 
 Metadata = dict[str, str | int | float | bool]
 """What an evaluation reports beside the arm: strings, numbers and booleans only (OFREP)."""
@@ -81,6 +91,7 @@ class Reason(StrEnum):
     TARGETING_MATCH = "TARGETING_MATCH"
     DISABLED = "DISABLED"
     PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
+    HOLDOUT = "HOLDOUT"
     ERROR = "ERROR"
 
 
@@ -119,6 +130,8 @@ class EvaluatedState(Protocol):
     def values(self) -> ArmValues | None: ...
     @property
     def requires(self) -> Sequence[Prerequisite] | None: ...
+    @property
+    def holdout(self) -> Holdout | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +242,10 @@ class _Walk:
                     return Evaluation(
                         flag, Arm.CONTROL, 0, reason, values=state.values, detail=detail
                     )
+        if state.holdout is not None and state.status not in SERVES_CONTROL:
+            return _held(flag, state, self.unit) or _own(
+                flag, state, self.unit, self.attributes, self.segments
+            )
         return _own(flag, state, self.unit, self.attributes, self.segments)
 
     def _parent(self, key: str, open_: set[str], depth: int) -> str | None:
@@ -261,6 +278,18 @@ def _own(
     if keyed is None:
         return failed(flag, *_MISSING)
     return _served(flag, state, assign(flag, state.salt, keyed, state.percent), Reason.SPLIT)
+
+
+def _held(flag: str, state: EvaluatedState, unit: object) -> Evaluation | None:
+    """Control with ``HOLDOUT`` where the state's holdout keeps ``unit`` out, an error without
+    a key (the holdout must hash every unit); None for a unit it does not hold out."""
+    assert state.holdout is not None
+    if not isinstance(unit, str) or not unit:
+        return failed(flag, *_MISSING)
+    if not held_out(state.holdout.name, state.holdout.percent, unit):
+        return None
+    held = Evaluation(flag, Arm.CONTROL, state.version, Reason.HOLDOUT, cohort=Cohort.HOLDOUT)
+    return replace(held, rollout_id=state.rollout_id, stage=state.stage, values=state.values)
 
 
 def _unbucketed(flag: str, state: EvaluatedState) -> Evaluation | None:
@@ -327,36 +356,6 @@ def _targeted(
         cohort=where.cohort,
         values=state.values,
     )
-
-
-def rule_context(unit: str | None, attributes: Mapping[str, object]) -> dict[str, object]:
-    """What rules read of an evaluation context: its attributes, the targeting key as
-    :data:`TARGETING_KEY` (OpenFeature's name for it, so a rule can name the unit), and
-    each date or date-time as the text of the instant rules compare (``date(...)``):
-    a ``datetime`` with a zone at its instant, one without in UTC, as rules read text
-    without an offset."""
-    context = dict(attributes)
-    for name, value in attributes.items():
-        if isinstance(value, date):
-            context[name] = instant_text(value)
-    # The unit, whatever the attributes say; with none, no rule reads a key
-    if unit is None:
-        context.pop(TARGETING_KEY, None)
-    else:
-        context[TARGETING_KEY] = unit
-    return context
-
-
-def instant_text(value: date) -> object:
-    """A date as ``YYYY-MM-DD``, a date-time as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (in UTC);
-    the value itself when it has no such text (moved past year 9999 or before year 1)."""
-    if not isinstance(value, datetime):
-        return value.isoformat()
-    try:
-        utc = value.astimezone(UTC) if value.utcoffset() is not None else value
-    except OverflowError:
-        return value
-    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def unit_problem(unit: object) -> tuple[ErrorCode, str] | None:

@@ -43,6 +43,19 @@ order listed::
 
 So a prerequisite can be neither stripped nor added by anyone without the key.
 
+A state naming a holdout (``holdout``, :mod:`controller.core.wire.holdouts`)
+is signed in the fifth form: the fourth form's fields (``requires`` null when
+there are none), then the holdout as ``[name, threshold]``, its percent as
+its integer bucket threshold as the flag's own::
+
+    ["rollout-controller/flag-state/5", key_id, flag, version, status,
+     threshold, salt, rollout_id, stage, audience, rings, values, requires,
+     [name, threshold]]
+
+So a holdout can be neither stripped, added, renamed nor resized by anyone
+without the key, and no client that knows only the first four forms serves
+treatment to a held-out unit of a verified state.
+
 Because the version is signed together with the rollout, status, percent and
 salt it belongs to, a signed version can be neither raised nor moved to
 another rollout or flag.
@@ -75,6 +88,8 @@ SIGNED_FORM_VALUES = "rollout-controller/flag-state/3"
 """The first element of the signed array of a state with typed values, which ends with them."""
 SIGNED_FORM_REQUIRES = "rollout-controller/flag-state/4"
 """The first element of the signed array of a state with prerequisites, which ends with them."""
+SIGNED_FORM_HOLDOUT = "rollout-controller/flag-state/5"
+"""The first element of the signed array of a state naming a holdout, which ends with it."""
 SERVES_CONTROL = frozenset({FlagStatus.INACTIVE, FlagStatus.ROLLED_BACK, FlagStatus.KILLED})
 """Statuses under which every unit is served control, reported as flag version 0."""
 
@@ -85,17 +100,19 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
     ``state`` needs ``flag``, ``version``, ``status`` and ``percent`` and
     ``salt``; ``rollout_id`` and ``stage`` are null when absent, and so are
     ``audience`` and ``rings`` (then the first form is signed),
-    ``values`` (then the first or second form is signed), and ``requires``
-    (then not the fourth). Raises
+    ``values`` (then the first or second form is signed), ``requires``
+    (then not the fourth) and ``holdout`` (then not the fifth). Raises
     ValueError for a percent outside 0..100 and orjson's error for a string
     that is not valid Unicode.
     """
     status = state["status"]
     rings, values, requires = state.get("rings"), _json(state.get("values")), state.get("requires")
+    holdout = _json(state.get("holdout"))
     form = SIGNED_FORM if rings is None else SIGNED_FORM_RINGS
     form = form if values is None else SIGNED_FORM_VALUES
+    form = form if requires is None else SIGNED_FORM_REQUIRES
     fields = [
-        form if requires is None else SIGNED_FORM_REQUIRES,
+        form if holdout is None else SIGNED_FORM_HOLDOUT,
         key_id,
         state["flag"],
         state["version"],
@@ -105,7 +122,7 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
         state.get("rollout_id"),
         state.get("stage"),
     ]
-    if rings is not None or values is not None or requires is not None:
+    if rings is not None or values is not None or requires is not None or holdout is not None:
         fields += [
             _json(state.get("audience")),
             None
@@ -115,9 +132,13 @@ def signed_bytes(state: Mapping[str, Any], key_id: str) -> bytes:
     if values is not None:
         arms = (canonical(values[arm]) for arm in ("control", "treatment"))
         fields.append([values["type"], *arms])
-    if requires is not None:
+    if requires is not None or holdout is not None:
         fields += [None] if values is None else []
+    if requires is not None:
         fields.append([[r["flag"], list(r["variants"])] for r in map(_json, requires)])
+    if holdout is not None:
+        fields += [None] if requires is None else []
+        fields.append([holdout["name"], threshold(holdout["percent"])])
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

@@ -62,6 +62,7 @@ from controller.core.wire.decision_evidence import (
     evidence_type,
     read_evidence,
 )
+from controller.core.wire.holdouts import Holdout
 from controller.core.wire.prerequisites import Requires
 from controller.core.wire.signed import MessageBase, SignedCommand
 
@@ -89,9 +90,9 @@ class _FlagEvent(MessageBase):
     )
     cohort: Cohort | None = Field(
         default=None,
-        description="With rings: where the unit stood in the stage's comparison, as the "
-        "evaluation said; left out: compared. Carried and outside units are counted apart "
-        "and compared by no gate.",
+        description="With rings or a holdout: where the unit stood in the stage's comparison, "
+        "as the evaluation said; left out: compared. Carried, outside and holdout units are "
+        "counted apart and compared by no gate.",
     )
 
 
@@ -248,6 +249,11 @@ class FlagState(MessageBase):
         default=None,
         description="The flags of its environment this flag requires to serve given variants "
         '(docs/clients.md, "Prerequisites"); absent: none.',
+    )
+    holdout: Holdout | None = Field(
+        default=None,
+        description="The holdout the flag names: a share of units served control by every "
+        'flag naming it (docs/clients.md, "Holdouts"); absent: none.',
     )
     key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None,

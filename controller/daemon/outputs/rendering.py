@@ -56,7 +56,8 @@ def flag_state_fields(rollout: Rollout) -> JsonObject:
     a client that does not read rings serves control rather than treatment to
     everyone (``docs/clients.md``, "Rings"). A plan's declared arm values go
     with every state of its rollout (``docs/clients.md``, "Arm values"), and so
-    do its prerequisites (``docs/clients.md``, "Prerequisites").
+    do its prerequisites (``docs/clients.md``, "Prerequisites") and its holdout
+    (``docs/clients.md``, "Holdouts").
     """
     fields: JsonObject = {
         "flag": rollout.flag,
@@ -78,6 +79,8 @@ def flag_state_fields(rollout: Rollout) -> JsonObject:
         fields["values"] = values.model_dump()
     if rollout.plan.requires:
         fields["requires"] = [needed.model_dump() for needed in rollout.plan.requires]
+    if rollout.plan.holdout is not None:
+        fields["holdout"] = rollout.plan.holdout.model_dump()
     return fields
 
 

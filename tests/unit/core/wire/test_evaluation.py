@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from controller.core.reading.views import FlagStateView
-from controller.core.rules import AudienceRule, Ring
+from controller.core.rules import AudienceRule, Ring, rule_context
 from controller.core.wire.bucketing import assign
-from controller.core.wire.evaluation import ErrorCode, Evaluation, Reason, evaluate, rule_context
+from controller.core.wire.evaluation import ErrorCode, Evaluation, Reason, evaluate
 from controller.core.wire.messages import Arm, FlagState, FlagStatus
 from controller.sdk.flags import FlagBook
 from tests.vectors import generate
