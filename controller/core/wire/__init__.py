@@ -91,6 +91,7 @@ from controller.core.wire.holdouts import (
     MAX_HOLDOUT_PERCENT,
     Holdout,
     HoldoutName,
+    holdout_conflicts,
     holdout_problems,
 )
 from controller.core.wire.json import JsonObject, JsonValue
@@ -231,6 +232,7 @@ __all__ = [
     "graph_problems",
     "held_out",
     "holdout_bucket",
+    "holdout_conflicts",
     "holdout_problems",
     "key_problem",
     "nesting_exceeds",

@@ -14,7 +14,8 @@ flag's place and the holdout's name as the salt: no flag key starts with
 ``~``, so it is independent of every flag's bucketing, and the same unit is
 held out of every flag that names the holdout. Every flag naming one holdout
 must give it the same percent: :func:`holdout_problems` is the check the
-controller and ``rolloutctl`` make before a rollout starts. Pure.
+controller makes before a rollout starts, :func:`holdout_conflicts` the one
+``rolloutctl validate`` makes of a directory's rollouts. Pure.
 """
 
 from __future__ import annotations
@@ -67,4 +68,20 @@ def holdout_problems(
         and other.name == holdout.name
         and other.percent != holdout.percent
         and split(key)[1] == where
+    ]
+
+
+def holdout_conflicts(named: Mapping[str, Holdout | None]) -> list[str]:
+    """Each holdout the flags of one environment (flag -> its holdout, or None) give more
+    than one percent, in words, naming the flags giving each; empty when none does."""
+    percents: dict[str, dict[float, list[str]]] = {}
+    for flag, holdout in sorted(named.items()):
+        if holdout is not None:
+            percents.setdefault(holdout.name, {}).setdefault(holdout.percent, []).append(flag)
+    return [
+        f"holdout {name} is given "
+        + " and ".join(f"{p:g}% ({', '.join(flags)})" for p, flags in sorted(given.items()))
+        + ": every flag naming it must give it the same percent"
+        for name, given in sorted(percents.items())
+        if len(given) > 1
     ]

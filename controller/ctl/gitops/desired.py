@@ -36,7 +36,7 @@ from controller.core.release import Pipeline, RoleBook
 from controller.core.rollouts import Plan, TeamWindows, errors, lint
 from controller.core.rules import AudienceRule
 from controller.core.trust import Scope
-from controller.core.wire import graph_problems
+from controller.core.wire import Holdout, graph_problems, holdout_conflicts
 from controller.ctl.operate import KINDS, Kind, UsageError, kind_of, orjson_rule
 
 _Named = TypeVar("_Named", Plan, Pipeline)
@@ -211,6 +211,7 @@ def parse_files(
             names[made.label] = source
             state.objects.append(made)
     state.problems += prerequisite_problems(state.objects)
+    state.problems += holdout_problems(state.objects)
     return state
 
 
@@ -227,6 +228,20 @@ def prerequisite_problems(objects: list[Desired]) -> list[str]:
         f"prerequisites in {where}: {problem}"
         for where, graph in sorted(graphs.items())
         for problem in graph_problems(graph)
+    ]
+
+
+def holdout_problems(objects: list[Desired]) -> list[str]:
+    """Each environment's holdouts checked as the controller checks a start: every rollout
+    naming a holdout gives it the same percent."""
+    named: dict[str, dict[str, Holdout | None]] = {}
+    for made in objects:
+        for environment, plan in _plans_of(made.body):
+            named.setdefault(environment, {})[_flag_of(made.body)] = plan.holdout
+    return [
+        f"holdouts in {where}: {problem}"
+        for where, flags in sorted(named.items())
+        for problem in holdout_conflicts(flags)
     ]
 
 

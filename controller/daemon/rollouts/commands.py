@@ -48,10 +48,12 @@ from controller.core.trust import AppKeyCommand, app_keys
 from controller.core.wire import (
     Command,
     CommandAction,
+    Holdout,
     JsonObject,
     MonitorAlert,
     Prerequisite,
     SegmentCommand,
+    holdout_problems,
     start_problems,
     summarize,
 )
@@ -249,7 +251,7 @@ class CommandIntake:
             roles=approving,
             holder=self._keys.holder_of(command.key_id or "") or "",
         )
-        broken = await prerequisite_refusal(self._states, flag, event)
+        broken = await start_refusal(self._states, flag, event)
         if broken is not None:
             event = commands.refusal_input(command, broken, now, flag=flag)
         if isinstance(event, CommandRefused):
@@ -263,23 +265,29 @@ class CommandIntake:
         return await self._pipelines.approval(command, roles)
 
 
-async def prerequisite_refusal(
+async def start_refusal(
     states: RolloutStates, flag: str, event: CommandInput | CommandRefused
 ) -> str | None:
     """Why ``event``, starting ``flag`` (its key in its environment) with a plan, would break the
-    prerequisites of its environment (an unknown flag, a cycle, a chain too deep), or None;
-    every rollout is read, which only a start with prerequisites pays for."""
+    prerequisites of its environment (an unknown flag, a cycle, a chain too deep) or give its
+    holdout another percent than a flag naming it there, or None; every rollout is read,
+    which only a start with prerequisites or a holdout pays for."""
     plan = event.plan if isinstance(event, CommandInput) else None
-    if plan is None or not plan.requires:
+    if plan is None or (not plan.requires and plan.holdout is None):
         return None
     held: dict[str, list[Prerequisite]] = {}
+    holdouts: dict[str, Holdout | None] = {}
     for key, loaded in (await states.load_all()).items():
         if isinstance(loaded, StoreError):
             raise loaded  # retried, as any read of the store the command needs
         if loaded.rollout is not None:
             held[key] = loaded.rollout.plan.requires or []
-    problems = start_problems(flag, plan.requires, held)
-    return "invalid plan: requires: " + "; ".join(problems) if problems else None
+            holdouts[key] = loaded.rollout.plan.holdout
+    if plan.requires and (problems := start_problems(flag, plan.requires, held)):
+        return "invalid plan: requires: " + "; ".join(problems)
+    if problems := holdout_problems(flag, plan.holdout, holdouts):
+        return "invalid plan: holdout: " + "; ".join(problems)
+    return None
 
 
 def _delivery(record: Record) -> str:

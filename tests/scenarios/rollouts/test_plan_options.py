@@ -10,7 +10,7 @@ import pytest
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.messages import Arm
-from tests.scenarios.harness import Scenario
+from tests.scenarios.harness import Scenario, manual_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -117,3 +117,38 @@ async def test_a_healthy_stage_advances_before_its_long_minimum(scenario: Scenar
         timeout=30,
         what="the completion at 100%",
     )
+
+
+def holding_out(percent: float) -> Plan:
+    """The by-hand plan, naming the holdout q3-2026 at ``percent``."""
+    holdout = {"name": "q3-2026", "percent": percent}
+    return Plan.model_validate({**manual_plan().model_dump(), "holdout": holdout})
+
+
+async def test_a_holdout_travels_in_flag_states_and_keeps_one_percent(
+    scenario: Scenario,
+) -> None:
+    scenario.start_daemon()
+    # Given ho-a rolling out with the holdout q3-2026 at 2%
+    first = scenario.command("start", "ho-a", plan=holding_out(2))
+    decided = await scenario.decided(first, flag="ho-a", what="ho-a started")
+    assert decided["outcome"] == "applied"
+    # Then its published flag state carries the holdout, signed with it
+    state = await scenario.until(
+        lambda: next((s for s in scenario.observed.flag_states if s["flag"] == "ho-a"), None),
+        timeout=30,
+        what="ho-a's flag state",
+    )
+    assert state["holdout"] == {"name": "q3-2026", "percent": 2.0}
+    # When ho-b is started naming the same holdout at 1%, it is refused, saying why
+    other = scenario.command("start", "ho-b", plan=holding_out(1))
+    refused = await scenario.decided(other, flag="ho-b", what="ho-b decided")
+    assert refused["outcome"] == "rejected"
+    assert refused["reason"] == (
+        "invalid plan: holdout: holdout q3-2026 is 2% on ho-a, not 1%: every flag naming it "
+        "must give it the same percent"
+    )
+    assert await scenario.rollout("ho-b") is None
+    # And ho-c naming it at 2% starts
+    same = scenario.command("start", "ho-c", plan=holding_out(2))
+    assert (await scenario.decided(same, flag="ho-c", what="ho-c decided"))["outcome"] == "applied"

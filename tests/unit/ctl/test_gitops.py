@@ -404,3 +404,32 @@ def test_prerequisites_are_checked_over_the_directory_per_environment(
     sent = [o.body.model_dump(mode="json")["plan"].get("requires") for o in state.objects]
     assert len(sent) == len(rollouts)
     assert all(r is None or r[0]["variants"] == ["treatment"] for r in sent)
+
+
+def _held_out(flag: str, percent: float | None, environment: str | None = None) -> dict[str, Any]:
+    holdout = None if percent is None else {"name": "q3-2026", "percent": percent}
+    return {"flag": flag, "environment": environment, "plan": PLAN | {"holdout": holdout}}
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "problems"),
+    [
+        ([_held_out("a", 2), _held_out("b", 2), _held_out("c", None)], []),
+        (
+            [_held_out("a", 2), _held_out("b", 1), _held_out("c", 2)],
+            [
+                "holdouts in the default environment: holdout q3-2026 is given 1% (b) and 2% "
+                "(a, c): every flag naming it must give it the same percent"
+            ],
+        ),
+        # Each environment holds its own holdout of the name.
+        ([_held_out("a", 2), _held_out("b", 1, environment="staging")], []),
+    ],
+)
+def test_holdouts_are_checked_over_the_directory_per_environment(
+    rollouts: list[dict[str, Any]], problems: list[str]
+) -> None:
+    documents: dict[str, object] = {f"r{i}.yaml": r for i, r in enumerate(rollouts)}
+    state = parse_files(documents, {}, datetime.now(UTC))
+    assert state.problems == problems
+    assert len(state.objects) == len(rollouts)

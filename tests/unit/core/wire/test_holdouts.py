@@ -26,6 +26,7 @@ from controller.core.wire import (
     evaluate,
     held_out,
     holdout_bucket,
+    holdout_conflicts,
     holdout_problems,
 )
 from controller.core.wire.flagstates import signed_bytes
@@ -316,3 +317,24 @@ def test_a_start_naming_a_holdout_is_checked_against_the_flags_held(
     flag: str, holdout: Holdout | None, held: dict[str, Holdout | None], problems: list[str]
 ) -> None:
     assert holdout_problems(flag, holdout, held) == problems
+
+
+CONFLICTS = [
+    # (each flag of one environment with its holdout, the problems)
+    ({"a": Q3_AT_2, "b": Q3_AT_2, "c": None}, []),
+    (
+        {"a": Q3_AT_2, "b": Q3_AT_1, "c": Q3_AT_2},
+        [
+            "holdout q3-2026 is given 1% (b) and 2% (a, c): every flag naming it must give it "
+            "the same percent"
+        ],
+    ),
+    ({"a": Q3_AT_2, "b": Holdout(name="q4-2026", percent=1.0)}, []),
+]
+
+
+@pytest.mark.parametrize(("named", "problems"), CONFLICTS)
+def test_a_directorys_flags_give_each_holdout_one_percent(
+    named: dict[str, Holdout | None], problems: list[str]
+) -> None:
+    assert holdout_conflicts(named) == problems
