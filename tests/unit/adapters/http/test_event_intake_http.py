@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from controller.adapters.http.event_intake import (
+    OFF_LOOP_BYTES,
     Accepted,
     BatchNotSent,
     ChangedEvents,
@@ -180,6 +181,18 @@ async def test_invalid_events_are_named_by_index_with_ingests_reason() -> None:
         (3, "unsupported_version"),
         (4, "repeated_id"),
     ]
+    assert sink.sent == []
+
+
+async def test_a_large_batch_checked_on_a_thread_names_its_invalid_events_the_same() -> None:
+    sink = Sink()
+    batch = [event(n) for n in range(300)]
+    batch[7] = event(7, arm="blue")
+    assert len(orjson.dumps({"events": batch})) > OFF_LOOP_BYTES
+    async with served(sink) as client:
+        answer = await client.post("/v1/events", json={"events": batch})
+    assert answer.status_code == 400
+    assert [(e["index"], e["reason"]) for e in answer.json()["errors"]] == [(7, "schema_violation")]
     assert sink.sent == []
 
 
