@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     from controller.ctl.gitops import arguments as gitops_arguments  # noqa: PLC0415
 
     gitops_arguments.add_parsers(commands)
+    gitops_arguments.add_restore(commands)
     command_args.add_raw(commands)
     completion.add_parser(commands)
     return parser
@@ -252,6 +253,7 @@ def _dispatch(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         "validate": _gitops,
         "diff": _gitops,
         "apply": _gitops,
+        "restore": _restore,
     }[args.command]
     return handler(args)
 
@@ -267,6 +269,12 @@ def _gitops(args: argparse.Namespace) -> int:
 
     run = {"validate": running.validate, "diff": running.diff, "apply": running.apply}
     return run[args.command](args)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from controller.ctl.gitops import restore  # noqa: PLC0415 - keep `--help` fast
+
+    return restore.run(args)
 
 
 def _print_completion(args: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ class FlagThen:
     rollout_id: str | None
     phase: str | None
     stage: int | None
+    plan: Plan | None = None
+    """The plan the decision's rollout was started with, where it is known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +221,7 @@ def _active(then: FlagThen, now: FlagNow, stage: int) -> Sequence[RestoreStep] |
         moves = _resumed(now, then)
         moves += [_promote(now, s) for s in range(now.stage, stage)]
         return moves + _paused_again(then, now, same_rollout=True)
-    plan = now.plan if same else None
+    plan = then.plan or (now.plan if same else None)
     if plan is None:
         return RestoreRefusal(
             f"the decision's rollout {then.rollout_id} is no longer the flag's "

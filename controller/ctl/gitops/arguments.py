@@ -80,3 +80,42 @@ def _add_live(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="replace objects changed by hand since the last apply"
     )
     parser.add_argument("--verbose", action="store_true", help="also list the objects in sync")
+
+
+RESTORE_MAX_RECORDS = 1_000_000
+
+
+def add_restore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rolloutctl restore``."""
+    sub = commands.add_parser(
+        "restore",
+        parents=[signing_options(), broker_options()],
+        help="bring a flag (and the segments its plan names) back to the state after a decision",
+        description="Read decision ID from the decisions topic and propose the signed commands "
+        "that bring FLAG back to the state after it: its rollout at that stage and phase "
+        "(promotes made against each stage, or an abort and a start of the same plan from "
+        "that stage), the segments its plan names put back as they were. Nothing is sent "
+        "without --yes; each step is sent like any command and its decision awaited before "
+        "the next. Refused, with the reason, where the state cannot be brought back: no such "
+        "decision, a flag the controller does not know, a state no command reaches, a "
+        "segment whose content then is unknown.",
+        epilog="Exit codes: 0 restored, already so or proposed; 1 refused or unreadable; "
+        "2 usage; 3 a step rejected; 4 no decision in time.",
+    )
+    add_url(sub)
+    sub.add_argument("flag", metavar="FLAG", help="the flag key")
+    sub.add_argument("--to-decision", required=True, metavar="ID", help="the decision's id")
+    mode = sub.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print the proposal, send nothing")
+    mode.add_argument("--yes", action="store_true", help="sign and send the proposed commands")
+    sub.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
+    )
+    sub.add_argument(
+        "--max-records",
+        type=int,
+        default=RESTORE_MAX_RECORDS,
+        metavar="N",
+        help=f"read at most this many decisions and commands (default: {RESTORE_MAX_RECORDS:,})",
+    )
+    sub.add_argument("--json", action="store_true", help="print the proposal as JSON")

@@ -79,6 +79,16 @@ def test_the_commands_that_bring_the_flag_back(
     assert _summary(plan_restore("checkout", then, now)) == want
 
 
+def test_a_rollout_replaced_since_is_started_again_with_its_own_plan() -> None:
+    then = FlagThen("d-1", "r1", "running", 2, PLAN)
+    result = plan_restore("checkout", then, FlagNow(True, "r2", "paused", 0, None))
+    assert _summary(result) == [("abort", 0, "r2"), ("start", None, None)]
+    assert isinstance(result, RestorePlan)
+    start = result.steps[-1].plan
+    assert start is not None
+    assert [s.percent for s in start.stages] == [50, 100]
+
+
 def test_a_restart_serves_the_plan_from_that_stage_on() -> None:
     result = plan_restore("checkout", _then(stage=1), _now(stage=3))
     assert isinstance(result, RestorePlan)

@@ -1,0 +1,175 @@
+"""``rolloutctl restore`` on Apache Kafka with the daemon: a flag and the segment its plan
+names brought back to the state after an earlier decision.
+
+A rollout targeted at a rule segment is promoted to its second stage; the segment is
+widened and the rollout promoted again. Restoring to the first promote's decision puts
+the segment's rule back as it was and serves the second stage's percent again (the
+rollout, ahead of it, is aborted and its plan started again from that stage), each
+step signed and sent like any command. A dry run sends nothing; a decision that is
+not there is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from controller.core.rollouts import Plan
+from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.trust import signing
+from controller.core.wire import decision_key, sent_object
+from controller.ctl.operate import commands_for, orjson_rule, write_private_key
+from tests.integration.http.test_http import wait_status
+from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
+from tests.support.backing.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FLAG = "checkout"
+SEGMENT = "beta"
+CTL_TIMEOUT_S = 180.0
+"""A Python process reading two topics and waiting for four decisions on a busy machine."""
+
+
+async def _apache_topics(bootstrap: str) -> dict[str, str]:
+    partitions = {"events": 2, "commands": 2} | {n: 1 for n in TOPICS if n != "commands"}
+    names = {key: f"t-restore-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
+        )
+    finally:
+        await admin.close()
+    return names
+
+
+@pytest.fixture
+async def world(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
+) -> AsyncIterator[Scenario]:
+    async with Scenario(
+        bootstrap=apache_kafka_bootstrap,
+        redis_url=redis_url,
+        prefix=redis_namespace,
+        topics=await _apache_topics(apache_kafka_bootstrap),
+        workdir=tmp_path,
+    ) as scenario:
+        yield scenario
+
+
+def _plan() -> Plan:
+    """Stages that only commands move, served to the segment's audience."""
+    return Plan.model_validate(
+        {
+            "name": "by-hand",
+            "audience": f'country in segment("{SEGMENT}")',
+            "stages": [
+                Stage(percent=p, min_duration=timedelta(minutes=10), min_units_per_arm=0)
+                for p in (1, 5, 25, 100)
+            ],
+            "guardrails": [Guardrail(metric="error_rate")],
+        }
+    )
+
+
+async def _put_segment(world: Scenario, rule: str) -> dict[str, Any]:
+    (unsigned,) = commands_for(SEGMENT, action="put", actor="tester", key_id=KEY_ID, rule=rule)
+    command = sent_object(signing.sign_command(unsigned, world.key))
+    decided = await world.decided(command, flag=decision_key(SEGMENT), what=f"segment {rule}")
+    assert decided["outcome"] == "applied", decided
+    return decided
+
+
+async def _promote(world: Scenario, stage: int) -> dict[str, Any]:
+    decided = await world.decided(world.command("promote", FLAG), flag=FLAG, what="a promote")
+    assert (decided["outcome"], decided["stage"]) == ("applied", stage), decided
+    return decided
+
+
+def _restore(
+    world: Scenario, tmp_path: Path, url: str, decision_id: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "settings.yaml"
+    lines = ["kafka:", f"  bootstrap_servers: {world.bootstrap}", "topics:"]
+    lines += [f"  {key}: {name}" for key, name in world.topics.items()]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    key = tmp_path / f"{KEY_ID}.key"
+    if not key.exists():
+        write_private_key(key, world.key)
+    command = [sys.executable, "-m", "controller.ctl.app", "restore", FLAG]
+    command += ["--to-decision", decision_id, "--config", str(config), "--url", url]
+    command += ["--key-id", KEY_ID, "--key", str(key), "--actor", "tester", "--timeout", "60"]
+    return subprocess.run(
+        [*command, *flags], capture_output=True, text=True, timeout=CTL_TIMEOUT_S, check=False
+    )
+
+
+async def _segment_rule(url: str) -> object:
+    body = (await wait_status(f"{url}/v1/segments/{SEGMENT}", 200)).json()
+    return body.get("rule")
+
+
+async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_decision(
+    world: Scenario, tmp_path: Path
+) -> None:
+    port = free_port()
+    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    world.start_daemon()
+    url = f"http://127.0.0.1:{port}"
+    # Given a rollout at its second stage (5%) targeted at a segment of German users
+    narrow, wide = 'country in ["de"]', 'country in ["de", "fr"]'
+    await _put_segment(world, narrow)
+    started = await world.decided(
+        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
+    )
+    assert started["outcome"] == "applied", started
+    earlier = await _promote(world, 1)
+    # ...then the segment widened and the rollout promoted to 25%
+    await _put_segment(world, wide)
+    await _promote(world, 2)
+    assert await _segment_rule(url) == orjson_rule(wide)
+    # When a restore to the first promote is asked for without --yes
+    dry = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--dry-run")
+    # Then it proposes the segment's rule back, the rollout aborted and started from stage 1
+    assert dry.returncode == 0, dry.stderr
+    assert "segment put" in dry.stdout
+    assert "abort" in dry.stdout
+    assert "from stage 1 (5%)" in dry.stdout, dry.stdout
+    assert "nothing sent" in dry.stderr
+    rollout = await world.rollout(FLAG)
+    assert rollout is not None
+    assert (rollout.rollout_id, rollout.stage) == (started["rollout_id"], 2)
+    # When it is sent
+    done = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--yes")
+    # Then the segment is as it was and the flag serves 5% of it again
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert await _segment_rule(url) == orjson_rule(narrow)
+    rollout = await world.rollout(FLAG)
+    assert rollout is not None
+    assert rollout.rollout_id != started["rollout_id"]
+    assert rollout.phase.value == "running"
+    assert rollout.plan.stages[rollout.stage].percent == 5
+    assert rollout.plan.audience == _plan().audience
+    # ...each step decided as a command signed by the operator's key
+    restored = [d for d in world.observed.decisions if d.get("evidence", {}).get("key_id")]
+    assert {"abort", "start"} <= {d["action"] for d in restored if d["flag"] == FLAG}
+    # ...and a restore to a decision that is not there is refused, naming it
+    missing = await asyncio.to_thread(_restore, world, tmp_path, url, "no-such-decision", "--yes")
+    assert missing.returncode == 1
+    assert "no-such-decision" in missing.stderr
+    assert "is not on" in missing.stderr
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/rollouts/{FLAG}")).json()["rollout_id"] == (
+            rollout.rollout_id
+        )

@@ -1,0 +1,87 @@
+"""What ``rolloutctl restore`` keeps of the topics: the decision, its rollout's plan, and
+each segment as the last decision up to it left it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller.core.drafting import SegmentState
+from controller.core.reading import PublishedRecord
+from controller.core.wire import JsonObject
+from controller.ctl.gitops.restore import History
+
+PLAN = {"stages": [{"percent": 1}, {"percent": 50}]}
+RULE: JsonObject = {"attribute": "country", "op": "in", "value": ["de"]}
+WIDE: JsonObject = {"attribute": "country", "op": "in", "value": ["de", "fr"]}
+
+
+def _record(data: object, *, kind: str = "decision", ts: int = 1000) -> PublishedRecord:
+    value = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return PublishedRecord(kind, f"t-{kind}", 0, 0, ts, b"k", value)  # type: ignore[arg-type]
+
+
+def _decided(**fields: object) -> dict[str, object]:
+    base = {"type": "decision", "v": 1, "ts": 1767225600000, "kind": "command"}
+    return base | {"action": "promote", "outcome": "applied"} | fields
+
+
+def _segment(ts: int, **evidence: object) -> PublishedRecord:
+    data = _decided(id=f"s-{ts}", flag="segment:beta", kind="segment", action="put")
+    return _record({**data, "evidence": {"segment": "beta", **evidence}}, ts=ts)
+
+
+def _history(*records: PublishedRecord) -> History:
+    history = History("checkout", "d-2")
+    for record in records:
+        history.take(record)
+    return history
+
+
+START = _record(
+    {"type": "command", "id": "c-1", "flag": "checkout", "action": "start", "plan": PLAN},
+    kind="command",
+)
+STARTED = _record(
+    _decided(id="d-1", flag="checkout", action="start", rollout_id="r1", command_id="c-1")
+)
+TARGET = _record(
+    _decided(id="d-2", flag="checkout", rollout_id="r1", phase_after="running", stage=1),
+    ts=2000,
+)
+
+
+def test_the_decision_and_its_rollouts_plan_are_found() -> None:
+    history = _history(START, STARTED, TARGET, _record(b"{not json"), _record(b"[1]"))
+    assert history.target is not None
+    assert history.target.stage == 1
+    plan = history.plan_of("r1")
+    assert plan is not None
+    assert [s.percent for s in plan.stages] == [1, 50]
+    assert history.plan_of("r2") is None
+
+
+def test_another_flags_decision_of_that_id_is_not_the_one() -> None:
+    other = _record(_decided(id="d-2", flag="search", phase_after="running", stage=0))
+    assert _history(other).target is None
+
+
+@pytest.mark.parametrize(
+    ("records", "want"),
+    [
+        ([_segment(1500, rule=RULE, version=1)], SegmentState(True, RULE, None)),
+        (  # the last one up to the decision, not one after it
+            [_segment(500, rule=RULE), _segment(1500, rule=WIDE), _segment(2500, rule=RULE)],
+            SegmentState(True, WIDE, None),
+        ),
+        ([_segment(1500, sha256="ab" * 32)], SegmentState(True, None, "ab" * 32)),
+        ([_segment(500, rule=RULE), _segment(1500, deleted=True)], SegmentState(False)),
+        ([_segment(2500, rule=RULE)], SegmentState(False, known=False)),  # made after it
+        ([], SegmentState(False, known=False)),
+    ],
+)
+def test_a_segment_is_as_the_last_decision_up_to_the_one_restored_to_left_it(
+    records: list[PublishedRecord], want: SegmentState
+) -> None:
+    assert _history(TARGET, *records).segment_then("beta") == want
