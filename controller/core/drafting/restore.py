@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from controller.core.rollouts import Phase, Plan
-from controller.core.rules import Segment, conditions
+from controller.core.rules import AudienceRule, Segment, conditions, to_text
 from controller.core.wire import JsonObject
 
 ACTIVE = ("running", "paused")
@@ -171,7 +171,10 @@ def _seg_text(state: SegmentState) -> str:
 
 
 def _short(rule: JsonObject) -> str:
-    text = str(rule)
+    try:
+        text = to_text(AudienceRule.model_validate(rule))
+    except ValueError:
+        text = str(rule)
     return text if len(text) <= 80 else text[:79] + "…"
 
 

@@ -167,5 +167,13 @@ def test_a_segment_whose_content_then_is_unknown_refuses_the_restore(
     assert "segment eu" in result.reason
 
 
+def test_a_segment_change_is_told_in_the_rules_text() -> None:
+    result = plan_restore("checkout", _then(stage=1), _now(stage=1), {"eu": (RULE, WIDE)})
+    assert isinstance(result, RestorePlan)
+    assert result.steps[0].change == (
+        'segment eu: rule country in ["de", "fr", "it"] → rule country in ["de", "fr"]'
+    )
+
+
 def test_the_segments_a_plan_names_are_found_in_its_audiences() -> None:
     assert segments_of(PLAN) == ["eu"]
