@@ -31,6 +31,7 @@ from controller.core.machine.queries import (
     stage_of,
 )
 from controller.core.machine.sourced import Sourced, sourced_tests
+from controller.core.machine.transitions import parent_killed
 
 __all__ = [
     "CHOICES",
@@ -51,6 +52,7 @@ __all__ = [
     "identity_change",
     "late_regression",
     "log_gaps",
+    "parent_killed",
     "passed_stages",
     "plan_queries",
     "planned_queries",

@@ -301,6 +301,23 @@ def operator(cmd: CommandInput | None) -> dict[str, str | None]:
     return {"actor": cmd.actor, "key_id": cmd.key_id}
 
 
+def parent_killed(child: Rollout, parent: str, by: str, why: str) -> RecordDecision:
+    """The entry a served child's history gets when ``parent``, a flag its plan requires,
+    is killed (``by`` whom, ``why``): nothing of the child changes, its units are served
+    control with ``PREREQUISITE_FAILED`` from the kill's flag state on; ``recorded``."""
+    return RecordDecision(
+        kind="command",
+        action="prerequisite_killed",
+        outcome="recorded",
+        reason=f"{parent}, a flag it requires, was killed by {by}: {why}; its units are "
+        f"served control (PREREQUISITE_FAILED)"[:500],
+        phase_before=child.phase.value,
+        phase_after=child.phase.value,
+        stage=child.stage,
+        evidence=RolloutEvidence(at_stage=position_of(child)),
+    )
+
+
 def position_of(rollout: Rollout) -> StagePosition:
     """Where ``rollout`` stands in its plan, as a decision's evidence carries it."""
     return StagePosition.model_validate(stage_position(rollout))

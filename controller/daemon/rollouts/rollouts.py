@@ -27,24 +27,31 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from controller.core.common import ControllerError
-from controller.core.machine import step
+import structlog
+
+from controller.core.common import ControllerError, split
+from controller.core.machine import parent_killed, step
 from controller.core.rollouts import (
     CommandInput,
     GateInput,
     Input,
     KeysRevokedInput,
+    Phase,
     PublishFlagState,
+    RecordDecision,
     Rollout,
     TickInput,
     Window,
 )
+from controller.core.wire import parent_key
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
 from controller.daemon.rollouts.containment import Containment
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import Loaded, RolloutStates, SaveOutcome, StateWrite
 from controller.settings import TopicSettings
+
+log = structlog.get_logger("controller.daemon.rollouts.rollouts")
 
 MAX_CONFLICTS = 10
 """Compare-and-set conflicts in a row after which an input fails (another writer loops)."""
@@ -94,6 +101,7 @@ class Rollouts:
         """
         command_id = event.command_id if isinstance(event, CommandInput) else None
         event = self._with_team_windows(event)
+        killed = False
         async with self._locks[flag]:
             for _ in range(MAX_CONFLICTS):
                 loaded = await self._states.load(flag)
@@ -121,10 +129,48 @@ class Rollouts:
                 # rollout (a refused command for any name) gets none.
                 if outcome is SaveOutcome.SAVED and new is not None:
                     await self._history.published(flag, write.outbox)
+                    killed = _killed(loaded.rollout, new)
+                break
+            else:
+                raise ControllerError(
+                    f"{flag}: could not save after {MAX_CONFLICTS} compare-and-set conflicts"
+                )
+        if killed:  # after the parent's lock: a child's is taken on its own
+            await self._children_told(flag, event)
+
+    async def _children_told(self, flag: str, event: Input) -> None:
+        """Record the kill of ``flag`` on the history of every flag served that requires it
+        (a decision each, published, ``recorded``); a failure is logged, the kill stands."""
+        killed = (await self._states.load(flag)).rollout
+        ended = None if killed is None else killed.ended
+        why = ended.reason if ended is not None else ""
+        by = ended.kind if ended is not None else "the controller"
+        if isinstance(event, CommandInput):
+            by = f"{event.actor} (command {event.command_id})"
+        for key, loaded in (await self._states.load_all()).items():
+            child = loaded.rollout if isinstance(loaded, Loaded) else None
+            if child is None or not _requires(child, flag):
+                continue
+            try:
+                await self._record(key, flag, parent_killed(child, split(flag)[0], by, why))
+            except ControllerError as exc:
+                log.warning("prerequisite_kill_not_recorded", flag=key, error=str(exc)[:300])
+
+    async def _record(self, flag: str, parent: str, record: RecordDecision) -> None:
+        """Save ``record`` in ``flag``'s outbox (its state unchanged), publish it, keep it."""
+        async with self._locks[flag]:
+            for _ in range(MAX_CONFLICTS):
+                loaded = await self._states.load(flag)
+                if loaded.rollout is None or not _requires(loaded.rollout, parent):
+                    return
+                messages = render(flag, loaded.rollout, [record], self._now(), self._topics)
+                write = StateWrite(rev=loaded.rev, rollout=None, outbox=messages)
+                if await self._states.save(flag, write) is SaveOutcome.CONFLICT:
+                    continue
+                await self._outbox.drain(flag)
+                await self._history.published(flag, messages)
                 return
-            raise ControllerError(
-                f"{flag}: could not save after {MAX_CONFLICTS} compare-and-set conflicts"
-            )
+        raise ControllerError(f"{flag}: could not record after {MAX_CONFLICTS} conflicts")
 
     async def offer(self, flag: str, seen: Rollout, event: Input) -> None:
         """:meth:`apply` ``event`` only if it would change ``seen``, the state just loaded.
@@ -184,6 +230,19 @@ class Rollouts:
         raise ControllerError(
             f"{flag}: could not republish after {MAX_CONFLICTS} compare-and-set conflicts"
         )
+
+
+def _killed(before: Rollout | None, after: Rollout) -> bool:
+    """Whether the transition from ``before`` to ``after`` killed the flag."""
+    return after.phase is Phase.KILLED and (before is None or before.phase is not Phase.KILLED)
+
+
+def _requires(child: Rollout, parent: str) -> bool:
+    """Whether ``child`` is served (running, paused or completed) and requires the flag keyed
+    ``parent``."""
+    served = child.phase in (Phase.RUNNING, Phase.PAUSED, Phase.COMPLETED)
+    requires = child.plan.requires or ()
+    return served and any(parent_key(child.flag, needed.flag) == parent for needed in requires)
 
 
 def same_stage(stored: Rollout | None, seen: Rollout) -> bool:

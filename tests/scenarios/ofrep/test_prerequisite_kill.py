@@ -1,11 +1,13 @@
-"""A killed parent turns its children off within a second on OFREP streams.
+"""A killed parent turns its children off within a second on OFREP streams, and its kill
+is recorded on each child's history.
 
 The daemon on the real broker and Redis serves OFREP; a parent flag at 100% and a
 child requiring it to serve treatment; an app holds the OFREP event stream the
 bulk evaluation announces. The operator's signed kill of the parent goes on the
 commands topic; from the moment that send returns, the app is told of a change
 on its stream and its refetch evaluates the child ``PREREQUISITE_FAILED``, control,
-within a second.
+within a second. The child's history (in Redis, as the console reads it) then holds a
+decision naming the parent's kill, published on the decisions topic too.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from controller.adapters.redis.aggregates import connect
+from controller.adapters.redis.history import RedisGateHistory
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.settings import HistorySettings, RedisSettings
 from tests.integration.http.test_http import wait_status
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
@@ -50,6 +56,42 @@ def child_of(answer: Any) -> dict[str, Any]:
     return dict(child)
 
 
+async def history_of(scenario: Scenario, flag: str) -> list[dict[str, Any]]:
+    """The decisions and alerts ``flag``'s history holds, oldest first."""
+    async with connect(RedisSettings(url=scenario.redis_url)) as client:
+        history = RedisGateHistory(
+            client,
+            settings=RedisSettings(key_prefix=scenario.prefix),
+            history=HistorySettings(),
+        )
+        return [orjson.loads(m) for m in await history.messages(flag)]
+
+
+def announced_uri(answer: Any) -> str:
+    [announced] = answer["eventStreams"]
+    return str(announced["endpoint"]["requestUri"])
+
+
+async def child_off_after_kill(
+    scenario: Scenario, client: httpx.AsyncClient, url: str
+) -> tuple[float, dict[str, Any]]:
+    """Hold the stream at ``url``, send the parent's signed kill, and follow the stream's
+    events until a refetch serves the child ``PREREQUISITE_FAILED``: the seconds from the
+    send's return to that answer, and the child's evaluation then."""
+    base = url.partition("/ofrep/")[0]
+    async with sse(client, url) as stream:
+        assert stream.response.status_code == 200
+        assert (await stream.next()).kind == "retry"
+        await scenario.send(scenario.command("kill", PARENT, reason="errors"), flag=PARENT)
+        sent = time.monotonic()
+        while True:
+            event = await stream.next_event()
+            assert event.data["type"] == "refetchEvaluation", event
+            child = child_of(await evaluated(client, base, event.data["etag"]))
+            if child["reason"] == "PREREQUISITE_FAILED":
+                return time.monotonic() - sent, child
+
+
 async def test_a_parents_kill_turns_the_child_off_on_an_ofrep_stream_within_1_s(
     scenario: Scenario,
 ) -> None:
@@ -77,25 +119,32 @@ async def test_a_parents_kill_turns_the_child_off_on_an_ofrep_stream_within_1_s(
 
         # ...and an app served the child, holding the event stream its answer announces
         answer = await eventually(child_served, timeout=30, what="OFREP to serve the child")
-        [announced] = answer["eventStreams"]
-        tag = announced["endpoint"]["requestUri"].rpartition("=")[2]
-        async with sse(client, base + announced["endpoint"]["requestUri"]) as stream:
-            assert stream.response.status_code == 200
-            assert (await stream.next()).kind == "retry"
-            # When the operator kills the parent, signed, on the commands topic
-            await scenario.send(scenario.command("kill", PARENT, reason="errors"), flag=PARENT)
-            sent = time.monotonic()
-            # Then the stream tells the app, whose refetch serves the child control
-            while True:
-                event = await stream.next_event()
-                assert event.data["type"] == "refetchEvaluation", event
-                tag = event.data["etag"]
-                child = child_of(await evaluated(client, base, tag))
-                if child["reason"] == "PREREQUISITE_FAILED":
-                    off = time.monotonic()
-                    break
-    took = off - sent
+        # When the operator kills the parent, signed, on the commands topic, while the app
+        # holds the stream; then the stream tells it, and its refetch serves the child control
+        took, child = await child_off_after_kill(scenario, client, base + announced_uri(answer))
     print(f"\nparent kill sent -> child off on the stream: {1000 * took:.0f} ms")
     assert (child["variant"], child["value"]) == ("control", False), child
     assert child["metadata"]["flag_version"] == 0, "no exposure of the child's rollout"
     assert took < WITHIN_SECONDS, f"the child turned off {took:.2f} s after the kill was sent"
+    # And the child's history records the parent's kill, naming who and why
+    record = await scenario.until(
+        lambda: scenario.observed.decision_where(flag=CHILD, action="prerequisite_killed"),
+        timeout=30,
+        what="the child's record of its parent's kill",
+    )
+    assert (record["outcome"], record["phase_before"], record["phase_after"]) == (
+        "recorded",
+        "running",
+        "running",
+    )
+    assert record["reason"].startswith(f"{PARENT}, a flag it requires, was killed by tester")
+    assert "errors" in record["reason"]
+
+    async def in_history() -> dict[str, Any]:
+        [kept] = [m for m in await history_of(scenario, CHILD) if m["id"] == record["id"]]
+        return kept
+
+    kept = await eventually(in_history, timeout=30, what="the record in the child's history")
+    assert kept["action"] == "prerequisite_killed"
+    parents = [m for m in await history_of(scenario, PARENT) if m.get("type") == "decision"]
+    assert "prerequisite_killed" not in {m["action"] for m in parents}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from controller.core.machine import parent_killed
 from controller.core.machine.machine import step
 from controller.core.rollouts import PREREQUISITE, prerequisite_wait
 from controller.core.rollouts.actions import Action, RecordDecision
@@ -211,3 +212,26 @@ def test_kills_pauses_and_rollbacks_pass_a_child_waiting_on_its_parent(
     command = CommandInput(action=action, flag="child", command_id="c", actor="ana", now=NOW)
     after, _ = run(waiting, command)
     assert after.phase is phase
+
+
+# -- a parent's kill on a child's history --------------------------------------------
+
+
+@pytest.mark.parametrize("phase", [Phase.RUNNING, Phase.PAUSED, Phase.COMPLETED])
+def test_a_parents_kill_is_recorded_on_the_child_and_changes_nothing(phase: Phase) -> None:
+    child = rollout("child", requires=needs("treatment"), phase=phase, stage=1)
+    record = parent_killed(child, "parent", "ana (command c-1)", "error rate up")
+    assert (record.kind, record.action, record.outcome) == (
+        "command",
+        "prerequisite_killed",
+        "recorded",
+    )
+    assert record.phase_before == record.phase_after == phase.value
+    assert record.stage == 1
+    assert record.command_id is None, "the kill's own decision is the one for its command"
+    assert record.reason == (
+        "parent, a flag it requires, was killed by ana (command c-1): error rate up; "
+        "its units are served control (PREREQUISITE_FAILED)"
+    )
+    assert record.evidence.at_stage is not None
+    assert record.evidence.at_stage.index == 1
