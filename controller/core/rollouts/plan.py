@@ -172,11 +172,17 @@ class Plan(Frozen):
 
     @model_validator(mode="after")
     def _prerequisites_served_here(self) -> Self:
-        """Unleash would serve the flag without its prerequisites: refused, not served apart."""
+        """Unleash would serve the flag without its prerequisites or its holdout (treatment to
+        held-out units): refused, not served apart."""
         if self.requires and self.unleash is not None:
             raise ValueError(
                 "requires: prerequisites are not written to Unleash yet; a plan served by"
                 " Unleash cannot require other flags"
+            )
+        if self.holdout is not None and self.unleash is not None:
+            raise ValueError(
+                "holdout: holdouts are not written to Unleash yet; a plan served by Unleash"
+                " cannot name one"
             )
         return self
 

@@ -338,3 +338,11 @@ def test_a_directorys_flags_give_each_holdout_one_percent(
     named: dict[str, Holdout | None], problems: list[str]
 ) -> None:
     assert holdout_conflicts(named) == problems
+
+
+def test_a_plan_served_by_unleash_cannot_name_a_holdout_yet() -> None:
+    unleash = {"unleash": {"feature": "new-checkout"}}
+    stages = [{"percent": 1}, {"percent": 100}]
+    with pytest.raises(ConfigError, match="holdouts are not written to Unleash yet"):
+        parse_plan({"stages": stages, "backend": unleash, "holdout": Q3})
+    assert parse_plan({"stages": stages, "holdout": Q3}).holdout == Holdout.model_validate(Q3)
