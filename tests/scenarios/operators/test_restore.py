@@ -173,3 +173,35 @@ async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_dec
         assert (await client.get(f"{url}/rollouts/{FLAG}")).json()["rollout_id"] == (
             rollout.rollout_id
         )
+
+
+async def test_a_restore_of_the_same_rollout_resumes_it_against_its_stage(
+    world: Scenario, tmp_path: Path
+) -> None:
+    port = free_port()
+    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    world.start_daemon()
+    url = f"http://127.0.0.1:{port}"
+    # Given a rollout promoted to its second stage, then paused
+    await _put_segment(world, 'country in ["de"]')
+    started = await world.decided(
+        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
+    )
+    earlier = await _promote(world, 1)
+    paused = await world.decided(world.command("pause", FLAG), flag=FLAG, what="a pause")
+    assert paused["phase_after"] == "paused", paused
+    # When it is restored to the promote's decision
+    done = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--yes")
+    # Then the same rollout runs again at that stage, nothing else sent
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resume" in done.stdout
+    assert "abort" not in done.stdout
+    assert "segment" not in done.stdout  # the segment is as it was
+    rollout = await world.rollout(FLAG)
+    assert rollout is not None
+    assert (rollout.rollout_id, rollout.stage) == (started["rollout_id"], 1)
+    assert rollout.phase.value == "running"
+    # ...and restoring again finds it so and sends nothing
+    again = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "already so" in again.stdout
