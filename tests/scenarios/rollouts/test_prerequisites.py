@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from controller.core.rollouts.plan import Plan
+from controller.core.rollouts.plan_parts import Stage
 from tests.scenarios.harness import Scenario, manual_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,3 +49,49 @@ async def test_starts_that_would_close_a_cycle_or_name_an_unknown_flag_are_refus
     assert unknown["outcome"] == "rejected"
     assert "pq-c requires pq-ghost, an unknown flag" in unknown["reason"]
     assert await scenario.rollout("pq-c") is None
+
+
+def quick(*parents: str) -> Plan:
+    """10% then 100%, nothing to wait for but the gate itself, requiring ``parents``."""
+    stages = [
+        Stage(percent=10, min_duration=timedelta(0), min_units_per_arm=0),
+        Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
+    ]
+    needs = [{"flag": parent, "variants": ["treatment"]} for parent in parents]
+    return Plan.model_validate({"stages": stages, "guardrails": [], "requires": needs})
+
+
+async def test_a_child_holds_while_its_parent_is_not_served_and_goes_on_once_it_is(
+    scenario: Scenario,
+) -> None:
+    scenario.start_daemon()
+    # Given a parent at 1%, and a child requiring its treatment whose gate would advance
+    assert (await decided(scenario, "start", "ph-a", plan=manual_plan()))["outcome"] == "applied"
+    assert (await decided(scenario, "start", "ph-b", plan=quick("ph-a")))["outcome"] == "applied"
+    scenario.run_apps("ph-b", rate=300, units=2000)  # traffic enough for its gate to advance
+    # Then the child's advance waits, with one wait decision naming the parent
+    wait = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="ph-b", action="wait"),
+        timeout=60,
+        what="the child's wait on its parent",
+    )
+    assert wait["reason"] == (
+        "prerequisite: ph-a serves treatment to 1% of units, not only treatment"
+    ), wait["reason"]
+    assert wait["stage"] == 0
+    held = await scenario.rollout("ph-b")
+    assert held is not None
+    assert (held.stage, held.window_wait) == (0, wait["reason"])
+    # When the parent is promoted to the end (treatment for everyone)
+    promoted = await decided(scenario, "promote", "ph-a", to_end=True)
+    assert promoted["outcome"] == "applied", promoted["reason"]
+    # Then the child goes on: it advances past its first stage
+    moved = await scenario.until(
+        lambda: scenario.observed.decision_where(flag="ph-b", action="advance"),
+        timeout=60,
+        what="the child's advance once its parent serves treatment",
+    )
+    assert moved["stage"] == 1
+    assert [d["action"] for d in scenario.observed.decisions if d["flag"] == "ph-b"].count(
+        "wait"
+    ) == 1, "one wait decision for the whole wait"
