@@ -1,14 +1,23 @@
 """Holdouts served alike, in process: the one evaluation, OFREP's answers, the SDK's book and
-its OpenFeature provider agree, and a held-out unit is control with reason ``HOLDOUT``."""
+its OpenFeature provider agree, a held-out unit is control with reason ``HOLDOUT``, and its
+exposure is folded into the holdout's cell, apart from the arms."""
 
 from __future__ import annotations
 
+import uuid
+
+from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 
 from controller.core.reading.views import FlagStateView
 from controller.core.rules import Ring
+from controller.core.stats import fold
+from controller.core.stats.aggregates import CellDelta, CellKey
 from controller.core.wire import FlagState, FlagStatus, Holdout, evaluate, held_out
-from controller.sdk.flags import FlagBook
+from controller.core.wire.decoding import Rejection, decode_event
+from controller.sdk.events import EventEmitter
+from controller.sdk.flags import FlagBook, FlagClient
+from controller.sdk.measure import Flags
 from controller.sdk.openfeature import RolloutProvider
 from tests.unit.adapters.ofrep.test_ofrep_prerequisites import _Source, served
 
@@ -90,3 +99,31 @@ async def test_a_held_out_unit_over_ofrep_reports_its_rollout_and_cohort() -> No
         "cohort": "holdout",
     }
     assert keyless.json()["errorCode"] == "TARGETING_KEY_MISSING"
+
+
+def test_the_providers_hook_reports_a_held_out_unit_apart_from_the_arms() -> None:
+    held, free = (
+        next(f"u{i}" for i in range(10_000) if held_out(Q3.name, Q3.percent, f"u{i}") is out)
+        for out in (True, False)
+    )
+    states = [FlagState.model_validate({"type": "flag_state", "v": 1, "id": "s", "ts": 1,
+                                        **VIEWS[1].served()})]  # fmt: skip
+    flags = Flags(FlagClient(states=states), EventEmitter())
+    flags.book.mark_ready()
+    domain = f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        api.set_provider_and_wait(RolloutProvider(flags, traces=False), domain)
+        client = api.get_client(domain)
+        assert client.get_boolean_value("banner", True, EvaluationContext(held)) is False
+        assert client.get_boolean_value("banner", False, EvaluationContext(free)) is True
+    finally:
+        api.clear_providers()
+    cells: dict[CellKey, CellDelta] = {}
+    for _, raw in flags.events._queue:
+        decoded = decode_event(raw, max_bytes=9999)
+        assert not isinstance(decoded, Rejection), decoded
+        fold([decoded], cells)
+    assert {key: cell.exp for key, cell in cells.items()} == {
+        ("banner", 4, "holdout"): 1,
+        ("banner", 4, "treatment"): 1,
+    }
