@@ -176,8 +176,9 @@ def proportion_model(
     says which units fail (``failing``), every unit's propensity is multiplied alike, a
     failing unit's capped at 1: the treatment's rate is that of the share of failing units
     it holds (:attr:`Arms.failing`), and its variance per request p'(1 - p') plus the
-    units' spread, weight·s(1 - s)·(high - low)², when that is less than d·p'(1 - p')
-    (docs/architecture.md, *What a stage can catch*).
+    units' spread, weight·s(1 - s)·(high - low)², which grows with the regression until
+    the failing units saturate and shrinks after (docs/architecture.md, *What a stage can
+    catch*).
 
     ``noise``: V of Δ̂ alone where the treatment's content is given (:attr:`Arms.failing`):
     the spread is which units landed in it, which the content fixes, so only the treatment's
@@ -196,7 +197,7 @@ def proportion_model(
         control = bernoulli_variance(base * n_c, n_c) * deff / n_c
         if noise and arms.failing is not None:
             return worse * (rate_t - base), treated / n_t + control
-        treated = min(treated * deff, treated + spread)
+        treated = treated * deff if failing is None else treated + spread
         own = treated / n_t + control
         pooled_rate = (rate_t * n_t + base * n_c) / (n_t + n_c)
         pooled = bernoulli_variance(pooled_rate * (n_t + n_c), n_t + n_c) * (1 / n_t + 1 / n_c)

@@ -74,11 +74,12 @@ def test_an_arm_tested_only_when_a_heavy_unit_lands_in_it_detects_nothing_and_sa
         # errors come from ordinary units, and few failing units are in a 1-2% arm.
         (1.0, 60, 0.5, 0.85),
         (2.0, 10, 0.4, 0.85),
-        # Under +100% on a large arm: the base's design effect, as before.
-        (50.0, 60, 0.95, 1.05),
+        # Under doubling, on a large arm: the failing units fail more, and apart from the
+        # rest by more, than the base's design effect says.
+        (50.0, 60, 1.05, 1.25),
     ],
 )
-def test_failing_units_shrink_the_figure_of_a_large_regression_only(
+def test_failing_units_shrink_a_large_regressions_figure_and_grow_a_small_ones(
     percent: float, minutes: int, low: float, high: float
 ) -> None:
     mixed, kept = _effect(FAILING, percent, minutes), _effect(_plain(FAILING), percent, minutes)
