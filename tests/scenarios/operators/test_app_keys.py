@@ -66,7 +66,11 @@ async def counted(scenario: Scenario, flag: str) -> int:
             topic=scenario.topics["events"],
         )
         agg = await store.read(flag, {1})
-        return sum(a.exposures + a.requests + a.conversions for a in (agg.treatment, agg.control))
+        # Every event is one of these (a crash event counts among the exceptions too).
+        return sum(
+            a.exposures + a.requests + a.conversions + a.exceptions
+            for a in (agg.treatment, agg.control)
+        )
 
 
 async def test_keys_are_made_and_revoked_by_commands_and_every_hostile_request_is_refused(
