@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.adapters.redis.aggregates import connect
@@ -203,38 +204,31 @@ class Scenario:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._producer is not None:
-            await self._producer.stop()
-        self.daemon.kill()
+        try:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            try:
+                if self._producer is not None:
+                    await self._producer.stop()
+            finally:
+                self.daemon.kill()
 
     def start_daemon(self) -> None:
         self.daemon.start()
         self.daemon.wait_for_log("partition_claimed", timeout=60)
 
     async def _observe(self, name: str) -> None:
-        # Metadata every 3 s, not aiokafka's 5 minutes: a topic a broker lost and the
-        # daemon made again is otherwise not read until then (Apache Kafka names a topic
-        # made again only in a metadata answer asked for later).
-        consumer = AIOKafkaConsumer(
-            self.topics[name],
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=3000,
-        )
         target = {
             "decisions": self.observed.decisions,
             "alerts": self.observed.alerts,
             "flag_state": self.observed.flag_states,
         }[name]
-        # Stopped even when cancelled while starting (a test skipped right after the
-        # scenario was set up): an unstopped consumer is a ResourceWarning at teardown.
+        consumer = await self._observer(name)
         try:
-            await consumer.start()
             while True:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
@@ -245,6 +239,35 @@ class Scenario:
                             self._states[message["flag"]] = message
         finally:
             await consumer.stop()
+
+    async def _observer(self, name: str) -> AIOKafkaConsumer:
+        """A started consumer of one published topic, started again until the broker answers.
+
+        A scenario may stop its broker before an observer got to start on a busy
+        machine; that observer waits for the broker, as the daemon does.
+        """
+        while True:
+            # Metadata every 3 s, not aiokafka's 5 minutes: a topic a broker lost and
+            # the daemon made again is otherwise not read until then (Apache Kafka names
+            # a topic made again only in a metadata answer asked for later).
+            consumer = AIOKafkaConsumer(
+                self.topics[name],
+                bootstrap_servers=self.bootstrap,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=3000,
+            )
+            # Stopped even when cancelled while starting: an unstopped consumer is a
+            # ResourceWarning at teardown.
+            try:
+                await consumer.start()
+            except KafkaConnectionError:
+                await consumer.stop()
+                await asyncio.sleep(0.5)
+                continue
+            except BaseException:
+                await consumer.stop()
+                raise
+            return consumer
 
     # -- the operator ----------------------------------------------------------------
 

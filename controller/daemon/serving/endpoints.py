@@ -281,25 +281,29 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
         return False, {"reason": "no events partitions assigned yet", **owned}
     now = time.monotonic()
     limit = settings.engine.stall_after_seconds
-    stall = (
-        parts.ingest.stalled(now)
-        or _side_stalled(parts.side_ingests, now)
-        or _loop_stalled(parts.engine, now, limit)
-    )
-    if stall is not None:
-        return False, {"reason": stall, **owned}
+    # Every stall is named, not the first: an operator reading "gate loop stalled"
+    # while ingest is stalled too would look in the wrong place.
+    stalls = [
+        *([why] if (why := parts.ingest.stalled(now)) is not None else []),
+        *_side_stalled(parts.side_ingests, now),
+        *_loop_stalled(parts.engine, now, limit),
+    ]
+    if stalls:
+        return False, {"reason": "; ".join(stalls), **owned}
     return True, owned
 
 
-def _side_stalled(ingests: Mapping[str, Ingest], now: float) -> str | None:
-    for role, ingest in sorted(ingests.items()):
-        if (why := ingest.stalled(now)) is not None:
-            return f"{role} {why}"
-    return None
+def _side_stalled(ingests: Mapping[str, Ingest], now: float) -> list[str]:
+    return [
+        f"{role} {why}"
+        for role, ingest in sorted(ingests.items())
+        if (why := ingest.stalled(now)) is not None
+    ]
 
 
-def _loop_stalled(engine: Engine, now: float, limit: float) -> str | None:
-    for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass)):
-        if now - last > limit:
-            return f"{name} loop stalled: no pass completed for {now - last:.0f} s"
-    return None
+def _loop_stalled(engine: Engine, now: float, limit: float) -> list[str]:
+    return [
+        f"{name} loop stalled: no pass completed for {now - last:.0f} s"
+        for name, last in (("gate", engine.last_gate_pass), ("command", engine.last_control_pass))
+        if now - last > limit
+    ]

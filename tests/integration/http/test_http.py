@@ -33,6 +33,17 @@ async def wait_status(url: str, status: int, timeout: float = 60) -> httpx.Respo
         return await eventually(answered, timeout=timeout, what=f"{url} to answer {status}")
 
 
+async def wait_unready(url: str, reason: str, timeout: float = 60) -> httpx.Response:
+    """``/readyz``'s 503 once its reason names ``reason`` (other stalls may come first)."""
+
+    async def named() -> httpx.Response:
+        answer = await wait_status(url, 503, timeout=timeout)
+        assert reason in answer.json()["reason"], answer.text
+        return answer
+
+    return await eventually(named, timeout=timeout, what=f"{url} to name {reason!r}")
+
+
 async def metrics_until(url: str, check: Callable[[str], bool], timeout: float = 30) -> str:
     """The metrics page, once ``check`` holds for it."""
 
