@@ -31,6 +31,7 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.core.release import SINGLE, Environments
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import Phase, Rollout
+from controller.core.wire import Prerequisite
 from controller.daemon.serving.read_worker import flag_states
 from controller.ports import SaveOutcome, StateWrite
 from controller.settings import HttpSettings, RedisSettings
@@ -109,13 +110,19 @@ def node_home() -> Path:
 
 
 def flag_rollout(
-    flag: str, percent: float, *, phase: Phase = Phase.RUNNING, version: int = 3
+    flag: str,
+    percent: float,
+    *,
+    phase: Phase = Phase.RUNNING,
+    version: int = 3,
+    requires: list[Prerequisite] | None = None,
 ) -> Rollout:
-    """A rollout of ``flag`` at its first stage, serving ``percent`` treatment."""
+    """A rollout of ``flag`` at its first stage, serving ``percent`` treatment (where
+    ``requires`` is met)."""
     stages = [Stage(percent=percent, min_duration=timedelta(minutes=30))]
     if percent < 100:
         stages.append(Stage(percent=100))
-    return rollout(plan(stages=stages)).model_copy(
+    return rollout(plan(stages=stages, requires=requires)).model_copy(
         update={
             "flag": flag,
             "rollout_id": f"r-{flag}",

@@ -3,7 +3,6 @@ and its OpenFeature provider agree over generated flag graphs with chains of dep
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,47 +14,12 @@ from controller.adapters.ofrep.routes import OfrepRoutes
 from controller.core.reading.views import FlagStates, FlagStateView
 from controller.core.release import Environments
 from controller.core.wire import FlagState, FlagStatus, Prerequisite, evaluate
-from controller.core.wire.prerequisites import Variant
 from controller.sdk.flags import FlagBook
 from controller.sdk.openfeature import RolloutProvider
 from tests.support.app_client import app_client
+from tests.support.prerequisite_graphs import graph
 
 ENVIRONMENTS = Environments(names=("production",), default="production")
-STATUSES = [FlagStatus.ROLLING_OUT] * 6 + [
-    FlagStatus.COMPLETED,
-    FlagStatus.PAUSED,
-    FlagStatus.KILLED,
-    FlagStatus.ROLLED_BACK,
-    FlagStatus.INACTIVE,
-]
-
-
-def graph(seed: int, flags: int = 12) -> list[FlagStateView]:
-    """``flags`` flag states, each requiring up to 3 earlier flags (so no cycle), the first
-    four a chain of depth 3, and now and then an unknown parent."""
-    rng = random.Random(seed)
-    views = []
-    for i in range(flags):
-        parents = [f"f{i - 1}"] if 0 < i < 4 else rng.sample(range(i), k=min(i, rng.randint(0, 3)))
-        named = [p if isinstance(p, str) else f"f{p}" for p in parents]
-        if rng.random() < 0.05:
-            named.append("ghost")
-        variants: list[list[Variant]] = [["treatment"], ["control"], ["treatment", "control"]]
-        views.append(
-            FlagStateView(
-                flag=f"f{i}",
-                version=rng.randint(1, 50),
-                status=rng.choice(STATUSES),
-                percent=rng.choice([0.0, 10.0, 50.0, 90.0, 100.0]),
-                salt=f"salt{i}",
-                rollout_id=f"r{i}",
-                stage=0,
-                requires=[
-                    Prerequisite(flag=p, variants=rng.choice(variants)) for p in named
-                ] or None,
-            )
-        )  # fmt: skip
-    return views
 
 
 @asynccontextmanager
