@@ -191,8 +191,9 @@ helm-tools: $(HELM_STAMP)  ## build helm and kubeconform from Go modules into .h
 # registry, pinned by its package-lock.json: OpenFeature's SDKs and OFREP
 # providers, OpenTelemetry's API and trace SDK, and esbuild, for its own Node tests (tests/unit/sdk/test_js_client.py),
 # the browser pages of tests/scenarios/console/test_browser_app.py and test_browser_kill.py, and the
-# Node apps of tests/scenarios/ofrep/test_node_server_kill.py and
-# tests/integration/ofrep/test_ofrep_provider_polling.py.
+# Node apps of tests/scenarios/ofrep/test_node_server_kill.py,
+# tests/integration/ofrep/test_ofrep_provider_polling.py and
+# tests/integration/ofrep/test_ofrep_prerequisite_providers.py.
 JS_CLIENT ?= clients/js
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund

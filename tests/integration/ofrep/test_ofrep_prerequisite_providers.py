@@ -118,7 +118,10 @@ def python_answers(base: str, flags: list[str]) -> dict[str, list[Answer]]:
         for i in range(PYTHON_UNITS):
             unit = f"python-{i}"
             got = [client.get_boolean_details(f, False, EvaluationContext(unit)) for f in flags]
-            assert {d.value for d in got if d.variant is None} <= {False}  # the caller's default
+            failed = {
+                (d.value, d.error_message, len(d.flag_metadata)) for d in got if not d.variant
+            }
+            assert failed <= {(False, "'PREREQUISITE_FAILED'", 0)}  # the caller's default, bare
             out[unit] = [(d.variant, d.reason, d.error_code) for d in got]
     finally:
         api.clear_providers()
