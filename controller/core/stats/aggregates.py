@@ -234,6 +234,31 @@ class ArmAggregate:
             conversion_value_sq=own.value_sq,
         )
 
+    def plus(self, other: ArmAggregate) -> ArmAggregate:
+        """Both arms' counts added (units too: a unit in both is counted twice), their
+        histograms and unit buckets bin by bin; no buckets where neither has any."""
+        named = dict(self.named)
+        for name, got in other.named.items():
+            named[name] = named[name].plus(got) if name in named else got
+        mine, theirs = self.buckets, other.buckets
+        return ArmAggregate(
+            exposures=self.exposures + other.exposures,
+            units=self.units + other.units,
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            latency_count=self.latency_count + other.latency_count,
+            latency_sum_ms=self.latency_sum_ms + other.latency_sum_ms,
+            latency_histogram=tuple(
+                a + b for a, b in zip(self.latency_histogram, other.latency_histogram, strict=True)
+            ),
+            conversions=self.conversions + other.conversions,
+            conversion_values=self.conversion_values + other.conversion_values,
+            conversion_value_sum=self.conversion_value_sum + other.conversion_value_sum,
+            conversion_value_sq=self.conversion_value_sq + other.conversion_value_sq,
+            named=named,
+            buckets=mine.plus(theirs) if mine and theirs else (mine or theirs),
+        )
+
     @classmethod
     def from_fields(cls, fields: dict[str, float], *, units: int) -> ArmAggregate:
         """Build from summed store fields (missing fields count as zero)."""

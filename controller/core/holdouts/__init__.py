@@ -1,0 +1,22 @@
+"""Holdouts compared: the units no release reached against everyone else, per flag and in all.
+
+Pure (docs/architecture.md, "Holdouts").
+"""
+
+from controller.core.holdouts.comparison import (
+    DEFAULT_ALPHA,
+    Comparison,
+    FlagCells,
+    GuardrailComparison,
+    HoldoutReport,
+    holdout_report,
+)
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "Comparison",
+    "FlagCells",
+    "GuardrailComparison",
+    "HoldoutReport",
+    "holdout_report",
+]

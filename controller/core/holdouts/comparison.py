@@ -1,0 +1,255 @@
+"""A holdout against everyone else: each flag naming it, and everything released, together.
+
+A holdout's units are served control by every flag that names it, and their
+events are counted in cells of their own (cohort ``holdout``). Everyone else
+is every other unit those flags saw, whatever they were served: treatment or
+control at a stage, carried or outside a ring. The holdout is hashed apart
+from every flag's buckets, so the two groups differ only by the releases:
+comparing them measures what the releases did, together, over their whole
+course (an intent-to-treat comparison of "released as planned" against
+"never released").
+
+Each comparison is the gate's own (:func:`controller.core.stats.guardrail_result`):
+everyone else in the treatment's place, the holdout in the control's, on the
+plan's guardrails with their tolerances, on the unit of assignment (the
+delta method over buckets of units), with the always-valid bound, so the
+report may be read at any time. The report's alpha is split evenly over its
+comparisons (one per flag, and the cumulative one), and each comparison's
+share over its guardrails as the plan weighs them: by the union bound, a
+report on releases that changed nothing names a regression with probability
+at most alpha however often it is read.
+
+The cumulative comparison adds each group's cells over every flag, bucket by
+bucket. A unit falls in the same bucket of units under every flag, so its
+events stay one cluster however many flags report them, and the delta method
+stays valid when one request is reported under several flags. Its guardrails
+are every guardrail key some flag's plan names (the first such plan's
+definition). Each flag's comparison has its own sample-ratio check (units of
+the holdout against the holdout's percent); the cumulative one has none
+(a unit is counted once per flag) and is marked untrusted when any flag's
+check fails. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.core.rollouts import Guardrail, Plan
+from controller.core.stats import (
+    ArmAggregate,
+    FlagAggregates,
+    control_baseline,
+    guardrail_result,
+    srm_test,
+)
+from controller.core.wire import Holdout
+
+DEFAULT_ALPHA = 0.05
+"""The report's false-regression rate, over all its comparisons, when none is asked for."""
+SRM_THRESHOLD = 0.001
+"""The sample-ratio check's level: the gate's."""
+
+Verdict = Literal["regressed", "no_regression_seen", "too_little_data"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagCells:
+    """One flag naming the holdout: its plan and both groups' cells over its versions."""
+
+    flag: str
+    plan: Plan
+    versions: tuple[int, ...]
+    rest: ArmAggregate
+    """Everyone else: every cell of the flag's versions but the holdout's, units a union."""
+    holdout: ArmAggregate
+
+
+class GuardrailComparison(BaseModel):
+    """One guardrail, everyone else against the holdout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    guardrail: str = Field(description="The guardrail's key, as the plan names it.")
+    verdict: Verdict
+    rest: float | None = Field(
+        default=None, description="Everyone else's rate (rate metrics); absent for others."
+    )
+    holdout: float | None = Field(
+        default=None, description="The holdout's rate (rate metrics); absent for others."
+    )
+    delta: float | None = Field(
+        default=None, description="Everyone else minus the holdout, in the metric's unit."
+    )
+    lower: float | None = Field(default=None, description="The always-valid bound's low end.")
+    upper: float | None = Field(default=None, description="The always-valid bound's high end.")
+    tolerance: float | None = Field(
+        default=None, description="How far worse counts as a regression, in the metric's unit."
+    )
+    alpha: float | None = Field(default=None, description="This test's level.")
+    unit_of_analysis: str | None = Field(default=None, description="unit or request.")
+
+
+class Comparison(BaseModel):
+    """Everyone else against the holdout under one flag, or over every flag together."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: str = Field(description="The flag, or `cumulative` for every flag together.")
+    versions: list[int] = Field(default_factory=list, description="The flag versions read.")
+    rest_units: int = Field(ge=0, description="Units of everyone else (a count per flag).")
+    holdout_units: int = Field(ge=0, description="Units of the holdout.")
+    rest_requests: int = Field(ge=0)
+    holdout_requests: int = Field(ge=0)
+    sample_ratio_mismatch: bool | None = Field(
+        default=None,
+        description="The holdout's share of units is not its percent (the gate's check); "
+        "absent for the cumulative comparison, which has none.",
+    )
+    trusted: bool = Field(
+        description="False where a sample-ratio check failed: its numbers are not evidence."
+    )
+    guardrails: list[GuardrailComparison]
+
+    @property
+    def regressed(self) -> bool:
+        return any(g.verdict == "regressed" for g in self.guardrails)
+
+
+class HoldoutReport(BaseModel):
+    """A holdout's report: each flag naming it, then everything they released, together."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    holdout: str
+    environment: str | None = None
+    percent: float = Field(description="The share of units it keeps out, in percent.")
+    alpha: float = Field(description="The report's false-regression rate, over every test.")
+    flags: list[Comparison]
+    cumulative: Comparison | None = Field(
+        default=None, description="Every flag's cells together; absent with no flag."
+    )
+
+
+def holdout_report(
+    holdout: Holdout,
+    flags: Sequence[FlagCells],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    environment: str | None = None,
+) -> HoldoutReport:
+    """The holdout against everyone else, per flag (in flag order) and cumulatively."""
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5): {alpha}")
+    ordered = sorted(flags, key=lambda f: f.flag)
+    share = alpha / (len(ordered) + 1)
+    compared = [_flag_comparison(f, holdout, share) for f in ordered]
+    cumulative = None
+    if ordered:
+        cumulative = _cumulative(ordered, share, trusted=all(c.trusted for c in compared))
+    return HoldoutReport(
+        holdout=holdout.name,
+        environment=environment,
+        percent=holdout.percent,
+        alpha=alpha,
+        flags=compared,
+        cumulative=cumulative,
+    )
+
+
+def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Comparison:
+    rest_share = 1.0 - holdout.percent / 100.0
+    srm = srm_test(cells.rest.units, cells.holdout.units, rest_share, p_threshold=SRM_THRESHOLD)
+    return _comparison(
+        cells.flag,
+        cells.versions,
+        _at_level(cells.plan, alpha),
+        cells.rest,
+        cells.holdout,
+        srm=srm.flagged,
+        trusted=not srm.flagged,
+    )
+
+
+def _cumulative(flags: Sequence[FlagCells], alpha: float, *, trusted: bool) -> Comparison:
+    guardrails: dict[str, Guardrail] = {}
+    for cells in flags:
+        for guardrail in cells.plan.guardrails:
+            if not guardrail.dry_run:
+                guardrails.setdefault(guardrail.key, guardrail)
+    first = flags[0].plan
+    plan = first.model_copy(update={"guardrails": list(guardrails.values()), "alpha_weights": None})
+    rest = _added([f.rest for f in flags])
+    held = _added([f.holdout for f in flags])
+    return _comparison(
+        "cumulative", (), _at_level(plan, alpha), rest, held, srm=None, trusted=trusted
+    )
+
+
+def _comparison(
+    scope: str,
+    versions: Sequence[int],
+    plan: Plan,
+    rest: ArmAggregate,
+    holdout: ArmAggregate,
+    *,
+    srm: bool | None,
+    trusted: bool,
+) -> Comparison:
+    data = FlagAggregates(flag=scope, versions=frozenset(versions), treatment=rest, control=holdout)
+    return Comparison(
+        scope=scope,
+        versions=sorted(versions),
+        rest_units=rest.units,
+        holdout_units=holdout.units,
+        rest_requests=rest.requests,
+        holdout_requests=holdout.requests,
+        sample_ratio_mismatch=srm,
+        trusted=trusted,
+        guardrails=[_guardrail(g, data, plan) for g in plan.guardrails if not g.dry_run],
+    )
+
+
+def _guardrail(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> GuardrailComparison:
+    rest = control_baseline(guardrail, data.treatment)
+    held = control_baseline(guardrail, data.control)
+    result = guardrail_result(guardrail, data, plan)
+    if result is None:
+        return GuardrailComparison(
+            guardrail=guardrail.key, verdict="too_little_data", rest=rest, holdout=held
+        )
+    return GuardrailComparison(
+        guardrail=guardrail.key,
+        verdict="regressed" if result.regressed else "no_regression_seen",
+        rest=rest,
+        holdout=held,
+        delta=result.delta,
+        lower=_finite(result.lower),
+        upper=_finite(result.upper),
+        tolerance=result.tolerance,
+        alpha=result.alpha,
+        unit_of_analysis=result.unit_of_analysis,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if abs(value) != float("inf") else None
+
+
+def _at_level(plan: Plan, alpha: float) -> Plan:
+    """``plan`` with its guardrails' levels summing to ``alpha`` in one comparison: its own
+    alpha is split over its stages too, so it is scaled up by their number."""
+    unlimited = plan.model_copy(update={"limits": None})
+    stages = int(str(unlimited.alpha_budget()["stages"]))
+    return unlimited.model_copy(update={"alpha": alpha * max(1, stages)})
+
+
+def _added(arms: Sequence[ArmAggregate]) -> ArmAggregate:
+    """The arms' counts added; their unit buckets bucket by bucket (none: none held any)."""
+    total = arms[0]
+    for arm in arms[1:]:
+        total = total.plus(arm)
+    return total
