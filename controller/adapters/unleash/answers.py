@@ -9,12 +9,20 @@ change. :class:`BackendUnavailable` is every failure the sync retries.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from controller.core.common import ControllerError
-from controller.core.serving import Serving, Strategy, Target, constraint_of, would_serve
+from controller.core.serving import (
+    Dependency,
+    Serving,
+    Strategy,
+    Target,
+    constraint_of,
+    would_serve,
+)
 
 _Text = Annotated[str, Field(max_length=1000)]
 _Param = Annotated[str, Field(max_length=65_536)]
@@ -87,11 +95,25 @@ class EnvironmentDoc(_Bounded):
     strategies: list[StrategyDoc] = Field(default_factory=list, max_length=1000)
 
 
+class DependencyDoc(_Bounded):
+    """One of the feature's dependencies on a parent feature (the same in every environment)."""
+
+    feature: _Text
+    enabled: StrictBool = True
+    variants: list[_Text] | None = Field(default=None, max_length=1000)
+
+    def dependency(self) -> Dependency:
+        variants = tuple(sorted(self.variants or ())) if self.enabled else ()
+        return Dependency(feature=self.feature, enabled=self.enabled, variants=variants)
+
+
 class FeatureDoc(_Bounded):
-    """A feature as ``GET .../features/{name}`` answers it: every environment of its project."""
+    """A feature as ``GET .../features/{name}`` answers it: every environment of its project,
+    and its dependencies."""
 
     name: _Text
     environments: list[dict[_Text, Any]] = Field(max_length=100)
+    dependencies: list[DependencyDoc] = Field(default_factory=list, max_length=1000)
 
 
 def parse_feature(body: Any, target: Target) -> Serving:
@@ -103,8 +125,9 @@ def parse_feature(body: Any, target: Target) -> Serving:
     try:
         feature = FeatureDoc.model_validate(body)
         env = next((e for e in feature.environments if e.get("name") == target.environment), None)
+        dependencies = tuple(sorted(d.dependency() for d in feature.dependencies))
         if env is None:
-            return Serving(enabled=False)
+            return Serving(enabled=False, dependencies=dependencies)
         doc = EnvironmentDoc.model_validate(env)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -113,7 +136,8 @@ def parse_feature(body: Any, target: Target) -> Serving:
             f"Unleash's feature {target.feature[:100]} is not a feature document:"
             f" {where}: {first['msg']}"[:300]
         ) from exc
-    return would_serve(doc.enabled, [s.strategy() for s in doc.strategies], target)
+    served = would_serve(doc.enabled, [s.strategy() for s in doc.strategies], target)
+    return replace(served, dependencies=dependencies)
 
 
 class EnvironmentEntry(_Bounded):

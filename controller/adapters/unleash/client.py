@@ -7,7 +7,10 @@ parameters are strings: ``rollout`` (the stage's whole percent),
 ``stickiness``, ``groupId``, and two of the controller's own, ``rcFlag`` and
 ``rcFlagVersion``, which the app's exposure helper reads so that each exposure
 carries the flag version the SDK actually served. A ``PUT`` replaces a whole
-strategy, so every write sends all of it.
+strategy, so every write sends all of it. The plan's prerequisites are the
+feature's dependencies (``.../features/{name}/dependencies``), written before
+the strategy and before the environment is turned on, so the feature is never
+served without them.
 
 Every request has one deadline (``request_timeout_seconds``) from its first
 byte sent to the last byte read: a server dripping its answer a byte at a
@@ -111,6 +114,8 @@ class UnleashAdmin:
             return
         if not actual.exists:
             await self._create_feature(target)
+        if want.dependencies != actual.dependencies:  # before the feature is served with them
+            await self._write_dependencies(base, want, actual)
         if want.specs is not None:
             if (actual.shape, actual.version) != (want.shape, want.version):
                 await self._write_rings(env, target, want, actual, flag=flag)
@@ -133,6 +138,20 @@ class UnleashAdmin:
             sid = quote(actual.strategy_id, safe="")
             status, answer = await self._call("PUT", f"{env}/strategies/{sid}", body)
             _check(status, "update the strategy", answer)
+
+    async def _write_dependencies(self, base: str, want: Serving, actual: Serving) -> None:
+        """Make the feature's dependencies the plan's: one on a parent no longer wanted is
+        deleted, a missing or different one posted (Unleash keeps one per parent)."""
+        wanted = {d.feature for d in want.dependencies}
+        for old in actual.dependencies:
+            if old.feature not in wanted:
+                parent = quote(old.feature, safe="")
+                status, answer = await self._call("DELETE", f"{base}/dependencies/{parent}")
+                _check(status, f"delete the dependency on {old.feature[:100]}", answer)
+        for new in want.dependencies:
+            if new not in actual.dependencies:
+                what = f"add the dependency on {new.feature[:100]}"
+                await self._post(f"{base}/dependencies", new.to_json(), what)
 
     async def _write_rings(
         self, env: str, target: Target, want: Serving, actual: Serving, *, flag: str

@@ -172,13 +172,9 @@ class Plan(Frozen):
 
     @model_validator(mode="after")
     def _prerequisites_served_here(self) -> Self:
-        """Unleash would serve the flag without its prerequisites or its holdout (treatment to
-        held-out units): refused, not served apart."""
-        if self.requires and self.unleash is not None:
-            raise ValueError(
-                "requires: prerequisites are not written to Unleash yet; a plan served by"
-                " Unleash cannot require other flags"
-            )
+        """Unleash would serve the flag without its holdout (treatment to held-out units):
+        refused, not served apart. Its prerequisites are Unleash's dependent features, whose
+        limits only the parents' plans tell (``core.serving.unleash_problems``)."""
         if self.holdout is not None and self.unleash is not None:
             raise ValueError(
                 "holdout: holdouts are not written to Unleash yet; a plan served by Unleash"

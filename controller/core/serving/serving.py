@@ -18,6 +18,7 @@ from typing import Any
 
 from controller.core.rollouts import Phase, Rollout, UnleashTarget
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments, targeting_json
+from controller.core.serving.dependencies import Dependency
 from controller.core.serving.rings import Owned, Spec, ring_specs, shape_of
 from controller.core.wire import JsonObject
 
@@ -73,6 +74,9 @@ class Serving:
     the digest of all of them (each one's percent, stickiness, constraints and
     anything a person did to it), ``specs`` what to write (desired) and
     ``owned`` the strategies found (read back); ``percent`` is then None.
+
+    ``dependencies``: the feature's dependencies on parent features, sorted
+    (the plan's prerequisites, :mod:`controller.core.serving.dependencies`).
     """
 
     enabled: bool
@@ -80,6 +84,7 @@ class Serving:
     stickiness: str | None = None
     version: int | None = None
     shape: str | None = None
+    dependencies: tuple[Dependency, ...] = ()
     strategy_id: str | None = field(default=None, compare=False)
     exists: bool = field(default=True, compare=False)
     tampered: tuple[str, ...] = field(default=(), compare=False)
@@ -100,6 +105,8 @@ class Serving:
         }
         if self.shape is not None:
             out["shape"], out["parts"] = self.shape, [*self.parts]
+        if self.dependencies:
+            out["dependencies"] = [d.to_json() for d in self.dependencies]
         return out
 
     @classmethod
@@ -110,6 +117,7 @@ class Serving:
         stickiness, shape, parts = data.get("stickiness"), data.get("shape"), data.get("parts")
         parts = parts[:_MAX_PARTS] if isinstance(parts, list) else []
         return cls(
+            dependencies=_dependencies_from(data.get("dependencies")),
             parts=tuple(p[:40] for p in parts if isinstance(p, str)),
             enabled=data.get("enabled") is True,
             percent=percent if isinstance(percent, int) else None,
@@ -119,8 +127,27 @@ class Serving:
         )
 
 
+def _dependencies_from(data: Any) -> tuple[Dependency, ...]:
+    found = data[:_MAX_PARTS] if isinstance(data, list) else []
+    return tuple(
+        sorted(
+            Dependency(d["feature"][:200], d.get("enabled") is True, _variants(d.get("variants")))
+            for d in found
+            if isinstance(d, dict) and isinstance(d.get("feature"), str)
+        )
+    )
+
+
+def _variants(data: Any) -> tuple[str, ...]:
+    found = data[:_MAX_PARTS] if isinstance(data, list) else []
+    return tuple(sorted(v[:100] for v in found if isinstance(v, str)))
+
+
 def desired(
-    rollout: Rollout, target: Target, segments: HeldSegments = NO_HELD_SEGMENTS
+    rollout: Rollout,
+    target: Target,
+    segments: HeldSegments = NO_HELD_SEGMENTS,
+    dependencies: tuple[Dependency, ...] = (),
 ) -> Serving | None:
     """What the platform should serve in this state; None before the rollout starts.
 
@@ -128,6 +155,7 @@ def desired(
     Rolled back, aborted or killed: the environment off (the strategy is left).
     Rings naming segments are written with ``segments``' contents inline, so a
     changed segment changes what is desired; ConfigError where one cannot be.
+    Served, the feature has ``dependencies`` (the plan's prerequisites).
     """
     if rollout.phase is Phase.PENDING:
         return None
@@ -145,12 +173,14 @@ def desired(
             specs=tuple(specs),
             parts=parts,
             targeting=targeting,
+            dependencies=dependencies,
         )
     return Serving(
         enabled=True,
         percent=round(rollout.percent),
         stickiness=target.stickiness,
         version=rollout.flag_version,
+        dependencies=dependencies,
     )
 
 
@@ -227,10 +257,19 @@ def drift(actual: Serving, record: Applied | None, target: Target) -> list[str]:
                 changes.append(
                     f"stickiness was changed from {wanted[0].stickiness} to {actual.stickiness}"
                 )
+        if all(actual.dependencies != s.dependencies for s in wanted):
+            changes.append(
+                f"dependencies of {target.feature} were changed from"
+                f" {_listed(wanted[0].dependencies)} to {_listed(actual.dependencies)}"
+            )
         changes += actual.tampered
     if wanted:
         changes += actual.others
     return changes
+
+
+def _listed(dependencies: tuple[Dependency, ...]) -> str:
+    return "[" + "; ".join(str(d) for d in dependencies) + "]"
 
 
 def _rings_changed(actual: Serving, wanted: list[Serving], record: Applied) -> bool:

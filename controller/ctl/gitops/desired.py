@@ -35,6 +35,7 @@ from controller.core.common import (
 from controller.core.release import Pipeline, RoleBook
 from controller.core.rollouts import Plan, TeamWindows, errors, lint
 from controller.core.rules import AudienceRule
+from controller.core.serving import dependency_problems
 from controller.core.trust import Scope
 from controller.core.wire import Holdout, graph_problems, holdout_conflicts
 from controller.ctl.operate import KINDS, Kind, UsageError, kind_of, orjson_rule
@@ -217,17 +218,20 @@ def parse_files(
 
 def prerequisite_problems(objects: list[Desired]) -> list[str]:
     """Each environment's prerequisites checked as the controller checks a start: each
-    flag a rollout requires is rolled out there by the directory too, and no cycle or chain
-    too deep. Rollouts without an environment are the default environment's."""
-    graphs: dict[str, dict[str, list[str]]] = {}
+    flag a rollout requires is rolled out there by the directory too, no cycle or chain
+    too deep, nothing Unleash's dependent features cannot express. Rollouts without an
+    environment are the default environment's."""
+    graphs: dict[str, dict[str, Plan]] = {}
     for made in objects:
         for environment, plan in _plans_of(made.body):
-            graph = graphs.setdefault(environment, {})
-            graph[_flag_of(made.body)] = [needed.flag for needed in plan.requires or ()]
+            graphs.setdefault(environment, {})[_flag_of(made.body)] = plan
     return [
         f"prerequisites in {where}: {problem}"
-        for where, graph in sorted(graphs.items())
-        for problem in graph_problems(graph)
+        for where, plans in sorted(graphs.items())
+        for problem in graph_problems(
+            {f: [n.flag for n in p.requires or ()] for f, p in plans.items()}
+        )
+        or dependency_problems(plans)
     ]
 
 

@@ -19,6 +19,10 @@ segments the last sweep read: a changed segment changes what is desired, not
 what Unleash serves, so it is rewritten at the sweep its change starts, never
 taken for a person's change. One that cannot be written (not held, a list too long for a
 constraint) fails the flag's sync: alerted once, Unleash left as it is.
+
+A plan's prerequisites are the feature's dependencies, named by each parent's
+feature as its rollout says (``core.serving.dependencies``): part of what is
+desired and read back, so a person's change to them is drift like any other.
 """
 
 from __future__ import annotations
@@ -30,10 +34,26 @@ import structlog
 
 from controller.core.common import ConfigError, ControllerError
 from controller.core.machine import drift_alerted
-from controller.core.rollouts import BackendDriftInput, Input, Phase, RaiseAlert, Rollout
+from controller.core.rollouts import (
+    BackendDriftInput,
+    Input,
+    Phase,
+    RaiseAlert,
+    Rollout,
+    UnleashTarget,
+)
 from controller.core.rules import NO_HELD_SEGMENTS, HeldSegments
-from controller.core.serving import Applied, Serving, Target, Verdict, desired, reconcile
-from controller.core.wire import JsonObject, RolloutEvidence
+from controller.core.serving import (
+    Applied,
+    Dependency,
+    Serving,
+    Target,
+    Verdict,
+    dependencies_of,
+    desired,
+    reconcile,
+)
+from controller.core.wire import JsonObject, RolloutEvidence, parent_key
 from controller.daemon.backends.alerts import BackendAlerts
 from controller.daemon.backends.slots import PrioritySlots
 from controller.daemon.metrics import BackendMetrics
@@ -85,8 +105,41 @@ class FlagSync:
         except Exception as exc:  # the segments held stay; the next sweep tries again
             log.warning("backend_segments_reload_failed", error=repr(exc)[:300])
 
-    def _desired(self, rollout: Rollout, target: Target) -> Serving | None:
-        return desired(rollout, target, self.segments)
+    def _desired(
+        self, rollout: Rollout, target: Target, dependencies: tuple[Dependency, ...]
+    ) -> Serving | None:
+        return desired(rollout, target, self.segments, dependencies)
+
+    async def _dependencies(
+        self, flag: str, rollout: Rollout, target: Target
+    ) -> tuple[Dependency, ...]:
+        """The dependencies the plan's prerequisites are written as, each parent's feature
+        read from its rollout. A parent not served from the target's Unleash project and
+        environment (the start refuses it; a parent started again elsewhere since) fails the
+        flag's sync: alerted once, nothing written."""
+        requires = rollout.plan.requires or []
+        if not requires or not (rollout.phase.active or rollout.phase is Phase.COMPLETED):
+            return ()
+        features: dict[str, str] = {}
+        for needed in requires:
+            parent = (await self._states.load(parent_key(flag, needed.flag))).rollout
+            served = parent.plan.unleash if parent is not None else None
+            place = None if served is None else self._place(served)
+            if served is None or place != (target.project, target.environment):
+                raise ControllerError(
+                    f"{flag} requires {needed.flag}, which is not served by Unleash project"
+                    f" {target.project}, environment {target.environment}: its dependency"
+                    f" cannot be written to feature {target.feature}"
+                )
+            features[needed.flag] = served.feature
+        return dependencies_of(requires, features)
+
+    def _place(self, served: UnleashTarget) -> tuple[str, str]:
+        """The project and environment a plan's Unleash target is served from."""
+        return (
+            served.project or self._settings.project,
+            served.environment or self._settings.environment,
+        )
 
     async def sync(self, flag: str, found: Loaded | ControllerError | None = None) -> bool:
         """Compare ``flag``'s desired and actual serving once, and act on the difference.
@@ -111,11 +164,12 @@ class FlagSync:
             stickiness=self._settings.stickiness,
             targeted=rollout.plan.targeted,
         )
+        dependencies = await self._dependencies(flag, rollout, target)
         try:
-            want = self._desired(rollout, target)
+            want = self._desired(rollout, target, dependencies)
         except ConfigError:  # a segment made or changed since the sweep: read them again
             await self.reload_segments()
-            want = self._desired(rollout, target)
+            want = self._desired(rollout, target, dependencies)
         record = await self._records.get(flag)
         if record is not None and record.rollout_id != rollout.rollout_id:
             record = None

@@ -43,7 +43,9 @@ from controller.core.rollouts import (
     CommandRefused,
     MonitorDownInput,
     MonitorUpInput,
+    Plan,
 )
+from controller.core.serving import unleash_problems
 from controller.core.trust import AppKeyCommand, app_keys
 from controller.core.wire import (
     Command,
@@ -269,21 +271,24 @@ async def start_refusal(
     states: RolloutStates, flag: str, event: CommandInput | CommandRefused
 ) -> str | None:
     """Why ``event``, starting ``flag`` (its key in its environment) with a plan, would break the
-    prerequisites of its environment (an unknown flag, a cycle, a chain too deep) or give its
-    holdout another percent than a flag naming it there, or None; every rollout is read,
-    which only a start with prerequisites or a holdout pays for."""
+    prerequisites of its environment (an unknown flag, a cycle, a chain too deep, what
+    Unleash's dependent features cannot express) or give its holdout another percent than a
+    flag naming it there, or None; every rollout is read, which only a start with
+    prerequisites or a holdout pays for."""
     plan = event.plan if isinstance(event, CommandInput) else None
     if plan is None or (not plan.requires and plan.holdout is None):
         return None
-    held: dict[str, list[Prerequisite]] = {}
-    holdouts: dict[str, Holdout | None] = {}
+    plans: dict[str, Plan] = {}
     for key, loaded in (await states.load_all()).items():
         if isinstance(loaded, StoreError):
             raise loaded  # retried, as any read of the store the command needs
         if loaded.rollout is not None:
-            held[key] = loaded.rollout.plan.requires or []
-            holdouts[key] = loaded.rollout.plan.holdout
+            plans[key] = loaded.rollout.plan
+    held: dict[str, list[Prerequisite]] = {k: p.requires or [] for k, p in plans.items()}
+    holdouts: dict[str, Holdout | None] = {k: p.holdout for k, p in plans.items()}
     if plan.requires and (problems := start_problems(flag, plan.requires, held)):
+        return "invalid plan: requires: " + "; ".join(problems)
+    if plan.requires and (problems := unleash_problems(flag, plan, plans)):
         return "invalid plan: requires: " + "; ".join(problems)
     if problems := holdout_problems(flag, plan.holdout, holdouts):
         return "invalid plan: holdout: " + "; ".join(problems)

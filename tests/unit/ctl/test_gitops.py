@@ -381,6 +381,12 @@ def _rollout(flag: str, *parents: str, environment: str | None = None) -> dict[s
     return {"flag": flag, "environment": environment, "plan": PLAN | {"requires": needs or None}}
 
 
+def _served(flag: str, *parents: str) -> dict[str, Any]:
+    """A rollout served by Unleash (feature ``f-<flag>``)."""
+    made = _rollout(flag, *parents)
+    return made | {"plan": made["plan"] | {"backend": {"unleash": {"feature": f"f-{flag}"}}}}
+
+
 @pytest.mark.parametrize(
     ("rollouts", "problems"),
     [
@@ -392,6 +398,15 @@ def _rollout(flag: str, *parents: str, environment: str | None = None) -> dict[s
         (
             [_rollout("a", environment="staging"), _rollout("b", "a")],
             ["b requires a, an unknown flag (no rollout of it here)"],
+        ),
+        # What Unleash's dependent features cannot express: a parent it does not serve.
+        ([_served("a"), _served("b", "a")], []),
+        (
+            [_rollout("a"), _served("b", "a")],
+            [
+                "b is served by Unleash (feature f-b) and requires a, which Unleash does not"
+                " serve: a dependency can only name an Unleash feature"
+            ],
         ),
     ],
 )

@@ -232,11 +232,12 @@ def test_an_unleash_target_is_bounded(target: dict[str, Any]) -> None:
         parse_plan({"stages": [{"percent": 100}], "backend": {"unleash": target}})
 
 
-def test_a_plan_served_by_unleash_cannot_require_other_flags_yet() -> None:
+def test_a_plan_served_by_unleash_may_require_other_flags() -> None:
     needs = [{"flag": "new-checkout", "variants": ["treatment"]}]
     stages = [{"percent": 1}, {"percent": 100}]
-    with pytest.raises(ConfigError, match="prerequisites are not written to Unleash yet"):
-        parse_plan({"stages": stages, "backend": UNLEASH, "requires": needs})
+    served = parse_plan({"stages": stages, "backend": UNLEASH, "requires": needs})
+    assert served.unleash is not None
+    assert served.requires is not None
     plan = parse_plan({"stages": stages, "requires": needs})
     assert plan.requires is not None
     assert [(p.flag, p.variants) for p in plan.requires] == [("new-checkout", ["treatment"])]
