@@ -284,6 +284,16 @@ class Scenario:
         value = command if isinstance(command, bytes) else encode_command(command)
         await self._producer.send_and_wait(self.topics["commands"], key=flag.encode(), value=value)
 
+    async def send_event(self, value: bytes, *, unit: str) -> None:
+        """One event onto the events topic keyed by its unit, as apps send them (:meth:`flush`
+        waits for the broker)."""
+        assert self._producer is not None
+        await self._producer.send(self.topics["events"], key=unit.encode(), value=value)
+
+    async def flush(self) -> None:
+        assert self._producer is not None
+        await self._producer.flush()
+
     def pipeline_command(self, flag: str, pipeline: dict[str, Any]) -> dict[str, Any]:
         """A pipeline start for ``flag``, signed with the scenario's operator key."""
         command = pipeline_command_of(flag, pipeline, actor="tester", key_id=KEY_ID)

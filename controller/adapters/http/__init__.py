@@ -25,6 +25,7 @@ from controller.adapters.http.event_intake import (
     EventSink,
 )
 from controller.adapters.http.health import HealthServer
+from controller.adapters.http.holdout_routes import HoldoutRoutes
 from controller.adapters.http.pipeline_routes import PipelineRoutes
 from controller.adapters.http.read_routes import AppReadGuard
 from controller.adapters.http.segment_routes import SegmentRoutes
@@ -44,6 +45,7 @@ __all__ = [
     "EventSink",
     "Handler",
     "HealthServer",
+    "HoldoutRoutes",
     "HttpServer",
     "KeyListRoute",
     "PipelineRoutes",

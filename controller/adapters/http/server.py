@@ -46,6 +46,7 @@ from aiohttp import web
 from controller.adapters.http.app_access import AppAccess, KeyListRoute
 from controller.adapters.http.command_check_routes import CommandCheckRoute
 from controller.adapters.http.event_intake import EventIntakeRoutes
+from controller.adapters.http.holdout_routes import HoldoutRoutes
 from controller.adapters.http.listening import BusyAnswer, Listener
 from controller.adapters.http.monitor_webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -138,6 +139,7 @@ class HttpServer(Listener):
         segments: SegmentRoutes | None = None,
         app_keys: KeyListRoute | None = None,
         pipelines: PipelineRoutes | None = None,
+        holdouts: HoldoutRoutes | None = None,
         command_check: CommandCheckRoute | None = None,
         flag_list: BodySource | None = None,
         rollout_list: BodySource | None = None,
@@ -168,7 +170,7 @@ class HttpServer(Listener):
         )
         pages = _console_routes(console, webhook_token, host, self._limits)
         served = (self.flag_list, self.rollouts, pages, ofrep, intake, otlp, segments, app_keys)
-        _mount(app.router, (*served, pipelines, command_check))
+        _mount(app.router, (*served, pipelines, holdouts, command_check))
         if ofrep is not None:
             app.on_shutdown.append(lambda _app: ofrep.close())  # open event streams end
         runner = web.AppRunner(app, access_log=None, **_handler_args(self._limits))

@@ -1,5 +1,6 @@
 """The Redis edge: aggregates with exactly-once flushes, rollout states with their outbox."""
 
+from controller.adapters.redis.aggregate_reads import HOLDOUT_CELLS
 from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
@@ -17,6 +18,7 @@ from controller.adapters.redis.rollouts import RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 
 __all__ = [
+    "HOLDOUT_CELLS",
     "AppKeyStore",
     "AppliedStore",
     "CountedTimes",

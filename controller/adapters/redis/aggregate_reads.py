@@ -34,6 +34,7 @@ from redis.exceptions import NoScriptError
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.layout import partition_tag, partitions_key, with_layout
 from controller.core.common import BUCKET_COUNT, StoreError
+from controller.core.rules import Cohort
 from controller.core.stats import (
     ArmAggregate,
     Conversions,
@@ -52,7 +53,19 @@ CLUSTER_FANOUT = 256
 """How many calls a read sends to a cluster side by side."""
 ATTEMPTS = 5
 """Reads made again, at most, when the claimed partitions changed under the last one."""
-_ARMS = (Arm.TREATMENT.value, Arm.CONTROL.value)
+Cells = tuple[tuple[str, ...], tuple[str, ...]]
+"""What a read sums into its two arms: the cells of each (as many for both), by the name
+the store keys them with (an arm, or a cohort counted apart)."""
+ARMS: Cells = ((Arm.TREATMENT.value,), (Arm.CONTROL.value,))
+"""A gate's read: the treatment's cell against the control's."""
+NO_CELL = "-"
+"""A cell name no fold writes (no arm or cohort is one): it pads the shorter side of a read."""
+HOLDOUT_CELLS: Cells = (
+    (Arm.TREATMENT.value, Arm.CONTROL.value, Cohort.CARRIED.value, Cohort.OUTSIDE.value),
+    (Cohort.HOLDOUT.value, NO_CELL, NO_CELL, NO_CELL),
+)
+"""A holdout's read: everyone else (each arm, and the cohorts a ring counts apart) in the
+treatment's place, the holdout in the control's."""
 
 Wanted = tuple[str, tuple[int, ...]]
 """A flag and its versions, ascending, without repeats."""
@@ -118,16 +131,22 @@ class AggregateReads:
         """The claimed partitions, as just read: the next read expects them."""
         self._claimed = partitions
 
-    async def read(self, wanted: Sequence[Wanted]) -> list[FlagAggregates]:
-        """Both arms of each ``(flag, versions)``, summed over its versions and every partition."""
+    async def read(self, wanted: Sequence[Wanted], cells: Cells = ARMS) -> list[FlagAggregates]:
+        """Both arms of each ``(flag, versions)``, summed over its versions and every partition.
+
+        With ``cells``, each arm is the sum of its cells (the units a union over them all),
+        in the treatment's place and the control's.
+        """
         if not wanted:
             return []
+        if len(cells[0]) != len(cells[1]) or not cells[0]:
+            raise ValueError("both arms of a read need as many cells, at least one")
         parts = self._claimed
         if parts is None:
             parts = await self._members()
         for _ in range(ATTEMPTS):
             read = self._on_cluster if self._cluster else self._on_node
-            claimed, replies = await read(wanted, parts)
+            claimed, replies = await read(wanted, parts, cells)
             if replies is not None:
                 self._claimed = parts
                 return [
@@ -140,23 +159,22 @@ class AggregateReads:
     async def _members(self) -> list[int]:
         return sorted(int(m) for m in await self._redis.smembers(self._partitions_key))
 
-    def _keys(self, tags: Iterable[str], reads: Sequence[Wanted]) -> list[str]:
-        """Per read, per partition, per arm: the hashes of each version, the units, the lanes."""
+    def _keys(self, tags: Iterable[str], reads: Sequence[Wanted], cells: Cells) -> list[str]:
+        """Per read, per partition, per arm: the hashes of each version (and cell), the
+        units, the lanes."""
         keys: list[str] = []
         add = keys.append
         for flag, versions in reads:
             for tag in tags:
-                for arm in _ARMS:
-                    for v in versions:
-                        add(f"{tag}:a:{flag}:{v}:{arm}")
-                    for v in versions:
-                        add(f"{tag}:u:{flag}:{v}:{arm}")
-                    for v in versions:
-                        add(f"{tag}:b:{flag}:{v}:{arm}")
+                for arm in cells:
+                    for kind in ("a", "u", "b"):
+                        for v in versions:
+                            for cell in arm:
+                                add(f"{tag}:{kind}:{flag}:{v}:{cell}")
         return keys
 
     async def _on_node(
-        self, wanted: Sequence[Wanted], parts: list[int]
+        self, wanted: Sequence[Wanted], parts: list[int], cells: Cells
     ) -> tuple[list[int], list[CallReply] | None]:
         """Calls over every partition, :func:`_chunks` of the reads, each checking the partitions.
 
@@ -166,9 +184,11 @@ class AggregateReads:
         tags = [self._tag(p) for p in parts]
         expected = ",".join(map(str, parts))
         calls = []
-        for chunk in _chunks(wanted, len(parts)):
-            keys = [self._partitions_key, *self._keys(tags, chunk)]
-            calls.append((keys, [expected, len(parts), BUCKET_COUNT, *(len(v) for _, v in chunk)]))
+        per = len(cells[0])
+        for chunk in _chunks(wanted, len(parts) * per):
+            keys = [self._partitions_key, *self._keys(tags, chunk, cells)]
+            counts = (len(v) * per for _, v in chunk)
+            calls.append((keys, [expected, len(parts), BUCKET_COUNT, *counts]))
         answers = await self._run(calls)
         replies: list[CallReply] = []
         for answer in answers:
@@ -197,7 +217,7 @@ class AggregateReads:
         return list(answers)
 
     async def _on_cluster(
-        self, wanted: Sequence[Wanted], parts: list[int]
+        self, wanted: Sequence[Wanted], parts: list[int], cells: Cells
     ) -> tuple[list[int], list[CallReply] | None]:
         """Calls per partition, :func:`_chunks` of the reads, beside ``SMEMBERS``.
 
@@ -205,10 +225,11 @@ class AggregateReads:
         per partition, in partition order.
         """
         calls: list[tuple[int, list[str], list[Any]]] = []
+        per = len(cells[0])
         for index, p in enumerate(parts):
-            for chunk in _chunks(wanted, 1):
-                args = ["-", 1, BUCKET_COUNT, *(len(v) for _, v in chunk)]
-                calls.append((index, self._keys([self._tag(p)], chunk), args))
+            for chunk in _chunks(wanted, per):
+                args = ["-", 1, BUCKET_COUNT, *(len(v) * per for _, v in chunk)]
+                calls.append((index, self._keys([self._tag(p)], chunk, cells), args))
         # SMEMBERS goes with the first calls: a partition claimed since is seen in the same trip.
         claimed = self._members()
         replies: list[CallReply] = [[] for _ in parts]

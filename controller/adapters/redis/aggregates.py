@@ -73,7 +73,7 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from controller.adapters.redis.aggregate_reads import AggregateReads
+from controller.adapters.redis.aggregate_reads import ARMS, AggregateReads, Cells
 from controller.adapters.redis.client import (
     RedisClient,
     as_text,
@@ -379,12 +379,14 @@ class RedisAggregateStore:
             (data,) = await self._reads.read([(flag, tuple(sorted(set(versions))))])
         return data
 
-    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
-        """:meth:`read` of each ``(flag, versions)``, together: one round trip on one node, and
-        on a cluster one call per partition for them all, side by side."""
+    async def read_many(
+        self, wanted: Sequence[tuple[str, Iterable[int]]], cells: Cells = ARMS
+    ) -> list[FlagAggregates]:
+        """:meth:`read` of each ``(flag, versions)``, together: one round trip on one node, on a
+        cluster one call per partition for them all (``cells``: :meth:`.AggregateReads.read`)."""
         reads = [(flag, tuple(sorted(set(versions)))) for flag, versions in wanted]
         async with translated():
-            return await self._reads.read(reads)
+            return await self._reads.read(reads, cells)
 
 
 def _rejoin(stored: bytes | None, offset: int | None) -> int | None:

@@ -22,7 +22,13 @@ from controller.contracts.openapi.app_operations import (
     WEBHOOKS,
 )
 from controller.contracts.openapi.operations import PROBES, READS, Answer, Operation
-from controller.core.common import FLAG_KEY_PATTERN, MAX_FLAG_KEY, PLAIN_FLAG_KEY_PATTERN
+from controller.core.common import (
+    ENVIRONMENT_PATTERN,
+    FLAG_KEY_PATTERN,
+    MAX_FLAG_KEY,
+    PLAIN_FLAG_KEY_PATTERN,
+)
+from controller.core.holdouts import HoldoutReport
 from controller.core.reading import (
     MAX_PLAIN_FLAG,
     READ_API_MODELS,
@@ -31,7 +37,7 @@ from controller.core.reading import (
     PipelineRun,
 )
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
-from controller.core.wire import SegmentName
+from controller.core.wire import HOLDOUT_NAME_PATTERN, SegmentName
 
 Schema = dict[str, Any]
 """A JSON Schema, AsyncAPI or OpenAPI document as it is built: nested freely, any JSON inside."""
@@ -60,6 +66,7 @@ ANSWER_MODELS: tuple[type[BaseModel], ...] = (
     answers.SegmentAnswer,
     answers.AppKeyList,
     PipelineRun,
+    HoldoutReport,
     CommandCheckRequest,
     CommandChecks,
     answers.WebhookAnswer,
@@ -224,6 +231,23 @@ def _parameters() -> Schema:
         "flag": _parameter("flag", "path", "The flag's key (`<flag>@<env>`: one env's).", flag),
         "plainFlag": _parameter("flag", "path", "The flag's own key, with no environment.", plain),
         "segmentName": _parameter("name", "path", "The segment's name.", segment),
+        "holdoutName": _parameter(
+            "name", "path", "The holdout's name.", _text(64, HOLDOUT_NAME_PATTERN)
+        ),
+        "environment": _parameter(
+            "environment",
+            "query",
+            "The environment (the default one when absent).",
+            _text(32, ENVIRONMENT_PATTERN),
+            False,
+        ),
+        "alpha": _parameter(
+            "alpha",
+            "query",
+            "The report's false-regression rate over its tests (0.05).",
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
+            False,
+        ),
         "If-None-Match": _parameter(
             "If-None-Match", "header", "The ETag last read: 304 when it is current.", text, False
         ),

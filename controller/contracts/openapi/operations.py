@@ -206,4 +206,24 @@ READS: tuple[Operation, ...] = (
         OPERATOR,
         ("plainFlag",),
     ),
+    Operation(
+        "get",
+        "/holdouts/{name}",
+        "getHoldoutReport",
+        "rollouts",
+        "A holdout against everyone else",
+        "As `rolloutctl report --holdout` shows it: per flag naming the holdout in the "
+        "environment, and over every flag together, everyone else against the held-out units "
+        "on the flags' guardrails with the gate's tests (on units, always valid), and each "
+        "flag's sample-ratio check.",
+        (
+            Answer(200, "The report.", "HoldoutReport"),
+            Answer(400, "Not a holdout's name, an environment's, or an alpha.", "Refusal"),
+            OPERATOR_WANTED,
+            Answer(404, "No rollout of the environment names this holdout.", "Refusal"),
+            DOWN,
+        ),
+        OPERATOR,
+        ("holdoutName", "environment", "alpha"),
+    ),
 )

@@ -88,6 +88,7 @@ from controller.core.wire.evidence import (
 )
 from controller.core.wire.flagstates import Verdict, supersedes
 from controller.core.wire.holdouts import (
+    HOLDOUT_NAME_PATTERN,
     MAX_HOLDOUT_PERCENT,
     Holdout,
     HoldoutName,
@@ -137,6 +138,7 @@ __all__ = [
     "BUCKETS",
     "DEFAULT_TOPICS",
     "DLQ_REASONS",
+    "HOLDOUT_NAME_PATTERN",
     "INSUFFICIENT",
     "MAX_DETAIL_CHARS",
     "MAX_HOLDOUT_PERCENT",

@@ -33,7 +33,7 @@ from controller.ctl.asking import Asking, command_started
 from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.options import add_url
-from controller.ctl.report import diagnosis, environments, narrating, report
+from controller.ctl.report import diagnosis, environments, holdout_report, narrating, report
 from controller.ctl.report import render as report_render
 from controller.ctl.report.model import Report
 from controller.ctl.terminal import UsageError, env_url, os_reason, print_json, warn
@@ -56,7 +56,23 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "flag",
         metavar="FLAG",
+        nargs="?",
         help="the flag whose current rollout to report: in every environment it has one in",
+    )
+    sub.add_argument(
+        "--holdout",
+        metavar="NAME",
+        help="instead of a flag's rollout, report holdout NAME: everyone else against the units"
+        " it keeps out, per flag naming it and over every flag together (in --environment, else"
+        " the default one)",
+    )
+    sub.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        metavar="A",
+        help="with --holdout: the chance of naming a regression the releases did not cause,"
+        " over every comparison of the report (0.05)",
     )
     sub.add_argument(
         "--environment",
@@ -99,6 +115,10 @@ def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
     """Build the report of ``args.flag``'s rollout (or of each environment's) and write it where
     asked; ``--deadline`` counts from the process's start with ``whole_process``
     (:func:`command_started`)."""
+    if (args.flag is None) == (args.holdout is None):
+        raise UsageError("name a FLAG, or a holdout with --holdout NAME (not both)")
+    if args.holdout is not None:
+        return holdout_report.run(args)
     started = command_started(whole_process=whole_process)
     base = env_url(args.url)
     sections, pipeline = _sections(base, args.flag, args.environment, args.timeout)

@@ -8,13 +8,15 @@ readiness.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
-from controller.adapters.redis import AppKeyStore
+from controller.adapters.redis import HOLDOUT_CELLS, AppKeyStore
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
+    HoldoutView,
     IntakeWorker,
     OtlpIntake,
     Parts,
@@ -59,6 +61,11 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         reads=reads,
         otlp_in=await _otlp_intake(run, daemon, events_in, reads),
         side_ingests=daemon.side_ingests,
+        holdouts=HoldoutView(
+            states=daemon.rollouts.states,
+            read=partial(redis.store.read_many, cells=HOLDOUT_CELLS),
+            environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
+        ),
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))

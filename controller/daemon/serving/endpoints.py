@@ -21,6 +21,7 @@ from controller.adapters.http import (
     EventIntakeRoutes,
     EventSink,
     HealthServer,
+    HoldoutRoutes,
     HttpServer,
     KeyListRoute,
     PipelineRoutes,
@@ -41,6 +42,7 @@ from controller.daemon.registries import KeyBook, SegmentService
 from controller.daemon.rollouts import Engine
 from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData
+from controller.daemon.serving.holdouts import HoldoutView
 from controller.daemon.serving.intake import MonitorIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker, flag_states
@@ -70,6 +72,7 @@ class Parts:
     brokers: BrokerWatch | None = None
     otlp_in: OtlpIntake | None = None
     side_ingests: Mapping[str, Ingest] = field(default_factory=dict)
+    holdouts: HoldoutView | None = None
     """Ingests of other topics (the Collector's), by role; their stalls make it not ready."""
 
 
@@ -96,6 +99,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         otlp=_otlp_routes(settings, parts, access),
         app_keys=_key_list_route(settings, parts, secret),
         pipelines=_pipeline_routes(parts, secret),
+        holdouts=None if parts.holdouts is None else HoldoutRoutes(parts.holdouts, token=secret),
         command_check=CommandCheckRoute(
             parts.engine.commands.check,
             token=secret,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from controller.adapters.redis import aggregate_reads
+from controller.adapters.redis import HOLDOUT_CELLS, aggregate_reads
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
@@ -25,7 +25,7 @@ from controller.core.stats.aggregates import (
     FlagAggregates,
 )
 from controller.core.stats.folding import PartitionDelta, fold
-from controller.core.stats.units import UNIT_BUCKETS
+from controller.core.stats.units import REQUESTS, UNIT_BUCKETS
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
 from tests.integration.stores.test_store import decoded
@@ -234,3 +234,37 @@ async def test_on_one_node_a_read_is_one_round_trip(redis_url: str, redis_namesp
     finally:
         await drop_keys(counted, redis_namespace)
         await counted.aclose()
+
+
+def with_cohorts(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """``events`` with each unit in one place per flag: an arm, carried, outside or held out."""
+    rng = random.Random(seed)
+    placed: dict[tuple[str, str], str] = {}
+    for event in events:
+        where = placed.setdefault((event["flag"], event["unit"]), rng.choice(
+            ("treatment", "control", "carried", "outside", "holdout")))  # fmt: skip
+        event["arm"] = "treatment" if where in ("treatment", "carried") else "control"
+        if where in ("carried", "outside", "holdout"):
+            event["cohort"] = where
+    return events
+
+
+async def test_a_holdout_read_sums_everyone_else_against_the_holdout(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(client, redis_namespace)
+    events = with_cohorts(random_events(21, 3000), 21)
+    await flush_partitions(store, events, range(PARTITIONS))
+    (read,) = await store.read_many([("flag-0", [1, 2, 3])], cells=HOLDOUT_CELLS)
+    (arms,) = await store.read_many([("flag-0", [1, 2, 3])])
+    ones = [e for e in events if e["flag"] == "flag-0"]
+    rest = [e for e in ones if e.get("cohort") != "holdout"]
+    held = [e for e in ones if e.get("cohort") == "holdout"]
+    for got, want in ((read.treatment, rest), (read.control, held)):
+        assert got.requests == sum(e["type"] == "request" for e in want)
+        assert got.errors == sum(e.get("error") is True for e in want)
+        assert got.units == pytest.approx(len({e["unit"] for e in want}), rel=0.02)
+        assert got.buckets is not None
+        assert got.buckets.total(REQUESTS) == got.requests
+    # The arms alone are a part of everyone else: the cohorts add to them
+    assert 0 < arms.treatment.requests + arms.control.requests < read.treatment.requests

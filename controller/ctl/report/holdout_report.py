@@ -1,0 +1,117 @@
+"""``rolloutctl report --holdout NAME``: a holdout against everyone else, in Markdown or JSON.
+
+Read from the controller's ``GET /holdouts/{name}``
+(:func:`controller.core.holdouts.holdout_report`): the cumulative comparison first (every
+flag naming the holdout, together), then each flag's. A comparison whose sample-ratio
+check failed is shown, with its numbers marked as no evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from urllib.parse import quote, urlencode
+
+from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
+from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
+from controller.ctl.report import diagnosis
+from controller.ctl.terminal import UsageError, env_url, print_json, warn
+
+VERDICTS = {
+    "regressed": "**regressed**",
+    "no_regression_seen": "no regression seen",
+    "too_little_data": "too little data yet",
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch the holdout's report and print it; 1 where no rollout names the holdout."""
+    if args.html is not None:
+        raise UsageError("--html: a holdout's report is Markdown or --json")
+    if not 0.0 < args.alpha < 0.5:
+        raise UsageError(f"--alpha: {args.alpha} is not above 0 and below 0.5")
+    base = env_url(args.url)
+    query = {"alpha": repr(args.alpha)}
+    if args.environment:
+        query["environment"] = args.environment
+    path = f"/holdouts/{quote(args.holdout, safe='')}?{urlencode(query)}"
+    answer = diagnosis.fetch(base, path, timeout_s=args.timeout)
+    if answer.status == 404:
+        warn(f"no rollout names holdout {args.holdout!r}" + _where(args.environment))
+        return EXIT_FAILURE
+    if answer.status != 200:
+        raise diagnosis.refused(base, path, answer)
+    report = diagnosis.served(HoldoutReport, answer.json(), base + path, "holdout report")
+    if args.json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        sys.stdout.write(markdown(report))
+    return EXIT_OK
+
+
+def _where(environment: str | None) -> str:
+    return f" in {environment}" if environment else ""
+
+
+def markdown(report: HoldoutReport) -> str:
+    """The report in Markdown: the cumulative comparison, then each flag's."""
+    tests = len(report.flags) + (report.cumulative is not None)
+    lines = [
+        f"# Holdout {report.holdout}{_where(report.environment)}",
+        "",
+        f"{_percent(report.percent)} of units are held out of every release naming it."
+        " Everyone else is compared with them on each flag's guardrails, with the gate's"
+        " tests on units; the bounds hold however often this is read. A regression is"
+        f" named with probability at most {report.alpha:g} over all {tests} comparisons"
+        " when the releases changed nothing.",
+    ]
+    if report.cumulative is not None:
+        lines += ["", "## Everything released, together", "", *_comparison(report.cumulative)]
+    for flag in report.flags:
+        versions = ", ".join(map(str, flag.versions))
+        lines += ["", f"## {flag.scope} (flag versions {versions})", "", *_comparison(flag)]
+    return "\n".join(lines) + "\n"
+
+
+def _comparison(compared: Comparison) -> list[str]:
+    units = (
+        f"Units: {compared.rest_units:,} everyone else, {compared.holdout_units:,} held out;"
+        f" requests: {compared.rest_requests:,} and {compared.holdout_requests:,}."
+    )
+    if compared.sample_ratio_mismatch:
+        units += " **Sample ratio mismatch**: the holdout's share of units is not its percent."
+    elif compared.sample_ratio_mismatch is False:
+        units += " Sample ratio as expected."
+    lines = [units, ""]
+    if not compared.trusted:
+        lines += ["**Not evidence**: a sample-ratio check failed; find why first.", ""]
+    lines += [
+        "| guardrail | everyone else | holdout | difference (bound) | tolerance | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_row(g) for g in compared.guardrails]
+    return lines
+
+
+def _row(g: GuardrailComparison) -> str:
+    bound = "" if g.lower is None or g.upper is None else f" ({_n(g.lower)} to {_n(g.upper)})"
+    cells = (
+        g.guardrail,
+        _n(g.rest),
+        _n(g.holdout),
+        _n(g.delta) + bound,
+        _n(g.tolerance),
+        VERDICTS[g.verdict],
+    )
+    return "| " + " | ".join(cells) + " |"
+
+
+def _n(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.4g}"
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
