@@ -101,6 +101,19 @@ class Person:
             }
         return out
 
+    async def dependencies(self, feature: str) -> list[dict[str, Any]]:
+        """The feature's dependencies on parent features, as the admin API shows them."""
+        answer = await self._http.get(f"/api/admin/projects/default/features/{feature}")
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()["dependencies"]
+        return sorted(found, key=lambda d: str(d["feature"]))
+
+    async def remove_dependencies(self, feature: str) -> None:
+        """Delete every dependency of the feature by hand, as in Unleash's UI."""
+        path = f"/api/admin/projects/default/features/{feature}/dependencies"
+        answer = await self._http.delete(path)
+        answer.raise_for_status()
+
     async def set_percent(self, feature: str, percent: int, environment: str | None = None) -> None:
         """Change the rollout percent by hand, as in Unleash's UI (the whole strategy)."""
         now = await self.serving(feature, environment)
