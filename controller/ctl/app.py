@@ -131,7 +131,7 @@ def _add_report(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
     sub = commands.add_parser(
         "report",
-        help="write a canary report of a rollout (Markdown, HTML or JSON)",
+        help="write a canary report of a rollout, or a holdout's report (Markdown, HTML or JSON)",
         description="Report FLAG's current rollout: each stage's duration, units and events "
         "per arm, each guardrail's result and the sample-ratio check, as the gate decided "
         "them, and every decision with who made it. Reads the controller's HTTP API and the "

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from controller.core.stats.aggregates import ArmAggregate
-from tests.support.clustered import Shape, _Arm, _population, look_counts
+from tests.support.clustered import SHAPES, Shape, _Arm, _population, look_counts
 
 
 def holdout_looks(
@@ -36,3 +36,19 @@ def holdout_looks(
             group.add(r, rows[r.arm[rows] == g])
         last = count
         yield groups[0].aggregate(), groups[1].aggregate()
+
+
+def last_look(
+    seed: int,
+    *,
+    percent: float,
+    rest_factor: float = 1.0,
+    shape: str = "no_heavy_failing",
+    units: int = 40_000,
+) -> tuple[ArmAggregate, ArmAggregate]:
+    """Both groups of one flag once every request arrived."""
+    rng = np.random.default_rng(seed)
+    *_, final = holdout_looks(
+        SHAPES[shape], rng, units=units, percent=percent, rest_factor=rest_factor
+    )
+    return final

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from controller.core.holdouts import FlagCells, holdout_report
 from controller.core.rollouts import DEFAULT_PLAN, Plan
 from controller.core.stats import ArmAggregate
 from controller.core.wire import Holdout
-from tests.support.clustered import SHAPES
-from tests.support.holdout_sim import holdout_looks
+from tests.support.holdout_sim import last_look as holdout_groups
 
 HOLDOUT = Holdout(name="q3", percent=5)
 
 
-def last_look(
-    seed: int, *, rest_factor: float = 1.0, shape: str = "no_heavy_failing", units: int = 40_000
-) -> tuple[ArmAggregate, ArmAggregate]:
-    """Both groups once every request of one flag arrived."""
-    rng = np.random.default_rng(seed)
-    *_, final = holdout_looks(SHAPES[shape], rng, units=units, percent=HOLDOUT.percent,
-                              rest_factor=rest_factor)  # fmt: skip
-    return final
+def last_look(seed: int, *, rest_factor: float = 1.0) -> tuple[ArmAggregate, ArmAggregate]:
+    return holdout_groups(seed, percent=HOLDOUT.percent, rest_factor=rest_factor)
 
 
 def cells(flag: str, groups: tuple[ArmAggregate, ArmAggregate], plan: Plan = DEFAULT_PLAN
