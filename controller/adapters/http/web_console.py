@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from importlib import resources
 from typing import Protocol
 from urllib.parse import quote, urlencode
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from controller.console import pages
 from controller.core.reading import flag_problem
+from controller.core.wire import HOLDOUT_NAME_PATTERN
 
 COOKIE = "rc_console"
 STATIC = {
@@ -58,6 +60,7 @@ class ConsoleSource(Protocol):
     async def list_fragment(self) -> str: ...
     async def rollout_fragment(self, flag: str) -> str | None: ...
     async def pipeline_fragment(self, flag: str) -> str | None: ...
+    async def holdout_fragment(self, name: str) -> str | None: ...
 
 
 def session_value(token: str) -> str:
@@ -111,6 +114,8 @@ class ConsoleRoutes:
         router.add_get("/ui/fragment/rollouts/{flag}", self._rollout_fragment)
         router.add_get("/ui/pipelines/{flag}", self._pipeline_page)
         router.add_get("/ui/fragment/pipelines/{flag}", self._pipeline_fragment)
+        router.add_get("/ui/holdouts/{name}", self._holdout_page)
+        router.add_get("/ui/fragment/holdouts/{name}", self._holdout_fragment)
         router.add_get("/ui/static/{name}", self._static_file)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
@@ -204,6 +209,29 @@ class ConsoleRoutes:
             return _html(pages.message_page("Not found", "No such file."), status=404)
         headers = {**HEADERS, "Cache-Control": "max-age=300"}
         return web.Response(body=self._static[name], content_type=STATIC[name], headers=headers)
+
+    async def _holdout_page(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        name = request.match_info["name"]
+        if not re.fullmatch(HOLDOUT_NAME_PATTERN, name):
+            return _html(pages.message_page("Not a holdout", "No holdout has that name."), 400)
+        body = await self._source.holdout_fragment(name)
+        if body is None:
+            return _html(
+                pages.message_page("Not found", f"No rollout names holdout {name!r}."), 404
+            )
+        fragment = "/ui/fragment/holdouts/" + quote(name, safe="")
+        return _html(pages.page(f"holdout {name}", body, fragment=fragment))
+
+    async def _holdout_fragment(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        name = request.match_info["name"]
+        if not re.fullmatch(HOLDOUT_NAME_PATTERN, name):
+            return _html("<p>No holdout has that name.</p>", 400)
+        body = await self._source.holdout_fragment(name)
+        return _html(body if body is not None else "<p>No such holdout.</p>", 200 if body else 404)
 
 
 def _same(given: str, expected: str) -> bool:

@@ -31,7 +31,7 @@ from controller.daemon.serving import (
 async def serve_http(run: Run, daemon: Daemon) -> None:
     """The HTTP API up; from now on the probes ask the running daemon's readiness."""
     settings, redis, when = run.settings, daemon.redis, run.when
-    status, console = _views(run, daemon)
+    status, console, holdouts = _views(run, daemon)
     events_in = await run.enter("intake worker", IntakeWorker(settings, metrics=run.metrics))
     reads = await run.enter(
         "read worker",
@@ -61,18 +61,14 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         reads=reads,
         otlp_in=await _otlp_intake(run, daemon, events_in, reads),
         side_ingests=daemon.side_ingests,
-        holdouts=HoldoutView(
-            states=daemon.rollouts.states,
-            read=partial(redis.store.read_many, cells=HOLDOUT_CELLS),
-            environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
-        ),
+        holdouts=holdouts,
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))
 
 
-def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
-    """What the read API and the console show of the rollouts."""
+def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData, HoldoutView]:
+    """What the read API and the console show of the rollouts and the holdouts."""
     states, when = daemon.rollouts.states, run.when
     status = StatusView(
         states=states,
@@ -83,6 +79,11 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         sources=daemon.rollouts.sources,
         evidence=evidence_watch(daemon.redis.client, run.settings, when.clock),
     )
+    holdouts = HoldoutView(
+        states=states,
+        read=partial(daemon.redis.store.read_many, cells=HOLDOUT_CELLS),
+        environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
+    )
     console = ConsoleData(
         states=states,
         history=daemon.rollouts.gate_history,
@@ -90,8 +91,9 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData]:
         clock=when.clock,
         team_windows=when.team_windows,
         pipelines=daemon.engine.pipelines,
+        holdouts=holdouts,
     )
-    return status, console
+    return status, console, holdouts
 
 
 async def _otlp_intake(

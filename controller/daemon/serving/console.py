@@ -20,10 +20,11 @@ from typing import Protocol
 import orjson
 import structlog
 
-from controller.console import pages, pipeline, rollout
+from controller.console import holdout, pages, pipeline, rollout
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage
 from controller.core.common import StoreError, split
+from controller.core.holdouts import DEFAULT_ALPHA, HoldoutReport
 from controller.core.reading import (
     HistoryPoint,
     PipelineRun,
@@ -55,6 +56,10 @@ class PipelineReads(Protocol):
     async def with_runs(self, flags: Collection[str]) -> set[str]: ...
 
 
+HoldoutReads = Callable[[str, str | None, float], Awaitable[HoldoutReport | None]]
+"""A holdout's report by name, environment (None: the default) and alpha."""
+
+
 class ConsoleData:
     """The console's pages and the history JSON, from the rollout states and the gate history."""
 
@@ -68,8 +73,10 @@ class ConsoleData:
         list_ttl_s: float = LIST_TTL_S,
         team_windows: tuple[Window, ...] = (),
         pipelines: PipelineReads | None = None,
+        holdouts: HoldoutReads | None = None,
     ) -> None:
         self._states, self._history = states, history
+        self._holdouts = holdouts  # none: the holdout pages answer not found
         self._pipelines = pipelines  # none where the engine runs no release pipelines
         self._status, self._now = status, clock
         self._team_windows = team_windows  # a window wait in the list says when they open
@@ -160,10 +167,17 @@ class ConsoleData:
         )
         detail = rollout.rollout_detail(page)
         plain = split(flag)[0]
-        if plain not in await self._with_runs({plain}):
-            return detail
+        links = "" if found.plan.holdout is None else holdout.holdout_link(found.plan.holdout.name)
+        if plain in await self._with_runs({plain}):
+            links = pages.pipeline_link(plain) + links
         head, mark, rest = detail.partition("</h1>")
-        return f"{head}{mark}{pages.pipeline_link(plain)}{rest}"
+        return f"{head}{mark}{links}{rest}"
+
+    async def holdout_fragment(self, name: str) -> str | None:
+        """Holdout ``name``'s page fragment (the default environment's); None when no rollout
+        there names it."""
+        found = None if self._holdouts is None else await self._holdouts(name, None, DEFAULT_ALPHA)
+        return None if found is None else holdout.holdout_detail(found)
 
     async def pipeline_fragment(self, flag: str) -> str | None:
         """``flag``'s pipeline page fragment (its newest run); None when it has none."""

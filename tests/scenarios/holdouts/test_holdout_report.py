@@ -6,7 +6,8 @@ hand: their stages were too short to test anything). Then their users' requests 
 one flag's release fails twice as often as before it, the two others change nothing.
 Held-out units are served control by each flag and report cohort ``holdout``; everyone
 else reports treatment. ``GET /holdouts/q4`` and ``rolloutctl report --holdout q4``
-name the regressing release, and its cumulative effect, and leave the healthy ones clean.
+name the regressing release, and its cumulative effect, and leave the healthy ones clean;
+so does the console's holdout page.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ async def test_the_holdout_report_names_the_release_its_own_stages_missed(
         # The unknown and the malformed are refused, not read as no holdout
         assert (await http.get("/holdouts/nobody")).status_code == 404
         assert (await http.get("/holdouts/q4?alpha=0.7")).status_code == 400
+        # The console shows the same report, linked from each flag's page
+        page = (await http.get("/ui/holdouts/q4")).text
+        flag_page = (await http.get("/ui/rollouts/ho-b")).text
     verdicts = {c["scope"]: _errors(c)["verdict"] for c in report["flags"]}
     assert verdicts == {"ho-a": "no_regression_seen", "ho-b": "regressed",
                         "ho-c": "no_regression_seen"}  # fmt: skip
@@ -115,6 +119,8 @@ async def test_the_holdout_report_names_the_release_its_own_stages_missed(
     cumulative = _errors(report["cumulative"])
     assert cumulative["verdict"] == "regressed", cumulative
     assert cumulative["lower"] > 0
+    assert page.count('data-guardrail="error_rate" data-verdict="regressed"') == 2, page
+    assert 'href="/ui/holdouts/q4"' in flag_page
     # And rolloutctl shows the same report to a person
     shown = await _rolloutctl(port, "report", "--holdout", "q4")
     print(shown)  # with -s: the report a person reads

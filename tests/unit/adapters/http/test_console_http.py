@@ -26,6 +26,9 @@ class Pages:
     async def pipeline_fragment(self, flag: str) -> str | None:
         return None if flag == "nobody" else f"<p>pipeline of {flag}</p>"
 
+    async def holdout_fragment(self, name: str) -> str | None:
+        return None if name == "nobody" else f"<p>holdout {name}</p>"
+
 
 @asynccontextmanager
 async def served(
@@ -145,4 +148,23 @@ async def test_a_pipeline_page_is_signed_in_and_names_a_flags_own_key() -> None:
             assert refused.status_code == 400
             assert "<script>" not in refused.text
             fragment = await http.get(f"/ui/fragment/pipelines/{bad}", headers=bearer)
+            assert fragment.status_code == 400
+
+
+async def test_a_holdout_page_is_signed_in_and_names_a_holdout() -> None:
+    async with served(token=TOKEN, bound_to="0.0.0.0") as http:
+        assert (await http.get("/ui/holdouts/q4")).status_code == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        page = await http.get("/ui/holdouts/q4", headers=bearer)
+        assert page.status_code == 200
+        assert "<p>holdout q4</p>" in page.text
+        assert 'data-fragment="/ui/fragment/holdouts/q4"' in page.text
+        live = await http.get("/ui/fragment/holdouts/q4", headers=bearer)
+        assert live.text == "<p>holdout q4</p>"
+        assert (await http.get("/ui/holdouts/nobody", headers=bearer)).status_code == 404
+        for bad in ("Q4", "%3Cscript%3E", "x" * 65):
+            refused = await http.get(f"/ui/holdouts/{bad}", headers=bearer)
+            assert refused.status_code == 400
+            assert "<script>" not in refused.text
+            fragment = await http.get(f"/ui/fragment/holdouts/{bad}", headers=bearer)
             assert fragment.status_code == 400

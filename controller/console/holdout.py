@@ -1,0 +1,93 @@
+"""The console's holdout page: everyone else against the held-out units, together and per flag.
+
+Pure: the report ``GET /holdouts/{name}`` serves
+(:class:`controller.core.holdouts.HoldoutReport`) in, an HTML fragment out, in the words of
+``rolloutctl report --holdout``. Every value passes through :func:`esc`.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import quote
+
+from controller.console.pages import esc, flag_url
+from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
+
+VERDICTS = {
+    "regressed": "regressed",
+    "no_regression_seen": "no regression seen",
+    "too_little_data": "too little data yet",
+}
+
+
+def holdout_url(name: str) -> str:
+    return "/ui/holdouts/" + quote(name, safe="")
+
+
+def holdout_link(name: str) -> str:
+    """A link to the holdout's page, for a rollout naming it."""
+    return (
+        f'<p class="holdout-link"><a href="{esc(holdout_url(name))}">'
+        f"Holdout {esc(name)}: what every release naming it did, against its units</a></p>"
+    )
+
+
+def holdout_detail(report: HoldoutReport) -> str:
+    """The holdout page's fragment: a heading, what it compares, then each comparison."""
+    where = f" in {report.environment}" if report.environment else ""
+    tests = len(report.flags) + (report.cumulative is not None)
+    parts = [
+        f'<h1 data-holdout="{esc(report.holdout)}">Holdout {esc(report.holdout)}{esc(where)}</h1>',
+        f"<p>{esc(f'{report.percent:g}')}% of units are held out of every release naming it,"
+        " compared with everyone else on each flag's guardrails by the gate's tests on units."
+        f" A regression is named with probability at most {esc(f'{report.alpha:g}')} over all"
+        f" {tests} comparisons when the releases changed nothing.</p>",
+    ]
+    if report.cumulative is not None:
+        parts.append(_comparison("Everything released, together", report.cumulative))
+    for compared in report.flags:
+        versions = ", ".join(map(str, compared.versions))
+        title = (
+            f'<a href="{esc(flag_url(compared.scope))}">{esc(compared.scope)}</a>'
+            f" (flag versions {esc(versions)})"
+        )
+        parts.append(_comparison(title, compared, escaped=True))
+    return "".join(parts)
+
+
+def _comparison(title: str, compared: Comparison, *, escaped: bool = False) -> str:
+    heading = title if escaped else esc(title)
+    ratio = ""
+    if compared.sample_ratio_mismatch:
+        ratio = " <strong>Sample ratio mismatch</strong>: the holdout's share is not its percent."
+    warning = (
+        ""
+        if compared.trusted
+        else "<p><strong>Not evidence</strong>: a sample-ratio check failed.</p>"
+    )
+    rows = "".join(_row(g) for g in compared.guardrails)
+    return (
+        f'<section class="comparison" data-scope="{esc(compared.scope)}"'
+        f' data-trusted="{str(compared.trusted).lower()}"><h2>{heading}</h2>'
+        f"<p>Units: {compared.rest_units:,} everyone else, {compared.holdout_units:,} held out;"
+        f" requests: {compared.rest_requests:,} and {compared.holdout_requests:,}.{ratio}</p>"
+        f"{warning}<table><thead><tr><th>guardrail</th><th>everyone else</th><th>holdout</th>"
+        "<th>difference (bound)</th><th>tolerance</th><th>verdict</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _row(g: GuardrailComparison) -> str:
+    bound = "" if g.lower is None or g.upper is None else f" ({_n(g.lower)} to {_n(g.upper)})"
+    return (
+        f'<tr data-guardrail="{esc(g.guardrail)}" data-verdict="{esc(g.verdict)}">'
+        f"<td>{esc(g.guardrail)}</td><td>{_n(g.rest)}</td><td>{_n(g.holdout)}</td>"
+        f"<td>{esc(_n(g.delta) + bound)}</td><td>{_n(g.tolerance)}</td>"
+        f'<td class="verdict">{esc(VERDICTS[g.verdict])}</td></tr>'
+    )
+
+
+def _n(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.4g}"
