@@ -318,6 +318,10 @@ def _check(status: int, what: str, body: Any) -> None:
     detail = f"Unleash refused to {what}: HTTP {status}" + (
         f" ({str(message)[:300]})" if message else ""
     )
-    # A redirect is something in front of Unleash (a login proxy), not its answer.
-    retriable = status >= 500 or status in _RETRIABLE_STATUSES or 300 <= status < 400
+    # A redirect is something in front of Unleash (a login proxy), not its answer. Unleash
+    # answers 403 to an operation it refuses (a dependency it cannot keep): not a token's.
+    refused = isinstance(body, dict) and body.get("name") == "InvalidOperationError"
+    retriable = not refused and (
+        status >= 500 or status in _RETRIABLE_STATUSES or 300 <= status < 400
+    )
     raise BackendUnavailable(detail) if retriable else ControllerError(detail)

@@ -85,13 +85,15 @@ async def test_only_the_dependencies_that_differ_are_written() -> None:
     assert calls[1][2] == {"feature": "f-parent", "enabled": True, "variants": []}
 
 
-async def test_a_refused_dependency_leaves_the_feature_off() -> None:
+@pytest.mark.parametrize("status", [400, 403])
+async def test_a_refused_dependency_leaves_the_feature_off_and_is_no_outage(status: int) -> None:
     calls: list[str] = []
+    refusal = {"name": "InvalidOperationError", "message": "No active feature f-parent exists"}
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(f"{request.method} {request.url.path}")
         if request.url.path.endswith("/dependencies"):
-            return httpx.Response(400, json={"message": "No active feature f-parent exists"})
+            return httpx.Response(status, json=refusal)
         return httpx.Response(200, json={})
 
     async with admin(handler) as client:
@@ -99,3 +101,11 @@ async def test_a_refused_dependency_leaves_the_feature_off() -> None:
             await client.write(TARGET, WANT, Serving(enabled=False), flag="checkout")
     assert not getattr(caught.value, "retriable", True)
     assert f"POST {ENV}/on" not in calls
+
+
+async def test_a_refused_token_is_still_an_outage() -> None:
+    answer = {"name": "NoAccessError", "message": "You need permission"}
+    async with admin(lambda _r: httpx.Response(403, json=answer)) as client:
+        with pytest.raises(Exception, match="HTTP 403") as caught:
+            await client.write(TARGET, WANT, Serving(enabled=False), flag="checkout")
+    assert getattr(caught.value, "retriable", False)
