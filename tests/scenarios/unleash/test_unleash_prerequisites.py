@@ -161,3 +161,25 @@ async def test_a_dependency_removed_by_hand_pauses_the_child_and_is_written_back
 
 async def _has(person: Person, feature: str, dependencies: list[dict[str, object]]) -> bool:
     return await person.dependencies(feature) == dependencies
+
+
+async def test_unleash_keeps_dependencies_one_level_deep_as_the_start_check_assumes(
+    unleash_server: UnleashServer, person: Person
+) -> None:
+    # Given three features, the middle one depending on the first
+    grand, parent, child = feature_name(), feature_name(), feature_name()
+    for feature in (grand, parent, child):
+        await person.create_feature(feature)
+    assert (await person.add_dependency(parent, grand, enabled=True)).is_success
+    # Then Unleash refuses (403, InvalidOperationError) a dependency on a parent that has a
+    # parent of its own, and one that would make the child of another feature a parent
+    below = await person.add_dependency(child, parent, enabled=False)
+    assert below.status_code == 403
+    assert "Transitive dependency detected" in below.text
+    above = await person.add_dependency(grand, child, enabled=True)
+    assert above.status_code == 403
+    assert "Transitive dependency detected" in above.text
+    # And a dependency on a feature it does not have
+    missing = await person.add_dependency(child, feature_name(), enabled=True)
+    assert missing.status_code == 403
+    assert "No active feature" in missing.text

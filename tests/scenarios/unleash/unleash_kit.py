@@ -108,6 +108,17 @@ class Person:
         found: list[dict[str, Any]] = answer.json()["dependencies"]
         return sorted(found, key=lambda d: str(d["feature"]))
 
+    async def create_feature(self, feature: str) -> None:
+        """Create a release feature in the default project, as in Unleash's UI."""
+        body = {"name": feature, "type": "release"}
+        answer = await self._http.post("/api/admin/projects/default/features", json=body)
+        answer.raise_for_status()
+
+    async def add_dependency(self, child: str, parent: str, *, enabled: bool) -> httpx.Response:
+        """Make ``child`` depend on ``parent`` by hand; Unleash's answer, whatever it is."""
+        path = f"/api/admin/projects/default/features/{child}/dependencies"
+        return await self._http.post(path, json={"feature": parent, "enabled": enabled})
+
     async def remove_dependencies(self, feature: str) -> None:
         """Delete every dependency of the feature by hand, as in Unleash's UI."""
         path = f"/api/admin/projects/default/features/{feature}/dependencies"
