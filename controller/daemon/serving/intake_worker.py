@@ -21,11 +21,7 @@ content refused.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Sequence
-from contextlib import AsyncExitStack
-from typing import Any, Self, TypeVar
+from collections.abc import Sequence
 
 from controller.adapters.http import Accepted
 from controller.adapters.kafka import Producer
@@ -33,38 +29,18 @@ from controller.adapters.redis import EventLedger, connect
 from controller.core.wire import InEvent
 from controller.daemon.metrics import Metrics
 from controller.daemon.serving.event_intake import EventIntake
+from controller.kit.loop_thread import LoopThread
 from controller.settings import Settings
 
-_T = TypeVar("_T")
-JOIN_SECONDS = 5.0
-"""How long closing waits for the thread to end."""
 
-
-class IntakeWorker:
+class IntakeWorker(LoopThread):
     """An :class:`EventIntake` on a thread with its own event loop, Redis client and producer;
     use it with ``async with``."""
 
     def __init__(self, settings: Settings, *, metrics: Metrics) -> None:
+        super().__init__(name="intake-worker")
         self._settings, self._metrics = settings, metrics
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, name="intake-worker", daemon=True)
-        self._stack = AsyncExitStack()
         self._intake: EventIntake | None = None
-
-    async def __aenter__(self) -> Self:
-        self._thread.start()
-        try:
-            await self._call(self._open())
-        except BaseException:
-            await self._halt()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            await self._call(self._stack.aclose())
-        finally:
-            await self._halt()
 
     async def send(self, client: str, events: Sequence[tuple[InEvent, bytes]]) -> Accepted:
         """:meth:`EventIntake.send`, run on the worker's loop."""
@@ -75,20 +51,6 @@ class IntakeWorker:
         """:meth:`EventIntake.count` (the metrics are safe from any thread)."""
         assert self._intake is not None
         self._intake.count(outcome, events)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-
-    async def _call(self, work: Coroutine[Any, Any, _T]) -> _T:
-        """``work``'s result, run on the worker's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    async def _halt(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join, JOIN_SECONDS)
-        if not self._thread.is_alive():
-            self._loop.close()
 
     async def _open(self) -> None:
         """The intake's Redis client and producer, opened on (and bound to) this loop; the

@@ -17,12 +17,8 @@ snapshots that ask for them (:mod:`controller.adapters.http.read_snapshot`).
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Self, TypeVar
 
 import orjson
 
@@ -33,14 +29,11 @@ from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.rollouts import SourceReadings, evidence_watch
 from controller.daemon.serving.status import StatusView, readable
+from controller.kit.loop_thread import LoopThread
 from controller.settings import Settings
 
-_T = TypeVar("_T")
-JOIN_SECONDS = 5.0
-"""How long closing waits for the thread to end."""
 
-
-class ReadWorker:
+class ReadWorker(LoopThread):
     """A thread with its own event loop and Redis client; use it with ``async with``."""
 
     def __init__(
@@ -52,29 +45,12 @@ class ReadWorker:
         team_windows: tuple[Window, ...] = (),
         sources: SourceReadings | None = None,
     ) -> None:
+        super().__init__(name="read-worker")
         self._settings, self._signer = settings, signer
         self._sources = sources
         self._clock, self._team_windows = clock, team_windows
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, name="read-worker", daemon=True)
-        self._stack = AsyncExitStack()
         self._states: RolloutStore | None = None
         self._status: StatusView | None = None
-
-    async def __aenter__(self) -> Self:
-        self._thread.start()
-        try:
-            await self._call(self._open())
-        except BaseException:
-            await self._halt()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            await self._call(self._stack.aclose())
-        finally:
-            await self._halt()
 
     async def rollout_list(self) -> bytes:
         """``GET /rollouts``'s JSON: every rollout with a fresh gate view."""
@@ -94,20 +70,6 @@ class ReadWorker:
         (:class:`~controller.daemon.registries.FlagDirectory`)."""
         assert self._states is not None
         return await self._call(published_rollouts(self._states))
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-
-    async def _call(self, work: Coroutine[Any, Any, _T]) -> _T:
-        """``work``'s result, run on the worker's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    async def _halt(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join, JOIN_SECONDS)
-        if not self._thread.is_alive():
-            self._loop.close()
 
     async def _open(self) -> None:
         redis = self._settings.redis
