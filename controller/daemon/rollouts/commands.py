@@ -34,7 +34,6 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core.common import StoreError
 from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
 from controller.core.reading import CheckedCommand
 from controller.core.release import PipelineCommand, pipeline_command
@@ -43,20 +42,14 @@ from controller.core.rollouts import (
     CommandRefused,
     MonitorDownInput,
     MonitorUpInput,
-    Plan,
 )
-from controller.core.serving import unleash_problems
 from controller.core.trust import AppKeyCommand, app_keys
 from controller.core.wire import (
     Command,
     CommandAction,
-    Holdout,
     JsonObject,
     MonitorAlert,
-    Prerequisite,
     SegmentCommand,
-    holdout_problems,
-    start_problems,
     summarize,
 )
 from controller.daemon.registries import (
@@ -68,7 +61,7 @@ from controller.daemon.registries import (
 from controller.daemon.rollouts.containment import Containment, Retry
 from controller.daemon.rollouts.ingest_commands import IngestCommands
 from controller.daemon.rollouts.pipelines import Pipelines
-from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.rollouts import Rollouts, start_refusal
 from controller.ports import (
     CommandSeen,
     ControlSource,
@@ -253,7 +246,8 @@ class CommandIntake:
             roles=approving,
             holder=self._keys.holder_of(command.key_id or "") or "",
         )
-        broken = await start_refusal(self._states, flag, event)
+        plan = event.plan if isinstance(event, CommandInput) else None
+        broken = await start_refusal(self._states, flag, plan)
         if broken is not None:
             event = commands.refusal_input(command, broken, now, flag=flag)
         if isinstance(event, CommandRefused):
@@ -265,34 +259,6 @@ class CommandIntake:
         if command.action is not CommandAction.APPROVE or self._pipelines is None:
             return False
         return await self._pipelines.approval(command, roles)
-
-
-async def start_refusal(
-    states: RolloutStates, flag: str, event: CommandInput | CommandRefused
-) -> str | None:
-    """Why ``event``, starting ``flag`` (its key in its environment) with a plan, would break the
-    prerequisites of its environment (an unknown flag, a cycle, a chain too deep, what
-    Unleash's dependent features cannot express) or give its holdout another percent than a
-    flag naming it there, or None; every rollout is read, which only a start with
-    prerequisites or a holdout pays for."""
-    plan = event.plan if isinstance(event, CommandInput) else None
-    if plan is None or (not plan.requires and plan.holdout is None):
-        return None
-    plans: dict[str, Plan] = {}
-    for key, loaded in (await states.load_all()).items():
-        if isinstance(loaded, StoreError):
-            raise loaded  # retried, as any read of the store the command needs
-        if loaded.rollout is not None:
-            plans[key] = loaded.rollout.plan
-    held: dict[str, list[Prerequisite]] = {k: p.requires or [] for k, p in plans.items()}
-    holdouts: dict[str, Holdout | None] = {k: p.holdout for k, p in plans.items()}
-    if plan.requires and (problems := start_problems(flag, plan.requires, held)):
-        return "invalid plan: requires: " + "; ".join(problems)
-    if plan.requires and (problems := unleash_problems(flag, plan, plans)):
-        return "invalid plan: requires: " + "; ".join(problems)
-    if problems := holdout_problems(flag, plan.holdout, holdouts):
-        return "invalid plan: holdout: " + "; ".join(problems)
-    return None
 
 
 def _delivery(record: Record) -> str:

@@ -64,7 +64,7 @@ from controller.core.rollouts import Phase
 from controller.core.wire import Command, JsonObject, PipelineEvidence, RolloutEnding
 from controller.daemon.registries import Keyring
 from controller.daemon.rollouts.containment import Containment, Retry
-from controller.daemon.rollouts.rollouts import Rollouts
+from controller.daemon.rollouts.rollouts import Rollouts, start_refusal
 from controller.daemon.rollouts.run_writer import RunWriter
 from controller.kit.backoff import sleep_or_stop
 from controller.kit.deadlines import deadline
@@ -128,6 +128,7 @@ class Pipelines:
         self._writer = RunWriter(
             runs=runs,
             rollouts=rollouts,
+            states=parts.states,
             outputs=parts.outputs,
             topics=parts.topics,
             default=lambda: keys.environments.default,
@@ -183,6 +184,7 @@ class Pipelines:
             _plan_refusal(pipeline, now, self._backends)
             or await _unleash_refusal(pipeline, self._unleash)
             or await self._busy(command, pipeline)
+            or await _graph_refusal(self._states, self._writer.key, command.flag, pipeline)
             or pipeline
         )
 
@@ -264,21 +266,17 @@ class Pipelines:
 
     async def _ending(self, run: PipelineState, current: StepState) -> RolloutEnded | None:
         """How the step's rollout ended, or None while it runs; started first if it never was."""
-        key = self._writer.key(run.flag, current.environment)
+        env, rollout_id = current.environment, current.rollout_id or ""
+        key, refused = self._writer.key(run.flag, env), None
         rollout = (await self._states.load(key)).rollout
         if rollout is None or rollout.rollout_id != current.rollout_id:
-            plan = run.pipeline.plan_for(current.environment)
-            rollout_id = current.rollout_id or ""
-            await self._writer.start_rollout(
-                run, StartRollout(current.environment, rollout_id, plan, "")
-            )
+            start = StartRollout(env, rollout_id, run.pipeline.plan_for(env), "")
+            refused = await self._writer.start_rollout(run, start)
             rollout = (await self._states.load(key)).rollout
         if rollout is None or rollout.rollout_id != current.rollout_id:
             held = "none" if rollout is None else f"{rollout.rollout_id} ({rollout.phase.value})"
-            why = f"its rollout did not start: {key} holds {held}"
-            return RolloutEnded(
-                current.environment, current.rollout_id or "", "aborted", self._now(), why
-            )
+            why = f"its rollout did not start: {refused or f'{key} holds {held}'}"
+            return RolloutEnded(env, rollout_id, "aborted", self._now(), why)
         outcome = ENDED.get(rollout.phase)
         if outcome is None:
             return None
@@ -307,6 +305,19 @@ class Pipelines:
     async def with_runs(self, flags: Collection[str]) -> set[str]:
         """Which of ``flags`` have a pipeline run (the console links to their pipeline)."""
         return await self._runs.with_runs(flags)
+
+
+async def _graph_refusal(
+    states: RolloutStates, key_of: Callable[[str, str], str], flag: str, pipeline: Pipeline
+) -> str | None:
+    """Why a step's plan would break its environment's prerequisites or holdouts as they
+    stand (each step is checked again when it starts), or None."""
+    for environment in pipeline.environments:
+        key = key_of(flag, environment)
+        broken = await start_refusal(states, key, pipeline.plan_for(environment))
+        if broken is not None:
+            return f"{environment}: {broken}"
+    return None
 
 
 async def _late(

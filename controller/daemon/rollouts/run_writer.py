@@ -22,13 +22,21 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.common import ControllerError, scoped
-from controller.core.release import Decision, Event, PipelineState, RunPhase, StartRollout, step
-from controller.core.rollouts import CommandInput, RaiseAlert
+from controller.core.release import (
+    Decision,
+    Event,
+    PipelineState,
+    RolloutEnded,
+    RunPhase,
+    StartRollout,
+    step,
+)
+from controller.core.rollouts import CommandInput, CommandRefused, RaiseAlert
 from controller.core.wire import CommandAction, PipelineEvidence
 from controller.core.wire import Decision as WireDecision
 from controller.daemon.outputs import render_alert
-from controller.daemon.rollouts.rollouts import Rollouts
-from controller.ports import OutboxMessage, Outputs, PipelineRuns
+from controller.daemon.rollouts.rollouts import Rollouts, start_refusal
+from controller.ports import OutboxMessage, Outputs, PipelineRuns, RolloutStates
 from controller.settings import TopicSettings
 
 MAX_CONFLICTS = 10
@@ -44,12 +52,14 @@ class RunWriter:
         *,
         runs: PipelineRuns,
         rollouts: Rollouts,
+        states: RolloutStates,
         outputs: Outputs,
         topics: TopicSettings,
         default: Callable[[], str],
         clock: Callable[[], datetime],
     ) -> None:
         self.runs, self._rollouts, self._outputs, self._topics = runs, rollouts, outputs, topics
+        self._states = states
         self._default, self._now = default, clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -60,36 +70,57 @@ class RunWriter:
     async def begin(self, run: PipelineState, actions: list[Any]) -> None:
         """Save a new run (once: a run already saved is left as it is) and act on it."""
         await self.runs.index(run.flag, run.run_id, int(run.started_at.timestamp() * 1000))
+        refused: list[RolloutEnded] = []
         async with self._locks[run.run_id]:
             if await self.runs.save(run.run_id, 0, run, self._outbox(run, actions)):
-                await self._after(run, actions)
+                refused = await self._after(run, actions)
+        for ended in refused:
+            await self.apply(run.run_id, ended)
 
     async def apply(self, run_id: str, event: Event) -> None:
-        """Decide ``event`` for the run, save the result with its outbox, publish, act."""
+        """Decide ``event`` for the run, save the result with its outbox, publish, act; a
+        rollout whose start was refused ends its step there (aborted, saying why)."""
+        refused = await self._applied(run_id, event)
+        for ended in refused:
+            await self.apply(run_id, ended)
+
+    async def _applied(self, run_id: str, event: Event) -> list[RolloutEnded]:
         async with self._locks[run_id]:
             for _ in range(MAX_CONFLICTS):
                 loaded = await self.runs.load(run_id)
                 if loaded.run is None:
-                    return
+                    return []
                 new, actions = step(loaded.run, event)
                 if not actions and new == loaded.run:
-                    return
+                    return []
                 if await self.runs.save(run_id, loaded.rev, new, self._outbox(new, actions)):
-                    await self._after(new, actions)
-                    return
+                    return await self._after(new, actions)
         raise ControllerError(f"pipeline run {run_id}: {MAX_CONFLICTS} conflicts in a row")
 
-    async def _after(self, run: PipelineState, actions: list[Any]) -> None:
-        """Publish what was saved, then start the rollouts asked for."""
+    async def _after(self, run: PipelineState, actions: list[Any]) -> list[RolloutEnded]:
+        """Publish what was saved, then start the rollouts asked for; the ends of those whose
+        start was refused."""
         await self.drain(run.run_id)
+        refused = []
         for action in actions:
             if isinstance(action, StartRollout):
-                await self.start_rollout(run, action)
+                broken = await self.start_rollout(run, action)
+                if broken is not None:
+                    why = f"its rollout did not start: {broken}"
+                    ended = RolloutEnded(
+                        action.environment, action.rollout_id, "aborted", self._now(), why
+                    )
+                    refused.append(ended)
         if run.phase is not RunPhase.RUNNING:
             await self.runs.finished(run.run_id)
+        return refused
 
-    async def start_rollout(self, run: PipelineState, action: StartRollout) -> None:
-        """Start the step's rollout, once: its command id is the run's and the environment's."""
+    async def start_rollout(self, run: PipelineState, action: StartRollout) -> str | None:
+        """Start the step's rollout, once: its command id is the run's and the environment's.
+
+        A start that would break its environment's prerequisites or holdouts as they stand now
+        is refused, as the same start signed by a person is (a rejected decision): returns
+        why, else None."""
         key = self.key(run.flag, action.environment)
         command = CommandInput(
             action=CommandAction.START,
@@ -102,7 +133,21 @@ class RunWriter:
             new_rollout_id=action.rollout_id,
             new_salt=secrets.token_hex(8),
         )
+        broken = await start_refusal(self._states, key, action.plan)
+        if broken is not None:
+            refused = CommandRefused(
+                action=command.action,
+                flag=key,
+                command_id=command.command_id,
+                actor=command.actor,
+                key_id=command.key_id,
+                reason=broken,
+                now=command.now,
+            )
+            await self._rollouts.apply(key, refused)
+            return broken
         await self._rollouts.apply(key, command)
+        return None
 
     async def drain(self, run_id: str) -> None:
         """Publish what the run's outbox holds, and drop what the broker acknowledged."""

@@ -21,6 +21,7 @@ from controller.adapters.memory import (
     MemoryStates,
 )
 from controller.core.release import RunPhase, StepStatus, rollout_id_of
+from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.rollout import Phase
 from controller.core.trust import signing
 from controller.core.trust.signing import generate_key
@@ -119,6 +120,13 @@ class World:
         )
         await self.send(command)
         return str(command["id"])
+
+    async def start_cart(self, environment: str) -> None:
+        """Flag ``cart`` rolling out in ``environment``, started by hand."""
+        command = signed_model("start", "cart", private_key=self.keys["ops"], key_id="ops",
+                               actor="ops", ts_ms=int(self.now.timestamp() * 1000),
+                               environment=environment, plan=Plan.model_validate(PLAN))  # fmt: skip
+        await self.send(sent_object(command))
 
     async def approve(self, key_id: str, environment: str) -> dict[str, Any]:
         command = sent_object(
@@ -334,3 +342,45 @@ async def test_an_approval_for_a_finished_step_is_refused_with_the_reason() -> N
     assert late["outcome"] == "rejected"
     assert late["reason"] == "the pipeline stopped at dev: no step awaits an approval"
     assert world.runs.docs[run_id][1].steps[2].status is StepStatus.PENDING
+
+
+REQUIRING = {
+    **PIPELINE,
+    "plans": {"standard": {**PLAN, "requires": [{"flag": "cart", "variants": ["treatment"]}]}},
+}
+
+
+async def test_a_pipeline_whose_steps_require_an_unknown_flag_is_refused_naming_where() -> None:
+    world = World()
+    for environment in ("dev", "staging"):  # production has no cart
+        await world.start_cart(environment)
+    command_id = await world.start(REQUIRING)
+    (refused,) = [d for d in world.decisions() if d.get("command_id") == command_id]
+    assert refused["outcome"] == "rejected"
+    assert refused["reason"].startswith("production: invalid plan: requires: ")
+    assert "cart" in refused["reason"]
+    assert not any(key.startswith("checkout") for key in world.states.docs)
+
+
+async def test_a_step_whose_prerequisite_went_away_is_refused_when_it_starts() -> None:
+    # Given every environment's cart rolling out when the pipeline starts
+    world = World()
+    for environment in ("dev", "staging", "production"):
+        await world.start_cart(environment)
+    run_id = await world.start(REQUIRING)
+    assert "checkout@dev" in world.states.docs
+    # When staging's cart is gone by the time dev completes
+    del world.states.docs["cart@staging"]
+    world.end("checkout@dev", Phase.COMPLETED)
+    await world.reconcile(run_id)
+    # Then staging's start is refused as a person's would be, and the run stops saying why
+    assert "checkout@staging" not in world.states.docs
+    refused = [d for d in world.decisions() if d["flag"] == "checkout@staging"]
+    assert [(d["action"], d["outcome"]) for d in refused] == [("start", "rejected")]
+    assert "invalid plan: requires: " in refused[0]["reason"]
+    (stop,) = [d for d in world.decisions() if d["action"] == "pipeline_stop"]
+    assert "its rollout did not start: invalid plan: requires: " in stop["reason"]
+    assert world.runs.docs[run_id][1].phase is RunPhase.STOPPED
+    published = len(world.outputs.sent)
+    await world.reconcile(run_id)  # a restart decides nothing again
+    assert len(world.outputs.sent) == published
