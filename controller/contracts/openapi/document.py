@@ -241,6 +241,13 @@ def _parameters() -> Schema:
             _text(32, ENVIRONMENT_PATTERN),
             False,
         ),
+        "since": _parameter(
+            "since",
+            "query",
+            "Only the rollouts started at or after this instant (RFC 3339, with an offset).",
+            {"type": "string", "format": "date-time"},
+            False,
+        ),
         "alpha": _parameter(
             "alpha",
             "query",

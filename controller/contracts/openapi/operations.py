@@ -218,12 +218,14 @@ READS: tuple[Operation, ...] = (
         "flag's sample-ratio check.",
         (
             Answer(200, "The report.", "HoldoutReport"),
-            Answer(400, "Not a holdout's name, an environment's, or an alpha.", "Refusal"),
+            Answer(
+                400, "Not a holdout's name, an environment's, an alpha or an instant.", "Refusal"
+            ),
             OPERATOR_WANTED,
             Answer(404, "No rollout of the environment names this holdout.", "Refusal"),
             DOWN,
         ),
         OPERATOR,
-        ("holdoutName", "environment", "alpha"),
+        ("holdoutName", "environment", "alpha", "since"),
     ),
 )

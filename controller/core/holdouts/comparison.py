@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +127,9 @@ class HoldoutReport(BaseModel):
 
     holdout: str
     environment: str | None = None
+    since: datetime | None = Field(
+        default=None, description="Only rollouts started at or after this; absent: every one."
+    )
     percent: float = Field(description="The share of units it keeps out, in percent.")
     alpha: float = Field(description="The report's false-regression rate, over every test.")
     flags: list[Comparison]
@@ -140,6 +144,7 @@ def holdout_report(
     *,
     alpha: float = DEFAULT_ALPHA,
     environment: str | None = None,
+    since: datetime | None = None,
 ) -> HoldoutReport:
     """The holdout against everyone else, per flag (in flag order) and cumulatively."""
     if not 0.0 < alpha < 0.5:
@@ -153,6 +158,7 @@ def holdout_report(
     return HoldoutReport(
         holdout=holdout.name,
         environment=environment,
+        since=since,
         percent=holdout.percent,
         alpha=alpha,
         flags=compared,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.report import diagnosis
+from controller.ctl.report.audit_export import parse_time
 from controller.ctl.terminal import UsageError, env_url, print_json, warn
 
 VERDICTS = {
@@ -35,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     query = {"alpha": repr(args.alpha)}
     if args.environment:
         query["environment"] = args.environment
+    if args.since is not None:
+        now = datetime.now(UTC)
+        query["since"] = parse_time(args.since, now=now, flag="--since").isoformat()
     path = f"/holdouts/{quote(args.holdout, safe='')}?{urlencode(query)}"
     answer = diagnosis.fetch(base, path, timeout_s=args.timeout)
     if answer.status == 404:
@@ -57,8 +62,13 @@ def _where(environment: str | None) -> str:
 def markdown(report: HoldoutReport) -> str:
     """The report in Markdown: the cumulative comparison, then each flag's."""
     tests = len(report.flags) + (report.cumulative is not None)
+    since = (
+        ""
+        if report.since is None
+        else f", releases started since {report.since:%Y-%m-%d %H:%M} UTC"
+    )
     lines = [
-        f"# Holdout {report.holdout}{_where(report.environment)}",
+        f"# Holdout {report.holdout}{_where(report.environment)}{since}",
         "",
         f"{_percent(report.percent)} of units are held out of every release naming it."
         " Everyone else is compared with them on each flag's guardrails, with the gate's"

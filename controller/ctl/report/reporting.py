@@ -67,6 +67,12 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         " the default one)",
     )
     sub.add_argument(
+        "--since",
+        metavar="TIME",
+        help="with --holdout: only the rollouts started at or after TIME (RFC 3339 with an"
+        " offset, or a date: midnight UTC), the releases of a period",
+    )
+    sub.add_argument(
         "--alpha",
         type=float,
         default=0.05,

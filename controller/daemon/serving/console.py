@@ -56,8 +56,8 @@ class PipelineReads(Protocol):
     async def with_runs(self, flags: Collection[str]) -> set[str]: ...
 
 
-HoldoutReads = Callable[[str, str | None, float], Awaitable[HoldoutReport | None]]
-"""A holdout's report by name, environment (None: the default) and alpha."""
+HoldoutReads = Callable[[str, str | None, float, datetime | None], Awaitable[HoldoutReport | None]]
+"""A holdout's report by name, environment (None: the default), alpha and since."""
 
 
 class ConsoleData:
@@ -176,7 +176,9 @@ class ConsoleData:
     async def holdout_fragment(self, name: str) -> str | None:
         """Holdout ``name``'s page fragment (the default environment's); None when no rollout
         there names it."""
-        found = None if self._holdouts is None else await self._holdouts(name, None, DEFAULT_ALPHA)
+        if self._holdouts is None:
+            return None
+        found = await self._holdouts(name, None, DEFAULT_ALPHA, None)
         return None if found is None else holdout.holdout_detail(found)
 
     async def pipeline_fragment(self, flag: str) -> str | None:

@@ -10,6 +10,7 @@ serves now), everyone else's cells summed against the holdout's in one read
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 
 from controller.core.common import StoreError, environment_of
 from controller.core.holdouts import FlagCells, HoldoutReport, holdout_report
@@ -35,9 +36,10 @@ class HoldoutView:
         self._states, self._read, self._environments = states, read, environments
 
     async def __call__(
-        self, name: str, environment: str | None, alpha: float
+        self, name: str, environment: str | None, alpha: float, since: datetime | None = None
     ) -> HoldoutReport | None:
-        """The report; None where no rollout of the environment names ``name``."""
+        """The report of the rollouts naming ``name`` (started at or after ``since``); None
+        where no rollout of the environment does."""
         default = self._environments().default
         where = environment or default
         naming: list[Rollout] = []
@@ -47,6 +49,8 @@ class HoldoutView:
             rollout = loaded.rollout
             held = None if rollout is None else rollout.plan.holdout
             if rollout is None or held is None or held.name != name:
+                continue
+            if since is not None and rollout.started_at < since:
                 continue
             if environment_of(key, default) == where:
                 naming.append(rollout)
@@ -60,7 +64,7 @@ class HoldoutView:
         ]
         holdout = naming[0].plan.holdout
         assert holdout is not None
-        return holdout_report(holdout, cells, alpha=alpha, environment=where)
+        return holdout_report(holdout, cells, alpha=alpha, environment=where, since=since)
 
 
 def published(rollout: Rollout) -> tuple[int, ...]:

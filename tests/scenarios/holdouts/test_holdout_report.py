@@ -106,6 +106,9 @@ async def test_the_holdout_report_names_the_release_its_own_stages_missed(
         # The unknown and the malformed are refused, not read as no holdout
         assert (await http.get("/holdouts/nobody")).status_code == 404
         assert (await http.get("/holdouts/q4?alpha=0.7")).status_code == 400
+        # A period that began after these releases started holds none of them
+        later = await http.get("/holdouts/q4", params={"since": "2999-01-01T00:00:00Z"})
+        assert later.status_code == 404, later.text
         # The console shows the same report, linked from each flag's page
         page = (await http.get("/ui/holdouts/q4")).text
         flag_page = (await http.get("/ui/rollouts/ho-b")).text

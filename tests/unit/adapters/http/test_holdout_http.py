@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from aiohttp import web
 
@@ -11,15 +13,19 @@ from controller.core.wire import Holdout
 from tests.support.app_client import app_client
 
 TOKEN = "t0ken"
+SINCE = datetime(2026, 10, 1, tzinfo=UTC)
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.mark.parametrize(
     ("path", "status", "asked"),
     [
-        ("/holdouts/q4", 200, ("q4", None, 0.05)),
-        ("/holdouts/q4?environment=staging&alpha=0.01", 200, ("q4", "staging", 0.01)),
-        ("/holdouts/other", 404, ("other", None, 0.05)),
+        ("/holdouts/q4", 200, ("q4", None, 0.05, None)),
+        ("/holdouts/q4?environment=staging&alpha=0.01", 200, ("q4", "staging", 0.01, None)),
+        ("/holdouts/q4?since=2026-10-01T02:00:00%2B02:00", 200, ("q4", None, 0.05, SINCE)),
+        ("/holdouts/other", 404, ("other", None, 0.05, None)),
+        ("/holdouts/q4?since=2026-10-01", 400, None),
+        ("/holdouts/q4?since=yesterday", 400, None),
         ("/holdouts/Q4", 400, None),
         ("/holdouts/%3Cb%3E", 400, None),
         ("/holdouts/q4?environment=Prod%20uction", 400, None),
@@ -30,12 +36,14 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
     ],
 )
 async def test_the_holdout_read_checks_what_it_is_asked_before_reading(
-    path: str, status: int, asked: tuple[str, str | None, float] | None
+    path: str, status: int, asked: tuple[str, str | None, float, datetime | None] | None
 ) -> None:
-    seen: list[tuple[str, str | None, float]] = []
+    seen: list[tuple[str, str | None, float, datetime | None]] = []
 
-    async def report(name: str, environment: str | None, alpha: float) -> HoldoutReport | None:
-        seen.append((name, environment, alpha))
+    async def report(
+        name: str, environment: str | None, alpha: float, since: datetime | None
+    ) -> HoldoutReport | None:
+        seen.append((name, environment, alpha, since))
         if name != "q4":
             return None
         return holdout_report(Holdout(name="q4", percent=2), [], alpha=alpha)
