@@ -11,7 +11,8 @@ course (an intent-to-treat comparison of "released as planned" against
 
 Each comparison is the gate's own (:func:`controller.core.stats.guardrail_result`):
 everyone else in the treatment's place, the holdout in the control's, on the
-plan's guardrails with their tolerances, on the unit of assignment (the
+plan's guardrails on events (a Prometheus series knows no holdout) with their
+tolerances, on the unit of assignment (the
 delta method over buckets of units), with the always-valid bound, so the
 report may be read at any time. The report's alpha is split evenly over its
 comparisons (one per flag, and the cumulative one), and each comparison's
@@ -184,7 +185,7 @@ def _cumulative(flags: Sequence[FlagCells], alpha: float, *, trusted: bool) -> C
     guardrails: dict[str, Guardrail] = {}
     for cells in flags:
         for guardrail in cells.plan.guardrails:
-            if not guardrail.dry_run:
+            if not guardrail.dry_run and guardrail.source == "events":
                 guardrails.setdefault(guardrail.key, guardrail)
     first = flags[0].plan
     plan = first.model_copy(update={"guardrails": list(guardrails.values()), "alpha_weights": None})
@@ -246,9 +247,11 @@ def _finite(value: float) -> float | None:
 
 
 def _at_level(plan: Plan, alpha: float) -> Plan:
-    """``plan`` with its guardrails' levels summing to ``alpha`` in one comparison: its own
-    alpha is split over its stages too, so it is scaled up by their number."""
-    unlimited = plan.model_copy(update={"limits": None})
+    """``plan`` with its events guardrails alone (a Prometheus series has no holdout; its
+    absolute limits compare no arms), their levels summing to ``alpha`` in one comparison:
+    the plan's own alpha is split over its stages too, so it is scaled up by their number."""
+    kept = [g for g in plan.guardrails if g.source == "events"]
+    unlimited = plan.model_copy(update={"limits": None, "guardrails": kept})
     stages = int(str(unlimited.alpha_budget()["stages"]))
     return unlimited.model_copy(update={"alpha": alpha * max(1, stages)})
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from controller.core.holdouts import FlagCells, holdout_report
-from controller.core.rollouts import DEFAULT_PLAN, Plan
+from controller.core.rollouts import DEFAULT_PLAN, Guardrail, Plan
 from controller.core.stats import ArmAggregate
 from controller.core.wire import Holdout
 from tests.support.holdout_sim import last_look as holdout_groups
@@ -85,3 +85,18 @@ def test_no_flag_names_it_gives_no_cumulative() -> None:
 def test_an_alpha_out_of_range_is_refused(alpha: float) -> None:
     with pytest.raises(ValueError, match="alpha"):
         holdout_report(HOLDOUT, [], alpha=alpha)
+
+
+def test_only_guardrails_on_events_are_compared_and_alpha_is_theirs() -> None:
+    prometheus = Guardrail.model_validate({
+        "metric": "error_rate", "source": "prometheus",
+        "prometheus": {
+            "count": 'sum(increase(errors_total{arm="{{arm}}"}[{{window}}]))',
+            "total": 'sum(increase(requests_total{arm="{{arm}}"}[{{window}}]))',
+        },
+    })  # fmt: skip
+    plan = DEFAULT_PLAN.model_copy(update={"guardrails": [*DEFAULT_PLAN.guardrails, prometheus]})
+    report = holdout_report(HOLDOUT, [cells("a", last_look(5), plan)], alpha=0.04)
+    compared = report.flags[0].guardrails
+    assert [g.guardrail for g in compared] == ["error_rate", "latency_p99"]
+    assert [g.alpha for g in compared] == [pytest.approx(0.01)] * 2  # 0.04 / 2 comparisons / 2
