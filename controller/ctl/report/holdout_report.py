@@ -14,7 +14,12 @@ import sys
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
-from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
+from controller.core.holdouts import (
+    DEFAULT_ALPHA,
+    Comparison,
+    GuardrailComparison,
+    HoldoutReport,
+)
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.report import diagnosis
 from controller.ctl.report.audit_export import parse_time
@@ -31,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     """Fetch the holdout's report and print it; 1 where no rollout names the holdout."""
     if args.html is not None:
         raise UsageError("--html: a holdout's report is Markdown or --json")
-    if not 0.0 < args.alpha < 0.5:
-        raise UsageError(f"--alpha: {args.alpha} is not above 0 and below 0.5")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    if not 0.0 < alpha < 0.5:
+        raise UsageError(f"--alpha: {alpha} is not above 0 and below 0.5")
     base = env_url(args.url)
-    query = {"alpha": repr(args.alpha)}
+    query = {"alpha": repr(alpha)}
     if args.environment:
         query["environment"] = args.environment
     if args.since is not None:

@@ -75,7 +75,6 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--alpha",
         type=float,
-        default=0.05,
         metavar="A",
         help="with --holdout: the chance of naming a regression the releases did not cause,"
         " over every comparison of the report (0.05)",
@@ -125,6 +124,8 @@ def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:
         raise UsageError("name a FLAG, or a holdout with --holdout NAME (not both)")
     if args.holdout is not None:
         return holdout_report.run(args)
+    if args.since is not None or args.alpha is not None:
+        raise UsageError("--since and --alpha are for a holdout's report (--holdout NAME)")
     started = command_started(whole_process=whole_process)
     base = env_url(args.url)
     sections, pipeline = _sections(base, args.flag, args.environment, args.timeout)

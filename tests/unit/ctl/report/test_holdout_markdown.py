@@ -49,6 +49,9 @@ def test_the_markdown_names_the_regression_the_cumulative_and_what_is_no_evidenc
         (["report", "checkout", "--holdout", "q4"], "name a FLAG, or a holdout"),
         (["report", "--holdout", "q4", "--alpha", "0.5"], "--alpha"),
         (["report", "--holdout", "q4", "--html", "x.html"], "--html"),
+        (["report", "checkout", "--alpha", "0.01"], "--since and --alpha are for"),
+        (["report", "checkout", "--since", "2026-10-01"], "--since and --alpha are for"),
+        (["report", "--holdout", "q4", "--since", "last week"], "--since"),
     ],
 )
 def test_a_holdout_report_asked_for_wrongly_is_refused_with_a_reason(
