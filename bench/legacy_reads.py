@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 
-from controller.adapters.redis.aggregate_reads import NO_BUCKETS
+from controller.adapters.redis.aggregate_reads import ARMS, NO_BUCKETS, Cells
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import translated
 from controller.adapters.redis.layout import LANE_KINDS
@@ -51,8 +51,13 @@ class LegacyAggregateStore(RedisAggregateStore):
         rows = [{**row, **_lane_fields(p)} for row, p in zip(rows, strings, strict=True)]
         return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
 
-    async def read_many(self, wanted: Sequence[tuple[str, Iterable[int]]]) -> list[FlagAggregates]:
-        """One read per flag, one after the other, as each gate read its own flag."""
+    async def read_many(
+        self, wanted: Sequence[tuple[str, Iterable[int]]], cells: Cells = ARMS
+    ) -> list[FlagAggregates]:
+        """One read per flag, one after the other, as each gate read its own flag (the arms:
+        the old read knew no other cells)."""
+        if cells != ARMS:
+            raise ValueError("the old read reads the arms alone")
         return [await self.read(flag, versions) for flag, versions in wanted]
 
     async def _legacy_read(
