@@ -18,7 +18,7 @@ from aiohttp import web
 
 from controller.adapters.http.read_routes import error, same
 from controller.core.common import ENVIRONMENT_PATTERN
-from controller.core.holdouts import DEFAULT_ALPHA, HoldoutReport
+from controller.core.holdouts import DEFAULT_ALPHA, MIN_ALPHA, HoldoutReport
 from controller.core.trust import bearer
 from controller.core.wire import HOLDOUT_NAME_PATTERN
 
@@ -59,7 +59,7 @@ def _asked(name: str, query: Mapping[str, str]) -> tuple[str | None, float, date
         return f"{environment[:40]!r} is no environment name"
     alpha = _alpha(query.get("alpha"))
     if alpha is None:
-        return "alpha is a number above 0 and below 0.5"
+        return "alpha is a number from 0.000001 to below 0.5"
     since = _since(query.get("since"))
     if since is False:
         return "since is an RFC 3339 time with an offset (2026-10-01T00:00:00Z)"
@@ -73,7 +73,7 @@ def _alpha(text: str | None) -> float | None:
         value = float(text[:32])
     except ValueError:
         return None
-    return value if math.isfinite(value) and 0.0 < value < 0.5 else None
+    return value if math.isfinite(value) and MIN_ALPHA <= value < 0.5 else None
 
 
 def _since(text: str | None) -> datetime | Literal[False] | None:
@@ -82,6 +82,6 @@ def _since(text: str | None) -> datetime | Literal[False] | None:
         return None
     try:
         parsed = datetime.fromisoformat(text[:64])
-    except ValueError:
+        return False if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # not an instant, or one past year 1 or 9999 in UTC
         return False
-    return False if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -28,7 +28,7 @@ from controller.core.common import (
     MAX_FLAG_KEY,
     PLAIN_FLAG_KEY_PATTERN,
 )
-from controller.core.holdouts import HoldoutReport
+from controller.core.holdouts import MIN_ALPHA, HoldoutReport
 from controller.core.reading import (
     MAX_PLAIN_FLAG,
     READ_API_MODELS,
@@ -252,7 +252,7 @@ def _parameters() -> Schema:
             "alpha",
             "query",
             "The report's false-regression rate over its tests (0.05).",
-            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
+            {"type": "number", "minimum": MIN_ALPHA, "exclusiveMaximum": 0.5},
             False,
         ),
         "If-None-Match": _parameter(

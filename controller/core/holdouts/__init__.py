@@ -5,6 +5,7 @@ Pure (docs/architecture.md, "Holdouts").
 
 from controller.core.holdouts.comparison import (
     DEFAULT_ALPHA,
+    MIN_ALPHA,
     Comparison,
     FlagCells,
     GuardrailComparison,
@@ -14,6 +15,7 @@ from controller.core.holdouts.comparison import (
 
 __all__ = [
     "DEFAULT_ALPHA",
+    "MIN_ALPHA",
     "Comparison",
     "FlagCells",
     "GuardrailComparison",

@@ -52,6 +52,8 @@ from controller.core.wire import Holdout
 
 DEFAULT_ALPHA = 0.05
 """The report's false-regression rate, over all its comparisons, when none is asked for."""
+MIN_ALPHA = 1e-6
+"""The smallest alpha a report takes: below it, each test's share would underflow."""
 SRM_THRESHOLD = 0.001
 """The sample-ratio check's level: the gate's."""
 
@@ -148,8 +150,8 @@ def holdout_report(
     since: datetime | None = None,
 ) -> HoldoutReport:
     """The holdout against everyone else, per flag (in flag order) and cumulatively."""
-    if not 0.0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5): {alpha}")
+    if not MIN_ALPHA <= alpha < 0.5:
+        raise ValueError(f"alpha must be in [{MIN_ALPHA:g}, 0.5): {alpha}")
     ordered = sorted(flags, key=lambda f: f.flag)
     share = alpha / (len(ordered) + 1)
     compared = [_flag_comparison(f, holdout, share) for f in ordered]

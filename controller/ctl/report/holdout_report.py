@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 from controller.core.holdouts import (
     DEFAULT_ALPHA,
+    MIN_ALPHA,
     Comparison,
     GuardrailComparison,
     HoldoutReport,
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         raise UsageError("--html: a holdout's report is Markdown or --json")
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
-    if not 0.0 < alpha < 0.5:
-        raise UsageError(f"--alpha: {alpha} is not above 0 and below 0.5")
+    if not MIN_ALPHA <= alpha < 0.5:
+        raise UsageError(f"--alpha: {alpha} is not from 0.000001 to below 0.5")
     base = env_url(args.url)
     query = {"alpha": repr(alpha)}
     if args.environment:

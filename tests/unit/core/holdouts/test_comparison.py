@@ -81,7 +81,7 @@ def test_no_flag_names_it_gives_no_cumulative() -> None:
     assert report.cumulative is None
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5, -1.0])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, -1.0, 5e-324])
 def test_an_alpha_out_of_range_is_refused(alpha: float) -> None:
     with pytest.raises(ValueError, match="alpha"):
         holdout_report(HOLDOUT, [], alpha=alpha)
