@@ -1,8 +1,10 @@
 """The console's holdout page: everyone else against the held-out units, together and per flag.
 
 Pure: the report ``GET /holdouts/{name}`` serves
-(:class:`controller.core.holdouts.HoldoutReport`) in, an HTML fragment out, in the words of
-``rolloutctl report --holdout``. Every value passes through :func:`esc`.
+(:class:`controller.core.holdouts.HoldoutReport`) in, an HTML fragment out. A guardrail's
+row is :func:`holdout_cells`, which ``rolloutctl report --holdout`` writes too, each
+number in its unit as every text writes it (:func:`controller.core.reading.quantity_text`).
+Every value passes through :func:`esc`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from urllib.parse import quote
 
 from controller.console.pages import esc, flag_url
 from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
+from controller.core.reading import amount_text, quantity_text
 
 VERDICTS = {
     "regressed": "regressed",
@@ -72,22 +75,38 @@ def _comparison(title: str, compared: Comparison, *, escaped: bool = False) -> s
         f"<p>Units: {compared.rest_units:,} everyone else, {compared.holdout_units:,} held out;"
         f" requests: {compared.rest_requests:,} and {compared.holdout_requests:,}.{ratio}</p>"
         f"{warning}<table><thead><tr><th>guardrail</th><th>everyone else</th><th>holdout</th>"
-        "<th>difference (bound)</th><th>tolerance</th><th>verdict</th></tr></thead>"
+        "<th>difference [bound] (lift)</th><th>tolerance</th><th>verdict</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></section>"
     )
 
 
-def _row(g: GuardrailComparison) -> str:
-    bound = "" if g.lower is None or g.upper is None else f" ({_n(g.lower)} to {_n(g.upper)})"
+def holdout_cells(g: GuardrailComparison) -> tuple[str, str, str, str, str, str]:
+    """A guardrail's row in words, unescaped: its key, everyone else's and the holdout's rate,
+    the difference with its bound and the lift over the holdout, the tolerance, the verdict."""
+    difference = "-"
+    if g.delta is not None:
+        lower = -math.inf if g.lower is None else g.lower
+        upper = math.inf if g.upper is None else g.upper
+        difference = quantity_text(g.guardrail, g.delta, lower, upper, g.holdout, named=False)
+    tolerance = "-" if g.tolerance is None else amount_text(g.guardrail, g.tolerance)
     return (
-        f'<tr data-guardrail="{esc(g.guardrail)}" data-verdict="{esc(g.verdict)}">'
-        f"<td>{esc(g.guardrail)}</td><td>{_n(g.rest)}</td><td>{_n(g.holdout)}</td>"
-        f"<td>{esc(_n(g.delta) + bound)}</td><td>{_n(g.tolerance)}</td>"
+        g.guardrail,
+        _rate(g.rest),
+        _rate(g.holdout),
+        difference,
+        tolerance,
+        VERDICTS[g.verdict],
+    )
+
+
+def _row(g: GuardrailComparison) -> str:
+    cells = "".join(f"<td>{esc(cell)}</td>" for cell in holdout_cells(g)[:-1])
+    return (
+        f'<tr data-guardrail="{esc(g.guardrail)}" data-verdict="{esc(g.verdict)}">{cells}'
         f'<td class="verdict">{esc(VERDICTS[g.verdict])}</td></tr>'
     )
 
 
-def _n(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:.4g}"
+def _rate(value: float | None) -> str:
+    """A rate metric's share in percent; ``-`` for the metrics that have none."""
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2%}"

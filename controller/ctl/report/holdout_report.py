@@ -9,11 +9,11 @@ check failed is shown, with its numbers marked as no evidence.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
+from controller.console.holdout import holdout_cells
 from controller.core.holdouts import (
     DEFAULT_ALPHA,
     MIN_ALPHA,
@@ -25,12 +25,6 @@ from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.report import diagnosis
 from controller.ctl.report.audit_export import parse_time
 from controller.ctl.terminal import UsageError, env_url, print_json, warn
-
-VERDICTS = {
-    "regressed": "**regressed**",
-    "no_regression_seen": "no regression seen",
-    "too_little_data": "too little data yet",
-}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +98,7 @@ def _comparison(compared: Comparison) -> list[str]:
     if not compared.trusted:
         lines += ["**Not evidence**: a sample-ratio check failed; find why first.", ""]
     lines += [
-        "| guardrail | everyone else | holdout | difference (bound) | tolerance | verdict |",
+        "| guardrail | everyone else | holdout | difference [bound] (lift) | tolerance | verdict |",
         "|---|---|---|---|---|---|",
     ]
     lines += [_row(g) for g in compared.guardrails]
@@ -112,22 +106,9 @@ def _comparison(compared: Comparison) -> list[str]:
 
 
 def _row(g: GuardrailComparison) -> str:
-    bound = "" if g.lower is None or g.upper is None else f" ({_n(g.lower)} to {_n(g.upper)})"
-    cells = (
-        g.guardrail,
-        _n(g.rest),
-        _n(g.holdout),
-        _n(g.delta) + bound,
-        _n(g.tolerance),
-        VERDICTS[g.verdict],
-    )
-    return "| " + " | ".join(cells) + " |"
-
-
-def _n(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:.4g}"
+    *cells, verdict = holdout_cells(g)
+    shown = f"**{verdict}**" if g.verdict == "regressed" else verdict
+    return "| " + " | ".join([*cells, shown]) + " |"
 
 
 def _percent(value: float) -> str:
