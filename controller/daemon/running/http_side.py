@@ -8,15 +8,14 @@ readiness.
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import partial
 
-from controller.adapters.redis import HOLDOUT_CELLS, AppKeyStore
+from controller.adapters.redis import AppKeyStore
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
-    HoldoutView,
+    HoldoutReads,
     IntakeWorker,
     OtlpIntake,
     Parts,
@@ -31,7 +30,6 @@ from controller.daemon.serving import (
 async def serve_http(run: Run, daemon: Daemon) -> None:
     """The HTTP API up; from now on the probes ask the running daemon's readiness."""
     settings, redis, when = run.settings, daemon.redis, run.when
-    status, console, holdouts = _views(run, daemon)
     events_in = await run.enter("intake worker", IntakeWorker(settings, metrics=run.metrics))
     reads = await run.enter(
         "read worker",
@@ -41,8 +39,10 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
             clock=when.clock,
             team_windows=when.team_windows,
             sources=daemon.rollouts.sources,
+            environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
         ),
     )
+    status, console = _views(run, daemon, reads.holdout_report)
     parts = Parts(
         run.metrics,
         redis.store,
@@ -61,14 +61,15 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         reads=reads,
         otlp_in=await _otlp_intake(run, daemon, events_in, reads),
         side_ingests=daemon.side_ingests,
-        holdouts=holdouts,
+        holdouts=reads.holdout_report,
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))
 
 
-def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData, HoldoutView]:
-    """What the read API and the console show of the rollouts and the holdouts."""
+def _views(run: Run, daemon: Daemon, holdouts: HoldoutReads) -> tuple[StatusView, ConsoleData]:
+    """What the read API and the console show of the rollouts (``holdouts``: the holdouts'
+    reports, built by the read worker)."""
     states, when = daemon.rollouts.states, run.when
     status = StatusView(
         states=states,
@@ -79,11 +80,6 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData, HoldoutVi
         sources=daemon.rollouts.sources,
         evidence=evidence_watch(daemon.redis.client, run.settings, when.clock),
     )
-    holdouts = HoldoutView(
-        states=states,
-        read=partial(daemon.redis.store.read_many, cells=HOLDOUT_CELLS),
-        environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
-    )
     console = ConsoleData(
         states=states,
         history=daemon.rollouts.gate_history,
@@ -93,7 +89,7 @@ def _views(run: Run, daemon: Daemon) -> tuple[StatusView, ConsoleData, HoldoutVi
         pipelines=daemon.engine.pipelines,
         holdouts=holdouts,
     )
-    return status, console, holdouts
+    return status, console
 
 
 async def _otlp_intake(

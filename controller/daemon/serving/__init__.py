@@ -4,10 +4,9 @@ The event intake takes OTLP exports too (:mod:`.otlp_intake`).
 """
 
 from controller.daemon.serving.broker_watch import BrokerWatch
-from controller.daemon.serving.console import ConsoleData
+from controller.daemon.serving.console import ConsoleData, HoldoutReads
 from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.serving.event_intake import EventIntake
-from controller.daemon.serving.holdouts import HoldoutView
 from controller.daemon.serving.intake_worker import IntakeWorker
 from controller.daemon.serving.otlp_intake import OtlpIntake, translator_of
 from controller.daemon.serving.read_worker import ReadWorker
@@ -18,7 +17,7 @@ __all__ = [
     "BrokerWatch",
     "ConsoleData",
     "EventIntake",
-    "HoldoutView",
+    "HoldoutReads",
     "IntakeWorker",
     "OtlpIntake",
     "Parts",

@@ -41,8 +41,7 @@ from controller.daemon.metrics import CONTENT_TYPE, Metrics
 from controller.daemon.registries import KeyBook, SegmentService
 from controller.daemon.rollouts import Engine
 from controller.daemon.serving.broker_watch import BrokerWatch
-from controller.daemon.serving.console import ConsoleData
-from controller.daemon.serving.holdouts import HoldoutView
+from controller.daemon.serving.console import ConsoleData, HoldoutReads
 from controller.daemon.serving.intake import MonitorIntake
 from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker, flag_states
@@ -72,7 +71,8 @@ class Parts:
     brokers: BrokerWatch | None = None
     otlp_in: OtlpIntake | None = None
     side_ingests: Mapping[str, Ingest] = field(default_factory=dict)
-    holdouts: HoldoutView | None = None
+    holdouts: HoldoutReads | None = None
+    """The holdouts' reports (the read worker builds them, off the event loop)."""
     """Ingests of other topics (the Collector's), by role; their stalls make it not ready."""
 
 

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 import orjson
 
-from controller.adapters.redis import RedisAggregateStore, RolloutStore, connect
+from controller.adapters.redis import HOLDOUT_CELLS, RedisAggregateStore, RolloutStore, connect
+from controller.core.holdouts import HoldoutReport
 from controller.core.reading import FlagStates, FlagStateView, RolloutList
+from controller.core.release import Environments
 from controller.core.rollouts import Rollout, Window
 from controller.core.trust import StateSigner
 from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.rollouts import SourceReadings, evidence_watch
+from controller.daemon.serving.holdouts import HoldoutView
 from controller.daemon.serving.status import StatusView, readable
 from controller.kit.loop_thread import LoopThread
 from controller.settings import Settings
@@ -44,13 +48,15 @@ class ReadWorker(LoopThread):
         clock: Callable[[], datetime],
         team_windows: tuple[Window, ...] = (),
         sources: SourceReadings | None = None,
+        environments: Callable[[], Environments] = Environments,
     ) -> None:
         super().__init__(name="read-worker")
         self._settings, self._signer = settings, signer
-        self._sources = sources
+        self._sources, self._environments = sources, environments
         self._clock, self._team_windows = clock, team_windows
         self._states: RolloutStore | None = None
         self._status: StatusView | None = None
+        self._holdouts: HoldoutView | None = None
 
     async def rollout_list(self) -> bytes:
         """``GET /rollouts``'s JSON: every rollout with a fresh gate view."""
@@ -71,15 +77,27 @@ class ReadWorker(LoopThread):
         assert self._states is not None
         return await self._call(published_rollouts(self._states))
 
+    async def holdout_report(
+        self, name: str, environment: str | None, alpha: float, since: datetime | None
+    ) -> HoldoutReport | None:
+        """``GET /holdouts/{name}``'s report, built here: every rollout read, each flag naming
+        the holdout compared (:class:`~controller.daemon.serving.holdouts.HoldoutView`)."""
+        assert self._holdouts is not None
+        return await self._call(self._holdouts(name, environment, alpha, since))
+
     async def _open(self) -> None:
         redis = self._settings.redis
         client = await self._stack.enter_async_context(connect(redis))
         self._states = RolloutStore(client, settings=redis)
+        aggregates = RedisAggregateStore(client, settings=redis, topic=self._settings.topics.events)
+        self._holdouts = HoldoutView(
+            states=self._states,
+            read=partial(aggregates.read_many, cells=HOLDOUT_CELLS),
+            environments=self._environments,
+        )
         self._status = StatusView(
             states=self._states,
-            aggregates=RedisAggregateStore(
-                client, settings=redis, topic=self._settings.topics.events
-            ),
+            aggregates=aggregates,
             stale_after=timedelta(days=self._settings.engine.stale_after_days),
             clock=self._clock,
             team_windows=self._team_windows,
