@@ -132,39 +132,32 @@ async def test_without_a_token_the_console_answers_only_allowed_host_names(
             assert answer.startswith(f"HTTP/1.1 {status}".encode()), (target, answer[:200])
 
 
-async def test_a_pipeline_page_is_signed_in_and_names_a_flags_own_key() -> None:
-    async with served(token=TOKEN, bound_to="0.0.0.0") as http:
-        assert (await http.get("/ui/pipelines/checkout")).status_code == 401
-        bearer = {"Authorization": f"Bearer {TOKEN}"}
-        page = await http.get("/ui/pipelines/checkout", headers=bearer)
-        assert page.status_code == 200
-        assert "<p>pipeline of checkout</p>" in page.text
-        assert 'data-fragment="/ui/fragment/pipelines/checkout"' in page.text
-        live = await http.get("/ui/fragment/pipelines/checkout", headers=bearer)
-        assert live.text == "<p>pipeline of checkout</p>"
-        assert (await http.get("/ui/pipelines/nobody", headers=bearer)).status_code == 404
-        for bad in ("checkout@staging", "%3Cscript%3E", "x" * 129):
-            refused = await http.get(f"/ui/pipelines/{bad}", headers=bearer)
-            assert refused.status_code == 400
-            assert "<script>" not in refused.text
-            fragment = await http.get(f"/ui/fragment/pipelines/{bad}", headers=bearer)
-            assert fragment.status_code == 400
+NAMED_PAGES = {
+    "a flag's own pipeline": ("pipelines", "checkout", "<p>pipeline of checkout</p>",
+                              ("checkout@staging", "%3Cscript%3E", "x" * 129)),
+    "a holdout": ("holdouts", "q4", "<p>holdout q4</p>", ("Q4", "%3Cscript%3E", "x" * 65)),
+}  # fmt: skip
 
 
-async def test_a_holdout_page_is_signed_in_and_names_a_holdout() -> None:
+@pytest.mark.parametrize(
+    ("kind", "name", "body", "bad_names"), NAMED_PAGES.values(), ids=NAMED_PAGES
+)
+async def test_a_named_page_is_signed_in_and_refuses_what_is_not_a_name(
+    kind: str, name: str, body: str, bad_names: tuple[str, ...]
+) -> None:
     async with served(token=TOKEN, bound_to="0.0.0.0") as http:
-        assert (await http.get("/ui/holdouts/q4")).status_code == 401
+        assert (await http.get(f"/ui/{kind}/{name}")).status_code == 401
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        page = await http.get("/ui/holdouts/q4", headers=bearer)
+        page = await http.get(f"/ui/{kind}/{name}", headers=bearer)
         assert page.status_code == 200
-        assert "<p>holdout q4</p>" in page.text
-        assert 'data-fragment="/ui/fragment/holdouts/q4"' in page.text
-        live = await http.get("/ui/fragment/holdouts/q4", headers=bearer)
-        assert live.text == "<p>holdout q4</p>"
-        assert (await http.get("/ui/holdouts/nobody", headers=bearer)).status_code == 404
-        for bad in ("Q4", "%3Cscript%3E", "x" * 65):
-            refused = await http.get(f"/ui/holdouts/{bad}", headers=bearer)
+        assert body in page.text
+        assert f'data-fragment="/ui/fragment/{kind}/{name}"' in page.text
+        live = await http.get(f"/ui/fragment/{kind}/{name}", headers=bearer)
+        assert live.text == body
+        assert (await http.get(f"/ui/{kind}/nobody", headers=bearer)).status_code == 404
+        for bad in bad_names:
+            refused = await http.get(f"/ui/{kind}/{bad}", headers=bearer)
             assert refused.status_code == 400
             assert "<script>" not in refused.text
-            fragment = await http.get(f"/ui/fragment/holdouts/{bad}", headers=bearer)
+            fragment = await http.get(f"/ui/fragment/{kind}/{bad}", headers=bearer)
             assert fragment.status_code == 400
