@@ -19,19 +19,23 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed  ## create the virtualenv and install the project with every extra
 
-# The native OTLP reader (controller/adapters/otlp/native.py): a Rust extension built with
-# maturin from crates.io (versions pinned in native/otlp/Cargo.lock) and installed into the
-# virtualenv. Optional for a user: without it the Python decoders read the same exports.
-# `make test` builds it where cargo is (once: a no-op while the stamp is newer than the sources).
-NATIVE_SRC = native/otlp/Cargo.toml native/otlp/Cargo.lock native/otlp/pyproject.toml native/otlp/src/lib.rs
+# The native extensions, Rust built with maturin from crates.io (versions pinned in each
+# Cargo.lock) and installed into the virtualenv: the OTLP reader (native/otlp,
+# controller/adapters/otlp/native.py) and the events stream's decode and fold (native/fold,
+# controller/daemon/ingest/native_fold.py). Optional for a user: without them the Python
+# paths read and fold the same records. `make test` builds them where cargo is (once: a
+# no-op while the stamp is newer than the sources).
+NATIVE_CRATES = otlp fold
+NATIVE_SRC = $(foreach c,$(NATIVE_CRATES),native/$(c)/Cargo.toml native/$(c)/Cargo.lock native/$(c)/pyproject.toml native/$(c)/src/lib.rs)
 $(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC)
 	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "make native needs Rust's cargo (https://rustup.rs)"; exit 1; }
-	rm -rf native/otlp/target/wheels
-	PATH="$$HOME/.cargo/bin:$$PATH" $(BIN)/maturin build --release --locked -i $(BIN)/python -m native/otlp/Cargo.toml
-	$(BIN)/pip install --quiet --force-reinstall --no-deps native/otlp/target/wheels/*.whl
+	$(foreach c,$(NATIVE_CRATES),rm -rf native/$(c)/target/wheels && \
+	  PATH="$$HOME/.cargo/bin:$$PATH" $(BIN)/maturin build --release --locked -i $(BIN)/python -m native/$(c)/Cargo.toml && \
+	  $(BIN)/pip install --quiet --force-reinstall --no-deps native/$(c)/target/wheels/*.whl && \
+	) true
 	touch $@
 
-native: $(VENV)/.native  ## build the native OTLP reader (Rust) and install it into the virtualenv
+native: $(VENV)/.native  ## build the native extensions (Rust: OTLP reader, events fold) into the virtualenv
 
 # Quix Streams for bench/peers.py, in a virtualenv of its own: its pins (pydantic below
 # 2.14, pydantic-settings below 2.16, confluent-kafka below 2.13) would hold the project's
@@ -79,7 +83,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
 	-@$(MAKE) --no-print-directory otelcol  # without Go the Collector's tests say what is missing
-	-@$(MAKE) --no-print-directory native  # without cargo the native OTLP reader's tests say so
+	-@$(MAKE) --no-print-directory native  # without cargo the native extensions' tests say so
 	-@$(MAKE) --no-print-directory unleash  # without npm the Unleash tests say what is missing
 	-@$(MAKE) --no-print-directory ofrep-node  # likewise the Node OFREP provider's test
 	-@$(MAKE) --no-print-directory js-client  # likewise the JavaScript client's tests

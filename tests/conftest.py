@@ -28,6 +28,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from controller.adapters.otlp import native_decoder
+from controller.daemon.ingest.native_fold import native_folder
 from controller.dev.kafka_broker import KafkaBroker, java_binary, kafka_installed, kafka_libs
 from controller.dev.unleash import UnleashServer
 from tests.support.backing.kafka_service import stop_shared_kafka
@@ -434,6 +435,18 @@ def otlp_native(pytestconfig: pytest.Config) -> None:
         missing = ServiceUnavailable(
             "the native OTLP reader is not installed in the virtualenv: "
             "`make native` (Rust and maturin, native/otlp)"
+        )
+        _service_unavailable(pytestconfig, missing)
+
+
+@pytest.fixture(scope="session")
+def fold_native(pytestconfig: pytest.Config) -> None:
+    """The native decode and fold of the events stream (``rollout_fold_native``); SERVICE
+    MISSING without it."""
+    if native_folder(1) is None:
+        missing = ServiceUnavailable(
+            "the native events fold is not installed in the virtualenv: "
+            "`make native` (Rust and maturin, native/fold)"
         )
         _service_unavailable(pytestconfig, missing)
 

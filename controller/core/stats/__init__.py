@@ -10,10 +10,12 @@ from controller.core.stats.aggregates import (
     WATCH_CAP,
     WATCHED_FIELD,
     ArmAggregate,
+    CellDelta,
     Conversions,
     FlagAggregates,
+    NamedDelta,
 )
-from controller.core.stats.folding import PartitionDelta, Seen, fold
+from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     control_baseline,
     guardrail_result,
@@ -66,6 +68,7 @@ __all__ = [
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
     "FEW_UNITS",
+    "FOLD_LAYOUT",
     "KINDS",
     "KIND_COUNT",
     "MAX_CONVERSION_NAMES",
@@ -79,8 +82,10 @@ __all__ = [
     "WATCHED_FIELD",
     "WATCH_CAP",
     "ArmAggregate",
+    "CellDelta",
     "Conversions",
     "FlagAggregates",
+    "NamedDelta",
     "Observed",
     "PartitionDelta",
     "RateLimiter",

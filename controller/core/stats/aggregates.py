@@ -113,10 +113,16 @@ class CellDelta:
     buckets: dict[int, float] = field(default_factory=dict)
     """Unit bucket increments given whole, by slot, integer and float slots alike (a cell
     made rather than folded); counted with :attr:`hits` and :attr:`sums`."""
+    counts: dict[int, int] = field(default_factory=dict)
+    """The unit buckets' integer slots counted up already, by slot (the native fold's, which
+    counts as it folds: docs/architecture.md, "Decoding and folding natively"); counted
+    with :attr:`hits`."""
 
     def bucket_counts(self) -> dict[int, int]:
         """The unit buckets' integer increments by slot (each one positive)."""
         counts = Counter(self.hits)
+        if self.counts:
+            counts.update(self.counts)
         for slot, n in self.buckets.items():
             if n and slot not in FLOAT_SLOTS:
                 counts[slot] += int(n)

@@ -35,6 +35,14 @@ from controller.core.stats.units import (
 )
 from controller.core.wire import ConversionIn, CrashIn, ExposureIn, InEvent, RequestIn
 
+FOLD_LAYOUT = (
+    *(UNIT_BUCKETS, KIND_COUNT, EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, CRASHES),
+    *(EXCEPTIONS, VALUE_SUM, LATENCY, FINE_PER_BIN),
+)
+"""The unit buckets' layout as :func:`fold` counts in them, in this order, for a fold that
+is not written in Python (the native one: docs/architecture.md, "Decoding and folding
+natively")."""
+
 
 @dataclass(slots=True)
 class Seen:

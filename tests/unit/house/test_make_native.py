@@ -1,4 +1,4 @@
-"""``make test`` builds the native OTLP reader where cargo is, as it builds Kafka and the
+"""``make test`` builds the native extensions (OTLP reader, events fold) where cargo is, as it builds Kafka and the
 Collector, and the build is a no-op once its stamp is newer than the sources.
 
 Both are read from make itself (``make -n``, ``make -q``) over a virtualenv of stamps in
@@ -57,6 +57,8 @@ def test_make_test_builds_the_native_reader_before_the_tests_run(tmp_path: Path)
     assert built, planned.stdout
     assert tests, planned.stdout
     assert built[0] < tests[-1]
+    for crate in ("native/otlp/Cargo.toml", "native/fold/Cargo.toml"):  # both extensions
+        assert crate in planned.stdout
 
 
 def test_a_built_native_reader_is_not_built_again(tmp_path: Path) -> None:
