@@ -71,11 +71,28 @@ def _within_bucket(index: int, fraction: float) -> float:
     return low * math.pow(high / low, fraction)
 
 
+_RUNNING: dict[int, tuple[tuple[int, ...], list[int], int]] = {}
+"""The running totals of the histograms last asked for, by the id of the tuple they are of
+(kept with it, so that the id is not reused while it is here): a gate asks for both arms'
+several times (each latency guardrail's tests, the evidence), and a tuple cannot change."""
+_RUNNING_KEPT = 32
+
+
 def _running(hist: Sequence[int]) -> tuple[list[int], int]:
     """The running totals of a histogram (checked as :func:`_histogram_total` does) and its
-    total: worked out once per histogram, however many ranks are then looked up in it."""
+    total: worked out once per histogram, however many ranks are then looked up in it.
+    Callers only read the list."""
+    if type(hist) is tuple:
+        kept = _RUNNING.get(id(hist))
+        if kept is not None and kept[0] is hist:
+            return kept[1], kept[2]
     total = _histogram_total(hist)
-    return list(accumulate(hist)), total
+    cumulative = list(accumulate(hist))
+    if type(hist) is tuple:
+        if len(_RUNNING) >= _RUNNING_KEPT:
+            _RUNNING.clear()
+        _RUNNING[id(hist)] = (hist, cumulative, total)
+    return cumulative, total
 
 
 def _value_at_rank(hist: Sequence[int], cumulative: list[int], rank: float) -> float:

@@ -29,6 +29,7 @@ import dataclasses
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from controller.core.common import EDGES_MS, bucket_bounds
 from controller.core.rollouts import Guardrail, Plan
@@ -56,11 +57,13 @@ from controller.core.stats.units import (
     REQUESTS,
     VALUE_SUM,
     VALUES,
+    BucketCounts,
     UnitBuckets,
+    bucket_counts,
+    bucket_ratio,
+    counted_share_design_effect,
     occupied,
-    pooled_ratio_variance,
-    ratio_variance,
-    share_design_effect,
+    pooled_variance,
 )
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
@@ -198,13 +201,14 @@ def _ratio_effect(
     variance as if those events were independent (its own null floor included). ``spread``:
     the per-event variance of treatment, control and both pooled. None while an arm has too
     few buckets with data."""
-    (num_t, den_t), (num_c, den_c) = ((b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
-    own = ratio_variance(num_t, den_t) + ratio_variance(num_c, den_c)
+    # Each arm's sums and spread, taken once for its own variance and the pooled one.
+    ratio_t, ratio_c = (bucket_ratio(b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
+    own = ratio_t.variance + ratio_c.variance
     if not math.isfinite(own) or not all(math.isfinite(s) for s in spread):
         return None
-    null = pooled_ratio_variance([(num_t, den_t, units[0]), (num_c, den_c, units[1])])
+    null = pooled_variance([(ratio_t, units[0]), (ratio_c, units[1])])
     on_units = max(own, null) if math.isfinite(null) else own
-    sum_t, sum_c = math.fsum(den_t), math.fsum(den_c)
+    sum_t, sum_c = ratio_t.total, ratio_c.total
     independent = max(
         spread[0] / sum_t + spread[1] / sum_c, spread[2] * (1.0 / sum_t + 1.0 / sum_c)
     )
@@ -213,15 +217,33 @@ def _ratio_effect(
     return max(1.0, on_units / independent)
 
 
-def _pooled_share_effect(buckets: tuple[UnitBuckets, UnitBuckets], first_bin: int) -> float | None:
-    """The design effect of the share of latencies from coarse bin ``first_bin`` up, over both
-    arms' buckets: what identical arms share (None where the share is 0 or 1)."""
-    if not 0 < first_bin < LATENCY_BINS:
-        return None
-    treatment, control = buckets
-    above = [*treatment.latency_at_or_above(first_bin), *control.latency_at_or_above(first_bin)]
-    counts = [*treatment.latency_counts(), *control.latency_counts()]
-    return share_design_effect(above, counts)
+@dataclass(slots=True)
+class _Edges:
+    """The pooled design effects of the share of latencies at coarse edges, over both arms'
+    buckets, each worked out once; and the latencies counted per bucket they all divide by."""
+
+    buckets: tuple[UnitBuckets, UnitBuckets]
+    effects: dict[int, float | None] = field(default_factory=dict)
+    counted: BucketCounts | None = None
+
+    def at(self, edge: int) -> float | None:
+        if edge not in self.effects:
+            self.effects[edge] = self._share_effect(edge)
+        return self.effects[edge]
+
+    def _share_effect(self, first_bin: int) -> float | None:
+        """The design effect of the share of latencies from coarse bin ``first_bin`` up, over
+        both arms' buckets: what identical arms share (None where the share is 0 or 1)."""
+        if not 0 < first_bin < LATENCY_BINS:
+            return None
+        treatment, control = self.buckets
+        if self.counted is None:
+            self.counted = bucket_counts([*treatment.latency_counts(), *control.latency_counts()])
+        above = [
+            *treatment.latency_at_or_above(first_bin),
+            *control.latency_at_or_above(first_bin),
+        ]
+        return counted_share_design_effect(above, self.counted)
 
 
 def _enough(buckets: Sequence[UnitBuckets]) -> bool:
@@ -234,20 +256,11 @@ def _around(fine: float) -> tuple[int, float]:
     return low, (fine - low * FINE_PER_BIN) / FINE_PER_BIN
 
 
-def _latency_effect(
-    buckets: tuple[UnitBuckets, UnitBuckets],
-    fine: float,
-    known: dict[int, float | None] | None = None,
-) -> float:
+def _latency_effect(edges: _Edges, fine: float) -> float:
     """max(1, the pooled design effect at fine histogram position ``fine``): interpolated
-    between the coarse edges around it (the one defined where the other is not). ``known``:
-    the effects at edges already computed for these buckets, added to."""
+    between the coarse edges around it (the one defined where the other is not)."""
     low, into = _around(fine)
-    known = {} if known is None else known
-    for edge in (low, low + 1):
-        if edge not in known:
-            known[edge] = _pooled_share_effect(buckets, edge)
-    below, above = known[low], known[low + 1]
+    below, above = edges.at(low), edges.at(low + 1)
     if below is None or above is None:
         found = below if above is None else above
         return max(1.0, found or 1.0)
@@ -257,7 +270,7 @@ def _latency_effect(
 def _exceedance_effect(buckets: tuple[UnitBuckets, UnitBuckets], first: int) -> float | None:
     if not _enough(buckets):
         return None
-    return _latency_effect(buckets, float(first))
+    return _latency_effect(_Edges(buckets), float(first))
 
 
 def _position(latency_ms: float) -> float:
@@ -281,12 +294,12 @@ def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the
         return None
     q = QUANTILES[guardrail.metric]
     effects: list[float] = []
-    known: dict[int, float | None] = {}
+    edges = _Edges(buckets)  # both arms' quantiles often lie between the same edges
     for arm in read:
         at = histogram_quantile(arm.latency_histogram, q)
         if at is None:
             return None
-        effects.append(_latency_effect(buckets, _position(at), known))
+        effects.append(_latency_effect(edges, _position(at)))
     result = latency_quantile_test(
         read[0].latency_histogram,
         read[1].latency_histogram,

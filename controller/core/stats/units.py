@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import mul, sub
+from operator import add, mul, sub
 
 from controller.core.common import BUCKET_COUNT
 
@@ -145,11 +145,22 @@ class UnitBuckets:
         first = min(max(first_bin, 0), LATENCY_BINS)
         found = self._sums.get(first)
         if found is None:
-            # A slice and a sum per bucket, both in C: counts are whole numbers, so the sums
-            # are exact, as math.fsum's would be.
-            spans = map(self.totals.__getitem__, _LATENCY_SPANS[first])
-            found = self._sums[first] = tuple(map(sum, spans, repeat(0.0)))
+            found = self._sums[first] = self._from(first)
         return list(found)
+
+    def _from(self, first: int) -> tuple[float, ...]:
+        """Each bucket's latencies from coarse bin ``first`` up, worked out from those of a
+        neighbouring bin where they are known (one column added or taken off), else a slice
+        and a sum per bucket, all in C. Counts are whole numbers, so every sum and
+        difference is exact, as math.fsum's would be, whichever way it is taken."""
+        totals, known = self.totals, self._sums
+        above = known.get(first + 1)
+        if above is not None:
+            return tuple(map(add, above, totals[LATENCY + first :: KIND_COUNT]))
+        below = known.get(first - 1)
+        if below is not None:
+            return tuple(map(sub, below, totals[LATENCY + first - 1 :: KIND_COUNT]))
+        return tuple(map(sum, map(totals.__getitem__, _LATENCY_SPANS[first]), repeat(0.0)))
 
     def latency_counts(self) -> list[float]:
         return self.latency_at_or_above(0)
@@ -193,6 +204,38 @@ def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -
     return clusters / (clusters - 1) * spread / (total * total)
 
 
+@dataclass(frozen=True, slots=True)
+class BucketRatio:
+    """One arm's ratio ΣY/ΣN over its buckets: what its own variance and the pooled one both
+    need, worked out once (:func:`bucket_ratio`)."""
+
+    clusters: int
+    """Buckets holding any of the denominator."""
+    total: float
+    """ΣN, summed exactly."""
+    spread: float
+    """Σ_b (Y_b - R·N_b)² at the arm's own rate R = ΣY/ΣN; infinite where ΣN ≤ 0."""
+
+    @property
+    def variance(self) -> float:
+        """:func:`ratio_variance` of the same buckets."""
+        clusters, total = self.clusters, self.total
+        if clusters < MIN_CLUSTERS or total <= 0:
+            return math.inf
+        return clusters / (clusters - 1) * self.spread / (total * total)
+
+
+def bucket_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> BucketRatio:
+    """One arm's :class:`BucketRatio` (its spread taken wherever ΣN > 0)."""
+    clusters, total = occupied(denominators), math.fsum(denominators)
+    if total <= 0:
+        return BucketRatio(clusters, total, math.inf)
+    if len(numerators) != len(denominators):
+        raise ValueError("numerators and denominators of different buckets")
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total)
+    return BucketRatio(clusters, total, spread)
+
+
 def pooled_ratio_variance(
     arms: Sequence[tuple[Sequence[float], Sequence[float], int]],
 ) -> float:
@@ -206,17 +249,25 @@ def pooled_ratio_variance(
     to miss its rare events from claiming certainty (the unit form of the pooled floor of
     :mod:`controller.core.stats.sequential`). Infinite without enough data.
     """
-    units = [n for _, _, n in arms]
-    spread, clusters, total = 0.0, 0, 0.0
-    for ys, ns, _ in arms:
-        arm_total = math.fsum(ns)
-        if arm_total <= 0:
+    ratios: list[tuple[BucketRatio, int]] = []
+    for ys, ns, n in arms:
+        ratio = bucket_ratio(ys, ns)
+        if ratio.total <= 0:
             return math.inf
-        if len(ys) != len(ns):
-            raise ValueError("numerators and denominators of different buckets")
-        spread += _spread(ys, ns, math.fsum(ys) / arm_total)
-        clusters += occupied(ns)
-        total += arm_total
+        ratios.append((ratio, n))
+    return pooled_variance(ratios)
+
+
+def pooled_variance(arms: Sequence[tuple[BucketRatio, int]]) -> float:
+    """:func:`pooled_ratio_variance` from each arm's :class:`BucketRatio` and units."""
+    units = [n for _, n in arms]
+    spread, clusters, total = 0.0, 0, 0.0
+    for ratio, _ in arms:
+        if ratio.total <= 0:
+            return math.inf
+        spread += ratio.spread
+        clusters += ratio.clusters
+        total += ratio.total
     all_units = sum(units)
     if min(units) <= 0 or clusters < 2 * MIN_CLUSTERS:
         return math.inf
@@ -238,10 +289,37 @@ def share_design_effect(below: Sequence[float], counts: Sequence[float]) -> floa
 
     None when the share is 0 or 1 (no variance either way) or too few buckets hold data.
     """
-    total = math.fsum(counts)
+    return counted_share_design_effect(below, bucket_counts(counts))
+
+
+@dataclass(frozen=True, slots=True)
+class BucketCounts:
+    """The buckets' counts of a share's denominator, with their exact sum and the buckets
+    holding any: what the share's design effect divides by at every edge (:func:`bucket_counts`)."""
+
+    counts: list[float]
+    total: float
+    clusters: int
+
+
+def bucket_counts(counts: Sequence[float]) -> BucketCounts:
+    counted = counts if isinstance(counts, list) else list(counts)
+    return BucketCounts(counted, math.fsum(counted), occupied(counted))
+
+
+def counted_share_design_effect(below: Sequence[float], counted: BucketCounts) -> float | None:
+    """:func:`share_design_effect` over the buckets of ``counted``, its sums taken once."""
+    total = counted.total
     if total <= 0:
         return None
     share = math.fsum(below) / total
     if not 0.0 < share < 1.0:
         return None
-    return design_effect(ratio_variance(below, counts), share * (1.0 - share) / total)
+    clusters = counted.clusters
+    variance = math.inf
+    if clusters >= MIN_CLUSTERS:  # ratio_variance(below, counts), its sums known
+        if len(below) != len(counted.counts):
+            raise ValueError("numerators and denominators of different buckets")
+        spread = _spread(below, counted.counts, share)
+        variance = clusters / (clusters - 1) * spread / (total * total)
+    return design_effect(variance, share * (1.0 - share) / total)
