@@ -4,7 +4,11 @@ Makes N mixed events (those of ``bench/ingest.py``), splits them into
 partition batches of ``--batch`` records and times the daemon's folder over
 all of them (``controller.daemon.ingest.batches.Folder``: decoding, validation and
 the fold into cells) and, beside it, ``msgspec.json.decode`` of the same
-bytes with no schema. Times are CPU time of this process, the best and the
+bytes with no schema. The folder is timed twice, with the native fold
+(``native/fold``, where it is installed: ``decode_fold_ns_*``) and with the
+Python path alone (``python_decode_fold_ns_*``); for each, ``*_flush_args_ns_*``
+times what the flush then reads of every cell to build its arguments (counters,
+unit buckets, floats, units). Times are CPU time of this process, the best and the
 median of ``--passes`` passes, so that other work on the machine moves them
 little. The last line printed is one JSON object.
 
@@ -21,13 +25,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from controller.core.stats import PartitionDelta
 from controller.daemon.ingest.batches import Folder
+from controller.daemon.ingest.native_fold import native_folder
 from controller.ports import DeadLetter, Record
 from controller.settings import IngestSettings
 from tests.support.reference import StubRecord, encode, make_event
@@ -52,12 +59,21 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     ]
     records: list[Record] = [StubRecord(v, i) for i, v in enumerate(values)]
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
-    folder = Folder(max_event_bytes=IngestSettings().max_event_bytes)
     rejected: list[DeadLetter] = []
+    native = Folder(max_event_bytes=IngestSettings().max_event_bytes)
+    python = Folder(max_event_bytes=IngestSettings().max_event_bytes, native=False)
+    deltas: dict[Folder, list[PartitionDelta]] = {native: [], python: []}
 
-    def fold_all() -> None:
-        for batch in batches:
-            folder.fold(0, batch, rejected)
+    def fold_all(folder: Folder) -> None:
+        deltas[folder] = [folder.fold(0, batch, rejected) for batch in batches]
+
+    def flush_args(folder: Folder) -> None:
+        for delta in deltas[folder]:
+            for cell in delta.cells.values():
+                cell.bucket_counts()
+                cell.base_counters()
+                cell.floats()
+                list(cell.units)
 
     def decode_all() -> None:
         decode = msgspec.json.decode
@@ -68,17 +84,25 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
-    folded = timed(fold_all, args.passes, args.events)
-    bare = timed(decode_all, args.passes, args.events)
-    assert not rejected
-    return {
+    out: dict[str, object] = {
         "events": args.events,
         "batch": args.batch,
         "passes": args.passes,
-        "decode_fold_ns_best": round(min(folded)),
-        "decode_fold_ns_median": round(statistics.median(folded)),
-        "bare_decode_ns_best": round(min(bare)),
-        "bare_decode_ns_median": round(statistics.median(bare)),
+        "native": native_folder(1) is not None,
+    }
+    for name, folder in (("", native), ("python_", python)):
+        folded = timed(partial(fold_all, folder), args.passes, args.events)
+        built = timed(partial(flush_args, folder), args.passes, args.events)
+        out |= figures(f"{name}decode_fold", folded) | figures(f"{name}flush_args", built)
+    out |= figures("bare_decode", timed(decode_all, args.passes, args.events))
+    assert not rejected
+    return out
+
+
+def figures(name: str, times: list[float]) -> dict[str, int]:
+    return {
+        f"{name}_ns_best": round(min(times)),
+        f"{name}_ns_median": round(statistics.median(times)),
     }
 
 

@@ -91,9 +91,10 @@ class Folding(Protocol):
 class Folder:
     """Decodes records of the events stream and folds them into per-partition deltas."""
 
-    def __init__(self, *, max_event_bytes: int) -> None:
+    def __init__(self, *, max_event_bytes: int, native: bool = True) -> None:
+        """``native=False`` folds with the Python path alone (benchmarks compare the two)."""
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
-        self._native = native_folder(max_event_bytes)
+        self._native = native_folder(max_event_bytes) if native else None
 
     def fold(
         self,
