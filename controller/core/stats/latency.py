@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from controller.core.common import BUCKET_COUNT, EDGES_MS
@@ -71,28 +72,49 @@ def _within_bucket(index: int, fraction: float) -> float:
     return low * math.pow(high / low, fraction)
 
 
-_RUNNING: dict[int, tuple[tuple[int, ...], list[int], int]] = {}
-"""The running totals of the histograms last asked for, by the id of the tuple they are of
-(kept with it, so that the id is not reused while it is here): a gate asks for both arms'
-several times (each latency guardrail's tests, the evidence), and a tuple cannot change."""
-_RUNNING_KEPT = 32
+@dataclass(slots=True)
+class _Ranked:
+    """A histogram, checked as :func:`_histogram_total` does, with its running totals and
+    total, and the latencies at the ranks looked up in it so far."""
+
+    hist: Sequence[int]
+    cumulative: list[int]
+    total: int
+    values: dict[float, float] = field(default_factory=dict)
+
+    def at(self, rank: float) -> float:
+        """:func:`_value_at_rank`, each rank worked out once (a quantile's rank is asked for
+        by the test as if independent, the test on units and the evidence alike)."""
+        found = self.values.get(rank)
+        if found is None:
+            found = _value_at_rank(self.hist, self.cumulative, rank)
+            if len(self.values) < _RANKS_KEPT:
+                self.values[rank] = found
+        return found
 
 
-def _running(hist: Sequence[int]) -> tuple[list[int], int]:
-    """The running totals of a histogram (checked as :func:`_histogram_total` does) and its
-    total: worked out once per histogram, however many ranks are then looked up in it.
-    Callers only read the list."""
+_RANKED: dict[int, _Ranked] = {}
+"""The histograms last asked for, by the id of the tuple each is (kept with it, so that the
+id is not reused while it is here): a gate looks up both arms' several times (each latency
+guardrail's tests, the evidence), and a tuple cannot change."""
+_RANKED_KEPT = 32
+_RANKS_KEPT = 32
+
+
+def _ranked(hist: Sequence[int]) -> _Ranked:
+    """The histogram ranked: worked out once per histogram, however many ranks are then
+    looked up in it."""
     if type(hist) is tuple:
-        kept = _RUNNING.get(id(hist))
-        if kept is not None and kept[0] is hist:
-            return kept[1], kept[2]
+        kept = _RANKED.get(id(hist))
+        if kept is not None and kept.hist is hist:
+            return kept
     total = _histogram_total(hist)
-    cumulative = list(accumulate(hist))
+    ranked = _Ranked(hist, list(accumulate(hist)), total)
     if type(hist) is tuple:
-        if len(_RUNNING) >= _RUNNING_KEPT:
-            _RUNNING.clear()
-        _RUNNING[id(hist)] = (hist, cumulative, total)
-    return cumulative, total
+        if len(_RANKED) >= _RANKED_KEPT:
+            _RANKED.clear()
+        _RANKED[id(hist)] = ranked
+    return ranked
 
 
 def _value_at_rank(hist: Sequence[int], cumulative: list[int], rank: float) -> float:
@@ -115,8 +137,8 @@ def _check_q(q: float) -> None:
 def histogram_quantile(hist: Sequence[int], q: float) -> float | None:
     """The q-quantile of a latency histogram in ms, or ``None`` when it is empty."""
     _check_q(q)
-    cumulative, total = _running(hist)
-    return _value_at_rank(hist, cumulative, q * total) if total else None
+    ranked = _ranked(hist)
+    return ranked.at(q * ranked.total) if ranked.total else None
 
 
 def quantile_min_samples(q: float, z: float = QUANTILE_Z) -> int:
@@ -138,19 +160,17 @@ def quantile_interval(hist: Sequence[int], q: float) -> tuple[float, float] | No
     the data then bound the quantile on one side only.
     """
     _check_q(q)
-    cumulative, total = _running(hist)
-    return _interval(hist, cumulative, total, q)
+    return _interval(_ranked(hist), q)
 
 
-def _interval(
-    hist: Sequence[int], cumulative: list[int], total: int, q: float, deff: float = 1.0
-) -> tuple[float, float] | None:
+def _interval(ranked: _Ranked, q: float, deff: float = 1.0) -> tuple[float, float] | None:
     # Under clustering the rank's variance is the design effect times the binomial's.
+    total = ranked.total
     spread = QUANTILE_Z * math.sqrt(total * q * (1.0 - q) * deff)
     low_rank, high_rank = total * q - spread, total * q + spread
     if total == 0 or low_rank < 0.0 or high_rank > total:
         return None
-    return _value_at_rank(hist, cumulative, low_rank), _value_at_rank(hist, cumulative, high_rank)
+    return ranked.at(low_rank), ranked.at(high_rank)
 
 
 def quantile_standard_error(hist: Sequence[int], q: float) -> float:
@@ -160,14 +180,11 @@ def quantile_standard_error(hist: Sequence[int], q: float) -> float:
     to say anything about this quantile (fewer than :func:`quantile_min_samples`).
     """
     _check_q(q)
-    cumulative, total = _running(hist)
-    return _standard_error(hist, cumulative, total, q)
+    return _standard_error(_ranked(hist), q)
 
 
-def _standard_error(
-    hist: Sequence[int], cumulative: list[int], total: int, q: float, deff: float = 1.0
-) -> float:
-    interval = _interval(hist, cumulative, total, q, deff)
+def _standard_error(ranked: _Ranked, q: float, deff: float = 1.0) -> float:
+    interval = _interval(ranked, q, deff)
     if interval is None:
         return math.inf
     low, high = interval
@@ -193,14 +210,15 @@ def latency_quantile_test(
     left out, requests are taken as independent.
     """
     _check_q(q)
-    (run_t, total_t), (run_c, total_c) = _running(hist_t), _running(hist_c)
+    ranked_t, ranked_c = _ranked(hist_t), _ranked(hist_c)
+    total_t, total_c = ranked_t.total, ranked_c.total
     delta, variance, tolerance = 0.0, math.inf, 0.0  # an empty arm: no bound at all
     if total_t and total_c:
-        q_t = _value_at_rank(hist_t, run_t, q * total_t)
-        q_c = _value_at_rank(hist_c, run_c, q * total_c)
+        q_t = ranked_t.at(q * total_t)
+        q_c = ranked_c.at(q * total_c)
         delta, tolerance = q_t - q_c, relative_tolerance * q_c
-        se_t = _standard_error(hist_t, run_t, total_t, q, design_effects[0])
-        se_c = _standard_error(hist_c, run_c, total_c, q, design_effects[1])
+        se_t = _standard_error(ranked_t, q, design_effects[0])
+        se_c = _standard_error(ranked_c, q, design_effects[1])
         variance = se_t**2 + se_c**2
     return difference_test(
         delta=delta,
@@ -254,10 +272,11 @@ def exceedance_test(
 
 def arm_latency(hist: Sequence[int]) -> JsonObject:
     """One arm's latency quantiles in ms and its count; the quantiles None without events."""
-    cumulative, total = _running(hist)
+    ranked = _ranked(hist)
+    total = ranked.total
     shown: JsonObject = {}
     for name, q in ARM_QUANTILES:
-        value = _value_at_rank(hist, cumulative, q * total) if total else None
+        value = ranked.at(q * total) if total else None
         shown[name] = None if value is None else round(value, ARM_QUANTILE_DECIMALS)
     shown["count"] = total
     return shown

@@ -25,7 +25,6 @@ the metric is then not yet tested.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -111,8 +110,22 @@ def _on_units(result: SequentialResult, independent: SequentialResult) -> Sequen
     deff = None
     if math.isfinite(result.variance) and 0 < independent.variance < math.inf:
         deff = result.variance / independent.variance
-    return dataclasses.replace(
-        result, unit_of_analysis="unit", design_effect=deff, widening=widening
+    return SequentialResult(  # dataclasses.replace, spelt out: it runs for each test of a gate
+        delta=result.delta,
+        variance=result.variance,
+        n=result.n,
+        half_width=result.half_width,
+        lower=result.lower,
+        upper=result.upper,
+        regressed=result.regressed,
+        direction=result.direction,
+        tolerance=result.tolerance,
+        alpha=result.alpha,
+        n_tune=result.n_tune,
+        p_value=result.p_value,
+        unit_of_analysis="unit",
+        design_effect=deff,
+        widening=widening,
     )
 
 

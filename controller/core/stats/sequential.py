@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from controller.core.common import evidence_of
@@ -91,8 +92,10 @@ class SequentialResult:
 # --- the sequential boundary --------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
 def sequential_rho(alpha: float, n_tune: float) -> float:
-    """rho of the one-sided boundary at level alpha, tightest near ``n_tune`` units in all."""
+    """rho of the one-sided boundary at level alpha, tightest near ``n_tune`` units in all
+    (a plan has a few levels: each is worked out once)."""
     if not 0.0 < alpha < 0.5 or not n_tune > 0:
         raise ValueError(f"need 0 < alpha < 0.5 (one-sided) and n_tune > 0: {alpha}, {n_tune}")
     log_term = -2.0 * math.log(2.0 * alpha)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from controller.core.common import evidence_of
 from controller.core.wire import JsonObject
@@ -111,11 +112,21 @@ def srm_bayes_factor(units_t: int, units_c: int, share: float) -> float:
         return 1.0
     null = units_t * math.log(share) + units_c * math.log1p(-share)
     factors = []
-    for concentration in SRM_PRIOR_CONCENTRATIONS:
-        a, b = concentration * share, concentration * (1.0 - share)
-        log_mixture = _log_beta(a + units_t, b + units_c) - _log_beta(a, b)
+    for a, b, prior in _priors(share):
+        log_mixture = _log_beta(a + units_t, b + units_c) - prior
         factors.append(math.exp(min(log_mixture - null, _MAX_EXPONENT)))
     return sum(factors) / len(factors)
+
+
+@lru_cache(maxsize=64)
+def _priors(share: float) -> tuple[tuple[float, float, float], ...]:
+    """Per prior concentration, its Beta parameters around ``share`` and their log-beta:
+    the same for every check of a split, so worked out once per split."""
+    out = []
+    for concentration in SRM_PRIOR_CONCENTRATIONS:
+        a, b = concentration * share, concentration * (1.0 - share)
+        out.append((a, b, _log_beta(a, b)))
+    return tuple(out)
 
 
 def _log_beta(a: float, b: float) -> float:
