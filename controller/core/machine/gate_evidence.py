@@ -47,7 +47,7 @@ def gate_evidence(
         "alpha": plan.alpha_budget(),
         "flag_versions": [*sorted(data.versions)],
         "guardrails": {m: (_test(r) if r else INSUFFICIENT) for m, r in tests.items()},
-        "srm": SrmCheck.model_validate(srm.evidence()),
+        "srm": SrmCheck.model_validate(srm, from_attributes=True),
         "latency": {name: _latency(arm) for name, arm in _arms(data)},
     }
     if data.watched:  # the sample of units watched for being seen in both arms
@@ -70,7 +70,9 @@ def _arms(data: FlagAggregates) -> tuple[tuple[str, ArmAggregate], ...]:
 
 
 def _test(result: SequentialResult) -> GuardrailTest:
-    return GuardrailTest.model_validate(result.evidence())
+    # Read from the result's fields (every one of them, as its evidence() gives them), its
+    # infinities as floats: the same test as from its JSON-ready evidence, built faster.
+    return GuardrailTest.model_validate(result, from_attributes=True)
 
 
 def _latency(arm: ArmAggregate) -> ArmLatency:

@@ -56,7 +56,7 @@ def guardrail_result(
     independent = _independent_result(guardrail, t, c, plan)
     if not on_units(data):
         return independent
-    result = unit_result(guardrail, (data.treatment, data.control), (t, c), independent, plan)
+    result = unit_result(guardrail, (data.treatment, data.control), (t, c), independent)
     if result is None or math.isinf(result.half_width):
         return None  # not yet enough units to say how they vary
     return result

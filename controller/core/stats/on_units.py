@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from controller.core.common import EDGES_MS, bucket_bounds
-from controller.core.rollouts import Guardrail, Plan
+from controller.core.rollouts import Guardrail
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.stats.latency import (
     exceedance_bucket,
@@ -73,12 +73,12 @@ def unit_result(
     raw: tuple[ArmAggregate, ArmAggregate],
     read: tuple[ArmAggregate, ArmAggregate],
     independent: SequentialResult,
-    plan: Plan,
 ) -> SequentialResult | None:
     """``independent`` taken on units; None while the buckets cannot say how units vary.
 
     ``raw``: treatment and control as counted (every conversion, with their buckets);
-    ``read``: as the guardrail reads them (a named conversion's counts alone).
+    ``read``: as the guardrail reads them (a named conversion's counts alone). The test on
+    units is at the level and tuning of ``independent`` (the plan's for the guardrail).
     """
     t, c = raw
     if t.buckets is None or c.buckets is None:
@@ -86,7 +86,7 @@ def unit_result(
     metric = guardrail.metric
     units = _units(metric, read)
     if metric in QUANTILES:
-        return _quantile(guardrail, (t.buckets, c.buckets), read, independent, plan, units)
+        return _quantile(guardrail, (t.buckets, c.buckets), read, independent, units)
     deff = _design_effect(guardrail, raw, (t.buckets, c.buckets))
     if deff is None:
         return None
@@ -251,16 +251,13 @@ class _Edges:
             return None
         treatment, control = self.buckets
         if self.counted is None:
-            self.counted = bucket_counts([*treatment.latency_counts(), *control.latency_counts()])
-        above = [
-            *treatment.latency_at_or_above(first_bin),
-            *control.latency_at_or_above(first_bin),
-        ]
+            self.counted = bucket_counts(treatment.latency_from(0) + control.latency_from(0))
+        above = treatment.latency_from(first_bin) + control.latency_from(first_bin)
         return counted_share_design_effect(above, self.counted)
 
 
 def _enough(buckets: Sequence[UnitBuckets]) -> bool:
-    return all(occupied(b.latency_counts()) >= MIN_CLUSTERS for b in buckets)
+    return all(occupied(b.latency_from(0)) >= MIN_CLUSTERS for b in buckets)
 
 
 def _around(fine: float) -> tuple[int, float]:
@@ -295,12 +292,11 @@ def _position(latency_ms: float) -> float:
     return index + math.log(latency_ms / low) / math.log(high / low)
 
 
-def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the plan, N
+def _quantile(
     guardrail: Guardrail,
     buckets: tuple[UnitBuckets, UnitBuckets],
     read: tuple[ArmAggregate, ArmAggregate],
     independent: SequentialResult,
-    plan: Plan,
     units: int,
 ) -> SequentialResult | None:
     if not _enough(buckets):
@@ -318,8 +314,8 @@ def _quantile(  # noqa: PLR0917 - the two arms' buckets and reads, the test, the
         read[1].latency_histogram,
         q,
         relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
-        alpha=plan.alpha_for(guardrail.key),
-        n_tune=plan.n_tune,
+        alpha=independent.alpha,
+        n_tune=independent.n_tune,
         design_effects=(effects[0], effects[1]),
         n=units,
     )

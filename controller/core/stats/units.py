@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import add, mul, sub
+from operator import add, itemgetter, mul, sub
 
 from controller.core.common import BUCKET_COUNT
 
@@ -91,12 +91,16 @@ FLOAT_SLOTS = frozenset(
 """Slots that hold float sums; every other slot counts whole events."""
 _FIELD_SLOTS = {name: slot for slot, name in enumerate(SLOT_FIELDS)}
 _LATENCY_SPANS = tuple(
-    tuple(
-        slice(b * KIND_COUNT + LATENCY + first, (b + 1) * KIND_COUNT) for b in range(UNIT_BUCKETS)
+    itemgetter(
+        *(
+            slice(b * KIND_COUNT + LATENCY + first, (b + 1) * KIND_COUNT)
+            for b in range(UNIT_BUCKETS)
+        )
     )
     for first in range(LATENCY_BINS + 1)
 )
-"""Per first coarse bin, the slots of each bucket's latencies from that bin up."""
+"""Per first coarse bin, the slices of each bucket's latencies from that bin up, taken in one
+call (a tuple of ``UNIT_BUCKETS`` tuples)."""
 
 
 def unit_bucket(unit: str) -> int:
@@ -142,11 +146,15 @@ class UnitBuckets:
 
     def latency_at_or_above(self, first_bin: int) -> list[float]:
         """Each bucket's latencies in coarse bins ``first_bin`` and up."""
+        return list(self.latency_from(first_bin))
+
+    def latency_from(self, first_bin: int) -> tuple[float, ...]:
+        """:meth:`latency_at_or_above` as kept (a tuple: no copy needed)."""
         first = min(max(first_bin, 0), LATENCY_BINS)
         found = self._sums.get(first)
         if found is None:
             found = self._sums[first] = self._from(first)
-        return list(found)
+        return found
 
     def _from(self, first: int) -> tuple[float, ...]:
         """Each bucket's latencies from coarse bin ``first`` up, worked out from those of a
@@ -160,7 +168,7 @@ class UnitBuckets:
         below = known.get(first - 1)
         if below is not None:
             return tuple(map(sub, below, totals[LATENCY + first - 1 :: KIND_COUNT]))
-        return tuple(map(sum, map(totals.__getitem__, _LATENCY_SPANS[first]), repeat(0.0)))
+        return tuple(map(sum, _LATENCY_SPANS[first](totals), repeat(0.0)))
 
     def latency_counts(self) -> list[float]:
         return self.latency_at_or_above(0)
@@ -178,7 +186,7 @@ class UnitBuckets:
 def occupied(counts: Sequence[float]) -> int:
     """Buckets with any of the denominator: the clusters a variance is estimated from
     (counts are never negative: those not zero, counted in C)."""
-    counted = counts if isinstance(counts, list) else list(counts)
+    counted = counts if isinstance(counts, (list, tuple)) else list(counts)
     return len(counted) - counted.count(0)
 
 
@@ -297,13 +305,13 @@ class BucketCounts:
     """The buckets' counts of a share's denominator, with their exact sum and the buckets
     holding any: what the share's design effect divides by at every edge (:func:`bucket_counts`)."""
 
-    counts: list[float]
+    counts: Sequence[float]
     total: float
     clusters: int
 
 
 def bucket_counts(counts: Sequence[float]) -> BucketCounts:
-    counted = counts if isinstance(counts, list) else list(counts)
+    counted = counts if isinstance(counts, (list, tuple)) else list(counts)
     return BucketCounts(counted, math.fsum(counted), occupied(counted))
 
 
