@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
 
 from controller.core.wire.json import JsonObject
 from controller.core.wire.ordered import tolerant
@@ -27,19 +27,13 @@ def _json_number(value: float) -> int | float | str:
     return value if math.isfinite(value) else str(value)
 
 
-def _read_number(value: object) -> object:
-    """An infinity as JSON carries it (``"inf"``), read back as one; anything else as given."""
-    if isinstance(value, str) and value in ("inf", "-inf"):
-        return float(value)
-    return value
-
-
 Number = Annotated[
     int | float,
-    BeforeValidator(_read_number),
     PlainSerializer(_json_number, return_type=int | float | str, when_used="json"),
 ]
-"""A number as the evidence writes it: an integer stays one; infinities as ``"inf"``."""
+"""A number as the evidence writes it: an integer stays one; infinities as ``"inf"``, read
+back as floats by pydantic's own float (which takes ``"inf"`` and ``"-inf"``, from Python
+and JSON alike: no validator of ours runs for each number of each gate)."""
 INSUFFICIENT = "insufficient data"
 """A guardrail's entry while either arm is below its event floor."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from pydantic import ValidationError
 from controller.core.wire import (
     AppKeyEvidence,
     Decision,
+    GateEvidence,
+    GuardrailTest,
     PipelineEvidence,
     RolloutEvidence,
     StagePosition,
@@ -173,3 +176,37 @@ def test_merged_adds_keys_as_a_spread_does(
     merged = RolloutEvidence.model_validate(given).merged(**added)
     assert list(merged.wire()) == written
     assert merged.wire() == {**given, **added}
+
+
+INFINITE_TEST = {
+    "delta": 0.5,
+    "variance": "inf",
+    "n": 40,
+    "half_width": "inf",
+    "lower": "-inf",
+    "upper": "inf",
+    "regressed": False,
+    "direction": "lower_is_better",
+    "tolerance": 0,
+    "alpha": 0.025,
+    "n_tune": 5000,
+    "p_value": 1.0,
+}
+
+
+@pytest.mark.parametrize("from_json", [False, True])
+def test_an_infinite_bound_is_written_as_a_string_and_read_back_as_a_float(
+    from_json: bool,
+) -> None:
+    given = {"guardrails": {"error_rate": INFINITE_TEST}}
+    read = (
+        GateEvidence.model_validate_json(orjson.dumps(given))
+        if from_json
+        else GateEvidence.model_validate(given)
+    )
+    test = (read.guardrails or {})["error_rate"]
+    assert isinstance(test, GuardrailTest)
+    assert (test.variance, test.lower, test.upper) == (math.inf, -math.inf, math.inf)
+    assert type(test.tolerance) is int  # each number keeps its type
+    assert type(test.delta) is float
+    assert orjson.loads(orjson.dumps(read.wire())) == given
