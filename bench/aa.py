@@ -34,7 +34,11 @@ failing half their requests, fewer of each, no heavy units, heavy units that fai
 units of different speed, and bots (0.1% send 5,000 requests, none failing). Per shape, an
 A/A stream is judged by the default plan and by one plan per metric, on units (the gate)
 and, for comparison in the same run, as if requests were independent (``@requests``); a
-second stream doubles treatment units' error propensity (power). Times are in requests.
+second stream doubles treatment units' error propensity (power). Times are in requests. The
+same doubled populations are tested on each unit's exact counts as well
+(:mod:`tests.support.clustered_oracle`): with the gate's boundary at the gate's looks (what
+buckets of units cost the gate) and, once per stage at its end, with a fixed-horizon z-test
+(the most a test that may not stop early could see).
 
     python bench/aa.py --traffic clustered [--runs 200] [--shapes heavy_failing,bots] [--workers 2]
 
@@ -64,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.core.common import ConfigError
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, parse_plan
 from tests.support.clustered import SHAPES, Judged, simulate_clustered
+from tests.support.clustered_oracle import oracle_caught
 from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
 PLAN_NAMES = {"error_rate": "error_rate", "latency": "latency_p99"}
@@ -181,11 +186,18 @@ def one_clustered_run(task: tuple[int, str, float]) -> dict[str, dict[str, Outco
     singles = single_plans()
     aa = Judged(DEFAULT_PLAN, singles, independent=True)
     power = Judged(DEFAULT_PLAN, {"error_rate": singles["error_rate"]}, independent=True)
+    oracle = oracle_caught(
+        singles["error_rate"], SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
+    )
     return {
         "aa": simulate_clustered(aa, SHAPES[shape], seed=2 * seed, growth=growth),
         "2x_errors": simulate_clustered(
             power, SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
         ),
+        "oracle": {
+            name: Outcome(None if stage is None else "error_rate", stage or 0, 0.0)
+            for name, stage in oracle.items()
+        },
     }
 
 
@@ -209,7 +221,16 @@ def summarise_clustered(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, 
             "lower95": round(wilson(len(hits), n, upper=False), 4),
             "median_requests": statistics.median(o.seconds for o in hits) if hits else None,
         }
-    return {"false_rollback": false, "caught_2x_errors": caught}
+    gate = [r["2x_errors"]["error_rate"].stopped is not None for r in runs]
+    oracle: dict[str, Any] = {}
+    for name in runs[0]["oracle"]:
+        found = [r["oracle"][name].stopped is not None for r in runs]
+        oracle[name] = {
+            "rate": sum(found) / n,
+            "lower95": round(wilson(sum(found), n, upper=False), 4),
+            "runs_agreeing_with_gate": sum(g == h for g, h in zip(gate, found, strict=True)),
+        }
+    return {"false_rollback": false, "caught_2x_errors": caught, "oracle_2x_errors": oracle}
 
 
 def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,6 +255,11 @@ def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
         for name, c in figures["caught_2x_errors"].items():
             progress(
                 f"{shape} 2x errors {name}: caught {c['rate']:.3f}, median {c['median_requests']}"
+            )
+        for name, o in figures["oracle_2x_errors"].items():
+            progress(
+                f"{shape} 2x errors, {name} test on each unit's counts: caught {o['rate']:.3f}"
+                f" ({o['runs_agreeing_with_gate']} runs as the gate's error_rate)"
             )
     return {
         "traffic": "clustered",
