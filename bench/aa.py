@@ -36,7 +36,7 @@ A/A stream is judged by the default plan and by one plan per metric, on units (t
 and, for comparison in the same run, as if requests were independent (``@requests``); a
 second stream doubles treatment units' error propensity (power). Times are in requests. The
 same doubled populations are tested on each unit's exact counts as well
-(:mod:`tests.support.clustered_oracle`): with the gate's boundary at the gate's looks (what
+(:mod:`bench.clustered_oracle`): with the gate's boundary at the gate's looks (what
 buckets of units cost the gate) and, once per stage at its end, with a fixed-horizon z-test
 (the most a test that may not stop early could see).
 
@@ -65,10 +65,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clustered_oracle import oracle_caught  # beside this script
+
 from controller.core.common import ConfigError
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, parse_plan
 from tests.support.clustered import SHAPES, Judged, simulate_clustered
-from tests.support.clustered_oracle import oracle_caught
 from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
 PLAN_NAMES = {"error_rate": "error_rate", "latency": "latency_p99"}
