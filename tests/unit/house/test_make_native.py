@@ -1,5 +1,6 @@
-"""``make test`` builds the native extensions (OTLP reader, events fold) where cargo is, as it builds Kafka and the
-Collector, and the build is a no-op once its stamp is newer than the sources.
+"""``make test`` builds the native extensions (OTLP reader, events fold) where cargo is, as it
+builds Kafka and the Collector, and the build is a no-op once its stamp is newer than the
+sources.
 
 Both are read from make itself (``make -n``, ``make -q``) over a virtualenv of stamps in
 a temporary folder, so nothing is built and the project's own virtualenv is not touched.
