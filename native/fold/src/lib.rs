@@ -16,60 +16,15 @@
 //! (read from the Python decoder and fold at import), none is written here.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySet, PyString, PyTuple};
 
-/// A multiply-rotate hash (Firefox's), for the short keys of one span: SipHash's defence
-/// against chosen collisions is not needed for maps that live one call and are bounded
-/// by the span's length.
-#[derive(Default)]
-struct Quick(u64);
-
-impl Hasher for Quick {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        for &byte in chunks.remainder() {
-            self.add(u64::from(byte));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_i64(&mut self, n: i64) {
-        self.add(n as u64);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Quick {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<Quick>>;
-type Set<K> = HashSet<K, BuildHasherDefault<Quick>>;
+// The span's maps hash what an app sent (ids, units, flags): std's SipHash, keyed at random,
+// so that no one can choose keys that collide and turn a span's fold quadratic.
+type Map<K, V> = HashMap<K, V>;
+type Set<K> = HashSet<K>;
 
 /// Not folded here: the caller's Python path answers.
 struct Bail;
