@@ -10,10 +10,13 @@ effect is estimated from the arms' unit buckets (:mod:`controller.core.stats.uni
   delta method's variance over buckets (the larger of the arms' own and the one identical
   arms would share, pooled within arms over both arms' buckets) against the variance as if
   the same events were independent;
-* the share above a latency edge, and each arm's latency quantile: the design effect of the
-  share of latencies above it, over both arms' buckets (what identical arms share; an arm's
-  own, from a small arm's few buckets, would only add noise), interpolated between the
-  coarse edges around the edge or the quantile. A quantile's ranks are widened by it.
+* the share above a latency edge, and each arm's latency quantile: each arm's design effect
+  of its share of latencies above the edge, around that arm's own share (the larger of its
+  own and the one pooled within both arms), interpolated between the coarse edges around
+  the edge or the quantile. Each arm's quantile ranks are widened by its own; the share
+  above an edge takes the arms' effects weighed by their variance. A difference between
+  the arms is the effect being tested, never clustering, so no design effect is taken
+  around both arms' pooled share.
 
 Taking the variance as "independent variance times design effect" rather than the bucket
 variance alone keeps today's floors (half an event, the pooled null) and lets a
@@ -57,12 +60,14 @@ from controller.core.stats.units import (
     VALUE_SUM,
     VALUES,
     BucketCounts,
+    ShareSpread,
     UnitBuckets,
     bucket_counts,
     bucket_ratio,
-    counted_share_design_effect,
     occupied,
     pooled_variance,
+    share_spread,
+    within_arms_design_effect,
 )
 
 QUANTILES = {"latency_p95": 0.95, "latency_p99": 0.99}
@@ -154,7 +159,7 @@ def _design_effect(
     metric = guardrail.metric
     if metric == "latency_exceedance":
         assert guardrail.edge_ms is not None  # the plan model guarantees it
-        return _exceedance_effect(buckets, exceedance_bucket(guardrail.edge_ms))
+        return _exceedance_effect(buckets, exceedance_bucket(guardrail.edge_ms), raw)
     t, c = raw
     if metric == "error_rate":
         spread = (
@@ -232,28 +237,45 @@ def _ratio_effect(
 
 @dataclass(slots=True)
 class _Edges:
-    """The pooled design effects of the share of latencies at coarse edges, over both arms'
-    buckets, each worked out once; and the latencies counted per bucket they all divide by."""
+    """Each arm's design effect of the share of its latencies at coarse edges, each worked out
+    once; and each arm's latencies counted per bucket they divide by."""
 
     buckets: tuple[UnitBuckets, UnitBuckets]
-    effects: dict[int, float | None] = field(default_factory=dict)
-    counted: BucketCounts | None = None
+    effects: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)
+    counted: tuple[BucketCounts, BucketCounts] | None = None
 
-    def at(self, edge: int) -> float | None:
+    def at(self, edge: int) -> tuple[float | None, float | None]:
         if edge not in self.effects:
-            self.effects[edge] = self._share_effect(edge)
+            self.effects[edge] = self._share_effects(edge)
         return self.effects[edge]
 
-    def _share_effect(self, first_bin: int) -> float | None:
-        """The design effect of the share of latencies from coarse bin ``first_bin`` up, over
-        both arms' buckets: what identical arms share (None where the share is 0 or 1)."""
+    def _share_effects(self, first_bin: int) -> tuple[float | None, float | None]:
+        """Per arm, the design effect of its share of latencies from coarse bin ``first_bin``
+        up: the larger of its own, around its own share, and the one pooled within both arms
+        (more buckets, so a small arm's few units add no noise below it). Never around the
+        pooled share of both arms: a difference between the arms is the effect, not
+        clustering. None where it cannot be said (a share of 0 or 1 in both arms)."""
         if not 0 < first_bin < LATENCY_BINS:
-            return None
+            return None, None
         treatment, control = self.buckets
         if self.counted is None:
-            self.counted = bucket_counts(treatment.latency_from(0) + control.latency_from(0))
-        above = treatment.latency_from(first_bin) + control.latency_from(first_bin)
-        return counted_share_design_effect(above, self.counted)
+            self.counted = (
+                bucket_counts(treatment.latency_from(0)),
+                bucket_counts(control.latency_from(0)),
+            )
+        spread_t = share_spread(treatment.latency_from(first_bin), self.counted[0])
+        spread_c = share_spread(control.latency_from(first_bin), self.counted[1])
+        if spread_t is None or spread_c is None:
+            return None, None
+        pooled = within_arms_design_effect((spread_t, spread_c))
+        return _arm_effect(spread_t, pooled), _arm_effect(spread_c, pooled)
+
+
+def _arm_effect(spread: ShareSpread, pooled: float | None) -> float | None:
+    own = spread.design_effect
+    if own is None or pooled is None:
+        return pooled if own is None else own
+    return max(own, pooled)
 
 
 def _enough(buckets: Sequence[UnitBuckets]) -> bool:
@@ -266,21 +288,40 @@ def _around(fine: float) -> tuple[int, float]:
     return low, (fine - low * FINE_PER_BIN) / FINE_PER_BIN
 
 
-def _latency_effect(edges: _Edges, fine: float) -> float:
-    """max(1, the pooled design effect at fine histogram position ``fine``): interpolated
+def _latency_effect(edges: _Edges, fine: float, arm: int) -> float:
+    """max(1, arm ``arm``'s design effect at fine histogram position ``fine``): interpolated
     between the coarse edges around it (the one defined where the other is not)."""
     low, into = _around(fine)
-    below, above = edges.at(low), edges.at(low + 1)
+    below, above = edges.at(low)[arm], edges.at(low + 1)[arm]
     if below is None or above is None:
         found = below if above is None else above
         return max(1.0, found or 1.0)
     return max(1.0, below + (above - below) * into)
 
 
-def _exceedance_effect(buckets: tuple[UnitBuckets, UnitBuckets], first: int) -> float | None:
+def _exceedance_effect(
+    buckets: tuple[UnitBuckets, UnitBuckets],
+    first: int,
+    read: tuple[ArmAggregate, ArmAggregate],
+) -> float | None:
+    """The design effect of the difference of the shares above an edge: each arm's own
+    effect weighing its share of the variance as if latencies were independent."""
     if not _enough(buckets):
         return None
-    return _latency_effect(_Edges(buckets), float(first))
+    edges = _Edges(buckets)
+    weights = [_share_variance(arm.latency_histogram, first) for arm in read]
+    effects = [_latency_effect(edges, float(first), arm) for arm in (0, 1)]
+    total = math.fsum(weights)
+    if total <= 0:
+        return max(effects)
+    return math.fsum(w * e for w, e in zip(weights, effects, strict=True)) / total
+
+
+def _share_variance(histogram: Sequence[int], first: int) -> float:
+    """The variance of an arm's share of latencies from histogram bucket ``first`` up, as if
+    they were independent (floored at half an event, as the test floors it)."""
+    counted = sum(histogram)
+    return bernoulli_variance(sum(histogram[first:]), counted) / counted if counted else 0.0
 
 
 def _position(latency_ms: float) -> float:
@@ -304,11 +345,11 @@ def _quantile(
     q = QUANTILES[guardrail.metric]
     effects: list[float] = []
     edges = _Edges(buckets)  # both arms' quantiles often lie between the same edges
-    for arm in read:
+    for index, arm in enumerate(read):
         at = histogram_quantile(arm.latency_histogram, q)
         if at is None:
             return None
-        effects.append(_latency_effect(edges, _position(at)))
+        effects.append(_latency_effect(edges, _position(at), index))
     result = latency_quantile_test(
         read[0].latency_histogram,
         read[1].latency_histogram,

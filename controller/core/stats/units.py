@@ -297,7 +297,8 @@ def share_design_effect(below: Sequence[float], counts: Sequence[float]) -> floa
 
     None when the share is 0 or 1 (no variance either way) or too few buckets hold data.
     """
-    return counted_share_design_effect(below, bucket_counts(counts))
+    spread = share_spread(below, bucket_counts(counts))
+    return None if spread is None else spread.design_effect
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,19 +316,51 @@ def bucket_counts(counts: Sequence[float]) -> BucketCounts:
     return BucketCounts(counted, math.fsum(counted), occupied(counted))
 
 
-def counted_share_design_effect(below: Sequence[float], counted: BucketCounts) -> float | None:
-    """:func:`share_design_effect` over the buckets of ``counted``, its sums taken once."""
+@dataclass(frozen=True, slots=True)
+class ShareSpread:
+    """One arm's share ΣB/ΣN over its buckets, around its own value: what its own design
+    effect and the pooled within-arm one both need (:func:`share_spread`)."""
+
+    share: float
+    total: float
+    clusters: int
+    spread: float
+    """Σ_b (B_b - share·N_b)², the residuals around the arm's own share."""
+
+    @property
+    def binomial(self) -> float:
+        """ΣN·p(1 - p): the spread the same events would have were they independent."""
+        return self.total * self.share * (1.0 - self.share)
+
+    @property
+    def design_effect(self) -> float | None:
+        """The arm's own design effect; None when its share is 0 or 1, or too few buckets
+        hold data."""
+        if self.clusters < MIN_CLUSTERS or self.binomial <= 0:
+            return None
+        return self.clusters / (self.clusters - 1) * self.spread / self.binomial
+
+
+def share_spread(below: Sequence[float], counted: BucketCounts) -> ShareSpread | None:
+    """The arm's :class:`ShareSpread`; None when it has no events."""
     total = counted.total
     if total <= 0:
         return None
+    if len(below) != len(counted.counts):
+        raise ValueError("numerators and denominators of different buckets")
     share = math.fsum(below) / total
-    if not 0.0 < share < 1.0:
+    return ShareSpread(share, total, counted.clusters, _spread(below, counted.counts, share))
+
+
+def within_arms_design_effect(arms: Sequence[ShareSpread]) -> float | None:
+    """The design effect of a share pooled within arms: each arm's residuals around its own
+    share, summed over both arms' buckets, over the binomial spread of both. A difference
+    between the arms is the effect, never clustering: only each arm's spread around its own
+    value counts (the within-groups variance of an analysis of variance). None with fewer
+    than :data:`MIN_CLUSTERS` buckets holding data per arm, or no variance at all."""
+    clusters = sum(arm.clusters for arm in arms)
+    binomial = math.fsum(arm.binomial for arm in arms)
+    if min(arm.clusters for arm in arms) < MIN_CLUSTERS or binomial <= 0:
         return None
-    clusters = counted.clusters
-    variance = math.inf
-    if clusters >= MIN_CLUSTERS:  # ratio_variance(below, counts), its sums known
-        if len(below) != len(counted.counts):
-            raise ValueError("numerators and denominators of different buckets")
-        spread = _spread(below, counted.counts, share)
-        variance = clusters / (clusters - 1) * spread / (total * total)
-    return design_effect(variance, share * (1.0 - share) / total)
+    spread = math.fsum(arm.spread for arm in arms)
+    return clusters / (clusters - len(arms)) * spread / binomial

@@ -10,7 +10,7 @@ then a tick) run on it, and what they decide and publish is written as JSON: the
 verdict, its evidence, the rollout after and every action with its evidence.
 
 ``gate_on_units_golden.json`` holds, per case, the verdict and a SHA-256 of that JSON,
-written by the code before the gate's arithmetic was made cheaper: a change that moves a
+written by the gate as it decides now: a change that moves a
 verdict, an evidence's number by one bit, a number's type or a key's place fails here.
 A change meant to alter decisions rewrites the file on purpose::
 
