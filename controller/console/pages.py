@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from controller.core.common import as_datetime, html_text, split
-from controller.core.reading import HistoryPoint, RolloutRow, RolloutView, past_tolerance
+from controller.core.reading import (
+    HistoryPoint,
+    RolloutRow,
+    RolloutView,
+    State,
+    guardrail_state,
+    state_text,
+)
 from controller.core.wire import Alert
 
 REFRESH_MS = 2000
@@ -194,9 +201,10 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
 
     ``failed``: rolled back or killed; ``ended``: aborted by an operator, which
     says nothing against the flag, so it is neutral; ``attention``: paused, a
-    guardrail whose always-valid p-value is below 0.05 (harm building), or a
+    guardrail regressed or whose always-valid p-value is below 0.05 (harm building), or a
     sample-ratio p below 0.01; ``watching``: a guardrail's Δ past its tolerance, not
-    yet significant; ``done``: completed; else ``healthy``.
+    yet significant (its state, :func:`~controller.core.reading.guardrail_state`);
+    ``done``: completed; else ``healthy``.
     """
     phase = status.phase
     if phase in ("rolled_back", "killed"):
@@ -211,15 +219,17 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
 
 
 def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
+    """Each guardrail is named in the words of its state (``error rate watching (above
+    tolerance, not yet significant)``), as the rollout's page and ``rolloutctl status`` say it."""
     if last is None:
         return "healthy", ""
-    for metric, test in last.guardrails.items():
-        if test is not None and test.p_value < 0.05:
-            return "attention", f"{metric} p = {test.p_value:.2g}"
+    tests = [(metric, test) for metric, test in last.guardrails.items() if test is not None]
+    for metric, test in tests:
+        if test.regressed or test.p_value < 0.05:
+            return "attention", f"{state_text(metric, test)}, p = {test.p_value:.2g}"
     if last.srm_p < 0.01:
         return "attention", f"sample ratio p = {last.srm_p:.2g}"
-    for metric, test in last.guardrails.items():
-        args = (test.delta, test.tolerance, test.direction, test.regressed) if test else ()
-        if test is not None and (note := past_tolerance(metric, *args)):
-            return "watching", note
+    for metric, test in tests:
+        if guardrail_state(test).state is State.WATCHING:
+            return "watching", state_text(metric, test)
     return "healthy", ""

@@ -3,19 +3,23 @@
 "Rolled back at stage 2/4 (20%): error rate +3.6 pp [+0.5, +6.7] (+72%), ..."
 comes before any evidence on the console's rollout page and in a report, so a
 reader has the verdict before the tables. The reason is the decision's own,
-already written in :mod:`controller.core.reading.wording`'s number convention. Pure:
+already written in :mod:`controller.core.reading.wording`'s number convention; a
+running rollout's line also names each guardrail regressed or being watched, in
+the words every surface gives its state
+(:mod:`~controller.core.reading.guardrail_state`), so the page never says less
+than the list. Pure:
 from the status as served (:class:`~controller.core.reading.views.RolloutView`) and the
 decisions as published.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from controller.core.reading.evidence_view import evidence
+from controller.core.reading.guardrail_state import State, guardrail_state, state_text
 from controller.core.reading.views import RolloutView
-from controller.core.reading.wording import metric_name
-from controller.core.wire import Decision
+from controller.core.wire import Decision, GuardrailTest
 
 MAX_REASON_CHARS = 300
 ENDED = {
@@ -49,7 +53,8 @@ def verdict_line(status: RolloutView, decisions: Iterable[Decision] = ()) -> str
         verdict = status.verdict
         gate = f"; the gate says {verdict[:20]}" if verdict else ""
         why = (status.verdict_reason or "")[:MAX_REASON_CHARS]
-        return f"Running{at}{gate}{': ' + why if verdict and why else ''}"
+        said = "".join(f"; {text}" for text in unsettled(status.evidence.guardrails))
+        return f"Running{at}{gate}{': ' + why if verdict and why else ''}{said}"
     return f"{phase.replace('_', ' ').capitalize() or 'Unknown'}{at}"
 
 
@@ -69,22 +74,16 @@ def _reason(decision: Decision | None) -> str:
     return " ".join(decision.reason.split())[:MAX_REASON_CHARS] if decision else ""
 
 
-def past_tolerance(
-    metric: str,
-    delta: float | None,
-    tolerance: float | None,
-    direction: str | None,
-    regressed: bool,
-) -> str | None:
-    """What a guardrail whose Δ is already past its tolerance, not yet a regression, says.
+ALARMING = (State.REGRESSED, State.WATCHING)
+"""The states a running rollout's verdict line names: the gate's reason may not."""
 
-    A point estimate past the tolerance is not significant on its own, but it is not
-    healthy either: the badge says it is being watched. None when not past or regressed.
-    """
-    if regressed or delta is None or tolerance is None:
-        return None
-    if direction == "higher_is_better":
-        past, side = delta < -tolerance, "below"
-    else:
-        past, side = delta > tolerance, "above"
-    return f"{metric_name(metric)} {side} tolerance, not yet significant" if past else None
+
+def unsettled(tests: Mapping[str, GuardrailTest | str] | None) -> list[str]:
+    """Each guardrail of a served evidence that is regressed or being watched, in words
+    (:func:`~controller.core.reading.guardrail_state.state_text`)."""
+    named = (tests or {}).items()
+    return [
+        state_text(metric, test)
+        for metric, test in named
+        if isinstance(test, GuardrailTest) and guardrail_state(test).state in ALARMING
+    ]

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from controller.core.reading.intervals import decimals_for, rounded_interval, signed
 from controller.core.rollouts import Rollout, conversion_of, metric_of, rationale_problem
 from controller.core.wire import AdvisorReply, JsonObject, RolloutEvidence, read_evidence
 
@@ -261,28 +262,6 @@ def metric_unit(metric: str) -> str:
     return "ms" if metric.startswith("latency") else ""
 
 
-def signed(value: float, decimals: int) -> str:
-    """``value`` with its sign at ``decimals`` places: ``+3.6``, ``-0.05``, ``+1,234``.
-
-    What rounds to zero is ``0`` (no sign); a huge value is written with two
-    significant digits (``+1.2e+18``).
-    """
-    if round(value, decimals) == 0:
-        return "0"
-    if abs(value) >= 1e15:
-        return f"{value:+.2g}"
-    return f"{value:+,.{decimals}f}"
-
-
-def decimals_for(scale: float) -> int:
-    """Places that show two significant digits of ``scale`` (the largest magnitude shown)."""
-    if not math.isfinite(scale) or scale >= 10 or scale == 0:
-        return 0
-    if scale >= 1:
-        return 1
-    return min(6, 1 - math.floor(math.log10(scale)))
-
-
 def quantity_text(
     metric: str,
     delta: float,
@@ -291,13 +270,17 @@ def quantity_text(
     baseline: float | None = None,
     *,
     named: bool = True,
+    limit: float | None = None,
 ) -> str:
     """A guardrail's Δ (treatment minus control) with its interval, as every text writes it.
 
     Rates in percentage points with the relative lift against the control's
     ``baseline`` (a share): ``error rate +3.6 pp [+0.5, +6.7] (+72%)``;
     latency in ms: ``p95 latency +212 ms [+40, +380]``; a conversion value in
-    its own unit. Values are as the gate holds them (shares as fractions). NaN
+    its own unit. Values are as the gate holds them (shares as fractions). With
+    ``limit``, the tolerance's signed edge (:func:`harm_edge`), the numbers keep
+    their side of it (:func:`~controller.core.reading.intervals.rounded_interval`):
+    ``+7.0 pp [+0.4, +12.9]`` against a tolerance of 0, never ``[0, +13]``. NaN
     and infinity are never printed: an estimate that is not a number is "no
     estimate", an infinite bound "not yet bounded". ``named=False`` leaves out
     the metric's name (for a table whose row names it).
@@ -306,16 +289,40 @@ def quantity_text(
     if not math.isfinite(delta):
         return f"{name}: no estimate yet" if named else "no estimate yet"
     scale = 100.0 if unit == "pp" else 1.0
-    values = [v * scale for v in (delta, lower, upper)]
-    places = decimals_for(max(abs(v) for v in values if math.isfinite(v)))
-    shown = f"{signed(values[0], places)}{' ' + unit if unit else ''}"
-    if all(math.isfinite(v) for v in values[1:]):
-        shown += f" [{signed(values[1], places)}, {signed(values[2], places)}]"
+    edge = None if limit is None else limit * scale
+    shown = rounded_interval(delta * scale, lower * scale, upper * scale, edge)
+    text = f"{shown.delta}{' ' + unit if unit else ''}"
+    if shown.lower and shown.upper:
+        text += f" [{shown.lower}, {shown.upper}]"
     else:
-        shown += " (interval not yet bounded)"
+        text += " (interval not yet bounded)"
     lift = relative_lift(delta, baseline) if unit == "pp" else None
-    shown = f"{shown} ({lift})" if lift else shown
-    return f"{name} {shown}" if named else shown
+    text = f"{text} ({lift})" if lift else text
+    return f"{name} {text}" if named else text
+
+
+def harm_edge(tolerance: float | None, direction: str | None) -> float | None:
+    """Where harm begins, signed: ``+tolerance`` when lower is better, ``-tolerance`` when
+    higher is better; None without a usable tolerance."""
+    if tolerance is None or not math.isfinite(tolerance):
+        return None
+    return -abs(tolerance) if direction == "higher_is_better" else abs(tolerance)
+
+
+def limit_text(
+    metric: str, limit: float, delta: float, lower: float, upper: float, *, sign: bool = False
+) -> str:
+    """The tolerance beside an interval, rounded as :func:`quantity_text` rounds that interval
+    against it, so the two read in the same digits: ``2.00 pp`` beside ``[+2.04, +12.90]``;
+    unsigned (``2.0 pp``) unless ``sign``."""
+    unit = metric_unit(metric)
+    scale = 100.0 if unit == "pp" else 1.0
+    if not math.isfinite(limit * scale):
+        return "unbounded"
+    finite = [v * scale if math.isfinite(v) else math.nan for v in (delta, lower, upper)]
+    number = rounded_interval(*finite, limit * scale).limit
+    number = number if sign else number.lstrip("+-")
+    return f"{number} {unit}" if unit else number
 
 
 def amount_text(metric: str, value: float) -> str:
@@ -348,15 +355,20 @@ def relative_lift(delta: float, baseline: float | None) -> str | None:
 
 
 def guardrail_text(metric: str, test: Any, arms: Any = None) -> str:
-    """:func:`quantity_text` of a served test (a decision's ``evidence.guardrails[m]``).
+    """:func:`quantity_text` of a served test (a decision's ``evidence.guardrails[m]``),
+    rounded against its tolerance.
 
     Read defensively (infinities arrive as ``"inf"``); the relative lift of an
     error or conversion rate comes from the control's counts in ``arms``.
     """
     if not isinstance(test, dict):
         return f"{metric_name(metric)}: too few events to test yet"
-    delta, lower, upper = (_served(test.get(k)) for k in ("delta", "lower", "upper"))
-    return quantity_text(metric, delta, lower, upper, control_rate(metric, arms))
+    delta, lower, upper, tolerance = (
+        _served(test.get(k)) for k in ("delta", "lower", "upper", "tolerance")
+    )
+    direction = test.get("direction")
+    limit = harm_edge(tolerance, direction if isinstance(direction, str) else None)
+    return quantity_text(metric, delta, lower, upper, control_rate(metric, arms), limit=limit)
 
 
 RATE_PARTS = {"error_rate": ("errors", "requests"), "conversion_rate": ("conversions", "exposures")}

@@ -150,9 +150,10 @@ def test_health_from_phase_and_last_point() -> None:
     assert pages.health(running, None) == ("healthy", "")
     assert pages.health(running, point_with(delta=-0.01)) == ("healthy", "")
     # past its tolerance, not significant: never "healthy"
-    watched = ("watching", "error rate above tolerance, not yet significant")
+    watched = ("watching", "error rate watching (above tolerance, not yet significant)")
     assert pages.health(running, point_with()) == watched
-    assert pages.health(running, last) == ("attention", "error_rate p = 0.01")
+    said = "error rate watching (above tolerance, not yet significant), p = 0.01"
+    assert pages.health(running, last) == ("attention", said)
     assert pages.health(running, point_with(srm_p=0.001))[0] == "attention"
     assert pages.health(status_of(phase="paused", pause_reason="srm"), None)[0] == "attention"
     assert pages.health(status_of(phase="killed"), last)[0] == "failed"

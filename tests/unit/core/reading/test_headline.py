@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.reading.headline import past_tolerance, verdict_line
+from controller.core.reading.headline import verdict_line
 from controller.core.reading.views import RolloutStatus
 from controller.core.wire.messages import Decision
 
@@ -108,28 +108,28 @@ def test_a_decision_without_its_stage_leaves_the_stage_to_the_status() -> None:
     assert line == "Aborted at stage 2/4 (20%): wrong plan"
 
 
-@pytest.mark.parametrize(
-    ("metric", "delta", "tolerance", "direction", "regressed", "said"),
-    [
-        ("latency_p95", 12.0, 10.0, "lower_is_better", False,
-         "p95 latency above tolerance, not yet significant"),
-        ("latency_p95", 10.0, 10.0, "lower_is_better", False, None),  # at it: within
-        ("latency_p95", 12.0, 10.0, "lower_is_better", True, None),  # a regression says more
-        ("conversion_rate", -0.02, 0.01, "higher_is_better", False,
-         "conversion rate below tolerance, not yet significant"),
-        ("conversion_rate", 0.02, 0.01, "higher_is_better", False, None),
-        ("error_rate", 0.004, 0.0, "lower_is_better", False,
-         "error rate above tolerance, not yet significant"),
-        ("error_rate", None, 0.0, "lower_is_better", False, None),
-        ("error_rate", 0.004, None, None, False, None),
-    ],
-)  # fmt: skip
-def test_a_guardrail_past_its_tolerance_is_watched_not_healthy(
-    metric: str,
-    delta: float | None,
-    tolerance: float | None,
-    direction: str | None,
-    regressed: bool,
-    said: str | None,
-) -> None:
-    assert past_tolerance(metric, delta, tolerance, direction, regressed) == said
+def wire_test(delta: float, lower: float, upper: float, **over: Any) -> dict[str, Any]:
+    test = {
+        "delta": delta, "variance": 1e-6, "n": 4000, "half_width": (upper - lower) / 2,
+        "lower": lower, "upper": upper, "regressed": False, "direction": "lower_is_better",
+        "tolerance": 0.0, "alpha": 0.05, "n_tune": 1000, "p_value": 0.2,
+    }  # fmt: skip
+    return test | over
+
+
+def test_a_running_line_names_the_guardrails_watched_as_the_list_does() -> None:
+    guardrails = {
+        "error_rate": wire_test(0.07, -0.02, 0.16),
+        "latency_p95": wire_test(-3.0, -9.0, 2.0, tolerance=5.0),
+        "conversion_rate": "insufficient data",
+    }
+    running = status(
+        "running",
+        verdict="hold",
+        verdict_reason="minimum stage time not reached",
+        evidence={"guardrails": guardrails},
+    )
+    assert verdict_line(running) == (
+        "Running at stage 2/4 (20%); the gate says hold: minimum stage time not reached;"
+        " error rate watching (above tolerance, not yet significant)"
+    )

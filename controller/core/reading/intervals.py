@@ -1,0 +1,118 @@
+"""How an interval is rounded for people: as few digits as keep its relation to the tolerance.
+
+Two significant digits of the largest magnitude shown are enough to read an
+interval, but not to read a verdict: a lower bound of +0.39 pp against a
+tolerance of 0 written "[0, +13]" hides why the flag was rolled back. So the
+interval (and its point estimate) gets one more place at a time until every
+value strictly above the tolerance's edge prints above it and every value
+strictly below prints below; a value equal to the edge prints equal to it.
+The edge is written at the same rounding (:attr:`Rounded.limit`), so the
+tolerance beside the interval says the same. Rounding is monotone, so a value
+never prints on the other side of the edge, only, at worst, equal to it: each
+added place rules that out. A value too close to the edge for
+:data:`MAX_PLACES` places (or too tiny beside a zero tolerance) is written with
+the shortest digits that tell it apart exactly, as is the edge then.
+
+Pure; values in the unit they are shown in (percentage points, ms, the
+metric's own), the edge signed: ``+tolerance`` when lower is better, ``-tolerance``
+when higher is better.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MAX_PLACES = 6
+"""The most decimal places an interval is written with before its exact digits are."""
+HUGE = 1e15
+"""From this magnitude on a value is written with two significant digits: ``+1.2e+18``."""
+
+
+def signed(value: float, decimals: int) -> str:
+    """``value`` with its sign at ``decimals`` places: ``+3.6``, ``-0.05``, ``+1,234``.
+
+    What rounds to zero is ``0`` (no sign); a huge value is written with two
+    significant digits (``+1.2e+18``).
+    """
+    if round(value, decimals) == 0:
+        return "0"
+    if abs(value) >= HUGE:
+        return f"{value:+.2g}"
+    return f"{value:+,.{decimals}f}"
+
+
+def decimals_for(scale: float) -> int:
+    """Places that show two significant digits of ``scale`` (the largest magnitude shown)."""
+    if not math.isfinite(scale) or scale >= 10 or scale == 0:
+        return 0
+    if scale >= 1:
+        return 1
+    return min(6, 1 - math.floor(math.log10(scale)))
+
+
+@dataclass(frozen=True, slots=True)
+class Rounded:
+    """An interval's values as written: each signed (``+0.4``, ``0``, ``-1.2``); a value that
+    is not a finite number is ``""`` (its reader says why instead)."""
+
+    delta: str
+    lower: str
+    upper: str
+    limit: str
+    """The tolerance's edge at the same rounding; ``""`` when none was given."""
+    places: int
+    """The decimal places the values are written with."""
+
+
+def rounded_interval(
+    delta: float, lower: float, upper: float, limit: float | None = None
+) -> Rounded:
+    """``delta`` and its interval ``[lower, upper]`` written as their relation to ``limit``
+    (the tolerance's signed edge) requires; without ``limit``, two significant digits."""
+    values = (delta, lower, upper)
+    finite = [v for v in values if math.isfinite(v)]
+    places = decimals_for(max((abs(v) for v in finite), default=0.0))
+    if limit is None or not math.isfinite(limit):
+        return Rounded(*(_written(v, places) for v in values), limit="", places=places)
+    needs = {v: _separating(v, limit, places) for v in finite}
+    places = max((n for n in needs.values() if n is not None), default=places)
+    close = [needs.get(v, places) is None for v in values]
+    texts = [_written(v, places, exact=c) for v, c in zip(values, close, strict=True)]
+    edge = _written(limit, max(places, decimals_for(abs(limit))), exact=any(close))
+    return Rounded(*texts, limit=edge, places=places)
+
+
+def _separating(value: float, limit: float, places: int) -> int | None:
+    """The fewest places from ``places`` on that keep ``value`` on its side of ``limit``;
+    None past :data:`MAX_PLACES`. A value equal to it needs the places ``limit`` is written
+    with, so both read the same."""
+    if value == limit:
+        return max(places, decimals_for(abs(limit)))
+    while not _apart(value, limit, places):
+        if places >= MAX_PLACES:
+            return None
+        places += 1
+    return places
+
+
+def _apart(value: float, limit: float, places: int) -> bool:
+    """Whether ``value`` and ``limit`` read differently at ``places`` (as :func:`signed`
+    writes them: a huge value with two significant digits)."""
+    return _as_read(value, places) != _as_read(limit, places)
+
+
+def _as_read(value: float, places: int) -> float:
+    if abs(value) >= HUGE:
+        return float(f"{value:.2g}")
+    return float(f"{value:.{places}f}")
+
+
+def _written(value: float, places: int, *, exact: bool = False) -> str:
+    """``value`` as :func:`signed` writes it; ``exact``: its shortest digits that read back
+    as the same number (beside a value it must not read equal to)."""
+    if not math.isfinite(value):
+        return ""
+    if exact and value != 0:
+        return f"{value:+}"
+    return signed(value, places)

@@ -1,0 +1,73 @@
+"""A guardrail's state in one wording, pinned by a table over every state and its edges."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from controller.core.reading.guardrail_state import State, guardrail_state, state_text
+
+INF = math.inf
+LOWER, HIGHER = "lower_is_better", "higher_is_better"
+
+
+@dataclass(frozen=True)
+class Tried:
+    delta: float | None
+    lower: float | None
+    upper: float | None
+    tolerance: float | None = 0.0
+    direction: str | None = LOWER
+    regressed: bool = False
+
+
+@pytest.mark.parametrize(
+    ("case", "test", "state", "text"),
+    [
+        ("too few events", None, State.UNTESTED, "not yet tested (too few events)"),
+        ("no estimate", Tried(None, 0.0, 1.0), State.UNTESTED, "not yet tested (no estimate yet)"),
+        ("a NaN estimate", Tried(math.nan, 0.0, 1.0), State.UNTESTED,
+         "not yet tested (no estimate yet)"),
+        ("regressed", Tried(0.07, 0.0039, 0.13, regressed=True), State.REGRESSED,
+         "regressed (interval wholly above tolerance)"),
+        ("regressed, higher is better", Tried(-0.05, -0.09, -0.02, 0.01, HIGHER, True),
+         State.REGRESSED, "regressed (interval wholly below tolerance)"),
+        # +251% past a tolerance of 0, not yet significant: never "ok".
+        ("past the tolerance", Tried(0.07, -0.02, 0.16), State.WATCHING,
+         "watching (above tolerance, not yet significant)"),
+        ("past it, unbounded", Tried(0.07, -INF, INF), State.WATCHING,
+         "watching (above tolerance, not yet significant)"),
+        ("below, higher is better", Tried(-0.02, -0.05, 0.01, 0.01, HIGHER), State.WATCHING,
+         "watching (below tolerance, not yet significant)"),
+        ("at the tolerance is within it", Tried(10.0, 4.0, 16.0, 10.0), State.UNDECIDED,
+         "undecided (within tolerance so far, harm above not excluded)"),
+        ("within, harm not excluded", Tried(2.0, -3.0, 12.0, 10.0), State.UNDECIDED,
+         "undecided (within tolerance so far, harm above not excluded)"),
+        ("within, higher is better", Tried(0.0, -0.03, 0.02, 0.01, HIGHER), State.UNDECIDED,
+         "undecided (within tolerance so far, harm below not excluded)"),
+        ("within, unbounded", Tried(0.0, -INF, INF, 0.01), State.UNTESTED,
+         "not yet tested (interval not yet bounded)"),
+        ("bound at the tolerance excludes harm", Tried(2.0, -6.0, 10.0, 10.0), State.HOLDS,
+         "holds (harm above tolerance excluded)"),
+        ("bound below it", Tried(-0.001, -0.004, 0.002, 0.005), State.HOLDS,
+         "holds (harm above tolerance excluded)"),
+        ("higher is better, excluded", Tried(0.01, -0.01, 0.03, 0.01, HIGHER), State.HOLDS,
+         "holds (harm below tolerance excluded)"),
+        ("no tolerance known", Tried(0.01, -0.01, 0.03, None), State.UNDECIDED,
+         "undecided (its tolerance not known)"),
+    ],
+)  # fmt: skip
+def test_each_state_has_one_wording(case: str, test: Tried | None, state: State, text: str) -> None:
+    said = guardrail_state(test)
+    assert (said.state, said.text) == (state, text)
+    assert said.decided == (state in (State.REGRESSED, State.HOLDS))
+
+
+def test_a_state_is_named_with_its_metric() -> None:
+    watched = Tried(0.07, -0.02, 0.16)
+    assert state_text("error_rate", watched) == (
+        "error rate watching (above tolerance, not yet significant)"
+    )
+    assert state_text("latency_p95", None) == "p95 latency not yet tested (too few events)"
