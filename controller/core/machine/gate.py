@@ -50,7 +50,7 @@ from datetime import datetime, timedelta
 from controller.core.machine import health
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
-from controller.core.reading import quantity_text
+from controller.core.reading import harm_edge, quantity_text
 from controller.core.rollouts import (
     Applied,
     Completeness,
@@ -360,8 +360,12 @@ def _regression(
     baseline: float | None,
     applied: Applied,
 ) -> Verdict:
-    # The numbers as every text writes them; the evidence keeps them exact.
-    shown = quantity_text(guardrail.key, result.delta, result.lower, result.upper, baseline)
+    # The numbers as every text writes them, on their side of the tolerance; the evidence
+    # keeps them exact.
+    limit = harm_edge(result.tolerance, result.direction)
+    shown = quantity_text(
+        guardrail.key, result.delta, result.lower, result.upper, baseline, limit=limit
+    )
     why = f"{shown}, regressed (p = {result.p_value:.2g})"
     return health.verdict(applied, why, _with(evidence, breach=guardrail.key))
 
