@@ -7,7 +7,10 @@ dev up`` prints.)
 
 Every second it serves a few hundred requests to random units, emits an
 exposure and a request outcome for each, and prints the arms it served and
-the emitter's counters.
+the emitter's counters. Each event carries the evaluation's cohort: a unit a
+holdout keeps out (or a targeted stage's rings leave out) is served control
+but is no part of the stage's control, and is counted apart only when its
+events say so.
 """
 
 from __future__ import annotations
@@ -19,21 +22,24 @@ import os
 import random
 from collections import Counter
 
-from controller.core.wire.messages import Arm
+from controller.core.rules import Cohort
+from controller.core.wire import Arm, Evaluation
 from controller.sdk import EventEmitter, FlagClient
 from controller.settings import KafkaSettings
 
 REQUESTS_PER_SECOND = 200
 
 
-def serve(flags: FlagClient, events: EventEmitter, flag: str, unit: str) -> Arm:
-    """Handle one request: pick the arm, pretend to do the work, report it."""
-    arm, version = flags.arm(flag, unit)
-    events.exposure(flag, unit, arm, version)
-    latency = random.lognormvariate(3, 0.3)  # simulated work
+def serve(flags: FlagClient, events: EventEmitter, flag: str, unit: str) -> Evaluation:
+    """Handle one request: evaluate the flag, pretend to do the work, report it."""
+    found = flags.evaluate(flag, unit)
+    # The cohort goes with every event: without it a held-out unit counts as the control.
+    arm, version, cohort = found.arm, found.version, found.cohort
+    events.exposure(found.flag, unit, arm, version, cohort=cohort)
+    latency = round(random.lognormvariate(3, 0.3), 2)  # simulated work
     failed = random.random() < 0.02  # noqa: S311
-    events.request(flag, unit, arm, version, error=failed, latency_ms=round(latency, 2))
-    return arm
+    events.request(found.flag, unit, arm, version, error=failed, latency_ms=latency, cohort=cohort)
+    return found
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -47,11 +53,13 @@ async def run(args: argparse.Namespace) -> None:
             arms: Counter[str] = Counter()
             for _ in range(REQUESTS_PER_SECOND):
                 unit = f"u{random.randrange(args.units)}"  # noqa: S311
-                arms[serve(flags, events, args.flag, unit)] += 1
+                found = serve(flags, events, args.flag, unit)
+                arms[Cohort.HOLDOUT if found.cohort is Cohort.HOLDOUT else found.arm] += 1
             state = flags.state(args.flag)
             print(
                 f"{second:>4}s version={state.version if state else 0} "
                 f"treatment={arms[Arm.TREATMENT]} control={arms[Arm.CONTROL]} "
+                f"held_out={arms[Cohort.HOLDOUT]} "
                 f"sent={events.sent} buffered={events.buffered} dropped={dict(events.dropped)} "
                 f"rejected_states={flags.rejected}"
             )

@@ -160,6 +160,8 @@ class GuardrailTest(_Read):
     lower: Number = None
     upper: Number = None
     tolerance: Number = None
+    direction: Text = ""
+    """``lower_is_better`` or ``higher_is_better``; empty from an evidence that gave none."""
     p_value: Number = None
     regressed: Flag = False
 

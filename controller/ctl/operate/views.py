@@ -22,8 +22,10 @@ from controller.core.reading import (
     Evidence,
     GuardrailTest,
     RolloutStatus,
-    amount_text,
     budget_text,
+    guardrail_state,
+    harm_edge,
+    limit_text,
     percent_text,
     quantity_text,
     running_lines,
@@ -223,17 +225,20 @@ def _rate(arm: ArmTally) -> str:
 
 def _bounds(metric: str, test: GuardrailTest | None, baseline: float | None) -> str:
     if test is None:
-        return "insufficient data"
-    verdict = "REGRESSED" if test.regressed else "ok"
-    limit = "-" if test.tolerance is None else amount_text(metric, test.tolerance)
+        return state
     delta, lower, upper = (
         math.nan if v is None else v for v in (test.delta, test.lower, test.upper)
     )
-    return f"{quantity_text(metric, delta, lower, upper, baseline)}, tolerance {limit}, {verdict}"
+    edge = harm_edge(test.tolerance, test.direction)
+    shown = quantity_text(metric, delta, lower, upper, baseline, limit=edge)
+    limit = "-" if edge is None else limit_text(metric, edge, delta, lower, upper)
+    return f"{shown}, tolerance {limit}, {state}"
 
 
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
+    """Δ and its interval, the tolerance in the same digits, and the guardrail's state."""
+    state = guardrail_state(test).text
 
 
 def _g(value: float | None) -> str:

@@ -110,10 +110,14 @@ def test_status_detail_shows_bounds_and_srm() -> None:
     text = status_detail(rollout())
     assert "stage:       stage 2/5, serving 5% (flag version 3)" in text
     assert "in stage:    12m34s (minimum 30m00s, 100 units per arm)" in text
-    # Rates in percentage points with the lift against control (40/4000 = 1%), one convention.
-    expected = "guardrail error_rate: error rate +0.5 pp [-1.0, +2.0] (+50%), tolerance 0 pp, ok"
+    # Rates in percentage points with the lift against control (40/4000 = 1%), one convention;
+    # +50% past a tolerance of 0, not yet significant, is watched, never "ok".
+    expected = (
+        "guardrail error_rate: error rate +0.5 pp [-1.0, +2.0] (+50%), tolerance 0 pp,"
+        " watching (above tolerance, not yet significant)"
+    )
     assert expected in text
-    assert "guardrail latency_p95: insufficient data" in text
+    assert "guardrail latency_p95: not yet tested (too few events)" in text
     assert "sample ratio: chi2 0.4, sequential p 1 (ok)" in text
 
 
@@ -161,7 +165,8 @@ def test_odd_evidence_from_another_version_prints_as_a_blank() -> None:
     text = status_detail(rollout(evidence=odd))
     assert "  treatment  units        -  exposures        -" in text
     assert "  control    units        -" in text
-    assert "guardrail error_rate: error rate: no estimate yet, tolerance -, ok" in text
+    said = "guardrail error_rate: error rate: no estimate yet, tolerance -, not yet tested"
+    assert f"{said} (no estimate yet)" in text
     assert "sample ratio: chi2 -, sequential p - (ok)" in text
     assert status_table([rollout(evidence=odd)]).splitlines()[1].split()[6:8] == ["-/-", "-/-"]
 
@@ -430,3 +435,46 @@ def test_status_detail_shows_the_error_budget_in_one_line() -> None:
         " forward moves may go on"
     ) in text
     assert "budget:" not in status_detail(rollout())
+
+
+NEEDS = {
+    "min_time_left_s": 150.0,
+    "units": {"needed": 300, "fewest": 153, "treatment": 153, "control": 171},
+    "partitions": None,
+    "untested": ["error_rate not yet tested: 12 of 150 events in control"],
+    "empty_ring": None,
+    "to_detect": None,
+    "lines": [
+        "minimum stage time: 2 min 30 s left",
+        "units per arm: 153 of 300 (treatment 153, control 171)",
+        "error_rate not yet tested: 12 of 150 events in control",
+    ],
+}
+
+
+def test_status_detail_lists_what_the_stage_still_needs() -> None:
+    detail = status_detail(rollout(needs=NEEDS)).splitlines()
+    first = detail.index("still needs: minimum stage time: 2 min 30 s left")
+    assert detail[first + 1 : first + 3] == [
+        "             units per arm: 153 of 300 (treatment 153, control 171)",
+        "             error_rate not yet tested: 12 of 150 events in control",
+    ]
+    assert "still needs:" not in status_detail(rollout())  # an older controller served none
+
+
+def test_status_table_says_what_each_waiting_stage_needs_in_one_line() -> None:
+    lines = status_table([rollout(needs=NEEDS), rollout(flag="cart")]).splitlines()
+    assert lines[3:] == [
+        "",
+        "checkout still needs: minimum stage time: 2 min 30 s left; units per arm: 153 of 300"
+        " (treatment 153, control 171); error_rate not yet tested: 12 of 150 events in control",
+    ]
+
+
+def test_a_sample_ratio_of_0_against_0_reads_no_units_yet_not_ok() -> None:
+    srm = {"observed_treatment": 0, "observed_control": 0, "expected_treatment": 0.0,
+           "chi2": 0.0, "sequential_p_value": 1.0, "flagged": False}  # fmt: skip
+    empty = {"treatment": {"units": 0}, "control": {"units": 0}}
+    text = status_detail(rollout(evidence={"arms": empty, "srm": srm}))
+    assert "sample ratio: chi2 0, sequential p 1 (no units yet)" in text
+    assert "(ok)" not in text
