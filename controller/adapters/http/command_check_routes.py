@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from aiohttp import web
@@ -29,7 +29,7 @@ from controller.core.reading import (
 from controller.core.trust import bearer
 from controller.core.wire import JsonObject, summarize
 
-Check = Callable[[Sequence[bytes]], list[CheckedCommand]]
+Check = Callable[[Sequence[bytes]], Awaitable[list[CheckedCommand]]]
 
 
 class CommandCheckRoute:
@@ -56,7 +56,8 @@ class CommandCheckRoute:
             asked = CommandCheckRequest.model_validate_json(body)
         except ValidationError as exc:
             return error(400, f'the body must be {{"commands": [...]}}: {summarize(exc)}'[:500])
-        results = self._check([_encoded(command) for command in asked.commands])
+        # The rollouts held are read for it: a store error is the server's 503, as any read's.
+        results = await self._check([_encoded(command) for command in asked.commands])
         answer = CommandChecks(results=results).model_dump(mode="json")
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 

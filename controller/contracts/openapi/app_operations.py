@@ -151,9 +151,12 @@ COMMANDS: tuple[Operation, ...] = (
         "The signed commands `rolloutctl apply` would send on the commands topic, each as "
         "its JSON object (at most 500, in 4 MiB). Each is checked as the command intake "
         "checks it on arrival (a known key, its signature, fresh, an environment served, the "
-        "key's roles allow it there) and none is decided or recorded, so sending it after "
-        "is no replay. A command that breaks the contract is answered as refused with the "
-        "reason. What a check cannot foresee is what the command meets when it is applied.",
+        "key's roles allow it there), then a rollout's or pipeline's command as it would be "
+        "decided on the rollouts held (another flag's holdout percent, prerequisites, every "
+        "plan working, the flag free), in order, each admitted one taken as applied for the "
+        "next. None is decided or recorded, so sending it after is no replay. A command "
+        "that breaks the contract is answered as refused with the reason. What a check "
+        "cannot foresee is what the command meets when it is sent later.",
         (
             Answer(200, "One result per command, in order.", "CommandChecks"),
             Answer(400, 'Not `{"commands": [...]}` of 1 to 500 objects.', "Refusal"),

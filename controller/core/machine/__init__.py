@@ -4,7 +4,13 @@ Also scheduling, waiting for windows, the advisor's opinions and broker log gaps
 """
 
 from controller.core.machine import commands, log_gaps
-from controller.core.machine.commands import MAX_CONTROL_BYTES
+from controller.core.machine.commands import (
+    MAX_CONTROL_BYTES,
+    Trial,
+    pipeline_refusal,
+    start_problem,
+    taken,
+)
 from controller.core.machine.gate import evaluate
 from controller.core.machine.health import drift_alerted
 from controller.core.machine.log_gaps import (
@@ -42,6 +48,7 @@ __all__ = [
     "LogIdentity",
     "PlannedQuery",
     "Sourced",
+    "Trial",
     "advice",
     "applicable",
     "combined",
@@ -54,6 +61,7 @@ __all__ = [
     "log_gaps",
     "parent_killed",
     "passed_stages",
+    "pipeline_refusal",
     "plan_queries",
     "planned_queries",
     "reading_names",
@@ -62,5 +70,7 @@ __all__ = [
     "sourced_tests",
     "split",
     "stage_of",
+    "start_problem",
     "step",
+    "taken",
 ]

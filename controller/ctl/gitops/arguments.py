@@ -41,9 +41,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="make the controller hold DIR's desired state, with signed commands",
         description="Sign the commands diff shows with your key, ask the controller whether "
         "it would admit every one (a CI key holding a role is refused what the role does "
-        "not allow, as a person is) and send none when it would refuse any, naming each "
-        "object refused; else send them, segments and keys first, wait for each decision "
-        "and report applied or rejected per object. An object changed by hand "
+        "not allow, as a person is) and apply it on the state it holds (a start another "
+        "flag's holdout or prerequisites refuse, a flag already running), and send none "
+        "when it would refuse any, naming each object refused; else send them, segments "
+        "and keys first, wait for each decision and report applied or rejected per object; "
+        "after one is rejected, the segments created before it are deleted again. An "
+        "object changed by hand "
         "since the last apply is reported and left alone unless --force. Exit 0 when all "
         "applied, 1 when something was held, 3 when one was rejected, 4 when a decision "
         "did not come in time, 78 for invalid files.",

@@ -5,11 +5,14 @@ the live controller over HTTP and prints what ``apply`` would send, as the
 canonical command JSON less what is drawn at send time; exit 0 when nothing
 differs, 1 when something does, 5 when the controller could not be read, 78
 for invalid files. ``apply`` signs each object's commands with the key given, asks
-the controller whether it would admit every one (``POST /commands/check``) and sends
+the controller whether it would admit every one and apply it on the state it holds, the
+directory's objects before it taken as applied (``POST /commands/check``), and sends
 none when it would refuse any, naming each object refused; else sends them, segments
-and keys first, waits for each decision and reports it: exit 0 when all applied and
-nothing is held, 1 when something was held or blocked, 3 when one was refused, 4 when
-a decision did not come in time.
+and keys first, waits for each decision and reports it. When one is not applied after
+all, the rest are not sent and what can be undone of those applied before it is undone
+(:mod:`~controller.ctl.gitops.undoing`). Exit 0 when all applied and nothing is held, 1
+when something was held or blocked, 3 when one was refused, 4 when a decision did not
+come in time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.core.common import ConfigError, ControllerError
 from controller.ctl.exits import (
@@ -27,11 +32,14 @@ from controller.ctl.exits import (
     EXIT_REJECTED,
     EXIT_UNSEEN,
 )
-from controller.ctl.gitops import checking, commanding, diffing, live, reading
+from controller.ctl.gitops import checking, commanding, diffing, live, reading, undoing
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
 from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
 from controller.ctl.terminal import ENV_KEY_ID, PROG, UsageError, env_url, print_json, warn
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 MARKS = {
     Change.IN_SYNC: "=",
@@ -92,7 +100,7 @@ def apply(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         if any(why is not None for why in refused):
             return _refuse_all(args, sending, refused)
-    codes = _send_in_order(args, sending, batches)
+    codes = _send_in_order(args, sending, batches, Undo(who, key)) if key else []
     for item in items:
         if not item.send and (item.noted or args.verbose):
             _show(args, item, None)
@@ -116,11 +124,20 @@ def _refuse_all(args: argparse.Namespace, sending: list[Item], refused: list[str
     return EXIT_REJECTED
 
 
+@dataclass(frozen=True)
+class Undo:
+    """Who signs the commands undoing what was applied, and with which key."""
+
+    who: Who
+    key: Ed25519PrivateKey
+
+
 def _send_in_order(
-    args: argparse.Namespace, sending: list[Item], batches: list[Batch]
+    args: argparse.Namespace, sending: list[Item], batches: list[Batch], undo: Undo
 ) -> list[int]:
     """Send each object and wait for its decision, segments first (a rollout's audience may
-    name one); after one is not applied, the rest are not sent."""
+    name one); after one is not applied, the rest are not sent and what was applied before
+    it is undone where it can be, newest first."""
     codes: list[int] = []
     for at, (item, batch) in enumerate(zip(sending, batches, strict=True)):
         codes.append(_apply_one(args, item, batch))
@@ -132,8 +149,34 @@ def _send_in_order(
                 warn(
                     f"{len(left)} objects were not sent after {item.desired.label} was not applied"
                 )
+            _undo_applied(args, sending[:at], undo)
             break
     return codes
+
+
+def _undo_applied(args: argparse.Namespace, applied: list[Item], undo: Undo) -> None:
+    """Undo each of ``applied`` that can be, newest first; say what stays applied, and why."""
+    undone: list[str] = []
+    for item in reversed(applied):
+        label = f"{item.change.value} {item.desired.label}"
+        batch = undoing.undo_of(item, undo.who, undo.key)
+        if batch is None:
+            why = undoing.kept(item)
+            _report(args, item, "left applied", why, line=f"left applied: {label}: {why}")
+            continue
+        answered = _send(args, batch)
+        if answered is not None and answered.decision.outcome == "applied":
+            undone.append(item.desired.label)
+            _report(args, item, "undone", "", line=f"undone: {label}")
+            continue
+        why = "no decision came" if answered is None else answered.decision.reason
+        _report(args, item, "not undone", why, line=f"not undone: {label}: {why}")
+    if applied:
+        warn(
+            f"undone {len(undone)} of the {len(applied)} objects applied before"
+            + (f" ({', '.join(undone)})" if undone else "")
+            + "; the rest stay applied"
+        )
 
 
 def _items(args: argparse.Namespace) -> list[Item] | None:

@@ -6,7 +6,7 @@ And the flags as OpenTelemetry's evaluations are translated against them (:mod:`
 """
 
 from controller.daemon.registries.app_keys import AppKeyCommands, KeyBook
-from controller.daemon.registries.command_check import check_commands
+from controller.daemon.registries.command_check import Held, check_commands
 from controller.daemon.registries.flag_directory import FlagDirectory
 from controller.daemon.registries.keyring import (
     KeyReloader,
@@ -20,6 +20,7 @@ from controller.daemon.registries.segments import SegmentService
 __all__ = [
     "AppKeyCommands",
     "FlagDirectory",
+    "Held",
     "KeyBook",
     "KeyReloader",
     "Keyring",

@@ -11,29 +11,39 @@ its environments), a segment's or an app key's (signed, fresh, a role granted in
 environment). Nothing is recorded: a command checked is not seen, so sending it after
 is no replay.
 
+Given the rollouts held (a :class:`~controller.core.machine.Trial`), each rollout's and
+pipeline's command is then decided on them as the rollouts service would decide it (the
+start checks: prerequisites, holdouts, every plan working, the flag free; then the state
+machine), in the set's order, each admitted one taken as applied for the ones after it.
+
 It is synchronous, with no I/O: one check reads one set of keys, even across a reload.
 What it cannot foresee is what a command meets when it is applied (the flag's state then,
-keys reloaded in between), said in docs/gitops.md.
+keys reloaded in between, Unleash's environments), said in docs/gitops.md.
 """
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
 from pydantic import ValidationError
 
-from controller.core.common import ConfigError
-from controller.core.machine import MAX_CONTROL_BYTES, commands
+from controller.core.common import ConfigError, scoped
+from controller.core.machine import MAX_CONTROL_BYTES, Trial, commands, pipeline_refusal
 from controller.core.reading import CheckedCommand
 from controller.core.release import (
     Permission,
+    Pipeline,
     PipelineCommand,
     may,
     parse_pipeline,
     pipeline_command,
 )
+from controller.core.rollouts import CommandRefused, Window
 from controller.core.trust import app_keys
 from controller.core.wire import Command, JsonObject, SegmentCommand, summarize
 from controller.daemon.registries.keyring import Keyring, shared_refusal
@@ -41,24 +51,45 @@ from controller.daemon.registries.keyring import Keyring, shared_refusal
 NOT_APPLY_COMMAND = "only rollout, pipeline, segment and app-key commands are checked"
 
 
+@dataclass(frozen=True)
+class Held:
+    """What the commands meet besides the keys: the rollouts held (tried on, never saved),
+    the flag platforms a plan may name, the team's release windows."""
+
+    trial: Trial
+    backends: frozenset[str] = frozenset()
+    team_windows: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Asked:
+    keys: Keyring
+    now: datetime
+    max_age_seconds: float
+    held: Held | None
+
+
 def check_commands(
-    values: Sequence[bytes], *, keys: Keyring, now: datetime, max_age_seconds: float
+    values: Sequence[bytes],
+    *,
+    keys: Keyring,
+    now: datetime,
+    max_age_seconds: float,
+    held: Held | None = None,
 ) -> list[CheckedCommand]:
-    """Each command's answer, in order (``values``: each as it would be sent)."""
-    return [
-        _one(index, value, keys=keys, now=now, max_age_seconds=max_age_seconds)
-        for index, value in enumerate(values)
-    ]
+    """Each command's answer, in order (``values``: each as it would be sent); with
+    ``held``, a rollout's or pipeline's command is also decided on the rollouts held, each
+    admitted one taken as applied."""
+    asked = _Asked(keys, now, max_age_seconds, held)
+    return [_one(index, value, asked) for index, value in enumerate(values)]
 
 
-def _one(
-    index: int, value: bytes, *, keys: Keyring, now: datetime, max_age_seconds: float
-) -> CheckedCommand:
+def _one(index: int, value: bytes, asked: _Asked) -> CheckedCommand:
     if len(value) > MAX_CONTROL_BYTES:  # the intake dead-letters it unread
         why = f"oversize: {len(value)} bytes > {MAX_CONTROL_BYTES}"
         return CheckedCommand(index=index, id=None, allowed=False, reason=why)
     try:
-        refused, command_id = _refusal(value, keys=keys, now=now, max_age_seconds=max_age_seconds)
+        refused, command_id = _refusal(value, asked)
     except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
         detail = summarize(exc) if isinstance(exc, ValidationError) else str(exc)
         return CheckedCommand(
@@ -69,11 +100,10 @@ def _one(
     )
 
 
-def _refusal(
-    value: bytes, *, keys: Keyring, now: datetime, max_age_seconds: float
-) -> tuple[str | None, str | None]:
+def _refusal(value: bytes, asked: _Asked) -> tuple[str | None, str | None]:
     """Why the command in ``value`` would be refused now (None: it would be admitted), and
     its id; raises as the intake's parsing does for one that breaks the contract."""
+    keys, now, max_age_seconds = asked.keys, asked.now, asked.max_age_seconds
     app_key = app_keys.parsed(value)
     if app_key is not None:
         command, raw = app_key
@@ -87,7 +117,7 @@ def _refusal(
     run = pipeline_command(value)
     if run is not None:
         started, raw = run
-        return _pipeline_refusal(started, raw, keys, now, max_age_seconds), started.id
+        return _pipeline_refusal(started, raw, asked), started.id
     parsed = commands.parse(value, alert=False)
     if isinstance(parsed, tuple) and isinstance(parsed[0], SegmentCommand):
         segment, raw = parsed
@@ -99,15 +129,14 @@ def _refusal(
         )
     if isinstance(parsed, tuple) and isinstance(parsed[0], Command):
         flag_command, raw = parsed[0], parsed[1]
-        return _rollout_refusal(flag_command, raw, keys, now, max_age_seconds), flag_command.id
+        return _rollout_refusal(flag_command, raw, asked), flag_command.id
     return NOT_APPLY_COMMAND, None
 
 
-def _pipeline_refusal(
-    command: PipelineCommand, raw: JsonObject, keys: Keyring, now: datetime, max_age_seconds: float
-) -> str | None:
+def _pipeline_refusal(command: PipelineCommand, raw: JsonObject, asked: _Asked) -> str | None:
+    keys = asked.keys
     signed = commands.signature_refusal(
-        raw, ts=command.ts, keys=keys, now=now, max_age_seconds=max_age_seconds
+        raw, ts=command.ts, keys=keys, now=asked.now, max_age_seconds=asked.max_age_seconds
     )
     if signed is not None:
         return signed
@@ -120,18 +149,44 @@ def _pipeline_refusal(
         verdict = may(roles, Permission.START, environment)
         if not verdict:
             return f"a pipeline starts rollouts in {environment}: {verdict.reason}"
-    return None
+    return None if asked.held is None else _pipeline_on_state(command, parsed, asked, asked.held)
 
 
-def _rollout_refusal(
-    command: Command, raw: JsonObject, keys: Keyring, now: datetime, max_age_seconds: float
+def _pipeline_on_state(
+    command: PipelineCommand, pipeline: Pipeline, asked: _Asked, held: Held
 ) -> str | None:
-    _, refused = commands.where(command, keys.environments)
+    """Why the pipelines' start would refuse ``pipeline`` on the rollouts held, or None."""
+    default = asked.keys.environments.default
+    keys = {env: scoped(command.flag, env, default) for env in pipeline.environments}
+    return pipeline_refusal(pipeline, asked.now, held.backends) or held.trial.pipeline(
+        pipeline, keys
+    )
+
+
+def _rollout_refusal(command: Command, raw: JsonObject, asked: _Asked) -> str | None:
+    keys = asked.keys
+    flag, refused = commands.where(command, keys.environments)
     refused = refused or commands.refusal(
-        command, raw, keys=keys, now=now, max_age_seconds=max_age_seconds
+        command, raw, keys=keys, now=asked.now, max_age_seconds=asked.max_age_seconds
     )
     roles = keys.roles_of(command.key_id or "")
-    return refused or commands.role_refusal(command, roles, keys.environments)
+    refused = refused or commands.role_refusal(command, roles, keys.environments)
+    if refused is not None or asked.held is None:
+        return refused
+    event = commands.admitted(
+        command,
+        refused=None,
+        now=asked.now,
+        backends=asked.held.backends,
+        rollout_id=uuid.uuid4().hex,
+        salt=secrets.token_hex(8),
+        flag=flag,
+        roles=commands.approving_roles(roles, command, keys.environments),
+        holder=keys.holder_of(command.key_id or "") or "",
+    )
+    if asked.held.team_windows and not isinstance(event, CommandRefused):
+        event = replace(event, team_windows=asked.held.team_windows)
+    return asked.held.trial.command(event)
 
 
 def _id_of(value: bytes) -> str | None:

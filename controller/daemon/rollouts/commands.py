@@ -34,7 +34,8 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, commands, log_gaps
+from controller.core.common import StoreError
+from controller.core.machine import MAX_CONTROL_BYTES, IngestCommand, Trial, commands, log_gaps
 from controller.core.reading import CheckedCommand
 from controller.core.release import PipelineCommand, pipeline_command
 from controller.core.rollouts import (
@@ -42,6 +43,7 @@ from controller.core.rollouts import (
     CommandRefused,
     MonitorDownInput,
     MonitorUpInput,
+    Rollout,
 )
 from controller.core.trust import AppKeyCommand, app_keys
 from controller.core.wire import (
@@ -54,6 +56,7 @@ from controller.core.wire import (
 )
 from controller.daemon.registries import (
     AppKeyCommands,
+    Held,
     Keyring,
     SegmentService,
     check_commands,
@@ -123,14 +126,23 @@ class CommandIntake:
                 await control.commit()
             self.last_pass = time.monotonic()
 
-    def check(self, values: Sequence[bytes]) -> list[CheckedCommand]:
-        """Whether each command would be admitted now, deciding none
-        (:func:`~controller.daemon.registries.check_commands`)."""
+    async def check(self, values: Sequence[bytes]) -> list[CheckedCommand]:
+        """Whether each command would be admitted now and applied on the rollouts held, each
+        admitted one taken as applied, deciding none
+        (:func:`~controller.daemon.registries.check_commands`); raises
+        :class:`~controller.core.common.StoreError` when a rollout cannot be read."""
+        held: dict[str, Rollout] = {}
+        for key, loaded in (await self._states.load_all()).items():
+            if isinstance(loaded, StoreError):
+                raise loaded
+            if loaded.rollout is not None:
+                held[key] = loaded.rollout
         return check_commands(
             values,
             keys=self._keys,
             now=self._now(),
             max_age_seconds=self._settings.command_max_age_seconds,
+            held=Held(Trial(held), self._backends, self._rollouts.team_windows),
         )
 
     async def handle(self, record: Record) -> None:

@@ -37,7 +37,7 @@ from typing import Protocol
 import structlog
 
 from controller.core.common import ConfigError, ControllerError
-from controller.core.machine import commands
+from controller.core.machine import commands, pipeline_refusal, taken
 from controller.core.reading import PipelineRun, pipeline_view
 from controller.core.release import (
     Approval,
@@ -58,7 +58,6 @@ from controller.core.release import (
     may,
     parse_pipeline,
     unleash_problems,
-    window_problems,
 )
 from controller.core.rollouts import Phase
 from controller.core.wire import Command, JsonObject, PipelineEvidence, RolloutEnding
@@ -181,7 +180,7 @@ class Pipelines:
         except ConfigError as exc:
             return str(exc)
         return (
-            _plan_refusal(pipeline, now, self._backends)
+            pipeline_refusal(pipeline, now, self._backends)
             or await _unleash_refusal(pipeline, self._unleash)
             or await self._busy(command, pipeline)
             or await _graph_refusal(self._states, self._writer.key, command.flag, pipeline)
@@ -201,9 +200,8 @@ class Pipelines:
                 return f"{command.flag} already has a pipeline running (run {run_id})"
         for environment in pipeline.environments:
             key = self._writer.key(command.flag, environment)
-            rollout = (await self._states.load(key)).rollout
-            if rollout is not None and rollout.phase.active:
-                return f"{key} has a rollout {rollout.phase.value}: a pipeline starts its own"
+            if busy := taken(key, (await self._states.load(key)).rollout):
+                return busy
         return None
 
     async def approval(self, command: Command, roles: tuple[str, ...]) -> bool:
@@ -352,21 +350,6 @@ def _approval(
         at=now,
         holder=keys.holder_of(key_id),
     )
-
-
-def _plan_refusal(pipeline: Pipeline, now: datetime, backends: frozenset[str]) -> str | None:
-    """Why an environment's plan cannot work as a start command's plan could not, or a
-    step's release windows never open again."""
-    shut = window_problems(pipeline, now)
-    if shut:
-        return f"invalid pipeline: {'; '.join(shut)}"
-    for i, environment in enumerate(pipeline.environments):
-        plan = pipeline.plan_for(environment).model_dump(mode="json")
-        try:
-            commands.plan(plan, backends=backends, now=now)
-        except ConfigError as exc:
-            return f"invalid pipeline: steps.{i} ({environment}): {exc}"
-    return None
 
 
 async def _unleash_refusal(pipeline: Pipeline, unleash: PlatformEnvironments | None) -> str | None:

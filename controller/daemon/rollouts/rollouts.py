@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from controller.core.common import ControllerError, StoreError, split
-from controller.core.machine import parent_killed, step
+from controller.core.machine import parent_killed, start_problem, step
 from controller.core.rollouts import (
     CommandInput,
     GateInput,
@@ -44,14 +44,7 @@ from controller.core.rollouts import (
     TickInput,
     Window,
 )
-from controller.core.serving import unleash_problems
-from controller.core.wire import (
-    Holdout,
-    Prerequisite,
-    holdout_problems,
-    parent_key,
-    start_problems,
-)
+from controller.core.wire import parent_key
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
 from controller.daemon.rollouts.containment import Containment
@@ -265,10 +258,8 @@ def stage_key(rollout: Rollout) -> tuple[str, int, int]:
 
 async def start_refusal(states: RolloutStates, flag: str, plan: Plan | None) -> str | None:
     """Why starting ``flag`` (its key in its environment) with ``plan`` would break the
-    prerequisites of its environment (an unknown flag, a cycle, a chain too deep, what
-    Unleash's dependent features cannot express) or give its holdout another percent than a
-    flag naming it there, or None; every rollout is read, which only a start with
-    prerequisites or a holdout pays for."""
+    prerequisites or holdouts of its environment (:func:`start_problem`), or None; every
+    rollout is read, which only a start with prerequisites or a holdout pays for."""
     if plan is None or (not plan.requires and plan.holdout is None):
         return None
     plans: dict[str, Plan] = {}
@@ -277,12 +268,4 @@ async def start_refusal(states: RolloutStates, flag: str, plan: Plan | None) -> 
             raise loaded  # retried, as any read of the store the command needs
         if loaded.rollout is not None:
             plans[key] = loaded.rollout.plan
-    held: dict[str, list[Prerequisite]] = {k: p.requires or [] for k, p in plans.items()}
-    holdouts: dict[str, Holdout | None] = {k: p.holdout for k, p in plans.items()}
-    if plan.requires and (problems := start_problems(flag, plan.requires, held)):
-        return "invalid plan: requires: " + "; ".join(problems)
-    if plan.requires and (problems := unleash_problems(flag, plan, plans)):
-        return "invalid plan: requires: " + "; ".join(problems)
-    if problems := holdout_problems(flag, plan.holdout, holdouts):
-        return "invalid plan: holdout: " + "; ".join(problems)
-    return None
+    return start_problem(flag, plan, plans)

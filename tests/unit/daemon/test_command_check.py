@@ -1,5 +1,6 @@
 """The check of a set of signed commands: each answered as the command intake would decide it,
-by the key's roles, its signature and freshness, none decided. The commands are made by
+by the key's roles, its signature and freshness, and, given the rollouts held, as the
+rollouts service would decide it on them, none decided. The commands are made by
 ``rolloutctl apply``'s own code, so the two are held together."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
+from controller.core.machine import Trial, step
 from controller.core.release import Environments, KeyRecord, Permission, Role, RoleBook
+from controller.core.rollouts import CommandInput, Plan, Rollout
 from controller.core.trust import signing
-from controller.core.wire import SignedCommand, sent_object
+from controller.core.wire import CommandAction, SignedCommand, sent_object
 from controller.ctl.gitops import commanding, diffing
 from controller.ctl.gitops.desired import parse_files
-from controller.daemon.registries import check_commands
+from controller.daemon.registries import Held, check_commands
 from controller.daemon.registries.keyring import Keyring, Registry
 
 CI, CI_PUBLIC = signing.generate_key()
@@ -134,3 +137,119 @@ def test_a_command_over_the_intakes_bound_is_refused_unread() -> None:
 def test_nothing_is_recorded_so_the_same_command_checks_the_same_again() -> None:
     values = [encoded(c) for c in signed("ci").values()]
     assert checked(values) == checked(values)
+
+
+# -- on the rollouts held: the start checks and the state machine, each admitted command
+# taken as applied for the next ---------------------------------------------------------
+
+LIVE_PLAN = {**PLAN, "holdout": {"name": "hx7", "percent": 2}}
+ONE_PERCENT = {**PLAN, "holdout": {"name": "hx7", "percent": 1}}
+
+
+def live(flag: str, plan: dict[str, Any]) -> Rollout:
+    """A rollout running on ``flag`` (its key) by ``plan``."""
+    start = CommandInput(
+        action=CommandAction.START,
+        flag=flag,
+        command_id=f"by-hand-{flag}",
+        actor="bo",
+        now=datetime.now(UTC),
+        plan=Plan.model_validate(plan),
+        new_rollout_id=f"r-{flag}",
+        new_salt="0" * 16,
+    )
+    made, _ = step(None, start)
+    assert made is not None
+    return made
+
+
+def on_state(files: dict[str, object], held: dict[str, Rollout]) -> list[tuple[str, str]]:
+    """Each object's command of ``files`` (in their order), as apply signs it with a key
+    holding every role, answered on the rollouts ``held``: (file, why refused or "")."""
+    state = parse_files(files, {})  # a conflict among the files' own validate says too
+    assert len(state.objects) == len(files), state.problems
+    who = commanding.Who("bot", "ops")
+    made = [
+        (d.source, commanding.commands_of(diffing.compare(d, None), who, OPS).commands[0])
+        for d in sorted(state.objects, key=lambda d: list(files).index(d.source))
+    ]
+    found = check_commands(
+        [encoded(c) for _, c in made],
+        keys=keyring(),
+        now=datetime.now(UTC),
+        max_age_seconds=300,
+        held=Held(Trial(dict(held))),
+    )
+    assert all(c.allowed is (c.reason == "") for c in found)
+    return [(source, c.reason) for (source, _), c in zip(made, found, strict=True)]
+
+
+HOLDOUT_REFUSED = (
+    "invalid plan: holdout: holdout hx7 is 2% on g7-live, not 1%: every flag naming it must "
+    "give it the same percent"
+)
+SEGMENT: dict[str, object] = {"segment.yaml": {"name": "pros", "rule": 'plan in ["pro"]'}}
+NEW: dict[str, object] = {"new.yaml": {"flag": "g7-new", "plan": ONE_PERCENT}}
+
+
+@pytest.mark.parametrize(
+    ("files", "held", "answers"),
+    [
+        # A holdout another flag gives another percent: the rollout is refused, by name.
+        (
+            SEGMENT | NEW,
+            {"g7-live": live("g7-live", LIVE_PLAN)},
+            [("segment.yaml", ""), ("new.yaml", HOLDOUT_REFUSED)],
+        ),
+        (
+            NEW | SEGMENT,
+            {"g7-live": live("g7-live", LIVE_PLAN)},
+            [("new.yaml", HOLDOUT_REFUSED), ("segment.yaml", "")],
+        ),
+        # A start the state machine refuses (the flag runs) is not taken as applied.
+        (
+            {"live.yaml": {"flag": "g7-live", "plan": ONE_PERCENT}} | NEW,
+            {"g7-live": live("g7-live", {**LIVE_PLAN, "stages": [{"percent": 100}]})},
+            [("live.yaml", "a rollout is already running"), ("new.yaml", HOLDOUT_REFUSED)],
+        ),
+        # The set's own start counts for the next.
+        (
+            {
+                "a.yaml": {"flag": "g7-a", "plan": LIVE_PLAN},
+                "b.yaml": {"flag": "g7-b", "plan": ONE_PERCENT},
+            },
+            {},
+            [
+                ("a.yaml", ""),
+                ("b.yaml", HOLDOUT_REFUSED.replace("g7-live", "g7-a")),
+            ],
+        ),
+        # Nothing held: every start is admitted.
+        (SEGMENT | NEW, {}, [("segment.yaml", ""), ("new.yaml", "")]),
+        # A pipeline starts its own rollouts: a flag running in one of its environments
+        # refuses it, a flag free everywhere does not.
+        (
+            {"pipeline.yaml": {"flag": "search", "pipeline": PIPELINE}},
+            {"search@dev": live("search@dev", PLAN)},
+            [("pipeline.yaml", "search@dev has a rollout running: a pipeline starts its own")],
+        ),
+        (
+            {"pipeline.yaml": {"flag": "search", "pipeline": PIPELINE}},
+            {"other@dev": live("other@dev", PLAN)},
+            [("pipeline.yaml", "")],
+        ),
+    ],
+)
+def test_each_start_is_decided_on_the_rollouts_held_and_the_sets_own(
+    files: dict[str, object], held: dict[str, Rollout], answers: list[tuple[str, str]]
+) -> None:
+    assert on_state(files, held) == answers
+
+
+def test_a_pipelines_steps_count_for_the_starts_after_it() -> None:
+    held_out = {**PIPELINE, "plans": {"std": LIVE_PLAN}}
+    files: dict[str, object] = {
+        "pipeline.yaml": {"flag": "g7-live", "pipeline": held_out},
+        "new.yaml": {"flag": "g7-new", "plan": ONE_PERCENT},
+    }
+    assert on_state(files, {}) == [("pipeline.yaml", ""), ("new.yaml", HOLDOUT_REFUSED)]

@@ -19,7 +19,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 async def test_each_command_is_answered_in_order_for_the_operator_only() -> None:
     asked: list[list[bytes]] = []
 
-    def check(values: Sequence[bytes]) -> list[CheckedCommand]:
+    async def check(values: Sequence[bytes]) -> list[CheckedCommand]:
         asked.append(list(values))
         return [
             CheckedCommand(

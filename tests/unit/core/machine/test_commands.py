@@ -1,4 +1,6 @@
-"""Commands into the machine's inputs: authenticated, or refused with the reason (pure)."""
+"""Commands into the machine's inputs: authenticated, or refused with the reason; a start
+checked against the rollouts held, and a set of commands tried in order on a copy of them,
+each admitted one taken as applied (pure)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from controller.core.machine import commands
+from controller.core.machine import Trial, commands, start_problem, step, taken
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import CommandInput, CommandRefused
+from controller.core.rollouts.rollout import CommandInput, CommandRefused, Rollout
 from controller.core.trust.signing import generate_key, load_public_key
 from controller.core.wire import sent_object
 from controller.core.wire.messages import Command, CommandAction, MonitorAlert
@@ -139,3 +141,82 @@ def test_parse_reads_alerts_and_commands_and_refuses_what_breaks_the_contract() 
         commands.parse(orjson.dumps(raw), alert=True)
     with pytest.raises(orjson.JSONDecodeError):
         commands.parse(b"{", alert=False)
+
+
+# -- what a start meets: the rollouts held, and a set tried in order on a copy of them ---
+
+STAGES: dict[str, Any] = {"stages": [{"percent": 5}, {"percent": 100, "min_units_per_arm": 0}]}
+HOLDOUT_SAYS = "every flag naming it must give it the same percent"
+
+
+def plan(percent: float | None = None, *parents: str) -> Plan:
+    holdout = None if percent is None else {"name": "hx7", "percent": percent}
+    needs = [{"flag": p, "variants": ["treatment"]} for p in parents] or None
+    return Plan.model_validate(STAGES | {"holdout": holdout, "requires": needs})
+
+
+def start(flag: str, the_plan: Plan | None) -> CommandInput:
+    return CommandInput(
+        action=CommandAction.START,
+        flag=flag,
+        command_id=f"c-{flag}",
+        actor="bo",
+        now=NOW,
+        plan=the_plan,
+        new_rollout_id=f"r-{flag}",
+        new_salt="0" * 16,
+    )
+
+
+def running(flag: str, the_plan: Plan) -> Rollout:
+    made, _ = step(None, start(flag, the_plan))
+    assert made is not None
+    return made
+
+
+@pytest.mark.parametrize(
+    ("flag", "the_plan", "plans", "said"),
+    [
+        ("g7-new", plan(1), {"g7-live": plan(2)}, "invalid plan: holdout: holdout hx7 is 2% on"),
+        ("g7-new", plan(2), {"g7-live": plan(2)}, None),
+        ("g7-live", plan(1), {"g7-live": plan(2)}, None),  # its own percent is replaced
+        ("g7-new@dev", plan(1), {"g7-live": plan(2)}, None),  # another environment's
+        ("g7-new", None, {"g7-live": plan(2)}, None),
+        ("b", plan(None, "a"), {}, "invalid plan: requires: b requires a, an unknown flag"),
+        ("b", plan(None, "a"), {"a": plan()}, None),
+        ("b", plan(None, "a"), {"a": plan(None, "b")}, "invalid plan: requires: "),
+    ],
+)
+def test_a_start_is_checked_against_every_rollout_held(
+    flag: str, the_plan: Plan | None, plans: dict[str, Plan], said: str | None
+) -> None:
+    found = start_problem(flag, the_plan, plans)
+    assert found == said if said is None else (found or "").startswith(said), found
+
+
+def test_a_pipeline_may_not_start_where_a_rollout_still_runs() -> None:
+    assert taken("s@dev", running("s@dev", plan())) == (
+        "s@dev has a rollout running: a pipeline starts its own"
+    )
+    assert taken("s@dev", None) is None
+
+
+def test_a_trial_takes_each_admitted_start_as_applied_and_keeps_the_refused_out() -> None:
+    trial = Trial({"g7-live": running("g7-live", plan(2))})
+    assert trial.command(start("g7-live", plan(1))) == "a rollout is already running"
+    refused = trial.command(start("g7-new", plan(1)))
+    assert refused is not None
+    assert refused.endswith(f"hx7 is 2% on g7-live, not 1%: {HOLDOUT_SAYS}")
+    assert "g7-new" not in trial.rollouts
+    assert trial.command(start("g7-other", plan(2))) is None
+    assert trial.rollouts["g7-other"].plan.holdout == plan(2).holdout
+    said = CommandRefused(
+        action=CommandAction.START,
+        flag="x",
+        command_id="c",
+        actor="bo",
+        key_id="k",
+        reason="plan cannot work",
+        now=NOW,
+    )
+    assert trial.command(said) == "plan cannot work"
