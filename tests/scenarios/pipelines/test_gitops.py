@@ -5,6 +5,7 @@ hand is reported and left alone, and ``--force`` puts the files' version back; a
 rollout promoted, paused and killed by hand is shown with who moved it each time, when
 and why; a CI key whose
 roles allow only part of the files applies none of them, and names each object refused;
+files a flag held refuses (its holdout at another percent) apply none of them either;
 segments are applied before the rollouts whose audiences name them.
 """
 
@@ -307,3 +308,57 @@ async def test_what_apply_applied_is_known_after_a_restart_and_a_running_pipelin
     blocked = await ctl("apply", "-f", str(repo), "--force")
     assert blocked.code == 1, blocked.out + blocked.err
     assert blocked.out.startswith("! pipeline piped: blocked: pipeline release running"), blocked
+
+
+@pytest.mark.timeout(300)  # a handful of rolloutctl processes, one after another
+async def test_a_holdout_another_flag_gives_another_percent_refuses_the_files_before_any_is_sent(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # Given a flag started by hand holding out hx7 at 2%
+    port = free_port()
+    scenario.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    scenario.start_daemon()
+    ctl = operator(scenario, tmp_path, port)
+    plan = manual_plan().model_dump(mode="json")
+    by_hand = tmp_path / "live-plan.yaml"
+    by_hand.write_text(yaml.safe_dump(plan | {"holdout": {"name": "hx7", "percent": 2}}))
+    started = await ctl("start", "g7-live", "--plan", str(by_hand), "--reason", "by hand")
+    assert started.code == 0, started.out + started.err
+    # ...and files, valid offline, for a segment and a rollout holding out hx7 at 1%
+    repo = tmp_path / "repo"
+    files: dict[str, Any] = {
+        "rollouts/g7-new.yaml": {
+            "kind": "rollout",
+            "flag": "g7-new",
+            "plan": plan | {"holdout": {"name": "hx7", "percent": 1}},
+        },
+        "segments/pros.yaml": {"kind": "segment", "name": "pros", "rule": 'plan in ["pro"]'},
+    }
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(yaml.safe_dump(data))
+    checked = await ctl("validate", "-f", str(repo))
+    assert checked.code == 0, checked.out + checked.err
+    before = len(scenario.observed.decisions)
+
+    # When they are applied
+    refused = await ctl("apply", "-f", str(repo))
+
+    # Then the rollout is named with the controller's reason, and nothing is sent
+    assert refused.code == 3, refused.out + refused.err
+    assert refused.out.splitlines() == [
+        "refused: create rollout g7-new: invalid plan: holdout: holdout hx7 is 2% on g7-live, "
+        "not 1%: every flag naming it must give it the same percent"
+    ]
+    assert "nothing was sent: the controller would refuse 1 of 2 objects" in refused.err
+    # ...so a command sent after is the first one decided since, and both objects still differ
+    marker = await ctl("segment", "put", "marker", "--rule", 'plan in ["x"]', "--json")
+    assert marker.code == 0, marker.err
+    since = await decisions_after(scenario, before, marker.json()["command_id"])
+    assert [d["command_id"] for d in since] == [marker.json()["command_id"]]
+    left = await ctl("diff", "-f", str(repo))
+    assert left.code == 1, left.err
+    assert sorted(line.split(":")[0] for line in left.out.splitlines() if line[0] in "+~!=") == [
+        "+ rollout g7-new",
+        "+ segment pros",
+    ], left.out
