@@ -26,6 +26,7 @@ from controller.core.reading import (
     HistoryPoint,
     RolloutHistory,
     amount_text,
+    limit_text,
     quantity_text,
     stage_label,
 )
@@ -159,10 +160,12 @@ def describe(
     last = points[-1]
     side = "above" if lower_is_better else "below"
     limit = tolerance if lower_is_better else -tolerance
-    latest = quantity_text(metric, last.delta, last.lower, last.upper)
+    # The latest interval and the tolerance in the same digits, each on its side of the other.
+    latest = quantity_text(metric, last.delta, last.lower, last.upper, limit=limit)
+    edge = limit_text(metric, limit, last.delta, last.lower, last.upper, sign=True)
     text = (
         f"{metric}: {len(points)} points; latest {latest}; harm is the interval wholly {side}"
-        f" the tolerance {tolerance_text(metric, limit)}."
+        f" the tolerance {edge if limit else '0'}."
     )
     index = crossing(points, tolerance, lower_is_better=lower_is_better)
     if index < 0:
@@ -171,15 +174,26 @@ def describe(
     return text + f" The interval crossed the tolerance at {_clock(p.ts_ms)} in {p.stage_name}."
 
 
-def chart_table(points: Sequence[ChartPoint], *, metric: str = "", limit: int = 60) -> str:
-    """The chart's numbers as an HTML table: the last ``limit`` points, newest first."""
+def chart_table(
+    points: Sequence[ChartPoint],
+    *,
+    metric: str = "",
+    limit: int = 60,
+    edge: float | None = None,
+) -> str:
+    """The chart's numbers as an HTML table: the last ``limit`` points, newest first, each
+    rounded to keep its side of the tolerance's signed ``edge``, when given."""
     rows = "".join(
         f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
-        f"<td>{html_text(quantity_text(metric, p.delta, p.lower, p.upper, named=False))}</td></tr>"
+        f"<td>{html_text(_numbers(metric, p, edge))}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
     head = "<tr><th>time</th><th>stage</th><th>Δ [anytime-valid interval]</th></tr>"
     return f'<table class="numbers"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
+def _numbers(metric: str, p: ChartPoint, edge: float | None) -> str:
+    return quantity_text(metric, p.delta, p.lower, p.upper, named=False, limit=edge)
 
 
 def tolerance_text(metric: str, limit: float) -> str:

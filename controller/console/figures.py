@@ -97,7 +97,8 @@ class Figure:
 
     def table(self, *, limit: int = 60) -> str:
         """The chart's numbers, newest first, as an HTML table."""
-        return chart_table(self.points, metric=self.metric, limit=limit)
+        edge = self.tolerance if self.lower_is_better else -self.tolerance
+        return chart_table(self.points, metric=self.metric, limit=limit, edge=edge)
 
     @property
     def crossed(self) -> ChartPoint | None:

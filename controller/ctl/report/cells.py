@@ -15,6 +15,8 @@ from controller.core.reading import (
     NAMED_CONVERSIONS,
     amount_text,
     control_rate,
+    harm_edge,
+    limit_text,
     ms_text,
     quantity_text,
 )
@@ -94,16 +96,18 @@ def _ms(value: float | None) -> str:
 
 
 def guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
-    """A guardrail's row: Δ and its interval in the metric's unit, as every text writes them."""
+    """A guardrail's row: its state, Δ and its interval in the metric's unit as every text
+    writes them, and the tolerance in the same digits."""
+    edge = harm_edge(test.tolerance, test.direction)
     if test.delta is None:
-        shown = "-"
+        shown, limit = "-", "-" if edge is None else amount_text(test.metric, edge)
     else:
         low = -math.inf if test.lower is None else test.lower
         high = math.inf if test.upper is None else test.upper
         shown = quantity_text(
-            test.metric, test.delta, low, high, _baseline(test, stage), named=False
+            test.metric, test.delta, low, high, _baseline(test, stage), named=False, limit=edge
         )
-    limit = "-" if test.tolerance is None else amount_text(test.metric, test.tolerance)
+        limit = "-" if edge is None else limit_text(test.metric, edge, test.delta, low, high)
     return [test.metric, test.result, shown, limit, number(test.p_value)]
 
 

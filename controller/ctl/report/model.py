@@ -43,7 +43,8 @@ class GuardrailResult:
 
     metric: str
     result: str
-    """``regressed``, ``no regression shown`` or ``insufficient data``."""
+    """The guardrail's state in words (:func:`~controller.core.reading.guardrail_state`):
+    ``regressed (interval wholly above tolerance)``, ``watching (...)``, ``holds (...)``, …"""
     delta: float | None = None
     lower: float | None = None
     upper: float | None = None
@@ -53,6 +54,8 @@ class GuardrailResult:
     """Why its interval is as wide as it is, in words: how much units widen it, or that it
     assumes independent requests (:func:`~controller.core.reading.widening_text`); empty
     when there is nothing to say."""
+    direction: str = ""
+    """``lower_is_better`` or ``higher_is_better``; empty from an evidence that gave none."""
 
 
 @dataclass(frozen=True, slots=True)

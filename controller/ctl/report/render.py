@@ -20,6 +20,7 @@ import re
 
 from controller.console.figures import Figure
 from controller.core.common import displayable, html_text
+from controller.core.reading import State
 from controller.ctl.report.cells import (
     ARM_HEAD,
     CHART_KEY,
@@ -276,7 +277,12 @@ def _h_table(head: list[str], rows: list[list[str]], *, marked: int | None = Non
 
 
 def _css(result: str) -> str:
-    return {"regressed": "regressed", "no regression shown": "ok"}.get(result, "")
+    """A guardrail's state marked: red when regressed, green only when harm is excluded."""
+    return MARKED.get(result.partition(" (")[0], "")
+
+
+MARKED: dict[str, str] = {State.REGRESSED: "regressed", State.HOLDS: "ok"}
+"""The class of a guardrail's state in a table: none but these two is news either way."""
 
 
 def _numeric(cell: str) -> bool:

@@ -21,6 +21,7 @@ from controller.core.reading import (
     ReadDecision,
     RolloutStatus,
     SrmCheck,
+    guardrail_state,
     position_label,
     source_lines,
     widening_text,
@@ -139,12 +140,20 @@ def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
 
 
 def _guardrail(metric: str, test: GuardrailTest | None, typed: object) -> GuardrailResult:
+    result = guardrail_state(test).text  # in the words of every surface
     if test is None:
-        return GuardrailResult(metric, "insufficient data")
-    result = "regressed" if test.regressed else "no regression shown"
+        return GuardrailResult(metric, result)
     widening = widening_text(typed) if isinstance(typed, WireTest) else ""
     return GuardrailResult(
-        metric, result, test.delta, test.lower, test.upper, test.tolerance, test.p_value, widening
+        metric,
+        result,
+        test.delta,
+        test.lower,
+        test.upper,
+        test.tolerance,
+        test.p_value,
+        widening,
+        direction=test.direction,
     )
 
 

@@ -18,9 +18,11 @@ from controller.console.charts import (
     ChartPoint,
     Mark,
     chart_points,
+    chart_table,
     crossing,
     guardrail_chart,
 )
+from controller.console.charts import describe as describe_chart
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.machine.gate import evaluate
@@ -85,6 +87,19 @@ def test_chart_draws_the_crossing_above_the_tolerance_with_marks_and_a_descripti
     assert "stage 2" in svg
     assert "crossed the tolerance at 00:00:06 in stage 2" in svg
     assert 'role="img"' in svg
+
+
+def test_the_description_and_table_keep_a_bound_on_its_side_of_the_tolerance() -> None:
+    # The lower bound +0.39 pp above a tolerance of 0: never "[0, +13]".
+    crossed = [ChartPoint(0, 0, 0.07, 0.0039, 0.129)]
+    said = describe_chart(crossed, 0.0, metric="error_rate", lower_is_better=True)
+    assert "latest error rate +7.0 pp [+0.4, +12.9]; harm is" in said
+    assert "wholly above the tolerance 0." in said
+    near = [ChartPoint(0, 0, -0.03, -0.05, -0.0201)]
+    said = describe_chart(near, 0.02, metric="conversion_rate", lower_is_better=False)
+    assert "[-5.00, -2.01]; harm is the interval wholly below the tolerance -2.00 pp." in said
+    table = chart_table(crossed, metric="error_rate", edge=0.0)
+    assert "<td>+7.0 pp [+0.4, +12.9]</td>" in table
 
 
 def test_chart_clips_infinite_bounds_and_handles_no_data() -> None:

@@ -100,8 +100,10 @@ def test_each_stage_has_the_numbers_of_the_decision_that_ended_it() -> None:
             test["lower"],
             test["upper"],
         )
-        assert latency.result == "insufficient data"
-    assert second.guardrails[0].result == "regressed"
+        assert latency.result == "not yet tested (too few events)"
+    assert second.guardrails[0].result == "regressed (interval wholly above tolerance)"
+    # +2.0 pp past a tolerance of 0, its interval reaching below it: watched, not "ok"
+    assert first.guardrails[0].result == "watching (above tolerance, not yet significant)"
     assert second.evidence_from == "the rollback decision at 2026-11-22 10:01:40 UTC"
     assert [d.action for d in report.decisions] == ["start", "advance", "rollback"]
     assert report.decisions[0].by == "operator ana (key ops-1)"
@@ -384,11 +386,13 @@ def test_the_report_writes_numbers_in_the_one_convention() -> None:
     report = from_served(STATUS, [START, ADVANCE, ROLLBACK], HISTORY, NOW)
     text = markdown(report)
     # Δ 0.0204 over control's 8/400 = 2%: +2.0 pp, +102% relative, the interval in pp.
-    assert "| error_rate | regressed | +2.0 pp \\[+1.7, +2.4\\] (+102%) | 0 pp |" in text
+    row = "| error_rate | regressed (interval wholly above tolerance) | +2.0 pp \\[+1.7, +2.4\\]"
+    assert f"{row} (+102%) | 0 pp |" in text
     assert "latest error rate +2.0 pp [+1.7, +2.4]" in report.charts[0].text()
     assert "0.0204" not in text
     page = html_page(report)
     assert "+2.0 pp [+1.7, +2.4] (+102%)" in page
+    assert '<td class="regressed">regressed (interval wholly above tolerance)</td>' in page
     assert "<td>+2.0 pp [+1.7, +2.4]</td>" in page  # the chart's own table
     # each arm's own value beside Δ, for the rate only (the history keeps no per-arm latency)
     assert page.count('<svg xmlns="http://www.w3.org/2000/svg" class="arms-chart"') == 1
