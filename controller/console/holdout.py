@@ -14,7 +14,9 @@ from urllib.parse import quote
 
 from controller.console.pages import esc, flag_url
 from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
-from controller.core.reading import amount_text, quantity_text
+from controller.core.reading import amount_text, harm_edge, limit_text, quantity_text
+from controller.core.rollouts import metric_of
+from controller.core.rollouts.plan_parts import LOWER_IS_BETTER
 
 VERDICTS = {
     "regressed": "regressed",
@@ -83,12 +85,17 @@ def _comparison(title: str, compared: Comparison, *, escaped: bool = False) -> s
 def holdout_cells(g: GuardrailComparison) -> tuple[str, str, str, str, str, str]:
     """A guardrail's row in words, unescaped: its key, everyone else's and the holdout's rate,
     the difference with its bound and the lift over the holdout, the tolerance, the verdict."""
-    difference = "-"
+    # Rounded as a gate's interval is, keeping each number on its side of the tolerance.
+    edge = harm_edge(g.tolerance, _direction(g.guardrail))
+    difference, tolerance = "-", "-" if edge is None else amount_text(g.guardrail, edge)
     if g.delta is not None:
         lower = -math.inf if g.lower is None else g.lower
         upper = math.inf if g.upper is None else g.upper
-        difference = quantity_text(g.guardrail, g.delta, lower, upper, g.holdout, named=False)
-    tolerance = "-" if g.tolerance is None else amount_text(g.guardrail, g.tolerance)
+        difference = quantity_text(
+            g.guardrail, g.delta, lower, upper, g.holdout, named=False, limit=edge
+        )
+        if edge is not None:
+            tolerance = limit_text(g.guardrail, edge, g.delta, lower, upper)
     return (
         g.guardrail,
         _rate(g.rest),
@@ -97,6 +104,11 @@ def holdout_cells(g: GuardrailComparison) -> tuple[str, str, str, str, str, str]
         tolerance,
         VERDICTS[g.verdict],
     )
+
+
+def _direction(key: str) -> str:
+    """Which way a guardrail's metric is better, from its key (the comparison names none)."""
+    return "lower_is_better" if metric_of(key) in LOWER_IS_BETTER else "higher_is_better"
 
 
 def _row(g: GuardrailComparison) -> str:
