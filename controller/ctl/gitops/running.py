@@ -136,8 +136,8 @@ def _send_in_order(
     args: argparse.Namespace, sending: list[Item], batches: list[Batch], undo: Undo
 ) -> list[int]:
     """Send each object and wait for its decision, segments first (a rollout's audience may
-    name one); after one is not applied, the rest are not sent and what was applied before
-    it is undone where it can be, newest first."""
+    name one); after one is not applied, the rest are not sent, and after one is rejected,
+    what was applied before it is undone where it can be, newest first."""
     codes: list[int] = []
     for at, (item, batch) in enumerate(zip(sending, batches, strict=True)):
         codes.append(_apply_one(args, item, batch))
@@ -149,7 +149,8 @@ def _send_in_order(
                 warn(
                     f"{len(left)} objects were not sent after {item.desired.label} was not applied"
                 )
-            _undo_applied(args, sending[:at], undo)
+            if codes[-1] == EXIT_REJECTED:  # one still undecided may apply yet: undo nothing
+                _undo_applied(args, sending[:at], undo)
             break
     return codes
 

@@ -3,7 +3,8 @@ holds: an object its rollouts would refuse (a holdout another flag gives another
 pipeline whose flag runs in one of its environments) is named with the reason before
 anything is sent, whichever order its files come in; and when an object is refused after
 all (a race the check cannot foresee), what can be undone of the objects applied before it
-is undone, newest first, and the rest is said to stay applied."""
+is undone, newest first, and the rest is said to stay applied; one whose decision did not
+come in time may still apply, so nothing is undone then."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from controller.core.rollouts import CommandInput, Plan, Rollout
 from controller.core.trust import signing
 from controller.core.wire import CommandAction, Decision, JsonObject
 from controller.ctl.app import main
-from controller.ctl.exits import EXIT_REJECTED
+from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.gitops import checking, live, running
 from controller.ctl.gitops.commanding import Batch
 from controller.ctl.gitops.desired import Desired
@@ -241,3 +242,29 @@ def test_an_object_refused_after_all_undoes_the_segments_created_before_it(
         ("g7-new", "start"),
         ("pros", "delete"),
     ]
+
+
+def test_an_object_whose_decision_did_not_come_undoes_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Given a rollout whose decision does not come in time (it may still apply, and find
+    # the segment before it)
+    controller = Controller(monkeypatch, {})
+    sent = controller._send
+
+    def silent(args: Any, batch: Batch) -> steering.Answered | None:
+        answered = sent(args, batch)
+        return None if getattr(batch.commands[-1], "flag", "") == "g7-new" else answered
+
+    monkeypatch.setattr(running, "_send", silent)
+    files = {"a-pros.yaml": SEGMENT, "b-new.yaml": {"flag": "g7-new", "plan": held_out(1)}}
+
+    # When the files are applied
+    code = apply(tmp_path, files)
+
+    # Then the segment stays: nothing is sent after the rollout
+    out, err = capsys.readouterr()
+    assert code == EXIT_NO_DECISION
+    assert out.splitlines() == ["applied: create segment pros"], out + err
+    assert "no decision came within" in err
+    assert [c["action"] for c in controller.sent] == ["put", "start"]
