@@ -21,8 +21,9 @@ Regressions on everything that *was* read still act at once, and the event-fed
 guardrails do not wait on the source at all.
 
 **The error budget** (a plan's ``burn_rate``) is no test: :attr:`Sourced.budget` says
-whether forward moves wait (:func:`~controller.core.machine.waiting.forward`). A window
-whose burn rate is missing, stale or unusable reads as burning, never as healthy; it
+whether forward moves wait (:func:`~controller.core.machine.waiting.forward`), each
+window read once whichever of the plan's tiers share it. A window whose burn rate is
+missing, stale or unusable holds its tiers as burning, never as healthy; it
 holds no rollback, and it is not :attr:`Sourced.missing` (the gate itself does not hold).
 """
 

@@ -4,15 +4,21 @@ Pure: templates are scanned and filled here, answers read into numbers; the
 server is asked by an adapter behind :class:`controller.ports.MetricSource`.
 """
 
+from controller.core.metrics_source.burn import (
+    WORKBOOK_TIERS,
+    BurnRate,
+    BurnTier,
+    Tier,
+    default_short,
+    window_name,
+)
 from controller.core.metrics_source.queries import (
     COUNTED,
     HISTOGRAMS,
     ArmLabels,
-    BurnRate,
     PrometheusLimit,
     PrometheusQueries,
     source_problem,
-    window_name,
 )
 from controller.core.metrics_source.readings import (
     MAX_SERIES,
@@ -53,10 +59,12 @@ __all__ = [
     "PLACEHOLDERS",
     "SAFE_VALUE",
     "SELECTOR_LABEL",
+    "WORKBOOK_TIERS",
     "Answer",
     "ArmLabels",
     "Ask",
     "BurnRate",
+    "BurnTier",
     "Failing",
     "FlagReadings",
     "PrometheusLimit",
@@ -67,8 +75,10 @@ __all__ = [
     "Taken",
     "Template",
     "TemplateError",
+    "Tier",
     "UnsafeValue",
     "cumulative_buckets",
+    "default_short",
     "duration",
     "fill",
     "newest_sample_query",

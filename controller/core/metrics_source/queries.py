@@ -19,19 +19,15 @@ A :class:`PrometheusLimit` (``limits.prometheus``) is a scalar query gated
 against a fixed bound at stages with no concurrent control, as the plan's
 other absolute limits are.
 
-A :class:`BurnRate` (``burn_rate``) is the service's error-budget burn rate, one
-number per window (``{{window}}`` is each window in turn): while it is above its
-threshold over every window, forward moves wait (docs/prometheus.md).
+The plan's error-budget burn rate (``burn_rate``) is :mod:`.burn`'s.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.core.common import ReadableDuration
 from controller.core.metrics_source.templates import (
     MAX_TEMPLATE_CHARS,
     SAFE_VALUE,
@@ -149,56 +145,3 @@ class PrometheusLimit(_Part):
     @property
     def bound(self) -> float:
         return self.max if self.max is not None else self.min  # type: ignore[return-value]
-
-
-MIN_BURN_WINDOW = timedelta(seconds=10)
-MAX_BURN_WINDOW = timedelta(days=30)
-"""A burn-rate window spans at most an SLO period; one too short for the scrape interval
-answers no series, which holds forward moves (it is never read as healthy)."""
-MAX_BURN_RATE = 1e6
-BurnWindow = Annotated[timedelta, ReadableDuration, Field(ge=MIN_BURN_WINDOW, le=MAX_BURN_WINDOW)]
-
-
-class BurnRate(_Part):
-    """The SLO's burn-rate condition: above ``above`` over every window, forward moves wait.
-
-    The multi-window alert of the SRE workbook: ``windows: [5m, 1h]`` with ``above: 14.4``
-    holds while the budget burns 14.4 times as fast as it may, both lately and for long.
-    """
-
-    query: QueryText = Field(
-        description="The burn rate over {{window}}, one number: the error ratio over the"
-        " window divided by the SLO's allowed ratio (1 - objective)."
-    )
-    above: float = Field(
-        gt=0, le=MAX_BURN_RATE, allow_inf_nan=False, description="The burn rate that holds."
-    )
-    windows: list[BurnWindow] = Field(
-        min_length=1,
-        max_length=4,
-        description="The condition holds when the burn rate is above over every window.",
-    )
-
-    @model_validator(mode="after")
-    def _reads_each_window(self) -> Self:
-        names = parse_template(self.query).names
-        if "window" not in names:
-            raise ValueError("the burn-rate query reads each window through {{window}}")
-        if "arm" in names:
-            raise ValueError("the burn rate is the service's, not an arm's: no {{arm}} in it")
-        if len(set(self.windows)) != len(self.windows):
-            raise ValueError("burn-rate windows must differ")
-        return self
-
-    def named_windows(self) -> dict[str, timedelta]:
-        """Each window by its short name (``5m``, ``1h``, ``90s``), shortest first."""
-        return {window_name(w): w for w in sorted(self.windows)}
-
-
-def window_name(window: timedelta) -> str:
-    """``5m`` for five minutes, ``1h`` for an hour, ``1d`` for a day; else whole seconds."""
-    seconds = int(window.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import islice
 
-from controller.core.wire import GateEvidence
+from controller.core.wire import GateEvidence, TierBurn
 
 MAX_READS = 20
 """The most readings shown (a plan has at most 20 guardrails and 8 limits)."""
@@ -26,16 +26,30 @@ NUMBERS = ("requests", "errors", "exposures", "conversions", "latency_count")
 def budget_text(evidence: GateEvidence) -> str:
     """The plan's burn rate as the gate last read it, in one line; "" for a plan without
     one: ``burn rate 5m 20.1, 1h 16.0 (holds above 14.4 over every window): forward moves
-    wait``."""
+    wait``; of several tiers, each with its windows: ``burn rate 14.4 over 1h 16.0 and 5m
+    20.1 (burns) or 6 over 6h 3.0 and 30m 2.5: forward moves wait``."""
     budget = evidence.error_budget
     if budget is None:
         return ""
     windows = budget.windows if isinstance(budget.windows, Mapping) else {}
+    state = {True: "forward moves wait", False: "forward moves may go on"}.get(budget.holds)
+    tiers = [t for t in budget.tiers if isinstance(t, TierBurn)] if budget.tiers else []
+    if len(tiers) > 1:
+        read = " or ".join(_tier_text(t, windows) for t in islice(tiers, 4))
+        return f"burn rate {read}: {state or 'unknown'}"
     read = ", ".join(f"{w} {_burn(v)}" for w, v in islice(windows.items(), 4)) or "?"
     above = _number(budget.above)
     bound = f" (holds above {above:g} over every window)" if above is not None else ""
-    state = {True: "forward moves wait", False: "forward moves may go on"}.get(budget.holds)
     return f"burn rate {read}{bound}: {state or 'unknown'}"
+
+
+def _tier_text(tier: TierBurn, windows: Mapping[str, object]) -> str:
+    """``14.4 over 1h 16.0 and 5m 20.1 (burns)``; ``(unread)`` when a window was not."""
+    above = _number(tier.above)
+    names = tier.windows if isinstance(tier.windows, list) else []
+    over = " and ".join(f"{str(w)[:8]} {_burn(windows.get(w))}" for w in islice(names, 4))
+    state = {True: " (burns)", None: " (unread)"}.get(tier.burns, "")
+    return f"{'?' if above is None else format(above, 'g')} over {over or '?'}{state}"
 
 
 def _burn(value: object) -> str:

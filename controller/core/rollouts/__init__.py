@@ -32,6 +32,7 @@ from controller.core.rollouts.approval_ledger import (
     stage_step,
 )
 from controller.core.rollouts.briefing import Briefing, parse_number
+from controller.core.rollouts.budget import error_budget
 from controller.core.rollouts.completeness import Completeness, counted_late
 from controller.core.rollouts.deploy_verdict import (
     DEPLOY_VERDICT_MODELS,
@@ -42,7 +43,6 @@ from controller.core.rollouts.moving import (
     ERROR_BUDGET,
     PREREQUISITE,
     NextMove,
-    error_budget,
     next_move,
     prerequisite_wait,
 )

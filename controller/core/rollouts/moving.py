@@ -29,13 +29,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.policy import Trigger
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
 from controller.core.wire import (
     MAX_PREREQUISITE_DEPTH,
-    ErrorBudget,
     FlagStatus,
     Prerequisite,
     parent_key,
@@ -141,34 +139,6 @@ def _move(why: str, at: datetime | None) -> NextMove:
 
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else "?"
-
-
-def error_budget(plan: Plan, burns: Mapping[str, float | str]) -> ErrorBudget | None:
-    """Whether forward moves wait on the plan's burn rate, read over each window.
-
-    It holds when the burn rate is above the plan's over every window (the multi-window
-    condition), and when any window's could not be read: an unknown burn is no health.
-    """
-    burn = plan.burn_rate
-    if burn is None:
-        return None
-    values = {w: v for w, v in burns.items() if isinstance(v, float)}
-    problems = {w: v[:300] for w, v in burns.items() if isinstance(v, str)}
-    windows = ", ".join(burns)
-    burning = all(v > burn.above for v in values.values())
-    if problems:
-        why = f"the burn rate over {', '.join(problems)} cannot be read: not taken as healthy"
-    elif burning:
-        why = f"the burn rate is above {burn.above:g} over every window ({windows})"
-    else:
-        why = f"the burn rate is not above {burn.above:g} over every window ({windows})"
-    return ErrorBudget(
-        holds=bool(problems) or burning,
-        reason=f"{ERROR_BUDGET}: {why}",
-        above=burn.above,
-        windows={w: (round(v, 6) if isinstance(v, float) else None) for w, v in burns.items()},
-        **({"problems": problems} if problems else {}),
-    )
 
 
 def prerequisite_wait(child: Rollout, held: Mapping[str, Rollout]) -> str | None:

@@ -315,8 +315,10 @@ class Plan(Frozen):
     )
     burn_rate: BurnRate | None = Field(
         default=None,
-        description="The SLO's burn rate read from Prometheus: while it is above over every"
-        " window (or cannot be read), forward moves wait with reason error_budget.",
+        description="The SLO's burn rate read from Prometheus, in tiers joined by OR (each"
+        " a threshold over a long and a short window; left out: the SRE workbook's three):"
+        " while a tier burns over both its windows, or a window cannot be read, forward"
+        " moves wait with reason error_budget.",
     )
     health_policy: HealthPolicy | None = Field(
         default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."

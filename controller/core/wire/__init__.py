@@ -85,6 +85,7 @@ from controller.core.wire.evidence import (
     PolicyEntry,
     SourceReadings,
     SrmCheck,
+    TierBurn,
 )
 from controller.core.wire.flagstates import Verdict, supersedes
 from controller.core.wire.holdouts import (
@@ -217,6 +218,7 @@ __all__ = [
     "SourceReadings",
     "SrmCheck",
     "StagePosition",
+    "TierBurn",
     "TimeBoxRecord",
     "Topic",
     "TruncatedEvidence",

@@ -155,20 +155,44 @@ class AlphaSpent(Part):
     )
 
 
+class TierBurn(Part):
+    """One tier of the plan's burn-rate condition as read (tiers are joined by OR)."""
+
+    above: Number = Field(description="The burn rate that holds over every window of it.")
+    windows: list[str] = Field(
+        description="Its windows (`1h`, `5m`: long, then short); each one's burn rate is"
+        " under the budget's `windows`."
+    )
+    burns: bool | None = Field(
+        description="The burn rate is above over every window of it; null: a window's"
+        " could not be read (forward moves wait: never taken as healthy)."
+    )
+
+
 class ErrorBudget(Part):
     """The plan's burn-rate condition as last read: while it holds, forward moves wait."""
 
     holds: bool = Field(
-        description="Forward moves wait: the burn rate is above over every window, or a"
-        " window's burn rate cannot be read (never taken as healthy)."
+        description="Forward moves wait: the burn rate is above over every window of a"
+        " tier, or a window's burn rate cannot be read (never taken as healthy)."
     )
-    reason: str = Field(description="Why, in words; starts with `error_budget`.")
-    above: Number = Field(description="The burn rate that holds, from the plan.")
+    reason: str = Field(
+        description="Why, in words; starts with `error_budget`, names the tier that burns"
+        " and its burn rate over each window."
+    )
+    above: Number = Field(
+        description="The burn rate that holds, from the plan; of several tiers, the"
+        " threshold of the first that burns (else of the first)."
+    )
     windows: dict[str, Number | None] = Field(
-        description="Per window (`5m`, `1h`) the burn rate read; null: it could not be read."
+        description="Per window (`5m`, `1h`) of every tier the burn rate read; null: it"
+        " could not be read."
     )
     problems: dict[str, str] | None = Field(
         default=None, description="Per window that could not be read, why."
+    )
+    tiers: list[TierBurn] | None = Field(
+        default=None, description="Each tier of the plan in its order, as read."
     )
 
 

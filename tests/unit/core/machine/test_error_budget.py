@@ -118,8 +118,8 @@ def budget_of(burns: dict[str, float | str | None], at: datetime = NOW) -> Error
 @pytest.mark.parametrize(
     ("burns", "holds", "reason"),
     [
-        ({"5m": 20.0, "1h": 15.0}, True, "is above 14.4 over every window (5m, 1h)"),
-        ({"5m": 20.0, "1h": 2.0}, False, "is not above 14.4 over every window"),
+        ({"5m": 20.0, "1h": 15.0}, True, "is above 14.4 over every window (5m 20.00, 1h 15.00)"),
+        ({"5m": 20.0, "1h": 2.0}, False, "is not above 14.4 over every window (5m 20.00, 1h 2.00)"),
         ({"5m": 1.0, "1h": 15.0}, False, "is not above 14.4 over every window"),
         ({"5m": 14.4, "1h": 14.4}, False, "is not above 14.4"),
         ({"5m": 0.0, "1h": 0.0}, False, "is not above 14.4"),
@@ -144,6 +144,29 @@ def test_a_stale_burn_rate_holds_and_says_how_old() -> None:
     assert budget.windows == {"5m": None, "1h": None}
     assert budget.problems is not None
     assert "the last reading is 300 s old" in budget.problems["5m"]
+
+
+def test_the_workbook_tiers_ask_each_window_once() -> None:
+    r = rollout(plan(above=None, windows=None))
+    names = ["burn_rate:5m", "burn_rate:30m", "burn_rate:1h", "burn_rate:6h", "burn_rate:3d"]
+    assert reading_names(r)[-5:] == names
+    asked = planned_queries(r, NOW)
+    value = next(q for q in asked["burn_rate:3d"] if q.role == "value")
+    assert value.promql == BURN.replace("{{window}}", "259200s")
+
+
+def test_a_tier_with_a_stale_window_holds_and_names_it() -> None:
+    r = rollout(plan(above=None, windows=None))
+    fresh = readings(r, {"5m": 0.0, "30m": 0.0, "1h": 0.0, "6h": 0.0})
+    stale = readings(r, {"3d": 0.0}, at=NOW - timedelta(minutes=5))
+    both = FlagReadings(source="prometheus", taken={**fresh.taken, **stale.taken})
+    budget = sourced_tests(r, both, NOW, max_age=timedelta(minutes=2)).budget
+    assert budget is not None
+    assert budget.holds
+    assert "over 3d cannot be read (tier 3 of 3): not taken as healthy" in budget.reason
+    assert [t.burns for t in budget.tiers or []] == [False, False, None]
+    assert budget.problems is not None
+    assert "the last reading is 300 s old" in budget.problems["3d"]
 
 
 def test_a_plan_without_a_burn_rate_has_no_budget() -> None:

@@ -72,6 +72,21 @@ def test_odd_parts_are_left_out() -> None:
             {"holds": True, "reason": "r", "above": 2, "windows": {"5m": None, "1h": 0.5}},
             "burn rate 5m unread, 1h 0.5 (holds above 2 over every window): forward moves wait",
         ),
+        (
+            {
+                "holds": True,
+                "reason": "r",
+                "above": 6,
+                "windows": {"5m": 0.5, "30m": 9.5, "1h": 0.5, "6h": 7.0, "3d": None},
+                "tiers": [
+                    {"above": 14.4, "windows": ["1h", "5m"], "burns": False},
+                    {"above": 6, "windows": ["6h", "30m"], "burns": True},
+                    {"above": 1, "windows": ["3d", "6h"], "burns": None},
+                ],
+            },
+            "burn rate 14.4 over 1h 0.5 and 5m 0.5 or 6 over 6h 7.0 and 30m 9.5 (burns) or 1"
+            " over 3d unread and 6h 7.0 (unread): forward moves wait",
+        ),
         # Damaged parts from the network: each read on its own, none trusted.
         ({"holds": "yes", "windows": "x"}, "burn rate ?: unknown"),
         ({"holds": False, "above": True, "windows": {"5m": "a"}}, "burn rate ?: forward moves"),
