@@ -32,10 +32,12 @@ from controller.core.reading import (
     RolloutHistory,
     RolloutView,
     budget_text,
+    guardrail_state,
     ms_text,
     running_text,
     source_lines,
     stage_label,
+    state_text,
     verdict_line,
     widening_text,
 )
@@ -175,7 +177,7 @@ def _charts(
     for figure in figures(history, decisions, guardrails):
         metric = figure.metric
         sections.append(
-            f'<figure class="guardrail" data-metric="{esc(metric)}">'
+            f'<figure class="guardrail" data-metric="{esc(metric)}">{_state(status, metric)}'
             '<div class="scroll chart-scroll" tabindex="0" role="region"'
             f' aria-label="{esc(metric)} chart">'
             f"{figure.svg()}</div>{_arms(figure)}"
@@ -188,6 +190,19 @@ def _charts(
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     return _section("guardrails", "Guardrails", body)
+
+
+def _state(status: RolloutView, metric: str) -> str:
+    """The guardrail's state at the gate now (or at the decision that ended the rollout), in
+    the words the list, ``rolloutctl status``, the report and the alerts use; nothing when the
+    evidence does not name the guardrail."""
+    tests = status.evidence.guardrails or {}
+    if metric not in tests:
+        return ""
+    test = tests[metric]
+    tested = test if isinstance(test, GuardrailTest) else None  # else too few events
+    state, said = guardrail_state(tested).state.name.lower(), esc(state_text(metric, tested))
+    return f'<p class="guardrail-state" data-state="{state}">{said}</p>'
 
 
 def _widening(status: RolloutView, metric: str) -> str:

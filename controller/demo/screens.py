@@ -23,6 +23,8 @@ from controller.core.reading import (
     advice_text,
     advisor_name,
     decided_at,
+    guardrail_state,
+    harm_edge,
     percent_text,
     quantity_text,
     stage_label,
@@ -57,12 +59,14 @@ def rate(value: float | None) -> str:
 
 
 def bound_text(bound: BoundView | None) -> str:
-    """The error-rate test in one line: Δ and its interval as every text writes them."""
+    """The error-rate test in one line: its state, Δ and its interval as every text writes
+    them."""
     if bound is None:
-        return "error rate: not tested yet (too few requests)"
-    verdict = "REGRESSED" if bound.regressed else "no regression"
-    shown = quantity_text("error_rate", bound.delta, bound.lower, bound.upper)
-    return f"{verdict}: {shown}, p = {bound.p_value:.2g}"
+        return f"error rate {guardrail_state(None).text}"
+    limit = harm_edge(bound.tolerance, bound.direction)
+    shown = quantity_text("error_rate", bound.delta, bound.lower, bound.upper, limit=limit)
+    # The state's name alone, as every surface names it: the screen is narrow.
+    return f"{guardrail_state(bound).state}: {shown}, p = {bound.p_value:.2g}"
 
 
 def error_test_text(view: FlagView) -> str:

@@ -48,6 +48,9 @@ class BoundView:
     upper: float
     p_value: float
     regressed: bool
+    tolerance: float = 0.0
+    """The harm tolerated, as the gate's test has it (absolute, non-negative)."""
+    direction: str = "lower_is_better"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,8 @@ def _bound(evidence: GateEvidence) -> BoundView | None:
         upper=float(test.upper),
         p_value=float(test.p_value),
         regressed=test.regressed,
+        tolerance=float(test.tolerance),
+        direction=test.direction,
     )
     return view if math.isfinite(view.lower) and math.isfinite(view.upper) else None
 

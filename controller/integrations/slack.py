@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from controller.core.common import as_datetime, displayable
-from controller.core.reading import guardrail_text, label_of
+from controller.core.reading import GuardrailTest, guardrail_state, guardrail_text, label_of
 from controller.core.wire import Alert, JsonObject, JsonValue
 
 LEDGER_CAPACITY = 10_000
@@ -71,10 +71,13 @@ def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
     shown = [(key, label if key == "stage" and label else value) for key, value in shown]
     guardrails, breach = details.get("guardrails"), details.get("breach")
     if isinstance(guardrails, dict) and isinstance(breach, str):
-        # Δ with its interval as every text writes it; p as measured.
+        # Δ with its interval and the guardrail's state as every text writes them; p as
+        # measured.
         test = guardrails.get(breach)
         if isinstance(test, dict):
-            shown.append((breach[:96], guardrail_text(breach, test, details.get("arms"))))
+            state = guardrail_state(GuardrailTest.model_validate(test)).text
+            said = guardrail_text(breach, test, details.get("arms"))
+            shown.append((breach[:96], f"{said}, {state}"))
         shown += _picked(test, breach, ("p_value",))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:

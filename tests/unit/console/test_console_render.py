@@ -177,6 +177,37 @@ def test_health_from_phase_and_last_point() -> None:
     assert pages.health(status_of(phase="completed"), last)[0] == "done"
 
 
+WATCHED = {
+    "delta": 0.07, "variance": 2e-3, "n": 900, "half_width": 0.09, "lower": -0.02,
+    "upper": 0.16, "regressed": False, "direction": "lower_is_better", "tolerance": 0.0,
+    "alpha": 0.01, "n_tune": 1000, "p_value": 0.3,
+}  # fmt: skip
+
+
+def test_the_list_the_page_and_status_say_a_guardrails_state_in_the_same_words() -> None:
+    # +7 pp past a tolerance of 0, not yet significant: watched everywhere, "ok" nowhere
+    evidence = {"guardrails": {"error_rate": WATCHED, "latency_p95": "insufficient data"}}
+    status = status_of(
+        phase="running", verdict="hold", verdict_reason="minimum stage time not reached",
+        evidence=evidence,
+    )  # fmt: skip
+    specs = [GuardrailSpec("error_rate"), GuardrailSpec("latency_p95", 5.0)]
+    page = rollout_detail(RolloutPage(status, EMPTY, guardrails=specs))
+    watched = "error rate watching (above tolerance, not yet significant)"
+    assert f'<p class="guardrail-state" data-state="watching">{watched}</p>' in page
+    untested = "p95 latency not yet tested (too few events)"
+    assert f'<p class="guardrail-state" data-state="untested">{untested}</p>' in page
+    opening = re.search(r'<p class="verdict">([^<]+)</p>', page)
+    assert opening is not None
+    assert opening.group(1).endswith(f"minimum stage time not reached; {watched}")
+    point = {"ts_ms": 0, "ts": "", "stage": 0, "percent": 1.0, "verdict": "hold", "srm_p": 1.0,
+             "arms": {}, "guardrails": {"error_rate": WATCHED, "latency_p95": None}}  # fmt: skip
+    assert pages.health(status, HistoryPoint.model_validate(point)) == ("watching", watched)
+    detail = views.status_detail(status)
+    assert "tolerance 0 pp, watching (above tolerance, not yet significant)" in detail
+    assert "guardrail latency_p95: not yet tested (too few events)" in detail
+
+
 def test_session_cookie_is_not_the_token_and_loopback_is_recognised() -> None:
     assert session_value("t") != "t"
     assert session_value("t") != session_value("u")

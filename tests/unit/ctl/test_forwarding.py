@@ -70,8 +70,9 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         _evidence("error_rate"),
         [
             "*breach*\nerror_rate",
-            # 180/9100 errors in control: +4 pp is +202% on it.
-            "*error_rate*\nerror rate +4.0 pp (interval not yet bounded) (+202%)",
+            # 180/9100 errors in control: +4 pp is +202% on it; its state as every text says.
+            "*error_rate*\nerror rate +4.0 pp (interval not yet bounded) (+202%),"
+            " regressed (interval wholly above tolerance)",
             "*error_rate p_value*\n1.2e-06",
         ],
     ),

@@ -144,8 +144,9 @@ def test_live_view_keeps_every_important_column_within_the_width(width: int) -> 
         "1.94%",  # its control: 58 / 2,990
         "1,523",
         "4,612",
-        "REGRESSED: error rate +4.5 pp [+2.1, +6.8], p = 1e-09",
-        "no regression",
+        "regressed: error rate +4.5 pp [+2.1, +6.8], p = 1e-09",
+        # +0.08 pp past a tolerance of 0, not significant: watched, never "no regression"
+        "watching: error rate +0.1 pp [-1.2, +1.4], p = 1",
         "advisor says advance (confidence 0.90); advisor's rationale:",
         "advisor unavailable: timeout after 30.0 s",
         "3,210 events/s",
@@ -163,7 +164,7 @@ def test_live_view_tells_the_current_stage_from_the_last_comparison() -> None:
 def test_a_flag_without_data_yet_says_so() -> None:
     waiting = view(bound=None, treatment=ArmView(), control=ArmView(), advisor=None)
     text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(waiting,))), 80)
-    assert "not tested yet" in text
+    assert "error rate not yet tested (too few events)" in text
     assert "advisor says advance" not in text
 
 
