@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from controller.core.common import evidence_of
 from controller.core.wire import JsonObject
@@ -43,6 +44,16 @@ class SrmResult:
     """min(1, 1 / bayes_factor): valid however often the check is repeated."""
     p_threshold: float
     flagged: bool
+
+    @property
+    def missing(self) -> Literal["treatment", "control"] | None:
+        """The arm flagged for holding no units at all where they were expected (None:
+        neither, or nothing flagged)."""
+        if not self.flagged:
+            return None
+        if self.observed_treatment == 0:
+            return "treatment"
+        return "control" if self.observed_control == 0 else None
 
     def evidence(self) -> JsonObject:
         """Every field, JSON-ready."""
@@ -77,6 +88,13 @@ def srm_test(
     inequality it exceeds ``1 / p_threshold`` at any look with probability at
     most ``p_threshold`` when the split is right. The chi-square statistic
     and its one-look p-value are kept in the evidence for reference.
+
+    It flags once each arm holds ``min_units_per_arm`` units or was expected to: an arm
+    that never arrives (a cohort whose events do not say so) holds none however long the
+    check waits, yet none where 150 were expected is the strongest mismatch there is
+    (:attr:`SrmResult.missing`). Where few were expected the Bayes factor alone says
+    whether none is too unlikely to be chance (at 0.001: about 8 expected of an arm of
+    0.1%, 12 of one of 2%, 25 of one of half).
     """
     if not 0.0 <= expected_treatment_share <= 1.0 or units_t < 0 or units_c < 0:
         raise ValueError("need a share in [0, 1] and non-negative unit counts")
@@ -98,8 +116,14 @@ def srm_test(
         bayes_factor=bayes_factor,
         sequential_p_value=sequential_p,
         p_threshold=p_threshold,
-        flagged=sequential_p < p_threshold and min(units_t, units_c) >= min_units_per_arm,
+        flagged=sequential_p < p_threshold
+        and _telling((units_t, units_c), expected, min_units_per_arm),
     )
+
+
+def _telling(observed: tuple[int, int], expected: tuple[float, float], least: int) -> bool:
+    """Whether the counts may be flagged: each arm holds ``least`` units or was expected to."""
+    return all(o >= least or e >= least for o, e in zip(observed, expected, strict=True))
 
 
 def srm_bayes_factor(units_t: int, units_c: int, share: float) -> float:

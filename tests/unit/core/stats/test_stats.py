@@ -643,8 +643,9 @@ def test_exceedance_cases(hist_t: tuple[int, ...], regressed: bool, share_t: flo
         (150, 10_000, 0.01, True),
         (5_000, 5_000, 0.5, False),
         (0, 40, 0.5, False),
-        (7, 100, 0.5, False),
+        (7, 100, 0.5, True),  # 53 expected: an arm of 7 is no small sample, it is short
         (8, 100, 0.5, True),
+        (7, 13, 0.5, False),  # 10 expected each: the factor is not decisive
         (0, 0, 0.5, False),
         (500, 0, 0.0, False),
         (500, 20, 1.0, False),
@@ -655,6 +656,57 @@ def test_srm_table(units_t: int, units_c: int, share: float, flagged: bool) -> N
     result = srm_test(units_t, units_c, share)
     assert result.flagged is flagged
     assert 0.0 <= result.p_value <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("units_t", "units_c", "share", "missing"),
+    [
+        # A held-out cohort of 2% that never arrives: about 150 expected, none seen
+        (7_400, 0, 0.98, "control"),
+        (0, 7_400, 0.02, "treatment"),
+        (200, 0, 0.5, "control"),
+        (1_100, 0, 0.99, "control"),  # 11 expected: already too unlikely to be chance
+        # Too few expected for none to say anything: 0 is plausible
+        (40, 0, 0.5, None),  # 20 expected: not yet decisive for a check made at every unit
+        (250, 0, 0.98, None),  # 5 expected: none seen 1 time in 160
+        (100, 0, 0.95, None),
+        (0, 7, 0.5, None),
+        (0, 0, 0.5, None),
+        (0, 0, 0.98, None),
+        # At a one-sided split an arm of none is the design
+        (7_400, 0, 1.0, None),
+    ],
+)
+def test_srm_flags_a_missing_arm_once_enough_were_expected(
+    units_t: int, units_c: int, share: float, missing: str | None
+) -> None:
+    result = srm_test(units_t, units_c, share)
+    assert (result.flagged, result.missing) == (missing is not None, missing)
+    if missing is not None:
+        expected = result.expected_control if missing == "control" else result.expected_treatment
+        assert expected >= 8
+        assert result.sequential_p_value < result.p_threshold
+
+
+@pytest.mark.parametrize(
+    ("units_t", "units_c", "share", "least", "flagged"),
+    [
+        # An arm short of the minimum is judged once the minimum was expected of it
+        (7_400, 1, 0.98, 8, True),  # 1 held-out unit against 148 expected
+        (7_400, 7, 0.98, 8, True),
+        (7_400, 140, 0.98, 8, False),
+        (8_288, 0, 0.999, 8, True),  # 8.3 expected, and the Bayes factor is decisive
+        (8_288, 0, 0.999, 10, False),  # ...but 10 are asked for
+        (390, 0, 0.98, 8, False),  # 7.8 expected
+        (75_000, 0, 0.9999, 8, False),  # 7.5 expected: decisive, yet below the minimum
+    ],
+)
+def test_an_arm_short_of_the_minimum_is_judged_once_the_minimum_was_expected(
+    units_t: int, units_c: int, share: float, least: int, flagged: bool
+) -> None:
+    result = srm_test(units_t, units_c, share, min_units_per_arm=least)
+    assert result.flagged is flagged
+    assert result.missing == ("control" if flagged and units_c == 0 else None)
 
 
 def test_srm_at_a_one_sided_split_has_nothing_to_test() -> None:
