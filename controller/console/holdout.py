@@ -64,7 +64,8 @@ def _comparison(title: str, compared: Comparison, *, escaped: bool = False) -> s
     heading = title if escaped else esc(title)
     ratio = ""
     if compared.sample_ratio_mismatch:
-        ratio = " <strong>Sample ratio mismatch</strong>: the holdout's share is not its percent."
+        said = compared.sample_ratio or "the holdout's share is not its percent"
+        ratio = f" <strong>Sample ratio mismatch</strong>: {esc(said)}."
     warning = (
         ""
         if compared.trusted

@@ -6,6 +6,7 @@ from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
+from controller.adapters.redis.holdout_reads import HoldoutReads
 from controller.adapters.redis.ingest_progress import (
     CountedTimes,
     IngestProgressStore,
@@ -24,6 +25,7 @@ __all__ = [
     "CountedTimes",
     "EventLedger",
     "GapStore",
+    "HoldoutReads",
     "IdWindow",
     "IngestProgressStore",
     "PipelineRunStore",

@@ -17,7 +17,9 @@ partitions' keys live in different slots: one call per partition, sent side
 by side with ``SMEMBERS`` of the partitions set (one round trip of latency,
 one per node). :meth:`AggregateReads.read` takes many reads at once:
 :data:`KEYS_PER_CALL` keys to a call (so no call holds Redis long), the
-calls of one node in one pipeline.
+calls of one node in one pipeline. :meth:`AggregateReads.read_together` adds one read
+of every flag's cells together, its units one ``PFCOUNT`` over all their HyperLogLogs per
+partition: a unit several flags counted is counted once (a holdout's cumulative comparison).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ treatment's place, the holdout in the control's."""
 
 Wanted = tuple[str, tuple[int, ...]]
 """A flag and its versions, ascending, without repeats."""
+Read = tuple[Wanted, ...]
+"""What one read sums: one flag's versions (a gate's read), or several flags' (all together)."""
 
 
 class NamedReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -139,6 +143,24 @@ class AggregateReads:
         """
         if not wanted:
             return []
+        replies = await self._read([(w,) for w in wanted], cells)
+        return [_flag(f, v, parts) for (f, v), parts in zip(wanted, replies, strict=True)]
+
+    async def read_together(
+        self, wanted: Sequence[Wanted], cells: Cells
+    ) -> tuple[list[FlagAggregates], FlagAggregates]:
+        """:meth:`read` of each ``(flag, versions)``, and in the same calls all of them
+        together: each arm summed over every flag, its units one union over every flag's
+        cells (named by the flags joined with ``+``)."""
+        if not wanted:
+            raise ValueError("a read together needs a flag")
+        *each, together = await self._read([*((w,) for w in wanted), tuple(wanted)], cells)
+        flags = [_flag(f, v, parts) for (f, v), parts in zip(wanted, each, strict=True)]
+        versions = tuple(sorted({v for _, vs in wanted for v in vs}))
+        return flags, _flag("+".join(f for f, _ in wanted), versions, together)
+
+    async def _read(self, reads: Sequence[Read], cells: Cells) -> list[CallReply]:
+        """Per read, its arms' reply of each partition (one on one node)."""
         if len(cells[0]) != len(cells[1]) or not cells[0]:
             raise ValueError("both arms of a read need as many cells, at least one")
         parts = self._claimed
@@ -146,35 +168,33 @@ class AggregateReads:
             parts = await self._members()
         for _ in range(ATTEMPTS):
             read = self._on_cluster if self._cluster else self._on_node
-            claimed, replies = await read(wanted, parts, cells)
+            claimed, replies = await read(reads, parts, cells)
             if replies is not None:
                 self._claimed = parts
-                return [
-                    _flag(flag, versions, [reply[i] for reply in replies])
-                    for i, (flag, versions) in enumerate(wanted)
-                ]
+                return [[reply[i] for reply in replies] for i in range(len(reads))]
             parts = claimed
         raise StoreError(f"the partitions of {self._topic} kept changing under {ATTEMPTS} reads")
 
     async def _members(self) -> list[int]:
         return sorted(int(m) for m in await self._redis.smembers(self._partitions_key))
 
-    def _keys(self, tags: Iterable[str], reads: Sequence[Wanted], cells: Cells) -> list[str]:
-        """Per read, per partition, per arm: the hashes of each version (and cell), the
-        units, the lanes."""
+    def _keys(self, tags: Iterable[str], reads: Sequence[Read], cells: Cells) -> list[str]:
+        """Per read, per partition, per arm: the hashes of each flag's versions (and cells),
+        the units, the lanes."""
         keys: list[str] = []
         add = keys.append
-        for flag, versions in reads:
+        for read in reads:
             for tag in tags:
                 for arm in cells:
                     for kind in ("a", "u", "b"):
-                        for v in versions:
-                            for cell in arm:
-                                add(f"{tag}:{kind}:{flag}:{v}:{cell}")
+                        for flag, versions in read:
+                            for v in versions:
+                                for cell in arm:
+                                    add(f"{tag}:{kind}:{flag}:{v}:{cell}")
         return keys
 
     async def _on_node(
-        self, wanted: Sequence[Wanted], parts: list[int], cells: Cells
+        self, wanted: Sequence[Read], parts: list[int], cells: Cells
     ) -> tuple[list[int], list[CallReply] | None]:
         """Calls over every partition, :func:`_chunks` of the reads, each checking the partitions.
 
@@ -187,7 +207,7 @@ class AggregateReads:
         per = len(cells[0])
         for chunk in _chunks(wanted, len(parts) * per):
             keys = [self._partitions_key, *self._keys(tags, chunk, cells)]
-            counts = (len(v) * per for _, v in chunk)
+            counts = (_versions(read) * per for read in chunk)
             calls.append((keys, [expected, len(parts), BUCKET_COUNT, *counts]))
         answers = await self._run(calls)
         replies: list[CallReply] = []
@@ -217,7 +237,7 @@ class AggregateReads:
         return list(answers)
 
     async def _on_cluster(
-        self, wanted: Sequence[Wanted], parts: list[int], cells: Cells
+        self, wanted: Sequence[Read], parts: list[int], cells: Cells
     ) -> tuple[list[int], list[CallReply] | None]:
         """Calls per partition, :func:`_chunks` of the reads, beside ``SMEMBERS``.
 
@@ -228,7 +248,7 @@ class AggregateReads:
         per = len(cells[0])
         for index, p in enumerate(parts):
             for chunk in _chunks(wanted, per):
-                args = ["-", 1, BUCKET_COUNT, *(len(v) * per for _, v in chunk)]
+                args = ["-", 1, BUCKET_COUNT, *(_versions(read) * per for read in chunk)]
                 calls.append((index, self._keys([self._tag(p)], chunk, cells), args))
         # SMEMBERS goes with the first calls: a partition claimed since is seen in the same trip.
         claimed = self._members()
@@ -247,13 +267,18 @@ class AggregateReads:
         return parts, replies
 
 
-def _chunks(wanted: Sequence[Wanted], parts: int) -> list[Sequence[Wanted]]:
+def _versions(read: Read) -> int:
+    """How many flag versions a read sums."""
+    return sum(len(versions) for _, versions in read)
+
+
+def _chunks(wanted: Sequence[Read], parts: int) -> list[Sequence[Read]]:
     """``wanted`` cut into runs of at most :data:`KEYS_PER_CALL` keys over ``parts`` partitions
     (a read with more is a run of its own)."""
-    runs: list[Sequence[Wanted]] = []
+    runs: list[Sequence[Read]] = []
     start, keys = 0, 0
-    for index, (_, versions) in enumerate(wanted):
-        more = 6 * parts * len(versions)  # two arms, a hash, HyperLogLog and lanes each
+    for index, read in enumerate(wanted):
+        more = 6 * parts * _versions(read)  # two arms, a hash, HyperLogLog and lanes each
         if keys + more > KEYS_PER_CALL and index > start:
             runs.append(wanted[start:index])
             start, keys = index, 0

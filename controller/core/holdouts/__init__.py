@@ -12,6 +12,7 @@ from controller.core.holdouts.comparison import (
     HoldoutReport,
     holdout_report,
 )
+from controller.core.holdouts.overlap import People
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -20,5 +21,6 @@ __all__ = [
     "FlagCells",
     "GuardrailComparison",
     "HoldoutReport",
+    "People",
     "holdout_report",
 ]

@@ -23,27 +23,31 @@ at most alpha however often it is read.
 The cumulative comparison adds each group's cells over every flag, bucket by
 bucket. A unit falls in the same bucket of units under every flag, so its
 events stay one cluster however many flags report them, and the delta method
-stays valid when one request is reported under several flags. Its guardrails
-are every guardrail key some flag's plan names (the first such plan's
-definition). Each flag's comparison has its own sample-ratio check (units of
-the holdout against the holdout's percent); the cumulative one has none
-(a unit is counted once per flag) and is marked untrusted when any flag's
-check fails. Pure.
+stays valid when one request is reported under several flags. Its units are
+counted once each however many flags saw them (:class:`~.overlap.People`), and
+are its N; the floor its variance is held to is raised by how much the flags
+overlap (:mod:`~controller.core.holdouts.overlap`). Its guardrails are every guardrail
+key some flag's plan names (the first such plan's definition). Each flag's
+comparison has its own sample-ratio check (units of the holdout against the
+holdout's percent); the cumulative one has none and is marked untrusted when any
+flag's check fails. Pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.core.holdouts.overlap import People, floored, overlap_of
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats import (
     ArmAggregate,
     FlagAggregates,
+    SrmResult,
     control_baseline,
     guardrail_result,
     srm_test,
@@ -104,14 +108,29 @@ class Comparison(BaseModel):
 
     scope: str = Field(description="The flag, or `cumulative` for every flag together.")
     versions: list[int] = Field(default_factory=list, description="The flag versions read.")
-    rest_units: int = Field(ge=0, description="Units of everyone else (a count per flag).")
-    holdout_units: int = Field(ge=0, description="Units of the holdout.")
+    rest_units: int = Field(
+        ge=0, description="Units of everyone else; cumulatively, each counted once over the flags."
+    )
+    holdout_units: int = Field(
+        ge=0, description="Units of the holdout; cumulatively, each counted once over the flags."
+    )
     rest_requests: int = Field(ge=0)
     holdout_requests: int = Field(ge=0)
     sample_ratio_mismatch: bool | None = Field(
         default=None,
         description="The holdout's share of units is not its percent (the gate's check); "
         "absent for the cumulative comparison, which has none.",
+    )
+    sample_ratio: str | None = Field(
+        default=None,
+        description="The sample-ratio check in words: the holdout's units against those its"
+        " percent expects, or what is missing; absent for the cumulative comparison.",
+    )
+    overlap: float | None = Field(
+        default=None,
+        ge=1.0,
+        description="Cumulative only: units counted over the flags (once per flag) per"
+        " distinct unit, the larger group's; 1 where no unit is under two flags.",
     )
     trusted: bool = Field(
         description="False where a sample-ratio check failed: its numbers are not evidence."
@@ -148,8 +167,13 @@ def holdout_report(
     alpha: float = DEFAULT_ALPHA,
     environment: str | None = None,
     since: datetime | None = None,
+    people: People | None = None,
 ) -> HoldoutReport:
-    """The holdout against everyone else, per flag (in flag order) and cumulatively."""
+    """The holdout against everyone else, per flag (in flag order) and cumulatively.
+
+    ``people``: each group's distinct units over every flag, for the cumulative comparison;
+    None takes every flag's units for different people (their sum, no overlap).
+    """
     if not MIN_ALPHA <= alpha < 0.5:
         raise ValueError(f"alpha must be in [{MIN_ALPHA:g}, 0.5): {alpha}")
     ordered = sorted(flags, key=lambda f: f.flag)
@@ -157,7 +181,8 @@ def holdout_report(
     compared = [_flag_comparison(f, holdout, share) for f in ordered]
     cumulative = None
     if ordered:
-        cumulative = _cumulative(ordered, share, trusted=all(c.trusted for c in compared))
+        trusted = all(c.trusted for c in compared)
+        cumulative = _cumulative(ordered, share, people, trusted=trusted)
     return HoldoutReport(
         holdout=holdout.name,
         environment=environment,
@@ -172,7 +197,7 @@ def holdout_report(
 def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Comparison:
     rest_share = 1.0 - holdout.percent / 100.0
     srm = srm_test(cells.rest.units, cells.holdout.units, rest_share, p_threshold=SRM_THRESHOLD)
-    return _comparison(
+    compared = _comparison(
         cells.flag,
         cells.versions,
         _at_level(cells.plan, alpha),
@@ -181,9 +206,28 @@ def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Compar
         srm=srm.flagged,
         trusted=not srm.flagged,
     )
+    return compared.model_copy(update={"sample_ratio": _ratio_text(srm)})
 
 
-def _cumulative(flags: Sequence[FlagCells], alpha: float, *, trusted: bool) -> Comparison:
+def _ratio_text(srm: SrmResult) -> str:
+    """The holdout's sample-ratio check in words (the holdout in the control's place)."""
+    if srm.missing == "control":
+        return (
+            f"no held-out units against {srm.expected_control:,.0f} expected (do the apps"
+            " report cohort holdout with their events?)"
+        )
+    if srm.missing == "treatment":
+        return f"no units of everyone else against {srm.expected_treatment:,.0f} expected"
+    held = srm.observed_control
+    return (
+        f"{held:,} held-out unit{'' if held == 1 else 's'} against"
+        f" {srm.expected_control:,.0f} expected (sequential p = {srm.sequential_p_value:.2g})"
+    )
+
+
+def _cumulative(
+    flags: Sequence[FlagCells], alpha: float, people: People | None, *, trusted: bool
+) -> Comparison:
     guardrails: dict[str, Guardrail] = {}
     for cells in flags:
         for guardrail in cells.plan.guardrails:
@@ -191,11 +235,18 @@ def _cumulative(flags: Sequence[FlagCells], alpha: float, *, trusted: bool) -> C
                 guardrails.setdefault(guardrail.key, guardrail)
     first = flags[0].plan
     plan = first.model_copy(update={"guardrails": list(guardrails.values()), "alpha_weights": None})
-    rest = _added([f.rest for f in flags])
-    held = _added([f.holdout for f in flags])
-    return _comparison(
-        "cumulative", (), _at_level(plan, alpha), rest, held, srm=None, trusted=trusted
+    rest, held = _added([f.rest for f in flags]), _added([f.holdout for f in flags])
+    groups = (
+        overlap_of([f.rest.units for f in flags], None if people is None else people.rest),
+        overlap_of([f.holdout.units for f in flags], None if people is None else people.holdout),
     )
+    rest, held = replace(rest, units=groups[0].distinct), replace(held, units=groups[1].distinct)
+    floor = max(g.bound for g in groups)
+    level = _at_level(plan, alpha)
+    compared = _comparison(
+        "cumulative", (), level, rest, held, srm=None, trusted=trusted, floor=floor
+    )
+    return compared.model_copy(update={"overlap": max(g.ratio for g in groups)})
 
 
 def _comparison(
@@ -207,6 +258,7 @@ def _comparison(
     *,
     srm: bool | None,
     trusted: bool,
+    floor: float = 1.0,
 ) -> Comparison:
     data = FlagAggregates(flag=scope, versions=frozenset(versions), treatment=rest, control=holdout)
     return Comparison(
@@ -218,14 +270,17 @@ def _comparison(
         holdout_requests=holdout.requests,
         sample_ratio_mismatch=srm,
         trusted=trusted,
-        guardrails=[_guardrail(g, data, plan) for g in plan.guardrails if not g.dry_run],
+        guardrails=[_guardrail(g, data, plan, floor) for g in plan.guardrails if not g.dry_run],
     )
 
 
-def _guardrail(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> GuardrailComparison:
+def _guardrail(
+    guardrail: Guardrail, data: FlagAggregates, plan: Plan, floor: float
+) -> GuardrailComparison:
     rest = control_baseline(guardrail, data.treatment)
     held = control_baseline(guardrail, data.control)
-    result = guardrail_result(guardrail, data, plan)
+    found = guardrail_result(guardrail, data, plan)
+    result = None if found is None else floored(found, floor)
     if result is None:
         return GuardrailComparison(
             guardrail=guardrail.key, verdict="too_little_data", rest=rest, holdout=held

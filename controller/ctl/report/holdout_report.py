@@ -90,10 +90,13 @@ def _comparison(compared: Comparison) -> list[str]:
         f"Units: {compared.rest_units:,} everyone else, {compared.holdout_units:,} held out;"
         f" requests: {compared.rest_requests:,} and {compared.holdout_requests:,}."
     )
+    said = compared.sample_ratio or "the holdout's share of units is not its percent"
     if compared.sample_ratio_mismatch:
-        units += " **Sample ratio mismatch**: the holdout's share of units is not its percent."
+        units += f" **Sample ratio mismatch**: {said}."
     elif compared.sample_ratio_mismatch is False:
-        units += " Sample ratio as expected."
+        units += " Sample ratio as expected" + (f": {said}." if compared.sample_ratio else ".")
+    if compared.overlap is not None and compared.overlap > 1:
+        units += f" {_overlap(compared.overlap)}"
     lines = [units, ""]
     if not compared.trusted:
         lines += ["**Not evidence**: a sample-ratio check failed; find why first.", ""]
@@ -103,6 +106,14 @@ def _comparison(compared: Comparison) -> list[str]:
     ]
     lines += [_row(g) for g in compared.guardrails]
     return lines
+
+
+def _overlap(overlap: float) -> str:
+    """The cumulative comparison's units, said: each once, though several flags counted it."""
+    return (
+        f"Each unit is counted once, though the flags count {overlap:.2f} times as many"
+        " (a unit under several flags); the test allows for it."
+    )
 
 
 def _row(g: GuardrailComparison) -> str:

@@ -3,7 +3,8 @@
 Every rollout of the environment whose plan names the holdout is read: its
 cells over every flag version it published (each stage's, and the one it
 serves now), everyone else's cells summed against the holdout's in one read
-(:data:`controller.adapters.redis.HOLDOUT_CELLS`), then compared by
+(:data:`controller.adapters.redis.HOLDOUT_CELLS`), with every flag's together
+beside them for the units counted once over the flags, then compared by
 :func:`controller.core.holdouts.holdout_report`. Read-only.
 """
 
@@ -13,14 +14,17 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from controller.core.common import StoreError, environment_of
-from controller.core.holdouts import FlagCells, HoldoutReport, holdout_report
+from controller.core.holdouts import FlagCells, HoldoutReport, People, holdout_report
 from controller.core.release import Environments
 from controller.core.rollouts import Rollout
 from controller.core.stats import FlagAggregates
 from controller.ports import RolloutStates
 
-CellRead = Callable[[Sequence[tuple[str, Iterable[int]]]], Awaitable[list[FlagAggregates]]]
-"""Everyone else (in the treatment's place) and the holdout (the control's), per flag."""
+CellRead = Callable[
+    [Sequence[tuple[str, Iterable[int]]]], Awaitable[tuple[list[FlagAggregates], FlagAggregates]]
+]
+"""Everyone else (in the treatment's place) and the holdout (the control's), per flag, and
+every flag's together (a unit counted once however many flags saw it)."""
 
 
 class HoldoutView:
@@ -57,14 +61,18 @@ class HoldoutView:
         if not naming:
             return None
         versions = [published(r) for r in naming]
-        data = await self._read([(r.flag, v) for r, v in zip(naming, versions, strict=True)])
+        wanted = [(r.flag, v) for r, v in zip(naming, versions, strict=True)]
+        data, together = await self._read(wanted)
+        people = People(rest=together.treatment.units, holdout=together.control.units)
         cells = [
             FlagCells(r.flag, r.plan, v, rest=d.treatment, holdout=d.control)
             for r, v, d in zip(naming, versions, data, strict=True)
         ]
         holdout = naming[0].plan.holdout
         assert holdout is not None
-        return holdout_report(holdout, cells, alpha=alpha, environment=where, since=since)
+        return holdout_report(
+            holdout, cells, alpha=alpha, environment=where, since=since, people=people
+        )
 
 
 def published(rollout: Rollout) -> tuple[int, ...]:

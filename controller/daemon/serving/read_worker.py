@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
 
 import orjson
 
-from controller.adapters.redis import HOLDOUT_CELLS, RedisAggregateStore, RolloutStore, connect
+from controller.adapters.redis import HoldoutReads, RedisAggregateStore, RolloutStore, connect
 from controller.core.holdouts import HoldoutReport
 from controller.core.reading import FlagStates, FlagStateView, RolloutList
 from controller.core.release import Environments
@@ -92,7 +91,7 @@ class ReadWorker(LoopThread):
         aggregates = RedisAggregateStore(client, settings=redis, topic=self._settings.topics.events)
         self._holdouts = HoldoutView(
             states=self._states,
-            read=partial(aggregates.read_many, cells=HOLDOUT_CELLS),
+            read=HoldoutReads(client, settings=redis, topic=self._settings.topics.events),
             environments=self._environments,
         )
         self._status = StatusView(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from controller.adapters.redis import HOLDOUT_CELLS, aggregate_reads
+from controller.adapters.redis import HOLDOUT_CELLS, HoldoutReads, aggregate_reads
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.client import RedisClient
@@ -268,3 +268,47 @@ async def test_a_holdout_read_sums_everyone_else_against_the_holdout(
         assert got.buckets.total(REQUESTS) == got.requests
     # The arms alone are a part of everyone else: the cohorts add to them
     assert 0 < arms.treatment.requests + arms.control.requests < read.treatment.requests
+
+
+def held_apart(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """``events`` as a holdout places units: a fifth held out of every flag, the others
+    each in one place per flag (an arm, carried or outside)."""
+    rng = random.Random(seed)
+    held = {f"u{u}" for u in rng.sample(range(200), 40)}
+    placed: dict[tuple[str, str], str] = {}
+    places = ("treatment", "control", "carried", "outside")
+    for event in events:
+        key = (event["flag"], event["unit"])
+        where = "holdout" if key[1] in held else placed.setdefault(key, rng.choice(places))
+        event["arm"] = "treatment" if where in ("treatment", "carried") else "control"
+        if where in ("carried", "outside", "holdout"):
+            event["cohort"] = where
+    return events
+
+
+async def test_a_holdout_read_together_counts_a_unit_under_several_flags_once(
+    client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(client, redis_namespace)
+    events = held_apart(random_events(22, 3000), 22)
+    await flush_partitions(store, events, range(PARTITIONS))
+    reads = HoldoutReads(client, settings=RedisSettings(key_prefix=redis_namespace), topic="events")
+    wanted = [("flag-0", [1, 2, 3]), ("flag-1", [1, 2, 3])]
+    each, together = await reads(wanted)
+    # Each flag is read as alone, and both flags' events are summed together
+    assert each == await store.read_many(wanted, cells=HOLDOUT_CELLS)
+    assert together.flag == "flag-0+flag-1"
+    for got, held in ((together.treatment, False), (together.control, True)):
+        ours = [
+            e for e in events if e["flag"] != "flag-2" and (e.get("cohort") == "holdout") is held
+        ]
+        assert got.requests == sum(e["type"] == "request" for e in ours)
+        assert got.errors == sum(e.get("error") is True for e in ours)
+        # ...but each unit once, though both flags counted nearly every one of them
+        people = len({e["unit"] for e in ours})
+        counted = sum(len({e["unit"] for e in ours if e["flag"] == f}) for f, _ in wanted)
+        assert counted > 1.8 * people
+        assert got.units == pytest.approx(people, rel=0.02)
+        assert sum(getattr(arm, "control" if held else "treatment").units for arm in each) == (
+            pytest.approx(counted, rel=0.02)
+        )

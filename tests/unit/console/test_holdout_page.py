@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controller.console.holdout import holdout_detail, holdout_link
 from controller.core.holdouts import FlagCells, holdout_report
 from controller.core.rollouts import DEFAULT_PLAN
@@ -25,6 +27,15 @@ def test_the_page_shows_each_comparison_with_its_verdicts_and_links_each_flag() 
     assert "<script>" not in page
     assert "&lt;script&gt;x&lt;/script&gt;" in page
     assert "over all 3 comparisons" in page
+
+
+def test_a_holdout_whose_events_never_arrive_says_what_is_missing() -> None:
+    rest, held = last_look(3, percent=5)
+    flags = [FlagCells("checkout", DEFAULT_PLAN, (3,), rest, replace(held, units=0))]
+    page = holdout_detail(holdout_report(HOLDOUT, flags))
+    expected = f"{0.05 * rest.units:,.0f}"
+    assert f"<strong>Sample ratio mismatch</strong>: no held-out units against {expected}" in page
+    assert 'data-scope="checkout" data-trusted="false"' in page
 
 
 def test_a_rollout_naming_a_holdout_links_its_page() -> None:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from controller.core.holdouts import FlagCells, holdout_report
+from controller.core.holdouts import FlagCells, People, holdout_report
 from controller.core.rollouts import DEFAULT_PLAN, Guardrail, Plan
 from controller.core.stats import ArmAggregate
 from controller.core.wire import Holdout
@@ -100,3 +100,76 @@ def test_only_guardrails_on_events_are_compared_and_alpha_is_theirs() -> None:
     compared = report.flags[0].guardrails
     assert [g.guardrail for g in compared] == ["error_rate", "latency_p99"]
     assert [g.alpha for g in compared] == [pytest.approx(0.01)] * 2  # 0.04 / 2 comparisons / 2
+
+
+def test_two_flags_over_the_same_people_count_each_person_once() -> None:
+    # Each person's requests reported under both flags alike: the cumulative is one flag
+    rest, held = last_look(8, rest_factor=1.3)
+    flags = [cells("a", (rest, held)), cells("b", (rest, held))]
+    report = holdout_report(HOLDOUT, flags, people=People(rest.units, held.units))
+    together, alone = report.cumulative, report.flags[0]
+    assert together is not None
+    assert (together.rest_units, together.holdout_units) == (rest.units, held.units)
+    assert (together.rest_requests, together.overlap) == (2 * rest.requests, 2.0)
+    errors, one = together.guardrails[0], alone.guardrails[0]
+    assert errors.guardrail == one.guardrail == "error_rate"
+    assert errors.lower == pytest.approx(one.lower, rel=1e-9)
+    assert errors.upper == pytest.approx(one.upper, rel=1e-9)
+    # Counted once per flag, the same people read as twice as many: another test
+    apart = holdout_report(HOLDOUT, flags).cumulative
+    assert apart is not None
+    assert (apart.rest_units, apart.overlap) == (2 * rest.units, 1.0)
+    assert apart.guardrails[0].lower != pytest.approx(one.lower, rel=1e-3)
+
+
+def test_flags_over_different_people_add_their_units() -> None:
+    groups = [last_look(9), last_look(10)]
+    flags = [cells("a", groups[0]), cells("b", groups[1])]
+    people = People(sum(g[0].units for g in groups), sum(g[1].units for g in groups))
+    assert holdout_report(HOLDOUT, flags, people=people) == holdout_report(HOLDOUT, flags)
+
+
+@pytest.mark.parametrize(
+    ("rest", "held", "mismatch", "said"),
+    [
+        # A 5% holdout whose events never say cohort holdout: about 150 expected, none seen
+        (3_000, 0, True, "no held-out units against 150 expected (do the apps report"),
+        (3_000, 1, True, "1 held-out unit against 150 expected (sequential p = "),
+        (2_850, 150, False, "150 held-out units against 150 expected (sequential p = 1)"),
+        (2_850, 450, True, "450 held-out units against 165 expected"),
+        # Too few expected for none to mean anything
+        (57, 0, False, "0 held-out units against 3 expected"),
+        (140, 0, False, "0 held-out units against 7 expected"),
+        (0, 0, False, "0 held-out units against 0 expected"),
+        (0, 150, True, "no units of everyone else against 142 expected"),
+    ],
+)
+def test_a_missing_holdout_is_a_sample_ratio_mismatch_with_its_reason(
+    rest: int, held: int, mismatch: bool, said: str
+) -> None:
+    groups = (ArmAggregate(units=rest), ArmAggregate(units=held))
+    report = holdout_report(HOLDOUT, [cells("a", groups), cells("b", last_look(4))])
+    compared = report.flags[0]
+    assert (compared.sample_ratio_mismatch, compared.trusted) == (mismatch, not mismatch)
+    assert compared.sample_ratio is not None
+    assert compared.sample_ratio.startswith(said)
+    assert report.cumulative is not None
+    assert report.cumulative.trusted is not mismatch
+
+
+def test_the_same_people_under_two_flags_are_no_more_evidence_than_their_events_allow() -> None:
+    # Requests independent within a unit: the buckets see no clustering, so only the floor
+    # knows that the two flags' units are the same people, each weighing twice
+    groups = [holdout_groups(s, percent=HOLDOUT.percent, shape="independent") for s in (8, 11)]
+    flags = [cells("a", groups[0]), cells("b", groups[1])]
+    same = People(max(g[0].units for g in groups), max(g[1].units for g in groups))
+
+    def width(people: People | None) -> float:
+        found = holdout_report(HOLDOUT, flags, people=people).cumulative
+        assert found is not None
+        errors = found.guardrails[0]
+        assert errors.lower is not None
+        assert errors.upper is not None
+        return errors.upper - errors.lower
+
+    assert width(same) > 1.2 * width(None)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from controller.core.holdouts import FlagCells, holdout_report
+from controller.core.holdouts import FlagCells, People, holdout_report
 from controller.core.rollouts import DEFAULT_PLAN
 from controller.core.stats import ArmAggregate
 from controller.core.wire import Holdout
@@ -28,17 +28,21 @@ def test_the_markdown_names_the_regression_the_cumulative_and_what_is_no_evidenc
         FlagCells("search", DEFAULT_PLAN, (1,), *last_look(2)),
         FlagCells("skewed", DEFAULT_PLAN, (1,), rest, replace(held, units=held.units * 4)),
     ]
-    shown = markdown(holdout_report(HOLDOUT, flags))
+    people = People(rest.units * 2, held.units * 4)  # skewed's units hold checkout's
+    shown = markdown(holdout_report(HOLDOUT, flags, people=people))
     cumulative, _, per_flag = shown.partition("## checkout (flag versions 3, 4)")
     assert "## Everything released, together" in cumulative
     assert "| error_rate |" in cumulative
     assert "**Not evidence**" in cumulative  # a flag's sample-ratio check failed
+    assert f"Units: {rest.units * 2:,} everyone else, {held.units * 4:,} held out;" in cumulative
+    assert "Each unit is counted once, though the flags count 1.50 times as many" in cumulative
     checkout, _, rest_of = per_flag.partition("## search")
     assert "**regressed**" in checkout
-    assert "Sample ratio as expected." in checkout
+    assert f"Sample ratio as expected: {held.units:,} held-out units against 2,000" in checkout
     search, _, skewed = rest_of.partition("## skewed")
     assert "**regressed**" not in search
-    assert "**Sample ratio mismatch**" in skewed
+    said = f"**Sample ratio mismatch**: {4 * held.units:,} held-out units against 2,"
+    assert said in skewed
     assert "over all 4 comparisons" in shown
 
 
