@@ -224,6 +224,8 @@ def _rate(arm: ArmTally) -> str:
 
 
 def _bounds(metric: str, test: GuardrailTest | None, baseline: float | None) -> str:
+    """Δ and its interval, the tolerance in the same digits, and the guardrail's state."""
+    state = guardrail_state(test).text
     if test is None:
         return state
     delta, lower, upper = (
